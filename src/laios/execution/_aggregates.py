@@ -1,0 +1,263 @@
+"""Per-tool aggregates (counts, sums, histogram buckets) and the snapshots exporters read.
+
+Everything here is O(tools × outcomes × buckets): the number of tasks run never changes the
+size of an aggregate. The store updates these under its lock; snapshots are plain copies.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "ERROR_TYPE_OTHER",
+    "OUTCOMES",
+    "TOOL_OTHER",
+    "TOOL_UNKNOWN",
+    "CounterSnapshot",
+    "CustomMetricSnapshot",
+    "Exemplar",
+    "HistogramSnapshot",
+    "RunningTaskSnapshot",
+    "StoreSnapshot",
+    "ToolSlot",
+    "ToolSnapshot",
+]
+
+#: Upper bounds (seconds) of the duration and queue-wait histogram buckets: 1 ms to 5 min.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
+#: Every outcome a task can end with.
+OUTCOMES: tuple[str, ...] = ("success", "error", "timeout", "cancelled", "rejected")
+
+#: ``tool`` label of a tool name that is not registered.
+TOOL_UNKNOWN = "unknown"
+#: ``tool`` label shared by registered tools past the label cap.
+TOOL_OTHER = "other"
+#: ``error_type`` label shared by error types past the cap.
+ERROR_TYPE_OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """The trace of one observation, for Prometheus exemplars."""
+
+    trace_id: str
+    span_id: str
+    value: float
+    timestamp: float
+
+
+class _Histogram:
+    __slots__ = ("buckets", "count", "exemplars", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last one is +Inf
+        self.exemplars: list[Exemplar | None] = [None] * (len(DURATION_BUCKETS) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float, exemplar: tuple[str, str] | None) -> None:
+        index = bisect_left(DURATION_BUCKETS, value)
+        self.buckets[index] += 1
+        self.count += 1
+        self.sum += value
+        if exemplar is not None:
+            self.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, time.time())
+
+    def snapshot(self) -> HistogramSnapshot:
+        cumulative: list[int] = []
+        running = 0
+        for n in self.buckets:
+            running += n
+            cumulative.append(running)
+        return HistogramSnapshot(
+            count=self.count,
+            sum=self.sum,
+            cumulative_buckets=tuple(cumulative),
+            exemplars=tuple(self.exemplars),
+        )
+
+
+class _ErrorCount:
+    __slots__ = ("count", "exemplar")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.exemplar: Exemplar | None = None
+
+
+class ToolSlot:
+    """Aggregates of one ``tool`` label value: one histogram per outcome, and the rest."""
+
+    __slots__ = (
+        "errors",
+        "in_flight",
+        "label",
+        "max_error_types",
+        "outcomes",
+        "queue_wait",
+        "retries",
+    )
+
+    def __init__(self, label: str, max_error_types: int) -> None:
+        """Create empty aggregates for ``label``."""
+        self.label = label
+        self.max_error_types = max_error_types
+        self.outcomes: dict[str, _Histogram] = {}
+        self.queue_wait = _Histogram()
+        self.retries = 0
+        self.in_flight = 0
+        self.errors: dict[str, _ErrorCount] = {}
+
+    def finished(
+        self,
+        outcome: str,
+        duration: float,
+        error_type: str | None,
+        exemplar: tuple[str, str] | None,
+    ) -> None:
+        """Count one finished task (the store holds its lock)."""
+        histogram = self.outcomes.get(outcome)
+        if histogram is None:
+            histogram = self.outcomes[outcome] = _Histogram()
+        histogram.observe(duration, exemplar)
+        if error_type is not None and outcome in ("error", "timeout", "rejected"):
+            entry = self.errors.get(error_type)
+            if entry is None:
+                if len(self.errors) >= self.max_error_types:
+                    error_type = ERROR_TYPE_OTHER
+                entry = self.errors.get(error_type)
+                if entry is None:
+                    entry = self.errors[error_type] = _ErrorCount()
+            entry.count += 1
+            if exemplar is not None:
+                entry.exemplar = Exemplar(exemplar[0], exemplar[1], 1.0, time.time())
+
+    def snapshot(self) -> ToolSnapshot:
+        """A copy of these aggregates."""
+        return ToolSnapshot(
+            tool=self.label,
+            outcomes={name: h.snapshot() for name, h in self.outcomes.items()},
+            queue_wait=self.queue_wait.snapshot(),
+            retries=self.retries,
+            in_flight=self.in_flight,
+            errors={
+                name: CounterSnapshot(entry.count, entry.exemplar)
+                for name, entry in self.errors.items()
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A histogram at one moment: count, sum and cumulative bucket counts (last is +Inf)."""
+
+    count: int
+    sum: float
+    cumulative_buckets: tuple[int, ...]
+    exemplars: tuple[Exemplar | None, ...]
+
+    def quantile(self, q: float) -> float | None:
+        """Estimate the ``q`` quantile (0–1) from the buckets, as Prometheus does.
+
+        Returns ``None`` for an empty histogram. Values in the +Inf bucket report the highest
+        finite bound.
+        """
+        if self.count == 0:
+            return None
+        rank = q * self.count
+        lower_bound = 0.0
+        lower_count = 0
+        for index, cumulative in enumerate(self.cumulative_buckets):
+            if cumulative >= rank:
+                if index >= len(DURATION_BUCKETS):
+                    return DURATION_BUCKETS[-1]
+                upper = DURATION_BUCKETS[index]
+                in_bucket = cumulative - lower_count
+                if in_bucket == 0:
+                    return upper
+                return lower_bound + (upper - lower_bound) * (rank - lower_count) / in_bucket
+            lower_count = cumulative
+            lower_bound = DURATION_BUCKETS[index] if index < len(DURATION_BUCKETS) else lower_bound
+        return DURATION_BUCKETS[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSnapshot:
+    """A counter's value with the exemplar of its latest sampled increment."""
+
+    value: int
+    exemplar: Exemplar | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSnapshot:
+    """Aggregates of one ``tool`` label value."""
+
+    tool: str
+    outcomes: dict[str, HistogramSnapshot]
+    queue_wait: HistogramSnapshot
+    retries: int
+    in_flight: int
+    errors: dict[str, CounterSnapshot]
+
+    @property
+    def total(self) -> int:
+        """Tasks finished, all outcomes."""
+        return sum(h.count for h in self.outcomes.values())
+
+
+@dataclass(frozen=True, slots=True)
+class RunningTaskSnapshot:
+    """A task that is queued or running; never carries parameters."""
+
+    task_id: str
+    tool: str
+    state: str
+    elapsed_seconds: float
+    progress_percent: float
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomMetricSnapshot:
+    """Count and sum of one custom metric (name, unit) across all tasks."""
+
+    name: str
+    unit: str
+    count: int
+    sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSnapshot:
+    """Everything the store aggregates, at one moment."""
+
+    tools: list[ToolSnapshot]
+    running: list[RunningTaskSnapshot]
+    custom: list[CustomMetricSnapshot]
+    workers: int
+    queue_depth: int
+    abandoned_threads: int
+    taken_at: float = field(default_factory=time.time)

@@ -1,0 +1,410 @@
+"""One task run: its state machine, the tool call, and its single, final outcome.
+
+A job is created on the caller's side (record, span), runs its tool either on the caller's
+thread or on a worker thread, and is finished exactly once: by the thread that ran the tool,
+or by the caller when the timeout strikes or the task is cancelled while queued. Whoever wins
+the state transition under the executor's lock finishes the job; the other side only sees the
+result. A tool that returns after its job was finished (timed out) is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+
+from laios.core.types import Task, TaskResult, TaskStatus, _set_fields
+from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_percent, shorten
+from laios.execution.redaction import scrub, secret_values
+from laios.execution.task_context import TaskCancelledError, TaskContext, _current
+from laios.execution.tracing import now_ns
+from laios.tools.base import ToolOutput
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from laios.execution.executor import Executor
+    from laios.execution.store import TaskRecord
+
+__all__ = ["Job"]
+
+_log = logging.getLogger("laios.execution")
+
+QUEUED, RUNNING, DONE, ABANDONED = 0, 1, 2, 3
+
+ProgressCallback = Callable[[str, Any], None]
+
+_EVENT_OF_OUTCOME = {
+    "success": "completed",
+    "error": "failed",
+    "rejected": "failed",
+    "timeout": "timeout",
+    "cancelled": "cancelled",
+}
+_STATUS_OF_OUTCOME = {
+    "success": TaskStatus.COMPLETED,
+    "cancelled": TaskStatus.CANCELLED,
+}
+
+
+class Job(TaskContext):
+    """A task being run by an executor (also the ``TaskContext`` its tool sees)."""
+
+    __slots__ = (
+        "_cancel_requested",
+        "callback_error",
+        "ctx",
+        "done",
+        "executor",
+        "last_checkpoint_ns",
+        "notify",
+        "on_progress",
+        "rec",
+        "result",
+        "span",
+        "span_context",
+        "state",
+        "task",
+        "thread",
+        "tool",
+    )
+
+    def __init__(
+        self,
+        executor: Executor,
+        task: Task,
+        tool: Any,
+        rec: TaskRecord,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.executor = executor
+        self.task = task
+        self.tool = tool
+        self.rec = rec
+        self.on_progress = on_progress
+        self.state = RUNNING if rec.state == "running" else QUEUED
+        self._cancel_requested = False
+        self.callback_error: BaseException | None = None
+        self.span: Span | None = None
+        self.span_context: otel_context.Context | None = None
+        self.ctx: contextvars.Context | None = None
+        self.done: Any = None
+        self.notify: Callable[[], None] | None = None
+        self.result: TaskResult | None = None
+        self.thread: threading.Thread | None = None
+        self.last_checkpoint_ns = 0
+        rec.owner = self
+
+    # -- TaskContext -------------------------------------------------------------------------
+
+    @property
+    def task_id(self) -> str:
+        """The running task's id."""
+        return self.task.id
+
+    @property
+    def tool_name(self) -> str:
+        """The tool being run."""
+        return self.task.tool_name
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether cancellation was requested (or the task timed out)."""
+        return self._cancel_requested
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
+        """Record a named milestone (ignored once the task has finished)."""
+        if self.state in (RUNNING, QUEUED):
+            self.executor._store.add_checkpoint(self.rec, name, data)
+
+    def progress(self, percent: float, message: str | None = None, **details: Any) -> None:
+        """Report progress (see :meth:`TaskContext.progress`)."""
+        value = clamp_percent(percent)
+        if self.state != RUNNING:
+            return
+        text = shorten(str(message)) if message is not None else None
+        rec = self.rec
+        if rec.scope is not None and rec.scope.track_progress:
+            update = ProgressUpdate(rec.task_id, ProgressStatus.IN_PROGRESS, value, text, details)
+            self.executor._store.record_progress(update, rec)
+        else:
+            rec.progress_percent = value
+        error = self.fire(
+            "progress",
+            {"task_id": rec.task_id, "percent": value, "message": text, "details": details},
+        )
+        if error is not None and self.callback_error is None:
+            self.callback_error = error
+
+    # -- checkpoint spans ----------------------------------------------------------------------
+
+    def on_checkpoint(self, rec: TaskRecord, point: Any) -> None:
+        """Store listener: turn a checkpoint into a child span of the task span."""
+        span = self.span
+        if span is None:
+            return
+        end = int(point.timestamp * 1e9)
+        start = min(self.last_checkpoint_ns or end, end)
+        self.last_checkpoint_ns = end
+        self.executor._tracing.checkpoint_span(span, point.name, start, end, point.data)
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def fire(self, event: str, data: dict[str, Any]) -> BaseException | None:
+        """Call ``on_progress``; return what it raised instead of raising."""
+        callback = self.on_progress
+        if callback is None:
+            return None
+        try:
+            callback(event, data)
+        except Exception as exc:
+            _log.debug("on_progress raised during %r for task %r", event, self.task.id)
+            return exc
+        return None
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run_in_worker(self) -> None:
+        """Entry point on a worker thread: start unless timed out or cancelled meanwhile."""
+        lock = self.executor._state_lock
+        with lock:
+            if self.state != QUEUED:
+                return
+            self.state = RUNNING
+            self.thread = threading.current_thread()
+        self.executor._store.task_started(self.rec)
+        ctx = self.ctx
+        if ctx is not None:
+            ctx.run(self.run)
+        else:
+            self.run()
+
+    def run(self) -> None:
+        """Run the tool here and finish the job (unless it was abandoned meanwhile)."""
+        task = self.task
+        _set_fields(task, status=TaskStatus.RUNNING, started_at=datetime.now(timezone.utc))
+        error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
+        if error is not None:
+            self._settle(None, None, 0.0, started_error=error)
+            return
+        token = _current.set(self)
+        span_token = otel_context.attach(self.span_context) if self.span_context else None
+        self.last_checkpoint_ns = now_ns()
+        cpu_start = time.thread_time()
+        output: ToolOutput | None = None
+        raised: BaseException | None = None
+        try:
+            if getattr(self.tool, "is_async", False):
+                output = asyncio.run(self.tool.execute_async(**task.parameters))
+            else:
+                output = self.tool.execute(**task.parameters)
+        except BaseException as exc:  # a tool must never take the worker (or caller) down
+            raised = exc
+        finally:
+            cpu = time.thread_time() - cpu_start
+            if span_token is not None:
+                otel_context.detach(span_token)
+            _current.reset(token)
+        self._settle(output, raised, cpu)
+        if raised is not None and not isinstance(raised, Exception):
+            raise raised
+
+    def _settle(
+        self,
+        output: ToolOutput | None,
+        raised: BaseException | None,
+        cpu: float,
+        started_error: BaseException | None = None,
+    ) -> None:
+        with self.executor._state_lock:
+            abandoned = self.state == ABANDONED
+            self.state = DONE
+        if abandoned:
+            self.executor._late_return(self)
+            return
+        if started_error is not None:
+            message = _callback_message("started", started_error)
+            self.finish("error", message, "callback_error", cpu=cpu)
+        elif isinstance(raised, TaskCancelledError) or (self._cancel_requested and raised is None):
+            self.finish("cancelled", f"Task '{self.task.id}' was cancelled", "cancelled", cpu=cpu)
+        elif raised is not None:
+            name = type(raised).__name__
+            message = str(raised) or name
+            self.finish("error", message, name, cpu=cpu, exception=raised)
+        elif not isinstance(output, ToolOutput):
+            message = (
+                f"Tool '{self.task.tool_name}' returned {type(output).__name__} from execute(); "
+                "a tool must return a ToolOutput"
+            )
+            self.finish("error", message, "TypeError", cpu=cpu)
+        elif output.success:
+            if self.callback_error is not None:
+                message = _callback_message("progress", self.callback_error)
+                self.finish("error", message, "callback_error", cpu=cpu, output=output)
+            else:
+                self.finish("success", None, None, cpu=cpu, output=output)
+        else:
+            error_type = output.metadata.get("error_type") if output.metadata else None
+            if not isinstance(error_type, str) or not error_type:
+                error_type = "tool_error"
+            message = output.error if output.error else f"Tool '{self.task.tool_name}' failed"
+            exception = getattr(output, "_exception", None)
+            self.finish(
+                "error", message, error_type[:64], cpu=cpu, output=output, exception=exception
+            )
+
+    # -- ending --------------------------------------------------------------------------------
+
+    def interrupt(self, outcome: str, message: str) -> bool:
+        """Finish now as ``timeout`` or ``cancelled``, abandoning a running tool's thread.
+
+        Returns:
+            ``False`` when the job had already finished.
+        """
+        with self.executor._state_lock:
+            state = self.state
+            if state == QUEUED:
+                self.state = DONE
+            elif state == RUNNING:
+                self.state = ABANDONED
+            else:
+                return False
+        self._cancel_requested = True
+        if state == RUNNING:
+            self.executor._abandon(self)
+        self.finish(outcome, message, outcome)
+        return True
+
+    def request_cancel(self) -> bool:
+        """Cancel: a queued job finishes now; a running tool is asked to stop."""
+        with self.executor._state_lock:
+            state = self.state
+            if state == QUEUED:
+                self.state = DONE
+            elif state != RUNNING:
+                return False
+            self._cancel_requested = True
+        if state == QUEUED:
+            self.finish(
+                "cancelled", f"Task '{self.task.id}' was cancelled before it started", "cancelled"
+            )
+        return True
+
+    def finish(
+        self,
+        outcome: str,
+        error: str | None,
+        error_type: str | None,
+        *,
+        cpu: float = 0.0,
+        output: ToolOutput | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Record the one outcome everywhere (callback, store, task, span) and wake the caller.
+
+        The ``on_progress`` event fires first, so that a callback that raises on
+        ``"completed"`` turns the outcome into an error before anything is counted.
+        """
+        executor = self.executor
+        task = self.task
+        rec = self.rec
+        data = output.data if output is not None else None
+        payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
+        if outcome == "success":
+            payload["result"] = data
+            payload["execution_time"] = time.perf_counter() - rec.started_mono
+        else:
+            payload["error"] = error
+            payload["outcome"] = outcome
+        callback_error = self.fire(_EVENT_OF_OUTCOME[outcome], payload)
+        metadata: dict[str, Any] = (
+            dict(output.metadata) if output is not None and output.metadata else {}
+        )
+        if callback_error is not None:
+            note = _callback_message(_EVENT_OF_OUTCOME[outcome], callback_error)
+            if outcome == "success":
+                outcome, error, error_type = "error", note, "callback_error"
+            else:
+                metadata["callback_error"] = note
+        failed = outcome != "success"
+        span = self.span
+        exemplar = None
+        if (
+            span is not None
+            and rec.trace_id is not None
+            and span.get_span_context().trace_flags.sampled
+        ):
+            exemplar = (rec.trace_id, rec.span_id or "")
+        status = _STATUS_OF_OUTCOME.get(outcome, TaskStatus.FAILED)
+        executor._store.task_finished(
+            rec,
+            outcome=outcome,
+            status=status,
+            error_type=error_type if failed else None,
+            cpu_time=cpu,
+            exemplar=exemplar,
+        )
+        _set_fields(
+            task,
+            status=status,
+            completed_at=datetime.now(timezone.utc),
+            result=data,
+            error=error,
+        )
+        metadata["tool_name"] = task.tool_name
+        metadata["outcome"] = outcome
+        if failed:
+            metadata["error_type"] = error_type
+        if rec.trace_id is not None:
+            metadata["trace_id"] = rec.trace_id
+            metadata["span_id"] = rec.span_id
+        secrets: list[str] | None = None
+        if failed and (span is not None or _log.isEnabledFor(logging.DEBUG)):
+            secrets = secret_values(task.parameters)
+        if span is not None:
+            executor._tracing.end_span(
+                span,
+                error_type=error_type if failed else None,
+                message=error,
+                secrets=secrets or (),
+                exception=exception,
+                result=data,
+                capture_result=not failed,
+            )
+        if failed and _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "task %r (tool %r) ended %s: %s",
+                shorten(task.id, 128),
+                shorten(task.tool_name, 128),
+                outcome,
+                scrub(error or "", secrets or ()),
+            )
+        self.result = TaskResult.model_construct(
+            task_id=task.id,
+            success=not failed,
+            output=data,
+            error=error,
+            logs=[],
+            execution_time_seconds=rec.execution_time,
+            metadata=metadata,
+        )
+        done = self.done
+        if done is not None:
+            done.release()
+        notify = self.notify
+        if notify is not None:
+            notify()
+
+
+def _callback_message(event: str, exc: BaseException) -> str:
+    return (
+        f"on_progress callback raised {type(exc).__name__} during the '{event}' event: {exc}"
+        " (fix the callback; the executor does not let it break the task silently)"
+    )

@@ -1,0 +1,164 @@
+"""Where a tool actually runs: the narrow seam between the executor and its worker threads.
+
+The executor does everything around a task (store events, spans, progress, timeouts, retries)
+and hands the runner a callable. ``ThreadRunner`` runs it on a daemon worker thread. Other
+runners (a child process with a real kill on timeout, a distributed engine) can implement the
+same four members: ``submit``, ``thread_abandoned``, ``thread_returned`` and ``shutdown``.
+
+Python cannot kill a thread. When a task times out while its tool is still running, the thread
+stays busy until the tool returns; the executor calls :meth:`ThreadRunner.thread_abandoned`, and
+the runner starts a replacement thread so that capacity is not lost, up to ``replacement_cap``
+extra threads. When every usable thread is held by an abandoned tool, ``submit`` refuses work at
+once instead of queueing it forever.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["Runner", "ThreadRunner"]
+
+#: Seconds an idle worker waits for work before its thread exits.
+IDLE_TIMEOUT = 30.0
+
+
+class Runner(Protocol):
+    """What the executor needs from the thing that runs tools."""
+
+    max_workers: int
+    closed: bool
+
+    def submit(self, work: Callable[[], None]) -> str | None:
+        """Queue ``work``; return ``None`` when accepted, or why it was refused."""
+
+    def thread_abandoned(self, thread: threading.Thread | None) -> None:
+        """A timed-out tool keeps ``thread`` busy: replace its capacity."""
+
+    def thread_returned(self, thread: threading.Thread | None) -> None:
+        """The abandoned tool on ``thread`` finally returned."""
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop accepting work; with ``wait``, run what is queued and join the threads."""
+
+
+class ThreadRunner:
+    """A pool of daemon worker threads that can replace capacity held by hung tools.
+
+    Args:
+        max_workers: Threads running tools at once.
+        replacement_cap: Extra threads allowed to replace ones held by abandoned tools.
+        name: Prefix of the worker threads' names.
+    """
+
+    def __init__(self, max_workers: int, replacement_cap: int, name: str = "laios-worker") -> None:
+        self.max_workers = max_workers
+        self.replacement_cap = replacement_cap
+        self.closed = False
+        self._name = name
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = threading.Semaphore(0)
+        self._threads: set[threading.Thread] = set()
+        self._abandoned: set[threading.Thread] = set()
+        self._counter = 0
+
+    @property
+    def abandoned(self) -> int:
+        """Threads held by tools that timed out and have not returned."""
+        return len(self._abandoned)
+
+    def _allowed(self) -> int:
+        return self.max_workers + min(len(self._abandoned), self.replacement_cap)
+
+    def submit(self, work: Callable[[], None]) -> str | None:
+        """Queue ``work`` for a worker thread.
+
+        Returns:
+            ``None`` when accepted; otherwise the reason it was refused (shut down, or
+            saturated by abandoned tools).
+        """
+        with self._lock:
+            if self.closed:
+                return "shutdown"
+            if self._allowed() - len(self._abandoned) <= 0:
+                return "saturated"
+            self._queue.put(work)
+            if self._idle.acquire(blocking=False):
+                return None
+            if len(self._threads) < self._allowed():
+                self._counter += 1
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{self._counter}", daemon=True
+                )
+                self._threads.add(thread)
+                thread.start()
+        return None
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        get = self._queue.get
+        while True:
+            try:
+                work = get(timeout=IDLE_TIMEOUT if not self.closed else 0.0)
+            except queue.Empty:
+                with self._lock:
+                    if not self._queue.empty() and not self.closed:
+                        continue
+                    if self.closed or self._idle.acquire(blocking=False):
+                        self._threads.discard(me)
+                        return
+                continue
+            if work is None:
+                with self._lock:
+                    self._threads.discard(me)
+                return
+            work()
+            with self._lock:
+                if self.closed and self._queue.empty():
+                    self._threads.discard(me)
+                    return
+                if len(self._threads) > self._allowed():
+                    self._threads.discard(me)
+                    return
+            self._idle.release()
+
+    def thread_abandoned(self, thread: threading.Thread | None) -> None:
+        """Count ``thread`` as held by a timed-out tool (capacity is replaced on next submit)."""
+        if thread is None:
+            return
+        with self._lock:
+            self._abandoned.add(thread)
+
+    def thread_returned(self, thread: threading.Thread | None) -> None:
+        """The abandoned tool on ``thread`` returned; surplus threads then exit."""
+        if thread is None:
+            return
+        with self._lock:
+            self._abandoned.discard(thread)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new work; queued work still runs. With ``wait``, join the workers.
+
+        Threads held by abandoned tools are never waited for.
+        """
+        with self._lock:
+            already = self.closed
+            self.closed = True
+            threads = list(self._threads)
+            for _ in threads:
+                self._queue.put(None)
+        if already and not wait:
+            return
+        if wait:
+            current = threading.current_thread()
+            for thread in threads:
+                if thread is not current and thread not in self._abandoned:
+                    thread.join()
+
+    def thread_count(self) -> int:
+        """Live worker threads (including ones held by abandoned tools)."""
+        with self._lock:
+            return len(self._threads)

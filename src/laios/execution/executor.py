@@ -1,0 +1,622 @@
+"""The ``Executor``: runs tasks by invoking tools, and makes every run visible.
+
+Import path of the reference: ``from laios.execution.executor import Executor, ResourceLimits,
+ExecutionMetrics, TaskMonitor, ExecutionMode``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import math
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from enum import Enum
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+
+from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution._job import Job
+from laios.execution._runner import ThreadRunner
+from laios.execution.limits import ResourceLimits
+from laios.execution.metrics import ExecutionMetrics
+from laios.execution.retry import RetryPolicy
+from laios.execution.store import MetricStore, get_default_store
+from laios.execution.task_monitor import TaskMonitor
+from laios.execution.tracing import Tracing, span_ids
+from laios.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context as OtelContext
+    from opentelemetry.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
+
+__all__ = [
+    "ExecutionMetrics",
+    "ExecutionMode",
+    "Executor",
+    "ResourceLimits",
+    "TaskMonitor",
+]
+
+_log = logging.getLogger("laios.execution")
+
+ProgressCallback = Callable[[str, Any], None]
+
+#: Most cancellation requests remembered for tasks that have not been submitted yet.
+MAX_PENDING_CANCELS = 1000
+
+
+class ExecutionMode(str, Enum):
+    """How a task is (or is to be) run; metadata for configs and status displays."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+    PARALLEL = "parallel"
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+    return value
+
+
+class Executor:
+    """Runs ``Task`` objects by invoking tools from a ``ToolRegistry``.
+
+    Every run is recorded in a metric store (the process-wide default unless ``store`` is
+    given), traced as an OpenTelemetry span ``execute_tool {tool_name}`` when an SDK tracer
+    provider is installed, and exported to Prometheus.
+
+    Args:
+        tool_registry: Registry to look up and invoke tools.
+        resource_limits: Default limits (``ResourceLimits()`` when ``None``).
+        max_workers: Worker threads for tasks with a timeout, async and parallel runs.
+        enable_monitoring: Keep per-task records for ``get_metrics``/``get_running_tasks`` and
+            report progress to the global ``ExecutionMonitor``. Prometheus aggregates are
+            counted either way.
+        store: The metric store (keyword-only); the process-wide default when ``None``.
+        tracer_provider: OpenTelemetry tracer provider; the global one when ``None``.
+        capture_content: Record tool arguments and results on spans (redacted, truncated);
+            ``None`` follows ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+        record_capacity: Finished-task records retained (default: the store's, 10,000); older
+            ones roll off.
+        replacement_threads: Extra threads allowed to replace ones held by timed-out tools
+            (default ``max_workers``).
+        register_prometheus: Register the store's collector with Prometheus (default on).
+        prometheus_registry: Where to register it (``prometheus_client.REGISTRY`` when ``None``).
+
+    Raises:
+        TypeError: When ``tool_registry`` or ``resource_limits`` has the wrong type.
+        ValueError: When ``max_workers`` or another number is out of range.
+
+    Without a timeout to enforce, ``execute_task`` runs a synchronous tool on the caller's
+    thread (no thread hop); everything else is identical. Tasks with a timeout, async tools,
+    ``execute_async`` and ``execute_parallel`` run on the worker threads.
+    """
+
+    def __init__(
+        self,
+        tool_registry: ToolRegistry,
+        resource_limits: ResourceLimits | None = None,
+        max_workers: int = 4,
+        enable_monitoring: bool = True,
+        *,
+        store: MetricStore | None = None,
+        tracer_provider: TracerProvider | None = None,
+        capture_content: bool | None = None,
+        record_capacity: int | None = None,
+        replacement_threads: int | None = None,
+        register_prometheus: bool = True,
+        prometheus_registry: CollectorRegistry | None = None,
+    ) -> None:
+        if not (isinstance(tool_registry, ToolRegistry) or hasattr(tool_registry, "get_tool")):
+            raise TypeError(
+                f"tool_registry must be a ToolRegistry, got {type(tool_registry).__name__}"
+            )
+        if resource_limits is None:
+            resource_limits = ResourceLimits()
+        elif not isinstance(resource_limits, ResourceLimits):
+            raise TypeError(
+                "resource_limits must be a ResourceLimits (use ResourceLimits.from_config for "
+                f"a dict), got {type(resource_limits).__name__}"
+            )
+        self.max_workers = _positive_int("max_workers", max_workers)
+        replacements = max_workers if replacement_threads is None else replacement_threads
+        if isinstance(replacements, bool) or not isinstance(replacements, int) or replacements < 0:
+            raise ValueError(f"replacement_threads must be 0 or more, got {replacements!r}")
+        if store is not None and not isinstance(store, MetricStore):
+            raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
+        self.tool_registry = tool_registry
+        self.resource_limits = resource_limits
+        self.enable_monitoring = bool(enable_monitoring)
+        self._store = store if store is not None else get_default_store()
+        self.task_monitor = TaskMonitor(self._store, capacity=record_capacity)
+        self.task_monitor._scope.track_progress = self.enable_monitoring
+        self._tracing = Tracing(tracer_provider, capture_content)
+        self._runner = ThreadRunner(max_workers, replacements, name="laios-worker")
+        self._store.register_pool(self._runner)
+        self._state_lock = threading.Lock()
+        self._closed = False
+        self._pending_cancels: OrderedDict[str, None] = OrderedDict()
+        self._finalizer = weakref.finalize(self, self._runner.shutdown, False)
+        if register_prometheus:
+            from laios.execution.prometheus import ensure_collector
+
+            ensure_collector(self._store, prometheus_registry)
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def store(self) -> MetricStore:
+        """The metric store this executor writes to."""
+        return self._store
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads held by tools that overran their timeout and have not returned yet."""
+        return self._runner.abandoned
+
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether ``shutdown()`` was called."""
+        return self._closed
+
+    # -- context manager -------------------------------------------------------------------
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown(wait=True)
+
+    # -- preparing a run -------------------------------------------------------------------
+
+    def _timeout(self, timeout: Any) -> float | None:
+        if timeout is None:
+            return self.resource_limits.timeout_seconds
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
+        if math.isnan(timeout) or timeout <= 0:
+            raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
+        return None if math.isinf(timeout) else float(timeout)
+
+    def _prepare(
+        self,
+        task: Any,
+        context: Any,
+        on_progress: ProgressCallback | None,
+        *,
+        pooled: bool,
+        parent: OtelContext | None = None,
+        attributes: dict[str, Any] | None = None,
+        retries: int = 0,
+    ) -> Job:
+        """Accept a task: record it, open its span, and finish it at once when rejected."""
+        if not isinstance(task, Task):
+            raise TypeError(f"expected a Task, got {type(task).__name__}")
+        if on_progress is not None and not callable(on_progress):
+            raise TypeError("on_progress must be a callable taking (event, data)")
+        name = task.tool_name
+        tool = self.tool_registry.get_tool(name)
+        store = self._store
+        slot = store.tool_slot(name, registered=tool is not None)
+        rec = store.task_submitted(self.task_monitor._scope, task, name, slot, running=not pooled)
+        rec.retries = retries
+        job = Job(self, task, tool, rec, on_progress)
+        tracing = self._tracing
+        if tracing.enabled:
+            attrs = {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": task.id,
+                "gen_ai.tool.type": "function",
+                "gen_ai.tool.description": getattr(tool, "description", "") or "",
+                "laios.task.id": task.id,
+                "laios.plan.id": task.plan_id,
+                "laios.session.id": str(getattr(context, "session_id", "") or ""),
+            }
+            if attributes:
+                attrs.update(attributes)
+            span = tracing.start_task_span(name, attrs, parent, task.parameters)
+            ids = span_ids(span)
+            if ids is not None:
+                rec.trace_id, rec.span_id = ids[0], ids[1]
+            job.span = span
+            job.span_context = trace.set_span_in_context(span, parent)
+            rec.checkpoint_listener = job.on_checkpoint
+        if self._closed:
+            job.state = 2
+            job.finish(
+                "rejected",
+                "Executor is shut down: create a new Executor (or run tasks before shutdown())",
+                "shutdown",
+            )
+        elif tool is None:
+            job.state = 2
+            job.finish("rejected", f"Tool not found: {name}", "tool_not_found")
+        elif self._pending_cancels and self._take_pending_cancel(task.id):
+            job.state = 2
+            job.finish(
+                "cancelled", f"Task '{task.id}' was cancelled before it started", "cancelled"
+            )
+        elif pooled:
+            job.ctx = contextvars.copy_context()
+        return job
+
+    def _take_pending_cancel(self, task_id: str) -> bool:
+        with self._state_lock:
+            if task_id in self._pending_cancels:
+                del self._pending_cancels[task_id]
+                return True
+            return False
+
+    def _failed(self, task: Any, exc: BaseException) -> TaskResult:
+        """A failed result for a call that could not even be accepted (bad arguments)."""
+        task_id = getattr(task, "id", None)
+        return TaskResult(
+            task_id=task_id if isinstance(task_id, str) else "unknown",
+            success=False,
+            error=str(exc) or type(exc).__name__,
+            metadata={"outcome": "rejected", "error_type": type(exc).__name__},
+        )
+
+    def _submit(self, job: Job) -> bool:
+        """Hand a pooled job to the runner; reject it at once when the runner refuses."""
+        refusal = self._runner.submit(job.run_in_worker)
+        if refusal is None:
+            return True
+        with self._state_lock:
+            if job.state != 0:
+                return False
+            job.state = 2
+        if refusal == "saturated":
+            message = (
+                f"Executor is saturated: all {self.max_workers} worker threads and "
+                f"{self._runner.replacement_cap} replacement threads are held by tools that "
+                "overran their timeout and have not returned; the task was not started. Make "
+                "the hung tool return (or honour cancellation), or raise max_workers / "
+                "replacement_threads"
+            )
+        else:
+            message = (
+                "Executor is shut down: create a new Executor (or run tasks before shutdown())"
+            )
+        job.finish("rejected", message, refusal)
+        return False
+
+    # -- hooks for jobs --------------------------------------------------------------------
+
+    def _abandon(self, job: Job) -> None:
+        self._runner.thread_abandoned(job.thread)
+        self._store.abandoned_changed(+1)
+        job.rec.abandoned = True
+        _log.warning(
+            "task %r (tool %r) overran its timeout; its thread stays busy until the tool returns",
+            job.task.id[:128],
+            job.task.tool_name[:128],
+        )
+
+    def _late_return(self, job: Job) -> None:
+        self._store.abandoned_changed(-1)
+        self._runner.thread_returned(job.thread)
+        _log.info("abandoned tool %r returned; its late result was discarded", job.tool_name[:128])
+
+    # -- execution -------------------------------------------------------------------------
+
+    def execute_task(
+        self,
+        task: Task,
+        context: Context,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> TaskResult:
+        """Execute a task synchronously. Never raises.
+
+        Args:
+            task: The task to run.
+            context: The current execution context.
+            timeout: Seconds before the task times out; overrides
+                ``resource_limits.timeout_seconds``.
+            on_progress: Called with ``(event, data)``: ``"started"``, ``"progress"``,
+                ``"completed"``, ``"failed"``, ``"timeout"``, ``"cancelled"``.
+
+        Returns:
+            A ``TaskResult``; on failure ``success`` is false and ``error`` says why. The task's
+            ``status``, ``started_at``, ``completed_at``, ``result`` and ``error`` are updated.
+        """
+        return self._execute(task, context, timeout, on_progress)
+
+    def _execute(
+        self,
+        task: Task,
+        context: Context,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+        *,
+        attributes: dict[str, Any] | None = None,
+        retries: int = 0,
+    ) -> TaskResult:
+        try:
+            limit = self._timeout(timeout)
+            tool_is_async = False
+            if limit is None:
+                found = self.tool_registry.get_tool(getattr(task, "tool_name", ""))
+                tool_is_async = bool(getattr(found, "is_async", False))
+            pooled = limit is not None or tool_is_async
+            job = self._prepare(
+                task, context, on_progress, pooled=pooled, attributes=attributes, retries=retries
+            )
+            if job.result is not None:
+                return job.result
+            if not pooled:
+                job.run()
+            else:
+                job.done = done = threading.Lock()
+                done.acquire()
+                if self._submit(job):
+                    try:
+                        if not done.acquire(timeout=-1 if limit is None else limit):
+                            job.interrupt("timeout", self._timeout_message(job, limit))
+                            done.acquire()
+                    except BaseException:
+                        job.interrupt(
+                            "cancelled",
+                            f"Task '{task.id}' was cancelled: the caller was interrupted",
+                        )
+                        raise
+            assert job.result is not None
+            return job.result
+        except Exception as exc:
+            return self._failed(task, exc)
+
+    def _timeout_message(self, job: Job, limit: float | None) -> str:
+        where = (
+            "while waiting for a free worker (all busy); the tool was never started"
+            if job.state == 0
+            else f"while tool '{job.tool_name}' was running; its thread was abandoned"
+        )
+        return f"Task '{job.task_id}' exceeded its timeout of {limit:g}s {where}"
+
+    async def execute_async(
+        self,
+        task: Task,
+        context: Context,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> TaskResult:
+        """Execute a task on a worker thread without blocking the running event loop.
+
+        Same arguments, behaviour and result as :meth:`execute_task`. Never raises (except
+        ``asyncio.CancelledError`` when the awaiting coroutine itself is cancelled; the task
+        then ends as ``cancelled``).
+        """
+        try:
+            loop = asyncio.get_running_loop()
+            limit = self._timeout(timeout)
+            job = self._prepare(task, context, on_progress, pooled=True)
+            await self._await_jobs([job], loop, limit)
+            assert job.result is not None
+            return job.result
+        except Exception as exc:
+            return self._failed(task, exc)
+
+    async def _await_jobs(
+        self, jobs: list[Job], loop: asyncio.AbstractEventLoop, limit: float | None
+    ) -> None:
+        waits: list[tuple[Job, asyncio.Future[None], asyncio.TimerHandle | None]] = []
+        for job in jobs:
+            if job.result is not None:
+                continue
+            future: asyncio.Future[None] = loop.create_future()
+            job.notify = _future_setter(loop, future)
+            if not self._submit(job):
+                continue
+            handle = None
+            if limit is not None:
+                handle = loop.call_later(limit, self._expire, job, limit)
+            waits.append((job, future, handle))
+        try:
+            for job, future, handle in waits:
+                if job.result is None:
+                    await future
+                if handle is not None:
+                    handle.cancel()
+        except asyncio.CancelledError:
+            for job, _, handle in waits:
+                if handle is not None:
+                    handle.cancel()
+                job.interrupt(
+                    "cancelled",
+                    f"Task '{job.task_id}' was cancelled: the awaiting coroutine was cancelled",
+                )
+            raise
+
+    def _expire(self, job: Job, limit: float) -> None:
+        job.interrupt("timeout", self._timeout_message(job, limit))
+
+    async def execute_parallel(
+        self,
+        tasks: list[Task],
+        context: Context,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[TaskResult]:
+        """Execute tasks concurrently; results come back in the order of ``tasks``.
+
+        One failing task never affects the others; ``timeout`` applies to each task. At most
+        ``max_workers`` tools run at once; the rest wait in the queue (a queued task whose
+        timeout passes is never started). Never raises (except ``asyncio.CancelledError``
+        when the awaiting coroutine is cancelled: unfinished tasks then end as ``cancelled``).
+        """
+        try:
+            items = list(tasks) if isinstance(tasks, Iterable) else None
+        except Exception:
+            items = None
+        if items is None:
+            _log.error("execute_parallel expects a list of Tasks, got %s", type(tasks).__name__)
+            return []
+        loop = asyncio.get_running_loop()
+        try:
+            limit = self._timeout(timeout)
+        except ValueError as exc:
+            return [self._failed(t, exc) for t in items]
+        batch = None
+        parent = None
+        if self._tracing.enabled:
+            batch = self._tracing.start_parent_span(
+                "laios.execute_parallel", {"laios.batch.size": len(items)}
+            )
+            parent = trace.set_span_in_context(batch)
+        slots: list[Job | TaskResult] = []
+        for item in items:
+            try:
+                slots.append(self._prepare(item, context, on_progress, pooled=True, parent=parent))
+            except Exception as exc:
+                slots.append(self._failed(item, exc))
+        jobs = [s for s in slots if isinstance(s, Job)]
+        try:
+            await self._await_jobs(jobs, loop, limit)
+        finally:
+            if batch is not None:
+                failed = sum(1 for j in jobs if j.result is None or not j.result.success)
+                batch.set_attribute("laios.batch.failed", failed + len(slots) - len(jobs))
+                batch.end()
+        return [s.result if isinstance(s, Job) else s for s in slots]  # type: ignore[misc]
+
+    def execute_with_retry(
+        self,
+        task: Task,
+        context: Context,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        on_progress: ProgressCallback | None = None,
+        *,
+        timeout: float | None = None,
+        backoff: float = 1.0,
+        max_delay: float | None = None,
+        jitter: float = 0.0,
+        deadline: float | None = None,
+        retry_if: Callable[[TaskResult], bool] | None = None,
+    ) -> TaskResult:
+        """Run a task, retrying failures worth retrying. Never raises.
+
+        Args:
+            task: The task.
+            context: The execution context.
+            max_retries: Attempts after the first (at most ``max_retries + 1`` runs).
+            retry_delay: Seconds before the first retry.
+            on_progress: As for :meth:`execute_task`, for every attempt.
+            timeout: Per-attempt timeout (default: ``resource_limits.timeout_seconds``).
+            backoff: Delay multiplier per retry (exponential backoff when above 1).
+            max_delay: Ceiling of one delay.
+            jitter: Random fraction (0–1) removed from each delay.
+            deadline: Seconds for the whole call; no retry starts past it.
+            retry_if: Decides whether a failed result is retried (default
+                :func:`laios.execution.retry.default_retry_if`: errors and timeouts, never
+                cancellations, unknown tools or invalid parameters).
+
+        Returns:
+            The first successful result, or the last failure. ``metadata["retries"]`` says how
+            many retries ran; ``metadata["retry_exhausted"]`` is ``True`` when all were used.
+        """
+        from laios.execution._retry_run import run_with_retry
+
+        try:
+            policy = RetryPolicy(
+                max_retries=max_retries,
+                retry_delay=retry_delay,
+                backoff=backoff,
+                max_delay=max_delay,
+                jitter=jitter,
+                deadline=deadline,
+                **({"retry_if": retry_if} if retry_if is not None else {}),
+            )
+            self._timeout(timeout)
+        except Exception as exc:
+            return self._failed(task, exc)
+        try:
+            return run_with_retry(self, task, context, policy, timeout, on_progress)
+        except Exception as exc:
+            return self._failed(task, exc)
+
+    # -- monitoring ------------------------------------------------------------------------
+
+    def get_running_tasks(self) -> list[Task]:
+        """Tasks whose tool is running now (``[]`` when monitoring is disabled)."""
+        return self.task_monitor.get_running_tasks() if self.enable_monitoring else []
+
+    def get_task_status(self, task_id: str) -> TaskStatus | None:
+        """Status of a running (or retained finished) task; ``None`` if unknown or disabled."""
+        return self.task_monitor.get_task_status(task_id) if self.enable_monitoring else None
+
+    def get_metrics(self, task_id: str) -> ExecutionMetrics | None:
+        """Metrics of the newest run of ``task_id``, or ``None``."""
+        return self.task_monitor.get_metrics(task_id) if self.enable_monitoring else None
+
+    def get_all_metrics(self) -> list[ExecutionMetrics]:
+        """Metrics of this executor's retained tasks: the newest ``record_capacity`` finished
+        ones (older records roll off), then the running ones."""
+        return self.task_monitor.get_all_metrics() if self.enable_monitoring else []
+
+    # -- cancellation and lifecycle ---------------------------------------------------------
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Request cancellation of a task.
+
+        A queued task finishes as ``cancelled`` at once and never starts. A running tool sees
+        ``current_task().cancelled`` become true, and its result is replaced by a
+        ``cancelled`` outcome when it returns. An id that is not running yet is remembered
+        (up to 1,000 ids) and cancels the next task submitted with it.
+
+        Returns:
+            ``True`` when the request was registered; ``False`` for a task that already
+            finished, or after ``shutdown()``.
+        """
+        if self._closed or not isinstance(task_id, str):
+            return False
+        scope = self.task_monitor._scope
+        active = [r.owner for r in self._store.active(scope, task_id) if isinstance(r.owner, Job)]
+        if active:
+            return any(job.request_cancel() for job in active)
+        if self._store.find(scope, task_id) is not None:
+            return False
+        with self._state_lock:
+            self._pending_cancels[task_id] = None
+            if len(self._pending_cancels) > MAX_PENDING_CANCELS:
+                self._pending_cancels.popitem(last=False)
+        return True
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop accepting tasks. With ``wait``, let queued and running tasks finish first.
+
+        Calling it again is harmless. Tools that overran their timeout are never waited for.
+        """
+        self._closed = True
+        self._runner.shutdown(wait)
+
+
+def _future_setter(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]
+) -> Callable[[], None]:
+    def wake() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    def notify() -> None:
+        # A closed loop raises RuntimeError: nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(wake)
+
+    return notify

@@ -1,0 +1,91 @@
+"""Resource limits for task execution."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+__all__ = ["ResourceLimits"]
+
+
+class ResourceLimits(BaseModel):
+    """Constraints applied to every task an executor runs.
+
+    Attributes:
+        timeout_seconds: Longest wall-clock time per task, in seconds (``None``: no limit).
+            Must be a finite number greater than 0.
+        memory_limit_mb: Memory ceiling in MB. Informational: not enforced by the thread runner.
+        cpu_limit_percent: CPU ceiling in percent (0–100 per core, so up to ``100 * cores``).
+            Informational.
+
+    Bad values are refused when the object is built, with a ``pydantic.ValidationError``
+    (a ``ValueError``) naming the field::
+
+        >>> ResourceLimits(timeout_seconds=30).timeout_seconds
+        30.0
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    timeout_seconds: float | None = None
+    memory_limit_mb: int | None = None
+    cpu_limit_percent: float | None = None
+
+    @field_validator("timeout_seconds", "memory_limit_mb", "cpu_limit_percent", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, not a boolean ({value!r})")
+        return value
+
+    @field_validator("timeout_seconds", "cpu_limit_percent")
+    @classmethod
+    def _positive_finite(cls, value: float | None) -> float | None:
+        if value is None:
+            return None
+        if math.isnan(value) or math.isinf(value) or value <= 0:
+            raise ValueError(f"must be a finite number greater than 0, got {value!r}")
+        return value
+
+    @field_validator("memory_limit_mb")
+    @classmethod
+    def _positive_int(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError(f"must be a whole number of MB greater than 0, got {value!r}")
+        return value
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ResourceLimits:
+        """Build limits from a configuration mapping.
+
+        Args:
+            config: A mapping with any of the keys ``timeout_seconds``, ``memory_limit_mb``
+                and ``cpu_limit_percent``. Missing keys (and ``None`` values) mean no limit.
+
+        Returns:
+            The limits.
+
+        Raises:
+            TypeError: When ``config`` is not a mapping.
+            ValueError: When a key is unknown (a typo would otherwise silently drop a limit)
+                or a value is invalid.
+
+        Example:
+            >>> ResourceLimits.from_config({"timeout_seconds": 30, "memory_limit_mb": 256})
+            ResourceLimits(timeout_seconds=30.0, memory_limit_mb=256, cpu_limit_percent=None)
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(
+                f"ResourceLimits.from_config expects a mapping, got {type(config).__name__}"
+            )
+        known = set(cls.model_fields)
+        unknown = [str(key) for key in config if key not in known]
+        if unknown:
+            shown = ", ".join(repr(k[:64]) for k in sorted(unknown)[:5])
+            raise ValueError(
+                f"unknown resource limit key(s): {shown}; expected any of {sorted(known)}"
+            )
+        return cls.model_validate(dict(config))

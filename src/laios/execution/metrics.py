@@ -1,0 +1,206 @@
+"""``ExecutionMetrics``: the view of one task's record in the metric store."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from laios.execution.store import TaskRecord
+
+if TYPE_CHECKING:
+    from laios.execution.store import MetricStore
+
+__all__ = ["ExecutionMetrics"]
+
+
+class ExecutionMetrics:
+    """Metrics of one task run, read from (and written to) its record in the store.
+
+    An executor hands these out through ``get_metrics`` and ``get_all_metrics``; they read the
+    store, so a running task's metrics change as it runs. Built on its own,
+    ``ExecutionMetrics(task_id)`` is a detached record that ``start()``, ``end()`` and
+    ``checkpoint()`` fill in.
+
+    Attributes:
+        task_id: The task's id.
+        start_time: Unix time the tool started, or ``None``.
+        end_time: Unix time the task finished, or ``None``.
+        execution_time: Wall-clock seconds from start to finish.
+        cpu_time: CPU seconds the tool spent in its own thread (measured with
+            ``time.thread_time``; a tool that hands work to other threads or processes is not
+            charged for it).
+        memory_peak_mb: Peak memory; not measured by the thread runner, always ``0.0``.
+        retries: How many retries preceded this run (``execute_with_retry``).
+        checkpoints: Named milestones, each ``{"name", "timestamp", "data"}``. The executor adds
+            ``"started"`` and ``"finished"`` (with the outcome) itself.
+
+    Example:
+        >>> m = ExecutionMetrics("task-1")
+        >>> m.start(); m.checkpoint("loaded", {"rows": 10}); m.end()
+        >>> [c["name"] for c in m.checkpoints]
+        ['loaded']
+    """
+
+    __slots__ = ("_record", "_store")
+
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        _record: TaskRecord | None = None,
+        _store: MetricStore | None = None,
+    ) -> None:
+        self._record = _record if _record is not None else TaskRecord(task_id)
+        self._store = _store
+
+    @property
+    def task_id(self) -> str:
+        """The task's id."""
+        return self._record.task_id
+
+    @property
+    def start_time(self) -> float | None:
+        """Unix time the tool started."""
+        return self._record.start_time
+
+    @start_time.setter
+    def start_time(self, value: float | None) -> None:
+        self._record.start_time = value
+
+    @property
+    def end_time(self) -> float | None:
+        """Unix time the task finished."""
+        return self._record.end_time
+
+    @end_time.setter
+    def end_time(self, value: float | None) -> None:
+        self._record.end_time = value
+
+    @property
+    def execution_time(self) -> float:
+        """Wall-clock seconds; for a running task, the time so far."""
+        rec = self._record
+        if rec.state == "running" and rec.started_mono:
+            return time.perf_counter() - rec.started_mono
+        return rec.execution_time
+
+    @execution_time.setter
+    def execution_time(self, value: float) -> None:
+        self._record.execution_time = value
+
+    @property
+    def cpu_time(self) -> float:
+        """CPU seconds the tool spent in its thread."""
+        return self._record.cpu_time
+
+    @cpu_time.setter
+    def cpu_time(self, value: float) -> None:
+        self._record.cpu_time = value
+
+    @property
+    def memory_peak_mb(self) -> float:
+        """Peak memory in MB (not measured; ``0.0``)."""
+        return self._record.memory_peak_mb
+
+    @memory_peak_mb.setter
+    def memory_peak_mb(self, value: float) -> None:
+        self._record.memory_peak_mb = value
+
+    @property
+    def retries(self) -> int:
+        """Retries that preceded this run."""
+        return self._record.retries
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        self._record.retries = value
+
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Milestones as dicts (a copy), oldest first."""
+        return [point.to_dict() for point in list(self._record.checkpoints)]
+
+    @property
+    def outcome(self) -> str | None:
+        """The outcome (``success``, ``error``, ``timeout``, ``cancelled``, ``rejected``);
+        ``None`` while running."""
+        return self._record.outcome
+
+    @property
+    def tool_name(self) -> str:
+        """The tool the task invoked."""
+        return self._record.tool
+
+    @property
+    def trace_id(self) -> str | None:
+        """The task span's trace id (32 hex digits) when the task was traced."""
+        return self._record.trace_id
+
+    @property
+    def span_id(self) -> str | None:
+        """The task span's span id (16 hex digits) when the task was traced."""
+        return self._record.span_id
+
+    def start(self) -> None:
+        """Mark the start (sets ``start_time`` to now)."""
+        rec = self._record
+        rec.start_time = time.time()
+        rec.started_mono = time.perf_counter()
+        if rec.state == "new":
+            rec.state = "running"
+
+    def end(self) -> None:
+        """Mark the end (sets ``end_time`` and ``execution_time``)."""
+        rec = self._record
+        rec.end_time = time.time()
+        if rec.started_mono:
+            rec.execution_time = time.perf_counter() - rec.started_mono
+        elif rec.start_time is not None:
+            rec.execution_time = rec.end_time - rec.start_time
+        if rec.state == "running":
+            rec.state = "finished"
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
+        """Add a named milestone with the current time.
+
+        Args:
+            name: The milestone's name.
+            data: Extra values to keep with it.
+        """
+        if self._store is not None:
+            self._store.add_checkpoint(self._record, name, data)
+        else:
+            from laios.execution._records import Checkpoint
+
+            self._record.checkpoints.append(
+                Checkpoint(str(name), time.time(), dict(data) if data else {})
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics as a plain dict (with ``trace_id``/``span_id`` when traced)."""
+        rec = self._record
+        out: dict[str, Any] = {
+            "task_id": rec.task_id,
+            "start_time": rec.start_time,
+            "end_time": rec.end_time,
+            "execution_time": self.execution_time,
+            "cpu_time": rec.cpu_time,
+            "memory_peak_mb": rec.memory_peak_mb,
+            "retries": rec.retries,
+            "checkpoints": self.checkpoints,
+        }
+        if rec.tool:
+            out["tool_name"] = rec.tool
+        if rec.outcome is not None:
+            out["outcome"] = rec.outcome
+        if rec.trace_id is not None:
+            out["trace_id"] = rec.trace_id
+            out["span_id"] = rec.span_id
+        return out
+
+    def __repr__(self) -> str:
+        rec = self._record
+        return (
+            f"ExecutionMetrics(task_id={rec.task_id!r}, outcome={rec.outcome!r}, "
+            f"execution_time={self.execution_time:.6f}, retries={rec.retries})"
+        )

@@ -1,0 +1,286 @@
+"""Process-wide monitors: task progress (``ExecutionMonitor``) and custom metrics
+(``PerformanceMonitor``), both views over a metric store.
+
+``get_execution_monitor()`` and ``get_performance_monitor()`` return singletons over the default
+store, which every ``Executor`` writes to unless given another store: running tasks show up in
+the execution monitor, and custom metrics reach Prometheus. A monitor built directly,
+``ExecutionMonitor()`` or ``PerformanceMonitor()``, works on a private store of its own.
+
+Example:
+    >>> from laios.execution.monitor import get_execution_monitor, get_performance_monitor
+    >>> monitor = get_execution_monitor()
+    >>> monitor.update_task_progress("task-1", percent=50, message="Halfway done")
+    >>> perf = get_performance_monitor()
+    >>> perf.record_metric("task-1", "response_time", 1.23, "seconds")
+    >>> perf.get_metric_summary("task-1", "response_time")["count"]
+    1
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from laios.core.types import Task, TaskStatus
+from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_percent, shorten
+from laios.execution.store import MetricStore, ProgressListener, get_default_store
+
+__all__ = [
+    "ExecutionMonitor",
+    "ExecutionStats",
+    "PerformanceMonitor",
+    "ProgressStatus",
+    "ProgressTracker",
+    "ProgressUpdate",
+    "get_execution_monitor",
+    "get_performance_monitor",
+]
+
+
+class ProgressTracker:
+    """Keeps the progress history of tasks (bounded) and tells listeners about every update.
+
+    Args:
+        store: Where the history lives; a new private ``MetricStore`` when ``None``.
+    """
+
+    def __init__(self, store: MetricStore | None = None) -> None:
+        self._store = store if store is not None else MetricStore()
+
+    def update_progress(
+        self,
+        task_id: str,
+        status: ProgressStatus,
+        progress_percent: float = 0.0,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> ProgressUpdate:
+        """Record an update (percent clamped to 0–100) and notify listeners.
+
+        Raises:
+            TypeError: When ``progress_percent`` is not a number.
+            ValueError: When ``status`` is not a ``ProgressStatus`` value.
+        """
+        update = ProgressUpdate(
+            task_id=str(task_id),
+            status=ProgressStatus(status),
+            progress_percent=clamp_percent(progress_percent),
+            message=shorten(str(message)) if message is not None else None,
+            details=dict(details) if details else {},
+        )
+        self._store.record_progress(update)
+        return update
+
+    def get_progress(self, task_id: str) -> ProgressUpdate | None:
+        """The latest update for ``task_id``, or ``None``."""
+        return self._store.latest_progress(task_id)
+
+    def get_history(self, task_id: str) -> list[ProgressUpdate]:
+        """Every retained update for ``task_id``, oldest first (``[]`` if unknown)."""
+        return self._store.progress_history(task_id)
+
+    def clear_progress(self, task_id: str) -> None:
+        """Forget the progress of ``task_id``."""
+        self._store.clear_progress(task_id)
+
+    def add_listener(self, listener: ProgressListener) -> None:
+        """Call ``listener(update)`` for every update; a listener that raises is logged and
+        skipped, never breaking the caller or the other listeners."""
+        self._store.add_progress_listener(listener)
+
+    def remove_listener(self, listener: ProgressListener) -> None:
+        """Stop calling ``listener``."""
+        self._store.remove_progress_listener(listener)
+
+
+@dataclass
+class ExecutionStats:
+    """Counts over a set of tasks (see :meth:`ExecutionMonitor.get_execution_stats`)."""
+
+    total_tasks: int = 0
+    completed_tasks: int = 0
+    failed_tasks: int = 0
+    cancelled_tasks: int = 0
+    running_tasks: int = 0
+    average_execution_time: float = 0.0
+    success_rate: float = 0.0
+
+
+class ExecutionMonitor:
+    """Progress of tasks: where each is, how far along, and what it said last.
+
+    Args:
+        store: The store to read and write; a new private ``MetricStore`` when ``None``.
+            ``get_execution_monitor()`` returns the one over the default store.
+    """
+
+    def __init__(self, store: MetricStore | None = None) -> None:
+        self._store = store if store is not None else MetricStore()
+        self.progress_tracker = ProgressTracker(self._store)
+
+    def start_task(self, task: Task) -> None:
+        """Mark ``task`` as starting (0 %)."""
+        self.progress_tracker.update_progress(task.id, ProgressStatus.STARTING, 0.0)
+
+    def update_task_progress(
+        self,
+        task_id: str,
+        progress_percent: float | None = None,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+        *,
+        percent: float | None = None,
+    ) -> None:
+        """Report progress of a task (status ``IN_PROGRESS``).
+
+        ``percent=`` and ``progress_percent`` are two spellings of the same value; when
+        neither is given, the last known percentage is kept.
+        """
+        value = percent if percent is not None else progress_percent
+        if value is None:
+            latest = self._store.latest_progress(task_id)
+            value = latest.progress_percent if latest is not None else 0.0
+        self.progress_tracker.update_progress(
+            task_id, ProgressStatus.IN_PROGRESS, value, message, details
+        )
+
+    def complete_task(self, task: Task, success: bool = True) -> None:
+        """Mark ``task`` completed (100 %) or failed."""
+        if success:
+            self.progress_tracker.update_progress(task.id, ProgressStatus.COMPLETED, 100.0)
+        else:
+            latest = self._store.latest_progress(task.id)
+            percent = latest.progress_percent if latest is not None else 0.0
+            self.progress_tracker.update_progress(task.id, ProgressStatus.FAILED, percent)
+
+    def cancel_task(self, task_id: str) -> None:
+        """Mark a task cancelled (this records progress; to stop a task use
+        ``Executor.cancel_task``)."""
+        latest = self._store.latest_progress(task_id)
+        percent = latest.progress_percent if latest is not None else 0.0
+        self.progress_tracker.update_progress(task_id, ProgressStatus.CANCELLED, percent)
+
+    def get_progress(self, task_id: str) -> ProgressUpdate | None:
+        """The latest progress of a task, or ``None``."""
+        return self.progress_tracker.get_progress(task_id)
+
+    def get_progress_history(self, task_id: str) -> list[ProgressUpdate]:
+        """All retained progress updates of a task, oldest first."""
+        return self.progress_tracker.get_history(task_id)
+
+    def get_execution_stats(self, tasks: Iterable[Task]) -> ExecutionStats:
+        """Counts and averages computed from the tasks' ``status``, ``started_at`` and
+        ``completed_at``."""
+        items = list(tasks)
+        stats = ExecutionStats(total_tasks=len(items))
+        durations: list[float] = []
+        for task in items:
+            status = task.status
+            if status == TaskStatus.COMPLETED:
+                stats.completed_tasks += 1
+            elif status == TaskStatus.FAILED:
+                stats.failed_tasks += 1
+            elif status == TaskStatus.CANCELLED:
+                stats.cancelled_tasks += 1
+            elif status == TaskStatus.RUNNING:
+                stats.running_tasks += 1
+            if task.started_at is not None and task.completed_at is not None:
+                durations.append((task.completed_at - task.started_at).total_seconds())
+        if durations:
+            stats.average_execution_time = sum(durations) / len(durations)
+        if stats.total_tasks:
+            stats.success_rate = stats.completed_tasks / stats.total_tasks
+        return stats
+
+    def add_progress_listener(self, listener: ProgressListener) -> None:
+        """Call ``listener(update)`` with every progress update."""
+        self.progress_tracker.add_listener(listener)
+
+    def remove_progress_listener(self, listener: ProgressListener) -> None:
+        """Stop calling ``listener``."""
+        self.progress_tracker.remove_listener(listener)
+
+    def clear_task(self, task_id: str) -> None:
+        """Forget a task's progress."""
+        self.progress_tracker.clear_progress(task_id)
+
+
+class PerformanceMonitor:
+    """Custom metrics per task, kept bounded and exported to Prometheus.
+
+    Each task keeps at most 1,000 samples per metric name and 100 metric names; samples are
+    kept for the newest 10,000 task ids. Totals per (name, unit) are exported as
+    ``laios_custom_metric`` (see the metric catalogue).
+
+    Args:
+        store: The store to write; a new private ``MetricStore`` when ``None``.
+    """
+
+    def __init__(self, store: MetricStore | None = None) -> None:
+        self._store = store if store is not None else MetricStore()
+
+    def record_metric(self, task_id: str, metric_name: str, value: float, unit: str = "") -> None:
+        """Record one sample.
+
+        Raises:
+            TypeError: When ``value`` is not a number.
+            ValueError: When ``value`` is NaN or infinite, or the task already has 100 metric
+                names.
+        """
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"metric value must be a number, got {type(value).__name__}")
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError(f"metric value must be finite, got {value!r}")
+        self._store.record_custom(
+            str(task_id), shorten(str(metric_name), 128), float(value), shorten(str(unit), 32)
+        )
+
+    def get_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
+        """All retained samples of a task by metric name (``{}`` when unknown)."""
+        return self._store.custom_metrics(task_id)
+
+    def get_metric_summary(self, task_id: str, metric_name: str) -> dict[str, float]:
+        """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none)."""
+        samples = self._store.custom_metrics(task_id).get(metric_name)
+        if not samples:
+            return {}
+        values = [float(s["value"]) for s in samples]
+        return {
+            "min": min(values),
+            "max": max(values),
+            "avg": sum(values) / len(values),
+            "count": len(values),
+        }
+
+    def clear_metrics(self, task_id: str | None = None) -> None:
+        """Forget the samples of one task, or of all tasks (exported totals are counters and
+        stay)."""
+        self._store.clear_custom(task_id)
+
+
+_lock = threading.Lock()
+_execution_monitor: ExecutionMonitor | None = None
+_performance_monitor: PerformanceMonitor | None = None
+
+
+def get_execution_monitor() -> ExecutionMonitor:
+    """The process-wide ``ExecutionMonitor`` over the default store (same object every call)."""
+    global _execution_monitor
+    if _execution_monitor is None:
+        with _lock:
+            if _execution_monitor is None:
+                _execution_monitor = ExecutionMonitor(get_default_store())
+    return _execution_monitor
+
+
+def get_performance_monitor() -> PerformanceMonitor:
+    """The process-wide ``PerformanceMonitor`` over the default store (same object every call)."""
+    global _performance_monitor
+    if _performance_monitor is None:
+        with _lock:
+            if _performance_monitor is None:
+                _performance_monitor = PerformanceMonitor(get_default_store())
+    return _performance_monitor

@@ -1,0 +1,148 @@
+"""Retry policy for ``Executor.execute_with_retry``: which failures, how long to wait, when to stop.
+
+Delays: attempt ``n`` (1 = the first retry) waits ``retry_delay * backoff ** (n - 1)`` seconds,
+capped at ``max_delay``, then reduced by a random fraction of up to ``jitter`` (so the wait lies
+in ``[delay * (1 - jitter), delay]``). With the defaults (``backoff=1``, ``jitter=0``) every
+wait is exactly ``retry_delay``, as the reference documents.
+
+Test suites can turn the waits off without touching the code under test::
+
+    from laios.execution.retry import sleeps_disabled
+
+    with sleeps_disabled():
+        executor.execute_with_retry(task, context, retry_delay=30)   # returns without waiting
+
+Setting the environment variable ``LAIOS_RETRY_SLEEP=0`` does the same for a whole process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from laios.core.types import TaskResult
+
+__all__ = [
+    "RetryPolicy",
+    "default_retry_if",
+    "sleeps_disabled",
+]
+
+_NOT_RETRYABLE_ERROR_TYPES = frozenset({"ValidationError", "callback_error", "tool_not_found"})
+_sleeps_off = threading.local()
+_global_off = [False]
+
+
+def default_retry_if(result: TaskResult) -> bool:
+    """The default rule: retry errors and timeouts, and rejections caused by saturation.
+
+    Never retried: cancellations, unknown tools, a shut-down executor, parameters the tool's
+    input model rejects, and failures of the caller's own ``on_progress`` callback.
+    """
+    outcome = result.metadata.get("outcome")
+    error_type = result.metadata.get("error_type")
+    if outcome == "rejected":
+        return error_type == "saturated"
+    if outcome not in ("error", "timeout"):
+        return False
+    return error_type not in _NOT_RETRYABLE_ERROR_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How ``execute_with_retry`` spaces and bounds its attempts.
+
+    Attributes:
+        max_retries: Attempts after the first (so at most ``max_retries + 1`` runs).
+        retry_delay: Seconds before the first retry.
+        backoff: Multiplier applied to the delay after each retry (``>= 1``).
+        max_delay: Ceiling of one delay in seconds (``None``: no ceiling).
+        jitter: Fraction (0–1) of each delay that is randomly removed.
+        deadline: Seconds for the whole call, attempts and waits included (``None``: none).
+            No retry starts when its wait would cross the deadline, and an attempt's timeout is
+            cut to the time left.
+        retry_if: Decides whether a failed result is worth another attempt.
+
+    Raises:
+        ValueError: When a value is out of range.
+    """
+
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    backoff: float = 1.0
+    max_delay: float | None = None
+    jitter: float = 0.0
+    deadline: float | None = None
+    retry_if: Callable[[TaskResult], bool] = default_retry_if
+
+    def __post_init__(self) -> None:
+        def number(name: str, value: object) -> float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if math.isnan(value) or math.isinf(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            return float(value)
+
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise ValueError(f"max_retries must be a whole number, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
+        if number("retry_delay", self.retry_delay) < 0:
+            raise ValueError(f"retry_delay must be 0 or more seconds, got {self.retry_delay}")
+        if number("backoff", self.backoff) < 1:
+            raise ValueError(f"backoff must be 1 or more, got {self.backoff}")
+        if self.max_delay is not None and number("max_delay", self.max_delay) < 0:
+            raise ValueError(f"max_delay must be 0 or more seconds, got {self.max_delay}")
+        if not 0 <= number("jitter", self.jitter) <= 1:
+            raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
+        if self.deadline is not None and number("deadline", self.deadline) <= 0:
+            raise ValueError(f"deadline must be more than 0 seconds, got {self.deadline}")
+        if not callable(self.retry_if):
+            raise ValueError("retry_if must be a callable taking a TaskResult")
+
+    def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
+        base = self.retry_delay * self.backoff ** max(retry_number - 1, 0)
+        if self.max_delay is not None:
+            base = min(base, self.max_delay)
+        return base * (1.0 - self.jitter * rng())
+
+
+def _sleeping_enabled() -> bool:
+    if getattr(_sleeps_off, "depth", 0) or _global_off[0]:
+        return False
+    return os.environ.get("LAIOS_RETRY_SLEEP", "1").strip() not in ("0", "false", "no", "off")
+
+
+def sleep(seconds: float, stop: threading.Event | None = None) -> None:
+    """Wait between attempts (returns early when ``stop`` is set, or when sleeps are off)."""
+    if seconds <= 0 or not _sleeping_enabled():
+        return
+    if stop is not None:
+        stop.wait(seconds)
+    else:
+        time.sleep(seconds)
+
+
+@contextlib.contextmanager
+def sleeps_disabled(all_threads: bool = True) -> Iterator[None]:
+    """Skip retry waits inside the block (in every thread, or only this one)."""
+    if all_threads:
+        previous = _global_off[0]
+        _global_off[0] = True
+        try:
+            yield
+        finally:
+            _global_off[0] = previous
+    else:
+        _sleeps_off.depth = getattr(_sleeps_off, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            _sleeps_off.depth -= 1

@@ -1,0 +1,604 @@
+"""The metric store: one in-memory, thread-safe home for every number the executor produces.
+
+Every view reads from here: :class:`~laios.execution.metrics.ExecutionMetrics` (one task's
+record), :class:`~laios.execution.task_monitor.TaskMonitor` (the live view of one executor),
+the global :class:`~laios.execution.monitor.ExecutionMonitor` and
+:class:`~laios.execution.monitor.PerformanceMonitor`, the Prometheus collector and the
+``/status`` endpoint. None of them keeps a copy of a number.
+
+Memory is bounded: finished-task records live in a ring per executor (``record_capacity``),
+progress histories and custom metrics are kept for a bounded number of task ids, and the
+aggregates that Prometheus reads are O(tools × outcomes), never O(tasks).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from laios.execution._aggregates import (
+    TOOL_OTHER,
+    TOOL_UNKNOWN,
+    CustomMetricSnapshot,
+    RunningTaskSnapshot,
+    StoreSnapshot,
+    ToolSlot,
+)
+from laios.execution._records import MAX_TEXT, Checkpoint, ProgressStatus, ProgressUpdate, shorten
+
+__all__ = [
+    "MetricStore",
+    "RecordScope",
+    "TaskRecord",
+    "get_default_store",
+]
+
+_log = logging.getLogger("laios.execution.store")
+
+#: Most checkpoints kept on one task record; later ones are counted but not kept.
+MAX_CHECKPOINTS_PER_TASK = 256
+#: Most progress updates kept per task id.
+MAX_PROGRESS_HISTORY = 100
+#: Most samples kept per (task id, custom metric name).
+MAX_CUSTOM_SAMPLES = 1000
+
+_FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
+
+ProgressListener = Callable[[ProgressUpdate], None]
+CheckpointListener = Callable[["TaskRecord", Checkpoint], None]
+
+
+class TaskRecord:
+    """What the store knows about one run of one task.
+
+    Fields are written by the store under its lock (or by the single owner of a detached
+    record); views read them. A record stops referring to its ``Task`` once it finishes, so
+    retained records never keep a task's parameters or result alive.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "abandoned",
+        "checkpoint_listener",
+        "checkpoints",
+        "checkpoints_dropped",
+        "cpu_time",
+        "end_time",
+        "error_type",
+        "execution_time",
+        "memory_peak_mb",
+        "outcome",
+        "owner",
+        "progress_message",
+        "progress_percent",
+        "retries",
+        "scope",
+        "serial",
+        "slot",
+        "span_id",
+        "start_time",
+        "started_mono",
+        "state",
+        "status",
+        "submitted_mono",
+        "task",
+        "task_id",
+        "tool",
+        "trace_id",
+    )
+
+    def __init__(self, task_id: str, tool: str = "", serial: int = 0) -> None:
+        """Create a detached record (not yet known to any store)."""
+        self.task_id = task_id
+        self.tool = tool
+        self.serial = serial
+        self.scope: RecordScope | None = None
+        self.slot: ToolSlot | None = None
+        self.task: Any = None
+        self.state = "new"  # new -> queued -> running -> finished
+        self.status: Any = None
+        self.submitted_mono = 0.0
+        self.started_mono = 0.0
+        self.start_time: float | None = None
+        self.end_time: float | None = None
+        self.execution_time = 0.0
+        self.cpu_time = 0.0
+        self.memory_peak_mb = 0.0
+        self.retries = 0
+        self.checkpoints: list[Checkpoint] = []
+        self.checkpoints_dropped = 0
+        self.outcome: str | None = None
+        self.error_type: str | None = None
+        self.progress_percent = 0.0
+        self.progress_message: str | None = None
+        self.trace_id: str | None = None
+        self.span_id: str | None = None
+        self.abandoned = False
+        self.checkpoint_listener: CheckpointListener | None = None
+        self.owner: Any = None
+
+
+class RecordScope:
+    """The records of one executor (or one standalone ``TaskMonitor``) inside a store.
+
+    Task ids are chosen by callers and repeat; scoping keeps two executors that share a store
+    from seeing each other's records, and a reused id inside one scope starts a fresh record.
+    """
+
+    __slots__ = ("__weakref__", "active", "active_by_id", "capacity", "finished", "track_progress")
+
+    def __init__(self, capacity: int, *, track_progress: bool = True) -> None:
+        """Create an empty scope retaining at most ``capacity`` finished records.
+
+        ``track_progress=False`` keeps the scope's tasks out of the progress histories that the
+        ``ExecutionMonitor`` reads.
+        """
+        self.capacity = capacity
+        self.track_progress = track_progress
+        self.active: dict[int, TaskRecord] = {}
+        self.active_by_id: dict[str, TaskRecord] = {}
+        self.finished: OrderedDict[str, TaskRecord] = OrderedDict()
+
+
+class MetricStore:
+    """A thread-safe, bounded, in-memory store of task records and aggregates.
+
+    Args:
+        record_capacity: Default number of finished-task records each scope retains (the
+            newest are kept; older ones roll off).
+        max_tool_labels: Distinct ``tool`` label values before further tools fold into
+            ``"other"``.
+        max_error_types: Distinct ``error_type`` label values per tool before further ones fold
+            into ``"other"``.
+        max_tracked_ids: Task ids for which progress histories and custom metrics are kept.
+        max_custom_metrics: Distinct (name, unit) pairs of custom metrics exported as
+            aggregates before further ones fold into ``"other"``.
+
+    Raises:
+        ValueError: When a capacity is not a positive integer.
+    """
+
+    def __init__(
+        self,
+        *,
+        record_capacity: int = 10_000,
+        max_tool_labels: int = 200,
+        max_error_types: int = 50,
+        max_tracked_ids: int = 10_000,
+        max_custom_metrics: int = 100,
+    ) -> None:
+        for name, value in (
+            ("record_capacity", record_capacity),
+            ("max_tool_labels", max_tool_labels),
+            ("max_error_types", max_error_types),
+            ("max_tracked_ids", max_tracked_ids),
+            ("max_custom_metrics", max_custom_metrics),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.record_capacity = record_capacity
+        self.max_tool_labels = max_tool_labels
+        self.max_error_types = max_error_types
+        self.max_tracked_ids = max_tracked_ids
+        self.max_custom_metrics = max_custom_metrics
+        self._lock = threading.Lock()
+        self._serial = 0
+        self._active: dict[int, TaskRecord] = {}
+        self._slots: dict[str, ToolSlot] = {}
+        self._slot_by_name: dict[str, ToolSlot] = {}
+        self._unknown = self._new_slot(TOOL_UNKNOWN)
+        self._queue_depth = 0
+        self._abandoned = 0
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._progress: OrderedDict[str, deque[ProgressUpdate]] = OrderedDict()
+        self._progress_listeners: list[ProgressListener] = []
+        self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
+        self._custom_totals: dict[tuple[str, str], list[float]] = {}
+
+    # -- labels -------------------------------------------------------------------------
+
+    def _new_slot(self, label: str) -> ToolSlot:
+        slot = ToolSlot(label, self.max_error_types)
+        self._slots[label] = slot
+        return slot
+
+    def tool_slot(self, name: str, registered: bool) -> ToolSlot:
+        """Return the aggregate slot for a tool, applying the label rules.
+
+        A name that is not registered is labelled ``unknown`` and never takes a place under the
+        cap, so unknown names cannot crowd out registered tools. Past ``max_tool_labels``
+        distinct registered names, further names share the ``other`` slot.
+        """
+        if not registered:
+            return self._unknown
+        slot = self._slot_by_name.get(name)
+        if slot is not None:
+            return slot
+        with self._lock:
+            slot = self._slot_by_name.get(name)
+            if slot is None:
+                named = (
+                    len(self._slots) - (TOOL_UNKNOWN in self._slots) - (TOOL_OTHER in self._slots)
+                )
+                if name in (TOOL_UNKNOWN, TOOL_OTHER) or named >= self.max_tool_labels:
+                    slot = self._slots.get(TOOL_OTHER) or self._new_slot(TOOL_OTHER)
+                else:
+                    slot = self._new_slot(name)
+                if len(self._slot_by_name) < self.max_tool_labels * 4:
+                    self._slot_by_name[name] = slot
+            return slot
+
+    # -- scopes and pools ---------------------------------------------------------------
+
+    def new_scope(self, capacity: int | None = None, *, track_progress: bool = True) -> RecordScope:
+        """Create a scope for one executor or monitor (``capacity`` defaults to the store's)."""
+        if capacity is None:
+            capacity = self.record_capacity
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"record capacity must be a positive integer, got {capacity!r}")
+        return RecordScope(capacity, track_progress=track_progress)
+
+    def register_pool(self, pool: Any) -> None:
+        """Count a worker pool's ``max_workers`` in ``laios_executor_workers`` while it lives."""
+        with self._lock:
+            self._pools.add(pool)
+
+    # -- the task lifecycle ---------------------------------------------------------------
+
+    def task_submitted(
+        self,
+        scope: RecordScope | None,
+        task: Any,
+        tool: str,
+        slot: ToolSlot,
+        *,
+        running: bool,
+    ) -> TaskRecord:
+        """Record that a task was accepted; ``running=True`` when it starts at once.
+
+        A ``scope`` of ``None`` keeps no per-task record (monitoring disabled); the aggregates
+        are still counted.
+        """
+        now = time.perf_counter()
+        with self._lock:
+            self._serial += 1
+            rec = TaskRecord(task.id, tool, self._serial)
+            rec.scope = scope
+            rec.slot = slot
+            rec.task = task
+            rec.submitted_mono = now
+            self._active[rec.serial] = rec
+            if scope is not None:
+                scope.active[rec.serial] = rec
+                scope.active_by_id[rec.task_id] = rec
+            if running:
+                update = self._mark_started(rec, now)
+            else:
+                rec.state = "queued"
+                self._queue_depth += 1
+                update = None
+            listeners = self._progress_listeners
+        if update is not None and listeners:
+            self._notify(update)
+        return rec
+
+    def task_started(self, rec: TaskRecord) -> None:
+        """Record that a queued task's tool is about to run (observes its queue wait)."""
+        now = time.perf_counter()
+        with self._lock:
+            if rec.state != "queued":
+                return
+            self._queue_depth -= 1
+            update = self._mark_started(rec, now)
+            listeners = self._progress_listeners
+        if update is not None and listeners:
+            self._notify(update)
+
+    def _mark_started(self, rec: TaskRecord, now: float) -> ProgressUpdate | None:
+        # Caller holds the lock.
+        rec.state = "running"
+        rec.started_mono = now
+        rec.start_time = time.time()
+        slot = rec.slot
+        assert slot is not None
+        slot.in_flight += 1
+        slot.queue_wait.observe(now - rec.submitted_mono, None)
+        rec.checkpoints.append(Checkpoint("started", rec.start_time))
+        if rec.scope is None or not rec.scope.track_progress:
+            return None
+        update = ProgressUpdate(rec.task_id, ProgressStatus.STARTING, 0.0)
+        self._append_history(update)
+        return update
+
+    def task_finished(
+        self,
+        rec: TaskRecord,
+        *,
+        outcome: str,
+        status: Any,
+        error_type: str | None = None,
+        cpu_time: float = 0.0,
+        exemplar: tuple[str, str] | None = None,
+    ) -> bool:
+        """Record a task's one and only outcome.
+
+        Args:
+            rec: The record returned by :meth:`task_submitted`.
+            outcome: ``success``, ``error``, ``timeout``, ``cancelled`` or ``rejected``.
+            status: The task's final ``TaskStatus``.
+            error_type: A bounded category for failures (class name or a fixed word).
+            cpu_time: CPU seconds the tool spent in its thread.
+            exemplar: ``(trace_id, span_id)`` of the task's sampled span, if any.
+
+        Returns:
+            ``False`` when the record had already finished (nothing is counted twice).
+        """
+        now = time.perf_counter()
+        with self._lock:
+            if rec.state == "finished":
+                return False
+            if rec.state == "queued":
+                self._queue_depth -= 1
+                rec.start_time = time.time()
+                rec.started_mono = now
+            elif rec.state == "running":
+                assert rec.slot is not None
+                rec.slot.in_flight -= 1
+            rec.state = "finished"
+            rec.end_time = end_time = time.time()
+            rec.checkpoints.append(Checkpoint("finished", end_time, {"outcome": outcome}))
+            duration = now - rec.started_mono if rec.started_mono else 0.0
+            rec.execution_time = duration
+            rec.cpu_time = cpu_time
+            rec.outcome = outcome
+            rec.error_type = error_type
+            rec.status = status
+            rec.task = None
+            rec.checkpoint_listener = None
+            slot = rec.slot
+            assert slot is not None
+            slot.finished(outcome, duration, error_type, exemplar)
+            del self._active[rec.serial]
+            rec.owner = None
+            scope = rec.scope
+            update = None
+            if scope is not None:
+                scope.active.pop(rec.serial, None)
+                if scope.active_by_id.get(rec.task_id) is rec:
+                    del scope.active_by_id[rec.task_id]
+                finished = scope.finished
+                finished.pop(rec.task_id, None)
+                finished[rec.task_id] = rec
+                if len(finished) > scope.capacity:
+                    finished.popitem(last=False)
+                if scope.track_progress:
+                    final = _FINAL_PROGRESS.get(outcome, ProgressStatus.FAILED)
+                    percent = 100.0 if final is ProgressStatus.COMPLETED else rec.progress_percent
+                    update = ProgressUpdate(rec.task_id, final, percent, None, {"outcome": outcome})
+                    self._append_history(update)
+            listeners = self._progress_listeners
+        if update is not None and listeners:
+            self._notify(update)
+        return True
+
+    def task_retried(self, slot: ToolSlot) -> None:
+        """Count one retry of a tool (``laios_task_retries_total``)."""
+        with self._lock:
+            slot.retries += 1
+
+    def add_checkpoint(self, rec: TaskRecord, name: str, data: dict[str, Any] | None) -> Checkpoint:
+        """Append a checkpoint to a record and tell the record's listener (the task span)."""
+        point = Checkpoint(shorten(str(name), 256), time.time(), dict(data) if data else {})
+        with self._lock:
+            if len(rec.checkpoints) < MAX_CHECKPOINTS_PER_TASK:
+                rec.checkpoints.append(point)
+            else:
+                rec.checkpoints_dropped += 1
+            listener = rec.checkpoint_listener
+        if listener is not None:
+            listener(rec, point)
+        return point
+
+    def abandoned_changed(self, delta: int) -> None:
+        """Adjust the count of timed-out tools still holding a thread."""
+        with self._lock:
+            self._abandoned += delta
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Timed-out tools whose threads have not returned yet."""
+        return self._abandoned
+
+    # -- progress (the ExecutionMonitor's data) -----------------------------------------------
+
+    def _append_history(self, update: ProgressUpdate) -> None:
+        # Caller holds the lock.
+        history = self._progress.get(update.task_id)
+        if history is None:
+            history = deque(maxlen=MAX_PROGRESS_HISTORY)
+            self._progress[update.task_id] = history
+            if len(self._progress) > self.max_tracked_ids:
+                self._progress.popitem(last=False)
+        history.append(update)
+
+    def record_progress(self, update: ProgressUpdate, rec: TaskRecord | None = None) -> None:
+        """Store a progress update (bounded history) and notify progress listeners.
+
+        Args:
+            update: The update.
+            rec: The task's record when the caller has it; otherwise the active record with the
+                update's task id, if any, is found and shows the new progress.
+        """
+        with self._lock:
+            if rec is None:
+                rec = next((r for r in self._active.values() if r.task_id == update.task_id), None)
+            if rec is not None and rec.state != "finished":
+                rec.progress_percent = update.progress_percent
+                if update.message is not None:
+                    rec.progress_message = shorten(update.message, MAX_TEXT)
+            self._append_history(update)
+            listeners = bool(self._progress_listeners)
+        if listeners:
+            self._notify(update)
+
+    def _notify(self, update: ProgressUpdate) -> None:
+        for listener in list(self._progress_listeners):
+            try:
+                listener(update)
+            except Exception:
+                _log.exception("progress listener %r raised; it was skipped", listener)
+
+    def latest_progress(self, task_id: str) -> ProgressUpdate | None:
+        """The newest progress update for ``task_id``, or ``None``."""
+        with self._lock:
+            history = self._progress.get(task_id)
+            return history[-1] if history else None
+
+    def progress_history(self, task_id: str) -> list[ProgressUpdate]:
+        """Every retained progress update for ``task_id``, oldest first."""
+        with self._lock:
+            return list(self._progress.get(task_id, ()))
+
+    def clear_progress(self, task_id: str) -> None:
+        """Forget the progress of ``task_id``."""
+        with self._lock:
+            self._progress.pop(task_id, None)
+
+    def add_progress_listener(self, listener: ProgressListener) -> None:
+        """Call ``listener`` with every progress update from now on."""
+        with self._lock:
+            self._progress_listeners = [*self._progress_listeners, listener]
+
+    def remove_progress_listener(self, listener: ProgressListener) -> None:
+        """Stop calling ``listener`` (no error when it was not added)."""
+        with self._lock:
+            self._progress_listeners = [f for f in self._progress_listeners if f != listener]
+
+    # -- custom metrics (the PerformanceMonitor's data) ------------------------------------
+
+    def record_custom(self, task_id: str, name: str, value: float, unit: str) -> None:
+        """Keep a custom metric sample (bounded) and add it to the exported aggregates."""
+        entry = {"value": value, "unit": unit, "timestamp": time.time()}
+        with self._lock:
+            per_task = self._custom.get(task_id)
+            if per_task is None:
+                per_task = {}
+                self._custom[task_id] = per_task
+                if len(self._custom) > self.max_tracked_ids:
+                    self._custom.popitem(last=False)
+            samples = per_task.get(name)
+            if samples is None:
+                if len(per_task) >= self.max_custom_metrics:
+                    raise ValueError(
+                        f"task {shorten(task_id, 64)!r} already has {self.max_custom_metrics} "
+                        "distinct custom metrics; reuse metric names instead of encoding values"
+                    )
+                samples = deque(maxlen=MAX_CUSTOM_SAMPLES)
+                per_task[name] = samples
+            samples.append(entry)
+            key = (name, unit)
+            totals = self._custom_totals.get(key)
+            if totals is None:
+                if len(self._custom_totals) >= self.max_custom_metrics:
+                    key = ("other", "")
+                    totals = self._custom_totals.setdefault(key, [0.0, 0.0])
+                else:
+                    totals = self._custom_totals[key] = [0.0, 0.0]
+            totals[0] += 1
+            totals[1] += value
+
+    def custom_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The retained custom metric samples of ``task_id`` (copies)."""
+        with self._lock:
+            per_task = self._custom.get(task_id, {})
+            return {name: [dict(e) for e in samples] for name, samples in per_task.items()}
+
+    def clear_custom(self, task_id: str | None = None) -> None:
+        """Forget the custom samples of one task, or of all (exported totals stay: counters)."""
+        with self._lock:
+            if task_id is None:
+                self._custom.clear()
+            else:
+                self._custom.pop(task_id, None)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def scope_records(self, scope: RecordScope) -> list[TaskRecord]:
+        """Finished (oldest first) then active records of a scope."""
+        with self._lock:
+            return [*scope.finished.values(), *scope.active.values()]
+
+    def find(self, scope: RecordScope, task_id: str) -> TaskRecord | None:
+        """The newest record of ``task_id`` in ``scope`` (active first), or ``None``."""
+        with self._lock:
+            return scope.active_by_id.get(task_id) or scope.finished.get(task_id)
+
+    def running(self, scope: RecordScope | None = None) -> list[TaskRecord]:
+        """Records whose tool is running now (of one scope, or of the whole store)."""
+        with self._lock:
+            source = scope.active if scope is not None else self._active
+            return [r for r in source.values() if r.state == "running"]
+
+    def active(self, scope: RecordScope, task_id: str) -> list[TaskRecord]:
+        """Queued and running records of ``task_id`` in ``scope``."""
+        with self._lock:
+            return [r for r in scope.active.values() if r.task_id == task_id]
+
+    def clear_scope(self, scope: RecordScope, task_id: str | None = None) -> None:
+        """Drop finished records of a scope (one id, or all)."""
+        with self._lock:
+            if task_id is None:
+                scope.finished.clear()
+            else:
+                scope.finished.pop(task_id, None)
+
+    def snapshot(self) -> StoreSnapshot:
+        """A consistent copy of every aggregate, for exporters and ``/status``."""
+        now = time.perf_counter()
+        with self._lock:
+            tools = [slot.snapshot() for slot in self._slots.values()]
+            running = [
+                RunningTaskSnapshot(
+                    task_id=r.task_id,
+                    tool=r.tool,
+                    state=r.state,
+                    elapsed_seconds=now - (r.started_mono or r.submitted_mono),
+                    progress_percent=r.progress_percent,
+                    message=r.progress_message,
+                )
+                for r in self._active.values()
+            ]
+            custom = [
+                CustomMetricSnapshot(name, unit, int(t[0]), t[1])
+                for (name, unit), t in self._custom_totals.items()
+            ]
+            workers = sum(int(p.max_workers) for p in self._pools if not p.closed)
+            return StoreSnapshot(
+                tools=tools,
+                running=running,
+                custom=custom,
+                workers=workers,
+                queue_depth=self._queue_depth,
+                abandoned_threads=self._abandoned,
+            )
+
+
+_default_store: MetricStore | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_store() -> MetricStore:
+    """Return the process-wide store that every ``Executor`` shares unless given another."""
+    global _default_store
+    store = _default_store
+    if store is None:
+        with _default_lock:
+            if _default_store is None:
+                _default_store = MetricStore()
+            store = _default_store
+    return store

@@ -1,0 +1,121 @@
+"""``TaskMonitor``: the live view of one executor's (or a caller's own) task records."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from laios.core.types import Task, TaskStatus
+from laios.execution.metrics import ExecutionMetrics
+from laios.execution.store import MetricStore, RecordScope, TaskRecord
+
+__all__ = ["TaskMonitor"]
+
+_log = logging.getLogger("laios.execution.monitor")
+
+_OUTCOME_OF_STATUS = {
+    TaskStatus.FAILED: "error",
+    TaskStatus.CANCELLED: "cancelled",
+}
+
+
+class TaskMonitor:
+    """Tracks running tasks and the metrics of finished ones.
+
+    An ``Executor`` uses one internally, reading and writing its records in the executor's
+    store. ``TaskMonitor()`` on its own works on a private store, for tests or custom
+    orchestration. Every method is thread-safe (the store's lock guards every record).
+
+    Args:
+        store: The store to keep records in; a new private ``MetricStore`` when ``None``.
+        capacity: How many finished records to retain (the newest; older ones roll off).
+            Defaults to the store's ``record_capacity`` (10,000).
+
+    Example:
+        >>> from laios.core.types import Task
+        >>> monitor = TaskMonitor()
+        >>> task = Task(plan_id="p", description="d", tool_name="echo")
+        >>> metrics = monitor.start_monitoring(task)
+        >>> monitor.checkpoint(task.id, "halfway")
+        >>> monitor.stop_monitoring(task.id).checkpoints[-1]["name"]
+        'finished'
+    """
+
+    def __init__(self, store: MetricStore | None = None, *, capacity: int | None = None) -> None:
+        self._store = store if store is not None else MetricStore()
+        self._scope: RecordScope = self._store.new_scope(capacity)
+
+    @property
+    def store(self) -> MetricStore:
+        """The store this monitor reads."""
+        return self._store
+
+    def _view(self, rec: TaskRecord | None) -> ExecutionMetrics | None:
+        if rec is None:
+            return None
+        return ExecutionMetrics(rec.task_id, _record=rec, _store=self._store)
+
+    def start_monitoring(self, task: Task) -> ExecutionMetrics:
+        """Start tracking ``task`` as running and return its (live) metrics."""
+        slot = self._store.tool_slot(task.tool_name, registered=True)
+        rec = self._store.task_submitted(self._scope, task, task.tool_name, slot, running=True)
+        return ExecutionMetrics(rec.task_id, _record=rec, _store=self._store)
+
+    def stop_monitoring(self, task_id: str) -> ExecutionMetrics | None:
+        """Stop tracking a running task; its outcome is taken from ``task.status``.
+
+        Returns:
+            The task's final metrics, or ``None`` when no such task is being tracked.
+        """
+        rec = self._store.find(self._scope, task_id)
+        if rec is None or rec.state == "finished":
+            return self._view(rec)
+        task = rec.task
+        status = getattr(task, "status", TaskStatus.COMPLETED)
+        outcome = _OUTCOME_OF_STATUS.get(status, "success")
+        self._store.task_finished(rec, outcome=outcome, status=status)
+        return self._view(rec)
+
+    def get_running_tasks(self) -> list[Task]:
+        """Tasks whose tool is running now."""
+        return [r.task for r in self._store.running(self._scope) if r.task is not None]
+
+    def get_task_status(self, task_id: str) -> TaskStatus | None:
+        """The task's current status (final status for a retained finished task), or ``None``."""
+        rec = self._store.find(self._scope, task_id)
+        if rec is None:
+            return None
+        task = rec.task
+        if task is not None:
+            status: TaskStatus = task.status
+            return status
+        final: TaskStatus | None = rec.status
+        return final
+
+    def get_metrics(self, task_id: str) -> ExecutionMetrics | None:
+        """Metrics of the newest run of ``task_id`` that is running or retained."""
+        return self._view(self._store.find(self._scope, task_id))
+
+    def get_all_metrics(self) -> list[ExecutionMetrics]:
+        """Metrics of every retained finished task (oldest first), then of the running ones."""
+        return [
+            ExecutionMetrics(r.task_id, _record=r, _store=self._store)
+            for r in self._store.scope_records(self._scope)
+        ]
+
+    def checkpoint(self, task_id: str, name: str, data: dict[str, Any] | None = None) -> None:
+        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown)."""
+        rec = self._store.find(self._scope, task_id)
+        if rec is None or rec.state == "finished":
+            _log.debug("checkpoint %r ignored: task %r is not running", name, task_id)
+            return
+        self._store.add_checkpoint(rec, name, data)
+
+    def is_running(self, task_id: str) -> bool:
+        """Whether a task with this id is running now."""
+        rec = self._store.find(self._scope, task_id)
+        return rec is not None and rec.state == "running"
+
+    def clear_metrics(self, task_id: str | None = None) -> None:
+        """Forget retained finished records: one task's, or all (running tasks stay)."""
+        self._store.clear_scope(self._scope, task_id)

@@ -1,0 +1,200 @@
+"""OpenTelemetry spans for tasks, checkpoints, retries and batches.
+
+Span catalogue (see ``docs/spans.md``):
+
+* ``execute_tool {tool_name}`` (INTERNAL): one per task run, parent = the caller's current span
+  (or the retry/batch span). GenAI attributes at start, plus ``laios.task.id``,
+  ``laios.plan.id``, ``laios.session.id``; ``laios.retry.attempt`` under a retry.
+* ``checkpoint {name}``: child of the task span, covering the phase since the previous
+  checkpoint (or the task start); data as ``laios.checkpoint.*`` attributes.
+* ``laios.execute_with_retry {tool_name}``: one per ``execute_with_retry`` call.
+* ``laios.execute_parallel``: one per ``execute_parallel`` batch.
+
+Only ``opentelemetry-api`` is needed. Without an SDK tracer provider installed (and none passed
+to the executor) no span work is done at all.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    NoOpTracerProvider,
+    ProxyTracerProvider,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    TracerProvider,
+)
+
+from laios.execution.redaction import MAX_ERROR_BYTES, scrub, to_json, truncate_bytes
+
+__all__ = [
+    "CAPTURE_CONTENT_ENV",
+    "Tracing",
+]
+
+#: The standard switch for recording tool arguments and results on spans.
+CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+#: Longest string value of a ``laios.checkpoint.*`` attribute, in characters.
+MAX_CHECKPOINT_VALUE_CHARS = 256
+#: Most ``laios.checkpoint.*`` attributes per checkpoint span.
+MAX_CHECKPOINT_ATTRIBUTES = 32
+#: Longest exception stack trace recorded on a span, in UTF-8 bytes.
+MAX_STACKTRACE_BYTES = 8192
+
+_NO_SDK = (ProxyTracerProvider, NoOpTracerProvider)
+
+
+def _env_capture() -> bool:
+    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _scalar(value: Any) -> str | bool | int | float | None:
+    if isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value[:MAX_CHECKPOINT_VALUE_CHARS]
+    return None
+
+
+class Tracing:
+    """The executor's access to OpenTelemetry.
+
+    Args:
+        tracer_provider: A provider to use; ``None`` follows the global provider (so an SDK
+            configured after the executor was created is still picked up).
+        capture_content: Record arguments and results on task spans (redacted, truncated).
+            ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        capture_content: bool | None = None,
+    ) -> None:
+        from laios import __version__
+
+        self._explicit = tracer_provider is not None
+        self._tracer: trace.Tracer
+        if tracer_provider is not None:
+            self._tracer = tracer_provider.get_tracer("laios.execution", __version__)
+        else:
+            self._tracer = trace.get_tracer("laios.execution", __version__)
+        self.capture_content = _env_capture() if capture_content is None else capture_content
+
+    @property
+    def enabled(self) -> bool:
+        """Whether spans are recorded (an SDK provider is installed or was passed in)."""
+        return self._explicit or not isinstance(trace.get_tracer_provider(), _NO_SDK)
+
+    def start_task_span(
+        self,
+        tool_name: str,
+        attributes: dict[str, Any],
+        parent: Context | None,
+        arguments: Mapping[str, Any] | None,
+    ) -> Span:
+        """Open the ``execute_tool`` span of one task run (the caller's context is the parent)."""
+        if self.capture_content and arguments is not None:
+            attributes["gen_ai.tool.call.arguments"] = to_json(dict(arguments))
+        return self._tracer.start_span(
+            f"execute_tool {tool_name}",
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span:
+        """Open a retry or batch span under the caller's current span."""
+        return self._tracer.start_span(
+            name,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    def checkpoint_span(
+        self,
+        task_span: Span,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        data: Mapping[str, Any],
+    ) -> None:
+        """Record a finished ``checkpoint {name}`` span under ``task_span``."""
+        attributes: dict[str, Any] = {}
+        for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
+            scalar = _scalar(value)
+            if scalar is not None:
+                attributes[f"laios.checkpoint.{str(key)[:64]}"] = scalar
+        span = self._tracer.start_span(
+            f"checkpoint {name}",
+            context=trace.set_span_in_context(task_span),
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=start_ns,
+        )
+        span.end(end_time=end_ns)
+
+    def end_span(
+        self,
+        span: Span,
+        *,
+        error_type: str | None,
+        message: str | None,
+        secrets: Sequence[str],
+        exception: BaseException | None = None,
+        result: Any = None,
+        capture_result: bool = False,
+        end_time: float | None = None,
+    ) -> None:
+        """Set the outcome on a span and end it.
+
+        Success leaves the status UNSET. A failure sets ERROR with a short scrubbed message and
+        ``error.type``; a raised exception is recorded once, as a scrubbed ``exception`` event.
+        """
+        if capture_result and self.capture_content:
+            span.set_attribute("gen_ai.tool.call.result", to_json(result))
+        if error_type is not None:
+            short = scrub(message or error_type, secrets, limit=MAX_ERROR_BYTES)
+            span.set_attribute("error.type", error_type)
+            span.set_status(Status(StatusCode.ERROR, short))
+            if exception is not None:
+                stack = "".join(
+                    traceback.format_exception(type(exception), exception, exception.__traceback__)
+                )
+                span.add_event(
+                    "exception",
+                    {
+                        "exception.type": type(exception).__qualname__,
+                        "exception.message": short,
+                        "exception.stacktrace": truncate_bytes(
+                            scrub(stack, secrets, limit=None), MAX_STACKTRACE_BYTES
+                        ),
+                    },
+                )
+        span.end(end_time=int(end_time * 1e9) if end_time is not None else None)
+
+
+def span_ids(span: Span) -> tuple[str, str, bool] | None:
+    """``(trace_id, span_id, sampled)`` of a span as hex strings, or ``None`` when invalid."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), ctx.trace_flags.sampled
+
+
+def now_ns() -> int:
+    """The current time in nanoseconds since the epoch (span timestamps)."""
+    return time.time_ns()

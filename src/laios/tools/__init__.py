@@ -1,0 +1,21 @@
+"""Tools: the units of work tasks invoke, and the registry that holds them by name."""
+
+from laios.tools.base import (
+    AsyncBaseTool,
+    BaseTool,
+    ToolCategory,
+    ToolInput,
+    ToolOutput,
+    create_simple_tool,
+)
+from laios.tools.registry import ToolRegistry
+
+__all__ = [
+    "AsyncBaseTool",
+    "BaseTool",
+    "ToolCategory",
+    "ToolInput",
+    "ToolOutput",
+    "ToolRegistry",
+    "create_simple_tool",
+]

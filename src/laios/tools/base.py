@@ -1,0 +1,394 @@
+"""Base classes for tools: the unit of work a :class:`~laios.core.types.Task` invokes.
+
+A tool subclasses :class:`BaseTool` (or :class:`AsyncBaseTool`), sets its class attributes and
+implements ``_execute`` (or ``_execute_async``). Callers use :meth:`BaseTool.execute`, which
+validates the input, runs the tool and always returns a :class:`ToolOutput`.
+
+``_execute`` may be written in either of two styles:
+
+* ``def _execute(self, input_data)`` receives the validated ``input_model`` instance (for the
+  bare :class:`ToolInput`, a ``ToolInput`` carrying the keyword arguments as attributes);
+* ``def _execute(self, **kwargs)`` receives the parameters as keyword arguments (the validated
+  model's fields, or the raw keyword arguments for the bare :class:`ToolInput`).
+
+The style is read from the method's signature once, when the class is created: a method with no
+positional parameter besides ``self`` is called with keyword arguments.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import inspect
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from laios.core.types import Permission, ToolParameter
+from laios.tools._schema import parameters_from_model
+
+__all__ = [
+    "AsyncBaseTool",
+    "BaseTool",
+    "ToolCategory",
+    "ToolInput",
+    "ToolOutput",
+    "create_simple_tool",
+]
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class ToolCategory(str, Enum):
+    """Broad area a tool works in."""
+
+    FILESYSTEM = "filesystem"
+    SHELL = "shell"
+    WEB = "web"
+    CODE = "code"
+    DATA = "data"
+    SYSTEM = "system"
+    UTILITY = "utility"
+    CUSTOM = "custom"
+
+
+class ToolInput(BaseModel):
+    """Input of a tool. A tool subclasses it to declare its parameters as fields.
+
+    The bare class declares no fields and keeps any keyword arguments as extra attributes, so a
+    tool without a dedicated input model accepts anything. Subclasses may set their own
+    ``model_config`` (for instance ``extra="forbid"``).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ToolOutput(BaseModel):
+    """Result of one tool run.
+
+    Attributes:
+        success: Whether the tool succeeded.
+        data: The tool's result value.
+        error: Error message when the tool failed.
+        metadata: Extra information, such as ``error_type`` for a failure.
+    """
+
+    success: bool = True
+    data: Any = None
+    error: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # The exception behind a failure, so tracing can record its stack trace; never serialized.
+    _exception: BaseException | None = PrivateAttr(default=None)
+
+
+def _uses_kwargs_style(cls: type, attr: str) -> bool:
+    """Tell whether ``cls.<attr>`` takes its input as keyword arguments.
+
+    True when the method has no positional parameter besides ``self``, so that it cannot take
+    the input model positionally; ``def m(self, **kwargs)`` is the usual form.
+    """
+    raw = inspect.getattr_static(cls, attr, None)
+    if raw is None:
+        return False
+    func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(raw, staticmethod) and params and params[0].kind in _POSITIONAL:
+        params = params[1:]
+    return not any(p.kind in _POSITIONAL for p in params)
+
+
+def _failure(exc: Exception) -> ToolOutput:
+    """Turn an exception into a failed :class:`ToolOutput`, or re-raise a control-flow one."""
+    if getattr(type(exc), "_laios_propagate", False) is True:
+        raise exc
+    name = type(exc).__name__
+    output = ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
+    output._exception = exc
+    return output
+
+
+def _wrap(value: Any) -> ToolOutput:
+    """Return ``value`` if it is a :class:`ToolOutput`, else a successful output holding it."""
+    if isinstance(value, ToolOutput):
+        return value
+    return ToolOutput(success=True, data=value)
+
+
+class BaseTool(abc.ABC):
+    """Abstract base class of all tools.
+
+    Subclasses set the class attributes below and implement ``_execute``. Exceptions whose class
+    has the attribute ``_laios_propagate = True`` pass through :meth:`execute` unchanged; every
+    other ``Exception`` becomes a failed :class:`ToolOutput`.
+
+    Attributes:
+        name: Unique tool name; must not be blank.
+        description: What the tool does; must not be empty.
+        category: Broad area the tool works in.
+        required_permissions: Permissions the tool needs. Each instance holds its own copy.
+        input_model: Model that validates the keyword arguments of :meth:`execute`.
+        is_async: Whether the tool's work is a coroutine. False here; :class:`AsyncBaseTool`
+            sets it to True. An executor running inside an event loop should await
+            :meth:`AsyncBaseTool.execute_async` for tools where this is True.
+    """
+
+    name: str = ""
+    description: str = ""
+    category: ToolCategory = ToolCategory.CUSTOM
+    required_permissions: set[Permission] = set()
+    input_model: type[ToolInput] = ToolInput
+    is_async: ClassVar[bool] = False
+
+    _entry_point: ClassVar[str] = "_execute"
+    _kwargs_style: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Record once per class how its entry point (``_execute``) takes its input."""
+        super().__init_subclass__(**kwargs)
+        cls._kwargs_style = _uses_kwargs_style(cls, cls._entry_point)
+
+    def __init__(self) -> None:
+        """Check the class attributes and give the instance its own permission set.
+
+        Raises:
+            ValueError: If ``name`` is missing or blank, ``description`` is empty, or
+                ``category`` or a permission is not a valid enum value.
+            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`.
+        """
+        cls = type(self)
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
+        if not isinstance(self.description, str) or not self.description.strip():
+            raise ValueError(f"Tool {self.name!r} must define a non-empty 'description'")
+        model = self.input_model
+        if not (isinstance(model, type) and issubclass(model, ToolInput)):
+            raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
+        self.category = ToolCategory(self.category)
+        self.required_permissions = {Permission(p) for p in self.required_permissions}
+
+    def __repr__(self) -> str:
+        """Return a short description with the tool's class, name and category."""
+        return f"{type(self).__name__}(name={self.name!r}, category={self.category.value!r})"
+
+    def execute(self, **kwargs: Any) -> ToolOutput:
+        """Validate ``kwargs``, run the tool and return its output. Never raises.
+
+        Args:
+            **kwargs: The tool's parameters.
+
+        Returns:
+            The :class:`ToolOutput` the tool returned, a successful output wrapping any other
+            return value, or a failed output (``metadata["error_type"]`` names the exception)
+            when validation or the tool raised.
+        """
+        try:
+            input_data = self._build_input(kwargs)
+            self._validate(input_data)
+            if self._kwargs_style:
+                result = self._execute(**self._as_kwargs(input_data, kwargs))
+            else:
+                result = self._execute(input_data)
+        except Exception as exc:
+            return _failure(exc)
+        return _wrap(result)
+
+    @abc.abstractmethod
+    def _execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the tool's logic; written as ``(self, input_data)`` or ``(self, **kwargs)``.
+
+        Returns:
+            A :class:`ToolOutput`, or any value to wrap in a successful one.
+        """
+
+    def _validate(self, input_data: ToolInput) -> None:  # noqa: B027 (optional hook)
+        """Check the validated input before the tool runs. Does nothing by default.
+
+        Args:
+            input_data: The validated input.
+
+        Raises:
+            Exception: Any exception aborts the run with a failed output.
+        """
+
+    def _build_input(self, kwargs: dict[str, Any]) -> ToolInput:
+        """Validate ``kwargs`` with ``input_model``; the bare :class:`ToolInput` skips it."""
+        if self.input_model is ToolInput:
+            return ToolInput.model_construct(**kwargs)
+        return self.input_model.model_validate(kwargs)
+
+    def _as_kwargs(self, input_data: ToolInput, raw: dict[str, Any]) -> dict[str, Any]:
+        """Return the keyword arguments for a keyword-style entry point."""
+        if self.input_model is ToolInput:
+            return raw
+        return input_data.model_dump()
+
+    def get_parameters(self) -> list[ToolParameter]:
+        """Describe the tool's parameters from the JSON schema of ``input_model``.
+
+        Returns:
+            One :class:`~laios.core.types.ToolParameter` per field, in declaration order.
+        """
+        return parameters_from_model(self.input_model)
+
+    def get_schema(self) -> dict[str, Any]:
+        """Describe the tool as a plain dictionary.
+
+        Returns:
+            A dict with ``name``, ``description``, ``category`` (the value string),
+            ``parameters`` (list of parameter dicts) and ``permissions`` (sorted values).
+        """
+        return {
+            "name": self.name,
+            "description": self.description,
+            "category": self.category.value,
+            "parameters": [p.model_dump() for p in self.get_parameters()],
+            "permissions": sorted(p.value for p in self.required_permissions),
+        }
+
+
+class AsyncBaseTool(BaseTool):
+    """Base class of tools whose work is a coroutine.
+
+    Subclasses implement ``async def _execute_async(self, input_data)`` or
+    ``async def _execute_async(self, **kwargs)``; the style is detected as for ``_execute``.
+    """
+
+    is_async: ClassVar[bool] = True
+    _entry_point: ClassVar[str] = "_execute_async"
+
+    def _execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Refuse synchronous use; asynchronous tools run through :meth:`execute_async`.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} is asynchronous: call execute_async() instead of _execute()"
+        )
+
+    @abc.abstractmethod
+    async def _execute_async(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the tool's logic; written as ``(self, input_data)`` or ``(self, **kwargs)``.
+
+        Returns:
+            A :class:`ToolOutput`, or any value to wrap in a successful one.
+        """
+
+    async def execute_async(self, **kwargs: Any) -> ToolOutput:
+        """Validate ``kwargs``, await the tool and return its output. Never raises.
+
+        Args:
+            **kwargs: The tool's parameters.
+
+        Returns:
+            The tool's :class:`ToolOutput`, a successful output wrapping any other return
+            value, or a failed output when validation or the tool raised.
+        """
+        try:
+            input_data = self._build_input(kwargs)
+            self._validate(input_data)
+            if self._kwargs_style:
+                result = self._execute_async(**self._as_kwargs(input_data, kwargs))
+            else:
+                result = self._execute_async(input_data)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            return _failure(exc)
+        return _wrap(result)
+
+    def execute(self, **kwargs: Any) -> ToolOutput:
+        """Run the tool to completion with :func:`asyncio.run`. Never raises.
+
+        Inside a running event loop the tool cannot be run synchronously from the loop's
+        thread; a failed output then says to await :meth:`execute_async` instead.
+
+        Args:
+            **kwargs: The tool's parameters.
+
+        Returns:
+            The result of :meth:`execute_async`, or a failed output as described above.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return ToolOutput(
+                success=False,
+                error=(
+                    f"Asynchronous tool {self.name!r} cannot run synchronously inside a running "
+                    "event loop; await execute_async() instead"
+                ),
+                metadata={"error_type": "RuntimeError"},
+            )
+        try:
+            return asyncio.run(self.execute_async(**kwargs))
+        except Exception as exc:
+            return _failure(exc)
+
+
+def _class_name(tool_name: str) -> str:
+    parts = "".join(c if c.isalnum() else " " for c in tool_name).split()
+    return "".join(p[:1].upper() + p[1:] for p in parts) + "Tool"
+
+
+def create_simple_tool(
+    name: str,
+    description: str,
+    func: Callable[..., Any],
+    category: ToolCategory = ToolCategory.CUSTOM,
+    permissions: set[Permission] | None = None,
+    input_model: type[ToolInput] | None = None,
+) -> BaseTool:
+    """Build a tool instance from a plain function.
+
+    The tool calls ``func(**params)``, where ``params`` are the validated fields of
+    ``input_model`` or, without an input model, the caller's keyword arguments. A coroutine
+    function gives an :class:`AsyncBaseTool`.
+
+    Args:
+        name: Tool name.
+        description: What the tool does.
+        func: The function (or coroutine function) doing the work.
+        category: Broad area the tool works in.
+        permissions: Permissions the tool needs.
+        input_model: Model validating the parameters; the bare :class:`ToolInput` by default.
+
+    Returns:
+        An instance of a new tool class.
+
+    Raises:
+        ValueError: If ``name`` is blank or ``description`` is empty.
+    """
+    attrs: dict[str, Any] = {
+        "__doc__": description,
+        "__module__": getattr(func, "__module__", None) or __name__,
+        "name": name,
+        "description": description,
+        "category": category,
+        "required_permissions": set(permissions or ()),
+        "input_model": input_model or ToolInput,
+    }
+    base: type[Any]
+    if inspect.iscoroutinefunction(func):
+
+        async def _execute_async(self: AsyncBaseTool, **kwargs: Any) -> Any:
+            return await func(**kwargs)
+
+        attrs["_execute_async"] = _execute_async
+        base = AsyncBaseTool
+    else:
+
+        def _execute(self: BaseTool, **kwargs: Any) -> Any:
+            return func(**kwargs)
+
+        attrs["_execute"] = _execute
+        base = BaseTool
+    tool: BaseTool = type(_class_name(name), (base,), attrs)()
+    return tool

@@ -1,0 +1,233 @@
+"""A thread-safe registry of tools, looked up by name.
+
+Writes (registering, unregistering, clearing) are serialised by a lock and replace the internal
+mapping with an updated copy, so reads (:meth:`ToolRegistry.get_tool`, listing, iteration for
+schemas) are plain dictionary operations that never see a half-updated registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from laios.core.types import Permission
+from laios.tools.base import BaseTool, ToolCategory, ToolOutput
+
+__all__ = ["ToolRegistry"]
+
+logger = logging.getLogger("laios.tools.registry")
+
+
+def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
+    """Return ``tool`` if it is an instance, else a new instance of the class."""
+    if isinstance(tool, BaseTool):
+        return tool
+    if isinstance(tool, type) and issubclass(tool, BaseTool):
+        return tool()
+    raise TypeError(f"Expected a BaseTool subclass or instance, got {tool!r}")
+
+
+class ToolRegistry:
+    """Holds tools by name and runs them.
+
+    Safe to use from several threads at once.
+
+    Example:
+        >>> registry = ToolRegistry()
+        >>> registry.register_tool(MyTool)  # doctest: +SKIP
+        >>> registry.execute_tool("my_tool", path="/tmp")  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        """Create an empty registry."""
+        self._lock = threading.RLock()
+        self._tools: dict[str, BaseTool] = {}
+
+    def _store(self, tools: Iterable[BaseTool]) -> None:
+        """Add ``tools`` under one lock, warning about each name that replaces another tool."""
+        with self._lock:
+            updated = dict(self._tools)
+            for tool in tools:
+                previous = updated.get(tool.name)
+                if previous is not None and previous is not tool:
+                    logger.warning(
+                        "Replacing tool %r (%s) with %s",
+                        tool.name,
+                        type(previous).__name__,
+                        type(tool).__name__,
+                    )
+                updated[tool.name] = tool
+            self._tools = updated
+
+    def register_tool(self, tool_class: type[BaseTool] | BaseTool) -> BaseTool:
+        """Register a tool under its ``name``.
+
+        A tool already registered under the same name is replaced, with a logged warning.
+
+        Args:
+            tool_class: A :class:`BaseTool` subclass (instantiated with no arguments) or an
+                already built tool instance.
+
+        Returns:
+            The registered tool instance.
+
+        Raises:
+            TypeError: If ``tool_class`` is neither a BaseTool subclass nor an instance.
+            ValueError: If the tool class refuses to be instantiated (blank name, ...).
+        """
+        tool = _instantiate(tool_class)
+        self._store([tool])
+        return tool
+
+    def register_tools(self, tool_classes: Iterable[type[BaseTool] | BaseTool]) -> list[BaseTool]:
+        """Register several tools at once.
+
+        All tools are built first; if any of them fails, none is registered.
+
+        Args:
+            tool_classes: BaseTool subclasses or instances.
+
+        Returns:
+            The registered tool instances, in the given order.
+
+        Raises:
+            TypeError: If an item is neither a BaseTool subclass nor an instance.
+            ValueError: If a tool class refuses to be instantiated.
+        """
+        tools = [_instantiate(item) for item in tool_classes]
+        self._store(tools)
+        return tools
+
+    def unregister_tool(self, name: str) -> bool:
+        """Remove the tool registered under ``name``.
+
+        Args:
+            name: Tool name.
+
+        Returns:
+            True if a tool was removed, False if there was none.
+        """
+        with self._lock:
+            if name not in self._tools:
+                return False
+            updated = dict(self._tools)
+            del updated[name]
+            self._tools = updated
+            return True
+
+    def clear(self) -> None:
+        """Remove every tool."""
+        with self._lock:
+            self._tools = {}
+
+    def get_tool(self, name: str) -> BaseTool | None:
+        """Return the tool registered under ``name``, or None.
+
+        Args:
+            name: Tool name.
+
+        Returns:
+            The tool instance, or None if no tool has that name.
+        """
+        return self._tools.get(name)
+
+    def has_tool(self, name: str) -> bool:
+        """Tell whether a tool is registered under ``name``.
+
+        Args:
+            name: Tool name.
+
+        Returns:
+            True if the registry holds a tool with that name.
+        """
+        return name in self._tools
+
+    def list_tools(
+        self,
+        category: ToolCategory | str | None = None,
+        permission: Permission | str | None = None,
+    ) -> list[BaseTool]:
+        """List the registered tools, in registration order, optionally filtered.
+
+        Args:
+            category: Keep only tools of this category (enum member or value).
+            permission: Keep only tools that require this permission (enum member or value).
+
+        Returns:
+            The matching tools.
+
+        Raises:
+            ValueError: If ``category`` or ``permission`` is not a valid value.
+        """
+        tools = list(self._tools.values())
+        if category is not None:
+            wanted_category = ToolCategory(category)
+            tools = [t for t in tools if t.category == wanted_category]
+        if permission is not None:
+            wanted_permission = Permission(permission)
+            tools = [t for t in tools if wanted_permission in t.required_permissions]
+        return tools
+
+    def execute_tool(self, name: str, /, **kwargs: Any) -> ToolOutput:
+        """Run the tool registered under ``name``. Never raises.
+
+        ``name`` is positional-only, so a tool may itself take a ``name`` parameter.
+
+        Args:
+            name: Tool name.
+            **kwargs: The tool's parameters.
+
+        Returns:
+            The tool's output, or a failed output with ``error="Tool not found: NAME"`` and
+            ``metadata["error_type"] == "tool_not_found"`` for an unknown name.
+        """
+        tool = self._tools.get(name)
+        if tool is None:
+            return ToolOutput(
+                success=False,
+                error=f"Tool not found: {name}",
+                metadata={"error_type": "tool_not_found"},
+            )
+        try:
+            return tool.execute(**kwargs)
+        except Exception as exc:
+            if getattr(type(exc), "_laios_propagate", False) is True:
+                raise
+            error_type = type(exc).__name__
+            return ToolOutput(
+                success=False, error=str(exc) or error_type, metadata={"error_type": error_type}
+            )
+
+    def get_tool_schema(self, name: str) -> dict[str, Any] | None:
+        """Return the schema of the tool registered under ``name``, or None.
+
+        Args:
+            name: Tool name.
+
+        Returns:
+            The result of :meth:`BaseTool.get_schema`, or None for an unknown name.
+        """
+        tool = self._tools.get(name)
+        return None if tool is None else tool.get_schema()
+
+    def get_all_schemas(self) -> list[dict[str, Any]]:
+        """Return the schema of every registered tool, in registration order.
+
+        Returns:
+            One :meth:`BaseTool.get_schema` dict per tool.
+        """
+        return [tool.get_schema() for tool in list(self._tools.values())]
+
+    def __len__(self) -> int:
+        """Return the number of registered tools."""
+        return len(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        """Tell whether a tool is registered under ``name`` (False for a non-string)."""
+        return isinstance(name, str) and name in self._tools
+
+    def __repr__(self) -> str:
+        """Return a short description listing the registered tool names."""
+        return f"ToolRegistry(tools={sorted(self._tools)!r})"

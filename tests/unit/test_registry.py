@@ -1,0 +1,310 @@
+"""Tests for laios.tools.registry."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from laios.core.types import Permission
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolCategory, ToolOutput
+from laios.tools.registry import ToolRegistry
+
+
+class EchoTool(BaseTool):
+    name = "echo"
+    description = "Returns its keyword arguments"
+    category = ToolCategory.UTILITY
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return kwargs
+
+
+class OtherEcho(EchoTool):
+    description = "Another tool under the name echo"
+
+
+class ReadTool(EchoTool):
+    name = "read"
+    description = "Reads files"
+    category = ToolCategory.FILESYSTEM
+    required_permissions = {Permission.FILESYSTEM_READ}
+
+
+class ShellTool(EchoTool):
+    name = "shell"
+    description = "Runs commands"
+    category = ToolCategory.SHELL
+    required_permissions = {Permission.SHELL_EXECUTE, Permission.FILESYSTEM_READ}
+
+
+class AsyncTool(AsyncBaseTool):
+    name = "async"
+    description = "Async echo"
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return kwargs
+
+
+class ControlFlow(Exception):
+    _laios_propagate = True
+
+
+def make_registry(*tools: type[BaseTool] | BaseTool) -> ToolRegistry:
+    registry = ToolRegistry()
+    registry.register_tools(tools)
+    return registry
+
+
+def make_tool_class(index: int) -> type[BaseTool]:
+    return type(f"Tool{index}", (EchoTool,), {"name": f"tool_{index}"})
+
+
+def test_register_class_instantiates_it() -> None:
+    """Registering a class stores an instance of it under its name."""
+    registry = ToolRegistry()
+    returned = registry.register_tool(EchoTool)
+    assert isinstance(registry.get_tool("echo"), EchoTool)
+    assert registry.get_tool("echo") is returned
+
+
+def test_register_instance_stores_that_instance() -> None:
+    """Registering an instance stores that very object."""
+    tool = EchoTool()
+    assert make_registry(tool).get_tool("echo") is tool
+
+
+def test_register_rejects_other_objects() -> None:
+    """Registering something that is not a tool raises TypeError."""
+    with pytest.raises(TypeError):
+        ToolRegistry().register_tool(object)  # type: ignore[arg-type]
+
+
+def test_replacing_a_tool_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A second tool with the same name replaces the first and logs a warning."""
+    registry = make_registry(EchoTool)
+    with caplog.at_level(logging.WARNING, logger="laios.tools.registry"):
+        registry.register_tool(OtherEcho)
+    assert isinstance(registry.get_tool("echo"), OtherEcho)
+    assert [r.name for r in caplog.records] == ["laios.tools.registry"]
+    assert "echo" in caplog.records[0].getMessage()
+
+
+def test_registering_same_instance_again_is_silent(caplog: pytest.LogCaptureFixture) -> None:
+    """Registering the already registered instance again logs nothing."""
+    tool = EchoTool()
+    registry = make_registry(tool)
+    with caplog.at_level(logging.WARNING, logger="laios.tools.registry"):
+        registry.register_tool(tool)
+    assert caplog.records == []
+
+
+def test_register_tools_registers_all() -> None:
+    """register_tools registers every given tool."""
+    assert sorted(t.name for t in make_registry(EchoTool, ReadTool).list_tools()) == [
+        "echo",
+        "read",
+    ]
+
+
+def test_register_tools_is_all_or_nothing() -> None:
+    """If one tool of a batch cannot be built, none of the batch is registered."""
+    broken = type("Broken", (EchoTool,), {"name": ""})
+    registry = ToolRegistry()
+    with pytest.raises(ValueError):
+        registry.register_tools([ReadTool, broken])
+    assert len(registry) == 0
+
+
+def test_get_tool_unknown_is_none() -> None:
+    """get_tool returns None for an unknown name."""
+    assert ToolRegistry().get_tool("missing") is None
+
+
+def test_has_tool() -> None:
+    """has_tool tells registered names from unknown ones."""
+    registry = make_registry(EchoTool)
+    assert (registry.has_tool("echo"), registry.has_tool("read")) == (True, False)
+
+
+def test_list_tools_keeps_registration_order() -> None:
+    """list_tools returns tools in the order they were registered."""
+    registry = make_registry(ShellTool, EchoTool, ReadTool)
+    assert [t.name for t in registry.list_tools()] == ["shell", "echo", "read"]
+
+
+def test_list_tools_filters_by_category() -> None:
+    """list_tools(category=...) keeps only tools of that category."""
+    registry = make_registry(ShellTool, EchoTool, ReadTool)
+    assert [t.name for t in registry.list_tools(category=ToolCategory.SHELL)] == ["shell"]
+
+
+def test_list_tools_filters_by_permission() -> None:
+    """list_tools(permission=...) keeps only tools requiring that permission."""
+    registry = make_registry(ShellTool, EchoTool, ReadTool)
+    names = [t.name for t in registry.list_tools(permission=Permission.FILESYSTEM_READ)]
+    assert names == ["shell", "read"]
+
+
+def test_list_tools_filters_accept_string_values() -> None:
+    """list_tools accepts category and permission as their string values, combined."""
+    registry = make_registry(ShellTool, EchoTool, ReadTool)
+    tools = registry.list_tools(category="filesystem", permission="filesystem.read")
+    assert [t.name for t in tools] == ["read"]
+
+
+def test_execute_tool_runs_the_tool() -> None:
+    """execute_tool passes the keyword arguments to the named tool."""
+    assert make_registry(EchoTool).execute_tool("echo", a=1) == ToolOutput(data={"a": 1})
+
+
+def test_execute_tool_unknown_name() -> None:
+    """execute_tool on an unknown name returns the documented failure."""
+    output = ToolRegistry().execute_tool("nope")
+    assert output == ToolOutput(
+        success=False, error="Tool not found: nope", metadata={"error_type": "tool_not_found"}
+    )
+
+
+def test_execute_tool_accepts_a_name_parameter() -> None:
+    """A tool parameter called 'name' does not clash with the tool name argument."""
+    assert make_registry(EchoTool).execute_tool("echo", name="x").data == {"name": "x"}
+
+
+def test_execute_tool_keeps_tool_failure_unchanged() -> None:
+    """A failed ToolOutput from the tool reaches the caller unchanged."""
+    failure = ToolOutput(success=False, error="original message")
+
+    class Failing(EchoTool):
+        name = "failing"
+
+        def _execute(self, **kwargs: Any) -> Any:
+            return failure
+
+    assert make_registry(Failing).execute_tool("failing") is failure
+
+
+def test_execute_tool_never_raises_from_a_broken_execute() -> None:
+    """execute_tool converts an exception from an overridden execute() into a failure."""
+
+    class Broken(EchoTool):
+        name = "broken"
+
+        def execute(self, **kwargs: Any) -> ToolOutput:
+            raise RuntimeError("broken execute")
+
+    output = make_registry(Broken).execute_tool("broken")
+    assert (output.success, output.error) == (False, "broken execute")
+    assert output.metadata == {"error_type": "RuntimeError"}
+
+
+def test_execute_tool_lets_propagating_exceptions_through() -> None:
+    """execute_tool re-raises exceptions whose class sets _laios_propagate."""
+
+    class Stopping(EchoTool):
+        name = "stopping"
+
+        def _execute(self, **kwargs: Any) -> Any:
+            raise ControlFlow
+
+    with pytest.raises(ControlFlow):
+        make_registry(Stopping).execute_tool("stopping")
+
+
+def test_execute_tool_runs_async_tools() -> None:
+    """execute_tool runs an async tool to completion outside an event loop."""
+    assert make_registry(AsyncTool).execute_tool("async", v=2).data == {"v": 2}
+
+
+def test_get_tool_schema() -> None:
+    """get_tool_schema returns the tool's schema, or None for an unknown name."""
+    registry = make_registry(ReadTool)
+    assert registry.get_tool_schema("read") == ReadTool().get_schema()
+    assert registry.get_tool_schema("missing") is None
+
+
+def test_get_all_schemas() -> None:
+    """get_all_schemas returns one schema per tool, in registration order."""
+    schemas = make_registry(ReadTool, EchoTool).get_all_schemas()
+    assert [s["name"] for s in schemas] == ["read", "echo"]
+
+
+def test_unregister_tool() -> None:
+    """unregister_tool removes a tool and reports whether one was there."""
+    registry = make_registry(EchoTool)
+    assert (registry.unregister_tool("echo"), registry.unregister_tool("echo")) == (True, False)
+    assert "echo" not in registry
+
+
+def test_clear_removes_everything() -> None:
+    """clear() empties the registry."""
+    registry = make_registry(EchoTool, ReadTool)
+    registry.clear()
+    assert (len(registry), registry.list_tools()) == (0, [])
+
+
+def test_len_and_contains() -> None:
+    """len() counts tools; 'in' checks names and is False for non-strings."""
+    registry = make_registry(EchoTool, ReadTool)
+    assert len(registry) == 2
+    assert ("read" in registry, "shell" in registry, 3 in registry) == (True, False, False)
+
+
+def test_get_tool_does_not_wait_for_the_lock() -> None:
+    """get_tool answers while another thread holds the registry's write lock."""
+    registry = make_registry(EchoTool)
+    holding, release = threading.Event(), threading.Event()
+    found: list[BaseTool | None] = []
+
+    def hold() -> None:
+        with registry._lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    reader = threading.Thread(target=lambda: found.append(registry.get_tool("echo")))
+    holder.start()
+    try:
+        assert holding.wait(5)
+        reader.start()
+        reader.join(timeout=2)
+        assert not reader.is_alive()
+        assert isinstance(found[0], EchoTool)
+    finally:
+        release.set()
+        holder.join()
+        reader.join()
+
+
+def test_concurrent_registration_and_reads() -> None:
+    """Tools registered from many threads all end up present, while readers never fail."""
+    registry = ToolRegistry()
+    classes = [make_tool_class(i) for i in range(200)]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer(chunk: list[type[BaseTool]]) -> None:
+        for cls in chunk:
+            registry.register_tool(cls)
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                registry.list_tools(category=ToolCategory.UTILITY)
+                registry.get_all_schemas()
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    writers = [threading.Thread(target=writer, args=(classes[i::4],)) for i in range(4)]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    for thread in readers:
+        thread.join()
+    assert errors == []
+    assert len(registry) == 200
