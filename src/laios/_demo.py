@@ -161,7 +161,11 @@ class _Workload:
     def _singles(self) -> None:
         while not self.stop.is_set():
             tool = random.choice(["fetch_fast", "fetch_fast", "fetch_slow", "compute_hash"])
-            params = {"url": f"https://svc.example/doc/{random.randint(1, 99)}"} if tool == "fetch_fast" else {}
+            params = (
+                {"url": f"https://svc.example/doc/{random.randint(1, 99)}"}
+                if tool == "fetch_fast"
+                else {}
+            )
             self.executor.execute_task(_task(tool, **params), self.context, timeout=2.0)
             if random.random() < 0.3:
                 self.executor.execute_task(_task("sometimes_hangs"), self.context, timeout=1.0)
@@ -172,8 +176,13 @@ class _Workload:
     def _retries(self) -> None:
         while not self.stop.is_set():
             self.executor.execute_with_retry(
-                _task("flaky_api"), self.context, max_retries=3, retry_delay=0.05, backoff=2.0,
-                jitter=0.5, timeout=1.0,
+                _task("flaky_api"),
+                self.context,
+                max_retries=3,
+                retry_delay=0.05,
+                backoff=2.0,
+                jitter=0.5,
+                timeout=1.0,
             )
             self._pause(0.05, 0.3)
 
@@ -254,7 +263,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"laios demo: serving {server.url}/metrics and {server.url}/status")
     print(f"  Prometheus: scrape {args.host}:{server.port} (see grafana/prometheus/prometheus.yml)")
-    print("  Dashboard:  docker compose -f grafana/docker-compose.yml up, then http://localhost:3000")
+    print(
+        "  Dashboard:  docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"
+    )
     print(f"  Status:     laios status --url {server.url} --watch")
     print(f"  {spans_line}")
     print("  Press Ctrl-C to stop." if args.duration is None else f"  Running {args.duration:g} s.")

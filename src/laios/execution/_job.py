@@ -25,7 +25,7 @@ from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_perce
 from laios.execution.redaction import scrub, secret_values
 from laios.execution.task_context import TaskCancelledError, TaskContext, _current
 from laios.execution.tracing import now_ns
-from laios.tools.base import ToolOutput
+from laios.tools.base import ToolOutput, take_exception
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -255,7 +255,7 @@ class Job(TaskContext):
             if not isinstance(error_type, str) or not error_type:
                 error_type = "tool_error"
             message = output.error if output.error else f"Tool '{self.task.tool_name}' failed"
-            exception = getattr(output, "_exception", None)
+            exception = take_exception(output)
             self.finish(
                 "error", message, error_type[:64], cpu=cpu, output=output, exception=exception
             )

@@ -20,11 +20,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
+import threading
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from laios.core.types import Permission, ToolParameter
 from laios.tools._schema import parameters_from_model
@@ -79,8 +80,6 @@ class ToolOutput(BaseModel):
     data: Any = None
     error: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    # The exception behind a failure, so tracing can record its stack trace; never serialized.
-    _exception: BaseException | None = PrivateAttr(default=None)
 
 
 def _uses_kwargs_style(cls: type, attr: str) -> bool:
@@ -108,8 +107,31 @@ def _failure(exc: Exception) -> ToolOutput:
         raise exc
     name = type(exc).__name__
     output = ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
-    output._exception = exc
+    _last_failure.value = (output, exc)
     return output
+
+
+# The exception behind the latest failed output of this thread, so that the executor can record
+# its stack trace on the task span without the exception travelling inside the output.
+_last_failure = threading.local()
+
+
+def take_exception(output: ToolOutput) -> BaseException | None:
+    """Return the exception that produced ``output`` in this thread, if it was one.
+
+    Args:
+        output: A failed output just returned by :meth:`BaseTool.execute` on this thread.
+
+    Returns:
+        The exception, or ``None`` when ``output`` was not made from one (or was made on
+        another thread).
+    """
+    last = getattr(_last_failure, "value", None)
+    if last is None or last[0] is not output:
+        return None
+    _last_failure.value = None
+    exc: BaseException = last[1]
+    return exc
 
 
 def _wrap(value: Any) -> ToolOutput:

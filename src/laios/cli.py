@@ -1,0 +1,395 @@
+"""The ``laios`` command line: ``laios status`` and ``laios demo``.
+
+``laios status`` reads the ``/status`` JSON of a running endpoint (see
+:func:`laios.execution.server.start_http_server`) and shows it in the terminal, once or, with
+``--watch``, redrawn until Ctrl-C. It uses only the standard library, so it works wherever the
+package is installed. Rendering is done by functions that return strings
+(:func:`render_status`, :func:`progress_bar`, :func:`format_seconds`).
+
+Example:
+    >>> progress_bar(52.0)
+    '[#####.....]  52%'
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "DEFAULT_URL",
+    "StatusUnavailable",
+    "build_parser",
+    "fetch_status",
+    "format_seconds",
+    "main",
+    "progress_bar",
+    "render_status",
+    "status_url",
+    "watch_status",
+]
+
+#: Where ``laios status`` looks unless given ``--url``.
+DEFAULT_URL = "http://127.0.0.1:9464"
+#: Largest ``/status`` body read, in bytes.
+_MAX_BODY = 16 * 1024 * 1024
+_CLEAR = "\x1b[H\x1b[2J"
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+class StatusUnavailable(Exception):
+    """Nothing usable answered at the status URL; the message is one line for the user."""
+
+
+def status_url(url: str) -> str:
+    """Return the ``/status`` URL for a base URL (``host:port`` alone is taken as http).
+
+    Example:
+        >>> status_url("127.0.0.1:9464")
+        'http://127.0.0.1:9464/status'
+    """
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/status"):
+        path += "/status"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Fetch and check the ``/status`` document of the endpoint at ``url``.
+
+    Args:
+        url: The endpoint's base URL (or its ``/status`` URL).
+        timeout: Seconds to wait for the answer.
+
+    Returns:
+        The decoded JSON document.
+
+    Raises:
+        StatusUnavailable: When nothing answers, the answer is not HTTP 200, or the body is not
+            a ``/status`` document.
+    """
+    target = status_url(url)
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https"):
+        raise StatusUnavailable(f"{target} is not an http(s) URL")
+    # A status endpoint on this machine must not be fetched through an HTTP proxy.
+    handlers = [urllib.request.ProxyHandler({})] if parts.hostname in _LOOPBACK else []
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            raw = response.read(_MAX_BODY + 1)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise StatusUnavailable(f"{target} answered HTTP {exc.code}, not a laios status") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        document = None
+    if (
+        len(raw) > _MAX_BODY
+        or not isinstance(document, dict)
+        or not isinstance(document.get("tools"), list)
+        or not isinstance(document.get("running"), list)
+    ):
+        raise StatusUnavailable(f"{target} did not answer with a laios status document")
+    return document
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _clean(value: Any, limit: int) -> str:
+    # Names and messages come from the monitored process: keep control characters (escape
+    # sequences, newlines) out of the terminal and long values out of the layout.
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def progress_bar(percent: Any, width: int = 10) -> str:
+    """Draw a text progress bar.
+
+    Args:
+        percent: 0 to 100 (clamped; anything that is not a number counts as 0).
+        width: Characters between the brackets.
+
+    Returns:
+        A bar such as ``[#####.....]  52%``.
+    """
+    value = min(max(_number(percent) or 0.0, 0.0), 100.0)
+    filled = int(value / 100.0 * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {value:3.0f}%"
+
+
+def format_seconds(seconds: Any) -> str:
+    """Format a duration for a narrow column: ``850us``, ``12ms``, ``1.25s``, ``2m05s``.
+
+    Returns ``-`` when ``seconds`` is not a number (an unknown percentile).
+    """
+    value = _number(seconds)
+    if value is None or math.isinf(value):
+        return "-"
+    value = max(value, 0.0)
+    if value < 0.001:
+        return f"{value * 1e6:.0f}us"
+    if value < 1.0:
+        return f"{value * 1000:.0f}ms"
+    if value < 60.0:
+        return f"{value:.2f}s"
+    if value < 3600.0:
+        minutes, rest = divmod(int(value), 60)
+        return f"{minutes}m{rest:02d}s"
+    hours, rest = divmod(int(value), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def _table(header: Sequence[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in [list(header), *rows]) for i in range(len(header))]
+    lines = []
+    for row in [list(header), *rows]:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return lines
+
+
+def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
+    """Render a ``/status`` document as terminal text.
+
+    Args:
+        document: What ``/status`` returned (see :func:`fetch_status`).
+        url: Shown in the title line when given.
+
+    Returns:
+        Several lines: the running tasks with progress bars, a per-tool table and a line of
+        executor gauges. Missing or malformed fields show as ``-``.
+    """
+    title = "laios status"
+    if url:
+        title += f" - {_clean(url, 200)}"
+    generated = document.get("generated_at")
+    if generated:
+        title += f" at {_clean(generated, 40)}"
+    lines = [title, ""]
+    running = [task for task in document.get("running") or [] if isinstance(task, dict)]
+    total_running = _number(document.get("running_total"))
+    count = int(total_running) if total_running is not None else len(running)
+    lines.append(f"Running tasks ({count})")
+    if not running:
+        lines.append("  (none)")
+    rows = [
+        [
+            _clean(task.get("task_id", "-"), 24),
+            _clean(task.get("tool", "-"), 24),
+            progress_bar(task.get("progress_percent")),
+            format_seconds(task.get("elapsed_seconds")),
+            _clean(task.get("state", "-"), 10),
+            _clean(task.get("message") or "", 60),
+        ]
+        for task in running
+    ]
+    if rows:
+        header = ["TASK", "TOOL", "PROGRESS", "ELAPSED", "STATE", "MESSAGE"]
+        lines.extend(_table(header, rows, right={3}))
+    if count > len(running):
+        lines.append(f"  ... and {count - len(running)} more")
+    lines += ["", "Tools"]
+    tools = [tool for tool in document.get("tools") or [] if isinstance(tool, dict)]
+    if not tools:
+        lines.append("  (no task has finished yet)")
+    else:
+        header = ["TOOL", "TOTAL", "SUCCESS", "ERRORS", "TIMEOUTS", "ERROR RATE", "P50", "P95"]
+        table = []
+        for tool in tools:
+            outcomes: dict[str, Any] = {}
+            if isinstance(tool.get("outcomes"), dict):
+                outcomes = tool["outcomes"]
+            rate = _number(tool.get("error_rate"))
+            table.append(
+                [
+                    _clean(tool.get("tool", "-"), 32),
+                    _count(tool.get("total")),
+                    _count(outcomes.get("success")),
+                    _count(outcomes.get("error")),
+                    _count(outcomes.get("timeout")),
+                    "-" if rate is None else f"{rate * 100:.1f}%",
+                    format_seconds(tool.get("p50_seconds")),
+                    format_seconds(tool.get("p95_seconds")),
+                ]
+            )
+        lines.extend(_table(header, table, right=set(range(1, 8))))
+    lines += [
+        "",
+        f"workers: {_count(document.get('workers'))}   "
+        f"queue depth: {_count(document.get('queue_depth'))}   "
+        f"abandoned threads: {_count(document.get('abandoned_threads'))}",
+    ]
+    return "\n".join(lines)
+
+
+def _count(value: Any) -> str:
+    number = _number(value)
+    return "-" if number is None or math.isinf(number) else str(int(number))
+
+
+def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
+    port = urlsplit(status_url(url)).port or 9464
+    return (
+        f"laios status: {problem}. Start the endpoint in the process that runs tasks with "
+        f"laios.execution.server.start_http_server({port}), or try `laios demo`."
+    )
+
+
+def watch_status(
+    url: str,
+    *,
+    interval: float = 2.0,
+    timeout: float = 5.0,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> int:
+    """Redraw the status every ``interval`` seconds until Ctrl-C.
+
+    Args:
+        url: The endpoint's base URL.
+        interval: Seconds between redraws.
+        timeout: Seconds to wait for each answer.
+        out: Where frames go (``sys.stdout``); the screen is cleared first when it is a TTY.
+        err: Where the failure message goes (``sys.stderr``).
+        sleep: Waits between redraws (``time.sleep``).
+
+    Returns:
+        0 after Ctrl-C; 2 when nothing answers at the first attempt (later failures are shown
+        above the last good picture and retried).
+    """
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    pause = sleep if sleep is not None else time.sleep
+    clear = _CLEAR if out.isatty() else ""
+    try:
+        document = fetch_status(url, timeout)
+    except StatusUnavailable as exc:
+        print(_unavailable_message(url, exc), file=err)
+        return 2
+    problem = ""
+    try:
+        while True:
+            frame = render_status(document, url=status_url(url))
+            if problem:
+                frame = f"! {problem} (retrying; showing the last answer)\n{frame}"
+            out.write(f"{clear}{frame}\n\nrefreshing every {interval:g}s, Ctrl-C to stop\n")
+            out.flush()
+            pause(interval)
+            try:
+                document, problem = fetch_status(url, timeout), ""
+            except StatusUnavailable as exc:
+                problem = str(exc)
+    except KeyboardInterrupt:
+        out.write("\n")
+        return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return watch_status(args.url, interval=args.interval, timeout=args.timeout)
+    try:
+        document = fetch_status(args.url, args.timeout)
+    except StatusUnavailable as exc:
+        print(_unavailable_message(args.url, exc), file=sys.stderr)
+        return 2
+    print(render_status(document, url=status_url(args.url)))
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    # Imported here: the demo pulls in the executor and the tracing SDK, the status view must not.
+    try:
+        demo = importlib.import_module("laios._demo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "laios._demo":
+            raise
+        print("laios demo: this installation has no demo module", file=sys.stderr)
+        return 2
+    return int(demo.run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``laios`` argument parser (subcommands ``status`` and ``demo``)."""
+    parser = argparse.ArgumentParser(prog="laios", description="Observe laios task executors.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    status = commands.add_parser("status", help="show running tasks and per-tool statistics")
+    status.add_argument("--url", default=DEFAULT_URL, help=f"endpoint (default {DEFAULT_URL})")
+    status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    status.add_argument(
+        "--interval", type=_positive_float, default=2.0, help="seconds between redraws (2.0)"
+    )
+    status.add_argument(
+        "--timeout", type=_positive_float, default=5.0, help="seconds to wait for an answer (5.0)"
+    )
+    status.set_defaults(handler=_run_status)
+    demo = commands.add_parser("demo", help="run sample tasks behind a live metrics endpoint")
+    demo.add_argument("--duration", type=float, default=None, help="seconds to run (until Ctrl-C)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
+    demo.add_argument("--port", type=int, default=9464, help="port to serve on (9464)")
+    demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
+    demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
+    demo.set_defaults(handler=_run_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``laios`` command.
+
+    Args:
+        argv: The arguments after the program name; ``sys.argv[1:]`` when ``None``.
+
+    Returns:
+        The exit code: 0 on success, 2 when the endpoint cannot be read or no command is given.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

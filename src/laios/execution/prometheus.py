@@ -1,0 +1,370 @@
+"""Prometheus exposition of the metric store, rendered at scrape time.
+
+:class:`StoreCollector` is a custom ``prometheus_client`` collector: it keeps no counters of its
+own and turns :meth:`MetricStore.snapshot() <laios.execution.store.MetricStore.snapshot>` into
+metric families each time it is collected. The families (see ``docs/metrics.md``):
+
+- ``laios_build_info{version}`` (gauge, always 1)
+- ``laios_tasks_total{tool,outcome}`` (counter; every outcome of every tool slot, zeros included)
+- ``laios_task_duration_seconds{tool,outcome}`` (histogram; exemplars ``{trace_id,span_id}``)
+- ``laios_task_queue_wait_seconds{tool}`` (histogram)
+- ``laios_task_retries_total{tool}`` and ``laios_task_errors_total{tool,error_type}`` (counters)
+- ``laios_tasks_in_flight{tool}``, ``laios_executor_workers``, ``laios_executor_queue_depth``,
+  ``laios_executor_abandoned_threads`` (gauges)
+- ``laios_custom_metric{name,unit}`` (summary: ``_count`` and ``_sum`` of
+  ``PerformanceMonitor.record_metric`` values)
+
+Several stores, one registry: :func:`ensure_collector` keeps one collector per registry, and a
+second store handed to it joins that collector, which adds the stores' numbers together (counts,
+sums and buckets are summed; of two exemplars the newer one wins). A store, once added, stays
+in its collector for the registry's lifetime so that no counter ever goes backwards.
+
+Example:
+    >>> from prometheus_client import CollectorRegistry, generate_latest
+    >>> from laios.execution.store import MetricStore
+    >>> registry = CollectorRegistry()
+    >>> collector = ensure_collector(MetricStore(), registry)
+    >>> b"laios_executor_workers 0.0" in generate_latest(registry)
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar as PromExemplar
+
+from laios.execution._aggregates import (
+    DURATION_BUCKETS,
+    OUTCOMES,
+    Exemplar,
+    HistogramSnapshot,
+    StoreSnapshot,
+)
+from laios.execution._records import shorten
+from laios.execution.store import MetricStore, get_default_store
+
+__all__ = [
+    "MAX_LABEL_LENGTH",
+    "StoreCollector",
+    "build_version",
+    "ensure_collector",
+    "unregister_collector",
+]
+
+#: Longest label value exported, in characters; longer names are cut (and merged if they clash).
+MAX_LABEL_LENGTH = 200
+#: OpenMetrics limits the characters of an exemplar's label names and values together.
+_MAX_EXEMPLAR_CHARS = 128
+#: ``le`` values as prometheus_client writes them (``repr`` of a float: "0.001", "1.0", "300.0").
+_BOUNDS: tuple[str, ...] = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
+
+
+def build_version() -> str:
+    """Return the installed version of ``laios``, or ``"0.0.0+unknown"`` when not installed."""
+    try:
+        return version("laios")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _label(value: str) -> str:
+    # Label values must be valid UTF-8 and should stay short; names are developer-chosen but
+    # a lone surrogate or a megabyte-long name must not break or bloat a scrape.
+    if len(value) > MAX_LABEL_LENGTH:
+        value = shorten(value, MAX_LABEL_LENGTH)
+    if not value.isascii():
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _prom_exemplar(exemplar: Exemplar | None) -> PromExemplar | None:
+    if exemplar is None:
+        return None
+    labels = {"trace_id": _label(exemplar.trace_id), "span_id": _label(exemplar.span_id)}
+    if sum(len(k) + len(v) for k, v in labels.items()) > _MAX_EXEMPLAR_CHARS:
+        return None
+    return PromExemplar(labels, exemplar.value, exemplar.timestamp)
+
+
+def _newer(current: Exemplar | None, candidate: Exemplar | None) -> Exemplar | None:
+    if candidate is None:
+        return current
+    if current is None or candidate.timestamp >= current.timestamp:
+        return candidate
+    return current
+
+
+class _HistogramSum:
+    """Bucket-wise sum of histogram snapshots."""
+
+    __slots__ = ("buckets", "count", "exemplars", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(_BOUNDS)
+        self.exemplars: list[Exemplar | None] = [None] * len(_BOUNDS)
+        self.count = 0
+        self.sum = 0.0
+
+    def add(self, snapshot: HistogramSnapshot) -> None:
+        for index, cumulative in enumerate(snapshot.cumulative_buckets):
+            self.buckets[index] += cumulative
+        for index, exemplar in enumerate(snapshot.exemplars):
+            self.exemplars[index] = _newer(self.exemplars[index], exemplar)
+        self.count += snapshot.count
+        self.sum += snapshot.sum
+
+    def buckets_for_export(self) -> list[tuple[str, float] | tuple[str, float, PromExemplar]]:
+        rows: list[tuple[str, float] | tuple[str, float, PromExemplar]] = []
+        for bound, cumulative, exemplar in zip(_BOUNDS, self.buckets, self.exemplars, strict=True):
+            converted = _prom_exemplar(exemplar)
+            if converted is None:
+                rows.append((bound, float(cumulative)))
+            else:
+                rows.append((bound, float(cumulative), converted))
+        return rows
+
+
+@dataclass
+class _ToolSum:
+    outcomes: dict[str, _HistogramSum] = field(default_factory=dict)
+    queue_wait: _HistogramSum = field(default_factory=_HistogramSum)
+    retries: int = 0
+    in_flight: int = 0
+    error_counts: dict[str, int] = field(default_factory=dict)
+    error_exemplars: dict[str, Exemplar | None] = field(default_factory=dict)
+
+
+@dataclass
+class _Totals:
+    tools: dict[str, _ToolSum] = field(default_factory=dict)
+    custom: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    workers: int = 0
+    queue_depth: int = 0
+    abandoned_threads: int = 0
+
+
+def _merge(snapshots: Iterable[StoreSnapshot]) -> _Totals:
+    totals = _Totals()
+    for snapshot in snapshots:
+        totals.workers += snapshot.workers
+        totals.queue_depth += snapshot.queue_depth
+        totals.abandoned_threads += snapshot.abandoned_threads
+        for tool in snapshot.tools:
+            entry = totals.tools.setdefault(_label(tool.tool), _ToolSum())
+            for outcome, histogram in tool.outcomes.items():
+                entry.outcomes.setdefault(_label(outcome), _HistogramSum()).add(histogram)
+            entry.queue_wait.add(tool.queue_wait)
+            entry.retries += tool.retries
+            entry.in_flight += tool.in_flight
+            for error_type, counter in tool.errors.items():
+                key = _label(error_type)
+                entry.error_counts[key] = entry.error_counts.get(key, 0) + counter.value
+                entry.error_exemplars[key] = _newer(
+                    entry.error_exemplars.get(key), counter.exemplar
+                )
+        for custom in snapshot.custom:
+            name_unit = (_label(custom.name), _label(custom.unit))
+            count, total = totals.custom.get(name_unit, (0, 0.0))
+            totals.custom[name_unit] = (count + custom.count, total + custom.sum)
+    return totals
+
+
+def _families(totals: _Totals, package_version: str) -> list[Metric]:
+    build = InfoMetricFamily("laios_build", "Version of the laios package.", labels=["version"])
+    build.add_metric([], {"version": package_version})
+    tasks = CounterMetricFamily(
+        "laios_tasks", "Tasks finished, by tool and outcome.", labels=["tool", "outcome"]
+    )
+    duration = HistogramMetricFamily(
+        "laios_task_duration_seconds",
+        "Time from a task's start to its outcome, in seconds.",
+        labels=["tool", "outcome"],
+    )
+    queue_wait = HistogramMetricFamily(
+        "laios_task_queue_wait_seconds",
+        "Time a task waited between submission and start, in seconds.",
+        labels=["tool"],
+    )
+    retries = CounterMetricFamily("laios_task_retries", "Retries of tasks.", labels=["tool"])
+    errors = CounterMetricFamily(
+        "laios_task_errors",
+        "Failed tasks, by tool and error type.",
+        labels=["tool", "error_type"],
+    )
+    in_flight = GaugeMetricFamily(
+        "laios_tasks_in_flight", "Tasks whose tool is running now.", labels=["tool"]
+    )
+    for tool, entry in sorted(totals.tools.items()):
+        outcomes = [*OUTCOMES, *sorted(set(entry.outcomes) - set(OUTCOMES))]
+        for outcome in outcomes:
+            histogram = entry.outcomes.get(outcome)
+            tasks.add_metric([tool, outcome], float(histogram.count) if histogram else 0.0)
+            if histogram is not None:
+                duration.add_metric([tool, outcome], histogram.buckets_for_export(), histogram.sum)
+        if entry.queue_wait.count:
+            queue_wait.add_metric(
+                [tool], entry.queue_wait.buckets_for_export(), entry.queue_wait.sum
+            )
+        retries.add_metric([tool], float(entry.retries))
+        for error_type, count in sorted(entry.error_counts.items()):
+            errors.add_metric(
+                [tool, error_type],
+                float(count),
+                exemplar=_prom_exemplar(entry.error_exemplars.get(error_type)),
+            )
+        in_flight.add_metric([tool], float(entry.in_flight))
+    custom = SummaryMetricFamily(
+        "laios_custom_metric",
+        "Values recorded with PerformanceMonitor.record_metric: count and sum per name and unit.",
+        labels=["name", "unit"],
+    )
+    for (name, unit), (count, total) in sorted(totals.custom.items()):
+        custom.add_metric([name, unit], count, total)
+    return [
+        build,
+        tasks,
+        duration,
+        queue_wait,
+        retries,
+        errors,
+        in_flight,
+        GaugeMetricFamily(
+            "laios_executor_workers",
+            "Worker threads of the executors' pools.",
+            value=float(totals.workers),
+        ),
+        GaugeMetricFamily(
+            "laios_executor_queue_depth",
+            "Tasks submitted and waiting for a worker.",
+            value=float(totals.queue_depth),
+        ),
+        GaugeMetricFamily(
+            "laios_executor_abandoned_threads",
+            "Timed-out tools whose threads have not returned yet.",
+            value=float(totals.abandoned_threads),
+        ),
+        custom,
+    ]
+
+
+class StoreCollector(Collector):
+    """A collector that renders one or more metric stores at scrape time.
+
+    Register it through :func:`ensure_collector` rather than ``registry.register``: that keeps
+    one collector per registry, so a second store never causes a "Duplicated timeseries" error.
+
+    Args:
+        store: The first store to render.
+    """
+
+    def __init__(self, store: MetricStore) -> None:
+        self._lock = threading.Lock()
+        self._stores: tuple[MetricStore, ...] = (store,)
+        # Read once: looking up package metadata scans sys.path, too slow for every scrape.
+        self._version = build_version()
+
+    @property
+    def stores(self) -> tuple[MetricStore, ...]:
+        """The stores this collector adds together, in the order they joined."""
+        return self._stores
+
+    def add_store(self, store: MetricStore) -> bool:
+        """Add ``store`` to the stores rendered; return ``False`` when it was already there."""
+        with self._lock:
+            if any(known is store for known in self._stores):
+                return False
+            self._stores = (*self._stores, store)
+            return True
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the metric families of the stores' current snapshots."""
+        yield from _families(_merge(store.snapshot() for store in self._stores), self._version)
+
+    def describe(self) -> Iterator[Metric]:
+        """Yield the families (without samples) so registries can check names up front."""
+        for family in _families(_Totals(), self._version):
+            family.samples = []
+            yield family
+
+
+_collectors: weakref.WeakKeyDictionary[CollectorRegistry, StoreCollector] = (
+    weakref.WeakKeyDictionary()
+)
+_collectors_lock = threading.Lock()
+
+
+def ensure_collector(
+    store: MetricStore | None = None, registry: CollectorRegistry | None = None
+) -> StoreCollector:
+    """Make sure ``registry`` exports ``store``, and return the registry's collector.
+
+    The first call for a registry creates and registers a :class:`StoreCollector`; later calls
+    with the same registry add their store to it (idempotent for a store already there). Safe
+    to call from several threads.
+
+    Args:
+        store: The store to export; defaults to :func:`~laios.execution.store.get_default_store`.
+        registry: Where to register; defaults to ``prometheus_client.REGISTRY``.
+
+    Returns:
+        The one collector of ``registry``.
+
+    Raises:
+        ValueError: When another collector in ``registry`` already exports ``laios_*`` names
+            (for example a ``StoreCollector`` registered by hand).
+
+    Example:
+        >>> from prometheus_client import CollectorRegistry
+        >>> registry = CollectorRegistry()
+        >>> ensure_collector(None, registry) is ensure_collector(None, registry)
+        True
+    """
+    if store is None:
+        store = get_default_store()
+    if registry is None:
+        registry = REGISTRY
+    with _collectors_lock:
+        collector = _collectors.get(registry)
+        if collector is None:
+            collector = StoreCollector(store)
+            registry.register(collector)
+            _collectors[registry] = collector
+        else:
+            collector.add_store(store)
+        return collector
+
+
+def unregister_collector(registry: CollectorRegistry | None = None) -> StoreCollector | None:
+    """Remove the collector :func:`ensure_collector` registered in ``registry``, if any.
+
+    Args:
+        registry: The registry; defaults to ``prometheus_client.REGISTRY``.
+
+    Returns:
+        The removed collector, or ``None`` when the registry had none.
+    """
+    if registry is None:
+        registry = REGISTRY
+    with _collectors_lock:
+        collector = _collectors.pop(registry, None)
+        if collector is not None:
+            # Someone may have unregistered it by hand already; forgetting it is enough then.
+            with contextlib.suppress(KeyError):
+                registry.unregister(collector)
+        return collector

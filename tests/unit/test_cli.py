@@ -1,0 +1,300 @@
+"""Tests for laios.cli: `laios status` rendering, live and dead endpoints, and `laios demo`."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import laios
+from laios import cli
+from laios.cli import format_seconds, main, progress_bar, render_status, status_url, watch_status
+from laios.execution._records import ProgressStatus, ProgressUpdate
+from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.store import MetricStore
+
+DOCUMENT: dict[str, Any] = {
+    "generated_at": "2025-01-01T00:00:00.000Z",
+    "running": [
+        {
+            "task_id": "t-1",
+            "tool": "fetch",
+            "state": "running",
+            "elapsed_seconds": 1.5,
+            "progress_percent": 52.0,
+            "message": "page 3 of 6",
+        }
+    ],
+    "running_total": 1,
+    "tools": [
+        {
+            "tool": "fetch",
+            "total": 100,
+            "outcomes": {"success": 90, "error": 8, "timeout": 2, "cancelled": 0, "rejected": 0},
+            "error_rate": 0.1,
+            "p50_seconds": 0.012,
+            "p95_seconds": 0.25,
+        }
+    ],
+    "workers": 4,
+    "queue_depth": 3,
+    "abandoned_threads": 1,
+}
+
+
+@pytest.fixture
+def store() -> MetricStore:
+    return MetricStore()
+
+
+@pytest.fixture
+def server(store: MetricStore) -> Iterator[MetricsServer]:
+    slot = store.tool_slot("fetch", True)
+    for index in range(3):
+        rec = store.task_submitted(
+            None, SimpleNamespace(id=str(index)), "fetch", slot, running=True
+        )
+        store.task_finished(rec, outcome="success", status=None)
+    rec = store.task_submitted(
+        store.new_scope(), SimpleNamespace(id="live"), "fetch", slot, running=True
+    )
+    store.record_progress(ProgressUpdate("live", ProgressStatus.IN_PROGRESS, 52.0, "halfway"), rec)
+    with start_http_server(0, store=store, registry=CollectorRegistry()) as running:
+        yield running
+
+
+@pytest.fixture
+def dead_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def html_url() -> Iterator[str]:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<html>hello</html>"]
+
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        httpd.shutdown()
+        thread.join()
+
+
+def test_progress_bar_draws_filled_and_empty_cells() -> None:
+    """52% is five filled cells of ten and a right-aligned percentage."""
+    assert progress_bar(52.0) == "[#####.....]  52%"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(150, "[##########] 100%"), (-5, "[..........]   0%"), ("x", "[..........]   0%")],
+)
+def test_progress_bar_clamps_odd_values(value: Any, expected: str) -> None:
+    """Values outside 0-100 are clamped and non-numbers count as 0."""
+    assert progress_bar(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (None, "-"),
+        (0.0004, "400us"),
+        (0.012, "12ms"),
+        (1.5, "1.50s"),
+        (125, "2m05s"),
+        (7300, "2h01m"),
+    ],
+)
+def test_format_seconds_picks_a_readable_unit(seconds: Any, expected: str) -> None:
+    """Durations are shown in the unit that keeps them short."""
+    assert format_seconds(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("http://127.0.0.1:9464", "http://127.0.0.1:9464/status"),
+        ("http://127.0.0.1:9464/", "http://127.0.0.1:9464/status"),
+        ("127.0.0.1:9464", "http://127.0.0.1:9464/status"),
+        ("http://host/prefix/status", "http://host/prefix/status"),
+    ],
+)
+def test_status_url_points_at_status(given: str, expected: str) -> None:
+    """A base URL, with or without scheme or /status, resolves to the /status route."""
+    assert status_url(given) == expected
+
+
+def test_render_shows_running_tasks_with_bar_and_message() -> None:
+    """A running task is one line with its id, tool, bar, elapsed time and message."""
+    (line,) = [line for line in render_status(DOCUMENT).splitlines() if "t-1" in line]
+    for part in ("fetch", "[#####.....]  52%", "1.50s", "page 3 of 6"):
+        assert part in line
+
+
+def test_render_shows_the_tool_table() -> None:
+    """The tool row shows total, success, errors, timeouts, error rate, p50 and p95."""
+    text = render_status(DOCUMENT)
+    (row,) = [line for line in text.splitlines() if line.strip().startswith("fetch ")]
+    assert row.split() == ["fetch", "100", "90", "8", "2", "10.0%", "12ms", "250ms"]
+    assert "TIMEOUTS" in text
+
+
+def test_render_shows_the_executor_gauges() -> None:
+    """Workers, queue depth and abandoned threads are on one line."""
+    assert "workers: 4   queue depth: 3   abandoned threads: 1" in render_status(DOCUMENT)
+
+
+def test_render_tolerates_missing_fields() -> None:
+    """A sparse or malformed document renders with dashes instead of failing."""
+    text = render_status({"running": [{}, "junk"], "tools": [{"outcomes": None}]})
+    assert "[..........]   0%" in text
+    assert "workers: -" in text
+
+
+def test_render_keeps_control_characters_out_of_the_terminal() -> None:
+    """Escape sequences and newlines in names and messages are replaced."""
+    task = {**DOCUMENT["running"][0], "message": "\x1b[2Jgone\nnext", "tool": "t\x1b[31m"}
+    text = render_status({**DOCUMENT, "running": [task]})
+    assert "\x1b" not in text
+    assert "gone?next" in text
+
+
+def test_status_against_a_live_endpoint(
+    server: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`laios status --url` prints the running task and the tool table, exit 0."""
+    assert main(["status", "--url", server.url]) == 0
+    out = capsys.readouterr().out
+    assert "[#####.....]  52%" in out
+    assert "halfway" in out
+    (row,) = [line for line in out.splitlines() if line.strip().startswith("fetch ")]
+    assert row.split()[:3] == ["fetch", "3", "3"]
+
+
+def test_status_runs_as_a_module(server: MetricsServer) -> None:
+    """`python -m laios.cli status` works as a separate process."""
+    src = str(Path(laios.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "laios.cli", "status", "--url", server.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "halfway" in result.stdout
+
+
+def test_status_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listening: exit 2, one line on stderr naming the URL and how to start a server."""
+    assert main(["status", "--url", dead_url, "--timeout", "2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert dead_url + "/status" in line
+    assert "start_http_server" in line
+
+
+def test_status_against_a_non_status_endpoint(
+    html_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An endpoint that answers HTML is reported as not a status endpoint, exit 2."""
+    assert main(["status", "--url", html_url]) == 2
+    assert "did not answer with a laios status document" in capsys.readouterr().err
+
+
+def test_status_against_a_404(server: MetricsServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """An HTTP error status is reported with its code, exit 2."""
+    assert main(["status", "--url", server.url + "/elsewhere"]) == 2
+    assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_watch_redraws_until_ctrl_c(server: MetricsServer) -> None:
+    """--watch draws a frame per interval and exits 0 on Ctrl-C."""
+    out = io.StringIO()
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            raise KeyboardInterrupt
+
+    assert watch_status(server.url, interval=0.5, out=out, sleep=sleep) == 0
+    assert out.getvalue().count("Running tasks") == 3
+    assert pauses == [0.5, 0.5, 0.5]
+
+
+def test_watch_through_main_exits_zero_on_ctrl_c(
+    server: MetricsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`laios status --watch` returns 0 when interrupted."""
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "time", SimpleNamespace(sleep=interrupt))
+    assert main(["status", "--url", server.url, "--watch", "--interval", "0.1"]) == 0
+    assert "refreshing every 0.1s" in capsys.readouterr().out
+
+
+def test_watch_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--watch with nothing listening exits 2 at once."""
+    assert main(["status", "--url", dead_url, "--watch", "--timeout", "2"]) == 2
+    assert dead_url in capsys.readouterr().err
+
+
+def test_interval_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    """--interval 0 is a usage error."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", "--interval", "0"])
+    assert exit_info.value.code == 2
+    assert "positive" in capsys.readouterr().err
+
+
+def test_no_command_prints_help_and_returns_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """`laios` alone shows the usage on stderr."""
+    assert main([]) == 2
+    assert "status" in capsys.readouterr().err
+
+
+def test_demo_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`laios demo` hands its parsed options to laios._demo.run and returns its code."""
+    received: list[Any] = []
+    fake = ModuleType("laios._demo")
+    fake.run = lambda args: received.append(args) or 7  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "laios._demo", fake)
+    argv = ["demo", "--duration", "1.5", "--host", "0.0.0.0", "--port", "0", "--no-live"]
+    assert main([*argv, "--console-spans"]) == 7
+    (args,) = received
+    assert (args.duration, args.host, args.port) == (1.5, "0.0.0.0", 0)
+    assert (args.no_live, args.console_spans) == (True, True)
+
+
+def test_demo_defaults() -> None:
+    """Demo options default to no duration, 127.0.0.1:9464, live view and no console spans."""
+    args = cli.build_parser().parse_args(["demo"])
+    assert (args.duration, args.host, args.port) == (None, "127.0.0.1", 9464)
+    assert (args.no_live, args.console_spans) == (False, False)

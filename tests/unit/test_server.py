@@ -1,0 +1,270 @@
+"""Tests for laios.execution.server: /metrics, /status and /healthz over real HTTP."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from laios.core.types import Context, Task
+from laios.execution import store as store_module
+from laios.execution._records import ProgressStatus, ProgressUpdate
+from laios.execution.executor import Executor
+from laios.execution.server import (
+    MAX_STATUS_RUNNING,
+    MetricsServer,
+    make_wsgi_app,
+    start_http_server,
+    status_document,
+)
+from laios.execution.store import MetricStore
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN_ID = "00f067aa0ba902b7"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+class FakeClock:
+    """Stands in for the store's ``time`` module so durations are exact."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return time.time()
+
+
+@pytest.fixture
+def store() -> MetricStore:
+    return MetricStore()
+
+
+@pytest.fixture
+def server(store: MetricStore) -> Iterator[MetricsServer]:
+    with start_http_server(0, store=store, registry=CollectorRegistry()) as running:
+        yield running
+
+
+def fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> Any:
+    """GET ``url``; return (status, headers, body) and close everything."""
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers, exc.read()
+
+
+def finish(store: MetricStore, tool: str, count: int = 1, **kwargs: Any) -> None:
+    slot = store.tool_slot(tool, True)
+    for index in range(count):
+        rec = store.task_submitted(
+            None, SimpleNamespace(id=f"{tool}-{index}"), tool, slot, running=True
+        )
+        store.task_finished(rec, status=None, **{"outcome": "success", **kwargs})
+
+
+def test_metrics_serves_the_text_format_by_default(
+    store: MetricStore, server: MetricsServer
+) -> None:
+    """Without an Accept header /metrics answers Prometheus text 0.0.4 with the counts."""
+    finish(store, "fetch", 3)
+    status, headers, body = fetch(server.url + "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert b'laios_tasks_total{outcome="success",tool="fetch"} 3.0' in body
+
+
+def test_metrics_serves_openmetrics_with_exemplars_when_asked(
+    store: MetricStore, server: MetricsServer
+) -> None:
+    """An OpenMetrics Accept header gets OpenMetrics, exemplars and # EOF."""
+    finish(store, "fetch", exemplar=(TRACE_ID, SPAN_ID))
+    status, headers, body = fetch(server.url + "/metrics", {"Accept": OPENMETRICS})
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert f'trace_id="{TRACE_ID}"'.encode() in body
+    assert body.endswith(b"# EOF\n")
+
+
+def test_metrics_is_gzipped_when_accepted(store: MetricStore, server: MetricsServer) -> None:
+    """Accept-Encoding: gzip gets a gzip body that holds the exposition."""
+    _, headers, body = fetch(server.url + "/metrics", {"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert b"laios_executor_workers" in gzip.decompress(body)
+
+
+def test_status_lists_running_tasks_with_progress(
+    store: MetricStore, server: MetricsServer
+) -> None:
+    """A running task shows its id, tool, state, progress and message."""
+    slot = store.tool_slot("fetch", True)
+    rec = store.task_submitted(
+        store.new_scope(), SimpleNamespace(id="t-1"), "fetch", slot, running=True
+    )
+    update = ProgressUpdate("t-1", ProgressStatus.IN_PROGRESS, 52.0, "page 3 of 6")
+    store.record_progress(update, rec)
+    _, headers, body = fetch(server.url + "/status")
+    document = json.loads(body)
+    assert headers["Content-Type"].startswith("application/json")
+    (task,) = document["running"]
+    assert task["task_id"] == "t-1"
+    assert task["tool"] == "fetch"
+    assert task["state"] == "running"
+    assert task["progress_percent"] == 52.0
+    assert task["message"] == "page 3 of 6"
+    assert task["elapsed_seconds"] >= 0
+
+
+def test_status_reports_tool_totals_and_percentiles(
+    store: MetricStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-tool totals, error rate and p50/p95 estimated from the buckets."""
+    clock = FakeClock()
+    monkeypatch.setattr(store_module, "time", clock)
+    slot = store.tool_slot("fetch", True)
+    for index in range(100):
+        rec = store.task_submitted(
+            None, SimpleNamespace(id=str(index)), "fetch", slot, running=True
+        )
+        clock.now += 0.3
+        outcome = "error" if index < 10 else "success"
+        store.task_finished(rec, outcome=outcome, status=None, error_type="ValueError")
+    (tool,) = status_document(store.snapshot())["tools"]
+    assert tool["total"] == 100
+    assert tool["outcomes"] == {
+        "success": 90,
+        "error": 10,
+        "timeout": 0,
+        "cancelled": 0,
+        "rejected": 0,
+    }
+    assert tool["error_rate"] == 0.1
+    assert tool["errors"] == {"ValueError": 10}
+    assert tool["p50_seconds"] == pytest.approx(0.375)
+    assert tool["p95_seconds"] == pytest.approx(0.4875)
+
+
+def test_status_percentiles_leave_out_rejected_tasks(store: MetricStore) -> None:
+    """Rejected tasks never ran, so they do not count in p50/p95."""
+    finish(store, "fetch", 5, outcome="rejected", error_type="saturated")
+    (tool,) = status_document(store.snapshot())["tools"]
+    assert tool["error_rate"] == 1.0
+    assert tool["p50_seconds"] is None
+
+
+def test_status_never_contains_parameters(store: MetricStore, server: MetricsServer) -> None:
+    """Task parameters, even of running tasks, never reach /status."""
+    slot = store.tool_slot("login", True)
+    task = SimpleNamespace(id="t-1", parameters={"password": "hunter2-secret"})
+    store.task_submitted(store.new_scope(), task, "login", slot, running=True)
+    _, _, body = fetch(server.url + "/status")
+    assert b"hunter2-secret" not in body
+    assert b"password" not in body
+
+
+def test_status_lists_at_most_max_running(store: MetricStore) -> None:
+    """A huge queue is listed up to MAX_STATUS_RUNNING entries plus the true total."""
+    slot = store.tool_slot("fetch", True)
+    for index in range(MAX_STATUS_RUNNING + 5):
+        store.task_submitted(None, SimpleNamespace(id=str(index)), "fetch", slot, running=False)
+    document = status_document(store.snapshot())
+    assert len(document["running"]) == MAX_STATUS_RUNNING
+    assert document["running_total"] == MAX_STATUS_RUNNING + 5
+    assert document["queue_depth"] == MAX_STATUS_RUNNING + 5
+
+
+def test_healthz_answers_ok(server: MetricsServer) -> None:
+    """/healthz answers 200 ok."""
+    status, _, body = fetch(server.url + "/healthz")
+    assert (status, body) == (200, b"ok\n")
+
+
+def test_unknown_path_answers_404_json(server: MetricsServer) -> None:
+    """Any other path answers 404 with a JSON body."""
+    status, headers, body = fetch(server.url + "/nope")
+    assert status == 404
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["error"] == "not found"
+
+
+def test_post_answers_405(server: MetricsServer) -> None:
+    """Routes only accept GET and HEAD."""
+    status, headers, _ = fetch(server.url + "/status", method="POST")
+    assert status == 405
+    assert headers["Allow"] == "GET, HEAD"
+
+
+def test_port_zero_reports_the_real_port(server: MetricsServer) -> None:
+    """Asking for port 0 yields the bound port in .port and .url, on loopback."""
+    assert server.port > 0
+    assert server.host == "127.0.0.1"
+    assert server.url == f"http://127.0.0.1:{server.port}"
+
+
+def test_shutdown_closes_the_socket_and_is_idempotent(store: MetricStore) -> None:
+    """After shutdown (twice) the port refuses connections."""
+    server = start_http_server(0, store=store, registry=CollectorRegistry())
+    server.shutdown()
+    server.close()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", server.port), timeout=2):
+        pass
+
+
+def test_wsgi_app_mounts_without_a_server(store: MetricStore) -> None:
+    """make_wsgi_app is a plain WSGI app that any server can call."""
+    app = make_wsgi_app(store, CollectorRegistry())
+    environ: dict[str, Any] = {"PATH_INFO": "/status", "wsgi.input": io.BytesIO()}
+    setup_testing_defaults(environ)
+    captured: list[str] = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: captured.append(status)))
+    assert captured == ["200 OK"]
+    assert json.loads(body)["running"] == []
+
+
+class StatusPeek(BaseTool):
+    """Reads /status while it runs, so the answer shows the task in flight."""
+
+    name = "status_peek"
+    description = "Fetches the status URL given to it"
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return fetch(kwargs["url"])[2].decode()
+
+
+def test_status_during_an_executor_run_hides_parameters(store: MetricStore) -> None:
+    """A task running in an Executor is listed in /status without its parameter values."""
+    tools = ToolRegistry()
+    tools.register_tool(StatusPeek)
+    registry = CollectorRegistry()
+    with (
+        start_http_server(0, store=store, registry=registry) as server,
+        Executor(tools, store=store, prometheus_registry=registry) as executor,
+    ):
+        parameters = {"url": server.url + "/status", "api_key": "sk-live-0123456789"}
+        peek = Task(plan_id="p", description="peek", tool_name="status_peek", parameters=parameters)
+        result = executor.execute_task(peek, Context(session_id="s", user_id="u"))
+        _, _, after = fetch(server.url + "/status")
+    during = json.loads(result.output)
+    assert [task["task_id"] for task in during["running"]] == [peek.id]
+    assert "sk-live-0123456789" not in result.output
+    assert "/status" not in result.output
+    (tool,) = json.loads(after)["tools"]
+    assert (tool["tool"], tool["total"], tool["outcomes"]["success"]) == ("status_peek", 1, 1)
