@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 
-from laios.core.types import Task, TaskResult, TaskStatus, _set_fields
+from laios.core.types import Task, TaskResult, TaskStatus, _construct
 from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_percent, shorten
 from laios.execution.redaction import scrub, secret_values
 from laios.execution.task_context import TaskCancelledError, TaskContext, _current
@@ -48,6 +48,8 @@ _EVENT_OF_OUTCOME = {
     "timeout": "timeout",
     "cancelled": "cancelled",
 }
+_RUN_FIELDS = ("status", "started_at")
+_FINISH_FIELDS = ("status", "completed_at", "result", "error")
 _STATUS_OF_OUTCOME = {
     "success": TaskStatus.COMPLETED,
     "cancelled": TaskStatus.CANCELLED,
@@ -153,7 +155,8 @@ class Job(TaskContext):
         end = int(point.timestamp * 1e9)
         start = min(self.last_checkpoint_ns or end, end)
         self.last_checkpoint_ns = end
-        self.executor._tracing.checkpoint_span(span, point.name, start, end, point.data)
+        secrets = secret_values(self.task.parameters) if point.data else ()
+        self.executor._tracing.checkpoint_span(span, point.name, start, end, point.data, secrets)
 
     # -- callbacks ---------------------------------------------------------------------------
 
@@ -189,22 +192,49 @@ class Job(TaskContext):
     def run(self) -> None:
         """Run the tool here and finish the job (unless it was abandoned meanwhile)."""
         task = self.task
-        _set_fields(task, status=TaskStatus.RUNNING, started_at=datetime.now(timezone.utc))
-        error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
-        if error is not None:
-            self._settle(None, None, 0.0, started_error=error)
+        lock = self.executor._state_lock
+        with lock:
+            # A timeout (or cancellation) may have struck since the worker took the job.
+            running = self.state == RUNNING
+            if running:
+                fields = task.__dict__
+                fields["status"] = TaskStatus.RUNNING
+                fields["started_at"] = datetime.now(timezone.utc)
+                task.__pydantic_fields_set__.update(_RUN_FIELDS)
+        if not running:
+            self._settle(None, None, 0.0)
             return
+        if self.on_progress is not None:
+            error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
+            if error is not None:
+                self._settle(None, None, 0.0, started_error=error)
+                return
+            with lock:
+                running = self.state == RUNNING
+            if not running:
+                self._settle(None, None, 0.0)
+                return
         token = _current.set(self)
-        span_token = otel_context.attach(self.span_context) if self.span_context else None
-        self.last_checkpoint_ns = now_ns()
-        cpu_start = time.thread_time()
-        output: ToolOutput | None = None
+        span_context = self.span_context
+        span_token = None
+        if span_context is not None:
+            span_token = otel_context.attach(span_context)
+            self.last_checkpoint_ns = now_ns()
+        tool = self.tool
+        output: Any = None
         raised: BaseException | None = None
+        cpu_start = time.thread_time()
         try:
-            if getattr(self.tool, "is_async", False):
-                output = asyncio.run(self.tool.execute_async(**task.parameters))
+            if tool._direct:
+                # A plain tool (see BaseTool._direct): call its logic without building a
+                # ToolOutput only to take it apart again; exceptions are handled below.
+                output = tool._execute(**task.parameters)
+                if not isinstance(output, ToolOutput):
+                    output = _Value(output)
+            elif tool.is_async:
+                output = asyncio.run(tool.execute_async(**task.parameters))
             else:
-                output = self.tool.execute(**task.parameters)
+                output = tool.execute(**task.parameters)
         except BaseException as exc:  # a tool must never take the worker (or caller) down
             raised = exc
         finally:
@@ -218,7 +248,7 @@ class Job(TaskContext):
 
     def _settle(
         self,
-        output: ToolOutput | None,
+        output: Any,
         raised: BaseException | None,
         cpu: float,
         started_error: BaseException | None = None,
@@ -229,7 +259,9 @@ class Job(TaskContext):
         if abandoned:
             self.executor._late_return(self)
             return
-        if started_error is not None:
+        if type(output) is _Value and not self._cancel_requested and self.callback_error is None:
+            self.finish("success", None, None, cpu=cpu, data=output.value)
+        elif started_error is not None:
             message = _callback_message("started", started_error)
             self.finish("error", message, "callback_error", cpu=cpu)
         elif isinstance(raised, TaskCancelledError) or (self._cancel_requested and raised is None):
@@ -238,6 +270,9 @@ class Job(TaskContext):
             name = type(raised).__name__
             message = str(raised) or name
             self.finish("error", message, name, cpu=cpu, exception=raised)
+        elif type(output) is _Value:
+            message = _callback_message("progress", self.callback_error)  # type: ignore[arg-type]
+            self.finish("error", message, "callback_error", cpu=cpu, data=output.value)
         elif not isinstance(output, ToolOutput):
             message = (
                 f"Tool '{self.task.tool_name}' returned {type(output).__name__} from execute(); "
@@ -247,9 +282,9 @@ class Job(TaskContext):
         elif output.success:
             if self.callback_error is not None:
                 message = _callback_message("progress", self.callback_error)
-                self.finish("error", message, "callback_error", cpu=cpu, output=output)
+                self.finish("error", message, "callback_error", cpu=cpu, data=output.data)
             else:
-                self.finish("success", None, None, cpu=cpu, output=output)
+                self.finish("success", None, None, cpu=cpu, data=output.data, extra=output.metadata)
         else:
             error_type = output.metadata.get("error_type") if output.metadata else None
             if not isinstance(error_type, str) or not error_type:
@@ -257,7 +292,13 @@ class Job(TaskContext):
             message = output.error if output.error else f"Tool '{self.task.tool_name}' failed"
             exception = take_exception(output)
             self.finish(
-                "error", message, error_type[:64], cpu=cpu, output=output, exception=exception
+                "error",
+                message,
+                error_type[:64],
+                cpu=cpu,
+                data=output.data,
+                extra=output.metadata,
+                exception=exception,
             )
 
     # -- ending --------------------------------------------------------------------------------
@@ -304,7 +345,8 @@ class Job(TaskContext):
         error_type: str | None,
         *,
         cpu: float = 0.0,
-        output: ToolOutput | None = None,
+        data: Any = None,
+        extra: dict[str, Any] | None = None,
         exception: BaseException | None = None,
     ) -> None:
         """Record the one outcome everywhere (callback, store, task, span) and wake the caller.
@@ -315,18 +357,17 @@ class Job(TaskContext):
         executor = self.executor
         task = self.task
         rec = self.rec
-        data = output.data if output is not None else None
-        payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
-        if outcome == "success":
-            payload["result"] = data
-            payload["execution_time"] = time.perf_counter() - rec.started_mono
-        else:
-            payload["error"] = error
-            payload["outcome"] = outcome
-        callback_error = self.fire(_EVENT_OF_OUTCOME[outcome], payload)
-        metadata: dict[str, Any] = (
-            dict(output.metadata) if output is not None and output.metadata else {}
-        )
+        callback_error = None
+        if self.on_progress is not None:
+            payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
+            if outcome == "success":
+                payload["result"] = data
+                payload["execution_time"] = time.perf_counter() - rec.started_mono
+            else:
+                payload["error"] = error
+                payload["outcome"] = outcome
+            callback_error = self.fire(_EVENT_OF_OUTCOME[outcome], payload)
+        metadata: dict[str, Any] = dict(extra) if extra else {}
         if callback_error is not None:
             note = _callback_message(_EVENT_OF_OUTCOME[outcome], callback_error)
             if outcome == "success":
@@ -351,13 +392,12 @@ class Job(TaskContext):
             cpu_time=cpu,
             exemplar=exemplar,
         )
-        _set_fields(
-            task,
-            status=status,
-            completed_at=datetime.now(timezone.utc),
-            result=data,
-            error=error,
-        )
+        fields = task.__dict__
+        fields["status"] = status
+        fields["completed_at"] = datetime.now(timezone.utc)
+        fields["result"] = data
+        fields["error"] = error
+        task.__pydantic_fields_set__.update(_FINISH_FIELDS)
         metadata["tool_name"] = task.tool_name
         metadata["outcome"] = outcome
         if failed:
@@ -366,7 +406,9 @@ class Job(TaskContext):
             metadata["trace_id"] = rec.trace_id
             metadata["span_id"] = rec.span_id
         secrets: list[str] | None = None
-        if failed and (span is not None or _log.isEnabledFor(logging.DEBUG)):
+        if (failed or executor._tracing.capture_content) and (
+            span is not None or _log.isEnabledFor(logging.DEBUG)
+        ):
             secrets = secret_values(task.parameters)
         if span is not None:
             executor._tracing.end_span(
@@ -386,14 +428,17 @@ class Job(TaskContext):
                 outcome,
                 scrub(error or "", secrets or ()),
             )
-        self.result = TaskResult.model_construct(
-            task_id=task.id,
-            success=not failed,
-            output=data,
-            error=error,
-            logs=[],
-            execution_time_seconds=rec.execution_time,
-            metadata=metadata,
+        self.result = _construct(
+            TaskResult,
+            {
+                "task_id": task.id,
+                "success": not failed,
+                "output": data,
+                "error": error,
+                "logs": [],
+                "execution_time_seconds": rec.execution_time,
+                "metadata": metadata,
+            },
         )
         done = self.done
         if done is not None:
@@ -401,6 +446,15 @@ class Job(TaskContext):
         notify = self.notify
         if notify is not None:
             notify()
+
+
+class _Value:
+    """A plain (non-``ToolOutput``) return value of a directly called tool."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 def _callback_message(event: str, exc: BaseException) -> str:

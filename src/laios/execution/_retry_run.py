@@ -50,7 +50,7 @@ def run_with_retry(
         while True:
             attempt_timeout = limit
             if policy.deadline is not None:
-                left = policy.deadline - (time.monotonic() - started)
+                left = max(policy.deadline - (time.monotonic() - started), 1e-3)
                 attempt_timeout = left if limit is None else min(limit, left)
             attributes: dict[str, Any] = {"laios.retry.attempt": retries + 1}
             if span is not None:
@@ -86,13 +86,16 @@ def run_with_retry(
                 if delay >= left:
                     stopped_by_deadline = True
                     break
+            retry.sleep(delay)
+            if policy.deadline is not None and time.monotonic() - started >= policy.deadline:
+                stopped_by_deadline = True  # the wait ran into the deadline: this failure stands
+                break
             retries += 1
             slot = executor._store.tool_slot(
                 task.tool_name,
                 registered=executor.tool_registry.get_tool(task.tool_name) is not None,
             )
             executor._store.task_retried(slot)
-            retry.sleep(delay)
         result.metadata["retries"] = retries
         if not result.success and retries >= policy.max_retries:
             result.metadata["retry_exhausted"] = True

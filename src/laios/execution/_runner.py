@@ -89,13 +89,17 @@ class ThreadRunner:
             if self._idle.acquire(blocking=False):
                 return None
             if len(self._threads) < self._allowed():
-                self._counter += 1
-                thread = threading.Thread(
-                    target=self._work, name=f"{self._name}-{self._counter}", daemon=True
-                )
-                self._threads.add(thread)
-                thread.start()
+                self._spawn()
         return None
+
+    def _spawn(self) -> None:
+        # Caller holds the lock.
+        self._counter += 1
+        thread = threading.Thread(
+            target=self._work, name=f"{self._name}-{self._counter}", daemon=True
+        )
+        self._threads.add(thread)
+        thread.start()
 
     def _work(self) -> None:
         me = threading.current_thread()
@@ -131,6 +135,9 @@ class ThreadRunner:
             return
         with self._lock:
             self._abandoned.add(thread)
+            # Work already queued must not wait for the hung tool: replace its thread now.
+            if not self.closed and not self._queue.empty() and len(self._threads) < self._allowed():
+                self._spawn()
 
     def thread_returned(self, thread: threading.Thread | None) -> None:
         """The abandoned tool on ``thread`` returned; surplus threads then exit."""

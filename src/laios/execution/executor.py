@@ -202,14 +202,22 @@ class Executor:
         parent: OtelContext | None = None,
         attributes: dict[str, Any] | None = None,
         retries: int = 0,
+        pool_async_tools: bool = False,
     ) -> Job:
-        """Accept a task: record it, open its span, and finish it at once when rejected."""
+        """Accept a task: record it, open its span, and finish it at once when rejected.
+
+        ``pooled`` jobs get a copy of the caller's context to run in on a worker thread (their
+        ``ctx`` is set); the others run on the caller's thread. With ``pool_async_tools``, an
+        async tool is pooled too (it cannot run inside a caller's event loop).
+        """
         if not isinstance(task, Task):
             raise TypeError(f"expected a Task, got {type(task).__name__}")
         if on_progress is not None and not callable(on_progress):
             raise TypeError("on_progress must be a callable taking (event, data)")
         name = task.tool_name
         tool = self.tool_registry.get_tool(name)
+        if pool_async_tools and not pooled and tool is not None and tool.is_async:
+            pooled = True
         store = self._store
         slot = store.tool_slot(name, registered=tool is not None)
         rec = store.task_submitted(self.task_monitor._scope, task, name, slot, running=not pooled)
@@ -350,17 +358,18 @@ class Executor:
     ) -> TaskResult:
         try:
             limit = self._timeout(timeout)
-            tool_is_async = False
-            if limit is None:
-                found = self.tool_registry.get_tool(getattr(task, "tool_name", ""))
-                tool_is_async = bool(getattr(found, "is_async", False))
-            pooled = limit is not None or tool_is_async
             job = self._prepare(
-                task, context, on_progress, pooled=pooled, attributes=attributes, retries=retries
+                task,
+                context,
+                on_progress,
+                pooled=limit is not None,
+                attributes=attributes,
+                retries=retries,
+                pool_async_tools=True,
             )
             if job.result is not None:
                 return job.result
-            if not pooled:
+            if job.ctx is None:
                 job.run()
             else:
                 job.done = done = threading.Lock()
@@ -434,6 +443,9 @@ class Executor:
                 if handle is not None:
                     handle.cancel()
         except asyncio.CancelledError:
+            # Queued jobs first: abandoning a running one may start a replacement thread, which
+            # must find nothing of this batch left to run.
+            waits.sort(key=lambda wait: wait[0].state != 0)
             for job, _, handle in waits:
                 if handle is not None:
                     handle.cancel()

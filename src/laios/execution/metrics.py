@@ -117,8 +117,25 @@ class ExecutionMetrics:
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:
-        """Milestones as dicts (a copy), oldest first."""
-        return [point.to_dict() for point in list(self._record.checkpoints)]
+        """Milestones as dicts (a copy), oldest first.
+
+        For a task run by an executor (or a ``TaskMonitor``) the first is ``"started"`` and,
+        once it has finished, the last is ``"finished"`` with ``{"outcome": ...}``.
+        """
+        rec = self._record
+        points = [point.to_dict() for point in list(rec.checkpoints)]
+        if rec.milestones:
+            if rec.start_time is not None:
+                points.insert(0, {"name": "started", "timestamp": rec.start_time, "data": {}})
+            if rec.state == "finished" and rec.end_time is not None:
+                points.append(
+                    {
+                        "name": "finished",
+                        "timestamp": rec.end_time,
+                        "data": {"outcome": rec.outcome},
+                    }
+                )
+        return points
 
     @property
     def outcome(self) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -98,10 +98,12 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     return truncate_bytes(text, limit) if limit is not None else text
 
 
-def redact(value: Any, _depth: int = 0) -> Any:
+def redact(value: Any, secrets: Sequence[str] = (), _depth: int = 0) -> Any:
     """A JSON-ready copy of ``value`` with secrets replaced and long strings cut.
 
-    Values under secret-looking keys become ``"[REDACTED]"``; strings longer than
+    Values under secret-looking keys become ``"[REDACTED]"``; every occurrence of one of
+    ``secrets`` inside a string (and a number equal to one) is replaced too, so a secret
+    repeated under an ordinary key or echoed in a result does not leak. Strings longer than
     ``MAX_STRING_CHARS`` are truncated; anything not JSON-native becomes its ``repr``
     (truncated). Nesting deeper than 8 levels is replaced by ``"…"``.
     """
@@ -109,23 +111,32 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return "…"
     if isinstance(value, Mapping):
         return {
-            str(k)[:MAX_STRING_CHARS]: REDACTED if is_secret_key(k) else redact(v, _depth + 1)
+            scrub(str(k), secrets, limit=None)[:MAX_STRING_CHARS]: REDACTED
+            if is_secret_key(k)
+            else redact(v, secrets, _depth + 1)
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [redact(v, _depth + 1) for v in value]
-    if value is None or isinstance(value, (bool, int, float)):
+        return [redact(v, secrets, _depth + 1) for v in value]
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, (int, float)):
+        return REDACTED if secrets and str(value) in secrets else value
     text = value if isinstance(value, str) else repr(value)
+    if secrets:
+        text = scrub(text, secrets, limit=None)
     if len(text) > MAX_STRING_CHARS:
         text = text[: MAX_STRING_CHARS - 1] + "…"
     return text
 
 
-def to_json(value: Any, limit: int = MAX_VALUE_BYTES) -> str:
-    """Redact ``value`` and render it as compact JSON of at most ``limit`` bytes."""
+def to_json(value: Any, limit: int | None = MAX_VALUE_BYTES, secrets: Sequence[str] = ()) -> str:
+    """Redact ``value`` (see :func:`redact`) and render it as compact JSON of at most
+    ``limit`` bytes (``None``: no limit)."""
     try:
-        text = json.dumps(redact(value), ensure_ascii=False, separators=(",", ":"), default=str)
+        text = json.dumps(
+            redact(value, secrets), ensure_ascii=False, separators=(",", ":"), default=str
+        )
     except (TypeError, ValueError):
-        text = json.dumps(redact(repr(value)))
-    return truncate_bytes(text, limit)
+        text = json.dumps(redact(repr(value), secrets))
+    return truncate_bytes(text, limit) if limit is not None else text

@@ -19,6 +19,7 @@ import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from laios.execution._aggregates import (
@@ -49,6 +50,26 @@ MAX_CUSTOM_SAMPLES = 1000
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc)
+
+
+def _starting(rec: TaskRecord) -> ProgressUpdate:
+    """The ``STARTING`` update of a record that has started."""
+    return ProgressUpdate(
+        rec.task_id, ProgressStatus.STARTING, 0.0, None, {}, _utc(rec.start_time or 0.0)
+    )
+
+
+def _final(rec: TaskRecord) -> ProgressUpdate:
+    """The final update of a finished record."""
+    final = _FINAL_PROGRESS.get(rec.outcome or "", ProgressStatus.FAILED)
+    percent = 100.0 if final is ProgressStatus.COMPLETED else rec.progress_percent
+    details = {"outcome": rec.outcome}
+    return ProgressUpdate(rec.task_id, final, percent, None, details, _utc(rec.end_time or 0.0))
+
+
 ProgressListener = Callable[[ProgressUpdate], None]
 CheckpointListener = Callable[["TaskRecord", Checkpoint], None]
 
@@ -72,13 +93,13 @@ class TaskRecord:
         "error_type",
         "execution_time",
         "memory_peak_mb",
+        "milestones",
         "outcome",
         "owner",
         "progress_message",
         "progress_percent",
         "retries",
         "scope",
-        "serial",
         "slot",
         "span_id",
         "start_time",
@@ -92,11 +113,10 @@ class TaskRecord:
         "trace_id",
     )
 
-    def __init__(self, task_id: str, tool: str = "", serial: int = 0) -> None:
+    def __init__(self, task_id: str, tool: str = "") -> None:
         """Create a detached record (not yet known to any store)."""
         self.task_id = task_id
         self.tool = tool
-        self.serial = serial
         self.scope: RecordScope | None = None
         self.slot: ToolSlot | None = None
         self.task: Any = None
@@ -121,6 +141,7 @@ class TaskRecord:
         self.abandoned = False
         self.checkpoint_listener: CheckpointListener | None = None
         self.owner: Any = None
+        self.milestones = False  # the store adds "started"/"finished" to the checkpoints view
 
 
 class RecordScope:
@@ -130,7 +151,7 @@ class RecordScope:
     from seeing each other's records, and a reused id inside one scope starts a fresh record.
     """
 
-    __slots__ = ("__weakref__", "active", "active_by_id", "capacity", "finished", "track_progress")
+    __slots__ = ("__weakref__", "active_by_id", "capacity", "finished", "track_progress")
 
     def __init__(self, capacity: int, *, track_progress: bool = True) -> None:
         """Create an empty scope retaining at most ``capacity`` finished records.
@@ -140,7 +161,6 @@ class RecordScope:
         """
         self.capacity = capacity
         self.track_progress = track_progress
-        self.active: dict[int, TaskRecord] = {}
         self.active_by_id: dict[str, TaskRecord] = {}
         self.finished: OrderedDict[str, TaskRecord] = OrderedDict()
 
@@ -187,8 +207,7 @@ class MetricStore:
         self.max_tracked_ids = max_tracked_ids
         self.max_custom_metrics = max_custom_metrics
         self._lock = threading.Lock()
-        self._serial = 0
-        self._active: dict[int, TaskRecord] = {}
+        self._active: dict[TaskRecord, None] = {}  # queued and running, in submission order
         self._slots: dict[str, ToolSlot] = {}
         self._slot_by_name: dict[str, ToolSlot] = {}
         self._unknown = self._new_slot(TOOL_UNKNOWN)
@@ -196,6 +215,7 @@ class MetricStore:
         self._abandoned = 0
         self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
         self._progress: OrderedDict[str, deque[ProgressUpdate]] = OrderedDict()
+        self._lifecycle: OrderedDict[str, TaskRecord] = OrderedDict()
         self._progress_listeners: list[ProgressListener] = []
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
         self._custom_totals: dict[tuple[str, str], list[float]] = {}
@@ -265,25 +285,28 @@ class MetricStore:
         are still counted.
         """
         now = time.perf_counter()
+        rec = TaskRecord(task.id, tool)
+        rec.scope = scope
+        rec.slot = slot
+        rec.task = task
+        rec.submitted_mono = now
+        task_id = rec.task_id
         with self._lock:
-            self._serial += 1
-            rec = TaskRecord(task.id, tool, self._serial)
-            rec.scope = scope
-            rec.slot = slot
-            rec.task = task
-            rec.submitted_mono = now
-            self._active[rec.serial] = rec
+            self._active[rec] = None
             if scope is not None:
-                scope.active[rec.serial] = rec
-                scope.active_by_id[rec.task_id] = rec
+                scope.active_by_id[task_id] = rec
+                if scope.track_progress:
+                    lifecycle = self._lifecycle
+                    lifecycle[task_id] = rec
+                    if len(lifecycle) > self.max_tracked_ids:
+                        lifecycle.popitem(last=False)
             if running:
                 update = self._mark_started(rec, now)
             else:
                 rec.state = "queued"
                 self._queue_depth += 1
                 update = None
-            listeners = self._progress_listeners
-        if update is not None and listeners:
+        if update is not None:
             self._notify(update)
         return rec
 
@@ -295,8 +318,7 @@ class MetricStore:
                 return
             self._queue_depth -= 1
             update = self._mark_started(rec, now)
-            listeners = self._progress_listeners
-        if update is not None and listeners:
+        if update is not None:
             self._notify(update)
 
     def _mark_started(self, rec: TaskRecord, now: float) -> ProgressUpdate | None:
@@ -308,12 +330,11 @@ class MetricStore:
         assert slot is not None
         slot.in_flight += 1
         slot.queue_wait.observe(now - rec.submitted_mono, None)
-        rec.checkpoints.append(Checkpoint("started", rec.start_time))
-        if rec.scope is None or not rec.scope.track_progress:
+        rec.milestones = True
+        # The STARTING update is derived from the record when read; built here only to notify.
+        if not self._progress_listeners or rec.scope is None or not rec.scope.track_progress:
             return None
-        update = ProgressUpdate(rec.task_id, ProgressStatus.STARTING, 0.0)
-        self._append_history(update)
-        return update
+        return _starting(rec)
 
     def task_finished(
         self,
@@ -339,20 +360,25 @@ class MetricStore:
             ``False`` when the record had already finished (nothing is counted twice).
         """
         now = time.perf_counter()
+        end_time = time.time()
+        update = None
         with self._lock:
-            if rec.state == "finished":
+            state = rec.state
+            if state == "finished":
                 return False
-            if rec.state == "queued":
-                self._queue_depth -= 1
-                rec.start_time = time.time()
+            slot = rec.slot
+            assert slot is not None
+            if state == "running":
+                slot.in_flight -= 1
+                duration = now - rec.started_mono
+            else:  # never started: queued (timed out or cancelled) or rejected at once
+                if state == "queued":
+                    self._queue_depth -= 1
+                rec.start_time = end_time
                 rec.started_mono = now
-            elif rec.state == "running":
-                assert rec.slot is not None
-                rec.slot.in_flight -= 1
+                duration = 0.0
             rec.state = "finished"
-            rec.end_time = end_time = time.time()
-            rec.checkpoints.append(Checkpoint("finished", end_time, {"outcome": outcome}))
-            duration = now - rec.started_mono if rec.started_mono else 0.0
+            rec.end_time = end_time
             rec.execution_time = duration
             rec.cpu_time = cpu_time
             rec.outcome = outcome
@@ -360,29 +386,23 @@ class MetricStore:
             rec.status = status
             rec.task = None
             rec.checkpoint_listener = None
-            slot = rec.slot
-            assert slot is not None
-            slot.finished(outcome, duration, error_type, exemplar)
-            del self._active[rec.serial]
             rec.owner = None
+            slot.finished(outcome, duration, error_type, exemplar)
+            del self._active[rec]
             scope = rec.scope
-            update = None
             if scope is not None:
-                scope.active.pop(rec.serial, None)
-                if scope.active_by_id.get(rec.task_id) is rec:
-                    del scope.active_by_id[rec.task_id]
+                task_id = rec.task_id
+                if scope.active_by_id.get(task_id) is rec:
+                    del scope.active_by_id[task_id]
                 finished = scope.finished
-                finished.pop(rec.task_id, None)
-                finished[rec.task_id] = rec
+                if task_id in finished:
+                    del finished[task_id]
+                finished[task_id] = rec
                 if len(finished) > scope.capacity:
                     finished.popitem(last=False)
-                if scope.track_progress:
-                    final = _FINAL_PROGRESS.get(outcome, ProgressStatus.FAILED)
-                    percent = 100.0 if final is ProgressStatus.COMPLETED else rec.progress_percent
-                    update = ProgressUpdate(rec.task_id, final, percent, None, {"outcome": outcome})
-                    self._append_history(update)
-            listeners = self._progress_listeners
-        if update is not None and listeners:
+                if scope.track_progress and self._progress_listeners:
+                    update = _final(rec)
+        if update is not None:
             self._notify(update)
         return True
 
@@ -436,7 +456,7 @@ class MetricStore:
         """
         with self._lock:
             if rec is None:
-                rec = next((r for r in self._active.values() if r.task_id == update.task_id), None)
+                rec = self._lifecycle.get(update.task_id)
             if rec is not None and rec.state != "finished":
                 rec.progress_percent = update.progress_percent
                 if update.message is not None:
@@ -455,19 +475,38 @@ class MetricStore:
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""
-        with self._lock:
-            history = self._progress.get(task_id)
-            return history[-1] if history else None
+        history = self.progress_history(task_id)
+        return history[-1] if history else None
 
     def progress_history(self, task_id: str) -> list[ProgressUpdate]:
-        """Every retained progress update for ``task_id``, oldest first."""
+        """Every retained progress update for ``task_id``, oldest first.
+
+        The executor's own lifecycle updates (``STARTING`` and the final ``COMPLETED``,
+        ``FAILED`` or ``CANCELLED``) are derived from the task's latest record instead of being
+        stored, which keeps the per-task cost of progress tracking near zero.
+        """
         with self._lock:
-            return list(self._progress.get(task_id, ()))
+            explicit = list(self._progress.get(task_id, ()))
+            rec = self._lifecycle.get(task_id)
+            if rec is None or rec.start_time is None:
+                return explicit
+            starting = _starting(rec)
+            final = _final(rec) if rec.state == "finished" else None
+        history = [u for u in explicit if u.timestamp < starting.timestamp]
+        history.append(starting)
+        history.extend(u for u in explicit if u.timestamp >= starting.timestamp)
+        if final is not None:
+            later = [u for u in history if u.timestamp > final.timestamp]
+            history = [u for u in history if u.timestamp <= final.timestamp]
+            history.append(final)
+            history.extend(later)
+        return history
 
     def clear_progress(self, task_id: str) -> None:
         """Forget the progress of ``task_id``."""
         with self._lock:
             self._progress.pop(task_id, None)
+            self._lifecycle.pop(task_id, None)
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
         """Call ``listener`` with every progress update from now on."""
@@ -531,7 +570,7 @@ class MetricStore:
     def scope_records(self, scope: RecordScope) -> list[TaskRecord]:
         """Finished (oldest first) then active records of a scope."""
         with self._lock:
-            return [*scope.finished.values(), *scope.active.values()]
+            return [*scope.finished.values(), *(r for r in self._active if r.scope is scope)]
 
     def find(self, scope: RecordScope, task_id: str) -> TaskRecord | None:
         """The newest record of ``task_id`` in ``scope`` (active first), or ``None``."""
@@ -541,13 +580,16 @@ class MetricStore:
     def running(self, scope: RecordScope | None = None) -> list[TaskRecord]:
         """Records whose tool is running now (of one scope, or of the whole store)."""
         with self._lock:
-            source = scope.active if scope is not None else self._active
-            return [r for r in source.values() if r.state == "running"]
+            return [
+                r
+                for r in self._active
+                if r.state == "running" and (scope is None or r.scope is scope)
+            ]
 
     def active(self, scope: RecordScope, task_id: str) -> list[TaskRecord]:
         """Queued and running records of ``task_id`` in ``scope``."""
         with self._lock:
-            return [r for r in scope.active.values() if r.task_id == task_id]
+            return [r for r in self._active if r.scope is scope and r.task_id == task_id]
 
     def clear_scope(self, scope: RecordScope, task_id: str | None = None) -> None:
         """Drop finished records of a scope (one id, or all)."""
@@ -571,7 +613,7 @@ class MetricStore:
                     progress_percent=r.progress_percent,
                     message=r.progress_message,
                 )
-                for r in self._active.values()
+                for r in self._active
             ]
             custom = [
                 CustomMetricSnapshot(name, unit, int(t[0]), t[1])

@@ -34,7 +34,15 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
-from laios.execution.redaction import MAX_ERROR_BYTES, scrub, to_json, truncate_bytes
+from laios.execution.redaction import (
+    MAX_ERROR_BYTES,
+    REDACTED,
+    is_secret_key,
+    scrub,
+    secret_values,
+    to_json,
+    truncate_bytes,
+)
 
 __all__ = [
     "CAPTURE_CONTENT_ENV",
@@ -92,8 +100,18 @@ class Tracing:
 
     @property
     def enabled(self) -> bool:
-        """Whether spans are recorded (an SDK provider is installed or was passed in)."""
-        return self._explicit or not isinstance(trace.get_tracer_provider(), _NO_SDK)
+        """Whether spans are recorded (an SDK provider is installed or was passed in).
+
+        Checked for every task, so it reads OpenTelemetry's global provider directly; once a
+        real provider is seen the answer is kept (the global provider can be set only once).
+        """
+        if self._explicit:
+            return True
+        provider = getattr(trace, "_TRACER_PROVIDER", None)
+        if provider is None or isinstance(provider, _NO_SDK):
+            return False
+        self._explicit = True
+        return True
 
     def start_task_span(
         self,
@@ -104,7 +122,10 @@ class Tracing:
     ) -> Span:
         """Open the ``execute_tool`` span of one task run (the caller's context is the parent)."""
         if self.capture_content and arguments is not None:
-            attributes["gen_ai.tool.call.arguments"] = to_json(dict(arguments))
+            # Redacted by key, then scrubbed of secret values repeated under ordinary keys.
+            attributes["gen_ai.tool.call.arguments"] = to_json(
+                dict(arguments), secrets=secret_values(arguments)
+            )
         return self._tracer.start_span(
             f"execute_tool {tool_name}",
             context=parent,
@@ -131,12 +152,19 @@ class Tracing:
         start_ns: int,
         end_ns: int,
         data: Mapping[str, Any],
+        secrets: Sequence[str] = (),
     ) -> None:
-        """Record a finished ``checkpoint {name}`` span under ``task_span``."""
+        """Record a finished ``checkpoint {name}`` span under ``task_span``.
+
+        Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys
+        are replaced by ``[REDACTED]`` and string values are scrubbed of ``secrets``.
+        """
         attributes: dict[str, Any] = {}
         for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
-            scalar = _scalar(value)
+            scalar = REDACTED if is_secret_key(key) else _scalar(value)
             if scalar is not None:
+                if isinstance(scalar, str) and secrets:
+                    scalar = scrub(scalar, secrets, limit=None)
                 attributes[f"laios.checkpoint.{str(key)[:64]}"] = scalar
         span = self._tracer.start_span(
             f"checkpoint {name}",
@@ -165,7 +193,7 @@ class Tracing:
         ``error.type``; a raised exception is recorded once, as a scrubbed ``exception`` event.
         """
         if capture_result and self.capture_content:
-            span.set_attribute("gen_ai.tool.call.result", to_json(result))
+            span.set_attribute("gen_ai.tool.call.result", to_json(result, secrets=secrets))
         if error_type is not None:
             short = scrub(message or error_type, secrets, limit=MAX_ERROR_BYTES)
             span.set_attribute("error.type", error_type)

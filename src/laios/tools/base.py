@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from laios.core.types import Permission, ToolParameter
+from laios.core.types import Permission, ToolParameter, _construct
 from laios.tools._schema import parameters_from_model
 
 __all__ = [
@@ -138,7 +138,8 @@ def _wrap(value: Any) -> ToolOutput:
     """Return ``value`` if it is a :class:`ToolOutput`, else a successful output holding it."""
     if isinstance(value, ToolOutput):
         return value
-    return ToolOutput(success=True, data=value)
+    # Every field is given and valid, so validation is skipped (this is every tool's hot path).
+    return _construct(ToolOutput, {"success": True, "data": value, "error": None, "metadata": {}})
 
 
 class BaseTool(abc.ABC):
@@ -192,6 +193,15 @@ class BaseTool(abc.ABC):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
         self.category = ToolCategory(self.category)
         self.required_permissions = {Permission(p) for p in self.required_permissions}
+        self._passthrough = (
+            self._kwargs_style
+            and model is ToolInput
+            and type(self)._validate is BaseTool._validate
+            and not self.is_async
+        )
+        # The executor may call ``_execute(**kwargs)`` itself when ``execute`` would do nothing
+        # more than that (and turn exceptions into a failed output, which it does too).
+        self._direct = self._passthrough and type(self).execute is BaseTool.execute
 
     def __repr__(self) -> str:
         """Return a short description with the tool's class, name and category."""
@@ -209,6 +219,9 @@ class BaseTool(abc.ABC):
             when validation or the tool raised.
         """
         try:
+            if self._passthrough:
+                # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
+                return _wrap(self._execute(**kwargs))
             input_data = self._build_input(kwargs)
             self._validate(input_data)
             if self._kwargs_style:

@@ -1,0 +1,485 @@
+"""Checkpoint spans, span outcomes (status and ``error.type``) and retry spans of the executor,
+checked against the real OpenTelemetry SDK with an in-memory exporter per test."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.retry import sleeps_disabled
+from laios.execution.store import MetricStore
+from laios.execution.task_context import current_task
+from laios.execution.tracing import CAPTURE_CONTENT_ENV
+from laios.tools.base import BaseTool, ToolOutput
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="session-1", user_id="user-1")
+
+
+# -- tools ----------------------------------------------------------------------------------------
+
+
+class Echo(BaseTool):
+    name = "echo"
+    description = "Returns the number it is given."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return {"n": kwargs.get("n", 0)}
+
+
+class Sleepy(BaseTool):
+    name = "sleepy"
+    description = "Sleeps for the given number of seconds."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        time.sleep(kwargs.get("seconds", 0.0))
+        return "rested"
+
+
+class Fails(BaseTool):
+    name = "fails"
+    description = "Returns a failed output."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return ToolOutput(success=False, error="the tool declined")
+
+
+class Raises(BaseTool):
+    name = "raises"
+    description = "Raises ValueError."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ValueError("bad value")
+
+
+class SelfCancel(BaseTool):
+    name = "self_cancel"
+    description = "Asks its executor to cancel it, then honours the request."
+
+    executor: Executor | None = None
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = current_task()
+        assert task is not None
+        assert self.executor is not None
+        self.executor.cancel_task(task.task_id)
+        task.raise_if_cancelled()
+        return "not reached"
+
+
+class Phased(BaseTool):
+    name = "phased"
+    description = "Works in timed phases, with a checkpoint after each."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = current_task()
+        assert task is not None
+        for name, seconds in kwargs["phases"]:
+            time.sleep(seconds)
+            task.checkpoint(name, {"phase": name})
+        return "done"
+
+
+class Checkpoints(BaseTool):
+    name = "checkpoints"
+    description = "Adds one checkpoint with the data it is given."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = current_task()
+        assert task is not None
+        task.checkpoint("loaded", kwargs["data"])
+        return "done"
+
+
+class Waits(BaseTool):
+    name = "waits"
+    description = "Signals that it runs, then waits until released."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = threading.Event()
+        self.release = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = current_task()
+        assert task is not None
+        task.checkpoint("inside")
+        self.running.set()
+        assert self.release.wait(5)
+        return "released"
+
+
+class Flaky(BaseTool):
+    name = "flaky"
+    description = "Fails a set number of times, then succeeds."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures_left = 0
+
+    def _execute(self, **kwargs: Any) -> Any:
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            return ToolOutput(success=False, error="transient")
+        return "ok"
+
+
+# -- fixtures and helpers -------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_capture_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CAPTURE_CONTENT_ENV, raising=False)
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tracer_provider
+    tracer_provider.shutdown()
+
+
+@pytest.fixture
+def tracer(provider: TracerProvider) -> trace.Tracer:
+    return provider.get_tracer("tests.caller")
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    tools = ToolRegistry()
+    tools.register_tools(
+        [Echo, Sleepy, Fails, Raises, SelfCancel, Phased, Checkpoints, Waits, Flaky]
+    )
+    return tools
+
+
+@pytest.fixture
+def executor(registry: ToolRegistry, provider: TracerProvider) -> Iterator[Executor]:
+    with Executor(
+        registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
+    ) as ex:
+        self_cancel = registry.get_tool("self_cancel")
+        assert isinstance(self_cancel, SelfCancel)
+        self_cancel.executor = ex
+        yield ex
+
+
+def make_task(tool: str, **parameters: Any) -> Task:
+    return Task(plan_id="plan-1", description="a test task", tool_name=tool, parameters=parameters)
+
+
+def spans(exporter: InMemorySpanExporter, prefix: str = "") -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
+
+
+def only(exporter: InMemorySpanExporter, prefix: str) -> ReadableSpan:
+    found = spans(exporter, prefix)
+    assert len(found) == 1, [s.name for s in exporter.get_finished_spans()]
+    return found[0]
+
+
+def is_child(child: ReadableSpan, parent: ReadableSpan | trace.Span) -> bool:
+    ctx = parent.get_span_context()
+    assert child.parent is not None
+    return child.parent.span_id == ctx.span_id and child.context.trace_id == ctx.trace_id
+
+
+def seconds(span: ReadableSpan) -> float:
+    assert span.start_time is not None
+    assert span.end_time is not None
+    return (span.end_time - span.start_time) / 1e9
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+
+def test_checkpoints_become_child_spans_in_order(executor, exporter):
+    """Each checkpoint is a ``checkpoint {name}`` child span of the task span, in order."""
+    phases = [("fetch", 0.0), ("parse", 0.0), ("store", 0.0)]
+    executor.execute_task(make_task("phased", phases=phases), CONTEXT)
+    task_span = only(exporter, "execute_tool")
+    points = spans(exporter, "checkpoint ")
+    assert [s.name for s in points] == ["checkpoint fetch", "checkpoint parse", "checkpoint store"]
+    assert all(is_child(s, task_span) for s in points)
+    assert all(s.kind is SpanKind.INTERNAL for s in points)
+
+
+def test_checkpoint_spans_cover_consecutive_phases(executor, exporter):
+    """Checkpoint spans tile the task: each one starts where the previous one ended."""
+    phases = [("fetch", 0.05), ("parse", 0.08), ("store", 0.03)]
+    executor.execute_task(make_task("phased", phases=phases), CONTEXT)
+    task_span = only(exporter, "execute_tool")
+    points = spans(exporter, "checkpoint ")
+    assert points[0].start_time >= task_span.start_time
+    for previous, current in itertools.pairwise(points):
+        assert current.start_time == previous.end_time
+    assert points[-1].end_time <= task_span.end_time
+    for span, (_, slept) in zip(points, phases, strict=True):
+        assert seconds(span) >= slept - 0.01
+
+
+def test_checkpoint_data_becomes_scalar_attributes(executor, exporter):
+    """Scalar checkpoint data becomes ``laios.checkpoint.*``; dicts and lists are dropped."""
+    data = {"rows": 3, "ratio": 0.5, "complete": True, "label": "x", "nested": {"a": 1}}
+    data["items"] = [1, 2]
+    executor.execute_task(make_task("checkpoints", data=data), CONTEXT)
+    attributes = dict(only(exporter, "checkpoint loaded").attributes)
+    assert attributes == {
+        "laios.checkpoint.rows": 3,
+        "laios.checkpoint.ratio": 0.5,
+        "laios.checkpoint.complete": True,
+        "laios.checkpoint.label": "x",
+    }
+
+
+def test_long_checkpoint_string_is_truncated_to_256_characters(executor, exporter):
+    """A long string in checkpoint data is cut to 256 characters on the span."""
+    executor.execute_task(make_task("checkpoints", data={"note": "y" * 5000}), CONTEXT)
+    note = only(exporter, "checkpoint loaded").attributes["laios.checkpoint.note"]
+    assert note == "y" * 256
+
+
+def test_checkpoint_attributes_are_capped_at_32(executor, exporter):
+    """At most 32 ``laios.checkpoint.*`` attributes are recorded per checkpoint."""
+    data = {f"k{i:02d}": i for i in range(50)}
+    executor.execute_task(make_task("checkpoints", data=data), CONTEXT)
+    assert len(only(exporter, "checkpoint loaded").attributes) == 32
+
+
+def test_task_monitor_checkpoint_from_another_thread_is_a_child_span(executor, exporter):
+    """``task_monitor.checkpoint`` from another thread adds a child span after the tool's own."""
+    waits = executor.tool_registry.get_tool("waits")
+    task = make_task("waits")
+
+    def from_outside() -> None:
+        assert waits.running.wait(5)
+        time.sleep(0.05)
+        executor.task_monitor.checkpoint(task.id, "observed", {"by": "watcher"})
+        waits.release.set()
+
+    helper = threading.Thread(target=from_outside)
+    helper.start()
+    result = executor.execute_task(task, CONTEXT)
+    helper.join(5)
+    assert result.success
+    task_span = only(exporter, "execute_tool")
+    points = spans(exporter, "checkpoint ")
+    assert [s.name for s in points] == ["checkpoint inside", "checkpoint observed"]
+    assert all(is_child(s, task_span) for s in points)
+    assert points[1].start_time == points[0].end_time
+    assert seconds(points[1]) >= 0.04
+    assert points[1].attributes["laios.checkpoint.by"] == "watcher"
+
+
+def test_started_and_finished_milestones_are_not_spans(executor, exporter):
+    """The executor's own ``started``/``finished`` milestones produce no checkpoint spans."""
+    task = make_task("phased", phases=[("only", 0.0)])
+    executor.execute_task(task, CONTEXT)
+    names = [c["name"] for c in executor.get_metrics(task.id).to_dict()["checkpoints"]]
+    assert names == ["started", "only", "finished"]
+    assert [s.name for s in spans(exporter, "checkpoint")] == ["checkpoint only"]
+
+
+# -- outcomes -------------------------------------------------------------------------------------
+
+
+def test_success_leaves_the_status_unset(executor, exporter):
+    """A successful task's span has status UNSET, no ``error.type`` and no events."""
+    executor.execute_task(make_task("echo"), CONTEXT)
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.UNSET
+    assert "error.type" not in span.attributes
+    assert len(span.events) == 0
+
+
+def test_timeout_sets_error_type_timeout(executor, exporter):
+    """A task that overruns its timeout ends its span ERROR with ``error.type=timeout``."""
+    result = executor.execute_task(make_task("sleepy", seconds=1.5), CONTEXT, timeout=0.2)
+    assert result.metadata["outcome"] == "timeout"
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "timeout"
+    assert seconds(span) < 1.0
+
+
+def test_cancellation_sets_error_type_cancelled(executor, exporter):
+    """A tool that honours ``cancel_task`` ends its span ERROR with ``error.type=cancelled``."""
+    result = executor.execute_task(make_task("self_cancel"), CONTEXT)
+    assert result.metadata["outcome"] == "cancelled"
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "cancelled"
+    assert len(span.events) == 0
+
+
+def test_cancellation_before_submission_sets_error_type_cancelled(executor, exporter):
+    """A task cancelled before it was submitted still gets a span, ERROR ``cancelled``."""
+    task = make_task("echo")
+    assert executor.cancel_task(task.id)
+    executor.execute_task(task, CONTEXT)
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "cancelled"
+
+
+def test_unknown_tool_sets_error_type_tool_not_found(executor, exporter):
+    """An unregistered tool name yields a span ERROR with ``error.type=tool_not_found``."""
+    executor.execute_task(make_task("missing"), CONTEXT)
+    span = only(exporter, "execute_tool")
+    assert span.name == "execute_tool missing"
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "tool_not_found"
+    assert span.attributes["gen_ai.tool.description"] == ""
+
+
+def test_tool_returning_failure_sets_error_type_tool_error(executor, exporter):
+    """A tool returning ``success=False`` gives ERROR, ``tool_error`` and no exception event."""
+    executor.execute_task(make_task("fails"), CONTEXT)
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "the tool declined"
+    assert span.attributes["error.type"] == "tool_error"
+    assert len(span.events) == 0
+
+
+def test_raising_tool_sets_the_exception_class_as_error_type(executor, exporter):
+    """A tool raising ``ValueError`` gives ERROR with ``error.type=ValueError``."""
+    executor.execute_task(make_task("raises"), CONTEXT)
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "bad value"
+    assert span.attributes["error.type"] == "ValueError"
+
+
+def test_raising_tool_records_exactly_one_exception_event(executor, exporter):
+    """The raised exception is recorded once, as an ``exception`` event with type and trace."""
+    executor.execute_task(make_task("raises"), CONTEXT)
+    events = only(exporter, "execute_tool").events
+    assert [e.name for e in events] == ["exception"]
+    assert events[0].attributes["exception.type"] == "ValueError"
+    assert events[0].attributes["exception.message"] == "bad value"
+    assert "Traceback" in events[0].attributes["exception.stacktrace"]
+
+
+def test_shutdown_executor_sets_error_type_shutdown(executor, exporter):
+    """A task submitted after ``shutdown()`` gets a span ERROR with ``error.type=shutdown``."""
+    executor.shutdown()
+    executor.execute_task(make_task("echo"), CONTEXT)
+    assert only(exporter, "execute_tool").attributes["error.type"] == "shutdown"
+
+
+def test_failing_progress_callback_sets_error_type_callback_error(executor, exporter):
+    """An ``on_progress`` callback raising on ``started`` ends the span with ``callback_error``."""
+
+    def callback(event: str, data: Any) -> None:
+        raise RuntimeError("callback broke")
+
+    executor.execute_task(make_task("echo"), CONTEXT, on_progress=callback)
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "callback_error"
+
+
+def test_saturated_executor_sets_error_type_saturated(registry, provider, exporter):
+    """A task refused because hung tools hold every thread ends ERROR ``saturated``."""
+    with Executor(
+        registry,
+        max_workers=1,
+        replacement_threads=0,
+        tracer_provider=provider,
+        store=MetricStore(),
+        register_prometheus=False,
+    ) as ex:
+        hung = ex.execute_task(make_task("sleepy", seconds=1.5), CONTEXT, timeout=0.1)
+        assert hung.metadata["outcome"] == "timeout"
+        refused = ex.execute_task(make_task("echo"), CONTEXT, timeout=1)
+    assert refused.metadata["error_type"] == "saturated"
+    span = only(exporter, "execute_tool echo")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "saturated"
+
+
+def test_checkpoint_after_a_timeout_adds_no_span(executor, exporter):
+    """A timed-out tool that keeps running and checkpoints later adds no span."""
+    phases = [("late", 0.4)]
+    result = executor.execute_task(make_task("phased", phases=phases), CONTEXT, timeout=0.1)
+    assert result.metadata["outcome"] == "timeout"
+    deadline = time.monotonic() + 5
+    while executor.abandoned_threads and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert executor.abandoned_threads == 0
+    assert spans(exporter, "checkpoint") == []
+
+
+# -- retries --------------------------------------------------------------------------------------
+
+
+def test_retry_span_has_one_child_per_attempt(executor, exporter, tracer):
+    """``execute_with_retry`` opens one retry span under the caller, one task span per attempt."""
+    executor.tool_registry.get_tool("flaky").failures_left = 2
+    with sleeps_disabled(), tracer.start_as_current_span("caller") as caller:
+        result = executor.execute_with_retry(make_task("flaky"), CONTEXT, max_retries=3)
+    assert result.success
+    retry = only(exporter, "laios.execute_with_retry")
+    assert retry.name == "laios.execute_with_retry flaky"
+    assert retry.kind is SpanKind.INTERNAL
+    assert is_child(retry, caller)
+    attempts = spans(exporter, "execute_tool")
+    assert [s.attributes["laios.retry.attempt"] for s in attempts] == [1, 2, 3]
+    assert all(is_child(s, retry) for s in attempts)
+
+
+def test_retry_span_status_reflects_only_the_final_outcome(executor, exporter):
+    """Two failures then a success: attempts 1-2 ERROR, attempt 3 and the retry span UNSET."""
+    executor.tool_registry.get_tool("flaky").failures_left = 2
+    with sleeps_disabled():
+        executor.execute_with_retry(make_task("flaky"), CONTEXT, max_retries=3)
+    retry = only(exporter, "laios.execute_with_retry")
+    assert retry.status.status_code is StatusCode.UNSET
+    assert "error.type" not in retry.attributes
+    assert retry.attributes["laios.retry.attempts"] == 3
+    codes = [s.status.status_code for s in spans(exporter, "execute_tool")]
+    assert codes == [StatusCode.ERROR, StatusCode.ERROR, StatusCode.UNSET]
+
+
+def test_exhausted_retries_end_the_retry_span_with_error(executor, exporter):
+    """When every attempt fails the retry span is ERROR with the last ``error.type``."""
+    task = make_task("fails")
+    with sleeps_disabled():
+        result = executor.execute_with_retry(task, CONTEXT, max_retries=2)
+    assert result.metadata["retry_exhausted"] is True
+    retry = only(exporter, "laios.execute_with_retry")
+    assert retry.status.status_code is StatusCode.ERROR
+    assert retry.attributes["error.type"] == "tool_error"
+    assert retry.attributes["laios.retry.max_retries"] == 2
+    assert retry.attributes["laios.task.id"] == task.id
+    assert len(spans(exporter, "execute_tool")) == 3
+
+
+def test_retry_attempts_with_a_timeout_still_nest_under_the_retry_span(executor, exporter):
+    """Attempts run on worker threads (with a timeout) keep the retry span as parent."""
+    executor.tool_registry.get_tool("flaky").failures_left = 1
+    with sleeps_disabled():
+        executor.execute_with_retry(make_task("flaky"), CONTEXT, max_retries=2, timeout=5)
+    retry = only(exporter, "laios.execute_with_retry")
+    attempts = spans(exporter, "execute_tool")
+    assert len(attempts) == 2
+    assert all(is_child(s, retry) for s in attempts)
