@@ -85,6 +85,11 @@ class _Histogram:
         if exemplar is not None:
             self.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, time.time())
 
+    def observe_zero(self) -> None:
+        """Observe a value of 0 (a task that started without waiting)."""
+        self.buckets[0] += 1
+        self.count += 1
+
     def snapshot(self) -> HistogramSnapshot:
         cumulative: list[int] = []
         running = 0

@@ -193,17 +193,25 @@ class Job(TaskContext):
         """Run the tool here and finish the job (unless it was abandoned meanwhile)."""
         task = self.task
         lock = self.executor._state_lock
-        with lock:
-            # A timeout (or cancellation) may have struck since the worker took the job.
-            running = self.state == RUNNING
-            if running:
-                fields = task.__dict__
-                fields["status"] = TaskStatus.RUNNING
-                fields["started_at"] = datetime.now(timezone.utc)
-                task.__pydantic_fields_set__.update(_RUN_FIELDS)
-        if not running:
-            self._settle(None, None, 0.0)
-            return
+        if self.ctx is None:
+            # On the caller's thread nothing can interrupt the job (no timer, no batch), and a
+            # cancellation request only sets a flag: no lock needed.
+            fields = task.__dict__
+            fields["status"] = TaskStatus.RUNNING
+            fields["started_at"] = datetime.now(timezone.utc)
+            task.__pydantic_fields_set__.update(_RUN_FIELDS)
+        else:
+            with lock:
+                # A timeout (or cancellation) may have struck since the worker took the job.
+                running = self.state == RUNNING
+                if running:
+                    fields = task.__dict__
+                    fields["status"] = TaskStatus.RUNNING
+                    fields["started_at"] = datetime.now(timezone.utc)
+                    task.__pydantic_fields_set__.update(_RUN_FIELDS)
+            if not running:
+                self._settle(None, None, 0.0)
+                return
         if self.on_progress is not None:
             error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
             if error is not None:
@@ -243,7 +251,9 @@ class Job(TaskContext):
                 otel_context.detach(span_token)
             _current.reset(token)
         self._settle(output, raised, cpu)
-        if raised is not None and not isinstance(raised, Exception):
+        if raised is not None and not isinstance(raised, Exception) and self.ctx is None:
+            # KeyboardInterrupt, SystemExit… belong to the caller's thread; on a worker thread
+            # the failed outcome is all that is left of them.
             raise raised
 
     def _settle(
@@ -253,9 +263,13 @@ class Job(TaskContext):
         cpu: float,
         started_error: BaseException | None = None,
     ) -> None:
-        with self.executor._state_lock:
-            abandoned = self.state == ABANDONED
+        if self.ctx is None:
+            abandoned = False
             self.state = DONE
+        else:
+            with self.executor._state_lock:
+                abandoned = self.state == ABANDONED
+                self.state = DONE
         if abandoned:
             self.executor._late_return(self)
             return

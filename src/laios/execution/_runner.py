@@ -14,12 +14,15 @@ once instead of queueing it forever.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Runner", "ThreadRunner"]
+
+_log = logging.getLogger("laios.execution")
 
 #: Seconds an idle worker waits for work before its thread exits.
 IDLE_TIMEOUT = 30.0
@@ -60,7 +63,7 @@ class ThreadRunner:
         self._name = name
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = threading.Semaphore(0)
+        self._idle = 0  # workers waiting (or about to wait) for work; guarded by _lock
         self._threads: set[threading.Thread] = set()
         self._abandoned: set[threading.Thread] = set()
         self._counter = 0
@@ -71,6 +74,7 @@ class ThreadRunner:
         return len(self._abandoned)
 
     def _allowed(self) -> int:
+        # Caller holds the lock.
         return self.max_workers + min(len(self._abandoned), self.replacement_cap)
 
     def submit(self, work: Callable[[], None]) -> str | None:
@@ -83,12 +87,14 @@ class ThreadRunner:
         with self._lock:
             if self.closed:
                 return "shutdown"
-            if self._allowed() - len(self._abandoned) <= 0:
+            abandoned = len(self._abandoned)
+            allowed = self.max_workers + min(abandoned, self.replacement_cap)
+            if allowed <= abandoned:
                 return "saturated"
             self._queue.put(work)
-            if self._idle.acquire(blocking=False):
-                return None
-            if len(self._threads) < self._allowed():
+            if self._idle:
+                self._idle -= 1  # a waiting worker takes it
+            elif len(self._threads) < allowed:
                 self._spawn()
         return None
 
@@ -111,7 +117,9 @@ class ThreadRunner:
                 with self._lock:
                     if not self._queue.empty() and not self.closed:
                         continue
-                    if self.closed or self._idle.acquire(blocking=False):
+                    if self.closed or self._idle:
+                        if not self.closed:
+                            self._idle -= 1  # give up this worker's place as an idle one
                         self._threads.discard(me)
                         return
                 continue
@@ -119,15 +127,16 @@ class ThreadRunner:
                 with self._lock:
                     self._threads.discard(me)
                 return
-            work()
+            try:
+                work()
+            except BaseException:  # never lose a worker (the executor already reported it)
+                _log.exception("a task raised out of its worker thread")
+            work = None  # an idle worker must not keep its last job (and task) alive
             with self._lock:
-                if self.closed and self._queue.empty():
+                if (self.closed and self._queue.empty()) or len(self._threads) > self._allowed():
                     self._threads.discard(me)
                     return
-                if len(self._threads) > self._allowed():
-                    self._threads.discard(me)
-                    return
-            self._idle.release()
+                self._idle += 1
 
     def thread_abandoned(self, thread: threading.Thread | None) -> None:
         """Count ``thread`` as held by a timed-out tool (capacity is replaced on next submit)."""

@@ -357,7 +357,9 @@ class Executor:
         retries: int = 0,
     ) -> TaskResult:
         try:
-            limit = self._timeout(timeout)
+            limit = (
+                self.resource_limits.timeout_seconds if timeout is None else self._timeout(timeout)
+            )
             job = self._prepare(
                 task,
                 context,

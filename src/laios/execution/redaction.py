@@ -54,7 +54,9 @@ def truncate_bytes(text: str, limit: int = MAX_ERROR_BYTES) -> str:
     if len(encoded) <= limit:
         return text
     marker = "…[truncated]"
-    room = max(limit - len(marker.encode("utf-8")), 0)
+    room = limit - len(marker.encode("utf-8"))
+    if room < 0:  # no space even for the marker
+        return encoded[: max(limit, 0)].decode("utf-8", "ignore")
     return encoded[:room].decode("utf-8", "ignore") + marker
 
 

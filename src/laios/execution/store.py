@@ -290,6 +290,13 @@ class MetricStore:
         rec.slot = slot
         rec.task = task
         rec.submitted_mono = now
+        if running:  # the record is not shared yet: fill it in before taking the lock
+            rec.state = "running"
+            rec.started_mono = now
+            rec.start_time = time.time()
+            rec.milestones = True
+        else:
+            rec.state = "queued"
         task_id = rec.task_id
         with self._lock:
             self._active[rec] = None
@@ -301,13 +308,13 @@ class MetricStore:
                     if len(lifecycle) > self.max_tracked_ids:
                         lifecycle.popitem(last=False)
             if running:
-                update = self._mark_started(rec, now)
+                slot.in_flight += 1
+                slot.queue_wait.observe_zero()
             else:
-                rec.state = "queued"
                 self._queue_depth += 1
-                update = None
-        if update is not None:
-            self._notify(update)
+            notify = running and bool(self._progress_listeners)
+        if notify and scope is not None and scope.track_progress:
+            self._notify(_starting(rec))
         return rec
 
     def task_started(self, rec: TaskRecord) -> None:

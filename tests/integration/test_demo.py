@@ -1,0 +1,146 @@
+"""`laios demo` as a user runs it: it serves its endpoints while it runs, then stops by itself.
+
+The demo runs once for the module (5 seconds); the fixture reads /metrics, /status and /healthz
+while it runs, waits for it to exit and keeps what it saw for the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+DURATION = 5
+#: Start-up, the run, and the workload's wind-down (its join waits up to 15 s) with room to spare.
+EXIT_BOUND = DURATION + 40
+DEMO = [sys.executable, "-m", "laios.cli", "demo"]
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+@dataclass
+class DemoRun:
+    """What one run of the demo showed."""
+
+    answers: dict[str, Answer] = field(default_factory=dict)
+    running_after_reads: bool = False
+    returncode: int | None = None
+    seconds: float = 0.0
+    stdout: str = ""
+
+
+def fetch(url: str) -> Answer:
+    """GET ``url`` without a proxy."""
+    try:
+        with _NO_PROXY.open(url, timeout=5) as response:
+            return Answer(response.status, response.headers["Content-Type"], response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return Answer(exc.code, exc.headers.get("Content-Type", ""), exc.read())
+
+
+@pytest.fixture(scope="module")
+def run(
+    tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]
+) -> Iterator[DemoRun]:
+    """Run the demo for DURATION seconds, reading its endpoints meanwhile."""
+    directory: Path = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    started = time.monotonic()
+    with (directory / "stdout").open("wb") as out, (directory / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [*DEMO, "--duration", str(DURATION), "--no-live", "--port", str(port)],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    result = DemoRun()
+    try:
+        deadline = time.monotonic() + 20
+        while "/healthz" not in result.answers:
+            if process.poll() is not None or time.monotonic() > deadline:
+                break
+            try:
+                result.answers["/healthz"] = fetch(f"{base}/healthz")
+            except OSError:
+                time.sleep(0.1)
+        if "/healthz" in result.answers:
+            for path in ("/metrics", "/status"):
+                result.answers[path] = fetch(base + path)
+        result.running_after_reads = process.poll() is None
+        try:
+            result.returncode = process.wait(
+                timeout=max(EXIT_BOUND - (time.monotonic() - started), 1)
+            )
+        except subprocess.TimeoutExpired:
+            result.returncode = None
+        result.seconds = time.monotonic() - started
+        result.stdout = (directory / "stdout").read_text(encoding="utf-8", errors="replace")
+        yield result
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_healthz_answers_while_the_demo_runs(run: DemoRun) -> None:
+    """/healthz answers 200 "ok"."""
+    answer = run.answers["/healthz"]
+    assert (answer.status, answer.body.strip()) == (200, b"ok")
+
+
+def test_metrics_answers_while_the_demo_runs(run: DemoRun) -> None:
+    """/metrics answers 200 in the Prometheus text format with laios' metrics."""
+    answer = run.answers["/metrics"]
+    assert answer.status == 200
+    assert answer.content_type.startswith("text/plain")
+    assert b"\nlaios_executor_workers " in answer.body
+    assert b"# TYPE laios_tasks_total counter" in answer.body
+
+
+def test_status_answers_while_the_demo_runs(run: DemoRun) -> None:
+    """/status answers 200 with a status document for the demo's 8 workers."""
+    answer = run.answers["/status"]
+    assert answer.status == 200
+    document = json.loads(answer.body)
+    assert isinstance(document["tools"], list)
+    assert isinstance(document["running"], list)
+    assert document["workers"] == 8
+
+
+def test_endpoints_were_read_before_the_demo_ended(run: DemoRun) -> None:
+    """The demo was still running after all three endpoints had answered."""
+    assert run.running_after_reads
+
+
+def test_demo_exits_zero_within_the_bound(run: DemoRun) -> None:
+    """The demo stops by itself with exit code 0 well within DURATION + 40 seconds."""
+    assert run.returncode == 0, run.stdout
+    assert run.seconds < EXIT_BOUND
+
+
+def test_demo_prints_a_summary(run: DemoRun) -> None:
+    """The demo's last output is the per-tool summary table and its closing line."""
+    summary = run.stdout.rsplit("laios demo —", 1)[-1]
+    assert "Tools" in summary
+    assert "fetch_fast" in summary
+    assert "workers: 8" in summary
+    assert run.stdout.rstrip().endswith("laios demo: done.")
