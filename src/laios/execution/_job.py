@@ -233,13 +233,13 @@ class Job(TaskContext):
         raised: BaseException | None = None
         cpu_start = time.thread_time()
         try:
-            if tool._direct:
+            if getattr(tool, "_direct", False):
                 # A plain tool (see BaseTool._direct): call its logic without building a
                 # ToolOutput only to take it apart again; exceptions are handled below.
                 output = tool._execute(**task.parameters)
                 if not isinstance(output, ToolOutput):
                     output = _Value(output)
-            elif tool.is_async:
+            elif getattr(tool, "is_async", False):
                 output = asyncio.run(tool.execute_async(**task.parameters))
             else:
                 output = tool.execute(**task.parameters)
@@ -251,9 +251,10 @@ class Job(TaskContext):
                 otel_context.detach(span_token)
             _current.reset(token)
         self._settle(output, raised, cpu)
-        if raised is not None and not isinstance(raised, Exception) and self.ctx is None:
-            # KeyboardInterrupt, SystemExit… belong to the caller's thread; on a worker thread
-            # the failed outcome is all that is left of them.
+        if type(raised) is KeyboardInterrupt and self.ctx is None:
+            # Ctrl-C belongs to the caller's thread: the task is recorded as failed, and the
+            # interrupt goes on. Anything else a tool raises (SystemExit from argparse, say)
+            # ends as a failed result only.
             raise raised
 
     def _settle(

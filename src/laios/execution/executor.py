@@ -203,6 +203,7 @@ class Executor:
         attributes: dict[str, Any] | None = None,
         retries: int = 0,
         pool_async_tools: bool = False,
+        wait_lock: bool = False,
     ) -> Job:
         """Accept a task: record it, open its span, and finish it at once when rejected.
 
@@ -216,13 +217,18 @@ class Executor:
             raise TypeError("on_progress must be a callable taking (event, data)")
         name = task.tool_name
         tool = self.tool_registry.get_tool(name)
-        if pool_async_tools and not pooled and tool is not None and tool.is_async:
+        if pool_async_tools and not pooled and getattr(tool, "is_async", False):
             pooled = True
         store = self._store
         slot = store.tool_slot(name, registered=tool is not None)
         rec = store.task_submitted(self.task_monitor._scope, task, name, slot, running=not pooled)
         rec.retries = retries
         job = Job(self, task, tool, rec, on_progress)
+        if pooled and wait_lock:
+            # Created before anyone else can finish the job (cancel_task, a timer), so that
+            # the caller is always woken.
+            job.done = done = threading.Lock()
+            done.acquire()
         tracing = self._tracing
         if tracing.enabled:
             attrs = {
@@ -368,14 +374,14 @@ class Executor:
                 attributes=attributes,
                 retries=retries,
                 pool_async_tools=True,
+                wait_lock=True,
             )
             if job.result is not None:
                 return job.result
             if job.ctx is None:
                 job.run()
             else:
-                job.done = done = threading.Lock()
-                done.acquire()
+                done = job.done
                 if self._submit(job):
                     try:
                         if not done.acquire(timeout=-1 if limit is None else limit):
@@ -432,8 +438,8 @@ class Executor:
                 continue
             future: asyncio.Future[None] = loop.create_future()
             job.notify = _future_setter(loop, future)
-            if not self._submit(job):
-                continue
+            if job.result is not None or not self._submit(job):
+                continue  # finished meanwhile (cancel_task) or refused: nothing to wait for
             handle = None
             if limit is not None:
                 handle = loop.call_later(limit, self._expire, job, limit)
@@ -603,7 +609,10 @@ class Executor:
         scope = self.task_monitor._scope
         active = [r.owner for r in self._store.active(scope, task_id) if isinstance(r.owner, Job)]
         if active:
-            return any(job.request_cancel() for job in active)
+            registered = False
+            for job in active:  # every run with this id, not just the first
+                registered = job.request_cancel() or registered
+            return registered
         if self._store.find(scope, task_id) is not None:
             return False
         with self._state_lock:

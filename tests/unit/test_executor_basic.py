@@ -1,0 +1,656 @@
+"""Executor basics: construction, results, task fields, callbacks, monitoring and the reference
+examples. Each call path must return a ``TaskResult`` and never raise."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import timezone
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution.executor import (
+    ExecutionMetrics,
+    ExecutionMode,
+    Executor,
+    ResourceLimits,
+    TaskMonitor,
+)
+from laios.execution.store import MetricStore
+from laios.tools.registry import ToolRegistry
+
+# -- construction ---------------------------------------------------------------------------
+
+
+def test_constructor_defaults(registry: ToolRegistry, store: MetricStore) -> None:
+    """Executor(registry) uses 4 workers, monitoring on and empty ResourceLimits."""
+    executor = Executor(registry, store=store, register_prometheus=False)
+    try:
+        assert executor.max_workers == 4
+        assert executor.enable_monitoring is True
+        assert executor.resource_limits == ResourceLimits()
+        assert executor.store is store
+        assert executor.tool_registry is registry
+        assert isinstance(executor.task_monitor, TaskMonitor)
+        assert executor.is_shutdown is False
+        assert executor.abandoned_threads == 0
+    finally:
+        executor.shutdown()
+
+
+def test_constructor_rejects_a_non_registry() -> None:
+    """A tool registry of the wrong type is refused with TypeError."""
+    with pytest.raises(TypeError, match="tool_registry"):
+        Executor(object(), register_prometheus=False)  # type: ignore[arg-type]
+
+
+def test_constructor_rejects_a_dict_of_limits(registry: ToolRegistry) -> None:
+    """resource_limits given as a dict is refused, pointing at from_config."""
+    with pytest.raises(TypeError, match="from_config"):
+        Executor(registry, {"timeout_seconds": 1}, register_prometheus=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "4"])
+def test_constructor_rejects_bad_max_workers(registry: ToolRegistry, workers: Any) -> None:
+    """max_workers must be a positive whole number."""
+    with pytest.raises(ValueError, match="max_workers"):
+        Executor(registry, max_workers=workers, register_prometheus=False)
+
+
+def test_constructor_rejects_a_bad_store(registry: ToolRegistry) -> None:
+    """store must be a MetricStore."""
+    with pytest.raises(TypeError, match="store"):
+        Executor(registry, store={}, register_prometheus=False)  # type: ignore[arg-type]
+
+
+def test_execution_mode_values() -> None:
+    """ExecutionMode is a str enum with the documented values."""
+    assert [m.value for m in ExecutionMode] == ["sync", "async", "parallel"]
+    assert ExecutionMode.SYNC == "sync"
+
+
+# -- results of each call path ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tool", ["echo", "echo_model", "async_echo", "async_echo_model"])
+def test_both_tool_styles_and_async_tools_run_in_every_mode(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    tool: str,
+    calls: list[Any],
+) -> None:
+    """kwargs-style, input-model-style and async tools succeed through every call path."""
+    result = run_via(executor, run_mode, make_task(tool, text="hi"), context)
+    assert isinstance(result, TaskResult)
+    assert result.success, result.error
+    assert result.output == "hi"
+    assert calls == [(tool, {"text": "hi"})]
+
+
+def test_success_result_fields(executor: Executor, make_task: Any, context: Context) -> None:
+    """A successful result carries the output, no error, the outcome and the tool name."""
+    task = make_task("echo", text="hello")
+    result = executor.execute_task(task, context)
+    assert result.task_id == task.id
+    assert result.success is True
+    assert result.output == "hello"
+    assert result.error is None
+    assert result.execution_time_seconds >= 0.0
+    assert result.metadata["outcome"] == "success"
+    assert result.metadata["tool_name"] == "echo"
+    assert "error_type" not in result.metadata
+
+
+def test_task_fields_updated_on_success(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """status, started_at, completed_at and result are set on success; error stays None."""
+    task = make_task("echo", text="hello")
+    run_via(executor, run_mode, task, context)
+    assert task.status is TaskStatus.COMPLETED
+    assert task.result == "hello"
+    assert task.error is None
+    assert task.started_at is not None
+    assert task.completed_at is not None
+    assert task.started_at.tzinfo == timezone.utc
+    assert task.started_at <= task.completed_at
+
+
+def test_task_fields_updated_on_failure(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """status becomes FAILED and error holds the message when the tool fails."""
+    task = make_task("boom", message="bad input")
+    run_via(executor, run_mode, task, context)
+    assert task.status is TaskStatus.FAILED
+    assert task.error == "bad input"
+    assert task.result is None
+    assert task.started_at is not None
+    assert task.completed_at is not None
+
+
+def test_unknown_tool_fails_with_tool_not_found(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """An unregistered tool gives 'Tool not found: NAME' in every call path."""
+    task = make_task("no_such_tool")
+    result = run_via(executor, run_mode, task, context)
+    assert result.success is False
+    assert result.error == "Tool not found: no_such_tool"
+    assert result.metadata["error_type"] == "tool_not_found"
+    assert result.metadata["outcome"] == "rejected"
+    assert task.status is TaskStatus.FAILED
+
+
+def test_tool_that_raises_fails_with_its_message(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """A tool raising RuntimeError gives a failed result naming the exception."""
+    result = run_via(executor, run_mode, make_task("boom", message="kaboom"), context)
+    assert result.success is False
+    assert result.error == "kaboom"
+    assert result.metadata["error_type"] == "RuntimeError"
+    assert result.metadata["outcome"] == "error"
+
+
+def test_failed_tool_output_error_reaches_result_unchanged(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """A ToolOutput(success=False, error=...) keeps its exact error and its metadata."""
+    message = "quota exceeded for bucket 'reports' (429)"
+    task = make_task("fail", message=message)
+    result = run_via(executor, run_mode, task, context)
+    assert result.success is False
+    assert result.error == message
+    assert task.error == message
+    assert result.metadata["attempted_path"] == "/var/data"
+    assert result.metadata["error_type"] == "tool_error"
+
+
+def test_parameters_rejected_by_input_model(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    calls: list[Any],
+) -> None:
+    """Parameters the tool's input model refuses give a ValidationError result, tool not run."""
+    result = run_via(executor, run_mode, make_task("validated", count="many"), context)
+    assert result.success is False
+    assert result.metadata["error_type"] == "ValidationError"
+    assert "count" in (result.error or "")
+    assert calls == []
+
+
+def test_valid_parameters_pass_the_input_model(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """Parameters the input model accepts reach the tool validated."""
+    result = executor.execute_task(make_task("validated", count="21"), context)
+    assert result.success
+    assert result.output == 42
+
+
+# -- bad arguments -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["task", "async", "retry"])
+@pytest.mark.parametrize("not_a_task", ["echo", None, {"tool_name": "echo"}])
+def test_non_task_argument_gives_failed_result(
+    executor: Executor, context: Context, run_via: Any, mode: str, not_a_task: Any
+) -> None:
+    """Passing something other than a Task returns a failed result saying a Task is expected."""
+    result = run_via(executor, mode, not_a_task, context)
+    assert isinstance(result, TaskResult)
+    assert result.success is False
+    assert "expected a Task" in (result.error or "")
+    assert result.task_id == "unknown"
+    assert result.metadata["outcome"] == "rejected"
+
+
+@pytest.mark.parametrize("bad_timeout", [0, -1, math.nan, "5", True])
+def test_bad_timeout_gives_failed_result(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    bad_timeout: Any,
+    calls: list[Any],
+) -> None:
+    """timeout of 0, -1, NaN, a string or a bool is refused with a failed result naming it."""
+    task = make_task("echo", text="x")
+    result = run_via(executor, run_mode, task, context, timeout=bad_timeout)
+    assert result.success is False
+    assert "timeout" in (result.error or "")
+    assert result.metadata["outcome"] == "rejected"
+    assert result.task_id == task.id
+    assert calls == []
+
+
+def test_infinite_timeout_means_no_limit(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """timeout=inf is accepted and runs the task without a limit."""
+    result = executor.execute_task(make_task("echo", text="x"), context, timeout=math.inf)
+    assert result.success
+
+
+@pytest.mark.parametrize("mode", ["task", "async", "parallel", "retry"])
+def test_non_callable_on_progress_gives_failed_result(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, mode: str
+) -> None:
+    """An on_progress that is not callable is refused with a failed TypeError result."""
+    result = run_via(executor, mode, make_task("echo"), context, on_progress="print")
+    assert result.success is False
+    assert result.metadata["error_type"] == "TypeError"
+    assert "on_progress" in (result.error or "")
+
+
+def test_calls_after_shutdown_fail(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """After shutdown() every call path returns a failed 'shut down' result."""
+    executor.shutdown()
+    task = make_task("echo", text="x")
+    result = run_via(executor, run_mode, task, context)
+    assert result.success is False
+    assert "shut down" in (result.error or "")
+    assert result.metadata["error_type"] == "shutdown"
+    assert task.status is TaskStatus.FAILED
+
+
+# -- on_progress ---------------------------------------------------------------------------
+
+
+def test_on_progress_sequence_for_success(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """A successful task fires 'started' then 'completed' with the result."""
+    events: list[tuple[str, Any]] = []
+    task = make_task("echo", text="hi")
+    run_via(executor, run_mode, task, context, on_progress=lambda e, d: events.append((e, d)))
+    assert [e for e, _ in events] == ["started", "completed"]
+    assert events[0][1]["task_id"] == task.id
+    assert events[0][1]["tool_name"] == "echo"
+    assert events[1][1]["result"] == "hi"
+
+
+@pytest.mark.parametrize("tool", ["fail", "boom"])
+def test_on_progress_sequence_for_failure(
+    executor: Executor, make_task: Any, context: Context, tool: str
+) -> None:
+    """A failing task fires 'started' then 'failed' with the error."""
+    events: list[tuple[str, Any]] = []
+    executor.execute_task(
+        make_task(tool, message="nope"), context, on_progress=lambda e, d: events.append((e, d))
+    )
+    assert [e for e, _ in events] == ["started", "failed"]
+    assert events[1][1]["error"] == "nope"
+    assert events[1][1]["outcome"] == "error"
+
+
+def test_on_progress_for_unknown_tool_fires_failed_only(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """A task rejected before it starts fires only 'failed'."""
+    events: list[str] = []
+    executor.execute_task(make_task("nope"), context, on_progress=lambda e, d: events.append(e))
+    assert events == ["failed"]
+
+
+class CallbackError(Exception):
+    pass
+
+
+def raising_on(event: str, seen: list[str]) -> Any:
+    def callback(name: str, data: Any) -> None:
+        seen.append(name)
+        if name == event:
+            raise CallbackError(f"callback broke on {name}")
+
+    return callback
+
+
+def test_callback_raising_on_started_fails_without_running_tool(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    calls: list[Any],
+) -> None:
+    """An on_progress raising at 'started' gives a failed result and the tool never runs."""
+    seen: list[str] = []
+    task = make_task("echo", text="x")
+    result = run_via(executor, run_mode, task, context, on_progress=raising_on("started", seen))
+    assert result.success is False
+    assert "on_progress callback raised CallbackError" in (result.error or "")
+    assert "'started'" in (result.error or "")
+    assert result.metadata["error_type"] == "callback_error"
+    assert calls == []
+    assert task.status is TaskStatus.FAILED
+
+
+def test_callback_raising_on_completed_fails_the_task(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    calls: list[Any],
+) -> None:
+    """An on_progress raising at 'completed' turns the success into a callback_error failure."""
+    seen: list[str] = []
+    task = make_task("echo", text="x")
+    result = run_via(executor, run_mode, task, context, on_progress=raising_on("completed", seen))
+    assert result.success is False
+    assert "'completed'" in (result.error or "")
+    assert result.metadata["error_type"] == "callback_error"
+    assert len(calls) == 1
+    assert task.status is TaskStatus.FAILED
+
+
+def test_callback_raising_on_progress_fails_the_task(
+    executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """An on_progress raising at 'progress' (from inside the tool) gives a failed result."""
+    seen: list[str] = []
+    result = run_via(
+        executor, run_mode, make_task("progress"), context, on_progress=raising_on("progress", seen)
+    )
+    assert result.success is False
+    assert "'progress'" in (result.error or "")
+    assert result.metadata["error_type"] == "callback_error"
+
+
+def test_callback_raising_on_failed_keeps_the_original_error(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """An on_progress raising at 'failed' leaves the tool's error and notes the callback."""
+    seen: list[str] = []
+    result = executor.execute_task(
+        make_task("fail", message="original"), context, on_progress=raising_on("failed", seen)
+    )
+    assert result.error == "original"
+    assert "on_progress callback raised" in result.metadata["callback_error"]
+
+
+# -- monitoring methods --------------------------------------------------------------------
+
+
+def test_running_task_is_visible_while_it_runs(
+    executor: Executor, make_task: Any, context: Context, gate: Any
+) -> None:
+    """get_running_tasks and get_task_status report a task while its tool runs."""
+    task = make_task("blocked")
+
+    async def scenario() -> TaskResult:
+        pending = asyncio.ensure_future(executor.execute_async(task, context))
+        assert await asyncio.to_thread(gate.wait_entered, 1)
+        assert executor.get_running_tasks() == [task]
+        assert executor.get_task_status(task.id) is TaskStatus.RUNNING
+        assert executor.get_metrics(task.id) is not None
+        assert executor.get_metrics(task.id).outcome is None  # type: ignore[union-attr]
+        gate.release.set()
+        return await pending
+
+    assert asyncio.run(scenario()).success
+    assert executor.get_running_tasks() == []
+    assert executor.get_task_status(task.id) is TaskStatus.COMPLETED
+
+
+def test_get_task_status_of_unknown_id_is_none(executor: Executor) -> None:
+    """get_task_status returns None for an id it never saw."""
+    assert executor.get_task_status("never-seen") is None
+
+
+def test_get_metrics_of_a_finished_task(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """get_metrics returns the ExecutionMetrics of a finished task; None for an unknown id."""
+    task = make_task("echo", text="x")
+    executor.execute_task(task, context)
+    metrics = executor.get_metrics(task.id)
+    assert isinstance(metrics, ExecutionMetrics)
+    assert metrics.task_id == task.id
+    assert metrics.outcome == "success"
+    assert executor.get_metrics("never-seen") is None
+
+
+def test_get_all_metrics_lists_every_task_run(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """get_all_metrics returns one entry per task run, oldest first."""
+    assert executor.get_all_metrics() == []
+    tasks = [make_task("echo", text=str(i)) for i in range(3)]
+    for task in tasks:
+        executor.execute_task(task, context)
+    assert [m.task_id for m in executor.get_all_metrics()] == [t.id for t in tasks]
+
+
+def test_monitoring_disabled_hides_records(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """With enable_monitoring=False the monitoring methods return [] / None."""
+    executor = make_executor(enable_monitoring=False)
+    task = make_task("echo", text="x")
+    assert executor.execute_task(task, context).success
+    assert executor.get_running_tasks() == []
+    assert executor.get_task_status(task.id) is None
+    assert executor.get_metrics(task.id) is None
+    assert executor.get_all_metrics() == []
+
+
+def test_monitoring_disabled_still_counts_aggregates(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """With monitoring off the store still counts the outcome (for Prometheus)."""
+    store = MetricStore()
+    executor = make_executor(enable_monitoring=False, store=store)
+    executor.execute_task(make_task("echo"), context)
+    [echo] = [t for t in store.snapshot().tools if t.tool == "echo"]
+    assert echo.outcomes["success"].count == 1
+
+
+# -- lifecycle -----------------------------------------------------------------------------
+
+
+def test_context_manager_returns_the_executor_and_shuts_down(
+    registry: ToolRegistry, make_task: Any, context: Context
+) -> None:
+    """'with Executor(...) as e' yields the executor and shuts it down on exit."""
+    with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+        assert isinstance(executor, Executor)
+        assert executor.execute_task(make_task("echo"), context).success
+    assert executor.is_shutdown
+
+
+def test_context_manager_shuts_down_when_the_block_raises(registry: ToolRegistry) -> None:
+    """The executor is shut down even when the with-block raises (and the error propagates)."""
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    with pytest.raises(KeyError), executor:
+        raise KeyError("boom")
+    assert executor.is_shutdown
+
+
+def test_shutdown_twice_is_harmless(executor: Executor) -> None:
+    """Calling shutdown() again (with or without wait) does nothing more."""
+    executor.shutdown()
+    executor.shutdown()
+    executor.shutdown(wait=False)
+    assert executor.is_shutdown
+
+
+def test_shutdown_lets_queued_work_finish(
+    make_executor: Any, make_task: Any, context: Context, gate: Any
+) -> None:
+    """shutdown(wait=True) runs tasks already queued before returning."""
+    executor = make_executor(max_workers=1)
+    tasks = [make_task("blocked"), make_task("echo", text="queued")]
+
+    async def scenario() -> list[TaskResult]:
+        pending = asyncio.ensure_future(executor.execute_parallel(tasks, context))
+        assert await asyncio.to_thread(gate.wait_entered, 1)
+        gate.release.set()
+        await asyncio.to_thread(executor.shutdown, True)
+        return await pending
+
+    results = asyncio.run(scenario())
+    assert [r.success for r in results] == [True, True]
+
+
+# -- the reference's own examples ----------------------------------------------------------
+
+
+def test_reference_example_context_manager(
+    registry: ToolRegistry, make_task: Any, context: Context
+) -> None:
+    """The context-manager example of execution-api.md runs as written."""
+    task = make_task("echo", text="hi")
+    with Executor(registry, max_workers=4, store=MetricStore(), register_prometheus=False) as (
+        executor
+    ):
+        result = executor.execute_task(task, context)
+    assert result.success
+
+
+def test_reference_example_execute_async(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """'result = asyncio.run(executor.execute_async(task, context))' runs as written."""
+    task = make_task("echo", text="hi")
+    result = asyncio.run(executor.execute_async(task, context))
+    assert result.success
+    assert result.output == "hi"
+
+
+def test_reference_example_execute_parallel(
+    executor: Executor, make_task: Any, context: Context, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The execute_parallel example prints one line per task, in input order."""
+    tasks = [make_task("echo", text="a"), make_task("fail"), make_task("echo", text="c")]
+    results = asyncio.run(executor.execute_parallel(tasks, context))
+    for r in results:
+        print(f"Task {r.task_id[:8]}: success={r.success}, time={r.execution_time_seconds:.2f}s")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"Task {tasks[0].id[:8]}: success=True, time=")
+    assert lines[1].startswith(f"Task {tasks[1].id[:8]}: success=False, time=")
+
+
+def test_reference_example_execute_with_retry(
+    executor: Executor, make_task: Any, context: Context, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The execute_with_retry example (retry_delay=0.5) runs and prints the retries used."""
+    task = make_task("echo", text="hi")
+    result = executor.execute_with_retry(task, context, max_retries=3, retry_delay=0.5)
+    print(f"Retries used: {result.metadata.get('retries', 0)}")
+    assert result.success
+    assert capsys.readouterr().out == "Retries used: 0\n"
+
+
+def test_reference_imports_work() -> None:
+    """The import paths named in execution-api.md and supporting-api.md resolve."""
+    from laios import Context as TopContext
+    from laios import Task as TopTask
+    from laios import TaskResult as TopResult
+    from laios import TaskStatus as TopStatus
+    from laios.execution.monitor import get_execution_monitor, get_performance_monitor
+
+    assert (TopTask, TopStatus, TopResult, TopContext) == (Task, TaskStatus, TaskResult, Context)
+    assert callable(get_execution_monitor)
+    assert callable(get_performance_monitor)
+
+
+def test_tool_raising_system_exit_gives_failed_result(
+    registry: ToolRegistry, make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """A tool calling sys.exit fails its task; the caller's process is not exited."""
+    from laios.tools.base import create_simple_tool
+
+    def leave() -> None:
+        raise SystemExit(2)
+
+    registry.register_tool(create_simple_tool("leave", "Calls sys.exit.", leave))
+    executor = make_executor()
+    result = executor.execute_task(make_task("leave"), context)
+    assert result.success is False
+    assert result.metadata["error_type"] == "SystemExit"
+
+
+def test_async_tool_runs_from_inside_a_running_event_loop(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """execute_task of an async tool works when called from code inside an event loop."""
+
+    async def caller() -> TaskResult:
+        return executor.execute_task(make_task("async_echo", text="nested"), context)
+
+    result = asyncio.run(caller())
+    assert result.success, result.error
+    assert result.output == "nested"
+
+
+def test_nested_execution_keeps_the_outer_task_context(
+    registry: ToolRegistry, make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """A tool running another task through the executor still reports to its own task."""
+    from laios.execution.task_context import current_task
+    from laios.tools.base import create_simple_tool
+
+    executor = make_executor()
+    inner = make_task("echo", text="inner")
+
+    def outer() -> str:
+        before = current_task()
+        executor.execute_task(inner, context)
+        after = current_task()
+        assert after is before
+        after.checkpoint("after-inner")  # type: ignore[union-attr]
+        return "outer done"
+
+    registry.register_tool(create_simple_tool("outer", "Runs a nested task.", outer))
+    task = make_task("outer")
+    result = executor.execute_task(task, context)
+    assert result.success, result.error
+    outer_points = [c["name"] for c in executor.get_metrics(task.id).checkpoints]  # type: ignore[union-attr]
+    inner_points = [c["name"] for c in executor.get_metrics(inner.id).checkpoints]  # type: ignore[union-attr]
+    assert outer_points == ["started", "after-inner", "finished"]
+    assert inner_points == ["started", "finished"]
+
+
+class DuckTool:
+    """A tool that is not a BaseTool but has the same execute() contract."""
+
+    name = "duck"
+    description = "Quacks."
+
+    def execute(self, **kwargs: Any) -> Any:
+        from laios.tools.base import ToolOutput
+
+        return ToolOutput(success=True, data="quack")
+
+
+class DuckRegistry:
+    """A registry-like object: the constructor accepts anything with get_tool()."""
+
+    def get_tool(self, name: str) -> Any:
+        return DuckTool() if name == "duck" else None
+
+
+@pytest.mark.parametrize("mode", ["task", "task_timeout", "async", "parallel", "retry"])
+def test_registry_like_object_with_plain_tools(
+    make_executor: Any, make_task: Any, context: Context, run_via: Any, mode: str
+) -> None:
+    """A registry-like object whose tools only implement execute() runs them."""
+    executor = make_executor(tool_registry=DuckRegistry())
+    result = run_via(executor, mode, make_task("duck"), context)
+    assert result.success, result.error
+    assert result.output == "quack"

@@ -1,0 +1,303 @@
+"""Cancellation: queued and running tasks, cooperative tools, ids not yet submitted or finished."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, TaskResult, TaskStatus
+from laios.execution.executor import Executor
+from laios.execution.task_context import (
+    TaskCancelledError,
+    current_task,
+    require_current_task,
+)
+
+
+def test_cancel_queued_task_finishes_it_at_once(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    gate: Any,
+    calls: list[Any],
+    in_thread: Any,
+) -> None:
+    """A queued task cancelled ends 'cancelled' at once and never runs, even later."""
+    executor = make_executor(max_workers=1)
+    blocker, _ = in_thread(executor.execute_task, make_task("blocked"), context, timeout=10)
+    assert gate.wait_entered(1)
+    queued = make_task("echo", text="never")
+    events: list[str] = []
+    waiter, box = in_thread(
+        executor.execute_task,
+        queued,
+        context,
+        timeout=10,
+        on_progress=lambda e, d: events.append(e),
+    )
+    time.sleep(0.1)
+    assert executor.cancel_task(queued.id) is True
+    waiter.join(2)
+    assert not waiter.is_alive()
+    [result] = box
+    assert result.success is False
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled" in (result.error or "")
+    assert queued.status is TaskStatus.CANCELLED
+    assert events == ["cancelled"]
+    gate.release.set()
+    blocker.join(5)
+    executor.shutdown(wait=True)
+    assert ("echo", {"text": "never"}) not in calls
+
+
+def test_cancel_running_task_ends_cancelled_after_the_tool_returns(
+    executor: Executor, make_task: Any, context: Context, gate: Any, in_thread: Any
+) -> None:
+    """A running task cancelled keeps running until its tool returns, then ends 'cancelled'."""
+    task = make_task("blocked")
+    events: list[str] = []
+    waiter, box = in_thread(
+        executor.execute_task, task, context, on_progress=lambda e, d: events.append(e)
+    )
+    assert gate.wait_entered(1)
+    assert executor.cancel_task(task.id) is True
+    time.sleep(0.1)
+    assert waiter.is_alive()
+    assert task.status is TaskStatus.RUNNING
+    gate.release.set()
+    waiter.join(5)
+    [result] = box
+    assert result.success is False
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled" in (result.error or "")
+    assert task.status is TaskStatus.CANCELLED
+    assert events == ["started", "cancelled"]
+    assert executor.get_metrics(task.id).outcome == "cancelled"  # type: ignore[union-attr]
+
+
+def test_tool_polling_cancelled_exits_early(
+    executor: Executor, make_task: Any, context: Context, gate: Any, in_thread: Any
+) -> None:
+    """A tool checking current_task().cancelled sees the request and stops early."""
+    task = make_task("poll_cancel")
+    waiter, box = in_thread(executor.execute_task, task, context, timeout=30)
+    assert gate.wait_entered(1)
+    started = time.monotonic()
+    assert executor.cancel_task(task.id)
+    waiter.join(5)
+    assert time.monotonic() - started < 1.0
+    [result] = box
+    assert result.metadata["outcome"] == "cancelled"
+    assert task.status is TaskStatus.CANCELLED
+
+
+def test_raise_if_cancelled_ends_the_task_cancelled(
+    executor: Executor, make_task: Any, context: Context, gate: Any, in_thread: Any
+) -> None:
+    """raise_if_cancelled inside the tool stops it; the outcome is 'cancelled', not an error."""
+    task = make_task("cooperative")
+    waiter, box = in_thread(executor.execute_task, task, context)
+    assert gate.wait_entered(1)
+    started = time.monotonic()
+    assert executor.cancel_task(task.id)
+    waiter.join(5)
+    assert time.monotonic() - started < 1.0
+    [result] = box
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["error_type"] == "cancelled"
+    assert task.status is TaskStatus.CANCELLED
+
+
+def test_raise_if_cancelled_does_nothing_when_not_cancelled(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """Without a cancel request, raise_if_cancelled returns and the tool finishes normally."""
+    seen: list[bool] = []
+
+    def check(event: str, data: Any) -> None:
+        if event == "progress":
+            task = require_current_task()
+            task.raise_if_cancelled()
+            seen.append(task.cancelled)
+
+    result = executor.execute_task(make_task("progress"), context, on_progress=check)
+    assert result.success
+    assert seen == [False]
+
+
+def test_task_cancelled_error_raised_by_a_tool_is_a_cancellation(
+    registry: Any, make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """TaskCancelledError raised by a tool gives 'cancelled', never a tool error."""
+    from laios.tools.base import create_simple_tool
+
+    def stop() -> None:
+        raise TaskCancelledError("stop here")
+
+    registry.register_tool(create_simple_tool("stopper", "Raises TaskCancelledError.", stop))
+    executor = make_executor()
+    result = executor.execute_task(make_task("stopper"), context)
+    assert result.metadata["outcome"] == "cancelled"
+
+
+def test_current_task_outside_a_tool() -> None:
+    """current_task() is None outside a tool; require_current_task raises RuntimeError."""
+    assert current_task() is None
+    with pytest.raises(RuntimeError, match="no task is running"):
+        require_current_task()
+
+
+def test_cancel_of_a_finished_task_returns_false(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """cancel_task of a task that already finished returns False and changes nothing."""
+    task = make_task("echo", text="x")
+    executor.execute_task(task, context)
+    assert executor.cancel_task(task.id) is False
+    assert task.status is TaskStatus.COMPLETED
+
+
+def test_cancel_before_submit_cancels_the_next_submission(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """An id cancelled before it is submitted cancels the next task with that id, once."""
+    assert executor.cancel_task("planned-task") is True
+    first = make_task("echo", task_id="planned-task", text="first")
+    result = executor.execute_task(first, context)
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled" in (result.error or "")
+    assert first.status is TaskStatus.CANCELLED
+    assert calls == []
+    second = make_task("echo", task_id="planned-task", text="second")
+    assert executor.execute_task(second, context).success
+
+
+def test_cancel_before_submit_applies_to_async_submission(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """A remembered cancel also applies when the task arrives through execute_async."""
+    executor.cancel_task("planned-async")
+    task = make_task("echo", task_id="planned-async")
+    result = asyncio.run(executor.execute_async(task, context))
+    assert result.metadata["outcome"] == "cancelled"
+    assert calls == []
+
+
+def test_cancel_after_shutdown_returns_false(executor: Executor) -> None:
+    """cancel_task after shutdown() returns False."""
+    executor.shutdown()
+    assert executor.cancel_task("any-id") is False
+
+
+def test_cancel_with_a_non_string_id_returns_false(executor: Executor) -> None:
+    """cancel_task of something that is not a string id returns False."""
+    assert executor.cancel_task(42) is False  # type: ignore[arg-type]
+
+
+def test_cancel_queued_task_in_parallel_batch(
+    make_executor: Any, make_task: Any, context: Context, gate: Any, calls: list[Any]
+) -> None:
+    """Cancelling one queued task of a batch ends it 'cancelled'; the others complete."""
+    executor = make_executor(max_workers=1)
+    tasks = [make_task("blocked"), make_task("echo", text="cancel me"), make_task("echo")]
+
+    async def scenario() -> list[TaskResult]:
+        pending = asyncio.ensure_future(executor.execute_parallel(tasks, context))
+        assert await asyncio.to_thread(gate.wait_entered, 1)
+        assert executor.cancel_task(tasks[1].id)
+        gate.release.set()
+        return await pending
+
+    results = asyncio.run(scenario())
+    assert [r.metadata["outcome"] for r in results] == ["success", "cancelled", "success"]
+    assert ("echo", {"text": "cancel me"}) not in calls
+
+
+def test_cancelled_task_is_not_retried(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """A task cancelled before it runs is not retried by execute_with_retry."""
+    executor.cancel_task("retry-me")
+    result = executor.execute_with_retry(
+        make_task("echo", task_id="retry-me"), context, max_retries=3, retry_delay=0
+    )
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["retries"] == 0
+    assert calls == []
+
+
+def test_cancel_reaches_every_running_task_with_that_id(
+    executor: Executor, make_task: Any, context: Context, gate: Any
+) -> None:
+    """cancel_task(id) cancels every queued or running task carrying that id."""
+    tasks = [make_task("poll_cancel", task_id="shared"), make_task("poll_cancel", task_id="shared")]
+
+    async def scenario() -> list[TaskResult]:
+        pending = asyncio.ensure_future(executor.execute_parallel(tasks, context))
+        assert await asyncio.to_thread(gate.wait_entered, 2)
+        assert executor.cancel_task("shared")
+        await asyncio.sleep(0.3)
+        gate.release.set()
+        return await pending
+
+    results = asyncio.run(scenario())
+    assert [r.metadata["outcome"] for r in results] == ["cancelled", "cancelled"]
+
+
+def test_global_progress_update_shows_for_a_running_task(
+    executor: Executor, make_task: Any, context: Context, gate: Any, in_thread: Any
+) -> None:
+    """ExecutionMonitor.update_task_progress on a running task's id shows in the snapshot."""
+    from laios.execution.monitor import ExecutionMonitor
+
+    task = make_task("blocked")
+    in_thread(executor.execute_task, task, context, timeout=5)
+    assert gate.wait_entered(1)
+    ExecutionMonitor(executor.store).update_task_progress(task.id, percent=40, message="busy")
+    [running] = executor.store.snapshot().running
+    assert running.progress_percent == 40.0
+    assert running.message == "busy"
+
+
+def test_cancel_racing_submission_never_hangs_the_caller(
+    executor: Executor, make_task: Any, context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel arriving while execute_task is handing the task to a worker never hangs it."""
+    import threading as real_threading
+    from types import SimpleNamespace
+
+    from laios.execution import executor as executor_module
+
+    task = make_task("echo", text="x")
+
+    def lock_after_cancel() -> Any:
+        # The caller's thread is preempted here, and another thread cancels the task.
+        executor.cancel_task(task.id)
+        return real_threading.Lock()
+
+    monkeypatch.setattr(executor_module, "threading", SimpleNamespace(Lock=lock_after_cancel))
+    box: list[TaskResult] = []
+    caller = real_threading.Thread(
+        target=lambda: box.append(executor.execute_task(task, context, timeout=0.3)),
+        daemon=True,
+    )
+    caller.start()
+    caller.join(1.5)
+    assert not caller.is_alive()
+    assert box[0].metadata["outcome"] == "cancelled"
+
+
+def test_remembered_cancels_are_bounded(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """Only the newest 1,000 cancels of unsubmitted ids are remembered; older ones lapse."""
+    for i in range(1001):
+        assert executor.cancel_task(f"future-{i}")
+    oldest = executor.execute_task(make_task("echo", task_id="future-0", text="runs"), context)
+    newest = executor.execute_task(make_task("echo", task_id="future-1000"), context)
+    assert oldest.success
+    assert newest.metadata["outcome"] == "cancelled"

@@ -1,0 +1,111 @@
+"""ResourceLimits: validation of each field and building from configuration."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from laios.execution.executor import ResourceLimits
+
+
+def test_defaults_are_no_limits() -> None:
+    """ResourceLimits() sets no limit at all."""
+    limits = ResourceLimits()
+    assert limits.timeout_seconds is None
+    assert limits.memory_limit_mb is None
+    assert limits.cpu_limit_percent is None
+
+
+def test_valid_values_are_kept() -> None:
+    """Positive, finite values are accepted (timeout as a float)."""
+    limits = ResourceLimits(timeout_seconds=30, memory_limit_mb=256, cpu_limit_percent=50.0)
+    assert limits.timeout_seconds == 30.0
+    assert isinstance(limits.timeout_seconds, float)
+    assert limits.memory_limit_mb == 256
+    assert limits.cpu_limit_percent == 50.0
+
+
+@pytest.mark.parametrize("value", [0, -1, -0.5, math.nan, math.inf, -math.inf, True, False, "x"])
+def test_bad_timeouts_are_refused(value: Any) -> None:
+    """Zero, negative, NaN, infinite, boolean and non-numeric timeouts raise, naming the field."""
+    with pytest.raises(ValidationError, match="timeout_seconds"):
+        ResourceLimits(timeout_seconds=value)
+
+
+@pytest.mark.parametrize("value", [0, -256, 1.5, True, "lots", math.nan])
+def test_bad_memory_limits_are_refused(value: Any) -> None:
+    """Memory must be a positive whole number of MB."""
+    with pytest.raises(ValidationError, match="memory_limit_mb"):
+        ResourceLimits(memory_limit_mb=value)
+
+
+@pytest.mark.parametrize("value", [0, -10, math.nan, math.inf, True])
+def test_bad_cpu_limits_are_refused(value: Any) -> None:
+    """CPU percent must be a positive finite number."""
+    with pytest.raises(ValidationError, match="cpu_limit_percent"):
+        ResourceLimits(cpu_limit_percent=value)
+
+
+def test_validation_error_is_a_value_error() -> None:
+    """Callers can catch the refusal as ValueError."""
+    with pytest.raises(ValueError):
+        ResourceLimits(timeout_seconds=-1)
+
+
+def test_unknown_field_is_refused() -> None:
+    """A misspelt field is refused instead of silently ignored."""
+    with pytest.raises(ValidationError, match="timeout_secs"):
+        ResourceLimits(timeout_secs=5)  # type: ignore[call-arg]
+
+
+def test_assignment_is_validated() -> None:
+    """Assigning a bad value after construction is refused too."""
+    limits = ResourceLimits(timeout_seconds=5)
+    with pytest.raises(ValidationError):
+        limits.timeout_seconds = -1
+
+
+def test_reference_from_config_example() -> None:
+    """The from_config example of execution-api.md works."""
+    limits = ResourceLimits.from_config({"timeout_seconds": 30, "memory_limit_mb": 256})
+    assert limits.timeout_seconds == 30.0
+    assert limits.memory_limit_mb == 256
+    assert limits.cpu_limit_percent is None
+
+
+def test_from_config_of_an_empty_mapping() -> None:
+    """from_config({}) gives no limits."""
+    assert ResourceLimits.from_config({}) == ResourceLimits()
+
+
+def test_from_config_accepts_none_values() -> None:
+    """None values in the config mean 'no limit'."""
+    assert ResourceLimits.from_config({"timeout_seconds": None}).timeout_seconds is None
+
+
+def test_from_config_refuses_unknown_keys() -> None:
+    """An unknown key raises ValueError naming it and the expected keys."""
+    with pytest.raises(ValueError, match="timeout") as info:
+        ResourceLimits.from_config({"timeout": 30})
+    assert "timeout_seconds" in str(info.value)
+
+
+@pytest.mark.parametrize("config", [None, [("timeout_seconds", 1)], "timeout_seconds=1", 30])
+def test_from_config_refuses_non_mappings(config: Any) -> None:
+    """A config that is not a mapping raises TypeError."""
+    with pytest.raises(TypeError, match="mapping"):
+        ResourceLimits.from_config(config)
+
+
+def test_from_config_validates_values() -> None:
+    """from_config refuses a bad value like the constructor does."""
+    with pytest.raises(ValueError, match="timeout_seconds"):
+        ResourceLimits.from_config({"timeout_seconds": -3})
+
+
+def test_limits_are_compared_by_value() -> None:
+    """Two ResourceLimits with equal fields compare equal."""
+    assert ResourceLimits(timeout_seconds=1) == ResourceLimits.from_config({"timeout_seconds": 1})

@@ -1,0 +1,199 @@
+"""laios.execution.redaction: keeping secrets and oversized values out of telemetry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from laios.execution.redaction import (
+    MAX_ERROR_BYTES,
+    MAX_STRING_CHARS,
+    MAX_VALUE_BYTES,
+    REDACTED,
+    is_secret_key,
+    redact,
+    scrub,
+    secret_values,
+    to_json,
+    truncate_bytes,
+)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "api_key",
+        "API_KEY",
+        "token",
+        "access_token",
+        "secret",
+        "client_secret",
+        "password",
+        "passwd",
+        "Authorization",
+        "cookie",
+        "credentials",
+        "session_id",
+        "sessionid",
+        "private_key",
+    ],
+)
+def test_secret_looking_keys(key: str) -> None:
+    """Keys naming credentials are recognised as secret."""
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["path", "query", "count", "user", "text", 42, None])
+def test_ordinary_keys_are_not_secret(key: Any) -> None:
+    """Ordinary names (and non-strings) are not secret."""
+    assert not is_secret_key(key)
+
+
+def test_secret_values_collects_values_under_secret_keys_at_any_depth() -> None:
+    """secret_values finds values under secret keys in nested dicts and lists, longest first."""
+    params = {
+        "query": "hello",
+        "api_key": "sk-1234567890",
+        "nested": {"headers": {"Authorization": "Bearer abcdef123"}},
+        "items": [{"password": "hunter22"}],
+    }
+    found = secret_values(params)
+    assert "sk-1234567890" in found
+    assert "Bearer abcdef123" in found
+    assert "abcdef123" in found
+    assert "hunter22" in found
+    assert "hello" not in found
+    assert found == sorted(found, key=len, reverse=True)
+
+
+def test_secret_values_skips_very_short_values() -> None:
+    """Values shorter than four characters are not collected (they would mangle text)."""
+    assert secret_values({"token": "abc"}) == []
+
+
+def test_secret_values_of_a_non_mapping() -> None:
+    """A value with no keys holds no secrets."""
+    assert secret_values("plain text") == []
+    assert secret_values(None) == []
+
+
+def test_secret_values_includes_numbers_and_bytes() -> None:
+    """Numeric and bytes values under secret keys are collected as text."""
+    found = secret_values({"pin_secret": 98765, "key": b"bytes-secret"})
+    assert "98765" in found
+    assert "bytes-secret" in found
+
+
+def test_scrub_replaces_every_occurrence() -> None:
+    """scrub replaces each secret wherever it appears in the text."""
+    text = "login failed for sk-123456 (token sk-123456 rejected)"
+    assert scrub(text, ["sk-123456"]) == (
+        f"login failed for {REDACTED} (token {REDACTED} rejected)"
+    )
+
+
+def test_scrub_truncates_to_the_byte_limit() -> None:
+    """scrub cuts long text to MAX_ERROR_BYTES bytes by default; limit=None keeps it all."""
+    text = "x" * (MAX_ERROR_BYTES * 3)
+    assert len(scrub(text, []).encode()) <= MAX_ERROR_BYTES
+    assert scrub(text, [], limit=None) == text
+
+
+def test_scrub_handles_a_long_secret_before_its_prefix() -> None:
+    """With secrets longest first, a secret containing a shorter one is fully removed."""
+    secrets = secret_values({"token": "Bearer abcdefgh", "key": "abcd"})
+    assert scrub("header Bearer abcdefgh", secrets) == f"header {REDACTED}"
+
+
+def test_redact_replaces_secret_keys_and_keeps_the_rest() -> None:
+    """redact returns a copy with secret values replaced and other values kept."""
+    value = {"path": "/tmp/a", "api_key": "sk-1", "opts": {"password": "p", "n": 3}}
+    assert redact(value) == {
+        "path": "/tmp/a",
+        "api_key": REDACTED,
+        "opts": {"password": REDACTED, "n": 3},
+    }
+    assert value["api_key"] == "sk-1"
+
+
+def test_redact_cuts_long_strings() -> None:
+    """Strings longer than MAX_STRING_CHARS are cut and marked with an ellipsis."""
+    out = redact("y" * (MAX_STRING_CHARS * 2))
+    assert len(out) == MAX_STRING_CHARS
+    assert out.endswith("…")
+
+
+def test_redact_turns_sequences_into_lists_and_objects_into_repr() -> None:
+    """Tuples and sets become lists; non-JSON objects become their repr."""
+
+    class Thing:
+        def __repr__(self) -> str:
+            return "<Thing>"
+
+    assert redact((1, 2)) == [1, 2]
+    assert redact({"t": Thing()}) == {"t": "<Thing>"}
+    assert redact(None) is None
+    assert redact(True) is True
+
+
+def test_redact_limits_nesting_depth() -> None:
+    """Nesting deeper than eight levels is replaced by an ellipsis."""
+    value: Any = "bottom"
+    for _ in range(20):
+        value = {"level": value}
+    text = json.dumps(redact(value), ensure_ascii=False)
+    assert "bottom" not in text
+    assert "…" in text
+
+
+def test_to_json_is_compact_redacted_json() -> None:
+    """to_json renders the redacted value as compact JSON."""
+    text = to_json({"q": "hi", "token": "abcdef"})
+    assert json.loads(text) == {"q": "hi", "token": REDACTED}
+    assert " " not in text
+
+
+def test_to_json_respects_the_byte_limit() -> None:
+    """to_json output never exceeds its byte limit (MAX_VALUE_BYTES by default)."""
+    big = {f"k{i}": "v" * 200 for i in range(100)}
+    assert len(to_json(big).encode()) <= MAX_VALUE_BYTES
+    assert len(to_json(big, limit=100).encode()) <= 100
+
+
+def test_to_json_of_unserialisable_values() -> None:
+    """Values json cannot handle are rendered through repr, never raising."""
+    text = to_json({"n": float("nan"), "obj": object()})
+    assert isinstance(text, str)
+
+
+def test_truncate_bytes_keeps_short_text() -> None:
+    """Text within the limit is returned unchanged."""
+    assert truncate_bytes("short", 100) == "short"
+
+
+def test_truncate_bytes_marks_the_cut() -> None:
+    """Longer text is cut to the byte limit and ends with the truncation marker."""
+    out = truncate_bytes("a" * 500, 100)
+    assert len(out.encode()) <= 100
+    assert out.endswith("[truncated]")
+
+
+def test_truncate_bytes_never_splits_a_character() -> None:
+    """Multi-byte characters are never cut in half."""
+    out = truncate_bytes("é" * 300, 101)
+    assert len(out.encode("utf-8")) <= 101
+    out.encode("utf-8").decode("utf-8")
+    assert set(out.removesuffix("…[truncated]")) == {"é"}
+
+
+@pytest.mark.parametrize("limit", [0, 3, 13])
+def test_truncate_bytes_with_a_limit_below_the_marker(limit: int) -> None:
+    """Even a limit smaller than the marker is never exceeded."""
+    assert len(truncate_bytes("abcdef" * 10, limit).encode("utf-8")) <= limit
+
+
+def test_to_json_with_a_limit_below_the_marker() -> None:
+    """to_json never exceeds a small limit either."""
+    assert len(to_json({"a": "x" * 100}, limit=5).encode("utf-8")) <= 5
