@@ -23,6 +23,7 @@ from opentelemetry import context as otel_context
 from laios.core.types import Task, TaskResult, TaskStatus, _construct
 from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_percent, shorten
 from laios.execution.redaction import scrub, secret_values
+from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError, TaskContext, _current
 from laios.execution.tracing import now_ns
 from laios.tools.base import ToolOutput, take_exception
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from laios.execution.executor import Executor
-    from laios.execution.store import TaskRecord
 
 __all__ = ["Job"]
 
@@ -56,91 +56,77 @@ _STATUS_OF_OUTCOME = {
 }
 
 
-class Job(TaskContext):
-    """A task being run by an executor (also the ``TaskContext`` its tool sees)."""
+class Job(TaskRecord, TaskContext):
+    """A task being run by an executor: its store record, and the ``TaskContext`` its tool sees.
 
-    __slots__ = (
-        "_cancel_requested",
-        "callback_error",
-        "ctx",
-        "done",
-        "executor",
-        "last_checkpoint_ns",
-        "notify",
-        "on_progress",
-        "rec",
-        "result",
-        "span",
-        "span_context",
-        "state",
-        "task",
-        "thread",
-        "tool",
-    )
+    ``state`` (inherited) is the record's life in the store; ``phase`` is the run's state
+    machine (queued, running, done, abandoned), changed only under the executor's lock.
+    """
+
+    executor: Executor
+    tool_impl: Any = None
+    on_progress: ProgressCallback | None = None
+    phase = QUEUED
+    cancel_requested = False
+    callback_error: BaseException | None = None
+    span: Span | None = None
+    span_context: otel_context.Context | None = None
+    ctx: contextvars.Context | None = None
+    done: Any = None
+    notify: Callable[[], None] | None = None
+    result: TaskResult | None = None
+    thread: threading.Thread | None = None
+    last_checkpoint_ns = 0
+    pooled = False  # runs on a worker thread (a timeout to enforce, async, parallel)
 
     def __init__(
         self,
         executor: Executor,
         task: Task,
         tool: Any,
-        rec: TaskRecord,
         on_progress: ProgressCallback | None,
     ) -> None:
-        self.executor = executor
+        self.task_id = task.id
+        self.tool = task.tool_name
         self.task = task
-        self.tool = tool
-        self.rec = rec
-        self.on_progress = on_progress
-        self.state = RUNNING if rec.state == "running" else QUEUED
-        self._cancel_requested = False
-        self.callback_error: BaseException | None = None
-        self.span: Span | None = None
-        self.span_context: otel_context.Context | None = None
-        self.ctx: contextvars.Context | None = None
-        self.done: Any = None
-        self.notify: Callable[[], None] | None = None
-        self.result: TaskResult | None = None
-        self.thread: threading.Thread | None = None
-        self.last_checkpoint_ns = 0
-        rec.owner = self
+        self.executor = executor
+        self.tool_impl = tool
+        if on_progress is not None:
+            self.on_progress = on_progress
 
     # -- TaskContext -------------------------------------------------------------------------
 
     @property
-    def task_id(self) -> str:
-        """The running task's id."""
-        return self.task.id
-
-    @property
     def tool_name(self) -> str:
         """The tool being run."""
-        return self.task.tool_name
+        return self.tool
 
     @property
     def cancelled(self) -> bool:
         """Whether cancellation was requested (or the task timed out)."""
-        return self._cancel_requested
+        return self.cancel_requested
 
     def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
         """Record a named milestone (ignored once the task has finished)."""
-        if self.state in (RUNNING, QUEUED):
-            self.executor._store.add_checkpoint(self.rec, name, data)
+        if self.phase in (RUNNING, QUEUED):
+            self.executor._store.add_checkpoint(self, name, data)
 
     def progress(self, percent: float, message: str | None = None, **details: Any) -> None:
         """Report progress (see :meth:`TaskContext.progress`)."""
         value = clamp_percent(percent)
-        if self.state != RUNNING:
+        executor = self.executor
+        if self.phase != RUNNING:
             return
         text = shorten(str(message)) if message is not None else None
-        rec = self.rec
-        if rec.scope is not None and rec.scope.track_progress:
-            update = ProgressUpdate(rec.task_id, ProgressStatus.IN_PROGRESS, value, text, details)
-            self.executor._store.record_progress(update, rec)
+        scope = self.scope
+        if scope is not None and scope.track_progress:
+            update = ProgressUpdate(self.task_id, ProgressStatus.IN_PROGRESS, value, text, details)
+            executor._store.record_progress(update, self)
         else:
-            rec.progress_percent = value
+            self.progress_percent = value
         error = self.fire(
             "progress",
-            {"task_id": rec.task_id, "percent": value, "message": text, "details": details},
+            {"task_id": self.task_id, "percent": value, "message": text, "details": details},
         )
         if error is not None and self.callback_error is None:
             self.callback_error = error
@@ -155,7 +141,8 @@ class Job(TaskContext):
         end = int(point.timestamp * 1e9)
         start = min(self.last_checkpoint_ns or end, end)
         self.last_checkpoint_ns = end
-        secrets = secret_values(self.task.parameters) if point.data else ()
+        task = self.task
+        secrets = secret_values(task.parameters) if point.data and task is not None else ()
         self.executor._tracing.checkpoint_span(span, point.name, start, end, point.data, secrets)
 
     # -- callbacks ---------------------------------------------------------------------------
@@ -168,7 +155,7 @@ class Job(TaskContext):
         try:
             callback(event, data)
         except Exception as exc:
-            _log.debug("on_progress raised during %r for task %r", event, self.task.id)
+            _log.debug("on_progress raised during %r for task %r", event, self.task_id)
             return exc
         return None
 
@@ -178,11 +165,11 @@ class Job(TaskContext):
         """Entry point on a worker thread: start unless timed out or cancelled meanwhile."""
         lock = self.executor._state_lock
         with lock:
-            if self.state != QUEUED:
+            if self.phase != QUEUED:
                 return
-            self.state = RUNNING
+            self.phase = RUNNING
             self.thread = threading.current_thread()
-        self.executor._store.task_started(self.rec)
+        self.executor._store.task_started(self)
         ctx = self.ctx
         if ctx is not None:
             ctx.run(self.run)
@@ -193,7 +180,7 @@ class Job(TaskContext):
         """Run the tool here and finish the job (unless it was abandoned meanwhile)."""
         task = self.task
         lock = self.executor._state_lock
-        if self.ctx is None:
+        if not self.pooled:
             # On the caller's thread nothing can interrupt the job (no timer, no batch), and a
             # cancellation request only sets a flag: no lock needed.
             fields = task.__dict__
@@ -203,7 +190,7 @@ class Job(TaskContext):
         else:
             with lock:
                 # A timeout (or cancellation) may have struck since the worker took the job.
-                running = self.state == RUNNING
+                running = self.phase == RUNNING
                 if running:
                     fields = task.__dict__
                     fields["status"] = TaskStatus.RUNNING
@@ -218,7 +205,7 @@ class Job(TaskContext):
                 self._settle(None, None, 0.0, started_error=error)
                 return
             with lock:
-                running = self.state == RUNNING
+                running = self.phase == RUNNING
             if not running:
                 self._settle(None, None, 0.0)
                 return
@@ -228,7 +215,7 @@ class Job(TaskContext):
         if span_context is not None:
             span_token = otel_context.attach(span_context)
             self.last_checkpoint_ns = now_ns()
-        tool = self.tool
+        tool = self.tool_impl
         output: Any = None
         raised: BaseException | None = None
         cpu_start = time.thread_time()
@@ -251,7 +238,7 @@ class Job(TaskContext):
                 otel_context.detach(span_token)
             _current.reset(token)
         self._settle(output, raised, cpu)
-        if type(raised) is KeyboardInterrupt and self.ctx is None:
+        if type(raised) is KeyboardInterrupt and not self.pooled:
             # Ctrl-C belongs to the caller's thread: the task is recorded as failed, and the
             # interrupt goes on. Anything else a tool raises (SystemExit from argparse, say)
             # ends as a failed result only.
@@ -264,23 +251,23 @@ class Job(TaskContext):
         cpu: float,
         started_error: BaseException | None = None,
     ) -> None:
-        if self.ctx is None:
+        if not self.pooled:
             abandoned = False
-            self.state = DONE
+            self.phase = DONE
         else:
             with self.executor._state_lock:
-                abandoned = self.state == ABANDONED
-                self.state = DONE
+                abandoned = self.phase == ABANDONED
+                self.phase = DONE
         if abandoned:
             self.executor._late_return(self)
             return
-        if type(output) is _Value and not self._cancel_requested and self.callback_error is None:
+        if type(output) is _Value and not self.cancel_requested and self.callback_error is None:
             self.finish("success", None, None, cpu=cpu, data=output.value)
         elif started_error is not None:
             message = _callback_message("started", started_error)
             self.finish("error", message, "callback_error", cpu=cpu)
-        elif isinstance(raised, TaskCancelledError) or (self._cancel_requested and raised is None):
-            self.finish("cancelled", f"Task '{self.task.id}' was cancelled", "cancelled", cpu=cpu)
+        elif isinstance(raised, TaskCancelledError) or (self.cancel_requested and raised is None):
+            self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled", cpu=cpu)
         elif raised is not None:
             name = type(raised).__name__
             message = str(raised) or name
@@ -290,7 +277,7 @@ class Job(TaskContext):
             self.finish("error", message, "callback_error", cpu=cpu, data=output.value)
         elif not isinstance(output, ToolOutput):
             message = (
-                f"Tool '{self.task.tool_name}' returned {type(output).__name__} from execute(); "
+                f"Tool '{self.tool}' returned {type(output).__name__} from execute(); "
                 "a tool must return a ToolOutput"
             )
             self.finish("error", message, "TypeError", cpu=cpu)
@@ -304,7 +291,7 @@ class Job(TaskContext):
             error_type = output.metadata.get("error_type") if output.metadata else None
             if not isinstance(error_type, str) or not error_type:
                 error_type = "tool_error"
-            message = output.error if output.error else f"Tool '{self.task.tool_name}' failed"
+            message = output.error if output.error else f"Tool '{self.tool}' failed"
             exception = take_exception(output)
             self.finish(
                 "error",
@@ -325,14 +312,14 @@ class Job(TaskContext):
             ``False`` when the job had already finished.
         """
         with self.executor._state_lock:
-            state = self.state
+            state = self.phase
             if state == QUEUED:
-                self.state = DONE
+                self.phase = DONE
             elif state == RUNNING:
-                self.state = ABANDONED
+                self.phase = ABANDONED
             else:
                 return False
-        self._cancel_requested = True
+        self.cancel_requested = True
         if state == RUNNING:
             self.executor._abandon(self)
         self.finish(outcome, message, outcome)
@@ -341,15 +328,15 @@ class Job(TaskContext):
     def request_cancel(self) -> bool:
         """Cancel: a queued job finishes now; a running tool is asked to stop."""
         with self.executor._state_lock:
-            state = self.state
+            state = self.phase
             if state == QUEUED:
-                self.state = DONE
+                self.phase = DONE
             elif state != RUNNING:
                 return False
-            self._cancel_requested = True
+            self.cancel_requested = True
         if state == QUEUED:
             self.finish(
-                "cancelled", f"Task '{self.task.id}' was cancelled before it started", "cancelled"
+                "cancelled", f"Task '{self.task_id}' was cancelled before it started", "cancelled"
             )
         return True
 
@@ -371,7 +358,7 @@ class Job(TaskContext):
         """
         executor = self.executor
         task = self.task
-        rec = self.rec
+        rec = self
         callback_error = None
         if self.on_progress is not None:
             payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
@@ -459,6 +446,14 @@ class Job(TaskContext):
         if done is not None:
             done.release()
         notify = self.notify
+        # The record is retained after this (see record_capacity): drop what it no longer
+        # needs, so that callbacks, spans and contexts do not live on with it.
+        self.on_progress = None
+        self.span = None
+        self.span_context = None
+        self.ctx = None
+        self.notify = None
+        self.done = None
         if notify is not None:
             notify()
 

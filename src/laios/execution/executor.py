@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
-from laios.execution._job import Job
+from laios.execution._job import DONE, QUEUED, RUNNING, Job
 from laios.execution._runner import ThreadRunner
 from laios.execution.limits import ResourceLimits
 from laios.execution.metrics import ExecutionMetrics
@@ -220,15 +220,21 @@ class Executor:
         if pool_async_tools and not pooled and getattr(tool, "is_async", False):
             pooled = True
         store = self._store
-        slot = store.tool_slot(name, registered=tool is not None)
-        rec = store.task_submitted(self.task_monitor._scope, task, name, slot, running=not pooled)
-        rec.retries = retries
-        job = Job(self, task, tool, rec, on_progress)
-        if pooled and wait_lock:
-            # Created before anyone else can finish the job (cancel_task, a timer), so that
-            # the caller is always woken.
-            job.done = done = threading.Lock()
-            done.acquire()
+        job = Job(self, task, tool, on_progress)
+        job.scope = self.task_monitor._scope
+        job.slot = store.tool_slot(name, registered=tool is not None)
+        if retries:
+            job.retries = retries
+        if pooled:
+            job.pooled = True
+            job.ctx = contextvars.copy_context()
+            if wait_lock:
+                # Created before anyone else can finish the job (cancel_task, a timer), so
+                # that the caller is always woken.
+                job.done = done = threading.Lock()
+                done.acquire()
+        else:
+            job.phase = RUNNING
         tracing = self._tracing
         if tracing.enabled:
             attrs = {
@@ -246,27 +252,33 @@ class Executor:
             span = tracing.start_task_span(name, attrs, parent, task.parameters)
             ids = span_ids(span)
             if ids is not None:
-                rec.trace_id, rec.span_id = ids[0], ids[1]
+                job.trace_id, job.span_id = ids[0], ids[1]
             job.span = span
             job.span_context = trace.set_span_in_context(span, parent)
-            rec.checkpoint_listener = job.on_checkpoint
+            job.checkpoint_listener = job.on_checkpoint
+        store.submit_record(job, running=not pooled)
+        refusal: tuple[str, str, str]
         if self._closed:
-            job.state = 2
-            job.finish(
+            refusal = (
                 "rejected",
                 "Executor is shut down: create a new Executor (or run tasks before shutdown())",
                 "shutdown",
             )
         elif tool is None:
-            job.state = 2
-            job.finish("rejected", f"Tool not found: {name}", "tool_not_found")
+            refusal = ("rejected", f"Tool not found: {name}", "tool_not_found")
         elif self._pending_cancels and self._take_pending_cancel(task.id):
-            job.state = 2
-            job.finish(
-                "cancelled", f"Task '{task.id}' was cancelled before it started", "cancelled"
+            refusal = (
+                "cancelled",
+                f"Task '{task.id}' was cancelled before it started",
+                "cancelled",
             )
-        elif pooled:
-            job.ctx = contextvars.copy_context()
+        else:
+            return job
+        with self._state_lock:
+            if job.phase == DONE:  # cancel_task got there first
+                return job
+            job.phase = DONE
+        job.finish(*refusal)
         return job
 
     def _take_pending_cancel(self, task_id: str) -> bool:
@@ -292,9 +304,9 @@ class Executor:
         if refusal is None:
             return True
         with self._state_lock:
-            if job.state != 0:
+            if job.phase != QUEUED:
                 return False
-            job.state = 2
+            job.phase = DONE
         if refusal == "saturated":
             message = (
                 f"Executor is saturated: all {self.max_workers} worker threads and "
@@ -315,7 +327,7 @@ class Executor:
     def _abandon(self, job: Job) -> None:
         self._runner.thread_abandoned(job.thread)
         self._store.abandoned_changed(+1)
-        job.rec.abandoned = True
+        job.abandoned = True
         _log.warning(
             "task %r (tool %r) overran its timeout; its thread stays busy until the tool returns",
             job.task.id[:128],
@@ -377,8 +389,8 @@ class Executor:
                 wait_lock=True,
             )
             if job.result is not None:
-                return job.result
-            if job.ctx is None:
+                return _take_result(job)
+            if not job.pooled:
                 job.run()
             else:
                 done = job.done
@@ -393,15 +405,14 @@ class Executor:
                             f"Task '{task.id}' was cancelled: the caller was interrupted",
                         )
                         raise
-            assert job.result is not None
-            return job.result
+            return _take_result(job)
         except Exception as exc:
             return self._failed(task, exc)
 
     def _timeout_message(self, job: Job, limit: float | None) -> str:
         where = (
             "while waiting for a free worker (all busy); the tool was never started"
-            if job.state == 0
+            if job.phase == QUEUED
             else f"while tool '{job.tool_name}' was running; its thread was abandoned"
         )
         return f"Task '{job.task_id}' exceeded its timeout of {limit:g}s {where}"
@@ -424,8 +435,7 @@ class Executor:
             limit = self._timeout(timeout)
             job = self._prepare(task, context, on_progress, pooled=True)
             await self._await_jobs([job], loop, limit)
-            assert job.result is not None
-            return job.result
+            return _take_result(job)
         except Exception as exc:
             return self._failed(task, exc)
 
@@ -453,7 +463,7 @@ class Executor:
         except asyncio.CancelledError:
             # Queued jobs first: abandoning a running one may start a replacement thread, which
             # must find nothing of this batch left to run.
-            waits.sort(key=lambda wait: wait[0].state != 0)
+            waits.sort(key=lambda wait: wait[0].phase != QUEUED)
             for job, _, handle in waits:
                 if handle is not None:
                     handle.cancel()
@@ -513,7 +523,7 @@ class Executor:
                 failed = sum(1 for j in jobs if j.result is None or not j.result.success)
                 batch.set_attribute("laios.batch.failed", failed + len(slots) - len(jobs))
                 batch.end()
-        return [s.result if isinstance(s, Job) else s for s in slots]  # type: ignore[misc]
+        return [_take_result(s) if isinstance(s, Job) else s for s in slots]
 
     def execute_with_retry(
         self,
@@ -607,7 +617,7 @@ class Executor:
         if self._closed or not isinstance(task_id, str):
             return False
         scope = self.task_monitor._scope
-        active = [r.owner for r in self._store.active(scope, task_id) if isinstance(r.owner, Job)]
+        active = [r for r in self._store.active(scope, task_id) if isinstance(r, Job)]
         if active:
             registered = False
             for job in active:  # every run with this id, not just the first
@@ -628,6 +638,14 @@ class Executor:
         """
         self._closed = True
         self._runner.shutdown(wait)
+
+
+def _take_result(job: Job) -> TaskResult:
+    """Hand the job's result to the caller; the retained record does not keep it."""
+    result = job.result
+    assert result is not None
+    job.result = None
+    return result
 
 
 def _future_setter(

@@ -189,9 +189,9 @@ class ExecutionMetrics:
         else:
             from laios.execution._records import Checkpoint
 
-            self._record.checkpoints.append(
-                Checkpoint(str(name), time.time(), dict(data) if data else {})
-            )
+            rec = self._record
+            point = Checkpoint(str(name), time.time(), dict(data) if data else {})
+            rec.checkpoints = [*rec.checkpoints, point]
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics as a plain dict (with ``trace_id``/``span_id`` when traced)."""

@@ -79,69 +79,39 @@ class TaskRecord:
 
     Fields are written by the store under its lock (or by the single owner of a detached
     record); views read them. A record stops referring to its ``Task`` once it finishes, so
-    retained records never keep a task's parameters or result alive.
+    retained records never keep a task's parameters or result alive. Defaults live on the
+    class, so creating a record (once per task) sets only what differs.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "abandoned",
-        "checkpoint_listener",
-        "checkpoints",
-        "checkpoints_dropped",
-        "cpu_time",
-        "end_time",
-        "error_type",
-        "execution_time",
-        "memory_peak_mb",
-        "milestones",
-        "outcome",
-        "owner",
-        "progress_message",
-        "progress_percent",
-        "retries",
-        "scope",
-        "slot",
-        "span_id",
-        "start_time",
-        "started_mono",
-        "state",
-        "status",
-        "submitted_mono",
-        "task",
-        "task_id",
-        "tool",
-        "trace_id",
-    )
+    scope: RecordScope | None = None
+    slot: ToolSlot | None = None
+    task: Any = None
+    state = "new"  # new -> queued -> running -> finished
+    status: Any = None
+    submitted_mono = 0.0
+    started_mono = 0.0
+    start_time: float | None = None
+    end_time: float | None = None
+    execution_time = 0.0
+    cpu_time = 0.0
+    memory_peak_mb = 0.0
+    retries = 0
+    checkpoints: list[Checkpoint] | tuple[()] = ()  # a list once the first one is added
+    checkpoints_dropped = 0
+    outcome: str | None = None
+    error_type: str | None = None
+    progress_percent = 0.0
+    progress_message: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    abandoned = False
+    checkpoint_listener: CheckpointListener | None = None
+    milestones = False  # the store adds "started"/"finished" to the checkpoints view
 
     def __init__(self, task_id: str, tool: str = "") -> None:
         """Create a detached record (not yet known to any store)."""
         self.task_id = task_id
         self.tool = tool
-        self.scope: RecordScope | None = None
-        self.slot: ToolSlot | None = None
-        self.task: Any = None
-        self.state = "new"  # new -> queued -> running -> finished
-        self.status: Any = None
-        self.submitted_mono = 0.0
-        self.started_mono = 0.0
-        self.start_time: float | None = None
-        self.end_time: float | None = None
-        self.execution_time = 0.0
-        self.cpu_time = 0.0
-        self.memory_peak_mb = 0.0
-        self.retries = 0
-        self.checkpoints: list[Checkpoint] = []
-        self.checkpoints_dropped = 0
-        self.outcome: str | None = None
-        self.error_type: str | None = None
-        self.progress_percent = 0.0
-        self.progress_message: str | None = None
-        self.trace_id: str | None = None
-        self.span_id: str | None = None
-        self.abandoned = False
-        self.checkpoint_listener: CheckpointListener | None = None
-        self.owner: Any = None
-        self.milestones = False  # the store adds "started"/"finished" to the checkpoints view
 
 
 class RecordScope:
@@ -284,11 +254,19 @@ class MetricStore:
         A ``scope`` of ``None`` keeps no per-task record (monitoring disabled); the aggregates
         are still counted.
         """
-        now = time.perf_counter()
         rec = TaskRecord(task.id, tool)
         rec.scope = scope
         rec.slot = slot
         rec.task = task
+        return self.submit_record(rec, running=running)
+
+    def submit_record(self, rec: TaskRecord, *, running: bool) -> TaskRecord:
+        """Like :meth:`task_submitted`, for a record the caller built (with ``task_id``,
+        ``tool``, ``scope``, ``slot`` and ``task`` set)."""
+        now = time.perf_counter()
+        scope = rec.scope
+        slot = rec.slot
+        assert slot is not None
         rec.submitted_mono = now
         if running:  # the record is not shared yet: fill it in before taking the lock
             rec.state = "running"
@@ -393,7 +371,6 @@ class MetricStore:
             rec.status = status
             rec.task = None
             rec.checkpoint_listener = None
-            rec.owner = None
             slot.finished(outcome, duration, error_type, exemplar)
             del self._active[rec]
             scope = rec.scope
@@ -422,8 +399,11 @@ class MetricStore:
         """Append a checkpoint to a record and tell the record's listener (the task span)."""
         point = Checkpoint(shorten(str(name), 256), time.time(), dict(data) if data else {})
         with self._lock:
-            if len(rec.checkpoints) < MAX_CHECKPOINTS_PER_TASK:
-                rec.checkpoints.append(point)
+            points = rec.checkpoints
+            if not points:
+                rec.checkpoints = [point]
+            elif len(points) < MAX_CHECKPOINTS_PER_TASK:
+                points.append(point)
             else:
                 rec.checkpoints_dropped += 1
             listener = rec.checkpoint_listener

@@ -49,10 +49,8 @@ class TaskContext:
 
     __slots__ = ()
 
-    @property
-    def task_id(self) -> str:
-        """The running task's id."""
-        raise NotImplementedError
+    #: The running task's id.
+    task_id: str
 
     @property
     def tool_name(self) -> str:
