@@ -321,7 +321,7 @@ class Job(TaskRecord, TaskContext):
                 return False
         self.cancel_requested = True
         if state == RUNNING:
-            self.executor._abandon(self)
+            self.executor._abandon(self, outcome)
         self.finish(outcome, message, outcome)
         return True
 

@@ -14,7 +14,7 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -78,9 +78,12 @@ class Executor:
         tool_registry: Registry to look up and invoke tools.
         resource_limits: Default limits (``ResourceLimits()`` when ``None``).
         max_workers: Worker threads for tasks with a timeout, async and parallel runs.
-        enable_monitoring: Keep per-task records for ``get_metrics``/``get_running_tasks`` and
-            report progress to the global ``ExecutionMonitor``. Prometheus aggregates are
-            counted either way.
+        enable_monitoring: Expose per-task records through ``get_metrics``,
+            ``get_all_metrics``, ``get_running_tasks`` and ``get_task_status``, and record
+            progress histories in the store (which the global ``ExecutionMonitor`` reads when
+            the store is the default one). When off, those methods return nothing and no
+            progress is recorded; records are still kept internally (cancellation needs them)
+            and Prometheus aggregates are counted either way.
         store: The metric store (keyword-only); the process-wide default when ``None``.
         tracer_provider: OpenTelemetry tracer provider; the global one when ``None``.
         capture_content: Record tool arguments and results on spans (redacted, truncated);
@@ -256,8 +259,7 @@ class Executor:
             job.span = span
             job.span_context = trace.set_span_in_context(span, parent)
             job.checkpoint_listener = job.on_checkpoint
-        store.submit_record(job, running=not pooled)
-        refusal: tuple[str, str, str]
+        refusal: tuple[str, str, str] | None = None
         if self._closed:
             refusal = (
                 "rejected",
@@ -272,7 +274,9 @@ class Executor:
                 f"Task '{task.id}' was cancelled before it started",
                 "cancelled",
             )
-        else:
+        # A task refused here never starts: no queue wait, no time in flight, duration 0.
+        store.submit_record(job, running=not pooled and refusal is None)
+        if refusal is None:
             return job
         with self._state_lock:
             if job.phase == DONE:  # cancel_task got there first
@@ -324,14 +328,16 @@ class Executor:
 
     # -- hooks for jobs --------------------------------------------------------------------
 
-    def _abandon(self, job: Job) -> None:
+    def _abandon(self, job: Job, outcome: str) -> None:
         self._runner.thread_abandoned(job.thread)
         self._store.abandoned_changed(+1)
         job.abandoned = True
+        why = "overran its timeout" if outcome == "timeout" else "was cancelled while running"
         _log.warning(
-            "task %r (tool %r) overran its timeout; its thread stays busy until the tool returns",
-            job.task.id[:128],
-            job.task.tool_name[:128],
+            "task %r (tool %r) %s; its thread stays busy until the tool returns",
+            job.task_id[:128],
+            job.tool[:128],
+            why,
         )
 
     def _late_return(self, job: Job) -> None:
@@ -491,7 +497,9 @@ class Executor:
         when the awaiting coroutine is cancelled: unfinished tasks then end as ``cancelled``).
         """
         try:
-            items = list(tasks) if isinstance(tasks, Iterable) else None
+            # A string or a mapping is iterable, but never a batch of tasks.
+            is_batch = isinstance(tasks, Iterable) and not isinstance(tasks, (str, bytes, Mapping))
+            items = list(tasks) if is_batch else None
         except Exception:
             items = None
         if items is None:
@@ -607,12 +615,14 @@ class Executor:
 
         A queued task finishes as ``cancelled`` at once and never starts. A running tool sees
         ``current_task().cancelled`` become true, and its result is replaced by a
-        ``cancelled`` outcome when it returns. An id that is not running yet is remembered
-        (up to 1,000 ids) and cancels the next task submitted with it.
+        ``cancelled`` outcome when it returns. An id this executor does not know — never
+        submitted yet, or finished so long ago that its record rolled off (see
+        ``record_capacity``) — is remembered (up to 1,000 ids) and cancels the next task
+        submitted with it.
 
         Returns:
-            ``True`` when the request was registered; ``False`` for a task that already
-            finished, or after ``shutdown()``.
+            ``True`` when the request was registered; ``False`` for a task whose record shows
+            it already finished, or after ``shutdown()``.
         """
         if self._closed or not isinstance(task_id, str):
             return False

@@ -107,6 +107,7 @@ class TaskRecord:
     abandoned = False
     checkpoint_listener: CheckpointListener | None = None
     milestones = False  # the store adds "started"/"finished" to the checkpoints view
+    ran = False  # the tool was started (a task refused or cancelled while queued never is)
 
     def __init__(self, task_id: str, tool: str = "") -> None:
         """Create a detached record (not yet known to any store)."""
@@ -273,6 +274,7 @@ class MetricStore:
             rec.started_mono = now
             rec.start_time = time.time()
             rec.milestones = True
+            rec.ran = True
         else:
             rec.state = "queued"
         task_id = rec.task_id
@@ -316,6 +318,7 @@ class MetricStore:
         slot.in_flight += 1
         slot.queue_wait.observe(now - rec.submitted_mono, None)
         rec.milestones = True
+        rec.ran = True
         # The STARTING update is derived from the record when read; built here only to notify.
         if not self._progress_listeners or rec.scope is None or not rec.scope.track_progress:
             return None
@@ -363,6 +366,7 @@ class MetricStore:
                 rec.started_mono = now
                 duration = 0.0
             rec.state = "finished"
+            rec.milestones = True
             rec.end_time = end_time
             rec.execution_time = duration
             rec.cpu_time = cpu_time

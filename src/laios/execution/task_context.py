@@ -59,7 +59,8 @@ class TaskContext:
 
     @property
     def cancelled(self) -> bool:
-        """Whether ``cancel_task`` was called for this task (or it timed out)."""
+        """Whether the task should stop: ``cancel_task`` was called for it, it timed out, or
+        the coroutine awaiting it (``execute_async``/``execute_parallel``) was cancelled."""
         raise NotImplementedError
 
     def raise_if_cancelled(self) -> None:

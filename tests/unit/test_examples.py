@@ -1,0 +1,61 @@
+"""Every script in examples/ runs as a user would run it: exit status 0, something printed.
+
+The scripts run in fresh interpreters (warnings are errors), several at a time.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from _scripts import ROOT, Run, run_all
+
+EXAMPLES = ROOT / "examples"
+SCRIPTS = sorted(EXAMPLES.glob("*.py"))
+#: The examples the manual promises; more are welcome.
+EXPECTED = {
+    "async_service.py",
+    "checkpoints_progress_cancellation.py",
+    "custom_tool_with_input_model.py",
+    "existing_otel_and_prometheus.py",
+    "parallel_batch_with_progress.py",
+    "quickstart.py",
+    "retry_with_backoff.py",
+    "serve_metrics_wsgi.py",
+}
+
+
+@pytest.fixture(scope="module")
+def runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Run]:
+    """Run every selected example once for the module, from a scratch directory."""
+    wanted = {
+        item.callspec.params["script"]
+        for item in request.session.items
+        if hasattr(item, "callspec") and isinstance(item.callspec.params.get("script"), Path)
+    }
+    scripts = {path.name: path for path in SCRIPTS if path in wanted}
+    return run_all(scripts, tmp_path_factory.mktemp("examples"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[path.name for path in SCRIPTS])
+def test_example_runs(script: Path, runs: dict[str, Run]) -> None:
+    run = runs[script.name]
+    assert run.returncode == 0, f"examples/{script.name} failed: {run.describe()}"
+    assert run.stdout.strip(), f"examples/{script.name} printed nothing: {run.describe()}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[path.name for path in SCRIPTS])
+def test_example_says_what_it_shows(script: Path) -> None:
+    """Each example opens with a docstring that says what it shows and how to run it."""
+    docstring = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8")))
+    assert docstring, f"examples/{script.name} has no module docstring"
+    assert f"python examples/{script.name}" in docstring, (
+        f"examples/{script.name}: the docstring should say how to run it"
+    )
+
+
+def test_the_promised_examples_exist() -> None:
+    assert {path.name for path in SCRIPTS} >= EXPECTED
