@@ -20,8 +20,11 @@ __all__ = [
     "CustomMetricSnapshot",
     "Exemplar",
     "HistogramSnapshot",
+    "RawHistogram",
     "RunningTaskSnapshot",
+    "StoreAggregates",
     "StoreSnapshot",
+    "ToolAggregates",
     "ToolSlot",
     "ToolSnapshot",
 ]
@@ -68,6 +71,11 @@ class Exemplar:
     timestamp: float
 
 
+#: A histogram as it is stored: ``(count, sum, bucket counts, exemplars)``. The bucket counts are
+#: per bucket, not cumulative (the last one is +Inf); an exemplar per bucket, or ``None``.
+RawHistogram = tuple[int, float, tuple[int, ...], tuple[Exemplar | None, ...]]
+
+
 class _Histogram:
     __slots__ = ("buckets", "count", "exemplars", "sum")
 
@@ -102,6 +110,9 @@ class _Histogram:
             cumulative_buckets=tuple(cumulative),
             exemplars=tuple(self.exemplars),
         )
+
+    def raw(self) -> RawHistogram:
+        return (self.count, self.sum, tuple(self.buckets), tuple(self.exemplars))
 
 
 class _ErrorCount:
@@ -173,6 +184,17 @@ class ToolSlot:
             },
         )
 
+    def aggregates(self) -> ToolAggregates:
+        """A copy of these aggregates as they are stored (cheaper than :meth:`snapshot`)."""
+        return ToolAggregates(
+            tool=self.label,
+            outcomes={name: h.raw() for name, h in self.outcomes.items()},
+            queue_wait=self.queue_wait.raw(),
+            retries=self.retries,
+            in_flight=self.in_flight,
+            errors={name: (entry.count, entry.exemplar) for name, entry in self.errors.items()},
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class HistogramSnapshot:
@@ -234,6 +256,22 @@ class ToolSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolAggregates:
+    """Aggregates of one ``tool`` label value, copied as stored: for the exposition.
+
+    ``outcomes`` and ``queue_wait`` are :data:`RawHistogram` tuples (bucket counts not
+    cumulative); ``errors`` maps an error type to its ``(count, exemplar)``.
+    """
+
+    tool: str
+    outcomes: dict[str, RawHistogram]
+    queue_wait: RawHistogram
+    retries: int
+    in_flight: int
+    errors: dict[str, tuple[int, Exemplar | None]]
+
+
+@dataclass(frozen=True, slots=True)
 class RunningTaskSnapshot:
     """A task that is queued or running; never carries parameters."""
 
@@ -266,3 +304,14 @@ class StoreSnapshot:
     queue_depth: int
     abandoned_threads: int
     taken_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAggregates:
+    """The exported aggregates of a store, copied as stored (no running tasks)."""
+
+    tools: list[ToolAggregates]
+    custom: list[CustomMetricSnapshot]
+    workers: int
+    queue_depth: int
+    abandoned_threads: int

@@ -52,8 +52,8 @@ def run_with_retry(
             if policy.deadline is not None:
                 left = max(policy.deadline - (time.monotonic() - started), 1e-3)
                 attempt_timeout = left if limit is None else min(limit, left)
-            attributes: dict[str, Any] = {"laios.retry.attempt": retries + 1}
             if span is not None:
+                attributes: dict[str, Any] = {"laios.retry.attempt": retries + 1}
                 ctx = trace.set_span_in_context(span)
                 token = _attach(ctx)
                 try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import threading
@@ -23,6 +24,7 @@ from opentelemetry import trace
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._job import DONE, QUEUED, RUNNING, Job
+from laios.execution._retry_run import run_with_retry
 from laios.execution._runner import ThreadRunner
 from laios.execution.limits import ResourceLimits
 from laios.execution.metrics import ExecutionMetrics
@@ -569,19 +571,14 @@ class Executor:
             The first successful result, or the last failure. ``metadata["retries"]`` says how
             many retries ran; ``metadata["retry_exhausted"]`` is ``True`` when all were used.
         """
-        from laios.execution._retry_run import run_with_retry
-
         try:
-            policy = RetryPolicy(
-                max_retries=max_retries,
-                retry_delay=retry_delay,
-                backoff=backoff,
-                max_delay=max_delay,
-                jitter=jitter,
-                deadline=deadline,
-                **({"retry_if": retry_if} if retry_if is not None else {}),
-            )
-            self._timeout(timeout)
+            options = (max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if)
+            try:
+                policy = _retry_policy(*options)
+            except TypeError:  # an unhashable option: build it uncached for a clear error
+                policy = _retry_policy.__wrapped__(*options)
+            if timeout is not None:
+                self._timeout(timeout)
         except Exception as exc:
             return self._failed(task, exc)
         try:
@@ -648,6 +645,22 @@ class Executor:
         """
         self._closed = True
         self._runner.shutdown(wait)
+
+
+@functools.lru_cache(maxsize=64)
+def _retry_policy(
+    max_retries: int,
+    retry_delay: float,
+    backoff: float,
+    max_delay: float | None,
+    jitter: float,
+    deadline: float | None,
+    retry_if: Callable[[TaskResult], bool] | None,
+) -> RetryPolicy:
+    """A validated policy; most callers repeat the same options, so policies are reused."""
+    if retry_if is None:
+        return RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
+    return RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if)
 
 
 def _take_result(job: Job) -> TaskResult:

@@ -33,11 +33,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -46,17 +47,21 @@ from prometheus_client.metrics_core import (
     Metric,
     SummaryMetricFamily,
 )
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar as PromExemplar
 
 from laios.execution._aggregates import (
-    DURATION_BUCKETS,
     OUTCOMES,
     Exemplar,
     HistogramSnapshot,
     StoreSnapshot,
 )
-from laios.execution._records import shorten
+from laios.execution._exposition import BOUNDS as _BOUNDS
+from laios.execution._exposition import MAX_EXEMPLAR_CHARS as _MAX_EXEMPLAR_CHARS
+from laios.execution._exposition import MAX_LABEL_LENGTH, StoreRenderer
+from laios.execution._exposition import export_label as _label
+from laios.execution._exposition import newer as _newer
 from laios.execution.store import MetricStore, get_default_store
 
 __all__ = [
@@ -64,15 +69,15 @@ __all__ = [
     "StoreCollector",
     "build_version",
     "ensure_collector",
+    "render_for_accept",
+    "render_metrics",
     "unregister_collector",
 ]
 
-#: Longest label value exported, in characters; longer names are cut (and merged if they clash).
-MAX_LABEL_LENGTH = 200
-#: OpenMetrics limits the characters of an exemplar's label names and values together.
-_MAX_EXEMPLAR_CHARS = 128
-#: ``le`` values as prometheus_client writes them (``repr`` of a float: "0.001", "1.0", "300.0").
-_BOUNDS: tuple[str, ...] = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
+_OPENMETRICS_TYPE = "application/openmetrics-text"
+#: Name escapings (from ``Accept``) under which every ``laios_*`` name is written unchanged.
+_PLAIN_ESCAPINGS = frozenset({"underscores", "allow-utf-8", "values"})
+_EOF = b"# EOF\n"
 
 
 def build_version() -> str:
@@ -83,16 +88,6 @@ def build_version() -> str:
         return "0.0.0+unknown"
 
 
-def _label(value: str) -> str:
-    # Label values must be valid UTF-8 and should stay short; names are developer-chosen but
-    # a lone surrogate or a megabyte-long name must not break or bloat a scrape.
-    if len(value) > MAX_LABEL_LENGTH:
-        value = shorten(value, MAX_LABEL_LENGTH)
-    if not value.isascii():
-        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
-
-
 def _prom_exemplar(exemplar: Exemplar | None) -> PromExemplar | None:
     if exemplar is None:
         return None
@@ -100,14 +95,6 @@ def _prom_exemplar(exemplar: Exemplar | None) -> PromExemplar | None:
     if sum(len(k) + len(v) for k, v in labels.items()) > _MAX_EXEMPLAR_CHARS:
         return None
     return PromExemplar(labels, exemplar.value, exemplar.timestamp)
-
-
-def _newer(current: Exemplar | None, candidate: Exemplar | None) -> Exemplar | None:
-    if candidate is None:
-        return current
-    if current is None or candidate.timestamp >= current.timestamp:
-        return candidate
-    return current
 
 
 class _HistogramSum:
@@ -278,6 +265,8 @@ class StoreCollector(Collector):
         self._stores: tuple[MetricStore, ...] = (store,)
         # Read once: looking up package metadata scans sys.path, too slow for every scrape.
         self._version = build_version()
+        self._renderer = StoreRenderer()
+        self._muted = threading.local()
 
     @property
     def stores(self) -> tuple[MetricStore, ...]:
@@ -293,8 +282,32 @@ class StoreCollector(Collector):
             return True
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the metric families of the stores' current snapshots."""
+        """Yield the metric families of the stores' current snapshots.
+
+        Yields nothing in a thread that is inside :func:`render_metrics` for this collector's
+        registry: that function writes these families itself, faster.
+        """
+        if getattr(self._muted, "depth", 0):
+            return
         yield from _families(_merge(store.snapshot() for store in self._stores), self._version)
+
+    def render(self, *, openmetrics: bool = False) -> str:
+        """Return the families :meth:`collect` yields, written directly as exposition text.
+
+        The text is what ``prometheus_client`` would write for them (the Prometheus text
+        format 0.0.4, or OpenMetrics 1.0.0 with exemplars but without the final ``# EOF``),
+        about ten times faster.
+        """
+        return self._renderer.render(self._stores, self._version, openmetrics=openmetrics)
+
+    @contextlib.contextmanager
+    def _muted_here(self) -> Iterator[None]:
+        """Make :meth:`collect` yield nothing in this thread, for the ``with`` block."""
+        self._muted.depth = getattr(self._muted, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._muted.depth -= 1
 
     def describe(self) -> Iterator[Metric]:
         """Yield the families (without samples) so registries can check names up front."""
@@ -368,3 +381,80 @@ def unregister_collector(registry: CollectorRegistry | None = None) -> StoreColl
             with contextlib.suppress(KeyError):
                 registry.unregister(collector)
         return collector
+
+
+def render_metrics(
+    registry: CollectorRegistry | None = None, *, openmetrics: bool = False
+) -> bytes:
+    """Render ``registry`` for a scrape: exactly the body ``/metrics`` serves.
+
+    The ``laios_*`` families of the registry's collector (see :func:`ensure_collector`) are
+    written directly by :meth:`StoreCollector.render`; every other metric of the registry (a
+    user's own, the process metrics of the default registry) is rendered by
+    ``prometheus_client``. The result equals ``generate_latest(registry)`` (or the OpenMetrics
+    ``generate_latest``) except that the ``laios_*`` families come last (before ``# EOF``).
+    A registry without a collector is rendered by ``prometheus_client`` alone.
+
+    Args:
+        registry: The registry; defaults to ``prometheus_client.REGISTRY``.
+        openmetrics: OpenMetrics 1.0.0 (with exemplars) instead of the text format 0.0.4.
+
+    Returns:
+        The UTF-8 body.
+
+    Example:
+        >>> from prometheus_client import CollectorRegistry
+        >>> registry = CollectorRegistry()
+        >>> _ = ensure_collector(MetricStore(), registry)
+        >>> render_metrics(registry, openmetrics=True).endswith(b"# EOF\\n")
+        True
+    """
+    encoder = generate_openmetrics if openmetrics else generate_latest
+    return _render(registry, encoder, openmetrics=openmetrics, direct=True)
+
+
+def render_for_accept(
+    accept: str | None = None, registry: CollectorRegistry | None = None
+) -> tuple[bytes, str]:
+    """Render ``registry`` in the format an ``Accept`` header asks for, as ``/metrics`` does.
+
+    The format is chosen by ``prometheus_client.exposition.choose_encoder``: OpenMetrics when
+    ``Accept`` names ``application/openmetrics-text``, else the Prometheus text format. The
+    body is built as :func:`render_metrics` builds it.
+
+    Args:
+        accept: The request's ``Accept`` header (``None`` or empty: the text format 0.0.4).
+        registry: The registry; defaults to ``prometheus_client.REGISTRY``.
+
+    Returns:
+        The body and its ``Content-Type``.
+    """
+    encoder, content_type = choose_encoder(accept or "")
+    params = dict(
+        part.strip().partition("=")[::2] for part in content_type.split(";")[1:] if "=" in part
+    )
+    # Under "dots" escaping prometheus_client rewrites every "_" in names: leave it to it.
+    direct = params.get("escaping", "underscores") in _PLAIN_ESCAPINGS
+    openmetrics = content_type.startswith(_OPENMETRICS_TYPE)
+    return _render(registry, encoder, openmetrics=openmetrics, direct=direct), content_type
+
+
+def _render(
+    registry: CollectorRegistry | None,
+    encoder: Callable[[CollectorRegistry], bytes],
+    *,
+    openmetrics: bool,
+    direct: bool,
+) -> bytes:
+    if registry is None:
+        registry = REGISTRY
+    with _collectors_lock:
+        collector = _collectors.get(registry)
+    if collector is None or not direct:
+        return encoder(registry)
+    with collector._muted_here():
+        body = encoder(registry)
+    ours = collector.render(openmetrics=openmetrics).encode("utf-8")
+    if openmetrics and body.endswith(_EOF):
+        return body[: -len(_EOF)] + ours + _EOF
+    return body + ours

@@ -27,6 +27,7 @@ from laios.execution._aggregates import (
     TOOL_UNKNOWN,
     CustomMetricSnapshot,
     RunningTaskSnapshot,
+    StoreAggregates,
     StoreSnapshot,
     ToolSlot,
 )
@@ -619,6 +620,21 @@ class MetricStore:
                 queue_depth=self._queue_depth,
                 abandoned_threads=self._abandoned,
             )
+
+    def aggregates(self) -> StoreAggregates:
+        """The exported aggregates only, copied as stored, for the fast ``/metrics`` rendering.
+
+        Cheaper than :meth:`snapshot`: no running tasks, and histogram buckets are copied as
+        they are (per bucket, not cumulative), so the lock is held only for the copying.
+        """
+        with self._lock:
+            tools = [slot.aggregates() for slot in self._slots.values()]
+            custom = [
+                CustomMetricSnapshot(name, unit, int(t[0]), t[1])
+                for (name, unit), t in self._custom_totals.items()
+            ]
+            workers = sum(int(p.max_workers) for p in self._pools if not p.closed)
+            return StoreAggregates(tools, custom, workers, self._queue_depth, self._abandoned)
 
 
 _default_store: MetricStore | None = None

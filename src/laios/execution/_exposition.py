@@ -1,0 +1,402 @@
+"""The ``laios_*`` metric families written straight to exposition text, for fast scrapes.
+
+``prometheus_client`` builds a ``Metric`` and a ``Sample`` object for every series and formats
+each sample with several Python calls; 200 tools are ~26k samples, far too slow to scrape. The
+:class:`StoreRenderer` writes the same text, byte for byte, in both the Prometheus text format
+(0.0.4) and OpenMetrics (1.0.0), from :meth:`MetricStore.aggregates()
+<laios.execution.store.MetricStore.aggregates>`: the label part of every line is escaped once
+per tool and cached, so a render is mostly integers ``%``-formatted into cached templates.
+
+This module also holds the label rules both exporters share (:func:`export_label`,
+:func:`newer`), so that the collector in :mod:`laios.execution.prometheus` and this renderer
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import accumulate, chain
+from typing import TYPE_CHECKING
+
+from prometheus_client.utils import floatToGoString
+
+from laios.execution._aggregates import (
+    DURATION_BUCKETS,
+    OUTCOMES,
+    Exemplar,
+    RawHistogram,
+    ToolAggregates,
+)
+from laios.execution._records import shorten
+
+if TYPE_CHECKING:
+    from laios.execution.store import MetricStore
+
+__all__ = [
+    "BOUNDS",
+    "MAX_EXEMPLAR_CHARS",
+    "MAX_LABEL_LENGTH",
+    "StoreRenderer",
+    "export_label",
+    "newer",
+]
+
+#: Longest label value exported, in characters; longer names are cut (and merged if they clash).
+MAX_LABEL_LENGTH = 200
+#: OpenMetrics limits the characters of an exemplar's label names and values together.
+MAX_EXEMPLAR_CHARS = 128
+#: ``le`` values as prometheus_client writes them (``repr`` of a float: "0.001", "1.0", "300.0").
+BOUNDS: tuple[str, ...] = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
+#: Counts below this are written as ``f"{n}.0"``, which is what ``floatToGoString`` gives them;
+#: from 10**6 on it switches to exponent notation ("1.5e+06").
+_PLAIN_BELOW = 1_000_000
+_OUTCOME_SET = frozenset(OUTCOMES)
+
+
+def export_label(value: str) -> str:
+    """Return ``value`` as exported in a label: at most :data:`MAX_LABEL_LENGTH` characters,
+    valid UTF-8 (a lone surrogate becomes a backslash escape)."""
+    # Label values must be valid UTF-8 and should stay short; names are developer-chosen but
+    # a lone surrogate or a megabyte-long name must not break or bloat a scrape.
+    if len(value) > MAX_LABEL_LENGTH:
+        value = shorten(value, MAX_LABEL_LENGTH)
+    if not value.isascii():
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def newer(current: Exemplar | None, candidate: Exemplar | None) -> Exemplar | None:
+    """Of two exemplars, the newer one (the candidate on a tie); ``None`` loses."""
+    if candidate is None:
+        return current
+    if current is None or candidate.timestamp >= current.timestamp:
+        return candidate
+    return current
+
+
+def _escape(value: str) -> str:
+    """Escape a label value as both text formats do."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _number(value: int) -> str:
+    """``floatToGoString(float(value))``, without the float for the usual small counts."""
+    if 0 <= value < _PLAIN_BELOW:
+        return f"{value}.0"
+    return floatToGoString(value)
+
+
+def _exemplar_text(exemplar: Exemplar) -> str:
+    """The `` # {…} value timestamp`` suffix of an OpenMetrics line; ``""`` when too long."""
+    trace_id, span_id = export_label(exemplar.trace_id), export_label(exemplar.span_id)
+    if len("trace_id") + len(trace_id) + len("span_id") + len(span_id) > MAX_EXEMPLAR_CHARS:
+        return ""
+    return (
+        f' # {{span_id="{_escape(span_id)}",trace_id="{_escape(trace_id)}"}} '
+        f"{floatToGoString(exemplar.value)} {exemplar.timestamp}"
+    )
+
+
+def _headers(openmetrics: bool) -> dict[str, str]:
+    """The ``# HELP``/``# TYPE`` lines of every family, as prometheus_client writes them."""
+    families = {
+        "build": ("laios_build", "info", "Version of the laios package."),
+        "tasks": ("laios_tasks", "counter", "Tasks finished, by tool and outcome."),
+        "duration": (
+            "laios_task_duration_seconds",
+            "histogram",
+            "Time from a task's start to its outcome, in seconds.",
+        ),
+        "queue_wait": (
+            "laios_task_queue_wait_seconds",
+            "histogram",
+            "Time a task waited between submission and start, in seconds.",
+        ),
+        "retries": ("laios_task_retries", "counter", "Retries of tasks."),
+        "errors": ("laios_task_errors", "counter", "Failed tasks, by tool and error type."),
+        "in_flight": ("laios_tasks_in_flight", "gauge", "Tasks whose tool is running now."),
+        "workers": ("laios_executor_workers", "gauge", "Worker threads of the executors' pools."),
+        "queue_depth": (
+            "laios_executor_queue_depth",
+            "gauge",
+            "Tasks submitted and waiting for a worker.",
+        ),
+        "abandoned": (
+            "laios_executor_abandoned_threads",
+            "gauge",
+            "Timed-out tools whose threads have not returned yet.",
+        ),
+        "custom": (
+            "laios_custom_metric",
+            "summary",
+            "Values recorded with PerformanceMonitor.record_metric: count and sum per name and "
+            "unit.",
+        ),
+    }
+    headers: dict[str, str] = {}
+    for key, (name, kind, doc) in families.items():
+        if openmetrics:
+            doc = _escape(doc)
+        else:  # the Prometheus text format renames counters and info metrics
+            doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+            if kind == "counter":
+                name += "_total"
+            elif kind == "info":
+                name, kind = name + "_info", "gauge"
+        headers[key] = f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
+    return headers
+
+
+_HEADERS = {False: _headers(False), True: _headers(True)}
+
+
+class _Histogram:
+    """The cached text of one histogram series: a line prefix per sample, and templates."""
+
+    __slots__ = ("exemplar_template", "prefixes", "template")
+
+    def __init__(self, name: str, labels: str) -> None:
+        self.prefixes: tuple[str, ...] = (
+            *(f'{name}_bucket{{le="{bound}",{labels}}} ' for bound in BOUNDS),
+            f"{name}_count{{{labels}}} ",
+            f"{name}_sum{{{labels}}} ",
+        )
+        *buckets, count, total = (prefix.replace("%", "%%") for prefix in self.prefixes)
+        tail = f"{count}%d.0\n{total}%s\n"
+        self.template = "".join(f"{bucket}%d.0\n" for bucket in buckets) + tail
+        self.exemplar_template = "".join(f"{bucket}%d.0%s\n" for bucket in buckets) + tail
+
+    def render(self, histogram: RawHistogram, exemplars: list[str] | None) -> str:
+        """The histogram's lines, with an exemplar suffix per bucket when given."""
+        cumulative = tuple(accumulate(histogram[2]))
+        count = cumulative[-1]
+        # The collector adds sums starting from 0.0; adding 0.0 here gives the same float.
+        total = floatToGoString(histogram[1] + 0.0)
+        if count < _PLAIN_BELOW and cumulative[0] >= 0:
+            if exemplars is None:
+                return self.template % (*cumulative, count, total)
+            return self.exemplar_template % (
+                *chain.from_iterable(zip(cumulative, exemplars, strict=True)),
+                count,
+                total,
+            )
+        suffixes = exemplars or [""] * len(cumulative)
+        *buckets, count_prefix, total_prefix = self.prefixes
+        lines = [
+            f"{prefix}{_number(value)}{suffix}\n"
+            for prefix, value, suffix in zip(buckets, cumulative, suffixes, strict=True)
+        ]
+        lines.append(f"{count_prefix}{_number(count)}\n{total_prefix}{total}\n")
+        return "".join(lines)
+
+
+class _ToolText:
+    """The cached text pieces of one exported ``tool`` label value."""
+
+    __slots__ = (
+        "durations",
+        "errors",
+        "in_flight",
+        "labels",
+        "queue_wait",
+        "retries",
+        "tasks",
+        "tasks_template",
+    )
+
+    def __init__(self, label: str) -> None:
+        self.labels = f'tool="{_escape(label)}"'
+        self.tasks: dict[str, str] = {}
+        self.tasks_template = "".join(
+            self.task_prefix(outcome).replace("%", "%%") + "%d.0\n" for outcome in OUTCOMES
+        )
+        self.durations: dict[str, _Histogram] = {}
+        self.queue_wait = _Histogram("laios_task_queue_wait_seconds", self.labels)
+        self.retries = f"laios_task_retries_total{{{self.labels}}} "
+        self.in_flight = f"laios_tasks_in_flight{{{self.labels}}} "
+        self.errors: dict[str, str] = {}
+
+    def task_prefix(self, outcome: str) -> str:
+        prefix = self.tasks.get(outcome)
+        if prefix is None:
+            prefix = f'laios_tasks_total{{outcome="{_escape(outcome)}",{self.labels}}} '
+            self.tasks[outcome] = prefix
+        return prefix
+
+    def duration(self, outcome: str) -> _Histogram:
+        histogram = self.durations.get(outcome)
+        if histogram is None:
+            labels = f'outcome="{_escape(outcome)}",{self.labels}'
+            histogram = _Histogram("laios_task_duration_seconds", labels)
+            self.durations[outcome] = histogram
+        return histogram
+
+    def error_prefix(self, error_type: str) -> str:
+        prefix = self.errors.get(error_type)
+        if prefix is None:
+            prefix = f'laios_task_errors_total{{error_type="{_escape(error_type)}",{self.labels}}} '
+            self.errors[error_type] = prefix
+        return prefix
+
+
+def _add_histograms(first: RawHistogram, second: RawHistogram) -> RawHistogram:
+    exemplars = tuple(newer(a, b) for a, b in zip(first[3], second[3], strict=True))
+    buckets = tuple(a + b for a, b in zip(first[2], second[2], strict=True))
+    return (first[0] + second[0], first[1] + second[1], buckets, exemplars)
+
+
+def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
+    """One tool's aggregates summed over the stores (and slots) that share its label, with
+    outcome and error-type keys as exported; the collector's sums, in the same order."""
+    if len(rows) == 1:
+        row = rows[0]
+        if all(export_label(key) is key for key in chain(row.outcomes, row.errors)):
+            return row
+    outcomes: dict[str, RawHistogram] = {}
+    queue_wait = rows[0].queue_wait
+    errors: dict[str, tuple[int, Exemplar | None]] = {}
+    retries = in_flight = 0
+    for index, row in enumerate(rows):
+        for outcome, histogram in row.outcomes.items():
+            key = export_label(outcome)
+            known = outcomes.get(key)
+            outcomes[key] = histogram if known is None else _add_histograms(known, histogram)
+        if index:
+            queue_wait = _add_histograms(queue_wait, row.queue_wait)
+        retries += row.retries
+        in_flight += row.in_flight
+        for error_type, (count, exemplar) in row.errors.items():
+            key = export_label(error_type)
+            known_count, known_exemplar = errors.get(key, (0, None))
+            errors[key] = (known_count + count, newer(known_exemplar, exemplar))
+    return ToolAggregates(rows[0].tool, outcomes, queue_wait, retries, in_flight, errors)
+
+
+class StoreRenderer:
+    """Writes the ``laios_*`` families of one or more stores as exposition text.
+
+    The output is what ``prometheus_client`` writes for :class:`StoreCollector
+    <laios.execution.prometheus.StoreCollector>`'s families, in the same order. Text pieces are
+    cached per exported tool label; each render keeps only the labels it used. Safe to call
+    from several threads (a race at worst rebuilds a cached piece).
+    """
+
+    def __init__(self) -> None:
+        self._tools: dict[str, _ToolText] = {}
+        self._exemplars: dict[int, tuple[Exemplar, str]] = {}
+
+    def render(self, stores: Iterable[MetricStore], version: str, *, openmetrics: bool) -> str:
+        """Return the families of ``stores`` (added together) as text, without ``# EOF``.
+
+        Args:
+            stores: The stores to add together, in the collector's order.
+            version: The ``version`` label of ``laios_build_info``.
+            openmetrics: OpenMetrics 1.0.0 (with exemplars) rather than the text format 0.0.4.
+        """
+        groups: dict[str, list[ToolAggregates]] = {}
+        custom: dict[tuple[str, str], tuple[int, float]] = {}
+        workers = queue_depth = abandoned = 0
+        for store in stores:
+            read = store.aggregates()
+            workers += read.workers
+            queue_depth += read.queue_depth
+            abandoned += read.abandoned_threads
+            for tool in read.tools:
+                label = export_label(tool.tool)
+                group = groups.get(label)
+                if group is None:
+                    groups[label] = [tool]
+                else:
+                    group.append(tool)
+            for entry in read.custom:
+                key = (export_label(entry.name), export_label(entry.unit))
+                count, total = custom.get(key, (0, 0.0))
+                custom[key] = (count + entry.count, total + entry.sum)
+
+        known_tools, tools = self._tools, {}
+        known_exemplars, exemplars = self._exemplars, {}
+
+        def exemplar_text(exemplar: Exemplar | None) -> str:
+            if exemplar is None:
+                return ""
+            cached = known_exemplars.get(id(exemplar))
+            if cached is None or cached[0] is not exemplar:
+                cached = (exemplar, _exemplar_text(exemplar))
+            exemplars[id(exemplar)] = cached
+            return cached[1]
+
+        def histogram_exemplars(histogram: RawHistogram) -> list[str] | None:
+            if not openmetrics or not any(histogram[3]):
+                return None
+            return [exemplar_text(exemplar) for exemplar in histogram[3]]
+
+        tasks: list[str] = []
+        durations: list[str] = []
+        queue_waits: list[str] = []
+        retries: list[str] = []
+        errors: list[str] = []
+        in_flight: list[str] = []
+        for label in sorted(groups):
+            text = known_tools.get(label) or _ToolText(label)
+            tools[label] = text
+            tool = _merged(groups[label])
+            outcomes = tool.outcomes
+            extra = sorted(outcome for outcome in outcomes if outcome not in _OUTCOME_SET)
+            counts = [outcomes[o][0] if o in outcomes else 0 for o in OUTCOMES]
+            if not extra and min(counts) >= 0 and max(counts) < _PLAIN_BELOW:
+                tasks.append(text.tasks_template % tuple(counts))
+            else:
+                tasks.extend(
+                    f"{text.task_prefix(o)}{_number(outcomes[o][0] if o in outcomes else 0)}\n"
+                    for o in (*OUTCOMES, *extra)
+                )
+            for outcome in (*OUTCOMES, *extra):
+                histogram = outcomes.get(outcome)
+                if histogram is not None:
+                    durations.append(
+                        text.duration(outcome).render(histogram, histogram_exemplars(histogram))
+                    )
+            if tool.queue_wait[0]:
+                queue_wait = tool.queue_wait
+                queue_waits.append(
+                    text.queue_wait.render(queue_wait, histogram_exemplars(queue_wait))
+                )
+            retries.append(f"{text.retries}{_number(tool.retries)}\n")
+            for error_type in sorted(tool.errors):
+                count, exemplar = tool.errors[error_type]
+                suffix = exemplar_text(exemplar) if openmetrics else ""
+                errors.append(f"{text.error_prefix(error_type)}{_number(count)}{suffix}\n")
+            in_flight.append(f"{text.in_flight}{_number(tool.in_flight)}\n")
+        self._tools = tools
+        if openmetrics:
+            self._exemplars = exemplars
+
+        headers = _HEADERS[openmetrics]
+        parts = [
+            headers["build"],
+            f'laios_build_info{{version="{_escape(version)}"}} 1.0\n',
+            headers["tasks"],
+            *tasks,
+            headers["duration"],
+            *durations,
+            headers["queue_wait"],
+            *queue_waits,
+            headers["retries"],
+            *retries,
+            headers["errors"],
+            *errors,
+            headers["in_flight"],
+            *in_flight,
+            headers["workers"],
+            f"laios_executor_workers {_number(workers)}\n",
+            headers["queue_depth"],
+            f"laios_executor_queue_depth {_number(queue_depth)}\n",
+            headers["abandoned"],
+            f"laios_executor_abandoned_threads {_number(abandoned)}\n",
+            headers["custom"],
+        ]
+        for (name, unit), (count, total) in sorted(custom.items()):
+            labels = f'name="{_escape(name)}",unit="{_escape(unit)}"'
+            parts.append(f"laios_custom_metric_count{{{labels}}} {_number(count)}\n")
+            parts.append(f"laios_custom_metric_sum{{{labels}}} {floatToGoString(total)}\n")
+        return "".join(parts)
