@@ -4,7 +4,8 @@ Runs a few tasks, then serves ``laios.execution.server.make_wsgi_app`` with the 
 library's ``wsgiref`` on 127.0.0.1 and a free port (port 0), fetches ``/metrics``,
 ``/status`` and ``/healthz`` once with ``urllib``, prints the interesting parts, and shuts the
 server down. The same app mounts in any WSGI server (gunicorn, uWSGI, a framework's WSGI
-dispatcher).
+dispatcher). To serve ``/metrics`` from a route of your own instead, the last part shows
+``laios.execution.prometheus.render_for_accept``: the very body and content type the app serves.
 
 Run it with::
 
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from laios import Context, Task
 from laios.execution.executor import Executor
+from laios.execution.prometheus import render_for_accept
 from laios.execution.server import make_wsgi_app
 from laios.execution.store import MetricStore
 from laios.tools.base import create_simple_tool
@@ -88,6 +90,12 @@ def main() -> None:
 
         _, text = fetch(f"{base}/healthz")
         print(f"GET /healthz -> {text.strip()!r}")
+
+        # A route of your own (Flask, Django, FastAPI, ...) answers the same with one call.
+        body, content_type = render_for_accept("application/openmetrics-text", prometheus_registry)
+        served_type, served = fetch(f"{base}/metrics", accept="application/openmetrics-text")
+        same = body.decode("utf-8") == served and content_type == served_type
+        print(f"render_for_accept(...) -> {len(body):,} bytes, same as GET /metrics: {same}")
     finally:
         server.shutdown()
         server.server_close()

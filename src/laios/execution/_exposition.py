@@ -14,9 +14,9 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import accumulate, chain
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from prometheus_client.utils import floatToGoString
 
@@ -51,6 +51,8 @@ BOUNDS: tuple[str, ...] = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
 #: from 10**6 on it switches to exponent notation ("1.5e+06").
 _PLAIN_BELOW = 1_000_000
 _OUTCOME_SET = frozenset(OUTCOMES)
+#: How prometheus_client writes a sample value ("1.0", "0.25", "1.5e+06", "+Inf").
+_float_text = cast("Callable[[float], str]", floatToGoString)
 
 
 def export_label(value: str) -> str:
@@ -83,17 +85,37 @@ def _number(value: int) -> str:
     """``floatToGoString(float(value))``, without the float for the usual small counts."""
     if 0 <= value < _PLAIN_BELOW:
         return f"{value}.0"
-    return floatToGoString(value)
+    return _float_text(value)
 
 
-def _exemplar_text(exemplar: Exemplar) -> str:
-    """The `` # {…} value timestamp`` suffix of an OpenMetrics line; ``""`` when too long."""
-    trace_id, span_id = export_label(exemplar.trace_id), export_label(exemplar.span_id)
-    if len("trace_id") + len(trace_id) + len("span_id") + len(span_id) > MAX_EXEMPLAR_CHARS:
+def _float(value: float) -> str:
+    """``floatToGoString(value)``: from 10**6 on, Go writes exponents sooner than ``repr``."""
+    if 0.0 <= value < _PLAIN_BELOW:
+        return repr(value)
+    return _float_text(value)
+
+
+#: Characters of an exemplar's label names ("trace_id", "span_id"), counted in its limit.
+_EXEMPLAR_NAME_CHARS = len("trace_id") + len("span_id")
+
+
+def _exemplar_text(exemplar: Exemplar | None) -> str:
+    """The `` # {…} value timestamp`` suffix of an OpenMetrics line; ``""`` for none or one
+    that is too long."""
+    if exemplar is None:
         return ""
+    trace_id, span_id = exemplar.trace_id, exemplar.span_id
+    # Ids are hex in practice: nothing to cut or escape then.
+    plain = trace_id.isalnum() and span_id.isalnum() and trace_id.isascii() and span_id.isascii()
+    if not plain:
+        trace_id, span_id = export_label(trace_id), export_label(span_id)
+    if _EXEMPLAR_NAME_CHARS + len(trace_id) + len(span_id) > MAX_EXEMPLAR_CHARS:
+        return ""
+    if not plain:
+        trace_id, span_id = _escape(trace_id), _escape(span_id)
     return (
-        f' # {{span_id="{_escape(span_id)}",trace_id="{_escape(trace_id)}"}} '
-        f"{floatToGoString(exemplar.value)} {exemplar.timestamp}"
+        f' # {{span_id="{span_id}",trace_id="{trace_id}"}} '
+        f"{_float(exemplar.value)} {exemplar.timestamp}"
     )
 
 
@@ -151,9 +173,15 @@ _HEADERS = {False: _headers(False), True: _headers(True)}
 
 
 class _Histogram:
-    """The cached text of one histogram series: a line prefix per sample, and templates."""
+    """The cached text of one histogram series: a line prefix per sample, and templates.
 
-    __slots__ = ("exemplar_template", "prefixes", "template")
+    ``template`` takes the cumulative bucket counts, the count and the sum. For OpenMetrics,
+    ``with_exemplars`` keeps the last exemplars seen, their text, and a template with that text
+    built in: an exemplar changes only when a sampled task lands in its bucket, so most scrapes
+    reuse the template, and the others format only the exemplars that changed.
+    """
+
+    __slots__ = ("prefixes", "template", "with_exemplars")
 
     def __init__(self, name: str, labels: str) -> None:
         self.prefixes: tuple[str, ...] = (
@@ -161,30 +189,47 @@ class _Histogram:
             f"{name}_count{{{labels}}} ",
             f"{name}_sum{{{labels}}} ",
         )
-        *buckets, count, total = (prefix.replace("%", "%%") for prefix in self.prefixes)
-        tail = f"{count}%d.0\n{total}%s\n"
-        self.template = "".join(f"{bucket}%d.0\n" for bucket in buckets) + tail
-        self.exemplar_template = "".join(f"{bucket}%d.0%s\n" for bucket in buckets) + tail
+        self.template = self._template(("",) * len(BOUNDS))
+        # One attribute, replaced whole, so that racing renders never mix two states.
+        self.with_exemplars: tuple[tuple[Exemplar | None, ...], tuple[str, ...], str] | None = None
 
-    def render(self, histogram: RawHistogram, exemplars: list[str] | None) -> str:
-        """The histogram's lines, with an exemplar suffix per bucket when given."""
+    def _template(self, suffixes: tuple[str, ...]) -> str:
+        *buckets, count, total = (prefix.replace("%", "%%") for prefix in self.prefixes)
+        lines = [
+            f"{bucket}%d.0{suffix.replace('%', '%%')}\n"
+            for bucket, suffix in zip(buckets, suffixes, strict=True)
+        ]
+        return "".join(lines) + f"{count}%d.0\n{total}%s\n"
+
+    def render(self, histogram: RawHistogram, openmetrics: bool) -> str:
+        """The histogram's lines; in OpenMetrics with the buckets' exemplars."""
         cumulative = tuple(accumulate(histogram[2]))
         count = cumulative[-1]
         # The collector adds sums starting from 0.0; adding 0.0 here gives the same float.
-        total = floatToGoString(histogram[1] + 0.0)
+        total = _float(histogram[1] + 0.0)
+        template, suffixes = self.template, None
+        exemplars = histogram[3]
+        if openmetrics and any(exemplars):
+            cached = self.with_exemplars
+            if cached is None or cached[0] != exemplars:  # identical objects compare at C speed
+                if cached is None:
+                    texts = tuple(map(_exemplar_text, exemplars))
+                else:
+                    texts = tuple(
+                        text if exemplar is old else _exemplar_text(exemplar)
+                        for exemplar, old, text in zip(exemplars, *cached[:2], strict=True)
+                    )
+                cached = (exemplars, texts, self._template(texts))
+                self.with_exemplars = cached
+            suffixes, template = cached[1], cached[2]
         if count < _PLAIN_BELOW and cumulative[0] >= 0:
-            if exemplars is None:
-                return self.template % (*cumulative, count, total)
-            return self.exemplar_template % (
-                *chain.from_iterable(zip(cumulative, exemplars, strict=True)),
-                count,
-                total,
-            )
-        suffixes = exemplars or [""] * len(cumulative)
+            return template % (*cumulative, count, total)
         *buckets, count_prefix, total_prefix = self.prefixes
         lines = [
             f"{prefix}{_number(value)}{suffix}\n"
-            for prefix, value, suffix in zip(buckets, cumulative, suffixes, strict=True)
+            for prefix, value, suffix in zip(
+                buckets, cumulative, suffixes or ("",) * len(buckets), strict=True
+            )
         ]
         lines.append(f"{count_prefix}{_number(count)}\n{total_prefix}{total}\n")
         return "".join(lines)
@@ -195,6 +240,7 @@ class _ToolText:
 
     __slots__ = (
         "durations",
+        "error_exemplars",
         "errors",
         "in_flight",
         "labels",
@@ -215,6 +261,7 @@ class _ToolText:
         self.retries = f"laios_task_retries_total{{{self.labels}}} "
         self.in_flight = f"laios_tasks_in_flight{{{self.labels}}} "
         self.errors: dict[str, str] = {}
+        self.error_exemplars: dict[str, tuple[Exemplar | None, str]] = {}
 
     def task_prefix(self, outcome: str) -> str:
         prefix = self.tasks.get(outcome)
@@ -231,12 +278,20 @@ class _ToolText:
             self.durations[outcome] = histogram
         return histogram
 
-    def error_prefix(self, error_type: str) -> str:
+    def error_line(
+        self, error_type: str, count: int, exemplar: Exemplar | None, openmetrics: bool
+    ) -> str:
         prefix = self.errors.get(error_type)
         if prefix is None:
             prefix = f'laios_task_errors_total{{error_type="{_escape(error_type)}",{self.labels}}} '
             self.errors[error_type] = prefix
-        return prefix
+        if not openmetrics or exemplar is None:
+            return f"{prefix}{_number(count)}\n"
+        cached = self.error_exemplars.get(error_type)
+        if cached is None or cached[0] is not exemplar:
+            cached = (exemplar, _exemplar_text(exemplar))
+            self.error_exemplars[error_type] = cached
+        return f"{prefix}{_number(count)}{cached[1]}\n"
 
 
 def _add_histograms(first: RawHistogram, second: RawHistogram) -> RawHistogram:
@@ -283,7 +338,6 @@ class StoreRenderer:
 
     def __init__(self) -> None:
         self._tools: dict[str, _ToolText] = {}
-        self._exemplars: dict[int, tuple[Exemplar, str]] = {}
 
     def render(self, stores: Iterable[MetricStore], version: str, *, openmetrics: bool) -> str:
         """Return the families of ``stores`` (added together) as text, without ``# EOF``.
@@ -314,22 +368,6 @@ class StoreRenderer:
                 custom[key] = (count + entry.count, total + entry.sum)
 
         known_tools, tools = self._tools, {}
-        known_exemplars, exemplars = self._exemplars, {}
-
-        def exemplar_text(exemplar: Exemplar | None) -> str:
-            if exemplar is None:
-                return ""
-            cached = known_exemplars.get(id(exemplar))
-            if cached is None or cached[0] is not exemplar:
-                cached = (exemplar, _exemplar_text(exemplar))
-            exemplars[id(exemplar)] = cached
-            return cached[1]
-
-        def histogram_exemplars(histogram: RawHistogram) -> list[str] | None:
-            if not openmetrics or not any(histogram[3]):
-                return None
-            return [exemplar_text(exemplar) for exemplar in histogram[3]]
-
         tasks: list[str] = []
         durations: list[str] = []
         queue_waits: list[str] = []
@@ -353,23 +391,16 @@ class StoreRenderer:
             for outcome in (*OUTCOMES, *extra):
                 histogram = outcomes.get(outcome)
                 if histogram is not None:
-                    durations.append(
-                        text.duration(outcome).render(histogram, histogram_exemplars(histogram))
-                    )
+                    durations.append(text.duration(outcome).render(histogram, openmetrics))
             if tool.queue_wait[0]:
                 queue_wait = tool.queue_wait
-                queue_waits.append(
-                    text.queue_wait.render(queue_wait, histogram_exemplars(queue_wait))
-                )
+                queue_waits.append(text.queue_wait.render(queue_wait, openmetrics))
             retries.append(f"{text.retries}{_number(tool.retries)}\n")
             for error_type in sorted(tool.errors):
                 count, exemplar = tool.errors[error_type]
-                suffix = exemplar_text(exemplar) if openmetrics else ""
-                errors.append(f"{text.error_prefix(error_type)}{_number(count)}{suffix}\n")
+                errors.append(text.error_line(error_type, count, exemplar, openmetrics))
             in_flight.append(f"{text.in_flight}{_number(tool.in_flight)}\n")
         self._tools = tools
-        if openmetrics:
-            self._exemplars = exemplars
 
         headers = _HEADERS[openmetrics]
         parts = [
@@ -398,5 +429,5 @@ class StoreRenderer:
         for (name, unit), (count, total) in sorted(custom.items()):
             labels = f'name="{_escape(name)}",unit="{_escape(unit)}"'
             parts.append(f"laios_custom_metric_count{{{labels}}} {_number(count)}\n")
-            parts.append(f"laios_custom_metric_sum{{{labels}}} {floatToGoString(total)}\n")
+            parts.append(f"laios_custom_metric_sum{{{labels}}} {_float(total)}\n")
         return "".join(parts)

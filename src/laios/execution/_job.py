@@ -75,7 +75,7 @@ class Job(TaskRecord, TaskContext):
     done: Any = None
     notify: Callable[[], None] | None = None
     result: TaskResult | None = None
-    thread: threading.Thread | None = None
+    thread_id: int | None = None  # the worker thread running the tool
     last_checkpoint_ns = 0
     pooled = False  # runs on a worker thread (a timeout to enforce, async, parallel)
 
@@ -163,13 +163,19 @@ class Job(TaskRecord, TaskContext):
 
     def run_in_worker(self) -> None:
         """Entry point on a worker thread: start unless timed out or cancelled meanwhile."""
-        lock = self.executor._state_lock
-        with lock:
+        # The store learns of the start first: if a timeout strikes before the transition
+        # below, the caller finishes the record (as started) and the tool never runs.
+        self.executor._store.task_started(self)
+        task = self.task
+        with self.executor._state_lock:
             if self.phase != QUEUED:
                 return
             self.phase = RUNNING
-            self.thread = threading.current_thread()
-        self.executor._store.task_started(self)
+            self.thread_id = threading.get_ident()
+            fields = task.__dict__
+            fields["status"] = TaskStatus.RUNNING
+            fields["started_at"] = datetime.now(timezone.utc)
+            task.__pydantic_fields_set__.update(_RUN_FIELDS)
         ctx = self.ctx
         if ctx is not None:
             ctx.run(self.run)
@@ -182,23 +188,12 @@ class Job(TaskRecord, TaskContext):
         lock = self.executor._state_lock
         if not self.pooled:
             # On the caller's thread nothing can interrupt the job (no timer, no batch), and a
-            # cancellation request only sets a flag: no lock needed.
+            # cancellation request only sets a flag: no lock needed. (A pooled job was marked
+            # running by run_in_worker.)
             fields = task.__dict__
             fields["status"] = TaskStatus.RUNNING
             fields["started_at"] = datetime.now(timezone.utc)
             task.__pydantic_fields_set__.update(_RUN_FIELDS)
-        else:
-            with lock:
-                # A timeout (or cancellation) may have struck since the worker took the job.
-                running = self.phase == RUNNING
-                if running:
-                    fields = task.__dict__
-                    fields["status"] = TaskStatus.RUNNING
-                    fields["started_at"] = datetime.now(timezone.utc)
-                    task.__pydantic_fields_set__.update(_RUN_FIELDS)
-            if not running:
-                self._settle(None, None, 0.0)
-                return
         if self.on_progress is not None:
             error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
             if error is not None:

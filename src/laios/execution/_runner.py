@@ -37,11 +37,11 @@ class Runner(Protocol):
     def submit(self, work: Callable[[], None]) -> str | None:
         """Queue ``work``; return ``None`` when accepted, or why it was refused."""
 
-    def thread_abandoned(self, thread: threading.Thread | None) -> None:
-        """A timed-out tool keeps ``thread`` busy: replace its capacity."""
+    def thread_abandoned(self, thread_id: int | None) -> None:
+        """A timed-out tool keeps the thread ``thread_id`` busy: replace its capacity."""
 
-    def thread_returned(self, thread: threading.Thread | None) -> None:
-        """The abandoned tool on ``thread`` finally returned."""
+    def thread_returned(self, thread_id: int | None) -> None:
+        """The abandoned tool on the thread ``thread_id`` finally returned."""
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting work; with ``wait``, run what is queued and join the threads."""
@@ -65,7 +65,7 @@ class ThreadRunner:
         self._lock = threading.Lock()
         self._idle = 0  # workers waiting (or about to wait) for work; guarded by _lock
         self._threads: set[threading.Thread] = set()
-        self._abandoned: set[threading.Thread] = set()
+        self._abandoned: set[int] = set()  # idents of threads held by abandoned tools
         self._counter = 0
 
     @property
@@ -133,27 +133,29 @@ class ThreadRunner:
                 _log.exception("a task raised out of its worker thread")
             work = None  # an idle worker must not keep its last job (and task) alive
             with self._lock:
-                if (self.closed and self._queue.empty()) or len(self._threads) > self._allowed():
+                allowed = self.max_workers + min(len(self._abandoned), self.replacement_cap)
+                if (self.closed and self._queue.empty()) or len(self._threads) > allowed:
                     self._threads.discard(me)
                     return
                 self._idle += 1
 
-    def thread_abandoned(self, thread: threading.Thread | None) -> None:
-        """Count ``thread`` as held by a timed-out tool (capacity is replaced on next submit)."""
-        if thread is None:
+    def thread_abandoned(self, thread_id: int | None) -> None:
+        """Count the thread ``thread_id`` (``threading.get_ident()``) as held by a timed-out
+        tool; queued work gets a replacement thread at once."""
+        if thread_id is None:
             return
         with self._lock:
-            self._abandoned.add(thread)
+            self._abandoned.add(thread_id)
             # Work already queued must not wait for the hung tool: replace its thread now.
             if not self.closed and not self._queue.empty() and len(self._threads) < self._allowed():
                 self._spawn()
 
-    def thread_returned(self, thread: threading.Thread | None) -> None:
-        """The abandoned tool on ``thread`` returned; surplus threads then exit."""
-        if thread is None:
+    def thread_returned(self, thread_id: int | None) -> None:
+        """The abandoned tool on the thread ``thread_id`` returned; surplus threads then exit."""
+        if thread_id is None:
             return
         with self._lock:
-            self._abandoned.discard(thread)
+            self._abandoned.discard(thread_id)
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new work; queued work still runs. With ``wait``, join the workers.
@@ -171,7 +173,7 @@ class ThreadRunner:
         if wait:
             current = threading.current_thread()
             for thread in threads:
-                if thread is not current and thread not in self._abandoned:
+                if thread is not current and thread.ident not in self._abandoned:
                     thread.join()
 
     def thread_count(self) -> int:

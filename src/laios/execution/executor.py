@@ -191,6 +191,9 @@ class Executor:
     def _timeout(self, timeout: Any) -> float | None:
         if timeout is None:
             return self.resource_limits.timeout_seconds
+        kind = type(timeout)
+        if (kind is float or kind is int) and 0 < timeout < math.inf:  # the common case
+            return float(timeout)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
             raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
         if math.isnan(timeout) or timeout <= 0:
@@ -331,7 +334,7 @@ class Executor:
     # -- hooks for jobs --------------------------------------------------------------------
 
     def _abandon(self, job: Job, outcome: str) -> None:
-        self._runner.thread_abandoned(job.thread)
+        self._runner.thread_abandoned(job.thread_id)
         self._store.abandoned_changed(+1)
         job.abandoned = True
         why = "overran its timeout" if outcome == "timeout" else "was cancelled while running"
@@ -344,7 +347,7 @@ class Executor:
 
     def _late_return(self, job: Job) -> None:
         self._store.abandoned_changed(-1)
-        self._runner.thread_returned(job.thread)
+        self._runner.thread_returned(job.thread_id)
         _log.info("abandoned tool %r returned; its late result was discarded", job.tool_name[:128])
 
     # -- execution -------------------------------------------------------------------------

@@ -14,6 +14,11 @@ metric families each time it is collected. The families (see ``docs/metrics.md``
 - ``laios_custom_metric{name,unit}`` (summary: ``_count`` and ``_sum`` of
   ``PerformanceMonitor.record_metric`` values)
 
+For scrapes, :func:`render_metrics` (what ``/metrics`` serves) skips the ``Metric`` objects: it
+writes these families straight from the stores (:meth:`StoreCollector.render`, ~15× faster)
+and leaves the rest of the registry to ``prometheus_client``, with the collector muted meanwhile
+in that thread only. Plain ``generate_latest(registry)`` goes through :meth:`collect` as before.
+
 Several stores, one registry: :func:`ensure_collector` keeps one collector per registry, and a
 second store handed to it joins that collector, which adds the stores' numbers together (counts,
 sums and buckets are summed; of two exemplars the newer one wins). A store, once added, stays
@@ -75,8 +80,9 @@ __all__ = [
 ]
 
 _OPENMETRICS_TYPE = "application/openmetrics-text"
-#: Name escapings (from ``Accept``) under which every ``laios_*`` name is written unchanged.
-_PLAIN_ESCAPINGS = frozenset({"underscores", "allow-utf-8", "values"})
+#: Name escapings (from ``Accept``) under which prometheus_client writes every ``laios_*`` name
+#: unchanged in both formats ("dots" doubles each "_"; "values" prefixes OpenMetrics names).
+_PLAIN_ESCAPINGS = frozenset({"underscores", "allow-utf-8"})
 _EOF = b"# EOF\n"
 
 
@@ -296,7 +302,7 @@ class StoreCollector(Collector):
 
         The text is what ``prometheus_client`` would write for them (the Prometheus text
         format 0.0.4, or OpenMetrics 1.0.0 with exemplars but without the final ``# EOF``),
-        about ten times faster.
+        about fifteen times faster for 200 tools.
         """
         return self._renderer.render(self._stores, self._version, openmetrics=openmetrics)
 
@@ -430,11 +436,13 @@ def render_for_accept(
         The body and its ``Content-Type``.
     """
     encoder, content_type = choose_encoder(accept or "")
-    params = dict(
-        part.strip().partition("=")[::2] for part in content_type.split(";")[1:] if "=" in part
-    )
-    # Under "dots" escaping prometheus_client rewrites every "_" in names: leave it to it.
-    direct = params.get("escaping", "underscores") in _PLAIN_ESCAPINGS
+    escaping = "underscores"
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key == "escaping":
+            escaping = value
+    # Under other escapings prometheus_client rewrites names: leave the whole body to it.
+    direct = escaping in _PLAIN_ESCAPINGS
     openmetrics = content_type.startswith(_OPENMETRICS_TYPE)
     return _render(registry, encoder, openmetrics=openmetrics, direct=direct), content_type
 

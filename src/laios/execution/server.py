@@ -1,7 +1,9 @@
 """The HTTP endpoint of a process that runs tasks: ``/metrics``, ``/status`` and ``/healthz``.
 
 - ``/metrics``: the registry in the Prometheus text format, or OpenMetrics (with exemplars) when
-  the scraper asks for it in ``Accept``; gzip when it accepts it.
+  the scraper asks for it in ``Accept``; gzip when it accepts it. The body is
+  :func:`~laios.execution.prometheus.render_for_accept`'s: the ``laios_*`` families are written
+  directly, everything else in the registry by ``prometheus_client``.
 - ``/status``: JSON for ``laios status``: the tasks queued or running now, per-tool totals and
   latency estimates, and the executor gauges. It never carries task parameters.
 - ``/healthz``: ``200 ok``.
@@ -31,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
@@ -39,7 +40,7 @@ from laios.execution._aggregates import (
     HistogramSnapshot,
     StoreSnapshot,
 )
-from laios.execution.prometheus import ensure_collector
+from laios.execution.prometheus import ensure_collector, render_for_accept
 from laios.execution.store import MetricStore, get_default_store
 
 if TYPE_CHECKING:
@@ -200,8 +201,7 @@ def _route(
     if path == "/status":
         body = _json_body(status_document(store.snapshot()))
         return "200 OK", [("Content-Type", _JSON), ("Cache-Control", "no-store")], body
-    encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-    body = encoder(registry)
+    body, content_type = render_for_accept(environ.get("HTTP_ACCEPT", ""), registry)
     headers = [("Content-Type", content_type)]
     if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
         body = gzip.compress(body)
