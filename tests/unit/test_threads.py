@@ -228,7 +228,7 @@ def test_dropped_executor_releases_its_workers(
     del executor
     gc.collect()
     assert collected() is None
-    assert wait_until(lambda: not worker_threads() - before, timeout=2)
+    assert wait_until(lambda: not worker_threads() - before, timeout=5)
 
 
 def test_idle_worker_does_not_keep_the_last_task_alive(

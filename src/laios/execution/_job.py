@@ -117,7 +117,12 @@ class Job(TaskRecord, TaskContext):
         executor = self.executor
         if self.phase != RUNNING:
             return
-        text = shorten(str(message)) if message is not None else None
+        text = None
+        if message is not None:
+            text = shorten(str(message))
+            task = self.task
+            if task is not None and task.parameters:  # a message may quote a secret argument
+                text = scrub(text, secret_values(task.parameters), limit=None)
         scope = self.scope
         if scope is not None and scope.track_progress:
             update = ProgressUpdate(self.task_id, ProgressStatus.IN_PROGRESS, value, text, details)
@@ -306,17 +311,21 @@ class Job(TaskRecord, TaskContext):
         Returns:
             ``False`` when the job had already finished.
         """
-        with self.executor._state_lock:
+        executor = self.executor
+        with executor._state_lock:
             state = self.phase
             if state == QUEUED:
                 self.phase = DONE
             elif state == RUNNING:
                 self.phase = ABANDONED
+                # Registered before the lock is released, so that a tool returning right now
+                # finds its thread counted as abandoned before it gives the thread back.
+                drained = executor._abandon(self, outcome)
             else:
                 return False
         self.cancel_requested = True
         if state == RUNNING:
-            self.executor._abandon(self, outcome)
+            executor._reject_saturated(drained)
         self.finish(outcome, message, outcome)
         return True
 

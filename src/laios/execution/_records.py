@@ -54,7 +54,10 @@ def clamp_percent(value: Any) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"progress percent must be a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float: far past either end
+        return 100.0 if value > 0 else 0.0
     if math.isnan(number):
         return 0.0
     return min(max(number, 0.0), 100.0)

@@ -37,8 +37,9 @@ class Runner(Protocol):
     def submit(self, work: Callable[[], None]) -> str | None:
         """Queue ``work``; return ``None`` when accepted, or why it was refused."""
 
-    def thread_abandoned(self, thread_id: int | None) -> None:
-        """A timed-out tool keeps the thread ``thread_id`` busy: replace its capacity."""
+    def thread_abandoned(self, thread_id: int | None) -> list[Callable[[], None]]:
+        """A timed-out tool keeps the thread ``thread_id`` busy: replace its capacity (return
+        queued work that can no longer run)."""
 
     def thread_returned(self, thread_id: int | None) -> None:
         """The abandoned tool on the thread ``thread_id`` finally returned."""
@@ -139,16 +140,37 @@ class ThreadRunner:
                     return
                 self._idle += 1
 
-    def thread_abandoned(self, thread_id: int | None) -> None:
+    def thread_abandoned(self, thread_id: int | None) -> list[Callable[[], None]]:
         """Count the thread ``thread_id`` (``threading.get_ident()``) as held by a timed-out
-        tool; queued work gets a replacement thread at once."""
+        tool; queued work gets a replacement thread at once.
+
+        Returns:
+            The queued work taken back because no usable thread is left (every thread is
+            held by an abandoned tool and no replacement is allowed): the caller must refuse
+            it, since it would otherwise wait for a hung tool to return.
+        """
         if thread_id is None:
-            return
+            return []
         with self._lock:
             self._abandoned.add(thread_id)
+            allowed = self.max_workers + min(len(self._abandoned), self.replacement_cap)
+            if allowed <= len(self._abandoned):
+                drained: list[Callable[[], None]] = []
+                while True:
+                    try:
+                        work = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if work is not None:
+                        drained.append(work)
+                    else:
+                        self._queue.put(None)  # a shutdown marker stays for the workers
+                        break
+                return drained
             # Work already queued must not wait for the hung tool: replace its thread now.
-            if not self.closed and not self._queue.empty() and len(self._threads) < self._allowed():
+            if not self.closed and not self._queue.empty() and len(self._threads) < allowed:
                 self._spawn()
+        return []
 
     def thread_returned(self, thread_id: int | None) -> None:
         """The abandoned tool on the thread ``thread_id`` returned; surplus threads then exit."""

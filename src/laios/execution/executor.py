@@ -312,9 +312,14 @@ class Executor:
         refusal = self._runner.submit(job.run_in_worker)
         if refusal is None:
             return True
+        self._refuse(job, refusal)
+        return False
+
+    def _refuse(self, job: Job, refusal: str) -> None:
+        """Finish a queued job as rejected (``saturated`` or ``shutdown``)."""
         with self._state_lock:
             if job.phase != QUEUED:
-                return False
+                return
             job.phase = DONE
         if refusal == "saturated":
             message = (
@@ -329,12 +334,12 @@ class Executor:
                 "Executor is shut down: create a new Executor (or run tasks before shutdown())"
             )
         job.finish("rejected", message, refusal)
-        return False
 
     # -- hooks for jobs --------------------------------------------------------------------
 
-    def _abandon(self, job: Job, outcome: str) -> None:
-        self._runner.thread_abandoned(job.thread_id)
+    def _abandon(self, job: Job, outcome: str) -> list[Callable[[], None]]:
+        # Called under the state lock (see Job.interrupt).
+        drained = self._runner.thread_abandoned(job.thread_id)
         self._store.abandoned_changed(+1)
         job.abandoned = True
         why = "overran its timeout" if outcome == "timeout" else "was cancelled while running"
@@ -344,6 +349,14 @@ class Executor:
             job.tool[:128],
             why,
         )
+        return drained
+
+    def _reject_saturated(self, drained: list[Callable[[], None]]) -> None:
+        """Refuse queued work that no usable thread is left to run."""
+        for work in drained:
+            job = getattr(work, "__self__", None)
+            if isinstance(job, Job):
+                self._refuse(job, "saturated")
 
     def _late_return(self, job: Job) -> None:
         self._store.abandoned_changed(-1)

@@ -124,12 +124,20 @@ def redact(value: Any, secrets: Sequence[str] = (), _depth: int = 0) -> Any:
         return value
     if isinstance(value, (int, float)):
         return REDACTED if secrets and str(value) in secrets else value
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else _safe_repr(value)
     if secrets:
         text = scrub(text, secrets, limit=None)
     if len(text) > MAX_STRING_CHARS:
         text = text[: MAX_STRING_CHARS - 1] + "…"
     return text
+
+
+def _safe_repr(value: Any) -> str:
+    """``repr(value)``, or a placeholder when the object's own ``__repr__`` fails."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object (repr failed)>"
 
 
 def to_json(value: Any, limit: int | None = MAX_VALUE_BYTES, secrets: Sequence[str] = ()) -> str:
@@ -140,5 +148,5 @@ def to_json(value: Any, limit: int | None = MAX_VALUE_BYTES, secrets: Sequence[s
             redact(value, secrets), ensure_ascii=False, separators=(",", ":"), default=str
         )
     except (TypeError, ValueError):
-        text = json.dumps(redact(repr(value), secrets))
+        text = json.dumps(redact(_safe_repr(value), secrets))
     return truncate_bytes(text, limit) if limit is not None else text

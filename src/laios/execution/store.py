@@ -52,6 +52,10 @@ MAX_CUSTOM_SAMPLES = 1000
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
 
+def _timestamp(update: ProgressUpdate) -> datetime:
+    return update.timestamp
+
+
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc)
 
@@ -108,6 +112,11 @@ class TaskRecord:
     abandoned = False
     checkpoint_listener: CheckpointListener | None = None
     milestones = False  # the store adds "started"/"finished" to the checkpoints view
+    # Progress reports and custom metrics of this run live on the record, so they are bounded
+    # by the record ring instead of needing tables of their own.
+    progress_updates: deque[ProgressUpdate] | None = None
+    progress_hidden = False  # ExecutionMonitor.clear_task() was called for this run
+    custom: dict[str, deque[dict[str, Any]]] | None = None
     ran = False  # the tool was started (a task refused or cancelled while queued never is)
 
     def __init__(self, task_id: str, tool: str = "") -> None:
@@ -187,7 +196,7 @@ class MetricStore:
         self._abandoned = 0
         self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
         self._progress: OrderedDict[str, deque[ProgressUpdate]] = OrderedDict()
-        self._lifecycle: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._scopes: weakref.WeakSet[RecordScope] = weakref.WeakSet()
         self._progress_listeners: list[ProgressListener] = []
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
         self._custom_totals: dict[tuple[str, str], list[float]] = {}
@@ -233,7 +242,10 @@ class MetricStore:
             capacity = self.record_capacity
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"record capacity must be a positive integer, got {capacity!r}")
-        return RecordScope(capacity, track_progress=track_progress)
+        scope = RecordScope(capacity, track_progress=track_progress)
+        with self._lock:
+            self._scopes.add(scope)
+        return scope
 
     def register_pool(self, pool: Any) -> None:
         """Count a worker pool's ``max_workers`` in ``laios_executor_workers`` while it lives."""
@@ -283,11 +295,6 @@ class MetricStore:
             self._active[rec] = None
             if scope is not None:
                 scope.active_by_id[task_id] = rec
-                if scope.track_progress:
-                    lifecycle = self._lifecycle
-                    lifecycle[task_id] = rec
-                    if len(lifecycle) > self.max_tracked_ids:
-                        lifecycle.popitem(last=False)
             if running:
                 slot.in_flight += 1
                 slot.queue_wait.observe_zero()
@@ -428,32 +435,50 @@ class MetricStore:
 
     # -- progress (the ExecutionMonitor's data) -----------------------------------------------
 
-    def _append_history(self, update: ProgressUpdate) -> None:
-        # Caller holds the lock.
-        history = self._progress.get(update.task_id)
-        if history is None:
-            history = deque(maxlen=MAX_PROGRESS_HISTORY)
-            self._progress[update.task_id] = history
-            if len(self._progress) > self.max_tracked_ids:
-                self._progress.popitem(last=False)
-        history.append(update)
+    def _latest(self, task_id: str, *, progress: bool) -> TaskRecord | None:
+        """The newest record of ``task_id`` in any scope (caller holds the lock).
+
+        With ``progress``, only scopes that feed the ``ExecutionMonitor`` count.
+        """
+        best: TaskRecord | None = None
+        for scope in self._scopes:
+            if progress and not scope.track_progress:
+                continue
+            rec = scope.active_by_id.get(task_id) or scope.finished.get(task_id)
+            if rec is not None and (best is None or rec.submitted_mono > best.submitted_mono):
+                best = rec
+        return best
 
     def record_progress(self, update: ProgressUpdate, rec: TaskRecord | None = None) -> None:
         """Store a progress update (bounded history) and notify progress listeners.
 
         Args:
             update: The update.
-            rec: The task's record when the caller has it; otherwise the active record with the
-                update's task id, if any, is found and shows the new progress.
+            rec: The task's record when the caller has it; otherwise the newest record with
+                the update's task id keeps it (and, while running, shows the new progress).
+                Updates about an id no executor knows are kept on their own, for the newest
+                ``max_tracked_ids`` ids.
         """
         with self._lock:
             if rec is None:
-                rec = self._lifecycle.get(update.task_id)
-            if rec is not None and rec.state != "finished":
-                rec.progress_percent = update.progress_percent
-                if update.message is not None:
-                    rec.progress_message = shorten(update.message, MAX_TEXT)
-            self._append_history(update)
+                rec = self._latest(update.task_id, progress=True)
+            if rec is not None:
+                if rec.state != "finished":
+                    rec.progress_percent = update.progress_percent
+                    if update.message is not None:
+                        rec.progress_message = shorten(update.message, MAX_TEXT)
+                history = rec.progress_updates
+                if history is None:
+                    history = rec.progress_updates = deque(maxlen=MAX_PROGRESS_HISTORY)
+                history.append(update)
+            else:
+                history = self._progress.get(update.task_id)
+                if history is None:
+                    history = deque(maxlen=MAX_PROGRESS_HISTORY)
+                    self._progress[update.task_id] = history
+                    if len(self._progress) > self.max_tracked_ids:
+                        self._progress.popitem(last=False)
+                history.append(update)
             listeners = bool(self._progress_listeners)
         if listeners:
             self._notify(update)
@@ -479,14 +504,18 @@ class MetricStore:
         """
         with self._lock:
             explicit = list(self._progress.get(task_id, ()))
-            rec = self._lifecycle.get(task_id)
-            if rec is None or rec.start_time is None:
+            rec = self._latest(task_id, progress=True)
+            if rec is None or rec.progress_hidden:
                 return explicit
-            starting = _starting(rec)
+            if rec.progress_updates:
+                explicit = sorted([*explicit, *rec.progress_updates], key=_timestamp)
+            starting = _starting(rec) if rec.ran and rec.start_time is not None else None
             final = _final(rec) if rec.state == "finished" else None
-        history = [u for u in explicit if u.timestamp < starting.timestamp]
-        history.append(starting)
-        history.extend(u for u in explicit if u.timestamp >= starting.timestamp)
+        history = explicit
+        if starting is not None:
+            history = [u for u in explicit if u.timestamp < starting.timestamp]
+            history.append(starting)
+            history.extend(u for u in explicit if u.timestamp >= starting.timestamp)
         if final is not None:
             later = [u for u in history if u.timestamp > final.timestamp]
             history = [u for u in history if u.timestamp <= final.timestamp]
@@ -498,7 +527,10 @@ class MetricStore:
         """Forget the progress of ``task_id``."""
         with self._lock:
             self._progress.pop(task_id, None)
-            self._lifecycle.pop(task_id, None)
+            rec = self._latest(task_id, progress=True)
+            if rec is not None:
+                rec.progress_updates = None
+                rec.progress_hidden = True
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
         """Call ``listener`` with every progress update from now on."""
@@ -516,12 +548,18 @@ class MetricStore:
         """Keep a custom metric sample (bounded) and add it to the exported aggregates."""
         entry = {"value": value, "unit": unit, "timestamp": time.time()}
         with self._lock:
-            per_task = self._custom.get(task_id)
-            if per_task is None:
-                per_task = {}
-                self._custom[task_id] = per_task
-                if len(self._custom) > self.max_tracked_ids:
-                    self._custom.popitem(last=False)
+            rec = self._latest(task_id, progress=False)
+            if rec is not None:  # kept with the task's record, bounded by the record ring
+                per_task = rec.custom
+                if per_task is None:
+                    per_task = rec.custom = {}
+            else:
+                per_task = self._custom.get(task_id)
+                if per_task is None:
+                    per_task = {}
+                    self._custom[task_id] = per_task
+                    if len(self._custom) > self.max_tracked_ids:
+                        self._custom.popitem(last=False)
             samples = per_task.get(name)
             if samples is None:
                 if len(per_task) >= self.max_custom_metrics:
@@ -546,16 +584,26 @@ class MetricStore:
     def custom_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """The retained custom metric samples of ``task_id`` (copies)."""
         with self._lock:
-            per_task = self._custom.get(task_id, {})
-            return {name: [dict(e) for e in samples] for name, samples in per_task.items()}
+            rec = self._latest(task_id, progress=False)
+            merged: dict[str, list[dict[str, Any]]] = {}
+            for source in (self._custom.get(task_id), rec.custom if rec is not None else None):
+                for name, samples in (source or {}).items():
+                    merged.setdefault(name, []).extend(dict(e) for e in samples)
+            return merged
 
     def clear_custom(self, task_id: str | None = None) -> None:
         """Forget the custom samples of one task, or of all (exported totals stay: counters)."""
         with self._lock:
             if task_id is None:
                 self._custom.clear()
+                for scope in self._scopes:
+                    for record in (*scope.finished.values(), *scope.active_by_id.values()):
+                        record.custom = None
             else:
                 self._custom.pop(task_id, None)
+                latest = self._latest(task_id, progress=False)
+                if latest is not None:
+                    latest.custom = None
 
     # -- reading ---------------------------------------------------------------------------
 
