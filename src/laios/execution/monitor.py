@@ -211,8 +211,9 @@ class ExecutionMonitor:
 class PerformanceMonitor:
     """Custom metrics per task, kept bounded and exported to Prometheus.
 
-    Each task keeps at most 1,000 samples per metric name and 100 metric names; samples are
-    kept for the newest 10,000 task ids. Totals per (name, unit) are exported as
+    Each task keeps at most 1,000 samples per metric name and 100 metric names. Samples of a
+    task an executor ran are kept on its record (and roll off with it); samples for other ids
+    are kept for the newest 10,000 of them. Totals per (name, unit) are exported as
     ``laios_custom_metric`` (see the metric catalogue).
 
     Args:
