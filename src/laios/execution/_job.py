@@ -391,12 +391,7 @@ class Job(TaskRecord, TaskContext):
             exemplar = (rec.trace_id, rec.span_id or "")
         status = _STATUS_OF_OUTCOME.get(outcome, TaskStatus.FAILED)
         executor._store.task_finished(
-            rec,
-            outcome=outcome,
-            status=status,
-            error_type=error_type if failed else None,
-            cpu_time=cpu,
-            exemplar=exemplar,
+            rec, outcome, status, error_type if failed else None, cpu, exemplar
         )
         fields = task.__dict__
         fields["status"] = status

@@ -205,7 +205,6 @@ class Executor:
         task: Any,
         context: Any,
         on_progress: ProgressCallback | None,
-        *,
         pooled: bool,
         parent: OtelContext | None = None,
         attributes: dict[str, Any] | None = None,
@@ -280,7 +279,7 @@ class Executor:
                 "cancelled",
             )
         # A task refused here never starts: no queue wait, no time in flight, duration 0.
-        store.submit_record(job, running=not pooled and refusal is None)
+        store.submit_record(job, not pooled and refusal is None)
         if refusal is None:
             return job
         with self._state_lock:
@@ -403,14 +402,7 @@ class Executor:
                 self.resource_limits.timeout_seconds if timeout is None else self._timeout(timeout)
             )
             job = self._prepare(
-                task,
-                context,
-                on_progress,
-                pooled=limit is not None,
-                attributes=attributes,
-                retries=retries,
-                pool_async_tools=True,
-                wait_lock=True,
+                task, context, on_progress, limit is not None, None, attributes, retries, True, True
             )
             if job.result is not None:
                 return _take_result(job)

@@ -274,7 +274,7 @@ class MetricStore:
         rec.task = task
         return self.submit_record(rec, running=running)
 
-    def submit_record(self, rec: TaskRecord, *, running: bool) -> TaskRecord:
+    def submit_record(self, rec: TaskRecord, running: bool) -> TaskRecord:
         """Like :meth:`task_submitted`, for a record the caller built (with ``task_id``,
         ``tool``, ``scope``, ``slot`` and ``task`` set)."""
         now = time.perf_counter()
@@ -335,7 +335,6 @@ class MetricStore:
     def task_finished(
         self,
         rec: TaskRecord,
-        *,
         outcome: str,
         status: Any,
         error_type: str | None = None,
