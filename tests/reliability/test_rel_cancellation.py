@@ -1,0 +1,139 @@
+"""Cancellation from inside: a tool that polls ``current_task().cancelled`` stops promptly.
+
+``cancel_task`` on a running task only sets a flag (Python cannot stop a thread); a tool that
+checks it every 10 ms exits within 100 ms, and the task ends ``cancelled``: not an error, not
+retried, not counted in ``laios_task_errors_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from rel_support import Background, Kit, make_task, sample_sum, samples, wait_until
+
+from laios.core.types import Context, Task, TaskStatus
+from laios.execution.executor import Executor
+
+MODES = ("inline", "timeout", "async", "parallel", "retry")
+
+
+def start_in_mode(
+    executor: Executor, mode: str, task: Task, ctx: Context, background: Background
+) -> list[Any]:
+    """Start ``task`` on a background thread in ``mode``; return the box of its outcome."""
+    if mode == "inline":
+        return background.start(executor.execute_task, task, ctx)
+    if mode == "timeout":
+        return background.start(executor.execute_task, task, ctx, timeout=5.0)
+    if mode == "async":
+        return background.start(lambda: asyncio.run(executor.execute_async(task, ctx)))
+    if mode == "parallel":
+        return background.start(lambda: asyncio.run(executor.execute_parallel([task], ctx))[0])
+    return background.start(executor.execute_with_retry, task, ctx, max_retries=3, retry_delay=0)
+
+
+def cancel_running(
+    executor: Executor, mode: str, ctx: Context, background: Background, kit: Kit, **params: Any
+) -> tuple[Task, Any, float, float]:
+    """Start a polling tool, cancel it once running; return task, result, exit and return lag."""
+    task = make_task("poll_cancel", interval=0.01, **params)
+    box = start_in_mode(executor, mode, task, ctx, background)
+    assert kit.wait_entered(1)
+    time.sleep(0.05)  # let it poll a few times
+    cancelled_at = time.perf_counter()
+    assert executor.cancel_task(task.id) is True
+    assert wait_until(lambda: bool(box), timeout=5.0), "the caller never got a result"
+    returned_at = time.perf_counter()
+    kind, result, _ = box[0]
+    assert kind == "ok", result
+    exit_lag = kit.exits[task.id] - cancelled_at
+    return task, result, exit_lag, returned_at - cancelled_at
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_polling_tool_exits_within_100ms_of_cancel(
+    new_executor: Callable[..., Executor],
+    ctx: Context,
+    background: Background,
+    kit: Kit,
+    mode: str,
+) -> None:
+    """A tool polling every 10 ms leaves its loop less than 100 ms after cancel_task."""
+    executor = new_executor()
+    _, _, exit_lag, _ = cancel_running(executor, mode, ctx, background, kit)
+    assert exit_lag < 0.1, f"tool exited {exit_lag * 1000:.1f} ms after cancel_task"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_caller_gets_the_cancelled_result_within_100ms(
+    new_executor: Callable[..., Executor],
+    ctx: Context,
+    background: Background,
+    kit: Kit,
+    mode: str,
+) -> None:
+    """The caller holds a cancelled result less than 100 ms after cancel_task."""
+    executor = new_executor()
+    _, result, _, return_lag = cancel_running(executor, mode, ctx, background, kit)
+    assert result.metadata["outcome"] == "cancelled"
+    assert return_lag < 0.1, f"result arrived {return_lag * 1000:.1f} ms after cancel_task"
+
+
+@pytest.mark.parametrize("style", ["returns", "raises"])
+def test_outcome_is_cancelled(
+    new_executor: Callable[..., Executor],
+    ctx: Context,
+    background: Background,
+    kit: Kit,
+    style: str,
+) -> None:
+    """Returning after the flag or raise_if_cancelled(): outcome cancelled, status CANCELLED."""
+    executor = new_executor()
+    params = {"raise": True} if style == "raises" else {}
+    task, result, _, _ = cancel_running(executor, "timeout", ctx, background, kit, **params)
+    assert not result.success
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["error_type"] == "cancelled"
+    assert task.status == TaskStatus.CANCELLED
+
+
+def test_cancelled_task_is_not_retried(
+    new_executor: Callable[..., Executor],
+    ctx: Context,
+    background: Background,
+    kit: Kit,
+    prom_registry: CollectorRegistry,
+) -> None:
+    """execute_with_retry(max_retries=3) stops at the cancellation: one run, zero retries."""
+    executor = new_executor()
+    _, result, _, _ = cancel_running(executor, "retry", ctx, background, kit)
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["retries"] == 0
+    assert not result.metadata.get("retry_exhausted")
+    assert kit.calls["poll_cancel"] == 1
+    assert sample_sum(prom_registry, "laios_task_retries_total", tool="poll_cancel") == 0
+
+
+@pytest.mark.parametrize("style", ["returns", "raises"])
+def test_cancelled_task_is_not_counted_as_an_error(
+    new_executor: Callable[..., Executor],
+    ctx: Context,
+    background: Background,
+    kit: Kit,
+    prom_registry: CollectorRegistry,
+    style: str,
+) -> None:
+    """laios_task_errors_total has no sample for the cancelled task; tasks_total counts it."""
+    executor = new_executor()
+    params = {"raise": True} if style == "raises" else {}
+    cancel_running(executor, "timeout", ctx, background, kit, **params)
+    assert samples(prom_registry, "laios_task_errors_total") == []
+    assert (
+        sample_sum(prom_registry, "laios_tasks_total", tool="poll_cancel", outcome="cancelled") == 1
+    )
+    assert sample_sum(prom_registry, "laios_tasks_total") == 1
