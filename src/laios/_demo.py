@@ -265,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  Prometheus: scrape {args.host}:{server.port} (see grafana/prometheus/prometheus.yml)")
     print(
         "  Dashboard:  docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"
+        " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)"
     )
     print(f"  Status:     laios status --url {server.url} --watch")
     print(f"  {spans_line}")
