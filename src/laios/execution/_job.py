@@ -447,12 +447,15 @@ class Job(TaskRecord, TaskContext):
         notify = self.notify
         # The record is retained after this (see record_capacity): drop what it no longer
         # needs, so that callbacks, spans and contexts do not live on with it.
-        self.on_progress = None
-        self.span = None
-        self.span_context = None
-        self.ctx = None
-        self.notify = None
-        self.done = None
+        if self.on_progress is not None:
+            self.on_progress = None
+        if span is not None:
+            self.span = None
+            self.span_context = None
+        if self.pooled:
+            self.ctx = None
+            self.notify = None
+            self.done = None
         if notify is not None:
             notify()
 
