@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import http.client
 import importlib
 import json
 import math
@@ -99,7 +100,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:
         exc.close()
         raise StatusUnavailable(f"{target} answered HTTP {exc.code}, not a laios status") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
     try:
@@ -258,7 +259,10 @@ def _count(value: Any) -> str:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
-    port = urlsplit(status_url(url)).port or 9464
+    try:
+        port = urlsplit(status_url(url)).port or 9464
+    except ValueError:  # an out-of-range or non-numeric port in the URL
+        port = 9464
     return (
         f"laios status: {problem}. Start the endpoint in the process that runs tasks with "
         f"laios.execution.server.start_http_server({port}), or try `laios demo`."

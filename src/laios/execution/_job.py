@@ -78,6 +78,7 @@ class Job(TaskRecord, TaskContext):
     thread_id: int | None = None  # the worker thread running the tool
     last_checkpoint_ns = 0
     pooled = False  # runs on a worker thread (a timeout to enforce, async, parallel)
+    interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
 
     def __init__(
         self,
@@ -159,8 +160,10 @@ class Job(TaskRecord, TaskContext):
             return None
         try:
             callback(event, data)
-        except Exception as exc:
+        except BaseException as exc:  # even Ctrl-C must not leave the job unfinished
             _log.debug("on_progress raised during %r for task %r", event, self.task_id)
+            if isinstance(exc, KeyboardInterrupt):
+                self.interrupted = exc
             return exc
         return None
 
@@ -238,6 +241,8 @@ class Job(TaskRecord, TaskContext):
                 otel_context.detach(span_token)
             _current.reset(token)
         self._settle(output, raised, cpu)
+        if raised is None and self.interrupted is not None and not self.pooled:
+            raised = self.interrupted
         if type(raised) is KeyboardInterrupt and not self.pooled:
             # Ctrl-C belongs to the caller's thread: the task is recorded as failed, and the
             # interrupt goes on. Anything else a tool raises (SystemExit from argparse, say)
@@ -325,6 +330,7 @@ class Job(TaskRecord, TaskContext):
                 return False
         self.cancel_requested = True
         if state == RUNNING:
+            executor._abandoned_log(self, outcome)
             executor._reject_saturated(drained)
         self.finish(outcome, message, outcome)
         return True
@@ -452,10 +458,11 @@ class Job(TaskRecord, TaskContext):
         if span is not None:
             self.span = None
             self.span_context = None
+        if self.callback_error is not None:
+            self.callback_error = None  # its traceback holds the tool's frames and arguments
         if self.pooled:
-            self.ctx = None
+            self.ctx = None  # (the wait lock stays: the caller may not have read it yet)
             self.notify = None
-            self.done = None
         if notify is not None:
             notify()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,9 @@ def run_with_retry(
     limit = timeout if timeout is not None else executor.resource_limits.timeout_seconds
     retries = 0
     stopped_by_deadline = False
+    stopped_by_cancel = False
+    cancel = threading.Event()  # set by cancel_task(task.id) while waiting between attempts
+    registered = False
     try:
         while True:
             attempt_timeout = limit
@@ -86,7 +90,14 @@ def run_with_retry(
                 if delay >= left:
                     stopped_by_deadline = True
                     break
-            retry.sleep(delay)
+            if not registered:
+                with executor._state_lock:
+                    executor._retrying[task.id] = cancel
+                registered = True
+            retry.sleep(delay, stop=cancel)
+            if cancel.is_set():
+                stopped_by_cancel = True  # cancel_task during the wait: no further attempt
+                break
             if policy.deadline is not None and time.monotonic() - started >= policy.deadline:
                 stopped_by_deadline = True  # the wait ran into the deadline: this failure stands
                 break
@@ -101,6 +112,8 @@ def run_with_retry(
             result.metadata["retry_exhausted"] = True
         if stopped_by_deadline:
             result.metadata["retry_deadline_exceeded"] = True
+        if stopped_by_cancel:
+            result.metadata["retry_cancelled"] = True
         if span is not None:
             span.set_attribute("laios.retry.attempts", retries + 1)
             if not result.success:
@@ -111,6 +124,10 @@ def run_with_retry(
                 )
         return result
     finally:
+        if registered:
+            with executor._state_lock:
+                if executor._retrying.get(task.id) is cancel:
+                    del executor._retrying[task.id]
         if span is not None:
             span.end()
 

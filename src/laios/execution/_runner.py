@@ -92,21 +92,27 @@ class ThreadRunner:
             allowed = self.max_workers + min(abandoned, self.replacement_cap)
             if allowed <= abandoned:
                 return "saturated"
-            self._queue.put(work)
             if self._idle:
                 self._idle -= 1  # a waiting worker takes it
-            elif len(self._threads) < allowed:
-                self._spawn()
+            elif len(self._threads) < allowed and not self._spawn() and not self._threads:
+                return "no_thread"  # no worker at all, and none could be started
+            self._queue.put(work)
         return None
 
-    def _spawn(self) -> None:
-        # Caller holds the lock.
+    def _spawn(self) -> bool:
+        """Start a worker thread (caller holds the lock); ``False`` when the system refuses."""
         self._counter += 1
         thread = threading.Thread(
             target=self._work, name=f"{self._name}-{self._counter}", daemon=True
         )
         self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # "can't start new thread": a process or memory limit
+            self._threads.discard(thread)
+            _log.error("could not start a worker thread; running with %d", len(self._threads))
+            return False
+        return True
 
     def _work(self) -> None:
         me = threading.current_thread()

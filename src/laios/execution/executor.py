@@ -150,6 +150,7 @@ class Executor:
         self._state_lock = threading.Lock()
         self._closed = False
         self._pending_cancels: OrderedDict[str, None] = OrderedDict()
+        self._retrying: dict[str, threading.Event] = {}  # ids between retry attempts
         self._finalizer = weakref.finalize(self, self._runner.shutdown, False)
         if register_prometheus:
             from laios.execution.prometheus import ensure_collector
@@ -272,14 +273,20 @@ class Executor:
             )
         elif tool is None:
             refusal = ("rejected", f"Tool not found: {name}", "tool_not_found")
-        elif self._pending_cancels and self._take_pending_cancel(task.id):
-            refusal = (
-                "cancelled",
-                f"Task '{task.id}' was cancelled before it started",
-                "cancelled",
-            )
         # A task refused here never starts: no queue wait, no time in flight, duration 0.
-        store.submit_record(job, not pooled and refusal is None)
+        # With cancellations pending, an inline task is recorded as queued until the check
+        # below (made under the lock cancel_task holds, after the record is visible) clears it.
+        pending = refusal is None and bool(self._pending_cancels)
+        store.submit_record(job, not pooled and refusal is None and not pending)
+        if pending:
+            if self._take_pending_cancel(task.id):
+                refusal = (
+                    "cancelled",
+                    f"Task '{task.id}' was cancelled before it started",
+                    "cancelled",
+                )
+            elif not pooled:
+                store.task_started(job)
         if refusal is None:
             return job
         with self._state_lock:
@@ -308,7 +315,11 @@ class Executor:
 
     def _submit(self, job: Job) -> bool:
         """Hand a pooled job to the runner; reject it at once when the runner refuses."""
-        refusal = self._runner.submit(job.run_in_worker)
+        try:
+            refusal = self._runner.submit(job.run_in_worker)
+        except Exception:  # never leave a job unfinished (or let the caller see the error)
+            _log.exception("the worker pool refused task %r", job.task_id[:128])
+            refusal = "no_thread"
         if refusal is None:
             return True
         self._refuse(job, refusal)
@@ -328,6 +339,11 @@ class Executor:
                 "the hung tool return (or honour cancellation), or raise max_workers / "
                 "replacement_threads"
             )
+        elif refusal == "no_thread":
+            message = (
+                "Executor could not start a worker thread (the system refused a new thread); "
+                "the task was not started. Lower max_workers or raise the process's thread limit"
+            )
         else:
             message = (
                 "Executor is shut down: create a new Executor (or run tasks before shutdown())"
@@ -341,6 +357,9 @@ class Executor:
         drained = self._runner.thread_abandoned(job.thread_id)
         self._store.abandoned_changed(+1)
         job.abandoned = True
+        return drained
+
+    def _abandoned_log(self, job: Job, outcome: str) -> None:
         why = "overran its timeout" if outcome == "timeout" else "was cancelled while running"
         _log.warning(
             "task %r (tool %r) %s; its thread stays busy until the tool returns",
@@ -348,7 +367,6 @@ class Executor:
             job.tool[:128],
             why,
         )
-        return drained
 
     def _reject_saturated(self, drained: list[Callable[[], None]]) -> None:
         """Refuse queued work that no usable thread is left to run."""
@@ -487,6 +505,8 @@ class Executor:
                     "cancelled",
                     f"Task '{job.task_id}' was cancelled: the awaiting coroutine was cancelled",
                 )
+            for job in jobs:
+                job.result = None  # nobody will take these: the records must not keep them
             raise
 
     def _expire(self, job: Job, limit: float) -> None:
@@ -581,10 +601,13 @@ class Executor:
         """
         try:
             options = (max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if)
-            try:
-                policy = _retry_policy(*options)
-            except TypeError:  # an unhashable option: build it uncached for a clear error
+            if retry_if is not None:  # not cached: the cache would keep the callable alive
                 policy = _retry_policy.__wrapped__(*options)
+            else:
+                try:
+                    policy = _retry_policy(*options)
+                except TypeError:  # an unhashable option: build it uncached for a clear error
+                    policy = _retry_policy.__wrapped__(*options)
             if timeout is not None:
                 self._timeout(timeout)
         except Exception as exc:
@@ -632,19 +655,27 @@ class Executor:
         if self._closed or not isinstance(task_id, str):
             return False
         scope = self.task_monitor._scope
-        active = [r for r in self._store.active(scope, task_id) if isinstance(r, Job)]
-        if active:
-            registered = False
-            for job in active:  # every run with this id, not just the first
-                registered = job.request_cancel() or registered
-            return registered
-        if self._store.find(scope, task_id) is not None:
-            return False
+        store = self._store
         with self._state_lock:
-            self._pending_cancels[task_id] = None
-            if len(self._pending_cancels) > MAX_PENDING_CANCELS:
-                self._pending_cancels.popitem(last=False)
-        return True
+            # One step under the lock that submissions check pending cancellations with, so
+            # a task being submitted right now is either found here or finds the request.
+            retrying = self._retrying.get(task_id)
+            if retrying is not None:
+                retrying.set()  # stops a retry loop between attempts
+            active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
+            if not active:
+                if retrying is not None:
+                    return True
+                if store.find(scope, task_id) is not None:
+                    return False
+                self._pending_cancels[task_id] = None
+                if len(self._pending_cancels) > MAX_PENDING_CANCELS:
+                    self._pending_cancels.popitem(last=False)
+                return True
+        registered = False
+        for job in active:  # every run with this id, not just the first
+            registered = job.request_cancel() or registered
+        return registered or retrying is not None
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks. With ``wait``, let queued and running tasks finish first.

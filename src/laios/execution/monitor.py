@@ -213,8 +213,8 @@ class PerformanceMonitor:
 
     Each task keeps at most 1,000 samples per metric name and 100 metric names. Samples of a
     task an executor ran are kept on its record (and roll off with it); samples for other ids
-    are kept for the newest 10,000 of them. Totals per (name, unit) are exported as
-    ``laios_custom_metric`` (see the metric catalogue).
+    are kept for the newest 10,000 of them. Totals per (name, unit) of the values that are not
+    negative are exported as ``laios_custom_metric`` (see the metric catalogue).
 
     Args:
         store: The store to write; a new private ``MetricStore`` when ``None``.

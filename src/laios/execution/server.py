@@ -202,11 +202,28 @@ def _route(
         body = _json_body(status_document(store.snapshot()))
         return "200 OK", [("Content-Type", _JSON), ("Cache-Control", "no-store")], body
     body, content_type = render_for_accept(environ.get("HTTP_ACCEPT", ""), registry)
-    headers = [("Content-Type", content_type)]
-    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+    headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
+    if _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
         body = gzip.compress(body)
         headers.append(("Content-Encoding", "gzip"))
     return "200 OK", headers, body
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it)."""
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -369,6 +369,8 @@ class MetricStore:
             else:  # never started: queued (timed out or cancelled) or rejected at once
                 if state == "queued":
                     self._queue_depth -= 1
+                    # Its wait counts too, or queue-wait quantiles would hide the longest ones.
+                    slot.queue_wait.observe(now - rec.submitted_mono, None)
                 rec.start_time = end_time
                 rec.started_mono = now
                 duration = 0.0
@@ -569,6 +571,8 @@ class MetricStore:
                 samples = deque(maxlen=MAX_CUSTOM_SAMPLES)
                 per_task[name] = samples
             samples.append(entry)
+            if value < 0:
+                return  # kept with the task, but a summary's sum may never go down
             key = (name, unit)
             totals = self._custom_totals.get(key)
             if totals is None:
