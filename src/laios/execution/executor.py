@@ -278,14 +278,16 @@ class Executor:
         # below (made under the lock cancel_task holds, after the record is visible) clears it.
         pending = refusal is None and bool(self._pending_cancels)
         store.submit_record(job, not pooled and refusal is None and not pending)
-        if pending:
+        # Read again now that the record is visible: a cancel_task that ran in between found no
+        # record and left a pending request, which must cancel this run, not a later one.
+        if refusal is None and (pending or self._pending_cancels):
             if self._take_pending_cancel(task.id):
                 refusal = (
                     "cancelled",
                     f"Task '{task.id}' was cancelled before it started",
                     "cancelled",
                 )
-            elif not pooled:
+            elif pending and not pooled:
                 store.task_started(job)
         if refusal is None:
             return job

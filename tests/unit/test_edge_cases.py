@@ -1,0 +1,442 @@
+"""Regression tests: cancellation races, lost outcomes, retained state, exposition and the CLI.
+
+Each test pins down one behaviour at an edge that ordinary runs rarely reach: a cancellation
+landing at an awkward moment, a worker thread the system refuses to start, a callback raising a
+``BaseException``, an abandoned ``await``, a negative custom metric, a task timing out in the
+queue, a malformed ``--url`` and an ``Accept-Encoding`` that refuses gzip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import gzip
+import inspect
+import sys
+import threading
+import time
+import weakref
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from laios import cli
+from laios.core.types import Context
+from laios.execution.executor import Executor
+from laios.execution.monitor import PerformanceMonitor
+from laios.execution.prometheus import ensure_collector, render_metrics
+from laios.execution.server import make_wsgi_app
+from laios.execution.store import MetricStore
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _tool(store: MetricStore, tool: str) -> Any:
+    """The snapshot of one tool's aggregates (fails when the store never saw the tool)."""
+    matches = [t for t in store.snapshot().tools if t.tool == tool]
+    assert len(matches) == 1, f"no aggregates for tool {tool!r}"
+    return matches[0]
+
+
+def _outcomes(store: MetricStore, tool: str) -> dict[str, int]:
+    """How many tasks of ``tool`` the store counted per outcome (outcomes never seen left out)."""
+    for snapshot in store.snapshot().tools:
+        if snapshot.tool == tool:
+            return {name: h.count for name, h in snapshot.outcomes.items() if h.count}
+    return {}
+
+
+class CancelWhileSubmitting(MetricStore):
+    """A store that runs ``cancel_task(task_id)`` on another thread just before the record of
+    the first submission with that id becomes visible, and waits for it."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.executor: Executor | None = None
+        self.cancel_returned: list[bool] = []
+
+    def submit_record(self, rec: Any, running: bool) -> Any:
+        if rec.task_id == self.task_id and not self.cancel_returned:
+            executor = self.executor
+            assert executor is not None
+            canceller = threading.Thread(
+                target=lambda: self.cancel_returned.append(executor.cancel_task(self.task_id))
+            )
+            canceller.start()
+            canceller.join(5)
+            assert self.cancel_returned, "cancel_task did not return"
+        return super().submit_record(rec, running)
+
+
+# -- cancellation racing a task's start ----------------------------------------------------------
+
+
+def test_cancel_right_after_preparation_of_a_timed_task_returns_cancelled(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """A timed task cancelled between its preparation and its hand-off ends 'cancelled'."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+    task = make_task("echo", text="hi")
+    # Stop the caller on the line of Executor._execute that takes the job's wait lock: the job
+    # is prepared (and visible to cancel_task) but not yet handed to a worker.
+    lines, first = inspect.getsourcelines(Executor._execute)
+    offsets = [i for i, line in enumerate(lines) if "done = job.done" in line]
+    assert len(offsets) == 1, "Executor._execute no longer takes the wait lock in one place"
+    target = first + offsets[0]
+    code = Executor._execute.__code__
+    cancelled: list[bool] = []
+
+    def on_line(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == target and not cancelled:
+            canceller = threading.Thread(
+                target=lambda: cancelled.append(executor.cancel_task(task.id))
+            )
+            canceller.start()
+            canceller.join(5)
+        return on_line
+
+    def on_call(frame: Any, event: str, arg: Any) -> Any:
+        return on_line if frame.f_code is code else None
+
+    previous = sys.gettrace()
+    sys.settrace(on_call)
+    try:
+        result = executor.execute_task(task, context, timeout=5)
+    finally:
+        sys.settrace(previous)
+
+    assert cancelled == [True]
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["error_type"] == "cancelled"
+    assert _outcomes(store, "echo") == {"cancelled": 1}
+
+
+def test_cancel_during_submission_cancels_that_run_not_the_next(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """cancel_task racing a submission (another cancel pending) cancels that run, not the next."""
+    store = CancelWhileSubmitting("job-7")
+    executor = make_executor(store=store)
+    store.executor = executor
+    # An unrelated cancellation is already pending when the task is submitted.
+    assert executor.cancel_task("some-other-task") is True
+
+    first = executor.execute_task(make_task("echo", task_id="job-7", text="a"), context)
+    second = executor.execute_task(make_task("echo", task_id="job-7", text="b"), context)
+
+    assert store.cancel_returned == [True]
+    assert first.metadata["outcome"] == "cancelled"
+    assert second.success, second.error
+    assert second.output == "b"
+    assert _outcomes(store, "echo") == {"cancelled": 1, "success": 1}
+
+
+def test_cancel_during_submission_with_nothing_pending_cancels_that_run(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """cancel_task racing a submission (nothing else pending) cancels that run, not the next."""
+    store = CancelWhileSubmitting("job-8")
+    executor = make_executor(store=store)
+    store.executor = executor
+
+    first = executor.execute_task(make_task("echo", task_id="job-8", text="a"), context)
+    second = executor.execute_task(make_task("echo", task_id="job-8", text="b"), context)
+
+    assert store.cancel_returned == [True]
+    assert first.metadata["outcome"] == "cancelled"
+    assert second.success, second.error
+
+
+# -- a worker thread the system refuses to start -----------------------------------------------
+
+
+def test_worker_thread_that_cannot_start_rejects_tasks_and_pool_recovers(
+    make_executor: Any, make_task: Any, context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When no worker thread can start, pooled tasks are rejected 'no_thread'; later ones run."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+    real_start = threading.Thread.start
+
+    def refusing_start(self: threading.Thread) -> None:
+        if self.name.startswith("laios-worker"):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing_start)
+
+    timed = executor.execute_task(make_task("echo", text="a"), context, timeout=1)
+    batch = asyncio.run(
+        executor.execute_parallel(
+            [make_task("echo", text="b"), make_task("echo", text="c")], context
+        )
+    )
+
+    for result in (timed, *batch):
+        assert not result.success
+        assert result.metadata["outcome"] == "rejected"
+        assert result.metadata["error_type"] == "no_thread"
+    snapshot = store.snapshot()
+    assert snapshot.queue_depth == 0
+    assert snapshot.running == []
+    assert _outcomes(store, "echo") == {"rejected": 3}
+
+    monkeypatch.undo()
+    after = executor.execute_task(make_task("echo", text="d"), context, timeout=5)
+    assert after.success, after.error
+    assert after.output == "d"
+    assert _outcomes(store, "echo") == {"rejected": 3, "success": 1}
+
+
+# -- BaseException from on_progress ------------------------------------------------------------
+
+
+def _exit_on_completed(event: str, data: dict[str, Any]) -> None:
+    if event == "completed":
+        raise SystemExit(1)
+
+
+def test_system_exit_from_progress_callback_fails_the_task(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """SystemExit raised by on_progress gives a 'callback_error' failure, counted once."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+
+    result = executor.execute_task(
+        make_task("echo", text="x"), context, on_progress=_exit_on_completed
+    )
+
+    assert not result.success
+    assert result.metadata["error_type"] == "callback_error"
+    assert _tool(store, "echo").in_flight == 0
+    assert store.snapshot().running == []
+    assert sum(_outcomes(store, "echo").values()) == 1
+
+
+def test_system_exit_from_progress_callback_does_not_hang_execute_async(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """execute_async returns a 'callback_error' failure when on_progress raises SystemExit."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+
+    async def run() -> Any:
+        coroutine = executor.execute_async(
+            make_task("echo", text="x"), context, on_progress=_exit_on_completed
+        )
+        return await asyncio.wait_for(coroutine, 5)
+
+    result = asyncio.run(run())
+
+    assert not result.success
+    assert result.metadata["error_type"] == "callback_error"
+    assert _tool(store, "echo").in_flight == 0
+    assert store.snapshot().running == []
+    assert sum(_outcomes(store, "echo").values()) == 1
+
+
+def test_keyboard_interrupt_from_inline_callback_propagates_after_recording(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """Ctrl-C raised by on_progress on the caller's thread goes on; the task is still recorded."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+
+    def interrupt_on_completed(event: str, data: dict[str, Any]) -> None:
+        if event == "completed":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute_task(
+            make_task("echo", text="x"), context, on_progress=interrupt_on_completed
+        )
+
+    assert _tool(store, "echo").in_flight == 0
+    assert store.snapshot().running == []
+    assert sum(_outcomes(store, "echo").values()) == 1
+
+
+# -- what finished records keep ----------------------------------------------------------------
+
+
+def test_finished_record_drops_callback_error_and_task(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """A record of a task whose callback raised keeps no callback error; the Task is freed."""
+    executor = make_executor()
+
+    def raise_on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "progress":
+            raise ValueError("bad callback")
+
+    task = make_task("progress", api_key="sk-not-a-real-key")
+    task_id = task.id
+    result = executor.execute_task(task, context, on_progress=raise_on_progress)
+    assert result.metadata["error_type"] == "callback_error"
+
+    metrics = executor.get_metrics(task_id)
+    assert metrics is not None
+    assert metrics._record.callback_error is None
+    ref = weakref.ref(task)
+    del task, result
+    gc.collect()
+    assert ref() is None
+
+
+def test_cancelled_await_of_execute_parallel_leaves_no_results_on_records(
+    make_executor: Any, make_task: Any, context: Context, gate: Any
+) -> None:
+    """After the await of execute_parallel is cancelled, no retained record keeps a result."""
+    executor = make_executor()
+    big = make_task("echo", text="x" * 1_000_000)
+    blocked = make_task("blocked")
+
+    async def run() -> Any:
+        return await asyncio.wait_for(executor.execute_parallel([big, blocked], context), 0.3)
+
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(run())
+
+    records = [m._record for m in executor.get_all_metrics()]
+    assert {r.task_id for r in records} == {big.id, blocked.id}
+    assert [r.result for r in records] == [None, None]
+
+
+# -- exported aggregates -----------------------------------------------------------------------
+
+
+def test_negative_custom_metric_is_kept_but_not_exported() -> None:
+    """A negative custom metric stays on the task but stays out of the OpenMetrics totals."""
+    store = MetricStore()
+    registry = CollectorRegistry()
+    ensure_collector(store, registry)
+    monitor = PerformanceMonitor(store)
+    monitor.record_metric("task-1", "drift", -5.0, "seconds")
+    monitor.record_metric("task-1", "drift", 2.0, "seconds")
+
+    assert [s["value"] for s in monitor.get_metrics("task-1")["drift"]] == [-5.0, 2.0]
+
+    text = render_metrics(registry, openmetrics=True).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {
+        s.name: s.value
+        for s in families["laios_custom_metric"].samples
+        if s.labels.get("name") == "drift"
+    }
+    assert samples["laios_custom_metric_count"] == 1
+    assert samples["laios_custom_metric_sum"] == 2.0
+
+
+def test_task_timing_out_in_queue_has_its_wait_observed(
+    make_executor: Any, make_task: Any, context: Context, gate: Any, in_thread: Any
+) -> None:
+    """A task that times out while queued has its wait observed in the queue-wait histogram."""
+    store = MetricStore()
+    executor = make_executor(store=store, max_workers=1)
+    blocker, _ = in_thread(executor.execute_task, make_task("blocked"), context, timeout=30)
+    assert gate.wait_entered(1)
+
+    queued = executor.execute_task(make_task("blocked"), context, timeout=0.3)
+    assert queued.metadata["outcome"] == "timeout"
+
+    queue_wait = _tool(store, "blocked").queue_wait
+    assert queue_wait.count == 2
+    assert queue_wait.sum >= 0.25
+    gate.release.set()
+    blocker.join(5)
+
+
+# -- cancelling a retry loop -------------------------------------------------------------------
+
+
+def test_cancel_between_retry_attempts_stops_the_retries(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    calls: list[Any],
+    in_thread: Any,
+    wait_until: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """cancel_task during a retry wait returns True and no further attempt runs."""
+    monkeypatch.delenv("LAIOS_RETRY_SLEEP", raising=False)
+    store = MetricStore()
+    executor = make_executor(store=store)
+    task = make_task("boom")
+    thread, box = in_thread(
+        executor.execute_with_retry, task, context, max_retries=5, retry_delay=1.0
+    )
+    assert wait_until(lambda: _outcomes(store, "boom") == {"error": 1})
+    time.sleep(0.1)  # well inside the 1 s wait before the second attempt
+
+    cancelled_at = time.monotonic()
+    assert executor.cancel_task(task.id) is True
+    thread.join(5)
+    elapsed = time.monotonic() - cancelled_at
+
+    assert not thread.is_alive()
+    assert elapsed < 0.6
+    result = box[0]
+    assert not result.success
+    assert result.metadata["retry_cancelled"] is True
+    assert result.metadata["retries"] == 0
+    assert [name for name, _ in calls] == ["boom"]
+    assert _outcomes(store, "boom") == {"error": 1}
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["localhost:abc", "localhost:99999"])
+def test_status_with_malformed_url_reports_instead_of_crashing(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`laios status --url` with a non-numeric or out-of-range port exits 2 with a message."""
+    assert cli.main(["status", "--url", url]) == 2
+    captured = capsys.readouterr()
+    assert "laios status:" in captured.err
+
+
+# -- /metrics content coding -------------------------------------------------------------------
+
+
+def _get_metrics(accept_encoding: str) -> tuple[dict[str, str], bytes]:
+    app = make_wsgi_app(MetricStore(), CollectorRegistry())
+    environ: dict[str, Any] = {
+        "PATH_INFO": "/metrics",
+        "REQUEST_METHOD": "GET",
+        "HTTP_ACCEPT_ENCODING": accept_encoding,
+    }
+    setup_testing_defaults(environ)
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen["status"] = status
+        seen["headers"] = headers
+        return lambda data: None
+
+    body = b"".join(app(environ, start_response))
+    assert seen["status"].startswith("200")
+    return dict(seen["headers"]), body
+
+
+def test_metrics_honours_gzip_refused_by_q_zero() -> None:
+    """/metrics sends identity for 'gzip;q=0, identity', with Vary: Accept-Encoding."""
+    headers, body = _get_metrics("gzip;q=0, identity")
+    assert "Content-Encoding" not in headers
+    assert headers["Vary"] == "Accept-Encoding"
+    assert b"laios_" in body
+
+
+def test_metrics_gzips_when_gzip_is_accepted() -> None:
+    """/metrics gzips for 'gzip', with Vary: Accept-Encoding."""
+    headers, body = _get_metrics("gzip")
+    assert headers["Content-Encoding"] == "gzip"
+    assert headers["Vary"] == "Accept-Encoding"
+    assert b"laios_" in gzip.decompress(body)
