@@ -33,6 +33,17 @@ pytestmark = [
 ]
 
 
+_POOLS: list[object] = []
+
+
+class _Pool:
+    """The part of a worker pool the store reads: one thread held by a hung tool."""
+
+    max_workers = 0
+    closed = False
+    abandoned = 1
+
+
 def promtool_check(exposition: bytes) -> str:
     """Run `promtool check metrics` on ``exposition``; return everything it printed."""
     result = subprocess.run(
@@ -73,7 +84,9 @@ def varied_workload(store: MetricStore) -> None:
     assert running.state == "running"
     store.record_custom("t", "response_time", 1.25, "seconds")
     store.record_custom("t", 'odd "name"\n', 3, "bytes")
-    store.abandoned_changed(1)
+    pool = _Pool()
+    _POOLS.append(pool)  # the store holds its pools only weakly
+    store.register_pool(pool)
 
 
 def test_promtool_accepts_the_exposition_of_a_varied_workload() -> None:

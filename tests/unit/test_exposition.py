@@ -64,12 +64,22 @@ class FakeClock:
         return time.time()
 
 
+_POOLS: list[object] = []
+
+
+def keep(pool: Pool) -> Pool:
+    """Keep a pool alive: the store holds its pools only weakly."""
+    _POOLS.append(pool)
+    return pool
+
+
 class Pool:
     """The part of a worker pool the store reads."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, abandoned: int = 0) -> None:
         self.max_workers = max_workers
         self.closed = False
+        self.abandoned = abandoned
 
 
 def finish(
@@ -126,7 +136,7 @@ def varied_workload(store: MetricStore, clock: FakeClock | None = None, seed: in
     store.record_custom("t", "response_time", 1.25, "seconds")
     store.record_custom("t", "response_time", 0.5, "seconds")
     store.record_custom("t", 'odd "name"\n', 3, "bytes\\")
-    store.abandoned_changed(1)
+    store.register_pool(keep(Pool(0, abandoned=1)))
 
 
 @pytest.fixture
@@ -255,7 +265,7 @@ def test_large_and_negative_numbers_are_written_as_go_writes_them(
     histogram.count += 2_000_000
     histogram.sum += 12_345_678.5
     slot.retries = 10**7
-    store.abandoned_changed(-2)
+    store.register_pool(keep(Pool(0, abandoned=-2)))
     store.record_custom("t", "big", 3.5e9, "bytes")
     text = render_metrics(registry).decode()
     assert 'laios_tasks_total{outcome="success",tool="fetch"} 2.000001e+06' in text

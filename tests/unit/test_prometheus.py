@@ -49,9 +49,10 @@ class FakeClock:
 class Pool:
     """The part of a worker pool the store reads."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, abandoned: int = 0) -> None:
         self.max_workers = max_workers
         self.closed = False
+        self.abandoned = abandoned
 
 
 @pytest.fixture
@@ -198,9 +199,8 @@ def test_gauges_follow_running_and_queued_tasks(
     slot = store.tool_slot("fetch", True)
     store.task_submitted(None, SimpleNamespace(id="a"), "fetch", slot, running=True)
     store.task_submitted(None, SimpleNamespace(id="b"), "fetch", slot, running=False)
-    pool = Pool(max_workers=4)
+    pool = Pool(max_workers=4, abandoned=2)
     store.register_pool(pool)
-    store.abandoned_changed(2)
     assert sample(registry, "laios_tasks_in_flight", tool="fetch") == 1
     assert sample(registry, "laios_executor_queue_depth") == 1
     assert sample(registry, "laios_executor_workers") == 4

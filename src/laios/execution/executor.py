@@ -357,7 +357,6 @@ class Executor:
     def _abandon(self, job: Job, outcome: str) -> list[Callable[[], None]]:
         # Called under the state lock (see Job.interrupt).
         drained = self._runner.thread_abandoned(job.thread_id)
-        self._store.abandoned_changed(+1)
         job.abandoned = True
         return drained
 
@@ -378,7 +377,6 @@ class Executor:
                 self._refuse(job, "saturated")
 
     def _late_return(self, job: Job) -> None:
-        self._store.abandoned_changed(-1)
         self._runner.thread_returned(job.thread_id)
         _log.info("abandoned tool %r returned; its late result was discarded", job.tool_name[:128])
 

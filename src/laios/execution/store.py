@@ -193,7 +193,6 @@ class MetricStore:
         self._slot_by_name: dict[str, ToolSlot] = {}
         self._unknown = self._new_slot(TOOL_UNKNOWN)
         self._queue_depth = 0
-        self._abandoned = 0
         self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
         self._progress: OrderedDict[str, deque[ProgressUpdate]] = OrderedDict()
         self._scopes: weakref.WeakSet[RecordScope] = weakref.WeakSet()
@@ -248,7 +247,8 @@ class MetricStore:
         return scope
 
     def register_pool(self, pool: Any) -> None:
-        """Count a worker pool's ``max_workers`` in ``laios_executor_workers`` while it lives."""
+        """Count a worker pool in ``laios_executor_workers`` (its ``max_workers``, while not
+        ``closed``) and ``laios_executor_abandoned_threads`` (its ``abandoned``) while it lives."""
         with self._lock:
             self._pools.add(pool)
 
@@ -424,15 +424,16 @@ class MetricStore:
             listener(rec, point)
         return point
 
-    def abandoned_changed(self, delta: int) -> None:
-        """Adjust the count of timed-out tools still holding a thread."""
-        with self._lock:
-            self._abandoned += delta
-
     @property
     def abandoned_threads(self) -> int:
-        """Timed-out tools whose threads have not returned yet."""
-        return self._abandoned
+        """Timed-out tools whose threads have not returned yet, across the registered pools."""
+        with self._lock:
+            return self._abandoned_threads()
+
+    def _abandoned_threads(self) -> int:
+        # Caller holds the lock. Read from the pools, which track the threads themselves; a
+        # shut-down pool's hung threads still count.
+        return sum(int(p.abandoned) for p in self._pools)
 
     # -- progress (the ExecutionMonitor's data) -----------------------------------------------
 
@@ -669,7 +670,7 @@ class MetricStore:
                 custom=custom,
                 workers=workers,
                 queue_depth=self._queue_depth,
-                abandoned_threads=self._abandoned,
+                abandoned_threads=self._abandoned_threads(),
             )
 
     def aggregates(self) -> StoreAggregates:
@@ -685,7 +686,9 @@ class MetricStore:
                 for (name, unit), t in self._custom_totals.items()
             ]
             workers = sum(int(p.max_workers) for p in self._pools if not p.closed)
-            return StoreAggregates(tools, custom, workers, self._queue_depth, self._abandoned)
+            return StoreAggregates(
+                tools, custom, workers, self._queue_depth, self._abandoned_threads()
+            )
 
 
 _default_store: MetricStore | None = None
