@@ -15,6 +15,7 @@ cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from itertools import accumulate, chain
 from typing import TYPE_CHECKING, cast
 
@@ -36,9 +37,11 @@ __all__ = [
     "BOUNDS",
     "MAX_EXEMPLAR_CHARS",
     "MAX_LABEL_LENGTH",
+    "ExportedTotals",
     "StoreRenderer",
     "export_label",
     "newer",
+    "read_stores",
 ]
 
 #: Longest label value exported, in characters; longer names are cut (and merged if they clash).
@@ -327,6 +330,54 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
     return ToolAggregates(rows[0].tool, outcomes, queue_wait, retries, in_flight, errors)
 
 
+@dataclass(frozen=True, slots=True)
+class ExportedTotals:
+    """The stores' aggregates added together, keyed by exported label values.
+
+    Attributes:
+        tools: Each exported ``tool`` label (sorted) with its summed aggregates.
+        custom: ``(name, unit)`` (sorted) with the summed ``(count, sum)``.
+        workers: Worker threads of the stores' open pools.
+        queue_depth: Tasks waiting for a worker.
+        abandoned_threads: Threads held by tools that overran their timeout.
+    """
+
+    tools: dict[str, ToolAggregates]
+    custom: dict[tuple[str, str], tuple[int, float]]
+    workers: int = 0
+    queue_depth: int = 0
+    abandoned_threads: int = 0
+
+
+def read_stores(stores: Iterable[MetricStore]) -> ExportedTotals:
+    """Read each store once (:meth:`MetricStore.aggregates`) and add them together.
+
+    Both exporters start here — :class:`StoreRenderer` and the ``prometheus_client`` collector
+    — so they cannot disagree on a number or a label.
+    """
+    groups: dict[str, list[ToolAggregates]] = {}
+    custom: dict[tuple[str, str], tuple[int, float]] = {}
+    workers = queue_depth = abandoned = 0
+    for store in stores:
+        read = store.aggregates()
+        workers += read.workers
+        queue_depth += read.queue_depth
+        abandoned += read.abandoned_threads
+        for tool in read.tools:
+            groups.setdefault(export_label(tool.tool), []).append(tool)
+        for entry in read.custom:
+            key = (export_label(entry.name), export_label(entry.unit))
+            count, total = custom.get(key, (0, 0.0))
+            custom[key] = (count + entry.count, total + entry.sum)
+    return ExportedTotals(
+        {label: _merged(groups[label]) for label in sorted(groups)},
+        dict(sorted(custom.items())),
+        workers,
+        queue_depth,
+        abandoned,
+    )
+
+
 class StoreRenderer:
     """Writes the ``laios_*`` families of one or more stores as exposition text.
 
@@ -347,26 +398,9 @@ class StoreRenderer:
             version: The ``version`` label of ``laios_build_info``.
             openmetrics: OpenMetrics 1.0.0 (with exemplars) rather than the text format 0.0.4.
         """
-        groups: dict[str, list[ToolAggregates]] = {}
-        custom: dict[tuple[str, str], tuple[int, float]] = {}
-        workers = queue_depth = abandoned = 0
-        for store in stores:
-            read = store.aggregates()
-            workers += read.workers
-            queue_depth += read.queue_depth
-            abandoned += read.abandoned_threads
-            for tool in read.tools:
-                label = export_label(tool.tool)
-                group = groups.get(label)
-                if group is None:
-                    groups[label] = [tool]
-                else:
-                    group.append(tool)
-            for entry in read.custom:
-                key = (export_label(entry.name), export_label(entry.unit))
-                count, total = custom.get(key, (0, 0.0))
-                custom[key] = (count + entry.count, total + entry.sum)
-
+        read = read_stores(stores)
+        custom, workers = read.custom, read.workers
+        queue_depth, abandoned = read.queue_depth, read.abandoned_threads
         known_tools, tools = self._tools, {}
         tasks: list[str] = []
         durations: list[str] = []
@@ -374,10 +408,9 @@ class StoreRenderer:
         retries: list[str] = []
         errors: list[str] = []
         in_flight: list[str] = []
-        for label in sorted(groups):
+        for label, tool in read.tools.items():
             text = known_tools.get(label) or _ToolText(label)
             tools[label] = text
-            tool = _merged(groups[label])
             outcomes = tool.outcomes
             extra = sorted(outcome for outcome in outcomes if outcome not in _OUTCOME_SET)
             counts = [outcomes[o][0] if o in outcomes else 0 for o in OUTCOMES]
@@ -426,7 +459,7 @@ class StoreRenderer:
             f"laios_executor_abandoned_threads {_number(abandoned)}\n",
             headers["custom"],
         ]
-        for (name, unit), (count, total) in sorted(custom.items()):
+        for (name, unit), (count, total) in custom.items():
             labels = f'name="{_escape(name)}",unit="{_escape(unit)}"'
             parts.append(f"laios_custom_metric_count{{{labels}}} {_number(count)}\n")
             parts.append(f"laios_custom_metric_sum{{{labels}}} {_float(total)}\n")

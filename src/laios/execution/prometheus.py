@@ -38,9 +38,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
+from itertools import accumulate
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
@@ -56,17 +56,16 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar as PromExemplar
 
-from laios.execution._aggregates import (
-    OUTCOMES,
-    Exemplar,
-    HistogramSnapshot,
-    StoreSnapshot,
-)
+from laios.execution._aggregates import OUTCOMES, Exemplar, RawHistogram
 from laios.execution._exposition import BOUNDS as _BOUNDS
 from laios.execution._exposition import MAX_EXEMPLAR_CHARS as _MAX_EXEMPLAR_CHARS
-from laios.execution._exposition import MAX_LABEL_LENGTH, StoreRenderer
+from laios.execution._exposition import (
+    MAX_LABEL_LENGTH,
+    ExportedTotals,
+    StoreRenderer,
+    read_stores,
+)
 from laios.execution._exposition import export_label as _label
-from laios.execution._exposition import newer as _newer
 from laios.execution.store import MetricStore, get_default_store
 
 __all__ = [
@@ -103,82 +102,22 @@ def _prom_exemplar(exemplar: Exemplar | None) -> PromExemplar | None:
     return PromExemplar(labels, exemplar.value, exemplar.timestamp)
 
 
-class _HistogramSum:
-    """Bucket-wise sum of histogram snapshots."""
-
-    __slots__ = ("buckets", "count", "exemplars", "sum")
-
-    def __init__(self) -> None:
-        self.buckets = [0] * len(_BOUNDS)
-        self.exemplars: list[Exemplar | None] = [None] * len(_BOUNDS)
-        self.count = 0
-        self.sum = 0.0
-
-    def add(self, snapshot: HistogramSnapshot) -> None:
-        for index, cumulative in enumerate(snapshot.cumulative_buckets):
-            self.buckets[index] += cumulative
-        for index, exemplar in enumerate(snapshot.exemplars):
-            self.exemplars[index] = _newer(self.exemplars[index], exemplar)
-        self.count += snapshot.count
-        self.sum += snapshot.sum
-
-    def buckets_for_export(self) -> list[tuple[str, float] | tuple[str, float, PromExemplar]]:
-        rows: list[tuple[str, float] | tuple[str, float, PromExemplar]] = []
-        for bound, cumulative, exemplar in zip(_BOUNDS, self.buckets, self.exemplars, strict=True):
-            converted = _prom_exemplar(exemplar)
-            if converted is None:
-                rows.append((bound, float(cumulative)))
-            else:
-                rows.append((bound, float(cumulative), converted))
-        return rows
+def _buckets_for_export(
+    histogram: RawHistogram,
+) -> list[tuple[str, float] | tuple[str, float, PromExemplar]]:
+    rows: list[tuple[str, float] | tuple[str, float, PromExemplar]] = []
+    for bound, cumulative, exemplar in zip(
+        _BOUNDS, accumulate(histogram[2]), histogram[3], strict=True
+    ):
+        converted = _prom_exemplar(exemplar)
+        if converted is None:
+            rows.append((bound, float(cumulative)))
+        else:
+            rows.append((bound, float(cumulative), converted))
+    return rows
 
 
-@dataclass
-class _ToolSum:
-    outcomes: dict[str, _HistogramSum] = field(default_factory=dict)
-    queue_wait: _HistogramSum = field(default_factory=_HistogramSum)
-    retries: int = 0
-    in_flight: int = 0
-    error_counts: dict[str, int] = field(default_factory=dict)
-    error_exemplars: dict[str, Exemplar | None] = field(default_factory=dict)
-
-
-@dataclass
-class _Totals:
-    tools: dict[str, _ToolSum] = field(default_factory=dict)
-    custom: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
-    workers: int = 0
-    queue_depth: int = 0
-    abandoned_threads: int = 0
-
-
-def _merge(snapshots: Iterable[StoreSnapshot]) -> _Totals:
-    totals = _Totals()
-    for snapshot in snapshots:
-        totals.workers += snapshot.workers
-        totals.queue_depth += snapshot.queue_depth
-        totals.abandoned_threads += snapshot.abandoned_threads
-        for tool in snapshot.tools:
-            entry = totals.tools.setdefault(_label(tool.tool), _ToolSum())
-            for outcome, histogram in tool.outcomes.items():
-                entry.outcomes.setdefault(_label(outcome), _HistogramSum()).add(histogram)
-            entry.queue_wait.add(tool.queue_wait)
-            entry.retries += tool.retries
-            entry.in_flight += tool.in_flight
-            for error_type, counter in tool.errors.items():
-                key = _label(error_type)
-                entry.error_counts[key] = entry.error_counts.get(key, 0) + counter.value
-                entry.error_exemplars[key] = _newer(
-                    entry.error_exemplars.get(key), counter.exemplar
-                )
-        for custom in snapshot.custom:
-            name_unit = (_label(custom.name), _label(custom.unit))
-            count, total = totals.custom.get(name_unit, (0, 0.0))
-            totals.custom[name_unit] = (count + custom.count, total + custom.sum)
-    return totals
-
-
-def _families(totals: _Totals, package_version: str) -> list[Metric]:
+def _families(totals: ExportedTotals, package_version: str) -> list[Metric]:
     build = InfoMetricFamily("laios_build", "Version of the laios package.", labels=["version"])
     build.add_metric([], {"version": package_version})
     tasks = CounterMetricFamily(
@@ -203,31 +142,28 @@ def _families(totals: _Totals, package_version: str) -> list[Metric]:
     in_flight = GaugeMetricFamily(
         "laios_tasks_in_flight", "Tasks whose tool is running now.", labels=["tool"]
     )
-    for tool, entry in sorted(totals.tools.items()):
+    for tool, entry in totals.tools.items():
         outcomes = [*OUTCOMES, *sorted(set(entry.outcomes) - set(OUTCOMES))]
         for outcome in outcomes:
             histogram = entry.outcomes.get(outcome)
-            tasks.add_metric([tool, outcome], float(histogram.count) if histogram else 0.0)
+            tasks.add_metric([tool, outcome], float(histogram[0]) if histogram else 0.0)
             if histogram is not None:
-                duration.add_metric([tool, outcome], histogram.buckets_for_export(), histogram.sum)
-        if entry.queue_wait.count:
+                duration.add_metric([tool, outcome], _buckets_for_export(histogram), histogram[1])
+        if entry.queue_wait[0]:
             queue_wait.add_metric(
-                [tool], entry.queue_wait.buckets_for_export(), entry.queue_wait.sum
+                [tool], _buckets_for_export(entry.queue_wait), entry.queue_wait[1]
             )
         retries.add_metric([tool], float(entry.retries))
-        for error_type, count in sorted(entry.error_counts.items()):
-            errors.add_metric(
-                [tool, error_type],
-                float(count),
-                exemplar=_prom_exemplar(entry.error_exemplars.get(error_type)),
-            )
+        for error_type in sorted(entry.errors):
+            count, exemplar = entry.errors[error_type]
+            errors.add_metric([tool, error_type], float(count), exemplar=_prom_exemplar(exemplar))
         in_flight.add_metric([tool], float(entry.in_flight))
     custom = SummaryMetricFamily(
         "laios_custom_metric",
         "Values recorded with PerformanceMonitor.record_metric: count and sum per name and unit.",
         labels=["name", "unit"],
     )
-    for (name, unit), (count, total) in sorted(totals.custom.items()):
+    for (name, unit), (count, total) in totals.custom.items():
         custom.add_metric([name, unit], count, total)
     return [
         build,
@@ -288,14 +224,14 @@ class StoreCollector(Collector):
             return True
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the metric families of the stores' current snapshots.
+        """Yield the metric families of the stores' current aggregates.
 
         Yields nothing in a thread that is inside :func:`render_metrics` for this collector's
         registry: that function writes these families itself, faster.
         """
         if getattr(self._muted, "depth", 0):
             return
-        yield from _families(_merge(store.snapshot() for store in self._stores), self._version)
+        yield from _families(read_stores(self._stores), self._version)
 
     def render(self, *, openmetrics: bool = False) -> str:
         """Return the families :meth:`collect` yields, written directly as exposition text.
@@ -317,7 +253,7 @@ class StoreCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         """Yield the families (without samples) so registries can check names up front."""
-        for family in _families(_Totals(), self._version):
+        for family in _families(ExportedTotals({}, {}), self._version):
             family.samples = []
             yield family
 
