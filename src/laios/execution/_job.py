@@ -77,6 +77,7 @@ class Job(TaskRecord, TaskContext):
     result: TaskResult | None = None
     thread_id: int | None = None  # the worker thread running the tool
     last_checkpoint_ns = 0
+    sampled = False  # its span is sampled: the task's duration carries an exemplar
     pooled = False  # runs on a worker thread (a timeout to enforce, async, parallel)
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
 
@@ -109,7 +110,7 @@ class Job(TaskRecord, TaskContext):
 
     def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
         """Record a named milestone (ignored once the task has finished)."""
-        if self.phase in (RUNNING, QUEUED):
+        if self.phase == RUNNING:
             self.executor._store.add_checkpoint(self, name, data)
 
     def progress(self, percent: float, message: str | None = None, **details: Any) -> None:
@@ -388,13 +389,7 @@ class Job(TaskRecord, TaskContext):
                 metadata["callback_error"] = note
         failed = outcome != "success"
         span = self.span
-        exemplar = None
-        if (
-            span is not None
-            and rec.trace_id is not None
-            and span.get_span_context().trace_flags.sampled
-        ):
-            exemplar = (rec.trace_id, rec.span_id or "")
+        exemplar = (rec.trace_id, rec.span_id or "") if self.sampled and rec.trace_id else None
         status = _STATUS_OF_OUTCOME.get(outcome, TaskStatus.FAILED)
         executor._store.task_finished(
             rec, outcome, status, error_type if failed else None, cpu, exemplar

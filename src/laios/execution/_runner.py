@@ -203,8 +203,3 @@ class ThreadRunner:
             for thread in threads:
                 if thread is not current and thread.ident not in self._abandoned:
                     thread.join()
-
-    def thread_count(self) -> int:
-        """Live worker threads (including ones held by abandoned tools)."""
-        with self._lock:
-            return len(self._threads)

@@ -260,7 +260,7 @@ class Executor:
             span = tracing.start_task_span(name, attrs, parent, task.parameters)
             ids = span_ids(span)
             if ids is not None:
-                job.trace_id, job.span_id = ids[0], ids[1]
+                job.trace_id, job.span_id, job.sampled = ids
             job.span = span
             job.span_context = trace.set_span_in_context(span, parent)
             job.checkpoint_listener = job.on_checkpoint

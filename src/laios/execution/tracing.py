@@ -185,7 +185,6 @@ class Tracing:
         exception: BaseException | None = None,
         result: Any = None,
         capture_result: bool = False,
-        end_time: float | None = None,
     ) -> None:
         """Set the outcome on a span and end it.
 
@@ -212,7 +211,7 @@ class Tracing:
                         ),
                     },
                 )
-        span.end(end_time=int(end_time * 1e9) if end_time is not None else None)
+        span.end()
 
 
 def span_ids(span: Span) -> tuple[str, str, bool] | None:
