@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from span_support import make_task
 
-from laios.core.types import Context, Task
+from laios.core.types import Context
 from laios.execution.executor import Executor
 from laios.execution.redaction import MAX_ERROR_BYTES, MAX_STRING_CHARS, MAX_VALUE_BYTES
 from laios.execution.retry import sleeps_disabled
@@ -89,24 +89,6 @@ class CheckpointsSecret(BaseTool):
 # -- fixtures and helpers -------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_capture_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(CAPTURE_CONTENT_ENV, raising=False)
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    tracer_provider = TracerProvider(shutdown_on_exit=False)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield tracer_provider
-    tracer_provider.shutdown()
-
-
 @pytest.fixture
 def make_executor(
     provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
@@ -135,10 +117,6 @@ def make_executor(
     yield make
     for executor in made:
         executor.shutdown()
-
-
-def make_task(tool: str, **parameters: Any) -> Task:
-    return Task(plan_id="plan-1", description="a test task", tool_name=tool, parameters=parameters)
 
 
 def task_span(exporter: InMemorySpanExporter) -> ReadableSpan:

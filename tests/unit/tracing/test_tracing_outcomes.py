@@ -10,18 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
+from span_support import Checkpoints, Echo, Fails, Raises, is_child, make_task, only, seconds, spans
 
-from laios.core.types import Context, Task
+from laios.core.types import Context
 from laios.execution.executor import Executor
 from laios.execution.retry import sleeps_disabled
 from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
-from laios.execution.tracing import CAPTURE_CONTENT_ENV
 from laios.tools.base import BaseTool, ToolOutput
 from laios.tools.registry import ToolRegistry
 
@@ -31,14 +28,6 @@ CONTEXT = Context(session_id="session-1", user_id="user-1")
 # -- tools ----------------------------------------------------------------------------------------
 
 
-class Echo(BaseTool):
-    name = "echo"
-    description = "Returns the number it is given."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        return {"n": kwargs.get("n", 0)}
-
-
 class Sleepy(BaseTool):
     name = "sleepy"
     description = "Sleeps for the given number of seconds."
@@ -46,22 +35,6 @@ class Sleepy(BaseTool):
     def _execute(self, **kwargs: Any) -> Any:
         time.sleep(kwargs.get("seconds", 0.0))
         return "rested"
-
-
-class Fails(BaseTool):
-    name = "fails"
-    description = "Returns a failed output."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        return ToolOutput(success=False, error="the tool declined")
-
-
-class Raises(BaseTool):
-    name = "raises"
-    description = "Raises ValueError."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        raise ValueError("bad value")
 
 
 class SelfCancel(BaseTool):
@@ -86,20 +59,9 @@ class Phased(BaseTool):
     def _execute(self, **kwargs: Any) -> Any:
         task = current_task()
         assert task is not None
-        for name, seconds in kwargs["phases"]:
-            time.sleep(seconds)
+        for name, pause in kwargs["phases"]:
+            time.sleep(pause)
             task.checkpoint(name, {"phase": name})
-        return "done"
-
-
-class Checkpoints(BaseTool):
-    name = "checkpoints"
-    description = "Adds one checkpoint with the data it is given."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        task = current_task()
-        assert task is not None
-        task.checkpoint("loaded", kwargs["data"])
         return "done"
 
 
@@ -139,29 +101,6 @@ class Flaky(BaseTool):
 # -- fixtures and helpers -------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_capture_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(CAPTURE_CONTENT_ENV, raising=False)
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    tracer_provider = TracerProvider(shutdown_on_exit=False)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield tracer_provider
-    tracer_provider.shutdown()
-
-
-@pytest.fixture
-def tracer(provider: TracerProvider) -> trace.Tracer:
-    return provider.get_tracer("tests.caller")
-
-
 @pytest.fixture
 def registry() -> ToolRegistry:
     tools = ToolRegistry()
@@ -180,32 +119,6 @@ def executor(registry: ToolRegistry, provider: TracerProvider) -> Iterator[Execu
         assert isinstance(self_cancel, SelfCancel)
         self_cancel.executor = ex
         yield ex
-
-
-def make_task(tool: str, **parameters: Any) -> Task:
-    return Task(plan_id="plan-1", description="a test task", tool_name=tool, parameters=parameters)
-
-
-def spans(exporter: InMemorySpanExporter, prefix: str = "") -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
-
-
-def only(exporter: InMemorySpanExporter, prefix: str) -> ReadableSpan:
-    found = spans(exporter, prefix)
-    assert len(found) == 1, [s.name for s in exporter.get_finished_spans()]
-    return found[0]
-
-
-def is_child(child: ReadableSpan, parent: ReadableSpan | trace.Span) -> bool:
-    ctx = parent.get_span_context()
-    assert child.parent is not None
-    return child.parent.span_id == ctx.span_id and child.context.trace_id == ctx.trace_id
-
-
-def seconds(span: ReadableSpan) -> float:
-    assert span.start_time is not None
-    assert span.end_time is not None
-    return (span.end_time - span.start_time) / 1e9
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider
+from opentelemetry.sdk.trace import Span, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from span_support import Checkpoints, Echo, Fails, Raises, is_child, make_task, only, spans
 
-from laios.core.types import Context, Task
+from laios.core.types import Context
 from laios.execution.executor import Executor
 from laios.execution.retry import sleeps_disabled
 from laios.execution.store import MetricStore
-from laios.execution.task_context import current_task
-from laios.execution.tracing import CAPTURE_CONTENT_ENV, Tracing
-from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
+from laios.execution.tracing import Tracing
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 CONTEXT = Context(session_id="session-1", user_id="user-1")
@@ -48,41 +48,6 @@ TASK_SPAN_ATTRIBUTES = (
 
 
 # -- tools ----------------------------------------------------------------------------------------
-
-
-class Echo(BaseTool):
-    name = "echo"
-    description = "Returns the number it is given."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        return {"n": kwargs.get("n", 0)}
-
-
-class Fails(BaseTool):
-    name = "fails"
-    description = "Returns a failed output."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        return ToolOutput(success=False, error="the tool declined")
-
-
-class Raises(BaseTool):
-    name = "raises"
-    description = "Raises ValueError."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        raise ValueError("bad value")
-
-
-class Checkpoints(BaseTool):
-    name = "checkpoints"
-    description = "Adds one checkpoint with the data it is given."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        task = current_task()
-        assert task is not None
-        task.checkpoint("loaded", kwargs["data"])
-        return "done"
 
 
 class OwnSpan(BaseTool):
@@ -125,16 +90,6 @@ class AttributesAtStart(SpanProcessor):
         self.seen[span.name] = dict(span.attributes or {})
 
 
-@pytest.fixture(autouse=True)
-def _no_capture_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(CAPTURE_CONTENT_ENV, raising=False)
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
 @pytest.fixture
 def at_start() -> AttributesAtStart:
     return AttributesAtStart()
@@ -149,11 +104,6 @@ def provider(
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield tracer_provider
     tracer_provider.shutdown()
-
-
-@pytest.fixture
-def tracer(provider: TracerProvider) -> trace.Tracer:
-    return provider.get_tracer("tests.caller")
 
 
 @pytest.fixture
@@ -175,26 +125,6 @@ def executor(registry: ToolRegistry, provider: TracerProvider) -> Iterator[Execu
         registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
     ) as ex:
         yield ex
-
-
-def make_task(tool: str, **parameters: Any) -> Task:
-    return Task(plan_id="plan-1", description="a test task", tool_name=tool, parameters=parameters)
-
-
-def spans(exporter: InMemorySpanExporter, prefix: str = "") -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
-
-
-def only(exporter: InMemorySpanExporter, prefix: str) -> ReadableSpan:
-    found = spans(exporter, prefix)
-    assert len(found) == 1, [s.name for s in exporter.get_finished_spans()]
-    return found[0]
-
-
-def is_child(child: ReadableSpan, parent: ReadableSpan | trace.Span) -> bool:
-    ctx = parent.get_span_context()
-    assert child.parent is not None
-    return child.parent.span_id == ctx.span_id and child.context.trace_id == ctx.trace_id
 
 
 # -- the task span --------------------------------------------------------------------------------

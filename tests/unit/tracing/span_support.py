@@ -1,0 +1,77 @@
+"""Helpers shared by the tracing tests: small tools, building tasks, finding exported spans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from laios import Task
+from laios.execution.task_context import current_task
+from laios.tools.base import BaseTool, ToolOutput
+
+
+def make_task(tool: str, **parameters: Any) -> Task:
+    return Task(plan_id="plan-1", description="a test task", tool_name=tool, parameters=parameters)
+
+
+def spans(exporter: InMemorySpanExporter, prefix: str = "") -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
+
+
+def only(exporter: InMemorySpanExporter, prefix: str) -> ReadableSpan:
+    found = spans(exporter, prefix)
+    assert len(found) == 1, [s.name for s in exporter.get_finished_spans()]
+    return found[0]
+
+
+def is_child(child: ReadableSpan, parent: ReadableSpan | trace.Span) -> bool:
+    ctx = parent.get_span_context()
+    assert child.parent is not None
+    return child.parent.span_id == ctx.span_id and child.context.trace_id == ctx.trace_id
+
+
+def seconds(span: ReadableSpan) -> float:
+    assert span.start_time is not None
+    assert span.end_time is not None
+    return (span.end_time - span.start_time) / 1e9
+
+
+# -- tools --------------------------------------------------------------------------------------
+
+
+class Echo(BaseTool):
+    name = "echo"
+    description = "Returns the number it is given."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return {"n": kwargs.get("n", 0)}
+
+
+class Fails(BaseTool):
+    name = "fails"
+    description = "Returns a failed output."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return ToolOutput(success=False, error="the tool declined")
+
+
+class Raises(BaseTool):
+    name = "raises"
+    description = "Raises ValueError."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ValueError("bad value")
+
+
+class Checkpoints(BaseTool):
+    name = "checkpoints"
+    description = "Adds one checkpoint with the data it is given."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = current_task()
+        assert task is not None
+        task.checkpoint("loaded", kwargs["data"])
+        return "done"
