@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -99,17 +100,7 @@ class _Histogram:
         self.count += 1
 
     def snapshot(self) -> HistogramSnapshot:
-        cumulative: list[int] = []
-        running = 0
-        for n in self.buckets:
-            running += n
-            cumulative.append(running)
-        return HistogramSnapshot(
-            count=self.count,
-            sum=self.sum,
-            cumulative_buckets=tuple(cumulative),
-            exemplars=tuple(self.exemplars),
-        )
+        return HistogramSnapshot.from_raw(self.raw())
 
     def raw(self) -> RawHistogram:
         return (self.count, self.sum, tuple(self.buckets), tuple(self.exemplars))
@@ -171,18 +162,8 @@ class ToolSlot:
                 entry.exemplar = Exemplar(exemplar[0], exemplar[1], 1.0, time.time())
 
     def snapshot(self) -> ToolSnapshot:
-        """A copy of these aggregates."""
-        return ToolSnapshot(
-            tool=self.label,
-            outcomes={name: h.snapshot() for name, h in self.outcomes.items()},
-            queue_wait=self.queue_wait.snapshot(),
-            retries=self.retries,
-            in_flight=self.in_flight,
-            errors={
-                name: CounterSnapshot(entry.count, entry.exemplar)
-                for name, entry in self.errors.items()
-            },
-        )
+        """A copy of these aggregates (see :meth:`ToolSnapshot.from_aggregates`)."""
+        return ToolSnapshot.from_aggregates(self.aggregates())
 
     def aggregates(self) -> ToolAggregates:
         """A copy of these aggregates as they are stored (cheaper than :meth:`snapshot`)."""
@@ -204,6 +185,12 @@ class HistogramSnapshot:
     sum: float
     cumulative_buckets: tuple[int, ...]
     exemplars: tuple[Exemplar | None, ...]
+
+    @classmethod
+    def from_raw(cls, raw: RawHistogram) -> HistogramSnapshot:
+        """The snapshot of a histogram copied as stored (per-bucket counts made cumulative)."""
+        count, total, buckets, exemplars = raw
+        return cls(count, total, tuple(accumulate(buckets)), exemplars)
 
     def quantile(self, q: float) -> float | None:
         """Estimate the ``q`` quantile (0–1) from the buckets, as Prometheus does.
@@ -248,6 +235,18 @@ class ToolSnapshot:
     retries: int
     in_flight: int
     errors: dict[str, CounterSnapshot]
+
+    @classmethod
+    def from_aggregates(cls, tool: ToolAggregates) -> ToolSnapshot:
+        """The snapshot view of aggregates copied as stored."""
+        return cls(
+            tool=tool.tool,
+            outcomes={name: HistogramSnapshot.from_raw(h) for name, h in tool.outcomes.items()},
+            queue_wait=HistogramSnapshot.from_raw(tool.queue_wait),
+            retries=tool.retries,
+            in_flight=tool.in_flight,
+            errors={name: CounterSnapshot(count, ex) for name, (count, ex) in tool.errors.items()},
+        )
 
     @property
     def total(self) -> int:

@@ -30,6 +30,7 @@ from laios.execution._aggregates import (
     StoreAggregates,
     StoreSnapshot,
     ToolSlot,
+    ToolSnapshot,
 )
 from laios.execution._records import MAX_TEXT, Checkpoint, ProgressStatus, ProgressUpdate, shorten
 
@@ -644,10 +645,14 @@ class MetricStore:
                 scope.finished.pop(task_id, None)
 
     def snapshot(self) -> StoreSnapshot:
-        """A consistent copy of every aggregate, for exporters and ``/status``."""
+        """A consistent copy of every aggregate and the running tasks, for ``/status``.
+
+        The copy is :meth:`aggregates` plus the running tasks; the cumulative buckets that
+        quantiles need are computed after the lock is released.
+        """
         now = time.perf_counter()
         with self._lock:
-            tools = [slot.snapshot() for slot in self._slots.values()]
+            read = self._aggregates()
             running = [
                 RunningTaskSnapshot(
                     task_id=r.task_id,
@@ -659,19 +664,14 @@ class MetricStore:
                 )
                 for r in self._active
             ]
-            custom = [
-                CustomMetricSnapshot(name, unit, int(t[0]), t[1])
-                for (name, unit), t in self._custom_totals.items()
-            ]
-            workers = sum(int(p.max_workers) for p in self._pools if not p.closed)
-            return StoreSnapshot(
-                tools=tools,
-                running=running,
-                custom=custom,
-                workers=workers,
-                queue_depth=self._queue_depth,
-                abandoned_threads=self._abandoned_threads(),
-            )
+        return StoreSnapshot(
+            tools=[ToolSnapshot.from_aggregates(tool) for tool in read.tools],
+            running=running,
+            custom=read.custom,
+            workers=read.workers,
+            queue_depth=read.queue_depth,
+            abandoned_threads=read.abandoned_threads,
+        )
 
     def aggregates(self) -> StoreAggregates:
         """The exported aggregates only, copied as stored, for the fast ``/metrics`` rendering.
@@ -680,15 +680,17 @@ class MetricStore:
         they are (per bucket, not cumulative), so the lock is held only for the copying.
         """
         with self._lock:
-            tools = [slot.aggregates() for slot in self._slots.values()]
-            custom = [
-                CustomMetricSnapshot(name, unit, int(t[0]), t[1])
-                for (name, unit), t in self._custom_totals.items()
-            ]
-            workers = sum(int(p.max_workers) for p in self._pools if not p.closed)
-            return StoreAggregates(
-                tools, custom, workers, self._queue_depth, self._abandoned_threads()
-            )
+            return self._aggregates()
+
+    def _aggregates(self) -> StoreAggregates:
+        # Caller holds the lock.
+        tools = [slot.aggregates() for slot in self._slots.values()]
+        custom = [
+            CustomMetricSnapshot(name, unit, int(t[0]), t[1])
+            for (name, unit), t in self._custom_totals.items()
+        ]
+        workers = sum(int(p.max_workers) for p in self._pools if not p.closed)
+        return StoreAggregates(tools, custom, workers, self._queue_depth, self._abandoned_threads())
 
 
 _default_store: MetricStore | None = None
