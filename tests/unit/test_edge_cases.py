@@ -75,20 +75,26 @@ class CancelWhileSubmitting(MetricStore):
 # -- cancellation racing a task's start ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", ["common", "general"])
 def test_cancel_right_after_preparation_of_a_timed_task_returns_cancelled(
-    make_executor: Any, make_task: Any, context: Context
+    make_executor: Any, make_task: Any, context: Context, path: str
 ) -> None:
-    """A timed task cancelled between its preparation and its hand-off ends 'cancelled'."""
+    """A timed task cancelled between its preparation and its hand-off ends 'cancelled'.
+
+    Both roads a timed task can take are checked: the short one of the common case (no
+    callback) and the general one (an ``on_progress`` callback forces it).
+    """
     store = MetricStore()
     executor = make_executor(store=store)
     task = make_task("echo", text="hi")
-    # Stop the caller on the line of Executor._execute that takes the job's wait lock: the job
-    # is prepared (and visible to cancel_task) but not yet handed to a worker.
-    lines, first = inspect.getsourcelines(Executor._execute)
-    offsets = [i for i, line in enumerate(lines) if "done = job.done" in line]
-    assert len(offsets) == 1, "Executor._execute no longer takes the wait lock in one place"
+    # Stop the caller on the line that hands the job to a worker: the job is prepared (and
+    # visible to cancel_task) but not yet handed over.
+    function = Executor._run_pooled if path == "common" else Executor._execute
+    lines, first = inspect.getsourcelines(function)
+    offsets = [i for i, line in enumerate(lines) if "if self._submit(job):" in line]
+    assert len(offsets) == 1, f"{function.__name__} no longer hands the job over in one place"
     target = first + offsets[0]
-    code = Executor._execute.__code__
+    code = function.__code__
     cancelled: list[bool] = []
 
     def on_line(frame: Any, event: str, arg: Any) -> Any:
@@ -103,10 +109,16 @@ def test_cancel_right_after_preparation_of_a_timed_task_returns_cancelled(
     def on_call(frame: Any, event: str, arg: Any) -> Any:
         return on_line if frame.f_code is code else None
 
+    events: list[str] = []
     previous = sys.gettrace()
     sys.settrace(on_call)
     try:
-        result = executor.execute_task(task, context, timeout=5)
+        if path == "common":
+            result = executor.execute_task(task, context, timeout=5)
+        else:
+            result = executor.execute_task(
+                task, context, timeout=5, on_progress=lambda event, data: events.append(event)
+            )
     finally:
         sys.settrace(previous)
 
@@ -114,6 +126,7 @@ def test_cancel_right_after_preparation_of_a_timed_task_returns_cancelled(
     assert result.metadata["outcome"] == "cancelled"
     assert result.metadata["error_type"] == "cancelled"
     assert _outcomes(store, "echo") == {"cancelled": 1}
+    assert events == ([] if path == "common" else ["cancelled"])
 
 
 def test_cancel_during_submission_cancels_that_run_not_the_next(

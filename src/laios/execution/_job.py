@@ -37,6 +37,11 @@ __all__ = ["Job"]
 
 _log = logging.getLogger("laios.execution")
 
+_thread_time = time.thread_time
+_UTC = timezone.utc
+_COMPLETED = TaskStatus.COMPLETED
+_RUNNING = TaskStatus.RUNNING
+
 QUEUED, RUNNING, DONE, ABANDONED = 0, 1, 2, 3
 
 ProgressCallback = Callable[[str, Any], None]
@@ -79,6 +84,7 @@ class Job(TaskRecord, TaskContext):
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     pooled = False  # runs on a worker thread (a timeout to enforce, async, parallel)
+    direct = False  # a plain tool, no on_progress, no span: run_direct() runs it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
 
     def __init__(
@@ -172,24 +178,31 @@ class Job(TaskRecord, TaskContext):
 
     def run_in_worker(self) -> None:
         """Entry point on a worker thread: start unless timed out or cancelled meanwhile."""
+        executor = self.executor
         # The store learns of the start first: if a timeout strikes before the transition
         # below, the caller finishes the record (as started) and the tool never runs.
-        self.executor._store.task_started(self)
+        executor._store.task_started(self)
         task = self.task
-        with self.executor._state_lock:
+        lock = executor._state_lock
+        lock.acquire()
+        try:
             if self.phase != QUEUED:
                 return
             self.phase = RUNNING
             self.thread_id = threading.get_ident()
             fields = task.__dict__
-            fields["status"] = TaskStatus.RUNNING
-            fields["started_at"] = datetime.now(timezone.utc)
+            fields["status"] = _RUNNING
+            fields["started_at"] = datetime.now(_UTC)
             task.__pydantic_fields_set__.update(_RUN_FIELDS)
+        finally:
+            lock.release()
         ctx = self.ctx
-        if ctx is not None:
-            ctx.run(self.run)
-        else:
+        if ctx is None:
             self.run()
+        elif self.direct:
+            ctx.run(self.run_direct)
+        else:
+            ctx.run(self.run)
 
     def run(self) -> None:
         """Run the tool here and finish the job (unless it was abandoned meanwhile)."""
@@ -249,6 +262,105 @@ class Job(TaskRecord, TaskContext):
             # interrupt goes on. Anything else a tool raises (SystemExit from argparse, say)
             # ends as a failed result only.
             raise raised
+
+    def run_inline(self) -> TaskResult:
+        """Run a ``direct`` job on the caller's thread and return its result.
+
+        The common case (see ``Executor._run_inline``) in one step: a success is finished
+        here; every other ending is settled by the general code.
+        """
+        task = self.task
+        fields = task.__dict__
+        fields["status"] = _RUNNING
+        fields["started_at"] = datetime.now(_UTC)
+        fields_set = task.__pydantic_fields_set__
+        fields_set.update(_RUN_FIELDS)
+        token = _current.set(self)
+        cpu_start = _thread_time()
+        try:
+            output = self.tool_impl._execute(**task.parameters)
+        except BaseException as exc:  # a tool must never take the caller down
+            cpu = _thread_time() - cpu_start
+            _current.reset(token)
+            self._settle(None, exc, cpu)
+            if type(exc) is KeyboardInterrupt:
+                raise  # as in run(): Ctrl-C belongs to the caller's thread
+            return self.take_result()
+        cpu = _thread_time() - cpu_start
+        _current.reset(token)
+        if isinstance(output, ToolOutput):
+            if not output.success or self.cancel_requested:
+                self._settle(output, None, cpu)
+                return self.take_result()
+            data = output.data
+            metadata = dict(output.metadata) if output.metadata else {}
+        elif self.cancel_requested:
+            self._settle(_Value(output), None, cpu)
+            return self.take_result()
+        else:
+            data = output
+            metadata = {}
+        self.phase = DONE
+        duration = self.executor._store.task_succeeded(self, cpu)
+        fields["status"] = _COMPLETED
+        fields["completed_at"] = datetime.now(_UTC)
+        fields["result"] = data
+        fields["error"] = None
+        fields_set.update(_FINISH_FIELDS)
+        metadata["tool_name"] = task.tool_name
+        metadata["outcome"] = "success"
+        return _construct(
+            TaskResult,
+            {
+                "task_id": task.id,
+                "success": True,
+                "output": data,
+                "error": None,
+                "logs": [],
+                "execution_time_seconds": duration,
+                "metadata": metadata,
+            },
+        )
+
+    def run_direct(self) -> None:
+        """:meth:`run` in fewer steps for a pooled ``direct`` job (a plain tool, no
+        ``on_progress``, no span), on its worker thread. Only a success is finished here;
+        every other ending is settled by the general code."""
+        task = self.task
+        token = _current.set(self)
+        cpu_start = _thread_time()
+        try:
+            output = self.tool_impl._execute(**task.parameters)
+        except BaseException as exc:  # a tool must never take the worker down
+            cpu = _thread_time() - cpu_start
+            _current.reset(token)
+            self._settle(None, exc, cpu)
+            return
+        cpu = _thread_time() - cpu_start
+        if isinstance(output, ToolOutput):
+            if not output.success or self.cancel_requested:
+                _current.reset(token)
+                self._settle(output, None, cpu)
+                return
+            data, extra = output.data, output.metadata
+        elif self.cancel_requested:
+            _current.reset(token)
+            self._settle(_Value(output), None, cpu)
+            return
+        else:
+            data, extra = output, None
+        lock = self.executor._state_lock
+        lock.acquire()
+        abandoned = self.phase == ABANDONED
+        self.phase = DONE
+        lock.release()
+        if abandoned:
+            _current.reset(token)
+            self.executor._late_return(self)
+            return
+        self._succeed(cpu, data, extra)
+        # Reset once the caller has been woken: nothing else runs in this job's context copy.
+        _current.reset(token)
 
     def _settle(
         self,
@@ -350,6 +462,47 @@ class Job(TaskRecord, TaskContext):
                 "cancelled", f"Task '{self.task_id}' was cancelled before it started", "cancelled"
             )
         return True
+
+    def _succeed(self, cpu: float, data: Any, extra: dict[str, Any] | None) -> None:
+        """:meth:`finish` as ``success`` for a pooled ``direct`` job (no callback, no span)."""
+        task = self.task
+        duration = self.executor._store.task_succeeded(self, cpu)
+        fields = task.__dict__
+        fields["status"] = _COMPLETED
+        fields["completed_at"] = datetime.now(_UTC)
+        fields["result"] = data
+        fields["error"] = None
+        task.__pydantic_fields_set__.update(_FINISH_FIELDS)
+        metadata: dict[str, Any] = dict(extra) if extra else {}
+        metadata["tool_name"] = task.tool_name
+        metadata["outcome"] = "success"
+        self.result = _construct(
+            TaskResult,
+            {
+                "task_id": task.id,
+                "success": True,
+                "output": data,
+                "error": None,
+                "logs": [],
+                "execution_time_seconds": duration,
+                "metadata": metadata,
+            },
+        )
+        done = self.done
+        if done is not None:
+            done.release()
+        notify = self.notify
+        self.ctx = None
+        if notify is not None:
+            self.notify = None
+            notify()
+
+    def take_result(self) -> TaskResult:
+        """Hand the result to the caller; the retained record does not keep it."""
+        result = self.result
+        assert result is not None
+        self.result = None
+        return result
 
     def finish(
         self,

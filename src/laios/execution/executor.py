@@ -54,6 +54,8 @@ ProgressCallback = Callable[[str, Any], None]
 #: Most cancellation requests remembered for tasks that have not been submitted yet.
 MAX_PENDING_CANCELS = 1000
 
+_INF = math.inf
+
 
 class ExecutionMode(str, Enum):
     """How a task is (or is to be) run; metadata for configs and status displays."""
@@ -264,6 +266,8 @@ class Executor:
             job.span = span
             job.span_context = trace.set_span_in_context(span, parent)
             job.checkpoint_listener = job.on_checkpoint
+        elif on_progress is None and getattr(tool, "_direct", False):
+            job.direct = True
         refusal: tuple[str, str, str] | None = None
         if self._closed:
             refusal = (
@@ -403,7 +407,116 @@ class Executor:
             A ``TaskResult``; on failure ``success`` is false and ``error`` says why. The task's
             ``status``, ``started_at``, ``completed_at``, ``result`` and ``error`` are updated.
         """
+        if on_progress is None and type(task) is Task:
+            # The common cases (no callback, no span, a plain tool) take a shorter road to the
+            # same behaviour; anything else, or anything unusual, takes the general one.
+            try:
+                if timeout is None:
+                    limit = self.resource_limits.timeout_seconds
+                    if limit is None:
+                        result = self._run_inline(task)
+                    else:
+                        result = self._run_pooled(task, limit)
+                elif type(timeout) is float or type(timeout) is int:
+                    result = self._run_pooled(task, timeout)
+                else:
+                    result = None
+            except Exception as exc:
+                return self._failed(task, exc)
+            if result is not None:
+                return result
         return self._execute(task, context, timeout, on_progress)
+
+    def _run_inline(self, task: Task) -> TaskResult | None:
+        """Run a task on the caller's thread when nothing needs the general path.
+
+        That is: no timeout to enforce (the caller checked), no span to open, a plain
+        synchronous tool (see ``BaseTool._direct``), no pending cancellation and an open
+        executor. Returns ``None`` (having done nothing) otherwise. It records, runs and
+        finishes the task exactly as :meth:`_prepare` and :meth:`Job.run` would, with fewer
+        steps in between.
+        """
+        if self._closed or self._pending_cancels or self._tracing.enabled:
+            return None
+        name = task.tool_name
+        tool = self.tool_registry.get_tool(name)
+        if tool is None or not getattr(tool, "_direct", False):
+            return None
+        store = self._store
+        job = Job(self, task, tool, None)
+        job.scope = self.task_monitor._scope
+        job.slot = store.tool_slot(name, True)
+        job.phase = RUNNING
+        store.submit_record(job, True)
+        # A cancel_task that ran since the check above found no record and left a request.
+        if self._pending_cancels and self._cancel_before_start(job):
+            return job.take_result()
+        return job.run_inline()
+
+    def _run_pooled(self, task: Task, timeout: float) -> TaskResult | None:
+        """Run a task with a timeout on a worker thread when nothing needs the general path.
+
+        The conditions are those of :meth:`_run_inline` (bar the timeout, which must be a
+        finite positive number); ``None`` (having done nothing) otherwise.
+        """
+        if not 0 < timeout < _INF or self._closed or self._pending_cancels or self._tracing.enabled:
+            return None
+        name = task.tool_name
+        tool = self.tool_registry.get_tool(name)
+        if tool is None or not getattr(tool, "_direct", False):
+            return None
+        store = self._store
+        job = Job(self, task, tool, None)
+        job.scope = self.task_monitor._scope
+        job.slot = store.tool_slot(name, True)
+        job.pooled = job.direct = True
+        job.ctx = contextvars.copy_context()
+        job.done = done = threading.Lock()
+        done.acquire()
+        store.submit_record(job, False)
+        if self._pending_cancels and self._cancel_before_start(job):
+            return job.take_result()
+        if self._submit(job):
+            try:
+                if not done.acquire(timeout=timeout):
+                    self._time_out(job, done, float(timeout))
+            except BaseException:
+                self._caller_interrupted(job)
+                raise
+        return job.take_result()
+
+    def _wait(self, job: Job, done: Any, limit: float | None) -> None:
+        """Wait for a submitted job's ``done`` lock; finish it as timed out (or cancelled, when
+        the wait is interrupted) if it does not come."""
+        try:
+            if not done.acquire(timeout=-1 if limit is None else limit):
+                self._time_out(job, done, limit)
+        except BaseException:
+            self._caller_interrupted(job)
+            raise
+
+    def _time_out(self, job: Job, done: Any, limit: float | None) -> None:
+        """The caller's wait for ``job`` ran out: finish it as timed out, then take ``done``."""
+        job.interrupt("timeout", self._timeout_message(job, limit))
+        done.acquire()
+
+    def _caller_interrupted(self, job: Job) -> None:
+        job.interrupt(
+            "cancelled", f"Task '{job.task_id}' was cancelled: the caller was interrupted"
+        )
+
+    def _cancel_before_start(self, job: Job) -> bool:
+        """Finish a just-submitted job as cancelled when a pending request names it."""
+        if not self._take_pending_cancel(job.task_id):
+            return False
+        with self._state_lock:
+            if job.phase == DONE:  # cancel_task got there first
+                return True
+            job.phase = DONE
+        job.finish(
+            "cancelled", f"Task '{job.task_id}' was cancelled before it started", "cancelled"
+        )
+        return True
 
     def _execute(
         self,
@@ -423,23 +536,15 @@ class Executor:
                 task, context, on_progress, limit is not None, None, attributes, retries, True, True
             )
             if job.result is not None:
-                return _take_result(job)
+                return job.take_result()
             if not job.pooled:
+                if job.direct:
+                    return job.run_inline()
                 job.run()
             else:
-                done = job.done
                 if self._submit(job):
-                    try:
-                        if not done.acquire(timeout=-1 if limit is None else limit):
-                            job.interrupt("timeout", self._timeout_message(job, limit))
-                            done.acquire()
-                    except BaseException:
-                        job.interrupt(
-                            "cancelled",
-                            f"Task '{task.id}' was cancelled: the caller was interrupted",
-                        )
-                        raise
-            return _take_result(job)
+                    self._wait(job, job.done, limit)
+            return job.take_result()
         except Exception as exc:
             return self._failed(task, exc)
 
@@ -469,7 +574,7 @@ class Executor:
             limit = self._timeout(timeout)
             job = self._prepare(task, context, on_progress, pooled=True)
             await self._await_jobs([job], loop, limit)
-            return _take_result(job)
+            return job.take_result()
         except Exception as exc:
             return self._failed(task, exc)
 
@@ -561,7 +666,7 @@ class Executor:
                 failed = sum(1 for j in jobs if j.result is None or not j.result.success)
                 batch.set_attribute("laios.batch.failed", failed + len(slots) - len(jobs))
                 batch.end()
-        return [_take_result(s) if isinstance(s, Job) else s for s in slots]
+        return [s.take_result() if isinstance(s, Job) else s for s in slots]
 
     def execute_with_retry(
         self,
@@ -700,14 +805,6 @@ def _retry_policy(
     if retry_if is None:
         return RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
     return RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if)
-
-
-def _take_result(job: Job) -> TaskResult:
-    """Hand the job's result to the caller; the retained record does not keep it."""
-    result = job.result
-    assert result is not None
-    job.result = None
-    return result
 
 
 def _future_setter(

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from laios.core.types import TaskStatus
 from laios.execution._aggregates import (
     TOOL_OTHER,
     TOOL_UNKNOWN,
@@ -31,6 +32,7 @@ from laios.execution._aggregates import (
     StoreSnapshot,
     ToolSlot,
     ToolSnapshot,
+    _Histogram,
 )
 from laios.execution._records import MAX_TEXT, Checkpoint, ProgressStatus, ProgressUpdate, shorten
 
@@ -50,6 +52,7 @@ MAX_PROGRESS_HISTORY = 100
 #: Most samples kept per (task id, custom metric name).
 MAX_CUSTOM_SAMPLES = 1000
 
+_COMPLETED = TaskStatus.COMPLETED
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
 
@@ -291,17 +294,22 @@ class MetricStore:
             rec.ran = True
         else:
             rec.state = "queued"
-        task_id = rec.task_id
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (cheaper than ``with`` on a path taken twice per task)
+        try:
             self._active[rec] = None
             if scope is not None:
-                scope.active_by_id[task_id] = rec
+                scope.active_by_id[rec.task_id] = rec
             if running:
                 slot.in_flight += 1
-                slot.queue_wait.observe_zero()
+                queue_wait = slot.queue_wait  # observes a wait of 0 (inlined: a hot path)
+                queue_wait.buckets[0] += 1
+                queue_wait.count += 1
             else:
                 self._queue_depth += 1
             notify = running and bool(self._progress_listeners)
+        finally:
+            lock.release()
         if notify and scope is not None and scope.track_progress:
             self._notify(_starting(rec))
         return rec
@@ -309,29 +317,29 @@ class MetricStore:
     def task_started(self, rec: TaskRecord) -> None:
         """Record that a queued task's tool is about to run (observes its queue wait)."""
         now = time.perf_counter()
-        with self._lock:
+        start_time = time.time()
+        lock = self._lock
+        lock.acquire()
+        try:
             if rec.state != "queued":
                 return
             self._queue_depth -= 1
-            update = self._mark_started(rec, now)
-        if update is not None:
-            self._notify(update)
-
-    def _mark_started(self, rec: TaskRecord, now: float) -> ProgressUpdate | None:
-        # Caller holds the lock.
-        rec.state = "running"
-        rec.started_mono = now
-        rec.start_time = time.time()
-        slot = rec.slot
-        assert slot is not None
-        slot.in_flight += 1
-        slot.queue_wait.observe(now - rec.submitted_mono, None)
-        rec.milestones = True
-        rec.ran = True
-        # The STARTING update is derived from the record when read; built here only to notify.
-        if not self._progress_listeners or rec.scope is None or not rec.scope.track_progress:
-            return None
-        return _starting(rec)
+            rec.state = "running"
+            rec.started_mono = now
+            rec.start_time = start_time
+            rec.milestones = True
+            rec.ran = True
+            slot = rec.slot
+            assert slot is not None
+            slot.in_flight += 1
+            slot.queue_wait.observe(now - rec.submitted_mono, None)
+            # The STARTING update is derived from the record when read; built here to notify.
+            scope = rec.scope
+            notify = bool(self._progress_listeners) and scope is not None and scope.track_progress
+        finally:
+            lock.release()
+        if notify:
+            self._notify(_starting(rec))
 
     def task_finished(
         self,
@@ -357,8 +365,9 @@ class MetricStore:
         """
         now = time.perf_counter()
         end_time = time.time()
-        update = None
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             state = rec.state
             if state == "finished":
                 return False
@@ -387,22 +396,72 @@ class MetricStore:
             rec.checkpoint_listener = None
             slot.finished(outcome, duration, error_type, exemplar)
             del self._active[rec]
-            scope = rec.scope
-            if scope is not None:
-                task_id = rec.task_id
-                if scope.active_by_id.get(task_id) is rec:
-                    del scope.active_by_id[task_id]
-                finished = scope.finished
-                if task_id in finished:
-                    del finished[task_id]
-                finished[task_id] = rec
-                if len(finished) > scope.capacity:
-                    finished.popitem(last=False)
-                if scope.track_progress and self._progress_listeners:
-                    update = _final(rec)
+            update = self._retire(rec)
+        finally:
+            lock.release()
         if update is not None:
             self._notify(update)
         return True
+
+    def task_succeeded(self, rec: TaskRecord, cpu_time: float) -> float:
+        """:meth:`task_finished` as ``success`` (no exemplar), in fewer steps: the common case.
+
+        Returns:
+            The task's duration in seconds (its ``execution_time``).
+        """
+        if rec.state != "running":  # (never, for a job that ran its tool; kept exact anyway)
+            self.task_finished(rec, "success", _COMPLETED, None, cpu_time, None)
+            return rec.execution_time
+        now = time.perf_counter()
+        end_time = time.time()
+        lock = self._lock
+        lock.acquire()
+        try:
+            if rec.state != "running":  # finished meanwhile: nothing is counted twice
+                return rec.execution_time
+            slot = rec.slot
+            assert slot is not None
+            slot.in_flight -= 1
+            rec.execution_time = duration = now - rec.started_mono
+            rec.state = "finished"
+            rec.end_time = end_time
+            rec.cpu_time = cpu_time
+            rec.outcome = "success"
+            rec.status = _COMPLETED
+            rec.task = None
+            rec.checkpoint_listener = None
+            histogram = slot.outcomes.get("success")
+            if histogram is None:
+                histogram = slot.outcomes["success"] = _Histogram()
+            histogram.observe(duration, None)
+            del self._active[rec]
+            update = self._retire(rec)
+        finally:
+            lock.release()
+        if update is not None:
+            self._notify(update)
+        return duration
+
+    def _retire(self, rec: TaskRecord) -> ProgressUpdate | None:
+        """Move a finished record from its scope's active ones to its ring of finished ones.
+
+        The caller holds the lock. Returns the final progress update to send to listeners.
+        """
+        scope = rec.scope
+        if scope is None:
+            return None
+        task_id = rec.task_id
+        if scope.active_by_id.get(task_id) is rec:
+            del scope.active_by_id[task_id]
+        finished = scope.finished
+        if task_id in finished:
+            del finished[task_id]
+        finished[task_id] = rec
+        if len(finished) > scope.capacity:
+            finished.popitem(last=False)
+        if scope.track_progress and self._progress_listeners:
+            return _final(rec)
+        return None
 
     def task_retried(self, slot: ToolSlot) -> None:
         """Count one retry of a tool (``laios_task_retries_total``)."""
