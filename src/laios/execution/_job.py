@@ -41,6 +41,8 @@ _thread_time = time.thread_time
 _UTC = timezone.utc
 _COMPLETED = TaskStatus.COMPLETED
 _RUNNING = TaskStatus.RUNNING
+#: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 
 QUEUED, RUNNING, DONE, ABANDONED = 0, 1, 2, 3
 
@@ -266,85 +268,76 @@ class Job(TaskRecord, TaskContext):
     def run_inline(self) -> TaskResult:
         """Run a ``direct`` job on the caller's thread and return its result.
 
-        The common case (see ``Executor._run_inline``) in one step: a success is finished
-        here; every other ending is settled by the general code.
+        :meth:`run` for the common case, in fewer steps: a success is finished here; every
+        other ending is settled by the general code.
         """
         task = self.task
         fields = task.__dict__
         fields["status"] = _RUNNING
         fields["started_at"] = datetime.now(_UTC)
-        fields_set = task.__pydantic_fields_set__
-        fields_set.update(_RUN_FIELDS)
+        task.__pydantic_fields_set__.update(_RUN_FIELDS)
         token = _current.set(self)
+        span_context = self.span_context
+        span_token = None
+        if span_context is not None:
+            span_token = otel_context.attach(span_context)
+            self.last_checkpoint_ns = now_ns()
         cpu_start = _thread_time()
         try:
             output = self.tool_impl._execute(**task.parameters)
         except BaseException as exc:  # a tool must never take the caller down
             cpu = _thread_time() - cpu_start
-            _current.reset(token)
+            self._leave(token, span_token)
             self._settle(None, exc, cpu)
             if type(exc) is KeyboardInterrupt:
                 raise  # as in run(): Ctrl-C belongs to the caller's thread
             return self.take_result()
         cpu = _thread_time() - cpu_start
+        if span_token is not None:
+            otel_context.detach(span_token)
         _current.reset(token)
-        if isinstance(output, ToolOutput):
+        if type(output) not in _PLAIN and isinstance(output, ToolOutput):
             if not output.success or self.cancel_requested:
                 self._settle(output, None, cpu)
                 return self.take_result()
-            data = output.data
-            metadata = dict(output.metadata) if output.metadata else {}
+            data, extra = output.data, output.metadata
         elif self.cancel_requested:
             self._settle(_Value(output), None, cpu)
             return self.take_result()
         else:
-            data = output
-            metadata = {}
+            data, extra = output, None
         self.phase = DONE
-        duration = self.executor._store.task_succeeded(self, cpu)
-        fields["status"] = _COMPLETED
-        fields["completed_at"] = datetime.now(_UTC)
-        fields["result"] = data
-        fields["error"] = None
-        fields_set.update(_FINISH_FIELDS)
-        metadata["tool_name"] = task.tool_name
-        metadata["outcome"] = "success"
-        return _construct(
-            TaskResult,
-            {
-                "task_id": task.id,
-                "success": True,
-                "output": data,
-                "error": None,
-                "logs": [],
-                "execution_time_seconds": duration,
-                "metadata": metadata,
-            },
-        )
+        return self._success(cpu, data, extra)
 
     def run_direct(self) -> None:
-        """:meth:`run` in fewer steps for a pooled ``direct`` job (a plain tool, no
-        ``on_progress``, no span), on its worker thread. Only a success is finished here;
-        every other ending is settled by the general code."""
+        """:meth:`run` in fewer steps for a pooled ``direct`` job, on its worker thread.
+
+        Only a success is finished here; every other ending is settled by the general code.
+        """
         task = self.task
         token = _current.set(self)
+        span_context = self.span_context
+        span_token = None
+        if span_context is not None:
+            span_token = otel_context.attach(span_context)
+            self.last_checkpoint_ns = now_ns()
         cpu_start = _thread_time()
         try:
             output = self.tool_impl._execute(**task.parameters)
         except BaseException as exc:  # a tool must never take the worker down
             cpu = _thread_time() - cpu_start
-            _current.reset(token)
+            self._leave(token, span_token)
             self._settle(None, exc, cpu)
             return
         cpu = _thread_time() - cpu_start
-        if isinstance(output, ToolOutput):
+        if type(output) not in _PLAIN and isinstance(output, ToolOutput):
             if not output.success or self.cancel_requested:
-                _current.reset(token)
+                self._leave(token, span_token)
                 self._settle(output, None, cpu)
                 return
             data, extra = output.data, output.metadata
         elif self.cancel_requested:
-            _current.reset(token)
+            self._leave(token, span_token)
             self._settle(_Value(output), None, cpu)
             return
         else:
@@ -355,11 +348,25 @@ class Job(TaskRecord, TaskContext):
         self.phase = DONE
         lock.release()
         if abandoned:
-            _current.reset(token)
+            self._leave(token, span_token)
             self.executor._late_return(self)
             return
-        self._succeed(cpu, data, extra)
-        # Reset once the caller has been woken: nothing else runs in this job's context copy.
+        self.result = self._success(cpu, data, extra)
+        done = self.done
+        if done is not None:
+            done.release()
+        notify = self.notify
+        self.ctx = None
+        if notify is not None:
+            self.notify = None
+            notify()
+        # Left once the caller has been woken: nothing else runs in this context copy.
+        self._leave(token, span_token)
+
+    @staticmethod
+    def _leave(token: contextvars.Token[Any], span_token: object) -> None:
+        if span_token is not None:
+            otel_context.detach(span_token)
         _current.reset(token)
 
     def _settle(
@@ -463,10 +470,11 @@ class Job(TaskRecord, TaskContext):
             )
         return True
 
-    def _succeed(self, cpu: float, data: Any, extra: dict[str, Any] | None) -> None:
-        """:meth:`finish` as ``success`` for a pooled ``direct`` job (no callback, no span)."""
+    def _success(self, cpu: float, data: Any, extra: dict[str, Any] | None) -> TaskResult:
+        """:meth:`finish` as ``success`` for a ``direct`` job (no callback): the result."""
         task = self.task
-        duration = self.executor._store.task_succeeded(self, cpu)
+        exemplar = (self.trace_id, self.span_id or "") if self.sampled and self.trace_id else None
+        duration = self.executor._store.task_succeeded(self, cpu, exemplar)
         fields = task.__dict__
         fields["status"] = _COMPLETED
         fields["completed_at"] = datetime.now(_UTC)
@@ -476,7 +484,26 @@ class Job(TaskRecord, TaskContext):
         metadata: dict[str, Any] = dict(extra) if extra else {}
         metadata["tool_name"] = task.tool_name
         metadata["outcome"] = "success"
-        self.result = _construct(
+        if self.trace_id is not None:
+            metadata["trace_id"] = self.trace_id
+            metadata["span_id"] = self.span_id
+        span = self.span
+        if span is not None:
+            tracing = self.executor._tracing
+            if tracing.capture_content:
+                tracing.end_span(
+                    span,
+                    error_type=None,
+                    message=None,
+                    secrets=secret_values(task.parameters),
+                    result=data,
+                    capture_result=True,
+                )
+            else:
+                span.end()
+            self.span = None
+            self.span_context = None
+        return _construct(
             TaskResult,
             {
                 "task_id": task.id,
@@ -488,14 +515,6 @@ class Job(TaskRecord, TaskContext):
                 "metadata": metadata,
             },
         )
-        done = self.done
-        if done is not None:
-            done.release()
-        notify = self.notify
-        self.ctx = None
-        if notify is not None:
-            self.notify = None
-            notify()
 
     def take_result(self) -> TaskResult:
         """Hand the result to the caller; the retained record does not keep it."""

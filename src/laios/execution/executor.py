@@ -245,28 +245,9 @@ class Executor:
                 done.acquire()
         else:
             job.phase = RUNNING
-        tracing = self._tracing
-        if tracing.enabled:
-            attrs = {
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": name,
-                "gen_ai.tool.call.id": task.id,
-                "gen_ai.tool.type": "function",
-                "gen_ai.tool.description": getattr(tool, "description", "") or "",
-                "laios.task.id": task.id,
-                "laios.plan.id": task.plan_id,
-                "laios.session.id": str(getattr(context, "session_id", "") or ""),
-            }
-            if attributes:
-                attrs.update(attributes)
-            span = tracing.start_task_span(name, attrs, parent, task.parameters)
-            ids = span_ids(span)
-            if ids is not None:
-                job.trace_id, job.span_id, job.sampled = ids
-            job.span = span
-            job.span_context = trace.set_span_in_context(span, parent)
-            job.checkpoint_listener = job.on_checkpoint
-        elif on_progress is None and getattr(tool, "_direct", False):
+        if self._tracing.enabled:
+            self._open_span(job, task, tool, context, parent, attributes)
+        if on_progress is None and getattr(tool, "_direct", False):
             job.direct = True
         refusal: tuple[str, str, str] | None = None
         if self._closed:
@@ -301,6 +282,37 @@ class Executor:
             job.phase = DONE
         job.finish(*refusal)
         return job
+
+    def _open_span(
+        self,
+        job: Job,
+        task: Task,
+        tool: Any,
+        context: Any,
+        parent: OtelContext | None,
+        attributes: dict[str, Any] | None,
+    ) -> None:
+        """Start the job's ``execute_tool`` span (under ``parent``, or the current context)."""
+        name = task.tool_name
+        attrs = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": task.id,
+            "gen_ai.tool.type": "function",
+            "gen_ai.tool.description": getattr(tool, "description", "") or "",
+            "laios.task.id": task.id,
+            "laios.plan.id": task.plan_id,
+            "laios.session.id": str(getattr(context, "session_id", "") or ""),
+        }
+        if attributes:
+            attrs.update(attributes)
+        span = self._tracing.start_task_span(name, attrs, parent, task.parameters)
+        ids = span_ids(span)
+        if ids is not None:
+            job.trace_id, job.span_id, job.sampled = ids
+        job.span = span
+        job.span_context = trace.set_span_in_context(span, parent)
+        job.checkpoint_listener = job.on_checkpoint
 
     def _take_pending_cancel(self, task_id: str) -> bool:
         with self._state_lock:
@@ -408,17 +420,17 @@ class Executor:
             ``status``, ``started_at``, ``completed_at``, ``result`` and ``error`` are updated.
         """
         if on_progress is None and type(task) is Task:
-            # The common cases (no callback, no span, a plain tool) take a shorter road to the
-            # same behaviour; anything else, or anything unusual, takes the general one.
+            # The common cases take a shorter road (see _attempt, which this repeats: one
+            # call less on the hottest path).
             try:
                 if timeout is None:
                     limit = self.resource_limits.timeout_seconds
                     if limit is None:
-                        result = self._run_inline(task)
+                        result = self._run_inline(task, context, None, 0)
                     else:
-                        result = self._run_pooled(task, limit)
+                        result = self._run_pooled(task, context, limit, None, 0)
                 elif type(timeout) is float or type(timeout) is int:
-                    result = self._run_pooled(task, timeout)
+                    result = self._run_pooled(task, context, timeout, None, 0)
                 else:
                     result = None
             except Exception as exc:
@@ -427,53 +439,111 @@ class Executor:
                 return result
         return self._execute(task, context, timeout, on_progress)
 
-    def _run_inline(self, task: Task) -> TaskResult | None:
-        """Run a task on the caller's thread when nothing needs the general path.
+    def _attempt(
+        self,
+        task: Task,
+        context: Context,
+        timeout: float | None,
+        on_progress: ProgressCallback | None,
+        attributes: dict[str, Any] | None,
+        retries: int,
+    ) -> TaskResult:
+        """One run of ``task`` (``execute_task``, or one attempt of ``execute_with_retry``)."""
+        if on_progress is None and type(task) is Task:
+            # The common cases (no callback, a plain tool) take a shorter road to the same
+            # behaviour; anything else, or anything unusual, takes the general one.
+            try:
+                if timeout is None:
+                    limit = self.resource_limits.timeout_seconds
+                    if limit is None:
+                        result = self._run_inline(task, context, attributes, retries)
+                    else:
+                        result = self._run_pooled(task, context, limit, attributes, retries)
+                elif type(timeout) is float or type(timeout) is int:
+                    result = self._run_pooled(task, context, timeout, attributes, retries)
+                else:
+                    result = None
+            except Exception as exc:
+                return self._failed(task, exc)
+            if result is not None:
+                return result
+        return self._execute(
+            task, context, timeout, on_progress, attributes=attributes, retries=retries
+        )
 
-        That is: no timeout to enforce (the caller checked), no span to open, a plain
-        synchronous tool (see ``BaseTool._direct``), no pending cancellation and an open
-        executor. Returns ``None`` (having done nothing) otherwise. It records, runs and
-        finishes the task exactly as :meth:`_prepare` and :meth:`Job.run` would, with fewer
-        steps in between.
+    def _direct_job(
+        self,
+        task: Task,
+        context: Context,
+        attributes: dict[str, Any] | None,
+        retries: int,
+    ) -> Job | None:
+        """A job for the shorter road, or ``None`` when the task needs the general one.
+
+        The shorter road takes a plain synchronous tool (see ``BaseTool._direct``) on an open
+        executor with no cancellation pending; the job is not recorded yet.
         """
-        if self._closed or self._pending_cancels or self._tracing.enabled:
+        if self._closed or self._pending_cancels:
             return None
         name = task.tool_name
         tool = self.tool_registry.get_tool(name)
         if tool is None or not getattr(tool, "_direct", False):
             return None
-        store = self._store
         job = Job(self, task, tool, None)
         job.scope = self.task_monitor._scope
-        job.slot = store.tool_slot(name, True)
+        job.slot = self._store.tool_slot(name, True)
+        job.direct = True
+        if retries:
+            job.retries = retries
+        if self._tracing.enabled:
+            self._open_span(job, task, tool, context, None, attributes)
+        return job
+
+    def _run_inline(
+        self,
+        task: Task,
+        context: Context,
+        attributes: dict[str, Any] | None,
+        retries: int,
+    ) -> TaskResult | None:
+        """Run a task on the caller's thread by the shorter road (no timeout to enforce).
+
+        Returns ``None`` (having done nothing) when the task needs the general path. The task
+        is recorded, run and finished exactly as :meth:`_prepare` and :meth:`Job.run` would.
+        """
+        job = self._direct_job(task, context, attributes, retries)
+        if job is None:
+            return None
         job.phase = RUNNING
-        store.submit_record(job, True)
+        self._store.submit_record(job, True)
         # A cancel_task that ran since the check above found no record and left a request.
         if self._pending_cancels and self._cancel_before_start(job):
             return job.take_result()
         return job.run_inline()
 
-    def _run_pooled(self, task: Task, timeout: float) -> TaskResult | None:
-        """Run a task with a timeout on a worker thread when nothing needs the general path.
+    def _run_pooled(
+        self,
+        task: Task,
+        context: Context,
+        timeout: float,
+        attributes: dict[str, Any] | None,
+        retries: int,
+    ) -> TaskResult | None:
+        """Run a task on a worker thread by the shorter road, waiting at most ``timeout``.
 
-        The conditions are those of :meth:`_run_inline` (bar the timeout, which must be a
-        finite positive number); ``None`` (having done nothing) otherwise.
+        Returns ``None`` (having done nothing) when the task needs the general path (as for
+        :meth:`_run_inline`, or a timeout that is not a finite positive number).
         """
-        if not 0 < timeout < _INF or self._closed or self._pending_cancels or self._tracing.enabled:
+        if not 0 < timeout < _INF:
             return None
-        name = task.tool_name
-        tool = self.tool_registry.get_tool(name)
-        if tool is None or not getattr(tool, "_direct", False):
+        job = self._direct_job(task, context, attributes, retries)
+        if job is None:
             return None
-        store = self._store
-        job = Job(self, task, tool, None)
-        job.scope = self.task_monitor._scope
-        job.slot = store.tool_slot(name, True)
-        job.pooled = job.direct = True
+        job.pooled = True
         job.ctx = contextvars.copy_context()
         job.done = done = threading.Lock()
         done.acquire()
-        store.submit_record(job, False)
+        self._store.submit_record(job, False)
         if self._pending_cancels and self._cancel_before_start(job):
             return job.take_result()
         if self._submit(job):

@@ -403,14 +403,16 @@ class MetricStore:
             self._notify(update)
         return True
 
-    def task_succeeded(self, rec: TaskRecord, cpu_time: float) -> float:
-        """:meth:`task_finished` as ``success`` (no exemplar), in fewer steps: the common case.
+    def task_succeeded(
+        self, rec: TaskRecord, cpu_time: float, exemplar: tuple[str, str] | None = None
+    ) -> float:
+        """:meth:`task_finished` as ``success``, in fewer steps: the common case.
 
         Returns:
             The task's duration in seconds (its ``execution_time``).
         """
         if rec.state != "running":  # (never, for a job that ran its tool; kept exact anyway)
-            self.task_finished(rec, "success", _COMPLETED, None, cpu_time, None)
+            self.task_finished(rec, "success", _COMPLETED, None, cpu_time, exemplar)
             return rec.execution_time
         now = time.perf_counter()
         end_time = time.time()
@@ -433,7 +435,7 @@ class MetricStore:
             histogram = slot.outcomes.get("success")
             if histogram is None:
                 histogram = slot.outcomes["success"] = _Histogram()
-            histogram.observe(duration, None)
+            histogram.observe(duration, exemplar)
             del self._active[rec]
             update = self._retire(rec)
         finally:
