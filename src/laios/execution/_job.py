@@ -364,7 +364,10 @@ class Job(TaskRecord, TaskContext):
         self._leave(token, span_token)
 
     @staticmethod
-    def _leave(token: contextvars.Token[Any], span_token: object) -> None:
+    def _leave(
+        token: contextvars.Token[Any], span_token: contextvars.Token[otel_context.Context] | None
+    ) -> None:
+        """Leave the task's context: detach its span, unset ``current_task()``."""
         if span_token is not None:
             otel_context.detach(span_token)
         _current.reset(token)
