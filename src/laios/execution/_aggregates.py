@@ -10,6 +10,7 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import NamedTuple
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -62,9 +63,12 @@ TOOL_OTHER = "other"
 ERROR_TYPE_OTHER = "other"
 
 
-@dataclass(frozen=True, slots=True)
-class Exemplar:
-    """The trace of one observation, for Prometheus exemplars."""
+class Exemplar(NamedTuple):
+    """The trace of one observation, for Prometheus exemplars.
+
+    A named tuple rather than a frozen dataclass: one is built per traced task, and a tuple is
+    several times cheaper to build.
+    """
 
     trace_id: str
     span_id: str

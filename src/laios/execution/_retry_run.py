@@ -43,13 +43,14 @@ def run_with_retry(
                 "laios.retry.max_retries": policy.max_retries,
             },
         )
-    started = time.monotonic()
+    started = time.monotonic() if policy.deadline is not None else 0.0
     limit = timeout if timeout is not None else executor.resource_limits.timeout_seconds
     retries = 0
     stopped_by_deadline = False
     stopped_by_cancel = False
-    cancel = threading.Event()  # set by cancel_task(task.id) while waiting between attempts
-    registered = False
+    # Set by cancel_task(task.id) while waiting between attempts; made before the first wait
+    # (most calls succeed at once and never need one).
+    cancel: threading.Event | None = None
     try:
         while True:
             attempt_timeout = limit
@@ -85,10 +86,10 @@ def run_with_retry(
                 if delay >= left:
                     stopped_by_deadline = True
                     break
-            if not registered:
+            if cancel is None:
+                cancel = threading.Event()
                 with executor._state_lock:
                     executor._retrying[task.id] = cancel
-                registered = True
             retry.sleep(delay, stop=cancel)
             if cancel.is_set():
                 stopped_by_cancel = True  # cancel_task during the wait: no further attempt
@@ -119,7 +120,7 @@ def run_with_retry(
                 )
         return result
     finally:
-        if registered:
+        if cancel is not None:
             with executor._state_lock:
                 if executor._retrying.get(task.id) is cancel:
                     del executor._retrying[task.id]
