@@ -67,16 +67,16 @@ def _new_id() -> str:
     """A random (version 4) UUID string; several times cheaper than ``str(uuid.uuid4())``.
 
     Ids need to be unique, not secret, so a private generator seeded from ``os.urandom`` (and
-    reseeded in forked children) replaces a system call per id.
+    reseeded in forked children) replaces a system call per id. The version digit is written
+    as ``4`` and the variant digit is one of ``89ab`` (RFC 4122).
     """
-    bits = _id_random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET
-    h = f"{bits:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = _random_bytes(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
-# Version 4 in bits 76-79, RFC 4122 variant (0b10) in bits 62-63.
-_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
-_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+_random_bytes = _id_random.randbytes
+# The variant digit keeps the random digit's two low bits under the RFC 4122 bits (0b10).
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 UTCDateTime = Annotated[datetime, AfterValidator(ensure_utc)]

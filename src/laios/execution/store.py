@@ -24,6 +24,7 @@ from typing import Any
 
 from laios.core.types import TaskStatus
 from laios.execution._aggregates import (
+    DURATION_BUCKETS,
     TOOL_OTHER,
     TOOL_UNKNOWN,
     CustomMetricSnapshot,
@@ -53,6 +54,7 @@ MAX_PROGRESS_HISTORY = 100
 MAX_CUSTOM_SAMPLES = 1000
 
 _COMPLETED = TaskStatus.COMPLETED
+_FIRST_BOUND = DURATION_BUCKETS[0]
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
 
@@ -435,13 +437,31 @@ class MetricStore:
             histogram = slot.outcomes.get("success")
             if histogram is None:
                 histogram = slot.outcomes["success"] = _Histogram()
-            histogram.observe(duration, exemplar)
+            if exemplar is None and duration <= _FIRST_BOUND:  # most no-op and quick tools
+                histogram.buckets[0] += 1
+                histogram.count += 1
+                histogram.sum += duration
+            else:
+                histogram.observe(duration, exemplar)
             del self._active[rec]
-            update = self._retire(rec)
+            scope = rec.scope
+            if scope is not None:  # _retire(), inlined
+                task_id = rec.task_id
+                if scope.active_by_id.get(task_id) is rec:
+                    del scope.active_by_id[task_id]
+                finished = scope.finished
+                if task_id in finished:
+                    del finished[task_id]
+                finished[task_id] = rec
+                if len(finished) > scope.capacity:
+                    finished.popitem(last=False)
+                notify = scope.track_progress and bool(self._progress_listeners)
+            else:
+                notify = False
         finally:
             lock.release()
-        if update is not None:
-            self._notify(update)
+        if notify:
+            self._notify(_final(rec))
         return duration
 
     def _retire(self, rec: TaskRecord) -> ProgressUpdate | None:
