@@ -268,18 +268,19 @@ def test_cancel_racing_submission_never_hangs_the_caller(
 ) -> None:
     """A cancel arriving while execute_task is handing the task to a worker never hangs it."""
     import threading as real_threading
-    from types import SimpleNamespace
 
-    from laios.execution import executor as executor_module
+    from laios.execution._job import Job
 
     task = make_task("echo", text="x")
+    pool = Job.pool
 
-    def lock_after_cancel() -> Any:
-        # The caller's thread is preempted here, and another thread cancels the task.
+    def pool_after_cancel(job: Job, wait_lock: bool) -> None:
+        # The caller's thread is preempted while making the job's wait lock, before the record
+        # is visible, and another thread cancels the task.
         executor.cancel_task(task.id)
-        return real_threading.Lock()
+        pool(job, wait_lock)
 
-    monkeypatch.setattr(executor_module, "threading", SimpleNamespace(Lock=lock_after_cancel))
+    monkeypatch.setattr(Job, "pool", pool_after_cancel)
     box: list[TaskResult] = []
     caller = real_threading.Thread(
         target=lambda: box.append(executor.execute_task(task, context, timeout=0.3)),

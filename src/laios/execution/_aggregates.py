@@ -52,6 +52,8 @@ DURATION_BUCKETS: tuple[float, ...] = (
     300.0,
 )
 
+_FIRST_BOUND = DURATION_BUCKETS[0]
+
 #: Every outcome a task can end with.
 OUTCOMES: tuple[str, ...] = ("success", "error", "timeout", "cancelled", "rejected")
 
@@ -152,7 +154,12 @@ class ToolSlot:
         histogram = self.outcomes.get(outcome)
         if histogram is None:
             histogram = self.outcomes[outcome] = _Histogram()
-        histogram.observe(duration, exemplar)
+        if exemplar is None and duration <= _FIRST_BOUND:  # most quick tasks: no call needed
+            histogram.buckets[0] += 1
+            histogram.count += 1
+            histogram.sum += duration
+        else:
+            histogram.observe(duration, exemplar)
         if error_type is not None and outcome in ("error", "timeout", "rejected"):
             entry = self.errors.get(error_type)
             if entry is None:

@@ -14,7 +14,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,6 @@ _log = logging.getLogger("laios.execution")
 
 _thread_time = time.thread_time
 _UTC = timezone.utc
-_COMPLETED = TaskStatus.COMPLETED
 _RUNNING = TaskStatus.RUNNING
 #: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
@@ -86,7 +85,7 @@ class Job(TaskRecord, TaskContext):
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     pooled = False  # runs on a worker thread (a timeout to enforce, async, parallel)
-    direct = False  # a plain tool, no on_progress, no span: run_direct() runs it
+    direct = False  # a plain tool and no on_progress: run_direct() runs it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
 
     def __init__(
@@ -178,13 +177,24 @@ class Job(TaskRecord, TaskContext):
 
     # -- running -------------------------------------------------------------------------------
 
+    def pool(self, wait_lock: bool) -> None:
+        """Make this a job for a worker thread: it runs in a copy of the caller's context.
+
+        With ``wait_lock``, ``done`` is a held lock that finishing the job releases, for a
+        caller that blocks until then.
+        """
+        self.pooled = True
+        self.ctx = contextvars.copy_context()
+        if wait_lock:
+            self.done = done = threading.Lock()
+            done.acquire()
+
     def run_in_worker(self) -> None:
         """Entry point on a worker thread: start unless timed out or cancelled meanwhile."""
         executor = self.executor
         # The store learns of the start first: if a timeout strikes before the transition
         # below, the caller finishes the record (as started) and the tool never runs.
         executor._store.task_started(self)
-        task = self.task
         lock = executor._state_lock
         lock.acquire()
         try:
@@ -192,32 +202,27 @@ class Job(TaskRecord, TaskContext):
                 return
             self.phase = RUNNING
             self.thread_id = threading.get_ident()
-            fields = task.__dict__
-            fields["status"] = _RUNNING
-            fields["started_at"] = datetime.now(_UTC)
-            task.__pydantic_fields_set__.update(_RUN_FIELDS)
+            self._mark_running()
         finally:
             lock.release()
         ctx = self.ctx
         if ctx is None:
             self.run()
-        elif self.direct:
-            ctx.run(self.run_direct)
         else:
             ctx.run(self.run)
 
     def run(self) -> None:
         """Run the tool here and finish the job (unless it was abandoned meanwhile)."""
+        if self.direct:
+            self.run_direct()
+            return
         task = self.task
         lock = self.executor._state_lock
         if not self.pooled:
             # On the caller's thread nothing can interrupt the job (no timer, no batch), and a
             # cancellation request only sets a flag: no lock needed. (A pooled job was marked
             # running by run_in_worker.)
-            fields = task.__dict__
-            fields["status"] = TaskStatus.RUNNING
-            fields["started_at"] = datetime.now(timezone.utc)
-            task.__pydantic_fields_set__.update(_RUN_FIELDS)
+            self._mark_running()
         if self.on_progress is not None:
             error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
             if error is not None:
@@ -228,23 +233,16 @@ class Job(TaskRecord, TaskContext):
             if not running:
                 self._settle(None, None, 0.0)
                 return
-        token = _current.set(self)
-        span_context = self.span_context
-        span_token = None
-        if span_context is not None:
-            span_token = otel_context.attach(span_context)
-            self.last_checkpoint_ns = now_ns()
+        entered = self._enter()
         tool = self.tool_impl
         output: Any = None
         raised: BaseException | None = None
-        cpu_start = time.thread_time()
+        cpu_start = _thread_time()
         try:
             if getattr(tool, "_direct", False):
                 # A plain tool (see BaseTool._direct): call its logic without building a
                 # ToolOutput only to take it apart again; exceptions are handled below.
-                output = tool._execute(**task.parameters)
-                if not isinstance(output, ToolOutput):
-                    output = _Value(output)
+                output = _settleable(tool._execute(**task.parameters))
             elif getattr(tool, "is_async", False):
                 output = asyncio.run(tool.execute_async(**task.parameters))
             else:
@@ -252,10 +250,8 @@ class Job(TaskRecord, TaskContext):
         except BaseException as exc:  # a tool must never take the worker (or caller) down
             raised = exc
         finally:
-            cpu = time.thread_time() - cpu_start
-            if span_token is not None:
-                otel_context.detach(span_token)
-            _current.reset(token)
+            cpu = _thread_time() - cpu_start
+            self._leave(*entered)
         self._settle(output, raised, cpu)
         if raised is None and self.interrupted is not None and not self.pooled:
             raised = self.interrupted
@@ -265,109 +261,80 @@ class Job(TaskRecord, TaskContext):
             # ends as a failed result only.
             raise raised
 
-    def run_inline(self) -> TaskResult:
-        """Run a ``direct`` job on the caller's thread and return its result.
+    def run_direct(self) -> None:
+        """:meth:`run` in fewer steps for a ``direct`` job, on the caller's thread or a worker's.
 
-        :meth:`run` for the common case, in fewer steps: a success is finished here; every
-        other ending is settled by the general code.
+        A success is finished here (the result is left in ``result``); every other ending is
+        settled by the general code.
         """
+        pooled = self.pooled
+        if not pooled:  # (a pooled job was marked running by run_in_worker)
+            self._mark_running()
+        entered = self._enter()
+        cpu_start = _thread_time()
+        try:
+            output = self.tool_impl._execute(**self.task.parameters)
+        except BaseException as exc:  # a tool must never take the worker (or caller) down
+            cpu = _thread_time() - cpu_start
+            self._leave(*entered)
+            self._settle(None, exc, cpu)
+            if type(exc) is KeyboardInterrupt and not pooled:
+                raise  # as in run(): Ctrl-C belongs to the caller's thread
+            return
+        cpu = _thread_time() - cpu_start
+        if type(output) not in _PLAIN and isinstance(output, ToolOutput):
+            data, extra = output.data, output.metadata
+            success = output.success and not self.cancel_requested
+        else:
+            data, extra = output, None
+            success = not self.cancel_requested
+        if not success:  # a failed ToolOutput, or cancelled while the tool ran
+            self._leave(*entered)
+            self._settle(_settleable(output), None, cpu)
+            return
+        if pooled:
+            with self.executor._state_lock:
+                abandoned = self.phase == ABANDONED
+                self.phase = DONE
+            if abandoned:
+                self._leave(*entered)
+                self.executor._late_return(self)
+                return
+        else:
+            self.phase = DONE
+            self._leave(*entered)
+        metadata: dict[str, Any] = dict(extra) if extra else {}
+        self.result = self._conclude("success", None, None, cpu, data, metadata, None)
+        if pooled:
+            self._wake()
+            # Left once the caller has been woken: nothing else runs in this context copy.
+            self._leave(*entered)
+
+    def _mark_running(self) -> None:
+        """Set the task's ``status`` and ``started_at`` (its owner made the transition)."""
         task = self.task
         fields = task.__dict__
         fields["status"] = _RUNNING
         fields["started_at"] = datetime.now(_UTC)
         task.__pydantic_fields_set__.update(_RUN_FIELDS)
+
+    def _enter(
+        self,
+    ) -> tuple[contextvars.Token[Any], contextvars.Token[otel_context.Context] | None]:
+        """Enter the task's context: ``current_task()`` is this job, its span is current."""
         token = _current.set(self)
         span_context = self.span_context
-        span_token = None
-        if span_context is not None:
-            span_token = otel_context.attach(span_context)
-            self.last_checkpoint_ns = now_ns()
-        cpu_start = _thread_time()
-        try:
-            output = self.tool_impl._execute(**task.parameters)
-        except BaseException as exc:  # a tool must never take the caller down
-            cpu = _thread_time() - cpu_start
-            self._leave(token, span_token)
-            self._settle(None, exc, cpu)
-            if type(exc) is KeyboardInterrupt:
-                raise  # as in run(): Ctrl-C belongs to the caller's thread
-            return self.take_result()
-        cpu = _thread_time() - cpu_start
-        if span_token is not None:
-            otel_context.detach(span_token)
-        _current.reset(token)
-        if type(output) not in _PLAIN and isinstance(output, ToolOutput):
-            if not output.success or self.cancel_requested:
-                self._settle(output, None, cpu)
-                return self.take_result()
-            data, extra = output.data, output.metadata
-        elif self.cancel_requested:
-            self._settle(_Value(output), None, cpu)
-            return self.take_result()
-        else:
-            data, extra = output, None
-        self.phase = DONE
-        return self._success(cpu, data, extra)
-
-    def run_direct(self) -> None:
-        """:meth:`run` in fewer steps for a pooled ``direct`` job, on its worker thread.
-
-        Only a success is finished here; every other ending is settled by the general code.
-        """
-        task = self.task
-        token = _current.set(self)
-        span_context = self.span_context
-        span_token = None
-        if span_context is not None:
-            span_token = otel_context.attach(span_context)
-            self.last_checkpoint_ns = now_ns()
-        cpu_start = _thread_time()
-        try:
-            output = self.tool_impl._execute(**task.parameters)
-        except BaseException as exc:  # a tool must never take the worker down
-            cpu = _thread_time() - cpu_start
-            self._leave(token, span_token)
-            self._settle(None, exc, cpu)
-            return
-        cpu = _thread_time() - cpu_start
-        if type(output) not in _PLAIN and isinstance(output, ToolOutput):
-            if not output.success or self.cancel_requested:
-                self._leave(token, span_token)
-                self._settle(output, None, cpu)
-                return
-            data, extra = output.data, output.metadata
-        elif self.cancel_requested:
-            self._leave(token, span_token)
-            self._settle(_Value(output), None, cpu)
-            return
-        else:
-            data, extra = output, None
-        lock = self.executor._state_lock
-        lock.acquire()
-        abandoned = self.phase == ABANDONED
-        self.phase = DONE
-        lock.release()
-        if abandoned:
-            self._leave(token, span_token)
-            self.executor._late_return(self)
-            return
-        self.result = self._success(cpu, data, extra)
-        done = self.done
-        if done is not None:
-            done.release()
-        notify = self.notify
-        self.ctx = None
-        if notify is not None:
-            self.notify = None
-            notify()
-        # Left once the caller has been woken: nothing else runs in this context copy.
-        self._leave(token, span_token)
+        if span_context is None:
+            return token, None
+        span_token = otel_context.attach(span_context)
+        self.last_checkpoint_ns = now_ns()
+        return token, span_token
 
     @staticmethod
     def _leave(
         token: contextvars.Token[Any], span_token: contextvars.Token[otel_context.Context] | None
     ) -> None:
-        """Leave the task's context: detach its span, unset ``current_task()``."""
+        """Leave what :meth:`_enter` entered."""
         if span_token is not None:
             otel_context.detach(span_token)
         _current.reset(token)
@@ -473,52 +440,6 @@ class Job(TaskRecord, TaskContext):
             )
         return True
 
-    def _success(self, cpu: float, data: Any, extra: dict[str, Any] | None) -> TaskResult:
-        """:meth:`finish` as ``success`` for a ``direct`` job (no callback): the result."""
-        task = self.task
-        exemplar = (self.trace_id, self.span_id or "") if self.sampled and self.trace_id else None
-        duration = self.executor._store.task_succeeded(self, cpu, exemplar)
-        fields = task.__dict__
-        fields["status"] = _COMPLETED
-        fields["completed_at"] = datetime.now(_UTC)
-        fields["result"] = data
-        fields["error"] = None
-        task.__pydantic_fields_set__.update(_FINISH_FIELDS)
-        metadata: dict[str, Any] = dict(extra) if extra else {}
-        metadata["tool_name"] = task.tool_name
-        metadata["outcome"] = "success"
-        if self.trace_id is not None:
-            metadata["trace_id"] = self.trace_id
-            metadata["span_id"] = self.span_id
-        span = self.span
-        if span is not None:
-            tracing = self.executor._tracing
-            if tracing.capture_content:
-                tracing.end_span(
-                    span,
-                    error_type=None,
-                    message=None,
-                    secrets=secret_values(task.parameters),
-                    result=data,
-                    capture_result=True,
-                )
-            else:
-                span.end()
-            self.span = None
-            self.span_context = None
-        return _construct(
-            TaskResult,
-            {
-                "task_id": task.id,
-                "success": True,
-                "output": data,
-                "error": None,
-                "logs": [],
-                "execution_time_seconds": duration,
-                "metadata": metadata,
-            },
-        )
-
     def take_result(self) -> TaskResult:
         """Hand the result to the caller; the retained record does not keep it."""
         result = self.result
@@ -542,15 +463,13 @@ class Job(TaskRecord, TaskContext):
         The ``on_progress`` event fires first, so that a callback that raises on
         ``"completed"`` turns the outcome into an error before anything is counted.
         """
-        executor = self.executor
-        task = self.task
-        rec = self
         callback_error = None
         if self.on_progress is not None:
+            task = self.task
             payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
             if outcome == "success":
                 payload["result"] = data
-                payload["execution_time"] = time.perf_counter() - rec.started_mono
+                payload["execution_time"] = time.perf_counter() - self.started_mono
             else:
                 payload["error"] = error
                 payload["outcome"] = outcome
@@ -562,16 +481,36 @@ class Job(TaskRecord, TaskContext):
                 outcome, error, error_type = "error", note, "callback_error"
             else:
                 metadata["callback_error"] = note
+        self.result = self._conclude(outcome, error, error_type, cpu, data, metadata, exception)
+        # The record is retained after this (see record_capacity): drop what it no longer
+        # needs, so that callbacks and contexts do not live on with it.
+        if self.on_progress is not None:
+            self.on_progress = None
+        if self.callback_error is not None:
+            self.callback_error = None  # its traceback holds the tool's frames and arguments
+        self._wake()
+
+    def _conclude(
+        self,
+        outcome: str,
+        error: str | None,
+        error_type: str | None,
+        cpu: float,
+        data: Any,
+        metadata: dict[str, Any],
+        exception: BaseException | None,
+    ) -> TaskResult:
+        """Record the outcome in the store, the task and the span, and return the result."""
+        task = self.task  # (the store lets the record's reference go)
         failed = outcome != "success"
-        span = self.span
-        exemplar = (rec.trace_id, rec.span_id or "") if self.sampled and rec.trace_id else None
         status = _STATUS_OF_OUTCOME.get(outcome, TaskStatus.FAILED)
-        executor._store.task_finished(
-            rec, outcome, status, error_type if failed else None, cpu, exemplar
+        exemplar = (self.trace_id, self.span_id or "") if self.sampled and self.trace_id else None
+        self.executor._store.task_finished(
+            self, outcome, status, error_type if failed else None, cpu, exemplar
         )
         fields = task.__dict__
         fields["status"] = status
-        fields["completed_at"] = datetime.now(timezone.utc)
+        fields["completed_at"] = datetime.now(_UTC)
         fields["result"] = data
         fields["error"] = error
         task.__pydantic_fields_set__.update(_FINISH_FIELDS)
@@ -579,62 +518,63 @@ class Job(TaskRecord, TaskContext):
         metadata["outcome"] = outcome
         if failed:
             metadata["error_type"] = error_type
-        if rec.trace_id is not None:
-            metadata["trace_id"] = rec.trace_id
-            metadata["span_id"] = rec.span_id
-        secrets: list[str] | None = None
-        if (failed or executor._tracing.capture_content) and (
-            span is not None or _log.isEnabledFor(logging.DEBUG)
-        ):
+        if self.trace_id is not None:
+            metadata["trace_id"] = self.trace_id
+            metadata["span_id"] = self.span_id
+        span = self.span
+        debug = failed and _log.isEnabledFor(logging.DEBUG)
+        secrets: Sequence[str] = ()
+        if (failed or self.executor._tracing.capture_content) and (span is not None or debug):
             secrets = secret_values(task.parameters)
         if span is not None:
-            executor._tracing.end_span(
+            self.span = self.span_context = None  # the retained record lets the span go
+            self.executor._tracing.end_span(
                 span,
                 error_type=error_type if failed else None,
                 message=error,
-                secrets=secrets or (),
+                secrets=secrets,
                 exception=exception,
                 result=data,
                 capture_result=not failed,
             )
-        if failed and _log.isEnabledFor(logging.DEBUG):
+        if debug:
             _log.debug(
                 "task %r (tool %r) ended %s: %s",
                 shorten(task.id, 128),
                 shorten(task.tool_name, 128),
                 outcome,
-                scrub(error or "", secrets or ()),
+                scrub(error or "", secrets),
             )
-        self.result = _construct(
+        return _construct(
             TaskResult,
             {
-                "task_id": task.id,
+                "task_id": self.task_id,
                 "success": not failed,
                 "output": data,
                 "error": error,
                 "logs": [],
-                "execution_time_seconds": rec.execution_time,
+                "execution_time_seconds": self.execution_time,
                 "metadata": metadata,
             },
         )
+
+    def _wake(self) -> None:
+        """Wake whoever waits for the result: the caller's wait lock, or its event loop."""
         done = self.done
         if done is not None:
-            done.release()
+            done.release()  # (the lock stays: the caller may not have read it yet)
         notify = self.notify
-        # The record is retained after this (see record_capacity): drop what it no longer
-        # needs, so that callbacks, spans and contexts do not live on with it.
-        if self.on_progress is not None:
-            self.on_progress = None
-        if span is not None:
-            self.span = None
-            self.span_context = None
-        if self.callback_error is not None:
-            self.callback_error = None  # its traceback holds the tool's frames and arguments
         if self.pooled:
-            self.ctx = None  # (the wait lock stays: the caller may not have read it yet)
+            self.ctx = None
             self.notify = None
         if notify is not None:
             notify()
+
+
+def _settleable(output: Any) -> Any:
+    """A direct tool's return value as :meth:`Job._settle` takes it (any non-``ToolOutput``
+    value wrapped in a :class:`_Value`)."""
+    return output if isinstance(output, ToolOutput) else _Value(output)
 
 
 class _Value:

@@ -90,17 +90,14 @@ class ThreadRunner:
         try:
             if self.closed:
                 return "shutdown"
-            if self._idle and not self._abandoned:  # the common case
+            abandoned = len(self._abandoned)
+            allowed = self.max_workers + min(abandoned, self.replacement_cap)
+            if allowed <= abandoned:
+                return "saturated"
+            if self._idle:
                 self._idle -= 1  # a waiting worker takes it
-            else:
-                abandoned = len(self._abandoned)
-                allowed = self.max_workers + min(abandoned, self.replacement_cap)
-                if allowed <= abandoned:
-                    return "saturated"
-                if self._idle:
-                    self._idle -= 1
-                elif len(self._threads) < allowed and not self._spawn() and not self._threads:
-                    return "no_thread"  # no worker at all, and none could be started
+            elif len(self._threads) < allowed and not self._spawn() and not self._threads:
+                return "no_thread"  # no worker at all, and none could be started
             self._queue.put(work)
         finally:
             lock.release()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import math
@@ -53,8 +52,6 @@ ProgressCallback = Callable[[str, Any], None]
 
 #: Most cancellation requests remembered for tasks that have not been submitted yet.
 MAX_PENDING_CANCELS = 1000
-
-_INF = math.inf
 
 
 class ExecutionMode(str, Enum):
@@ -230,25 +227,13 @@ class Executor:
         if pool_async_tools and not pooled and getattr(tool, "is_async", False):
             pooled = True
         store = self._store
-        job = Job(self, task, tool, on_progress)
-        job.scope = self.task_monitor._scope
-        job.slot = store.tool_slot(name, registered=tool is not None)
-        if retries:
-            job.retries = retries
+        job = self._new_job(task, tool, on_progress, context, parent, attributes, retries)
         if pooled:
-            job.pooled = True
-            job.ctx = contextvars.copy_context()
-            if wait_lock:
-                # Created before anyone else can finish the job (cancel_task, a timer), so
-                # that the caller is always woken.
-                job.done = done = threading.Lock()
-                done.acquire()
+            # The wait lock is created before anyone else can finish the job (cancel_task, a
+            # timer), so that the caller is always woken.
+            job.pool(wait_lock)
         else:
             job.phase = RUNNING
-        if self._tracing.enabled:
-            self._open_span(job, task, tool, context, parent, attributes)
-        if on_progress is None and getattr(tool, "_direct", False):
-            job.direct = True
         refusal: tuple[str, str, str] | None = None
         if self._closed:
             refusal = (
@@ -266,13 +251,9 @@ class Executor:
         # Read again now that the record is visible: a cancel_task that ran in between found no
         # record and left a pending request, which must cancel this run, not a later one.
         if refusal is None and (pending or self._pending_cancels):
-            if self._take_pending_cancel(task.id):
-                refusal = (
-                    "cancelled",
-                    f"Task '{task.id}' was cancelled before it started",
-                    "cancelled",
-                )
-            elif pending and not pooled:
+            if self._cancel_before_start(job):
+                return job
+            if pending and not pooled:
                 store.task_started(job)
         if refusal is None:
             return job
@@ -281,6 +262,29 @@ class Executor:
                 return job
             job.phase = DONE
         job.finish(*refusal)
+        return job
+
+    def _new_job(
+        self,
+        task: Task,
+        tool: Any,
+        on_progress: ProgressCallback | None,
+        context: Any,
+        parent: OtelContext | None,
+        attributes: dict[str, Any] | None,
+        retries: int,
+    ) -> Job:
+        """A job for ``task`` with its aggregate slot and (with an SDK) its span; not recorded
+        yet. Without ``on_progress``, a plain tool's job is ``direct``."""
+        job = Job(self, task, tool, on_progress)
+        job.scope = self.task_monitor._scope
+        job.slot = self._store.tool_slot(task.tool_name, registered=tool is not None)
+        if retries:
+            job.retries = retries
+        if self._tracing.enabled:
+            self._open_span(job, task, tool, context, parent, attributes)
+        if on_progress is None and getattr(tool, "_direct", False):
+            job.direct = True
         return job
 
     def _open_span(
@@ -313,13 +317,6 @@ class Executor:
         job.span = span
         job.span_context = trace.set_span_in_context(span, parent)
         job.checkpoint_listener = job.on_checkpoint
-
-    def _take_pending_cancel(self, task_id: str) -> bool:
-        with self._state_lock:
-            if task_id in self._pending_cancels:
-                del self._pending_cancels[task_id]
-                return True
-            return False
 
     def _failed(self, task: Any, exc: BaseException) -> TaskResult:
         """A failed result for a call that could not even be accepted (bad arguments)."""
@@ -419,25 +416,7 @@ class Executor:
             A ``TaskResult``; on failure ``success`` is false and ``error`` says why. The task's
             ``status``, ``started_at``, ``completed_at``, ``result`` and ``error`` are updated.
         """
-        if on_progress is None and type(task) is Task:
-            # The common cases take a shorter road (see _attempt, which this repeats: one
-            # call less on the hottest path).
-            try:
-                if timeout is None:
-                    limit = self.resource_limits.timeout_seconds
-                    if limit is None:
-                        result = self._run_inline(task, context, None, 0)
-                    else:
-                        result = self._run_pooled(task, context, limit, None, 0)
-                elif type(timeout) is float or type(timeout) is int:
-                    result = self._run_pooled(task, context, timeout, None, 0)
-                else:
-                    result = None
-            except Exception as exc:
-                return self._failed(task, exc)
-            if result is not None:
-                return result
-        return self._execute(task, context, timeout, on_progress)
+        return self._attempt(task, context, timeout, on_progress, None, 0)
 
     def _attempt(
         self,
@@ -485,19 +464,10 @@ class Executor:
         """
         if self._closed or self._pending_cancels:
             return None
-        name = task.tool_name
-        tool = self.tool_registry.get_tool(name)
+        tool = self.tool_registry.get_tool(task.tool_name)
         if tool is None or not getattr(tool, "_direct", False):
             return None
-        job = Job(self, task, tool, None)
-        job.scope = self.task_monitor._scope
-        job.slot = self._store.tool_slot(name, True)
-        job.direct = True
-        if retries:
-            job.retries = retries
-        if self._tracing.enabled:
-            self._open_span(job, task, tool, context, None, attributes)
-        return job
+        return self._new_job(task, tool, None, context, None, attributes, retries)
 
     def _run_inline(
         self,
@@ -519,7 +489,8 @@ class Executor:
         # A cancel_task that ran since the check above found no record and left a request.
         if self._pending_cancels and self._cancel_before_start(job):
             return job.take_result()
-        return job.run_inline()
+        job.run_direct()
+        return job.take_result()
 
     def _run_pooled(
         self,
@@ -534,52 +505,39 @@ class Executor:
         Returns ``None`` (having done nothing) when the task needs the general path (as for
         :meth:`_run_inline`, or a timeout that is not a finite positive number).
         """
-        if not 0 < timeout < _INF:
+        if not 0 < timeout < math.inf:
             return None
         job = self._direct_job(task, context, attributes, retries)
         if job is None:
             return None
-        job.pooled = True
-        job.ctx = contextvars.copy_context()
-        job.done = done = threading.Lock()
-        done.acquire()
+        job.pool(wait_lock=True)
         self._store.submit_record(job, False)
         if self._pending_cancels and self._cancel_before_start(job):
             return job.take_result()
         if self._submit(job):
-            try:
-                if not done.acquire(timeout=timeout):
-                    self._time_out(job, done, float(timeout))
-            except BaseException:
-                self._caller_interrupted(job)
-                raise
+            self._wait(job, float(timeout))
         return job.take_result()
 
-    def _wait(self, job: Job, done: Any, limit: float | None) -> None:
+    def _wait(self, job: Job, limit: float | None) -> None:
         """Wait for a submitted job's ``done`` lock; finish it as timed out (or cancelled, when
         the wait is interrupted) if it does not come."""
+        done = job.done
         try:
             if not done.acquire(timeout=-1 if limit is None else limit):
-                self._time_out(job, done, limit)
+                job.interrupt("timeout", self._timeout_message(job, limit))
+                done.acquire()
         except BaseException:
-            self._caller_interrupted(job)
+            job.interrupt(
+                "cancelled", f"Task '{job.task_id}' was cancelled: the caller was interrupted"
+            )
             raise
-
-    def _time_out(self, job: Job, done: Any, limit: float | None) -> None:
-        """The caller's wait for ``job`` ran out: finish it as timed out, then take ``done``."""
-        job.interrupt("timeout", self._timeout_message(job, limit))
-        done.acquire()
-
-    def _caller_interrupted(self, job: Job) -> None:
-        job.interrupt(
-            "cancelled", f"Task '{job.task_id}' was cancelled: the caller was interrupted"
-        )
 
     def _cancel_before_start(self, job: Job) -> bool:
         """Finish a just-submitted job as cancelled when a pending request names it."""
-        if not self._take_pending_cancel(job.task_id):
-            return False
         with self._state_lock:
+            if job.task_id not in self._pending_cancels:
+                return False
+            del self._pending_cancels[job.task_id]
             if job.phase == DONE:  # cancel_task got there first
                 return True
             job.phase = DONE
@@ -608,12 +566,10 @@ class Executor:
             if job.result is not None:
                 return job.take_result()
             if not job.pooled:
-                if job.direct:
-                    return job.run_inline()
                 job.run()
             else:
                 if self._submit(job):
-                    self._wait(job, job.done, limit)
+                    self._wait(job, limit)
             return job.take_result()
         except Exception as exc:
             return self._failed(task, exc)

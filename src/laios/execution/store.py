@@ -22,9 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from laios.core.types import TaskStatus
 from laios.execution._aggregates import (
-    DURATION_BUCKETS,
     TOOL_OTHER,
     TOOL_UNKNOWN,
     CustomMetricSnapshot,
@@ -33,7 +31,6 @@ from laios.execution._aggregates import (
     StoreSnapshot,
     ToolSlot,
     ToolSnapshot,
-    _Histogram,
 )
 from laios.execution._records import MAX_TEXT, Checkpoint, ProgressStatus, ProgressUpdate, shorten
 
@@ -53,8 +50,6 @@ MAX_PROGRESS_HISTORY = 100
 #: Most samples kept per (task id, custom metric name).
 MAX_CUSTOM_SAMPLES = 1000
 
-_COMPLETED = TaskStatus.COMPLETED
-_FIRST_BOUND = DURATION_BUCKETS[0]
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
 
@@ -304,9 +299,7 @@ class MetricStore:
                 scope.active_by_id[rec.task_id] = rec
             if running:
                 slot.in_flight += 1
-                queue_wait = slot.queue_wait  # observes a wait of 0 (inlined: a hot path)
-                queue_wait.buckets[0] += 1
-                queue_wait.count += 1
+                slot.queue_wait.observe_zero()
             else:
                 self._queue_depth += 1
             notify = running and bool(self._progress_listeners)
@@ -398,54 +391,9 @@ class MetricStore:
             rec.checkpoint_listener = None
             slot.finished(outcome, duration, error_type, exemplar)
             del self._active[rec]
-            update = self._retire(rec)
-        finally:
-            lock.release()
-        if update is not None:
-            self._notify(update)
-        return True
-
-    def task_succeeded(
-        self, rec: TaskRecord, cpu_time: float, exemplar: tuple[str, str] | None = None
-    ) -> float:
-        """:meth:`task_finished` as ``success``, in fewer steps: the common case.
-
-        Returns:
-            The task's duration in seconds (its ``execution_time``).
-        """
-        if rec.state != "running":  # (never, for a job that ran its tool; kept exact anyway)
-            self.task_finished(rec, "success", _COMPLETED, None, cpu_time, exemplar)
-            return rec.execution_time
-        now = time.perf_counter()
-        end_time = time.time()
-        lock = self._lock
-        lock.acquire()
-        try:
-            if rec.state != "running":  # finished meanwhile: nothing is counted twice
-                return rec.execution_time
-            slot = rec.slot
-            assert slot is not None
-            slot.in_flight -= 1
-            rec.execution_time = duration = now - rec.started_mono
-            rec.state = "finished"
-            rec.end_time = end_time
-            rec.cpu_time = cpu_time
-            rec.outcome = "success"
-            rec.status = _COMPLETED
-            rec.task = None
-            rec.checkpoint_listener = None
-            histogram = slot.outcomes.get("success")
-            if histogram is None:
-                histogram = slot.outcomes["success"] = _Histogram()
-            if exemplar is None and duration <= _FIRST_BOUND:  # most no-op and quick tools
-                histogram.buckets[0] += 1
-                histogram.count += 1
-                histogram.sum += duration
-            else:
-                histogram.observe(duration, exemplar)
-            del self._active[rec]
+            update = None
             scope = rec.scope
-            if scope is not None:  # _retire(), inlined
+            if scope is not None:  # from its active records to its ring of finished ones
                 task_id = rec.task_id
                 if scope.active_by_id.get(task_id) is rec:
                     del scope.active_by_id[task_id]
@@ -455,35 +403,13 @@ class MetricStore:
                 finished[task_id] = rec
                 if len(finished) > scope.capacity:
                     finished.popitem(last=False)
-                notify = scope.track_progress and bool(self._progress_listeners)
-            else:
-                notify = False
+                if scope.track_progress and self._progress_listeners:
+                    update = _final(rec)
         finally:
             lock.release()
-        if notify:
-            self._notify(_final(rec))
-        return duration
-
-    def _retire(self, rec: TaskRecord) -> ProgressUpdate | None:
-        """Move a finished record from its scope's active ones to its ring of finished ones.
-
-        The caller holds the lock. Returns the final progress update to send to listeners.
-        """
-        scope = rec.scope
-        if scope is None:
-            return None
-        task_id = rec.task_id
-        if scope.active_by_id.get(task_id) is rec:
-            del scope.active_by_id[task_id]
-        finished = scope.finished
-        if task_id in finished:
-            del finished[task_id]
-        finished[task_id] = rec
-        if len(finished) > scope.capacity:
-            finished.popitem(last=False)
-        if scope.track_progress and self._progress_listeners:
-            return _final(rec)
-        return None
+        if update is not None:
+            self._notify(update)
+        return True
 
     def task_retried(self, slot: ToolSlot) -> None:
         """Count one retry of a tool (``laios_task_retries_total``)."""

@@ -108,9 +108,7 @@ class Tracing:
         if self._explicit:
             return True
         provider = getattr(trace, "_TRACER_PROVIDER", None)
-        if provider is None:  # no provider set at all: the common "no SDK" case
-            return False
-        if isinstance(provider, _NO_SDK):
+        if provider is None or isinstance(provider, _NO_SDK):
             return False
         self._explicit = True
         return True
