@@ -40,6 +40,7 @@ _log = logging.getLogger("laios.execution")
 _thread_time = time.thread_time
 _UTC = timezone.utc
 _RUNNING = TaskStatus.RUNNING
+_FAILED = TaskStatus.FAILED
 #: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 
@@ -233,7 +234,7 @@ class Job(TaskRecord, TaskContext):
             if not running:
                 self._settle(None, None, 0.0)
                 return
-        entered = self._enter()
+        token, span_token = self._enter()
         tool = self.tool_impl
         output: Any = None
         raised: BaseException | None = None
@@ -251,7 +252,7 @@ class Job(TaskRecord, TaskContext):
             raised = exc
         finally:
             cpu = _thread_time() - cpu_start
-            self._leave(*entered)
+            self._leave(token, span_token)
         self._settle(output, raised, cpu)
         if raised is None and self.interrupted is not None and not self.pooled:
             raised = self.interrupted
@@ -270,13 +271,13 @@ class Job(TaskRecord, TaskContext):
         pooled = self.pooled
         if not pooled:  # (a pooled job was marked running by run_in_worker)
             self._mark_running()
-        entered = self._enter()
+        token, span_token = self._enter()
         cpu_start = _thread_time()
         try:
             output = self.tool_impl._execute(**self.task.parameters)
         except BaseException as exc:  # a tool must never take the worker (or caller) down
             cpu = _thread_time() - cpu_start
-            self._leave(*entered)
+            self._leave(token, span_token)
             self._settle(None, exc, cpu)
             if type(exc) is KeyboardInterrupt and not pooled:
                 raise  # as in run(): Ctrl-C belongs to the caller's thread
@@ -289,7 +290,7 @@ class Job(TaskRecord, TaskContext):
             data, extra = output, None
             success = not self.cancel_requested
         if not success:  # a failed ToolOutput, or cancelled while the tool ran
-            self._leave(*entered)
+            self._leave(token, span_token)
             self._settle(_settleable(output), None, cpu)
             return
         if pooled:
@@ -297,18 +298,18 @@ class Job(TaskRecord, TaskContext):
                 abandoned = self.phase == ABANDONED
                 self.phase = DONE
             if abandoned:
-                self._leave(*entered)
+                self._leave(token, span_token)
                 self.executor._late_return(self)
                 return
         else:
             self.phase = DONE
-            self._leave(*entered)
+            self._leave(token, span_token)
         metadata: dict[str, Any] = dict(extra) if extra else {}
         self.result = self._conclude("success", None, None, cpu, data, metadata, None)
         if pooled:
             self._wake()
             # Left once the caller has been woken: nothing else runs in this context copy.
-            self._leave(*entered)
+            self._leave(token, span_token)
 
     def _mark_running(self) -> None:
         """Set the task's ``status`` and ``started_at`` (its owner made the transition)."""
@@ -503,7 +504,7 @@ class Job(TaskRecord, TaskContext):
         """Record the outcome in the store, the task and the span, and return the result."""
         task = self.task  # (the store lets the record's reference go)
         failed = outcome != "success"
-        status = _STATUS_OF_OUTCOME.get(outcome, TaskStatus.FAILED)
+        status = _STATUS_OF_OUTCOME.get(outcome, _FAILED)
         exemplar = (self.trace_id, self.span_id or "") if self.sampled and self.trace_id else None
         self.executor._store.task_finished(
             self, outcome, status, error_type if failed else None, cpu, exemplar
@@ -524,7 +525,7 @@ class Job(TaskRecord, TaskContext):
         span = self.span
         debug = failed and _log.isEnabledFor(logging.DEBUG)
         secrets: Sequence[str] = ()
-        if (failed or self.executor._tracing.capture_content) and (span is not None or debug):
+        if (span is not None or debug) and (failed or self.executor._tracing.capture_content):
             secrets = secret_values(task.parameters)
         if span is not None:
             self.span = self.span_context = None  # the retained record lets the span go

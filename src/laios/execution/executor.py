@@ -278,7 +278,7 @@ class Executor:
         yet. Without ``on_progress``, a plain tool's job is ``direct``."""
         job = Job(self, task, tool, on_progress)
         job.scope = self.task_monitor._scope
-        job.slot = self._store.tool_slot(task.tool_name, registered=tool is not None)
+        job.slot = self._store.tool_slot(task.tool_name, tool is not None)
         if retries:
             job.retries = retries
         if self._tracing.enabled:
