@@ -207,10 +207,11 @@ class Job(TaskRecord, TaskContext):
         finally:
             lock.release()
         ctx = self.ctx
+        run = self.run_direct if self.direct else self.run
         if ctx is None:
-            self.run()
+            run()
         else:
-            ctx.run(self.run)
+            ctx.run(run)
 
     def run(self) -> None:
         """Run the tool here and finish the job (unless it was abandoned meanwhile)."""
@@ -294,9 +295,11 @@ class Job(TaskRecord, TaskContext):
             self._settle(_settleable(output), None, cpu)
             return
         if pooled:
-            with self.executor._state_lock:
-                abandoned = self.phase == ABANDONED
-                self.phase = DONE
+            lock = self.executor._state_lock
+            lock.acquire()
+            abandoned = self.phase == ABANDONED
+            self.phase = DONE
+            lock.release()
             if abandoned:
                 self._leave(token, span_token)
                 self.executor._late_return(self)
