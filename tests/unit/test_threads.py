@@ -352,3 +352,79 @@ def test_system_exit_in_a_tool_does_not_cost_a_worker(
     assert first.success is False
     result = executor.execute_task(make_task("echo", text="next"), context, timeout=1)
     assert result.success, result.error
+
+
+# -- taking hot-path locks without a convoy --------------------------------------------------
+
+
+def test_contended_acquire_returns_holding_the_lock_once_the_holder_releases_it() -> None:
+    from laios.execution._locks import acquire_contended
+
+    lock = threading.Lock()
+    lock.acquire()
+    released = threading.Event()
+
+    def holder() -> None:
+        time.sleep(0.05)
+        released.set()
+        lock.release()
+
+    threading.Thread(target=holder, daemon=True).start()
+    acquire_contended(lock)
+    assert released.is_set()  # it did not return before the holder let go
+    assert not lock.acquire(False)  # and it holds the lock now
+    lock.release()
+
+
+def test_contended_acquire_blocks_after_a_few_yields(monkeypatch: Any) -> None:
+    """A long-held lock is waited for by blocking, not by yielding in a loop."""
+    from laios.execution import _locks
+
+    yields: list[None] = []
+    real = _locks._yield
+    monkeypatch.setattr(_locks, "_yield", lambda: (yields.append(None), real()))
+    lock = threading.Lock()
+    lock.acquire()
+    timer = threading.Timer(0.3, lock.release)
+    timer.start()
+    _locks.acquire_contended(lock)
+    assert len(yields) == _locks.SPINS
+    assert lock.locked()
+    lock.release()
+    timer.join()
+
+
+def test_contended_acquire_keeps_mutual_exclusion_under_forced_switching() -> None:
+    """Eight threads switched every few microseconds never lose an update made under it."""
+    from laios.execution._locks import acquire_contended
+
+    lock = threading.Lock()
+    state = {"count": 0, "inside": 0, "overlaps": 0}
+
+    def work() -> None:
+        for _ in range(3000):
+            if not lock.acquire(False):
+                acquire_contended(lock)
+            try:
+                state["inside"] += 1
+                if state["inside"] != 1:
+                    state["overlaps"] += 1
+                value = state["count"]
+                if value % 97 == 0:
+                    time.sleep(0)  # switched out while holding it
+                state["count"] = value + 1
+                state["inside"] -= 1
+            finally:
+                lock.release()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert state == {"count": 24_000, "inside": 0, "overlaps": 0}

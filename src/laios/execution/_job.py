@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 
 from laios.core.types import Task, TaskResult, TaskStatus, _construct
+from laios.execution._locks import acquire_contended
 from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_percent, shorten
 from laios.execution.redaction import scrub, secret_values
 from laios.execution.store import TaskRecord
@@ -197,7 +198,8 @@ class Job(TaskRecord, TaskContext):
         # below, the caller finishes the record (as started) and the tool never runs.
         executor._store.task_started(self)
         lock = executor._state_lock
-        lock.acquire()
+        if not lock.acquire(False):
+            acquire_contended(lock)
         try:
             if self.phase != QUEUED:
                 return
@@ -296,7 +298,8 @@ class Job(TaskRecord, TaskContext):
             return
         if pooled:
             lock = self.executor._state_lock
-            lock.acquire()
+            if not lock.acquire(False):
+                acquire_contended(lock)
             abandoned = self.phase == ABANDONED
             self.phase = DONE
             lock.release()

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from laios.execution._locks import acquire_contended
+
 __all__ = ["Runner", "ThreadRunner"]
 
 _log = logging.getLogger("laios.execution")
@@ -86,7 +88,8 @@ class ThreadRunner:
             saturated by abandoned tools).
         """
         lock = self._lock
-        lock.acquire()  # (cheaper than ``with``: this is on every pooled task's path)
+        if not lock.acquire(False):  # (cheaper than ``with``: on every pooled task's path)
+            acquire_contended(lock)  # (no lock convoy between callers: see _locks)
         try:
             if self.closed:
                 return "shutdown"

@@ -32,6 +32,7 @@ from laios.execution._aggregates import (
     ToolSlot,
     ToolSnapshot,
 )
+from laios.execution._locks import acquire_contended
 from laios.execution._records import MAX_TEXT, Checkpoint, ProgressStatus, ProgressUpdate, shorten
 
 __all__ = [
@@ -292,7 +293,8 @@ class MetricStore:
         else:
             rec.state = "queued"
         lock = self._lock
-        lock.acquire()  # (cheaper than ``with`` on a path taken twice per task)
+        if not lock.acquire(False):  # (cheaper than ``with`` on a path taken twice per task)
+            acquire_contended(lock)  # (no lock convoy between callers: see _locks)
         try:
             self._active[rec] = None
             if scope is not None:
@@ -314,7 +316,8 @@ class MetricStore:
         now = time.perf_counter()
         start_time = time.time()
         lock = self._lock
-        lock.acquire()
+        if not lock.acquire(False):
+            acquire_contended(lock)
         try:
             if rec.state != "queued":
                 return
@@ -361,7 +364,8 @@ class MetricStore:
         now = time.perf_counter()
         end_time = time.time()
         lock = self._lock
-        lock.acquire()
+        if not lock.acquire(False):
+            acquire_contended(lock)
         try:
             state = rec.state
             if state == "finished":
