@@ -253,7 +253,9 @@ def run(args: argparse.Namespace) -> int:
     provider, spans_line = _configure_tracing(bool(getattr(args, "console_spans", False)))
     registry = build_registry()
     context = Context(session_id="demo-session", user_id="demo-user")
-    executor = Executor(registry, ResourceLimits(timeout_seconds=5.0), max_workers=8)
+    executor = Executor(
+        registry, ResourceLimits(timeout_seconds=5.0), max_workers=8, measure_cpu_time=True
+    )
     try:
         server = start_http_server(args.port, args.host, store=executor.store)
     except OSError as exc:

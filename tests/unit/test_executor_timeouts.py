@@ -281,9 +281,10 @@ def test_saturation_ends_when_the_hung_tool_returns(
 
 
 def test_cpu_time_of_a_timed_out_task_is_zero(
-    executor: Executor, make_task: Any, context: Context
+    make_executor: Any, make_task: Any, context: Context
 ) -> None:
     """A timed-out task reports its outcome without charging the abandoned tool's CPU."""
+    executor = make_executor(measure_cpu_time=True)
     task = make_task("blocked")
     executor.execute_task(task, context, timeout=0.1)
     metrics = executor.get_metrics(task.id)

@@ -171,22 +171,37 @@ def test_executor_metrics_times(executor: Executor, make_task: Any, context: Con
 
 
 @pytest.mark.parametrize("timeout", [None, 5.0])
-def test_cpu_time_is_measured_for_a_cpu_bound_tool(
-    executor: Executor, make_task: Any, context: Context, timeout: float | None
+def test_cpu_time_is_measured_for_a_cpu_bound_tool_when_asked(
+    make_executor: Any, make_task: Any, context: Context, timeout: float | None
 ) -> None:
-    """A tool burning CPU reports cpu_time > 0, inline and on a worker thread."""
+    """With measure_cpu_time, a tool burning CPU reports cpu_time > 0, inline and pooled."""
+    executor = make_executor(measure_cpu_time=True)
     task = make_task("cpu", seconds=0.03)
-    executor.execute_task(task, context, timeout=timeout)
+    assert executor.execute_task(task, context, timeout=timeout).success
     metrics = executor.get_metrics(task.id)
     assert metrics is not None
     assert metrics.cpu_time > 0.0
     assert metrics.cpu_time <= metrics.execution_time + 0.05
 
 
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_cpu_time_is_zero_unless_asked_for(
+    executor: Executor, make_task: Any, context: Context, timeout: float | None
+) -> None:
+    """By default CPU time is not measured (two system calls per task): cpu_time is 0.0."""
+    task = make_task("cpu", seconds=0.03)
+    assert executor.execute_task(task, context, timeout=timeout).success
+    metrics = executor.get_metrics(task.id)
+    assert metrics is not None
+    assert metrics.cpu_time == 0.0
+    assert metrics.execution_time >= 0.02
+
+
 def test_sleeping_tool_uses_little_cpu(
-    executor: Executor, make_task: Any, context: Context
+    make_executor: Any, make_task: Any, context: Context
 ) -> None:
     """A tool that only sleeps reports far less CPU time than wall time."""
+    executor = make_executor(measure_cpu_time=True)
     task = make_task("sleep", seconds=0.1)
     executor.execute_task(task, context)
     metrics = executor.get_metrics(task.id)

@@ -38,7 +38,6 @@ __all__ = ["Job"]
 
 _log = logging.getLogger("laios.execution")
 
-_thread_time = time.thread_time
 _UTC = timezone.utc
 _RUNNING = TaskStatus.RUNNING
 _FAILED = TaskStatus.FAILED
@@ -241,7 +240,8 @@ class Job(TaskRecord, TaskContext):
         tool = self.tool_impl
         output: Any = None
         raised: BaseException | None = None
-        cpu_start = _thread_time()
+        clock = self.executor._cpu_clock
+        cpu_start = clock()
         try:
             if getattr(tool, "_direct", False):
                 # A plain tool (see BaseTool._direct): call its logic without building a
@@ -254,7 +254,7 @@ class Job(TaskRecord, TaskContext):
         except BaseException as exc:  # a tool must never take the worker (or caller) down
             raised = exc
         finally:
-            cpu = _thread_time() - cpu_start
+            cpu = clock() - cpu_start
             self._leave(token, span_token)
         self._settle(output, raised, cpu)
         if raised is None and self.interrupted is not None and not self.pooled:
@@ -275,17 +275,18 @@ class Job(TaskRecord, TaskContext):
         if not pooled:  # (a pooled job was marked running by run_in_worker)
             self._mark_running()
         token, span_token = self._enter()
-        cpu_start = _thread_time()
+        clock = self.executor._cpu_clock
+        cpu_start = clock()
         try:
             output = self.tool_impl._execute(**self.task.parameters)
         except BaseException as exc:  # a tool must never take the worker (or caller) down
-            cpu = _thread_time() - cpu_start
+            cpu = clock() - cpu_start
             self._leave(token, span_token)
             self._settle(None, exc, cpu)
             if type(exc) is KeyboardInterrupt and not pooled:
                 raise  # as in run(): Ctrl-C belongs to the caller's thread
             return
-        cpu = _thread_time() - cpu_start
+        cpu = clock() - cpu_start
         if type(output) not in _PLAIN and isinstance(output, ToolOutput):
             data, extra = output.data, output.metadata
             success = output.success and not self.cancel_requested

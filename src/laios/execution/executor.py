@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -95,6 +96,9 @@ class Executor:
             (default ``max_workers``).
         register_prometheus: Register the store's collector with Prometheus (default on).
         prometheus_registry: Where to register it (``prometheus_client.REGISTRY`` when ``None``).
+        measure_cpu_time: Measure each tool's CPU time in its thread
+            (``ExecutionMetrics.cpu_time``, with ``time.thread_time()``: two system calls per
+            task, a few percent of a short task's cost). Off: ``cpu_time`` is ``0.0``.
 
     Raises:
         TypeError: When ``tool_registry`` or ``resource_limits`` has the wrong type.
@@ -119,6 +123,7 @@ class Executor:
         replacement_threads: int | None = None,
         register_prometheus: bool = True,
         prometheus_registry: CollectorRegistry | None = None,
+        measure_cpu_time: bool = False,
     ) -> None:
         if not (isinstance(tool_registry, ToolRegistry) or hasattr(tool_registry, "get_tool")):
             raise TypeError(
@@ -144,6 +149,8 @@ class Executor:
         self.task_monitor = TaskMonitor(self._store, capacity=record_capacity)
         self.task_monitor._scope.track_progress = self.enable_monitoring
         self._tracing = Tracing(tracer_provider, capture_content)
+        #: Reads a thread's CPU seconds around each tool call; ``float()`` (0.0) when not measured.
+        self._cpu_clock: Callable[[], float] = time.thread_time if measure_cpu_time else float
         self._runner = ThreadRunner(max_workers, replacements, name="laios-worker")
         self._store.register_pool(self._runner)
         self._state_lock = threading.Lock()
