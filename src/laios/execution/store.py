@@ -382,29 +382,36 @@ class MetricStore:
                     slot.queue_wait.observe(now - rec.submitted_mono, None)
                 rec.start_time = end_time
                 rec.started_mono = now
+                rec.milestones = True
                 duration = 0.0
             rec.state = "finished"
-            rec.milestones = True
             rec.end_time = end_time
             rec.execution_time = duration
-            rec.cpu_time = cpu_time
             rec.outcome = outcome
-            rec.error_type = error_type
             rec.status = status
             rec.task = None
-            rec.checkpoint_listener = None
+            # Fields still at their class defaults are left alone: setting them would add
+            # entries to every retained record.
+            if cpu_time:
+                rec.cpu_time = cpu_time
+            if error_type is not None:
+                rec.error_type = error_type
+            if rec.checkpoint_listener is not None:
+                rec.checkpoint_listener = None
             slot.finished(outcome, duration, error_type, exemplar)
             del self._active[rec]
             update = None
             scope = rec.scope
             if scope is not None:  # from its active records to its ring of finished ones
                 task_id = rec.task_id
-                if scope.active_by_id.get(task_id) is rec:
-                    del scope.active_by_id[task_id]
+                active = scope.active_by_id
+                other = active.pop(task_id, rec)
+                if other is not rec:  # a newer run with the same id: it stays
+                    active[task_id] = other
                 finished = scope.finished
-                if task_id in finished:
+                if finished.setdefault(task_id, rec) is not rec:  # the id ran before
                     del finished[task_id]
-                finished[task_id] = rec
+                    finished[task_id] = rec
                 if len(finished) > scope.capacity:
                     finished.popitem(last=False)
                 if scope.track_progress and self._progress_listeners:
