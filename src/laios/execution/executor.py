@@ -234,7 +234,8 @@ class Executor:
         if pool_async_tools and not pooled and getattr(tool, "is_async", False):
             pooled = True
         store = self._store
-        job = self._new_job(task, tool, on_progress, context, parent, attributes, retries)
+        direct = on_progress is None and getattr(tool, "_direct", False)
+        job = self._new_job(task, tool, on_progress, context, parent, attributes, retries, direct)
         if pooled:
             # The wait lock is created before anyone else can finish the job (cancel_task, a
             # timer), so that the caller is always woken.
@@ -280,9 +281,10 @@ class Executor:
         parent: OtelContext | None,
         attributes: dict[str, Any] | None,
         retries: int,
+        direct: bool,
     ) -> Job:
         """A job for ``task`` with its aggregate slot and (with an SDK) its span; not recorded
-        yet. Without ``on_progress``, a plain tool's job is ``direct``."""
+        yet. ``direct``: no ``on_progress`` and a plain tool (``run_direct`` runs it)."""
         job = Job(self, task, tool, on_progress)
         job.scope = self.task_monitor._scope
         job.slot = self._store.tool_slot(task.tool_name, tool is not None)
@@ -290,7 +292,7 @@ class Executor:
             job.retries = retries
         if self._tracing.enabled:
             self._open_span(job, task, tool, context, parent, attributes)
-        if on_progress is None and getattr(tool, "_direct", False):
+        if direct:
             job.direct = True
         return job
 
@@ -474,7 +476,7 @@ class Executor:
         tool = self.tool_registry.get_tool(task.tool_name)
         if tool is None or not getattr(tool, "_direct", False):
             return None
-        return self._new_job(task, tool, None, context, None, attributes, retries)
+        return self._new_job(task, tool, None, context, None, attributes, retries, True)
 
     def _run_inline(
         self,
