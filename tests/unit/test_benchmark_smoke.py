@@ -64,3 +64,29 @@ def test_an_unknown_case_is_an_error() -> None:
 
     assert proc.returncode == 2
     assert "unknown case" in proc.stderr
+
+
+def test_the_step_profile_runs_and_accounts_for_every_step() -> None:
+    steps = Path(__file__).resolve().parents[1] / "benchmarks" / "steps.py"
+    proc = subprocess.run(
+        [sys.executable, str(steps), "--calls", "200", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {}
+    for line in proc.stdout.splitlines():
+        name, _, value = line.rpartition(" ")
+        try:
+            rows[name.strip()] = float(value)
+        except ValueError:
+            continue
+    assert "sum of the steps" in rows
+    assert "execute_task(Task(...)) minus Task(...)" in rows
+    assert "datetime.now(timezone.utc)" in rows
+    firsts = ("find the tool", "record it", "task status", "enter current", "call the tool")
+    firsts += ("leave current", "finish:", "hand the result")
+    assert len([k for k in rows if k.startswith(firsts)]) == len(firsts)
+    assert rows["sum of the steps"] > 0
