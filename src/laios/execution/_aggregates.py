@@ -52,7 +52,10 @@ DURATION_BUCKETS: tuple[float, ...] = (
     300.0,
 )
 
-_FIRST_BOUND = DURATION_BUCKETS[0]
+#: Upper bound of the first bucket: a duration up to it is counted without a search.
+FIRST_BOUND = DURATION_BUCKETS[0]
+#: Outcomes whose ``error_type`` is counted (``laios_task_errors_total``).
+ERROR_OUTCOMES = frozenset({"error", "timeout", "rejected"})
 
 #: Every outcome a task can end with.
 OUTCOMES: tuple[str, ...] = ("success", "error", "timeout", "cancelled", "rejected")
@@ -100,11 +103,6 @@ class _Histogram:
         if exemplar is not None:
             self.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, time.time())
 
-    def observe_zero(self) -> None:
-        """Observe a value of 0 (a task that started without waiting)."""
-        self.buckets[0] += 1
-        self.count += 1
-
     def snapshot(self) -> HistogramSnapshot:
         return HistogramSnapshot.from_raw(self.raw())
 
@@ -143,34 +141,27 @@ class ToolSlot:
         self.in_flight = 0
         self.errors: dict[str, _ErrorCount] = {}
 
-    def finished(
-        self,
-        outcome: str,
-        duration: float,
-        error_type: str | None,
-        exemplar: tuple[str, str] | None,
-    ) -> None:
-        """Count one finished task (the store holds its lock)."""
+    def outcome(self, outcome: str) -> _Histogram:
+        """The duration histogram of ``outcome``, created on its first use (the store holds its
+        lock; it counts durations into it directly, see ``MetricStore.task_finished``)."""
         histogram = self.outcomes.get(outcome)
         if histogram is None:
             histogram = self.outcomes[outcome] = _Histogram()
-        if exemplar is None and duration <= _FIRST_BOUND:  # most quick tasks: no call needed
-            histogram.buckets[0] += 1
-            histogram.count += 1
-            histogram.sum += duration
-        else:
-            histogram.observe(duration, exemplar)
-        if error_type is not None and outcome in ("error", "timeout", "rejected"):
+        return histogram
+
+    def count_error(self, error_type: str, exemplar: tuple[str, str] | None) -> None:
+        """Count one failure of ``error_type`` (past the cap, as ``other``); the store holds
+        its lock."""
+        entry = self.errors.get(error_type)
+        if entry is None:
+            if len(self.errors) >= self.max_error_types:
+                error_type = ERROR_TYPE_OTHER
             entry = self.errors.get(error_type)
             if entry is None:
-                if len(self.errors) >= self.max_error_types:
-                    error_type = ERROR_TYPE_OTHER
-                entry = self.errors.get(error_type)
-                if entry is None:
-                    entry = self.errors[error_type] = _ErrorCount()
-            entry.count += 1
-            if exemplar is not None:
-                entry.exemplar = Exemplar(exemplar[0], exemplar[1], 1.0, time.time())
+                entry = self.errors[error_type] = _ErrorCount()
+        entry.count += 1
+        if exemplar is not None:
+            entry.exemplar = Exemplar(exemplar[0], exemplar[1], 1.0, time.time())
 
     def snapshot(self) -> ToolSnapshot:
         """A copy of these aggregates (see :meth:`ToolSnapshot.from_aggregates`)."""

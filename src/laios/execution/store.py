@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from laios.execution._aggregates import (
+    ERROR_OUTCOMES,
+    FIRST_BOUND,
     TOOL_OTHER,
     TOOL_UNKNOWN,
     CustomMetricSnapshot,
@@ -301,7 +303,9 @@ class MetricStore:
                 scope.active_by_id[rec.task_id] = rec
             if running:
                 slot.in_flight += 1
-                slot.queue_wait.observe_zero()
+                waits = slot.queue_wait  # a wait of 0, in the first bucket
+                waits.buckets[0] += 1
+                waits.count += 1
             else:
                 self._queue_depth += 1
             notify = running and bool(self._progress_listeners)
@@ -398,7 +402,15 @@ class MetricStore:
                 rec.error_type = error_type
             if rec.checkpoint_listener is not None:
                 rec.checkpoint_listener = None
-            slot.finished(outcome, duration, error_type, exemplar)
+            histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
+            if exemplar is None and duration <= FIRST_BOUND:  # most quick tasks: no search
+                histogram.buckets[0] += 1
+                histogram.count += 1
+                histogram.sum += duration
+            else:
+                histogram.observe(duration, exemplar)
+            if error_type is not None and outcome in ERROR_OUTCOMES:
+                slot.count_error(error_type, exemplar)
             del self._active[rec]
             update = None
             scope = rec.scope
