@@ -86,7 +86,7 @@ def test_the_step_profile_runs_and_accounts_for_every_step() -> None:
     assert "sum of the steps" in rows
     assert "execute_task(Task(...)) minus Task(...)" in rows
     assert "datetime.now(timezone.utc)" in rows
-    firsts = ("find the tool", "record it", "task status", "enter current", "call the tool")
-    firsts += ("leave current", "finish:", "hand the result")
+    firsts = ("find the tool", "record it", "run the tool", "of which: task status")
+    firsts += ("of which: finish", "hand the result")
     assert len([k for k in rows if k.startswith(firsts)]) == len(firsts)
     assert rows["sum of the steps"] > 0

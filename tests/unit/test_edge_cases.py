@@ -89,7 +89,7 @@ def test_cancel_right_after_preparation_of_a_timed_task_returns_cancelled(
     task = make_task("echo", text="hi")
     # Stop the caller on the line that hands the job to a worker: the job is prepared (and
     # visible to cancel_task) but not yet handed over.
-    function = Executor._run_pooled if path == "common" else Executor._execute
+    function = Executor._attempt if path == "common" else Executor._execute
     lines, first = inspect.getsourcelines(function)
     offsets = [i for i, line in enumerate(lines) if "if self._submit(job):" in line]
     assert len(offsets) == 1, f"{function.__name__} no longer hands the job over in one place"

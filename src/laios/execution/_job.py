@@ -86,7 +86,7 @@ class Job(TaskRecord, TaskContext):
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     pooled = False  # runs on a worker thread (a timeout to enforce, async, parallel)
-    direct = False  # a plain tool and no on_progress: run_direct() runs it
+    direct = False  # a plain tool and no on_progress: run() takes fewer steps
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
 
     def __init__(
@@ -208,115 +208,101 @@ class Job(TaskRecord, TaskContext):
         finally:
             lock.release()
         ctx = self.ctx
-        run = self.run_direct if self.direct else self.run
         if ctx is None:
-            run()
+            self.run()
         else:
-            ctx.run(run)
+            ctx.run(self.run)
 
     def run(self) -> None:
-        """Run the tool here and finish the job (unless it was abandoned meanwhile)."""
-        if self.direct:
-            self.run_direct()
-            return
+        """Run the tool here and finish the job (unless it was abandoned meanwhile).
+
+        On the caller's thread, or on a worker's (a pooled job, marked running by
+        :meth:`run_in_worker`). A ``direct`` job (a plain tool, no ``on_progress``) that
+        succeeds is finished here in few steps; every other ending is settled by
+        :meth:`_settle`.
+        """
         task = self.task
-        lock = self.executor._state_lock
-        if not self.pooled:
+        pooled = self.pooled
+        direct = self.direct
+        if not pooled:
             # On the caller's thread nothing can interrupt the job (no timer, no batch), and a
-            # cancellation request only sets a flag: no lock needed. (A pooled job was marked
-            # running by run_in_worker.)
+            # cancellation request only sets a flag: no lock needed.
             self._mark_running()
-        if self.on_progress is not None:
+        if not direct and self.on_progress is not None:
             error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
             if error is not None:
                 self._settle(None, None, 0.0, started_error=error)
                 return
-            with lock:
+            with self.executor._state_lock:
                 running = self.phase == RUNNING
             if not running:
                 self._settle(None, None, 0.0)
                 return
-        token, span_token = self._enter()
+        # Enter the task's context: current_task() is this job, its span is current.
+        token = _current.set(self)
+        span_context = self.span_context
+        span_token = None
+        if span_context is not None:
+            span_token = otel_context.attach(span_context)
+            self.last_checkpoint_ns = now_ns()
         tool = self.tool_impl
         output: Any = None
         raised: BaseException | None = None
         clock = self.executor._cpu_clock
         cpu_start = clock()
         try:
-            if getattr(tool, "_direct", False):
+            if direct or getattr(tool, "_direct", False):
                 # A plain tool (see BaseTool._direct): call its logic without building a
                 # ToolOutput only to take it apart again; exceptions are handled below.
-                output = _settleable(tool._execute(**task.parameters))
+                output = tool._execute(**task.parameters)
+                if not direct:
+                    output = _settleable(output)
             elif getattr(tool, "is_async", False):
                 output = asyncio.run(tool.execute_async(**task.parameters))
             else:
                 output = tool.execute(**task.parameters)
         except BaseException as exc:  # a tool must never take the worker (or caller) down
             raised = exc
-        finally:
-            cpu = clock() - cpu_start
-            self._leave(token, span_token)
+        cpu = clock() - cpu_start
+        if direct and raised is None:
+            if type(output) not in _PLAIN and isinstance(output, ToolOutput):
+                data, extra = output.data, output.metadata
+                success = output.success and not self.cancel_requested
+            else:
+                data, extra = output, None
+                success = not self.cancel_requested
+            if success:
+                metadata: dict[str, Any] = dict(extra) if extra else {}
+                if not pooled:
+                    self.phase = DONE
+                    self._leave(token, span_token)
+                    self.result = self._conclude("success", None, None, cpu, data, metadata, None)
+                    return
+                lock = self.executor._state_lock
+                if not lock.acquire(False):
+                    acquire_contended(lock)
+                abandoned = self.phase == ABANDONED
+                self.phase = DONE
+                lock.release()
+                if abandoned:
+                    self._leave(token, span_token)
+                    self.executor._late_return(self)
+                    return
+                self.result = self._conclude("success", None, None, cpu, data, metadata, None)
+                self._wake()
+                # Left once the caller has been woken: nothing else runs in this context copy.
+                self._leave(token, span_token)
+                return
+            output = _settleable(output)  # a failed ToolOutput, or cancelled while it ran
+        self._leave(token, span_token)
         self._settle(output, raised, cpu)
-        if raised is None and self.interrupted is not None and not self.pooled:
+        if raised is None and self.interrupted is not None and not pooled:
             raised = self.interrupted
-        if type(raised) is KeyboardInterrupt and not self.pooled:
+        if type(raised) is KeyboardInterrupt and not pooled:
             # Ctrl-C belongs to the caller's thread: the task is recorded as failed, and the
             # interrupt goes on. Anything else a tool raises (SystemExit from argparse, say)
             # ends as a failed result only.
             raise raised
-
-    def run_direct(self) -> None:
-        """:meth:`run` in fewer steps for a ``direct`` job, on the caller's thread or a worker's.
-
-        A success is finished here (the result is left in ``result``); every other ending is
-        settled by the general code.
-        """
-        pooled = self.pooled
-        if not pooled:  # (a pooled job was marked running by run_in_worker)
-            self._mark_running()
-        token, span_token = self._enter()
-        clock = self.executor._cpu_clock
-        cpu_start = clock()
-        try:
-            output = self.tool_impl._execute(**self.task.parameters)
-        except BaseException as exc:  # a tool must never take the worker (or caller) down
-            cpu = clock() - cpu_start
-            self._leave(token, span_token)
-            self._settle(None, exc, cpu)
-            if type(exc) is KeyboardInterrupt and not pooled:
-                raise  # as in run(): Ctrl-C belongs to the caller's thread
-            return
-        cpu = clock() - cpu_start
-        if type(output) not in _PLAIN and isinstance(output, ToolOutput):
-            data, extra = output.data, output.metadata
-            success = output.success and not self.cancel_requested
-        else:
-            data, extra = output, None
-            success = not self.cancel_requested
-        if not success:  # a failed ToolOutput, or cancelled while the tool ran
-            self._leave(token, span_token)
-            self._settle(_settleable(output), None, cpu)
-            return
-        if pooled:
-            lock = self.executor._state_lock
-            if not lock.acquire(False):
-                acquire_contended(lock)
-            abandoned = self.phase == ABANDONED
-            self.phase = DONE
-            lock.release()
-            if abandoned:
-                self._leave(token, span_token)
-                self.executor._late_return(self)
-                return
-        else:
-            self.phase = DONE
-            self._leave(token, span_token)
-        metadata: dict[str, Any] = dict(extra) if extra else {}
-        self.result = self._conclude("success", None, None, cpu, data, metadata, None)
-        if pooled:
-            self._wake()
-            # Left once the caller has been woken: nothing else runs in this context copy.
-            self._leave(token, span_token)
 
     def _mark_running(self) -> None:
         """Set the task's ``status`` and ``started_at`` (its owner made the transition)."""
@@ -326,23 +312,11 @@ class Job(TaskRecord, TaskContext):
         fields["started_at"] = datetime.now(_UTC)
         task.__pydantic_fields_set__.update(_RUN_FIELDS)
 
-    def _enter(
-        self,
-    ) -> tuple[contextvars.Token[Any], contextvars.Token[otel_context.Context] | None]:
-        """Enter the task's context: ``current_task()`` is this job, its span is current."""
-        token = _current.set(self)
-        span_context = self.span_context
-        if span_context is None:
-            return token, None
-        span_token = otel_context.attach(span_context)
-        self.last_checkpoint_ns = now_ns()
-        return token, span_token
-
     @staticmethod
     def _leave(
         token: contextvars.Token[Any], span_token: contextvars.Token[otel_context.Context] | None
     ) -> None:
-        """Leave what :meth:`_enter` entered."""
+        """Leave the task's context (entered at the start of :meth:`run`)."""
         if span_token is not None:
             otel_context.detach(span_token)
         _current.reset(token)

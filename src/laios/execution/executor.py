@@ -284,7 +284,7 @@ class Executor:
         direct: bool,
     ) -> Job:
         """A job for ``task`` with its aggregate slot and (with an SDK) its span; not recorded
-        yet. ``direct``: no ``on_progress`` and a plain tool (``run_direct`` runs it)."""
+        yet. ``direct``: no ``on_progress`` and a plain tool (``Job.run`` takes fewer steps)."""
         job = Job(self, task, tool, on_progress)
         job.scope = self.task_monitor._scope
         job.slot = self._store.tool_slot(task.tool_name, tool is not None)
@@ -436,96 +436,51 @@ class Executor:
         attributes: dict[str, Any] | None,
         retries: int,
     ) -> TaskResult:
-        """One run of ``task`` (``execute_task``, or one attempt of ``execute_with_retry``)."""
+        """One run of ``task`` (``execute_task``, or one attempt of ``execute_with_retry``).
+
+        The common cases take a shorter road to the same behaviour: no callback, a plain
+        synchronous tool (see ``BaseTool._direct``), an open executor with no cancellation
+        pending, and no timeout (the tool runs on this thread) or a finite positive one (on a
+        worker thread). The job is recorded, run and finished exactly as :meth:`_prepare` and
+        :meth:`Job.run` do for the general road, which takes anything else.
+        """
         if on_progress is None and type(task) is Task:
-            # The common cases (no callback, a plain tool) take a shorter road to the same
-            # behaviour; anything else, or anything unusual, takes the general one.
             try:
-                if timeout is None:
-                    limit = self.resource_limits.timeout_seconds
-                    if limit is None:
-                        result = self._run_inline(task, context, attributes, retries)
-                    else:
-                        result = self._run_pooled(task, context, limit, attributes, retries)
-                elif type(timeout) is float or type(timeout) is int:
-                    result = self._run_pooled(task, context, timeout, attributes, retries)
-                else:
-                    result = None
+                limit = self.resource_limits.timeout_seconds if timeout is None else timeout
+                kind = type(limit)
+                if (
+                    (limit is None or ((kind is float or kind is int) and 0 < limit < math.inf))
+                    and not self._closed
+                    and not self._pending_cancels
+                ):
+                    tool = self.tool_registry.get_tool(task.tool_name)
+                    if tool is not None and getattr(tool, "_direct", False):
+                        job = self._new_job(
+                            task, tool, None, context, None, attributes, retries, True
+                        )
+                        if limit is None:
+                            job.phase = RUNNING
+                            self._store.submit_record(job, True)
+                            # A cancel_task that ran since the check above found no record and
+                            # left a request for this id.
+                            if not (self._pending_cancels and self._cancel_before_start(job)):
+                                job.run()
+                        else:
+                            job.pool(wait_lock=True)
+                            self._store.submit_record(job, False)
+                            if self._pending_cancels and self._cancel_before_start(job):
+                                pass
+                            elif self._submit(job):
+                                self._wait(job, float(limit))
+                        result = job.result
+                        job.result = None  # the retained record does not keep it
+                        assert result is not None
+                        return result
             except Exception as exc:
                 return self._failed(task, exc)
-            if result is not None:
-                return result
         return self._execute(
             task, context, timeout, on_progress, attributes=attributes, retries=retries
         )
-
-    def _direct_job(
-        self,
-        task: Task,
-        context: Context,
-        attributes: dict[str, Any] | None,
-        retries: int,
-    ) -> Job | None:
-        """A job for the shorter road, or ``None`` when the task needs the general one.
-
-        The shorter road takes a plain synchronous tool (see ``BaseTool._direct``) on an open
-        executor with no cancellation pending; the job is not recorded yet.
-        """
-        if self._closed or self._pending_cancels:
-            return None
-        tool = self.tool_registry.get_tool(task.tool_name)
-        if tool is None or not getattr(tool, "_direct", False):
-            return None
-        return self._new_job(task, tool, None, context, None, attributes, retries, True)
-
-    def _run_inline(
-        self,
-        task: Task,
-        context: Context,
-        attributes: dict[str, Any] | None,
-        retries: int,
-    ) -> TaskResult | None:
-        """Run a task on the caller's thread by the shorter road (no timeout to enforce).
-
-        Returns ``None`` (having done nothing) when the task needs the general path. The task
-        is recorded, run and finished exactly as :meth:`_prepare` and :meth:`Job.run` would.
-        """
-        job = self._direct_job(task, context, attributes, retries)
-        if job is None:
-            return None
-        job.phase = RUNNING
-        self._store.submit_record(job, True)
-        # A cancel_task that ran since the check above found no record and left a request.
-        if self._pending_cancels and self._cancel_before_start(job):
-            return job.take_result()
-        job.run_direct()
-        return job.take_result()
-
-    def _run_pooled(
-        self,
-        task: Task,
-        context: Context,
-        timeout: float,
-        attributes: dict[str, Any] | None,
-        retries: int,
-    ) -> TaskResult | None:
-        """Run a task on a worker thread by the shorter road, waiting at most ``timeout``.
-
-        Returns ``None`` (having done nothing) when the task needs the general path (as for
-        :meth:`_run_inline`, or a timeout that is not a finite positive number).
-        """
-        if not 0 < timeout < math.inf:
-            return None
-        job = self._direct_job(task, context, attributes, retries)
-        if job is None:
-            return None
-        job.pool(wait_lock=True)
-        self._store.submit_record(job, False)
-        if self._pending_cancels and self._cancel_before_start(job):
-            return job.take_result()
-        if self._submit(job):
-            self._wait(job, float(timeout))
-        return job.take_result()
 
     def _wait(self, job: Job, limit: float | None) -> None:
         """Wait for a submitted job's ``done`` lock; finish it as timed out (or cancelled, when
