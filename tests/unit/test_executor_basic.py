@@ -65,6 +65,15 @@ def test_constructor_rejects_a_bad_store(registry: ToolRegistry) -> None:
         Executor(registry, store={}, register_prometheus=False)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_constructor_rejects_a_measure_cpu_time_that_is_not_a_bool(
+    registry: ToolRegistry, value: Any
+) -> None:
+    """measure_cpu_time must be True or False (a string like "no" would read as true)."""
+    with pytest.raises(TypeError, match="measure_cpu_time"):
+        Executor(registry, measure_cpu_time=value, register_prometheus=False)
+
+
 def test_execution_mode_values() -> None:
     """ExecutionMode is a str enum with the documented values."""
     assert [m.value for m in ExecutionMode] == ["sync", "async", "parallel"]

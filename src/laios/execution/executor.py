@@ -101,7 +101,8 @@ class Executor:
             task, a few percent of a short task's cost). Off: ``cpu_time`` is ``0.0``.
 
     Raises:
-        TypeError: When ``tool_registry`` or ``resource_limits`` has the wrong type.
+        TypeError: When ``tool_registry``, ``resource_limits``, ``store`` or
+            ``measure_cpu_time`` has the wrong type.
         ValueError: When ``max_workers`` or another number is out of range.
 
     Without a timeout to enforce, ``execute_task`` runs a synchronous tool on the caller's
@@ -142,6 +143,10 @@ class Executor:
             raise ValueError(f"replacement_threads must be 0 or more, got {replacements!r}")
         if store is not None and not isinstance(store, MetricStore):
             raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
+        if not isinstance(measure_cpu_time, bool):
+            raise TypeError(
+                f"measure_cpu_time must be True or False, got {type(measure_cpu_time).__name__}"
+            )
         self.tool_registry = tool_registry
         self.resource_limits = resource_limits
         self.enable_monitoring = bool(enable_monitoring)
