@@ -93,14 +93,17 @@ class ThreadRunner:
         try:
             if self.closed:
                 return "shutdown"
-            abandoned = len(self._abandoned)
-            allowed = self.max_workers + min(abandoned, self.replacement_cap)
-            if allowed <= abandoned:
-                return "saturated"
             if self._idle:
-                self._idle -= 1  # a waiting worker takes it
-            elif len(self._threads) < allowed and not self._spawn() and not self._threads:
-                return "no_thread"  # no worker at all, and none could be started
+                # A waiting worker takes it (an idle worker is never one held by an abandoned
+                # tool, so the pool cannot be saturated).
+                self._idle -= 1
+            else:
+                abandoned = len(self._abandoned)
+                allowed = self.max_workers + min(abandoned, self.replacement_cap)
+                if allowed <= abandoned:
+                    return "saturated"
+                if len(self._threads) < allowed and not self._spawn() and not self._threads:
+                    return "no_thread"  # no worker at all, and none could be started
             self._queue.put(work)
         finally:
             lock.release()

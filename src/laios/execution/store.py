@@ -334,7 +334,14 @@ class MetricStore:
             slot = rec.slot
             assert slot is not None
             slot.in_flight += 1
-            slot.queue_wait.observe(now - rec.submitted_mono, None)
+            wait = now - rec.submitted_mono
+            waits = slot.queue_wait
+            if wait <= FIRST_BOUND:  # as in task_finished: most waits are short, no search
+                waits.buckets[0] += 1
+                waits.count += 1
+                waits.sum += wait
+            else:
+                waits.observe(wait, None)
             # The STARTING update is derived from the record when read; built here to notify.
             scope = rec.scope
             notify = bool(self._progress_listeners) and scope is not None and scope.track_progress
