@@ -545,11 +545,11 @@ class Job(TaskRecord, TaskContext):
         done = self.done
         if done is not None:
             done.release()  # (the lock stays: the caller may not have read it yet)
-        notify = self.notify
         if self.pooled:
             self.ctx = None
-            self.notify = None
+        notify = self.notify
         if notify is not None:
+            self.notify = None
             notify()
 
 
