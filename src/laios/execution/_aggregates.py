@@ -6,8 +6,10 @@ size of an aggregate. The store updates these under its lock; snapshots are plai
 
 from __future__ import annotations
 
+import functools
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import NamedTuple
@@ -81,6 +83,12 @@ class Exemplar(NamedTuple):
     timestamp: float
 
 
+#: Builds an :class:`Exemplar` from a 4-tuple without the named tuple's Python-level
+#: ``__new__`` (one is built per traced task).
+_exemplar: Callable[[tuple[str, str, float, float]], Exemplar] = functools.partial(
+    tuple.__new__, Exemplar
+)
+
 #: A histogram as it is stored: ``(count, sum, bucket counts, exemplars)``. The bucket counts are
 #: per bucket, not cumulative (the last one is +Inf); an exemplar per bucket, or ``None``.
 RawHistogram = tuple[int, float, tuple[int, ...], tuple[Exemplar | None, ...]]
@@ -101,7 +109,7 @@ class _Histogram:
         self.count += 1
         self.sum += value
         if exemplar is not None:
-            self.exemplars[index] = Exemplar(exemplar[0], exemplar[1], value, time.time())
+            self.exemplars[index] = _exemplar((exemplar[0], exemplar[1], value, time.time()))
 
     def snapshot(self) -> HistogramSnapshot:
         return HistogramSnapshot.from_raw(self.raw())
@@ -161,7 +169,7 @@ class ToolSlot:
                 entry = self.errors[error_type] = _ErrorCount()
         entry.count += 1
         if exemplar is not None:
-            entry.exemplar = Exemplar(exemplar[0], exemplar[1], 1.0, time.time())
+            entry.exemplar = _exemplar((exemplar[0], exemplar[1], 1.0, time.time()))
 
     def snapshot(self) -> ToolSnapshot:
         """A copy of these aggregates (see :meth:`ToolSnapshot.from_aggregates`)."""

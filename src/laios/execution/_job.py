@@ -26,7 +26,6 @@ from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_perce
 from laios.execution.redaction import scrub, secret_values
 from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError, TaskContext, _current
-from laios.execution.tracing import now_ns
 from laios.tools.base import ToolOutput, take_exception
 
 if TYPE_CHECKING:
@@ -154,7 +153,8 @@ class Job(TaskRecord, TaskContext):
         if span is None:
             return
         end = int(point.timestamp * 1e9)
-        start = min(self.last_checkpoint_ns or end, end)
+        # From the previous checkpoint, or (the first one) from the start of the tool.
+        start = min(self.last_checkpoint_ns or int((self.start_time or 0.0) * 1e9) or end, end)
         self.last_checkpoint_ns = end
         task = self.task
         secrets = secret_values(task.parameters) if point.data and task is not None else ()
@@ -244,7 +244,6 @@ class Job(TaskRecord, TaskContext):
         span_token = None
         if span_context is not None:
             span_token = otel_context.attach(span_context)
-            self.last_checkpoint_ns = now_ns()
         tool = self.tool_impl
         output: Any = None
         raised: BaseException | None = None
