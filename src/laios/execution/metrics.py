@@ -124,7 +124,7 @@ class ExecutionMetrics:
         """
         rec = self._record
         points = [point.to_dict() for point in list(rec.checkpoints)]
-        if rec.milestones:
+        if rec.slot is not None:  # kept by a store: it adds the "started"/"finished" milestones
             if rec.ran and rec.start_time is not None:
                 points.insert(0, {"name": "started", "timestamp": rec.start_time, "data": {}})
             if rec.state == "finished" and rec.end_time is not None:

@@ -115,7 +115,6 @@ class TaskRecord:
     span_id: str | None = None
     abandoned = False
     checkpoint_listener: CheckpointListener | None = None
-    milestones = False  # the store adds "started"/"finished" to the checkpoints view
     # Progress reports and custom metrics of this run live on the record, so they are bounded
     # by the record ring instead of needing tables of their own.
     progress_updates: deque[ProgressUpdate] | None = None
@@ -290,7 +289,6 @@ class MetricStore:
             rec.state = "running"
             rec.started_mono = now
             rec.start_time = time.time()
-            rec.milestones = True
             rec.ran = True
         else:
             rec.state = "queued"
@@ -329,7 +327,6 @@ class MetricStore:
             rec.state = "running"
             rec.started_mono = now
             rec.start_time = start_time
-            rec.milestones = True
             rec.ran = True
             slot = rec.slot
             assert slot is not None
@@ -343,8 +340,10 @@ class MetricStore:
             else:
                 waits.observe(wait, None)
             # The STARTING update is derived from the record when read; built here to notify.
-            scope = rec.scope
-            notify = bool(self._progress_listeners) and scope is not None and scope.track_progress
+            notify = False
+            if self._progress_listeners:
+                scope = rec.scope
+                notify = scope is not None and scope.track_progress
         finally:
             lock.release()
         if notify:
@@ -393,7 +392,6 @@ class MetricStore:
                     slot.queue_wait.observe(now - rec.submitted_mono, None)
                 rec.start_time = end_time
                 rec.started_mono = now
-                rec.milestones = True
                 duration = 0.0
             rec.state = "finished"
             rec.end_time = end_time
