@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution._aggregates import ToolSlot
 from laios.execution._job import DONE, QUEUED, RUNNING, Job
 from laios.execution._retry_run import run_with_retry
 from laios.execution._runner import ThreadRunner
@@ -53,6 +54,9 @@ ProgressCallback = Callable[[str, Any], None]
 
 #: Most cancellation requests remembered for tasks that have not been submitted yet.
 MAX_PENDING_CANCELS = 1000
+#: Most tool names whose aggregate slot an executor keeps at hand (the store's label cap
+#: bounds the slots themselves; past this, further names are looked up in the store each time).
+MAX_BOUND_SLOTS = 1000
 
 
 class ExecutionMode(str, Enum):
@@ -162,6 +166,7 @@ class Executor:
         self._closed = False
         self._pending_cancels: OrderedDict[str, None] = OrderedDict()
         self._retrying: dict[str, threading.Event] = {}  # ids between retry attempts
+        self._slots: dict[str, ToolSlot] = {}  # registered tool name -> its aggregate slot
         self._finalizer = weakref.finalize(self, self._runner.shutdown, False)
         if register_prometheus:
             from laios.execution.prometheus import ensure_collector
@@ -292,7 +297,13 @@ class Executor:
         yet. ``direct``: no ``on_progress`` and a plain tool (``Job.run`` takes fewer steps)."""
         job = Job(self, task, tool, on_progress)
         job.scope = self.task_monitor._scope
-        job.slot = self._store.tool_slot(task.tool_name, tool is not None)
+        name = task.tool_name
+        slot = self._slots.get(name) if tool is not None else None
+        if slot is None:
+            slot = self._store.tool_slot(name, tool is not None)
+            if tool is not None and len(self._slots) < MAX_BOUND_SLOTS:
+                self._slots[name] = slot  # (the store never rebinds a name's slot)
+        job.slot = slot
         if retries:
             job.retries = retries
         if self._tracing.enabled:
