@@ -283,8 +283,8 @@ def test_an_idle_store_renders_the_same(registry: CollectorRegistry) -> None:
 
 def test_renders_follow_the_store(store: MetricStore, registry: CollectorRegistry) -> None:
     """Cached pieces never keep old numbers or exemplars: each render reads the store anew."""
-    finish(store, "fetch", "success")
-    finish(store, "fetch", "error")
+    finish(store, "fetch", "success", exemplar=None)
+    finish(store, "fetch", "error", exemplar=None)
     assert b'laios_tasks_total{outcome="success",tool="fetch"} 1.0' in render_metrics(registry)
     before = render_metrics(registry, openmetrics=True)
     assert before == render_metrics(registry, openmetrics=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from laios.core.types import Context
+from laios.execution import store as store_module
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore, get_default_store
 
@@ -301,3 +303,59 @@ def test_retained_records_do_not_keep_tasks_alive(
     del task
     gc.collect()
     assert ref() is None
+
+
+# -- exemplars -----------------------------------------------------------------------------------
+
+
+class _WallClock:
+    """Stands in for the store's ``time`` module: a settable wall clock, the real monotonic one."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self.perf_counter = time.perf_counter
+
+    def time(self) -> float:
+        return self.now
+
+
+def _finish_traced(store: MetricStore, trace_id: str) -> None:
+    slot = store.tool_slot("fetch", True)
+    rec = store.task_submitted(None, SimpleNamespace(id="t"), "fetch", slot, running=True)
+    store.task_finished(rec, outcome="success", status=None, exemplar=(trace_id, "b" * 16))
+
+
+def _first_bucket_exemplar(store: MetricStore) -> Any:
+    (tool,) = [t for t in store.snapshot().tools if t.tool == "fetch"]
+    return tool.outcomes["success"].exemplars[0]
+
+
+def test_a_bucket_keeps_its_exemplar_for_a_second_then_takes_a_newer_one(
+    store: MetricStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prometheus reads one exemplar per bucket per scrape: a busy bucket does not build one per
+    task, but never shows one older than a second when newer sampled tasks arrived."""
+    clock = _WallClock()
+    monkeypatch.setattr(store_module, "time", clock)
+    _finish_traced(store, "1" * 32)
+    assert _first_bucket_exemplar(store).trace_id == "1" * 32
+    clock.now += 0.5
+    _finish_traced(store, "2" * 32)
+    assert _first_bucket_exemplar(store).trace_id == "1" * 32  # kept: under a second old
+    clock.now += 0.6
+    _finish_traced(store, "3" * 32)
+    exemplar = _first_bucket_exemplar(store)
+    assert exemplar.trace_id == "3" * 32  # replaced: the held one was 1.1 s old
+    assert exemplar.timestamp == clock.now
+
+
+def test_a_clock_stepped_back_does_not_freeze_a_bucket_exemplar(
+    store: MetricStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wall clock set back (NTP) makes the held exemplar look from the future: it is replaced."""
+    clock = _WallClock()
+    monkeypatch.setattr(store_module, "time", clock)
+    _finish_traced(store, "1" * 32)
+    clock.now -= 3600.0
+    _finish_traced(store, "2" * 32)
+    assert _first_bucket_exemplar(store).trace_id == "2" * 32

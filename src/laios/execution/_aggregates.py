@@ -83,6 +83,12 @@ class Exemplar(NamedTuple):
     timestamp: float
 
 
+#: Seconds a bucket's exemplar is kept before a newer observation replaces it. Prometheus reads
+#: one exemplar per bucket per scrape (every few seconds at the most), so building one for every
+#: traced task of a busy tool would be work nobody sees; a bucket that gets a new observation
+#: still shows a trace from its last second.
+EXEMPLAR_INTERVAL = 1.0
+
 #: Builds an :class:`Exemplar` from a 4-tuple without the named tuple's Python-level
 #: ``__new__`` (one is built per traced task).
 _exemplar: Callable[[tuple[str, str, float, float]], Exemplar] = functools.partial(
@@ -103,13 +109,22 @@ class _Histogram:
         self.count = 0
         self.sum = 0.0
 
-    def observe(self, value: float, exemplar: tuple[str, str] | None) -> None:
+    def observe(
+        self, value: float, exemplar: tuple[str, str] | None, timestamp: float | None = None
+    ) -> None:
+        """Count ``value``; with ``exemplar`` (trace id, span id) at ``timestamp`` (Unix time,
+        now when ``None``), its bucket's exemplar is replaced unless the one it holds is less
+        than :data:`EXEMPLAR_INTERVAL` old."""
         index = bisect_left(DURATION_BUCKETS, value)
         self.buckets[index] += 1
         self.count += 1
         self.sum += value
         if exemplar is not None:
-            self.exemplars[index] = _exemplar((exemplar[0], exemplar[1], value, time.time()))
+            if timestamp is None:
+                timestamp = time.time()
+            held = self.exemplars[index]
+            if held is None or not 0 <= timestamp - held.timestamp < EXEMPLAR_INTERVAL:
+                self.exemplars[index] = _exemplar((exemplar[0], exemplar[1], value, timestamp))
 
     def snapshot(self) -> HistogramSnapshot:
         return HistogramSnapshot.from_raw(self.raw())

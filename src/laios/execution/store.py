@@ -413,7 +413,7 @@ class MetricStore:
                 histogram.count += 1
                 histogram.sum += duration
             else:
-                histogram.observe(duration, exemplar)
+                histogram.observe(duration, exemplar, end_time)
             if error_type is not None and outcome in ERROR_OUTCOMES:
                 slot.count_error(error_type, exemplar)
             del self._active[rec]
