@@ -17,7 +17,6 @@ to the executor) no span work is done at all.
 from __future__ import annotations
 
 import os
-import time
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -222,8 +221,3 @@ def span_ids(span: Span) -> tuple[str, str, bool] | None:
     # (bytes.hex(): under half the cost of format(id, "032x"), once per traced task)
     trace_id = ctx.trace_id.to_bytes(16, "big").hex()
     return trace_id, ctx.span_id.to_bytes(8, "big").hex(), ctx.trace_flags.sampled
-
-
-def now_ns() -> int:
-    """The current time in nanoseconds since the epoch (span timestamps)."""
-    return time.time_ns()
