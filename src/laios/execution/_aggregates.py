@@ -54,7 +54,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
     300.0,
 )
 
-#: Upper bound of the first bucket: a duration up to it is counted without a search.
+#: Upper bound of the first bucket: a value up to it is counted without a search.
 FIRST_BOUND = DURATION_BUCKETS[0]
 #: Outcomes whose ``error_type`` is counted (``laios_task_errors_total``).
 ERROR_OUTCOMES = frozenset({"error", "timeout", "rejected"})
@@ -115,7 +115,8 @@ class _Histogram:
         """Count ``value``; with ``exemplar`` (trace id, span id) at ``timestamp`` (Unix time,
         now when ``None``), its bucket's exemplar is replaced unless the one it holds is less
         than :data:`EXEMPLAR_INTERVAL` old."""
-        index = bisect_left(DURATION_BUCKETS, value)
+        # Most values (quick tasks, short waits) land in the first bucket: no search for them.
+        index = 0 if value <= FIRST_BOUND else bisect_left(DURATION_BUCKETS, value)
         self.buckets[index] += 1
         self.count += 1
         self.sum += value

@@ -24,7 +24,6 @@ from typing import Any
 
 from laios.execution._aggregates import (
     ERROR_OUTCOMES,
-    FIRST_BOUND,
     TOOL_OTHER,
     TOOL_UNKNOWN,
     CustomMetricSnapshot,
@@ -301,9 +300,7 @@ class MetricStore:
                 scope.active_by_id[rec.task_id] = rec
             if running:
                 slot.in_flight += 1
-                waits = slot.queue_wait  # a wait of 0, in the first bucket
-                waits.buckets[0] += 1
-                waits.count += 1
+                slot.queue_wait.observe(0.0, None)
             else:
                 self._queue_depth += 1
             notify = running and bool(self._progress_listeners)
@@ -331,14 +328,7 @@ class MetricStore:
             slot = rec.slot
             assert slot is not None
             slot.in_flight += 1
-            wait = now - rec.submitted_mono
-            waits = slot.queue_wait
-            if wait <= FIRST_BOUND:  # as in task_finished: most waits are short, no search
-                waits.buckets[0] += 1
-                waits.count += 1
-                waits.sum += wait
-            else:
-                waits.observe(wait, None)
+            slot.queue_wait.observe(now - rec.submitted_mono, None)
             # The STARTING update is derived from the record when read; built here to notify.
             notify = False
             if self._progress_listeners:
@@ -408,12 +398,7 @@ class MetricStore:
             if rec.checkpoint_listener is not None:
                 rec.checkpoint_listener = None
             histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
-            if exemplar is None and duration <= FIRST_BOUND:  # most quick tasks: no search
-                histogram.buckets[0] += 1
-                histogram.count += 1
-                histogram.sum += duration
-            else:
-                histogram.observe(duration, exemplar, end_time)
+            histogram.observe(duration, exemplar, end_time)
             if error_type is not None and outcome in ERROR_OUTCOMES:
                 slot.count_error(error_type, exemplar)
             del self._active[rec]
