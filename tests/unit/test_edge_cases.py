@@ -49,6 +49,13 @@ def _outcomes(store: MetricStore, tool: str) -> dict[str, int]:
     return {}
 
 
+def _assert_recorded_once(store: MetricStore, tool: str) -> None:
+    """The task of ``tool`` is no longer running and was counted under exactly one outcome."""
+    assert _tool(store, tool).in_flight == 0
+    assert store.snapshot().running == []
+    assert sum(_outcomes(store, tool).values()) == 1
+
+
 class CancelWhileSubmitting(MetricStore):
     """A store that runs ``cancel_task(task_id)`` on another thread just before the record of
     the first submission with that id becomes visible, and waits for it."""
@@ -89,7 +96,7 @@ def test_cancel_right_after_preparation_of_a_timed_task_returns_cancelled(
     task = make_task("echo", text="hi")
     # Stop the caller on the line that hands the job to a worker: the job is prepared (and
     # visible to cancel_task) but not yet handed over.
-    function = Executor._attempt if path == "common" else Executor._execute
+    function = Executor._run  # where both roads hand a job to the runner
     lines, first = inspect.getsourcelines(function)
     offsets = [i for i, line in enumerate(lines) if "if self._submit(job):" in line]
     assert len(offsets) == 1, f"{function.__name__} no longer hands the job over in one place"
@@ -227,9 +234,7 @@ def test_system_exit_from_progress_callback_fails_the_task(
 
     assert not result.success
     assert result.metadata["error_type"] == "callback_error"
-    assert _tool(store, "echo").in_flight == 0
-    assert store.snapshot().running == []
-    assert sum(_outcomes(store, "echo").values()) == 1
+    _assert_recorded_once(store, "echo")
 
 
 def test_system_exit_from_progress_callback_does_not_hang_execute_async(
@@ -249,9 +254,7 @@ def test_system_exit_from_progress_callback_does_not_hang_execute_async(
 
     assert not result.success
     assert result.metadata["error_type"] == "callback_error"
-    assert _tool(store, "echo").in_flight == 0
-    assert store.snapshot().running == []
-    assert sum(_outcomes(store, "echo").values()) == 1
+    _assert_recorded_once(store, "echo")
 
 
 def test_keyboard_interrupt_from_inline_callback_propagates_after_recording(
@@ -270,9 +273,7 @@ def test_keyboard_interrupt_from_inline_callback_propagates_after_recording(
             make_task("echo", text="x"), context, on_progress=interrupt_on_completed
         )
 
-    assert _tool(store, "echo").in_flight == 0
-    assert store.snapshot().running == []
-    assert sum(_outcomes(store, "echo").values()) == 1
+    _assert_recorded_once(store, "echo")
 
 
 # -- what finished records keep ----------------------------------------------------------------

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
-from laios.execution._aggregates import ToolSlot
 from laios.execution._job import DONE, QUEUED, RUNNING, Job
 from laios.execution._retry_run import run_with_retry
 from laios.execution._runner import ThreadRunner
@@ -54,9 +53,6 @@ ProgressCallback = Callable[[str, Any], None]
 
 #: Most cancellation requests remembered for tasks that have not been submitted yet.
 MAX_PENDING_CANCELS = 1000
-#: Most tool names whose aggregate slot an executor keeps at hand (the store's label cap
-#: bounds the slots themselves; past this, further names are looked up in the store each time).
-MAX_BOUND_SLOTS = 1000
 
 
 class ExecutionMode(str, Enum):
@@ -166,7 +162,6 @@ class Executor:
         self._closed = False
         self._pending_cancels: OrderedDict[str, None] = OrderedDict()
         self._retrying: dict[str, threading.Event] = {}  # ids between retry attempts
-        self._slots: dict[str, ToolSlot] = {}  # registered tool name -> its aggregate slot
         self._finalizer = weakref.finalize(self, self._runner.shutdown, False)
         if register_prometheus:
             from laios.execution.prometheus import ensure_collector
@@ -297,13 +292,7 @@ class Executor:
         yet. ``direct``: no ``on_progress`` and a plain tool (``Job.run`` takes fewer steps)."""
         job = Job(self, task, tool, on_progress)
         job.scope = self.task_monitor._scope
-        name = task.tool_name
-        slot = self._slots.get(name) if tool is not None else None
-        if slot is None:
-            slot = self._store.tool_slot(name, tool is not None)
-            if tool is not None and len(self._slots) < MAX_BOUND_SLOTS:
-                self._slots[name] = slot  # (the store never rebinds a name's slot)
-        job.slot = slot
+        job.slot = self._store.tool_slot(task.tool_name, tool is not None)
         if retries:
             job.retries = retries
         if self._tracing.enabled:
@@ -476,27 +465,30 @@ class Executor:
                         )
                         if limit is None:
                             job.phase = RUNNING
-                            self._store.submit_record(job, True)
-                            # A cancel_task that ran since the check above found no record and
-                            # left a request for this id.
-                            if not (self._pending_cancels and self._cancel_before_start(job)):
-                                job.run()
                         else:
                             job.pool(wait_lock=True)
-                            self._store.submit_record(job, False)
-                            if self._pending_cancels and self._cancel_before_start(job):
-                                pass
-                            elif self._submit(job):
-                                self._wait(job, float(limit))
-                        result = job.result
-                        job.result = None  # the retained record does not keep it
-                        assert result is not None
-                        return result
+                            limit = float(limit)
+                        self._store.submit_record(job, limit is None)
+                        # A cancel_task that ran since the check above found no record and
+                        # left a request for this id.
+                        if self._pending_cancels and self._cancel_before_start(job):
+                            return job.take_result()
+                        return self._run(job, limit)
             except Exception as exc:
                 return self._failed(task, exc)
         return self._execute(
             task, context, timeout, on_progress, attributes=attributes, retries=retries
         )
+
+    def _run(self, job: Job, limit: float | None) -> TaskResult:
+        """Run a recorded job to its end (here, or on a worker for at most ``limit`` seconds)
+        and hand over its result; a job already finished (refused, cancelled) is handed over."""
+        if job.result is None:
+            if not job.pooled:
+                job.run()
+            elif self._submit(job):
+                self._wait(job, limit)
+        return job.take_result()
 
     def _wait(self, job: Job, limit: float | None) -> None:
         """Wait for a submitted job's ``done`` lock; finish it as timed out (or cancelled, when
@@ -543,14 +535,7 @@ class Executor:
             job = self._prepare(
                 task, context, on_progress, limit is not None, None, attributes, retries, True, True
             )
-            if job.result is not None:
-                return job.take_result()
-            if not job.pooled:
-                job.run()
-            else:
-                if self._submit(job):
-                    self._wait(job, limit)
-            return job.take_result()
+            return self._run(job, limit)
         except Exception as exc:
             return self._failed(task, exc)
 
