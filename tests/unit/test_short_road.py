@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tracing.span_support import Raises, memory_provider, only
 
 from laios.core.types import Context, Task
 from laios.execution._job import Job
@@ -56,14 +56,6 @@ class Failing(BaseTool):
         return ToolOutput(success=False, error="disk full", metadata={"error_type": "DiskFull"})
 
 
-class Raising(BaseTool):
-    name = "raising"
-    description = "Raises."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        raise ValueError("bad value")
-
-
 class SelfCancelling(BaseTool):
     name = "self_cancelling"
     description = "Asks for its own cancellation, then returns normally."
@@ -78,7 +70,7 @@ class SelfCancelling(BaseTool):
         return "finished anyway"
 
 
-TOOLS = ("plain", "wrapped", "failing", "raising", "self_cancelling")
+TOOLS = ("plain", "wrapped", "failing", "raises", "self_cancelling")
 
 
 @pytest.fixture
@@ -88,15 +80,13 @@ def exporter() -> InMemorySpanExporter:
 
 @pytest.fixture
 def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    tracer_provider = TracerProvider(shutdown_on_exit=False)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield tracer_provider
-    tracer_provider.shutdown()
+    with memory_provider(exporter) as tracer_provider:
+        yield tracer_provider
 
 
 def _executor(provider: TracerProvider | None, capture: bool = False) -> Executor:
     registry = ToolRegistry()
-    for cls in (Plain, Wrapped, Failing, Raising, SelfCancelling):
+    for cls in (Plain, Wrapped, Failing, Raises, SelfCancelling):
         registry.register_tool(cls)
     executor = Executor(
         registry,
@@ -163,17 +153,14 @@ def _seen(executor: Executor, task: Task, result: Any) -> dict[str, Any]:
 
 
 def _span(exporter: InMemorySpanExporter) -> dict[str, Any]:
-    spans = exporter.get_finished_spans()
-    task_spans = [s for s in spans if s.name.startswith("execute_tool")]
-    assert len(task_spans) == 1
-    (span,) = task_spans
+    span = only(exporter, "execute_tool")
     attributes = dict(span.attributes or {})
     return {
         "name": span.name,
         "attributes": attributes,
         "status": (span.status.status_code, span.status.description),
         "events": [(e.name, dict(e.attributes or {}).get("exception.type")) for e in span.events],
-        "children": sorted(s.name for s in spans if s is not span),
+        "children": sorted(s.name for s in exporter.get_finished_spans() if s is not span),
     }
 
 

@@ -7,10 +7,13 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from span_support import memory_provider
 
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
 from laios.execution.tracing import CAPTURE_CONTENT_ENV
+from laios.tools.registry import ToolRegistry
 
 
 @pytest.fixture(autouse=True)
@@ -27,12 +30,19 @@ def exporter() -> InMemorySpanExporter:
 @pytest.fixture
 def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
     """A provider of this test only (the global provider is never set)."""
-    tracer_provider = TracerProvider(shutdown_on_exit=False)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield tracer_provider
-    tracer_provider.shutdown()
+    with memory_provider(exporter) as tracer_provider:
+        yield tracer_provider
 
 
 @pytest.fixture
 def tracer(provider: TracerProvider) -> trace.Tracer:
     return provider.get_tracer("tests.caller")
+
+
+@pytest.fixture
+def executor(registry: ToolRegistry, provider: TracerProvider) -> Iterator[Executor]:
+    """A traced executor over the test module's own ``registry`` fixture."""
+    with Executor(
+        registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
+    ) as ex:
+        yield ex

@@ -1,16 +1,36 @@
-"""Helpers shared by the tracing tests: small tools, building tasks, finding exported spans."""
+"""Helpers shared by the tracing tests: a local SDK provider, small tools, building tasks,
+finding exported spans."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from laios import Task
 from laios.execution.task_context import current_task
 from laios.tools.base import BaseTool, ToolOutput
+
+
+@contextmanager
+def memory_provider(
+    exporter: InMemorySpanExporter, *processors: SpanProcessor
+) -> Iterator[TracerProvider]:
+    """A provider of its own (the global provider is never set) running ``processors`` and then
+    exporting to ``exporter``; shut down on leaving."""
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    for processor in processors:
+        tracer_provider.add_span_processor(processor)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        yield tracer_provider
+    finally:
+        tracer_provider.shutdown()
 
 
 def make_task(tool: str, **parameters: Any) -> Task:

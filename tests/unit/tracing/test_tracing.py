@@ -19,10 +19,20 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Span, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from span_support import Checkpoints, Echo, Fails, Raises, is_child, make_task, only, spans
+from span_support import (
+    Checkpoints,
+    Echo,
+    Fails,
+    Raises,
+    is_child,
+    make_task,
+    memory_provider,
+    only,
+    spans,
+)
 
 from laios.core.types import Context
 from laios.execution.executor import Executor
@@ -99,11 +109,8 @@ def at_start() -> AttributesAtStart:
 def provider(
     exporter: InMemorySpanExporter, at_start: AttributesAtStart
 ) -> Iterator[TracerProvider]:
-    tracer_provider = TracerProvider(shutdown_on_exit=False)
-    tracer_provider.add_span_processor(at_start)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield tracer_provider
-    tracer_provider.shutdown()
+    with memory_provider(exporter, at_start) as tracer_provider:
+        yield tracer_provider
 
 
 @pytest.fixture
@@ -117,14 +124,6 @@ def registry(tracer: trace.Tracer) -> ToolRegistry:
     own_async.tracer = tracer
     tools.register_tool(own_async)
     return tools
-
-
-@pytest.fixture
-def executor(registry: ToolRegistry, provider: TracerProvider) -> Iterator[Executor]:
-    with Executor(
-        registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
-    ) as ex:
-        yield ex
 
 
 # -- the task span --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from span_support import make_task
+from span_support import make_task, only
 
 from laios.core.types import Context
 from laios.execution.executor import Executor
@@ -120,9 +120,7 @@ def make_executor(
 
 
 def task_span(exporter: InMemorySpanExporter) -> ReadableSpan:
-    found = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
-    assert len(found) == 1, [s.name for s in exporter.get_finished_spans()]
-    return found[0]
+    return only(exporter, "execute_tool")
 
 
 def span_texts(span: ReadableSpan) -> Iterator[str]:

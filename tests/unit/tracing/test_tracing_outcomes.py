@@ -6,11 +6,9 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, StatusCode
 from span_support import Checkpoints, Echo, Fails, Raises, is_child, make_task, only, seconds, spans
 
@@ -111,14 +109,12 @@ def registry() -> ToolRegistry:
 
 
 @pytest.fixture
-def executor(registry: ToolRegistry, provider: TracerProvider) -> Iterator[Executor]:
-    with Executor(
-        registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
-    ) as ex:
-        self_cancel = registry.get_tool("self_cancel")
-        assert isinstance(self_cancel, SelfCancel)
-        self_cancel.executor = ex
-        yield ex
+def executor(executor: Executor, registry: ToolRegistry) -> Executor:
+    """The shared traced executor (see conftest), with ``self_cancel`` wired to it."""
+    self_cancel = registry.get_tool("self_cancel")
+    assert isinstance(self_cancel, SelfCancel)
+    self_cancel.executor = executor
+    return executor
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
