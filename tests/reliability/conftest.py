@@ -34,12 +34,6 @@ def prom_registry() -> CollectorRegistry:
 
 
 @pytest.fixture
-def store() -> MetricStore:
-    """A private metric store."""
-    return MetricStore()
-
-
-@pytest.fixture
 def ctx() -> Context:
     """A plain execution context."""
     return Context(session_id="session-rel", user_id="user-rel")
@@ -50,6 +44,8 @@ def new_executor(
     kit: Kit, store: MetricStore, prom_registry: CollectorRegistry
 ) -> Iterator[Callable[..., Executor]]:
     """Build executors over the kit registry, the test's store and Prometheus registry.
+
+    ``store`` is the private ``MetricStore`` fixture of ``tests/conftest.py``.
 
     Teardown releases the kit, then shuts every executor down.
     """

@@ -7,6 +7,7 @@ poll for cancellation, fail a given number of times, or report what they saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import os
@@ -16,7 +17,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
-from laios.core.types import Task
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
 from laios.execution.task_context import require_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
 from laios.tools.registry import ToolRegistry
@@ -252,6 +254,37 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float 
             return True
         time.sleep(step)
     return bool(predicate())
+
+
+def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """Call ``call(*args, **kwargs)``; return its value and the seconds it took."""
+    started = time.perf_counter()
+    value = call(*args, **kwargs)
+    return value, time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def request_id(value: str) -> Iterator[None]:
+    """Set ``REQUEST_ID`` to ``value`` for the ``with`` block, then restore it."""
+    token = REQUEST_ID.set(value)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+async def cancel_batch_once_running(
+    executor: Executor, tasks: list[Task], ctx: Context, kit: Kit, running: int
+) -> None:
+    """Start ``execute_parallel(tasks)``, cancel it once ``running`` tools have entered.
+
+    Asserts that they entered in time and that awaiting the batch raises CancelledError.
+    """
+    batch = asyncio.ensure_future(executor.execute_parallel(tasks, ctx))
+    assert await asyncio.to_thread(kit.wait_entered, running)
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
 
 
 def worker_threads() -> set[threading.Thread]:

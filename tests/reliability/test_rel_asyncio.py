@@ -16,7 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from rel_support import REQUEST_ID, Kit, make_task, wait_until
+from rel_support import (
+    REQUEST_ID,
+    Kit,
+    cancel_batch_once_running,
+    make_task,
+    request_id,
+    wait_until,
+)
 
 from laios.core.types import Context, TaskStatus
 from laios.execution.executor import Executor
@@ -110,11 +117,7 @@ def test_cancelling_execute_parallel_leaves_no_pending_asyncio_task(
 
     async def scenario() -> set[Any]:
         tasks = [make_task("hang") for _ in range(6)]
-        batch = asyncio.ensure_future(executor.execute_parallel(tasks, ctx))
-        assert await asyncio.to_thread(kit.wait_entered, 4)
-        batch.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await batch
+        await cancel_batch_once_running(executor, tasks, ctx, kit, running=4)
         return asyncio.all_tasks() - {asyncio.current_task()}
 
     assert asyncio.run(scenario()) == set()
@@ -127,14 +130,7 @@ def test_cancelling_execute_parallel_leaves_no_task_running(
     executor = new_executor(max_workers=4)
     tasks = [make_task("hang") for _ in range(6)]
 
-    async def scenario() -> None:
-        batch = asyncio.ensure_future(executor.execute_parallel(tasks, ctx))
-        assert await asyncio.to_thread(kit.wait_entered, 4)
-        batch.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await batch
-
-    asyncio.run(scenario())
+    asyncio.run(cancel_batch_once_running(executor, tasks, ctx, kit, running=4))
     assert [t.status for t in tasks] == [TaskStatus.CANCELLED] * 6
     assert executor.get_running_tasks() == []
     snapshot = executor.store.snapshot()
@@ -176,11 +172,8 @@ def test_contextvar_reaches_execute_task_inline(
 ) -> None:
     """The caller's ContextVar value reaches the tool of execute_task without a timeout."""
     executor = new_executor()
-    token = REQUEST_ID.set("inline-42")
-    try:
+    with request_id("inline-42"):
         assert executor.execute_task(make_task(tool), ctx).output == "inline-42"
-    finally:
-        REQUEST_ID.reset(token)
 
 
 @CTXVAR_TOOLS
@@ -189,12 +182,9 @@ def test_contextvar_reaches_execute_task_with_timeout(
 ) -> None:
     """The caller's ContextVar value is visible to a tool on a worker thread (timeout set)."""
     executor = new_executor()
-    token = REQUEST_ID.set("timeout-42")
-    try:
+    with request_id("timeout-42"):
         result = executor.execute_task(make_task(tool), ctx, timeout=5.0)
         assert result.output == "timeout-42"
-    finally:
-        REQUEST_ID.reset(token)
 
 
 @CTXVAR_TOOLS
@@ -203,12 +193,9 @@ def test_contextvar_reaches_execute_with_retry(
 ) -> None:
     """The caller's ContextVar value is visible to each attempt of execute_with_retry."""
     executor = new_executor()
-    token = REQUEST_ID.set("retry-42")
-    try:
+    with request_id("retry-42"):
         result = executor.execute_with_retry(make_task(tool), ctx, timeout=5.0)
         assert result.output == "retry-42"
-    finally:
-        REQUEST_ID.reset(token)
 
 
 @CTXVAR_TOOLS

@@ -21,6 +21,9 @@ from laios.execution.executor import Executor
 
 MODES = ("inline", "timeout", "async", "parallel", "retry")
 
+#: ``cancel_running(mode, **params)`` -> (task, result, exit lag, return lag)
+CancelRunning = Callable[..., tuple[Task, Any, float, float]]
+
 
 def start_in_mode(
     executor: Executor, mode: str, task: Task, ctx: Context, background: Background
@@ -37,65 +40,58 @@ def start_in_mode(
     return background.start(executor.execute_with_retry, task, ctx, max_retries=3, retry_delay=0)
 
 
+@pytest.fixture
 def cancel_running(
-    executor: Executor, mode: str, ctx: Context, background: Background, kit: Kit, **params: Any
-) -> tuple[Task, Any, float, float]:
-    """Start a polling tool, cancel it once running; return task, result, exit and return lag."""
-    task = make_task("poll_cancel", interval=0.01, **params)
-    box = start_in_mode(executor, mode, task, ctx, background)
-    assert kit.wait_entered(1)
-    time.sleep(0.05)  # let it poll a few times
-    cancelled_at = time.perf_counter()
-    assert executor.cancel_task(task.id) is True
-    assert wait_until(lambda: bool(box), timeout=5.0), "the caller never got a result"
-    returned_at = time.perf_counter()
-    kind, result, _ = box[0]
-    assert kind == "ok", result
-    exit_lag = kit.exits[task.id] - cancelled_at
-    return task, result, exit_lag, returned_at - cancelled_at
+    new_executor: Callable[..., Executor], ctx: Context, background: Background, kit: Kit
+) -> CancelRunning:
+    """``cancel_running(mode, **params)``: cancel a polling tool running in ``mode``.
+
+    On a new executor, start the tool, cancel it once running; return task, result, exit lag
+    and return lag.
+    """
+
+    def run(mode: str, **params: Any) -> tuple[Task, Any, float, float]:
+        executor = new_executor()
+        task = make_task("poll_cancel", interval=0.01, **params)
+        box = start_in_mode(executor, mode, task, ctx, background)
+        assert kit.wait_entered(1)
+        time.sleep(0.05)  # let it poll a few times
+        cancelled_at = time.perf_counter()
+        assert executor.cancel_task(task.id) is True
+        assert wait_until(lambda: bool(box), timeout=5.0), "the caller never got a result"
+        returned_at = time.perf_counter()
+        kind, result, _ = box[0]
+        assert kind == "ok", result
+        exit_lag = kit.exits[task.id] - cancelled_at
+        return task, result, exit_lag, returned_at - cancelled_at
+
+    return run
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_polling_tool_exits_within_100ms_of_cancel(
-    new_executor: Callable[..., Executor],
-    ctx: Context,
-    background: Background,
-    kit: Kit,
-    mode: str,
+    cancel_running: CancelRunning, mode: str
 ) -> None:
     """A tool polling every 10 ms leaves its loop less than 100 ms after cancel_task."""
-    executor = new_executor()
-    _, _, exit_lag, _ = cancel_running(executor, mode, ctx, background, kit)
+    _, _, exit_lag, _ = cancel_running(mode)
     assert exit_lag < 0.1, f"tool exited {exit_lag * 1000:.1f} ms after cancel_task"
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_caller_gets_the_cancelled_result_within_100ms(
-    new_executor: Callable[..., Executor],
-    ctx: Context,
-    background: Background,
-    kit: Kit,
-    mode: str,
+    cancel_running: CancelRunning, mode: str
 ) -> None:
     """The caller holds a cancelled result less than 100 ms after cancel_task."""
-    executor = new_executor()
-    _, result, _, return_lag = cancel_running(executor, mode, ctx, background, kit)
+    _, result, _, return_lag = cancel_running(mode)
     assert result.metadata["outcome"] == "cancelled"
     assert return_lag < 0.1, f"result arrived {return_lag * 1000:.1f} ms after cancel_task"
 
 
 @pytest.mark.parametrize("style", ["returns", "raises"])
-def test_outcome_is_cancelled(
-    new_executor: Callable[..., Executor],
-    ctx: Context,
-    background: Background,
-    kit: Kit,
-    style: str,
-) -> None:
+def test_outcome_is_cancelled(cancel_running: CancelRunning, style: str) -> None:
     """Returning after the flag or raise_if_cancelled(): outcome cancelled, status CANCELLED."""
-    executor = new_executor()
     params = {"raise": True} if style == "raises" else {}
-    task, result, _, _ = cancel_running(executor, "timeout", ctx, background, kit, **params)
+    task, result, _, _ = cancel_running("timeout", **params)
     assert not result.success
     assert result.metadata["outcome"] == "cancelled"
     assert result.metadata["error_type"] == "cancelled"
@@ -103,15 +99,12 @@ def test_outcome_is_cancelled(
 
 
 def test_cancelled_task_is_not_retried(
-    new_executor: Callable[..., Executor],
-    ctx: Context,
-    background: Background,
+    cancel_running: CancelRunning,
     kit: Kit,
     prom_registry: CollectorRegistry,
 ) -> None:
     """execute_with_retry(max_retries=3) stops at the cancellation: one run, zero retries."""
-    executor = new_executor()
-    _, result, _, _ = cancel_running(executor, "retry", ctx, background, kit)
+    _, result, _, _ = cancel_running("retry")
     assert result.metadata["outcome"] == "cancelled"
     assert result.metadata["retries"] == 0
     assert not result.metadata.get("retry_exhausted")
@@ -121,17 +114,13 @@ def test_cancelled_task_is_not_retried(
 
 @pytest.mark.parametrize("style", ["returns", "raises"])
 def test_cancelled_task_is_not_counted_as_an_error(
-    new_executor: Callable[..., Executor],
-    ctx: Context,
-    background: Background,
-    kit: Kit,
+    cancel_running: CancelRunning,
     prom_registry: CollectorRegistry,
     style: str,
 ) -> None:
     """laios_task_errors_total has no sample for the cancelled task; tasks_total counts it."""
-    executor = new_executor()
     params = {"raise": True} if style == "raises" else {}
-    cancel_running(executor, "timeout", ctx, background, kit, **params)
+    cancel_running("timeout", **params)
     assert samples(prom_registry, "laios_task_errors_total") == []
     assert (
         sample_sum(prom_registry, "laios_tasks_total", tool="poll_cancel", outcome="cancelled") == 1

@@ -24,6 +24,7 @@ from rel_support import (
     build_registry,
     make_task,
     sample_sum,
+    timed,
     wait_until,
     worker_threads,
 )
@@ -68,13 +69,27 @@ def fill_with_hung(
 
 
 @pytest.fixture
-def hung_executor(
+def executor_with_hung(
     new_executor: Callable[..., Executor], ctx: Context, background: Background, kit: Kit
-) -> Executor:
+) -> Callable[..., Executor]:
+    """``executor_with_hung(count, **kwargs)``: a new executor with ``count`` hung tools.
+
+    ``kwargs`` go to ``new_executor`` (``max_workers`` defaults to 4); see ``fill_with_hung``.
+    """
+
+    def make(count: int, **kwargs: Any) -> Executor:
+        kwargs.setdefault("max_workers", MAX_WORKERS)
+        executor = new_executor(**kwargs)
+        fill_with_hung(executor, ctx, background, kit, count)
+        return executor
+
+    return make
+
+
+@pytest.fixture
+def hung_executor(executor_with_hung: Callable[..., Executor]) -> Executor:
     """An executor (max_workers=4) whose four workers are held by timed-out, hung tools."""
-    executor = new_executor(max_workers=MAX_WORKERS)
-    fill_with_hung(executor, ctx, background, kit, MAX_WORKERS)
-    return executor
+    return executor_with_hung(MAX_WORKERS)
 
 
 def run_pooled(executor: Executor, mode: str, ctx: Context, tool: str) -> TaskResult:
@@ -109,9 +124,9 @@ def test_hung_parallel_batch_times_out_within_half_a_second(
     """execute_parallel of four tools blocked forever (timeout 0.2 s) returns in < 0.5 s."""
     executor = new_executor(max_workers=MAX_WORKERS)
     tasks = [make_task("hang") for _ in range(MAX_WORKERS)]
-    started = time.perf_counter()
-    results = asyncio.run(executor.execute_parallel(tasks, ctx, timeout=HUNG_TIMEOUT))
-    elapsed = time.perf_counter() - started
+    results, elapsed = timed(
+        lambda: asyncio.run(executor.execute_parallel(tasks, ctx, timeout=HUNG_TIMEOUT))
+    )
     assert [r.metadata["outcome"] for r in results] == ["timeout"] * MAX_WORKERS
     assert elapsed < 0.5, f"batch returned after {elapsed:.3f} s"
     assert executor.abandoned_threads == MAX_WORKERS
@@ -122,9 +137,7 @@ def test_fast_task_succeeds_within_a_second_while_all_workers_hang(
     hung_executor: Executor, ctx: Context, mode: str
 ) -> None:
     """With every worker held by a hung tool, a fast task still succeeds within 1 s."""
-    started = time.perf_counter()
-    result = run_pooled(hung_executor, mode, ctx, "fast")
-    elapsed = time.perf_counter() - started
+    result, elapsed = timed(run_pooled, hung_executor, mode, ctx, "fast")
     assert result.success, result.error
     assert elapsed < 1.0, f"fast task took {elapsed:.3f} s"
 
@@ -140,18 +153,11 @@ def test_abandoned_threads_counts_the_hung_tools(
 
 @pytest.mark.parametrize("mode", POOLED_MODES)
 def test_past_the_cap_new_tasks_are_rejected_saturated_within_50ms(
-    new_executor: Callable[..., Executor],
-    ctx: Context,
-    background: Background,
-    kit: Kit,
-    mode: str,
+    executor_with_hung: Callable[..., Executor], ctx: Context, kit: Kit, mode: str
 ) -> None:
     """8 hung tools (4 workers + 4 replacements): the next task is rejected as saturated < 50 ms."""
-    executor = new_executor(max_workers=MAX_WORKERS)
-    fill_with_hung(executor, ctx, background, kit, 2 * MAX_WORKERS)
-    started = time.perf_counter()
-    result = run_pooled(executor, mode, ctx, "fast")
-    elapsed = time.perf_counter() - started
+    executor = executor_with_hung(2 * MAX_WORKERS)
+    result, elapsed = timed(run_pooled, executor, mode, ctx, "fast")
     assert not result.success
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "saturated"
@@ -160,11 +166,10 @@ def test_past_the_cap_new_tasks_are_rejected_saturated_within_50ms(
 
 
 def test_saturated_error_says_what_and_why(
-    new_executor: Callable[..., Executor], ctx: Context, background: Background, kit: Kit
+    executor_with_hung: Callable[..., Executor], ctx: Context
 ) -> None:
     """The rejection names saturation, the thread counts, the hung tools and the remedies."""
-    executor = new_executor(max_workers=MAX_WORKERS)
-    fill_with_hung(executor, ctx, background, kit, 2 * MAX_WORKERS)
+    executor = executor_with_hung(2 * MAX_WORKERS)
     error = executor.execute_task(make_task("fast"), ctx, timeout=1.0).error or ""
     assert "saturated" in error
     assert "4 worker threads and 4 replacement threads" in error
@@ -173,15 +178,10 @@ def test_saturated_error_says_what_and_why(
 
 
 def test_saturated_rejections_are_counted(
-    new_executor: Callable[..., Executor],
-    ctx: Context,
-    background: Background,
-    kit: Kit,
-    prom_registry: CollectorRegistry,
+    executor_with_hung: Callable[..., Executor], ctx: Context, prom_registry: CollectorRegistry
 ) -> None:
     """A saturated rejection counts as outcome rejected and error_type saturated."""
-    executor = new_executor(max_workers=MAX_WORKERS)
-    fill_with_hung(executor, ctx, background, kit, 2 * MAX_WORKERS)
+    executor = executor_with_hung(2 * MAX_WORKERS)
     for _ in range(3):
         executor.execute_task(make_task("fast"), ctx, timeout=1.0)
     assert sample_sum(prom_registry, "laios_tasks_total", tool="fast", outcome="rejected") == 3
@@ -192,36 +192,32 @@ def test_saturated_rejections_are_counted(
 
 
 def test_replacement_threads_sets_the_cap(
-    new_executor: Callable[..., Executor], ctx: Context, background: Background, kit: Kit
+    executor_with_hung: Callable[..., Executor], ctx: Context
 ) -> None:
     """replacement_threads=2: six hung tools saturate a four-worker executor."""
-    executor = new_executor(max_workers=MAX_WORKERS, replacement_threads=2)
-    fill_with_hung(executor, ctx, background, kit, MAX_WORKERS + 2)
+    executor = executor_with_hung(MAX_WORKERS + 2, replacement_threads=2)
     result = executor.execute_task(make_task("fast"), ctx, timeout=1.0)
     assert result.metadata["error_type"] == "saturated"
     assert "4 worker threads and 2 replacement threads" in (result.error or "")
 
 
 def test_inline_tasks_still_run_on_a_saturated_executor(
-    new_executor: Callable[..., Executor], ctx: Context, background: Background, kit: Kit
+    executor_with_hung: Callable[..., Executor], ctx: Context
 ) -> None:
     """A task without timeout runs on the caller's thread, so saturation does not refuse it."""
-    executor = new_executor(max_workers=MAX_WORKERS)
-    fill_with_hung(executor, ctx, background, kit, 2 * MAX_WORKERS)
+    executor = executor_with_hung(2 * MAX_WORKERS)
     assert executor.execute_task(make_task("fast"), ctx).success
 
 
 def test_release_returns_gauge_and_threads_to_baseline_within_a_second(
-    new_executor: Callable[..., Executor],
+    executor_with_hung: Callable[..., Executor],
     ctx: Context,
-    background: Background,
     kit: Kit,
     prom_registry: CollectorRegistry,
 ) -> None:
     """After the hung tools return: abandoned 0 and at most max_workers workers within 1 s."""
     before = worker_threads()
-    executor = new_executor(max_workers=MAX_WORKERS)
-    fill_with_hung(executor, ctx, background, kit, 2 * MAX_WORKERS)
+    executor = executor_with_hung(2 * MAX_WORKERS)
     assert len(worker_threads() - before) == 2 * MAX_WORKERS
 
     kit.release.set()
