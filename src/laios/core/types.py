@@ -115,10 +115,17 @@ def _construct(cls: type[_M], values: dict[str, Any]) -> _M:
     """
     model = _new_object(cls)
     _set_dict(model, values)
-    _set_fields_set(model, set(values))
+    names = _field_names.get(cls)
+    if names is None:
+        names = _field_names[cls] = set(cls.model_fields)
+    _set_fields_set(model, names.copy())  # (cheaper than building a set from ``values``)
     _set_extra(model, None)
     _set_private(model, None)
     return model
+
+
+#: Every field name of a class built by :func:`_construct` (its fields set is a copy).
+_field_names: dict[type[BaseModel], set[str]] = {}
 
 
 # BaseModel's own slot descriptors: setting through them skips two layers of __setattr__.

@@ -26,11 +26,13 @@ def run_with_retry(
     policy: RetryPolicy,
     timeout: float | None,
     on_progress: ProgressCallback | None,
+    first: TaskResult | None = None,
 ) -> TaskResult:
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out.
 
     One ``laios.execute_with_retry {tool}`` span covers the whole call; each attempt is a
-    task span under it carrying ``laios.retry.attempt`` (1 for the first run).
+    task span under it carrying ``laios.retry.attempt`` (1 for the first run). ``first`` is the
+    result of a first attempt the caller already made (untraced, with no deadline).
     """
     tracing = executor._tracing
     span = None
@@ -57,7 +59,9 @@ def run_with_retry(
             if policy.deadline is not None:
                 left = max(policy.deadline - (time.monotonic() - started), 1e-3)
                 attempt_timeout = left if limit is None else min(limit, left)
-            if span is not None:
+            if first is not None:
+                result, first = first, None
+            elif span is not None:
                 attributes: dict[str, Any] = {"laios.retry.attempt": retries + 1}
                 ctx = trace.set_span_in_context(span)
                 token = _attach(ctx)

@@ -709,7 +709,15 @@ class Executor:
         except Exception as exc:
             return self._failed(task, exc)
         try:
-            return run_with_retry(self, task, context, policy, timeout, on_progress)
+            first = None
+            if policy.deadline is None and not self._tracing.enabled:
+                # Most calls succeed at once. Without a deadline to share between attempts or
+                # a span over them, that first attempt needs none of the loop's bookkeeping.
+                first = self._attempt(task, context, timeout, on_progress, None, 0)
+                if first.success:
+                    first.metadata["retries"] = 0
+                    return first
+            return run_with_retry(self, task, context, policy, timeout, on_progress, first)
         except Exception as exc:
             return self._failed(task, exc)
 
