@@ -129,7 +129,7 @@ class ThreadRunner:
         get = self._queue.get
         while True:
             try:
-                work = get(timeout=IDLE_TIMEOUT if not self.closed else 0.0)
+                work = get(True, IDLE_TIMEOUT if not self.closed else 0.0)
             except queue.Empty:
                 with self._lock:
                     if not self._queue.empty() and not self.closed:

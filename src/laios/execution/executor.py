@@ -295,7 +295,9 @@ class Executor:
         job.slot = self._store.tool_slot(task.tool_name, tool is not None)
         if retries:
             job.retries = retries
-        if self._tracing.enabled:
+        tracing = self._tracing
+        # (Tracing.enabled, read without a call while no global provider was ever set)
+        if (tracing.known_enabled or trace._TRACER_PROVIDER is not None) and tracing.enabled:
             self._open_span(job, task, tool, context, parent, attributes)
         if direct:
             job.direct = True
@@ -488,14 +490,18 @@ class Executor:
                 job.run()
             elif self._submit(job):
                 self._wait(job, limit)
-        return job.take_result()
+        result = job.result  # (Job.take_result, written out on every task's road)
+        assert result is not None
+        job.result = None
+        return result
 
     def _wait(self, job: Job, limit: float | None) -> None:
         """Wait for a submitted job's ``done`` lock; finish it as timed out (or cancelled, when
         the wait is interrupted) if it does not come."""
         done = job.done
         try:
-            if not done.acquire(timeout=-1 if limit is None else limit):
+            # (positional: a keyword argument costs the lock's argument parser a dict)
+            if not done.acquire(True, -1 if limit is None else limit):
                 job.interrupt("timeout", self._timeout_message(job, limit))
                 done.acquire()
         except BaseException:
@@ -710,7 +716,12 @@ class Executor:
             return self._failed(task, exc)
         try:
             first = None
-            if policy.deadline is None and not self._tracing.enabled:
+            tracing = self._tracing
+            if (
+                policy.deadline is None
+                and not tracing.known_enabled
+                and (trace._TRACER_PROVIDER is None or not tracing.enabled)
+            ):
                 # Most calls succeed at once. Without a deadline to share between attempts or
                 # a span over them, that first attempt needs none of the loop's bookkeeping.
                 first = self._attempt(task, context, timeout, on_progress, None, 0)

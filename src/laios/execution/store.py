@@ -300,7 +300,9 @@ class MetricStore:
                 scope.active_by_id[rec.task_id] = rec
             if running:
                 slot.in_flight += 1
-                slot.queue_wait.observe(0.0, None)
+                wait = slot.queue_wait  # a wait of zero: counted into the first bucket
+                wait.buckets[0] += 1
+                wait.count += 1
             else:
                 self._queue_depth += 1
             notify = running and bool(self._progress_listeners)

@@ -89,7 +89,9 @@ class Tracing:
     ) -> None:
         from laios import __version__
 
-        self._explicit = tracer_provider is not None
+        #: ``True`` once spans are known to be recorded (a provider was passed in, or an SDK
+        #: provider was seen as the global one). Until then :attr:`enabled` looks again.
+        self.known_enabled = tracer_provider is not None
         self._tracer: trace.Tracer
         if tracer_provider is not None:
             self._tracer = tracer_provider.get_tracer("laios.execution", __version__)
@@ -104,12 +106,12 @@ class Tracing:
         Checked for every task, so it reads OpenTelemetry's global provider directly; once a
         real provider is seen the answer is kept (the global provider can be set only once).
         """
-        if self._explicit:
+        if self.known_enabled:
             return True
         provider = getattr(trace, "_TRACER_PROVIDER", None)
         if provider is None or isinstance(provider, _NO_SDK):
             return False
-        self._explicit = True
+        self.known_enabled = True
         return True
 
     def start_task_span(
