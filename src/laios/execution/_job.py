@@ -288,9 +288,19 @@ class Job(TaskRecord, TaskContext):
                     self.executor._late_return(self)
                     return
                 self.result = self._conclude("success", None, None, cpu, data, metadata, None)
-                self._wake()
+                # _wake and _leave, written out: this is every pooled task's road.
+                done = self.done
+                if done is not None:
+                    done.release()
+                self.ctx = None
+                notify = self.notify
+                if notify is not None:
+                    self.notify = None
+                    notify()
                 # Left once the caller has been woken: nothing else runs in this context copy.
-                self._leave(token, span_token)
+                if span_token is not None:
+                    otel_context.detach(span_token)
+                _current.reset(token)
                 return
             output = _settleable(output)  # a failed ToolOutput, or cancelled while it ran
         self._leave(token, span_token)

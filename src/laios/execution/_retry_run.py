@@ -66,14 +66,19 @@ def run_with_retry(
                 ctx = trace.set_span_in_context(span)
                 token = _attach(ctx)
                 try:
-                    result = executor._attempt(
-                        task, context, attempt_timeout, on_progress, attributes, retries
+                    result = executor._execute(
+                        task,
+                        context,
+                        attempt_timeout,
+                        on_progress,
+                        attributes=attributes,
+                        retries=retries,
                     )
                 finally:
                     _detach(token)
             else:
-                result = executor._attempt(
-                    task, context, attempt_timeout, on_progress, None, retries
+                result = executor._execute(
+                    task, context, attempt_timeout, on_progress, retries=retries
                 )
             if result.success or retries >= policy.max_retries:
                 break

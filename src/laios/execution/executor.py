@@ -432,25 +432,11 @@ class Executor:
             A ``TaskResult``; on failure ``success`` is false and ``error`` says why. The task's
             ``status``, ``started_at``, ``completed_at``, ``result`` and ``error`` are updated.
         """
-        return self._attempt(task, context, timeout, on_progress, None, 0)
-
-    def _attempt(
-        self,
-        task: Task,
-        context: Context,
-        timeout: float | None,
-        on_progress: ProgressCallback | None,
-        attributes: dict[str, Any] | None,
-        retries: int,
-    ) -> TaskResult:
-        """One run of ``task`` (``execute_task``, or one attempt of ``execute_with_retry``).
-
-        The common cases take a shorter road to the same behaviour: no callback, a plain
-        synchronous tool (see ``BaseTool._direct``), an open executor with no cancellation
-        pending, and no timeout (the tool runs on this thread) or a finite positive one (on a
-        worker thread). The job is recorded, run and finished exactly as :meth:`_prepare` and
-        :meth:`Job.run` do for the general road, which takes anything else.
-        """
+        # The common cases take a shorter road to the same behaviour: no callback, a plain
+        # synchronous tool (see BaseTool._direct), an open executor with no cancellation
+        # pending, and no timeout (the tool runs on this thread) or a finite positive one (on a
+        # worker thread). The job is recorded, run and finished exactly as _prepare and
+        # Job.run do for the general road (_execute), which takes anything else.
         if on_progress is None and type(task) is Task:
             try:
                 limit = self.resource_limits.timeout_seconds if timeout is None else timeout
@@ -462,14 +448,13 @@ class Executor:
                 ):
                     tool = self.tool_registry.get_tool(task.tool_name)
                     if tool is not None and getattr(tool, "_direct", False):
-                        job = self._new_job(
-                            task, tool, None, context, None, attributes, retries, True
-                        )
+                        job = self._new_job(task, tool, None, context, None, None, 0, True)
                         if limit is None:
                             job.phase = RUNNING
                         else:
-                            job.pool(wait_lock=True)
-                            limit = float(limit)
+                            job.pool(True)
+                            if kind is int:
+                                limit = float(limit)
                         self._store.submit_record(job, limit is None)
                         # A cancel_task that ran since the check above found no record and
                         # left a request for this id.
@@ -478,37 +463,35 @@ class Executor:
                         return self._run(job, limit)
             except Exception as exc:
                 return self._failed(task, exc)
-        return self._execute(
-            task, context, timeout, on_progress, attributes=attributes, retries=retries
-        )
+        return self._execute(task, context, timeout, on_progress)
 
     def _run(self, job: Job, limit: float | None) -> TaskResult:
         """Run a recorded job to its end (here, or on a worker for at most ``limit`` seconds)
-        and hand over its result; a job already finished (refused, cancelled) is handed over."""
+        and hand over its result; a job already finished (refused, cancelled) is handed over.
+
+        A submitted job is waited for on its ``done`` lock; when that does not come in time,
+        the job is finished as timed out (or cancelled, when the wait is interrupted).
+        """
         if job.result is None:
             if not job.pooled:
                 job.run()
             elif self._submit(job):
-                self._wait(job, limit)
+                done = job.done
+                try:
+                    # (positional: a keyword argument costs the lock's argument parser a dict)
+                    if not done.acquire(True, -1 if limit is None else limit):
+                        job.interrupt("timeout", self._timeout_message(job, limit))
+                        done.acquire()
+                except BaseException:
+                    job.interrupt(
+                        "cancelled",
+                        f"Task '{job.task_id}' was cancelled: the caller was interrupted",
+                    )
+                    raise
         result = job.result  # (Job.take_result, written out on every task's road)
         assert result is not None
         job.result = None
         return result
-
-    def _wait(self, job: Job, limit: float | None) -> None:
-        """Wait for a submitted job's ``done`` lock; finish it as timed out (or cancelled, when
-        the wait is interrupted) if it does not come."""
-        done = job.done
-        try:
-            # (positional: a keyword argument costs the lock's argument parser a dict)
-            if not done.acquire(True, -1 if limit is None else limit):
-                job.interrupt("timeout", self._timeout_message(job, limit))
-                done.acquire()
-        except BaseException:
-            job.interrupt(
-                "cancelled", f"Task '{job.task_id}' was cancelled: the caller was interrupted"
-            )
-            raise
 
     def _cancel_before_start(self, job: Job) -> bool:
         """Finish a just-submitted job as cancelled when a pending request names it."""
@@ -724,7 +707,7 @@ class Executor:
             ):
                 # Most calls succeed at once. Without a deadline to share between attempts or
                 # a span over them, that first attempt needs none of the loop's bookkeeping.
-                first = self._attempt(task, context, timeout, on_progress, None, 0)
+                first = self.execute_task(task, context, timeout, on_progress)
                 if first.success:
                     first.metadata["retries"] = 0
                     return first
