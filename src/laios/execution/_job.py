@@ -226,8 +226,12 @@ class Job(TaskRecord, TaskContext):
         direct = self.direct
         if not pooled:
             # On the caller's thread nothing can interrupt the job (no timer, no batch), and a
-            # cancellation request only sets a flag: no lock needed.
-            self._mark_running()
+            # cancellation request only sets a flag: no lock needed. (_mark_running, written
+            # out: every inline task's road.)
+            fields = task.__dict__
+            fields["status"] = _RUNNING
+            fields["started_at"] = datetime.now(_UTC)
+            task.__pydantic_fields_set__.update(_RUN_FIELDS)
         if not direct and self.on_progress is not None:
             error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
             if error is not None:

@@ -150,10 +150,12 @@ class ThreadRunner:
                 _log.exception("a task raised out of its worker thread")
             work = None  # an idle worker must not keep its last job (and task) alive
             with self._lock:
-                allowed = self.max_workers + min(len(self._abandoned), self.replacement_cap)
-                if (self.closed and self._queue.empty()) or len(self._threads) > allowed:
-                    self._threads.discard(me)
-                    return
+                # (Nothing to check while open, with no abandoned tool and no surplus thread.)
+                if self.closed or self._abandoned or len(self._threads) > self.max_workers:
+                    allowed = self.max_workers + min(len(self._abandoned), self.replacement_cap)
+                    if (self.closed and self._queue.empty()) or len(self._threads) > allowed:
+                        self._threads.discard(me)
+                        return
                 self._idle += 1
 
     def thread_abandoned(self, thread_id: int | None) -> list[Callable[[], None]]:

@@ -292,7 +292,11 @@ class Executor:
         yet. ``direct``: no ``on_progress`` and a plain tool (``Job.run`` takes fewer steps)."""
         job = Job(self, task, tool, on_progress)
         job.scope = self.task_monitor._scope
-        job.slot = self._store.tool_slot(task.tool_name, tool is not None)
+        store = self._store
+        # A registered tool's slot is bound to its name after its first task: read the binding
+        # (tool_slot's first step) without the call.
+        slot = store._slot_by_name.get(job.tool) if tool is not None else None
+        job.slot = slot if slot is not None else store.tool_slot(job.tool, tool is not None)
         if retries:
             job.retries = retries
         tracing = self._tracing
