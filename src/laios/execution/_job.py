@@ -95,8 +95,9 @@ class Job(TaskRecord, TaskContext):
         tool: Any,
         on_progress: ProgressCallback | None,
     ) -> None:
-        self.task_id = task.id
-        self.tool = task.tool_name
+        fields = task.__dict__  # (a model's attribute reads cost more than its dict's)
+        self.task_id = fields["id"]
+        self.tool = fields["tool_name"]
         self.task = task
         self.executor = executor
         self.tool_impl = tool
@@ -510,7 +511,7 @@ class Job(TaskRecord, TaskContext):
         fields["result"] = data
         fields["error"] = error
         task.__pydantic_fields_set__.update(_FINISH_FIELDS)
-        metadata["tool_name"] = task.tool_name
+        metadata["tool_name"] = self.tool
         metadata["outcome"] = outcome
         if failed:
             metadata["error_type"] = error_type
