@@ -519,7 +519,11 @@ class Job(TaskRecord, TaskContext):
             metadata["trace_id"] = trace_id
             metadata["span_id"] = self.span_id
         span = self.span
-        if span is not None or failed:  # (an untraced success has nothing more to record)
+        if span is not None and not failed and not self.executor._tracing.capture_content:
+            # A traced success with nothing to capture: Tracing.end_span would only end it.
+            self.span = self.span_context = None  # the retained record lets the span go
+            span.end()
+        elif span is not None or failed:  # (an untraced success has nothing more to record)
             debug = failed and _log.isEnabledFor(logging.DEBUG)
             secrets: Sequence[str] = ()
             if (span is not None or debug) and (failed or self.executor._tracing.capture_content):
