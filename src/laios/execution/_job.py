@@ -279,7 +279,9 @@ class Job(TaskRecord, TaskContext):
                 metadata: dict[str, Any] = dict(extra) if extra else {}
                 if not pooled:
                     self.phase = DONE
-                    self._leave(token, span_token)
+                    if span_token is not None:  # (_leave, written out: every inline task's road)
+                        otel_context.detach(span_token)
+                    _current.reset(token)
                     self.result = self._conclude("success", None, None, cpu, data, metadata, None)
                     return
                 lock = self.executor._state_lock

@@ -464,7 +464,13 @@ class Executor:
                         # left a request for this id.
                         if self._pending_cancels and self._cancel_before_start(job):
                             return job.take_result()
-                        return self._run(job, limit)
+                        if limit is not None:
+                            return self._run(job, limit)
+                        job.run()  # (_run's inline case, written out: nothing else can end it)
+                        result = job.result
+                        assert result is not None
+                        job.result = None
+                        return result
             except Exception as exc:
                 return self._failed(task, exc)
         return self._execute(task, context, timeout, on_progress)
