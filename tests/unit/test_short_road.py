@@ -229,3 +229,47 @@ def test_the_common_case_takes_the_short_road(monkeypatch: pytest.MonkeyPatch) -
     finally:
         executor.shutdown()
     assert entered == ["short", "success", "general", "short", "success", "general"]
+
+
+def test_a_first_retry_attempt_takes_the_short_road(monkeypatch: pytest.MonkeyPatch) -> None:
+    """execute_with_retry makes its first attempt as execute_task is defined here (short road,
+    even when a subclass overrides execute_task); a retried attempt takes the general road and
+    is recorded with its retry count."""
+
+    class Overriding(Executor):
+        def execute_task(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a retry attempt must not go through an override")
+
+    registry = ToolRegistry()
+    registry.register_tool(Plain)
+    registry.register_tool(Failing)
+    executor = Overriding(registry, store=MetricStore(), register_prometheus=False)
+    entered: list[str] = []
+    general = Job.finish
+
+    def spy(self: Job, outcome: str, *args: Any, **kwargs: Any) -> None:
+        entered.append(outcome)
+        general(self, outcome, *args, **kwargs)
+
+    monkeypatch.setattr(Job, "finish", spy)
+    context = Context(session_id="s-1", user_id="u-1")
+    try:
+        task = Task(plan_id="plan", description="d", tool_name="plain")
+        result = executor.execute_with_retry(task, context, retry_delay=0)
+        assert result.success
+        assert result.metadata["retries"] == 0
+        assert entered == []
+        task = Task(plan_id="plan", description="d", tool_name="failing")
+        result = executor.execute_with_retry(
+            task, context, max_retries=1, retry_delay=0, retry_if=lambda r: True
+        )
+        assert not result.success
+        assert result.metadata["retries"] == 1
+        assert result.metadata["retry_exhausted"] is True
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        assert metrics.retries == 1
+        # The first (short) attempt's failure is settled by the general code, as is the retry.
+        assert entered == ["error", "error"]
+    finally:
+        executor.shutdown()

@@ -475,6 +475,10 @@ class Executor:
                 return self._failed(task, exc)
         return self._execute(task, context, timeout, on_progress)
 
+    #: ``execute_task`` as defined here: the first attempt of ``execute_with_retry`` (whose later
+    #: attempts take ``_execute``), whatever a subclass makes of ``execute_task``.
+    _execute_once = execute_task
+
     def _run(self, job: Job, limit: float | None) -> TaskResult:
         """Run a recorded job to its end (here, or on a worker for at most ``limit`` seconds)
         and hand over its result; a job already finished (refused, cancelled) is handed over.
@@ -717,7 +721,7 @@ class Executor:
             ):
                 # Most calls succeed at once. Without a deadline to share between attempts or
                 # a span over them, that first attempt needs none of the loop's bookkeeping.
-                first = self.execute_task(task, context, timeout, on_progress)
+                first = self._execute_once(task, context, timeout, on_progress)
                 if first.success:
                     first.metadata["retries"] = 0
                     return first
