@@ -365,6 +365,30 @@ def test_bad_options_give_a_failed_result(
     assert calls == []
 
 
+@pytest.mark.parametrize(
+    ("valid", "invalid"),
+    [({"max_retries": 1}, {"max_retries": True}), ({"jitter": 0}, {"jitter": False})],
+)
+def test_a_bad_option_equal_to_a_valid_one_is_still_refused(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    calls: list[Any],
+    valid: dict[str, Any],
+    invalid: dict[str, Any],
+) -> None:
+    """Validated policies are reused, but True is not taken for 1 (nor False for 0) because an
+    equal valid option was used before."""
+    assert executor.execute_with_retry(make_task("echo"), context, retry_delay=0, **valid).success
+    del calls[:]
+    result = executor.execute_with_retry(make_task("echo"), context, retry_delay=0, **invalid)
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    [name] = invalid
+    assert name in (result.error or "")
+    assert calls == []
+
+
 # -- RetryPolicy.delay ---------------------------------------------------------------------
 
 

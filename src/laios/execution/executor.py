@@ -798,7 +798,8 @@ class Executor:
         self._runner.shutdown(wait)
 
 
-@functools.lru_cache(maxsize=64)
+# typed: True and 1 (or 1.0 and 1) are equal keys, but only some of them are valid options.
+@functools.lru_cache(maxsize=64, typed=True)
 def _retry_policy(
     max_retries: int,
     retry_delay: float,
