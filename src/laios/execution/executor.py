@@ -722,8 +722,9 @@ class Executor:
                 # Most calls succeed at once. Without a deadline to share between attempts or
                 # a span over them, that first attempt needs none of the loop's bookkeeping.
                 first = self._execute_once(task, context, timeout, on_progress)
-                if first.success:
-                    first.metadata["retries"] = 0
+                fields = first.__dict__  # (one read through the model's attribute hook)
+                if fields["success"]:
+                    fields["metadata"]["retries"] = 0
                     return first
             return run_with_retry(self, task, context, policy, timeout, on_progress, first)
         except Exception as exc:
