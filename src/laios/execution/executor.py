@@ -162,6 +162,8 @@ class Executor:
         self._closed = False
         self._pending_cancels: OrderedDict[str, None] = OrderedDict()
         self._retrying: dict[str, threading.Event] = {}  # ids between retry attempts
+        #: The options of the last uncustomised execute_with_retry call, and their policy.
+        self._last_retry_options: tuple[Any, ...] = (_UNSET,) * 6 + (None,)
         self._finalizer = weakref.finalize(self, self._runner.shutdown, False)
         if register_prometheus:
             from laios.execution.prometheus import ensure_collector
@@ -699,14 +701,41 @@ class Executor:
             many retries ran; ``metadata["retry_exhausted"]`` is ``True`` when all were used.
         """
         try:
-            options = (max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if)
-            if retry_if is not None:  # not cached: the cache would keep the callable alive
-                policy = _retry_policy.__wrapped__(*options)
-            else:
+            last = self._last_retry_options
+            if (
+                retry_if is None
+                and last[0] is max_retries
+                and last[1] is retry_delay
+                and last[2] is backoff
+                and last[3] is max_delay
+                and last[4] is jitter
+                and last[5] is deadline
+            ):
+                # The very objects of the last call (constants and defaults mostly are): the
+                # same policy, without the cache's typed key (True == 1, but is not 1).
+                policy = last[6]
+            elif retry_if is None:
                 try:
-                    policy = _retry_policy(*options)
+                    policy = _retry_policy(
+                        max_retries, retry_delay, backoff, max_delay, jitter, deadline, None
+                    )
                 except TypeError:  # an unhashable option: build it uncached for a clear error
-                    policy = _retry_policy.__wrapped__(*options)
+                    policy = _retry_policy.__wrapped__(
+                        max_retries, retry_delay, backoff, max_delay, jitter, deadline, None
+                    )
+                self._last_retry_options = (
+                    max_retries,
+                    retry_delay,
+                    backoff,
+                    max_delay,
+                    jitter,
+                    deadline,
+                    policy,
+                )
+            else:  # not cached: the cache would keep the callable alive
+                policy = _retry_policy.__wrapped__(
+                    max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
+                )
             if timeout is not None:
                 self._timeout(timeout)
         except Exception as exc:
@@ -715,7 +744,7 @@ class Executor:
             first = None
             tracing = self._tracing
             if (
-                policy.deadline is None
+                deadline is None
                 and not tracing.known_enabled
                 and (trace._TRACER_PROVIDER is None or not tracing.enabled)
             ):
@@ -797,6 +826,10 @@ class Executor:
         """
         self._closed = True
         self._runner.shutdown(wait)
+
+
+#: Matches no option (see Executor._last_retry_options).
+_UNSET = object()
 
 
 # typed: True and 1 (or 1.0 and 1) are equal keys, but only some of them are valid options.
