@@ -8,6 +8,7 @@ takes calls without one), so that nothing else about the call differs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -273,3 +274,28 @@ def test_a_first_retry_attempt_takes_the_short_road(monkeypatch: pytest.MonkeyPa
         assert entered == ["error", "error"]
     finally:
         executor.shutdown()
+
+
+def test_a_pooled_task_leaves_nothing_in_its_worker_thread(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A pooled task runs in its own copy of the caller's context: once it has succeeded, the
+    worker thread that ran it has no current task and no current span."""
+    from opentelemetry import trace
+
+    executor = _executor(provider)
+    seen: list[Any] = []
+    done = threading.Event()
+
+    def look() -> None:
+        seen.append((current_task(), trace.get_current_span().get_span_context().is_valid))
+        done.set()
+
+    try:
+        _, result = _run(executor, "short", "plain", 5.0)
+        assert result.success
+        assert executor._runner.submit(look) is None  # the same (only) worker thread
+        assert done.wait(5)
+    finally:
+        executor.shutdown()
+    assert seen == [(None, False)]

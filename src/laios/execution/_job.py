@@ -295,7 +295,9 @@ class Job(TaskRecord, TaskContext):
                     self.executor._late_return(self)
                     return
                 self.result = self._conclude("success", None, None, cpu, data, metadata, None)
-                # _wake and _leave, written out: this is every pooled task's road.
+                # _wake, written out: this is every pooled task's road. The task's context is
+                # not left: it was entered in this job's own copy of the caller's context,
+                # which nothing runs in after this and which is dropped here.
                 done = self.done
                 if done is not None:
                     done.release()
@@ -304,10 +306,6 @@ class Job(TaskRecord, TaskContext):
                 if notify is not None:
                     self.notify = None
                     notify()
-                # Left once the caller has been woken: nothing else runs in this context copy.
-                if span_token is not None:
-                    otel_context.detach(span_token)
-                _current.reset(token)
                 return
             output = _settleable(output)  # a failed ToolOutput, or cancelled while it ran
         self._leave(token, span_token)
