@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tracing.span_support import Raises, memory_provider, only
@@ -72,6 +73,21 @@ class SelfCancelling(BaseTool):
 
 
 TOOLS = ("plain", "wrapped", "failing", "raises", "self_cancelling")
+
+
+@pytest.fixture
+def finish_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The outcome of every call of ``Job.finish``, the general code that finishes a job (the
+    short road's success never calls it)."""
+    calls: list[str] = []
+    general = Job.finish
+
+    def spy(self: Job, outcome: str, *args: Any, **kwargs: Any) -> None:
+        calls.append(outcome)
+        general(self, outcome, *args, **kwargs)
+
+    monkeypatch.setattr(Job, "finish", spy)
+    return calls
 
 
 @pytest.fixture
@@ -210,18 +226,11 @@ def test_short_and_general_roads_trace_alike(
         assert "gen_ai.tool.call.result" in short[1]["attributes"]
 
 
-def test_the_common_case_takes_the_short_road(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_common_case_takes_the_short_road(finish_calls: list[str]) -> None:
     """The comparisons above mean something only if the roads differ: a success on the short
     road never enters the general code that finishes a job; with a callback it does."""
     executor = _executor(None)
-    entered: list[str] = []
-    general = Job.finish
-
-    def spy(self: Job, outcome: str, *args: Any, **kwargs: Any) -> None:
-        entered.append(outcome)
-        general(self, outcome, *args, **kwargs)
-
-    monkeypatch.setattr(Job, "finish", spy)
+    entered = finish_calls
     try:
         for timeout in (None, 5.0):
             for road in ("short", "general"):
@@ -232,7 +241,7 @@ def test_the_common_case_takes_the_short_road(monkeypatch: pytest.MonkeyPatch) -
     assert entered == ["short", "success", "general", "short", "success", "general"]
 
 
-def test_a_first_retry_attempt_takes_the_short_road(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_first_retry_attempt_takes_the_short_road(finish_calls: list[str]) -> None:
     """execute_with_retry makes its first attempt as execute_task is defined here (short road,
     even when a subclass overrides execute_task); a retried attempt takes the general road and
     is recorded with its retry count."""
@@ -245,14 +254,7 @@ def test_a_first_retry_attempt_takes_the_short_road(monkeypatch: pytest.MonkeyPa
     registry.register_tool(Plain)
     registry.register_tool(Failing)
     executor = Overriding(registry, store=MetricStore(), register_prometheus=False)
-    entered: list[str] = []
-    general = Job.finish
-
-    def spy(self: Job, outcome: str, *args: Any, **kwargs: Any) -> None:
-        entered.append(outcome)
-        general(self, outcome, *args, **kwargs)
-
-    monkeypatch.setattr(Job, "finish", spy)
+    entered = finish_calls
     context = Context(session_id="s-1", user_id="u-1")
     try:
         task = Task(plan_id="plan", description="d", tool_name="plain")
@@ -281,8 +283,6 @@ def test_a_pooled_task_leaves_nothing_in_its_worker_thread(
 ) -> None:
     """A pooled task runs in its own copy of the caller's context: once it has succeeded, the
     worker thread that ran it has no current task and no current span."""
-    from opentelemetry import trace
-
     executor = _executor(provider)
     seen: list[Any] = []
     done = threading.Event()
