@@ -77,7 +77,8 @@ class ThreadRunner:
         return len(self._abandoned)
 
     def _allowed(self) -> int:
-        # Caller holds the lock.
+        """Threads allowed now: ``max_workers`` plus replacements of abandoned ones, up to
+        ``replacement_cap`` (the caller holds the lock)."""
         return self.max_workers + min(len(self._abandoned), self.replacement_cap)
 
     def submit(self, work: Callable[[], None]) -> str | None:
@@ -98,9 +99,8 @@ class ThreadRunner:
                 # tool, so the pool cannot be saturated).
                 self._idle -= 1
             else:
-                abandoned = len(self._abandoned)
-                allowed = self.max_workers + min(abandoned, self.replacement_cap)
-                if allowed <= abandoned:
+                allowed = self._allowed()
+                if allowed <= len(self._abandoned):
                     return "saturated"
                 if len(self._threads) < allowed and not self._spawn() and not self._threads:
                     return "no_thread"  # no worker at all, and none could be started
@@ -150,12 +150,13 @@ class ThreadRunner:
                 _log.exception("a task raised out of its worker thread")
             work = None  # an idle worker must not keep its last job (and task) alive
             with self._lock:
-                # (Nothing to check while open, with no abandoned tool and no surplus thread.)
-                if self.closed or self._abandoned or len(self._threads) > self.max_workers:
-                    allowed = self.max_workers + min(len(self._abandoned), self.replacement_cap)
-                    if (self.closed and self._queue.empty()) or len(self._threads) > allowed:
-                        self._threads.discard(me)
-                        return
+                threads = len(self._threads)
+                # (_allowed() is never below max_workers: most tasks skip the call.)
+                if (self.closed and self._queue.empty()) or (
+                    threads > self.max_workers and threads > self._allowed()
+                ):
+                    self._threads.discard(me)
+                    return
                 self._idle += 1
 
     def thread_abandoned(self, thread_id: int | None) -> list[Callable[[], None]]:
@@ -171,7 +172,7 @@ class ThreadRunner:
             return []
         with self._lock:
             self._abandoned.add(thread_id)
-            allowed = self.max_workers + min(len(self._abandoned), self.replacement_cap)
+            allowed = self._allowed()
             if allowed <= len(self._abandoned):
                 drained: list[Callable[[], None]] = []
                 while True:
