@@ -162,8 +162,6 @@ class Executor:
         self._closed = False
         self._pending_cancels: OrderedDict[str, None] = OrderedDict()
         self._retrying: dict[str, threading.Event] = {}  # ids between retry attempts
-        #: The options of the last uncustomised execute_with_retry call, and their policy.
-        self._last_retry_options: tuple[Any, ...] = (_UNSET,) * 6 + (None,)
         self._finalizer = weakref.finalize(self, self._runner.shutdown, False)
         if register_prometheus:
             from laios.execution.prometheus import ensure_collector
@@ -701,59 +699,21 @@ class Executor:
             many retries ran; ``metadata["retry_exhausted"]`` is ``True`` when all were used.
         """
         try:
-            last = self._last_retry_options
-            if (
-                retry_if is None
-                and last[0] is max_retries
-                and last[1] is retry_delay
-                and last[2] is backoff
-                and last[3] is max_delay
-                and last[4] is jitter
-                and last[5] is deadline
-            ):
-                # The very objects of the last call (constants and defaults mostly are): the
-                # same policy, without the cache's typed key (True == 1, but is not 1).
-                policy = last[6]
-            elif retry_if is None:
-                try:
-                    policy = _retry_policy(
-                        max_retries, retry_delay, backoff, max_delay, jitter, deadline, None
-                    )
-                except TypeError:  # an unhashable option: build it uncached for a clear error
-                    policy = _retry_policy.__wrapped__(
-                        max_retries, retry_delay, backoff, max_delay, jitter, deadline, None
-                    )
-                self._last_retry_options = (
-                    max_retries,
-                    retry_delay,
-                    backoff,
-                    max_delay,
-                    jitter,
-                    deadline,
-                    policy,
-                )
-            else:  # not cached: the cache would keep the callable alive
-                policy = _retry_policy.__wrapped__(
-                    max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
-                )
+            policy = _retry_policy(
+                max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
+            )
             if timeout is not None:
                 self._timeout(timeout)
         except Exception as exc:
             return self._failed(task, exc)
         try:
             first = None
-            tracing = self._tracing
-            if (
-                deadline is None
-                and not tracing.known_enabled
-                and (trace._TRACER_PROVIDER is None or not tracing.enabled)
-            ):
+            if deadline is None and not self._tracing.enabled:
                 # Most calls succeed at once. Without a deadline to share between attempts or
                 # a span over them, that first attempt needs none of the loop's bookkeeping.
                 first = self._execute_once(task, context, timeout, on_progress)
-                fields = first.__dict__  # (one read through the model's attribute hook)
-                if fields["success"]:
-                    fields["metadata"]["retries"] = 0
+                if first.success:
+                    first.metadata["retries"] = 0
                     return first
             return run_with_retry(self, task, context, policy, timeout, on_progress, first)
         except Exception as exc:
@@ -828,12 +788,6 @@ class Executor:
         self._runner.shutdown(wait)
 
 
-#: Matches no option (see Executor._last_retry_options).
-_UNSET = object()
-
-
-# typed: True and 1 (or 1.0 and 1) are equal keys, but only some of them are valid options.
-@functools.lru_cache(maxsize=64, typed=True)
 def _retry_policy(
     max_retries: int,
     retry_delay: float,
@@ -843,10 +797,54 @@ def _retry_policy(
     deadline: float | None,
     retry_if: Callable[[TaskResult], bool] | None,
 ) -> RetryPolicy:
-    """A validated policy; most callers repeat the same options, so policies are reused."""
-    if retry_if is None:
-        return RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
-    return RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if)
+    """A validated policy for ``execute_with_retry``'s options (``ValueError`` when invalid).
+
+    Most callers repeat the same options, so policies are reused: first the last one, when
+    given the very same objects (constants and defaults are), then a cache keyed by value and
+    type (``True == 1``, but only ``1`` is a valid ``max_retries``). A ``retry_if`` callable
+    is never cached (the cache would keep it alive), nor is an unhashable option.
+    """
+    global _last_policy
+    if retry_if is not None:
+        return RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if)
+    last = _last_policy
+    policy = last[6]
+    if (
+        policy is not None
+        and last[0] is max_retries
+        and last[1] is retry_delay
+        and last[2] is backoff
+        and last[3] is max_delay
+        and last[4] is jitter
+        and last[5] is deadline
+    ):
+        return policy
+    try:
+        policy = _cached_policy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
+    except TypeError:  # an unhashable option: built uncached, for a clear error
+        policy = RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
+    _last_policy = (max_retries, retry_delay, backoff, max_delay, jitter, deadline, policy)
+    return policy
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _cached_policy(
+    max_retries: int,
+    retry_delay: float,
+    backoff: float,
+    max_delay: float | None,
+    jitter: float,
+    deadline: float | None,
+) -> RetryPolicy:
+    return RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
+
+
+#: The options of the last policy ``_retry_policy`` returned from its cache, and the policy (a
+#: sentinel that is no option's value before the first).
+_last_policy: tuple[object, object, object, object, object, object, RetryPolicy | None] = (
+    *(object(),) * 6,
+    None,
+)
 
 
 def _future_setter(
