@@ -519,18 +519,15 @@ class Job(TaskRecord, TaskContext):
             metadata["trace_id"] = trace_id
             metadata["span_id"] = self.span_id
         span = self.span
-        if span is not None and not failed and not self.executor._tracing.capture_content:
-            # A traced success with nothing to capture: Tracing.end_span would only end it.
-            self.span = self.span_context = None  # the retained record lets the span go
-            span.end()
-        elif span is not None or failed:  # (an untraced success has nothing more to record)
-            debug = failed and _log.isEnabledFor(logging.DEBUG)
+        debug = failed and _log.isEnabledFor(logging.DEBUG)
+        if span is not None or debug:  # (an untraced success has nothing more to record)
+            tracing = self.executor._tracing
             secrets: Sequence[str] = ()
-            if (span is not None or debug) and (failed or self.executor._tracing.capture_content):
+            if failed or tracing.capture_content:
                 secrets = secret_values(task.parameters)
             if span is not None:
                 self.span = self.span_context = None  # the retained record lets the span go
-                self.executor._tracing.end_span(
+                tracing.end_span(
                     span,
                     error_type=error_type if failed else None,
                     message=error,
