@@ -295,17 +295,9 @@ class Job(TaskRecord, TaskContext):
                     self.executor._late_return(self)
                     return
                 self.result = self._conclude("success", None, None, cpu, data, metadata, None)
-                # _wake, written out: this is every pooled task's road. The task's context is
-                # not left: it was entered in this job's own copy of the caller's context,
-                # which nothing runs in after this and which is dropped here.
-                done = self.done
-                if done is not None:
-                    done.release()
-                self.ctx = None
-                notify = self.notify
-                if notify is not None:
-                    self.notify = None
-                    notify()
+                # The task's context is not left: it was entered in this job's own copy of the
+                # caller's context, which nothing runs in after this and _wake drops.
+                self._wake()
                 return
             output = _settleable(output)  # a failed ToolOutput, or cancelled while it ran
         self._leave(token, span_token)

@@ -502,10 +502,7 @@ class Executor:
                         f"Task '{job.task_id}' was cancelled: the caller was interrupted",
                     )
                     raise
-        result = job.result  # (Job.take_result, written out on every task's road)
-        assert result is not None
-        job.result = None
-        return result
+        return job.take_result()
 
     def _cancel_before_start(self, job: Job) -> bool:
         """Finish a just-submitted job as cancelled when a pending request names it."""
