@@ -24,7 +24,6 @@ from typing import Any
 
 from laios.execution._aggregates import (
     ERROR_OUTCOMES,
-    FIRST_BOUND,
     TOOL_OTHER,
     TOOL_UNKNOWN,
     CustomMetricSnapshot,
@@ -331,14 +330,7 @@ class MetricStore:
             slot = rec.slot
             assert slot is not None
             slot.in_flight += 1
-            wait = now - rec.submitted_mono
-            if wait <= FIRST_BOUND:  # _Histogram.observe's first step, without the call
-                waits = slot.queue_wait
-                waits.buckets[0] += 1
-                waits.count += 1
-                waits.sum += wait
-            else:
-                slot.queue_wait.observe(wait, None)
+            slot.queue_wait.observe(now - rec.submitted_mono, None)
             # The STARTING update is derived from the record when read; built here to notify.
             notify = False
             if self._progress_listeners:
@@ -408,12 +400,7 @@ class MetricStore:
             if rec.checkpoint_listener is not None:
                 rec.checkpoint_listener = None
             histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
-            if duration <= FIRST_BOUND and exemplar is None:  # (as in task_started)
-                histogram.buckets[0] += 1
-                histogram.count += 1
-                histogram.sum += duration
-            else:
-                histogram.observe(duration, exemplar, end_time)
+            histogram.observe(duration, exemplar, end_time)
             if error_type is not None and outcome in ERROR_OUTCOMES:
                 slot.count_error(error_type, exemplar)
             del self._active[rec]
