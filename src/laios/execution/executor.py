@@ -705,7 +705,12 @@ class Executor:
             return self._failed(task, exc)
         try:
             first = None
-            if deadline is None and not self._tracing.enabled:
+            tracing = self._tracing
+            # (Tracing.enabled as _new_job reads it: without a call while no global provider
+            # was ever set)
+            if deadline is None and not (
+                tracing.known_enabled or (trace._TRACER_PROVIDER is not None and tracing.enabled)
+            ):
                 # Most calls succeed at once. Without a deadline to share between attempts or
                 # a span over them, that first attempt needs none of the loop's bookkeeping.
                 first = self._execute_once(task, context, timeout, on_progress)
