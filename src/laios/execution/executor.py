@@ -466,11 +466,8 @@ class Executor:
                             return job.take_result()
                         if limit is not None:
                             return self._run(job, limit)
-                        job.run()  # (_run's inline case, written out: nothing else can end it)
-                        result = job.result
-                        assert result is not None
-                        job.result = None
-                        return result
+                        job.run()  # (_run's inline case: nothing else can end the job first)
+                        return job.take_result()
             except Exception as exc:
                 return self._failed(task, exc)
         return self._execute(task, context, timeout, on_progress)
