@@ -227,12 +227,8 @@ class Job(TaskRecord, TaskContext):
         direct = self.direct
         if not pooled:
             # On the caller's thread nothing can interrupt the job (no timer, no batch), and a
-            # cancellation request only sets a flag: no lock needed. (_mark_running, written
-            # out: every inline task's road.)
-            fields = task.__dict__
-            fields["status"] = _RUNNING
-            fields["started_at"] = datetime.now(_UTC)
-            task.__pydantic_fields_set__.update(_RUN_FIELDS)
+            # cancellation request only sets a flag: no lock needed.
+            self._mark_running()
         if not direct and self.on_progress is not None:
             error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
             if error is not None:
@@ -279,9 +275,7 @@ class Job(TaskRecord, TaskContext):
                 metadata: dict[str, Any] = dict(extra) if extra else {}
                 if not pooled:
                     self.phase = DONE
-                    if span_token is not None:  # (_leave, written out: every inline task's road)
-                        otel_context.detach(span_token)
-                    _current.reset(token)
+                    self._leave(token, span_token)
                     self.result = self._conclude("success", None, None, cpu, data, metadata, None)
                     return
                 lock = self.executor._state_lock
