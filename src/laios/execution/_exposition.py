@@ -9,7 +9,9 @@ per tool and cached, so a render is mostly integers ``%``-formatted into cached 
 
 This module also holds the label rules both exporters share (:func:`export_label`,
 :func:`newer`), so that the collector in :mod:`laios.execution.prometheus` and this renderer
-cannot drift apart.
+cannot drift apart. The families' names, types and help texts come from the table in
+:mod:`laios.execution._families`, which the collector is built from too; the ``# HELP`` and
+``# TYPE`` lines are written once, at import.
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ from laios.execution._aggregates import (
     Exemplar,
     RawHistogram,
     ToolAggregates,
+)
+from laios.execution._families import (
+    ABANDONED_THREADS,
+    BUILD,
+    CUSTOM,
+    DURATION,
+    ERRORS,
+    FAMILIES,
+    IN_FLIGHT,
+    QUEUE_DEPTH,
+    QUEUE_WAIT,
+    RETRIES,
+    TASKS,
+    WORKERS,
 )
 from laios.execution._records import shorten
 
@@ -122,44 +138,12 @@ def _exemplar_text(exemplar: Exemplar | None) -> str:
     )
 
 
-def _headers(openmetrics: bool) -> dict[str, str]:
-    """The ``# HELP``/``# TYPE`` lines of every family, as prometheus_client writes them."""
-    families = {
-        "build": ("laios_build", "info", "Version of the laios package."),
-        "tasks": ("laios_tasks", "counter", "Tasks finished, by tool and outcome."),
-        "duration": (
-            "laios_task_duration_seconds",
-            "histogram",
-            "Time from a task's start to its outcome, in seconds.",
-        ),
-        "queue_wait": (
-            "laios_task_queue_wait_seconds",
-            "histogram",
-            "Time a task waited between submission and start, in seconds.",
-        ),
-        "retries": ("laios_task_retries", "counter", "Retries of tasks."),
-        "errors": ("laios_task_errors", "counter", "Failed tasks, by tool and error type."),
-        "in_flight": ("laios_tasks_in_flight", "gauge", "Tasks whose tool is running now."),
-        "workers": ("laios_executor_workers", "gauge", "Worker threads of the executors' pools."),
-        "queue_depth": (
-            "laios_executor_queue_depth",
-            "gauge",
-            "Tasks submitted and waiting for a worker.",
-        ),
-        "abandoned": (
-            "laios_executor_abandoned_threads",
-            "gauge",
-            "Timed-out tools whose threads have not returned yet.",
-        ),
-        "custom": (
-            "laios_custom_metric",
-            "summary",
-            "Values recorded with PerformanceMonitor.record_metric: count and sum per name and "
-            "unit.",
-        ),
-    }
-    headers: dict[str, str] = {}
-    for key, (name, kind, doc) in families.items():
+def _headers(openmetrics: bool) -> tuple[str, ...]:
+    """The ``# HELP``/``# TYPE`` lines of each family of :data:`FAMILIES`, in its order, as
+    prometheus_client writes them."""
+    headers: list[str] = []
+    for family in FAMILIES:
+        name, kind, doc = family.name, family.kind, family.help
         if openmetrics:
             doc = _escape(doc)
         else:  # the Prometheus text format renames counters and info metrics
@@ -168,11 +152,18 @@ def _headers(openmetrics: bool) -> dict[str, str]:
                 name += "_total"
             elif kind == "info":
                 name, kind = name + "_info", "gauge"
-        headers[key] = f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
-    return headers
+        headers.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+    return tuple(headers)
 
 
 _HEADERS = {False: _headers(False), True: _headers(True)}
+#: Sample names of the families written anew at every render (per-tool ones are cached).
+_BUILD_INFO = f"{BUILD.name}_info"
+_WORKERS = f"{WORKERS.name} "
+_QUEUE_DEPTH = f"{QUEUE_DEPTH.name} "
+_ABANDONED_THREADS = f"{ABANDONED_THREADS.name} "
+_CUSTOM_COUNT = f"{CUSTOM.name}_count"
+_CUSTOM_SUM = f"{CUSTOM.name}_sum"
 
 
 class _Histogram:
@@ -260,16 +251,16 @@ class _ToolText:
             self.task_prefix(outcome).replace("%", "%%") + "%d.0\n" for outcome in OUTCOMES
         )
         self.durations: dict[str, _Histogram] = {}
-        self.queue_wait = _Histogram("laios_task_queue_wait_seconds", self.labels)
-        self.retries = f"laios_task_retries_total{{{self.labels}}} "
-        self.in_flight = f"laios_tasks_in_flight{{{self.labels}}} "
+        self.queue_wait = _Histogram(QUEUE_WAIT.name, self.labels)
+        self.retries = f"{RETRIES.name}_total{{{self.labels}}} "
+        self.in_flight = f"{IN_FLIGHT.name}{{{self.labels}}} "
         self.errors: dict[str, str] = {}
         self.error_exemplars: dict[str, tuple[Exemplar | None, str]] = {}
 
     def task_prefix(self, outcome: str) -> str:
         prefix = self.tasks.get(outcome)
         if prefix is None:
-            prefix = f'laios_tasks_total{{outcome="{_escape(outcome)}",{self.labels}}} '
+            prefix = f'{TASKS.name}_total{{outcome="{_escape(outcome)}",{self.labels}}} '
             self.tasks[outcome] = prefix
         return prefix
 
@@ -277,7 +268,7 @@ class _ToolText:
         histogram = self.durations.get(outcome)
         if histogram is None:
             labels = f'outcome="{_escape(outcome)}",{self.labels}'
-            histogram = _Histogram("laios_task_duration_seconds", labels)
+            histogram = _Histogram(DURATION.name, labels)
             self.durations[outcome] = histogram
         return histogram
 
@@ -286,7 +277,8 @@ class _ToolText:
     ) -> str:
         prefix = self.errors.get(error_type)
         if prefix is None:
-            prefix = f'laios_task_errors_total{{error_type="{_escape(error_type)}",{self.labels}}} '
+            labels = f'error_type="{_escape(error_type)}",{self.labels}'
+            prefix = f"{ERRORS.name}_total{{{labels}}} "
             self.errors[error_type] = prefix
         if not openmetrics or exemplar is None:
             return f"{prefix}{_number(count)}\n"
@@ -435,32 +427,46 @@ class StoreRenderer:
             in_flight.append(f"{text.in_flight}{_number(tool.in_flight)}\n")
         self._tools = tools
 
-        headers = _HEADERS[openmetrics]
+        # Unpacked rather than looked up by name: cheaper per render, and a family added to
+        # the table but not written here fails every render instead of going missing.
+        (
+            build_header,
+            tasks_header,
+            duration_header,
+            queue_wait_header,
+            retries_header,
+            errors_header,
+            in_flight_header,
+            workers_header,
+            queue_depth_header,
+            abandoned_header,
+            custom_header,
+        ) = _HEADERS[openmetrics]
         parts = [
-            headers["build"],
-            f'laios_build_info{{version="{_escape(version)}"}} 1.0\n',
-            headers["tasks"],
+            build_header,
+            f'{_BUILD_INFO}{{version="{_escape(version)}"}} 1.0\n',
+            tasks_header,
             *tasks,
-            headers["duration"],
+            duration_header,
             *durations,
-            headers["queue_wait"],
+            queue_wait_header,
             *queue_waits,
-            headers["retries"],
+            retries_header,
             *retries,
-            headers["errors"],
+            errors_header,
             *errors,
-            headers["in_flight"],
+            in_flight_header,
             *in_flight,
-            headers["workers"],
-            f"laios_executor_workers {_number(workers)}\n",
-            headers["queue_depth"],
-            f"laios_executor_queue_depth {_number(queue_depth)}\n",
-            headers["abandoned"],
-            f"laios_executor_abandoned_threads {_number(abandoned)}\n",
-            headers["custom"],
+            workers_header,
+            f"{_WORKERS}{_number(workers)}\n",
+            queue_depth_header,
+            f"{_QUEUE_DEPTH}{_number(queue_depth)}\n",
+            abandoned_header,
+            f"{_ABANDONED_THREADS}{_number(abandoned)}\n",
+            custom_header,
         ]
         for (name, unit), (count, total) in custom.items():
             labels = f'name="{_escape(name)}",unit="{_escape(unit)}"'
-            parts.append(f"laios_custom_metric_count{{{labels}}} {_number(count)}\n")
-            parts.append(f"laios_custom_metric_sum{{{labels}}} {_float(total)}\n")
+            parts.append(f"{_CUSTOM_COUNT}{{{labels}}} {_number(count)}\n")
+            parts.append(f"{_CUSTOM_SUM}{{{labels}}} {_float(total)}\n")
         return "".join(parts)

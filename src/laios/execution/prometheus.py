@@ -2,7 +2,9 @@
 
 :class:`StoreCollector` is a custom ``prometheus_client`` collector: it keeps no counters of its
 own and turns :meth:`MetricStore.snapshot() <laios.execution.store.MetricStore.snapshot>` into
-metric families each time it is collected. The families (see ``docs/metrics.md``):
+metric families each time it is collected. The families (see ``docs/metrics.md``; their
+names, types, help texts and label names are declared once, in
+:mod:`laios.execution._families`):
 
 - ``laios_build_info{version}`` (gauge, always 1)
 - ``laios_tasks_total{tool,outcome}`` (counter; every outcome of every tool slot, zeros included)
@@ -41,6 +43,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from itertools import accumulate
+from typing import TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.exposition import choose_encoder
@@ -66,6 +69,21 @@ from laios.execution._exposition import (
     read_stores,
 )
 from laios.execution._exposition import export_label as _label
+from laios.execution._families import (
+    ABANDONED_THREADS,
+    BUILD,
+    CUSTOM,
+    DURATION,
+    ERRORS,
+    IN_FLIGHT,
+    QUEUE_DEPTH,
+    QUEUE_WAIT,
+    RETRIES,
+    TASKS,
+    WORKERS,
+    Family,
+    Kind,
+)
 from laios.execution.store import MetricStore, get_default_store
 
 __all__ = [
@@ -117,31 +135,34 @@ def _buckets_for_export(
     return rows
 
 
+_M = TypeVar("_M", bound=Metric)
+
+#: The ``prometheus_client`` class of each kind of family.
+_CLASSES: dict[Kind, Callable[..., Metric]] = {
+    "counter": CounterMetricFamily,
+    "gauge": GaugeMetricFamily,
+    "histogram": HistogramMetricFamily,
+    "info": InfoMetricFamily,
+    "summary": SummaryMetricFamily,
+}
+
+
+def _new(cls: Callable[..., _M], family: Family) -> _M:
+    """An empty ``cls`` for ``family``: its name, help text and label names from the table."""
+    if _CLASSES[family.kind] is not cls:
+        raise TypeError(f"{family.name} is a {family.kind}, not a {cls}")
+    return cls(family.name, family.help, labels=family.labels)
+
+
 def _families(totals: ExportedTotals, package_version: str) -> list[Metric]:
-    build = InfoMetricFamily("laios_build", "Version of the laios package.", labels=["version"])
+    build = _new(InfoMetricFamily, BUILD)
     build.add_metric([], {"version": package_version})
-    tasks = CounterMetricFamily(
-        "laios_tasks", "Tasks finished, by tool and outcome.", labels=["tool", "outcome"]
-    )
-    duration = HistogramMetricFamily(
-        "laios_task_duration_seconds",
-        "Time from a task's start to its outcome, in seconds.",
-        labels=["tool", "outcome"],
-    )
-    queue_wait = HistogramMetricFamily(
-        "laios_task_queue_wait_seconds",
-        "Time a task waited between submission and start, in seconds.",
-        labels=["tool"],
-    )
-    retries = CounterMetricFamily("laios_task_retries", "Retries of tasks.", labels=["tool"])
-    errors = CounterMetricFamily(
-        "laios_task_errors",
-        "Failed tasks, by tool and error type.",
-        labels=["tool", "error_type"],
-    )
-    in_flight = GaugeMetricFamily(
-        "laios_tasks_in_flight", "Tasks whose tool is running now.", labels=["tool"]
-    )
+    tasks = _new(CounterMetricFamily, TASKS)
+    duration = _new(HistogramMetricFamily, DURATION)
+    queue_wait = _new(HistogramMetricFamily, QUEUE_WAIT)
+    retries = _new(CounterMetricFamily, RETRIES)
+    errors = _new(CounterMetricFamily, ERRORS)
+    in_flight = _new(GaugeMetricFamily, IN_FLIGHT)
     for tool, entry in totals.tools.items():
         outcomes = [*OUTCOMES, *sorted(set(entry.outcomes) - set(OUTCOMES))]
         for outcome in outcomes:
@@ -158,11 +179,13 @@ def _families(totals: ExportedTotals, package_version: str) -> list[Metric]:
             count, exemplar = entry.errors[error_type]
             errors.add_metric([tool, error_type], float(count), exemplar=_prom_exemplar(exemplar))
         in_flight.add_metric([tool], float(entry.in_flight))
-    custom = SummaryMetricFamily(
-        "laios_custom_metric",
-        "Values recorded with PerformanceMonitor.record_metric: count and sum per name and unit.",
-        labels=["name", "unit"],
-    )
+    workers = _new(GaugeMetricFamily, WORKERS)
+    workers.add_metric([], float(totals.workers))
+    queue_depth = _new(GaugeMetricFamily, QUEUE_DEPTH)
+    queue_depth.add_metric([], float(totals.queue_depth))
+    abandoned = _new(GaugeMetricFamily, ABANDONED_THREADS)
+    abandoned.add_metric([], float(totals.abandoned_threads))
+    custom = _new(SummaryMetricFamily, CUSTOM)
     for (name, unit), (count, total) in totals.custom.items():
         custom.add_metric([name, unit], count, total)
     return [
@@ -173,21 +196,9 @@ def _families(totals: ExportedTotals, package_version: str) -> list[Metric]:
         retries,
         errors,
         in_flight,
-        GaugeMetricFamily(
-            "laios_executor_workers",
-            "Worker threads of the executors' pools.",
-            value=float(totals.workers),
-        ),
-        GaugeMetricFamily(
-            "laios_executor_queue_depth",
-            "Tasks submitted and waiting for a worker.",
-            value=float(totals.queue_depth),
-        ),
-        GaugeMetricFamily(
-            "laios_executor_abandoned_threads",
-            "Timed-out tools whose threads have not returned yet.",
-            value=float(totals.abandoned_threads),
-        ),
+        workers,
+        queue_depth,
+        abandoned,
         custom,
     ]
 
@@ -226,8 +237,8 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Yield the metric families of the stores' current aggregates.
 
-        Yields nothing in a thread that is inside :func:`render_metrics` for this collector's
-        registry: that function writes these families itself, faster.
+        Yields nothing in a thread inside :meth:`muted`, as :func:`render_metrics` is for this
+        collector's registry: that function writes these families itself, faster.
         """
         if getattr(self._muted, "depth", 0):
             return
@@ -243,8 +254,16 @@ class StoreCollector(Collector):
         return self._renderer.render(self._stores, self._version, openmetrics=openmetrics)
 
     @contextlib.contextmanager
-    def _muted_here(self) -> Iterator[None]:
-        """Make :meth:`collect` yield nothing in this thread, for the ``with`` block."""
+    def muted(self) -> Iterator[None]:
+        """Make :meth:`collect` yield nothing in the calling thread, for the ``with`` block.
+
+        :func:`render_metrics` renders the rest of the registry with ``prometheus_client``
+        inside this block and writes this collector's families itself with :meth:`render`,
+        so that they appear once. Other threads still collect everything; blocks nest.
+
+        Yields:
+            ``None``; the collector is muted until the block exits.
+        """
         self._muted.depth = getattr(self._muted, "depth", 0) + 1
         try:
             yield
@@ -396,7 +415,7 @@ def _render(
         collector = _collectors.get(registry)
     if collector is None or not direct:
         return encoder(registry)
-    with collector._muted_here():
+    with collector.muted():
         body = encoder(registry)
     ours = collector.render(openmetrics=openmetrics).encode("utf-8")
     if openmetrics and body.endswith(_EOF):

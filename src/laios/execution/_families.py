@@ -1,0 +1,108 @@
+"""The one table of the ``laios_*`` metric families: name, type, help text and label names.
+
+Both exporters are built from :data:`FAMILIES`: the ``prometheus_client`` collector in
+:mod:`laios.execution.prometheus` creates its ``*MetricFamily`` objects from it, and the direct
+renderer in :mod:`laios.execution._exposition` writes its ``# HELP``/``# TYPE`` lines (and the
+names of its sample lines) from it, once, at import. A family is added, renamed or reworded
+here only, and the tests check that both exporters write every family of the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "ABANDONED_THREADS",
+    "BUILD",
+    "CUSTOM",
+    "DURATION",
+    "ERRORS",
+    "FAMILIES",
+    "IN_FLIGHT",
+    "QUEUE_DEPTH",
+    "QUEUE_WAIT",
+    "RETRIES",
+    "TASKS",
+    "WORKERS",
+    "Family",
+    "Kind",
+]
+
+#: The metric types used, named as OpenMetrics and ``prometheus_client`` name them.
+Kind = Literal["counter", "gauge", "histogram", "info", "summary"]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family as both exporters declare it.
+
+    Attributes:
+        name: The family name as ``prometheus_client`` takes it and OpenMetrics writes it:
+            without the ``_total`` of a counter or the ``_info`` of an info metric, which the
+            Prometheus text format appends.
+        kind: The metric type.
+        help: The ``# HELP`` text, unescaped.
+        labels: The label names, in the order the collector passes label values.
+    """
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+BUILD = Family("laios_build", "info", "Version of the laios package.", ("version",))
+TASKS = Family(
+    "laios_tasks", "counter", "Tasks finished, by tool and outcome.", ("tool", "outcome")
+)
+DURATION = Family(
+    "laios_task_duration_seconds",
+    "histogram",
+    "Time from a task's start to its outcome, in seconds.",
+    ("tool", "outcome"),
+)
+QUEUE_WAIT = Family(
+    "laios_task_queue_wait_seconds",
+    "histogram",
+    "Time a task waited between submission and start, in seconds.",
+    ("tool",),
+)
+RETRIES = Family("laios_task_retries", "counter", "Retries of tasks.", ("tool",))
+ERRORS = Family(
+    "laios_task_errors",
+    "counter",
+    "Failed tasks, by tool and error type.",
+    ("tool", "error_type"),
+)
+IN_FLIGHT = Family("laios_tasks_in_flight", "gauge", "Tasks whose tool is running now.", ("tool",))
+WORKERS = Family("laios_executor_workers", "gauge", "Worker threads of the executors' pools.")
+QUEUE_DEPTH = Family(
+    "laios_executor_queue_depth", "gauge", "Tasks submitted and waiting for a worker."
+)
+ABANDONED_THREADS = Family(
+    "laios_executor_abandoned_threads",
+    "gauge",
+    "Timed-out tools whose threads have not returned yet.",
+)
+CUSTOM = Family(
+    "laios_custom_metric",
+    "summary",
+    "Values recorded with PerformanceMonitor.record_metric: count and sum per name and unit.",
+    ("name", "unit"),
+)
+
+#: Every family, in the order both exporters write them.
+FAMILIES: tuple[Family, ...] = (
+    BUILD,
+    TASKS,
+    DURATION,
+    QUEUE_WAIT,
+    RETRIES,
+    ERRORS,
+    IN_FLIGHT,
+    WORKERS,
+    QUEUE_DEPTH,
+    ABANDONED_THREADS,
+    CUSTOM,
+)
