@@ -15,6 +15,7 @@ from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.monitor import PerformanceMonitor
 from laios.execution.prometheus import ensure_collector
+from laios.execution.runners import RunnerStats
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
@@ -37,11 +38,9 @@ _POOLS: list[object] = []
 
 
 class _Pool:
-    """The part of a worker pool the store reads: one thread held by a hung tool."""
+    """The part of a runner the store reads: one thread held by a hung tool."""
 
-    max_workers = 0
-    closed = False
-    abandoned = 1
+    stats = RunnerStats(workers=0, abandoned=1)
 
 
 def promtool_check(exposition: bytes) -> str:
@@ -86,7 +85,7 @@ def varied_workload(store: MetricStore) -> None:
     store.record_custom("t", 'odd "name"\n', 3, "bytes")
     pool = _Pool()
     _POOLS.append(pool)  # the store holds its pools only weakly
-    store.register_pool(pool)
+    store.register_runner(pool)
 
 
 def test_promtool_accepts_the_exposition_of_a_varied_workload() -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
-import inspect
-import sys
 import threading
 import time
 import weakref
@@ -23,11 +21,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from conftest import HookedRunner
 from laios import cli
 from laios.core.types import Context
 from laios.execution.executor import Executor
 from laios.execution.monitor import PerformanceMonitor
 from laios.execution.prometheus import ensure_collector, render_metrics
+from laios.execution.runners import ThreadRunner
 from laios.execution.server import make_wsgi_app
 from laios.execution.store import MetricStore
 
@@ -82,58 +82,44 @@ class CancelWhileSubmitting(MetricStore):
 # -- cancellation racing a task's start ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["common", "general"])
+@pytest.mark.parametrize("path", ["plain", "with_callback"])
 def test_cancel_right_after_preparation_of_a_timed_task_returns_cancelled(
     make_executor: Any, make_task: Any, context: Context, path: str
 ) -> None:
     """A timed task cancelled between its preparation and its hand-off ends 'cancelled'.
 
-    Both roads a timed task can take are checked: the short one of the common case (no
-    callback) and the general one (an ``on_progress`` callback forces it).
+    The runner pauses the caller just before the hand-over (the job is recorded and visible
+    to cancel_task) and cancels from another thread; with and without an ``on_progress``
+    callback.
     """
     store = MetricStore()
-    executor = make_executor(store=store)
-    task = make_task("echo", text="hi")
-    # Stop the caller on the line that hands the job to a worker: the job is prepared (and
-    # visible to cancel_task) but not yet handed over.
-    function = Executor._run  # where both roads hand a job to the runner
-    lines, first = inspect.getsourcelines(function)
-    offsets = [i for i, line in enumerate(lines) if "if self._submit(job):" in line]
-    assert len(offsets) == 1, f"{function.__name__} no longer hands the job over in one place"
-    target = first + offsets[0]
-    code = function.__code__
     cancelled: list[bool] = []
 
-    def on_line(frame: Any, event: str, arg: Any) -> Any:
-        if event == "line" and frame.f_lineno == target and not cancelled:
-            canceller = threading.Thread(
-                target=lambda: cancelled.append(executor.cancel_task(task.id))
-            )
-            canceller.start()
-            canceller.join(5)
-        return on_line
+    def cancel_from_elsewhere(call: Any) -> None:
+        canceller = threading.Thread(
+            target=lambda: cancelled.append(executor.cancel_task(call.task_id))
+        )
+        canceller.start()
+        canceller.join(5)
 
-    def on_call(frame: Any, event: str, arg: Any) -> Any:
-        return on_line if frame.f_code is code else None
-
+    executor = make_executor(
+        store=store,
+        runner=HookedRunner(ThreadRunner(4, 4), before_submit=cancel_from_elsewhere),
+    )
+    task = make_task("echo", text="hi")
     events: list[str] = []
-    previous = sys.gettrace()
-    sys.settrace(on_call)
-    try:
-        if path == "common":
-            result = executor.execute_task(task, context, timeout=5)
-        else:
-            result = executor.execute_task(
-                task, context, timeout=5, on_progress=lambda event, data: events.append(event)
-            )
-    finally:
-        sys.settrace(previous)
+    if path == "plain":
+        result = executor.execute_task(task, context, timeout=5)
+    else:
+        result = executor.execute_task(
+            task, context, timeout=5, on_progress=lambda event, data: events.append(event)
+        )
 
     assert cancelled == [True]
     assert result.metadata["outcome"] == "cancelled"
     assert result.metadata["error_type"] == "cancelled"
     assert _outcomes(store, "echo") == {"cancelled": 1}
-    assert events == ([] if path == "common" else ["cancelled"])
+    assert events == ([] if path == "plain" else ["cancelled"])
 
 
 def test_cancel_during_submission_cancels_that_run_not_the_next(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -264,25 +265,22 @@ def test_global_progress_update_shows_for_a_running_task(
 
 
 def test_cancel_racing_submission_never_hangs_the_caller(
-    executor: Executor, make_task: Any, context: Context, monkeypatch: pytest.MonkeyPatch
+    registry: Any, make_executor: Any, make_task: Any, context: Context
 ) -> None:
-    """A cancel arriving while execute_task is handing the task to a worker never hangs it."""
-    import threading as real_threading
-
-    from laios.execution._job import Job
-
+    """A cancel arriving while execute_task is accepting the task (before its record exists)
+    never hangs the caller: that very run ends cancelled."""
     task = make_task("echo", text="x")
-    pool = Job.pool
 
-    def pool_after_cancel(job: Job, wait_lock: bool) -> None:
-        # The caller's thread is preempted while making the job's wait lock, before the record
-        # is visible, and another thread cancels the task.
-        executor.cancel_task(task.id)
-        pool(job, wait_lock)
+    class CancelOnLookUp(type(registry)):  # type: ignore[misc]
+        """A registry whose look-up (the first step of accepting a task) races a cancel."""
 
-    monkeypatch.setattr(Job, "pool", pool_after_cancel)
+        def get_tool(self, name: str) -> Any:
+            executor.cancel_task(task.id)
+            return registry.get_tool(name)
+
+    executor = make_executor(tool_registry=CancelOnLookUp())
     box: list[TaskResult] = []
-    caller = real_threading.Thread(
+    caller = threading.Thread(
         target=lambda: box.append(executor.execute_task(task, context, timeout=0.3)),
         daemon=True,
     )

@@ -32,6 +32,7 @@ from laios.execution.prometheus import (
     render_for_accept,
     render_metrics,
 )
+from laios.execution.runners import RunnerStats
 from laios.execution.server import make_wsgi_app, start_http_server
 from laios.execution.store import MetricStore
 
@@ -74,12 +75,10 @@ def keep(pool: Pool) -> Pool:
 
 
 class Pool:
-    """The part of a worker pool the store reads."""
+    """The part of a runner the store reads: its stats."""
 
     def __init__(self, max_workers: int, abandoned: int = 0) -> None:
-        self.max_workers = max_workers
-        self.closed = False
-        self.abandoned = abandoned
+        self.stats = RunnerStats(workers=max_workers, abandoned=abandoned)
 
 
 def finish(
@@ -132,11 +131,11 @@ def varied_workload(store: MetricStore, clock: FakeClock | None = None, seed: in
     slot = store.tool_slot("fetch", True)
     store.task_submitted(None, SimpleNamespace(id="r"), "fetch", slot, running=True)
     store.task_submitted(None, SimpleNamespace(id="q"), "parse", slot, running=False)
-    store.register_pool(Pool(4 + seed))
+    store.register_runner(Pool(4 + seed))
     store.record_custom("t", "response_time", 1.25, "seconds")
     store.record_custom("t", "response_time", 0.5, "seconds")
     store.record_custom("t", 'odd "name"\n', 3, "bytes\\")
-    store.register_pool(keep(Pool(0, abandoned=1)))
+    store.register_runner(keep(Pool(0, abandoned=1)))
 
 
 @pytest.fixture
@@ -265,7 +264,7 @@ def test_large_and_negative_numbers_are_written_as_go_writes_them(
     histogram.count += 2_000_000
     histogram.sum += 12_345_678.5
     slot.retries = 10**7
-    store.register_pool(keep(Pool(0, abandoned=-2)))
+    store.register_runner(keep(Pool(0, abandoned=-2)))
     store.record_custom("t", "big", 3.5e9, "bytes")
     text = render_metrics(registry).decode()
     assert 'laios_tasks_total{outcome="success",tool="fetch"} 2.000001e+06' in text

@@ -25,6 +25,7 @@ from laios.execution.prometheus import (
     ensure_collector,
     unregister_collector,
 )
+from laios.execution.runners import RunnerStats
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
@@ -47,12 +48,10 @@ class FakeClock:
 
 
 class Pool:
-    """The part of a worker pool the store reads."""
+    """The part of a runner the store reads: its stats."""
 
     def __init__(self, max_workers: int, abandoned: int = 0) -> None:
-        self.max_workers = max_workers
-        self.closed = False
-        self.abandoned = abandoned
+        self.stats = RunnerStats(workers=max_workers, abandoned=abandoned)
 
 
 @pytest.fixture
@@ -200,7 +199,7 @@ def test_gauges_follow_running_and_queued_tasks(
     store.task_submitted(None, SimpleNamespace(id="a"), "fetch", slot, running=True)
     store.task_submitted(None, SimpleNamespace(id="b"), "fetch", slot, running=False)
     pool = Pool(max_workers=4, abandoned=2)
-    store.register_pool(pool)
+    store.register_runner(pool)
     assert sample(registry, "laios_tasks_in_flight", tool="fetch") == 1
     assert sample(registry, "laios_executor_queue_depth") == 1
     assert sample(registry, "laios_executor_workers") == 4
@@ -221,6 +220,28 @@ def test_custom_metrics_export_count_and_sum(
 def test_build_info_carries_the_version(registry: CollectorRegistry) -> None:
     """laios_build_info is 1 with the package version as label."""
     assert sample(registry, "laios_build_info", version=build_version()) == 1
+
+
+def test_muted_silences_collect_in_this_thread_only(
+    store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """Inside ``muted()`` (nested too) collect() yields nothing here, everything elsewhere."""
+    run(store, "fetch")
+    collector = ensure_collector(store, registry)
+    elsewhere: list[int] = []
+
+    def collect_elsewhere() -> None:
+        elsewhere.append(len(list(collector.collect())))
+
+    with collector.muted():
+        with collector.muted():
+            assert list(collector.collect()) == []
+        assert list(collector.collect()) == []
+        thread = threading.Thread(target=collect_elsewhere)
+        thread.start()
+        thread.join()
+    assert elsewhere == [len(list(collector.collect()))]
+    assert sample(registry, "laios_tasks_total", tool="fetch", outcome="success") == 1
 
 
 def test_build_version_falls_back_when_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,6 @@ from laios.core.types import (
     TaskResult,
     TaskStatus,
     ToolParameter,
-    _set_fields,
     ensure_utc,
 )
 
@@ -223,38 +222,3 @@ def test_ensure_utc_keeps_an_utc_datetime() -> None:
     """ensure_utc returns an already-UTC datetime unchanged."""
     value = datetime(2024, 1, 1, tzinfo=timezone.utc)
     assert ensure_utc(value) is value
-
-
-def test_set_fields_values_show_in_model_dump() -> None:
-    """_set_fields stores the values so that model_dump() reports them."""
-    task = make_task()
-    started = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    _set_fields(task, status=TaskStatus.RUNNING, started_at=started, result=42)
-    dumped = task.model_dump()
-    assert (dumped["status"], dumped["started_at"], dumped["result"]) == (
-        TaskStatus.RUNNING,
-        started,
-        42,
-    )
-
-
-def test_set_fields_marks_fields_as_set() -> None:
-    """_set_fields records the names in model_fields_set."""
-    task = make_task()
-    _set_fields(task, error="boom")
-    assert "error" in task.model_fields_set
-    assert task.model_dump(exclude_unset=True)["error"] == "boom"
-
-
-def test_set_fields_skips_validation() -> None:
-    """_set_fields stores the value as given, without validation or coercion."""
-    task = make_task()
-    naive = datetime(2024, 1, 1)
-    _set_fields(task, started_at=naive)
-    assert task.started_at is naive
-
-
-def test_set_fields_rejects_unknown_names() -> None:
-    """_set_fields refuses a name that is not a field of the model."""
-    with pytest.raises(ValueError, match="no_such_field"):
-        _set_fields(make_task(), no_such_field=1)

@@ -13,7 +13,7 @@ import random
 import warnings
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -81,59 +81,6 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 UTCDateTime = Annotated[datetime, AfterValidator(ensure_utc)]
 """A datetime field type that normalises every value to aware UTC."""
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _set_fields(model: BaseModel, **values: Any) -> None:
-    """Assign several already-valid field values to ``model`` without running validation.
-
-    Meant for hot paths that set values they built themselves (for instance a task's status and
-    timestamps). The values land in ``model.__dict__`` and the names are recorded as explicitly
-    set, so they show up in ``model_dump()`` and ``model_fields_set`` like validated assignments.
-
-    Args:
-        model: The model instance to update in place.
-        **values: Field names and the values to store, which must already be valid.
-
-    Raises:
-        ValueError: If a name is not a field of the model's class.
-    """
-    unknown = values.keys() - type(model).model_fields.keys()
-    if unknown:
-        raise ValueError(f"{type(model).__name__} has no field(s): {', '.join(sorted(unknown))}")
-    model.__dict__.update(values)
-    model.__pydantic_fields_set__.update(values)
-
-
-def _construct(cls: type[_M], values: dict[str, Any]) -> _M:
-    """Build ``cls`` from complete, already-valid field values, skipping validation.
-
-    For hot paths that build models from values they made themselves. ``values`` must name
-    every field (defaults are not filled in); the dict is used as the instance's ``__dict__``.
-    """
-    model = _new_object(cls)
-    _set_dict(model, values)
-    names = _field_names.get(cls)
-    if names is None:
-        names = _field_names[cls] = set(cls.model_fields)
-    _set_fields_set(model, names.copy())  # (cheaper than building a set from ``values``)
-    _set_extra(model, None)
-    _set_private(model, None)
-    return model
-
-
-#: Every field name of a class built by :func:`_construct` (its fields set is a copy).
-_field_names: dict[type[BaseModel], set[str]] = {}
-
-
-# BaseModel's own slot descriptors: setting through them skips two layers of __setattr__.
-_new_object = object.__new__
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class TaskStatus(str, Enum):

@@ -17,6 +17,7 @@ Setting the environment variable ``LAIOS_RETRY_SLEEP=0`` does the same for a who
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -31,6 +32,9 @@ from laios.core.types import TaskResult
 __all__ = [
     "RetryPolicy",
     "default_retry_if",
+    "sleep",
+    "sleep_async",
+    "sleeping_enabled",
     "sleeps_disabled",
 ]
 
@@ -114,7 +118,9 @@ class RetryPolicy:
         return base * (1.0 - self.jitter * rng())
 
 
-def _sleeping_enabled() -> bool:
+def sleeping_enabled() -> bool:
+    """Whether retry waits happen (not turned off by :func:`sleeps_disabled` or
+    ``LAIOS_RETRY_SLEEP=0``)."""
     if getattr(_sleeps_off, "depth", 0) or _global_off[0]:
         return False
     return os.environ.get("LAIOS_RETRY_SLEEP", "1").strip() not in ("0", "false", "no", "off")
@@ -122,12 +128,23 @@ def _sleeping_enabled() -> bool:
 
 def sleep(seconds: float, stop: threading.Event | None = None) -> None:
     """Wait between attempts (returns early when ``stop`` is set, or when sleeps are off)."""
-    if seconds <= 0 or not _sleeping_enabled():
+    if seconds <= 0 or not sleeping_enabled():
         return
     if stop is not None:
         stop.wait(seconds)
     else:
         time.sleep(seconds)
+
+
+async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None:
+    """Like :func:`sleep`, without blocking the event loop."""
+    if seconds <= 0 or not sleeping_enabled():
+        return
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 @contextlib.contextmanager

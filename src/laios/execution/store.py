@@ -195,7 +195,7 @@ class MetricStore:
         self._slot_by_name: dict[str, ToolSlot] = {}
         self._unknown = self._new_slot(TOOL_UNKNOWN)
         self._queue_depth = 0
-        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._runners: weakref.WeakSet[Any] = weakref.WeakSet()
         self._progress: OrderedDict[str, deque[ProgressUpdate]] = OrderedDict()
         self._scopes: weakref.WeakSet[RecordScope] = weakref.WeakSet()
         self._progress_listeners: list[ProgressListener] = []
@@ -248,11 +248,11 @@ class MetricStore:
             self._scopes.add(scope)
         return scope
 
-    def register_pool(self, pool: Any) -> None:
-        """Count a worker pool in ``laios_executor_workers`` (its ``max_workers``, while not
-        ``closed``) and ``laios_executor_abandoned_threads`` (its ``abandoned``) while it lives."""
+    def register_runner(self, runner: Any) -> None:
+        """Count a runner in ``laios_executor_workers`` and ``laios_executor_abandoned_threads``
+        while it lives (read from its ``stats``: ``workers`` and ``abandoned``)."""
         with self._lock:
-            self._pools.add(pool)
+            self._runners.add(runner)
 
     # -- the task lifecycle ---------------------------------------------------------------
 
@@ -426,6 +426,12 @@ class MetricStore:
             self._notify(update)
         return True
 
+    def count_error(self, slot: ToolSlot, error_type: str) -> None:
+        """Count a failure that has no task record (``laios_task_errors_total``): an error
+        inside the executor before a task could be recorded."""
+        with self._lock:
+            slot.count_error(error_type, None)
+
     def task_retried(self, slot: ToolSlot) -> None:
         """Count one retry of a tool (``laios_task_retries_total``)."""
         with self._lock:
@@ -454,9 +460,9 @@ class MetricStore:
             return self._abandoned_threads()
 
     def _abandoned_threads(self) -> int:
-        # Caller holds the lock. Read from the pools, which track the threads themselves; a
-        # shut-down pool's hung threads still count.
-        return sum(int(p.abandoned) for p in self._pools)
+        # Caller holds the lock. Read from the runners, which track the threads themselves; a
+        # shut-down runner's hung threads still count.
+        return sum(int(r.stats.abandoned) for r in self._runners)
 
     # -- progress (the ExecutionMonitor's data) -----------------------------------------------
 
@@ -711,8 +717,10 @@ class MetricStore:
             CustomMetricSnapshot(name, unit, int(t[0]), t[1])
             for (name, unit), t in self._custom_totals.items()
         ]
-        workers = sum(int(p.max_workers) for p in self._pools if not p.closed)
-        return StoreAggregates(tools, custom, workers, self._queue_depth, self._abandoned_threads())
+        stats = [r.stats for r in self._runners]
+        workers = sum(int(s.workers) for s in stats)
+        abandoned = sum(int(s.abandoned) for s in stats)
+        return StoreAggregates(tools, custom, workers, self._queue_depth, abandoned)
 
 
 _default_store: MetricStore | None = None

@@ -24,14 +24,19 @@ Outside a task, ``current_task()`` returns ``None``; :func:`require_current_task
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from typing import Any
+from contextvars import ContextVar, Token
+from typing import Any, Protocol
+
+from laios.execution._records import clamp_percent
 
 __all__ = [
     "TaskCancelledError",
     "TaskContext",
+    "TaskEvents",
     "current_task",
     "require_current_task",
+    "reset_current_task",
+    "set_current_task",
 ]
 
 
@@ -44,44 +49,68 @@ class TaskCancelledError(Exception):
     _laios_propagate = True
 
 
-class TaskContext:
-    """Access to the task a tool is running for. Created by the executor; do not build one."""
-
-    __slots__ = ()
-
-    #: The running task's id.
-    task_id: str
+class TaskEvents(Protocol):
+    """What a :class:`TaskContext` reports to: the run's events on the caller's side."""
 
     @property
-    def tool_name(self) -> str:
-        """The tool being run."""
-        raise NotImplementedError
+    def cancel_requested(self) -> bool:
+        """Whether the task should stop."""
+        ...
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        """A progress report (``percent`` already clamped to 0–100)."""
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+        """A named milestone."""
+
+
+class TaskContext:
+    """The running task, as its tool sees it: the handle :func:`current_task` returns.
+
+    Created by the executor's runners for each run; tools use it, they do not build one.
+
+    Attributes:
+        task_id: The running task's id.
+        tool_name: The tool being run.
+    """
+
+    __slots__ = ("_events", "task_id", "tool_name")
+
+    def __init__(self, task_id: str, tool_name: str, events: TaskEvents) -> None:
+        """A handle on one run, reporting to ``events``."""
+        self.task_id = task_id
+        self.tool_name = tool_name
+        self._events = events
 
     @property
     def cancelled(self) -> bool:
         """Whether the task should stop: ``cancel_task`` was called for it, it timed out, or
         the coroutine awaiting it (``execute_async``/``execute_parallel``) was cancelled."""
-        raise NotImplementedError
+        return self._events.cancel_requested
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`TaskCancelledError` when :attr:`cancelled` is true."""
-        if self.cancelled:
+        if self._events.cancel_requested:
             raise TaskCancelledError(f"task {self.task_id!r} was cancelled")
 
     def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
-        """Record a named milestone (a checkpoint in the metrics and a child span)."""
-        raise NotImplementedError
+        """Record a named milestone (a checkpoint in the metrics and a child span); ignored
+        once the task has finished."""
+        self._events.checkpoint(name, data)
 
     def progress(self, percent: float, message: str | None = None, **details: Any) -> None:
         """Report progress: ``percent`` (0–100; out-of-range values are clamped, NaN is 0).
 
         The update reaches the ``on_progress`` callback (event ``"progress"``), the global
-        ``ExecutionMonitor`` and ``/status``.
+        ``ExecutionMonitor`` and ``/status``; ignored once the task has finished.
 
         Raises:
             TypeError: When ``percent`` is not a number.
         """
-        raise NotImplementedError
+        self._events.progress(clamp_percent(percent), message, details)
+
+    def __repr__(self) -> str:
+        return f"TaskContext(task_id={self.task_id!r}, tool_name={self.tool_name!r})"
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("laios_current_task", default=None)
@@ -100,3 +129,17 @@ def require_current_task() -> TaskContext:
             "no task is running here: current_task() works only inside a tool run by an Executor"
         )
     return task
+
+
+def set_current_task(task: TaskContext) -> Token[TaskContext | None]:
+    """Make ``task`` what :func:`current_task` returns in this context (for runners).
+
+    Returns:
+        The token to hand to :func:`reset_current_task` when the tool returns.
+    """
+    return _current.set(task)
+
+
+def reset_current_task(token: Token[TaskContext | None]) -> None:
+    """Undo :func:`set_current_task` (for runners, in a ``finally`` block)."""
+    _current.reset(token)

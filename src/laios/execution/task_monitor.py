@@ -41,14 +41,27 @@ class TaskMonitor:
         'finished'
     """
 
-    def __init__(self, store: MetricStore | None = None, *, capacity: int | None = None) -> None:
+    def __init__(
+        self,
+        store: MetricStore | None = None,
+        *,
+        capacity: int | None = None,
+        track_progress: bool = True,
+    ) -> None:
+        """Create a monitor (see the class docstring); ``track_progress=False`` keeps its
+        tasks out of the progress histories the ``ExecutionMonitor`` reads."""
         self._store = store if store is not None else MetricStore()
-        self._scope: RecordScope = self._store.new_scope(capacity)
+        self._scope: RecordScope = self._store.new_scope(capacity, track_progress=track_progress)
 
     @property
     def store(self) -> MetricStore:
         """The store this monitor reads."""
         return self._store
+
+    @property
+    def scope(self) -> RecordScope:
+        """This monitor's records in the store (an executor records its tasks there)."""
+        return self._scope
 
     def _view(self, rec: TaskRecord | None) -> ExecutionMetrics | None:
         if rec is None:

@@ -24,8 +24,6 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
-    NoOpTracerProvider,
-    ProxyTracerProvider,
     Span,
     SpanKind,
     Status,
@@ -33,6 +31,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
+from laios._compat.otel import global_provider_is_sdk
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     REDACTED,
@@ -56,8 +55,6 @@ MAX_CHECKPOINT_VALUE_CHARS = 256
 MAX_CHECKPOINT_ATTRIBUTES = 32
 #: Longest exception stack trace recorded on a span, in UTF-8 bytes.
 MAX_STACKTRACE_BYTES = 8192
-
-_NO_SDK = (ProxyTracerProvider, NoOpTracerProvider)
 
 
 def _env_capture() -> bool:
@@ -103,13 +100,12 @@ class Tracing:
     def enabled(self) -> bool:
         """Whether spans are recorded (an SDK provider is installed or was passed in).
 
-        Checked for every task, so it reads OpenTelemetry's global provider directly; once a
-        real provider is seen the answer is kept (the global provider can be set only once).
+        Checked for every task (see :mod:`laios._compat.otel`); once a real provider is seen
+        the answer is kept (the global provider can be set only once).
         """
         if self.known_enabled:
             return True
-        provider = getattr(trace, "_TRACER_PROVIDER", None)
-        if provider is None or isinstance(provider, _NO_SDK):
+        if not global_provider_is_sdk():
             return False
         self.known_enabled = True
         return True

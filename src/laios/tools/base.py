@@ -20,14 +20,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
-import threading
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from laios.core.types import Permission, ToolParameter, _construct
+from laios._compat.pydantic import construct
+from laios.core.types import Permission, ToolParameter
 from laios.tools._schema import parameters_from_model
 
 __all__ = [
@@ -106,32 +106,7 @@ def _failure(exc: Exception) -> ToolOutput:
     if getattr(type(exc), "_laios_propagate", False) is True:
         raise exc
     name = type(exc).__name__
-    output = ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
-    _last_failure.value = (output, exc)
-    return output
-
-
-# The exception behind the latest failed output of this thread, so that the executor can record
-# its stack trace on the task span without the exception travelling inside the output.
-_last_failure = threading.local()
-
-
-def take_exception(output: ToolOutput) -> BaseException | None:
-    """Return the exception that produced ``output`` in this thread, if it was one.
-
-    Args:
-        output: A failed output just returned by :meth:`BaseTool.execute` on this thread.
-
-    Returns:
-        The exception, or ``None`` when ``output`` was not made from one (or was made on
-        another thread).
-    """
-    last = getattr(_last_failure, "value", None)
-    if last is None or last[0] is not output:
-        return None
-    _last_failure.value = None
-    exc: BaseException = last[1]
-    return exc
+    return ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
 
 
 def _wrap(value: Any) -> ToolOutput:
@@ -139,7 +114,7 @@ def _wrap(value: Any) -> ToolOutput:
     if isinstance(value, ToolOutput):
         return value
     # Every field is given and valid, so validation is skipped (this is every tool's hot path).
-    return _construct(ToolOutput, {"success": True, "data": value, "error": None, "metadata": {}})
+    return construct(ToolOutput, {"success": True, "data": value, "error": None, "metadata": {}})
 
 
 class BaseTool(abc.ABC):
@@ -199,9 +174,6 @@ class BaseTool(abc.ABC):
             and type(self)._validate is BaseTool._validate
             and not self.is_async
         )
-        # The executor may call ``_execute(**kwargs)`` itself when ``execute`` would do nothing
-        # more than that (and turn exceptions into a failed output, which it does too).
-        self._direct = self._passthrough and type(self).execute is BaseTool.execute
 
     def __repr__(self) -> str:
         """Return a short description with the tool's class, name and category."""
@@ -219,18 +191,32 @@ class BaseTool(abc.ABC):
             when validation or the tool raised.
         """
         try:
-            if self._passthrough:
-                # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
-                return _wrap(self._execute(**kwargs))
-            input_data = self._build_input(kwargs)
-            self._validate(input_data)
-            if self._kwargs_style:
-                result = self._execute(**self._as_kwargs(input_data, kwargs))
-            else:
-                result = self._execute(input_data)
+            result = self.run_raising(**kwargs)
         except Exception as exc:
             return _failure(exc)
         return _wrap(result)
+
+    def run_raising(self, **kwargs: Any) -> Any:
+        """Validate ``kwargs`` and run the tool, letting any exception out.
+
+        :meth:`execute` is this plus turning exceptions into a failed :class:`ToolOutput`.
+        An executor calls this instead (when ``execute`` is not overridden) so that it gets
+        the exception itself, for the task span, rather than only its message.
+
+        Args:
+            **kwargs: The tool's parameters.
+
+        Returns:
+            What ``_execute`` returned: a :class:`ToolOutput` or any other value.
+        """
+        if self._passthrough:
+            # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
+            return self._execute(**kwargs)
+        input_data = self._build_input(kwargs)
+        self._validate(input_data)
+        if self._kwargs_style:
+            return self._execute(**self._as_kwargs(input_data, kwargs))
+        return self._execute(input_data)
 
     @abc.abstractmethod
     def _execute(self, *args: Any, **kwargs: Any) -> Any:
@@ -325,17 +311,42 @@ class AsyncBaseTool(BaseTool):
             value, or a failed output when validation or the tool raised.
         """
         try:
-            input_data = self._build_input(kwargs)
-            self._validate(input_data)
-            if self._kwargs_style:
-                result = self._execute_async(**self._as_kwargs(input_data, kwargs))
-            else:
-                result = self._execute_async(input_data)
-            if inspect.isawaitable(result):
-                result = await result
+            result = await self.run_raising_async(**kwargs)
         except Exception as exc:
             return _failure(exc)
         return _wrap(result)
+
+    async def run_raising_async(self, **kwargs: Any) -> Any:
+        """Validate ``kwargs`` and await the tool, letting any exception out.
+
+        :meth:`execute_async` is this plus turning exceptions into a failed
+        :class:`ToolOutput` (see :meth:`BaseTool.run_raising`).
+
+        Args:
+            **kwargs: The tool's parameters.
+
+        Returns:
+            What ``_execute_async`` returned: a :class:`ToolOutput` or any other value.
+        """
+        input_data = self._build_input(kwargs)
+        self._validate(input_data)
+        if self._kwargs_style:
+            result = self._execute_async(**self._as_kwargs(input_data, kwargs))
+        else:
+            result = self._execute_async(input_data)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def run_raising(self, **kwargs: Any) -> Any:
+        """Refuse synchronous use; asynchronous tools run through :meth:`run_raising_async`.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} is asynchronous: await run_raising_async() instead"
+        )
 
     def execute(self, **kwargs: Any) -> ToolOutput:
         """Run the tool to completion with :func:`asyncio.run`. Never raises.

@@ -285,7 +285,7 @@ def untraced(unset_global_provider: None, registry: ToolRegistry) -> Iterator[Ex
 
 def test_without_an_sdk_tracing_is_disabled(untraced):
     """With only the API's proxy provider installed the executor's tracing is off."""
-    assert untraced._tracing.enabled is False
+    assert untraced.tracing_enabled is False
 
 
 def test_without_an_sdk_results_carry_no_trace_ids(untraced):
@@ -347,7 +347,7 @@ def test_executor_follows_a_global_provider_set_later():
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
-        assert executor._tracing.enabled
+        assert executor.tracing_enabled
         task = Task(plan_id="p", description="d", tool_name="echo")
         after = executor.execute_task(task, context)
         (span,) = exporter.get_finished_spans()

@@ -1,0 +1,79 @@
+"""Building pydantic models from values known to be valid, without validation.
+
+``BaseModel.model_construct`` fills in defaults and checks field names on every call; the
+executor builds a ``TaskResult`` per task from values it made itself, every field given. The
+fast path writes the instance's ``__dict__`` and fields-set through ``BaseModel``'s own slot
+descriptors. It is used only when those descriptors exist as expected (checked once, here);
+otherwise :func:`construct` is ``model_construct``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+__all__ = ["FAST_CONSTRUCT", "assign", "construct"]
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+
+
+def _slot_setters() -> tuple[Any, ...] | None:
+    setters = []
+    for name in _SLOTS:
+        descriptor = BaseModel.__dict__.get(name)
+        setter = getattr(descriptor, "__set__", None)
+        if setter is None:
+            return None
+        setters.append(setter)
+    return tuple(setters)
+
+
+_SETTERS = _slot_setters()
+
+#: Whether :func:`construct` takes the fast path (pydantic still has the expected slots).
+FAST_CONSTRUCT: bool = _SETTERS is not None
+
+#: Every field name of a class built by :func:`construct` (each instance gets a copy).
+_field_names: dict[type[BaseModel], set[str]] = {}
+
+
+def _fast(cls: type[_M], values: dict[str, Any]) -> _M:
+    assert _SETTERS is not None
+    set_dict, set_fields, set_extra, set_private = _SETTERS
+    model = object.__new__(cls)
+    set_dict(model, values)
+    names = _field_names.get(cls)
+    if names is None:
+        names = _field_names[cls] = set(cls.model_fields)
+    set_fields(model, names.copy())  # (cheaper than building a set from ``values``)
+    set_extra(model, None)
+    set_private(model, None)
+    return model
+
+
+def _public(cls: type[_M], values: dict[str, Any]) -> _M:
+    return cls.model_construct(**values)
+
+
+#: Build a model from complete, already-valid field values, skipping validation: ``values``
+#: must name every field (defaults are not filled in on the fast path) and becomes the
+#: instance's ``__dict__``.
+construct = _fast if FAST_CONSTRUCT else _public
+
+
+def _assign_fast(model: BaseModel, values: dict[str, Any]) -> None:
+    model.__dict__.update(values)
+    model.__pydantic_fields_set__.update(values)
+
+
+def _assign_public(model: BaseModel, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        setattr(model, name, value)
+
+
+#: Set already-valid field values on ``model`` without validating them again; they show in
+#: ``model_dump()`` and ``model_fields_set`` like validated assignments.
+assign = _assign_fast if FAST_CONSTRUCT else _assign_public

@@ -1,0 +1,589 @@
+"""The engine: accepts tasks as jobs and runs them down one of two roads.
+
+* The **blocking road** (:meth:`Engine.run_blocking`: ``execute_task`` and each attempt of
+  ``execute_with_retry``): the caller's thread waits for the job, for at most its timeout. A
+  synchronous tool runs on the caller's thread when there is no timeout to enforce (the inline
+  runner), otherwise on the executor's runner (worker threads by default); an async tool runs
+  on the executor's own event loop thread.
+* The **awaiting road** (:meth:`Engine.run_awaiting`: ``execute_async`` and
+  ``execute_parallel``): the caller's coroutine awaits the jobs. An async tool runs on the
+  caller's running loop as an asyncio task; a synchronous tool on the executor's runner.
+
+Everything else is the same on both roads and on every runner: the job (record, span, state
+machine, result), timeouts (a queued job whose deadline passes never starts), cancellation and
+the store's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from laios.core.types import Task, TaskResult
+from laios.execution._engine.job import DONE, QUEUED, RUNNING, Job, JobEnv, describe_exception
+from laios.execution._runners.base import Refusal, Runner, ToolCall
+from laios.execution._runners.inline import InlineRunner
+from laios.execution._runners.invoke import is_async_tool
+from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
+from laios.execution.limits import ResourceLimits
+from laios.execution.tracing import span_ids
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context as OtelContext
+
+    from laios.execution.store import MetricStore, RecordScope
+    from laios.execution.tracing import Tracing
+
+__all__ = ["MAX_PENDING_CANCELS", "Engine", "ProgressCallback", "rejected_result"]
+
+_log = logging.getLogger("laios.execution")
+
+ProgressCallback = Callable[[str, Any], None]
+
+#: Most cancellation requests remembered for tasks that have not been submitted yet.
+MAX_PENDING_CANCELS = 1000
+
+_SHUTDOWN = Refusal(
+    "shutdown", "Executor is shut down: create a new Executor (or run tasks before shutdown())"
+)
+
+
+def rejected_result(task: Any, exc: BaseException) -> TaskResult:
+    """A failed result for a call refused for its arguments (nothing was recorded)."""
+    task_id = getattr(task, "id", None)
+    return TaskResult(
+        task_id=task_id if isinstance(task_id, str) else "unknown",
+        success=False,
+        error=describe_exception(exc),
+        metadata={"outcome": "rejected", "error_type": type(exc).__name__},
+    )
+
+
+def check_call(task: Any, on_progress: Any) -> None:
+    """Refuse what no road can run: not a ``Task``, or an ``on_progress`` that is not callable.
+
+    Raises:
+        TypeError: With a message saying what to pass instead.
+    """
+    if type(task) is not Task and not isinstance(task, Task):  # (type(): the common case)
+        raise TypeError(f"expected a Task, got {type(task).__name__}")
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError("on_progress must be a callable taking (event, data)")
+
+
+class Engine:
+    """The machinery behind one ``Executor`` (which is a thin, validating facade over it).
+
+    Args:
+        registry: Where tools are looked up by name.
+        limits: The executor's default limits (``timeout_seconds`` is the default timeout).
+        store: The metric store.
+        scope: The executor's record scope in the store.
+        tracing: OpenTelemetry access.
+        runner: Where synchronous tools run when they do not run on the caller's thread.
+        inline: Whether a synchronous tool with no timeout runs on the caller's thread.
+        max_async_tools: Async tools running at once (the rest wait for a slot).
+        measure_cpu: Whether runners measure each call's CPU seconds.
+    """
+
+    def __init__(
+        self,
+        registry: Any,
+        limits: ResourceLimits,
+        store: MetricStore,
+        scope: RecordScope,
+        tracing: Tracing,
+        *,
+        runner: Runner,
+        inline: bool,
+        max_async_tools: int,
+        measure_cpu: bool,
+    ) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.env = JobEnv(store, tracing)
+        self.store = store
+        self.scope = scope
+        self.tracing = tracing
+        self.measure_cpu = measure_cpu
+        self.runner = runner
+        self.inline: Runner | None = InlineRunner() if inline else None
+        slots = AsyncSlots(max_async_tools)
+        self.loop_here = LoopRunner(slots)
+        self.loop_thread = LoopRunner(slots, LoopThread())
+        self.closed = False
+        self.lock = self.env.lock
+        self.pending_cancels: OrderedDict[str, None] = OrderedDict()
+        #: Retry loops between attempts, by task id: calling the value stops the loop's wait.
+        self.retrying: dict[str, Callable[[], None]] = {}
+
+    # -- timeouts --------------------------------------------------------------------------
+
+    def resolve_timeout(self, timeout: Any) -> float | None:
+        """The timeout to enforce: ``timeout`` or the default, validated.
+
+        Values too large for the platform to wait for (past ``threading.TIMEOUT_MAX``, about
+        292 years) and infinity mean no limit.
+
+        Raises:
+            ValueError: When ``timeout`` is not a number of seconds greater than 0.
+        """
+        if timeout is None:
+            limit = self.limits.timeout_seconds
+        else:
+            kind = type(timeout)
+            if (kind is float or kind is int) and 0 < timeout < math.inf:  # the common case
+                limit = float(timeout)
+            elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
+            elif math.isnan(timeout) or timeout <= 0:
+                raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
+            else:
+                limit = None if math.isinf(timeout) else float(timeout)
+        if limit is not None and limit > threading.TIMEOUT_MAX:
+            return None
+        return limit
+
+    # -- accepting a task ------------------------------------------------------------------
+
+    def new_job(
+        self,
+        task: Task,
+        context: Any,
+        on_progress: ProgressCallback | None,
+        limit: float | None,
+        *,
+        blocking: bool,
+        notify: Callable[[Job], None] | None = None,
+        parent: OtelContext | None = None,
+        attributes: dict[str, Any] | None = None,
+        retries: int = 0,
+    ) -> Job:
+        """Accept a task: choose its runner, record it, open its span; finish it at once when
+        it is refused (executor shut down, unknown tool) or a pending cancellation names it.
+
+        ``blocking``: the caller's thread will wait (the blocking road); else a coroutine
+        awaits it and ``notify`` is called once it is finished.
+        """
+        store = self.store
+        tool = self.registry.get_tool(task.tool_name)
+        job = Job(self.env, task, tool, on_progress)
+        job.scope = self.scope
+        job.slot = store.tool_slot(job.tool, tool is not None)
+        if retries:
+            job.retries = retries
+        tracing = self.tracing
+        if tracing.known_enabled or tracing.enabled:
+            self._open_span(job, task, tool, context, parent, attributes)
+        refusal: Refusal | None = None
+        if self.closed:
+            refusal = _SHUTDOWN
+        elif tool is None:
+            refusal = Refusal("tool_not_found", f"Tool not found: {job.tool}")
+        inline = False
+        if refusal is None:
+            if is_async_tool(tool):
+                job.runner = self.loop_thread if blocking else self.loop_here
+            elif blocking and limit is None and self.inline is not None:
+                job.runner = self.inline
+                job.inline = inline = True
+            else:
+                job.runner = self.runner
+        if limit is not None:
+            job.limit = limit
+            job.deadline = time.monotonic() + limit
+        # Whoever finishes the job wakes the caller: set up before the record is visible.
+        if notify is not None:
+            job.notify = notify
+        elif blocking and not inline:
+            job.done = done = threading.Lock()
+            done.acquire()
+        # A task refused here never starts: no queue wait, no time in flight, duration 0.
+        # With cancellations pending, an inline task is recorded as queued until the check
+        # below (made under the lock cancel_task holds, after the record is visible) clears it.
+        pending = refusal is None and bool(self.pending_cancels)
+        if inline:
+            # Running from here on (see Job.started): a cancel_task only sets its flag now.
+            job.phase = RUNNING
+        store.submit_record(job, inline and not pending)
+        # Read again now that the record is visible: a cancel_task that ran in between found no
+        # record and left a pending request, which must cancel this run, not a later one.
+        if refusal is None and (pending or self.pending_cancels):
+            if self._cancel_before_start(job):
+                return job
+            if pending and inline:
+                store.task_started(job)
+        if refusal is not None:
+            with self.lock:
+                if job.phase == DONE:  # cancel_task got there first
+                    return job
+                job.phase = DONE
+            job.finish("rejected", refusal.message, refusal.reason)
+        return job
+
+    def _open_span(
+        self,
+        job: Job,
+        task: Task,
+        tool: Any,
+        context: Any,
+        parent: OtelContext | None,
+        attributes: dict[str, Any] | None,
+    ) -> None:
+        """Start the job's ``execute_tool`` span (under ``parent``, or the current context)."""
+        name = task.tool_name
+        attrs = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": task.id,
+            "gen_ai.tool.type": "function",
+            "gen_ai.tool.description": getattr(tool, "description", "") or "",
+            "laios.task.id": task.id,
+            "laios.plan.id": task.plan_id,
+            "laios.session.id": str(getattr(context, "session_id", "") or ""),
+        }
+        if attributes:
+            attrs.update(attributes)
+        span = self.tracing.start_task_span(name, attrs, parent, task.parameters)
+        ids = span_ids(span)
+        if ids is not None:
+            job.trace_id, job.span_id, job.sampled = ids
+        job.span = span
+        job.span_context = trace.set_span_in_context(span, parent)
+        job.checkpoint_listener = job.on_checkpoint
+
+    def call_for(self, job: Job) -> ToolCall:
+        """The data a runner needs to run ``job``'s tool.
+
+        Every runner but the inline one gets a copy of the caller's context to run the tool
+        in (the inline runner runs in the caller's own, unless a span must be made current).
+        """
+        context = None
+        span_context = job.span_context
+        if span_context is not None or job.runner is not self.inline:
+            context = contextvars.copy_context()
+            if span_context is not None:
+                context.run(otel_context.attach, span_context)
+        task = job.task
+        return ToolCall(
+            job.task_id,
+            job.tool,
+            task.parameters,
+            job.tool_impl,
+            job.trace_id,
+            job.span_id,
+            job.sampled,
+            self.measure_cpu,
+            job.deadline,
+            context,
+        )
+
+    def _cancel_before_start(self, job: Job) -> bool:
+        """Finish a just-submitted job as cancelled when a pending request names it."""
+        with self.lock:
+            if job.task_id not in self.pending_cancels:
+                return False
+            del self.pending_cancels[job.task_id]
+            if job.phase == DONE:  # cancel_task got there first
+                return True
+            job.phase = DONE
+        job.cancel_requested = True
+        job.finish(
+            "cancelled", f"Task '{job.task_id}' was cancelled before it started", "cancelled"
+        )
+        return True
+
+    def internal_error(self, task: Any, exc: BaseException, job: Job | None) -> TaskResult:
+        """The result of a call that failed inside the executor itself: logged with its
+        traceback and counted (``error_type="internal"``), never raised to the caller."""
+        if job is not None:
+            if job.result is not None:
+                return job.take_result()
+            with self.lock:
+                job.phase = DONE
+            job.notify = None
+            return job.internal_failure(exc)
+        _log.error(
+            "internal error in the executor while running a task; reported as failed",
+            exc_info=exc,
+        )
+        name = getattr(task, "tool_name", None)
+        try:
+            tool = str(name) if isinstance(name, str) else "unknown"
+            slot = self.store.tool_slot(tool, registered=self.registry.get_tool(tool) is not None)
+            self.store.count_error(slot, "internal")
+        except Exception:
+            _log.exception("could not count an internal error")
+        task_id = getattr(task, "id", None)
+        return TaskResult(
+            task_id=task_id if isinstance(task_id, str) else "unknown",
+            success=False,
+            error=(
+                f"Internal error in the executor: {type(exc).__name__}: "
+                f"{describe_exception(exc)} (see the log for the traceback)"
+            ),
+            metadata={"outcome": "error", "error_type": "internal"},
+        )
+
+    # -- the blocking road -----------------------------------------------------------------
+
+    def run_blocking(
+        self,
+        task: Any,
+        context: Any,
+        timeout: Any,
+        on_progress: ProgressCallback | None,
+        *,
+        parent: OtelContext | None = None,
+        attributes: dict[str, Any] | None = None,
+        retries: int = 0,
+    ) -> TaskResult:
+        """Run one task while the calling thread waits, for at most its timeout. Never raises
+        (``KeyboardInterrupt`` on the caller's thread goes on after the task is recorded)."""
+        try:
+            check_call(task, on_progress)
+            limit = self.resolve_timeout(timeout)
+        except (TypeError, ValueError) as exc:
+            return rejected_result(task, exc)
+        job: Job | None = None
+        try:
+            job = self.new_job(
+                task,
+                context,
+                on_progress,
+                limit,
+                blocking=True,
+                parent=parent,
+                attributes=attributes,
+                retries=retries,
+            )
+            if job.result is None:
+                if job.inline:
+                    job.runner.submit(self.call_for(job), job)  # type: ignore[union-attr]
+                else:
+                    self._run_waiting(job, limit)
+            result = job.take_result()
+        except Exception as exc:
+            return self.internal_error(task, exc, job)
+        if job.inline:
+            # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on.
+            interrupt = job.interrupted
+            if interrupt is None and type(job.raised) is KeyboardInterrupt:
+                interrupt = job.raised
+            if interrupt is not None:
+                raise interrupt
+        return result
+
+    def _run_waiting(self, job: Job, limit: float | None) -> None:
+        runner = job.runner
+        assert runner is not None
+        handle = runner.submit(self.call_for(job), job)
+        if isinstance(handle, Refusal):
+            job.refused(handle)
+            return
+        job.attach(handle)
+        done = job.done
+        assert done is not None
+        try:
+            # (positional: a keyword argument costs the lock's argument parser a dict)
+            if not done.acquire(True, -1 if limit is None else limit):
+                job.expire()
+                done.acquire()
+        except BaseException:
+            job.interrupt(
+                "cancelled", f"Task '{job.task_id}' was cancelled: the caller was interrupted"
+            )
+            raise
+
+    # -- the awaiting road -----------------------------------------------------------------
+
+    async def run_awaiting(
+        self,
+        tasks: Iterable[Any],
+        context: Any,
+        limit: float | None,
+        on_progress: ProgressCallback | None,
+        parent: OtelContext | None = None,
+        *,
+        attributes: dict[str, Any] | None = None,
+        retries: int = 0,
+    ) -> list[TaskResult]:
+        """Run tasks while the calling coroutine awaits them all; results in order.
+
+        A task that cannot be accepted gives a failed result in its place. When the awaiting
+        coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
+        tool's task is cancelled) and ``CancelledError`` goes on.
+        """
+        loop = asyncio.get_running_loop()
+        batch = _Batch(loop)
+        slots: list[Job | TaskResult] = []
+        for task in tasks:
+            try:
+                check_call(task, on_progress)
+            except TypeError as exc:
+                slots.append(rejected_result(task, exc))
+                continue
+            job: Job | None = None
+            try:
+                job = self.new_job(
+                    task,
+                    context,
+                    on_progress,
+                    limit,
+                    blocking=False,
+                    notify=batch.finished,
+                    parent=parent,
+                    attributes=attributes,
+                    retries=retries,
+                )
+                if job.result is None:
+                    self._hand_over(job)
+                slots.append(job)
+            except Exception as exc:
+                slots.append(self.internal_error(task, exc, job))
+        jobs = [slot for slot in slots if isinstance(slot, Job)]
+        try:
+            await batch.wait(jobs, limit)
+        except asyncio.CancelledError:
+            # Queued jobs first: abandoning a running one may start a replacement thread, which
+            # must find nothing of this batch left to run.
+            for job in sorted(jobs, key=lambda j: j.phase != QUEUED):
+                job.interrupt(
+                    "cancelled",
+                    f"Task '{job.task_id}' was cancelled: the awaiting coroutine was cancelled",
+                )
+            for job in jobs:
+                job.result = None  # nobody will take these: the records must not keep them
+            raise
+        return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
+
+    def _hand_over(self, job: Job) -> None:
+        runner = job.runner
+        assert runner is not None
+        handle = runner.submit(self.call_for(job), job)
+        if isinstance(handle, Refusal):
+            job.refused(handle)
+        else:
+            job.attach(handle)
+
+    # -- cancellation and lifecycle ----------------------------------------------------------
+
+    def cancel(self, task_id: str) -> bool:
+        """Request cancellation of every run of ``task_id`` (see ``Executor.cancel_task``)."""
+        if self.closed or not isinstance(task_id, str):
+            return False
+        scope = self.scope
+        store = self.store
+        with self.lock:
+            # One step under the lock that submissions check pending cancellations with, so
+            # a task being submitted right now is either found here or finds the request.
+            stop_retry = self.retrying.get(task_id)
+            active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
+            if not active and stop_retry is None:
+                if store.find(scope, task_id) is not None:
+                    return False
+                self.pending_cancels[task_id] = None
+                if len(self.pending_cancels) > MAX_PENDING_CANCELS:
+                    self.pending_cancels.popitem(last=False)
+        if stop_retry is not None:
+            stop_retry()  # stops a retry loop between attempts
+        if not active:
+            return True
+        registered = False
+        for job in active:  # every run with this id, not just the first
+            registered = job.request_cancel() or registered
+        return registered or stop_retry is not None
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new tasks; with ``wait``, let queued and running ones finish first."""
+        self.closed = True
+        self.runner.shutdown(wait)
+        self.loop_here.shutdown(wait)
+        self.loop_thread.shutdown(wait)
+
+
+class _Batch:
+    """What an awaiting coroutine waits for: every job of its batch to finish.
+
+    Jobs report from any thread (:meth:`finished`); the count is kept on the loop's thread.
+    One timer serves the whole batch: it fires at the earliest deadline of an unfinished job,
+    expires the jobs whose deadline passed, and is set again for the next.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.thread = threading.get_ident()
+        self.finished_count = 0
+        self.expected: int | None = None
+        self.future: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.jobs: list[Job] = []
+
+    def finished(self, job: Job) -> None:
+        """A job of the batch finished (called by the job, on any thread)."""
+        if threading.get_ident() == self.thread:
+            self._count()
+        else:
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._count)
+
+    def _count(self) -> None:
+        self.finished_count += 1
+        future = self.future
+        if future is not None and self.finished_count >= (self.expected or 0) and not future.done():
+            future.set_result(None)
+
+    async def wait(self, jobs: list[Job], limit: float | None) -> None:
+        """Wait until every job in ``jobs`` finished, expiring them at their deadlines."""
+        self.expected = len(jobs)
+        if self.finished_count >= len(jobs):
+            return
+        self.future = self.loop.create_future()
+        if limit is not None:
+            self.jobs = jobs
+            self._arm(0)
+        try:
+            await self.future
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.jobs = []
+
+    def _arm(self, start: int) -> None:
+        jobs = self.jobs
+        for index in range(start, len(jobs)):
+            job = jobs[index]
+            if job.result is None and job.phase in (QUEUED, RUNNING) and job.deadline is not None:
+                self.timer = self.loop.call_at(
+                    self.loop.time() + max(job.deadline - time.monotonic(), 0.0),
+                    self._expire,
+                    index,
+                )
+                return
+        self.timer = None
+
+    def _expire(self, start: int) -> None:
+        now = time.monotonic()
+        jobs = self.jobs
+        index = start
+        while index < len(jobs):
+            job = jobs[index]
+            deadline = job.deadline
+            if deadline is not None and deadline > now:
+                break
+            if job.phase in (QUEUED, RUNNING):
+                job.expire()
+            index += 1
+        self._arm(index)

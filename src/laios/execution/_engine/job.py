@@ -1,0 +1,562 @@
+"""One task run on the caller's side: its state machine, its events and its single outcome.
+
+A :class:`Job` is created by the engine (record, span), handed to a runner together with a
+:class:`~laios.execution._runners.base.ToolCall`, and driven by the runner through the
+:class:`~laios.execution._runners.base.RunEvents` it implements. It is finished exactly once:
+by the runner's report, or by the caller when the timeout strikes or the task is cancelled.
+Whoever wins the phase transition under the engine's lock finishes the job; a tool that returns
+after its job was finished (abandoned) is discarded.
+
+Finishing never raises and always wakes the caller: an error inside the finishing itself (a
+bug, a dependency that changed) is logged with its traceback, counted as ``error_type``
+``internal``, and still produces a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from laios._compat.pydantic import assign, construct
+from laios.core.types import Task, TaskResult, TaskStatus
+from laios.execution._records import ProgressStatus, ProgressUpdate, shorten
+from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner
+from laios.execution.redaction import scrub, secret_values
+from laios.execution.store import TaskRecord
+from laios.execution.task_context import TaskCancelledError
+from laios.tools.base import ToolOutput
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context as OtelContext
+    from opentelemetry.trace import Span
+
+    from laios.execution.store import MetricStore
+    from laios.execution.tracing import Tracing
+
+__all__ = ["ABANDONED", "DONE", "QUEUED", "RUNNING", "Job", "JobEnv", "describe_exception"]
+
+_log = logging.getLogger("laios.execution")
+
+_UTC = timezone.utc
+_RUNNING = TaskStatus.RUNNING
+_FAILED = TaskStatus.FAILED
+
+QUEUED, RUNNING, DONE, ABANDONED = 0, 1, 2, 3
+
+ProgressCallback = Callable[[str, Any], None]
+
+_EVENT_OF_OUTCOME = {
+    "success": "completed",
+    "error": "failed",
+    "rejected": "failed",
+    "timeout": "timeout",
+    "cancelled": "cancelled",
+}
+_STATUS_OF_OUTCOME = {
+    "success": TaskStatus.COMPLETED,
+    "cancelled": TaskStatus.CANCELLED,
+}
+_CANCELLATIONS = (TaskCancelledError, asyncio.CancelledError)
+#: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
+_PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
+
+
+class JobEnv:
+    """What every job of one executor shares: where it records, how it traces, its lock.
+
+    Attributes:
+        store: The metric store.
+        tracing: The executor's OpenTelemetry access.
+        lock: Guards every job's phase transition.
+    """
+
+    __slots__ = ("lock", "store", "tracing")
+
+    def __init__(self, store: MetricStore, tracing: Tracing) -> None:
+        self.store = store
+        self.tracing = tracing
+        self.lock = threading.Lock()
+
+
+def describe_exception(exc: BaseException) -> str:
+    """The message of ``exc`` for a result's ``error``: never raises (a ``__str__`` that
+    fails or returns a non-string gives the class name and a note)."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:
+        return f"{name} (its message could not be turned into text)"
+    return text or name
+
+
+class Job(TaskRecord):
+    """A task being run: its store record, and the events its runner reports to.
+
+    ``state`` (inherited) is the record's life in the store; ``phase`` is the run's state
+    machine (queued, running, done, abandoned), changed only under ``env.lock``.
+    """
+
+    env: JobEnv
+    tool_impl: Any = None
+    on_progress: ProgressCallback | None = None
+    phase = QUEUED
+    cancel_requested = False
+    callback_error: BaseException | None = None
+    span: Span | None = None
+    span_context: OtelContext | None = None  # the caller's context with the task span current
+    done: threading.Lock | None = None  # a held lock that finishing releases (blocking road)
+    notify: Callable[[Job], None] | None = None  # called once finished (awaiting road)
+    result: TaskResult | None = None
+    runner: Runner | None = None
+    handle: Handle | None = None
+    deadline: float | None = None  # time.monotonic() after which the tool must not start
+    limit: float | None = None  # the timeout, in seconds, for messages
+    last_checkpoint_ns = 0
+    sampled = False  # its span is sampled: the task's duration carries an exemplar
+    inline = False  # runs on the caller's thread: nothing else can move its phase on
+    interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
+    raised: BaseException | None = None  # what the tool raised (for the inline road's Ctrl-C)
+
+    def __init__(
+        self, env: JobEnv, task: Task, tool: Any, on_progress: ProgressCallback | None
+    ) -> None:
+        fields = task.__dict__  # (a model's attribute reads cost more than its dict's)
+        self.task_id = fields["id"]
+        self.tool = fields["tool_name"]
+        self.task = task
+        self.env = env
+        self.tool_impl = tool
+        if on_progress is not None:
+            self.on_progress = on_progress
+
+    # -- RunEvents: what the runner reports ------------------------------------------------
+
+    def started(self) -> bool:
+        """The runner is about to call the tool: become running, unless it is too late.
+
+        An inline job is running from its submission on (its phase and record say so), and
+        only the caller's own thread moves it on: no lock, no deadline.
+        """
+        if not self.inline:
+            deadline = self.deadline
+            if deadline is not None and time.monotonic() >= deadline:
+                self.interrupt("timeout", self.timeout_message(queued=True))
+                return False
+            if self.state == "queued":
+                self.env.store.task_started(self)
+            with self.env.lock:
+                if self.phase != QUEUED:
+                    return False
+                self.phase = RUNNING
+        elif self.phase != RUNNING:
+            return False
+        assign(self.task, {"status": _RUNNING, "started_at": datetime.now(_UTC)})
+        if self.on_progress is None:
+            return True
+        task = self.task
+        error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
+        if error is not None:
+            if self._end_phase():
+                message = _callback_message("started", error)
+                self.finish("error", message, "callback_error")
+            return False
+        return self.phase == RUNNING
+
+    def finished(self, outcome: RawOutcome) -> None:
+        """The tool returned or raised: settle the outcome (discarded when abandoned)."""
+        if self.inline:
+            phase = self.phase
+            self.phase = DONE
+        else:
+            with self.env.lock:
+                phase = self.phase
+                self.phase = DONE
+        if phase == ABANDONED:
+            _log.info("abandoned tool %r returned; its late result was discarded", self.tool[:128])
+            return
+        if phase != RUNNING:
+            return
+        if self.cpu_time == 0.0 and outcome.cpu_seconds:
+            self.cpu_time = outcome.cpu_seconds
+        if outcome.memory_peak_mb:
+            self.memory_peak_mb = outcome.memory_peak_mb
+        self._settle(outcome)
+
+    def refused(self, refusal: Refusal) -> None:
+        """The runner gave up on the call before starting it: finish as rejected."""
+        with self.env.lock:
+            if self.phase != QUEUED:
+                return
+            self.phase = DONE
+        self.finish("rejected", refusal.message, refusal.reason)
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+        """Record a named milestone (ignored once the task has finished)."""
+        if self.phase == RUNNING:
+            self.env.store.add_checkpoint(self, name, data)
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        """Record a progress report and pass it to ``on_progress`` (ignored once finished)."""
+        if self.phase != RUNNING:
+            return
+        text = None
+        if message is not None:
+            text = shorten(str(message))
+            task = self.task
+            if task is not None and task.parameters:  # a message may quote a secret argument
+                text = scrub(text, secret_values(task.parameters), limit=None)
+        scope = self.scope
+        if scope is not None and scope.track_progress:
+            status = ProgressStatus.IN_PROGRESS
+            update = ProgressUpdate(self.task_id, status, percent, text, details)
+            self.env.store.record_progress(update, self)
+        else:
+            self.progress_percent = percent
+        error = self.fire(
+            "progress",
+            {"task_id": self.task_id, "percent": percent, "message": text, "details": details},
+        )
+        if error is not None and self.callback_error is None:
+            self.callback_error = error
+
+    # -- checkpoint spans ----------------------------------------------------------------------
+
+    def on_checkpoint(self, rec: TaskRecord, point: Any) -> None:
+        """Store listener: turn a checkpoint into a child span of the task span."""
+        span = self.span
+        if span is None:
+            return
+        end = int(point.timestamp * 1e9)
+        # From the previous checkpoint, or (the first one) from the start of the tool.
+        start = min(self.last_checkpoint_ns or int((self.start_time or 0.0) * 1e9) or end, end)
+        self.last_checkpoint_ns = end
+        task = self.task
+        secrets = secret_values(task.parameters) if point.data and task is not None else ()
+        self.env.tracing.checkpoint_span(span, point.name, start, end, point.data, secrets)
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def fire(self, event: str, data: dict[str, Any]) -> BaseException | None:
+        """Call ``on_progress``; return what it raised instead of raising."""
+        callback = self.on_progress
+        if callback is None:
+            return None
+        try:
+            callback(event, data)
+        except BaseException as exc:  # even Ctrl-C must not leave the job unfinished
+            _log.debug("on_progress raised during %r for task %r", event, self.task_id)
+            if isinstance(exc, KeyboardInterrupt):
+                self.interrupted = exc
+            return exc
+        return None
+
+    # -- the caller's side of stopping ---------------------------------------------------------
+
+    def attach(self, handle: Handle) -> None:
+        """Keep the runner's handle while the job runs; stop the call now if the job was
+        abandoned meanwhile."""
+        self.handle = handle
+        if self.phase == ABANDONED:
+            self._abandon()
+        if self.state == "finished":
+            # The handle refers back to this job: the retained record must not keep the pair.
+            self.handle = None
+
+    def _end_phase(self) -> bool:
+        """Move from queued or running to done; ``False`` when someone else finished it."""
+        with self.env.lock:
+            if self.phase in (DONE, ABANDONED):
+                return False
+            self.phase = DONE
+            return True
+
+    def interrupt(self, outcome: str, message: str) -> bool:
+        """Finish now as ``timeout`` or ``cancelled``, abandoning a running call.
+
+        Returns:
+            ``False`` when the job had already finished.
+        """
+        with self.env.lock:
+            phase = self.phase
+            if phase == QUEUED:
+                self.phase = DONE
+            elif phase == RUNNING:
+                self.phase = ABANDONED
+            else:
+                return False
+        self.cancel_requested = True
+        if phase == RUNNING:
+            self._abandon(outcome)
+        self.finish(outcome, message, outcome)
+        return True
+
+    def _abandon(self, outcome: str = "timeout") -> None:
+        runner, handle = self.runner, self.handle
+        if runner is None or handle is None:
+            return  # not handed over yet: attach() stops it
+        if runner.abandon(handle) == "left_running":
+            self.abandoned = True
+            why = "overran its timeout" if outcome == "timeout" else "was cancelled"
+            _log.warning(
+                "task %r (tool %r) %s while running; its thread stays busy until the tool returns",
+                self.task_id[:128],
+                self.tool[:128],
+                why,
+            )
+
+    def request_cancel(self) -> bool:
+        """Cancel: a queued job finishes now; a running call is stopped when its runner can
+        stop it, and otherwise asked to stop (``current_task().cancelled``)."""
+        with self.env.lock:
+            phase = self.phase
+            if phase == QUEUED:
+                self.phase = DONE
+            elif phase != RUNNING:
+                return False
+            else:
+                self.cancel_requested = True
+        if phase == QUEUED:
+            self.cancel_requested = True
+            self.finish(
+                "cancelled", f"Task '{self.task_id}' was cancelled before it started", "cancelled"
+            )
+        elif self.runner is not None and self.runner.can_stop:
+            self.interrupt("cancelled", f"Task '{self.task_id}' was cancelled while running")
+        return True
+
+    def expire(self) -> None:
+        """The timeout struck (a timer on the awaiting road)."""
+        self.interrupt("timeout", self.timeout_message(queued=self.phase == QUEUED))
+
+    def timeout_message(self, *, queued: bool) -> str:
+        """What a timed-out result says: where the task was when its time ran out."""
+        limit = self.limit
+        budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
+        if queued:
+            where = "while waiting to start (all workers busy); the tool was never started"
+        elif self.runner is not None and self.runner.can_stop:
+            where = f"while tool '{self.tool}' was running; the tool was stopped"
+        else:
+            where = f"while tool '{self.tool}' was running; its thread was abandoned"
+        return f"Task '{self.task_id}' exceeded {budget} {where}"
+
+    def take_result(self) -> TaskResult:
+        """Hand the result to the caller; the retained record does not keep it."""
+        result = self.result
+        assert result is not None
+        self.result = None
+        return result
+
+    # -- settling and finishing ----------------------------------------------------------------
+
+    def _settle(self, outcome: RawOutcome) -> None:
+        value, raised = outcome.value, outcome.error
+        if raised is not None:
+            self.raised = raised
+            if isinstance(raised, _CANCELLATIONS):
+                self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+                return
+            name = type(raised).__name__
+            self.finish("error", describe_exception(raised), name, exception=raised)
+            return
+        if self.cancel_requested:
+            self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+            return
+        if type(value) in _PLAIN or not isinstance(value, ToolOutput):
+            data, extra = value, None
+        elif value.success:
+            data, extra = value.data, value.metadata
+        else:
+            error_type = value.metadata.get("error_type") if value.metadata else None
+            if not isinstance(error_type, str) or not error_type:
+                error_type = "tool_error"
+            message = value.error if value.error else f"Tool '{self.tool}' failed"
+            self.finish("error", message, error_type[:64], data=value.data, extra=value.metadata)
+            return
+        if self.callback_error is not None:
+            message = _callback_message("progress", self.callback_error)
+            self.finish("error", message, "callback_error", data=data, extra=extra)
+        else:
+            self.finish("success", None, None, data=data, extra=extra)
+
+    def finish(
+        self,
+        outcome: str,
+        error: str | None,
+        error_type: str | None,
+        *,
+        data: Any = None,
+        extra: dict[str, Any] | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """Record the one outcome everywhere (callback, store, task, span) and wake the caller.
+
+        The ``on_progress`` event fires first, so that a callback that raises on
+        ``"completed"`` turns the outcome into an error before anything is counted. Never
+        raises: an error while recording is an internal error (logged, counted) whose result
+        still reaches the caller.
+        """
+        try:
+            metadata: dict[str, Any] = dict(extra) if extra else {}
+            if self.on_progress is not None:
+                outcome, error, error_type = self._report_outcome(
+                    outcome, error, error_type, data, metadata
+                )
+            self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
+        except Exception as exc:
+            self.result = self.internal_failure(exc)
+        finally:
+            # The record is retained after this (see record_capacity): drop what it no longer
+            # needs, so that callbacks and tracebacks do not live on with it.
+            self.on_progress = None
+            self.callback_error = None
+            self.handle = None  # (it refers back to this job)
+            self._wake()
+
+    def _report_outcome(
+        self,
+        outcome: str,
+        error: str | None,
+        error_type: str | None,
+        data: Any,
+        metadata: dict[str, Any],
+    ) -> tuple[str, str | None, str | None]:
+        """Tell ``on_progress`` the outcome; a callback that raises on success makes it an
+        error, on any other outcome a note in ``metadata``."""
+        task = self.task
+        payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
+        if outcome == "success":
+            payload["result"] = data
+            payload["execution_time"] = time.perf_counter() - self.started_mono
+        else:
+            payload["error"] = error
+            payload["outcome"] = outcome
+        callback_error = self.fire(_EVENT_OF_OUTCOME[outcome], payload)
+        if callback_error is not None:
+            note = _callback_message(_EVENT_OF_OUTCOME[outcome], callback_error)
+            if outcome == "success":
+                return "error", note, "callback_error"
+            metadata["callback_error"] = note
+        return outcome, error, error_type
+
+    def _conclude(
+        self,
+        outcome: str,
+        error: str | None,
+        error_type: str | None,
+        data: Any,
+        metadata: dict[str, Any],
+        exception: BaseException | None,
+    ) -> TaskResult:
+        """Record the outcome in the store, the task and the span, and return the result."""
+        task = self.task  # (the store lets the record's reference go)
+        env = self.env
+        failed = outcome != "success"
+        status = _STATUS_OF_OUTCOME.get(outcome, _FAILED)
+        trace_id = self.trace_id
+        exemplar = (trace_id, self.span_id or "") if trace_id and self.sampled else None
+        env.store.task_finished(
+            self, outcome, status, error_type if failed else None, self.cpu_time, exemplar
+        )
+        assign(
+            task,
+            {"status": status, "completed_at": datetime.now(_UTC), "result": data, "error": error},
+        )
+        metadata["tool_name"] = self.tool
+        metadata["outcome"] = outcome
+        if failed:
+            metadata["error_type"] = error_type
+        if trace_id is not None:
+            metadata["trace_id"] = trace_id
+            metadata["span_id"] = self.span_id
+        span = self.span
+        debug = failed and _log.isEnabledFor(logging.DEBUG)
+        if span is not None or debug:  # (an untraced success has nothing more to record)
+            tracing = env.tracing
+            secrets: Sequence[str] = ()
+            if failed or tracing.capture_content:
+                secrets = secret_values(task.parameters)
+            if span is not None:
+                self.span = self.span_context = None  # the retained record lets the span go
+                tracing.end_span(
+                    span,
+                    error_type=error_type if failed else None,
+                    message=error,
+                    secrets=secrets,
+                    exception=exception,
+                    result=data,
+                    capture_result=not failed,
+                )
+            if debug:
+                _log.debug(
+                    "task %r (tool %r) ended %s: %s",
+                    shorten(task.id, 128),
+                    shorten(task.tool_name, 128),
+                    outcome,
+                    scrub(error or "", secrets),
+                )
+        return construct(
+            TaskResult,
+            {
+                "task_id": self.task_id,
+                "success": not failed,
+                "output": data,
+                "error": error,
+                "logs": [],
+                "execution_time_seconds": self.execution_time,
+                "metadata": metadata,
+            },
+        )
+
+    def internal_failure(self, exc: BaseException) -> TaskResult:
+        """The result of a run whose recording failed inside the executor: logged with its
+        traceback, counted as ``error_type="internal"``, never raised to the caller."""
+        _log.error(
+            "internal error while finishing task %r (tool %r); the task is reported as failed",
+            shorten(self.task_id, 128),
+            shorten(self.tool, 128),
+            exc_info=exc,
+        )
+        try:
+            self.env.store.task_finished(self, "error", _FAILED, "internal")
+        except Exception:  # the store itself is broken: the result must still be delivered
+            _log.exception("could not count the internal error of task %r", self.task_id[:128])
+        span, self.span = self.span, None
+        if span is not None:
+            try:
+                span.end()
+            except Exception:
+                _log.exception("could not end the span of task %r", self.task_id[:128])
+        return TaskResult(
+            task_id=self.task_id,
+            success=False,
+            error=(
+                f"Internal error in the executor while finishing task '{self.task_id}': "
+                f"{type(exc).__name__}: {describe_exception(exc)} (the tool's own outcome "
+                "was lost; see the log for the traceback)"
+            ),
+            metadata={"tool_name": self.tool, "outcome": "error", "error_type": "internal"},
+        )
+
+    def _wake(self) -> None:
+        """Wake whoever waits for the result: the blocking caller's lock, or its loop."""
+        done = self.done
+        if done is not None:
+            done.release()  # (the lock stays: the caller may not have read it yet)
+        notify = self.notify
+        if notify is not None:
+            self.notify = None
+            notify(self)
+
+
+def _callback_message(event: str, exc: BaseException) -> str:
+    return (
+        f"on_progress callback raised {type(exc).__name__} during the '{event}' event: "
+        f"{describe_exception(exc)} (fix the callback; the executor does not let it break the "
+        "task silently)"
+    )

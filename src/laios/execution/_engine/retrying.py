@@ -1,0 +1,248 @@
+"""The retry loop behind ``execute_with_retry`` (blocking) and ``execute_with_retry_async``.
+
+:class:`RetryRun` keeps the bookkeeping of one call (the span over all attempts, the deadline,
+the retries made, why it stopped); the two drivers below only differ in how they run an
+attempt and how they wait between attempts. Attempts are ordinary runs of the engine's roads,
+each a task span under the retry span carrying ``laios.retry.attempt`` (1 for the first run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from laios.core.types import Context, Task, TaskResult
+from laios.execution import retry
+from laios.execution.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from laios.execution._engine.engine import Engine, ProgressCallback
+
+__all__ = ["RetryRun", "retry_awaiting", "retry_blocking"]
+
+
+class RetryRun:
+    """The state of one ``execute_with_retry`` call between its attempts."""
+
+    def __init__(
+        self, engine: Engine, task: Task, policy: RetryPolicy, timeout: float | None
+    ) -> None:
+        self.engine = engine
+        self.task = task
+        self.policy = policy
+        self.limit = timeout if timeout is not None else engine.limits.timeout_seconds
+        self.started = time.monotonic()
+        self.retries = 0
+        self.stopped_by_deadline = False
+        self.stopped_by_cancel = False
+        self.span: Span | None = None
+        tracing = engine.tracing
+        if tracing.known_enabled or tracing.enabled:
+            self.span = tracing.start_parent_span(
+                f"laios.execute_with_retry {task.tool_name}",
+                {
+                    "gen_ai.tool.name": task.tool_name,
+                    "laios.task.id": task.id,
+                    "laios.retry.max_retries": policy.max_retries,
+                },
+            )
+
+    def attempt_timeout(self) -> float | None:
+        """The next attempt's timeout: the per-attempt one, cut to what the deadline leaves."""
+        deadline = self.policy.deadline
+        if deadline is None:
+            return self.limit
+        left = max(deadline - (time.monotonic() - self.started), 1e-3)
+        return left if self.limit is None else min(self.limit, left)
+
+    def attributes(self) -> dict[str, Any] | None:
+        """Attributes of the next attempt's span."""
+        return {"laios.retry.attempt": self.retries + 1} if self.span is not None else None
+
+    @contextmanager
+    def under_span(self) -> Iterator[None]:
+        """Make the retry span current for an attempt."""
+        if self.span is None:
+            yield
+            return
+        token = otel_context.attach(trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+    def delay_before_next(self, result: TaskResult) -> float | None:
+        """Seconds to wait before retrying after ``result``, or ``None``: stop here."""
+        policy = self.policy
+        if result.success or self.retries >= policy.max_retries:
+            return None
+        try:
+            worth = bool(policy.retry_if(result))
+        except Exception as exc:
+            result.metadata["retry_if_error"] = f"{type(exc).__name__}: {exc}"
+            worth = False
+        if not worth:
+            return None
+        delay = policy.delay(self.retries + 1)
+        if policy.deadline is not None:
+            left = policy.deadline - (time.monotonic() - self.started)
+            if delay >= left:
+                self.stopped_by_deadline = True
+                return None
+        return delay
+
+    def after_wait(self, cancelled: bool) -> bool:
+        """Whether to make the next attempt after the wait (and count the retry if so)."""
+        if cancelled:
+            self.stopped_by_cancel = True  # cancel_task during the wait: no further attempt
+            return False
+        deadline = self.policy.deadline
+        if deadline is not None and time.monotonic() - self.started >= deadline:
+            self.stopped_by_deadline = True  # the wait ran into the deadline: this failure stands
+            return False
+        self.retries += 1
+        engine = self.engine
+        name = self.task.tool_name
+        slot = engine.store.tool_slot(name, engine.registry.get_tool(name) is not None)
+        engine.store.task_retried(slot)
+        return True
+
+    def conclude(self, result: TaskResult) -> TaskResult:
+        """Add the retry metadata to the final result and end the retry span."""
+        retries = self.retries
+        result.metadata["retries"] = retries
+        if not result.success and retries >= self.policy.max_retries:
+            result.metadata["retry_exhausted"] = True
+        if self.stopped_by_deadline:
+            result.metadata["retry_deadline_exceeded"] = True
+        if self.stopped_by_cancel:
+            result.metadata["retry_cancelled"] = True
+        span = self.span
+        if span is not None:
+            span.set_attribute("laios.retry.attempts", retries + 1)
+            if not result.success:
+                error_type = str(result.metadata.get("error_type") or "error")
+                span.set_attribute("error.type", error_type)
+                span.set_status(
+                    Status(StatusCode.ERROR, f"failed after {retries + 1} attempt(s): {error_type}")
+                )
+        return result
+
+    def end(self) -> None:
+        """End the retry span (in ``finally``: whatever happened)."""
+        if self.span is not None:
+            self.span.end()
+
+
+def retry_blocking(
+    engine: Engine,
+    task: Task,
+    context: Context,
+    policy: RetryPolicy,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+) -> TaskResult:
+    """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out."""
+    tracing = engine.tracing
+    if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
+        # Most calls succeed at once. Without a deadline to share between attempts or a span
+        # over them, that first attempt needs none of the loop's bookkeeping.
+        first = engine.run_blocking(task, context, timeout, on_progress)
+        if first.success:
+            first.metadata["retries"] = 0
+            return first
+    else:
+        first = None
+    run = RetryRun(engine, task, policy, timeout)
+    stop: threading.Event | None = None
+    try:
+        while True:
+            if first is not None:
+                result, first = first, None
+            else:
+                with run.under_span():
+                    result = engine.run_blocking(
+                        task,
+                        context,
+                        run.attempt_timeout(),
+                        on_progress,
+                        attributes=run.attributes(),
+                        retries=run.retries,
+                    )
+            delay = run.delay_before_next(result)
+            if delay is None:
+                break
+            if stop is None:  # made before the first wait (most calls never need one)
+                stop = threading.Event()
+                with engine.lock:
+                    engine.retrying[task.id] = stop.set
+            retry.sleep(delay, stop=stop)
+            if not run.after_wait(stop.is_set()):
+                break
+        return run.conclude(result)
+    finally:
+        if stop is not None:
+            with engine.lock:
+                if engine.retrying.get(task.id) == stop.set:
+                    del engine.retrying[task.id]
+        run.end()
+
+
+async def retry_awaiting(
+    engine: Engine,
+    task: Task,
+    context: Context,
+    policy: RetryPolicy,
+    timeout: float | None,
+    on_progress: ProgressCallback | None,
+) -> TaskResult:
+    """As :func:`retry_blocking`, awaiting each attempt on the caller's loop."""
+    run = RetryRun(engine, task, policy, timeout)
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Event | None = None
+
+    def request_stop() -> None:
+        assert stop is not None
+        loop.call_soon_threadsafe(stop.set)
+
+    try:
+        while True:
+            limit = engine.resolve_timeout(run.attempt_timeout())
+            with run.under_span():
+                parent = otel_context.get_current() if run.span is not None else None
+            (result,) = await engine.run_awaiting(
+                [task],
+                context,
+                limit,
+                on_progress,
+                parent,
+                attributes=run.attributes(),
+                retries=run.retries,
+            )
+            delay = run.delay_before_next(result)
+            if delay is None:
+                break
+            if stop is None:
+                stop = asyncio.Event()
+                with engine.lock:
+                    engine.retrying[task.id] = request_stop
+            await retry.sleep_async(delay, stop=stop)
+            if not run.after_wait(stop.is_set()):
+                break
+        return run.conclude(result)
+    finally:
+        if stop is not None:
+            with engine.lock:
+                if engine.retrying.get(task.id) is request_stop:
+                    del engine.retrying[task.id]
+        run.end()

@@ -1,0 +1,189 @@
+"""The runner seam: what crosses it (data) and what a runner is (a protocol).
+
+The caller's side (the job: its state machine, store records, span, result) hands a runner a
+:class:`ToolCall`, a plain description of one tool call, together with a :class:`RunEvents`
+to report to. The runner runs the tool wherever it runs tools and reports back through the
+events: ``started`` (which may answer "too late, skip"), ``progress``, ``checkpoint`` and
+``finished`` with a :class:`RawOutcome`, a plain description of what happened. Nothing on the
+runner's side holds the executor, the store or a span; the store is only ever written on the
+caller's side.
+
+A runner says what stopping a call means for it: :meth:`Runner.abandon` answers ``"stopped"``
+(the work really ended: a cancelled coroutine) or ``"left_running"`` (a thread cannot be
+killed; its capacity is accounted as abandoned until the tool returns).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Handle",
+    "RawOutcome",
+    "Refusal",
+    "RunEvents",
+    "Runner",
+    "RunnerStats",
+    "StopResult",
+    "ToolCall",
+]
+
+#: What :meth:`Runner.abandon` did: the work really ended, or it goes on unobserved.
+StopResult = Literal["stopped", "left_running"]
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One tool call, described as data (built once per call; not changed after).
+
+    Attributes:
+        task_id: The task's id.
+        tool_name: The registered tool name.
+        parameters: The tool's keyword arguments.
+        tool: The tool object, for runners in this process; a runner elsewhere looks the
+            tool up by ``tool_name``.
+        trace_id: The task span's trace id (32 hex digits), when traced.
+        span_id: The task span's id (16 hex digits), when traced.
+        sampled: Whether the task span is sampled.
+        measure_cpu: Whether the runner measures the call's CPU seconds.
+        deadline: ``time.monotonic()`` time after which the call must not start (``None``:
+            no deadline). Runners in another process translate it to their own clock.
+        context: The caller's ``contextvars`` context (with the task span current), for
+            runners in this process; it is never sent elsewhere.
+    """
+
+    task_id: str
+    tool_name: str
+    parameters: Mapping[str, Any]
+    tool: Any = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    sampled: bool = False
+    measure_cpu: bool = False
+    deadline: float | None = None
+    context: contextvars.Context | None = field(default=None, compare=False)
+
+    def trace_carrier(self) -> dict[str, str]:
+        """The W3C trace context of the task span (``{"traceparent": ...}``; empty when the
+        task is not traced), for runners that carry the trace to another process."""
+        if self.trace_id is None or self.span_id is None:
+            return {}
+        flags = "01" if self.sampled else "00"
+        return {"traceparent": f"00-{self.trace_id}-{self.span_id}-{flags}"}
+
+
+@dataclass(slots=True)
+class RawOutcome:
+    """What one tool call produced, as data.
+
+    Attributes:
+        value: What the tool returned (a ``ToolOutput`` or any other value).
+        error: What the tool raised instead (``None`` when it returned).
+        cpu_seconds: CPU seconds the call used (``0.0`` when not measured).
+        memory_peak_mb: Peak memory of the call in MB (``0.0`` when not measured).
+        worker: Where it ran (a thread's or process's name), when the runner says.
+    """
+
+    value: Any = None
+    error: BaseException | None = None
+    cpu_seconds: float = 0.0
+    memory_peak_mb: float = 0.0
+    worker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A runner's answer to a call it will not run.
+
+    Attributes:
+        reason: A short fixed word (``shutdown``, ``saturated``, ``no_thread``), used as the
+            task's ``error_type``.
+        message: What went wrong, in words a user can act on.
+    """
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerStats:
+    """What a runner holds now, as the store's gauges read it.
+
+    Attributes:
+        workers: Capacity for calls running at once (threads, or concurrent coroutines).
+        busy: Calls running now.
+        queued: Calls accepted and waiting to start.
+        abandoned: Calls that were abandoned but still hold capacity (threads left running).
+    """
+
+    workers: int = 0
+    busy: int = 0
+    queued: int = 0
+    abandoned: int = 0
+
+
+class RunEvents(Protocol):
+    """The caller's side of one call, as a runner reports to it."""
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the call should stop (a tool reads it through ``current_task()``)."""
+        ...
+
+    def started(self) -> bool:
+        """The runner is about to call the tool; ``False``: too late (the task timed out,
+        was cancelled or its deadline passed while queued): do not call it."""
+        ...
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        """The tool reported progress (``percent`` already clamped to 0–100)."""
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+        """The tool reached a named milestone."""
+
+    def finished(self, outcome: RawOutcome) -> None:
+        """The tool returned or raised. Called once, unless ``started`` said no."""
+
+    def refused(self, refusal: Refusal) -> None:
+        """The runner gave up on the call before starting it (it will never start)."""
+
+
+class Handle(Protocol):
+    """A runner's token for one accepted call (what :meth:`Runner.abandon` takes)."""
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Where tools run. The executor is written against this protocol.
+
+    Attributes:
+        name: A short name for logs and metadata (``inline``, ``thread``, ``loop``).
+        can_stop: Whether :meth:`abandon` really stops a running call; when it does,
+            ``cancel_task`` stops a running tool too instead of only asking it to stop.
+    """
+
+    name: str
+    can_stop: bool
+
+    def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
+        """Accept ``call`` (it will start, or be reported through ``events``), or refuse it.
+
+        Never raises for a call it cannot run: it returns a :class:`Refusal` instead.
+        """
+        ...
+
+    def abandon(self, handle: Handle) -> StopResult:
+        """The caller stopped waiting for this call (timeout, cancellation): stop it if the
+        runner can, and say whether the work really ended."""
+        ...
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new calls; with ``wait``, let accepted ones finish first."""
+
+    @property
+    def stats(self) -> RunnerStats:
+        """Capacity and load now."""
+        ...

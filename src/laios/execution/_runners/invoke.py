@@ -1,0 +1,112 @@
+"""Calling a tool in this process, as every in-process runner does.
+
+:func:`call_tool` (a synchronous tool) and :func:`call_tool_async` (a coroutine tool) run one
+:class:`~laios.execution._runners.base.ToolCall` in the caller's context copy it carries (the
+task span is current there), with :func:`~laios.execution.task_context.current_task` set to a
+:class:`~laios.execution.task_context.TaskContext` on the call's events, and return a
+:class:`~laios.execution._runners.base.RawOutcome`. They never raise: what the tool raises
+(even ``KeyboardInterrupt`` or ``SystemExit``) is the outcome's ``error``.
+
+A tool whose ``execute`` (or ``execute_async``) is :class:`~laios.tools.base.BaseTool`'s own
+is called through ``run_raising`` (``run_raising_async``), so the exception itself reaches the
+job as a value, for the task span, instead of only its message. Any other object is called
+through its ``execute``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from laios.execution._runners.base import RawOutcome, RunEvents, ToolCall
+from laios.execution.task_context import TaskContext, reset_current_task, set_current_task
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
+
+__all__ = ["call_tool", "call_tool_async", "is_async_tool"]
+
+_thread_time = time.thread_time
+
+
+def is_async_tool(tool: Any) -> bool:
+    """Whether ``tool`` is run as a coroutine (its ``is_async`` is true)."""
+    return bool(getattr(tool, "is_async", False))
+
+
+def _entry(tool: Any) -> Callable[..., Any]:
+    """The callable that runs ``tool`` (``run_raising`` unless ``execute`` is its own)."""
+    raising = _RAISING.get(type(tool))
+    if raising is None:
+        raising = _RAISING[type(tool)] = (
+            isinstance(tool, BaseTool) and type(tool).execute is BaseTool.execute
+        )
+    if raising:
+        return tool.run_raising  # type: ignore[no-any-return]
+    return functools.partial(_execute, tool)
+
+
+#: Per tool class: whether it is run through ``run_raising`` (read once per class).
+_RAISING: dict[type, bool] = {}
+
+
+def _execute(tool: Any, **parameters: Any) -> Any:
+    output = tool.execute(**parameters)
+    if not isinstance(output, ToolOutput):
+        raise TypeError(
+            f"Tool '{getattr(tool, 'name', type(tool).__name__)}' returned "
+            f"{type(output).__name__} from execute(); a tool must return a ToolOutput"
+        )
+    return output
+
+
+def _entry_async(tool: Any) -> Callable[..., Coroutine[Any, Any, Any]]:
+    if isinstance(tool, AsyncBaseTool) and type(tool).execute_async is AsyncBaseTool.execute_async:
+        return tool.run_raising_async
+    execute: Callable[..., Coroutine[Any, Any, Any]] = tool.execute_async
+    return execute
+
+
+def call_tool(call: ToolCall, events: RunEvents) -> RawOutcome:
+    """Run a synchronous tool here, in ``call.context`` when it has one. Never raises."""
+    context = call.context
+    if context is not None:
+        outcome: RawOutcome = context.run(_call_here, call, events)
+        return outcome
+    return _call_here(call, events)
+
+
+def _call_here(call: ToolCall, events: RunEvents) -> RawOutcome:
+    token = set_current_task(TaskContext(call.task_id, call.tool_name, events))
+    measure = call.measure_cpu
+    cpu_start = _thread_time() if measure else 0.0
+    try:
+        value = _entry(call.tool)(**call.parameters)
+    except BaseException as exc:  # a tool must never take the runner (or the caller) down
+        outcome = RawOutcome(None, exc)
+    else:
+        outcome = RawOutcome(value)
+    finally:
+        reset_current_task(token)
+    if measure:
+        outcome.cpu_seconds = _thread_time() - cpu_start
+    return outcome
+
+
+async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
+    """Await a coroutine tool (in the current task's context). Never raises, except
+    ``asyncio.CancelledError`` when the awaiting task is cancelled.
+
+    ``cpu_seconds`` stays ``0.0``: the thread's CPU clock would charge the tool for every
+    other coroutine that ran on the loop meanwhile.
+    """
+    token = set_current_task(TaskContext(call.task_id, call.tool_name, events))
+    try:
+        value = await _entry_async(call.tool)(**call.parameters)
+    except Exception as exc:
+        return RawOutcome(None, exc)
+    except (KeyboardInterrupt, SystemExit) as exc:  # kept as the outcome, as on a thread
+        return RawOutcome(None, exc)
+    finally:
+        reset_current_task(token)
+    return RawOutcome(value)

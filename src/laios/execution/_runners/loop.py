@@ -1,0 +1,285 @@
+"""The loop runner: coroutine tools run as asyncio tasks, not on a thread per call.
+
+``execute_async`` and ``execute_parallel`` run an async tool on the caller's running loop
+(:class:`LoopRunner` with no loop thread): a tool may use the service's loop-bound objects
+(locks, queues, connection pools). ``execute_task``, which blocks its caller, runs it on one
+long-lived event loop thread owned by the executor (:class:`LoopThread`), so that a tool may
+keep loop-bound clients between calls.
+
+Stopping is real: :meth:`LoopRunner.abandon` cancels the tool's asyncio task (its ``finally``
+blocks run), and answers ``"stopped"``. At most ``limit`` async tools run at once per executor
+(:class:`AsyncSlots`, shared by the executor's loop runners); the others wait, in order, and
+their wait is the task's queue wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+from laios.execution._runners.base import (
+    Handle,
+    RawOutcome,
+    Refusal,
+    RunEvents,
+    RunnerStats,
+    StopResult,
+    ToolCall,
+)
+from laios.execution._runners.invoke import call_tool_async
+
+__all__ = ["AsyncSlots", "LoopRunner", "LoopThread"]
+
+_log = logging.getLogger("laios.execution")
+
+_SHUTDOWN = Refusal(
+    "shutdown", "Executor is shut down: create a new Executor (or run tasks before shutdown())"
+)
+_NO_LOOP = Refusal(
+    "loop_closed",
+    "The event loop this async tool was to run on is closed; the task was not started",
+)
+
+
+class _LoopCall:
+    """One accepted call (the runner's handle for it)."""
+
+    __slots__ = ("abandoned", "call", "events", "loop", "runner", "task")
+
+    def __init__(
+        self, runner: LoopRunner, call: ToolCall, events: RunEvents, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.runner = runner
+        self.call = call
+        self.events = events
+        self.loop = loop
+        self.task: asyncio.Task[None] | None = None
+        self.abandoned = False
+
+
+class AsyncSlots:
+    """How many async tools may run at once, shared by an executor's loop runners.
+
+    Args:
+        limit: Async tools running at once; the others wait in submission order.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self.waiting: deque[_LoopCall] = deque()
+        self.lock = threading.Lock()
+
+    def take(self, work: _LoopCall) -> bool:
+        """Take a slot for ``work`` (``True``), or queue it for the next free one."""
+        with self.lock:
+            if self.running < self.limit:
+                self.running += 1
+                return True
+            self.waiting.append(work)
+            return False
+
+    def give_back(self) -> _LoopCall | None:
+        """Free a slot; return the waiting call that takes it over, if any."""
+        with self.lock:
+            while self.waiting:
+                work = self.waiting.popleft()
+                if not work.abandoned:
+                    return work  # the slot passes to it: ``running`` stays the same
+            self.running -= 1
+            return None
+
+
+class LoopThread:
+    """An event loop running for ever on a daemon thread of its own, started on first use."""
+
+    def __init__(self, name: str = "laios-loop") -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop (the thread starts on first access)."""
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._lock:
+            if self._loop is None:
+                ready = threading.Event()
+                new_loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=self._serve, args=(new_loop, ready), name=self._name, daemon=True
+                )
+                thread.start()
+                ready.wait()
+                self._thread = thread
+                self._loop = new_loop
+            return self._loop
+
+    @staticmethod
+    def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The loop's thread, once started."""
+        return self._thread
+
+    def stop(self) -> None:
+        """Stop the loop and join its thread (tasks still pending are dropped)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if thread is threading.current_thread():
+            loop.stop()
+            return
+        try:
+            loop.call_soon_threadsafe(loop.stop)
+        except RuntimeError:  # already closed
+            return
+        thread.join()
+
+
+class LoopRunner:
+    """Runs coroutine tools as asyncio tasks on an event loop.
+
+    Args:
+        slots: The executor's limit on async tools running at once.
+        loop_thread: Run on this loop thread; ``None``: on the loop running in the thread
+            that submits (``submit`` must then be called from a coroutine).
+    """
+
+    name = "loop"
+    can_stop = True
+
+    def __init__(self, slots: AsyncSlots, loop_thread: LoopThread | None = None) -> None:
+        self.slots = slots
+        self.loop_thread = loop_thread
+        self.closed = False
+        self._pending = 0  # calls accepted and not finished, for shutdown(wait=True)
+        self._idle = threading.Condition()
+
+    @property
+    def stats(self) -> RunnerStats:
+        """The shared slot limit, calls running and calls waiting for a slot."""
+        slots = self.slots
+        with slots.lock:
+            return RunnerStats(
+                workers=0 if self.closed else slots.limit,
+                busy=slots.running,
+                queued=len(slots.waiting),
+            )
+
+    def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
+        """Start ``call`` as a task on the loop, or queue it for a free slot."""
+        if self.closed:
+            return _SHUTDOWN
+        if self.loop_thread is not None:
+            loop = self.loop_thread.loop
+        else:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return _NO_LOOP
+        work = _LoopCall(self, call, events, loop)
+        with self._idle:
+            self._pending += 1
+        if self.slots.take(work):
+            _launch(work)
+        return work
+
+    def abandon(self, handle: Handle) -> StopResult:
+        """Cancel the call's task (its ``finally`` blocks run); a call still waiting for a
+        slot never starts."""
+        assert isinstance(handle, _LoopCall)
+        handle.abandoned = True
+        task = handle.task
+        if task is not None and not task.done():
+            _on_loop(handle.loop, task.cancel)
+        return "stopped"
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new calls; with ``wait``, wait for the calls on the loop thread to end, then
+        stop the thread (calls on a caller's loop end with that loop)."""
+        self.closed = True
+        if self.loop_thread is None:
+            return
+        if wait and threading.current_thread() is not self.loop_thread.thread:
+            with self._idle:
+                self._idle.wait_for(lambda: self._pending == 0)
+        self.loop_thread.stop()
+
+    def done(self, work: _LoopCall) -> None:
+        """A call ended (ran, or never started): pass its slot on, count it off."""
+        following = self.slots.give_back()
+        if following is not None:
+            _launch(following)
+        with self._idle:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.notify_all()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool:
+    """Call ``callback(*args)`` on ``loop``'s thread: now when this is it, else soon.
+
+    Returns ``False`` when the loop is closed.
+    """
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        callback(*args)
+        return True
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the loop is closed
+        return False
+    return True
+
+
+def _launch(work: _LoopCall) -> None:
+    """Create the call's task on its loop (from any thread)."""
+    if not _on_loop(work.loop, _create_task, work):
+        work.events.refused(_NO_LOOP)
+        work.runner.done(work)
+
+
+def _create_task(work: _LoopCall) -> None:
+    # On the loop's thread.
+    if work.abandoned:
+        work.runner.done(work)
+        return
+    coroutine = _run(work)
+    context = work.call.context
+    if context is None:
+        work.task = work.loop.create_task(coroutine)
+    else:  # the task runs in a copy of the caller's context (the task span is current there)
+        work.task = context.run(work.loop.create_task, coroutine)
+
+
+async def _run(work: _LoopCall) -> None:
+    events = work.events
+    try:
+        if events.started():
+            try:
+                outcome = await call_tool_async(work.call, events)
+            except asyncio.CancelledError as exc:
+                outcome = RawOutcome(None, exc)  # abandoned (the job discards it) or loop ending
+            events.finished(outcome)
+    except BaseException:
+        _log.exception("a task's events raised on the event loop")
+    finally:
+        work.runner.done(work)

@@ -1,0 +1,250 @@
+"""The thread runner: synchronous tools on a pool of daemon worker threads.
+
+Python cannot kill a thread. When a call is abandoned (its task timed out, or the awaiting
+coroutine was cancelled) while its tool is still running, the thread stays busy until the tool
+returns: :meth:`ThreadRunner.abandon` answers ``"left_running"``, counts the thread as held by
+abandoned work, and starts a replacement thread so that capacity is not lost, up to
+``replacement_cap`` extra threads. When every usable thread is held by abandoned work,
+:meth:`~ThreadRunner.submit` refuses new calls at once (``saturated``) instead of queueing them
+for ever, and calls already queued are refused the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from laios.execution._locks import acquire_contended
+from laios.execution._runners.base import (
+    Handle,
+    Refusal,
+    RunEvents,
+    RunnerStats,
+    StopResult,
+    ToolCall,
+)
+from laios.execution._runners.invoke import call_tool
+
+__all__ = ["IDLE_TIMEOUT", "ThreadRunner"]
+
+_log = logging.getLogger("laios.execution")
+
+#: Seconds an idle worker waits for work before its thread exits.
+IDLE_TIMEOUT = 30.0
+
+_SHUTDOWN = Refusal(
+    "shutdown", "Executor is shut down: create a new Executor (or run tasks before shutdown())"
+)
+_NO_THREAD = Refusal(
+    "no_thread",
+    "Executor could not start a worker thread (the system refused a new thread); the task was "
+    "not started. Lower max_workers or raise the process's thread limit",
+)
+
+
+class _Work:
+    """One accepted call on its way through the pool (the runner's handle for it)."""
+
+    __slots__ = ("abandoned", "call", "events", "returned", "thread")
+
+    def __init__(self, call: ToolCall, events: RunEvents) -> None:
+        self.call = call
+        self.events = events
+        self.thread: threading.Thread | None = None  # the worker that took it
+        self.returned = False  # the tool returned (or never started); guarded by the lock
+        self.abandoned = False  # counted as holding a thread; guarded by the lock
+
+
+class ThreadRunner:
+    """A pool of daemon worker threads that replaces capacity held by abandoned calls.
+
+    Args:
+        max_workers: Threads running tools at once.
+        replacement_cap: Extra threads allowed to replace ones held by abandoned calls.
+        name: Prefix of the worker threads' names.
+    """
+
+    name = "thread"
+    can_stop = False
+
+    def __init__(self, max_workers: int, replacement_cap: int, name: str = "laios-worker") -> None:
+        self.max_workers = max_workers
+        self.replacement_cap = replacement_cap
+        self.closed = False
+        self._thread_name = name
+        self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # workers waiting (or about to wait) for work; guarded by _lock
+        self._threads: set[threading.Thread] = set()
+        self._held: set[threading.Thread] = set()  # threads held by abandoned calls; locked
+        self._counter = 0
+
+    @property
+    def abandoned(self) -> int:
+        """Threads held by abandoned calls whose tools have not returned."""
+        return len(self._held)
+
+    @property
+    def stats(self) -> RunnerStats:
+        """Threads allowed, busy, calls queued and threads held by abandoned calls."""
+        with self._lock:
+            busy = max(len(self._threads) - self._idle, 0)
+            return RunnerStats(
+                workers=0 if self.closed else self.max_workers,
+                busy=busy,
+                queued=self._queue.qsize(),
+                abandoned=len(self._held),
+            )
+
+    def _allowed(self) -> int:
+        """Threads allowed now: ``max_workers`` plus replacements of abandoned ones, up to
+        ``replacement_cap`` (the caller holds the lock)."""
+        return self.max_workers + min(len(self._held), self.replacement_cap)
+
+    def _saturated_refusal(self) -> Refusal:
+        return Refusal(
+            "saturated",
+            f"Executor is saturated: all {self.max_workers} worker threads and "
+            f"{self.replacement_cap} replacement threads are held by tools that overran their "
+            "timeout and have not returned; the task was not started. Make the hung tool "
+            "return (or honour cancellation), or raise max_workers / replacement_threads",
+        )
+
+    def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
+        """Queue ``call`` for a worker thread, or refuse it (shut down, saturated, no thread)."""
+        work = _Work(call, events)
+        lock = self._lock
+        if not lock.acquire(False):  # (cheaper than ``with``: on every pooled task's path)
+            acquire_contended(lock)  # (no lock convoy between callers: see _locks)
+        try:
+            if self.closed:
+                return _SHUTDOWN
+            if self._idle:
+                # A waiting worker takes it (an idle worker is never one held by an abandoned
+                # call, so the pool cannot be saturated).
+                self._idle -= 1
+            else:
+                allowed = self._allowed()
+                if allowed <= len(self._held):
+                    return self._saturated_refusal()
+                if len(self._threads) < allowed and not self._spawn() and not self._threads:
+                    return _NO_THREAD  # no worker at all, and none could be started
+            self._queue.put(work)
+        finally:
+            lock.release()
+        return work
+
+    def _spawn(self) -> bool:
+        """Start a worker thread (caller holds the lock); ``False`` when the system refuses."""
+        self._counter += 1
+        thread = threading.Thread(
+            target=self._work, name=f"{self._thread_name}-{self._counter}", daemon=True
+        )
+        self._threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't start new thread": a process or memory limit
+            self._threads.discard(thread)
+            _log.error("could not start a worker thread; running with %d", len(self._threads))
+            return False
+        return True
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        get = self._queue.get
+        lock = self._lock
+        while True:
+            try:
+                work = get(True, IDLE_TIMEOUT if not self.closed else 0.0)
+            except queue.Empty:
+                with lock:
+                    if not self._queue.empty() and not self.closed:
+                        continue
+                    if self.closed or self._idle:
+                        if not self.closed:
+                            self._idle -= 1  # give up this worker's place as an idle one
+                        self._threads.discard(me)
+                        return
+                continue
+            if work is None:
+                with lock:
+                    self._threads.discard(me)
+                return
+            work.thread = me
+            events = work.events
+            try:
+                if events.started():
+                    events.finished(call_tool(work.call, events))
+            except BaseException:  # never lose a worker (the job already logged it)
+                _log.exception("a task's events raised in its worker thread")
+            if not lock.acquire(False):
+                acquire_contended(lock)
+            try:
+                work.returned = True
+                if work.abandoned:
+                    self._held.discard(me)
+                work = None  # an idle worker must not keep its last call (and task) alive
+                threads = len(self._threads)
+                # (_allowed() is never below max_workers: most calls skip the sum.)
+                if (self.closed and self._queue.empty()) or (
+                    threads > self.max_workers and threads > self._allowed()
+                ):
+                    self._threads.discard(me)
+                    return
+                self._idle += 1
+            finally:
+                lock.release()
+
+    def abandon(self, handle: Handle) -> StopResult:
+        """Count the call's thread as held until its tool returns (a thread cannot be stopped).
+
+        Queued calls get a replacement thread at once. When no usable thread is left (every
+        thread is held and no replacement is allowed), queued calls are refused as
+        ``saturated``: they would otherwise wait for a hung tool to return.
+        """
+        assert isinstance(handle, _Work)
+        drained: list[_Work] = []
+        with self._lock:
+            if handle.returned:
+                return "stopped"  # the tool already returned: nothing is left running
+            handle.abandoned = True
+            if handle.thread is not None:
+                self._held.add(handle.thread)
+            allowed = self._allowed()
+            if allowed <= len(self._held):
+                while True:
+                    try:
+                        queued = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if queued is None:
+                        self._queue.put(None)  # a shutdown marker stays for the workers
+                        break
+                    drained.append(queued)
+            elif not self.closed and not self._queue.empty() and len(self._threads) < allowed:
+                self._spawn()  # queued work must not wait for the hung tool
+        if drained:
+            refusal = self._saturated_refusal()
+            for queued in drained:
+                queued.events.refused(refusal)
+        return "left_running"
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new calls; queued calls still run. With ``wait``, join the workers.
+
+        Threads held by abandoned calls are never waited for.
+        """
+        with self._lock:
+            already = self.closed
+            self.closed = True
+            threads = list(self._threads)
+            for _ in threads:
+                self._queue.put(None)
+        if already and not wait:
+            return
+        if wait:
+            current = threading.current_thread()
+            for thread in threads:
+                if thread is not current and thread not in self._held:
+                    thread.join()

@@ -1,0 +1,93 @@
+"""The guarded reads of other packages' internals (``laios._compat``).
+
+Each fast path must still be taken with the installed dependency (a test fails loudly when an
+upgrade changes the shape it reads), and each fallback must give the same answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NoOpTracerProvider
+
+from laios._compat import otel
+from laios._compat import pydantic as fast_pydantic
+from laios.core.types import Task, TaskResult, TaskStatus
+
+
+def make_task() -> Task:
+    return Task(plan_id="p", description="d", tool_name="echo")
+
+
+def test_opentelemetry_still_keeps_the_global_provider_where_it_is_read() -> None:
+    """The API still keeps its global tracer provider in ``trace._TRACER_PROVIDER``: when
+    this fails, the per-task tracing check has fallen back to the slower public call."""
+    assert otel.PROVIDER_SLOT_READABLE
+
+
+def test_pydantic_still_has_the_slots_results_are_built_through() -> None:
+    """pydantic's ``BaseModel`` still has the slot descriptors the fast construction writes:
+    when this fails, every result is built through ``model_construct`` (slower)."""
+    assert fast_pydantic.FAST_CONSTRUCT
+
+
+@pytest.mark.parametrize(
+    ("provider", "expected"),
+    [(None, False), (NoOpTracerProvider(), False), (TracerProvider(), True)],
+    ids=["none-set", "no-op", "sdk"],
+)
+def test_both_provider_checks_agree(
+    monkeypatch: pytest.MonkeyPatch, provider: object, expected: bool
+) -> None:
+    """The fast read and the public call give the same answer for every kind of provider."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    assert otel._from_slot() is expected
+    if provider is not None:  # the public call installs a proxy when none is set
+        assert otel._from_api() is expected
+    assert otel.global_provider_is_sdk() is expected
+
+
+@pytest.mark.parametrize(
+    "build", [fast_pydantic._fast, fast_pydantic._public], ids=["fast", "public"]
+)
+def test_both_constructions_build_an_equal_result(build) -> None:
+    """A result built either way equals one built with validation, fields set included."""
+    values = {
+        "task_id": "t",
+        "success": True,
+        "output": 1,
+        "error": None,
+        "logs": [],
+        "execution_time_seconds": 0.5,
+        "metadata": {"a": 1},
+    }
+    built = build(TaskResult, dict(values))
+    assert built == TaskResult(**values)
+    assert built.model_fields_set == set(values)
+
+
+@pytest.mark.parametrize(
+    "assign", [fast_pydantic._assign_fast, fast_pydantic._assign_public], ids=["fast", "public"]
+)
+def test_assigned_fields_show_in_model_dump_and_fields_set(assign) -> None:
+    """Values set either way show in ``model_dump()`` and ``model_fields_set``."""
+    task = make_task()
+    started = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assign(task, {"status": TaskStatus.RUNNING, "started_at": started, "error": "boom"})
+    dumped = task.model_dump(exclude_unset=True)
+    assert (dumped["status"], dumped["started_at"], dumped["error"]) == (
+        TaskStatus.RUNNING,
+        started,
+        "boom",
+    )
+
+
+def test_fast_assignment_skips_validation() -> None:
+    """The fast assignment stores a value as given, without validation or coercion."""
+    task = make_task()
+    naive = datetime(2024, 1, 1)
+    fast_pydantic._assign_fast(task, {"started_at": naive})
+    assert task.started_at is naive
