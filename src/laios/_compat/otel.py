@@ -21,7 +21,7 @@ PROVIDER_SLOT_READABLE: bool = "_TRACER_PROVIDER" in vars(trace)
 
 
 def _from_slot() -> bool:
-    provider = trace._TRACER_PROVIDER
+    provider = trace._TRACER_PROVIDER  # noqa: SLF001 (the guarded read this module exists for)
     return provider is not None and not isinstance(provider, _NOT_SDK)
 
 

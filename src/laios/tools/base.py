@@ -171,7 +171,7 @@ class BaseTool(abc.ABC):
         self._passthrough = (
             self._kwargs_style
             and model is ToolInput
-            and type(self)._validate is BaseTool._validate
+            and cls._validate is BaseTool._validate
             and not self.is_async
         )
 
