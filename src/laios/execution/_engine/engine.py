@@ -319,10 +319,13 @@ class Engine:
             exc_info=exc,
         )
         name = getattr(task, "tool_name", None)
+        tool = name if isinstance(name, str) else "unknown"
         try:
-            tool = str(name) if isinstance(name, str) else "unknown"
-            slot = self.store.tool_slot(tool, registered=self.registry.get_tool(tool) is not None)
-            self.store.count_error(slot, "internal")
+            registered = self.registry.get_tool(tool) is not None
+        except Exception:  # the registry may be what failed
+            registered = False
+        try:
+            self.store.count_error(self.store.tool_slot(tool, registered), "internal")
         except Exception:
             _log.exception("could not count an internal error")
         task_id = getattr(task, "id", None)

@@ -1,0 +1,105 @@
+"""Faults inside the executor itself, and deadlines that pass while tasks wait.
+
+An error in the executor (a bug, a dependency that changed shape) is logged with its
+traceback and counted as ``error_type="internal"``; it never turns silently into a
+``rejected`` result. A task still queued when its deadline passes ends ``timeout`` without
+starting, and "saturated" is said only when abandoned work really holds the capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.store import MetricStore
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+
+class BrokenRegistry(ToolRegistry):
+    """A registry whose look-up fails: a fault inside the executor's own steps."""
+
+    def get_tool(self, name: str) -> Any:
+        raise RuntimeError("registry backend went away")
+
+
+def _errors(store: MetricStore) -> dict[str, int]:
+    return {
+        error_type: count.value
+        for tool in store.snapshot().tools
+        for error_type, count in tool.errors.items()
+    }
+
+
+def test_an_internal_error_is_counted_and_logged_not_rejected(
+    make_executor: Any, make_task: Any, context: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault in the executor's own steps is an 'internal' error: logged, counted, reported."""
+    store = MetricStore()
+    executor = make_executor(tool_registry=BrokenRegistry(), store=store)
+    with caplog.at_level(logging.ERROR, logger="laios.execution"):
+        result = executor.execute_task(make_task("echo"), context)
+    assert not result.success
+    assert result.metadata["error_type"] == "internal"
+    assert result.metadata["outcome"] == "error"
+    assert "registry backend went away" in (result.error or "")
+    assert _errors(store) == {"internal": 1}
+    assert any(r.exc_info and "registry backend" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_an_internal_error_on_the_awaiting_road_is_counted_too(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """execute_parallel reports an internal fault per task, counted, without raising."""
+    store = MetricStore()
+    executor = make_executor(tool_registry=BrokenRegistry(), store=store)
+    results = asyncio.run(executor.execute_parallel([make_task("echo")] * 2, context))
+    assert [r.metadata["error_type"] for r in results] == ["internal", "internal"]
+    assert _errors(store) == {"internal": 2}
+
+
+class Work(BaseTool):
+    """Takes 0.2 s and records when it started."""
+
+    name = "work"
+    description = "Works for a fifth of a second."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[float] = []
+        self.lock = threading.Lock()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        with self.lock:
+            self.started.append(time.monotonic())
+        time.sleep(0.2)
+        return "done"
+
+
+def test_a_batch_past_its_deadline_times_out_queued_tasks_without_rejecting_them(
+    make_executor: Any,
+) -> None:
+    """40 tasks of 0.2 s on 4 threads with timeout=0.5: every one ends success or timeout, none
+    is rejected as saturated, and no tool starts after its deadline."""
+    registry = ToolRegistry()
+    tool = registry.register_tool(Work())
+    executor = make_executor(tool_registry=registry, max_workers=4)
+    context = Context(session_id="s", user_id="u")
+    tasks = [Task(plan_id="p", description="d", tool_name="work") for _ in range(40)]
+    submitted = time.monotonic()
+    results = asyncio.run(executor.execute_parallel(tasks, context, timeout=0.5))
+    outcomes = Counter(r.metadata["outcome"] for r in results)
+    assert set(outcomes) <= {"success", "timeout"}, outcomes
+    assert outcomes["timeout"] >= 20  # at most 4 × 3 run in time, with margin
+    never_started = [r for r in results if "never started" in (r.error or "")]
+    assert never_started, "queued tasks should time out in the queue"
+    # A tool may pass its start check just before the deadline: allow a generous margin.
+    assert all(start - submitted < 0.5 + 0.25 for start in tool.started)
+    assert len(tool.started) == 40 - len(never_started)
