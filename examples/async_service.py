@@ -1,9 +1,11 @@
 """Running tasks inside an asyncio application with ``execute_async`` and ``execute_parallel``.
 
 A small "service" handles several requests concurrently. Each request awaits one task with
-``execute_async`` and then a batch with ``execute_parallel``; a blocking tool and an async tool
-run on the executor's worker threads, so the event loop stays free (a heartbeat coroutine keeps
-ticking meanwhile). A request that gives up (``asyncio.wait_for``) cancels its task.
+``execute_async`` and then a batch with ``execute_parallel``. The blocking tool runs on the
+executor's worker threads and the async tool as an asyncio task on this very loop, so the event
+loop stays free (a heartbeat coroutine keeps ticking meanwhile) and an async tool may use the
+service's own loop-bound objects (here a shared ``asyncio.Semaphore`` that caps feed requests).
+A request that gives up (``asyncio.wait_for``) cancels its task.
 
 Run it with::
 
@@ -34,13 +36,19 @@ class LookupUser(BaseTool):
 
 
 class FetchFeed(AsyncBaseTool):
-    """An async call; the executor runs it in its own event loop on a worker thread."""
+    """An async call; the executor runs it as an asyncio task on the caller's loop."""
 
     name = "fetch_feed"
     description = "Fetches one page of a user's feed."
 
+    #: The service's limit on concurrent feed requests, created on the service's loop (as a
+    #: shared client's connection pool would be); set by ``main``.
+    limit: asyncio.Semaphore | None = None
+
     async def _execute_async(self, **kwargs: object) -> list[str]:
-        await asyncio.sleep(0.05)
+        assert self.limit is not None
+        async with self.limit:  # a loop-bound object of the service: usable here
+            await asyncio.sleep(0.05)
         return [f"{kwargs['user']}-post-{kwargs['page']}-{n}" for n in range(2)]
 
 
@@ -59,9 +67,12 @@ class BuildReport(BaseTool):
         return "report"
 
 
-def make_executor() -> Executor:
+def make_executor(feed_limit: asyncio.Semaphore) -> Executor:
     registry = ToolRegistry()
-    registry.register_tools([LookupUser, FetchFeed, BuildReport])
+    registry.register_tools([LookupUser, BuildReport])
+    feed = FetchFeed()
+    feed.limit = feed_limit
+    registry.register_tool(feed)
     return Executor(registry, max_workers=8)
 
 
@@ -98,7 +109,7 @@ async def heartbeat(ticks: list[float]) -> None:
 
 
 async def main() -> None:
-    executor = make_executor()
+    executor = make_executor(asyncio.Semaphore(4))
     ticks: list[float] = []
     beat = asyncio.create_task(heartbeat(ticks))
     started = time.monotonic()
