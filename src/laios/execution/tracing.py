@@ -115,14 +115,11 @@ class Tracing:
         tool_name: str,
         attributes: dict[str, Any],
         parent: Context | None,
-        arguments: Mapping[str, Any] | None,
     ) -> Span:
-        """Open the ``execute_tool`` span of one task run (the caller's context is the parent)."""
-        if self.capture_content and arguments is not None:
-            # Redacted by key, then scrubbed of secret values repeated under ordinary keys.
-            attributes["gen_ai.tool.call.arguments"] = to_json(
-                dict(arguments), secrets=secret_values(arguments)
-            )
+        """Open the ``execute_tool`` span of one task run (the caller's context is the parent).
+
+        With content capture on, the caller adds the arguments with :meth:`capture_arguments`.
+        """
         return self._tracer.start_span(
             f"execute_tool {tool_name}",
             context=parent,
@@ -131,6 +128,15 @@ class Tracing:
             record_exception=False,
             set_status_on_exception=False,
         )
+
+    def capture_arguments(self, span: Span, arguments: Mapping[str, Any]) -> None:
+        """Record a task's arguments on its span (when content capture is on): redacted by
+        key, then scrubbed of secret values repeated under ordinary keys."""
+        if self.capture_content:
+            span.set_attribute(
+                "gen_ai.tool.call.arguments",
+                to_json(dict(arguments), secrets=secret_values(arguments)),
+            )
 
     def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span:
         """Open a retry or batch span under the caller's current span."""

@@ -185,7 +185,12 @@ class Engine:
             job.retries = retries
         tracing = self.tracing
         if tracing.known_enabled or tracing.enabled:
-            self._open_span(job, task, tool, context, parent, attributes)
+            try:
+                self._open_span(job, task, tool, context, parent, attributes)
+            except Exception as exc:  # observability never stops a task: it runs untraced
+                job.observability_failed("starting the task span", exc)
+                job.span = job.span_context = None
+                job.trace_id = job.span_id = None
         refusal: Refusal | None = None
         if self.closed:
             refusal = _SHUTDOWN
@@ -255,7 +260,13 @@ class Engine:
         }
         if attributes:
             attrs.update(attributes)
-        span = self.tracing.start_task_span(name, attrs, parent, task.parameters)
+        tracing = self.tracing
+        span = tracing.start_task_span(name, attrs, parent)
+        if tracing.capture_content:
+            try:
+                tracing.capture_arguments(span, task.parameters)
+            except Exception as exc:  # the span goes on without the arguments
+                job.observability_failed("capturing the arguments", exc)
         ids = span_ids(span)
         if ids is not None:
             job.trace_id, job.span_id, job.sampled = ids

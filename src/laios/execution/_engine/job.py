@@ -15,6 +15,7 @@ bug, a dependency that changed) is logged with its traceback, counted as ``error
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -236,8 +237,11 @@ class Job(TaskRecord):
         start = min(self.last_checkpoint_ns or int((self.start_time or 0.0) * 1e9) or end, end)
         self.last_checkpoint_ns = end
         task = self.task
-        secrets = secret_values(task.parameters) if point.data and task is not None else ()
-        self.env.tracing.checkpoint_span(span, point.name, start, end, point.data, secrets)
+        try:
+            secrets = secret_values(task.parameters) if point.data and task is not None else ()
+            self.env.tracing.checkpoint_span(span, point.name, start, end, point.data, secrets)
+        except Exception as exc:  # a tool's checkpoint() must not fail for a span
+            self.observability_failed("recording a checkpoint span", exc)
 
     # -- callbacks ---------------------------------------------------------------------------
 
@@ -477,29 +481,14 @@ class Job(TaskRecord):
         span = self.span
         debug = failed and _log.isEnabledFor(logging.DEBUG)
         if span is not None or debug:  # (an untraced success has nothing more to record)
-            tracing = env.tracing
-            secrets: Sequence[str] = ()
-            if failed or tracing.capture_content:
-                secrets = secret_values(task.parameters)
-            if span is not None:
-                self.span = self.span_context = None  # the retained record lets the span go
-                tracing.end_span(
-                    span,
-                    error_type=error_type if failed else None,
-                    message=error,
-                    secrets=secrets,
-                    exception=exception,
-                    result=data,
-                    capture_result=not failed,
-                )
-            if debug:
-                _log.debug(
-                    "task %r (tool %r) ended %s: %s",
-                    shorten(task.id, 128),
-                    shorten(task.tool_name, 128),
-                    outcome,
-                    scrub(error or "", secrets),
-                )
+            self.span = self.span_context = None  # the retained record lets the span go
+            try:
+                self._end_span_and_log(task, span, outcome, error, error_type, data, exception)
+            except Exception as exc:  # observability never changes an outcome
+                self.observability_failed("ending the task span", exc)
+                if span is not None:
+                    with contextlib.suppress(Exception):
+                        span.end()
         return construct(
             TaskResult,
             {
@@ -512,6 +501,56 @@ class Job(TaskRecord):
                 "metadata": metadata,
             },
         )
+
+    def _end_span_and_log(
+        self,
+        task: Task,
+        span: Span | None,
+        outcome: str,
+        error: str | None,
+        error_type: str | None,
+        data: Any,
+        exception: BaseException | None,
+    ) -> None:
+        """Set the outcome on the task span and end it; log a failure at debug level."""
+        failed = outcome != "success"
+        tracing = self.env.tracing
+        secrets: Sequence[str] = ()
+        if failed or tracing.capture_content:
+            secrets = secret_values(task.parameters)
+        if span is not None:
+            tracing.end_span(
+                span,
+                error_type=error_type if failed else None,
+                message=error,
+                secrets=secrets,
+                exception=exception,
+                result=data,
+                capture_result=not failed,
+            )
+        if failed and _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "task %r (tool %r) ended %s: %s",
+                shorten(task.id, 128),
+                shorten(task.tool_name, 128),
+                outcome,
+                scrub(error or "", secrets),
+            )
+
+    def observability_failed(self, what: str, exc: BaseException) -> None:
+        """A span, log or capture step failed: log it with its traceback and count it as an
+        ``internal`` error; the task's outcome stays what it was."""
+        _log.error(
+            "internal error while %s of task %r (tool %r); the task's outcome is unchanged",
+            what,
+            shorten(self.task_id, 128),
+            shorten(self.tool, 128),
+            exc_info=exc,
+        )
+        slot = self.slot
+        if slot is not None:
+            with contextlib.suppress(Exception):
+                self.env.store.count_error(slot, "internal")
 
     def internal_failure(self, exc: BaseException) -> TaskResult:
         """The result of a run whose recording failed inside the executor: logged with its

@@ -1,0 +1,139 @@
+"""Hostile outcomes: exceptions that cannot be printed, values that cannot be walked.
+
+Whatever a tool raises or returns, the caller gets its one result by its timeout, the store
+counts it once, and observability (spans, logs, content capture) never changes the outcome:
+a failure while recording it is logged and counted as an ``internal`` error instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from laios.core.types import Context, Task
+from laios.execution.store import MetricStore
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+
+class ApiError(Exception):
+    """An exception whose ``__str__`` returns a number, as some client libraries' do."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.code  # type: ignore[return-value]
+
+
+class RaiseApiError(BaseTool):
+    name = "api"
+    description = "Raises an ApiError whose message is not text."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ApiError(503)
+
+
+class HostileMapping(Mapping[str, Any]):
+    """A mapping whose iteration raises."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("this mapping cannot be walked")
+
+    def __len__(self) -> int:
+        return 1
+
+
+class FailWith(BaseTool):
+    name = "fail"
+    description = "Fails with a plain error."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ValueError("the tool failed")
+
+
+def _registry() -> ToolRegistry:
+    registry = ToolRegistry()
+    registry.register_tools([RaiseApiError, FailWith])
+    return registry
+
+
+def _counts(store: MetricStore, tool: str) -> tuple[dict[str, int], dict[str, int], int]:
+    (snapshot,) = [t for t in store.snapshot().tools if t.tool == tool]
+    outcomes = {name: h.count for name, h in snapshot.outcomes.items() if h.count}
+    errors = {name: c.value for name, c in snapshot.errors.items()}
+    return outcomes, errors, snapshot.in_flight
+
+
+CONTEXT = Context(session_id="s", user_id="u")
+MODES = ("inline", "timeout", "async", "parallel", "retry")
+
+
+def _run(executor: Any, mode: str, task: Task) -> Any:
+    if mode == "inline":
+        return executor.execute_task(task, CONTEXT)
+    if mode == "timeout":
+        return executor.execute_task(task, CONTEXT, timeout=5)
+    if mode == "async":
+        return asyncio.run(asyncio.wait_for(executor.execute_async(task, CONTEXT, timeout=5), 10))
+    if mode == "parallel":
+        coroutine = executor.execute_parallel([task], CONTEXT, timeout=5)
+        return asyncio.run(asyncio.wait_for(coroutine, 10))[0]
+    return executor.execute_with_retry(task, CONTEXT, max_retries=0, timeout=5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_exception_whose_message_is_not_text_is_an_error_outcome(
+    make_executor: Any, mode: str
+) -> None:
+    """A tool raising an exception whose __str__ returns a number ends 'error' (named after its
+    class), is counted once and leaves nothing in flight, on every road."""
+    store = MetricStore()
+    executor = make_executor(tool_registry=_registry(), store=store)
+    task = Task(plan_id="p", description="d", tool_name="api")
+    result = _run(executor, mode, task)
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "ApiError"
+    assert "ApiError" in result.error
+    assert _counts(store, "api") == ({"error": 1}, {"ApiError": 1}, 0)
+    assert executor.get_running_tasks() == []
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_a_parameter_that_cannot_be_walked_does_not_change_the_outcome(
+    make_executor: Any, capture: bool
+) -> None:
+    """With spans (and content capture), a failing task whose parameter cannot be walked still
+    ends with the tool's own error; the span is ended; the recording fault counts 'internal'."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    executor = make_executor(
+        tool_registry=_registry(),
+        store=store,
+        tracer_provider=provider,
+        capture_content=capture,
+    )
+    task = Task(plan_id="p", description="d", tool_name="fail", parameters={})
+    task.parameters["config"] = HostileMapping()
+    result = executor.execute_task(task, CONTEXT, timeout=5)
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "ValueError"
+    assert result.error == "the tool failed"
+    outcomes, errors, in_flight = _counts(store, "fail")
+    assert outcomes == {"error": 1}
+    assert errors["ValueError"] == 1
+    assert errors["internal"] >= 1
+    assert in_flight == 0
+    assert [span.name for span in exporter.get_finished_spans()] == ["execute_tool fail"]
