@@ -91,6 +91,11 @@ class RetryPolicy:
                 raise ValueError(f"{name} must be a number, got {value!r}")
             if math.isnan(value) or math.isinf(value):
                 raise ValueError(f"{name} must be finite, got {value!r}")
+            if name != "backoff" and value > threading.TIMEOUT_MAX:
+                raise ValueError(
+                    f"{name} must be at most {threading.TIMEOUT_MAX:.0f} seconds (the longest "
+                    f"wait this platform supports), got {value!r}"
+                )
             return float(value)
 
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):

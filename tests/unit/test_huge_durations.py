@@ -1,0 +1,67 @@
+"""Durations beyond what the platform can wait: no limit for a timeout, refused for a retry
+wait; the caller's result and the store always agree."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context
+from laios.execution.executor import ResourceLimits
+from laios.execution.store import MetricStore
+
+HUGE = 1e10  # past threading.TIMEOUT_MAX (about 292 years)
+
+
+def _outcomes(store: MetricStore, tool: str) -> dict[str, int]:
+    (snapshot,) = [t for t in store.snapshot().tools if t.tool == tool]
+    return {name: h.count for name, h in snapshot.outcomes.items() if h.count}
+
+
+@pytest.mark.parametrize("where", ["call", "limits"])
+def test_a_timeout_too_large_to_wait_for_means_no_limit(
+    make_executor: Any, make_task: Any, context: Context, where: str
+) -> None:
+    """timeout=1e10 (per call or in ResourceLimits) runs the task as with no timeout, and the
+    store counts the success the caller sees."""
+    assert HUGE > threading.TIMEOUT_MAX
+    store = MetricStore()
+    if where == "call":
+        executor = make_executor(store=store)
+        result = executor.execute_task(make_task("echo", text="x"), context, timeout=HUGE)
+    else:
+        executor = make_executor(store=store, resource_limits=ResourceLimits(timeout_seconds=HUGE))
+        result = executor.execute_task(make_task("echo", text="x"), context)
+    assert result.success, result.error
+    assert _outcomes(store, "echo") == {"success": 1}
+
+
+def test_a_huge_timeout_on_the_awaiting_road_means_no_limit(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """execute_async and execute_parallel accept timeout=1e10 as no limit."""
+    executor = make_executor()
+    single = asyncio.run(executor.execute_async(make_task("echo", text="a"), context, timeout=HUGE))
+    batch = asyncio.run(
+        executor.execute_parallel([make_task("echo", text="b")], context, timeout=HUGE)
+    )
+    assert single.success
+    assert batch[0].success
+
+
+@pytest.mark.parametrize("option", ["retry_delay", "max_delay", "deadline"])
+def test_a_retry_wait_too_large_to_wait_for_is_refused_at_the_call(
+    make_executor: Any, make_task: Any, context: Context, option: str
+) -> None:
+    """execute_with_retry refuses a retry_delay, max_delay or deadline of 1e10 with a result
+    that names the option, instead of failing later."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+    result = executor.execute_with_retry(make_task("fail"), context, **{option: HUGE})
+    assert not result.success
+    assert result.metadata["outcome"] == "rejected"
+    assert option in (result.error or "")
+    assert all(tool.total == 0 for tool in store.snapshot().tools)  # nothing ran
