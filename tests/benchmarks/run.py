@@ -4,6 +4,11 @@ Usage::
 
     python tests/benchmarks/run.py [--rounds N] [--scale F] [--cases P1,P3] [--json] [--strict]
 
+The cases are N0 (noise floor) and P1 … P10: the inline and pooled roads of a synchronous tool
+(P1, P2), full observability (P3), parallel batches of synchronous tools (P4) and of async tools
+(P9: 10,000 coroutines that each sleep 50 ms, at once), one async tool awaited (P10), the retry
+wrapper (P5), contention (P6), the ``/metrics`` render (P7) and memory (P8).
+
 Every case runs its own code ("ours") and a baseline in this one process, interleaved over
 several rounds (ours, baseline, ours, baseline, …). A round's ratio is ours / baseline and the
 case's ratio is the median of the rounds' ratios, so that slow moments of a noisy machine hit
@@ -35,7 +40,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -55,7 +61,7 @@ from laios.execution._aggregates import DURATION_BUCKETS, OUTCOMES
 from laios.execution.executor import Executor
 from laios.execution.prometheus import ensure_collector, render_metrics
 from laios.execution.store import MetricStore
-from laios.tools.base import BaseTool
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 #: Worker threads on both sides of every pooled comparison.
@@ -70,6 +76,11 @@ SCRAPE_GROWTH = 1.5
 RSS_BUDGET_MB = 5.0
 #: Tools registered in P7 (a label cardinality, not a size: never scaled).
 P7_TOOLS = 200
+#: Async tools in one P9 batch at scale 1, and the executor's ``max_async_tools`` there, so that
+#: the whole batch may run at once (the default limit of 1,000 would run it in ten waves).
+P9_TASKS = 10_000
+#: What each P9 tool awaits: ``asyncio.sleep(P9_SLEEP)``, in seconds.
+P9_SLEEP = 0.05
 
 
 # -- configuration and results ------------------------------------------------------------------
@@ -208,29 +219,70 @@ def rss_mb() -> float:
 # -- the workload ----------------------------------------------------------------------------------
 
 
+# Each tool's logic is a module-level function that its class takes as its entry point
+# (``_execute`` or ``_execute_async``), so that a baseline can call the very function the
+# executor ends up calling, bound to the same tool, through a public name.
+
+
+def noop(self: BaseTool, **kwargs: Any) -> None:
+    """The logic of :class:`Noop`: nothing."""
+
+
+async def async_noop(self: BaseTool, **kwargs: Any) -> None:
+    """The logic of :class:`AsyncNoop`: nothing, as a coroutine."""
+
+
+async def sleep_briefly(self: BaseTool, **kwargs: Any) -> None:
+    """The logic of :class:`AsyncSleep`: ``await asyncio.sleep(P9_SLEEP)``."""
+    await asyncio.sleep(P9_SLEEP)
+
+
 class Noop(BaseTool):
     """Does nothing: every case measures the machinery around a tool, not the tool."""
 
     name = "noop"
     description = "Does nothing."
+    _execute = noop
 
-    def _execute(self, **kwargs: Any) -> None:
-        return None
+
+class AsyncNoop(AsyncBaseTool):
+    """An async tool that does nothing (P10)."""
+
+    name = "async_noop"
+    description = "Does nothing, as a coroutine."
+    _execute_async = async_noop
+
+
+class AsyncSleep(AsyncBaseTool):
+    """An async tool that sleeps 50 ms on the event loop (P9)."""
+
+    name = "async_sleep"
+    description = "Sleeps 50 ms on the event loop."
+    _execute_async = sleep_briefly
 
 
 class Bench:
-    """The registry, context and task factory that every case shares."""
+    """The registry, context and task factory that every case shares.
 
-    def __init__(self) -> None:
+    Args:
+        tool: The tool class every task of the case runs.
+        logic: The function ``tool`` takes as its entry point (``_execute`` or
+            ``_execute_async``).
+    """
+
+    def __init__(self, tool: type[BaseTool] = Noop, logic: Callable[..., Any] = noop) -> None:
         self.registry = ToolRegistry()
-        self.tool = self.registry.register_tool(Noop)
+        self.tool = self.registry.register_tool(tool)
+        self.tool_name = self.tool.name
         self.context = Context(session_id="bench-session", user_id="bench-user")
-        #: The tool's own logic: what a bare pool runs for the same task.
-        self.work = self.tool._execute
+        #: The tool's own logic, bound to the registered tool: the very method the executor
+        #: ends up calling (``tool._execute`` or ``tool._execute_async``), which is what a bare
+        #: pool runs (or a bare loop awaits) for the same task.
+        self.work = types.MethodType(logic, self.tool)
 
     def task(self) -> Task:
-        """A fresh no-op task (a new unique id each time)."""
-        return Task(plan_id="bench-plan", description="no-op", tool_name="noop")
+        """A fresh task for the case's tool (a new unique id each time)."""
+        return Task(plan_id="bench-plan", description="no-op", tool_name=self.tool_name)
 
     def executor(self, **kwargs: Any) -> Executor:
         """An executor with its own store and Prometheus registry."""
@@ -246,6 +298,30 @@ class Bench:
 def _check(result: TaskResult) -> None:
     if not result.success:
         raise RuntimeError(f"benchmark task failed, the numbers would be meaningless: {result}")
+
+
+if sys.version_info >= (3, 11):
+
+    async def _under_timeout(awaitable: Awaitable[Any], seconds: float) -> Any:
+        """Await ``awaitable`` under a timeout of ``seconds`` (``asyncio.timeout``)."""
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # Python 3.10 has no asyncio.timeout
+
+    def _under_timeout(awaitable: Awaitable[Any], seconds: float) -> Awaitable[Any]:
+        """Await ``awaitable`` under a timeout of ``seconds`` (``asyncio.wait_for``)."""
+        return asyncio.wait_for(awaitable, seconds)
+
+
+def _batch_seconds(
+    loop: asyncio.AbstractEventLoop, coroutine: Callable[[], Coroutine[Any, Any, Any]]
+) -> float:
+    """Seconds to run ``coroutine()`` to its end on ``loop`` (collector off)."""
+    with _gc_paused():
+        start = time.perf_counter()
+        loop.run_until_complete(coroutine())
+        return time.perf_counter() - start
 
 
 # -- cases ---------------------------------------------------------------------------------------
@@ -408,19 +484,15 @@ def case_p4(cfg: Config) -> CaseResult:
             )
         )
 
-    def batch(coroutine: Callable[[], Any]) -> float:
-        with _gc_paused():
-            start = time.perf_counter()
-            loop.run_until_complete(coroutine())
-            return time.perf_counter() - start
-
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
             for result in loop.run_until_complete(ours()):
                 _check(result)
             loop.run_until_complete(baseline(pool))
             pairs = _interleave(
-                lambda: batch(ours), lambda: batch(lambda: baseline(pool)), cfg.rounds
+                lambda: _batch_seconds(loop, ours),
+                lambda: _batch_seconds(loop, lambda: baseline(pool)),
+                cfg.rounds,
             )
     finally:
         loop.close()
@@ -724,6 +796,127 @@ def case_p8(cfg: Config) -> CaseResult:
     return result
 
 
+def case_p9(cfg: Config) -> CaseResult:
+    """A batch of async tools that each sleep 50 ms: ``execute_parallel(timeout=5)`` vs
+    ``asyncio.gather`` of the tools' own coroutines, each under a 5 s timeout.
+
+    The executor is built with ``max_async_tools`` as large as the batch (10,000 at scale 1),
+    so the whole batch may run at once, as the gathered coroutines do; with the default limit
+    of 1,000 it would run in ten waves of 50 ms.
+    """
+    bench = Bench(AsyncSleep, sleep_briefly)
+    size = cfg.size(P9_TASKS, minimum=100)
+    limit = max(size, P9_TASKS)
+    executor = bench.executor(max_async_tools=limit)
+    loop = asyncio.new_event_loop()
+    work, context = bench.work, bench.context
+
+    async def ours() -> list[TaskResult]:
+        tasks = [bench.task() for _ in range(size)]
+        return await executor.execute_parallel(tasks, context, timeout=TIMEOUT)
+
+    async def baseline() -> list[Any]:
+        tasks = [bench.task() for _ in range(size)]
+        return await asyncio.gather(
+            *(_under_timeout(work(**task.parameters), TIMEOUT) for task in tasks)
+        )
+
+    try:
+        for result in loop.run_until_complete(ours()):
+            _check(result)
+        loop.run_until_complete(baseline())
+        # Half the rounds (at least one): a round is two whole batches already (their per-round
+        # ratios agree within a few hundredths at scale 1), and the case stays a small share
+        # of the run.
+        pairs = _interleave(
+            lambda: _batch_seconds(loop, ours),
+            lambda: _batch_seconds(loop, baseline),
+            (cfg.rounds + 1) // 2,
+        )
+    finally:
+        executor.shutdown()
+        loop.close()
+    result = _ratio_result(
+        "P9",
+        f"{size:,} async tools (sleep 50 ms) in parallel",
+        "ms/batch",
+        [(o * 1e3, b * 1e3) for o, b in pairs],
+        target=1.5,
+    )
+    # What each side adds to the sleep, per task (medians of the rounds).
+    ours_us = statistics.median(o - P9_SLEEP for o, _ in pairs) * 1e6 / size
+    base_us = statistics.median(b - P9_SLEEP for _, b in pairs) * 1e6 / size
+    result.extra.update(
+        max_async_tools=limit, ours_us_per_task=ours_us, baseline_us_per_task=base_us
+    )
+    waves = math.ceil(size / 1000)
+    default = (
+        f"with the default limit of 1,000 it would run in {waves} waves of 50 ms"
+        if waves > 1
+        else "the default limit of 1,000 would hold it too"
+    )
+    rounds = f"{len(pairs)} round{'s' * (len(pairs) > 1)}"
+    result.note = (
+        f"ours = execute_parallel(timeout=5) on an executor with max_async_tools={limit:,}, so "
+        f"the whole batch may run at once ({default}); baseline = asyncio.gather of the tools' "
+        f"own coroutines, each under a 5 s timeout; {rounds} (half of --rounds); beyond the "
+        f"50 ms sleep, ours takes {ours_us:.1f} µs per task and the baseline {base_us:.1f} µs"
+    )
+    return result
+
+
+def case_p10(cfg: Config) -> CaseResult:
+    """One no-op async tool: ``await execute_async`` vs awaiting its coroutine under a 5 s
+    timeout, both on one running loop."""
+    bench = Bench(AsyncNoop, async_noop)
+    calls = cfg.size(5000)
+    executor = bench.executor()
+    loop = asyncio.new_event_loop()
+    work, context = bench.work, bench.context
+
+    async def ours() -> TaskResult:
+        return await executor.execute_async(bench.task(), context)
+
+    if sys.version_info >= (3, 11):
+
+        async def baseline() -> Any:
+            task = bench.task()
+            async with asyncio.timeout(TIMEOUT):
+                return await work(**task.parameters)
+
+    else:  # Python 3.10 has no asyncio.timeout
+
+        async def baseline() -> Any:
+            task = bench.task()
+            return await asyncio.wait_for(work(**task.parameters), TIMEOUT)
+
+    async def us_per_call(one: Callable[[], Coroutine[Any, Any, Any]]) -> float:
+        with _gc_paused():
+            start = time.perf_counter()
+            for _ in range(calls):
+                await one()
+            return (time.perf_counter() - start) * 1e6 / calls
+
+    try:
+        _check(loop.run_until_complete(ours()))
+        for one in (ours, baseline):  # warm-up: a full round of each side, untimed
+            loop.run_until_complete(us_per_call(one))
+        pairs = _interleave(
+            lambda: loop.run_until_complete(us_per_call(ours)),
+            lambda: loop.run_until_complete(us_per_call(baseline)),
+            cfg.rounds,
+        )
+    finally:
+        executor.shutdown()
+        loop.close()
+    result = _ratio_result("P10", "one async no-op, awaited", "us/call", pairs, target=3.0)
+    result.note = (
+        "ours = await execute_async(task, context) (no timeout: the executor's default); "
+        "baseline = await the tool's own coroutine under a 5 s timeout; one running loop"
+    )
+    return result
+
+
 CASES: dict[str, Callable[[Config], CaseResult]] = {
     "N0": case_n0,
     "P1": case_p1,
@@ -734,6 +927,8 @@ CASES: dict[str, Callable[[Config], CaseResult]] = {
     "P6": case_p6,
     "P7": case_p7,
     "P8": case_p8,
+    "P9": case_p9,
+    "P10": case_p10,
 }
 
 
@@ -847,7 +1042,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size by F")
-    parser.add_argument("--cases", default="", help="comma-separated cases, e.g. P1,P3")
+    parser.add_argument(
+        "--cases",
+        default="",
+        help=f"comma-separated cases, e.g. P1,P3 (any of {', '.join(CASES)}; default: all)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when any target fails"

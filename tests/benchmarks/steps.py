@@ -4,16 +4,31 @@ Usage::
 
     python tests/benchmarks/steps.py [--calls N] [--rounds N]
 
-The inline road (no timeout, no callback, a plain tool: case P1 of ``run.py``) is run through
-the executor's own methods, called in the order ``Executor._attempt`` calls them, with a
-``perf_counter_ns()`` reading between steps. The cost of a reading is measured and subtracted.
-Two parts of ``Job.run`` are timed on their own as well, on jobs prepared the same way: marking
-the task running, and the finish. A plain ``execute_task`` runs alongside, so that the steps'
-sum can be checked against the real call (the difference is the calls that tie the steps
-together). Then the primitives the steps are made of are timed on their own.
+The inline road (a plain synchronous tool, no timeout, no callback, no SDK: case P1 of
+``run.py``) is taken apart into public pieces, run in the order an inline run goes through
+them, with a ``perf_counter_ns()`` reading between pieces (the cost of a reading is measured
+and subtracted):
 
-The process is pinned to one CPU like ``run.py``. Figures are medians over rounds, in
-nanoseconds per task. ``tests/unit/test_benchmark_smoke.py`` runs this with tiny sizes.
+* build the ``Task`` (both sides of P1 do);
+* find the tool (``ToolRegistry.get_tool``);
+* the tool's aggregate slot (``MetricStore.tool_slot``);
+* record the task as running (``MetricStore.task_submitted(..., running=True)``);
+* run the tool (build a ``laios.execution.runners.ToolCall`` and ``call_tool`` it, with a
+  minimal events object);
+* record the finish (``MetricStore.task_finished``);
+* build the ``TaskResult`` (``TaskResult(...)``, validated: the executor builds its result
+  without validation, which no public constructor does as cheaply; ``model_construct`` is
+  slower still, see the primitives, so this step reads a little more than the executor pays).
+
+A whole ``execute_task(Task(...))`` is timed alongside, on the same executor: what it costs
+beyond the sum of the pieces is the rest of the executor's work (its job object, the task's
+``status`` and timestamps, the callback and span checks, the calls between the pieces). The
+pooled road's record path (queued, then ``MetricStore.task_started``) is timed for comparison,
+outside the sum. Then the primitives the pieces are made of are timed on their own.
+
+The process is pinned to one CPU like ``run.py``. Figures are medians over rounds (the first
+round warms up and is not counted), in microseconds per task, with each step's share of the
+whole ``execute_task``. ``tests/unit/test_benchmark_smoke.py`` runs this with tiny sizes.
 """
 
 from __future__ import annotations
@@ -35,64 +50,107 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import Bench, pin_to_one_cpu
 
-from laios.core.types import Task, TaskResult, _construct
-from laios.execution._job import DONE, RUNNING
+from laios.core.types import Task, TaskResult, TaskStatus
+from laios.execution.runners import RawOutcome, Refusal, ToolCall, call_tool
 
 STEPS = (
-    "find the tool, build the job (get_tool, Executor._new_job)",
-    "record it as running (MetricStore.submit_record)",
-    "run the tool and finish (Job.run)",
-    "hand the result over",
+    "build the Task (Task(...))",
+    "find the tool (registry.get_tool)",
+    "the tool's slot (store.tool_slot)",
+    "record it as running (store.task_submitted, running=True)",
+    "run the tool (ToolCall + runners.call_tool)",
+    "record the finish (store.task_finished)",
+    "build the result (TaskResult(...))",
 )
-PARTS = (
-    "  of which: task status and started_at (Job._mark_running)",
-    "  of which: finish: store, task fields, TaskResult (Job._conclude)",
-)
+POOLED = "pooled road: queued, then started (task_submitted + task_started)"
+SUM = "sum of the steps"
+WHOLE = "execute_task(Task(...)), whole"
+REST = "the rest (job, task fields, checks, calls between the steps)"
+
+_COMPLETED = TaskStatus.COMPLETED
 
 
-def _prepared(bench: Bench, executor: Any, context: Any) -> Any:
-    """A job recorded as running, as ``Executor._attempt`` makes it before running it."""
-    task = bench.task()
-    tool = executor.tool_registry.get_tool(task.tool_name)
-    job = executor._new_job(task, tool, None, context, None, None, 0, True)
-    job.phase = RUNNING
-    executor._store.submit_record(job, True)
-    return job
+class Events:
+    """The least a runner reports to: every event accepted, nothing recorded."""
+
+    cancel_requested = False
+
+    def started(self) -> bool:
+        return True
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        pass
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+        pass
+
+    def finished(self, outcome: RawOutcome) -> None:
+        pass
+
+    def refused(self, refusal: Refusal) -> None:
+        pass
 
 
-def _stepped(bench: Bench, executor: Any, context: Any, totals: list[int]) -> Any:
-    clock = time.perf_counter_ns
-    task = bench.task()
-    t0 = clock()
-    tool = executor.tool_registry.get_tool(task.tool_name)
-    job = executor._new_job(task, tool, None, context, None, None, 0, True)
-    t1 = clock()
-    job.phase = RUNNING
-    executor._store.submit_record(job, True)
-    t2 = clock()
-    job.run()
-    t3 = clock()
-    result = job.result
-    job.result = None
-    t4 = clock()
-    totals[0] += t1 - t0
-    totals[1] += t2 - t1
-    totals[2] += t3 - t2
-    totals[3] += t4 - t3
-    return result
+class Road:
+    """The public pieces of an inline run over one executor's registry, store and scope."""
 
+    def __init__(self, bench: Bench, executor: Any) -> None:
+        self.bench = bench
+        self.registry = executor.tool_registry
+        self.store = executor.store
+        self.scope = executor.task_monitor.scope
+        self.events = Events()
 
-def _parts(bench: Bench, executor: Any, context: Any, totals: list[int]) -> None:
-    clock = time.perf_counter_ns
-    job = _prepared(bench, executor, context)
-    t0 = clock()
-    job._mark_running()
-    t1 = clock()
-    job.phase = DONE
-    job.result = job._conclude("success", None, None, 0.0, None, {}, None)
-    t2 = clock()
-    totals[0] += t1 - t0
-    totals[1] += t2 - t1
+    def stepped(self, totals: list[int]) -> TaskResult:
+        """One run, piece by piece, adding each piece's nanoseconds to ``totals``."""
+        clock = time.perf_counter_ns
+        store, events = self.store, self.events
+        t0 = clock()
+        task = self.bench.task()
+        t1 = clock()
+        name = task.tool_name
+        tool = self.registry.get_tool(name)
+        t2 = clock()
+        slot = store.tool_slot(name, tool is not None)
+        t3 = clock()
+        rec = store.task_submitted(self.scope, task, name, slot, running=True)
+        t4 = clock()
+        outcome = call_tool(ToolCall(task.id, name, task.parameters, tool), events)
+        t5 = clock()
+        store.task_finished(rec, "success", _COMPLETED)
+        t6 = clock()
+        result = TaskResult(
+            task_id=rec.task_id,
+            success=outcome.error is None,
+            output=outcome.value,
+            error=None,
+            logs=[],
+            execution_time_seconds=rec.execution_time,
+            metadata={"tool_name": name, "outcome": "success"},
+        )
+        t7 = clock()
+        totals[0] += t1 - t0
+        totals[1] += t2 - t1
+        totals[2] += t3 - t2
+        totals[3] += t4 - t3
+        totals[4] += t5 - t4
+        totals[5] += t6 - t5
+        totals[6] += t7 - t6
+        return result
+
+    def pooled_record(self) -> int:
+        """Nanoseconds of the pooled road's record path: submitted queued, then started."""
+        clock = time.perf_counter_ns
+        store = self.store
+        task = self.bench.task()
+        name = task.tool_name
+        slot = store.tool_slot(name, True)
+        t0 = clock()
+        rec = store.task_submitted(self.scope, task, name, slot, running=False)
+        store.task_started(rec)
+        t1 = clock()
+        store.task_finished(rec, "success", _COMPLETED)
+        return t1 - t0
 
 
 def _reading_cost(calls: int) -> float:
@@ -104,6 +162,7 @@ def _reading_cost(calls: int) -> float:
 
 
 def _timed(fn: Callable[[], object], calls: int) -> float:
+    """Nanoseconds per call of ``fn`` over ``calls`` calls (collector off)."""
     gc.collect()
     gc.disable()
     try:
@@ -146,12 +205,19 @@ def primitives(number: int) -> list[tuple[str, float]]:
         ("time.time() / time.perf_counter()", time.perf_counter),
         ("time.thread_time() (measure_cpu_time=True)", time.thread_time),
         ("ContextVar set + reset", context_var),
+        ("contextvars.copy_context() (pooled road)", contextvars.copy_context),
         ("Lock acquire + release", lock_round),
-        ("TaskResult without validation", lambda: _construct(TaskResult, dict(values))),
+        ("TaskResult.model_construct(...)", lambda: TaskResult.model_construct(**values)),
+        ("TaskResult(...) (validated)", lambda: TaskResult(**values)),
     ]
     return [
         (name, min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e9) for name, fn in cases
     ]
+
+
+def _row(name: str, us: float, whole: float | None = None) -> str:
+    share = "" if whole is None else f"{100 * us / whole:6.1f}%"
+    return f"{name:68s} {us:8.2f} {share:>7s}".rstrip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,53 +225,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20_000, help="tasks per round")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (medians are reported)")
     args = parser.parse_args(argv)
+    if args.calls < 1 or args.rounds < 1:
+        parser.error("--calls and --rounds must be at least 1")
     cpu = pin_to_one_cpu(None)
     bench = Bench()
     executor = bench.executor()
+    road = Road(bench, executor)
     context = bench.context
     calls = args.calls
     try:
         per_round: list[list[float]] = []
-        part_rounds: list[list[float]] = []
+        pooled: list[float] = []
         whole: list[float] = []
         for _ in range(args.rounds + 1):  # the first round warms up
             totals = [0] * len(STEPS)
-            parts = [0] * len(PARTS)
+            pooled_ns = 0
             gc.collect()
             gc.disable()
             try:
                 for _ in range(calls):
-                    result = _stepped(bench, executor, context, totals)
+                    result = road.stepped(totals)
                     assert result.success, result
                 for _ in range(calls):
-                    _parts(bench, executor, context, parts)
+                    pooled_ns += road.pooled_record()
             finally:
                 gc.enable()
             reading = _reading_cost(calls)
             per_round.append([t / calls - reading for t in totals])
-            part_rounds.append([t / calls - reading for t in parts])
+            pooled.append(pooled_ns / calls - reading)
             whole.append(_timed(lambda: executor.execute_task(bench.task(), context), calls))
-        per_round, part_rounds, whole = per_round[1:], part_rounds[1:], whole[1:]
-        build = _timed(bench.task, calls)
+        per_round, pooled, whole = per_round[1:], pooled[1:], whole[1:]
     finally:
         executor.shutdown()
 
-    steps = [statistics.median(r[i] for r in per_round) for i in range(len(STEPS))]
-    total = statistics.median(whole)
+    steps = [statistics.median(r[i] for r in per_round) / 1e3 for i in range(len(STEPS))]
+    total = statistics.median(whole) / 1e3
     print(f"inline execute_task, step by step (CPU {cpu}, {calls} calls x {args.rounds} rounds)")
-    print(f"{'step':66s} {'ns/task':>8s}")
-    part_costs = [statistics.median(r[i] for r in part_rounds) for i in range(len(PARTS))]
-    for name, ns in zip(STEPS, steps, strict=True):
-        print(f"{name:66s} {ns:8.0f}")
-        if name.endswith("(Job.run)"):
-            for part, cost in zip(PARTS, part_costs, strict=True):
-                print(f"{part:66s} {cost:8.0f}")
-    print(f"{'sum of the steps':66s} {sum(steps):8.0f}")
-    print(f"{'execute_task(Task(...)) minus Task(...)':66s} {total - build:8.0f}")
+    print(f"{'step':68s} {'µs/task':>8s} {'share':>7s}")
+    for name, us in zip(STEPS, steps, strict=True):
+        print(_row(name, us, total))
+    print(_row(SUM, sum(steps), total))
+    print(_row(REST, total - sum(steps), total))
+    print(_row(WHOLE, total, total))
+    print(_row(POOLED, statistics.median(pooled) / 1e3))
     print()
-    print(f"{'primitive':66s} {'ns/call':>8s}")
+    print(f"{'primitive':68s} {'ns/call':>8s}")
     for name, ns in primitives(max(1000, calls * 5)):
-        print(f"{name:66s} {ns:8.0f}")
+        print(f"{name:68s} {ns:8.0f}")
     return 0
 
 

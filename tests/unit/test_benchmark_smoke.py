@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-CASES = ["N0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"]
+STEPS = Path(__file__).resolve().parents[1] / "benchmarks" / "steps.py"
+CASES = ["N0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,47 +50,59 @@ def test_every_case_reports_a_numeric_ratio_quickly() -> None:
     env = report["environment"]
     assert {"python", "cpu_pinned", "laios", "date"} <= set(env)
     assert elapsed < 20, f"the smoke run took {elapsed:.1f} s"
+    # The async cases ran at their smallest sizes, and P9 on a limit that fits its batch.
+    assert cases["P9"]["unit"] == "ms/batch"
+    assert cases["P9"]["title"].startswith("100 async tools")
+    assert cases["P9"]["extra"]["max_async_tools"] >= 100
+    assert cases["P10"]["unit"] == "us/call"
+    assert len(cases["P10"]["rounds"]) == 2
 
 
 def test_cases_can_be_selected_and_strict_fails_on_a_missed_target() -> None:
     # Whether a target is met at 1% of the sizes is noise; --strict must exit non-zero exactly
     # when some selected target is reported as failed.
-    proc = _run("--scale", "0.01", "--rounds", "1", "--cases", "p5,N0", "--json", "--strict")
+    proc = _run("--scale", "0.01", "--rounds", "1", "--cases", "p10,p5,N0", "--json", "--strict")
 
     report = json.loads(proc.stdout)
-    assert [case["case"] for case in report["cases"]] == ["N0", "P5"]
+    assert [case["case"] for case in report["cases"]] == ["N0", "P5", "P10"]
     all_passed = all(case["passed"] for case in report["cases"])
     assert proc.returncode == (0 if all_passed else 1)
 
 
 def test_an_unknown_case_is_an_error() -> None:
-    proc = _run("--cases", "P9")
+    proc = _run("--cases", "P11")
 
     assert proc.returncode == 2
     assert "unknown case" in proc.stderr
 
 
 def test_the_step_profile_runs_and_accounts_for_every_step() -> None:
-    steps = Path(__file__).resolve().parents[1] / "benchmarks" / "steps.py"
     proc = subprocess.run(
-        [sys.executable, str(steps), "--calls", "200", "--rounds", "1"],
+        [sys.executable, str(STEPS), "--calls", "200", "--rounds", "1"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    rows = {}
+    rows: dict[str, tuple[float, float | None]] = {}
     for line in proc.stdout.splitlines():
-        name, _, value = line.rpartition(" ")
-        try:
-            rows[name.strip()] = float(value)
-        except ValueError:
-            continue
-    assert "sum of the steps" in rows
-    assert "execute_task(Task(...)) minus Task(...)" in rows
+        match = re.fullmatch(r"(.+?)\s+(-?[\d.]+)(?:\s+(-?[\d.]+)%)?", line)
+        if match:
+            name, value, share = match.groups()
+            rows[name] = (float(value), None if share is None else float(share))
+    firsts = ("build the Task", "find the tool", "the tool's slot", "record it as running")
+    firsts += ("run the tool", "record the finish", "build the result")
+    steps = {name: row for name, row in rows.items() if name.startswith(firsts)}
+    assert len(steps) == len(firsts), sorted(rows)
+    for name, (_, share) in steps.items():
+        assert share is not None, name
+    whole, whole_share = rows["execute_task(Task(...)), whole"]
+    assert whole > 0
+    assert whole_share == 100.0
+    total, _ = rows["sum of the steps"]
+    assert total == pytest.approx(sum(us for us, _ in steps.values()), abs=0.05)
+    assert "the rest (job, task fields, checks, calls between the steps)" in rows
+    assert any(name.startswith("pooled road") for name in rows)
     assert "datetime.now(timezone.utc)" in rows
-    firsts = ("find the tool", "record it", "run the tool", "of which: task status")
-    firsts += ("of which: finish", "hand the result")
-    assert len([k for k in rows if k.startswith(firsts)]) == len(firsts)
-    assert rows["sum of the steps"] > 0
+    assert "TaskResult(...) (validated)" in rows
