@@ -168,11 +168,10 @@ class BaseTool(abc.ABC):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
         self.category = ToolCategory(self.category)
         self.required_permissions = {Permission(p) for p in self.required_permissions}
+        # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
+        # ``_execute_async``) takes the keyword arguments as they are.
         self._passthrough = (
-            self._kwargs_style
-            and model is ToolInput
-            and cls._validate is BaseTool._validate
-            and not self.is_async
+            self._kwargs_style and model is ToolInput and cls._validate is BaseTool._validate
         )
 
     def __repr__(self) -> str:
@@ -328,12 +327,15 @@ class AsyncBaseTool(BaseTool):
         Returns:
             What ``_execute_async`` returned: a :class:`ToolOutput` or any other value.
         """
-        input_data = self._build_input(kwargs)
-        self._validate(input_data)
-        if self._kwargs_style:
-            result = self._execute_async(**self._as_kwargs(input_data, kwargs))
+        if self._passthrough:
+            result = self._execute_async(**kwargs)
         else:
-            result = self._execute_async(input_data)
+            input_data = self._build_input(kwargs)
+            self._validate(input_data)
+            if self._kwargs_style:
+                result = self._execute_async(**self._as_kwargs(input_data, kwargs))
+            else:
+                result = self._execute_async(input_data)
         if inspect.isawaitable(result):
             result = await result
         return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -168,7 +169,7 @@ class LoopRunner:
         self.loop_thread = loop_thread
         self.closed = False
         self._pending = 0  # calls accepted and not finished, for shutdown(wait=True)
-        self._idle = threading.Condition()
+        self._pending_lock = threading.Lock()
 
     @property
     def stats(self) -> RunnerStats:
@@ -193,7 +194,7 @@ class LoopRunner:
             except RuntimeError:
                 return _NO_LOOP
         work = _LoopCall(self, call, events, loop)
-        with self._idle:
+        with self._pending_lock:
             self._pending += 1
         if self.slots.take(work):
             _launch(work)
@@ -216,8 +217,8 @@ class LoopRunner:
         if self.loop_thread is None:
             return
         if wait and threading.current_thread() is not self.loop_thread.thread:
-            with self._idle:
-                self._idle.wait_for(lambda: self._pending == 0)
+            while self._pending:  # (shutdown is rare: a short poll beats a per-call condition)
+                time.sleep(0.005)
         self.loop_thread.stop()
 
     def done(self, work: _LoopCall) -> None:
@@ -225,10 +226,8 @@ class LoopRunner:
         following = self.slots.give_back()
         if following is not None:
             _launch(following)
-        with self._idle:
+        with self._pending_lock:
             self._pending -= 1
-            if self._pending == 0:
-                self._idle.notify_all()
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool:
