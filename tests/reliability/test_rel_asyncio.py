@@ -77,7 +77,8 @@ SCENARIO = textwrap.dedent(
         assert outcomes == ["success", "success", "rejected", "timeout"], outcomes
         waiting = asyncio.ensure_future(
             executor.execute_parallel([task("hang") for _ in range(6)], ctx))
-        await asyncio.sleep(0.05)
+        while not executor.get_running_tasks():  # cancel once the batch runs
+            await asyncio.sleep(0.005)
         waiting.cancel()
         try:
             await waiting

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 import laios
 from laios import cli
 from laios.cli import format_seconds, main, progress_bar, render_status, status_url, watch_status
-from laios.execution._records import ProgressStatus, ProgressUpdate
+from laios.execution.monitor import ProgressStatus, ProgressUpdate
 from laios.execution.server import MetricsServer, start_http_server
 from laios.execution.store import MetricStore
 

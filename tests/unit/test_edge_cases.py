@@ -14,6 +14,7 @@ import gzip
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
@@ -21,15 +22,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import HookedRunner
 from laios import cli
 from laios.core.types import Context
+from laios.execution import retry
 from laios.execution.executor import Executor
 from laios.execution.monitor import PerformanceMonitor
 from laios.execution.prometheus import ensure_collector, render_metrics
-from laios.execution.runners import ThreadRunner
+from laios.execution.runners import Handle, Refusal, RunEvents, ThreadRunner, ToolCall
 from laios.execution.server import make_wsgi_app
 from laios.execution.store import MetricStore
+from laios.tools.base import BaseTool
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -79,6 +81,19 @@ class CancelWhileSubmitting(MetricStore):
         return super().submit_record(rec, running)
 
 
+class PausingThreadRunner(ThreadRunner):
+    """A thread runner that calls ``before_submit(call)`` on the caller's thread just before it
+    takes each call (the job is recorded and visible to ``cancel_task`` by then)."""
+
+    def __init__(self, before_submit: Callable[[ToolCall], None]) -> None:
+        super().__init__(4, 4)
+        self.before_submit = before_submit
+
+    def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
+        self.before_submit(call)
+        return super().submit(call, events)
+
+
 # -- cancellation racing a task's start ----------------------------------------------------------
 
 
@@ -95,17 +110,14 @@ def test_cancel_right_after_preparation_of_a_timed_task_returns_cancelled(
     store = MetricStore()
     cancelled: list[bool] = []
 
-    def cancel_from_elsewhere(call: Any) -> None:
+    def cancel_from_elsewhere(call: ToolCall) -> None:
         canceller = threading.Thread(
             target=lambda: cancelled.append(executor.cancel_task(call.task_id))
         )
         canceller.start()
         canceller.join(5)
 
-    executor = make_executor(
-        store=store,
-        runner=HookedRunner(ThreadRunner(4, 4), before_submit=cancel_from_elsewhere),
-    )
+    executor = make_executor(store=store, runner=PausingThreadRunner(cancel_from_elsewhere))
     task = make_task("echo", text="hi")
     events: list[str] = []
     if path == "plain":
@@ -265,47 +277,83 @@ def test_keyboard_interrupt_from_inline_callback_propagates_after_recording(
 # -- what finished records keep ----------------------------------------------------------------
 
 
+class CallbackFailure(ValueError):
+    """What a test's ``on_progress`` raises (a class of its own, so a weakref can watch it)."""
+
+
 def test_finished_record_drops_callback_error_and_task(
     make_executor: Any, make_task: Any, context: Context
 ) -> None:
     """A record of a task whose callback raised keeps no callback error; the Task is freed."""
     executor = make_executor()
+    raised: list[weakref.ref[CallbackFailure]] = []
 
     def raise_on_progress(event: str, data: dict[str, Any]) -> None:
         if event == "progress":
-            raise ValueError("bad callback")
+            error = CallbackFailure("bad callback")
+            raised.append(weakref.ref(error))
+            raise error
 
     task = make_task("progress", api_key="sk-not-a-real-key")
     task_id = task.id
     result = executor.execute_task(task, context, on_progress=raise_on_progress)
     assert result.metadata["error_type"] == "callback_error"
 
-    metrics = executor.get_metrics(task_id)
+    metrics = executor.get_metrics(task_id)  # the record stays retained from here on
     assert metrics is not None
-    assert metrics._record.callback_error is None
+    assert metrics.outcome == "error"
     ref = weakref.ref(task)
     del task, result
     gc.collect()
+    assert len(raised) == 1
+    assert raised[0]() is None  # nothing, the retained record included, keeps the exception
     assert ref() is None
 
 
+class BulkyOutput:
+    """A large tool output that a weakref can watch."""
+
+    def __init__(self) -> None:
+        self.payload = bytes(1_000_000)
+
+
+class BulkyTool(BaseTool):
+    """Returns a new ``BulkyOutput``, keeping only a weak reference to it (in ``outputs``)."""
+
+    name = "bulky"
+    description = "Returns a new 1 MB object."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: list[weakref.ref[BulkyOutput]] = []
+
+    def _execute(self, **kwargs: Any) -> Any:
+        output = BulkyOutput()
+        self.outputs.append(weakref.ref(output))
+        return output
+
+
 def test_cancelled_await_of_execute_parallel_leaves_no_results_on_records(
-    make_executor: Any, make_task: Any, context: Context, gate: Any
+    make_executor: Any, make_task: Any, context: Context, gate: Any, registry: Any
 ) -> None:
     """After the await of execute_parallel is cancelled, no retained record keeps a result."""
+    bulky = registry.register_tool(BulkyTool)
     executor = make_executor()
-    big = make_task("echo", text="x" * 1_000_000)
-    blocked = make_task("blocked")
+    batch = [make_task("bulky"), make_task("blocked")]
+    ids = {task.id for task in batch}
 
-    async def run() -> Any:
-        return await asyncio.wait_for(executor.execute_parallel([big, blocked], context), 0.3)
+    async def run(tasks: list[Any]) -> Any:
+        return await asyncio.wait_for(executor.execute_parallel(tasks, context), 0.3)
 
     with pytest.raises(asyncio.TimeoutError):
-        asyncio.run(run())
+        asyncio.run(run(batch))
 
-    records = [m._record for m in executor.get_all_metrics()]
-    assert {r.task_id for r in records} == {big.id, blocked.id}
-    assert [r.result for r in records] == [None, None]
+    metrics = executor.get_all_metrics()  # both records stay retained from here on
+    assert {m.task_id for m in metrics} == ids
+    del batch  # a task itself holds its result
+    gc.collect()
+    assert len(bulky.outputs) == 1
+    assert bulky.outputs[0]() is None
 
 
 # -- exported aggregates -----------------------------------------------------------------------
@@ -366,6 +414,14 @@ def test_cancel_between_retry_attempts_stops_the_retries(
 ) -> None:
     """cancel_task during a retry wait returns True and no further attempt runs."""
     monkeypatch.delenv("LAIOS_RETRY_SLEEP", raising=False)
+    waiting = threading.Event()
+    real_sleep = retry.sleep
+
+    def sleep_seen(seconds: float, stop: Any = None) -> None:
+        waiting.set()
+        real_sleep(seconds, stop)
+
+    monkeypatch.setattr(retry, "sleep", sleep_seen)
     store = MetricStore()
     executor = make_executor(store=store)
     task = make_task("boom")
@@ -373,7 +429,7 @@ def test_cancel_between_retry_attempts_stops_the_retries(
         executor.execute_with_retry, task, context, max_retries=5, retry_delay=1.0
     )
     assert wait_until(lambda: _outcomes(store, "boom") == {"error": 1})
-    time.sleep(0.1)  # well inside the 1 s wait before the second attempt
+    assert waiting.wait(5)  # the loop is in its 1 s wait before the second attempt
 
     cancelled_at = time.monotonic()
     assert executor.cancel_task(task.id) is True

@@ -18,6 +18,12 @@ from laios.execution.task_context import (
 )
 
 
+def store_state(executor: Executor, task_id: str) -> str | None:
+    """The task's state in its store's snapshot (``queued``/``running``), ``None`` if not there."""
+    states = [t.state for t in executor.store.snapshot().running if t.task_id == task_id]
+    return states[0] if states else None
+
+
 def test_cancel_queued_task_finishes_it_at_once(
     make_executor: Any,
     make_task: Any,
@@ -25,6 +31,7 @@ def test_cancel_queued_task_finishes_it_at_once(
     gate: Any,
     calls: list[Any],
     in_thread: Any,
+    wait_until: Any,
 ) -> None:
     """A queued task cancelled ends 'cancelled' at once and never runs, even later."""
     executor = make_executor(max_workers=1)
@@ -39,7 +46,7 @@ def test_cancel_queued_task_finishes_it_at_once(
         timeout=10,
         on_progress=lambda e, d: events.append(e),
     )
-    time.sleep(0.1)
+    assert wait_until(lambda: store_state(executor, queued.id) == "queued")
     assert executor.cancel_task(queued.id) is True
     waiter.join(2)
     assert not waiter.is_alive()
@@ -66,9 +73,10 @@ def test_cancel_running_task_ends_cancelled_after_the_tool_returns(
     )
     assert gate.wait_entered(1)
     assert executor.cancel_task(task.id) is True
-    time.sleep(0.1)
     assert waiter.is_alive()
     assert task.status is TaskStatus.RUNNING
+    assert store_state(executor, task.id) == "running"
+    events.append("tool released")
     gate.release.set()
     waiter.join(5)
     [result] = box
@@ -76,7 +84,7 @@ def test_cancel_running_task_ends_cancelled_after_the_tool_returns(
     assert result.metadata["outcome"] == "cancelled"
     assert "cancelled" in (result.error or "")
     assert task.status is TaskStatus.CANCELLED
-    assert events == ["started", "cancelled"]
+    assert events == ["started", "tool released", "cancelled"]
     assert executor.get_metrics(task.id).outcome == "cancelled"  # type: ignore[union-attr]
 
 
@@ -200,15 +208,24 @@ def test_cancel_with_a_non_string_id_returns_false(executor: Executor) -> None:
 
 
 def test_cancel_queued_task_in_parallel_batch(
-    make_executor: Any, make_task: Any, context: Context, gate: Any, calls: list[Any]
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    gate: Any,
+    calls: list[Any],
+    wait_until: Any,
 ) -> None:
     """Cancelling one queued task of a batch ends it 'cancelled'; the others complete."""
     executor = make_executor(max_workers=1)
     tasks = [make_task("blocked"), make_task("echo", text="cancel me"), make_task("echo")]
 
+    def cancel_me_is_queued() -> bool:
+        return store_state(executor, tasks[1].id) == "queued"
+
     async def scenario() -> list[TaskResult]:
         pending = asyncio.ensure_future(executor.execute_parallel(tasks, context))
         assert await asyncio.to_thread(gate.wait_entered, 1)
+        assert await asyncio.to_thread(wait_until, cancel_me_is_queued)
         assert executor.cancel_task(tasks[1].id)
         gate.release.set()
         return await pending
@@ -232,7 +249,7 @@ def test_cancelled_task_is_not_retried(
 
 
 def test_cancel_reaches_every_running_task_with_that_id(
-    executor: Executor, make_task: Any, context: Context, gate: Any
+    executor: Executor, make_task: Any, context: Context, gate: Any, wait_until: Any
 ) -> None:
     """cancel_task(id) cancels every queued or running task carrying that id."""
     tasks = [make_task("poll_cancel", task_id="shared"), make_task("poll_cancel", task_id="shared")]
@@ -241,7 +258,8 @@ def test_cancel_reaches_every_running_task_with_that_id(
         pending = asyncio.ensure_future(executor.execute_parallel(tasks, context))
         assert await asyncio.to_thread(gate.wait_entered, 2)
         assert executor.cancel_task("shared")
-        await asyncio.sleep(0.3)
+        # Both tools stop on seeing the request: neither is still running, the gate still shut.
+        assert await asyncio.to_thread(wait_until, lambda: not executor.get_running_tasks())
         gate.release.set()
         return await pending
 

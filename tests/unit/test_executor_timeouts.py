@@ -296,15 +296,23 @@ def test_cpu_time_of_a_timed_out_task_is_zero(
 # -- a timeout racing the worker that takes the task ------------------------------------
 
 
-class SlowStartStore(MetricStore):
-    """A store whose worker is descheduled right after taking a task off the queue."""
+#: Longest the paused worker waits for the test, so that a failing test never hangs the run.
+MAX_PAUSE_SECONDS = 10.0
+
+
+class PausedStartStore(MetricStore):
+    """A store that holds the worker right after it took a task off the queue (inside
+    ``task_started``, before the task becomes running) until the test resumes it."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.entered = threading.Event()
+        self.resume = threading.Event()
         self.passed = threading.Event()
 
     def task_started(self, rec: TaskRecord) -> None:
-        time.sleep(0.3)
+        self.entered.set()
+        self.resume.wait(MAX_PAUSE_SECONDS)
         super().task_started(rec)
         self.passed.set()
 
@@ -313,16 +321,18 @@ def test_timeout_during_dequeue_leaves_a_final_status(
     make_executor: Any, make_task: Any, context: Context, calls: list[Any]
 ) -> None:
     """A timeout striking as a worker takes the task: status stays FAILED, the tool never runs."""
-    store = SlowStartStore()
+    store = PausedStartStore()
     executor = make_executor(max_workers=1, store=store)
     task = make_task("echo", text="after timeout")
     events: list[str] = []
     result = executor.execute_task(
-        task, context, timeout=0.1, on_progress=lambda e, d: events.append(e)
+        task, context, timeout=0.5, on_progress=lambda e, d: events.append(e)
     )
     assert result.metadata["outcome"] == "timeout"
-    assert store.passed.wait(5)
-    time.sleep(0.1)
+    assert store.entered.is_set()  # the timeout struck while the worker was taking the task
+    store.resume.set()
+    executor.shutdown(wait=True)  # joins the worker: it is done with the task
+    assert store.passed.is_set()
     assert task.status is TaskStatus.FAILED
     assert events == ["timeout"]
     assert calls == []

@@ -25,7 +25,6 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.registry import Collector
 
-from laios.execution import store as store_module
 from laios.execution.prometheus import (
     StoreCollector,
     ensure_collector,
@@ -53,7 +52,7 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 class FakeClock:
-    """Stands in for the store's ``time`` module so durations land in chosen buckets."""
+    """A settable monotonic clock for ``MetricStore(clock=...)``: durations in chosen buckets."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -139,15 +138,15 @@ def varied_workload(store: MetricStore, clock: FakeClock | None = None, seed: in
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(store_module, "time", fake)
-    return fake
+def clock() -> FakeClock:
+    """The clock the ``store`` reads; durations are 0 s unless the test moves ``clock.now``."""
+    return FakeClock()
 
 
 @pytest.fixture
-def store() -> MetricStore:
-    return MetricStore()
+def store(clock: FakeClock) -> MetricStore:
+    """A fresh store that reads the test's ``clock``."""
+    return MetricStore(clock=clock)
 
 
 @pytest.fixture
@@ -229,7 +228,7 @@ def test_several_stores_are_summed_as_the_collector_sums_them(
     registry: CollectorRegistry, clock: FakeClock
 ) -> None:
     """Stores joined into one registry: counts, sums, buckets and exemplars add up alike."""
-    first, second = MetricStore(), MetricStore(max_tool_labels=3)
+    first, second = MetricStore(clock=clock), MetricStore(clock=clock, max_tool_labels=3)
     for seed, extra in enumerate((first, second)):
         ensure_collector(extra, registry)
         varied_workload(extra, clock, seed=seed + 1)

@@ -378,3 +378,54 @@ def test_retries_field_counts_preceding_attempts(
     task = make_task("fail")
     executor.execute_with_retry(task, context, max_retries=2, retry_delay=0)
     assert executor.get_metrics(task.id).retries == 2  # type: ignore[union-attr]
+
+
+class _StoppedClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_a_running_tasks_execution_time_reads_the_stores_clock() -> None:
+    """ExecutionMetrics of a running task measures its time so far on the store's clock."""
+    from laios.core.types import Task
+    from laios.execution.store import MetricStore
+    from laios.execution.task_monitor import TaskMonitor
+
+    clock = _StoppedClock()
+    monitor = TaskMonitor(MetricStore(clock=clock))
+    task = Task(plan_id="p", description="d", tool_name="echo")
+    metrics = monitor.start_monitoring(task)
+    assert metrics.execution_time == 0.0
+    clock.now += 2.5
+    assert metrics.execution_time == 2.5
+
+
+def test_the_completed_events_execution_time_reads_the_stores_clock() -> None:
+    """The 'completed' event's execution_time is measured on the store's clock."""
+    from laios.core.types import Context, Task
+    from laios.execution.executor import Executor
+    from laios.execution.store import MetricStore
+    from laios.tools.base import create_simple_tool
+    from laios.tools.registry import ToolRegistry
+
+    clock = _StoppedClock()
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("noop", "Does nothing.", lambda: None))
+    events: list[tuple[str, dict[str, object]]] = []
+    with Executor(registry, store=MetricStore(clock=clock), register_prometheus=False) as ex:
+        task = Task(plan_id="p", description="d", tool_name="noop")
+        ex.execute_task(
+            task,
+            Context(session_id="s", user_id="u"),
+            on_progress=lambda e, d: events.append((e, d)),
+        )
+    (completed,) = [data for event, data in events if event == "completed"]
+    assert completed["execution_time"] == 0.0

@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from laios.core.types import Context, Task
 from laios.execution import prometheus
-from laios.execution import store as store_module
 from laios.execution.executor import Executor
 from laios.execution.prometheus import (
     MAX_LABEL_LENGTH,
@@ -35,7 +34,7 @@ SPAN_ID = "00f067aa0ba902b7"
 
 
 class FakeClock:
-    """Stands in for the store's ``time`` module so durations are exact."""
+    """A settable monotonic clock for ``MetricStore(clock=...)``, so durations are exact."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -55,8 +54,9 @@ class Pool:
 
 
 @pytest.fixture
-def store() -> MetricStore:
-    return MetricStore()
+def store(clock: FakeClock) -> MetricStore:
+    """A fresh store that reads the test's ``clock``."""
+    return MetricStore(clock=clock)
 
 
 @pytest.fixture
@@ -67,10 +67,9 @@ def registry(store: MetricStore) -> CollectorRegistry:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(store_module, "time", fake)
-    return fake
+def clock() -> FakeClock:
+    """The clock the ``store`` reads; durations are 0 s unless the test moves ``clock.now``."""
+    return FakeClock()
 
 
 def run(

@@ -18,9 +18,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from laios.core.types import Context, Task
-from laios.execution import store as store_module
-from laios.execution._records import ProgressStatus, ProgressUpdate
 from laios.execution.executor import Executor
+from laios.execution.monitor import ProgressStatus, ProgressUpdate
 from laios.execution.server import (
     MAX_STATUS_RUNNING,
     MetricsServer,
@@ -38,7 +37,7 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
 class FakeClock:
-    """Stands in for the store's ``time`` module so durations are exact."""
+    """A settable monotonic clock for ``MetricStore(clock=...)``, so durations are exact."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -133,12 +132,10 @@ def test_status_lists_running_tasks_with_progress(
     assert task["elapsed_seconds"] >= 0
 
 
-def test_status_reports_tool_totals_and_percentiles(
-    store: MetricStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_status_reports_tool_totals_and_percentiles() -> None:
     """Per-tool totals, error rate and p50/p95 estimated from the buckets."""
     clock = FakeClock()
-    monkeypatch.setattr(store_module, "time", clock)
+    store = MetricStore(clock=clock)
     slot = store.tool_slot("fetch", True)
     for index in range(100):
         rec = store.task_submitted(

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from laios.core.types import Context
-from laios.execution import store as store_module
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore, get_default_store
 
@@ -309,7 +308,7 @@ def test_retained_records_do_not_keep_tasks_alive(
 
 
 class _WallClock:
-    """Stands in for the store's ``time`` module: a settable wall clock, the real monotonic one."""
+    """A clock for ``MetricStore(clock=...)``: a settable wall clock, the real monotonic one."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0
@@ -330,13 +329,11 @@ def _first_bucket_exemplar(store: MetricStore) -> Any:
     return tool.outcomes["success"].exemplars[0]
 
 
-def test_a_bucket_keeps_its_exemplar_for_a_second_then_takes_a_newer_one(
-    store: MetricStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bucket_keeps_its_exemplar_for_a_second_then_takes_a_newer_one() -> None:
     """Prometheus reads one exemplar per bucket per scrape: a busy bucket does not build one per
     task, but never shows one older than a second when newer sampled tasks arrived."""
     clock = _WallClock()
-    monkeypatch.setattr(store_module, "time", clock)
+    store = MetricStore(clock=clock)
     _finish_traced(store, "1" * 32)
     assert _first_bucket_exemplar(store).trace_id == "1" * 32
     clock.now += 0.5
@@ -349,12 +346,10 @@ def test_a_bucket_keeps_its_exemplar_for_a_second_then_takes_a_newer_one(
     assert exemplar.timestamp == clock.now
 
 
-def test_a_clock_stepped_back_does_not_freeze_a_bucket_exemplar(
-    store: MetricStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_clock_stepped_back_does_not_freeze_a_bucket_exemplar() -> None:
     """A wall clock set back (NTP) makes the held exemplar look from the future: it is replaced."""
     clock = _WallClock()
-    monkeypatch.setattr(store_module, "time", clock)
+    store = MetricStore(clock=clock)
     _finish_traced(store, "1" * 32)
     clock.now -= 3600.0
     _finish_traced(store, "2" * 32)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from laios.execution.store import TaskRecord
 
 if TYPE_CHECKING:
-    from laios.execution.store import MetricStore
+    from laios.execution.store import Clock, MetricStore
 
 __all__ = ["ExecutionMetrics"]
 
@@ -53,6 +53,10 @@ class ExecutionMetrics:
         self._record = _record if _record is not None else TaskRecord(task_id)
         self._store = _store
 
+    def _clock(self) -> Clock:
+        """The clock of the store keeping the record (the ``time`` module when detached)."""
+        return self._store.clock if self._store is not None else time
+
     @property
     def task_id(self) -> str:
         """The task's id."""
@@ -81,7 +85,7 @@ class ExecutionMetrics:
         """Wall-clock seconds; for a running task, the time so far."""
         rec = self._record
         if rec.state == "running" and rec.started_mono:
-            return time.perf_counter() - rec.started_mono
+            return self._clock().perf_counter() - rec.started_mono
         return rec.execution_time
 
     @execution_time.setter
@@ -161,17 +165,17 @@ class ExecutionMetrics:
     def start(self) -> None:
         """Mark the start (sets ``start_time`` to now)."""
         rec = self._record
-        rec.start_time = time.time()
-        rec.started_mono = time.perf_counter()
+        rec.start_time = self._clock().time()
+        rec.started_mono = self._clock().perf_counter()
         if rec.state == "new":
             rec.state = "running"
 
     def end(self) -> None:
         """Mark the end (sets ``end_time`` and ``execution_time``)."""
         rec = self._record
-        rec.end_time = time.time()
+        rec.end_time = self._clock().time()
         if rec.started_mono:
-            rec.execution_time = time.perf_counter() - rec.started_mono
+            rec.execution_time = self._clock().perf_counter() - rec.started_mono
         elif rec.start_time is not None:
             rec.execution_time = rec.end_time - rec.start_time
         if rec.state == "running":

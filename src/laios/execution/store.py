@@ -20,7 +20,7 @@ import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from laios.execution._aggregates import (
     ERROR_OUTCOMES,
@@ -37,6 +37,7 @@ from laios.execution._locks import acquire_contended
 from laios.execution._records import MAX_TEXT, Checkpoint, ProgressStatus, ProgressUpdate, shorten
 
 __all__ = [
+    "Clock",
     "MetricStore",
     "RecordScope",
     "TaskRecord",
@@ -76,6 +77,18 @@ def _final(rec: TaskRecord) -> ProgressUpdate:
     percent = 100.0 if final is ProgressStatus.COMPLETED else rec.progress_percent
     details = {"outcome": rec.outcome}
     return ProgressUpdate(rec.task_id, final, percent, None, details, _utc(rec.end_time or 0.0))
+
+
+class Clock(Protocol):
+    """Where a store reads the time: the ``time`` module, or a test's own clock."""
+
+    def time(self) -> float:
+        """Unix time in seconds (timestamps of records, checkpoints and exemplars)."""
+        ...
+
+    def perf_counter(self) -> float:
+        """A monotonic clock in seconds (durations and queue waits)."""
+        ...
 
 
 ProgressListener = Callable[[ProgressUpdate], None]
@@ -161,6 +174,8 @@ class MetricStore:
         max_tracked_ids: Task ids for which progress histories and custom metrics are kept.
         max_custom_metrics: Distinct (name, unit) pairs of custom metrics exported as
             aggregates before further ones fold into ``"other"``.
+        clock: Where the store reads the time (``time()`` for timestamps, ``perf_counter()``
+            for durations); the ``time`` module by default. Tests pass a clock they control.
 
     Raises:
         ValueError: When a capacity is not a positive integer.
@@ -174,6 +189,7 @@ class MetricStore:
         max_error_types: int = 50,
         max_tracked_ids: int = 10_000,
         max_custom_metrics: int = 100,
+        clock: Clock | None = None,
     ) -> None:
         for name, value in (
             ("record_capacity", record_capacity),
@@ -189,6 +205,7 @@ class MetricStore:
         self.max_error_types = max_error_types
         self.max_tracked_ids = max_tracked_ids
         self.max_custom_metrics = max_custom_metrics
+        self.clock: Clock = time if clock is None else clock
         self._lock = threading.Lock()
         self._active: dict[TaskRecord, None] = {}  # queued and running, in submission order
         self._slots: dict[str, ToolSlot] = {}
@@ -279,7 +296,7 @@ class MetricStore:
     def submit_record(self, rec: TaskRecord, running: bool) -> TaskRecord:
         """Like :meth:`task_submitted`, for a record the caller built (with ``task_id``,
         ``tool``, ``scope``, ``slot`` and ``task`` set)."""
-        now = time.perf_counter()
+        now = self.clock.perf_counter()
         scope = rec.scope
         slot = rec.slot
         assert slot is not None
@@ -287,7 +304,7 @@ class MetricStore:
         if running:  # the record is not shared yet: fill it in before taking the lock
             rec.state = "running"
             rec.started_mono = now
-            rec.start_time = time.time()
+            rec.start_time = self.clock.time()
             rec.ran = True
         else:
             rec.state = "queued"
@@ -314,8 +331,8 @@ class MetricStore:
 
     def task_started(self, rec: TaskRecord) -> None:
         """Record that a queued task's tool is about to run (observes its queue wait)."""
-        now = time.perf_counter()
-        start_time = time.time()
+        now = self.clock.perf_counter()
+        start_time = self.clock.time()
         lock = self._lock
         if not lock.acquire(False):
             acquire_contended(lock)
@@ -363,8 +380,8 @@ class MetricStore:
         Returns:
             ``False`` when the record had already finished (nothing is counted twice).
         """
-        now = time.perf_counter()
-        end_time = time.time()
+        now = self.clock.perf_counter()
+        end_time = self.clock.time()
         lock = self._lock
         if not lock.acquire(False):
             acquire_contended(lock)
@@ -439,7 +456,7 @@ class MetricStore:
 
     def add_checkpoint(self, rec: TaskRecord, name: str, data: dict[str, Any] | None) -> Checkpoint:
         """Append a checkpoint to a record and tell the record's listener (the task span)."""
-        point = Checkpoint(shorten(str(name), 256), time.time(), dict(data) if data else {})
+        point = Checkpoint(shorten(str(name), 256), self.clock.time(), dict(data) if data else {})
         with self._lock:
             points = rec.checkpoints
             if not points:
@@ -577,7 +594,7 @@ class MetricStore:
 
     def record_custom(self, task_id: str, name: str, value: float, unit: str) -> None:
         """Keep a custom metric sample (bounded) and add it to the exported aggregates."""
-        entry = {"value": value, "unit": unit, "timestamp": time.time()}
+        entry = {"value": value, "unit": unit, "timestamp": self.clock.time()}
         with self._lock:
             rec = self._latest(task_id, progress=False)
             if rec is not None:  # kept with the task's record, bounded by the record ring
@@ -678,7 +695,7 @@ class MetricStore:
         The copy is :meth:`aggregates` plus the running tasks; the cumulative buckets that
         quantiles need are computed after the lock is released.
         """
-        now = time.perf_counter()
+        now = self.clock.perf_counter()
         with self._lock:
             read = self._aggregates()
             running = [

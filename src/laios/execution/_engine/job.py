@@ -436,7 +436,7 @@ class Job(TaskRecord):
         payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
         if outcome == "success":
             payload["result"] = data
-            payload["execution_time"] = time.perf_counter() - self.started_mono
+            payload["execution_time"] = self.env.store.clock.perf_counter() - self.started_mono
         else:
             payload["error"] = error
             payload["outcome"] = outcome
