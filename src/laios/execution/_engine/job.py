@@ -294,8 +294,8 @@ class Job(TaskRecord):
             else:
                 return False
         self.cancel_requested = True
-        if phase == RUNNING:
-            self._abandon(outcome)
+        # A queued call is given up too: the runner must not start it, nor hold a place for it.
+        self._abandon(outcome)
         self.finish(outcome, message, outcome)
         return True
 
@@ -326,6 +326,7 @@ class Job(TaskRecord):
                 self.cancel_requested = True
         if phase == QUEUED:
             self.cancel_requested = True
+            self._abandon("cancelled")
             self.finish(
                 "cancelled", f"Task '{self.task_id}' was cancelled before it started", "cancelled"
             )

@@ -83,15 +83,18 @@ class AsyncSlots:
             self.waiting.append(work)
             return False
 
-    def give_back(self) -> _LoopCall | None:
-        """Free a slot; return the waiting call that takes it over, if any."""
+    def give_back(self) -> tuple[_LoopCall | None, list[_LoopCall]]:
+        """Free a slot: return the waiting call that takes it over (if any), and the waiting
+        calls given up meanwhile (dropped from the queue, never to start)."""
+        dropped: list[_LoopCall] = []
         with self.lock:
             while self.waiting:
                 work = self.waiting.popleft()
                 if not work.abandoned:
-                    return work  # the slot passes to it: ``running`` stays the same
+                    return work, dropped  # the slot passes to it: ``running`` stays the same
+                dropped.append(work)
             self.running -= 1
-            return None
+            return None, dropped
 
 
 class LoopThread:
@@ -223,9 +226,15 @@ class LoopRunner:
 
     def done(self, work: _LoopCall) -> None:
         """A call ended (ran, or never started): pass its slot on, count it off."""
-        following = self.slots.give_back()
+        following, dropped = self.slots.give_back()
+        for given_up in dropped:
+            given_up.runner.forget()
         if following is not None:
             _launch(following)
+        self.forget()
+
+    def forget(self) -> None:
+        """Count one accepted call as ended (ran, or given up before it started)."""
         with self._pending_lock:
             self._pending -= 1
 

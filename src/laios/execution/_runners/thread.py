@@ -51,7 +51,7 @@ class _Work:
     def __init__(self, call: ToolCall, events: RunEvents) -> None:
         self.call = call
         self.events = events
-        self.thread: threading.Thread | None = None  # the worker that took it
+        self.thread: threading.Thread | None = None  # the worker running its tool; locked
         self.returned = False  # the tool returned (or never started); guarded by the lock
         self.abandoned = False  # counted as holding a thread; guarded by the lock
 
@@ -171,10 +171,9 @@ class ThreadRunner:
                 with lock:
                     self._threads.discard(me)
                 return
-            work.thread = me
             events = work.events
             try:
-                if events.started():
+                if events.started() and self._take(work, me):
                     events.finished(call_tool(work.call, events))
             except BaseException:  # never lose a worker (the job already logged it)
                 _log.exception("a task's events raised in its worker thread")
@@ -196,6 +195,15 @@ class ThreadRunner:
             finally:
                 lock.release()
 
+    def _take(self, work: _Work, thread: threading.Thread) -> bool:
+        """Mark ``work``'s tool as running on ``thread``; ``False`` when it was abandoned
+        before the tool started (it is skipped: nothing runs, nothing is held)."""
+        with self._lock:
+            if work.abandoned:
+                return False
+            work.thread = thread
+            return True
+
     def abandon(self, handle: Handle) -> StopResult:
         """Count the call's thread as held until its tool returns (a thread cannot be stopped).
 
@@ -206,11 +214,12 @@ class ThreadRunner:
         assert isinstance(handle, _Work)
         drained: list[_Work] = []
         with self._lock:
-            if handle.returned:
-                return "stopped"  # the tool already returned: nothing is left running
+            if handle.returned or handle.abandoned:
+                return "stopped"  # the tool already returned (or this was said before)
             handle.abandoned = True
-            if handle.thread is not None:
-                self._held.add(handle.thread)
+            if handle.thread is None:
+                return "stopped"  # its tool has not started: the worker will skip it
+            self._held.add(handle.thread)
             allowed = self._allowed()
             if allowed <= len(self._held):
                 while True:

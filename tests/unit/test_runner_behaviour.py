@@ -1,0 +1,985 @@
+"""One behaviour suite, run down every road a tool can take through the executor.
+
+* ``inline``: a synchronous tool under ``execute_task`` with no timeout (the caller's thread);
+* ``thread``: a synchronous tool under ``execute_task`` with a timeout (worker threads);
+* ``loop_caller``: an async tool under ``execute_async`` (an asyncio task on the caller's loop);
+* ``loop_thread``: an async tool under ``execute_task`` (the executor's own loop thread).
+
+Each road gets the same tools, once written as ``BaseTool`` and once as ``AsyncBaseTool``
+(``beh_<name>`` and ``beh_<name>_async``), and a :class:`Road` that runs a task the road's way.
+Fixtures: ``road`` (every road), ``timed_road`` (the roads that enforce a timeout and queue:
+all but inline), ``sync_road`` and ``loop_road``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from runner_hooks import HookedRunner
+
+from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution.executor import Executor
+from laios.execution.monitor import ExecutionMonitor, ProgressStatus
+from laios.execution.runners import ThreadRunner
+from laios.execution.store import MetricStore
+from laios.execution.task_context import TaskContext, current_task
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
+from laios.tools.registry import ToolRegistry
+
+ROADS = ("inline", "thread", "loop_caller", "loop_thread")
+TIMED_ROADS = ("thread", "loop_caller", "loop_thread")
+SYNC_ROADS = ("inline", "thread")
+LOOP_ROADS = ("loop_caller", "loop_thread")
+
+#: The timeout the thread road uses when a test sets none (never reached).
+LONG_TIMEOUT = 30.0
+#: A timeout short enough to strike while a tool is blocked.
+SHORT_TIMEOUT = 0.5
+#: How late a timed-out result may come back (a loaded 2-core machine is slow, not this slow).
+LATE_MARGIN = 5.0
+#: How long a test waits for something it expects to happen.
+WAIT = 10.0
+#: How often blocked and cooperative tools look at their gate or their task.
+POLL = 0.005
+#: Longest a blocked tool waits for its gate, so that a failing test can never hang the run.
+MAX_BLOCK_SECONDS = 10.0
+
+#: The conftest's ``gate`` fixture: ``release`` (an Event), ``enter()``, ``entered`` and
+#: ``wait_entered(count, timeout)``. (Test modules do not import ``conftest``: with several
+#: suites collected, that name is another suite's conftest.)
+Gate = Any
+
+
+class ToolExploded(Exception):
+    """What the ``raise`` tools raise."""
+
+
+# -- the lab: what the tools report, and what the tests hold them with ---------------------------
+
+
+class Lab:
+    """Shared by the tools of one test: records what they did, holds them at the gate."""
+
+    def __init__(self, gate: Gate, tracer: trace.Tracer) -> None:
+        self.gate = gate
+        self.tracer = tracer
+        self.started_ids: list[str] = []
+        self.where: dict[str, tuple[threading.Thread, asyncio.AbstractEventLoop | None]] = {}
+        self.attempts: Counter[str] = Counter()
+        self.finally_ran = threading.Event()
+        self.coroutine_cancelled = threading.Event()
+        self.saw_cancel = threading.Event()
+        self._lock = threading.Lock()
+
+    def enter(self, loop: asyncio.AbstractEventLoop | None = None) -> TaskContext:
+        """Called by every tool first: note which task started, where."""
+        task = current_task()
+        assert task is not None, "a tool run by the executor sees its task"
+        with self._lock:
+            self.started_ids.append(task.task_id)
+            self.where[task.task_id] = (threading.current_thread(), loop)
+            self.attempts[task.task_id] += 1
+        return task
+
+    def released(self) -> bool:
+        """Whether the test released the gate."""
+        return self.gate.release.is_set()
+
+
+# -- synchronous tools ----------------------------------------------------------------------
+
+
+class _SyncTool(BaseTool):
+    lab: Lab
+
+    def _execute(self, **kwargs: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class SyncEcho(_SyncTool):
+    name = "beh_echo"
+    description = "Returns its text."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.lab.enter()
+        return kwargs.get("text")
+
+
+class SyncFail(_SyncTool):
+    name = "beh_fail"
+    description = "Returns a failed ToolOutput."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.lab.enter()
+        return ToolOutput(success=False, error="quota exceeded", metadata={"quota": 5})
+
+
+class SyncRaise(_SyncTool):
+    name = "beh_raise"
+    description = "Raises ToolExploded."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.lab.enter()
+        raise ToolExploded("the tool exploded")
+
+
+class SyncSlow(_SyncTool):
+    name = "beh_slow"
+    description = "Blocks until the gate opens (it ignores cancellation)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.lab.enter()
+        try:
+            self.lab.gate.enter()
+            self.lab.gate.release.wait(MAX_BLOCK_SECONDS)
+            return "released"
+        finally:
+            self.lab.finally_ran.set()
+
+
+class SyncProgress(_SyncTool):
+    name = "beh_progress"
+    description = "Adds checkpoints and reports progress."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = self.lab.enter()
+        task.checkpoint("loaded", {"rows": 3})
+        task.progress(50, "halfway", step=1)
+        task.checkpoint("saved")
+        return "done"
+
+
+class SyncNested(_SyncTool):
+    name = "beh_nested"
+    description = "Makes a span of its own inside its run."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.lab.enter()
+        with self.lab.tracer.start_as_current_span("inside the tool"):
+            return "nested"
+
+
+class SyncCooperative(_SyncTool):
+    name = "beh_cooperative"
+    description = "Works in small steps until its task is cancelled (or the gate opens)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = self.lab.enter()
+        self.lab.gate.enter()
+        deadline = time.monotonic() + MAX_BLOCK_SECONDS
+        while time.monotonic() < deadline and not self.lab.released():
+            if task.cancelled:
+                self.lab.saw_cancel.set()
+                return "stopped early"
+            time.sleep(POLL)
+        return "ran to the end"
+
+
+class SyncFlaky(_SyncTool):
+    name = "beh_flaky"
+    description = "Fails the first two attempts of a task, then succeeds."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = self.lab.enter()
+        attempt = self.lab.attempts[task.task_id]
+        if attempt <= 2:
+            return ToolOutput(success=False, error=f"transient failure {attempt}")
+        return f"succeeded on attempt {attempt}"
+
+
+# -- the same tools, as coroutines ----------------------------------------------------------
+
+
+class _AsyncTool(AsyncBaseTool):
+    lab: Lab
+
+    async def _execute_async(self, **kwargs: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def enter(self) -> TaskContext:
+        return self.lab.enter(asyncio.get_running_loop())
+
+
+class AsyncEcho(_AsyncTool):
+    name = "beh_echo_async"
+    description = "Returns its text (after awaiting)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.enter()
+        await asyncio.sleep(0)
+        return kwargs.get("text")
+
+
+class AsyncFail(_AsyncTool):
+    name = "beh_fail_async"
+    description = "Returns a failed ToolOutput (after awaiting)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.enter()
+        await asyncio.sleep(0)
+        return ToolOutput(success=False, error="quota exceeded", metadata={"quota": 5})
+
+
+class AsyncRaise(_AsyncTool):
+    name = "beh_raise_async"
+    description = "Raises ToolExploded (after awaiting)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.enter()
+        await asyncio.sleep(0)
+        raise ToolExploded("the tool exploded")
+
+
+class AsyncSlow(_AsyncTool):
+    name = "beh_slow_async"
+    description = "Awaits until the gate opens (it ignores the cancelled flag)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.enter()
+        try:
+            self.lab.gate.enter()
+            deadline = time.monotonic() + MAX_BLOCK_SECONDS
+            while time.monotonic() < deadline and not self.lab.released():
+                await asyncio.sleep(POLL)
+            return "released"
+        except asyncio.CancelledError:
+            self.lab.coroutine_cancelled.set()
+            raise
+        finally:
+            self.lab.finally_ran.set()
+
+
+class AsyncProgress(_AsyncTool):
+    name = "beh_progress_async"
+    description = "Adds checkpoints and reports progress (between awaits)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        task = self.enter()
+        task.checkpoint("loaded", {"rows": 3})
+        await asyncio.sleep(0)
+        task.progress(50, "halfway", step=1)
+        await asyncio.sleep(0)
+        task.checkpoint("saved")
+        return "done"
+
+
+class AsyncNested(_AsyncTool):
+    name = "beh_nested_async"
+    description = "Makes a span of its own inside its run (across an await)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.enter()
+        with self.lab.tracer.start_as_current_span("inside the tool"):
+            await asyncio.sleep(0)
+            return "nested"
+
+
+class AsyncCooperative(_AsyncTool):
+    name = "beh_cooperative_async"
+    description = "Awaits in small steps until its task is cancelled (or the gate opens)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        task = self.enter()
+        self.lab.gate.enter()
+        deadline = time.monotonic() + MAX_BLOCK_SECONDS
+        try:
+            while time.monotonic() < deadline and not self.lab.released():
+                if task.cancelled:
+                    self.lab.saw_cancel.set()
+                    return "stopped early"
+                await asyncio.sleep(POLL)
+        except asyncio.CancelledError:
+            self.lab.coroutine_cancelled.set()
+            if task.cancelled:  # the flag is up before the coroutine is cancelled
+                self.lab.saw_cancel.set()
+            raise
+        return "ran to the end"
+
+
+class AsyncFlaky(_AsyncTool):
+    name = "beh_flaky_async"
+    description = "Fails the first two attempts of a task, then succeeds (after awaiting)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        task = self.enter()
+        await asyncio.sleep(0)
+        attempt = self.lab.attempts[task.task_id]
+        if attempt <= 2:
+            return ToolOutput(success=False, error=f"transient failure {attempt}")
+        return f"succeeded on attempt {attempt}"
+
+
+LAB_TOOLS: tuple[type[BaseTool], ...] = (
+    SyncEcho,
+    SyncFail,
+    SyncRaise,
+    SyncSlow,
+    SyncProgress,
+    SyncNested,
+    SyncCooperative,
+    SyncFlaky,
+    AsyncEcho,
+    AsyncFail,
+    AsyncRaise,
+    AsyncSlow,
+    AsyncProgress,
+    AsyncNested,
+    AsyncCooperative,
+    AsyncFlaky,
+)
+
+
+# -- roads ----------------------------------------------------------------------------------
+
+
+class Pending:
+    """A task run on a background thread (see :meth:`Road.start`)."""
+
+    def __init__(self, thread: threading.Thread, box: list[Any]) -> None:
+        self.thread = thread
+        self.box = box
+
+    def result(self, timeout: float = WAIT) -> TaskResult:
+        """The run's result, once it returned (fails the test if it does not in time)."""
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the run did not return in time"
+        assert len(self.box) == 1, "the run raised instead of returning a result"
+        result: TaskResult = self.box[0]
+        return result
+
+
+class Road:
+    """Runs a task down one road, with that road's kind of tool."""
+
+    def __init__(
+        self,
+        kind: str,
+        make_executor: Callable[..., Executor],
+        make_task: Callable[..., Task],
+        context: Context,
+        lab: Lab,
+        provider: TracerProvider,
+        in_thread: Callable[..., tuple[threading.Thread, list[Any]]],
+    ) -> None:
+        self.kind = kind
+        self.is_async = kind in LOOP_ROADS
+        self._make_executor = make_executor
+        self._make_task = make_task
+        self.context = context
+        self.lab = lab
+        self.provider = provider
+        self._in_thread = in_thread
+        self.caller_loops: list[asyncio.AbstractEventLoop] = []
+        #: Tasks still running on a caller's loop after its call returned (loop_caller).
+        self.lingering: list[asyncio.Task[Any]] = []
+        self.executor = self.build()
+
+    def build(self, *, capacity_one: bool = False) -> Executor:
+        """A new traced executor for this road (``capacity_one``: one tool at a time)."""
+        kwargs: dict[str, Any] = {"tracer_provider": self.provider}
+        if capacity_one:
+            kwargs["max_async_tools" if self.is_async else "max_workers"] = 1
+        self.executor = self._make_executor(**kwargs)
+        return self.executor
+
+    @property
+    def store(self) -> MetricStore:
+        return self.executor.store
+
+    def tool(self, base: str) -> str:
+        """The name of this road's version of a tool."""
+        return f"beh_{base}_async" if self.is_async else f"beh_{base}"
+
+    def task(self, base: str, **parameters: Any) -> Task:
+        """A task for this road's version of tool ``base``."""
+        return self._make_task(self.tool(base), **parameters)
+
+    def run(
+        self,
+        task: Task,
+        timeout: float | None = None,
+        on_progress: Callable[[str, Any], None] | None = None,
+    ) -> TaskResult:
+        """Run ``task`` this road's way; the caller waits for the result."""
+        executor, context = self.executor, self.context
+        if self.kind == "inline":
+            assert timeout is None, "a timeout takes a task off the inline road"
+            return executor.execute_task(task, context, on_progress=on_progress)
+        if self.kind == "thread":
+            limit = LONG_TIMEOUT if timeout is None else timeout
+            return executor.execute_task(task, context, timeout=limit, on_progress=on_progress)
+        if self.kind == "loop_caller":
+
+            async def on_this_loop() -> TaskResult:
+                self.caller_loops.append(asyncio.get_running_loop())
+                result = await executor.execute_async(
+                    task, context, timeout=timeout, on_progress=on_progress
+                )
+                # Before asyncio.run cancels what is left: a tool the executor should have
+                # stopped must not be found still running on this loop.
+                self.lingering.extend(await tasks_left_running())
+                return result
+
+            return asyncio.run(on_this_loop())
+        return executor.execute_task(task, context, timeout=timeout, on_progress=on_progress)
+
+    def run_with_retry(self, task: Task, **kwargs: Any) -> TaskResult:
+        """Run ``task`` with retries (no delay) this road's way."""
+        executor, context = self.executor, self.context
+        kwargs.setdefault("retry_delay", 0.0)
+        if self.kind == "loop_caller":
+            return asyncio.run(executor.execute_with_retry_async(task, context, **kwargs))
+        if self.kind == "thread":
+            kwargs.setdefault("timeout", LONG_TIMEOUT)
+        return executor.execute_with_retry(task, context, **kwargs)
+
+    def start(self, task: Task, timeout: float | None = None) -> Pending:
+        """Run ``task`` this road's way on a background thread."""
+        thread, box = self._in_thread(self.run, task, timeout)
+        return Pending(thread, box)
+
+    def wait_queued(self, task_id: str) -> bool:
+        """Wait until the store shows ``task_id`` queued (accepted, not started)."""
+        return wait_for(
+            lambda: any(
+                r.task_id == task_id and r.state == "queued" for r in self.store.snapshot().running
+            )
+        )
+
+
+async def tasks_left_running(timeout: float = WAIT) -> list[asyncio.Task[Any]]:
+    """The other tasks of the running loop that are still not done after up to ``timeout``."""
+    me = asyncio.current_task()
+    deadline = time.monotonic() + timeout
+    while True:
+        others = [t for t in asyncio.all_tasks() if t is not me]
+        if not others or time.monotonic() >= deadline:
+            return others
+        await asyncio.sleep(POLL)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
+    """Poll ``predicate`` until it is true; return whether it became true in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(POLL)
+    return bool(predicate())
+
+
+def task_spans(exporter: InMemorySpanExporter, tool: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name == f"execute_tool {tool}"]
+
+
+def one_span(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
+    found = [s for s in exporter.get_finished_spans() if s.name == name]
+    assert len(found) == 1, [s.name for s in exporter.get_finished_spans()]
+    return found[0]
+
+
+def parent_id(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def span_id(span: ReadableSpan | trace.Span) -> int:
+    return span.get_span_context().span_id
+
+
+def tool_snapshot(store: MetricStore, tool: str) -> Any:
+    found = [t for t in store.snapshot().tools if t.tool == tool]
+    assert len(found) == 1, [t.tool for t in store.snapshot().tools]
+    return found[0]
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    """A tracer provider of this test only (the global one is never set)."""
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield tracer_provider
+    tracer_provider.shutdown()
+
+
+@pytest.fixture
+def tracer(provider: TracerProvider) -> trace.Tracer:
+    return provider.get_tracer("tests.runner_behaviour")
+
+
+@pytest.fixture
+def lab(registry: ToolRegistry, gate: Gate, tracer: trace.Tracer) -> Lab:
+    """The lab, with its tools added to the test registry."""
+    the_lab = Lab(gate, tracer)
+    for cls in LAB_TOOLS:
+        tool = cls()
+        tool.lab = the_lab  # type: ignore[attr-defined]
+        registry.register_tool(tool)
+    return the_lab
+
+
+def _road(request: pytest.FixtureRequest) -> Road:
+    return Road(
+        request.param,
+        request.getfixturevalue("make_executor"),
+        request.getfixturevalue("make_task"),
+        request.getfixturevalue("context"),
+        request.getfixturevalue("lab"),
+        request.getfixturevalue("provider"),
+        request.getfixturevalue("in_thread"),
+    )
+
+
+@pytest.fixture(params=ROADS)
+def road(request: pytest.FixtureRequest) -> Road:
+    """Every road."""
+    return _road(request)
+
+
+@pytest.fixture(params=TIMED_ROADS)
+def timed_road(request: pytest.FixtureRequest) -> Road:
+    """The roads that enforce a timeout and can queue a task (all but inline)."""
+    return _road(request)
+
+
+@pytest.fixture(params=SYNC_ROADS)
+def sync_road(request: pytest.FixtureRequest) -> Road:
+    """The roads of synchronous tools."""
+    return _road(request)
+
+
+@pytest.fixture(params=LOOP_ROADS)
+def loop_road(request: pytest.FixtureRequest) -> Road:
+    """The roads of async tools."""
+    return _road(request)
+
+
+@pytest.fixture(params=["thread"])
+def thread_road(request: pytest.FixtureRequest) -> Road:
+    """The worker-thread road."""
+    return _road(request)
+
+
+# -- where the tool runs --------------------------------------------------------------------
+
+
+def test_tool_runs_where_its_road_says(road: Road) -> None:
+    """The tool runs on the caller's thread, a worker, the caller's loop or the executor's loop."""
+    task = road.task("echo", text="where")
+    assert road.run(task).success
+    thread, loop = road.lab.where[task.id]
+    caller = threading.current_thread()
+    if road.kind == "inline":
+        assert thread is caller
+        assert loop is None
+    elif road.kind == "thread":
+        assert thread is not caller
+        assert thread.name.startswith("laios-worker")
+        assert loop is None
+    elif road.kind == "loop_caller":
+        assert thread is caller
+        assert loop is road.caller_loops[-1]
+    else:
+        assert thread is not caller
+        assert thread.name == "laios-loop"
+        assert loop is not None
+
+
+def test_a_runner_given_to_the_executor_runs_sync_tools_without_a_timeout(
+    make_executor: Callable[..., Executor],
+    make_task: Callable[..., Task],
+    context: Context,
+    lab: Lab,
+) -> None:
+    """Executor(runner=...) runs a synchronous tool even with no timeout: none runs inline."""
+    runner = HookedRunner(ThreadRunner(2, 2, name="given-runner"))
+    executor = make_executor(runner=runner)
+    task = make_task("beh_echo", text="off the caller's thread")
+    result = executor.execute_task(task, context)
+    assert result.success
+    assert result.output == "off the caller's thread"
+    assert runner.submitted == [task.id]
+    thread, _ = lab.where[task.id]
+    assert thread is not threading.current_thread()
+    assert thread.name.startswith("given-runner")
+
+
+# -- results ----------------------------------------------------------------------------------
+
+
+def test_success_returns_the_tools_value(road: Road) -> None:
+    """A tool that returns gives a successful result holding its value."""
+    task = road.task("echo", text="hello")
+    result = road.run(task)
+    assert result.success is True
+    assert result.output == "hello"
+    assert result.error is None
+    assert result.task_id == task.id
+    assert result.metadata["outcome"] == "success"
+    assert result.metadata["tool_name"] == road.tool("echo")
+
+
+def test_success_completes_the_task(road: Road) -> None:
+    """After a success the task is COMPLETED, holds the result and its start and end times."""
+    task = road.task("echo", text="hello")
+    road.run(task)
+    assert task.status is TaskStatus.COMPLETED
+    assert task.result == "hello"
+    assert task.error is None
+    assert task.started_at is not None
+    assert task.completed_at is not None
+    assert task.started_at <= task.completed_at
+
+
+def test_failed_output_is_a_tool_error(road: Road) -> None:
+    """A failed ToolOutput gives an error result (error_type tool_error) and a FAILED task."""
+    task = road.task("fail")
+    result = road.run(task)
+    assert result.success is False
+    assert result.error == "quota exceeded"
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "tool_error"
+    assert result.metadata["quota"] == 5
+    assert task.status is TaskStatus.FAILED
+
+
+def test_raised_exception_is_an_error_named_after_its_class(road: Road) -> None:
+    """A tool that raises gives an error result whose error_type is the exception's class."""
+    task = road.task("raise")
+    result = road.run(task)
+    assert result.success is False
+    assert result.error == "the tool exploded"
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "ToolExploded"
+    assert task.status is TaskStatus.FAILED
+
+
+def test_raised_exception_is_an_event_on_the_task_span(
+    road: Road, exporter: InMemorySpanExporter
+) -> None:
+    """The exception a tool raised is recorded on its task span as an 'exception' event."""
+    road.run(road.task("raise"))
+    [span] = task_spans(exporter, road.tool("raise"))
+    events = [e for e in span.events if e.name == "exception"]
+    assert len(events) == 1
+    assert events[0].attributes is not None
+    assert events[0].attributes["exception.type"] == "ToolExploded"
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "ToolExploded"
+    assert span.status.status_code is trace.StatusCode.ERROR
+
+
+# -- timeouts ---------------------------------------------------------------------------------
+
+
+def test_timeout_while_running_ends_timeout(timed_road: Road, lab: Lab) -> None:
+    """A tool still running at its timeout gives a timeout result, on time, and a FAILED task."""
+    task = timed_road.task("slow")
+    started = time.monotonic()
+    result = timed_road.run(task, timeout=SHORT_TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert result.success is False
+    assert result.metadata["outcome"] == "timeout"
+    assert result.metadata["error_type"] == "timeout"
+    assert f"exceeded its timeout of {SHORT_TIMEOUT:g}s while tool" in (result.error or "")
+    assert task.status is TaskStatus.FAILED
+    assert SHORT_TIMEOUT * 0.9 <= elapsed < SHORT_TIMEOUT + LATE_MARGIN
+    assert task.id in lab.started_ids
+
+
+def test_timeout_stops_the_running_coroutine(loop_road: Road, lab: Lab) -> None:
+    """A timeout cancels an async tool's coroutine: its finally runs, no thread is abandoned."""
+    result = loop_road.run(loop_road.task("slow"), timeout=SHORT_TIMEOUT)
+    assert result.metadata["outcome"] == "timeout"
+    assert "the tool was stopped" in (result.error or "")
+    assert lab.finally_ran.wait(WAIT)
+    assert lab.coroutine_cancelled.is_set()
+    assert not lab.released()  # it ended by cancellation, not because the gate opened
+    assert loop_road.lingering == []  # (loop_caller: stopped by the executor, not asyncio.run)
+    assert loop_road.executor.abandoned_threads == 0
+    assert loop_road.store.snapshot().abandoned_threads == 0
+
+
+def test_timeout_counts_the_abandoned_thread_until_the_tool_returns(
+    thread_road: Road, lab: Lab
+) -> None:
+    """A thread tool that overruns is counted as abandoned, and no longer once it returns."""
+    executor = thread_road.executor
+    result = thread_road.run(thread_road.task("slow"), timeout=SHORT_TIMEOUT)
+    assert result.metadata["outcome"] == "timeout"
+    assert "its thread was abandoned" in (result.error or "")
+    assert executor.abandoned_threads == 1
+    assert thread_road.store.snapshot().abandoned_threads == 1
+    assert not lab.finally_ran.is_set()  # the tool is still running
+    lab.gate.release.set()
+    assert lab.finally_ran.wait(WAIT)
+    assert wait_for(lambda: executor.abandoned_threads == 0)
+    assert thread_road.store.snapshot().abandoned_threads == 0
+
+
+def test_queued_task_past_its_deadline_never_starts(timed_road: Road, lab: Lab) -> None:
+    """A task still queued when its timeout passes ends timeout and its tool never starts."""
+    executor = timed_road.build(capacity_one=True)
+    blocker = timed_road.start(timed_road.task("slow"))
+    assert lab.gate.wait_entered(1, WAIT)
+    late = timed_road.task("echo", text="too late")
+    started = time.monotonic()
+    result = timed_road.run(late, timeout=SHORT_TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert result.metadata["outcome"] == "timeout"
+    assert "the tool was never started" in (result.error or "")
+    assert SHORT_TIMEOUT * 0.9 <= elapsed < SHORT_TIMEOUT + LATE_MARGIN
+    lab.gate.release.set()
+    assert blocker.result().success
+    executor.shutdown(wait=True)  # whatever was still queued has gone through by now
+    assert late.id not in lab.started_ids
+
+
+# -- cancellation -----------------------------------------------------------------------------
+
+
+def test_cancel_before_submission_cancels_the_run(road: Road, lab: Lab) -> None:
+    """cancel_task for an id not yet submitted cancels that task when it comes: it never runs."""
+    assert road.executor.cancel_task("cancelled-in-advance") is True
+    task = road.task("echo", task_id="cancelled-in-advance", text="never")
+    result = road.run(task)
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled before it started" in (result.error or "")
+    assert task.status is TaskStatus.CANCELLED
+    assert task.id not in lab.started_ids
+
+
+def test_cancel_queued_task_never_starts(timed_road: Road, lab: Lab) -> None:
+    """cancel_task on a queued task ends it cancelled at once; its tool never starts."""
+    executor = timed_road.build(capacity_one=True)
+    blocker = timed_road.start(timed_road.task("slow"))
+    assert lab.gate.wait_entered(1, WAIT)
+    queued = timed_road.task("echo", text="never")
+    waiting = timed_road.start(queued)
+    assert timed_road.wait_queued(queued.id)
+    assert executor.cancel_task(queued.id) is True
+    result = waiting.result()
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled before it started" in (result.error or "")
+    assert queued.status is TaskStatus.CANCELLED
+    assert blocker.thread.is_alive()  # the blocker is still running: the cancel did not wait
+    lab.gate.release.set()
+    assert blocker.result().success
+    executor.shutdown(wait=True)
+    assert queued.id not in lab.started_ids
+
+
+def test_cancel_while_running_is_seen_by_the_tool(road: Road, lab: Lab) -> None:
+    """cancel_task on a running tool makes current_task().cancelled true; it ends cancelled."""
+    task = road.task("cooperative")
+    running = road.start(task)
+    assert lab.gate.wait_entered(1, WAIT)
+    assert road.executor.cancel_task(task.id) is True
+    result = running.result()
+    assert result.metadata["outcome"] == "cancelled"
+    assert task.status is TaskStatus.CANCELLED
+    # (On the executor's loop thread the coroutine may see its cancellation just after the
+    # caller got the result.)
+    assert lab.saw_cancel.wait(WAIT)
+    assert not lab.released()
+
+
+def test_cancel_stops_a_running_coroutine(loop_road: Road, lab: Lab) -> None:
+    """cancel_task cancels a running async tool's coroutine: its finally runs at once."""
+    task = loop_road.task("slow")
+    running = loop_road.start(task)
+    assert lab.gate.wait_entered(1, WAIT)
+    assert loop_road.executor.cancel_task(task.id) is True
+    result = running.result()
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled while running" in (result.error or "")
+    assert lab.finally_ran.wait(WAIT)
+    assert lab.coroutine_cancelled.is_set()
+    assert not lab.released()
+    assert loop_road.lingering == []  # (loop_caller: stopped by the executor, not asyncio.run)
+    assert loop_road.executor.abandoned_threads == 0
+
+
+# -- progress and checkpoints -------------------------------------------------------------------
+
+
+def test_progress_events_reach_on_progress(road: Road) -> None:
+    """on_progress gets 'started', the tool's 'progress' report and 'completed', in order."""
+    events: list[tuple[str, Any]] = []
+    task = road.task("progress")
+    road.run(task, on_progress=lambda event, data: events.append((event, data)))
+    assert [event for event, _ in events] == ["started", "progress", "completed"]
+    progress = events[1][1]
+    assert progress["task_id"] == task.id
+    assert progress["percent"] == 50
+    assert progress["message"] == "halfway"
+    assert progress["details"] == {"step": 1}
+    assert events[2][1]["result"] == "done"
+
+
+def test_progress_history_is_kept_in_the_store(road: Road) -> None:
+    """The store's progress history holds the start, the tool's report and the completion."""
+    task = road.task("progress")
+    road.run(task)
+    history = ExecutionMonitor(road.store).get_progress_history(task.id)
+    assert [u.status for u in history] == [
+        ProgressStatus.STARTING,
+        ProgressStatus.IN_PROGRESS,
+        ProgressStatus.COMPLETED,
+    ]
+    assert history[1].progress_percent == 50
+    assert history[1].message == "halfway"
+    assert history[2].progress_percent == 100
+
+
+def test_checkpoints_are_in_the_task_metrics(road: Road) -> None:
+    """The tool's checkpoints are in get_metrics().checkpoints, between 'started' and
+    'finished'."""
+    task = road.task("progress")
+    road.run(task)
+    metrics = road.executor.get_metrics(task.id)
+    assert metrics is not None
+    points = metrics.checkpoints
+    assert [p["name"] for p in points] == ["started", "loaded", "saved", "finished"]
+    assert points[1]["data"] == {"rows": 3}
+    assert points[3]["data"] == {"outcome": "success"}
+
+
+def test_checkpoints_are_child_spans_of_the_task_span(
+    road: Road, exporter: InMemorySpanExporter
+) -> None:
+    """Each checkpoint is a 'checkpoint {name}' span whose parent is the task span."""
+    road.run(road.task("progress"))
+    [task_span] = task_spans(exporter, road.tool("progress"))
+    loaded = one_span(exporter, "checkpoint loaded")
+    saved = one_span(exporter, "checkpoint saved")
+    assert parent_id(loaded) == span_id(task_span)
+    assert parent_id(saved) == span_id(task_span)
+    assert loaded.context.trace_id == task_span.context.trace_id
+    assert loaded.attributes is not None
+    assert loaded.attributes["laios.checkpoint.rows"] == 3
+
+
+# -- spans --------------------------------------------------------------------------------------
+
+
+def test_task_span_is_a_child_of_the_callers_span(
+    road: Road, exporter: InMemorySpanExporter, tracer: trace.Tracer
+) -> None:
+    """One 'execute_tool {tool}' span per task, whose parent is the caller's current span."""
+    tasks = [road.task("echo", text=str(i)) for i in range(2)]
+    with tracer.start_as_current_span("caller") as caller:
+        for task in tasks:
+            assert road.run(task).success
+    spans = task_spans(exporter, road.tool("echo"))
+    assert len(spans) == 2
+    assert sorted(s.attributes["laios.task.id"] for s in spans if s.attributes) == sorted(
+        t.id for t in tasks
+    )
+    for span in spans:
+        assert parent_id(span) == span_id(caller)
+        assert span.context.trace_id == caller.get_span_context().trace_id
+
+
+def test_span_made_inside_the_tool_is_a_child_of_the_task_span(
+    road: Road, exporter: InMemorySpanExporter
+) -> None:
+    """A span the tool starts inside its run has the task span as its parent."""
+    result = road.run(road.task("nested"))
+    assert result.success
+    [task_span] = task_spans(exporter, road.tool("nested"))
+    inside = one_span(exporter, "inside the tool")
+    assert parent_id(inside) == span_id(task_span)
+    assert inside.context.trace_id == task_span.context.trace_id
+    assert result.metadata["span_id"] == format(span_id(task_span), "016x")
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+def test_retry_succeeds_after_two_failures(road: Road, lab: Lab) -> None:
+    """execute_with_retry runs a tool failing twice three times; the result says 2 retries."""
+    task = road.task("flaky")
+    result = road.run_with_retry(task, max_retries=3)
+    assert result.success is True
+    assert result.output == "succeeded on attempt 3"
+    assert result.metadata["retries"] == 2
+    assert "retry_exhausted" not in result.metadata
+    assert lab.attempts[task.id] == 3
+
+
+def test_retries_are_counted_in_the_store(road: Road) -> None:
+    """The store counts the retries (laios_task_retries_total) and every attempt's outcome."""
+    task = road.task("flaky")
+    road.run_with_retry(task, max_retries=3)
+    snapshot = tool_snapshot(road.store, road.tool("flaky"))
+    assert snapshot.retries == 2
+    assert snapshot.outcomes["error"].count == 2
+    assert snapshot.outcomes["success"].count == 1
+    metrics = road.executor.get_metrics(task.id)
+    assert metrics is not None
+    assert metrics.retries == 2
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+def test_store_counts_outcomes_and_queue_waits(road: Road) -> None:
+    """The store counts each outcome per tool, one queue wait per task, and none left in flight."""
+    for text in ("a", "b"):
+        road.run(road.task("echo", text=text))
+    road.run(road.task("fail"))
+    road.run(road.task("raise"))
+    echo = tool_snapshot(road.store, road.tool("echo"))
+    assert {name: h.count for name, h in echo.outcomes.items()} == {"success": 2}
+    assert echo.queue_wait.count == 2
+    assert echo.in_flight == 0
+    fail = tool_snapshot(road.store, road.tool("fail"))
+    assert {name: h.count for name, h in fail.outcomes.items()} == {"error": 1}
+    assert {name: c.value for name, c in fail.errors.items()} == {"tool_error": 1}
+    raised = tool_snapshot(road.store, road.tool("raise"))
+    assert {name: c.value for name, c in raised.errors.items()} == {"ToolExploded": 1}
+    assert raised.in_flight == 0
+    assert road.store.snapshot().running == []
+
+
+def test_store_keeps_the_record_of_the_run(road: Road) -> None:
+    """get_metrics and get_task_status read the finished run's record in the store."""
+    task = road.task("echo", text="kept")
+    road.run(task)
+    metrics = road.executor.get_metrics(task.id)
+    assert metrics is not None
+    assert metrics.outcome == "success"
+    assert metrics.tool_name == road.tool("echo")
+    assert metrics.start_time is not None
+    assert metrics.end_time is not None
+    assert metrics.execution_time >= 0
+    assert road.executor.get_task_status(task.id) is TaskStatus.COMPLETED
+
+
+def test_store_counts_a_timed_out_run_and_frees_its_slot(timed_road: Road, lab: Lab) -> None:
+    """A timed-out run is counted as timeout and leaves nothing in flight, even while its tool
+    is still running (thread) or being cancelled (loop)."""
+    timed_road.run(timed_road.task("slow"), timeout=SHORT_TIMEOUT)
+    slow = tool_snapshot(timed_road.store, timed_road.tool("slow"))
+    assert {name: h.count for name, h in slow.outcomes.items()} == {"timeout": 1}
+    assert {name: c.value for name, c in slow.errors.items()} == {"timeout": 1}
+    assert slow.in_flight == 0
+    assert slow.queue_wait.count == 1
