@@ -21,6 +21,7 @@ A runner of your own is passed as ``Executor(registry, runner=...)``::
 from __future__ import annotations
 
 from laios.execution._runners.base import (
+    SHUTDOWN,
     Handle,
     RawOutcome,
     Refusal,
@@ -36,6 +37,7 @@ from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
 from laios.execution._runners.thread import ThreadRunner
 
 __all__ = [
+    "SHUTDOWN",
     "AsyncSlots",
     "Handle",
     "InlineRunner",

@@ -32,7 +32,7 @@ from opentelemetry import trace
 
 from laios.core.types import Task, TaskResult
 from laios.execution._engine.job import DONE, QUEUED, RUNNING, Job, JobEnv, describe_exception
-from laios.execution._runners.base import Refusal, Runner, ToolCall
+from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
@@ -53,10 +53,6 @@ ProgressCallback = Callable[[str, Any], None]
 
 #: Most cancellation requests remembered for tasks that have not been submitted yet.
 MAX_PENDING_CANCELS = 1000
-
-_SHUTDOWN = Refusal(
-    "shutdown", "Executor is shut down: create a new Executor (or run tasks before shutdown())"
-)
 
 
 def rejected_result(task: Any, exc: BaseException) -> TaskResult:
@@ -193,7 +189,7 @@ class Engine:
                 job.trace_id = job.span_id = None
         refusal: Refusal | None = None
         if self.closed:
-            refusal = _SHUTDOWN
+            refusal = SHUTDOWN
         elif tool is None:
             refusal = Refusal("tool_not_found", f"Tool not found: {job.tool}")
         inline = False

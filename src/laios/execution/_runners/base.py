@@ -20,7 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from laios.execution.task_context import TaskEvents
+
 __all__ = [
+    "SHUTDOWN",
     "Handle",
     "RawOutcome",
     "Refusal",
@@ -108,6 +111,12 @@ class Refusal:
     message: str
 
 
+#: The refusal of every runner once it is shut down (and of the executor itself).
+SHUTDOWN = Refusal(
+    "shutdown", "Executor is shut down: create a new Executor (or run tasks before shutdown())"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RunnerStats:
     """What a runner holds now, as the store's gauges read it.
@@ -125,24 +134,17 @@ class RunnerStats:
     abandoned: int = 0
 
 
-class RunEvents(Protocol):
-    """The caller's side of one call, as a runner reports to it."""
+class RunEvents(TaskEvents, Protocol):
+    """The caller's side of one call, as a runner reports to it.
 
-    @property
-    def cancel_requested(self) -> bool:
-        """Whether the call should stop (a tool reads it through ``current_task()``)."""
-        ...
+    Besides what the tool's :class:`~laios.execution.task_context.TaskContext` reports
+    (``cancel_requested``, ``progress``, ``checkpoint``), the runner reports the call's life.
+    """
 
     def started(self) -> bool:
         """The runner is about to call the tool; ``False``: too late (the task timed out,
         was cancelled or its deadline passed while queued): do not call it."""
         ...
-
-    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
-        """The tool reported progress (``percent`` already clamped to 0–100)."""
-
-    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
-        """The tool reached a named milestone."""
 
     def finished(self, outcome: RawOutcome) -> None:
         """The tool returned or raised. Called once, unless ``started`` said no."""

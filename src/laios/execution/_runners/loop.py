@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any
 
 from laios.execution._runners.base import (
+    SHUTDOWN,
     Handle,
     RawOutcome,
     Refusal,
@@ -36,9 +37,6 @@ __all__ = ["AsyncSlots", "LoopRunner", "LoopThread"]
 
 _log = logging.getLogger("laios.execution")
 
-_SHUTDOWN = Refusal(
-    "shutdown", "Executor is shut down: create a new Executor (or run tasks before shutdown())"
-)
 _NO_LOOP = Refusal(
     "loop_closed",
     "The event loop this async tool was to run on is closed; the task was not started",
@@ -188,7 +186,7 @@ class LoopRunner:
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
         """Start ``call`` as a task on the loop, or queue it for a free slot."""
         if self.closed:
-            return _SHUTDOWN
+            return SHUTDOWN
         if self.loop_thread is not None:
             loop = self.loop_thread.loop
         else:

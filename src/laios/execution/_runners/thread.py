@@ -17,6 +17,7 @@ import threading
 
 from laios.execution._locks import acquire_contended
 from laios.execution._runners.base import (
+    SHUTDOWN,
     Handle,
     Refusal,
     RunEvents,
@@ -33,9 +34,6 @@ _log = logging.getLogger("laios.execution")
 #: Seconds an idle worker waits for work before its thread exits.
 IDLE_TIMEOUT = 30.0
 
-_SHUTDOWN = Refusal(
-    "shutdown", "Executor is shut down: create a new Executor (or run tasks before shutdown())"
-)
 _NO_THREAD = Refusal(
     "no_thread",
     "Executor could not start a worker thread (the system refused a new thread); the task was "
@@ -119,7 +117,7 @@ class ThreadRunner:
             acquire_contended(lock)  # (no lock convoy between callers: see _locks)
         try:
             if self.closed:
-                return _SHUTDOWN
+                return SHUTDOWN
             if self._idle:
                 # A waiting worker takes it (an idle worker is never one held by an abandoned
                 # call, so the pool cannot be saturated).
