@@ -226,11 +226,7 @@ class Engine:
             if pending and inline:
                 store.task_started(job)
         if refusal is not None:
-            with self.lock:
-                if job.phase == DONE:  # cancel_task got there first
-                    return job
-                job.phase = DONE
-            job.finish("rejected", refusal.message, refusal.reason)
+            job.refused(refusal)  # (unless cancel_task got there first)
         return job
 
     def _open_span(
@@ -305,10 +301,7 @@ class Engine:
             if job.phase == DONE:  # cancel_task got there first
                 return True
             job.phase = DONE
-        job.cancel_requested = True
-        job.finish(
-            "cancelled", f"Task '{job.task_id}' was cancelled before it started", "cancelled"
-        )
+        job.cancel_before_start()
         return True
 
     def internal_error(self, task: Any, exc: BaseException, job: Job | None) -> TaskResult:
@@ -396,13 +389,8 @@ class Engine:
         return result
 
     def _run_waiting(self, job: Job, limit: float | None) -> None:
-        runner = job.runner
-        assert runner is not None
-        handle = runner.submit(self.call_for(job), job)
-        if isinstance(handle, Refusal):
-            job.refused(handle)
+        if not self._hand_over(job):
             return
-        job.attach(handle)
         done = job.done
         assert done is not None
         try:
@@ -478,14 +466,17 @@ class Engine:
             raise
         return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
 
-    def _hand_over(self, job: Job) -> None:
+    def _hand_over(self, job: Job) -> bool:
+        """Submit ``job`` to its runner; ``False`` when the runner refused it (it is finished
+        as rejected then)."""
         runner = job.runner
         assert runner is not None
         handle = runner.submit(self.call_for(job), job)
         if isinstance(handle, Refusal):
             job.refused(handle)
-        else:
-            job.attach(handle)
+            return False
+        job.attach(handle)
+        return True
 
     # -- cancellation and lifecycle ----------------------------------------------------------
 

@@ -182,7 +182,7 @@ class Job(TaskRecord):
             return
         if phase != RUNNING:
             return
-        if self.cpu_time == 0.0 and outcome.cpu_seconds:
+        if outcome.cpu_seconds:  # (the job is its own record: the store reads it there)
             self.cpu_time = outcome.cpu_seconds
         if outcome.memory_peak_mb:
             self.memory_peak_mb = outcome.memory_peak_mb
@@ -325,17 +325,22 @@ class Job(TaskRecord):
             else:
                 self.cancel_requested = True
         if phase == QUEUED:
-            self.cancel_requested = True
-            self._abandon("cancelled")
-            self.finish(
-                "cancelled", f"Task '{self.task_id}' was cancelled before it started", "cancelled"
-            )
+            self.cancel_before_start()
         elif self.runner is not None and self.runner.can_stop:
             self.interrupt("cancelled", f"Task '{self.task_id}' was cancelled while running")
         return True
 
+    def cancel_before_start(self) -> None:
+        """Finish as cancelled a job whose caller already moved it from queued to done; its
+        runner (if it was handed over) gives the call up."""
+        self.cancel_requested = True
+        self._abandon("cancelled")
+        self.finish(
+            "cancelled", f"Task '{self.task_id}' was cancelled before it started", "cancelled"
+        )
+
     def expire(self) -> None:
-        """The timeout struck (a timer on the awaiting road)."""
+        """The timeout struck (the blocking caller's wait ran out, or the batch's timer)."""
         self.interrupt("timeout", self.timeout_message(queued=self.phase == QUEUED))
 
     def timeout_message(self, *, queued: bool) -> str:
@@ -466,7 +471,7 @@ class Job(TaskRecord):
         trace_id = self.trace_id
         exemplar = (trace_id, self.span_id or "") if trace_id and self.sampled else None
         env.store.task_finished(
-            self, outcome, status, error_type if failed else None, self.cpu_time, exemplar
+            self, outcome, status, error_type if failed else None, exemplar=exemplar
         )
         assign(
             task,
