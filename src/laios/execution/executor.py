@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
-from laios.execution._engine.engine import Engine, ProgressCallback, rejected_result
+from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._runners.base import Runner
 from laios.execution._runners.thread import ThreadRunner
@@ -361,11 +361,18 @@ class Executor:
         """
         engine = self._engine
         try:
-            policy = _retry_policy(
-                max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
+            policy = self._checked_retry(
+                task,
+                on_progress,
+                timeout,
+                max_retries,
+                retry_delay,
+                backoff,
+                max_delay,
+                jitter,
+                deadline,
+                retry_if,
             )
-            if timeout is not None:
-                engine.resolve_timeout(timeout)
         except Exception as exc:
             return rejected_result(task, exc)
         try:
@@ -394,19 +401,47 @@ class Executor:
         ``asyncio.CancelledError`` when the awaiting coroutine is cancelled)."""
         engine = self._engine
         try:
-            policy = _retry_policy(
-                max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
+            policy = self._checked_retry(
+                task,
+                on_progress,
+                timeout,
+                max_retries,
+                retry_delay,
+                backoff,
+                max_delay,
+                jitter,
+                deadline,
+                retry_if,
             )
-            if timeout is not None:
-                engine.resolve_timeout(timeout)
-            if not isinstance(task, Task):
-                raise TypeError(f"expected a Task, got {type(task).__name__}")
         except Exception as exc:
             return rejected_result(task, exc)
         try:
             return await retry_awaiting(engine, task, context, policy, timeout, on_progress)
         except Exception as exc:
             return engine.internal_error(task, exc, None)
+
+    def _checked_retry(
+        self,
+        task: Any,
+        on_progress: Any,
+        timeout: Any,
+        max_retries: int,
+        retry_delay: float,
+        backoff: float,
+        max_delay: float | None,
+        jitter: float,
+        deadline: float | None,
+        retry_if: Callable[[TaskResult], bool] | None,
+    ) -> RetryPolicy:
+        """The validated policy of a retry call (``TypeError``/``ValueError`` for bad
+        arguments, before any attempt)."""
+        check_call(task, on_progress)
+        policy = _retry_policy(
+            max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
+        )
+        if timeout is not None:
+            self._engine.resolve_timeout(timeout)
+        return policy
 
     # -- monitoring ------------------------------------------------------------------------
 

@@ -122,7 +122,7 @@ class Engine:
         self.lock = self.env.lock
         self.pending_cancels: OrderedDict[str, None] = OrderedDict()
         #: Retry loops between attempts, by task id: calling the value stops the loop's wait.
-        self.retrying: dict[str, Callable[[], None]] = {}
+        self.retrying: dict[str, Callable[[], object]] = {}
 
     # -- timeouts --------------------------------------------------------------------------
 

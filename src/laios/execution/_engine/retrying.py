@@ -9,9 +9,10 @@ each a task span under the retry span carrying ``laios.retry.attempt`` (1 for th
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ class RetryRun:
         self.stopped_by_deadline = False
         self.stopped_by_cancel = False
         self.span: Span | None = None
+        self.stop: Callable[[], object] | None = None
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
             self.span = tracing.start_parent_span(
@@ -138,8 +140,20 @@ class RetryRun:
                 )
         return result
 
+    def stop_on_cancel(self, stop: Callable[[], object]) -> None:
+        """Have ``cancel_task(task.id)`` call ``stop`` while this call waits between attempts
+        (registered before the first wait: most calls never need one)."""
+        self.stop = stop
+        with self.engine.lock:
+            self.engine.retrying[self.task.id] = stop
+
     def end(self) -> None:
-        """End the retry span (in ``finally``: whatever happened)."""
+        """Stop listening for ``cancel_task`` and end the retry span (in ``finally``)."""
+        if self.stop is not None:
+            engine = self.engine
+            with engine.lock:
+                if engine.retrying.get(self.task.id) is self.stop:
+                    del engine.retrying[self.task.id]
         if self.span is not None:
             self.span.end()
 
@@ -182,19 +196,14 @@ def retry_blocking(
             delay = run.delay_before_next(result)
             if delay is None:
                 break
-            if stop is None:  # made before the first wait (most calls never need one)
+            if stop is None:
                 stop = threading.Event()
-                with engine.lock:
-                    engine.retrying[task.id] = stop.set
+                run.stop_on_cancel(stop.set)
             retry.sleep(delay, stop=stop)
             if not run.after_wait(stop.is_set()):
                 break
         return run.conclude(result)
     finally:
-        if stop is not None:
-            with engine.lock:
-                if engine.retrying.get(task.id) == stop.set:
-                    del engine.retrying[task.id]
         run.end()
 
 
@@ -210,16 +219,10 @@ async def retry_awaiting(
     run = RetryRun(engine, task, policy, timeout)
     loop = asyncio.get_running_loop()
     stop: asyncio.Event | None = None
-
-    def request_stop() -> None:
-        assert stop is not None
-        loop.call_soon_threadsafe(stop.set)
-
+    parent = trace.set_span_in_context(run.span) if run.span is not None else None
     try:
         while True:
             limit = engine.resolve_timeout(run.attempt_timeout())
-            with run.under_span():
-                parent = otel_context.get_current() if run.span is not None else None
             (result,) = await engine.run_awaiting(
                 [task],
                 context,
@@ -234,15 +237,10 @@ async def retry_awaiting(
                 break
             if stop is None:
                 stop = asyncio.Event()
-                with engine.lock:
-                    engine.retrying[task.id] = request_stop
+                run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
             await retry.sleep_async(delay, stop=stop)
             if not run.after_wait(stop.is_set()):
                 break
         return run.conclude(result)
     finally:
-        if stop is not None:
-            with engine.lock:
-                if engine.retrying.get(task.id) is request_stop:
-                    del engine.retrying[task.id]
         run.end()
