@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +23,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.registry import Collector
+from store_fakes import StatsOnlyRunner, SteppedClock
 
 from laios.execution.prometheus import (
     StoreCollector,
@@ -31,7 +31,6 @@ from laios.execution.prometheus import (
     render_for_accept,
     render_metrics,
 )
-from laios.execution.runners import RunnerStats
 from laios.execution.server import make_wsgi_app, start_http_server
 from laios.execution.store import MetricStore
 
@@ -51,33 +50,13 @@ ERROR_TYPES = {"error": "ValueError", "timeout": "timeout", "rejected": "saturat
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
-class FakeClock:
-    """A settable monotonic clock for ``MetricStore(clock=...)``: durations in chosen buckets."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return time.time()
-
-
 _POOLS: list[object] = []
 
 
-def keep(pool: Pool) -> Pool:
+def keep(pool: StatsOnlyRunner) -> StatsOnlyRunner:
     """Keep a pool alive: the store holds its pools only weakly."""
     _POOLS.append(pool)
     return pool
-
-
-class Pool:
-    """The part of a runner the store reads: its stats."""
-
-    def __init__(self, max_workers: int, abandoned: int = 0) -> None:
-        self.stats = RunnerStats(workers=max_workers, abandoned=abandoned)
 
 
 def finish(
@@ -85,7 +64,7 @@ def finish(
     tool: str,
     outcome: str,
     *,
-    clock: FakeClock | None = None,
+    clock: SteppedClock | None = None,
     wait: float = 0.0,
     duration: float = 0.0,
     exemplar: tuple[str, str] | None = (TRACE_ID, SPAN_ID),
@@ -105,7 +84,7 @@ def finish(
     )
 
 
-def varied_workload(store: MetricStore, clock: FakeClock | None = None, seed: int = 0) -> None:
+def varied_workload(store: MetricStore, clock: SteppedClock | None = None, seed: int = 0) -> None:
     """Several tools (hostile names too), every outcome, durations across the buckets,
     retries, errors with exemplars, custom metrics, gauges."""
     durations = [0.0004, 0.003, 0.07, 0.3, 1.7, 42.0, 999.0]
@@ -130,21 +109,21 @@ def varied_workload(store: MetricStore, clock: FakeClock | None = None, seed: in
     slot = store.tool_slot("fetch", True)
     store.task_submitted(None, SimpleNamespace(id="r"), "fetch", slot, running=True)
     store.task_submitted(None, SimpleNamespace(id="q"), "parse", slot, running=False)
-    store.register_runner(Pool(4 + seed))
+    store.register_runner(StatsOnlyRunner(4 + seed))
     store.record_custom("t", "response_time", 1.25, "seconds")
     store.record_custom("t", "response_time", 0.5, "seconds")
     store.record_custom("t", 'odd "name"\n', 3, "bytes\\")
-    store.register_runner(keep(Pool(0, abandoned=1)))
+    store.register_runner(keep(StatsOnlyRunner(0, abandoned=1)))
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def clock() -> SteppedClock:
     """The clock the ``store`` reads; durations are 0 s unless the test moves ``clock.now``."""
-    return FakeClock()
+    return SteppedClock()
 
 
 @pytest.fixture
-def store(clock: FakeClock) -> MetricStore:
+def store(clock: SteppedClock) -> MetricStore:
     """A fresh store that reads the test's ``clock``."""
     return MetricStore(clock=clock)
 
@@ -192,7 +171,7 @@ def laios_only(text: str) -> str:
 
 
 def test_text_format_parses_to_the_same_families(
-    store: MetricStore, registry: CollectorRegistry, clock: FakeClock
+    store: MetricStore, registry: CollectorRegistry, clock: SteppedClock
 ) -> None:
     """A varied workload, a user's own metrics: the parsed families equal prometheus_client's."""
     varied_workload(store, clock)
@@ -200,7 +179,7 @@ def test_text_format_parses_to_the_same_families(
 
 
 def test_openmetrics_parses_to_the_same_families_and_exemplars(
-    store: MetricStore, registry: CollectorRegistry, clock: FakeClock
+    store: MetricStore, registry: CollectorRegistry, clock: SteppedClock
 ) -> None:
     """The same in OpenMetrics, where exemplars and the ``_created``-free counters differ."""
     varied_workload(store, clock)
@@ -214,7 +193,7 @@ def test_openmetrics_parses_to_the_same_families_and_exemplars(
 
 
 def test_the_laios_part_is_byte_identical(
-    store: MetricStore, registry: CollectorRegistry, clock: FakeClock
+    store: MetricStore, registry: CollectorRegistry, clock: SteppedClock
 ) -> None:
     """Not only equal once parsed: the laios_* lines are the very bytes prometheus_client writes."""
     varied_workload(store, clock)
@@ -225,7 +204,7 @@ def test_the_laios_part_is_byte_identical(
 
 
 def test_several_stores_are_summed_as_the_collector_sums_them(
-    registry: CollectorRegistry, clock: FakeClock
+    registry: CollectorRegistry, clock: SteppedClock
 ) -> None:
     """Stores joined into one registry: counts, sums, buckets and exemplars add up alike."""
     first, second = MetricStore(clock=clock), MetricStore(clock=clock, max_tool_labels=3)
@@ -263,7 +242,7 @@ def test_large_and_negative_numbers_are_written_as_go_writes_them(
     histogram.count += 2_000_000
     histogram.sum += 12_345_678.5
     slot.retries = 10**7
-    store.register_runner(keep(Pool(0, abandoned=-2)))
+    store.register_runner(keep(StatsOnlyRunner(0, abandoned=-2)))
     store.record_custom("t", "big", 3.5e9, "bytes")
     text = render_metrics(registry).decode()
     assert 'laios_tasks_total{outcome="success",tool="fetch"} 2.000001e+06' in text
@@ -453,7 +432,7 @@ def test_wsgi_app_head_and_gzip_still_work(store: MetricStore, registry: Collect
     assert gzip.decompress(body) == render_metrics(registry)
 
 
-def test_aggregates_match_the_snapshot(store: MetricStore, clock: FakeClock) -> None:
+def test_aggregates_match_the_snapshot(store: MetricStore, clock: SteppedClock) -> None:
     """MetricStore.aggregates() holds the snapshot's numbers, buckets not yet cumulative."""
     varied_workload(store, clock)
     snapshot = {tool.tool: tool for tool in store.snapshot().tools}
@@ -493,7 +472,7 @@ def promtool_available() -> bool:
 
 
 def test_promtool_accepts_the_direct_text(
-    store: MetricStore, registry: CollectorRegistry, clock: FakeClock
+    store: MetricStore, registry: CollectorRegistry, clock: SteppedClock
 ) -> None:
     """`promtool check metrics` prints nothing for the direct text of a varied workload."""
     if not promtool_available():

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
+from store_fakes import SteppedClock
 
 from laios.core.types import Context
 from laios.execution.executor import ExecutionMetrics, Executor
@@ -380,26 +381,13 @@ def test_retries_field_counts_preceding_attempts(
     assert executor.get_metrics(task.id).retries == 2  # type: ignore[union-attr]
 
 
-class _StoppedClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def perf_counter(self) -> float:
-        return self.now
-
-
 def test_a_running_tasks_execution_time_reads_the_stores_clock() -> None:
     """ExecutionMetrics of a running task measures its time so far on the store's clock."""
     from laios.core.types import Task
     from laios.execution.store import MetricStore
     from laios.execution.task_monitor import TaskMonitor
 
-    clock = _StoppedClock()
+    clock = SteppedClock()
     monitor = TaskMonitor(MetricStore(clock=clock))
     task = Task(plan_id="p", description="d", tool_name="echo")
     metrics = monitor.start_monitoring(task)
@@ -416,7 +404,7 @@ def test_the_completed_events_execution_time_reads_the_stores_clock() -> None:
     from laios.tools.base import create_simple_tool
     from laios.tools.registry import ToolRegistry
 
-    clock = _StoppedClock()
+    clock = SteppedClock()
     registry = ToolRegistry()
     registry.register_tool(create_simple_tool("noop", "Does nothing.", lambda: None))
     events: list[tuple[str, dict[str, object]]] = []

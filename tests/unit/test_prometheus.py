@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from importlib.metadata import PackageNotFoundError
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge, generate_lates
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
+from store_fakes import StatsOnlyRunner, SteppedClock
 
 from laios.core.types import Context, Task
 from laios.execution import prometheus
@@ -24,7 +24,6 @@ from laios.execution.prometheus import (
     ensure_collector,
     unregister_collector,
 )
-from laios.execution.runners import RunnerStats
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
@@ -33,28 +32,8 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
 
 
-class FakeClock:
-    """A settable monotonic clock for ``MetricStore(clock=...)``, so durations are exact."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return time.time()
-
-
-class Pool:
-    """The part of a runner the store reads: its stats."""
-
-    def __init__(self, max_workers: int, abandoned: int = 0) -> None:
-        self.stats = RunnerStats(workers=max_workers, abandoned=abandoned)
-
-
 @pytest.fixture
-def store(clock: FakeClock) -> MetricStore:
+def store(clock: SteppedClock) -> MetricStore:
     """A fresh store that reads the test's ``clock``."""
     return MetricStore(clock=clock)
 
@@ -67,9 +46,9 @@ def registry(store: MetricStore) -> CollectorRegistry:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def clock() -> SteppedClock:
     """The clock the ``store`` reads; durations are 0 s unless the test moves ``clock.now``."""
-    return FakeClock()
+    return SteppedClock()
 
 
 def run(
@@ -81,7 +60,7 @@ def run(
     error_type: str | None = None,
     exemplar: tuple[str, str] | None = None,
     registered: bool = True,
-    clock: FakeClock | None = None,
+    clock: SteppedClock | None = None,
     duration: float = 0.0,
 ) -> None:
     """Feed ``count`` finished tasks of ``tool`` into the store."""
@@ -140,7 +119,7 @@ def test_collect_reads_the_store_at_scrape_time(
 
 
 def test_duration_histogram_buckets_count_and_sum(
-    store: MetricStore, registry: CollectorRegistry, clock: FakeClock
+    store: MetricStore, registry: CollectorRegistry, clock: SteppedClock
 ) -> None:
     """Four 0.3 s tasks land in the 0.5 s bucket, not the 0.25 s one; count 4, sum 1.2."""
     run(store, "fetch", 4, clock=clock, duration=0.3)
@@ -162,7 +141,7 @@ def test_duration_histogram_only_for_outcomes_that_occurred(
 
 
 def test_queue_wait_histogram_measures_submit_to_start(
-    store: MetricStore, registry: CollectorRegistry, clock: FakeClock
+    store: MetricStore, registry: CollectorRegistry, clock: SteppedClock
 ) -> None:
     """A task that waited 2 s is counted in the 2.5 s bucket with sum 2."""
     slot = store.tool_slot("fetch", True)
@@ -197,7 +176,7 @@ def test_gauges_follow_running_and_queued_tasks(
     slot = store.tool_slot("fetch", True)
     store.task_submitted(None, SimpleNamespace(id="a"), "fetch", slot, running=True)
     store.task_submitted(None, SimpleNamespace(id="b"), "fetch", slot, running=False)
-    pool = Pool(max_workers=4, abandoned=2)
+    pool = StatsOnlyRunner(max_workers=4, abandoned=2)
     store.register_runner(pool)
     assert sample(registry, "laios_tasks_in_flight", tool="fetch") == 1
     assert sample(registry, "laios_executor_queue_depth") == 1

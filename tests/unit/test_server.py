@@ -6,7 +6,6 @@ import gzip
 import io
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from prometheus_client import CollectorRegistry
+from store_fakes import SteppedClock
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -34,19 +34,6 @@ from laios.tools.registry import ToolRegistry
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-class FakeClock:
-    """A settable monotonic clock for ``MetricStore(clock=...)``, so durations are exact."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return time.time()
 
 
 @pytest.fixture
@@ -134,7 +121,7 @@ def test_status_lists_running_tasks_with_progress(
 
 def test_status_reports_tool_totals_and_percentiles() -> None:
     """Per-tool totals, error rate and p50/p95 estimated from the buckets."""
-    clock = FakeClock()
+    clock = SteppedClock()
     store = MetricStore(clock=clock)
     slot = store.tool_slot("fetch", True)
     for index in range(100):
