@@ -273,8 +273,7 @@ class Executor:
             limit = self._engine.resolve_timeout(timeout)
         except ValueError as exc:
             return rejected_result(task, exc)
-        (result,) = await self._engine.run_awaiting([task], context, limit, on_progress)
-        return result
+        return await self._engine.run_one_awaiting(task, context, limit, on_progress)
 
     async def execute_parallel(
         self,

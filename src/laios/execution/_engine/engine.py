@@ -165,12 +165,15 @@ class Engine:
         parent: OtelContext | None = None,
         attributes: dict[str, Any] | None = None,
         retries: int = 0,
+        in_task: bool = False,
     ) -> Job:
         """Accept a task: choose its runner, record it, open its span; finish it at once when
         it is refused (executor shut down, unknown tool) or a pending cancellation names it.
 
         ``blocking``: the caller's thread will wait (the blocking road); else a coroutine
-        awaits it and ``notify`` is called once it is finished.
+        awaits it and ``notify`` is called once it is finished. ``in_task``: an async tool
+        may run inside that coroutine's own task (when the loop runner has a slot free now:
+        the job's handle is then the claimed slot, and it starts with no queue wait).
         """
         store = self.store
         tool = self.registry.get_tool(task.tool_name)
@@ -192,10 +195,15 @@ class Engine:
             refusal = SHUTDOWN
         elif tool is None:
             refusal = Refusal("tool_not_found", f"Tool not found: {job.tool}")
-        inline = False
+        inline = claimed = False
         if refusal is None:
             if is_async_tool(tool):
-                job.runner = self.loop_thread if blocking else self.loop_here
+                job.runner = runner = self.loop_thread if blocking else self.loop_here
+                if in_task:
+                    handle = runner.claim(job)
+                    if handle is not None:
+                        job.handle = job.claimed = handle
+                        job.in_task = claimed = True
             elif blocking and limit is None and self.inline is not None:
                 job.runner = self.inline
                 job.inline = inline = True
@@ -217,13 +225,15 @@ class Engine:
         if inline:
             # Running from here on (see Job.started): a cancel_task only sets its flag now.
             job.phase = RUNNING
-        store.submit_record(job, inline and not pending)
+        # Started at once (no queue wait): on the caller's thread, or in a slot claimed now.
+        at_once = inline or claimed
+        store.submit_record(job, at_once and not pending)
         # Read again now that the record is visible: a cancel_task that ran in between found no
         # record and left a pending request, which must cancel this run, not a later one.
         if refusal is None and (pending or self.pending_cancels):
             if self._cancel_before_start(job):
                 return job
-            if pending and inline:
+            if pending and at_once:
                 store.task_started(job)
         if refusal is not None:
             job.refused(refusal)  # (unless cancel_task got there first)
@@ -269,12 +279,14 @@ class Engine:
     def call_for(self, job: Job) -> ToolCall:
         """The data a runner needs to run ``job``'s tool.
 
-        Every runner but the inline one gets a copy of the caller's context to run the tool
-        in (the inline runner runs in the caller's own, unless a span must be made current).
+        A call that runs elsewhere gets a copy of the caller's context to run the tool in;
+        the inline runner runs it in the caller's own (a copy only to make a span current),
+        and a call in the awaiting task runs in that task's context (the engine makes the
+        span current around it).
         """
         context = None
         span_context = job.span_context
-        if span_context is not None or job.runner is not self.inline:
+        if not job.in_task and (span_context is not None or not job.inline):
             context = contextvars.copy_context()
             if span_context is not None:
                 context.run(otel_context.attach, span_context)
@@ -413,58 +425,116 @@ class Engine:
         limit: float | None,
         on_progress: ProgressCallback | None,
         parent: OtelContext | None = None,
-        *,
-        attributes: dict[str, Any] | None = None,
-        retries: int = 0,
     ) -> list[TaskResult]:
         """Run tasks while the calling coroutine awaits them all; results in order.
 
-        A task that cannot be accepted gives a failed result in its place. When the awaiting
+        Every async tool runs as an asyncio task of its own (they run concurrently). A task
+        that cannot be accepted gives a failed result in its place. When the awaiting
         coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
         tool's task is cancelled) and ``CancelledError`` goes on.
         """
-        loop = asyncio.get_running_loop()
-        batch = _Batch(loop)
+        batch = _Batch(asyncio.get_running_loop())
         slots: list[Job | TaskResult] = []
         for task in tasks:
+            slots.append(self._accept(task, context, on_progress, limit, batch, parent))
+        await self._wait(batch, [slot for slot in slots if isinstance(slot, Job)], limit)
+        return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
+
+    async def run_one_awaiting(
+        self,
+        task: Any,
+        context: Any,
+        limit: float | None,
+        on_progress: ProgressCallback | None,
+        parent: OtelContext | None = None,
+        *,
+        attributes: dict[str, Any] | None = None,
+        retries: int = 0,
+    ) -> TaskResult:
+        """Run one task while the calling coroutine awaits it (``execute_async``).
+
+        An async tool is awaited inside the calling task itself when a slot is free (no
+        task of its own, no turn of the loop: as ``await tool(...)`` would), and otherwise
+        runs as on :meth:`run_awaiting`. Same outcomes and cancellation either way.
+        """
+        batch = _Batch(asyncio.get_running_loop())
+        job = self._accept(
+            task, context, on_progress, limit, batch, parent, attributes, retries, in_task=True
+        )
+        if not isinstance(job, Job):
+            return job
+        claimed = job.claimed
+        if claimed is not None:
+            job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
+            batch.start_timer([job], limit)
+            # The task span is current while the tool runs, as in a task of its own.
+            span_context = job.span_context
+            token = otel_context.attach(span_context) if span_context is not None else None
             try:
-                check_call(task, on_progress)
-            except TypeError as exc:
-                slots.append(rejected_result(task, exc))
-                continue
-            job: Job | None = None
-            try:
-                job = self.new_job(
-                    task,
-                    context,
-                    on_progress,
-                    limit,
-                    blocking=False,
-                    notify=batch.finished,
-                    parent=parent,
-                    attributes=attributes,
-                    retries=retries,
-                )
-                if job.result is None:
-                    self._hand_over(job)
-                slots.append(job)
-            except Exception as exc:
-                slots.append(self.internal_error(task, exc, job))
-        jobs = [slot for slot in slots if isinstance(slot, Job)]
+                await self.loop_here.run_claimed(claimed, self.call_for(job))
+            except asyncio.CancelledError:
+                _cancelled_by_caller([job])
+                raise
+            except Exception as exc:  # the job's own events failed: never the caller's problem
+                return self.internal_error(task, exc, job)
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+                batch.stop_timer()
+        if job.result is None:
+            await self._wait(batch, [job], limit)
+        return job.take_result()
+
+    def _accept(
+        self,
+        task: Any,
+        context: Any,
+        on_progress: ProgressCallback | None,
+        limit: float | None,
+        batch: _Batch,
+        parent: OtelContext | None,
+        attributes: dict[str, Any] | None = None,
+        retries: int = 0,
+        *,
+        in_task: bool = False,
+    ) -> Job | TaskResult:
+        """A job for one task of an awaiting call, handed over to its runner (unless it
+        claimed a slot in the awaiting task, see ``Engine.new_job``), or the failed result of
+        a task that could not be accepted."""
+        try:
+            check_call(task, on_progress)
+        except TypeError as exc:
+            return rejected_result(task, exc)
+        job: Job | None = None
+        try:
+            job = self.new_job(
+                task,
+                context,
+                on_progress,
+                limit,
+                blocking=False,
+                notify=batch.finished,
+                parent=parent,
+                attributes=attributes,
+                retries=retries,
+                in_task=in_task,
+            )
+            if job.result is None and not job.in_task:
+                self._hand_over(job)
+        except Exception as exc:
+            if job is not None and job.claimed is not None:
+                self.loop_here.release(job.claimed)  # never run: its slot goes back
+            return self.internal_error(task, exc, job)
+        return job
+
+    async def _wait(self, batch: _Batch, jobs: list[Job], limit: float | None) -> None:
+        """Await the handed-over ``jobs``; when the awaiting coroutine is cancelled, end them
+        ``cancelled`` and let the cancellation go on."""
         try:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
-            # Queued jobs first: abandoning a running one may start a replacement thread, which
-            # must find nothing of this batch left to run.
-            for job in sorted(jobs, key=lambda j: j.phase != QUEUED):
-                job.interrupt(
-                    "cancelled",
-                    f"Task '{job.task_id}' was cancelled: the awaiting coroutine was cancelled",
-                )
-            for job in jobs:
-                job.result = None  # nobody will take these: the records must not keep them
+            _cancelled_by_caller(jobs)
             raise
-        return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
 
     def _hand_over(self, job: Job) -> bool:
         """Submit ``job`` to its runner; ``False`` when the runner refused it (it is finished
@@ -514,6 +584,19 @@ class Engine:
         self.loop_thread.shutdown(wait)
 
 
+def _cancelled_by_caller(jobs: list[Job]) -> None:
+    """End the unfinished ``jobs`` of a coroutine that was cancelled while awaiting them."""
+    # Queued jobs first: abandoning a running one may start a replacement thread, which
+    # must find nothing of this batch left to run.
+    for job in sorted(jobs, key=lambda j: j.phase != QUEUED):
+        job.interrupt(
+            "cancelled",
+            f"Task '{job.task_id}' was cancelled: the awaiting coroutine was cancelled",
+        )
+    for job in jobs:
+        job.result = None  # nobody will take these: the records must not keep them
+
+
 class _Batch:
     """What an awaiting coroutine waits for: every job of its batch to finish.
 
@@ -552,15 +635,24 @@ class _Batch:
         if self.finished_count >= len(jobs):
             return
         self.future = self.loop.create_future()
-        if limit is not None:
-            self.jobs = jobs
-            self._arm(0)
+        self.start_timer(jobs, limit)
         try:
             await self.future
         finally:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.jobs = []
+            self.stop_timer()
+
+    def start_timer(self, jobs: list[Job], limit: float | None) -> None:
+        """Expire ``jobs`` at their deadlines from now on (nothing to do without a limit)."""
+        if limit is not None:
+            self.jobs = jobs
+            self._arm(0)
+
+    def stop_timer(self) -> None:
+        """Stop expiring (every job finished, or nobody awaits them any more)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.jobs = []
 
     def _arm(self, start: int) -> None:
         jobs = self.jobs

@@ -120,6 +120,8 @@ class Job(TaskRecord):
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     inline = False  # runs on the caller's thread: nothing else can move its phase on
+    in_task = False  # an async tool run inside the awaiting task, in a slot claimed at once
+    claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
     raised: BaseException | None = None  # what the tool raised (for the inline road's Ctrl-C)
 

@@ -223,8 +223,8 @@ async def retry_awaiting(
     try:
         while True:
             limit = engine.resolve_timeout(run.attempt_timeout())
-            (result,) = await engine.run_awaiting(
-                [task],
+            result = await engine.run_one_awaiting(
+                task,
                 context,
                 limit,
                 on_progress,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -59,6 +60,42 @@ class _LoopCall:
         self.abandoned = False
 
 
+class _AwaitedCall:
+    """A call run inside the awaiting task itself (the runner's handle for it)."""
+
+    __slots__ = ("active", "cancelling", "events", "loop", "runner", "stopped", "task")
+
+    def __init__(self, runner: LoopRunner, events: RunEvents, task: asyncio.Task[Any]) -> None:
+        self.runner = runner
+        self.events = events
+        self.task = task
+        self.loop = task.get_loop()
+        self.active = False  # the tool is being awaited now (read and written on the loop)
+        self.stopped = False  # this runner cancelled the task to stop the tool
+        self.cancelling = 0  # the task's cancellation count when the tool started
+
+
+#: Whether a task can tell its own cancellations apart (``Task.cancelling``/``uncancel``,
+#: Python 3.11): needed to run a tool inside the awaiting task and still stop it.
+_CAN_UNCANCEL = sys.version_info >= (3, 11)
+
+if sys.version_info >= (3, 11):
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return task.cancelling()
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return task.uncancel()
+
+else:  # (never called there: LoopRunner.claim declines on 3.10)
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return 0
+
+    def _uncancel(task: asyncio.Task[Any]) -> int:
+        return 0
+
+
 class AsyncSlots:
     """How many async tools may run at once, shared by an executor's loop runners.
 
@@ -79,6 +116,14 @@ class AsyncSlots:
                 self.running += 1
                 return True
             self.waiting.append(work)
+            return False
+
+    def take_now(self) -> bool:
+        """Take a slot if one is free and nobody waits for one; never queue."""
+        with self.lock:
+            if self.running < self.limit and not self.waiting:
+                self.running += 1
+                return True
             return False
 
     def give_back(self) -> tuple[_LoopCall | None, list[_LoopCall]]:
@@ -169,7 +214,9 @@ class LoopRunner:
         self.slots = slots
         self.loop_thread = loop_thread
         self.closed = False
-        self._pending = 0  # calls accepted and not finished, for shutdown(wait=True)
+        # Calls accepted and not finished, counted on the loop thread's runner only: its
+        # shutdown(wait=True) waits for them (calls on a caller's loop end with that loop).
+        self._pending = 0
         self._pending_lock = threading.Lock()
 
     @property
@@ -195,15 +242,66 @@ class LoopRunner:
             except RuntimeError:
                 return _NO_LOOP
         work = _LoopCall(self, call, events, loop)
-        with self._pending_lock:
-            self._pending += 1
+        if self.loop_thread is not None:
+            with self._pending_lock:
+                self._pending += 1
         if self.slots.take(work):
             _launch(work)
         return work
 
+    def claim(self, events: RunEvents) -> _AwaitedCall | None:
+        """Take a slot for running a call inside the calling task itself (:meth:`run_claimed`),
+        without a task of its own or a turn of the loop: when a slot is free now and this
+        Python can stop it there (3.11+). ``None``: submit the call instead."""
+        if not _CAN_UNCANCEL or self.closed or self.loop_thread is not None:
+            return None
+        task = asyncio.current_task()
+        if task is None or not self.slots.take_now():
+            return None
+        return _AwaitedCall(self, events, task)
+
+    async def run_claimed(self, work: Handle, call: ToolCall) -> None:
+        """Await ``call``'s tool here, in the slot ``work`` claimed, reporting to its events
+        (the slot is given back however it ends; a job finished meanwhile never starts).
+
+        :meth:`abandon` stops it by cancelling this task, and the cancellation is taken back
+        (``uncancel``) once the tool has stopped, as ``asyncio.timeout`` does; a cancellation
+        of the task from elsewhere goes on to the caller.
+        """
+        assert isinstance(work, _AwaitedCall)
+        events = work.events
+        try:
+            if not events.started():
+                return
+            task = work.task
+            work.cancelling = _cancelling(task)
+            work.active = True
+            try:
+                outcome = await call_tool_async(call, events)
+            except asyncio.CancelledError as exc:
+                work.active = False
+                if not (work.stopped and _uncancel(task) <= work.cancelling):
+                    raise  # the awaiting task itself was cancelled
+                outcome = RawOutcome(None, exc)
+            else:
+                work.active = False
+                if work.stopped:
+                    _uncancel(task)  # the tool returned although it was asked to stop
+            events.finished(outcome)
+        finally:
+            self.done(work)
+
+    def release(self, work: Handle) -> None:
+        """Give back the slot of a claimed call that will never be run."""
+        assert isinstance(work, _AwaitedCall)
+        self.done(work)
+
     def abandon(self, handle: Handle) -> StopResult:
         """Cancel the call's task (its ``finally`` blocks run); a call still waiting for a
         slot never starts."""
+        if isinstance(handle, _AwaitedCall):
+            _on_loop(handle.loop, _stop_awaited, handle)
+            return "stopped"
         assert isinstance(handle, _LoopCall)
         handle.abandoned = True
         task = handle.task
@@ -222,7 +320,7 @@ class LoopRunner:
                 time.sleep(0.005)
         self.loop_thread.stop()
 
-    def done(self, work: _LoopCall) -> None:
+    def done(self, work: _LoopCall | _AwaitedCall) -> None:
         """A call ended (ran, or never started): pass its slot on, count it off."""
         following, dropped = self.slots.give_back()
         for given_up in dropped:
@@ -233,8 +331,9 @@ class LoopRunner:
 
     def forget(self) -> None:
         """Count one accepted call as ended (ran, or given up before it started)."""
-        with self._pending_lock:
-            self._pending -= 1
+        if self.loop_thread is not None:
+            with self._pending_lock:
+                self._pending -= 1
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool:
@@ -254,6 +353,14 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool
     except RuntimeError:  # the loop is closed
         return False
     return True
+
+
+def _stop_awaited(work: _AwaitedCall) -> None:
+    # On the loop's thread: only while the tool is awaited, so that a late request never
+    # cancels what the caller does after it.
+    if work.active and not work.stopped:
+        work.stopped = True
+        work.task.cancel()
 
 
 def _launch(work: _LoopCall) -> None:

@@ -1,0 +1,195 @@
+"""``execute_async`` awaits an async tool inside the calling task (Python 3.11+).
+
+With a slot free, the tool runs in the awaiting task itself, as ``await tool(...)`` would: no
+task of its own, no turn of the loop. Stopping it (timeout, ``cancel_task``) cancels that
+task and takes the cancellation back once the tool has stopped, so the caller carries on
+undisturbed; a cancellation of the caller from elsewhere still reaches the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.task_context import current_task
+from laios.tools.base import AsyncBaseTool
+from laios.tools.registry import ToolRegistry
+
+pytestmark = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="needs Task.uncancel (Python 3.11)"
+)
+
+CONTEXT = Context(session_id="s", user_id="u")
+
+
+class Where(AsyncBaseTool):
+    name = "where"
+    description = "Reports the asyncio task it runs in."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return asyncio.current_task()
+
+
+class Hang(AsyncBaseTool):
+    name = "hang"
+    description = "Waits until cancelled; may swallow the cancellation."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.finally_ran = False
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if kwargs.get("swallow"):
+                return "carried on"
+            raise
+        finally:
+            self.finally_ran = True
+        return "slept"
+
+
+def _make(make_executor: Any, **options: Any) -> tuple[Any, Hang]:
+    registry = ToolRegistry()
+    registry.register_tool(Where)
+    hang = registry.register_tool(Hang())
+    return make_executor(tool_registry=registry, **options), hang
+
+
+def _task(tool: str, **parameters: Any) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool, parameters=parameters)
+
+
+def test_the_tool_runs_in_the_awaiting_task(make_executor: Any) -> None:
+    """With a slot free, the tool's asyncio task is the caller's own."""
+    executor, _ = _make(make_executor)
+
+    async def scenario() -> tuple[Any, Any]:
+        result = await executor.execute_async(_task("where"), CONTEXT)
+        return result.output, asyncio.current_task()
+
+    tool_task, caller_task = asyncio.run(scenario())
+    assert tool_task is caller_task
+
+
+def test_without_a_free_slot_the_tool_runs_in_a_task_of_its_own(make_executor: Any) -> None:
+    """When every slot is taken, the call waits for one and runs as a task of its own."""
+    executor, _ = _make(make_executor, max_async_tools=1)
+
+    async def scenario() -> tuple[Any, Any]:
+        holder = asyncio.ensure_future(executor.execute_async(_task("hang"), CONTEXT, timeout=0.3))
+        await asyncio.sleep(0)  # the holder takes the only slot
+        result = await executor.execute_async(_task("where"), CONTEXT, timeout=5)
+        await holder
+        return result, asyncio.current_task()
+
+    result, caller_task = asyncio.run(scenario())
+    assert result.success, result.error
+    assert result.output is not caller_task
+
+
+@pytest.mark.parametrize("swallow", [False, True])
+def test_a_timeout_stops_the_tool_and_leaves_the_caller_uncancelled(
+    make_executor: Any, swallow: bool
+) -> None:
+    """A timed-out tool is stopped (its finally runs) and the caller's task is not left
+    cancelling, even when the tool swallows the cancellation: later awaits work."""
+    executor, hang = _make(make_executor)
+
+    async def scenario() -> tuple[Any, int]:
+        result = await executor.execute_async(_task("hang", swallow=swallow), CONTEXT, timeout=0.2)
+        await asyncio.sleep(0.05)  # would raise CancelledError if a cancellation were left
+        return result, asyncio.current_task().cancelling()
+
+    result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "timeout"
+    assert hang.finally_ran
+    assert cancelling == 0
+    assert executor.abandoned_threads == 0
+
+
+def test_cancel_task_stops_the_tool_and_the_caller_carries_on(make_executor: Any) -> None:
+    """cancel_task from another thread stops the tool; the caller gets 'cancelled' and goes on."""
+    executor, hang = _make(make_executor)
+    task = _task("hang")
+
+    async def scenario() -> tuple[Any, str]:
+        canceller = threading.Thread(
+            target=lambda: (hang.entered.wait(5), executor.cancel_task(task.id))
+        )
+        canceller.start()
+        result = await executor.execute_async(task, CONTEXT)
+        canceller.join(5)
+        await asyncio.sleep(0.05)
+        return result, "carried on"
+
+    result, after = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
+    assert hang.finally_ran
+    assert after == "carried on"
+
+
+def test_a_cancel_after_the_tool_returned_never_reaches_the_caller(make_executor: Any) -> None:
+    """A cancel_task for a task that already finished does not cancel what the caller does
+    next."""
+    executor, _ = _make(make_executor)
+    task = _task("where")
+
+    async def scenario() -> str:
+        await executor.execute_async(task, CONTEXT)
+        executor.cancel_task(task.id)
+        await asyncio.sleep(0.05)
+        return "carried on"
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == "carried on"
+
+
+def test_the_callers_own_cancellation_reaches_the_caller(make_executor: Any) -> None:
+    """When the awaiting coroutine is cancelled from elsewhere, the cancellation goes on to it
+    and the task ends cancelled."""
+    executor, hang = _make(make_executor)
+    task = _task("hang")
+
+    async def scenario() -> str:
+        try:
+            await asyncio.wait_for(executor.execute_async(task, CONTEXT), 0.2)
+        except asyncio.TimeoutError:
+            return "the caller's own timeout"
+        return "no timeout"
+
+    assert asyncio.run(scenario()) == "the caller's own timeout"
+    assert hang.finally_ran
+    assert executor.get_metrics(task.id).outcome == "cancelled"
+
+
+def test_current_task_is_the_tools_handle_and_is_reset_after(make_executor: Any) -> None:
+    """Inside the tool current_task() is its handle; after the call the caller sees none."""
+    registry = ToolRegistry()
+
+    class Handle(AsyncBaseTool):
+        name = "handle"
+        description = "Returns its task handle's id."
+
+        async def _execute_async(self, **kwargs: Any) -> Any:
+            handle = current_task()
+            return handle.task_id if handle is not None else None
+
+    registry.register_tool(Handle)
+    executor = make_executor(tool_registry=registry)
+    task = _task("handle")
+
+    async def scenario() -> tuple[Any, Any]:
+        result = await executor.execute_async(task, CONTEXT)
+        return result.output, current_task()
+
+    output, after = asyncio.run(scenario())
+    assert output == task.id
+    assert after is None
