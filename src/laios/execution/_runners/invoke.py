@@ -34,20 +34,28 @@ def is_async_tool(tool: Any) -> bool:
     return bool(getattr(tool, "is_async", False))
 
 
-def _entry(tool: Any) -> Callable[..., Any]:
-    """The callable that runs ``tool`` (``run_raising`` unless ``execute`` is its own)."""
+def _raising(tool: Any) -> bool:
+    """Whether ``tool`` is run through ``run_raising`` / ``run_raising_async``: its
+    ``execute`` / ``execute_async`` is the base class's own (read once per class)."""
     raising = _RAISING.get(type(tool))
     if raising is None:
-        raising = _RAISING[type(tool)] = (
-            isinstance(tool, BaseTool) and type(tool).execute is BaseTool.execute
-        )
-    if raising:
+        if isinstance(tool, AsyncBaseTool):
+            raising = type(tool).execute_async is AsyncBaseTool.execute_async
+        else:
+            raising = isinstance(tool, BaseTool) and type(tool).execute is BaseTool.execute
+        _RAISING[type(tool)] = raising
+    return raising
+
+
+#: Per tool class: what :func:`_raising` found.
+_RAISING: dict[type, bool] = {}
+
+
+def _entry(tool: Any) -> Callable[..., Any]:
+    """The callable that runs a synchronous ``tool``."""
+    if _raising(tool):
         return tool.run_raising  # type: ignore[no-any-return]
     return functools.partial(_execute, tool)
-
-
-#: Per tool class: whether it is run through ``run_raising`` (read once per class).
-_RAISING: dict[type, bool] = {}
 
 
 def _execute(tool: Any, **parameters: Any) -> Any:
@@ -61,8 +69,9 @@ def _execute(tool: Any, **parameters: Any) -> Any:
 
 
 def _entry_async(tool: Any) -> Callable[..., Coroutine[Any, Any, Any]]:
-    if isinstance(tool, AsyncBaseTool) and type(tool).execute_async is AsyncBaseTool.execute_async:
-        return tool.run_raising_async
+    """The coroutine function that runs an async ``tool``."""
+    if _raising(tool):
+        return tool.run_raising_async  # type: ignore[no-any-return]
     execute: Callable[..., Coroutine[Any, Any, Any]] = tool.execute_async
     return execute
 

@@ -15,11 +15,13 @@ their wait is the task's queue wait.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 from laios.execution._runners.base import (
@@ -375,12 +377,30 @@ def _create_task(work: _LoopCall) -> None:
     if work.abandoned:
         work.runner.done(work)
         return
-    coroutine = _run(work)
-    context = work.call.context
-    if context is None:
-        work.task = work.loop.create_task(coroutine)
-    else:  # the task runs in a copy of the caller's context (the task span is current there)
-        work.task = context.run(work.loop.create_task, coroutine)
+    # The task runs in the caller's context copy (the task span is current there).
+    work.task = _create_task_in(work.loop, _run(work), work.call.context)
+
+
+if sys.version_info >= (3, 11):
+
+    def _create_task_in(
+        loop: asyncio.AbstractEventLoop,
+        coroutine: Coroutine[Any, Any, None],
+        context: contextvars.Context | None,
+    ) -> asyncio.Task[None]:
+        return loop.create_task(coroutine, context=context)
+
+else:  # (no context= before 3.11: create the task while running in the context)
+
+    def _create_task_in(
+        loop: asyncio.AbstractEventLoop,
+        coroutine: Coroutine[Any, Any, None],
+        context: contextvars.Context | None,
+    ) -> asyncio.Task[None]:
+        if context is None:
+            return loop.create_task(coroutine)
+        task: asyncio.Task[None] = context.run(loop.create_task, coroutine)
+        return task
 
 
 async def _run(work: _LoopCall) -> None:
