@@ -10,6 +10,8 @@ store records, spans, retries, results) and hands a runner a :class:`ToolCall` (
 * :class:`LoopRunner`: coroutine tools as asyncio tasks (a timeout or cancellation cancels the
   coroutine: ``"stopped"``).
 * :class:`InlineRunner`: a synchronous tool on the caller's own thread.
+* :class:`ProcessRunner`: every tool in a worker process (a timeout or cancellation kills the
+  worker and what it started: ``"killed"``; memory and CPU limits are enforced).
 
 A runner of your own is passed as ``Executor(registry, runner=...)``::
 
@@ -34,15 +36,24 @@ from laios.execution._runners.base import (
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
+from laios.execution._runners.process import CpuLimitExceeded, ProcessRunner, WorkerCrashed
+from laios.execution._runners.process_worker import (
+    MemoryLimitExceeded,
+    ToolNotLoadable,
+    ToolNotPicklable,
+)
 from laios.execution._runners.thread import ThreadRunner
 
 __all__ = [
     "SHUTDOWN",
     "AsyncSlots",
+    "CpuLimitExceeded",
     "Handle",
     "InlineRunner",
     "LoopRunner",
     "LoopThread",
+    "MemoryLimitExceeded",
+    "ProcessRunner",
     "RawOutcome",
     "Refusal",
     "RunEvents",
@@ -51,6 +62,9 @@ __all__ = [
     "StopResult",
     "ThreadRunner",
     "ToolCall",
+    "ToolNotLoadable",
+    "ToolNotPicklable",
+    "WorkerCrashed",
     "call_tool",
     "call_tool_async",
     "is_async_tool",

@@ -114,6 +114,9 @@ class Engine:
         self.tracing = tracing
         self.measure_cpu = measure_cpu
         self.runner = runner
+        #: Whether the runner isolates tools (a process of their own): it then runs every
+        #: tool, sync and async, and calls carry the memory and CPU limits it enforces.
+        self.isolated = bool(getattr(runner, "isolated", False))
         self.inline: Runner | None = InlineRunner() if inline else None
         slots = AsyncSlots(max_async_tools)
         self.loop_here = LoopRunner(slots)
@@ -197,7 +200,9 @@ class Engine:
             refusal = Refusal("tool_not_found", f"Tool not found: {job.tool}")
         inline = claimed = False
         if refusal is None:
-            if is_async_tool(tool):
+            if self.isolated:
+                job.runner = self.runner
+            elif is_async_tool(tool):
                 job.runner = runner = self.loop_thread if blocking else self.loop_here
                 if in_task:
                     handle = runner.claim(job)
@@ -291,7 +296,7 @@ class Engine:
             if span_context is not None:
                 context.run(otel_context.attach, span_context)
         task = job.task
-        return ToolCall(
+        call = ToolCall(
             job.task_id,
             job.tool,
             task.parameters,
@@ -303,6 +308,12 @@ class Engine:
             job.deadline,
             context,
         )
+        if self.isolated:
+            limits = self.limits
+            call.memory_limit_mb = limits.memory_limit_mb
+            if limits.cpu_limit_percent is not None and job.limit is not None:
+                call.cpu_seconds = limits.cpu_limit_percent / 100 * job.limit
+        return call
 
     def _cancel_before_start(self, job: Job) -> bool:
         """Finish a just-submitted job as cancelled when a pending request names it."""

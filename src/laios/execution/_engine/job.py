@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from laios._compat.pydantic import assign, construct
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._records import ProgressStatus, ProgressUpdate, shorten
-from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner
+from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner, StopResult
 from laios.execution.redaction import scrub, secret_values
 from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError
@@ -297,15 +297,18 @@ class Job(TaskRecord):
                 return False
         self.cancel_requested = True
         # A queued call is given up too: the runner must not start it, nor hold a place for it.
-        self._abandon(outcome)
-        self.finish(outcome, message, outcome)
+        stopped = self._abandon(outcome)
+        extra = {"worker_killed": True} if stopped == "killed" else None
+        self.finish(outcome, message, outcome, extra=extra)
         return True
 
-    def _abandon(self, outcome: str = "timeout") -> None:
+    def _abandon(self, outcome: str = "timeout") -> StopResult | None:
+        """Tell the runner the call is given up; ``None`` when it was not handed over yet."""
         runner, handle = self.runner, self.handle
         if runner is None or handle is None:
-            return  # not handed over yet: attach() stops it
-        if runner.abandon(handle) == "left_running":
+            return None  # not handed over yet: attach() stops it
+        stopped = runner.abandon(handle)
+        if stopped == "left_running":
             self.abandoned = True
             why = "overran its timeout" if outcome == "timeout" else "was cancelled"
             _log.warning(
@@ -314,6 +317,7 @@ class Job(TaskRecord):
                 self.tool[:128],
                 why,
             )
+        return stopped
 
     def request_cancel(self) -> bool:
         """Cancel: a queued job finishes now; a running call is stopped when its runner can
@@ -373,7 +377,7 @@ class Job(TaskRecord):
             if isinstance(raised, _CANCELLATIONS):
                 self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
                 return
-            name = type(raised).__name__
+            name = outcome.error_type or type(raised).__name__
             self.finish("error", describe_exception(raised), name, exception=raised)
             return
         if self.cancel_requested:

@@ -34,8 +34,9 @@ __all__ = [
     "ToolCall",
 ]
 
-#: What :meth:`Runner.abandon` did: the work really ended, or it goes on unobserved.
-StopResult = Literal["stopped", "left_running"]
+#: What :meth:`Runner.abandon` did: the work really ended (``"stopped"``; ``"killed"`` when a
+#: worker process was killed for it), or it goes on unobserved (``"left_running"``).
+StopResult = Literal["stopped", "killed", "left_running"]
 
 
 @dataclass(slots=True)
@@ -56,6 +57,10 @@ class ToolCall:
             no deadline). Runners in another process translate it to their own clock.
         context: The caller's ``contextvars`` context (with the task span current), for
             runners in this process; it is never sent elsewhere.
+        memory_limit_mb: Memory the tool may allocate during the call, in MB (``None``: no
+            limit). Enforced by runners that run tools in a process of their own.
+        cpu_seconds: CPU seconds the call may use (``None``: no budget). Enforced by runners
+            that run tools in a process of their own.
     """
 
     task_id: str
@@ -68,6 +73,8 @@ class ToolCall:
     measure_cpu: bool = False
     deadline: float | None = None
     context: contextvars.Context | None = field(default=None, compare=False)
+    memory_limit_mb: int | None = None
+    cpu_seconds: float | None = None
 
     def trace_carrier(self) -> dict[str, str]:
         """The W3C trace context of the task span (``{"traceparent": ...}``; empty when the
@@ -88,6 +95,9 @@ class RawOutcome:
         cpu_seconds: CPU seconds the call used (``0.0`` when not measured).
         memory_peak_mb: Peak memory of the call in MB (``0.0`` when not measured).
         worker: Where it ran (a thread's or process's name), when the runner says.
+        error_type: The runner's own word for the failure (``memory_limit``, ``cpu_limit``,
+            ``worker_crashed``, ``not_picklable``), when it is not what the tool raised;
+            ``None``: the error's class name.
     """
 
     value: Any = None
@@ -95,6 +105,7 @@ class RawOutcome:
     cpu_seconds: float = 0.0
     memory_peak_mb: float = 0.0
     worker: str | None = None
+    error_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

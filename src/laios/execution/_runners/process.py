@@ -1,0 +1,590 @@
+"""The process runner: every tool call runs in a worker process that can really be killed.
+
+A thread cannot be stopped; a process can. :class:`ProcessRunner` keeps up to
+``max_workers`` worker processes (started with ``forkserver`` on Linux, ``spawn`` elsewhere;
+never ``fork`` from a threaded parent), each serving one call at a time over a pipe of its own
+(see :mod:`~laios.execution._runners.process_worker` for the worker's side). One reader thread
+in the caller's process receives every worker's messages in order and reports them to the
+calls' events: progress and checkpoints while a tool runs, then its outcome.
+
+* **Kill.** When a call is abandoned (its task timed out, or was cancelled while running) the
+  worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
+  call's outcome is ``"killed"``, and a fresh worker replaces it at once.
+* **Limits.** A call's ``memory_limit_mb`` and ``cpu_seconds`` are enforced in the worker
+  (``RLIMIT_AS`` and ``RLIMIT_CPU``); a worker that hit one is not reused.
+* **Crashes.** A worker that dies while running a call (``os._exit``, a signal, a crash in C)
+  ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
+  ended it) and is replaced; the other calls go on.
+
+What crosses to a worker is pickled: the tool object and the call's parameters (a call whose
+tool or parameters cannot be pickled is refused at once, ``error_type`` ``not_picklable``), and
+what comes back (a value or exception that cannot be sent back becomes a clear error).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from laios.execution._runners.base import (
+    SHUTDOWN,
+    Handle,
+    RawOutcome,
+    Refusal,
+    RunEvents,
+    RunnerStats,
+    StopResult,
+    ToolCall,
+)
+from laios.execution._runners.process_worker import serve
+
+__all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
+
+_log = logging.getLogger("laios.execution")
+
+#: ``forkserver`` where the platform has it (Linux and other POSIX systems but macOS, where
+#: ``spawn`` is the safe default), else ``spawn``.
+DEFAULT_START_METHOD = (
+    "forkserver"
+    if sys.platform != "darwin" and "forkserver" in multiprocessing.get_all_start_methods()
+    else "spawn"
+)
+
+#: How a worker ends when its call used up its CPU budget (see ``process_worker``).
+_CPU_LIMIT_SIGNALS = frozenset(
+    -getattr(signal, name) for name in ("SIGPROF", "SIGXCPU") if hasattr(signal, name)
+)
+
+
+class WorkerCrashed(Exception):
+    """The worker process running a tool died before the tool returned."""
+
+
+class CpuLimitExceeded(Exception):
+    """A tool used more CPU seconds than its budget (``cpu_limit_percent``)."""
+
+
+class _Call:
+    """One accepted call (the runner's handle for it)."""
+
+    __slots__ = ("events", "payload", "state", "tool_name", "worker")
+
+    def __init__(self, events: RunEvents, payload: bytes, tool_name: str) -> None:
+        self.events = events
+        self.payload = payload
+        self.tool_name = tool_name
+        self.worker: _Worker | None = None
+        self.state = "queued"  # queued, running, done, abandoned; changed under the lock
+
+
+class _Worker:
+    """One worker process and the caller's end of its pipe."""
+
+    __slots__ = ("call", "conn", "killed", "pid", "process", "stopping")
+
+    def __init__(self, process: Any, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.pid: int = process.pid
+        self.call: _Call | None = None  # the call it runs now
+        self.killed = False  # killed by the runner (its call, if any, was abandoned)
+        self.stopping = False  # told to stop (no call will be sent to it)
+
+
+def _kill_group(pid: int) -> None:
+    """Kill a worker and every process in its group (the worker leads its own group)."""
+    if hasattr(os, "killpg"):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+            return
+        except (ProcessLookupError, PermissionError):
+            pass  # not a group leader yet (just started): the worker alone
+    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
+        os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+
+
+def _crash_outcome(call: _Call, exitcode: int | None) -> RawOutcome:
+    if exitcode in _CPU_LIMIT_SIGNALS:
+        return RawOutcome(
+            None,
+            CpuLimitExceeded(
+                f"Tool '{call.tool_name}' used up its CPU budget (cpu_limit_percent of its "
+                "timeout) and its worker process was stopped"
+            ),
+            error_type="cpu_limit",
+        )
+    if exitcode is None:
+        how = "was lost"
+    elif exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        how = f"was killed by {name}"
+    else:
+        how = f"exited with code {exitcode}"
+    return RawOutcome(
+        None,
+        WorkerCrashed(
+            f"The worker process running tool '{call.tool_name}' {how} before the tool "
+            "returned; the task was not retried and the worker was replaced"
+        ),
+        error_type="worker_crashed",
+    )
+
+
+class _Pool:
+    """The worker processes, the queue and the reader thread (no reference to the runner,
+    so that a runner nobody holds can be collected and its finalizer stop the pool)."""
+
+    def __init__(
+        self,
+        max_workers: int,
+        context: Any,
+        initializer: Callable[..., object] | None,
+        initargs: tuple[Any, ...],
+    ) -> None:
+        self.max_workers = max_workers
+        self.context = context
+        self.initializer = initializer
+        self.initargs = initargs
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # a call ended or a worker went
+        self.workers: dict[int, _Worker] = {}  # by pid
+        self.idle: list[_Worker] = []
+        self.starting = 0  # workers being started (counted against max_workers)
+        self.queue: deque[_Call] = deque()
+        self.closed = False
+        self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
+        self.reader: threading.Thread | None = None
+
+    # -- starting workers --------------------------------------------------------------------
+
+    def start_worker(self) -> _Worker | None:
+        """Start a worker process (the caller counted it in ``starting``); ``None`` when the
+        system refused."""
+        parent_end, child_end = multiprocessing.Pipe()
+        try:
+            process = self.context.Process(
+                target=serve,
+                args=(child_end, self.initializer, self.initargs),
+                name="laios-process-worker",
+            )
+            process.start()
+        except Exception:
+            _log.exception("could not start a worker process")
+            parent_end.close()
+            with self.lock:
+                self.starting -= 1
+            return None
+        finally:
+            child_end.close()
+        worker = _Worker(process, parent_end)
+        with self.lock:
+            self.starting -= 1
+            self.workers[worker.pid] = worker
+            start_reader = self.reader is None
+            if start_reader:
+                self.reader = threading.Thread(
+                    target=self.read, name="laios-process-reader", daemon=True
+                )
+        if start_reader:
+            assert self.reader is not None
+            self.reader.start()
+        else:
+            self.wake()
+        return worker
+
+    def wake(self) -> None:
+        """Make the reader look at the workers again."""
+        with contextlib.suppress(OSError):
+            self.wake_writer.send_bytes(b"")
+
+    # -- running calls ---------------------------------------------------------------------
+
+    def begin(self, worker: _Worker, call: _Call | None) -> None:
+        """Send ``call`` (reserved on ``worker``) once its events say it may start; then the
+        next queued call whenever one is refused, until the worker is busy or idle."""
+        while call is not None:
+            if call.events.started():
+                # (when the worker died meanwhile, the reader reports the call as crashed)
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(call.payload)
+                return
+            with self.lock:  # too late to start (timed out, cancelled): the next one
+                if call.state == "running":
+                    call.state = "done"
+                worker.call = None
+                call = self.next_for(worker)
+
+    def next_for(self, worker: _Worker) -> _Call | None:
+        """Reserve the next queued call on ``worker``, or make it idle (under the lock)."""
+        while self.queue:
+            call = self.queue.popleft()
+            if call.state == "queued":
+                call.state = "running"
+                call.worker = worker
+                worker.call = call
+                return call
+        worker.call = None
+        if self.closed:
+            self.stop_worker(worker)
+        else:
+            self.idle.append(worker)
+        self.changed.notify_all()
+        return None
+
+    def stop_worker(self, worker: _Worker) -> None:
+        """Tell an idle worker to exit (under the lock)."""
+        if not worker.stopping:
+            worker.stopping = True
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(pickle.dumps(None))
+
+    # -- the reader thread -----------------------------------------------------------------
+
+    def read(self) -> None:
+        """Deliver every worker's messages and deaths, until the pool is closed and empty."""
+        while True:
+            with self.lock:
+                if self.closed and not self.workers and not self.starting:
+                    self.reader = None
+                    self.changed.notify_all()
+                    return
+                by_conn = {worker.conn: worker for worker in self.workers.values()}
+                by_sentinel = {w.process.sentinel: w for w in self.workers.values()}
+            ready = wait([self.wake_reader, *by_conn, *by_sentinel])
+            for item in ready:
+                if item is self.wake_reader:
+                    with contextlib.suppress(OSError, EOFError):
+                        while self.wake_reader.poll():
+                            self.wake_reader.recv_bytes()
+                elif item in by_conn:
+                    self.receive(by_conn[item])
+            for item in ready:
+                if isinstance(item, int) and item in by_sentinel:
+                    self.lost(by_sentinel[item])
+
+    def receive(self, worker: _Worker) -> None:
+        """Deliver the messages waiting on ``worker``'s pipe."""
+        conn = worker.conn
+        try:
+            while conn.poll():
+                data = conn.recv_bytes()
+                self.deliver(worker, data)
+        except (EOFError, OSError):
+            pass  # the worker is gone: its sentinel says so
+
+    def deliver(self, worker: _Worker, data: bytes) -> None:
+        try:
+            message = pickle.loads(data)
+        except Exception as exc:
+            message = ("done", _unloadable(worker, exc), False)
+        kind = message[0]
+        with self.lock:
+            call = worker.call
+            current = call is not None and call.state == "running"
+        if kind == "done":
+            _, outcome, retire = message
+            with self.lock:
+                if call is not None and call.state == "running":
+                    call.state = "done"
+                following = None if retire or worker.killed else self.next_for(worker)
+                if retire:
+                    worker.call = None
+                    worker.stopping = True  # it exits by itself
+            if current and call is not None:
+                call.events.finished(outcome)
+            if following is not None:
+                self.begin(worker, following)
+        elif current and call is not None:
+            try:
+                if kind == "progress":
+                    call.events.progress(message[1], message[2], message[3])
+                elif kind == "checkpoint":
+                    call.events.checkpoint(message[1], message[2])
+            except Exception:  # the job's own events: logged there; never stop the reader
+                _log.exception("reporting a worker's event failed")
+
+    def lost(self, worker: _Worker) -> None:
+        """A worker process ended: report its call (unless it was killed for it), replace it."""
+        self.receive(worker)  # what it sent before it went
+        worker.process.join(0)
+        exitcode = worker.process.exitcode
+        with contextlib.suppress(OSError):
+            worker.conn.close()
+        with self.lock:
+            self.workers.pop(worker.pid, None)
+            with contextlib.suppress(ValueError):
+                self.idle.remove(worker)
+            call = worker.call
+            worker.call = None
+            report = call is not None and call.state == "running" and not worker.killed
+            if call is not None and call.state == "running":
+                call.state = "done"
+            # A killed or crashed worker is replaced at once (so the next call need not wait
+            # for a process to start); one that was told to stop, only for queued calls.
+            replace = bool(self.queue) or (not self.closed and not worker.stopping)
+            if replace:
+                self.starting += 1
+            self.changed.notify_all()
+        if report and call is not None:
+            _log.warning(
+                "worker process %d running tool %r ended (exit code %s); replaced",
+                worker.pid,
+                call.tool_name[:128],
+                exitcode,
+            )
+            call.events.finished(_crash_outcome(call, exitcode))
+        if replace:
+            new = self.start_worker()
+            if new is not None:
+                with self.lock:
+                    following = self.next_for(new)
+                self.begin(new, following)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def kill(self, call: _Call) -> StopResult:
+        """Give up ``call``: drop it from the queue, or kill the worker running it."""
+        with self.lock:
+            if call.state == "queued":
+                call.state = "abandoned"
+                with contextlib.suppress(ValueError):
+                    self.queue.remove(call)
+                return "stopped"
+            if call.state != "running" or call.worker is None:
+                return "stopped"
+            call.state = "abandoned"
+            worker = call.worker
+            worker.killed = True
+        _kill_group(worker.pid)
+        return "killed"
+
+    def close(self, wait: bool) -> None:
+        """Refuse new calls; idle workers stop now, busy ones after their call (queued calls
+        still run). With ``wait``, return once every worker has exited."""
+        with self.lock:
+            self.closed = True
+            for worker in self.idle:
+                self.stop_worker(worker)
+            self.idle.clear()
+        self.wake()
+        if not wait:
+            return
+        with self.lock:
+            if threading.current_thread() is self.reader:
+                return  # (a callback on the reader thread: it cannot wait for itself)
+            while self.workers or self.starting or self.reader is not None:
+                self.changed.wait(1.0)
+
+    def terminate(self) -> None:
+        """Kill every worker now; queued calls are refused (the runner is gone, or the
+        interpreter is exiting)."""
+        with self.lock:
+            self.closed = True
+            dropped = [call for call in self.queue if call.state == "queued"]
+            self.queue.clear()
+            for call in dropped:
+                call.state = "abandoned"
+            workers = list(self.workers.values())
+            for worker in workers:
+                worker.killed = True
+        for worker in workers:
+            _kill_group(worker.pid)
+        for call in dropped:
+            with contextlib.suppress(Exception):
+                call.events.refused(SHUTDOWN)
+        self.wake()
+
+    def stats(self) -> RunnerStats:
+        with self.lock:
+            busy = sum(1 for worker in self.workers.values() if worker.call is not None)
+            return RunnerStats(
+                workers=0 if self.closed else self.max_workers,
+                busy=busy,
+                queued=len(self.queue),
+            )
+
+
+def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
+    tool = worker.call.tool_name if worker.call is not None else "?"
+    return RawOutcome(
+        None,
+        WorkerCrashed(
+            f"What tool '{tool}' sent back from its worker process could not be loaded "
+            f"({type(exc).__name__}: {exc})"
+        ),
+        error_type="not_picklable",
+    )
+
+
+#: Pools alive in this process: killed at interpreter exit (a worker must not outlive it).
+_POOLS: weakref.WeakSet[_Pool] = weakref.WeakSet()
+
+
+@atexit.register
+def _terminate_all() -> None:
+    for pool in list(_POOLS):
+        pool.terminate()
+
+
+class ProcessRunner:
+    """Runs every tool call (sync and async tools) in a worker process that can be killed.
+
+    Args:
+        max_workers: Worker processes running tools at once (started on demand).
+        start_method: ``"forkserver"`` or ``"spawn"`` (default: ``forkserver`` on Linux,
+            ``spawn`` elsewhere). ``"fork"`` is refused: forking a threaded process can
+            deadlock the child.
+        initializer: Called once in each worker process before it serves calls (set up an
+            OpenTelemetry SDK there, open connections, ...). Must be picklable.
+        initargs: Arguments for ``initializer``.
+        preload: Modules the ``forkserver`` imports once, so that each new worker starts with
+            them (the default preloads laios itself; add your tools' modules). Takes effect
+            only if the process's forkserver has not started yet.
+
+    Raises:
+        ValueError: When ``max_workers`` is not a positive whole number or ``start_method``
+            is unknown or ``"fork"``.
+        TypeError: When ``initializer`` is not callable.
+    """
+
+    name = "process"
+    can_stop = True
+    #: Runs every tool (async ones too, on an event loop in the worker) and enforces the
+    #: calls' memory and CPU limits.
+    isolated = True
+
+    def __init__(
+        self,
+        max_workers: int = 4,
+        *,
+        start_method: str | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Sequence[Any] = (),
+        preload: Sequence[str] = (),
+    ) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive whole number, got {max_workers!r}")
+        method = DEFAULT_START_METHOD if start_method is None else start_method
+        if method == "fork":
+            raise ValueError(
+                "start_method='fork' is refused: forking a process that runs threads can "
+                "deadlock the child; use 'forkserver' (Linux) or 'spawn'"
+            )
+        if method not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"start_method must be one of {sorted(multiprocessing.get_all_start_methods())} "
+                f"(not 'fork'), got {method!r}"
+            )
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            modules = ["laios.execution._runners.process_worker", *preload]
+            context.set_forkserver_preload(modules)
+        self.max_workers = max_workers
+        self.start_method = method
+        self._pool = _Pool(max_workers, context, initializer, tuple(initargs))
+        _POOLS.add(self._pool)
+        self._finalizer = weakref.finalize(self, self._pool.terminate)
+
+    @property
+    def stats(self) -> RunnerStats:
+        """Worker processes allowed, calls running and calls queued."""
+        return self._pool.stats()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called."""
+        return self._pool.closed
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the worker processes alive now."""
+        with self._pool.lock:
+            return list(self._pool.workers)
+
+    def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
+        """Queue ``call`` for a worker process, or refuse it (shut down, not picklable)."""
+        try:
+            payload = pickle.dumps(dataclasses.replace(call, context=None), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            return Refusal(
+                "not_picklable",
+                f"Task '{call.task_id}' cannot be sent to a worker process: its tool or "
+                f"parameters cannot be pickled ({type(exc).__name__}: {exc}). Define the tool "
+                "class at module level and pass plain, picklable parameters",
+            )
+        pool = self._pool
+        handle = _Call(events, payload, call.tool_name)
+        start = False
+        with pool.lock:
+            if pool.closed:
+                return SHUTDOWN
+            worker = pool.idle.pop() if pool.idle else None
+            if worker is not None:
+                handle.state = "running"
+                handle.worker = worker
+                worker.call = handle
+            else:
+                pool.queue.append(handle)
+                if len(pool.workers) + pool.starting < pool.max_workers:
+                    pool.starting += 1
+                    start = True
+        if worker is not None:
+            pool.begin(worker, handle)
+        elif start:
+            new = pool.start_worker()
+            if new is not None:
+                with pool.lock:
+                    following = pool.next_for(new)
+                pool.begin(new, following)
+            elif not pool.workers:
+                with pool.lock:
+                    refused = handle.state == "queued"
+                    if refused:
+                        handle.state = "abandoned"
+                        with contextlib.suppress(ValueError):
+                            pool.queue.remove(handle)
+                if refused:
+                    return _NO_PROCESS
+        return handle
+
+    def abandon(self, handle: Handle) -> StopResult:
+        """Kill the worker running the call (and its process group), or drop the call from
+        the queue; the worker is replaced at once."""
+        assert isinstance(handle, _Call)
+        return self._pool.kill(handle)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new calls; queued and running calls finish, then the workers exit. With
+        ``wait``, return once every worker process has exited."""
+        self._pool.close(wait)
+
+    def terminate(self) -> None:
+        """Kill every worker process now (running calls are lost; queued ones refused)."""
+        self._pool.terminate()
+
+    def __repr__(self) -> str:
+        return f"ProcessRunner(max_workers={self.max_workers}, start_method={self.start_method!r})"
+
+
+_NO_PROCESS = Refusal(
+    "no_process",
+    "Executor could not start a worker process (the system refused); the task was not "
+    "started. Check the process limit and memory, or lower max_workers",
+)

@@ -1,0 +1,343 @@
+"""The child side of the process runner: one worker process, one tool call at a time.
+
+A worker is started by :class:`~laios.execution._runners.process.ProcessRunner` with the
+``forkserver`` (Linux) or ``spawn`` start method. It makes itself the leader of a new process
+group (so that killing the group also kills any process a tool started), runs the runner's
+``initializer`` once, then serves calls from its connection until it is told to stop:
+
+* parent to child: a pickled :class:`~laios.execution._runners.base.ToolCall` (without its
+  ``contextvars`` context), or ``None`` to stop;
+* child to parent, in order: ``("progress", percent, message, details)`` and
+  ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``.
+
+Around each call the worker sets the call's limits (``RLIMIT_AS`` for memory; for the CPU
+budget a ``ITIMER_PROF`` timer whose signal ends the process, with ``RLIMIT_CPU`` as a backstop;
+soft limits only, restored after the call), measures the call's CPU
+seconds (``time.process_time``) and peak resident memory (``VmHWM`` after resetting it through
+``/proc/self/clear_refs``), and makes the caller's trace context current (W3C
+``traceparent``), so spans a tool opens here join the caller's trace when this process has an
+OpenTelemetry SDK (set up by the initializer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+from laios.execution._runners.base import RawOutcome, ToolCall
+from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
+
+__all__ = [
+    "MemoryLimitExceeded",
+    "ToolNotLoadable",
+    "ToolNotPicklable",
+    "describe_for_pickle",
+    "serve",
+]
+
+try:  # POSIX only: limits are enforced where the platform has them
+    import resource
+except ImportError:  # pragma: no cover (Windows)
+    resource = None  # type: ignore[assignment]
+
+_MB = 1024 * 1024
+
+
+class MemoryLimitExceeded(MemoryError):
+    """A tool allocated past the task's ``memory_limit_mb`` (raised in place of the tool's
+    ``MemoryError``; the worker that hit it is not reused)."""
+
+
+class ToolNotPicklable(Exception):
+    """What a tool returned or raised could not be sent back from the worker process."""
+
+
+class _ChildEvents:
+    """The tool's :class:`~laios.execution.task_context.TaskEvents` inside the worker: sends
+    progress and checkpoints to the caller, in order."""
+
+    cancel_requested = False  # (a cancellation kills the worker: nothing to notice here)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        _send(self._conn, ("progress", percent, message, details))
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+        _send(self._conn, ("checkpoint", name, data))
+
+    # (a worker never calls these: the caller's side decides when a call starts and ends)
+    def started(self) -> bool:
+        return True
+
+    def finished(self, outcome: RawOutcome) -> None:
+        pass
+
+    def refused(self, refusal: Any) -> None:
+        pass
+
+
+def describe_for_pickle(value: Any) -> str:
+    """A short text standing in for a value that cannot be pickled."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _send(conn: Connection, message: tuple[Any, ...]) -> None:
+    """Send ``message``; a part that cannot be pickled is sent as its description."""
+    try:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        kind, *parts = message
+        data = pickle.dumps((kind, *(_portable(part) for part in parts)), pickle.HIGHEST_PROTOCOL)
+    conn.send_bytes(data)
+
+
+def _portable(value: Any) -> Any:
+    try:
+        pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        if isinstance(value, dict):
+            return {str(key): _portable(item) for key, item in value.items()}
+        return describe_for_pickle(value)
+    return value
+
+
+# -- measuring and limiting ----------------------------------------------------------------
+
+
+def _can_reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory since the last reset (``VmHWM``), in MB."""
+    with open("/proc/self/status", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _address_space() -> int:
+    """This process's virtual size in bytes (``/proc/self/statm``)."""
+    with open("/proc/self/statm", "rb") as handle:
+        pages = int(handle.read().split()[0])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextlib.contextmanager
+def _soft_limit(which: int, value: int | None) -> Iterator[None]:
+    """Lower the soft limit ``which`` to ``value`` for the block (never above the hard limit;
+    the hard limit is left alone, so that the soft one can be raised again)."""
+    if value is None or resource is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(which, (soft, hard))
+
+
+@contextlib.contextmanager
+def _cpu_timer(seconds: float | None) -> Iterator[None]:
+    """End the process when it has used ``seconds`` more CPU time (``ITIMER_PROF``, whose
+    ``SIGPROF`` terminates the process when nothing handles it; ``RLIMIT_CPU`` is the
+    whole-second backstop for a tool that installs a ``SIGPROF`` handler of its own)."""
+    if seconds is None or not hasattr(signal, "setitimer"):
+        yield
+        return
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_PROF, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+
+
+def _cpu_used() -> float:
+    assert resource is not None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _Worker:
+    """The serving loop's state: the connection, the event loop for async tools, and how
+    peak memory is measured here."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.events = _ChildEvents(conn)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.peak_resettable = _can_reset_peak()
+        self.first = True
+
+    def run(self, call: ToolCall) -> tuple[RawOutcome, bool]:
+        """Run one call under its limits; return its outcome and whether to retire."""
+        memory_limit = None
+        if call.memory_limit_mb is not None and resource is not None and sys.platform == "linux":
+            memory_limit = _address_space() + call.memory_limit_mb * _MB
+        cpu_limit = None
+        if call.cpu_seconds is not None and resource is not None:
+            cpu_limit = max(math.ceil(_cpu_used() + call.cpu_seconds), 1)
+        measure_peak = self.peak_resettable or self.first
+        if self.peak_resettable:
+            _can_reset_peak()
+        self.first = False
+        cpu_start = time.process_time()
+        with (
+            _trace_context(call.trace_carrier()),
+            _cpu_timer(call.cpu_seconds),
+            _soft_limit(_RLIMIT_CPU, cpu_limit),
+            _soft_limit(_RLIMIT_AS, memory_limit),
+        ):
+            outcome = self._call(call)
+        outcome.cpu_seconds = time.process_time() - cpu_start
+        if measure_peak:
+            with contextlib.suppress(OSError):
+                outcome.memory_peak_mb = _peak_rss_mb()
+        outcome.worker = f"pid {os.getpid()}"
+        retire = False
+        if memory_limit is not None and isinstance(outcome.error, MemoryError):
+            limit = call.memory_limit_mb
+            outcome.error = MemoryLimitExceeded(
+                f"Tool '{call.tool_name}' exceeded its memory limit of {limit} MB "
+                f"(memory_limit_mb={limit}); the worker process was replaced"
+            )
+            outcome.error_type = "memory_limit"
+            retire = True
+        return outcome, retire
+
+    def _call(self, call: ToolCall) -> RawOutcome:
+        if not is_async_tool(call.tool):
+            return call_tool(call, self.events)
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+        try:
+            return self.loop.run_until_complete(call_tool_async(call, self.events))
+        except BaseException as exc:  # (cancellation from inside the tool itself)
+            return RawOutcome(None, exc)
+
+
+_RLIMIT_AS = getattr(resource, "RLIMIT_AS", 0)
+_RLIMIT_CPU = getattr(resource, "RLIMIT_CPU", 0)
+
+
+@contextlib.contextmanager
+def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
+    """Make the caller's span current while the tool runs (when the task is traced)."""
+    if not carrier:
+        yield
+        return
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    token = otel_context.attach(TraceContextTextMapPropagator().extract(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def _result_message(outcome: RawOutcome, retire: bool, tool_name: str) -> bytes:
+    """The pickled ``done`` message; what cannot be pickled becomes a clear error."""
+    try:
+        if outcome.error is not None:  # (an exception may pickle, and fail to unpickle)
+            pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
+        return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        what = "raised an exception" if outcome.error is not None else "returned a value"
+        value = outcome.error if outcome.error is not None else outcome.value
+        substitute = RawOutcome(
+            None,
+            ToolNotPicklable(
+                f"Tool '{tool_name}' {what} that cannot be sent back from its worker process "
+                f"({type(value).__name__}: {describe_for_pickle(value)}; pickling failed with "
+                f"{type(exc).__name__}: {exc}). Return picklable data (plain values, "
+                "dataclasses, models) from tools run in processes"
+            ),
+            outcome.cpu_seconds,
+            outcome.memory_peak_mb,
+            outcome.worker,
+            error_type="not_picklable",
+        )
+        return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL)
+
+
+def serve(
+    conn: Connection,
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+) -> None:
+    """A worker process's main function: serve calls from ``conn`` until told to stop.
+
+    The process leads its own process group, so that a kill of the group also stops what the
+    tool started. Core dumps are turned off (a CPU budget ends the process with ``SIGXCPU``).
+    """
+    if hasattr(os, "setsid"):
+        with contextlib.suppress(OSError):  # (already a group leader)
+            os.setsid()
+    if resource is not None:  # no core files
+        with contextlib.suppress(ValueError, OSError):
+            _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    if initializer is not None:
+        initializer(*initargs)
+    worker = _Worker(conn)
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the caller's side is gone
+        try:
+            call = pickle.loads(data)
+        except Exception as exc:  # e.g. the tool's class cannot be imported here
+            conn.send_bytes(_result_message(_not_loadable(exc), False, "?"))
+            continue
+        if call is None:
+            return
+        outcome, retire = worker.run(call)
+        conn.send_bytes(_result_message(outcome, retire, call.tool_name))
+        if retire:
+            return
+
+
+class ToolNotLoadable(Exception):
+    """The worker process could not unpickle a call (its tool's class is not importable
+    there)."""
+
+
+def _not_loadable(exc: BaseException) -> RawOutcome:
+    return RawOutcome(
+        None,
+        ToolNotLoadable(
+            f"The worker process could not load the call ({type(exc).__name__}: {exc}). A tool "
+            "run in a process must be importable there: define its class at module level in "
+            "an importable module (not in __main__ of an interactive session, not inside a "
+            "function)"
+        ),
+        error_type="not_picklable",
+    )
