@@ -1,0 +1,210 @@
+"""Tools for the process runner's tests: defined at module level, so that a worker process
+can unpickle them (it imports this module by name).
+
+They talk to the test through files in a directory the test passes as the ``box`` parameter
+(a worker process shares no memory with the test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from laios.execution.task_context import require_current_task
+from laios.tools.base import AsyncBaseTool, BaseTool
+
+#: Longest a hanging tool hangs when nothing kills it (a failing test never hangs the run).
+HANG_SECONDS = 60.0
+
+
+def note(box: str, name: str, value: Any) -> None:
+    """Write ``value`` to the file ``name`` in ``box`` (atomically: readers see all or none)."""
+    path = Path(box) / name
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(value))
+    temporary.replace(path)
+
+
+def read_note(box: str, name: str) -> Any:
+    """What :func:`note` wrote, or ``None``."""
+    path = Path(box) / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+class Pid(BaseTool):
+    name = "pid"
+    description = "Returns the worker's process id."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return os.getpid()
+
+
+class Hang(BaseTool):
+    name = "hang"
+    description = "Starts a grandchild process, says so, then hangs in a blocking call."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        box = kwargs["box"]
+        grandchild = subprocess.Popen(["sleep", "1000"])
+        note(box, "hang", {"pid": os.getpid(), "grandchild": grandchild.pid})
+        time.sleep(HANG_SECONDS)
+        return "woke up"
+
+
+class Exit(BaseTool):
+    name = "exit"
+    description = "Ends its worker process with os._exit(code)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        os._exit(kwargs.get("code", 3))
+
+
+class Allocate(BaseTool):
+    name = "allocate"
+    description = "Allocates (and touches) a number of MB, then returns how many."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        size = kwargs["mb"] * 1024 * 1024
+        block = bytearray(size)
+        for offset in range(0, size, 4096):  # touch every page: resident, not just reserved
+            block[offset] = 1
+        return kwargs["mb"]
+
+
+class Spin(BaseTool):
+    name = "spin"
+    description = "Burns CPU for a number of CPU seconds (for ever without one)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        seconds = kwargs.get("seconds")
+        start = time.process_time()
+        while seconds is None or time.process_time() - start < seconds:
+            pass
+        return "spun"
+
+
+class Progress(BaseTool):
+    name = "progress"
+    description = "Reports progress and checkpoints ``steps`` times, in order."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        steps = kwargs.get("steps", 100)
+        for step in range(steps):
+            task.progress(100 * step / steps, f"step {step}", step=step)
+            if step % 10 == 0:
+                task.checkpoint(f"checkpoint {step}", {"step": step})
+        return steps
+
+
+class ReturnsLambda(BaseTool):
+    name = "returns_lambda"
+    description = "Returns something that cannot be pickled."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return lambda: None
+
+
+class Unpicklable(Exception):
+    """An exception that pickles but cannot be unpickled (its __init__ needs two arguments)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+
+
+class RaisesUnpicklable(BaseTool):
+    name = "raises_unpicklable"
+    description = "Raises an exception that cannot be unpickled."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise Unpicklable(503, "unavailable")
+
+
+class Fails(BaseTool):
+    name = "fails"
+    description = "Raises ValueError."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ValueError("bad input 7")
+
+
+class TraceSeen(BaseTool):
+    name = "trace_seen"
+    description = "Returns the trace id and span id current in the worker, opens a span."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        seen = trace.get_current_span().get_span_context()
+        tracer = trace.get_tracer("tests.process_tools")
+        with tracer.start_as_current_span("inside the worker"):
+            pass
+        return {"trace_id": f"{seen.trace_id:032x}", "span_id": f"{seen.span_id:016x}"}
+
+
+class Sleep(AsyncBaseTool):
+    name = "sleep_async"
+    description = "Awaits asyncio.sleep(seconds) in the worker and returns its pid."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(kwargs.get("seconds", 0.0))
+        return os.getpid()
+
+
+class _FileExporter(SpanExporter):
+    """Appends each finished span as a JSON line to a file (for a worker's SDK)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def export(self, spans: Any) -> SpanExportResult:
+        with open(self.path, "a") as handle:
+            for span in spans:
+                assert isinstance(span, ReadableSpan)
+                context = span.get_span_context()
+                assert context is not None
+                parent = span.parent
+                handle.write(
+                    json.dumps(
+                        {
+                            "name": span.name,
+                            "trace_id": f"{context.trace_id:032x}",
+                            "parent_span_id": f"{parent.span_id:016x}" if parent else None,
+                        }
+                    )
+                    + "\n"
+                )
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def set_up_tracing(path: str) -> None:
+    """A worker initializer: an SDK tracer provider that writes spans to ``path``."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_FileExporter(path)))
+    trace.set_tracer_provider(provider)
+
+
+TOOLS = (
+    Pid,
+    Hang,
+    Exit,
+    Allocate,
+    Spin,
+    Progress,
+    ReturnsLambda,
+    RaisesUnpicklable,
+    Fails,
+    TraceSeen,
+    Sleep,
+)

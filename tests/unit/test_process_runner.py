@@ -1,0 +1,503 @@
+"""The process runner: real kills, enforced limits, measured resources, clear errors.
+
+Tools come from ``process_tools`` (importable by name in the worker processes) and talk to the
+tests through files in a temporary directory (``box``). The behaviour every runner shares
+(outcomes, timeouts, cancellation, progress, spans, retries, store records) is tested in
+``test_runner_behaviour.py``; this module tests what only a process can do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import process_tools
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from laios.core.types import Context, Task, TaskResult
+from laios.execution.executor import Executor
+from laios.execution.limits import ResourceLimits
+from laios.execution.runners import ProcessRunner, Runner
+from laios.execution.store import MetricStore
+from laios.tools.registry import ToolRegistry
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="kills, limits and measurements are checked on Linux"
+)
+
+#: How long a test waits for something it expects to happen (a loaded machine is slow).
+WAIT = 15.0
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def gone(pid: int, timeout: float = WAIT) -> bool:
+    """Wait until process ``pid`` has ended; return whether it did in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.01)
+    return not alive(pid)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    return predicate()
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> str:
+    return str(tmp_path)
+
+
+@pytest.fixture
+def tools() -> ToolRegistry:
+    registry = ToolRegistry()
+    for cls in process_tools.TOOLS:
+        registry.register_tool(cls())
+    return registry
+
+
+@pytest.fixture
+def task() -> Callable[..., Task]:
+    def make(tool: str, **parameters: Any) -> Task:
+        return Task(plan_id="p", description=f"run {tool}", tool_name=tool, parameters=parameters)
+
+    return make
+
+
+@pytest.fixture
+def context() -> Context:
+    return Context(session_id="session-1", user_id="user-1")
+
+
+@pytest.fixture
+def make(tools: ToolRegistry) -> Iterator[Callable[..., Executor]]:
+    """Build executors on a process runner; every worker is gone after the test."""
+    built: list[tuple[Executor, ProcessRunner]] = []
+
+    def build(max_workers: int = 1, **kwargs: Any) -> Executor:
+        runner = ProcessRunner(max_workers, **kwargs.pop("runner_options", {}))
+        kwargs.setdefault("store", MetricStore())
+        kwargs.setdefault("register_prometheus", False)
+        executor = Executor(tools, runner=runner, **kwargs)
+        built.append((executor, runner))
+        return executor
+
+    yield build
+    for executor, runner in built:
+        pids = runner.worker_pids()
+        executor.shutdown(wait=False)
+        runner.terminate()
+        for pid in pids:
+            assert gone(pid), f"worker {pid} outlived its executor"
+
+
+def run_pid(executor: Executor, task: Callable[..., Task], context: Context) -> int:
+    result = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert result.success, result.error
+    pid: int = result.output
+    return pid
+
+
+# -- the runner and its options -----------------------------------------------------------------
+
+
+def test_the_process_runner_is_a_runner() -> None:
+    runner = ProcessRunner(2)
+    try:
+        assert isinstance(runner, Runner)
+        assert runner.can_stop
+        assert runner.stats.workers == 2
+        assert runner.start_method == "forkserver"
+    finally:
+        runner.terminate()
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"max_workers": 0}, ValueError),
+        ({"max_workers": True}, ValueError),
+        ({"start_method": "fork"}, ValueError),
+        ({"start_method": "teleport"}, ValueError),
+        ({"initializer": 42}, TypeError),
+    ],
+)
+def test_bad_options_are_refused_at_construction(options: dict[str, Any], error: type) -> None:
+    arguments = {"max_workers": 1, **options}
+    with pytest.raises(error):
+        ProcessRunner(**arguments)
+
+
+def test_tools_run_in_another_process(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make()
+    pid = run_pid(executor, task, context)
+    assert pid != os.getpid()
+    assert pid in executor.runner.worker_pids()  # type: ignore[attr-defined]
+    # With no timeout a tool still runs in the worker (never on the caller's thread).
+    result = executor.execute_task(task("pid"), context)
+    assert result.output == pid
+
+
+# -- real kills ---------------------------------------------------------------------------------
+
+
+def test_a_hung_tool_is_killed_with_its_grandchildren_and_replaced(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    executor = make()
+    started = time.monotonic()
+    result = executor.execute_task(task("hang", box=box), context, timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert not result.success
+    assert result.metadata["outcome"] == "timeout"
+    assert result.metadata["worker_killed"] is True
+    assert elapsed < 1.0 + 5.0
+    hung = process_tools.read_note(box, "hang")
+    assert hung is not None, "the tool never started"
+    assert gone(hung["pid"]), "the worker running the hung tool is still alive"
+    assert gone(hung["grandchild"]), "the process the tool started is still alive"
+    assert executor.abandoned_threads == 0
+    # The next task runs on a fresh worker.
+    assert run_pid(executor, task, context) != hung["pid"]
+    assert executor.store.snapshot().abandoned_threads == 0
+
+
+def test_cancelling_a_running_tool_kills_its_worker_at_once(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    executor = make()
+    hang = task("hang", box=box)
+    box_result: list[TaskResult] = []
+    caller = threading.Thread(
+        target=lambda: box_result.append(executor.execute_task(hang, context))
+    )
+    caller.start()
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+    assert hung is not None, "the tool never started"
+    asked = time.monotonic()
+    assert executor.cancel_task(hang.id)
+    caller.join(WAIT)
+    returned = time.monotonic() - asked
+    assert box_result, "the cancelled call did not return"
+    result = box_result[0]
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["worker_killed"] is True
+    assert returned < 1.0  # (measured: a few milliseconds; see docs/performance.md, P12)
+    assert gone(hung["pid"])
+    assert gone(hung["grandchild"])
+
+
+def test_a_queued_task_past_its_deadline_never_starts(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    executor = make(max_workers=1)
+
+    async def both() -> list[TaskResult]:
+        return await executor.execute_parallel(
+            [task("hang", box=box), task("pid")], context, timeout=1.0
+        )
+
+    first, second = asyncio.run(both())
+    assert first.metadata["outcome"] == "timeout"
+    assert second.metadata["outcome"] == "timeout"
+    assert "never started" in (second.error or "")
+
+
+def test_the_executors_default_timeout_applies(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    executor = make(resource_limits=ResourceLimits(timeout_seconds=1.0))
+    result = executor.execute_task(task("hang", box=box), context)
+    assert result.metadata["outcome"] == "timeout"
+    assert result.metadata["worker_killed"] is True
+
+
+# -- crashes and bad input ------------------------------------------------------------------------
+
+
+def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make()
+    result = executor.execute_task(task("exit", code=3), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "worker_crashed"
+    assert "exited with code 3" in (result.error or "")
+    assert run_pid(executor, task, context) > 0
+
+
+def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make()
+    result = executor.execute_task(task("pid", callback=lambda: None), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "cannot be pickled" in (result.error or "")
+    assert run_pid(executor, task, context) > 0
+
+
+def test_a_result_that_cannot_be_pickled_is_a_clear_error(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make()
+    result = executor.execute_task(task("returns_lambda"), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "cannot be sent back" in (result.error or "")
+    result = executor.execute_task(task("raises_unpicklable"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "Unpicklable" in (result.error or "")
+    assert run_pid(executor, task, context) > 0
+
+
+def test_an_exception_comes_back_with_its_class_and_message(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make()
+    result = executor.execute_task(task("fails"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "ValueError"
+    assert result.error == "bad input 7"
+
+
+# -- limits and measurements --------------------------------------------------------------------
+
+
+def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(task("allocate", mb=500), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "memory_limit"
+    assert "memory limit of 200 MB" in (result.error or "")
+    # The worker that hit the limit is not reused; an allocation under it works.
+    assert gone(before)
+    result = executor.execute_task(task("allocate", mb=50), context, timeout=WAIT)
+    assert result.success, result.error
+
+
+def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    # 10 % of a 10 s timeout: a budget of 1 CPU second.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=10))
+    started = time.monotonic()
+    result = executor.execute_task(task("spin"), context, timeout=10.0)
+    elapsed = time.monotonic() - started
+    assert not result.success
+    assert result.metadata["error_type"] == "cpu_limit"
+    assert "CPU budget" in (result.error or "")
+    assert elapsed < 8.0  # stopped by the budget (about 1 s), not by the timeout
+    assert run_pid(executor, task, context) > 0
+
+
+def test_cpu_time_and_peak_memory_are_measured_per_task(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make()
+    spun = executor.execute_task(task("spin", seconds=0.2), context, timeout=WAIT)
+    assert spun.success
+    assert executor.get_metrics(spun.task_id).cpu_time >= 0.15  # type: ignore[union-attr]
+    big = executor.execute_task(task("allocate", mb=120), context, timeout=WAIT)
+    small = executor.execute_task(task("allocate", mb=1), context, timeout=WAIT)
+    assert big.success
+    assert small.success
+    big_peak = executor.get_metrics(big.task_id).memory_peak_mb  # type: ignore[union-attr]
+    small_peak = executor.get_metrics(small.task_id).memory_peak_mb  # type: ignore[union-attr]
+    assert big_peak >= 120
+    # The same worker ran both: the second task does not report the first one's peak.
+    assert 0 < small_peak < big_peak - 60
+
+
+# -- progress, async tools, traces ------------------------------------------------------------
+
+
+def test_progress_from_the_child_arrives_in_order(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make()
+    events: list[tuple[str, Any]] = []
+    result = executor.execute_task(
+        task("progress", steps=100),
+        context,
+        timeout=WAIT,
+        on_progress=lambda event, data: events.append((event, data)),
+    )
+    assert result.success, result.error
+    steps = [data["details"]["step"] for event, data in events if event == "progress"]
+    assert steps == list(range(100))
+    kinds = [event for event, _ in events]
+    assert kinds[0] == "started"
+    assert kinds[-1] == "completed"
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    names = [point["name"] for point in metrics.checkpoints]
+    assert names == ["started", *(f"checkpoint {n}" for n in range(0, 100, 10)), "finished"]
+
+
+def test_an_async_tool_runs_in_the_worker_without_blocking_the_loop(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def main() -> TaskResult:
+        ticking = asyncio.create_task(ticker())
+        try:
+            return await executor.execute_async(task("sleep_async", seconds=0.5), context)
+        finally:
+            ticking.cancel()
+
+    result = asyncio.run(main())
+    assert result.success, result.error
+    assert result.output != os.getpid()
+    assert ticks >= 10  # the loop went on while the worker slept
+
+
+def test_the_callers_trace_reaches_the_child(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    spans_file = str(Path(box) / "spans.jsonl")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(
+        tracer_provider=provider,
+        runner_options={"initializer": process_tools.set_up_tracing, "initargs": (spans_file,)},
+    )
+    result = executor.execute_task(task("trace_seen"), context, timeout=WAIT)
+    assert result.success, result.error
+    (task_span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool trace_seen"]
+    span_context = task_span.get_span_context()
+    assert span_context is not None
+    assert result.output == {
+        "trace_id": f"{span_context.trace_id:032x}",
+        "span_id": f"{span_context.span_id:016x}",
+    }
+    assert result.metadata["trace_id"] == f"{span_context.trace_id:032x}"
+    # The span the tool opened in the child (exported by the child's own SDK) joins the trace.
+    line = wait_for(lambda: Path(spans_file).exists() and Path(spans_file).read_text())
+    child_span = json.loads(line.splitlines()[0])
+    assert child_span["name"] == "inside the worker"
+    assert child_span["trace_id"] == f"{span_context.trace_id:032x}"
+    assert child_span["parent_span_id"] == f"{span_context.span_id:016x}"
+    provider.shutdown()
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+
+def test_many_executor_lifecycles_leave_no_process_behind(
+    tools: ToolRegistry, task: Callable[..., Task], context: Context
+) -> None:
+    pids: list[int] = []
+    for index in range(300):
+        executor = Executor(
+            tools, runner=ProcessRunner(1), store=MetricStore(), register_prometheus=False
+        )
+        if index % 3 == 0:  # most of them start a worker; the rest never run anything
+            pids.append(run_pid(executor, task, context))
+        if index % 2 == 0:
+            executor.shutdown(wait=True)
+        else:  # dropped without shutdown: collected, and its workers go
+            del executor
+            gc.collect()
+    assert pids
+    assert all(gone(pid) for pid in pids), [pid for pid in pids if alive(pid)]
+
+
+def test_shutdown_with_wait_lets_running_work_finish_then_stops_workers(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    executor = make(max_workers=2)
+    pids = {run_pid(executor, task, context) for _ in range(3)}
+    executor.shutdown(wait=True)
+    assert all(gone(pid, 1.0) for pid in pids)
+    refused = executor.execute_task(task("pid"), context)
+    assert refused.metadata["error_type"] == "shutdown"
+
+
+def test_the_interpreter_exits_promptly_with_a_tool_still_running(tmp_path: Path) -> None:
+    script = tmp_path / "main.py"
+    note = tmp_path / "hang"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, threading
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            import process_tools
+            from laios.core.types import Context, Task
+            from laios.execution.executor import Executor
+            from laios.execution.runners import ProcessRunner
+            from laios.tools.registry import ToolRegistry
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.Hang())
+                executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="hang",
+                            parameters={{"box": {str(tmp_path)!r}}})
+                context = Context(session_id="s", user_id="u")
+                threading.Thread(
+                    target=executor.execute_task, args=(task, context), daemon=True
+                ).start()
+                import time
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    if process_tools.read_note({str(tmp_path)!r}, "hang"):
+                        break
+                    time.sleep(0.01)
+                print("leaving", flush=True)
+            """
+        )
+    )
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "leaving" in completed.stdout
+    assert time.monotonic() - started < 30
+    hung = json.loads(note.read_text())
+    assert gone(hung["pid"]), "the worker outlived the interpreter"
+    assert gone(hung["grandchild"]), "the tool's own child outlived the interpreter"
