@@ -501,3 +501,23 @@ def test_the_interpreter_exits_promptly_with_a_tool_still_running(tmp_path: Path
     hung = json.loads(note.read_text())
     assert gone(hung["pid"]), "the worker outlived the interpreter"
     assert gone(hung["grandchild"]), "the tool's own child outlived the interpreter"
+
+
+def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    executor = make()
+    results: list[TaskResult] = []
+    caller = threading.Thread(
+        target=lambda: results.append(executor.execute_task(task("hang", box=box), context))
+    )
+    caller.start()
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+    assert hung is not None, "the tool never started"
+    executor.runner.terminate()  # type: ignore[attr-defined]
+    caller.join(WAIT)
+    assert results, "the caller was left waiting"
+    assert results[0].metadata["error_type"] == "terminated"
+    assert "terminated" in (results[0].error or "")
+    assert gone(hung["pid"])
+    assert gone(hung["grandchild"])

@@ -116,7 +116,17 @@ def _kill_group(pid: int) -> None:
         os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
 
 
-def _crash_outcome(call: _Call, exitcode: int | None) -> RawOutcome:
+def _crash_outcome(call: _Call, exitcode: int | None, terminated: bool) -> RawOutcome:
+    if terminated:
+        return RawOutcome(
+            None,
+            WorkerCrashed(
+                f"Tool '{call.tool_name}' was stopped: its worker process was killed because "
+                "the process runner was terminated (its executor was collected without "
+                "shutdown(), or the interpreter is exiting)"
+            ),
+            error_type="terminated",
+        )
     if exitcode in _CPU_LIMIT_SIGNALS:
         return RawOutcome(
             None,
@@ -168,6 +178,7 @@ class _Pool:
         self.starting = 0  # workers being started (counted against max_workers)
         self.queue: deque[_Call] = deque()
         self.closed = False
+        self.terminated = False  # every worker was killed (running calls end "terminated")
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
 
@@ -341,14 +352,15 @@ class _Pool:
             if replace:
                 self.starting += 1
             self.changed.notify_all()
-        if report and call is not None:
+        if report and call is not None and not self.terminated:
             _log.warning(
                 "worker process %d running tool %r ended (exit code %s); replaced",
                 worker.pid,
                 call.tool_name[:128],
                 exitcode,
             )
-            call.events.finished(_crash_outcome(call, exitcode))
+        if report and call is not None:
+            call.events.finished(_crash_outcome(call, exitcode, self.terminated))
         if replace:
             new = self.start_worker()
             if new is not None:
@@ -392,17 +404,15 @@ class _Pool:
                 self.changed.wait(1.0)
 
     def terminate(self) -> None:
-        """Kill every worker now; queued calls are refused (the runner is gone, or the
-        interpreter is exiting)."""
+        """Kill every worker now: running calls end ``terminated``, queued calls are refused
+        (the runner is gone, or the interpreter is exiting)."""
         with self.lock:
-            self.closed = True
+            self.closed = self.terminated = True
             dropped = [call for call in self.queue if call.state == "queued"]
             self.queue.clear()
             for call in dropped:
                 call.state = "abandoned"
             workers = list(self.workers.values())
-            for worker in workers:
-                worker.killed = True
         for worker in workers:
             _kill_group(worker.pid)
         for call in dropped:
@@ -576,7 +586,8 @@ class ProcessRunner:
         self._pool.close(wait)
 
     def terminate(self) -> None:
-        """Kill every worker process now (running calls are lost; queued ones refused)."""
+        """Kill every worker process now: running calls end as failed (``error_type``
+        ``terminated``), queued ones are refused."""
         self._pool.terminate()
 
     def __repr__(self) -> str:
