@@ -222,16 +222,19 @@ def test_a_queued_task_past_its_deadline_never_starts(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
     executor = make(max_workers=1)
-
-    async def both() -> list[TaskResult]:
-        return await executor.execute_parallel(
-            [task("hang", box=box), task("pid")], context, timeout=1.0
+    results: list[TaskResult] = []
+    caller = threading.Thread(
+        target=lambda: results.append(
+            executor.execute_task(task("hang", box=box), context, timeout=WAIT)
         )
-
-    first, second = asyncio.run(both())
-    assert first.metadata["outcome"] == "timeout"
-    assert second.metadata["outcome"] == "timeout"
-    assert "never started" in (second.error or "")
+    )
+    caller.start()
+    assert wait_for(lambda: process_tools.read_note(box, "hang")), "the tool never started"
+    queued = executor.execute_task(task("pid"), context, timeout=0.5)  # the only worker hangs
+    assert queued.metadata["outcome"] == "timeout"
+    assert "never started" in (queued.error or "")
+    executor.runner.terminate()  # type: ignore[attr-defined]
+    caller.join(WAIT)
 
 
 def test_the_executors_default_timeout_applies(

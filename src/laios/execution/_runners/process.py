@@ -30,6 +30,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import selectors
 import signal
 import sys
 import threading
@@ -156,6 +157,51 @@ def _crash_outcome(call: _Call, exitcode: int | None, terminated: bool) -> RawOu
     )
 
 
+class _Waiter:
+    """What the reader thread waits on: the wake-up pipe, each worker's pipe and sentinel.
+
+    On POSIX one ``selectors`` selector lives as long as the reader (a worker is registered
+    once); elsewhere ``multiprocessing.connection.wait`` is asked each time.
+    """
+
+    def __init__(self, wake: Connection) -> None:
+        self.wake = wake
+        self.workers: dict[Any, tuple[str, _Worker]] = {}
+        self.selector: selectors.BaseSelector | None = None
+        if os.name == "posix":
+            self.selector = selectors.DefaultSelector()
+            self.selector.register(wake, selectors.EVENT_READ, None)
+
+    def watch(self, worker: _Worker) -> None:
+        self.workers[worker.conn] = ("message", worker)
+        self.workers[worker.process.sentinel] = ("death", worker)
+        if self.selector is not None:
+            self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
+            self.selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
+
+    def forget(self, worker: _Worker) -> None:
+        for key in (worker.conn, worker.process.sentinel):
+            self.workers.pop(key, None)
+            if self.selector is not None:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self.selector.unregister(key)
+
+    def ready(self) -> tuple[list[_Worker], list[_Worker], bool]:
+        """Block until something happens: workers with a message, workers that ended, and
+        whether the wake-up pipe was written to."""
+        if self.selector is not None:
+            tags = [key.data for key, _ in self.selector.select()]
+        else:
+            tags = [self.workers.get(item) for item in wait([self.wake, *self.workers])]
+        messages = [tag[1] for tag in tags if tag is not None and tag[0] == "message"]
+        deaths = [tag[1] for tag in tags if tag is not None and tag[0] == "death"]
+        return messages, deaths, None in tags
+
+    def close(self) -> None:
+        if self.selector is not None:
+            self.selector.close()
+
+
 class _Pool:
     """The worker processes, the queue and the reader thread (no reference to the runner,
     so that a runner nobody holds can be collected and its finalizer stop the pool)."""
@@ -269,35 +315,46 @@ class _Pool:
 
     def read(self) -> None:
         """Deliver every worker's messages and deaths, until the pool is closed and empty."""
+        waiter = _Waiter(self.wake_reader)
+        watched: dict[int, _Worker] = {}
         while True:
             with self.lock:
                 if self.closed and not self.workers and not self.starting:
                     self.reader = None
                     self.changed.notify_all()
+                    waiter.close()
                     return
-                by_conn = {worker.conn: worker for worker in self.workers.values()}
-                by_sentinel = {w.process.sentinel: w for w in self.workers.values()}
-            ready = wait([self.wake_reader, *by_conn, *by_sentinel])
-            for item in ready:
-                if item is self.wake_reader:
-                    with contextlib.suppress(OSError, EOFError):
-                        while self.wake_reader.poll():
-                            self.wake_reader.recv_bytes()
-                elif item in by_conn:
-                    self.receive(by_conn[item])
-            for item in ready:
-                if isinstance(item, int) and item in by_sentinel:
-                    self.lost(by_sentinel[item])
+                current = dict(self.workers)
+            for pid in watched.keys() - current.keys():
+                waiter.forget(watched.pop(pid))
+            for pid in current.keys() - watched.keys():
+                watched[pid] = current[pid]
+                waiter.watch(current[pid])
+            messages, deaths, woken = waiter.ready()
+            if woken:
+                with contextlib.suppress(OSError, EOFError):
+                    while self.wake_reader.poll():
+                        self.wake_reader.recv_bytes()
+            for worker in messages:
+                try:
+                    data = worker.conn.recv_bytes()
+                except (EOFError, OSError):
+                    continue  # the worker is gone: its sentinel says so
+                self.deliver(worker, data)
+            for worker in deaths:
+                waiter.forget(worker)  # (before lost() closes its pipe)
+                watched.pop(worker.pid, None)
+                self.lost(worker)
 
     def receive(self, worker: _Worker) -> None:
-        """Deliver the messages waiting on ``worker``'s pipe."""
+        """Deliver every message still waiting on ``worker``'s pipe."""
         conn = worker.conn
         try:
             while conn.poll():
                 data = conn.recv_bytes()
                 self.deliver(worker, data)
         except (EOFError, OSError):
-            pass  # the worker is gone: its sentinel says so
+            pass  # the pipe is closed
 
     def deliver(self, worker: _Worker, data: bytes) -> None:
         try:

@@ -12,11 +12,10 @@ group (so that killing the group also kills any process a tool started), runs th
 
 Around each call the worker sets the call's limits (``RLIMIT_AS`` for memory; for the CPU
 budget a ``ITIMER_PROF`` timer whose signal ends the process, with ``RLIMIT_CPU`` as a backstop;
-soft limits only, restored after the call), measures the call's CPU
-seconds (``time.process_time``) and peak resident memory (``VmHWM`` after resetting it through
-``/proc/self/clear_refs``), and makes the caller's trace context current (W3C
-``traceparent``), so spans a tool opens here join the caller's trace when this process has an
-OpenTelemetry SDK (set up by the initializer).
+soft limits only, restored after the call), measures the call's CPU seconds
+(``time.process_time``) and peak resident memory (see :class:`_PeakMemory`), and makes the
+caller's trace context current (W3C ``traceparent``), so spans a tool opens here join the
+caller's trace when this process has an OpenTelemetry SDK (set up by the initializer).
 """
 
 from __future__ import annotations
@@ -119,22 +118,47 @@ def _portable(value: Any) -> Any:
 # -- measuring and limiting ----------------------------------------------------------------
 
 
-def _can_reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        return False
-    return True
+class _PeakMemory:
+    """The process's peak resident memory (``VmHWM``), reset before each call.
 
+    On Linux, writing ``5`` to ``/proc/self/clear_refs`` resets the peak to the current
+    resident size; both files stay open for the worker's life (a read costs a few
+    microseconds). Elsewhere only a worker's first call is measured (later ones report 0.0:
+    the process-wide peak would be an earlier call's).
+    """
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory since the last reset (``VmHWM``), in MB."""
-    with open("/proc/self/status", "rb") as handle:
-        for line in handle:
-            if line.startswith(b"VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    def __init__(self) -> None:
+        self.reset_fd: int | None = None
+        self.status_fd: int | None = None
+        self.first = True
+        try:
+            self.reset_fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
+            self.status_fd = os.open("/proc/self/status", os.O_RDONLY)
+        except OSError:
+            pass
+
+    def reset(self) -> bool:
+        """Start measuring a call; ``False`` when its peak cannot be measured."""
+        first, self.first = self.first, False
+        if self.reset_fd is None:
+            return first
+        try:
+            os.write(self.reset_fd, b"5")
+        except OSError:
+            return False
+        return True
+
+    def read_mb(self) -> float:
+        """The peak since :meth:`reset`, in MB."""
+        if self.status_fd is not None:
+            status = os.pread(self.status_fd, 8192, 0)
+            start = status.find(b"VmHWM:")
+            if start >= 0:
+                return int(status[start + 6 : status.index(b"kB", start)]) / 1024
+        if resource is not None:  # ru_maxrss: kB on Linux, bytes on macOS
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return peak / _MB if sys.platform == "darwin" else peak / 1024
+        return 0.0
 
 
 def _address_space() -> int:
@@ -191,8 +215,7 @@ class _Worker:
         self.conn = conn
         self.events = _ChildEvents(conn)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.peak_resettable = _can_reset_peak()
-        self.first = True
+        self.peak = _PeakMemory()
 
     def run(self, call: ToolCall) -> tuple[RawOutcome, bool]:
         """Run one call under its limits; return its outcome and whether to retire."""
@@ -202,10 +225,7 @@ class _Worker:
         cpu_limit = None
         if call.cpu_seconds is not None and resource is not None:
             cpu_limit = max(math.ceil(_cpu_used() + call.cpu_seconds), 1)
-        measure_peak = self.peak_resettable or self.first
-        if self.peak_resettable:
-            _can_reset_peak()
-        self.first = False
+        measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         with (
             _trace_context(call.trace_carrier()),
@@ -217,7 +237,7 @@ class _Worker:
         outcome.cpu_seconds = time.process_time() - cpu_start
         if measure_peak:
             with contextlib.suppress(OSError):
-                outcome.memory_peak_mb = _peak_rss_mb()
+                outcome.memory_peak_mb = self.peak.read_mb()
         outcome.worker = f"pid {os.getpid()}"
         retire = False
         if memory_limit is not None and isinstance(outcome.error, MemoryError):
