@@ -917,6 +917,104 @@ def case_p10(cfg: Config) -> CaseResult:
     return result
 
 
+def bare_noop() -> None:
+    """What P11's bare process pool runs: nothing (a module-level function, picklable)."""
+
+
+def hang_for_a_minute(self: BaseTool, **kwargs: Any) -> None:
+    """The logic of :class:`Hang`: block far longer than any timeout of P12."""
+    time.sleep(60)
+
+
+class Hang(BaseTool):
+    """A tool that hangs in a blocking call (P12: killed by its timeout)."""
+
+    name = "hang"
+    description = "Hangs for a minute."
+    _execute = hang_for_a_minute
+
+
+def _process_executor(bench: Bench) -> Executor:
+    """An executor whose tools run in ``WORKERS`` worker processes (forkserver)."""
+    from laios.execution.runners import ProcessRunner
+
+    # The forkserver imports this module once, so that a new worker starts without importing
+    # it again (a process runner's users preload their tools' modules the same way).
+    return bench.executor(runner=ProcessRunner(WORKERS, preload=["__main__"]))
+
+
+def case_p11(cfg: Config) -> CaseResult:
+    """No-op round trip through the process runner vs a bare ``ProcessPoolExecutor``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    bench = Bench()
+    calls = cfg.size(1000)
+    executor = _process_executor(bench)
+    context = multiprocessing.get_context("forkserver")
+    try:
+        with ProcessPoolExecutor(WORKERS, mp_context=context) as pool:
+            for _ in range(WORKERS * 4):  # start every worker on both sides before timing
+                _check(executor.execute_task(bench.task(), bench.context))
+                pool.submit(bare_noop).result()
+            pairs = _compare_calls(
+                lambda: executor.execute_task(bench.task(), bench.context),
+                lambda: pool.submit(bare_noop).result(),
+                cfg,
+                calls,
+            )
+    finally:
+        executor.shutdown()
+    result = _ratio_result("P11", "process runner no-op round trip", "us/call", pairs, target=1.3)
+    result.note = (
+        f"ours = execute_task on an executor with runner=ProcessRunner({WORKERS}) (forkserver); "
+        f"baseline = ProcessPoolExecutor({WORKERS}, forkserver).submit(f).result() of a "
+        "module-level no-op; both sides' workers started before timing"
+    )
+    return result
+
+
+def case_p12(cfg: Config) -> CaseResult:
+    """From a hung tool's timeout to the next task finishing, on the process runner."""
+    bench = Bench()
+    bench.registry.register_tool(Hang)
+    executor = _process_executor(bench)
+    hang = Task(plan_id="bench-plan", description="hang", tool_name="hang")
+    samples: list[float] = []
+    try:
+        for _ in range(WORKERS):
+            _check(executor.execute_task(bench.task(), bench.context))
+        for _ in range(max(cfg.rounds, 3) * 2):
+            hang = Task(plan_id="bench-plan", description="hang", tool_name="hang")
+            timed_out = executor.execute_task(hang, bench.context, timeout=0.2)
+            if timed_out.metadata.get("outcome") != "timeout":
+                raise RuntimeError(f"the hung tool did not time out: {timed_out}")
+            after_timeout = time.perf_counter()
+            _check(executor.execute_task(bench.task(), bench.context))
+            samples.append(time.perf_counter() - after_timeout)
+    finally:
+        executor.shutdown()
+    median = statistics.median(samples)
+    result = CaseResult(
+        case="P12",
+        title="hung tool's timeout to next task done",
+        unit="s",
+        ours=median,
+        baseline=None,
+        ratio=None,
+        target="≤ 0.2 s (median)",
+        passed=median <= 0.2,
+        rounds=[{"seconds": sample} for sample in samples],
+        note=(
+            f"ours = a tool hanging in time.sleep() times out (timeout=0.2, its worker's process "
+            f"group is killed), then a no-op task runs; median of {len(samples)} (max "
+            f"{max(samples) * 1000:.1f} ms), ProcessRunner({WORKERS}), forkserver"
+        ),
+    )
+    result.judged = f"{median * 1000:.1f} ms"
+    return result
+
+
 CASES: dict[str, Callable[[Config], CaseResult]] = {
     "N0": case_n0,
     "P1": case_p1,
@@ -929,6 +1027,8 @@ CASES: dict[str, Callable[[Config], CaseResult]] = {
     "P8": case_p8,
     "P9": case_p9,
     "P10": case_p10,
+    "P11": case_p11,
+    "P12": case_p12,
 }
 
 
