@@ -32,6 +32,7 @@ from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
 from laios.execution.runners import ProcessRunner, Runner
 from laios.execution.store import MetricStore
+from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 pytestmark = pytest.mark.skipif(
@@ -524,3 +525,16 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     assert "terminated" in (results[0].error or "")
     assert gone(hung["pid"])
     assert gone(hung["grandchild"])
+
+
+def test_a_simple_tool_from_a_module_level_function_runs_in_a_worker(
+    make: Callable[..., Executor], tools: ToolRegistry, task: Callable[..., Task], context: Context
+) -> None:
+    tools.register_tool(create_simple_tool("simple_pid", "Returns the process id.", os.getpid))
+    tools.register_tool(create_simple_tool("simple_lambda", "Cannot be sent.", lambda: 1))
+    executor = make()
+    result = executor.execute_task(task("simple_pid"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert result.output != os.getpid()
+    refused = executor.execute_task(task("simple_lambda"), context, timeout=WAIT)
+    assert refused.metadata["error_type"] == "not_picklable"

@@ -423,6 +423,14 @@ def create_simple_tool(
         "required_permissions": set(permissions or ()),
         "input_model": input_model or ToolInput,
     }
+    arguments = (name, description, func, category, set(permissions or ()), input_model)
+
+    def __reduce__(self: BaseTool) -> tuple[Any, ...]:
+        # Pickled as the call that makes it (the class is made here, so it cannot be found
+        # by name): a tool from a module-level function can be sent to a worker process.
+        return (create_simple_tool, arguments)
+
+    attrs["__reduce__"] = __reduce__
     base: type[Any]
     if inspect.iscoroutinefunction(func):
 
