@@ -538,3 +538,19 @@ def test_a_simple_tool_from_a_module_level_function_runs_in_a_worker(
     assert result.output != os.getpid()
     refused = executor.execute_task(task("simple_lambda"), context, timeout=WAIT)
     assert refused.metadata["error_type"] == "not_picklable"
+
+
+def test_the_task_span_says_the_worker_was_killed(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    result = executor.execute_task(task("hang", box=box), context, timeout=0.5)
+    assert result.metadata["worker_killed"] is True
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool hang"]
+    assert span.attributes is not None
+    assert span.attributes["laios.worker.killed"] is True
+    assert span.attributes["error.type"] == "timeout"
+    provider.shutdown()

@@ -495,6 +495,8 @@ class Job(TaskRecord):
         if span is not None or debug:  # (an untraced success has nothing more to record)
             self.span = self.span_context = None  # the retained record lets the span go
             try:
+                if span is not None and failed and metadata.get("worker_killed"):
+                    span.set_attribute("laios.worker.killed", True)
                 self._end_span_and_log(task, span, outcome, error, error_type, data, exception)
             except Exception as exc:  # observability never changes an outcome
                 self.observability_failed("ending the task span", exc)
