@@ -1,9 +1,11 @@
 """``laios demo``: a realistic workload through the real executor, served for Prometheus.
 
 Six tools with different characters run as single tasks, retried tasks and parallel batches
-until Ctrl-C (or ``--duration``). Metrics and status are served on ``/metrics`` and
-``/status``; spans go to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, to the console with
-``--console-spans``, and otherwise stay in-process (their ids still mark the exemplars).
+until Ctrl-C (or ``--duration``), on worker threads or (``--isolation process``) in worker
+processes, where a hung tool is killed at its timeout. Metrics and status are served on
+``/metrics`` and ``/status``; spans go to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, to
+the console with ``--console-spans``, and otherwise stay in-process (their ids still mark the
+exemplars).
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ class SometimesHangs(BaseTool):
 
     def _execute(self, **kwargs: Any) -> str:
         if random.random() < 0.08:
-            time.sleep(random.uniform(1.5, 3.0))
+            # Hung: it returns much later, or (``forever``) not within the hour.
+            time.sleep(3600.0 if kwargs.get("forever") else random.uniform(1.5, 3.0))
         else:
             time.sleep(random.uniform(0.02, 0.15))
         return "ok"
@@ -137,9 +140,11 @@ def _task(tool: str, **parameters: Any) -> Task:
 class _Workload:
     """Drives the executor from a few threads until stopped."""
 
-    def __init__(self, executor: Executor, context: Context) -> None:
+    def __init__(self, executor: Executor, context: Context, *, isolated: bool = False) -> None:
         self.executor = executor
         self.context = context
+        #: Tools run in worker processes: a hung tool may hang for good (it is killed).
+        self.isolated = isolated
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -168,7 +173,8 @@ class _Workload:
             )
             self.executor.execute_task(_task(tool, **params), self.context, timeout=2.0)
             if random.random() < 0.3:
-                self.executor.execute_task(_task("sometimes_hangs"), self.context, timeout=1.0)
+                hangs = _task("sometimes_hangs", **({"forever": True} if self.isolated else {}))
+                self.executor.execute_task(hangs, self.context, timeout=1.0)
             if random.random() < 0.02:
                 self.executor.execute_task(_task("fetch_legacy"), self.context)  # not registered
             self._pause(0.01, 0.1)
@@ -253,8 +259,18 @@ def run(args: argparse.Namespace) -> int:
     provider, spans_line = _configure_tracing(bool(getattr(args, "console_spans", False)))
     registry = build_registry()
     context = Context(session_id="demo-session", user_id="demo-user")
+    isolated = getattr(args, "isolation", "thread") == "process"
+    runner = None
+    if isolated:
+        from laios.execution.runners import ProcessRunner
+
+        runner = ProcessRunner(8, preload=[__name__])
     executor = Executor(
-        registry, ResourceLimits(timeout_seconds=5.0), max_workers=8, measure_cpu_time=True
+        registry,
+        ResourceLimits(timeout_seconds=5.0),
+        max_workers=8,
+        measure_cpu_time=True,
+        runner=runner,
     )
     try:
         server = start_http_server(args.port, args.host, store=executor.store)
@@ -271,11 +287,16 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  Status:     laios status --url {server.url} --watch")
     print(f"  {spans_line}")
+    if isolated:
+        print(
+            "  Isolation:  every tool runs in one of 8 worker processes; a tool past its timeout"
+            " is killed (sometimes_hangs hangs for good now and then: watch its timeouts)"
+        )
     print("  Press Ctrl-C to stop." if args.duration is None else f"  Running {args.duration:g} s.")
     sys.stdout.flush()
     started = time.monotonic()
     before = sum(t.total for t in executor.store.snapshot().tools)
-    workload = _Workload(executor, context)
+    workload = _Workload(executor, context, isolated=isolated)
     workload.start()
     live = sys.stdout.isatty() and not getattr(args, "no_live", False)
     try:

@@ -373,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=9464, help="port to serve on (9464)")
     demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
     demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
+    demo.add_argument(
+        "--isolation",
+        choices=("thread", "process"),
+        default="thread",
+        help="run tools on worker threads (default) or in worker processes that are killed "
+        "when a tool overruns its timeout",
+    )
     demo.set_defaults(handler=_run_demo)
     return parser
 
