@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from laios.core.types import Context, Task
+from laios.execution.runners import Handle, Refusal, RunEvents, ThreadRunner, ToolCall
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
@@ -103,3 +104,25 @@ def test_a_batch_past_its_deadline_times_out_queued_tasks_without_rejecting_them
     # A tool may pass its start check just before the deadline: allow a generous margin.
     assert all(start - submitted < 1.0 + 0.25 for start in tool.started)
     assert len(tool.started) == 100 - len(never_started)
+
+
+class SlowToAccept(ThreadRunner):
+    """A thread runner whose ``submit`` takes 0.6 s (a runner starting a worker process)."""
+
+    def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
+        time.sleep(0.6)
+        return super().submit(call, events)
+
+
+def test_a_slow_hand_over_counts_against_the_callers_timeout(
+    make_executor: Any, make_task: Any, context: Context, gate: Any
+) -> None:
+    """The caller's timeout runs from when the task was accepted: a runner that takes long to
+    accept the call does not add its time to the caller's wait."""
+    executor = make_executor(runner=SlowToAccept(2, 2))
+    started = time.monotonic()
+    result = executor.execute_task(make_task("blocked"), context, timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert result.metadata["outcome"] == "timeout"
+    # (Counting the timeout from the end of the hand-over made it 1.6 s.)
+    assert elapsed < 1.35, f"the caller waited {elapsed:.2f}s for a 1s timeout"

@@ -416,9 +416,14 @@ class Engine:
             return
         done = job.done
         assert done is not None
+        wait = -1.0
+        if limit is not None:
+            # From the task's deadline: the hand-over itself (a runner starting a worker) counts.
+            assert job.deadline is not None
+            wait = max(job.deadline - time.monotonic(), 0.0)
         try:
             # (positional: a keyword argument costs the lock's argument parser a dict)
-            if not done.acquire(True, -1 if limit is None else limit):
+            if not done.acquire(True, wait):
                 job.expire()
                 done.acquire()
         except BaseException:
