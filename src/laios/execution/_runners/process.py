@@ -265,6 +265,29 @@ class _Pool:
             self.wake()
         return worker
 
+    def start_in_background(self) -> None:
+        """Start a worker (counted in ``starting`` by the caller) on a thread of its own, so
+        that neither a submitting caller (maybe an event loop) nor the reader waits for a
+        process to start; it then takes the first queued call."""
+        threading.Thread(target=self._start_and_serve, name="laios-process-start").start()
+
+    def _start_and_serve(self) -> None:
+        worker = self.start_worker()
+        if worker is not None:
+            with self.lock:
+                following = self.next_for(worker)
+            self.begin(worker, following)
+            return
+        with self.lock:  # no process could be started: with none at all, nothing will run
+            if self.workers or self.starting:
+                return
+            refused = [call for call in self.queue if call.state == "queued"]
+            self.queue.clear()
+            for call in refused:
+                call.state = "abandoned"
+        for call in refused:
+            call.events.refused(_NO_PROCESS)
+
     def wake(self) -> None:
         """Make the reader look at the workers again."""
         with contextlib.suppress(OSError):
@@ -419,11 +442,7 @@ class _Pool:
         if report and call is not None:
             call.events.finished(_crash_outcome(call, exitcode, self.terminated))
         if replace:
-            new = self.start_worker()
-            if new is not None:
-                with self.lock:
-                    following = self.next_for(new)
-                self.begin(new, following)
+            self.start_in_background()
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -615,20 +634,7 @@ class ProcessRunner:
         if worker is not None:
             pool.begin(worker, handle)
         elif start:
-            new = pool.start_worker()
-            if new is not None:
-                with pool.lock:
-                    following = pool.next_for(new)
-                pool.begin(new, following)
-            elif not pool.workers:
-                with pool.lock:
-                    refused = handle.state == "queued"
-                    if refused:
-                        handle.state = "abandoned"
-                        with contextlib.suppress(ValueError):
-                            pool.queue.remove(handle)
-                if refused:
-                    return _NO_PROCESS
+            pool.start_in_background()
         return handle
 
     def abandon(self, handle: Handle) -> StopResult:
