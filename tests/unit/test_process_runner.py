@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
-from laios.execution.runners import ProcessRunner, Runner
+from laios.execution.runners import ProcessRunner, Runner, ToolCall
 from laios.execution.store import MetricStore
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
@@ -554,3 +554,88 @@ def test_the_task_span_says_the_worker_was_killed(
     assert span.attributes["laios.worker.killed"] is True
     assert span.attributes["error.type"] == "timeout"
     provider.shutdown()
+
+
+class ScriptedEvents:
+    """A call's events, driven by the test: ``on_started`` runs inside ``started()``."""
+
+    cancel_requested = False
+
+    def __init__(self, on_started: Callable[[], None] | None = None) -> None:
+        self.on_started = on_started
+        self.outcomes: list[Any] = []
+        self.refusals: list[Any] = []
+        self.finished_event = threading.Event()
+
+    def started(self) -> bool:
+        if self.on_started is not None:
+            self.on_started()
+        return True
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        pass
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+        pass
+
+    def finished(self, outcome: Any) -> None:
+        self.outcomes.append(outcome)
+        self.finished_event.set()
+
+    def refused(self, refusal: Any) -> None:
+        self.refusals.append(refusal)
+        self.finished_event.set()
+
+
+def _call(tool: Any, **parameters: Any) -> ToolCall:
+    return ToolCall(
+        task_id=f"t-{time.monotonic_ns()}", tool_name=tool.name, parameters=parameters, tool=tool
+    )
+
+
+def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> None:
+    runner = ProcessRunner(1)
+    try:
+        busy = ScriptedEvents()
+        runner.submit(_call(process_tools.Spin(), seconds=0.3), busy)  # holds the only worker
+        handle: list[Any] = []
+        answers: list[str] = []
+        # The timeout strikes just as the queued call is dispatched to the freed worker.
+        late = ScriptedEvents(on_started=lambda: answers.append(runner.abandon(handle[0])))
+        handle.append(runner.submit(_call(process_tools.Pid()), late))
+        assert busy.finished_event.wait(WAIT)
+        assert wait_for(lambda: answers)
+        assert answers == ["stopped"]  # nothing was running: nothing to kill
+        (worker,) = runner.worker_pids()
+        assert not late.outcomes  # never sent, never reported
+        after = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), after)
+        assert after.finished_event.wait(WAIT)
+        assert after.outcomes[0].value == worker  # the same worker serves on
+    finally:
+        runner.terminate()
+
+
+def test_a_worker_that_dies_as_a_call_is_dispatched_fails_that_call() -> None:
+    runner = ProcessRunner(1)
+    try:
+        first = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), first)
+        assert first.finished_event.wait(WAIT)
+        pid = first.outcomes[0].value
+
+        def kill_the_worker() -> None:
+            os.kill(pid, 9)
+            assert gone(pid)
+            wait_for(lambda: pid not in runner.worker_pids())
+
+        doomed = ScriptedEvents(on_started=kill_the_worker)
+        runner.submit(_call(process_tools.Pid()), doomed)
+        assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
+        assert doomed.outcomes[0].error_type == "worker_crashed"
+        after = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), after)
+        assert after.finished_event.wait(WAIT)
+        assert after.outcomes[0].value != pid
+    finally:
+        runner.terminate()

@@ -88,7 +88,9 @@ class _Call:
         self.payload = payload
         self.tool_name = tool_name
         self.worker: _Worker | None = None
-        self.state = "queued"  # queued, running, done, abandoned; changed under the lock
+        # queued, reserved (a worker is set aside for it; not sent yet), running (sent to its
+        # worker), done or abandoned; changed under the pool's lock.
+        self.state = "queued"
 
 
 class _Worker:
@@ -300,22 +302,42 @@ class _Pool:
         next queued call whenever one is refused, until the worker is busy or idle."""
         while call is not None:
             if call.events.started():
-                # (when the worker died meanwhile, the reader reports the call as crashed)
-                with contextlib.suppress(OSError):
-                    worker.conn.send_bytes(call.payload)
-                return
+                with self.lock:
+                    send = call.state == "reserved"  # (else abandoned since: nothing to run)
+                    if send:
+                        call.state = "running"
+                if send:
+                    self.send(worker, call)
+                    return
             with self.lock:  # too late to start (timed out, cancelled): the next one
-                if call.state == "running":
+                if call.state == "reserved":
                     call.state = "done"
                 worker.call = None
                 call = self.next_for(worker)
 
+    def send(self, worker: _Worker, call: _Call) -> None:
+        """Send a running call to its worker; report it as crashed when the worker is gone
+        and the reader, which saw it go before the call was sent, could not."""
+        with contextlib.suppress(OSError):
+            worker.conn.send_bytes(call.payload)
+        with self.lock:
+            orphaned = worker.pid not in self.workers and call.state == "running"
+            if orphaned:
+                call.state = "done"
+        if orphaned:
+            worker.process.join(0)
+            outcome = _crash_outcome(call, worker.process.exitcode, self.terminated)
+            call.events.finished(outcome)
+
     def next_for(self, worker: _Worker) -> _Call | None:
         """Reserve the next queued call on ``worker``, or make it idle (under the lock)."""
+        if worker.pid not in self.workers:  # it ended meanwhile: it takes nothing more
+            worker.call = None
+            return None
         while self.queue:
             call = self.queue.popleft()
             if call.state == "queued":
-                call.state = "running"
+                call.state = "reserved"
                 call.worker = worker
                 worker.call = call
                 return call
@@ -453,6 +475,9 @@ class _Pool:
                 call.state = "abandoned"
                 with contextlib.suppress(ValueError):
                     self.queue.remove(call)
+                return "stopped"
+            if call.state == "reserved":  # its worker was set aside, nothing was sent yet
+                call.state = "abandoned"
                 return "stopped"
             if call.state != "running" or call.worker is None:
                 return "stopped"
@@ -623,7 +648,7 @@ class ProcessRunner:
                 return SHUTDOWN
             worker = pool.idle.pop() if pool.idle else None
             if worker is not None:
-                handle.state = "running"
+                handle.state = "reserved"
                 handle.worker = worker
                 worker.call = handle
             else:
