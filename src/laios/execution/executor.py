@@ -108,7 +108,9 @@ class Executor:
         runner: Where synchronous tools run (a :class:`~laios.execution.runners.Runner`);
             ``None``: the caller's thread when there is no timeout, else ``max_workers``
             worker threads. A runner given here runs every synchronous tool, and the executor
-            shuts it down with itself.
+            shuts it down with itself. A runner that isolates tools
+            (:class:`~laios.execution.runners.ProcessRunner`) runs async tools too, and
+            enforces ``resource_limits.memory_limit_mb`` and ``cpu_limit_percent``.
         max_async_tools: Async tools running at once (default 1,000); the others wait in
             order, and their wait counts as queue wait.
 

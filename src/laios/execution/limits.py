@@ -17,9 +17,14 @@ class ResourceLimits(BaseModel):
     Attributes:
         timeout_seconds: Longest wall-clock time per task, in seconds (``None``: no limit).
             Must be a finite number greater than 0.
-        memory_limit_mb: Memory ceiling in MB. Informational: not enforced by the thread runner.
+        memory_limit_mb: Memory a tool may allocate during a task, in MB. Enforced by a
+            :class:`~laios.execution.runners.ProcessRunner` (the allocation fails inside the
+            tool, ``error_type`` ``memory_limit``); informational on the thread and loop
+            runners.
         cpu_limit_percent: CPU ceiling in percent (0–100 per core, so up to ``100 * cores``).
-            Informational.
+            A :class:`~laios.execution.runners.ProcessRunner` enforces it as a budget of
+            ``cpu_limit_percent / 100 × timeout`` CPU seconds per task (``error_type``
+            ``cpu_limit``; no timeout, no budget); informational on the other runners.
 
     Bad values are refused when the object is built, with a ``pydantic.ValidationError``
     (a ``ValueError``) naming the field::
