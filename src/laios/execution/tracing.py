@@ -131,11 +131,16 @@ class Tracing:
 
     def capture_arguments(self, span: Span, arguments: Mapping[str, Any]) -> None:
         """Record a task's arguments on its span (when content capture is on): redacted by
-        key, then scrubbed of secret values repeated under ordinary keys."""
+        key, then scrubbed of secret values repeated under ordinary keys.
+
+        The work is bounded whatever the size of the arguments: only what fits in the
+        ``MAX_VALUE_BYTES`` of the attribute is read (see :func:`to_json`), and secret values
+        are looked for in a bounded number of items (see :func:`secret_values`).
+        """
         if self.capture_content:
             span.set_attribute(
                 "gen_ai.tool.call.arguments",
-                to_json(dict(arguments), secrets=secret_values(arguments)),
+                to_json(arguments, secrets=secret_values(arguments)),
             )
 
     def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span:
@@ -193,6 +198,7 @@ class Tracing:
 
         Success leaves the status UNSET. A failure sets ERROR with a short scrubbed message and
         ``error.type``; a raised exception is recorded once, as a scrubbed ``exception`` event.
+        A captured result costs work bounded by ``MAX_VALUE_BYTES``, not by its size.
         """
         if capture_result and self.capture_content:
             span.set_attribute("gen_ai.tool.call.result", to_json(result, secrets=secrets))
