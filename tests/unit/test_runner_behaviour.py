@@ -3,24 +3,42 @@
 * ``inline``: a synchronous tool under ``execute_task`` with no timeout (the caller's thread);
 * ``thread``: a synchronous tool under ``execute_task`` with a timeout (worker threads);
 * ``loop_caller``: an async tool under ``execute_async`` (an asyncio task on the caller's loop);
-* ``loop_thread``: an async tool under ``execute_task`` (the executor's own loop thread).
+* ``loop_thread``: an async tool under ``execute_task`` (the executor's own loop thread);
+* ``process``: a synchronous tool under ``execute_task`` with a timeout, on an executor whose
+  runner is a :class:`~laios.execution.runners.ProcessRunner` (a worker process);
+* ``process_async``: an async tool under ``execute_async`` on the caller's loop, same runner
+  (an event loop in a worker process).
 
 Each road gets the same tools, once written as ``BaseTool`` and once as ``AsyncBaseTool``
 (``beh_<name>`` and ``beh_<name>_async``), and a :class:`Road` that runs a task the road's way.
+The tools and their :class:`~behaviour_lab.Lab` live in ``behaviour_lab``: a worker process
+must import the tools, and the lab keeps what they report in files, so that a tool in a worker
+process reports to the same lab (and waits at the same gate) as one on the caller's side.
+
 Fixtures: ``road`` (every road), ``timed_road`` (the roads that enforce a timeout and queue:
-all but inline), ``sync_road`` and ``loop_road``.
+all but inline), ``local_road`` (the roads that run the tool in the test's own process),
+``sync_road``, ``loop_road`` (the executor's event loops), ``thread_road`` and
+``process_road``.
+
+Where the process roads differ, the tests say what is true there instead: a worker process
+never sees its task cancelled (a timeout or ``cancel_task`` kills it: no ``finally`` runs, no
+thread is abandoned, a new worker takes its place), and a span it makes cannot reach the test's
+exporter (the tool notes the span it sees as current instead: the task span, carried over).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from behaviour_lab import LAB_TOOLS, POLL, Gate, Lab
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -30,18 +48,21 @@ from runner_hooks import HookedRunner
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import Executor
 from laios.execution.monitor import ExecutionMonitor, ProgressStatus
-from laios.execution.runners import ThreadRunner
+from laios.execution.runners import ProcessRunner, ThreadRunner
 from laios.execution.store import MetricStore
-from laios.execution.task_context import TaskContext, current_task
-from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
 from laios.tools.registry import ToolRegistry
 
-ROADS = ("inline", "thread", "loop_caller", "loop_thread")
-TIMED_ROADS = ("thread", "loop_caller", "loop_thread")
-SYNC_ROADS = ("inline", "thread")
+ROADS = ("inline", "thread", "loop_caller", "loop_thread", "process", "process_async")
+TIMED_ROADS = ("thread", "loop_caller", "loop_thread", "process", "process_async")
+PROCESS_ROADS = ("process", "process_async")
+LOCAL_ROADS = tuple(kind for kind in ROADS if kind not in PROCESS_ROADS)
+SYNC_ROADS = ("inline", "thread", "process")
+ASYNC_ROADS = ("loop_caller", "loop_thread", "process_async")
 LOOP_ROADS = ("loop_caller", "loop_thread")
+#: The roads whose caller awaits the task on an event loop of its own (``execute_async``).
+CALLER_LOOP_ROADS = ("loop_caller", "process_async")
 
-#: The timeout the thread road uses when a test sets none (never reached).
+#: The timeout the thread and process roads use when a test sets none (never reached).
 LONG_TIMEOUT = 30.0
 #: A timeout short enough to strike while a tool is blocked.
 SHORT_TIMEOUT = 0.5
@@ -49,294 +70,8 @@ SHORT_TIMEOUT = 0.5
 LATE_MARGIN = 5.0
 #: How long a test waits for something it expects to happen.
 WAIT = 10.0
-#: How often blocked and cooperative tools look at their gate or their task.
-POLL = 0.005
-#: Longest a blocked tool waits for its gate, so that a failing test can never hang the run.
-MAX_BLOCK_SECONDS = 10.0
-
-#: The conftest's ``gate`` fixture: ``release`` (an Event), ``enter()``, ``entered`` and
-#: ``wait_entered(count, timeout)``. (Test modules do not import ``conftest``: with several
-#: suites collected, that name is another suite's conftest.)
-Gate = Any
-
-
-class ToolExploded(Exception):
-    """What the ``raise`` tools raise."""
-
-
-# -- the lab: what the tools report, and what the tests hold them with ---------------------------
-
-
-class Lab:
-    """Shared by the tools of one test: records what they did, holds them at the gate."""
-
-    def __init__(self, gate: Gate, tracer: trace.Tracer) -> None:
-        self.gate = gate
-        self.tracer = tracer
-        self.started_ids: list[str] = []
-        self.where: dict[str, tuple[threading.Thread, asyncio.AbstractEventLoop | None]] = {}
-        self.attempts: Counter[str] = Counter()
-        self.finally_ran = threading.Event()
-        self.coroutine_cancelled = threading.Event()
-        self.saw_cancel = threading.Event()
-        self._lock = threading.Lock()
-
-    def enter(self, loop: asyncio.AbstractEventLoop | None = None) -> TaskContext:
-        """Called by every tool first: note which task started, where."""
-        task = current_task()
-        assert task is not None, "a tool run by the executor sees its task"
-        with self._lock:
-            self.started_ids.append(task.task_id)
-            self.where[task.task_id] = (threading.current_thread(), loop)
-            self.attempts[task.task_id] += 1
-        return task
-
-    def released(self) -> bool:
-        """Whether the test released the gate."""
-        return self.gate.release.is_set()
-
-
-# -- synchronous tools ----------------------------------------------------------------------
-
-
-class _SyncTool(BaseTool):
-    lab: Lab
-
-    def _execute(self, **kwargs: Any) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-class SyncEcho(_SyncTool):
-    name = "beh_echo"
-    description = "Returns its text."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        self.lab.enter()
-        return kwargs.get("text")
-
-
-class SyncFail(_SyncTool):
-    name = "beh_fail"
-    description = "Returns a failed ToolOutput."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        self.lab.enter()
-        return ToolOutput(success=False, error="quota exceeded", metadata={"quota": 5})
-
-
-class SyncRaise(_SyncTool):
-    name = "beh_raise"
-    description = "Raises ToolExploded."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        self.lab.enter()
-        raise ToolExploded("the tool exploded")
-
-
-class SyncSlow(_SyncTool):
-    name = "beh_slow"
-    description = "Blocks until the gate opens (it ignores cancellation)."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        self.lab.enter()
-        try:
-            self.lab.gate.enter()
-            self.lab.gate.release.wait(MAX_BLOCK_SECONDS)
-            return "released"
-        finally:
-            self.lab.finally_ran.set()
-
-
-class SyncProgress(_SyncTool):
-    name = "beh_progress"
-    description = "Adds checkpoints and reports progress."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        task = self.lab.enter()
-        task.checkpoint("loaded", {"rows": 3})
-        task.progress(50, "halfway", step=1)
-        task.checkpoint("saved")
-        return "done"
-
-
-class SyncNested(_SyncTool):
-    name = "beh_nested"
-    description = "Makes a span of its own inside its run."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        self.lab.enter()
-        with self.lab.tracer.start_as_current_span("inside the tool"):
-            return "nested"
-
-
-class SyncCooperative(_SyncTool):
-    name = "beh_cooperative"
-    description = "Works in small steps until its task is cancelled (or the gate opens)."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        task = self.lab.enter()
-        self.lab.gate.enter()
-        deadline = time.monotonic() + MAX_BLOCK_SECONDS
-        while time.monotonic() < deadline and not self.lab.released():
-            if task.cancelled:
-                self.lab.saw_cancel.set()
-                return "stopped early"
-            time.sleep(POLL)
-        return "ran to the end"
-
-
-class SyncFlaky(_SyncTool):
-    name = "beh_flaky"
-    description = "Fails the first two attempts of a task, then succeeds."
-
-    def _execute(self, **kwargs: Any) -> Any:
-        task = self.lab.enter()
-        attempt = self.lab.attempts[task.task_id]
-        if attempt <= 2:
-            return ToolOutput(success=False, error=f"transient failure {attempt}")
-        return f"succeeded on attempt {attempt}"
-
-
-# -- the same tools, as coroutines ----------------------------------------------------------
-
-
-class _AsyncTool(AsyncBaseTool):
-    lab: Lab
-
-    async def _execute_async(self, **kwargs: Any) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def enter(self) -> TaskContext:
-        return self.lab.enter(asyncio.get_running_loop())
-
-
-class AsyncEcho(_AsyncTool):
-    name = "beh_echo_async"
-    description = "Returns its text (after awaiting)."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        self.enter()
-        await asyncio.sleep(0)
-        return kwargs.get("text")
-
-
-class AsyncFail(_AsyncTool):
-    name = "beh_fail_async"
-    description = "Returns a failed ToolOutput (after awaiting)."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        self.enter()
-        await asyncio.sleep(0)
-        return ToolOutput(success=False, error="quota exceeded", metadata={"quota": 5})
-
-
-class AsyncRaise(_AsyncTool):
-    name = "beh_raise_async"
-    description = "Raises ToolExploded (after awaiting)."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        self.enter()
-        await asyncio.sleep(0)
-        raise ToolExploded("the tool exploded")
-
-
-class AsyncSlow(_AsyncTool):
-    name = "beh_slow_async"
-    description = "Awaits until the gate opens (it ignores the cancelled flag)."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        self.enter()
-        try:
-            self.lab.gate.enter()
-            deadline = time.monotonic() + MAX_BLOCK_SECONDS
-            while time.monotonic() < deadline and not self.lab.released():
-                await asyncio.sleep(POLL)
-            return "released"
-        except asyncio.CancelledError:
-            self.lab.coroutine_cancelled.set()
-            raise
-        finally:
-            self.lab.finally_ran.set()
-
-
-class AsyncProgress(_AsyncTool):
-    name = "beh_progress_async"
-    description = "Adds checkpoints and reports progress (between awaits)."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        task = self.enter()
-        task.checkpoint("loaded", {"rows": 3})
-        await asyncio.sleep(0)
-        task.progress(50, "halfway", step=1)
-        await asyncio.sleep(0)
-        task.checkpoint("saved")
-        return "done"
-
-
-class AsyncNested(_AsyncTool):
-    name = "beh_nested_async"
-    description = "Makes a span of its own inside its run (across an await)."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        self.enter()
-        with self.lab.tracer.start_as_current_span("inside the tool"):
-            await asyncio.sleep(0)
-            return "nested"
-
-
-class AsyncCooperative(_AsyncTool):
-    name = "beh_cooperative_async"
-    description = "Awaits in small steps until its task is cancelled (or the gate opens)."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        task = self.enter()
-        self.lab.gate.enter()
-        deadline = time.monotonic() + MAX_BLOCK_SECONDS
-        try:
-            while time.monotonic() < deadline and not self.lab.released():
-                if task.cancelled:
-                    self.lab.saw_cancel.set()
-                    return "stopped early"
-                await asyncio.sleep(POLL)
-        except asyncio.CancelledError:
-            self.lab.coroutine_cancelled.set()
-            if task.cancelled:  # the flag is up before the coroutine is cancelled
-                self.lab.saw_cancel.set()
-            raise
-        return "ran to the end"
-
-
-class AsyncFlaky(_AsyncTool):
-    name = "beh_flaky_async"
-    description = "Fails the first two attempts of a task, then succeeds (after awaiting)."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        task = self.enter()
-        await asyncio.sleep(0)
-        attempt = self.lab.attempts[task.task_id]
-        if attempt <= 2:
-            return ToolOutput(success=False, error=f"transient failure {attempt}")
-        return f"succeeded on attempt {attempt}"
-
-
-LAB_TOOLS: tuple[type[BaseTool], ...] = (
-    SyncEcho,
-    SyncFail,
-    SyncRaise,
-    SyncSlow,
-    SyncProgress,
-    SyncNested,
-    SyncCooperative,
-    SyncFlaky,
-    AsyncEcho,
-    AsyncFail,
-    AsyncRaise,
-    AsyncSlow,
-    AsyncProgress,
-    AsyncNested,
-    AsyncCooperative,
-    AsyncFlaky,
-)
+#: Worker processes of a process road's runner (started on demand; one for ``capacity_one``).
+PROCESS_WORKERS = 2
 
 
 # -- roads ----------------------------------------------------------------------------------
@@ -372,7 +107,9 @@ class Road:
         in_thread: Callable[..., tuple[threading.Thread, list[Any]]],
     ) -> None:
         self.kind = kind
-        self.is_async = kind in LOOP_ROADS
+        self.is_async = kind in ASYNC_ROADS
+        #: Whether the tool runs in a worker process (the executor's runner is a ProcessRunner).
+        self.in_process = kind in PROCESS_ROADS
         self._make_executor = make_executor
         self._make_task = make_task
         self.context = context
@@ -380,14 +117,17 @@ class Road:
         self.provider = provider
         self._in_thread = in_thread
         self.caller_loops: list[asyncio.AbstractEventLoop] = []
-        #: Tasks still running on a caller's loop after its call returned (loop_caller).
+        #: Tasks still running on a caller's loop after its call returned (loop_caller,
+        #: process_async).
         self.lingering: list[asyncio.Task[Any]] = []
         self.executor = self.build()
 
     def build(self, *, capacity_one: bool = False) -> Executor:
         """A new traced executor for this road (``capacity_one``: one tool at a time)."""
         kwargs: dict[str, Any] = {"tracer_provider": self.provider}
-        if capacity_one:
+        if self.in_process:
+            kwargs["runner"] = ProcessRunner(1 if capacity_one else PROCESS_WORKERS)
+        elif capacity_one:
             kwargs["max_async_tools" if self.is_async else "max_workers"] = 1
         self.executor = self._make_executor(**kwargs)
         return self.executor
@@ -395,6 +135,12 @@ class Road:
     @property
     def store(self) -> MetricStore:
         return self.executor.store
+
+    @property
+    def runner(self) -> ProcessRunner:
+        """The process roads' runner (of the executor built last)."""
+        assert isinstance(self.executor.runner, ProcessRunner), self.kind
+        return self.executor.runner
 
     def tool(self, base: str) -> str:
         """The name of this road's version of a tool."""
@@ -415,10 +161,10 @@ class Road:
         if self.kind == "inline":
             assert timeout is None, "a timeout takes a task off the inline road"
             return executor.execute_task(task, context, on_progress=on_progress)
-        if self.kind == "thread":
+        if self.kind in ("thread", "process"):
             limit = LONG_TIMEOUT if timeout is None else timeout
             return executor.execute_task(task, context, timeout=limit, on_progress=on_progress)
-        if self.kind == "loop_caller":
+        if self.kind in CALLER_LOOP_ROADS:
 
             async def on_this_loop() -> TaskResult:
                 self.caller_loops.append(asyncio.get_running_loop())
@@ -437,9 +183,9 @@ class Road:
         """Run ``task`` with retries (no delay) this road's way."""
         executor, context = self.executor, self.context
         kwargs.setdefault("retry_delay", 0.0)
-        if self.kind == "loop_caller":
+        if self.kind in CALLER_LOOP_ROADS:
             return asyncio.run(executor.execute_with_retry_async(task, context, **kwargs))
-        if self.kind == "thread":
+        if self.kind in ("thread", "process"):
             kwargs.setdefault("timeout", LONG_TIMEOUT)
         return executor.execute_with_retry(task, context, **kwargs)
 
@@ -502,6 +248,39 @@ def tool_snapshot(store: MetricStore, tool: str) -> Any:
     return found[0]
 
 
+def process_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie not reaped yet counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False  # (no /proc here, or it ended just now: the next look will say)
+
+
+def assert_worker_was_killed(road: Road, lab: Lab, task: Task, result: TaskResult) -> None:
+    """The worker process that ran ``task`` was killed while the tool was blocked at the gate,
+    and a new worker runs the next task."""
+    assert result.metadata["worker_killed"] is True
+    worker = lab.where[task.id].pid
+    assert worker != os.getpid()
+    assert wait_for(lambda: process_gone(worker)), f"worker {worker} is still alive"
+    assert wait_for(lambda: worker not in road.runner.worker_pids())  # (seen by its reader)
+    assert not lab.finally_ran.is_set()  # killed, not stopped: its finally never ran
+    assert not lab.saw_cancel.is_set()  # (current_task().cancelled is never true there)
+    assert not lab.coroutine_cancelled.is_set()
+    assert not lab.released()
+    assert road.lingering == []  # (process_async: nothing left on the caller's loop)
+    assert road.executor.abandoned_threads == 0
+    assert road.store.snapshot().abandoned_threads == 0
+    after = road.task("echo", text="after the kill")
+    assert road.run(after).output == "after the kill"
+    assert lab.where[after.id].pid not in (worker, os.getpid())
+
+
 # -- fixtures -------------------------------------------------------------------------------
 
 
@@ -525,9 +304,20 @@ def tracer(provider: TracerProvider) -> trace.Tracer:
 
 
 @pytest.fixture
-def lab(registry: ToolRegistry, gate: Gate, tracer: trace.Tracer) -> Lab:
-    """The lab, with its tools added to the test registry."""
-    the_lab = Lab(gate, tracer)
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    """The conftest's gate made of files, so that tools in worker processes can use it (this
+    overrides the conftest's ``gate``: ``make_executor`` and ``in_thread`` release this one
+    before they wait for what is still running). Released at teardown."""
+    the_gate = Gate(tmp_path / "gate")
+    yield the_gate
+    the_gate.release.set()
+
+
+@pytest.fixture
+def lab(registry: ToolRegistry, gate: Gate, tracer: trace.Tracer, tmp_path: Path) -> Lab:
+    """The lab (in files of the test's temporary directory), with its tools added to the test
+    registry."""
+    the_lab = Lab(tmp_path / "lab", gate, tracer)
     for cls in LAB_TOOLS:
         tool = cls()
         tool.lab = the_lab  # type: ignore[attr-defined]
@@ -535,7 +325,21 @@ def lab(registry: ToolRegistry, gate: Gate, tracer: trace.Tracer) -> Lab:
     return the_lab
 
 
+@pytest.fixture(scope="module")
+def forkserver() -> None:
+    """Start the forkserver, once, before a process road's clock runs: it takes up to a second
+    to start and import laios (a runner's first worker waits for that, queued), while every
+    worker is then forked from it in milliseconds."""
+    ProcessRunner(1).shutdown()  # (a runner sets the forkserver's preload: laios)
+    process = multiprocessing.get_context("forkserver").Process(target=time.sleep, args=(0,))
+    process.start()  # (returns once the forkserver has forked it: ready)
+    process.join(WAIT)
+    assert process.exitcode == 0
+
+
 def _road(request: pytest.FixtureRequest) -> Road:
+    if request.param in PROCESS_ROADS:
+        request.getfixturevalue("forkserver")
     return Road(
         request.param,
         request.getfixturevalue("make_executor"),
@@ -559,6 +363,12 @@ def timed_road(request: pytest.FixtureRequest) -> Road:
     return _road(request)
 
 
+@pytest.fixture(params=LOCAL_ROADS)
+def local_road(request: pytest.FixtureRequest) -> Road:
+    """The roads that run the tool in the test's own process (all but the process roads)."""
+    return _road(request)
+
+
 @pytest.fixture(params=SYNC_ROADS)
 def sync_road(request: pytest.FixtureRequest) -> Road:
     """The roads of synchronous tools."""
@@ -567,7 +377,7 @@ def sync_road(request: pytest.FixtureRequest) -> Road:
 
 @pytest.fixture(params=LOOP_ROADS)
 def loop_road(request: pytest.FixtureRequest) -> Road:
-    """The roads of async tools."""
+    """The roads of async tools on the executor's event loops (the caller's, its own)."""
     return _road(request)
 
 
@@ -577,29 +387,42 @@ def thread_road(request: pytest.FixtureRequest) -> Road:
     return _road(request)
 
 
+@pytest.fixture(params=PROCESS_ROADS)
+def process_road(request: pytest.FixtureRequest) -> Road:
+    """The worker-process roads (a sync tool, an async tool)."""
+    return _road(request)
+
+
 # -- where the tool runs --------------------------------------------------------------------
 
 
 def test_tool_runs_where_its_road_says(road: Road) -> None:
-    """The tool runs on the caller's thread, a worker, the caller's loop or the executor's loop."""
+    """The tool runs on the caller's thread, a worker, the caller's loop, the executor's loop,
+    or in a worker process (on an event loop there, for an async tool)."""
     task = road.task("echo", text="where")
     assert road.run(task).success
-    thread, loop = road.lab.where[task.id]
+    where = road.lab.where[task.id]
     caller = threading.current_thread()
+    if road.in_process:
+        assert where.pid != os.getpid()
+        assert where.pid in road.runner.worker_pids()  # (idle now, kept for the next call)
+        assert (where.loop is not None) is road.is_async
+        return
+    assert where.pid == os.getpid()
     if road.kind == "inline":
-        assert thread is caller
-        assert loop is None
+        assert where.thread == caller.ident
+        assert where.loop is None
     elif road.kind == "thread":
-        assert thread is not caller
-        assert thread.name.startswith("laios-worker")
-        assert loop is None
+        assert where.thread != caller.ident
+        assert where.thread_name.startswith("laios-worker")
+        assert where.loop is None
     elif road.kind == "loop_caller":
-        assert thread is caller
-        assert loop is road.caller_loops[-1]
+        assert where.thread == caller.ident
+        assert where.loop == id(road.caller_loops[-1])
     else:
-        assert thread is not caller
-        assert thread.name == "laios-loop"
-        assert loop is not None
+        assert where.thread != caller.ident
+        assert where.thread_name == "laios-loop"
+        assert where.loop is not None
 
 
 def test_a_runner_given_to_the_executor_runs_sync_tools_without_a_timeout(
@@ -616,9 +439,9 @@ def test_a_runner_given_to_the_executor_runs_sync_tools_without_a_timeout(
     assert result.success
     assert result.output == "off the caller's thread"
     assert runner.submitted == [task.id]
-    thread, _ = lab.where[task.id]
-    assert thread is not threading.current_thread()
-    assert thread.name.startswith("given-runner")
+    where = lab.where[task.id]
+    assert where.thread != threading.get_ident()
+    assert where.thread_name.startswith("given-runner")
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -717,6 +540,18 @@ def test_timeout_stops_the_running_coroutine(loop_road: Road, lab: Lab) -> None:
     assert loop_road.store.snapshot().abandoned_threads == 0
 
 
+def test_timeout_kills_the_worker_process(process_road: Road, lab: Lab) -> None:
+    """A timeout kills the worker process running the tool (no cooperation asked, no finally,
+    no thread abandoned); the result says so, and a new worker runs the next task."""
+    task = process_road.task("slow")
+    result = process_road.run(task, timeout=SHORT_TIMEOUT)
+    assert result.metadata["outcome"] == "timeout"
+    assert "the tool was stopped" in (result.error or "")
+    assert task.status is TaskStatus.FAILED
+    assert lab.gate.entered == 1  # it was blocked at the gate when its process was killed
+    assert_worker_was_killed(process_road, lab, task, result)
+
+
 def test_timeout_counts_the_abandoned_thread_until_the_tool_returns(
     thread_road: Road, lab: Lab
 ) -> None:
@@ -786,8 +621,9 @@ def test_cancel_queued_task_never_starts(timed_road: Road, lab: Lab) -> None:
     assert queued.id not in lab.started_ids
 
 
-def test_cancel_while_running_is_seen_by_the_tool(road: Road, lab: Lab) -> None:
+def test_cancel_while_running_is_seen_by_the_tool(local_road: Road, lab: Lab) -> None:
     """cancel_task on a running tool makes current_task().cancelled true; it ends cancelled."""
+    road = local_road
     task = road.task("cooperative")
     running = road.start(task)
     assert lab.gate.wait_entered(1, WAIT)
@@ -815,6 +651,21 @@ def test_cancel_stops_a_running_coroutine(loop_road: Road, lab: Lab) -> None:
     assert not lab.released()
     assert loop_road.lingering == []  # (loop_caller: stopped by the executor, not asyncio.run)
     assert loop_road.executor.abandoned_threads == 0
+
+
+def test_cancel_while_running_kills_the_worker_process(process_road: Road, lab: Lab) -> None:
+    """cancel_task on a tool in a worker process kills the process (the tool is not asked:
+    current_task().cancelled stays false there); it ends cancelled, and a new worker runs the
+    next task."""
+    task = process_road.task("cooperative")
+    running = process_road.start(task)
+    assert lab.gate.wait_entered(1, WAIT)
+    assert process_road.executor.cancel_task(task.id) is True
+    result = running.result()
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled while running" in (result.error or "")
+    assert task.status is TaskStatus.CANCELLED
+    assert_worker_was_killed(process_road, lab, task, result)
 
 
 # -- progress and checkpoints -------------------------------------------------------------------
@@ -901,13 +752,21 @@ def test_task_span_is_a_child_of_the_callers_span(
 def test_span_made_inside_the_tool_is_a_child_of_the_task_span(
     road: Road, exporter: InMemorySpanExporter
 ) -> None:
-    """A span the tool starts inside its run has the task span as its parent."""
-    result = road.run(road.task("nested"))
+    """A span the tool starts inside its run has the task span as its parent.
+
+    (A worker process has no SDK, and its spans could not reach this exporter anyway: there the
+    test checks that the span current in the tool is the task span, carried over as W3C trace
+    context, as it is on every road.)
+    """
+    task = road.task("nested")
+    result = road.run(task)
     assert result.success
     [task_span] = task_spans(exporter, road.tool("nested"))
-    inside = one_span(exporter, "inside the tool")
-    assert parent_id(inside) == span_id(task_span)
-    assert inside.context.trace_id == task_span.context.trace_id
+    assert road.lab.spans_seen[task.id] == (task_span.context.trace_id, span_id(task_span))
+    if not road.in_process:
+        inside = one_span(exporter, "inside the tool")
+        assert parent_id(inside) == span_id(task_span)
+        assert inside.context.trace_id == task_span.context.trace_id
     assert result.metadata["span_id"] == format(span_id(task_span), "016x")
 
 
