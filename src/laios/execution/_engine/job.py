@@ -354,7 +354,7 @@ class Job(TaskRecord):
         limit = self.limit
         budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
         if queued:
-            where = "while waiting to start (all workers busy); the tool was never started"
+            where = "while waiting to start (no worker was free yet); the tool was never started"
         elif self.runner is not None and self.runner.can_stop:
             where = f"while tool '{self.tool}' was running; the tool was stopped"
         else:
