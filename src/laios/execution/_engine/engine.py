@@ -204,6 +204,8 @@ class Engine:
                 job.runner = self.runner
             elif is_async_tool(tool):
                 job.runner = runner = self.loop_thread if blocking else self.loop_here
+                if blocking and runner.runs_current_thread():
+                    refusal = _BLOCKS_ITS_LOOP
                 if in_task:
                     handle = runner.claim(job)
                     if handle is not None:
@@ -593,11 +595,32 @@ class Engine:
         return registered or stop_retry is not None
 
     def shutdown(self, wait: bool = True) -> None:
-        """Refuse new tasks; with ``wait``, let queued and running ones finish first."""
+        """Refuse new tasks; with ``wait``, let queued and running ones finish first.
+
+        Called from one of the executor's own threads (a tool, or a callback run for it),
+        it does not wait: it would wait for itself, or for another tool doing the same.
+        """
         self.closed = True
+        if wait and self.on_own_thread():
+            wait = False
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait)
+
+    def on_own_thread(self) -> bool:
+        """Whether the calling thread is one of this executor's workers or its loop thread."""
+        owns = getattr(self.runner, "owns_current_thread", None)
+        if owns is not None and owns():
+            return True
+        return self.loop_thread.runs_current_thread()
+
+
+_BLOCKS_ITS_LOOP = Refusal(
+    "would_deadlock",
+    "execute_task (or execute_with_retry) was called from code running on this executor's "
+    "own event loop thread (an async tool, or a callback run for it): waiting there would "
+    "block the loop that must run the task. Await execute_async(...) instead",
+)
 
 
 def _cancelled_by_caller(jobs: list[Job]) -> None:

@@ -298,6 +298,11 @@ class LoopRunner:
         assert isinstance(work, _AwaitedCall)
         self.done(work)
 
+    def runs_current_thread(self) -> bool:
+        """Whether the calling thread is this runner's own loop thread."""
+        loop_thread = self.loop_thread
+        return loop_thread is not None and loop_thread.thread is threading.current_thread()
+
     def abandon(self, handle: Handle) -> StopResult:
         """Cancel the call's task (its ``finally`` blocks run); a call still waiting for a
         slot never starts."""

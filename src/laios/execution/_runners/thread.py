@@ -126,12 +126,22 @@ class ThreadRunner:
                 allowed = self._allowed()
                 if allowed <= len(self._held):
                     return self._saturated_refusal()
-                if len(self._threads) < allowed and not self._spawn() and not self._threads:
+                # A call from one of the pool's own workers (a tool, or its on_progress
+                # callback, calling back into the executor) gets a thread even past the
+                # limit: the worker waits for it, and waiting for a free worker would wait
+                # for itself. The extra thread exits once the pool is back under its limit.
+                grow = len(self._threads) < allowed or self.owns_current_thread()
+                if grow and not self._spawn() and not self._threads:
                     return _NO_THREAD  # no worker at all, and none could be started
             self._queue.put(work)
         finally:
             lock.release()
         return work
+
+    def owns_current_thread(self) -> bool:
+        """Whether the calling thread is one of this pool's workers (a tool, or a callback
+        run for it, calling back into the executor)."""
+        return threading.current_thread() in self._threads
 
     def _spawn(self) -> bool:
         """Start a worker thread (caller holds the lock); ``False`` when the system refuses."""
@@ -240,7 +250,8 @@ class ThreadRunner:
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; queued calls still run. With ``wait``, join the workers.
 
-        Threads held by abandoned calls are never waited for.
+        Threads held by abandoned calls are never waited for, and a call from one of the
+        pool's own workers (a tool shutting its executor down) does not wait at all.
         """
         with self._lock:
             already = self.closed
@@ -250,6 +261,10 @@ class ThreadRunner:
                 self._queue.put(None)
         if already and not wait:
             return
+        if wait and self.owns_current_thread():
+            # Called by a tool of this pool: waiting for the workers would wait for itself, or
+            # for another tool doing the same. The workers still exit once the queue is empty.
+            wait = False
         if wait:
             current = threading.current_thread()
             for thread in threads:
