@@ -639,3 +639,43 @@ def test_a_worker_that_dies_as_a_call_is_dispatched_fails_that_call() -> None:
         assert after.outcomes[0].value != pid
     finally:
         runner.terminate()
+
+
+def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
+    """A parent that is killed outright (no atexit, no finalizers) leaves no worker behind:
+    each worker watches its parent and kills its own process group when the parent is gone."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, threading, time
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            import process_tools
+            from laios.core.types import Context, Task
+            from laios.execution.executor import Executor
+            from laios.execution.runners import ProcessRunner
+            from laios.tools.registry import ToolRegistry
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.Hang())
+                executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="hang",
+                            parameters={{"box": {str(tmp_path)!r}}})
+                context = Context(session_id="s", user_id="u")
+                threading.Thread(
+                    target=executor.execute_task, args=(task, context), daemon=True
+                ).start()
+                time.sleep(60)
+            """
+        )
+    )
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        hung = wait_for(lambda: process_tools.read_note(str(tmp_path), "hang"))
+        assert hung is not None, "the tool never started"
+    finally:
+        parent.kill()
+        parent.wait(WAIT)
+    assert gone(hung["pid"]), "the worker outlived its killed parent"
+    assert gone(hung["grandchild"]), "the tool's own child outlived the killed parent"

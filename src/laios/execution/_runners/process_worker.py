@@ -10,7 +10,7 @@ group (so that killing the group also kills any process a tool started), runs th
 * child to parent, in order: ``("progress", percent, message, details)`` and
   ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``.
 
-Around each call the worker sets the call's limits (``RLIMIT_AS`` for memory; for the CPU
+Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory; for the CPU
 budget a ``ITIMER_PROF`` timer whose signal ends the process, with ``RLIMIT_CPU`` as a backstop;
 soft limits only, restored after the call), measures the call's CPU seconds
 (``time.process_time``) and peak resident memory (see :class:`_PeakMemory`), and makes the
@@ -23,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import multiprocessing
 import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from laios.execution._runners.base import RawOutcome, ToolCall
@@ -161,11 +163,14 @@ class _PeakMemory:
         return 0.0
 
 
-def _address_space() -> int:
-    """This process's virtual size in bytes (``/proc/self/statm``)."""
-    with open("/proc/self/statm", "rb") as handle:
-        pages = int(handle.read().split()[0])
-    return pages * os.sysconf("SC_PAGE_SIZE")
+def _data_size() -> int:
+    """This process's data size in bytes (``VmData``: heap and private anonymous mappings,
+    what ``RLIMIT_DATA`` limits; thread stacks and mapped files are not in it)."""
+    with open("/proc/self/status", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"VmData:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 @contextlib.contextmanager
@@ -221,7 +226,7 @@ class _Worker:
         """Run one call under its limits; return its outcome and whether to retire."""
         memory_limit = None
         if call.memory_limit_mb is not None and resource is not None and sys.platform == "linux":
-            memory_limit = _address_space() + call.memory_limit_mb * _MB
+            memory_limit = _data_size() + call.memory_limit_mb * _MB
         cpu_limit = None
         if call.cpu_seconds is not None and resource is not None:
             cpu_limit = max(math.ceil(_cpu_used() + call.cpu_seconds), 1)
@@ -231,7 +236,7 @@ class _Worker:
             _trace_context(call.trace_carrier()),
             _cpu_timer(call.cpu_seconds),
             _soft_limit(_RLIMIT_CPU, cpu_limit),
-            _soft_limit(_RLIMIT_AS, memory_limit),
+            _soft_limit(_RLIMIT_DATA, memory_limit),
         ):
             outcome = self._call(call)
         outcome.cpu_seconds = time.process_time() - cpu_start
@@ -262,7 +267,7 @@ class _Worker:
             return RawOutcome(None, exc)
 
 
-_RLIMIT_AS = getattr(resource, "RLIMIT_AS", 0)
+_RLIMIT_DATA = getattr(resource, "RLIMIT_DATA", 0)
 _RLIMIT_CPU = getattr(resource, "RLIMIT_CPU", 0)
 
 
@@ -307,6 +312,20 @@ def _result_message(outcome: RawOutcome, retire: bool, tool_name: str) -> bytes:
         return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL)
 
 
+def _end_with_the_parent() -> None:
+    """Kill this process's group as soon as the process that started it is gone."""
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([sentinel])
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="laios-parent-watch", daemon=True).start()
+
+
 def serve(
     conn: Connection,
     initializer: Callable[..., object] | None,
@@ -315,11 +334,14 @@ def serve(
     """A worker process's main function: serve calls from ``conn`` until told to stop.
 
     The process leads its own process group, so that a kill of the group also stops what the
-    tool started. Core dumps are turned off (a CPU budget ends the process with ``SIGXCPU``).
+    tool started, and kills that group when the process that started it ends (even by
+    ``SIGKILL``, while a tool hangs here). Core dumps are turned off (a CPU budget ends the
+    process with a signal).
     """
     if hasattr(os, "setsid"):
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
+        _end_with_the_parent()
     if resource is not None:  # no core files
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_CORE)
