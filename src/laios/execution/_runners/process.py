@@ -484,6 +484,8 @@ class _Pool:
             call.state = "abandoned"
             worker = call.worker
             worker.killed = True
+            if worker.pid not in self.workers:  # it ended already: nothing to kill (and its
+                return "stopped"  # pid may be another process's by now)
         _kill_group(worker.pid)
         return "killed"
 
