@@ -32,6 +32,7 @@ from opentelemetry import trace
 
 from laios.core.types import Task, TaskResult
 from laios.execution._engine.job import DONE, QUEUED, RUNNING, Job, JobEnv, describe_exception
+from laios.execution._records import shorten
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
@@ -45,7 +46,13 @@ if TYPE_CHECKING:
     from laios.execution.store import MetricStore, RecordScope
     from laios.execution.tracing import Tracing
 
-__all__ = ["MAX_PENDING_CANCELS", "Engine", "ProgressCallback", "rejected_result"]
+__all__ = [
+    "MAX_PENDING_CANCELS",
+    "MAX_SPAN_TEXT",
+    "Engine",
+    "ProgressCallback",
+    "rejected_result",
+]
 
 _log = logging.getLogger("laios.execution")
 
@@ -53,6 +60,8 @@ ProgressCallback = Callable[[str, Any], None]
 
 #: Most cancellation requests remembered for tasks that have not been submitted yet.
 MAX_PENDING_CANCELS = 1000
+#: Longest id, name or description on a task span, in characters (longer ones are cut).
+MAX_SPAN_TEXT = 256
 
 
 def rejected_result(task: Any, exc: BaseException) -> TaskResult:
@@ -255,17 +264,26 @@ class Engine:
         parent: OtelContext | None,
         attributes: dict[str, Any] | None,
     ) -> None:
-        """Start the job's ``execute_tool`` span (under ``parent``, or the current context)."""
-        name = task.tool_name
+        """Start the job's ``execute_tool`` span (under ``parent``, or the current context).
+
+        Ids, names and the description are cut to ``MAX_SPAN_TEXT`` characters: a caller's
+        huge id must not become a huge attribute (the result keeps the whole id).
+        """
+        name = shorten(task.tool_name, MAX_SPAN_TEXT)
+        task_id = shorten(task.id, MAX_SPAN_TEXT)
         attrs = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": name,
-            "gen_ai.tool.call.id": task.id,
+            "gen_ai.tool.call.id": task_id,
             "gen_ai.tool.type": "function",
-            "gen_ai.tool.description": getattr(tool, "description", "") or "",
-            "laios.task.id": task.id,
-            "laios.plan.id": task.plan_id,
-            "laios.session.id": str(getattr(context, "session_id", "") or ""),
+            "gen_ai.tool.description": shorten(
+                str(getattr(tool, "description", "") or ""), MAX_SPAN_TEXT
+            ),
+            "laios.task.id": task_id,
+            "laios.plan.id": shorten(str(task.plan_id), MAX_SPAN_TEXT),
+            "laios.session.id": shorten(
+                str(getattr(context, "session_id", "") or ""), MAX_SPAN_TEXT
+            ),
         }
         if attributes:
             attrs.update(attributes)
