@@ -200,7 +200,8 @@ class Executor:
 
     @property
     def runner(self) -> Runner:
-        """Where this executor's synchronous tools run (when not on the caller's thread)."""
+        """Where this executor's synchronous tools run when not on the caller's thread (and
+        every tool, when the runner isolates tools: a process runner)."""
         return self._engine.runner
 
     @property

@@ -36,7 +36,12 @@ from laios.execution._runners.base import (
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
-from laios.execution._runners.process import CpuLimitExceeded, ProcessRunner, WorkerCrashed
+from laios.execution._runners.process import (
+    DEFAULT_START_METHOD,
+    CpuLimitExceeded,
+    ProcessRunner,
+    WorkerCrashed,
+)
 from laios.execution._runners.process_worker import (
     MemoryLimitExceeded,
     ToolNotLoadable,
@@ -45,6 +50,7 @@ from laios.execution._runners.process_worker import (
 from laios.execution._runners.thread import ThreadRunner
 
 __all__ = [
+    "DEFAULT_START_METHOD",
     "SHUTDOWN",
     "AsyncSlots",
     "CpuLimitExceeded",

@@ -96,7 +96,8 @@ class Engine:
         store: The metric store.
         scope: The executor's record scope in the store.
         tracing: OpenTelemetry access.
-        runner: Where synchronous tools run when they do not run on the caller's thread.
+        runner: Where synchronous tools run when they do not run on the caller's thread (and
+            every tool, when it is ``isolated``).
         inline: Whether a synchronous tool with no timeout runs on the caller's thread.
         max_async_tools: Async tools running at once (the rest wait for a slot).
         measure_cpu: Whether runners measure each call's CPU seconds.

@@ -9,8 +9,9 @@ runner's side holds the executor, the store or a span; the store is only ever wr
 caller's side.
 
 A runner says what stopping a call means for it: :meth:`Runner.abandon` answers ``"stopped"``
-(the work really ended: a cancelled coroutine) or ``"left_running"`` (a thread cannot be
-killed; its capacity is accounted as abandoned until the tool returns).
+(the work really ended: a cancelled coroutine, or a call that had not started), ``"killed"``
+(a worker process was killed for it) or ``"left_running"`` (a thread cannot be killed; its
+capacity is accounted as abandoned until the tool returns).
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ class ToolCall:
         task_id: The task's id.
         tool_name: The registered tool name.
         parameters: The tool's keyword arguments.
-        tool: The tool object, for runners in this process; a runner elsewhere looks the
-            tool up by ``tool_name``.
+        tool: The tool object. Runners in this process call it; a process runner sends a
+            pickled copy of it to its worker; a runner that cannot send objects looks the tool
+            up by ``tool_name``.
         trace_id: The task span's trace id (32 hex digits), when traced.
         span_id: The task span's id (16 hex digits), when traced.
         sampled: Whether the task span is sampled.
         measure_cpu: Whether the runner measures the call's CPU seconds.
         deadline: ``time.monotonic()`` time after which the call must not start (``None``:
-            no deadline). Runners in another process translate it to their own clock.
+            no deadline). The caller's side checks it in ``RunEvents.started``; a runner that
+            checks it elsewhere (another machine) translates it to its own clock.
         context: The caller's ``contextvars`` context (with the task span current), for
             runners in this process; it is never sent elsewhere.
         memory_limit_mb: Memory the tool may allocate during the call, in MB (``None``: no
@@ -96,8 +99,8 @@ class RawOutcome:
         memory_peak_mb: Peak memory of the call in MB (``0.0`` when not measured).
         worker: Where it ran (a thread's or process's name), when the runner says.
         error_type: The runner's own word for the failure (``memory_limit``, ``cpu_limit``,
-            ``worker_crashed``, ``not_picklable``), when it is not what the tool raised;
-            ``None``: the error's class name.
+            ``worker_crashed``, ``terminated``, ``not_picklable``), when it is not what the
+            tool raised; ``None``: the error's class name.
     """
 
     value: Any = None
@@ -113,8 +116,9 @@ class Refusal:
     """A runner's answer to a call it will not run.
 
     Attributes:
-        reason: A short fixed word (``shutdown``, ``saturated``, ``no_thread``), used as the
-            task's ``error_type``.
+        reason: A short fixed word (``shutdown``, ``saturated``, ``no_thread``,
+            ``loop_closed``, ``not_picklable``, ``no_process``, ``would_deadlock``), used as
+            the task's ``error_type``.
         message: What went wrong, in words a user can act on.
     """
 
@@ -173,7 +177,8 @@ class Runner(Protocol):
     """Where tools run. The executor is written against this protocol.
 
     Attributes:
-        name: A short name for logs and metadata (``inline``, ``thread``, ``loop``).
+        name: A short name for logs and metadata (``inline``, ``thread``, ``loop``,
+            ``process``).
         can_stop: Whether :meth:`abandon` really stops a running call; when it does,
             ``cancel_task`` stops a running tool too instead of only asking it to stop.
     """

@@ -1,7 +1,8 @@
 """The process runner: every tool call runs in a worker process that can really be killed.
 
 A thread cannot be stopped; a process can. :class:`ProcessRunner` keeps up to
-``max_workers`` worker processes (started with ``forkserver`` on Linux, ``spawn`` elsewhere;
+``max_workers`` worker processes (started with ``forkserver`` where the platform has it except
+on macOS, ``spawn`` elsewhere;
 never ``fork`` from a threaded parent), each serving one call at a time over a pipe of its own
 (see :mod:`~laios.execution._runners.process_worker` for the worker's side). One reader thread
 in the caller's process receives every worker's messages in order and reports them to the
@@ -11,7 +12,8 @@ calls' events: progress and checkpoints while a tool runs, then its outcome.
   worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
   call's outcome is ``"killed"``, and a fresh worker replaces it at once.
 * **Limits.** A call's ``memory_limit_mb`` and ``cpu_seconds`` are enforced in the worker
-  (``RLIMIT_AS`` and ``RLIMIT_CPU``); a worker that hit one is not reused.
+  (``RLIMIT_DATA``, and a CPU-time timer with ``RLIMIT_CPU`` behind it); a worker that hit
+  one is not reused.
 * **Crashes.** A worker that dies while running a call (``os._exit``, a signal, a crash in C)
   ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
   ended it) and is replaced; the other calls go on.
@@ -560,9 +562,9 @@ class ProcessRunner:
 
     Args:
         max_workers: Worker processes running tools at once (started on demand).
-        start_method: ``"forkserver"`` or ``"spawn"`` (default: ``forkserver`` on Linux,
-            ``spawn`` elsewhere). ``"fork"`` is refused: forking a threaded process can
-            deadlock the child.
+        start_method: ``"forkserver"`` or ``"spawn"`` (default: ``DEFAULT_START_METHOD``,
+            ``forkserver`` where the platform has it, except macOS, where it is ``spawn``).
+            ``"fork"`` is refused: forking a threaded process can deadlock the child.
         initializer: Called once in each worker process before it serves calls (set up an
             OpenTelemetry SDK there, open connections, ...). Must be picklable.
         initargs: Arguments for ``initializer``.
