@@ -16,15 +16,21 @@ from __future__ import annotations
 import argparse
 import http.client
 import importlib
+import io
 import json
 import math
+import socket
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from time import monotonic
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "DEFAULT_URL",
@@ -43,6 +49,10 @@ __all__ = [
 DEFAULT_URL = "http://127.0.0.1:9464"
 #: Largest ``/status`` body read, in bytes.
 _MAX_BODY = 16 * 1024 * 1024
+#: Bytes asked for at a time while reading the body.
+_CHUNK = 64 * 1024
+#: Largest magnitude shown for a number from the endpoint; larger ones are shown as ``-``.
+_MAX_SHOWN = 1e15
 _CLEAR = "\x1b[H\x1b[2J"
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
@@ -72,40 +82,215 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+class _DeadlinePassed(TimeoutError):
+    """The time allowed for the whole request is over."""
+
+
+class _Deadline:
+    """The moment by which the whole request (connect, headers and body) must be done."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = monotonic() + seconds
+
+    @property
+    def passed(self) -> bool:
+        """Whether the deadline is over."""
+        return monotonic() >= self._end
+
+    def remaining(self) -> float:
+        """Return the seconds left; raise :class:`_DeadlinePassed` when none are."""
+        left = self._end - monotonic()
+        if left <= 0:
+            raise _DeadlinePassed("timed out")
+        return left
+
+    def connect(
+        self,
+        address: tuple[str, int],
+        timeout: float | None = None,
+        source_address: tuple[str, int] | None = None,
+    ) -> socket.socket:
+        """Open a TCP connection, trying each address of the host with the time that is left.
+
+        Same arguments as :func:`socket.create_connection`; ``timeout`` is ignored.
+        """
+        host, port = address
+        error: OSError = OSError(f"no address found for {host}")
+        for family, kind, proto, _, sockaddr in socket.getaddrinfo(
+            host, port, 0, socket.SOCK_STREAM
+        ):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(self.remaining())
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            return sock
+        raise error
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads from a socket, each read waiting only for the time left before the deadline."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: _Deadline) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        """Return True: this is a reading stream."""
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int | None:
+        """Read into ``buffer``; raise a TimeoutError once the deadline is over."""
+        self._sock.settimeout(self._deadline.remaining())
+        return self._raw.readinto(buffer)
+
+    def fileno(self) -> int:
+        """Return the socket's file descriptor."""
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        """Close the underlying socket stream."""
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def _response_class(deadline: _Deadline) -> type[http.client.HTTPResponse]:
+    """Return an HTTPResponse class whose reads (status line, headers, body) end by ``deadline``."""
+
+    class DeadlineResponse(http.client.HTTPResponse):
+        def __init__(
+            self,
+            sock: socket.socket,
+            debuglevel: int = 0,
+            method: str | None = None,
+            url: str | None = None,
+        ) -> None:
+            super().__init__(sock, debuglevel, method, url)
+            self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
+
+    return DeadlineResponse
+
+
+class _DeadlineHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection that connects and reads its answer within one deadline."""
+
+    def __init__(self, host: str, /, *, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        self.response_class = _response_class(deadline)
+        self._create_connection = deadline.connect
+
+
+class _DeadlineHTTPSConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that connects and reads its answer within one deadline.
+
+    The TLS handshake, done by the socket's own deadline, gets the time that was left when the
+    TCP connection was started.
+    """
+
+    def __init__(self, host: str, /, *, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)
+        self.response_class = _response_class(deadline)
+        self._create_connection = deadline.connect
+
+
+class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
+    """Opens http URLs with :class:`_DeadlineHTTPConnection`."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def _connection(self, host: str, /, **kwargs: Any) -> http.client.HTTPConnection:
+        return _DeadlineHTTPConnection(host, deadline=self._deadline, **kwargs)
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        """Open ``req`` within the deadline."""
+        return self.do_open(self._connection, req)
+
+
+class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
+    """Opens https URLs with :class:`_DeadlineHTTPSConnection`."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def _connection(self, host: str, /, **kwargs: Any) -> http.client.HTTPConnection:
+        return _DeadlineHTTPSConnection(host, deadline=self._deadline, **kwargs)
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        """Open ``req`` within the deadline."""
+        return self.do_open(self._connection, req)
+
+
+def _read_body(response: http.client.HTTPResponse) -> bytes:
+    """Read the body in chunks, stopping once it is longer than ``_MAX_BODY``."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= _MAX_BODY:
+        chunk = response.read(_CHUNK)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """Fetch and check the ``/status`` document of the endpoint at ``url``.
 
     Args:
         url: The endpoint's base URL (or its ``/status`` URL).
-        timeout: Seconds to wait for the answer.
+        timeout: Seconds allowed for the whole request: connecting, and receiving the headers
+            and the complete body.
 
     Returns:
         The decoded JSON document.
 
     Raises:
-        StatusUnavailable: When nothing answers, the answer is not HTTP 200, or the body is not
-            a ``/status`` document.
+        StatusUnavailable: When nothing answers, the complete answer does not arrive within
+            ``timeout`` seconds, the answer is not HTTP 200, or the body is not a ``/status``
+            document.
     """
     target = status_url(url)
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https"):
         raise StatusUnavailable(f"{target} is not an http(s) URL")
+    deadline = _Deadline(timeout)
+    handlers: list[urllib.request.BaseHandler] = [
+        _DeadlineHTTPHandler(deadline),
+        _DeadlineHTTPSHandler(deadline),
+    ]
     # A status endpoint on this machine must not be fetched through an HTTP proxy.
-    handlers = [urllib.request.ProxyHandler({})] if parts.hostname in _LOOPBACK else []
+    if parts.hostname in _LOOPBACK:
+        handlers.append(urllib.request.ProxyHandler({}))
     opener = urllib.request.build_opener(*handlers)
     request = urllib.request.Request(target, headers={"Accept": "application/json"})
     try:
         with opener.open(request, timeout=timeout) as response:
-            raw = response.read(_MAX_BODY + 1)
+            raw = _read_body(response)
     except urllib.error.HTTPError as exc:
         exc.close()
         raise StatusUnavailable(f"{target} answered HTTP {exc.code}, not a laios status") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
+        if deadline.passed or isinstance(reason, TimeoutError):
+            raise StatusUnavailable(
+                f"no complete answer from {target} within {timeout:g} s "
+                "(a busy process may need a larger --timeout)"
+            ) from None
         raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
     try:
         document = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         document = None
     if (
         len(raw) > _MAX_BODY
@@ -118,7 +303,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    """Return ``value`` as a float if it is a finite number of a displayable size, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    # False for NaN and the infinities; exact (no float conversion) for huge integers.
+    if not -_MAX_SHOWN <= value <= _MAX_SHOWN:
         return None
     return float(value)
 
@@ -134,7 +323,8 @@ def progress_bar(percent: Any, width: int = 10) -> str:
     """Draw a text progress bar.
 
     Args:
-        percent: 0 to 100 (clamped; anything that is not a number counts as 0).
+        percent: 0 to 100 (clamped; anything that is not a finite number of at most 10**15 in
+            magnitude counts as 0).
         width: Characters between the brackets.
 
     Returns:
@@ -148,10 +338,11 @@ def progress_bar(percent: Any, width: int = 10) -> str:
 def format_seconds(seconds: Any) -> str:
     """Format a duration for a narrow column: ``850us``, ``12ms``, ``1.25s``, ``2m05s``.
 
-    Returns ``-`` when ``seconds`` is not a number (an unknown percentile).
+    Returns ``-`` when ``seconds`` is not a finite number of at most 10**15 in magnitude (an
+    unknown percentile, or a malformed value).
     """
     value = _number(seconds)
-    if value is None or math.isinf(value):
+    if value is None:
         return "-"
     value = max(value, 0.0)
     if value < 0.001:
@@ -188,14 +379,18 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
 
     Returns:
         Several lines: the running tasks with progress bars, a per-tool table and a line of
-        executor gauges. Missing or malformed fields show as ``-``.
+        executor gauges. Missing or malformed fields show as ``-``; so do numbers that are not
+        finite or larger than 10**15 in magnitude (a progress bar counts them as 0%).
     """
     title = "laios status"
     if url:
         title += f" - {_clean(url, 200)}"
     generated = document.get("generated_at")
-    if generated:
-        title += f" at {_clean(generated, 40)}"
+    if isinstance(generated, str):
+        if generated:
+            title += f" at {_clean(generated, 40)}"
+    elif generated is not None:
+        title += " at -"
     lines = [title, ""]
     running = [task for task in document.get("running") or [] if isinstance(task, dict)]
     total_running = _number(document.get("running_total"))
@@ -255,7 +450,7 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
 
 def _count(value: Any) -> str:
     number = _number(value)
-    return "-" if number is None or math.isinf(number) else str(int(number))
+    return "-" if number is None else str(int(number))
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
@@ -283,7 +478,7 @@ def watch_status(
     Args:
         url: The endpoint's base URL.
         interval: Seconds between redraws.
-        timeout: Seconds to wait for each answer.
+        timeout: Seconds allowed for each complete answer (connecting, headers and body).
         out: Where frames go (``sys.stdout``); the screen is cleared first when it is a TTY.
         err: Where the failure message goes (``sys.stderr``).
         sleep: Waits between redraws (``time.sleep``).
@@ -364,7 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=_positive_float, default=2.0, help="seconds between redraws (2.0)"
     )
     status.add_argument(
-        "--timeout", type=_positive_float, default=5.0, help="seconds to wait for an answer (5.0)"
+        "--timeout",
+        type=_positive_float,
+        default=5.0,
+        help="seconds allowed for the complete answer (5.0)",
     )
     status.set_defaults(handler=_run_status)
     demo = commands.add_parser("demo", help="run sample tasks behind a live metrics endpoint")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -87,6 +89,80 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
+Respond = Callable[[socket.socket, threading.Event], None]
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[Respond], str]]:
+    """Start a one-connection-at-a-time TCP server; ``respond`` writes the whole answer."""
+    stop = threading.Event()
+    started: list[tuple[socket.socket, threading.Thread]] = []
+
+    def start(respond: Respond) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(0.05)
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                with conn:
+                    conn.settimeout(5)
+                    request = b""
+                    try:
+                        while b"\r\n\r\n" not in request:
+                            chunk = conn.recv(4096)
+                            if not chunk:
+                                break
+                            request += chunk
+                        respond(conn, stop)
+                    except OSError:
+                        pass  # the client gave up
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        started.append((listener, thread))
+        return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    stop.set()
+    for listener, thread in started:
+        thread.join(timeout=10)
+        listener.close()
+
+
+def _dribble(data: bytes, *, pause: float = 0.5, limit: float = 6.0) -> Respond:
+    """Send ``data`` a byte every ``pause`` seconds (the rest at once after ``limit`` seconds)."""
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        end = time.monotonic() + limit
+        for index in range(len(data)):
+            if time.monotonic() > end:
+                conn.sendall(data[index:])
+                return
+            conn.sendall(data[index : index + 1])
+            if stop.wait(pause):
+                return
+
+    return respond
+
+
+def _http_answer(body: bytes) -> bytes:
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    return head.encode() + b"\r\nConnection: close\r\n\r\n" + body
+
+
+def _send(data: bytes) -> Respond:
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(data)
+
+    return respond
+
+
 @pytest.fixture
 def html_url() -> Iterator[str]:
     def app(environ: Any, start_response: Any) -> list[bytes]:
@@ -108,7 +184,13 @@ def test_progress_bar_draws_filled_and_empty_cells() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(150, "[##########] 100%"), (-5, "[..........]   0%"), ("x", "[..........]   0%")],
+    [
+        (150, "[##########] 100%"),
+        (-5, "[..........]   0%"),
+        ("x", "[..........]   0%"),
+        (float("inf"), "[..........]   0%"),
+        pytest.param(10**400, "[..........]   0%", id="10**400"),
+    ],
 )
 def test_progress_bar_clamps_odd_values(value: Any, expected: str) -> None:
     """Values outside 0-100 are clamped and non-numbers count as 0."""
@@ -124,6 +206,10 @@ def test_progress_bar_clamps_odd_values(value: Any, expected: str) -> None:
         (1.5, "1.50s"),
         (125, "2m05s"),
         (7300, "2h01m"),
+        (float("inf"), "-"),
+        (float("nan"), "-"),
+        pytest.param(10**400, "-", id="10**400"),
+        (1e300, "-"),
     ],
 )
 def test_format_seconds_picks_a_readable_unit(seconds: Any, expected: str) -> None:
@@ -170,6 +256,48 @@ def test_render_tolerates_missing_fields() -> None:
     text = render_status({"running": [{}, "junk"], "tools": [{"outcomes": None}]})
     assert "[..........]   0%" in text
     assert "workers: -" in text
+
+
+UNUSABLE_NUMBERS = [float("inf"), float("-inf"), float("nan"), 10**400, 1e300, -(10**20)]
+
+
+def _hostile_document(value: Any) -> dict[str, Any]:
+    """DOCUMENT with ``value`` in every numeric field."""
+    task = {**DOCUMENT["running"][0], "elapsed_seconds": value, "progress_percent": value}
+    outcomes = dict.fromkeys(DOCUMENT["tools"][0]["outcomes"], value)
+    tool = {
+        **DOCUMENT["tools"][0],
+        "total": value,
+        "outcomes": outcomes,
+        "error_rate": value,
+        "p50_seconds": value,
+        "p95_seconds": value,
+    }
+    return {
+        **DOCUMENT,
+        "generated_at": value,
+        "running": [task],
+        "running_total": value,
+        "tools": [tool],
+        "workers": value,
+        "queue_depth": value,
+        "abandoned_threads": value,
+    }
+
+
+@pytest.mark.parametrize(
+    "value", UNUSABLE_NUMBERS, ids=["inf", "-inf", "nan", "10**400", "1e300", "-10**20"]
+)
+def test_render_shows_unusable_numbers_as_dashes(value: Any) -> None:
+    """Infinite, NaN and absurdly large numbers show as '-' (progress as 0%) in every field."""
+    lines = render_status(_hostile_document(value)).splitlines()
+    assert lines[0] == "laios status at -"
+    assert "Running tasks (1)" in lines
+    (task,) = [line for line in lines if "t-1" in line]
+    assert task.split()[2:6] == ["[..........]", "0%", "-", "running"]
+    (row,) = [line for line in lines if line.strip().startswith("fetch ")]
+    assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-"]
+    assert lines[-1] == "workers: -   queue depth: -   abandoned threads: -"
 
 
 def test_render_keeps_control_characters_out_of_the_terminal() -> None:
@@ -230,6 +358,83 @@ def test_status_against_a_404(server: MetricsServer, capsys: pytest.CaptureFixtu
     """An HTTP error status is reported with its code, exit 2."""
     assert main(["status", "--url", server.url + "/elsewhere"]) == 2
     assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_status_renders_a_hostile_document(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Infinity and a 400-digit integer in the JSON (both valid for Python) render as '-'."""
+    body = json.dumps(_hostile_document(float("inf")) | {"workers": 10**400}).encode()
+    assert b"Infinity" in body
+    url = raw_server(_send(_http_answer(body)))
+    assert main(["status", "--url", url, "--timeout", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "workers: -   queue depth: -   abandoned threads: -" in out
+    (row,) = [line for line in out.splitlines() if line.strip().startswith("fetch ")]
+    assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-"]
+
+
+def test_status_refuses_deeply_nested_json(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body nested too deeply for the JSON decoder is not a status document: exit 2."""
+    url = raw_server(_send(_http_answer(b"[" * 200_000)))
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    assert "did not answer with a laios status document" in capsys.readouterr().err
+
+
+def _interrupt(seconds: float) -> None:
+    raise KeyboardInterrupt
+
+
+def _assert_timed_out(url: str, capsys: pytest.CaptureFixture[str], *, watch: bool) -> None:
+    start = time.monotonic()
+    if watch:
+        code = watch_status(url, timeout=1.0, sleep=_interrupt)
+    else:
+        code = main(["status", "--url", url, "--timeout", "1"])
+    elapsed = time.monotonic() - start
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, ""), captured.err
+    (line,) = captured.err.splitlines()
+    assert f"no complete answer from {url}/status within 1 s" in line
+    assert "--timeout" in line
+    assert elapsed < 4, elapsed
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
+def test_timeout_covers_headers_sent_a_byte_at_a_time(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str], watch: bool
+) -> None:
+    """A server that sends its headers a byte every half second is given up on after
+    --timeout seconds in all, not after --timeout seconds of silence."""
+    url = raw_server(_dribble(_http_answer(json.dumps(DOCUMENT).encode())))
+    _assert_timed_out(url, capsys, watch=watch)
+
+
+def test_timeout_covers_a_body_sent_a_byte_at_a_time(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Prompt headers followed by a dribbled body are given up on after --timeout seconds."""
+    answer = _http_answer(json.dumps(DOCUMENT).encode())
+    head, body = answer.split(b"\r\n\r\n", 1)
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(head + b"\r\n\r\n")
+        _dribble(body)(conn, stop)
+
+    _assert_timed_out(raw_server(respond), capsys, watch=False)
+
+
+def test_timeout_with_a_silent_server(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server that accepts the connection and never answers is reported as a timeout."""
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        stop.wait(10)
+
+    _assert_timed_out(raw_server(respond), capsys, watch=False)
 
 
 def test_watch_redraws_until_ctrl_c(server: MetricsServer) -> None:
