@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import statistics
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -308,3 +312,86 @@ def test_concurrent_registration_and_reads() -> None:
         thread.join()
     assert errors == []
     assert len(registry) == 200
+
+
+class NumberedTool(EchoTool):
+    """An echo tool whose name is given per instance."""
+
+    def __init__(self, index: int) -> None:
+        self.name = f"numbered_{index}"
+        super().__init__()
+
+
+def _registration_seconds(count: int) -> float:
+    tools = [NumberedTool(index) for index in range(count)]
+    registry = ToolRegistry()
+    collect = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for tool in tools:
+            registry.register_tool(tool)
+        elapsed = time.perf_counter() - start
+    finally:
+        if collect:
+            gc.enable()
+    assert len(registry) == count
+    return elapsed
+
+
+def test_registration_time_grows_linearly_with_the_number_of_tools() -> None:
+    """Registering 40,000 tools one by one costs about 20 times as much as 2,000, not 400."""
+    baseline = statistics.median(_registration_seconds(2_000) for _ in range(5))
+    large = _registration_seconds(40_000)
+    # Linear growth gives a ratio near 20; copying the registry on each registration near 400.
+    assert large < 20 * 3 * baseline + 0.05, (baseline, large)
+
+
+def test_listing_during_registration_sees_whole_batches() -> None:
+    """Readers listing, counting and iterating while a writer registers and unregisters
+    batches never fail and always see either all of a batch or none of it."""
+    registry = ToolRegistry()
+    pairs = [(NumberedTool(2 * i), NumberedTool(2 * i + 1)) for i in range(3_000)]
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for first, second in pairs:
+                registry.register_tools([first, second])
+                registry.register_tool(first)
+            for first, _second in pairs[::2]:
+                registry.unregister_tool(first.name)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                names = {tool.name for tool in registry.list_tools()}
+                for name in names:
+                    index = int(name.removeprefix("numbered_"))
+                    partner = f"numbered_{index ^ 1}"
+                    # The writer finally unregisters the first tool of every other pair.
+                    if index % 4 > 1 and partner not in names:
+                        raise AssertionError(f"{name} listed without {partner}")
+                assert len(registry.get_all_schemas()) <= len(pairs) * 2
+                assert len(registry) <= len(pairs) * 2
+                repr(registry)
+        except BaseException as exc:
+            errors.append(exc)
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        threads.append(threading.Thread(target=writer))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert errors == []
+    assert len(registry) == len(pairs) * 2 - len(pairs[::2])
+    assert [tool.name for tool in registry.list_tools()][:2] == ["numbered_1", "numbered_2"]

@@ -1,8 +1,12 @@
 """A thread-safe registry of tools, looked up by name.
 
-Writes (registering, unregistering, clearing) are serialised by a lock and replace the internal
-mapping with an updated copy, so reads (:meth:`ToolRegistry.get_tool`, listing, iteration for
-schemas) are plain dictionary operations that never see a half-updated registry.
+Writes (registering, unregistering, clearing) are serialised by a lock and change the mapping in
+place, a whole batch in one dictionary update, so registering a tool costs the same however many
+tools are registered. Lookups by name (:meth:`ToolRegistry.get_tool`, :meth:`ToolRegistry.has_tool`,
+``in``, :meth:`ToolRegistry.execute_tool`) are single dictionary operations that never wait for
+the lock. Listing (:meth:`ToolRegistry.list_tools`, :meth:`ToolRegistry.get_all_schemas`,
+``repr``) works on an immutable snapshot of the registered tools, rebuilt under the lock after a
+write, so it never sees a half-applied write and never iterates a dictionary that is changing.
 """
 
 from __future__ import annotations
@@ -43,23 +47,44 @@ class ToolRegistry:
     def __init__(self) -> None:
         """Create an empty registry."""
         self._lock = threading.RLock()
+        # Changed in place, only under the lock; read without it, one operation at a time.
         self._tools: dict[str, BaseTool] = {}
+        # The registered tools in registration order, or None after a write until next listed.
+        self._snapshot: tuple[BaseTool, ...] | None = ()
 
     def _store(self, tools: Iterable[BaseTool]) -> None:
         """Add ``tools`` under one lock, warning about each name that replaces another tool."""
+        replaced: list[tuple[BaseTool, BaseTool]] = []
         with self._lock:
-            updated = dict(self._tools)
+            batch: dict[str, BaseTool] = {}
             for tool in tools:
-                previous = updated.get(tool.name)
+                previous = batch.get(tool.name)
+                if previous is None:
+                    previous = self._tools.get(tool.name)
                 if previous is not None and previous is not tool:
-                    logger.warning(
-                        "Replacing tool %r (%s) with %s",
-                        tool.name,
-                        type(previous).__name__,
-                        type(tool).__name__,
-                    )
-                updated[tool.name] = tool
-            self._tools = updated
+                    replaced.append((previous, tool))
+                batch[tool.name] = tool
+            # One C-level update (string keys, replaced tools kept alive by ``replaced``): a
+            # reader looking names up sees either none or all of the batch.
+            self._tools.update(batch)
+            self._snapshot = None
+        for previous, tool in replaced:
+            logger.warning(
+                "Replacing tool %r (%s) with %s",
+                tool.name,
+                type(previous).__name__,
+                type(tool).__name__,
+            )
+
+    def _all(self) -> tuple[BaseTool, ...]:
+        """Return the registered tools in registration order, as an immutable snapshot."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            with self._lock:
+                snapshot = self._snapshot
+                if snapshot is None:
+                    snapshot = self._snapshot = tuple(self._tools.values())
+        return snapshot
 
     def register_tool(self, tool_class: type[BaseTool] | BaseTool) -> BaseTool:
         """Register a tool under its ``name``.
@@ -110,17 +135,17 @@ class ToolRegistry:
             True if a tool was removed, False if there was none.
         """
         with self._lock:
-            if name not in self._tools:
+            removed = self._tools.pop(name, None)
+            if removed is None:
                 return False
-            updated = dict(self._tools)
-            del updated[name]
-            self._tools = updated
-            return True
+            self._snapshot = None
+        return True
 
     def clear(self) -> None:
         """Remove every tool."""
         with self._lock:
             self._tools = {}
+            self._snapshot = ()
 
     def get_tool(self, name: str) -> BaseTool | None:
         """Return the tool registered under ``name``, or None.
@@ -161,7 +186,7 @@ class ToolRegistry:
         Raises:
             ValueError: If ``category`` or ``permission`` is not a valid value.
         """
-        tools = list(self._tools.values())
+        tools = list(self._all())
         if category is not None:
             wanted_category = ToolCategory(category)
             tools = [t for t in tools if t.category == wanted_category]
@@ -218,7 +243,7 @@ class ToolRegistry:
         Returns:
             One :meth:`BaseTool.get_schema` dict per tool.
         """
-        return [tool.get_schema() for tool in list(self._tools.values())]
+        return [tool.get_schema() for tool in self._all()]
 
     def __len__(self) -> int:
         """Return the number of registered tools."""
@@ -230,4 +255,4 @@ class ToolRegistry:
 
     def __repr__(self) -> str:
         """Return a short description listing the registered tool names."""
-        return f"ToolRegistry(tools={sorted(self._tools)!r})"
+        return f"ToolRegistry(tools={sorted(tool.name for tool in self._all())!r})"
