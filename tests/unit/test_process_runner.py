@@ -162,8 +162,10 @@ def test_tools_run_in_another_process(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
     executor = make()
-    pid = run_pid(executor, task, context)
+    result = executor.execute_task(task("pid"), context, timeout=WAIT)
+    pid = result.output
     assert pid != os.getpid()
+    assert result.metadata["worker"] == f"pid {pid}"  # where it ran
     assert pid in executor.runner.worker_pids()  # type: ignore[attr-defined]
     # With no timeout a tool still runs in the worker (never on the caller's thread).
     result = executor.execute_task(task("pid"), context)

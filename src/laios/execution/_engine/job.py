@@ -124,6 +124,7 @@ class Job(TaskRecord):
     claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
     raised: BaseException | None = None  # what the tool raised (for the inline road's Ctrl-C)
+    worker: str | None = None  # where the tool ran, when its runner says (a process, a host)
 
     def __init__(
         self, env: JobEnv, task: Task, tool: Any, on_progress: ProgressCallback | None
@@ -188,6 +189,8 @@ class Job(TaskRecord):
             self.cpu_time = outcome.cpu_seconds
         if outcome.memory_peak_mb:
             self.memory_peak_mb = outcome.memory_peak_mb
+        if outcome.worker:
+            self.worker = outcome.worker
         self._settle(outcome)
 
     def refused(self, refusal: Refusal) -> None:
@@ -490,11 +493,16 @@ class Job(TaskRecord):
         if trace_id is not None:
             metadata["trace_id"] = trace_id
             metadata["span_id"] = self.span_id
+        worker = self.worker
+        if worker is not None:
+            metadata["worker"] = worker
         span = self.span
         debug = failed and _log.isEnabledFor(logging.DEBUG)
         if span is not None or debug:  # (an untraced success has nothing more to record)
             self.span = self.span_context = None  # the retained record lets the span go
             try:
+                if span is not None and worker is not None:
+                    span.set_attribute("laios.worker", worker)
                 if span is not None and failed and metadata.get("worker_killed"):
                     span.set_attribute("laios.worker.killed", True)
                 self._end_span_and_log(task, span, outcome, error, error_type, data, exception)
