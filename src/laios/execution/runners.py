@@ -10,6 +10,8 @@ store records, spans, retries, results) and hands a runner a :class:`ToolCall` (
 * :class:`LoopRunner`: coroutine tools as asyncio tasks (a timeout or cancellation cancels the
   coroutine: ``"stopped"``).
 * :class:`InlineRunner`: a synchronous tool on the caller's own thread.
+* :class:`DaskRunner`: every tool on a Dask cluster, in a killable process on a Dask worker
+  (needs the ``dask`` extra).
 * :class:`ProcessRunner`: every tool in a worker process (a timeout or cancellation kills the
   worker and what it started: ``"killed"``; memory and CPU limits are enforced).
 
@@ -33,6 +35,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
+from laios.execution._runners.dask import DaskRunner, WorkerLost
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
@@ -54,6 +57,7 @@ __all__ = [
     "SHUTDOWN",
     "AsyncSlots",
     "CpuLimitExceeded",
+    "DaskRunner",
     "Handle",
     "InlineRunner",
     "LoopRunner",
@@ -71,6 +75,7 @@ __all__ = [
     "ToolNotLoadable",
     "ToolNotPicklable",
     "WorkerCrashed",
+    "WorkerLost",
     "call_tool",
     "call_tool_async",
     "is_async_tool",

@@ -1,0 +1,520 @@
+"""The Dask runner: tools run on a Dask cluster, each inside a killable worker process there.
+
+Needs the ``dask`` extra (``pip install "laios[dask]"``: Dask's ``distributed``).
+
+The caller's side is the same as for every runner: the job, its span, its store record, its
+timeout. Each call becomes one Dask task (``pure=False``: two identical calls run twice) whose
+function runs on a Dask worker and hands the tool to a
+:class:`~laios.execution._runners.process.ProcessRunner` of that worker (one per Dask worker
+process, as many processes as the worker has threads), so a tool past its timeout is killed
+there and the Dask worker stays usable.
+
+Everything the tool reports travels back in order on one Dask event topic per runner
+(``Worker.log_event`` to ``Client.subscribe_topic``): ``started`` (with the worker's address
+and pid), progress, checkpoints, and finally the outcome. The Dask future only tells the caller
+that a task was lost (its worker died and Dask gave up on it, or it was cancelled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from laios.execution._runners.base import (
+    SHUTDOWN,
+    Handle,
+    RawOutcome,
+    Refusal,
+    RunEvents,
+    RunnerStats,
+    StopResult,
+    ToolCall,
+)
+
+__all__ = ["DaskRunner", "WorkerLost"]
+
+_log = logging.getLogger("laios.execution")
+
+#: Seconds to wait for a scheduler at construction.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds an outcome may take to arrive after its Dask task finished before it counts as lost.
+OUTCOME_GRACE = 10.0
+
+
+class WorkerLost(Exception):
+    """The Dask worker running a tool was lost (or the cluster gave up on the task)."""
+
+
+# -- the worker's side ----------------------------------------------------------------------------
+
+
+class _WorkerState:
+    """What one Dask worker process keeps: its process runner, and the calls it runs."""
+
+    def __init__(self, processes: int, initializer: Any, initargs: tuple[Any, ...]) -> None:
+        from laios.execution._runners.process import ProcessRunner
+
+        self.runner = ProcessRunner(processes, initializer=initializer, initargs=initargs)
+        self.lock = threading.Lock()
+        self.running: dict[str, _WorkerCall] = {}
+        self.killed: set[str] = set()  # keys killed before they started here
+
+
+_STATE: _WorkerState | None = None
+_STATE_LOCK = threading.Lock()
+
+
+def _state(worker: Any, initializer: Any, initargs: tuple[Any, ...]) -> _WorkerState:
+    global _STATE
+    with _STATE_LOCK:
+        if _STATE is None:
+            _STATE = _WorkerState(max(int(worker.state.nthreads), 1), initializer, initargs)
+        return _STATE
+
+
+class _WorkerCall:
+    """One call on a Dask worker: forwards its events to the caller, waits for its end."""
+
+    cancel_requested = False
+
+    def __init__(self, worker: Any, topic: str, key: str) -> None:
+        self.worker = worker
+        self.topic = topic
+        self.key = key
+        self.outcome: RawOutcome | None = None
+        self.ended = threading.Event()
+        self.handle: Handle | None = None
+
+    def send(self, *message: Any) -> None:
+        try:
+            data = pickle.dumps((self.key, *message), pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            from laios.execution._runners.process_worker import describe_for_pickle
+
+            kind, *parts = message
+            portable = [describe_for_pickle(part) for part in parts]
+            data = pickle.dumps((self.key, kind, *portable), pickle.HIGHEST_PROTOCOL)
+        self.worker.log_event(self.topic, data)
+
+    # RunEvents of the worker's process runner
+    def started(self) -> bool:
+        return True
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        self.send("progress", percent, message, details)
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+        self.send("checkpoint", name, data)
+
+    def finished(self, outcome: RawOutcome) -> None:
+        self.end(outcome)
+
+    def refused(self, refusal: Refusal) -> None:
+        self.end(RawOutcome(None, WorkerLost(refusal.message), error_type=refusal.reason))
+
+    def end(self, outcome: RawOutcome) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+        self.ended.set()
+
+
+def serve_call(
+    call: ToolCall,
+    key: str,
+    topic: str,
+    wall_deadline: float | None,
+    initializer: Any,
+    initargs: tuple[Any, ...],
+) -> str:
+    """Run one call on this Dask worker (the function of the call's Dask task)."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    state = _state(worker, initializer, initargs)
+    this = _WorkerCall(worker, topic, key)
+    with state.lock:
+        if key in state.killed:
+            state.killed.discard(key)
+            return "killed"
+        state.running[key] = this
+    try:
+        if wall_deadline is not None and time.time() >= wall_deadline:
+            this.send("too_late")
+            return "too late"
+        where = f"{worker.address} pid {os.getpid()}"
+        this.send("started", where)
+        if multiprocessing.current_process().daemon:
+            this.send("done", _daemonic_worker())
+            return "refused"
+        if wall_deadline is not None:
+            call.deadline = time.monotonic() + (wall_deadline - time.time())
+        handle = state.runner.submit(call, this)
+        if isinstance(handle, Refusal):
+            this.refused(handle)
+        else:
+            this.handle = handle
+        this.ended.wait()
+        outcome = this.outcome
+        assert outcome is not None
+        if outcome.worker:
+            outcome.worker = f"{worker.address} {outcome.worker}"
+        this.send("done", outcome)
+        return "done"
+    finally:
+        with state.lock:
+            state.running.pop(key, None)
+
+
+def _daemonic_worker() -> RawOutcome:
+    return RawOutcome(
+        None,
+        WorkerLost(
+            "This Dask worker is a daemonic process, which may not start the process a tool "
+            "runs in: start the workers with DASK_DISTRIBUTED__WORKER__DAEMON=False in their "
+            "environment (or run 'dask worker --no-nanny')"
+        ),
+        error_type="dask_worker_daemon",
+    )
+
+
+async def kill_call(key: str) -> str:
+    """Kill the call ``key`` if this Dask worker runs it (or keep it from starting here).
+
+    A coroutine function: ``Client.run`` sends it without waiting for an answer only then.
+    """
+    with _STATE_LOCK:
+        state = _STATE
+    if state is None:
+        return "absent"
+    with state.lock:
+        this = state.running.get(key)
+        if this is None:
+            state.killed.add(key)
+            return "absent"
+    handle = this.handle
+    if handle is not None:
+        state.runner.abandon(handle)
+    this.end(RawOutcome(None, WorkerLost("killed by its caller"), error_type="killed"))
+    return "killed"
+
+
+# -- the caller's side ----------------------------------------------------------------------------
+
+
+class _DaskCall:
+    """One accepted call (the runner's handle for it)."""
+
+    __slots__ = ("events", "future", "key", "state", "where")
+
+    def __init__(self, key: str, events: RunEvents) -> None:
+        self.key = key
+        self.events = events
+        self.future: Any = None
+        self.state = "queued"  # queued, running, done, abandoned; under the runner's lock
+        self.where: str | None = None  # "address pid N" once started
+
+
+class DaskRunner:
+    """Runs every tool call on a Dask cluster, inside a killable process on a Dask worker.
+
+    Args:
+        address: The scheduler to use (``"tcp://host:8786"``), left running at shutdown.
+            ``None``: start a ``LocalCluster`` of worker processes, closed at shutdown.
+        client: An existing ``distributed.Client`` to use instead (left open at shutdown).
+        n_workers: Worker processes of the local cluster.
+        threads_per_worker: Threads (and tool processes) per worker of the local cluster.
+        connect_timeout: Seconds to wait for the scheduler at construction.
+        worker_initializer: Called once in each tool process on the workers (set up an
+            OpenTelemetry SDK there); must be importable on the workers.
+        worker_initargs: Arguments for ``worker_initializer``.
+
+    Raises:
+        ImportError: When Dask's ``distributed`` is not installed.
+        ConnectionError: When the scheduler at ``address`` cannot be reached in time.
+        ValueError: When a number is out of range.
+    """
+
+    name = "dask"
+    can_stop = True
+    #: Runs every tool (async ones too) and enforces the calls' memory and CPU limits, in the
+    #: process runner of each worker.
+    isolated = True
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        client: Any = None,
+        n_workers: int = 2,
+        threads_per_worker: int = 4,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        worker_initializer: Callable[..., object] | None = None,
+        worker_initargs: Sequence[Any] = (),
+    ) -> None:
+        try:
+            import dask
+            import distributed
+        except ImportError as exc:
+            raise ImportError(
+                "DaskRunner needs Dask's distributed package: pip install 'laios[dask]'"
+            ) from exc
+        for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive whole number, got {value!r}")
+        if not isinstance(connect_timeout, (int, float)) or not connect_timeout > 0:
+            raise ValueError(
+                f"connect_timeout must be more than 0 seconds, got {connect_timeout!r}"
+            )
+        client_class: Any = distributed.Client  # (distributed is not typed)
+        cluster_class: Any = distributed.LocalCluster
+        self._cluster: Any = None
+        self._owns_client = client is None
+        if client is None:
+            if address is None:
+                # Tool processes are children of the Dask worker: its workers must not be
+                # daemonic processes (which may not have children).
+                with dask.config.set({"distributed.worker.daemon": False}):
+                    self._cluster = cluster_class(
+                        n_workers=n_workers,
+                        threads_per_worker=threads_per_worker,
+                        processes=True,
+                        dashboard_address=":0",
+                    )
+                client = client_class(self._cluster)
+            else:
+                try:
+                    client = client_class(address, timeout=connect_timeout)
+                except (OSError, TimeoutError) as exc:
+                    raise ConnectionError(
+                        f"cannot reach the Dask scheduler at {address!r} within "
+                        f"{connect_timeout:g}s ({type(exc).__name__}: {exc}); start it "
+                        "(dask scheduler) or pass the right address"
+                    ) from exc
+        self.client = client
+        self.address = address
+        self.closed = False
+        self._topic = f"laios-{uuid.uuid4().hex}"
+        self._lock = threading.Lock()
+        self._calls: dict[str, _DaskCall] = {}
+        self._initializer = worker_initializer
+        self._initargs = tuple(worker_initargs)
+        client.subscribe_topic(self._topic, self._on_event)
+
+    @property
+    def dashboard_link(self) -> str:
+        """The address of Dask's own dashboard for the cluster."""
+        return str(self.client.dashboard_link)
+
+    @property
+    def stats(self) -> RunnerStats:
+        """Threads of the cluster's workers, calls running and calls queued."""
+        with self._lock:
+            calls = list(self._calls.values())
+        workers = 0
+        if not self.closed:
+            try:
+                workers = sum(self.client.nthreads().values())
+            except Exception:  # the cluster is unreachable now
+                workers = 0
+        return RunnerStats(
+            workers=workers,
+            busy=sum(1 for call in calls if call.state == "running"),
+            queued=sum(1 for call in calls if call.state == "queued"),
+        )
+
+    def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
+        """Send ``call`` to the cluster as one Dask task, or refuse it (shut down)."""
+        if self.closed:
+            return SHUTDOWN
+        key = f"laios-{call.tool_name[:64]}-{uuid.uuid4().hex}"
+        handle = _DaskCall(key, events)
+        wall_deadline = None
+        if call.deadline is not None:
+            wall_deadline = time.time() + (call.deadline - time.monotonic())
+        remote = ToolCall(
+            call.task_id,
+            call.tool_name,
+            dict(call.parameters),
+            call.tool,
+            call.trace_id,
+            call.span_id,
+            call.sampled,
+            call.measure_cpu,
+            None,
+            None,
+            call.memory_limit_mb,
+            call.cpu_seconds,
+        )
+        with self._lock:
+            self._calls[key] = handle
+        try:
+            future = self.client.submit(
+                serve_call,
+                remote,
+                key,
+                self._topic,
+                wall_deadline,
+                self._initializer,
+                self._initargs,
+                key=key,
+                pure=False,
+            )
+        except Exception as exc:
+            with self._lock:
+                self._calls.pop(key, None)
+            return Refusal(
+                "not_picklable" if isinstance(exc, (pickle.PicklingError, TypeError)) else "dask",
+                f"Task '{call.task_id}' could not be sent to the Dask cluster "
+                f"({type(exc).__name__}: {exc})",
+            )
+        handle.future = future
+        future.add_done_callback(self._on_future_done)
+        return handle
+
+    # -- what comes back ----------------------------------------------------------------------
+
+    def _on_event(self, event: Any) -> None:
+        """A message from a worker (on the client's thread)."""
+        _, data = event
+        try:
+            key, kind, *parts = pickle.loads(data)
+        except Exception:
+            _log.exception("a message from a Dask worker could not be read")
+            return
+        with self._lock:
+            handle = self._calls.get(key)
+            if handle is None or handle.state in ("done", "abandoned"):
+                return
+            rerun = False
+            if kind == "started":
+                # A second start is Dask running the task again after losing its worker: the
+                # caller's side started already, and waits for this run's outcome.
+                rerun = handle.state == "running"
+                handle.state = "running"
+                handle.where = parts[0]
+            elif kind == "done":
+                handle.state = "done"
+                self._calls.pop(key, None)
+        events = handle.events
+        try:
+            if kind == "started":
+                if not rerun and not events.started():
+                    self.abandon(handle)
+            elif kind == "progress":
+                events.progress(parts[0], parts[1], parts[2])
+            elif kind == "checkpoint":
+                events.checkpoint(parts[0], parts[1])
+            elif kind == "done":
+                events.finished(parts[0])
+        except Exception:
+            _log.exception("reporting a Dask worker's %s event failed", kind)
+
+    def _on_future_done(self, future: Any) -> None:
+        """A call's Dask task ended; report a lost one (its outcome will never come)."""
+        key = future.key
+        with self._lock:
+            handle = self._calls.get(key)
+            if handle is None or handle.state in ("done", "abandoned"):
+                return
+        if future.status == "finished":
+            # The outcome is on its way on the topic (it was sent before the task ended).
+            timer = threading.Timer(OUTCOME_GRACE, self._lost, args=(handle, None))
+            timer.daemon = True
+            timer.start()
+            return
+        self._lost(handle, future)
+
+    def _lost(self, handle: _DaskCall, future: Any) -> None:
+        with self._lock:
+            if handle.state in ("done", "abandoned"):
+                return
+            started = handle.state == "running"
+            handle.state = "done"
+            self._calls.pop(handle.key, None)
+        why = "no outcome arrived"
+        if future is not None:
+            try:
+                exc = future.exception(timeout=0)
+                why = f"{type(exc).__name__}: {exc}" if exc is not None else future.status
+            except Exception as error:
+                why = f"{type(error).__name__}: {error}"
+        outcome = RawOutcome(
+            None,
+            WorkerLost(
+                f"The Dask task of this call was lost ({why}); the cluster gave up on it "
+                "(a worker died while running it, or the scheduler went away)"
+            ),
+            error_type="worker_lost",
+        )
+        events = handle.events
+        try:
+            if not started and not events.started():
+                return
+            events.finished(outcome)
+        except Exception:
+            _log.exception("reporting a lost Dask task failed")
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def abandon(self, handle: Handle) -> StopResult:
+        """Stop the call: cancel its Dask task, and kill its tool where it runs."""
+        assert isinstance(handle, _DaskCall)
+        with self._lock:
+            state = handle.state
+            if state in ("done", "abandoned"):
+                return "stopped"
+            handle.state = "abandoned"
+            self._calls.pop(handle.key, None)
+        # Everywhere when it has not started yet (it may be starting right now). On a thread
+        # of its own: abandon may be called on the client's own event loop thread.
+        workers = None
+        if state == "running" and handle.where is not None:
+            workers = [handle.where.split(" ", 1)[0]]
+        threading.Thread(
+            target=self._stop_remote, args=(handle, workers), name="laios-dask-stop", daemon=True
+        ).start()
+        return "killed" if state == "running" else "stopped"
+
+    def _stop_remote(self, handle: _DaskCall, workers: list[str] | None) -> None:
+        try:
+            if handle.future is not None:
+                handle.future.cancel()
+            self.client.run(kill_call, handle.key, workers=workers, wait=False)
+        except Exception:
+            _log.debug("could not reach the workers to stop %s", handle.key, exc_info=True)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new calls; with ``wait``, let the accepted ones finish first; then cancel
+        what is left on the cluster and close the client (and the local cluster)."""
+        if self.closed:
+            return
+        self.closed = True
+        if wait:
+            while True:
+                with self._lock:
+                    if not self._calls:
+                        break
+                time.sleep(0.01)
+        with self._lock:
+            left = list(self._calls.values())
+        for handle in left:
+            if handle.future is not None:
+                handle.future.cancel()
+        with contextlib.suppress(Exception):  # (the cluster may be gone already)
+            self.client.unsubscribe_topic(self._topic)
+        if self._owns_client:
+            self.client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+
+    def __repr__(self) -> str:
+        where = self.address or ("local cluster" if self._cluster is not None else "client")
+        return f"DaskRunner({where})"

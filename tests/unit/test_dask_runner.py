@@ -1,0 +1,266 @@
+"""The Dask runner on a real ``LocalCluster`` of worker processes.
+
+One cluster serves the module (starting one takes seconds); each test builds its own
+``DaskRunner`` on that cluster's client. Tools come from ``process_tools``, which the Dask
+workers import by name, and talk to the tests through files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import process_tools
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
+
+from laios.core.types import Context, Task, TaskResult  # noqa: E402
+from laios.execution.executor import Executor  # noqa: E402
+from laios.execution.runners import DaskRunner, Runner  # noqa: E402
+from laios.execution.store import MetricStore  # noqa: E402
+from laios.tools.registry import ToolRegistry  # noqa: E402
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="checked on Linux")
+
+WAIT = 30.0
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    import dask
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
+        )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def tools() -> ToolRegistry:
+    registry = ToolRegistry()
+    for cls in process_tools.TOOLS:
+        registry.register_tool(cls())
+    return registry
+
+
+@pytest.fixture
+def make(client: Any, tools: ToolRegistry) -> Iterator[Callable[..., Executor]]:
+    built: list[Executor] = []
+
+    def build(**kwargs: Any) -> Executor:
+        runner = DaskRunner(client=client)
+        kwargs.setdefault("store", MetricStore())
+        kwargs.setdefault("register_prometheus", False)
+        executor = Executor(tools, runner=runner, **kwargs)
+        built.append(executor)
+        return executor
+
+    yield build
+    for executor in built:
+        executor.shutdown(wait=False)
+
+
+def task(tool: str, **parameters: Any) -> Task:
+    return Task(plan_id="p", description=tool, tool_name=tool, parameters=parameters)
+
+
+CONTEXT = Context(session_id="session-1", user_id="user-1")
+
+
+def test_the_dask_runner_is_a_runner(client: Any) -> None:
+    runner = DaskRunner(client=client)
+    assert isinstance(runner, Runner)
+    assert runner.can_stop
+    assert runner.stats.workers == 4  # 2 workers x 2 threads
+    runner.shutdown()
+
+
+def test_a_tool_runs_on_a_dask_worker_and_says_where(make: Callable[..., Executor]) -> None:
+    executor = make()
+    result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+    assert result.success, result.error
+    assert result.output != os.getpid()
+    worker = result.metadata["worker"]
+    assert worker.startswith("tcp://127.0.0.1:")
+    assert worker.endswith(f"pid {result.output}")
+
+
+def test_two_identical_calls_run_twice(make: Callable[..., Executor], tmp_path: Any) -> None:
+    executor = make()
+    first = executor.execute_task(task("progress", steps=3), CONTEXT, timeout=WAIT)
+    second = executor.execute_task(task("progress", steps=3), CONTEXT, timeout=WAIT)
+    assert first.success
+    assert second.success
+    assert first.task_id != second.task_id
+
+
+def test_progress_and_checkpoints_arrive_in_order(make: Callable[..., Executor]) -> None:
+    executor = make()
+    events: list[tuple[str, Any]] = []
+    result = executor.execute_task(
+        task("progress", steps=50),
+        CONTEXT,
+        timeout=WAIT,
+        on_progress=lambda event, data: events.append((event, data)),
+    )
+    assert result.success, result.error
+    steps = [data["details"]["step"] for event, data in events if event == "progress"]
+    assert steps == list(range(50))
+    kinds = [event for event, _ in events]
+    assert kinds[0] == "started"
+    assert kinds[-1] == "completed"
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    names = [point["name"] for point in metrics.checkpoints]
+    assert names == ["started", *(f"checkpoint {n}" for n in range(0, 50, 10)), "finished"]
+
+
+def test_a_hung_tool_is_killed_on_its_worker(make: Callable[..., Executor], tmp_path: Any) -> None:
+    executor = make()
+    box = str(tmp_path)
+    result = executor.execute_task(task("hang", box=box), CONTEXT, timeout=2.0)
+    assert result.metadata["outcome"] == "timeout"
+    assert result.metadata["worker_killed"] is True
+    hung = process_tools.read_note(box, "hang")
+    assert hung is not None, "the tool never started"
+    assert wait_for(lambda: not alive(hung["pid"])), "the tool's process is still alive"
+    assert wait_for(lambda: not alive(hung["grandchild"])), "the tool's child is still alive"
+    assert executor.abandoned_threads == 0
+    # The Dask workers serve on.
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
+def test_cancelling_a_running_tool_kills_it(make: Callable[..., Executor], tmp_path: Any) -> None:
+    executor = make()
+    box = str(tmp_path)
+    hang = task("hang", box=box)
+    results: list[TaskResult] = []
+    caller = threading.Thread(target=lambda: results.append(executor.execute_task(hang, CONTEXT)))
+    caller.start()
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+    assert hung is not None, "the tool never started"
+    assert wait_for(lambda: executor.cancel_task(hang.id) or True)
+    caller.join(WAIT)
+    assert results, "the cancelled call did not return"
+    assert results[0].metadata["outcome"] == "cancelled"
+    assert wait_for(lambda: not alive(hung["pid"]))
+
+
+def test_failures_come_back_with_their_class_and_message(make: Callable[..., Executor]) -> None:
+    executor = make()
+    result = executor.execute_task(task("fails"), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "ValueError"
+    assert result.error == "bad input 7"
+
+
+def test_a_batch_spreads_over_the_cluster(make: Callable[..., Executor]) -> None:
+    executor = make()
+
+    async def batch() -> list[TaskResult]:
+        tasks = [task("sleep_async", seconds=0.2) for _ in range(8)]
+        return await executor.execute_parallel(tasks, CONTEXT, timeout=WAIT)
+
+    results = asyncio.run(batch())
+    assert all(r.success for r in results), [r.error for r in results]
+    workers = {r.metadata["worker"].split(" ", 1)[0] for r in results}
+    assert len(workers) == 2  # both Dask workers took part
+    snapshot = executor.store.snapshot()
+    assert sum(t.total for t in snapshot.tools) == 8
+
+
+def test_the_callers_trace_reaches_the_tool(make: Callable[..., Executor]) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    result = executor.execute_task(task("trace_seen"), CONTEXT, timeout=WAIT)
+    assert result.success, result.error
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool trace_seen"]
+    context = span.get_span_context()
+    assert context is not None
+    assert result.output == {
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+    }
+    assert span.attributes is not None
+    assert span.attributes["laios.worker"] == result.metadata["worker"]
+    provider.shutdown()
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_at_construction() -> None:
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler"):
+        DaskRunner("tcp://127.0.0.1:9", connect_timeout=2)
+    assert time.monotonic() - started < 15
+
+
+def test_a_worker_killed_mid_task_leaves_exactly_one_outcome(
+    make: Callable[..., Executor], client: Any, tmp_path: Any
+) -> None:
+    executor = make()
+    box = str(tmp_path)
+    results: list[TaskResult] = []
+    hang = task("hang", box=box)
+    caller = threading.Thread(
+        target=lambda: results.append(executor.execute_task(hang, CONTEXT, timeout=8))
+    )
+    caller.start()
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+    assert hung is not None, "the tool never started"
+
+    # Kill the Dask worker process that runs the call.
+    def running_on() -> list[str]:
+        processing = client.processing()
+        return [a for a, keys in processing.items() if any("laios-hang" in k for k in keys)]
+
+    running = wait_for(running_on)
+    assert running, "the call is not running on any Dask worker"
+    (address,) = running
+    dask_worker = client.run(os.getpid, workers=[address])[address]
+    os.kill(dask_worker, signal.SIGKILL)
+    assert wait_for(lambda: not alive(hung["pid"])), "the tool outlived its Dask worker"
+    caller.join(40)
+    assert results, "the caller got no outcome"
+    outcome = results[0].metadata["outcome"]
+    # Dask runs a lost task again elsewhere (the tool hangs there too, until the timeout):
+    # either way there is exactly one outcome, and it is said.
+    assert outcome in ("timeout", "error"), results[0]
+    if outcome == "error":
+        assert results[0].metadata["error_type"] == "worker_lost"
+    wait_for(lambda: len(client.nthreads()) == 2, 60)  # the nanny restarts the worker
