@@ -7,9 +7,9 @@ Usage::
 The cases are N0 (noise floor) and P1 … P12: the inline and pooled roads of a synchronous tool
 (P1, P2), full observability (P3), parallel batches of synchronous tools (P4) and of async tools
 (P9: 10,000 coroutines that each sleep 50 ms, at once), one async tool awaited (P10), the retry
-wrapper (P5), contention (P6), the ``/metrics`` render (P7), memory (P8), and the process
+wrapper (P5), contention (P6), the ``/metrics`` render (P7), memory (P8), the process
 runner: a no-op round trip (P11) and the time from a hung tool's timeout to the next task done
-(P12).
+(P12), and a batch on a local Dask cluster (P13).
 
 Every case runs its own code ("ours") and a baseline in this one process, interleaved over
 several rounds (ours, baseline, ours, baseline, …). A round's ratio is ours / baseline and the
@@ -1017,6 +1017,75 @@ def case_p12(cfg: Config) -> CaseResult:
     return result
 
 
+def case_p13(cfg: Config) -> CaseResult:
+    """2,000 tasks that sleep 10 ms each on a local Dask cluster: ``execute_parallel`` through
+    a ``DaskRunner`` vs ``client.map`` + ``client.gather`` of the same function."""
+    import dask
+    import distributed
+    from bench_tools import Sleep10ms, sleep_briefly, sleep_once
+
+    from laios.execution.runners import DaskRunner
+
+    tasks = cfg.size(2000)
+    # The cluster's processes get every CPU (a cluster is several processes: pinned to one CPU
+    # with this one, the scheduler would starve both sides alike); this process stays pinned.
+    pinned = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    try:
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = distributed.LocalCluster(
+                n_workers=2, threads_per_worker=4, processes=True, dashboard_address=":0"
+            )
+    finally:
+        os.sched_setaffinity(0, pinned)
+    client = distributed.Client(cluster)
+    bench = Bench(Sleep10ms, lambda self, **kwargs: sleep_briefly())
+    executor = bench.executor(runner=DaskRunner(client=client))
+    loop = asyncio.new_event_loop()
+
+    async def ours() -> list[TaskResult]:
+        batch = [bench.task() for _ in range(tasks)]
+        return await executor.execute_parallel(batch, bench.context, timeout=60)
+
+    def ours_seconds() -> float:
+        start = time.perf_counter()
+        results = loop.run_until_complete(ours())
+        seconds = time.perf_counter() - start
+        for result in results:
+            _check(result)
+        return seconds
+
+    def baseline_seconds() -> float:
+        start = time.perf_counter()
+        client.gather(client.map(sleep_once, range(tasks), pure=False))
+        return time.perf_counter() - start
+
+    rounds = max(cfg.rounds // 3, 2)
+    try:
+        ours_seconds()  # warm-up: every worker starts its tool processes
+        baseline_seconds()
+        pairs = _interleave(ours_seconds, baseline_seconds, rounds)
+    finally:
+        executor.shutdown()
+        loop.close()
+        client.close()
+        cluster.close()
+    result = _ratio_result(
+        "P13",
+        f"{tasks:,} tasks (sleep 10 ms) on a Dask cluster",
+        "s/batch",
+        pairs,
+        target=1.2,
+    )
+    result.note = (
+        f"ours = execute_parallel of {tasks:,} tasks through DaskRunner on a LocalCluster "
+        "(2 worker processes x 4 threads; each tool in a process of its worker); baseline = "
+        f"client.map + client.gather of the same 10 ms sleep on the same cluster; {rounds} "
+        "rounds (a third of --rounds)"
+    )
+    return result
+
+
 CASES: dict[str, Callable[[Config], CaseResult]] = {
     "N0": case_n0,
     "P1": case_p1,
@@ -1031,6 +1100,7 @@ CASES: dict[str, Callable[[Config], CaseResult]] = {
     "P10": case_p10,
     "P11": case_p11,
     "P12": case_p12,
+    "P13": case_p13,
 }
 
 

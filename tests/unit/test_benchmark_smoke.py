@@ -19,7 +19,7 @@ import pytest
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 STEPS = Path(__file__).resolve().parents[1] / "benchmarks" / "steps.py"
-CASES = ["N0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "P11", "P12"]
+CASES = ["N0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "P11", "P12", "P13"]
 #: Cases measured against a fixed budget instead of a baseline: a number of seconds, no ratio.
 ABSOLUTE = {"P12"}
 
@@ -29,7 +29,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, str(RUN), *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
 
@@ -52,7 +52,8 @@ def test_every_case_reports_a_numeric_ratio_quickly() -> None:
         assert case["target"], name
     env = report["environment"]
     assert {"python", "cpu_pinned", "laios", "date"} <= set(env)
-    assert elapsed < 20, f"the smoke run took {elapsed:.1f} s"
+    # (P13 starts a local Dask cluster, which alone takes a few seconds.)
+    assert elapsed < 40, f"the smoke run took {elapsed:.1f} s"
     # The async cases ran at their smallest sizes, and P9 on a limit that fits its batch.
     assert cases["P9"]["unit"] == "ms/batch"
     assert cases["P9"]["title"].startswith("100 async tools")
@@ -84,7 +85,7 @@ def test_the_step_profile_runs_and_accounts_for_every_step() -> None:
         [sys.executable, str(STEPS), "--calls", "200", "--rounds", "1"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
