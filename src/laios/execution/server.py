@@ -9,7 +9,11 @@
 - ``/healthz``: ``200 ok``.
 
 Any other path answers ``404`` with a JSON body. :func:`make_wsgi_app` returns the WSGI app, to
-mount in an existing server; :func:`start_http_server` serves it from a daemon thread.
+mount in an existing server; :func:`start_http_server` serves it from a daemon thread, one
+thread per connection, with limits so that idle or slow clients cannot starve it: a client must
+send its request within ``connection_timeout`` seconds, at most ``max_connections`` are served
+at once (an idle one makes way for a new one; when all are busy a new one soon gets ``503``),
+and running out of file descriptors makes it back off instead of spinning.
 
 Example:
     >>> from prometheus_client import CollectorRegistry
@@ -21,16 +25,23 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
+import io
 import json
 import logging
+import math
+import select
 import socket
 import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from socketserver import ThreadingMixIn
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import TYPE_CHECKING, Any, cast
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -44,9 +55,16 @@ from laios.execution.prometheus import ensure_collector, render_for_accept
 from laios.execution.store import MetricStore, get_default_store
 
 if TYPE_CHECKING:
+    from _socket import _RetAddress
+    from socketserver import _RequestType
+
+    from _typeshed import WriteableBuffer
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = [
+    "DEFAULT_BACKLOG",
+    "DEFAULT_CONNECTION_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_PORT",
     "MAX_STATUS_RUNNING",
     "MetricsServer",
@@ -59,6 +77,33 @@ _log = logging.getLogger("laios.execution.server")
 
 #: The port ``laios status`` looks at unless told otherwise.
 DEFAULT_PORT = 9464
+#: Seconds a client has to send its whole request (and the most any write to it may block).
+DEFAULT_CONNECTION_TIMEOUT = 10.0
+#: Most connections served at once by :func:`start_http_server` (each holds a thread).
+DEFAULT_MAX_CONNECTIONS = 64
+#: The listen backlog: connections the kernel holds until the server accepts them.
+DEFAULT_BACKLOG = socket.SOMAXCONN
+#: The largest ``connection_timeout`` accepted, in seconds.
+_MAX_CONNECTION_TIMEOUT = 3600.0
+#: The largest ``backlog`` accepted (the kernel caps it lower anyway).
+_MAX_BACKLOG = 65535
+#: At the connection limit: how long a connection that has sent nothing is safe from being
+#: dropped to make way for a new one, and how long a new one may wait for a busy one to finish.
+_IDLE_GRACE = 0.1
+_SLOT_WAIT = 0.5
+#: Seconds between accept() attempts while the process is out of file descriptors.
+_ACCEPT_BACKOFF = 0.1
+#: Seconds between two warnings of the same kind.
+_WARN_EVERY = 60.0
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_BUSY_BODY = b'{"error":"too many connections"}'
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\n"
+    b"Content-Type: application/json; charset=utf-8\r\n"
+    b"Retry-After: 1\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
+)
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
 MAX_STATUS_RUNNING = 1000
 #: Outcomes counted in ``error_rate``: failures, not the caller's own cancellations.
@@ -226,15 +271,285 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
+def _check_limits(connection_timeout: float, max_connections: int, backlog: int) -> None:
+    """Refuse limits that make no sense, naming the parameter and the value."""
+    if isinstance(connection_timeout, bool) or not isinstance(connection_timeout, (int, float)):
+        raise TypeError(
+            f"connection_timeout must be a number of seconds, not {connection_timeout!r}"
+        )
+    if not (
+        math.isfinite(connection_timeout) and 0 < connection_timeout <= _MAX_CONNECTION_TIMEOUT
+    ):
+        raise ValueError(
+            "connection_timeout must be greater than 0 and at most "
+            f"{_MAX_CONNECTION_TIMEOUT:g} seconds, got {connection_timeout!r}"
+        )
+    for name, value, most in (
+        ("max_connections", max_connections, None),
+        ("backlog", backlog, _MAX_BACKLOG),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a whole number, not {value!r}")
+        if value < 1 or (most is not None and value > most):
+            bounds = "at least 1" if most is None else f"between 1 and {most}"
+            raise ValueError(f"{name} must be {bounds}, got {value!r}")
+
+
+@dataclass(eq=False)
+class _Connection:
+    """A connection being served: since when, and whether its request is still arriving."""
+
+    opened: float
+    receiving: bool = True
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket until a deadline, however slowly the bytes trickle in.
+
+    A plain socket timeout restarts with each byte received; this one does not, so a client
+    sending a byte a second is dropped at the deadline like one that sends nothing.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float, timeout: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+        self._timeout = timeout
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        """Receive into ``buffer``; raise :class:`TimeoutError` once the deadline has passed."""
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._sock.settimeout(remaining)
+        try:
+            return self._sock.recv_into(buffer)
+        finally:
+            self._sock.settimeout(self._timeout)
+
+
+class _DebugLog(io.StringIO):
+    """What ``wsgiref`` writes to its stderr: a failed write to a client, which went away or
+    stopped reading. Sent to the debug log rather than the service's stderr."""
+
+    def flush(self) -> None:
+        """Log what was written since the last flush."""
+        text = self.getvalue().strip()
+        if text:
+            _log.debug("writing an answer failed: %s", text)
+        self.seek(0)
+        self.truncate()
+
+
 class _QuietHandler(WSGIRequestHandler):
-    """Serves requests without writing a log line to stderr for each."""
+    """Serves one request: no access log, the request read against a deadline."""
+
+    def setup(self) -> None:
+        """Set the socket timeout and read the request through a :class:`_DeadlineReader`."""
+        super().setup()
+        timeout = cast("_ThreadingServer", self.server).connection_timeout
+        self.connection.settimeout(timeout)
+        buffered, self.rfile = (
+            self.rfile,
+            io.BufferedReader(
+                _DeadlineReader(self.connection, time.monotonic() + timeout, timeout)
+            ),
+        )
+        buffered.close()
+
+    def handle(self) -> None:
+        """Serve the request; a client that times out, resets or is dropped is let go quietly."""
+        try:
+            super().handle()
+        except OSError as exc:
+            _log.debug("dropped the connection of %s: %r", self.client_address[0], exc)
+
+    def parse_request(self) -> bool:
+        """Parse the request line and headers; once they are in, the connection is busy."""
+        parsed = super().parse_request()
+        if parsed:
+            cast("_ThreadingServer", self.server).request_received(self.request)
+        return parsed
+
+    def get_stderr(self) -> _DebugLog:
+        """Where ``wsgiref`` reports failed writes: the debug log."""
+        return _DebugLog()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Drop the access log line: a scrape every 15 s must not fill a service's stderr."""
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection, within limits (see :func:`start_http_server`)."""
+
     daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        connection_timeout: float = DEFAULT_CONNECTION_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        backlog: int = DEFAULT_BACKLOG,
+    ) -> None:
+        _check_limits(connection_timeout, max_connections, backlog)
+        self.connection_timeout = connection_timeout
+        self.max_connections = max_connections
+        self.request_queue_size = backlog  # read by listen() in server_activate()
+        self._slots = threading.Condition()
+        self._open: dict[socket.socket, _Connection] = {}
+        self._saturated = False
+        self._closing = threading.Event()
+        self._warned: dict[str, float] = {}
+        super().__init__(address, _QuietHandler)
+
+    def get_request(self) -> tuple[socket.socket, _RetAddress]:
+        """Accept a connection; out of file descriptors, wait a little before the next try."""
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno in _OUT_OF_DESCRIPTORS:
+                self._warn(
+                    "descriptors",
+                    "cannot accept connections, out of file descriptors (%s); retrying every %gs",
+                    exc.strerror,
+                    _ACCEPT_BACKOFF,
+                )
+                self._closing.wait(_ACCEPT_BACKOFF)
+            raise
+
+    def process_request(self, request: _RequestType, client_address: _RetAddress) -> None:
+        """Serve ``request`` in a new thread, or answer 503 at the connection limit."""
+        sock = cast(socket.socket, request)
+        if not self._admit(sock):
+            if not self._closing.is_set():
+                self._warn(
+                    "busy",
+                    "%d connections are being served, the limit; answering 503 to new ones "
+                    "(raise max_connections if this is normal load)",
+                    self.max_connections,
+                )
+            _refuse(sock)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: _RequestType) -> None:
+        """Close a connection and free its slot."""
+        with self._slots:
+            if self._open.pop(cast(socket.socket, request), None) is not None:
+                self._saturated = False
+                self._slots.notify_all()
+        super().shutdown_request(request)
+
+    def shutdown(self) -> None:
+        """Stop the serve loop, including a wait for a free slot."""
+        self._closing.set()
+        with self._slots:
+            self._slots.notify_all()
+        super().shutdown()
+
+    def request_received(self, sock: socket.socket) -> None:
+        """Mark a connection whose request has arrived: it is not dropped to make room."""
+        with self._slots:
+            connection = self._open.get(sock)
+            if connection is not None:
+                connection.receiving = False
+
+    def _admit(self, sock: socket.socket) -> bool:
+        """Take a slot for ``sock``, dropping an idle connection or waiting a little if need be.
+
+        At the limit, the oldest connection whose request has not arrived, with nothing waiting
+        to be read, and open for at least ``_IDLE_GRACE``, is dropped to make room (see
+        :meth:`_drop_idle`). With none, a new connection waits up to
+        ``_SLOT_WAIT`` for one to finish (a burst of quick scrapes); after a wait that fails,
+        new connections are refused at once until a slot frees.
+        """
+        now = time.monotonic()
+        give_up = now + _SLOT_WAIT
+        with self._slots:
+            while len(self._open) >= self.max_connections:
+                if self._closing.is_set():
+                    return False
+                if self._drop_idle(now):
+                    break
+                if self._saturated or now >= give_up:
+                    self._saturated = True
+                    return False
+                self._slots.wait(self._next_check(now, give_up) - now)
+                now = time.monotonic()
+            self._saturated = False
+            self._open[sock] = _Connection(now)
+            return True
+
+    def _drop_idle(self, now: float) -> bool:
+        """Drop the oldest idle connection; return whether there was one.
+
+        Idle: its request has not arrived (no complete request line and headers), nothing from
+        it is waiting to be read, and it has been open for at least ``_IDLE_GRACE``. A client
+        that sent nothing, or part of a request and then stalled, is idle; one whose request is
+        there but not read yet (its thread has not run) is not.
+        """
+        for sock, connection in self._open.items():
+            if not connection.receiving:
+                continue
+            if now - connection.opened < _IDLE_GRACE:
+                return False  # the rest are younger still
+            if _has_input(sock):
+                continue  # its request is there, only not read yet
+            del self._open[sock]
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # its thread sees end of file and closes it
+            _log.debug("dropped an idle connection to make room for a new one")
+            return True
+        return False
+
+    def _next_check(self, now: float, give_up: float) -> float:
+        """When the next idle connection becomes droppable, or ``give_up``, whichever is first."""
+        ripe = (
+            connection.opened + _IDLE_GRACE
+            for connection in self._open.values()
+            if connection.receiving and connection.opened + _IDLE_GRACE > now
+        )
+        return min([give_up, *ripe])
+
+    def _warn(self, kind: str, message: str, *args: Any) -> None:
+        """Log a warning, at most one of each kind every ``_WARN_EVERY`` seconds."""
+        now = time.monotonic()
+        last = self._warned.get(kind)
+        if last is not None and now - last < _WARN_EVERY:
+            return
+        self._warned[kind] = now
+        _log.warning("metrics endpoint: " + message, *args)
+
+
+def _has_input(sock: socket.socket) -> bool:
+    """Whether ``sock`` has bytes (or end of file) waiting to be read, without reading them."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
+def _refuse(sock: socket.socket) -> None:
+    """Answer ``503`` and close, without ever blocking the serve loop."""
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.recv(65536)  # what has arrived: closing with unread input would reset
+        sock.send(_BUSY)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 class _ThreadingServerV6(_ThreadingServer):
@@ -296,28 +611,57 @@ def start_http_server(
     *,
     store: MetricStore | None = None,
     registry: CollectorRegistry | None = None,
+    connection_timeout: float = DEFAULT_CONNECTION_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    backlog: int = DEFAULT_BACKLOG,
 ) -> MetricsServer:
-    """Serve :func:`make_wsgi_app` from a daemon thread.
+    """Serve :func:`make_wsgi_app` from a daemon thread, a thread per connection.
+
+    Idle and slow clients cannot starve the endpoint: a client has ``connection_timeout``
+    seconds to send its whole request (a byte at a time does not extend it), and each write of
+    the answer may block at most as long. At most ``max_connections`` connections are served
+    at once; at the limit, the oldest connection whose request has still not arrived (with
+    nothing waiting to be read) is dropped to make room, and when every connection is busy
+    with a request a new one waits up to half a second for one to finish, then gets
+    ``503 Service Unavailable`` (with ``Retry-After: 1``). When the process runs out of file
+    descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
+    warning (at most once a minute).
 
     Args:
         port: The TCP port; 0 picks a free one (read it back from ``.port``).
         host: The address to bind; loopback unless you mean to expose the endpoint.
         store: The store to serve; defaults to the process-wide one.
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
+        connection_timeout: Seconds a client has to send its request; greater than 0, at most
+            3600 (default :data:`DEFAULT_CONNECTION_TIMEOUT`, 10).
+        max_connections: Most connections served at once, at least 1 (default
+            :data:`DEFAULT_MAX_CONNECTIONS`, 64).
+        backlog: The listen backlog, from 1 to 65535 (default :data:`DEFAULT_BACKLOG`,
+            ``socket.SOMAXCONN``); the kernel may cap it lower.
 
     Returns:
         The running server.
 
     Raises:
+        TypeError: When a limit is not a number (or ``max_connections``/``backlog`` not a
+            whole number).
+        ValueError: When a limit is out of range.
         OSError: When the address cannot be bound (for example, the port is taken).
 
     Example:
         >>> server = start_http_server(0)  # doctest: +SKIP
         >>> server.shutdown()  # doctest: +SKIP
     """
+    _check_limits(connection_timeout, max_connections, backlog)
     app = make_wsgi_app(store, registry)
     server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
-    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
+    server = server_class(
+        (host, port),
+        connection_timeout=connection_timeout,
+        max_connections=max_connections,
+        backlog=backlog,
+    )
+    server.set_app(app)
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.25},

@@ -1,0 +1,379 @@
+"""The metrics endpoint cannot be starved: idle or slow clients, bursts, running out of fds.
+
+- a client that sends nothing, or a byte at a time, is dropped after ``connection_timeout``;
+- at ``max_connections``, an idle connection makes way for a new one, and when every
+  connection is busy a new one is answered ``503`` within about half a second, not queued;
+- accept() failing for lack of file descriptors backs off instead of spinning;
+- the listen backlog holds a burst of 200 scrapes.
+
+The last two run the server in a child process (its own fd limit; stopped with SIGSTOP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _scripts import script_env
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.store import MetricStore
+
+LINUX = sys.platform.startswith("linux")
+#: Generous bounds: the tests run on loaded two-core machines.
+ANSWER_WITHIN = 5.0
+
+
+def get(url: str, timeout: float = ANSWER_WITHIN) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url``; (status, headers, body), HTTP errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN)
+
+
+def seconds_until_dropped(client: socket.socket, trickle: bytes = b"", limit: float = 5.0) -> float:
+    """Send ``trickle`` one byte every 0.1 s until the server closes; return the seconds taken."""
+    started = time.monotonic()
+    sent = 0
+    client.settimeout(0.1)
+    while time.monotonic() - started < limit:
+        try:
+            if sent < len(trickle):
+                client.sendall(trickle[sent : sent + 1])
+                sent += 1
+            if client.recv(1024) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            continue
+        except OSError:  # reset or broken pipe: dropped as well
+            return time.monotonic() - started
+    return float("inf")
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"connection_timeout": 0}, ValueError, "connection_timeout"),
+        ({"connection_timeout": -1.0}, ValueError, "connection_timeout"),
+        ({"connection_timeout": float("nan")}, ValueError, "connection_timeout"),
+        ({"connection_timeout": float("inf")}, ValueError, "connection_timeout"),
+        ({"connection_timeout": 1e9}, ValueError, "connection_timeout"),
+        ({"connection_timeout": "10"}, TypeError, "connection_timeout"),
+        ({"connection_timeout": True}, TypeError, "connection_timeout"),
+        ({"max_connections": 0}, ValueError, "max_connections"),
+        ({"max_connections": 2.5}, TypeError, "max_connections"),
+        ({"max_connections": False}, TypeError, "max_connections"),
+        ({"backlog": 0}, ValueError, "backlog"),
+        ({"backlog": 1 << 40}, ValueError, "backlog"),
+        ({"backlog": "128"}, TypeError, "backlog"),
+    ],
+)
+def test_bad_limits_are_refused_with_a_clear_error(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Each limit is checked before anything is bound; the error names the parameter."""
+    with pytest.raises(error, match=message):
+        start_http_server(0, store=MetricStore(), registry=CollectorRegistry(), **kwargs)
+
+
+def test_good_limits_are_accepted() -> None:
+    """Small but valid limits start a server that answers."""
+    with start_http_server(
+        0,
+        store=MetricStore(),
+        registry=CollectorRegistry(),
+        connection_timeout=0.5,
+        max_connections=1,
+        backlog=1,
+    ) as server:
+        assert get(server.url + "/healthz")[0] == 200
+
+
+# -- slow and idle clients --------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_server() -> Iterator[MetricsServer]:
+    """A server that drops a client after 0.5 s and serves at most 8 connections."""
+    with start_http_server(
+        0,
+        store=MetricStore(),
+        registry=CollectorRegistry(),
+        connection_timeout=0.5,
+        max_connections=8,
+    ) as server:
+        yield server
+
+
+def test_a_silent_client_is_dropped_after_the_timeout(
+    quick_server: MetricsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that connects and sends nothing is closed after connection_timeout, quietly."""
+    with connect(quick_server.port) as client:
+        elapsed = seconds_until_dropped(client)
+    assert 0.3 <= elapsed < 3.0
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_slowloris_client_is_dropped_after_the_timeout(
+    quick_server: MetricsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client sending its request a byte at a time is closed after connection_timeout, not
+    kept while the bytes keep trickling in; no warning or traceback is logged for it."""
+    request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
+    with connect(quick_server.port) as client:
+        elapsed = seconds_until_dropped(client, trickle=request)
+    assert 0.3 <= elapsed < 3.0
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_idle_connections_do_not_block_a_scrape(quick_server: MetricsServer) -> None:
+    """100 idle connections against a cap of 8: a real scrape still answers 200, promptly."""
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(100):
+            idle.append(connect(quick_server.port))
+        started = time.monotonic()
+        status, _, body = get(quick_server.url + "/metrics")
+        elapsed = time.monotonic() - started
+    finally:
+        for client in idle:
+            client.close()
+    assert status == 200
+    assert b"laios_executor_workers" in body
+    assert elapsed < ANSWER_WITHIN
+
+
+class BlockingCollector(Collector):
+    """A collector whose collect() waits for ``release``: it keeps scrapes busy."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def collect(self) -> Iterable[Metric]:
+        self.entered.release()
+        self.release.wait(ANSWER_WITHIN)
+        yield GaugeMetricFamily("app_blocked", "A gauge behind a slow collector.", value=1.0)
+
+
+def test_beyond_the_cap_busy_connections_get_503_quickly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When every connection is serving a request, new ones get 503 quickly (not queued), one
+    warning is logged for all of them, and the server serves again as soon as a slot frees."""
+    registry = CollectorRegistry()
+    blocking = BlockingCollector()
+    registry.register(blocking)
+    results: list[int] = []
+    with start_http_server(0, store=MetricStore(), registry=registry, max_connections=2) as server:
+        scrapes = [
+            threading.Thread(target=lambda: results.append(get(server.url + "/metrics")[0]))
+            for _ in range(2)
+        ]
+        try:
+            for thread in scrapes:
+                thread.start()
+            for _ in scrapes:
+                assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
+            started = time.monotonic()
+            status, headers, _ = get(server.url + "/healthz")
+            refused_in = time.monotonic() - started
+            more = [get(server.url + "/healthz")[0] for _ in range(3)]
+        finally:
+            blocking.release.set()
+            for thread in scrapes:
+                thread.join(ANSWER_WITHIN)
+        assert status == 503
+        assert headers.get("Retry-After") == "1"
+        assert refused_in < 2.0
+        assert more == [503, 503, 503]
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1
+        assert "max_connections" in warnings[0].getMessage()
+        assert results == [200, 200]
+        assert get(server.url + "/healthz")[0] == 200
+
+
+# -- the server in a child process ------------------------------------------------------------
+
+_SERVER = """
+import resource, sys
+from prometheus_client import CollectorRegistry
+from laios.execution.server import start_http_server
+from laios.execution.store import MetricStore
+
+limit = int(sys.argv[1])
+if limit:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+print(server.port, flush=True)
+sys.stdin.read()
+server.shutdown()
+"""
+
+
+@contextlib.contextmanager
+def child_server(tmp_path: Path, fd_limit: int = 0) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Run a default server in a child process; yield the process and its port."""
+    stderr = (tmp_path / "server.stderr").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(fd_limit)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=script_env(),
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.strip():
+            process.wait(10)
+            pytest.fail(f"the server did not start:\n{(tmp_path / 'server.stderr').read_text()}")
+        yield process, int(line)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        if process.stdout is not None:
+            process.stdout.close()
+        stderr.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid: int) -> int:
+    """How many file descriptors process ``pid`` has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.skipif(not LINUX, reason="needs RLIMIT_NOFILE and /proc")
+def test_running_out_of_file_descriptors_does_not_spin(tmp_path: Path) -> None:
+    """With 64 fds and 100 idle clients, accept() fails with EMFILE: the server backs off
+    (little CPU) and logs it once, and it answers again once the clients have gone."""
+    with child_server(tmp_path, fd_limit=64) as (process, port):
+        idle: list[socket.socket] = []
+        try:
+            for _ in range(100):
+                try:
+                    idle.append(socket.create_connection(("127.0.0.1", port), timeout=2.5))
+                except OSError:  # the listen backlog is full: enough clients
+                    break
+            deadline = time.monotonic() + 2.0
+            while open_fds(process.pid) < 64 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the server takes what it can, up to the limit
+            assert open_fds(process.pid) == 64, "the server never reached its fd limit"
+            before = cpu_seconds(process.pid)
+            time.sleep(1.0)
+            used = cpu_seconds(process.pid) - before
+        finally:
+            for client in idle:
+                client.close()
+        status, _, body = get(f"http://127.0.0.1:{port}/metrics")
+    assert used < 0.15, f"the server used {used:.2f}s of CPU in 1s while out of fds"
+    assert status == 200
+    assert b"laios_executor_workers" in body
+    log = (tmp_path / "server.stderr").read_text()
+    assert log.count("file descriptors") == 1, log
+
+
+def burst(port: int, count: int, resume: Any) -> tuple[list[int], float]:
+    """Open ``count`` connections at once and GET /metrics on each; call ``resume()`` 0.3 s
+    later; return the status codes received within ANSWER_WITHIN s of it, and the slowest."""
+    selector = selectors.DefaultSelector()
+    request = b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n"
+    answers: dict[socket.socket, bytes] = {}
+    for _ in range(count):
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+        selector.register(client, selectors.EVENT_WRITE)
+    started = time.monotonic()
+    resumed_at: float | None = None
+    slowest = 0.0
+    try:
+        while selector.get_map() and (
+            resumed_at is None or time.monotonic() - resumed_at < ANSWER_WITHIN
+        ):
+            if resumed_at is None and time.monotonic() - started > 0.3:
+                resume()
+                resumed_at = time.monotonic()
+            for key, events in selector.select(0.05):
+                client = key.fileobj
+                assert isinstance(client, socket.socket)
+                if events & selectors.EVENT_WRITE:
+                    answers[client] = b""
+                    try:
+                        client.send(request)
+                    except OSError:  # refused or reset: no answer
+                        selector.unregister(client)
+                        continue
+                    selector.modify(client, selectors.EVENT_READ)
+                    continue
+                try:
+                    chunk = client.recv(65536)
+                except OSError:
+                    chunk = b""
+                answers[client] += chunk
+                if not chunk:
+                    selector.unregister(client)
+                    slowest = time.monotonic() - (resumed_at or started)
+    finally:
+        for key in list(selector.get_map().values()):
+            selector.unregister(key.fileobj)
+        for client in answers:
+            client.close()
+        selector.close()
+    statuses = [int(reply.split(b" ", 2)[1]) for reply in answers.values() if reply]
+    return statuses, slowest
+
+
+@pytest.mark.skipif(not LINUX, reason="stops the server process with SIGSTOP")
+def test_a_burst_of_200_scrapes_is_answered(tmp_path: Path) -> None:
+    """200 scrapes arrive while the server is busy (stopped): the listen backlog holds them
+    (none waits on SYN retries), and all are answered 200 within a few seconds."""
+    with child_server(tmp_path) as (process, port):
+        os.kill(process.pid, signal.SIGSTOP)
+        statuses, slowest = burst(port, 200, lambda: os.kill(process.pid, signal.SIGCONT))
+    assert len(statuses) == 200, f"{len(statuses)} of 200 answered; slowest {slowest:.1f}s"
+    assert set(statuses) == {200}
+    assert slowest < ANSWER_WITHIN
