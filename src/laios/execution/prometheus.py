@@ -379,9 +379,14 @@ def render_for_accept(
 ) -> tuple[bytes, str]:
     """Render ``registry`` in the format an ``Accept`` header asks for, as ``/metrics`` does.
 
-    The format is chosen by ``prometheus_client.exposition.choose_encoder``: OpenMetrics when
-    ``Accept`` names ``application/openmetrics-text``, else the Prometheus text format. The
-    body is built as :func:`render_metrics` builds it.
+    The media range with the highest q-value wins (a missing ``q`` means 1, ``q=0`` means "not
+    acceptable"); on a tie OpenMetrics (or text 1.0.0) beats the plain text format, then the
+    first range listed wins. The chosen range is handed to
+    ``prometheus_client.exposition.choose_encoder`` for the encoder and ``Content-Type``. A
+    range that cannot be parsed (a bad ``q``, a ``version`` that is not dotted numbers, a
+    parameter without ``=``) is skipped, so a malformed header never fails: with nothing usable
+    left, the answer is the Prometheus text format 0.0.4. The body is built as
+    :func:`render_metrics` builds it.
 
     Args:
         accept: The request's ``Accept`` header (``None`` or empty: the text format 0.0.4).
@@ -390,7 +395,7 @@ def render_for_accept(
     Returns:
         The body and its ``Content-Type``.
     """
-    encoder, content_type = choose_encoder(accept or "")
+    encoder, content_type = _negotiate(accept or "")
     escaping = "underscores"
     for param in content_type.split(";")[1:]:
         key, _, value = param.strip().partition("=")
@@ -400,6 +405,96 @@ def render_for_accept(
     direct = escaping in _PLAIN_ESCAPINGS
     openmetrics = content_type.startswith(_OPENMETRICS_TYPE)
     return _render(registry, encoder, openmetrics=openmetrics, direct=direct), content_type
+
+
+def _negotiate(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
+    """The encoder and ``Content-Type`` for an ``Accept`` header; never raises on its content."""
+    chosen, best = "", 0.0
+    for element in accept.split(","):
+        parsed = _media_range(element)
+        if parsed is None:
+            continue
+        weight, servable = parsed
+        if weight <= 0.0 or servable is None:
+            continue
+        media_range, preferred = servable
+        if weight > best:
+            chosen, best = (media_range if preferred else ""), weight
+        elif weight == best and preferred and not chosen:
+            chosen = media_range
+    try:
+        return choose_encoder(chosen)
+    except (TypeError, ValueError):
+        # ``chosen`` holds only checked values; this guards against a prometheus_client that
+        # refuses one of them (an escaping it does not know, say): serve the default then.
+        return choose_encoder("")
+
+
+def _media_range(element: str) -> tuple[float, tuple[str, bool] | None] | None:
+    """Parse one element of ``Accept``: its q-value and what this server can make of it.
+
+    Returns ``None`` when the element cannot be parsed. Otherwise the q-value and either
+    ``None`` (a format this server cannot serve) or the range to hand to ``choose_encoder``
+    (rebuilt from the checked ``version`` and ``escaping`` only) and whether it is preferred
+    to the plain text format 0.0.4 on a tie (OpenMetrics, text 1.0.0 and later).
+    """
+    media_type, *raw_params = element.split(";")
+    media_type = media_type.strip().lower()
+    if not media_type:
+        return None
+    params: dict[str, str] = {}
+    for raw in raw_params:
+        key, equals, value = raw.partition("=")
+        key = key.strip().lower()
+        if not key and not equals and not value.strip():
+            continue  # an empty parameter, as in "text/plain;"
+        if not key or not equals:
+            return None
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        params[key] = value
+    weight = _quality(params.get("q", "1"))
+    if weight is None:
+        return None
+    version_text = params.get("version")
+    version = None if version_text is None else _version(version_text)
+    if media_type == _OPENMETRICS_TYPE:
+        if version_text is not None and (version is None or version < (1, 0, 0)):
+            return weight, None  # a draft, or a version that does not parse: not servable
+        return weight, (_rebuilt(media_type, version_text, params.get("escaping")), True)
+    if media_type == "text/plain":
+        if version is None or version < (1, 0, 0):
+            return weight, ("", False)  # the text format 0.0.4
+        return weight, (_rebuilt(media_type, version_text, params.get("escaping")), True)
+    if media_type in ("*/*", "text/*"):
+        return weight, ("", False)
+    return weight, None
+
+
+def _quality(text: str) -> float | None:
+    """A q-value between 0 and 1, or ``None`` when ``text`` is not one."""
+    try:
+        weight = float(text)
+    except ValueError:
+        return None
+    return weight if 0.0 <= weight <= 1.0 else None
+
+
+def _version(text: str) -> tuple[int, ...] | None:
+    """``"1.0.0"`` as ``(1, 0, 0)``; ``None`` unless every part is a plain decimal number."""
+    parts = text.split(".")
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
+def _rebuilt(media_type: str, version: str | None, escaping: str | None) -> str:
+    """A media range with only the parameters ``choose_encoder`` reads."""
+    params = [f"version={version}"] if version is not None else []
+    if escaping is not None and version is not None:
+        params.append(f"escaping={escaping}")
+    return "; ".join([media_type, *params])
 
 
 def _render(
