@@ -1,11 +1,11 @@
 """``laios demo``: a realistic workload through the real executor, served for Prometheus.
 
 Six tools with different characters run as single tasks, retried tasks and parallel batches
-until Ctrl-C (or ``--duration``), on worker threads or (``--isolation process``) in worker
-processes, where a hung tool is killed at its timeout. Metrics and status are served on
-``/metrics`` and ``/status``; spans go to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, to
-the console with ``--console-spans``, and otherwise stay in-process (their ids still mark the
-exemplars).
+until Ctrl-C (or ``--duration``), on worker threads, in worker processes (``--runner process``)
+where a hung tool is killed at its timeout, or on an embedded Dask cluster (``--runner dask``).
+Metrics and status are served on ``/metrics`` and ``/status``; spans go to OTLP when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, to the console with ``--console-spans``, and otherwise
+stay in-process (their ids still mark the exemplars).
 """
 
 from __future__ import annotations
@@ -259,12 +259,21 @@ def run(args: argparse.Namespace) -> int:
     provider, spans_line = _configure_tracing(bool(getattr(args, "console_spans", False)))
     registry = build_registry()
     context = Context(session_id="demo-session", user_id="demo-user")
-    isolated = getattr(args, "isolation", "thread") == "process"
-    runner = None
-    if isolated:
+    kind = getattr(args, "runner", "thread")
+    isolated = kind in ("process", "dask")
+    runner: Any = None
+    if kind == "process":
         from laios.execution.runners import ProcessRunner
 
         runner = ProcessRunner(8, preload=[__name__])
+    elif kind == "dask":
+        from laios.execution.runners import DaskRunner
+
+        try:
+            runner = DaskRunner(n_workers=2, threads_per_worker=4)
+        except ImportError as exc:
+            print(f"laios demo: {exc}", file=sys.stderr)
+            return 2
     executor = Executor(
         registry,
         ResourceLimits(timeout_seconds=5.0),
@@ -287,10 +296,15 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  Status:     laios status --url {server.url} --watch")
     print(f"  {spans_line}")
-    if isolated:
+    if kind == "process":
         print(
             "  Isolation:  every tool runs in one of 8 worker processes; a tool past its timeout"
             " is killed (sometimes_hangs hangs for good now and then: watch its timeouts)"
+        )
+    elif kind == "dask":
+        print(
+            f"  Dask:       tools run on an embedded cluster (2 workers x 4 threads), each in a"
+            f" process of its worker; Dask's dashboard: {runner.dashboard_link}"
         )
     print("  Press Ctrl-C to stop." if args.duration is None else f"  Running {args.duration:g} s.")
     sys.stdout.flush()

@@ -572,11 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
     demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
     demo.add_argument(
-        "--isolation",
-        choices=("thread", "process"),
+        "--runner",
+        choices=("thread", "process", "dask"),
         default="thread",
-        help="run tools on worker threads (default) or in worker processes that are killed "
-        "when a tool overruns its timeout",
+        help="run tools on worker threads (default), in worker processes that are killed when "
+        "a tool overruns its timeout, or on an embedded Dask cluster (needs laios[dask])",
     )
     demo.set_defaults(handler=_run_demo)
     return parser

@@ -147,10 +147,10 @@ def test_demo_prints_a_summary(run: DemoRun) -> None:
 
 
 def test_the_demo_runs_tools_in_killable_processes(free_port: Callable[[], int]) -> None:
-    """`laios demo --isolation process`: tools run in worker processes, a tool that hangs for
+    """`laios demo --runner process`: tools run in worker processes, a tool that hangs for
     good is killed at its timeout (no thread is abandoned), and the demo exits cleanly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    argv = [*DEMO, "--isolation", "process", "--duration", "4", "--no-live"]
+    argv = [*DEMO, "--runner", "process", "--duration", "4", "--no-live"]
     started = time.monotonic()
     done = subprocess.run(
         [*argv, "--port", str(free_port())],
@@ -167,5 +167,28 @@ def test_the_demo_runs_tools_in_killable_processes(free_port: Callable[[], int])
     summary = done.stdout.rsplit("laios demo —", 1)[-1]
     assert "sometimes_hangs" in summary
     assert "workers: 8" in summary
+    assert "abandoned threads: 0" in summary
+    assert done.stdout.rstrip().endswith("laios demo: done.")
+
+
+def test_the_demo_runs_on_an_embedded_dask_cluster(free_port: Callable[[], int]) -> None:
+    """`laios demo --runner dask`: the workload runs on an embedded Dask cluster, the demo
+    prints Dask's dashboard address, and exits cleanly with nothing abandoned."""
+    pytest.importorskip("distributed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    argv = [*DEMO, "--runner", "dask", "--duration", "4", "--no-live"]
+    done = subprocess.run(
+        [*argv, "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=EXIT_BOUND + 30,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Dask's dashboard: http://" in done.stdout
+    summary = done.stdout.rsplit("laios demo —", 1)[-1]
+    assert "fetch_fast" in summary
     assert "abandoned threads: 0" in summary
     assert done.stdout.rstrip().endswith("laios demo: done.")

@@ -492,11 +492,11 @@ def test_demo_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     fake.run = lambda args: received.append(args) or 7  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "laios._demo", fake)
     argv = ["demo", "--duration", "1.5", "--host", "0.0.0.0", "--port", "0", "--no-live"]
-    assert main([*argv, "--console-spans", "--isolation", "process"]) == 7
+    assert main([*argv, "--console-spans", "--runner", "process"]) == 7
     (args,) = received
     assert (args.duration, args.host, args.port) == (1.5, "0.0.0.0", 0)
     assert (args.no_live, args.console_spans) == (True, True)
-    assert args.isolation == "process"
+    assert args.runner == "process"
 
 
 def test_demo_defaults() -> None:
@@ -504,4 +504,4 @@ def test_demo_defaults() -> None:
     args = cli.build_parser().parse_args(["demo"])
     assert (args.duration, args.host, args.port) == (None, "127.0.0.1", 9464)
     assert (args.no_live, args.console_spans) == (False, False)
-    assert args.isolation == "thread"
+    assert args.runner == "thread"
