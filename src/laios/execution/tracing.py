@@ -16,6 +16,7 @@ to the executor) no span work is done at all.
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from collections.abc import Mapping, Sequence
@@ -42,6 +43,8 @@ from laios.execution.redaction import (
     truncate_bytes,
 )
 
+_log = logging.getLogger("laios.execution")
+
 __all__ = [
     "CAPTURE_CONTENT_ENV",
     "Tracing",
@@ -57,8 +60,29 @@ MAX_CHECKPOINT_ATTRIBUTES = 32
 MAX_STACKTRACE_BYTES = 8192
 
 
+#: Values of ``CAPTURE_CONTENT_ENV`` that turn capture on: laios's own words, and the
+#: OpenTelemetry GenAI capture modes that put content on spans (laios records it on spans).
+_CAPTURE_ON = frozenset({"1", "true", "yes", "on", "span_only", "span_and_event"})
+#: Values that turn it off (``event_only``: laios emits no content events).
+_CAPTURE_OFF = frozenset({"", "0", "false", "no", "off", "no_content", "event_only"})
+#: Unknown values already warned about (once each).
+_warned_values: set[str] = set()
+
+
 def _env_capture() -> bool:
-    return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    raw = os.environ.get(CAPTURE_CONTENT_ENV, "").strip()
+    value = raw.lower()
+    if value in _CAPTURE_ON:
+        return True
+    if value not in _CAPTURE_OFF and value not in _warned_values:
+        _warned_values.add(value)
+        _log.warning(
+            "%s=%r is not a known value; content capture stays off (use true/false, or "
+            "SPAN_ONLY, SPAN_AND_EVENT, EVENT_ONLY, NO_CONTENT)",
+            CAPTURE_CONTENT_ENV,
+            raw[:64],
+        )
+    return False
 
 
 def _scalar(value: Any) -> str | bool | int | float | None:
