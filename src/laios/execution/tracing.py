@@ -85,6 +85,13 @@ def _env_capture() -> bool:
     return False
 
 
+def _qualified_name(kind: type) -> str:
+    """A class's name as the SDK's ``record_exception`` writes ``exception.type``: module and
+    qualified name, or the bare name for builtins."""
+    module = kind.__module__
+    return f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__
+
+
 def _scalar(value: Any) -> str | bool | int | float | None:
     if isinstance(value, (bool, int, float)):
         return value
@@ -237,7 +244,7 @@ class Tracing:
                 span.add_event(
                     "exception",
                     {
-                        "exception.type": type(exception).__qualname__,
+                        "exception.type": _qualified_name(type(exception)),
                         "exception.message": short,
                         "exception.stacktrace": truncate_bytes(
                             scrub(stack, secrets, limit=None), MAX_STACKTRACE_BYTES
