@@ -22,9 +22,9 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from laios._compat.pydantic import construct
 from laios.core.types import Permission, ToolParameter
@@ -85,20 +85,51 @@ class ToolOutput(BaseModel):
 def _uses_kwargs_style(cls: type, attr: str) -> bool:
     """Tell whether ``cls.<attr>`` takes its input as keyword arguments.
 
-    True when the method has no positional parameter besides ``self``, so that it cannot take
-    the input model positionally; ``def m(self, **kwargs)`` is the usual form.
+    The input model is passed positionally only to a method whose one parameter besides
+    ``self`` is named ``input_data``, is annotated with a :class:`ToolInput` subclass, or can
+    only be passed by position; any other signature gets the parameters by name, so that
+    ``def _execute(self, who)`` is called as ``_execute(who=...)``.
     """
     raw = inspect.getattr_static(cls, attr, None)
     if raw is None:
         return False
     func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
+    params = _parameters(func)
+    if params is None:
         return False
     if not isinstance(raw, staticmethod) and params and params[0].kind in _POSITIONAL:
         params = params[1:]
-    return not any(p.kind in _POSITIONAL for p in params)
+    positional = [p for p in params if p.kind in _POSITIONAL]
+    if len(positional) != 1:
+        return not any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in positional)
+    only = positional[0]
+    takes_model = (
+        only.kind is inspect.Parameter.POSITIONAL_ONLY
+        or only.name == "input_data"
+        or (isinstance(only.annotation, type) and issubclass(only.annotation, ToolInput))
+        or _names_input_model(cls, only.annotation)
+    )
+    return not takes_model
+
+
+def _parameters(func: Any) -> list[inspect.Parameter] | None:
+    """``func``'s parameters, with string annotations resolved where they can be."""
+    try:
+        return list(inspect.signature(func, eval_str=True).parameters.values())
+    except (NameError, SyntaxError, TypeError, AttributeError):
+        pass
+    try:
+        return list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None
+
+
+def _names_input_model(cls: type, annotation: Any) -> bool:
+    """Whether an unresolved (string) annotation names the class's input model."""
+    if not isinstance(annotation, str):
+        return False
+    model = getattr(cls, "input_model", None)
+    return isinstance(model, type) and annotation.rsplit(".", 1)[-1] == model.__name__
 
 
 def _failure(exc: Exception) -> ToolOutput:
@@ -386,6 +417,41 @@ def _class_name(tool_name: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in parts) + "Tool"
 
 
+def _model_from_signature(name: str, func: Callable[..., Any]) -> type[ToolInput]:
+    """An input model with a field per named parameter of ``func`` (its annotation, or any
+    value; its default, or required), so that the tool's schema describes them. A function
+    taking ``**kwargs`` also accepts other names; one taking parameters only by position, or
+    none at all, gets the bare :class:`ToolInput`."""
+    params = _parameters(func)
+    if not params:
+        return ToolInput
+    fields: dict[str, Any] = {}
+    open_ended = False
+    for param in params:
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            open_ended = True
+        elif param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            return ToolInput
+        elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
+            annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+            if isinstance(annotation, str):  # (not resolvable: any value)
+                annotation = Any
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (annotation, default)
+    if not fields:
+        return ToolInput
+    base = type(
+        "_SimpleToolInput",
+        (ToolInput,),
+        {"model_config": ConfigDict(extra="allow" if open_ended else "forbid")},
+    )
+    try:
+        model: Any = create_model(f"{_class_name(name)}Input", __base__=base, **fields)
+    except Exception:  # an annotation pydantic cannot use: describe nothing, accept anything
+        return ToolInput
+    return cast("type[ToolInput]", model)
+
+
 def create_simple_tool(
     name: str,
     description: str,
@@ -421,7 +487,7 @@ def create_simple_tool(
         "description": description,
         "category": category,
         "required_permissions": set(permissions or ()),
-        "input_model": input_model or ToolInput,
+        "input_model": input_model or _model_from_signature(name, func),
     }
     arguments = (name, description, func, category, set(permissions or ()), input_model)
 

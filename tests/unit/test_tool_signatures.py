@@ -1,0 +1,116 @@
+"""A tool's ``_execute`` gets its parameters the way its signature asks for them.
+
+One positional parameter named ``input_data``, or annotated with a ``ToolInput`` subclass,
+receives the validated input model; any other signature gets the parameters by name
+(``def _execute(self, who)`` is called as ``_execute(who="world")``). ``create_simple_tool``
+describes a function's parameters from its signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput, create_simple_tool
+
+
+class Greet(BaseTool):
+    name = "greet"
+    description = "Greets someone."
+
+    def _execute(self, who):  # type: ignore[no-untyped-def]  # the most natural way to write it
+        return f"hello, {who}"
+
+
+class GreetWithDefault(BaseTool):
+    name = "greet_default"
+    description = "Greets someone, or the world."
+
+    def _execute(self, who: str = "world", punctuation: str = "!") -> str:
+        return f"hello, {who}{punctuation}"
+
+
+class NameInput(ToolInput):
+    who: str
+
+
+class GreetModel(BaseTool):
+    name = "greet_model"
+    description = "Greets from an input model."
+    input_model = NameInput
+
+    def _execute(self, data: NameInput) -> str:  # annotated with the input model
+        return f"hello, {data.who}"
+
+
+class GreetInputData(BaseTool):
+    name = "greet_input_data"
+    description = "Greets from the input model, by the conventional name."
+    input_model = NameInput
+
+    def _execute(self, input_data):  # type: ignore[no-untyped-def]
+        return f"hello, {input_data.who}"
+
+
+class AsyncGreet(AsyncBaseTool):
+    name = "async_greet"
+    description = "Greets someone, as a coroutine."
+
+    async def _execute_async(self, who: str) -> str:
+        return f"hello, {who}"
+
+
+def test_a_named_parameter_receives_its_value() -> None:
+    assert Greet().execute(who="world").data == "hello, world"
+
+
+def test_named_parameters_with_defaults_bind_by_name() -> None:
+    tool = GreetWithDefault()
+    assert tool.execute().data == "hello, world!"
+    assert tool.execute(who="you", punctuation=".").data == "hello, you."
+
+
+def test_a_parameter_annotated_with_the_input_model_receives_the_model() -> None:
+    assert GreetModel().execute(who="model").data == "hello, model"
+
+
+def test_a_parameter_named_input_data_receives_the_model() -> None:
+    assert GreetInputData().execute(who="data").data == "hello, data"
+
+
+def test_async_tools_bind_by_name_too() -> None:
+    import asyncio
+
+    assert asyncio.run(AsyncGreet().execute_async(who="loop")).data == "hello, loop"
+
+
+def test_a_missing_parameter_is_a_clear_failure() -> None:
+    output = Greet().execute()
+    assert not output.success
+    assert "who" in (output.error or "")
+
+
+def test_a_simple_tool_describes_its_functions_parameters() -> None:
+    def add(a: int, b: int = 2) -> int:
+        return a + b
+
+    tool = create_simple_tool("add", "Adds two numbers.", add)
+    parameters = {p["name"]: p for p in tool.get_schema()["parameters"]}
+    assert set(parameters) == {"a", "b"}
+    assert parameters["a"]["required"] is True
+    assert parameters["b"]["required"] is False
+    assert tool.execute(a=1).data == 3
+    assert tool.execute(a=1, b=5).data == 6
+
+
+def test_a_simple_tool_from_a_lambda_describes_its_parameters() -> None:
+    tool = create_simple_tool("add", "Adds two numbers.", lambda a, b: a + b)
+    assert [p["name"] for p in tool.get_schema()["parameters"]] == ["a", "b"]
+    assert tool.execute(a=1, b=2).data == 3
+
+
+@pytest.mark.parametrize("func", [lambda **kwargs: kwargs, lambda *args, **kwargs: kwargs])
+def test_a_simple_tool_taking_any_keyword_keeps_accepting_anything(func: Any) -> None:
+    tool = create_simple_tool("any", "Takes anything.", func)
+    assert tool.execute(x=1, y="two").data == {"x": 1, "y": "two"}
