@@ -61,14 +61,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
 def client() -> Iterator[Any]:
     import dask
 
+    # Tool processes are children of the Dask workers: no daemonic workers, also when the
+    # nanny restarts one (it reads the setting then), so it stays set for the module.
     with dask.config.set({"distributed.worker.daemon": False}):
         cluster = distributed.LocalCluster(
             n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
         )
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
+        client = distributed.Client(cluster)
+        yield client
+        client.close()
+        cluster.close()
 
 
 @pytest.fixture
@@ -264,3 +266,94 @@ def test_a_worker_killed_mid_task_leaves_exactly_one_outcome(
     if outcome == "error":
         assert results[0].metadata["error_type"] == "worker_lost"
     wait_for(lambda: len(client.nthreads()) == 2, 60)  # the nanny restarts the worker
+
+
+def test_a_tool_the_workers_cannot_import_fails_its_call_and_spares_the_workers(
+    make: Callable[..., Executor], client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module only this process can import (the workers started before it existed).
+    (tmp_path / "local_only_tools.py").write_text(
+        "from laios.tools.base import BaseTool\n"
+        "class LocalOnly(BaseTool):\n"
+        "    name = 'local_only'\n"
+        "    description = 'Importable here only.'\n"
+        "    def _execute(self, **kwargs):\n"
+        "        return 'ran'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import local_only_tools  # type: ignore[import-not-found]
+
+    executor = make()
+    executor.tool_registry.register_tool(local_only_tools.LocalOnly)
+    result = executor.execute_task(task("local_only"), CONTEXT, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "importable on its workers" in (result.error or "")
+    assert len(client.nthreads()) == 2  # no worker was lost over it
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
+def test_parameters_that_cannot_be_pickled_are_refused_clearly(
+    make: Callable[..., Executor],
+) -> None:
+    executor = make()
+    result = executor.execute_task(task("pid", callback=lambda: None), CONTEXT, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "cannot be pickled" in (result.error or "")
+
+
+def test_finished_calls_hold_no_dask_futures(make: Callable[..., Executor], client: Any) -> None:
+    """A future held after its outcome arrived would make Dask run the call again when its
+    worker dies."""
+    executor = make()
+
+    async def batch() -> list[TaskResult]:
+        tasks = [task("pid") for _ in range(5)] + [task("fails") for _ in range(5)]
+        return await executor.execute_parallel(tasks, CONTEXT, timeout=WAIT)
+
+    results = asyncio.run(batch())
+    assert len(results) == 10
+    assert wait_for(lambda: not [k for k in client.refcount if str(k).startswith("laios-")], 10)
+
+
+def test_shutdown_cancels_what_is_still_queued_on_the_cluster(
+    make: Callable[..., Executor],
+) -> None:
+    executor = make()
+    results: list[list[TaskResult]] = []
+
+    async def batch() -> list[TaskResult]:
+        tasks = [task("sleep_async", seconds=1.0) for _ in range(12)]  # 4 threads: 8 queue
+        return await executor.execute_parallel(tasks, CONTEXT, timeout=WAIT)
+
+    caller = threading.Thread(target=lambda: results.append(asyncio.run(batch())))
+    caller.start()
+    assert wait_for(lambda: executor.runner.stats.busy >= 4, 10)
+    executor.shutdown(wait=False)
+    caller.join(WAIT)
+    assert results, "the batch did not return"
+    outcomes = [r.metadata["outcome"] for r in results[0]]
+    assert outcomes.count("success") >= 4  # the running ones finished
+    refused = [r for r in results[0] if r.metadata["outcome"] == "rejected"]
+    assert refused, outcomes
+    assert all(r.metadata["error_type"] == "shutdown" for r in refused)
+
+
+def test_its_own_local_cluster_serves_on_after_the_nanny_restarts_a_worker(
+    tools: ToolRegistry,
+) -> None:
+    runner = DaskRunner(n_workers=1, threads_per_worker=1)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        first = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert first.success, first.error
+        before = set(runner.client.nthreads())
+        with pytest.raises(Exception):  # noqa: B017 (the worker dies answering)
+            runner.client.run(os._exit, 1)
+        assert wait_for(lambda: set(runner.client.nthreads()) not in (set(), before), 60)
+        again = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert again.success, again.error  # not dask_worker_daemon: the restart kept the setting
+        assert again.output != first.output
+    finally:
+        executor.shutdown(wait=True)

@@ -25,6 +25,7 @@ import pickle
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,6 +48,8 @@ _log = logging.getLogger("laios.execution")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Seconds an outcome may take to arrive after its Dask task finished before it counts as lost.
 OUTCOME_GRACE = 10.0
+#: Most keys of calls killed before they started that a worker remembers.
+MAX_KILLED_KEYS = 10_000
 
 
 class WorkerLost(Exception):
@@ -65,7 +68,8 @@ class _WorkerState:
         self.runner = ProcessRunner(processes, initializer=initializer, initargs=initargs)
         self.lock = threading.Lock()
         self.running: dict[str, _WorkerCall] = {}
-        self.killed: set[str] = set()  # keys killed before they started here
+        #: Keys killed before they started here (the oldest forgotten past MAX_KILLED_KEYS).
+        self.killed: OrderedDict[str, None] = OrderedDict()
 
 
 _STATE: _WorkerState | None = None
@@ -127,14 +131,19 @@ class _WorkerCall:
 
 
 def serve_call(
-    call: ToolCall,
+    payload: bytes,
     key: str,
     topic: str,
     wall_deadline: float | None,
     initializer: Any,
     initargs: tuple[Any, ...],
 ) -> str:
-    """Run one call on this Dask worker (the function of the call's Dask task)."""
+    """Run one call on this Dask worker (the function of the call's Dask task).
+
+    The call arrives pickled by the caller and is unpickled here, so that a tool whose module
+    this worker cannot import fails its own call (``not_picklable``) instead of the task's
+    deserialization, which Dask treats as a broken worker.
+    """
     from distributed import get_worker
 
     worker = get_worker()
@@ -142,7 +151,7 @@ def serve_call(
     this = _WorkerCall(worker, topic, key)
     with state.lock:
         if key in state.killed:
-            state.killed.discard(key)
+            del state.killed[key]
             return "killed"
         state.running[key] = this
     try:
@@ -154,6 +163,25 @@ def serve_call(
         if multiprocessing.current_process().daemon:
             this.send("done", _daemonic_worker())
             return "refused"
+        try:
+            call: ToolCall = pickle.loads(payload)
+        except Exception as exc:  # e.g. the tool's module is not importable on this worker
+            from laios.execution._runners.process_worker import ToolNotLoadable
+
+            this.send(
+                "done",
+                RawOutcome(
+                    None,
+                    ToolNotLoadable(
+                        f"The Dask worker {worker.address} could not load the call "
+                        f"({type(exc).__name__}: {exc}). A tool run on a Dask cluster must be "
+                        "importable on its workers: define its class at module level in a "
+                        "module installed on (or on the path of) every worker"
+                    ),
+                    error_type="not_picklable",
+                ),
+            )
+            return "not loadable"
         if wall_deadline is not None:
             call.deadline = time.monotonic() + (wall_deadline - time.time())
         handle = state.runner.submit(call, this)
@@ -197,7 +225,9 @@ async def kill_call(key: str) -> str:
     with state.lock:
         this = state.running.get(key)
         if this is None:
-            state.killed.add(key)
+            state.killed[key] = None
+            if len(state.killed) > MAX_KILLED_KEYS:
+                state.killed.popitem(last=False)
             return "absent"
     handle = this.handle
     if handle is not None:
@@ -207,6 +237,12 @@ async def kill_call(key: str) -> str:
 
 
 # -- the caller's side ----------------------------------------------------------------------------
+
+
+def _release(future: Any) -> None:
+    """Tell the scheduler this caller no longer needs the task's result."""
+    with contextlib.suppress(Exception):
+        future.release()
 
 
 class _DaskCall:
@@ -276,18 +312,22 @@ class DaskRunner:
         client_class: Any = distributed.Client  # (distributed is not typed)
         cluster_class: Any = distributed.LocalCluster
         self._cluster: Any = None
+        self._config: Any = None  # distributed.worker.daemon=False, while the local cluster runs
+        self._delivery_thread: int | None = None  # where the workers' reports are delivered
         self._owns_client = client is None
         if client is None:
             if address is None:
                 # Tool processes are children of the Dask worker: its workers must not be
-                # daemonic processes (which may not have children).
-                with dask.config.set({"distributed.worker.daemon": False}):
-                    self._cluster = cluster_class(
-                        n_workers=n_workers,
-                        threads_per_worker=threads_per_worker,
-                        processes=True,
-                        dashboard_address=":0",
-                    )
+                # daemonic processes (which may not have children). The nanny reads this each
+                # time it (re)starts a worker, so it stays set while the local cluster runs.
+                self._config = dask.config.set({"distributed.worker.daemon": False})
+                self._config.__enter__()
+                self._cluster = cluster_class(
+                    n_workers=n_workers,
+                    threads_per_worker=threads_per_worker,
+                    processes=True,
+                    dashboard_address=":0",
+                )
                 client = client_class(self._cluster)
             else:
                 try:
@@ -353,12 +393,22 @@ class DaskRunner:
             call.memory_limit_mb,
             call.cpu_seconds,
         )
+        try:
+            payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            return Refusal(
+                "not_picklable",
+                f"Task '{call.task_id}' cannot be sent to the Dask cluster: its tool or "
+                f"parameters cannot be pickled ({type(exc).__name__}: {exc}). Define the tool "
+                "class at module level in a module the workers can import, and pass plain, "
+                "picklable parameters",
+            )
         with self._lock:
             self._calls[key] = handle
         try:
             future = self.client.submit(
                 serve_call,
-                remote,
+                payload,
                 key,
                 self._topic,
                 wall_deadline,
@@ -371,7 +421,7 @@ class DaskRunner:
             with self._lock:
                 self._calls.pop(key, None)
             return Refusal(
-                "not_picklable" if isinstance(exc, (pickle.PicklingError, TypeError)) else "dask",
+                "dask",
                 f"Task '{call.task_id}' could not be sent to the Dask cluster "
                 f"({type(exc).__name__}: {exc})",
             )
@@ -382,13 +432,15 @@ class DaskRunner:
     # -- what comes back ----------------------------------------------------------------------
 
     def _on_event(self, event: Any) -> None:
-        """A message from a worker (on the client's thread)."""
+        """A message from a worker (on the client's event loop thread)."""
+        self._delivery_thread = threading.get_ident()
         _, data = event
         try:
             key, kind, *parts = pickle.loads(data)
         except Exception:
             _log.exception("a message from a Dask worker could not be read")
             return
+        future = None
         with self._lock:
             handle = self._calls.get(key)
             if handle is None or handle.state in ("done", "abandoned"):
@@ -403,6 +455,9 @@ class DaskRunner:
             elif kind == "done":
                 handle.state = "done"
                 self._calls.pop(key, None)
+                future, handle.future = handle.future, None
+        if future is not None:
+            _release(future)
         events = handle.events
         try:
             if kind == "started":
@@ -418,44 +473,47 @@ class DaskRunner:
             _log.exception("reporting a Dask worker's %s event failed", kind)
 
     def _on_future_done(self, future: Any) -> None:
-        """A call's Dask task ended; report a lost one (its outcome will never come)."""
+        """A call's Dask task ended. Its result is not needed (the outcome comes on the
+        topic), so the future is released at once: a finished task that Dask still holds is
+        run again when its worker dies. A task that did not finish was lost."""
         key = future.key
+        status = future.status
         with self._lock:
             handle = self._calls.get(key)
-            if handle is None or handle.state in ("done", "abandoned"):
-                return
-        if future.status == "finished":
+            if handle is not None:
+                handle.future = None
+            pending = handle is not None and handle.state not in ("done", "abandoned")
+        _release(future)
+        if not pending or handle is None:
+            return
+        if status == "finished":
             # The outcome is on its way on the topic (it was sent before the task ended).
-            timer = threading.Timer(OUTCOME_GRACE, self._lost, args=(handle, None))
+            timer = threading.Timer(OUTCOME_GRACE, self._lost, args=(handle, "no outcome arrived"))
             timer.daemon = True
             timer.start()
             return
-        self._lost(handle, future)
+        self._lost(handle, f"its Dask task ended '{status}'")
 
-    def _lost(self, handle: _DaskCall, future: Any) -> None:
+    def _lost(self, handle: _DaskCall, why: str) -> None:
         with self._lock:
             if handle.state in ("done", "abandoned"):
                 return
             started = handle.state == "running"
             handle.state = "done"
             self._calls.pop(handle.key, None)
-        why = "no outcome arrived"
-        if future is not None:
-            try:
-                exc = future.exception(timeout=0)
-                why = f"{type(exc).__name__}: {exc}" if exc is not None else future.status
-            except Exception as error:
-                why = f"{type(error).__name__}: {error}"
-        outcome = RawOutcome(
-            None,
-            WorkerLost(
-                f"The Dask task of this call was lost ({why}); the cluster gave up on it "
-                "(a worker died while running it, or the scheduler went away)"
-            ),
-            error_type="worker_lost",
-        )
         events = handle.events
         try:
+            if self.closed and not started:
+                events.refused(SHUTDOWN)  # cancelled by shutdown() before it started
+                return
+            outcome = RawOutcome(
+                None,
+                WorkerLost(
+                    f"The call was lost on the Dask cluster ({why}): a worker died while "
+                    "running it and the cluster gave up on it, or the scheduler went away"
+                ),
+                error_type="worker_lost",
+            )
             if not started and not events.started():
                 return
             events.finished(outcome)
@@ -473,47 +531,71 @@ class DaskRunner:
                 return "stopped"
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
+            future, handle.future = handle.future, None
         # Everywhere when it has not started yet (it may be starting right now). On a thread
         # of its own: abandon may be called on the client's own event loop thread.
         workers = None
         if state == "running" and handle.where is not None:
             workers = [handle.where.split(" ", 1)[0]]
         threading.Thread(
-            target=self._stop_remote, args=(handle, workers), name="laios-dask-stop", daemon=True
+            target=self._stop_remote,
+            args=(handle.key, future, workers),
+            name="laios-dask-stop",
+            daemon=True,
         ).start()
         return "killed" if state == "running" else "stopped"
 
-    def _stop_remote(self, handle: _DaskCall, workers: list[str] | None) -> None:
+    def _stop_remote(self, key: str, future: Any, workers: list[str] | None) -> None:
         try:
-            if handle.future is not None:
-                handle.future.cancel()
-            self.client.run(kill_call, handle.key, workers=workers, wait=False)
+            if future is not None:
+                future.cancel()
+                _release(future)
+            self.client.run(kill_call, key, workers=workers, wait=False)
         except Exception:
-            _log.debug("could not reach the workers to stop %s", handle.key, exc_info=True)
+            _log.debug("could not reach the workers to stop %s", key, exc_info=True)
+
+    def owns_current_thread(self) -> bool:
+        """Whether the calling thread is the one that delivers the workers' reports (a
+        callback run for a task, calling back into the executor)."""
+        return threading.get_ident() == self._delivery_thread
 
     def shutdown(self, wait: bool = True) -> None:
-        """Refuse new calls; with ``wait``, let the accepted ones finish first; then cancel
-        what is left on the cluster and close the client (and the local cluster)."""
+        """Refuse new calls and cancel the ones still queued on the cluster. Running calls
+        finish (with ``wait``, before this returns); then the client (and the local cluster
+        this runner started) is closed."""
         if self.closed:
             return
         self.closed = True
-        if wait:
-            while True:
-                with self._lock:
-                    if not self._calls:
-                        break
-                time.sleep(0.01)
         with self._lock:
-            left = list(self._calls.values())
-        for handle in left:
-            if handle.future is not None:
-                handle.future.cancel()
+            queued = [h for h in self._calls.values() if h.state == "queued"]
+        for handle in queued:
+            future = handle.future
+            if future is not None:
+                future.cancel()  # (its done callback refuses it: shut down)
+        if wait and not self.owns_current_thread():
+            self._close_when_idle()
+        else:
+            threading.Thread(
+                target=self._close_when_idle, name="laios-dask-close", daemon=True
+            ).start()
+
+    def _close_when_idle(self) -> None:
+        while True:
+            with self._lock:
+                if not self._calls:
+                    break
+            time.sleep(0.01)
         with contextlib.suppress(Exception):  # (the cluster may be gone already)
             self.client.unsubscribe_topic(self._topic)
         if self._owns_client:
-            self.client.close()
+            with contextlib.suppress(Exception):
+                self.client.close()
             if self._cluster is not None:
-                self._cluster.close()
+                with contextlib.suppress(Exception):
+                    self._cluster.close()
+            if self._config is not None:
+                self._config.__exit__(None, None, None)
+                self._config = None
 
     def __repr__(self) -> str:
         where = self.address or ("local cluster" if self._cluster is not None else "client")
