@@ -560,18 +560,20 @@ class DaskRunner:
         return threading.get_ident() == self._delivery_thread
 
     def shutdown(self, wait: bool = True) -> None:
-        """Refuse new calls and cancel the ones still queued on the cluster. Running calls
-        finish (with ``wait``, before this returns); then the client (and the local cluster
-        this runner started) is closed."""
+        """Refuse new calls. With ``wait``, let the accepted ones finish, then close the client
+        (and the local cluster this runner started) before returning. Without, cancel the calls
+        still queued on the cluster (they end ``rejected``, ``shutdown``), let the running ones
+        finish, and close the client once they have."""
         if self.closed:
             return
         self.closed = True
-        with self._lock:
-            queued = [h for h in self._calls.values() if h.state == "queued"]
-        for handle in queued:
-            future = handle.future
-            if future is not None:
-                future.cancel()  # (its done callback refuses it: shut down)
+        if not wait:
+            with self._lock:
+                queued = [h for h in self._calls.values() if h.state == "queued"]
+            for handle in queued:
+                future = handle.future
+                if future is not None:
+                    future.cancel()  # (its done callback refuses it: shut down)
         if wait and not self.owns_current_thread():
             self._close_when_idle()
         else:
