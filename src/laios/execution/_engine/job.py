@@ -268,10 +268,12 @@ class Job(TaskRecord):
 
     def attach(self, handle: Handle) -> None:
         """Keep the runner's handle while the job runs; stop the call now if the job was
-        abandoned meanwhile."""
+        abandoned meanwhile, or finished before it started (timed out or cancelled while the
+        runner was still accepting it: a runner that does not ask before it starts a call
+        would otherwise run it)."""
         self.handle = handle
-        if self.phase == ABANDONED:
-            self._abandon()
+        if self.phase == ABANDONED or (self.phase == DONE and not self.ran):
+            self._abandon(self.outcome if self.outcome == "cancelled" else "timeout")
         if self.state == "finished":
             # The handle refers back to this job: the retained record must not keep the pair.
             self.handle = None
