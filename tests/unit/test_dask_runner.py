@@ -357,3 +357,34 @@ def test_its_own_local_cluster_serves_on_after_the_nanny_restarts_a_worker(
         assert again.output != first.output
     finally:
         executor.shutdown(wait=True)
+
+
+def test_reading_the_store_during_dask_traffic_never_blocks_the_executor(
+    make: Callable[..., Executor],
+) -> None:
+    """The store reads runner stats under its lock; reading them must never wait for the
+    Dask client's event loop, which delivers the workers' reports into the store."""
+    executor = make()
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            executor.store.snapshot()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.extend(
+                executor.execute_task(task("progress", steps=3), CONTEXT, timeout=WAIT)
+                for _ in range(20)
+            )
+        )
+        caller.start()
+        caller.join(WAIT)
+        assert not caller.is_alive(), "the executor blocked while the store was read"
+        assert all(r.success for r in results)
+    finally:
+        stop.set()
+        reader.join(5)

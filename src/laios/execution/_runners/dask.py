@@ -48,6 +48,8 @@ _log = logging.getLogger("laios.execution")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Seconds an outcome may take to arrive after its Dask task finished before it counts as lost.
 OUTCOME_GRACE = 10.0
+#: Seconds between two readings of the cluster's thread count (for ``stats``).
+STATS_INTERVAL = 2.0
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
 
@@ -347,6 +349,8 @@ class DaskRunner:
         self._initializer = worker_initializer
         self._initargs = tuple(worker_initargs)
         client.subscribe_topic(self._topic, self._on_event)
+        self._threads = self._count_threads()
+        threading.Thread(target=self._watch_threads, name="laios-dask-stats", daemon=True).start()
 
     @property
     def dashboard_link(self) -> str:
@@ -355,20 +359,30 @@ class DaskRunner:
 
     @property
     def stats(self) -> RunnerStats:
-        """Threads of the cluster's workers, calls running and calls queued."""
+        """Threads of the cluster's workers (as last read, at most ``STATS_INTERVAL`` seconds
+        ago), calls running and calls queued. Never waits: a store reads it while holding its
+        lock, and asking the cluster waits for the client's event loop, which delivers the
+        workers' reports into that store."""
         with self._lock:
             calls = list(self._calls.values())
-        workers = 0
-        if not self.closed:
-            try:
-                workers = sum(self.client.nthreads().values())
-            except Exception:  # the cluster is unreachable now
-                workers = 0
         return RunnerStats(
-            workers=workers,
+            workers=0 if self.closed else self._threads,
             busy=sum(1 for call in calls if call.state == "running"),
             queued=sum(1 for call in calls if call.state == "queued"),
         )
+
+    def _count_threads(self) -> int:
+        try:
+            return int(sum(self.client.nthreads().values()))
+        except Exception:  # the cluster cannot be reached now
+            return 0
+
+    def _watch_threads(self) -> None:
+        """Keep the cluster's thread count fresh for :attr:`stats` (off the callers' paths)."""
+        while not self.closed:
+            time.sleep(STATS_INTERVAL)
+            if not self.closed:
+                self._threads = self._count_threads()
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
         """Send ``call`` to the cluster as one Dask task, or refuse it (shut down)."""
