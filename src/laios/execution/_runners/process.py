@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import selectors
@@ -42,6 +43,8 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from laios._compat.multiprocessing import forget_child, forkserver_in_child
+from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -231,6 +234,28 @@ class _Pool:
         self.terminated = False  # every worker was killed (running calls end "terminated")
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no workers (they are the parent's, and go on serving it: the
+        child neither stops nor kills them), nothing queued, no reader; pipes of its own, and
+        a forkserver of its own for the workers it starts."""
+        forkserver_in_child()
+        for worker in self.workers.values():
+            forget_child(worker.process)
+            with contextlib.suppress(OSError):
+                worker.conn.close()  # (the child's copy; the parent's end stays open)
+        for conn in (self.wake_reader, self.wake_writer):
+            with contextlib.suppress(OSError):
+                conn.close()
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.workers = {}
+        self.idle = []
+        self.starting = 0
+        self.queue = deque()
+        self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
+        self.reader = None
 
     # -- starting workers --------------------------------------------------------------------
 
@@ -555,6 +580,12 @@ _POOLS: weakref.WeakSet[_Pool] = weakref.WeakSet()
 def _terminate_all() -> None:
     for pool in list(_POOLS):
         pool.terminate()
+
+
+# A process started by multiprocessing (a Dask worker, say) joins its children before its
+# atexit handlers run: finalizers of a priority of 0 or more run first, so the workers are
+# gone by then instead of being waited for.
+multiprocessing.util.Finalize(None, _terminate_all, exitpriority=100)
 
 
 class ProcessRunner:
