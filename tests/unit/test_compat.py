@@ -91,3 +91,26 @@ def test_fast_assignment_skips_validation() -> None:
     naive = datetime(2024, 1, 1)
     fast_pydantic._assign_fast(task, {"started_at": naive})
     assert task.started_at is naive
+
+
+def test_multiprocessing_still_keeps_its_children_where_a_forked_child_drops_them() -> None:
+    """``multiprocessing.process._children`` is still the set a forked child drops its
+    parent's worker processes from: when this fails, such a child's exit waits for them."""
+    import multiprocessing.process
+
+    from laios._compat import multiprocessing as fast_multiprocessing
+
+    assert fast_multiprocessing.CHILDREN_READABLE
+    marker = object()
+    children = multiprocessing.process._children  # type: ignore[attr-defined]
+    children.add(marker)
+    fast_multiprocessing.forget_child(marker)
+    assert marker not in children
+
+
+def test_the_forkserver_still_keeps_its_state_where_a_forked_child_resets_it() -> None:
+    """The forkserver still keeps its pid, alive fd, address and lock on the module's
+    instance: when this fails, a process runner in a forked child cannot start workers."""
+    from laios._compat import multiprocessing as fast_multiprocessing
+
+    assert fast_multiprocessing.FORKSERVER_READABLE

@@ -33,6 +33,7 @@ from laios.execution._aggregates import (
     ToolSlot,
     ToolSnapshot,
 )
+from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._records import MAX_TEXT, Checkpoint, ProgressStatus, ProgressUpdate, shorten
 
@@ -218,6 +219,27 @@ class MetricStore:
         self._progress_listeners: list[ProgressListener] = []
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
         self._custom_totals: dict[tuple[str, str], list[float]] = {}
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a child made by ``os.fork()``: start from zero (the child counts and keeps its
+        own tasks only; the parent's are the parent's), with a lock of its own.
+
+        Registered runners and progress listeners stay (they belong to the executors and
+        monitors the child inherited, which reset themselves).
+        """
+        self._lock = threading.Lock()
+        self._active = {}
+        self._slots = {}
+        self._slot_by_name = {}
+        self._unknown = self._new_slot(TOOL_UNKNOWN)
+        self._queue_depth = 0
+        self._progress = OrderedDict()
+        self._custom = OrderedDict()
+        self._custom_totals = {}
+        for scope in list(self._scopes):
+            scope.active_by_id = {}
+            scope.finished = OrderedDict()
 
     # -- labels -------------------------------------------------------------------------
 

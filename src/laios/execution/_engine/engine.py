@@ -32,6 +32,7 @@ from opentelemetry import trace
 
 from laios.core.types import Task, TaskResult
 from laios.execution._engine.job import DONE, QUEUED, RUNNING, Job, JobEnv, describe_exception
+from laios.execution._forks import reset_after_fork
 from laios.execution._records import shorten
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
@@ -136,6 +137,13 @@ class Engine:
         self.pending_cancels: OrderedDict[str, None] = OrderedDict()
         #: Retry loops between attempts, by task id: calling the value stops the loop's wait.
         self.retrying: dict[str, Callable[[], object]] = {}
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a lock of its own, no cancellations or retry loops pending."""
+        self.lock = self.env.lock = threading.Lock()
+        self.pending_cancels = OrderedDict()
+        self.retrying = {}
 
     # -- timeouts --------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
+from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -39,6 +40,9 @@ from laios.execution._runners.invoke import call_tool_async
 __all__ = ["AsyncSlots", "LoopRunner", "LoopThread"]
 
 _log = logging.getLogger("laios.execution")
+
+#: Event loops inherited from the parent by a forked child (kept so that they are never closed).
+_INHERITED_LOOPS: list[asyncio.AbstractEventLoop] = []
 
 _NO_LOOP = Refusal(
     "loop_closed",
@@ -110,6 +114,13 @@ class AsyncSlots:
         self.running = 0
         self.waiting: deque[_LoopCall] = deque()
         self.lock = threading.Lock()
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no async tool runs or waits (those were the parent's)."""
+        self.running = 0
+        self.waiting = deque()
+        self.lock = threading.Lock()
 
     def take(self, work: _LoopCall) -> bool:
         """Take a slot for ``work`` (``True``), or queue it for the next free one."""
@@ -150,6 +161,19 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no loop thread; the next use starts one of the child's own.
+
+        The parent's loop is kept, unused and never closed: closing it would unregister its
+        files from a selector that the child shares with the parent.
+        """
+        if self._loop is not None:
+            _INHERITED_LOOPS.append(self._loop)
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -218,6 +242,12 @@ class LoopRunner:
         self.closed = False
         # Calls accepted and not finished, counted on the loop thread's runner only: its
         # shutdown(wait=True) waits for them (calls on a caller's loop end with that loop).
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no calls pending (they were the parent's)."""
         self._pending = 0
         self._pending_lock = threading.Lock()
 

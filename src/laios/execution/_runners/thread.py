@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 
+from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -77,6 +78,15 @@ class ThreadRunner:
         self._threads: set[threading.Thread] = set()
         self._held: set[threading.Thread] = set()  # threads held by abandoned calls; locked
         self._counter = 0
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no worker threads (they were the parent's), nothing queued."""
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads = set()
+        self._held = set()
 
     @property
     def abandoned(self) -> int:

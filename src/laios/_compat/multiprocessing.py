@@ -1,0 +1,60 @@
+"""What a child made by ``os.fork()`` needs from ``multiprocessing`` to start processes of its
+own, where no public call exists.
+
+* ``multiprocessing`` keeps every process it started in the module-level set
+  ``multiprocessing.process._children`` and joins those still running at interpreter exit. A
+  forked child inherits the set: the parent's worker processes would make the child's exit wait
+  until they end. :func:`forget_child` drops one.
+* The ``forkserver`` start method keeps its server's pid in the module's ``ForkServer``
+  instance and checks it with ``os.waitpid``, which fails in a forked child (the server is the
+  parent's child, not its own): every process start there fails. :func:`forkserver_in_child`
+  makes the child start a server of its own on its next process start.
+
+When the attributes read here are gone (a future Python), nothing is changed and nothing
+fails; the test of this module fails loudly instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing.forkserver
+import multiprocessing.process
+import os
+import threading
+from typing import Any
+
+__all__ = ["CHILDREN_READABLE", "FORKSERVER_READABLE", "forget_child", "forkserver_in_child"]
+
+#: Whether ``multiprocessing.process._children`` still exists as a set.
+CHILDREN_READABLE: bool = isinstance(getattr(multiprocessing.process, "_children", None), set)
+
+_SERVER_FIELDS = ("_forkserver_pid", "_forkserver_alive_fd", "_forkserver_address", "_lock")
+
+#: Whether the forkserver still keeps its state where :func:`forkserver_in_child` resets it.
+FORKSERVER_READABLE: bool = all(
+    hasattr(getattr(multiprocessing.forkserver, "_forkserver", None), name)
+    for name in _SERVER_FIELDS
+)
+
+
+def forget_child(process: Any) -> None:
+    """Stop ``multiprocessing`` from waiting for ``process`` at exit (in a forked child)."""
+    if CHILDREN_READABLE:
+        children: set[Any] = getattr(multiprocessing.process, "_children")  # noqa: B009
+        children.discard(process)
+
+
+def forkserver_in_child() -> None:
+    """In a forked child: forget the parent's forkserver, so that the next process started
+    with ``forkserver`` starts a server for this process (the parent's is left running)."""
+    if not FORKSERVER_READABLE:
+        return
+    server: Any = getattr(multiprocessing.forkserver, "_forkserver")  # noqa: B009
+    alive = server._forkserver_alive_fd  # noqa: SLF001 (the guarded read this module is for)
+    if alive is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive)  # (the child's copy: the server lives as long as its parent)
+    server._forkserver_pid = None  # noqa: SLF001
+    server._forkserver_alive_fd = None  # noqa: SLF001
+    server._forkserver_address = None  # noqa: SLF001
+    server._lock = threading.Lock()  # noqa: SLF001 (another thread may have held it)

@@ -1,0 +1,178 @@
+"""An executor used before ``os.fork()`` works in the child (a server forking preloaded workers).
+
+The parent runs tasks on every road first, so that worker threads are idle, the executor's
+event loop thread runs and the store has counts. The child must get working runners of its
+own (not the parent's threads, which do not exist in it) and a store that starts from zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+#: Longest the child may take before the test gives up on it (it hangs on the broken code).
+CHILD_SECONDS = 20.0
+
+
+def _in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Fork; run ``work`` in the child and return what it returned (as JSON)."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():  # (3.12+ warns about forking a threaded process)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 0
+        try:
+            os.close(read_end)
+            outcome = work()
+            os.write(write_end, json.dumps(outcome).encode())
+        except BaseException as exc:
+            os.write(write_end, json.dumps({"crashed": repr(exc)}).encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + CHILD_SECONDS
+    while True:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            pytest.fail(f"the forked child hung for more than {CHILD_SECONDS:g}s")
+        time.sleep(0.02)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    result: dict[str, Any] = json.loads(data)
+    return result
+
+
+def test_an_executor_used_before_fork_works_in_the_child(
+    make_executor: Callable[..., Executor], make_task: Callable[..., Task], context: Context
+) -> None:
+    executor = make_executor(max_workers=2)
+    # Use every road in the parent: idle worker threads, a running loop thread, counts.
+    assert executor.execute_task(make_task("echo", text="a"), context, timeout=5).success
+    assert executor.execute_task(make_task("async_echo", text="b"), context).success
+    assert asyncio.run(executor.execute_async(make_task("echo", text="c"), context)).success
+    parent_total = sum(t.total for t in executor.store.snapshot().tools)
+    assert parent_total == 3
+
+    def child() -> dict[str, Any]:
+        started = time.monotonic()
+        pooled = executor.execute_task(make_task("echo", text="x"), context, timeout=1)
+        looped = executor.execute_task(make_task("async_echo", text="y"), context, timeout=1)
+
+        async def awaited() -> Any:
+            return await asyncio.wait_for(
+                executor.execute_async(make_task("echo", text="z"), context, timeout=1), 5
+            )
+
+        awaited_result = asyncio.run(awaited())
+        snapshot = executor.store.snapshot()
+        executor.shutdown(wait=True)
+        return {
+            "outputs": [pooled.output, looped.output, awaited_result.output],
+            "errors": [pooled.error, looped.error, awaited_result.error],
+            "total": sum(t.total for t in snapshot.tools),
+            "seconds": time.monotonic() - started,
+        }
+
+    outcome = _in_child(child)
+    assert "crashed" not in outcome, outcome
+    assert outcome["outputs"] == ["x", "y", "z"], outcome["errors"]
+    # The child counts its own tasks only: the parent's three are the parent's.
+    assert outcome["total"] == 3
+    assert outcome["seconds"] < 10
+    # The parent's executor is untouched and goes on.
+    assert executor.execute_task(make_task("echo", text="d"), context, timeout=5).output == "d"
+    assert sum(t.total for t in executor.store.snapshot().tools) == 4
+
+
+def test_a_fork_while_another_thread_holds_the_executors_locks_does_not_deadlock_the_child(
+    make_executor: Callable[..., Executor], make_task: Callable[..., Task], context: Context
+) -> None:
+    executor = make_executor(max_workers=2)
+    assert executor.execute_task(make_task("echo", text="a"), context, timeout=5).success
+    # Hold the store's and the runner's state busy from other threads while forking.
+    import threading
+
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            executor.execute_task(make_task("echo", text="h"), context, timeout=5)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(5):
+
+            def child() -> dict[str, Any]:
+                result = executor.execute_task(make_task("echo", text="x"), context, timeout=1)
+                return {"output": result.output, "error": result.error}
+
+            outcome = _in_child(child)
+            assert outcome.get("output") == "x", outcome
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+if sys.platform == "win32":  # pragma: no cover
+    pytest.skip("no fork on Windows", allow_module_level=True)
+
+
+def test_a_process_runner_used_before_fork_gives_the_child_workers_of_its_own() -> None:
+    import process_tools
+
+    from laios.execution.runners import ProcessRunner
+    from laios.execution.store import MetricStore
+    from laios.tools.registry import ToolRegistry
+
+    registry = ToolRegistry()
+    registry.register_tool(process_tools.Pid())
+    runner = ProcessRunner(1)
+    executor = Executor(registry, runner=runner, store=MetricStore(), register_prometheus=False)
+    context = Context(session_id="s", user_id="u")
+
+    def pid_task() -> Task:
+        return Task(plan_id="p", description="d", tool_name="pid")
+
+    try:
+        parent_worker = executor.execute_task(pid_task(), context, timeout=10).output
+        assert runner.worker_pids() == [parent_worker]
+
+        def child() -> dict[str, Any]:
+            result = executor.execute_task(pid_task(), context, timeout=10)
+            mine = runner.worker_pids()
+            executor.shutdown(wait=True)  # stops the child's worker, not the parent's
+            return {"worker": result.output, "error": result.error, "mine": mine}
+
+        outcome = _in_child(child)  # (a child whose exit waited for the parent's worker hangs)
+        assert outcome["worker"] not in (None, parent_worker), outcome
+        assert outcome["mine"] == [outcome["worker"]]
+        # The parent's worker was neither stopped nor killed by the child.
+        assert runner.worker_pids() == [parent_worker]
+        assert executor.execute_task(pid_task(), context, timeout=10).output == parent_worker
+    finally:
+        executor.shutdown(wait=False)
+        runner.terminate()
