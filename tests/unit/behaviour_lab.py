@@ -18,6 +18,11 @@ tracer stays behind). A tool in a worker process and the test therefore see the 
   ``nested`` tool saw as current.
 
 Waiting for a mark or a count polls every :data:`POLL` seconds.
+
+:func:`start_forkserver` readies a Dask worker of the dask roads and
+:func:`stop_tool_processes` lets one close quickly (both run there with ``Client.run``);
+:func:`scheduler_task_keys` runs on the Dask scheduler. They are here, not in the test module,
+because Dask imports them by name.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ __all__ = [
     "Mark",
     "ToolExploded",
     "Where",
+    "scheduler_task_keys",
+    "start_forkserver",
+    "stop_tool_processes",
 ]
 
 #: How often blocked and cooperative tools look at their gate or their task, and how often a
@@ -70,6 +78,49 @@ def _poll(predicate: Callable[[], bool], timeout: float | None) -> bool:
         if deadline is not None and time.monotonic() >= deadline:
             return predicate()
         time.sleep(POLL)
+    return True
+
+
+def start_forkserver() -> int:
+    """Start this process's forkserver, with laios and this module preloaded; return the pid.
+
+    Run on each Dask worker of the dask roads when its cluster starts (``Client.run``): the
+    worker's process runner forks every tool process from that forkserver, which takes up to
+    a second or two to start and import laios; forked from it, a tool process starts in
+    milliseconds, well within a test's short timeout. (A forkserver's preload is set until it
+    starts: the process runner the worker makes later uses this one as it is.)
+    """
+    import multiprocessing
+
+    from laios.execution.runners import ProcessRunner
+
+    ProcessRunner(1, preload=[__name__]).shutdown()  # (sets the forkserver's preload)
+    process = multiprocessing.get_context("forkserver").Process(target=time.sleep, args=(0,))
+    process.start()  # (returns once the forkserver has forked it: ready)
+    process.join(30)
+    return os.getpid()
+
+
+def scheduler_task_keys(dask_scheduler: Any) -> list[str]:
+    """The keys of the tasks the Dask scheduler holds (``Client.run_on_scheduler``)."""
+    return [str(key) for key in dask_scheduler.tasks]
+
+
+def stop_tool_processes() -> bool:
+    """Shut down the process runner of this Dask worker (if it made one); return whether it did.
+
+    Run on each Dask worker just before its cluster closes. The worker's process runner is
+    never shut down by the worker itself, and the processes it started are not daemonic: a
+    closing worker waits for them to end (``multiprocessing`` joins a process's children when
+    it exits) until its nanny kills it, 4 seconds later. (It reaches into the Dask runner's
+    private state: if that changes, this does nothing, and closing the cluster is only slower.)
+    """
+    from laios.execution._runners import dask
+
+    runner = getattr(getattr(dask, "_STATE", None), "runner", None)
+    if runner is None:
+        return False
+    runner.shutdown(wait=True)
     return True
 
 
