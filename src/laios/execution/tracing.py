@@ -47,9 +47,12 @@ _log = logging.getLogger("laios.execution")
 
 __all__ = [
     "CAPTURE_CONTENT_ENV",
+    "SCHEMA_URL",
     "Tracing",
 ]
 
+#: The OpenTelemetry semantic conventions the spans' attribute names follow.
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.44.0"
 #: The standard switch for recording tool arguments and results on spans.
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 #: Longest string value of a ``laios.checkpoint.*`` attribute, in characters.
@@ -122,9 +125,11 @@ class Tracing:
         self.known_enabled = tracer_provider is not None
         self._tracer: trace.Tracer
         if tracer_provider is not None:
-            self._tracer = tracer_provider.get_tracer("laios.execution", __version__)
+            self._tracer = tracer_provider.get_tracer(
+                "laios.execution", __version__, schema_url=SCHEMA_URL
+            )
         else:
-            self._tracer = trace.get_tracer("laios.execution", __version__)
+            self._tracer = trace.get_tracer("laios.execution", __version__, schema_url=SCHEMA_URL)
         self.capture_content = _env_capture() if capture_content is None else capture_content
 
     @property

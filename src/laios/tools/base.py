@@ -161,6 +161,9 @@ class BaseTool(abc.ABC):
         category: Broad area the tool works in.
         required_permissions: Permissions the tool needs. Each instance holds its own copy.
         input_model: Model that validates the keyword arguments of :meth:`execute`.
+        tool_type: What kind of tool it is, as the OpenTelemetry GenAI conventions name it on
+            the task span (``gen_ai.tool.type``): ``"function"`` (the default), ``"extension"``
+            (calls an external API on the agent's side) or ``"datastore"`` (retrieves data).
         is_async: Whether the tool's work is a coroutine. False here; :class:`AsyncBaseTool`
             sets it to True. An executor running inside an event loop should await
             :meth:`AsyncBaseTool.execute_async` for tools where this is True.
@@ -172,6 +175,7 @@ class BaseTool(abc.ABC):
     required_permissions: set[Permission] = set()
     input_model: type[ToolInput] = ToolInput
     is_async: ClassVar[bool] = False
+    tool_type: ClassVar[str] = "function"
 
     _entry_point: ClassVar[str] = "_execute"
     _kwargs_style: ClassVar[bool] = True

@@ -76,6 +76,29 @@ def rejected_result(task: Any, exc: BaseException) -> TaskResult:
     )
 
 
+#: ``Task.metadata`` keys that carry the tool call id the model issued (the first one set).
+TOOL_CALL_ID_KEYS = ("tool_call_id", "gen_ai.tool.call.id")
+#: The tool types of the GenAI conventions (a tool's ``tool_type``; anything else: function).
+TOOL_TYPES = frozenset({"function", "extension", "datastore"})
+
+
+def _tool_call_id(task: Task) -> str | None:
+    """The tool call id the model issued for this task, when the caller passed it."""
+    metadata = task.metadata
+    if not metadata:
+        return None
+    for key in TOOL_CALL_ID_KEYS:
+        value = metadata.get(key)
+        if isinstance(value, str) and value:
+            return shorten(value, MAX_SPAN_TEXT)
+    return None
+
+
+def _tool_type(tool: Any) -> str:
+    kind = getattr(tool, "tool_type", "function")
+    return kind if isinstance(kind, str) and kind in TOOL_TYPES else "function"
+
+
 def check_call(task: Any, on_progress: Any) -> None:
     """Refuse what no road can run: not a ``Task``, or an ``on_progress`` that is not callable.
 
@@ -280,20 +303,21 @@ class Engine:
         """
         name = shorten(task.tool_name, MAX_SPAN_TEXT)
         task_id = shorten(task.id, MAX_SPAN_TEXT)
+        session = shorten(str(getattr(context, "session_id", "") or ""), MAX_SPAN_TEXT)
         attrs = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": name,
-            "gen_ai.tool.call.id": task_id,
-            "gen_ai.tool.type": "function",
+            "gen_ai.tool.call.id": _tool_call_id(task) or task_id,
+            "gen_ai.tool.type": _tool_type(tool),
             "gen_ai.tool.description": shorten(
                 str(getattr(tool, "description", "") or ""), MAX_SPAN_TEXT
             ),
             "laios.task.id": task_id,
             "laios.plan.id": shorten(str(task.plan_id), MAX_SPAN_TEXT),
-            "laios.session.id": shorten(
-                str(getattr(context, "session_id", "") or ""), MAX_SPAN_TEXT
-            ),
+            "laios.session.id": session,
         }
+        if session:
+            attrs["gen_ai.conversation.id"] = session
         if attributes:
             attrs.update(attributes)
         tracing = self.tracing
