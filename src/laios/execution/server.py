@@ -51,6 +51,7 @@ from laios.execution._aggregates import (
     HistogramSnapshot,
     StoreSnapshot,
 )
+from laios.execution._records import shorten
 from laios.execution.prometheus import ensure_collector, render_for_accept
 from laios.execution.store import MetricStore, get_default_store
 
@@ -106,6 +107,8 @@ _BUSY = (
 )
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
 MAX_STATUS_RUNNING = 1000
+#: Longest task id or tool name in the status document, in characters (longer ones are cut).
+MAX_STATUS_TEXT = 256
 #: Outcomes counted in ``error_rate``: failures, not the caller's own cancellations.
 _FAILED_OUTCOMES = ("error", "timeout", "rejected")
 _JSON = "application/json; charset=utf-8"
@@ -154,7 +157,7 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
         ran = _ran(tool.outcomes)
         tools.append(
             {
-                "tool": tool.tool,
+                "tool": shorten(tool.tool, MAX_STATUS_TEXT),
                 "total": total,
                 "outcomes": outcomes,
                 "error_rate": round(failed / total, 6) if total else None,
@@ -170,8 +173,8 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
         "generated_at": generated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "running": [
             {
-                "task_id": task.task_id,
-                "tool": task.tool,
+                "task_id": shorten(task.task_id, MAX_STATUS_TEXT),
+                "tool": shorten(task.tool, MAX_STATUS_TEXT),
                 "state": task.state,
                 "elapsed_seconds": round(task.elapsed_seconds, 3),
                 "progress_percent": round(task.progress_percent, 2),
