@@ -2,25 +2,34 @@
 
 Tool parameters often carry credentials. Nothing the executor emits (spans, logs, metrics,
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
-``[REDACTED]`` when content capture is on, and those values are scrubbed out of error text
-before any error reaches telemetry or logs.
+``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
+``repr``-escaped and JSON-escaped forms) are scrubbed out of error text before any error
+reaches telemetry or logs. The fields of dataclass instances and pydantic models are read like
+the keys of a mapping.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote, quote_plus
+
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 __all__ = [
     "MAX_ERROR_BYTES",
     "MAX_SECRET_SCAN_ITEMS",
     "MAX_STRING_CHARS",
     "MAX_VALUE_BYTES",
+    "MIN_SCRUB_CHARS",
     "REDACTED",
+    "encoded_forms",
     "is_secret_key",
+    "object_fields",
     "redact",
     "scrub",
     "secret_values",
@@ -38,7 +47,7 @@ MAX_VALUE_BYTES = 4096
 MAX_STRING_CHARS = 256
 #: Most keys and items :func:`secret_values` looks at in one set of parameters.
 MAX_SECRET_SCAN_ITEMS = 5000
-#: Deepest nesting level that is read (deeper values are neither copied nor searched).
+#: Deepest nesting level that :func:`redact` copies (deeper values become ``"…"``).
 _MAX_DEPTH = 8
 #: Shortest secret value scrubbed from free text (shorter ones would mangle ordinary words).
 MIN_SCRUB_CHARS = 4
@@ -66,60 +75,147 @@ def truncate_bytes(text: str, limit: int = MAX_ERROR_BYTES) -> str:
     return encoded[:room].decode("utf-8", "ignore") + marker
 
 
-def secret_values(params: Any, _depth: int = 0) -> list[str]:
+def object_fields(value: Any, *, hidden: bool = True) -> Iterator[tuple[str, Any]] | None:
+    """The ``(name, value)`` fields of a dataclass instance or a pydantic model, read lazily;
+    ``None`` for any other value (a dataclass *class* included).
+
+    A pydantic model gives its declared fields that are set, then its extra fields. With
+    ``hidden`` false, fields their class keeps out of its ``repr`` (``field(repr=False)``,
+    ``Field(repr=False)``) are left out. A field that cannot be read is skipped.
+    """
+    if isinstance(value, BaseModel):
+        return _model_fields(value, hidden)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _dataclass_fields(value, hidden)
+    return None
+
+
+def _dataclass_fields(value: Any, hidden: bool) -> Iterator[tuple[str, Any]]:
+    try:
+        declared = dataclasses.fields(value)
+    except Exception:
+        return
+    for declared_field in declared:
+        if not (hidden or declared_field.repr):
+            continue
+        try:
+            item = getattr(value, declared_field.name)
+        except Exception:
+            continue
+        yield declared_field.name, item
+
+
+def _model_fields(value: BaseModel, hidden: bool) -> Iterator[tuple[str, Any]]:
+    try:
+        declared = type(value).model_fields
+        values = value.__dict__
+        extra = value.__pydantic_extra__
+    except Exception:
+        return
+    for name, info in declared.items():
+        if (hidden or info.repr) and name in values:
+            yield name, values[name]
+    if extra:
+        yield from list(extra.items())
+
+
+def secret_values(params: Any) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
-    The work is bounded: at most ``MAX_SECRET_SCAN_ITEMS`` keys and items are looked at in all,
-    and nothing deeper than 8 levels. Containers are read in turn, one item from each at a time
-    in the order they were reached (top level first), so a container with millions of items
-    takes only its share: secrets under secret-named keys of the top levels are found even next
-    to such a container. Values beyond the bound are not collected, and are not scrubbed from
+    Everything under a secret-looking key is secret, at any depth below it. The fields of
+    dataclass instances and pydantic models are read like the keys of a mapping (a field named
+    ``api_key`` is secret), and the value of a pydantic ``SecretStr`` or ``SecretBytes`` is
+    secret wherever it is.
+
+    The work is bounded: at most ``MAX_SECRET_SCAN_ITEMS`` keys, fields and items are looked at
+    in all, at any depth. Containers are read in turn, one item from each at a time in the
+    order they were reached (top level first), so a container with millions of items takes
+    only its share: secrets under secret-named keys of the top levels are found even next to
+    such a container. Values beyond the bound are not collected, and are not scrubbed from
     error text.
     """
     found: list[str] = []
-    # Containers being read: (their remaining (secret, value) items, depth of those items).
-    pending: deque[tuple[Iterator[tuple[bool, Any]], int]] = deque()
+    # Containers being read: their remaining (secret, value) items.
+    pending: deque[Iterator[tuple[bool, Any]]] = deque()
 
-    def visit(value: Any, secret: bool, depth: int) -> None:
+    def collect(text: str) -> None:
+        found.append(text)
+        # "Bearer abc…": the credential after an auth scheme leaks on its own too.
+        scheme, _, rest = text.partition(" ")
+        if rest and scheme.isalpha():
+            found.append(rest)
+
+    def visit(value: Any, secret: bool) -> None:
         if isinstance(value, Mapping):
-            if depth < _MAX_DEPTH:
-                items = ((secret or is_secret_key(k), v) for k, v in value.items())
-                pending.append((items, depth + 1))
+            pending.append((secret or is_secret_key(k), v) for k, v in value.items())
         elif isinstance(value, (list, tuple, set, frozenset)):
-            if depth < _MAX_DEPTH:
-                pending.append((((secret, v) for v in value), depth + 1))
-        elif secret and isinstance(value, (str, bytes, int)) and not isinstance(value, bool):
-            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-            found.append(text)
-            # "Bearer abc…": the credential after an auth scheme leaks on its own too.
-            scheme, _, rest = text.partition(" ")
-            if rest and scheme.isalpha():
-                found.append(rest)
+            pending.append((secret, v) for v in value)
+        elif isinstance(value, (str, bytes, int)):
+            if secret and not isinstance(value, bool):
+                collect(
+                    value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+                )
+        elif isinstance(value, (SecretStr, SecretBytes)):
+            hidden = value.get_secret_value()
+            collect(hidden.decode("utf-8", "replace") if isinstance(hidden, bytes) else hidden)
+        elif value is not None and not isinstance(value, float):
+            fields = object_fields(value)
+            if fields is not None:
+                pending.append((secret or is_secret_key(k), v) for k, v in fields)
 
-    if _depth <= _MAX_DEPTH:
-        visit(params, False, _depth)
+    visit(params, False)
     budget = MAX_SECRET_SCAN_ITEMS
     while pending and budget > 0:
-        items, depth = pending.popleft()
+        items = pending.popleft()
         item = next(items, None)
         if item is None:
             continue
         budget -= 1
-        pending.append((items, depth))
-        visit(item[1], item[0], depth)
+        pending.append(items)
+        visit(item[1], item[0])
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
 
 
+def encoded_forms(secret: str) -> list[str]:
+    """The forms in which ``secret`` may be written into text: itself, URL-encoded
+    (``quote(secret, safe="")`` and ``quote_plus``), ``repr``-escaped and JSON-escaped (with
+    and without ``ensure_ascii``), each once; forms shorter than ``MIN_SCRUB_CHARS`` are left
+    out (unless the form is ``secret`` itself)."""
+    forms = [secret]
+    for form in (
+        quote(secret, safe=""),
+        quote_plus(secret),
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    ):
+        if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
+            forms.append(form)
+    return forms
+
+
+def _with_encoded_forms(secrets: Iterable[str]) -> list[str]:
+    """Every non-empty secret and its encoded forms, each once, longest first."""
+    forms: dict[str, None] = {}
+    for secret in secrets:
+        if secret:
+            forms.update(dict.fromkeys(encoded_forms(secret)))
+    return sorted(forms, key=len, reverse=True)
+
+
 def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES) -> str:
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
+
+    The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
+    JSON-escaped) are replaced too, longest first.
 
     Args:
         text: Free text such as an error message or a traceback.
         secrets: Values to remove (see :func:`secret_values`).
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
-    for secret in secrets:
+    for secret in _with_encoded_forms(secrets):
         if secret in text:
             text = text.replace(secret, REDACTED)
     return truncate_bytes(text, limit) if limit is not None else text
@@ -129,10 +225,13 @@ def redact(value: Any, secrets: Sequence[str] = (), *, limit: int | None = MAX_V
     """A JSON-ready copy of ``value`` with secrets replaced and long strings cut.
 
     Values under secret-looking keys become ``"[REDACTED]"``; every occurrence of one of
-    ``secrets`` inside a string or a key (and a number equal to one) is replaced too, so a
-    secret repeated under an ordinary key or echoed in a result does not leak. Strings longer
-    than ``MAX_STRING_CHARS`` are truncated; anything not JSON-native becomes its ``repr``
-    (truncated). Nesting deeper than 8 levels is replaced by ``"…"``.
+    ``secrets`` (or of one of its encoded forms, see :func:`encoded_forms`) inside a string or
+    a key (and a number equal to one) is replaced too, so a secret repeated under an ordinary
+    key or echoed in a result does not leak. A dataclass instance or a pydantic model becomes a
+    mapping of the fields its ``repr`` shows (see :func:`object_fields`), so its secret-named
+    fields are redacted like keys. Strings longer than ``MAX_STRING_CHARS`` are truncated;
+    anything else not JSON-native becomes its ``repr`` (truncated). Nesting deeper than 8
+    levels is replaced by ``"…"``.
 
     Keys that become equal once cut or scrubbed keep the last value, in the place of the
     first (as in a ``dict`` built from them).
@@ -159,8 +258,8 @@ class _Copier:
     __slots__ = ("limit", "longest", "numbers", "repeated", "secrets", "size")
 
     def __init__(self, secrets: Sequence[str], limit: int | None) -> None:
-        self.secrets = [s for s in secrets if s]
-        self.numbers = frozenset(self.secrets)
+        self.numbers = frozenset(s for s in secrets if s)
+        self.secrets = _with_encoded_forms(secrets)
         self.longest = max(map(len, self.secrets), default=0)
         self.limit = limit
         self.size = 0
@@ -194,8 +293,12 @@ class _Copier:
             else:
                 self.size += len(number)
                 return value
-        text = value if isinstance(value, str) else _safe_repr(value)
-        return self.string(self.text(text, MAX_STRING_CHARS))
+        if isinstance(value, str):
+            return self.string(self.text(value, MAX_STRING_CHARS))
+        fields = object_fields(value, hidden=False)
+        if fields is not None:
+            return self.copy_pairs(fields, depth)
+        return self.string(self.text(_safe_repr(value), MAX_STRING_CHARS))
 
     def string(self, text: str) -> str:
         """Count ``text`` as a JSON string of the copy and return it."""
@@ -204,10 +307,15 @@ class _Copier:
 
     def copy_mapping(self, value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
         """The redacted copy of a mapping (keys as strings)."""
+        return self.copy_pairs(value.items(), depth)
+
+    def copy_pairs(self, pairs: Iterable[tuple[Any, Any]], depth: int) -> dict[str, Any]:
+        """The redacted copy of ``(key, value)`` pairs, as a mapping with string keys (pairs
+        are read only while the copy is within its limit)."""
         out: dict[str, Any] = {}
         sizes: dict[str, int] = {}  # what each value added to `size`
         self.size += 1  # "{"; "}" once written
-        for key, inner in value.items():
+        for key, inner in pairs:
             if self.full():
                 out.setdefault("…", "…")
                 break

@@ -1,0 +1,245 @@
+"""Secrets that :mod:`laios.execution.redaction` must find wherever they hide.
+
+Deep under secret-named keys, inside dataclass instances and pydantic models, and written in an
+encoded form (URL-encoded, ``repr``-escaped, JSON-escaped) in free text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import pytest
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from laios.execution.redaction import (
+    MAX_SECRET_SCAN_ITEMS,
+    MAX_VALUE_BYTES,
+    REDACTED,
+    redact,
+    scrub,
+    secret_values,
+    to_json,
+)
+
+SECRET = "sk-live-ABCDEF123456"
+#: A secret whose encoded forms all differ from it (a slash, a plus, quotes, a backslash, é).
+ODD_SECRET = 'sk-live/AB+CD "EF"\\12 é34'
+
+
+@dataclass
+class Creds:
+    api_key: str
+    region: str = "eu"
+
+
+@dataclass
+class Wrapper:
+    name: str
+    creds: Creds
+
+
+@dataclass
+class Hidden:
+    visible: str
+    token: str = field(repr=False, default="")
+
+
+class CredsModel(BaseModel):
+    api_key: str
+    region: str = "eu"
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "x"
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for level in range(depth):
+        value = {f"level{level}": value}
+    return value
+
+
+# -- secrets at any depth ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [9, 12, 40])
+def test_secret_values_finds_a_secret_deeper_than_eight_levels(depth: int) -> None:
+    """A value under a secret-named key many levels down is found (the docs say any depth)."""
+    assert SECRET in secret_values(_nested(depth, {"api_key": SECRET}))
+
+
+def test_secret_values_finds_everything_under_a_deep_secret_key() -> None:
+    """Everything under a secret-named key is secret, however deep below it."""
+    assert SECRET in secret_values({"credentials": _nested(15, SECRET)})
+
+
+def test_secret_values_mixes_lists_and_mappings_at_depth() -> None:
+    """Lists on the way down do not stop the search."""
+    value: Any = {"token": SECRET}
+    for _ in range(10):
+        value = [{"items": value}]
+    assert SECRET in secret_values({"root": value})
+
+
+def test_secret_values_of_a_very_deep_chain_is_bounded_and_does_not_recurse() -> None:
+    """A chain far deeper than the recursion limit is read within the item budget."""
+    chain: Any = {"api_key": SECRET}
+    for _ in range(MAX_SECRET_SCAN_ITEMS * 3):
+        chain = {"next": chain}
+    started = time.perf_counter()
+    assert secret_values(chain) == []  # the secret lies past the item budget
+    assert time.perf_counter() - started < 2.0
+
+
+# -- secrets inside objects ----------------------------------------------------------------
+
+
+def test_secret_values_reads_dataclass_fields() -> None:
+    """A secret-named field of a dataclass instance is a secret, at any level."""
+    assert SECRET in secret_values({"creds": Creds(api_key=SECRET)})
+    assert SECRET in secret_values(Creds(api_key=SECRET))
+    assert SECRET in secret_values({"w": Wrapper("n", Creds(SECRET))})
+    assert SECRET in secret_values({"w": [Wrapper("n", Creds(SECRET))]})
+
+
+def test_secret_values_reads_fields_hidden_from_the_repr() -> None:
+    """A field left out of the repr is still read for secrets."""
+    assert SECRET in secret_values({"h": Hidden("v", token=SECRET)})
+
+
+def test_secret_values_reads_pydantic_model_fields() -> None:
+    """A secret-named field of a pydantic model (declared or extra) is a secret."""
+    assert SECRET in secret_values({"creds": CredsModel(api_key=SECRET)})
+    assert SECRET in secret_values(CredsModel(api_key=SECRET))
+    assert SECRET in secret_values({"loose": Loose(session_token=SECRET)})  # type: ignore[call-arg]
+
+
+def test_secret_values_reads_pydantic_secret_str() -> None:
+    """A ``SecretStr`` under a secret-named key is collected as its secret value."""
+    assert SECRET in secret_values({"api_key": SecretStr(SECRET)})
+
+
+def test_secret_values_ignores_ordinary_object_fields() -> None:
+    """Fields with ordinary names are not secrets; a dataclass class is not an instance."""
+    found = secret_values({"creds": Creds(api_key=SECRET, region="north-east")})
+    assert "north-east" not in found
+    assert secret_values({"cls": Creds}) == []
+
+
+def test_secret_values_survives_an_object_whose_field_cannot_be_read() -> None:
+    """A dataclass field that raises when read is skipped; the others are still read."""
+
+    @dataclass
+    class Broken:
+        api_key: str
+
+        def __getattribute__(self, name: str) -> Any:
+            if name == "api_key":
+                raise RuntimeError("no")
+            return object.__getattribute__(self, name)
+
+    assert secret_values({"b": Broken(SECRET), "token": "tok-9876"}) == ["tok-9876"]
+
+
+def test_redact_copies_a_dataclass_as_a_mapping_of_its_fields() -> None:
+    """Content capture shows a dataclass as its fields, secret-named ones redacted."""
+    assert redact({"creds": Creds(api_key=SECRET)}) == {
+        "creds": {"api_key": REDACTED, "region": "eu"}
+    }
+    assert redact(Wrapper("n", Creds(SECRET))) == {
+        "name": "n",
+        "creds": {"api_key": REDACTED, "region": "eu"},
+    }
+
+
+def test_redact_leaves_out_fields_hidden_from_the_repr() -> None:
+    """A field its class keeps out of the repr stays out of the captured copy."""
+    assert redact(Hidden("v", token="not-shown-anywhere")) == {"visible": "v"}
+
+
+def test_redact_copies_a_pydantic_model_as_a_mapping_of_its_fields() -> None:
+    """Content capture shows a pydantic model as its fields (extras included), redacted."""
+    assert redact({"creds": CredsModel(api_key=SECRET)}) == {
+        "creds": {"api_key": REDACTED, "region": "eu"}
+    }
+    loose = Loose(session_token=SECRET, note="hi")  # type: ignore[call-arg]
+    assert redact(loose) == {"name": "x", "session_token": REDACTED, "note": "hi"}
+
+
+def test_to_json_of_objects_never_shows_the_secret() -> None:
+    """The captured JSON of objects carrying the secret does not contain it."""
+    value = {
+        "a": Creds(SECRET),
+        "b": CredsModel(api_key=SECRET),
+        "c": [Wrapper("n", Creds(SECRET))],
+    }
+    text = to_json(value, secrets=secret_values(value))
+    assert SECRET not in text
+    assert json.loads(text)["a"] == {"api_key": REDACTED, "region": "eu"}
+
+
+def test_redact_of_a_huge_dataclass_stays_within_the_byte_budget() -> None:
+    """A dataclass holding a huge list costs only what fits in the budget."""
+
+    @dataclass
+    class Bulky:
+        rows: list[int]
+        api_key: str = SECRET
+
+    bulky = Bulky(rows=list(range(2_000_000)))
+    started = time.perf_counter()
+    text = to_json({"bulky": bulky}, secrets=secret_values({"bulky": bulky}))
+    assert time.perf_counter() - started < 1.0
+    assert len(text.encode("utf-8")) <= MAX_VALUE_BYTES
+    assert SECRET not in text
+
+
+# -- encoded forms of a secret -------------------------------------------------------------
+
+
+def _encodings(secret: str) -> dict[str, str]:
+    return {
+        "quote": quote(secret, safe=""),
+        "quote_plus": quote_plus(secret),
+        "repr": repr(secret)[1:-1],
+        "json": json.dumps(secret)[1:-1],
+    }
+
+
+@pytest.mark.parametrize("kind", ["quote", "quote_plus", "repr", "json"])
+def test_scrub_replaces_an_encoded_form_of_a_secret(kind: str) -> None:
+    """A secret written URL-encoded, repr-escaped or JSON-escaped is scrubbed too."""
+    encoded = _encodings(ODD_SECRET)[kind]
+    assert encoded != ODD_SECRET
+    text = f"GET https://api.example/?key={encoded}&x=1 failed"
+    out = scrub(text, secret_values({"api_key": ODD_SECRET}))
+    assert encoded not in out
+    assert out == f"GET https://api.example/?key={REDACTED}&x=1 failed"
+
+
+def test_scrub_replaces_every_encoded_form_in_one_text() -> None:
+    """All forms in one text, the plain one included, are replaced."""
+    forms = [ODD_SECRET, *_encodings(ODD_SECRET).values()]
+    text = " | ".join(forms)
+    out = scrub(text, [ODD_SECRET], limit=None)
+    assert out == " | ".join([REDACTED] * len(forms))
+
+
+def test_scrub_of_a_plain_secret_is_unchanged() -> None:
+    """A secret whose encodings equal it is scrubbed as before."""
+    assert scrub(f"key {SECRET}!", [SECRET]) == f"key {REDACTED}!"
+
+
+def test_captured_strings_drop_encoded_forms_of_a_secret() -> None:
+    """Content capture replaces encoded forms of a secret quoted under an ordinary key."""
+    encoded = _encodings(ODD_SECRET)
+    value = {"api_key": ODD_SECRET, **{f"url_{k}": f"?key={v}" for k, v in encoded.items()}}
+    captured = json.loads(to_json(value, secrets=secret_values(value)))
+    assert captured == {"api_key": REDACTED, **{f"url_{k}": f"?key={REDACTED}" for k in encoded}}
