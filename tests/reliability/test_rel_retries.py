@@ -47,7 +47,7 @@ def test_non_retryable_failure_runs_once(
 def test_callback_failure_is_not_retried(
     new_executor: Callable[..., Executor], ctx: Context, kit: Kit
 ) -> None:
-    """An on_progress callback that raises fails the task once; it is not retried."""
+    """An on_progress callback that raises leaves the success as it is; nothing is retried."""
     executor = new_executor()
 
     def callback(event: str, _: Any) -> None:
@@ -57,7 +57,8 @@ def test_callback_failure_is_not_retried(
     result = executor.execute_with_retry(
         make_task("fast"), ctx, max_retries=3, retry_delay=0, on_progress=callback
     )
-    assert result.metadata["error_type"] == "callback_error"
+    assert result.success
+    assert "callback broke" in result.metadata["callback_error"]
     assert result.metadata["retries"] == 0
     assert kit.calls["fast"] == 1
 

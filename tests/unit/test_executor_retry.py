@@ -182,7 +182,8 @@ def test_non_retryable_failure_runs_once(
 def test_callback_error_is_not_retried(
     executor: Executor, make_task: Any, context: Context, calls: list[Any]
 ) -> None:
-    """A failure of the caller's own on_progress callback is not retried."""
+    """An exception of the caller's own on_progress callback is no reason to retry: the
+    outcome is the tool's (here a success)."""
 
     def broken(event: str, data: Any) -> None:
         if event == "completed":
@@ -191,7 +192,9 @@ def test_callback_error_is_not_retried(
     result = executor.execute_with_retry(
         make_task("echo"), context, retry_delay=0, on_progress=broken
     )
-    assert result.metadata["error_type"] == "callback_error"
+    assert result.success
+    assert "ValueError" in result.metadata["callback_error"]
+    assert result.metadata["retries"] == 0
     assert runs_of(calls, "echo") == 1
 
 

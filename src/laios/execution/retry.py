@@ -47,7 +47,9 @@ def default_retry_if(result: TaskResult) -> bool:
     """The default rule: retry errors and timeouts, and rejections caused by saturation.
 
     Never retried: cancellations, unknown tools, a shut-down executor, parameters the tool's
-    input model rejects, and failures of the caller's own ``on_progress`` callback.
+    input model rejects, and a task stopped by a ``KeyboardInterrupt`` raised in the caller's
+    own ``on_progress`` callback (``callback_error``). Any other exception of that callback
+    leaves the tool's outcome as it is, so it neither causes nor prevents a retry.
     """
     outcome = result.metadata.get("outcome")
     error_type = result.metadata.get("error_type")

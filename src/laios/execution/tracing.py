@@ -10,6 +10,9 @@ Span catalogue (see ``docs/spans.md``):
 * ``laios.execute_with_retry {tool_name}``: one per ``execute_with_retry`` call.
 * ``laios.execute_parallel``: one per ``execute_parallel`` batch.
 
+A task span may carry ``exception`` (the tool raised) and ``laios.callback_error`` (the
+caller's ``on_progress`` raised) events, their text scrubbed of secrets.
+
 Only ``opentelemetry-api`` is needed. Without an SDK tracer provider installed (and none passed
 to the executor) no span work is done at all.
 """
@@ -257,6 +260,31 @@ class Tracing:
                     },
                 )
         span.end()
+
+    def callback_error_event(
+        self,
+        span: Span,
+        event: str,
+        exception: BaseException,
+        message: str,
+        secrets: Sequence[str],
+    ) -> None:
+        """Record on a task span that the caller's ``on_progress`` callback raised.
+
+        Adds a ``laios.callback_error`` event with ``laios.callback.event`` (the event being
+        reported: ``started``, ``progress``, ``completed``…), ``exception.type`` and
+        ``exception.message`` (``message`` scrubbed of ``secrets``, at most
+        ``MAX_ERROR_BYTES``). The span's status is left as it is: the task's outcome is the
+        tool's.
+        """
+        span.add_event(
+            "laios.callback_error",
+            {
+                "laios.callback.event": event[:64],
+                "exception.type": _qualified_name(type(exception)),
+                "exception.message": scrub(message, secrets, limit=MAX_ERROR_BYTES),
+            },
+        )
 
 
 def span_ids(span: Span) -> tuple[str, str, bool] | None:

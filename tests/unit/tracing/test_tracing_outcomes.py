@@ -295,16 +295,21 @@ def test_shutdown_executor_sets_error_type_shutdown(executor, exporter):
     assert only(exporter, "execute_tool").attributes["error.type"] == "shutdown"
 
 
-def test_failing_progress_callback_sets_error_type_callback_error(executor, exporter):
-    """An ``on_progress`` callback raising on ``started`` ends the span with ``callback_error``."""
+def test_failing_progress_callback_adds_an_event_and_keeps_the_status(executor, exporter):
+    """An ``on_progress`` callback raising on every event leaves the span's status UNSET and
+    adds one ``laios.callback_error`` event per exception."""
 
     def callback(event: str, data: Any) -> None:
         raise RuntimeError("callback broke")
 
     executor.execute_task(make_task("echo"), CONTEXT, on_progress=callback)
     span = only(exporter, "execute_tool")
-    assert span.status.status_code is StatusCode.ERROR
-    assert span.attributes["error.type"] == "callback_error"
+    assert span.status.status_code is StatusCode.UNSET
+    assert "error.type" not in span.attributes
+    events = [e for e in span.events if e.name == "laios.callback_error"]
+    assert [e.attributes["laios.callback.event"] for e in events] == ["started", "completed"]
+    assert events[0].attributes["exception.type"] == "RuntimeError"
+    assert events[0].attributes["exception.message"] == "callback broke"
 
 
 def test_saturated_executor_sets_error_type_saturated(registry, provider, exporter):

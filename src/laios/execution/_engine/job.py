@@ -10,6 +10,14 @@ after its job was finished (abandoned) is discarded.
 Finishing never raises and always wakes the caller: an error inside the finishing itself (a
 bug, a dependency that changed) is logged with its traceback, counted as ``error_type``
 ``internal``, and still produces a result.
+
+The caller's ``on_progress`` callback never changes a task's outcome: an exception it raises
+is logged (with its traceback the first time for each callback), counted as ``error_type``
+``callback_error``, recorded as a ``laios.callback_error`` event on the task span and noted in
+the result's ``metadata["callback_error"]``. Only ``KeyboardInterrupt`` is different: it is
+kept for the caller's thread (see :attr:`Job.interrupted`) and, as the caller is being
+interrupted, the task does not start (on ``"started"``) or ends as ``callback_error`` (on a
+later event).
 """
 
 from __future__ import annotations
@@ -17,8 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
+import traceback
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -27,7 +39,7 @@ from laios._compat.pydantic import assign, construct
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._records import ProgressStatus, ProgressUpdate, shorten
 from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner, StopResult
-from laios.execution.redaction import scrub, secret_values
+from laios.execution.redaction import MAX_ERROR_BYTES, scrub, secret_values, truncate_bytes
 from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError
 from laios.tools.base import ToolOutput
@@ -39,7 +51,18 @@ if TYPE_CHECKING:
     from laios.execution.store import MetricStore
     from laios.execution.tracing import Tracing
 
-__all__ = ["ABANDONED", "DONE", "QUEUED", "RUNNING", "Job", "JobEnv", "describe_exception"]
+__all__ = [
+    "ABANDONED",
+    "DONE",
+    "MAX_ERROR_TYPE_CHARS",
+    "QUEUED",
+    "RUNNING",
+    "CallbackFailures",
+    "Job",
+    "JobEnv",
+    "describe_exception",
+    "safe_error_type",
+]
 
 _log = logging.getLogger("laios.execution")
 
@@ -65,6 +88,67 @@ _STATUS_OF_OUTCOME = {
 _CANCELLATIONS = (TaskCancelledError, asyncio.CancelledError)
 #: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
+#: Longest ``error_type`` reported (a metric label, a span attribute, a ``/status`` key).
+MAX_ERROR_TYPE_CHARS = 64
+#: Longest traceback of a callback's exception in a log record, in UTF-8 bytes.
+_MAX_CALLBACK_TRACEBACK_BYTES = 8192
+_SAFE_ERROR_TYPE = re.compile(r"[A-Za-z0-9_.:\-]+")
+_UNSAFE_ERROR_TYPE_CHAR = re.compile(r"[^A-Za-z0-9_.:\-]")
+
+
+def safe_error_type(name: str) -> str:
+    """``name`` as a bounded ``error_type``: cut to ``MAX_ERROR_TYPE_CHARS`` characters, every
+    character other than an ASCII letter, a digit, ``_``, ``.``, ``-`` or ``:`` replaced by
+    ``_`` (``"tool_error"`` for an empty name)."""
+    name = name[:MAX_ERROR_TYPE_CHARS]
+    if _SAFE_ERROR_TYPE.fullmatch(name) is None:
+        name = _UNSAFE_ERROR_TYPE_CHAR.sub("_", name)
+    return name or "tool_error"
+
+
+class CallbackFailures:
+    """The ``on_progress`` callbacks whose exception has been logged with its traceback.
+
+    A callback is known by its underlying function (``getattr(cb, "__func__", cb)``: every
+    bound method of one function is one callback), through a weak reference where it has one,
+    so that knowing it does not keep it alive. At most ``capacity`` callbacks are remembered
+    (the least recently failed are forgotten first).
+
+    Args:
+        capacity: Most callbacks remembered.
+    """
+
+    __slots__ = ("_lock", "_seen", "capacity")
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        # id(function) -> a weak reference to it (None when it cannot have one)
+        self._seen: OrderedDict[int, weakref.ref[Any] | None] = OrderedDict()
+
+    def first_failure(self, callback: object) -> bool:
+        """Whether this is the first failure of ``callback`` seen here (remembering it)."""
+        try:
+            key = getattr(callback, "__func__", callback)
+        except Exception:
+            key = callback
+        try:
+            ref: weakref.ref[Any] | None = weakref.ref(key)
+        except TypeError:
+            ref = None
+        ident = id(key)
+        with self._lock:
+            seen = self._seen
+            if ident in seen:
+                known = seen[ident]
+                if known is None or known() is key:
+                    seen.move_to_end(ident)
+                    return False
+            seen[ident] = ref
+            seen.move_to_end(ident)
+            while len(seen) > self.capacity:
+                seen.popitem(last=False)
+        return True
 
 
 class JobEnv:
@@ -74,14 +158,16 @@ class JobEnv:
         store: The metric store.
         tracing: The executor's OpenTelemetry access.
         lock: Guards every job's phase transition.
+        callback_failures: The ``on_progress`` callbacks already logged with a traceback.
     """
 
-    __slots__ = ("lock", "store", "tracing")
+    __slots__ = ("callback_failures", "lock", "store", "tracing")
 
     def __init__(self, store: MetricStore, tracing: Tracing) -> None:
         self.store = store
         self.tracing = tracing
         self.lock = threading.Lock()
+        self.callback_failures = CallbackFailures()
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -107,7 +193,8 @@ class Job(TaskRecord):
     on_progress: ProgressCallback | None = None
     phase = QUEUED
     cancel_requested = False
-    callback_error: BaseException | None = None
+    callback_note: str | None = None  # the first exception of on_progress, as a note
+    interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
     span: Span | None = None
     span_context: OtelContext | None = None  # the caller's context with the task span current
     done: threading.Lock | None = None  # a held lock that finishing releases (blocking road)
@@ -163,11 +250,10 @@ class Job(TaskRecord):
         if self.on_progress is None:
             return True
         task = self.task
-        error = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
-        if error is not None:
+        if self.fire("started", {"task_id": task.id, "tool_name": task.tool_name}) is not None:
+            # Ctrl-C in the callback: the caller is being interrupted, the tool does not start.
             if self._end_phase():
-                message = _callback_message("started", error)
-                self.finish("error", message, "callback_error")
+                self.finish("error", self._interrupt_message(), "callback_error")
             return False
         return self.phase == RUNNING
 
@@ -223,12 +309,10 @@ class Job(TaskRecord):
             self.env.store.record_progress(update, self)
         else:
             self.progress_percent = percent
-        error = self.fire(
+        self.fire(
             "progress",
             {"task_id": self.task_id, "percent": percent, "message": text, "details": details},
         )
-        if error is not None and self.callback_error is None:
-            self.callback_error = error
 
     # -- checkpoint spans ----------------------------------------------------------------------
 
@@ -250,19 +334,92 @@ class Job(TaskRecord):
 
     # -- callbacks ---------------------------------------------------------------------------
 
-    def fire(self, event: str, data: dict[str, Any]) -> BaseException | None:
-        """Call ``on_progress``; return what it raised instead of raising."""
+    def fire(self, event: str, data: dict[str, Any]) -> KeyboardInterrupt | None:
+        """Call ``on_progress``; what it raises never escapes and never changes the outcome.
+
+        An exception is reported (see :meth:`callback_failed`) and the call returns ``None``.
+        ``KeyboardInterrupt`` is returned instead, and kept in :attr:`interrupted` for the
+        caller's thread.
+        """
         callback = self.on_progress
         if callback is None:
             return None
         try:
             callback(event, data)
-        except BaseException as exc:  # even Ctrl-C must not leave the job unfinished
-            _log.debug("on_progress raised during %r for task %r", event, self.task_id)
-            if isinstance(exc, KeyboardInterrupt):
+        except KeyboardInterrupt as exc:  # the caller's Ctrl-C: re-raised once recorded
+            _log.debug(
+                "on_progress raised KeyboardInterrupt during %r for task %r",
+                event,
+                self.task_id[:128],
+            )
+            if self.interrupted is None:
                 self.interrupted = exc
+                self.interrupted_event = event
+                self.callback_note = self._interrupt_message()
             return exc
+        except BaseException as exc:  # even SystemExit must not leave the job unfinished
+            self.callback_failed(callback, event, exc)
         return None
+
+    def callback_failed(self, callback: ProgressCallback, event: str, exc: BaseException) -> None:
+        """Report an exception of ``on_progress`` raised during ``event``; never raises.
+
+        Logged at ERROR level with its traceback the first time this callback fails in this
+        executor (at DEBUG level after that), counted as ``error_type="callback_error"``,
+        recorded as a ``laios.callback_error`` event on the task span; the first one of the task
+        becomes its result's ``metadata["callback_error"]``. Error text is scrubbed of the
+        task's secret values. The task's outcome stays what the tool made it.
+        """
+        try:
+            task = self.task
+            secrets = secret_values(task.parameters) if task is not None else []
+            kind = type(exc).__name__
+            message = scrub(describe_exception(exc), secrets)
+            if self.callback_note is None:
+                self.callback_note = truncate_bytes(
+                    f"on_progress callback raised {kind} during the '{event}' event: {message} "
+                    "(the task's outcome is unchanged; the exception was logged)",
+                    MAX_ERROR_BYTES,
+                )
+            env = self.env
+            if env.callback_failures.first_failure(callback):
+                stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                _log.error(
+                    "on_progress callback %s raised %s during the %r event of task %r (tool %r); "
+                    "the task's outcome is unchanged (further exceptions of this callback are "
+                    "logged at DEBUG level)\n%s",
+                    _callback_name(callback),
+                    kind,
+                    event,
+                    shorten(self.task_id, 128),
+                    shorten(self.tool, 128),
+                    truncate_bytes(
+                        scrub(stack, secrets, limit=None), _MAX_CALLBACK_TRACEBACK_BYTES
+                    ),
+                )
+            else:
+                _log.debug(
+                    "on_progress callback %s raised %s again during the %r event of task %r: %s",
+                    _callback_name(callback),
+                    kind,
+                    event,
+                    shorten(self.task_id, 128),
+                    message,
+                )
+            slot = self.slot
+            if slot is not None:
+                env.store.count_error(slot, "callback_error")
+            span = self.span
+            if span is not None:
+                env.tracing.callback_error_event(span, event, exc, message, secrets)
+        except Exception as failure:  # reporting must not fail the task either
+            self.observability_failed("reporting an on_progress exception", failure)
+
+    def _interrupt_message(self) -> str:
+        return (
+            "on_progress callback raised KeyboardInterrupt during the "
+            f"'{self.interrupted_event}' event: the caller was interrupted"
+        )
 
     # -- the caller's side of stopping ---------------------------------------------------------
 
@@ -382,7 +539,7 @@ class Job(TaskRecord):
             if isinstance(raised, _CANCELLATIONS):
                 self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
                 return
-            name = outcome.error_type or type(raised).__name__
+            name = safe_error_type(outcome.error_type or type(raised).__name__)
             self.finish("error", describe_exception(raised), name, exception=raised)
             return
         if self.cancel_requested:
@@ -397,10 +554,11 @@ class Job(TaskRecord):
             if not isinstance(error_type, str) or not error_type:
                 error_type = "tool_error"
             message = value.error if value.error else f"Tool '{self.tool}' failed"
-            self.finish("error", message, error_type[:64], data=value.data, extra=value.metadata)
+            error_type = safe_error_type(error_type)
+            self.finish("error", message, error_type, data=value.data, extra=value.metadata)
             return
-        if self.callback_error is not None:
-            message = _callback_message("progress", self.callback_error)
+        if self.interrupted is not None:  # Ctrl-C in a progress callback
+            message = self._interrupt_message()
             self.finish("error", message, "callback_error", data=data, extra=extra)
         else:
             self.finish("success", None, None, data=data, extra=extra)
@@ -417,17 +575,18 @@ class Job(TaskRecord):
     ) -> None:
         """Record the one outcome everywhere (callback, store, task, span) and wake the caller.
 
-        The ``on_progress`` event fires first, so that a callback that raises on
-        ``"completed"`` turns the outcome into an error before anything is counted. Never
-        raises: an error while recording is an internal error (logged, counted) whose result
-        still reaches the caller.
+        The ``on_progress`` event fires first (while the task span is still open). An exception
+        it raises leaves the outcome as it is (see :meth:`callback_failed`); a
+        ``KeyboardInterrupt`` raised on ``"completed"`` makes it a ``callback_error`` failure
+        (the caller is being interrupted). Never raises: an error while recording is an
+        internal error (logged, counted) whose result still reaches the caller.
         """
         try:
             metadata: dict[str, Any] = dict(extra) if extra else {}
             if self.on_progress is not None:
-                outcome, error, error_type = self._report_outcome(
-                    outcome, error, error_type, data, metadata
-                )
+                outcome, error, error_type = self._report_outcome(outcome, error, error_type, data)
+            if self.callback_note is not None:
+                metadata["callback_error"] = self.callback_note
             self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
         except Exception as exc:
             self.result = self.internal_failure(exc)
@@ -435,7 +594,7 @@ class Job(TaskRecord):
             # The record is retained after this (see record_capacity): drop what it no longer
             # needs, so that callbacks and tracebacks do not live on with it.
             self.on_progress = None
-            self.callback_error = None
+            self.callback_note = None
             self.handle = None  # (it refers back to this job)
             self._wake()
 
@@ -445,10 +604,9 @@ class Job(TaskRecord):
         error: str | None,
         error_type: str | None,
         data: Any,
-        metadata: dict[str, Any],
     ) -> tuple[str, str | None, str | None]:
-        """Tell ``on_progress`` the outcome; a callback that raises on success makes it an
-        error, on any other outcome a note in ``metadata``."""
+        """Tell ``on_progress`` the outcome, which stays what it is unless the callback raises
+        ``KeyboardInterrupt`` on success (a ``callback_error`` failure)."""
         task = self.task
         payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
         if outcome == "success":
@@ -457,12 +615,9 @@ class Job(TaskRecord):
         else:
             payload["error"] = error
             payload["outcome"] = outcome
-        callback_error = self.fire(_EVENT_OF_OUTCOME[outcome], payload)
-        if callback_error is not None:
-            note = _callback_message(_EVENT_OF_OUTCOME[outcome], callback_error)
-            if outcome == "success":
-                return "error", note, "callback_error"
-            metadata["callback_error"] = note
+        interrupted = self.fire(_EVENT_OF_OUTCOME[outcome], payload)
+        if interrupted is not None and outcome == "success":
+            return "error", self._interrupt_message(), "callback_error"
         return outcome, error, error_type
 
     def _conclude(
@@ -617,9 +772,13 @@ class Job(TaskRecord):
             notify(self)
 
 
-def _callback_message(event: str, exc: BaseException) -> str:
-    return (
-        f"on_progress callback raised {type(exc).__name__} during the '{event}' event: "
-        f"{describe_exception(exc)} (fix the callback; the executor does not let it break the "
-        "task silently)"
-    )
+def _callback_name(callback: object) -> str:
+    """A callback's qualified name for a log record (its class name when it has none)."""
+    try:
+        key = getattr(callback, "__func__", callback)
+        name = getattr(key, "__qualname__", None)
+        if not isinstance(name, str):
+            name = type(key).__qualname__
+    except Exception:
+        name = type(callback).__qualname__
+    return shorten(name, 128)
