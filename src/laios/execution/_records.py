@@ -1,24 +1,42 @@
 """Immutable records of things that happened: checkpoints and progress updates.
 
 They live in their own module so that the store, the monitors and the executor can share them
-without importing each other.
+without importing each other. :func:`summarize` is how the data that tools attach to them is
+kept: as a bounded copy, never as a reference to the tool's own objects.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import sys
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import time as time_of_day
+from decimal import Decimal
 from enum import Enum
+from fractions import Fraction
+from itertools import islice
+from pathlib import PurePath
 from typing import Any
+from uuid import UUID
 
 __all__ = [
+    "MAX_DATA_BYTES",
+    "MAX_DATA_DEPTH",
+    "MAX_DATA_ITEMS",
+    "MAX_DATA_STRING",
     "MAX_TEXT",
     "Checkpoint",
     "ProgressStatus",
     "ProgressUpdate",
     "clamp_percent",
+    "data_size",
     "shorten",
+    "summarize",
+    "text_size",
 ]
 
 #: Longest text (a message, a checkpoint name, a string value) the store keeps, in characters.
@@ -38,6 +56,396 @@ def shorten(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
         return text
     return text[: max(limit - 1, 0)] + "…"
+
+
+#: Most bytes kept of one checkpoint's data or of one progress update's details, as
+#: :func:`data_size` estimates them; past it, the rest is cut (see :func:`summarize`).
+MAX_DATA_BYTES = 4096
+#: Longest string (value or key) kept inside data, in characters.
+MAX_DATA_STRING = 256
+#: Most items kept of one container (dict, list, tuple, set) inside data.
+MAX_DATA_ITEMS = 100
+#: Deepest nesting of containers copied into data; deeper containers are described instead.
+MAX_DATA_DEPTH = 6
+#: Largest integer kept inside data, in bits; larger ones are described instead.
+_MAX_INT_BITS = 256
+#: Immutable values of bounded size that are kept as they are.
+_KEPT = (Enum, date, time_of_day, timedelta, tzinfo, UUID, complex, range)
+#: Estimated bytes of an empty container and of each item it holds (CPython 3.11 sizes, the
+#: pointers to the items included; a set's and a dict's tables rounded up).
+_CONTAINER_BYTES: dict[type, tuple[int, int]] = {
+    dict: (128, 48),
+    list: (56, 8),
+    tuple: (40, 8),
+    set: (216, 84),
+    frozenset: (216, 84),
+}
+#: Fewest bytes any value can take once cut: the string ``"…"`` with some room to spare.
+_MIN_ROOM = 80
+#: Fewest bytes left for another item of a container to be copied.
+_MIN_ITEM = 160
+#: Smallest budget :func:`summarize` accepts (enough for a dict saying what was left out).
+_MIN_LIMIT = 512
+
+
+def text_size(text: str) -> int:
+    """The bytes of memory a string takes, as :func:`data_size` counts them.
+
+    CPython stores a string with one, two or four bytes per character, depending on its widest
+    character, after a header of 49 to 76 bytes; this is ``sys.getsizeof(text)`` on 3.11.
+
+    Args:
+        text: Any string.
+
+    Returns:
+        The estimated size in bytes.
+    """
+    if text.isascii():
+        return 49 + len(text)
+    widest = ord(max(text))
+    if widest < 0x100:
+        return 73 + len(text)
+    if widest < 0x10000:
+        return 74 + 2 * len(text)
+    return 76 + 4 * len(text)
+
+
+def data_size(value: Any) -> int:
+    """An estimate of the bytes of memory a summarized value holds.
+
+    Strings count as :func:`text_size`; numbers, bytes and other kept objects as
+    ``sys.getsizeof``; ``None``, booleans and enum members (shared objects) as nothing; a
+    dict, list, tuple or set as its estimated table (a dict 128 bytes and 48 per item, a list
+    56 and 8, a tuple 40 and 8, a set 216 and 84) plus what its keys and items count. Shared
+    objects are counted each time they appear, so the estimate errs on the large side.
+
+    Args:
+        value: A value :func:`summarize` returned (or part of one). Any other value is measured
+            too, at a cost that grows with its size.
+
+    Returns:
+        The estimated size in bytes.
+    """
+    kind = type(value)
+    if value is None or kind is bool or isinstance(value, Enum):
+        return 0
+    if isinstance(value, str):
+        return text_size(value)
+    if isinstance(value, Mapping):
+        if not value:
+            return 64
+        base, per_item = _CONTAINER_BYTES[dict]
+        parts = sum(data_size(k) + data_size(v) for k, v in value.items())
+        return base + per_item * len(value) + parts
+    if isinstance(value, (list, tuple, set, frozenset)):
+        base, per_item = _CONTAINER_BYTES.get(kind) or _CONTAINER_BYTES[list]
+        return base + per_item * len(value) + sum(data_size(item) for item in value)
+    return sys.getsizeof(value)
+
+
+def summarize(
+    data: Mapping[Any, Any] | Iterable[tuple[Any, Any]] | None, limit: int = MAX_DATA_BYTES
+) -> tuple[dict[Any, Any], int]:
+    """Copy a checkpoint's data or a progress update's details into a bounded summary.
+
+    The copy holds no reference to the caller's mutable objects, so changing them afterwards
+    does not change it, and its :func:`data_size` is at most ``limit`` bytes. Items are copied
+    in order until the budget is spent:
+
+    - ``None``, booleans, floats, integers up to 256 bits and enum members are kept (``int``,
+      ``float`` and ``str`` subclasses as the plain type); larger integers become
+      ``"<int of N bits>"``.
+    - Strings (values and keys) are cut to 256 characters, or to the bytes left, ending in
+      ``"…"``.
+    - ``bytes`` and ``bytearray`` of up to 256 bytes are copied; longer ones, and every
+      ``memoryview``, become a description such as ``"<bytearray 102400 bytes>"``.
+    - Mappings become dicts, lists stay lists, tuples tuples, sets sets and frozensets
+      frozensets (a ``deque`` becomes a list), with at most 100 items each and 6 levels of
+      nesting. Items left out (past the count or the budget) are counted: a dict ends with a
+      ``"…": "N more items"`` entry, the others with a ``"… N more items"`` item. A container
+      nested too deep, or for which no room is left, becomes a description such as
+      ``"<dict of 3 items>"``.
+    - Dates, times, UUIDs, small decimals and fractions, complex numbers and ranges are kept;
+      paths are kept when short. Anything else becomes its ``repr()`` cut as a string, or
+      ``"<TypeName object>"`` when ``repr()`` raises.
+
+    Data that needs none of this (``str``, ``int``, ``float``, ``bool`` and ``None`` values,
+    and lists, tuples and dicts of them, within the bounds above) and whose :func:`data_size`
+    is at most ``limit`` is returned as an equal copy, in its order.
+
+    Args:
+        data: A mapping, or anything ``dict()`` accepts; ``None`` or empty gives ``{}``.
+        limit: The byte budget (at least 512).
+
+    Returns:
+        ``(copy, size)``: the summary and its :func:`data_size`.
+
+    Raises:
+        TypeError, ValueError: When ``data`` is neither a mapping nor what ``dict()`` accepts
+            (as ``dict(data)`` raises).
+    """
+    if not data:
+        return {}, 64
+    if not isinstance(data, Mapping):
+        data = dict(data)
+    limit = max(limit, _MIN_LIMIT)
+    plain = _plain(data, limit, 0)
+    if plain is not None:
+        return plain
+    try:
+        copy, size = _mapping(data, limit, 0)
+    except Exception:  # a hostile mapping (its len or items raised): say what it was
+        copy = None
+    if not isinstance(copy, dict):  # (the smallest budget always holds a dict)
+        copy = {"…": _described(data)}
+        size = data_size(copy)
+    return copy, size
+
+
+def _scalar_size(value: Any) -> int:
+    """The size of a plain scalar that is kept as it is, or ``-1`` for any other value."""
+    kind = type(value)
+    if kind is str:
+        return text_size(value) if len(value) <= MAX_DATA_STRING else -1
+    if kind is int:
+        return sys.getsizeof(value) if value.bit_length() <= _MAX_INT_BITS else -1
+    if kind is float:
+        return 24
+    return 0 if value is None or kind is bool else -1
+
+
+def _plain(value: Any, room: int, level: int) -> tuple[Any, int] | None:
+    """An equal copy of plain data taking at most ``room`` bytes, and its size; ``None`` when
+    ``value`` is not plain, or needs cutting to fit (the work stops there)."""
+    kind = type(value)
+    if kind is not dict and kind is not list and kind is not tuple:
+        size = _scalar_size(value)
+        return (value, size) if 0 <= size <= room else None
+    if level > MAX_DATA_DEPTH or len(value) > MAX_DATA_ITEMS:
+        return None
+    if not value:
+        size = 64 if kind is dict else _CONTAINER_BYTES[kind][0]
+        return (type(value)(), size) if size <= room else None
+    base, per_item = _CONTAINER_BYTES[kind]
+    if kind is dict:
+        pairs = list(value.items())  # (one C-level step: no other thread changes it meanwhile)
+        size = base + per_item * len(pairs)
+        copy: dict[Any, Any] = {}
+        for key, item in pairs:
+            key_size = _scalar_size(key) if type(key) is str or type(key) is int else -1
+            if key_size < 0:
+                return None
+            size += key_size
+            item_size = _scalar_size(item)
+            if item_size < 0:
+                nested = _plain(item, room - size, level + 1)
+                if nested is None:
+                    return None
+                item, item_size = nested
+            size += item_size
+            if size > room:
+                return None
+            copy[key] = item
+        return copy, size
+    items = list(value)
+    size = base + per_item * len(items)
+    copies = []
+    for item in items:
+        item_size = _scalar_size(item)
+        if item_size < 0:
+            nested = _plain(item, room - size, level + 1)
+            if nested is None:
+                return None
+            item, item_size = nested
+        size += item_size
+        if size > room:
+            return None
+        copies.append(item)
+    return (copies if kind is list else tuple(copies)), size
+
+
+def _described(value: Any) -> str:
+    """``"<TypeName object>"``: what a value becomes when nothing better can be said."""
+    return f"<{type(value).__name__} object>"
+
+
+def _reserve(count: int) -> int:
+    """Bytes kept for the entry that counts left-out items (its table slot included)."""
+    return 200 + 2 * len(str(count))
+
+
+def _fit(text: str, room: int) -> tuple[str, int]:
+    """``text`` cut to ``MAX_DATA_STRING`` characters and to ``room`` bytes, and its size."""
+    if len(text) > MAX_DATA_STRING:
+        text = shorten(text, MAX_DATA_STRING)
+    size = text_size(text)
+    if size > room:  # cut to fit: with the "…", at least two bytes per character
+        width = 4 if ord(max(text)) >= 0x10000 else 2
+        keep = max((room - 76) // width - 1, 0)
+        text = text[:keep] + "…"
+        size = text_size(text)
+    return text, size
+
+
+def _value(value: Any, room: int, depth: int) -> tuple[Any, int]:
+    """A bounded copy of one value taking at most ``room`` bytes, and its size."""
+    try:
+        return _copy(value, room, depth)
+    except Exception:  # a hostile value (its len, items or repr raised): say what it was
+        return _fit(_described(value), room)
+
+
+def _copy(value: Any, room: int, depth: int) -> tuple[Any, int]:
+    kind = type(value)
+    size = _scalar_size(value)
+    if 0 <= size <= room:
+        return value, size
+    if isinstance(value, Enum):
+        return value, 0
+    if isinstance(value, str):
+        return _fit(value if kind is str else str.__str__(value), room)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _binary(value, room)
+    if isinstance(value, Mapping):
+        if depth >= MAX_DATA_DEPTH:
+            return _fit(f"<{kind.__name__} of {len(value)} items>", room)
+        return _mapping(value, room, depth + 1)
+    if isinstance(value, (list, tuple, set, frozenset, deque)):
+        if depth >= MAX_DATA_DEPTH:
+            return _fit(f"<{kind.__name__} of {len(value)} items>", room)
+        return _collection(value, room, depth + 1)
+    return _scalar(value, room)
+
+
+def _kept(value: Any, room: int) -> tuple[Any, int]:
+    """An immutable value kept as it is when it fits, else its text cut to fit."""
+    size = data_size(value)
+    if size <= room:
+        return value, size
+    return _fit(str(value), room)
+
+
+def _scalar(value: Any, room: int) -> tuple[Any, int]:
+    """A number or another immutable value kept as it is, or else its short ``repr``."""
+    if isinstance(value, numbers.Integral):
+        integer = int(value)
+        if integer.bit_length() > _MAX_INT_BITS:
+            return _fit(f"<int of {integer.bit_length()} bits>", room)
+        return _kept(integer, room)
+    kept = isinstance(value, _KEPT)
+    if isinstance(value, Fraction):
+        kept = max(value.numerator.bit_length(), value.denominator.bit_length()) <= 64
+    elif isinstance(value, Decimal):
+        kept = len(value.as_tuple().digits) <= 64
+    elif isinstance(value, PurePath):
+        kept = len(str(value)) <= MAX_DATA_STRING
+    if kept:
+        return _kept(value, room)
+    if isinstance(value, numbers.Real):  # float subclasses and other float-like numbers
+        return _kept(float(value), room)
+    try:
+        text = repr(value)
+    except Exception:
+        text = _described(value)
+    return _fit(text, room)
+
+
+def _binary(value: bytes | bytearray | memoryview, room: int) -> tuple[Any, int]:
+    """Small ``bytes``/``bytearray`` copied, others described."""
+    if isinstance(value, memoryview):
+        return _fit(f"<memoryview {value.nbytes} bytes>", room)
+    count = len(value)
+    if count <= MAX_DATA_STRING:
+        copy = bytes(value) if isinstance(value, bytes) else bytearray(value)
+        size = data_size(copy)
+        if size <= room:
+            return copy, size
+    return _fit(f"<{type(value).__name__} {count} bytes>", room)
+
+
+def _key(key: Any, room: int, depth: int) -> tuple[Any, int]:
+    """A mapping key: a summarized, hashable copy."""
+    copy, size = _value(key, room, depth)
+    try:
+        hash(copy)
+    except TypeError:  # (an unhashable copy of a hashable key)
+        copy, size = _fit(_described(key), room)
+    return copy, size
+
+
+def _mapping(value: Mapping[Any, Any], room: int, depth: int) -> tuple[Any, int]:
+    """A dict of at most ``MAX_DATA_ITEMS`` summarized items within ``room`` bytes (or, when
+    not even one item would fit, a description of the mapping)."""
+    count = len(value)
+    if not count:
+        return ({}, 64) if room >= 64 else _fit("{}", room)
+    base, per_item = _CONTAINER_BYTES[dict]
+    left = room - base - _reserve(count)
+    if left < _MIN_ITEM:
+        return _fit(f"<{type(value).__name__} of {count} items>", room)
+    # One C-level step for a dict: no other thread can change it while it is read.
+    pairs = list(islice(value.items(), MAX_DATA_ITEMS))
+    copy: dict[Any, Any] = {}
+    parts = 0  # bytes of the keys and values
+    for key, item in pairs:
+        if left < _MIN_ITEM:
+            break
+        key_copy, key_size = _key(key, left - per_item - _MIN_ROOM, depth)
+        if key_copy in copy:  # equal to an earlier key once cut: left out
+            continue
+        item_copy, item_size = _value(item, left - per_item - key_size, depth)
+        copy[key_copy] = item_copy
+        parts += key_size + item_size
+        left -= per_item + key_size + item_size
+    if len(copy) < count:
+        more, more_size = _fit(f"{count - len(copy)} more items", 128)
+        if "…" in copy:  # (a key of the data itself: replaced)
+            parts -= text_size("…") + data_size(copy["…"])
+        copy["…"] = more
+        parts += text_size("…") + more_size
+    return copy, base + per_item * len(copy) + parts
+
+
+def _collection(value: Any, room: int, depth: int) -> tuple[Any, int]:
+    """A list, tuple, set or frozenset of at most ``MAX_DATA_ITEMS`` summarized items within
+    ``room`` bytes (or, when not even one item would fit, a description of it)."""
+    count = len(value)
+    shape: type = list  # (a deque too)
+    if isinstance(value, tuple):
+        shape = tuple
+    elif isinstance(value, frozenset):
+        shape = frozenset
+    elif isinstance(value, set):
+        shape = set
+    base, per_item = _CONTAINER_BYTES[shape]
+    left = room - base - _reserve(count)
+    if (left < _MIN_ITEM) if count else (base > room):
+        return _fit(f"<{type(value).__name__} of {count} items>", room)
+    items = list(islice(value, MAX_DATA_ITEMS))
+    copy: list[Any] = []
+    parts = 0
+    for item in items:
+        if left < _MIN_ITEM:
+            break
+        item_copy, item_size = _value(item, left - per_item, depth)
+        copy.append(item_copy)
+        parts += item_size
+        left -= per_item + item_size
+    if len(copy) < count:
+        more, more_size = _fit(f"… {count - len(copy)} more items", 128)
+        copy.append(more)
+        parts += more_size
+    if shape is set or shape is frozenset:
+        members = set()
+        for item in copy:
+            try:
+                members.add(item)
+            except TypeError:  # (an unhashable copy of a hashable member)
+                members.add(_described(item))
+        kept = frozenset(members) if shape is frozenset else members
+        return kept, data_size(kept)
+    kept_items = tuple(copy) if shape is tuple else copy
+    return kept_items, base + per_item * len(copy) + parts
 
 
 def clamp_percent(value: Any) -> float:
@@ -88,7 +496,7 @@ class ProgressUpdate:
         status: The task's phase.
         progress_percent: 0–100.
         message: A short human-readable note, or ``None``.
-        details: Extra data supplied by the reporter.
+        details: Extra data supplied by the reporter (a store keeps a :func:`summarize` copy).
         timestamp: When the update was made (UTC).
     """
 
@@ -107,7 +515,7 @@ class Checkpoint:
     Attributes:
         name: The milestone's name.
         timestamp: Unix time (seconds) when it was reached.
-        data: Data attached by whoever added it.
+        data: Data attached by whoever added it (a store keeps a :func:`summarize` copy).
     """
 
     name: str

@@ -7,6 +7,8 @@ the global :class:`~laios.execution.monitor.ExecutionMonitor` and
 ``/status`` endpoint. None of them keeps a copy of a number.
 
 Memory is bounded: finished-task records live in a ring per executor (``record_capacity``),
+each record keeps a bounded number of bytes of checkpoints and progress history (the data that
+tools attach is copied as a summary: see :func:`~laios.execution._records.summarize`),
 progress histories and custom metrics are kept for a bounded number of task ids, and the
 aggregates that Prometheus reads are O(tools × outcomes), never O(tasks).
 """
@@ -19,6 +21,7 @@ import time
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -35,9 +38,21 @@ from laios.execution._aggregates import (
 )
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
-from laios.execution._records import MAX_TEXT, Checkpoint, ProgressStatus, ProgressUpdate, shorten
+from laios.execution._records import (
+    MAX_TEXT,
+    Checkpoint,
+    ProgressStatus,
+    ProgressUpdate,
+    data_size,
+    shorten,
+    summarize,
+    text_size,
+)
 
 __all__ = [
+    "MAX_CHECKPOINTS_PER_TASK",
+    "MAX_PROGRESS_HISTORY",
+    "MAX_RECORD_BYTES",
     "Clock",
     "MetricStore",
     "RecordScope",
@@ -51,10 +66,59 @@ _log = logging.getLogger("laios.execution.store")
 MAX_CHECKPOINTS_PER_TASK = 256
 #: Most progress updates kept per task id.
 MAX_PROGRESS_HISTORY = 100
+#: Most bytes of checkpoints kept on one record (their names and data, as
+#: :func:`~laios.execution._records.data_size` estimates them), and likewise of one task id's
+#: progress history (messages and details). A checkpoint that would pass it is counted but not
+#: kept; a progress history keeps the newest updates that fit.
+MAX_RECORD_BYTES = 48 * 1024
 #: Most samples kept per (task id, custom metric name).
 MAX_CUSTOM_SAMPLES = 1000
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
+
+
+class _ProgressHistory(deque[ProgressUpdate]):
+    """The retained progress updates of one task id, oldest first.
+
+    Holds at most ``MAX_PROGRESS_HISTORY`` updates whose messages and details take at most
+    ``MAX_RECORD_BYTES`` in all; adding one drops the oldest that no longer fit.
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        """Create an empty history."""
+        super().__init__()
+        #: Bytes of the retained updates' messages and details (see :func:`_update_size`).
+        self.size = 0
+
+    def add(self, update: ProgressUpdate, size: int) -> None:
+        """Append ``update``, of ``size`` bytes, then drop the oldest past the bounds."""
+        self.append(update)
+        self.size += size
+        while len(self) > MAX_PROGRESS_HISTORY or (self.size > MAX_RECORD_BYTES and len(self) > 1):
+            self.size -= _update_size(self.popleft())
+
+
+def _update_size(update: ProgressUpdate) -> int:
+    """The bytes an update's message and details count for in its history."""
+    size = data_size(update.details) if update.details else 0
+    return size + (text_size(update.message) if update.message is not None else 0)
+
+
+def _kept_update(update: ProgressUpdate) -> tuple[ProgressUpdate, int]:
+    """The update as a history keeps it (message cut, details summarized) and its size."""
+    message = update.message
+    changes: dict[str, Any] = {}
+    size = 0
+    if message is not None:
+        if len(message) > MAX_TEXT:
+            message = changes["message"] = shorten(message, MAX_TEXT)
+        size += text_size(message)
+    if update.details:
+        changes["details"], details_size = summarize(update.details)
+        size += details_size
+    return (replace(update, **changes) if changes else update), size
 
 
 def _timestamp(update: ProgressUpdate) -> datetime:
@@ -120,6 +184,7 @@ class TaskRecord:
     retries = 0
     checkpoints: list[Checkpoint] | tuple[()] = ()  # a list once the first one is added
     checkpoints_dropped = 0
+    checkpoints_size = 0  # bytes of the kept checkpoints' names and data (MAX_RECORD_BYTES)
     outcome: str | None = None
     error_type: str | None = None
     progress_percent = 0.0
@@ -130,7 +195,7 @@ class TaskRecord:
     checkpoint_listener: CheckpointListener | None = None
     # Progress reports and custom metrics of this run live on the record, so they are bounded
     # by the record ring instead of needing tables of their own.
-    progress_updates: deque[ProgressUpdate] | None = None
+    progress_updates: _ProgressHistory | None = None
     progress_hidden = False  # ExecutionMonitor.clear_task() was called for this run
     custom: dict[str, deque[dict[str, Any]]] | None = None
     ran = False  # the tool was started (a task refused or cancelled while queued never is)
@@ -214,7 +279,7 @@ class MetricStore:
         self._unknown = self._new_slot(TOOL_UNKNOWN)
         self._queue_depth = 0
         self._runners: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._progress: OrderedDict[str, deque[ProgressUpdate]] = OrderedDict()
+        self._progress: OrderedDict[str, _ProgressHistory] = OrderedDict()
         self._scopes: weakref.WeakSet[RecordScope] = weakref.WeakSet()
         self._progress_listeners: list[ProgressListener] = []
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
@@ -477,19 +542,38 @@ class MetricStore:
             slot.retries += 1
 
     def add_checkpoint(self, rec: TaskRecord, name: str, data: dict[str, Any] | None) -> Checkpoint:
-        """Append a checkpoint to a record and tell the record's listener (the task span)."""
-        point = Checkpoint(shorten(str(name), 256), self.clock.time(), dict(data) if data else {})
+        """Append a checkpoint to a record and tell the record's listener (the task span).
+
+        The record keeps a summary of ``data`` (see
+        :func:`~laios.execution._records.summarize`), never ``data`` itself: at most
+        ``MAX_DATA_BYTES`` of it, and changing ``data`` afterwards does not change it. Past
+        ``MAX_CHECKPOINTS_PER_TASK`` checkpoints, or ``MAX_RECORD_BYTES`` of names and data, a
+        checkpoint is counted in ``checkpoints_dropped`` instead of being kept. The listener is
+        given the checkpoint with a shallow copy of ``data`` as passed (the span path bounds and
+        redacts it itself).
+
+        Returns:
+            The checkpoint as the record keeps it (even when it was dropped).
+        """
+        text = shorten(str(name), 256)
+        summary, size = summarize(data) if data else ({}, 0)
+        point = Checkpoint(text, self.clock.time(), summary)
+        size += text_size(text)
         with self._lock:
             points = rec.checkpoints
-            if not points:
-                rec.checkpoints = [point]
-            elif len(points) < MAX_CHECKPOINTS_PER_TASK:
-                points.append(point)
-            else:
+            if len(points) >= MAX_CHECKPOINTS_PER_TASK or (
+                rec.checkpoints_size + size > MAX_RECORD_BYTES
+            ):
                 rec.checkpoints_dropped += 1
+            else:
+                if points:
+                    points.append(point)
+                else:
+                    rec.checkpoints = [point]
+                rec.checkpoints_size += size
             listener = rec.checkpoint_listener
         if listener is not None:
-            listener(rec, point)
+            listener(rec, Checkpoint(text, point.timestamp, dict(data) if data else {}))
         return point
 
     @property
@@ -522,6 +606,11 @@ class MetricStore:
     def record_progress(self, update: ProgressUpdate, rec: TaskRecord | None = None) -> None:
         """Store a progress update (bounded history) and notify progress listeners.
 
+        The history keeps the update with its message cut to ``MAX_TEXT`` characters and a
+        summary of its details (see :func:`~laios.execution._records.summarize`), never the
+        reporter's objects; listeners are given the update as kept. A history holds the newest
+        ``MAX_PROGRESS_HISTORY`` updates that fit in ``MAX_RECORD_BYTES``.
+
         Args:
             update: The update.
             rec: The task's record when the caller has it; otherwise the newest record with
@@ -529,6 +618,7 @@ class MetricStore:
                 Updates about an id no executor knows are kept on their own, for the newest
                 ``max_tracked_ids`` ids.
         """
+        update, size = _kept_update(update)
         with self._lock:
             if rec is None:
                 rec = self._latest(update.task_id, progress=True)
@@ -536,19 +626,19 @@ class MetricStore:
                 if rec.state != "finished":
                     rec.progress_percent = update.progress_percent
                     if update.message is not None:
-                        rec.progress_message = shorten(update.message, MAX_TEXT)
+                        rec.progress_message = update.message
                 history = rec.progress_updates
                 if history is None:
-                    history = rec.progress_updates = deque(maxlen=MAX_PROGRESS_HISTORY)
-                history.append(update)
+                    history = rec.progress_updates = _ProgressHistory()
+                history.add(update, size)
             else:
                 history = self._progress.get(update.task_id)
                 if history is None:
-                    history = deque(maxlen=MAX_PROGRESS_HISTORY)
+                    history = _ProgressHistory()
                     self._progress[update.task_id] = history
                     if len(self._progress) > self.max_tracked_ids:
                         self._progress.popitem(last=False)
-                history.append(update)
+                history.add(update, size)
             listeners = bool(self._progress_listeners)
         if listeners:
             self._notify(update)
