@@ -400,7 +400,7 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
         lines.append("  (none)")
     rows = [
         [
-            _clean(task.get("task_id", "-"), 24),
+            _clean(task.get("task_id", "-"), 40),  # (a whole UUID, so it can be copied)
             _clean(task.get("tool", "-"), 24),
             progress_bar(task.get("progress_percent")),
             format_seconds(task.get("elapsed_seconds")),
@@ -419,7 +419,18 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
     if not tools:
         lines.append("  (no task has finished yet)")
     else:
-        header = ["TOOL", "TOTAL", "SUCCESS", "ERRORS", "TIMEOUTS", "ERROR RATE", "P50", "P95"]
+        header = [
+            "TOOL",
+            "TOTAL",
+            "OK",
+            "ERROR",
+            "TIMEOUT",
+            "CANCEL",
+            "REJECT",
+            "ERR%",
+            "P50",
+            "P95",
+        ]
         table = []
         for tool in tools:
             outcomes: dict[str, Any] = {}
@@ -433,12 +444,14 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
                     _count(outcomes.get("success")),
                     _count(outcomes.get("error")),
                     _count(outcomes.get("timeout")),
+                    _count(outcomes.get("cancelled")),
+                    _count(outcomes.get("rejected")),
                     "-" if rate is None else f"{rate * 100:.1f}%",
                     format_seconds(tool.get("p50_seconds")),
                     format_seconds(tool.get("p95_seconds")),
                 ]
             )
-        lines.extend(_table(header, table, right=set(range(1, 8))))
+        lines.extend(_table(header, table, right=set(range(1, 10))))
     lines += [
         "",
         f"workers: {_count(document.get('workers'))}   "
@@ -550,7 +563,10 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``laios`` argument parser (subcommands ``status`` and ``demo``)."""
+    from laios import __version__
+
     parser = argparse.ArgumentParser(prog="laios", description="Observe laios task executors.")
+    parser.add_argument("--version", action="version", version=f"laios {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     status = commands.add_parser("status", help="show running tasks and per-tool statistics")
     status.add_argument("--url", default=DEFAULT_URL, help=f"endpoint (default {DEFAULT_URL})")

@@ -239,11 +239,56 @@ def test_render_shows_running_tasks_with_bar_and_message() -> None:
 
 
 def test_render_shows_the_tool_table() -> None:
-    """The tool row shows total, success, errors, timeouts, error rate, p50 and p95."""
+    """The tool row shows total, each outcome (so that the row adds up), the error rate, p50
+    and p95."""
     text = render_status(DOCUMENT)
     (row,) = [line for line in text.splitlines() if line.strip().startswith("fetch ")]
-    assert row.split() == ["fetch", "100", "90", "8", "2", "10.0%", "12ms", "250ms"]
-    assert "TIMEOUTS" in text
+    assert row.split() == ["fetch", "100", "90", "8", "2", "0", "0", "10.0%", "12ms", "250ms"]
+    header = next(line for line in text.splitlines() if line.strip().startswith("TOOL"))
+    assert header.split() == [
+        "TOOL",
+        "TOTAL",
+        "OK",
+        "ERROR",
+        "TIMEOUT",
+        "CANCEL",
+        "REJECT",
+        "ERR%",
+        "P50",
+        "P95",
+    ]
+
+
+def test_a_row_adds_up_with_cancelled_and_rejected_tasks() -> None:
+    document = {
+        "tools": [
+            {
+                "tool": "unknown",
+                "total": 2,
+                "outcomes": {"success": 0, "error": 0, "timeout": 0, "cancelled": 0, "rejected": 2},
+                "error_rate": 1.0,
+            },
+            {
+                "tool": "slow",
+                "total": 5,
+                "outcomes": {"success": 1, "error": 0, "timeout": 1, "cancelled": 3, "rejected": 0},
+                "error_rate": 0.2,
+            },
+        ]
+    }
+    rows = {
+        line.split()[0]: line.split()[1:7]
+        for line in render_status(document).splitlines()
+        if line.strip().split() and line.split()[0] in ("unknown", "slow")
+    }
+    assert rows["unknown"] == ["2", "0", "0", "0", "0", "2"]
+    assert rows["slow"] == ["5", "1", "0", "1", "3", "0"]
+
+
+def test_a_running_tasks_whole_id_is_shown_so_it_can_be_copied() -> None:
+    task_id = "6f1c2a8e-93b4-4e0f-9a51-0c2d7b1e4f77"
+    document = {"running": [{"task_id": task_id, "tool": "fetch", "state": "running"}]}
+    assert task_id in render_status(document)
 
 
 def test_render_shows_the_executor_gauges() -> None:
@@ -296,7 +341,7 @@ def test_render_shows_unusable_numbers_as_dashes(value: Any) -> None:
     (task,) = [line for line in lines if "t-1" in line]
     assert task.split()[2:6] == ["[..........]", "0%", "-", "running"]
     (row,) = [line for line in lines if line.strip().startswith("fetch ")]
-    assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-"]
+    assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
     assert lines[-1] == "workers: -   queue depth: -   abandoned threads: -"
 
 
@@ -371,7 +416,7 @@ def test_status_renders_a_hostile_document(
     out = capsys.readouterr().out
     assert "workers: -   queue depth: -   abandoned threads: -" in out
     (row,) = [line for line in out.splitlines() if line.strip().startswith("fetch ")]
-    assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-"]
+    assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
 
 
 def test_status_refuses_deeply_nested_json(
@@ -505,3 +550,29 @@ def test_demo_defaults() -> None:
     assert (args.duration, args.host, args.port) == (None, "127.0.0.1", 9464)
     assert (args.no_live, args.console_spans) == (False, False)
     assert args.runner == "thread"
+
+
+def test_the_command_says_its_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import laios
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"laios {laios.__version__}"
+
+
+def test_python_dash_m_laios_runs_the_command() -> None:
+    import subprocess
+    import sys
+
+    import laios
+
+    done = subprocess.run(
+        [sys.executable, "-m", "laios", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"laios {laios.__version__}"
