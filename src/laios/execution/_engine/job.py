@@ -151,6 +151,39 @@ class CallbackFailures:
         return True
 
 
+class _Repeats:
+    """Rate-limits a warning by key: at most one a minute per key (the others go to DEBUG), the
+    next one saying how many were held back. Keeps at most ``MAX_KEYS`` keys."""
+
+    MAX_KEYS = 1000
+    INTERVAL = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, list[float]] = {}  # key -> [last logged at, held back since]
+
+    def should_log(self, key: str) -> int | None:
+        """``None``: do not log at WARNING; else how many were held back since the last."""
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is None:
+                if len(self._seen) >= self.MAX_KEYS:
+                    self._seen.clear()
+                self._seen[key] = [now, 0.0]
+                return 0
+            if now - seen[0] < self.INTERVAL:
+                seen[1] += 1
+                return None
+            held = int(seen[1])
+            seen[0], seen[1] = now, 0.0
+            return held
+
+
+#: Warnings about threads left running by abandoned tools, by tool.
+_ABANDON_WARNINGS = _Repeats()
+
+
 class JobEnv:
     """What every job of one executor shares: where it records, how it traces, its lock.
 
@@ -473,12 +506,18 @@ class Job(TaskRecord):
         if stopped == "left_running":
             self.abandoned = True
             why = "overran its timeout" if outcome == "timeout" else "was cancelled"
-            _log.warning(
-                "task %r (tool %r) %s while running; its thread stays busy until the tool returns",
-                self.task_id[:128],
-                self.tool[:128],
-                why,
+            message = (
+                "task %r (tool %r) %s while running; its thread stays busy until the tool returns"
             )
+            args: tuple[Any, ...] = (self.task_id[:128], self.tool[:128], why)
+            held_back = _ABANDON_WARNINGS.should_log(self.tool)
+            if held_back is None:
+                _log.debug(message, *args)
+            elif held_back:
+                more = " (and %d more for this tool since the last such warning)"
+                _log.warning(message + more, *args, held_back)
+            else:
+                _log.warning(message, *args)
         return stopped
 
     def request_cancel(self) -> bool:

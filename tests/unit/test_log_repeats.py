@@ -1,0 +1,50 @@
+"""A batch of timeouts does not flood the log: the warning about a thread left running is
+logged at most once a minute per tool, and the next one says how many were not logged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task, TaskResult
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+RELEASE = threading.Event()
+
+
+class Stuck(BaseTool):
+    name = "stuck"
+    description = "Blocks until released."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        RELEASE.wait(10)
+        return "late"
+
+
+def test_a_batch_of_timeouts_logs_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    RELEASE.clear()
+    registry = ToolRegistry()
+    registry.register_tool(Stuck)
+    executor = Executor(
+        registry, max_workers=8, store=MetricStore(), register_prometheus=False
+    )
+    context = Context(session_id="s", user_id="u")
+
+    async def batch() -> list[TaskResult]:
+        tasks = [Task(plan_id="p", description="d", tool_name="stuck") for _ in range(8)]
+        return await executor.execute_parallel(tasks, context, timeout=0.3)
+
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        results = asyncio.run(batch())
+    RELEASE.set()
+    executor.shutdown()
+    assert all(r.metadata["outcome"] == "timeout" for r in results)
+    warnings = [r for r in caplog.records if "stays busy" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
