@@ -289,7 +289,10 @@ def run(args: argparse.Namespace) -> int:
         print("Pick another port with --port.", file=sys.stderr)
         return 2
     print(f"laios demo: serving {server.url}/metrics and {server.url}/status")
-    print(f"  Prometheus: scrape {args.host}:{server.port} (see grafana/prometheus/prometheus.yml)")
+    print(
+        f"  Prometheus: scrape {args.host}:{server.port}; the Compose setup's"
+        " grafana/prometheus/prometheus.yml scrapes host.docker.internal:9464"
+    )
     print(
         "  Dashboard:  docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"
         " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)"

@@ -192,3 +192,12 @@ def test_the_demo_runs_on_an_embedded_dask_cluster(free_port: Callable[[], int])
     assert "fetch_fast" in summary
     assert "abandoned threads: 0" in summary
     assert done.stdout.rstrip().endswith("laios demo: done.")
+
+
+def test_the_banner_says_what_the_compose_setup_scrapes(run: DemoRun) -> None:
+    """The banner gives the address being served and the target the shipped Prometheus
+    configuration really scrapes (not a file that says something else)."""
+    banner = run.stdout.split("laios demo —", 1)[0]
+    config = Path(__file__).resolve().parents[2] / "grafana" / "prometheus" / "prometheus.yml"
+    assert "host.docker.internal:9464" in config.read_text()
+    assert "host.docker.internal:9464" in banner
