@@ -62,7 +62,8 @@ def test_get_running_tasks_lists_started_tasks(monitor: TaskMonitor, make_task: 
 
 
 def test_stop_monitoring_finishes_the_record(monitor: TaskMonitor, make_task: Any) -> None:
-    """stop_monitoring sets end_time and execution_time and adds the 'finished' milestone."""
+    """stop_monitoring sets end_time, execution_time and the outcome; a standalone monitor
+    adds no milestone of its own to the checkpoints."""
     task = running(make_task)
     monitor.start_monitoring(task)
     task.status = TaskStatus.COMPLETED
@@ -71,8 +72,7 @@ def test_stop_monitoring_finishes_the_record(monitor: TaskMonitor, make_task: An
     assert metrics.end_time is not None
     assert metrics.execution_time >= 0.0
     assert metrics.outcome == "success"
-    assert metrics.checkpoints[-1]["name"] == "finished"
-    assert metrics.checkpoints[-1]["data"] == {"outcome": "success"}
+    assert metrics.checkpoints == []
 
 
 def test_stop_monitoring_takes_the_outcome_from_the_status(
@@ -144,9 +144,12 @@ def test_checkpoint_adds_to_a_running_task(monitor: TaskMonitor, make_task: Any)
     monitor.start_monitoring(task)
     monitor.checkpoint(task.id, "halfway", {"rows": 5})
     points = monitor.get_metrics(task.id).checkpoints  # type: ignore[union-attr]
-    assert [p["name"] for p in points] == ["started", "halfway"]
-    assert points[1]["data"] == {"rows": 5}
-    assert points[1]["timestamp"] >= points[0]["timestamp"]
+    assert [p["name"] for p in points] == ["halfway"]  # only what its user added
+    assert points[0]["data"] == {"rows": 5}
+    metrics = monitor.get_metrics(task.id)
+    assert metrics is not None
+    assert metrics.start_time is not None
+    assert points[0]["timestamp"] >= metrics.start_time
 
 
 def test_checkpoint_of_an_unknown_or_finished_task_is_ignored(
@@ -217,5 +220,5 @@ def test_monitor_is_thread_safe(make_task: Any) -> None:
     records = monitor.get_all_metrics()
     assert len(records) == 8 * per_thread
     assert monitor.get_running_tasks() == []
-    expected = ["started", "mid", "finished"]
+    expected = ["mid"]
     assert all([p["name"] for p in m.checkpoints] == expected for m in records)

@@ -123,12 +123,13 @@ class ExecutionMetrics:
     def checkpoints(self) -> list[dict[str, Any]]:
         """Milestones as dicts (a copy), oldest first.
 
-        For a task run by an executor (or a ``TaskMonitor``) the first is ``"started"`` and,
-        once it has finished, the last is ``"finished"`` with ``{"outcome": ...}``.
+        For a task run by an executor the first is ``"started"`` and, once it has finished,
+        the last is ``"finished"`` with ``{"outcome": ...}``; a task a ``TaskMonitor`` tracks
+        on its own shows only the checkpoints its user added.
         """
         rec = self._record
         points = [point.to_dict() for point in list(rec.checkpoints)]
-        if rec.slot is not None:  # kept by a store: it adds the "started"/"finished" milestones
+        if rec.milestones:  # run by an executor: it adds the "started"/"finished" milestones
             if rec.ran and rec.start_time is not None:
                 points.insert(0, {"name": "started", "timestamp": rec.start_time, "data": {}})
             if rec.state == "finished" and rec.end_time is not None:

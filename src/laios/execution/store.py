@@ -199,6 +199,10 @@ class TaskRecord:
     progress_hidden = False  # ExecutionMonitor.clear_task() was called for this run
     custom: dict[str, deque[dict[str, Any]]] | None = None
     ran = False  # the tool was started (a task refused or cancelled while queued never is)
+    #: Whether its metrics show the executor's own "started" and "finished" milestones (a task
+    #: run by an executor); a record a standalone ``TaskMonitor`` keeps shows only what its
+    #: user added.
+    milestones = False
 
     def __init__(self, task_id: str, tool: str = "") -> None:
         """Create a detached record (not yet known to any store)."""

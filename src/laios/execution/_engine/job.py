@@ -222,6 +222,7 @@ class Job(TaskRecord):
     """
 
     env: JobEnv
+    milestones = True  # (its metrics show the executor's "started" and "finished")
     tool_impl: Any = None
     on_progress: ProgressCallback | None = None
     phase = QUEUED

@@ -1,0 +1,36 @@
+"""A TaskMonitor used on its own records only the checkpoints its user adds; tasks run by an
+executor keep the executor's own "started" and "finished" milestones."""
+
+from __future__ import annotations
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.execution.task_monitor import TaskMonitor
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+
+def test_a_standalone_monitor_records_only_what_its_user_adds() -> None:
+    monitor = TaskMonitor(MetricStore())
+    task = Task(plan_id="p", description="d", tool_name="import_rows")
+    monitor.start_monitoring(task)
+    monitor.checkpoint(task.id, "loaded", {"rows": 3})
+    metrics = monitor.get_metrics(task.id)
+    assert metrics is not None
+    assert [point["name"] for point in metrics.checkpoints] == ["loaded"]
+    final = monitor.stop_monitoring(task.id)
+    assert final is not None
+    assert [point["name"] for point in final.checkpoints] == ["loaded"]
+
+
+def test_an_executor_run_task_keeps_its_milestones() -> None:
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("noop", "Does nothing.", lambda: None))
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    task = Task(plan_id="p", description="d", tool_name="noop")
+    assert executor.execute_task(task, Context(session_id="s", user_id="u")).success
+    metrics = executor.get_metrics(task.id)
+    assert metrics is not None
+    assert [point["name"] for point in metrics.checkpoints] == ["started", "finished"]
+    executor.shutdown()
