@@ -388,3 +388,40 @@ def test_reading_the_store_during_dask_traffic_never_blocks_the_executor(
     finally:
         stop.set()
         reader.join(5)
+
+
+def test_calls_accepted_together_are_sent_together_and_all_run(
+    make: Callable[..., Executor], client: Any
+) -> None:
+    """A batch goes to the scheduler as one map; every call still runs once, in its own task."""
+    executor = make()
+
+    async def batch() -> list[TaskResult]:
+        tasks = [task("pid") for _ in range(40)]
+        return await executor.execute_parallel(tasks, CONTEXT, timeout=WAIT)
+
+    results = asyncio.run(batch())
+    assert all(r.success for r in results), [r.error for r in results]
+    assert len({r.task_id for r in results}) == 40
+    total = sum(t.total for t in executor.store.snapshot().tools)
+    assert total == 40
+
+
+def test_a_call_given_up_before_it_was_sent_never_runs(
+    make: Callable[..., Executor], tmp_path: Any
+) -> None:
+    executor = make()
+    box = str(tmp_path)
+    hang = task("hang", box=box)
+    results: list[TaskResult] = []
+    caller = threading.Thread(target=lambda: results.append(executor.execute_task(hang, CONTEXT)))
+    caller.start()
+    # Cancelled at once: before, or just after, the batch that carries it is sent.
+    assert wait_for(lambda: executor.cancel_task(hang.id), 5)
+    caller.join(WAIT)
+    assert results
+    assert results[0].metadata["outcome"] == "cancelled"
+    time.sleep(1.0)
+    assert process_tools.read_note(box, "hang") is None or not alive(
+        process_tools.read_note(box, "hang")["pid"]
+    )

@@ -48,6 +48,8 @@ _log = logging.getLogger("laios.execution")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Seconds an outcome may take to arrive after its Dask task finished before it counts as lost.
 OUTCOME_GRACE = 10.0
+#: Seconds calls accepted one after the other wait to be sent together (one scheduler message).
+SEND_DELAY = 0.002
 #: Seconds between two readings of the cluster's thread count (for ``stats``).
 STATS_INTERVAL = 2.0
 #: Most keys of calls killed before they started that a worker remembers.
@@ -348,6 +350,9 @@ class DaskRunner:
         self._calls: dict[str, _DaskCall] = {}
         self._initializer = worker_initializer
         self._initargs = tuple(worker_initargs)
+        self._outbox: list[tuple[_DaskCall, bytes, float | None]] = []  # accepted, not sent
+        self._flush_due = False
+        self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
         client.subscribe_topic(self._topic, self._on_event)
         self._threads = self._count_threads()
         threading.Thread(target=self._watch_threads, name="laios-dask-stats", daemon=True).start()
@@ -419,29 +424,71 @@ class DaskRunner:
             )
         with self._lock:
             self._calls[key] = handle
+            self._outbox.append((handle, payload, wall_deadline))
+            flush = not self._flush_due
+            self._flush_due = True
+        if flush:
+            # Calls accepted within SEND_DELAY go to the scheduler together, as one client.map:
+            # a batch costs the scheduler far less than as many submits.
+            timer = threading.Timer(SEND_DELAY, self._send)
+            timer.daemon = True
+            timer.start()
+        return handle
+
+    def _send(self) -> None:
+        """Send the calls accepted since the last batch, as one ``client.map``."""
+        with self._lock:
+            batch = [item for item in self._outbox if item[0].state == "queued"]
+            self._outbox = []
+            self._flush_due = False
+            cancelled = self.closed and self._cancel_queued
+            if cancelled:  # shutdown(wait=False) came first: these never start
+                for handle, _, _ in batch:
+                    handle.state = "done"
+                    self._calls.pop(handle.key, None)
+        if cancelled:
+            for handle, _, _ in batch:
+                handle.events.refused(SHUTDOWN)
+            return
+        if not batch:
+            return
+        keys = [handle.key for handle, _, _ in batch]
+        count = len(batch)
         try:
-            future = self.client.submit(
+            futures = self.client.map(
                 serve_call,
-                payload,
-                key,
-                self._topic,
-                wall_deadline,
-                self._initializer,
-                self._initargs,
-                key=key,
+                [payload for _, payload, _ in batch],
+                keys,
+                [self._topic] * count,
+                [deadline for _, _, deadline in batch],
+                [self._initializer] * count,
+                [self._initargs] * count,
+                key=keys,
                 pure=False,
             )
         except Exception as exc:
-            with self._lock:
-                self._calls.pop(key, None)
-            return Refusal(
+            refusal = Refusal(
                 "dask",
-                f"Task '{call.task_id}' could not be sent to the Dask cluster "
-                f"({type(exc).__name__}: {exc})",
+                f"The call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})",
             )
-        handle.future = future
-        future.add_done_callback(self._on_future_done)
-        return handle
+            for handle, _, _ in batch:
+                with self._lock:
+                    self._calls.pop(handle.key, None)
+                    pending = handle.state == "queued"
+                    handle.state = "done"
+                if pending:
+                    handle.events.refused(refusal)
+            return
+        for (handle, _, _), future in zip(batch, futures, strict=True):
+            with self._lock:
+                abandoned = handle.state not in ("queued", "running")
+                if not abandoned:
+                    handle.future = future
+            if abandoned:  # given up while it was being sent
+                future.cancel()
+                _release(future)
+                continue
+            future.add_done_callback(self._on_future_done)
 
     # -- what comes back ----------------------------------------------------------------------
 
@@ -583,6 +630,7 @@ class DaskRunner:
         self.closed = True
         if not wait:
             with self._lock:
+                self._cancel_queued = True
                 queued = [h for h in self._calls.values() if h.state == "queued"]
             for handle in queued:
                 future = handle.future
