@@ -32,9 +32,7 @@ def test_a_batch_of_timeouts_logs_one_warning(caplog: pytest.LogCaptureFixture) 
     RELEASE.clear()
     registry = ToolRegistry()
     registry.register_tool(Stuck)
-    executor = Executor(
-        registry, max_workers=8, store=MetricStore(), register_prometheus=False
-    )
+    executor = Executor(registry, max_workers=8, store=MetricStore(), register_prometheus=False)
     context = Context(session_id="s", user_id="u")
 
     async def batch() -> list[TaskResult]:
