@@ -236,32 +236,31 @@ def _plain(value: Any, room: int, level: int) -> tuple[Any, int] | None:
             if key_size < 0:
                 return None
             size += key_size
-            item_size = _scalar_size(item)
-            if item_size < 0:
-                nested = _plain(item, room - size, level + 1)
-                if nested is None:
-                    return None
-                item, item_size = nested
-            size += item_size
-            if size > room:
+            sized = _plain_item(item, room - size, level)
+            if sized is None:
                 return None
-            copy[key] = item
+            copy[key], item_size = sized
+            size += item_size
         return copy, size
     items = list(value)
     size = base + per_item * len(items)
     copies = []
     for item in items:
-        item_size = _scalar_size(item)
-        if item_size < 0:
-            nested = _plain(item, room - size, level + 1)
-            if nested is None:
-                return None
-            item, item_size = nested
-        size += item_size
-        if size > room:
+        sized = _plain_item(item, room - size, level)
+        if sized is None:
             return None
-        copies.append(item)
+        copies.append(sized[0])
+        size += sized[1]
     return (copies if kind is list else tuple(copies)), size
+
+
+def _plain_item(item: Any, room: int, level: int) -> tuple[Any, int] | None:
+    """An item of a container at ``level``, as :func:`_plain` copies it, with its size;
+    ``None`` when it does not fit in ``room`` bytes."""
+    size = _scalar_size(item)
+    if size < 0:
+        return _plain(item, room, level + 1)
+    return (item, size) if size <= room else None
 
 
 def _described(value: Any) -> str:
