@@ -39,6 +39,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
+from laios.execution._runners.process_worker import pickled_message
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -102,15 +103,7 @@ class _WorkerCall:
         self.handle: Handle | None = None
 
     def send(self, *message: Any) -> None:
-        try:
-            data = pickle.dumps((self.key, *message), pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            from laios.execution._runners.process_worker import describe_for_pickle
-
-            kind, *parts = message
-            portable = [describe_for_pickle(part) for part in parts]
-            data = pickle.dumps((self.key, kind, *portable), pickle.HIGHEST_PROTOCOL)
-        self.worker.log_event(self.topic, data)
+        self.worker.log_event(self.topic, pickled_message((self.key, *message)))
 
     # RunEvents of the worker's process runner
     def started(self) -> bool:

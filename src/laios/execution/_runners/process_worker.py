@@ -42,6 +42,7 @@ __all__ = [
     "ToolNotLoadable",
     "ToolNotPicklable",
     "describe_for_pickle",
+    "pickled_message",
     "serve",
 ]
 
@@ -98,13 +99,18 @@ def describe_for_pickle(value: Any) -> str:
 
 
 def _send(conn: Connection, message: tuple[Any, ...]) -> None:
-    """Send ``message``; a part that cannot be pickled is sent as its description."""
+    """Send ``message`` (see :func:`pickled_message`)."""
+    conn.send_bytes(pickled_message(message))
+
+
+def pickled_message(message: tuple[Any, ...]) -> bytes:
+    """``message`` pickled for the caller's side; a part after the first that cannot be
+    pickled goes as its description (a mapping keeps its keys, each value described)."""
     try:
-        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
     except Exception:
-        kind, *parts = message
-        data = pickle.dumps((kind, *(_portable(part) for part in parts)), pickle.HIGHEST_PROTOCOL)
-    conn.send_bytes(data)
+        first, *parts = message
+        return pickle.dumps((first, *(_portable(part) for part in parts)), pickle.HIGHEST_PROTOCOL)
 
 
 def _portable(value: Any) -> Any:
