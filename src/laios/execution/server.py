@@ -51,6 +51,7 @@ from laios.execution._aggregates import (
     HistogramSnapshot,
     StoreSnapshot,
 )
+from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
 from laios.execution.prometheus import ensure_collector, render_for_accept
 from laios.execution.store import MetricStore, get_default_store
@@ -407,7 +408,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self._open: dict[socket.socket, _Connection] = {}
         self._saturated = False
         self._closing = threading.Event()
-        self._warned: dict[str, float] = {}
+        self._warnings = WarningLimiter(_WARN_EVERY)
         super().__init__(address, _QuietHandler)
 
     def get_request(self) -> tuple[socket.socket, _RetAddress]:
@@ -521,12 +522,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
     def _warn(self, kind: str, message: str, *args: Any) -> None:
         """Log a warning, at most one of each kind every ``_WARN_EVERY`` seconds."""
-        now = time.monotonic()
-        last = self._warned.get(kind)
-        if last is not None and now - last < _WARN_EVERY:
-            return
-        self._warned[kind] = now
-        _log.warning("metrics endpoint: " + message, *args)
+        if self._warnings.should_log(kind) is not None:
+            _log.warning("metrics endpoint: " + message, *args)
 
 
 def _has_input(sock: socket.socket) -> bool:

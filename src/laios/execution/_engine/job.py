@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from laios._compat.pydantic import assign, construct
 from laios.core.types import Task, TaskResult, TaskStatus
+from laios.execution._logs import WarningLimiter
 from laios.execution._records import ProgressStatus, ProgressUpdate, shorten
 from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner, StopResult
 from laios.execution.redaction import MAX_ERROR_BYTES, scrub, secret_values, truncate_bytes
@@ -151,37 +152,8 @@ class CallbackFailures:
         return True
 
 
-class _Repeats:
-    """Rate-limits a warning by key: at most one a minute per key (the others go to DEBUG), the
-    next one saying how many were held back. Keeps at most ``MAX_KEYS`` keys."""
-
-    MAX_KEYS = 1000
-    INTERVAL = 60.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[str, list[float]] = {}  # key -> [last logged at, held back since]
-
-    def should_log(self, key: str) -> int | None:
-        """``None``: do not log at WARNING; else how many were held back since the last."""
-        now = time.monotonic()
-        with self._lock:
-            seen = self._seen.get(key)
-            if seen is None:
-                if len(self._seen) >= self.MAX_KEYS:
-                    self._seen.clear()
-                self._seen[key] = [now, 0.0]
-                return 0
-            if now - seen[0] < self.INTERVAL:
-                seen[1] += 1
-                return None
-            held = int(seen[1])
-            seen[0], seen[1] = now, 0.0
-            return held
-
-
 #: Warnings about threads left running by abandoned tools, by tool.
-_ABANDON_WARNINGS = _Repeats()
+_ABANDON_WARNINGS = WarningLimiter()
 
 
 class JobEnv:
