@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,28 @@ from laios.tools.base import AsyncBaseTool, BaseTool
 
 #: Longest a hanging tool hangs when nothing kills it (a failing test never hangs the run).
 HANG_SECONDS = 60.0
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float) -> Any:
+    """Poll ``predicate`` until it returns something true (returned) or ``timeout`` passes
+    (then its last answer is returned)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    return predicate()
 
 
 def note(box: str, name: str, value: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import process_tools
 import pytest
+from process_tools import alive
 
 distributed = pytest.importorskip("distributed")
 
@@ -38,23 +39,8 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="checked on Linu
 WAIT = 30.0
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return predicate()
+    return process_tools.wait_until(predicate, timeout)
 
 
 @pytest.fixture(scope="module")

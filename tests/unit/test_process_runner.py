@@ -26,6 +26,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from process_tools import alive
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
@@ -43,16 +44,6 @@ pytestmark = pytest.mark.skipif(
 WAIT = 15.0
 
 
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def gone(pid: int, timeout: float = WAIT) -> bool:
     """Wait until process ``pid`` has ended; return whether it did in time."""
     deadline = time.monotonic() + timeout
@@ -64,13 +55,7 @@ def gone(pid: int, timeout: float = WAIT) -> bool:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    return predicate()
+    return process_tools.wait_until(predicate, timeout)
 
 
 @pytest.fixture
