@@ -586,17 +586,22 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
-        # Everywhere when it has not started yet (it may be starting right now). On a thread
-        # of its own: abandon may be called on the client's own event loop thread.
+        # Everywhere when it has not started yet (it may be starting right now). Sent before
+        # this returns, so that it reaches the workers ahead of what the caller does next; on
+        # the client's own event loop thread (a report being delivered) it cannot wait for
+        # the loop, so it is sent from a thread of its own.
         workers = None
         if state == "running" and handle.where is not None:
             workers = [handle.where.split(" ", 1)[0]]
-        threading.Thread(
-            target=self._stop_remote,
-            args=(handle.key, future, workers),
-            name="laios-dask-stop",
-            daemon=True,
-        ).start()
+        if self.owns_current_thread():
+            threading.Thread(
+                target=self._stop_remote,
+                args=(handle.key, future, workers),
+                name="laios-dask-stop",
+                daemon=True,
+            ).start()
+        else:
+            self._stop_remote(handle.key, future, workers)
         return "killed" if state == "running" else "stopped"
 
     def _stop_remote(self, key: str, future: Any, workers: list[str] | None) -> None:
