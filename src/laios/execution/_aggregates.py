@@ -152,6 +152,7 @@ class ToolSlot:
         "max_error_types",
         "outcomes",
         "queue_wait",
+        "results",
         "retries",
     )
 
@@ -164,6 +165,8 @@ class ToolSlot:
         self.retries = 0
         self.in_flight = 0
         self.errors: dict[str, _ErrorCount] = {}
+        # Results returned to callers, by final outcome (after the retries of a call).
+        self.results: dict[str, int] = {}
 
     def outcome(self, outcome: str) -> _Histogram:
         """The duration histogram of ``outcome``, created on its first use (the store holds its
@@ -200,6 +203,7 @@ class ToolSlot:
             retries=self.retries,
             in_flight=self.in_flight,
             errors={name: (entry.count, entry.exemplar) for name, entry in self.errors.items()},
+            results=dict(self.results),
         )
 
 
@@ -261,6 +265,7 @@ class ToolSnapshot:
     retries: int
     in_flight: int
     errors: dict[str, CounterSnapshot]
+    results: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_aggregates(cls, tool: ToolAggregates) -> ToolSnapshot:
@@ -272,6 +277,7 @@ class ToolSnapshot:
             retries=tool.retries,
             in_flight=tool.in_flight,
             errors={name: CounterSnapshot(count, ex) for name, (count, ex) in tool.errors.items()},
+            results=dict(tool.results),
         )
 
     @property
@@ -285,7 +291,8 @@ class ToolAggregates:
     """Aggregates of one ``tool`` label value, copied as stored: for the exposition.
 
     ``outcomes`` and ``queue_wait`` are :data:`RawHistogram` tuples (bucket counts not
-    cumulative); ``errors`` maps an error type to its ``(count, exemplar)``.
+    cumulative); ``errors`` maps an error type to its ``(count, exemplar)``; ``results`` maps
+    a final outcome to the results returned with it (after retries).
     """
 
     tool: str
@@ -294,6 +301,7 @@ class ToolAggregates:
     retries: int
     in_flight: int
     errors: dict[str, tuple[int, Exemplar | None]]
+    results: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from laios.execution._families import (
     IN_FLIGHT,
     QUEUE_DEPTH,
     QUEUE_WAIT,
+    RESULTS,
     RETRIES,
     TASKS,
     WORKERS,
@@ -239,6 +240,8 @@ class _ToolText:
         "in_flight",
         "labels",
         "queue_wait",
+        "results",
+        "results_template",
         "retries",
         "tasks",
         "tasks_template",
@@ -247,9 +250,9 @@ class _ToolText:
     def __init__(self, label: str) -> None:
         self.labels = f'tool="{_escape(label)}"'
         self.tasks: dict[str, str] = {}
-        self.tasks_template = "".join(
-            self.task_prefix(outcome).replace("%", "%%") + "%d.0\n" for outcome in OUTCOMES
-        )
+        self.tasks_template = self._template(self.task_prefix)
+        self.results: dict[str, str] = {}
+        self.results_template = self._template(self.result_prefix)
         self.durations: dict[str, _Histogram] = {}
         self.queue_wait = _Histogram(QUEUE_WAIT.name, self.labels)
         self.retries = f"{RETRIES.name}_total{{{self.labels}}} "
@@ -257,11 +260,23 @@ class _ToolText:
         self.errors: dict[str, str] = {}
         self.error_exemplars: dict[str, tuple[Exemplar | None, str]] = {}
 
+    @staticmethod
+    def _template(prefix: Callable[[str], str]) -> str:
+        """The lines of a counter by outcome, every outcome, as a ``%`` template of counts."""
+        return "".join(prefix(outcome).replace("%", "%%") + "%d.0\n" for outcome in OUTCOMES)
+
     def task_prefix(self, outcome: str) -> str:
         prefix = self.tasks.get(outcome)
         if prefix is None:
             prefix = f'{TASKS.name}_total{{outcome="{_escape(outcome)}",{self.labels}}} '
             self.tasks[outcome] = prefix
+        return prefix
+
+    def result_prefix(self, outcome: str) -> str:
+        prefix = self.results.get(outcome)
+        if prefix is None:
+            prefix = f'{RESULTS.name}_total{{outcome="{_escape(outcome)}",{self.labels}}} '
+            self.results[outcome] = prefix
         return prefix
 
     def duration(self, outcome: str) -> _Histogram:
@@ -300,11 +315,12 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
     outcome and error-type keys as exported; the collector's sums, in the same order."""
     if len(rows) == 1:
         row = rows[0]
-        if all(export_label(key) is key for key in chain(row.outcomes, row.errors)):
+        if all(export_label(key) is key for key in chain(row.outcomes, row.errors, row.results)):
             return row
     outcomes: dict[str, RawHistogram] = {}
     queue_wait = rows[0].queue_wait
     errors: dict[str, tuple[int, Exemplar | None]] = {}
+    results: dict[str, int] = {}
     retries = in_flight = 0
     for index, row in enumerate(rows):
         for outcome, histogram in row.outcomes.items():
@@ -315,11 +331,14 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
             queue_wait = _add_histograms(queue_wait, row.queue_wait)
         retries += row.retries
         in_flight += row.in_flight
+        for outcome, count in row.results.items():
+            key = export_label(outcome)
+            results[key] = results.get(key, 0) + count
         for error_type, (count, exemplar) in row.errors.items():
             key = export_label(error_type)
             known_count, known_exemplar = errors.get(key, (0, None))
             errors[key] = (known_count + count, newer(known_exemplar, exemplar))
-    return ToolAggregates(rows[0].tool, outcomes, queue_wait, retries, in_flight, errors)
+    return ToolAggregates(rows[0].tool, outcomes, queue_wait, retries, in_flight, errors, results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +389,18 @@ def read_stores(stores: Iterable[MetricStore]) -> ExportedTotals:
     )
 
 
+def _by_outcome(template: str, prefix: Callable[[str], str], counts: dict[str, int]) -> str:
+    """The lines of a counter by outcome: every outcome (0 until it happens), then any other
+    outcome a store recorded."""
+    extra = sorted(outcome for outcome in counts if outcome not in _OUTCOME_SET)
+    values = [counts.get(outcome, 0) for outcome in OUTCOMES]
+    if not extra and min(values) >= 0 and max(values) < _PLAIN_BELOW:
+        return template % tuple(values)
+    return "".join(
+        f"{prefix(outcome)}{_number(counts.get(outcome, 0))}\n" for outcome in (*OUTCOMES, *extra)
+    )
+
+
 class StoreRenderer:
     """Writes the ``laios_*`` families of one or more stores as exposition text.
 
@@ -395,6 +426,7 @@ class StoreRenderer:
         queue_depth, abandoned = read.queue_depth, read.abandoned_threads
         known_tools, tools = self._tools, {}
         tasks: list[str] = []
+        results: list[str] = []
         durations: list[str] = []
         queue_waits: list[str] = []
         retries: list[str] = []
@@ -413,6 +445,7 @@ class StoreRenderer:
                     f"{text.task_prefix(o)}{_number(outcomes[o][0] if o in outcomes else 0)}\n"
                     for o in (*OUTCOMES, *extra)
                 )
+            results.append(_by_outcome(text.results_template, text.result_prefix, tool.results))
             for outcome in (*OUTCOMES, *extra):
                 histogram = outcomes.get(outcome)
                 if histogram is not None:
@@ -432,6 +465,7 @@ class StoreRenderer:
         (
             build_header,
             tasks_header,
+            results_header,
             duration_header,
             queue_wait_header,
             retries_header,
@@ -447,6 +481,8 @@ class StoreRenderer:
             f'{_BUILD_INFO}{{version="{_escape(version)}"}} 1.0\n',
             tasks_header,
             *tasks,
+            results_header,
+            *results,
             duration_header,
             *durations,
             queue_wait_header,

@@ -22,6 +22,7 @@ __all__ = [
     "IN_FLIGHT",
     "QUEUE_DEPTH",
     "QUEUE_WAIT",
+    "RESULTS",
     "RETRIES",
     "TASKS",
     "WORKERS",
@@ -55,6 +56,13 @@ class Family:
 BUILD = Family("laios_build", "info", "Version of the laios package.", ("version",))
 TASKS = Family(
     "laios_tasks", "counter", "Tasks finished, by tool and outcome.", ("tool", "outcome")
+)
+RESULTS = Family(
+    "laios_task_results",
+    "counter",
+    "Results returned to callers, by tool and final outcome (an execute_with_retry call counts "
+    "once, after its retries).",
+    ("tool", "outcome"),
 )
 DURATION = Family(
     "laios_task_duration_seconds",
@@ -96,6 +104,7 @@ CUSTOM = Family(
 FAMILIES: tuple[Family, ...] = (
     BUILD,
     TASKS,
+    RESULTS,
     DURATION,
     QUEUE_WAIT,
     RETRIES,

@@ -78,6 +78,7 @@ from laios.execution._families import (
     IN_FLIGHT,
     QUEUE_DEPTH,
     QUEUE_WAIT,
+    RESULTS,
     RETRIES,
     TASKS,
     WORKERS,
@@ -158,6 +159,7 @@ def _families(totals: ExportedTotals, package_version: str) -> list[Metric]:
     build = _new(InfoMetricFamily, BUILD)
     build.add_metric([], {"version": package_version})
     tasks = _new(CounterMetricFamily, TASKS)
+    results = _new(CounterMetricFamily, RESULTS)
     duration = _new(HistogramMetricFamily, DURATION)
     queue_wait = _new(HistogramMetricFamily, QUEUE_WAIT)
     retries = _new(CounterMetricFamily, RETRIES)
@@ -170,6 +172,8 @@ def _families(totals: ExportedTotals, package_version: str) -> list[Metric]:
             tasks.add_metric([tool, outcome], float(histogram[0]) if histogram else 0.0)
             if histogram is not None:
                 duration.add_metric([tool, outcome], _buckets_for_export(histogram), histogram[1])
+        for outcome in [*OUTCOMES, *sorted(set(entry.results) - set(OUTCOMES))]:
+            results.add_metric([tool, outcome], float(entry.results.get(outcome, 0)))
         if entry.queue_wait[0]:
             queue_wait.add_metric(
                 [tool], _buckets_for_export(entry.queue_wait), entry.queue_wait[1]
@@ -191,6 +195,7 @@ def _families(totals: ExportedTotals, package_version: str) -> list[Metric]:
     return [
         build,
         tasks,
+        results,
         duration,
         queue_wait,
         retries,

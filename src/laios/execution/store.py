@@ -182,6 +182,9 @@ class TaskRecord:
     cpu_time = 0.0
     memory_peak_mb = 0.0
     retries = 0
+    #: An attempt of an ``execute_with_retry`` call: its failure is the call's result only
+    #: when no retry follows (the retry loop then counts it, see ``MetricStore.result_returned``).
+    attempt = False
     checkpoints: list[Checkpoint] | tuple[()] = ()  # a list once the first one is added
     checkpoints_dropped = 0
     checkpoints_size = 0  # bytes of the kept checkpoints' names and data (MAX_RECORD_BYTES)
@@ -509,6 +512,9 @@ class MetricStore:
                 rec.checkpoint_listener = None
             histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
             histogram.observe(duration, exemplar, end_time)
+            if outcome == "success" or not rec.attempt:  # a success is never retried
+                results = slot.results
+                results[outcome] = results.get(outcome, 0) + 1
             if error_type is not None and outcome in ERROR_OUTCOMES:
                 slot.count_error(error_type, exemplar)
             del self._active[rec]
@@ -544,6 +550,12 @@ class MetricStore:
         """Count one retry of a tool (``laios_task_retries_total``)."""
         with self._lock:
             slot.retries += 1
+
+    def result_returned(self, slot: ToolSlot, outcome: str) -> None:
+        """Count the failed result of an ``execute_with_retry`` call after its last attempt
+        (``laios_task_results_total``; its successes are counted as their attempt finishes)."""
+        with self._lock:
+            slot.results[outcome] = slot.results.get(outcome, 0) + 1
 
     def add_checkpoint(self, rec: TaskRecord, name: str, data: dict[str, Any] | None) -> Checkpoint:
         """Append a checkpoint to a record and tell the record's listener (the task span).

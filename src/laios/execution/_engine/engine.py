@@ -208,7 +208,7 @@ class Engine:
         notify: Callable[[Job], None] | None = None,
         parent: OtelContext | None = None,
         attributes: dict[str, Any] | None = None,
-        retries: int = 0,
+        retries: int | None = None,
         in_task: bool = False,
     ) -> Job:
         """Accept a task: choose its runner, record it, open its span; finish it at once when
@@ -224,8 +224,10 @@ class Engine:
         job = Job(self.env, task, tool, on_progress)
         job.scope = self.scope
         job.slot = store.tool_slot(job.tool, tool is not None)
-        if retries:
-            job.retries = retries
+        if retries is not None:  # an attempt of an execute_with_retry call
+            job.attempt = True
+            if retries:
+                job.retries = retries
         tracing = self.tracing
         if tracing.known_enabled or tracing.enabled:
             try:
@@ -426,7 +428,7 @@ class Engine:
         *,
         parent: OtelContext | None = None,
         attributes: dict[str, Any] | None = None,
-        retries: int = 0,
+        retries: int | None = None,
     ) -> TaskResult:
         """Run one task while the calling thread waits, for at most its timeout. Never raises
         (``KeyboardInterrupt`` on the caller's thread goes on after the task is recorded)."""
@@ -518,7 +520,7 @@ class Engine:
         parent: OtelContext | None = None,
         *,
         attributes: dict[str, Any] | None = None,
-        retries: int = 0,
+        retries: int | None = None,
     ) -> TaskResult:
         """Run one task while the calling coroutine awaits it (``execute_async``).
 
@@ -563,7 +565,7 @@ class Engine:
         batch: _Batch,
         parent: OtelContext | None,
         attributes: dict[str, Any] | None = None,
-        retries: int = 0,
+        retries: int | None = None,
         *,
         in_task: bool = False,
     ) -> Job | TaskResult:

@@ -27,6 +27,7 @@ from laios.execution.retry import RetryPolicy
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+    from laios.execution._aggregates import ToolSlot
     from laios.execution._engine.engine import Engine, ProgressCallback
 
 __all__ = ["RetryRun", "retry_awaiting", "retry_blocking"]
@@ -113,15 +114,22 @@ class RetryRun:
             self.stopped_by_deadline = True  # the wait ran into the deadline: this failure stands
             return False
         self.retries += 1
-        engine = self.engine
-        name = self.task.tool_name
-        slot = engine.store.tool_slot(name, engine.registry.get_tool(name) is not None)
-        engine.store.task_retried(slot)
+        self.engine.store.task_retried(self._slot())
         return True
 
+    def _slot(self) -> ToolSlot:
+        """The aggregates slot of the task's tool, as its attempts' records use it."""
+        engine = self.engine
+        name = self.task.tool_name
+        return engine.store.tool_slot(name, engine.registry.get_tool(name) is not None)
+
     def conclude(self, result: TaskResult) -> TaskResult:
-        """Add the retry metadata to the final result and end the retry span."""
+        """Add the retry metadata to the final result, count a failed one as the call's result
+        (``laios_task_results_total``) and end the retry span."""
         retries = self.retries
+        metadata = result.metadata
+        if not result.success and "tool_name" in metadata:  # (recorded by the store)
+            self.engine.store.result_returned(self._slot(), str(metadata.get("outcome") or "error"))
         result.metadata["retries"] = retries
         if not result.success and retries >= self.policy.max_retries:
             result.metadata["retry_exhausted"] = True
@@ -171,7 +179,7 @@ def retry_blocking(
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping.
-        first = engine.run_blocking(task, context, timeout, on_progress)
+        first = engine.run_blocking(task, context, timeout, on_progress, retries=0)
         if first.success:
             first.metadata["retries"] = 0
             return first
