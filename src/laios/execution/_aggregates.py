@@ -57,7 +57,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
 #: Upper bound of the first bucket: a value up to it is counted without a search.
 FIRST_BOUND = DURATION_BUCKETS[0]
 #: Outcomes whose ``error_type`` is counted (``laios_task_errors_total``).
-ERROR_OUTCOMES = frozenset({"error", "timeout", "rejected"})
+ERROR_OUTCOMES = frozenset({"error", "timeout", "cancelled", "rejected"})
 
 #: Every outcome a task can end with.
 OUTCOMES: tuple[str, ...] = ("success", "error", "timeout", "cancelled", "rejected")

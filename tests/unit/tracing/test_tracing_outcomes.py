@@ -397,3 +397,20 @@ def test_retry_attempts_with_a_timeout_still_nest_under_the_retry_span(executor,
     attempts = spans(exporter, "execute_tool")
     assert len(attempts) == 2
     assert all(is_child(s, retry) for s in attempts)
+
+
+def test_cancellation_is_counted_alike_on_the_span_and_in_the_errors(executor, exporter):
+    """A cancelled task is an error of type ``cancelled`` on its span and in
+    laios_task_errors_total alike: the two views of one outcome agree."""
+    executor.execute_task(make_task("self_cancel"), CONTEXT)
+    task = make_task("echo")
+    assert executor.cancel_task(task.id)
+    executor.execute_task(task, CONTEXT)
+    span_types = [s.attributes["error.type"] for s in exporter.get_finished_spans()]
+    counted = {
+        row.tool: {name: c.value for name, c in row.errors.items()}
+        for row in executor.store.snapshot().tools
+        if row.errors
+    }
+    assert span_types == ["cancelled", "cancelled"]
+    assert counted == {"self_cancel": {"cancelled": 1}, "echo": {"cancelled": 1}}
