@@ -26,7 +26,7 @@ from laios.execution._runners.base import Runner
 from laios.execution._runners.thread import ThreadRunner
 from laios.execution.limits import ResourceLimits
 from laios.execution.metrics import ExecutionMetrics
-from laios.execution.retry import RetryPolicy
+from laios.execution.retry import RetryHook, RetryPolicy
 from laios.execution.store import MetricStore, get_default_store
 from laios.execution.task_monitor import TaskMonitor
 from laios.execution.tracing import Tracing
@@ -339,6 +339,7 @@ class Executor:
         jitter: float = 0.0,
         deadline: float | None = None,
         retry_if: Callable[[TaskResult], bool] | None = None,
+        on_retry: RetryHook | None = None,
     ) -> TaskResult:
         """Run a task, retrying failures worth retrying. Never raises.
 
@@ -356,6 +357,10 @@ class Executor:
             retry_if: Decides whether a failed result is retried (default
                 :func:`laios.execution.retry.default_retry_if`: errors and timeouts, never
                 cancellations, unknown tools or invalid parameters).
+            on_retry: Called with a :class:`~laios.execution.retry.RetryDetails` before each
+                retry's wait (which retry, the delay, why the attempt failed), for your own
+                logging or metrics. An exception it raises is logged and counted as
+                ``callback_error``; the retry goes on. Async callers pass a plain function too.
 
         Returns:
             The first successful result, or the last failure. ``metadata["retries"]`` says how
@@ -374,11 +379,12 @@ class Executor:
                 jitter,
                 deadline,
                 retry_if,
+                on_retry,
             )
         except Exception as exc:
             return rejected_result(task, exc)
         try:
-            return retry_blocking(engine, task, context, policy, timeout, on_progress)
+            return retry_blocking(engine, task, context, policy, timeout, on_progress, on_retry)
         except Exception as exc:
             return engine.internal_error(task, exc, None)
 
@@ -396,6 +402,7 @@ class Executor:
         jitter: float = 0.0,
         deadline: float | None = None,
         retry_if: Callable[[TaskResult], bool] | None = None,
+        on_retry: RetryHook | None = None,
     ) -> TaskResult:
         """:meth:`execute_with_retry` for async code: every attempt runs as
         :meth:`execute_async` does (an async tool on this loop) and the waits between attempts
@@ -414,11 +421,14 @@ class Executor:
                 jitter,
                 deadline,
                 retry_if,
+                on_retry,
             )
         except Exception as exc:
             return rejected_result(task, exc)
         try:
-            return await retry_awaiting(engine, task, context, policy, timeout, on_progress)
+            return await retry_awaiting(
+                engine, task, context, policy, timeout, on_progress, on_retry
+            )
         except Exception as exc:
             return engine.internal_error(task, exc, None)
 
@@ -434,10 +444,15 @@ class Executor:
         jitter: float,
         deadline: float | None,
         retry_if: Callable[[TaskResult], bool] | None,
+        on_retry: RetryHook | None,
     ) -> RetryPolicy:
         """The validated policy of a retry call (``TypeError``/``ValueError`` for bad
         arguments, before any attempt)."""
         check_call(task, on_progress)
+        if on_retry is not None and not callable(on_retry):
+            raise TypeError(
+                f"on_retry must be a callable taking RetryDetails, got {type(on_retry).__name__}"
+            )
         policy = _retry_policy(
             max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
         )

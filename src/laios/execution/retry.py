@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from laios.core.types import TaskResult
 
 __all__ = [
+    "RetryDetails",
+    "RetryHook",
     "RetryPolicy",
     "default_retry_if",
     "sleep",
@@ -58,6 +60,37 @@ def default_retry_if(result: TaskResult) -> bool:
     if outcome not in ("error", "timeout"):
         return False
     return error_type not in _NOT_RETRYABLE_ERROR_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDetails:
+    """What an ``on_retry`` hook of ``execute_with_retry`` is told before each retry's wait.
+
+    Attributes:
+        task_id: The task being retried.
+        tool_name: Its tool.
+        retry_number: The retry about to happen: 1 for the first (the second attempt).
+        delay: Seconds the call now waits before that retry.
+        elapsed: Seconds since the call started.
+        outcome: The failed attempt's outcome (``error``, ``timeout``, ``rejected``).
+        error_type: Why it failed (as in ``laios_task_errors_total``), or ``None``.
+        error: The failed attempt's error message, or ``None``.
+        result: The failed attempt's result.
+    """
+
+    task_id: str
+    tool_name: str
+    retry_number: int
+    delay: float
+    elapsed: float
+    outcome: str | None
+    error_type: str | None
+    error: str | None
+    result: TaskResult
+
+
+#: An ``on_retry`` hook: called with the :class:`RetryDetails` of each retry before its wait.
+RetryHook = Callable[[RetryDetails], object]
 
 
 @dataclass(frozen=True, slots=True)

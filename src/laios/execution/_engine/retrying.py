@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,8 @@ from opentelemetry.trace import Status, StatusCode
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
-from laios.execution.retry import RetryPolicy
+from laios.execution._logs import WarningLimiter
+from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -32,14 +34,24 @@ if TYPE_CHECKING:
 
 __all__ = ["RetryRun", "retry_awaiting", "retry_blocking"]
 
+_log = logging.getLogger("laios.execution.retry")
+#: ``on_retry`` hooks that raise are logged at most once a minute per hook.
+_hook_warnings = WarningLimiter()
+
 
 class RetryRun:
     """The state of one ``execute_with_retry`` call between its attempts."""
 
     def __init__(
-        self, engine: Engine, task: Task, policy: RetryPolicy, timeout: float | None
+        self,
+        engine: Engine,
+        task: Task,
+        policy: RetryPolicy,
+        timeout: float | None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         self.engine = engine
+        self.on_retry = on_retry
         self.task = task
         self.policy = policy
         self.limit = timeout if timeout is not None else engine.limits.timeout_seconds
@@ -102,7 +114,41 @@ class RetryRun:
             if delay >= left:
                 self.stopped_by_deadline = True
                 return None
+        if self.on_retry is not None:
+            self._announce(result, delay)
         return delay
+
+    def _announce(self, result: TaskResult, delay: float) -> None:
+        """Tell the ``on_retry`` hook about the coming retry. A hook that raises is logged
+        (at most once a minute per hook) and counted as ``callback_error``; the call goes on."""
+        hook = self.on_retry
+        assert hook is not None
+        metadata = result.metadata
+        details = RetryDetails(
+            task_id=self.task.id,
+            tool_name=self.task.tool_name,
+            retry_number=self.retries + 1,
+            delay=delay,
+            elapsed=time.monotonic() - self.started,
+            outcome=metadata.get("outcome"),
+            error_type=metadata.get("error_type"),
+            error=result.error,
+            result=result,
+        )
+        try:
+            hook(details)
+        except Exception as exc:
+            name = getattr(hook, "__qualname__", type(hook).__qualname__)
+            held = _hook_warnings.should_log(name)
+            if held is not None:
+                _log.warning(
+                    "the on_retry hook %s raised %s; the retry goes on%s",
+                    name,
+                    type(exc).__name__,
+                    f" ({held} more since the last warning)" if held else "",
+                    exc_info=exc,
+                )
+            self.engine.store.count_error(self._slot(), "callback_error")
 
     def after_wait(self, cancelled: bool) -> bool:
         """Whether to make the next attempt after the wait (and count the retry if so)."""
@@ -173,6 +219,7 @@ def retry_blocking(
     policy: RetryPolicy,
     timeout: float | None,
     on_progress: ProgressCallback | None,
+    on_retry: RetryHook | None = None,
 ) -> TaskResult:
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out."""
     tracing = engine.tracing
@@ -185,7 +232,7 @@ def retry_blocking(
             return first
     else:
         first = None
-    run = RetryRun(engine, task, policy, timeout)
+    run = RetryRun(engine, task, policy, timeout, on_retry)
     stop: threading.Event | None = None
     try:
         while True:
@@ -222,9 +269,10 @@ async def retry_awaiting(
     policy: RetryPolicy,
     timeout: float | None,
     on_progress: ProgressCallback | None,
+    on_retry: RetryHook | None = None,
 ) -> TaskResult:
     """As :func:`retry_blocking`, awaiting each attempt on the caller's loop."""
-    run = RetryRun(engine, task, policy, timeout)
+    run = RetryRun(engine, task, policy, timeout, on_retry)
     loop = asyncio.get_running_loop()
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None

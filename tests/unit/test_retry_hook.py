@@ -1,0 +1,104 @@
+"""execute_with_retry's on_retry hook: told about each retry before its wait, never able to
+break the call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.retry import RetryDetails
+from laios.execution.store import MetricStore
+
+
+def test_hook_is_told_each_retry_in_order(
+    executor: Executor, make_task: Callable[..., Task], context: Context
+) -> None:
+    """Two failures before a success: the hook hears of retries 1 and 2, with the delay,
+    the failed attempt's outcome, error type and message."""
+    seen: list[RetryDetails] = []
+    task = make_task("flaky", fail_times=2)
+    result = executor.execute_with_retry(
+        task, context, max_retries=3, retry_delay=0.01, backoff=2, on_retry=seen.append
+    )
+    assert result.success
+    assert [d.retry_number for d in seen] == [1, 2]
+    assert [d.delay for d in seen] == pytest.approx([0.01, 0.02])
+    assert {(d.task_id, d.tool_name, d.outcome) for d in seen} == {(task.id, "flaky", "error")}
+    assert [d.error for d in seen] == ["transient failure 1", "transient failure 2"]
+    assert all(d.error_type == "tool_error" and not d.result.success for d in seen)
+    assert seen[1].elapsed >= seen[0].elapsed >= 0
+
+
+def test_hook_is_not_called_without_a_retry(
+    executor: Executor, make_task: Callable[..., Task], context: Context
+) -> None:
+    """A success at once, or a failure not worth retrying, calls no hook."""
+    seen: list[RetryDetails] = []
+    executor.execute_with_retry(make_task("echo", text="x"), context, on_retry=seen.append)
+    executor.execute_with_retry(
+        make_task("fail"), context, retry_delay=0, retry_if=lambda r: False, on_retry=seen.append
+    )
+    assert seen == []
+
+
+def test_hook_that_raises_does_not_stop_the_retries(
+    executor: Executor,
+    store: MetricStore,
+    make_task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A raising hook is logged and counted as callback_error; the call still retries and
+    returns its success."""
+
+    def broken(details: RetryDetails) -> None:
+        raise RuntimeError("hook is broken")
+
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result = executor.execute_with_retry(
+            make_task("flaky", fail_times=1), context, retry_delay=0, on_retry=broken
+        )
+    assert result.success
+    assert result.metadata["retries"] == 1
+    assert "on_retry hook" in caplog.text
+    errors = {row.tool: row.errors for row in store.snapshot().tools}
+    assert errors["flaky"]["callback_error"].value == 1
+
+
+def test_async_retry_calls_the_hook(
+    executor: Executor, make_task: Callable[..., Task], context: Context
+) -> None:
+    """execute_with_retry_async tells the hook about its retries too."""
+    seen: list[int] = []
+
+    async def main() -> Any:
+        return await executor.execute_with_retry_async(
+            make_task("flaky", fail_times=1),
+            context,
+            retry_delay=0,
+            on_retry=lambda d: seen.append(d.retry_number),
+        )
+
+    assert asyncio.run(main()).success
+    assert seen == [1]
+
+
+def test_a_hook_that_is_not_callable_is_refused_in_the_result(
+    executor: Executor, make_task: Callable[..., Task], context: Context
+) -> None:
+    """on_retry that cannot be called is a rejected result naming the problem, before any
+    attempt runs."""
+    result = executor.execute_with_retry(
+        make_task("echo", text="x"),
+        context,
+        on_retry="log it",  # type: ignore[arg-type]
+    )
+    assert not result.success
+    assert result.metadata["outcome"] == "rejected"
+    assert "on_retry must be a callable" in (result.error or "")
