@@ -9,6 +9,7 @@ spans are checked against the real OpenTelemetry SDK.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,7 +29,6 @@ from laios.execution.redaction import (
     redact,
     secret_values,
     to_json,
-    truncate_bytes,
 )
 from laios.execution.store import MetricStore
 from laios.execution.tracing import CAPTURE_CONTENT_ENV
@@ -39,8 +39,8 @@ CONTEXT = Context(session_id="session-1", user_id="user-1")
 HUGE = 5_000_000
 API_KEY = "sk-BUDGET-SECRET"
 PASSWORD = "hunter2-budget"
-#: The marker that ends captured text cut at the byte budget.
-CUT = "…[truncated]"
+#: The item that closes each container of a capture cut at the byte budget.
+CUT = "…"
 #: Generous bounds: the work done is a few milliseconds; before the bound it took seconds.
 CALL_SECONDS = 1.5
 DIRECT_SECONDS = 0.5
@@ -154,9 +154,10 @@ def captured(exporter: InMemorySpanExporter, what: str) -> str:
 
 
 def assert_cut(text: str) -> None:
-    """``text`` is within the byte budget and says that it was cut."""
+    """``text`` is within the byte budget, valid JSON, and says that it was cut."""
     assert len(text.encode("utf-8")) <= MAX_VALUE_BYTES
-    assert text.endswith(CUT)
+    json.loads(text)
+    assert f'"{CUT}"' in text
 
 
 def timed(function: Callable[[], Any]) -> tuple[Any, float]:
@@ -357,10 +358,17 @@ def test_keys_equal_once_cut_keep_the_last_value_and_stay_bounded() -> None:
     ids=["ints", "strings", "nested", "deep", "echoed-secret"],
 )
 def test_cut_text_is_the_start_of_the_whole_encoding(value: Any) -> None:
-    """Stopping early changes nothing in what is kept: the captured text equals the complete
-    redacted encoding cut to the byte budget."""
+    """Stopping early changes nothing in what is kept: up to its first "…" item, the captured
+    text is the complete redacted encoding's start, and most of the budget holds it."""
     whole = json.dumps(
         redact(value, [API_KEY], limit=None), ensure_ascii=False, separators=(",", ":")
     )
     assert len(whole.encode("utf-8")) > MAX_VALUE_BYTES
-    assert to_json(value, secrets=[API_KEY]) == truncate_bytes(whole, MAX_VALUE_BYTES)
+    text = to_json(value, secrets=[API_KEY])
+    json.loads(text)
+    pairs = enumerate(zip(text, whole, strict=False))
+    kept = next((i for i, (a, b) in pairs if a != b), len(text))
+    while text[kept - 1] in ',"…':  # (the whole may go on with a string where the cut has "…")
+        kept -= 1
+    assert kept > MAX_VALUE_BYTES // 4
+    assert re.fullmatch(r'"?(?:(?:,?"…"(?::"…")?)?[\]}])+', text[kept:]), text[kept:]

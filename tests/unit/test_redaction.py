@@ -197,3 +197,23 @@ def test_truncate_bytes_with_a_limit_below_the_marker(limit: int) -> None:
 def test_to_json_with_a_limit_below_the_marker() -> None:
     """to_json never exceeds a small limit either."""
     assert len(to_json({"a": "x" * 100}, limit=5).encode("utf-8")) <= 5
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {f"field_{i}": "w" * 200 for i in range(100)},
+        [{"name": "é" * 200, "n": i} for i in range(200)],
+        list(range(5_000)),
+        {"outer": {"inner": ["ü" * 250] * 100}},
+    ],
+    ids=["mapping", "multibyte-records", "ints", "nested"],
+)
+def test_a_cut_capture_is_still_valid_json(value: Any) -> None:
+    """A capture cut at the byte budget parses as JSON, within the budget, and marks where it
+    was cut with a "…" item."""
+    text = to_json(value)
+    assert len(text.encode("utf-8")) <= MAX_VALUE_BYTES
+    parsed = json.loads(text)
+    assert "…" in json.dumps(parsed, ensure_ascii=False)
+    assert len(text.encode("utf-8")) > MAX_VALUE_BYTES // 2  # most of the budget is used

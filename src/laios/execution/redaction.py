@@ -396,17 +396,43 @@ def _safe_repr(value: Any) -> str:
 
 def to_json(value: Any, limit: int | None = MAX_VALUE_BYTES, secrets: Sequence[str] = ()) -> str:
     """Redact ``value`` (see :func:`redact`) and render it as compact JSON of at most
-    ``limit`` bytes (``None``: no limit), ending in ``…[truncated]`` when cut.
+    ``limit`` bytes (``None``: no limit).
 
-    Only as much of ``value`` is read as fits in ``limit`` bytes, however large ``value`` is.
+    The text is always valid JSON. A value too large for ``limit`` is cut where
+    :func:`redact` stops copying: each container still open there ends with a ``"…"`` item
+    (``"…": "…"`` in a mapping), and what comes before is the complete encoding's start. Only
+    as much of ``value`` is read as fits in ``limit`` bytes, however large ``value`` is.
     """
+    if limit is None:
+        return _encoded(value, secrets, None)
+    budget = limit
+    for _ in range(_FIT_ATTEMPTS):
+        text = _encoded(value, secrets, budget)
+        size = len(text.encode("utf-8"))
+        if size <= limit:
+            return text
+        # The copier counts characters, not bytes (multi-byte text), and lets the item that
+        # crosses its limit in whole: ask for less in proportion, plus room for the markers.
+        budget = budget * limit // size - _MARKER_ROOM
+        if budget <= 0:
+            break
+    return json.dumps("…", ensure_ascii=False)
+
+
+#: Attempts :func:`to_json` makes to fit its byte limit before it gives up on the value.
+_FIT_ATTEMPTS = 4
+#: Bytes kept back, per attempt past the first, for the "…" items that close a cut copy.
+_MARKER_ROOM = 32
+
+
+def _encoded(value: Any, secrets: Sequence[str], limit: int | None) -> str:
+    """The compact JSON of ``value``'s redacted copy, cut at about ``limit`` characters."""
     try:
-        text = json.dumps(
+        return json.dumps(
             redact(value, secrets, limit=limit),
             ensure_ascii=False,
             separators=(",", ":"),
             default=str,
         )
     except (TypeError, ValueError):
-        text = json.dumps(redact(_safe_repr(value), secrets, limit=limit))
-    return truncate_bytes(text, limit) if limit is not None else text
+        return json.dumps(redact(_safe_repr(value), secrets, limit=limit), ensure_ascii=False)
