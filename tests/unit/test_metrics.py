@@ -172,11 +172,10 @@ def test_executor_metrics_times(executor: Executor, make_task: Any, context: Con
 
 
 @pytest.mark.parametrize("timeout", [None, 5.0])
-def test_cpu_time_is_measured_for_a_cpu_bound_tool_when_asked(
-    make_executor: Any, make_task: Any, context: Context, timeout: float | None
+def test_cpu_time_is_measured_for_a_cpu_bound_tool_by_default(
+    executor: Executor, make_task: Any, context: Context, timeout: float | None
 ) -> None:
-    """With measure_cpu_time, a tool burning CPU reports cpu_time > 0, inline and pooled."""
-    executor = make_executor(measure_cpu_time=True)
+    """By default, a tool burning CPU reports cpu_time > 0, inline and pooled."""
     task = make_task("cpu", seconds=0.03)
     assert executor.execute_task(task, context, timeout=timeout).success
     metrics = executor.get_metrics(task.id)
@@ -186,10 +185,11 @@ def test_cpu_time_is_measured_for_a_cpu_bound_tool_when_asked(
 
 
 @pytest.mark.parametrize("timeout", [None, 5.0])
-def test_cpu_time_is_zero_unless_asked_for(
-    executor: Executor, make_task: Any, context: Context, timeout: float | None
+def test_cpu_time_is_zero_when_turned_off(
+    make_executor: Any, make_task: Any, context: Context, timeout: float | None
 ) -> None:
-    """By default CPU time is not measured (two system calls per task): cpu_time is 0.0."""
+    """measure_cpu_time=False saves the two system calls per task: cpu_time is 0.0."""
+    executor = make_executor(measure_cpu_time=False)
     task = make_task("cpu", seconds=0.03)
     assert executor.execute_task(task, context, timeout=timeout).success
     metrics = executor.get_metrics(task.id)

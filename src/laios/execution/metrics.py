@@ -26,9 +26,9 @@ class ExecutionMetrics:
         start_time: Unix time the tool started, or ``None``.
         end_time: Unix time the task finished, or ``None``.
         execution_time: Wall-clock seconds from start to finish.
-        cpu_time: ``0.0`` unless the executor measures CPU time (``measure_cpu_time=True``);
-            then CPU seconds the tool spent in its own thread (``time.thread_time``; a tool
-            that hands work to other threads or processes is not charged for it).
+        cpu_time: CPU seconds the tool spent in its own thread (``time.thread_time``; a tool
+            that hands work to other threads or processes is not charged for it); ``0.0`` when
+            the executor was created with ``measure_cpu_time=False``, and for async tools.
         memory_peak_mb: Peak memory; not measured by the thread runner, always ``0.0``.
         retries: How many retries preceded this run (``execute_with_retry``).
         checkpoints: Named milestones, each ``{"name", "timestamp", "data"}``. The executor adds
