@@ -13,8 +13,8 @@ dashboard library, for three reasons found when trying them:
 * ``grafanalib`` has had no release since January 2024 and writes the old JSON (schema 12, the
   pre-10 heatmap).
 * The dashboard is a few hundred lines of dictionaries either way; without a library the
-  output is exactly the JSON Grafana 11 stores, the tests read it like Grafana does, and
-  ``laios[mixin]`` needs nothing beyond laios itself.
+  output is exactly the JSON Grafana 11 stores (schema 39), the tests read it as Grafana does,
+  and generating it needs nothing beyond laios itself (no extra to install).
 
 The queries read raw ``laios_*`` metrics, never recording rules, so the dashboard works where
 the rules are not loaded and does not change when they do. Every query carries the
