@@ -308,9 +308,9 @@ class Grid:
     """Places panels left to right in rows of the 24-column grid, and numbers them."""
 
     panels: list[dict[str, Any]] = field(default_factory=list)
-    _x: int = 0
-    _y: int = 0
-    _line_height: int = 0
+    _x: int = field(default=0, init=False)
+    _y: int = field(default=0, init=False)
+    _line_height: int = field(default=0, init=False)
 
     def row(self, title: str) -> None:
         """Start a new row with a heading."""
