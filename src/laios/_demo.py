@@ -3,9 +3,10 @@
 Six tools with different characters run as single tasks, retried tasks and parallel batches
 until Ctrl-C (or ``--duration``), on worker threads, in worker processes (``--runner process``)
 where a hung tool is killed at its timeout, or on an embedded Dask cluster (``--runner dask``).
-Metrics and status are served on ``/metrics`` and ``/status``; spans go to OTLP when
-``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, to the console with ``--console-spans``, and otherwise
-stay in-process (their ids still mark the exemplars).
+Metrics and status are served on ``/metrics`` and ``/status``; spans go to an OTLP/HTTP
+receiver with ``--otlp-endpoint`` (or when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), to the
+console with ``--console-spans``, and otherwise stay in-process (their ids still mark the
+exemplars).
 """
 
 from __future__ import annotations
@@ -213,8 +214,13 @@ class _Workload:
             self._pause(0.2, 1.0)
 
 
-def _configure_tracing(console: bool) -> tuple[Any, str]:
-    """Install an OpenTelemetry SDK provider; return it and a line saying where spans go."""
+def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple[Any, str]:
+    """Install an OpenTelemetry SDK provider; return it and a line saying where spans go.
+
+    ``otlp_endpoint`` (``--otlp-endpoint``) is the base URL of an OTLP/HTTP receiver, as
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` would be: spans go to its ``/v1/traces``. Without it the
+    environment variable is honoured.
+    """
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
@@ -224,14 +230,20 @@ def _configure_tracing(console: bool) -> tuple[Any, str]:
         return None, "spans: off (pip install 'laios[demo]' to trace the demo)"
     provider = TracerProvider(resource=Resource.create({"service.name": "laios-demo"}))
     where = "spans: kept in-process (their ids mark the exemplars); --console-spans prints them"
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    if otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
             where = "spans: OTLP asked for, but pip install 'laios[otlp]' is needed"
         else:
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-            where = f"spans: OTLP to {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}"
+            if otlp_endpoint:
+                url = otlp_endpoint.rstrip("/") + "/v1/traces"
+                exporter = OTLPSpanExporter(endpoint=url)
+            else:
+                url = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+                exporter = OTLPSpanExporter()
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+            where = f"spans: OTLP/HTTP to {url}"
     elif console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         where = "spans: printed to stderr"
@@ -256,7 +268,9 @@ def run(args: argparse.Namespace) -> int:
 
     # The live view owns the terminal; the status table shows what warnings would say.
     logging.getLogger("laios").setLevel(logging.ERROR)
-    provider, spans_line = _configure_tracing(bool(getattr(args, "console_spans", False)))
+    provider, spans_line = _configure_tracing(
+        bool(getattr(args, "console_spans", False)), getattr(args, "otlp_endpoint", None)
+    )
     registry = build_registry()
     context = Context(session_id="demo-session", user_id="demo-user")
     kind = getattr(args, "runner", "thread")

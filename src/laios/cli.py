@@ -537,6 +537,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _otlp_endpoint(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http:// or https:// URL (e.g. http://localhost:4318)"
+        )
+    return text
+
+
 def _run_status(args: argparse.Namespace) -> int:
     if args.watch:
         return watch_status(args.url, interval=args.interval, timeout=args.timeout)
@@ -587,6 +596,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=9464, help="port to serve on (9464)")
     demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
     demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
+    demo.add_argument(
+        "--otlp-endpoint",
+        type=_otlp_endpoint,
+        default=None,
+        metavar="URL",
+        help="send spans over OTLP/HTTP to URL/v1/traces, e.g. http://localhost:4318 (the "
+        "Collector of grafana/docker-compose.yml); needs laios[otlp]. Default: "
+        "$OTEL_EXPORTER_OTLP_ENDPOINT when set",
+    )
     demo.add_argument(
         "--runner",
         choices=("thread", "process", "dask"),

@@ -1,7 +1,9 @@
 """A real Prometheus scraping `laios demo`: every dashboard query has data, exemplars are traces.
 
-One demo (with ``--console-spans``) and one Prometheus (scraping it every second, with exemplar
-storage and the repository's rules.yml) are shared by the module's tests and stopped at the end.
+One demo (with ``--console-spans``), one process-runner target that has killed workers
+(``kills_target.py``: the demo runs its tools on threads) and one Prometheus (scraping both
+every second, with exemplar storage and the repository's rules.yml) are shared by the module's
+tests and stopped at the end.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import math
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -27,17 +30,24 @@ import yaml
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 DASHBOARD = REPO / "grafana" / "dashboards" / "laios-execution.json"
+DASHBOARD_DOC = json.loads(DASHBOARD.read_text(encoding="utf-8"))
 RULES = REPO / "grafana" / "prometheus" / "rules.yml"
-#: Grafana's variables as a query with "All" tools over a short range would expand them.
+#: The dashboard's template variables: name -> the variable.
+TEMPLATE = {v["name"]: v for v in DASHBOARD_DOC["templating"]["list"]}
+#: Grafana's variables as a query with "All" everywhere over a short range would expand them:
+#: each query variable's allValue, the provisioned data source, and the built-in intervals.
 VARIABLES = {
-    "datasource": "prometheus",
-    "tool": ".*",
+    **{name: v.get("allValue", "prometheus") for name, v in TEMPLATE.items()},
     "__rate_interval": "10s",
     "__range": "60s",
     "__interval": "5s",
 }
+#: Charted by the dashboard, exported by the library from the release that adds it (results
+#: returned to callers, after retries): its queries are skipped while the demo lacks it.
+NOT_YET_EXPORTED = {"laios_task_results_total"}
 #: Scrapes of the demo to wait for before querying (one a second).
 MIN_SCRAPES = 10
 #: Longest wait for any one condition (start-up, scrapes, data, a span on stderr).
@@ -46,18 +56,20 @@ DEMO = [sys.executable, "-m", "laios.cli", "demo"]
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def expand(expr: str) -> str:
-    """Replace Grafana's ``$name`` and ``${name}`` variables by the values above."""
+def expand(expr: str, **chosen: str) -> str:
+    """Replace Grafana's ``$name`` and ``${name}`` variables by the values above, or by the
+    ``chosen`` ones."""
+    values = {**VARIABLES, **chosen}
 
     def value(match: re.Match[str]) -> str:
-        return VARIABLES[match.group(1) or match.group(2)]
+        return values[match.group(1) or match.group(2)]
 
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
 
 
 def dashboard_queries() -> list[Any]:
     """One pytest param per dashboard target: (panel title, expression)."""
-    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    panels = DASHBOARD_DOC["panels"]
     return [
         pytest.param(
             panel["title"],
@@ -187,13 +199,42 @@ def demo(tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int])
 
 
 @pytest.fixture(scope="module")
+def kills(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of ``kills_target``: a process runner after one kill of each kind."""
+    directory = tmp_path_factory.mktemp("kills")
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    with (directory / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "import kills_target; kills_target.main()"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        line = process.stdout.readline() if ready else b""
+        if not line.strip().isdigit():
+            pytest.fail(f"kills_target did not start:\n{(directory / 'stderr').read_text()}")
+        yield int(line)
+    finally:
+        stop(process)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.fixture(scope="module")
 def prometheus(
     prometheus_binary: str,
     demo: Demo,
+    kills: int,
     tmp_path_factory: pytest.TempPathFactory,
     free_port: Callable[[], int],
 ) -> Iterator[Prometheus]:
-    """Prometheus scraping the demo every second, with exemplars and rules.yml; stopped after."""
+    """Prometheus scraping the demo and the process runner every second, with exemplars and
+    rules.yml; stopped after."""
     directory = tmp_path_factory.mktemp("prometheus")
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -201,7 +242,7 @@ def prometheus(
         "scrape_configs": [
             {
                 "job_name": "laios",
-                "static_configs": [{"targets": [f"127.0.0.1:{demo.port}"]}],
+                "static_configs": [{"targets": [f"127.0.0.1:{demo.port}", f"127.0.0.1:{kills}"]}],
             }
         ],
     }
@@ -243,7 +284,7 @@ def scraped(prometheus: Prometheus) -> Prometheus:
 
     def enough() -> bool:
         result = prometheus.query(f'count_over_time(up{{job="laios"}}[1m]) >= {MIN_SCRAPES}')
-        return bool(result["data"]["result"])
+        return len(result["data"]["result"]) == 2
 
     wait_for(f"{MIN_SCRAPES} scrapes of the demo", enough)
     return prometheus
@@ -271,16 +312,78 @@ def assert_has_data(prometheus: Prometheus, expr: str) -> None:
         time.sleep(0.5)
 
 
-def test_prometheus_scrapes_the_demo(scraped: Prometheus) -> None:
-    """The demo's target is up in Prometheus' target list."""
+@pytest.fixture(scope="module")
+def exported(demo: Demo) -> set[str]:
+    """The metric families the demo exports."""
+    with _NO_PROXY.open(f"http://127.0.0.1:{demo.port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return set(re.findall(r"^# TYPE (\S+)", text, flags=re.MULTILINE))
+
+
+def test_prometheus_scrapes_the_demo_and_the_process_runner(scraped: Prometheus) -> None:
+    """Both targets are up in Prometheus' target list."""
     targets = scraped.api("/api/v1/targets", state="active")["data"]["activeTargets"]
-    assert [(t["labels"]["job"], t["health"]) for t in targets] == [("laios", "up")]
+    assert [(t["labels"]["job"], t["health"]) for t in targets] == [("laios", "up")] * 2
 
 
 @pytest.mark.parametrize(("title", "expr"), dashboard_queries())
-def test_dashboard_query_returns_data(scraped: Prometheus, title: str, expr: str) -> None:
-    """The panel's query evaluates without error and returns at least one finite value."""
+def test_dashboard_query_returns_data(
+    scraped: Prometheus, exported: set[str], title: str, expr: str
+) -> None:
+    """The panel's query, with every variable at All, evaluates without error and returns at
+    least one finite value."""
+    pending = {
+        name
+        for name in NOT_YET_EXPORTED & set(re.findall(r"\blaios_[a-z_]+", expr))
+        if name.removesuffix("_total") not in exported and name not in exported
+    }
+    if pending:
+        pytest.skip(f"this laios does not export {', '.join(sorted(pending))} yet")
     assert_has_data(scraped, expand(expr))
+
+
+@pytest.mark.parametrize("name", [n for n, v in TEMPLATE.items() if v["type"] == "query"])
+def test_variable_lists_the_label_values_grafana_would_offer(
+    scraped: Prometheus, name: str
+) -> None:
+    """The variable's label_values query, with the variables before it at All, is answered by
+    Prometheus' label values API (as Grafana asks it): job, instance and tool have values;
+    cluster and namespace, absent here, have none and still narrow nothing."""
+    match = re.fullmatch(r"label_values\((.+), (\w+)\)", TEMPLATE[name]["query"])
+    assert match is not None
+    selector, label = expand(match.group(1)), match.group(2)
+    answer = scraped.api(f"/api/v1/label/{label}/values", **{"match[]": selector})
+    assert answer["status"] == "success", answer
+    assert label == name
+    if name in ("cluster", "namespace"):
+        assert answer["data"] == []
+        assert scraped.query(f"count({selector})")["data"]["result"], selector
+    elif name == "instance":
+        assert len(answer["data"]) == 2
+    elif name == "job":
+        assert answer["data"] == ["laios"]
+    else:
+        assert {"fetch_fast", "crash", "allocate", "spin"} <= set(answer["data"])
+
+
+def test_choosing_an_instance_narrows_the_panels(scraped: Prometheus, kills: int) -> None:
+    """With instance set to the process-runner target, "Attempts per second by tool" shows its
+    three tools (and the label of unknown tools every store exports) and none of the demo's."""
+    (panel,) = [p for p in DASHBOARD_DOC["panels"] if p["title"] == "Attempts per second by tool"]
+    expr = expand(panel["targets"][0]["expr"], instance=f"127.0.0.1:{kills}")
+    series = scraped.query(expr)["data"]["result"]
+    assert {s["metric"]["tool"] for s in series} - {"unknown"} == {"crash", "allocate", "spin"}
+
+
+def test_process_kills_panel_shows_each_kind_of_kill(scraped: Prometheus) -> None:
+    """ "Process kills by reason" has a series for worker_crashed, memory_limit and cpu_limit."""
+    (panel,) = [p for p in DASHBOARD_DOC["panels"] if p["title"] == "Process kills by reason"]
+    series = scraped.query(expand(panel["targets"][0]["expr"]))["data"]["result"]
+    assert {(s["metric"]["tool"], s["metric"]["error_type"]) for s in series} == {
+        ("crash", "worker_crashed"),
+        ("allocate", "memory_limit"),
+        ("spin", "cpu_limit"),
+    }
 
 
 @pytest.mark.parametrize("record", recording_rules())

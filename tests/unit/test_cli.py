@@ -550,6 +550,24 @@ def test_demo_defaults() -> None:
     assert (args.duration, args.host, args.port) == (None, "127.0.0.1", 9464)
     assert (args.no_live, args.console_spans) == (False, False)
     assert args.runner == "thread"
+    assert args.otlp_endpoint is None
+
+
+def test_demo_takes_an_otlp_endpoint_url() -> None:
+    """--otlp-endpoint keeps the URL it is given, for the demo's OTLP/HTTP exporter."""
+    args = cli.build_parser().parse_args(["demo", "--otlp-endpoint", "http://localhost:4318"])
+    assert args.otlp_endpoint == "http://localhost:4318"
+
+
+@pytest.mark.parametrize("value", ["localhost:4318", "grpc://collector:4317", "http://"])
+def test_demo_refuses_an_otlp_endpoint_that_is_not_an_http_url(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--otlp-endpoint without http:// or https:// and a host is a usage error."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    assert "http:// or https:// URL" in capsys.readouterr().err
 
 
 def test_the_command_says_its_version(capsys: pytest.CaptureFixture[str]) -> None:
