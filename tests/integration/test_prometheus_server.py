@@ -45,9 +45,6 @@ VARIABLES = {
     "__range": "60s",
     "__interval": "5s",
 }
-#: Charted by the dashboard, exported by the library from the release that adds it (results
-#: returned to callers, after retries): its queries are skipped while the demo lacks it.
-NOT_YET_EXPORTED = {"laios_task_results_total"}
 #: Scrapes of the demo to wait for before querying (one a second).
 MIN_SCRAPES = 10
 #: Longest wait for any one condition (start-up, scrapes, data, a span on stderr).
@@ -312,14 +309,6 @@ def assert_has_data(prometheus: Prometheus, expr: str) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
-def exported(demo: Demo) -> set[str]:
-    """The metric families the demo exports."""
-    with _NO_PROXY.open(f"http://127.0.0.1:{demo.port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return set(re.findall(r"^# TYPE (\S+)", text, flags=re.MULTILINE))
-
-
 def test_prometheus_scrapes_the_demo_and_the_process_runner(scraped: Prometheus) -> None:
     """Both targets are up in Prometheus' target list."""
     targets = scraped.api("/api/v1/targets", state="active")["data"]["activeTargets"]
@@ -327,18 +316,9 @@ def test_prometheus_scrapes_the_demo_and_the_process_runner(scraped: Prometheus)
 
 
 @pytest.mark.parametrize(("title", "expr"), dashboard_queries())
-def test_dashboard_query_returns_data(
-    scraped: Prometheus, exported: set[str], title: str, expr: str
-) -> None:
+def test_dashboard_query_returns_data(scraped: Prometheus, title: str, expr: str) -> None:
     """The panel's query, with every variable at All, evaluates without error and returns at
     least one finite value."""
-    pending = {
-        name
-        for name in NOT_YET_EXPORTED & set(re.findall(r"\blaios_[a-z_]+", expr))
-        if name.removesuffix("_total") not in exported and name not in exported
-    }
-    if pending:
-        pytest.skip(f"this laios does not export {', '.join(sorted(pending))} yet")
     assert_has_data(scraped, expand(expr))
 
 
