@@ -203,3 +203,67 @@ def test_basic_auth_applies_over_tls(pki: tuple[Authority, Issued, Issued]) -> N
         answer = call_http(server.url, context=client_context(ca))
     assert answer.status == 401
     assert b"laios_" not in answer.body
+
+
+def served_certificate(server: MetricsServer, ca: Authority) -> bytes:
+    """The DER certificate the server presents to a new connection."""
+    context = client_context(ca)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_WITHIN) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            certificate = tls.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
+
+
+def install(source: Issued, target: Issued) -> None:
+    """Replace ``target``'s files by ``source``'s, each in one rename, as a secret update does."""
+    for new, old in ((source.cert_file, target.cert_file), (source.key_file, target.key_file)):
+        staged = old.with_suffix(".staged")
+        staged.write_bytes(new.read_bytes())
+        staged.replace(old)
+
+
+def wait_for_certificate(server: MetricsServer, ca: Authority, expected: bytes) -> bool:
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while time.monotonic() < deadline:
+        if served_certificate(server, ca) == expected:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    pki: tuple[Authority, Issued, Issued], tmp_path: Path
+) -> None:
+    """Replacing the certificate and key files: new connections get the new certificate."""
+    ca, _, _ = pki
+    live = ca.issue(tmp_path, "live", server=True)
+    renewed = ca.issue(tmp_path, "renewed", server=True)
+    with serve(TLSServerConfig(live.cert_file, live.key_file)) as server:
+        before = served_certificate(server, ca)
+        install(renewed, live)
+        expected = ssl.PEM_cert_to_DER_cert(renewed.cert_file.read_text())
+        assert expected != before
+        assert wait_for_certificate(server, ca, expected)
+
+
+def test_a_half_written_renewal_keeps_the_old_certificate(
+    pki: tuple[Authority, Issued, Issued], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new certificate whose key has not arrived yet: the old pair is served, with a warning."""
+    ca, _, _ = pki
+    live = ca.issue(tmp_path, "live", server=True)
+    renewed = ca.issue(tmp_path, "renewed", server=True)
+    with serve(TLSServerConfig(live.cert_file, live.key_file)) as server:
+        before = served_certificate(server, ca)
+        staged = live.cert_file.with_suffix(".staged")
+        staged.write_bytes(renewed.cert_file.read_bytes())
+        with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+            staged.replace(live.cert_file)  # the certificate only: it no longer matches the key
+            time.sleep(1.2)
+            assert served_certificate(server, ca) == before
+            assert call_http(server.url, context=client_context(ca)).status == 200
+        assert "cannot be used yet" in caplog.text
+        install(renewed, live)  # the key follows
+        expected = ssl.PEM_cert_to_DER_cert(renewed.cert_file.read_text())
+        assert wait_for_certificate(server, ca, expected)

@@ -70,6 +70,7 @@ from laios.execution._http import (
 )
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
+from laios.execution._tls import ReloadingContext
 from laios.execution.prometheus import ensure_collector
 from laios.execution.store import MetricStore, get_default_store
 from laios.execution.web import WebConfig, WebConfigError, load_web_config
@@ -496,10 +497,10 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         connection_timeout: float = DEFAULT_CONNECTION_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         backlog: int = DEFAULT_BACKLOG,
-        ssl_context: ssl.SSLContext | None = None,
+        tls: ReloadingContext | None = None,
     ) -> None:
         _check_limits(connection_timeout, max_connections, backlog)
-        self.ssl_context = ssl_context
+        self.tls = tls
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
         self.request_queue_size = backlog  # read by listen() in server_activate()
@@ -528,10 +529,10 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
                 )
                 self._closing.wait(_ACCEPT_BACKOFF)
             raise
-        if self.ssl_context is None:
+        if self.tls is None:
             return sock, address
         try:
-            wrapped = self.ssl_context.wrap_socket(
+            wrapped = self.tls.current().wrap_socket(
                 sock, server_side=True, do_handshake_on_connect=False
             )
         except OSError:
@@ -757,7 +758,8 @@ def start_http_server(
     warning (at most once a minute).
 
     With ``web_config``, the server speaks HTTPS (``tls_server_config``; the TLS handshake
-    counts against ``connection_timeout``), may require client certificates, and requires
+    counts against ``connection_timeout``; renewed certificate files are picked up within a
+    second, without a restart), may require client certificates, and requires
     basic authentication or a bearer token of every request but ``/healthz``. Listening
     beyond loopback with none of these logs one warning when the server starts.
 
@@ -804,7 +806,7 @@ def start_http_server(
         connection_timeout=connection_timeout,
         max_connections=max_connections,
         backlog=backlog,
-        ssl_context=tls.ssl_context() if tls is not None else None,
+        tls=ReloadingContext(tls) if tls is not None else None,
     )
     server.set_app(_wsgi(endpoint))
     thread = threading.Thread(

@@ -171,7 +171,7 @@ class TLSServerConfig:
 
     The files are read when the object is made, so a missing or unreadable file, or a
     certificate that does not match its key, fails at once with :class:`WebConfigError`; the
-    server reads them again (:meth:`ssl_context`) when it starts.
+    server reads them again (:meth:`ssl_context`) when it starts, and whenever they change.
 
     Attributes:
         cert_file: The server's certificate (PEM), followed by any intermediate certificates.
