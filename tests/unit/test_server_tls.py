@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 from http_drivers import call_http
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from tls_certs import Authority, Issued, authority
 
 from laios.execution.server import MetricsServer, start_http_server
@@ -267,3 +270,47 @@ def test_a_half_written_renewal_keeps_the_old_certificate(
         install(renewed, live)  # the key follows
         expected = ssl.PEM_cert_to_DER_cert(renewed.cert_file.read_text())
         assert wait_for_certificate(server, ca, expected)
+
+
+class BlockingCollector(Collector):
+    """A collector whose collect() waits for ``release``: it keeps a scrape busy."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def collect(self) -> Iterable[Metric]:
+        self.entered.set()
+        self.release.wait(ANSWER_WITHIN)
+        yield GaugeMetricFamily("app_blocked", "A gauge behind a slow collector.", value=1.0)
+
+
+def test_at_the_limit_a_tls_connection_is_closed_without_blocking(
+    pki: tuple[Authority, Issued, Issued],
+) -> None:
+    """With every slot busy, a new TLS connection is refused quickly, and the busy scrape still
+    completes."""
+    ca, server_cert, _ = pki
+    registry = CollectorRegistry()
+    blocking = BlockingCollector()
+    registry.register(blocking)
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    )
+    results: list[int] = []
+    with start_http_server(
+        0, store=MetricStore(), registry=registry, web_config=config, max_connections=1
+    ) as server:
+        busy = threading.Thread(
+            target=lambda: results.append(call_http(server.url, context=client_context(ca)).status)
+        )
+        busy.start()
+        try:
+            assert blocking.entered.wait(ANSWER_WITHIN)
+            started = time.monotonic()
+            assert refused_handshake(server, client_context(ca))
+            assert time.monotonic() - started < ANSWER_WITHIN
+        finally:
+            blocking.release.set()
+            busy.join(ANSWER_WITHIN)
+    assert results == [200]
