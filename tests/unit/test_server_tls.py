@@ -314,3 +314,39 @@ def test_at_the_limit_a_tls_connection_is_closed_without_blocking(
             blocking.release.set()
             busy.join(ANSWER_WITHIN)
     assert results == [200]
+
+
+def client_hello(ca: Authority) -> bytes:
+    """The first bytes a TLS client sends (its ClientHello), made without a socket."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(ca).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_handshake_sent_a_byte_at_a_time_is_cut_at_the_deadline(
+    pki: tuple[Authority, Issued, Issued],
+) -> None:
+    """A ClientHello trickled in byte by byte does not extend connection_timeout."""
+    ca, server_cert, _ = pki
+    hello = client_hello(ca)
+    tls = TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    with serve(tls, connection_timeout=0.5) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_WITHIN) as sock:
+            sock.settimeout(0.1)
+            started = time.monotonic()
+            closed = False
+            for byte in hello:  # one byte every 0.1 s: the whole hello would take ~30 s
+                try:
+                    sock.sendall(bytes([byte]))
+                    closed = sock.recv(1024) == b""
+                except TimeoutError:
+                    continue
+                except OSError:  # reset or broken pipe: closed as well
+                    closed = True
+                if closed:
+                    break
+            elapsed = time.monotonic() - started
+    assert closed
+    assert elapsed < ANSWER_WITHIN
