@@ -396,7 +396,10 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
     total_running = _number(document.get("running_total"))
     count = int(total_running) if total_running is not None else len(running)
     lines.append(f"Running tasks ({count})")
-    if not running:
+    reduced = document.get("detail") == "reduced"
+    if reduced and count:
+        lines.append("  (not listed: this endpoint serves a reduced /status)")
+    elif not running:
         lines.append("  (none)")
     rows = [
         [
@@ -412,7 +415,7 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
     if rows:
         header = ["TASK", "TOOL", "PROGRESS", "ELAPSED", "STATE", "MESSAGE"]
         lines.extend(_table(header, rows, right={3}))
-    if count > len(running):
+    if count > len(running) and not reduced:
         lines.append(f"  ... and {count - len(running)} more")
     lines += ["", "Tools"]
     tools = [tool for tool in document.get("tools") or [] if isinstance(tool, dict)]

@@ -276,6 +276,7 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
     },
     "server-and-prometheus.md": {
         ("laios.execution.server", "make_wsgi_app"): (),
+        ("laios.execution.server", "make_asgi_app"): (),
         ("laios.execution.server", "start_http_server"): (),
         ("laios.execution.server", "MetricsServer"): ("shutdown", "close", "url", "port", "host"),
         ("laios.execution.server", "status_document"): (),
@@ -287,6 +288,27 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
             "collect",
             "describe",
         ),
+        ("laios.execution.web", "WebConfig"): (
+            "tls_server_config",
+            "basic_auth_users",
+            "bearer_tokens",
+            "headers",
+            "authenticates",
+        ),
+        ("laios.execution.web", "TLSServerConfig"): (
+            "cert_file",
+            "key_file",
+            "client_auth_type",
+            "client_ca_file",
+            "min_version",
+            "max_version",
+            "prefer_server_cipher_suites",
+            "ssl_context",
+            "requires_client_certificate",
+        ),
+        ("laios.execution.web", "load_web_config"): (),
+        ("laios.execution.web", "hash_password"): (),
+        ("laios.execution.web", "WebConfigError"): (),
     },
 }
 

@@ -5,15 +5,22 @@
   :func:`~laios.execution.prometheus.render_for_accept`'s: the ``laios_*`` families are written
   directly, everything else in the registry by ``prometheus_client``.
 - ``/status``: JSON for ``laios status``: the tasks queued or running now, per-tool totals and
-  latency estimates, and the executor gauges. It never carries task parameters.
+  latency estimates, and the executor gauges. It never carries task parameters. ``status=``
+  serves it ``"full"``, ``"reduced"`` (no task ids or progress messages) or ``"off"``.
 - ``/healthz``: ``200 ok``.
 
-Any other path answers ``404`` with a JSON body. :func:`make_wsgi_app` returns the WSGI app, to
-mount in an existing server; :func:`start_http_server` serves it from a daemon thread, one
+Any other path answers ``404`` with a JSON body. :func:`make_wsgi_app` and
+:func:`make_asgi_app` return the WSGI and ASGI apps, to mount in an existing server (both
+answer through one framework-free handler, ``laios.execution._http``); :func:`start_http_server`
+serves the WSGI app from a daemon thread, one
 thread per connection, with limits so that idle or slow clients cannot starve it: a client must
 send its request within ``connection_timeout`` seconds, at most ``max_connections`` are served
 at once (an idle one makes way for a new one; when all are busy a new one soon gets ``503``),
 and running out of file descriptors makes it back off instead of spinning.
+
+``web_config=`` (a :class:`~laios.execution.web.WebConfig` or the path of an exporter-toolkit
+web configuration file) adds TLS, client certificates, basic authentication and bearer tokens;
+a server that listens beyond loopback without any authentication logs a warning when it starts.
 
 Example:
     >>> from prometheus_client import CollectorRegistry
@@ -27,13 +34,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import io
-import json
+import ipaddress
 import logging
 import math
+import os
 import select
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -51,10 +59,21 @@ from laios.execution._aggregates import (
     HistogramSnapshot,
     StoreSnapshot,
 )
+from laios.execution._asgi import ASGIApplication, asgi_app
+from laios.execution._auth import Authenticator
+from laios.execution._http import (
+    Endpoint,
+    Request,
+    StatusMode,
+    check_status_mode,
+    joined_headers,
+)
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
-from laios.execution.prometheus import ensure_collector, render_for_accept
+from laios.execution._tls import ReloadingContext
+from laios.execution.prometheus import ensure_collector
 from laios.execution.store import MetricStore, get_default_store
+from laios.execution.web import WebConfig, WebConfigError, load_web_config
 
 if TYPE_CHECKING:
     from _socket import _RetAddress
@@ -70,6 +89,8 @@ __all__ = [
     "DEFAULT_PORT",
     "MAX_STATUS_RUNNING",
     "MetricsServer",
+    "StatusMode",
+    "make_asgi_app",
     "make_wsgi_app",
     "start_http_server",
     "status_document",
@@ -112,8 +133,6 @@ MAX_STATUS_RUNNING = 1000
 MAX_STATUS_TEXT = 256
 #: Outcomes counted in ``error_rate``: failures, not the caller's own cancellations.
 _FAILED_OUTCOMES = ("error", "timeout", "rejected")
-_JSON = "application/json; charset=utf-8"
-_ROUTES = ("/metrics", "/status", "/healthz")
 
 
 def _ran(histograms: dict[str, HistogramSnapshot]) -> HistogramSnapshot:
@@ -134,11 +153,14 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
+def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[str, Any]:
     """Turn a store snapshot into the JSON document that ``/status`` serves.
 
     Args:
         snapshot: What :meth:`MetricStore.snapshot` returned.
+        reduced: Leave out what identifies tasks: ``running`` is then empty (no task ids, no
+            progress messages) and ``"detail": "reduced"`` says so; the counts and
+            percentiles stay.
 
     Returns:
         A JSON-ready dict: ``generated_at``, ``running`` (at most :data:`MAX_STATUS_RUNNING`,
@@ -170,7 +192,7 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
             }
         )
     generated = datetime.fromtimestamp(snapshot.taken_at, timezone.utc)
-    return {
+    document = {
         "generated_at": generated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "running": [
             {
@@ -181,7 +203,7 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
                 "progress_percent": round(task.progress_percent, 2),
                 "message": task.message,
             }
-            for task in running[:MAX_STATUS_RUNNING]
+            for task in ([] if reduced else running[:MAX_STATUS_RUNNING])
         ],
         "running_total": len(running),
         "tools": tools,
@@ -189,10 +211,71 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
         "queue_depth": snapshot.queue_depth,
         "abandoned_threads": snapshot.abandoned_threads,
     }
+    if reduced:
+        document["detail"] = "reduced"
+    return document
+
+
+def _web_config(web_config: WebConfig | str | os.PathLike[str] | None) -> WebConfig | None:
+    """The configuration itself, read from its file when given a path."""
+    if web_config is None or isinstance(web_config, WebConfig):
+        return web_config
+    if isinstance(web_config, (str, os.PathLike)):
+        return load_web_config(web_config)
+    raise TypeError(
+        f"web_config must be a WebConfig or the path of a web configuration file, "
+        f"not {type(web_config).__name__}"
+    )
+
+
+def _endpoint(
+    store: MetricStore | None,
+    registry: CollectorRegistry | None,
+    status: StatusMode,
+    config: WebConfig | None,
+) -> Endpoint:
+    """The framework-free endpoint every server and app adapter here serves."""
+    mode = check_status_mode(status)
+    the_store = store if store is not None else get_default_store()
+    the_registry = registry if registry is not None else REGISTRY
+    ensure_collector(the_store, the_registry)
+    document = None
+    if mode != "off":
+        reduced = mode == "reduced"
+
+        def document() -> dict[str, Any]:
+            return status_document(the_store.snapshot(), reduced=reduced)
+
+    authenticator = Authenticator(
+        config.basic_auth_users if config is not None else {},
+        config.bearer_tokens if config is not None else (),
+    )
+    headers = config.headers.items() if config is not None else ()
+    return Endpoint(the_registry, document, authenticator, headers)
+
+
+def _app_endpoint(
+    store: MetricStore | None,
+    registry: CollectorRegistry | None,
+    status: StatusMode,
+    web_config: WebConfig | str | os.PathLike[str] | None,
+) -> Endpoint:
+    config = _web_config(web_config)
+    if config is not None and config.tls_server_config is not None:
+        raise WebConfigError(
+            "tls_server_config: a mounted app is served by your server, which does TLS "
+            "(uvicorn --ssl-certfile/--ssl-keyfile, gunicorn --certfile/--keyfile); give the "
+            "app a configuration without tls_server_config"
+        )
+    return _endpoint(store, registry, status, config)
 
 
 def make_wsgi_app(
-    store: MetricStore | None = None, registry: CollectorRegistry | None = None
+    store: MetricStore | None = None,
+    registry: CollectorRegistry | None = None,
+    *,
+    status: StatusMode = "full",
+    web_config: WebConfig | str | os.PathLike[str] | None = None,
 ) -> WSGIApplication:
     """Build the WSGI app serving ``/metrics``, ``/status`` and ``/healthz``.
 
@@ -202,77 +285,74 @@ def make_wsgi_app(
     Args:
         store: The store behind ``/status`` and ``/metrics``; defaults to the process-wide one.
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
+        status: What ``/status`` shows: ``"full"`` (the default), ``"reduced"`` (counts and
+            percentiles; no task ids, no progress messages) or ``"off"`` (``404``).
+        web_config: A :class:`~laios.execution.web.WebConfig` or the path of a web
+            configuration file: its ``basic_auth_users`` and bearer tokens are required of
+            every request but ``/healthz``. TLS is your server's job here:
+            ``tls_server_config`` is refused.
 
     Returns:
         A WSGI application.
+
+    Raises:
+        ValueError: For an unknown ``status``; :class:`~laios.execution.web.WebConfigError`
+            for a bad web configuration.
     """
-    the_store = store if store is not None else get_default_store()
-    the_registry = registry if registry is not None else REGISTRY
-    ensure_collector(the_store, the_registry)
+    return _wsgi(_app_endpoint(store, registry, status, web_config))
+
+
+def _wsgi(endpoint: Endpoint) -> WSGIApplication:
+    """The WSGI application serving ``endpoint``."""
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
-        path = environ.get("PATH_INFO") or "/"
-        method = environ.get("REQUEST_METHOD", "GET")
-        headers: list[tuple[str, str]]
-        if path not in _ROUTES:
-            status, headers, body = (
-                "404 Not Found",
-                [("Content-Type", _JSON)],
-                _json_body({"error": "not found", "routes": list(_ROUTES)}),
-            )
-        elif method not in ("GET", "HEAD"):
-            status, headers = "405 Method Not Allowed", [("Content-Type", _JSON)]
-            headers.append(("Allow", "GET, HEAD"))
-            body = _json_body({"error": "method not allowed"})
-        else:
-            try:
-                status, headers, body = _route(path, environ, the_store, the_registry)
-            except Exception:
-                _log.exception("serving %s failed", path)
-                status, headers = "500 Internal Server Error", [("Content-Type", _JSON)]
-                body = _json_body({"error": "internal error"})
-        headers.append(("Content-Length", str(len(body))))
-        start_response(status, headers)
-        return [] if method == "HEAD" else [body]
+        pairs = (
+            (name[5:].replace("_", "-"), value)
+            for name, value in environ.items()
+            if name.startswith("HTTP_") and isinstance(value, str)
+        )
+        request = Request(
+            method=environ.get("REQUEST_METHOD", "GET"),
+            path=environ.get("PATH_INFO") or "/",
+            query=environ.get("QUERY_STRING", ""),
+            headers=joined_headers(pairs),
+        )
+        response = endpoint.handle(request)
+        start_response(response.status_line, response.headers)
+        return [response.body] if response.body else []
 
     return app
 
 
-def _json_body(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+def make_asgi_app(
+    store: MetricStore | None = None,
+    registry: CollectorRegistry | None = None,
+    *,
+    status: StatusMode = "full",
+    web_config: WebConfig | str | os.PathLike[str] | None = None,
+) -> ASGIApplication:
+    """Build the ASGI app serving ``/metrics``, ``/status`` and ``/healthz``.
 
+    The same routes and answers as :func:`make_wsgi_app`, for an ASGI server or framework
+    (``app.mount("/laios", make_asgi_app())`` in FastAPI or Starlette; the mount prefix is
+    taken off ``path`` when ``root_path`` names it). Rendering runs in the event loop's default
+    executor, so a scrape does not hold the loop; lifespan events are answered, WebSocket
+    connections refused.
 
-def _route(
-    path: str, environ: WSGIEnvironment, store: MetricStore, registry: CollectorRegistry
-) -> tuple[str, list[tuple[str, str]], bytes]:
-    if path == "/healthz":
-        return "200 OK", [("Content-Type", "text/plain; charset=utf-8")], b"ok\n"
-    if path == "/status":
-        body = _json_body(status_document(store.snapshot()))
-        return "200 OK", [("Content-Type", _JSON), ("Cache-Control", "no-store")], body
-    body, content_type = render_for_accept(environ.get("HTTP_ACCEPT", ""), registry)
-    headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
-    if _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
-        body = gzip.compress(body)
-        headers.append(("Content-Encoding", "gzip"))
-    return "200 OK", headers, body
+    Args:
+        store: The store behind ``/status`` and ``/metrics``; defaults to the process-wide one.
+        registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
+        status: ``"full"``, ``"reduced"`` or ``"off"``, as for :func:`make_wsgi_app`.
+        web_config: Authentication, as for :func:`make_wsgi_app`.
 
+    Returns:
+        An ASGI 3 application.
 
-def _accepts_gzip(accept_encoding: str) -> bool:
-    """Whether ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it)."""
-    for part in accept_encoding.split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() not in ("gzip", "x-gzip"):
-            continue
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    return float(value) > 0
-                except ValueError:
-                    return False
-        return True
-    return False
+    Raises:
+        ValueError: For an unknown ``status``; :class:`~laios.execution.web.WebConfigError`
+            for a bad web configuration.
+    """
+    return asgi_app(_app_endpoint(store, registry, status, web_config))
 
 
 def _check_limits(connection_timeout: float, max_connections: int, backlog: int) -> None:
@@ -356,21 +436,39 @@ class _QuietHandler(WSGIRequestHandler):
         """Set the socket timeout and read the request through a :class:`_DeadlineReader`."""
         super().setup()
         timeout = cast("_ThreadingServer", self.server).connection_timeout
+        self._deadline = time.monotonic() + timeout
         self.connection.settimeout(timeout)
         buffered, self.rfile = (
             self.rfile,
-            io.BufferedReader(
-                _DeadlineReader(self.connection, time.monotonic() + timeout, timeout)
-            ),
+            io.BufferedReader(_DeadlineReader(self.connection, self._deadline, timeout)),
         )
         buffered.close()
 
     def handle(self) -> None:
         """Serve the request; a client that times out, resets or is dropped is let go quietly."""
         try:
+            if isinstance(self.connection, ssl.SSLSocket) and not self._handshake():
+                return
             super().handle()
         except OSError as exc:
             _log.debug("dropped the connection of %s: %r", self.client_address[0], exc)
+
+    def _handshake(self) -> bool:
+        """The TLS handshake, within the connection's deadline; whether it succeeded."""
+        sock = cast(ssl.SSLSocket, self.connection)
+        timeout = sock.gettimeout()
+        # One timeout covers the whole handshake (CPython counts it down across reads), so a
+        # client sending its handshake a byte at a time is cut off at the deadline too.
+        sock.settimeout(max(self._deadline - time.monotonic(), 0.001))
+        try:
+            sock.do_handshake()
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return False  # connected and left: a port check, a TCP probe
+        except ssl.SSLError as exc:
+            cast("_ThreadingServer", self.server).tls_failed(self.client_address[0], exc)
+            return False
+        sock.settimeout(timeout)
+        return True
 
     def parse_request(self) -> bool:
         """Parse the request line and headers; once they are in, the connection is busy."""
@@ -399,8 +497,10 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         connection_timeout: float = DEFAULT_CONNECTION_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         backlog: int = DEFAULT_BACKLOG,
+        tls: ReloadingContext | None = None,
     ) -> None:
         _check_limits(connection_timeout, max_connections, backlog)
+        self.tls = tls
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
         self.request_queue_size = backlog  # read by listen() in server_activate()
@@ -412,9 +512,13 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         super().__init__(address, _QuietHandler)
 
     def get_request(self) -> tuple[socket.socket, _RetAddress]:
-        """Accept a connection; out of file descriptors, wait a little before the next try."""
+        """Accept a connection; out of file descriptors, wait a little before the next try.
+
+        With TLS the socket is wrapped here, but its handshake happens in the connection's own
+        thread (:meth:`_QuietHandler.handle`), so a slow client never holds the serve loop.
+        """
         try:
-            return super().get_request()
+            sock, address = super().get_request()
         except OSError as exc:
             if exc.errno in _OUT_OF_DESCRIPTORS:
                 self._warn(
@@ -425,6 +529,21 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
                 )
                 self._closing.wait(_ACCEPT_BACKOFF)
             raise
+        if self.tls is None:
+            return sock, address
+        try:
+            wrapped = self.tls.current().wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
+        except OSError:
+            sock.close()
+            raise
+        return wrapped, address
+
+    def tls_failed(self, client: str, error: ssl.SSLError) -> None:
+        """Log a failed TLS handshake (a client without a valid certificate, or not speaking
+        TLS), at most one such warning a minute."""
+        self._warn("tls", "a TLS handshake from %s failed: %s", client, error.reason or error)
 
     def process_request(self, request: _RequestType, client_address: _RetAddress) -> None:
         """Serve ``request`` in a new thread, or answer 503 at the connection limit."""
@@ -539,7 +658,14 @@ def _has_input(sock: socket.socket) -> bool:
 
 
 def _refuse(sock: socket.socket) -> None:
-    """Answer ``503`` and close, without ever blocking the serve loop."""
+    """Answer ``503`` and close, without ever blocking the serve loop.
+
+    A TLS connection is closed without an answer: the handshake it would need could block.
+    """
+    if isinstance(sock, ssl.SSLSocket):
+        with contextlib.suppress(OSError):
+            sock.close()
+        return
     try:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
@@ -562,10 +688,12 @@ class MetricsServer:
     Attributes:
         host: The address it is bound to.
         port: The port it listens on (the real one when port 0 was asked for).
-        url: Its base URL, e.g. ``http://127.0.0.1:9464``.
+        url: Its base URL, e.g. ``http://127.0.0.1:9464`` (``https://`` with TLS).
     """
 
-    def __init__(self, server: WSGIServer, thread: threading.Thread, host: str) -> None:
+    def __init__(
+        self, server: WSGIServer, thread: threading.Thread, host: str, *, tls: bool = False
+    ) -> None:
         self._server = server
         self._thread = thread
         self._lock = threading.Lock()
@@ -573,7 +701,7 @@ class MetricsServer:
         self.host = host
         self.port: int = server.server_address[1]
         shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{shown}:{self.port}"
 
     def shutdown(self) -> None:
         """Stop serving, close the socket and wait for the serving thread (idempotent)."""
@@ -614,6 +742,8 @@ def start_http_server(
     connection_timeout: float = DEFAULT_CONNECTION_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     backlog: int = DEFAULT_BACKLOG,
+    status: StatusMode = "full",
+    web_config: WebConfig | str | os.PathLike[str] | None = None,
 ) -> MetricsServer:
     """Serve :func:`make_wsgi_app` from a daemon thread, a thread per connection.
 
@@ -627,6 +757,12 @@ def start_http_server(
     descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
     warning (at most once a minute).
 
+    With ``web_config``, the server speaks HTTPS (``tls_server_config``; the TLS handshake
+    counts against ``connection_timeout``; renewed certificate files are picked up within a
+    second, without a restart), may require client certificates, and requires
+    basic authentication or a bearer token of every request but ``/healthz``. Listening
+    beyond loopback with none of these logs one warning when the server starts.
+
     Args:
         port: The TCP port; 0 picks a free one (read it back from ``.port``).
         host: The address to bind; loopback unless you mean to expose the endpoint.
@@ -638,14 +774,22 @@ def start_http_server(
             :data:`DEFAULT_MAX_CONNECTIONS`, 64).
         backlog: The listen backlog, from 1 to 65535 (default :data:`DEFAULT_BACKLOG`,
             ``socket.SOMAXCONN``); the kernel may cap it lower.
+        status: What ``/status`` shows: ``"full"`` (the default), ``"reduced"`` (counts and
+            percentiles; no task ids, no progress messages) or ``"off"`` (``404``).
+        web_config: A :class:`~laios.execution.web.WebConfig`, or the path of a web
+            configuration file (the exporter-toolkit format, read with
+            :func:`~laios.execution.web.load_web_config`).
 
     Returns:
         The running server.
 
     Raises:
         TypeError: When a limit is not a number (or ``max_connections``/``backlog`` not a
-            whole number).
-        ValueError: When a limit is out of range.
+            whole number), or ``status`` or ``web_config`` is of the wrong kind.
+        ValueError: When a limit is out of range or ``status`` unknown;
+            :class:`~laios.execution.web.WebConfigError` (a ``ValueError``) for a bad web
+            configuration.
+        ImportError: When the web configuration needs PyYAML or bcrypt and they are missing.
         OSError: When the address cannot be bound (for example, the port is taken).
 
     Example:
@@ -653,15 +797,18 @@ def start_http_server(
         >>> server.shutdown()  # doctest: +SKIP
     """
     _check_limits(connection_timeout, max_connections, backlog)
-    app = make_wsgi_app(store, registry)
+    config = _web_config(web_config)
+    endpoint = _endpoint(store, registry, status, config)
+    tls = config.tls_server_config if config is not None else None
     server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
     server = server_class(
         (host, port),
         connection_timeout=connection_timeout,
         max_connections=max_connections,
         backlog=backlog,
+        tls=ReloadingContext(tls) if tls is not None else None,
     )
-    server.set_app(app)
+    server.set_app(_wsgi(endpoint))
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.25},
@@ -669,4 +816,35 @@ def start_http_server(
         daemon=True,
     )
     thread.start()
-    return MetricsServer(server, thread, host)
+    running = MetricsServer(server, thread, host, tls=tls is not None)
+    if not (config is not None and config.authenticates):
+        _warn_if_exposed(str(server.server_address[0]), running, status)
+    return running
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def _warn_if_exposed(address: str, server: MetricsServer, status: StatusMode) -> None:
+    """Warn once that an endpoint beyond loopback lets anyone in, saying what to do."""
+    if _is_loopback(address):
+        return
+    shown = "/metrics"
+    if status == "full":
+        shown = "/metrics and /status (task ids, tool names, progress messages)"
+    elif status == "reduced":
+        shown = "/metrics and /status (per-tool counts)"
+    _log.warning(
+        "metrics endpoint: %s listens beyond loopback without authentication: anyone who can "
+        "reach it reads %s. Pass web_config= with basic_auth_users, bearer_token_file or "
+        "client certificates (and TLS), or status='reduced' or 'off' to show less "
+        "(see 'Serving beyond loopback' in the Prometheus guide)",
+        server.url,
+        shown,
+    )

@@ -1,0 +1,127 @@
+"""Checking a request's ``Authorization`` header against a :class:`~laios.execution.web.WebConfig`.
+
+- Basic: the password is checked against the user's bcrypt hash. A scrape every few seconds
+  must not cost a bcrypt hash (~50 ms at cost 10) each time, so results are cached, as
+  exporter-toolkit does: keyed by an HMAC (with a key of this process) of user, hash and
+  password, so the cache holds no password. Hashes run one at a time (they are CPU work). An
+  unknown user is checked against a fixed hash all the same, so the time taken does not tell
+  which users exist.
+- Bearer: the token's SHA-256 is compared with every accepted token's in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import importlib
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["Authenticator"]
+
+#: A bcrypt hash (cost 10) of a random password nobody knows: what unknown users are checked
+#: against, so that they cost the same time as known ones.
+_UNKNOWN_USER_HASH = b"$2b$10$ktlTtTybMgcqSuuTBqwO4.PuNsF0zo741ykHn2UtKn6PiQ/zV/DFG"
+#: Results of bcrypt checks remembered (each entry: 32 bytes and a bool).
+CACHE_SIZE = 256
+#: bcrypt looks at 72 bytes at most; a longer password is refused rather than cut.
+_MAX_PASSWORD_BYTES = 72
+_REALM = 'realm="laios"'
+
+
+class Authenticator:
+    """Decides whether a request's ``Authorization`` header lets it in.
+
+    Args:
+        basic_auth_users: User name to bcrypt hash.
+        bearer_tokens: Accepted bearer tokens.
+    """
+
+    def __init__(self, basic_auth_users: Mapping[str, str], bearer_tokens: Sequence[str]) -> None:
+        self._users = {user: hashed.encode("ascii") for user, hashed in basic_auth_users.items()}
+        self._tokens = tuple(hashlib.sha256(token.encode()).digest() for token in bearer_tokens)
+        # bcrypt is an optional dependency; WebConfig checked it is there when users are.
+        self._bcrypt: Any = importlib.import_module("bcrypt") if self._users else None
+        self._cache_key = secrets.token_bytes(32)
+        self._cache: OrderedDict[bytes, bool] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._hash_lock = threading.Lock()
+        self.bcrypt_checks = 0
+        challenges = []
+        if self._users:
+            challenges.append(("WWW-Authenticate", f'Basic {_REALM}, charset="UTF-8"'))
+        if self._tokens:
+            challenges.append(("WWW-Authenticate", f"Bearer {_REALM}"))
+        self.challenges: tuple[tuple[str, str], ...] = tuple(challenges)
+
+    @property
+    def required(self) -> bool:
+        """Whether requests must carry credentials at all."""
+        return bool(self._users or self._tokens)
+
+    def allows(self, authorization: str) -> bool:
+        """Whether the ``Authorization`` header (``""`` when absent) lets the request in."""
+        if not self.required:
+            return True
+        scheme, _, credentials = authorization.strip().partition(" ")
+        scheme, credentials = scheme.lower(), credentials.strip()
+        if scheme == "basic" and self._users:
+            return self._basic(credentials)
+        if scheme == "bearer" and self._tokens:
+            return self._bearer(credentials)
+        return False
+
+    def _bearer(self, credentials: str) -> bool:
+        presented = hashlib.sha256(credentials.encode("utf-8", "replace")).digest()
+        matched = False
+        for token in self._tokens:  # every one, so the time does not tell which matched
+            matched |= hmac.compare_digest(presented, token)
+        return matched
+
+    def _basic(self, credentials: str) -> bool:
+        try:
+            decoded = base64.b64decode(credentials.encode("ascii"), validate=True)
+        except (UnicodeEncodeError, binascii.Error):
+            return False
+        user_bytes, colon, password = decoded.partition(b":")
+        if not colon:
+            return False
+        try:
+            user = user_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        hashed = self._users.get(user)
+        known = hashed is not None
+        if hashed is None:
+            hashed = _UNKNOWN_USER_HASH
+        key = hmac.new(self._cache_key, digestmod=hashlib.sha256)
+        for part in (user_bytes, hashed, password):
+            key.update(len(part).to_bytes(4, "big") + part)
+        digest = key.digest()
+        with self._cache_lock:
+            cached = self._cache.get(digest)
+            if cached is not None:
+                self._cache.move_to_end(digest)
+                return cached and known
+        with self._hash_lock:
+            self.bcrypt_checks += 1
+            matches = self._checkpw(password, hashed)
+        allowed = matches and known
+        with self._cache_lock:
+            self._cache[digest] = allowed
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return allowed
+
+    def _checkpw(self, password: bytes, hashed: bytes) -> bool:
+        if not password or len(password) > _MAX_PASSWORD_BYTES:
+            return False
+        try:
+            return bool(self._bcrypt.checkpw(password, hashed))
+        except ValueError:  # a hash bcrypt cannot read (the format was checked at load)
+            return False

@@ -1,0 +1,175 @@
+"""The endpoint's routes, free of any server framework: a :class:`Request` in, a
+:class:`Response` out.
+
+The WSGI app, the ASGI app and :func:`~laios.execution.server.start_http_server` are thin
+adapters around one :class:`Endpoint`, so content negotiation, gzip, ``HEAD``, ``401``,
+``404``, ``405`` and the ``500`` that replaces a traceback behave the same in all of them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Literal, get_args
+
+from prometheus_client import CollectorRegistry
+
+from laios.execution._auth import Authenticator
+from laios.execution.prometheus import render_for_accept
+
+__all__ = ["STATUS_MODES", "Endpoint", "Request", "Response", "StatusMode", "check_status_mode"]
+
+_log = logging.getLogger("laios.execution.server")
+
+#: What ``/status`` serves: everything, counts and percentiles only, or nothing (``404``).
+StatusMode = Literal["full", "reduced", "off"]
+STATUS_MODES: tuple[str, ...] = get_args(StatusMode)
+_JSON = "application/json; charset=utf-8"
+_OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
+
+
+def check_status_mode(status: Any) -> StatusMode:
+    """Return ``status`` if it is a status mode; else raise naming the choices."""
+    if not isinstance(status, str):
+        raise TypeError(f"status must be one of {', '.join(STATUS_MODES)}, not {status!r}")
+    if status not in STATUS_MODES:
+        raise ValueError(f"status must be one of {', '.join(STATUS_MODES)}, got {status!r}")
+    mode: StatusMode = status  # type: ignore[assignment]  # checked just above
+    return mode
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the endpoint needs of a request.
+
+    Attributes:
+        method: ``GET``, ``HEAD``, ...
+        path: The path below the app's mount point, percent-decoded (``/metrics``).
+        query: The raw query string, without ``?`` (``""`` when there is none).
+        headers: Header names in lower case; repeated headers joined with ``", "``.
+    """
+
+    method: str
+    path: str
+    query: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str:
+        """The value of header ``name`` (lower case), ``""`` when absent."""
+        return self.headers.get(name, "")
+
+
+def joined_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header pairs as :attr:`Request.headers`: lower-case names, repeats joined."""
+    headers: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+@dataclass(frozen=True)
+class Response:
+    """The answer: status code, headers (with ``Content-Length``) and body (empty for HEAD)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def status_line(self) -> str:
+        """The status as WSGI writes it, e.g. ``200 OK``."""
+        return f"{self.status} {HTTPStatus(self.status).phrase}"
+
+
+def _json_body(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def _json(status: int, document: dict[str, Any], *headers: tuple[str, str]) -> Response:
+    return Response(status, [("Content-Type", _JSON), *headers], _json_body(document))
+
+
+class Endpoint:
+    """Serves ``/metrics``, ``/status`` and ``/healthz`` for one store and registry.
+
+    Args:
+        registry: What ``/metrics`` renders.
+        status_document: Builds the ``/status`` document; ``None`` when ``/status`` is off.
+        authenticator: Who may read ``/metrics`` and ``/status``.
+        extra_headers: Added to every answer (the web configuration's headers).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        status_document: Callable[[], dict[str, Any]] | None,
+        authenticator: Authenticator,
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self._registry = registry
+        self._status_document = status_document
+        self._auth = authenticator
+        self._extra_headers = tuple(extra_headers)
+        self.routes: tuple[str, ...] = (
+            ("/metrics", "/status", "/healthz") if status_document else ("/metrics", "/healthz")
+        )
+
+    def handle(self, request: Request) -> Response:
+        """Answer ``request``; never raises (a failure is logged and answered ``500``)."""
+        try:
+            response = self._respond(request)
+        except Exception:
+            _log.exception("serving %s failed", request.path if request.path in self.routes else "")
+            response = _json(500, {"error": "internal error"})
+        body = response.body
+        headers = [*response.headers, *self._extra_headers, ("Content-Length", str(len(body)))]
+        return Response(response.status, headers, b"" if request.method == "HEAD" else body)
+
+    def _respond(self, request: Request) -> Response:
+        path = request.path or "/"
+        if path not in _OPEN_ROUTES and not self._auth.allows(request.header("authorization")):
+            return _json(
+                401,
+                {"error": "unauthorized"},
+                ("Cache-Control", "no-store"),
+                *self._auth.challenges,
+            )
+        if path not in self.routes:
+            return _json(404, {"error": "not found", "routes": list(self.routes)})
+        if request.method not in ("GET", "HEAD"):
+            return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
+        return self._route(path, request)
+
+    def _route(self, path: str, request: Request) -> Response:
+        if path == "/healthz":
+            return Response(200, [("Content-Type", "text/plain; charset=utf-8")], b"ok\n")
+        if path == "/status" and self._status_document is not None:
+            return _json(200, self._status_document(), ("Cache-Control", "no-store"))
+        body, content_type = render_for_accept(request.header("accept"), self._registry)
+        headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
+        if _accepts_gzip(request.header("accept-encoding")):
+            body = gzip.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
+        return Response(200, headers, body)
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it)."""
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    return float(value) > 0
+                except ValueError:
+                    return False
+        return True
+    return False

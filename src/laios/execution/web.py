@@ -1,0 +1,537 @@
+"""TLS and authentication for the metrics endpoint: the web configuration of Prometheus exporters.
+
+Inside a Kubernetes pod the endpoint has to listen on the pod's address, and then ``/status``
+shows task ids, tool names and progress messages to anyone who can reach it. Prometheus
+exporters protect their endpoint with one file, the exporter-toolkit *web configuration*
+(``--web.config.file``); :func:`load_web_config` reads the same file, and :class:`WebConfig` is
+the same settings as a typed object:
+
+.. code-block:: yaml
+
+    tls_server_config:
+      cert_file: server.crt            # relative paths: to the file's directory
+      key_file: server.key
+      client_auth_type: RequireAndVerifyClientCert    # optional: client certificates
+      client_ca_file: clients-ca.crt
+      min_version: TLS12
+    basic_auth_users:                  # user: bcrypt hash of the password
+      prometheus: $2b$10$...
+    bearer_token_file: token           # laios' own: one accepted token per line
+
+Everything is checked when the configuration is made: a missing or unreadable certificate or
+key, a certificate and key that do not match, a password written in plain text instead of its
+bcrypt hash, a setting this module does not know or does not support. Each mistake raises
+:class:`WebConfigError` naming the setting (and never the secret).
+
+Reading YAML needs PyYAML and checking passwords needs bcrypt: ``pip install 'laios[web]'``.
+
+Example:
+    >>> config = WebConfig(bearer_tokens=["3f0c2b9d8e7a4c1b6d5e"])
+    >>> config.authenticates
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+from typing import Any, Literal, NoReturn
+
+__all__ = [
+    "MIN_BEARER_TOKEN_LENGTH",
+    "ClientAuthType",
+    "TLSServerConfig",
+    "TLSVersionName",
+    "WebConfig",
+    "WebConfigError",
+    "hash_password",
+    "load_web_config",
+]
+
+#: What ``client_auth_type`` may say: no client certificate, one verified when given, or one
+#: required and verified against ``client_ca_file``.
+ClientAuthType = Literal["NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"]
+#: The TLS versions ``min_version`` and ``max_version`` may name.
+TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
+#: Shortest bearer token accepted, in characters (``openssl rand -hex 32`` makes 64).
+MIN_BEARER_TOKEN_LENGTH = 16
+
+_PIP = "pip install 'laios[web]'"
+_TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+_CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+#: exporter-toolkit's policies that take a client certificate without verifying it: Python's
+#: ssl module cannot ask for a certificate without verifying it.
+_UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert")
+#: A bcrypt hash as htpasswd, Go and Python's bcrypt write it: $2a$, $2b$ or $2y$, the cost,
+#: then 22 characters of salt and 31 of hash.
+_BCRYPT_HASH = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+#: RFC 6750's token68: what may follow ``Bearer `` in an ``Authorization`` header.
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: Response headers ``http_server_config.headers`` may set, and the values allowed when the
+#: header has a fixed set (exporter-toolkit's list).
+_EXTRA_HEADERS: dict[str, tuple[str, ...]] = {
+    "Strict-Transport-Security": (),
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": (),
+    "Content-Security-Policy": (),
+}
+_TLS_KEYS = (
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "min_version",
+    "max_version",
+    "prefer_server_cipher_suites",
+)
+_TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users", "bearer_token_file")
+#: exporter-toolkit settings laios knows but does not implement: refused rather than ignored,
+#: since each of them would make the endpoint stricter than it is.
+_UNSUPPORTED = {
+    "tls_server_config.cert": "give the certificate as a file, with cert_file",
+    "tls_server_config.key": "give the key as a file, with key_file",
+    "tls_server_config.client_ca": "give the CA certificates as a file, with client_ca_file",
+    "tls_server_config.cipher_suites": "OpenSSL's defaults for the TLS version apply",
+    "tls_server_config.curve_preferences": "OpenSSL's defaults apply",
+    "tls_server_config.client_allowed_sans": (
+        "sign the client certificates you accept with a CA of their own (client_ca_file)"
+    ),
+    "rate_limit": "limit connections with start_http_server(max_connections=...)",
+}
+
+
+class WebConfigError(ValueError):
+    """A web configuration that cannot be used; the message names the setting at fault."""
+
+
+def _require(module: str, distribution: str, purpose: str) -> ModuleType:
+    """Import an optional dependency, or fail naming the ``pip install`` line."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{purpose} needs {distribution}: {_PIP}") from exc
+
+
+def _fail(where: str, problem: str) -> NoReturn:
+    raise WebConfigError(f"{where}: {problem}")
+
+
+def _path(where: str, value: Any) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        _fail(where, f"must be a file name, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _readable(where: str, path: str) -> None:
+    """Refuse a file that is missing or cannot be read, saying which and why."""
+    try:
+        with open(path, "rb") as file:
+            file.read(1)
+    except FileNotFoundError:
+        _fail(where, f"{path} does not exist")
+    except IsADirectoryError:
+        _fail(where, f"{path} is a directory, not a file")
+    except OSError as exc:
+        _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+
+
+def _no_password() -> str:
+    raise WebConfigError(
+        "tls_server_config.key_file: the key is encrypted; give it unencrypted "
+        "(openssl pkey -in encrypted.key -out server.key), readable by this process only"
+    )
+
+
+def _choice(where: str, value: Any, choices: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        _fail(where, f"must be one of {', '.join(choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class TLSServerConfig:
+    """HTTPS for :func:`~laios.execution.server.start_http_server` (``tls_server_config``).
+
+    The files are read when the object is made, so a missing or unreadable file, or a
+    certificate that does not match its key, fails at once with :class:`WebConfigError`; the
+    server reads them again (:meth:`ssl_context`) when it starts, and whenever they change.
+
+    Attributes:
+        cert_file: The server's certificate (PEM), followed by any intermediate certificates.
+        key_file: Its private key (PEM, unencrypted).
+        client_auth_type: ``NoClientCert`` (the default), ``VerifyClientCertIfGiven`` or
+            ``RequireAndVerifyClientCert`` (a client without a certificate signed by
+            ``client_ca_file`` cannot connect). exporter-toolkit's ``RequestClientCert`` and
+            ``RequireAnyClientCert`` accept a certificate without verifying it, which Python's
+            ssl module cannot do: they are refused.
+        client_ca_file: The CA certificates (PEM) client certificates must be signed by;
+            required by the two verifying policies, refused without one.
+        min_version: The oldest TLS version accepted, ``TLS10`` to ``TLS13`` (default
+            ``TLS12``).
+        max_version: The newest TLS version offered (default ``TLS13``).
+        prefer_server_cipher_suites: Pick the cipher by the server's order of preference
+            (default ``True``).
+    """
+
+    cert_file: str | os.PathLike[str]
+    key_file: str | os.PathLike[str]
+    client_auth_type: ClientAuthType = "NoClientCert"
+    client_ca_file: str | os.PathLike[str] | None = None
+    min_version: TLSVersionName = "TLS12"
+    max_version: TLSVersionName = "TLS13"
+    prefer_server_cipher_suites: bool = True
+
+    def __post_init__(self) -> None:
+        where = "tls_server_config"
+        object.__setattr__(self, "cert_file", _path(f"{where}.cert_file", self.cert_file))
+        object.__setattr__(self, "key_file", _path(f"{where}.key_file", self.key_file))
+        if self.client_ca_file is not None:
+            ca_file = _path(f"{where}.client_ca_file", self.client_ca_file)
+            object.__setattr__(self, "client_ca_file", ca_file)
+        if self.client_auth_type in _UNVERIFIED_CLIENT_AUTH:
+            _fail(
+                f"{where}.client_auth_type",
+                f"{self.client_auth_type} takes client certificates without verifying them, "
+                "which is not supported: use RequireAndVerifyClientCert with client_ca_file",
+            )
+        _choice(f"{where}.client_auth_type", self.client_auth_type, tuple(_CLIENT_AUTH))
+        for name in ("min_version", "max_version"):
+            _choice(f"{where}.{name}", getattr(self, name), tuple(_TLS_VERSIONS))
+        if _TLS_VERSIONS[self.min_version] > _TLS_VERSIONS[self.max_version]:
+            _fail(
+                f"{where}.min_version",
+                f"{self.min_version} is newer than max_version {self.max_version}",
+            )
+        if not isinstance(self.prefer_server_cipher_suites, bool):
+            _fail(f"{where}.prefer_server_cipher_suites", "must be true or false")
+        verifies = self.client_auth_type != "NoClientCert"
+        if verifies and self.client_ca_file is None:
+            _fail(
+                f"{where}.client_ca_file",
+                f"client_auth_type {self.client_auth_type} needs the CA certificates that "
+                "sign the client certificates",
+            )
+        if not verifies and self.client_ca_file is not None:
+            _fail(
+                f"{where}.client_auth_type",
+                "client_ca_file is given but no client certificate is asked for: set "
+                "client_auth_type to RequireAndVerifyClientCert (or VerifyClientCertIfGiven)",
+            )
+        self.ssl_context()
+
+    @property
+    def requires_client_certificate(self) -> bool:
+        """Whether every client must present a certificate signed by ``client_ca_file``."""
+        return self.client_auth_type == "RequireAndVerifyClientCert"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A new server-side :class:`ssl.SSLContext` from the files as they are now.
+
+        Raises:
+            WebConfigError: When a file is missing or unreadable, the key is encrypted or does
+                not match the certificate, or ``client_ca_file`` holds no CA certificate.
+        """
+        where = "tls_server_config"
+        cert_file, key_file = str(self.cert_file), str(self.key_file)
+        _readable(f"{where}.cert_file", cert_file)
+        _readable(f"{where}.key_file", key_file)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = _TLS_VERSIONS[self.min_version]
+        context.maximum_version = _TLS_VERSIONS[self.max_version]
+        if self.prefer_server_cipher_suites:
+            context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+        try:
+            context.load_cert_chain(cert_file, key_file, password=_no_password)
+        except ssl.SSLError as exc:
+            _fail(
+                where,
+                f"cannot use cert_file {cert_file} with key_file {key_file} "
+                f"({exc.reason or exc}): both must be PEM, the key unencrypted and the "
+                "certificate's own",
+            )
+        if self.client_ca_file is not None:
+            ca_file = str(self.client_ca_file)
+            _readable(f"{where}.client_ca_file", ca_file)
+            try:
+                context.load_verify_locations(cafile=ca_file)
+            except ssl.SSLError as exc:
+                _fail(
+                    f"{where}.client_ca_file",
+                    f"{ca_file} holds no usable PEM CA certificate ({exc.reason or exc})",
+                )
+            context.verify_mode = _CLIENT_AUTH[self.client_auth_type]
+        return context
+
+
+def _check_users(users: Any) -> dict[str, str]:
+    where = "basic_auth_users"
+    if not isinstance(users, Mapping):
+        _fail(where, f"must map user names to bcrypt hashes, not {type(users).__name__}")
+    checked: dict[str, str] = {}
+    for user, hashed in users.items():
+        if not isinstance(user, str) or not user or ":" in user:
+            _fail(where, f"{user!r} is not a user name (a non-empty string without ':')")
+        if not isinstance(hashed, str):
+            _fail(f"{where}.{user}", f"must be a bcrypt hash, not {type(hashed).__name__}")
+        match = _BCRYPT_HASH.fullmatch(hashed)
+        if match is None:
+            # Never echo the value: it may be the password itself.
+            _fail(
+                f"{where}.{user}",
+                "is not a bcrypt hash. Write the hash of the password, never the password "
+                'itself; make one with: python -c "import getpass; from '
+                'laios.execution.web import hash_password; print(hash_password(getpass.getpass()))"'
+                " (or htpasswd -nBC 10 '' | tr -d ':\\n')",
+            )
+        if not 4 <= int(match.group(1)) <= 31:
+            _fail(f"{where}.{user}", "has a bcrypt cost outside 4 to 31")
+        checked[user] = hashed
+    if checked:
+        _require("bcrypt", "the bcrypt package", "Checking basic_auth_users passwords")
+    return checked
+
+
+def _check_token(where: str, token: Any) -> str:
+    # The message never shows the token.
+    if not isinstance(token, str) or _TOKEN68.fullmatch(token) is None:
+        _fail(where, "is not a bearer token (letters, digits and -._~+/ only, then any '=')")
+    if len(token) < MIN_BEARER_TOKEN_LENGTH:
+        _fail(
+            where,
+            f"is {len(token)} characters long: use at least {MIN_BEARER_TOKEN_LENGTH} "
+            "random ones (openssl rand -hex 32)",
+        )
+    return token
+
+
+def _check_tokens(tokens: Any) -> tuple[str, ...]:
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
+        _fail("bearer_tokens", f"must be a list of tokens, not {type(tokens).__name__}")
+    return tuple(
+        _check_token(f"bearer_tokens[{index}]", token) for index, token in enumerate(tokens)
+    )
+
+
+def _check_headers(headers: Any) -> dict[str, str]:
+    where = "http_server_config.headers"
+    if not isinstance(headers, Mapping):
+        _fail(where, f"must map header names to values, not {type(headers).__name__}")
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if name not in _EXTRA_HEADERS:
+            _fail(where, f"{name!r} cannot be set (only {', '.join(_EXTRA_HEADERS)})")
+        allowed = _EXTRA_HEADERS[name]
+        if not isinstance(value, str) or not value.isprintable():
+            _fail(f"{where}.{name}", "must be a string of printable characters")
+        if allowed and value not in allowed:
+            _fail(f"{where}.{name}", f"must be one of {', '.join(allowed)}, not {value!r}")
+        checked[name] = value
+    return checked
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """How the endpoint is protected: TLS, basic authentication, bearer tokens, headers.
+
+    Pass it (or the path of a web configuration file, see :func:`load_web_config`) as
+    ``web_config=`` to :func:`~laios.execution.server.start_http_server`,
+    :func:`~laios.execution.server.make_wsgi_app` or
+    :func:`~laios.execution.server.make_asgi_app`. With ``basic_auth_users`` or
+    ``bearer_tokens``, a request without valid credentials is answered ``401`` with
+    ``WWW-Authenticate`` and no data; ``/healthz`` stays open (it says only ``ok``). A request
+    may use either scheme.
+
+    Attributes:
+        tls_server_config: HTTPS settings; only :func:`start_http_server` serves TLS itself
+            (a mounted app is behind your server's TLS, and refuses this setting).
+        basic_auth_users: User name to the bcrypt hash of the password (``$2b$...``,
+            ``$2y$...``; see :func:`hash_password`). Needs the bcrypt package.
+        bearer_tokens: Tokens accepted in ``Authorization: Bearer <token>``; several allow a
+            rotation. At least :data:`MIN_BEARER_TOKEN_LENGTH` characters each.
+        headers: Extra response headers, as exporter-toolkit's ``http_server_config.headers``:
+            ``Strict-Transport-Security``, ``X-Content-Type-Options`` (``nosniff``),
+            ``X-Frame-Options`` (``deny``, ``sameorigin``), ``X-XSS-Protection``,
+            ``Content-Security-Policy``.
+
+    Raises:
+        WebConfigError: When a setting is wrong (the message names it).
+        ImportError: When ``basic_auth_users`` is given and bcrypt is not installed.
+    """
+
+    tls_server_config: TLSServerConfig | None = None
+    basic_auth_users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    bearer_tokens: Sequence[str] = field(default=(), repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tls_server_config is not None and not isinstance(
+            self.tls_server_config, TLSServerConfig
+        ):
+            _fail("tls_server_config", "must be a TLSServerConfig")
+        users = MappingProxyType(_check_users(self.basic_auth_users))
+        object.__setattr__(self, "basic_auth_users", users)
+        object.__setattr__(self, "bearer_tokens", _check_tokens(self.bearer_tokens))
+        object.__setattr__(self, "headers", MappingProxyType(_check_headers(self.headers)))
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether every client must prove who it is: a password, a token or a certificate."""
+        return bool(
+            self.basic_auth_users
+            or self.bearer_tokens
+            or (
+                self.tls_server_config is not None
+                and self.tls_server_config.requires_client_certificate
+            )
+        )
+
+
+def hash_password(password: str | bytes, *, cost: int = 10) -> str:
+    """The bcrypt hash of ``password``, for ``basic_auth_users``. Needs the bcrypt package.
+
+    Args:
+        password: The password (at most 72 bytes in UTF-8, bcrypt's limit).
+        cost: bcrypt's work factor, 4 to 31; each step doubles the time (10: ~50 ms).
+
+    Returns:
+        The hash, e.g. ``$2b$10$...``.
+
+    Raises:
+        ValueError: When the password is empty or longer than 72 bytes, or the cost is out
+            of range.
+    """
+    bcrypt = _require("bcrypt", "the bcrypt package", "hash_password")
+    secret = password.encode("utf-8") if isinstance(password, str) else password
+    if not secret or len(secret) > 72:
+        raise ValueError("a bcrypt password is 1 to 72 bytes long")
+    if isinstance(cost, bool) or not isinstance(cost, int) or not 4 <= cost <= 31:
+        raise ValueError(f"cost must be a whole number from 4 to 31, got {cost!r}")
+    hashed: bytes = bcrypt.hashpw(secret, bcrypt.gensalt(rounds=cost))
+    return hashed.decode("ascii")
+
+
+def _only(where: str, section: Any, known: Sequence[str]) -> dict[str, Any]:
+    """Check that a section is a mapping with known keys only; return it."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        _fail(where or "the file", f"must be a mapping, not {type(section).__name__}")
+    for key in section:
+        name = f"{where}.{key}" if where else str(key)
+        if name in _UNSUPPORTED:
+            _fail(name, f"is not supported by laios; {_UNSUPPORTED[name]}")
+        if key not in known:
+            _fail(name, f"is not a web configuration setting (known: {', '.join(known)})")
+    return section
+
+
+def _yaml_loader(yaml: Any) -> Any:
+    """A safe loader that refuses a key written twice (a second user would hide the first)."""
+
+    class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"{key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return _StrictLoader
+
+
+def _read_tokens(where: str, path: str) -> list[str]:
+    _readable(where, path)
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    tokens = [
+        _check_token(f"{where} {path}, line {number}", line.strip())
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip()
+    ]
+    if not tokens:
+        _fail(where, f"{path} holds no token")
+    return tokens
+
+
+def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
+    """Read a web configuration file (the exporter-toolkit format) into a :class:`WebConfig`.
+
+    The keys are exporter-toolkit's (``tls_server_config``, ``basic_auth_users``,
+    ``http_server_config``) plus laios' ``bearer_token_file``: a file of accepted bearer
+    tokens, one per line. Relative file names are taken from the configuration file's
+    directory. An empty file configures nothing. Needs PyYAML (and bcrypt for
+    ``basic_auth_users``): ``pip install 'laios[web]'``.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The checked configuration.
+
+    Raises:
+        WebConfigError: When the file cannot be read or parsed, has an unknown or unsupported
+            key, a value of the wrong kind, or names a file that cannot be used (the message
+            starts with the file name and names the setting).
+        ImportError: When PyYAML (or bcrypt, for ``basic_auth_users``) is not installed.
+    """
+    yaml = _require("yaml", "PyYAML", "Reading a web configuration file")
+    source = _path("web_config", path)
+    _readable("web_config", source)
+    try:
+        with open(source, encoding="utf-8") as file:
+            document = yaml.load(file, Loader=_yaml_loader(yaml))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise WebConfigError(f"{source}: not valid YAML: {exc}") from None
+    directory = Path(source).parent
+
+    def near(value: Any, where: str) -> str:
+        return str(directory / _path(where, value))
+
+    try:
+        top = _only("", document, _TOP_KEYS)
+        tls = None
+        if top.get("tls_server_config") is not None:
+            section = _only("tls_server_config", top["tls_server_config"], _TLS_KEYS)
+            settings = dict(section)
+            for key in ("cert_file", "key_file", "client_ca_file"):
+                if section.get(key) is not None:
+                    settings[key] = near(section[key], f"tls_server_config.{key}")
+            for key in ("cert_file", "key_file"):
+                if key not in settings:
+                    _fail("tls_server_config", f"{key} is required")
+            tls = TLSServerConfig(**settings)
+        http = _only("http_server_config", top.get("http_server_config"), ("http2", "headers"))
+        if "http2" in http and not isinstance(http["http2"], bool):
+            _fail("http_server_config.http2", "must be true or false")
+        tokens: list[str] = []
+        if top.get("bearer_token_file") is not None:
+            token_file = near(top["bearer_token_file"], "bearer_token_file")
+            tokens = _read_tokens("bearer_token_file", token_file)
+        return WebConfig(
+            tls_server_config=tls,
+            basic_auth_users=top.get("basic_auth_users") or {},
+            bearer_tokens=tokens,
+            headers=http.get("headers") or {},
+        )
+    except WebConfigError as exc:
+        raise WebConfigError(f"{source}: {exc}") from None

@@ -1,0 +1,352 @@
+"""start_http_server over TLS: certificates made by the test, client certificates, deadlines.
+
+A CA, a server certificate for 127.0.0.1 and client certificates are made on the spot with
+``cryptography``; clients are Python's ssl module, as ``laios status`` and urllib use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+from http_drivers import call_http
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from tls_certs import Authority, Issued, authority
+
+from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.store import MetricStore
+from laios.execution.web import TLSServerConfig, WebConfig
+
+#: Generous bounds: the tests run on loaded two-core machines.
+ANSWER_WITHIN = 5.0
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Issued, Issued]:
+    """A CA with a server certificate for 127.0.0.1 and a client certificate."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca = authority(directory)
+    return (
+        ca,
+        ca.issue(directory, "server", server=True),
+        ca.issue(directory, "scraper", server=False),
+    )
+
+
+def client_context(
+    ca: Authority, client: Issued | None = None, maximum: ssl.TLSVersion | None = None
+) -> ssl.SSLContext:
+    """A client trusting ``ca``, presenting ``client`` when given."""
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    if client is not None:
+        context.load_cert_chain(client.cert_file, client.key_file)
+    if maximum is not None:
+        context.maximum_version = maximum
+    return context
+
+
+def serve(tls: TLSServerConfig, **kwargs: object) -> MetricsServer:
+    return start_http_server(
+        0,
+        store=MetricStore(),
+        registry=CollectorRegistry(),
+        web_config=WebConfig(tls_server_config=tls),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def https(pki: tuple[Authority, Issued, Issued]) -> Iterator[MetricsServer]:
+    _, server_cert, _ = pki
+    with serve(TLSServerConfig(server_cert.cert_file, server_cert.key_file)) as server:
+        yield server
+
+
+@pytest.fixture
+def mutual(pki: tuple[Authority, Issued, Issued]) -> Iterator[MetricsServer]:
+    ca, server_cert, _ = pki
+    tls = TLSServerConfig(
+        server_cert.cert_file,
+        server_cert.key_file,
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=ca.cert_file,
+    )
+    with serve(tls) as server:
+        yield server
+
+
+def refused_handshake(server: MetricsServer, context: ssl.SSLContext) -> bool:
+    """Whether a request with ``context`` fails in TLS (at the handshake or the first read)."""
+    try:
+        call_http(server.url, context=context)
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return True
+    return False
+
+
+def test_metrics_are_served_over_https(
+    pki: tuple[Authority, Issued, Issued], https: MetricsServer
+) -> None:
+    """A client that trusts the CA gets /metrics over HTTPS; the URL says https."""
+    ca, _, _ = pki
+    assert https.url.startswith("https://127.0.0.1:")
+    answer = call_http(https.url, context=client_context(ca))
+    assert answer.status == 200
+    assert b"laios_build_info" in answer.body
+
+
+def test_a_client_that_does_not_trust_the_certificate_fails(
+    pki: tuple[Authority, Issued, Issued], https: MetricsServer, tmp_path: Path
+) -> None:
+    """A client trusting another CA refuses the server's certificate."""
+    stranger = authority(tmp_path, "another CA")
+    assert refused_handshake(https, client_context(stranger))
+
+
+def test_plain_http_to_the_tls_port_gets_no_data(
+    https: MetricsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An http:// request to the TLS port gets no metrics, and the server says why."""
+    port = https.port
+    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN) as client:
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+            while chunk := client.recv(65536):
+                received += chunk
+    assert b"laios_" not in received
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while "TLS handshake" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "a TLS handshake from 127.0.0.1 failed" in caplog.text
+
+
+def test_a_client_certificate_gets_in(
+    pki: tuple[Authority, Issued, Issued], mutual: MetricsServer
+) -> None:
+    """With RequireAndVerifyClientCert, a certificate signed by client_ca_file gets /status."""
+    ca, _, client = pki
+    answer = call_http(mutual.url, path="/status", context=client_context(ca, client))
+    assert answer.status == 200
+
+
+def test_no_client_certificate_is_refused(
+    pki: tuple[Authority, Issued, Issued], mutual: MetricsServer
+) -> None:
+    """With RequireAndVerifyClientCert, a client without a certificate gets nothing."""
+    ca, _, _ = pki
+    assert refused_handshake(mutual, client_context(ca))
+
+
+def test_a_client_certificate_of_another_ca_is_refused(
+    pki: tuple[Authority, Issued, Issued], mutual: MetricsServer, tmp_path: Path
+) -> None:
+    """A client certificate not signed by client_ca_file is refused."""
+    ca, _, _ = pki
+    forged = authority(tmp_path, "forger CA").issue(tmp_path, "scraper", server=False)
+    assert refused_handshake(mutual, client_context(ca, forged))
+
+
+def test_optional_client_certificates_let_clients_without_one_in(
+    pki: tuple[Authority, Issued, Issued],
+) -> None:
+    """VerifyClientCertIfGiven: no certificate is fine (basic auth may then apply)."""
+    ca, server_cert, _ = pki
+    tls = TLSServerConfig(
+        server_cert.cert_file,
+        server_cert.key_file,
+        client_auth_type="VerifyClientCertIfGiven",
+        client_ca_file=ca.cert_file,
+    )
+    with serve(tls) as server:
+        assert call_http(server.url, context=client_context(ca)).status == 200
+
+
+def test_min_version_refuses_older_clients(pki: tuple[Authority, Issued, Issued]) -> None:
+    """min_version TLS13 refuses a client that speaks at most TLS 1.2."""
+    ca, server_cert, _ = pki
+    tls = TLSServerConfig(server_cert.cert_file, server_cert.key_file, min_version="TLS13")
+    with serve(tls) as server:
+        assert refused_handshake(server, client_context(ca, maximum=ssl.TLSVersion.TLSv1_2))
+        assert call_http(server.url, context=client_context(ca)).status == 200
+
+
+def test_a_silent_client_is_dropped_during_the_handshake(
+    pki: tuple[Authority, Issued, Issued],
+) -> None:
+    """A client that connects and never starts TLS is closed after connection_timeout."""
+    _, server_cert, _ = pki
+    tls = TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    with serve(tls, connection_timeout=0.5) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_WITHIN) as sock:
+            started = time.monotonic()
+            assert sock.recv(1024) == b""
+            assert time.monotonic() - started < ANSWER_WITHIN
+
+
+def test_basic_auth_applies_over_tls(pki: tuple[Authority, Issued, Issued]) -> None:
+    """TLS and a password together: a TLS client without the password still gets 401."""
+    bcrypt = pytest.importorskip("bcrypt")
+    ca, server_cert, _ = pki
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(server_cert.cert_file, server_cert.key_file),
+        basic_auth_users={"p": bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()},
+    )
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        answer = call_http(server.url, context=client_context(ca))
+    assert answer.status == 401
+    assert b"laios_" not in answer.body
+
+
+def served_certificate(server: MetricsServer, ca: Authority) -> bytes:
+    """The DER certificate the server presents to a new connection."""
+    context = client_context(ca)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_WITHIN) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            certificate = tls.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
+
+
+def install(source: Issued, target: Issued) -> None:
+    """Replace ``target``'s files by ``source``'s, each in one rename, as a secret update does."""
+    for new, old in ((source.cert_file, target.cert_file), (source.key_file, target.key_file)):
+        staged = old.with_suffix(".staged")
+        staged.write_bytes(new.read_bytes())
+        staged.replace(old)
+
+
+def wait_for_certificate(server: MetricsServer, ca: Authority, expected: bytes) -> bool:
+    deadline = time.monotonic() + ANSWER_WITHIN
+    while time.monotonic() < deadline:
+        if served_certificate(server, ca) == expected:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    pki: tuple[Authority, Issued, Issued], tmp_path: Path
+) -> None:
+    """Replacing the certificate and key files: new connections get the new certificate."""
+    ca, _, _ = pki
+    live = ca.issue(tmp_path, "live", server=True)
+    renewed = ca.issue(tmp_path, "renewed", server=True)
+    with serve(TLSServerConfig(live.cert_file, live.key_file)) as server:
+        before = served_certificate(server, ca)
+        install(renewed, live)
+        expected = ssl.PEM_cert_to_DER_cert(renewed.cert_file.read_text())
+        assert expected != before
+        assert wait_for_certificate(server, ca, expected)
+
+
+def test_a_half_written_renewal_keeps_the_old_certificate(
+    pki: tuple[Authority, Issued, Issued], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new certificate whose key has not arrived yet: the old pair is served, with a warning."""
+    ca, _, _ = pki
+    live = ca.issue(tmp_path, "live", server=True)
+    renewed = ca.issue(tmp_path, "renewed", server=True)
+    with serve(TLSServerConfig(live.cert_file, live.key_file)) as server:
+        before = served_certificate(server, ca)
+        staged = live.cert_file.with_suffix(".staged")
+        staged.write_bytes(renewed.cert_file.read_bytes())
+        with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+            staged.replace(live.cert_file)  # the certificate only: it no longer matches the key
+            time.sleep(1.2)
+            assert served_certificate(server, ca) == before
+            assert call_http(server.url, context=client_context(ca)).status == 200
+        assert "cannot be used yet" in caplog.text
+        install(renewed, live)  # the key follows
+        expected = ssl.PEM_cert_to_DER_cert(renewed.cert_file.read_text())
+        assert wait_for_certificate(server, ca, expected)
+
+
+class BlockingCollector(Collector):
+    """A collector whose collect() waits for ``release``: it keeps a scrape busy."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def collect(self) -> Iterable[Metric]:
+        self.entered.set()
+        self.release.wait(ANSWER_WITHIN)
+        yield GaugeMetricFamily("app_blocked", "A gauge behind a slow collector.", value=1.0)
+
+
+def test_at_the_limit_a_tls_connection_is_closed_without_blocking(
+    pki: tuple[Authority, Issued, Issued],
+) -> None:
+    """With every slot busy, a new TLS connection is refused quickly, and the busy scrape still
+    completes."""
+    ca, server_cert, _ = pki
+    registry = CollectorRegistry()
+    blocking = BlockingCollector()
+    registry.register(blocking)
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    )
+    results: list[int] = []
+    with start_http_server(
+        0, store=MetricStore(), registry=registry, web_config=config, max_connections=1
+    ) as server:
+        busy = threading.Thread(
+            target=lambda: results.append(call_http(server.url, context=client_context(ca)).status)
+        )
+        busy.start()
+        try:
+            assert blocking.entered.wait(ANSWER_WITHIN)
+            started = time.monotonic()
+            assert refused_handshake(server, client_context(ca))
+            assert time.monotonic() - started < ANSWER_WITHIN
+        finally:
+            blocking.release.set()
+            busy.join(ANSWER_WITHIN)
+    assert results == [200]
+
+
+def client_hello(ca: Authority) -> bytes:
+    """The first bytes a TLS client sends (its ClientHello), made without a socket."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(ca).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_handshake_sent_a_byte_at_a_time_is_cut_at_the_deadline(
+    pki: tuple[Authority, Issued, Issued],
+) -> None:
+    """A ClientHello trickled in byte by byte does not extend connection_timeout."""
+    ca, server_cert, _ = pki
+    hello = client_hello(ca)
+    tls = TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    with serve(tls, connection_timeout=0.5) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_WITHIN) as sock:
+            sock.settimeout(0.1)
+            started = time.monotonic()
+            closed = False
+            for byte in hello:  # one byte every 0.1 s: the whole hello would take ~30 s
+                try:
+                    sock.sendall(bytes([byte]))
+                    closed = sock.recv(1024) == b""
+                except TimeoutError:
+                    continue
+                except OSError:  # reset or broken pipe: closed as well
+                    closed = True
+                if closed:
+                    break
+            elapsed = time.monotonic() - started
+    assert closed
+    assert elapsed < ANSWER_WITHIN

@@ -1,0 +1,336 @@
+"""The web configuration (exporter-toolkit's file, and WebConfig): a bad one fails at the call.
+
+Every mistake raises WebConfigError naming the setting at fault; none echoes a secret.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tls_certs import Authority, Issued, authority, encrypted_key
+
+from laios.execution.web import (
+    TLSServerConfig,
+    WebConfig,
+    WebConfigError,
+    hash_password,
+    load_web_config,
+)
+
+bcrypt = pytest.importorskip("bcrypt")
+pytest.importorskip("yaml")
+
+TOKEN = "b3f6c1d2e4a5968778695a4b3c2d1e0f"
+#: A password hash from exporter-toolkit's documentation ("$2y$", written by htpasswd).
+HTPASSWD_HASH = "$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Authority, Issued]:
+    directory = tmp_path_factory.mktemp("pki")
+    ca = authority(directory)
+    return directory, ca, ca.issue(directory, "server", server=True)
+
+
+def write(directory: Path, text: str, name: str = "web.yml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_documented_example_file_loads(pki: tuple[Path, Authority, Issued]) -> None:
+    """TLS with client certificates, a bcrypt user, a token file and headers: all read back."""
+    directory, ca, server = pki
+    (directory / "token").write_text(f"{TOKEN}\n\n", encoding="utf-8")
+    path = write(
+        directory,
+        f"""
+tls_server_config:
+  cert_file: {server.cert_file.name}
+  key_file: {server.key_file.name}
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: {ca.cert_file.name}
+  min_version: TLS13
+http_server_config:
+  http2: false
+  headers:
+    X-Frame-Options: deny
+basic_auth_users:
+  prometheus: {HTPASSWD_HASH}
+bearer_token_file: token
+""",
+    )
+    config = load_web_config(path)
+    assert config.tls_server_config is not None
+    assert config.tls_server_config.cert_file == str(server.cert_file)  # relative to the file
+    assert config.tls_server_config.min_version == "TLS13"
+    assert config.tls_server_config.requires_client_certificate
+    assert dict(config.basic_auth_users) == {"prometheus": HTPASSWD_HASH}
+    assert config.bearer_tokens == (TOKEN,)
+    assert dict(config.headers) == {"X-Frame-Options": "deny"}
+    assert config.authenticates
+
+
+def test_an_empty_file_configures_nothing(tmp_path: Path) -> None:
+    """An empty file is a configuration without TLS or authentication, as in exporter-toolkit."""
+    config = load_web_config(write(tmp_path, ""))
+    assert config == WebConfig()
+    assert not config.authenticates
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    """A web configuration path that does not exist fails naming it."""
+    with pytest.raises(WebConfigError, match=r"web_config: .*nope\.yml does not exist"):
+        load_web_config(tmp_path / "nope.yml")
+
+
+def test_an_unknown_key_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    """A misspelt key fails, naming it and the keys there are."""
+    path = write(tmp_path, "basic_auth_user:\n  alice: x\n")
+    with pytest.raises(WebConfigError, match=r"basic_auth_user: is not a web config.*known:"):
+        load_web_config(path)
+
+
+def test_an_unknown_tls_key_is_refused(pki: tuple[Path, Authority, Issued]) -> None:
+    """A misspelt key inside tls_server_config fails with its full name."""
+    directory, _, server = pki
+    path = write(
+        directory,
+        f"tls_server_config:\n  cert_file: {server.cert_file}\n  key_file: {server.key_file}\n"
+        "  min_versoin: TLS13\n",
+        "typo.yml",
+    )
+    with pytest.raises(WebConfigError, match=r"tls_server_config\.min_versoin: is not"):
+        load_web_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "setting"),
+    [
+        ("rate_limit:\n  interval: 1s\n  burst: 20\n", "rate_limit"),
+        ("tls_server_config:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", "cipher_suites"),
+        ("tls_server_config:\n  client_allowed_sans: [prometheus]\n", "client_allowed_sans"),
+        ("tls_server_config:\n  cert: '-----BEGIN CERTIFICATE-----'\n", "cert"),
+    ],
+)
+def test_an_unsupported_exporter_toolkit_key_is_refused(
+    tmp_path: Path, text: str, setting: str
+) -> None:
+    """exporter-toolkit settings laios does not implement fail rather than pass unenforced."""
+    with pytest.raises(WebConfigError, match=rf"{setting}: is not supported by laios"):
+        load_web_config(write(tmp_path, text))
+
+
+def test_a_user_given_twice_is_refused(tmp_path: Path) -> None:
+    """A user written twice fails instead of the second silently replacing the first."""
+    path = write(tmp_path, f"basic_auth_users:\n  a: {HTPASSWD_HASH}\n  a: {HTPASSWD_HASH}\n")
+    with pytest.raises(WebConfigError, match="'a' is given twice"):
+        load_web_config(path)
+
+
+def test_invalid_yaml_is_refused(tmp_path: Path) -> None:
+    """A file that is not YAML fails naming the file."""
+    path = write(tmp_path, "basic_auth_users: [unclosed\n")
+    with pytest.raises(WebConfigError, match="not valid YAML"):
+        load_web_config(path)
+
+
+def test_a_plaintext_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """A password instead of its bcrypt hash fails, says how to hash it, and never shows it."""
+    path = write(tmp_path, "basic_auth_users:\n  prometheus: hunter2-secret\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    message = str(caught.value)
+    assert "basic_auth_users.prometheus: is not a bcrypt hash" in message
+    assert "hash_password" in message
+    assert "hunter2" not in message
+
+
+def test_a_missing_certificate_is_named(pki: tuple[Path, Authority, Issued]) -> None:
+    """A cert_file that does not exist fails naming the setting and the path."""
+    directory, _, server = pki
+    with pytest.raises(WebConfigError, match=r"tls_server_config\.cert_file: .*gone\.crt does"):
+        TLSServerConfig(directory / "gone.crt", server.key_file)
+
+
+def test_an_unreadable_key_is_named(pki: tuple[Path, Authority, Issued], tmp_path: Path) -> None:
+    """A key_file that cannot be read (a directory: unreadable even for root) is named."""
+    _, _, server = pki
+    with pytest.raises(WebConfigError, match=r"key_file: .* is a directory"):
+        TLSServerConfig(server.cert_file, tmp_path)
+
+
+def test_a_key_of_another_certificate_is_refused(pki: tuple[Path, Authority, Issued]) -> None:
+    """A certificate with someone else's key fails naming both files."""
+    directory, ca, server = pki
+    other = ca.issue(directory, "other", server=True)
+    with pytest.raises(WebConfigError, match=r"cannot use cert_file .* with key_file"):
+        TLSServerConfig(server.cert_file, other.key_file)
+
+
+def test_an_encrypted_key_is_refused_without_a_prompt(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path
+) -> None:
+    """An encrypted key fails at once (OpenSSL would otherwise ask on the terminal)."""
+    _, _, server = pki
+    key = encrypted_key(tmp_path / "locked.key", b"passphrase")
+    with pytest.raises(WebConfigError, match="the key is encrypted"):
+        TLSServerConfig(server.cert_file, key)
+
+
+def test_client_certificates_need_a_ca(pki: tuple[Path, Authority, Issued]) -> None:
+    """RequireAndVerifyClientCert without client_ca_file fails."""
+    _, _, server = pki
+    with pytest.raises(WebConfigError, match="client_ca_file: client_auth_type"):
+        TLSServerConfig(
+            server.cert_file, server.key_file, client_auth_type="RequireAndVerifyClientCert"
+        )
+
+
+def test_a_ca_without_a_client_auth_policy_is_refused(pki: tuple[Path, Authority, Issued]) -> None:
+    """client_ca_file with NoClientCert fails, as in exporter-toolkit."""
+    _, ca, server = pki
+    with pytest.raises(WebConfigError, match="no client certificate is asked for"):
+        TLSServerConfig(server.cert_file, server.key_file, client_ca_file=ca.cert_file)
+
+
+def test_unverified_client_certificates_are_refused(pki: tuple[Path, Authority, Issued]) -> None:
+    """RequireAnyClientCert (a certificate taken unverified) fails with what to use instead."""
+    _, ca, server = pki
+    with pytest.raises(WebConfigError, match="use RequireAndVerifyClientCert"):
+        TLSServerConfig(
+            server.cert_file,
+            server.key_file,
+            client_auth_type="RequireAnyClientCert",  # type: ignore[arg-type]
+            client_ca_file=ca.cert_file,
+        )
+
+
+def test_a_ca_file_without_certificates_is_refused(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path
+) -> None:
+    """A client_ca_file holding no certificate fails naming it."""
+    _, _, server = pki
+    empty = tmp_path / "empty.pem"
+    empty.write_text("not a certificate\n", encoding="utf-8")
+    with pytest.raises(WebConfigError, match=r"client_ca_file: .*holds no usable PEM"):
+        TLSServerConfig(
+            server.cert_file,
+            server.key_file,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=empty,
+        )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"min_version": "TLS14"}, r"min_version: must be one of TLS10, TLS11, TLS12, TLS13"),
+        ({"min_version": "TLS13", "max_version": "TLS12"}, "TLS13 is newer than max_version"),
+        ({"prefer_server_cipher_suites": "yes"}, "must be true or false"),
+    ],
+)
+def test_bad_tls_settings_are_refused(
+    pki: tuple[Path, Authority, Issued], settings: dict[str, Any], message: str
+) -> None:
+    """TLS versions outside the list, or in the wrong order, fail naming the setting."""
+    _, _, server = pki
+    with pytest.raises(WebConfigError, match=message):
+        TLSServerConfig(server.cert_file, server.key_file, **settings)
+
+
+def test_ssl_context_follows_the_settings(pki: tuple[Path, Authority, Issued]) -> None:
+    """The context requires client certificates and the minimum TLS version asked for."""
+    _, ca, server = pki
+    tls = TLSServerConfig(
+        server.cert_file,
+        server.key_file,
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=ca.cert_file,
+        min_version="TLS13",
+    )
+    context = tls.ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_3
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("short-token", "is 11 characters long: use at least 16"),
+        ("has spaces in the middle of it", "is not a bearer token"),
+    ],
+)
+def test_bad_bearer_tokens_are_refused_without_echoing_them(token: str, message: str) -> None:
+    """A short token, or one that cannot be sent in a header, fails; the message hides it."""
+    with pytest.raises(WebConfigError, match=message) as caught:
+        WebConfig(bearer_tokens=[token])
+    assert token not in str(caught.value)
+
+
+def test_an_empty_token_file_is_refused(tmp_path: Path) -> None:
+    """A bearer_token_file with no token in it fails naming the file."""
+    (tmp_path / "token").write_text("\n  \n", encoding="utf-8")
+    path = write(tmp_path, "bearer_token_file: token\n")
+    with pytest.raises(WebConfigError, match=r"bearer_token_file: .*token holds no token"):
+        load_web_config(path)
+
+
+def test_a_bad_line_of_the_token_file_is_named(tmp_path: Path) -> None:
+    """A token file line that is not a token fails naming its line number."""
+    (tmp_path / "token").write_text(f"{TOKEN}\nshort\n", encoding="utf-8")
+    with pytest.raises(WebConfigError, match=r"token, line 2: is 5 characters long"):
+        load_web_config(write(tmp_path, "bearer_token_file: token\n"))
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-Powered-By": "laios"}, "'X-Powered-By' cannot be set"),
+        ({"X-Frame-Options": "allow"}, "must be one of deny, sameorigin"),
+    ],
+)
+def test_headers_are_checked_as_exporter_toolkit_does(
+    headers: dict[str, str], message: str
+) -> None:
+    """Only exporter-toolkit's headers may be set, with their allowed values."""
+    with pytest.raises(WebConfigError, match=message):
+        WebConfig(headers=headers)
+
+
+def test_repr_shows_no_secret() -> None:
+    """Neither token nor password hash appears in the configuration's repr."""
+    config = WebConfig(basic_auth_users={"p": HTPASSWD_HASH}, bearer_tokens=[TOKEN])
+    assert TOKEN not in repr(config)
+    assert HTPASSWD_HASH not in repr(config)
+
+
+def test_hash_password_makes_a_hash_the_config_accepts() -> None:
+    """hash_password's output is a bcrypt hash of the password that WebConfig takes."""
+    hashed = hash_password("correct horse", cost=4)
+    assert bcrypt.checkpw(b"correct horse", hashed.encode())
+    assert WebConfig(basic_auth_users={"prometheus": hashed}).authenticates
+
+
+def test_hash_password_refuses_what_bcrypt_would_cut() -> None:
+    """A password over bcrypt's 72 bytes is refused rather than silently shortened."""
+    with pytest.raises(ValueError, match="1 to 72 bytes"):
+        hash_password("x" * 73, cost=4)
+
+
+def test_missing_yaml_names_the_pip_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without PyYAML, loading a file says which extra to install."""
+    monkeypatch.setitem(sys.modules, "yaml", None)  # makes "import yaml" fail
+    with pytest.raises(ImportError, match=r"PyYAML: pip install 'laios\[web\]'"):
+        load_web_config(write(tmp_path, ""))
+
+
+def test_missing_bcrypt_names_the_pip_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without bcrypt, basic_auth_users says which extra to install."""
+    monkeypatch.setitem(sys.modules, "bcrypt", None)  # makes "import bcrypt" fail
+    with pytest.raises(ImportError, match=r"bcrypt package: pip install 'laios\[web\]'"):
+        WebConfig(basic_auth_users={"prometheus": HTPASSWD_HASH})
