@@ -53,6 +53,7 @@ from laios.execution._aggregates import (
 )
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
+from laios.execution.multiprocess import enable_from_environment
 from laios.execution.prometheus import ensure_collector, render_for_accept
 from laios.execution.store import MetricStore, get_default_store
 
@@ -198,6 +199,9 @@ def make_wsgi_app(
 
     The store is exported into the registry (see
     :func:`~laios.execution.prometheus.ensure_collector`), so ``/metrics`` always shows it.
+    With ``LAIOS_MULTIPROC_DIR`` set, multiprocess mode is turned on
+    (:func:`~laios.execution.multiprocess.enable`): ``/metrics`` shows the sum over the
+    server's worker processes.
 
     Args:
         store: The store behind ``/status`` and ``/metrics``; defaults to the process-wide one.
@@ -209,6 +213,7 @@ def make_wsgi_app(
     the_store = store if store is not None else get_default_store()
     the_registry = registry if registry is not None else REGISTRY
     ensure_collector(the_store, the_registry)
+    enable_from_environment(the_registry, the_store)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -645,7 +650,8 @@ def start_http_server(
     Raises:
         TypeError: When a limit is not a number (or ``max_connections``/``backlog`` not a
             whole number).
-        ValueError: When a limit is out of range.
+        ValueError: When a limit is out of range, or ``LAIOS_MULTIPROC_DIR`` names a directory
+            that cannot be used (see :func:`~laios.execution.multiprocess.enable`).
         OSError: When the address cannot be bound (for example, the port is taken).
 
     Example:
