@@ -86,6 +86,7 @@ __all__ = [
     "DEFAULT_INTERVAL",
     "ENV_VAR",
     "MultiprocessExport",
+    "current",
     "disable",
     "enable",
     "enable_from_environment",
@@ -423,6 +424,13 @@ def enable_from_environment(
     return enable(registry=registry, store=store)
 
 
+def current() -> MultiprocessExport | None:
+    """This process's export while multiprocess mode is on, else ``None``."""
+    with _state_lock:
+        export = _current
+    return None if export is None or export.closed else export
+
+
 def disable() -> bool:
     """Turn multiprocess mode off in this process (see :meth:`MultiprocessExport.close`).
 
@@ -512,7 +520,12 @@ def gunicorn_on_starting(server: Any = None) -> None:
         current = _current
     if current is not None:
         current.park()
-    prepare_directory()
+    if "GUNICORN_PID" in os.environ:
+        # A master re-executed by USR2 (a binary upgrade): the old master's workers still
+        # serve and write here, and the totals go on from theirs.
+        _directory(None)
+    else:
+        prepare_directory()
 
 
 def gunicorn_child_exit(server: Any = None, worker: Any = None) -> None:
