@@ -9,7 +9,6 @@ counts of children that are gone, however they went.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import time
@@ -22,6 +21,7 @@ from multiprocess_work import fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
 
 from laios.execution import multiprocess
+from laios.execution._totals_files import read_document, sections_of
 from laios.execution.multiprocess import (
     ENV_VAR,
     MultiprocessExport,
@@ -147,11 +147,10 @@ def test_a_forked_child_writes_a_file_of_its_own(
         report = child.report()
         assert report["path"] != str(export.path)
         assert f"-{child.pid}-" in Path(report["path"]).name
-        written = json.loads(Path(report["path"]).read_text())
+        written = read_document(Path(report["path"]))
         assert written["pid"] == child.pid
-        [section] = written["sections"]
-        tools = dict(section["totals"]["tools"])
-        assert tools["echo"]["outcomes"][0][1][0] == 4  # the child's 4, not the parent's 2
+        [section] = sections_of(written)
+        assert section.totals.tools["echo"].outcomes["success"][0] == 4  # not the parent's 2
         assert export.path.read_bytes() == parent_file
     finally:
         child.kill()
@@ -322,8 +321,8 @@ def test_a_scrape_writes_this_process_file_before_answering(
     run_tasks(store, 11)
     assert tasks_total(scrape(registry)) == 11
     assert export.path is not None
-    [section] = json.loads(export.path.read_text())["sections"]
-    assert dict(section["totals"]["tools"])["echo"]["outcomes"][0][1][0] == 11
+    [section] = sections_of(read_document(export.path))
+    assert section.totals.tools["echo"].outcomes["success"][0] == 11
 
 
 def test_a_failed_write_shows_what_the_file_holds(

@@ -139,7 +139,9 @@ def test_a_histogram_with_the_wrong_number_of_buckets_is_unreadable() -> None:
     """A histogram whose buckets do not match its section's bounds is refused."""
     store = MetricStore()
     run_tasks(store, 2)
-    data = section_data(Section(BOUNDS, totals_of(store)))
+    [data] = json.loads(dump({"sections": [section_data(Section(BOUNDS, totals_of(store)))]}))[
+        "sections"
+    ]
     with pytest.raises(UnreadableFile, match="buckets"):
         sections_of({"sections": [{**data, "bounds": list(BOUNDS[:-1])}]})
 

@@ -12,8 +12,10 @@ of its histogram buckets. The totals are written field by field from the datacla
 themselves (:func:`encode`) and read back against their type annotations (:func:`decode`), so a
 field added to ``ExportedTotals`` or ``ToolAggregates`` travels without a change here: a field
 with a default may be missing from an older file; a field this version does not know makes
-the file unreadable (:class:`UnreadableFile`) rather than silently dropped. Dicts are written
-as lists of ``[key, value]`` pairs (keys may be tuples), tuples and named tuples as lists.
+the file unreadable (:class:`UnreadableFile`) rather than silently dropped. Tuples and named
+tuples are written as lists; a dict field as an object when its keys are strings, else as a
+list of ``[key, value]`` pairs (``custom`` is keyed by ``(name, unit)``). ``json`` writes all
+but the dataclasses itself, in C: a write of 200 tools' totals takes a few milliseconds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import functools
 import json
 import os
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
@@ -58,17 +60,29 @@ class Section(NamedTuple):
     totals: ExportedTotals
 
 
+def _fields_of(value: Any) -> dict[str, Any]:
+    """A dataclass instance's fields, for ``json.dumps(default=...)`` (which writes tuples,
+    named tuples and dicts with string keys itself); a dict whose keys are not all strings
+    becomes a list of ``[key, value]`` pairs."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        raise TypeError(f"cannot write a {type(value).__name__} to a totals file")
+    fields = {}
+    for field in _fields(type(value)):
+        item = getattr(value, field.name)
+        if isinstance(item, dict) and not all(type(key) is str for key in item):
+            item = [[key, entry] for key, entry in item.items()]
+        fields[field.name] = item
+    return fields
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=_fields_of, separators=(",", ":"))
+
+
 def encode(value: Any) -> Any:
-    """``value`` (dataclasses, dicts, tuples, numbers, strings, ``None``) as JSON-ready data."""
-    if value is None or isinstance(value, (str, int, float)):
-        return value
-    if isinstance(value, tuple):
-        return [encode(item) for item in value]
-    if isinstance(value, dict):
-        return [[encode(key), encode(item)] for key, item in value.items()]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: encode(getattr(value, field.name)) for field in _fields(type(value))}
-    raise TypeError(f"cannot write a {type(value).__name__} to a totals file")
+    """``value`` (dataclasses, dicts, tuples, numbers, strings, ``None``) as the JSON data a
+    file holds for it."""
+    return json.loads(_json(value))
 
 
 def decode(kind: Any, data: Any) -> Any:
@@ -102,12 +116,11 @@ def _decoder(kind: Any) -> Callable[[Any], Any]:
         return _optional(kind, args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            item = _decoder(args[0])
-            return lambda data: tuple(map(item, _list(data)))
+            return _variable_tuple(args[0])
         return _fixed_tuple(tuple(_decoder(arg) for arg in args), tuple)
     if origin is dict:
         key, item = _decoder(args[0]), _decoder(args[1])
-        return lambda data: {key(pair[0]): item(pair[1]) for pair in map(_pair, _list(data))}
+        return lambda data: {key(k): item(v) for k, v in _items(data)}
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         return _dataclass(kind)
     if isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields"):
@@ -141,16 +154,40 @@ def _list(data: Any) -> list[Any]:
     return data
 
 
-def _pair(data: Any) -> list[Any]:
-    if not isinstance(data, list) or len(data) != 2:
-        raise TypeError(f"expected a [key, value] pair, got {data!r}")
-    return data
+def _items(data: Any) -> Iterable[tuple[Any, Any]]:
+    """The entries of a dict as written: an object (string keys) or ``[key, value]`` pairs."""
+    if isinstance(data, dict):
+        return data.items()
+    pairs = _list(data)
+    if not all(isinstance(pair, list) and len(pair) == 2 for pair in pairs):
+        raise TypeError("expected [key, value] pairs")
+    return pairs
 
 
 def _entry(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or not {"bounds", "totals"} <= data.keys():
         raise UnreadableFile("a section is not {bounds, totals}")
     return data
+
+
+def _variable_tuple(kind: Any) -> Callable[[Any], Any]:
+    """A decoder of ``tuple[kind, ...]``; whole numbers and all-``None`` runs (bucket counts,
+    exemplars) are checked in one pass instead of an item at a time."""
+    item = _decoder(kind)
+    empty = kind is not None and type(None) in get_args(kind)
+
+    def decode_items(data: Any) -> tuple[Any, ...]:
+        items = _list(data)
+        if item is _integer and set(map(type, items)) <= _INT:
+            return tuple(items)
+        if empty and items.count(None) == len(items):
+            return (None,) * len(items)
+        return tuple(map(item, items))
+
+    return decode_items
+
+
+_INT = frozenset({int})
 
 
 def _optional(kind: Any, args: tuple[Any, ...]) -> Callable[[Any], Any]:
@@ -226,7 +263,7 @@ def sections_of(document: Mapping[str, Any]) -> list[Section]:
 
 def section_data(section: Section) -> dict[str, Any]:
     """A section as written in a document's ``sections``."""
-    return {"bounds": list(section.bounds), "totals": encode(section.totals)}
+    return {"bounds": section.bounds, "totals": section.totals}
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -250,8 +287,9 @@ def read_document(path: Path) -> dict[str, Any]:
 
 
 def dump(document: Mapping[str, Any]) -> bytes:
-    """The bytes :func:`write_document` writes for ``document``."""
-    return json.dumps({"format": FORMAT, **document}, separators=(",", ":")).encode("utf-8")
+    """The bytes :func:`write_document` writes for ``document`` (its sections as
+    :func:`section_data` gives them)."""
+    return _json({"format": FORMAT, **document}).encode("utf-8")
 
 
 def write_document(path: Path, body: bytes) -> None:
