@@ -68,6 +68,15 @@ _IDENTITY_FIELDS = tuple(
 _warnings = WarningLimiter(60.0)
 
 
+def _new_warnings() -> None:
+    global _warnings
+    _warnings = WarningLimiter(60.0)  # its lock may have been held by another thread at a fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_warnings)
+
+
 def warn(key: str, message: str, *args: object) -> None:
     """Log a warning, at most once a minute per ``key``."""
     if _warnings.should_log(key) is not None:

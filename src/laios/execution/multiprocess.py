@@ -176,8 +176,8 @@ class MultiprocessExport:
             # First write, or the directory was cleared under a live process (a new server
             # prepared it): start a file afresh.
             self._release()
+            self._written, self._body = [], b""
             self._stem, self._lock_fd = self._files.claim(os.getpid())
-            self._body = b""
         assert self._stem is not None
         if body != self._body:
             write_document(self._files.data(self._stem), body)
@@ -307,6 +307,15 @@ class MultiprocessExport:
 
 _current: MultiprocessExport | None = None
 _state_lock = threading.Lock()
+
+
+def _new_state_lock() -> None:
+    global _state_lock
+    _state_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_state_lock)
 
 
 def _directory(directory: str | os.PathLike[str] | None) -> Path:
