@@ -16,8 +16,10 @@ How:
   with their bucket bounds, custom metrics, gauges) to a file of its own in the directory,
   whole (a temporary file renamed over the old one): from a daemon thread every ``interval``
   seconds (default 1), when it serves a scrape (before it answers, so that any later scrape,
-  by any worker, shows at least as much), and at exit. Running a task costs nothing more; a
-  write costs about as much as one render of ``/metrics``, and an unchanged one is skipped.
+  by any worker, shows at least as much), and at exit. Running a task costs nothing more (a
+  write-through per task, as ``prometheus_client``'s multiprocess mode does for its own
+  metrics, would put file I/O on every task's path); a write takes 0.5 ms for 10 tools, 6 ms
+  for 200, and one with nothing new is skipped.
 - **A scrape adds the files up.** The serving process takes its own totals as it writes them
   and adds every other process's file and the *retired* file, per label set (histograms only
   when their bucket bounds match: a file with other bounds is left out, with a warning).
@@ -38,8 +40,10 @@ How:
   ``laios_executor_workers``, ``laios_executor_queue_depth`` and
   ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
   process's as of now, the others' as of their last write, at most ``interval`` old).
-- **What a SIGKILLed worker loses**: the counts of its last ``interval`` at most (what it did
-  since its last write); a scrape has never shown them, so no counter goes backwards. A worker
+- **What a SIGKILLed worker loses**: what it counted since its last write, about ``interval``
+  at most (measured with a worker running tasks flat out, ``interval`` 1 s, 20 kills: 0.55 s
+  of its work on average, 1.12 s at most; ``tests/benchmarks/multiprocess.py``); no scrape
+  has shown those counts, so no counter goes backwards. A worker
   that exits (``SIGTERM``, gunicorn's ``max_requests``, a reload) writes at exit and loses
   nothing.
 - **A forked child starts its own file** (see :mod:`laios.execution._forks`): it closes its copy
