@@ -156,6 +156,29 @@ def test_a_forked_child_writes_a_file_of_its_own(
         child.kill()
 
 
+def test_a_forked_child_starts_its_file_at_once_without_the_parents_counts(
+    export: MultiprocessExport, store: MetricStore
+) -> None:
+    """Right after the fork the child has a file of its own, written after its store started
+    from zero: none of the parent's counts are in it."""
+    run_tasks(store, 3)
+    export.write()
+
+    def work(report: Report) -> None:
+        child_export = current()
+        assert child_export is not None
+        report({"path": str(child_export.path)})
+        time.sleep(60)
+
+    child = fork(work)
+    try:
+        path = Path(child.report()["path"])
+        [section] = sections_of(read_document(path))
+        assert "echo" not in section.totals.tools
+    finally:
+        child.kill()
+
+
 def test_a_forked_child_keeps_writing_from_a_thread_of_its_own(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
 ) -> None:

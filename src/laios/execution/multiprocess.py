@@ -238,18 +238,18 @@ class MultiprocessExport:
         return [section.totals for section in kept]
 
     def start(self) -> None:
-        """Write now and start the writer thread (called by :func:`enable`)."""
-        self.write()
-        self._start_thread(write_first=False)
+        """Write now and start the writer thread (called by :func:`enable`, and in a forked
+        child).
 
-    def _start_thread(self, *, write_first: bool) -> None:
+        Raises:
+            OSError: When the file cannot be written.
+        """
+        self.write()
         if not self._writing() or self._thread is not None:
             return
         stop, interval = self._stop, self.interval
 
         def run() -> None:
-            if write_first:
-                self._write_quietly()
             while not stop.wait(interval):
                 self._write_quietly()
 
@@ -297,14 +297,12 @@ class MultiprocessExport:
             fold(self._files)
 
     def after_fork_in_child(self) -> None:
-        """In a forked child: forget the parent's file (its lock stays the parent's) and
-        start a file and a writer thread of this process's own."""
+        """In a forked child: forget the parent's file (its lock stays the parent's). The
+        child's own file and writer thread start once every store has been reset too."""
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)  # the parent's lock stays held by the parent
         self._fresh_state()
-        if not self._closed:
-            self._start_thread(write_first=True)
 
 
 # -- turning it on and off ------------------------------------------------------------------
@@ -313,13 +311,25 @@ _current: MultiprocessExport | None = None
 _state_lock = threading.Lock()
 
 
-def _new_state_lock() -> None:
+def _after_fork_in_child() -> None:
+    """Start the child's own file and writer thread.
+
+    Registered after :mod:`laios.execution._forks` registered its own handler, so it runs
+    after every store has started from zero in the child: a write before that would put the
+    parent's counts in the child's file.
+    """
     global _state_lock
     _state_lock = threading.Lock()  # another thread may have held it at the fork
+    export = _current
+    if export is not None and not export.closed:
+        try:
+            export.start()
+        except Exception:
+            _log.exception("starting multiprocess mode in a forked child failed")
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_state_lock)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _directory(directory: str | os.PathLike[str] | None) -> Path:
