@@ -43,13 +43,13 @@ How:
 - **What a SIGKILLed worker loses**: what it counted since its last write, about ``interval``
   at most (measured with a worker running tasks flat out, ``interval`` 1 s, 20 kills: 0.55 s
   of its work on average, 1.12 s at most; ``tests/benchmarks/multiprocess.py``); no scrape
-  has shown those counts, so no counter goes backwards. A worker
-  that exits (``SIGTERM``, gunicorn's ``max_requests``, a reload) writes at exit and loses
-  nothing.
+  has shown those counts, so no counter goes backwards. A worker that exits (``SIGTERM``,
+  gunicorn's ``max_requests``, a reload) writes at exit and loses nothing.
 - **A forked child starts its own file** (see :mod:`laios.execution._forks`): it closes its copy
-  of the parent's lock, takes a new name and a writer thread of its own, and never writes the
-  parent's file. A process that :func:`gunicorn_on_starting` marked as gunicorn's master
-  writes nothing: it serves no request, and its workers (forked from it) write their own.
+  of the parent's lock and, once its stores have started from zero, takes a new name and a
+  writer thread of its own; it never writes the parent's file. A process that
+  :func:`gunicorn_on_starting` marked as gunicorn's master writes nothing: it serves no
+  request, and its workers (forked from it) write their own.
 
 Exemplars travel with the histograms (of two, the newer is shown). The directory must be on a
 local file system (``flock``); ``/dev/shm`` or a ``tmpfs`` suits. It may be the directory of
@@ -108,6 +108,8 @@ ENV_VAR = "LAIOS_MULTIPROC_DIR"
 DEFAULT_INTERVAL = 1.0
 #: The longest ``interval`` accepted, in seconds.
 _MAX_INTERVAL = 3600.0
+#: How the file written to check that the directory is writable begins.
+_PROBE_PREFIX = "laios-probe-"
 #: The bucket bounds this version writes and can render.
 _BOUNDS: tuple[float, ...] = tuple(DURATION_BUCKETS)
 
@@ -349,7 +351,7 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
         raise ValueError(f"the multiprocess directory {path} is not a directory")
     try:
         with SharedDirectory(path).locked(shared=True):
-            probe = path / f"{PROCESS_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+            probe = path / f"{_PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp"
             probe.write_bytes(b"")
             probe.unlink()
     except OSError as exc:
@@ -502,7 +504,7 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
     path = Path(directory).absolute()
     path.mkdir(parents=True, exist_ok=True)
     for entry in path.iterdir():
-        if entry.name.startswith((PROCESS_PREFIX, RETIRED)):
+        if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
     return _directory(path)
