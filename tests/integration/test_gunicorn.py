@@ -209,9 +209,9 @@ def test_counters_add_up_over_workers_and_survive_a_replaced_worker(
     assert len(served) >= 2, "the tasks should have been spread over the workers"
     scraped = scrape_until_total(server, 30)
     for _ in range(20):
-        _, samples = server.scrape()
+        pid, samples = server.scrape()
         assert tasks_total(samples) == 30
-        scraped.add(_)
+        scraped.add(pid)
     assert len(scraped) >= 2, "scrapes should have been served by more than one worker"
 
     before = server.workers()
