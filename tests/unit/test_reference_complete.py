@@ -287,6 +287,8 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
             "add_store",
             "collect",
             "describe",
+            "totals",
+            "use_totals",
         ),
         ("laios.execution.web", "WebConfig"): (
             "tls_server_config",
@@ -310,12 +312,41 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("laios.execution.web", "hash_password"): (),
         ("laios.execution.web", "WebConfigError"): (),
     },
+    "multiprocess.md": {
+        ("laios.execution.multiprocess", "enable"): (),
+        ("laios.execution.multiprocess", "enable_from_environment"): (),
+        ("laios.execution.multiprocess", "current"): (),
+        ("laios.execution.multiprocess", "disable"): (),
+        ("laios.execution.multiprocess", "prepare_directory"): (),
+        ("laios.execution.multiprocess", "sweep"): (),
+        ("laios.execution.multiprocess", "gunicorn_on_starting"): (),
+        ("laios.execution.multiprocess", "gunicorn_child_exit"): (),
+        ("laios.execution.multiprocess", "MultiprocessExport"): (
+            "directory",
+            "interval",
+            "registry",
+            "path",
+            "closed",
+            "write",
+            "totals",
+            "start",
+            "park",
+            "close",
+            "after_fork_in_child",
+        ),
+    },
 }
 
 #: Parameters not to look for: the object itself, catch-alls, and private hooks.
 _IGNORED_PARAMETERS = {"self", "cls", "args", "kwargs", "extra_data", "details"}
 #: Constructors whose parameters are internal (the executor builds these).
-_INTERNAL_CONSTRUCTORS = {"MetricsServer", "TaskContext", "StoreCollector", "TaskCancelledError"}
+_INTERNAL_CONSTRUCTORS = {
+    "MetricsServer",
+    "TaskContext",
+    "StoreCollector",
+    "TaskCancelledError",
+    "MultiprocessExport",
+}
 
 ENTRIES = [
     (page, module, name, members)

@@ -59,6 +59,7 @@ __all__ = [
     "export_label",
     "newer",
     "read_stores",
+    "sum_totals",
 ]
 
 #: Longest label value exported, in characters; longer names are cut (and merged if they clash).
@@ -401,6 +402,30 @@ def _by_outcome(template: str, prefix: Callable[[str], str], counts: dict[str, i
     )
 
 
+def sum_totals(parts: Iterable[ExportedTotals]) -> ExportedTotals:
+    """Add exported totals together, as :func:`read_stores` adds stores: counts, sums, buckets
+    and gauges are summed per exported label; of two exemplars the newer is kept."""
+    groups: dict[str, list[ToolAggregates]] = {}
+    custom: dict[tuple[str, str], tuple[int, float]] = {}
+    workers = queue_depth = abandoned = 0
+    for part in parts:
+        workers += part.workers
+        queue_depth += part.queue_depth
+        abandoned += part.abandoned_threads
+        for label, tool in part.tools.items():
+            groups.setdefault(label, []).append(tool)
+        for key, (count, total) in part.custom.items():
+            known_count, known_total = custom.get(key, (0, 0.0))
+            custom[key] = (known_count + count, known_total + total)
+    return ExportedTotals(
+        {label: _merged(groups[label]) for label in sorted(groups)},
+        dict(sorted(custom.items())),
+        workers,
+        queue_depth,
+        abandoned,
+    )
+
+
 class StoreRenderer:
     """Writes the ``laios_*`` families of one or more stores as exposition text.
 
@@ -421,7 +446,10 @@ class StoreRenderer:
             version: The ``version`` label of ``laios_build_info``.
             openmetrics: OpenMetrics 1.0.0 (with exemplars) rather than the text format 0.0.4.
         """
-        read = read_stores(stores)
+        return self.render_totals(read_stores(stores), version, openmetrics=openmetrics)
+
+    def render_totals(self, read: ExportedTotals, version: str, *, openmetrics: bool) -> str:
+        """Return the families of ``read`` as text, without ``# EOF`` (see :meth:`render`)."""
         custom, workers = read.custom, read.workers
         queue_depth, abandoned = read.queue_depth, read.abandoned_threads
         known_tools, tools = self._tools, {}

@@ -71,6 +71,7 @@ from laios.execution._http import (
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
 from laios.execution._tls import ReloadingContext
+from laios.execution.multiprocess import enable_from_environment
 from laios.execution.prometheus import ensure_collector
 from laios.execution.store import MetricStore, get_default_store
 from laios.execution.web import WebConfig, WebConfigError, load_web_config
@@ -239,6 +240,7 @@ def _endpoint(
     the_store = store if store is not None else get_default_store()
     the_registry = registry if registry is not None else REGISTRY
     ensure_collector(the_store, the_registry)
+    enable_from_environment(the_registry, the_store)
     document = None
     if mode != "off":
         reduced = mode == "reduced"
@@ -281,6 +283,9 @@ def make_wsgi_app(
 
     The store is exported into the registry (see
     :func:`~laios.execution.prometheus.ensure_collector`), so ``/metrics`` always shows it.
+    With ``LAIOS_MULTIPROC_DIR`` set, multiprocess mode is turned on
+    (:func:`~laios.execution.multiprocess.enable`): ``/metrics`` shows the sum over the
+    server's worker processes.
 
     Args:
         store: The store behind ``/status`` and ``/metrics``; defaults to the process-wide one.
@@ -786,7 +791,9 @@ def start_http_server(
     Raises:
         TypeError: When a limit is not a number (or ``max_connections``/``backlog`` not a
             whole number), or ``status`` or ``web_config`` is of the wrong kind.
-        ValueError: When a limit is out of range or ``status`` unknown;
+        ValueError: When a limit is out of range or ``status`` unknown, or
+            ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
+            :func:`~laios.execution.multiprocess.enable`);
             :class:`~laios.execution.web.WebConfigError` (a ``ValueError``) for a bad web
             configuration.
         ImportError: When the web configuration needs PyYAML or bcrypt and they are missing.

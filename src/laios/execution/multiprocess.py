@@ -1,0 +1,569 @@
+"""Several worker processes, one ``/metrics``: each process's totals in a shared directory.
+
+A service run under gunicorn or ``uvicorn --workers`` has one metric store per worker process,
+and a scrape reaches whichever worker the server hands it to: alone, each worker's ``/metrics``
+shows its own counts, and Prometheus, seeing the numbers of another process at each scrape,
+reads counter resets. With multiprocess mode on (:func:`enable`, or ``LAIOS_MULTIPROC_DIR`` set
+when ``/metrics`` comes from :func:`~laios.execution.server.make_wsgi_app` or
+:func:`~laios.execution.server.start_http_server`), every worker's ``/metrics`` shows the same
+numbers: the sum over the workers, which never goes backwards, also when workers are replaced.
+
+How:
+
+- **A snapshot per process, not a write per task.** Each process writes what its own
+  ``/metrics`` would show (:meth:`StoreCollector.totals()
+  <laios.execution.prometheus.StoreCollector.totals>`: every ``laios_*`` family, histograms
+  with their bucket bounds, custom metrics, gauges) to a file of its own in the directory,
+  whole (a temporary file renamed over the old one): from a daemon thread every ``interval``
+  seconds (default 1), when it serves a scrape (before it answers, so that any later scrape,
+  by any worker, shows at least as much), and at exit. Running a task costs nothing more (a
+  write-through per task, as ``prometheus_client``'s multiprocess mode does for its own
+  metrics, would put file I/O on every task's path); a write takes 0.5 ms for 10 tools, 6 ms
+  for 200, and one with nothing new is skipped.
+- **A scrape adds the files up.** The serving process takes its own totals as it writes them
+  and adds every other process's file and the *retired* file, per label set (histograms only
+  when their bucket bounds match: a file with other bounds is left out, with a warning).
+- **Liveness from a lock, not a pid.** Each process holds an exclusive ``flock`` on a lock file
+  of its own, named with its pid and a random token, for as long as it lives; the kernel drops
+  it when the process dies, however it dies (``SIGKILL`` too). A file whose lock can be taken
+  belongs to a process that is gone. Unlike a pid check this cannot be fooled by a new
+  process reusing the pid, needs no ``/proc`` and works the same on Linux and macOS.
+- **Gone processes are folded into one retired file**, under an exclusive ``flock`` on the
+  directory's lock file (a scrape reads under a shared one, so it sees a file either before or
+  after its fold, never both or neither): their counters are added to it and their gauges
+  dropped, so the directory holds one file per live process plus one, however often workers
+  are replaced. The retired file names the files it has absorbed until they are deleted, so a
+  fold cut short between the two steps never counts a file twice. Any scrape folds the files
+  of gone processes; gunicorn's ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as
+  soon as a worker exits.
+- **Gauges are summed over live processes**: ``laios_tasks_in_flight``,
+  ``laios_executor_workers``, ``laios_executor_queue_depth`` and
+  ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
+  process's as of now, the others' as of their last write, at most ``interval`` old).
+- **What a SIGKILLed worker loses**: what it counted since its last write, about ``interval``
+  at most (measured with a worker running tasks flat out, ``interval`` 1 s, 20 kills: 0.55 s
+  of its work on average, 1.12 s at most; ``tests/benchmarks/multiprocess.py``); no scrape
+  has shown those counts, so no counter goes backwards. A worker that exits (``SIGTERM``,
+  gunicorn's ``max_requests``, a reload) writes at exit and loses nothing.
+- **A forked child starts its own file** (see :mod:`laios.execution._forks`): it closes its copy
+  of the parent's lock and, once its stores have started from zero, takes a new name and a
+  writer thread of its own; it never writes the parent's file. A process that
+  :func:`gunicorn_on_starting` marked as gunicorn's master writes nothing: it serves no
+  request, and its workers (forked from it) write their own.
+
+Exemplars travel with the histograms (of two, the newer is shown). The directory must be on a
+local file system (``flock``); ``/dev/shm`` or a ``tmpfs`` suits. It may be the directory of
+``PROMETHEUS_MULTIPROC_DIR``: laios's files are named ``laios-*`` and never end in ``.db``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import math
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from laios.execution._aggregates import DURATION_BUCKETS
+from laios.execution._exposition import ExportedTotals
+from laios.execution._forks import reset_after_fork
+from laios.execution._shared_totals import (
+    HAS_LOCKS,
+    PROCESS_PREFIX,
+    RETIRED,
+    SharedDirectory,
+    fold,
+    gather,
+    warn,
+)
+from laios.execution._totals_files import Section, dump, section_data, write_document
+from laios.execution.prometheus import StoreCollector, ensure_collector
+from laios.execution.store import MetricStore
+
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "ENV_VAR",
+    "MultiprocessExport",
+    "current",
+    "disable",
+    "enable",
+    "enable_from_environment",
+    "gunicorn_child_exit",
+    "gunicorn_on_starting",
+    "prepare_directory",
+    "sweep",
+]
+
+_log = logging.getLogger("laios.execution.multiprocess")
+
+#: The environment variable naming the shared directory.
+ENV_VAR = "LAIOS_MULTIPROC_DIR"
+#: Seconds between two writes of a process's file.
+DEFAULT_INTERVAL = 1.0
+#: The longest ``interval`` accepted, in seconds.
+_MAX_INTERVAL = 3600.0
+#: How the file written to check that the directory is writable begins.
+_PROBE_PREFIX = "laios-probe-"
+#: The bucket bounds this version writes and can render.
+_BOUNDS: tuple[float, ...] = tuple(DURATION_BUCKETS)
+
+
+# -- the export of one process --------------------------------------------------------------
+
+#: The pid of gunicorn's master, marked by gunicorn_on_starting: it writes no file.
+_master_pid: int | None = None
+
+
+class MultiprocessExport:
+    """This process's part in multiprocess mode; made by :func:`enable`.
+
+    Attributes:
+        directory: The shared directory.
+        interval: Seconds between two writes of this process's file.
+        registry: The registry whose ``laios_*`` families are shared.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        interval: float,
+        registry: CollectorRegistry,
+        collector: StoreCollector,
+    ) -> None:
+        self.directory = directory
+        self.interval = interval
+        self.registry = registry
+        self._collector = collector
+        self._files = SharedDirectory(directory)
+        self._closed = False
+        self._fresh_state()
+        reset_after_fork(self)
+
+    def _fresh_state(self) -> None:
+        self._lock = threading.Lock()
+        self._stem: str | None = None
+        self._lock_fd: int | None = None
+        self._written: list[Section] = []  # what this process's file holds
+        self._body = b""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def path(self) -> Path | None:
+        """This process's file, once written (``None`` in gunicorn's master)."""
+        return None if self._stem is None else self._files.data(self._stem)
+
+    def _writing(self) -> bool:
+        return not self._closed and os.getpid() != _master_pid
+
+    def _still_claimed(self) -> bool:
+        if self._stem is None or self._lock_fd is None:
+            return False
+        return self._files.holds(self._stem, self._lock_fd)
+
+    def _write_locked(self) -> None:
+        """Write this process's totals now (the caller holds ``self._lock``)."""
+        sections = [Section(_BOUNDS, totals) for totals in self._collector.totals()]
+        body = dump(
+            {"kind": "process", "pid": os.getpid(), "sections": [section_data(s) for s in sections]}
+        )
+        if not self._still_claimed():
+            # First write, or the directory was cleared under a live process (a new server
+            # prepared it): start a file afresh.
+            self._release()
+            self._written, self._body = [], b""
+            self._stem, self._lock_fd = self._files.claim(os.getpid())
+        assert self._stem is not None
+        if body != self._body:
+            write_document(self._files.data(self._stem), body)
+            self._body = body
+        self._written = sections
+
+    def write(self) -> None:
+        """Write this process's totals to its file now (nothing in gunicorn's master).
+
+        Raises:
+            OSError: When the file cannot be written.
+        """
+        with self._lock:
+            if self._writing():
+                self._write_locked()
+
+    def _write_quietly(self) -> None:
+        try:
+            self.write()
+        except Exception as exc:
+            self._warn_write(exc)
+
+    def _warn_write(self, exc: Exception) -> None:
+        where = self.directory
+        warn(f"write {where}", "writing this process's metrics to %s failed: %r", where, exc)
+
+    def totals(self) -> list[ExportedTotals]:
+        """The totals of every process added up, as ``/metrics`` shows them; writes this
+        process's file first, so that no later scrape, by any process, shows less.
+
+        Raises:
+            OSError: When the directory cannot be read (the scrape fails rather than show a
+                number that goes backwards).
+        """
+        with self._lock:
+            if self._writing():
+                try:
+                    self._write_locked()
+                except OSError as exc:  # shown: what the file holds, which others see too
+                    self._warn_write(exc)
+                own, stem = list(self._written), self._stem
+            else:
+                own, stem = [Section(_BOUNDS, t) for t in self._collector.totals()], None
+        merged = gather(self._files, stem, own)
+        kept = [section for section in merged if section.bounds == _BOUNDS]
+        if len(kept) < len(merged):
+            warn(
+                f"bounds {self.directory}",
+                "totals in %s with histogram buckets other than %s are left out (written by "
+                "another version of laios?); clear the directory when deploying one",
+                self.directory,
+                _BOUNDS,
+            )
+        return [section.totals for section in kept]
+
+    def start(self) -> None:
+        """Write now and start the writer thread (called by :func:`enable`, and in a forked
+        child).
+
+        Raises:
+            OSError: When the file cannot be written.
+        """
+        self.write()
+        if not self._writing() or self._thread is not None:
+            return
+        stop, interval = self._stop, self.interval
+
+        def run() -> None:
+            while not stop.wait(interval):
+                self._write_quietly()
+
+        self._thread = threading.Thread(target=run, name="laios-multiprocess", daemon=True)
+        self._thread.start()
+
+    def _stop_thread(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self._stop = threading.Event()
+
+    def _release(self) -> None:
+        """Let go of this process's lock: its file now reads as a gone process's."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        self._lock_fd = None
+        self._stem = None
+
+    def park(self) -> None:
+        """Stop writing in this process (gunicorn's master) and remove its file."""
+        self._stop_thread()
+        with self._lock:
+            stem = self._stem
+            self._release()
+            if stem is not None:
+                self._files.unlink(stem)
+
+    def close(self) -> None:
+        """Leave multiprocess mode: a last write, then this process's file is folded into the
+        retired one (its counts stay, its gauges go) and ``/metrics`` shows this process
+        alone again. Idempotent."""
+        if self._closed:
+            return
+        self._stop_thread()
+        with self._lock:
+            if self._writing():
+                with contextlib.suppress(OSError):
+                    self._write_locked()
+            self._closed = True
+            self._release()
+        self._collector.use_totals(None)
+        with contextlib.suppress(OSError):
+            fold(self._files)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: forget the parent's file (its lock stays the parent's). The
+        child's own file and writer thread start once every store has been reset too."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # the parent's lock stays held by the parent
+        self._fresh_state()
+
+
+# -- turning it on and off ------------------------------------------------------------------
+
+_current: MultiprocessExport | None = None
+_state_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """Start the child's own file and writer thread.
+
+    Registered after :mod:`laios.execution._forks` registered its own handler, so it runs
+    after every store has started from zero in the child: a write before that would put the
+    parent's counts in the child's file.
+    """
+    global _state_lock
+    _state_lock = threading.Lock()  # another thread may have held it at the fork
+    export = _current
+    if export is not None and not export.closed:
+        try:
+            export.start()
+        except Exception:
+            _log.exception("starting multiprocess mode in a forked child failed")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _directory(directory: str | os.PathLike[str] | None) -> Path:
+    """The directory to use, checked: it exists, and this process can lock and write in it."""
+    if not HAS_LOCKS:
+        raise RuntimeError("multiprocess mode needs POSIX file locks (fcntl.flock)")
+    if directory is None:
+        directory = os.environ.get(ENV_VAR) or None
+        if directory is None:
+            raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory must be a path, not {directory!r}")
+    path = Path(directory).absolute()
+    if not path.exists():
+        raise ValueError(f"the multiprocess directory {path} does not exist; create it first")
+    if not path.is_dir():
+        raise ValueError(f"the multiprocess directory {path} is not a directory")
+    try:
+        with SharedDirectory(path).locked(shared=True):
+            probe = path / f"{_PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp"
+            probe.write_bytes(b"")
+            probe.unlink()
+    except OSError as exc:
+        raise ValueError(
+            f"the multiprocess directory {path} is not writable by this process: {exc}"
+        ) from exc
+    return path
+
+
+def _check_interval(interval: float) -> float:
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise TypeError(f"interval must be a number of seconds, not {interval!r}")
+    if not (math.isfinite(interval) and 0 < interval <= _MAX_INTERVAL):
+        raise ValueError(
+            f"interval must be greater than 0 and at most {_MAX_INTERVAL:g} seconds, "
+            f"got {interval!r}"
+        )
+    return float(interval)
+
+
+def enable(
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    registry: CollectorRegistry | None = None,
+    store: MetricStore | None = None,
+) -> MultiprocessExport:
+    """Turn multiprocess mode on in this process: ``/metrics`` shows every process's sum.
+
+    Call it in each worker process (at import of the application is fine: a forked worker
+    carries it on with a file of its own). :func:`~laios.execution.server.make_wsgi_app` and
+    :func:`~laios.execution.server.start_http_server` call it when ``LAIOS_MULTIPROC_DIR`` is
+    set. Calling it again with the same directory and registry returns the same export.
+
+    Args:
+        directory: The shared directory; defaults to ``$LAIOS_MULTIPROC_DIR``. It must exist
+            and be writable, on a local file system.
+        interval: Seconds between two writes of this process's file (default 1): the most a
+            worker killed with ``SIGKILL`` loses, and how old the other processes' gauges may
+            be. Greater than 0, at most 3600.
+        registry: The registry whose ``laios_*`` families are shared; defaults to
+            ``prometheus_client.REGISTRY``.
+        store: A store to export into ``registry`` as well (see
+            :func:`~laios.execution.prometheus.ensure_collector`); defaults to the
+            process-wide one.
+
+    Returns:
+        This process's export.
+
+    Raises:
+        ValueError: When there is no directory, it does not exist, is not a directory or is not
+            writable; when ``interval`` is out of range; when multiprocess mode is already on
+            in this process with another directory or registry.
+        TypeError: When ``directory`` is not a path or ``interval`` not a number.
+        RuntimeError: Without POSIX file locks (Windows).
+    """
+    path = _directory(directory)
+    seconds = _check_interval(interval)
+    the_registry = registry if registry is not None else REGISTRY
+    global _current
+    with _state_lock:
+        current = _current
+        if current is not None and not current.closed:
+            if current.directory == path and current.registry is the_registry:
+                return current
+            raise ValueError(
+                f"multiprocess mode is already on in this process (directory "
+                f"{current.directory}); call disable() first"
+            )
+        collector = ensure_collector(store, the_registry)
+        export = MultiprocessExport(path, seconds, the_registry, collector)
+        export.start()
+        collector.use_totals(export.totals)
+        _current = export
+        return export
+
+
+def enable_from_environment(
+    registry: CollectorRegistry | None = None, store: MetricStore | None = None
+) -> MultiprocessExport | None:
+    """:func:`enable` with the directory of ``LAIOS_MULTIPROC_DIR``, when it is set.
+
+    Returns the export already on in this process, if any (whatever its registry); ``None``
+    when the variable is not set.
+
+    Raises:
+        ValueError: As :func:`enable`, for the directory the variable names.
+    """
+    if not os.environ.get(ENV_VAR):
+        return None
+    with _state_lock:
+        current = _current
+    if current is not None and not current.closed:
+        return current
+    return enable(registry=registry, store=store)
+
+
+def current() -> MultiprocessExport | None:
+    """This process's export while multiprocess mode is on, else ``None``."""
+    with _state_lock:
+        export = _current
+    return None if export is None or export.closed else export
+
+
+def disable() -> bool:
+    """Turn multiprocess mode off in this process (see :meth:`MultiprocessExport.close`).
+
+    Returns:
+        Whether it was on.
+    """
+    global _current
+    with _state_lock:
+        current, _current = _current, None
+    if current is None or current.closed:
+        return False
+    current.close()
+    return True
+
+
+def _at_exit() -> None:
+    with _state_lock:
+        current = _current
+    if current is not None:
+        current.close()
+
+
+atexit.register(_at_exit)
+
+
+# -- the directory's life: preparing it, folding it -----------------------------------------
+
+
+def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
+    """Create the directory if need be and remove laios's files from it (a fresh start).
+
+    Run it once before the workers start: gunicorn's ``on_starting`` (see
+    :func:`gunicorn_on_starting`), or the script that starts ``uvicorn --workers``. Other files
+    (``prometheus_client``'s ``*.db``) are left alone.
+
+    Args:
+        directory: Defaults to ``$LAIOS_MULTIPROC_DIR``.
+
+    Returns:
+        The directory.
+    """
+    if directory is None:
+        directory = os.environ.get(ENV_VAR) or None
+        if directory is None:
+            raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
+    path = Path(directory).absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    for entry in path.iterdir():
+        if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    return _directory(path)
+
+
+def sweep(directory: str | os.PathLike[str] | None = None) -> int:
+    """Fold the files of processes that are gone into the retired file.
+
+    Scrapes do it too; call it when a worker exits (:func:`gunicorn_child_exit`) to keep the
+    directory tidy between scrapes.
+
+    Args:
+        directory: Defaults to ``$LAIOS_MULTIPROC_DIR``.
+
+    Returns:
+        How many processes' files were folded.
+    """
+    return fold(SharedDirectory(_directory(directory)))
+
+
+def gunicorn_on_starting(server: Any = None) -> None:
+    """gunicorn's ``on_starting`` hook: prepare ``$LAIOS_MULTIPROC_DIR`` and mark the master.
+
+    Put ``on_starting = gunicorn_on_starting`` in ``gunicorn.conf.py`` (or call it from your
+    own hook). The master writes no file of its own (with ``--preload`` it may have turned
+    multiprocess mode on while importing the application): its workers write theirs.
+
+    Args:
+        server: gunicorn's arbiter (unused).
+
+    Raises:
+        ValueError: When ``LAIOS_MULTIPROC_DIR`` is not set or cannot be used; gunicorn then
+            does not start.
+    """
+    global _master_pid
+    _master_pid = os.getpid()
+    with _state_lock:
+        current = _current
+    if current is not None:
+        current.park()
+    if "GUNICORN_PID" in os.environ:
+        # A master re-executed by USR2 (a binary upgrade): the old master's workers still
+        # serve and write here, and the totals go on from theirs.
+        _directory(None)
+    else:
+        prepare_directory()
+
+
+def gunicorn_child_exit(server: Any = None, worker: Any = None) -> None:
+    """gunicorn's ``child_exit`` hook: fold the files of the workers that are gone.
+
+    Put ``child_exit = gunicorn_child_exit`` in ``gunicorn.conf.py``. Never raises (a failure
+    is logged): the next scrape folds what it could not.
+
+    Args:
+        server: gunicorn's arbiter (unused).
+        worker: The worker that exited (unused: every gone worker's file is folded).
+    """
+    try:
+        sweep()
+    except Exception:
+        _log.exception("folding the files of exited workers failed")

@@ -1,0 +1,542 @@
+"""Multiprocess mode with real processes: forked children stand in for a server's workers.
+
+Each child inherits the parent's export (as a gunicorn worker forked from its master does),
+records tasks into its store, and reports to the parent over a pipe. The parent's ``/metrics``
+(``render_metrics`` of its registry) must show the sum, never go backwards, and keep the
+counts of children that are gone, however they went.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from multiprocess_work import fork, run_tasks, tasks_total
+from prometheus_client import CollectorRegistry, generate_latest
+
+from laios.execution import multiprocess
+from laios.execution._totals_files import read_document, sections_of
+from laios.execution.multiprocess import (
+    ENV_VAR,
+    MultiprocessExport,
+    current,
+    disable,
+    enable,
+    gunicorn_child_exit,
+    gunicorn_on_starting,
+    prepare_directory,
+    sweep,
+)
+from laios.execution.prometheus import ensure_collector, render_metrics
+from laios.execution.server import make_wsgi_app
+from laios.execution.store import MetricStore
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+#: The writer thread's interval in these tests (seconds).
+INTERVAL = 0.1
+Report = Callable[[dict[str, Any]], None]
+
+
+@pytest.fixture(autouse=True)
+def _off_afterwards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test inherits multiprocess mode, the variable or a master mark from another."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    yield
+    disable()
+    multiprocess._master_pid = None
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    path = tmp_path / "multiproc"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def store() -> MetricStore:
+    return MetricStore()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def export(directory: Path, store: MetricStore, registry: CollectorRegistry) -> MultiprocessExport:
+    return enable(directory, interval=INTERVAL, registry=registry, store=store)
+
+
+def scrape(registry: CollectorRegistry) -> str:
+    return render_metrics(registry).decode()
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name != "laios-dir.lock")
+
+
+def child_running(store: MetricStore, count: int) -> Callable[[Report], None]:
+    """A child's work: run ``count`` tasks, write, report, then wait to be killed."""
+
+    def work(report: Report) -> None:
+        run_tasks(store, count)
+        export = current()  # inherited from the parent, as a gunicorn worker's
+        assert export is not None
+        export.write()
+        report({"pid": os.getpid(), "path": str(export.path)})
+        time.sleep(60)
+
+    return work
+
+
+def test_the_sum_of_every_process_is_shown(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """The parent's /metrics counts its own tasks and those of two live children."""
+    run_tasks(store, 3)
+    children = [fork(child_running(store, n)) for n in (5, 7)]
+    try:
+        for child in children:
+            child.report()
+        assert tasks_total(scrape(registry)) == 3 + 5 + 7
+    finally:
+        for child in children:
+            child.kill()
+
+
+def test_gauges_are_summed_over_live_processes_only(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """A live child's in-flight task counts in the gauge; once the child is gone, it does not."""
+
+    def work(report: Report) -> None:
+        slot = store.tool_slot("echo", True)
+        store.task_submitted(None, type("T", (), {"id": "x"})(), "echo", slot, running=True)
+        export = current()
+        assert export is not None
+        export.write()
+        report({})
+        time.sleep(60)
+
+    child = fork(work)
+    child.report()
+    assert 'laios_tasks_in_flight{tool="echo"} 1.0' in scrape(registry)
+    child.kill()
+    assert 'laios_tasks_in_flight{tool="echo"} 0.0' in scrape(registry)
+
+
+def test_a_forked_child_writes_a_file_of_its_own(
+    export: MultiprocessExport, store: MetricStore, directory: Path
+) -> None:
+    """The child never writes the parent's file: it writes its own, with its own pid and
+    counts only, and the parent's file keeps the parent's."""
+    run_tasks(store, 2)
+    export.write()
+    assert export.path is not None
+    parent_file = export.path.read_bytes()
+    child = fork(child_running(store, 4))
+    try:
+        report = child.report()
+        assert report["path"] != str(export.path)
+        assert f"-{child.pid}-" in Path(report["path"]).name
+        written = read_document(Path(report["path"]))
+        assert written["pid"] == child.pid
+        [section] = sections_of(written)
+        assert section.totals.tools["echo"].outcomes["success"][0] == 4  # not the parent's 2
+        assert export.path.read_bytes() == parent_file
+    finally:
+        child.kill()
+
+
+def test_a_forked_child_starts_its_file_at_once_without_the_parents_counts(
+    export: MultiprocessExport, store: MetricStore
+) -> None:
+    """Right after the fork the child has a file of its own, written after its store started
+    from zero: none of the parent's counts are in it."""
+    run_tasks(store, 3)
+    export.write()
+
+    def work(report: Report) -> None:
+        child_export = current()
+        assert child_export is not None
+        report({"path": str(child_export.path)})
+        time.sleep(60)
+
+    child = fork(work)
+    try:
+        path = Path(child.report()["path"])
+        [section] = sections_of(read_document(path))
+        assert "echo" not in section.totals.tools
+    finally:
+        child.kill()
+
+
+def test_a_forked_child_keeps_writing_from_a_thread_of_its_own(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """A child that never writes by itself still shows its counts within a few intervals."""
+
+    def work(report: Report) -> None:
+        run_tasks(store, 6)
+        report({})
+        time.sleep(60)
+
+    child = fork(work)
+    try:
+        child.report()
+        deadline = time.monotonic() + 50 * INTERVAL
+        while tasks_total(scrape(registry)) != 6:
+            assert time.monotonic() < deadline, "the child's thread never wrote its counts"
+            time.sleep(INTERVAL)
+    finally:
+        child.kill()
+
+
+def test_a_sigkilled_process_keeps_what_it_wrote(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """SIGKILL loses nothing written: the count stays, in the retired file, and the dead
+    process's files are gone."""
+    child = fork(child_running(store, 9))
+    report = child.report()
+    child.kill()
+    assert tasks_total(scrape(registry)) == 9
+    assert not Path(report["path"]).exists()
+    assert "laios-retired.json" in files(directory)
+
+
+def test_the_directory_stays_bounded_when_processes_come_and_go(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """After 20 processes have come and gone, the directory holds one file for the live
+    process and one retired file, and every count is there."""
+    for _ in range(20):
+        child = fork(child_running(store, 2))
+        child.report()
+        child.kill()
+        scrape(registry)
+    assert tasks_total(scrape(registry)) == 40
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == sorted([f"{stem}.json", f"{stem}.lock", "laios-retired.json"])
+
+
+def test_counters_never_go_backwards_while_processes_come_and_go(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """Every scrape, while children are started, killed and folded, shows every counter at
+    least as high as the scrape before."""
+    seen: dict[str, float] = {}
+    alive = []
+    expected = 0
+    for round_number in range(12):
+        child = fork(child_running(store, round_number + 1))
+        child.report()
+        expected += round_number + 1
+        alive.append(child)
+        if round_number % 3 == 2:
+            alive.pop(0).kill()
+        run_tasks(store, 1)
+        expected += 1
+        for line in scrape(registry).splitlines():
+            if line.startswith("laios_") and line.split("{")[0].split(" ")[0].endswith("_total"):
+                series, value = line.rsplit(" ", 1)
+                assert float(value) >= seen.get(series, 0.0), f"{series} went backwards"
+                seen[series] = float(value)
+    try:
+        assert tasks_total(scrape(registry)) == expected
+    finally:
+        for child in alive:
+            child.kill()
+
+
+def test_a_live_process_is_never_folded(
+    export: MultiprocessExport, store: MetricStore, directory: Path
+) -> None:
+    """A sweep leaves the file of a process that lives (its lock is held) alone."""
+    child = fork(child_running(store, 1))
+    try:
+        report = child.report()
+        assert sweep(directory) == 0
+        assert Path(report["path"]).exists()
+    finally:
+        child.kill()
+
+
+def test_a_file_whose_lock_is_free_is_a_gone_process_even_under_a_live_pid(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
+) -> None:
+    """A file named with this (live) process's pid but whose lock nobody holds is a gone
+    process's, as after pid reuse: it is folded, its counts kept and its gauges dropped."""
+    assert export.path is not None
+    other = MetricStore()
+    run_tasks(other, 4)
+    slot = other.tool_slot("echo", True)
+    other.task_submitted(None, type("T", (), {"id": "x"})(), "echo", slot, running=True)
+    registry_of_other = CollectorRegistry()
+    other_export = MultiprocessExport(
+        directory, 60.0, registry_of_other, ensure_collector(other, registry_of_other)
+    )
+    other_export.write()
+    stale = other_export.path
+    assert stale is not None
+    assert f"-{os.getpid()}-" in stale.name
+    other_export.close()  # lets go of the lock: as a process that died, its pid now reused
+    text = scrape(registry)
+    assert tasks_total(text) == 4
+    assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
+    assert not stale.exists()
+
+
+def test_a_fold_cut_short_never_counts_a_file_twice(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A gone process's file still on disk after the retired file absorbed it (a fold killed
+    between its two steps) is counted once, and the next fold deletes it."""
+    child = fork(child_running(store, 5))
+    report = child.report()
+    child.kill()
+    dead = Path(report["path"])
+    copy = dead.read_bytes()
+    assert tasks_total(scrape(registry)) == 5  # folded: absorbed, then deleted
+    dead.write_bytes(copy)  # as if the deletion had not happened
+    assert tasks_total(scrape(registry)) == 5
+    another = fork(child_running(store, 1))
+    another.report()
+    another.kill()
+    assert tasks_total(scrape(registry)) == 6
+    assert not dead.exists()
+
+
+def test_a_file_the_retired_file_absorbed_is_never_counted(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A process file that the retired file names as absorbed is left out of a scrape, even
+    while its lock looks held (a fold elsewhere absorbed it a moment ago)."""
+    child = fork(child_running(store, 5))
+    report = child.report()
+    child.kill()
+    dead = Path(report["path"])
+    copy = dead.read_bytes()
+    assert tasks_total(scrape(registry)) == 5
+    dead.write_bytes(copy)
+    held = os.open(dead.with_suffix(".lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # looks alive: no fold runs before the read
+        assert tasks_total(scrape(registry)) == 5
+    finally:
+        os.close(held)
+
+
+def test_a_scrape_writes_this_process_file_before_answering(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """What a scrape shows of this process is in its file, for any later scrape by another
+    process to show at least as much."""
+    run_tasks(store, 11)
+    assert tasks_total(scrape(registry)) == 11
+    assert export.path is not None
+    [section] = sections_of(read_document(export.path))
+    assert section.totals.tools["echo"].outcomes["success"][0] == 11
+
+
+def test_a_failed_write_shows_what_the_file_holds(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When this process's file cannot be written, a scrape shows what the file holds (what
+    other processes see), not the newer count, and warns."""
+    run_tasks(store, 2)
+    assert tasks_total(scrape(registry)) == 2
+
+    def disk_full(path: Path, body: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(multiprocess, "write_document", disk_full)
+    run_tasks(store, 3)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        assert tasks_total(scrape(registry)) == 2
+    assert "No space left on device" in caplog.text
+
+
+def test_alone_the_exposition_is_what_a_single_process_writes(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """With no other process, /metrics in multiprocess mode is byte for byte the text of the
+    same registry without it, in both formats, exemplars included."""
+    run_tasks(store, 3)
+    run_tasks(store, 2, "fetch", "error")
+    registry_alone = CollectorRegistry()
+    ensure_collector(store, registry_alone)
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    for openmetrics in (False, True):
+        assert render_metrics(registry, openmetrics=openmetrics) == render_metrics(
+            registry_alone, openmetrics=openmetrics
+        )
+
+
+def test_generate_latest_shows_the_sum_too(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """prometheus_client's own rendering of the registry collects the added-up totals."""
+    child = fork(child_running(store, 4))
+    try:
+        child.report()
+        run_tasks(store, 1)
+        assert tasks_total(generate_latest(registry).decode()) == 5
+    finally:
+        child.kill()
+
+
+def test_disable_folds_this_process_and_shows_it_alone_again(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """After disable(), /metrics is this process's own, and its counts are in the retired
+    file (a process that leaves keeps its counts in the sum)."""
+    run_tasks(store, 3)
+    scrape(registry)
+    assert disable()
+    assert files(directory) == ["laios-retired.json"]
+    run_tasks(store, 1)
+    assert tasks_total(scrape(registry)) == 4
+    assert not disable()
+
+
+def test_make_wsgi_app_turns_the_mode_on_from_the_environment(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With LAIOS_MULTIPROC_DIR set, the WSGI app's /metrics shows another process's counts."""
+    monkeypatch.setenv(ENV_VAR, str(directory))
+    make_wsgi_app(store, registry)
+    export = current()
+    assert export is not None
+    assert export.directory == directory
+    child = fork(child_running(store, 3))
+    try:
+        child.report()
+        assert tasks_total(scrape(registry)) == 3
+    finally:
+        child.kill()
+
+
+def test_gunicorns_master_writes_no_file_and_its_workers_do(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Enabled in the master before on_starting (--preload), the master's file goes away and
+    it writes no other; a worker forked from it writes its own."""
+    monkeypatch.setenv(ENV_VAR, str(directory))
+    export = enable(interval=INTERVAL, registry=registry, store=store)
+    assert export.path is not None
+    gunicorn_on_starting(None)
+    assert files(directory) == []
+    export.write()
+    assert files(directory) == []
+    child = fork(child_running(store, 2))
+    try:
+        report = child.report()
+        assert Path(report["path"]).exists()
+    finally:
+        child.kill()
+
+
+def test_on_starting_clears_laios_files_and_leaves_prometheus_client_files(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh start removes laios's files (the retired one too), keeps ``*.db`` files, and
+    creates a directory that is missing."""
+    (directory / "laios-retired.json").write_text("{}")
+    (directory / "laios-proc-1-abc.json").write_text("{}")
+    (directory / "counter_123.db").write_bytes(b"\x00")
+    monkeypatch.setenv(ENV_VAR, str(directory))
+    gunicorn_on_starting(None)
+    assert files(directory) == ["counter_123.db"]
+    missing = directory / "new"
+    assert prepare_directory(missing) == missing
+    assert missing.is_dir()
+
+
+def test_child_exit_folds_the_exited_worker(
+    export: MultiprocessExport, store: MetricStore, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gunicorn's child_exit hook folds the files of a worker that exited."""
+    monkeypatch.setenv(ENV_VAR, str(directory))
+    child = fork(child_running(store, 2))
+    report = child.report()
+    child.kill()
+    gunicorn_child_exit(None, None)
+    assert not Path(report["path"]).exists()
+
+
+def test_child_exit_never_raises(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a usable directory, the hook logs the failure instead of raising in the master."""
+    with caplog.at_level(logging.ERROR, "laios.execution.multiprocess"):
+        gunicorn_child_exit(None, None)
+    assert "folding the files of exited workers failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("make_path", "message"),
+    [
+        (lambda d: d / "missing", "does not exist"),
+        (lambda d: d / "a-file", "is not a directory"),
+        (lambda d: Path("/proc"), "not writable"),
+    ],
+    ids=["missing", "a-file", "unwritable"],
+)
+def test_a_directory_that_cannot_be_used_is_refused_at_enable(
+    directory: Path, make_path: Callable[[Path], Path], message: str
+) -> None:
+    """A missing, non-directory or unwritable path is refused at once, the path named."""
+    (directory / "a-file").write_text("")
+    path = make_path(directory)
+    with pytest.raises(ValueError, match=message) as caught:
+        enable(path)
+    assert str(path) in str(caught.value)
+
+
+def test_no_directory_at_all_is_refused_naming_the_variable() -> None:
+    """Without a directory and without LAIOS_MULTIPROC_DIR, enable() says what to set."""
+    with pytest.raises(ValueError, match=ENV_VAR):
+        enable()
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan"), float("inf"), 3601])
+def test_an_interval_out_of_range_is_refused(directory: Path, interval: float) -> None:
+    """The interval must be a positive number of seconds, at most an hour."""
+    with pytest.raises(ValueError, match="interval"):
+        enable(directory, interval=interval)
+
+
+@pytest.mark.parametrize("interval", ["1", True, None])
+def test_an_interval_that_is_not_a_number_is_refused(directory: Path, interval: Any) -> None:
+    """A string, a bool or None is not a number of seconds."""
+    with pytest.raises(TypeError, match="interval"):
+        enable(directory, interval=interval)
+
+
+def test_enable_twice_returns_the_same_export_and_refuses_another_directory(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry, tmp_path: Path
+) -> None:
+    """One export per process: the same arguments give it back, another directory is refused."""
+    assert enable(directory, registry=registry) is export
+    with pytest.raises(ValueError, match="already on"):
+        enable(tmp_path, registry=registry)

@@ -1,0 +1,205 @@
+"""The totals file of multiprocess mode, and how totals are added up (no processes involved).
+
+A file must give back exactly the totals written (every family, exemplars, hostile names),
+read generically from the dataclasses' annotations; totals of several processes add up per
+label, only when their histogram bounds match; a gone process keeps its counters and loses
+its gauges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from multiprocess_work import run_tasks, varied_workload
+from store_fakes import SteppedClock
+
+from laios.execution._aggregates import DURATION_BUCKETS
+from laios.execution._exposition import ExportedTotals, StoreRenderer, read_stores, sum_totals
+from laios.execution._families import FAMILIES
+from laios.execution._shared_totals import SUMMED_FIELDS, add_up, without_gauges
+from laios.execution._totals_files import (
+    FORMAT,
+    Section,
+    UnreadableFile,
+    decode,
+    dump,
+    encode,
+    read_document,
+    section_data,
+    sections_of,
+    write_document,
+)
+from laios.execution.store import MetricStore
+
+BOUNDS = tuple(DURATION_BUCKETS)
+
+
+def totals_of(store: MetricStore) -> ExportedTotals:
+    return read_stores([store])
+
+
+def written_and_read(tmp_path: Path, sections: list[Section]) -> list[Section]:
+    path = tmp_path / "laios-proc-1-test.json"
+    write_document(path, dump({"kind": "process", "sections": [section_data(s) for s in sections]}))
+    return sections_of(read_document(path))
+
+
+def render(totals: ExportedTotals) -> str:
+    return StoreRenderer().render_totals(totals, "1.0", openmetrics=True)
+
+
+def test_a_file_gives_back_exactly_the_totals_written(tmp_path: Path) -> None:
+    """Every family of a varied workload (exemplars and hostile names included) survives a
+    write and a read unchanged."""
+    store = MetricStore()
+    varied_workload(store)
+    totals = totals_of(store)
+    [section] = written_and_read(tmp_path, [Section(BOUNDS, totals)])
+    assert section == Section(BOUNDS, totals)
+    assert render(section.totals) == render(totals)
+
+
+def test_writing_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """A write replaces the file whole through a temporary name that does not stay behind."""
+    store = MetricStore()
+    run_tasks(store, 3)
+    written_and_read(tmp_path, [Section(BOUNDS, totals_of(store))])
+    written_and_read(tmp_path, [Section(BOUNDS, totals_of(store))])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["laios-proc-1-test.json"]
+
+
+def test_a_dataclass_with_a_label_set_round_trips_without_a_change_to_the_codec() -> None:
+    """The codec reads any dataclass from its annotations: a label tuple added next to the
+    totals needs no new code."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Labelled:
+        labels: tuple[tuple[str, str], ...]
+        totals: ExportedTotals
+        note: str | None = None
+
+    store = MetricStore()
+    run_tasks(store, 2)
+    value = Labelled((("service", "api"), ("zone", "b")), totals_of(store))
+    data = json.loads(json.dumps(encode(value)))
+    assert decode(Labelled, data) == value
+
+
+def test_a_field_with_a_default_may_be_missing_from_an_older_file() -> None:
+    """A file written before a field (with a default) existed reads with the default."""
+    data = encode(ExportedTotals({}, {}, workers=3))
+    del data["abandoned_threads"]
+    assert decode(ExportedTotals, data) == ExportedTotals({}, {}, workers=3)
+
+
+def test_a_field_this_version_does_not_know_makes_the_file_unreadable() -> None:
+    """An unknown field (a label set from a newer version, say) is refused, not dropped."""
+    data = encode(ExportedTotals({}, {}))
+    data["labels"] = [["service", "api"]]
+    with pytest.raises(UnreadableFile, match="labels"):
+        decode(ExportedTotals, data)
+
+
+def test_a_required_field_missing_makes_the_file_unreadable() -> None:
+    """Totals without their tools are refused."""
+    data = encode(ExportedTotals({}, {}))
+    del data["tools"]
+    with pytest.raises(UnreadableFile, match="tools"):
+        decode(ExportedTotals, data)
+
+
+def test_a_value_of_the_wrong_type_makes_the_file_unreadable() -> None:
+    """A count written as text is refused."""
+    data = encode(ExportedTotals({}, {}))
+    data["workers"] = "3"
+    with pytest.raises(UnreadableFile, match="whole number"):
+        decode(ExportedTotals, data)
+
+
+def test_a_file_of_another_format_is_unreadable(tmp_path: Path) -> None:
+    """A file written in another format version is refused with both versions named."""
+    path = tmp_path / "laios-proc-1-x.json"
+    path.write_text(json.dumps({"format": FORMAT + 1, "sections": []}))
+    with pytest.raises(UnreadableFile, match=f"format {FORMAT + 1}"):
+        read_document(path)
+
+
+def test_a_file_that_is_not_json_is_unreadable(tmp_path: Path) -> None:
+    """Garbage is refused as such."""
+    path = tmp_path / "laios-proc-1-x.json"
+    path.write_bytes(b"\x00{not json")
+    with pytest.raises(UnreadableFile, match="JSON"):
+        read_document(path)
+
+
+def test_a_histogram_with_the_wrong_number_of_buckets_is_unreadable() -> None:
+    """A histogram whose buckets do not match its section's bounds is refused."""
+    store = MetricStore()
+    run_tasks(store, 2)
+    [data] = json.loads(dump({"sections": [section_data(Section(BOUNDS, totals_of(store)))]}))[
+        "sections"
+    ]
+    with pytest.raises(UnreadableFile, match="buckets"):
+        sections_of({"sections": [{**data, "bounds": list(BOUNDS[:-1])}]})
+
+
+def test_totals_of_several_processes_add_up_per_tool_and_outcome() -> None:
+    """Counts, buckets, sums, custom metrics and gauges are summed across processes."""
+    first, second, both = (MetricStore(clock=SteppedClock()) for _ in range(3))
+    for store in (first, both):
+        varied_workload(store)
+        run_tasks(store, 3)
+    for store in (second, both):
+        varied_workload(store)
+        run_tasks(store, 4, "other-tool", "error")
+    [added] = add_up([Section(BOUNDS, totals_of(first)), Section(BOUNDS, totals_of(second))])
+    text = StoreRenderer().render_totals  # (exemplars differ: they are the newer of two)
+    assert text(added.totals, "1", openmetrics=False) == text(
+        totals_of(both), "1", openmetrics=False
+    )
+
+
+def test_sections_with_other_bucket_bounds_are_kept_apart() -> None:
+    """Histograms are added only when their bounds match: other bounds stay a section apart."""
+    store = MetricStore()
+    run_tasks(store, 3)
+    ours = Section(BOUNDS, totals_of(store))
+    theirs = Section((*BOUNDS[:-1], 600.0), totals_of(store))
+    added = add_up([ours, theirs, ours])
+    assert [s.bounds for s in added] == [BOUNDS, theirs.bounds]
+    assert added[0].totals.tools["echo"].outcomes["success"][0] == 6
+    assert added[1].totals.tools["echo"].outcomes["success"][0] == 3
+
+
+def test_every_field_of_the_totals_is_summed_or_keeps_sections_apart() -> None:
+    """sum_totals adds up every field the shared directory treats as summed (any other field
+    keeps sections apart)."""
+    store = MetricStore()
+    varied_workload(store)
+    one = totals_of(store)
+    added = sum_totals([one, one])
+    for field in dataclasses.fields(ExportedTotals):
+        if field.name in SUMMED_FIELDS and isinstance(getattr(one, field.name), int):
+            assert getattr(added, field.name) == 2 * getattr(one, field.name), field.name
+    assert added.custom == {k: (2 * c, 2 * s) for k, (c, s) in one.custom.items()}
+    assert added.tools["fetch"].retries == 2 * one.tools["fetch"].retries
+    assert {f.name for f in dataclasses.fields(ExportedTotals)} >= SUMMED_FIELDS
+
+
+def test_a_gone_process_keeps_its_counters_and_loses_its_gauges() -> None:
+    """Without gauges, every gauge family reads 0 and every counter is unchanged."""
+    store = MetricStore()
+    varied_workload(store)
+    section = Section(BOUNDS, totals_of(store))
+    before, after = render(section.totals), render(without_gauges(section).totals)
+    gauges = {f.name for f in FAMILIES if f.kind == "gauge"}
+    for old, new in zip(before.splitlines(), after.splitlines(), strict=True):
+        name = new.split("{")[0].split(" ")[0]
+        if name in gauges:
+            assert new.endswith(" 0.0"), new
+        else:
+            assert new == old
+    assert before != after  # the workload had gauges to drop
