@@ -257,8 +257,33 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("laios.execution.task_context", "TaskCancelledError"): (),
     },
     "store.md": {
-        ("laios.execution.store", "MetricStore"): ("snapshot", "abandoned_threads"),
+        ("laios.execution.store", "MetricStore"): (
+            "snapshot",
+            "abandoned_threads",
+            "add_finish_listener",
+            "remove_finish_listener",
+            "finish_listeners",
+        ),
         ("laios.execution.store", "get_default_store"): (),
+        ("laios.execution.store", "FinishedTask"): (
+            "tool",
+            "outcome",
+            "duration",
+            "queue_wait",
+            "started",
+            "error_type",
+            "exemplar",
+        ),
+    },
+    "otel-metrics.md": {
+        ("laios.execution.otel_metrics", "instrument_metrics"): (),
+        ("laios.execution.otel_metrics", "MetricsInstrumentation"): (
+            "uninstrument",
+            "active",
+            "store",
+            "meter_provider",
+        ),
+        ("laios.execution.otel_metrics", "metric_views"): (),
     },
     "retry.md": {
         ("laios.execution.retry", "RetryPolicy"): (
@@ -293,7 +318,13 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
 #: Parameters not to look for: the object itself, catch-alls, and private hooks.
 _IGNORED_PARAMETERS = {"self", "cls", "args", "kwargs", "extra_data", "details"}
 #: Constructors whose parameters are internal (the executor builds these).
-_INTERNAL_CONSTRUCTORS = {"MetricsServer", "TaskContext", "StoreCollector", "TaskCancelledError"}
+_INTERNAL_CONSTRUCTORS = {
+    "MetricsServer",
+    "TaskContext",
+    "StoreCollector",
+    "TaskCancelledError",
+    "MetricsInstrumentation",
+}
 
 ENTRIES = [
     (page, module, name, members)
@@ -413,6 +444,7 @@ def test_executor_signatures_match_the_reference() -> None:
             "replacement_threads": None,
             "register_prometheus": True,
             "prometheus_registry": None,
+            "meter_provider": None,
         },
         "execute_task": {"timeout": None, "on_progress": None},
         "execute_async": {"timeout": None, "on_progress": None},
