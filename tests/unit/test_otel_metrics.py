@@ -482,6 +482,30 @@ def test_instrumenting_twice_returns_the_same_handle(
         first.uninstrument()
 
 
+def test_instrumenting_from_many_threads_makes_one_instrumentation(
+    store: MetricStore, provider: MeterProvider
+) -> None:
+    """Concurrent calls for one (store, provider) agree on one handle and one listener."""
+    barrier = threading.Barrier(8)
+    handles: list[MetricsInstrumentation] = []
+
+    def instrument() -> None:
+        barrier.wait(timeout=10)
+        handles.append(instrument_metrics(store, meter_provider=provider))
+
+    threads = [threading.Thread(target=instrument) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    try:
+        assert len(handles) == 8
+        assert len({id(h) for h in handles}) == 1
+        assert store.finish_listeners == (handles[0].record,)
+    finally:
+        handles[0].uninstrument()
+
+
 def test_uninstrument_stops_every_instrument(
     store: MetricStore, reader: InMemoryMetricReader, provider: MeterProvider
 ) -> None:

@@ -352,14 +352,14 @@ class MetricsInstrumentation:
         meter_provider: MeterProvider | None,
         instruments: _Instruments | None = None,
     ) -> None:
-        """Create the handle of ``store`` reporting to ``instruments`` (inactive without)."""
+        """Create the handle of ``store`` reporting to ``instruments`` (inactive without); the
+        caller adds :meth:`record` as the store's finish listener."""
         self.meter_provider = meter_provider
-        self._store = weakref.ref(store, self._store_collected)
+        # Weak, and with no callback: a collected store is noticed when it is read (the
+        # callbacks skip it) and forgotten at the next instrument_metrics() call. (A callback
+        # would run inside any allocation, perhaps in a thread holding a store's lock.)
+        self._store = weakref.ref(store)
         self._instruments = instruments
-        if instruments is not None:
-            with _lock:
-                instruments.handles = (*instruments.handles, self)
-            store.add_finish_listener(self._finished)
 
     @property
     def store(self) -> MetricStore | None:
@@ -369,7 +369,7 @@ class MetricsInstrumentation:
     @property
     def active(self) -> bool:
         """Whether the store is reporting: instrumented, not uninstrumented, and alive."""
-        return self._instruments is not None and self.store is not None
+        return self._instruments is not None and self._store() is not None
 
     def uninstrument(self) -> None:
         """Stop reporting the store: its listener is removed and the callbacks leave it out.
@@ -377,24 +377,18 @@ class MetricsInstrumentation:
         The instruments stay registered with the provider (the OpenTelemetry API cannot remove
         one); without a store they report nothing. Calling it again is harmless.
         """
-        store = self.store
+        store = self._store()
         if store is not None:
-            store.remove_finish_listener(self._finished)
-        self._deactivate()
-
-    def _deactivate(self) -> None:
+            store.remove_finish_listener(self.record)
         with _lock:
             instruments = self._instruments
             self._instruments = None
             if instruments is not None:
                 instruments.handles = tuple(h for h in instruments.handles if h is not self)
-            for key in [k for k, handle in _registry.items() if handle is self]:
-                del _registry[key]
+            _prune()
 
-    def _store_collected(self, _ref: object) -> None:
-        self._deactivate()
-
-    def _finished(self, event: FinishedTask) -> None:
+    def record(self, event: FinishedTask) -> None:
+        """The store's finish listener: record one task's end in the two histograms."""
         instruments = self._instruments
         if instruments is not None:
             instruments.record(event)
@@ -404,14 +398,27 @@ class MetricsInstrumentation:
         return f"<MetricsInstrumentation {state} provider={self.meter_provider!r}>"
 
 
-_lock = threading.RLock()
-#: (id(store), id(provider)) -> the active instrumentation of that pair. The handle holds the
-#: provider, and a weak reference to the store whose callback removes the entry, so neither id
-#: is reused while its entry exists.
+_lock = threading.Lock()
+#: (id(store), id(provider)) -> the instrumentation of that pair. An entry whose store was
+#: collected is inactive (a new store with the same id replaces it) and is pruned at the next
+#: instrument_metrics() or uninstrument().
 _registry: dict[tuple[int, int], MetricsInstrumentation] = {}
 #: The instruments of each provider (held weakly where the provider allows it).
 _instruments_by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
 _instruments_by_provider_id: dict[int, tuple[Any, _Instruments]] = {}
+
+
+def _prune() -> None:
+    """Forget the instrumentations that no longer report (caller holds ``_lock``)."""
+    for key in [key for key, handle in _registry.items() if not handle.active]:
+        del _registry[key]
+    every = [
+        *_instruments_by_provider.values(),
+        *(i for _, i in _instruments_by_provider_id.values()),
+    ]
+    for instruments in every:
+        if any(not handle.active for handle in instruments.handles):
+            instruments.handles = tuple(h for h in instruments.handles if h.active)
 
 
 def _instruments_for(provider: MeterProvider) -> _Instruments:
@@ -476,8 +483,15 @@ def instrument_metrics(
         handle = _registry.get(key)
         if handle is not None and handle.active:
             return handle
-        handle = MetricsInstrumentation(store, meter_provider, _instruments_for(meter_provider))
+        _prune()
+        instruments = _instruments_for(meter_provider)
+        handle = MetricsInstrumentation(store, meter_provider, instruments)
+        instruments.handles = (*instruments.handles, handle)
         _registry[key] = handle
+    # Outside the lock: the store takes its own (no order between the two locks to keep).
+    store.add_finish_listener(handle.record)
+    if not handle.active:  # uninstrumented meanwhile, before the listener was there to remove
+        store.remove_finish_listener(handle.record)
     return handle
 
 
