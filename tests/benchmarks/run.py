@@ -68,6 +68,9 @@ from laios.tools.registry import ToolRegistry
 
 #: Worker threads on both sides of every pooled comparison.
 WORKERS = 4
+#: With ``--otel-metrics``: the SDK meter provider (an in-memory reader) that every executor
+#: the cases build reports to; the baselines record nothing more.
+METER_PROVIDER: Any = None
 #: Timeout (seconds) of the cases that set one; never reached by a no-op tool.
 TIMEOUT = 5.0
 #: Render budget of one ``/metrics`` scrape (P7), in milliseconds.
@@ -287,7 +290,10 @@ class Bench:
         return Task(plan_id="bench-plan", description="no-op", tool_name=self.tool_name)
 
     def executor(self, **kwargs: Any) -> Executor:
-        """An executor with its own store and Prometheus registry."""
+        """An executor with its own store and Prometheus registry (and, with
+        ``--otel-metrics``, reporting OpenTelemetry metrics through :data:`METER_PROVIDER`)."""
+        if METER_PROVIDER is not None:
+            kwargs.setdefault("meter_provider", METER_PROVIDER)
         return Executor(
             self.registry,
             max_workers=WORKERS,
@@ -1153,6 +1159,7 @@ def environment(cpu: int, cfg: Config) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rounds": cfg.rounds,
         "scale": cfg.scale,
+        "otel_metrics": METER_PROVIDER is not None,
     }
 
 
@@ -1175,7 +1182,8 @@ def render_table(env: dict[str, Any], results: list[CaseResult], seconds: float)
         + (" + uncommitted changes under src/" if env["uncommitted_src_changes"] else "")
         + f", laios source digest {env['source_digest']}",
         f"rounds {env['rounds']}, scale {env['scale']:g}; ratio = median of per-round "
-        "ours/baseline",
+        "ours/baseline"
+        + ("; executors report OpenTelemetry metrics" if env.get("otel_metrics") else ""),
         "",
     ]
     header = ("case", "what", "ours", "baseline", "ratio", "target", "result")
@@ -1224,6 +1232,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--strict", action="store_true", help="exit with status 1 when any target fails"
     )
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: last)")
+    parser.add_argument(
+        "--otel-metrics",
+        action="store_true",
+        help="executors report OpenTelemetry metrics (SDK meter provider, in-memory reader)",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -1238,7 +1251,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global METER_PROVIDER
     args = parse_args(argv)
+    if args.otel_metrics:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        METER_PROVIDER = MeterProvider(metric_readers=[InMemoryMetricReader()])
     cpu = pin_to_one_cpu(args.cpu)
     cfg = Config(rounds=args.rounds, scale=args.scale)
     env = environment(cpu, cfg)

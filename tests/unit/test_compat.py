@@ -28,6 +28,12 @@ def test_opentelemetry_still_keeps_the_global_provider_where_it_is_read() -> Non
     assert otel.PROVIDER_SLOT_READABLE
 
 
+def test_opentelemetry_still_keeps_the_global_meter_provider_where_it_is_read() -> None:
+    """The metrics API still keeps its global provider in ``_METER_PROVIDER``: when this fails,
+    an executor's check for an installed meter provider has fallen back to the public call."""
+    assert otel.METER_SLOT_READABLE
+
+
 def test_pydantic_still_has_the_slots_results_are_built_through() -> None:
     """pydantic's ``BaseModel`` still has the slot descriptors the fast construction writes:
     when this fails, every result is built through ``model_construct`` (slower)."""

@@ -257,8 +257,33 @@ CONTRACT: dict[str, dict[tuple[str, str], tuple[str, ...]]] = {
         ("laios.execution.task_context", "TaskCancelledError"): (),
     },
     "store.md": {
-        ("laios.execution.store", "MetricStore"): ("snapshot", "abandoned_threads"),
+        ("laios.execution.store", "MetricStore"): (
+            "snapshot",
+            "abandoned_threads",
+            "add_finish_listener",
+            "remove_finish_listener",
+            "finish_listeners",
+        ),
         ("laios.execution.store", "get_default_store"): (),
+        ("laios.execution.store", "FinishedTask"): (
+            "tool",
+            "outcome",
+            "duration",
+            "queue_wait",
+            "started",
+            "error_type",
+            "exemplar",
+        ),
+    },
+    "otel-metrics.md": {
+        ("laios.execution.otel_metrics", "instrument_metrics"): (),
+        ("laios.execution.otel_metrics", "MetricsInstrumentation"): (
+            "uninstrument",
+            "active",
+            "store",
+            "meter_provider",
+        ),
+        ("laios.execution.otel_metrics", "metric_views"): (),
     },
     "retry.md": {
         ("laios.execution.retry", "RetryPolicy"): (
@@ -346,6 +371,7 @@ _INTERNAL_CONSTRUCTORS = {
     "StoreCollector",
     "TaskCancelledError",
     "MultiprocessExport",
+    "MetricsInstrumentation",
 }
 
 ENTRIES = [
@@ -466,6 +492,7 @@ def test_executor_signatures_match_the_reference() -> None:
             "replacement_threads": None,
             "register_prometheus": True,
             "prometheus_registry": None,
+            "meter_provider": None,
         },
         "execute_task": {"timeout": None, "on_progress": None},
         "execute_async": {"timeout": None, "on_progress": None},

@@ -1,23 +1,40 @@
-"""Whether OpenTelemetry's global tracer provider is a real (SDK) one, checked per task.
+"""Whether OpenTelemetry's global providers are real (SDK) ones.
 
 ``opentelemetry.trace.get_tracer_provider()`` builds a proxy provider on its first call and
 takes a lock-free but several-call path; the executor asks once per task. The API keeps the
 provider it was given in the module global ``_TRACER_PROVIDER`` (``None`` until one is set),
 which is a single dictionary read. When that global is gone (a future API version), the public
 call is used instead.
+
+The metrics API keeps its global meter provider the same way, in
+``opentelemetry.metrics._internal._METER_PROVIDER``; an executor reads it once, when it is
+created, to decide whether to report OpenTelemetry metrics (see
+:mod:`laios.execution.otel_metrics`). Reading the slot, rather than calling
+``get_meter_provider()``, neither installs a provider nor loads one named by
+``OTEL_PYTHON_METER_PROVIDER``: the answer is "has one been installed", as for traces.
 """
 
 from __future__ import annotations
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
+from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 
-__all__ = ["PROVIDER_SLOT_READABLE", "global_provider_is_sdk"]
+__all__ = [
+    "METER_SLOT_READABLE",
+    "PROVIDER_SLOT_READABLE",
+    "global_meter_provider",
+    "global_provider_is_sdk",
+]
 
 _NOT_SDK = (ProxyTracerProvider, NoOpTracerProvider)
 
 #: Whether the API still keeps the global provider in ``trace._TRACER_PROVIDER``.
 PROVIDER_SLOT_READABLE: bool = "_TRACER_PROVIDER" in vars(trace)
+
+#: Whether the metrics API still keeps its global provider in ``_METER_PROVIDER``.
+METER_SLOT_READABLE: bool = "_METER_PROVIDER" in vars(metrics_internal)
 
 
 def _from_slot() -> bool:
@@ -31,3 +48,23 @@ def _from_api() -> bool:
 
 #: Whether a real tracer provider (not the default proxy or a no-op) is set globally.
 global_provider_is_sdk = _from_slot if PROVIDER_SLOT_READABLE else _from_api
+
+
+def _real(provider: object) -> MeterProvider | None:
+    if not isinstance(provider, MeterProvider) or isinstance(provider, NoOpMeterProvider):
+        return None
+    # The proxy that the API hands out until a provider is set (a private class).
+    return None if type(provider).__name__ == "_ProxyMeterProvider" else provider
+
+
+def _meter_from_slot() -> MeterProvider | None:
+    return _real(metrics_internal._METER_PROVIDER)  # noqa: SLF001 (the guarded read)
+
+
+def _meter_from_api() -> MeterProvider | None:
+    return _real(metrics.get_meter_provider())
+
+
+#: The meter provider installed globally (``set_meter_provider``, as ``opentelemetry-instrument``
+#: does), or ``None`` while none is, or when it is a no-op one.
+global_meter_provider = _meter_from_slot if METER_SLOT_READABLE else _meter_from_api

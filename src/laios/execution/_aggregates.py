@@ -176,9 +176,9 @@ class ToolSlot:
             histogram = self.outcomes[outcome] = _Histogram()
         return histogram
 
-    def count_error(self, error_type: str, exemplar: tuple[str, str] | None) -> None:
-        """Count one failure of ``error_type`` (past the cap, as ``other``); the store holds
-        its lock."""
+    def count_error(self, error_type: str, exemplar: tuple[str, str] | None) -> str:
+        """Count one failure of ``error_type`` (past the cap, as ``other``) and return the type
+        it was counted as; the store holds its lock."""
         entry = self.errors.get(error_type)
         if entry is None:
             if len(self.errors) >= self.max_error_types:
@@ -189,6 +189,7 @@ class ToolSlot:
         entry.count += 1
         if exemplar is not None:
             entry.exemplar = _exemplar((exemplar[0], exemplar[1], 1.0, time.time()))
+        return error_type
 
     def snapshot(self) -> ToolSnapshot:
         """A copy of these aggregates (see :meth:`ToolSnapshot.from_aggregates`)."""

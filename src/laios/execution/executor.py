@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
+from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
@@ -33,6 +34,7 @@ from laios.execution.tracing import Tracing
 from laios.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
@@ -113,10 +115,14 @@ class Executor:
             enforces ``resource_limits.memory_limit_mb`` and ``cpu_limit_percent``.
         max_async_tools: Async tools running at once (default 1,000); the others wait in
             order, and their wait counts as queue wait.
+        meter_provider: Report the store as OpenTelemetry metrics through this meter provider
+            (:func:`~laios.execution.otel_metrics.instrument_metrics`). ``None``: through the
+            global provider when one is installed when the executor is created (as
+            ``opentelemetry-instrument`` does), otherwise not at all.
 
     Raises:
-        TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner`` or
-            ``measure_cpu_time`` has the wrong type.
+        TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner``,
+            ``measure_cpu_time`` or ``meter_provider`` has the wrong type.
         ValueError: When ``max_workers`` or another number is out of range.
     """
 
@@ -137,6 +143,7 @@ class Executor:
         measure_cpu_time: bool = True,
         runner: Runner | None = None,
         max_async_tools: int = DEFAULT_MAX_ASYNC_TOOLS,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if not (isinstance(tool_registry, ToolRegistry) or hasattr(tool_registry, "get_tool")):
             raise TypeError(
@@ -165,6 +172,11 @@ class Executor:
                 f"name, can_stop), got {type(runner).__name__}"
             )
         max_async = _positive_int("max_async_tools", max_async_tools)
+        if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+            raise TypeError(
+                "meter_provider must be an OpenTelemetry MeterProvider, got "
+                f"{type(meter_provider).__name__}"
+            )
         self.tool_registry = tool_registry
         self.resource_limits = resource_limits
         self.enable_monitoring = bool(enable_monitoring)
@@ -190,6 +202,10 @@ class Executor:
             from laios.execution.prometheus import ensure_collector
 
             ensure_collector(store, prometheus_registry)
+        if meter_provider is not None or global_meter_provider() is not None:
+            from laios.execution.otel_metrics import instrument_metrics
+
+            instrument_metrics(store, meter_provider=meter_provider)
 
     # -- properties ------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from laios.execution._aggregates import (
     ERROR_OUTCOMES,
@@ -54,6 +54,8 @@ __all__ = [
     "MAX_PROGRESS_HISTORY",
     "MAX_RECORD_BYTES",
     "Clock",
+    "FinishListener",
+    "FinishedTask",
     "MetricStore",
     "RecordScope",
     "TaskRecord",
@@ -158,6 +160,34 @@ class Clock(Protocol):
 
 ProgressListener = Callable[[ProgressUpdate], None]
 CheckpointListener = Callable[["TaskRecord", Checkpoint], None]
+
+
+class FinishedTask(NamedTuple):
+    """One task's end, as :meth:`MetricStore.add_finish_listener` listeners are told it.
+
+    Every value is bounded, as the Prometheus families are: no task id, no message.
+    """
+
+    #: The tool's label in the aggregates (``unknown``, ``other`` past the cap), as
+    #: ``laios_tasks_total{tool}`` has it.
+    tool: str
+    #: ``success``, ``error``, ``timeout``, ``cancelled`` or ``rejected``.
+    outcome: str
+    #: Seconds from the tool's start to the outcome (``0.0`` when it never started).
+    duration: float
+    #: Seconds from submission to the start (to the outcome, when it never started).
+    queue_wait: float
+    #: Whether the tool was started.
+    started: bool
+    #: The error type as ``laios_task_errors_total`` counts it (past the cap, ``other``); for
+    #: a cancellation, ``cancelled`` as the executor gives it; ``None`` on success.
+    error_type: str | None
+    #: ``(trace_id, span_id)`` of the task's sampled span, or ``None``.
+    exemplar: tuple[str, str] | None
+
+
+#: Called with a :class:`FinishedTask` after each task's end is recorded.
+FinishListener = Callable[[FinishedTask], None]
 
 
 class TaskRecord:
@@ -289,6 +319,7 @@ class MetricStore:
         self._progress: OrderedDict[str, _ProgressHistory] = OrderedDict()
         self._scopes: weakref.WeakSet[RecordScope] = weakref.WeakSet()
         self._progress_listeners: list[ProgressListener] = []
+        self._finish_listeners: list[FinishListener] = []  # replaced, never changed in place
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
         self._custom_totals: dict[tuple[str, str], list[float]] = {}
         reset_after_fork(self)
@@ -516,7 +547,7 @@ class MetricStore:
                 results = slot.results
                 results[outcome] = results.get(outcome, 0) + 1
             if error_type is not None and outcome in ERROR_OUTCOMES:
-                slot.count_error(error_type, exemplar)
+                error_type = slot.count_error(error_type, exemplar)  # (as counted: bounded)
             del self._active[rec]
             update = None
             scope = rec.scope
@@ -538,7 +569,40 @@ class MetricStore:
             lock.release()
         if update is not None:
             self._notify(update)
+        if self._finish_listeners:  # (the only cost of the seam while nobody listens)
+            wait = rec.started_mono - rec.submitted_mono
+            self._tell_finished(
+                FinishedTask(slot.label, outcome, duration, wait, rec.ran, error_type, exemplar)
+            )
         return True
+
+    def _tell_finished(self, event: FinishedTask) -> None:
+        for listener in self._finish_listeners:
+            try:
+                listener(event)
+            except Exception:
+                _log.exception("finish listener %r raised; it was skipped", listener)
+
+    def add_finish_listener(self, listener: FinishListener) -> None:
+        """Call ``listener`` with a :class:`FinishedTask` at the end of every task from now on.
+
+        It is called once per task, on the thread that recorded the outcome, after the store's
+        lock is released, so it must be quick (the OpenTelemetry histograms of
+        :mod:`laios.execution.otel_metrics` record there). An exception it raises is logged and
+        skipped. While no listener is added, the seam costs one check per task.
+        """
+        with self._lock:
+            self._finish_listeners = [*self._finish_listeners, listener]
+
+    def remove_finish_listener(self, listener: FinishListener) -> None:
+        """Stop calling ``listener`` (no error when it was not added)."""
+        with self._lock:
+            self._finish_listeners = [f for f in self._finish_listeners if f != listener]
+
+    @property
+    def finish_listeners(self) -> tuple[FinishListener, ...]:
+        """The listeners :meth:`add_finish_listener` added, in order."""
+        return tuple(self._finish_listeners)
 
     def count_error(self, slot: ToolSlot, error_type: str) -> None:
         """Count a failure that has no task record (``laios_task_errors_total``): an error

@@ -1,0 +1,522 @@
+"""OpenTelemetry metrics from the metric store: one store, one more view.
+
+:func:`instrument_metrics` makes a store's numbers visible to an OpenTelemetry
+``MeterProvider`` (and so to whatever exporter it has: OTLP to a Collector, a Prometheus reader,
+the console), next to the Prometheus collector that reads the same store. The instruments, on
+the meter ``laios.execution`` (see ``docs/metrics.md``):
+
+- ``gen_ai.execute_tool.duration`` (Histogram, ``s``; ``gen_ai.operation.name``,
+  ``gen_ai.tool.name``, and ``error.type`` on failure): the GenAI conventions' tool duration,
+  equal to the task span's (submission to outcome)
+- ``laios.task.queue_wait`` (Histogram, ``s``; ``gen_ai.tool.name``)
+- ``laios.tasks`` (ObservableCounter, ``{task}``; ``gen_ai.tool.name``, ``laios.task.outcome``)
+- ``laios.task.errors`` (ObservableCounter, ``{error}``; ``gen_ai.tool.name``, ``error.type``)
+- ``laios.task.retries`` (ObservableCounter, ``{retry}``; ``gen_ai.tool.name``)
+- ``laios.task.in_flight`` (ObservableUpDownCounter, ``{task}``; ``gen_ai.tool.name``)
+- ``laios.executor.worker.count`` (ObservableUpDownCounter, ``{worker}``)
+- ``laios.executor.queue.depth`` (ObservableUpDownCounter, ``{task}``)
+- ``laios.executor.abandoned_thread.count`` (ObservableUpDownCounter, ``{thread}``)
+
+The counters and up-down counters are asynchronous: their callbacks read the stores'
+aggregates (:meth:`MetricStore.aggregates() <laios.execution.store.MetricStore.aggregates>`,
+added together as the Prometheus collector adds them) when the SDK collects, so they cost
+nothing per task. The API has no asynchronous histogram, so the two histograms are recorded
+once per task, from the store's finish listener (:meth:`MetricStore.add_finish_listener
+<laios.execution.store.MetricStore.add_finish_listener>`). Attribute values are the Prometheus
+label values: the store's ``tool`` label (``unknown`` for a tool that is not registered,
+``other`` past the store's cap) and its bounded error types; never a task id.
+
+A store is held weakly: instrumenting it does not keep it alive, and once it is garbage
+collected the callbacks stop reporting it.
+
+Example:
+    >>> from opentelemetry.sdk.metrics import MeterProvider
+    >>> from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    >>> from laios.execution.store import MetricStore
+    >>> reader = InMemoryMetricReader()
+    >>> store = MetricStore()
+    >>> handle = instrument_metrics(store, meter_provider=MeterProvider([reader]))
+    >>> handle.active
+    True
+    >>> handle.uninstrument()
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from laios._compat.otel import global_meter_provider
+from laios.execution._aggregates import DURATION_BUCKETS, OUTCOMES
+from laios.execution._exposition import ExportedTotals, export_label, read_stores
+from laios.execution.store import FinishedTask, MetricStore, get_default_store
+from laios.execution.tracing import SCHEMA_URL
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.view import View
+
+__all__ = [
+    "ABANDONED_THREADS",
+    "ERRORS",
+    "IN_FLIGHT",
+    "METER_NAME",
+    "QUEUE_DEPTH",
+    "QUEUE_WAIT",
+    "QUEUE_WAIT_BUCKETS",
+    "RETRIES",
+    "TASKS",
+    "TOOL_DURATION",
+    "TOOL_DURATION_BUCKETS",
+    "WORKERS",
+    "MetricsInstrumentation",
+    "instrument_metrics",
+    "metric_views",
+]
+
+#: The meter every instrument is created on (its version is the ``laios`` version).
+METER_NAME = "laios.execution"
+
+#: The GenAI semantic conventions' tool duration (a histogram, in seconds).
+TOOL_DURATION = "gen_ai.execute_tool.duration"
+#: Time from submission to start (a histogram, in seconds).
+QUEUE_WAIT = "laios.task.queue_wait"
+#: Tasks finished, by tool and outcome.
+TASKS = "laios.tasks"
+#: Failed tasks, by tool and error type.
+ERRORS = "laios.task.errors"
+#: Retries by ``execute_with_retry``, by tool.
+RETRIES = "laios.task.retries"
+#: Tasks whose tool is running now, by tool.
+IN_FLIGHT = "laios.task.in_flight"
+#: Workers of the executors' runners.
+WORKERS = "laios.executor.worker.count"
+#: Tasks submitted and waiting to start.
+QUEUE_DEPTH = "laios.executor.queue.depth"
+#: Timed-out tools still holding a thread.
+ABANDONED_THREADS = "laios.executor.abandoned_thread.count"
+
+#: The bucket boundaries the GenAI conventions advise for ``gen_ai.execute_tool.duration``.
+TOOL_DURATION_BUCKETS: tuple[float, ...] = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+#: The queue-wait boundaries: those of ``laios_task_queue_wait_seconds`` (1 ms to 5 min).
+QUEUE_WAIT_BUCKETS: tuple[float, ...] = DURATION_BUCKETS
+
+_OPERATION = "gen_ai.operation.name"
+_TOOL = "gen_ai.tool.name"
+_ERROR_TYPE = "error.type"
+_OUTCOME = "laios.task.outcome"
+#: ``error.type`` of a failure that came without a type (the conventions' fallback value).
+_OTHER_ERROR = "_OTHER"
+#: Attribute sets kept for reuse before the cache starts again (tools × error types is bounded
+#: by the store's caps; this bounds the cache whatever they are).
+_MAX_CACHED_ATTRIBUTES = 4096
+#: Seconds a read of the stores serves the other callbacks of the same collection.
+_READ_REUSE_SECONDS = 1.0
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+def _histogram(meter: Meter, name: str, description: str, boundaries: Sequence[float]) -> Histogram:
+    """A histogram in seconds, advising ``boundaries`` where the API takes advice (1.30 on)."""
+    try:
+        return meter.create_histogram(
+            name,
+            unit="s",
+            description=description,
+            explicit_bucket_boundaries_advisory=boundaries,  # type: ignore[call-arg,unused-ignore]
+        )
+    except TypeError:  # an API before 1.30: no advice (see metric_views)
+        return meter.create_histogram(name, unit="s", description=description)
+
+
+def _takes_context(histogram: Histogram) -> bool:
+    """Whether ``record`` takes the context that exemplars are sampled from (API 1.28 on)."""
+    try:
+        return "context" in inspect.signature(histogram.record).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _exemplar_context(exemplar: tuple[str, str]) -> Context | None:
+    """A context whose current span is the task's (sampled) span, for the SDK's exemplars."""
+    try:
+        span = SpanContext(int(exemplar[0], 16), int(exemplar[1], 16), False, _SAMPLED)
+    except (TypeError, ValueError):
+        return None
+    return trace.set_span_in_context(NonRecordingSpan(span), Context())
+
+
+class _Instruments:
+    """The instruments of one meter provider, shared by every store instrumented with it.
+
+    The SDK keeps one instrument per name and meter, so two stores on one provider report
+    through the same instruments: the callbacks add the stores together, as the Prometheus
+    collector does.
+    """
+
+    def __init__(self, provider: MeterProvider) -> None:
+        from laios import __version__
+
+        meter = provider.get_meter(METER_NAME, __version__, schema_url=SCHEMA_URL)
+        #: The active instrumentations reporting here (replaced, never changed in place).
+        self.handles: tuple[MetricsInstrumentation, ...] = ()
+        self._last_read: tuple[object, float, ExportedTotals] | None = None
+        #: (tool, error type) -> the attributes of its duration and of its queue wait.
+        self._attributes: dict[tuple[str, str | None], tuple[dict[str, str], dict[str, str]]] = {}
+        self.tool_duration = _histogram(
+            meter,
+            TOOL_DURATION,
+            "Duration of tool executions: each task's execute_tool span, from submission to "
+            "outcome.",
+            TOOL_DURATION_BUCKETS,
+        )
+        self.queue_wait = _histogram(
+            meter,
+            QUEUE_WAIT,
+            "Time a task waited between submission and start.",
+            QUEUE_WAIT_BUCKETS,
+        )
+        self.with_context = _takes_context(self.tool_duration)
+        meter.create_observable_counter(
+            TASKS, [self._tasks], unit="{task}", description="Tasks finished, by outcome."
+        )
+        meter.create_observable_counter(
+            ERRORS, [self._errors], unit="{error}", description="Failed tasks, by error type."
+        )
+        meter.create_observable_counter(
+            RETRIES, [self._retries], unit="{retry}", description="Retries of tasks."
+        )
+        meter.create_observable_up_down_counter(
+            IN_FLIGHT,
+            [self._in_flight],
+            unit="{task}",
+            description="Tasks whose tool is running now.",
+        )
+        meter.create_observable_up_down_counter(
+            WORKERS, [self._workers], unit="{worker}", description="Workers of the runners."
+        )
+        meter.create_observable_up_down_counter(
+            QUEUE_DEPTH,
+            [self._queue_depth],
+            unit="{task}",
+            description="Tasks submitted and waiting to start.",
+        )
+        meter.create_observable_up_down_counter(
+            ABANDONED_THREADS,
+            [self._abandoned],
+            unit="{thread}",
+            description="Timed-out tools whose threads have not returned yet.",
+        )
+
+    # -- per task (the store's finish listener) ----------------------------------------------
+
+    def record(self, event: FinishedTask) -> None:
+        """Record one task's end in the two histograms."""
+        outcome = event.outcome
+        error = None if outcome == "success" else (event.error_type or _OTHER_ERROR)
+        attributes = self._attributes.get((event.tool, error))
+        if attributes is None:
+            attributes = self._new_attributes(event.tool, error)
+        wait = event.queue_wait
+        # A task's span opens at submission: its duration covers the queue wait.
+        seconds = wait + event.duration
+        waited = event.started or outcome != "rejected"  # a refused task never queued
+        context = None
+        if event.exemplar is not None and self.with_context:
+            context = _exemplar_context(event.exemplar)
+        if context is None:
+            self.tool_duration.record(seconds, attributes[0])
+            if waited:
+                self.queue_wait.record(wait, attributes[1])
+        else:  # (the keyword only where the API takes it: see with_context)
+            record: Any = self.tool_duration.record
+            record(seconds, attributes[0], context=context)
+            if waited:
+                record = self.queue_wait.record
+                record(wait, attributes[1], context=context)
+
+    def _new_attributes(
+        self, tool: str, error: str | None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The attributes of a (tool, error type) for the duration and the queue wait."""
+        if len(self._attributes) >= _MAX_CACHED_ATTRIBUTES:
+            self._attributes = {}
+        label = export_label(tool)
+        duration = {_OPERATION: "execute_tool", _TOOL: label}
+        if error is not None:
+            duration[_ERROR_TYPE] = error
+        attributes = (duration, {_TOOL: label})
+        self._attributes[(tool, error)] = attributes
+        return attributes
+
+    # -- at collection (the asynchronous instruments' callbacks) -----------------------------
+
+    def _read(self, options: CallbackOptions) -> ExportedTotals | None:
+        """The instrumented stores' aggregates added together, read once per collection.
+
+        The SDK hands every callback of one collection the same ``options``; a read is reused
+        for that object (and for at most a second), so the instruments of one collection agree.
+        """
+        last = self._last_read
+        now = time.monotonic()
+        if last is not None and last[0] is options and now - last[1] < _READ_REUSE_SECONDS:
+            return last[2]
+        stores = [store for handle in self.handles if (store := handle.store) is not None]
+        if not stores:
+            self._last_read = None
+            return None
+        totals = read_stores(stores)
+        self._last_read = (options, now, totals)
+        return totals
+
+    def _tasks(self, options: CallbackOptions) -> Iterator[Observation]:
+        totals = self._read(options)
+        if totals is None:
+            return
+        for tool, entry in totals.tools.items():
+            for outcome in (*OUTCOMES, *sorted(set(entry.outcomes) - set(OUTCOMES))):
+                histogram = entry.outcomes.get(outcome)
+                yield Observation(
+                    histogram[0] if histogram else 0, {_TOOL: tool, _OUTCOME: outcome}
+                )
+
+    def _errors(self, options: CallbackOptions) -> Iterator[Observation]:
+        totals = self._read(options)
+        if totals is None:
+            return
+        for tool, entry in totals.tools.items():
+            for error_type, (count, _exemplar) in entry.errors.items():
+                yield Observation(count, {_TOOL: tool, _ERROR_TYPE: error_type})
+
+    def _retries(self, options: CallbackOptions) -> Iterator[Observation]:
+        totals = self._read(options)
+        if totals is not None:
+            for tool, entry in totals.tools.items():
+                yield Observation(entry.retries, {_TOOL: tool})
+
+    def _in_flight(self, options: CallbackOptions) -> Iterator[Observation]:
+        totals = self._read(options)
+        if totals is not None:
+            for tool, entry in totals.tools.items():
+                yield Observation(entry.in_flight, {_TOOL: tool})
+
+    def _workers(self, options: CallbackOptions) -> Iterator[Observation]:
+        totals = self._read(options)
+        if totals is not None:
+            yield Observation(totals.workers)
+
+    def _queue_depth(self, options: CallbackOptions) -> Iterator[Observation]:
+        totals = self._read(options)
+        if totals is not None:
+            yield Observation(totals.queue_depth)
+
+    def _abandoned(self, options: CallbackOptions) -> Iterator[Observation]:
+        totals = self._read(options)
+        if totals is not None:
+            yield Observation(totals.abandoned_threads)
+
+
+class MetricsInstrumentation:
+    """A store reporting to a meter provider; what :func:`instrument_metrics` returns.
+
+    Attributes:
+        meter_provider: The provider the store reports to (``None`` for an instrumentation
+            that never became active: no provider was given and none was installed).
+    """
+
+    def __init__(
+        self,
+        store: MetricStore,
+        meter_provider: MeterProvider | None,
+        instruments: _Instruments | None = None,
+    ) -> None:
+        """Create the handle of ``store`` reporting to ``instruments`` (inactive without); the
+        caller adds :meth:`record` as the store's finish listener."""
+        self.meter_provider = meter_provider
+        # Weak, and with no callback: a collected store is noticed when it is read (the
+        # callbacks skip it) and forgotten at the next instrument_metrics() call. (A callback
+        # would run inside any allocation, perhaps in a thread holding a store's lock.)
+        self._store = weakref.ref(store)
+        self._instruments = instruments
+
+    @property
+    def store(self) -> MetricStore | None:
+        """The instrumented store, or ``None`` once it was garbage collected."""
+        return self._store()
+
+    @property
+    def active(self) -> bool:
+        """Whether the store is reporting: instrumented, not uninstrumented, and alive."""
+        return self._instruments is not None and self._store() is not None
+
+    def uninstrument(self) -> None:
+        """Stop reporting the store: its listener is removed and the callbacks leave it out.
+
+        The instruments stay registered with the provider (the OpenTelemetry API cannot remove
+        one); without a store they report nothing. Calling it again is harmless.
+        """
+        store = self._store()
+        if store is not None:
+            store.remove_finish_listener(self.record)
+        with _lock:
+            instruments = self._instruments
+            self._instruments = None
+            if instruments is not None:
+                instruments.handles = tuple(h for h in instruments.handles if h is not self)
+            _prune()
+
+    def record(self, event: FinishedTask) -> None:
+        """The store's finish listener: record one task's end in the two histograms."""
+        instruments = self._instruments
+        if instruments is not None:
+            instruments.record(event)
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "inactive"
+        return f"<MetricsInstrumentation {state} provider={self.meter_provider!r}>"
+
+
+_lock = threading.Lock()
+#: (id(store), id(provider)) -> the instrumentation of that pair. An entry whose store was
+#: collected is inactive (a new store with the same id replaces it) and is pruned at the next
+#: instrument_metrics() or uninstrument().
+_registry: dict[tuple[int, int], MetricsInstrumentation] = {}
+#: The instruments of each provider (held weakly where the provider allows it).
+_instruments_by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+_instruments_by_provider_id: dict[int, tuple[Any, _Instruments]] = {}
+
+
+def _prune() -> None:
+    """Forget the instrumentations that no longer report (caller holds ``_lock``)."""
+    for key in [key for key, handle in _registry.items() if not handle.active]:
+        del _registry[key]
+    every = [
+        *_instruments_by_provider.values(),
+        *(i for _, i in _instruments_by_provider_id.values()),
+    ]
+    for instruments in every:
+        if any(not handle.active for handle in instruments.handles):
+            instruments.handles = tuple(h for h in instruments.handles if h.active)
+
+
+def _instruments_for(provider: MeterProvider) -> _Instruments:
+    # Caller holds _lock.
+    try:
+        found = _instruments_by_provider.get(provider)
+    except TypeError:  # a provider that cannot be weakly referenced (nor hashed)
+        pair = _instruments_by_provider_id.get(id(provider))
+        found = pair[1] if pair is not None and pair[0] is provider else None
+    if found is None:
+        found = _Instruments(provider)
+        try:
+            _instruments_by_provider[provider] = found
+        except TypeError:
+            _instruments_by_provider_id[id(provider)] = (provider, found)
+    return found
+
+
+def _check_provider(meter_provider: object) -> None:
+    if not callable(getattr(meter_provider, "get_meter", None)):
+        raise TypeError(
+            "meter_provider must be an OpenTelemetry MeterProvider (with get_meter), got "
+            f"{type(meter_provider).__name__}"
+        )
+
+
+def instrument_metrics(
+    store: MetricStore | None = None, *, meter_provider: MeterProvider | None = None
+) -> MetricsInstrumentation:
+    """Report a metric store's numbers as OpenTelemetry metrics through a meter provider.
+
+    Idempotent per (store, provider): while a store reports to a provider, calling this again
+    returns the same handle. Several stores may report to one provider (their numbers are
+    added together) and one store to several providers.
+
+    Args:
+        store: The store to report; the process-wide :func:`get_default_store` when ``None``.
+        meter_provider: The provider to report to; when ``None``, the one installed globally
+            (``opentelemetry.metrics.set_meter_provider``, as ``opentelemetry-instrument``
+            does). With none given and none installed, nothing is instrumented and the handle
+            is inactive: call this again once a provider is installed.
+
+    Returns:
+        The handle: its ``uninstrument()`` stops the reporting.
+
+    Raises:
+        TypeError: When ``store`` is not a ``MetricStore`` or ``meter_provider`` is not a
+            meter provider.
+    """
+    if store is None:
+        store = get_default_store()
+    elif not isinstance(store, MetricStore):
+        raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
+    if meter_provider is None:
+        meter_provider = global_meter_provider()
+        if meter_provider is None:
+            return MetricsInstrumentation(store, None)  # inactive
+    else:
+        _check_provider(meter_provider)
+    key = (id(store), id(meter_provider))
+    with _lock:
+        handle = _registry.get(key)
+        if handle is not None and handle.active:
+            return handle
+        _prune()
+        instruments = _instruments_for(meter_provider)
+        handle = MetricsInstrumentation(store, meter_provider, instruments)
+        instruments.handles = (*instruments.handles, handle)
+        _registry[key] = handle
+    # Outside the lock: the store takes its own (no order between the two locks to keep).
+    store.add_finish_listener(handle.record)
+    if not handle.active:  # uninstrumented meanwhile, before the listener was there to remove
+        store.remove_finish_listener(handle.record)
+    return handle
+
+
+def metric_views() -> list[View]:
+    """SDK views that give both histograms the boundaries laios advises.
+
+    The OpenTelemetry API takes bucket advice from version 1.30 on (and an SDK's OTLP
+    exporter honours it for several histograms from 1.32); with an older SDK, pass these to
+    the provider instead: ``MeterProvider(metric_readers=[...], views=metric_views())``.
+
+    Raises:
+        ImportError: When ``opentelemetry-sdk`` is not installed (``pip install
+            'laios[sdk]'``).
+    """
+    try:
+        from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+    except ImportError as exc:  # pragma: no cover - the dev extra installs the SDK
+        raise ImportError(
+            "metric_views() needs the OpenTelemetry SDK: pip install 'laios[sdk]'"
+        ) from exc
+    views: list[View] = []
+    for name, boundaries in (
+        (TOOL_DURATION, TOOL_DURATION_BUCKETS),
+        (QUEUE_WAIT, QUEUE_WAIT_BUCKETS),
+    ):
+        aggregation = ExplicitBucketHistogramAggregation(boundaries)
+        views.append(View(instrument_name=name, meter_name=METER_NAME, aggregation=aggregation))
+    return views

@@ -1,0 +1,851 @@
+"""Tests for laios.execution.otel_metrics: the store read as OpenTelemetry metrics.
+
+A real SDK ``MeterProvider`` with an ``InMemoryMetricReader`` collects what the instruments
+report; the last tests export through the real OTLP/HTTP exporter to a small server on
+127.0.0.1 that decodes the protobuf request.
+"""
+
+from __future__ import annotations
+
+import gc
+import gzip
+import inspect
+import threading
+import weakref
+import zlib
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk.metrics")
+
+from opentelemetry import metrics as otel_metrics_api
+from opentelemetry.metrics import Meter
+from opentelemetry.metrics import _internal as metrics_internal
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    Metric,
+    NumberDataPoint,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from store_fakes import StatsOnlyRunner, SteppedClock
+
+from laios._compat import otel as compat_otel
+from laios.core.types import Context, Task
+from laios.execution import otel_metrics
+from laios.execution._aggregates import DURATION_BUCKETS
+from laios.execution.executor import Executor
+from laios.execution.otel_metrics import (
+    TOOL_DURATION_BUCKETS,
+    MetricsInstrumentation,
+    instrument_metrics,
+    metric_views,
+)
+from laios.execution.store import FinishedTask, MetricStore
+from laios.tools.registry import ToolRegistry
+
+#: Whether this API takes histogram bucket advice (1.30 on).
+ADVICE = (
+    "explicit_bucket_boundaries_advisory" in inspect.signature(Meter.create_histogram).parameters
+)
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN_ID = "00f067aa0ba902b7"
+DURATION = "gen_ai.execute_tool.duration"
+QUEUE_WAIT = "laios.task.queue_wait"
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    """A provider of this test only (never installed globally)."""
+    provider = MeterProvider(metric_readers=[reader])
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def store(clock: SteppedClock) -> MetricStore:
+    return MetricStore(clock=clock)
+
+
+@pytest.fixture
+def instrumented(store: MetricStore, provider: MeterProvider) -> Iterator[MetricsInstrumentation]:
+    handle = instrument_metrics(store, meter_provider=provider)
+    yield handle
+    handle.uninstrument()
+
+
+@pytest.fixture
+def no_global_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No meter provider is installed globally, whatever ran before."""
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
+
+
+def collect(reader: InMemoryMetricReader) -> dict[str, Metric]:
+    """The metrics of the ``laios.execution`` meter, by name."""
+    data = reader.get_metrics_data()
+    found: dict[str, Metric] = {}
+    for resource in data.resource_metrics if data is not None else ():
+        for scope in resource.scope_metrics:
+            if scope.scope.name == otel_metrics.METER_NAME:
+                found.update({m.name: m for m in scope.metrics})
+    return found
+
+
+def points(metrics: dict[str, Metric], name: str) -> dict[frozenset[Any], Any]:
+    """The data points of ``name``, by their attributes."""
+    metric = metrics.get(name)
+    if metric is None:
+        return {}
+    return {frozenset(p.attributes.items()): p for p in metric.data.data_points}
+
+
+def attrs(**values: str) -> frozenset[Any]:
+    return frozenset({k.replace("__", "."): v for k, v in values.items()}.items())
+
+
+def finish(
+    store: MetricStore,
+    tool: str,
+    *,
+    outcome: str = "success",
+    error_type: str | None = None,
+    registered: bool = True,
+    queued: bool = False,
+    clock: SteppedClock | None = None,
+    wait: float = 0.0,
+    run: float = 0.0,
+    started: bool = True,
+    exemplar: tuple[str, str] | None = None,
+) -> None:
+    """Feed one task of ``tool`` through the store: queued ``wait`` s, running ``run`` s."""
+    slot = store.tool_slot(tool, registered)
+    rec = store.task_submitted(
+        None, SimpleNamespace(id=f"{tool}-id"), tool, slot, running=not queued
+    )
+    if clock is not None:
+        clock.now += wait
+    if queued and started:
+        store.task_started(rec)
+    if clock is not None:
+        clock.now += run
+    store.task_finished(rec, outcome, None, error_type, exemplar=exemplar)
+
+
+# -- the tool duration histogram ------------------------------------------------------------------
+
+
+def test_tool_duration_is_the_genai_histogram_in_seconds(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """A finished task is one point of gen_ai.execute_tool.duration, a histogram in ``s``."""
+    finish(store, "echo")
+    metric = collect(reader)[DURATION]
+    assert metric.unit == "s"
+    point = points({DURATION: metric}, DURATION)[
+        attrs(gen_ai__operation__name="execute_tool", gen_ai__tool__name="echo")
+    ]
+    assert isinstance(point, HistogramDataPoint)
+    assert point.count == 1
+
+
+def test_error_type_is_set_on_failures_only(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """Success carries no error.type; failures carry their bounded type (timeout included)."""
+    finish(store, "echo")
+    finish(store, "echo", outcome="error", error_type="RuntimeError")
+    finish(store, "echo", outcome="timeout", error_type="timeout")
+    found = points(collect(reader), DURATION)
+    base = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "echo"}
+    assert set(found) == {
+        frozenset(base.items()),
+        frozenset({**base, "error.type": "RuntimeError"}.items()),
+        frozenset({**base, "error.type": "timeout"}.items()),
+    }
+
+
+def test_a_failure_without_a_type_gets_the_conventions_fallback(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """An ``error`` outcome recorded without a type (a standalone monitor's) is ``_OTHER``."""
+    finish(store, "echo", outcome="error")
+    (key,) = points(collect(reader), DURATION)
+    assert dict(key)["error.type"] == "_OTHER"
+
+
+def test_tool_duration_is_the_span_duration_queue_wait_included(
+    store: MetricStore,
+    clock: SteppedClock,
+    reader: InMemoryMetricReader,
+    instrumented: MetricsInstrumentation,
+) -> None:
+    """A task queued 2 s and run 3 s counts 5 s (its span's length), and 2 s of queue wait."""
+    finish(store, "echo", queued=True, clock=clock, wait=2.0, run=3.0)
+    metrics = collect(reader)
+    (duration,) = points(metrics, DURATION).values()
+    (wait,) = points(metrics, QUEUE_WAIT).values()
+    assert duration.sum == pytest.approx(5.0)
+    assert wait.sum == pytest.approx(2.0)
+    assert metrics[QUEUE_WAIT].unit == "s"
+
+
+@pytest.mark.skipif(not ADVICE, reason="this OpenTelemetry API takes no bucket advice (< 1.30)")
+def test_histograms_advise_their_bucket_boundaries(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """The tool duration has the conventions' boundaries, the queue wait Prometheus's."""
+    finish(store, "echo")
+    metrics = collect(reader)
+    (duration,) = points(metrics, DURATION).values()
+    (wait,) = points(metrics, QUEUE_WAIT).values()
+    assert tuple(duration.explicit_bounds) == TOOL_DURATION_BUCKETS
+    assert tuple(wait.explicit_bounds) == DURATION_BUCKETS
+
+
+def test_metric_views_give_the_boundaries_on_any_sdk(
+    store: MetricStore, reader: InMemoryMetricReader
+) -> None:
+    """``metric_views()`` sets both histograms' boundaries, also where advice is not taken."""
+    provider = MeterProvider(metric_readers=[reader], views=metric_views())
+    handle = instrument_metrics(store, meter_provider=provider)
+    try:
+        finish(store, "echo")
+        metrics = collect(reader)
+    finally:
+        handle.uninstrument()
+        provider.shutdown()
+    (duration,) = points(metrics, DURATION).values()
+    (wait,) = points(metrics, QUEUE_WAIT).values()
+    assert tuple(duration.explicit_bounds) == TOOL_DURATION_BUCKETS
+    assert tuple(wait.explicit_bounds) == DURATION_BUCKETS
+
+
+# -- queue wait -----------------------------------------------------------------------------------
+
+
+def test_a_rejected_task_that_never_started_has_no_queue_wait(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """A refused task counts as a task and a duration, never as a queue wait."""
+    finish(
+        store,
+        "ghost",
+        outcome="rejected",
+        error_type="tool_not_found",
+        queued=True,
+        started=False,
+        registered=False,
+    )
+    metrics = collect(reader)
+    assert points(metrics, QUEUE_WAIT) == {}
+    assert len(points(metrics, DURATION)) == 1
+    tasks = points(metrics, "laios.tasks")
+    assert tasks[attrs(gen_ai__tool__name="unknown", laios__task__outcome="rejected")].value == 1
+
+
+def test_an_executor_refusing_an_unknown_tool_records_no_queue_wait(
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+) -> None:
+    """The executor's own refusal (a tool that is not registered) never reaches queue wait."""
+    with Executor(
+        registry, store=MetricStore(), register_prometheus=False, meter_provider=provider
+    ) as executor:
+        result = executor.execute_task(make_task("missing"), context, timeout=5)
+        metrics = collect(reader)
+    assert result.metadata["outcome"] == "rejected"
+    assert points(metrics, QUEUE_WAIT) == {}
+    (key,) = points(metrics, DURATION)
+    assert dict(key)["error.type"] == "tool_not_found"
+
+
+def test_a_task_that_timed_out_in_the_queue_counts_its_wait(
+    store: MetricStore,
+    clock: SteppedClock,
+    reader: InMemoryMetricReader,
+    instrumented: MetricsInstrumentation,
+) -> None:
+    """A task whose timeout struck while queued waited: its wait is recorded (as Prometheus)."""
+    finish(
+        store,
+        "echo",
+        outcome="timeout",
+        error_type="timeout",
+        queued=True,
+        started=False,
+        clock=clock,
+        wait=4.0,
+    )
+    (wait,) = points(collect(reader), QUEUE_WAIT).values()
+    assert (wait.count, wait.sum) == (1, pytest.approx(4.0))
+
+
+# -- the asynchronous instruments -----------------------------------------------------------------
+
+
+def test_tasks_counter_reports_every_outcome_of_a_tool(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """``laios.tasks`` is a monotonic sum in ``{task}`` with every outcome, zeros included."""
+    finish(store, "echo")
+    finish(store, "echo")
+    finish(store, "echo", outcome="cancelled", error_type="cancelled")
+    metric = collect(reader)["laios.tasks"]
+    assert metric.unit == "{task}"
+    assert metric.data.is_monotonic
+    values = {
+        dict(k)["laios.task.outcome"]: p.value
+        for k, p in points({"t": metric}, "t").items()
+        if dict(k)["gen_ai.tool.name"] == "echo"
+    }
+    assert values == {"success": 2, "error": 0, "timeout": 0, "cancelled": 1, "rejected": 0}
+
+
+def test_counters_are_read_from_the_store_at_collection(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """Two collections see the store as it is at each (cumulative values)."""
+    finish(store, "echo")
+    first = points(collect(reader), "laios.tasks")
+    finish(store, "echo")
+    second = points(collect(reader), "laios.tasks")
+    key = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+    assert (first[key].value, second[key].value) == (1, 2)
+    assert collect(reader)["laios.tasks"].data.aggregation_temporality == (
+        AggregationTemporality.CUMULATIVE
+    )
+
+
+def test_errors_counter_by_tool_and_error_type(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """``laios.task.errors`` counts failures by ``error.type`` in ``{error}``."""
+    finish(store, "echo", outcome="error", error_type="ValueError")
+    finish(store, "echo", outcome="error", error_type="ValueError")
+    finish(store, "echo", outcome="timeout", error_type="timeout")
+    metrics = collect(reader)
+    assert metrics["laios.task.errors"].unit == "{error}"
+    found = {k: p.value for k, p in points(metrics, "laios.task.errors").items()}
+    assert found == {
+        attrs(gen_ai__tool__name="echo", error__type="ValueError"): 2,
+        attrs(gen_ai__tool__name="echo", error__type="timeout"): 1,
+    }
+
+
+def test_retries_counter_by_tool(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """``laios.task.retries`` reports the store's retry count per tool, in ``{retry}``."""
+    slot = store.tool_slot("echo", True)
+    store.task_retried(slot)
+    store.task_retried(slot)
+    metrics = collect(reader)
+    assert metrics["laios.task.retries"].unit == "{retry}"
+    assert points(metrics, "laios.task.retries")[attrs(gen_ai__tool__name="echo")].value == 2
+
+
+def test_gauges_follow_the_store(
+    store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
+) -> None:
+    """In-flight tasks, workers, queue depth and abandoned threads are up-down counters."""
+    runner = StatsOnlyRunner(max_workers=4, abandoned=1)
+    store.register_runner(runner)
+    slot = store.tool_slot("echo", True)
+    store.task_submitted(None, SimpleNamespace(id="a"), "echo", slot, running=True)
+    store.task_submitted(None, SimpleNamespace(id="b"), "echo", slot, running=False)
+    metrics = collect(reader)
+    expected = {
+        "laios.task.in_flight": ({"gen_ai.tool.name": "echo"}, 1, "{task}"),
+        "laios.executor.worker.count": ({}, 4, "{worker}"),
+        "laios.executor.queue.depth": ({}, 1, "{task}"),
+        "laios.executor.abandoned_thread.count": ({}, 1, "{thread}"),
+    }
+    for name, (attributes, value, unit) in expected.items():
+        metric = metrics[name]
+        assert (metric.unit, metric.data.is_monotonic) == (unit, False), name
+        point = points(metrics, name)[frozenset(attributes.items())]
+        assert isinstance(point, NumberDataPoint)
+        assert point.value == value, name
+
+
+# -- bounded attributes ---------------------------------------------------------------------------
+
+
+def test_tool_names_are_the_bounded_prometheus_labels(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """Unregistered names become ``unknown``, names past the cap ``other``, in every instrument."""
+    store = MetricStore(max_tool_labels=2)
+    handle = instrument_metrics(store, meter_provider=provider)
+    for index in range(50):
+        finish(store, f"tool-{index}")
+        finish(store, f"nope-{index}", registered=False, outcome="rejected", error_type="x")
+    metrics = collect(reader)
+    handle.uninstrument()
+    for name in (DURATION, "laios.tasks", "laios.task.in_flight"):
+        tools = {dict(k)["gen_ai.tool.name"] for k in points(metrics, name)}
+        assert tools == {"tool-0", "tool-1", "other", "unknown"}, name
+
+
+def test_error_types_past_the_cap_fold_into_other(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """The histogram's error.type folds past the cap exactly as the errors counter does."""
+    store = MetricStore(max_error_types=3)
+    handle = instrument_metrics(store, meter_provider=provider)
+    for index in range(20):
+        finish(store, "echo", outcome="error", error_type=f"Error{index}")
+    metrics = collect(reader)
+    handle.uninstrument()
+    in_histogram = {dict(k)["error.type"] for k in points(metrics, DURATION)}
+    in_counter = {dict(k)["error.type"] for k in points(metrics, "laios.task.errors")}
+    assert in_histogram == in_counter == {"Error0", "Error1", "Error2", "other"}
+
+
+def test_no_attribute_carries_a_task_id(
+    make_task: Callable[..., Task],
+    registry: ToolRegistry,
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+) -> None:
+    """Tasks run by an executor leave no task id in any attribute value."""
+    with Executor(
+        registry, store=MetricStore(), register_prometheus=False, meter_provider=provider
+    ) as executor:
+        ids = set()
+        for tool in ("echo", "boom", "missing"):
+            task = make_task(tool, task_id=f"task-id-{tool}")
+            executor.execute_task(task, context)
+            ids.add(task.id)
+        metrics = collect(reader)
+    values = {
+        v for m in metrics.values() for p in m.data.data_points for v in p.attributes.values()
+    }
+    assert not ids & values
+    assert {"echo", "boom", "unknown", "RuntimeError", "tool_not_found"} <= values
+
+
+# -- enabling, idempotence, the store's lifetime --------------------------------------------------
+
+
+def test_nothing_listens_without_a_provider(
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    no_global_provider: None,
+) -> None:
+    """With no provider given or installed, an executor leaves its store without listeners."""
+    store = MetricStore()
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        assert executor.execute_task(make_task("echo"), context).success
+    assert store.finish_listeners == ()
+
+
+def test_instrument_metrics_without_any_provider_is_inactive(
+    store: MetricStore, no_global_provider: None
+) -> None:
+    """``instrument_metrics()`` with no provider anywhere instruments nothing."""
+    handle = instrument_metrics(store)
+    assert (handle.active, handle.meter_provider, store.finish_listeners) == (False, None, ())
+
+
+def test_instrumenting_twice_returns_the_same_handle(
+    store: MetricStore, provider: MeterProvider
+) -> None:
+    """Per (store, provider) there is one instrumentation and one listener."""
+    first = instrument_metrics(store, meter_provider=provider)
+    second = instrument_metrics(store, meter_provider=provider)
+    try:
+        assert first is second
+        assert len(store.finish_listeners) == 1
+    finally:
+        first.uninstrument()
+
+
+def test_instrumenting_from_many_threads_makes_one_instrumentation(
+    store: MetricStore, provider: MeterProvider
+) -> None:
+    """Concurrent calls for one (store, provider) agree on one handle and one listener."""
+    barrier = threading.Barrier(8)
+    handles: list[MetricsInstrumentation] = []
+
+    def instrument() -> None:
+        barrier.wait(timeout=10)
+        handles.append(instrument_metrics(store, meter_provider=provider))
+
+    threads = [threading.Thread(target=instrument) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    try:
+        assert len(handles) == 8
+        assert len({id(h) for h in handles}) == 1
+        assert store.finish_listeners == (handles[0].record,)
+    finally:
+        handles[0].uninstrument()
+
+
+def test_uninstrument_stops_every_instrument(
+    store: MetricStore, reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """After ``uninstrument()`` no point is reported for the store, and it can be done again."""
+    handle = instrument_metrics(store, meter_provider=provider)
+    handle.uninstrument()
+    handle.uninstrument()
+    finish(store, "echo")
+    assert (handle.active, store.finish_listeners, collect(reader)) == (False, (), {})
+
+
+def test_instrumenting_again_after_uninstrument_reports_again(
+    store: MetricStore, reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """A new instrumentation of the same pair reports the store through the same instruments."""
+    instrument_metrics(store, meter_provider=provider).uninstrument()
+    again = instrument_metrics(store, meter_provider=provider)
+    try:
+        finish(store, "echo")
+        assert again.active
+        assert len(points(collect(reader), DURATION)) == 1
+    finally:
+        again.uninstrument()
+
+
+def test_the_store_is_held_weakly(reader: InMemoryMetricReader, provider: MeterProvider) -> None:
+    """Instrumenting does not keep a store alive; once collected, nothing is reported for it."""
+    store = MetricStore()
+    handle = instrument_metrics(store, meter_provider=provider)
+    finish(store, "echo")
+    assert collect(reader)
+    gone = weakref.ref(store)
+    del store
+    gc.collect()
+    assert gone() is None
+    assert (handle.active, handle.store) == (False, None)
+    # (the SDK keeps what the two histograms recorded: cumulative, as recorded)
+    assert set(collect(reader)) <= {DURATION, QUEUE_WAIT}
+
+
+def test_two_stores_on_one_provider_add_up(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """Stores reporting to one provider are added together, as the Prometheus collector does."""
+    stores = [MetricStore(), MetricStore()]
+    handles = [instrument_metrics(s, meter_provider=provider) for s in stores]
+    for store in stores:
+        finish(store, "echo")
+    metrics = collect(reader)
+    for handle in handles:
+        handle.uninstrument()
+    key = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+    assert points(metrics, "laios.tasks")[key].value == 2
+    (duration,) = points(metrics, DURATION).values()
+    assert duration.count == 2
+
+
+def test_bad_arguments_are_refused(store: MetricStore) -> None:
+    """A store that is not a MetricStore, or a provider without get_meter, is a TypeError."""
+    with pytest.raises(TypeError, match="MetricStore"):
+        instrument_metrics({}, meter_provider=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="MeterProvider"):
+        instrument_metrics(store, meter_provider="otlp")  # type: ignore[arg-type]
+
+
+# -- the executor ---------------------------------------------------------------------------------
+
+
+def test_executor_meter_provider_reports_its_tasks(
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+) -> None:
+    """``Executor(meter_provider=...)`` reports its store's tasks through that provider."""
+    with Executor(
+        registry,
+        store=MetricStore(),
+        register_prometheus=False,
+        meter_provider=provider,
+        max_workers=1,
+    ) as executor:
+        executor.execute_task(make_task("echo"), context)
+        executor.execute_task(make_task("boom"), context, timeout=5)
+        metrics = collect(reader)
+    found = {frozenset(dict(k).items()): p.count for k, p in points(metrics, DURATION).items()}
+    base = {"gen_ai.operation.name": "execute_tool"}
+    assert found == {
+        frozenset({**base, "gen_ai.tool.name": "echo"}.items()): 1,
+        frozenset({**base, "gen_ai.tool.name": "boom", "error.type": "RuntimeError"}.items()): 1,
+    }
+    assert points(metrics, "laios.executor.worker.count")[frozenset()].value == 1
+
+
+def test_executor_refuses_a_meter_provider_of_the_wrong_type(registry: ToolRegistry) -> None:
+    """A ``meter_provider`` without ``get_meter`` is refused at construction."""
+    with pytest.raises(TypeError, match="meter_provider"):
+        Executor(registry, register_prometheus=False, meter_provider=object())  # type: ignore[arg-type]
+
+
+def test_executor_follows_a_global_sdk_provider(
+    monkeypatch: pytest.MonkeyPatch,
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+) -> None:
+    """An SDK provider installed globally when an executor is created is reported to."""
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", provider)
+    store = MetricStore()
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        executor.execute_task(make_task("echo"), context)
+    try:
+        assert len(points(collect(reader), DURATION)) == 1
+    finally:
+        instrument_metrics(store).uninstrument()
+
+
+def test_a_provider_installed_later_needs_instrument_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+    no_global_provider: None,
+) -> None:
+    """An executor created before the provider is installed reports after instrument_metrics()."""
+    store = MetricStore()
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        executor.execute_task(make_task("echo"), context)
+        monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", provider)
+        assert collect(reader) == {}
+        handle = instrument_metrics(store)
+        executor.execute_task(make_task("echo"), context)
+    try:
+        assert handle.meter_provider is provider
+        (duration,) = points(collect(reader), DURATION).values()
+        tasks = points(collect(reader), "laios.tasks")
+        key = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+        assert (duration.count, tasks[key].value) == (1, 2)  # the counter reads the store
+    finally:
+        handle.uninstrument()
+
+
+def test_global_provider_checks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slot read and the public call find the same provider, or none, for each kind."""
+    sdk = MeterProvider()
+    try:
+        for installed, expected in (
+            (None, None),
+            (otel_metrics_api.NoOpMeterProvider(), None),
+            (sdk, sdk),
+        ):
+            monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", installed)
+            assert compat_otel._meter_from_slot() is expected
+            if installed is not None:  # (the public call loads OTEL_PYTHON_METER_PROVIDER)
+                assert compat_otel._meter_from_api() is expected
+    finally:
+        sdk.shutdown()
+
+
+# -- exemplars and the listener seam --------------------------------------------------------------
+
+
+def test_duration_points_carry_the_task_span_as_exemplar(
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+) -> None:
+    """Where the SDK keeps exemplars, a traced task's duration links to its span."""
+    if not otel_metrics._takes_context(provider.get_meter("probe").create_histogram("probe")):
+        pytest.skip("this OpenTelemetry API records no context (exemplars need 1.28 or later)")
+    tracer_provider = TracerProvider()
+    with Executor(
+        registry,
+        store=MetricStore(),
+        register_prometheus=False,
+        meter_provider=provider,
+        tracer_provider=tracer_provider,
+    ) as executor:
+        result = executor.execute_task(make_task("echo"), context)
+    tracer_provider.shutdown()
+    (duration,) = points(collect(reader), DURATION).values()
+    linked = {format(e.trace_id, "032x") for e in duration.exemplars}
+    assert result.metadata["trace_id"] in linked
+
+
+def test_listener_is_told_bounded_values(store: MetricStore, clock: SteppedClock) -> None:
+    """A finish listener gets the slot label, timings, and the error type as counted."""
+    small = MetricStore(clock=clock, max_error_types=1)
+    seen: list[FinishedTask] = []
+    small.add_finish_listener(seen.append)
+    finish(
+        small,
+        "echo",
+        outcome="error",
+        error_type="A",
+        queued=True,
+        clock=clock,
+        wait=1.0,
+        run=2.0,
+        exemplar=(TRACE_ID, SPAN_ID),
+    )
+    finish(small, "echo", outcome="error", error_type="B")
+    assert seen == [
+        FinishedTask("echo", "error", 2.0, 1.0, True, "A", (TRACE_ID, SPAN_ID)),
+        FinishedTask("echo", "error", 0.0, 0.0, True, "other", None),
+    ]
+
+
+def test_a_failing_listener_is_logged_and_skipped(
+    store: MetricStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener that raises never stops the recording, nor the listeners after it."""
+    seen: list[str] = []
+
+    def broken(event: FinishedTask) -> None:
+        raise RuntimeError("listener bug")
+
+    store.add_finish_listener(broken)
+    store.add_finish_listener(lambda event: seen.append(event.outcome))
+    finish(store, "echo")
+    store.remove_finish_listener(broken)
+    finish(store, "echo")
+    assert seen == ["success", "success"]
+    assert "finish listener" in caplog.text
+    assert {t.tool: t.total for t in store.snapshot().tools}["echo"] == 2
+
+
+# -- a real OTLP/HTTP export ----------------------------------------------------------------------
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """Receives OTLP/HTTP metric exports and keeps the decoded requests."""
+
+    requests: list[Any]
+
+    def do_POST(self) -> None:
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        encoding = self.headers.get("Content-Encoding", "")
+        if encoding == "gzip":
+            body = gzip.decompress(body)
+        elif encoding == "deflate":
+            body = zlib.decompress(body)
+        request = metrics_service_pb2.ExportMetricsServiceRequest()
+        request.ParseFromString(body)
+        self.server.requests.append((self.path, request))  # type: ignore[attr-defined]
+        answer = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadingHTTPServer]:
+    """An OTLP/HTTP receiver on 127.0.0.1 (no proxy in between), stopped after the test."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http.metric_exporter")
+    pytest.importorskip("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2")
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_otlp_http_export_reaches_a_collector(
+    otlp_server: ThreadingHTTPServer,
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+) -> None:
+    """The OTLP/HTTP exporter sends the instruments, decodable as ExportMetricsServiceRequest."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    port = otlp_server.server_address[1]
+    exporter = OTLPMetricExporter(endpoint=f"http://127.0.0.1:{port}/v1/metrics", timeout=10)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(metric_readers=[reader], views=[] if ADVICE else metric_views())
+    store = MetricStore()
+    with Executor(
+        registry, store=store, register_prometheus=False, meter_provider=provider
+    ) as executor:
+        executor.execute_task(make_task("echo"), context)
+        executor.execute_task(make_task("boom"), context)
+    assert provider.force_flush(timeout_millis=10_000)
+    instrument_metrics(store, meter_provider=provider).uninstrument()
+    provider.shutdown()
+
+    sent = {}
+    for path, request in otlp_server.requests:  # type: ignore[attr-defined]
+        assert path == "/v1/metrics"
+        for resource in request.resource_metrics:
+            for scope in resource.scope_metrics:
+                if scope.scope.name == otel_metrics.METER_NAME:
+                    sent.update({m.name: m for m in scope.metrics})
+    duration = sent[DURATION]
+    assert duration.unit == "s"
+    by_tool = {
+        tuple(sorted((a.key, a.value.string_value) for a in p.attributes)): p
+        for p in duration.histogram.data_points
+    }
+    ok = (("gen_ai.operation.name", "execute_tool"), ("gen_ai.tool.name", "echo"))
+    failed = (
+        ("error.type", "RuntimeError"),
+        ("gen_ai.operation.name", "execute_tool"),
+        ("gen_ai.tool.name", "boom"),
+    )
+    assert set(by_tool) == {ok, failed}
+    assert by_tool[ok].count == 1
+    assert tuple(by_tool[ok].explicit_bounds) == TOOL_DURATION_BUCKETS
+    tasks = {
+        tuple(sorted((a.key, a.value.string_value) for a in p.attributes)): p.as_int
+        for p in sent["laios.tasks"].sum.data_points
+    }
+    assert tasks[(("gen_ai.tool.name", "echo"), ("laios.task.outcome", "success"))] == 1
+    assert sent["laios.tasks"].sum.is_monotonic
+    assert {"laios.task.errors", QUEUE_WAIT, "laios.executor.worker.count"} <= set(sent)
