@@ -363,6 +363,29 @@ def test_retries_counter_by_tool(
     assert points(metrics, "laios.task.retries")[attrs(gen_ai__tool__name="echo")].value == 2
 
 
+def test_results_counter_counts_a_retried_call_once(
+    registry: ToolRegistry, reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """``laios.task.results`` counts what callers received: a call that failed once and then
+    succeeded is one success, every outcome reported."""
+    store = MetricStore()
+    with Executor(
+        registry, store=store, register_prometheus=False, meter_provider=provider
+    ) as executor:
+        task = Task(plan_id="p", description="d", tool_name="flaky", parameters={"fail_times": 1})
+        assert executor.execute_with_retry(
+            task, Context(session_id="s", user_id="u"), retry_delay=0
+        ).success
+    metrics = collect(reader)
+    assert metrics["laios.task.results"].unit == "{result}"
+    found = {
+        dict(k)["laios.task.outcome"]: p.value
+        for k, p in points(metrics, "laios.task.results").items()
+        if dict(k)["gen_ai.tool.name"] == "flaky"
+    }
+    assert found == {"success": 1, "error": 0, "timeout": 0, "cancelled": 0, "rejected": 0}
+
+
 def test_gauges_follow_the_store(
     store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
 ) -> None:

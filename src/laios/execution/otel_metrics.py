@@ -10,6 +10,8 @@ the meter ``laios.execution`` (see ``docs/metrics.md``):
   equal to the task span's (submission to outcome)
 - ``laios.task.queue_wait`` (Histogram, ``s``; ``gen_ai.tool.name``)
 - ``laios.tasks`` (ObservableCounter, ``{task}``; ``gen_ai.tool.name``, ``laios.task.outcome``)
+- ``laios.task.results`` (ObservableCounter, ``{result}``; ``gen_ai.tool.name``,
+  ``laios.task.outcome``): results returned to callers, after retries
 - ``laios.task.errors`` (ObservableCounter, ``{error}``; ``gen_ai.tool.name``, ``error.type``)
 - ``laios.task.retries`` (ObservableCounter, ``{retry}``; ``gen_ai.tool.name``)
 - ``laios.task.in_flight`` (ObservableUpDownCounter, ``{task}``; ``gen_ai.tool.name``)
@@ -91,6 +93,8 @@ TOOL_DURATION = "gen_ai.execute_tool.duration"
 QUEUE_WAIT = "laios.task.queue_wait"
 #: Tasks finished, by tool and outcome.
 TASKS = "laios.tasks"
+#: Results returned to callers (an ``execute_with_retry`` call once), by tool and final outcome.
+RESULTS = "laios.task.results"
 #: Failed tasks, by tool and error type.
 ERRORS = "laios.task.errors"
 #: Retries by ``execute_with_retry``, by tool.
@@ -203,6 +207,12 @@ class _Instruments:
             TASKS, [self._tasks], unit="{task}", description="Tasks finished, by outcome."
         )
         meter.create_observable_counter(
+            RESULTS,
+            [self._results],
+            unit="{result}",
+            description="Results returned to callers, by final outcome (after retries).",
+        )
+        meter.create_observable_counter(
             ERRORS, [self._errors], unit="{error}", description="Failed tasks, by error type."
         )
         meter.create_observable_counter(
@@ -301,6 +311,14 @@ class _Instruments:
                 yield Observation(
                     histogram[0] if histogram else 0, {_TOOL: tool, _OUTCOME: outcome}
                 )
+
+    def _results(self, options: CallbackOptions) -> Iterator[Observation]:
+        totals = self._read(options)
+        if totals is None:
+            return
+        for tool, entry in totals.tools.items():
+            for outcome in (*OUTCOMES, *sorted(set(entry.results) - set(OUTCOMES))):
+                yield Observation(entry.results.get(outcome, 0), {_TOOL: tool, _OUTCOME: outcome})
 
     def _errors(self, options: CallbackOptions) -> Iterator[Observation]:
         totals = self._read(options)
