@@ -134,6 +134,11 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def _iso(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
     """Turn a store snapshot into the JSON document that ``/status`` serves.
 
@@ -143,7 +148,9 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
     Returns:
         A JSON-ready dict: ``generated_at``, ``running`` (at most :data:`MAX_STATUS_RUNNING`,
         longest-running first), ``running_total``, ``tools`` (tools that finished or are running
-        a task), ``workers``, ``queue_depth`` and ``abandoned_threads``.
+        a task), ``duration_bounds_seconds`` (the bucket bounds of each tool's
+        ``duration_buckets``), ``failures`` (the latest failed tasks, newest first),
+        ``workers``, ``queue_depth`` and ``abandoned_threads``.
     """
     running = sorted(snapshot.running, key=lambda task: task.elapsed_seconds, reverse=True)
     tools: list[dict[str, Any]] = []
@@ -164,14 +171,15 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
                 "error_rate": round(failed / total, 6) if total else None,
                 "p50_seconds": _rounded(ran.quantile(0.5)),
                 "p95_seconds": _rounded(ran.quantile(0.95)),
+                "p99_seconds": _rounded(ran.quantile(0.99)),
+                "duration_buckets": list(ran.cumulative_buckets),
                 "retries": tool.retries,
                 "in_flight": tool.in_flight,
                 "errors": {name: counter.value for name, counter in sorted(tool.errors.items())},
             }
         )
-    generated = datetime.fromtimestamp(snapshot.taken_at, timezone.utc)
     return {
-        "generated_at": generated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "generated_at": _iso(snapshot.taken_at),
         "running": [
             {
                 "task_id": shorten(task.task_id, MAX_STATUS_TEXT),
@@ -185,6 +193,21 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
         ],
         "running_total": len(running),
         "tools": tools,
+        "duration_bounds_seconds": list(DURATION_BUCKETS),
+        "failures": [
+            {
+                "task_id": shorten(failed.task_id, MAX_STATUS_TEXT),
+                "tool": shorten(failed.tool, MAX_STATUS_TEXT),
+                "outcome": failed.outcome,
+                "error_type": None
+                if failed.error_type is None
+                else shorten(failed.error_type, MAX_STATUS_TEXT),
+                "finished_at": _iso(failed.finished_at),
+                "duration_seconds": round(failed.duration_seconds, 6),
+                "trace_id": failed.trace_id,
+            }
+            for failed in reversed(snapshot.failures)
+        ],
         "workers": snapshot.workers,
         "queue_depth": snapshot.queue_depth,
         "abandoned_threads": snapshot.abandoned_threads,

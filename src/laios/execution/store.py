@@ -30,6 +30,7 @@ from laios.execution._aggregates import (
     TOOL_OTHER,
     TOOL_UNKNOWN,
     CustomMetricSnapshot,
+    FailedTaskSnapshot,
     RunningTaskSnapshot,
     StoreAggregates,
     StoreSnapshot,
@@ -52,6 +53,7 @@ from laios.execution._records import (
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
     "MAX_PROGRESS_HISTORY",
+    "MAX_RECENT_FAILURES",
     "MAX_RECORD_BYTES",
     "Clock",
     "MetricStore",
@@ -73,6 +75,8 @@ MAX_PROGRESS_HISTORY = 100
 MAX_RECORD_BYTES = 48 * 1024
 #: Most samples kept per (task id, custom metric name).
 MAX_CUSTOM_SAMPLES = 1000
+#: Most failed tasks a snapshot lists (the newest; see :class:`FailedTaskSnapshot`).
+MAX_RECENT_FAILURES = 20
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
@@ -142,6 +146,21 @@ def _final(rec: TaskRecord) -> ProgressUpdate:
     percent = 100.0 if final is ProgressStatus.COMPLETED else rec.progress_percent
     details = {"outcome": rec.outcome}
     return ProgressUpdate(rec.task_id, final, percent, None, details, _utc(rec.end_time or 0.0))
+
+
+def _failed(
+    rec: TaskRecord, outcome: str, error_type: str | None, end_time: float, duration: float
+) -> FailedTaskSnapshot:
+    """What a snapshot lists of a failed task: ids and names cut, no parameters or messages."""
+    return FailedTaskSnapshot(
+        task_id=shorten(rec.task_id),
+        tool=shorten(rec.tool),
+        outcome=outcome,
+        error_type=None if error_type is None else shorten(error_type),
+        finished_at=end_time,
+        duration_seconds=duration,
+        trace_id=rec.trace_id,
+    )
 
 
 class Clock(Protocol):
@@ -288,6 +307,7 @@ class MetricStore:
         self._progress_listeners: list[ProgressListener] = []
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
         self._custom_totals: dict[tuple[str, str], list[float]] = {}
+        self._failures: deque[FailedTaskSnapshot] = deque(maxlen=MAX_RECENT_FAILURES)
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -306,6 +326,7 @@ class MetricStore:
         self._progress = OrderedDict()
         self._custom = OrderedDict()
         self._custom_totals = {}
+        self._failures = deque(maxlen=MAX_RECENT_FAILURES)
         for scope in list(self._scopes):
             scope.active_by_id = {}
             scope.finished = OrderedDict()
@@ -509,8 +530,10 @@ class MetricStore:
                 rec.checkpoint_listener = None
             histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
             histogram.observe(duration, exemplar, end_time)
-            if error_type is not None and outcome in ERROR_OUTCOMES:
-                slot.count_error(error_type, exemplar)
+            if outcome in ERROR_OUTCOMES:
+                if error_type is not None:
+                    slot.count_error(error_type, exemplar)
+                self._failures.append(_failed(rec, outcome, error_type, end_time, duration))
             del self._active[rec]
             update = None
             scope = rec.scope
@@ -808,8 +831,9 @@ class MetricStore:
     def snapshot(self) -> StoreSnapshot:
         """A consistent copy of every aggregate and the running tasks, for ``/status``.
 
-        The copy is :meth:`aggregates` plus the running tasks; the cumulative buckets that
-        quantiles need are computed after the lock is released.
+        The copy is :meth:`aggregates` plus the running tasks and the latest failed tasks (at
+        most :data:`MAX_RECENT_FAILURES`, oldest first); the cumulative buckets that quantiles
+        need are computed after the lock is released.
         """
         now = self.clock.perf_counter()
         with self._lock:
@@ -825,6 +849,7 @@ class MetricStore:
                 )
                 for r in self._active
             ]
+            failures = tuple(self._failures)
         return StoreSnapshot(
             tools=[ToolSnapshot.from_aggregates(tool) for tool in read.tools],
             running=running,
@@ -832,6 +857,7 @@ class MetricStore:
             workers=read.workers,
             queue_depth=read.queue_depth,
             abandoned_threads=read.abandoned_threads,
+            failures=failures,
         )
 
     def aggregates(self) -> StoreAggregates:
