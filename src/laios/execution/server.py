@@ -1,4 +1,7 @@
-"""The HTTP endpoint of a process that runs tasks: ``/metrics``, ``/status`` and ``/healthz``.
+"""The HTTP endpoint of a process that runs tasks: ``/``, ``/metrics``, ``/status``, ``/healthz``.
+
+- ``/``: a live page for a browser (one self-contained HTML document, see
+  :mod:`laios.execution._live_page`) that reads ``/status`` every two seconds.
 
 - ``/metrics``: the registry in the Prometheus text format, or OpenMetrics (with exemplars) when
   the scraper asks for it in ``Accept``; gzip when it accepts it. The body is
@@ -51,6 +54,7 @@ from laios.execution._aggregates import (
     HistogramSnapshot,
     StoreSnapshot,
 )
+from laios.execution._live_page import live_page_answer
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
 from laios.execution.prometheus import ensure_collector, render_for_accept
@@ -113,7 +117,7 @@ MAX_STATUS_TEXT = 256
 #: Outcomes counted in ``error_rate``: failures, not the caller's own cancellations.
 _FAILED_OUTCOMES = ("error", "timeout", "rejected")
 _JSON = "application/json; charset=utf-8"
-_ROUTES = ("/metrics", "/status", "/healthz")
+_ROUTES = ("/", "/metrics", "/status", "/healthz")
 
 
 def _ran(histograms: dict[str, HistogramSnapshot]) -> HistogramSnapshot:
@@ -217,7 +221,7 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
 def make_wsgi_app(
     store: MetricStore | None = None, registry: CollectorRegistry | None = None
 ) -> WSGIApplication:
-    """Build the WSGI app serving ``/metrics``, ``/status`` and ``/healthz``.
+    """Build the WSGI app serving ``/`` (the live page), ``/metrics``, ``/status``, ``/healthz``.
 
     The store is exported into the registry (see
     :func:`~laios.execution.prometheus.ensure_collector`), so ``/metrics`` always shows it.
@@ -270,6 +274,8 @@ def _route(
 ) -> tuple[str, list[tuple[str, str]], bytes]:
     if path == "/healthz":
         return "200 OK", [("Content-Type", "text/plain; charset=utf-8")], b"ok\n"
+    if path == "/":
+        return live_page_answer()
     if path == "/status":
         body = _json_body(status_document(store.snapshot()))
         return "200 OK", [("Content-Type", _JSON), ("Cache-Control", "no-store")], body
