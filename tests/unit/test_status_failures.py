@@ -85,6 +85,7 @@ def test_status_lists_failures_newest_first_without_messages() -> None:
         "finished_at",
         "duration_seconds",
         "trace_id",
+        "attempt",
     }
     assert (newest["tool"], newest["outcome"], newest["error_type"]) == (
         "fetch",
@@ -93,6 +94,7 @@ def test_status_lists_failures_newest_first_without_messages() -> None:
     )
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", newest["finished_at"])
     assert newest["trace_id"] is None
+    assert newest["attempt"] == 1
 
 
 def test_status_cuts_a_failed_tasks_huge_id_and_tool_name() -> None:
@@ -141,3 +143,31 @@ def test_a_traced_failure_shows_its_results_trace_id() -> None:
     assert (failure["outcome"], failure["error_type"]) == ("error", "PermissionError")
     assert "sk-live" not in repr(failure)
     assert "hunter2" not in repr(failure)
+
+
+class AlwaysDown(BaseTool):
+    """Fails every attempt."""
+
+    name = "always_down"
+    description = "Always fails"
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ConnectionError("down")
+
+
+def test_each_failed_attempt_of_a_retried_task_is_listed_with_its_number() -> None:
+    """execute_with_retry's failed attempts are listed as attempts 1, 2 and 3 of one task."""
+    tools = ToolRegistry()
+    tools.register_tool(AlwaysDown)
+    store = MetricStore()
+    with Executor(tools, store=store, prometheus_registry=CollectorRegistry()) as executor:
+        task = Task(plan_id="p", description="d", tool_name="always_down")
+        executor.execute_with_retry(
+            task, Context(session_id="s", user_id="u"), max_retries=2, retry_delay=0.001
+        )
+    failures = status_document(store.snapshot())["failures"]
+    assert [(f["task_id"], f["attempt"]) for f in failures] == [
+        (task.id, 3),
+        (task.id, 2),
+        (task.id, 1),
+    ]

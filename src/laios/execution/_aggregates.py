@@ -321,6 +321,7 @@ class FailedTaskSnapshot:
     finished_at: float  # Unix time
     duration_seconds: float
     trace_id: str | None
+    attempt: int = 1  # of an execute_with_retry call: 1, then 2 for its first retry, ...
 
 
 @dataclass(frozen=True, slots=True)

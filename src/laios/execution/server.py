@@ -209,6 +209,7 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
                 "finished_at": _iso(failed.finished_at),
                 "duration_seconds": round(failed.duration_seconds, 6),
                 "trace_id": failed.trace_id,
+                "attempt": failed.attempt,
             }
             for failed in reversed(snapshot.failures)
         ],

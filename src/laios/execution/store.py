@@ -160,6 +160,7 @@ def _failed(
         finished_at=end_time,
         duration_seconds=duration,
         trace_id=rec.trace_id,
+        attempt=rec.retries + 1,
     )
 
 
