@@ -148,20 +148,9 @@ def _final(rec: TaskRecord) -> ProgressUpdate:
     return ProgressUpdate(rec.task_id, final, percent, None, details, _utc(rec.end_time or 0.0))
 
 
-def _failed(
-    rec: TaskRecord, outcome: str, error_type: str | None, end_time: float, duration: float
-) -> FailedTaskSnapshot:
-    """What a snapshot lists of a failed task: ids and names cut, no parameters or messages."""
-    return FailedTaskSnapshot(
-        task_id=shorten(rec.task_id),
-        tool=shorten(rec.tool),
-        outcome=outcome,
-        error_type=None if error_type is None else shorten(error_type),
-        finished_at=end_time,
-        duration_seconds=duration,
-        trace_id=rec.trace_id,
-        attempt=rec.retries + 1,
-    )
+#: A failed task as the store keeps it (a tuple: cheap to build under the lock): the fields of
+#: :class:`FailedTaskSnapshot`, in order.
+_Failure = tuple[str, str, str, str | None, float, float, str | None, int]
 
 
 class Clock(Protocol):
@@ -308,7 +297,7 @@ class MetricStore:
         self._progress_listeners: list[ProgressListener] = []
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
         self._custom_totals: dict[tuple[str, str], list[float]] = {}
-        self._failures: deque[FailedTaskSnapshot] = deque(maxlen=MAX_RECENT_FAILURES)
+        self._failures: deque[_Failure] = deque(maxlen=MAX_RECENT_FAILURES)
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -531,10 +520,22 @@ class MetricStore:
                 rec.checkpoint_listener = None
             histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
             histogram.observe(duration, exemplar, end_time)
-            if outcome in ERROR_OUTCOMES:
+            if outcome != "success" and outcome in ERROR_OUTCOMES:
                 if error_type is not None:
                     slot.count_error(error_type, exemplar)
-                self._failures.append(_failed(rec, outcome, error_type, end_time, duration))
+                task_id, tool = rec.task_id, rec.tool
+                self._failures.append(
+                    (
+                        task_id if len(task_id) <= MAX_TEXT else shorten(task_id),
+                        tool if len(tool) <= MAX_TEXT else shorten(tool),
+                        outcome,
+                        error_type,
+                        end_time,
+                        duration,
+                        rec.trace_id,
+                        rec.retries + 1,
+                    )
+                )
             del self._active[rec]
             update = None
             scope = rec.scope
@@ -850,7 +851,7 @@ class MetricStore:
                 )
                 for r in self._active
             ]
-            failures = tuple(self._failures)
+            failures = list(self._failures)
         return StoreSnapshot(
             tools=[ToolSnapshot.from_aggregates(tool) for tool in read.tools],
             running=running,
@@ -858,7 +859,7 @@ class MetricStore:
             workers=read.workers,
             queue_depth=read.queue_depth,
             abandoned_threads=read.abandoned_threads,
-            failures=failures,
+            failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
         )
 
     def aggregates(self) -> StoreAggregates:
