@@ -3,10 +3,10 @@
 Six tools with different characters run as single tasks, retried tasks and parallel batches
 until Ctrl-C (or ``--duration``), on worker threads, in worker processes (``--runner process``)
 where a hung tool is killed at its timeout, or on an embedded Dask cluster (``--runner dask``).
-Metrics and status are served on ``/metrics`` and ``/status``; spans go to an OTLP/HTTP
-receiver with ``--otlp-endpoint`` (or when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set), to the
-console with ``--console-spans``, and otherwise stay in-process (their ids still mark the
-exemplars).
+Metrics and status are served on ``/metrics`` and ``/status``, the live page on ``/``; spans go
+to an OTLP/HTTP receiver with ``--otlp-endpoint`` (or when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is
+set), to the console with ``--console-spans``, and otherwise stay in-process (their ids still
+mark the exemplars).
 """
 
 from __future__ import annotations
@@ -303,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
         print("Pick another port with --port.", file=sys.stderr)
         return 2
     print(f"laios demo: serving {server.url}/metrics and {server.url}/status")
+    print(f"  Live page:  {server.url}/ (open it in a browser)")
     print(
         f"  Prometheus: scrape {args.host}:{server.port}; the Compose setup's"
         " grafana/prometheus/prometheus.yml scrapes host.docker.internal:9464"

@@ -37,6 +37,7 @@ class Answer:
 class DemoRun:
     """What one run of the demo showed."""
 
+    base: str = ""
     answers: dict[str, Answer] = field(default_factory=dict)
     running_after_reads: bool = False
     returncode: int | None = None
@@ -72,7 +73,7 @@ def run(
             stdin=subprocess.DEVNULL,
             env=env,
         )
-    result = DemoRun()
+    result = DemoRun(base=base)
     try:
         deadline = time.monotonic() + 20
         while "/healthz" not in result.answers:
@@ -83,7 +84,7 @@ def run(
             except OSError:
                 time.sleep(0.1)
         if "/healthz" in result.answers:
-            for path in ("/metrics", "/status"):
+            for path in ("/metrics", "/status", "/"):
                 result.answers[path] = fetch(base + path)
         result.running_after_reads = process.poll() is None
         try:
@@ -126,8 +127,19 @@ def test_status_answers_while_the_demo_runs(run: DemoRun) -> None:
     assert document["workers"] == 8
 
 
+def test_the_demo_prints_and_serves_its_live_page(run: DemoRun) -> None:
+    """The banner names the live page's address, and that address answers the HTML page."""
+    banner = run.stdout.split("laios demo —", 1)[0]
+    (line,) = [line for line in banner.splitlines() if "Live page:" in line]
+    assert line.split("Live page:", 1)[1].split()[0] == run.base + "/"
+    answer = run.answers["/"]
+    assert answer.status == 200
+    assert answer.content_type.startswith("text/html")
+    assert b"<title>laios live</title>" in answer.body
+
+
 def test_endpoints_were_read_before_the_demo_ended(run: DemoRun) -> None:
-    """The demo was still running after all three endpoints had answered."""
+    """The demo was still running after all its endpoints had answered."""
     assert run.running_after_reads
 
 

@@ -146,6 +146,31 @@ def test_status_reports_tool_totals_and_percentiles() -> None:
     assert tool["p95_seconds"] == pytest.approx(0.4875)
 
 
+def test_status_reports_p99_and_the_cumulative_duration_buckets() -> None:
+    """p99 and the cumulative duration bucket counts of the tasks that ran (rejected ones left
+    out), against the bounds in duration_bounds_seconds."""
+    clock = SteppedClock()
+    store = MetricStore(clock=clock)
+    slot = store.tool_slot("fetch", True)
+    for index in range(100):
+        rec = store.task_submitted(
+            None, SimpleNamespace(id=str(index)), "fetch", slot, running=True
+        )
+        clock.now += 0.3 if index < 90 else 3.0
+        store.task_finished(rec, outcome="success", status=None)
+    finish(store, "fetch", 5, outcome="rejected", error_type="saturated")
+    document = status_document(store.snapshot())
+    (tool,) = document["tools"]
+    bounds = document["duration_bounds_seconds"]
+    assert bounds[0] == 0.001
+    assert bounds[-1] == 300.0
+    assert len(tool["duration_buckets"]) == len(bounds) + 1
+    by_bound = dict(zip([*bounds, "+Inf"], tool["duration_buckets"], strict=True))
+    assert (by_bound[0.25], by_bound[0.5], by_bound[2.5], by_bound[5.0]) == (0, 90, 90, 100)
+    assert by_bound["+Inf"] == 100
+    assert tool["p99_seconds"] == pytest.approx(2.5 + 2.5 * 9 / 10)
+
+
 def test_status_percentiles_leave_out_rejected_tasks(store: MetricStore) -> None:
     """Rejected tasks never ran, so they do not count in p50/p95."""
     finish(store, "fetch", 5, outcome="rejected", error_type="saturated")

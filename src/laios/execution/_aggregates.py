@@ -23,6 +23,7 @@ __all__ = [
     "CounterSnapshot",
     "CustomMetricSnapshot",
     "Exemplar",
+    "FailedTaskSnapshot",
     "HistogramSnapshot",
     "RawHistogram",
     "RunningTaskSnapshot",
@@ -318,6 +319,21 @@ class RunningTaskSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedTaskSnapshot:
+    """A task that ended with a failure (``error``, ``timeout`` or ``rejected``); never carries
+    parameters or error messages."""
+
+    task_id: str
+    tool: str
+    outcome: str
+    error_type: str | None
+    finished_at: float  # Unix time
+    duration_seconds: float
+    trace_id: str | None
+    attempt: int = 1  # of an execute_with_retry call: 1, then 2 for its first retry, ...
+
+
+@dataclass(frozen=True, slots=True)
 class CustomMetricSnapshot:
     """Count and sum of one custom metric (name, unit) across all tasks."""
 
@@ -338,6 +354,8 @@ class StoreSnapshot:
     queue_depth: int
     abandoned_threads: int
     taken_at: float = field(default_factory=time.time)
+    #: The latest failed tasks, oldest first (at most the store's ``MAX_RECENT_FAILURES``).
+    failures: tuple[FailedTaskSnapshot, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

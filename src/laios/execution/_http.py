@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 from prometheus_client import CollectorRegistry
 
 from laios.execution._auth import Authenticator
+from laios.execution._live_page import live_page_answer
 from laios.execution.prometheus import render_for_accept
 
 __all__ = ["STATUS_MODES", "Endpoint", "Request", "Response", "StatusMode", "check_status_mode"]
@@ -95,7 +96,8 @@ def _json(status: int, document: dict[str, Any], *headers: tuple[str, str]) -> R
 
 
 class Endpoint:
-    """Serves ``/metrics``, ``/status`` and ``/healthz`` for one store and registry.
+    """Serves ``/metrics``, ``/status``, ``/healthz`` and the live page at ``/`` (with
+    ``/status`` only) for one store and registry.
 
     Args:
         registry: What ``/metrics`` renders.
@@ -116,7 +118,9 @@ class Endpoint:
         self._auth = authenticator
         self._extra_headers = tuple(extra_headers)
         self.routes: tuple[str, ...] = (
-            ("/metrics", "/status", "/healthz") if status_document else ("/metrics", "/healthz")
+            ("/", "/metrics", "/status", "/healthz")
+            if status_document
+            else ("/metrics", "/healthz")
         )
 
     def handle(self, request: Request) -> Response:
@@ -148,6 +152,9 @@ class Endpoint:
     def _route(self, path: str, request: Request) -> Response:
         if path == "/healthz":
             return Response(200, [("Content-Type", "text/plain; charset=utf-8")], b"ok\n")
+        if path == "/":  # the live page, which reads /status
+            _status, headers, page = live_page_answer()
+            return Response(200, headers, page)
         if path == "/status" and self._status_document is not None:
             return _json(200, self._status_document(), ("Cache-Control", "no-store"))
         body, content_type = render_for_accept(request.header("accept"), self._registry)

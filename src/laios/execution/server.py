@@ -1,4 +1,7 @@
-"""The HTTP endpoint of a process that runs tasks: ``/metrics``, ``/status`` and ``/healthz``.
+"""The HTTP endpoint of a process that runs tasks: ``/``, ``/metrics``, ``/status``, ``/healthz``.
+
+- ``/``: a live page for a browser (one self-contained HTML document, see
+  :mod:`laios.execution._live_page`) that reads ``/status`` every two seconds.
 
 - ``/metrics``: the registry in the Prometheus text format, or OpenMetrics (with exemplars) when
   the scraper asks for it in ``Accept``; gzip when it accepts it. The body is
@@ -154,6 +157,11 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def _iso(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[str, Any]:
     """Turn a store snapshot into the JSON document that ``/status`` serves.
 
@@ -166,7 +174,9 @@ def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[s
     Returns:
         A JSON-ready dict: ``generated_at``, ``running`` (at most :data:`MAX_STATUS_RUNNING`,
         longest-running first), ``running_total``, ``tools`` (tools that finished or are running
-        a task), ``workers``, ``queue_depth`` and ``abandoned_threads``.
+        a task), ``duration_bounds_seconds`` (the bucket bounds of each tool's
+        ``duration_buckets``), ``failures`` (the latest failed tasks, newest first),
+        ``workers``, ``queue_depth`` and ``abandoned_threads``.
     """
     running = sorted(snapshot.running, key=lambda task: task.elapsed_seconds, reverse=True)
     tools: list[dict[str, Any]] = []
@@ -187,14 +197,15 @@ def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[s
                 "error_rate": round(failed / total, 6) if total else None,
                 "p50_seconds": _rounded(ran.quantile(0.5)),
                 "p95_seconds": _rounded(ran.quantile(0.95)),
+                "p99_seconds": _rounded(ran.quantile(0.99)),
+                "duration_buckets": list(ran.cumulative_buckets),
                 "retries": tool.retries,
                 "in_flight": tool.in_flight,
                 "errors": {name: counter.value for name, counter in sorted(tool.errors.items())},
             }
         )
-    generated = datetime.fromtimestamp(snapshot.taken_at, timezone.utc)
     document = {
-        "generated_at": generated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "generated_at": _iso(snapshot.taken_at),
         "running": [
             {
                 "task_id": shorten(task.task_id, MAX_STATUS_TEXT),
@@ -208,6 +219,22 @@ def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[s
         ],
         "running_total": len(running),
         "tools": tools,
+        "duration_bounds_seconds": list(DURATION_BUCKETS),
+        "failures": [
+            {
+                "task_id": shorten(failed.task_id, MAX_STATUS_TEXT),
+                "tool": shorten(failed.tool, MAX_STATUS_TEXT),
+                "outcome": failed.outcome,
+                "error_type": None
+                if failed.error_type is None
+                else shorten(failed.error_type, MAX_STATUS_TEXT),
+                "finished_at": _iso(failed.finished_at),
+                "duration_seconds": round(failed.duration_seconds, 6),
+                "trace_id": failed.trace_id,
+                "attempt": failed.attempt,
+            }
+            for failed in ([] if reduced else reversed(snapshot.failures))
+        ],
         "workers": snapshot.workers,
         "queue_depth": snapshot.queue_depth,
         "abandoned_threads": snapshot.abandoned_threads,
@@ -279,7 +306,7 @@ def make_wsgi_app(
     status: StatusMode = "full",
     web_config: WebConfig | str | os.PathLike[str] | None = None,
 ) -> WSGIApplication:
-    """Build the WSGI app serving ``/metrics``, ``/status`` and ``/healthz``.
+    """Build the WSGI app serving ``/`` (the live page), ``/metrics``, ``/status``, ``/healthz``.
 
     The store is exported into the registry (see
     :func:`~laios.execution.prometheus.ensure_collector`), so ``/metrics`` always shows it.

@@ -30,6 +30,7 @@ from laios.execution._aggregates import (
     TOOL_OTHER,
     TOOL_UNKNOWN,
     CustomMetricSnapshot,
+    FailedTaskSnapshot,
     RunningTaskSnapshot,
     StoreAggregates,
     StoreSnapshot,
@@ -52,6 +53,7 @@ from laios.execution._records import (
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
     "MAX_PROGRESS_HISTORY",
+    "MAX_RECENT_FAILURES",
     "MAX_RECORD_BYTES",
     "Clock",
     "FinishListener",
@@ -75,6 +77,8 @@ MAX_PROGRESS_HISTORY = 100
 MAX_RECORD_BYTES = 48 * 1024
 #: Most samples kept per (task id, custom metric name).
 MAX_CUSTOM_SAMPLES = 1000
+#: Most failed tasks a snapshot lists (the newest; see :class:`FailedTaskSnapshot`).
+MAX_RECENT_FAILURES = 20
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
@@ -144,6 +148,11 @@ def _final(rec: TaskRecord) -> ProgressUpdate:
     percent = 100.0 if final is ProgressStatus.COMPLETED else rec.progress_percent
     details = {"outcome": rec.outcome}
     return ProgressUpdate(rec.task_id, final, percent, None, details, _utc(rec.end_time or 0.0))
+
+
+#: A failed task as the store keeps it (a tuple: cheap to build under the lock): the fields of
+#: :class:`FailedTaskSnapshot`, in order.
+_Failure = tuple[str, str, str, str | None, float, float, str | None, int]
 
 
 class Clock(Protocol):
@@ -322,6 +331,7 @@ class MetricStore:
         self._finish_listeners: list[FinishListener] = []  # replaced, never changed in place
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
         self._custom_totals: dict[tuple[str, str], list[float]] = {}
+        self._failures: deque[_Failure] = deque(maxlen=MAX_RECENT_FAILURES)
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -340,6 +350,7 @@ class MetricStore:
         self._progress = OrderedDict()
         self._custom = OrderedDict()
         self._custom_totals = {}
+        self._failures = deque(maxlen=MAX_RECENT_FAILURES)
         for scope in list(self._scopes):
             scope.active_by_id = {}
             scope.finished = OrderedDict()
@@ -546,8 +557,23 @@ class MetricStore:
             if outcome == "success" or not rec.attempt:  # a success is never retried
                 results = slot.results
                 results[outcome] = results.get(outcome, 0) + 1
-            if error_type is not None and outcome in ERROR_OUTCOMES:
-                error_type = slot.count_error(error_type, exemplar)  # (as counted: bounded)
+            if outcome != "success" and outcome in ERROR_OUTCOMES:
+                if error_type is not None:
+                    error_type = slot.count_error(error_type, exemplar)  # (as counted: bounded)
+                if outcome != "cancelled":  # (the caller's choice: not a failure to show)
+                    task_id, tool = rec.task_id, rec.tool
+                    self._failures.append(
+                        (
+                            task_id if len(task_id) <= MAX_TEXT else shorten(task_id),
+                            tool if len(tool) <= MAX_TEXT else shorten(tool),
+                            outcome,
+                            error_type,
+                            end_time,
+                            duration,
+                            rec.trace_id,
+                            rec.retries + 1,
+                        )
+                    )
             del self._active[rec]
             update = None
             scope = rec.scope
@@ -884,8 +910,9 @@ class MetricStore:
     def snapshot(self) -> StoreSnapshot:
         """A consistent copy of every aggregate and the running tasks, for ``/status``.
 
-        The copy is :meth:`aggregates` plus the running tasks; the cumulative buckets that
-        quantiles need are computed after the lock is released.
+        The copy is :meth:`aggregates` plus the running tasks and the latest failed tasks (at
+        most :data:`MAX_RECENT_FAILURES`, oldest first); the cumulative buckets that quantiles
+        need are computed after the lock is released.
         """
         now = self.clock.perf_counter()
         with self._lock:
@@ -901,6 +928,7 @@ class MetricStore:
                 )
                 for r in self._active
             ]
+            failures = list(self._failures)
         return StoreSnapshot(
             tools=[ToolSnapshot.from_aggregates(tool) for tool in read.tools],
             running=running,
@@ -908,6 +936,7 @@ class MetricStore:
             workers=read.workers,
             queue_depth=read.queue_depth,
             abandoned_threads=read.abandoned_threads,
+            failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
         )
 
     def aggregates(self) -> StoreAggregates:

@@ -1,0 +1,348 @@
+"""The live page at ``/`` in a real headless Chromium, against a server whose executor runs tasks.
+
+An executor (traced with the OpenTelemetry SDK) runs a quick tool and a failing one in a loop,
+and one long task that reports progress until the module ends; the page is opened at a desktop
+and a phone size, and must show the tools, the running task's progress bar and the failures with
+their trace ids, and follow them as they change. Playwright drives Debian's ``chromium`` (it
+never downloads a browser). The page reads ``status`` every half second here (``?every=0.5``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.server import MetricsServer, make_wsgi_app, start_http_server
+from laios.execution.store import MetricStore
+from laios.execution.task_context import require_current_task
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from playwright.sync_api import Browser, ConsoleMessage, Page
+
+pytestmark = pytest.mark.integration
+
+#: Flags that let Chromium run headless as root in a container, with nothing phoning home.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 375, "height": 667}
+#: The long task's progress message: markup that the page must show as text.
+MESSAGE = '<b>row</b> {rows} <img src="x">'
+CONTEXT = Context(session_id="s", user_id="u")
+RELEASE = threading.Event()  # lets the long task end
+
+
+class Quick(BaseTool):
+    name = "quick"
+    description = "Answers in a few milliseconds"
+
+    def _execute(self, **kwargs: Any) -> str:
+        time.sleep(0.005)
+        return "done"
+
+
+class Flaky(BaseTool):
+    name = "flaky"
+    description = "Always fails"
+
+    def _execute(self, **kwargs: Any) -> str:
+        raise ConnectionError("upstream reset the connection")
+
+
+class LongImport(BaseTool):
+    name = "long_import"
+    description = "Imports rows until released, reporting progress"
+
+    def _execute(self, **kwargs: Any) -> int:
+        task = require_current_task()
+        for step in itertools.count(1):
+            task.progress(min(5 + 2 * step, 95), MESSAGE.format(rows=100 * step))
+            if RELEASE.wait(0.2) or step >= 1500:  # (five minutes at most)
+                return step
+        return 0
+
+
+@dataclass
+class Live:
+    """The service the page watches."""
+
+    store: MetricStore
+    prometheus: CollectorRegistry
+    executor: Executor
+    server: MetricsServer
+    long_task_id: str
+    #: Task id -> trace id of each failed task the workload ran.
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def fail_once(self, task_id: str) -> str:
+        """Run a failing task with this id; return its trace id."""
+        task = Task(id=task_id, plan_id="p", description="fails", tool_name="flaky")
+        result = self.executor.execute_task(task, CONTEXT)
+        trace_id: str = result.metadata["trace_id"]
+        self.failed[task_id] = trace_id
+        return trace_id
+
+
+def drive(live: Live, stop: threading.Event) -> None:
+    """Run quick tasks, and a failing one now and then, until stopped (five minutes at most)."""
+    deadline = time.monotonic() + 300
+    for count in itertools.count(1):
+        if stop.is_set() or time.monotonic() > deadline:
+            return
+        live.executor.execute_task(
+            Task(plan_id="p", description="quick", tool_name="quick"), CONTEXT
+        )
+        if count % 5 == 0:
+            live.fail_once(f"workload-failure-{count}")
+        stop.wait(0.04)
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    """A server whose executor runs the workload and the long task until the module ends."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tools = ToolRegistry()
+    tools.register_tools([Quick, Flaky, LongImport])
+    store, prometheus, provider = MetricStore(), CollectorRegistry(), TracerProvider()
+    executor = Executor(
+        tools, max_workers=4, store=store, prometheus_registry=prometheus, tracer_provider=provider
+    )
+    server = start_http_server(0, store=store, registry=prometheus)
+    long_task = Task(plan_id="p", description="import", tool_name="long_import")
+    live = Live(store, prometheus, executor, server, long_task.id)
+    RELEASE.clear()
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=drive, args=(live, stop), daemon=True),
+        threading.Thread(
+            target=executor.execute_task,
+            args=(long_task, CONTEXT),
+            kwargs={"timeout": 600},
+            daemon=True,
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield live
+    finally:
+        stop.set()
+        RELEASE.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        live.server.shutdown()
+        executor.shutdown()
+        provider.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_binary: str) -> Iterator[Browser]:
+    """Headless Chromium (a fresh temporary profile), driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_binary, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def open_page(browser: Browser, url: str, **options: Any) -> tuple[Page, list[str]]:
+    """Open ``url`` in a new page; return it and the list its console errors go to."""
+    page = browser.new_page(**options)
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    return page, errors
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds (reading the page from Python: the page's policy
+    forbids evaluating strings in it)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout:g} s")
+        time.sleep(0.1)
+
+
+def tool_row(tool: str) -> str:
+    return f'#tools-body tr[data-tool="{tool}"]'
+
+
+def total_of(page: Page, tool: str) -> int:
+    text = page.locator(f'{tool_row(tool)} [data-field="total"]').text_content() or ""
+    return int(re.sub(r"\D", "", text) or "0")
+
+
+def test_the_page_draws_tools_the_running_task_and_failures(browser: Browser, live: Live) -> None:
+    """At a desktop size the page shows a row per tool with its rate, the long task with its
+    progress bar and message (markup shown as text), and failures with their trace ids, with
+    nothing refused by the Content-Security-Policy and no script error."""
+    page, errors = open_page(browser, live.url + "/?every=0.5", viewport=DESKTOP)
+    for tool in ("quick", "flaky", "long_import"):
+        page.wait_for_selector(tool_row(tool))
+    rate = page.locator(f'{tool_row("quick")} [data-field="rate"]')
+    wait_until(lambda: re.search("[1-9]", rate.text_content() or "") is not None, "a rate")
+    assert page.locator(f'{tool_row("flaky")} [data-field="failed"]').text_content() == "100%"
+
+    task = page.locator(f'#running li[data-task-id="{live.long_task_id}"]')
+    task.wait_for()
+    assert task.locator(".tool").text_content() == "long_import"
+    bar = task.locator('[role="progressbar"]')
+    wait_until(lambda: int(bar.get_attribute("aria-valuenow") or 0) > 5, "progress")
+    assert bar.bounding_box()["width"] > 600
+    message = task.locator(".message").text_content() or ""
+    assert message.startswith("<b>row</b> ")
+    assert message.endswith('<img src="x">')
+    assert task.locator("b, img").count() == 0
+
+    page.wait_for_selector("#failures li[data-trace-id]")
+    shown = 0
+    for item in page.locator("#failures li").all():
+        task_id = item.get_attribute("data-task-id") or ""
+        if task_id in live.failed:
+            assert item.locator(".trace-id").text_content() == live.failed[task_id]
+            assert item.locator(".outcome").text_content() == "error"
+            assert item.locator(".error-type").text_content() == "ConnectionError"
+            shown += 1
+    assert shown > 0
+    assert errors == []
+    page.close()
+
+
+def test_the_page_follows_counts_and_new_failures(browser: Browser, live: Live) -> None:
+    """A tool's count grows between two reads, and a failure that happens while the page is
+    open appears with its trace id."""
+    page, _ = open_page(browser, live.url + "/?every=0.5", viewport=DESKTOP)
+    page.wait_for_selector(tool_row("quick"))
+    before = total_of(page, "quick")
+    wait_until(lambda: total_of(page, "quick") > before, "a greater count")
+    assert total_of(page, "quick") > before
+
+    trace_id = live.fail_once("the-newest-failure")
+    item = page.locator('#failures li[data-task-id="the-newest-failure"]')
+    item.wait_for()
+    assert item.locator(".trace-id").text_content() == trace_id
+    assert item.get_attribute("data-trace-id") == trace_id
+    page.close()
+
+
+def test_the_page_fits_a_phone(browser: Browser, live: Live) -> None:
+    """At 375×667 the page does not scroll sideways, keeps the rate and p95 columns, hides
+    the less important ones, and the progress bar fits the screen."""
+    page, errors = open_page(
+        browser,
+        live.url + "/?every=0.5",
+        viewport=PHONE,
+        is_mobile=True,
+        device_scale_factor=2,
+    )
+    page.wait_for_selector(tool_row("quick"))
+    task = page.locator(f'#running li[data-task-id="{live.long_task_id}"]')
+    task.wait_for()
+    page.wait_for_selector("#failures li[data-trace-id]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    row = tool_row("quick")
+    for visible in ("tool", "rate", "failed", "p95"):
+        assert page.locator(f'{row} [data-field="{visible}"]').is_visible()
+    for hidden in ("p50", "p99", "total", "in_flight"):
+        assert page.locator(f'{row} [data-field="{hidden}"]').is_hidden()
+    box = task.locator('[role="progressbar"]').bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= 375
+    assert box["width"] > 250
+    assert errors == []
+    page.close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log."""
+
+
+def test_the_page_reads_status_where_it_is_mounted(browser: Browser, live: Live) -> None:
+    """Mounted under /ops in another WSGI server, the page at /ops/ and at /ops reads
+    /ops/status, and draws the tools."""
+    app = make_wsgi_app(live.store, live.prometheus)
+
+    def mounted(environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path != "/ops" and not path.startswith("/ops/"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not here"]
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = "/ops", path[len("/ops") :]
+        return app(environ, start_response)
+
+    with make_server("127.0.0.1", 0, mounted, handler_class=_QuietHandler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1})
+        thread.start()
+        try:
+            base = f"http://127.0.0.1:{httpd.server_port}"
+            for address in (f"{base}/ops/?every=0.5", f"{base}/ops?every=0.5"):
+                page = browser.new_page()
+                page.set_default_timeout(20_000)
+                with page.expect_request(lambda request: "status" in request.url) as read:
+                    page.goto(address)
+                page.wait_for_selector(tool_row("quick"))
+                assert read.value.url == f"{base}/ops/status"
+                page.close()
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+
+
+def test_the_page_says_when_the_server_is_gone_and_recovers(browser: Browser, live: Live) -> None:
+    """When the server stops, the page says it cannot read status and greys out what it last
+    showed; when the server is back on the same port, the page is live again by itself."""
+    page, _ = open_page(browser, live.url + "/?every=0.5", viewport=DESKTOP)
+    page.wait_for_selector(tool_row("quick"))
+    port = live.server.port
+    live.server.shutdown()
+    banner = page.locator("#banner")
+    banner.wait_for(state="visible")
+    assert (banner.text_content() or "").startswith("Cannot read status:")
+    assert page.locator("#state-text").text_content() == "disconnected"
+    assert "stale" in (page.locator("main").get_attribute("class") or "")
+    assert page.locator(tool_row("quick")).is_visible()  # the last picture stays
+
+    live.server = start_http_server(port, store=live.store, registry=live.prometheus)
+    banner.wait_for(state="hidden")
+    assert (page.locator("#state-text").text_content() or "").startswith("live")
+    assert "stale" not in (page.locator("main").get_attribute("class") or "")
+    page.close()
