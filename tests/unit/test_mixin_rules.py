@@ -264,6 +264,8 @@ def test_every_alert_rule_has_a_firing_and_a_quiet_promtool_test() -> None:
     "kwargs",
     [
         {"runbook_url_base": ""},
+        {"selector": "job=orders-api"},
+        {"selector": 'job="orders-api",'},
         {"match_labels": ()},
         {"match_labels": (("app.kubernetes.io/name", "has space"),)},
         {"match_labels": (("-bad", "x"),)},
@@ -271,6 +273,16 @@ def test_every_alert_rule_has_a_firing_and_a_quiet_promtool_test() -> None:
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
-    """Empty runbook base, no match labels, invalid or repeated Kubernetes labels: ValueError."""
+    """Empty runbook base, a selector that is not label matchers, no match labels, invalid or
+    repeated Kubernetes labels: ValueError at the call."""
     with pytest.raises(ValueError):
         MixinConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    ['job="orders-api"', 'namespace="shop", job=~"orders-.*"', "job!~'test.*'", "job=`a`"],
+)
+def test_label_matcher_selectors_are_accepted(selector: str) -> None:
+    """Selectors of one or more quoted label matchers, any operator, are accepted."""
+    assert MixinConfig(selector=selector).matchers() == "{" + selector + "}"

@@ -8,6 +8,12 @@ from dataclasses import dataclass
 __all__ = ["MixinConfig"]
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+#: One PromQL label matcher: a label name, an operator and a quoted string.
+_MATCHER = (
+    r"\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"
+    r"(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*"
+)
+_SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
     r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
@@ -73,6 +79,11 @@ class MixinConfig:
         if "{" in self.selector or "}" in self.selector:
             raise ValueError(
                 "selector takes label matchers without braces, e.g. 'job=\"orders-api\"'"
+            )
+        if not _SELECTOR.fullmatch(self.selector):
+            raise ValueError(
+                f"selector {self.selector!r} is not a list of PromQL label matchers such as "
+                '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\''
             )
         if not self.runbook_url_base:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")

@@ -24,6 +24,7 @@ from laios.mixin.rules import rule_groups
 __all__ = [
     "DASHBOARD_PATH",
     "KUBERNETES_DIR",
+    "OPTIONS",
     "RULES_PATH",
     "Rendering",
     "command_line",
