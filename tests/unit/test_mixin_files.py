@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import sys
@@ -133,14 +132,25 @@ def test_missing_dashboard_module_is_skipped_with_a_message(
 def test_dashboard_is_written_from_build_dashboard(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The dashboard file is build_dashboard(config) as 2-space JSON with a trailing newline."""
+    """Without dashboard_json, build_dashboard(config) is written as sorted 2-space JSON."""
     module = types.ModuleType(DASHBOARD_MODULE)
     module.build_dashboard = lambda config: {"uid": config.dashboard_uid, "title": "é"}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, DASHBOARD_MODULE, module)
     write_files(render(MixinConfig(dashboard_uid="orders")), tmp_path)
     text = (tmp_path / DASHBOARD_PATH).read_text(encoding="utf-8")
-    assert text == '{\n  "uid": "orders",\n  "title": "é"\n}\n'
-    assert json.loads(text) == {"uid": "orders", "title": "é"}
+    assert text == '{\n  "title": "é",\n  "uid": "orders"\n}\n'
+
+
+def test_dashboard_json_of_the_module_decides_the_bytes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Where the module has dashboard_json(config), the file is exactly its text."""
+    module = types.ModuleType(DASHBOARD_MODULE)
+    module.build_dashboard = lambda config: {}  # type: ignore[attr-defined]
+    module.dashboard_json = lambda config: f"{{{config.dashboard_uid!r}}}\n"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, DASHBOARD_MODULE, module)
+    write_files(render(MixinConfig(dashboard_uid="orders")), tmp_path)
+    assert (tmp_path / DASHBOARD_PATH).read_text(encoding="utf-8") == "{'orders'}\n"
 
 
 def test_an_import_error_inside_the_dashboard_module_is_not_hidden(

@@ -133,35 +133,43 @@ def _kubernetes_files(config: MixinConfig) -> dict[str, str]:
     }
 
 
-def _dashboard_builder() -> Callable[[MixinConfig], dict[str, Any]] | None:
-    """``laios.mixin.dashboard.build_dashboard``, or None when that module is not installed."""
+def _dashboard_text() -> Callable[[MixinConfig], str] | None:
+    """The dashboard module's text of a config, or None when that module is not installed.
+
+    The module's ``dashboard_json`` decides the file's bytes where it has one; otherwise its
+    ``build_dashboard`` result is written as sorted, 2-space-indented JSON with a newline.
+    """
     try:
         module = importlib.import_module(DASHBOARD_MODULE)
     except ModuleNotFoundError as exc:
         if exc.name != DASHBOARD_MODULE:  # the module exists but an import inside it fails
             raise
         return None
-    return cast("Callable[[MixinConfig], dict[str, Any]]", module.build_dashboard)
+    if hasattr(module, "dashboard_json"):
+        return cast("Callable[[MixinConfig], str]", module.dashboard_json)
+    build = cast("Callable[[MixinConfig], dict[str, Any]]", module.build_dashboard)
+    return lambda config: (
+        json.dumps(build(config), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
 
 
 def render(config: MixinConfig) -> Rendering:
     """Render every file of the mixin for ``config``.
 
-    The dashboard comes from ``laios.mixin.dashboard.build_dashboard``; where that module is
-    missing, the dashboard is left out and :attr:`Rendering.skipped` says so.
+    The dashboard comes from ``laios.mixin.dashboard`` (its ``dashboard_json``, or else its
+    ``build_dashboard``); where that module is missing, the dashboard is left out and
+    :attr:`Rendering.skipped` says so.
     """
     files = {RULES_PATH: _rules_file(config)}
     skipped: list[str] = []
-    build_dashboard = _dashboard_builder()
-    if build_dashboard is None:
+    dashboard_text = _dashboard_text()
+    if dashboard_text is None:
         skipped.append(
             f"{DASHBOARD_PATH}: skipped, {DASHBOARD_MODULE} is not part of this installation "
             "(the dashboard is left as it is)"
         )
     else:
-        files[DASHBOARD_PATH] = (
-            json.dumps(build_dashboard(config), indent=2, ensure_ascii=False) + "\n"
-        )
+        files[DASHBOARD_PATH] = dashboard_text(config)
     files.update(_kubernetes_files(config))
     return Rendering(files=files, skipped=tuple(skipped))
 
