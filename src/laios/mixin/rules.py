@@ -386,8 +386,8 @@ def _tool_latency(config: MixinConfig) -> dict[str, Any]:
         f"""For 15 minutes the 95th percentile duration of the successful tasks of tool
         {{{{ $labels.tool }}}} in {_scope(config)} has been above {limit} s (now
         {{{{ $value | humanizeDuration }}}}). Its dependency is slow, or its work has grown.
-        "Latency p50 / p95 / p99 by tool" shows since when; an exemplar on it links to the
-        trace of a slow task, whose checkpoint spans show which phase took the time.""",
+        "Latency p95 by tool" shows since when; an exemplar on it links to the trace of a slow
+        task, whose checkpoint spans show which phase took the time.""",
         "Successful tasks only: failures and timeouts have their own alerts.",
     )
 
@@ -460,7 +460,7 @@ def _queue_growing(config: MixinConfig) -> dict[str, Any]:
         f"""For 15 minutes tasks have been waiting for a worker on {{{{ $labels.instance }}}}
         (in {_scope(config)}) and the queue has kept growing (now {{{{ $value }}}} waiting):
         tasks arrive faster than the workers finish them, and every new one waits longer.
-        "Queue wait p95 by tool" shows the wait; "Executor workers and queue depth" the pool.
+        "Queue wait p95 by tool" shows the wait; "Worker utilisation by instance" the pool.
         Raise max_workers or add replicas, or find what holds the workers (slow tools,
         abandoned threads).""",
         "Tasks arrive faster than they finish: waiting tasks for 15 minutes, and more of them.",
