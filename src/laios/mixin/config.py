@@ -8,6 +8,19 @@ from dataclasses import dataclass
 __all__ = ["MixinConfig"]
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+#: One PromQL label matcher: a label name, an operator and a quoted string.
+_MATCHER = (
+    r"\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"
+    r"(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*"
+)
+_SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
+#: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
+_K8S_KEY = re.compile(
+    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+#: A Kubernetes label value: empty, or at most 63 of these characters.
+_K8S_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +44,12 @@ class MixinConfig:
             The default is the runbooks' path in this repository: point it at where your team
             hosts the documentation.
         dashboard_uid: The uid of the generated Grafana dashboard.
+        match_labels: ``(key, value)`` pairs the generated ServiceMonitor and PodMonitor select
+            on: the labels of your Service (ServiceMonitor) or of your pods (PodMonitor).
+        manifest_labels: ``(key, value)`` pairs put on the generated ServiceMonitor, PodMonitor
+            and PrometheusRule themselves, so that your Prometheus's ``serviceMonitorSelector``,
+            ``podMonitorSelector`` and ``ruleSelector`` pick them (kube-prometheus-stack selects
+            ``release: <its release name>``).
     """
 
     selector: str = ""
@@ -39,6 +58,8 @@ class MixinConfig:
     latency_p95_seconds: float = 5.0
     runbook_url_base: str = "docs/runbooks/"
     dashboard_uid: str = "laios-execution"
+    match_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "laios"),)
+    manifest_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for label in self.group_labels:
@@ -59,6 +80,20 @@ class MixinConfig:
             raise ValueError(
                 "selector takes label matchers without braces, e.g. 'job=\"orders-api\"'"
             )
+        if not _SELECTOR.fullmatch(self.selector):
+            raise ValueError(
+                f"selector {self.selector!r} is not a list of PromQL label matchers such as "
+                '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\''
+            )
+        if not self.runbook_url_base:
+            raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
+        if not self.match_labels:
+            raise ValueError(
+                "match_labels must name at least one label: an empty selector would make the "
+                "monitors scrape every Service or pod of their namespace"
+            )
+        _check_kubernetes_labels("match_labels", self.match_labels)
+        _check_kubernetes_labels("manifest_labels", self.manifest_labels)
 
     def matchers(self, *more: str) -> str:
         """Return ``{...}`` with the selector and ``more`` matchers, or ``""`` when empty."""
@@ -69,3 +104,21 @@ class MixinConfig:
     def by(self) -> str:
         """The group labels as a PromQL grouping list: ``cluster, namespace, job``."""
         return ", ".join(self.group_labels)
+
+
+def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:
+    """Raise ``ValueError`` unless ``pairs`` are (key, value) Kubernetes labels, keys unique."""
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ValueError(f"{name}: expected (key, value) pairs, got {pair!r}")
+        key, value = pair
+        if not (isinstance(key, str) and _K8S_KEY.match(key)):
+            raise ValueError(f"{name}: {key!r} is not a Kubernetes label key")
+        if not (isinstance(value, str) and _K8S_VALUE.match(value)):
+            raise ValueError(
+                f"{name}: {value!r} (for {key!r}) is not a Kubernetes label value: at most 63 "
+                "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+            )
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{name}: a label key is given twice in {pairs!r}")

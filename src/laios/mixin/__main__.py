@@ -1,0 +1,167 @@
+"""``python -m laios.mixin``: write the dashboard, the rules and the Kubernetes manifests.
+
+Run from the repository root with no options, it rewrites the committed files exactly as they
+are; with options it fits them to your deployment::
+
+    python -m laios.mixin --selector 'job="orders-api"' --objective 0.995 --out my-monitoring
+
+``--check`` writes nothing and exits 1 when a file differs from what it would write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from laios.mixin.config import MixinConfig
+from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+_DEFAULT = MixinConfig()
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _group_labels(text: str) -> tuple[str, ...]:
+    return tuple(label.strip() for label in text.split(",") if label.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options; each sets the :class:`MixinConfig` field of the same meaning."""
+    parser = argparse.ArgumentParser(
+        prog="python -m laios.mixin",
+        description=(
+            "Write laios' Grafana dashboard, Prometheus recording rules and alerts, and "
+            "Prometheus Operator manifests for your labels. With no options, from the "
+            "repository root, it reproduces the committed files."
+        ),
+    )
+    parser.add_argument(
+        OPTIONS["selector"],
+        default=_DEFAULT.selector,
+        metavar="MATCHERS",
+        help="PromQL label matchers, without braces, that pick the laios targets in every "
+        "query, rule and alert, e.g. 'job=\"orders-api\"' (default: every target exporting "
+        "laios metrics)",
+    )
+    parser.add_argument(
+        OPTIONS["group_labels"],
+        type=_group_labels,
+        default=_DEFAULT.group_labels,
+        metavar="L1,L2",
+        help="labels every recording rule and alert keeps, comma-separated (default: "
+        f"{','.join(_DEFAULT.group_labels)})",
+    )
+    parser.add_argument(
+        OPTIONS["availability_objective"],
+        type=float,
+        default=_DEFAULT.availability_objective,
+        metavar="RATIO",
+        help="share of results (after retries) that must succeed, for the burn-rate alerts "
+        f"(default: {_DEFAULT.availability_objective})",
+    )
+    parser.add_argument(
+        OPTIONS["latency_p95_seconds"],
+        type=float,
+        default=_DEFAULT.latency_p95_seconds,
+        metavar="SECONDS",
+        help="p95 duration of successful tasks above which LaiosToolLatencyHigh fires "
+        f"(default: {_DEFAULT.latency_p95_seconds:g})",
+    )
+    parser.add_argument(
+        OPTIONS["runbook_url_base"],
+        default=_DEFAULT.runbook_url_base,
+        metavar="URL",
+        help="prefix of every alert's runbook_url, e.g. https://wiki.example.com/laios/ "
+        f"(default: {_DEFAULT.runbook_url_base})",
+    )
+    parser.add_argument(
+        OPTIONS["dashboard_uid"],
+        default=_DEFAULT.dashboard_uid,
+        metavar="UID",
+        help=f"uid of the Grafana dashboard (default: {_DEFAULT.dashboard_uid})",
+    )
+    parser.add_argument(
+        OPTIONS["match_labels"],
+        type=_label,
+        action="append",
+        metavar="KEY=VALUE",
+        help="a label of your Services / pods the ServiceMonitor and PodMonitor select on; "
+        "repeat for several (default: "
+        + ", ".join(f"{key}={value}" for key, value in _DEFAULT.match_labels)
+        + ")",
+    )
+    parser.add_argument(
+        OPTIONS["manifest_labels"],
+        type=_label,
+        action="append",
+        metavar="KEY=VALUE",
+        help="a label put on the three manifests, for your Prometheus's selectors (e.g. "
+        "release=kube-prometheus-stack); repeat for several",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="directory to write into (default: the current one; run it from the repository "
+        "root to update the committed files)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when a file under DIR differs from what would be written",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> MixinConfig:
+    """The :class:`MixinConfig` the parsed options describe (raises ``ValueError`` if invalid)."""
+    return MixinConfig(
+        selector=args.selector,
+        group_labels=args.group_labels,
+        availability_objective=args.objective,
+        latency_p95_seconds=args.latency_p95,
+        runbook_url_base=args.runbook_url_base,
+        dashboard_uid=args.dashboard_uid,
+        match_labels=tuple(args.match_label) if args.match_label else _DEFAULT.match_labels,
+        manifest_labels=tuple(args.manifest_label or ()),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit code (0 done, 1 ``--check`` found differences)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    rendering = render(config)
+    for message in rendering.skipped:
+        print(message, file=sys.stderr)
+    if args.check:
+        stale = stale_files(rendering, args.out)
+        for path in stale:
+            print(f"{path}: differs from the generator's output", file=sys.stderr)
+        if stale:
+            print(f"regenerate with: {command_line(config)}", file=sys.stderr)
+            return 1
+        print(f"{len(rendering.files)} files up to date")
+        return 0
+    written = write_files(rendering, args.out)
+    for path in rendering.files:
+        print(f"{'wrote' if path in written else 'unchanged'} {args.out / path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,484 @@
+"""Recording rules and alerts for laios, as Python data: the source of ``rules.yml``.
+
+:func:`rule_groups` returns the ``groups`` of a Prometheus rule file (and of the generated
+PrometheusRule's ``spec``) for a :class:`~laios.mixin.config.MixinConfig`. Every expression reads
+its raw metrics through the config's selector and aggregates ``by`` its group labels plus
+``tool``, so the same rules fit a job called ``laios``, ``orders-api`` or a Kubernetes namespace.
+
+Two counters tell different stories and the rules keep them apart:
+
+- ``laios_tasks_total`` counts **attempts**: every try of ``execute_with_retry`` is one. It shows
+  what a tool's dependency does (a flaky API failing 37 % of its calls) and what the executor's
+  threads go through (timeouts, rejections).
+- ``laios_task_results_total`` counts **results returned to callers**, after retries. Alerts on
+  what callers see (the error ratio, the availability SLO) read this one: a failure that a retry
+  recovered is not a failure of the service.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from laios.mixin._yaml import Commented
+from laios.mixin.config import MixinConfig
+
+__all__ = ["BURN_RATES", "SLO_WINDOWS", "BurnRate", "alert_names", "rule_groups", "runbook_url"]
+
+#: Outcomes that are failures. A cancellation is the caller's choice: neither good nor bad.
+FAILED = "error|timeout|rejected"
+#: A tool's error ratio alert waits for this much traffic (results per second): 3 a minute, so
+#: that one failure out of three calls does not wake anyone.
+MIN_TOOL_RESULTS_PER_SECOND = 0.05
+#: The share of a tool's results that may fail before LaiosToolErrorRatioHigh fires.
+TOOL_ERROR_RATIO = 0.1
+#: Timeouts per second of one tool before LaiosToolTimeouts fires (3 a minute).
+TOOL_TIMEOUTS_PER_SECOND = 0.05
+#: The SLO period the burn rates are measured against, in hours (30 days).
+SLO_PERIOD_HOURS = 30 * 24
+
+
+@dataclass(frozen=True, slots=True)
+class BurnRate:
+    """One multiwindow burn-rate alert of the Google SRE workbook (chapter "Alerting on SLOs").
+
+    It fires when the error ratio over both windows is above ``factor`` times the error budget
+    (1 - objective): the long window proves the burn is real, the short one that it is still
+    going on, so the alert resolves minutes after the burn stops.
+    """
+
+    long: str
+    short: str
+    factor: float
+    severity: str
+    wait: str
+    long_hours: float
+
+    @property
+    def budget_spent(self) -> float:
+        """Share of a 30-day error budget spent over the long window at this burn rate."""
+        return self.factor * self.long_hours / SLO_PERIOD_HOURS
+
+
+#: Pages (critical) for fast burns, tickets (warning) for slow ones.
+BURN_RATES = (
+    BurnRate("1h", "5m", 14.4, "critical", "2m", 1),
+    BurnRate("6h", "30m", 6, "critical", "15m", 6),
+    BurnRate("1d", "2h", 3, "warning", "1h", 24),
+    BurnRate("3d", "6h", 1, "warning", "3h", 72),
+)
+#: Every window the burn-rate alerts read, short ones first.
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+
+def runbook_url(config: MixinConfig, alert: str) -> str:
+    """The runbook of ``alert``: ``runbook_url_base`` plus the name in kebab case and ``.md``.
+
+    >>> runbook_url(MixinConfig(), "LaiosToolErrorRatioHigh")
+    'docs/runbooks/laios-tool-error-ratio-high.md'
+    """
+    return config.runbook_url_base + re.sub(r"(?<!^)(?=[A-Z])", "-", alert).lower() + ".md"
+
+
+def alert_names(config: MixinConfig) -> list[str]:
+    """The names of the alerts :func:`rule_groups` defines, each once, in order."""
+    names = [rule["alert"] for rule in _alerts(config)]
+    return list(dict.fromkeys(names))
+
+
+def rule_groups(config: MixinConfig) -> list[dict[str, Any]]:
+    """The rule groups for ``config``: recording rules on attempts, on results, then alerts."""
+    return [
+        {"name": "laios-recording", "rules": _attempt_records(config)},
+        {"name": "laios-results", "rules": _result_records(config)},
+        {"name": "laios-alerts", "rules": _alerts(config)},
+    ]
+
+
+# -- PromQL helpers ------------------------------------------------------------------------------
+
+
+def _labels(config: MixinConfig, *more: str) -> str:
+    """``cluster, namespace, job`` plus ``more``, each once."""
+    return ", ".join(dict.fromkeys((*config.group_labels, *more)))
+
+
+def _sum(config: MixinConfig, inner: str, *more: str) -> str:
+    labels = _labels(config, *more)
+    return f"sum by ({labels}) ({inner})" if labels else f"sum ({inner})"
+
+
+def _number(value: float) -> str:
+    """A number as PromQL and people write it: ``0.01``, ``14.4``, ``5``."""
+    return f"{value:.10g}"
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.6g}%"
+
+
+def _scope(config: MixinConfig) -> str:
+    """A template naming where an alert fires: ``eu/shop/orders-api``, or ``orders-api`` when
+    the other group labels are empty."""
+    if not config.group_labels:
+        return "this Prometheus"
+    *outer, inner = config.group_labels
+    prefix = "".join(f"{{{{ with $labels.{label} }}}}{{{{ . }}}}/{{{{ end }}}}" for label in outer)
+    return f"{prefix}{{{{ $labels.{inner} }}}}"
+
+
+def _record(comment: str, record: str, expr: str) -> dict[str, Any]:
+    return Commented(comment, record=record, expr=expr)
+
+
+def _alert(
+    config: MixinConfig,
+    name: str,
+    expr: str,
+    wait: str,
+    labels: dict[str, str],
+    summary: str,
+    description: str,
+    comment: str,
+) -> dict[str, Any]:
+    rule = {
+        "alert": name,
+        "expr": expr,
+        "for": wait,
+        "labels": labels,
+        "annotations": {
+            "summary": summary,
+            "description": " ".join(description.split()),
+            "runbook_url": runbook_url(config, name),
+        },
+    }
+    return Commented(comment, rule)
+
+
+# -- recording rules -----------------------------------------------------------------------------
+
+
+def _quantile(config: MixinConfig, q: str, metric: str, *matchers: str) -> str:
+    rate = f"rate({metric}_bucket{config.matchers(*matchers)}[5m])"
+    return f"histogram_quantile({q},\n  {_sum(config, rate, 'tool', 'le')})\n"
+
+
+def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
+    tasks = f"rate(laios_tasks_total{config.matchers()}[5m])"
+    errors = f"rate(laios_task_errors_total{config.matchers()}[5m])"
+    failed = _sum(config, f'laios:tasks:rate5m{{outcome=~"{FAILED}"}}', "tool")
+    finished = _sum(config, "laios:tasks:rate5m", "tool")
+    ran = 'outcome!="rejected"'
+    return [
+        _record(
+            "Attempts finished per second, by tool and outcome (each try of a retried call).",
+            "laios:tasks:rate5m",
+            _sum(config, tasks, "tool", "outcome"),
+        ),
+        _record(
+            "Share of attempts that failed (error, timeout, rejected), by tool: what a tool's\n"
+            "dependency does. What callers see is laios:task_result_error_ratio:rate5m.\n"
+            "NaN (no result in alerts) when nothing finished.",
+            "laios:task_error_ratio:rate5m",
+            f"{failed}\n  / {finished}\n",
+        ),
+        _record(
+            "Failures per second by tool and error type.",
+            "laios:task_errors:rate5m",
+            _sum(config, errors, "tool", "error_type"),
+        ),
+        _record(
+            "Duration quantiles by tool; rejected tasks never ran and are left out.",
+            "laios:task_duration_seconds:p50_5m",
+            _quantile(config, "0.5", "laios_task_duration_seconds", ran),
+        ),
+        _record(
+            "",
+            "laios:task_duration_seconds:p95_5m",
+            _quantile(config, "0.95", "laios_task_duration_seconds", ran),
+        ),
+        _record(
+            "",
+            "laios:task_duration_seconds:p99_5m",
+            _quantile(config, "0.99", "laios_task_duration_seconds", ran),
+        ),
+        _record(
+            "0.95 quantile of the duration of successful tasks, by tool (LaiosToolLatencyHigh).",
+            "laios:task_success_duration_seconds:p95_5m",
+            _quantile(config, "0.95", "laios_task_duration_seconds", 'outcome="success"'),
+        ),
+        _record(
+            "Time waiting for a worker, 0.95 quantile, by tool.",
+            "laios:task_queue_wait_seconds:p95_5m",
+            _quantile(config, "0.95", "laios_task_queue_wait_seconds"),
+        ),
+    ]
+
+
+def _result_records(config: MixinConfig) -> list[dict[str, Any]]:
+    records = []
+    for window in SLO_WINDOWS:
+        rate = f"rate(laios_task_results_total{config.matchers()}[{window}])"
+        records.append(
+            _record(
+                (
+                    "Results returned to callers per second, by tool and final outcome (one per\n"
+                    "call, after its retries), over each window the burn-rate alerts read."
+                )
+                if window == SLO_WINDOWS[0]
+                else "",
+                f"laios:task_results:rate{window}",
+                _sum(config, rate, "tool", "outcome"),
+            )
+        )
+    failed = _sum(config, f'laios:task_results:rate5m{{outcome=~"{FAILED}"}}', "tool")
+    valid = _sum(config, 'laios:task_results:rate5m{outcome!="cancelled"}', "tool")
+    records.append(
+        _record(
+            "Share of the results returned to callers that failed, by tool: failures over\n"
+            "results that were not cancelled. NaN (no result in alerts) when there were none.",
+            "laios:task_result_error_ratio:rate5m",
+            f"{failed}\n  / {valid}\n",
+        )
+    )
+    return records
+
+
+# -- alerts --------------------------------------------------------------------------------------
+
+
+def _alerts(config: MixinConfig) -> list[dict[str, Any]]:
+    return [
+        _metrics_down(config),
+        _metrics_absent(config),
+        *(_burn_rate(config, burn) for burn in BURN_RATES),
+        _tool_error_ratio(config),
+        _tool_latency(config),
+        _tool_timeouts(config),
+        _tasks_rejected(config),
+        _saturated(config),
+        _queue_growing(config),
+        _abandoned_threads(config),
+    ]
+
+
+def _metrics_down(config: MixinConfig) -> dict[str, Any]:
+    if config.selector:
+        expr = f"up{config.matchers()} == 0"
+    else:
+        # Without a selector, `up` is every target of this Prometheus: keep those that exported
+        # laios metrics in the last day (a down target's own series are gone).
+        expr = (
+            f"up == 0\nand on ({_labels(config, 'job', 'instance')})\n"
+            "present_over_time(laios_build_info[1d])\n"
+        )
+    return _alert(
+        config,
+        "LaiosMetricsDown",
+        expr,
+        "5m",
+        {"severity": "critical"},
+        "Prometheus cannot scrape laios on {{ $labels.instance }}",
+        f"""For 5 minutes the /metrics endpoint of {{{{ $labels.instance }}}} (in {_scope(config)})
+        has not answered Prometheus: the process is down or restarting, or it serves on another
+        address or port. Every other laios alert is blind to this target while this one fires.""",
+        "Without a scrape every other alert is silent.",
+    )
+
+
+def _metrics_absent(config: MixinConfig) -> dict[str, Any]:
+    if config.selector:
+        expr = f"absent(up{config.matchers()})"
+        what = f"target matching {config.matchers()}"
+        summary = f"No Prometheus target matches {config.matchers()}"
+    else:
+        expr = "absent(laios_build_info)"
+        what = "target exporting laios metrics (laios_build_info)"
+        summary = "No Prometheus target exports laios metrics"
+    return _alert(
+        config,
+        "LaiosMetricsAbsent",
+        expr,
+        "15m",
+        {"severity": "critical"},
+        summary,
+        f"""For 15 minutes Prometheus has had no {what}: the service is not running anywhere, or
+        service discovery lost it (a renamed job or label, a ServiceMonitor or PodMonitor that no
+        longer selects it, a port no longer named "metrics"). LaiosMetricsDown cannot fire for a
+        target Prometheus does not know, and every other laios alert is blind.""",
+        "A target that vanished from discovery has no `up` series to be 0: watch for absence.",
+    )
+
+
+def _burn_rate(config: MixinConfig, burn: BurnRate) -> dict[str, Any]:
+    budget = 1 - config.availability_objective
+    threshold = f"({_number(burn.factor)} * {_number(budget)})"
+
+    def ratio(window: str) -> str:
+        failed = _sum(config, f'laios:task_results:rate{window}{{outcome=~"{FAILED}"}}')
+        valid = _sum(config, f'laios:task_results:rate{window}{{outcome!="cancelled"}}')
+        return f"{failed}\n  / {valid}\n  > {threshold}\n"
+
+    scope = _scope(config)
+    pace = "at that rate" if burn.factor == 1 else f"{_number(burn.factor)} times as fast"
+    return _alert(
+        config,
+        "LaiosErrorBudgetBurn",
+        f"{ratio(burn.long)}and\n{ratio(burn.short)}",
+        burn.wait,
+        {"severity": burn.severity, "long": burn.long, "short": burn.short},
+        f"laios in {scope} burns its error budget: {{{{ $value | humanizePercentage }}}} of "
+        f"results failed over {burn.long}",
+        f"""Over the last {burn.long}, and still over the last {burn.short},
+        {{{{ $value | humanizePercentage }}}} of the results laios returned to callers in
+        {scope} were failures (error, timeout or rejected, counted once per call after its
+        retries). The objective is {_percent(config.availability_objective)} success, so
+        {_percent(budget)} of the results of 30 days may fail; failing {pace} spends
+        {_percent(burn.budget_spent)} of that budget in {burn.long}.""",
+        (
+            f"Availability SLO ({_percent(config.availability_objective)} of results succeed), "
+            f"burning {_number(burn.factor)}x over {burn.long} and {burn.short}: "
+            + ("page." if burn.severity == "critical" else "ticket.")
+        ),
+    )
+
+
+def _tool_error_ratio(config: MixinConfig) -> dict[str, Any]:
+    per_minute = _number(MIN_TOOL_RESULTS_PER_SECOND * 60)
+    valid = _sum(config, 'laios:task_results:rate5m{outcome!="cancelled"}', "tool")
+    expr = (
+        f"laios:task_result_error_ratio:rate5m > {_number(TOOL_ERROR_RATIO)}\n"
+        f"and on ({_labels(config, 'tool')})\n"
+        f"{valid} > {_number(MIN_TOOL_RESULTS_PER_SECOND)}\n"
+    )
+    return _alert(
+        config,
+        "LaiosToolErrorRatioHigh",
+        expr,
+        "15m",
+        {"severity": "warning"},
+        f"laios tool {{{{ $labels.tool }}}} in {_scope(config)} fails "
+        "{{ $value | humanizePercentage }} of its calls",
+        f"""For 15 minutes {{{{ $value | humanizePercentage }}}} of the calls of tool
+        {{{{ $labels.tool }}}} in {_scope(config)} have failed after their retries (error,
+        timeout or rejected), while it returned at least {per_minute} results a minute: callers
+        see these failures. The dashboard's "Top failing tools and error types" table names the
+        error types; an exemplar on "Errors by tool and type" links to the trace of a failure.""",
+        (
+            f"More than {_percent(TOOL_ERROR_RATIO)} of a tool's results fail, after retries, "
+            f"while it returns at least\n{per_minute} a minute. Attempts that a retry recovered "
+            "do not count."
+        ),
+    )
+
+
+def _tool_latency(config: MixinConfig) -> dict[str, Any]:
+    limit = _number(config.latency_p95_seconds)
+    return _alert(
+        config,
+        "LaiosToolLatencyHigh",
+        f"laios:task_success_duration_seconds:p95_5m > {limit}",
+        "15m",
+        {"severity": "warning"},
+        f"laios tool {{{{ $labels.tool }}}} in {_scope(config)} is slow: p95 "
+        "{{ $value | humanizeDuration }}",
+        f"""For 15 minutes the 95th percentile duration of the successful tasks of tool
+        {{{{ $labels.tool }}}} in {_scope(config)} has been above {limit} s (now
+        {{{{ $value | humanizeDuration }}}}). Its dependency is slow, or its work has grown.
+        "Latency p95 by tool" shows since when; an exemplar on it links to the trace of a slow
+        task, whose checkpoint spans show which phase took the time.""",
+        "Successful tasks only: failures and timeouts have their own alerts.",
+    )
+
+
+def _tool_timeouts(config: MixinConfig) -> dict[str, Any]:
+    per_minute = _number(TOOL_TIMEOUTS_PER_SECOND * 60)
+    return _alert(
+        config,
+        "LaiosToolTimeouts",
+        f'laios:tasks:rate5m{{outcome="timeout"}} > {_number(TOOL_TIMEOUTS_PER_SECOND)}',
+        "10m",
+        {"severity": "warning"},
+        f"laios tool {{{{ $labels.tool }}}} in {_scope(config)} times out "
+        '{{ printf "%.2f" $value }} times a second',
+        f"""For 10 minutes tool {{{{ $labels.tool }}}} in {_scope(config)} has timed out
+        {{{{ printf "%.2f" $value }}}} times a second (more than {per_minute} a minute, attempts
+        included). Its dependency is slow or hanging, or its timeout is too short for its work.
+        Each timed-out synchronous tool keeps its thread until it returns: watch
+        laios_executor_abandoned_threads.""",
+        "A tool keeps overrunning its timeout (attempts: each retry that times out holds a\n"
+        "thread too).",
+    )
+
+
+def _tasks_rejected(config: MixinConfig) -> dict[str, Any]:
+    return _alert(
+        config,
+        "LaiosTasksRejected",
+        'laios:tasks:rate5m{outcome="rejected"} > 0',
+        "10m",
+        {"severity": "warning"},
+        f"laios rejects tasks for tool {{{{ $labels.tool }}}} in {_scope(config)}",
+        f"""For 10 minutes tasks for tool {{{{ $labels.tool }}}} in {_scope(config)} have been
+        rejected without running ({{{{ printf "%.2f" $value }}}}/s). error_type on
+        laios_task_errors_total says why: tool_not_found (tool="unknown": a caller asks for a
+        tool that is not registered), shutdown (tasks sent to a closed executor) or saturated
+        (see LaiosExecutorSaturated).""",
+        "Tasks that never started: an unknown tool, an executor already shut down, saturation.",
+    )
+
+
+def _saturated(config: MixinConfig) -> dict[str, Any]:
+    saturated = config.matchers('error_type="saturated"')
+    rate = f"rate(laios_task_errors_total{saturated}[5m])"
+    return _alert(
+        config,
+        "LaiosExecutorSaturated",
+        f"{_sum(config, rate, 'instance')} > 0",
+        "2m",
+        {"severity": "critical"},
+        "laios executor on {{ $labels.instance }} rejects tasks: saturated",
+        f"""For 2 minutes {{{{ $labels.instance }}}} (in {_scope(config)}) has been rejecting
+        tasks ({{{{ printf "%.2f" $value }}}}/s) because all its worker and replacement threads
+        are held by tools that overran their timeout. Tasks are not running at all. Restart the
+        process to recover now; then fix the hanging tool, or raise max_workers /
+        replacement_threads.""",
+        "Tasks refused because every worker and replacement thread is held by hung tools.",
+    )
+
+
+def _queue_growing(config: MixinConfig) -> dict[str, Any]:
+    depth = f"laios_executor_queue_depth{config.matchers()}"
+    return _alert(
+        config,
+        "LaiosQueueGrowing",
+        f"{depth} > 0\nand\nderiv({depth}[10m]) > 0\n",
+        "15m",
+        {"severity": "warning"},
+        "laios queue on {{ $labels.instance }} keeps growing: {{ $value }} tasks waiting",
+        f"""For 15 minutes tasks have been waiting for a worker on {{{{ $labels.instance }}}}
+        (in {_scope(config)}) and the queue has kept growing (now {{{{ $value }}}} waiting):
+        tasks arrive faster than the workers finish them, and every new one waits longer.
+        "Queue wait p95 by tool" shows the wait; "Worker utilisation by instance" the pool.
+        Raise max_workers or add replicas, or find what holds the workers (slow tools,
+        abandoned threads).""",
+        "Tasks arrive faster than they finish: waiting tasks for 15 minutes, and more of them.",
+    )
+
+
+def _abandoned_threads(config: MixinConfig) -> dict[str, Any]:
+    return _alert(
+        config,
+        "LaiosAbandonedThreads",
+        f"laios_executor_abandoned_threads{config.matchers()} > 0",
+        "15m",
+        {"severity": "warning"},
+        "{{ $value }} laios worker threads held by timed-out tools on {{ $labels.instance }}",
+        f"""For 15 minutes {{{{ $labels.instance }}}} (in {_scope(config)}) has had at least one
+        thread held by a tool that overran its timeout and has not returned (now
+        {{{{ $value }}}}). Find the hung tool ("Timeouts by tool"), make it honour its timeout or
+        cancellation, and restart the process if the threads never come back.""",
+        "Python cannot kill a thread: a timed-out tool that never returns holds its thread\n"
+        'forever, and the executor rejects tasks as "saturated" once all are held.',
+    )

@@ -1,0 +1,113 @@
+"""deploy/kubernetes/: the ServiceMonitor, PodMonitor and PrometheusRule fit laios and rules.yml."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from laios.mixin.config import MixinConfig
+from laios.mixin.kubernetes import manifests
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy" / "kubernetes"
+
+
+def load(name: str) -> Any:
+    """Parse a committed manifest."""
+    return yaml.safe_load((DEPLOY / name).read_text(encoding="utf-8"))
+
+
+def test_the_directory_holds_the_three_manifests() -> None:
+    """deploy/kubernetes/ has exactly servicemonitor, podmonitor and prometheusrule.yaml."""
+    assert sorted(path.name for path in DEPLOY.iterdir()) == [
+        "podmonitor.yaml",
+        "prometheusrule.yaml",
+        "servicemonitor.yaml",
+    ]
+
+
+def test_kinds_and_api_version() -> None:
+    """Each manifest is a monitoring.coreos.com/v1 object of its kind, named laios."""
+    kinds = {
+        "servicemonitor.yaml": "ServiceMonitor",
+        "podmonitor.yaml": "PodMonitor",
+        "prometheusrule.yaml": "PrometheusRule",
+    }
+    for name, kind in kinds.items():
+        manifest = load(name)
+        assert (manifest["apiVersion"], manifest["kind"]) == ("monitoring.coreos.com/v1", kind)
+        assert manifest["metadata"]["name"] == "laios"
+
+
+def test_prometheus_rule_groups_are_the_rules_file_groups() -> None:
+    """The PrometheusRule's spec.groups equal grafana/prometheus/rules.yml's groups."""
+    rules = yaml.safe_load((REPO / "grafana" / "prometheus" / "rules.yml").read_text("utf-8"))
+    assert load("prometheusrule.yaml")["spec"] == {"groups": rules["groups"]}
+
+
+def test_service_monitor_scrapes_the_metrics_port() -> None:
+    """The ServiceMonitor selects name=laios Services and scrapes their port metrics, /metrics."""
+    spec = load("servicemonitor.yaml")["spec"]
+    assert spec["selector"] == {"matchLabels": {"app.kubernetes.io/name": "laios"}}
+    assert spec["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http"}]
+    assert spec["jobLabel"] == "app.kubernetes.io/name"
+
+
+def test_pod_monitor_scrapes_the_metrics_container_port() -> None:
+    """The PodMonitor selects the same pods and scrapes their container port metrics, /metrics."""
+    spec = load("podmonitor.yaml")["spec"]
+    assert spec["selector"] == {"matchLabels": {"app.kubernetes.io/name": "laios"}}
+    assert spec["podMetricsEndpoints"] == [
+        {"port": "metrics", "path": "/metrics", "scheme": "http"}
+    ]
+    assert spec["jobLabel"] == "app.kubernetes.io/name"
+
+
+def test_match_and_manifest_labels_come_from_the_config() -> None:
+    """match_labels select the workload; manifest_labels label all three objects."""
+    config = MixinConfig(
+        match_labels=(("app.kubernetes.io/name", "orders-api"),),
+        manifest_labels=(("release", "kube-prometheus-stack"),),
+    )
+    built = manifests(config)
+    for manifest in built.values():
+        assert manifest["metadata"]["labels"] == {"release": "kube-prometheus-stack"}
+    for name in ("servicemonitor.yaml", "podmonitor.yaml"):
+        assert built[name]["spec"]["selector"]["matchLabels"] == {
+            "app.kubernetes.io/name": "orders-api"
+        }
+
+
+def test_default_manifests_carry_no_metadata_labels() -> None:
+    """Without manifest_labels the objects have a name and no labels to guess at."""
+    assert all(m["metadata"] == {"name": "laios"} for m in manifests(MixinConfig()).values())
+
+
+def guide_objects() -> dict[str, Any]:
+    """The Kubernetes objects of the guide's YAML examples, by kind."""
+    text = (REPO / "docs" / "guides" / "kubernetes.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    objects = [doc for block in blocks for doc in yaml.safe_load_all(block)]
+    return {doc["kind"]: doc for doc in objects if isinstance(doc, dict) and "kind" in doc}
+
+
+def test_guide_example_names_the_port_the_monitors_scrape() -> None:
+    """The guide's Deployment names container port 8489 `metrics`; its Service's port too."""
+    objects = guide_objects()
+    (container,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": 8489} in container["ports"]
+    (port,) = objects["Service"]["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"]) == ("metrics", 8489, "metrics")
+
+
+def test_guide_example_is_selected_by_monitors_generated_for_it() -> None:
+    """The example's pods and Service carry the labels the guide's --match-label selects."""
+    objects = guide_objects()
+    labels = {"app.kubernetes.io/name": "orders-api"}
+    assert objects["Deployment"]["spec"]["template"]["metadata"]["labels"].items() >= labels.items()
+    assert objects["Service"]["metadata"]["labels"].items() >= labels.items()
+    text = (REPO / "docs" / "guides" / "kubernetes.md").read_text(encoding="utf-8")
+    assert "--match-label app.kubernetes.io/name=orders-api" in text

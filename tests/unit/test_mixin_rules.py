@@ -1,0 +1,288 @@
+"""The generated rules: selectors and group labels from MixinConfig, runbooks, SLO arithmetic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from laios.mixin.config import MixinConfig
+from laios.mixin.rules import BURN_RATES, alert_names, rule_groups, runbook_url
+
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOKS = REPO / "docs" / "runbooks"
+RULES_TESTS = REPO / "grafana" / "prometheus" / "rules.test.yml"
+#: Raw metrics (not recording rules) read by the rules: every use must carry the selector.
+RAW_METRIC = re.compile(r"(?<![\w:])(up|laios_[a-z_]+)\b(\{[^}]*\})?")
+
+
+def rules(config: MixinConfig) -> list[dict[str, Any]]:
+    """Every rule of every group for ``config``."""
+    return [rule for group in rule_groups(config) for rule in group["rules"]]
+
+
+def alerts(config: MixinConfig) -> list[dict[str, Any]]:
+    return [rule for rule in rules(config) if "alert" in rule]
+
+
+def records(config: MixinConfig) -> list[dict[str, Any]]:
+    return [rule for rule in rules(config) if "record" in rule]
+
+
+# -- selectors and labels -----------------------------------------------------------------------
+
+
+def test_every_raw_metric_carries_the_selector() -> None:
+    """With selector job="orders-api", each read of up or a laios_* metric has that matcher."""
+    config = MixinConfig(selector='job="orders-api"')
+    reads = [
+        (rule.get("record") or rule["alert"], match.group(0))
+        for rule in rules(config)
+        for match in RAW_METRIC.finditer(rule["expr"])
+    ]
+    assert reads
+    assert [read for read in reads if 'job="orders-api"' not in read[1]] == []
+
+
+def test_no_rule_names_a_job() -> None:
+    """The default rules match no literal job: a job called orders-api is watched like laios."""
+    assert [rule["expr"] for rule in rules(MixinConfig()) if "job=" in rule["expr"]] == []
+
+
+def test_every_aggregation_keeps_the_group_labels() -> None:
+    """With group labels team, job, every `by (...)` and `on (...)` list starts with them."""
+    config = MixinConfig(group_labels=("team", "job"))
+    lists = [
+        match.group(1)
+        for rule in rules(config)
+        for match in re.finditer(r"\b(?:by|on) \(([^)]*)\)", rule["expr"])
+    ]
+    assert lists
+    assert [labels for labels in lists if not labels.startswith("team, job")] == []
+
+
+def test_recording_rules_aggregate_by_group_labels_and_tool() -> None:
+    """Each recording rule's aggregations keep cluster, namespace, job and tool."""
+    lists = [
+        match.group(1)
+        for rule in records(MixinConfig())
+        for match in re.finditer(r"\bby \(([^)]*)\)", rule["expr"])
+    ]
+    assert len(lists) >= len(records(MixinConfig()))
+    assert [
+        labels for labels in lists if not labels.startswith("cluster, namespace, job, tool")
+    ] == []
+
+
+def test_alerts_read_only_recording_rules_that_exist() -> None:
+    """Every laios:* name an alert reads is recorded by a rule of the groups."""
+    config = MixinConfig()
+    recorded = {rule["record"] for rule in records(config)}
+    used = {
+        name for rule in alerts(config) for name in re.findall(r"laios:[a-z0-9_:]+", rule["expr"])
+    }
+    assert used
+    assert used - recorded == set()
+
+
+# -- what the alerts watch ----------------------------------------------------------------------
+
+
+def alert_exprs(config: MixinConfig, name: str) -> list[str]:
+    return [rule["expr"] for rule in alerts(config) if rule["alert"] == name]
+
+
+def test_error_alerts_read_final_results_not_attempts() -> None:
+    """The error ratio and burn-rate alerts read results after retries, never attempts."""
+    config = MixinConfig()
+    exprs = alert_exprs(config, "LaiosToolErrorRatioHigh") + alert_exprs(
+        config, "LaiosErrorBudgetBurn"
+    )
+    assert exprs
+    assert all("laios:task_result" in expr for expr in exprs)
+    assert [
+        expr for expr in exprs if "laios:tasks:" in expr or "laios:task_error_ratio" in expr
+    ] == []
+    (ratio,) = (
+        rule for rule in records(config) if rule["record"] == "laios:task_result_error_ratio:rate5m"
+    )
+    assert "laios:task_results:rate5m" in ratio["expr"]
+
+
+def test_vanished_targets_are_watched_with_absent() -> None:
+    """LaiosMetricsAbsent is absent(up{selector}); without a selector, absent(laios_build_info)."""
+    (with_selector,) = alert_exprs(MixinConfig(selector='job="orders-api"'), "LaiosMetricsAbsent")
+    (default,) = alert_exprs(MixinConfig(), "LaiosMetricsAbsent")
+    assert with_selector == 'absent(up{job="orders-api"})'
+    assert default == "absent(laios_build_info)"
+
+
+def test_down_targets_are_up_equals_zero_of_the_selector() -> None:
+    """LaiosMetricsDown with a selector is up{selector} == 0."""
+    (expr,) = alert_exprs(MixinConfig(selector='namespace="shop"'), "LaiosMetricsDown")
+    assert expr == 'up{namespace="shop"} == 0'
+
+
+def test_burn_rate_alerts_follow_the_sre_workbook() -> None:
+    """Four burn-rate alerts: 14.4 over 1h/5m and 6 over 6h/30m page, 3 and 1 open tickets."""
+    config = MixinConfig()
+    burns = [rule for rule in alerts(config) if rule["alert"] == "LaiosErrorBudgetBurn"]
+    assert [
+        (rule["labels"]["long"], rule["labels"]["short"], rule["labels"]["severity"], rule["for"])
+        for rule in burns
+    ] == [
+        ("1h", "5m", "critical", "2m"),
+        ("6h", "30m", "critical", "15m"),
+        ("1d", "2h", "warning", "1h"),
+        ("3d", "6h", "warning", "3h"),
+    ]
+    assert [burn.factor for burn in BURN_RATES] == [14.4, 6, 3, 1]
+
+
+def test_burn_rate_thresholds_follow_the_objective() -> None:
+    """With objective 0.995 every burn-rate window compares against factor × 0.005."""
+    config = MixinConfig(availability_objective=0.995)
+    thresholds = [
+        re.findall(r"> \(([\d.]+) \* ([\d.e-]+)\)", expr)
+        for expr in alert_exprs(config, "LaiosErrorBudgetBurn")
+    ]
+    assert thresholds == [[(f, "0.005")] * 2 for f in ("14.4", "6", "3", "1")]
+
+
+def test_both_windows_of_a_burn_rate_alert_are_read() -> None:
+    """Each burn-rate alert reads its long and its short window's results."""
+    for rule in alerts(MixinConfig()):
+        if rule["alert"] == "LaiosErrorBudgetBurn":
+            labels = rule["labels"]
+            windows = re.findall(r"laios:task_results:rate(\w+)", rule["expr"])
+            assert sorted(set(windows)) == sorted({labels["long"], labels["short"]})
+
+
+def test_latency_threshold_follows_the_config() -> None:
+    """LaiosToolLatencyHigh compares the p95 of successful tasks with latency_p95_seconds."""
+    (expr,) = alert_exprs(MixinConfig(latency_p95_seconds=0.25), "LaiosToolLatencyHigh")
+    assert expr == "laios:task_success_duration_seconds:p95_5m > 0.25"
+    (p95,) = (
+        r
+        for r in records(MixinConfig())
+        if r["record"] == "laios:task_success_duration_seconds:p95_5m"
+    )
+    assert 'outcome="success"' in p95["expr"]
+
+
+def test_saturation_queue_and_abandoned_work_are_watched() -> None:
+    """Alerts exist on saturated rejections, a growing queue and abandoned threads."""
+    config = MixinConfig()
+    assert 'error_type="saturated"' in alert_exprs(config, "LaiosExecutorSaturated")[0]
+    assert "deriv(laios_executor_queue_depth" in alert_exprs(config, "LaiosQueueGrowing")[0]
+    assert "laios_executor_abandoned_threads" in alert_exprs(config, "LaiosAbandonedThreads")[0]
+
+
+# -- annotations and runbooks -------------------------------------------------------------------
+
+
+def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
+    """Each alert waits, has a severity, a summary, a description and its runbook_url."""
+    config = MixinConfig(runbook_url_base="https://wiki.example.com/laios/")
+    incomplete = [
+        rule["alert"]
+        for rule in alerts(config)
+        if not (
+            rule["for"]
+            and rule["labels"]["severity"] in ("critical", "warning")
+            and rule["annotations"]["summary"]
+            and rule["annotations"]["description"]
+            and rule["annotations"]["runbook_url"] == runbook_url(config, rule["alert"])
+        )
+    ]
+    assert incomplete == []
+
+
+def test_runbook_url_is_the_base_and_the_name_in_kebab_case() -> None:
+    """runbook_url is runbook_url_base + the alert name in lower case with dashes + .md."""
+    config = MixinConfig(runbook_url_base="https://wiki.example.com/laios/")
+    assert runbook_url(config, "LaiosToolErrorRatioHigh") == (
+        "https://wiki.example.com/laios/laios-tool-error-ratio-high.md"
+    )
+
+
+def test_every_runbook_url_is_a_page_of_the_manual() -> None:
+    """With the default base, every alert's runbook_url is an existing docs/runbooks/ page."""
+    config = MixinConfig()
+    urls = {rule["annotations"]["runbook_url"] for rule in alerts(config)}
+    assert all(url.startswith("docs/runbooks/") for url in urls)
+    assert sorted(url for url in urls if not (REPO / url).is_file()) == []
+
+
+def test_runbook_index_links_every_runbook() -> None:
+    """docs/runbooks/index.md links each alert's page, and no page is left over."""
+    index = (RUNBOOKS / "index.md").read_text(encoding="utf-8")
+    pages = {Path(runbook_url(MixinConfig(), name)).name for name in alert_names(MixinConfig())}
+    assert sorted(page for page in pages if f"({page})" not in index) == []
+    assert {path.name for path in RUNBOOKS.glob("*.md")} == pages | {"index.md"}
+
+
+def test_alert_names_are_listed_once_each() -> None:
+    """alert_names() has every alert once, LaiosErrorBudgetBurn included once for its four rules."""
+    names = alert_names(MixinConfig())
+    assert len(names) == len(set(names)) == len({rule["alert"] for rule in alerts(MixinConfig())})
+
+
+# -- the promtool tests cover every alert rule --------------------------------------------------
+
+
+def test_every_alert_rule_has_a_firing_and_a_quiet_promtool_test() -> None:
+    """rules.test.yml fires each alert rule (each burn-rate window by its labels) and keeps
+    each alert quiet in another case."""
+    cases = [
+        case
+        for test in yaml.safe_load(RULES_TESTS.read_text(encoding="utf-8"))["tests"]
+        for case in test.get("alert_rule_test", [])
+    ]
+    fired = [
+        (case["alertname"], alert["exp_labels"])
+        for case in cases
+        for alert in case.get("exp_alerts") or []
+    ]
+    never_fired = [
+        (rule["alert"], rule["labels"])
+        for rule in alerts(MixinConfig())
+        if not any(
+            name == rule["alert"] and rule["labels"].items() <= labels.items()
+            for name, labels in fired
+        )
+    ]
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    assert never_fired == []
+    assert set(alert_names(MixinConfig())) - quiet == set()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"runbook_url_base": ""},
+        {"selector": "job=orders-api"},
+        {"selector": 'job="orders-api",'},
+        {"match_labels": ()},
+        {"match_labels": (("app.kubernetes.io/name", "has space"),)},
+        {"match_labels": (("-bad", "x"),)},
+        {"manifest_labels": (("release", "a"), ("release", "b"))},
+    ],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
+    """Empty runbook base, a selector that is not label matchers, no match labels, invalid or
+    repeated Kubernetes labels: ValueError at the call."""
+    with pytest.raises(ValueError):
+        MixinConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    ['job="orders-api"', 'namespace="shop", job=~"orders-.*"', "job!~'test.*'", "job=`a`"],
+)
+def test_label_matcher_selectors_are_accepted(selector: str) -> None:
+    """Selectors of one or more quoted label matchers, any operator, are accepted."""
+    assert MixinConfig(selector=selector).matchers() == "{" + selector + "}"
