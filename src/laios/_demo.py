@@ -341,11 +341,14 @@ class _Clock:
 
         return status_document(self.executor.store.snapshot())
 
-    def headline(self, document: dict[str, Any]) -> str:
-        """``laios demo — 12 s, 345 tasks, 28.7 tasks/s`` (``12/30 s`` with a duration)."""
+    def headline(self, document: dict[str, Any], *, final: bool = False) -> str:
+        """``laios demo — 12 s, 345 tasks, 28.7 tasks/s`` (``12/30 s`` with a duration, while
+        it runs)."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         total = sum(_int(t.get("total")) for t in document.get("tools", [])) - self.before
-        shown = f"{elapsed:.0f}" if self.duration is None else f"{elapsed:.0f}/{self.duration:g}"
+        shown = f"{elapsed:.0f}"
+        if self.duration is not None and not final:
+            shown += f"/{self.duration:g}"
         return f"laios demo — {shown} s, {total} tasks, {total / elapsed:.1f} tasks/s"
 
     def remaining(self) -> float | None:
@@ -510,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
         with sleeps_disabled():
             workload.join(timeout=15.0)
         document = clock.document()
-        headline = clock.headline(document)
+        headline = clock.headline(document, final=True)
         executor.shutdown(wait=False)
         server.shutdown()
         if provider is not None:
