@@ -6,6 +6,11 @@ where a hung tool is killed at its timeout, or on an embedded Dask cluster (``--
 Metrics and status are served on ``/metrics`` and ``/status``; spans go to OTLP when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, to the console with ``--console-spans``, and otherwise
 stay in-process (their ids still mark the exemplars).
+
+On a terminal the demo draws a live view (:func:`live_frame`, on a
+:class:`laios._terminal.LiveScreen`) that keeps its addresses on top and fits the terminal;
+otherwise, or when console spans print to the same terminal, it prints a progress line now and
+then. Either way a summary follows on the normal screen.
 """
 
 from __future__ import annotations
@@ -265,6 +270,14 @@ def _addresses(url: str) -> list[tuple[str, str]]:
     ]
 
 
+def _view_addresses(url: str, dask_dashboard: str | None) -> list[tuple[str, str]]:
+    """The addresses the live view keeps on top: the banner's, and Dask's dashboard if any."""
+    addresses = _addresses(url)
+    if dask_dashboard is not None:
+        addresses.append(("Dask", dask_dashboard))
+    return addresses
+
+
 def _terminal_mode(args: argparse.Namespace) -> tuple[bool, str]:
     """Whether to draw the live view, and what the banner says the terminal will show."""
     plain = f"a progress line every {_PLAIN_EVERY:g} s"
@@ -400,9 +413,8 @@ def _progress_line(clock: _Clock) -> str:
     return f"{clock.headline(document).replace(' —', ':', 1)}, {running} running"
 
 
-def _show_live(clock: _Clock, url: str) -> None:
+def _show_live(clock: _Clock, addresses: list[tuple[str, str]]) -> None:
     """Draw the live view until the duration is over or q is pressed (Ctrl-C raises)."""
-    addresses = _addresses(url)
     with LiveScreen(sys.stdout, sys.stdin) as screen:
         stop = "q or Ctrl-C to stop" if screen.reads_keys else "Ctrl-C to stop"
         while True:
@@ -504,7 +516,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with _sigterm_as_ctrl_c():
             if live:
-                _show_live(clock, server.url)
+                dashboard = str(runner.dashboard_link) if kind == "dask" else None
+                _show_live(clock, _view_addresses(server.url, dashboard))
             else:
                 _show_plain(clock)
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@
 :func:`laios.execution.server.start_http_server`) and shows it in the terminal, once or, with
 ``--watch``, redrawn until Ctrl-C. It uses only the standard library, so it works wherever the
 package is installed. Rendering is done by functions that return strings
-(:func:`render_status`, :func:`progress_bar`, :func:`format_seconds`).
+(:func:`render_status`, :func:`progress_bar`, :func:`format_seconds`); :func:`status_lines`
+fits the status to a screen's width and height, for ``laios demo``'s live view.
 
 Example:
     >>> progress_bar(52.0)

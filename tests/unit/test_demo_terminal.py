@@ -104,6 +104,14 @@ def test_the_banner_says_what_the_terminal_shows() -> None:
     assert lines[-1] == "  Press Ctrl-C to stop."
 
 
+def test_the_live_view_keeps_the_dask_dashboard_on_top_with_the_addresses() -> None:
+    """With --runner dask, the view's top lines add the Dask dashboard to the addresses."""
+    url = "http://127.0.0.1:8489"
+    assert _demo._view_addresses(url, None) == _demo._addresses(url)
+    with_dask = _demo._view_addresses(url, "http://127.0.0.1:8787/status")
+    assert with_dask == [*_demo._addresses(url), ("Dask", "http://127.0.0.1:8787/status")]
+
+
 def test_progress_lines_are_plain_and_periodic(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
