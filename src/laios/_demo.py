@@ -6,11 +6,6 @@ where a hung tool is killed at its timeout, or on an embedded Dask cluster (``--
 Metrics and status are served on ``/metrics`` and ``/status``; spans go to OTLP when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, to the console with ``--console-spans``, and otherwise
 stay in-process (their ids still mark the exemplars).
-
-On a terminal the demo draws a live view (:func:`live_frame`, on a
-:class:`laios._terminal.LiveScreen`) that keeps its addresses on top and fits the terminal;
-otherwise, or when console spans print to the same terminal, it prints a progress line now and
-then. Either way a summary follows on the normal screen.
 """
 
 from __future__ import annotations
@@ -230,27 +225,27 @@ class _Workload:
 
 
 def _configure_tracing(console: bool) -> tuple[Any, str]:
-    """Install an OpenTelemetry SDK provider; return it and a phrase saying where spans go."""
+    """Install an OpenTelemetry SDK provider; return it and a line saying where spans go."""
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
-        return None, "off (pip install 'laios[demo]' to trace the demo)"
+        return None, "spans: off (pip install 'laios[demo]' to trace the demo)"
     provider = TracerProvider(resource=Resource.create({"service.name": "laios-demo"}))
-    where = "kept in-process (their ids mark the exemplars); --console-spans prints them"
+    where = "spans: kept in-process (their ids mark the exemplars); --console-spans prints them"
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
-            where = "OTLP asked for, but pip install 'laios[otlp]' is needed"
+            where = "spans: OTLP asked for, but pip install 'laios[otlp]' is needed"
         else:
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-            where = f"OTLP to {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}"
+            where = f"spans: OTLP to {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}"
     elif console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
-        where = "printed to stderr"
+        where = "spans: printed to stderr"
     trace.set_tracer_provider(provider)
     return provider, where
 
@@ -315,7 +310,7 @@ def _banner(
             "docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"
             " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)",
         ),
-        _labelled("Spans", spans),
+        f"  {spans}",
     ]
     kind = getattr(args, "runner", "thread")
     if kind == "process":
@@ -474,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
 
     # The live view owns the terminal; the status table shows what warnings would say.
     logging.getLogger("laios").setLevel(logging.ERROR)
-    provider, spans = _configure_tracing(bool(getattr(args, "console_spans", False)))
+    provider, spans_line = _configure_tracing(bool(getattr(args, "console_spans", False)))
     registry = build_registry()
     context = Context(session_id="demo-session", user_id="demo-user")
     kind = getattr(args, "runner", "thread")
@@ -507,7 +502,7 @@ def run(args: argparse.Namespace) -> int:
         print("Pick another port with --port.", file=sys.stderr)
         return 2
     live, terminal = _terminal_mode(args)
-    for line in _banner(args, server.url, server.port, spans, terminal, runner):
+    for line in _banner(args, server.url, server.port, spans_line, terminal, runner):
         print(line)
     sys.stdout.flush()
     clock = _Clock(executor, args.duration)

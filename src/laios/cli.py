@@ -464,12 +464,14 @@ def status_lines(
         width=width,
         budget=None if room is None else max(room - keep, 1),
     )
+    # A reduced /status (served beyond loopback) counts the running tasks but lists none.
+    unlisted = document.get("detail") == "reduced" and count > 0
     running_lines = _section(
         f"Running tasks ({count})",
         _RUNNING_HEADER,
         running_rows,
-        count,
-        empty="(none)",
+        0 if unlisted else count,
+        empty="(not listed: this endpoint serves a reduced /status)" if unlisted else "(none)",
         right={3},
         steps=_RUNNING_STEPS,
         width=width,

@@ -93,14 +93,14 @@ def test_the_banner_says_what_the_terminal_shows() -> None:
     """The banner lists the addresses, then a Terminal line with the chosen mode."""
     args = _args(host="127.0.0.1", duration=None, runner="thread")
     url = "http://127.0.0.1:8489"
-    lines = _demo._banner(args, url, 8489, "printed to stderr", "PLAIN, SAID WHY", None)
+    lines = _demo._banner(args, url, 8489, "spans: printed to stderr", "PLAIN, SAID WHY", None)
     assert lines[1:4] == [
         f"  Metrics:    {url}/metrics",
         f"  Status:     {url}/status",
         f"  Watch:      laios status --url {url} --watch",
     ]
     assert "  Terminal:   PLAIN, SAID WHY" in lines
-    assert "  Spans:      printed to stderr" in lines
+    assert "  spans: printed to stderr" in lines
     assert lines[-1] == "  Press Ctrl-C to stop."
 
 

@@ -243,3 +243,15 @@ def test_a_table_on_a_tiny_screen_is_cut(width: int) -> None:
     """A table that cannot fit even after its steps has its lines cut to the width."""
     lines = table_lines(["NAME"], [["alpha"]], width=width)
     assert all(text_width(line) <= width for line in lines)
+
+
+@pytest.mark.parametrize("width", [None, 80])
+def test_a_reduced_status_says_its_running_tasks_are_not_listed(width: int | None) -> None:
+    """A reduced /status counts running tasks without listing them; no "+N more" is shown."""
+    document = {**_busy(running=0), "running_total": 3, "detail": "reduced"}
+    lines = status_lines(document, width=width, height=None if width is None else 24)
+    assert lines[:2] == [
+        "Running tasks (3)",
+        "  (not listed: this endpoint serves a reduced /status)",
+    ]
+    assert not any(line.endswith(" more") for line in lines)
