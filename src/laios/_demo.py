@@ -280,7 +280,7 @@ def _terminal_mode(args: argparse.Namespace) -> tuple[bool, str]:
         return False, f"{plain} (the output is not a terminal)"
     if getattr(args, "no_live", False):
         return False, f"{plain} (--no-live)"
-    if getattr(args, "console_spans", False) and sys.stderr.isatty():
+    if getattr(args, "console_spans", False) and stream_is_terminal(sys.stderr):
         return False, (
             f"{plain}; no live view, since spans print to this terminal"
             " (send them to a file with 2>spans.txt to keep the live view)"
@@ -404,7 +404,7 @@ def live_frame(
 def _progress_line(clock: _Clock) -> str:
     """The plain line printed now and then when there is no live view."""
     document = clock.document()
-    running = document.get("running_total")
+    running = _int(document.get("running_total"))
     return f"{clock.headline(document).replace(' —', ':', 1)}, {running} running"
 
 
