@@ -168,6 +168,7 @@ class LiveScreen:
         self._saved_modes: list[Any] | None = None
         self._wake: tuple[int, int] | None = None
         self._saved_winch: Any = None
+        self._keys_gone = False
         self._drawn = 0
         self._clear = False
 
@@ -210,7 +211,8 @@ class LiveScreen:
 
     def wait(self, seconds: float) -> str:
         """Wait up to ``seconds``; return early with the keys typed, or ``""`` on a resize."""
-        fds = [fd for fd in (self._key_fd, self._wake[0] if self._wake else None) if fd is not None]
+        keys = None if self._keys_gone else self._key_fd
+        fds = [fd for fd in (keys, self._wake[0] if self._wake else None) if fd is not None]
         if not fds:
             threading.Event().wait(max(seconds, 0.0))
             return ""
@@ -219,8 +221,14 @@ class LiveScreen:
         if self._wake is not None and self._wake[0] in ready:
             os.read(self._wake[0], 512)
             self._clear = True
-        if self._key_fd is not None and self._key_fd in ready:
-            typed = os.read(self._key_fd, 512).decode(errors="replace")
+        if keys is not None and keys in ready:
+            try:
+                data = os.read(keys, 512)
+            except OSError:  # EIO: the terminal hung up
+                data = b""
+            if not data:  # the terminal hung up: stop watching it (its modes are still restored)
+                self._keys_gone = True
+            typed = data.decode(errors="replace")
         return typed
 
     def _write(self, text: str) -> None:

@@ -61,10 +61,14 @@ def _set_size(fd: int, columns: int, lines: int) -> None:
 
 
 def run_in_terminal(
-    body: str, *, type_after_start: bytes = b"", resize_after_start: bool = False
+    body: str,
+    *,
+    type_after_start: bytes = b"",
+    resize_after_start: bool = False,
+    hang_up_after_start: bool = False,
 ) -> Session:
-    """Run ``body`` (with ``report`` to fill) in its own terminal; type or resize once the
-    alternate screen is on."""
+    """Run ``body`` (with ``report`` to fill) in its own terminal; type, resize or hang up
+    once the alternate screen is on."""
     master, slave = os.openpty()
     _set_size(slave, 80, 24)
     read_report, write_report = os.pipe()
@@ -102,6 +106,10 @@ def run_in_terminal(
                     os.write(master, type_after_start)
                 if resize_after_start:
                     _set_size(master, 100, 30)
+                if hang_up_after_start:
+                    os.close(master)
+                    master = -1
+                    break
             if process.poll() is not None and not ready:
                 break
         returncode = process.wait(timeout=10)
@@ -111,7 +119,8 @@ def run_in_terminal(
         if process.poll() is None:
             process.kill()
             process.wait()
-        os.close(master)
+        if master != -1:
+            os.close(master)
     report = json.loads(raw) if raw else {}
     assert returncode == 0, output.decode(errors="replace")
     assert report, output.decode(errors="replace")
@@ -197,6 +206,32 @@ def test_a_resize_ends_the_wait_early() -> None:
     )
     assert session.report["typed"] == ""
     assert session.report["seconds"] < 10
+
+
+def test_waits_after_the_terminal_hangs_up_still_last_their_time() -> None:
+    """Once the terminal is gone, wait() does not spin: each wait lasts the time asked."""
+    session = run_in_terminal(
+        """
+        import signal
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        with LiveScreen(sys.stdout, sys.stdin) as screen:
+            time.sleep(1.0)  # (the terminal hangs up 0.2 s after the screen opened)
+            started = time.monotonic()
+            calls = 0
+            while time.monotonic() - started < 0.5:
+                screen.wait(0.1)
+                calls += 1
+            report["calls"] = calls
+        try:
+            report["modes_after"] = termios.tcgetattr(0)[3]
+        except termios.error:
+            report["modes_after"] = "gone"
+        os.write(REPORT, json.dumps(report).encode())
+        os._exit(0)
+        """,
+        hang_up_after_start=True,
+    )
+    assert session.report["calls"] <= 10  # (5 or 6 waits of 0.1 s; spinning makes thousands)
 
 
 def test_a_wait_with_nothing_happening_lasts_its_time() -> None:
