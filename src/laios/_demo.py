@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import random
+import shutil
+import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
+from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
 from laios.execution.monitor import get_performance_monitor
@@ -30,7 +36,12 @@ from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool, ToolInput, ToolOutput
 from laios.tools.registry import ToolRegistry
 
-__all__ = ["build_registry", "run"]
+__all__ = ["build_registry", "live_frame", "run"]
+
+#: Seconds between frames of the live view.
+_FRAME = 1.0
+#: Seconds between progress lines when there is no live view.
+_PLAIN_EVERY = 10.0
 
 
 class _FetchInput(ToolInput):
@@ -251,19 +262,227 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
     return provider, where
 
 
-def _live_view(executor: Executor, started: float, tasks_before: int) -> str:
-    from laios.cli import render_status
-    from laios.execution.server import status_document
+def _labelled(label: str, text: str) -> str:
+    """One line of the banner or of the live view's top: the label, then its text."""
+    return f"  {label + ':':<11} {text}"
 
-    document = status_document(executor.store.snapshot())
-    total = sum(t.get("total", 0) for t in document.get("tools", [])) - tasks_before
-    elapsed = max(time.monotonic() - started, 1e-9)
-    header = f"laios demo — {elapsed:5.0f} s, {total} tasks, {total / elapsed:6.1f} tasks/s"
-    return header + "\n\n" + render_status(document)
+
+def _addresses(url: str) -> list[tuple[str, str]]:
+    """What the demo serves and how to watch it, as (label, text): printed in the banner and
+    kept at the top of the live view all the time."""
+    return [
+        ("Live page", f"{url}/ (open it in a browser)"),
+        ("Metrics", f"{url}/metrics"),
+        ("Status", f"{url}/status"),
+        ("Watch", f"laios status --url {url} --watch"),
+    ]
+
+
+def _view_addresses(url: str, dask_dashboard: str | None) -> list[tuple[str, str]]:
+    """The addresses the live view keeps on top: the banner's, three lines (to leave a 24-line
+    screen its rows), and Dask's dashboard if any."""
+    addresses = [
+        ("Live page", f"{url}/"),
+        ("Metrics", f"{url}/metrics and /status"),
+        ("Watch", f"laios status --url {url} --watch"),
+    ]
+    if dask_dashboard is not None:
+        addresses.append(("Dask", dask_dashboard))
+    return addresses
+
+
+def _terminal_mode(args: argparse.Namespace) -> tuple[bool, str]:
+    """Whether to draw the live view, and what the banner says the terminal will show."""
+    plain = f"a progress line every {_PLAIN_EVERY:g} s"
+    if not stream_is_terminal(sys.stdout):
+        return False, f"{plain} (the output is not a terminal)"
+    if getattr(args, "no_live", False):
+        return False, f"{plain} (--no-live)"
+    if getattr(args, "console_spans", False) and stream_is_terminal(sys.stderr):
+        return False, (
+            f"{plain}; no live view, since spans print to this terminal"
+            " (send them to a file with 2>spans.txt to keep the live view)"
+        )
+    return True, "a live view (the alternate screen), then a summary here"
+
+
+def _banner(
+    args: argparse.Namespace,
+    url: str,
+    port: int,
+    spans: str,
+    terminal: str,
+    runner: Any,
+) -> list[str]:
+    """The lines printed when the demo starts."""
+    lines = [f"laios demo: serving {url}"]
+    lines += [_labelled(label, text) for label, text in _addresses(url)]
+    lines += [
+        _labelled(
+            "Prometheus",
+            f"scrape {args.host}:{port}; the Compose setup's"
+            " grafana/prometheus/prometheus.yml scrapes host.docker.internal:9464",
+        ),
+        _labelled(
+            "Dashboard",
+            "docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"
+            " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)",
+        ),
+        f"  {spans}",
+    ]
+    kind = getattr(args, "runner", "thread")
+    if kind == "process":
+        lines.append(
+            _labelled(
+                "Isolation",
+                "every tool runs in one of 8 worker processes; a tool past its timeout is killed"
+                " (sometimes_hangs hangs for good now and then: watch its timeouts)",
+            )
+        )
+    elif kind == "dask":
+        lines.append(
+            _labelled(
+                "Dask",
+                "tools run on an embedded cluster (2 workers x 4 threads), each in a process"
+                f" of its worker; Dask's dashboard: {runner.dashboard_link}",
+            )
+        )
+    lines.append(_labelled("Terminal", terminal))
+    duration = args.duration
+    lines.append("  Press Ctrl-C to stop." if duration is None else f"  Running {duration:g} s.")
+    return lines
+
+
+class _Clock:
+    """The demo's elapsed time and task count, for the headline and the progress lines."""
+
+    def __init__(self, executor: Executor, duration: float | None) -> None:
+        self.executor = executor
+        self.duration = duration
+        self.started = time.monotonic()
+        self.before = sum(t.total for t in executor.store.snapshot().tools)
+
+    def document(self) -> dict[str, Any]:
+        from laios.execution.server import status_document
+
+        return status_document(self.executor.store.snapshot())
+
+    def headline(self, document: dict[str, Any], *, final: bool = False) -> str:
+        """``laios demo — 12 s, 345 tasks, 28.7 tasks/s`` (``12/30 s`` with a duration, while
+        it runs)."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        total = sum(_int(t.get("total")) for t in document.get("tools", [])) - self.before
+        shown = f"{elapsed:.0f}"
+        if self.duration is not None and not final:
+            shown += f"/{self.duration:g}"
+        return f"laios demo — {shown} s, {total} tasks, {total / elapsed:.1f} tasks/s"
+
+    def remaining(self) -> float | None:
+        """Seconds left to run, or None when the demo runs until stopped."""
+        if self.duration is None:
+            return None
+        return self.started + self.duration - time.monotonic()
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def live_frame(
+    document: dict[str, Any],
+    *,
+    headline: str,
+    addresses: list[tuple[str, str]],
+    stop: str,
+    width: int,
+    height: int,
+) -> list[str]:
+    """One frame of the live view: at most ``height`` lines, none wider than ``width``.
+
+    The top never scrolls away: the headline (with ``stop``, how to stop, at its right when
+    there is room, else on a line of its own) and the addresses. Under them comes the status
+    (see :func:`laios.cli.status_lines`), fitted to the rest of the screen.
+    """
+    from laios.cli import status_lines
+
+    top = [headline]
+    gap = width - text_width(headline) - text_width(stop)
+    if gap >= 2:
+        top[0] = headline + " " * gap + stop
+    top += [_labelled(label, text) for label, text in addresses]
+    if gap < 2:
+        top.append(_labelled("Stop", stop))
+    top = [clip(line, width) for line in top][: max(height, 0)]
+    room = height - len(top) - 1
+    if room <= 0:
+        return top
+    return [*top, "", *status_lines(document, width=width, height=room)]
+
+
+def _progress_line(clock: _Clock) -> str:
+    """The plain line printed now and then when there is no live view."""
+    document = clock.document()
+    running = _int(document.get("running_total"))
+    return f"{clock.headline(document).replace(' —', ':', 1)}, {running} running"
+
+
+def _show_live(clock: _Clock, addresses: list[tuple[str, str]]) -> None:
+    """Draw the live view until the duration is over or q is pressed (Ctrl-C raises)."""
+    with LiveScreen(sys.stdout, sys.stdin) as screen:
+        stop = "q or Ctrl-C to stop" if screen.reads_keys else "Ctrl-C to stop"
+        while True:
+            size = shutil.get_terminal_size()
+            document = clock.document()
+            frame = live_frame(
+                document,
+                headline=clock.headline(document),
+                addresses=addresses,
+                stop=stop,
+                width=size.columns,
+                height=size.lines,
+            )
+            screen.draw(frame)
+            left = clock.remaining()
+            if left is not None and left <= 0:
+                return
+            if "q" in screen.wait(_FRAME if left is None else min(_FRAME, left)).lower():
+                return
+
+
+def _show_plain(clock: _Clock) -> None:
+    """Print a progress line every _PLAIN_EVERY seconds until the duration is over."""
+    next_line = clock.started + _PLAIN_EVERY
+    while True:
+        left = clock.remaining()
+        if left is not None and left <= 0:
+            return
+        wait = next_line - time.monotonic()
+        time.sleep(max(wait if left is None else min(wait, left), 0.0))
+        if time.monotonic() >= next_line:
+            print(_progress_line(clock), flush=True)
+            next_line += _PLAIN_EVERY
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """While inside, SIGTERM stops the demo the way Ctrl-C does (terminal restored, summary)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo with the parsed ``laios demo`` arguments; return the exit code."""
+    from laios.cli import status_lines
     from laios.execution.server import start_http_server
 
     # The live view owns the terminal; the status table shows what warnings would say.
@@ -302,50 +521,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"laios demo: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         print("Pick another port with --port.", file=sys.stderr)
         return 2
-    print(f"laios demo: serving {server.url}/metrics and {server.url}/status")
-    print(f"  Live page:  {server.url}/ (open it in a browser)")
-    print(
-        f"  Prometheus: scrape {args.host}:{server.port}; the Compose setup's"
-        " grafana/prometheus/prometheus.yml scrapes host.docker.internal:9464"
-    )
-    print(
-        "  Dashboard:  docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"
-        " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)"
-    )
-    print(f"  Status:     laios status --url {server.url} --watch")
-    print(f"  {spans_line}")
-    if kind == "process":
-        print(
-            "  Isolation:  every tool runs in one of 8 worker processes; a tool past its timeout"
-            " is killed (sometimes_hangs hangs for good now and then: watch its timeouts)"
-        )
-    elif kind == "dask":
-        print(
-            f"  Dask:       tools run on an embedded cluster (2 workers x 4 threads), each in a"
-            f" process of its worker; Dask's dashboard: {runner.dashboard_link}"
-        )
-    print("  Press Ctrl-C to stop." if args.duration is None else f"  Running {args.duration:g} s.")
+    live, terminal = _terminal_mode(args)
+    for line in _banner(args, server.url, server.port, spans_line, terminal, runner):
+        print(line)
     sys.stdout.flush()
-    started = time.monotonic()
-    before = sum(t.total for t in executor.store.snapshot().tools)
+    clock = _Clock(executor, args.duration)
     workload = _Workload(executor, context, isolated=isolated)
     workload.start()
-    live = sys.stdout.isatty() and not getattr(args, "no_live", False)
     try:
-        while args.duration is None or time.monotonic() - started < args.duration:
-            time.sleep(1.0)
+        with _sigterm_as_ctrl_c():
             if live:
-                sys.stdout.write("\x1b[H\x1b[2J" + _live_view(executor, started, before) + "\n")
-                sys.stdout.flush()
+                dashboard = str(runner.dashboard_link) if kind == "dask" else None
+                _show_live(clock, _view_addresses(server.url, dashboard))
+            else:
+                _show_plain(clock)
     except KeyboardInterrupt:
         pass
     finally:
         with sleeps_disabled():
             workload.join(timeout=15.0)
-        print("\n" + _live_view(executor, started, before))
+        document = clock.document()
+        headline = clock.headline(document, final=True)
         executor.shutdown(wait=False)
         server.shutdown()
         if provider is not None:
-            provider.shutdown()
+            provider.shutdown()  # (console spans still buffered print now, before the summary)
+        width = shutil.get_terminal_size().columns if stream_is_terminal(sys.stdout) else None
+        print("\n" + headline + "\n")
+        print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")
     return 0

@@ -4,7 +4,8 @@
 :func:`laios.execution.server.start_http_server`) and shows it in the terminal, once or, with
 ``--watch``, redrawn until Ctrl-C. It uses only the standard library, so it works wherever the
 package is installed. Rendering is done by functions that return strings
-(:func:`render_status`, :func:`progress_bar`, :func:`format_seconds`).
+(:func:`render_status`, :func:`progress_bar`, :func:`format_seconds`); :func:`status_lines`
+fits the status to a screen's width and height, for ``laios demo``'s live view.
 
 Example:
     >>> progress_bar(52.0)
@@ -29,6 +30,8 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+from laios._terminal import clip, table_lines
+
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
@@ -41,6 +44,7 @@ __all__ = [
     "main",
     "progress_bar",
     "render_status",
+    "status_lines",
     "status_url",
     "watch_status",
 ]
@@ -358,16 +362,26 @@ def format_seconds(seconds: Any) -> str:
     return f"{hours}h{rest // 60:02d}m"
 
 
-def _table(header: Sequence[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(row[i]) for row in [list(header), *rows]) for i in range(len(header))]
-    lines = []
-    for row in [list(header), *rows]:
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  " + "  ".join(cells).rstrip())
-    return lines
+#: Running-task columns given up, in order, when a width-limited view is too narrow:
+#: (column, n) narrows the column to n characters, (column, 0) leaves it out.
+_RUNNING_STEPS = ((5, 12), (1, 14), (4, 0), (5, 0), (0, 0), (3, 0), (1, 8))
+_RUNNING_HEADER = ("TASK", "TOOL", "PROGRESS", "ELAPSED", "STATE", "MESSAGE")
+#: Tool-table columns given up, in order (REJECT, CANCEL, then narrower names, OK, P50, ...).
+_TOOL_STEPS = ((6, 0), (5, 0), (0, 14), (2, 0), (8, 0), (4, 0), (3, 0), (0, 8), (7, 0))
+_TOOL_HEADER = (
+    "TOOL",
+    "TOTAL",
+    "OK",
+    "ERROR",
+    "TIMEOUT",
+    "CANCEL",
+    "REJECT",
+    "ERR%",
+    "P50",
+    "P95",
+)
+#: Characters of a task id shown in a width-limited view (enough to tell tasks apart).
+_SHORT_ID = 8
 
 
 def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
@@ -391,19 +405,35 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
             title += f" at {_clean(generated, 40)}"
     elif generated is not None:
         title += " at -"
-    lines = [title, ""]
+    return "\n".join([title, "", *status_lines(document)])
+
+
+def status_lines(
+    document: dict[str, Any], *, width: int | None = None, height: int | None = None
+) -> list[str]:
+    """Render the body of a ``/status`` document (what :func:`render_status` shows under its
+    title) as lines, fitted to a screen when asked.
+
+    Args:
+        document: What ``/status`` returned.
+        width: Columns available, or ``None`` for no limit. Lines are never wrapped: a table
+            too wide gives up its least useful columns first (``REJECT``, ``CANCEL``, ...;
+            ``STATE``, ``MESSAGE``, ...), then narrows names and messages, and a line still too
+            wide is cut. Running tasks show the first 8 characters of their ids.
+        height: Lines available, or ``None`` for no limit. The tool table keeps its rows before
+            the running tasks do; rows left out are counted on a ``+N more`` line.
+
+    Returns:
+        The lines, none wider than ``width`` and no more than ``height`` of them.
+    """
     running = [task for task in document.get("running") or [] if isinstance(task, dict)]
     total_running = _number(document.get("running_total"))
-    count = int(total_running) if total_running is not None else len(running)
-    lines.append(f"Running tasks ({count})")
-    reduced = document.get("detail") == "reduced"
-    if reduced and count:
-        lines.append("  (not listed: this endpoint serves a reduced /status)")
-    elif not running:
-        lines.append("  (none)")
-    rows = [
+    count = max(int(total_running) if total_running is not None else 0, len(running))
+    # The whole UUID, so it can be copied, unless the screen is too small for it.
+    id_length = 40 if width is None else _SHORT_ID
+    running_rows = [
         [
-            _clean(task.get("task_id", "-"), 40),  # (a whole UUID, so it can be copied)
+            _clean(task.get("task_id", "-"), 40)[:id_length],
             _clean(task.get("tool", "-"), 24),
             progress_bar(task.get("progress_percent")),
             format_seconds(task.get("elapsed_seconds")),
@@ -412,56 +442,105 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
         ]
         for task in running
     ]
-    if rows:
-        header = ["TASK", "TOOL", "PROGRESS", "ELAPSED", "STATE", "MESSAGE"]
-        lines.extend(_table(header, rows, right={3}))
-    if count > len(running) and not reduced:
-        lines.append(f"  ... and {count - len(running)} more")
-    lines += ["", "Tools"]
     tools = [tool for tool in document.get("tools") or [] if isinstance(tool, dict)]
-    if not tools:
-        lines.append("  (no task has finished yet)")
-    else:
-        header = [
-            "TOOL",
-            "TOTAL",
-            "OK",
-            "ERROR",
-            "TIMEOUT",
-            "CANCEL",
-            "REJECT",
-            "ERR%",
-            "P50",
-            "P95",
-        ]
-        table = []
-        for tool in tools:
-            outcomes: dict[str, Any] = {}
-            if isinstance(tool.get("outcomes"), dict):
-                outcomes = tool["outcomes"]
-            rate = _number(tool.get("error_rate"))
-            table.append(
-                [
-                    _clean(tool.get("tool", "-"), 32),
-                    _count(tool.get("total")),
-                    _count(outcomes.get("success")),
-                    _count(outcomes.get("error")),
-                    _count(outcomes.get("timeout")),
-                    _count(outcomes.get("cancelled")),
-                    _count(outcomes.get("rejected")),
-                    "-" if rate is None else f"{rate * 100:.1f}%",
-                    format_seconds(tool.get("p50_seconds")),
-                    format_seconds(tool.get("p95_seconds")),
-                ]
-            )
-        lines.extend(_table(header, table, right=set(range(1, 10))))
-    lines += [
-        "",
+    tool_rows = [_tool_row(tool) for tool in tools]
+    gauges = (
         f"workers: {_count(document.get('workers'))}   "
         f"queue depth: {_count(document.get('queue_depth'))}   "
-        f"abandoned threads: {_count(document.get('abandoned_threads'))}",
+        f"abandoned threads: {_count(document.get('abandoned_threads'))}"
+    )
+    # Two blank lines and the gauges; then the tool table is served first, leaving the running
+    # tasks their title, a "+N more" line and, on a screen big enough, a row and the header.
+    room = None if height is None else height - 3
+    keep = 0 if room is None else min(_running_need(running_rows, count), 4 if room >= 12 else 2)
+    tool_lines = _section(
+        "Tools",
+        _TOOL_HEADER,
+        tool_rows,
+        len(tool_rows),
+        empty="(no task has finished yet)",
+        right=set(range(1, 10)),
+        steps=_TOOL_STEPS,
+        width=width,
+        budget=None if room is None else max(room - keep, 1),
+    )
+    # A reduced /status (served beyond loopback) counts the running tasks but lists none.
+    unlisted = document.get("detail") == "reduced" and count > 0
+    running_lines = _section(
+        f"Running tasks ({count})",
+        _RUNNING_HEADER,
+        running_rows,
+        0 if unlisted else count,
+        empty="(not listed: this endpoint serves a reduced /status)" if unlisted else "(none)",
+        right={3},
+        steps=_RUNNING_STEPS,
+        width=width,
+        budget=None if room is None else max(room - len(tool_lines), 1),
+    )
+    lines = [*running_lines, "", *tool_lines, "", gauges]
+    if width is not None:
+        lines = [clip(line, width) for line in lines]
+    return lines if height is None else lines[: max(height, 0)]
+
+
+def _running_need(rows: list[list[str]], count: int) -> int:
+    """Lines the running-task section takes when nothing is left out."""
+    if not rows:
+        return 2  # the title, and "(none)" or "+N more"
+    return 2 + len(rows) + (1 if count > len(rows) else 0)
+
+
+def _section(
+    title: str,
+    header: Sequence[str],
+    rows: list[list[str]],
+    count: int,
+    *,
+    empty: str,
+    right: set[int],
+    steps: Sequence[tuple[int, int]],
+    width: int | None,
+    budget: int | None,
+) -> list[str]:
+    """A titled table in at most ``budget`` lines; rows left out are counted on a last line.
+
+    ``count`` is how many rows there are in all (more than ``len(rows)`` when the document
+    itself listed only some).
+    """
+    if not rows:
+        body = [f"  +{count} more"] if count else [f"  {empty}"]
+        return [title, *body][: budget if budget is not None else None]
+    table = table_lines(header, rows, right=right, width=width, steps=steps)
+    shown = len(rows)
+    if budget is not None and 1 + len(table) + (count > shown) > budget:
+        # Title, header, then as many rows as fit beside the "+N more" line.
+        shown = max(budget - 3, 0)
+    if shown == 0:
+        more = [f"  +{count} more"] if budget is None or budget >= 2 else []
+        return [title, *more]
+    lines = [title, *table[: 1 + shown]]
+    if count > shown:
+        lines.append(f"  +{count - shown} more")
+    return lines
+
+
+def _tool_row(tool: dict[str, Any]) -> list[str]:
+    outcomes: dict[str, Any] = {}
+    if isinstance(tool.get("outcomes"), dict):
+        outcomes = tool["outcomes"]
+    rate = _number(tool.get("error_rate"))
+    return [
+        _clean(tool.get("tool", "-"), 32),
+        _count(tool.get("total")),
+        _count(outcomes.get("success")),
+        _count(outcomes.get("error")),
+        _count(outcomes.get("timeout")),
+        _count(outcomes.get("cancelled")),
+        _count(outcomes.get("rejected")),
+        "-" if rate is None else f"{rate * 100:.1f}%",
+        format_seconds(tool.get("p50_seconds")),
+        format_seconds(tool.get("p95_seconds")),
     ]
-    return "\n".join(lines)
 
 
 def _count(value: Any) -> str:

@@ -1,7 +1,8 @@
 """`laios demo` as a user runs it: it serves its endpoints while it runs, then stops by itself.
 
-The demo runs once for the module (5 seconds); the fixture reads /metrics, /status and /healthz
-while it runs, waits for it to exit and keeps what it saw for the tests.
+The demo runs once for the module (5 seconds, its output to a file); the fixture reads
+/metrics, /status and /healthz while it runs, waits for it to exit and keeps what it saw for
+the tests.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def run(
     started = time.monotonic()
     with (directory / "stdout").open("wb") as out, (directory / "stderr").open("wb") as err:
         process = subprocess.Popen(
-            [*DEMO, "--duration", str(DURATION), "--no-live", "--port", str(port)],
+            [*DEMO, "--duration", str(DURATION), "--port", str(port)],
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -156,6 +157,13 @@ def test_demo_prints_a_summary(run: DemoRun) -> None:
     assert "fetch_fast" in summary
     assert "workers: 8" in summary
     assert run.stdout.rstrip().endswith("laios demo: done.")
+
+
+def test_output_to_a_file_is_plain_lines(run: DemoRun) -> None:
+    """With stdout not a terminal, the demo writes plain lines (no escape sequence) and says
+    why there is no live view."""
+    assert "\x1b" not in run.stdout
+    assert "  Terminal:   a progress line every 10 s (the output is not a terminal)" in run.stdout
 
 
 def test_the_demo_runs_tools_in_killable_processes(free_port: Callable[[], int]) -> None:

@@ -1,0 +1,150 @@
+"""What `laios demo` shows in the terminal it is given: a live view, or plain lines.
+
+A live view needs a terminal on stdout and nothing else printing to it: output to a file or
+pipe, ``--no-live``, or console spans printed to the same terminal all get plain progress lines
+instead (with no escape sequences), and the banner says which one and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+import pytest
+
+from laios import _demo
+from laios.core.types import Context
+from laios.execution.executor import Executor
+
+
+def _args(**options: object) -> argparse.Namespace:
+    return argparse.Namespace(**{"no_live": False, "console_spans": False, **options})
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> Iterator[TextIO]:
+    """A real pseudo-terminal, opened as a text stream; TERM names a capable terminal."""
+    monkeypatch.setenv("TERM", "xterm")
+    master, slave = os.openpty()
+    stream = open(slave, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    try:
+        yield stream
+    finally:
+        stream.close()
+        os.close(master)
+
+
+def test_a_terminal_gets_the_live_view(monkeypatch: pytest.MonkeyPatch, terminal: TextIO) -> None:
+    """With stdout and stderr on a terminal, the demo draws the live view."""
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    live, said = _demo._terminal_mode(_args())
+    assert live
+    assert "live view" in said
+
+
+def test_output_that_is_not_a_terminal_gets_progress_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Output to a file or a pipe gets progress lines, and the banner says why."""
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    live, said = _demo._terminal_mode(_args())
+    assert not live
+    assert said == "a progress line every 10 s (the output is not a terminal)"
+
+
+def test_no_live_gets_progress_lines(monkeypatch: pytest.MonkeyPatch, terminal: TextIO) -> None:
+    """--no-live turns the live view off on a terminal too."""
+    monkeypatch.setattr(sys, "stdout", terminal)
+    live, said = _demo._terminal_mode(_args(no_live=True))
+    assert not live
+    assert "--no-live" in said
+
+
+def test_console_spans_on_the_same_terminal_turn_the_live_view_off(
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO
+) -> None:
+    """Spans printed to the terminal would be wiped by the next frame: no live view then."""
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    live, said = _demo._terminal_mode(_args(console_spans=True))
+    assert not live
+    assert "spans print to this terminal" in said
+    assert "2>" in said
+
+
+def test_console_spans_sent_to_a_file_keep_the_live_view(
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO
+) -> None:
+    """With stderr redirected away from the terminal, spans and the live view both work."""
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    live, _ = _demo._terminal_mode(_args(console_spans=True))
+    assert live
+
+
+def test_the_banner_says_what_the_terminal_shows() -> None:
+    """The banner lists the addresses (the live page first), then a Terminal line with the
+    chosen mode."""
+    args = _args(host="127.0.0.1", duration=None, runner="thread")
+    url = "http://127.0.0.1:8489"
+    lines = _demo._banner(args, url, 8489, "spans: printed to stderr", "PLAIN, SAID WHY", None)
+    assert lines[1:5] == [
+        f"  Live page:  {url}/ (open it in a browser)",
+        f"  Metrics:    {url}/metrics",
+        f"  Status:     {url}/status",
+        f"  Watch:      laios status --url {url} --watch",
+    ]
+    assert "  Terminal:   PLAIN, SAID WHY" in lines
+    assert "  spans: printed to stderr" in lines
+    assert lines[-1] == "  Press Ctrl-C to stop."
+
+
+def test_the_live_view_keeps_the_dask_dashboard_on_top_with_the_addresses() -> None:
+    """The view's top lines name every address of the banner (metrics and status on one
+    line); with --runner dask, they add the Dask dashboard."""
+    url = "http://127.0.0.1:8489"
+    top = _demo._view_addresses(url, None)
+    assert [label for label, _ in top] == ["Live page", "Metrics", "Watch"]
+    shown = " ".join(text for _, text in top)
+    for _label, text in _demo._addresses(url):
+        assert text.split(" (")[0].removeprefix(url) in shown
+    with_dask = _demo._view_addresses(url, "http://127.0.0.1:8787/status")
+    assert with_dask == [*top, ("Dask", "http://127.0.0.1:8787/status")]
+
+
+def test_progress_lines_are_plain_and_periodic(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a live view, a one-line summary is printed every period until the end."""
+    monkeypatch.setattr(_demo, "_PLAIN_EVERY", 0.2)
+    with Executor(_demo.build_registry(), max_workers=2) as executor:
+        clock = _demo._Clock(executor, duration=0.7)
+        executor.execute_task(_demo._task("compute_hash"), Context(session_id="s", user_id="u"))
+        _demo._show_plain(clock)
+    lines = capsys.readouterr().out.splitlines()
+    assert 2 <= len(lines) <= 4
+    for line in lines:
+        assert line.startswith("laios demo: ")
+        assert line.endswith(" running")
+        assert "\x1b" not in line
+
+
+def test_sigterm_stops_the_demo_the_way_ctrl_c_does() -> None:
+    """While the demo runs, SIGTERM raises KeyboardInterrupt; the old handler comes back."""
+    before = signal.getsignal(signal.SIGTERM)
+    interrupted = False
+    with _demo._sigterm_as_ctrl_c():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # (the handler's exception ends the sleep)
+        except KeyboardInterrupt:
+            interrupted = True
+    assert interrupted
+    assert signal.getsignal(signal.SIGTERM) is before
