@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"laios demo: serving {server.url}/metrics and {server.url}/status")
     print(
         f"  Prometheus: scrape {args.host}:{server.port}; the Compose setup's"
-        " grafana/prometheus/prometheus.yml scrapes host.docker.internal:9464"
+        " grafana/prometheus/prometheus.yml scrapes host.docker.internal:8489"
     )
     print(
         "  Dashboard:  docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"

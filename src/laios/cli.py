@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: Where ``laios status`` looks unless given ``--url``.
-DEFAULT_URL = "http://127.0.0.1:9464"
+DEFAULT_URL = "http://127.0.0.1:8489"
 #: Largest ``/status`` body read, in bytes.
 _MAX_BODY = 16 * 1024 * 1024
 #: Bytes asked for at a time while reading the body.
@@ -65,8 +65,8 @@ def status_url(url: str) -> str:
     """Return the ``/status`` URL for a base URL (``host:port`` alone is taken as http).
 
     Example:
-        >>> status_url("127.0.0.1:9464")
-        'http://127.0.0.1:9464/status'
+        >>> status_url("127.0.0.1:8489")
+        'http://127.0.0.1:8489/status'
     """
     text = url.strip()
     if "://" not in text:
@@ -468,9 +468,9 @@ def _count(value: Any) -> str:
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     try:
-        port = urlsplit(status_url(url)).port or 9464
+        port = urlsplit(status_url(url)).port or 8489
     except ValueError:  # an out-of-range or non-numeric port in the URL
-        port = 9464
+        port = 8489
     return (
         f"laios status: {problem}. Start the endpoint in the process that runs tasks with "
         f"laios.execution.server.start_http_server({port}), or try `laios demo`."
@@ -584,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run sample tasks behind a live metrics endpoint")
     demo.add_argument("--duration", type=float, default=None, help="seconds to run (until Ctrl-C)")
     demo.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
-    demo.add_argument("--port", type=int, default=9464, help="port to serve on (9464)")
+    demo.add_argument("--port", type=int, default=8489, help="port to serve on (8489)")
     demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
     demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
     demo.add_argument(

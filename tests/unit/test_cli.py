@@ -220,9 +220,9 @@ def test_format_seconds_picks_a_readable_unit(seconds: Any, expected: str) -> No
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        ("http://127.0.0.1:9464", "http://127.0.0.1:9464/status"),
-        ("http://127.0.0.1:9464/", "http://127.0.0.1:9464/status"),
-        ("127.0.0.1:9464", "http://127.0.0.1:9464/status"),
+        ("http://127.0.0.1:8489", "http://127.0.0.1:8489/status"),
+        ("http://127.0.0.1:8489/", "http://127.0.0.1:8489/status"),
+        ("127.0.0.1:8489", "http://127.0.0.1:8489/status"),
         ("http://host/prefix/status", "http://host/prefix/status"),
     ],
 )
@@ -545,9 +545,9 @@ def test_demo_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_demo_defaults() -> None:
-    """Demo options default to no duration, 127.0.0.1:9464, live view and no console spans."""
+    """Demo options default to no duration, 127.0.0.1:8489, live view and no console spans."""
     args = cli.build_parser().parse_args(["demo"])
-    assert (args.duration, args.host, args.port) == (None, "127.0.0.1", 9464)
+    assert (args.duration, args.host, args.port) == (None, "127.0.0.1", 8489)
     assert (args.no_live, args.console_spans) == (False, False)
     assert args.runner == "thread"
 

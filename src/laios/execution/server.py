@@ -78,7 +78,7 @@ __all__ = [
 _log = logging.getLogger("laios.execution.server")
 
 #: The port ``laios status`` looks at unless told otherwise.
-DEFAULT_PORT = 9464
+DEFAULT_PORT = 8489
 #: Seconds a client has to send its whole request (and the most any write to it may block).
 DEFAULT_CONNECTION_TIMEOUT = 10.0
 #: Most connections served at once by :func:`start_http_server` (each holds a thread).
@@ -562,7 +562,7 @@ class MetricsServer:
     Attributes:
         host: The address it is bound to.
         port: The port it listens on (the real one when port 0 was asked for).
-        url: Its base URL, e.g. ``http://127.0.0.1:9464``.
+        url: Its base URL, e.g. ``http://127.0.0.1:8489``.
     """
 
     def __init__(self, server: WSGIServer, thread: threading.Thread, host: str) -> None:
