@@ -319,6 +319,17 @@ def _clean(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
+def _labelled(tool: dict[str, Any]) -> str:
+    """A tool's name for the table, with the constant labels of its store after it
+    (``fetch {pool=search}``)."""
+    name = _clean(tool.get("tool", "-"), 32)
+    labels = tool.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        return name
+    pairs = ",".join(f"{key}={value}" for key, value in sorted(labels.items(), key=str))
+    return f"{name} {{{_clean(pairs, 32)}}}"
+
+
 def progress_bar(percent: Any, width: int = 10) -> str:
     """Draw a text progress bar.
 
@@ -439,7 +450,7 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
             rate = _number(tool.get("error_rate"))
             table.append(
                 [
-                    _clean(tool.get("tool", "-"), 32),
+                    _labelled(tool),
                     _count(tool.get("total")),
                     _count(outcomes.get("success")),
                     _count(outcomes.get("error")),

@@ -576,3 +576,15 @@ def test_python_dash_m_laios_runs_the_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"laios {laios.__version__}"
+
+
+def test_a_tools_constant_labels_follow_its_name() -> None:
+    """Two pools' rows of one tool are told apart by their stores' labels."""
+    document = {
+        "tools": [
+            {"tool": "fetch", "total": 1, "outcomes": {"success": 1}},
+            {"labels": {"pool": "search"}, "tool": "fetch", "total": 2, "outcomes": {"success": 2}},
+        ]
+    }
+    rows = [line.split() for line in render_status(document).splitlines() if "fetch" in line]
+    assert [row[:3] for row in rows] == [["fetch", "1", "1"], ["fetch", "{pool=search}", "2"]]

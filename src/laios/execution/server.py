@@ -5,7 +5,9 @@
   :func:`~laios.execution.prometheus.render_for_accept`'s: the ``laios_*`` families are written
   directly, everything else in the registry by ``prometheus_client``.
 - ``/status``: JSON for ``laios status``: the tasks queued or running now, per-tool totals and
-  latency estimates, and the executor gauges. It never carries task parameters.
+  latency estimates, and the executor gauges, of the same stores ``/metrics`` shows (the
+  registry's collector: its live stores and the folded totals of gone ones). It never carries
+  task parameters.
 - ``/healthz``: ``200 ok``.
 
 Any other path answers ``404`` with a JSON body. :func:`make_wsgi_app` returns the WSGI app, to
@@ -46,14 +48,20 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from laios.execution._aggregates import (
-    DURATION_BUCKETS,
+    DURATION_OUTCOMES,
     OUTCOMES,
     HistogramSnapshot,
     StoreSnapshot,
+    ToolSnapshot,
 )
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
-from laios.execution.prometheus import ensure_collector, render_for_accept
+from laios.execution.prometheus import (
+    StoreCollector,
+    ensure_collector,
+    names_from_query,
+    render_for_accept,
+)
 from laios.execution.store import MetricStore, get_default_store
 
 if TYPE_CHECKING:
@@ -77,7 +85,9 @@ __all__ = [
 
 _log = logging.getLogger("laios.execution.server")
 
-#: The port ``laios status`` looks at unless told otherwise.
+#: The port ``laios status`` looks at unless told otherwise. No common exporter uses it (the
+#: Prometheus exporter range 9100-9999 is fully allocated; 9464, the former default, is the
+#: OpenTelemetry Prometheus exporter's).
 DEFAULT_PORT = 8489
 #: Seconds a client has to send its whole request (and the most any write to it may block).
 DEFAULT_CONNECTION_TIMEOUT = 10.0
@@ -116,18 +126,24 @@ _JSON = "application/json; charset=utf-8"
 _ROUTES = ("/metrics", "/status", "/healthz")
 
 
-def _ran(histograms: dict[str, HistogramSnapshot]) -> HistogramSnapshot:
-    # Rejected tasks never ran; their zero durations would drag the percentiles down.
-    buckets = [0] * (len(DURATION_BUCKETS) + 1)
+def _ran(tool: ToolSnapshot) -> HistogramSnapshot:
+    # The outcomes whose durations are exported, as a dashboard's quantiles see them: rejected
+    # tasks never ran, a timeout's duration is its timeout, a cancellation the caller's choice.
+    bounds: tuple[float, ...] = ()
+    buckets: list[int] = []
     count, total = 0, 0.0
-    for outcome, histogram in histograms.items():
-        if outcome == "rejected":
+    for outcome in DURATION_OUTCOMES:
+        histogram = tool.outcomes.get(outcome)
+        if histogram is None:
             continue
+        bounds = histogram.bounds
+        if not buckets:
+            buckets = [0] * len(histogram.cumulative_buckets)
         for index, cumulative in enumerate(histogram.cumulative_buckets):
             buckets[index] += cumulative
         count += histogram.count
         total += histogram.sum
-    return HistogramSnapshot(count, total, tuple(buckets), (None,) * len(buckets))
+    return HistogramSnapshot(count, total, tuple(buckets), (None,) * len(buckets), bounds)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -135,19 +151,23 @@ def _rounded(value: float | None) -> float | None:
 
 
 def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
-    """Turn a store snapshot into the JSON document that ``/status`` serves.
+    """Turn a snapshot into the JSON document that ``/status`` serves.
 
     Args:
-        snapshot: What :meth:`MetricStore.snapshot` returned.
+        snapshot: What :meth:`StoreCollector.snapshot
+            <laios.execution.prometheus.StoreCollector.snapshot>` (what ``/status`` shows) or
+            :meth:`MetricStore.snapshot` (one store) returned.
 
     Returns:
         A JSON-ready dict: ``generated_at``, ``running`` (at most :data:`MAX_STATUS_RUNNING`,
         longest-running first), ``running_total``, ``tools`` (tools that finished or are running
-        a task), ``workers``, ``queue_depth`` and ``abandoned_threads``.
+        a task), ``workers``, ``queue_depth`` and ``abandoned_threads``. A tool or task of a
+        store with constant labels carries them as ``"labels": {"pool": "search"}``; the tools
+        are sorted by labels, then name.
     """
     running = sorted(snapshot.running, key=lambda task: task.elapsed_seconds, reverse=True)
     tools: list[dict[str, Any]] = []
-    for tool in sorted(snapshot.tools, key=lambda t: t.tool):
+    for tool in sorted(snapshot.tools, key=lambda t: (t.labels, t.tool)):
         total = tool.total
         if total == 0 and tool.in_flight == 0:
             continue
@@ -155,9 +175,11 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
         for name, histogram in tool.outcomes.items():
             outcomes[name] = histogram.count
         failed = sum(outcomes.get(name, 0) for name in _FAILED_OUTCOMES)
-        ran = _ran(tool.outcomes)
+        ran = _ran(tool)
+        labels = {"labels": dict(tool.labels)} if tool.labels else {}
         tools.append(
             {
+                **labels,
                 "tool": shorten(tool.tool, MAX_STATUS_TEXT),
                 "total": total,
                 "outcomes": outcomes,
@@ -174,6 +196,7 @@ def status_document(snapshot: StoreSnapshot) -> dict[str, Any]:
         "generated_at": generated.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "running": [
             {
+                **({"labels": dict(task.labels)} if task.labels else {}),
                 "task_id": shorten(task.task_id, MAX_STATUS_TEXT),
                 "tool": shorten(task.tool, MAX_STATUS_TEXT),
                 "state": task.state,
@@ -197,20 +220,30 @@ def make_wsgi_app(
     """Build the WSGI app serving ``/metrics``, ``/status`` and ``/healthz``.
 
     The store is exported into the registry (see
-    :func:`~laios.execution.prometheus.ensure_collector`), so ``/metrics`` always shows it.
+    :func:`~laios.execution.prometheus.ensure_collector`), so ``/metrics`` always shows it, and
+    the app holds it, so it lives as long as the app. ``/metrics`` renders the registry;
+    ``/status`` shows the same stores, from the registry's collector
+    (:meth:`~laios.execution.prometheus.StoreCollector.snapshot`): every store exported into
+    the registry that is alive, and the folded totals of those that are gone.
 
     Args:
-        store: The store behind ``/status`` and ``/metrics``; defaults to the process-wide one.
+        store: A store to export and keep alive; defaults to the process-wide one.
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
 
     Returns:
         A WSGI application.
+
+    Raises:
+        ValueError: As :func:`~laios.execution.prometheus.ensure_collector` does.
     """
     the_store = store if store is not None else get_default_store()
     the_registry = registry if registry is not None else REGISTRY
-    ensure_collector(the_store, the_registry)
+    collector = ensure_collector(the_store, the_registry)
 
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    # ``held``: the app holds its store (the collector holds stores weakly).
+    def app(
+        environ: WSGIEnvironment, start_response: StartResponse, *, held: object = the_store
+    ) -> list[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         headers: list[tuple[str, str]]
@@ -226,7 +259,7 @@ def make_wsgi_app(
             body = _json_body({"error": "method not allowed"})
         else:
             try:
-                status, headers, body = _route(path, environ, the_store, the_registry)
+                status, headers, body = _route(path, environ, collector, the_registry)
             except Exception:
                 _log.exception("serving %s failed", path)
                 status, headers = "500 Internal Server Error", [("Content-Type", _JSON)]
@@ -243,14 +276,15 @@ def _json_body(document: dict[str, Any]) -> bytes:
 
 
 def _route(
-    path: str, environ: WSGIEnvironment, store: MetricStore, registry: CollectorRegistry
+    path: str, environ: WSGIEnvironment, collector: StoreCollector, registry: CollectorRegistry
 ) -> tuple[str, list[tuple[str, str]], bytes]:
     if path == "/healthz":
         return "200 OK", [("Content-Type", "text/plain; charset=utf-8")], b"ok\n"
     if path == "/status":
-        body = _json_body(status_document(store.snapshot()))
+        body = _json_body(status_document(collector.snapshot()))
         return "200 OK", [("Content-Type", _JSON), ("Cache-Control", "no-store")], body
-    body, content_type = render_for_accept(environ.get("HTTP_ACCEPT", ""), registry)
+    names = names_from_query(environ.get("QUERY_STRING"))
+    body, content_type = render_for_accept(environ.get("HTTP_ACCEPT", ""), registry, names=names)
     headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
     if _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
         body = gzip.compress(body)
