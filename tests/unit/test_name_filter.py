@@ -110,7 +110,9 @@ def test_part_of_a_histogram_can_be_asked_for(registry: CollectorRegistry) -> No
 def test_the_name_escaping_path_filters_too(registry: CollectorRegistry) -> None:
     """Under a name escaping left to prometheus_client, name[] still filters."""
     accept = f"{OPENMETRICS}; escaping=values"
-    body, _ = render_for_accept(accept, registry, names=["laios_tasks_total"])
+    body, content_type = render_for_accept(accept, registry, names=["laios_tasks_total"])
+    if "escaping=" not in content_type:
+        pytest.skip("this prometheus_client has no name escaping")
     assert b"U__laios__tasks__total{" in body  # (the name as this escaping writes it)
     assert b"app__requests" not in body
     assert b"retries" not in body
