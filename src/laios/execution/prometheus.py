@@ -18,7 +18,7 @@ labels of its store (``MetricStore(labels=...)``) but ``laios_build_info``:
   ``PerformanceMonitor.record_metric`` values)
 
 For scrapes, :func:`render_metrics` (what ``/metrics`` serves) skips the ``Metric`` objects: it
-writes these families straight from the stores (:meth:`StoreCollector.render`, ~15× faster)
+writes these families straight from the stores (:meth:`StoreCollector.render`, ~8× faster)
 and leaves the rest of the registry to ``prometheus_client``, with the collector muted meanwhile
 in that thread only. Plain ``generate_latest(registry)`` goes through :meth:`collect` as before.
 
@@ -326,7 +326,7 @@ class StoreCollector(Collector):
 
         The text is what ``prometheus_client`` would write for them (the Prometheus text
         format 0.0.4, or OpenMetrics 1.0.0 with exemplars but without the final ``# EOF``),
-        about fifteen times faster for 200 tools. With ``names``, only the samples of those
+        about eight times faster for 200 tools. With ``names``, only the samples of those
         names, as ``prometheus_client``'s ``restricted_registry(names)`` would write them.
         """
         return self._renderer.render(
