@@ -290,6 +290,8 @@ class StoreTable:
         """
         self._lock = threading.Lock()
         self._entries = {key: e for key, e in self._entries.items() if e.ref() is not None}
+        used = {entry.counts.labels for entry in self._entries.values()}
+        self._groups = {labels: g for labels, g in self._groups.items() if labels in used}
         for group in self._groups.values():
             group.tools = {}
             group.custom = {}
