@@ -321,7 +321,7 @@ def _banner(
         _labelled(
             "Prometheus",
             f"scrape {args.host}:{port}; the Compose setup's"
-            " grafana/prometheus/prometheus.yml scrapes host.docker.internal:9464",
+            " grafana/prometheus/prometheus.yml scrapes host.docker.internal:8489",
         ),
         _labelled(
             "Dashboard",

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: Where ``laios status`` looks unless given ``--url``.
-DEFAULT_URL = "http://127.0.0.1:9464"
+DEFAULT_URL = "http://127.0.0.1:8489"
 #: Largest ``/status`` body read, in bytes.
 _MAX_BODY = 16 * 1024 * 1024
 #: Bytes asked for at a time while reading the body.
@@ -69,8 +69,8 @@ def status_url(url: str) -> str:
     """Return the ``/status`` URL for a base URL (``host:port`` alone is taken as http).
 
     Example:
-        >>> status_url("127.0.0.1:9464")
-        'http://127.0.0.1:9464/status'
+        >>> status_url("127.0.0.1:8489")
+        'http://127.0.0.1:8489/status'
     """
     text = url.strip()
     if "://" not in text:
@@ -323,6 +323,17 @@ def _clean(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
+def _labelled(tool: dict[str, Any]) -> str:
+    """A tool's name for the table, with the constant labels of its store after it
+    (``fetch {pool=search}``)."""
+    name = _clean(tool.get("tool", "-"), 32)
+    labels = tool.get("labels")
+    if not isinstance(labels, dict) or not labels:
+        return name
+    pairs = ",".join(f"{key}={value}" for key, value in sorted(labels.items(), key=str))
+    return f"{name} {{{_clean(pairs, 32)}}}"
+
+
 def progress_bar(percent: Any, width: int = 10) -> str:
     """Draw a text progress bar.
 
@@ -530,7 +541,7 @@ def _tool_row(tool: dict[str, Any]) -> list[str]:
         outcomes = tool["outcomes"]
     rate = _number(tool.get("error_rate"))
     return [
-        _clean(tool.get("tool", "-"), 32),
+        _labelled(tool),
         _count(tool.get("total")),
         _count(outcomes.get("success")),
         _count(outcomes.get("error")),
@@ -550,9 +561,9 @@ def _count(value: Any) -> str:
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     try:
-        port = urlsplit(status_url(url)).port or 9464
+        port = urlsplit(status_url(url)).port or 8489
     except ValueError:  # an out-of-range or non-numeric port in the URL
-        port = 9464
+        port = 8489
     return (
         f"laios status: {problem}. Start the endpoint in the process that runs tasks with "
         f"laios.execution.server.start_http_server({port}), or try `laios demo`."
@@ -675,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run sample tasks behind a live metrics endpoint")
     demo.add_argument("--duration", type=float, default=None, help="seconds to run (until Ctrl-C)")
     demo.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
-    demo.add_argument("--port", type=int, default=9464, help="port to serve on (9464)")
+    demo.add_argument("--port", type=int, default=8489, help="port to serve on (8489)")
     demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
     demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
     demo.add_argument(

@@ -9,7 +9,8 @@ The cases are N0 (noise floor) and P1 … P12: the inline and pooled roads of a 
 (P9: 10,000 coroutines that each sleep 50 ms, at once), one async tool awaited (P10), the retry
 wrapper (P5), contention (P6), the ``/metrics`` render (P7), memory (P8), the process
 runner: a no-op round trip (P11) and the time from a hung tool's timeout to the next task done
-(P12), and a batch on a local Dask cluster (P13).
+(P12), a batch on a local Dask cluster (P13), and the ``/metrics`` render after 10,000
+executor lifecycles (P14).
 
 Every case runs its own code ("ours") and a baseline in this one process, interleaved over
 several rounds (ours, baseline, ours, baseline, …). A round's ratio is ours / baseline and the
@@ -86,6 +87,12 @@ P7_TOOLS = 200
 P9_TASKS = 10_000
 #: What each P9 tool awaits: ``asyncio.sleep(P9_SLEEP)``, in seconds.
 P9_SLEEP = 0.05
+#: Executors created, used once and shut down in P14, each with its own store, at scale 1.
+P14_LIFECYCLES = 10_000
+#: Largest growth of the scrape time after P14's lifecycles.
+P14_GROWTH = 1.2
+#: Tools of the store both sides of P14 keep (so that a scrape has something to write).
+P14_TOOLS = 50
 
 
 # -- configuration and results ------------------------------------------------------------------
@@ -1092,6 +1099,92 @@ def case_p13(cfg: Config) -> CaseResult:
     return result
 
 
+class _Lifecycles:
+    """A Prometheus registry exporting a store that lives, into which executors with stores of
+    their own come and go (P14)."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.metrics = CollectorRegistry()
+        self.store = MetricStore()
+        ensure_collector(self.store, self.metrics)
+        store = self.store
+        for index in range(P14_TOOLS):
+            name = f"tool_{index:03d}"
+            slot = store.tool_slot(name, registered=True)
+            for outcome in OUTCOMES:
+                rec = store.task_submitted(None, _Ticket(name), name, slot, running=True)
+                store.task_finished(rec, outcome=outcome, status=None)
+
+    def lifecycles(self, count: int) -> None:
+        """``count`` executors, each with its own store: made, one task run, shut down."""
+        bench = self.bench
+        for _ in range(count):
+            executor = Executor(
+                bench.registry, store=MetricStore(), prometheus_registry=self.metrics
+            )
+            _check(executor.execute_task(bench.task(), bench.context))
+            executor.shutdown()
+
+    def render_ms(self) -> float:
+        """Milliseconds to render this registry's ``/metrics`` text once."""
+        with _gc_paused():
+            start = time.perf_counter()
+            render_metrics(self.metrics)
+            return (time.perf_counter() - start) * 1e3
+
+
+def case_p14(cfg: Config) -> CaseResult:
+    """``/metrics`` render time after 10,000 executor lifecycles, against before them.
+
+    Two identical registries each export a store that lives (50 tools, every outcome) and one
+    executor lifecycle's store, gone; into the second, 10,000 more executors come and go, each
+    with its own store. The renders of the two are interleaved: the gone stores' counts are
+    folded into their label set's totals, so the second renders the same series as the first.
+    """
+    bench = Bench()
+    lifecycles = cfg.size(P14_LIFECYCLES, minimum=100)
+    first, second = _Lifecycles(bench), _Lifecycles(bench)
+    first.lifecycles(1)
+    second.lifecycles(1)
+    gc.collect()
+    rss_before = rss_mb()
+    started = time.perf_counter()
+    second.lifecycles(lifecycles - 1)
+    seconds = time.perf_counter() - started
+    gc.collect()
+    rss_after = rss_mb()
+    expected = {"tool": bench.tool_name, "outcome": "success"}
+    if second.metrics.get_sample_value("laios_tasks_total", expected) != lifecycles:
+        raise RuntimeError("the gone executors' tasks are not all counted")
+    for scrape in (first, second):
+        scrape.render_ms()  # warm-up
+    renders = max(5, cfg.rounds)
+    pairs = _interleave(first.render_ms, second.render_ms, renders)
+    ratio = statistics.median(a / b for b, a in pairs)
+    before_ms = statistics.median(b for b, _ in pairs)
+    after_ms = statistics.median(a for _, a in pairs)
+    growth = rss_after - rss_before
+    result = CaseResult(
+        case="P14",
+        title=f"/metrics render after {lifecycles:,} executor lifecycles",
+        unit="ms",
+        ours=after_ms,
+        baseline=before_ms,
+        ratio=ratio,
+        target=f"≤ {P14_GROWTH:g}",
+        passed=ratio <= P14_GROWTH,
+        note=(
+            f"ours = render after {lifecycles:,} executors (each with its own store) came and "
+            f"went, baseline = after 1 (median of {renders} interleaved renders); the "
+            f"lifecycles took {seconds:.1f} s and grew RSS by {growth:+.2f} MB"
+        ),
+        rounds=[{"ours": a, "baseline": b, "ratio": a / b} for b, a in pairs],
+    )
+    result.extra.update(lifecycles=lifecycles, rss_growth_mb=growth, seconds=seconds)
+    return result
+
+
 CASES: dict[str, Callable[[Config], CaseResult]] = {
     "N0": case_n0,
     "P1": case_p1,
@@ -1107,6 +1200,7 @@ CASES: dict[str, Callable[[Config], CaseResult]] = {
     "P11": case_p11,
     "P12": case_p12,
     "P13": case_p13,
+    "P14": case_p14,
 }
 
 

@@ -219,5 +219,5 @@ def test_the_banner_says_what_the_compose_setup_scrapes(run: DemoRun) -> None:
     configuration really scrapes (not a file that says something else)."""
     banner = run.stdout.split("laios demo —", 1)[0]
     config = Path(__file__).resolve().parents[2] / "grafana" / "prometheus" / "prometheus.yml"
-    assert "host.docker.internal:9464" in config.read_text()
-    assert "host.docker.internal:9464" in banner
+    assert "host.docker.internal:8489" in config.read_text()
+    assert "host.docker.internal:8489" in banner

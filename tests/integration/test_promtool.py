@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.monitor import PerformanceMonitor
-from laios.execution.prometheus import ensure_collector
+from laios.execution.prometheus import ensure_collector, render_metrics
 from laios.execution.runners import RunnerStats
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
@@ -96,10 +96,26 @@ def test_promtool_accepts_the_exposition_of_a_varied_workload() -> None:
     assert promtool_check(generate_latest(registry)) == ""
 
 
+def test_promtool_accepts_labelled_stores_with_their_own_buckets() -> None:
+    """promtool prints nothing for stores with constant labels and buckets of their own, one
+    of them gone (its counts folded)."""
+    registry = CollectorRegistry()
+    plain = MetricStore()
+    search = MetricStore(labels={"pool": "search"}, duration_buckets=[0.05, 0.5, 5])
+    gone = MetricStore(labels={"pool": "batch"}, queue_wait_buckets=[1, 60])
+    for store in (plain, search, gone):
+        ensure_collector(store, registry)
+        varied_workload(store)
+    del gone, store
+    body = render_metrics(registry)
+    assert b'laios_tasks_total{outcome="success",pool="batch",tool="fetch"} 1.0' in body
+    assert promtool_check(body) == ""
+
+
 def test_promtool_accepts_the_exposition_of_an_idle_store() -> None:
     """promtool prints nothing for a store that has seen no task."""
-    registry = CollectorRegistry()
-    ensure_collector(MetricStore(), registry)
+    store, registry = MetricStore(), CollectorRegistry()
+    ensure_collector(store, registry)
     assert promtool_check(generate_latest(registry)) == ""
 
 

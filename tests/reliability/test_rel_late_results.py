@@ -116,11 +116,15 @@ def test_exactly_one_outcome_is_counted(late_run: LateRun) -> None:
 
 
 def test_exactly_one_duration_observation_is_counted(late_run: LateRun) -> None:
-    """One laios_task_duration_seconds observation in all, under outcome timeout."""
+    """One duration observation in all, under outcome timeout, and one task counted. (A
+    timeout's duration is kept in the store but not exported: laios_task_duration_seconds has
+    series for success and error only.)"""
     registry = late_run.registry
-    assert sample_sum(registry, "laios_task_duration_seconds_count") == 1
-    assert sample_sum(registry, "laios_task_duration_seconds_count", outcome="timeout") == 1
+    (sleep,) = [t for t in late_run.store.snapshot().tools if t.tool == "sleep"]
+    assert {name: h.count for name, h in sleep.outcomes.items()} == {"timeout": 1}
+    assert sample_sum(registry, "laios_task_duration_seconds_count") == 0
     assert sample_sum(registry, "laios_tasks_total") == 1
+    assert sample_sum(registry, "laios_tasks_total", outcome="timeout") == 1
 
 
 def test_late_return_leaves_the_task_unchanged(late_run: LateRun) -> None:

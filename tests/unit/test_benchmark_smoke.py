@@ -19,7 +19,23 @@ import pytest
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 STEPS = Path(__file__).resolve().parents[1] / "benchmarks" / "steps.py"
-CASES = ["N0", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10", "P11", "P12", "P13"]
+CASES = [
+    "N0",
+    "P1",
+    "P2",
+    "P3",
+    "P4",
+    "P5",
+    "P6",
+    "P7",
+    "P8",
+    "P9",
+    "P10",
+    "P11",
+    "P12",
+    "P13",
+    "P14",
+]
 #: Cases measured against a fixed budget instead of a baseline: a number of seconds, no ratio.
 ABSOLUTE = {"P12"}
 

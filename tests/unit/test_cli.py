@@ -220,9 +220,9 @@ def test_format_seconds_picks_a_readable_unit(seconds: Any, expected: str) -> No
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        ("http://127.0.0.1:9464", "http://127.0.0.1:9464/status"),
-        ("http://127.0.0.1:9464/", "http://127.0.0.1:9464/status"),
-        ("127.0.0.1:9464", "http://127.0.0.1:9464/status"),
+        ("http://127.0.0.1:8489", "http://127.0.0.1:8489/status"),
+        ("http://127.0.0.1:8489/", "http://127.0.0.1:8489/status"),
+        ("127.0.0.1:8489", "http://127.0.0.1:8489/status"),
         ("http://host/prefix/status", "http://host/prefix/status"),
     ],
 )
@@ -545,9 +545,9 @@ def test_demo_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_demo_defaults() -> None:
-    """Demo options default to no duration, 127.0.0.1:9464, live view and no console spans."""
+    """Demo options default to no duration, 127.0.0.1:8489, live view and no console spans."""
     args = cli.build_parser().parse_args(["demo"])
-    assert (args.duration, args.host, args.port) == (None, "127.0.0.1", 9464)
+    assert (args.duration, args.host, args.port) == (None, "127.0.0.1", 8489)
     assert (args.no_live, args.console_spans) == (False, False)
     assert args.runner == "thread"
     assert args.otlp_endpoint is None
@@ -594,3 +594,15 @@ def test_python_dash_m_laios_runs_the_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"laios {laios.__version__}"
+
+
+def test_a_tools_constant_labels_follow_its_name() -> None:
+    """Two pools' rows of one tool are told apart by their stores' labels."""
+    document = {
+        "tools": [
+            {"tool": "fetch", "total": 1, "outcomes": {"success": 1}},
+            {"labels": {"pool": "search"}, "tool": "fetch", "total": 2, "outcomes": {"success": 2}},
+        ]
+    }
+    rows = [line.split() for line in render_status(document).splitlines() if "fetch" in line]
+    assert [row[:3] for row in rows] == [["fetch", "1", "1"], ["fetch", "{pool=search}", "2"]]

@@ -8,7 +8,7 @@ added to the table but not to one of the exporters fails here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -27,9 +27,9 @@ _SAMPLE_LABELS = {"le"}
 
 
 @pytest.fixture
-def collector() -> StoreCollector:
+def collector() -> Iterator[StoreCollector]:
     """A collector of a store in which every family has at least one sample (the gauges
-    without labels always have theirs)."""
+    without labels always have theirs while the store lives)."""
     store = MetricStore()
     slot = store.tool_slot("fetch", True)
     for index, outcome in enumerate(("success", "error")):
@@ -46,7 +46,8 @@ def collector() -> StoreCollector:
         )
     store.task_retried(slot)
     store.record_custom("t0", "response_time", 1.5, "seconds")
-    return ensure_collector(store, CollectorRegistry())
+    yield ensure_collector(store, CollectorRegistry())
+    del store  # (held until here: a collector reports a store while it lives)
 
 
 def table() -> list[tuple[str, str, str]]:

@@ -8,6 +8,7 @@ own (not the parent's threads, which do not exist in it) and a store that starts
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -15,12 +16,16 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
+from laios.execution.prometheus import ensure_collector
+from laios.execution.store import MetricStore
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -176,3 +181,25 @@ def test_a_process_runner_used_before_fork_gives_the_child_workers_of_its_own() 
     finally:
         executor.shutdown(wait=False)
         runner.terminate()
+
+
+def test_a_forked_child_reports_none_of_the_parents_gone_stores() -> None:
+    """A collector's folded totals of the parent's gone stores are the parent's: the child
+    starts its counters from zero, as its live stores do."""
+    registry = CollectorRegistry()
+    kept = MetricStore()
+    ensure_collector(kept, registry)
+    for store in (kept, MetricStore()):
+        ensure_collector(store, registry)
+        slot = store.tool_slot("fetch", True)
+        rec = store.task_submitted(None, SimpleNamespace(id="t"), "fetch", slot, running=True)
+        store.task_finished(rec, outcome="success", status=None)
+    del store
+    gc.collect()
+    labels = {"tool": "fetch", "outcome": "success"}
+    assert registry.get_sample_value("laios_tasks_total", labels) == 2
+
+    def child() -> dict[str, Any]:
+        return {"total": registry.get_sample_value("laios_tasks_total", labels)}
+
+    assert _in_child(child) == {"total": None}

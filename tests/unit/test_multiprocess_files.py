@@ -17,9 +17,10 @@ from multiprocess_work import run_tasks, varied_workload
 from store_fakes import SteppedClock
 
 from laios.execution._aggregates import DURATION_BUCKETS
-from laios.execution._exposition import ExportedTotals, StoreRenderer, read_stores, sum_totals
+from laios.execution._exposition import StoreRenderer
 from laios.execution._families import FAMILIES
 from laios.execution._shared_totals import SUMMED_FIELDS, add_up, without_gauges
+from laios.execution._totals import ExportedTotals, read_stores, sum_totals
 from laios.execution._totals_files import (
     FORMAT,
     Section,
@@ -38,7 +39,8 @@ BOUNDS = tuple(DURATION_BUCKETS)
 
 
 def totals_of(store: MetricStore) -> ExportedTotals:
-    return read_stores([store])
+    (totals,) = read_stores([store])
+    return totals
 
 
 def written_and_read(tmp_path: Path, sections: list[Section]) -> list[Section]:
@@ -48,7 +50,7 @@ def written_and_read(tmp_path: Path, sections: list[Section]) -> list[Section]:
 
 
 def render(totals: ExportedTotals) -> str:
-    return StoreRenderer().render_totals(totals, "1.0", openmetrics=True)
+    return StoreRenderer().render([totals], "1.0", openmetrics=True)
 
 
 def test_a_file_gives_back_exactly_the_totals_written(tmp_path: Path) -> None:
@@ -96,10 +98,10 @@ def test_a_field_with_a_default_may_be_missing_from_an_older_file() -> None:
 
 
 def test_a_field_this_version_does_not_know_makes_the_file_unreadable() -> None:
-    """An unknown field (a label set from a newer version, say) is refused, not dropped."""
+    """An unknown field (one a newer version added, say) is refused, not dropped."""
     data = encode(ExportedTotals({}, {}))
-    data["labels"] = [["service", "api"]]
-    with pytest.raises(UnreadableFile, match="labels"):
+    data["shard"] = "eu-1"
+    with pytest.raises(UnreadableFile, match="shard"):
         decode(ExportedTotals, data)
 
 
@@ -156,9 +158,9 @@ def test_totals_of_several_processes_add_up_per_tool_and_outcome() -> None:
         varied_workload(store)
         run_tasks(store, 4, "other-tool", "error")
     [added] = add_up([Section(BOUNDS, totals_of(first)), Section(BOUNDS, totals_of(second))])
-    text = StoreRenderer().render_totals  # (exemplars differ: they are the newer of two)
-    assert text(added.totals, "1", openmetrics=False) == text(
-        totals_of(both), "1", openmetrics=False
+    render = StoreRenderer().render  # (exemplars differ: they are the newer of two)
+    assert render([added.totals], "1", openmetrics=False) == render(
+        [totals_of(both)], "1", openmetrics=False
     )
 
 
@@ -180,9 +182,11 @@ def test_every_field_of_the_totals_is_summed_or_keeps_sections_apart() -> None:
     store = MetricStore()
     varied_workload(store)
     one = totals_of(store)
-    added = sum_totals([one, one])
+    (added,) = sum_totals([one, one])
+    assert added.live is one.live is True  # (any of them)
     for field in dataclasses.fields(ExportedTotals):
-        if field.name in SUMMED_FIELDS and isinstance(getattr(one, field.name), int):
+        value = getattr(one, field.name)
+        if field.name in SUMMED_FIELDS and type(value) is int:
             assert getattr(added, field.name) == 2 * getattr(one, field.name), field.name
     assert added.custom == {k: (2 * c, 2 * s) for k, (c, s) in one.custom.items()}
     assert added.tools["fetch"].retries == 2 * one.tools["fetch"].retries

@@ -39,7 +39,7 @@ from store_fakes import StatsOnlyRunner, SteppedClock
 from laios._compat import otel as compat_otel
 from laios.core.types import Context, Task
 from laios.execution import otel_metrics
-from laios.execution._aggregates import DURATION_BUCKETS
+from laios.execution._aggregates import QUEUE_WAIT_BUCKETS
 from laios.execution.executor import Executor
 from laios.execution.otel_metrics import (
     TOOL_DURATION_BUCKETS,
@@ -215,7 +215,7 @@ def test_histograms_advise_their_bucket_boundaries(
     (duration,) = points(metrics, DURATION).values()
     (wait,) = points(metrics, QUEUE_WAIT).values()
     assert tuple(duration.explicit_bounds) == TOOL_DURATION_BUCKETS
-    assert tuple(wait.explicit_bounds) == DURATION_BUCKETS
+    assert tuple(wait.explicit_bounds) == QUEUE_WAIT_BUCKETS
 
 
 def test_metric_views_give_the_boundaries_on_any_sdk(
@@ -233,7 +233,7 @@ def test_metric_views_give_the_boundaries_on_any_sdk(
     (duration,) = points(metrics, DURATION).values()
     (wait,) = points(metrics, QUEUE_WAIT).values()
     assert tuple(duration.explicit_bounds) == TOOL_DURATION_BUCKETS
-    assert tuple(wait.explicit_bounds) == DURATION_BUCKETS
+    assert tuple(wait.explicit_bounds) == QUEUE_WAIT_BUCKETS
 
 
 # -- queue wait -----------------------------------------------------------------------------------
@@ -872,3 +872,26 @@ def test_otlp_http_export_reaches_a_collector(
     assert tasks[(("gen_ai.tool.name", "echo"), ("laios.task.outcome", "success"))] == 1
     assert sent["laios.tasks"].sum.is_monotonic
     assert {"laios.task.errors", QUEUE_WAIT, "laios.executor.worker.count"} <= set(sent)
+
+
+def test_a_stores_constant_labels_are_attributes_of_its_points(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """Two pools told apart by constant labels are told apart in OpenTelemetry too: every
+    point of a labelled store carries its labels as attributes, histograms and counters."""
+    search, batch = MetricStore(labels={"pool": "search"}), MetricStore(labels={"pool": "batch"})
+    handles = [instrument_metrics(store, meter_provider=provider) for store in (search, batch)]
+    finish(search, "fetch")
+    finish(batch, "fetch")
+    finish(batch, "fetch")
+    metrics = collect(reader)
+    tasks = {
+        dict(k)["pool"]: p.value
+        for k, p in points(metrics, "laios.tasks").items()
+        if dict(k)["laios.task.outcome"] == "success"
+    }
+    assert tasks == {"search": 1, "batch": 2}
+    durations = {dict(k)["pool"]: p.count for k, p in points(metrics, DURATION).items()}
+    assert durations == {"search": 1, "batch": 2}
+    for handle in handles:
+        handle.uninstrument()

@@ -162,7 +162,7 @@ def test_status_reports_p99_and_the_cumulative_duration_buckets() -> None:
     document = status_document(store.snapshot())
     (tool,) = document["tools"]
     bounds = document["duration_bounds_seconds"]
-    assert bounds[0] == 0.001
+    assert bounds[0] == 0.005
     assert bounds[-1] == 300.0
     assert len(tool["duration_buckets"]) == len(bounds) + 1
     by_bound = dict(zip([*bounds, "+Inf"], tool["duration_buckets"], strict=True))

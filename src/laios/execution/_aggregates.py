@@ -10,14 +10,17 @@ import functools
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import NamedTuple
 
 __all__ = [
     "DURATION_BUCKETS",
+    "DURATION_OUTCOMES",
     "ERROR_TYPE_OTHER",
+    "MAX_RECENT_FAILURES",
     "OUTCOMES",
+    "QUEUE_WAIT_BUCKETS",
     "TOOL_OTHER",
     "TOOL_UNKNOWN",
     "CounterSnapshot",
@@ -25,23 +28,25 @@ __all__ = [
     "Exemplar",
     "FailedTaskSnapshot",
     "HistogramSnapshot",
+    "LabelSet",
     "RawHistogram",
     "RunningTaskSnapshot",
     "StoreAggregates",
+    "StoreCounts",
     "StoreSnapshot",
     "ToolAggregates",
     "ToolSlot",
     "ToolSnapshot",
 ]
 
-#: Upper bounds (seconds) of the duration and queue-wait histogram buckets: 1 ms to 5 min.
+#: Default upper bounds (seconds) of the duration histogram buckets: 5 ms to 5 min, the span
+#: of the calls tools make (a database query, an HTTP request, a model call). Twelve bounds,
+#: 2 to 3 times apart from 0.1 s to 1 min (where HTTP and model calls spend their time), 4 to
+#: 5 times apart below and above; a scrape of 200 tools stays under a megabyte with them (see
+#: docs/metrics.md, "Why these buckets").
 DURATION_BUCKETS: tuple[float, ...] = (
-    0.001,
-    0.0025,
     0.005,
-    0.01,
     0.025,
-    0.05,
     0.1,
     0.25,
     0.5,
@@ -51,17 +56,28 @@ DURATION_BUCKETS: tuple[float, ...] = (
     10.0,
     30.0,
     60.0,
-    120.0,
     300.0,
 )
+#: Default upper bounds (seconds) of the queue-wait histogram buckets, ten times apart: most
+#: tasks start at once (the first bucket); a wait of a second or more means a pool too small
+#: or held by hung tools, and 1 s, a bound, is where the alerting guide draws the line.
+QUEUE_WAIT_BUCKETS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 60.0)
 
-#: Upper bound of the first bucket: a value up to it is counted without a search.
-FIRST_BOUND = DURATION_BUCKETS[0]
+#: Most failed tasks a snapshot lists (the newest; see :class:`FailedTaskSnapshot`).
+MAX_RECENT_FAILURES = 20
 #: Outcomes whose ``error_type`` is counted (``laios_task_errors_total``).
 ERROR_OUTCOMES = frozenset({"error", "timeout", "cancelled", "rejected"})
 
 #: Every outcome a task can end with.
 OUTCOMES: tuple[str, ...] = ("success", "error", "timeout", "cancelled", "rejected")
+#: Outcomes whose durations are exported (``laios_task_duration_seconds``) and make the
+#: ``/status`` percentiles: the tool ran to an end of its own. A rejected task never ran
+#: (its duration is 0), a timed-out one's duration is its timeout, and a cancelled one's is
+#: when the caller gave up; ``laios_tasks_total`` counts those.
+DURATION_OUTCOMES: tuple[str, ...] = ("success", "error")
+
+#: Constant labels of a store, ``(name, value)`` sorted by name: the key of its series.
+LabelSet = tuple[tuple[str, str], ...]
 
 #: ``tool`` label of a tool name that is not registered.
 TOOL_UNKNOWN = "unknown"
@@ -102,11 +118,13 @@ RawHistogram = tuple[int, float, tuple[int, ...], tuple[Exemplar | None, ...]]
 
 
 class _Histogram:
-    __slots__ = ("buckets", "count", "exemplars", "sum")
+    __slots__ = ("bounds", "buckets", "count", "exemplars", "first", "sum")
 
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # last one is +Inf
-        self.exemplars: list[Exemplar | None] = [None] * (len(DURATION_BUCKETS) + 1)
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.first = bounds[0]  # a value up to it is counted without a search
+        self.buckets = [0] * (len(bounds) + 1)  # last one is +Inf
+        self.exemplars: list[Exemplar | None] = [None] * (len(bounds) + 1)
         self.count = 0
         self.sum = 0.0
 
@@ -117,7 +135,7 @@ class _Histogram:
         now when ``None``), its bucket's exemplar is replaced unless the one it holds is less
         than :data:`EXEMPLAR_INTERVAL` old."""
         # Most values (quick tasks, short waits) land in the first bucket: no search for them.
-        index = 0 if value <= FIRST_BOUND else bisect_left(DURATION_BUCKETS, value)
+        index = 0 if value <= self.first else bisect_left(self.bounds, value)
         self.buckets[index] += 1
         self.count += 1
         self.sum += value
@@ -129,7 +147,7 @@ class _Histogram:
                 self.exemplars[index] = _exemplar((exemplar[0], exemplar[1], value, timestamp))
 
     def snapshot(self) -> HistogramSnapshot:
-        return HistogramSnapshot.from_raw(self.raw())
+        return HistogramSnapshot.from_raw(self.raw(), self.bounds)
 
     def raw(self) -> RawHistogram:
         return (self.count, self.sum, tuple(self.buckets), tuple(self.exemplars))
@@ -147,6 +165,7 @@ class ToolSlot:
     """Aggregates of one ``tool`` label value: one histogram per outcome, and the rest."""
 
     __slots__ = (
+        "duration_bounds",
         "errors",
         "in_flight",
         "label",
@@ -157,12 +176,19 @@ class ToolSlot:
         "retries",
     )
 
-    def __init__(self, label: str, max_error_types: int) -> None:
-        """Create empty aggregates for ``label``."""
+    def __init__(
+        self,
+        label: str,
+        max_error_types: int,
+        duration_bounds: tuple[float, ...] = DURATION_BUCKETS,
+        queue_wait_bounds: tuple[float, ...] = QUEUE_WAIT_BUCKETS,
+    ) -> None:
+        """Create empty aggregates for ``label``, with these histogram bucket bounds."""
         self.label = label
         self.max_error_types = max_error_types
+        self.duration_bounds = duration_bounds
         self.outcomes: dict[str, _Histogram] = {}
-        self.queue_wait = _Histogram()
+        self.queue_wait = _Histogram(queue_wait_bounds)
         self.retries = 0
         self.in_flight = 0
         self.errors: dict[str, _ErrorCount] = {}
@@ -174,7 +200,7 @@ class ToolSlot:
         lock; it counts durations into it directly, see ``MetricStore.task_finished``)."""
         histogram = self.outcomes.get(outcome)
         if histogram is None:
-            histogram = self.outcomes[outcome] = _Histogram()
+            histogram = self.outcomes[outcome] = _Histogram(self.duration_bounds)
         return histogram
 
     def count_error(self, error_type: str, exemplar: tuple[str, str] | None) -> str:
@@ -206,23 +232,31 @@ class ToolSlot:
             in_flight=self.in_flight,
             errors={name: (entry.count, entry.exemplar) for name, entry in self.errors.items()},
             results=dict(self.results),
+            duration_bounds=self.duration_bounds,
+            queue_wait_bounds=self.queue_wait.bounds,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class HistogramSnapshot:
-    """A histogram at one moment: count, sum and cumulative bucket counts (last is +Inf)."""
+    """A histogram at one moment: count, sum and cumulative bucket counts (last is +Inf).
+
+    ``bounds`` are the finite upper bounds of the buckets (one fewer than the counts).
+    """
 
     count: int
     sum: float
     cumulative_buckets: tuple[int, ...]
     exemplars: tuple[Exemplar | None, ...]
+    bounds: tuple[float, ...] = DURATION_BUCKETS
 
     @classmethod
-    def from_raw(cls, raw: RawHistogram) -> HistogramSnapshot:
+    def from_raw(
+        cls, raw: RawHistogram, bounds: tuple[float, ...] = DURATION_BUCKETS
+    ) -> HistogramSnapshot:
         """The snapshot of a histogram copied as stored (per-bucket counts made cumulative)."""
         count, total, buckets, exemplars = raw
-        return cls(count, total, tuple(accumulate(buckets)), exemplars)
+        return cls(count, total, tuple(accumulate(buckets)), exemplars, bounds)
 
     def quantile(self, q: float) -> float | None:
         """Estimate the ``q`` quantile (0–1) from the buckets, as Prometheus does.
@@ -232,21 +266,22 @@ class HistogramSnapshot:
         """
         if self.count == 0:
             return None
+        bounds = self.bounds
         rank = q * self.count
         lower_bound = 0.0
         lower_count = 0
         for index, cumulative in enumerate(self.cumulative_buckets):
             if cumulative >= rank:
-                if index >= len(DURATION_BUCKETS):
-                    return DURATION_BUCKETS[-1]
-                upper = DURATION_BUCKETS[index]
+                if index >= len(bounds):
+                    return bounds[-1]
+                upper = bounds[index]
                 in_bucket = cumulative - lower_count
                 if in_bucket == 0:
                     return upper
                 return lower_bound + (upper - lower_bound) * (rank - lower_count) / in_bucket
             lower_count = cumulative
-            lower_bound = DURATION_BUCKETS[index] if index < len(DURATION_BUCKETS) else lower_bound
-        return DURATION_BUCKETS[-1]
+            lower_bound = bounds[index] if index < len(bounds) else lower_bound
+        return bounds[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +294,7 @@ class CounterSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ToolSnapshot:
-    """Aggregates of one ``tool`` label value."""
+    """Aggregates of one ``tool`` label value (of the stores with the constant ``labels``)."""
 
     tool: str
     outcomes: dict[str, HistogramSnapshot]
@@ -268,18 +303,23 @@ class ToolSnapshot:
     in_flight: int
     errors: dict[str, CounterSnapshot]
     results: dict[str, int] = field(default_factory=dict)
+    labels: LabelSet = ()
 
     @classmethod
-    def from_aggregates(cls, tool: ToolAggregates) -> ToolSnapshot:
+    def from_aggregates(cls, tool: ToolAggregates, labels: LabelSet = ()) -> ToolSnapshot:
         """The snapshot view of aggregates copied as stored."""
+        durations = tool.duration_bounds
         return cls(
             tool=tool.tool,
-            outcomes={name: HistogramSnapshot.from_raw(h) for name, h in tool.outcomes.items()},
-            queue_wait=HistogramSnapshot.from_raw(tool.queue_wait),
+            outcomes={
+                name: HistogramSnapshot.from_raw(h, durations) for name, h in tool.outcomes.items()
+            },
+            queue_wait=HistogramSnapshot.from_raw(tool.queue_wait, tool.queue_wait_bounds),
             retries=tool.retries,
             in_flight=tool.in_flight,
             errors={name: CounterSnapshot(count, ex) for name, (count, ex) in tool.errors.items()},
             results=dict(tool.results),
+            labels=labels,
         )
 
     @property
@@ -294,7 +334,10 @@ class ToolAggregates:
 
     ``outcomes`` and ``queue_wait`` are :data:`RawHistogram` tuples (bucket counts not
     cumulative); ``errors`` maps an error type to its ``(count, exemplar)``; ``results`` maps
-    a final outcome to the results returned with it (after retries).
+    a final outcome to the results returned with it (after retries). The bucket bounds
+    travel with the counts, so that every exporter writes the ``le`` they were counted under:
+    ``duration_bounds`` of every ``outcomes`` histogram, ``queue_wait_bounds`` of
+    ``queue_wait``.
     """
 
     tool: str
@@ -303,6 +346,8 @@ class ToolAggregates:
     retries: int
     in_flight: int
     errors: dict[str, tuple[int, Exemplar | None]]
+    duration_bounds: tuple[float, ...] = DURATION_BUCKETS
+    queue_wait_bounds: tuple[float, ...] = QUEUE_WAIT_BUCKETS
     results: dict[str, int] = field(default_factory=dict)
 
 
@@ -316,6 +361,7 @@ class RunningTaskSnapshot:
     elapsed_seconds: float
     progress_percent: float
     message: str | None
+    labels: LabelSet = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,12 +381,14 @@ class FailedTaskSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class CustomMetricSnapshot:
-    """Count and sum of one custom metric (name, unit) across all tasks."""
+    """Count and sum of one custom metric (name, unit) across all tasks (of the stores with the
+    constant ``labels``)."""
 
     name: str
     unit: str
     count: int
     sum: float
+    labels: LabelSet = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,10 +408,97 @@ class StoreSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class StoreAggregates:
-    """The exported aggregates of a store, copied as stored (no running tasks)."""
+    """The exported aggregates of a store, copied as stored (no running tasks).
+
+    ``labels`` are the store's constant labels, added to every series it exports.
+    """
 
     tools: list[ToolAggregates]
     custom: list[CustomMetricSnapshot]
     workers: int
     queue_depth: int
     abandoned_threads: int
+    labels: LabelSet = ()
+
+
+class StoreCounts:
+    """The cumulative part of a store's aggregates, in an object of its own.
+
+    A :class:`~laios.execution.store.MetricStore` counts into this object (its tool slots and
+    custom-metric totals, under the store's lock) and holds it; nothing in here refers back to
+    the store. So an exporter can keep a store's counts without keeping the store: when the store
+    is garbage collected, its counts are still here, final (no method of a dead store can run),
+    and :meth:`final` reads them, to be added to a process total, so that counters never go
+    backwards. The gauges (tasks in flight, workers, queue depth) are the store's own and leave
+    with it.
+
+    Attributes:
+        slots: The tool slots by ``tool`` label.
+        custom: ``[count, sum]`` of each custom metric ``(name, unit)``.
+        labels: The store's constant labels.
+        duration_bounds: Bucket bounds of the duration histograms.
+        queue_wait_bounds: Bucket bounds of the queue-wait histograms.
+        max_tool_labels: The store's cap of ``tool`` labels.
+        max_error_types: The store's cap of ``error_type`` labels per tool.
+        max_custom_metrics: The store's cap of exported custom metrics.
+    """
+
+    __slots__ = (
+        "custom",
+        "duration_bounds",
+        "labels",
+        "max_custom_metrics",
+        "max_error_types",
+        "max_tool_labels",
+        "queue_wait_bounds",
+        "slots",
+    )
+
+    def __init__(
+        self,
+        labels: LabelSet,
+        duration_bounds: tuple[float, ...],
+        queue_wait_bounds: tuple[float, ...],
+        limits: tuple[int, int, int],
+    ) -> None:
+        """Create empty counts; ``limits`` are the tool-label, error-type and custom-metric
+        caps."""
+        self.labels = labels
+        self.duration_bounds = duration_bounds
+        self.queue_wait_bounds = queue_wait_bounds
+        self.max_tool_labels, self.max_error_types, self.max_custom_metrics = limits
+        self.slots: dict[str, ToolSlot] = {}
+        self.custom: dict[tuple[str, str], list[float]] = {}
+
+    def new_slot(self, label: str) -> ToolSlot:
+        """Add an empty slot for ``label`` (the caller holds the store's lock)."""
+        slot = ToolSlot(label, self.max_error_types, self.duration_bounds, self.queue_wait_bounds)
+        self.slots[label] = slot
+        return slot
+
+    def read(self) -> tuple[list[ToolAggregates], list[CustomMetricSnapshot]]:
+        """Copy the tool aggregates and custom totals (the caller holds the store's lock, unless
+        the store is gone)."""
+        tools = [slot.aggregates() for slot in self.slots.values()]
+        custom = [
+            CustomMetricSnapshot(name, unit, int(t[0]), t[1])
+            for (name, unit), t in self.custom.items()
+        ]
+        return tools, custom
+
+    def final(self) -> StoreAggregates:
+        """The counts as a gone store leaves them: counters and histograms, no gauges (tasks in
+        flight, workers, queue depth and abandoned threads are 0).
+
+        Only for the counts of a store that is gone: nothing writes to them any more, so they
+        are read without the store's lock. (A collector may fold them from a garbage
+        collector's callback, in a thread that may be reading them already.)
+        """
+        tools, custom = self.read()
+        tools = [replace(tool, in_flight=0) if tool.in_flight else tool for tool in tools]
+        return StoreAggregates(tools, custom, 0, 0, 0, self.labels)
+
+    def reset(self) -> None:
+        """Forget every count, in place (in a child made by ``fork()``)."""
+        self.slots.clear()
+        self.custom.clear()

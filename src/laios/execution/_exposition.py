@@ -1,34 +1,34 @@
 """The ``laios_*`` metric families written straight to exposition text, for fast scrapes.
 
 ``prometheus_client`` builds a ``Metric`` and a ``Sample`` object for every series and formats
-each sample with several Python calls; 200 tools are ~26k samples, far too slow to scrape. The
-:class:`StoreRenderer` writes the same text, byte for byte, in both the Prometheus text format
-(0.0.4) and OpenMetrics (1.0.0), from :meth:`MetricStore.aggregates()
-<laios.execution.store.MetricStore.aggregates>`: the label part of every line is escaped once
-per tool and cached, so a render is mostly integers ``%``-formatted into cached templates.
+each sample with several Python calls; 200 tools are thousands of samples, too slow to scrape.
+The :class:`StoreRenderer` writes the same text, byte for byte, in both the Prometheus text
+format (0.0.4) and OpenMetrics (1.0.0), from the :class:`~laios.execution._totals.ExportedTotals`
+of a collector: the label part of every line is escaped once per tool and cached, so a render
+is mostly integers ``%``-formatted into cached templates.
 
-This module also holds the label rules both exporters share (:func:`export_label`,
-:func:`newer`), so that the collector in :mod:`laios.execution.prometheus` and this renderer
-cannot drift apart. The families' names, types and help texts come from the table in
-:mod:`laios.execution._families`, which the collector is built from too; the ``# HELP`` and
-``# TYPE`` lines are written once, at import.
+The label rules both exporters share (:func:`~laios.execution._totals.export_label`,
+:func:`~laios.execution._totals.newer`) live in :mod:`laios.execution._totals`, where both
+exporters' numbers come from. The families' names, types and help texts come from the table
+in :mod:`laios.execution._families`, which the collector is built from too; the ``# HELP``
+and ``# TYPE`` lines are written once, at import.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from itertools import accumulate, chain
-from typing import TYPE_CHECKING, cast
+import functools
+from collections.abc import Callable, Collection, Sequence
+from itertools import accumulate
+from typing import cast
 
 from prometheus_client.utils import floatToGoString
 
 from laios.execution._aggregates import (
-    DURATION_BUCKETS,
+    DURATION_OUTCOMES,
     OUTCOMES,
     Exemplar,
+    LabelSet,
     RawHistogram,
-    ToolAggregates,
 )
 from laios.execution._families import (
     ABANDONED_THREADS,
@@ -44,30 +44,19 @@ from laios.execution._families import (
     RETRIES,
     TASKS,
     WORKERS,
+    Family,
 )
-from laios.execution._records import shorten
-
-if TYPE_CHECKING:
-    from laios.execution.store import MetricStore
+from laios.execution._totals import ExportedTotals, export_label
 
 __all__ = [
-    "BOUNDS",
     "MAX_EXEMPLAR_CHARS",
-    "MAX_LABEL_LENGTH",
-    "ExportedTotals",
     "StoreRenderer",
-    "export_label",
-    "newer",
-    "read_stores",
-    "sum_totals",
+    "bound_texts",
+    "sample_names",
 ]
 
-#: Longest label value exported, in characters; longer names are cut (and merged if they clash).
-MAX_LABEL_LENGTH = 200
 #: OpenMetrics limits the characters of an exemplar's label names and values together.
 MAX_EXEMPLAR_CHARS = 128
-#: ``le`` values as prometheus_client writes them (``repr`` of a float: "0.001", "1.0", "300.0").
-BOUNDS: tuple[str, ...] = (*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf")
 #: Counts below this are written as ``f"{n}.0"``, which is what ``floatToGoString`` gives them;
 #: from 10**6 on it switches to exponent notation ("1.5e+06").
 _PLAIN_BELOW = 1_000_000
@@ -76,30 +65,36 @@ _OUTCOME_SET = frozenset(OUTCOMES)
 _float_text = cast("Callable[[float], str]", floatToGoString)
 
 
-def export_label(value: str) -> str:
-    """Return ``value`` as exported in a label: at most :data:`MAX_LABEL_LENGTH` characters,
-    valid UTF-8 (a lone surrogate becomes a backslash escape)."""
-    # Label values must be valid UTF-8 and should stay short; names are developer-chosen but
-    # a lone surrogate or a megabyte-long name must not break or bloat a scrape.
-    if len(value) > MAX_LABEL_LENGTH:
-        value = shorten(value, MAX_LABEL_LENGTH)
-    if not value.isascii():
-        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
+@functools.lru_cache(maxsize=64)
+def bound_texts(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    """The ``le`` values of histogram buckets with these bounds, ``+Inf`` last, as
+    prometheus_client writes them ("0.005", "1.0", "300.0")."""
+    return (*(_float_text(bound) for bound in bounds), "+Inf")
 
 
-def newer(current: Exemplar | None, candidate: Exemplar | None) -> Exemplar | None:
-    """Of two exemplars, the newer one (the candidate on a tie); ``None`` loses."""
-    if candidate is None:
-        return current
-    if current is None or candidate.timestamp >= current.timestamp:
-        return candidate
-    return current
+def sample_names(family: Family) -> tuple[str, ...]:
+    """The names of the samples a family writes (what ``name[]`` filters on)."""
+    name = family.name
+    if family.kind == "counter":
+        return (f"{name}_total",)
+    if family.kind == "info":
+        return (f"{name}_info",)
+    if family.kind == "histogram":
+        return (f"{name}_bucket", f"{name}_count", f"{name}_sum")
+    if family.kind == "summary":
+        return (f"{name}_count", f"{name}_sum")
+    return (name,)
 
 
 def _escape(value: str) -> str:
     """Escape a label value as both text formats do."""
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _label_text(pairs: Sequence[tuple[str, str]]) -> str:
+    """Label pairs as a line writes them: sorted by name (as prometheus_client sorts them),
+    values escaped."""
+    return ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(pairs))
 
 
 def _number(value: int) -> str:
@@ -159,11 +154,10 @@ def _headers(openmetrics: bool) -> tuple[str, ...]:
 
 
 _HEADERS = {False: _headers(False), True: _headers(True)}
+#: The sample names of each family of :data:`FAMILIES`, in its order.
+_SAMPLE_NAMES = tuple(frozenset(sample_names(family)) for family in FAMILIES)
 #: Sample names of the families written anew at every render (per-tool ones are cached).
 _BUILD_INFO = f"{BUILD.name}_info"
-_WORKERS = f"{WORKERS.name} "
-_QUEUE_DEPTH = f"{QUEUE_DEPTH.name} "
-_ABANDONED_THREADS = f"{ABANDONED_THREADS.name} "
 _CUSTOM_COUNT = f"{CUSTOM.name}_count"
 _CUSTOM_SUM = f"{CUSTOM.name}_sum"
 
@@ -179,13 +173,16 @@ class _Histogram:
 
     __slots__ = ("prefixes", "template", "with_exemplars")
 
-    def __init__(self, name: str, labels: str) -> None:
+    def __init__(
+        self, name: str, labels: Sequence[tuple[str, str]], bounds: tuple[float, ...]
+    ) -> None:
+        texts = bound_texts(bounds)
         self.prefixes: tuple[str, ...] = (
-            *(f'{name}_bucket{{le="{bound}",{labels}}} ' for bound in BOUNDS),
-            f"{name}_count{{{labels}}} ",
-            f"{name}_sum{{{labels}}} ",
+            *(f"{name}_bucket{{{_label_text([*labels, ('le', bound)])}}} " for bound in texts),
+            f"{name}_count{{{_label_text(labels)}}} ",
+            f"{name}_sum{{{_label_text(labels)}}} ",
         )
-        self.template = self._template(("",) * len(BOUNDS))
+        self.template = self._template(("",) * len(texts))
         # One attribute, replaced whole, so that racing renders never mix two states.
         self.with_exemplars: tuple[tuple[Exemplar | None, ...], tuple[str, ...], str] | None = None
 
@@ -232,9 +229,10 @@ class _Histogram:
 
 
 class _ToolText:
-    """The cached text pieces of one exported ``tool`` label value."""
+    """The cached text pieces of one exported ``tool`` label value of one label set."""
 
     __slots__ = (
+        "duration_bounds",
         "durations",
         "error_exemplars",
         "errors",
@@ -248,16 +246,18 @@ class _ToolText:
         "tasks_template",
     )
 
-    def __init__(self, label: str) -> None:
-        self.labels = f'tool="{_escape(label)}"'
+    def __init__(self, label: str, group: _GroupText) -> None:
+        self.labels: tuple[tuple[str, str], ...] = (*group.labels, ("tool", label))
+        self.duration_bounds = group.duration_bounds
+        labels = _label_text(self.labels)
         self.tasks: dict[str, str] = {}
         self.tasks_template = self._template(self.task_prefix)
         self.results: dict[str, str] = {}
         self.results_template = self._template(self.result_prefix)
         self.durations: dict[str, _Histogram] = {}
-        self.queue_wait = _Histogram(QUEUE_WAIT.name, self.labels)
-        self.retries = f"{RETRIES.name}_total{{{self.labels}}} "
-        self.in_flight = f"{IN_FLIGHT.name}{{{self.labels}}} "
+        self.queue_wait = _Histogram(QUEUE_WAIT.name, self.labels, group.queue_wait_bounds)
+        self.retries = f"{RETRIES.name}_total{{{labels}}} "
+        self.in_flight = f"{IN_FLIGHT.name}{{{labels}}} "
         self.errors: dict[str, str] = {}
         self.error_exemplars: dict[str, tuple[Exemplar | None, str]] = {}
 
@@ -269,22 +269,24 @@ class _ToolText:
     def task_prefix(self, outcome: str) -> str:
         prefix = self.tasks.get(outcome)
         if prefix is None:
-            prefix = f'{TASKS.name}_total{{outcome="{_escape(outcome)}",{self.labels}}} '
+            labels = _label_text([*self.labels, ("outcome", outcome)])
+            prefix = f"{TASKS.name}_total{{{labels}}} "
             self.tasks[outcome] = prefix
         return prefix
 
     def result_prefix(self, outcome: str) -> str:
         prefix = self.results.get(outcome)
         if prefix is None:
-            prefix = f'{RESULTS.name}_total{{outcome="{_escape(outcome)}",{self.labels}}} '
+            labels = _label_text([*self.labels, ("outcome", outcome)])
+            prefix = f"{RESULTS.name}_total{{{labels}}} "
             self.results[outcome] = prefix
         return prefix
 
     def duration(self, outcome: str) -> _Histogram:
         histogram = self.durations.get(outcome)
         if histogram is None:
-            labels = f'outcome="{_escape(outcome)}",{self.labels}'
-            histogram = _Histogram(DURATION.name, labels)
+            labels = (*self.labels, ("outcome", outcome))
+            histogram = _Histogram(DURATION.name, labels, self.duration_bounds)
             self.durations[outcome] = histogram
         return histogram
 
@@ -293,7 +295,7 @@ class _ToolText:
     ) -> str:
         prefix = self.errors.get(error_type)
         if prefix is None:
-            labels = f'error_type="{_escape(error_type)}",{self.labels}'
+            labels = _label_text([*self.labels, ("error_type", error_type)])
             prefix = f"{ERRORS.name}_total{{{labels}}} "
             self.errors[error_type] = prefix
         if not openmetrics or exemplar is None:
@@ -305,89 +307,35 @@ class _ToolText:
         return f"{prefix}{_number(count)}{cached[1]}\n"
 
 
-def _add_histograms(first: RawHistogram, second: RawHistogram) -> RawHistogram:
-    exemplars = tuple(newer(a, b) for a, b in zip(first[3], second[3], strict=True))
-    buckets = tuple(a + b for a, b in zip(first[2], second[2], strict=True))
-    return (first[0] + second[0], first[1] + second[1], buckets, exemplars)
+class _GroupText:
+    """The cached text pieces of one set of constant labels (with its bucket bounds)."""
 
-
-def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
-    """One tool's aggregates summed over the stores (and slots) that share its label, with
-    outcome and error-type keys as exported; the collector's sums, in the same order."""
-    if len(rows) == 1:
-        row = rows[0]
-        if all(export_label(key) is key for key in chain(row.outcomes, row.errors, row.results)):
-            return row
-    outcomes: dict[str, RawHistogram] = {}
-    queue_wait = rows[0].queue_wait
-    errors: dict[str, tuple[int, Exemplar | None]] = {}
-    results: dict[str, int] = {}
-    retries = in_flight = 0
-    for index, row in enumerate(rows):
-        for outcome, histogram in row.outcomes.items():
-            key = export_label(outcome)
-            known = outcomes.get(key)
-            outcomes[key] = histogram if known is None else _add_histograms(known, histogram)
-        if index:
-            queue_wait = _add_histograms(queue_wait, row.queue_wait)
-        retries += row.retries
-        in_flight += row.in_flight
-        for outcome, count in row.results.items():
-            key = export_label(outcome)
-            results[key] = results.get(key, 0) + count
-        for error_type, (count, exemplar) in row.errors.items():
-            key = export_label(error_type)
-            known_count, known_exemplar = errors.get(key, (0, None))
-            errors[key] = (known_count + count, newer(known_exemplar, exemplar))
-    return ToolAggregates(rows[0].tool, outcomes, queue_wait, retries, in_flight, errors, results)
-
-
-@dataclass(frozen=True, slots=True)
-class ExportedTotals:
-    """The stores' aggregates added together, keyed by exported label values.
-
-    Attributes:
-        tools: Each exported ``tool`` label (sorted) with its summed aggregates.
-        custom: ``(name, unit)`` (sorted) with the summed ``(count, sum)``.
-        workers: Worker threads of the stores' open pools.
-        queue_depth: Tasks waiting for a worker.
-        abandoned_threads: Threads held by tools that overran their timeout.
-    """
-
-    tools: dict[str, ToolAggregates]
-    custom: dict[tuple[str, str], tuple[int, float]]
-    workers: int = 0
-    queue_depth: int = 0
-    abandoned_threads: int = 0
-
-
-def read_stores(stores: Iterable[MetricStore]) -> ExportedTotals:
-    """Read each store once (:meth:`MetricStore.aggregates`) and add them together.
-
-    Both exporters start here — :class:`StoreRenderer` and the ``prometheus_client`` collector
-    — so they cannot disagree on a number or a label.
-    """
-    groups: dict[str, list[ToolAggregates]] = {}
-    custom: dict[tuple[str, str], tuple[int, float]] = {}
-    workers = queue_depth = abandoned = 0
-    for store in stores:
-        read = store.aggregates()
-        workers += read.workers
-        queue_depth += read.queue_depth
-        abandoned += read.abandoned_threads
-        for tool in read.tools:
-            groups.setdefault(export_label(tool.tool), []).append(tool)
-        for entry in read.custom:
-            key = (export_label(entry.name), export_label(entry.unit))
-            count, total = custom.get(key, (0, 0.0))
-            custom[key] = (count + entry.count, total + entry.sum)
-    return ExportedTotals(
-        {label: _merged(groups[label]) for label in sorted(groups)},
-        dict(sorted(custom.items())),
-        workers,
-        queue_depth,
-        abandoned,
+    __slots__ = (
+        "abandoned",
+        "duration_bounds",
+        "labels",
+        "queue_depth",
+        "queue_wait_bounds",
+        "tools",
+        "workers",
     )
+
+    def __init__(self, totals: ExportedTotals) -> None:
+        self.labels = totals.labels
+        self.duration_bounds = totals.duration_buckets
+        self.queue_wait_bounds = totals.queue_wait_buckets
+        braced = f"{{{_label_text(self.labels)}}}" if self.labels else ""
+        self.workers = f"{WORKERS.name}{braced} "
+        self.queue_depth = f"{QUEUE_DEPTH.name}{braced} "
+        self.abandoned = f"{ABANDONED_THREADS.name}{braced} "
+        self.tools: dict[str, _ToolText] = {}
+
+    def custom_labels(self, name: str, unit: str) -> str:
+        return _label_text([*self.labels, ("name", name), ("unit", unit)])
+
+
+#: A label set with its bucket bounds: what a :class:`_GroupText` is cached under.
+_GroupKey = tuple[LabelSet, tuple[float, ...], tuple[float, ...]]
 
 
 def _by_outcome(template: str, prefix: Callable[[str], str], counts: dict[str, int]) -> str:
@@ -402,57 +350,38 @@ def _by_outcome(template: str, prefix: Callable[[str], str], counts: dict[str, i
     )
 
 
-def sum_totals(parts: Iterable[ExportedTotals]) -> ExportedTotals:
-    """Add exported totals together, as :func:`read_stores` adds stores: counts, sums, buckets
-    and gauges are summed per exported label; of two exemplars the newer is kept."""
-    groups: dict[str, list[ToolAggregates]] = {}
-    custom: dict[tuple[str, str], tuple[int, float]] = {}
-    workers = queue_depth = abandoned = 0
-    for part in parts:
-        workers += part.workers
-        queue_depth += part.queue_depth
-        abandoned += part.abandoned_threads
-        for label, tool in part.tools.items():
-            groups.setdefault(label, []).append(tool)
-        for key, (count, total) in part.custom.items():
-            known_count, known_total = custom.get(key, (0, 0.0))
-            custom[key] = (known_count + count, known_total + total)
-    return ExportedTotals(
-        {label: _merged(groups[label]) for label in sorted(groups)},
-        dict(sorted(custom.items())),
-        workers,
-        queue_depth,
-        abandoned,
-    )
-
-
 class StoreRenderer:
-    """Writes the ``laios_*`` families of one or more stores as exposition text.
+    """Writes the ``laios_*`` families of a collector's totals as exposition text.
 
     The output is what ``prometheus_client`` writes for :class:`StoreCollector
     <laios.execution.prometheus.StoreCollector>`'s families, in the same order. Text pieces are
-    cached per exported tool label; each render keeps only the labels it used. Safe to call
-    from several threads (a race at worst rebuilds a cached piece).
+    cached per label set and exported tool label; each render keeps only those it used. Safe to
+    call from several threads (a race at worst rebuilds a cached piece).
     """
 
     def __init__(self) -> None:
-        self._tools: dict[str, _ToolText] = {}
+        self._groups: dict[_GroupKey, _GroupText] = {}
 
-    def render(self, stores: Iterable[MetricStore], version: str, *, openmetrics: bool) -> str:
-        """Return the families of ``stores`` (added together) as text, without ``# EOF``.
+    def render(
+        self,
+        totals: Sequence[ExportedTotals],
+        version: str,
+        *,
+        openmetrics: bool,
+        names: Collection[str] | None = None,
+    ) -> str:
+        """Return the families of ``totals`` as text, without ``# EOF``.
 
         Args:
-            stores: The stores to add together, in the collector's order.
+            totals: What :meth:`StoreCollector.totals
+                <laios.execution.prometheus.StoreCollector.totals>` returned, in its order.
             version: The ``version`` label of ``laios_build_info``.
             openmetrics: OpenMetrics 1.0.0 (with exemplars) rather than the text format 0.0.4.
+            names: Sample names to write (as ``prometheus_client``'s ``restricted_registry``
+                filters): a family is written with only its samples of these names, and left
+                out when it has none. ``None``: every sample.
         """
-        return self.render_totals(read_stores(stores), version, openmetrics=openmetrics)
-
-    def render_totals(self, read: ExportedTotals, version: str, *, openmetrics: bool) -> str:
-        """Return the families of ``read`` as text, without ``# EOF`` (see :meth:`render`)."""
-        custom, workers = read.custom, read.workers
-        queue_depth, abandoned = read.queue_depth, read.abandoned_threads
-        known_tools, tools = self._tools, {}
+        known_groups, groups = self._groups, {}
         tasks: list[str] = []
         results: list[str] = []
         durations: list[str] = []
@@ -460,77 +389,95 @@ class StoreRenderer:
         retries: list[str] = []
         errors: list[str] = []
         in_flight: list[str] = []
-        for label, tool in read.tools.items():
-            text = known_tools.get(label) or _ToolText(label)
-            tools[label] = text
-            outcomes = tool.outcomes
-            extra = sorted(outcome for outcome in outcomes if outcome not in _OUTCOME_SET)
-            counts = [outcomes[o][0] if o in outcomes else 0 for o in OUTCOMES]
-            if not extra and min(counts) >= 0 and max(counts) < _PLAIN_BELOW:
-                tasks.append(text.tasks_template % tuple(counts))
-            else:
-                tasks.extend(
-                    f"{text.task_prefix(o)}{_number(outcomes[o][0] if o in outcomes else 0)}\n"
-                    for o in (*OUTCOMES, *extra)
-                )
-            results.append(_by_outcome(text.results_template, text.result_prefix, tool.results))
-            for outcome in (*OUTCOMES, *extra):
-                histogram = outcomes.get(outcome)
-                if histogram is not None:
-                    durations.append(text.duration(outcome).render(histogram, openmetrics))
-            if tool.queue_wait[0]:
-                queue_wait = tool.queue_wait
-                queue_waits.append(text.queue_wait.render(queue_wait, openmetrics))
-            retries.append(f"{text.retries}{_number(tool.retries)}\n")
-            for error_type in sorted(tool.errors):
-                count, exemplar = tool.errors[error_type]
-                errors.append(text.error_line(error_type, count, exemplar, openmetrics))
-            in_flight.append(f"{text.in_flight}{_number(tool.in_flight)}\n")
-        self._tools = tools
+        workers: list[str] = []
+        queue_depth: list[str] = []
+        abandoned: list[str] = []
+        custom: list[str] = []
+        for entry in totals:
+            key = (entry.labels, entry.duration_buckets, entry.queue_wait_buckets)
+            group = known_groups.get(key) or _GroupText(entry)
+            groups[key] = group
+            known_tools, tools = group.tools, {}
+            live = entry.live
+            for label, tool in entry.tools.items():
+                text = known_tools.get(label) or _ToolText(label, group)
+                tools[label] = text
+                outcomes = tool.outcomes
+                extra = sorted(outcome for outcome in outcomes if outcome not in _OUTCOME_SET)
+                counts = [outcomes[o][0] if o in outcomes else 0 for o in OUTCOMES]
+                if not extra and min(counts) >= 0 and max(counts) < _PLAIN_BELOW:
+                    tasks.append(text.tasks_template % tuple(counts))
+                else:
+                    tasks.extend(
+                        f"{text.task_prefix(o)}{_number(outcomes[o][0] if o in outcomes else 0)}\n"
+                        for o in (*OUTCOMES, *extra)
+                    )
+                results.append(_by_outcome(text.results_template, text.result_prefix, tool.results))
+                for outcome in DURATION_OUTCOMES:
+                    histogram = outcomes.get(outcome)
+                    if histogram is not None:
+                        durations.append(text.duration(outcome).render(histogram, openmetrics))
+                if tool.queue_wait[0]:
+                    queue_waits.append(text.queue_wait.render(tool.queue_wait, openmetrics))
+                retries.append(f"{text.retries}{_number(tool.retries)}\n")
+                for error_type in sorted(tool.errors):
+                    count, exemplar = tool.errors[error_type]
+                    errors.append(text.error_line(error_type, count, exemplar, openmetrics))
+                if live:
+                    in_flight.append(f"{text.in_flight}{_number(tool.in_flight)}\n")
+            group.tools = tools
+            if live:
+                workers.append(f"{group.workers}{_number(entry.workers)}\n")
+                queue_depth.append(f"{group.queue_depth}{_number(entry.queue_depth)}\n")
+                abandoned.append(f"{group.abandoned}{_number(entry.abandoned_threads)}\n")
+            for (name, unit), (count, total) in entry.custom.items():
+                labels = group.custom_labels(name, unit)
+                custom.append(f"{_CUSTOM_COUNT}{{{labels}}} {_number(count)}\n")
+                custom.append(f"{_CUSTOM_SUM}{{{labels}}} {_float(total)}\n")
+        self._groups = groups
 
-        # Unpacked rather than looked up by name: cheaper per render, and a family added to
-        # the table but not written here fails every render instead of going missing.
-        (
-            build_header,
-            tasks_header,
-            results_header,
-            duration_header,
-            queue_wait_header,
-            retries_header,
-            errors_header,
-            in_flight_header,
-            workers_header,
-            queue_depth_header,
-            abandoned_header,
-            custom_header,
-        ) = _HEADERS[openmetrics]
-        parts = [
-            build_header,
-            f'{_BUILD_INFO}{{version="{_escape(version)}"}} 1.0\n',
-            tasks_header,
-            *tasks,
-            results_header,
-            *results,
-            duration_header,
-            *durations,
-            queue_wait_header,
-            *queue_waits,
-            retries_header,
-            *retries,
-            errors_header,
-            *errors,
-            in_flight_header,
-            *in_flight,
-            workers_header,
-            f"{_WORKERS}{_number(workers)}\n",
-            queue_depth_header,
-            f"{_QUEUE_DEPTH}{_number(queue_depth)}\n",
-            abandoned_header,
-            f"{_ABANDONED_THREADS}{_number(abandoned)}\n",
-            custom_header,
-        ]
-        for (name, unit), (count, total) in custom.items():
-            labels = f'name="{_escape(name)}",unit="{_escape(unit)}"'
-            parts.append(f"{_CUSTOM_COUNT}{{{labels}}} {_number(count)}\n")
-            parts.append(f"{_CUSTOM_SUM}{{{labels}}} {_float(total)}\n")
+        build = f'{_BUILD_INFO}{{version="{_escape(version)}"}} 1.0\n'
+        # In the order of FAMILIES: a family added to the table but not here fails every render
+        # (the zip below is strict) instead of going missing.
+        bodies = (
+            [build],
+            tasks,
+            results,
+            durations,
+            queue_waits,
+            retries,
+            errors,
+            in_flight,
+            workers,
+            queue_depth,
+            abandoned,
+            custom,
+        )
+        parts: list[str] = []
+        for header, body, samples in zip(_HEADERS[openmetrics], bodies, _SAMPLE_NAMES, strict=True):
+            if names is None:
+                parts.append(header)
+                parts.extend(body)
+                continue
+            wanted = samples.intersection(names)
+            if not wanted:
+                continue
+            lines = "".join(body)
+            if wanted != samples:
+                lines = "".join(
+                    line
+                    for line in lines.splitlines(keepends=True)
+                    if line[: _end_of_name(line)] in wanted
+                )
+            if lines:
+                parts.append(header)
+                parts.append(lines)
         return "".join(parts)
+
+
+def _end_of_name(line: str) -> int:
+    """Where the sample name of an exposition line ends (at ``{`` or a space)."""
+    brace, space = line.find("{"), line.find(" ")
+    if brace < 0:
+        return space
+    return brace if space < 0 else min(brace, space)

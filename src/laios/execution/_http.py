@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from laios.execution._auth import Authenticator
 from laios.execution._live_page import live_page_answer
-from laios.execution.prometheus import render_for_accept
+from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = ["STATUS_MODES", "Endpoint", "Request", "Response", "StatusMode", "check_status_mode"]
 
@@ -104,6 +104,8 @@ class Endpoint:
         status_document: Builds the ``/status`` document; ``None`` when ``/status`` is off.
         authenticator: Who may read ``/metrics`` and ``/status``.
         extra_headers: Added to every answer (the web configuration's headers).
+        keep: An object the endpoint keeps alive as long as it lives (its store, which the
+            registry's collector holds only weakly).
     """
 
     def __init__(
@@ -112,7 +114,10 @@ class Endpoint:
         status_document: Callable[[], dict[str, Any]] | None,
         authenticator: Authenticator,
         extra_headers: Iterable[tuple[str, str]] = (),
+        *,
+        keep: object = None,
     ) -> None:
+        self._keep = keep
         self._registry = registry
         self._status_document = status_document
         self._auth = authenticator
@@ -157,7 +162,10 @@ class Endpoint:
             return Response(200, headers, page)
         if path == "/status" and self._status_document is not None:
             return _json(200, self._status_document(), ("Cache-Control", "no-store"))
-        body, content_type = render_for_accept(request.header("accept"), self._registry)
+        names = names_from_query(request.query)
+        body, content_type = render_for_accept(
+            request.header("accept"), self._registry, names=names
+        )
         headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
         if _accepts_gzip(request.header("accept-encoding")):
             body = gzip.compress(body)

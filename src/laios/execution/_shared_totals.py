@@ -22,8 +22,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from laios.execution._exposition import ExportedTotals, sum_totals
 from laios.execution._logs import WarningLimiter
+from laios.execution._totals import ExportedTotals, sum_totals
 from laios.execution._totals_files import (
     Section,
     UnreadableFile,
@@ -59,9 +59,12 @@ PROCESS_PREFIX = "laios-proc-"
 #: The name of the retired file.
 RETIRED = "laios-retired.json"
 _DIRECTORY_LOCK = "laios-dir.lock"
-#: The fields of ExportedTotals that are added up; any other one (a label set) keeps sections
-#: apart, so a field added to ExportedTotals is one more name here or keeps sections apart.
-SUMMED_FIELDS = frozenset({"tools", "custom", "workers", "queue_depth", "abandoned_threads"})
+#: The fields of ExportedTotals that are added up (``live``: any of them); any other one (the
+#: constant labels, the bucket bounds) keeps sections apart, so a field added to ExportedTotals
+#: is one more name here or keeps sections apart.
+SUMMED_FIELDS = frozenset(
+    {"tools", "custom", "workers", "queue_depth", "abandoned_threads", "live"}
+)
 _IDENTITY_FIELDS = tuple(
     field.name for field in dataclasses.fields(ExportedTotals) if field.name not in SUMMED_FIELDS
 )
@@ -99,7 +102,7 @@ def add_up(sections: list[Section]) -> list[Section]:
     added = []
     for group in groups.values():
         first = group[0].totals
-        total = sum_totals(section.totals for section in group)
+        (total,) = sum_totals(section.totals for section in group)
         kept = {name: getattr(first, name) for name in _IDENTITY_FIELDS}
         added.append(Section(group[0].bounds, dataclasses.replace(total, **kept)))
     return added

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
-from laios.execution._exposition import ExportedTotals
+from laios.execution._totals import ExportedTotals
 
 __all__ = [
     "FORMAT",
@@ -107,6 +107,8 @@ def _decoder(kind: Any) -> Callable[[Any], Any]:
     """A function building a ``kind`` from decoded JSON; built once per type."""
     if kind is int:
         return _integer
+    if kind is bool:
+        return _boolean
     if kind is float:
         return _number
     if kind is str:
@@ -128,6 +130,12 @@ def _decoder(kind: Any) -> Callable[[Any], Any]:
         decoders = tuple(_decoder(hints[name]) for name in kind._fields)
         return _fixed_tuple(decoders, lambda items: kind(*items))
     raise TypeError(f"no totals-file reader for {kind!r}")
+
+
+def _boolean(data: Any) -> bool:
+    if type(data) is not bool:
+        raise TypeError(f"expected true or false, got {data!r}")
+    return data
 
 
 def _integer(data: Any) -> int:
@@ -235,10 +243,16 @@ def _dataclass(cls: type) -> Callable[[Any], Any]:
 
 
 def _check_histograms(section: Section) -> None:
-    """Every histogram of ``section`` has one bucket (and exemplar slot) per bound, plus +Inf."""
-    size = len(section.bounds) + 1
-    for tool in section.totals.tools.values():
-        for histogram in (*tool.outcomes.values(), tool.queue_wait):
+    """Every histogram of ``section`` has one bucket (and exemplar slot) per bound of its
+    kind (duration or queue wait), plus +Inf."""
+    totals = section.totals
+    durations = len(section.bounds) + 1
+    waits = len(totals.queue_wait_buckets) + 1
+    for tool in totals.tools.values():
+        for histogram, size in (
+            *((histogram, durations) for histogram in tool.outcomes.values()),
+            (tool.queue_wait, waits),
+        ):
             if len(histogram[2]) != size or len(histogram[3]) != size:
                 raise UnreadableFile(
                     f"tool {tool.tool!r}: a histogram has {len(histogram[2])} buckets, "

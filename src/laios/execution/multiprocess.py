@@ -70,8 +70,6 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from laios.execution._aggregates import DURATION_BUCKETS
-from laios.execution._exposition import ExportedTotals
 from laios.execution._forks import reset_after_fork
 from laios.execution._shared_totals import (
     HAS_LOCKS,
@@ -82,6 +80,7 @@ from laios.execution._shared_totals import (
     gather,
     warn,
 )
+from laios.execution._totals import ExportedTotals
 from laios.execution._totals_files import Section, dump, section_data, write_document
 from laios.execution.prometheus import StoreCollector, ensure_collector
 from laios.execution.store import MetricStore
@@ -110,8 +109,6 @@ DEFAULT_INTERVAL = 1.0
 _MAX_INTERVAL = 3600.0
 #: How the file written to check that the directory is writable begins.
 _PROBE_PREFIX = "laios-probe-"
-#: The bucket bounds this version writes and can render.
-_BOUNDS: tuple[float, ...] = tuple(DURATION_BUCKETS)
 
 
 # -- the export of one process --------------------------------------------------------------
@@ -174,7 +171,7 @@ class MultiprocessExport:
 
     def _write_locked(self) -> None:
         """Write this process's totals now (the caller holds ``self._lock``)."""
-        sections = [Section(_BOUNDS, totals) for totals in self._collector.totals()]
+        sections = [Section(t.duration_buckets, t) for t in self._collector.totals()]
         body = dump(
             {"kind": "process", "pid": os.getpid(), "sections": [section_data(s) for s in sections]}
         )
@@ -226,18 +223,10 @@ class MultiprocessExport:
                     self._warn_write(exc)
                 own, stem = list(self._written), self._stem
             else:
-                own, stem = [Section(_BOUNDS, t) for t in self._collector.totals()], None
+                own = [Section(t.duration_buckets, t) for t in self._collector.totals()]
+                stem = None
         merged = gather(self._files, stem, own)
-        kept = [section for section in merged if section.bounds == _BOUNDS]
-        if len(kept) < len(merged):
-            warn(
-                f"bounds {self.directory}",
-                "totals in %s with histogram buckets other than %s are left out (written by "
-                "another version of laios?); clear the directory when deploying one",
-                self.directory,
-                _BOUNDS,
-            )
-        return [section.totals for section in kept]
+        return [section.totals for section in merged]
 
     def start(self) -> None:
         """Write now and start the writer thread (called by :func:`enable`, and in a forked

@@ -58,8 +58,9 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvid
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from laios._compat.otel import global_meter_provider
-from laios.execution._aggregates import DURATION_BUCKETS, OUTCOMES
-from laios.execution._exposition import ExportedTotals, export_label, read_stores
+from laios.execution._aggregates import OUTCOMES, LabelSet, ToolAggregates
+from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
+from laios.execution._totals import ExportedTotals, export_label, read_stores
 from laios.execution.store import FinishedTask, MetricStore, get_default_store
 from laios.execution.tracing import SCHEMA_URL
 
@@ -125,8 +126,12 @@ TOOL_DURATION_BUCKETS: tuple[float, ...] = (
     40.96,
     81.92,
 )
-#: The queue-wait boundaries: those of ``laios_task_queue_wait_seconds`` (1 ms to 5 min).
-QUEUE_WAIT_BUCKETS: tuple[float, ...] = DURATION_BUCKETS
+#: The queue-wait boundaries: the default ones of ``laios_task_queue_wait_seconds`` (1 ms to
+#: 1 min).
+QUEUE_WAIT_BUCKETS: tuple[float, ...] = DEFAULT_QUEUE_WAIT_BUCKETS
+#: What the attributes of a task's histogram points are made of: tool label, error type,
+#: the store's constant labels.
+_AttributeKey = tuple[str, str | None, LabelSet]
 
 _OPERATION = "gen_ai.operation.name"
 _TOOL = "gen_ai.tool.name"
@@ -186,9 +191,9 @@ class _Instruments:
         meter = provider.get_meter(METER_NAME, __version__, schema_url=SCHEMA_URL)
         #: The active instrumentations reporting here (replaced, never changed in place).
         self.handles: tuple[MetricsInstrumentation, ...] = ()
-        self._last_read: tuple[object, float, ExportedTotals] | None = None
+        self._last_read: tuple[object, float, list[ExportedTotals]] | None = None
         #: (tool, error type) -> the attributes of its duration and of its queue wait.
-        self._attributes: dict[tuple[str, str | None], tuple[dict[str, str], dict[str, str]]] = {}
+        self._attributes: dict[_AttributeKey, tuple[dict[str, str], dict[str, str]]] = {}
         self.tool_duration = _histogram(
             meter,
             TOOL_DURATION,
@@ -246,9 +251,10 @@ class _Instruments:
         """Record one task's end in the two histograms."""
         outcome = event.outcome
         error = None if outcome == "success" else (event.error_type or _OTHER_ERROR)
-        attributes = self._attributes.get((event.tool, error))
+        key = (event.tool, error, event.labels)
+        attributes = self._attributes.get(key)
         if attributes is None:
-            attributes = self._new_attributes(event.tool, error)
+            attributes = self._new_attributes(key)
         wait = event.queue_wait
         # A task's span opens at submission: its duration covers the queue wait.
         seconds = wait + event.duration
@@ -267,24 +273,25 @@ class _Instruments:
                 record = self.queue_wait.record
                 record(wait, attributes[1], context=context)
 
-    def _new_attributes(
-        self, tool: str, error: str | None
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        """The attributes of a (tool, error type) for the duration and the queue wait."""
+    def _new_attributes(self, key: _AttributeKey) -> tuple[dict[str, str], dict[str, str]]:
+        """The attributes of a (tool, error type, constant labels) for the duration and the
+        queue wait."""
         if len(self._attributes) >= _MAX_CACHED_ATTRIBUTES:
             self._attributes = {}
+        tool, error, labels = key
         label = export_label(tool)
-        duration = {_OPERATION: "execute_tool", _TOOL: label}
+        duration = {**dict(labels), _OPERATION: "execute_tool", _TOOL: label}
         if error is not None:
             duration[_ERROR_TYPE] = error
-        attributes = (duration, {_TOOL: label})
-        self._attributes[(tool, error)] = attributes
+        attributes = (duration, {**dict(labels), _TOOL: label})
+        self._attributes[key] = attributes
         return attributes
 
     # -- at collection (the asynchronous instruments' callbacks) -----------------------------
 
-    def _read(self, options: CallbackOptions) -> ExportedTotals | None:
-        """The instrumented stores' aggregates added together, read once per collection.
+    def _read(self, options: CallbackOptions) -> list[ExportedTotals]:
+        """The instrumented stores' aggregates added together per set of constant labels,
+        read once per collection.
 
         The SDK hands every callback of one collection the same ``options``; a read is reused
         for that object (and for at most a second), so the instruments of one collection agree.
@@ -296,64 +303,54 @@ class _Instruments:
         stores = [store for handle in self.handles if (store := handle.store) is not None]
         if not stores:
             self._last_read = None
-            return None
+            return []
         totals = read_stores(stores)
         self._last_read = (options, now, totals)
         return totals
 
+    def _tools(self, options: CallbackOptions) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
+        """Each tool of each set of constant labels: its attributes and its aggregates."""
+        for entry in self._read(options):
+            labels = dict(entry.labels)
+            for tool, row in entry.tools.items():
+                yield {**labels, _TOOL: tool}, row
+
     def _tasks(self, options: CallbackOptions) -> Iterator[Observation]:
-        totals = self._read(options)
-        if totals is None:
-            return
-        for tool, entry in totals.tools.items():
-            for outcome in (*OUTCOMES, *sorted(set(entry.outcomes) - set(OUTCOMES))):
-                histogram = entry.outcomes.get(outcome)
-                yield Observation(
-                    histogram[0] if histogram else 0, {_TOOL: tool, _OUTCOME: outcome}
-                )
+        for attributes, row in self._tools(options):
+            for outcome in (*OUTCOMES, *sorted(set(row.outcomes) - set(OUTCOMES))):
+                histogram = row.outcomes.get(outcome)
+                count = histogram[0] if histogram else 0
+                yield Observation(count, {**attributes, _OUTCOME: outcome})
 
     def _results(self, options: CallbackOptions) -> Iterator[Observation]:
-        totals = self._read(options)
-        if totals is None:
-            return
-        for tool, entry in totals.tools.items():
-            for outcome in (*OUTCOMES, *sorted(set(entry.results) - set(OUTCOMES))):
-                yield Observation(entry.results.get(outcome, 0), {_TOOL: tool, _OUTCOME: outcome})
+        for attributes, row in self._tools(options):
+            for outcome in (*OUTCOMES, *sorted(set(row.results) - set(OUTCOMES))):
+                yield Observation(row.results.get(outcome, 0), {**attributes, _OUTCOME: outcome})
 
     def _errors(self, options: CallbackOptions) -> Iterator[Observation]:
-        totals = self._read(options)
-        if totals is None:
-            return
-        for tool, entry in totals.tools.items():
-            for error_type, (count, _exemplar) in entry.errors.items():
-                yield Observation(count, {_TOOL: tool, _ERROR_TYPE: error_type})
+        for attributes, row in self._tools(options):
+            for error_type, (count, _exemplar) in row.errors.items():
+                yield Observation(count, {**attributes, _ERROR_TYPE: error_type})
 
     def _retries(self, options: CallbackOptions) -> Iterator[Observation]:
-        totals = self._read(options)
-        if totals is not None:
-            for tool, entry in totals.tools.items():
-                yield Observation(entry.retries, {_TOOL: tool})
+        for attributes, row in self._tools(options):
+            yield Observation(row.retries, attributes)
 
     def _in_flight(self, options: CallbackOptions) -> Iterator[Observation]:
-        totals = self._read(options)
-        if totals is not None:
-            for tool, entry in totals.tools.items():
-                yield Observation(entry.in_flight, {_TOOL: tool})
+        for attributes, row in self._tools(options):
+            yield Observation(row.in_flight, attributes)
 
     def _workers(self, options: CallbackOptions) -> Iterator[Observation]:
-        totals = self._read(options)
-        if totals is not None:
-            yield Observation(totals.workers)
+        for entry in self._read(options):
+            yield Observation(entry.workers, dict(entry.labels))
 
     def _queue_depth(self, options: CallbackOptions) -> Iterator[Observation]:
-        totals = self._read(options)
-        if totals is not None:
-            yield Observation(totals.queue_depth)
+        for entry in self._read(options):
+            yield Observation(entry.queue_depth, dict(entry.labels))
 
     def _abandoned(self, options: CallbackOptions) -> Iterator[Observation]:
-        totals = self._read(options)
-        if totals is not None:
-            yield Observation(totals.abandoned_threads)
+        for entry in self._read(options):
+            yield Observation(entry.abandoned_threads, dict(entry.labels))
 
 
 class MetricsInstrumentation:

@@ -8,8 +8,10 @@
   :func:`~laios.execution.prometheus.render_for_accept`'s: the ``laios_*`` families are written
   directly, everything else in the registry by ``prometheus_client``.
 - ``/status``: JSON for ``laios status``: the tasks queued or running now, per-tool totals and
-  latency estimates, and the executor gauges. It never carries task parameters. ``status=``
-  serves it ``"full"``, ``"reduced"`` (no task ids or progress messages) or ``"off"``.
+  latency estimates, and the executor gauges, of the same stores ``/metrics`` shows (the
+  registry's collector: its live stores and the folded totals of gone ones). It never carries
+  task parameters. ``status=`` serves it ``"full"``, ``"reduced"`` (no task ids or progress
+  messages) or ``"off"``.
 - ``/healthz``: ``200 ok``.
 
 Any other path answers ``404`` with a JSON body. :func:`make_wsgi_app` and
@@ -58,9 +60,11 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
+    DURATION_OUTCOMES,
     OUTCOMES,
     HistogramSnapshot,
     StoreSnapshot,
+    ToolSnapshot,
 )
 from laios.execution._asgi import ASGIApplication, asgi_app
 from laios.execution._auth import Authenticator
@@ -102,8 +106,10 @@ __all__ = [
 
 _log = logging.getLogger("laios.execution.server")
 
-#: The port ``laios status`` looks at unless told otherwise.
-DEFAULT_PORT = 9464
+#: The port ``laios status`` looks at unless told otherwise. No common exporter uses it (the
+#: Prometheus exporter range 9100-9999 is fully allocated; 9464, the former default, is the
+#: OpenTelemetry Prometheus exporter's).
+DEFAULT_PORT = 8489
 #: Seconds a client has to send its whole request (and the most any write to it may block).
 DEFAULT_CONNECTION_TIMEOUT = 10.0
 #: Most connections served at once by :func:`start_http_server` (each holds a thread).
@@ -139,18 +145,24 @@ MAX_STATUS_TEXT = 256
 _FAILED_OUTCOMES = ("error", "timeout", "rejected")
 
 
-def _ran(histograms: dict[str, HistogramSnapshot]) -> HistogramSnapshot:
-    # Rejected tasks never ran; their zero durations would drag the percentiles down.
-    buckets = [0] * (len(DURATION_BUCKETS) + 1)
+def _ran(tool: ToolSnapshot) -> HistogramSnapshot:
+    # The outcomes whose durations are exported, as a dashboard's quantiles see them: rejected
+    # tasks never ran, a timeout's duration is its timeout, a cancellation the caller's choice.
+    bounds: tuple[float, ...] = ()
+    buckets: list[int] = []
     count, total = 0, 0.0
-    for outcome, histogram in histograms.items():
-        if outcome == "rejected":
+    for outcome in DURATION_OUTCOMES:
+        histogram = tool.outcomes.get(outcome)
+        if histogram is None:
             continue
+        bounds = histogram.bounds
+        if not buckets:
+            buckets = [0] * len(histogram.cumulative_buckets)
         for index, cumulative in enumerate(histogram.cumulative_buckets):
             buckets[index] += cumulative
         count += histogram.count
         total += histogram.sum
-    return HistogramSnapshot(count, total, tuple(buckets), (None,) * len(buckets))
+    return HistogramSnapshot(count, total, tuple(buckets), (None,) * len(buckets), bounds)
 
 
 def _rounded(value: float | None) -> float | None:
@@ -163,24 +175,29 @@ def _iso(timestamp: float) -> str:
 
 
 def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[str, Any]:
-    """Turn a store snapshot into the JSON document that ``/status`` serves.
+    """Turn a snapshot into the JSON document that ``/status`` serves.
 
     Args:
-        snapshot: What :meth:`MetricStore.snapshot` returned.
-        reduced: Leave out what identifies tasks: ``running`` is then empty (no task ids, no
-            progress messages) and ``"detail": "reduced"`` says so; the counts and
-            percentiles stay.
+        snapshot: What :meth:`StoreCollector.snapshot
+            <laios.execution.prometheus.StoreCollector.snapshot>` (what ``/status`` shows) or
+            :meth:`MetricStore.snapshot` (one store) returned.
+        reduced: Leave out what identifies tasks: ``running`` and ``failures`` are then empty
+            (no task ids, progress messages or trace ids) and ``"detail": "reduced"`` says so;
+            the counts and percentiles stay.
 
     Returns:
         A JSON-ready dict: ``generated_at``, ``running`` (at most :data:`MAX_STATUS_RUNNING`,
         longest-running first), ``running_total``, ``tools`` (tools that finished or are running
         a task), ``duration_bounds_seconds`` (the bucket bounds of each tool's
         ``duration_buckets``), ``failures`` (the latest failed tasks, newest first),
-        ``workers``, ``queue_depth`` and ``abandoned_threads``.
+        ``workers``, ``queue_depth`` and ``abandoned_threads``. A tool or task of a store with
+        constant labels carries them as ``"labels": {"pool": "search"}``; the tools are sorted
+        by labels, then name.
     """
     running = sorted(snapshot.running, key=lambda task: task.elapsed_seconds, reverse=True)
     tools: list[dict[str, Any]] = []
-    for tool in sorted(snapshot.tools, key=lambda t: t.tool):
+    bounds: tuple[float, ...] | None = None  # of the first tool's buckets
+    for tool in sorted(snapshot.tools, key=lambda t: (t.labels, t.tool)):
         total = tool.total
         if total == 0 and tool.in_flight == 0:
             continue
@@ -188,9 +205,15 @@ def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[s
         for name, histogram in tool.outcomes.items():
             outcomes[name] = histogram.count
         failed = sum(outcomes.get(name, 0) for name in _FAILED_OUTCOMES)
-        ran = _ran(tool.outcomes)
+        ran = _ran(tool)
+        extra: dict[str, Any] = {"labels": dict(tool.labels)} if tool.labels else {}
+        if bounds is None and ran.bounds:
+            bounds = ran.bounds
+        if ran.bounds and ran.bounds != bounds:  # (a store with buckets of its own)
+            extra["duration_bounds_seconds"] = list(ran.bounds)
         tools.append(
             {
+                **extra,
                 "tool": shorten(tool.tool, MAX_STATUS_TEXT),
                 "total": total,
                 "outcomes": outcomes,
@@ -208,6 +231,7 @@ def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[s
         "generated_at": _iso(snapshot.taken_at),
         "running": [
             {
+                **({"labels": dict(task.labels)} if task.labels else {}),
                 "task_id": shorten(task.task_id, MAX_STATUS_TEXT),
                 "tool": shorten(task.tool, MAX_STATUS_TEXT),
                 "state": task.state,
@@ -219,7 +243,7 @@ def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[s
         ],
         "running_total": len(running),
         "tools": tools,
-        "duration_bounds_seconds": list(DURATION_BUCKETS),
+        "duration_bounds_seconds": list(DURATION_BUCKETS if bounds is None else bounds),
         "failures": [
             {
                 "task_id": shorten(failed.task_id, MAX_STATUS_TEXT),
@@ -266,21 +290,22 @@ def _endpoint(
     mode = check_status_mode(status)
     the_store = store if store is not None else get_default_store()
     the_registry = registry if registry is not None else REGISTRY
-    ensure_collector(the_store, the_registry)
+    collector = ensure_collector(the_store, the_registry)
     enable_from_environment(the_registry, the_store)
     document = None
     if mode != "off":
         reduced = mode == "reduced"
 
-        def document() -> dict[str, Any]:
-            return status_document(the_store.snapshot(), reduced=reduced)
+        def document() -> dict[str, Any]:  # the same stores as /metrics: the collector's
+            return status_document(collector.snapshot(), reduced=reduced)
 
     authenticator = Authenticator(
         config.basic_auth_users if config is not None else {},
         config.bearer_tokens if config is not None else (),
     )
     headers = config.headers.items() if config is not None else ()
-    return Endpoint(the_registry, document, authenticator, headers)
+    # The endpoint holds its store: the collector holds stores weakly.
+    return Endpoint(the_registry, document, authenticator, headers, keep=the_store)
 
 
 def _app_endpoint(
@@ -309,13 +334,17 @@ def make_wsgi_app(
     """Build the WSGI app serving ``/`` (the live page), ``/metrics``, ``/status``, ``/healthz``.
 
     The store is exported into the registry (see
-    :func:`~laios.execution.prometheus.ensure_collector`), so ``/metrics`` always shows it.
-    With ``LAIOS_MULTIPROC_DIR`` set, multiprocess mode is turned on
+    :func:`~laios.execution.prometheus.ensure_collector`), so ``/metrics`` always shows it, and
+    the app holds it, so it lives as long as the app. ``/metrics`` renders the registry;
+    ``/status`` shows the same stores, from the registry's collector
+    (:meth:`~laios.execution.prometheus.StoreCollector.snapshot`): every store exported into
+    the registry that is alive, and the folded totals of those that are gone. With
+    ``LAIOS_MULTIPROC_DIR`` set, multiprocess mode is turned on
     (:func:`~laios.execution.multiprocess.enable`): ``/metrics`` shows the sum over the
     server's worker processes.
 
     Args:
-        store: The store behind ``/status`` and ``/metrics``; defaults to the process-wide one.
+        store: A store to export and keep alive; defaults to the process-wide one.
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
         status: What ``/status`` shows: ``"full"`` (the default), ``"reduced"`` (counts and
             percentiles; no task ids, no progress messages) or ``"off"`` (``404``).
@@ -720,7 +749,7 @@ class MetricsServer:
     Attributes:
         host: The address it is bound to.
         port: The port it listens on (the real one when port 0 was asked for).
-        url: Its base URL, e.g. ``http://127.0.0.1:9464`` (``https://`` with TLS).
+        url: Its base URL, e.g. ``http://127.0.0.1:8489`` (``https://`` with TLS).
     """
 
     def __init__(

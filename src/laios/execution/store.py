@@ -20,19 +20,22 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
 from laios.execution._aggregates import (
+    DURATION_BUCKETS,
     ERROR_OUTCOMES,
+    MAX_RECENT_FAILURES,
+    QUEUE_WAIT_BUCKETS,
     TOOL_OTHER,
     TOOL_UNKNOWN,
-    CustomMetricSnapshot,
     FailedTaskSnapshot,
     RunningTaskSnapshot,
     StoreAggregates,
+    StoreCounts,
     StoreSnapshot,
     ToolSlot,
     ToolSnapshot,
@@ -49,6 +52,7 @@ from laios.execution._records import (
     summarize,
     text_size,
 )
+from laios.execution._store_options import check_buckets, check_labels
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
@@ -77,8 +81,6 @@ MAX_PROGRESS_HISTORY = 100
 MAX_RECORD_BYTES = 48 * 1024
 #: Most samples kept per (task id, custom metric name).
 MAX_CUSTOM_SAMPLES = 1000
-#: Most failed tasks a snapshot lists (the newest; see :class:`FailedTaskSnapshot`).
-MAX_RECENT_FAILURES = 20
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
 
@@ -193,6 +195,8 @@ class FinishedTask(NamedTuple):
     error_type: str | None
     #: ``(trace_id, span_id)`` of the task's sampled span, or ``None``.
     exemplar: tuple[str, str] | None
+    #: The store's constant labels, ``(name, value)`` sorted by name.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 #: Called with a :class:`FinishedTask` after each task's end is recorded.
@@ -288,9 +292,25 @@ class MetricStore:
             aggregates before further ones fold into ``"other"``.
         clock: Where the store reads the time (``time()`` for timestamps, ``perf_counter()``
             for durations); the ``time`` module by default. Tests pass a clock they control.
+        duration_buckets: Upper bounds (seconds) of the ``laios_task_duration_seconds``
+            buckets: finite, greater than 0, strictly increasing, at most 40 (``+Inf`` is
+            added); by default twelve bounds from 5 ms to 5 min (0.005, 0.025, 0.1, 0.25, 0.5,
+            1, 2.5, 5, 10, 30, 60, 300).
+        queue_wait_buckets: The same for ``laios_task_queue_wait_seconds``; by default 0.001,
+            0.01, 0.1, 1, 10 and 60.
+        labels: Constant labels added to every ``laios_*`` series of this store (not to
+            ``laios_build_info``), such as ``{"pool": "search"}``, so that two pools of one
+            process can be told apart. Stores with the same labels add up into the same
+            series; stores with different ones are separate series. Names follow
+            Prometheus' rules and may not be ``tool``, ``outcome``, ``le``, ``error_type``,
+            ``name``, ``unit``, ``version``, ``quantile`` or start with ``__``; values are
+            non-empty strings of at most 128 characters; at most 10 labels.
 
     Raises:
-        ValueError: When a capacity is not a positive integer.
+        ValueError: When a capacity is not a positive integer, or a bucket bound or a label
+            breaks its rules.
+        TypeError: When ``duration_buckets``, ``queue_wait_buckets`` or ``labels`` has the
+            wrong type.
     """
 
     def __init__(
@@ -302,6 +322,9 @@ class MetricStore:
         max_tracked_ids: int = 10_000,
         max_custom_metrics: int = 100,
         clock: Clock | None = None,
+        duration_buckets: Iterable[float] = DURATION_BUCKETS,
+        queue_wait_buckets: Iterable[float] = QUEUE_WAIT_BUCKETS,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         for name, value in (
             ("record_capacity", record_capacity),
@@ -317,12 +340,27 @@ class MetricStore:
         self.max_error_types = max_error_types
         self.max_tracked_ids = max_tracked_ids
         self.max_custom_metrics = max_custom_metrics
+        #: Upper bounds (seconds) of the duration histogram buckets (``+Inf`` not included).
+        self.duration_buckets = check_buckets("duration_buckets", duration_buckets)
+        #: Upper bounds (seconds) of the queue-wait histogram buckets.
+        self.queue_wait_buckets = check_buckets("queue_wait_buckets", queue_wait_buckets)
+        label_set = check_labels(labels)
         self.clock: Clock = time if clock is None else clock
         self._lock = threading.Lock()
+        # The counters live in an object of their own, which exporters may keep after this
+        # store is gone (see StoreCounts); the store reaches its parts directly (hot path).
+        self._counts = StoreCounts(
+            label_set,
+            self.duration_buckets,
+            self.queue_wait_buckets,
+            (max_tool_labels, max_error_types, max_custom_metrics),
+        )
         self._active: dict[TaskRecord, None] = {}  # queued and running, in submission order
-        self._slots: dict[str, ToolSlot] = {}
+        self._slots = self._counts.slots
         self._slot_by_name: dict[str, ToolSlot] = {}
-        self._unknown = self._new_slot(TOOL_UNKNOWN)
+        # The ``unknown`` slot is made when an unknown tool is first asked for, so that a store
+        # exports no ``tool="unknown"`` series before then.
+        self._unknown: ToolSlot | None = None
         self._queue_depth = 0
         self._runners: weakref.WeakSet[Any] = weakref.WeakSet()
         self._progress: OrderedDict[str, _ProgressHistory] = OrderedDict()
@@ -330,7 +368,7 @@ class MetricStore:
         self._progress_listeners: list[ProgressListener] = []
         self._finish_listeners: list[FinishListener] = []  # replaced, never changed in place
         self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
-        self._custom_totals: dict[tuple[str, str], list[float]] = {}
+        self._custom_totals = self._counts.custom
         self._failures: deque[_Failure] = deque(maxlen=MAX_RECENT_FAILURES)
         reset_after_fork(self)
 
@@ -342,14 +380,13 @@ class MetricStore:
         monitors the child inherited, which reset themselves).
         """
         self._lock = threading.Lock()
+        self._counts.reset()  # in place: an exporter may hold the counts
         self._active = {}
-        self._slots = {}
         self._slot_by_name = {}
-        self._unknown = self._new_slot(TOOL_UNKNOWN)
+        self._unknown = None
         self._queue_depth = 0
         self._progress = OrderedDict()
         self._custom = OrderedDict()
-        self._custom_totals = {}
         self._failures = deque(maxlen=MAX_RECENT_FAILURES)
         for scope in list(self._scopes):
             scope.active_by_id = {}
@@ -357,10 +394,20 @@ class MetricStore:
 
     # -- labels -------------------------------------------------------------------------
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """The constant labels of this store's series (a copy; empty when none were given)."""
+        return dict(self._counts.labels)
+
+    @property
+    def counts(self) -> StoreCounts:
+        """The counters and histograms of this store, in an object that does not refer back to
+        the store: what an exporter keeps so that a gone store's counts are not lost (see
+        :class:`~laios.execution.prometheus.StoreCollector`)."""
+        return self._counts
+
     def _new_slot(self, label: str) -> ToolSlot:
-        slot = ToolSlot(label, self.max_error_types)
-        self._slots[label] = slot
-        return slot
+        return self._counts.new_slot(label)
 
     def tool_slot(self, name: str, registered: bool) -> ToolSlot:
         """Return the aggregate slot for a tool, applying the label rules.
@@ -370,7 +417,15 @@ class MetricStore:
         distinct registered names, further names share the ``other`` slot.
         """
         if not registered:
-            return self._unknown
+            unknown = self._unknown
+            if unknown is None:
+                with self._lock:
+                    unknown = self._unknown
+                    if unknown is None:
+                        unknown = self._unknown = self._slots.get(TOOL_UNKNOWN) or self._new_slot(
+                            TOOL_UNKNOWN
+                        )
+            return unknown
         slot = self._slot_by_name.get(name)
         if slot is not None:
             return slot
@@ -533,8 +588,10 @@ class MetricStore:
             else:  # never started: queued (timed out or cancelled) or rejected at once
                 if state == "queued":
                     self._queue_depth -= 1
-                    # Its wait counts too, or queue-wait quantiles would hide the longest ones.
-                    slot.queue_wait.observe(now - rec.submitted_mono, None)
+                    # Its wait counts too, or queue-wait quantiles would hide the longest ones;
+                    # but a rejected task was refused, it never waited for a worker.
+                    if outcome != "rejected":
+                        slot.queue_wait.observe(now - rec.submitted_mono, None)
                 rec.start_time = end_time
                 rec.started_mono = now
                 duration = 0.0
@@ -598,7 +655,16 @@ class MetricStore:
         if self._finish_listeners:  # (the only cost of the seam while nobody listens)
             wait = rec.started_mono - rec.submitted_mono
             self._tell_finished(
-                FinishedTask(slot.label, outcome, duration, wait, rec.ran, error_type, exemplar)
+                FinishedTask(
+                    slot.label,
+                    outcome,
+                    duration,
+                    wait,
+                    rec.ran,
+                    error_type,
+                    exemplar,
+                    self._counts.labels,
+                )
             )
         return True
 
@@ -917,20 +983,10 @@ class MetricStore:
         now = self.clock.perf_counter()
         with self._lock:
             read = self._aggregates()
-            running = [
-                RunningTaskSnapshot(
-                    task_id=r.task_id,
-                    tool=r.tool,
-                    state=r.state,
-                    elapsed_seconds=now - (r.started_mono or r.submitted_mono),
-                    progress_percent=r.progress_percent,
-                    message=r.progress_message,
-                )
-                for r in self._active
-            ]
+            running = self._running(now)
             failures = list(self._failures)
         return StoreSnapshot(
-            tools=[ToolSnapshot.from_aggregates(tool) for tool in read.tools],
+            tools=[ToolSnapshot.from_aggregates(tool, read.labels) for tool in read.tools],
             running=running,
             custom=read.custom,
             workers=read.workers,
@@ -938,6 +994,36 @@ class MetricStore:
             abandoned_threads=read.abandoned_threads,
             failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
         )
+
+    def failures_snapshot(self) -> tuple[FailedTaskSnapshot, ...]:
+        """The latest failed tasks, oldest first (``snapshot().failures`` without the
+        aggregates)."""
+        with self._lock:
+            failures = list(self._failures)
+        return tuple(FailedTaskSnapshot(*failure) for failure in failures)
+
+    def running_snapshot(self) -> list[RunningTaskSnapshot]:
+        """The tasks queued or running now, in submission order (``snapshot().running``
+        without the aggregates)."""
+        now = self.clock.perf_counter()
+        with self._lock:
+            return self._running(now)
+
+    def _running(self, now: float) -> list[RunningTaskSnapshot]:
+        # Caller holds the lock.
+        labels = self._counts.labels
+        return [
+            RunningTaskSnapshot(
+                task_id=r.task_id,
+                tool=r.tool,
+                state=r.state,
+                elapsed_seconds=now - (r.started_mono or r.submitted_mono),
+                progress_percent=r.progress_percent,
+                message=r.progress_message,
+                labels=labels,
+            )
+            for r in self._active
+        ]
 
     def aggregates(self) -> StoreAggregates:
         """The exported aggregates only, copied as stored, for the fast ``/metrics`` rendering.
@@ -950,15 +1036,13 @@ class MetricStore:
 
     def _aggregates(self) -> StoreAggregates:
         # Caller holds the lock.
-        tools = [slot.aggregates() for slot in self._slots.values()]
-        custom = [
-            CustomMetricSnapshot(name, unit, int(t[0]), t[1])
-            for (name, unit), t in self._custom_totals.items()
-        ]
+        tools, custom = self._counts.read()
         stats = [r.stats for r in self._runners]
         workers = sum(int(s.workers) for s in stats)
         abandoned = sum(int(s.abandoned) for s in stats)
-        return StoreAggregates(tools, custom, workers, self._queue_depth, abandoned)
+        return StoreAggregates(
+            tools, custom, workers, self._queue_depth, abandoned, self._counts.labels
+        )
 
 
 _default_store: MetricStore | None = None

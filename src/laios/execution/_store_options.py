@@ -1,0 +1,133 @@
+"""The checks of a store's export options: histogram bucket bounds and constant labels.
+
+Both are checked when the store is made, so that a bad value fails at the call that passed it
+rather than at a scrape, far away and much later.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from itertools import pairwise
+from numbers import Real
+
+from laios.execution._aggregates import LabelSet
+
+__all__ = [
+    "MAX_BUCKETS",
+    "MAX_CONSTANT_LABELS",
+    "MAX_CONSTANT_LABEL_VALUE",
+    "RESERVED_LABELS",
+    "check_buckets",
+    "check_labels",
+]
+
+#: Most bucket bounds of one histogram. Each bound is a series of every tool (and, for
+#: durations, of every outcome): 40 is already more than a quantile estimate profits from.
+MAX_BUCKETS = 40
+#: Most constant labels of one store.
+MAX_CONSTANT_LABELS = 10
+#: Longest value of a constant label, in characters.
+MAX_CONSTANT_LABEL_VALUE = 128
+#: Label names a store's constant labels may not use: the labels of the ``laios_*`` families
+#: themselves, the ones Prometheus gives a meaning to, and the prefix it reserves.
+RESERVED_LABELS = frozenset(
+    {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
+)
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
+    """Return ``bounds`` as a tuple of floats, or raise at the call that passed them.
+
+    Args:
+        parameter: The parameter's name, for the message.
+        bounds: Upper bounds in seconds: finite, greater than 0, strictly increasing (so no
+            bound twice), from 1 to :data:`MAX_BUCKETS` of them. ``+Inf`` is always added and
+            must not be passed.
+
+    Raises:
+        TypeError: When ``bounds`` is not a sequence of numbers (a string, a boolean).
+        ValueError: When a bound is not finite or not positive, the bounds are not strictly
+            increasing, or there are none or too many.
+    """
+    if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Iterable):
+        raise TypeError(f"{parameter} must be a sequence of numbers, got {bounds!r}")
+    values = list(bounds)
+    if not values or len(values) > MAX_BUCKETS:
+        raise ValueError(f"{parameter} must have from 1 to {MAX_BUCKETS} bounds, got {len(values)}")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise TypeError(f"{parameter} must hold numbers of seconds, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(
+                f"{parameter} must hold finite bounds greater than 0 (+Inf is always added), "
+                f"got {value!r}"
+            )
+    floats = tuple(float(value) for value in values)
+    for lower, upper in pairwise(floats):
+        if upper <= lower:
+            raise ValueError(
+                f"{parameter} must be strictly increasing (sorted, no bound twice), "
+                f"got {upper!r} after {lower!r}"
+            )
+    return floats
+
+
+def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
+    """Return constant labels as ``(name, value)`` pairs sorted by name, or raise.
+
+    Args:
+        labels: Label names to values. A name follows Prometheus' rules (letters, digits and
+            ``_``, not starting with a digit), does not start with ``__`` and is not one of
+            :data:`RESERVED_LABELS`; a value is a non-empty string of at most
+            :data:`MAX_CONSTANT_LABEL_VALUE` characters that UTF-8 can encode. At most
+            :data:`MAX_CONSTANT_LABELS` labels.
+
+    Raises:
+        TypeError: When ``labels`` is not a mapping, or a name or value is not a string.
+        ValueError: When a name or value breaks a rule above.
+    """
+    if labels is None:
+        return ()
+    if not isinstance(labels, Mapping):
+        raise TypeError(f"labels must be a mapping of names to values, got {labels!r}")
+    if len(labels) > MAX_CONSTANT_LABELS:
+        raise ValueError(f"labels may hold at most {MAX_CONSTANT_LABELS} labels, got {len(labels)}")
+    pairs: list[tuple[str, str]] = []
+    for name, value in labels.items():
+        if not isinstance(name, str):
+            raise TypeError(f"a label name must be a string, got {name!r}")
+        if not _LABEL_NAME.fullmatch(name):
+            raise ValueError(
+                f"label name {name!r} is not valid: letters, digits and '_' only, "
+                "not starting with a digit"
+            )
+        if name.startswith("__"):
+            raise ValueError(f"label name {name!r} is reserved: '__' names are Prometheus' own")
+        if name in RESERVED_LABELS:
+            raise ValueError(
+                f"label name {name!r} is reserved: the laios_* families use it themselves "
+                f"(reserved: {', '.join(sorted(RESERVED_LABELS))})"
+            )
+        if not isinstance(value, str):
+            raise TypeError(f"the value of label {name!r} must be a string, got {value!r}")
+        if not value:
+            raise ValueError(
+                f"the value of label {name!r} is empty; Prometheus reads an empty label as no "
+                "label at all"
+            )
+        if len(value) > MAX_CONSTANT_LABEL_VALUE:
+            raise ValueError(
+                f"the value of label {name!r} is {len(value)} characters long; at most "
+                f"{MAX_CONSTANT_LABEL_VALUE}"
+            )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"the value of label {name!r} cannot be encoded as UTF-8: {value!r}"
+            ) from None
+        pairs.append((name, value))
+    return tuple(sorted(pairs))

@@ -1,0 +1,608 @@
+"""The stores an exporter reports, what gone stores leave behind, and the totals of both.
+
+A :class:`StoreTable` is the bookkeeping behind
+:class:`~laios.execution.prometheus.StoreCollector`: the stores exported into one registry.
+Its one product is :meth:`StoreTable.totals`, a list of :class:`ExportedTotals`, one per set of
+constant labels; both exporters (the ``prometheus_client`` collector and the direct renderer of
+:mod:`laios.execution._exposition`) and the ``/status`` document start from it, so they cannot
+disagree on a number or a label.
+
+The lifecycle of a store in a table:
+
+- **While the store lives**, it is reported: its counters, histograms and gauges, added to the
+  other stores with the same constant labels.
+- **The table never keeps a store alive.** It holds the store through a weak reference, and
+  strongly only the store's :class:`~laios.execution._aggregates.StoreCounts`: the object the
+  store counts into, which does not refer back to the store.
+- **When the store is gone**, its counts are final (no method of a store that no longer exists
+  can run), and they are *folded*: added into the totals of its label set, which the table keeps
+  for as long as it lives. So no ``laios_*`` counter ever goes backwards, while the store's
+  gauges (tasks in flight, workers, queue depth, abandoned threads) leave with it.
+
+Why the counts are held rather than read by a finalizer when the store dies: a weak reference
+is cleared before its callback runs, and the callback runs in whatever thread the garbage
+collector happens to run in, at any allocation, possibly while that thread holds this table's
+lock. A callback that read the counts would leave a moment in which the store is already gone
+and its counts not yet folded, and a scrape in that moment would see every counter of the store
+drop (Prometheus reads a drop as a counter reset); and it could not wait for the lock. Holding
+the counts closes that gap: a scrape reads a gone store's counts from the table as long as they
+are not folded, and the fold itself happens under the table's lock. The weak reference's
+callback (the finalizer) folds at once when it gets the lock without waiting; otherwise the next
+scrape or the next store added does it. Until then, a gone store costs its counts only, which
+are O(tools × outcomes × buckets).
+
+The folded totals are bounded like a store's aggregates: per label set, at most
+``max_tool_labels`` tools (further ones fold into ``other``), ``max_error_types`` error types
+per tool and ``max_custom_metrics`` custom metrics (the largest limits of the stores that joined
+the label set), and at most :data:`MAX_LABEL_SETS` label sets per table.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from itertools import chain
+from typing import TYPE_CHECKING
+
+from laios.execution._aggregates import (
+    DURATION_BUCKETS,
+    ERROR_TYPE_OTHER,
+    MAX_RECENT_FAILURES,
+    QUEUE_WAIT_BUCKETS,
+    TOOL_OTHER,
+    TOOL_UNKNOWN,
+    CustomMetricSnapshot,
+    Exemplar,
+    FailedTaskSnapshot,
+    LabelSet,
+    RawHistogram,
+    RunningTaskSnapshot,
+    StoreAggregates,
+    StoreCounts,
+    StoreSnapshot,
+    ToolAggregates,
+    ToolSnapshot,
+)
+from laios.execution._forks import reset_after_fork
+from laios.execution._records import shorten
+
+if TYPE_CHECKING:
+    from laios.execution.store import MetricStore
+
+__all__ = [
+    "MAX_LABEL_LENGTH",
+    "MAX_LABEL_SETS",
+    "ExportedTotals",
+    "StoreTable",
+    "export_label",
+    "newer",
+    "read_stores",
+    "recent_error_exemplars",
+    "sum_totals",
+]
+
+#: Longest label value exported, in characters; longer names are cut (and merged if they clash).
+MAX_LABEL_LENGTH = 200
+#: Most distinct sets of constant labels one table (one registry) exports.
+MAX_LABEL_SETS = 100
+#: Exemplars ``laios_task_errors_total`` carries in one scrape: those of the most recent
+#: sampled failures (one per tool and error type). Every one of them costs a hundred bytes in
+#: every scrape; the traces of older failures are on the duration histogram's buckets.
+MAX_ERROR_EXEMPLARS = 50
+
+
+def export_label(value: str) -> str:
+    """Return ``value`` as exported in a label: at most :data:`MAX_LABEL_LENGTH` characters,
+    valid UTF-8 (a lone surrogate becomes a backslash escape)."""
+    # Label values must be valid UTF-8 and should stay short; names are developer-chosen but
+    # a lone surrogate or a megabyte-long name must not break or bloat a scrape.
+    if len(value) > MAX_LABEL_LENGTH:
+        value = shorten(value, MAX_LABEL_LENGTH)
+    if not value.isascii():
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def newer(current: Exemplar | None, candidate: Exemplar | None) -> Exemplar | None:
+    """Of two exemplars, the newer one (the candidate on a tie); ``None`` loses."""
+    if candidate is None:
+        return current
+    if current is None or candidate.timestamp >= current.timestamp:
+        return candidate
+    return current
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedTotals:
+    """The aggregates of the stores with one set of constant labels, added together and keyed
+    by exported label values: live stores and the folded totals of gone ones.
+
+    Attributes:
+        tools: Each exported ``tool`` label (sorted) with its summed aggregates (each carries
+            its bucket bounds).
+        custom: ``(name, unit)`` (sorted) with the summed ``(count, sum)``.
+        workers: Worker threads of the live stores' open pools.
+        queue_depth: Tasks waiting for a worker.
+        abandoned_threads: Threads held by tools that overran their timeout.
+        labels: The constant labels, ``(name, value)`` sorted by name; ``()`` for none.
+        duration_buckets: Upper bounds of the duration histograms' buckets (``+Inf`` not
+            included).
+        queue_wait_buckets: Upper bounds of the queue-wait histograms' buckets.
+        live: Whether a store with these labels is alive. The gauges (``workers``,
+            ``queue_depth``, ``abandoned_threads`` and each tool's ``in_flight``) are exported
+            only then; otherwise only the counters and histograms the gone stores left.
+    """
+
+    tools: dict[str, ToolAggregates]
+    custom: dict[tuple[str, str], tuple[int, float]]
+    workers: int = 0
+    queue_depth: int = 0
+    abandoned_threads: int = 0
+    labels: LabelSet = ()
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    queue_wait_buckets: tuple[float, ...] = QUEUE_WAIT_BUCKETS
+    live: bool = True
+
+
+def _add_histograms(first: RawHistogram, second: RawHistogram) -> RawHistogram:
+    exemplars = tuple(newer(a, b) for a, b in zip(first[3], second[3], strict=True))
+    buckets = tuple(a + b for a, b in zip(first[2], second[2], strict=True))
+    return (first[0] + second[0], first[1] + second[1], buckets, exemplars)
+
+
+def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
+    """One tool's aggregates summed over the rows that share its label, with outcome and
+    error-type keys as exported."""
+    if len(rows) == 1:
+        row = rows[0]
+        if all(export_label(key) is key for key in chain(row.outcomes, row.errors, row.results)):
+            return row
+    outcomes: dict[str, RawHistogram] = {}
+    queue_wait = rows[0].queue_wait
+    errors: dict[str, tuple[int, Exemplar | None]] = {}
+    results: dict[str, int] = {}
+    retries = in_flight = 0
+    for index, row in enumerate(rows):
+        for outcome, histogram in row.outcomes.items():
+            key = export_label(outcome)
+            known = outcomes.get(key)
+            outcomes[key] = histogram if known is None else _add_histograms(known, histogram)
+        if index:
+            queue_wait = _add_histograms(queue_wait, row.queue_wait)
+        retries += row.retries
+        in_flight += row.in_flight
+        for outcome, count in row.results.items():
+            key = export_label(outcome)
+            results[key] = results.get(key, 0) + count
+        for error_type, (count, exemplar) in row.errors.items():
+            key = export_label(error_type)
+            known_count, known_exemplar = errors.get(key, (0, None))
+            errors[key] = (known_count + count, newer(known_exemplar, exemplar))
+    first = rows[0]
+    return ToolAggregates(
+        first.tool,
+        outcomes,
+        queue_wait,
+        retries,
+        in_flight,
+        errors,
+        first.duration_bounds,
+        first.queue_wait_bounds,
+        results,
+    )
+
+
+def _capped_errors(
+    errors: dict[str, tuple[int, Exemplar | None]], cap: int
+) -> dict[str, tuple[int, Exemplar | None]]:
+    """``errors`` with the error types past the first ``cap`` counted as ``other``."""
+    if len(errors) <= cap:
+        return errors
+    kept: dict[str, tuple[int, Exemplar | None]] = {}
+    other_count, other_exemplar = 0, None
+    for error_type, (count, exemplar) in errors.items():
+        if error_type != ERROR_TYPE_OTHER and len(kept) < cap:
+            kept[error_type] = (count, exemplar)
+        else:
+            other_count += count
+            other_exemplar = newer(other_exemplar, exemplar)
+    kept[ERROR_TYPE_OTHER] = (other_count, other_exemplar)
+    return kept
+
+
+class _Group:
+    """One set of constant labels in a table: its bucket bounds, its limits, and the folded
+    totals of its gone stores (exported labels as keys, in-flight counts 0)."""
+
+    __slots__ = (
+        "custom",
+        "duration_bounds",
+        "labels",
+        "max_custom_metrics",
+        "max_error_types",
+        "max_tool_labels",
+        "queue_wait_bounds",
+        "tools",
+    )
+
+    def __init__(self, counts: StoreCounts) -> None:
+        self.labels = counts.labels
+        self.duration_bounds = counts.duration_bounds
+        self.queue_wait_bounds = counts.queue_wait_bounds
+        self.max_tool_labels = counts.max_tool_labels
+        self.max_error_types = counts.max_error_types
+        self.max_custom_metrics = counts.max_custom_metrics
+        self.tools: dict[str, ToolAggregates] = {}
+        self.custom: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def join(self, counts: StoreCounts) -> None:
+        """Take in a store's limits (the group keeps the largest of each)."""
+        self.max_tool_labels = max(self.max_tool_labels, counts.max_tool_labels)
+        self.max_error_types = max(self.max_error_types, counts.max_error_types)
+        self.max_custom_metrics = max(self.max_custom_metrics, counts.max_custom_metrics)
+
+    def fold(self, final: StoreAggregates) -> None:
+        """Add a gone store's final counts into the folded totals, within the limits."""
+        tools = self.tools
+        for row in final.tools:
+            label = export_label(row.tool)
+            known = tools.get(label)
+            if known is None and label not in (TOOL_UNKNOWN, TOOL_OTHER):
+                named = len(tools) - (TOOL_UNKNOWN in tools) - (TOOL_OTHER in tools)
+                if named >= self.max_tool_labels:
+                    label = TOOL_OTHER
+                    known = tools.get(label)
+            merged = _merged([row] if known is None else [known, row])
+            errors = _capped_errors(merged.errors, self.max_error_types)
+            tools[label] = replace(merged, tool=label, in_flight=0, errors=errors)
+        custom = self.custom
+        for entry in final.custom:
+            key = (export_label(entry.name), export_label(entry.unit))
+            if key not in custom and len(custom) >= self.max_custom_metrics:
+                key = ("other", "")
+            count, total = custom.get(key, (0, 0.0))
+            custom[key] = (count + entry.count, total + entry.sum)
+
+    @property
+    def empty(self) -> bool:
+        """Whether no gone store left anything to report."""
+        return not self.tools and not self.custom
+
+
+class _Entry:
+    """A store in a table: a weak reference to it, and its counts."""
+
+    __slots__ = ("counts", "ref")
+
+    def __init__(self, ref: weakref.ref[MetricStore], counts: StoreCounts) -> None:
+        self.ref = ref
+        self.counts = counts
+
+
+class StoreTable:
+    """The stores one exporter reports, and the folded totals of those that are gone.
+
+    See the module's documentation for the lifecycle. Safe to use from several threads.
+    """
+
+    def __init__(self) -> None:
+        """Create an empty table."""
+        self._lock = threading.Lock()
+        self._entries: dict[int, _Entry] = {}  # by id(store), in the order the stores joined
+        self._groups: dict[LabelSet, _Group] = {}
+        self._gone = False  # a store died since the last prune (set by the weak references)
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a child made by ``os.fork()``: forget the parent's gone stores and their totals.
+
+        The live stores stay (each starts from zero in the child, see
+        :meth:`MetricStore.after_fork_in_child
+        <laios.execution.store.MetricStore.after_fork_in_child>`).
+        """
+        self._lock = threading.Lock()
+        self._entries = {key: e for key, e in self._entries.items() if e.ref() is not None}
+        used = {entry.counts.labels for entry in self._entries.values()}
+        self._groups = {labels: g for labels, g in self._groups.items() if labels in used}
+        for group in self._groups.values():
+            group.tools = {}
+            group.custom = {}
+        self._gone = False
+
+    def add(self, store: MetricStore) -> bool:
+        """Report ``store`` from now on; ``False`` when it is reported already.
+
+        Raises:
+            ValueError: When the table reports stores with the same constant labels and other
+                bucket bounds (their histograms could not be added together), or when the
+                store's labels would be one label set too many (:data:`MAX_LABEL_SETS`).
+        """
+        counts = store.counts
+        with self._lock:
+            if self._gone:
+                self._prune()
+            entry = self._entries.get(id(store))
+            if entry is not None:
+                if entry.ref() is store:
+                    return False
+                self._prune()  # the id of a gone store, reused
+            group = self._groups.get(counts.labels)
+            if group is None:
+                if len(self._groups) >= MAX_LABEL_SETS:
+                    raise ValueError(
+                        f"cannot export a store with labels {_shown(counts.labels)}: this "
+                        f"registry already exports {MAX_LABEL_SETS} sets of constant labels, "
+                        "the most it keeps (label values must not be unbounded: use one store "
+                        "per pool, not per tenant or per request)"
+                    )
+                group = self._groups[counts.labels] = _Group(counts)
+            else:
+                for parameter, ours, theirs in (
+                    ("duration_buckets", group.duration_bounds, counts.duration_bounds),
+                    ("queue_wait_buckets", group.queue_wait_bounds, counts.queue_wait_bounds),
+                ):
+                    if ours != theirs:
+                        raise ValueError(
+                            f"cannot export a store with {parameter}={list(theirs)} into a "
+                            f"registry that exports stores with the same labels "
+                            f"{_shown(counts.labels)} and {parameter}={list(ours)}: the "
+                            "histograms of one set of labels must share their buckets. Give "
+                            "the store the same buckets, or other labels (MetricStore(labels="
+                            "...)), or another registry"
+                        )
+                group.join(counts)
+            self._entries[id(store)] = _Entry(weakref.ref(store, self._released), counts)
+            return True
+
+    def stores(self) -> tuple[MetricStore, ...]:
+        """The live stores, in the order they joined."""
+        with self._lock:
+            entries = list(self._entries.values())
+        return tuple(store for store in (e.ref() for e in entries) if store is not None)
+
+    def totals(self) -> list[ExportedTotals]:
+        """The totals of each set of constant labels (sorted, no labels first): its live stores
+        read now, plus the folded totals of its gone stores."""
+        return self._read(running=None)
+
+    def snapshot(self) -> StoreSnapshot:
+        """Everything :meth:`totals` reports, as one :class:`StoreSnapshot` (what ``/status``
+        shows): every tool of every label set (each :class:`ToolSnapshot` carries its
+        ``labels``), the tasks queued or running in the live stores, and the gauges summed
+        over them."""
+        running: list[RunningTaskSnapshot] = []
+        failures: list[FailedTaskSnapshot] = []
+        totals = self._read(running=running, failures=failures)
+        failures.sort(key=lambda failed: failed.finished_at)  # (stable: a store's own order)
+        tools = [
+            ToolSnapshot.from_aggregates(tool, entry.labels)
+            for entry in totals
+            for tool in entry.tools.values()
+        ]
+        custom = [
+            CustomMetricSnapshot(name, unit, count, total, entry.labels)
+            for entry in totals
+            for (name, unit), (count, total) in entry.custom.items()
+        ]
+        return StoreSnapshot(
+            tools=tools,
+            running=running,
+            custom=custom,
+            workers=sum(entry.workers for entry in totals),
+            queue_depth=sum(entry.queue_depth for entry in totals),
+            abandoned_threads=sum(entry.abandoned_threads for entry in totals),
+            failures=tuple(failures[-MAX_RECENT_FAILURES:]),
+        )
+
+    def _read(
+        self,
+        running: list[RunningTaskSnapshot] | None,
+        failures: list[FailedTaskSnapshot] | None = None,
+    ) -> list[ExportedTotals]:
+        with self._lock:
+            if self._gone:
+                self._prune()
+            entries = list(self._entries.values())
+            groups = [
+                (group, dict(group.tools), dict(group.custom))
+                for group in sorted(self._groups.values(), key=_group_key)
+            ]
+        reads: dict[LabelSet, list[StoreAggregates]] = {}
+        live: set[LabelSet] = set()
+        for entry in entries:
+            store = entry.ref()
+            if store is None:  # gone since the lock was released: its counts are final
+                read = entry.counts.final()
+            else:
+                read = store.aggregates()
+                live.add(read.labels)
+                if running is not None:
+                    running.extend(store.running_snapshot())
+                if failures is not None:
+                    failures.extend(store.failures_snapshot())
+            del store
+            reads.setdefault(entry.counts.labels, []).append(read)
+        return [
+            _group_totals(group, folded, custom, reads.get(group.labels, ()), group.labels in live)
+            for group, folded, custom in groups
+        ]
+
+    def _released(
+        self,
+        ref: weakref.ref[MetricStore],
+        finalizing: Callable[[], bool] = sys.is_finalizing,
+    ) -> None:
+        """A store is gone (the weak reference's callback): fold it now if the lock is free
+        at once, else leave it to the next scrape or store added.
+
+        ``finalizing`` is bound here, not looked up: at the interpreter's exit, module globals
+        may already be gone when a weak reference calls back, and nobody will scrape then.
+        """
+        self._gone = True
+        if finalizing():
+            return
+        lock = self._lock
+        if lock.acquire(blocking=False):
+            try:
+                self._prune()
+            finally:
+                lock.release()
+
+    def _prune(self) -> None:
+        """Fold the counts of every gone store, and forget label sets with nothing left to
+        report (the caller holds the lock)."""
+        self._gone = False
+        entries = self._entries
+        gone = [key for key, entry in entries.items() if entry.ref() is None]
+        for key in gone:
+            counts = entries.pop(key).counts
+            self._groups[counts.labels].fold(counts.final())
+        if gone:
+            used = {entry.counts.labels for entry in entries.values()}
+            for labels in [k for k, g in self._groups.items() if g.empty and k not in used]:
+                del self._groups[labels]
+
+
+def _group_key(group: _Group) -> LabelSet:
+    return group.labels
+
+
+def _shown(labels: LabelSet) -> str:
+    return "{" + ", ".join(f"{name}={value!r}" for name, value in labels) + "}"
+
+
+def _group_totals(
+    group: _Group,
+    folded: dict[str, ToolAggregates],
+    folded_custom: dict[tuple[str, str], tuple[int, float]],
+    reads: Iterable[StoreAggregates],
+    live: bool,
+) -> ExportedTotals:
+    """Add a label set's folded totals and its stores' reads together."""
+    rows: dict[str, list[ToolAggregates]] = {label: [tool] for label, tool in folded.items()}
+    custom = dict(folded_custom)
+    workers = queue_depth = abandoned = 0
+    for read in reads:
+        workers += read.workers
+        queue_depth += read.queue_depth
+        abandoned += read.abandoned_threads
+        for tool in read.tools:
+            rows.setdefault(export_label(tool.tool), []).append(tool)
+        for entry in read.custom:
+            key = (export_label(entry.name), export_label(entry.unit))
+            count, total = custom.get(key, (0, 0.0))
+            custom[key] = (count + entry.count, total + entry.sum)
+    return ExportedTotals(
+        {label: _merged(rows[label]) for label in sorted(rows)},
+        dict(sorted(custom.items())),
+        workers,
+        queue_depth,
+        abandoned,
+        group.labels,
+        group.duration_bounds,
+        group.queue_wait_bounds,
+        live,
+    )
+
+
+def sum_totals(parts: Iterable[ExportedTotals]) -> list[ExportedTotals]:
+    """Add totals together per set of constant labels and bucket bounds, as one process adds
+    its stores: counts, sums, buckets and gauges summed per exported label, of two exemplars
+    the newer one; a set is live when any of its parts is. For the totals of several processes
+    (:mod:`laios.execution.multiprocess`). Sorted by labels, the empty set first."""
+    groups: dict[tuple[LabelSet, tuple[float, ...], tuple[float, ...]], list[ExportedTotals]] = {}
+    for part in parts:
+        key = (part.labels, part.duration_buckets, part.queue_wait_buckets)
+        groups.setdefault(key, []).append(part)
+    summed: list[ExportedTotals] = []
+    for key in sorted(groups):
+        group = groups[key]
+        rows: dict[str, list[ToolAggregates]] = {}
+        custom: dict[tuple[str, str], tuple[int, float]] = {}
+        for part in group:
+            for label, tool in part.tools.items():
+                rows.setdefault(label, []).append(tool)
+            for name, (count, total) in part.custom.items():
+                known_count, known_total = custom.get(name, (0, 0.0))
+                custom[name] = (known_count + count, known_total + total)
+        summed.append(
+            ExportedTotals(
+                {label: _merged(rows[label]) for label in sorted(rows)},
+                dict(sorted(custom.items())),
+                sum(part.workers for part in group),
+                sum(part.queue_depth for part in group),
+                sum(part.abandoned_threads for part in group),
+                *key,
+                any(part.live for part in group),
+            )
+        )
+    return summed
+
+
+def read_stores(stores: Iterable[MetricStore]) -> list[ExportedTotals]:
+    """Read each store once (:meth:`MetricStore.aggregates`) and add them together per set of
+    constant labels, without folding anything: the live numbers of exactly these stores (the
+    OpenTelemetry view reads its stores so). Stores with the same labels and other bucket bounds
+    are kept apart."""
+    parts: list[ExportedTotals] = []
+    for store in stores:
+        read = store.aggregates()
+        rows: dict[str, list[ToolAggregates]] = {}
+        for tool in read.tools:
+            rows.setdefault(export_label(tool.tool), []).append(tool)
+        first = read.tools[0] if read.tools else None
+        parts.append(
+            ExportedTotals(
+                {label: _merged(rows[label]) for label in sorted(rows)},
+                {
+                    (export_label(entry.name), export_label(entry.unit)): (entry.count, entry.sum)
+                    for entry in read.custom
+                },
+                read.workers,
+                read.queue_depth,
+                read.abandoned_threads,
+                read.labels,
+                first.duration_bounds if first is not None else DURATION_BUCKETS,
+                first.queue_wait_bounds if first is not None else QUEUE_WAIT_BUCKETS,
+            )
+        )
+    return sum_totals(parts)
+
+
+def recent_error_exemplars(
+    totals: list[ExportedTotals], keep: int = MAX_ERROR_EXEMPLARS
+) -> list[ExportedTotals]:
+    """``totals`` with the exemplars of ``laios_task_errors_total`` cut to the ``keep`` newest
+    (across every tool and label set); the counts stay. Both exporters write what this leaves,
+    so that a scrape of many tools and error types stays bounded."""
+    stamps = [
+        exemplar.timestamp
+        for entry in totals
+        for tool in entry.tools.values()
+        for _count, exemplar in tool.errors.values()
+        if exemplar is not None
+    ]
+    if len(stamps) <= keep:
+        return totals
+    oldest_kept = heapq.nlargest(keep, stamps)[-1] if keep > 0 else float("inf")
+    budget = sum(1 for stamp in stamps if stamp > oldest_kept)  # ties at the edge: first come
+    room = keep - budget
+    trimmed: list[ExportedTotals] = []
+    for entry in totals:
+        tools: dict[str, ToolAggregates] = {}
+        for label, tool in entry.tools.items():
+            errors: dict[str, tuple[int, Exemplar | None]] = {}
+            for error_type, (count, exemplar) in tool.errors.items():
+                if exemplar is not None and exemplar.timestamp <= oldest_kept:
+                    if exemplar.timestamp == oldest_kept and room > 0:
+                        room -= 1
+                    else:
+                        exemplar = None
+                errors[error_type] = (count, exemplar)
+            tools[label] = replace(tool, errors=errors)
+        trimmed.append(replace(entry, tools=tools))
+    return trimmed
