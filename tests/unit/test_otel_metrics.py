@@ -354,13 +354,19 @@ def test_errors_counter_by_tool_and_error_type(
 def test_retries_counter_by_tool(
     store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
 ) -> None:
-    """``laios.task.retries`` reports the store's retry count per tool, in ``{retry}``."""
+    """``laios.task.retries`` reports the store's retries per tool and the error type of the
+    attempt retried, in ``{retry}``."""
     slot = store.tool_slot("echo", True)
-    store.task_retried(slot)
-    store.task_retried(slot)
+    store.task_retried(slot, "HTTPError")
+    store.task_retried(slot, "HTTPError")
+    store.task_retried(slot, "timeout")
     metrics = collect(reader)
     assert metrics["laios.task.retries"].unit == "{retry}"
-    assert points(metrics, "laios.task.retries")[attrs(gen_ai__tool__name="echo")].value == 2
+    found = {k: p.value for k, p in points(metrics, "laios.task.retries").items()}
+    assert found == {
+        attrs(gen_ai__tool__name="echo", error__type="HTTPError"): 2,
+        attrs(gen_ai__tool__name="echo", error__type="timeout"): 1,
+    }
 
 
 def test_results_counter_counts_a_retried_call_once(

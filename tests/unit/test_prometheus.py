@@ -154,11 +154,12 @@ def test_queue_wait_histogram_measures_submit_to_start(
 
 
 def test_retries_counter(store: MetricStore, registry: CollectorRegistry) -> None:
-    """Three retries of a tool read 3."""
+    """Three retries of a tool read 3, under the error type that caused them (``error``
+    when the failed attempt named none)."""
     slot = store.tool_slot("fetch", True)
     for _ in range(3):
         store.task_retried(slot)
-    assert sample(registry, "laios_task_retries_total", tool="fetch") == 3
+    assert sample(registry, "laios_task_retries_total", tool="fetch", error_type="error") == 3
 
 
 def test_errors_counter_by_error_type(store: MetricStore, registry: CollectorRegistry) -> None:

@@ -174,6 +174,7 @@ class ToolSlot:
         "queue_wait",
         "results",
         "retries",
+        "retry_errors",
     )
 
     def __init__(
@@ -194,6 +195,8 @@ class ToolSlot:
         self.errors: dict[str, _ErrorCount] = {}
         # Results returned to callers, by final outcome (after the retries of a call).
         self.results: dict[str, int] = {}
+        # Retries by the error type of the attempt that was retried (bounded as ``errors``).
+        self.retry_errors: dict[str, int] = {}
 
     def outcome(self, outcome: str) -> _Histogram:
         """The duration histogram of ``outcome``, created on its first use (the store holds its
@@ -218,6 +221,15 @@ class ToolSlot:
             entry.exemplar = _exemplar((exemplar[0], exemplar[1], 1.0, time.time()))
         return error_type
 
+    def count_retry(self, error_type: str) -> None:
+        """Count one retry caused by a failure of ``error_type`` (past the cap, as ``other``);
+        the store holds its lock."""
+        retry_errors = self.retry_errors
+        if error_type not in retry_errors and len(retry_errors) >= self.max_error_types:
+            error_type = ERROR_TYPE_OTHER
+        retry_errors[error_type] = retry_errors.get(error_type, 0) + 1
+        self.retries += 1
+
     def snapshot(self) -> ToolSnapshot:
         """A copy of these aggregates (see :meth:`ToolSnapshot.from_aggregates`)."""
         return ToolSnapshot.from_aggregates(self.aggregates())
@@ -232,6 +244,7 @@ class ToolSlot:
             in_flight=self.in_flight,
             errors={name: (entry.count, entry.exemplar) for name, entry in self.errors.items()},
             results=dict(self.results),
+            retry_errors=dict(self.retry_errors),
             duration_bounds=self.duration_bounds,
             queue_wait_bounds=self.queue_wait.bounds,
         )
@@ -334,7 +347,8 @@ class ToolAggregates:
 
     ``outcomes`` and ``queue_wait`` are :data:`RawHistogram` tuples (bucket counts not
     cumulative); ``errors`` maps an error type to its ``(count, exemplar)``; ``results`` maps
-    a final outcome to the results returned with it (after retries). The bucket bounds
+    a final outcome to the results returned with it (after retries); ``retry_errors`` maps the
+    error type of each retried attempt to its retries (their sum is ``retries``). The bucket bounds
     travel with the counts, so that every exporter writes the ``le`` they were counted under:
     ``duration_bounds`` of every ``outcomes`` histogram, ``queue_wait_bounds`` of
     ``queue_wait``.
@@ -349,6 +363,7 @@ class ToolAggregates:
     duration_bounds: tuple[float, ...] = DURATION_BUCKETS
     queue_wait_bounds: tuple[float, ...] = QUEUE_WAIT_BUCKETS
     results: dict[str, int] = field(default_factory=dict)
+    retry_errors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,7 +256,7 @@ class _ToolText:
         self.results_template = self._template(self.result_prefix)
         self.durations: dict[str, _Histogram] = {}
         self.queue_wait = _Histogram(QUEUE_WAIT.name, self.labels, group.queue_wait_bounds)
-        self.retries = f"{RETRIES.name}_total{{{labels}}} "
+        self.retries: dict[str, str] = {}
         self.in_flight = f"{IN_FLIGHT.name}{{{labels}}} "
         self.errors: dict[str, str] = {}
         self.error_exemplars: dict[str, tuple[Exemplar | None, str]] = {}
@@ -280,6 +280,14 @@ class _ToolText:
             labels = _label_text([*self.labels, ("outcome", outcome)])
             prefix = f"{RESULTS.name}_total{{{labels}}} "
             self.results[outcome] = prefix
+        return prefix
+
+    def retry_prefix(self, error_type: str) -> str:
+        prefix = self.retries.get(error_type)
+        if prefix is None:
+            labels = _label_text([*self.labels, ("error_type", error_type)])
+            prefix = f"{RETRIES.name}_total{{{labels}}} "
+            self.retries[error_type] = prefix
         return prefix
 
     def duration(self, outcome: str) -> _Histogram:
@@ -419,7 +427,9 @@ class StoreRenderer:
                         durations.append(text.duration(outcome).render(histogram, openmetrics))
                 if tool.queue_wait[0]:
                     queue_waits.append(text.queue_wait.render(tool.queue_wait, openmetrics))
-                retries.append(f"{text.retries}{_number(tool.retries)}\n")
+                for error_type in sorted(tool.retry_errors):
+                    count = tool.retry_errors[error_type]
+                    retries.append(f"{text.retry_prefix(error_type)}{_number(count)}\n")
                 for error_type in sorted(tool.errors):
                     count, exemplar = tool.errors[error_type]
                     errors.append(text.error_line(error_type, count, exemplar, openmetrics))

@@ -76,7 +76,12 @@ QUEUE_WAIT = Family(
     "Time a task waited between submission and start, in seconds.",
     ("tool",),
 )
-RETRIES = Family("laios_task_retries", "counter", "Retries of tasks.", ("tool",))
+RETRIES = Family(
+    "laios_task_retries",
+    "counter",
+    "Retries of tasks, by tool and the error type of the attempt retried.",
+    ("tool", "error_type"),
+)
 ERRORS = Family(
     "laios_task_errors",
     "counter",

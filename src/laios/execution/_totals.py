@@ -159,12 +159,14 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
     error-type keys as exported."""
     if len(rows) == 1:
         row = rows[0]
-        if all(export_label(key) is key for key in chain(row.outcomes, row.errors, row.results)):
+        keys = chain(row.outcomes, row.errors, row.results, row.retry_errors)
+        if all(export_label(key) is key for key in keys):
             return row
     outcomes: dict[str, RawHistogram] = {}
     queue_wait = rows[0].queue_wait
     errors: dict[str, tuple[int, Exemplar | None]] = {}
     results: dict[str, int] = {}
+    retry_errors: dict[str, int] = {}
     retries = in_flight = 0
     for index, row in enumerate(rows):
         for outcome, histogram in row.outcomes.items():
@@ -178,6 +180,9 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
         for outcome, count in row.results.items():
             key = export_label(outcome)
             results[key] = results.get(key, 0) + count
+        for error_type, count in row.retry_errors.items():
+            key = export_label(error_type)
+            retry_errors[key] = retry_errors.get(key, 0) + count
         for error_type, (count, exemplar) in row.errors.items():
             key = export_label(error_type)
             known_count, known_exemplar = errors.get(key, (0, None))
@@ -193,6 +198,7 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
         first.duration_bounds,
         first.queue_wait_bounds,
         results,
+        retry_errors,
     )
 
 
@@ -211,6 +217,21 @@ def _capped_errors(
             other_count += count
             other_exemplar = newer(other_exemplar, exemplar)
     kept[ERROR_TYPE_OTHER] = (other_count, other_exemplar)
+    return kept
+
+
+def _capped_counts(counts: dict[str, int], cap: int) -> dict[str, int]:
+    """``counts`` with the keys past the first ``cap`` counted as ``other``."""
+    if len(counts) <= cap:
+        return counts
+    kept: dict[str, int] = {}
+    other = 0
+    for key, count in counts.items():
+        if key != ERROR_TYPE_OTHER and len(kept) < cap:
+            kept[key] = count
+        else:
+            other += count
+    kept[ERROR_TYPE_OTHER] = other
     return kept
 
 
@@ -258,7 +279,10 @@ class _Group:
                     known = tools.get(label)
             merged = _merged([row] if known is None else [known, row])
             errors = _capped_errors(merged.errors, self.max_error_types)
-            tools[label] = replace(merged, tool=label, in_flight=0, errors=errors)
+            retry_errors = _capped_counts(merged.retry_errors, self.max_error_types)
+            tools[label] = replace(
+                merged, tool=label, in_flight=0, errors=errors, retry_errors=retry_errors
+            )
         custom = self.custom
         for entry in final.custom:
             key = (export_label(entry.name), export_label(entry.unit))

@@ -13,7 +13,7 @@ the meter ``laios.execution`` (see ``docs/metrics.md``):
 - ``laios.task.results`` (ObservableCounter, ``{result}``; ``gen_ai.tool.name``,
   ``laios.task.outcome``): results returned to callers, after retries
 - ``laios.task.errors`` (ObservableCounter, ``{error}``; ``gen_ai.tool.name``, ``error.type``)
-- ``laios.task.retries`` (ObservableCounter, ``{retry}``; ``gen_ai.tool.name``)
+- ``laios.task.retries`` (ObservableCounter, ``{retry}``; ``gen_ai.tool.name``, ``error.type``)
 - ``laios.task.in_flight`` (ObservableUpDownCounter, ``{task}``; ``gen_ai.tool.name``)
 - ``laios.executor.worker.count`` (ObservableUpDownCounter, ``{worker}``)
 - ``laios.executor.queue.depth`` (ObservableUpDownCounter, ``{task}``)
@@ -334,7 +334,8 @@ class _Instruments:
 
     def _retries(self, options: CallbackOptions) -> Iterator[Observation]:
         for attributes, row in self._tools(options):
-            yield Observation(row.retries, attributes)
+            for error_type, count in row.retry_errors.items():
+                yield Observation(count, {**attributes, _ERROR_TYPE: error_type})
 
     def _in_flight(self, options: CallbackOptions) -> Iterator[Observation]:
         for attributes, row in self._tools(options):

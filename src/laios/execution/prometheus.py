@@ -11,7 +11,8 @@ labels of its store (``MetricStore(labels=...)``) but ``laios_build_info``:
 - ``laios_task_duration_seconds{tool,outcome}`` (histogram, for the outcomes ``success`` and
   ``error``; exemplars ``{trace_id,span_id}``)
 - ``laios_task_queue_wait_seconds{tool}`` (histogram)
-- ``laios_task_retries_total{tool}`` and ``laios_task_errors_total{tool,error_type}`` (counters)
+- ``laios_task_retries_total{tool,error_type}`` and ``laios_task_errors_total{tool,error_type}``
+  (counters)
 - ``laios_tasks_in_flight{tool}``, ``laios_executor_workers``, ``laios_executor_queue_depth``,
   ``laios_executor_abandoned_threads`` (gauges)
 - ``laios_custom_metric{name,unit}`` (summary: ``_count`` and ``_sum`` of
@@ -232,7 +233,9 @@ def _group_families(entry: ExportedTotals) -> list[Metric]:
             queue_wait.add_metric(
                 [*values, tool], _buckets_for_export(row.queue_wait, waits), row.queue_wait[1]
             )
-        retries.add_metric([*values, tool], float(row.retries))
+        for error_type in sorted(row.retry_errors):
+            count = row.retry_errors[error_type]
+            retries.add_metric([*values, tool, error_type], float(count))
         for error_type in sorted(row.errors):
             count, exemplar = row.errors[error_type]
             errors.add_metric(

@@ -702,10 +702,11 @@ class MetricStore:
         with self._lock:
             slot.count_error(error_type, None)
 
-    def task_retried(self, slot: ToolSlot) -> None:
-        """Count one retry of a tool (``laios_task_retries_total``)."""
+    def task_retried(self, slot: ToolSlot, error_type: str | None = None) -> None:
+        """Count one retry of a tool (``laios_task_retries_total``), under the error type of the
+        attempt that failed (``error`` when it had none)."""
         with self._lock:
-            slot.retries += 1
+            slot.count_retry(error_type or "error")
 
     def result_returned(self, slot: ToolSlot, outcome: str) -> None:
         """Count the failed result of an ``execute_with_retry`` call after its last attempt

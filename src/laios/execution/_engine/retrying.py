@@ -59,6 +59,7 @@ class RetryRun:
         self.retries = 0
         self.stopped_by_deadline = False
         self.stopped_by_cancel = False
+        self.retry_cause: str | None = None  # the error type of the attempt to retry
         self.span: Span | None = None
         self.stop: Callable[[], object] | None = None
         tracing = engine.tracing
@@ -114,6 +115,7 @@ class RetryRun:
             if delay >= left:
                 self.stopped_by_deadline = True
                 return None
+        self.retry_cause = result.metadata.get("error_type")
         if self.on_retry is not None:
             self._announce(result, delay)
         return delay
@@ -160,7 +162,7 @@ class RetryRun:
             self.stopped_by_deadline = True  # the wait ran into the deadline: this failure stands
             return False
         self.retries += 1
-        self.engine.store.task_retried(self._slot())
+        self.engine.store.task_retried(self._slot(), self.retry_cause)
         return True
 
     def _slot(self) -> ToolSlot:
