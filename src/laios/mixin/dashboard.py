@@ -364,10 +364,16 @@ def _errors(grid: g.Grid, q: _Queries) -> None:
         8,
         8,
         g.timeseries(
-            "Retries by tool",
-            "Attempts after the first, per second, made by execute_with_retry.",
+            "Retries by tool and cause",
+            "Attempts after the first, per second, made by execute_with_retry, by the error type"
+            " of the attempt that was retried.",
             "ops",
-            [g.target(f"sum by (tool) ({q.rate('laios_task_retries_total')})", legend="{{tool}}")],
+            [
+                g.target(
+                    f"sum by (tool, error_type) ({q.rate('laios_task_retries_total')})",
+                    legend="{{tool}}: {{error_type}}",
+                )
+            ],
         ),
         g.timeseries(
             "Attempts per result by tool",
