@@ -113,15 +113,18 @@ def test_cancelled_task_is_not_retried(
 
 
 @pytest.mark.parametrize("style", ["returns", "raises"])
-def test_cancelled_task_is_not_counted_as_an_error(
+def test_cancelled_task_is_counted_as_a_cancellation_only(
     cancel_running: CancelRunning,
     prom_registry: CollectorRegistry,
     style: str,
 ) -> None:
-    """laios_task_errors_total has no sample for the cancelled task; tasks_total counts it."""
+    """laios_task_errors_total counts the cancelled task once, as ``cancelled`` (as its span's
+    error.type says), never as the way the tool stopped; tasks_total counts it cancelled."""
     params = {"raise": True} if style == "raises" else {}
     cancel_running("timeout", **params)
-    assert samples(prom_registry, "laios_task_errors_total") == []
+    assert samples(prom_registry, "laios_task_errors_total") == [
+        ({"tool": "poll_cancel", "error_type": "cancelled"}, 1.0)
+    ]
     assert (
         sample_sum(prom_registry, "laios_tasks_total", tool="poll_cancel", outcome="cancelled") == 1
     )
