@@ -126,3 +126,18 @@ def test_the_step_profile_runs_and_accounts_for_every_step() -> None:
     assert any(name.startswith("pooled road") for name in rows)
     assert "datetime.now(timezone.utc)" in rows
     assert "TaskResult(...) (validated)" in rows
+
+
+def test_the_cpu_time_benchmark_reports_both_settings() -> None:
+    """tests/benchmarks/cpu_time.py runs and prints a figure for each setting."""
+    proc = subprocess.run(
+        [sys.executable, str(RUN.parent / "cpu_time.py"), "--rounds", "2", "--calls", "20"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    figures = re.findall(r"measure_cpu_time=(True|False)\s+([\d.]+) µs/call", proc.stdout)
+    assert [setting for setting, _ in figures] == ["False", "True"]
+    assert all(float(value) > 0 for _, value in figures)
