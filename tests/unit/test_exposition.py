@@ -241,7 +241,7 @@ def test_large_and_negative_numbers_are_written_as_go_writes_them(
     histogram.buckets[5] += 2_000_000
     histogram.count += 2_000_000
     histogram.sum += 12_345_678.5
-    slot.retries = 10**7
+    slot.retry_errors["HTTPError"] = 10**7
     store.register_runner(keep(StatsOnlyRunner(0, abandoned=-2)))
     store.record_custom("t", "big", 3.5e9, "bytes")
     text = render_metrics(registry).decode()

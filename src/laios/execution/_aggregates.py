@@ -12,7 +12,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -173,7 +173,6 @@ class ToolSlot:
         "outcomes",
         "queue_wait",
         "results",
-        "retries",
         "retry_errors",
     )
 
@@ -190,7 +189,6 @@ class ToolSlot:
         self.duration_bounds = duration_bounds
         self.outcomes: dict[str, _Histogram] = {}
         self.queue_wait = _Histogram(queue_wait_bounds)
-        self.retries = 0
         self.in_flight = 0
         self.errors: dict[str, _ErrorCount] = {}
         # Results returned to callers, by final outcome (after the retries of a call).
@@ -206,13 +204,18 @@ class ToolSlot:
             histogram = self.outcomes[outcome] = _Histogram(self.duration_bounds)
         return histogram
 
+    def _bounded(self, counted: dict[str, Any], error_type: str) -> str:
+        """``error_type``, or ``other`` when ``counted`` has no place left for a new type."""
+        if error_type in counted or len(counted) < self.max_error_types:
+            return error_type
+        return ERROR_TYPE_OTHER
+
     def count_error(self, error_type: str, exemplar: tuple[str, str] | None) -> str:
         """Count one failure of ``error_type`` (past the cap, as ``other``) and return the type
         it was counted as; the store holds its lock."""
         entry = self.errors.get(error_type)
         if entry is None:
-            if len(self.errors) >= self.max_error_types:
-                error_type = ERROR_TYPE_OTHER
+            error_type = self._bounded(self.errors, error_type)
             entry = self.errors.get(error_type)
             if entry is None:
                 entry = self.errors[error_type] = _ErrorCount()
@@ -225,10 +228,8 @@ class ToolSlot:
         """Count one retry caused by a failure of ``error_type`` (past the cap, as ``other``);
         the store holds its lock."""
         retry_errors = self.retry_errors
-        if error_type not in retry_errors and len(retry_errors) >= self.max_error_types:
-            error_type = ERROR_TYPE_OTHER
+        error_type = self._bounded(retry_errors, error_type)
         retry_errors[error_type] = retry_errors.get(error_type, 0) + 1
-        self.retries += 1
 
     def snapshot(self) -> ToolSnapshot:
         """A copy of these aggregates (see :meth:`ToolSnapshot.from_aggregates`)."""
@@ -240,7 +241,6 @@ class ToolSlot:
             tool=self.label,
             outcomes={name: h.raw() for name, h in self.outcomes.items()},
             queue_wait=self.queue_wait.raw(),
-            retries=self.retries,
             in_flight=self.in_flight,
             errors={name: (entry.count, entry.exemplar) for name, entry in self.errors.items()},
             results=dict(self.results),
@@ -348,7 +348,8 @@ class ToolAggregates:
     ``outcomes`` and ``queue_wait`` are :data:`RawHistogram` tuples (bucket counts not
     cumulative); ``errors`` maps an error type to its ``(count, exemplar)``; ``results`` maps
     a final outcome to the results returned with it (after retries); ``retry_errors`` maps the
-    error type of each retried attempt to its retries (their sum is ``retries``). The bucket bounds
+    error type of each retried attempt to its retries (:attr:`retries` is their sum). The bucket
+    bounds
     travel with the counts, so that every exporter writes the ``le`` they were counted under:
     ``duration_bounds`` of every ``outcomes`` histogram, ``queue_wait_bounds`` of
     ``queue_wait``.
@@ -357,13 +358,17 @@ class ToolAggregates:
     tool: str
     outcomes: dict[str, RawHistogram]
     queue_wait: RawHistogram
-    retries: int
     in_flight: int
     errors: dict[str, tuple[int, Exemplar | None]]
     duration_bounds: tuple[float, ...] = DURATION_BUCKETS
     queue_wait_bounds: tuple[float, ...] = QUEUE_WAIT_BUCKETS
     results: dict[str, int] = field(default_factory=dict)
     retry_errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def retries(self) -> int:
+        """Retries of the tool, whatever caused them."""
+        return sum(self.retry_errors.values())
 
 
 @dataclass(frozen=True, slots=True)

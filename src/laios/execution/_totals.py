@@ -167,7 +167,7 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
     errors: dict[str, tuple[int, Exemplar | None]] = {}
     results: dict[str, int] = {}
     retry_errors: dict[str, int] = {}
-    retries = in_flight = 0
+    in_flight = 0
     for index, row in enumerate(rows):
         for outcome, histogram in row.outcomes.items():
             key = export_label(outcome)
@@ -175,7 +175,6 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
             outcomes[key] = histogram if known is None else _add_histograms(known, histogram)
         if index:
             queue_wait = _add_histograms(queue_wait, row.queue_wait)
-        retries += row.retries
         in_flight += row.in_flight
         for outcome, count in row.results.items():
             key = export_label(outcome)
@@ -192,7 +191,6 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
         first.tool,
         outcomes,
         queue_wait,
-        retries,
         in_flight,
         errors,
         first.duration_bounds,
