@@ -40,13 +40,14 @@ the label set), and at most :data:`MAX_LABEL_SETS` label sets per table.
 from __future__ import annotations
 
 import heapq
+import operator
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import chain
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
@@ -93,6 +94,8 @@ MAX_LABEL_SETS = 100
 #: sampled failures (one per tool and error type). Every one of them costs a hundred bytes in
 #: every scrape; the traces of older failures are on the duration histogram's buckets.
 MAX_ERROR_EXEMPLARS = 50
+
+_V = TypeVar("_V")
 
 
 def export_label(value: str) -> str:
@@ -154,6 +157,36 @@ def _add_histograms(first: RawHistogram, second: RawHistogram) -> RawHistogram:
     return (first[0] + second[0], first[1] + second[1], buckets, exemplars)
 
 
+def _add_errors(
+    first: tuple[int, Exemplar | None], second: tuple[int, Exemplar | None]
+) -> tuple[int, Exemplar | None]:
+    return (first[0] + second[0], newer(first[1], second[1]))
+
+
+def _add_keyed(into: dict[str, _V], values: Mapping[str, _V], add: Callable[[_V, _V], _V]) -> None:
+    """Add ``values`` into ``into``, each under its exported key (``add`` joins two values)."""
+    for key, value in values.items():
+        key = export_label(key)
+        known = into.get(key)
+        into[key] = value if known is None else add(known, value)
+
+
+def _capped(values: dict[str, _V], cap: int, add: Callable[[_V, _V], _V]) -> dict[str, _V]:
+    """``values`` with the keys past the first ``cap`` joined (by ``add``) under ``other``."""
+    if len(values) <= cap:
+        return values
+    kept: dict[str, _V] = {}
+    other: _V | None = None
+    for key, value in values.items():
+        if key != ERROR_TYPE_OTHER and len(kept) < cap:
+            kept[key] = value
+        else:
+            other = value if other is None else add(other, value)
+    assert other is not None  # (more values than places: at least one joined)
+    kept[ERROR_TYPE_OTHER] = other
+    return kept
+
+
 def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
     """One tool's aggregates summed over the rows that share its label, with outcome and
     error-type keys as exported."""
@@ -163,74 +196,29 @@ def _merged(rows: list[ToolAggregates]) -> ToolAggregates:
         if all(export_label(key) is key for key in keys):
             return row
     outcomes: dict[str, RawHistogram] = {}
-    queue_wait = rows[0].queue_wait
     errors: dict[str, tuple[int, Exemplar | None]] = {}
     results: dict[str, int] = {}
     retry_errors: dict[str, int] = {}
-    in_flight = 0
+    first = rows[0]
+    queue_wait = first.queue_wait
     for index, row in enumerate(rows):
-        for outcome, histogram in row.outcomes.items():
-            key = export_label(outcome)
-            known = outcomes.get(key)
-            outcomes[key] = histogram if known is None else _add_histograms(known, histogram)
+        _add_keyed(outcomes, row.outcomes, _add_histograms)
         if index:
             queue_wait = _add_histograms(queue_wait, row.queue_wait)
-        in_flight += row.in_flight
-        for outcome, count in row.results.items():
-            key = export_label(outcome)
-            results[key] = results.get(key, 0) + count
-        for error_type, count in row.retry_errors.items():
-            key = export_label(error_type)
-            retry_errors[key] = retry_errors.get(key, 0) + count
-        for error_type, (count, exemplar) in row.errors.items():
-            key = export_label(error_type)
-            known_count, known_exemplar = errors.get(key, (0, None))
-            errors[key] = (known_count + count, newer(known_exemplar, exemplar))
-    first = rows[0]
+        _add_keyed(results, row.results, operator.add)
+        _add_keyed(retry_errors, row.retry_errors, operator.add)
+        _add_keyed(errors, row.errors, _add_errors)
     return ToolAggregates(
         first.tool,
         outcomes,
         queue_wait,
-        in_flight,
+        sum(row.in_flight for row in rows),
         errors,
         first.duration_bounds,
         first.queue_wait_bounds,
         results,
         retry_errors,
     )
-
-
-def _capped_errors(
-    errors: dict[str, tuple[int, Exemplar | None]], cap: int
-) -> dict[str, tuple[int, Exemplar | None]]:
-    """``errors`` with the error types past the first ``cap`` counted as ``other``."""
-    if len(errors) <= cap:
-        return errors
-    kept: dict[str, tuple[int, Exemplar | None]] = {}
-    other_count, other_exemplar = 0, None
-    for error_type, (count, exemplar) in errors.items():
-        if error_type != ERROR_TYPE_OTHER and len(kept) < cap:
-            kept[error_type] = (count, exemplar)
-        else:
-            other_count += count
-            other_exemplar = newer(other_exemplar, exemplar)
-    kept[ERROR_TYPE_OTHER] = (other_count, other_exemplar)
-    return kept
-
-
-def _capped_counts(counts: dict[str, int], cap: int) -> dict[str, int]:
-    """``counts`` with the keys past the first ``cap`` counted as ``other``."""
-    if len(counts) <= cap:
-        return counts
-    kept: dict[str, int] = {}
-    other = 0
-    for key, count in counts.items():
-        if key != ERROR_TYPE_OTHER and len(kept) < cap:
-            kept[key] = count
-        else:
-            other += count
-    kept[ERROR_TYPE_OTHER] = other
-    return kept
 
 
 class _Group:
@@ -276,8 +264,8 @@ class _Group:
                     label = TOOL_OTHER
                     known = tools.get(label)
             merged = _merged([row] if known is None else [known, row])
-            errors = _capped_errors(merged.errors, self.max_error_types)
-            retry_errors = _capped_counts(merged.retry_errors, self.max_error_types)
+            errors = _capped(merged.errors, self.max_error_types, _add_errors)
+            retry_errors = _capped(merged.retry_errors, self.max_error_types, operator.add)
             tools[label] = replace(
                 merged, tool=label, in_flight=0, errors=errors, retry_errors=retry_errors
             )
