@@ -266,29 +266,23 @@ class _ToolText:
         """The lines of a counter by outcome, every outcome, as a ``%`` template of counts."""
         return "".join(prefix(outcome).replace("%", "%%") + "%d.0\n" for outcome in OUTCOMES)
 
-    def task_prefix(self, outcome: str) -> str:
-        prefix = self.tasks.get(outcome)
+    def _counter_prefix(self, cache: dict[str, str], family: Family, label: str, value: str) -> str:
+        """The start of a line of counter ``family`` for this tool and ``label=value``
+        (cached in ``cache`` by ``value``)."""
+        prefix = cache.get(value)
         if prefix is None:
-            labels = _label_text([*self.labels, ("outcome", outcome)])
-            prefix = f"{TASKS.name}_total{{{labels}}} "
-            self.tasks[outcome] = prefix
+            labels = _label_text([*self.labels, (label, value)])
+            prefix = cache[value] = f"{family.name}_total{{{labels}}} "
         return prefix
+
+    def task_prefix(self, outcome: str) -> str:
+        return self._counter_prefix(self.tasks, TASKS, "outcome", outcome)
 
     def result_prefix(self, outcome: str) -> str:
-        prefix = self.results.get(outcome)
-        if prefix is None:
-            labels = _label_text([*self.labels, ("outcome", outcome)])
-            prefix = f"{RESULTS.name}_total{{{labels}}} "
-            self.results[outcome] = prefix
-        return prefix
+        return self._counter_prefix(self.results, RESULTS, "outcome", outcome)
 
     def retry_prefix(self, error_type: str) -> str:
-        prefix = self.retries.get(error_type)
-        if prefix is None:
-            labels = _label_text([*self.labels, ("error_type", error_type)])
-            prefix = f"{RETRIES.name}_total{{{labels}}} "
-            self.retries[error_type] = prefix
-        return prefix
+        return self._counter_prefix(self.retries, RETRIES, "error_type", error_type)
 
     def duration(self, outcome: str) -> _Histogram:
         histogram = self.durations.get(outcome)
@@ -301,11 +295,7 @@ class _ToolText:
     def error_line(
         self, error_type: str, count: int, exemplar: Exemplar | None, openmetrics: bool
     ) -> str:
-        prefix = self.errors.get(error_type)
-        if prefix is None:
-            labels = _label_text([*self.labels, ("error_type", error_type)])
-            prefix = f"{ERRORS.name}_total{{{labels}}} "
-            self.errors[error_type] = prefix
+        prefix = self._counter_prefix(self.errors, ERRORS, "error_type", error_type)
         if not openmetrics or exemplar is None:
             return f"{prefix}{_number(count)}\n"
         cached = self.error_exemplars.get(error_type)
@@ -411,15 +401,8 @@ class StoreRenderer:
                 text = known_tools.get(label) or _ToolText(label, group)
                 tools[label] = text
                 outcomes = tool.outcomes
-                extra = sorted(outcome for outcome in outcomes if outcome not in _OUTCOME_SET)
-                counts = [outcomes[o][0] if o in outcomes else 0 for o in OUTCOMES]
-                if not extra and min(counts) >= 0 and max(counts) < _PLAIN_BELOW:
-                    tasks.append(text.tasks_template % tuple(counts))
-                else:
-                    tasks.extend(
-                        f"{text.task_prefix(o)}{_number(outcomes[o][0] if o in outcomes else 0)}\n"
-                        for o in (*OUTCOMES, *extra)
-                    )
+                counts = {outcome: histogram[0] for outcome, histogram in outcomes.items()}
+                tasks.append(_by_outcome(text.tasks_template, text.task_prefix, counts))
                 results.append(_by_outcome(text.results_template, text.result_prefix, tool.results))
                 for outcome in DURATION_OUTCOMES:
                     histogram = outcomes.get(outcome)
