@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from itertools import accumulate
 from typing import TypeVar
@@ -79,6 +79,7 @@ from laios.execution._families import (
     CUSTOM,
     DURATION,
     ERRORS,
+    FAMILIES,
     IN_FLIGHT,
     QUEUE_DEPTH,
     QUEUE_WAIT,
@@ -111,6 +112,7 @@ __all__ = [
 ]
 
 _OPENMETRICS_TYPE = "application/openmetrics-text"
+_OUTCOME_SET = frozenset(OUTCOMES)
 #: Name escapings (from ``Accept``) under which prometheus_client writes every ``laios_*`` name
 #: unchanged in both formats ("dots" doubles each "_"; "values" prefixes OpenMetrics names).
 _PLAIN_ESCAPINGS = frozenset({"underscores", "allow-utf-8"})
@@ -172,36 +174,20 @@ def _new(cls: Callable[..., _M], family: Family, constant: tuple[str, ...] = ())
 def _families(totals: Sequence[ExportedTotals], package_version: str) -> list[Metric]:
     build = _new(InfoMetricFamily, BUILD)
     build.add_metric([], {"version": package_version})
-    tasks = _new(CounterMetricFamily, TASKS)
-    results = _new(CounterMetricFamily, RESULTS)
-    duration = _new(HistogramMetricFamily, DURATION)
-    queue_wait = _new(HistogramMetricFamily, QUEUE_WAIT)
-    retries = _new(CounterMetricFamily, RETRIES)
-    errors = _new(CounterMetricFamily, ERRORS)
-    in_flight = _new(GaugeMetricFamily, IN_FLIGHT)
-    workers = _new(GaugeMetricFamily, WORKERS)
-    queue_depth = _new(GaugeMetricFamily, QUEUE_DEPTH)
-    abandoned = _new(GaugeMetricFamily, ABANDONED_THREADS)
-    custom = _new(SummaryMetricFamily, CUSTOM)
-    families: list[Metric] = [
-        build,
-        tasks,
-        results,
-        duration,
-        queue_wait,
-        retries,
-        errors,
-        in_flight,
-        workers,
-        queue_depth,
-        abandoned,
-        custom,
-    ]
+    # Every family of the table (the order the renderer writes), each gathering the samples of
+    # every set of constant labels.
+    families = [build, *(_new(_CLASSES[family.kind], family) for family in FAMILIES[1:])]
     for entry in totals:
         parts = _group_families(entry)
         for family, part in zip(families[1:], parts, strict=True):
             family.samples.extend(part.samples)
     return families
+
+
+def _every_outcome(recorded: Iterable[str]) -> list[str]:
+    """Every outcome (a counter by outcome writes them all, 0 until they happen), then any other
+    one ``recorded`` has."""
+    return [*OUTCOMES, *sorted(set(recorded) - _OUTCOME_SET)]
 
 
 def _group_families(entry: ExportedTotals) -> list[Metric]:
@@ -218,11 +204,10 @@ def _group_families(entry: ExportedTotals) -> list[Metric]:
     in_flight = _new(GaugeMetricFamily, IN_FLIGHT, names)
     durations, waits = entry.duration_buckets, entry.queue_wait_buckets
     for tool, row in entry.tools.items():
-        outcomes = [*OUTCOMES, *sorted(set(row.outcomes) - set(OUTCOMES))]
-        for outcome in outcomes:
+        for outcome in _every_outcome(row.outcomes):
             histogram = row.outcomes.get(outcome)
             tasks.add_metric([*values, tool, outcome], float(histogram[0]) if histogram else 0.0)
-        for outcome in [*OUTCOMES, *sorted(set(row.results) - set(OUTCOMES))]:
+        for outcome in _every_outcome(row.results):
             results.add_metric([*values, tool, outcome], float(row.results.get(outcome, 0)))
         for outcome in DURATION_OUTCOMES:
             histogram = row.outcomes.get(outcome)
