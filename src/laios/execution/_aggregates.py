@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any, NamedTuple
@@ -37,6 +37,7 @@ __all__ = [
     "ToolAggregates",
     "ToolSlot",
     "ToolSnapshot",
+    "every_outcome",
 ]
 
 #: Default upper bounds (seconds) of the duration histogram buckets: 5 ms to 5 min, the span
@@ -70,6 +71,7 @@ ERROR_OUTCOMES = frozenset({"error", "timeout", "cancelled", "rejected"})
 
 #: Every outcome a task can end with.
 OUTCOMES: tuple[str, ...] = ("success", "error", "timeout", "cancelled", "rejected")
+_OUTCOME_SET = frozenset(OUTCOMES)
 #: Outcomes whose durations are exported (``laios_task_duration_seconds``) and make the
 #: ``/status`` percentiles: the tool ran to an end of its own. A rejected task never ran
 #: (its duration is 0), a timed-out one's duration is its timeout, and a cancelled one's is
@@ -85,6 +87,12 @@ TOOL_UNKNOWN = "unknown"
 TOOL_OTHER = "other"
 #: ``error_type`` label shared by error types past the cap.
 ERROR_TYPE_OTHER = "other"
+
+
+def every_outcome(recorded: Iterable[str]) -> list[str]:
+    """The outcomes a counter by outcome writes: every one of :data:`OUTCOMES` (at 0 until it
+    happens), then any other one ``recorded`` has, sorted."""
+    return [*OUTCOMES, *sorted(set(recorded) - _OUTCOME_SET)]
 
 
 class Exemplar(NamedTuple):

@@ -29,6 +29,7 @@ from laios.execution._aggregates import (
     Exemplar,
     LabelSet,
     RawHistogram,
+    every_outcome,
 )
 from laios.execution._families import (
     ABANDONED_THREADS,
@@ -60,7 +61,6 @@ MAX_EXEMPLAR_CHARS = 128
 #: Counts below this are written as ``f"{n}.0"``, which is what ``floatToGoString`` gives them;
 #: from 10**6 on it switches to exponent notation ("1.5e+06").
 _PLAIN_BELOW = 1_000_000
-_OUTCOME_SET = frozenset(OUTCOMES)
 #: How prometheus_client writes a sample value ("1.0", "0.25", "1.5e+06", "+Inf").
 _float_text = cast("Callable[[float], str]", floatToGoString)
 
@@ -339,12 +339,13 @@ _GroupKey = tuple[LabelSet, tuple[float, ...], tuple[float, ...]]
 def _by_outcome(template: str, prefix: Callable[[str], str], counts: dict[str, int]) -> str:
     """The lines of a counter by outcome: every outcome (0 until it happens), then any other
     outcome a store recorded."""
-    extra = sorted(outcome for outcome in counts if outcome not in _OUTCOME_SET)
-    values = [counts.get(outcome, 0) for outcome in OUTCOMES]
-    if not extra and min(values) >= 0 and max(values) < _PLAIN_BELOW:
+    outcomes = every_outcome(counts)
+    values = [counts.get(outcome, 0) for outcome in outcomes]
+    if len(outcomes) == len(OUTCOMES) and min(values) >= 0 and max(values) < _PLAIN_BELOW:
         return template % tuple(values)
     return "".join(
-        f"{prefix(outcome)}{_number(counts.get(outcome, 0))}\n" for outcome in (*OUTCOMES, *extra)
+        f"{prefix(outcome)}{_number(value)}\n"
+        for outcome, value in zip(outcomes, values, strict=True)
     )
 
 

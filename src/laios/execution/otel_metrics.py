@@ -58,8 +58,8 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvid
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from laios._compat.otel import global_meter_provider
-from laios.execution._aggregates import OUTCOMES, LabelSet, ToolAggregates
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
+from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
 from laios.execution._totals import ExportedTotals, export_label, read_stores
 from laios.execution.store import FinishedTask, MetricStore, get_default_store
 from laios.execution.tracing import SCHEMA_URL
@@ -317,14 +317,14 @@ class _Instruments:
 
     def _tasks(self, options: CallbackOptions) -> Iterator[Observation]:
         for attributes, row in self._tools(options):
-            for outcome in (*OUTCOMES, *sorted(set(row.outcomes) - set(OUTCOMES))):
+            for outcome in every_outcome(row.outcomes):
                 histogram = row.outcomes.get(outcome)
                 count = histogram[0] if histogram else 0
                 yield Observation(count, {**attributes, _OUTCOME: outcome})
 
     def _results(self, options: CallbackOptions) -> Iterator[Observation]:
         for attributes, row in self._tools(options):
-            for outcome in (*OUTCOMES, *sorted(set(row.results) - set(OUTCOMES))):
+            for outcome in every_outcome(row.results):
                 yield Observation(row.results.get(outcome, 0), {**attributes, _OUTCOME: outcome})
 
     def _errors(self, options: CallbackOptions) -> Iterator[Observation]:

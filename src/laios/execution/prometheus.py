@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from itertools import accumulate
 from typing import TypeVar
@@ -66,10 +66,10 @@ from prometheus_client.samples import Exemplar as PromExemplar
 
 from laios.execution._aggregates import (
     DURATION_OUTCOMES,
-    OUTCOMES,
     Exemplar,
     RawHistogram,
     StoreSnapshot,
+    every_outcome,
 )
 from laios.execution._exposition import MAX_EXEMPLAR_CHARS as _MAX_EXEMPLAR_CHARS
 from laios.execution._exposition import StoreRenderer, bound_texts
@@ -112,7 +112,6 @@ __all__ = [
 ]
 
 _OPENMETRICS_TYPE = "application/openmetrics-text"
-_OUTCOME_SET = frozenset(OUTCOMES)
 #: Name escapings (from ``Accept``) under which prometheus_client writes every ``laios_*`` name
 #: unchanged in both formats ("dots" doubles each "_"; "values" prefixes OpenMetrics names).
 _PLAIN_ESCAPINGS = frozenset({"underscores", "allow-utf-8"})
@@ -184,12 +183,6 @@ def _families(totals: Sequence[ExportedTotals], package_version: str) -> list[Me
     return families
 
 
-def _every_outcome(recorded: Iterable[str]) -> list[str]:
-    """Every outcome (a counter by outcome writes them all, 0 until they happen), then any other
-    one ``recorded`` has."""
-    return [*OUTCOMES, *sorted(set(recorded) - _OUTCOME_SET)]
-
-
 def _group_families(entry: ExportedTotals) -> list[Metric]:
     """The families of one set of constant labels (every family but ``laios_build_info``, in
     the order of the table), their samples labelled with the constant labels first."""
@@ -204,10 +197,10 @@ def _group_families(entry: ExportedTotals) -> list[Metric]:
     in_flight = _new(GaugeMetricFamily, IN_FLIGHT, names)
     durations, waits = entry.duration_buckets, entry.queue_wait_buckets
     for tool, row in entry.tools.items():
-        for outcome in _every_outcome(row.outcomes):
+        for outcome in every_outcome(row.outcomes):
             histogram = row.outcomes.get(outcome)
             tasks.add_metric([*values, tool, outcome], float(histogram[0]) if histogram else 0.0)
-        for outcome in _every_outcome(row.results):
+        for outcome in every_outcome(row.results):
             results.add_metric([*values, tool, outcome], float(row.results.get(outcome, 0)))
         for outcome in DURATION_OUTCOMES:
             histogram = row.outcomes.get(outcome)
