@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from service_support import NO_PROXY
 
 DURATION = 5
 #: Start-up, the run, and the workload's wind-down (its join waits up to 15 s) with room to spare.
 EXIT_BOUND = DURATION + 40
 DEMO = [sys.executable, "-m", "laios.cli", "demo"]
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass
@@ -49,7 +49,7 @@ class DemoRun:
 def fetch(url: str) -> Answer:
     """GET ``url`` without a proxy."""
     try:
-        with _NO_PROXY.open(url, timeout=5) as response:
+        with NO_PROXY.open(url, timeout=5) as response:
             return Answer(response.status, response.headers["Content-Type"], response.read())
     except urllib.error.HTTPError as exc:
         with exc:

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from service_support import NO_PROXY
 
 pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.integration
 
 DURATION = 3
 EXIT_BOUND = DURATION + 40
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass
@@ -134,7 +134,7 @@ def run(receiver: tuple[int, Received], free_port: Callable[[], int]) -> Run:
         )
         while not trace_ids and process.poll() is None and time.monotonic() < deadline:
             try:
-                with _NO_PROXY.open(request, timeout=5) as response:
+                with NO_PROXY.open(request, timeout=5) as response:
                     text = response.read().decode()
                 trace_ids = set(re.findall(r'# \{[^}]*trace_id="([0-9a-f]{32})"', text))
             except OSError:

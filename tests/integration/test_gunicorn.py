@@ -16,12 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from service_support import NO_PROXY
 
 pytest.importorskip("gunicorn")
 
@@ -35,7 +35,6 @@ SRC = HERE.parents[1] / "src"
 WORKERS = 3
 #: Longest wait for any one condition (start-up, a replaced worker, a total to add up).
 PATIENCE = 30.0
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _SAMPLE = re.compile(r"^(laios_\w+)(\{[^}]*\})? (\S+)$")
 #: Counter-like samples: they may only grow.
 _MONOTONIC = ("_total", "_count", "_sum", "_bucket")
@@ -60,7 +59,7 @@ class Gunicorn:
 
     def get(self, path: str) -> tuple[str, bytes]:
         """GET ``path``: the serving worker's pid and the body."""
-        with _NO_PROXY.open(self.url + path, timeout=PATIENCE) as response:
+        with NO_PROXY.open(self.url + path, timeout=PATIENCE) as response:
             return response.headers["X-Pid"], response.read()
 
     def workers(self) -> set[int]:

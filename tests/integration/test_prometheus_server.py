@@ -13,7 +13,6 @@ import math
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from service_support import NO_PROXY, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,6 @@ MIN_SCRAPES = 10
 #: Longest wait for any one condition (start-up, scrapes, data, a span on stderr).
 PATIENCE = 30.0
 DEMO = [sys.executable, "-m", "laios.cli", "demo"]
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def expand(expr: str, **chosen: str) -> str:
@@ -87,39 +86,13 @@ def recording_rules() -> list[str]:
 def get_json(url: str) -> dict[str, Any]:
     """GET ``url`` (no proxy) and decode its JSON body, error answers included."""
     try:
-        with _NO_PROXY.open(url, timeout=10) as response:
+        with NO_PROXY.open(url, timeout=10) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         with exc:
             body = exc.read()
     document: dict[str, Any] = json.loads(body)
     return document
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = PATIENCE) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except (OSError, ValueError):  # not listening yet, or an answer cut short
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:g} s waiting for {what}")
-        time.sleep(0.25)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop ``process`` (SIGTERM, then SIGKILL) and reap it."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @dataclass
@@ -186,7 +159,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int])
         def healthy() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"laios demo exited early:\n{running.stderr.read_text()[-2000:]}")
-            with _NO_PROXY.open(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            with NO_PROXY.open(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
                 return bool(response.status == 200)
 
         wait_for("the demo's /healthz", healthy)
@@ -266,7 +239,7 @@ def prometheus(
         def ready() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"prometheus exited early:\n{log.read_text()[-2000:]}")
-            with _NO_PROXY.open(f"{server.url}/-/ready", timeout=2) as response:
+            with NO_PROXY.open(f"{server.url}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
 
         wait_for("Prometheus to be ready", ready)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from service_support import NO_PROXY, stop, wait_for
 
 from laios.execution.server import MetricsServer, start_http_server
 from laios.execution.store import MetricStore
@@ -39,35 +38,6 @@ pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "prometheus", "scrape-password-for-the-test"
 TOKEN = "5d41402abc4b2a76b9719d911017c592"
-#: Longest wait for any one condition (start-up, a scrape).
-PATIENCE = 30.0
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = PATIENCE) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except (OSError, ValueError):  # not listening yet, or an answer cut short
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:g} s waiting for {what}")
-        time.sleep(0.25)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop ``process`` (SIGTERM, then SIGKILL) and reap it."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +133,7 @@ def prometheus(
         def ready() -> bool:
             if process.poll() is not None:
                 pytest.fail(f"prometheus exited early:\n{log.read_text()[-2000:]}")
-            with _NO_PROXY.open(f"{url}/-/ready", timeout=2) as response:
+            with NO_PROXY.open(f"{url}/-/ready", timeout=2) as response:
                 return bool(response.status == 200)
 
         wait_for("Prometheus to be ready", ready)
@@ -173,7 +143,7 @@ def prometheus(
 
 
 def api(url: str, path: str, **params: str) -> dict[str, Any]:
-    with _NO_PROXY.open(f"{url}{path}?{urllib.parse.urlencode(params)}", timeout=10) as response:
+    with NO_PROXY.open(f"{url}{path}?{urllib.parse.urlencode(params)}", timeout=10) as response:
         document: dict[str, Any] = json.load(response)
     return document
 
