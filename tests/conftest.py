@@ -8,6 +8,7 @@ coordinate with tests through the ``gate`` (a tool blocked until the test releas
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -467,3 +468,24 @@ def in_thread(gate: Gate) -> Iterator[Callable[..., tuple[threading.Thread, list
     gate.release.set()
     for thread in threads:
         thread.join(MAX_BLOCK_SECONDS)
+
+
+@pytest.fixture
+def laios_records() -> Iterator[list[logging.LogRecord]]:
+    """Every record of the ``laios`` loggers during the test, at DEBUG level and above."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("laios")
+    handler = Keep(logging.DEBUG)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

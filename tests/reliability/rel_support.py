@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
@@ -397,3 +399,26 @@ def promtool_check(text: str) -> str:
     )
     output = (result.stdout + result.stderr).decode("utf-8", "replace")
     return output + (f"(exit {result.returncode})" if result.returncode else "")
+
+
+def span_text(span: ReadableSpan) -> str:
+    """Everything a span carries, as text: name, status, attributes, events and theirs."""
+    parts = [span.name, str(span.status.description)]
+    parts += [f"{k}={v}" for k, v in (span.attributes or {}).items()]
+    for event in span.events:
+        parts.append(event.name)
+        parts += [f"{k}={v}" for k, v in (event.attributes or {}).items()]
+    return "\n".join(parts)
+
+
+def logs_text(records: list[logging.LogRecord]) -> str:
+    """Everything log records carry, as text: messages, tracebacks and stacks."""
+    formatter = logging.Formatter()
+    parts = []
+    for record in records:
+        parts.append(record.getMessage())
+        if record.exc_info:
+            parts.append(formatter.formatException(record.exc_info))
+        if record.stack_info:
+            parts.append(record.stack_info)
+    return "\n".join(parts)

@@ -34,7 +34,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -54,6 +54,7 @@ from rel_runner_tools import (
     HostileMapping,
     long_named_tools,
 )
+from rel_support import logs_text, span_text
 from test_runner_behaviour import Road
 
 from laios.core.types import Task, TaskResult
@@ -137,25 +138,6 @@ def remote_road(request: pytest.FixtureRequest, tools: ToolRegistry) -> Road:
     return behaviour._road(request)
 
 
-@pytest.fixture
-def laios_records() -> Iterator[list[logging.LogRecord]]:
-    """Every record of the ``laios`` loggers during the test, at DEBUG level."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger = logging.getLogger("laios")
-    handler = Keep(logging.DEBUG)
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(previous)
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -197,26 +179,6 @@ def counts(store: MetricStore, tool: str) -> tuple[dict[str, int], dict[str, int
 def task_span(exporter: InMemorySpanExporter, road: Road, base: str) -> ReadableSpan:
     (span,) = behaviour.task_spans(exporter, road.tool(base))
     return span
-
-
-def span_text(span: ReadableSpan) -> str:
-    """Everything a span carries, as text: name, status, attributes, events."""
-    parts = [span.name, str(span.status.description)]
-    parts += [f"{k}={v}" for k, v in (span.attributes or {}).items()]
-    for event in span.events:
-        parts.append(event.name)
-        parts += [f"{k}={v}" for k, v in (event.attributes or {}).items()]
-    return "\n".join(parts)
-
-
-def log_text(records: list[logging.LogRecord]) -> str:
-    formatter = logging.Formatter()
-    lines = []
-    for record in records:
-        lines.append(record.getMessage())
-        if record.exc_info:
-            lines.append(formatter.formatException(record.exc_info))
-    return "\n".join(lines)
 
 
 def status_text(store: MetricStore) -> str:
@@ -431,7 +393,7 @@ def test_hidden_secrets_stay_out_of_every_channel(
     assert "[REDACTED]" in (span.status.description or "")
     channels = {
         "spans": "\n".join(span_text(s) for s in exporter.get_finished_spans()),
-        "logs": log_text(laios_records),
+        "logs": logs_text(laios_records),
         "status during": during,
         "status after": status_text(store),
         "metadata": json.dumps(result.metadata, default=str, ensure_ascii=False),

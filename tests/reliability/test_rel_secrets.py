@@ -21,7 +21,15 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
-from rel_support import MAX_BLOCK_SECONDS, Kit, build_registry, http_get, make_task
+from rel_support import (
+    MAX_BLOCK_SECONDS,
+    Kit,
+    build_registry,
+    http_get,
+    logs_text,
+    make_task,
+    span_text,
+)
 
 from laios.core.types import Context, TaskResult
 from laios.execution.executor import Executor
@@ -68,27 +76,6 @@ class LeakRun:
     status_after: str
     result: TaskResult
     capture: bool
-
-
-def _span_text(span: ReadableSpan) -> str:
-    parts = [span.name, str(span.status.description)]
-    parts += [f"{k}={v}" for k, v in (span.attributes or {}).items()]
-    for event in span.events:
-        parts.append(event.name)
-        parts += [f"{k}={v}" for k, v in (event.attributes or {}).items()]
-    return "\n".join(parts)
-
-
-def _logs_text(records: list[logging.LogRecord]) -> str:
-    formatter = logging.Formatter()
-    parts = []
-    for record in records:
-        parts.append(record.getMessage())
-        if record.exc_info:
-            parts.append(formatter.formatException(record.exc_info))
-        if record.stack_info:
-            parts.append(record.stack_info)
-    return "\n".join(parts)
 
 
 class _Records(logging.Handler):
@@ -157,8 +144,8 @@ def run_leaky_task(capture: bool, echo_in_progress: bool = False) -> LeakRun:
     spans = list(exporter.get_finished_spans())
     return LeakRun(
         spans=spans,
-        spans_text="\n".join(_span_text(span) for span in spans),
-        logs_text=_logs_text(handler.records),
+        spans_text="\n".join(span_text(span) for span in spans),
+        logs_text=logs_text(handler.records),
         metrics_during=metrics_during,
         metrics_after=metrics_after,
         openmetrics_during=openmetrics_during,

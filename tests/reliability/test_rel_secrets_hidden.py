@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
-from rel_support import Kit, build_registry, make_task
+from rel_support import Kit, build_registry, make_task, span_text
 
 from laios.core.types import Context, TaskResult
 from laios.execution.executor import Executor
@@ -114,15 +114,6 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def _span_text(span: ReadableSpan) -> str:
-    parts = [span.name, str(span.status.description)]
-    parts += [f"{k}={v}" for k, v in (span.attributes or {}).items()]
-    for event in span.events:
-        parts.append(event.name)
-        parts += [f"{k}={v}" for k, v in (event.attributes or {}).items()]
-    return "\n".join(parts)
-
-
 @dataclass
 class Run:
     spans: list[ReadableSpan]
@@ -169,7 +160,7 @@ def _run(scenario: Scenario, capture: bool, how: str) -> Run:
     return Run(
         spans=spans,
         channels={
-            "spans": "\n".join(_span_text(s) for s in spans),
+            "spans": "\n".join(span_text(s) for s in spans),
             "logs": "\n".join(logs),
             "status_during": "\n".join(tool.status_during),
             "status_after": status_after,

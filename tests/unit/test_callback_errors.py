@@ -183,27 +183,6 @@ def test_a_callback_error_does_not_stop_retrying_a_failing_tool(
 # -- logged once per callback ------------------------------------------------------------------
 
 
-@pytest.fixture
-def laios_records() -> Iterator[list[logging.LogRecord]]:
-    """Every record of the "laios" loggers, at DEBUG level and above."""
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    logger = logging.getLogger("laios")
-    handler = Keep(logging.DEBUG)
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-
 def _callback_records(records: list[logging.LogRecord], level: int) -> list[logging.LogRecord]:
     return [r for r in records if r.levelno == level and "on_progress" in r.getMessage()]
 
