@@ -225,9 +225,10 @@ class Road:
         self.lingering: list[asyncio.Task[Any]] = []
         self.executor = self.build()
 
-    def build(self, *, capacity_one: bool = False) -> Executor:
-        """A new traced executor for this road (``capacity_one``: one tool at a time)."""
-        kwargs: dict[str, Any] = {"tracer_provider": self.provider}
+    def build(self, *, capacity_one: bool = False, **options: Any) -> Executor:
+        """A new traced executor for this road (``capacity_one``: one tool at a time;
+        ``options``: more ``Executor`` arguments, such as ``capture_content``)."""
+        kwargs: dict[str, Any] = {"tracer_provider": self.provider, **options}
         if self.dask_clusters is not None:
             client = self.dask_clusters.client(capacity_one=capacity_one)
             kwargs["runner"] = DaskRunner(client=client)
