@@ -58,7 +58,7 @@ from test_runner_behaviour import Road
 
 from laios.core.types import Task, TaskResult
 from laios.execution._records import MAX_DATA_BYTES, data_size
-from laios.execution.executor import ResourceLimits
+from laios.execution.executor import Executor, ResourceLimits
 from laios.execution.monitor import ExecutionMonitor
 from laios.execution.redaction import MAX_VALUE_BYTES
 from laios.execution.server import MAX_STATUS_TEXT, status_document
@@ -154,6 +154,33 @@ def laios_records() -> Iterator[list[logging.LogRecord]]:
     yield records
     logger.removeHandler(handler)
     logger.setLevel(previous)
+
+
+@pytest.fixture
+def unwedged(tools: ToolRegistry, gate: behaviour.Gate) -> Iterator[Callable[..., Any]]:
+    """Like ``make_executor``, but its teardown cannot hang the run: each executor's
+    ``shutdown(wait=True)`` must return within ``WAIT`` or the test errors (a tool that stopped
+    its executor's loop under it leaves that shutdown waiting for ever). Give it to a road with
+    ``use_unwedged``."""
+    built: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("store", MetricStore())
+        kwargs.setdefault("register_prometheus", False)
+        executor = Executor(tools, **kwargs)
+        built.append(executor)
+        return executor
+
+    yield make
+    gate.release.set()
+    for executor in built:
+        bounded(lambda executor=executor: executor.shutdown(wait=True))
+
+
+def use_unwedged(road: Road, unwedged: Callable[..., Any]) -> None:
+    """Build the road's executor with ``unwedged`` from now on, and rebuild it now."""
+    road._make_executor = unwedged
+    road.build()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -375,6 +402,43 @@ def test_a_tool_holding_its_executor_is_refused_by_an_isolating_runner(
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "not_picklable"
     assert task.id not in lab.started_ids
+
+
+def test_an_on_progress_callback_shutting_its_executor_down_does_not_wait_for_itself(
+    road: Road, unwedged: Callable[..., Any]
+) -> None:
+    """A callback calling shutdown(wait=True) on its own executor returns, the executor is
+    shut down, and the task still ends with its own outcome."""
+    use_unwedged(road, unwedged)
+    executor = road.executor
+    returned: list[float] = []
+
+    def callback(event: str, data: Any) -> None:
+        if event == "progress":
+            started = time.monotonic()
+            executor.shutdown(wait=True)
+            returned.append(time.monotonic() - started)
+
+    result, _ = bounded(lambda: road.run(road.task("progress"), on_progress=callback))
+    assert result.output == "done", result.error
+    assert len(returned) == 1
+    assert executor.is_shutdown
+
+
+def test_tools_shutting_their_executor_down_do_not_wait_for_each_other(
+    local_road: Road, tools: ToolRegistry, unwedged: Callable[..., Any]
+) -> None:
+    """Two tools running at once that each call shutdown(wait=True) on their executor both
+    return (neither waits for itself or the other), on every road a tool can hold its
+    executor on."""
+    road = local_road
+    use_unwedged(road, unwedged)
+    tool = tools.get_tool(road.tool("shuts"))
+    tool.executor = road.executor  # type: ignore[union-attr]
+    first, second = road.start(road.task("shuts")), road.start(road.task("shuts"))
+    results = [first.result(), second.result()]
+    assert [r.output for r in results] == ["shut down", "shut down"], [r.error for r in results]
+    assert road.executor.is_shutdown
 
 
 # -- secrets stay out of telemetry, error_type is bounded -------------------------------------

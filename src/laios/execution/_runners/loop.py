@@ -244,12 +244,15 @@ class LoopRunner:
         # shutdown(wait=True) waits for them (calls on a caller's loop end with that loop).
         self._pending = 0
         self._pending_lock = threading.Lock()
+        # shutdown() came from the loop thread while calls ran there: stop once they ended.
+        self._stop_when_idle = False
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: no calls pending (they were the parent's)."""
         self._pending = 0
         self._pending_lock = threading.Lock()
+        self._stop_when_idle = False
 
     @property
     def stats(self) -> RunnerStats:
@@ -348,14 +351,25 @@ class LoopRunner:
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; with ``wait``, wait for the calls on the loop thread to end, then
-        stop the thread (calls on a caller's loop end with that loop)."""
+        stop the thread (calls on a caller's loop end with that loop).
+
+        Called on the loop thread itself (by a tool running there, or a callback run for
+        one), it cannot wait for those calls, and must not stop the loop under them (their
+        callers would wait for ever): the loop stops once the last of them has ended.
+        """
         self.closed = True
-        if self.loop_thread is None:
+        loop_thread = self.loop_thread
+        if loop_thread is None:
             return
-        if wait and threading.current_thread() is not self.loop_thread.thread:
+        if threading.current_thread() is loop_thread.thread:
+            with self._pending_lock:
+                self._stop_when_idle = self._pending > 0
+                if self._stop_when_idle:
+                    return
+        elif wait:
             while self._pending:  # (shutdown is rare: a short poll beats a per-call condition)
                 time.sleep(0.005)
-        self.loop_thread.stop()
+        loop_thread.stop()
 
     def done(self, work: _LoopCall | _AwaitedCall) -> None:
         """A call ended (ran, or never started): pass its slot on, count it off."""
@@ -367,10 +381,17 @@ class LoopRunner:
         self.forget()
 
     def forget(self) -> None:
-        """Count one accepted call as ended (ran, or given up before it started)."""
-        if self.loop_thread is not None:
+        """Count one accepted call as ended (ran, or given up before it started); the last
+        one stops the loop thread when a shutdown from that thread is waiting for it."""
+        loop_thread = self.loop_thread
+        if loop_thread is not None:
             with self._pending_lock:
                 self._pending -= 1
+                stop = self._stop_when_idle and not self._pending
+                if stop:
+                    self._stop_when_idle = False
+            if stop:
+                loop_thread.stop()
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool:
