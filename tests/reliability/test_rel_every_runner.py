@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 import test_runner_behaviour as behaviour
 from rel_runner_tools import (
     EVERY_RUNNER_TOOLS,
+    INNER_TIMEOUT,
     LONG_NAME,
     Creds,
     CredsModel,
@@ -386,6 +387,21 @@ def test_a_huge_parameter_does_not_delay_the_task_with_capture_on(
 
 
 # -- calling back into the executor never waits for itself ------------------------------------
+
+
+def test_a_tool_holding_every_worker_can_call_back_into_its_executor(
+    local_road: Road, tools: ToolRegistry
+) -> None:
+    """A tool holding the only worker thread (or async slot) runs a task with a timeout and a
+    batch of two on its own executor at once, instead of waiting for itself."""
+    road = local_road
+    executor = road.build(capacity_one=True)
+    tool = tools.get_tool(road.tool("reenter"))
+    tool.executor, tool.context = executor, road.context  # type: ignore[union-attr]
+    result, seconds = bounded(lambda: road.run(road.task("reenter")), bound=4 * INNER_TIMEOUT)
+    assert result.success, result.error
+    assert result.output["outputs"] == ["one", ["a", "b"]], result.output["errors"]
+    assert seconds < INNER_TIMEOUT
 
 
 def test_a_tool_holding_its_executor_is_refused_by_an_isolating_runner(
