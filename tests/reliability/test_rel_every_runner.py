@@ -420,6 +420,37 @@ def test_a_tool_holding_its_executor_is_refused_by_an_isolating_runner(
     assert task.id not in lab.started_ids
 
 
+def test_an_on_progress_callback_calling_back_into_its_executor_never_waits_for_itself(
+    road: Road,
+) -> None:
+    """A callback (on the tool's thread, loop, or the thread delivering a worker's reports)
+    that runs a task on the same executor gets its result at once: the task's, or — where
+    waiting would block what must run or deliver it — a 'would_deadlock' refusal.
+    The outer task keeps its outcome."""
+    executor = road.build(capacity_one=True)
+    inner: list[tuple[TaskResult, float]] = []
+
+    def callback(event: str, data: Any) -> None:
+        if event == "progress":
+            started = time.monotonic()
+            got = executor.execute_task(
+                road.task("echo", text="inner"), road.context, timeout=INNER_TIMEOUT
+            )
+            inner.append((got, time.monotonic() - started))
+
+    result, _ = bounded(
+        lambda: road.run(road.task("progress"), on_progress=callback), bound=4 * INNER_TIMEOUT
+    )
+    assert result.output == "done", result.error
+    ((got, seconds),) = inner
+    assert seconds < INNER_TIMEOUT, got.error
+    if road.kind in REFUSING_CALLBACK_ROADS:
+        assert got.metadata["outcome"] == "rejected", got.error
+        assert got.metadata["error_type"] == "would_deadlock"
+    else:
+        assert got.output == "inner", got.error
+
+
 def test_an_on_progress_callback_shutting_its_executor_down_does_not_wait_for_itself(
     road: Road, unwedged: Callable[..., Any]
 ) -> None:
