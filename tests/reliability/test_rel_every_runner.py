@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -55,6 +56,7 @@ from rel_runner_tools import (
     HostileMapping,
     long_named_tools,
 )
+from test_fork import _in_child
 from test_runner_behaviour import Road
 
 from laios.core.types import Task, TaskResult
@@ -384,6 +386,56 @@ def test_a_huge_parameter_does_not_delay_the_task_with_capture_on(
     json.loads(text)
     assert '"…"' in text
     assert DEEP_SECRET not in text
+
+
+# -- an executor used before os.fork() works in the child -------------------------------------
+
+
+def test_an_executor_used_before_fork_works_in_the_child(road: Road, lab: behaviour.Lab) -> None:
+    """After a fork, the child runs a task down the road the parent used (new threads, loop,
+    worker processes of its own) with a store that starts from zero; the parent goes on.
+
+    A Dask runner's client (its connection, the thread delivering the workers' reports) is the
+    parent's: in the child, a Dask road refuses the task at once ('forked') instead of hanging
+    past its timeout.
+    """
+    warm = road.task("echo", text="parent")
+    assert road.run(warm).success
+    parent_workers = road.runner.worker_pids() if road.in_process and not road.on_dask else []
+    timeout = None if road.kind == "inline" else CHILD_TIMEOUT
+
+    def child() -> dict[str, Any]:
+        task = road.task("echo", text="child")
+        started = time.monotonic()
+        result = road.run(task, timeout=timeout)
+        snapshot = road.store.snapshot()
+        return {
+            "task": task.id,
+            "output": result.output,
+            "error": result.error,
+            "outcome": result.metadata.get("outcome"),
+            "error_type": result.metadata.get("error_type"),
+            "seconds": time.monotonic() - started,
+            "total": sum(t.total for t in snapshot.tools),
+        }
+
+    outcome = _in_child(child)
+    assert "crashed" not in outcome, outcome
+    assert outcome["seconds"] < CHILD_TIMEOUT
+    assert outcome["total"] == 1  # the child's own task only: the parent's is the parent's
+    if road.on_dask:
+        assert (outcome["outcome"], outcome["error_type"]) == ("rejected", "forked"), outcome
+        assert "fork" in outcome["error"]
+        assert outcome["task"] not in lab.started_ids
+    else:
+        assert outcome["output"] == "child", outcome["error"]
+        if road.in_process:
+            worker = lab.where[outcome["task"]].pid
+            assert worker != os.getpid()
+            assert worker not in parent_workers  # a worker of the child's own
+    after = road.task("echo", text="after the fork")
+    assert road.run(after).output == "after the fork"
+    assert sum(t.total for t in road.store.snapshot().tools) == 2
 
 
 # -- calling back into the executor never waits for itself ------------------------------------
