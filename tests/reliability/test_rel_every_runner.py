@@ -304,6 +304,21 @@ def test_a_parameter_that_cannot_be_walked_keeps_the_tools_own_error(
     assert task_span(exporter, road, "value_error").end_time is not None
 
 
+def test_a_result_that_cannot_be_walked_keeps_the_success(
+    road: Road, exporter: InMemorySpanExporter
+) -> None:
+    """With content capture on, a result that raises when walked still reaches its caller as
+    a success, wherever the tool ran; its span is ended; the capture fault counts 'internal'."""
+    road.build(capture_content=True)
+    result, _ = bounded(lambda: road.run(road.task("hostile_result")))
+    assert result.success, result.error
+    assert result.metadata["outcome"] == "success"
+    outcomes, errors, in_flight = counts(road.store, road.tool("hostile_result"))
+    assert (outcomes, in_flight) == ({"success": 1}, 0)
+    assert errors["internal"] >= 1
+    assert task_span(exporter, road, "hostile_result").end_time is not None
+
+
 # -- huge timeouts: no limit, and the caller and the store agree ------------------------------
 
 
