@@ -155,6 +155,25 @@ class AsyncValueError(_Async):
         raise ValueError("the tool failed")
 
 
+class SyncHostileResult(_Sync):
+    name = "beh_hostile_result"
+    description = "Returns a HostileMapping (a mapping whose iteration raises)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.lab.enter()
+        return HostileMapping()
+
+
+class AsyncHostileResult(_Async):
+    name = "beh_hostile_result_async"
+    description = "Returns a HostileMapping (after awaiting)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.enter()
+        await asyncio.sleep(0)
+        return HostileMapping()
+
+
 class SyncBigResult(_Sync):
     name = "beh_big_result"
     description = "Returns BIG_ROWS rows of the same 1,000 ints."
@@ -374,6 +393,8 @@ EVERY_RUNNER_TOOLS: tuple[type[BaseTool], ...] = (
     AsyncApiError,
     SyncValueError,
     AsyncValueError,
+    SyncHostileResult,
+    AsyncHostileResult,
     SyncBigResult,
     AsyncBigResult,
     SyncChooser,

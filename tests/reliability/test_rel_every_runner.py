@@ -30,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -48,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 import test_runner_behaviour as behaviour
 from rel_runner_tools import (
     EVERY_RUNNER_TOOLS,
+    INNER_TIMEOUT,
     LONG_NAME,
     Creds,
     CredsModel,
@@ -55,11 +57,12 @@ from rel_runner_tools import (
     long_named_tools,
 )
 from rel_support import logs_text, span_text
+from test_fork import _in_child
 from test_runner_behaviour import Road
 
 from laios.core.types import Task, TaskResult
 from laios.execution._records import MAX_DATA_BYTES, data_size
-from laios.execution.executor import ResourceLimits
+from laios.execution.executor import Executor, ResourceLimits
 from laios.execution.monitor import ExecutionMonitor
 from laios.execution.redaction import MAX_VALUE_BYTES
 from laios.execution.server import MAX_STATUS_TEXT, status_document
@@ -136,6 +139,33 @@ def local_road(request: pytest.FixtureRequest, tools: ToolRegistry) -> Road:
 def remote_road(request: pytest.FixtureRequest, tools: ToolRegistry) -> Road:
     """The roads of a tool in a process of its own (process and dask)."""
     return behaviour._road(request)
+
+
+@pytest.fixture
+def unwedged(tools: ToolRegistry, gate: behaviour.Gate) -> Iterator[Callable[..., Any]]:
+    """Like ``make_executor``, but its teardown cannot hang the run: each executor's
+    ``shutdown(wait=True)`` must return within ``WAIT`` or the test errors (a tool that stopped
+    its executor's loop under it leaves that shutdown waiting for ever). Give it to a road with
+    ``use_unwedged``."""
+    built: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("store", MetricStore())
+        kwargs.setdefault("register_prometheus", False)
+        executor = Executor(tools, **kwargs)
+        built.append(executor)
+        return executor
+
+    yield make
+    gate.release.set()
+    for executor in built:
+        bounded(lambda executor=executor: executor.shutdown(wait=True))
+
+
+def use_unwedged(road: Road, unwedged: Callable[..., Any]) -> None:
+    """Build the road's executor with ``unwedged`` from now on, and rebuild it now."""
+    road._make_executor = unwedged
+    road.build()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -236,6 +266,21 @@ def test_a_parameter_that_cannot_be_walked_keeps_the_tools_own_error(
     assert task_span(exporter, road, "value_error").end_time is not None
 
 
+def test_a_result_that_cannot_be_walked_keeps_the_success(
+    road: Road, exporter: InMemorySpanExporter
+) -> None:
+    """With content capture on, a result that raises when walked still reaches its caller as
+    a success, wherever the tool ran; its span is ended; the capture fault counts 'internal'."""
+    road.build(capture_content=True)
+    result, _ = bounded(lambda: road.run(road.task("hostile_result")))
+    assert result.success, result.error
+    assert result.metadata["outcome"] == "success"
+    outcomes, errors, in_flight = counts(road.store, road.tool("hostile_result"))
+    assert (outcomes, in_flight) == ({"success": 1}, 0)
+    assert errors["internal"] >= 1
+    assert task_span(exporter, road, "hostile_result").end_time is not None
+
+
 # -- huge timeouts: no limit, and the caller and the store agree ------------------------------
 
 
@@ -273,7 +318,7 @@ def test_a_retry_wait_too_large_to_wait_for_is_refused_at_the_call(
 ) -> None:
     """execute_with_retry (and execute_with_retry_async) refuse a retry_delay, max_delay or
     deadline of 1e10 with a result naming the option; nothing runs or is counted."""
-    result = road.run_with_retry(road.task("fail"), **{option: HUGE})
+    result, _ = bounded(lambda: road.run_with_retry(road.task("fail"), **{option: HUGE}))
     assert result.metadata["outcome"] == "rejected"
     assert option in (result.error or "")
     assert lab.started_ids == []
@@ -320,7 +365,72 @@ def test_a_huge_parameter_does_not_delay_the_task_with_capture_on(
     assert DEEP_SECRET not in text
 
 
+# -- an executor used before os.fork() works in the child -------------------------------------
+
+
+def test_an_executor_used_before_fork_works_in_the_child(road: Road, lab: behaviour.Lab) -> None:
+    """After a fork, the child runs a task down the road the parent used (new threads, loop,
+    worker processes of its own) with a store that starts from zero; the parent goes on.
+
+    A Dask runner's client (its connection, the thread delivering the workers' reports) is the
+    parent's: in the child, a Dask road refuses the task at once ('forked') instead of hanging
+    past its timeout.
+    """
+    warm = road.task("echo", text="parent")
+    assert road.run(warm).success
+    parent_workers = road.runner.worker_pids() if road.in_process and not road.on_dask else []
+    timeout = None if road.kind == "inline" else CHILD_TIMEOUT
+
+    def child() -> dict[str, Any]:
+        task = road.task("echo", text="child")
+        started = time.monotonic()
+        result = road.run(task, timeout=timeout)
+        snapshot = road.store.snapshot()
+        return {
+            "task": task.id,
+            "output": result.output,
+            "error": result.error,
+            "outcome": result.metadata.get("outcome"),
+            "error_type": result.metadata.get("error_type"),
+            "seconds": time.monotonic() - started,
+            "total": sum(t.total for t in snapshot.tools),
+        }
+
+    outcome = _in_child(child)
+    assert "crashed" not in outcome, outcome
+    assert outcome["seconds"] < CHILD_TIMEOUT
+    assert outcome["total"] == 1  # the child's own task only: the parent's is the parent's
+    if road.on_dask:
+        assert (outcome["outcome"], outcome["error_type"]) == ("rejected", "forked"), outcome
+        assert "fork" in outcome["error"]
+        assert outcome["task"] not in lab.started_ids
+    else:
+        assert outcome["output"] == "child", outcome["error"]
+        if road.in_process:
+            worker = lab.where[outcome["task"]].pid
+            assert worker != os.getpid()
+            assert worker not in parent_workers  # a worker of the child's own
+    after = road.task("echo", text="after the fork")
+    assert road.run(after).output == "after the fork"
+    assert sum(t.total for t in road.store.snapshot().tools) == 2
+
+
 # -- calling back into the executor never waits for itself ------------------------------------
+
+
+def test_a_tool_holding_every_worker_can_call_back_into_its_executor(
+    local_road: Road, tools: ToolRegistry
+) -> None:
+    """A tool holding the only worker thread (or async slot) runs a task with a timeout and a
+    batch of two on its own executor at once, instead of waiting for itself."""
+    road = local_road
+    executor = road.build(capacity_one=True)
+    tool = tools.get_tool(road.tool("reenter"))
+    tool.executor, tool.context = executor, road.context  # type: ignore[union-attr]
+    result, seconds = bounded(lambda: road.run(road.task("reenter")), bound=4 * INNER_TIMEOUT)
+    assert result.success, result.error
+    assert result.output["outputs"] == ["one", ["a", "b"]], result.output["errors"]
+    assert seconds < INNER_TIMEOUT
 
 
 def test_a_tool_holding_its_executor_is_refused_by_an_isolating_runner(
@@ -337,6 +447,74 @@ def test_a_tool_holding_its_executor_is_refused_by_an_isolating_runner(
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "not_picklable"
     assert task.id not in lab.started_ids
+
+
+def test_an_on_progress_callback_calling_back_into_its_executor_never_waits_for_itself(
+    road: Road,
+) -> None:
+    """A callback (on the tool's thread, loop, or the thread delivering a worker's reports)
+    that runs a task on the same executor gets its result at once: the task's, or — where
+    waiting would block what must run or deliver it — a 'would_deadlock' refusal.
+    The outer task keeps its outcome."""
+    executor = road.build(capacity_one=True)
+    inner: list[tuple[TaskResult, float]] = []
+
+    def callback(event: str, data: Any) -> None:
+        if event == "progress":
+            started = time.monotonic()
+            got = executor.execute_task(
+                road.task("echo", text="inner"), road.context, timeout=INNER_TIMEOUT
+            )
+            inner.append((got, time.monotonic() - started))
+
+    result, _ = bounded(
+        lambda: road.run(road.task("progress"), on_progress=callback), bound=4 * INNER_TIMEOUT
+    )
+    assert result.output == "done", result.error
+    ((got, seconds),) = inner
+    assert seconds < INNER_TIMEOUT, got.error
+    if road.kind in REFUSING_CALLBACK_ROADS:
+        assert got.metadata["outcome"] == "rejected", got.error
+        assert got.metadata["error_type"] == "would_deadlock"
+    else:
+        assert got.output == "inner", got.error
+
+
+def test_an_on_progress_callback_shutting_its_executor_down_does_not_wait_for_itself(
+    road: Road, unwedged: Callable[..., Any]
+) -> None:
+    """A callback calling shutdown(wait=True) on its own executor returns, the executor is
+    shut down, and the task still ends with its own outcome."""
+    use_unwedged(road, unwedged)
+    executor = road.executor
+    returned: list[float] = []
+
+    def callback(event: str, data: Any) -> None:
+        if event == "progress":
+            started = time.monotonic()
+            executor.shutdown(wait=True)
+            returned.append(time.monotonic() - started)
+
+    result, _ = bounded(lambda: road.run(road.task("progress"), on_progress=callback))
+    assert result.output == "done", result.error
+    assert len(returned) == 1
+    assert executor.is_shutdown
+
+
+def test_tools_shutting_their_executor_down_do_not_wait_for_each_other(
+    local_road: Road, tools: ToolRegistry, unwedged: Callable[..., Any]
+) -> None:
+    """Two tools running at once that each call shutdown(wait=True) on their executor both
+    return (neither waits for itself or the other), on every road a tool can hold its
+    executor on."""
+    road = local_road
+    use_unwedged(road, unwedged)
+    tool = tools.get_tool(road.tool("shuts"))
+    tool.executor = road.executor  # type: ignore[union-attr]
+    first, second = road.start(road.task("shuts")), road.start(road.task("shuts"))
+    results = [first.result(), second.result()]
+    assert [r.output for r in results] == ["shut down", "shut down"], [r.error for r in results]
+    assert road.executor.is_shutdown
 
 
 # -- secrets stay out of telemetry, error_type is bounded -------------------------------------

@@ -31,7 +31,15 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from laios.core.types import Task, TaskResult
-from laios.execution._engine.job import DONE, QUEUED, RUNNING, Job, JobEnv, describe_exception
+from laios.execution._engine.job import (
+    DONE,
+    QUEUED,
+    RUNNING,
+    Job,
+    JobEnv,
+    describe_exception,
+    in_callback_of,
+)
 from laios.execution._forks import reset_after_fork
 from laios.execution._records import shorten
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
@@ -245,6 +253,8 @@ class Engine:
         if refusal is None:
             if self.isolated:
                 job.runner = self.runner
+                if in_callback_of() is self.runner:
+                    refusal = _CALLED_FROM_ITS_CALLBACK
             elif is_async_tool(tool):
                 job.runner = runner = self.loop_thread if blocking else self.loop_here
                 if blocking and runner.runs_current_thread():
@@ -673,6 +683,15 @@ _BLOCKS_ITS_LOOP = Refusal(
     "execute_task (or execute_with_retry) was called from code running on this executor's "
     "own event loop thread (an async tool, or a callback run for it): waiting there would "
     "block the loop that must run the task. Await execute_async(...) instead",
+)
+
+
+_CALLED_FROM_ITS_CALLBACK = Refusal(
+    "would_deadlock",
+    "A task was started on this executor from an on_progress callback of one of its tasks, "
+    "whose runner (a process or Dask runner) calls on_progress on the thread that starts the "
+    "calls and delivers their outcomes: waiting there for this task would wait for ever. "
+    "Hand the call to a thread of your own and return from the callback",
 )
 
 

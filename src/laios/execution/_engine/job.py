@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import threading
@@ -62,6 +63,7 @@ __all__ = [
     "Job",
     "JobEnv",
     "describe_exception",
+    "in_callback_of",
     "safe_error_type",
 ]
 
@@ -94,6 +96,18 @@ MAX_ERROR_TYPE_CHARS = 64
 #: Longest traceback of a callback's exception in a log record, in UTF-8 bytes.
 _MAX_CALLBACK_TRACEBACK_BYTES = 8192
 _SAFE_ERROR_TYPE = re.compile(r"[A-Za-z0-9_.:\-]+")
+#: The runner of the task whose ``on_progress`` callback runs in this context, while it runs.
+_CALLBACK_RUNNER: contextvars.ContextVar[Runner | None] = contextvars.ContextVar(
+    "laios_callback_runner", default=None
+)
+
+
+def in_callback_of() -> Runner | None:
+    """The runner of the task whose ``on_progress`` callback the calling code runs in (``None``
+    outside callbacks)."""
+    return _CALLBACK_RUNNER.get()
+
+
 _UNSAFE_ERROR_TYPE_CHAR = re.compile(r"[^A-Za-z0-9_.:\-]")
 
 
@@ -350,6 +364,7 @@ class Job(TaskRecord):
         callback = self.on_progress
         if callback is None:
             return None
+        token = _CALLBACK_RUNNER.set(self.runner)
         try:
             callback(event, data)
         except KeyboardInterrupt as exc:  # the caller's Ctrl-C: re-raised once recorded
@@ -365,6 +380,8 @@ class Job(TaskRecord):
             return exc
         except BaseException as exc:  # even SystemExit must not leave the job unfinished
             self.callback_failed(callback, event, exc)
+        finally:
+            _CALLBACK_RUNNER.reset(token)
         return None
 
     def callback_failed(self, callback: ProgressCallback, event: str, exc: BaseException) -> None:

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -59,6 +60,15 @@ MAX_KILLED_KEYS = 10_000
 
 class WorkerLost(Exception):
     """The Dask worker running a tool was lost (or the cluster gave up on the task)."""
+
+
+_FORKED = Refusal(
+    "forked",
+    "This DaskRunner was made before os.fork(): its Dask client, its connection to the "
+    "scheduler and the thread that delivers the workers' reports belong to the parent process. "
+    "Make the DaskRunner (and its executor) in the child, after the fork (under gunicorn: in "
+    "the post_fork hook, or without --preload)",
+)
 
 
 # -- the worker's side ----------------------------------------------------------------------------
@@ -346,9 +356,26 @@ class DaskRunner:
         self._outbox: list[tuple[_DaskCall, bytes, float | None]] = []  # accepted, not sent
         self._flush_due = False
         self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
+        #: Made before os.fork() in this (the child) process: every call is refused.
+        self.forked = False
         client.subscribe_topic(self._topic, self._on_event)
         self._threads = self._count_threads()
         threading.Thread(target=self._watch_threads, name="laios-dask-stats", daemon=True).start()
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: the client, its connection and its event loop thread are the
+        parent's, and so are the calls. Refuse every call (``forked``), never touch the client
+        (nor close the parent's cluster); ``shutdown`` only marks the runner shut down."""
+        self.forked = True
+        self._lock = threading.Lock()
+        self._calls = {}
+        self._outbox = []
+        self._flush_due = False
+        self._delivery_thread = None
+        self._owns_client = False
+        self._cluster = None
+        self._config = None
 
     @property
     def dashboard_link(self) -> str:
@@ -364,7 +391,7 @@ class DaskRunner:
         with self._lock:
             calls = list(self._calls.values())
         return RunnerStats(
-            workers=0 if self.closed else self._threads,
+            workers=0 if self.closed or self.forked else self._threads,
             busy=sum(1 for call in calls if call.state == "running"),
             queued=sum(1 for call in calls if call.state == "queued"),
         )
@@ -377,15 +404,18 @@ class DaskRunner:
 
     def _watch_threads(self) -> None:
         """Keep the cluster's thread count fresh for :attr:`stats` (off the callers' paths)."""
-        while not self.closed:
+        while not self.closed and not self.forked:
             time.sleep(STATS_INTERVAL)
             if not self.closed:
                 self._threads = self._count_threads()
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
-        """Send ``call`` to the cluster as one Dask task, or refuse it (shut down)."""
+        """Send ``call`` to the cluster as one Dask task, or refuse it (shut down, or made
+        before a fork in this child process)."""
         if self.closed:
             return SHUTDOWN
+        if self.forked:
+            return _FORKED
         key = f"laios-{call.tool_name[:64]}-{uuid.uuid4().hex}"
         handle = _DaskCall(key, events)
         wall_deadline = None
@@ -626,6 +656,8 @@ class DaskRunner:
         if self.closed:
             return
         self.closed = True
+        if self.forked:
+            return  # (the client and the cluster are the parent's)
         if not wait:
             with self._lock:
                 self._cancel_queued = True

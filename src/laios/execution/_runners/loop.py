@@ -9,7 +9,9 @@ keep loop-bound clients between calls.
 Stopping is real: :meth:`LoopRunner.abandon` cancels the tool's asyncio task (its ``finally``
 blocks run), and answers ``"stopped"``. At most ``limit`` async tools run at once per executor
 (:class:`AsyncSlots`, shared by the executor's loop runners); the others wait, in order, and
-their wait is the task's queue wait.
+their wait is the task's queue wait. A call made from inside an async tool that holds one of
+those slots (by the tool, a task it started, or a callback run for it) takes a slot even past
+the limit: waiting would wait for the slot its own caller holds.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ _log = logging.getLogger("laios.execution")
 
 #: Event loops inherited from the parent by a forked child (kept so that they are never closed).
 _INHERITED_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+#: The slots held by the async tools running in this context (the tool's coroutine, the tasks
+#: it starts, the callbacks run for it): a call made here on the same executor never waits for
+#: a slot.
+_HELD_SLOTS: contextvars.ContextVar[tuple[AsyncSlots, ...]] = contextvars.ContextVar(
+    "laios_held_async_slots", default=()
+)
 
 _NO_LOOP = Refusal(
     "loop_closed",
@@ -105,6 +114,10 @@ else:  # (never called there: LoopRunner.claim declines on 3.10)
 class AsyncSlots:
     """How many async tools may run at once, shared by an executor's loop runners.
 
+    A call made from inside an async tool holding one of these slots takes a slot at once, past
+    the limit if need be (see :meth:`held_here`); once the slots in use are back under the
+    limit, a freed slot passes to the oldest waiting call again.
+
     Args:
         limit: Async tools running at once; the others wait in submission order.
     """
@@ -122,29 +135,37 @@ class AsyncSlots:
         self.waiting = deque()
         self.lock = threading.Lock()
 
+    def held_here(self) -> bool:
+        """Whether the calling code runs inside an async tool holding one of these slots."""
+        return self in _HELD_SLOTS.get()
+
     def take(self, work: _LoopCall) -> bool:
         """Take a slot for ``work`` (``True``), or queue it for the next free one."""
+        held = self.held_here()
         with self.lock:
-            if self.running < self.limit:
+            if self.running < self.limit or held:
                 self.running += 1
                 return True
             self.waiting.append(work)
             return False
 
     def take_now(self) -> bool:
-        """Take a slot if one is free and nobody waits for one; never queue."""
+        """Take a slot if one is free and nobody waits for one (or the caller holds one);
+        never queue."""
+        held = self.held_here()
         with self.lock:
-            if self.running < self.limit and not self.waiting:
+            if (self.running < self.limit and not self.waiting) or held:
                 self.running += 1
                 return True
             return False
 
     def give_back(self) -> tuple[_LoopCall | None, list[_LoopCall]]:
         """Free a slot: return the waiting call that takes it over (if any), and the waiting
-        calls given up meanwhile (dropped from the queue, never to start)."""
+        calls given up meanwhile (dropped from the queue, never to start). A slot taken past
+        the limit is not passed on."""
         dropped: list[_LoopCall] = []
         with self.lock:
-            while self.waiting:
+            while self.waiting and self.running <= self.limit:
                 work = self.waiting.popleft()
                 if not work.abandoned:
                     return work, dropped  # the slot passes to it: ``running`` stays the same
@@ -244,12 +265,15 @@ class LoopRunner:
         # shutdown(wait=True) waits for them (calls on a caller's loop end with that loop).
         self._pending = 0
         self._pending_lock = threading.Lock()
+        # shutdown() came from the loop thread while calls ran there: stop once they ended.
+        self._stop_when_idle = False
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: no calls pending (they were the parent's)."""
         self._pending = 0
         self._pending_lock = threading.Lock()
+        self._stop_when_idle = False
 
     @property
     def stats(self) -> RunnerStats:
@@ -302,6 +326,7 @@ class LoopRunner:
         """
         assert isinstance(work, _AwaitedCall)
         events = work.events
+        held = _hold(self.slots)  # (while the slot is this call's, callbacks included)
         try:
             if not events.started():
                 return
@@ -321,6 +346,7 @@ class LoopRunner:
                     _uncancel(task)  # the tool returned although it was asked to stop
             events.finished(outcome)
         finally:
+            _HELD_SLOTS.reset(held)  # (the awaiting task goes on without the slot)
             self.done(work)
 
     def release(self, work: Handle) -> None:
@@ -348,14 +374,25 @@ class LoopRunner:
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; with ``wait``, wait for the calls on the loop thread to end, then
-        stop the thread (calls on a caller's loop end with that loop)."""
+        stop the thread (calls on a caller's loop end with that loop).
+
+        Called on the loop thread itself (by a tool running there, or a callback run for
+        one), it cannot wait for those calls, and must not stop the loop under them (their
+        callers would wait for ever): the loop stops once the last of them has ended.
+        """
         self.closed = True
-        if self.loop_thread is None:
+        loop_thread = self.loop_thread
+        if loop_thread is None:
             return
-        if wait and threading.current_thread() is not self.loop_thread.thread:
+        if threading.current_thread() is loop_thread.thread:
+            with self._pending_lock:
+                self._stop_when_idle = self._pending > 0
+                if self._stop_when_idle:
+                    return
+        elif wait:
             while self._pending:  # (shutdown is rare: a short poll beats a per-call condition)
                 time.sleep(0.005)
-        self.loop_thread.stop()
+        loop_thread.stop()
 
     def done(self, work: _LoopCall | _AwaitedCall) -> None:
         """A call ended (ran, or never started): pass its slot on, count it off."""
@@ -367,10 +404,17 @@ class LoopRunner:
         self.forget()
 
     def forget(self) -> None:
-        """Count one accepted call as ended (ran, or given up before it started)."""
-        if self.loop_thread is not None:
+        """Count one accepted call as ended (ran, or given up before it started); the last
+        one stops the loop thread when a shutdown from that thread is waiting for it."""
+        loop_thread = self.loop_thread
+        if loop_thread is not None:
             with self._pending_lock:
                 self._pending -= 1
+                stop = self._stop_when_idle and not self._pending
+                if stop:
+                    self._stop_when_idle = False
+            if stop:
+                loop_thread.stop()
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool:
@@ -438,8 +482,14 @@ else:  # (no context= before 3.11: create the task while running in the context)
         return task
 
 
+def _hold(slots: AsyncSlots) -> contextvars.Token[tuple[AsyncSlots, ...]]:
+    """Note in the current context that the tool about to run here holds one of ``slots``."""
+    return _HELD_SLOTS.set((*_HELD_SLOTS.get(), slots))
+
+
 async def _run(work: _LoopCall) -> None:
     events = work.events
+    _hold(work.runner.slots)  # (in this task's own context, which ends with it)
     try:
         if events.started():
             try:
