@@ -292,6 +292,11 @@ def test_a_bad_line_of_the_token_file_is_named(tmp_path: Path) -> None:
     [
         ({"X-Powered-By": "laios"}, "'X-Powered-By' cannot be set"),
         ({"X-Frame-Options": "allow"}, "must be one of deny, sameorigin"),
+        (
+            {"Content-Security-Policy": "default-src 'self'; report-uri https://例え.jp/csp"},
+            "printable ASCII",
+        ),
+        ({"Content-Security-Policy": "default-src 'self'\r\nX-Injected: 1"}, "printable ASCII"),
     ],
 )
 def test_headers_are_checked_as_exporter_toolkit_does(

@@ -338,8 +338,10 @@ def _check_headers(headers: Any) -> dict[str, str]:
         if name not in _EXTRA_HEADERS:
             _fail(where, f"{name!r} cannot be set (only {', '.join(_EXTRA_HEADERS)})")
         allowed = _EXTRA_HEADERS[name]
-        if not isinstance(value, str) or not value.isprintable():
-            _fail(f"{where}.{name}", "must be a string of printable characters")
+        # (HTTP/1.1 sends header values as bytes: WSGI and ASGI servers take Latin-1 at most,
+        # and anything beyond ASCII is not portable; control characters would split headers.)
+        if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
+            _fail(f"{where}.{name}", "must be a string of printable ASCII characters")
         if allowed and value not in allowed:
             _fail(f"{where}.{name}", f"must be one of {', '.join(allowed)}, not {value!r}")
         checked[name] = value
