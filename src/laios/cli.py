@@ -630,6 +630,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _status_base_url(text: str) -> str:
+    """``--url``: refused at once when no ``/status`` URL can be made of it."""
+    try:
+        _ = urlsplit(status_url(text)).port  # (reading the port parses it)
+    except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
+        raise argparse.ArgumentTypeError(f"{text!r} is not a usable URL: {exc}") from None
+    return text
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return port
+
+
 def _otlp_endpoint(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -671,7 +690,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"laios {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     status = commands.add_parser("status", help="show running tasks and per-tool statistics")
-    status.add_argument("--url", default=DEFAULT_URL, help=f"endpoint (default {DEFAULT_URL})")
+    status.add_argument(
+        "--url",
+        type=_status_base_url,
+        default=DEFAULT_URL,
+        help=f"endpoint (default {DEFAULT_URL})",
+    )
     status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     status.add_argument(
         "--interval", type=_positive_float, default=2.0, help="seconds between redraws (2.0)"
@@ -684,9 +708,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(handler=_run_status)
     demo = commands.add_parser("demo", help="run sample tasks behind a live metrics endpoint")
-    demo.add_argument("--duration", type=float, default=None, help="seconds to run (until Ctrl-C)")
+    demo.add_argument(
+        "--duration", type=_positive_float, default=None, help="seconds to run (until Ctrl-C)"
+    )
     demo.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
-    demo.add_argument("--port", type=int, default=8489, help="port to serve on (8489)")
+    demo.add_argument("--port", type=_port, default=8489, help="port to serve on (8489)")
     demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
     demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
     demo.add_argument(

@@ -606,3 +606,34 @@ def test_a_tools_constant_labels_follow_its_name() -> None:
     }
     rows = [line.split() for line in render_status(document).splitlines() if "fetch" in line]
     assert [row[:3] for row in rows] == [["fetch", "1", "1"], ["fetch", "{pool=search}", "2"]]
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:99999", "127.0.0.1:port"])
+def test_status_refuses_a_malformed_url(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --url that is not a URL (bad IPv6 host, port out of range) is a usage error, exit 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", "--url", url])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--url" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_demo_refuses_a_port_out_of_range(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--port outside 0-65535 is a usage error (exit 2), not a traceback from bind()."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--port", port])
+    assert exit_info.value.code == 2
+    assert "0 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("duration", ["nan", "-1", "0", "inf"])
+def test_demo_refuses_a_duration_that_is_not_a_positive_number(
+    duration: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--duration nan (which ran for ever) and -1 (which stopped at once) are usage errors."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--duration", duration])
+    assert exit_info.value.code == 2
+    assert "positive" in capsys.readouterr().err
