@@ -270,11 +270,18 @@ def test_every_alert_rule_has_a_firing_and_a_quiet_promtool_test() -> None:
         {"match_labels": (("app.kubernetes.io/name", "has space"),)},
         {"match_labels": (("-bad", "x"),)},
         {"manifest_labels": (("release", "a"), ("release", "b"))},
+        {"runbook_url_base": "http://x/\n#"},
+        {"runbook_url_base": "https://wiki.example.com/run books/"},
+        {"dashboard_uid": ""},
+        {"dashboard_uid": "x" * 41},
+        {"dashboard_uid": "orders/api"},
     ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
-    """Empty runbook base, a selector that is not label matchers, no match labels, invalid or
-    repeated Kubernetes labels: ValueError at the call."""
+    """Empty runbook base or one with spaces or control characters, a selector that is not
+    label matchers, no match labels, invalid or repeated Kubernetes labels, a dashboard uid
+    Grafana refuses (empty, over 40 characters, not letters, digits, - and _): ValueError at
+    the call."""
     with pytest.raises(ValueError):
         MixinConfig(**kwargs)
 

@@ -7,14 +7,17 @@ report; the last tests export through the real OTLP/HTTP exporter to a small ser
 
 from __future__ import annotations
 
+import ast
 import gc
 import gzip
 import inspect
+import re
 import threading
 import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -901,3 +904,12 @@ def test_a_stores_constant_labels_are_attributes_of_its_points(
     assert durations == {"search": 1, "batch": 2}
     for handle in handles:
         handle.uninstrument()
+
+
+@pytest.mark.parametrize("name", ["TOOL_DURATION_BUCKETS", "QUEUE_WAIT_BUCKETS"])
+def test_the_reference_shows_the_bucket_constants_as_they_are(name: str) -> None:
+    """docs/reference/otel-metrics.md writes each bucket constant's tuple as the code has it."""
+    page = Path(__file__).resolve().parents[2] / "docs" / "reference" / "otel-metrics.md"
+    row = re.search(rf"^\| `{name}` \| `(\([^`]*\))`", page.read_text(encoding="utf-8"), re.M)
+    assert row is not None, f"no row with the tuple of {name}"
+    assert ast.literal_eval(row.group(1)) == getattr(otel_metrics, name)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 __all__ = ["MixinConfig"]
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+#: What Grafana accepts as a dashboard uid.
+_DASHBOARD_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
 #: One PromQL label matcher: a label name, an operator and a quoted string.
 _MATCHER = (
     r"\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"
@@ -43,7 +45,8 @@ class MixinConfig:
             alert's name in lower case with dashes and ``.md`` (``laios-tool-error-ratio-high.md``).
             The default is the runbooks' path in this repository: point it at where your team
             hosts the documentation.
-        dashboard_uid: The uid of the generated Grafana dashboard.
+        dashboard_uid: The uid of the generated Grafana dashboard: 1 to 40 letters, digits,
+            ``-`` and ``_`` (what Grafana accepts).
         match_labels: ``(key, value)`` pairs the generated ServiceMonitor and PodMonitor select
             on: the labels of your Service (ServiceMonitor) or of your pods (PodMonitor).
         manifest_labels: ``(key, value)`` pairs put on the generated ServiceMonitor, PodMonitor
@@ -87,6 +90,16 @@ class MixinConfig:
             )
         if not self.runbook_url_base:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
+        if not self.runbook_url_base.isprintable() or " " in self.runbook_url_base:
+            raise ValueError(
+                f"runbook_url_base {self.runbook_url_base!r} is not a URL: it has spaces or "
+                "control characters (write a space as %20)"
+            )
+        if not _DASHBOARD_UID.fullmatch(self.dashboard_uid):
+            raise ValueError(
+                f"dashboard_uid {self.dashboard_uid!r} is not a Grafana dashboard uid: 1 to 40 "
+                "letters, digits, '-' and '_'"
+            )
         if not self.match_labels:
             raise ValueError(
                 "match_labels must name at least one label: an empty selector would make the "
