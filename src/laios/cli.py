@@ -264,8 +264,12 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             ``timeout`` seconds, the answer is not HTTP 200, or the body is not a ``/status``
             document.
     """
-    target = status_url(url)
-    parts = urlsplit(target)
+    try:
+        target = status_url(url)
+        parts = urlsplit(target)
+        _ = parts.port  # (reading the port parses it)
+    except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
+        raise StatusUnavailable(f"{url!r} is not a usable URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
         raise StatusUnavailable(f"{target} is not an http(s) URL")
     deadline = _Deadline(timeout)
@@ -630,15 +634,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _status_base_url(text: str) -> str:
-    """``--url``: refused at once when no ``/status`` URL can be made of it."""
-    try:
-        _ = urlsplit(status_url(text)).port  # (reading the port parses it)
-    except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
-        raise argparse.ArgumentTypeError(f"{text!r} is not a usable URL: {exc}") from None
-    return text
-
-
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -690,12 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"laios {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     status = commands.add_parser("status", help="show running tasks and per-tool statistics")
-    status.add_argument(
-        "--url",
-        type=_status_base_url,
-        default=DEFAULT_URL,
-        help=f"endpoint (default {DEFAULT_URL})",
-    )
+    status.add_argument("--url", default=DEFAULT_URL, help=f"endpoint (default {DEFAULT_URL})")
     status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     status.add_argument(
         "--interval", type=_positive_float, default=2.0, help="seconds between redraws (2.0)"
