@@ -769,7 +769,8 @@ class _Batch:
         jobs = self.jobs
         for index in range(start, len(jobs)):
             job = jobs[index]
-            if job.result is None and job.phase in (QUEUED, RUNNING) and job.deadline is not None:
+            # (a job finishing is still timed: its caller never waits for its callback)
+            if job.result is None and job.deadline is not None:
                 self.timer = self.loop.call_at(
                     self.loop.time() + max(job.deadline - time.monotonic(), 0.0),
                     self._expire,
@@ -787,7 +788,7 @@ class _Batch:
             deadline = job.deadline
             if deadline is not None and deadline > now:
                 break
-            if job.phase in (QUEUED, RUNNING):
+            if job.result is None:
                 job.expire()
             index += 1
         self._arm(index)

@@ -18,6 +18,10 @@ the result's ``metadata["callback_error"]``. Only ``KeyboardInterrupt`` is diffe
 kept for the caller's thread (see :attr:`Job.interrupted`) and, as the caller is being
 interrupted, the task does not start (on ``"started"``) or ends as ``callback_error`` (on a
 later event).
+
+A caller waiting with a deadline never waits past it for a callback: the outcome event's
+callback runs before the outcome is recorded, but when the deadline passes meanwhile the caller
+records the settled outcome itself (see :meth:`Job.finish`).
 """
 
 from __future__ import annotations
@@ -214,6 +218,10 @@ class Job(TaskRecord):
     phase = QUEUED
     cancel_requested = False
     callback_note: str | None = None  # the first exception of on_progress, as a note
+    # Finishing with a callback on another thread than the caller's (see finish): the outcome
+    # waiting while its event's callback runs, and whether the caller's deadline has passed.
+    settled: tuple[Any, ...] | None = None
+    overdue = False
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
     span: Span | None = None
     span_context: OtelContext | None = None  # the caller's context with the task span current
@@ -537,8 +545,11 @@ class Job(TaskRecord):
         )
 
     def expire(self) -> None:
-        """The timeout struck (the blocking caller's wait ran out, or the batch's timer)."""
-        self.interrupt("timeout", self.timeout_message(queued=self.phase == QUEUED))
+        """The timeout struck (the blocking caller's wait ran out, or the batch's timer): the
+        task ends ``timeout``, or, when its tool had already ended, the caller gets that
+        outcome without waiting for the callback being told of it."""
+        if not self.interrupt("timeout", self.timeout_message(queued=self.phase == QUEUED)):
+            self.overdue_now()
 
     def timeout_message(self, *, queued: bool) -> str:
         """What a timed-out result says: where the task was when its time ran out."""
@@ -609,22 +620,75 @@ class Job(TaskRecord):
         ``KeyboardInterrupt`` raised on ``"completed"`` makes it a ``callback_error`` failure
         (the caller is being interrupted). Never raises: an error while recording is an
         internal error (logged, counted) whose result still reaches the caller.
+
+        A caller waiting on another thread never waits for that callback past its deadline:
+        when the deadline passes while the callback runs, the caller records the settled
+        outcome itself (:meth:`overdue_now`); when it passed before, the outcome is recorded
+        first and the event fires after.
         """
+        concluding = True
         try:
             metadata: dict[str, Any] = dict(extra) if extra else {}
             if self.on_progress is not None:
+                if not self.inline:
+                    settled = (outcome, error, error_type, data, metadata, exception)
+                    with self.env.lock:
+                        late = self.overdue
+                        if not late:
+                            self.settled = settled
+                    if late:  # the caller waits past its deadline: its result comes first
+                        concluding = False  # (recorded and woken here, not again below)
+                        self._conclude_settled(settled)
+                        self._report_outcome(outcome, error, error_type, data)
+                        return
                 outcome, error, error_type = self._report_outcome(outcome, error, error_type, data)
+                if not self.inline:
+                    with self.env.lock:
+                        concluding = self.settled is not None
+                        self.settled = None
+                    if not concluding:
+                        return  # the overdue caller recorded the outcome meanwhile
             if self.callback_note is not None:
                 metadata["callback_error"] = self.callback_note
             self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
         except Exception as exc:
-            self.result = self.internal_failure(exc)
+            if concluding:
+                self.result = self.internal_failure(exc)
         finally:
             # The record is retained after this (see record_capacity): drop what it no longer
             # needs, so that callbacks and tracebacks do not live on with it.
             self.on_progress = None
             self.callback_note = None
             self.handle = None  # (it refers back to this job)
+            if concluding:
+                self._wake()
+
+    def overdue_now(self) -> None:
+        """The waiting caller's deadline passed while the job was finishing (its outcome
+        settled, its outcome event's callback maybe still running): record the settled
+        outcome now and wake the caller, or have it recorded before that callback runs."""
+        with self.env.lock:
+            self.overdue = True
+            settled, self.settled = self.settled, None
+        if settled is not None:
+            _log.warning(
+                "on_progress callback of task %r (tool %r) was still running at the task's "
+                "deadline; the result was handed over without waiting for it",
+                shorten(self.task_id, 128),
+                shorten(self.tool, 128),
+            )
+            self._conclude_settled(settled)
+
+    def _conclude_settled(self, settled: tuple[Any, ...]) -> None:
+        """Record a settled outcome and wake the caller, its outcome event still to come."""
+        outcome, error, error_type, data, metadata, exception = settled
+        try:
+            if self.callback_note is not None:
+                metadata["callback_error"] = self.callback_note
+            self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
+        except Exception as exc:
+            self.result = self.internal_failure(exc)
+        finally:
             self._wake()
 
     def _report_outcome(
@@ -636,8 +700,8 @@ class Job(TaskRecord):
     ) -> tuple[str, str | None, str | None]:
         """Tell ``on_progress`` the outcome, which stays what it is unless the callback raises
         ``KeyboardInterrupt`` on success (a ``callback_error`` failure)."""
-        task = self.task
-        payload: dict[str, Any] = {"task_id": task.id, "tool_name": task.tool_name}
+        # (the job's own fields: the task may be let go meanwhile, once the outcome is recorded)
+        payload: dict[str, Any] = {"task_id": self.task_id, "tool_name": self.tool}
         if outcome == "success":
             payload["result"] = data
             payload["execution_time"] = self.env.store.clock.perf_counter() - self.started_mono

@@ -1,0 +1,190 @@
+"""A slow ``on_progress`` callback never keeps a caller past its timeout.
+
+The outcome event (``"completed"``, ``"failed"``) fires on the thread that ran the tool, before
+the outcome is recorded. When that callback is still running at the caller's deadline, the
+caller gets the result the tool made at its deadline, recorded once; the callback runs on to its
+end, as a ``concurrent.futures`` done-callback does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, TaskResult, TaskStatus
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+
+#: The caller's timeout; the callback holds its event far longer (until the test releases it).
+TIMEOUT = 0.3
+#: How late the caller may be, generously (it used to wait for the callback: 5 s here).
+LATE = 2.0
+
+
+class SlowCallback:
+    """An ``on_progress`` callback that blocks on one event until released (at most 5 s)."""
+
+    def __init__(self, event: str) -> None:
+        self.event = event
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.returned = threading.Event()
+        self.events: list[str] = []
+
+    def __call__(self, event: str, data: Any) -> None:
+        self.events.append(event)
+        if event == self.event:
+            self.entered.set()
+            self.release.wait(5.0)
+            self.returned.set()
+
+
+@pytest.fixture
+def slow_completed() -> Iterator[SlowCallback]:
+    """A callback slow on ``"completed"``; released when the test ends."""
+    callback = SlowCallback("completed")
+    yield callback
+    callback.release.set()
+
+
+def _outcomes(store: MetricStore, tool: str) -> dict[str, int]:
+    (snapshot,) = [t for t in store.snapshot().tools if t.tool == tool]
+    return {name: h.count for name, h in snapshot.outcomes.items() if h.count}
+
+
+def _timed(call: Callable[[], TaskResult]) -> tuple[TaskResult, float]:
+    start = time.monotonic()
+    result = call()
+    return result, time.monotonic() - start
+
+
+def test_execute_task_returns_by_its_timeout_while_completed_runs(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    store: MetricStore,
+    slow_completed: SlowCallback,
+) -> None:
+    """execute_task(timeout=0.3): the caller has the tool's success by its deadline, not after
+    the slow 'completed' callback; it is recorded once, as a success."""
+    task = make_task("echo", text="kept")
+    result, took = _timed(
+        lambda: executor.execute_task(task, context, timeout=TIMEOUT, on_progress=slow_completed)
+    )
+    assert took < LATE
+    assert slow_completed.entered.is_set()
+    assert not slow_completed.returned.is_set()
+    assert result.success, result.error
+    assert result.output == "kept"
+    assert task.status is TaskStatus.COMPLETED
+    assert _outcomes(store, "echo") == {"success": 1}
+    slow_completed.release.set()
+    assert slow_completed.returned.wait(5.0)
+    assert executor.get_running_tasks() == []
+    assert _outcomes(store, "echo") == {"success": 1}
+
+
+def test_execute_task_returns_the_tool_error_by_its_timeout_while_failed_runs(
+    executor: Executor, make_task: Any, context: Context, store: MetricStore
+) -> None:
+    """The same for a failing tool and a slow 'failed' callback: the tool's error, on time."""
+    callback = SlowCallback("failed")
+    try:
+        result, took = _timed(
+            lambda: executor.execute_task(
+                make_task("fail", message="disk full"),
+                context,
+                timeout=TIMEOUT,
+                on_progress=callback,
+            )
+        )
+    finally:
+        callback.release.set()
+    assert took < LATE
+    assert result.error == "disk full"
+    assert result.metadata["outcome"] == "error"
+    assert _outcomes(store, "fail") == {"error": 1}
+
+
+def test_execute_async_returns_by_its_timeout_while_completed_runs(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    store: MetricStore,
+    slow_completed: SlowCallback,
+) -> None:
+    """execute_async(timeout=0.3) of a synchronous tool: the same, on the awaiting road."""
+
+    async def run() -> TaskResult:
+        return await executor.execute_async(
+            make_task("echo", text="kept"), context, timeout=TIMEOUT, on_progress=slow_completed
+        )
+
+    result, took = _timed(lambda: asyncio.run(run()))
+    assert took < LATE
+    assert result.success, result.error
+    assert result.output == "kept"
+    assert _outcomes(store, "echo") == {"success": 1}
+
+
+def test_execute_parallel_returns_by_its_timeout_while_completed_runs(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    store: MetricStore,
+    slow_completed: SlowCallback,
+) -> None:
+    """execute_parallel(timeout=0.3): each task's result is there by the batch's deadline."""
+
+    async def run() -> list[TaskResult]:
+        tasks = [make_task("echo", text=str(n)) for n in range(3)]
+        return await executor.execute_parallel(
+            tasks, context, timeout=TIMEOUT, on_progress=slow_completed
+        )
+
+    results, took = _timed(lambda: asyncio.run(run()))  # type: ignore[arg-type,return-value]
+    assert took < LATE
+    assert [r.output for r in results] == ["0", "1", "2"]  # type: ignore[attr-defined]
+    assert _outcomes(store, "echo") == {"success": 3}
+
+
+def test_a_callback_error_after_the_hand_over_is_still_reported(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    store: MetricStore,
+) -> None:
+    """A slow 'completed' callback that raises once the caller has its result: the result
+    stays a success; the exception is counted as a callback error."""
+
+    class Raises(SlowCallback):
+        def __call__(self, event: str, data: Any) -> None:
+            super().__call__(event, data)
+            if event == "completed":
+                raise RuntimeError("late callback bug")
+
+    callback = Raises("completed")
+    try:
+        result = executor.execute_task(
+            make_task("echo", text="x"), context, timeout=TIMEOUT, on_progress=callback
+        )
+    finally:
+        callback.release.set()
+    assert result.success
+    assert "callback_error" not in result.metadata
+    assert callback.returned.wait(5.0)
+    deadline = time.monotonic() + 5.0
+    errors: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        (snapshot,) = [t for t in store.snapshot().tools if t.tool == "echo"]
+        errors = {name: c.value for name, c in snapshot.errors.items()}
+        if errors:
+            break
+        time.sleep(0.01)
+    assert errors == {"callback_error": 1}
+    assert _outcomes(store, "echo") == {"success": 1}
