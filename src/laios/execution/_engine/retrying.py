@@ -23,7 +23,9 @@ from opentelemetry.trace import Status, StatusCode
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
+from laios.execution._engine.job import scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
+from laios.execution.redaction import secret_values
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
@@ -105,7 +107,8 @@ class RetryRun:
         try:
             worth = bool(policy.retry_if(result))
         except Exception as exc:
-            result.metadata["retry_if_error"] = f"{type(exc).__name__}: {exc}"
+            message = scrubbed_message(exc, self.secrets())
+            result.metadata["retry_if_error"] = f"{type(exc).__name__}: {message}"
             worth = False
         if not worth:
             return None
@@ -120,9 +123,14 @@ class RetryRun:
             self._announce(result, delay)
         return delay
 
+    def secrets(self) -> list[str]:
+        """The task's secret values, scrubbed from what a hook's exception says."""
+        return secret_values(self.task.parameters)
+
     def _announce(self, result: TaskResult, delay: float) -> None:
         """Tell the ``on_retry`` hook about the coming retry. A hook that raises is logged
-        (at most once a minute per hook) and counted as ``callback_error``; the call goes on."""
+        with its traceback, scrubbed of the task's secrets (at most once a minute per hook),
+        and counted as ``callback_error``; the call goes on."""
         hook = self.on_retry
         assert hook is not None
         metadata = result.metadata
@@ -144,11 +152,11 @@ class RetryRun:
             held = _hook_warnings.should_log(name)
             if held is not None:
                 _log.warning(
-                    "the on_retry hook %s raised %s; the retry goes on%s",
+                    "the on_retry hook %s raised %s; the retry goes on%s\n%s",
                     name,
                     type(exc).__name__,
                     f" ({held} more since the last warning)" if held else "",
-                    exc_info=exc,
+                    scrubbed_traceback(exc, self.secrets()),
                 )
             self.engine.store.count_error(self._slot(), "callback_error")
 
