@@ -61,9 +61,11 @@ class RetryRun:
         self.retries = 0
         self.stopped_by_deadline = False
         self.stopped_by_cancel = False
+        self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         self.span: Span | None = None
-        self.stop: Callable[[], object] | None = None
+        self.stop: Callable[[], None] | None = None  # what engine.retrying holds for the call
+        self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
             self.span = tracing.start_parent_span(
@@ -99,10 +101,14 @@ class RetryRun:
         finally:
             otel_context.detach(token)
 
+    def may_retry(self, result: TaskResult) -> bool:
+        """Whether a retry may follow ``result`` (a failure, with retries left)."""
+        return not result.success and self.retries < self.policy.max_retries
+
     def delay_before_next(self, result: TaskResult) -> float | None:
         """Seconds to wait before retrying after ``result``, or ``None``: stop here."""
         policy = self.policy
-        if result.success or self.retries >= policy.max_retries:
+        if not self.may_retry(result):
             return None
         try:
             worth = bool(policy.retry_if(result))
@@ -160,10 +166,11 @@ class RetryRun:
                 )
             self.engine.store.count_error(self._slot(), "callback_error")
 
-    def after_wait(self, cancelled: bool) -> bool:
+    def after_wait(self) -> bool:
         """Whether to make the next attempt after the wait (and count the retry if so)."""
-        if cancelled:
-            self.stopped_by_cancel = True  # cancel_task during the wait: no further attempt
+        if self.cancelled:
+            # cancel_task between the attempts (retry_if, on_retry, the wait): no further one
+            self.stopped_by_cancel = True
             return False
         deadline = self.policy.deadline
         if deadline is not None and time.monotonic() - self.started >= deadline:
@@ -204,12 +211,23 @@ class RetryRun:
                 )
         return result
 
-    def stop_on_cancel(self, stop: Callable[[], object]) -> None:
-        """Have ``cancel_task(task.id)`` call ``stop`` while this call waits between attempts
-        (registered before the first wait: most calls never need one)."""
-        self.stop = stop
+    def stop_on_cancel(self, wake: Callable[[], object]) -> None:
+        """From now on, have ``cancel_task(task.id)`` stop the retries (and call ``wake`` to
+        end a wait). Called once the first attempt has failed with retries left, before
+        ``retry_if`` and the ``on_retry`` hook run, so that a cancel from either, or from
+        anywhere while the call is between attempts, is registered (``True``) and stops it;
+        most calls succeed at once and never need to listen."""
+        self.wake = wake
+        self.stop = stop = self._cancel
         with self.engine.lock:
             self.engine.retrying[self.task.id] = stop
+
+    def _cancel(self) -> None:
+        """``cancel_task(task.id)``: no further attempt; end the wait if one is under way."""
+        self.cancelled = True
+        wake = self.wake
+        if wake is not None:
+            wake()
 
     def end(self) -> None:
         """Stop listening for ``cancel_task`` and end the retry span (in ``finally``)."""
@@ -258,14 +276,15 @@ def retry_blocking(
                         attributes=run.attributes(),
                         retries=run.retries,
                     )
+            if stop is None and run.may_retry(result):
+                stop = threading.Event()
+                run.stop_on_cancel(stop.set)
             delay = run.delay_before_next(result)
             if delay is None:
                 break
-            if stop is None:
-                stop = threading.Event()
-                run.stop_on_cancel(stop.set)
-            retry.sleep(delay, stop=stop)
-            if not run.after_wait(stop.is_set()):
+            if not run.cancelled:
+                retry.sleep(delay, stop=stop)
+            if not run.after_wait():
                 break
         return run.conclude(result)
     finally:
@@ -298,14 +317,15 @@ async def retry_awaiting(
                 attributes=run.attributes(),
                 retries=run.retries,
             )
+            if stop is None and run.may_retry(result):
+                stop = asyncio.Event()
+                run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
             delay = run.delay_before_next(result)
             if delay is None:
                 break
-            if stop is None:
-                stop = asyncio.Event()
-                run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
-            await retry.sleep_async(delay, stop=stop)
-            if not run.after_wait(stop.is_set()):
+            if not run.cancelled:
+                await retry.sleep_async(delay, stop=stop)
+            if not run.after_wait():
                 break
         return run.conclude(result)
     finally:
