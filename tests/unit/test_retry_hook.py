@@ -4,6 +4,7 @@ break the call."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -169,3 +170,38 @@ def test_cancel_task_from_retry_if_stops_the_retries(
     assert answers == [True]
     assert [name for name, _ in calls] == ["fail"]
     assert result.metadata["retry_cancelled"] is True
+
+
+async def _async_hook(details: RetryDetails) -> None:
+    """An on_retry hook written as a coroutine function (never awaited if accepted)."""
+
+
+class _AsyncCallable:
+    async def __call__(self, details: RetryDetails) -> None:
+        """A callable object whose __call__ is a coroutine function."""
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize(
+    "hook",
+    [_async_hook, functools.partial(_async_hook), _AsyncCallable()],
+    ids=["async-def", "partial", "async-call"],
+)
+def test_a_coroutine_function_hook_is_refused_in_the_result(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    mode: str,
+    hook: Any,
+) -> None:
+    """An async on_retry (which would never be awaited) is a rejected TypeError result saying
+    to pass a plain function, before any attempt runs."""
+    call = executor.execute_with_retry
+    if mode == "async":
+        call = lambda *a, **kw: asyncio.run(executor.execute_with_retry_async(*a, **kw))  # noqa: E731
+    result = call(make_task("fail"), context, retry_delay=0, on_retry=hook)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "TypeError"
+    assert "on_retry must be a plain function" in (result.error or "")
+    assert calls == []
