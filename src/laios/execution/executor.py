@@ -513,12 +513,13 @@ class Executor:
         synchronous tool sees ``current_task().cancelled`` become true, and its result is
         replaced by a ``cancelled`` outcome when it returns. An id this executor does not
         know — never submitted yet, or finished so long ago that its record rolled off (see
-        ``record_capacity``) — is remembered (up to 1,000 ids) and cancels the next task
-        submitted with it.
+        ``record_capacity``) — is remembered (up to 1,000 ids of at most 256 characters) and
+        cancels the next task submitted with it.
 
         Returns:
             ``True`` when the request was registered; ``False`` for a task whose record shows
-            it already finished, or after ``shutdown()``.
+            it already finished, for an unknown id longer than 256 characters (not
+            remembered), or after ``shutdown()``.
         """
         return self._engine.cancel(task_id)
 
