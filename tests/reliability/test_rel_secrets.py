@@ -33,10 +33,12 @@ from rel_support import (
 
 from laios.core.types import Context, TaskResult
 from laios.execution.executor import Executor
+from laios.execution.retry import RetryDetails
 from laios.execution.server import start_http_server
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
 
 SECRET = "sk-TEST-SECRET-123"
 PARAMETERS = {"api_key": SECRET, "password": "p", "Authorization": "Bearer x"}
@@ -255,3 +257,53 @@ def test_progress_message_quoting_the_secret_is_scrubbed_in_status() -> None:
     run = run_leaky_task(capture=False, echo_in_progress=True)
     assert "calling the API with" in run.status_during
     assert run.status_during.count(SECRET) == 0
+
+
+# -- the retry hooks ---------------------------------------------------------------------------
+
+
+class RefusedKeyTool(BaseTool):
+    name = "refused_key"
+    description = "Fails every time with an error that quotes its API key."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ConnectionError(f"upstream refused key {kwargs['api_key']}")
+
+
+def retry_refused_key(**options: Any) -> TaskResult:
+    """``execute_with_retry`` (one retry, no wait) of a task whose failures quote its key."""
+    registry = ToolRegistry()
+    registry.register_tool(RefusedKeyTool())
+    with Executor(registry, store=MetricStore(), prometheus_registry=CollectorRegistry()) as ex:
+        task = make_task("refused_key", **PARAMETERS)
+        ctx = Context(session_id="s", user_id="u")
+        return ex.execute_with_retry(task, ctx, max_retries=1, retry_delay=0, **options)
+
+
+def test_a_raising_on_retry_hook_leaves_no_secret_in_the_logs(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """An on_retry hook raising with the failed attempt's error: its logged warning and
+    traceback show [REDACTED], never the key."""
+
+    def hook(details: RetryDetails) -> None:
+        raise RuntimeError(f"alerting failed for: {details.error}")
+
+    retry_refused_key(on_retry=hook)
+    text = logs_text(laios_records)
+    assert "on_retry hook" in text
+    assert "alerting failed for: upstream refused key [REDACTED]" in text
+    assert text.count(SECRET) == 0
+
+
+def test_a_raising_retry_if_leaves_no_secret_in_the_metadata() -> None:
+    """A retry_if raising with the failed result's error: metadata["retry_if_error"] shows
+    [REDACTED], never the key."""
+
+    def retry_if(result: TaskResult) -> bool:
+        raise RuntimeError(f"cannot classify: {result.error}")
+
+    result = retry_refused_key(retry_if=retry_if)
+    note = result.metadata["retry_if_error"]
+    assert note == "RuntimeError: cannot classify: upstream refused key [REDACTED]"
+    assert json.dumps(result.metadata, default=str).count(SECRET) == 0

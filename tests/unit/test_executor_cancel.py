@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -318,3 +320,50 @@ def test_remembered_cancels_are_bounded(
     newest = executor.execute_task(make_task("echo", task_id="future-1000"), context)
     assert oldest.success
     assert newest.metadata["outcome"] == "cancelled"
+
+
+def test_remembered_cancels_are_bounded_in_bytes(executor: Executor) -> None:
+    """300 cancels of unknown 1 MB ids keep less than 5 MB (the ids are not remembered)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):
+            executor.cancel_task(str(i) + "x" * 1_000_000)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 5_000_000
+
+
+def test_an_unknown_id_too_long_to_remember_is_refused(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """cancel_task of an unknown id longer than 256 characters returns False, and a task
+    submitted with that id afterwards runs."""
+    long_id = "x" * 257
+    assert executor.cancel_task(long_id) is False
+    assert executor.execute_task(make_task("echo", task_id=long_id, text="runs"), context).success
+
+
+def test_an_unknown_id_of_the_longest_length_is_remembered(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """An unknown id of exactly 256 characters is remembered, as every shorter one."""
+    longest = "y" * 256
+    assert executor.cancel_task(longest) is True
+    result = executor.execute_task(make_task("echo", task_id=longest), context)
+    assert result.metadata["outcome"] == "cancelled"
+
+
+def test_a_running_task_with_a_long_id_is_cancelled(
+    executor: Executor, make_task: Any, context: Context, gate: Any, in_thread: Any
+) -> None:
+    """The limit is on remembering: a running task whose id is 1 MB long is cancelled."""
+    task = make_task("poll_cancel", task_id="z" * 1_000_000)
+    waiter, box = in_thread(executor.execute_task, task, context, timeout=30)
+    assert gate.wait_entered(1)
+    assert executor.cancel_task(task.id) is True
+    waiter.join(5)
+    assert box[0].metadata["outcome"] == "cancelled"

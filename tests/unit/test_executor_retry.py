@@ -429,3 +429,28 @@ def test_jitter_extremes() -> None:
     policy = RetryPolicy(retry_delay=1.0, jitter=0.25)
     assert policy.delay(1, lambda: 0.0) == 1.0
     assert policy.delay(1, lambda: 1.0) == pytest.approx(0.75)
+
+
+async def _async_retry_if(result: TaskResult) -> bool:
+    """A retry_if written as a coroutine function (its coroutine is always truthy)."""
+    return False
+
+
+def test_a_coroutine_function_retry_if_is_refused(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """An async retry_if (never awaited, so every failure would look worth retrying) is a
+    rejected ValueError result saying to pass a plain function; nothing runs."""
+    result = executor.execute_with_retry(
+        make_task("fail"), context, retry_delay=0, retry_if=_async_retry_if
+    )
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "ValueError"
+    assert "retry_if must be a plain function" in (result.error or "")
+    assert calls == []
+
+
+def test_retry_policy_refuses_a_coroutine_function_retry_if() -> None:
+    """RetryPolicy(retry_if=<async def>) raises ValueError at construction."""
+    with pytest.raises(ValueError, match="retry_if must be a plain function"):
+        RetryPolicy(retry_if=_async_retry_if)

@@ -4,13 +4,15 @@ break the call."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from laios.core.types import Context, Task
+from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryDetails
 from laios.execution.store import MetricStore
@@ -102,3 +104,104 @@ def test_a_hook_that_is_not_callable_is_refused_in_the_result(
     assert not result.success
     assert result.metadata["outcome"] == "rejected"
     assert "on_retry must be a callable" in (result.error or "")
+
+
+def test_cancel_task_from_the_hook_stops_the_retries(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """cancel_task(task.id) from the first on_retry call returns True, and the call returns
+    the first failure at once, retry_cancelled, without waiting or retrying."""
+    answers: list[bool] = []
+    task = make_task("fail")
+    started = time.monotonic()
+    result = executor.execute_with_retry(
+        task,
+        context,
+        max_retries=3,
+        retry_delay=30,
+        on_retry=lambda d: answers.append(executor.cancel_task(d.task_id)),
+    )
+    assert time.monotonic() - started < 10  # far from the 30 s wait
+    assert answers == [True]
+    assert [name for name, _ in calls] == ["fail"]
+    assert result.metadata["retry_cancelled"] is True
+    assert result.metadata["retries"] == 0
+
+
+def test_cancel_task_from_the_hook_stops_async_retries(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """execute_with_retry_async: a cancel_task from the first on_retry call returns True and
+    stops the retries before the wait."""
+    answers: list[bool] = []
+
+    async def main() -> Any:
+        return await executor.execute_with_retry_async(
+            make_task("fail"),
+            context,
+            max_retries=3,
+            retry_delay=30,
+            on_retry=lambda d: answers.append(executor.cancel_task(d.task_id)),
+        )
+
+    started = time.monotonic()
+    result = asyncio.run(main())
+    assert time.monotonic() - started < 10  # far from the 30 s wait
+    assert answers == [True]
+    assert [name for name, _ in calls] == ["fail"]
+    assert result.metadata["retry_cancelled"] is True
+
+
+def test_cancel_task_from_retry_if_stops_the_retries(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """Between attempts means from the failed result on: a cancel_task made by retry_if
+    itself returns True, and no retry follows although retry_if says to retry."""
+    answers: list[bool] = []
+    task = make_task("fail")
+
+    def retry_if(result: TaskResult) -> bool:
+        answers.append(executor.cancel_task(task.id))
+        return True
+
+    result = executor.execute_with_retry(
+        task, context, max_retries=3, retry_delay=0, retry_if=retry_if
+    )
+    assert answers == [True]
+    assert [name for name, _ in calls] == ["fail"]
+    assert result.metadata["retry_cancelled"] is True
+
+
+async def _async_hook(details: RetryDetails) -> None:
+    """An on_retry hook written as a coroutine function (never awaited if accepted)."""
+
+
+class _AsyncCallable:
+    async def __call__(self, details: RetryDetails) -> None:
+        """A callable object whose __call__ is a coroutine function."""
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize(
+    "hook",
+    [_async_hook, functools.partial(_async_hook), _AsyncCallable()],
+    ids=["async-def", "partial", "async-call"],
+)
+def test_a_coroutine_function_hook_is_refused_in_the_result(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    mode: str,
+    hook: Any,
+) -> None:
+    """An async on_retry (which would never be awaited) is a rejected TypeError result saying
+    to pass a plain function, before any attempt runs."""
+    call = executor.execute_with_retry
+    if mode == "async":
+        call = lambda *a, **kw: asyncio.run(executor.execute_with_retry_async(*a, **kw))  # noqa: E731
+    result = call(make_task("fail"), context, retry_delay=0, on_retry=hook)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "TypeError"
+    assert "on_retry must be a plain function" in (result.error or "")
+    assert calls == []

@@ -21,6 +21,7 @@ from opentelemetry import trace
 
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution._callables import is_coroutine_function
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._runners.base import Runner
@@ -372,11 +373,13 @@ class Executor:
             deadline: Seconds for the whole call; no retry starts past it.
             retry_if: Decides whether a failed result is retried (default
                 :func:`laios.execution.retry.default_retry_if`: errors and timeouts, never
-                cancellations, unknown tools or invalid parameters).
+                cancellations, unknown tools or invalid parameters). A plain function: a
+                coroutine function is refused (``ValueError``).
             on_retry: Called with a :class:`~laios.execution.retry.RetryDetails` before each
                 retry's wait (which retry, the delay, why the attempt failed), for your own
                 logging or metrics. An exception it raises is logged and counted as
-                ``callback_error``; the retry goes on. Async callers pass a plain function too.
+                ``callback_error``; the retry goes on. Async callers pass a plain function too:
+                a coroutine function would never be awaited, and is refused (``TypeError``).
 
         Returns:
             The first successful result, or the last failure. ``metadata["retries"]`` says how
@@ -469,6 +472,11 @@ class Executor:
             raise TypeError(
                 f"on_retry must be a callable taking RetryDetails, got {type(on_retry).__name__}"
             )
+        if on_retry is not None and is_coroutine_function(on_retry):
+            raise TypeError(
+                "on_retry must be a plain function taking RetryDetails, not an async one: "
+                "it is called, never awaited (pass a plain def)"
+            )
         policy = _retry_policy(
             max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
         )
@@ -505,12 +513,13 @@ class Executor:
         synchronous tool sees ``current_task().cancelled`` become true, and its result is
         replaced by a ``cancelled`` outcome when it returns. An id this executor does not
         know — never submitted yet, or finished so long ago that its record rolled off (see
-        ``record_capacity``) — is remembered (up to 1,000 ids) and cancels the next task
-        submitted with it.
+        ``record_capacity``) — is remembered (up to 1,000 ids of at most 256 characters) and
+        cancels the next task submitted with it.
 
         Returns:
             ``True`` when the request was registered; ``False`` for a task whose record shows
-            it already finished, or after ``shutdown()``.
+            it already finished, for an unknown id longer than 256 characters (not
+            remembered), or after ``shutdown()``.
         """
         return self._engine.cancel(task_id)
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from laios.core.types import TaskResult
+from laios.execution._callables import is_coroutine_function
 
 __all__ = [
     "RetryDetails",
@@ -106,10 +107,11 @@ class RetryPolicy:
         deadline: Seconds for the whole call, attempts and waits included (``None``: none).
             No retry starts when its wait would cross the deadline, and an attempt's timeout is
             cut to the time left.
-        retry_if: Decides whether a failed result is worth another attempt.
+        retry_if: Decides whether a failed result is worth another attempt: a plain function
+            (it is called, never awaited).
 
     Raises:
-        ValueError: When a value is out of range.
+        ValueError: When a value is out of range, or ``retry_if`` is not a plain function.
     """
 
     max_retries: int = 3
@@ -149,6 +151,11 @@ class RetryPolicy:
             raise ValueError(f"deadline must be more than 0 seconds, got {self.deadline}")
         if not callable(self.retry_if):
             raise ValueError("retry_if must be a callable taking a TaskResult")
+        if is_coroutine_function(self.retry_if):
+            raise ValueError(
+                "retry_if must be a plain function taking a TaskResult and returning a bool, "
+                "not an async one: it is called, never awaited (pass a plain def)"
+            )
 
     def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""

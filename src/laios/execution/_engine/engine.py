@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PENDING_CANCELS",
+    "MAX_PENDING_CANCEL_ID_CHARS",
     "MAX_SPAN_TEXT",
     "Engine",
     "ProgressCallback",
@@ -69,6 +70,9 @@ ProgressCallback = Callable[[str, Any], None]
 
 #: Most cancellation requests remembered for tasks that have not been submitted yet.
 MAX_PENDING_CANCELS = 1000
+#: Longest id such a request is remembered for, in characters: with the count, this bounds the
+#: memory the requests hold (an unknown id longer than this is not remembered).
+MAX_PENDING_CANCEL_ID_CHARS = 256
 #: Longest id, name or description on a task span, in characters (longer ones are cut).
 MAX_SPAN_TEXT = 256
 
@@ -643,7 +647,10 @@ class Engine:
             stop_retry = self.retrying.get(task_id)
             active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
             if not active and stop_retry is None:
-                if store.find(scope, task_id) is not None:
+                if (
+                    len(task_id) > MAX_PENDING_CANCEL_ID_CHARS
+                    or store.find(scope, task_id) is not None
+                ):
                     return False
                 self.pending_cancels[task_id] = None
                 if len(self.pending_cancels) > MAX_PENDING_CANCELS:

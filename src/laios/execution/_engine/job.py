@@ -69,6 +69,8 @@ __all__ = [
     "describe_exception",
     "in_callback_of",
     "safe_error_type",
+    "scrubbed_message",
+    "scrubbed_traceback",
 ]
 
 _log = logging.getLogger("laios.execution")
@@ -202,6 +204,20 @@ def describe_exception(exc: BaseException) -> str:
     except Exception:
         return f"{name} (its message could not be turned into text)"
     return text or name
+
+
+def scrubbed_message(exc: BaseException, secrets: Sequence[str]) -> str:
+    """The message of a caller's callback's exception as telemetry, logs and result metadata
+    show it: scrubbed of ``secrets`` (the task's secret values), at most
+    ``MAX_ERROR_BYTES`` bytes."""
+    return scrub(describe_exception(exc), secrets)
+
+
+def scrubbed_traceback(exc: BaseException, secrets: Sequence[str]) -> str:
+    """The traceback of a caller's callback's exception as a log record shows it: scrubbed
+    of ``secrets``, at most 8 KiB."""
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return truncate_bytes(scrub(stack, secrets, limit=None), _MAX_CALLBACK_TRACEBACK_BYTES)
 
 
 class Job(TaskRecord):
@@ -405,7 +421,7 @@ class Job(TaskRecord):
             task = self.task
             secrets = secret_values(task.parameters) if task is not None else []
             kind = type(exc).__name__
-            message = scrub(describe_exception(exc), secrets)
+            message = scrubbed_message(exc, secrets)
             if self.callback_note is None:
                 self.callback_note = truncate_bytes(
                     f"on_progress callback raised {kind} during the '{event}' event: {message} "
@@ -414,7 +430,6 @@ class Job(TaskRecord):
                 )
             env = self.env
             if env.callback_failures.first_failure(callback):
-                stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                 _log.error(
                     "on_progress callback %s raised %s during the %r event of task %r (tool %r); "
                     "the task's outcome is unchanged (further exceptions of this callback are "
@@ -424,9 +439,7 @@ class Job(TaskRecord):
                     event,
                     shorten(self.task_id, 128),
                     shorten(self.tool, 128),
-                    truncate_bytes(
-                        scrub(stack, secrets, limit=None), _MAX_CALLBACK_TRACEBACK_BYTES
-                    ),
+                    scrubbed_traceback(exc, secrets),
                 )
             else:
                 _log.debug(

@@ -23,7 +23,9 @@ from opentelemetry.trace import Status, StatusCode
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
+from laios.execution._engine.job import scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
+from laios.execution.redaction import secret_values
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
@@ -59,9 +61,11 @@ class RetryRun:
         self.retries = 0
         self.stopped_by_deadline = False
         self.stopped_by_cancel = False
+        self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         self.span: Span | None = None
-        self.stop: Callable[[], object] | None = None
+        self.stop: Callable[[], None] | None = None  # what engine.retrying holds for the call
+        self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
             self.span = tracing.start_parent_span(
@@ -97,15 +101,20 @@ class RetryRun:
         finally:
             otel_context.detach(token)
 
+    def may_retry(self, result: TaskResult) -> bool:
+        """Whether a retry may follow ``result`` (a failure, with retries left)."""
+        return not result.success and self.retries < self.policy.max_retries
+
     def delay_before_next(self, result: TaskResult) -> float | None:
         """Seconds to wait before retrying after ``result``, or ``None``: stop here."""
         policy = self.policy
-        if result.success or self.retries >= policy.max_retries:
+        if not self.may_retry(result):
             return None
         try:
             worth = bool(policy.retry_if(result))
         except Exception as exc:
-            result.metadata["retry_if_error"] = f"{type(exc).__name__}: {exc}"
+            message = scrubbed_message(exc, self.secrets())
+            result.metadata["retry_if_error"] = f"{type(exc).__name__}: {message}"
             worth = False
         if not worth:
             return None
@@ -120,9 +129,14 @@ class RetryRun:
             self._announce(result, delay)
         return delay
 
+    def secrets(self) -> list[str]:
+        """The task's secret values, scrubbed from what a hook's exception says."""
+        return secret_values(self.task.parameters)
+
     def _announce(self, result: TaskResult, delay: float) -> None:
         """Tell the ``on_retry`` hook about the coming retry. A hook that raises is logged
-        (at most once a minute per hook) and counted as ``callback_error``; the call goes on."""
+        with its traceback, scrubbed of the task's secrets (at most once a minute per hook),
+        and counted as ``callback_error``; the call goes on."""
         hook = self.on_retry
         assert hook is not None
         metadata = result.metadata
@@ -144,18 +158,19 @@ class RetryRun:
             held = _hook_warnings.should_log(name)
             if held is not None:
                 _log.warning(
-                    "the on_retry hook %s raised %s; the retry goes on%s",
+                    "the on_retry hook %s raised %s; the retry goes on%s\n%s",
                     name,
                     type(exc).__name__,
                     f" ({held} more since the last warning)" if held else "",
-                    exc_info=exc,
+                    scrubbed_traceback(exc, self.secrets()),
                 )
             self.engine.store.count_error(self._slot(), "callback_error")
 
-    def after_wait(self, cancelled: bool) -> bool:
+    def after_wait(self) -> bool:
         """Whether to make the next attempt after the wait (and count the retry if so)."""
-        if cancelled:
-            self.stopped_by_cancel = True  # cancel_task during the wait: no further attempt
+        if self.cancelled:
+            # cancel_task between the attempts (retry_if, on_retry, the wait): no further one
+            self.stopped_by_cancel = True
             return False
         deadline = self.policy.deadline
         if deadline is not None and time.monotonic() - self.started >= deadline:
@@ -196,12 +211,23 @@ class RetryRun:
                 )
         return result
 
-    def stop_on_cancel(self, stop: Callable[[], object]) -> None:
-        """Have ``cancel_task(task.id)`` call ``stop`` while this call waits between attempts
-        (registered before the first wait: most calls never need one)."""
-        self.stop = stop
+    def stop_on_cancel(self, wake: Callable[[], object]) -> None:
+        """From now on, have ``cancel_task(task.id)`` stop the retries (and call ``wake`` to
+        end a wait). Called once the first attempt has failed with retries left, before
+        ``retry_if`` and the ``on_retry`` hook run, so that a cancel from either, or from
+        anywhere while the call is between attempts, is registered (``True``) and stops it;
+        most calls succeed at once and never need to listen."""
+        self.wake = wake
+        self.stop = stop = self._cancel
         with self.engine.lock:
             self.engine.retrying[self.task.id] = stop
+
+    def _cancel(self) -> None:
+        """``cancel_task(task.id)``: no further attempt; end the wait if one is under way."""
+        self.cancelled = True
+        wake = self.wake
+        if wake is not None:
+            wake()
 
     def end(self) -> None:
         """Stop listening for ``cancel_task`` and end the retry span (in ``finally``)."""
@@ -250,14 +276,15 @@ def retry_blocking(
                         attributes=run.attributes(),
                         retries=run.retries,
                     )
+            if stop is None and run.may_retry(result):
+                stop = threading.Event()
+                run.stop_on_cancel(stop.set)
             delay = run.delay_before_next(result)
             if delay is None:
                 break
-            if stop is None:
-                stop = threading.Event()
-                run.stop_on_cancel(stop.set)
-            retry.sleep(delay, stop=stop)
-            if not run.after_wait(stop.is_set()):
+            if not run.cancelled:
+                retry.sleep(delay, stop=stop)
+            if not run.after_wait():
                 break
         return run.conclude(result)
     finally:
@@ -290,14 +317,15 @@ async def retry_awaiting(
                 attributes=run.attributes(),
                 retries=run.retries,
             )
+            if stop is None and run.may_retry(result):
+                stop = asyncio.Event()
+                run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
             delay = run.delay_before_next(result)
             if delay is None:
                 break
-            if stop is None:
-                stop = asyncio.Event()
-                run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
-            await retry.sleep_async(delay, stop=stop)
-            if not run.after_wait(stop.is_set()):
+            if not run.cancelled:
+                await retry.sleep_async(delay, stop=stop)
+            if not run.after_wait():
                 break
         return run.conclude(result)
     finally:
