@@ -11,16 +11,19 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from multiprocess_work import fork, run_tasks, tasks_total
+from multiprocess_work import CHILD_SECONDS, Child, fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
 
-from laios.execution import multiprocess
+from laios.execution import _shared_totals, multiprocess
+from laios.execution._shared_totals import SharedDirectory
 from laios.execution._totals_files import read_document, sections_of
 from laios.execution.multiprocess import (
     ENV_VAR,
@@ -540,3 +543,137 @@ def test_enable_twice_returns_the_same_export_and_refuses_another_directory(
     assert enable(directory, registry=registry) is export
     with pytest.raises(ValueError, match="already on"):
         enable(tmp_path, registry=registry)
+
+
+# -- a fork while this process holds a lock in the directory --------------------------------
+
+
+def sleeping(report: Report) -> None:
+    """A child's work: report, then live on (as a long-lived worker) until killed."""
+    report({})
+    time.sleep(60)
+
+
+def in_thread(call: Callable[[], Any], seconds: float = CHILD_SECONDS) -> list[Any]:
+    """Run ``call`` in a daemon thread; its result in a list, or an empty list when it has not
+    returned within ``seconds`` (or raised)."""
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return result
+
+
+def test_a_child_forked_during_a_scrape_does_not_keep_the_directory_locked(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child forked while another thread's scrape holds the directory's lock lets go of it:
+    the file of a process that is gone is folded afterwards, while the child lives on."""
+    gone = fork(child_running(store, 4))
+    report = gone.report()
+    reading, resume = threading.Event(), threading.Event()
+    real_read = SharedDirectory.read
+
+    def paused_read(self: SharedDirectory, path: Path) -> Any:
+        reading.set()  # under the directory's shared lock
+        resume.wait(CHILD_SECONDS)
+        return real_read(self, path)
+
+    monkeypatch.setattr(SharedDirectory, "read", paused_read)
+    scraper = threading.Thread(target=scrape, args=(registry,), daemon=True)
+    scraper.start()
+    assert reading.wait(CHILD_SECONDS)
+    child = fork(sleeping)
+    try:
+        child.report()
+        resume.set()
+        scraper.join(CHILD_SECONDS)
+        monkeypatch.setattr(SharedDirectory, "read", real_read)
+        gone.kill()
+        assert in_thread(lambda: sweep(directory)) == [1]
+        assert not Path(report["path"]).exists()
+    finally:
+        child.kill()
+
+
+def test_a_child_forked_during_a_liveness_check_does_not_keep_a_gone_process_alive(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child forked while a scrape has the lock file of a gone process open (checking that it
+    is gone) does not keep that lock: the gone process's file is folded."""
+    gone = fork(child_running(store, 3))
+    report = gone.report()
+    gone.kill()
+    dead_lock = os.stat(Path(report["path"]).with_suffix(".lock"))
+    children: list[Child] = []
+
+    def flock(fd: int, operation: int) -> None:
+        fcntl.flock(fd, operation)
+        held = os.fstat(fd)
+        if not children and (held.st_dev, held.st_ino) == (dead_lock.st_dev, dead_lock.st_ino):
+            children.append(fork(sleeping))  # while this process holds the dead lock file
+
+    fake = SimpleNamespace(**{n: getattr(fcntl, n) for n in dir(fcntl) if n.startswith("LOCK_")})
+    monkeypatch.setattr(_shared_totals, "fcntl", SimpleNamespace(**vars(fake), flock=flock))
+    try:
+        assert tasks_total(scrape(registry)) == 3
+        assert children
+        children[0].report()
+        monkeypatch.undo()
+        assert tasks_total(scrape(registry)) == 3
+        assert not Path(report["path"]).exists()
+    finally:
+        for child in children:
+            child.kill()
+
+
+def test_a_fold_waits_for_the_directory_lock_only_so_long(
+    export: MultiprocessExport, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep whose directory lock another process holds for ever fails with TimeoutError
+    once the wait is over, instead of hanging."""
+    monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+    holder = os.open(directory / "laios-dir.lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_SH)  # as a scrape stuck in another process
+
+        def sweep_failing() -> str:
+            with pytest.raises(TimeoutError) as caught:
+                sweep(directory)
+            return str(caught.value)
+
+        [message] = in_thread(sweep_failing)
+        assert "laios-dir.lock" in message
+    finally:
+        os.close(holder)
+
+
+def test_a_scrape_answers_while_a_fold_cannot_take_the_directory_lock(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the directory's lock shared by a stuck reader, a scrape that finds a gone process
+    skips the fold (with a warning) and still counts that process's tasks, in time."""
+    monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+    gone = fork(child_running(store, 5))
+    gone.report()
+    gone.kill()
+    holder = os.open(directory / "laios-dir.lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_SH)
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            assert in_thread(lambda: tasks_total(scrape(registry))) == [5]
+        assert "laios-dir.lock" in caplog.text
+    finally:
+        os.close(holder)

@@ -46,8 +46,9 @@ How:
   has shown those counts, so no counter goes backwards. A worker that exits (``SIGTERM``,
   gunicorn's ``max_requests``, a reload) writes at exit and loses nothing.
 - **A forked child starts its own file** (see :mod:`laios.execution._forks`): it closes its copy
-  of the parent's lock and, once its stores have started from zero, takes a new name and a
-  writer thread of its own; it never writes the parent's file. A process that
+  of the parent's lock (and of any lock file the parent had open at the fork: a scrape's lock
+  on the directory, a liveness check's) and, once its stores have started from zero, takes a
+  new name and a writer thread of its own; it never writes the parent's file. A process that
   :func:`gunicorn_on_starting` marked as gunicorn's master writes nothing: it serves no
   request, and its workers (forked from it) write their own.
 
@@ -76,6 +77,7 @@ from laios.execution._shared_totals import (
     PROCESS_PREFIX,
     RETIRED,
     SharedDirectory,
+    close_lock,
     fold,
     gather,
     warn,
@@ -257,7 +259,7 @@ class MultiprocessExport:
     def _release(self) -> None:
         """Let go of this process's lock: its file now reads as a gone process's."""
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            close_lock(self._lock_fd)
         self._lock_fd = None
         self._stem = None
 
@@ -292,7 +294,7 @@ class MultiprocessExport:
         child's own file and writer thread start once every store has been reset too."""
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self._lock_fd)  # the parent's lock stays held by the parent
+                close_lock(self._lock_fd)  # the parent's lock stays held by the parent
         self._fresh_state()
 
 
