@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from multiprocess_work import CHILD_SECONDS, Child, fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from laios.execution import _shared_totals, multiprocess
 from laios.execution._shared_totals import SharedDirectory
@@ -677,3 +678,80 @@ def test_a_scrape_answers_while_a_fold_cannot_take_the_directory_lock(
         assert "laios-dir.lock" in caplog.text
     finally:
         os.close(holder)
+
+
+# -- other histogram bucket bounds -----------------------------------------------------------
+
+
+def child_with_store(other: MetricStore, count: int) -> Callable[[Report], None]:
+    """A child's work: ``count`` tasks in ``other``, written through an export of its own
+    (another process configured otherwise), then wait to be killed."""
+
+    def work(report: Report) -> None:
+        run_tasks(other, count)
+        other_registry = CollectorRegistry()
+        collector = ensure_collector(other, other_registry)
+        MultiprocessExport(current_directory(), 60.0, other_registry, collector).write()
+        report({})
+        time.sleep(60)
+
+    return work
+
+
+def current_directory() -> Path:
+    export = current()
+    assert export is not None
+    return export.directory
+
+
+def series_of(text: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Every sample's name and labels, parsed by prometheus_client's OpenMetrics parser."""
+    return [
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+@pytest.mark.parametrize("gone", [False, True], ids=["live", "retired"])
+def test_totals_with_other_bucket_bounds_are_left_out_with_a_warning(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+    gone: bool,
+) -> None:
+    """Another process's totals with this process's labels and other histogram bounds, live or
+    retired, are left out with a warning: no series twice, and the OpenMetrics text parses."""
+    run_tasks(store, 3)
+    child = fork(child_with_store(MetricStore(duration_buckets=(1.0, 2.0)), 5))
+    try:
+        child.report()
+        if gone:
+            child.kill()
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            text = render_metrics(registry, openmetrics=True).decode()
+        series = series_of(text)
+        assert len(series) == len(set(series))
+        assert tasks_total(text) == 3
+        assert "histogram buckets" in caplog.text
+    finally:
+        if not gone:
+            child.kill()
+
+
+def test_totals_with_labels_this_process_lacks_are_kept_whatever_their_bounds(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """Totals with constant labels this process does not export keep their own bucket bounds
+    and are in the sum."""
+    run_tasks(store, 3)
+    other = MetricStore(labels={"pool": "batch"}, duration_buckets=(1.0, 2.0))
+    child = fork(child_with_store(other, 5))
+    try:
+        child.report()
+        text = render_metrics(registry, openmetrics=True).decode()
+        assert tasks_total(text) == 8
+        assert 'le="2.0",outcome="success",pool="batch",tool="echo"} 5' in text
+    finally:
+        child.kill()

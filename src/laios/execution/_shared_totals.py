@@ -60,6 +60,7 @@ __all__ = [
     "close_lock",
     "fold",
     "gather",
+    "same_buckets",
     "without_gauges",
 ]
 
@@ -84,6 +85,10 @@ SUMMED_FIELDS = frozenset(
 _IDENTITY_FIELDS = tuple(
     field.name for field in dataclasses.fields(ExportedTotals) if field.name not in SUMMED_FIELDS
 )
+#: The fields of ExportedTotals that hold bucket bounds (besides a section's own ``bounds``).
+_BUCKET_FIELDS = ("duration_buckets", "queue_wait_buckets")
+#: The identity fields other than bucket bounds: what makes one series set.
+_LABEL_FIELDS = tuple(name for name in _IDENTITY_FIELDS if name not in _BUCKET_FIELDS)
 _warnings = WarningLimiter(60.0)
 #: The descriptors this process has open on lock files of the directory (see above).
 _lock_fds: set[int] = set()
@@ -170,6 +175,11 @@ def warn(key: str, message: str, *args: object) -> None:
 def _identity(section: Section) -> tuple[object, ...]:
     """What two sections must share to be added: bucket bounds and any label set."""
     return (section.bounds, *(getattr(section.totals, name) for name in _IDENTITY_FIELDS))
+
+
+def _buckets(section: Section) -> tuple[object, ...]:
+    """Every bucket bound of ``section``: its own and those its totals carry."""
+    return (section.bounds, *(getattr(section.totals, name) for name in _BUCKET_FIELDS))
 
 
 def add_up(sections: list[Section]) -> list[Section]:
@@ -387,19 +397,49 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
             fold(directory)
         except OSError as exc:  # left to a later scrape: the read below counts those files
             warn(f"fold {directory.path}", "folding the files of gone processes failed: %s", exc)
-    parts = list(own)
+    parts: list[tuple[str, list[Section]]] = [("this process", own)]
     with directory.locked(shared=True):
         try:
             retired, absorbed = directory.read_retired()
         except UnreadableFile as exc:  # the next fold moves it aside
             warn(f"retired {directory.path}", "leaving out the retired file: %s", exc)
             retired, absorbed = [], frozenset()
-        parts.extend(retired)
+        parts.append((str(directory.path / RETIRED), retired))
         for stem in directory.stems():
             if stem == own_stem or stem in absorbed:
                 continue
             sections = directory.read(directory.data(stem)) or []
             if not directory.alive(stem):  # gone since the fold above: its gauges are dropped
                 sections = [without_gauges(section) for section in sections]
-            parts.extend(sections)
-    return add_up(parts)
+            parts.append((str(directory.data(stem)), sections))
+    return add_up(same_buckets(parts))
+
+
+def same_buckets(parts: list[tuple[str, list[Section]]]) -> list[Section]:
+    """The sections of ``parts`` (each with where it was read) whose bucket bounds are those of
+    the first section with the same labels: this process's own, which come first, or else
+    the first read. Any other is left out, with a warning (its histograms cannot be added, and
+    kept apart its counters would be the same series twice)."""
+    chosen: dict[tuple[object, ...], tuple[str, Section]] = {}
+    kept: list[Section] = []
+    for source, sections in parts:
+        for section in sections:
+            labels = tuple(getattr(section.totals, name) for name in _LABEL_FIELDS)
+            first_source, first = chosen.setdefault(labels, (source, section))
+            if _buckets(section) == _buckets(first):
+                kept.append(section)
+                continue
+            warn(
+                f"bounds {source} {labels!r} {_buckets(section)!r}",
+                "leaving out the totals of %s with labels %s: their histogram buckets "
+                "(duration %s, queue wait %s) are not those of %s (duration %s, queue wait %s); "
+                "clear the directory when deploying other buckets",
+                source,
+                dict(section.totals.labels),
+                section.bounds,
+                section.totals.queue_wait_buckets,
+                first_source,
+                first.bounds,
+                first.totals.queue_wait_buckets,
+            )
+    return kept

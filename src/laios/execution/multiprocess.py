@@ -21,8 +21,10 @@ How:
   metrics, would put file I/O on every task's path); a write takes 0.5 ms for 10 tools, 6 ms
   for 200, and one with nothing new is skipped.
 - **A scrape adds the files up.** The serving process takes its own totals as it writes them
-  and adds every other process's file and the *retired* file, per label set (histograms only
-  when their bucket bounds match: a file with other bounds is left out, with a warning).
+  and adds every other process's file and the *retired* file, per label set. Totals whose
+  histogram bucket bounds are not this process's for the same constant labels (for labels it
+  does not export, those of the first file read) are left out whole, with a warning: their
+  histograms cannot be added, and kept apart their counters would be the same series twice.
 - **Liveness from a lock, not a pid.** Each process holds an exclusive ``flock`` on a lock file
   of its own, named with its pid and a random token, for as long as it lives; the kernel drops
   it when the process dies, however it dies (``SIGKILL`` too). A file whose lock can be taken
