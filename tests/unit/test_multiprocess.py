@@ -293,7 +293,10 @@ def test_a_file_whose_lock_is_free_is_a_gone_process_even_under_a_live_pid(
     stale = other_export.path
     assert stale is not None
     assert f"-{os.getpid()}-" in stale.name
-    other_export.close()  # lets go of the lock: as a process that died, its pid now reused
+    written = stale.read_bytes()
+    other_export.park()  # lets go of the lock: as a process that died, its pid now reused
+    stale.write_bytes(written)
+    stale.with_suffix(".lock").write_bytes(b"")
     text = scrape(registry)
     assert tasks_total(text) == 4
     assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
@@ -403,15 +406,17 @@ def test_generate_latest_shows_the_sum_too(
         child.kill()
 
 
-def test_disable_folds_this_process_and_shows_it_alone_again(
+def test_disable_shows_this_process_alone_again_and_keeps_its_file(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:
-    """After disable(), /metrics is this process's own, and its counts are in the retired
-    file (a process that leaves keeps its counts in the sum)."""
+    """After disable(), /metrics is this process's own, and its file stays (a process that
+    leaves keeps its counts in the sum; it is folded once the process is gone)."""
     run_tasks(store, 3)
     scrape(registry)
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
     assert disable()
-    assert files(directory) == ["laios-retired.json"]
+    assert files(directory) == [f"{stem}.json", f"{stem}.lock"]
     run_tasks(store, 1)
     assert tasks_total(scrape(registry)) == 4
     assert not disable()
@@ -755,3 +760,43 @@ def test_totals_with_labels_this_process_lacks_are_kept_whatever_their_bounds(
         assert 'le="2.0",outcome="success",pool="batch",tool="echo"} 5' in text
     finally:
         child.kill()
+
+
+# -- leaving the mode and coming back --------------------------------------------------------
+
+
+def test_enable_after_disable_counts_this_process_once(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """disable() then enable() on the same directory shows this process's tasks once, before
+    and after more tasks."""
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    run_tasks(store, 3)
+    assert tasks_total(scrape(registry)) == 3
+    disable()
+    assert tasks_total(scrape(registry)) == 3
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 3
+    run_tasks(store, 2)
+    assert tasks_total(scrape(registry)) == 5
+
+
+def test_after_disable_the_others_keep_this_process_counters_and_drop_its_gauges(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """Once this process has left the mode, another process's /metrics still counts its tasks,
+    once, and no longer its task in flight."""
+    run_tasks(store, 3)
+    slot = store.tool_slot("echo", True)
+    store.task_submitted(None, type("T", (), {"id": "x"})(), "echo", slot, running=True)
+    scrape(registry)
+    disable()
+
+    def work(report: Report) -> None:
+        enable(export.directory, interval=INTERVAL, registry=registry, store=store)
+        text = scrape(registry)
+        report({"tasks": tasks_total(text), "in_flight": 'in_flight{tool="echo"} 1.0' in text})
+
+    child = fork(work)
+    assert child.report() == {"tasks": 3, "in_flight": False}
+    assert child.wait() == 0

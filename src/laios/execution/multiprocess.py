@@ -47,6 +47,10 @@ How:
   of its work on average, 1.12 s at most; ``tests/benchmarks/multiprocess.py``); no scrape
   has shown those counts, so no counter goes backwards. A worker that exits (``SIGTERM``,
   gunicorn's ``max_requests``, a reload) writes at exit and loses nothing.
+- **A process that leaves the mode keeps its file** (:func:`disable`): written one last time
+  with its gauges at zero and still locked, so the others' sum keeps its counters, once; an
+  :func:`enable` on the same directory and registry takes the same file up again (a second
+  file would count the same tasks twice), and once the process is gone a fold retires it.
 - **A forked child starts its own file** (see :mod:`laios.execution._forks`): it closes its copy
   of the parent's lock (and of any lock file the parent had open at the fork: a scrape's lock
   on the directory, a liveness check's) and, once its stores have started from zero, takes a
@@ -83,6 +87,7 @@ from laios.execution._shared_totals import (
     fold,
     gather,
     warn,
+    without_gauges,
 )
 from laios.execution._totals import ExportedTotals
 from laios.execution._totals_files import Section, dump, section_data, write_document
@@ -173,9 +178,12 @@ class MultiprocessExport:
             return False
         return self._files.holds(self._stem, self._lock_fd)
 
-    def _write_locked(self) -> None:
-        """Write this process's totals now (the caller holds ``self._lock``)."""
+    def _write_locked(self, *, gauges: bool = True) -> None:
+        """Write this process's totals now (the caller holds ``self._lock``); ``gauges=False``:
+        as a process's that no longer runs tasks here (the gauges at zero)."""
         sections = [Section(t.duration_buckets, t) for t in self._collector.totals()]
+        if not gauges:
+            sections = [without_gauges(section) for section in sections]
         body = dump(
             {"kind": "process", "pid": os.getpid(), "sections": [section_data(s) for s in sections]}
         )
@@ -233,12 +241,13 @@ class MultiprocessExport:
         return [section.totals for section in merged]
 
     def start(self) -> None:
-        """Write now and start the writer thread (called by :func:`enable`, and in a forked
-        child).
+        """Write now and start the writer thread (called by :func:`enable`, also to take up
+        again an export that :meth:`close` left, and in a forked child).
 
         Raises:
             OSError: When the file cannot be written.
         """
+        self._closed = False
         self.write()
         if not self._writing() or self._thread is not None:
             return
@@ -275,21 +284,20 @@ class MultiprocessExport:
                 self._files.unlink(stem)
 
     def close(self) -> None:
-        """Leave multiprocess mode: a last write, then this process's file is folded into the
-        retired one (its counts stay, its gauges go) and ``/metrics`` shows this process
-        alone again. Idempotent."""
+        """Leave multiprocess mode: a last write of this process's counters (its gauges at
+        zero), then ``/metrics`` shows this process alone again. The file stays this process's
+        while it lives, so its counters stay in the others' sum, once: :func:`enable` with the
+        same directory and registry takes the file up again (rather than add a second one),
+        and once the process is gone the file is folded into the retired one. Idempotent."""
         if self._closed:
             return
         self._stop_thread()
         with self._lock:
             if self._writing():
                 with contextlib.suppress(OSError):
-                    self._write_locked()
+                    self._write_locked(gauges=False)
             self._closed = True
-            self._release()
         self._collector.use_totals(None)
-        with contextlib.suppress(OSError):
-            fold(self._files)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: forget the parent's file (its lock stays the parent's). The
@@ -303,6 +311,9 @@ class MultiprocessExport:
 # -- turning it on and off ------------------------------------------------------------------
 
 _current: MultiprocessExport | None = None
+#: Exports closed in this process, by directory and registry: enable() takes them up again, for
+#: their files still hold this process's counters (a second file would count them twice).
+_closed_exports: dict[tuple[Path, CollectorRegistry], MultiprocessExport] = {}
 _state_lock = threading.Lock()
 
 
@@ -377,7 +388,9 @@ def enable(
     Call it in each worker process (at import of the application is fine: a forked worker
     carries it on with a file of its own). :func:`~laios.execution.server.make_wsgi_app` and
     :func:`~laios.execution.server.start_http_server` call it when ``LAIOS_MULTIPROC_DIR`` is
-    set. Calling it again with the same directory and registry returns the same export.
+    set. Calling it again with the same directory and registry returns the same export, also
+    after :func:`disable`: it takes up this process's file where it was left, so that its
+    counts stay counted once.
 
     Args:
         directory: The shared directory; defaults to ``$LAIOS_MULTIPROC_DIR``. It must exist
@@ -414,8 +427,13 @@ def enable(
                 f"multiprocess mode is already on in this process (directory "
                 f"{current.directory}); call disable() first"
             )
+        if current is not None:  # closed (by its close(), not by disable())
+            _closed_exports.setdefault((current.directory, current.registry), current)
         collector = ensure_collector(store, the_registry)
-        export = MultiprocessExport(path, seconds, the_registry, collector)
+        export = _closed_exports.pop((path, the_registry), None)
+        if export is None:
+            export = MultiprocessExport(path, seconds, the_registry, collector)
+        export.interval = seconds
         export.start()
         collector.use_totals(export.totals)
         _current = export
@@ -458,7 +476,10 @@ def disable() -> bool:
     global _current
     with _state_lock:
         current, _current = _current, None
-    if current is None or current.closed:
+        if current is None:
+            return False
+        _closed_exports[current.directory, current.registry] = current
+    if current.closed:
         return False
     current.close()
     return True
