@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import multiprocessing
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -800,3 +802,41 @@ def test_after_disable_the_others_keep_this_process_counters_and_drop_its_gauges
     child = fork(work)
     assert child.report() == {"tasks": 3, "in_flight": False}
     assert child.wait() == 0
+
+
+# -- multiprocessing's workers ---------------------------------------------------------------
+
+
+def run_in_multiprocessing_fork(target: Callable[[], None]) -> int | None:
+    """Run ``target`` in a ``multiprocessing`` fork worker, which ends with ``os._exit()``
+    once it returns (no ``atexit`` handler runs); return the worker's exit code."""
+    with warnings.catch_warnings():  # (3.12+ warns about forking a threaded process)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        worker = multiprocessing.get_context("fork").Process(target=target)
+        worker.start()
+    worker.join(CHILD_SECONDS)
+    return worker.exitcode
+
+
+def test_a_multiprocessing_fork_worker_writes_its_totals_when_it_returns(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """A worker inheriting the mode that returns before its writer thread wrote still has its
+    tasks in the sum."""
+    enable(directory, interval=60.0, registry=registry, store=store)
+    assert run_in_multiprocessing_fork(lambda: run_tasks(store, 5)) == 0
+    assert tasks_total(scrape(registry)) == 5
+
+
+def test_a_multiprocessing_fork_worker_that_enables_the_mode_writes_its_totals_when_it_returns(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """A worker that turns the mode on itself, then returns, has its tasks in the sum."""
+
+    def work() -> None:
+        enable(directory, interval=60.0, registry=registry, store=store)
+        run_tasks(store, 4)
+
+    assert run_in_multiprocessing_fork(work) == 0
+    enable(directory, interval=60.0, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 4

@@ -46,7 +46,9 @@ How:
   at most (measured with a worker running tasks flat out, ``interval`` 1 s, 20 kills: 0.55 s
   of its work on average, 1.12 s at most; ``tests/benchmarks/multiprocess.py``); no scrape
   has shown those counts, so no counter goes backwards. A worker that exits (``SIGTERM``,
-  gunicorn's ``max_requests``, a reload) writes at exit and loses nothing.
+  gunicorn's ``max_requests``, a reload) writes at exit and loses nothing; so does a
+  ``multiprocessing`` worker whose target returns, which ends with ``os._exit()`` and no
+  ``atexit`` handler (the write is one of ``multiprocessing.util``'s exit finalizers too).
 - **A process that leaves the mode keeps its file** (:func:`disable`): written one last time
   with its gauges at zero and still locked, so the others' sum keeps its counters, once; an
   :func:`enable` on the same directory and registry takes the same file up again (a second
@@ -437,7 +439,8 @@ def enable(
         export.start()
         collector.use_totals(export.totals)
         _current = export
-        return export
+    _write_at_exit_of_multiprocessing_workers()
+    return export
 
 
 def enable_from_environment(
@@ -486,6 +489,8 @@ def disable() -> bool:
 
 
 def _at_exit() -> None:
+    """This process's last write (its export's :meth:`~MultiprocessExport.close`): runs once,
+    from ``atexit`` or from multiprocessing's finalizers, whichever comes first."""
     with _state_lock:
         current = _current
     if current is not None:
@@ -493,6 +498,37 @@ def _at_exit() -> None:
 
 
 atexit.register(_at_exit)
+
+#: The process whose multiprocessing finalizers hold the last write (see below).
+_finalizer_pid: int | None = None
+_after_fork_registered = False
+#: Of multiprocessing's exit finalizers, this one runs last (after its children are joined).
+_EXIT_PRIORITY = -100
+
+
+def _write_at_exit_of_multiprocessing_workers() -> None:
+    """Have a ``multiprocessing`` worker (``fork``, ``forkserver``, ``spawn``) write at exit too.
+
+    Such a worker runs ``multiprocessing.util``'s finalizers when its target returns, then ends
+    with ``os._exit()``: the fork and forkserver ones without running ``atexit`` handlers. So
+    the last write is also one of those finalizers: registered here, in the process that turns
+    the mode on, and again in each worker that ``multiprocessing`` starts from it (which
+    clears the finalizers it inherits). gunicorn's and uvicorn's workers, which exit through
+    ``atexit``, write there, as before; the write runs once either way.
+    """
+    global _finalizer_pid, _after_fork_registered
+    from multiprocessing import util  # imported here: only processes that use the mode need it
+
+    if not _after_fork_registered:
+        util.register_after_fork(_at_exit, _after_multiprocessing_fork)
+        _after_fork_registered = True
+    if _finalizer_pid != os.getpid():
+        util.Finalize(None, _at_exit, exitpriority=_EXIT_PRIORITY)
+        _finalizer_pid = os.getpid()
+
+
+def _after_multiprocessing_fork(_: object) -> None:
+    _write_at_exit_of_multiprocessing_workers()
 
 
 # -- the directory's life: preparing it, folding it -----------------------------------------
