@@ -840,3 +840,46 @@ def test_a_multiprocessing_fork_worker_that_enables_the_mode_writes_its_totals_w
     assert run_in_multiprocessing_fork(work) == 0
     enable(directory, interval=60.0, registry=registry, store=store)
     assert tasks_total(scrape(registry)) == 4
+
+
+# -- paths that cannot be used ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make_path", "message"),
+    [
+        (lambda d: Path("/proc/laios-multiproc"), "cannot be created"),
+        (lambda d: d / "a-file", "is not a directory"),
+        (lambda d: d / "a-file" / "sub", "cannot be created"),
+    ],
+    ids=["uncreatable", "a-file", "under-a-file"],
+)
+def test_prepare_directory_refuses_a_path_it_cannot_use_with_a_value_error(
+    directory: Path, make_path: Callable[[Path], Path], message: str
+) -> None:
+    """A directory that cannot be created, a file, or a path under a file is refused with a
+    ValueError that names the path, as enable() refuses it."""
+    (directory / "a-file").write_text("")
+    path = make_path(directory)
+    with pytest.raises(ValueError, match=message) as caught:
+        prepare_directory(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("call", [prepare_directory, enable, sweep], ids=lambda c: c.__name__)
+def test_an_empty_path_is_refused_and_the_working_directory_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: Callable[[str], Any]
+) -> None:
+    """ "" is not taken for the working directory: refused, its laios files left in place."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "laios-retired.json").write_text("{}")
+    with pytest.raises(ValueError, match="empty"):
+        call("")
+    assert (tmp_path / "laios-retired.json").exists()
+    assert not (tmp_path / "laios-dir.lock").exists()
+
+
+def test_prepare_directory_refuses_what_is_not_a_path() -> None:
+    """A number is refused with a TypeError, as enable() refuses it."""
+    with pytest.raises(TypeError, match="must be a path"):
+        prepare_directory(123)  # type: ignore[arg-type]

@@ -340,8 +340,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _directory(directory: str | os.PathLike[str] | None) -> Path:
-    """The directory to use, checked: it exists, and this process can lock and write in it."""
+def _path(directory: str | os.PathLike[str] | None) -> Path:
+    """The directory named (``None``: ``$LAIOS_MULTIPROC_DIR``), absolute; not checked further."""
     if not HAS_LOCKS:
         raise RuntimeError("multiprocess mode needs POSIX file locks (fcntl.flock)")
     if directory is None:
@@ -350,7 +350,17 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
             raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"directory must be a path, not {directory!r}")
-    path = Path(directory).absolute()
+    if not os.fspath(directory):  # not taken for the working directory, whose files it clears
+        raise ValueError(
+            'the multiprocess directory is an empty path: name a directory ("." for the '
+            "working directory)"
+        )
+    return Path(directory).absolute()
+
+
+def _directory(directory: str | os.PathLike[str] | None) -> Path:
+    """The directory to use, checked: it exists, and this process can lock and write in it."""
+    path = _path(directory)
     if not path.exists():
         raise ValueError(f"the multiprocess directory {path} does not exist; create it first")
     if not path.is_dir():
@@ -410,9 +420,9 @@ def enable(
         This process's export.
 
     Raises:
-        ValueError: When there is no directory, it does not exist, is not a directory or is not
-            writable; when ``interval`` is out of range; when multiprocess mode is already on
-            in this process with another directory or registry.
+        ValueError: When there is no directory (or an empty path), it does not exist, is not a
+            directory or is not writable; when ``interval`` is out of range; when multiprocess
+            mode is already on in this process with another directory or registry.
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """
@@ -546,17 +556,37 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
 
     Returns:
         The directory.
+
+    Raises:
+        ValueError: When there is no directory or an empty path; when it cannot be created
+            (a parent is a file, or not writable), is not a directory, or its files cannot be
+            removed or written; the message names the path.
+        TypeError: When ``directory`` is not a path.
+        RuntimeError: Without POSIX file locks (Windows).
     """
-    if directory is None:
-        directory = os.environ.get(ENV_VAR) or None
-        if directory is None:
-            raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
-    path = Path(directory).absolute()
-    path.mkdir(parents=True, exist_ok=True)
-    for entry in path.iterdir():
-        if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
+    path = _path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise ValueError(f"the multiprocess directory {path} is not a directory") from exc
+    except NotADirectoryError as exc:
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be created: a parent of it is a file"
+        ) from exc
+    except OSError as exc:
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be created ({exc.strerror or exc}): "
+            "create it, or choose another path"
+        ) from exc
+    try:
+        for entry in path.iterdir():
+            if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+    except OSError as exc:
+        raise ValueError(
+            f"laios's files in the multiprocess directory {path} cannot be removed: {exc}"
+        ) from exc
     return _directory(path)
 
 
