@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import multiprocessing
 import os
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from multiprocess_work import fork, run_tasks, tasks_total
+from multiprocess_work import CHILD_SECONDS, Child, fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from laios.execution import multiprocess
+from laios.execution import _shared_totals, multiprocess
+from laios.execution._shared_totals import SharedDirectory
 from laios.execution._totals_files import read_document, sections_of
 from laios.execution.multiprocess import (
     ENV_VAR,
@@ -289,7 +295,10 @@ def test_a_file_whose_lock_is_free_is_a_gone_process_even_under_a_live_pid(
     stale = other_export.path
     assert stale is not None
     assert f"-{os.getpid()}-" in stale.name
-    other_export.close()  # lets go of the lock: as a process that died, its pid now reused
+    written = stale.read_bytes()
+    other_export.park()  # lets go of the lock: as a process that died, its pid now reused
+    stale.write_bytes(written)
+    stale.with_suffix(".lock").write_bytes(b"")
     text = scrape(registry)
     assert tasks_total(text) == 4
     assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
@@ -399,15 +408,17 @@ def test_generate_latest_shows_the_sum_too(
         child.kill()
 
 
-def test_disable_folds_this_process_and_shows_it_alone_again(
+def test_disable_shows_this_process_alone_again_and_keeps_its_file(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:
-    """After disable(), /metrics is this process's own, and its counts are in the retired
-    file (a process that leaves keeps its counts in the sum)."""
+    """After disable(), /metrics is this process's own, and its file stays (a process that
+    leaves keeps its counts in the sum; it is folded once the process is gone)."""
     run_tasks(store, 3)
     scrape(registry)
+    assert export.path is not None
+    stem = export.path.name.removesuffix(".json")
     assert disable()
-    assert files(directory) == ["laios-retired.json"]
+    assert files(directory) == [f"{stem}.json", f"{stem}.lock"]
     run_tasks(store, 1)
     assert tasks_total(scrape(registry)) == 4
     assert not disable()
@@ -540,3 +551,335 @@ def test_enable_twice_returns_the_same_export_and_refuses_another_directory(
     assert enable(directory, registry=registry) is export
     with pytest.raises(ValueError, match="already on"):
         enable(tmp_path, registry=registry)
+
+
+# -- a fork while this process holds a lock in the directory --------------------------------
+
+
+def sleeping(report: Report) -> None:
+    """A child's work: report, then live on (as a long-lived worker) until killed."""
+    report({})
+    time.sleep(60)
+
+
+def in_thread(call: Callable[[], Any], seconds: float = CHILD_SECONDS) -> list[Any]:
+    """Run ``call`` in a daemon thread; its result in a list, or an empty list when it has not
+    returned within ``seconds`` (or raised)."""
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return result
+
+
+def test_a_child_forked_during_a_scrape_does_not_keep_the_directory_locked(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child forked while another thread's scrape holds the directory's lock lets go of it:
+    the file of a process that is gone is folded afterwards, while the child lives on."""
+    gone = fork(child_running(store, 4))
+    report = gone.report()
+    reading, resume = threading.Event(), threading.Event()
+    real_read = SharedDirectory.read
+
+    def paused_read(self: SharedDirectory, path: Path) -> Any:
+        reading.set()  # under the directory's shared lock
+        resume.wait(CHILD_SECONDS)
+        return real_read(self, path)
+
+    monkeypatch.setattr(SharedDirectory, "read", paused_read)
+    scraper = threading.Thread(target=scrape, args=(registry,), daemon=True)
+    scraper.start()
+    assert reading.wait(CHILD_SECONDS)
+    child = fork(sleeping)
+    try:
+        child.report()
+        resume.set()
+        scraper.join(CHILD_SECONDS)
+        monkeypatch.setattr(SharedDirectory, "read", real_read)
+        gone.kill()
+        assert in_thread(lambda: sweep(directory)) == [1]
+        assert not Path(report["path"]).exists()
+    finally:
+        child.kill()
+
+
+def test_a_child_forked_during_a_liveness_check_does_not_keep_a_gone_process_alive(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A child forked while a scrape has the lock file of a gone process open (checking that it
+    is gone) does not keep that lock: the gone process's file is folded."""
+    gone = fork(child_running(store, 3))
+    report = gone.report()
+    gone.kill()
+    dead_lock = os.stat(Path(report["path"]).with_suffix(".lock"))
+    children: list[Child] = []
+
+    def flock(fd: int, operation: int) -> None:
+        fcntl.flock(fd, operation)
+        held = os.fstat(fd)
+        if not children and (held.st_dev, held.st_ino) == (dead_lock.st_dev, dead_lock.st_ino):
+            children.append(fork(sleeping))  # while this process holds the dead lock file
+
+    fake = SimpleNamespace(**{n: getattr(fcntl, n) for n in dir(fcntl) if n.startswith("LOCK_")})
+    monkeypatch.setattr(_shared_totals, "fcntl", SimpleNamespace(**vars(fake), flock=flock))
+    try:
+        assert tasks_total(scrape(registry)) == 3
+        assert children
+        children[0].report()
+        monkeypatch.undo()
+        assert tasks_total(scrape(registry)) == 3
+        assert not Path(report["path"]).exists()
+    finally:
+        for child in children:
+            child.kill()
+
+
+def test_a_fold_waits_for_the_directory_lock_only_so_long(
+    export: MultiprocessExport, directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep whose directory lock another process holds for ever fails with TimeoutError
+    once the wait is over, instead of hanging."""
+    monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+    holder = os.open(directory / "laios-dir.lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_SH)  # as a scrape stuck in another process
+
+        def sweep_failing() -> str:
+            with pytest.raises(TimeoutError) as caught:
+                sweep(directory)
+            return str(caught.value)
+
+        [message] = in_thread(sweep_failing)
+        assert "laios-dir.lock" in message
+    finally:
+        os.close(holder)
+
+
+def test_a_scrape_answers_while_a_fold_cannot_take_the_directory_lock(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the directory's lock shared by a stuck reader, a scrape that finds a gone process
+    skips the fold (with a warning) and still counts that process's tasks, in time."""
+    monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+    gone = fork(child_running(store, 5))
+    gone.report()
+    gone.kill()
+    holder = os.open(directory / "laios-dir.lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_SH)
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            assert in_thread(lambda: tasks_total(scrape(registry))) == [5]
+        assert "laios-dir.lock" in caplog.text
+    finally:
+        os.close(holder)
+
+
+# -- other histogram bucket bounds -----------------------------------------------------------
+
+
+def child_with_store(other: MetricStore, count: int) -> Callable[[Report], None]:
+    """A child's work: ``count`` tasks in ``other``, written through an export of its own
+    (another process configured otherwise), then wait to be killed."""
+
+    def work(report: Report) -> None:
+        run_tasks(other, count)
+        other_registry = CollectorRegistry()
+        collector = ensure_collector(other, other_registry)
+        MultiprocessExport(current_directory(), 60.0, other_registry, collector).write()
+        report({})
+        time.sleep(60)
+
+    return work
+
+
+def current_directory() -> Path:
+    export = current()
+    assert export is not None
+    return export.directory
+
+
+def series_of(text: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Every sample's name and labels, parsed by prometheus_client's OpenMetrics parser."""
+    return [
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+@pytest.mark.parametrize("gone", [False, True], ids=["live", "retired"])
+def test_totals_with_other_bucket_bounds_are_left_out_with_a_warning(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+    gone: bool,
+) -> None:
+    """Another process's totals with this process's labels and other histogram bounds, live or
+    retired, are left out with a warning: no series twice, and the OpenMetrics text parses."""
+    run_tasks(store, 3)
+    child = fork(child_with_store(MetricStore(duration_buckets=(1.0, 2.0)), 5))
+    try:
+        child.report()
+        if gone:
+            child.kill()
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            text = render_metrics(registry, openmetrics=True).decode()
+        series = series_of(text)
+        assert len(series) == len(set(series))
+        assert tasks_total(text) == 3
+        assert "histogram buckets" in caplog.text
+    finally:
+        if not gone:
+            child.kill()
+
+
+def test_totals_with_labels_this_process_lacks_are_kept_whatever_their_bounds(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """Totals with constant labels this process does not export keep their own bucket bounds
+    and are in the sum."""
+    run_tasks(store, 3)
+    other = MetricStore(labels={"pool": "batch"}, duration_buckets=(1.0, 2.0))
+    child = fork(child_with_store(other, 5))
+    try:
+        child.report()
+        text = render_metrics(registry, openmetrics=True).decode()
+        assert tasks_total(text) == 8
+        assert 'le="2.0",outcome="success",pool="batch",tool="echo"} 5' in text
+    finally:
+        child.kill()
+
+
+# -- leaving the mode and coming back --------------------------------------------------------
+
+
+def test_enable_after_disable_counts_this_process_once(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """disable() then enable() on the same directory shows this process's tasks once, before
+    and after more tasks."""
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    run_tasks(store, 3)
+    assert tasks_total(scrape(registry)) == 3
+    disable()
+    assert tasks_total(scrape(registry)) == 3
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 3
+    run_tasks(store, 2)
+    assert tasks_total(scrape(registry)) == 5
+
+
+def test_after_disable_the_others_keep_this_process_counters_and_drop_its_gauges(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """Once this process has left the mode, another process's /metrics still counts its tasks,
+    once, and no longer its task in flight."""
+    run_tasks(store, 3)
+    slot = store.tool_slot("echo", True)
+    store.task_submitted(None, type("T", (), {"id": "x"})(), "echo", slot, running=True)
+    scrape(registry)
+    disable()
+
+    def work(report: Report) -> None:
+        enable(export.directory, interval=INTERVAL, registry=registry, store=store)
+        text = scrape(registry)
+        report({"tasks": tasks_total(text), "in_flight": 'in_flight{tool="echo"} 1.0' in text})
+
+    child = fork(work)
+    assert child.report() == {"tasks": 3, "in_flight": False}
+    assert child.wait() == 0
+
+
+# -- multiprocessing's workers ---------------------------------------------------------------
+
+
+def run_in_multiprocessing_fork(target: Callable[[], None]) -> int | None:
+    """Run ``target`` in a ``multiprocessing`` fork worker, which ends with ``os._exit()``
+    once it returns (no ``atexit`` handler runs); return the worker's exit code."""
+    with warnings.catch_warnings():  # (3.12+ warns about forking a threaded process)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        worker = multiprocessing.get_context("fork").Process(target=target)
+        worker.start()
+    worker.join(CHILD_SECONDS)
+    return worker.exitcode
+
+
+def test_a_multiprocessing_fork_worker_writes_its_totals_when_it_returns(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """A worker inheriting the mode that returns before its writer thread wrote still has its
+    tasks in the sum."""
+    enable(directory, interval=60.0, registry=registry, store=store)
+    assert run_in_multiprocessing_fork(lambda: run_tasks(store, 5)) == 0
+    assert tasks_total(scrape(registry)) == 5
+
+
+def test_a_multiprocessing_fork_worker_that_enables_the_mode_writes_its_totals_when_it_returns(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """A worker that turns the mode on itself, then returns, has its tasks in the sum."""
+
+    def work() -> None:
+        enable(directory, interval=60.0, registry=registry, store=store)
+        run_tasks(store, 4)
+
+    assert run_in_multiprocessing_fork(work) == 0
+    enable(directory, interval=60.0, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 4
+
+
+# -- paths that cannot be used ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make_path", "message"),
+    [
+        (lambda d: Path("/proc/laios-multiproc"), "cannot be created"),
+        (lambda d: d / "a-file", "is not a directory"),
+        (lambda d: d / "a-file" / "sub", "cannot be created"),
+    ],
+    ids=["uncreatable", "a-file", "under-a-file"],
+)
+def test_prepare_directory_refuses_a_path_it_cannot_use_with_a_value_error(
+    directory: Path, make_path: Callable[[Path], Path], message: str
+) -> None:
+    """A directory that cannot be created, a file, or a path under a file is refused with a
+    ValueError that names the path, as enable() refuses it."""
+    (directory / "a-file").write_text("")
+    path = make_path(directory)
+    with pytest.raises(ValueError, match=message) as caught:
+        prepare_directory(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("call", [prepare_directory, enable, sweep], ids=lambda c: c.__name__)
+def test_an_empty_path_is_refused_and_the_working_directory_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: Callable[[str], Any]
+) -> None:
+    """ "" is not taken for the working directory: refused, its laios files left in place."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "laios-retired.json").write_text("{}")
+    with pytest.raises(ValueError, match="empty"):
+        call("")
+    assert (tmp_path / "laios-retired.json").exists()
+    assert not (tmp_path / "laios-dir.lock").exists()
+
+
+def test_prepare_directory_refuses_what_is_not_a_path() -> None:
+    """A number is refused with a TypeError, as enable() refuses it."""
+    with pytest.raises(TypeError, match="must be a path"):
+        prepare_directory(123)  # type: ignore[arg-type]

@@ -9,7 +9,16 @@ which ``prometheus_client`` reads):
 - ``laios-retired.json``: the totals of processes that are gone, added up, without gauges,
   with the names of the process files it has absorbed and that may still be on disk.
 - ``laios-dir.lock``: shared while a scrape reads the files, exclusive while a fold moves
-  files into the retired one; never deleted.
+  files into the retired one; never deleted. Nobody waits for it more than
+  :data:`LOCK_TIMEOUT` seconds.
+
+An ``flock`` belongs to the open file, not to the process: a child forked while this process
+has a lock file open gets a copy of the descriptor and, with it, the lock, for as long as the
+child lives (a scrape's shared lock on the directory would block every later fold; a liveness
+check's lock on a gone process's file would keep it looking alive). So every descriptor this
+module opens is tracked, and a forked child closes its copies at once (``os.register_at_fork``;
+a fork waits for an open in progress to be tracked). They are opened non-inheritable
+(``O_CLOEXEC``, as ``os.open`` does), so a program a child executes never has them either.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import dataclasses
 import logging
 import os
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,12 +52,15 @@ except ImportError:  # not POSIX: multiprocess.enable() refuses
 
 __all__ = [
     "HAS_LOCKS",
+    "LOCK_TIMEOUT",
     "PROCESS_PREFIX",
     "RETIRED",
     "SharedDirectory",
     "add_up",
+    "close_lock",
     "fold",
     "gather",
+    "same_buckets",
     "without_gauges",
 ]
 
@@ -59,6 +73,9 @@ PROCESS_PREFIX = "laios-proc-"
 #: The name of the retired file.
 RETIRED = "laios-retired.json"
 _DIRECTORY_LOCK = "laios-dir.lock"
+#: The longest a process waits for the directory's lock, in seconds: then the call fails (a
+#: scrape leaves its fold to a later one) instead of hanging behind a stuck process.
+LOCK_TIMEOUT = 5.0
 #: The fields of ExportedTotals that are added up (``live``: any of them); any other one (the
 #: constant labels, the bucket bounds) keeps sections apart, so a field added to ExportedTotals
 #: is one more name here or keeps sections apart.
@@ -68,16 +85,82 @@ SUMMED_FIELDS = frozenset(
 _IDENTITY_FIELDS = tuple(
     field.name for field in dataclasses.fields(ExportedTotals) if field.name not in SUMMED_FIELDS
 )
+#: The fields of ExportedTotals that hold bucket bounds (besides a section's own ``bounds``).
+_BUCKET_FIELDS = ("duration_buckets", "queue_wait_buckets")
+#: The identity fields other than bucket bounds: what makes one series set.
+_LABEL_FIELDS = tuple(name for name in _IDENTITY_FIELDS if name not in _BUCKET_FIELDS)
 _warnings = WarningLimiter(60.0)
+#: The descriptors this process has open on lock files of the directory (see above).
+_lock_fds: set[int] = set()
+#: Held across a fork by the forking thread, so that no descriptor is open and not yet tracked
+#: at that moment; reentrant, for in the child that thread may close descriptors (another
+#: handler, before this module's has replaced it).
+_lock_fds_lock = threading.RLock()
 
 
-def _new_warnings() -> None:
-    global _warnings
+def _before_fork() -> None:
+    _lock_fds_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _lock_fds_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _warnings, _lock_fds_lock
     _warnings = WarningLimiter(60.0)  # its lock may have been held by another thread at a fork
+    _lock_fds_lock = threading.RLock()
+    for fd in _lock_fds:  # the parent's locks stay the parent's
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _lock_fds.clear()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_warnings)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
+def _open_lock(path: Path, flags: int) -> int:
+    """Open a lock file (non-inheritable, as ``os.open`` opens), tracked for forks."""
+    with _lock_fds_lock:
+        fd = os.open(path, flags, 0o644)
+        _lock_fds.add(fd)
+    return fd
+
+
+def close_lock(fd: int) -> None:
+    """Close a descriptor of a lock file opened here, and with it its lock; nothing when a fork
+    has closed it already (in a child, the descriptors of the parent's locks)."""
+    with _lock_fds_lock:
+        if fd not in _lock_fds:
+            return
+        _lock_fds.discard(fd)
+        os.close(fd)
+
+
+def _flock(fd: int, operation: int, path: Path) -> None:
+    """``flock(fd, operation)``, waiting at most :data:`LOCK_TIMEOUT` seconds.
+
+    Raises:
+        TimeoutError: When another process still holds the lock by then.
+    """
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{path} stayed locked by another process for {LOCK_TIMEOUT:g} s"
+                ) from None
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
 
 
 def warn(key: str, message: str, *args: object) -> None:
@@ -92,6 +175,11 @@ def warn(key: str, message: str, *args: object) -> None:
 def _identity(section: Section) -> tuple[object, ...]:
     """What two sections must share to be added: bucket bounds and any label set."""
     return (section.bounds, *(getattr(section.totals, name) for name in _IDENTITY_FIELDS))
+
+
+def _buckets(section: Section) -> tuple[object, ...]:
+    """Every bucket bound of ``section``: its own and those its totals carry."""
+    return (section.bounds, *(getattr(section.totals, name) for name in _BUCKET_FIELDS))
 
 
 def add_up(sections: list[Section]) -> list[Section]:
@@ -150,18 +238,23 @@ class SharedDirectory:
 
     @contextlib.contextmanager
     def locked(self, *, shared: bool) -> Iterator[None]:
-        """Hold the directory's lock: shared to read the files, exclusive to fold them."""
-        fd = os.open(self.path / _DIRECTORY_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold the directory's lock: shared to read the files, exclusive to fold them.
+
+        Raises:
+            TimeoutError: When it stays held by another process for :data:`LOCK_TIMEOUT` s.
+        """
+        path = self.path / _DIRECTORY_LOCK
+        fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            _flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, path)
             yield
         finally:
-            os.close(fd)  # releases the lock
+            close_lock(fd)  # releases the lock
 
     def alive(self, stem: str) -> bool:
         """Whether the process of ``stem`` still holds its lock (``False`` without one)."""
         try:
-            fd = os.open(self.lock_file(stem), os.O_RDONLY)
+            fd = _open_lock(self.lock_file(stem), os.O_RDONLY)
         except FileNotFoundError:
             return False
         try:
@@ -169,12 +262,13 @@ class SharedDirectory:
         except BlockingIOError:
             return True
         finally:
-            os.close(fd)
+            close_lock(fd)
         return False
 
     def claim(self, pid: int) -> tuple[str, int]:
         """Take a new name for process ``pid`` and lock its lock file, held for as long as the
-        process lives (the lock says that it is alive). Returns the name and the descriptor.
+        process lives (the lock says that it is alive). Returns the name and the descriptor (to
+        close with :func:`close_lock`).
 
         Raises:
             OSError: When no lock file can be created.
@@ -182,14 +276,14 @@ class SharedDirectory:
         for _ in range(8):
             stem = f"{PROCESS_PREFIX}{pid}-{secrets.token_hex(6)}"
             path = self.lock_file(stem)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if self.holds(stem, fd):
                     return stem, fd
             except BlockingIOError:
                 pass  # a fold is removing the name this instant: take another one
-            os.close(fd)
+            close_lock(fd)
         raise OSError(f"could not take a lock file in {self.path}")
 
     def holds(self, stem: str, fd: int) -> bool:
@@ -206,13 +300,13 @@ class SharedDirectory:
         files are deleted, so that a process just starting under that name notices); ``None``
         while its process lives. ``-1`` when there is no lock file."""
         try:
-            fd = os.open(self.lock_file(stem), os.O_RDONLY)
+            fd = _open_lock(self.lock_file(stem), os.O_RDONLY)
         except FileNotFoundError:
             return -1
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            close_lock(fd)
             return None
         return fd
 
@@ -249,6 +343,9 @@ def fold(directory: SharedDirectory) -> int:
     """Fold the files of gone processes into the retired file; return how many were folded.
 
     Holds the directory's exclusive lock throughout.
+
+    Raises:
+        TimeoutError: When the directory's lock stays held for :data:`LOCK_TIMEOUT` seconds.
     """
     with directory.locked(shared=False):
         try:
@@ -289,27 +386,60 @@ def fold(directory: SharedDirectory) -> int:
                 directory.unlink(stem)
         finally:
             for fd in held:
-                os.close(fd)
+                close_lock(fd)
         return len(folded)
 
 
 def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
     """Every process's sections and the retired ones, added up (``own`` for ``own_stem``)."""
     if any(s != own_stem and not directory.alive(s) for s in directory.stems()):
-        fold(directory)
-    parts = list(own)
+        try:
+            fold(directory)
+        except OSError as exc:  # left to a later scrape: the read below counts those files
+            warn(f"fold {directory.path}", "folding the files of gone processes failed: %s", exc)
+    parts: list[tuple[str, list[Section]]] = [("this process", own)]
     with directory.locked(shared=True):
         try:
             retired, absorbed = directory.read_retired()
         except UnreadableFile as exc:  # the next fold moves it aside
             warn(f"retired {directory.path}", "leaving out the retired file: %s", exc)
             retired, absorbed = [], frozenset()
-        parts.extend(retired)
+        parts.append((str(directory.path / RETIRED), retired))
         for stem in directory.stems():
             if stem == own_stem or stem in absorbed:
                 continue
             sections = directory.read(directory.data(stem)) or []
             if not directory.alive(stem):  # gone since the fold above: its gauges are dropped
                 sections = [without_gauges(section) for section in sections]
-            parts.extend(sections)
-    return add_up(parts)
+            parts.append((str(directory.data(stem)), sections))
+    return add_up(same_buckets(parts))
+
+
+def same_buckets(parts: list[tuple[str, list[Section]]]) -> list[Section]:
+    """The sections of ``parts`` (each with where it was read) whose bucket bounds are those of
+    the first section with the same labels: this process's own, which come first, or else
+    the first read. Any other is left out, with a warning (its histograms cannot be added, and
+    kept apart its counters would be the same series twice)."""
+    chosen: dict[tuple[object, ...], tuple[str, Section]] = {}
+    kept: list[Section] = []
+    for source, sections in parts:
+        for section in sections:
+            labels = tuple(getattr(section.totals, name) for name in _LABEL_FIELDS)
+            first_source, first = chosen.setdefault(labels, (source, section))
+            if _buckets(section) == _buckets(first):
+                kept.append(section)
+                continue
+            warn(
+                f"bounds {source} {labels!r} {_buckets(section)!r}",
+                "leaving out the totals of %s with labels %s: their histogram buckets "
+                "(duration %s, queue wait %s) are not those of %s (duration %s, queue wait %s); "
+                "clear the directory when deploying other buckets",
+                source,
+                dict(section.totals.labels),
+                section.bounds,
+                section.totals.queue_wait_buckets,
+                first_source,
+                first.bounds,
+                first.totals.queue_wait_buckets,
+            )
+    return kept

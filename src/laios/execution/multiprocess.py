@@ -21,8 +21,10 @@ How:
   metrics, would put file I/O on every task's path); a write takes 0.5 ms for 10 tools, 6 ms
   for 200, and one with nothing new is skipped.
 - **A scrape adds the files up.** The serving process takes its own totals as it writes them
-  and adds every other process's file and the *retired* file, per label set (histograms only
-  when their bucket bounds match: a file with other bounds is left out, with a warning).
+  and adds every other process's file and the *retired* file, per label set. Totals whose
+  histogram bucket bounds are not this process's for the same constant labels (for labels it
+  does not export, those of the first file read) are left out whole, with a warning: their
+  histograms cannot be added, and kept apart their counters would be the same series twice.
 - **Liveness from a lock, not a pid.** Each process holds an exclusive ``flock`` on a lock file
   of its own, named with its pid and a random token, for as long as it lives; the kernel drops
   it when the process dies, however it dies (``SIGKILL`` too). A file whose lock can be taken
@@ -44,10 +46,17 @@ How:
   at most (measured with a worker running tasks flat out, ``interval`` 1 s, 20 kills: 0.55 s
   of its work on average, 1.12 s at most; ``tests/benchmarks/multiprocess.py``); no scrape
   has shown those counts, so no counter goes backwards. A worker that exits (``SIGTERM``,
-  gunicorn's ``max_requests``, a reload) writes at exit and loses nothing.
+  gunicorn's ``max_requests``, a reload) writes at exit and loses nothing; so does a
+  ``multiprocessing`` worker whose target returns, which ends with ``os._exit()`` and no
+  ``atexit`` handler (the write is one of ``multiprocessing.util``'s exit finalizers too).
+- **A process that leaves the mode keeps its file** (:func:`disable`): written one last time
+  with its gauges at zero and still locked, so the others' sum keeps its counters, once; an
+  :func:`enable` on the same directory and registry takes the same file up again (a second
+  file would count the same tasks twice), and once the process is gone a fold retires it.
 - **A forked child starts its own file** (see :mod:`laios.execution._forks`): it closes its copy
-  of the parent's lock and, once its stores have started from zero, takes a new name and a
-  writer thread of its own; it never writes the parent's file. A process that
+  of the parent's lock (and of any lock file the parent had open at the fork: a scrape's lock
+  on the directory, a liveness check's) and, once its stores have started from zero, takes a
+  new name and a writer thread of its own; it never writes the parent's file. A process that
   :func:`gunicorn_on_starting` marked as gunicorn's master writes nothing: it serves no
   request, and its workers (forked from it) write their own.
 
@@ -76,9 +85,11 @@ from laios.execution._shared_totals import (
     PROCESS_PREFIX,
     RETIRED,
     SharedDirectory,
+    close_lock,
     fold,
     gather,
     warn,
+    without_gauges,
 )
 from laios.execution._totals import ExportedTotals
 from laios.execution._totals_files import Section, dump, section_data, write_document
@@ -169,9 +180,12 @@ class MultiprocessExport:
             return False
         return self._files.holds(self._stem, self._lock_fd)
 
-    def _write_locked(self) -> None:
-        """Write this process's totals now (the caller holds ``self._lock``)."""
+    def _write_locked(self, *, gauges: bool = True) -> None:
+        """Write this process's totals now (the caller holds ``self._lock``); ``gauges=False``:
+        as a process's that no longer runs tasks here (the gauges at zero)."""
         sections = [Section(t.duration_buckets, t) for t in self._collector.totals()]
+        if not gauges:
+            sections = [without_gauges(section) for section in sections]
         body = dump(
             {"kind": "process", "pid": os.getpid(), "sections": [section_data(s) for s in sections]}
         )
@@ -229,12 +243,13 @@ class MultiprocessExport:
         return [section.totals for section in merged]
 
     def start(self) -> None:
-        """Write now and start the writer thread (called by :func:`enable`, and in a forked
-        child).
+        """Write now and start the writer thread (called by :func:`enable`, also to take up
+        again an export that :meth:`close` left, and in a forked child).
 
         Raises:
             OSError: When the file cannot be written.
         """
+        self._closed = False
         self.write()
         if not self._writing() or self._thread is not None:
             return
@@ -257,7 +272,7 @@ class MultiprocessExport:
     def _release(self) -> None:
         """Let go of this process's lock: its file now reads as a gone process's."""
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            close_lock(self._lock_fd)
         self._lock_fd = None
         self._stem = None
 
@@ -271,34 +286,36 @@ class MultiprocessExport:
                 self._files.unlink(stem)
 
     def close(self) -> None:
-        """Leave multiprocess mode: a last write, then this process's file is folded into the
-        retired one (its counts stay, its gauges go) and ``/metrics`` shows this process
-        alone again. Idempotent."""
+        """Leave multiprocess mode: a last write of this process's counters (its gauges at
+        zero), then ``/metrics`` shows this process alone again. The file stays this process's
+        while it lives, so its counters stay in the others' sum, once: :func:`enable` with the
+        same directory and registry takes the file up again (rather than add a second one),
+        and once the process is gone the file is folded into the retired one. Idempotent."""
         if self._closed:
             return
         self._stop_thread()
         with self._lock:
             if self._writing():
                 with contextlib.suppress(OSError):
-                    self._write_locked()
+                    self._write_locked(gauges=False)
             self._closed = True
-            self._release()
         self._collector.use_totals(None)
-        with contextlib.suppress(OSError):
-            fold(self._files)
 
     def after_fork_in_child(self) -> None:
         """In a forked child: forget the parent's file (its lock stays the parent's). The
         child's own file and writer thread start once every store has been reset too."""
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self._lock_fd)  # the parent's lock stays held by the parent
+                close_lock(self._lock_fd)  # the parent's lock stays held by the parent
         self._fresh_state()
 
 
 # -- turning it on and off ------------------------------------------------------------------
 
 _current: MultiprocessExport | None = None
+#: Exports closed in this process, by directory and registry: enable() takes them up again, for
+#: their files still hold this process's counters (a second file would count them twice).
+_closed_exports: dict[tuple[Path, CollectorRegistry], MultiprocessExport] = {}
 _state_lock = threading.Lock()
 
 
@@ -323,8 +340,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _directory(directory: str | os.PathLike[str] | None) -> Path:
-    """The directory to use, checked: it exists, and this process can lock and write in it."""
+def _path(directory: str | os.PathLike[str] | None) -> Path:
+    """The directory named (``None``: ``$LAIOS_MULTIPROC_DIR``), absolute; not checked further."""
     if not HAS_LOCKS:
         raise RuntimeError("multiprocess mode needs POSIX file locks (fcntl.flock)")
     if directory is None:
@@ -333,7 +350,17 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
             raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"directory must be a path, not {directory!r}")
-    path = Path(directory).absolute()
+    if not os.fspath(directory):  # not taken for the working directory, whose files it clears
+        raise ValueError(
+            'the multiprocess directory is an empty path: name a directory ("." for the '
+            "working directory)"
+        )
+    return Path(directory).absolute()
+
+
+def _directory(directory: str | os.PathLike[str] | None) -> Path:
+    """The directory to use, checked: it exists, and this process can lock and write in it."""
+    path = _path(directory)
     if not path.exists():
         raise ValueError(f"the multiprocess directory {path} does not exist; create it first")
     if not path.is_dir():
@@ -373,7 +400,9 @@ def enable(
     Call it in each worker process (at import of the application is fine: a forked worker
     carries it on with a file of its own). :func:`~laios.execution.server.make_wsgi_app` and
     :func:`~laios.execution.server.start_http_server` call it when ``LAIOS_MULTIPROC_DIR`` is
-    set. Calling it again with the same directory and registry returns the same export.
+    set. Calling it again with the same directory and registry returns the same export, also
+    after :func:`disable`: it takes up this process's file where it was left, so that its
+    counts stay counted once.
 
     Args:
         directory: The shared directory; defaults to ``$LAIOS_MULTIPROC_DIR``. It must exist
@@ -391,9 +420,9 @@ def enable(
         This process's export.
 
     Raises:
-        ValueError: When there is no directory, it does not exist, is not a directory or is not
-            writable; when ``interval`` is out of range; when multiprocess mode is already on
-            in this process with another directory or registry.
+        ValueError: When there is no directory (or an empty path), it does not exist, is not a
+            directory or is not writable; when ``interval`` is out of range; when multiprocess
+            mode is already on in this process with another directory or registry.
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """
@@ -410,12 +439,18 @@ def enable(
                 f"multiprocess mode is already on in this process (directory "
                 f"{current.directory}); call disable() first"
             )
+        if current is not None:  # closed (by its close(), not by disable())
+            _closed_exports.setdefault((current.directory, current.registry), current)
         collector = ensure_collector(store, the_registry)
-        export = MultiprocessExport(path, seconds, the_registry, collector)
+        export = _closed_exports.pop((path, the_registry), None)
+        if export is None:
+            export = MultiprocessExport(path, seconds, the_registry, collector)
+        export.interval = seconds
         export.start()
         collector.use_totals(export.totals)
         _current = export
-        return export
+    _write_at_exit_of_multiprocessing_workers()
+    return export
 
 
 def enable_from_environment(
@@ -454,13 +489,18 @@ def disable() -> bool:
     global _current
     with _state_lock:
         current, _current = _current, None
-    if current is None or current.closed:
+        if current is None:
+            return False
+        _closed_exports[current.directory, current.registry] = current
+    if current.closed:
         return False
     current.close()
     return True
 
 
 def _at_exit() -> None:
+    """This process's last write (its export's :meth:`~MultiprocessExport.close`): runs once,
+    from ``atexit`` or from multiprocessing's finalizers, whichever comes first."""
     with _state_lock:
         current = _current
     if current is not None:
@@ -468,6 +508,37 @@ def _at_exit() -> None:
 
 
 atexit.register(_at_exit)
+
+#: The process whose multiprocessing finalizers hold the last write (see below).
+_finalizer_pid: int | None = None
+_after_fork_registered = False
+#: Of multiprocessing's exit finalizers, this one runs last (after its children are joined).
+_EXIT_PRIORITY = -100
+
+
+def _write_at_exit_of_multiprocessing_workers() -> None:
+    """Have a ``multiprocessing`` worker (``fork``, ``forkserver``, ``spawn``) write at exit too.
+
+    Such a worker runs ``multiprocessing.util``'s finalizers when its target returns, then ends
+    with ``os._exit()``: the fork and forkserver ones without running ``atexit`` handlers. So
+    the last write is also one of those finalizers: registered here, in the process that turns
+    the mode on, and again in each worker that ``multiprocessing`` starts from it (which
+    clears the finalizers it inherits). gunicorn's and uvicorn's workers, which exit through
+    ``atexit``, write there, as before; the write runs once either way.
+    """
+    global _finalizer_pid, _after_fork_registered
+    from multiprocessing import util  # imported here: only processes that use the mode need it
+
+    if not _after_fork_registered:
+        util.register_after_fork(_at_exit, _after_multiprocessing_fork)
+        _after_fork_registered = True
+    if _finalizer_pid != os.getpid():
+        util.Finalize(None, _at_exit, exitpriority=_EXIT_PRIORITY)
+        _finalizer_pid = os.getpid()
+
+
+def _after_multiprocessing_fork(_: object) -> None:
+    _write_at_exit_of_multiprocessing_workers()
 
 
 # -- the directory's life: preparing it, folding it -----------------------------------------
@@ -485,17 +556,37 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
 
     Returns:
         The directory.
+
+    Raises:
+        ValueError: When there is no directory or an empty path; when it cannot be created
+            (a parent is a file, or not writable), is not a directory, or its files cannot be
+            removed or written; the message names the path.
+        TypeError: When ``directory`` is not a path.
+        RuntimeError: Without POSIX file locks (Windows).
     """
-    if directory is None:
-        directory = os.environ.get(ENV_VAR) or None
-        if directory is None:
-            raise ValueError(f"no directory for multiprocess mode: pass one, or set {ENV_VAR}")
-    path = Path(directory).absolute()
-    path.mkdir(parents=True, exist_ok=True)
-    for entry in path.iterdir():
-        if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
+    path = _path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise ValueError(f"the multiprocess directory {path} is not a directory") from exc
+    except NotADirectoryError as exc:
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be created: a parent of it is a file"
+        ) from exc
+    except OSError as exc:
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be created ({exc.strerror or exc}): "
+            "create it, or choose another path"
+        ) from exc
+    try:
+        for entry in path.iterdir():
+            if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+    except OSError as exc:
+        raise ValueError(
+            f"laios's files in the multiprocess directory {path} cannot be removed: {exc}"
+        ) from exc
     return _directory(path)
 
 
