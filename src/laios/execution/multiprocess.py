@@ -116,6 +116,8 @@ _log = logging.getLogger("laios.execution.multiprocess")
 ENV_VAR = "LAIOS_MULTIPROC_DIR"
 #: Seconds between two writes of a process's file.
 DEFAULT_INTERVAL = 1.0
+#: The shortest ``interval`` accepted, in seconds (shorter, the writer thread would only write).
+_MIN_INTERVAL = 0.05
 #: The longest ``interval`` accepted, in seconds.
 _MAX_INTERVAL = 3600.0
 #: How the file written to check that the directory is writable begins.
@@ -380,9 +382,9 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
 def _check_interval(interval: float) -> float:
     if isinstance(interval, bool) or not isinstance(interval, (int, float)):
         raise TypeError(f"interval must be a number of seconds, not {interval!r}")
-    if not (math.isfinite(interval) and 0 < interval <= _MAX_INTERVAL):
+    if not (math.isfinite(interval) and _MIN_INTERVAL <= interval <= _MAX_INTERVAL):
         raise ValueError(
-            f"interval must be greater than 0 and at most {_MAX_INTERVAL:g} seconds, "
+            f"interval must be from {_MIN_INTERVAL:g} to {_MAX_INTERVAL:g} seconds, "
             f"got {interval!r}"
         )
     return float(interval)
@@ -409,7 +411,7 @@ def enable(
             and be writable, on a local file system.
         interval: Seconds between two writes of this process's file (default 1): the most a
             worker killed with ``SIGKILL`` loses, and how old the other processes' gauges may
-            be. Greater than 0, at most 3600.
+            be. From 0.05 to 3600.
         registry: The registry whose ``laios_*`` families are shared; defaults to
             ``prometheus_client.REGISTRY``.
         store: A store to export into ``registry`` as well (see
