@@ -262,6 +262,30 @@ def test_non_callable_on_progress_gives_failed_result(
     assert "on_progress" in (result.error or "")
 
 
+async def _async_callback(event: str, data: Any) -> None:
+    """An ``async def`` on_progress: calling it only makes a coroutine."""
+
+
+@pytest.mark.parametrize("mode", ["task", "task_timeout", "async", "parallel", "retry"])
+def test_an_async_on_progress_gives_failed_result(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    mode: str,
+    calls: list[Any],
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    """An async def on_progress (whose coroutines nobody would await) is refused at the call:
+    a failed TypeError result saying to pass a plain function; the tool does not run."""
+    result = run_via(executor, mode, make_task("echo"), context, on_progress=_async_callback)
+    assert result.success is False
+    assert result.metadata["error_type"] == "TypeError"
+    assert "plain function" in (result.error or "")
+    assert calls == []
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
+
 def test_calls_after_shutdown_fail(
     executor: Executor, make_task: Any, context: Context, run_via: Any, run_mode: str
 ) -> None:

@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from laios.core.types import Task, TaskResult
+from laios.execution._callables import is_coroutine_function
 from laios.execution._engine.job import (
     DONE,
     QUEUED,
@@ -119,8 +120,14 @@ def check_call(task: Any, on_progress: Any) -> None:
     """
     if type(task) is not Task and not isinstance(task, Task):  # (type(): the common case)
         raise TypeError(f"expected a Task, got {type(task).__name__}")
-    if on_progress is not None and not callable(on_progress):
-        raise TypeError("on_progress must be a callable taking (event, data)")
+    if on_progress is not None:
+        if not callable(on_progress):
+            raise TypeError("on_progress must be a callable taking (event, data)")
+        if is_coroutine_function(on_progress):
+            raise TypeError(
+                "on_progress must be a plain function taking (event, data), not an async "
+                "function: nothing would await the coroutines it returns"
+            )
 
 
 class Engine:
