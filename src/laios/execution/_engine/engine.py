@@ -558,7 +558,8 @@ class Engine:
         claimed = job.claimed
         if claimed is not None:
             job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
-            batch.start_timer([job], limit)
+            if limit is not None:
+                batch.start_timer([job], limit)
             # The task span is current while the tool runs, as in a task of its own.
             span_context = job.span_context
             token = otel_context.attach(span_context) if span_context is not None else None
@@ -572,7 +573,8 @@ class Engine:
             finally:
                 if token is not None:
                     otel_context.detach(token)
-                batch.stop_timer()
+                if limit is not None:
+                    batch.stop_timer()
         if job.result is None:
             await self._wait(batch, [job], limit)
         return job.take_result()
@@ -729,6 +731,8 @@ class _Batch:
     One timer serves the whole batch: it fires at the earliest deadline of an unfinished job,
     expires the jobs whose deadline passed, and is set again for the next.
     """
+
+    __slots__ = ("expected", "finished_count", "future", "jobs", "loop", "thread", "timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from laios.execution._forks import reset_after_fork
@@ -78,13 +78,12 @@ class _LoopCall:
 class _AwaitedCall:
     """A call run inside the awaiting task itself (the runner's handle for it)."""
 
-    __slots__ = ("active", "cancelling", "events", "loop", "runner", "stopped", "task")
+    __slots__ = ("active", "cancelling", "events", "runner", "stopped", "task")
 
     def __init__(self, runner: LoopRunner, events: RunEvents, task: asyncio.Task[Any]) -> None:
         self.runner = runner
         self.events = events
         self.task = task
-        self.loop = task.get_loop()
         self.active = False  # the tool is being awaited now (read and written on the loop)
         self.stopped = False  # this runner cancelled the task to stop the tool
         self.cancelling = 0  # the task's cancellation count when the tool started
@@ -141,30 +140,43 @@ class AsyncSlots:
 
     def take(self, work: _LoopCall) -> bool:
         """Take a slot for ``work`` (``True``), or queue it for the next free one."""
-        held = self.held_here()
-        with self.lock:
+        held = self in _HELD_SLOTS.get()  # (held_here(), without a call on the hot path)
+        lock = self.lock
+        lock.acquire()  # (not ``with``: half the cost, on a path taken twice per call)
+        try:
             if self.running < self.limit or held:
                 self.running += 1
                 return True
             self.waiting.append(work)
             return False
+        finally:
+            lock.release()
 
     def take_now(self) -> bool:
         """Take a slot if one is free and nobody waits for one (or the caller holds one);
         never queue."""
-        held = self.held_here()
-        with self.lock:
+        held = self in _HELD_SLOTS.get()
+        lock = self.lock
+        lock.acquire()
+        try:
             if (self.running < self.limit and not self.waiting) or held:
                 self.running += 1
                 return True
             return False
+        finally:
+            lock.release()
 
-    def give_back(self) -> tuple[_LoopCall | None, list[_LoopCall]]:
+    def give_back(self) -> tuple[_LoopCall | None, Sequence[_LoopCall]]:
         """Free a slot: return the waiting call that takes it over (if any), and the waiting
         calls given up meanwhile (dropped from the queue, never to start). A slot taken past
         the limit is not passed on."""
-        dropped: list[_LoopCall] = []
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
+            if not self.waiting:  # the common case: nobody to pass the slot to
+                self.running -= 1
+                return None, ()
+            dropped: list[_LoopCall] = []
             while self.waiting and self.running <= self.limit:
                 work = self.waiting.popleft()
                 if not work.abandoned:
@@ -172,6 +184,8 @@ class AsyncSlots:
                 dropped.append(work)
             self.running -= 1
             return None, dropped
+        finally:
+            lock.release()
 
 
 class LoopThread:
@@ -298,9 +312,13 @@ class LoopRunner:
             except RuntimeError:
                 return _NO_LOOP
         work = _LoopCall(self, call, events, loop)
-        if self.loop_thread is not None:
-            with self._pending_lock:
-                self._pending += 1
+        if self.loop_thread is None:
+            if self.slots.take(work):
+                # Already on the loop's thread, and nobody can have abandoned the call yet.
+                work.task = _create_task_in(loop, _run(work), call.context)
+            return work
+        with self._pending_lock:
+            self._pending += 1
         if self.slots.take(work):
             _launch(work)
         return work
@@ -363,7 +381,7 @@ class LoopRunner:
         """Cancel the call's task (its ``finally`` blocks run); a call still waiting for a
         slot never starts."""
         if isinstance(handle, _AwaitedCall):
-            _on_loop(handle.loop, _stop_awaited, handle)
+            _on_loop(handle.task.get_loop(), _stop_awaited, handle)
             return "stopped"
         assert isinstance(handle, _LoopCall)
         handle.abandoned = True
@@ -401,7 +419,8 @@ class LoopRunner:
             given_up.runner.forget()
         if following is not None:
             _launch(following)
-        self.forget()
+        if self.loop_thread is not None:  # (only the loop thread's calls are counted)
+            self.forget()
 
     def forget(self) -> None:
         """Count one accepted call as ended (ran, or given up before it started); the last
