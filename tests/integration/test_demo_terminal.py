@@ -184,18 +184,22 @@ def test_the_view_shows_the_addresses(sessions: dict[str, Observed]) -> None:
 
 def test_the_view_shows_whole_tables_within_24_lines(sessions: dict[str, Observed]) -> None:
     """The running tasks and every tool row appear unwrapped, and the gauges line (the last
-    one of the view) is still on the 24-line screen."""
-    first = sessions["timed"].frames[0]
-    assert len(first) <= LINES
-    assert all(len(line) <= COLUMNS for line in first)
-    assert any(line.startswith("Running tasks (") for line in first)
-    header = first.index("Tools") + 1
-    assert first[header].split()[:2] == ["TOOL", "TOTAL"]
-    assert first[header].split()[-1] == "P95"
-    rows = first[header + 1 : first.index("", header)]
+    one of the view) is still on the 24-line screen. (A frame drawn before the first task
+    finished says so in place of the table: a slow machine may show one first.)"""
+    frames = sessions["timed"].frames
+    with_table = [f for f in frames if "Tools" in f and "(no " not in f[f.index("Tools") + 1]]
+    assert with_table, frames
+    frame = with_table[0]
+    assert len(frame) <= LINES
+    assert all(len(line) <= COLUMNS for line in frame)
+    assert any(line.startswith("Running tasks (") for line in frame)
+    header = frame.index("Tools") + 1
+    assert frame[header].split()[:2] == ["TOOL", "TOTAL"]
+    assert frame[header].split()[-1] == "P95"
+    rows = frame[header + 1 : frame.index("", header)]
     assert rows
     assert all(TOOL_ROW.fullmatch(row) for row in rows), rows
-    assert any(line.startswith("workers: 8   queue depth: ") for line in first)
+    assert any(line.startswith("workers: 8   queue depth: ") for line in frame)
 
 
 def test_the_view_is_on_the_alternate_screen(sessions: dict[str, Observed]) -> None:
