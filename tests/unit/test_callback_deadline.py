@@ -9,6 +9,7 @@ end, as a ``concurrent.futures`` done-callback does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,3 +189,42 @@ def test_a_callback_error_after_the_hand_over_is_still_reported(
         time.sleep(0.01)
     assert errors == {"callback_error": 1}
     assert _outcomes(store, "echo") == {"success": 1}
+
+
+def test_a_late_callback_error_is_scrubbed_of_the_tasks_secrets(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    store: MetricStore,
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A callback raising with the task's key after the caller took its result: the log
+    still shows [REDACTED], never the key (the task itself is let go by then)."""
+    secret = "sk-live-ABCDEF123456"
+
+    class Raises(SlowCallback):
+        def __call__(self, event: str, data: Any) -> None:
+            super().__call__(event, data)
+            if event == "completed":
+                raise RuntimeError(f"cannot use {secret}")
+
+    callback = Raises("completed")
+    try:
+        result = executor.execute_task(
+            make_task("echo", text="x", api_key=secret),
+            context,
+            timeout=TIMEOUT,
+            on_progress=callback,
+        )
+    finally:
+        callback.release.set()
+    assert result.success
+    assert callback.returned.wait(5.0)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and not any(
+        "cannot use" in r.getMessage() for r in laios_records
+    ):
+        time.sleep(0.01)
+    text = "\n".join(r.getMessage() for r in laios_records)
+    assert "cannot use [REDACTED]" in text
+    assert secret not in text

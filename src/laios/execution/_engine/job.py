@@ -239,6 +239,9 @@ class Job(TaskRecord):
     # waiting while its event's callback runs, and whether the caller's deadline has passed.
     settled: tuple[Any, ...] | None = None
     overdue = False
+    # The task while its outcome event's callback runs: the record lets it go once the outcome
+    # is recorded, which may come first, and a callback's error is still scrubbed of its secrets.
+    callback_task: Task | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
     span: Span | None = None
     span_context: OtelContext | None = None  # the caller's context with the task span current
@@ -429,7 +432,7 @@ class Job(TaskRecord):
         task's secret values. The task's outcome stays what the tool made it.
         """
         try:
-            task = self.task
+            task = self.task if self.task is not None else self.callback_task
             secrets = secret_values(task.parameters) if task is not None else []
             kind = type(exc).__name__
             message = scrubbed_message(exc, secrets)
@@ -655,6 +658,7 @@ class Job(TaskRecord):
             metadata: dict[str, Any] = dict(extra) if extra else {}
             if self.on_progress is not None:
                 if not self.inline:
+                    self.callback_task = self.task
                     settled = (outcome, error, error_type, data, metadata, exception)
                     with self.env.lock:
                         late = self.overdue
@@ -683,6 +687,7 @@ class Job(TaskRecord):
             # needs, so that callbacks and tracebacks do not live on with it.
             self.on_progress = None
             self.callback_note = None
+            self.callback_task = None
             self.handle = None  # (it refers back to this job)
             if concluding:
                 self._wake()
