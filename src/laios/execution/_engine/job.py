@@ -653,35 +653,30 @@ class Job(TaskRecord):
         outcome itself (:meth:`overdue_now`); when it passed before, the outcome is recorded
         first and the event fires after.
         """
-        concluding = True
+        concluding = True  # this call is still to record the outcome and wake the caller
         try:
             metadata: dict[str, Any] = dict(extra) if extra else {}
+            settled = (outcome, error, error_type, data, metadata, exception)
             if self.on_progress is not None:
                 if not self.inline:
                     self.callback_task = self.task
-                    settled = (outcome, error, error_type, data, metadata, exception)
-                    with self.env.lock:
-                        late = self.overdue
-                        if not late:
-                            self.settled = settled
-                    if late:  # the caller waits past its deadline: its result comes first
-                        concluding = False  # (recorded and woken here, not again below)
+                    if not self._leave_settled(settled):
+                        # The caller waits past its deadline: its result comes first.
+                        concluding = False
                         self._conclude_settled(settled)
                         self._report_outcome(outcome, error, error_type, data)
                         return
                 outcome, error, error_type = self._report_outcome(outcome, error, error_type, data)
-                if not self.inline:
-                    with self.env.lock:
-                        concluding = self.settled is not None
-                        self.settled = None
-                    if not concluding:
-                        return  # the overdue caller recorded the outcome meanwhile
-            if self.callback_note is not None:
-                metadata["callback_error"] = self.callback_note
-            self.result = self._conclude(outcome, error, error_type, data, metadata, exception)
+                settled = (outcome, error, error_type, data, metadata, exception)
+                if not self.inline and self._take_settled() is None:
+                    concluding = False  # the overdue caller recorded the outcome meanwhile
+                    return
+            concluding = False
+            self._conclude_settled(settled)
         except Exception as exc:
             if concluding:
                 self.result = self.internal_failure(exc)
+                self._wake()
         finally:
             # The record is retained after this (see record_capacity): drop what it no longer
             # needs, so that callbacks and tracebacks do not live on with it.
@@ -689,16 +684,29 @@ class Job(TaskRecord):
             self.callback_note = None
             self.callback_task = None
             self.handle = None  # (it refers back to this job)
-            if concluding:
-                self._wake()
+
+    def _leave_settled(self, settled: tuple[Any, ...]) -> bool:
+        """Leave the outcome for an overdue caller to take while its event's callback runs;
+        ``False`` when the caller's deadline has passed already (nothing is left)."""
+        with self.env.lock:
+            if self.overdue:
+                return False
+            self.settled = settled
+            return True
+
+    def _take_settled(self) -> tuple[Any, ...] | None:
+        """Take the settled outcome to record it (``None``: someone took it already)."""
+        with self.env.lock:
+            settled, self.settled = self.settled, None
+            return settled
 
     def overdue_now(self) -> None:
         """The waiting caller's deadline passed while the job was finishing (its outcome
         settled, its outcome event's callback maybe still running): record the settled
         outcome now and wake the caller, or have it recorded before that callback runs."""
         with self.env.lock:
-            self.overdue = True
-            settled, self.settled = self.settled, None
+            self.overdue = True  # (a job not settled yet records its outcome first)
+        settled = self._take_settled()
         if settled is not None:
             _log.warning(
                 "on_progress callback of task %r (tool %r) was still running at the task's "
