@@ -159,6 +159,7 @@ def test_a_callback_error_after_the_hand_over_is_still_reported(
     make_task: Any,
     context: Context,
     store: MetricStore,
+    wait_until: Callable[..., bool],
 ) -> None:
     """A slow 'completed' callback that raises once the caller has its result: the result
     stays a success; the exception is counted as a callback error."""
@@ -179,15 +180,13 @@ def test_a_callback_error_after_the_hand_over_is_still_reported(
     assert result.success
     assert "callback_error" not in result.metadata
     assert callback.returned.wait(5.0)
-    deadline = time.monotonic() + 5.0
-    errors: dict[str, int] = {}
-    while time.monotonic() < deadline:
+
+    def errors() -> dict[str, int]:
         (snapshot,) = [t for t in store.snapshot().tools if t.tool == "echo"]
-        errors = {name: c.value for name, c in snapshot.errors.items()}
-        if errors:
-            break
-        time.sleep(0.01)
-    assert errors == {"callback_error": 1}
+        return {name: c.value for name, c in snapshot.errors.items()}
+
+    wait_until(lambda: bool(errors()))
+    assert errors() == {"callback_error": 1}
     assert _outcomes(store, "echo") == {"success": 1}
 
 
@@ -195,8 +194,8 @@ def test_a_late_callback_error_is_scrubbed_of_the_tasks_secrets(
     executor: Executor,
     make_task: Any,
     context: Context,
-    store: MetricStore,
     laios_records: list[logging.LogRecord],
+    wait_until: Callable[..., bool],
 ) -> None:
     """A callback raising with the task's key after the caller took its result: the log
     still shows [REDACTED], never the key (the task itself is let go by then)."""
@@ -220,11 +219,7 @@ def test_a_late_callback_error_is_scrubbed_of_the_tasks_secrets(
         callback.release.set()
     assert result.success
     assert callback.returned.wait(5.0)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and not any(
-        "cannot use" in r.getMessage() for r in laios_records
-    ):
-        time.sleep(0.01)
+    wait_until(lambda: any("cannot use" in r.getMessage() for r in laios_records))
     text = "\n".join(r.getMessage() for r in laios_records)
     assert "cannot use [REDACTED]" in text
     assert secret not in text
