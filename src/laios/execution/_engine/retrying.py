@@ -23,8 +23,10 @@ from opentelemetry.trace import Status, StatusCode
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
+from laios.execution._engine.engine import MAX_SPAN_TEXT
 from laios.execution._engine.job import scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
+from laios.execution._records import shorten
 from laios.execution.redaction import secret_values
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
@@ -68,11 +70,13 @@ class RetryRun:
         self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
+            # Cut like the task span's: a caller's huge id must not become a huge attribute.
+            name = shorten(task.tool_name, MAX_SPAN_TEXT)
             self.span = tracing.start_parent_span(
-                f"laios.execute_with_retry {task.tool_name}",
+                f"laios.execute_with_retry {name}",
                 {
-                    "gen_ai.tool.name": task.tool_name,
-                    "laios.task.id": task.id,
+                    "gen_ai.tool.name": name,
+                    "laios.task.id": shorten(task.id, MAX_SPAN_TEXT),
                     "laios.retry.max_retries": policy.max_retries,
                 },
             )
