@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -115,7 +116,16 @@ class RetryRun:
         if not self.may_retry(result):
             return None
         try:
-            worth = bool(policy.retry_if(result))
+            decision = policy.retry_if(result)
+            if inspect.isawaitable(decision):
+                # An async predicate behind a plain callable: its coroutine is truthy, but
+                # nothing here can await it. Not a "retry"; closed, so it never warns later.
+                _close(decision)
+                raise TypeError(
+                    f"retry_if returned {type(decision).__name__}, which is never awaited: "
+                    "pass a plain function returning a bool"
+                )
+            worth = bool(decision)
         except Exception as exc:
             message = scrubbed_message(exc, self.secrets())
             result.metadata["retry_if_error"] = f"{type(exc).__name__}: {message}"
@@ -242,6 +252,12 @@ class RetryRun:
                     del engine.retrying[self.task.id]
         if self.span is not None:
             self.span.end()
+
+
+def _close(awaitable: object) -> None:
+    """Close a coroutine nobody will await (anything else awaitable is left as it is)."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
 
 
 def retry_blocking(
