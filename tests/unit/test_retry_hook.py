@@ -205,3 +205,33 @@ def test_a_coroutine_function_hook_is_refused_in_the_result(
     assert result.metadata["error_type"] == "TypeError"
     assert "on_retry must be a plain function" in (result.error or "")
     assert calls == []
+
+
+class _Opaque:
+    """A hook whose every attribute lookup raises (as some proxies' do)."""
+
+    def __call__(self, details: RetryDetails) -> None:
+        raise RuntimeError("hook is broken")
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no attribute {name} here")
+
+
+def test_raising_hook_whose_attributes_raise_does_not_stop_the_retries(
+    executor: Executor,
+    store: MetricStore,
+    make_task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A raising hook whose name cannot be read is still logged (under its class name) and
+    counted; the retry goes on to the tool's success instead of an internal error."""
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result = executor.execute_with_retry(
+            make_task("flaky", fail_times=1), context, retry_delay=0, on_retry=_Opaque()
+        )
+    assert result.success, result.error
+    assert result.metadata["retries"] == 1
+    assert "on_retry hook _Opaque raised RuntimeError" in caplog.text
+    errors = {row.tool: row.errors for row in store.snapshot().tools}
+    assert errors["flaky"]["callback_error"].value == 1

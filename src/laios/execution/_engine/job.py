@@ -67,6 +67,7 @@ __all__ = [
     "CallbackFailures",
     "Job",
     "JobEnv",
+    "callback_name",
     "describe_exception",
     "in_callback_of",
     "safe_error_type",
@@ -448,7 +449,7 @@ class Job(TaskRecord):
                     "on_progress callback %s raised %s during the %r event of task %r (tool %r); "
                     "the task's outcome is unchanged (further exceptions of this callback are "
                     "logged at DEBUG level)\n%s",
-                    _callback_name(callback),
+                    callback_name(callback),
                     kind,
                     event,
                     shorten(self.task_id, 128),
@@ -458,7 +459,7 @@ class Job(TaskRecord):
             else:
                 _log.debug(
                     "on_progress callback %s raised %s again during the %r event of task %r: %s",
-                    _callback_name(callback),
+                    callback_name(callback),
                     kind,
                     event,
                     shorten(self.task_id, 128),
@@ -902,8 +903,9 @@ class Job(TaskRecord):
             notify(self)
 
 
-def _callback_name(callback: object) -> str:
-    """A callback's qualified name for a log record (its class name when it has none)."""
+def callback_name(callback: object) -> str:
+    """A callback's qualified name for a log record (its class name when it has none, or when
+    reading it raises); never raises."""
     try:
         key = getattr(callback, "__func__", callback)
         name = getattr(key, "__qualname__", None)

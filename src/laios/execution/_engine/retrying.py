@@ -25,7 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._engine.engine import MAX_SPAN_TEXT
-from laios.execution._engine.job import scrubbed_message, scrubbed_traceback
+from laios.execution._engine.job import callback_name, scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
 from laios.execution.redaction import secret_values
@@ -168,7 +168,7 @@ class RetryRun:
         try:
             hook(details)
         except Exception as exc:
-            name = getattr(hook, "__qualname__", type(hook).__qualname__)
+            name = callback_name(hook)
             held = _hook_warnings.should_log(name)
             if held is not None:
                 _log.warning(
