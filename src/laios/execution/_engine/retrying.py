@@ -150,7 +150,8 @@ class RetryRun:
     def _announce(self, result: TaskResult, delay: float) -> None:
         """Tell the ``on_retry`` hook about the coming retry. A hook that raises is logged
         with its traceback, scrubbed of the task's secrets (at most once a minute per hook),
-        and counted as ``callback_error``; the call goes on."""
+        and counted as ``callback_error``; the call goes on. So is one that returns a
+        coroutine (closed: nothing awaits it)."""
         hook = self.on_retry
         assert hook is not None
         metadata = result.metadata
@@ -166,7 +167,14 @@ class RetryRun:
             result=result,
         )
         try:
-            hook(details)
+            returned = hook(details)
+            if inspect.iscoroutine(returned):
+                # An async hook behind a plain callable: its work would never happen.
+                returned.close()
+                raise TypeError(
+                    "the on_retry hook returned a coroutine, which is never awaited: "
+                    "pass a plain function"
+                )
         except Exception as exc:
             name = callback_name(hook)
             held = _hook_warnings.should_log(name)
