@@ -34,6 +34,7 @@ import re
 import threading
 import time
 import traceback
+import types
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -97,6 +98,7 @@ _STATUS_OF_OUTCOME = {
     "cancelled": TaskStatus.CANCELLED,
 }
 _CANCELLATIONS = (TaskCancelledError, asyncio.CancelledError)
+_COROUTINE = types.CoroutineType
 #: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 #: Longest ``error_type`` reported (a metric label, a span attribute, a ``/status`` key).
@@ -396,7 +398,8 @@ class Job(TaskRecord):
     def fire(self, event: str, data: dict[str, Any]) -> KeyboardInterrupt | None:
         """Call ``on_progress``; what it raises never escapes and never changes the outcome.
 
-        An exception is reported (see :meth:`callback_failed`) and the call returns ``None``.
+        An exception is reported (see :meth:`callback_failed`) and the call returns ``None``;
+        so is a coroutine returned by the callback (closed: nothing awaits it).
         ``KeyboardInterrupt`` is returned instead, and kept in :attr:`interrupted` for the
         caller's thread.
         """
@@ -405,7 +408,14 @@ class Job(TaskRecord):
             return None
         token = _CALLBACK_RUNNER.set(self.runner)
         try:
-            callback(event, data)
+            returned = callback(event, data)
+            if returned is not None and type(returned) is _COROUTINE:
+                # An async callback behind a plain callable: nothing would ever await it.
+                returned.close()
+                raise TypeError(
+                    "on_progress returned a coroutine, which is never awaited: pass a plain "
+                    "function taking (event, data)"
+                )
         except KeyboardInterrupt as exc:  # the caller's Ctrl-C: re-raised once recorded
             _log.debug(
                 "on_progress raised KeyboardInterrupt during %r for task %r",
