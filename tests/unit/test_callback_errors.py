@@ -162,7 +162,8 @@ def test_a_callback_returning_a_coroutine_is_a_callback_error(
     assert result.success, result.error
     assert "returned a coroutine" in result.metadata["callback_error"]
     assert "'started'" in result.metadata["callback_error"]
-    assert made and all(c.cr_frame is None for c in made)  # closed: none warns later
+    assert made
+    assert all(c.cr_frame is None for c in made)  # closed: none warns later
     assert _errors(store, "echo")["callback_error"] == len(made)
 
 

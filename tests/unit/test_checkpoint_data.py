@@ -45,7 +45,8 @@ def test_checkpoint_data_that_is_not_a_mapping_raises_a_clear_type_error(data: A
     the type it got."""
     events = _Events()
     handle = TaskContext("t", "tool", events)
-    with pytest.raises(TypeError, match=rf"checkpoint data must be a mapping.*{type(data).__name__}"):
+    expected = rf"checkpoint data must be a mapping.*{type(data).__name__}"
+    with pytest.raises(TypeError, match=expected):
         handle.checkpoint("step", data)
     assert events.points == []
     handle.checkpoint("step", {"rows": 3})

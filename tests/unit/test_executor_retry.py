@@ -285,7 +285,8 @@ def test_retry_if_returning_a_coroutine_stops_with_a_clear_note(
     assert runs_of(calls, "fail") == 1
     assert result.metadata["retries"] == 0
     assert "coroutine" in result.metadata["retry_if_error"]
-    assert made and made[0].cr_frame is None  # closed, never left to warn
+    assert made
+    assert made[0].cr_frame is None  # closed, never left to warn
 
 
 def test_default_retry_if_rules() -> None:

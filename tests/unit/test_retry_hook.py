@@ -258,6 +258,7 @@ def test_hook_returning_a_coroutine_is_reported_and_the_coroutine_closed(
         )
     assert result.success, result.error
     assert "returned a coroutine, which is never awaited" in caplog.text
-    assert made and made[0].cr_frame is None  # closed: it never warns as never awaited
+    assert made
+    assert made[0].cr_frame is None  # closed: it never warns as never awaited
     errors = {row.tool: row.errors for row in store.snapshot().tools}
     assert errors["flaky"]["callback_error"].value == 1
