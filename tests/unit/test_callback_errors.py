@@ -139,6 +139,34 @@ def test_the_result_notes_the_first_callback_exception(
     assert "outcome is unchanged" in note
 
 
+def test_a_callback_returning_a_coroutine_is_a_callback_error(
+    executor: Executor,
+    store: MetricStore,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+) -> None:
+    """A plain callable handing back an async callback's coroutine (which nothing awaits) is
+    reported like a raising callback: noted, counted, each coroutine closed; the success stays."""
+    made: list[Any] = []
+
+    async def handle(event: str, data: Any) -> None:
+        pass
+
+    def callback(event: str, data: Any) -> Any:
+        made.append(handle(event, data))
+        return made[-1]
+
+    result = run_via(executor, run_mode, make_task("echo", text="x"), context, on_progress=callback)
+    assert result.success, result.error
+    assert "returned a coroutine" in result.metadata["callback_error"]
+    assert "'started'" in result.metadata["callback_error"]
+    assert made
+    assert all(c.cr_frame is None for c in made)  # closed: none warns later
+    assert _errors(store, "echo")["callback_error"] == len(made)
+
+
 def test_a_quiet_callback_adds_no_note(
     executor: Executor, make_task: Any, context: Context
 ) -> None:

@@ -261,6 +261,34 @@ def test_retry_if_that_raises_stops_retrying(
     assert "predicate bug" in result.metadata["retry_if_error"]
 
 
+def test_retry_if_returning_a_coroutine_stops_with_a_clear_note(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """A retry_if that returns a coroutine (an async predicate behind a lambda) is not taken
+    as "retry": the failure stands, the note says why, and the coroutine is closed."""
+    import warnings
+
+    async def decide(result: TaskResult) -> bool:
+        return False
+
+    made: list[Any] = []
+
+    def predicate(result: TaskResult) -> Any:
+        made.append(decide(result))
+        return made[-1]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a coroutine never awaited would warn when collected
+        result = executor.execute_with_retry(
+            make_task("fail"), context, max_retries=3, retry_delay=0, retry_if=predicate
+        )
+    assert runs_of(calls, "fail") == 1
+    assert result.metadata["retries"] == 0
+    assert "coroutine" in result.metadata["retry_if_error"]
+    assert made
+    assert made[0].cr_frame is None  # closed, never left to warn
+
+
 def test_default_retry_if_rules() -> None:
     """default_retry_if retries errors, timeouts and saturation, nothing else."""
 

@@ -205,3 +205,60 @@ def test_a_coroutine_function_hook_is_refused_in_the_result(
     assert result.metadata["error_type"] == "TypeError"
     assert "on_retry must be a plain function" in (result.error or "")
     assert calls == []
+
+
+class _Opaque:
+    """A hook whose every attribute lookup raises (as some proxies' do)."""
+
+    def __call__(self, details: RetryDetails) -> None:
+        raise RuntimeError("hook is broken")
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no attribute {name} here")
+
+
+def test_raising_hook_whose_attributes_raise_does_not_stop_the_retries(
+    executor: Executor,
+    store: MetricStore,
+    make_task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A raising hook whose name cannot be read is still logged (under its class name) and
+    counted; the retry goes on to the tool's success instead of an internal error."""
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result = executor.execute_with_retry(
+            make_task("flaky", fail_times=1), context, retry_delay=0, on_retry=_Opaque()
+        )
+    assert result.success, result.error
+    assert result.metadata["retries"] == 1
+    assert "on_retry hook _Opaque raised RuntimeError" in caplog.text
+    errors = {row.tool: row.errors for row in store.snapshot().tools}
+    assert errors["flaky"]["callback_error"].value == 1
+
+
+def test_hook_returning_a_coroutine_is_reported_and_the_coroutine_closed(
+    executor: Executor,
+    store: MetricStore,
+    make_task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A plain callable handing back an async hook's coroutine (which nothing awaits) is
+    logged and counted like a raising hook, its coroutine closed; the retry goes on."""
+    made: list[Any] = []
+
+    def hook(details: RetryDetails) -> Any:
+        made.append(_async_hook(details))
+        return made[-1]
+
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result = executor.execute_with_retry(
+            make_task("flaky", fail_times=1), context, retry_delay=0, on_retry=hook
+        )
+    assert result.success, result.error
+    assert "returned a coroutine, which is never awaited" in caplog.text
+    assert made
+    assert made[0].cr_frame is None  # closed: it never warns as never awaited
+    errors = {row.tool: row.errors for row in store.snapshot().tools}
+    assert errors["flaky"]["callback_error"].value == 1

@@ -24,6 +24,7 @@ Outside a task, ``current_task()`` returns ``None``; :func:`require_current_task
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any, Protocol
 
@@ -95,7 +96,16 @@ class TaskContext:
 
     def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
         """Record a named milestone (a checkpoint in the metrics and a child span); ignored
-        once the task has finished."""
+        once the task has finished.
+
+        Raises:
+            TypeError: When ``data`` is neither ``None`` nor a mapping.
+        """
+        if data is not None and not isinstance(data, Mapping):
+            raise TypeError(
+                f"checkpoint data must be a mapping (a dict of values) or None, got "
+                f"{type(data).__name__}"
+            )
         self._events.checkpoint(name, data)
 
     def progress(self, percent: float, message: str | None = None, **details: Any) -> None:

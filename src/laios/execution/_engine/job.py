@@ -34,6 +34,7 @@ import re
 import threading
 import time
 import traceback
+import types
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -67,6 +68,7 @@ __all__ = [
     "CallbackFailures",
     "Job",
     "JobEnv",
+    "callback_name",
     "describe_exception",
     "in_callback_of",
     "safe_error_type",
@@ -96,6 +98,7 @@ _STATUS_OF_OUTCOME = {
     "cancelled": TaskStatus.CANCELLED,
 }
 _CANCELLATIONS = (TaskCancelledError, asyncio.CancelledError)
+_COROUTINE = types.CoroutineType
 #: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 #: Longest ``error_type`` reported (a metric label, a span attribute, a ``/status`` key).
@@ -395,7 +398,8 @@ class Job(TaskRecord):
     def fire(self, event: str, data: dict[str, Any]) -> KeyboardInterrupt | None:
         """Call ``on_progress``; what it raises never escapes and never changes the outcome.
 
-        An exception is reported (see :meth:`callback_failed`) and the call returns ``None``.
+        An exception is reported (see :meth:`callback_failed`) and the call returns ``None``;
+        so is a coroutine returned by the callback (closed: nothing awaits it).
         ``KeyboardInterrupt`` is returned instead, and kept in :attr:`interrupted` for the
         caller's thread.
         """
@@ -404,7 +408,14 @@ class Job(TaskRecord):
             return None
         token = _CALLBACK_RUNNER.set(self.runner)
         try:
-            callback(event, data)
+            returned = callback(event, data)
+            if returned is not None and type(returned) is _COROUTINE:
+                # An async callback behind a plain callable: nothing would ever await it.
+                returned.close()
+                raise TypeError(
+                    "on_progress returned a coroutine, which is never awaited: pass a plain "
+                    "function taking (event, data)"
+                )
         except KeyboardInterrupt as exc:  # the caller's Ctrl-C: re-raised once recorded
             _log.debug(
                 "on_progress raised KeyboardInterrupt during %r for task %r",
@@ -448,7 +459,7 @@ class Job(TaskRecord):
                     "on_progress callback %s raised %s during the %r event of task %r (tool %r); "
                     "the task's outcome is unchanged (further exceptions of this callback are "
                     "logged at DEBUG level)\n%s",
-                    _callback_name(callback),
+                    callback_name(callback),
                     kind,
                     event,
                     shorten(self.task_id, 128),
@@ -458,7 +469,7 @@ class Job(TaskRecord):
             else:
                 _log.debug(
                     "on_progress callback %s raised %s again during the %r event of task %r: %s",
-                    _callback_name(callback),
+                    callback_name(callback),
                     kind,
                     event,
                     shorten(self.task_id, 128),
@@ -902,8 +913,9 @@ class Job(TaskRecord):
             notify(self)
 
 
-def _callback_name(callback: object) -> str:
-    """A callback's qualified name for a log record (its class name when it has none)."""
+def callback_name(callback: object) -> str:
+    """A callback's qualified name for a log record (its class name when it has none, or when
+    reading it raises); never raises."""
     try:
         key = getattr(callback, "__func__", callback)
         name = getattr(key, "__qualname__", None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -23,8 +24,10 @@ from opentelemetry.trace import Status, StatusCode
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
-from laios.execution._engine.job import scrubbed_message, scrubbed_traceback
+from laios.execution._engine.engine import MAX_SPAN_TEXT
+from laios.execution._engine.job import callback_name, scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
+from laios.execution._records import shorten
 from laios.execution.redaction import secret_values
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
@@ -68,11 +71,13 @@ class RetryRun:
         self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
+            # Cut like the task span's: a caller's huge id must not become a huge attribute.
+            name = shorten(task.tool_name, MAX_SPAN_TEXT)
             self.span = tracing.start_parent_span(
-                f"laios.execute_with_retry {task.tool_name}",
+                f"laios.execute_with_retry {name}",
                 {
-                    "gen_ai.tool.name": task.tool_name,
-                    "laios.task.id": task.id,
+                    "gen_ai.tool.name": name,
+                    "laios.task.id": shorten(task.id, MAX_SPAN_TEXT),
                     "laios.retry.max_retries": policy.max_retries,
                 },
             )
@@ -111,7 +116,16 @@ class RetryRun:
         if not self.may_retry(result):
             return None
         try:
-            worth = bool(policy.retry_if(result))
+            decision = policy.retry_if(result)
+            if inspect.isawaitable(decision):
+                # An async predicate behind a plain callable: its coroutine is truthy, but
+                # nothing here can await it. Not a "retry"; closed, so it never warns later.
+                _close(decision)
+                raise TypeError(
+                    f"retry_if returned {type(decision).__name__}, which is never awaited: "
+                    "pass a plain function returning a bool"
+                )
+            worth = bool(decision)
         except Exception as exc:
             message = scrubbed_message(exc, self.secrets())
             result.metadata["retry_if_error"] = f"{type(exc).__name__}: {message}"
@@ -136,7 +150,8 @@ class RetryRun:
     def _announce(self, result: TaskResult, delay: float) -> None:
         """Tell the ``on_retry`` hook about the coming retry. A hook that raises is logged
         with its traceback, scrubbed of the task's secrets (at most once a minute per hook),
-        and counted as ``callback_error``; the call goes on."""
+        and counted as ``callback_error``; the call goes on. So is one that returns a
+        coroutine (closed: nothing awaits it)."""
         hook = self.on_retry
         assert hook is not None
         metadata = result.metadata
@@ -152,9 +167,16 @@ class RetryRun:
             result=result,
         )
         try:
-            hook(details)
+            returned = hook(details)
+            if inspect.iscoroutine(returned):
+                # An async hook behind a plain callable: its work would never happen.
+                returned.close()
+                raise TypeError(
+                    "the on_retry hook returned a coroutine, which is never awaited: "
+                    "pass a plain function"
+                )
         except Exception as exc:
-            name = getattr(hook, "__qualname__", type(hook).__qualname__)
+            name = callback_name(hook)
             held = _hook_warnings.should_log(name)
             if held is not None:
                 _log.warning(
@@ -238,6 +260,12 @@ class RetryRun:
                     del engine.retrying[self.task.id]
         if self.span is not None:
             self.span.end()
+
+
+def _close(awaitable: object) -> None:
+    """Close a coroutine nobody will await (anything else awaitable is left as it is)."""
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
 
 
 def retry_blocking(
