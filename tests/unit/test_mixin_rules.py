@@ -287,6 +287,21 @@ def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"group_labels": ("job\n",)},
+        {"match_labels": (("app.kubernetes.io/name", "laios\n"),)},
+        {"match_labels": (("app\n", "laios"),)},
+        {"manifest_labels": (("release", "prod\n"),)},
+    ],
+)
+def test_a_trailing_newline_does_not_pass_for_a_label(kwargs: dict[str, Any]) -> None:
+    """A group label, Kubernetes label key or value ending in a newline is refused: ValueError."""
+    with pytest.raises(ValueError):
+        MixinConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
     "selector",
     ['job="orders-api"', 'namespace="shop", job=~"orders-.*"', "job!~'test.*'", "job=`a`"],
 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 __all__ = ["MixinConfig"]
 
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: What Grafana accepts as a dashboard uid.
 _DASHBOARD_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
 #: One PromQL label matcher: a label name, an operator and a quoted string.
@@ -18,11 +18,11 @@ _MATCHER = (
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
-    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
 #: A Kubernetes label value: empty, or at most 63 of these characters.
-_K8S_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_K8S_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class MixinConfig:
 
     def __post_init__(self) -> None:
         for label in self.group_labels:
-            if not _LABEL.match(label):
+            if not _LABEL.fullmatch(label):
                 raise ValueError(f"group_labels: {label!r} is not a Prometheus label name")
         if "tool" in self.group_labels:
             raise ValueError("group_labels must not contain 'tool' (every aggregation keeps it)")
@@ -125,9 +125,9 @@ def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> N
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise ValueError(f"{name}: expected (key, value) pairs, got {pair!r}")
         key, value = pair
-        if not (isinstance(key, str) and _K8S_KEY.match(key)):
+        if not (isinstance(key, str) and _K8S_KEY.fullmatch(key)):
             raise ValueError(f"{name}: {key!r} is not a Kubernetes label key")
-        if not (isinstance(value, str) and _K8S_VALUE.match(value)):
+        if not (isinstance(value, str) and _K8S_VALUE.fullmatch(value)):
             raise ValueError(
                 f"{name}: {value!r} (for {key!r}) is not a Kubernetes label value: at most 63 "
                 "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
