@@ -301,6 +301,26 @@ def test_a_trailing_newline_does_not_pass_for_a_label(kwargs: dict[str, Any]) ->
         MixinConfig(**kwargs)
 
 
+@pytest.mark.parametrize("label", ["outcome", "error_type", "le", "__name__"])
+def test_group_labels_of_the_laios_series_themselves_are_refused(label: str) -> None:
+    """Grouping by a label the laios series carry (outcome: every failed share would be 100 %)
+    or one Prometheus reserves is refused at the call, naming the label."""
+    with pytest.raises(ValueError, match=label):
+        MixinConfig(group_labels=("namespace", label))
+
+
+def test_a_group_label_given_twice_is_refused() -> None:
+    """The same group label twice (two dashboard variables of one name) is refused."""
+    with pytest.raises(ValueError, match="twice"):
+        MixinConfig(group_labels=("job", "namespace", "job"))
+
+
+def test_group_labels_as_one_string_is_refused() -> None:
+    """group_labels="job" (a string, not a tuple of names) is refused, not read as j, o, b."""
+    with pytest.raises(TypeError, match="group_labels"):
+        MixinConfig(group_labels="job")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "selector",
     ['job="orders-api"', 'namespace="shop", job=~"orders-.*"', "job!~'test.*'", "job=`a`"],

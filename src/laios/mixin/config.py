@@ -8,6 +8,11 @@ from dataclasses import dataclass
 __all__ = ["MixinConfig"]
 
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: Labels the ``laios_*`` series carry themselves or Prometheus gives a meaning to (as for a
+#: store's constant labels): grouping by one would split the ratios the rules compute.
+_SERIES_LABELS = frozenset(
+    {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
+)
 #: What Grafana accepts as a dashboard uid.
 _DASHBOARD_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
 #: One PromQL label matcher: a label name, an operator and a quoted string.
@@ -37,6 +42,8 @@ class MixinConfig:
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
+            Each at most once, and none of the labels of the ``laios_*`` series themselves
+            (``tool``, ``outcome``, ``error_type``, ``le``, ...) nor a name starting with ``__``.
         availability_objective: The share of final task results (after retries) that must not
             fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %.
         latency_p95_seconds: The p95 duration of successful tasks above which the latency
@@ -65,11 +72,24 @@ class MixinConfig:
     manifest_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.group_labels, tuple):
+            raise TypeError(
+                f"group_labels must be a tuple of label names, got {self.group_labels!r}"
+            )
         for label in self.group_labels:
-            if not _LABEL.fullmatch(label):
+            if not (isinstance(label, str) and _LABEL.fullmatch(label)):
                 raise ValueError(f"group_labels: {label!r} is not a Prometheus label name")
-        if "tool" in self.group_labels:
-            raise ValueError("group_labels must not contain 'tool' (every aggregation keeps it)")
+            if label == "tool":
+                raise ValueError(
+                    "group_labels must not contain 'tool' (every aggregation keeps it)"
+                )
+            if label in _SERIES_LABELS or label.startswith("__"):
+                raise ValueError(
+                    f"group_labels: {label!r} is a label of the laios series themselves or "
+                    "one Prometheus reserves; group by labels that tell deployments apart"
+                )
+        if len(set(self.group_labels)) != len(self.group_labels):
+            raise ValueError(f"group_labels: a label is given twice in {self.group_labels!r}")
         if not 0 < self.availability_objective < 1:
             raise ValueError(
                 "availability_objective must be between 0 and 1 (exclusive), "
