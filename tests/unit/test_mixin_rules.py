@@ -323,6 +323,44 @@ def test_group_labels_as_one_string_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "selector",
+    [
+        'job=~"orders\\.api"',
+        'job="a\\q"',
+        "job=\"a\\'\"",
+        "job='a\\\"'",
+        'job="a\\x4"',
+        'job="a\\08"',
+        'job="a\\400"',
+        'job="a\\ud800"',
+        'job="a\\U00110000"',
+        'job="a\nb"',
+    ],
+)
+def test_a_selector_string_prometheus_cannot_parse_is_refused(selector: str) -> None:
+    """A quoted string with an escape PromQL does not know (a regex's ``\\.`` written once),
+    a bad octal, hex or Unicode escape, or a line break is refused at the call; promtool would
+    refuse every rule of the generated file."""
+    with pytest.raises(ValueError, match="selector"):
+        MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job=~"orders\\\\.api"',
+        'job="\\a\\b\\f\\n\\r\\t\\v\\\\\\""',
+        "job='it\\'s'",
+        'job="\\101\\x41\\u00e9\\U0001F600"',
+        "job=`a\\.b`",
+    ],
+)
+def test_a_selector_with_promql_escapes_is_accepted(selector: str) -> None:
+    """Every escape PromQL reads in a quoted string (and anything in a backtick string) passes."""
+    assert MixinConfig(selector=selector).selector == selector
+
+
+@pytest.mark.parametrize(
+    "selector",
     ['job="orders-api"', 'namespace="shop", job=~"orders-.*"', "job!~'test.*'", "job=`a`"],
 )
 def test_label_matcher_selectors_are_accepted(selector: str) -> None:

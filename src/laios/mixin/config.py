@@ -15,10 +15,18 @@ _SERIES_LABELS = frozenset(
 )
 #: What Grafana accepts as a dashboard uid.
 _DASHBOARD_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
-#: One PromQL label matcher: a label name, an operator and a quoted string.
+#: The escapes PromQL reads in a quoted string besides its quote: Go's, with a Unicode code point
+#: that is not a surrogate and an octal byte of at most 255.
+_ESCAPE = (
+    r"\\(?:[abfnrtv\\]|[0-3][0-7]{2}|x[0-9a-fA-F]{2}"
+    r"|u(?![dD][89a-fA-F])[0-9a-fA-F]{4}"
+    r"|U(?:0000(?![dD][89a-fA-F])[0-9a-fA-F]{4}|000[1-9a-fA-F][0-9a-fA-F]{4}|0010[0-9a-fA-F]{4}))"
+)
+#: One PromQL label matcher: a label name, an operator and a quoted string (no line break in
+#: a "..." or '...' string; a backslash only as an escape, ``\\.`` for a regex's ``\.``).
 _MATCHER = (
     r"\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"
-    r"(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*"
+    rf"(?:\"(?:[^\"\\\n]|{_ESCAPE}|\\\")*\"|'(?:[^'\\\n]|{_ESCAPE}|\\')*'|`[^`]*`)\s*"
 )
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
@@ -106,7 +114,8 @@ class MixinConfig:
         if not _SELECTOR.fullmatch(self.selector):
             raise ValueError(
                 f"selector {self.selector!r} is not a list of PromQL label matchers such as "
-                '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\''
+                '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\' (in a quoted '
+                "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
         if not self.runbook_url_base:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
