@@ -321,6 +321,14 @@ def test_group_labels_as_one_string_is_refused() -> None:
         MixinConfig(group_labels="job")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("base", ["https://wiki.example.com/{{laios}}/", "https://x/{{/"])
+def test_a_runbook_base_with_template_braces_is_refused(base: str) -> None:
+    """``{{`` in runbook_url_base is refused: Prometheus reads annotations as templates
+    and would refuse to load every alert."""
+    with pytest.raises(ValueError, match="runbook_url_base"):
+        MixinConfig(runbook_url_base=base)
+
+
 @pytest.mark.parametrize(
     "selector",
     [

@@ -119,6 +119,11 @@ class MixinConfig:
             )
         if not self.runbook_url_base:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
+        if "{{" in self.runbook_url_base:
+            raise ValueError(
+                f"runbook_url_base {self.runbook_url_base!r} has '{{{{': Prometheus reads "
+                "annotations as templates and would refuse the alerts (write it as %7B%7B)"
+            )
         if not self.runbook_url_base.isprintable() or " " in self.runbook_url_base:
             raise ValueError(
                 f"runbook_url_base {self.runbook_url_base!r} is not a URL: it has spaces or "
