@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -327,6 +328,14 @@ def test_a_runbook_base_with_template_braces_is_refused(base: str) -> None:
     and would refuse to load every alert."""
     with pytest.raises(ValueError, match="runbook_url_base"):
         MixinConfig(runbook_url_base=base)
+
+
+@pytest.mark.parametrize("seconds", [math.inf, 1e309])
+def test_an_infinite_latency_objective_is_refused(seconds: float) -> None:
+    """latency_p95_seconds=inf is refused: LaiosToolLatencyHigh would compare with +Inf and
+    could never fire."""
+    with pytest.raises(ValueError, match="latency_p95_seconds"):
+        MixinConfig(latency_p95_seconds=seconds)
 
 
 @pytest.mark.parametrize(

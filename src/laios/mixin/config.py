@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -54,8 +55,8 @@ class MixinConfig:
             (``tool``, ``outcome``, ``error_type``, ``le``, ...) nor a name starting with ``__``.
         availability_objective: The share of final task results (after retries) that must not
             fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %.
-        latency_p95_seconds: The p95 duration of successful tasks above which the latency
-            alert fires.
+        latency_p95_seconds: The p95 duration of successful tasks, in seconds (positive and
+            finite), above which the latency alert fires.
         runbook_url_base: Where the runbooks live; an alert's ``runbook_url`` is this plus the
             alert's name in lower case with dashes and ``.md`` (``laios-tool-error-ratio-high.md``).
             The default is the runbooks' path in this repository: point it at where your team
@@ -103,9 +104,9 @@ class MixinConfig:
                 "availability_objective must be between 0 and 1 (exclusive), "
                 f"got {self.availability_objective!r}"
             )
-        if not self.latency_p95_seconds > 0:
+        if not (self.latency_p95_seconds > 0 and math.isfinite(self.latency_p95_seconds)):
             raise ValueError(
-                f"latency_p95_seconds must be positive, got {self.latency_p95_seconds!r}"
+                f"latency_p95_seconds must be a positive, finite number of seconds, got {self.latency_p95_seconds!r}"
             )
         if "{" in self.selector or "}" in self.selector:
             raise ValueError(
