@@ -343,7 +343,7 @@ def test_an_infinite_latency_objective_is_refused(seconds: float) -> None:
     [
         'job=~"orders\\.api"',
         'job="a\\q"',
-        "job=\"a\\'\"",
+        'job="a\\\'"',
         "job='a\\\"'",
         'job="a\\x4"',
         'job="a\\08"',

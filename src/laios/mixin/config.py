@@ -106,7 +106,8 @@ class MixinConfig:
             )
         if not (self.latency_p95_seconds > 0 and math.isfinite(self.latency_p95_seconds)):
             raise ValueError(
-                f"latency_p95_seconds must be a positive, finite number of seconds, got {self.latency_p95_seconds!r}"
+                "latency_p95_seconds must be a positive, finite number of seconds, "
+                f"got {self.latency_p95_seconds!r}"
             )
         if "{" in self.selector or "}" in self.selector:
             raise ValueError(
