@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import sys
 import types
@@ -18,6 +19,7 @@ from laios.mixin.writer import (
     DASHBOARD_MODULE,
     DASHBOARD_PATH,
     RULES_PATH,
+    Rendering,
     command_line,
     render,
     stale_files,
@@ -191,3 +193,34 @@ def test_importing_laios_does_not_import_the_mixin_or_yaml() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "['laios.mixin.config']"
+
+
+def test_a_write_that_fails_leaves_the_old_file_whole(tmp_path: Path) -> None:
+    """A file whose new text cannot be written whole (here: past the file size limit, as on a
+    full disk) keeps its old text, and no temporary file stays behind."""
+    resource = pytest.importorskip("resource")
+    write_files(render(MixinConfig()), tmp_path)
+    rules = tmp_path / RULES_PATH
+    old = rules.read_bytes()
+    big = Rendering(files={RULES_PATH: "# padding\n" * (len(old) // 5)}, skipped=())
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(old) + 1, limits[1]))
+    try:
+        with pytest.raises(OSError):
+            write_files(big, tmp_path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert rules.read_bytes() == old
+    assert sorted(p.name for p in rules.parent.iterdir()) == ["rules.yml"]
+
+
+def test_a_rewritten_file_keeps_its_permissions(tmp_path: Path) -> None:
+    """Rewriting a file keeps its mode (Prometheus in a container may read it as another user)."""
+    write_files(render(MixinConfig()), tmp_path)
+    rules = tmp_path / RULES_PATH
+    rules.chmod(0o644)
+    write_files(render(MixinConfig(selector='job="orders-api"')), tmp_path)
+    assert rules.stat().st_mode & 0o777 == 0o644
+    assert 'job="orders-api"' in rules.read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,95 @@ def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     the call."""
     with pytest.raises(ValueError):
         MixinConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"group_labels": ("job\n",)},
+        {"match_labels": (("app.kubernetes.io/name", "laios\n"),)},
+        {"match_labels": (("app\n", "laios"),)},
+        {"manifest_labels": (("release", "prod\n"),)},
+    ],
+)
+def test_a_trailing_newline_does_not_pass_for_a_label(kwargs: dict[str, Any]) -> None:
+    """A group label, Kubernetes label key or value ending in a newline is refused: ValueError."""
+    with pytest.raises(ValueError):
+        MixinConfig(**kwargs)
+
+
+@pytest.mark.parametrize("label", ["outcome", "error_type", "le", "__name__"])
+def test_group_labels_of_the_laios_series_themselves_are_refused(label: str) -> None:
+    """Grouping by a label the laios series carry (outcome: every failed share would be 100 %)
+    or one Prometheus reserves is refused at the call, naming the label."""
+    with pytest.raises(ValueError, match=label):
+        MixinConfig(group_labels=("namespace", label))
+
+
+def test_a_group_label_given_twice_is_refused() -> None:
+    """The same group label twice (two dashboard variables of one name) is refused."""
+    with pytest.raises(ValueError, match="twice"):
+        MixinConfig(group_labels=("job", "namespace", "job"))
+
+
+def test_group_labels_as_one_string_is_refused() -> None:
+    """group_labels="job" (a string, not a tuple of names) is refused, not read as j, o, b."""
+    with pytest.raises(TypeError, match="group_labels"):
+        MixinConfig(group_labels="job")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("base", ["https://wiki.example.com/{{laios}}/", "https://x/{{/"])
+def test_a_runbook_base_with_template_braces_is_refused(base: str) -> None:
+    """``{{`` in runbook_url_base is refused: Prometheus reads annotations as templates
+    and would refuse to load every alert."""
+    with pytest.raises(ValueError, match="runbook_url_base"):
+        MixinConfig(runbook_url_base=base)
+
+
+@pytest.mark.parametrize("seconds", [math.inf, 1e309])
+def test_an_infinite_latency_objective_is_refused(seconds: float) -> None:
+    """latency_p95_seconds=inf is refused: LaiosToolLatencyHigh would compare with +Inf and
+    could never fire."""
+    with pytest.raises(ValueError, match="latency_p95_seconds"):
+        MixinConfig(latency_p95_seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job=~"orders\\.api"',
+        'job="a\\q"',
+        'job="a\\\'"',
+        "job='a\\\"'",
+        'job="a\\x4"',
+        'job="a\\08"',
+        'job="a\\400"',
+        'job="a\\ud800"',
+        'job="a\\U00110000"',
+        'job="a\nb"',
+    ],
+)
+def test_a_selector_string_prometheus_cannot_parse_is_refused(selector: str) -> None:
+    """A quoted string with an escape PromQL does not know (a regex's ``\\.`` written once),
+    a bad octal, hex or Unicode escape, or a line break is refused at the call; promtool would
+    refuse every rule of the generated file."""
+    with pytest.raises(ValueError, match="selector"):
+        MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job=~"orders\\\\.api"',
+        'job="\\a\\b\\f\\n\\r\\t\\v\\\\\\""',
+        "job='it\\'s'",
+        'job="\\101\\x41\\u00e9\\U0001F600"',
+        "job=`a\\.b`",
+    ],
+)
+def test_a_selector_with_promql_escapes_is_accepted(selector: str) -> None:
+    """Every escape PromQL reads in a quoted string (and anything in a backtick string) passes."""
+    assert MixinConfig(selector=selector).selector == selector
 
 
 @pytest.mark.parametrize(

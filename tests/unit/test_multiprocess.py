@@ -884,3 +884,15 @@ def test_prepare_directory_refuses_what_is_not_a_path() -> None:
     """A number is refused with a TypeError, as enable() refuses it."""
     with pytest.raises(TypeError, match="must be a path"):
         prepare_directory(123)  # type: ignore[arg-type]
+
+
+def test_a_deeply_nested_file_is_left_out_and_the_scrape_answers(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A file of JSON nested past Python's recursion limit is left out as unreadable (the
+    retired one included), instead of failing every scrape with RecursionError."""
+    run_tasks(store, 3)
+    nested = b'{"format": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    (directory / "laios-proc-1-deadbeef0000.json").write_bytes(nested)
+    (directory / "laios-retired.json").write_bytes(nested)
+    assert tasks_total(scrape(registry)) == 3

@@ -291,6 +291,8 @@ def read_document(path: Path) -> dict[str, Any]:
         document = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableFile(f"not a JSON document: {exc}") from exc
+    except RecursionError as exc:  # nested deeper than the parser goes: garbage too
+        raise UnreadableFile("not a JSON document: nested too deep") from exc
     if not isinstance(document, dict):
         raise UnreadableFile("not a JSON object")
     if document.get("format") != FORMAT:

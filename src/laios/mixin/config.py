@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 __all__ = ["MixinConfig"]
 
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: Labels the ``laios_*`` series carry themselves or Prometheus gives a meaning to (as for a
+#: store's constant labels): grouping by one would split the ratios the rules compute.
+_SERIES_LABELS = frozenset(
+    {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
+)
 #: What Grafana accepts as a dashboard uid.
 _DASHBOARD_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
-#: One PromQL label matcher: a label name, an operator and a quoted string.
+#: The escapes PromQL reads in a quoted string besides its quote: Go's, with a Unicode code point
+#: that is not a surrogate and an octal byte of at most 255.
+_ESCAPE = (
+    r"\\(?:[abfnrtv\\]|[0-3][0-7]{2}|x[0-9a-fA-F]{2}"
+    r"|u(?![dD][89a-fA-F])[0-9a-fA-F]{4}"
+    r"|U(?:0000(?![dD][89a-fA-F])[0-9a-fA-F]{4}|000[1-9a-fA-F][0-9a-fA-F]{4}|0010[0-9a-fA-F]{4}))"
+)
+#: One PromQL label matcher: a label name, an operator and a quoted string (no line break in
+#: a "..." or '...' string; a backslash only as an escape, ``\\.`` for a regex's ``\.``).
 _MATCHER = (
     r"\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"
-    r"(?:\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*"
+    rf"(?:\"(?:[^\"\\\n]|{_ESCAPE}|\\\")*\"|'(?:[^'\\\n]|{_ESCAPE}|\\')*'|`[^`]*`)\s*"
 )
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
-    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 )
 #: A Kubernetes label value: empty, or at most 63 of these characters.
-_K8S_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_K8S_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +51,12 @@ class MixinConfig:
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
+            Each at most once, and none of the labels of the ``laios_*`` series themselves
+            (``tool``, ``outcome``, ``error_type``, ``le``, ...) nor a name starting with ``__``.
         availability_objective: The share of final task results (after retries) that must not
             fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %.
-        latency_p95_seconds: The p95 duration of successful tasks above which the latency
-            alert fires.
+        latency_p95_seconds: The p95 duration of successful tasks, in seconds (positive and
+            finite), above which the latency alert fires.
         runbook_url_base: Where the runbooks live; an alert's ``runbook_url`` is this plus the
             alert's name in lower case with dashes and ``.md`` (``laios-tool-error-ratio-high.md``).
             The default is the runbooks' path in this repository: point it at where your team
@@ -65,19 +81,33 @@ class MixinConfig:
     manifest_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.group_labels, tuple):
+            raise TypeError(
+                f"group_labels must be a tuple of label names, got {self.group_labels!r}"
+            )
         for label in self.group_labels:
-            if not _LABEL.match(label):
+            if not (isinstance(label, str) and _LABEL.fullmatch(label)):
                 raise ValueError(f"group_labels: {label!r} is not a Prometheus label name")
-        if "tool" in self.group_labels:
-            raise ValueError("group_labels must not contain 'tool' (every aggregation keeps it)")
+            if label == "tool":
+                raise ValueError(
+                    "group_labels must not contain 'tool' (every aggregation keeps it)"
+                )
+            if label in _SERIES_LABELS or label.startswith("__"):
+                raise ValueError(
+                    f"group_labels: {label!r} is a label of the laios series themselves or "
+                    "one Prometheus reserves; group by labels that tell deployments apart"
+                )
+        if len(set(self.group_labels)) != len(self.group_labels):
+            raise ValueError(f"group_labels: a label is given twice in {self.group_labels!r}")
         if not 0 < self.availability_objective < 1:
             raise ValueError(
                 "availability_objective must be between 0 and 1 (exclusive), "
                 f"got {self.availability_objective!r}"
             )
-        if not self.latency_p95_seconds > 0:
+        if not (self.latency_p95_seconds > 0 and math.isfinite(self.latency_p95_seconds)):
             raise ValueError(
-                f"latency_p95_seconds must be positive, got {self.latency_p95_seconds!r}"
+                "latency_p95_seconds must be a positive, finite number of seconds, "
+                f"got {self.latency_p95_seconds!r}"
             )
         if "{" in self.selector or "}" in self.selector:
             raise ValueError(
@@ -86,10 +116,16 @@ class MixinConfig:
         if not _SELECTOR.fullmatch(self.selector):
             raise ValueError(
                 f"selector {self.selector!r} is not a list of PromQL label matchers such as "
-                '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\''
+                '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\' (in a quoted '
+                "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
         if not self.runbook_url_base:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
+        if "{{" in self.runbook_url_base:
+            raise ValueError(
+                f"runbook_url_base {self.runbook_url_base!r} has '{{{{': Prometheus reads "
+                "annotations as templates and would refuse the alerts (write it as %7B%7B)"
+            )
         if not self.runbook_url_base.isprintable() or " " in self.runbook_url_base:
             raise ValueError(
                 f"runbook_url_base {self.runbook_url_base!r} is not a URL: it has spaces or "
@@ -125,9 +161,9 @@ def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> N
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise ValueError(f"{name}: expected (key, value) pairs, got {pair!r}")
         key, value = pair
-        if not (isinstance(key, str) and _K8S_KEY.match(key)):
+        if not (isinstance(key, str) and _K8S_KEY.fullmatch(key)):
             raise ValueError(f"{name}: {key!r} is not a Kubernetes label key")
-        if not (isinstance(value, str) and _K8S_VALUE.match(value)):
+        if not (isinstance(value, str) and _K8S_VALUE.fullmatch(value)):
             raise ValueError(
                 f"{name}: {value!r} (for {key!r}) is not a Kubernetes label value: at most 63 "
                 "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"

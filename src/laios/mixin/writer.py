@@ -8,9 +8,13 @@ files are exactly ``render(MixinConfig())`` and a test can tell when they drift.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
+import secrets
 import shlex
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -185,11 +189,35 @@ def stale_files(rendering: Rendering, directory: Path) -> list[str]:
 
 
 def write_files(rendering: Rendering, directory: Path) -> list[str]:
-    """Write the files of ``rendering`` that differ under ``directory``; return their paths."""
+    """Write the files of ``rendering`` that differ under ``directory``; return their paths.
+
+    Each file is written whole or not at all: its text goes to a temporary file beside it,
+    renamed over it once complete, with the old file's permissions (a symbolic link is
+    followed: the file it points to is replaced). A write that fails (a full disk) leaves the
+    old file as it was and raises ``OSError``.
+    """
     written = stale_files(rendering, directory)
     for path in written:
         target = directory / path
+        if target.is_symlink():
+            target = target.resolve()
         target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("w", encoding="utf-8", newline="\n") as file:
-            file.write(rendering.files[path])
+        _replace(target, rendering.files[path].encode("utf-8"))
     return written
+
+
+def _replace(target: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    # Created as any new file is (0666 less the umask), then given the old file's mode.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temporary, stat.S_IMODE(target.stat().st_mode))
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
