@@ -896,3 +896,15 @@ def test_a_deeply_nested_file_is_left_out_and_the_scrape_answers(
     (directory / "laios-proc-1-deadbeef0000.json").write_bytes(nested)
     (directory / "laios-retired.json").write_bytes(nested)
     assert tasks_total(scrape(registry)) == 3
+
+
+def test_a_directory_named_like_a_file_is_left_out_and_the_scrape_answers(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A directory that bears a process file's or the retired file's name is left out as
+    unreadable, instead of failing every scrape with IsADirectoryError."""
+    run_tasks(store, 3)
+    (directory / "laios-proc-1-deadbeef0000.json").mkdir()
+    (directory / "laios-retired.json").mkdir()
+    assert tasks_total(scrape(registry)) == 3
+    assert tasks_total(scrape(registry)) == 3  # (the fold moved the retired one aside)

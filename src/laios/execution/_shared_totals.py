@@ -232,7 +232,9 @@ class SharedDirectory:
         with os.scandir(self.path) as entries:
             for entry in entries:
                 stem = _stem(entry.name)
-                if stem is not None and (with_orphans or entry.name.endswith(".json")):
+                if stem is None or entry.is_dir():  # (no file of a process is a directory)
+                    continue
+                if with_orphans or entry.name.endswith(".json"):
                     found.add(stem)
         return sorted(found)
 

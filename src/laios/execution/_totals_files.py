@@ -285,10 +285,13 @@ def read_document(path: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: When there is no file at ``path``.
-        UnreadableFile: When the file is not JSON, or of another :data:`FORMAT`.
+        UnreadableFile: When the file is not JSON, or of another :data:`FORMAT`, or is a
+            directory.
     """
     try:
         document = json.loads(path.read_bytes())
+    except IsADirectoryError as exc:
+        raise UnreadableFile("a directory, not a file") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableFile(f"not a JSON document: {exc}") from exc
     except RecursionError as exc:  # nested deeper than the parser goes: garbage too
