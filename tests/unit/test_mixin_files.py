@@ -224,3 +224,16 @@ def test_a_rewritten_file_keeps_its_permissions(tmp_path: Path) -> None:
     write_files(render(MixinConfig(selector='job="orders-api"')), tmp_path)
     assert rules.stat().st_mode & 0o777 == 0o644
     assert 'job="orders-api"' in rules.read_text(encoding="utf-8")
+
+
+def test_the_command_says_which_burn_rate_alerts_could_never_fire(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At objective 0.9 the 14.4x page over 1h/5m would need 144 % of results to fail: the
+    command leaves it out and says so, naming the window and the objective that allows it."""
+    assert main(["--objective", "0.9", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "1h/5m" in err
+    assert "0.9" in err
+    rules = (tmp_path / "grafana" / "prometheus" / "rules.yml").read_text()
+    assert "long: 1h" not in rules

@@ -153,6 +153,23 @@ def test_burn_rate_thresholds_follow_the_objective() -> None:
     assert thresholds == [[(f, "0.005")] * 2 for f in ("14.4", "6", "3", "1")]
 
 
+@pytest.mark.parametrize(
+    ("objective", "windows"),
+    [(0.95, ["1h", "6h", "1d", "3d"]), (0.9, ["6h", "1d", "3d"]), (0.8, ["1d", "3d"])],
+)
+def test_burn_rate_alerts_that_could_never_fire_are_left_out(
+    objective: float, windows: list[str]
+) -> None:
+    """A burn rate whose threshold (factor × budget) is 100 % or more of the results, which no
+    error ratio exceeds, has no alert: 14.4 × 10 % at objective 0.9, 6 × 20 % at 0.8."""
+    burns = [
+        rule
+        for rule in alerts(MixinConfig(availability_objective=objective))
+        if rule["alert"] == "LaiosErrorBudgetBurn"
+    ]
+    assert [rule["labels"]["long"] for rule in burns] == windows
+
+
 def test_both_windows_of_a_burn_rate_alert_are_read() -> None:
     """Each burn-rate alert reads its long and its short window's results."""
     for rule in alerts(MixinConfig()):

@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     rendering = render(config)
-    for message in rendering.skipped:
+    for message in (*rendering.skipped, *rendering.notes):
         print(message, file=sys.stderr)
     if args.check:
         stale = stale_files(rendering, args.out)

@@ -17,6 +17,7 @@ Two counters tell different stories and the rules keep them apart:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,16 @@ from typing import Any
 from laios.mixin._yaml import Commented
 from laios.mixin.config import MixinConfig
 
-__all__ = ["BURN_RATES", "SLO_WINDOWS", "BurnRate", "alert_names", "rule_groups", "runbook_url"]
+__all__ = [
+    "BURN_RATES",
+    "SLO_WINDOWS",
+    "BurnRate",
+    "alert_names",
+    "burn_rates",
+    "rule_groups",
+    "runbook_url",
+    "unreachable_burn_rates",
+]
 
 #: Outcomes that are failures. A cancellation is the caller's choice: neither good nor bad.
 FAILED = "error|timeout|rejected"
@@ -68,6 +78,33 @@ BURN_RATES = (
     BurnRate("1d", "2h", 3, "warning", "1h", 24),
     BurnRate("3d", "6h", 1, "warning", "3h", 72),
 )
+
+
+def burn_rates(config: MixinConfig) -> tuple[BurnRate, ...]:
+    """The burn rates of :data:`BURN_RATES` that get an alert under ``config``'s objective.
+
+    An alert fires when the error ratio is above ``factor × (1 - objective)``; at a low
+    objective that threshold of the fastest burns is 100 % of the results or more, which no
+    error ratio exceeds (14.4 × 10 % at 0.9). Such an alert could never fire, so there is none.
+    """
+    budget = 1 - config.availability_objective
+    return tuple(burn for burn in BURN_RATES if burn.factor * budget < 1)
+
+
+def unreachable_burn_rates(config: MixinConfig) -> list[str]:
+    """One message per burn rate left out by :func:`burn_rates`, saying why and what to do."""
+    objective = config.availability_objective
+    kept = burn_rates(config)
+    return [
+        f"LaiosErrorBudgetBurn {burn.long}/{burn.short} ({_number(burn.factor)}x): left out, "
+        f"it could never fire at objective {_number(objective)} (its threshold is "
+        f"{_percent(burn.factor * (1 - objective))} of results); an objective of "
+        f"{_number(math.ceil((1 - 1 / burn.factor) * 10_000) / 10_000)} or more gives it"
+        for burn in BURN_RATES
+        if burn not in kept
+    ]
+
+
 #: Every window the burn-rate alerts read, short ones first.
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
@@ -252,7 +289,7 @@ def _alerts(config: MixinConfig) -> list[dict[str, Any]]:
     return [
         _metrics_down(config),
         _metrics_absent(config),
-        *(_burn_rate(config, burn) for burn in BURN_RATES),
+        *(_burn_rate(config, burn) for burn in burn_rates(config)),
         _tool_error_ratio(config),
         _tool_latency(config),
         _tool_timeouts(config),

@@ -23,7 +23,7 @@ from typing import Any, cast
 from laios.mixin import _yaml
 from laios.mixin.config import MixinConfig
 from laios.mixin.kubernetes import manifests
-from laios.mixin.rules import rule_groups
+from laios.mixin.rules import rule_groups, unreachable_burn_rates
 
 __all__ = [
     "DASHBOARD_PATH",
@@ -80,10 +80,13 @@ class Rendering:
     Attributes:
         files: File text by path relative to the output directory (``/``-separated).
         skipped: One message per file that could not be rendered, saying why.
+        notes: One message per alert left out because it could never fire under the
+            configuration (see :func:`laios.mixin.rules.burn_rates`).
     """
 
     files: dict[str, str]
     skipped: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
 
 def command_line(config: MixinConfig) -> str:
@@ -175,7 +178,9 @@ def render(config: MixinConfig) -> Rendering:
     else:
         files[DASHBOARD_PATH] = dashboard_text(config)
     files.update(_kubernetes_files(config))
-    return Rendering(files=files, skipped=tuple(skipped))
+    return Rendering(
+        files=files, skipped=tuple(skipped), notes=tuple(unreachable_burn_rates(config))
+    )
 
 
 def stale_files(rendering: Rendering, directory: Path) -> list[str]:
