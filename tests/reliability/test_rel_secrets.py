@@ -307,3 +307,34 @@ def test_a_raising_retry_if_leaves_no_secret_in_the_metadata() -> None:
     note = result.metadata["retry_if_error"]
     assert note == "RuntimeError: cannot classify: upstream refused key [REDACTED]"
     assert json.dumps(result.metadata, default=str).count(SECRET) == 0
+
+
+class NestedKeyTool(BaseTool):
+    name = "nested_key"
+    description = "Takes its token out of the headers it was given, then fails quoting it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        token = kwargs["headers"].pop("Authorization")
+        raise RuntimeError(f"upstream refused {token}")
+
+
+def test_a_secret_the_tool_took_out_of_its_parameters_is_still_scrubbed(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A tool that pops a nested secret from its parameters and quotes it in its error: the
+    span and the log show [REDACTED], never the token (the task's secrets are read before the
+    tool runs, not from what it left of its parameters)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(NestedKeyTool())
+    token = "Bearer sk-NESTED-SECRET-42"
+    task = make_task("nested_key", headers={"Authorization": token, "Accept": "text/plain"})
+    with Executor(registry, tracer_provider=provider) as ex:
+        result = ex.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success is False
+    spans = exporter.get_finished_spans()
+    assert "upstream refused [REDACTED]" in "".join(span_text(s) for s in spans)
+    assert "sk-NESTED-SECRET-42" not in "".join(span_text(s) for s in spans)
+    assert "sk-NESTED-SECRET-42" not in logs_text(laios_records)

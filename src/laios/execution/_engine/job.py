@@ -176,6 +176,9 @@ class CallbackFailures:
         return True
 
 
+#: Types of parameter values a tool cannot change in place (see ``Job.secrets_before``).
+_FLAT_VALUES = frozenset({str, int, float, bool, bytes, type(None)})
+
 #: Warnings about threads left running by abandoned tools, by tool.
 _ABANDON_WARNINGS = WarningLimiter()
 
@@ -263,6 +266,10 @@ class Job(TaskRecord):
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
     raised: BaseException | None = None  # what the tool raised (for the inline road's Ctrl-C)
     worker: str | None = None  # where the tool ran, when its runner says (a process, a host)
+    # The task's secret values read before its tool ran, when its parameters hold containers:
+    # a tool may take a secret out of a nested one (``headers.pop("Authorization")``) and quote
+    # it in its error, after which the parameters no longer show it.
+    secrets_before: list[str] | None = None
 
     def __init__(
         self, env: JobEnv, task: Task, tool: Any, on_progress: ProgressCallback | None
@@ -275,6 +282,22 @@ class Job(TaskRecord):
         self.tool_impl = tool
         if on_progress is not None:
             self.on_progress = on_progress
+        parameters = fields["parameters"]
+        if (
+            parameters
+            and type(parameters) is dict
+            and not _FLAT_VALUES.issuperset(map(type, parameters.values()))
+        ):
+            self.secrets_before = secret_values(parameters)
+
+    def secrets_of(self, task: Task | None) -> list[str]:
+        """The secret values to scrub from text about ``task`` (this job's task): those its
+        parameters hold now, and those they held before the tool ran."""
+        found = secret_values(task.parameters) if task is not None else []
+        before = self.secrets_before
+        if before:
+            found = sorted({*found, *before}, key=len, reverse=True)
+        return found
 
     # -- RunEvents: what the runner reports ------------------------------------------------
 
@@ -362,7 +385,7 @@ class Job(TaskRecord):
             text = shorten(str(message))
             task = self.task
             if task is not None and task.parameters:  # a message may quote a secret argument
-                text = scrub(text, secret_values(task.parameters), limit=None)
+                text = scrub(text, self.secrets_of(task), limit=None)
         scope = self.scope
         if scope is not None and scope.track_progress:
             status = ProgressStatus.IN_PROGRESS
@@ -388,7 +411,7 @@ class Job(TaskRecord):
         self.last_checkpoint_ns = end
         task = self.task
         try:
-            secrets = secret_values(task.parameters) if point.data and task is not None else ()
+            secrets = self.secrets_of(task) if point.data and task is not None else ()
             self.env.tracing.checkpoint_span(span, point.name, start, end, point.data, secrets)
         except Exception as exc:  # a tool's checkpoint() must not fail for a span
             self.observability_failed("recording a checkpoint span", exc)
@@ -444,7 +467,7 @@ class Job(TaskRecord):
         """
         try:
             task = self.task if self.task is not None else self.callback_task
-            secrets = secret_values(task.parameters) if task is not None else []
+            secrets = self.secrets_of(task)
             kind = type(exc).__name__
             message = scrubbed_message(exc, secrets)
             if self.callback_note is None:
@@ -837,7 +860,7 @@ class Job(TaskRecord):
         tracing = self.env.tracing
         secrets: Sequence[str] = ()
         if failed or tracing.capture_content:
-            secrets = secret_values(task.parameters)
+            secrets = self.secrets_of(task)
         if span is not None:
             tracing.end_span(
                 span,
