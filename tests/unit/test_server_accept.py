@@ -57,6 +57,8 @@ MALFORMED = [
     "*/*",
     "application/json",
     pytest.param("application/openmetrics-text;" * 500, id="long-header"),
+    pytest.param("application/openmetrics-text; version=" + "1" * 5000, id="huge-version"),
+    pytest.param("text/plain; version=1." + "9" * 5000, id="huge-text-version"),
 ]
 
 
