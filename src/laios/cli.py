@@ -82,8 +82,14 @@ def status_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
+#: Longest error detail quoted from a failed request (it may hold what the server sent).
+_MAX_REASON = 200
+
+
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    # The reason may quote the server's answer (a malformed status line): no escape sequences
+    # for the terminal, no screenful of it.
+    return _clean(" ".join(str(text).split()), _MAX_REASON)
 
 
 class _DeadlinePassed(TimeoutError):

@@ -428,6 +428,18 @@ def test_status_refuses_deeply_nested_json(
     assert "did not answer with a laios status document" in capsys.readouterr().err
 
 
+def test_a_garbage_status_line_stays_out_of_the_terminal(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A status line with escape sequences, quoted in the error, reaches stderr cleaned and cut."""
+    url = raw_server(_send(b"HTTP/1.1 99999 \x1b[2J\x1b]0;owned\x07" + b"A" * 5000 + b"\r\n\r\n"))
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "\x1b" not in line and "\x07" not in line
+    assert "99999" in line
+    assert len(line) < 600
+
+
 def _interrupt(seconds: float) -> None:
     raise KeyboardInterrupt
 
