@@ -166,7 +166,7 @@ class Endpoint:
         body, content_type = render_for_accept(
             request.header("accept"), self._registry, names=names
         )
-        headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
+        headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
         if _accepts_gzip(request.header("accept-encoding")):
             body = gzip.compress(body)
             headers.append(("Content-Encoding", "gzip"))
