@@ -15,11 +15,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import importlib
 import io
 import json
 import math
+import re
 import socket
 import sys
 import time
@@ -28,7 +30,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from laios._terminal import clip, table_lines
 
@@ -82,8 +84,23 @@ def status_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
+#: Longest error detail quoted from a failed request (it may hold what the server sent).
+_MAX_REASON = 200
+
+
+#: The ``user:password@`` part of a URL (after its scheme, if any).
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#@]*@")
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without the ``user:password@`` it may carry, to be shown."""
+    return _USERINFO.sub(r"\1", url.strip(), count=1)
+
+
 def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    # The reason may quote the server's answer (a malformed status line): no escape sequences
+    # for the terminal, no screenful of it.
+    return _clean(" ".join(str(text).split()), _MAX_REASON)
 
 
 class _DeadlinePassed(TimeoutError):
@@ -252,7 +269,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """Fetch and check the ``/status`` document of the endpoint at ``url``.
 
     Args:
-        url: The endpoint's base URL (or its ``/status`` URL).
+        url: The endpoint's base URL (or its ``/status`` URL). A ``user:password@`` in it
+            (percent-encoded) is sent as basic authentication, and left out of every message.
         timeout: Seconds allowed for the whole request: connecting, and receiving the headers
             and the complete body.
 
@@ -265,11 +283,15 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             document.
     """
     try:
-        target = status_url(url)
-        parts = urlsplit(target)
+        parts = urlsplit(status_url(url))
         _ = parts.port  # (reading the port parses it)
+        user, password = parts.username, parts.password
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
-        raise StatusUnavailable(f"{url!r} is not a usable URL ({exc})") from None
+        shown = _without_credentials(url)
+        raise StatusUnavailable(f"{shown!r} is not a usable URL ({exc})") from None
+    # Credentials in the URL are sent as basic authentication, and never shown.
+    target = _without_credentials(status_url(url))
+    parts = urlsplit(target)
     if parts.scheme not in ("http", "https"):
         raise StatusUnavailable(f"{target} is not an http(s) URL")
     deadline = _Deadline(timeout)
@@ -282,6 +304,10 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         handlers.append(urllib.request.ProxyHandler({}))
     opener = urllib.request.build_opener(*handlers)
     request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    if user is not None:
+        pair = f"{unquote(user)}:{unquote(password or '')}".encode()
+        # Unredirected: a redirect to another host must not take the password along.
+        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     try:
         with opener.open(request, timeout=timeout) as response:
             raw = _read_body(response)
@@ -609,7 +635,7 @@ def watch_status(
     problem = ""
     try:
         while True:
-            frame = render_status(document, url=status_url(url))
+            frame = render_status(document, url=_without_credentials(status_url(url)))
             if problem:
                 frame = f"! {problem} (retrying; showing the last answer)\n{frame}"
             out.write(f"{clear}{frame}\n\nrefreshing every {interval:g}s, Ctrl-C to stop\n")
@@ -661,7 +687,7 @@ def _run_status(args: argparse.Namespace) -> int:
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
         return 2
-    print(render_status(document, url=status_url(args.url)))
+    print(render_status(document, url=_without_credentials(status_url(args.url))))
     return 0
 
 

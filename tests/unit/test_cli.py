@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -426,6 +427,57 @@ def test_status_refuses_deeply_nested_json(
     url = raw_server(_send(_http_answer(b"[" * 200_000)))
     assert main(["status", "--url", url, "--timeout", "5"]) == 2
     assert "did not answer with a laios status document" in capsys.readouterr().err
+
+
+def test_a_garbage_status_line_stays_out_of_the_terminal(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A status line with escape sequences, quoted in the error, reaches stderr cleaned and cut."""
+    url = raw_server(_send(b"HTTP/1.1 99999 \x1b[2J\x1b]0;owned\x07" + b"A" * 5000 + b"\r\n\r\n"))
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "\x1b" not in line
+    assert "\x07" not in line
+    assert "99999" in line
+    assert len(line) < 600
+
+
+def test_credentials_in_the_url_are_sent_and_never_shown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--url http://user:password@host:port` reads an endpoint that requires basic
+    authentication, and the password appears neither in the output nor in an error."""
+    seen: list[str | None] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append(environ.get("HTTP_AUTHORIZATION"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            url = f"http://prom%40ops:s3cret%3A1@127.0.0.1:{httpd.server_address[1]}"
+            assert main(["status", "--url", url, "--timeout", "5"]) == 0
+        finally:
+            httpd.shutdown()
+            thread.join()
+    assert seen == ["Basic " + base64.b64encode(b"prom@ops:s3cret:1").decode()]
+    captured = capsys.readouterr()
+    assert "page 3 of 6" in captured.out
+    assert "s3cret" not in captured.out + captured.err
+
+
+def test_credentials_in_the_url_stay_out_of_an_error(
+    dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listening: the message names the URL without its password."""
+    url = dead_url.replace("http://", "http://prom:s3cret@")
+    assert main(["status", "--url", url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "s3cret" not in line
+    assert dead_url.removeprefix("http://") + "/status" in line
 
 
 def _interrupt(seconds: float) -> None:

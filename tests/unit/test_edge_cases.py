@@ -484,16 +484,16 @@ def _get_metrics(accept_encoding: str) -> tuple[dict[str, str], bytes]:
 
 
 def test_metrics_honours_gzip_refused_by_q_zero() -> None:
-    """/metrics sends identity for 'gzip;q=0, identity', with Vary: Accept-Encoding."""
+    """/metrics sends identity for 'gzip;q=0, identity', with Vary: Accept, Accept-Encoding."""
     headers, body = _get_metrics("gzip;q=0, identity")
     assert "Content-Encoding" not in headers
-    assert headers["Vary"] == "Accept-Encoding"
+    assert headers["Vary"] == "Accept, Accept-Encoding"
     assert b"laios_" in body
 
 
 def test_metrics_gzips_when_gzip_is_accepted() -> None:
-    """/metrics gzips for 'gzip', with Vary: Accept-Encoding."""
+    """/metrics gzips for 'gzip', with Vary: Accept, Accept-Encoding."""
     headers, body = _get_metrics("gzip")
     assert headers["Content-Encoding"] == "gzip"
-    assert headers["Vary"] == "Accept-Encoding"
+    assert headers["Vary"] == "Accept, Accept-Encoding"
     assert b"laios_" in gzip.decompress(body)

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from laios.execution.server import MetricsServer, start_http_server
 from laios.execution.store import MetricStore
+from laios.execution.web import WebConfig
 
 #: The one URL the page may name: the SVG namespace its script creates chart elements in.
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -128,3 +129,24 @@ def test_unknown_paths_list_the_root_among_the_routes(server: MetricsServer) -> 
     status, _, body = get(server.url + "/index.html")
     assert status == 404
     assert b'"routes":["/","/metrics","/status","/healthz"]' in body
+
+
+def test_a_configured_policy_does_not_block_the_pages_own_script() -> None:
+    """With Content-Security-Policy and X-Content-Type-Options in the web configuration, the
+    page is sent with its own policy only (a second one, without the script's hash, would
+    block it in the browser); /metrics gets the configured headers."""
+    configured = {
+        "Content-Security-Policy": "default-src 'self'",
+        "X-Content-Type-Options": "nosniff",
+    }
+    config = WebConfig(headers=configured)
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        _, page_headers, html = get(server.url + "/")
+        _, metrics_headers, _ = get(server.url + "/metrics")
+    (script,) = inline(html.decode("utf-8"), "script")
+    (page_policy,) = page_headers.get_all("Content-Security-Policy")
+    assert sha256_source(script) in page_policy
+    assert page_headers.get_all("X-Content-Type-Options") == ["nosniff"]
+    assert metrics_headers.get_all("Content-Security-Policy") == ["default-src 'self'"]

@@ -57,6 +57,8 @@ MALFORMED = [
     "*/*",
     "application/json",
     pytest.param("application/openmetrics-text;" * 500, id="long-header"),
+    pytest.param("application/openmetrics-text; version=" + "1" * 5000, id="huge-version"),
+    pytest.param("text/plain; version=1." + "9" * 5000, id="huge-text-version"),
 ]
 
 
@@ -185,3 +187,12 @@ def test_metrics_endpoint_honours_q_for_openmetrics(
     assert status == 200
     assert_openmetrics(body, content_type)
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_metrics_says_its_answer_varies_with_accept(server: MetricsServer) -> None:
+    """The format follows Accept, so Vary names it (a cache must not hand OpenMetrics to a
+    scraper that asked for text)."""
+    request = urllib.request.Request(server.url + "/metrics", headers={"Accept": OPENMETRICS})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        varies = {name.strip().lower() for name in response.headers["Vary"].split(",")}
+    assert varies == {"accept", "accept-encoding"}

@@ -181,6 +181,22 @@ def test_an_unknown_user_costs_a_bcrypt_check_too() -> None:
     assert authenticator.bcrypt_checks == 1
 
 
+def test_an_unknown_user_is_checked_at_the_users_bcrypt_cost() -> None:
+    """An unknown user costs a hash of the configured users' cost (4 here), not a fixed one,
+    so the time taken does not tell known and unknown users apart."""
+    authenticator = Authenticator({USER: HASH}, ())
+    real, costs = authenticator._bcrypt, []
+
+    def checkpw(password: bytes, hashed: bytes) -> bool:
+        costs.append(hashed[:7])
+        return bool(real.checkpw(password, hashed))
+
+    authenticator._bcrypt = SimpleNamespace(checkpw=checkpw)
+    assert not authenticator.allows(basic("mallory", PASSWORD)["Authorization"])
+    assert not authenticator.allows(basic(USER, "wrong")["Authorization"])
+    assert costs == [HASH[:7].encode()] * 2
+
+
 def test_the_cache_is_bounded_and_holds_no_password() -> None:
     """Many different passwords keep at most CACHE_SIZE entries, none of them a password."""
     authenticator = Authenticator({USER: HASH}, ())

@@ -222,6 +222,29 @@ def test_beyond_the_cap_busy_connections_get_503_quickly(
         assert get(server.url + "/healthz")[0] == 200
 
 
+def test_shutdown_closes_the_connections_being_served(wait_until: Any) -> None:
+    """A connection still sending its request when the server shuts down is closed, not
+    answered afterwards, and its thread does not outlive shutdown()."""
+    server = start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), connection_timeout=60
+    )
+    before = set(threading.enumerate())
+    with connect(server.port) as client:
+        client.sendall(b"GET /metr")
+        assert wait_until(lambda: len(set(threading.enumerate()) - before) == 1)
+        (handler,) = set(threading.enumerate()) - before
+        server.shutdown()
+        assert not handler.is_alive()
+        with contextlib.suppress(OSError):
+            client.sendall(b"ics HTTP/1.1\r\n\r\n")
+        client.settimeout(ANSWER_WITHIN)
+        try:
+            answer = client.recv(1024)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""
+
+
 # -- the server in a child process ------------------------------------------------------------
 
 _SERVER = """

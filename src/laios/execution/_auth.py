@@ -4,8 +4,9 @@
   must not cost a bcrypt hash (~50 ms at cost 10) each time, so results are cached, as
   exporter-toolkit does: keyed by an HMAC (with a key of this process) of user, hash and
   password, so the cache holds no password. Hashes run one at a time (they are CPU work). An
-  unknown user is checked against a fixed hash all the same, so the time taken does not tell
-  which users exist.
+  unknown user is checked all the same, against the configured hash of the highest bcrypt cost
+  (the time of a check doubles with each step of cost), so the time taken does not tell which
+  users exist.
 - Bearer: the token's SHA-256 is compared with every accepted token's in constant time.
 """
 
@@ -24,14 +25,17 @@ from typing import Any
 
 __all__ = ["Authenticator"]
 
-#: A bcrypt hash (cost 10) of a random password nobody knows: what unknown users are checked
-#: against, so that they cost the same time as known ones.
-_UNKNOWN_USER_HASH = b"$2b$10$ktlTtTybMgcqSuuTBqwO4.PuNsF0zo741ykHn2UtKn6PiQ/zV/DFG"
 #: Results of bcrypt checks remembered (each entry: 32 bytes and a bool).
 CACHE_SIZE = 256
 #: bcrypt looks at 72 bytes at most; a longer password is refused rather than cut.
 _MAX_PASSWORD_BYTES = 72
 _REALM = 'realm="laios"'
+
+
+def _cost(hashed: bytes) -> int:
+    """The cost of a bcrypt hash (``$2b$10$...``: 10); 0 when it cannot be read."""
+    cost = hashed[4:6]
+    return int(cost) if cost.isdigit() else 0
 
 
 class Authenticator:
@@ -44,6 +48,10 @@ class Authenticator:
 
     def __init__(self, basic_auth_users: Mapping[str, str], bearer_tokens: Sequence[str]) -> None:
         self._users = {user: hashed.encode("ascii") for user, hashed in basic_auth_users.items()}
+        # What an unknown user is checked against: a hash of the users' own cost (the highest,
+        # when they differ), so that a name nobody has costs as long as a known one. The check
+        # of an unknown user never lets it in, whatever the password.
+        self._unknown_user_hash = max(self._users.values(), key=_cost, default=b"")
         self._tokens = tuple(hashlib.sha256(token.encode()).digest() for token in bearer_tokens)
         # bcrypt is an optional dependency; WebConfig checked it is there when users are.
         self._bcrypt: Any = importlib.import_module("bcrypt") if self._users else None
@@ -98,7 +106,7 @@ class Authenticator:
         hashed = self._users.get(user)
         known = hashed is not None
         if hashed is None:
-            hashed = _UNKNOWN_USER_HASH
+            hashed = self._unknown_user_hash
         key = hmac.new(self._cache_key, digestmod=hashlib.sha256)
         for part in (user_bytes, hashed, password):
             key.update(len(part).to_bytes(4, "big") + part)

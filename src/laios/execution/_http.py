@@ -103,7 +103,8 @@ class Endpoint:
         registry: What ``/metrics`` renders.
         status_document: Builds the ``/status`` document; ``None`` when ``/status`` is off.
         authenticator: Who may read ``/metrics`` and ``/status``.
-        extra_headers: Added to every answer (the web configuration's headers).
+        extra_headers: Added to every answer (the web configuration's headers), but for a
+            header the route sets itself (the live page's ``Content-Security-Policy``).
         keep: An object the endpoint keeps alive as long as it lives (its store, which the
             registry's collector holds only weakly).
     """
@@ -136,7 +137,11 @@ class Endpoint:
             _log.exception("serving %s failed", request.path if request.path in self.routes else "")
             response = _json(500, {"error": "internal error"})
         body = response.body
-        headers = [*response.headers, *self._extra_headers, ("Content-Length", str(len(body)))]
+        # A route's own header wins over a configured one of the same name: the live page's
+        # policy allows its inline script by hash, and a second policy would block it.
+        own = {name.lower() for name, _ in response.headers}
+        extra = [pair for pair in self._extra_headers if pair[0].lower() not in own]
+        headers = [*response.headers, *extra, ("Content-Length", str(len(body)))]
         return Response(response.status, headers, b"" if request.method == "HEAD" else body)
 
     def _respond(self, request: Request) -> Response:
@@ -166,7 +171,7 @@ class Endpoint:
         body, content_type = render_for_accept(
             request.header("accept"), self._registry, names=names
         )
-        headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
+        headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
         if _accepts_gzip(request.header("accept-encoding")):
             body = gzip.compress(body)
             headers.append(("Content-Encoding", "gzip"))

@@ -609,7 +609,10 @@ def _version(text: str) -> tuple[int, ...] | None:
     parts = text.split(".")
     if not all(part.isascii() and part.isdigit() for part in parts):
         return None
-    return tuple(int(part) for part in parts)
+    try:
+        return tuple(int(part) for part in parts)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits())
+        return None
 
 
 def _rebuilt(media_type: str, version: str | None, escaping: str | None) -> str:

@@ -126,6 +126,9 @@ _IDLE_GRACE = 0.1
 _SLOT_WAIT = 0.5
 #: Seconds between accept() attempts while the process is out of file descriptors.
 _ACCEPT_BACKOFF = 0.1
+#: At shutdown: how long an answer being written may take to finish before its connection is
+#: cut, and how long a connection's thread then has to end.
+_CLOSE_GRACE = 2.0
 #: Seconds between two warnings of the same kind.
 _WARN_EVERY = 60.0
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -567,6 +570,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self.request_queue_size = backlog  # read by listen() in server_activate()
         self._slots = threading.Condition()
         self._open: dict[socket.socket, _Connection] = {}
+        self._handlers: set[threading.Thread] = set()  # the connections' threads
         self._saturated = False
         self._closing = threading.Event()
         self._warnings = WarningLimiter(_WARN_EVERY)
@@ -619,7 +623,54 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
                 )
             _refuse(sock)
             return
-        super().process_request(request, client_address)
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"laios-metrics-{self.server_address[1]}-connection",
+            daemon=True,
+        )
+        with self._slots:
+            self._handlers.add(thread)
+        thread.start()
+
+    def _serve_connection(self, request: _RequestType, client_address: _RetAddress) -> None:
+        """A connection's thread: serve it, then forget the thread."""
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._slots:
+                self._handlers.discard(threading.current_thread())
+
+    def server_close(self) -> None:
+        """Close the listening socket, then the connections: one whose request is still
+        arriving at once, one being answered once the answer is written (or after
+        ``_CLOSE_GRACE`` seconds); wait for their threads."""
+        super().server_close()
+        self._closing.set()
+        give_up = time.monotonic() + _CLOSE_GRACE
+        self._close_connections(receiving_only=True)
+        self._join_handlers(give_up)
+        self._close_connections(receiving_only=False)
+        self._join_handlers(time.monotonic() + _CLOSE_GRACE)
+
+    def _close_connections(self, *, receiving_only: bool) -> None:
+        """Shut down the open connections (only those whose request is still arriving)."""
+        with self._slots:
+            socks = [
+                sock
+                for sock, connection in self._open.items()
+                if connection.receiving or not receiving_only
+            ]
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # its thread sees end of file and closes it
+
+    def _join_handlers(self, give_up: float) -> None:
+        """Wait until ``give_up`` for the connections' threads to end."""
+        with self._slots:
+            threads = list(self._handlers)
+        for thread in threads:
+            thread.join(max(give_up - time.monotonic(), 0.0))
 
     def shutdown_request(self, request: _RequestType) -> None:
         """Close a connection and free its slot."""
@@ -765,7 +816,12 @@ class MetricsServer:
         self.url = f"{'https' if tls else 'http'}://{shown}:{self.port}"
 
     def shutdown(self) -> None:
-        """Stop serving, close the socket and wait for the serving thread (idempotent)."""
+        """Stop serving, close the socket and the connections, and wait for their threads
+        (idempotent).
+
+        A connection whose request is still arriving is closed at once; an answer being
+        written has two seconds to finish. No connection is answered after this returns.
+        """
         with self._lock:
             if self._closed:
                 return
