@@ -338,3 +338,23 @@ def test_a_secret_the_tool_took_out_of_its_parameters_is_still_scrubbed(
     assert "upstream refused [REDACTED]" in "".join(span_text(s) for s in spans)
     assert "sk-NESTED-SECRET-42" not in "".join(span_text(s) for s in spans)
     assert "sk-NESTED-SECRET-42" not in logs_text(laios_records)
+
+
+def test_a_raising_on_retry_hook_quoting_a_secret_the_tool_took_out_leaks_nothing(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A first attempt pops a nested secret and fails quoting it; an on_retry hook raising
+    with that error: its logged warning shows [REDACTED], never the token."""
+
+    def hook(details: RetryDetails) -> None:
+        raise RuntimeError(f"alerting failed for: {details.error}")
+
+    registry = ToolRegistry()
+    registry.register_tool(NestedKeyTool())
+    task = make_task("nested_key", headers={"Authorization": "Bearer sk-NESTED-SECRET-42"})
+    with Executor(registry, store=MetricStore(), prometheus_registry=CollectorRegistry()) as ex:
+        ctx = Context(session_id="s", user_id="u")
+        ex.execute_with_retry(task, ctx, max_retries=1, retry_delay=0, on_retry=hook)
+    text = logs_text(laios_records)
+    assert "alerting failed for: upstream refused [REDACTED]" in text
+    assert "sk-NESTED-SECRET-42" not in text

@@ -33,6 +33,8 @@ __all__ = [
     "redact",
     "scrub",
     "secret_values",
+    "secret_values_before_run",
+    "secret_values_now_and_before",
     "to_json",
     "truncate_bytes",
 ]
@@ -175,6 +177,33 @@ def secret_values(params: Any) -> list[str]:
         visit(item[1], item[0])
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
+
+
+#: Types of parameter values a tool cannot change in place.
+_FLAT_VALUES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def secret_values_before_run(params: Any) -> list[str] | None:
+    """The secret values of a task's parameters, read before its tool runs, when the tool could
+    take them out: ``None`` when ``params`` holds only flat values (strings, numbers), which a
+    tool cannot change in place, so reading them afterwards finds the same.
+
+    A tool given containers (a dict of headers, a list, an object) may take a secret out of
+    one (``kwargs["headers"].pop("Authorization")``) and quote it in its error, after which the
+    parameters no longer show it.
+    """
+    if params and type(params) is dict and not _FLAT_VALUES.issuperset(map(type, params.values())):
+        return secret_values(params)
+    return None
+
+
+def secret_values_now_and_before(params: Any, before: list[str] | None) -> list[str]:
+    """:func:`secret_values` of ``params`` as they are now, with those read ``before`` the tool
+    ran (see :func:`secret_values_before_run`), each once, longest first."""
+    found = secret_values(params)
+    if before:
+        found = sorted({*found, *before}, key=len, reverse=True)
+    return found
 
 
 def encoded_forms(secret: str) -> list[str]:

@@ -47,7 +47,13 @@ from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import ProgressStatus, ProgressUpdate, shorten
 from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner, StopResult
-from laios.execution.redaction import MAX_ERROR_BYTES, scrub, secret_values, truncate_bytes
+from laios.execution.redaction import (
+    MAX_ERROR_BYTES,
+    scrub,
+    secret_values_before_run,
+    secret_values_now_and_before,
+    truncate_bytes,
+)
 from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError
 from laios.tools.base import ToolOutput
@@ -176,9 +182,6 @@ class CallbackFailures:
         return True
 
 
-#: Types of parameter values a tool cannot change in place (see ``Job.secrets_before``).
-_FLAT_VALUES = frozenset({str, int, float, bool, bytes, type(None)})
-
 #: Warnings about threads left running by abandoned tools, by tool.
 _ABANDON_WARNINGS = WarningLimiter()
 
@@ -282,22 +285,14 @@ class Job(TaskRecord):
         self.tool_impl = tool
         if on_progress is not None:
             self.on_progress = on_progress
-        parameters = fields["parameters"]
-        if (
-            parameters
-            and type(parameters) is dict
-            and not _FLAT_VALUES.issuperset(map(type, parameters.values()))
-        ):
-            self.secrets_before = secret_values(parameters)
+        self.secrets_before = secret_values_before_run(fields["parameters"])
 
     def secrets_of(self, task: Task | None) -> list[str]:
         """The secret values to scrub from text about ``task`` (this job's task): those its
         parameters hold now, and those they held before the tool ran."""
-        found = secret_values(task.parameters) if task is not None else []
-        before = self.secrets_before
-        if before:
-            found = sorted({*found, *before}, key=len, reverse=True)
-        return found
+        if task is None:
+            return list(self.secrets_before or ())
+        return secret_values_now_and_before(task.parameters, self.secrets_before)
 
     # -- RunEvents: what the runner reports ------------------------------------------------
 

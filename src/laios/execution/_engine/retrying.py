@@ -28,7 +28,7 @@ from laios.execution._engine.engine import MAX_SPAN_TEXT
 from laios.execution._engine.job import callback_name, scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
-from laios.execution.redaction import secret_values
+from laios.execution.redaction import secret_values_before_run, secret_values_now_and_before
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
@@ -54,10 +54,13 @@ class RetryRun:
         policy: RetryPolicy,
         timeout: float | None,
         on_retry: RetryHook | None = None,
+        secrets_before: list[str] | None = None,
     ) -> None:
         self.engine = engine
         self.on_retry = on_retry
         self.task = task
+        # Read before the first attempt: its tool may take a nested secret out of the parameters.
+        self.secrets_before = secrets_before
         self.policy = policy
         self.limit = timeout if timeout is not None else engine.limits.timeout_seconds
         self.started = time.monotonic()
@@ -145,7 +148,7 @@ class RetryRun:
 
     def secrets(self) -> list[str]:
         """The task's secret values, scrubbed from what a hook's exception says."""
-        return secret_values(self.task.parameters)
+        return secret_values_now_and_before(self.task.parameters, self.secrets_before)
 
     def _announce(self, result: TaskResult, delay: float) -> None:
         """Tell the ``on_retry`` hook about the coming retry. A hook that raises is logged
@@ -279,6 +282,7 @@ def retry_blocking(
 ) -> TaskResult:
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out."""
     tracing = engine.tracing
+    secrets_before = secret_values_before_run(task.parameters)
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping.
@@ -288,7 +292,7 @@ def retry_blocking(
             return first
     else:
         first = None
-    run = RetryRun(engine, task, policy, timeout, on_retry)
+    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     stop: threading.Event | None = None
     try:
         while True:
@@ -329,7 +333,8 @@ async def retry_awaiting(
     on_retry: RetryHook | None = None,
 ) -> TaskResult:
     """As :func:`retry_blocking`, awaiting each attempt on the caller's loop."""
-    run = RetryRun(engine, task, policy, timeout, on_retry)
+    secrets_before = secret_values_before_run(task.parameters)
+    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     loop = asyncio.get_running_loop()
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None
