@@ -223,6 +223,35 @@ def test_non_task_argument_gives_failed_result(
     assert result.metadata["outcome"] == "rejected"
 
 
+@pytest.mark.parametrize("mode", ["task", "async", "retry"])
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("id", 5, "Task.id must be a string, got int"),
+        ("tool_name", None, "Task.tool_name must be a string, got NoneType"),
+        ("parameters", ["a"], "Task.parameters must be a dict, got list"),
+    ],
+)
+def test_a_task_built_without_validation_with_a_wrong_field_is_refused(
+    executor: Executor, context: Context, run_via: Any, mode: str, field: str, value: Any, says: str
+) -> None:
+    """A Task made with model_construct (no validation) whose id, tool name or parameters
+    have the wrong type is refused, saying which field: not an internal error."""
+    fields: dict[str, Any] = {
+        "id": "t-1",
+        "plan_id": "p",
+        "description": "d",
+        "tool_name": "echo",
+        "parameters": {},
+    }
+    fields[field] = value
+    task = Task.model_construct(**fields)
+    result = run_via(executor, mode, task, context)
+    assert result.success is False
+    assert says in (result.error or "")
+    assert result.metadata["outcome"] == "rejected"
+
+
 @pytest.mark.parametrize("bad_timeout", [0, -1, math.nan, "5", True])
 def test_bad_timeout_gives_failed_result(
     executor: Executor,

@@ -113,13 +113,21 @@ def _tool_type(tool: Any) -> str:
 
 
 def check_call(task: Any, on_progress: Any) -> None:
-    """Refuse what no road can run: not a ``Task``, or an ``on_progress`` that is not callable.
+    """Refuse what no road can run: not a ``Task`` (or one built without validation whose id,
+    tool name or parameters have the wrong type), or an ``on_progress`` that is not callable.
 
     Raises:
         TypeError: With a message saying what to pass instead.
     """
     if type(task) is not Task and not isinstance(task, Task):  # (type(): the common case)
         raise TypeError(f"expected a Task, got {type(task).__name__}")
+    fields = task.__dict__
+    if (
+        type(fields.get("id")) is not str
+        or type(fields.get("tool_name")) is not str
+        or type(fields.get("parameters")) is not dict
+    ):
+        _check_unvalidated_fields(fields)
     if on_progress is not None:
         if not callable(on_progress):
             raise TypeError("on_progress must be a callable taking (event, data)")
@@ -127,6 +135,22 @@ def check_call(task: Any, on_progress: Any) -> None:
             raise TypeError(
                 "on_progress must be a plain function taking (event, data), not an async "
                 "function: nothing would await the coroutines it returns"
+            )
+
+
+def _check_unvalidated_fields(fields: dict[str, Any]) -> None:
+    """Refuse a ``Task`` built without validation (``model_construct``) whose id, tool name or
+    parameters have a type no road can run (subclasses of ``str`` and ``dict`` pass)."""
+    for name, kind, what in (
+        ("id", str, "a string"),
+        ("tool_name", str, "a string"),
+        ("parameters", dict, "a dict"),
+    ):
+        value = fields.get(name)
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"Task.{name} must be {what}, got {type(value).__name__} (was the Task built "
+                "without validation, e.g. with Task.model_construct?)"
             )
 
 
