@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,6 +154,21 @@ class RaisesUnpicklable(BaseTool):
         raise Unpicklable(503, "unavailable")
 
 
+class _ExitsWhenLoaded:
+    """A value that pickles, and whose unpickling raises ``SystemExit``."""
+
+    def __reduce__(self) -> Any:
+        return (sys.exit, (3,))
+
+
+class ReturnsExitWhenLoaded(BaseTool):
+    name = "returns_exit_when_loaded"
+    description = "Returns a value whose unpickling raises SystemExit (a BaseException)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return _ExitsWhenLoaded()
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -227,6 +243,7 @@ TOOLS = (
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,
+    ReturnsExitWhenLoaded,
     Fails,
     TraceSeen,
     Sleep,

@@ -274,6 +274,17 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_result_whose_unpickling_raises_a_base_exception_fails_only_its_task(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A value whose unpickling raises ``SystemExit`` fails its task; the reader goes on."""
+    executor = make()
+    result = executor.execute_task(task("returns_exit_when_loaded"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "SystemExit" in (result.error or "")
+    assert run_pid(executor, task, context) > 0
+
+
 def test_an_exception_comes_back_with_its_class_and_message(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -431,7 +431,7 @@ class _Pool:
     def deliver(self, worker: _Worker, data: bytes) -> None:
         try:
             message = pickle.loads(data)
-        except Exception as exc:
+        except BaseException as exc:  # (``SystemExit`` too: the reader must go on)
             message = ("done", _unloadable(worker, exc), False)
         kind = message[0]
         with self.lock:

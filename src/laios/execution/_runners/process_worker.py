@@ -299,7 +299,7 @@ def _result_message(outcome: RawOutcome, retire: bool, tool_name: str) -> bytes:
         if outcome.error is not None:  # (an exception may pickle, and fail to unpickle)
             pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
+    except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
         what = "raised an exception" if outcome.error is not None else "returned a value"
         value = outcome.error if outcome.error is not None else outcome.value
         substitute = RawOutcome(
