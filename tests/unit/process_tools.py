@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,6 +170,20 @@ class ReturnsExitWhenLoaded(BaseTool):
         return _ExitsWhenLoaded()
 
 
+class LeavesAThread(BaseTool):
+    name = "leaves_a_thread"
+    description = (
+        "Starts a non-daemon thread that sleeps HANG_SECONDS, then returns its pid (or, given "
+        "``mb``, allocates that many MB first)."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        threading.Thread(target=time.sleep, args=(HANG_SECONDS,), daemon=False).start()
+        if "mb" in kwargs:
+            return len(bytearray(kwargs["mb"] * 1024 * 1024))
+        return os.getpid()
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -244,6 +259,7 @@ TOOLS = (
     ReturnsLambda,
     RaisesUnpicklable,
     ReturnsExitWhenLoaded,
+    LeavesAThread,
     Fails,
     TraceSeen,
     Sleep,

@@ -462,6 +462,30 @@ def test_shutdown_with_wait_lets_running_work_finish_then_stops_workers(
     assert refused.metadata["error_type"] == "shutdown"
 
 
+def test_a_thread_a_tool_left_running_does_not_hold_shutdown(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A non-daemon thread a tool leaves behind ends with its worker at shutdown."""
+    executor = make()
+    result = executor.execute_task(task("leaves_a_thread"), context, timeout=WAIT)
+    assert result.success, result.error
+    stopper = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    stopper.start()
+    stopper.join(WAIT)
+    assert not stopper.is_alive(), "shutdown(wait=True) waited for the tool's thread"
+    assert gone(result.output)
+
+
+def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker retired at its memory limit exits, though its tool left a thread running."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    result = executor.execute_task(task("leaves_a_thread", mb=500), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "memory_limit"
+    assert run_pid(executor, task, context) > 0
+
+
 def test_the_interpreter_exits_promptly_with_a_tool_still_running(tmp_path: Path) -> None:
     script = tmp_path / "main.py"
     note = tmp_path / "hang"

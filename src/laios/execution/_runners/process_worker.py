@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -342,8 +343,28 @@ def serve(
     The process leads its own process group, so that a kill of the group also stops what the
     tool started, and kills that group when the process that started it ends (even by
     ``SIGKILL``, while a tool hangs here). Core dumps are turned off (a CPU budget ends the
-    process with a signal).
+    process with a signal). When it stops, the process ends at once (``os._exit``): a thread
+    a tool left running ends with it, and neither it nor a child process the tool started is
+    waited for.
     """
+    code = 0
+    try:
+        _serve(conn, initializer, initargs)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    os._exit(code)
+
+
+def _serve(
+    conn: Connection,
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+) -> None:
     if hasattr(os, "setsid"):
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
