@@ -184,6 +184,39 @@ class LeavesAThread(BaseTool):
         return os.getpid()
 
 
+#: Released by ``ReleaseLateProgress`` (in the same worker process as ``ProgressLater``).
+_RELEASE = threading.Event()
+_LATE: list[threading.Thread] = []
+
+
+class ProgressLater(BaseTool):
+    name = "progress_later"
+    description = "Returns, leaving a thread that reports progress once released."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+
+        def later() -> None:
+            _RELEASE.wait(HANG_SECONDS)
+            task.progress(50.0, "late progress of an ended call")
+
+        thread = threading.Thread(target=later, daemon=True)
+        thread.start()
+        _LATE.append(thread)
+        return os.getpid()
+
+
+class ReleaseLateProgress(BaseTool):
+    name = "release_late_progress"
+    description = "Releases ProgressLater's thread and waits until it has reported."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        _RELEASE.set()
+        for thread in _LATE:
+            thread.join(HANG_SECONDS)
+        return os.getpid()
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -260,6 +293,8 @@ TOOLS = (
     RaisesUnpicklable,
     ReturnsExitWhenLoaded,
     LeavesAThread,
+    ProgressLater,
+    ReleaseLateProgress,
     Fails,
     TraceSeen,
     Sleep,

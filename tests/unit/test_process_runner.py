@@ -371,6 +371,25 @@ def test_progress_from_the_child_arrives_in_order(
     assert names == ["started", *(f"checkpoint {n}" for n in range(0, 100, 10)), "finished"]
 
 
+def test_progress_a_call_reports_after_it_ended_never_reaches_the_next_call(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Progress from a thread of an ended call is dropped, not given to the worker's next call."""
+    executor = make()
+    first = executor.execute_task(task("progress_later"), context, timeout=WAIT)
+    assert first.success, first.error
+    events: list[tuple[str, Any]] = []
+    second = executor.execute_task(
+        task("release_late_progress"),
+        context,
+        timeout=WAIT,
+        on_progress=lambda kind, data: events.append((kind, data)),
+    )
+    assert second.success, second.error
+    assert second.output == first.output  # the same worker ran both
+    assert [kind for kind, _ in events] == ["started", "completed"]
+
+
 def test_an_async_tool_runs_in_the_worker_without_blocking_the_loop(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

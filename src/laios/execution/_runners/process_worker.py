@@ -65,19 +65,36 @@ class ToolNotPicklable(Exception):
 
 
 class _ChildEvents:
-    """The tool's :class:`~laios.execution.task_context.TaskEvents` inside the worker: sends
-    progress and checkpoints to the caller, in order."""
+    """One call's :class:`~laios.execution.task_context.TaskEvents` inside the worker: sends
+    progress and checkpoints to the caller, in order, until the call ends.
+
+    Every message of the worker goes under one lock (a tool's threads may report at once),
+    and a call's events are closed under it before its outcome is sent: what a thread of the
+    tool reports later is dropped, never taken for the worker's next call.
+    """
 
     cancel_requested = False  # (a cancellation kills the worker: nothing to notice here)
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
         self._conn = conn
+        self._lock = lock
+        self._open = True
+
+    def close(self) -> None:
+        """The call ended: report nothing more (call with the worker's send lock held)."""
+        self._open = False
 
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
-        _send(self._conn, ("progress", percent, message, details))
+        self._send(("progress", percent, message, details))
 
     def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
-        _send(self._conn, ("checkpoint", name, data))
+        self._send(("checkpoint", name, data))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        data = pickled_message(message)
+        with self._lock:
+            if self._open:
+                self._conn.send_bytes(data)
 
     # (a worker never calls these: the caller's side decides when a call starts and ends)
     def started(self) -> bool:
@@ -97,11 +114,6 @@ def describe_for_pickle(value: Any) -> str:
     except Exception:
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _send(conn: Connection, message: tuple[Any, ...]) -> None:
-    """Send ``message`` (see :func:`pickled_message`)."""
-    conn.send_bytes(pickled_message(message))
 
 
 def pickled_message(message: tuple[Any, ...]) -> bytes:
@@ -225,7 +237,8 @@ class _Worker:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.events = _ChildEvents(conn)
+        self.send_lock = threading.Lock()
+        self.events = _ChildEvents(conn, self.send_lock)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peak = _PeakMemory()
 
@@ -237,6 +250,7 @@ class _Worker:
         cpu_limit = None
         if call.cpu_seconds is not None and resource is not None:
             cpu_limit = max(math.ceil(_cpu_used() + call.cpu_seconds), 1)
+        self.events = _ChildEvents(self.conn, self.send_lock)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         with (
@@ -261,6 +275,12 @@ class _Worker:
             outcome.error_type = "memory_limit"
             retire = True
         return outcome, retire
+
+    def send_outcome(self, message: bytes) -> None:
+        """Send a call's ``done`` message, its events closed first (see :class:`_ChildEvents`)."""
+        with self.send_lock:
+            self.events.close()
+            self.conn.send_bytes(message)
 
     def _call(self, call: ToolCall) -> RawOutcome:
         if not is_async_tool(call.tool):
@@ -384,12 +404,12 @@ def _serve(
         try:
             call = pickle.loads(data)
         except Exception as exc:  # e.g. the tool's class cannot be imported here
-            conn.send_bytes(_result_message(_not_loadable(exc), False, "?"))
+            worker.send_outcome(_result_message(_not_loadable(exc), False, "?"))
             continue
         if call is None:
             return
         outcome, retire = worker.run(call)
-        conn.send_bytes(_result_message(outcome, retire, call.tool_name))
+        worker.send_outcome(_result_message(outcome, retire, call.tool_name))
         if retire:
             return
 
