@@ -327,6 +327,22 @@ def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_memory_limit_past_what_the_platform_can_set_is_no_limit(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A memory limit of more bytes than a resource limit holds lets the tool run."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=2**44))
+    assert run_pid(executor, task, context) > 0
+
+
+def test_a_cpu_budget_past_what_the_platform_can_set_is_no_budget(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A CPU budget of more seconds than a CPU timer holds lets the tool run."""
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=1e20))
+    assert run_pid(executor, task, context) > 0
+
+
 def test_cpu_time_and_peak_memory_are_measured_per_task(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -54,6 +54,14 @@ except ImportError:  # pragma: no cover (Windows)
 
 _MB = 1024 * 1024
 
+#: The largest resource limit the platform takes (``setrlimit`` takes a C ``long long``): a
+#: memory limit past it limits nothing and is not set.
+_LARGEST_LIMIT = 2**63 - 1
+
+#: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
+#: on every platform): a budget past it is no budget.
+_LONGEST_CPU_BUDGET = float(2**31 - 1)
+
 
 class MemoryLimitExceeded(MemoryError):
     """A tool allocated past the task's ``memory_limit_mb`` (raised in place of the tool's
@@ -247,15 +255,20 @@ class _Worker:
         memory_limit = None
         if call.memory_limit_mb is not None and resource is not None and sys.platform == "linux":
             memory_limit = _data_size() + call.memory_limit_mb * _MB
+            if memory_limit > _LARGEST_LIMIT:  # more than a limit holds: no limit
+                memory_limit = None
+        cpu_seconds = call.cpu_seconds
+        if cpu_seconds is not None and cpu_seconds > _LONGEST_CPU_BUDGET:  # (no budget)
+            cpu_seconds = None
         cpu_limit = None
-        if call.cpu_seconds is not None and resource is not None:
-            cpu_limit = max(math.ceil(_cpu_used() + call.cpu_seconds), 1)
+        if cpu_seconds is not None and resource is not None:
+            cpu_limit = max(math.ceil(_cpu_used() + cpu_seconds), 1)
         self.events = _ChildEvents(self.conn, self.send_lock)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         with (
             _trace_context(call.trace_carrier()),
-            _cpu_timer(call.cpu_seconds),
+            _cpu_timer(cpu_seconds),
             _soft_limit(_RLIMIT_CPU, cpu_limit),
             _soft_limit(_RLIMIT_DATA, memory_limit),
         ):
