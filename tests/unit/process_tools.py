@@ -275,6 +275,12 @@ class _FileExporter(SpanExporter):
         pass
 
 
+def fail_while_file_exists(path: str) -> None:
+    """A worker initializer that raises while the file ``path`` exists."""
+    if os.path.exists(path):
+        raise RuntimeError(f"initializer refused: {os.path.basename(path)} exists")
+
+
 def set_up_tracing(path: str) -> None:
     """A worker initializer: an SDK tracer provider that writes spans to ``path``."""
     provider = TracerProvider()

@@ -587,6 +587,38 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     assert gone(hung["grandchild"])
 
 
+def test_a_failing_initializer_fails_each_task_clearly_without_restarting_workers(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A worker whose initializer raised stays up and fails each call, naming the error."""
+    broken = os.path.join(box, "broken")
+    Path(broken).touch()
+    options = {"initializer": process_tools.fail_while_file_exists, "initargs": (broken,)}
+    executor = make(runner_options=options)
+    first = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert first.metadata["error_type"] == "initializer_failed"
+    assert "initializer" in (first.error or "")
+    assert "RuntimeError: initializer refused: broken exists" in (first.error or "")
+    worker = first.metadata.get("worker")
+    second = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert second.metadata["error_type"] == "initializer_failed"
+    assert second.metadata.get("worker") == worker  # the same worker: none was restarted
+
+
+def test_a_worker_whose_initializer_failed_serves_once_it_succeeds(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """The initializer is tried again before each call until it succeeds."""
+    broken = os.path.join(box, "broken")
+    Path(broken).touch()
+    options = {"initializer": process_tools.fail_while_file_exists, "initargs": (broken,)}
+    executor = make(runner_options=options)
+    failed = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert failed.metadata["error_type"] == "initializer_failed"
+    os.remove(broken)
+    assert run_pid(executor, task, context) > 0
+
+
 def test_a_simple_tool_from_a_module_level_function_runs_in_a_worker(
     make: Callable[..., Executor], tools: ToolRegistry, task: Callable[..., Task], context: Context
 ) -> None:

@@ -39,6 +39,7 @@ from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 
 __all__ = [
+    "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
     "ToolNotPicklable",
@@ -243,15 +244,41 @@ class _Worker:
     """The serving loop's state: the connection, the event loop for async tools, and how
     peak memory is measured here."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
         self.conn = conn
+        self.initializer = initializer
+        self.initargs = initargs
+        self.initialized = initializer is None
+        self.initializer_error: BaseException | None = None
         self.send_lock = threading.Lock()
         self.events = _ChildEvents(conn, self.send_lock)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peak = _PeakMemory()
 
+    def initialize(self) -> bool:
+        """Run the runner's initializer unless it succeeded already; ``False`` when it raised
+        (the worker stays up, and tries again before its next call)."""
+        if self.initialized:
+            return True
+        assert self.initializer is not None
+        try:
+            self.initializer(*self.initargs)
+        except BaseException as exc:  # (``SystemExit`` too: the worker must not end)
+            self.initializer_error = exc
+            return False
+        self.initialized = True
+        self.initializer_error = None
+        return True
+
     def run(self, call: ToolCall) -> tuple[RawOutcome, bool]:
         """Run one call under its limits; return its outcome and whether to retire."""
+        if not self.initialize():
+            return _initializer_failed(call.tool_name, self.initializer_error), False
         memory_limit = None
         if call.memory_limit_mb is not None and resource is not None and sys.platform == "linux":
             memory_limit = _data_size() + call.memory_limit_mb * _MB
@@ -406,9 +433,8 @@ def _serve(
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_CORE)
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
-    if initializer is not None:
-        initializer(*initargs)
-    worker = _Worker(conn)
+    worker = _Worker(conn, initializer, initargs)
+    worker.initialize()
     while True:
         try:
             data = conn.recv_bytes()
@@ -425,6 +451,29 @@ def _serve(
         worker.send_outcome(_result_message(outcome, retire, call.tool_name))
         if retire:
             return
+
+
+class InitializerFailed(Exception):
+    """The process runner's ``initializer`` raised in the worker process, so the tool was not
+    run."""
+
+
+def _initializer_failed(tool_name: str, exc: BaseException | None) -> RawOutcome:
+    try:
+        text = str(exc)
+    except Exception:
+        text = "?"
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return RawOutcome(
+        None,
+        InitializerFailed(
+            f"Tool '{tool_name}' was not run: the process runner's initializer raised in its "
+            f"worker process ({type(exc).__name__}: {text}). It is tried "
+            "again before the worker's next call; fix what it needs, or the initializer"
+        ),
+        worker=f"pid {os.getpid()}",
+        error_type="initializer_failed",
+    )
 
 
 class ToolNotLoadable(Exception):
