@@ -135,6 +135,7 @@ def test_the_process_runner_is_a_runner() -> None:
         ({"start_method": "fork"}, ValueError),
         ({"start_method": "teleport"}, ValueError),
         ({"initializer": 42}, TypeError),
+        ({"initializer": lambda: None}, TypeError),
     ],
 )
 def test_bad_options_are_refused_at_construction(options: dict[str, Any], error: type) -> None:
@@ -617,6 +618,18 @@ def test_a_worker_whose_initializer_failed_serves_once_it_succeeds(
     assert failed.metadata["error_type"] == "initializer_failed"
     os.remove(broken)
     assert run_pid(executor, task, context) > 0
+
+
+def test_initargs_that_cannot_be_sent_to_a_worker_are_named_in_the_refusal(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker that cannot start because its initargs do not pickle says so."""
+    options = {"initializer": process_tools.set_up_tracing, "initargs": (threading.Lock(),)}
+    executor = make(runner_options=options)
+    result = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "no_process"
+    assert "cannot pickle '_thread.lock' object" in (result.error or "")
+    assert "initializer" in (result.error or "")
 
 
 def test_a_simple_tool_from_a_module_level_function_runs_in_a_worker(

@@ -55,7 +55,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.process_worker import serve
+from laios.execution._runners.process_worker import describe_for_pickle, serve
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
 
@@ -234,6 +234,7 @@ class _Pool:
         self.terminated = False  # every worker was killed (running calls end "terminated")
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
+        self.start_error: Exception | None = None  # why the last worker could not start
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -270,11 +271,12 @@ class _Pool:
                 name="laios-process-worker",
             )
             process.start()
-        except Exception:
+        except Exception as exc:
             _log.exception("could not start a worker process")
             parent_end.close()
             with self.lock:
                 self.starting -= 1
+                self.start_error = exc
             return None
         finally:
             child_end.close()
@@ -314,8 +316,9 @@ class _Pool:
             self.queue.clear()
             for call in refused:
                 call.state = "abandoned"
+            refusal = _no_process(self.start_error)
         for call in refused:
-            call.events.refused(_NO_PROCESS)
+            call.events.refused(refusal)
 
     def wake(self) -> None:
         """Make the reader look at the workers again."""
@@ -606,7 +609,7 @@ class ProcessRunner:
     Raises:
         ValueError: When ``max_workers`` is not a positive whole number or ``start_method``
             is unknown or ``"fork"``.
-        TypeError: When ``initializer`` is not callable.
+        TypeError: When ``initializer`` is not callable or cannot be pickled.
     """
 
     name = "process"
@@ -639,6 +642,14 @@ class ProcessRunner:
             )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
+        if initializer is not None:
+            try:
+                pickle.dumps(initializer, pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise TypeError(
+                    "initializer must be picklable (a module-level function), got "
+                    f"{describe_for_pickle(initializer)} ({type(exc).__name__}: {exc})"
+                ) from exc
         context = multiprocessing.get_context(method)
         if method == "forkserver":
             modules = ["laios.execution._runners.process_worker", *preload]
@@ -717,8 +728,18 @@ class ProcessRunner:
         return f"ProcessRunner(max_workers={self.max_workers}, start_method={self.start_method!r})"
 
 
-_NO_PROCESS = Refusal(
-    "no_process",
-    "Executor could not start a worker process (the system refused); the task was not "
-    "started. Check the process limit and memory, or lower max_workers",
-)
+def _no_process(exc: Exception | None) -> Refusal:
+    """The refusal of calls no worker process could be started for, saying why."""
+    why = "" if exc is None else f"{type(exc).__name__}: {str(exc)[:200]}"
+    if exc is None or isinstance(exc, OSError):
+        return Refusal(
+            "no_process",
+            f"Executor could not start a worker process (the system refused{': ' if why else ''}"
+            f"{why}); the task was not started. Check the process limit and memory, or lower "
+            "max_workers",
+        )
+    return Refusal(
+        "no_process",
+        f"Executor could not start a worker process ({why}); the task was not started. What "
+        "is sent to each worker, the runner's initializer and initargs, must be picklable",
+    )
