@@ -217,6 +217,20 @@ class ReleaseLateProgress(BaseTool):
         return os.getpid()
 
 
+class Forks(BaseTool):
+    name = "forks"
+    description = (
+        "Forks; the child returns from the tool at once, the worker once the child has ended."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        child = os.fork()
+        if child == 0:
+            return "from the forked child"
+        os.waitpid(child, 0)
+        return "from the worker"
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -301,6 +315,7 @@ TOOLS = (
     LeavesAThread,
     ProgressLater,
     ReleaseLateProgress,
+    Forks,
     Fails,
     TraceSeen,
     Sleep,

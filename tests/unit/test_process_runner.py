@@ -250,6 +250,19 @@ def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_process_a_tool_forks_never_answers_for_its_worker(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A forked copy of the worker that returns from the tool ends without sending anything."""
+    executor = make()
+    result = executor.execute_task(task("forks"), context, timeout=WAIT)
+    assert result.output == "from the worker"
+    worker = result.metadata["worker"]
+    again = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert again.metadata["worker"] == worker
+    assert f"pid {again.output}" == worker
+
+
 def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

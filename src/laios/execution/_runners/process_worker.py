@@ -88,6 +88,7 @@ class _ChildEvents:
         self._conn = conn
         self._lock = lock
         self._open = True
+        self._pid = os.getpid()
 
     def close(self) -> None:
         """The call ended: report nothing more (call with the worker's send lock held)."""
@@ -100,6 +101,8 @@ class _ChildEvents:
         self._send(("checkpoint", name, data))
 
     def _send(self, message: tuple[Any, ...]) -> None:
+        if os.getpid() != self._pid:  # a process the tool forked: not the worker's to say
+            return
         data = pickled_message(message)
         with self._lock:
             if self._open:
@@ -251,6 +254,7 @@ class _Worker:
         initargs: tuple[Any, ...] = (),
     ) -> None:
         self.conn = conn
+        self.pid = os.getpid()
         self.initializer = initializer
         self.initargs = initargs
         self.initialized = initializer is None
@@ -300,6 +304,8 @@ class _Worker:
             _soft_limit(_RLIMIT_DATA, memory_limit),
         ):
             outcome = self._call(call)
+            if os.getpid() != self.pid:  # a process the tool forked returned from it: it
+                os._exit(0)  # ends here, never answering (or serving) in the worker's place
         outcome.cpu_seconds = time.process_time() - cpu_start
         if measure_peak:
             with contextlib.suppress(OSError):
