@@ -136,6 +136,8 @@ def test_the_process_runner_is_a_runner() -> None:
         ({"start_method": "teleport"}, ValueError),
         ({"initializer": 42}, TypeError),
         ({"initializer": lambda: None}, TypeError),
+        ({"preload": "myapp.tools"}, TypeError),
+        ({"initializer": print, "initargs": "spans.jsonl"}, TypeError),
     ],
 )
 def test_bad_options_are_refused_at_construction(options: dict[str, Any], error: type) -> None:

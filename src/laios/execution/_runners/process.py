@@ -609,7 +609,8 @@ class ProcessRunner:
     Raises:
         ValueError: When ``max_workers`` is not a positive whole number or ``start_method``
             is unknown or ``"fork"``.
-        TypeError: When ``initializer`` is not callable or cannot be pickled.
+        TypeError: When ``initializer`` is not callable or cannot be pickled, or ``preload``
+            or ``initargs`` is a string (not a sequence of them).
     """
 
     name = "process"
@@ -640,6 +641,12 @@ class ProcessRunner:
                 f"start_method must be one of {sorted(multiprocessing.get_all_start_methods())} "
                 f"(not 'fork'), got {method!r}"
             )
+        for name, value in (("preload", preload), ("initargs", initargs)):
+            if isinstance(value, (str, bytes)):
+                raise TypeError(
+                    f"{name} must be a sequence (a list or tuple), not a single string: "
+                    f"got {value[:64]!r}"
+                )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
         if initializer is not None:
