@@ -155,7 +155,7 @@ class RaisesUnpicklable(BaseTool):
         raise Unpicklable(503, "unavailable")
 
 
-class _ExitsWhenLoaded:
+class ExitsWhenLoaded:
     """A value that pickles, and whose unpickling raises ``SystemExit``."""
 
     def __reduce__(self) -> Any:
@@ -167,7 +167,7 @@ class ReturnsExitWhenLoaded(BaseTool):
     description = "Returns a value whose unpickling raises SystemExit (a BaseException)."
 
     def _execute(self, **kwargs: Any) -> Any:
-        return _ExitsWhenLoaded()
+        return ExitsWhenLoaded()
 
 
 class LeavesAThread(BaseTool):

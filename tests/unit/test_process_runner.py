@@ -301,6 +301,20 @@ def test_a_result_whose_unpickling_raises_a_base_exception_fails_only_its_task(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_parameter_whose_unpickling_raises_a_base_exception_fails_only_its_task(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A parameter whose unpickling raises ``SystemExit`` in the worker is not_picklable."""
+    executor = make()
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("pid", value=process_tools.ExitsWhenLoaded()), context, timeout=WAIT
+    )
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "SystemExit" in (result.error or "")
+    assert run_pid(executor, task, context) == before  # the worker serves on
+
+
 def test_an_exception_comes_back_with_its_class_and_message(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -448,7 +448,7 @@ def _serve(
             return  # the caller's side is gone
         try:
             call = pickle.loads(data)
-        except Exception as exc:  # e.g. the tool's class cannot be imported here
+        except BaseException as exc:  # e.g. the tool's class cannot be imported here
             worker.send_outcome(_result_message(_not_loadable(exc), False, "?"))
             continue
         if call is None:
@@ -492,7 +492,8 @@ def _not_loadable(exc: BaseException) -> RawOutcome:
         None,
         ToolNotLoadable(
             f"The worker process could not load the call ({type(exc).__name__}: {exc}). A tool "
-            "run in a process must be importable there: define its class at module level in "
+            "run in a process, and its parameters' classes, must be importable and load there: "
+            "define them at module level in "
             "an importable module (not in __main__ of an interactive session, not inside a "
             "function)"
         ),
