@@ -231,6 +231,16 @@ class Forks(BaseTool):
         return "from the worker"
 
 
+class ProgressThatDoesNotLoad(BaseTool):
+    name = "progress_that_does_not_load"
+    description = "Reports progress whose details pickle but cannot be unpickled, then returns."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().progress(50.0, "half", error=Unpicklable(503, "unavailable"))
+        time.sleep(kwargs.get("seconds", 0.0))
+        return "returned"
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -316,6 +326,7 @@ TOOLS = (
     ProgressLater,
     ReleaseLateProgress,
     Forks,
+    ProgressThatDoesNotLoad,
     Fails,
     TraceSeen,
     Sleep,

@@ -436,6 +436,21 @@ def test_progress_a_call_reports_after_it_ended_never_reaches_the_next_call(
     assert [kind for kind, _ in events] == ["started", "completed"]
 
 
+def test_progress_that_cannot_be_unpickled_is_dropped_and_the_call_goes_on(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A progress report the caller cannot unpickle is dropped; it never ends the call."""
+    executor = make()
+    result = executor.execute_task(
+        task("progress_that_does_not_load", seconds=0.3), context, timeout=WAIT
+    )
+    assert result.success, result.error
+    assert result.output == "returned"
+    after = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert after.success, after.error
+    assert isinstance(after.output, int)
+
+
 def test_an_async_tool_runs_in_the_worker_without_blocking_the_loop(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -55,7 +55,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.process_worker import describe_for_pickle, serve
+from laios.execution._runners.process_worker import DONE, describe_for_pickle, serve
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
 
@@ -433,8 +433,17 @@ class _Pool:
 
     def deliver(self, worker: _Worker, data: bytes) -> None:
         try:
-            message = pickle.loads(data)
+            message = pickle.loads(memoryview(data)[1:])
         except BaseException as exc:  # (``SystemExit`` too: the reader must go on)
+            if data[:1] != DONE:  # a progress report or checkpoint: dropped, the call goes on
+                call = worker.call
+                _log.warning(
+                    "a progress report or checkpoint of tool %r could not be loaded from its "
+                    "worker process (%s); it was dropped",
+                    call.tool_name[:128] if call is not None else "?",
+                    type(exc).__name__,
+                )
+                return
             message = ("done", _unloadable(worker, exc), False)
         kind = message[0]
         with self.lock:

@@ -8,7 +8,9 @@ group (so that killing the group also kills any process a tool started), runs th
 * parent to child: a pickled :class:`~laios.execution._runners.base.ToolCall` (without its
   ``contextvars`` context), or ``None`` to stop;
 * child to parent, in order: ``("progress", percent, message, details)`` and
-  ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``.
+  ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``; each
+  pickled after a byte saying which it is (:data:`EVENT` or :data:`DONE`), so that the caller
+  knows what a message it cannot unpickle was.
 
 Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory; for the CPU
 budget a ``ITIMER_PROF`` timer whose signal ends the process, with ``RLIMIT_CPU`` as a backstop;
@@ -39,6 +41,8 @@ from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 
 __all__ = [
+    "DONE",
+    "EVENT",
     "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
@@ -54,6 +58,10 @@ except ImportError:  # pragma: no cover (Windows)
     resource = None  # type: ignore[assignment]
 
 _MB = 1024 * 1024
+
+#: The first byte of a message from a worker: a progress report or checkpoint, or an outcome.
+EVENT = b"e"
+DONE = b"d"
 
 #: The largest resource limit the platform takes (``setrlimit`` takes a C ``long long``): a
 #: memory limit past it limits nothing and is not set.
@@ -106,7 +114,7 @@ class _ChildEvents:
         data = pickled_message(message)
         with self._lock:
             if self._open:
-                self._conn.send_bytes(data)
+                self._conn.send_bytes(EVENT + data)
 
     # (a worker never calls these: the caller's side decides when a call starts and ends)
     def started(self) -> bool:
@@ -326,7 +334,7 @@ class _Worker:
         """Send a call's ``done`` message, its events closed first (see :class:`_ChildEvents`)."""
         with self.send_lock:
             self.events.close()
-            self.conn.send_bytes(message)
+            self.conn.send_bytes(DONE + message)
 
     def _call(self, call: ToolCall) -> RawOutcome:
         if not is_async_tool(call.tool):
