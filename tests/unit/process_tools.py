@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,6 +155,92 @@ class RaisesUnpicklable(BaseTool):
         raise Unpicklable(503, "unavailable")
 
 
+class ExitsWhenLoaded:
+    """A value that pickles, and whose unpickling raises ``SystemExit``."""
+
+    def __reduce__(self) -> Any:
+        return (sys.exit, (3,))
+
+
+class ReturnsExitWhenLoaded(BaseTool):
+    name = "returns_exit_when_loaded"
+    description = "Returns a value whose unpickling raises SystemExit (a BaseException)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return ExitsWhenLoaded()
+
+
+class LeavesAThread(BaseTool):
+    name = "leaves_a_thread"
+    description = (
+        "Starts a non-daemon thread that sleeps HANG_SECONDS, then returns its pid (or, given "
+        "``mb``, allocates that many MB first)."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        threading.Thread(target=time.sleep, args=(HANG_SECONDS,), daemon=False).start()
+        if "mb" in kwargs:
+            return len(bytearray(kwargs["mb"] * 1024 * 1024))
+        return os.getpid()
+
+
+#: Released by ``ReleaseLateProgress`` (in the same worker process as ``ProgressLater``).
+_RELEASE = threading.Event()
+_LATE: list[threading.Thread] = []
+
+
+class ProgressLater(BaseTool):
+    name = "progress_later"
+    description = "Returns, leaving a thread that reports progress once released."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+
+        def later() -> None:
+            _RELEASE.wait(HANG_SECONDS)
+            task.progress(50.0, "late progress of an ended call")
+
+        thread = threading.Thread(target=later, daemon=True)
+        thread.start()
+        _LATE.append(thread)
+        return os.getpid()
+
+
+class ReleaseLateProgress(BaseTool):
+    name = "release_late_progress"
+    description = "Releases ProgressLater's thread and waits until it has reported."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        _RELEASE.set()
+        for thread in _LATE:
+            thread.join(HANG_SECONDS)
+        return os.getpid()
+
+
+class Forks(BaseTool):
+    name = "forks"
+    description = (
+        "Forks; the child returns from the tool at once, the worker once the child has ended."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        child = os.fork()
+        if child == 0:
+            return "from the forked child"
+        os.waitpid(child, 0)
+        return "from the worker"
+
+
+class ProgressThatDoesNotLoad(BaseTool):
+    name = "progress_that_does_not_load"
+    description = "Reports progress whose details pickle but cannot be unpickled, then returns."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().progress(50.0, "half", error=Unpicklable(503, "unavailable"))
+        time.sleep(kwargs.get("seconds", 0.0))
+        return "returned"
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -211,6 +299,12 @@ class _FileExporter(SpanExporter):
         pass
 
 
+def fail_while_file_exists(path: str) -> None:
+    """A worker initializer that raises while the file ``path`` exists."""
+    if os.path.exists(path):
+        raise RuntimeError(f"initializer refused: {os.path.basename(path)} exists")
+
+
 def set_up_tracing(path: str) -> None:
     """A worker initializer: an SDK tracer provider that writes spans to ``path``."""
     provider = TracerProvider()
@@ -227,6 +321,12 @@ TOOLS = (
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,
+    ReturnsExitWhenLoaded,
+    LeavesAThread,
+    ProgressLater,
+    ReleaseLateProgress,
+    Forks,
+    ProgressThatDoesNotLoad,
     Fails,
     TraceSeen,
     Sleep,

@@ -135,6 +135,9 @@ def test_the_process_runner_is_a_runner() -> None:
         ({"start_method": "fork"}, ValueError),
         ({"start_method": "teleport"}, ValueError),
         ({"initializer": 42}, TypeError),
+        ({"initializer": lambda: None}, TypeError),
+        ({"preload": "myapp.tools"}, TypeError),
+        ({"initializer": print, "initargs": "spans.jsonl"}, TypeError),
     ],
 )
 def test_bad_options_are_refused_at_construction(options: dict[str, Any], error: type) -> None:
@@ -249,6 +252,19 @@ def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_process_a_tool_forks_never_answers_for_its_worker(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A forked copy of the worker that returns from the tool ends without sending anything."""
+    executor = make()
+    result = executor.execute_task(task("forks"), context, timeout=WAIT)
+    assert result.output == "from the worker"
+    worker = result.metadata["worker"]
+    again = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert again.metadata["worker"] == worker
+    assert f"pid {again.output}" == worker
+
+
 def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -272,6 +288,31 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     assert result.metadata["error_type"] == "not_picklable"
     assert "Unpicklable" in (result.error or "")
     assert run_pid(executor, task, context) > 0
+
+
+def test_a_result_whose_unpickling_raises_a_base_exception_fails_only_its_task(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A value whose unpickling raises ``SystemExit`` fails its task; the reader goes on."""
+    executor = make()
+    result = executor.execute_task(task("returns_exit_when_loaded"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "SystemExit" in (result.error or "")
+    assert run_pid(executor, task, context) > 0
+
+
+def test_a_parameter_whose_unpickling_raises_a_base_exception_fails_only_its_task(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A parameter whose unpickling raises ``SystemExit`` in the worker is not_picklable."""
+    executor = make()
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("pid", value=process_tools.ExitsWhenLoaded()), context, timeout=WAIT
+    )
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "SystemExit" in (result.error or "")
+    assert run_pid(executor, task, context) == before  # the worker serves on
 
 
 def test_an_exception_comes_back_with_its_class_and_message(
@@ -313,6 +354,22 @@ def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     assert result.metadata["error_type"] == "cpu_limit"
     assert "CPU budget" in (result.error or "")
     assert elapsed < 8.0  # stopped by the budget (about 1 s), not by the timeout
+    assert run_pid(executor, task, context) > 0
+
+
+def test_a_memory_limit_past_what_the_platform_can_set_is_no_limit(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A memory limit of more bytes than a resource limit holds lets the tool run."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=2**44))
+    assert run_pid(executor, task, context) > 0
+
+
+def test_a_cpu_budget_past_what_the_platform_can_set_is_no_budget(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A CPU budget of more seconds than a CPU timer holds lets the tool run."""
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=1e20))
     assert run_pid(executor, task, context) > 0
 
 
@@ -358,6 +415,40 @@ def test_progress_from_the_child_arrives_in_order(
     assert metrics is not None
     names = [point["name"] for point in metrics.checkpoints]
     assert names == ["started", *(f"checkpoint {n}" for n in range(0, 100, 10)), "finished"]
+
+
+def test_progress_a_call_reports_after_it_ended_never_reaches_the_next_call(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Progress from a thread of an ended call is dropped, not given to the worker's next call."""
+    executor = make()
+    first = executor.execute_task(task("progress_later"), context, timeout=WAIT)
+    assert first.success, first.error
+    events: list[tuple[str, Any]] = []
+    second = executor.execute_task(
+        task("release_late_progress"),
+        context,
+        timeout=WAIT,
+        on_progress=lambda kind, data: events.append((kind, data)),
+    )
+    assert second.success, second.error
+    assert second.output == first.output  # the same worker ran both
+    assert [kind for kind, _ in events] == ["started", "completed"]
+
+
+def test_progress_that_cannot_be_unpickled_is_dropped_and_the_call_goes_on(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A progress report the caller cannot unpickle is dropped; it never ends the call."""
+    executor = make()
+    result = executor.execute_task(
+        task("progress_that_does_not_load", seconds=0.3), context, timeout=WAIT
+    )
+    assert result.success, result.error
+    assert result.output == "returned"
+    after = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert after.success, after.error
+    assert isinstance(after.output, int)
 
 
 def test_an_async_tool_runs_in_the_worker_without_blocking_the_loop(
@@ -451,6 +542,30 @@ def test_shutdown_with_wait_lets_running_work_finish_then_stops_workers(
     assert refused.metadata["error_type"] == "shutdown"
 
 
+def test_a_thread_a_tool_left_running_does_not_hold_shutdown(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A non-daemon thread a tool leaves behind ends with its worker at shutdown."""
+    executor = make()
+    result = executor.execute_task(task("leaves_a_thread"), context, timeout=WAIT)
+    assert result.success, result.error
+    stopper = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    stopper.start()
+    stopper.join(WAIT)
+    assert not stopper.is_alive(), "shutdown(wait=True) waited for the tool's thread"
+    assert gone(result.output)
+
+
+def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker retired at its memory limit exits, though its tool left a thread running."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    result = executor.execute_task(task("leaves_a_thread", mb=500), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "memory_limit"
+    assert run_pid(executor, task, context) > 0
+
+
 def test_the_interpreter_exits_promptly_with_a_tool_still_running(tmp_path: Path) -> None:
     script = tmp_path / "main.py"
     note = tmp_path / "hang"
@@ -515,6 +630,50 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     assert "terminated" in (results[0].error or "")
     assert gone(hung["pid"])
     assert gone(hung["grandchild"])
+
+
+def test_a_failing_initializer_fails_each_task_clearly_without_restarting_workers(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A worker whose initializer raised stays up and fails each call, naming the error."""
+    broken = os.path.join(box, "broken")
+    Path(broken).touch()
+    options = {"initializer": process_tools.fail_while_file_exists, "initargs": (broken,)}
+    executor = make(runner_options=options)
+    first = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert first.metadata["error_type"] == "initializer_failed"
+    assert "initializer" in (first.error or "")
+    assert "RuntimeError: initializer refused: broken exists" in (first.error or "")
+    worker = first.metadata.get("worker")
+    second = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert second.metadata["error_type"] == "initializer_failed"
+    assert second.metadata.get("worker") == worker  # the same worker: none was restarted
+
+
+def test_a_worker_whose_initializer_failed_serves_once_it_succeeds(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """The initializer is tried again before each call until it succeeds."""
+    broken = os.path.join(box, "broken")
+    Path(broken).touch()
+    options = {"initializer": process_tools.fail_while_file_exists, "initargs": (broken,)}
+    executor = make(runner_options=options)
+    failed = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert failed.metadata["error_type"] == "initializer_failed"
+    os.remove(broken)
+    assert run_pid(executor, task, context) > 0
+
+
+def test_initargs_that_cannot_be_sent_to_a_worker_are_named_in_the_refusal(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker that cannot start because its initargs do not pickle says so."""
+    options = {"initializer": process_tools.set_up_tracing, "initargs": (threading.Lock(),)}
+    executor = make(runner_options=options)
+    result = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "no_process"
+    assert "cannot pickle '_thread.lock' object" in (result.error or "")
+    assert "initializer" in (result.error or "")
 
 
 def test_a_simple_tool_from_a_module_level_function_runs_in_a_worker(

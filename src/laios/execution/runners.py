@@ -46,6 +46,7 @@ from laios.execution._runners.process import (
     WorkerCrashed,
 )
 from laios.execution._runners.process_worker import (
+    InitializerFailed,
     MemoryLimitExceeded,
     ToolNotLoadable,
     ToolNotPicklable,
@@ -59,6 +60,7 @@ __all__ = [
     "CpuLimitExceeded",
     "DaskRunner",
     "Handle",
+    "InitializerFailed",
     "InlineRunner",
     "LoopRunner",
     "LoopThread",

@@ -55,7 +55,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.process_worker import serve
+from laios.execution._runners.process_worker import DONE, describe_for_pickle, serve
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
 
@@ -234,6 +234,7 @@ class _Pool:
         self.terminated = False  # every worker was killed (running calls end "terminated")
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
+        self.start_error: Exception | None = None  # why the last worker could not start
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -270,11 +271,12 @@ class _Pool:
                 name="laios-process-worker",
             )
             process.start()
-        except Exception:
+        except Exception as exc:
             _log.exception("could not start a worker process")
             parent_end.close()
             with self.lock:
                 self.starting -= 1
+                self.start_error = exc
             return None
         finally:
             child_end.close()
@@ -314,8 +316,9 @@ class _Pool:
             self.queue.clear()
             for call in refused:
                 call.state = "abandoned"
+            refusal = _no_process(self.start_error)
         for call in refused:
-            call.events.refused(_NO_PROCESS)
+            call.events.refused(refusal)
 
     def wake(self) -> None:
         """Make the reader look at the workers again."""
@@ -430,8 +433,17 @@ class _Pool:
 
     def deliver(self, worker: _Worker, data: bytes) -> None:
         try:
-            message = pickle.loads(data)
-        except Exception as exc:
+            message = pickle.loads(memoryview(data)[1:])
+        except BaseException as exc:  # (``SystemExit`` too: the reader must go on)
+            if data[:1] != DONE:  # a progress report or checkpoint: dropped, the call goes on
+                call = worker.call
+                _log.warning(
+                    "a progress report or checkpoint of tool %r could not be loaded from its "
+                    "worker process (%s); it was dropped",
+                    call.tool_name[:128] if call is not None else "?",
+                    type(exc).__name__,
+                )
+                return
             message = ("done", _unloadable(worker, exc), False)
         kind = message[0]
         with self.lock:
@@ -606,7 +618,8 @@ class ProcessRunner:
     Raises:
         ValueError: When ``max_workers`` is not a positive whole number or ``start_method``
             is unknown or ``"fork"``.
-        TypeError: When ``initializer`` is not callable.
+        TypeError: When ``initializer`` is not callable or cannot be pickled, or ``preload``
+            or ``initargs`` is a string (not a sequence of them).
     """
 
     name = "process"
@@ -637,8 +650,22 @@ class ProcessRunner:
                 f"start_method must be one of {sorted(multiprocessing.get_all_start_methods())} "
                 f"(not 'fork'), got {method!r}"
             )
+        for name, value in (("preload", preload), ("initargs", initargs)):
+            if isinstance(value, (str, bytes)):
+                raise TypeError(
+                    f"{name} must be a sequence (a list or tuple), not a single string: "
+                    f"got {value[:64]!r}"
+                )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
+        if initializer is not None:
+            try:
+                pickle.dumps(initializer, pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise TypeError(
+                    "initializer must be picklable (a module-level function), got "
+                    f"{describe_for_pickle(initializer)} ({type(exc).__name__}: {exc})"
+                ) from exc
         context = multiprocessing.get_context(method)
         if method == "forkserver":
             modules = ["laios.execution._runners.process_worker", *preload]
@@ -717,8 +744,18 @@ class ProcessRunner:
         return f"ProcessRunner(max_workers={self.max_workers}, start_method={self.start_method!r})"
 
 
-_NO_PROCESS = Refusal(
-    "no_process",
-    "Executor could not start a worker process (the system refused); the task was not "
-    "started. Check the process limit and memory, or lower max_workers",
-)
+def _no_process(exc: Exception | None) -> Refusal:
+    """The refusal of calls no worker process could be started for, saying why."""
+    why = "" if exc is None else f"{type(exc).__name__}: {str(exc)[:200]}"
+    if exc is None or isinstance(exc, OSError):
+        return Refusal(
+            "no_process",
+            f"Executor could not start a worker process (the system refused{': ' if why else ''}"
+            f"{why}); the task was not started. Check the process limit and memory, or lower "
+            "max_workers",
+        )
+    return Refusal(
+        "no_process",
+        f"Executor could not start a worker process ({why}); the task was not started. What "
+        "is sent to each worker, the runner's initializer and initargs, must be picklable",
+    )

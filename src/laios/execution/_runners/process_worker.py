@@ -8,7 +8,9 @@ group (so that killing the group also kills any process a tool started), runs th
 * parent to child: a pickled :class:`~laios.execution._runners.base.ToolCall` (without its
   ``contextvars`` context), or ``None`` to stop;
 * child to parent, in order: ``("progress", percent, message, details)`` and
-  ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``.
+  ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``; each
+  pickled after a byte saying which it is (:data:`EVENT` or :data:`DONE`), so that the caller
+  knows what a message it cannot unpickle was.
 
 Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory; for the CPU
 budget a ``ITIMER_PROF`` timer whose signal ends the process, with ``RLIMIT_CPU`` as a backstop;
@@ -30,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -38,6 +41,9 @@ from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 
 __all__ = [
+    "DONE",
+    "EVENT",
+    "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
     "ToolNotPicklable",
@@ -53,6 +59,18 @@ except ImportError:  # pragma: no cover (Windows)
 
 _MB = 1024 * 1024
 
+#: The first byte of a message from a worker: a progress report or checkpoint, or an outcome.
+EVENT = b"e"
+DONE = b"d"
+
+#: The largest resource limit the platform takes (``setrlimit`` takes a C ``long long``): a
+#: memory limit past it limits nothing and is not set.
+_LARGEST_LIMIT = 2**63 - 1
+
+#: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
+#: on every platform): a budget past it is no budget.
+_LONGEST_CPU_BUDGET = float(2**31 - 1)
+
 
 class MemoryLimitExceeded(MemoryError):
     """A tool allocated past the task's ``memory_limit_mb`` (raised in place of the tool's
@@ -64,19 +82,39 @@ class ToolNotPicklable(Exception):
 
 
 class _ChildEvents:
-    """The tool's :class:`~laios.execution.task_context.TaskEvents` inside the worker: sends
-    progress and checkpoints to the caller, in order."""
+    """One call's :class:`~laios.execution.task_context.TaskEvents` inside the worker: sends
+    progress and checkpoints to the caller, in order, until the call ends.
+
+    Every message of the worker goes under one lock (a tool's threads may report at once),
+    and a call's events are closed under it before its outcome is sent: what a thread of the
+    tool reports later is dropped, never taken for the worker's next call.
+    """
 
     cancel_requested = False  # (a cancellation kills the worker: nothing to notice here)
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
         self._conn = conn
+        self._lock = lock
+        self._open = True
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        """The call ended: report nothing more (call with the worker's send lock held)."""
+        self._open = False
 
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
-        _send(self._conn, ("progress", percent, message, details))
+        self._send(("progress", percent, message, details))
 
     def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
-        _send(self._conn, ("checkpoint", name, data))
+        self._send(("checkpoint", name, data))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if os.getpid() != self._pid:  # a process the tool forked: not the worker's to say
+            return
+        data = pickled_message(message)
+        with self._lock:
+            if self._open:
+                self._conn.send_bytes(EVENT + data)
 
     # (a worker never calls these: the caller's side decides when a call starts and ends)
     def started(self) -> bool:
@@ -96,11 +134,6 @@ def describe_for_pickle(value: Any) -> str:
     except Exception:
         text = f"<{type(value).__name__}>"
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _send(conn: Connection, message: tuple[Any, ...]) -> None:
-    """Send ``message`` (see :func:`pickled_message`)."""
-    conn.send_bytes(pickled_message(message))
 
 
 def pickled_message(message: tuple[Any, ...]) -> bytes:
@@ -222,29 +255,65 @@ class _Worker:
     """The serving loop's state: the connection, the event loop for async tools, and how
     peak memory is measured here."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
         self.conn = conn
-        self.events = _ChildEvents(conn)
+        self.pid = os.getpid()
+        self.initializer = initializer
+        self.initargs = initargs
+        self.initialized = initializer is None
+        self.initializer_error: BaseException | None = None
+        self.send_lock = threading.Lock()
+        self.events = _ChildEvents(conn, self.send_lock)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peak = _PeakMemory()
 
+    def initialize(self) -> bool:
+        """Run the runner's initializer unless it succeeded already; ``False`` when it raised
+        (the worker stays up, and tries again before its next call)."""
+        if self.initialized:
+            return True
+        assert self.initializer is not None
+        try:
+            self.initializer(*self.initargs)
+        except BaseException as exc:  # (``SystemExit`` too: the worker must not end)
+            self.initializer_error = exc
+            return False
+        self.initialized = True
+        self.initializer_error = None
+        return True
+
     def run(self, call: ToolCall) -> tuple[RawOutcome, bool]:
         """Run one call under its limits; return its outcome and whether to retire."""
+        if not self.initialize():
+            return _initializer_failed(call.tool_name, self.initializer_error), False
         memory_limit = None
         if call.memory_limit_mb is not None and resource is not None and sys.platform == "linux":
             memory_limit = _data_size() + call.memory_limit_mb * _MB
+            if memory_limit > _LARGEST_LIMIT:  # more than a limit holds: no limit
+                memory_limit = None
+        cpu_seconds = call.cpu_seconds
+        if cpu_seconds is not None and cpu_seconds > _LONGEST_CPU_BUDGET:  # (no budget)
+            cpu_seconds = None
         cpu_limit = None
-        if call.cpu_seconds is not None and resource is not None:
-            cpu_limit = max(math.ceil(_cpu_used() + call.cpu_seconds), 1)
+        if cpu_seconds is not None and resource is not None:
+            cpu_limit = max(math.ceil(_cpu_used() + cpu_seconds), 1)
+        self.events = _ChildEvents(self.conn, self.send_lock)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         with (
             _trace_context(call.trace_carrier()),
-            _cpu_timer(call.cpu_seconds),
+            _cpu_timer(cpu_seconds),
             _soft_limit(_RLIMIT_CPU, cpu_limit),
             _soft_limit(_RLIMIT_DATA, memory_limit),
         ):
             outcome = self._call(call)
+            if os.getpid() != self.pid:  # a process the tool forked returned from it: it
+                os._exit(0)  # ends here, never answering (or serving) in the worker's place
         outcome.cpu_seconds = time.process_time() - cpu_start
         if measure_peak:
             with contextlib.suppress(OSError):
@@ -260,6 +329,12 @@ class _Worker:
             outcome.error_type = "memory_limit"
             retire = True
         return outcome, retire
+
+    def send_outcome(self, message: bytes) -> None:
+        """Send a call's ``done`` message, its events closed first (see :class:`_ChildEvents`)."""
+        with self.send_lock:
+            self.events.close()
+            self.conn.send_bytes(DONE + message)
 
     def _call(self, call: ToolCall) -> RawOutcome:
         if not is_async_tool(call.tool):
@@ -299,7 +374,7 @@ def _result_message(outcome: RawOutcome, retire: bool, tool_name: str) -> bytes:
         if outcome.error is not None:  # (an exception may pickle, and fail to unpickle)
             pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
+    except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
         what = "raised an exception" if outcome.error is not None else "returned a value"
         value = outcome.error if outcome.error is not None else outcome.value
         substitute = RawOutcome(
@@ -342,8 +417,28 @@ def serve(
     The process leads its own process group, so that a kill of the group also stops what the
     tool started, and kills that group when the process that started it ends (even by
     ``SIGKILL``, while a tool hangs here). Core dumps are turned off (a CPU budget ends the
-    process with a signal).
+    process with a signal). When it stops, the process ends at once (``os._exit``): a thread
+    a tool left running ends with it, and neither it nor a child process the tool started is
+    waited for.
     """
+    code = 0
+    try:
+        _serve(conn, initializer, initargs)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    os._exit(code)
+
+
+def _serve(
+    conn: Connection,
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+) -> None:
     if hasattr(os, "setsid"):
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
@@ -352,9 +447,8 @@ def serve(
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_CORE)
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
-    if initializer is not None:
-        initializer(*initargs)
-    worker = _Worker(conn)
+    worker = _Worker(conn, initializer, initargs)
+    worker.initialize()
     while True:
         try:
             data = conn.recv_bytes()
@@ -362,15 +456,38 @@ def serve(
             return  # the caller's side is gone
         try:
             call = pickle.loads(data)
-        except Exception as exc:  # e.g. the tool's class cannot be imported here
-            conn.send_bytes(_result_message(_not_loadable(exc), False, "?"))
+        except BaseException as exc:  # e.g. the tool's class cannot be imported here
+            worker.send_outcome(_result_message(_not_loadable(exc), False, "?"))
             continue
         if call is None:
             return
         outcome, retire = worker.run(call)
-        conn.send_bytes(_result_message(outcome, retire, call.tool_name))
+        worker.send_outcome(_result_message(outcome, retire, call.tool_name))
         if retire:
             return
+
+
+class InitializerFailed(Exception):
+    """The process runner's ``initializer`` raised in the worker process, so the tool was not
+    run."""
+
+
+def _initializer_failed(tool_name: str, exc: BaseException | None) -> RawOutcome:
+    try:
+        text = str(exc)
+    except Exception:
+        text = "?"
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return RawOutcome(
+        None,
+        InitializerFailed(
+            f"Tool '{tool_name}' was not run: the process runner's initializer raised in its "
+            f"worker process ({type(exc).__name__}: {text}). It is tried "
+            "again before the worker's next call; fix what it needs, or the initializer"
+        ),
+        worker=f"pid {os.getpid()}",
+        error_type="initializer_failed",
+    )
 
 
 class ToolNotLoadable(Exception):
@@ -383,7 +500,8 @@ def _not_loadable(exc: BaseException) -> RawOutcome:
         None,
         ToolNotLoadable(
             f"The worker process could not load the call ({type(exc).__name__}: {exc}). A tool "
-            "run in a process must be importable there: define its class at module level in "
+            "run in a process, and its parameters' classes, must be importable and load there: "
+            "define them at module level in "
             "an importable module (not in __main__ of an interactive session, not inside a "
             "function)"
         ),
