@@ -191,9 +191,15 @@ def secret_values_before_run(params: Any) -> list[str] | None:
     A tool given containers (a dict of headers, a list, an object) may take a secret out of
     one (``kwargs["headers"].pop("Authorization")``) and quote it in its error, after which the
     parameters no longer show it.
+
+    Never raises: parameters that cannot be walked (a mapping whose ``items()`` raises) give
+    ``None`` here, and the reading after the run reports the fault where it is handled.
     """
     if params and type(params) is dict and not _FLAT_VALUES.issuperset(map(type, params.values())):
-        return secret_values(params)
+        try:
+            return secret_values(params)
+        except Exception:
+            return None
     return None
 
 
