@@ -411,3 +411,37 @@ def test_a_call_given_up_before_it_was_sent_never_runs(
     assert process_tools.read_note(box, "hang") is None or not alive(
         process_tools.read_note(box, "hang")["pid"]
     )
+
+
+def reports_on_the_scheduler(client: Any, text: str) -> list[str]:
+    """The laios topics whose events, kept by the Dask scheduler, contain ``text``."""
+    return [
+        topic
+        for topic, events in client.get_events().items()
+        if topic.startswith("laios-") and any(text.encode() in bytes(msg) for _, msg in events)
+    ]
+
+
+def test_the_scheduler_keeps_no_report_after_shutdown(
+    make: Callable[..., Executor], client: Any
+) -> None:
+    """Outcomes and errors (which may hold secrets, or be huge) do not stay on the scheduler."""
+    executor = make()
+    result = executor.execute_task(task("fails"), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "ValueError"
+    executor.shutdown(wait=True)
+    assert reports_on_the_scheduler(client, "bad input 7") == []
+
+
+def test_the_scheduler_forgets_reports_while_the_runner_serves(
+    make: Callable[..., Executor], client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived runner's delivered reports are cleared from the scheduler as it goes."""
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STATS_INTERVAL", 0.1)
+    executor = make()
+    result = executor.execute_task(task("fails"), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "ValueError"
+    assert wait_for(lambda: reports_on_the_scheduler(client, "bad input 7") == [])
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success

@@ -243,6 +243,19 @@ async def kill_call(key: str) -> str:
     return "killed"
 
 
+def forget_reports(topic: str, dask_scheduler: Any = None) -> None:
+    """Clear the events of ``topic`` that the Dask scheduler keeps (run on the scheduler).
+
+    The scheduler forwards each event to the topic's subscribers when it arrives, and also
+    keeps the last ones of each topic (``distributed.admin.low-level-log-length``, for ever):
+    a runner's reports hold its tools' results, errors, progress and checkpoints, which are
+    the caller's alone, may hold secrets and may be large.
+    """
+    broker = getattr(dask_scheduler, "_broker", None)  # (Dask offers no public way)
+    if broker is not None:
+        broker.truncate(topic)
+
+
 # -- the caller's side ----------------------------------------------------------------------------
 
 
@@ -356,6 +369,7 @@ class DaskRunner:
         self._outbox: list[tuple[_DaskCall, bytes, float | None]] = []  # accepted, not sent
         self._flush_due = False
         self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
+        self._reported = False  # reports arrived that the scheduler still keeps
         #: Made before os.fork() in this (the child) process: every call is refused.
         self.forked = False
         client.subscribe_topic(self._topic, self._on_event)
@@ -403,11 +417,26 @@ class DaskRunner:
             return 0
 
     def _watch_threads(self) -> None:
-        """Keep the cluster's thread count fresh for :attr:`stats` (off the callers' paths)."""
+        """Keep the cluster's thread count fresh for :attr:`stats`, and clear the reports the
+        scheduler keeps of this runner's topic (off the callers' paths)."""
         while not self.closed and not self.forked:
             time.sleep(STATS_INTERVAL)
             if not self.closed:
                 self._threads = self._count_threads()
+                self._forget_reports()
+
+    def _forget_reports(self, everything: bool = False) -> None:
+        """Clear this runner's topic on the scheduler (the reports were delivered already)."""
+        if not (self._reported or everything):
+            return
+        if getattr(self.client, "status", None) != "running":
+            return  # (closed, or reconnecting: asking would wait for the scheduler)
+        self._reported = False
+        try:
+            self.client.run_on_scheduler(forget_reports, self._topic)
+        except Exception:  # the scheduler cannot be reached now: the next round tries again
+            self._reported = True
+            _log.debug("could not clear the reports of %s on the scheduler", self._topic)
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
         """Send ``call`` to the cluster as one Dask task, or refuse it (shut down, or made
@@ -518,6 +547,7 @@ class DaskRunner:
     def _on_event(self, event: Any) -> None:
         """A message from a worker (on the client's event loop thread)."""
         self._delivery_thread = threading.get_ident()
+        self._reported = True
         _, data = event
         try:
             key, kind, *parts = pickle.loads(data)
@@ -681,6 +711,7 @@ class DaskRunner:
             time.sleep(0.01)
         with contextlib.suppress(Exception):  # (the cluster may be gone already)
             self.client.unsubscribe_topic(self._topic)
+        self._forget_reports(everything=True)
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.client.close()
