@@ -445,3 +445,23 @@ def test_the_scheduler_forgets_reports_while_the_runner_serves(
     assert result.metadata["error_type"] == "ValueError"
     assert wait_for(lambda: reports_on_the_scheduler(client, "bad input 7") == [])
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
+def test_a_worker_initializer_that_is_not_callable_is_refused_at_construction(
+    client: Any,
+) -> None:
+    """Not at every call on the workers, as a lost task."""
+    with pytest.raises(TypeError, match="worker_initializer must be callable"):
+        DaskRunner(client=client, worker_initializer="set_up_tracing")  # type: ignore[arg-type]
+
+
+def test_worker_initargs_that_cannot_be_pickled_are_refused_at_construction(
+    client: Any,
+) -> None:
+    """They travel with every call: refused at construction, not at each call."""
+    with pytest.raises(TypeError, match="worker_initargs"):
+        DaskRunner(
+            client=client,
+            worker_initializer=process_tools.set_up_tracing,
+            worker_initargs=(threading.Lock(),),
+        )

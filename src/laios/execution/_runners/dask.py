@@ -296,6 +296,8 @@ class DaskRunner:
         ImportError: When Dask's ``distributed`` is not installed.
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
         ValueError: When a number is out of range.
+        TypeError: When ``worker_initializer`` is not callable, or it or
+            ``worker_initargs`` cannot be pickled.
     """
 
     name = "dask"
@@ -329,6 +331,18 @@ class DaskRunner:
             raise ValueError(
                 f"connect_timeout must be more than 0 seconds, got {connect_timeout!r}"
             )
+        if worker_initializer is not None and not callable(worker_initializer):
+            raise TypeError(
+                f"worker_initializer must be callable, got {type(worker_initializer).__name__}"
+            )
+        try:  # (they travel with every call, and to the tool processes by name)
+            pickle.dumps((worker_initializer, tuple(worker_initargs)), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise TypeError(
+                "worker_initializer and worker_initargs must be picklable: a module-level "
+                "function of a module the workers can import, and plain arguments "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         client_class: Any = distributed.Client  # (distributed is not typed)
         cluster_class: Any = distributed.LocalCluster
         self._cluster: Any = None
