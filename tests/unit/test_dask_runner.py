@@ -465,3 +465,22 @@ def test_worker_initargs_that_cannot_be_pickled_are_refused_at_construction(
             worker_initializer=process_tools.set_up_tracing,
             worker_initargs=(threading.Lock(),),
         )
+
+
+def test_an_address_and_a_client_together_are_refused(client: Any) -> None:
+    """One of them would be ignored silently (the address, while the runner names it)."""
+    with pytest.raises(ValueError, match="address or a client"):
+        DaskRunner("tcp://127.0.0.1:9", client=client)
+
+
+def test_a_client_that_is_not_a_dask_client_is_refused_clearly() -> None:
+    """A TypeError that says what is expected, not an AttributeError from inside."""
+    with pytest.raises(TypeError, match=r"distributed\.Client"):
+        DaskRunner(client="tcp://127.0.0.1:8786")
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan")])
+def test_a_connect_timeout_that_is_not_finite_is_refused(seconds: float) -> None:
+    """A ValueError at the call, not Dask's KeyError about a time unit."""
+    with pytest.raises(ValueError, match="connect_timeout"):
+        DaskRunner("tcp://127.0.0.1:9", connect_timeout=seconds)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import pickle
@@ -295,9 +296,10 @@ class DaskRunner:
     Raises:
         ImportError: When Dask's ``distributed`` is not installed.
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
-        ValueError: When a number is out of range.
-        TypeError: When ``worker_initializer`` is not callable, or it or
-            ``worker_initargs`` cannot be pickled.
+        ValueError: When a number is out of range, or both ``address`` and ``client`` are
+            given.
+        TypeError: When ``client`` is not a ``distributed.Client``, ``worker_initializer``
+            is not callable, or it or ``worker_initargs`` cannot be pickled.
     """
 
     name = "dask"
@@ -327,10 +329,26 @@ class DaskRunner:
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a positive whole number, got {value!r}")
-        if not isinstance(connect_timeout, (int, float)) or not connect_timeout > 0:
+        if (
+            isinstance(connect_timeout, bool)
+            or not isinstance(connect_timeout, (int, float))
+            or not 0 < connect_timeout < math.inf
+        ):
             raise ValueError(
-                f"connect_timeout must be more than 0 seconds, got {connect_timeout!r}"
+                f"connect_timeout must be a finite number of seconds more than 0, got "
+                f"{connect_timeout!r}"
             )
+        if client is not None:
+            if address is not None:
+                raise ValueError(
+                    "give DaskRunner an address or a client, not both (the client is "
+                    f"connected already; got address={address!r})"
+                )
+            if not isinstance(client, distributed.Client):
+                raise TypeError(
+                    f"client must be a distributed.Client, got {type(client).__name__}; "
+                    "to connect to a scheduler, pass its address instead"
+                )
         if worker_initializer is not None and not callable(worker_initializer):
             raise TypeError(
                 f"worker_initializer must be callable, got {type(worker_initializer).__name__}"
