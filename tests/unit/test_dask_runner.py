@@ -484,3 +484,37 @@ def test_a_connect_timeout_that_is_not_finite_is_refused(seconds: float) -> None
     """A ValueError at the call, not Dask's KeyError about a time unit."""
     with pytest.raises(ValueError, match="connect_timeout"):
         DaskRunner("tcp://127.0.0.1:9", connect_timeout=seconds)
+
+
+def test_local_clusters_shut_down_in_any_order_leave_dask_settings_as_they_were() -> None:
+    """The worker setting stays off while any own local cluster runs, then comes back."""
+    import dask
+
+    # (The module's cluster turns it off for the module: start from Dask's default.)
+    with dask.config.set({"distributed.worker.daemon": True}):
+        first = DaskRunner(n_workers=1, threads_per_worker=1)
+        second = DaskRunner(n_workers=1, threads_per_worker=1)
+        try:
+            first.shutdown()
+            # The second cluster's nanny reads it whenever it restarts a worker.
+            assert dask.config.get("distributed.worker.daemon") is False
+        finally:
+            first.shutdown()
+            second.shutdown()
+        assert dask.config.get("distributed.worker.daemon") is True
+
+
+def test_a_local_cluster_that_fails_to_start_leaves_dask_settings_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The constructor raises, and the worker setting it turned off comes back."""
+    import dask
+
+    def no_cluster(**kwargs: Any) -> Any:
+        raise RuntimeError("no room for workers")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    with dask.config.set({"distributed.worker.daemon": True}):
+        with pytest.raises(RuntimeError, match="no room"):
+            DaskRunner(n_workers=1, threads_per_worker=1)
+        assert dask.config.get("distributed.worker.daemon") is True

@@ -72,6 +72,34 @@ _FORKED = Refusal(
 )
 
 
+# Tool processes are children of the Dask worker: the workers of a local cluster must not be
+# daemonic processes (which may not have children). Its nannies read Dask's process-wide
+# setting each time they (re)start a worker, so it stays off while any local cluster of a
+# DaskRunner runs, and comes back as it was when the last one closes (in whatever order).
+_DAEMON_LOCK = threading.Lock()
+_daemon_holders = 0
+_daemon_setting: Any = None
+
+
+def _hold_daemon_off() -> None:
+    global _daemon_holders, _daemon_setting
+    import dask
+
+    with _DAEMON_LOCK:
+        if _daemon_holders == 0:
+            _daemon_setting = dask.config.set({"distributed.worker.daemon": False})
+        _daemon_holders += 1
+
+
+def _release_daemon_off() -> None:
+    global _daemon_holders, _daemon_setting
+    with _DAEMON_LOCK:
+        _daemon_holders -= 1
+        if _daemon_holders == 0 and _daemon_setting is not None:
+            _daemon_setting.__exit__(None, None, None)
+            _daemon_setting = None
+
+
 # -- the worker's side ----------------------------------------------------------------------------
 
 
@@ -320,7 +348,6 @@ class DaskRunner:
         worker_initargs: Sequence[Any] = (),
     ) -> None:
         try:
-            import dask
             import distributed
         except ImportError as exc:
             raise ImportError(
@@ -364,23 +391,24 @@ class DaskRunner:
         client_class: Any = distributed.Client  # (distributed is not typed)
         cluster_class: Any = distributed.LocalCluster
         self._cluster: Any = None
-        self._config: Any = None  # distributed.worker.daemon=False, while the local cluster runs
+        self._holds_daemon_off = False  # while the local cluster runs
         self._delivery_thread: int | None = None  # where the workers' reports are delivered
         self._owns_client = client is None
         if client is None:
             if address is None:
-                # Tool processes are children of the Dask worker: its workers must not be
-                # daemonic processes (which may not have children). The nanny reads this each
-                # time it (re)starts a worker, so it stays set while the local cluster runs.
-                self._config = dask.config.set({"distributed.worker.daemon": False})
-                self._config.__enter__()
-                self._cluster = cluster_class(
-                    n_workers=n_workers,
-                    threads_per_worker=threads_per_worker,
-                    processes=True,
-                    dashboard_address=":0",
-                )
-                client = client_class(self._cluster)
+                _hold_daemon_off()
+                self._holds_daemon_off = True
+                try:
+                    self._cluster = cluster_class(
+                        n_workers=n_workers,
+                        threads_per_worker=threads_per_worker,
+                        processes=True,
+                        dashboard_address=":0",
+                    )
+                    client = client_class(self._cluster)
+                except BaseException:
+                    self._close_own()
+                    raise
             else:
                 try:
                     client = client_class(address, timeout=connect_timeout)
@@ -421,7 +449,7 @@ class DaskRunner:
         self._delivery_thread = None
         self._owns_client = False
         self._cluster = None
-        self._config = None
+        self._holds_daemon_off = False
 
     @property
     def dashboard_link(self) -> str:
@@ -747,12 +775,16 @@ class DaskRunner:
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.client.close()
-            if self._cluster is not None:
-                with contextlib.suppress(Exception):
-                    self._cluster.close()
-            if self._config is not None:
-                self._config.__exit__(None, None, None)
-                self._config = None
+            self._close_own()
+
+    def _close_own(self) -> None:
+        """Close the local cluster this runner started, and give back the worker setting."""
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+        if self._holds_daemon_off:
+            self._holds_daemon_off = False
+            _release_daemon_off()
 
     def __repr__(self) -> str:
         where = self.address or ("local cluster" if self._cluster is not None else "client")
