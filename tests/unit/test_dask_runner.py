@@ -518,3 +518,25 @@ def test_a_local_cluster_that_fails_to_start_leaves_dask_settings_as_they_were(
         with pytest.raises(RuntimeError, match="no room"):
             DaskRunner(n_workers=1, threads_per_worker=1)
         assert dask.config.get("distributed.worker.daemon") is True
+
+
+def test_a_runner_shut_down_on_a_shared_client_is_freed(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client outlives many runners: it must not keep each one (and its calls) alive."""
+    import gc
+    import weakref
+
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STATS_INTERVAL", 0.05)
+    registry = ToolRegistry()
+    registry.register_tool(process_tools.Pid())
+    executor = Executor(
+        registry, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+    )
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+    gone = weakref.ref(executor.runner)
+    executor.shutdown(wait=True)
+    del executor
+    assert wait_for(lambda: gc.collect() is not None and gone() is None, 10)

@@ -26,6 +26,7 @@ import pickle
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -432,7 +433,16 @@ class DaskRunner:
         self._reported = False  # reports arrived that the scheduler still keeps
         #: Made before os.fork() in this (the child) process: every call is refused.
         self.forked = False
-        client.subscribe_topic(self._topic, self._on_event)
+        # Dask's client keeps a topic's handler for ever, also after unsubscribe_topic: it
+        # holds this runner only weakly, so that a client shared by many runners keeps none.
+        on_event = weakref.WeakMethod(self._on_event)
+
+        def deliver(event: Any) -> None:
+            method = on_event()
+            if method is not None:
+                method(event)
+
+        client.subscribe_topic(self._topic, deliver)
         self._threads = self._count_threads()
         threading.Thread(target=self._watch_threads, name="laios-dask-stats", daemon=True).start()
         reset_after_fork(self)
