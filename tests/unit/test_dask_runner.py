@@ -540,3 +540,37 @@ def test_a_runner_shut_down_on_a_shared_client_is_freed(
     executor.shutdown(wait=True)
     del executor
     assert wait_for(lambda: gc.collect() is not None and gone() is None, 10)
+
+
+def test_a_timeout_holds_while_the_scheduler_does_not_answer(
+    make: Callable[..., Executor], client: Any, tmp_path: Any
+) -> None:
+    """The kill at a timeout goes out without waiting for the scheduler's answer."""
+    executor = make()
+    scheduler = client.cluster.scheduler
+    original = scheduler.handlers["broadcast"]
+    gate = threading.Event()
+
+    async def slow_broadcast(*args: Any, **kwargs: Any) -> Any:
+        while not gate.is_set():  # a scheduler too busy to answer Client.run
+            await asyncio.sleep(0.05)
+        return await original(*args, **kwargs)
+
+    box = str(tmp_path)
+    results: list[TaskResult] = []
+    scheduler.handlers["broadcast"] = slow_broadcast
+    try:
+        caller = threading.Thread(
+            target=lambda: results.append(
+                executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.0)
+            )
+        )
+        caller.start()
+        caller.join(15)
+        assert results, "the caller was kept past its timeout"
+        assert results[0].metadata["outcome"] == "timeout"
+    finally:
+        scheduler.handlers["broadcast"] = original
+        gate.set()
+    hung = process_tools.read_note(box, "hang")
+    assert wait_for(lambda: not alive(hung["pid"])), "the kill never reached the worker"

@@ -56,6 +56,8 @@ OUTCOME_GRACE = 10.0
 SEND_DELAY = 0.002
 #: Seconds between two readings of the cluster's thread count (for ``stats``).
 STATS_INTERVAL = 2.0
+#: Seconds shutdown waits for kills still being sent before it closes the client.
+STOP_PATIENCE = 10.0
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
 
@@ -431,6 +433,7 @@ class DaskRunner:
         self._flush_due = False
         self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
         self._reported = False  # reports arrived that the scheduler still keeps
+        self._stopping = 0  # kills being sent (the client stays open for them, a while)
         #: Made before os.fork() in this (the child) process: every call is refused.
         self.forked = False
         # Dask's client keeps a topic's handler for ever, also after unsubscribe_topic: it
@@ -454,6 +457,7 @@ class DaskRunner:
         self.forked = True
         self._lock = threading.Lock()
         self._calls = {}
+        self._stopping = 0
         self._outbox = []
         self._flush_due = False
         self._delivery_thread = None
@@ -716,32 +720,48 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
-        # Everywhere when it has not started yet (it may be starting right now). Sent before
-        # this returns, so that it reaches the workers ahead of what the caller does next; on
-        # the client's own event loop thread (a report being delivered) it cannot wait for
-        # the loop, so it is sent from a thread of its own.
+        # Everywhere when it has not started yet (it may be starting right now). The Dask task
+        # is cancelled before this returns (it waits for the client's event loop only), but
+        # not on that loop's own thread (a report being delivered). The kill goes out from a
+        # thread of its own: Client.run waits for the scheduler's answer, which may not come
+        # (a scheduler that hangs or is cut off), and the caller's timeout must hold.
         workers = None
         if state == "running" and handle.where is not None:
             workers = [handle.where.split(" ", 1)[0]]
-        if self.owns_current_thread():
+        on_loop = self.owns_current_thread()
+        if future is not None and not on_loop:
+            self._cancel_task(future)
+            future = None
+        with self._lock:
+            self._stopping += 1
+        try:
             threading.Thread(
                 target=self._stop_remote,
                 args=(handle.key, future, workers),
                 name="laios-dask-stop",
                 daemon=True,
             ).start()
-        else:
+        except RuntimeError:  # no thread to be had: send it from here
             self._stop_remote(handle.key, future, workers)
         return "killed" if state == "running" else "stopped"
+
+    def _cancel_task(self, future: Any) -> None:
+        try:
+            future.cancel()
+        except Exception:
+            _log.debug("could not cancel %s", future.key, exc_info=True)
+        _release(future)
 
     def _stop_remote(self, key: str, future: Any, workers: list[str] | None) -> None:
         try:
             if future is not None:
-                future.cancel()
-                _release(future)
+                self._cancel_task(future)
             self.client.run(kill_call, key, workers=workers, wait=False)
         except Exception:
             _log.debug("could not reach the workers to stop %s", key, exc_info=True)
+        finally:
+            with self._lock:
+                self._stopping -= 1
 
     def owns_current_thread(self) -> bool:
         """Whether the calling thread is the one that delivers the workers' reports (a
@@ -777,6 +797,12 @@ class DaskRunner:
         while True:
             with self._lock:
                 if not self._calls:
+                    break
+            time.sleep(0.01)
+        patience = time.monotonic() + STOP_PATIENCE
+        while time.monotonic() < patience:
+            with self._lock:
+                if not self._stopping:
                     break
             time.sleep(0.01)
         with contextlib.suppress(Exception):  # (the cluster may be gone already)
