@@ -574,3 +574,41 @@ def test_a_timeout_holds_while_the_scheduler_does_not_answer(
         gate.set()
     hung = process_tools.read_note(box, "hang")
     assert wait_for(lambda: not alive(hung["pid"])), "the kill never reached the worker"
+
+
+def test_shutdown_ends_while_the_scheduler_does_not_answer(
+    make: Callable[..., Executor], client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the kills still being sent nor clearing the reports hold shutdown for ever."""
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STOP_PATIENCE", 0.5)
+    executor = make()
+    assert executor.execute_task(task("fails"), CONTEXT, timeout=WAIT).error  # a report
+    scheduler = client.cluster.scheduler
+    originals = {op: scheduler.handlers[op] for op in ("broadcast", "run_function")}
+    gate = threading.Event()
+
+    def unanswered(original: Any) -> Any:
+        async def handler(*args: Any, **kwargs: Any) -> Any:
+            while not gate.is_set():
+                await asyncio.sleep(0.05)
+            return await original(*args, **kwargs)
+
+        return handler
+
+    box = str(tmp_path)
+    for op, original in originals.items():
+        scheduler.handlers[op] = unanswered(original)
+    try:
+        timed_out = executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.0)
+        assert timed_out.metadata["outcome"] == "timeout"  # its kill is not sent yet
+        closer = threading.Thread(target=executor.shutdown, kwargs={"wait": True})
+        closer.start()
+        closer.join(15)
+        assert not closer.is_alive(), "shutdown waited for the scheduler"
+    finally:
+        scheduler.handlers.update(originals)
+        gate.set()
+    hung = process_tools.read_note(box, "hang")
+    assert wait_for(lambda: not alive(hung["pid"])), "the kill never reached the worker"

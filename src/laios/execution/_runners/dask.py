@@ -56,7 +56,8 @@ OUTCOME_GRACE = 10.0
 SEND_DELAY = 0.002
 #: Seconds between two readings of the cluster's thread count (for ``stats``).
 STATS_INTERVAL = 2.0
-#: Seconds shutdown waits for kills still being sent before it closes the client.
+#: Seconds shutdown waits for kills still being sent, and for the scheduler to clear the
+#: runner's reports, before it closes the client.
 STOP_PATIENCE = 10.0
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
@@ -799,6 +800,8 @@ class DaskRunner:
                 if not self._calls:
                     break
             time.sleep(0.01)
+        # Kills still being sent, then the reports to clear, get STOP_PATIENCE in all: a
+        # scheduler that hangs answers neither, and shutdown must end.
         patience = time.monotonic() + STOP_PATIENCE
         while time.monotonic() < patience:
             with self._lock:
@@ -807,7 +810,13 @@ class DaskRunner:
             time.sleep(0.01)
         with contextlib.suppress(Exception):  # (the cluster may be gone already)
             self.client.unsubscribe_topic(self._topic)
-        self._forget_reports(everything=True)
+        # (Asking the scheduler waits for its answer, which a scheduler that hangs never gives.)
+        forget = threading.Thread(
+            target=self._forget_reports, args=(True,), name="laios-dask-forget", daemon=True
+        )
+        with contextlib.suppress(RuntimeError):  # (no thread to be had: the reports stay)
+            forget.start()
+            forget.join(max(patience - time.monotonic(), 0.1))
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.client.close()
