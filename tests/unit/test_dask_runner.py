@@ -612,3 +612,21 @@ def test_shutdown_ends_while_the_scheduler_does_not_answer(
         gate.set()
     hung = process_tools.read_note(box, "hang")
     assert wait_for(lambda: not alive(hung["pid"])), "the kill never reached the worker"
+
+
+def test_a_call_is_sent_even_when_no_thread_can_be_started_to_send_it(
+    make: Callable[..., Executor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread for the batch timer: the call goes out at once, and later calls too."""
+
+    class NoThread(threading.Timer):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    executor = make()
+    with monkeypatch.context() as patch:
+        patch.setattr(threading, "Timer", NoThread)
+        first = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+    assert first.success, first.error
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+    assert executor.runner.stats.queued == 0

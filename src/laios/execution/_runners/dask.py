@@ -559,7 +559,10 @@ class DaskRunner:
             # a batch costs the scheduler far less than as many submits.
             timer = threading.Timer(SEND_DELAY, self._send)
             timer.daemon = True
-            timer.start()
+            try:
+                timer.start()
+            except RuntimeError:  # no thread to be had: send the batch from here, now
+                self._send()
         return handle
 
     def _send(self) -> None:
@@ -679,7 +682,8 @@ class DaskRunner:
             # The outcome is on its way on the topic (it was sent before the task ended).
             timer = threading.Timer(OUTCOME_GRACE, self._lost, args=(handle, "no outcome arrived"))
             timer.daemon = True
-            timer.start()
+            with contextlib.suppress(RuntimeError):  # (no thread: the outcome comes all the same)
+                timer.start()
             return
         self._lost(handle, f"its Dask task ended '{status}'")
 
