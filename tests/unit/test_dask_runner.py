@@ -630,3 +630,17 @@ def test_a_call_is_sent_even_when_no_thread_can_be_started_to_send_it(
     assert first.success, first.error
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
     assert executor.runner.stats.queued == 0
+
+
+def test_an_outcome_the_caller_cannot_load_fails_its_task_at_once_and_says_why(
+    make: Callable[..., Executor],
+) -> None:
+    """Not a lost task after a 10 s wait: the result came back but cannot be loaded here."""
+    executor = make()
+    executor.tool_registry.register_tool(process_tools.ReturnsWorkerOnly())
+    started = time.monotonic()
+    result = executor.execute_task(task("returns_worker_only"), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "worker_only_library" in (result.error or "")
+    assert time.monotonic() - started < 8
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success

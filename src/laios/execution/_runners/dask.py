@@ -145,8 +145,12 @@ class _WorkerCall:
         self.ended = threading.Event()
         self.handle: Handle | None = None
 
-    def send(self, *message: Any) -> None:
-        self.worker.log_event(self.topic, pickled_message((self.key, *message)))
+    def send(self, kind: str, *parts: Any) -> None:
+        # The parts travel pickled on their own: a caller that cannot load them (a class only
+        # the workers have) still reads which call they belong to.
+        body = pickled_message((kind, *parts))
+        message = pickle.dumps((self.key, kind, body), pickle.HIGHEST_PROTOCOL)
+        self.worker.log_event(self.topic, message)
 
     # RunEvents of the worker's process runner
     def started(self) -> bool:
@@ -239,6 +243,20 @@ def serve_call(
     finally:
         with state.lock:
             state.running.pop(key, None)
+
+
+def _unloadable(exc: BaseException) -> RawOutcome:
+    from laios.execution._runners.process import WorkerCrashed
+
+    return RawOutcome(
+        None,
+        WorkerCrashed(
+            "What the tool sent back from its Dask worker could not be loaded in the caller's "
+            f"process ({type(exc).__name__}: {exc}): install what its result or exception "
+            "needs here too, or return plain values"
+        ),
+        error_type="not_picklable",
+    )
 
 
 def _daemonic_worker() -> RawOutcome:
@@ -628,10 +646,21 @@ class DaskRunner:
         self._reported = True
         _, data = event
         try:
-            key, kind, *parts = pickle.loads(data)
+            key, kind, body = pickle.loads(data)
         except Exception:
             _log.exception("a message from a Dask worker could not be read")
             return
+        try:
+            _, *parts = pickle.loads(body)
+        except Exception as exc:
+            if kind != "done":
+                _log.warning(
+                    "a %s report from a Dask worker could not be loaded (%s)",
+                    kind,
+                    type(exc).__name__,
+                )
+                return
+            parts = [_unloadable(exc)]
         future = None
         with self._lock:
             handle = self._calls.get(key)
