@@ -644,3 +644,32 @@ def test_an_outcome_the_caller_cannot_load_fails_its_task_at_once_and_says_why(
     assert "worker_only_library" in (result.error or "")
     assert time.monotonic() - started < 8
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
+def test_shutdown_without_waiting_from_a_callback_cancels_what_is_queued(
+    make: Callable[..., Executor],
+) -> None:
+    """On the thread that delivers the workers' reports, the queued calls are cancelled too."""
+    executor = make()
+    results: list[list[TaskResult]] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "completed":  # (a report being delivered)
+            executor.shutdown(wait=False)
+
+    async def batch() -> list[TaskResult]:
+        tasks = [task("sleep_async", seconds=0.0)] + [
+            task("sleep_async", seconds=1.0) for _ in range(11)
+        ]
+        return await executor.execute_parallel(
+            tasks, CONTEXT, timeout=WAIT, on_progress=on_progress
+        )
+
+    caller = threading.Thread(target=lambda: results.append(asyncio.run(batch())))
+    caller.start()
+    caller.join(WAIT)
+    assert results, "the batch did not return"
+    outcomes = [r.metadata["outcome"] for r in results[0]]
+    refused = [r for r in results[0] if r.metadata["outcome"] == "rejected"]
+    assert refused, outcomes
+    assert all(r.metadata["error_type"] == "shutdown" for r in refused)

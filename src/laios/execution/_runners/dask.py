@@ -816,16 +816,28 @@ class DaskRunner:
             with self._lock:
                 self._cancel_queued = True
                 queued = [h for h in self._calls.values() if h.state == "queued"]
-            for handle in queued:
-                future = handle.future
-                if future is not None:
-                    future.cancel()  # (its done callback refuses it: shut down)
+            # (Each done callback refuses its call: shut down.) Cancelling waits for the
+            # client's event loop: on that loop's own thread, from a thread of its own.
+            futures = [h.future for h in queued if h.future is not None]
+            if futures and self.owns_current_thread():
+                threading.Thread(
+                    target=self._cancel_all, args=(futures,), name="laios-dask-cancel", daemon=True
+                ).start()
+            else:
+                self._cancel_all(futures)
         if wait and not self.owns_current_thread():
             self._close_when_idle()
         else:
             threading.Thread(
                 target=self._close_when_idle, name="laios-dask-close", daemon=True
             ).start()
+
+    def _cancel_all(self, futures: list[Any]) -> None:
+        for future in futures:
+            try:
+                future.cancel()
+            except Exception:
+                _log.debug("could not cancel %s", future.key, exc_info=True)
 
     def _close_when_idle(self) -> None:
         while True:
