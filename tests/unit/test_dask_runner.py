@@ -673,3 +673,33 @@ def test_shutdown_without_waiting_from_a_callback_cancels_what_is_queued(
     refused = [r for r in results[0] if r.metadata["outcome"] == "rejected"]
     assert refused, outcomes
     assert all(r.metadata["error_type"] == "shutdown" for r in refused)
+
+
+def test_an_initializer_the_workers_cannot_import_fails_the_call_and_spares_the_workers(
+    tools: ToolRegistry, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its Dask worker serves on, instead of dying over the task's deserialization."""
+    import dask
+
+    # A fresh worker (its process runner not set up yet), started before the module exists.
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    client = distributed.Client(cluster)
+    (tmp_path / "caller_only_setup.py").write_text("def set_up():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import caller_only_setup  # type: ignore[import-not-found]
+
+    runner = DaskRunner(client=client, worker_initializer=caller_only_setup.set_up)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        worker = set(client.nthreads())
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata.get("error_type") == "not_picklable", result
+        assert "worker_initializer must be importable" in (result.error or "")
+        assert set(client.nthreads()) == worker  # the same worker, alive
+    finally:
+        executor.shutdown(wait=True)
+        client.close()
+        cluster.close()

@@ -124,10 +124,13 @@ _STATE: _WorkerState | None = None
 _STATE_LOCK = threading.Lock()
 
 
-def _state(worker: Any, initializer: Any, initargs: tuple[Any, ...]) -> _WorkerState:
+def _state(worker: Any, setup: bytes) -> _WorkerState:
+    """This worker's state, made by its first call (``setup``: the pickled initializer and
+    its arguments, loaded here, only then)."""
     global _STATE
     with _STATE_LOCK:
         if _STATE is None:
+            initializer, initargs = pickle.loads(setup)
             _STATE = _WorkerState(max(int(worker.state.nthreads), 1), initializer, initargs)
         return _STATE
 
@@ -179,20 +182,39 @@ def serve_call(
     key: str,
     topic: str,
     wall_deadline: float | None,
-    initializer: Any,
-    initargs: tuple[Any, ...],
+    setup: bytes,
 ) -> str:
     """Run one call on this Dask worker (the function of the call's Dask task).
 
-    The call arrives pickled by the caller and is unpickled here, so that a tool whose module
-    this worker cannot import fails its own call (``not_picklable``) instead of the task's
-    deserialization, which Dask treats as a broken worker.
+    The call, and the ``worker_initializer`` with its arguments (``setup``), arrive pickled
+    by the caller and are unpickled here, so that a tool or an initializer whose module this
+    worker cannot import fails its own call (``not_picklable``) instead of the task's
+    deserialization, which takes the Dask worker down.
     """
     from distributed import get_worker
 
     worker = get_worker()
-    state = _state(worker, initializer, initargs)
     this = _WorkerCall(worker, topic, key)
+    try:
+        state = _state(worker, setup)
+    except Exception as exc:  # e.g. the initializer's module is not importable on this worker
+        from laios.execution._runners.process_worker import ToolNotLoadable
+
+        this.send("started", f"{worker.address} pid {os.getpid()}")
+        this.send(
+            "done",
+            RawOutcome(
+                None,
+                ToolNotLoadable(
+                    f"The Dask worker {worker.address} could not set up the processes tools "
+                    f"run in ({type(exc).__name__}: {exc}). The DaskRunner's "
+                    "worker_initializer must be importable on its workers: a module-level "
+                    "function of a module installed on (or on the path of) every worker"
+                ),
+                error_type="not_picklable",
+            ),
+        )
+        return "not set up"
     with state.lock:
         if key in state.killed:
             del state.killed[key]
@@ -403,7 +425,9 @@ class DaskRunner:
                 f"worker_initializer must be callable, got {type(worker_initializer).__name__}"
             )
         try:  # (they travel with every call, and to the tool processes by name)
-            pickle.dumps((worker_initializer, tuple(worker_initargs)), pickle.HIGHEST_PROTOCOL)
+            setup = pickle.dumps(
+                (worker_initializer, tuple(worker_initargs)), pickle.HIGHEST_PROTOCOL
+            )
         except Exception as exc:
             raise TypeError(
                 "worker_initializer and worker_initargs must be picklable: a module-level "
@@ -446,8 +470,8 @@ class DaskRunner:
         self._topic = f"laios-{uuid.uuid4().hex}"
         self._lock = threading.Lock()
         self._calls: dict[str, _DaskCall] = {}
-        self._initializer = worker_initializer
-        self._initargs = tuple(worker_initargs)
+        #: The initializer and its arguments, pickled: loaded on a worker by its first call.
+        self._setup = setup
         self._outbox: list[tuple[_DaskCall, bytes, float | None]] = []  # accepted, not sent
         self._flush_due = False
         self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
@@ -609,8 +633,7 @@ class DaskRunner:
                 keys,
                 [self._topic] * count,
                 [deadline for _, _, deadline in batch],
-                [self._initializer] * count,
-                [self._initargs] * count,
+                [self._setup] * count,
                 key=keys,
                 pure=False,
             )
