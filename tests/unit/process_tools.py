@@ -241,6 +241,34 @@ class ProgressThatDoesNotLoad(BaseTool):
         return "returned"
 
 
+def _rebuilt_in_a_child_process(value: str) -> WorkerOnly:
+    """Unpickles in a process started by ``multiprocessing`` (a Dask worker, a tool process)
+    only: elsewhere it fails as a class missing there would (a library on the workers only)."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None:
+        raise ModuleNotFoundError("No module named 'worker_only_library'")
+    return WorkerOnly(value)
+
+
+class WorkerOnly:
+    """A result that can be loaded on the workers but not in the caller's process."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        return (_rebuilt_in_a_child_process, (self.value,))
+
+
+class ReturnsWorkerOnly(BaseTool):
+    name = "returns_worker_only"
+    description = "Returns an object that the caller's process cannot unpickle."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return WorkerOnly("made on a worker")
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."

@@ -411,3 +411,295 @@ def test_a_call_given_up_before_it_was_sent_never_runs(
     assert process_tools.read_note(box, "hang") is None or not alive(
         process_tools.read_note(box, "hang")["pid"]
     )
+
+
+def reports_on_the_scheduler(client: Any, text: str) -> list[str]:
+    """The laios topics whose events, kept by the Dask scheduler, contain ``text``."""
+    return [
+        topic
+        for topic, events in client.get_events().items()
+        if topic.startswith("laios-") and any(text.encode() in bytes(msg) for _, msg in events)
+    ]
+
+
+def test_the_scheduler_keeps_no_report_after_shutdown(
+    make: Callable[..., Executor], client: Any
+) -> None:
+    """Outcomes and errors (which may hold secrets, or be huge) do not stay on the scheduler."""
+    executor = make()
+    result = executor.execute_task(task("fails"), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "ValueError"
+    executor.shutdown(wait=True)
+    assert reports_on_the_scheduler(client, "bad input 7") == []
+
+
+def test_the_scheduler_forgets_reports_while_the_runner_serves(
+    make: Callable[..., Executor], client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived runner's delivered reports are cleared from the scheduler as it goes."""
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STATS_INTERVAL", 0.1)
+    executor = make()
+    result = executor.execute_task(task("fails"), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "ValueError"
+    assert wait_for(lambda: reports_on_the_scheduler(client, "bad input 7") == [])
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
+def test_a_worker_initializer_that_is_not_callable_is_refused_at_construction(
+    client: Any,
+) -> None:
+    """Not at every call on the workers, as a lost task."""
+    with pytest.raises(TypeError, match="worker_initializer must be callable"):
+        DaskRunner(client=client, worker_initializer="set_up_tracing")  # type: ignore[arg-type]
+
+
+def test_worker_initargs_that_cannot_be_pickled_are_refused_at_construction(
+    client: Any,
+) -> None:
+    """They travel with every call: refused at construction, not at each call."""
+    with pytest.raises(TypeError, match="worker_initargs"):
+        DaskRunner(
+            client=client,
+            worker_initializer=process_tools.set_up_tracing,
+            worker_initargs=(threading.Lock(),),
+        )
+
+
+def test_an_address_and_a_client_together_are_refused(client: Any) -> None:
+    """One of them would be ignored silently (the address, while the runner names it)."""
+    with pytest.raises(ValueError, match="address or a client"):
+        DaskRunner("tcp://127.0.0.1:9", client=client)
+
+
+def test_a_client_that_is_not_a_dask_client_is_refused_clearly() -> None:
+    """A TypeError that says what is expected, not an AttributeError from inside."""
+    with pytest.raises(TypeError, match=r"distributed\.Client"):
+        DaskRunner(client="tcp://127.0.0.1:8786")
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan")])
+def test_a_connect_timeout_that_is_not_finite_is_refused(seconds: float) -> None:
+    """A ValueError at the call, not Dask's KeyError about a time unit."""
+    with pytest.raises(ValueError, match="connect_timeout"):
+        DaskRunner("tcp://127.0.0.1:9", connect_timeout=seconds)
+
+
+def test_local_clusters_shut_down_in_any_order_leave_dask_settings_as_they_were() -> None:
+    """The worker setting stays off while any own local cluster runs, then comes back."""
+    import dask
+
+    # (The module's cluster turns it off for the module: start from Dask's default.)
+    with dask.config.set({"distributed.worker.daemon": True}):
+        first = DaskRunner(n_workers=1, threads_per_worker=1)
+        second = DaskRunner(n_workers=1, threads_per_worker=1)
+        try:
+            first.shutdown()
+            # The second cluster's nanny reads it whenever it restarts a worker.
+            assert dask.config.get("distributed.worker.daemon") is False
+        finally:
+            first.shutdown()
+            second.shutdown()
+        assert dask.config.get("distributed.worker.daemon") is True
+
+
+def test_a_local_cluster_that_fails_to_start_leaves_dask_settings_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The constructor raises, and the worker setting it turned off comes back."""
+    import dask
+
+    def no_cluster(**kwargs: Any) -> Any:
+        raise RuntimeError("no room for workers")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    with dask.config.set({"distributed.worker.daemon": True}):
+        with pytest.raises(RuntimeError, match="no room"):
+            DaskRunner(n_workers=1, threads_per_worker=1)
+        assert dask.config.get("distributed.worker.daemon") is True
+
+
+def test_a_runner_shut_down_on_a_shared_client_is_freed(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client outlives many runners: it must not keep each one (and its calls) alive."""
+    import gc
+    import weakref
+
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STATS_INTERVAL", 0.05)
+    registry = ToolRegistry()
+    registry.register_tool(process_tools.Pid())
+    executor = Executor(
+        registry, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+    )
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+    gone = weakref.ref(executor.runner)
+    executor.shutdown(wait=True)
+    del executor
+    assert wait_for(lambda: gc.collect() is not None and gone() is None, 10)
+
+
+def test_a_timeout_holds_while_the_scheduler_does_not_answer(
+    make: Callable[..., Executor], client: Any, tmp_path: Any
+) -> None:
+    """The kill at a timeout goes out without waiting for the scheduler's answer."""
+    executor = make()
+    scheduler = client.cluster.scheduler
+    original = scheduler.handlers["broadcast"]
+    gate = threading.Event()
+
+    async def slow_broadcast(*args: Any, **kwargs: Any) -> Any:
+        while not gate.is_set():  # a scheduler too busy to answer Client.run
+            await asyncio.sleep(0.05)
+        return await original(*args, **kwargs)
+
+    box = str(tmp_path)
+    results: list[TaskResult] = []
+    scheduler.handlers["broadcast"] = slow_broadcast
+    try:
+        caller = threading.Thread(
+            target=lambda: results.append(
+                executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.0)
+            )
+        )
+        caller.start()
+        caller.join(15)
+        assert results, "the caller was kept past its timeout"
+        assert results[0].metadata["outcome"] == "timeout"
+    finally:
+        scheduler.handlers["broadcast"] = original
+        gate.set()
+    hung = process_tools.read_note(box, "hang")
+    assert wait_for(lambda: not alive(hung["pid"])), "the kill never reached the worker"
+
+
+def test_shutdown_ends_while_the_scheduler_does_not_answer(
+    make: Callable[..., Executor], client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the kills still being sent nor clearing the reports hold shutdown for ever."""
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STOP_PATIENCE", 0.5)
+    executor = make()
+    assert executor.execute_task(task("fails"), CONTEXT, timeout=WAIT).error  # a report
+    scheduler = client.cluster.scheduler
+    originals = {op: scheduler.handlers[op] for op in ("broadcast", "run_function")}
+    gate = threading.Event()
+
+    def unanswered(original: Any) -> Any:
+        async def handler(*args: Any, **kwargs: Any) -> Any:
+            while not gate.is_set():
+                await asyncio.sleep(0.05)
+            return await original(*args, **kwargs)
+
+        return handler
+
+    box = str(tmp_path)
+    for op, original in originals.items():
+        scheduler.handlers[op] = unanswered(original)
+    try:
+        timed_out = executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.0)
+        assert timed_out.metadata["outcome"] == "timeout"  # its kill is not sent yet
+        closer = threading.Thread(target=executor.shutdown, kwargs={"wait": True})
+        closer.start()
+        closer.join(15)
+        assert not closer.is_alive(), "shutdown waited for the scheduler"
+    finally:
+        scheduler.handlers.update(originals)
+        gate.set()
+    hung = process_tools.read_note(box, "hang")
+    assert wait_for(lambda: not alive(hung["pid"])), "the kill never reached the worker"
+
+
+def test_a_call_is_sent_even_when_no_thread_can_be_started_to_send_it(
+    make: Callable[..., Executor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread for the batch timer: the call goes out at once, and later calls too."""
+
+    class NoThread(threading.Timer):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    executor = make()
+    with monkeypatch.context() as patch:
+        patch.setattr(threading, "Timer", NoThread)
+        first = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+    assert first.success, first.error
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+    assert executor.runner.stats.queued == 0
+
+
+def test_an_outcome_the_caller_cannot_load_fails_its_task_at_once_and_says_why(
+    make: Callable[..., Executor],
+) -> None:
+    """Not a lost task after a 10 s wait: the result came back but cannot be loaded here."""
+    executor = make()
+    executor.tool_registry.register_tool(process_tools.ReturnsWorkerOnly())
+    started = time.monotonic()
+    result = executor.execute_task(task("returns_worker_only"), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "worker_only_library" in (result.error or "")
+    assert time.monotonic() - started < 8
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
+def test_shutdown_without_waiting_from_a_callback_cancels_what_is_queued(
+    make: Callable[..., Executor],
+) -> None:
+    """On the thread that delivers the workers' reports, the queued calls are cancelled too."""
+    executor = make()
+    results: list[list[TaskResult]] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "completed":  # (a report being delivered)
+            executor.shutdown(wait=False)
+
+    async def batch() -> list[TaskResult]:
+        tasks = [task("sleep_async", seconds=0.0)] + [
+            task("sleep_async", seconds=1.0) for _ in range(11)
+        ]
+        return await executor.execute_parallel(
+            tasks, CONTEXT, timeout=WAIT, on_progress=on_progress
+        )
+
+    caller = threading.Thread(target=lambda: results.append(asyncio.run(batch())))
+    caller.start()
+    caller.join(WAIT)
+    assert results, "the batch did not return"
+    outcomes = [r.metadata["outcome"] for r in results[0]]
+    refused = [r for r in results[0] if r.metadata["outcome"] == "rejected"]
+    assert refused, outcomes
+    assert all(r.metadata["error_type"] == "shutdown" for r in refused)
+
+
+def test_an_initializer_the_workers_cannot_import_fails_the_call_and_spares_the_workers(
+    tools: ToolRegistry, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its Dask worker serves on, instead of dying over the task's deserialization."""
+    import dask
+
+    # A fresh worker (its process runner not set up yet), started before the module exists.
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    client = distributed.Client(cluster)
+    (tmp_path / "caller_only_setup.py").write_text("def set_up():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import caller_only_setup  # type: ignore[import-not-found]
+
+    runner = DaskRunner(client=client, worker_initializer=caller_only_setup.set_up)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        worker = set(client.nthreads())
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata.get("error_type") == "not_picklable", result
+        assert "worker_initializer must be importable" in (result.error or "")
+        assert set(client.nthreads()) == worker  # the same worker, alive
+    finally:
+        executor.shutdown(wait=True)
+        client.close()
+        cluster.close()

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import pickle
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -54,6 +56,9 @@ OUTCOME_GRACE = 10.0
 SEND_DELAY = 0.002
 #: Seconds between two readings of the cluster's thread count (for ``stats``).
 STATS_INTERVAL = 2.0
+#: Seconds shutdown waits for kills still being sent, and for the scheduler to clear the
+#: runner's reports, before it closes the client.
+STOP_PATIENCE = 10.0
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
 
@@ -69,6 +74,34 @@ _FORKED = Refusal(
     "Make the DaskRunner (and its executor) in the child, after the fork (under gunicorn: in "
     "the post_fork hook, or without --preload)",
 )
+
+
+# Tool processes are children of the Dask worker: the workers of a local cluster must not be
+# daemonic processes (which may not have children). Its nannies read Dask's process-wide
+# setting each time they (re)start a worker, so it stays off while any local cluster of a
+# DaskRunner runs, and comes back as it was when the last one closes (in whatever order).
+_DAEMON_LOCK = threading.Lock()
+_daemon_holders = 0
+_daemon_setting: Any = None
+
+
+def _hold_daemon_off() -> None:
+    global _daemon_holders, _daemon_setting
+    import dask
+
+    with _DAEMON_LOCK:
+        if _daemon_holders == 0:
+            _daemon_setting = dask.config.set({"distributed.worker.daemon": False})
+        _daemon_holders += 1
+
+
+def _release_daemon_off() -> None:
+    global _daemon_holders, _daemon_setting
+    with _DAEMON_LOCK:
+        _daemon_holders -= 1
+        if _daemon_holders == 0 and _daemon_setting is not None:
+            _daemon_setting.__exit__(None, None, None)
+            _daemon_setting = None
 
 
 # -- the worker's side ----------------------------------------------------------------------------
@@ -91,10 +124,13 @@ _STATE: _WorkerState | None = None
 _STATE_LOCK = threading.Lock()
 
 
-def _state(worker: Any, initializer: Any, initargs: tuple[Any, ...]) -> _WorkerState:
+def _state(worker: Any, setup: bytes) -> _WorkerState:
+    """This worker's state, made by its first call (``setup``: the pickled initializer and
+    its arguments, loaded here, only then)."""
     global _STATE
     with _STATE_LOCK:
         if _STATE is None:
+            initializer, initargs = pickle.loads(setup)
             _STATE = _WorkerState(max(int(worker.state.nthreads), 1), initializer, initargs)
         return _STATE
 
@@ -112,8 +148,12 @@ class _WorkerCall:
         self.ended = threading.Event()
         self.handle: Handle | None = None
 
-    def send(self, *message: Any) -> None:
-        self.worker.log_event(self.topic, pickled_message((self.key, *message)))
+    def send(self, kind: str, *parts: Any) -> None:
+        # The parts travel pickled on their own: a caller that cannot load them (a class only
+        # the workers have) still reads which call they belong to.
+        body = pickled_message((kind, *parts))
+        message = pickle.dumps((self.key, kind, body), pickle.HIGHEST_PROTOCOL)
+        self.worker.log_event(self.topic, message)
 
     # RunEvents of the worker's process runner
     def started(self) -> bool:
@@ -142,20 +182,39 @@ def serve_call(
     key: str,
     topic: str,
     wall_deadline: float | None,
-    initializer: Any,
-    initargs: tuple[Any, ...],
+    setup: bytes,
 ) -> str:
     """Run one call on this Dask worker (the function of the call's Dask task).
 
-    The call arrives pickled by the caller and is unpickled here, so that a tool whose module
-    this worker cannot import fails its own call (``not_picklable``) instead of the task's
-    deserialization, which Dask treats as a broken worker.
+    The call, and the ``worker_initializer`` with its arguments (``setup``), arrive pickled
+    by the caller and are unpickled here, so that a tool or an initializer whose module this
+    worker cannot import fails its own call (``not_picklable``) instead of the task's
+    deserialization, which takes the Dask worker down.
     """
     from distributed import get_worker
 
     worker = get_worker()
-    state = _state(worker, initializer, initargs)
     this = _WorkerCall(worker, topic, key)
+    try:
+        state = _state(worker, setup)
+    except Exception as exc:  # e.g. the initializer's module is not importable on this worker
+        from laios.execution._runners.process_worker import ToolNotLoadable
+
+        this.send("started", f"{worker.address} pid {os.getpid()}")
+        this.send(
+            "done",
+            RawOutcome(
+                None,
+                ToolNotLoadable(
+                    f"The Dask worker {worker.address} could not set up the processes tools "
+                    f"run in ({type(exc).__name__}: {exc}). The DaskRunner's "
+                    "worker_initializer must be importable on its workers: a module-level "
+                    "function of a module installed on (or on the path of) every worker"
+                ),
+                error_type="not_picklable",
+            ),
+        )
+        return "not set up"
     with state.lock:
         if key in state.killed:
             del state.killed[key]
@@ -208,6 +267,20 @@ def serve_call(
             state.running.pop(key, None)
 
 
+def _unloadable(exc: BaseException) -> RawOutcome:
+    from laios.execution._runners.process import WorkerCrashed
+
+    return RawOutcome(
+        None,
+        WorkerCrashed(
+            "What the tool sent back from its Dask worker could not be loaded in the caller's "
+            f"process ({type(exc).__name__}: {exc}): install what its result or exception "
+            "needs here too, or return plain values"
+        ),
+        error_type="not_picklable",
+    )
+
+
 def _daemonic_worker() -> RawOutcome:
     return RawOutcome(
         None,
@@ -241,6 +314,19 @@ async def kill_call(key: str) -> str:
         state.runner.abandon(handle)
     this.end(RawOutcome(None, WorkerLost("killed by its caller"), error_type="killed"))
     return "killed"
+
+
+def forget_reports(topic: str, dask_scheduler: Any = None) -> None:
+    """Clear the events of ``topic`` that the Dask scheduler keeps (run on the scheduler).
+
+    The scheduler forwards each event to the topic's subscribers when it arrives, and also
+    keeps the last ones of each topic (``distributed.admin.low-level-log-length``, for ever):
+    a runner's reports hold its tools' results, errors, progress and checkpoints, which are
+    the caller's alone, may hold secrets and may be large.
+    """
+    broker = getattr(dask_scheduler, "_broker", None)  # (Dask offers no public way)
+    if broker is not None:
+        broker.truncate(topic)
 
 
 # -- the caller's side ----------------------------------------------------------------------------
@@ -282,7 +368,10 @@ class DaskRunner:
     Raises:
         ImportError: When Dask's ``distributed`` is not installed.
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
-        ValueError: When a number is out of range.
+        ValueError: When a number is out of range, or both ``address`` and ``client`` are
+            given.
+        TypeError: When ``client`` is not a ``distributed.Client``, ``worker_initializer``
+            is not callable, or it or ``worker_initargs`` cannot be pickled.
     """
 
     name = "dask"
@@ -303,7 +392,6 @@ class DaskRunner:
         worker_initargs: Sequence[Any] = (),
     ) -> None:
         try:
-            import dask
             import distributed
         except ImportError as exc:
             raise ImportError(
@@ -312,30 +400,61 @@ class DaskRunner:
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a positive whole number, got {value!r}")
-        if not isinstance(connect_timeout, (int, float)) or not connect_timeout > 0:
+        if (
+            isinstance(connect_timeout, bool)
+            or not isinstance(connect_timeout, (int, float))
+            or not 0 < connect_timeout < math.inf
+        ):
             raise ValueError(
-                f"connect_timeout must be more than 0 seconds, got {connect_timeout!r}"
+                f"connect_timeout must be a finite number of seconds more than 0, got "
+                f"{connect_timeout!r}"
             )
+        if client is not None:
+            if address is not None:
+                raise ValueError(
+                    "give DaskRunner an address or a client, not both (the client is "
+                    f"connected already; got address={address!r})"
+                )
+            if not isinstance(client, distributed.Client):
+                raise TypeError(
+                    f"client must be a distributed.Client, got {type(client).__name__}; "
+                    "to connect to a scheduler, pass its address instead"
+                )
+        if worker_initializer is not None and not callable(worker_initializer):
+            raise TypeError(
+                f"worker_initializer must be callable, got {type(worker_initializer).__name__}"
+            )
+        try:  # (they travel with every call, and to the tool processes by name)
+            setup = pickle.dumps(
+                (worker_initializer, tuple(worker_initargs)), pickle.HIGHEST_PROTOCOL
+            )
+        except Exception as exc:
+            raise TypeError(
+                "worker_initializer and worker_initargs must be picklable: a module-level "
+                "function of a module the workers can import, and plain arguments "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         client_class: Any = distributed.Client  # (distributed is not typed)
         cluster_class: Any = distributed.LocalCluster
         self._cluster: Any = None
-        self._config: Any = None  # distributed.worker.daemon=False, while the local cluster runs
+        self._holds_daemon_off = False  # while the local cluster runs
         self._delivery_thread: int | None = None  # where the workers' reports are delivered
         self._owns_client = client is None
         if client is None:
             if address is None:
-                # Tool processes are children of the Dask worker: its workers must not be
-                # daemonic processes (which may not have children). The nanny reads this each
-                # time it (re)starts a worker, so it stays set while the local cluster runs.
-                self._config = dask.config.set({"distributed.worker.daemon": False})
-                self._config.__enter__()
-                self._cluster = cluster_class(
-                    n_workers=n_workers,
-                    threads_per_worker=threads_per_worker,
-                    processes=True,
-                    dashboard_address=":0",
-                )
-                client = client_class(self._cluster)
+                _hold_daemon_off()
+                self._holds_daemon_off = True
+                try:
+                    self._cluster = cluster_class(
+                        n_workers=n_workers,
+                        threads_per_worker=threads_per_worker,
+                        processes=True,
+                        dashboard_address=":0",
+                    )
+                    client = client_class(self._cluster)
+                except BaseException:
+                    self._close_own()
+                    raise
             else:
                 try:
                     client = client_class(address, timeout=connect_timeout)
@@ -351,14 +470,25 @@ class DaskRunner:
         self._topic = f"laios-{uuid.uuid4().hex}"
         self._lock = threading.Lock()
         self._calls: dict[str, _DaskCall] = {}
-        self._initializer = worker_initializer
-        self._initargs = tuple(worker_initargs)
+        #: The initializer and its arguments, pickled: loaded on a worker by its first call.
+        self._setup = setup
         self._outbox: list[tuple[_DaskCall, bytes, float | None]] = []  # accepted, not sent
         self._flush_due = False
         self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
+        self._reported = False  # reports arrived that the scheduler still keeps
+        self._stopping = 0  # kills being sent (the client stays open for them, a while)
         #: Made before os.fork() in this (the child) process: every call is refused.
         self.forked = False
-        client.subscribe_topic(self._topic, self._on_event)
+        # Dask's client keeps a topic's handler for ever, also after unsubscribe_topic: it
+        # holds this runner only weakly, so that a client shared by many runners keeps none.
+        on_event = weakref.WeakMethod(self._on_event)
+
+        def deliver(event: Any) -> None:
+            method = on_event()
+            if method is not None:
+                method(event)
+
+        client.subscribe_topic(self._topic, deliver)
         self._threads = self._count_threads()
         threading.Thread(target=self._watch_threads, name="laios-dask-stats", daemon=True).start()
         reset_after_fork(self)
@@ -370,12 +500,13 @@ class DaskRunner:
         self.forked = True
         self._lock = threading.Lock()
         self._calls = {}
+        self._stopping = 0
         self._outbox = []
         self._flush_due = False
         self._delivery_thread = None
         self._owns_client = False
         self._cluster = None
-        self._config = None
+        self._holds_daemon_off = False
 
     @property
     def dashboard_link(self) -> str:
@@ -403,11 +534,26 @@ class DaskRunner:
             return 0
 
     def _watch_threads(self) -> None:
-        """Keep the cluster's thread count fresh for :attr:`stats` (off the callers' paths)."""
+        """Keep the cluster's thread count fresh for :attr:`stats`, and clear the reports the
+        scheduler keeps of this runner's topic (off the callers' paths)."""
         while not self.closed and not self.forked:
             time.sleep(STATS_INTERVAL)
             if not self.closed:
                 self._threads = self._count_threads()
+                self._forget_reports()
+
+    def _forget_reports(self, everything: bool = False) -> None:
+        """Clear this runner's topic on the scheduler (the reports were delivered already)."""
+        if not (self._reported or everything):
+            return
+        if getattr(self.client, "status", None) != "running":
+            return  # (closed, or reconnecting: asking would wait for the scheduler)
+        self._reported = False
+        try:
+            self.client.run_on_scheduler(forget_reports, self._topic)
+        except Exception:  # the scheduler cannot be reached now: the next round tries again
+            self._reported = True
+            _log.debug("could not clear the reports of %s on the scheduler", self._topic)
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
         """Send ``call`` to the cluster as one Dask task, or refuse it (shut down, or made
@@ -455,7 +601,10 @@ class DaskRunner:
             # a batch costs the scheduler far less than as many submits.
             timer = threading.Timer(SEND_DELAY, self._send)
             timer.daemon = True
-            timer.start()
+            try:
+                timer.start()
+            except RuntimeError:  # no thread to be had: send the batch from here, now
+                self._send()
         return handle
 
     def _send(self) -> None:
@@ -484,8 +633,7 @@ class DaskRunner:
                 keys,
                 [self._topic] * count,
                 [deadline for _, _, deadline in batch],
-                [self._initializer] * count,
-                [self._initargs] * count,
+                [self._setup] * count,
                 key=keys,
                 pure=False,
             )
@@ -518,12 +666,24 @@ class DaskRunner:
     def _on_event(self, event: Any) -> None:
         """A message from a worker (on the client's event loop thread)."""
         self._delivery_thread = threading.get_ident()
+        self._reported = True
         _, data = event
         try:
-            key, kind, *parts = pickle.loads(data)
+            key, kind, body = pickle.loads(data)
         except Exception:
             _log.exception("a message from a Dask worker could not be read")
             return
+        try:
+            _, *parts = pickle.loads(body)
+        except Exception as exc:
+            if kind != "done":
+                _log.warning(
+                    "a %s report from a Dask worker could not be loaded (%s)",
+                    kind,
+                    type(exc).__name__,
+                )
+                return
+            parts = [_unloadable(exc)]
         future = None
         with self._lock:
             handle = self._calls.get(key)
@@ -574,7 +734,8 @@ class DaskRunner:
             # The outcome is on its way on the topic (it was sent before the task ended).
             timer = threading.Timer(OUTCOME_GRACE, self._lost, args=(handle, "no outcome arrived"))
             timer.daemon = True
-            timer.start()
+            with contextlib.suppress(RuntimeError):  # (no thread: the outcome comes all the same)
+                timer.start()
             return
         self._lost(handle, f"its Dask task ended '{status}'")
 
@@ -616,32 +777,48 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
-        # Everywhere when it has not started yet (it may be starting right now). Sent before
-        # this returns, so that it reaches the workers ahead of what the caller does next; on
-        # the client's own event loop thread (a report being delivered) it cannot wait for
-        # the loop, so it is sent from a thread of its own.
+        # Everywhere when it has not started yet (it may be starting right now). The Dask task
+        # is cancelled before this returns (it waits for the client's event loop only), but
+        # not on that loop's own thread (a report being delivered). The kill goes out from a
+        # thread of its own: Client.run waits for the scheduler's answer, which may not come
+        # (a scheduler that hangs or is cut off), and the caller's timeout must hold.
         workers = None
         if state == "running" and handle.where is not None:
             workers = [handle.where.split(" ", 1)[0]]
-        if self.owns_current_thread():
+        on_loop = self.owns_current_thread()
+        if future is not None and not on_loop:
+            self._cancel_task(future)
+            future = None
+        with self._lock:
+            self._stopping += 1
+        try:
             threading.Thread(
                 target=self._stop_remote,
                 args=(handle.key, future, workers),
                 name="laios-dask-stop",
                 daemon=True,
             ).start()
-        else:
+        except RuntimeError:  # no thread to be had: send it from here
             self._stop_remote(handle.key, future, workers)
         return "killed" if state == "running" else "stopped"
+
+    def _cancel_task(self, future: Any) -> None:
+        try:
+            future.cancel()
+        except Exception:
+            _log.debug("could not cancel %s", future.key, exc_info=True)
+        _release(future)
 
     def _stop_remote(self, key: str, future: Any, workers: list[str] | None) -> None:
         try:
             if future is not None:
-                future.cancel()
-                _release(future)
+                self._cancel_task(future)
             self.client.run(kill_call, key, workers=workers, wait=False)
         except Exception:
             _log.debug("could not reach the workers to stop %s", key, exc_info=True)
+        finally:
+            with self._lock:
+                self._stopping -= 1
 
     def owns_current_thread(self) -> bool:
         """Whether the calling thread is the one that delivers the workers' reports (a
@@ -662,10 +839,15 @@ class DaskRunner:
             with self._lock:
                 self._cancel_queued = True
                 queued = [h for h in self._calls.values() if h.state == "queued"]
-            for handle in queued:
-                future = handle.future
-                if future is not None:
-                    future.cancel()  # (its done callback refuses it: shut down)
+            # (Each done callback refuses its call: shut down.) Cancelling waits for the
+            # client's event loop: on that loop's own thread, from a thread of its own.
+            futures = [h.future for h in queued if h.future is not None]
+            if futures and self.owns_current_thread():
+                threading.Thread(
+                    target=self._cancel_all, args=(futures,), name="laios-dask-cancel", daemon=True
+                ).start()
+            else:
+                self._cancel_all(futures)
         if wait and not self.owns_current_thread():
             self._close_when_idle()
         else:
@@ -673,23 +855,49 @@ class DaskRunner:
                 target=self._close_when_idle, name="laios-dask-close", daemon=True
             ).start()
 
+    def _cancel_all(self, futures: list[Any]) -> None:
+        for future in futures:
+            try:
+                future.cancel()
+            except Exception:
+                _log.debug("could not cancel %s", future.key, exc_info=True)
+
     def _close_when_idle(self) -> None:
         while True:
             with self._lock:
                 if not self._calls:
                     break
             time.sleep(0.01)
+        # Kills still being sent, then the reports to clear, get STOP_PATIENCE in all: a
+        # scheduler that hangs answers neither, and shutdown must end.
+        patience = time.monotonic() + STOP_PATIENCE
+        while time.monotonic() < patience:
+            with self._lock:
+                if not self._stopping:
+                    break
+            time.sleep(0.01)
         with contextlib.suppress(Exception):  # (the cluster may be gone already)
             self.client.unsubscribe_topic(self._topic)
+        # (Asking the scheduler waits for its answer, which a scheduler that hangs never gives.)
+        forget = threading.Thread(
+            target=self._forget_reports, args=(True,), name="laios-dask-forget", daemon=True
+        )
+        with contextlib.suppress(RuntimeError):  # (no thread to be had: the reports stay)
+            forget.start()
+            forget.join(max(patience - time.monotonic(), 0.1))
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.client.close()
-            if self._cluster is not None:
-                with contextlib.suppress(Exception):
-                    self._cluster.close()
-            if self._config is not None:
-                self._config.__exit__(None, None, None)
-                self._config = None
+            self._close_own()
+
+    def _close_own(self) -> None:
+        """Close the local cluster this runner started, and give back the worker setting."""
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+        if self._holds_daemon_off:
+            self._holds_daemon_off = False
+            _release_daemon_off()
 
     def __repr__(self) -> str:
         where = self.address or ("local cluster" if self._cluster is not None else "client")
