@@ -120,3 +120,31 @@ def test_the_forkserver_still_keeps_its_state_where_a_forked_child_resets_it() -
     from laios._compat import multiprocessing as fast_multiprocessing
 
     assert fast_multiprocessing.FORKSERVER_READABLE
+
+
+def test_the_dask_scheduler_still_keeps_topic_events_where_they_are_cleared() -> None:
+    """A real scheduler keeps a topic's events in the broker that forget_topic clears: after
+    it, get_events has none of that topic and another topic's are untouched."""
+    distributed = pytest.importorskip("distributed")
+    from laios._compat.dask import forget_topic
+
+    with (
+        distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.log_event("laios-test-forget", {"secret": "kept until cleared"})
+        client.log_event("laios-test-other", {"n": 1})
+        assert client.get_events("laios-test-forget")
+        cleared = client.run_on_scheduler(
+            lambda dask_scheduler: forget_topic(dask_scheduler, "laios-test-forget")
+        )
+        assert cleared is True
+        assert list(client.get_events("laios-test-forget")) == []
+        assert len(client.get_events("laios-test-other")) == 1
+
+
+def test_clearing_a_topic_on_a_scheduler_of_another_shape_does_nothing() -> None:
+    """Without the broker (another Dask version) nothing is cleared and nothing fails."""
+    from laios._compat.dask import forget_topic
+
+    assert forget_topic(object(), "laios-test-forget") is False

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from laios._compat.dask import forget_topic
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -322,11 +323,10 @@ def forget_reports(topic: str, dask_scheduler: Any = None) -> None:
     The scheduler forwards each event to the topic's subscribers when it arrives, and also
     keeps the last ones of each topic (``distributed.admin.low-level-log-length``, for ever):
     a runner's reports hold its tools' results, errors, progress and checkpoints, which are
-    the caller's alone, may hold secrets and may be large.
+    the caller's alone, may hold secrets and may be large. Dask has no public call for it:
+    see :mod:`laios._compat.dask`.
     """
-    broker = getattr(dask_scheduler, "_broker", None)  # (Dask offers no public way)
-    if broker is not None:
-        broker.truncate(topic)
+    forget_topic(dask_scheduler, topic)
 
 
 # -- the caller's side ----------------------------------------------------------------------------
