@@ -525,3 +525,30 @@ def test_a_batch_cancelled_as_its_tool_gets_a_slot_gives_the_slot_back(
 
     after = asyncio.run(asyncio.wait_for(scenario(), GUARD))
     assert after.success, after.error
+
+
+# -- a tool returning a coroutine ----------------------------------------------------------------
+
+
+class ForgetsAwait(AsyncBaseTool):
+    name = "forgets_await"
+    description = "Returns a coroutine instead of awaiting it."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return asyncio.sleep(0, result="value")  # (a missing ``await``)
+
+
+def test_a_tool_returning_a_coroutine_fails_and_says_so(
+    make_executor: Callable[..., Executor], context: Context
+) -> None:
+    """An async tool that returns a coroutine (a missing ``await``) fails with an error saying
+    so, and the coroutine is closed (no "never awaited" warning)."""
+    registry = ToolRegistry()
+    registry.register_tool(ForgetsAwait)
+    executor = make_executor(tool_registry=registry)
+    task = Task(plan_id="p", description="d", tool_name="forgets_await")
+    result = asyncio.run(asyncio.wait_for(executor.execute_async(task, context), GUARD))
+    assert not result.success
+    assert result.output is None
+    assert result.metadata["error_type"] == "TypeError"
+    assert result.error is not None and "coroutine" in result.error and "await" in result.error
