@@ -551,4 +551,6 @@ def test_a_tool_returning_a_coroutine_fails_and_says_so(
     assert not result.success
     assert result.output is None
     assert result.metadata["error_type"] == "TypeError"
-    assert result.error is not None and "coroutine" in result.error and "await" in result.error
+    assert result.error is not None
+    assert "coroutine" in result.error
+    assert "await" in result.error
