@@ -469,3 +469,88 @@ def test_call_timed_out_in_the_slot_queue_does_not_keep_the_slot(
     finally:
         service.release.set()
         kept.close()
+
+
+# -- a tool task cancelled before its first step -----------------------------------------------
+
+
+class CancelsBatch(AsyncBaseTool):
+    """Cancels the coroutine awaiting another batch, then returns (handing its slot on)."""
+
+    name = "cancels_batch"
+    description = "Cancels a waiting batch just before it returns."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.victim: asyncio.Task[Any] | None = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        while self.victim is None:
+            await asyncio.sleep(0.001)
+        self.victim.cancel()
+        return "ok"
+
+
+class Quick(AsyncBaseTool):
+    name = "quick"
+    description = "Returns at once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return "quick"
+
+
+def test_a_batch_cancelled_as_its_tool_gets_a_slot_gives_the_slot_back(
+    make_executor: Callable[..., Executor], context: Context
+) -> None:
+    """A batch cancelled in the same turn of the loop as its queued tool gets the slot (the
+    tool's task cancelled before it ever ran) leaves the slot free for the next call."""
+    registry = ToolRegistry()
+    canceller = registry.register_tool(CancelsBatch())
+    registry.register_tool(Quick)
+    executor = make_executor(tool_registry=registry, max_async_tools=1)
+
+    def task(tool: str) -> Task:
+        return Task(plan_id="p", description="d", tool_name=tool)
+
+    async def scenario() -> TaskResult:
+        holder = asyncio.ensure_future(executor.execute_parallel([task("cancels_batch")], context))
+        await asyncio.sleep(0)  # the holder's tool takes the one slot
+        victim = asyncio.ensure_future(executor.execute_parallel([task("quick")], context))
+        await asyncio.sleep(0)  # the victim's tool waits for the slot
+        canceller.victim = victim
+        assert (await holder)[0].success
+        with pytest.raises(asyncio.CancelledError):
+            await victim
+        return (await executor.execute_parallel([task("quick")], context, timeout=3.0))[0]
+
+    after = asyncio.run(asyncio.wait_for(scenario(), GUARD))
+    assert after.success, after.error
+
+
+# -- a tool returning a coroutine ----------------------------------------------------------------
+
+
+class ForgetsAwait(AsyncBaseTool):
+    name = "forgets_await"
+    description = "Returns a coroutine instead of awaiting it."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return asyncio.sleep(0, result="value")  # (a missing ``await``)
+
+
+def test_a_tool_returning_a_coroutine_fails_and_says_so(
+    make_executor: Callable[..., Executor], context: Context
+) -> None:
+    """An async tool that returns a coroutine (a missing ``await``) fails with an error saying
+    so, and the coroutine is closed (no "never awaited" warning)."""
+    registry = ToolRegistry()
+    registry.register_tool(ForgetsAwait)
+    executor = make_executor(tool_registry=registry)
+    task = Task(plan_id="p", description="d", tool_name="forgets_await")
+    result = asyncio.run(asyncio.wait_for(executor.execute_async(task, context), GUARD))
+    assert not result.success
+    assert result.output is None
+    assert result.metadata["error_type"] == "TypeError"
+    assert result.error is not None
+    assert "coroutine" in result.error
+    assert "await" in result.error

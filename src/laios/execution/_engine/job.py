@@ -653,11 +653,27 @@ class Job(TaskRecord):
             error_type = safe_error_type(error_type)
             self.finish("error", message, error_type, data=value.data, extra=value.metadata)
             return
+        if type(data) is _COROUTINE:  # a missing ``await`` in the tool
+            self._returned_coroutine(data)
+            return
         if self.interrupted is not None:  # Ctrl-C in a progress callback
             message = self._interrupt_message()
             self.finish("error", message, "callback_error", data=data, extra=extra)
         else:
             self.finish("success", None, None, data=data, extra=extra)
+
+    def _returned_coroutine(self, coroutine: Any) -> None:
+        """The tool returned a coroutine (a missing ``await``): close it (nothing will await
+        it) and fail, saying so."""
+        with contextlib.suppress(Exception):
+            coroutine.close()
+        name = getattr(coroutine, "__qualname__", None) or "a coroutine"
+        self.finish(
+            "error",
+            f"Tool '{self.tool}' returned the coroutine {shorten(str(name), 128)}() instead of "
+            "its value: a missing 'await' in the tool? (the coroutine was closed, never run)",
+            "TypeError",
+        )
 
     def finish(
         self,

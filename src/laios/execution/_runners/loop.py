@@ -62,7 +62,7 @@ _NO_LOOP = Refusal(
 class _LoopCall:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("abandoned", "call", "events", "loop", "runner", "task")
+    __slots__ = ("abandoned", "call", "events", "loop", "ran", "runner", "task")
 
     def __init__(
         self, runner: LoopRunner, call: ToolCall, events: RunEvents, loop: asyncio.AbstractEventLoop
@@ -73,6 +73,13 @@ class _LoopCall:
         self.loop = loop
         self.task: asyncio.Task[None] | None = None
         self.abandoned = False
+        self.ran = False  # its task's coroutine began (and so gives the slot back itself)
+
+    def task_ended(self, task: asyncio.Task[None]) -> None:
+        """The call's task is done: give its slot back when its coroutine never began (the
+        task was cancelled before its first step, by a caller or a loop shutting down)."""
+        if not self.ran:
+            self.runner.done(self)
 
 
 class _AwaitedCall:
@@ -315,7 +322,7 @@ class LoopRunner:
         if self.loop_thread is None:
             if self.slots.take(work):
                 # Already on the loop's thread, and nobody can have abandoned the call yet.
-                work.task = _create_task_in(loop, _run(work), call.context)
+                work.task = _start_task(work)
             return work
         with self._pending_lock:
             self._pending += 1
@@ -475,8 +482,16 @@ def _create_task(work: _LoopCall) -> None:
     if work.abandoned:
         work.runner.done(work)
         return
-    # The task runs in the caller's context copy (the task span is current there).
-    work.task = _create_task_in(work.loop, _run(work), work.call.context)
+    work.task = _start_task(work)
+
+
+def _start_task(work: _LoopCall) -> asyncio.Task[None]:
+    # On the loop's thread. The task runs in the caller's context copy (the task span is
+    # current there). A task cancelled before its first step never runs its coroutine, whose
+    # ``finally`` would give the slot back: the task's end does it then.
+    task = _create_task_in(work.loop, _run(work), work.call.context)
+    task.add_done_callback(work.task_ended)
+    return task
 
 
 if sys.version_info >= (3, 11):
@@ -507,6 +522,7 @@ def _hold(slots: AsyncSlots) -> contextvars.Token[tuple[AsyncSlots, ...]]:
 
 
 async def _run(work: _LoopCall) -> None:
+    work.ran = True
     events = work.events
     _hold(work.runner.slots)  # (in this task's own context, which ends with it)
     try:
