@@ -61,9 +61,13 @@ class ToolInput(BaseModel):
     The bare class declares no fields and keeps any keyword arguments as extra attributes, so a
     tool without a dedicated input model accepts anything. Subclasses may set their own
     ``model_config`` (for instance ``extra="forbid"``).
+
+    Validation errors do not quote the rejected values (``hide_input_in_errors``): parameters
+    often carry credentials, and Pydantic shortens a long value to a prefix and a suffix that
+    no scrubbing of the whole value could find. A subclass may set it back to False.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
 
 
 class ToolOutput(BaseModel):

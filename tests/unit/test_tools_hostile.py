@@ -1,0 +1,61 @@
+"""Tools under hostile use: odd signatures, odd parameters, odd names, secrets in bad input."""
+
+from __future__ import annotations
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.tools.base import BaseTool, ToolInput, create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+# Long enough that pydantic would shorten its repr to a prefix and a suffix, which a scrubber
+# looking for the whole value cannot find.
+LONG_SECRET = "sk-live-" + "A1b2C3d4E5" * 8
+
+
+class KeyInput(ToolInput):
+    api_key: int
+
+
+class KeyTool(BaseTool):
+    name = "key_tool"
+    description = "Takes an API key that must be a number."
+    input_model = KeyInput
+
+    def _execute(self, input_data: KeyInput) -> int:
+        return input_data.api_key
+
+
+def _pieces(secret: str) -> list[str]:
+    """Every 12-character slice of ``secret``: none of them may show."""
+    return [secret[i : i + 12] for i in range(len(secret) - 11)]
+
+
+def test_a_validation_error_does_not_quote_a_long_secret() -> None:
+    """A rejected parameter's value, even shortened, is not quoted in the tool's error."""
+    output = KeyTool().execute(api_key=LONG_SECRET)
+    assert output.success is False and output.metadata["error_type"] == "ValidationError"
+    assert "api_key" in (output.error or "")
+    assert not [piece for piece in _pieces(LONG_SECRET) if piece in (output.error or "")]
+
+
+def test_a_simple_tool_validation_error_does_not_quote_a_long_secret() -> None:
+    """The input model made from a function's signature hides rejected values too."""
+
+    def call(token: int) -> int:
+        return token
+
+    output = create_simple_tool("call", "Calls.", call).execute(token=LONG_SECRET)
+    assert output.success is False and "token" in (output.error or "")
+    assert not [piece for piece in _pieces(LONG_SECRET) if piece in (output.error or "")]
+
+
+def test_an_executed_task_with_a_rejected_secret_leaks_no_part_of_it() -> None:
+    """Through the executor, no slice of a long rejected secret reaches the task's error."""
+    registry = ToolRegistry()
+    registry.register_tool(KeyTool)
+    with Executor(registry, register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="key_tool")
+        task.parameters = {"api_key": LONG_SECRET}
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success is False
+    assert not [piece for piece in _pieces(LONG_SECRET) if piece in (result.error or "")]
