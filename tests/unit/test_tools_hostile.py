@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
-from laios.tools.base import BaseTool, ToolInput, create_simple_tool
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput, ToolOutput, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 # Long enough that pydantic would shorten its repr to a prefix and a suffix, which a scrubber
@@ -59,3 +64,47 @@ def test_an_executed_task_with_a_rejected_secret_leaks_no_part_of_it() -> None:
         result = executor.execute_task(task, Context(session_id="s", user_id="u"))
     assert result.success is False
     assert not [piece for piece in _pieces(LONG_SECRET) if piece in (result.error or "")]
+
+
+class EchoKwargs(BaseTool):
+    name = "echo_kwargs"
+    description = "Returns its keyword arguments."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return kwargs
+
+
+def test_execute_with_a_parameter_named_self_never_raises() -> None:
+    """``execute(self=...)`` returns an output instead of raising a TypeError about itself."""
+    output = EchoKwargs().execute(self="me")
+    assert isinstance(output, ToolOutput)
+
+
+def test_a_simple_tool_takes_a_parameter_named_self() -> None:
+    """A function with a ``self`` parameter gets it, through execute and the registry."""
+    tool = create_simple_tool("selfish", "Takes self.", lambda self, x: (self, x))
+    assert tool.execute(self=1, x=2).data == (1, 2)
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    assert registry.execute_tool("selfish", self=3, x=4).data == (3, 4)
+
+
+def test_an_async_tool_takes_a_parameter_named_self() -> None:
+    """The async entry points take a ``self`` parameter too."""
+
+    async def selfish(self: Any) -> Any:
+        return self
+
+    tool = create_simple_tool("selfish_async", "Takes self.", selfish)
+    assert isinstance(tool, AsyncBaseTool)
+    assert asyncio.run(tool.execute_async(self=5)).data == 5
+    assert tool.execute(self=6).data == 6
+
+
+@pytest.mark.parametrize("name", [["echo_kwargs"], {}, {"a"}])
+def test_execute_tool_with_an_unhashable_name_never_raises(name: Any) -> None:
+    """An unhashable tool name is an unknown tool, not a TypeError."""
+    registry = ToolRegistry()
+    registry.register_tool(EchoKwargs)
+    output = registry.execute_tool(name)
+    assert output.success is False and output.metadata["error_type"] == "tool_not_found"

@@ -217,7 +217,7 @@ class BaseTool(abc.ABC):
         """Return a short description with the tool's class, name and category."""
         return f"{type(self).__name__}(name={self.name!r}, category={self.category.value!r})"
 
-    def execute(self, **kwargs: Any) -> ToolOutput:
+    def execute(self, /, **kwargs: Any) -> ToolOutput:
         """Validate ``kwargs``, run the tool and return its output. Never raises.
 
         Args:
@@ -234,7 +234,7 @@ class BaseTool(abc.ABC):
             return _failure(exc)
         return _wrap(result)
 
-    def run_raising(self, **kwargs: Any) -> Any:
+    def run_raising(self, /, **kwargs: Any) -> Any:
         """Validate ``kwargs`` and run the tool, letting any exception out.
 
         :meth:`execute` is this plus turning exceptions into a failed :class:`ToolOutput`.
@@ -338,7 +338,7 @@ class AsyncBaseTool(BaseTool):
             A :class:`ToolOutput`, or any value to wrap in a successful one.
         """
 
-    async def execute_async(self, **kwargs: Any) -> ToolOutput:
+    async def execute_async(self, /, **kwargs: Any) -> ToolOutput:
         """Validate ``kwargs``, await the tool and return its output. Never raises.
 
         Args:
@@ -354,7 +354,7 @@ class AsyncBaseTool(BaseTool):
             return _failure(exc)
         return _wrap(result)
 
-    async def run_raising_async(self, **kwargs: Any) -> Any:
+    async def run_raising_async(self, /, **kwargs: Any) -> Any:
         """Validate ``kwargs`` and await the tool, letting any exception out.
 
         :meth:`execute_async` is this plus turning exceptions into a failed
@@ -379,7 +379,7 @@ class AsyncBaseTool(BaseTool):
             result = await result
         return result
 
-    def run_raising(self, **kwargs: Any) -> Any:
+    def run_raising(self, /, **kwargs: Any) -> Any:
         """Refuse synchronous use; asynchronous tools run through :meth:`run_raising_async`.
 
         Raises:
@@ -389,7 +389,7 @@ class AsyncBaseTool(BaseTool):
             f"{type(self).__name__} is asynchronous: await run_raising_async() instead"
         )
 
-    def execute(self, **kwargs: Any) -> ToolOutput:
+    def execute(self, /, **kwargs: Any) -> ToolOutput:
         """Run the tool to completion with :func:`asyncio.run`. Never raises.
 
         Inside a running event loop the tool cannot be run synchronously from the loop's
@@ -508,14 +508,14 @@ def create_simple_tool(
     base: type[Any]
     if inspect.iscoroutinefunction(func):
 
-        async def _execute_async(self: AsyncBaseTool, **kwargs: Any) -> Any:
+        async def _execute_async(self: AsyncBaseTool, /, **kwargs: Any) -> Any:
             return await func(**kwargs)
 
         attrs["_execute_async"] = _execute_async
         base = AsyncBaseTool
     else:
 
-        def _execute(self: BaseTool, **kwargs: Any) -> Any:
+        def _execute(self: BaseTool, /, **kwargs: Any) -> Any:
             return func(**kwargs)
 
         attrs["_execute"] = _execute
