@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import Field
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -38,7 +43,8 @@ def _pieces(secret: str) -> list[str]:
 def test_a_validation_error_does_not_quote_a_long_secret() -> None:
     """A rejected parameter's value, even shortened, is not quoted in the tool's error."""
     output = KeyTool().execute(api_key=LONG_SECRET)
-    assert output.success is False and output.metadata["error_type"] == "ValidationError"
+    assert output.success is False
+    assert output.metadata["error_type"] == "ValidationError"
     assert "api_key" in (output.error or "")
     assert not [piece for piece in _pieces(LONG_SECRET) if piece in (output.error or "")]
 
@@ -50,7 +56,8 @@ def test_a_simple_tool_validation_error_does_not_quote_a_long_secret() -> None:
         return token
 
     output = create_simple_tool("call", "Calls.", call).execute(token=LONG_SECRET)
-    assert output.success is False and "token" in (output.error or "")
+    assert output.success is False
+    assert "token" in (output.error or "")
     assert not [piece for piece in _pieces(LONG_SECRET) if piece in (output.error or "")]
 
 
@@ -107,4 +114,68 @@ def test_execute_tool_with_an_unhashable_name_never_raises(name: Any) -> None:
     registry = ToolRegistry()
     registry.register_tool(EchoKwargs)
     output = registry.execute_tool(name)
-    assert output.success is False and output.metadata["error_type"] == "tool_not_found"
+    assert output.success is False
+    assert output.metadata["error_type"] == "tool_not_found"
+
+
+_OPAQUE = object()
+
+
+def _odd_defaults(
+    callback: Callable[[int], int] = abs,
+    kind: type = int,
+    ratio: float = math.nan,
+    ceiling: float = math.inf,
+    raw: bytes = b"\xff\xfe",
+    anything: Any = _OPAQUE,
+) -> None:
+    """A function whose annotations and defaults JSON schema cannot express as they are."""
+
+
+def test_get_schema_of_odd_annotations_and_defaults_is_strict_json() -> None:
+    """Callables, classes, NaN, infinity and binary defaults give a schema that is strict JSON."""
+    tool = create_simple_tool("odd", "Odd parameters.", _odd_defaults)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schema = tool.get_schema()
+    text = json.dumps(schema, allow_nan=False)
+    assert [p["name"] for p in json.loads(text)["parameters"]] == [
+        "callback",
+        "kind",
+        "ratio",
+        "ceiling",
+        "raw",
+        "anything",
+    ]
+
+
+def test_one_tool_with_odd_annotations_does_not_break_get_all_schemas() -> None:
+    """get_all_schemas describes every tool even when one has a parameter JSON cannot type."""
+    registry = ToolRegistry()
+    registry.register_tools([EchoKwargs, create_simple_tool("odd", "Odd.", _odd_defaults)])
+    assert [s["name"] for s in registry.get_all_schemas()] == ["echo_kwargs", "odd"]
+
+
+class RefusingSchema(ToolInput):
+    path: str = Field(description="Where")
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any:
+        raise RuntimeError("no schema for you")
+
+
+def test_get_schema_of_a_model_whose_schema_raises_still_names_its_fields() -> None:
+    """An input model that cannot make a JSON schema is described from its fields."""
+
+    class Refusing(BaseTool):
+        name = "refusing"
+        description = "Its input model has no JSON schema."
+        input_model = RefusingSchema
+
+        def _execute(self, **kwargs: Any) -> Any:
+            return kwargs
+
+    params = Refusing().get_schema()["parameters"]
+    assert [(p["name"], p["required"], p["description"]) for p in params] == [
+        ("path", True, "Where")
+    ]
