@@ -179,3 +179,54 @@ def test_get_schema_of_a_model_whose_schema_raises_still_names_its_fields() -> N
     assert [(p["name"], p["required"], p["description"]) for p in params] == [
         ("path", True, "Where")
     ]
+
+
+async def _double(x: int) -> int:
+    return 2 * x
+
+
+class AsyncCallable:
+    """An object whose ``__call__`` is a coroutine function."""
+
+    async def __call__(self, x: int) -> int:
+        return await _double(x)
+
+
+def test_a_simple_tool_from_an_object_with_async_call_is_asynchronous() -> None:
+    """An object with ``async def __call__`` gives an async tool whose coroutine is awaited."""
+    tool = create_simple_tool("async_callable", "Doubles.", AsyncCallable())
+    assert isinstance(tool, AsyncBaseTool)
+    assert asyncio.run(tool.execute_async(x=2)).data == 4
+
+
+def test_a_synchronous_tool_returning_a_coroutine_fails_clearly() -> None:
+    """A lambda wrapping an async function fails, saying what to do, and never succeeds idly."""
+    tool = create_simple_tool("lambda_async", "Doubles.", lambda x: _double(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the coroutine is closed, not left un-awaited
+        output = tool.execute(x=2)
+    assert output.success is False
+    assert output.metadata["error_type"] == "TypeError"
+    assert "coroutine" in (output.error or "")
+    assert "async def" in (output.error or "")
+
+
+def test_a_base_tool_whose_execute_returns_a_coroutine_fails_through_the_executor() -> None:
+    """Through the executor, a synchronous tool that returns a coroutine is a failed task."""
+
+    class Forgetful(BaseTool):
+        name = "forgetful"
+        description = "Forgets to await."
+
+        def _execute(self, x: int) -> Any:
+            return _double(x)
+
+    registry = ToolRegistry()
+    registry.register_tool(Forgetful)
+    with Executor(registry, register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="forgetful", parameters={"x": 1})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success is False
+    assert "coroutine" in (result.error or "")

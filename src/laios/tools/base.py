@@ -246,15 +246,28 @@ class BaseTool(abc.ABC):
 
         Returns:
             What ``_execute`` returned: a :class:`ToolOutput` or any other value.
+
+        Raises:
+            TypeError: If ``_execute`` returned a coroutine (it is closed, never run): the
+                work it stands for would otherwise be reported done without having run.
         """
         if self._passthrough:
             # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
-            return self._execute(**kwargs)
-        input_data = self._build_input(kwargs)
-        self._validate(input_data)
-        if self._kwargs_style:
-            return self._execute(**self._as_kwargs(input_data, kwargs))
-        return self._execute(input_data)
+            result = self._execute(**kwargs)
+        else:
+            input_data = self._build_input(kwargs)
+            self._validate(input_data)
+            if self._kwargs_style:
+                result = self._execute(**self._as_kwargs(input_data, kwargs))
+            else:
+                result = self._execute(input_data)
+        if inspect.iscoroutine(result):
+            result.close()
+            raise TypeError(
+                f"Synchronous tool {self.name!r} returned a coroutine, which was not run: "
+                "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
+            )
+        return result
 
     @abc.abstractmethod
     def _execute(self, *args: Any, **kwargs: Any) -> Any:
@@ -420,6 +433,16 @@ class AsyncBaseTool(BaseTool):
             return _failure(exc)
 
 
+def _is_coroutine_function(func: Any) -> bool:
+    """Whether calling ``func`` gives a coroutine: an ``async def`` function, a
+    ``functools.partial`` of one, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    if inspect.isroutine(func) or isinstance(func, type) or not callable(func):
+        return False
+    return inspect.iscoroutinefunction(type(func).__call__)
+
+
 def _class_name(tool_name: str) -> str:
     parts = "".join(c if c.isalnum() else " " for c in tool_name).split()
     return "".join(p[:1].upper() + p[1:] for p in parts) + "Tool"
@@ -472,7 +495,8 @@ def create_simple_tool(
 
     The tool calls ``func(**params)``, where ``params`` are the validated fields of
     ``input_model`` or, without an input model, the caller's keyword arguments. A coroutine
-    function gives an :class:`AsyncBaseTool`.
+    function (an ``async def`` function, a ``functools.partial`` of one, or an object whose
+    ``__call__`` is ``async def``) gives an :class:`AsyncBaseTool`.
 
     Args:
         name: Tool name.
@@ -506,7 +530,7 @@ def create_simple_tool(
 
     attrs["__reduce__"] = __reduce__
     base: type[Any]
-    if inspect.iscoroutinefunction(func):
+    if _is_coroutine_function(func):
 
         async def _execute_async(self: AsyncBaseTool, /, **kwargs: Any) -> Any:
             return await func(**kwargs)
