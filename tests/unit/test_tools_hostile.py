@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from laios.core.types import Context, Task
+from laios.core.types import Context, Permission, Task
 from laios.execution.executor import Executor
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput, ToolOutput, create_simple_tool
 from laios.tools.registry import ToolRegistry
@@ -230,3 +230,41 @@ def test_a_base_tool_whose_execute_returns_a_coroutine_fails_through_the_executo
             result = executor.execute_task(task, Context(session_id="s", user_id="u"))
     assert result.success is False
     assert "coroutine" in (result.error or "")
+
+
+@pytest.mark.parametrize("func", [None, 5, "print"])
+def test_create_simple_tool_refuses_a_func_that_cannot_be_called(func: Any) -> None:
+    """A func that is not callable is refused at the call, not when the tool first runs."""
+    with pytest.raises(TypeError, match="callable"):
+        create_simple_tool("broken", "Cannot run.", func)
+
+
+@pytest.mark.parametrize("name", [5, None, b"bytes"])
+def test_create_simple_tool_refuses_a_name_that_is_not_text(name: Any) -> None:
+    """A name that is not a string is refused with a ValueError naming the problem."""
+    with pytest.raises(ValueError, match="name"):
+        create_simple_tool(name, "Has no name.", lambda: 1)
+
+
+def test_create_simple_tool_takes_a_builtin_class_without_a_signature() -> None:
+    """A builtin class such as dict, whose signature cannot be read, makes a working tool."""
+    tool = create_simple_tool("make_dict", "Makes a dict.", dict)
+    assert tool.execute(a=1).data == {"a": 1}
+
+
+@pytest.mark.parametrize("permission", [Permission.SHELL_EXECUTE, "shell.execute"])
+def test_a_single_permission_string_is_refused_with_a_clear_error(permission: Any) -> None:
+    """A single permission where a set is expected is refused, saying so, not letter by letter."""
+    with pytest.raises(ValueError, match="set of permissions"):
+        create_simple_tool("shell", "Runs.", lambda: 1, permissions=permission)
+
+    class OnePermission(BaseTool):
+        name = "one_permission"
+        description = "Declares one permission without a set."
+        required_permissions = permission
+
+        def _execute(self, **kwargs: Any) -> Any:
+            return kwargs
+
+    with pytest.raises(ValueError, match="set of permissions"):
+        OnePermission()

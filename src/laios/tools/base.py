@@ -120,7 +120,7 @@ def _parameters(func: Any) -> list[inspect.Parameter] | None:
     """``func``'s parameters, with string annotations resolved where they can be."""
     try:
         return list(inspect.signature(func, eval_str=True).parameters.values())
-    except (NameError, SyntaxError, TypeError, AttributeError):
+    except (NameError, SyntaxError, TypeError, AttributeError, ValueError):
         pass
     try:
         return list(inspect.signature(func).parameters.values())
@@ -134,6 +134,16 @@ def _names_input_model(cls: type, annotation: Any) -> bool:
         return False
     model = getattr(cls, "input_model", None)
     return isinstance(model, type) and annotation.rsplit(".", 1)[-1] == model.__name__
+
+
+def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
+    """``permissions`` as a set of :class:`Permission`, refusing a single one given bare."""
+    if isinstance(permissions, (str, bytes)):
+        raise ValueError(
+            f"Tool {tool_name!r}: permissions must be a set of permissions, such as "
+            f"{{Permission.SHELL_EXECUTE}}, not the single value {permissions!r}"
+        )
+    return {Permission(p) for p in permissions}
 
 
 def _failure(exc: Exception) -> ToolOutput:
@@ -193,8 +203,9 @@ class BaseTool(abc.ABC):
         """Check the class attributes and give the instance its own permission set.
 
         Raises:
-            ValueError: If ``name`` is missing or blank, ``description`` is empty, or
-                ``category`` or a permission is not a valid enum value.
+            ValueError: If ``name`` is missing or blank, ``description`` is empty,
+                ``category`` or a permission is not a valid enum value, or
+                ``required_permissions`` is a single permission rather than a set.
             TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`.
         """
         cls = type(self)
@@ -206,7 +217,7 @@ class BaseTool(abc.ABC):
         if not (isinstance(model, type) and issubclass(model, ToolInput)):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
         self.category = ToolCategory(self.category)
-        self.required_permissions = {Permission(p) for p in self.required_permissions}
+        self.required_permissions = _permission_set(self.name, self.required_permissions)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
         self._passthrough = (
@@ -510,8 +521,17 @@ def create_simple_tool(
         An instance of a new tool class.
 
     Raises:
-        ValueError: If ``name`` is blank or ``description`` is empty.
+        ValueError: If ``name`` is not a non-blank string, ``description`` is empty, or
+            ``category`` or a permission is not a valid value (``permissions`` must be a set,
+            not a single permission).
+        TypeError: If ``func`` is not callable, or ``input_model`` is not a
+            :class:`ToolInput` subclass.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
+    if not callable(func):
+        raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
+    permissions = _permission_set(name, permissions or ())
     attrs: dict[str, Any] = {
         "__doc__": description,
         "__module__": getattr(func, "__module__", None) or __name__,
