@@ -268,3 +268,36 @@ def test_a_single_permission_string_is_refused_with_a_clear_error(permission: An
 
     with pytest.raises(ValueError, match="set of permissions"):
         OnePermission()
+
+
+class Builder(BaseTool):
+    """Builds its output field by field, assigning whatever ``kind`` says."""
+
+    name = "builder"
+    description = "Fills in a ToolOutput after making it."
+
+    def _execute(self, kind: str) -> ToolOutput:
+        output = ToolOutput(success=False)
+        if kind == "metadata":
+            output.metadata = [1]  # type: ignore[assignment]
+        else:
+            output.success = "no"  # type: ignore[assignment]
+        return output
+
+
+def test_assigning_a_bad_field_to_a_tool_output_fails_the_task_clearly() -> None:
+    """A ToolOutput field assigned a wrong type fails the run with a ValidationError."""
+    registry = ToolRegistry()
+    registry.register_tool(Builder)
+    with Executor(registry, register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="builder")
+        task.parameters = {"kind": "metadata"}
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success is False
+    assert result.metadata["error_type"] == "ValidationError"
+
+
+def test_assigning_a_string_to_success_is_read_as_a_boolean() -> None:
+    """``output.success = "no"`` is a failure, not a truthy string taken for success."""
+    output = Builder().execute(kind="success")
+    assert output.success is False

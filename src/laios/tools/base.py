@@ -78,7 +78,13 @@ class ToolOutput(BaseModel):
         data: The tool's result value.
         error: Error message when the tool failed.
         metadata: Extra information, such as ``error_type`` for a failure.
+
+    Assignments are validated like the constructor's arguments, so a tool that fills in its
+    output field by field fails at the wrong assignment (``ValidationError``), and
+    ``output.success = "no"`` is ``False``, not a truthy string.
     """
+
+    model_config = ConfigDict(validate_assignment=True)
 
     success: bool = True
     data: Any = None
