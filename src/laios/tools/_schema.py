@@ -12,13 +12,23 @@ field is read from its schema:
 
 A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``.
 References to ``$defs`` (nested models, enums) are followed.
+
+The description is always strict JSON: a field JSON schema cannot express (a callable, a
+class) is described as any value, a default that cannot be written as JSON (an object, bytes
+that are not UTF-8, NaN, infinity) is left out, and so is any other non-finite number. A model
+whose JSON schema cannot be made at all is described from its fields' names, descriptions and
+whether they are required.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import PydanticSerializationError
 
 from laios.core.types import ToolParameter
 
@@ -32,6 +42,64 @@ _ENUM_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
     ((int, float), "number"),
     (str, "string"),
 )
+
+
+class _ToolJsonSchema(GenerateJsonSchema):
+    """JSON schema generation that describes what it cannot express instead of failing."""
+
+    def handle_invalid_for_json_schema(self, schema: Any, error_info: str) -> JsonSchemaValue:
+        """A field JSON schema cannot express (a callable, a class) takes any value."""
+        return {}
+
+    def encode_default(self, dft: Any) -> Any:
+        """Encode a default as strict JSON, or have it left out of the schema."""
+        try:
+            encoded = super().encode_default(dft)
+            json.dumps(encoded, allow_nan=False)
+        except Exception as exc:  # caught by the caller, which then leaves the default out
+            raise PydanticSerializationError(f"default not JSON: {type(exc).__name__}") from None
+        return encoded
+
+    def emit_warning(self, kind: Any, detail: str) -> None:
+        """Say nothing: a left-out default is the documented behaviour, not news."""
+
+
+def _finite(value: Any) -> Any:
+    """``value`` without the NaN and infinite numbers strict JSON cannot hold."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items() if not _non_finite(v)}
+    if isinstance(value, list):
+        return [_finite(v) for v in value if not _non_finite(v)]
+    return value
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _json_schema(model: type[BaseModel]) -> dict[str, Any] | None:
+    """The model's JSON schema as strict JSON, or None when it cannot be made."""
+    try:
+        schema = model.model_json_schema(schema_generator=_ToolJsonSchema)
+    except Exception:
+        return None
+    if not isinstance(schema, dict):
+        return None
+    finite: dict[str, Any] = _finite(schema)
+    return finite
+
+
+def _from_fields(model: type[BaseModel]) -> list[ToolParameter]:
+    """Describe the fields of a model that has no JSON schema by what they declare."""
+    return [
+        ToolParameter(
+            name=field.alias or name,
+            type="string",
+            description=field.description or "",
+            required=field.is_required(),
+        )
+        for name, field in model.model_fields.items()
+    ]
 
 
 def _deref(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +145,8 @@ def parameters_from_model(model: type[BaseModel]) -> list[ToolParameter]:
     A field whose JSON type cannot be told (``Any``, for instance) is reported as ``"string"``.
     ``ToolParameter.schema`` carries the field's JSON schema when it says more than the type
     (items, properties, enum values, bounds, alternatives), with ``$defs`` when it refers to them.
+    Never raises for a field JSON schema cannot express, and never returns a value strict JSON
+    cannot hold (see the module docstring).
 
     Args:
         model: A Pydantic model class, typically a :class:`ToolInput` subclass.
@@ -84,7 +154,9 @@ def parameters_from_model(model: type[BaseModel]) -> list[ToolParameter]:
     Returns:
         One parameter per property of the model's schema, in declaration order.
     """
-    full = model.model_json_schema()
+    full = _json_schema(model)
+    if full is None:
+        return _from_fields(model)
     defs: dict[str, Any] = full.get("$defs", {})
     required = set(full.get("required", ()))
     params: list[ToolParameter] = []

@@ -61,9 +61,13 @@ class ToolInput(BaseModel):
     The bare class declares no fields and keeps any keyword arguments as extra attributes, so a
     tool without a dedicated input model accepts anything. Subclasses may set their own
     ``model_config`` (for instance ``extra="forbid"``).
+
+    Validation errors do not quote the rejected values (``hide_input_in_errors``): parameters
+    often carry credentials, and Pydantic shortens a long value to a prefix and a suffix that
+    no scrubbing of the whole value could find. A subclass may set it back to False.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
 
 
 class ToolOutput(BaseModel):
@@ -74,7 +78,13 @@ class ToolOutput(BaseModel):
         data: The tool's result value.
         error: Error message when the tool failed.
         metadata: Extra information, such as ``error_type`` for a failure.
+
+    Assignments are validated like the constructor's arguments, so a tool that fills in its
+    output field by field fails at the wrong assignment (``ValidationError``), and
+    ``output.success = "no"`` is ``False``, not a truthy string.
     """
+
+    model_config = ConfigDict(validate_assignment=True)
 
     success: bool = True
     data: Any = None
@@ -116,7 +126,7 @@ def _parameters(func: Any) -> list[inspect.Parameter] | None:
     """``func``'s parameters, with string annotations resolved where they can be."""
     try:
         return list(inspect.signature(func, eval_str=True).parameters.values())
-    except (NameError, SyntaxError, TypeError, AttributeError):
+    except (NameError, SyntaxError, TypeError, AttributeError, ValueError):
         pass
     try:
         return list(inspect.signature(func).parameters.values())
@@ -130,6 +140,16 @@ def _names_input_model(cls: type, annotation: Any) -> bool:
         return False
     model = getattr(cls, "input_model", None)
     return isinstance(model, type) and annotation.rsplit(".", 1)[-1] == model.__name__
+
+
+def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
+    """``permissions`` as a set of :class:`Permission`, refusing a single one given bare."""
+    if isinstance(permissions, (str, bytes)):
+        raise ValueError(
+            f"Tool {tool_name!r}: permissions must be a set of permissions, such as "
+            f"{{Permission.SHELL_EXECUTE}}, not the single value {permissions!r}"
+        )
+    return {Permission(p) for p in permissions}
 
 
 def _failure(exc: Exception) -> ToolOutput:
@@ -189,8 +209,9 @@ class BaseTool(abc.ABC):
         """Check the class attributes and give the instance its own permission set.
 
         Raises:
-            ValueError: If ``name`` is missing or blank, ``description`` is empty, or
-                ``category`` or a permission is not a valid enum value.
+            ValueError: If ``name`` is missing or blank, ``description`` is empty,
+                ``category`` or a permission is not a valid enum value, or
+                ``required_permissions`` is a single permission rather than a set.
             TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`.
         """
         cls = type(self)
@@ -202,7 +223,7 @@ class BaseTool(abc.ABC):
         if not (isinstance(model, type) and issubclass(model, ToolInput)):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
         self.category = ToolCategory(self.category)
-        self.required_permissions = {Permission(p) for p in self.required_permissions}
+        self.required_permissions = _permission_set(self.name, self.required_permissions)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
         self._passthrough = (
@@ -213,7 +234,7 @@ class BaseTool(abc.ABC):
         """Return a short description with the tool's class, name and category."""
         return f"{type(self).__name__}(name={self.name!r}, category={self.category.value!r})"
 
-    def execute(self, **kwargs: Any) -> ToolOutput:
+    def execute(self, /, **kwargs: Any) -> ToolOutput:
         """Validate ``kwargs``, run the tool and return its output. Never raises.
 
         Args:
@@ -230,7 +251,7 @@ class BaseTool(abc.ABC):
             return _failure(exc)
         return _wrap(result)
 
-    def run_raising(self, **kwargs: Any) -> Any:
+    def run_raising(self, /, **kwargs: Any) -> Any:
         """Validate ``kwargs`` and run the tool, letting any exception out.
 
         :meth:`execute` is this plus turning exceptions into a failed :class:`ToolOutput`.
@@ -242,15 +263,28 @@ class BaseTool(abc.ABC):
 
         Returns:
             What ``_execute`` returned: a :class:`ToolOutput` or any other value.
+
+        Raises:
+            TypeError: If ``_execute`` returned a coroutine (it is closed, never run): the
+                work it stands for would otherwise be reported done without having run.
         """
         if self._passthrough:
             # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
-            return self._execute(**kwargs)
-        input_data = self._build_input(kwargs)
-        self._validate(input_data)
-        if self._kwargs_style:
-            return self._execute(**self._as_kwargs(input_data, kwargs))
-        return self._execute(input_data)
+            result = self._execute(**kwargs)
+        else:
+            input_data = self._build_input(kwargs)
+            self._validate(input_data)
+            if self._kwargs_style:
+                result = self._execute(**self._as_kwargs(input_data, kwargs))
+            else:
+                result = self._execute(input_data)
+        if inspect.iscoroutine(result):
+            result.close()
+            raise TypeError(
+                f"Synchronous tool {self.name!r} returned a coroutine, which was not run: "
+                "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
+            )
+        return result
 
     @abc.abstractmethod
     def _execute(self, *args: Any, **kwargs: Any) -> Any:
@@ -334,7 +368,7 @@ class AsyncBaseTool(BaseTool):
             A :class:`ToolOutput`, or any value to wrap in a successful one.
         """
 
-    async def execute_async(self, **kwargs: Any) -> ToolOutput:
+    async def execute_async(self, /, **kwargs: Any) -> ToolOutput:
         """Validate ``kwargs``, await the tool and return its output. Never raises.
 
         Args:
@@ -350,7 +384,7 @@ class AsyncBaseTool(BaseTool):
             return _failure(exc)
         return _wrap(result)
 
-    async def run_raising_async(self, **kwargs: Any) -> Any:
+    async def run_raising_async(self, /, **kwargs: Any) -> Any:
         """Validate ``kwargs`` and await the tool, letting any exception out.
 
         :meth:`execute_async` is this plus turning exceptions into a failed
@@ -375,7 +409,7 @@ class AsyncBaseTool(BaseTool):
             result = await result
         return result
 
-    def run_raising(self, **kwargs: Any) -> Any:
+    def run_raising(self, /, **kwargs: Any) -> Any:
         """Refuse synchronous use; asynchronous tools run through :meth:`run_raising_async`.
 
         Raises:
@@ -385,7 +419,7 @@ class AsyncBaseTool(BaseTool):
             f"{type(self).__name__} is asynchronous: await run_raising_async() instead"
         )
 
-    def execute(self, **kwargs: Any) -> ToolOutput:
+    def execute(self, /, **kwargs: Any) -> ToolOutput:
         """Run the tool to completion with :func:`asyncio.run`. Never raises.
 
         Inside a running event loop the tool cannot be run synchronously from the loop's
@@ -414,6 +448,16 @@ class AsyncBaseTool(BaseTool):
             return asyncio.run(self.execute_async(**kwargs))
         except Exception as exc:
             return _failure(exc)
+
+
+def _is_coroutine_function(func: Any) -> bool:
+    """Whether calling ``func`` gives a coroutine: an ``async def`` function, a
+    ``functools.partial`` of one, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    if inspect.isroutine(func) or isinstance(func, type) or not callable(func):
+        return False
+    return inspect.iscoroutinefunction(type(func).__call__)
 
 
 def _class_name(tool_name: str) -> str:
@@ -468,7 +512,8 @@ def create_simple_tool(
 
     The tool calls ``func(**params)``, where ``params`` are the validated fields of
     ``input_model`` or, without an input model, the caller's keyword arguments. A coroutine
-    function gives an :class:`AsyncBaseTool`.
+    function (an ``async def`` function, a ``functools.partial`` of one, or an object whose
+    ``__call__`` is ``async def``) gives an :class:`AsyncBaseTool`.
 
     Args:
         name: Tool name.
@@ -482,8 +527,17 @@ def create_simple_tool(
         An instance of a new tool class.
 
     Raises:
-        ValueError: If ``name`` is blank or ``description`` is empty.
+        ValueError: If ``name`` is not a non-blank string, ``description`` is empty, or
+            ``category`` or a permission is not a valid value (``permissions`` must be a set,
+            not a single permission).
+        TypeError: If ``func`` is not callable, or ``input_model`` is not a
+            :class:`ToolInput` subclass.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
+    if not callable(func):
+        raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
+    permissions = _permission_set(name, permissions or ())
     attrs: dict[str, Any] = {
         "__doc__": description,
         "__module__": getattr(func, "__module__", None) or __name__,
@@ -502,16 +556,16 @@ def create_simple_tool(
 
     attrs["__reduce__"] = __reduce__
     base: type[Any]
-    if inspect.iscoroutinefunction(func):
+    if _is_coroutine_function(func):
 
-        async def _execute_async(self: AsyncBaseTool, **kwargs: Any) -> Any:
+        async def _execute_async(self: AsyncBaseTool, /, **kwargs: Any) -> Any:
             return await func(**kwargs)
 
         attrs["_execute_async"] = _execute_async
         base = AsyncBaseTool
     else:
 
-        def _execute(self: BaseTool, **kwargs: Any) -> Any:
+        def _execute(self: BaseTool, /, **kwargs: Any) -> Any:
             return func(**kwargs)
 
         attrs["_execute"] = _execute

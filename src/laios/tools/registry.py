@@ -208,7 +208,10 @@ class ToolRegistry:
             The tool's output, or a failed output with ``error="Tool not found: NAME"`` and
             ``metadata["error_type"] == "tool_not_found"`` for an unknown name.
         """
-        tool = self._tools.get(name)
+        try:
+            tool = self._tools.get(name)
+        except TypeError:  # an unhashable name: no tool has it
+            tool = None
         if tool is None:
             return ToolOutput(
                 success=False,
