@@ -18,7 +18,8 @@ def test_progress_written_under_an_odd_id_is_read_back(task_id: Any) -> None:
     monitor = ExecutionMonitor()
     monitor.update_task_progress(task_id, 40, message="halfway")
     progress = monitor.get_progress(task_id)
-    assert progress is not None and progress.message == "halfway"
+    assert progress is not None
+    assert progress.message == "halfway"
     assert [u.progress_percent for u in monitor.get_progress_history(task_id)] == [40.0]
 
 
