@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -232,16 +233,21 @@ class PerformanceMonitor:
         """Record one sample.
 
         Raises:
-            TypeError: When ``value`` is not a number.
-            ValueError: When ``value`` is NaN or infinite, or the task already has 100 metric
-                names.
+            TypeError: When ``value`` is not a real number (``int``, ``float``, ``Fraction``,
+                a NumPy scalar, ...; not ``bool``).
+            ValueError: When ``value`` is NaN, infinite or too large for a float, or the task
+                already has 100 metric names.
         """
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # (NumPy's too)
             raise TypeError(f"metric value must be a number, got {type(value).__name__}")
-        if math.isnan(value) or math.isinf(value):
-            raise ValueError(f"metric value must be finite, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
         self._store.record_custom(
-            _key(task_id), shorten(str(metric_name), 128), float(value), shorten(str(unit), 32)
+            _key(task_id), shorten(str(metric_name), 128), number, shorten(str(unit), 32)
         )
 
     def get_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
