@@ -465,7 +465,7 @@ def clamp_percent(value: Any) -> float:
     try:
         number = float(value)
     except OverflowError:  # an int too large for a float: far past either end
-        return 100.0 if value > 0 else 0.0
+        return 0.0 if value < 0 else 100.0
     if math.isnan(number):
         return 0.0
     return min(max(number, 0.0), 100.0)
