@@ -34,3 +34,16 @@ def test_an_executor_run_task_keeps_its_milestones() -> None:
     assert metrics is not None
     assert [point["name"] for point in metrics.checkpoints] == ["started", "finished"]
     executor.shutdown()
+
+
+def test_the_task_monitor_docstring_example_holds() -> None:
+    """The TaskMonitor class docstring's example prints what a standalone monitor records."""
+    import doctest
+
+    from laios.execution import task_monitor
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    for test in finder.find(task_monitor.TaskMonitor, "TaskMonitor"):
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0

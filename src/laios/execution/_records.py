@@ -451,7 +451,8 @@ def clamp_percent(value: Any) -> float:
     """Turn a caller's progress value into a percentage between 0 and 100.
 
     Args:
-        value: A number. ``NaN`` counts as 0; values outside 0–100 are clamped.
+        value: A real number (``int``, ``float``, ``Fraction``, a NumPy scalar, ...). ``NaN``
+            counts as 0; values outside 0–100 are clamped.
 
     Returns:
         A float in ``[0.0, 100.0]``.
@@ -459,12 +460,12 @@ def clamp_percent(value: Any) -> float:
     Raises:
         TypeError: When ``value`` is not a real number (``bool`` included).
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # (NumPy's too)
         raise TypeError(f"progress percent must be a number, got {type(value).__name__}")
     try:
         number = float(value)
     except OverflowError:  # an int too large for a float: far past either end
-        return 100.0 if value > 0 else 0.0
+        return 0.0 if value < 0 else 100.0
     if math.isnan(number):
         return 0.0
     return min(max(number, 0.0), 100.0)

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ __all__ = [
     "get_execution_monitor",
     "get_performance_monitor",
 ]
+
+
+def _key(task_id: object) -> str:
+    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes."""
+    return task_id if isinstance(task_id, str) else str(task_id)
 
 
 class ProgressTracker:
@@ -65,7 +71,7 @@ class ProgressTracker:
             ValueError: When ``status`` is not a ``ProgressStatus`` value.
         """
         update = ProgressUpdate(
-            task_id=str(task_id),
+            task_id=_key(task_id),
             status=ProgressStatus(status),
             progress_percent=clamp_percent(progress_percent),
             message=shorten(str(message)) if message is not None else None,
@@ -76,15 +82,15 @@ class ProgressTracker:
 
     def get_progress(self, task_id: str) -> ProgressUpdate | None:
         """The latest update for ``task_id``, or ``None``."""
-        return self._store.latest_progress(task_id)
+        return self._store.latest_progress(_key(task_id))
 
     def get_history(self, task_id: str) -> list[ProgressUpdate]:
         """Every retained update for ``task_id``, oldest first (``[]`` if unknown)."""
-        return self._store.progress_history(task_id)
+        return self._store.progress_history(_key(task_id))
 
     def clear_progress(self, task_id: str) -> None:
         """Forget the progress of ``task_id``."""
-        self._store.clear_progress(task_id)
+        self._store.clear_progress(_key(task_id))
 
     def add_listener(self, listener: ProgressListener) -> None:
         """Call ``listener(update)`` for every update; a listener that raises is logged and
@@ -141,7 +147,7 @@ class ExecutionMonitor:
         """
         value = percent if percent is not None else progress_percent
         if value is None:
-            latest = self._store.latest_progress(task_id)
+            latest = self._store.latest_progress(_key(task_id))
             value = latest.progress_percent if latest is not None else 0.0
         self.progress_tracker.update_progress(
             task_id, ProgressStatus.IN_PROGRESS, value, message, details
@@ -152,14 +158,14 @@ class ExecutionMonitor:
         if success:
             self.progress_tracker.update_progress(task.id, ProgressStatus.COMPLETED, 100.0)
         else:
-            latest = self._store.latest_progress(task.id)
+            latest = self._store.latest_progress(_key(task.id))
             percent = latest.progress_percent if latest is not None else 0.0
             self.progress_tracker.update_progress(task.id, ProgressStatus.FAILED, percent)
 
     def cancel_task(self, task_id: str) -> None:
         """Mark a task cancelled (this records progress; to stop a task use
         ``Executor.cancel_task``)."""
-        latest = self._store.latest_progress(task_id)
+        latest = self._store.latest_progress(_key(task_id))
         percent = latest.progress_percent if latest is not None else 0.0
         self.progress_tracker.update_progress(task_id, ProgressStatus.CANCELLED, percent)
 
@@ -227,25 +233,30 @@ class PerformanceMonitor:
         """Record one sample.
 
         Raises:
-            TypeError: When ``value`` is not a number.
-            ValueError: When ``value`` is NaN or infinite, or the task already has 100 metric
-                names.
+            TypeError: When ``value`` is not a real number (``int``, ``float``, ``Fraction``,
+                a NumPy scalar, ...; not ``bool``).
+            ValueError: When ``value`` is NaN, infinite or too large for a float, or the task
+                already has 100 metric names.
         """
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # (NumPy's too)
             raise TypeError(f"metric value must be a number, got {type(value).__name__}")
-        if math.isnan(value) or math.isinf(value):
-            raise ValueError(f"metric value must be finite, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
         self._store.record_custom(
-            str(task_id), shorten(str(metric_name), 128), float(value), shorten(str(unit), 32)
+            _key(task_id), shorten(str(metric_name), 128), number, shorten(str(unit), 32)
         )
 
     def get_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """All retained samples of a task by metric name (``{}`` when unknown)."""
-        return self._store.custom_metrics(task_id)
+        return self._store.custom_metrics(_key(task_id))
 
     def get_metric_summary(self, task_id: str, metric_name: str) -> dict[str, float]:
         """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none)."""
-        samples = self._store.custom_metrics(task_id).get(metric_name)
+        samples = self._store.custom_metrics(_key(task_id)).get(shorten(str(metric_name), 128))
         if not samples:
             return {}
         values = [float(s["value"]) for s in samples]
@@ -259,7 +270,7 @@ class PerformanceMonitor:
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget the samples of one task, or of all tasks (exported totals are counters and
         stay)."""
-        self._store.clear_custom(task_id)
+        self._store.clear_custom(None if task_id is None else _key(task_id))
 
 
 _lock = threading.Lock()

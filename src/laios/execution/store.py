@@ -263,7 +263,14 @@ class RecordScope:
     from seeing each other's records, and a reused id inside one scope starts a fresh record.
     """
 
-    __slots__ = ("__weakref__", "active_by_id", "capacity", "finished", "track_progress")
+    __slots__ = (
+        "__weakref__",
+        "active_by_id",
+        "capacity",
+        "finished",
+        "shadowed",
+        "track_progress",
+    )
 
     def __init__(self, capacity: int, *, track_progress: bool = True) -> None:
         """Create an empty scope retaining at most ``capacity`` finished records.
@@ -274,7 +281,24 @@ class RecordScope:
         self.capacity = capacity
         self.track_progress = track_progress
         self.active_by_id: dict[str, TaskRecord] = {}
+        #: Older runs of an id still active while a newer run of it is in ``active_by_id``
+        #: (oldest first): the one shown again when the newer run finishes.
+        self.shadowed: dict[str, list[TaskRecord]] = {}
         self.finished: OrderedDict[str, TaskRecord] = OrderedDict()
+
+
+def _unshadow(scope: RecordScope, rec: TaskRecord, shown: bool) -> None:
+    """Forget a finished run among the older active runs of its id (caller holds the lock);
+    when it was the run shown (``shown``), show the newest older run still active instead."""
+    older = scope.shadowed.get(rec.task_id)
+    if not older:
+        return
+    if shown:
+        scope.active_by_id[rec.task_id] = older.pop()
+    elif rec in older:
+        older.remove(rec)
+    if not older:
+        del scope.shadowed[rec.task_id]
 
 
 class MetricStore:
@@ -390,6 +414,7 @@ class MetricStore:
         self._failures = deque(maxlen=MAX_RECENT_FAILURES)
         for scope in list(self._scopes):
             scope.active_by_id = {}
+            scope.shadowed = {}
             scope.finished = OrderedDict()
 
     # -- labels -------------------------------------------------------------------------
@@ -505,6 +530,9 @@ class MetricStore:
         try:
             self._active[rec] = None
             if scope is not None:
+                shadowed = scope.active_by_id.get(rec.task_id)
+                if shadowed is not None:  # the id is running already: that run stays known
+                    scope.shadowed.setdefault(rec.task_id, []).append(shadowed)
                 scope.active_by_id[rec.task_id] = rec
             if running:
                 slot.in_flight += 1
@@ -640,6 +668,8 @@ class MetricStore:
                 other = active.pop(task_id, rec)
                 if other is not rec:  # a newer run with the same id: it stays
                     active[task_id] = other
+                if scope.shadowed:
+                    _unshadow(scope, rec, other is rec)
                 finished = scope.finished
                 if finished.setdefault(task_id, rec) is not rec:  # the id ran before
                     del finished[task_id]

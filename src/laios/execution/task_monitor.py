@@ -37,8 +37,8 @@ class TaskMonitor:
         >>> task = Task(plan_id="p", description="d", tool_name="echo")
         >>> metrics = monitor.start_monitoring(task)
         >>> monitor.checkpoint(task.id, "halfway")
-        >>> monitor.stop_monitoring(task.id).checkpoints[-1]["name"]
-        'finished'
+        >>> [point["name"] for point in monitor.stop_monitoring(task.id).checkpoints]
+        ['halfway']
     """
 
     def __init__(

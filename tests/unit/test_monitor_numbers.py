@@ -1,0 +1,47 @@
+"""Custom metrics and progress take any real number: NumPy scalars, fractions, integers too
+large for a float; the only errors are the documented TypeError and ValueError."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from laios.execution.monitor import ExecutionMonitor, PerformanceMonitor
+
+
+def test_record_metric_refuses_an_int_too_large_for_a_float_with_value_error() -> None:
+    """An integer past the float range is refused like an infinity (ValueError), not with an
+    OverflowError."""
+    with pytest.raises(ValueError, match="finite"):
+        PerformanceMonitor().record_metric("t", "rows", 10**400)
+
+
+def test_record_metric_takes_a_fraction() -> None:
+    """A Fraction (a real number) is recorded as its float value."""
+    perf = PerformanceMonitor()
+    perf.record_metric("t", "share", Fraction(1, 4))
+    assert perf.get_metric_summary("t", "share")["avg"] == 0.25
+
+
+def test_record_metric_takes_numpy_scalars() -> None:
+    """NumPy integers and floats are recorded as plain floats."""
+    numpy = pytest.importorskip("numpy")
+    perf = PerformanceMonitor()
+    perf.record_metric("t", "rows", numpy.int64(3))
+    perf.record_metric("t", "rows", numpy.float32(1.5))
+    samples = perf.get_metrics("t")["rows"]
+    assert [s["value"] for s in samples] == [3.0, 1.5]
+    assert all(type(s["value"]) is float for s in samples)
+
+
+def test_progress_takes_numpy_scalars_and_fractions() -> None:
+    """A progress percent given as a NumPy scalar or a Fraction is clamped like a float."""
+    numpy = pytest.importorskip("numpy")
+    monitor = ExecutionMonitor()
+    monitor.update_task_progress("t", numpy.int64(40))
+    monitor.update_task_progress("t", Fraction(1, 2))
+    monitor.update_task_progress("t", numpy.float64(250.0))
+    percents = [u.progress_percent for u in monitor.get_progress_history("t")]
+    assert percents == [40.0, 0.5, 100.0]
+    assert all(type(p) is float for p in percents)
