@@ -14,7 +14,6 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -458,7 +457,7 @@ def test_execution_monitor_clamps_numbers(percent: float) -> None:
     assert update.progress_percent == expected
 
 
-@pytest.mark.parametrize("percent", ["50", [50], Decimal("50"), Fraction(1, 2), True, object()])
+@pytest.mark.parametrize("percent", ["50", [50], Decimal("50"), True, object()])
 def test_execution_monitor_refuses_non_numbers_with_type_error(percent: Any) -> None:
     """A percent that is not a real number raises TypeError (the caller's bug)."""
     with pytest.raises(TypeError):
