@@ -45,3 +45,13 @@ def test_progress_takes_numpy_scalars_and_fractions() -> None:
     percents = [u.progress_percent for u in monitor.get_progress_history("t")]
     assert percents == [40.0, 0.5, 100.0]
     assert all(type(p) is float for p in percents)
+
+
+@pytest.mark.parametrize("details", ["ab", [("a", 1, 2)], 5])
+def test_progress_details_that_are_not_a_mapping_are_refused_clearly(details: object) -> None:
+    """details= that is not a mapping raises a TypeError saying so, not dict()'s message
+    about an "update sequence"; nothing is recorded."""
+    monitor = ExecutionMonitor()
+    with pytest.raises(TypeError, match="details must be a mapping"):
+        monitor.update_task_progress("t-1", 50.0, details=details)  # type: ignore[arg-type]
+    assert monitor.get_progress("t-1") is None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,9 +67,14 @@ class ProgressTracker:
         """Record an update (percent clamped to 0–100) and notify listeners.
 
         Raises:
-            TypeError: When ``progress_percent`` is not a number.
+            TypeError: When ``progress_percent`` is not a number, or ``details`` is not a
+                mapping.
             ValueError: When ``status`` is not a ``ProgressStatus`` value.
         """
+        if details is not None and not isinstance(details, Mapping):
+            raise TypeError(
+                f"details must be a mapping of names to values, got {type(details).__name__}"
+            )
         update = ProgressUpdate(
             task_id=_key(task_id),
             status=ProgressStatus(status),
