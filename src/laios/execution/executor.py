@@ -500,7 +500,7 @@ class Executor:
 
     def get_all_metrics(self) -> list[ExecutionMetrics]:
         """Metrics of this executor's retained tasks: the newest ``record_capacity`` finished
-        ones (older records roll off), then the running ones."""
+        ones (older records roll off), then the ones still queued or running."""
         return self.task_monitor.get_all_metrics() if self.enable_monitoring else []
 
     # -- cancellation and lifecycle ---------------------------------------------------------
