@@ -703,3 +703,28 @@ def test_an_initializer_the_workers_cannot_import_fails_the_call_and_spares_the_
         executor.shutdown(wait=True)
         client.close()
         cluster.close()
+
+
+def test_a_runner_that_fails_to_subscribe_closes_the_client_it_made(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after DaskRunner(address) connected (subscribing to its topic) closes the
+    client it made: the scheduler is left with the clients it had before."""
+    scheduler_address = client.scheduler.address
+    before = set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients)))
+
+    subscribe = distributed.Client.subscribe_topic
+
+    def refuse(self: Any, topic: str, handler: Any) -> None:
+        if topic.startswith("laios-"):  # (the client subscribes to topics of its own too)
+            raise RuntimeError("subscribing failed")
+        subscribe(self, topic, handler)
+
+    monkeypatch.setattr(distributed.Client, "subscribe_topic", refuse)
+    with pytest.raises(RuntimeError, match="subscribing failed"):
+        DaskRunner(scheduler_address)
+
+    def clients_now() -> set[str]:
+        return set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients)))
+
+    assert wait_for(lambda: clients_now() <= before)

@@ -488,9 +488,20 @@ class DaskRunner:
             if method is not None:
                 method(event)
 
-        client.subscribe_topic(self._topic, deliver)
-        self._threads = self._count_threads()
-        threading.Thread(target=self._watch_threads, name="laios-dask-stats", daemon=True).start()
+        try:
+            client.subscribe_topic(self._topic, deliver)
+            self._threads = self._count_threads()
+            threading.Thread(
+                target=self._watch_threads, name="laios-dask-stats", daemon=True
+            ).start()
+        except BaseException:
+            # A runner that was never made leaves nothing running: the client it connected
+            # (not a caller's) and the local cluster it started.
+            if self._owns_client:
+                with contextlib.suppress(Exception):
+                    client.close()
+            self._close_own()
+            raise
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
