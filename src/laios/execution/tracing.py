@@ -182,15 +182,40 @@ class Tracing:
                 to_json(arguments, secrets=secret_values(arguments)),
             )
 
-    def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span:
-        """Open a retry or batch span under the caller's current span."""
-        return self._tracer.start_span(
-            name,
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+    def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
+        """Open a retry or batch span under the caller's current span; never raises.
+
+        ``None`` when the tracer fails (a span processor raising from ``on_start``…): the
+        fault is logged and the call goes on without the span, its task spans under the
+        caller's own.
+        """
+        try:
+            return self._tracer.start_span(
+                name,
+                kind=SpanKind.INTERNAL,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        except Exception:
+            _log.exception("could not start the span %r; the call goes on untraced", name[:128])
+            return None
+
+    def end_parent_span(
+        self, span: Span, attributes: Mapping[str, Any], error: str | None = None
+    ) -> None:
+        """Set ``attributes`` (and an ERROR status described by ``error``) on a retry or batch
+        span and end it; never raises: a failing span is logged and left as it is."""
+        try:
+            span.set_attributes(attributes)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
+        except Exception:
+            _log.exception("could not record the outcome on a span; it is ended without it")
+        try:
+            span.end()
+        except Exception:
+            _log.exception("could not end a span")
 
     def checkpoint_span(
         self,
