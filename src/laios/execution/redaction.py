@@ -37,6 +37,7 @@ __all__ = [
     "secret_values_now_and_before",
     "to_json",
     "truncate_bytes",
+    "utf8_text",
 ]
 
 #: What a secret value is replaced with.
@@ -65,9 +66,24 @@ def is_secret_key(key: object) -> bool:
     return isinstance(key, str) and _SECRET_KEY.search(key) is not None
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8 text: a lone surrogate (which ``json.loads('"\\ud800"')`` or
+    ``os.fsdecode`` can make, and which no exporter can encode) becomes its backslash escape
+    (``\\ud800``); any other text is returned as it is."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def truncate_bytes(text: str, limit: int = MAX_ERROR_BYTES) -> str:
-    """Cut ``text`` so that its UTF-8 encoding is at most ``limit`` bytes, marking the cut."""
-    encoded = text.encode("utf-8", "replace")
+    """Cut ``text`` so that its UTF-8 encoding is at most ``limit`` bytes, marking the cut
+    (lone surrogates are escaped first, see :func:`utf8_text`)."""
+    text = utf8_text(text)
+    encoded = text.encode("utf-8")
     if len(encoded) <= limit:
         return text
     marker = "…[truncated]"
@@ -384,9 +400,9 @@ class _Copier:
         """``text`` with every secret replaced, cut to ``chars`` characters (ending in ``…``
         when ``mark``), reading no more of ``text`` than those characters need."""
         head = self.scrub_head(text, chars + 1)
-        if len(head) <= chars:
-            return head
-        return head[: chars - 1] + "…" if mark else head[:chars]
+        if len(head) > chars:
+            head = head[: chars - 1] + "…" if mark else head[:chars]
+        return utf8_text(head)
 
     def scrub_head(self, text: str, chars: int) -> str:
         """The first ``chars`` characters of ``text`` with every occurrence of a secret

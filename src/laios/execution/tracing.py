@@ -44,6 +44,7 @@ from laios.execution.redaction import (
     secret_values,
     to_json,
     truncate_bytes,
+    utf8_text,
 )
 
 _log = logging.getLogger("laios.execution")
@@ -95,7 +96,16 @@ def _qualified_name(kind: type) -> str:
     """A class's name as the SDK's ``record_exception`` writes ``exception.type``: module and
     qualified name, or the bare name for builtins."""
     module = kind.__module__
-    return f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__
+    name = f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__
+    return utf8_text(name)
+
+
+def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """``attributes`` with every key and string value valid UTF-8 (see :func:`utf8_text`)."""
+    return {
+        utf8_text(key): utf8_text(value) if isinstance(value, str) else value
+        for key, value in attributes.items()
+    }
 
 
 def _scalar(value: Any) -> str | bool | int | float | None:
@@ -160,10 +170,10 @@ class Tracing:
         With content capture on, the caller adds the arguments with :meth:`capture_arguments`.
         """
         return self._tracer.start_span(
-            f"execute_tool {tool_name}",
+            utf8_text(f"execute_tool {tool_name}"),
             context=parent,
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            attributes=_utf8_attributes(attributes),
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -191,9 +201,9 @@ class Tracing:
         """
         try:
             return self._tracer.start_span(
-                name,
+                utf8_text(name),
                 kind=SpanKind.INTERNAL,
-                attributes=attributes,
+                attributes=_utf8_attributes(attributes),
                 record_exception=False,
                 set_status_on_exception=False,
             )
@@ -239,10 +249,10 @@ class Tracing:
                     scalar = scrub(scalar, secrets, limit=None)
                 attributes[f"laios.checkpoint.{str(key)[:64]}"] = scalar
         span = self._tracer.start_span(
-            f"checkpoint {name}",
+            utf8_text(f"checkpoint {name}"),
             context=trace.set_span_in_context(task_span),
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            attributes=_utf8_attributes(attributes),
             start_time=start_ns,
         )
         span.end(end_time=end_ns)
