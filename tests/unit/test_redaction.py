@@ -217,3 +217,10 @@ def test_a_cut_capture_is_still_valid_json(value: Any) -> None:
     parsed = json.loads(text)
     assert "…" in json.dumps(parsed, ensure_ascii=False)
     assert len(text.encode("utf-8")) > MAX_VALUE_BYTES // 2  # most of the budget is used
+
+
+def test_a_binary_secret_is_scrubbed_in_its_repr() -> None:
+    """Bytes that are not UTF-8 under a secret key are scrubbed as repr writes them."""
+    key = bytes(range(0x80, 0xA0))
+    text = scrub(f"signing failed for {{'hmac_key': {key!r}}}", secret_values({"hmac_key": key}))
+    assert text == "signing failed for {'hmac_key': b'[REDACTED]'}"

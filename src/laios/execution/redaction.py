@@ -163,6 +163,14 @@ def secret_values(params: Any) -> list[str]:
         if rest and scheme.isalpha():
             found.append(rest)
 
+    def collect_bytes(data: bytes) -> None:
+        text = data.decode("utf-8", "replace")
+        collect(text)
+        # As repr writes them (b'\x8f…'): how binary keys that are not UTF-8 get quoted.
+        written = repr(data)[2:-1]
+        if written != text:
+            found.append(written)
+
     def visit(value: Any, secret: bool) -> None:
         if isinstance(value, Mapping):
             pending.append((secret or is_secret_key(k), v) for k, v in value.items())
@@ -170,12 +178,16 @@ def secret_values(params: Any) -> list[str]:
             pending.append((secret, v) for v in value)
         elif isinstance(value, (str, bytes, int)):
             if secret and not isinstance(value, bool):
-                collect(
-                    value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-                )
+                if isinstance(value, bytes):
+                    collect_bytes(value)
+                else:
+                    collect(str(value))
         elif isinstance(value, (SecretStr, SecretBytes)):
             hidden = value.get_secret_value()
-            collect(hidden.decode("utf-8", "replace") if isinstance(hidden, bytes) else hidden)
+            if isinstance(hidden, bytes):
+                collect_bytes(hidden)
+            else:
+                collect(hidden)
         elif value is not None and not isinstance(value, float):
             fields = object_fields(value)
             if fields is not None:
