@@ -219,6 +219,19 @@ def test_a_cut_capture_is_still_valid_json(value: Any) -> None:
     assert len(text.encode("utf-8")) > MAX_VALUE_BYTES // 2  # most of the budget is used
 
 
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_to_json_writes_non_finite_numbers_as_strings() -> None:
+    """NaN and the infinities become strings: the capture stays strict JSON a backend parses."""
+    text = to_json({"n": float("nan"), "i": [float("inf"), float("-inf")]})
+    assert _strict_json(text) == {"n": "NaN", "i": ["Infinity", "-Infinity"]}
+
+
 def test_a_binary_secret_is_scrubbed_in_its_repr() -> None:
     """Bytes that are not UTF-8 under a secret key are scrubbed as repr writes them."""
     key = bytes(range(0x80, 0xA0))

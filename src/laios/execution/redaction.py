@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -293,8 +294,9 @@ def redact(value: Any, secrets: Sequence[str] = (), *, limit: int | None = MAX_V
     key or echoed in a result does not leak. A dataclass instance or a pydantic model becomes a
     mapping of the fields its ``repr`` shows (see :func:`object_fields`), so its secret-named
     fields are redacted like keys. Strings longer than ``MAX_STRING_CHARS`` are truncated;
-    anything else not JSON-native becomes its ``repr`` (truncated). Nesting deeper than 8
-    levels is replaced by ``"…"``.
+    anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
+    float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
+    deeper than 8 levels is replaced by ``"…"``.
 
     Keys that become equal once cut or scrubbed keep the last value, in the place of the
     first (as in a ``dict`` built from them).
@@ -348,8 +350,10 @@ class _Copier:
             try:
                 if self.numbers and str(value) in self.numbers:
                     return self.string(REDACTED)
-                # json writes an int or float subclass as the plain number; "inf" and "nan"
-                # are shorter than json's "Infinity" and "NaN".
+                if isinstance(value, float) and not math.isfinite(value):
+                    # json would write NaN or Infinity, which strict JSON parsers refuse.
+                    return self.string(_NON_FINITE[float.__repr__(value)])
+                # json writes an int or float subclass as the plain number.
                 number = int.__repr__(value) if isinstance(value, int) else float.__repr__(value)
             except ValueError:  # an int with too many digits to print
                 value = _safe_repr(value)
@@ -447,6 +451,10 @@ class _Copier:
             size += first - pos + len(REDACTED)
             pos = first + length
         return "".join(parts)[:chars]
+
+
+#: How a non-finite float is captured: as the string json would otherwise write bare.
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def _safe_repr(value: Any) -> str:
