@@ -237,3 +237,8 @@ def test_a_binary_secret_is_scrubbed_in_its_repr() -> None:
     key = bytes(range(0x80, 0xA0))
     text = scrub(f"signing failed for {{'hmac_key': {key!r}}}", secret_values({"hmac_key": key}))
     assert text == "signing failed for {'hmac_key': b'[REDACTED]'}"
+
+
+def test_secret_values_skips_an_int_too_long_to_print() -> None:
+    """An int with more digits than Python prints under a secret key is skipped, not raised."""
+    assert secret_values({"api_key": 10**5000, "token": "tok-12345"}) == ["tok-12345"]

@@ -10,6 +10,7 @@ the keys of a mapping.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -181,8 +182,11 @@ def secret_values(params: Any) -> list[str]:
             if secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
                     collect_bytes(value)
+                elif isinstance(value, str):
+                    collect(value)
                 else:
-                    collect(str(value))
+                    with contextlib.suppress(Exception):  # too many digits, a raising __str__
+                        collect(str(value))
         elif isinstance(value, (SecretStr, SecretBytes)):
             hidden = value.get_secret_value()
             if isinstance(hidden, bytes):
