@@ -242,3 +242,20 @@ def test_a_binary_secret_is_scrubbed_in_its_repr() -> None:
 def test_secret_values_skips_an_int_too_long_to_print() -> None:
     """An int with more digits than Python prints under a secret key is skipped, not raised."""
     assert secret_values({"api_key": 10**5000, "token": "tok-12345"}) == ["tok-12345"]
+
+
+class _Unprintable:
+    """A mapping key whose ``str`` and ``repr`` raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+def test_to_json_of_a_key_that_cannot_be_printed() -> None:
+    """A key whose str() raises is captured as a placeholder; the rest of the value is kept."""
+    assert json.loads(to_json({_Unprintable(): 1, "n": 2})) == {
+        "<_Unprintable object (repr failed)>": 1,
+        "n": 2,
+    }

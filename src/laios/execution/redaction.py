@@ -390,7 +390,9 @@ class _Copier:
             if self.full():
                 out.setdefault("…", "…")
                 break
-            name = self.text(str(key), MAX_STRING_CHARS, mark=False)
+            name = self.text(
+                key if isinstance(key, str) else _safe_str(key), MAX_STRING_CHARS, mark=False
+            )
             if name in out:  # the last value wins, in the place of the first
                 self.repeated += 1
                 self.size -= sizes[name]
@@ -459,6 +461,15 @@ class _Copier:
 
 #: How a non-finite float is captured: as the string json would otherwise write bare.
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _safe_str(value: Any) -> str:
+    """``str(value)``, or the placeholder of :func:`_safe_repr` when that fails."""
+    try:
+        text = str(value)
+    except Exception:
+        text = None
+    return text if isinstance(text, str) else _safe_repr(value)
 
 
 def _safe_repr(value: Any) -> str:
