@@ -217,3 +217,45 @@ def test_a_cut_capture_is_still_valid_json(value: Any) -> None:
     parsed = json.loads(text)
     assert "…" in json.dumps(parsed, ensure_ascii=False)
     assert len(text.encode("utf-8")) > MAX_VALUE_BYTES // 2  # most of the budget is used
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_to_json_writes_non_finite_numbers_as_strings() -> None:
+    """NaN and the infinities become strings: the capture stays strict JSON a backend parses."""
+    text = to_json({"n": float("nan"), "i": [float("inf"), float("-inf")]})
+    assert _strict_json(text) == {"n": "NaN", "i": ["Infinity", "-Infinity"]}
+
+
+def test_a_binary_secret_is_scrubbed_in_its_repr() -> None:
+    """Bytes that are not UTF-8 under a secret key are scrubbed as repr writes them."""
+    key = bytes(range(0x80, 0xA0))
+    text = scrub(f"signing failed for {{'hmac_key': {key!r}}}", secret_values({"hmac_key": key}))
+    assert text == "signing failed for {'hmac_key': b'[REDACTED]'}"
+
+
+def test_secret_values_skips_an_int_too_long_to_print() -> None:
+    """An int with more digits than Python prints under a secret key is skipped, not raised."""
+    assert secret_values({"api_key": 10**5000, "token": "tok-12345"}) == ["tok-12345"]
+
+
+class _Unprintable:
+    """A mapping key whose ``str`` and ``repr`` raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    __repr__ = __str__
+
+
+def test_to_json_of_a_key_that_cannot_be_printed() -> None:
+    """A key whose str() raises is captured as a placeholder; the rest of the value is kept."""
+    assert json.loads(to_json({_Unprintable(): 1, "n": 2})) == {
+        "<_Unprintable object (repr failed)>": 1,
+        "n": 2,
+    }

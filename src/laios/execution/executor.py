@@ -331,15 +331,15 @@ class Executor:
             batch = engine.tracing.start_parent_span(
                 "laios.execute_parallel", {"laios.batch.size": len(items)}
             )
-            parent = trace.set_span_in_context(batch)
+            if batch is not None:
+                parent = trace.set_span_in_context(batch)
         results: list[TaskResult] | None = None
         try:
             results = await engine.run_awaiting(items, context, limit, on_progress, parent)
         finally:
             if batch is not None:
                 failed = len(items) if results is None else sum(not r.success for r in results)
-                batch.set_attribute("laios.batch.failed", failed)
-                batch.end()
+                engine.tracing.end_parent_span(batch, {"laios.batch.failed": failed})
         return results
 
     def execute_with_retry(

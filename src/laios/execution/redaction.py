@@ -10,8 +10,10 @@ the keys of a mapping.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -37,6 +39,7 @@ __all__ = [
     "secret_values_now_and_before",
     "to_json",
     "truncate_bytes",
+    "utf8_text",
 ]
 
 #: What a secret value is replaced with.
@@ -65,9 +68,24 @@ def is_secret_key(key: object) -> bool:
     return isinstance(key, str) and _SECRET_KEY.search(key) is not None
 
 
+def utf8_text(text: str) -> str:
+    """``text`` as valid UTF-8 text: a lone surrogate (which ``json.loads('"\\ud800"')`` or
+    ``os.fsdecode`` can make, and which no exporter can encode) becomes its backslash escape
+    (``\\ud800``); any other text is returned as it is."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def truncate_bytes(text: str, limit: int = MAX_ERROR_BYTES) -> str:
-    """Cut ``text`` so that its UTF-8 encoding is at most ``limit`` bytes, marking the cut."""
-    encoded = text.encode("utf-8", "replace")
+    """Cut ``text`` so that its UTF-8 encoding is at most ``limit`` bytes, marking the cut
+    (lone surrogates are escaped first, see :func:`utf8_text`)."""
+    text = utf8_text(text)
+    encoded = text.encode("utf-8")
     if len(encoded) <= limit:
         return text
     marker = "…[truncated]"
@@ -147,6 +165,14 @@ def secret_values(params: Any) -> list[str]:
         if rest and scheme.isalpha():
             found.append(rest)
 
+    def collect_bytes(data: bytes) -> None:
+        text = data.decode("utf-8", "replace")
+        collect(text)
+        # As repr writes them (b'\x8f…'): how binary keys that are not UTF-8 get quoted.
+        written = repr(data)[2:-1]
+        if written != text:
+            found.append(written)
+
     def visit(value: Any, secret: bool) -> None:
         if isinstance(value, Mapping):
             pending.append((secret or is_secret_key(k), v) for k, v in value.items())
@@ -154,12 +180,19 @@ def secret_values(params: Any) -> list[str]:
             pending.append((secret, v) for v in value)
         elif isinstance(value, (str, bytes, int)):
             if secret and not isinstance(value, bool):
-                collect(
-                    value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-                )
+                if isinstance(value, bytes):
+                    collect_bytes(value)
+                elif isinstance(value, str):
+                    collect(value)
+                else:
+                    with contextlib.suppress(Exception):  # too many digits, a raising __str__
+                        collect(str(value))
         elif isinstance(value, (SecretStr, SecretBytes)):
             hidden = value.get_secret_value()
-            collect(hidden.decode("utf-8", "replace") if isinstance(hidden, bytes) else hidden)
+            if isinstance(hidden, bytes):
+                collect_bytes(hidden)
+            else:
+                collect(hidden)
         elif value is not None and not isinstance(value, float):
             fields = object_fields(value)
             if fields is not None:
@@ -265,8 +298,9 @@ def redact(value: Any, secrets: Sequence[str] = (), *, limit: int | None = MAX_V
     key or echoed in a result does not leak. A dataclass instance or a pydantic model becomes a
     mapping of the fields its ``repr`` shows (see :func:`object_fields`), so its secret-named
     fields are redacted like keys. Strings longer than ``MAX_STRING_CHARS`` are truncated;
-    anything else not JSON-native becomes its ``repr`` (truncated). Nesting deeper than 8
-    levels is replaced by ``"…"``.
+    anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
+    float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
+    deeper than 8 levels is replaced by ``"…"``.
 
     Keys that become equal once cut or scrubbed keep the last value, in the place of the
     first (as in a ``dict`` built from them).
@@ -320,8 +354,10 @@ class _Copier:
             try:
                 if self.numbers and str(value) in self.numbers:
                     return self.string(REDACTED)
-                # json writes an int or float subclass as the plain number; "inf" and "nan"
-                # are shorter than json's "Infinity" and "NaN".
+                if isinstance(value, float) and not math.isfinite(value):
+                    # json would write NaN or Infinity, which strict JSON parsers refuse.
+                    return self.string(_NON_FINITE[float.__repr__(value)])
+                # json writes an int or float subclass as the plain number.
                 number = int.__repr__(value) if isinstance(value, int) else float.__repr__(value)
             except ValueError:  # an int with too many digits to print
                 value = _safe_repr(value)
@@ -354,7 +390,9 @@ class _Copier:
             if self.full():
                 out.setdefault("…", "…")
                 break
-            name = self.text(str(key), MAX_STRING_CHARS, mark=False)
+            name = self.text(
+                key if isinstance(key, str) else _safe_str(key), MAX_STRING_CHARS, mark=False
+            )
             if name in out:  # the last value wins, in the place of the first
                 self.repeated += 1
                 self.size -= sizes[name]
@@ -384,9 +422,9 @@ class _Copier:
         """``text`` with every secret replaced, cut to ``chars`` characters (ending in ``…``
         when ``mark``), reading no more of ``text`` than those characters need."""
         head = self.scrub_head(text, chars + 1)
-        if len(head) <= chars:
-            return head
-        return head[: chars - 1] + "…" if mark else head[:chars]
+        if len(head) > chars:
+            head = head[: chars - 1] + "…" if mark else head[:chars]
+        return utf8_text(head)
 
     def scrub_head(self, text: str, chars: int) -> str:
         """The first ``chars`` characters of ``text`` with every occurrence of a secret
@@ -419,6 +457,19 @@ class _Copier:
             size += first - pos + len(REDACTED)
             pos = first + length
         return "".join(parts)[:chars]
+
+
+#: How a non-finite float is captured: as the string json would otherwise write bare.
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _safe_str(value: Any) -> str:
+    """``str(value)``, or the placeholder of :func:`_safe_repr` when that fails."""
+    try:
+        text = str(value)
+    except Exception:
+        text = None
+    return text if isinstance(text, str) else _safe_repr(value)
 
 
 def _safe_repr(value: Any) -> str:

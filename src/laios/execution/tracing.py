@@ -44,6 +44,7 @@ from laios.execution.redaction import (
     secret_values,
     to_json,
     truncate_bytes,
+    utf8_text,
 )
 
 _log = logging.getLogger("laios.execution")
@@ -95,7 +96,16 @@ def _qualified_name(kind: type) -> str:
     """A class's name as the SDK's ``record_exception`` writes ``exception.type``: module and
     qualified name, or the bare name for builtins."""
     module = kind.__module__
-    return f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__
+    name = f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__
+    return utf8_text(name)
+
+
+def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """``attributes`` with every key and string value valid UTF-8 (see :func:`utf8_text`)."""
+    return {
+        utf8_text(key): utf8_text(value) if isinstance(value, str) else value
+        for key, value in attributes.items()
+    }
 
 
 def _scalar(value: Any) -> str | bool | int | float | None:
@@ -160,10 +170,10 @@ class Tracing:
         With content capture on, the caller adds the arguments with :meth:`capture_arguments`.
         """
         return self._tracer.start_span(
-            f"execute_tool {tool_name}",
+            utf8_text(f"execute_tool {tool_name}"),
             context=parent,
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            attributes=_utf8_attributes(attributes),
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -182,15 +192,40 @@ class Tracing:
                 to_json(arguments, secrets=secret_values(arguments)),
             )
 
-    def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span:
-        """Open a retry or batch span under the caller's current span."""
-        return self._tracer.start_span(
-            name,
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+    def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
+        """Open a retry or batch span under the caller's current span; never raises.
+
+        ``None`` when the tracer fails (a span processor raising from ``on_start``…): the
+        fault is logged and the call goes on without the span, its task spans under the
+        caller's own.
+        """
+        try:
+            return self._tracer.start_span(
+                utf8_text(name),
+                kind=SpanKind.INTERNAL,
+                attributes=_utf8_attributes(attributes),
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        except Exception:
+            _log.exception("could not start the span %r; the call goes on untraced", name[:128])
+            return None
+
+    def end_parent_span(
+        self, span: Span, attributes: Mapping[str, Any], error: str | None = None
+    ) -> None:
+        """Set ``attributes`` (and an ERROR status described by ``error``) on a retry or batch
+        span and end it; never raises: a failing span is logged and left as it is."""
+        try:
+            span.set_attributes(attributes)
+            if error is not None:
+                span.set_status(Status(StatusCode.ERROR, error))
+        except Exception:
+            _log.exception("could not record the outcome on a span; it is ended without it")
+        try:
+            span.end()
+        except Exception:
+            _log.exception("could not end a span")
 
     def checkpoint_span(
         self,
@@ -214,10 +249,10 @@ class Tracing:
                     scalar = scrub(scalar, secrets, limit=None)
                 attributes[f"laios.checkpoint.{str(key)[:64]}"] = scalar
         span = self._tracer.start_span(
-            f"checkpoint {name}",
+            utf8_text(f"checkpoint {name}"),
             context=trace.set_span_in_context(task_span),
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            attributes=_utf8_attributes(attributes),
             start_time=start_ns,
         )
         span.end(end_time=end_ns)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
@@ -70,6 +69,9 @@ class RetryRun:
         self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         self.span: Span | None = None
+        # What conclude() found, for end() to record on the span (which never raises).
+        self.span_outcome: dict[str, Any] = {}
+        self.span_error: str | None = None
         self.stop: Callable[[], None] | None = None  # what engine.retrying holds for the call
         self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
@@ -225,15 +227,12 @@ class RetryRun:
             result.metadata["retry_deadline_exceeded"] = True
         if self.stopped_by_cancel:
             result.metadata["retry_cancelled"] = True
-        span = self.span
-        if span is not None:
-            span.set_attribute("laios.retry.attempts", retries + 1)
+        if self.span is not None:  # recorded by end(), which ends the span
+            self.span_outcome["laios.retry.attempts"] = retries + 1
             if not result.success:
                 error_type = str(result.metadata.get("error_type") or "error")
-                span.set_attribute("error.type", error_type)
-                span.set_status(
-                    Status(StatusCode.ERROR, f"failed after {retries + 1} attempt(s): {error_type}")
-                )
+                self.span_outcome["error.type"] = error_type
+                self.span_error = f"failed after {retries + 1} attempt(s): {error_type}"
         return result
 
     def stop_on_cancel(self, wake: Callable[[], object]) -> None:
@@ -262,7 +261,7 @@ class RetryRun:
                 if engine.retrying.get(self.task.id) is self.stop:
                     del engine.retrying[self.task.id]
         if self.span is not None:
-            self.span.end()
+            self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
 
 
 def _close(awaitable: object) -> None:

@@ -1,0 +1,85 @@
+"""A tracer that fails never fails a call: the retry and batch spans are guarded like the task
+span (the task runs, its result is the tool's, the fault is logged)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.context import Context as OtelContext
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from span_support import Echo, make_task
+
+from laios.core.types import Context
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+
+
+class FailingProcessor(SpanProcessor):
+    """A span processor that raises from ``on_start`` or ``on_end`` (the SDK lets it out of
+    ``start_span`` and ``end``)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def on_start(self, span: Span, parent_context: OtelContext | None = None) -> None:
+        if self.where == "start":
+            raise RuntimeError("on_start failed")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.where == "end":
+            raise RuntimeError("on_end failed")
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    registry = ToolRegistry()
+    registry.register_tools([Echo])
+    return registry
+
+
+@pytest.fixture(params=["start", "end"])
+def failing_executor(request: pytest.FixtureRequest, registry: ToolRegistry) -> Iterator[Executor]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(FailingProcessor(request.param))
+    with Executor(
+        registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
+    ) as executor:
+        yield executor
+    provider.shutdown()
+
+
+def _ok(result: Any) -> bool:
+    return bool(result.success) and result.output == {"n": 3}
+
+
+def test_execute_parallel_returns_results_when_the_batch_span_fails(
+    failing_executor: Executor,
+) -> None:
+    """A batch span that cannot be started or ended leaves execute_parallel's results whole."""
+    tasks = [make_task("echo", n=3), make_task("echo", n=3)]
+    results = asyncio.run(failing_executor.execute_parallel(tasks, CONTEXT))
+    assert [_ok(r) for r in results] == [True, True]
+
+
+def test_execute_with_retry_succeeds_when_the_retry_span_fails(
+    failing_executor: Executor,
+) -> None:
+    """A retry span that cannot be started or ended does not turn a success into an error."""
+    result = failing_executor.execute_with_retry(make_task("echo", n=3), CONTEXT, max_retries=1)
+    assert _ok(result), result.error
+
+
+def test_execute_with_retry_async_succeeds_when_the_retry_span_fails(
+    failing_executor: Executor,
+) -> None:
+    """The async retry path is guarded the same way."""
+    result = asyncio.run(
+        failing_executor.execute_with_retry_async(make_task("echo", n=3), CONTEXT, max_retries=1)
+    )
+    assert _ok(result), result.error
