@@ -74,6 +74,15 @@ def test_constructor_rejects_a_measure_cpu_time_that_is_not_a_bool(
         Executor(registry, measure_cpu_time=value, register_prometheus=False)
 
 
+@pytest.mark.parametrize("value", ["no", "false", 0, 1])
+def test_constructor_rejects_a_capture_content_that_is_not_a_bool(
+    registry: ToolRegistry, value: Any
+) -> None:
+    """capture_content must be None, True or False (a string like "false" would read as true)."""
+    with pytest.raises(TypeError, match="capture_content"):
+        Executor(registry, capture_content=value, register_prometheus=False)
+
+
 def test_execution_mode_values() -> None:
     """ExecutionMode is a str enum with the documented values."""
     assert [m.value for m in ExecutionMode] == ["sync", "async", "parallel"]

@@ -123,7 +123,8 @@ class Executor:
 
     Raises:
         TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner``,
-            ``measure_cpu_time`` or ``meter_provider`` has the wrong type.
+            ``capture_content``, ``measure_cpu_time`` or ``meter_provider`` has the wrong
+            type.
         ValueError: When ``max_workers`` or another number is out of range.
     """
 
@@ -166,6 +167,11 @@ class Executor:
         if not isinstance(measure_cpu_time, bool):
             raise TypeError(
                 f"measure_cpu_time must be True or False, got {type(measure_cpu_time).__name__}"
+            )
+        if capture_content is not None and not isinstance(capture_content, bool):
+            raise TypeError(
+                "capture_content must be None, True or False, got "
+                f"{type(capture_content).__name__} (a string like 'false' would read as true)"
             )
         if runner is not None and not isinstance(runner, Runner):
             raise TypeError(
