@@ -188,6 +188,21 @@ def test_only_a_hung_tool_outlives_shutdown(
     assert wait_until(lambda: not worker_threads() - before, timeout=5)
 
 
+def test_queued_count_after_shutdown_counts_no_calls_that_do_not_exist(
+    make_executor: Any, make_task: Any, context: Context, gate: Any
+) -> None:
+    """After shutdown (called three times) with a hung tool, the runner reports nothing queued."""
+    executor = make_executor(max_workers=2)
+    executor.execute_task(make_task("blocked"), context, timeout=0.1)
+    executor.execute_task(make_task("echo"), context, timeout=5)
+    executor.shutdown(wait=True)
+    executor.shutdown(wait=False)
+    executor.shutdown(wait=True)
+    stats = executor.runner.stats
+    gate.release.set()
+    assert (stats.queued, stats.abandoned) == (0, 1)
+
+
 def test_shutdown_without_wait_returns_at_once(
     executor: Executor, make_task: Any, context: Context, gate: Any, in_thread: Any
 ) -> None:

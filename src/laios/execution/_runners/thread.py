@@ -79,6 +79,7 @@ class ThreadRunner:
         self._idle = 0  # workers waiting (or about to wait) for work; guarded by _lock
         self._threads: set[threading.Thread] = set()
         self._held: set[threading.Thread] = set()  # threads held by abandoned calls; locked
+        self._markers = 0  # shutdown markers (None) in the queue, not calls; locked
         self._counter = 0
         reset_after_fork(self)
 
@@ -90,6 +91,7 @@ class ThreadRunner:
         self._idle = 0
         self._threads = set()
         self._held = set()
+        self._markers = 0
 
     @property
     def abandoned(self) -> int:
@@ -104,7 +106,7 @@ class ThreadRunner:
             return RunnerStats(
                 workers=0 if self.closed else self.max_workers,
                 busy=busy,
-                queued=self._queue.qsize(),
+                queued=max(self._queue.qsize() - self._markers, 0),
                 abandoned=len(self._held),
             )
 
@@ -190,6 +192,7 @@ class ThreadRunner:
                 continue
             if work is None:
                 with lock:
+                    self._markers -= 1
                     self._exit(me)
                 return
             events = work.events
@@ -277,8 +280,10 @@ class ThreadRunner:
             already = self.closed
             self.closed = True
             threads = list(self._threads)
-            for _ in threads:
-                self._queue.put(None)
+            if not already:  # (no thread starts once closed: one marker each is enough)
+                for _ in threads:
+                    self._queue.put(None)
+                self._markers += len(threads)
         if already and not wait:
             return
         if wait and self.owns_current_thread():
