@@ -62,12 +62,24 @@ class ThreadRunner:
         max_workers: Threads running tools at once.
         replacement_cap: Extra threads allowed to replace ones held by abandoned calls.
         name: Prefix of the worker threads' names.
+
+    Raises:
+        ValueError: When ``max_workers`` is not a positive whole number or ``replacement_cap``
+            not a whole number, 0 or more.
+        TypeError: When ``name`` is not a string.
     """
 
     name = "thread"
     can_stop = False
 
     def __init__(self, max_workers: int, replacement_cap: int, name: str = "laios-worker") -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive whole number, got {max_workers!r}")
+        cap = replacement_cap
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise ValueError(f"replacement_cap must be a whole number, 0 or more, got {cap!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.max_workers = max_workers
         self.replacement_cap = replacement_cap
         self.closed = False
