@@ -83,3 +83,30 @@ def test_shutdown_does_not_wait_for_hung_tools(kit: Kit, ctx: Context) -> None:
     assert time.perf_counter() - started < 0.5
     kit.release.set()
     assert wait_until(lambda: executor.abandoned_threads == 0, timeout=2.0)
+
+
+def test_shutdown_started_before_a_tool_overruns_stops_waiting_once_it_does(
+    kit: Kit, ctx: Context
+) -> None:
+    """shutdown(wait=True) waiting for a running tool returns once the tool overruns its timeout."""
+    executor = Executor(
+        build_registry(kit), max_workers=2, store=MetricStore(), register_prometheus=False
+    )
+    outcome: list[str] = []
+    caller = threading.Thread(
+        target=lambda: outcome.append(
+            executor.execute_task(make_task("hang"), ctx, timeout=0.2).metadata["outcome"]
+        ),
+        daemon=True,
+    )
+    caller.start()
+    assert kit.wait_entered(1)
+    shutting = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    shutting.start()
+    # The hung tool holds its thread for up to 10 s; its timeout strikes after 0.2 s.
+    shutting.join(5.0)
+    released = not shutting.is_alive()
+    kit.release.set()
+    caller.join(5.0)
+    assert released, "shutdown(wait=True) kept waiting for a tool that overran its timeout"
+    assert outcome == ["timeout"]

@@ -74,6 +74,33 @@ def test_constructor_rejects_a_measure_cpu_time_that_is_not_a_bool(
         Executor(registry, measure_cpu_time=value, register_prometheus=False)
 
 
+@pytest.mark.parametrize("value", ["no", "false", 0, 1])
+def test_constructor_rejects_a_capture_content_that_is_not_a_bool(
+    registry: ToolRegistry, value: Any
+) -> None:
+    """capture_content must be None, True or False (a string like "false" would read as true)."""
+    with pytest.raises(TypeError, match="capture_content"):
+        Executor(registry, capture_content=value, register_prometheus=False)
+
+
+@pytest.mark.parametrize("value", ["console", 3, object()])
+def test_constructor_rejects_a_tracer_provider_without_get_tracer(
+    registry: ToolRegistry, value: Any
+) -> None:
+    """A tracer_provider that is no TracerProvider is refused with a TypeError naming it."""
+    with pytest.raises(TypeError, match="tracer_provider"):
+        Executor(registry, tracer_provider=value, register_prometheus=False)
+
+
+@pytest.mark.parametrize("value", ["default", 3, {}])
+def test_constructor_rejects_a_prometheus_registry_without_register(
+    registry: ToolRegistry, value: Any
+) -> None:
+    """A prometheus_registry that is no CollectorRegistry is refused with a TypeError naming it."""
+    with pytest.raises(TypeError, match="prometheus_registry"):
+        Executor(registry, store=MetricStore(), prometheus_registry=value)
+
+
 def test_execution_mode_values() -> None:
     """ExecutionMode is a str enum with the documented values."""
     assert [m.value for m in ExecutionMode] == ["sync", "async", "parallel"]

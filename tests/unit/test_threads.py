@@ -13,8 +13,11 @@ import time
 import weakref
 from typing import Any
 
+import pytest
+
 from laios.core.types import Context, TaskStatus
 from laios.execution.executor import Executor
+from laios.execution.runners import ThreadRunner
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
 
@@ -186,6 +189,43 @@ def test_only_a_hung_tool_outlives_shutdown(
     assert len(survivors) == 1
     gate.release.set()
     assert wait_until(lambda: not worker_threads() - before, timeout=5)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 2.5, True, "4", None])
+def test_thread_runner_refuses_a_max_workers_that_is_not_a_positive_whole_number(
+    workers: Any,
+) -> None:
+    """ThreadRunner(max_workers=...) must be a positive whole number, checked at the call."""
+    with pytest.raises(ValueError, match="max_workers"):
+        ThreadRunner(workers, 1)
+
+
+@pytest.mark.parametrize("cap", [-1, 1.5, False, "2", None])
+def test_thread_runner_refuses_a_replacement_cap_that_is_not_a_whole_number(cap: Any) -> None:
+    """ThreadRunner(replacement_cap=...) must be a whole number, 0 or more."""
+    with pytest.raises(ValueError, match="replacement_cap"):
+        ThreadRunner(2, cap)
+
+
+def test_thread_runner_refuses_a_name_that_is_not_a_string() -> None:
+    """ThreadRunner(name=...) names threads: anything but a string is a TypeError."""
+    with pytest.raises(TypeError, match="name"):
+        ThreadRunner(2, 2, name=7)  # type: ignore[arg-type]
+
+
+def test_queued_count_after_shutdown_counts_no_calls_that_do_not_exist(
+    make_executor: Any, make_task: Any, context: Context, gate: Any
+) -> None:
+    """After shutdown (called three times) with a hung tool, the runner reports nothing queued."""
+    executor = make_executor(max_workers=2)
+    executor.execute_task(make_task("blocked"), context, timeout=0.1)
+    executor.execute_task(make_task("echo"), context, timeout=5)
+    executor.shutdown(wait=True)
+    executor.shutdown(wait=False)
+    executor.shutdown(wait=True)
+    stats = executor.runner.stats
+    gate.release.set()
+    assert (stats.queued, stats.abandoned) == (0, 1)
 
 
 def test_shutdown_without_wait_returns_at_once(

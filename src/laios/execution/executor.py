@@ -123,6 +123,7 @@ class Executor:
 
     Raises:
         TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner``,
+            ``tracer_provider``, ``capture_content``, ``prometheus_registry``,
             ``measure_cpu_time`` or ``meter_provider`` has the wrong type.
         ValueError: When ``max_workers`` or another number is out of range.
     """
@@ -166,6 +167,25 @@ class Executor:
         if not isinstance(measure_cpu_time, bool):
             raise TypeError(
                 f"measure_cpu_time must be True or False, got {type(measure_cpu_time).__name__}"
+            )
+        if tracer_provider is not None and not callable(
+            getattr(tracer_provider, "get_tracer", None)
+        ):
+            raise TypeError(
+                "tracer_provider must be an OpenTelemetry TracerProvider, got "
+                f"{type(tracer_provider).__name__}"
+            )
+        if prometheus_registry is not None and not callable(
+            getattr(prometheus_registry, "register", None)
+        ):
+            raise TypeError(
+                "prometheus_registry must be a prometheus_client CollectorRegistry, got "
+                f"{type(prometheus_registry).__name__}"
+            )
+        if capture_content is not None and not isinstance(capture_content, bool):
+            raise TypeError(
+                "capture_content must be None, True or False, got "
+                f"{type(capture_content).__name__} (a string like 'false' would read as true)"
             )
         if runner is not None and not isinstance(runner, Runner):
             raise TypeError(

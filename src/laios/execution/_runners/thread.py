@@ -62,21 +62,36 @@ class ThreadRunner:
         max_workers: Threads running tools at once.
         replacement_cap: Extra threads allowed to replace ones held by abandoned calls.
         name: Prefix of the worker threads' names.
+
+    Raises:
+        ValueError: When ``max_workers`` is not a positive whole number or ``replacement_cap``
+            not a whole number, 0 or more.
+        TypeError: When ``name`` is not a string.
     """
 
     name = "thread"
     can_stop = False
 
     def __init__(self, max_workers: int, replacement_cap: int, name: str = "laios-worker") -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive whole number, got {max_workers!r}")
+        cap = replacement_cap
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+            raise ValueError(f"replacement_cap must be a whole number, 0 or more, got {cap!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.max_workers = max_workers
         self.replacement_cap = replacement_cap
         self.closed = False
         self._thread_name = name
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        # Notified when a worker exits or its thread is held by an abandoned call (shutdown).
+        self._changed = threading.Condition(self._lock)
         self._idle = 0  # workers waiting (or about to wait) for work; guarded by _lock
         self._threads: set[threading.Thread] = set()
         self._held: set[threading.Thread] = set()  # threads held by abandoned calls; locked
+        self._markers = 0  # shutdown markers (None) in the queue, not calls; locked
         self._counter = 0
         reset_after_fork(self)
 
@@ -84,9 +99,11 @@ class ThreadRunner:
         """In a forked child: no worker threads (they were the parent's), nothing queued."""
         self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._idle = 0
         self._threads = set()
         self._held = set()
+        self._markers = 0
 
     @property
     def abandoned(self) -> int:
@@ -101,7 +118,7 @@ class ThreadRunner:
             return RunnerStats(
                 workers=0 if self.closed else self.max_workers,
                 busy=busy,
-                queued=self._queue.qsize(),
+                queued=max(self._queue.qsize() - self._markers, 0),
                 abandoned=len(self._held),
             )
 
@@ -182,12 +199,13 @@ class ThreadRunner:
                     if self.closed or self._idle:
                         if not self.closed:
                             self._idle -= 1  # give up this worker's place as an idle one
-                        self._threads.discard(me)
+                        self._exit(me)
                         return
                 continue
             if work is None:
                 with lock:
-                    self._threads.discard(me)
+                    self._markers -= 1
+                    self._exit(me)
                 return
             events = work.events
             try:
@@ -207,11 +225,16 @@ class ThreadRunner:
                 if (self.closed and self._queue.empty()) or (
                     threads > self.max_workers and threads > self._allowed()
                 ):
-                    self._threads.discard(me)
+                    self._exit(me)
                     return
                 self._idle += 1
             finally:
                 lock.release()
+
+    def _exit(self, thread: threading.Thread) -> None:
+        """Forget a worker that is exiting (the caller holds the lock)."""
+        self._threads.discard(thread)
+        self._changed.notify_all()  # a shutdown may be waiting for it
 
     def _take(self, work: _Work, thread: threading.Thread) -> bool:
         """Mark ``work``'s tool as running on ``thread``; ``False`` when it was abandoned
@@ -238,6 +261,7 @@ class ThreadRunner:
             if handle.thread is None:
                 return "stopped"  # its tool has not started: the worker will skip it
             self._held.add(handle.thread)
+            self._changed.notify_all()  # a shutdown waiting for this thread no longer waits
             allowed = self._allowed()
             if allowed <= len(self._held):
                 while True:
@@ -260,15 +284,18 @@ class ThreadRunner:
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; queued calls still run. With ``wait``, join the workers.
 
-        Threads held by abandoned calls are never waited for, and a call from one of the
-        pool's own workers (a tool shutting its executor down) does not wait at all.
+        Threads held by abandoned calls are never waited for (nor is a thread whose call is
+        abandoned while this waits: a tool that overruns its timeout then), and a call from
+        one of the pool's own workers (a tool shutting its executor down) does not wait at all.
         """
         with self._lock:
             already = self.closed
             self.closed = True
             threads = list(self._threads)
-            for _ in threads:
-                self._queue.put(None)
+            if not already:  # (no thread starts once closed: one marker each is enough)
+                for _ in threads:
+                    self._queue.put(None)
+                self._markers += len(threads)
         if already and not wait:
             return
         if wait and self.owns_current_thread():
@@ -277,6 +304,17 @@ class ThreadRunner:
             wait = False
         if wait:
             current = threading.current_thread()
-            for thread in threads:
-                if thread is not current and thread not in self._held:
-                    thread.join()
+
+            def running() -> list[threading.Thread]:
+                # Workers still running that are not held by an abandoned call. One that is
+                # waited for here may be abandoned meanwhile (its tool overran its timeout):
+                # the wait then ends without it.
+                live = self._threads
+                held = self._held
+                return [t for t in threads if t in live and t not in held and t is not current]
+
+            with self._changed:
+                self._changed.wait_for(lambda: not running())
+                gone = [t for t in threads if t not in self._threads and t is not current]
+            for thread in gone:
+                thread.join()  # (it has left its loop: only its last steps are left)
