@@ -372,3 +372,18 @@ def test_cut_text_is_the_start_of_the_whole_encoding(value: Any) -> None:
         kept -= 1
     assert kept > MAX_VALUE_BYTES // 4
     assert re.fullmatch(r'"?(?:(?:,?"…"(?::"…")?)?[\]}])+', text[kept:]), text[kept:]
+
+
+def test_a_value_of_multi_byte_text_keeps_what_fits_instead_of_only_a_marker() -> None:
+    """100 strings of 300 four-byte emoji (120 kB): the capture keeps the first items that fit
+    in 4 KiB (each cut to 256 characters, as any long string), as valid JSON ending with the
+    "…" item, not just "…"."""
+    from laios.execution.redaction import MAX_VALUE_BYTES, to_json
+
+    text = to_json(["😀" * 300] * 100)
+    assert len(text.encode("utf-8")) <= MAX_VALUE_BYTES
+    kept = json.loads(text)
+    assert isinstance(kept, list)
+    assert len(kept) >= 3
+    assert kept[0].startswith("😀" * 255)
+    assert kept[-1] == "…"

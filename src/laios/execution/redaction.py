@@ -498,15 +498,16 @@ def to_json(value: Any, limit: int | None = MAX_VALUE_BYTES, secrets: Sequence[s
         if size <= limit:
             return text
         # The copier counts characters, not bytes (multi-byte text), and lets the item that
-        # crosses its limit in whole: ask for less in proportion, plus room for the markers.
-        budget = budget * limit // size - _MARKER_ROOM
+        # crosses its limit in whole: ask for less in proportion, plus room for the markers,
+        # and at least a quarter less each time (that whole item may be most of the text).
+        budget = min(budget * limit // size, budget * 3 // 4) - _MARKER_ROOM
         if budget <= 0:
             break
     return json.dumps("…", ensure_ascii=False)
 
 
 #: Attempts :func:`to_json` makes to fit its byte limit before it gives up on the value.
-_FIT_ATTEMPTS = 4
+_FIT_ATTEMPTS = 6
 #: Bytes kept back, per attempt past the first, for the "…" items that close a cut copy.
 _MARKER_ROOM = 32
 
