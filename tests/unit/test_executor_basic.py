@@ -83,6 +83,25 @@ def test_constructor_rejects_a_capture_content_that_is_not_a_bool(
         Executor(registry, capture_content=value, register_prometheus=False)
 
 
+@pytest.mark.parametrize("name", ["enable_monitoring", "register_prometheus"])
+@pytest.mark.parametrize("value", ["no", "false", b"0", None, 0.0, object()])
+def test_constructor_rejects_a_switch_that_is_not_a_bool_or_a_whole_number(
+    registry: ToolRegistry, name: str, value: Any
+) -> None:
+    """enable_monitoring and register_prometheus take True/False (or 0/1): a string like
+    "false", which would read as true, is refused naming the argument."""
+    kwargs: dict[str, Any] = {"register_prometheus": False, name: value}
+    with pytest.raises(TypeError, match=name):
+        Executor(registry, **kwargs)
+
+
+def test_constructor_takes_zero_and_one_for_its_switches(registry: ToolRegistry) -> None:
+    """0 and 1 keep working as False and True (a positional enable_monitoring included)."""
+    executor = Executor(registry, None, 4, 0, register_prometheus=0)
+    assert executor.enable_monitoring is False
+    executor.shutdown()
+
+
 @pytest.mark.parametrize("value", ["console", 3, object()])
 def test_constructor_rejects_a_tracer_provider_without_get_tracer(
     registry: ToolRegistry, value: Any

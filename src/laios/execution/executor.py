@@ -124,7 +124,8 @@ class Executor:
     Raises:
         TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner``,
             ``tracer_provider``, ``capture_content``, ``prometheus_registry``,
-            ``measure_cpu_time`` or ``meter_provider`` has the wrong type.
+            ``measure_cpu_time``, ``enable_monitoring``, ``register_prometheus`` or
+            ``meter_provider`` has the wrong type.
         ValueError: When ``max_workers`` or another number is out of range.
     """
 
@@ -182,6 +183,15 @@ class Executor:
                 "prometheus_registry must be a prometheus_client CollectorRegistry, got "
                 f"{type(prometheus_registry).__name__}"
             )
+        for name, switch in (
+            ("enable_monitoring", enable_monitoring),
+            ("register_prometheus", register_prometheus),
+        ):
+            if not isinstance(switch, int):  # (a bool is an int; 0 and 1 mean what they say)
+                raise TypeError(
+                    f"{name} must be True or False, got {type(switch).__name__} (a string "
+                    "like 'false' would read as true)"
+                )
         if capture_content is not None and not isinstance(capture_content, bool):
             raise TypeError(
                 "capture_content must be None, True or False, got "
