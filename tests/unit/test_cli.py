@@ -690,3 +690,40 @@ def test_demo_refuses_a_duration_that_is_not_a_positive_number(
         main(["demo", "--duration", duration])
     assert exit_info.value.code == 2
     assert "positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["demo"], ["status"]])
+def test_ctrl_c_before_a_command_is_under_way_ends_it_without_a_traceback(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while the demo starts or a status is fetched: exit 130, no traceback."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    fake = ModuleType("laios._demo")
+    fake.run = interrupted  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "laios._demo", fake)
+    monkeypatch.setattr(cli, "fetch_status", interrupted)
+    assert main(command) == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_output_closed_by_the_reader_ends_the_demo_without_a_traceback() -> None:
+    """`laios demo | head -1`: once the reader is gone the demo ends, exit 1, no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "laios", "demo", "--port", "0", "--duration", "30"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipeError" not in done.stderr
