@@ -42,6 +42,8 @@ __all__ = ["build_registry", "live_frame", "run"]
 _FRAME = 1.0
 #: Seconds between progress lines when there is no live view.
 _PLAIN_EVERY = 10.0
+#: The signals that stop the demo (SIGTERM too, see _sigterm_as_ctrl_c).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _FetchInput(ToolInput):
@@ -239,7 +241,10 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
         return None, "spans: off (pip install 'laios[demo]' to trace the demo)"
-    provider = TracerProvider(resource=Resource.create({"service.name": "laios-demo"}))
+    # Shut down by the demo itself: at exit, after a second Ctrl-C, it must not wait again.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "laios-demo"}), shutdown_on_exit=False
+    )
     where = "spans: kept in-process (their ids mark the exemplars); --console-spans prints them"
     if otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
@@ -538,16 +543,58 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        with sleeps_disabled():
-            workload.join(timeout=15.0)
-        document = clock.document()
-        headline = clock.headline(document, final=True)
-        executor.shutdown(wait=False)
-        server.shutdown()
-        if provider is not None:
-            provider.shutdown()  # (console spans still buffered print now, before the summary)
-        width = shutil.get_terminal_size().columns if stream_is_terminal(sys.stdout) else None
-        print("\n" + headline + "\n")
-        print("\n".join(status_lines(document, width=width)))
+        summary = _wind_down(workload, clock, executor, server, provider)
+    if summary is None:
+        print(
+            "\nlaios demo: stopped without waiting for the running tasks (Ctrl-C again)",
+            file=sys.stderr,
+        )
+        return 0
+    headline, document = summary
+    width = shutil.get_terminal_size().columns if stream_is_terminal(sys.stdout) else None
+    print("\n" + headline + "\n")
+    print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")
     return 0
+
+
+@contextlib.contextmanager
+def _stop_signals_ignored() -> Iterator[None]:
+    """While inside (in the main thread), Ctrl-C and SIGTERM are ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _wind_down(
+    workload: _Workload, clock: _Clock, executor: Executor, server: Any, provider: Any
+) -> tuple[str, dict[str, Any]] | None:
+    """Stop the workload, the executor, the endpoint and the tracing, waiting for the running
+    tasks and the spans still to be sent; return the summary's headline and status document.
+
+    A Ctrl-C or SIGTERM during the waits cuts them short: the executor and the endpoint are
+    still stopped (with both signals ignored, so it is quick and whole), the spans not yet sent
+    are dropped, and None is returned.
+    """
+    try:
+        with _sigterm_as_ctrl_c():
+            with sleeps_disabled():
+                workload.join(timeout=15.0)
+            document = clock.document()
+            headline = clock.headline(document, final=True)
+            executor.shutdown(wait=False)
+            server.shutdown()
+            if provider is not None:
+                provider.shutdown()  # (console spans still buffered print now, before the summary)
+    except KeyboardInterrupt:
+        with _stop_signals_ignored():
+            executor.shutdown(wait=False)
+            server.shutdown()
+        return None
+    return headline, document

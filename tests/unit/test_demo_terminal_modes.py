@@ -11,6 +11,7 @@ import argparse
 import io
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -148,3 +149,44 @@ def test_sigterm_stops_the_demo_the_way_ctrl_c_does() -> None:
             interrupted = True
     assert interrupted
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_second_ctrl_c_while_the_demo_stops_cuts_the_wait_short(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C again while the demo winds down: no traceback, the endpoint closed, exit 0."""
+    from laios.execution import server as server_module
+
+    servers: list[server_module.MetricsServer] = []
+    real_start = server_module.start_http_server
+
+    def start(*args: object, **kwargs: object) -> server_module.MetricsServer:
+        servers.append(real_start(*args, **kwargs))  # type: ignore[arg-type]
+        return servers[-1]
+
+    class Workload:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def join(self, timeout: float) -> None:
+            raise KeyboardInterrupt  # the second Ctrl-C, while waiting for the tasks
+
+    def first_ctrl_c(clock: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(server_module, "start_http_server", start)
+    monkeypatch.setattr(_demo, "_Workload", Workload)
+    monkeypatch.setattr(_demo, "_show_plain", first_ctrl_c)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "spans: off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    try:
+        code = _demo.run(args)
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped as KeyboardInterrupt")
+    assert code == 0
+    assert "stopped without waiting" in capsys.readouterr().err
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", servers[0].port), timeout=5).close()
