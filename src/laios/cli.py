@@ -673,7 +673,11 @@ def _port(text: str) -> int:
 
 
 def _otlp_endpoint(text: str) -> str:
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # (reading the port parses it)
+    except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
+        raise argparse.ArgumentTypeError(f"{text!r} is not a usable URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an http:// or https:// URL (e.g. http://localhost:4318)"

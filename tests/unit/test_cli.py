@@ -611,6 +611,20 @@ def test_demo_takes_an_otlp_endpoint_url() -> None:
     assert args.otlp_endpoint == "http://localhost:4318"
 
 
+@pytest.mark.parametrize("value", ["http://localhost:99999", "http://[::1", "http://h:port"])
+def test_demo_refuses_an_otlp_endpoint_that_is_not_a_usable_url(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--otlp-endpoint with a port past 65535 or a broken host is a usage error, not a late
+    export failure."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{value!r} is not a usable URL" in err
+    assert "_otlp_endpoint" not in err
+
+
 @pytest.mark.parametrize("value", ["localhost:4318", "grpc://collector:4317", "http://"])
 def test_demo_refuses_an_otlp_endpoint_that_is_not_an_http_url(
     value: str, capsys: pytest.CaptureFixture[str]
