@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -431,9 +432,53 @@ def _progress_line(clock: _Clock) -> str:
     return f"{clock.headline(document).replace(' —', ':', 1)}, {running} running"
 
 
+#: Log messages kept while the live view is up (the latest; the others are counted).
+_HELD_LOGS = 20
+
+
+class _HeldLogs(logging.Handler):
+    """Keeps the log messages written while the live view is up, to print them once the
+    terminal is back: printed at once they would be drawn over the view and then lost with
+    the alternate screen (an OTLP receiver that is down warns at every export)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.held: collections.deque[logging.LogRecord] = collections.deque(maxlen=_HELD_LOGS)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record`` (the oldest is dropped past the limit)."""
+        self.count += 1
+        self.held.append(record)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """While inside, messages that would go to stderr are kept here; printed after."""
+        root = logging.getLogger()
+        root.addHandler(self)
+        try:
+            yield
+        finally:
+            root.removeHandler(self)
+            self.print_held()
+
+    def print_held(self) -> None:
+        """Print the kept messages to stderr, saying how many were left out."""
+        if self.count > len(self.held):
+            print(
+                f"laios demo: {self.count} log messages while the live view was up; the last"
+                f" {len(self.held)}:",
+                file=sys.stderr,
+            )
+        for record in self.held:
+            with contextlib.suppress(Exception):  # a message that cannot be formatted
+                print(self.format(record), file=sys.stderr)
+
+
 def _show_live(clock: _Clock, addresses: list[tuple[str, str]]) -> None:
     """Draw the live view until the duration is over or q is pressed (Ctrl-C raises)."""
-    with LiveScreen(sys.stdout, sys.stdin) as screen:
+    with _HeldLogs().installed(), LiveScreen(sys.stdout, sys.stdin) as screen:
         stop = "q or Ctrl-C to stop" if screen.reads_keys else "Ctrl-C to stop"
         while True:
             size = shutil.get_terminal_size()

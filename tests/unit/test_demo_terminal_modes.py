@@ -190,3 +190,46 @@ def test_a_second_ctrl_c_while_the_demo_stops_cuts_the_wait_short(
     assert "stopped without waiting" in capsys.readouterr().err
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", servers[0].port), timeout=5).close()
+
+
+class _ShortClock:
+    """Stands in for the demo's clock: a few frames, then the duration is over."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+
+    def document(self) -> dict[str, object]:
+        return {"tools": [], "running": []}
+
+    def headline(self, document: object) -> str:
+        return "laios demo"
+
+    def remaining(self) -> float:
+        self.frames -= 1
+        return 0.01 if self.frames > 0 else 0.0
+
+
+def test_log_messages_wait_until_the_live_view_is_gone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning logged while the view is up (an OTLP receiver down) is printed after it."""
+    import logging
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in the command: no logging set up
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    monkeypatch.setattr(_demo, "_FRAME", 0.01)
+    seen_while_up: list[str] = []
+    draw = _demo.live_frame
+
+    def frame(*args: object, **kwargs: object) -> list[str]:
+        if not seen_while_up:
+            logging.getLogger("opentelemetry.exporter").warning("export to 127.0.0.1:9 failed")
+        seen_while_up.append(capsys.readouterr().err)
+        return draw(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_demo, "live_frame", frame)
+    _demo._show_live(_ShortClock(3), [])  # type: ignore[arg-type]
+    assert len(seen_while_up) >= 2
+    assert all("export" not in err for err in seen_while_up)
+    assert "export to 127.0.0.1:9 failed" in capsys.readouterr().err
