@@ -15,12 +15,14 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import random
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -569,7 +571,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         executor.shutdown(wait=False)
         print(f"laios demo: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        print("Pick another port with --port.", file=sys.stderr)
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            # The host names no address of this machine: another port would not help.
+            print("Pick another address with --host (127.0.0.1, 0.0.0.0).", file=sys.stderr)
+        else:
+            print("Pick another port with --port.", file=sys.stderr)
         return 2
     live, terminal = _terminal_mode(args)
     for line in _banner(args, server.url, server.port, spans_line, terminal, runner):

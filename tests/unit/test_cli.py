@@ -741,3 +741,19 @@ def test_output_closed_by_the_reader_ends_the_demo_without_a_traceback() -> None
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "BrokenPipeError" not in done.stderr
+
+
+def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> None:
+    """--host that names no address: exit 2, and the advice is about the host, not the port."""
+    done = subprocess.run(
+        [sys.executable, "-m", "laios", "demo", "--host", "no-such-host.invalid", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "cannot listen on no-such-host.invalid:0" in done.stderr
+    assert "--host" in done.stderr
+    assert "--port" not in done.stderr
+    assert "Traceback" not in done.stderr
