@@ -45,8 +45,12 @@ __all__ = ["build_registry", "live_frame", "run"]
 _FRAME = 1.0
 #: Seconds between progress lines when there is no live view.
 _PLAIN_EVERY = 10.0
-#: The signals that stop the demo (SIGTERM too, see _sigterm_as_ctrl_c).
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The signals that stop the demo: Ctrl-C, and the others as if it were (_sigterm_as_ctrl_c).
+_STOP_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()),
+)
 
 
 class _FetchInput(ToolInput):
@@ -517,7 +521,8 @@ def _show_plain(clock: _Clock) -> None:
 
 @contextlib.contextmanager
 def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """While inside, SIGTERM stops the demo the way Ctrl-C does (terminal restored, summary)."""
+    """While inside, SIGTERM and SIGHUP stop the demo the way Ctrl-C does (terminal restored,
+    child processes stopped, summary)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -525,11 +530,12 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS[1:]}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -233,3 +233,17 @@ def test_log_messages_wait_until_the_live_view_is_gone(
     assert len(seen_while_up) >= 2
     assert all("export" not in err for err in seen_while_up)
     assert "export to 127.0.0.1:9 failed" in capsys.readouterr().err
+
+
+def test_sighup_stops_the_demo_the_way_ctrl_c_does() -> None:
+    """`kill -HUP` (or the terminal closing) stops the demo like Ctrl-C: terminal restored."""
+    before = signal.getsignal(signal.SIGHUP)
+    interrupted = False
+    with _demo._sigterm_as_ctrl_c():
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)  # (the handler's exception ends the sleep)
+        except KeyboardInterrupt:
+            interrupted = True
+    assert interrupted
+    assert signal.getsignal(signal.SIGHUP) is before
