@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import random
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -42,6 +45,12 @@ __all__ = ["build_registry", "live_frame", "run"]
 _FRAME = 1.0
 #: Seconds between progress lines when there is no live view.
 _PLAIN_EVERY = 10.0
+#: The signals that stop the demo: Ctrl-C, and the others as if it were (_sigterm_as_ctrl_c).
+_STOP_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()),
+)
 
 
 class _FetchInput(ToolInput):
@@ -239,7 +248,10 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
         return None, "spans: off (pip install 'laios[demo]' to trace the demo)"
-    provider = TracerProvider(resource=Resource.create({"service.name": "laios-demo"}))
+    # Shut down by the demo itself: at exit, after a second Ctrl-C, it must not wait again.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "laios-demo"}), shutdown_on_exit=False
+    )
     where = "spans: kept in-process (their ids mark the exemplars); --console-spans prints them"
     if otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
@@ -426,9 +438,53 @@ def _progress_line(clock: _Clock) -> str:
     return f"{clock.headline(document).replace(' —', ':', 1)}, {running} running"
 
 
+#: Log messages kept while the live view is up (the latest; the others are counted).
+_HELD_LOGS = 20
+
+
+class _HeldLogs(logging.Handler):
+    """Keeps the log messages written while the live view is up, to print them once the
+    terminal is back: printed at once they would be drawn over the view and then lost with
+    the alternate screen (an OTLP receiver that is down warns at every export)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.held: collections.deque[logging.LogRecord] = collections.deque(maxlen=_HELD_LOGS)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record`` (the oldest is dropped past the limit)."""
+        self.count += 1
+        self.held.append(record)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """While inside, messages that would go to stderr are kept here; printed after."""
+        root = logging.getLogger()
+        root.addHandler(self)
+        try:
+            yield
+        finally:
+            root.removeHandler(self)
+            self.print_held()
+
+    def print_held(self) -> None:
+        """Print the kept messages to stderr, saying how many were left out."""
+        if self.count > len(self.held):
+            print(
+                f"laios demo: {self.count} log messages while the live view was up; the last"
+                f" {len(self.held)}:",
+                file=sys.stderr,
+            )
+        for record in self.held:
+            with contextlib.suppress(Exception):  # a message that cannot be formatted
+                print(self.format(record), file=sys.stderr)
+
+
 def _show_live(clock: _Clock, addresses: list[tuple[str, str]]) -> None:
     """Draw the live view until the duration is over or q is pressed (Ctrl-C raises)."""
-    with LiveScreen(sys.stdout, sys.stdin) as screen:
+    with _HeldLogs().installed(), LiveScreen(sys.stdout, sys.stdin) as screen:
         stop = "q or Ctrl-C to stop" if screen.reads_keys else "Ctrl-C to stop"
         while True:
             size = shutil.get_terminal_size()
@@ -465,7 +521,8 @@ def _show_plain(clock: _Clock) -> None:
 
 @contextlib.contextmanager
 def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """While inside, SIGTERM stops the demo the way Ctrl-C does (terminal restored, summary)."""
+    """While inside, SIGTERM and SIGHUP stop the demo the way Ctrl-C does (terminal restored,
+    child processes stopped, summary)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -473,11 +530,12 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS[1:]}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -519,7 +577,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         executor.shutdown(wait=False)
         print(f"laios demo: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        print("Pick another port with --port.", file=sys.stderr)
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            # The host names no address of this machine: another port would not help.
+            print("Pick another address with --host (127.0.0.1, 0.0.0.0).", file=sys.stderr)
+        else:
+            print("Pick another port with --port.", file=sys.stderr)
         return 2
     live, terminal = _terminal_mode(args)
     for line in _banner(args, server.url, server.port, spans_line, terminal, runner):
@@ -538,16 +600,58 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        with sleeps_disabled():
-            workload.join(timeout=15.0)
-        document = clock.document()
-        headline = clock.headline(document, final=True)
-        executor.shutdown(wait=False)
-        server.shutdown()
-        if provider is not None:
-            provider.shutdown()  # (console spans still buffered print now, before the summary)
-        width = shutil.get_terminal_size().columns if stream_is_terminal(sys.stdout) else None
-        print("\n" + headline + "\n")
-        print("\n".join(status_lines(document, width=width)))
+        summary = _wind_down(workload, clock, executor, server, provider)
+    if summary is None:
+        print(
+            "\nlaios demo: stopped without waiting for the running tasks (Ctrl-C again)",
+            file=sys.stderr,
+        )
+        return 0
+    headline, document = summary
+    width = shutil.get_terminal_size().columns if stream_is_terminal(sys.stdout) else None
+    print("\n" + headline + "\n")
+    print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")
     return 0
+
+
+@contextlib.contextmanager
+def _stop_signals_ignored() -> Iterator[None]:
+    """While inside (in the main thread), Ctrl-C and SIGTERM are ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _wind_down(
+    workload: _Workload, clock: _Clock, executor: Executor, server: Any, provider: Any
+) -> tuple[str, dict[str, Any]] | None:
+    """Stop the workload, the executor, the endpoint and the tracing, waiting for the running
+    tasks and the spans still to be sent; return the summary's headline and status document.
+
+    A Ctrl-C or SIGTERM during the waits cuts them short: the executor and the endpoint are
+    still stopped (with both signals ignored, so it is quick and whole), the spans not yet sent
+    are dropped, and None is returned.
+    """
+    try:
+        with _sigterm_as_ctrl_c():
+            with sleeps_disabled():
+                workload.join(timeout=15.0)
+            document = clock.document()
+            headline = clock.headline(document, final=True)
+            executor.shutdown(wait=False)
+            server.shutdown()
+            if provider is not None:
+                provider.shutdown()  # (console spans still buffered print now, before the summary)
+    except KeyboardInterrupt:
+        with _stop_signals_ignored():
+            executor.shutdown(wait=False)
+            server.shutdown()
+        return None
+    return headline, document

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import importlib
 import io
 import json
 import math
+import os
 import re
 import socket
 import sys
@@ -671,7 +673,11 @@ def _port(text: str) -> int:
 
 
 def _otlp_endpoint(text: str) -> str:
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # (reading the port parses it)
+    except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
+        raise argparse.ArgumentTypeError(f"{text!r} is not a usable URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an http:// or https:// URL (e.g. http://localhost:4318)"
@@ -758,7 +764,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; ``sys.argv[1:]`` when ``None``.
 
     Returns:
-        The exit code: 0 on success, 2 when the endpoint cannot be read or no command is given.
+        The exit code: 0 on success, 2 when the endpoint cannot be read or no command is given,
+        130 after a Ctrl-C the command did not handle itself (no traceback), 1 when whoever
+        read the output stopped reading it (``laios demo | head -1``).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -766,7 +774,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    return handler(args)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader is gone: what is still buffered for stdout goes nowhere, instead of
+        # failing again (and being reported) when Python flushes it on the way out.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 1
 
 
 if __name__ == "__main__":

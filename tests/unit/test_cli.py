@@ -611,6 +611,20 @@ def test_demo_takes_an_otlp_endpoint_url() -> None:
     assert args.otlp_endpoint == "http://localhost:4318"
 
 
+@pytest.mark.parametrize("value", ["http://localhost:99999", "http://[::1", "http://h:port"])
+def test_demo_refuses_an_otlp_endpoint_that_is_not_a_usable_url(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--otlp-endpoint with a port past 65535 or a broken host is a usage error, not a late
+    export failure."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{value!r} is not a usable URL" in err
+    assert "_otlp_endpoint" not in err
+
+
 @pytest.mark.parametrize("value", ["localhost:4318", "grpc://collector:4317", "http://"])
 def test_demo_refuses_an_otlp_endpoint_that_is_not_an_http_url(
     value: str, capsys: pytest.CaptureFixture[str]
@@ -690,3 +704,56 @@ def test_demo_refuses_a_duration_that_is_not_a_positive_number(
         main(["demo", "--duration", duration])
     assert exit_info.value.code == 2
     assert "positive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["demo"], ["status"]])
+def test_ctrl_c_before_a_command_is_under_way_ends_it_without_a_traceback(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while the demo starts or a status is fetched: exit 130, no traceback."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    fake = ModuleType("laios._demo")
+    fake.run = interrupted  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "laios._demo", fake)
+    monkeypatch.setattr(cli, "fetch_status", interrupted)
+    assert main(command) == 130
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_output_closed_by_the_reader_ends_the_demo_without_a_traceback() -> None:
+    """`laios demo | head -1`: once the reader is gone the demo ends, exit 1, no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "laios", "demo", "--port", "0", "--duration", "30"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "BrokenPipeError" not in done.stderr
+
+
+def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> None:
+    """--host that names no address: exit 2, and the advice is about the host, not the port."""
+    done = subprocess.run(
+        [sys.executable, "-m", "laios", "demo", "--host", "no-such-host.invalid", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "cannot listen on no-such-host.invalid:0" in done.stderr
+    assert "--host" in done.stderr
+    assert "--port" not in done.stderr
+    assert "Traceback" not in done.stderr

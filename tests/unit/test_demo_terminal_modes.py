@@ -11,6 +11,7 @@ import argparse
 import io
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -148,3 +149,101 @@ def test_sigterm_stops_the_demo_the_way_ctrl_c_does() -> None:
             interrupted = True
     assert interrupted
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_second_ctrl_c_while_the_demo_stops_cuts_the_wait_short(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C again while the demo winds down: no traceback, the endpoint closed, exit 0."""
+    from laios.execution import server as server_module
+
+    servers: list[server_module.MetricsServer] = []
+    real_start = server_module.start_http_server
+
+    def start(*args: object, **kwargs: object) -> server_module.MetricsServer:
+        servers.append(real_start(*args, **kwargs))  # type: ignore[arg-type]
+        return servers[-1]
+
+    class Workload:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def join(self, timeout: float) -> None:
+            raise KeyboardInterrupt  # the second Ctrl-C, while waiting for the tasks
+
+    def first_ctrl_c(clock: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(server_module, "start_http_server", start)
+    monkeypatch.setattr(_demo, "_Workload", Workload)
+    monkeypatch.setattr(_demo, "_show_plain", first_ctrl_c)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "spans: off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    try:
+        code = _demo.run(args)
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped as KeyboardInterrupt")
+    assert code == 0
+    assert "stopped without waiting" in capsys.readouterr().err
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", servers[0].port), timeout=5).close()
+
+
+class _ShortClock:
+    """Stands in for the demo's clock: a few frames, then the duration is over."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+
+    def document(self) -> dict[str, object]:
+        return {"tools": [], "running": []}
+
+    def headline(self, document: object) -> str:
+        return "laios demo"
+
+    def remaining(self) -> float:
+        self.frames -= 1
+        return 0.01 if self.frames > 0 else 0.0
+
+
+def test_log_messages_wait_until_the_live_view_is_gone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning logged while the view is up (an OTLP receiver down) is printed after it."""
+    import logging
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in the command: no logging set up
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    monkeypatch.setattr(_demo, "_FRAME", 0.01)
+    seen_while_up: list[str] = []
+    draw = _demo.live_frame
+
+    def frame(*args: object, **kwargs: object) -> list[str]:
+        if not seen_while_up:
+            logging.getLogger("opentelemetry.exporter").warning("export to 127.0.0.1:9 failed")
+        seen_while_up.append(capsys.readouterr().err)
+        return draw(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_demo, "live_frame", frame)
+    _demo._show_live(_ShortClock(3), [])  # type: ignore[arg-type]
+    assert len(seen_while_up) >= 2
+    assert all("export" not in err for err in seen_while_up)
+    assert "export to 127.0.0.1:9 failed" in capsys.readouterr().err
+
+
+def test_sighup_stops_the_demo_the_way_ctrl_c_does() -> None:
+    """`kill -HUP` (or the terminal closing) stops the demo like Ctrl-C: terminal restored."""
+    before = signal.getsignal(signal.SIGHUP)
+    interrupted = False
+    with _demo._sigterm_as_ctrl_c():
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(5)  # (the handler's exception ends the sleep)
+        except KeyboardInterrupt:
+            interrupted = True
+    assert interrupted
+    assert signal.getsignal(signal.SIGHUP) is before
