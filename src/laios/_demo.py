@@ -540,11 +540,21 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo with the parsed ``laios demo`` arguments; return the exit code."""
+    # The live view owns the terminal; the status table shows what warnings would say. The
+    # level is given back at the end, for a process that goes on (a test, an embedding).
+    logger = logging.getLogger("laios")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return _run(args)
+    finally:
+        logger.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
     from laios.cli import status_lines
     from laios.execution.server import start_http_server
 
-    # The live view owns the terminal; the status table shows what warnings would say.
-    logging.getLogger("laios").setLevel(logging.ERROR)
     provider, spans_line = _configure_tracing(
         bool(getattr(args, "console_spans", False)), getattr(args, "otlp_endpoint", None)
     )

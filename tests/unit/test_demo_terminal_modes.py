@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import os
 import signal
 import socket
@@ -247,3 +248,30 @@ def test_sighup_stops_the_demo_the_way_ctrl_c_does() -> None:
             interrupted = True
     assert interrupted
     assert signal.getsignal(signal.SIGHUP) is before
+
+
+def test_the_demo_gives_the_laios_loggers_level_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo quiets the laios loggers while its view owns the terminal, and gives their
+    level back when it ends: in a process that goes on, warnings are not lost afterwards."""
+
+    class Workload:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            pass
+
+        def join(self, timeout: float) -> None:
+            pass
+
+    def ctrl_c(clock: object) -> None:
+        raise KeyboardInterrupt
+
+    logger = logging.getLogger("laios")
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    monkeypatch.setattr(_demo, "_Workload", Workload)
+    monkeypatch.setattr(_demo, "_show_plain", ctrl_c)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "spans: off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    assert logger.level == logging.INFO
