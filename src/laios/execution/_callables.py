@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["is_coroutine_function"]
+__all__ = ["is_coroutine_function", "unawaited_error"]
 
 
 def is_coroutine_function(func: object) -> bool:
@@ -19,3 +19,14 @@ def is_coroutine_function(func: object) -> bool:
         return inspect.iscoroutinefunction(type(func).__call__)
     except Exception:
         return False
+
+
+def unawaited_error(returned: object, what: str, instead: str) -> TypeError:
+    """The error for ``what`` (a plain callable) having returned an awaitable that nothing here
+    will await: an async function behind a plain callable, whose work would never happen. A
+    coroutine is closed first, so Python does not warn later that it was never awaited."""
+    if inspect.iscoroutine(returned):
+        returned.close()
+    return TypeError(
+        f"{what} returned a {type(returned).__name__}, which is never awaited: {instead}"
+    )

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from laios._compat.pydantic import assign, construct
 from laios.core.types import Task, TaskResult, TaskStatus
+from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import ProgressStatus, ProgressUpdate, shorten
@@ -428,11 +429,8 @@ class Job(TaskRecord):
         try:
             returned = callback(event, data)
             if returned is not None and type(returned) is _COROUTINE:
-                # An async callback behind a plain callable: nothing would ever await it.
-                returned.close()
-                raise TypeError(
-                    "on_progress returned a coroutine, which is never awaited: pass a plain "
-                    "function taking (event, data)"
+                raise unawaited_error(
+                    returned, "on_progress", "pass a plain function taking (event, data)"
                 )
         except KeyboardInterrupt as exc:  # the caller's Ctrl-C: re-raised once recorded
             _log.debug(

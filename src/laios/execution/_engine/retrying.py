@@ -23,6 +23,7 @@ from opentelemetry import trace
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
+from laios.execution._callables import unawaited_error
 from laios.execution._engine.engine import MAX_SPAN_TEXT
 from laios.execution._engine.job import callback_name, scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
@@ -122,13 +123,9 @@ class RetryRun:
             return None
         try:
             decision = policy.retry_if(result)
-            if inspect.isawaitable(decision):
-                # An async predicate behind a plain callable: its coroutine is truthy, but
-                # nothing here can await it. Not a "retry"; closed, so it never warns later.
-                _close(decision)
-                raise TypeError(
-                    f"retry_if returned {type(decision).__name__}, which is never awaited: "
-                    "pass a plain function returning a bool"
+            if inspect.isawaitable(decision):  # (truthy, but not a "retry")
+                raise unawaited_error(
+                    decision, "retry_if", "pass a plain function returning a bool"
                 )
             worth = bool(decision)
         except Exception as exc:
@@ -174,12 +171,7 @@ class RetryRun:
         try:
             returned = hook(details)
             if inspect.iscoroutine(returned):
-                # An async hook behind a plain callable: its work would never happen.
-                returned.close()
-                raise TypeError(
-                    "the on_retry hook returned a coroutine, which is never awaited: "
-                    "pass a plain function"
-                )
+                raise unawaited_error(returned, "the on_retry hook", "pass a plain function")
         except Exception as exc:
             name = callback_name(hook)
             held = _hook_warnings.should_log(name)
@@ -262,12 +254,6 @@ class RetryRun:
                     del engine.retrying[self.task.id]
         if self.span is not None:
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
-
-
-def _close(awaitable: object) -> None:
-    """Close a coroutine nobody will await (anything else awaitable is left as it is)."""
-    if inspect.iscoroutine(awaitable):
-        awaitable.close()
 
 
 def retry_blocking(
