@@ -45,7 +45,7 @@ __all__ = ["build_registry", "live_frame", "run"]
 _FRAME = 1.0
 #: Seconds between progress lines when there is no live view.
 _PLAIN_EVERY = 10.0
-#: The signals that stop the demo: Ctrl-C, and the others as if it were (_sigterm_as_ctrl_c).
+#: The signals that stop the demo: Ctrl-C, and the others as if it were (_stop_signals_as_ctrl_c).
 _STOP_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -520,7 +520,7 @@ def _show_plain(clock: _Clock) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
+def _stop_signals_as_ctrl_c() -> Iterator[None]:
     """While inside, SIGTERM and SIGHUP stop the demo the way Ctrl-C does (terminal restored,
     child processes stopped, summary)."""
     if threading.current_thread() is not threading.main_thread():
@@ -601,7 +601,7 @@ def _run(args: argparse.Namespace) -> int:
     workload = _Workload(executor, context, isolated=isolated)
     workload.start()
     try:
-        with _sigterm_as_ctrl_c():
+        with _stop_signals_as_ctrl_c():
             if live:
                 dashboard = str(runner.dashboard_link) if kind == "dask" else None
                 _show_live(clock, _view_addresses(server.url, dashboard))
@@ -650,7 +650,7 @@ def _wind_down(
     are dropped, and None is returned.
     """
     try:
-        with _sigterm_as_ctrl_c():
+        with _stop_signals_as_ctrl_c():
             with sleeps_disabled():
                 workload.join(timeout=15.0)
             document = clock.document()

@@ -138,18 +138,21 @@ def test_progress_lines_are_plain_and_periodic(
         assert "\x1b" not in line
 
 
-def test_sigterm_stops_the_demo_the_way_ctrl_c_does() -> None:
-    """While the demo runs, SIGTERM raises KeyboardInterrupt; the old handler comes back."""
-    before = signal.getsignal(signal.SIGTERM)
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_stops_the_demo_the_way_ctrl_c_does(number: signal.Signals) -> None:
+    """While the demo runs, SIGTERM, and SIGHUP (`kill -HUP`, or the terminal closing), raise
+    KeyboardInterrupt, so the demo stops with its terminal restored; the old handler comes
+    back."""
+    before = signal.getsignal(number)
     interrupted = False
-    with _demo._sigterm_as_ctrl_c():
+    with _demo._stop_signals_as_ctrl_c():
         try:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), number)
             time.sleep(5)  # (the handler's exception ends the sleep)
         except KeyboardInterrupt:
             interrupted = True
     assert interrupted
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.getsignal(number) is before
 
 
 def test_a_second_ctrl_c_while_the_demo_stops_cuts_the_wait_short(
@@ -234,20 +237,6 @@ def test_log_messages_wait_until_the_live_view_is_gone(
     assert len(seen_while_up) >= 2
     assert all("export" not in err for err in seen_while_up)
     assert "export to 127.0.0.1:9 failed" in capsys.readouterr().err
-
-
-def test_sighup_stops_the_demo_the_way_ctrl_c_does() -> None:
-    """`kill -HUP` (or the terminal closing) stops the demo like Ctrl-C: terminal restored."""
-    before = signal.getsignal(signal.SIGHUP)
-    interrupted = False
-    with _demo._sigterm_as_ctrl_c():
-        try:
-            os.kill(os.getpid(), signal.SIGHUP)
-            time.sleep(5)  # (the handler's exception ends the sleep)
-        except KeyboardInterrupt:
-            interrupted = True
-    assert interrupted
-    assert signal.getsignal(signal.SIGHUP) is before
 
 
 def test_the_demo_gives_the_laios_loggers_level_back(monkeypatch: pytest.MonkeyPatch) -> None:
