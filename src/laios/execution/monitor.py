@@ -152,8 +152,7 @@ class ExecutionMonitor:
         """
         value = percent if percent is not None else progress_percent
         if value is None:
-            latest = self._store.latest_progress(_key(task_id))
-            value = latest.progress_percent if latest is not None else 0.0
+            value = self._last_percent(task_id)
         self.progress_tracker.update_progress(
             task_id, ProgressStatus.IN_PROGRESS, value, message, details
         )
@@ -163,16 +162,19 @@ class ExecutionMonitor:
         if success:
             self.progress_tracker.update_progress(task.id, ProgressStatus.COMPLETED, 100.0)
         else:
-            latest = self._store.latest_progress(_key(task.id))
-            percent = latest.progress_percent if latest is not None else 0.0
+            percent = self._last_percent(task.id)
             self.progress_tracker.update_progress(task.id, ProgressStatus.FAILED, percent)
 
     def cancel_task(self, task_id: str) -> None:
         """Mark a task cancelled (this records progress; to stop a task use
         ``Executor.cancel_task``)."""
-        latest = self._store.latest_progress(_key(task_id))
-        percent = latest.progress_percent if latest is not None else 0.0
+        percent = self._last_percent(task_id)
         self.progress_tracker.update_progress(task_id, ProgressStatus.CANCELLED, percent)
+
+    def _last_percent(self, task_id: str) -> float:
+        """The task's last known percentage (0 when nothing is known)."""
+        latest = self.progress_tracker.get_progress(task_id)
+        return latest.progress_percent if latest is not None else 0.0
 
     def get_progress(self, task_id: str) -> ProgressUpdate | None:
         """The latest progress of a task, or ``None``."""
