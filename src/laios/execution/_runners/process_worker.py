@@ -127,13 +127,18 @@ class _ChildEvents:
         pass
 
 
+def _cut(text: str) -> str:
+    """``text`` cut to 200 characters for a message (the cut marked with ``...``)."""
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def describe_for_pickle(value: Any) -> str:
     """A short text standing in for a value that cannot be pickled."""
     try:
         text = repr(value)
     except Exception:
         text = f"<{type(value).__name__}>"
-    return text if len(text) <= 200 else text[:197] + "..."
+    return _cut(text)
 
 
 def pickled_message(message: tuple[Any, ...]) -> bytes:
@@ -477,12 +482,11 @@ def _initializer_failed(tool_name: str, exc: BaseException | None) -> RawOutcome
         text = str(exc)
     except Exception:
         text = "?"
-    text = text if len(text) <= 200 else text[:197] + "..."
     return RawOutcome(
         None,
         InitializerFailed(
             f"Tool '{tool_name}' was not run: the process runner's initializer raised in its "
-            f"worker process ({type(exc).__name__}: {text}). It is tried "
+            f"worker process ({type(exc).__name__}: {_cut(text)}). It is tried "
             "again before the worker's next call; fix what it needs, or the initializer"
         ),
         worker=f"pid {os.getpid()}",
