@@ -22,6 +22,7 @@ from opentelemetry import trace
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._callables import is_coroutine_function
+from laios.execution._checks import positive_int
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._runners.base import Runner
@@ -59,12 +60,6 @@ class ExecutionMode(str, Enum):
     SYNC = "sync"
     ASYNC = "async"
     PARALLEL = "parallel"
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
-    return value
 
 
 class Executor:
@@ -159,7 +154,7 @@ class Executor:
                 "resource_limits must be a ResourceLimits (use ResourceLimits.from_config for "
                 f"a dict), got {type(resource_limits).__name__}"
             )
-        self.max_workers = _positive_int("max_workers", max_workers)
+        self.max_workers = positive_int("max_workers", max_workers)
         replacements = max_workers if replacement_threads is None else replacement_threads
         if isinstance(replacements, bool) or not isinstance(replacements, int) or replacements < 0:
             raise ValueError(f"replacement_threads must be 0 or more, got {replacements!r}")
@@ -202,7 +197,7 @@ class Executor:
                 "runner must implement the Runner protocol (submit, abandon, shutdown, stats, "
                 f"name, can_stop), got {type(runner).__name__}"
             )
-        max_async = _positive_int("max_async_tools", max_async_tools)
+        max_async = positive_int("max_async_tools", max_async_tools)
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
             raise TypeError(
                 "meter_provider must be an OpenTelemetry MeterProvider, got "

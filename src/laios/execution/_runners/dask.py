@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from laios._compat.dask import forget_topic
+from laios.execution._checks import positive_int
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -397,9 +398,8 @@ class DaskRunner:
             raise ImportError(
                 "DaskRunner needs Dask's distributed package: pip install 'laios[dask]'"
             ) from exc
-        for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive whole number, got {value!r}")
+        positive_int("n_workers", n_workers)
+        positive_int("threads_per_worker", threads_per_worker)
         if (
             isinstance(connect_timeout, bool)
             or not isinstance(connect_timeout, (int, float))

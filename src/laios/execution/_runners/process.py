@@ -44,6 +44,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from laios._compat.multiprocessing import forget_child, forkserver_in_child
+from laios.execution._checks import positive_int
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -637,8 +638,7 @@ class ProcessRunner:
         initargs: Sequence[Any] = (),
         preload: Sequence[str] = (),
     ) -> None:
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a positive whole number, got {max_workers!r}")
+        positive_int("max_workers", max_workers)
         method = DEFAULT_START_METHOD if start_method is None else start_method
         if method == "fork":
             raise ValueError(

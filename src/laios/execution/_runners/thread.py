@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 
+from laios.execution._checks import positive_int
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._runners.base import (
@@ -73,8 +74,7 @@ class ThreadRunner:
     can_stop = False
 
     def __init__(self, max_workers: int, replacement_cap: int, name: str = "laios-worker") -> None:
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a positive whole number, got {max_workers!r}")
+        positive_int("max_workers", max_workers)
         cap = replacement_cap
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
             raise ValueError(f"replacement_cap must be a whole number, 0 or more, got {cap!r}")
