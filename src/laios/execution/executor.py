@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
+from laios._callables import is_coroutine_function
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
-from laios.execution._callables import is_coroutine_function
 from laios.execution._checks import positive_int
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from laios._callables import is_coroutine_function
 from laios.core.types import TaskResult
-from laios.execution._callables import is_coroutine_function
 
 __all__ = [
     "RetryDetails",

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from laios._callables import is_coroutine_function
 from laios._compat.pydantic import construct
 from laios.core.types import Permission, ToolParameter
 from laios.tools._schema import parameters_from_model
@@ -450,16 +451,6 @@ class AsyncBaseTool(BaseTool):
             return _failure(exc)
 
 
-def _is_coroutine_function(func: Any) -> bool:
-    """Whether calling ``func`` gives a coroutine: an ``async def`` function, a
-    ``functools.partial`` of one, or an object whose ``__call__`` is one."""
-    if inspect.iscoroutinefunction(func):
-        return True
-    if inspect.isroutine(func) or isinstance(func, type) or not callable(func):
-        return False
-    return inspect.iscoroutinefunction(type(func).__call__)
-
-
 def _class_name(tool_name: str) -> str:
     parts = "".join(c if c.isalnum() else " " for c in tool_name).split()
     return "".join(p[:1].upper() + p[1:] for p in parts) + "Tool"
@@ -556,7 +547,7 @@ def create_simple_tool(
 
     attrs["__reduce__"] = __reduce__
     base: type[Any]
-    if _is_coroutine_function(func):
+    if is_coroutine_function(func):
 
         async def _execute_async(self: AsyncBaseTool, /, **kwargs: Any) -> Any:
             return await func(**kwargs)

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from laios._callables import is_coroutine_function
 from laios.core.types import Task, TaskResult
-from laios.execution._callables import is_coroutine_function
 from laios.execution._engine.job import (
     DONE,
     QUEUED,
