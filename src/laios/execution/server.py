@@ -810,6 +810,7 @@ class MetricsServer:
         self._thread = thread
         self._lock = threading.Lock()
         self._closed = False
+        self._stopped = threading.Event()
         self.host = host
         self.port: int = server.server_address[1]
         shown = f"[{host}]" if ":" in host else host
@@ -820,15 +821,22 @@ class MetricsServer:
         (idempotent).
 
         A connection whose request is still arriving is closed at once; an answer being
-        written has two seconds to finish. No connection is answered after this returns.
+        written has two seconds to finish. No connection is answered after this returns, also
+        when another thread is stopping the server at the same time (this call then waits for
+        that one).
         """
         with self._lock:
-            if self._closed:
-                return
+            first = not self._closed
             self._closed = True
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        if not first:
+            self._stopped.wait()
+            return
+        try:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+        finally:
+            self._stopped.set()
 
     close = shutdown
 

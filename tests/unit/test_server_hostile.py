@@ -1,0 +1,82 @@
+"""start_http_server as a careless operator and a hostile client meet it: stopping it from
+several threads, bad addresses, an address in use."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.store import MetricStore
+
+#: Generous bounds: the tests run on loaded two-core machines.
+WITHIN = 10.0
+
+
+class Held(Collector):
+    """A collector that holds every scrape until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def collect(self) -> Iterable[Metric]:
+        self.entered.set()
+        self.release.wait(WITHIN)
+        yield GaugeMetricFamily("held", "A scrape held until released.", value=1)
+
+
+def server_threads(server: MetricsServer) -> list[str]:
+    """The names of the server's threads still alive (its loop and its connections)."""
+    prefix = f"laios-metrics-{server.port}"
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith(prefix)]
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except OSError:
+        return True
+
+
+def test_a_second_shutdown_waits_for_the_first_to_finish() -> None:
+    """shutdown() called while another thread is stopping the server returns only once the
+    server is stopped: no connection of it is still being served."""
+    held = Held()
+    registry = CollectorRegistry()
+    registry.register(held)
+    server = start_http_server(0, store=MetricStore(), registry=registry)
+    scrape = threading.Thread(
+        target=lambda: urllib.request.urlopen(f"{server.url}/metrics", timeout=WITHIN).close(),
+        daemon=True,
+    )
+    scrape.start()
+    assert held.entered.wait(WITHIN)
+    first = threading.Thread(target=server.shutdown, daemon=True)
+    first.start()
+    deadline = time.monotonic() + WITHIN
+    while not refuses_connections(server.port):  # the first shutdown is under way
+        assert time.monotonic() < deadline
+    alive_at_return: list[list[str]] = []
+
+    def second() -> None:
+        server.shutdown()
+        alive_at_return.append(server_threads(server))
+
+    other = threading.Thread(target=second, daemon=True)
+    other.start()
+    other.join(0.5)  # the second call must still be waiting: the scrape is held
+    held.release.set()
+    other.join(WITHIN)
+    first.join(WITHIN)
+    scrape.join(WITHIN)
+    assert alive_at_return == [[]]
