@@ -80,3 +80,38 @@ def test_a_second_shutdown_waits_for_the_first_to_finish() -> None:
     first.join(WITHIN)
     scrape.join(WITHIN)
     assert alive_at_return == [[]]
+
+
+@pytest.mark.parametrize(
+    ("port", "error"),
+    [
+        (True, TypeError),
+        ("8489", TypeError),
+        (8489.0, TypeError),
+        (None, TypeError),
+        (-1, ValueError),
+        (65536, ValueError),
+    ],
+)
+def test_a_bad_port_is_refused_at_the_call_naming_it(port: object, error: type) -> None:
+    """A port that is not a whole number from 0 to 65535 (True too, which would bind port 1)
+    raises TypeError or ValueError naming ``port``, and nothing is bound."""
+    with pytest.raises(error, match=r"port must be a whole number from 0 to 65535"):
+        start_http_server(port, store=MetricStore(), registry=CollectorRegistry())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("host", [None, b"127.0.0.1", 127])
+def test_a_host_that_is_not_text_is_refused_naming_it(host: object) -> None:
+    """A host that is not a string raises TypeError naming ``host``."""
+    with pytest.raises(TypeError, match=r"host must be"):
+        start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())  # type: ignore[arg-type]
+
+
+def test_an_empty_host_gives_a_usable_url() -> None:
+    """host="" (every interface) gives a url and host naming the bound address, not
+    ``http://:port``."""
+    with start_http_server(0, "", store=MetricStore(), registry=CollectorRegistry()) as server:
+        assert server.host == "0.0.0.0"
+        assert server.url == f"http://0.0.0.0:{server.port}"
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=WITHIN) as answer:
+            assert answer.read() == b"ok\n"

@@ -419,6 +419,18 @@ def make_asgi_app(
     return asgi_app(_app_endpoint(store, registry, status, web_config))
 
 
+def _check_address(port: int, host: str) -> None:
+    """Refuse a port or host of the wrong kind before anything is bound, naming it."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        error = ValueError if isinstance(port, int) and not isinstance(port, bool) else TypeError
+        raise error(f"port must be a whole number from 0 to 65535, not {port!r}")
+    if not isinstance(host, str):
+        raise TypeError(
+            f"host must be an address or host name as a string (such as '127.0.0.1'), "
+            f"not {host!r}"
+        )
+
+
 def _check_limits(connection_timeout: float, max_connections: int, backlog: int) -> None:
     """Refuse limits that make no sense, naming the parameter and the value."""
     if isinstance(connection_timeout, bool) or not isinstance(connection_timeout, (int, float)):
@@ -889,8 +901,9 @@ def start_http_server(
     beyond loopback with none of these logs one warning when the server starts.
 
     Args:
-        port: The TCP port; 0 picks a free one (read it back from ``.port``).
-        host: The address to bind; loopback unless you mean to expose the endpoint.
+        port: The TCP port, 0 to 65535; 0 picks a free one (read it back from ``.port``).
+        host: The address to bind; loopback unless you mean to expose the endpoint (``""``
+            or ``"0.0.0.0"``: every IPv4 interface).
         store: The store to serve; defaults to the process-wide one.
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
         connection_timeout: Seconds a client has to send its request; greater than 0, at most
@@ -909,9 +922,11 @@ def start_http_server(
         The running server.
 
     Raises:
-        TypeError: When a limit is not a number (or ``max_connections``/``backlog`` not a
-            whole number), or ``status`` or ``web_config`` is of the wrong kind.
-        ValueError: When a limit is out of range or ``status`` unknown, or
+        TypeError: When ``port`` or a limit is not a number (or ``port``,
+            ``max_connections``/``backlog`` not a whole number), or ``host``, ``status`` or
+            ``web_config`` is of the wrong kind.
+        ValueError: When ``port`` (0 to 65535) or a limit is out of range or ``status``
+            unknown, or
             ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
             :func:`~laios.execution.multiprocess.enable`);
             :class:`~laios.execution.web.WebConfigError` (a ``ValueError``) for a bad web
@@ -923,6 +938,7 @@ def start_http_server(
         >>> server = start_http_server(0)  # doctest: +SKIP
         >>> server.shutdown()  # doctest: +SKIP
     """
+    _check_address(port, host)
     _check_limits(connection_timeout, max_connections, backlog)
     config = _web_config(web_config)
     endpoint = _endpoint(store, registry, status, config)
@@ -943,7 +959,9 @@ def start_http_server(
         daemon=True,
     )
     thread.start()
-    running = MetricsServer(server, thread, host, tls=tls is not None)
+    # host="" binds every interface: name the address bound, so that .url is a URL.
+    bound = host or str(server.server_address[0])
+    running = MetricsServer(server, thread, bound, tls=tls is not None)
     if not (config is not None and config.authenticates):
         _warn_if_exposed(str(server.server_address[0]), running, status)
     return running
