@@ -3,6 +3,7 @@ several threads, bad addresses, an address in use."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -115,3 +116,23 @@ def test_an_empty_host_gives_a_usable_url() -> None:
         assert server.url == f"http://0.0.0.0:{server.port}"
         with urllib.request.urlopen(f"{server.url}/healthz", timeout=WITHIN) as answer:
             assert answer.read() == b"ok\n"
+
+
+def test_a_port_in_use_is_named_in_the_error() -> None:
+    """Starting on a port another socket listens on raises OSError (EADDRINUSE kept) whose
+    message names the address and port, not only "Address already in use"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=rf"127\.0\.0\.1:{port}.*already in use") as raised:
+            start_http_server(port, store=MetricStore(), registry=CollectorRegistry())
+    assert raised.value.errno == errno.EADDRINUSE
+
+
+def test_a_host_that_does_not_resolve_is_named_in_the_error() -> None:
+    """A host name that does not resolve raises OSError naming it."""
+    with pytest.raises(OSError, match=r"no-such-host\.invalid"):
+        start_http_server(
+            0, "no-such-host.invalid", store=MetricStore(), registry=CollectorRegistry()
+        )

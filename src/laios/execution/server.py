@@ -426,8 +426,7 @@ def _check_address(port: int, host: str) -> None:
         raise error(f"port must be a whole number from 0 to 65535, not {port!r}")
     if not isinstance(host, str):
         raise TypeError(
-            f"host must be an address or host name as a string (such as '127.0.0.1'), "
-            f"not {host!r}"
+            f"host must be an address or host name as a string (such as '127.0.0.1'), not {host!r}"
         )
 
 
@@ -944,13 +943,17 @@ def start_http_server(
     endpoint = _endpoint(store, registry, status, config)
     tls = config.tls_server_config if config is not None else None
     server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
-    server = server_class(
-        (host, port),
-        connection_timeout=connection_timeout,
-        max_connections=max_connections,
-        backlog=backlog,
-        tls=ReloadingContext(tls) if tls is not None else None,
-    )
+    context = ReloadingContext(tls) if tls is not None else None
+    try:
+        server = server_class(
+            (host, port),
+            connection_timeout=connection_timeout,
+            max_connections=max_connections,
+            backlog=backlog,
+            tls=context,
+        )
+    except OSError as exc:
+        raise _bind_error(exc, host, port) from exc
     server.set_app(_wsgi(endpoint))
     thread = threading.Thread(
         target=server.serve_forever,
@@ -965,6 +968,25 @@ def start_http_server(
     if not (config is not None and config.authenticates):
         _warn_if_exposed(str(server.server_address[0]), running, status)
     return running
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> OSError:
+    """``exc`` (same class and errno) with a message naming the address that failed."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+    reason = exc.strerror or str(exc)
+    hint = ""
+    if exc.errno == errno.EADDRINUSE:
+        hint = (
+            " (another process, or another server in this one, listens there: pick another "
+            "port, or 0 for a free one)"
+        )
+    elif isinstance(exc, socket.gaierror):
+        hint = " (the host name does not resolve: give an address such as 127.0.0.1)"
+    try:
+        error = type(exc)(exc.errno, f"cannot listen on {where}: {reason}{hint}")
+    except TypeError:  # an OSError subclass with a constructor of its own
+        return exc
+    return error
 
 
 def _is_loopback(address: str) -> bool:
