@@ -136,3 +136,25 @@ def test_a_host_that_does_not_resolve_is_named_in_the_error() -> None:
         start_http_server(
             0, "no-such-host.invalid", store=MetricStore(), registry=CollectorRegistry()
         )
+
+
+def send_raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a new connection; return everything answered until close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WITHIN) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_request_head_beyond_64_kib_is_refused_with_431() -> None:
+    """A request whose line and headers exceed 64 KiB in all (each header short enough on
+    its own) gets 431 instead of being read: 64 such clients cannot make the process hold
+    hundreds of megabytes of headers."""
+    headers = b"".join(b"X-Filler-%d: %s\r\n" % (index, b"y" * 4000) for index in range(30))
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, b"GET /healthz HTTP/1.1\r\n" + headers + b"\r\n")
+        assert answer.startswith(b"HTTP/1.0 431 "), answer[:80]
+        ordinary = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 16000 + b"\r\n\r\n"
+        assert send_raw(server.port, ordinary).startswith(b"HTTP/1.0 200 ")
