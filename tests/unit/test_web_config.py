@@ -356,3 +356,11 @@ def test_a_hash_with_a_trailing_newline_is_not_called_a_password() -> None:
         WebConfig(basic_auth_users={"prometheus": HTPASSWD_HASH + "\n"})
     assert "never the password" not in str(caught.value)
     assert HTPASSWD_HASH not in str(caught.value)
+
+
+def test_a_token_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """A token file saved with a UTF-8 byte order mark (as some Windows editors write it)
+    gives its token, not a refusal of line 1."""
+    (tmp_path / "token").write_bytes(b"\xef\xbb\xbf" + TOKEN.encode() + b"\r\n")
+    config = load_web_config(write(tmp_path, "bearer_token_file: token\n"))
+    assert list(config.bearer_tokens) == [TOKEN]

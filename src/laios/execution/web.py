@@ -478,7 +478,8 @@ def _yaml_loader(yaml: Any) -> Any:
 
 def _read_tokens(where: str, path: str) -> list[str]:
     _readable(where, path)
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token.)
+    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     tokens = [
         _check_token(f"{where} {path}, line {number}", line.strip())
         for number, line in enumerate(text.splitlines(), 1)
