@@ -339,3 +339,28 @@ def test_missing_bcrypt_names_the_pip_line(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(sys.modules, "bcrypt", None)  # makes "import bcrypt" fail
     with pytest.raises(ImportError, match=r"bcrypt package: pip install 'laios\[web\]'"):
         WebConfig(basic_auth_users={"prometheus": HTPASSWD_HASH})
+
+
+def test_a_token_with_a_trailing_newline_is_refused_saying_so() -> None:
+    """A token read from a file with its newline fails saying there is white space around
+    it, not only which characters a token may have; the message hides the token."""
+    with pytest.raises(WebConfigError, match=r"white space around it") as caught:
+        WebConfig(bearer_tokens=[TOKEN + "\n"])
+    assert TOKEN not in str(caught.value)
+
+
+def test_a_hash_with_a_trailing_newline_is_not_called_a_password() -> None:
+    """A bcrypt hash read from a file with its newline fails saying there is white space
+    around it, not that a plain password was written."""
+    with pytest.raises(WebConfigError, match=r"white space around it") as caught:
+        WebConfig(basic_auth_users={"prometheus": HTPASSWD_HASH + "\n"})
+    assert "never the password" not in str(caught.value)
+    assert HTPASSWD_HASH not in str(caught.value)
+
+
+def test_a_token_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """A token file saved with a UTF-8 byte order mark (as some Windows editors write it)
+    gives its token, not a refusal of line 1."""
+    (tmp_path / "token").write_bytes(b"\xef\xbb\xbf" + TOKEN.encode() + b"\r\n")
+    config = load_web_config(write(tmp_path, "bearer_token_file: token\n"))
+    assert list(config.bearer_tokens) == [TOKEN]

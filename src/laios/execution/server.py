@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http.client
 import io
 import ipaddress
 import logging
@@ -51,6 +52,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -140,6 +142,8 @@ _BUSY = (
     b"Connection: close\r\n"
     b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
 )
+#: Most bytes of a request's line and headers read; a request with more gets ``431``.
+MAX_REQUEST_HEAD = 65536
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
 MAX_STATUS_RUNNING = 1000
 #: Longest task id or tool name in the status document, in characters (longer ones are cut).
@@ -419,6 +423,17 @@ def make_asgi_app(
     return asgi_app(_app_endpoint(store, registry, status, web_config))
 
 
+def _check_address(port: int, host: str) -> None:
+    """Refuse a port or host of the wrong kind before anything is bound, naming it."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        error = ValueError if isinstance(port, int) and not isinstance(port, bool) else TypeError
+        raise error(f"port must be a whole number from 0 to 65535, not {port!r}")
+    if not isinstance(host, str):
+        raise TypeError(
+            f"host must be an address or host name as a string (such as '127.0.0.1'), not {host!r}"
+        )
+
+
 def _check_limits(connection_timeout: float, max_connections: int, backlog: int) -> None:
     """Refuse limits that make no sense, naming the parameter and the value."""
     if isinstance(connection_timeout, bool) or not isinstance(connection_timeout, (int, float)):
@@ -451,11 +466,18 @@ class _Connection:
     receiving: bool = True
 
 
+class _HeadTooLarge(http.client.HTTPException):
+    """The request line and headers went past :data:`MAX_REQUEST_HEAD` bytes."""
+
+
 class _DeadlineReader(io.RawIOBase):
-    """Reads a socket until a deadline, however slowly the bytes trickle in.
+    """Reads a socket until a deadline, however slowly the bytes trickle in, and at most
+    :data:`MAX_REQUEST_HEAD` bytes in all.
 
     A plain socket timeout restarts with each byte received; this one does not, so a client
-    sending a byte a second is dropped at the deadline like one that sends nothing.
+    sending a byte a second is dropped at the deadline like one that sends nothing. The
+    server reads nothing beyond the request line and headers, so the byte limit caps what a
+    connection can make the process hold (without it, 100 headers of 64 KiB each: 6.5 MB).
     """
 
     def __init__(self, sock: socket.socket, deadline: float, timeout: float) -> None:
@@ -463,6 +485,7 @@ class _DeadlineReader(io.RawIOBase):
         self._sock = sock
         self._deadline = deadline
         self._timeout = timeout
+        self._received = 0
 
     def readable(self) -> bool:
         """Always readable."""
@@ -473,11 +496,15 @@ class _DeadlineReader(io.RawIOBase):
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the request did not arrive in time")
+        if self._received >= MAX_REQUEST_HEAD:
+            raise _HeadTooLarge(f"the request line and headers exceed {MAX_REQUEST_HEAD} bytes")
         self._sock.settimeout(remaining)
         try:
-            return self._sock.recv_into(buffer)
+            count = self._sock.recv_into(buffer)
         finally:
             self._sock.settimeout(self._timeout)
+        self._received += count
+        return count
 
 
 class _DebugLog(io.StringIO):
@@ -516,6 +543,10 @@ class _QuietHandler(WSGIRequestHandler):
             super().handle()
         except OSError as exc:
             _log.debug("dropped the connection of %s: %r", self.client_address[0], exc)
+        except _HeadTooLarge:  # while reading the request line (long headers get 431)
+            self.requestline, self.request_version, self.command = "", "", ""
+            with contextlib.suppress(OSError):
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
 
     def _handshake(self) -> bool:
         """The TLS handshake, within the connection's deadline; whether it succeeded."""
@@ -810,6 +841,7 @@ class MetricsServer:
         self._thread = thread
         self._lock = threading.Lock()
         self._closed = False
+        self._stopped = threading.Event()
         self.host = host
         self.port: int = server.server_address[1]
         shown = f"[{host}]" if ":" in host else host
@@ -820,15 +852,22 @@ class MetricsServer:
         (idempotent).
 
         A connection whose request is still arriving is closed at once; an answer being
-        written has two seconds to finish. No connection is answered after this returns.
+        written has two seconds to finish. No connection is answered after this returns, also
+        when another thread is stopping the server at the same time (this call then waits for
+        that one).
         """
         with self._lock:
-            if self._closed:
-                return
+            first = not self._closed
             self._closed = True
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        if not first:
+            self._stopped.wait()
+            return
+        try:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+        finally:
+            self._stopped.set()
 
     close = shutdown
 
@@ -870,7 +909,8 @@ def start_http_server(
     at once; at the limit, the oldest connection whose request has still not arrived (with
     nothing waiting to be read) is dropped to make room, and when every connection is busy
     with a request a new one waits up to half a second for one to finish, then gets
-    ``503 Service Unavailable`` (with ``Retry-After: 1``). When the process runs out of file
+    ``503 Service Unavailable`` (with ``Retry-After: 1``). A request's line and headers may
+    take 64 KiB in all (more gets ``431``). When the process runs out of file
     descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
     warning (at most once a minute).
 
@@ -881,8 +921,9 @@ def start_http_server(
     beyond loopback with none of these logs one warning when the server starts.
 
     Args:
-        port: The TCP port; 0 picks a free one (read it back from ``.port``).
-        host: The address to bind; loopback unless you mean to expose the endpoint.
+        port: The TCP port, 0 to 65535; 0 picks a free one (read it back from ``.port``).
+        host: The address to bind; loopback unless you mean to expose the endpoint (``""``
+            or ``"0.0.0.0"``: every IPv4 interface).
         store: The store to serve; defaults to the process-wide one.
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
         connection_timeout: Seconds a client has to send its request; greater than 0, at most
@@ -901,9 +942,11 @@ def start_http_server(
         The running server.
 
     Raises:
-        TypeError: When a limit is not a number (or ``max_connections``/``backlog`` not a
-            whole number), or ``status`` or ``web_config`` is of the wrong kind.
-        ValueError: When a limit is out of range or ``status`` unknown, or
+        TypeError: When ``port`` or a limit is not a number (or ``port``,
+            ``max_connections``/``backlog`` not a whole number), or ``host``, ``status`` or
+            ``web_config`` is of the wrong kind.
+        ValueError: When ``port`` (0 to 65535) or a limit is out of range or ``status``
+            unknown, or
             ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
             :func:`~laios.execution.multiprocess.enable`);
             :class:`~laios.execution.web.WebConfigError` (a ``ValueError``) for a bad web
@@ -915,18 +958,23 @@ def start_http_server(
         >>> server = start_http_server(0)  # doctest: +SKIP
         >>> server.shutdown()  # doctest: +SKIP
     """
+    _check_address(port, host)
     _check_limits(connection_timeout, max_connections, backlog)
     config = _web_config(web_config)
     endpoint = _endpoint(store, registry, status, config)
     tls = config.tls_server_config if config is not None else None
     server_class = _ThreadingServerV6 if ":" in host else _ThreadingServer
-    server = server_class(
-        (host, port),
-        connection_timeout=connection_timeout,
-        max_connections=max_connections,
-        backlog=backlog,
-        tls=ReloadingContext(tls) if tls is not None else None,
-    )
+    context = ReloadingContext(tls) if tls is not None else None
+    try:
+        server = server_class(
+            (host, port),
+            connection_timeout=connection_timeout,
+            max_connections=max_connections,
+            backlog=backlog,
+            tls=context,
+        )
+    except OSError as exc:
+        raise _bind_error(exc, host, port) from exc
     server.set_app(_wsgi(endpoint))
     thread = threading.Thread(
         target=server.serve_forever,
@@ -935,10 +983,31 @@ def start_http_server(
         daemon=True,
     )
     thread.start()
-    running = MetricsServer(server, thread, host, tls=tls is not None)
+    # host="" binds every interface: name the address bound, so that .url is a URL.
+    bound = host or str(server.server_address[0])
+    running = MetricsServer(server, thread, bound, tls=tls is not None)
     if not (config is not None and config.authenticates):
         _warn_if_exposed(str(server.server_address[0]), running, status)
     return running
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> OSError:
+    """``exc`` (same class and errno) with a message naming the address that failed."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+    reason = exc.strerror or str(exc)
+    hint = ""
+    if exc.errno == errno.EADDRINUSE:
+        hint = (
+            " (another process, or another server in this one, listens there: pick another "
+            "port, or 0 for a free one)"
+        )
+    elif isinstance(exc, socket.gaierror):
+        hint = " (the host name does not resolve: give an address such as 127.0.0.1)"
+    try:
+        error = type(exc)(exc.errno, f"cannot listen on {where}: {reason}{hint}")
+    except TypeError:  # an OSError subclass with a constructor of its own
+        return exc
+    return error
 
 
 def _is_loopback(address: str) -> bool:

@@ -290,6 +290,7 @@ def _check_users(users: Any) -> dict[str, str]:
             _fail(where, f"{user!r} is not a user name (a non-empty string without ':')")
         if not isinstance(hashed, str):
             _fail(f"{where}.{user}", f"must be a bcrypt hash, not {type(hashed).__name__}")
+        _no_white_space_around(f"{where}.{user}", hashed)
         match = _BCRYPT_HASH.fullmatch(hashed)
         if match is None:
             # Never echo the value: it may be the password itself.
@@ -308,8 +309,21 @@ def _check_users(users: Any) -> dict[str, str]:
     return checked
 
 
+def _no_white_space_around(where: str, secret: str) -> None:
+    """Refuse a secret with white space around it (the newline of the file it was read
+    from), saying so; the message never shows the secret."""
+    if secret and secret.strip() != secret:
+        _fail(
+            where,
+            "has white space around it (the newline at the end of the file or variable it "
+            "was read from?): strip it",
+        )
+
+
 def _check_token(where: str, token: Any) -> str:
     # The message never shows the token.
+    if isinstance(token, str):
+        _no_white_space_around(where, token)
     if not isinstance(token, str) or _TOKEN68.fullmatch(token) is None:
         _fail(where, "is not a bearer token (letters, digits and -._~+/ only, then any '=')")
     if len(token) < MIN_BEARER_TOKEN_LENGTH:
@@ -464,7 +478,8 @@ def _yaml_loader(yaml: Any) -> Any:
 
 def _read_tokens(where: str, path: str) -> list[str]:
     _readable(where, path)
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token.)
+    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     tokens = [
         _check_token(f"{where} {path}, line {number}", line.strip())
         for number, line in enumerate(text.splitlines(), 1)

@@ -1,0 +1,160 @@
+"""start_http_server as a careless operator and a hostile client meet it: stopping it from
+several threads, bad addresses, an address in use."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.store import MetricStore
+
+#: Generous bounds: the tests run on loaded two-core machines.
+WITHIN = 10.0
+
+
+class Held(Collector):
+    """A collector that holds every scrape until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def collect(self) -> Iterable[Metric]:
+        self.entered.set()
+        self.release.wait(WITHIN)
+        yield GaugeMetricFamily("held", "A scrape held until released.", value=1)
+
+
+def server_threads(server: MetricsServer) -> list[str]:
+    """The names of the server's threads still alive (its loop and its connections)."""
+    prefix = f"laios-metrics-{server.port}"
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith(prefix)]
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return False
+    except OSError:
+        return True
+
+
+def test_a_second_shutdown_waits_for_the_first_to_finish() -> None:
+    """shutdown() called while another thread is stopping the server returns only once the
+    server is stopped: no connection of it is still being served."""
+    held = Held()
+    registry = CollectorRegistry()
+    registry.register(held)
+    server = start_http_server(0, store=MetricStore(), registry=registry)
+    scrape = threading.Thread(
+        target=lambda: urllib.request.urlopen(f"{server.url}/metrics", timeout=WITHIN).close(),
+        daemon=True,
+    )
+    scrape.start()
+    assert held.entered.wait(WITHIN)
+    first = threading.Thread(target=server.shutdown, daemon=True)
+    first.start()
+    deadline = time.monotonic() + WITHIN
+    while not refuses_connections(server.port):  # the first shutdown is under way
+        assert time.monotonic() < deadline
+    alive_at_return: list[list[str]] = []
+
+    def second() -> None:
+        server.shutdown()
+        alive_at_return.append(server_threads(server))
+
+    other = threading.Thread(target=second, daemon=True)
+    other.start()
+    other.join(0.5)  # the second call must still be waiting: the scrape is held
+    held.release.set()
+    other.join(WITHIN)
+    first.join(WITHIN)
+    scrape.join(WITHIN)
+    assert alive_at_return == [[]]
+
+
+@pytest.mark.parametrize(
+    ("port", "error"),
+    [
+        (True, TypeError),
+        ("8489", TypeError),
+        (8489.0, TypeError),
+        (None, TypeError),
+        (-1, ValueError),
+        (65536, ValueError),
+    ],
+)
+def test_a_bad_port_is_refused_at_the_call_naming_it(port: object, error: type) -> None:
+    """A port that is not a whole number from 0 to 65535 (True too, which would bind port 1)
+    raises TypeError or ValueError naming ``port``, and nothing is bound."""
+    with pytest.raises(error, match=r"port must be a whole number from 0 to 65535"):
+        start_http_server(port, store=MetricStore(), registry=CollectorRegistry())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("host", [None, b"127.0.0.1", 127])
+def test_a_host_that_is_not_text_is_refused_naming_it(host: object) -> None:
+    """A host that is not a string raises TypeError naming ``host``."""
+    with pytest.raises(TypeError, match=r"host must be"):
+        start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())  # type: ignore[arg-type]
+
+
+def test_an_empty_host_gives_a_usable_url() -> None:
+    """host="" (every interface) gives a url and host naming the bound address, not
+    ``http://:port``."""
+    with start_http_server(0, "", store=MetricStore(), registry=CollectorRegistry()) as server:
+        assert server.host == "0.0.0.0"
+        assert server.url == f"http://0.0.0.0:{server.port}"
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=WITHIN) as answer:
+            assert answer.read() == b"ok\n"
+
+
+def test_a_port_in_use_is_named_in_the_error() -> None:
+    """Starting on a port another socket listens on raises OSError (EADDRINUSE kept) whose
+    message names the address and port, not only "Address already in use"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=rf"127\.0\.0\.1:{port}.*already in use") as raised:
+            start_http_server(port, store=MetricStore(), registry=CollectorRegistry())
+    assert raised.value.errno == errno.EADDRINUSE
+
+
+def test_a_host_that_does_not_resolve_is_named_in_the_error() -> None:
+    """A host name that does not resolve raises OSError naming it."""
+    with pytest.raises(OSError, match=r"no-such-host\.invalid"):
+        start_http_server(
+            0, "no-such-host.invalid", store=MetricStore(), registry=CollectorRegistry()
+        )
+
+
+def send_raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a new connection; return everything answered until close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WITHIN) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_request_head_beyond_64_kib_is_refused_with_431() -> None:
+    """A request whose line and headers exceed 64 KiB in all (each header short enough on
+    its own) gets 431 instead of being read: 64 such clients cannot make the process hold
+    hundreds of megabytes of headers."""
+    headers = b"".join(b"X-Filler-%d: %s\r\n" % (index, b"y" * 4000) for index in range(30))
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, b"GET /healthz HTTP/1.1\r\n" + headers + b"\r\n")
+        assert answer.startswith(b"HTTP/1.0 431 "), answer[:80]
+        ordinary = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 16000 + b"\r\n\r\n"
+        assert send_raw(server.port, ordinary).startswith(b"HTTP/1.0 200 ")
