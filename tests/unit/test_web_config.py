@@ -364,3 +364,28 @@ def test_a_token_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     (tmp_path / "token").write_bytes(b"\xef\xbb\xbf" + TOKEN.encode() + b"\r\n")
     config = load_web_config(write(tmp_path, "bearer_token_file: token\n"))
     assert list(config.bearer_tokens) == [TOKEN]
+
+
+def test_users_of_different_bcrypt_costs_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hashes of different costs get a warning: a known user of the lower cost answers faster
+    than an unknown name, so the time of a check tells which users exist."""
+    low, high = hash_password("one", cost=4), hash_password("two", cost=5)
+    with caplog.at_level("WARNING", logger="laios"):
+        WebConfig(basic_auth_users={"alice": low, "bob": high})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "'alice' (4)" in warnings[0]
+    assert "highest (5)" in warnings[0]
+    assert "bob" not in warnings[0]
+    assert low not in warnings[0]
+    assert high not in warnings[0]
+
+
+def test_users_of_one_bcrypt_cost_get_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Hashes of one cost: no warning (the time of a check tells nothing)."""
+    with caplog.at_level("WARNING", logger="laios"):
+        same = {"alice": hash_password("a", cost=4), "bob": hash_password("b", cost=4)}
+        WebConfig(basic_auth_users=same)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -6,7 +6,7 @@
   password, so the cache holds no password. Hashes run one at a time (they are CPU work). An
   unknown user is checked all the same, against the configured hash of the highest bcrypt cost
   (the time of a check doubles with each step of cost), so the time taken does not tell which
-  users exist.
+  users exist when all hashes share one cost (``WebConfig`` warns when they do not).
 - Bearer: the token's SHA-256 is compared with every accepted token's in constant time.
 """
 

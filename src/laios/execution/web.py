@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import ssl
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any, Literal, NoReturn
+
+_log = logging.getLogger("laios.execution.server")
 
 __all__ = [
     "MIN_BEARER_TOKEN_LENGTH",
@@ -306,7 +309,28 @@ def _check_users(users: Any) -> dict[str, str]:
         checked[user] = hashed
     if checked:
         _require("bcrypt", "the bcrypt package", "Checking basic_auth_users passwords")
+        _warn_of_mixed_costs(checked)
     return checked
+
+
+def _warn_of_mixed_costs(users: Mapping[str, str]) -> None:
+    """Warn when the hashes have different bcrypt costs: an unknown user is checked at the
+    highest, so a known user of a lower cost answers faster and the time of a failed check
+    tells that the name exists."""
+    costs = {user: int(hashed[4:6]) for user, hashed in users.items()}
+    highest = max(costs.values())
+    lower = sorted(user for user, cost in costs.items() if cost < highest)
+    if lower:
+        shown = ", ".join(f"{user!r} ({costs[user]})" for user in lower[:5])
+        more = f" and {len(lower) - 5} more" if len(lower) > 5 else ""
+        _log.warning(
+            "basic_auth_users: %s%s have a lower bcrypt cost than the highest (%d); a failed "
+            "check of such a user answers faster than one of an unknown name, which tells that "
+            "the name exists. Hash every password with the same cost.",
+            shown,
+            more,
+            highest,
+        )
 
 
 def _no_white_space_around(where: str, secret: str) -> None:
