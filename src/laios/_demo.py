@@ -175,11 +175,14 @@ class _Workload:
             self.threads.append(thread)
             thread.start()
 
-    def join(self, timeout: float) -> None:
+    def join(self, timeout: float) -> bool:
+        """Stop sending tasks and wait up to ``timeout`` seconds for the ones under way; return
+        whether every driving thread has finished."""
         self.stop.set()
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
+        return not any(thread.is_alive() for thread in self.threads)
 
     def _pause(self, low: float, high: float) -> None:
         self.stop.wait(random.uniform(low, high))
@@ -652,10 +655,12 @@ def _wind_down(
     try:
         with _stop_signals_as_ctrl_c():
             with sleeps_disabled():
-                workload.join(timeout=15.0)
+                finished = workload.join(timeout=15.0)
             document = clock.document()
             headline = clock.headline(document, final=True)
-            executor.shutdown(wait=False)
+            # With every task answered there is nothing left to wait for but the runner's own
+            # closing (a Dask cluster's, which must not be cut short by the interpreter's exit).
+            executor.shutdown(wait=finished)
             server.shutdown()
             if provider is not None:
                 provider.shutdown()  # (console spans still buffered print now, before the summary)
