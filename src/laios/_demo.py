@@ -17,6 +17,7 @@ import collections
 import contextlib
 import errno
 import hashlib
+import ipaddress
 import logging
 import os
 import random
@@ -29,6 +30,7 @@ import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width
 from laios.core.types import Context, Task
@@ -277,6 +279,27 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
     return provider, where
 
 
+def _is_wildcard(host: str) -> bool:
+    """Whether ``host`` (``''``, ``0.0.0.0``, ``::``) names every address of this machine."""
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name, such as localhost
+        return False
+
+
+def _reachable_url(url: str) -> str:
+    """``url`` as this machine's user can open it: a wildcard host, which names every address
+    and none a browser can reach, becomes the loopback address of its family; any other host
+    is kept."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not _is_wildcard(host):
+        return url
+    loopback = "[::1]" if ":" in host else "127.0.0.1"
+    netloc = f"{loopback}:{parts.port}" if parts.port is not None else loopback
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def _labelled(label: str, text: str) -> str:
     """One line of the banner or of the live view's top: the label, then its text."""
     return f"  {label + ':':<11} {text}"
@@ -331,11 +354,13 @@ def _banner(
 ) -> list[str]:
     """The lines printed when the demo starts."""
     lines = [f"laios demo: serving {url}"]
+    if _is_wildcard(args.host):
+        lines[0] += f" (listening on {args.host or '0.0.0.0'})"
     lines += [_labelled(label, text) for label, text in _addresses(url)]
     lines += [
         _labelled(
             "Prometheus",
-            f"scrape {args.host}:{port}; the Compose setup's"
+            f"scrape {urlsplit(url).netloc}; the Compose setup's"
             " grafana/prometheus/prometheus.yml scrapes host.docker.internal:8489",
         ),
         _labelled(
@@ -597,7 +622,8 @@ def _run(args: argparse.Namespace) -> int:
             print("Pick another port with --port.", file=sys.stderr)
         return 2
     live, terminal = _terminal_mode(args)
-    for line in _banner(args, server.url, server.port, spans_line, terminal, runner):
+    url = _reachable_url(server.url)
+    for line in _banner(args, url, server.port, spans_line, terminal, runner):
         print(line)
     sys.stdout.flush()
     clock = _Clock(executor, args.duration)
@@ -607,7 +633,7 @@ def _run(args: argparse.Namespace) -> int:
         with _stop_signals_as_ctrl_c():
             if live:
                 dashboard = str(runner.dashboard_link) if kind == "dask" else None
-                _show_live(clock, _view_addresses(server.url, dashboard))
+                _show_live(clock, _view_addresses(url, dashboard))
             else:
                 _show_plain(clock)
     except KeyboardInterrupt:
