@@ -245,13 +245,33 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
     ``otlp_endpoint`` (``--otlp-endpoint``) is the base URL of an OTLP/HTTP receiver, as
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` would be: spans go to its ``/v1/traces``. Without it the
     environment variable is honoured.
+
+    Raises:
+        ImportError: With the ``pip install`` to run, when ``--otlp-endpoint`` or
+            ``--console-spans`` was given and the packages it needs are missing.
     """
+    if otlp_endpoint:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter,
+            )
+        except ImportError:
+            raise ImportError(
+                "--otlp-endpoint needs the OpenTelemetry SDK and its OTLP/HTTP exporter:"
+                " pip install 'laios[otlp]'"
+            ) from None
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
+        if console:
+            raise ImportError(
+                "--console-spans needs the OpenTelemetry SDK: pip install 'laios[demo]'"
+            ) from None
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            return None, "spans: OTLP asked for, but pip install 'laios[otlp]' is needed"
         return None, "spans: off (pip install 'laios[demo]' to trace the demo)"
     # Shut down by the demo itself: at exit, after a second Ctrl-C, it must not wait again.
     provider = TracerProvider(
@@ -583,9 +603,13 @@ def _run(args: argparse.Namespace) -> int:
     from laios.cli import status_lines
     from laios.execution.server import start_http_server
 
-    provider, spans_line = _configure_tracing(
-        bool(getattr(args, "console_spans", False)), getattr(args, "otlp_endpoint", None)
-    )
+    try:
+        provider, spans_line = _configure_tracing(
+            bool(getattr(args, "console_spans", False)), getattr(args, "otlp_endpoint", None)
+        )
+    except ImportError as exc:
+        print(f"laios demo: {exc}", file=sys.stderr)
+        return 2
     registry = build_registry()
     context = Context(session_id="demo-session", user_id="demo-user")
     kind = getattr(args, "runner", "thread")
