@@ -5,8 +5,9 @@ script can print what it recorded) and a custom ``prometheus_client.CollectorReg
 executor is handed both; its task spans nest under the application's request span, checkpoints
 and retries become spans too, and the registry carries the ``laios_*`` metrics.
 
-Run it with::
+It needs the OpenTelemetry SDK, which the base install leaves out. Run it with::
 
+    pip install "laios[sdk]"
     python examples/existing_otel_and_prometheus.py
 """
 

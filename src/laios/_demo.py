@@ -17,6 +17,7 @@ import collections
 import contextlib
 import errno
 import hashlib
+import ipaddress
 import logging
 import os
 import random
@@ -29,6 +30,7 @@ import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width
 from laios.core.types import Context, Task
@@ -175,11 +177,14 @@ class _Workload:
             self.threads.append(thread)
             thread.start()
 
-    def join(self, timeout: float) -> None:
+    def join(self, timeout: float) -> bool:
+        """Stop sending tasks and wait up to ``timeout`` seconds for the ones under way; return
+        whether every driving thread has finished."""
         self.stop.set()
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
+        return not any(thread.is_alive() for thread in self.threads)
 
     def _pause(self, low: float, high: float) -> None:
         self.stop.wait(random.uniform(low, high))
@@ -240,13 +245,33 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
     ``otlp_endpoint`` (``--otlp-endpoint``) is the base URL of an OTLP/HTTP receiver, as
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` would be: spans go to its ``/v1/traces``. Without it the
     environment variable is honoured.
+
+    Raises:
+        ImportError: With the ``pip install`` to run, when ``--otlp-endpoint`` or
+            ``--console-spans`` was given and the packages it needs are missing.
     """
+    if otlp_endpoint:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter,
+            )
+        except ImportError:
+            raise ImportError(
+                "--otlp-endpoint needs the OpenTelemetry SDK and its OTLP/HTTP exporter:"
+                " pip install 'laios[otlp]'"
+            ) from None
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
+        if console:
+            raise ImportError(
+                "--console-spans needs the OpenTelemetry SDK: pip install 'laios[demo]'"
+            ) from None
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            return None, "spans: OTLP asked for, but pip install 'laios[otlp]' is needed"
         return None, "spans: off (pip install 'laios[demo]' to trace the demo)"
     # Shut down by the demo itself: at exit, after a second Ctrl-C, it must not wait again.
     provider = TracerProvider(
@@ -272,6 +297,27 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
         where = "spans: printed to stderr"
     trace.set_tracer_provider(provider)
     return provider, where
+
+
+def _is_wildcard(host: str) -> bool:
+    """Whether ``host`` (``''``, ``0.0.0.0``, ``::``) names every address of this machine."""
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name, such as localhost
+        return False
+
+
+def _reachable_url(url: str) -> str:
+    """``url`` as this machine's user can open it: a wildcard host, which names every address
+    and none a browser can reach, becomes the loopback address of its family; any other host
+    is kept."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not _is_wildcard(host):
+        return url
+    loopback = "[::1]" if ":" in host else "127.0.0.1"
+    netloc = f"{loopback}:{parts.port}" if parts.port is not None else loopback
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _labelled(label: str, text: str) -> str:
@@ -328,11 +374,13 @@ def _banner(
 ) -> list[str]:
     """The lines printed when the demo starts."""
     lines = [f"laios demo: serving {url}"]
+    if _is_wildcard(args.host):
+        lines[0] += f" (listening on {args.host or '0.0.0.0'})"
     lines += [_labelled(label, text) for label, text in _addresses(url)]
     lines += [
         _labelled(
             "Prometheus",
-            f"scrape {args.host}:{port}; the Compose setup's"
+            f"scrape {urlsplit(url).netloc}; the Compose setup's"
             " grafana/prometheus/prometheus.yml scrapes host.docker.internal:8489",
         ),
         _labelled(
@@ -555,9 +603,13 @@ def _run(args: argparse.Namespace) -> int:
     from laios.cli import status_lines
     from laios.execution.server import start_http_server
 
-    provider, spans_line = _configure_tracing(
-        bool(getattr(args, "console_spans", False)), getattr(args, "otlp_endpoint", None)
-    )
+    try:
+        provider, spans_line = _configure_tracing(
+            bool(getattr(args, "console_spans", False)), getattr(args, "otlp_endpoint", None)
+        )
+    except ImportError as exc:
+        print(f"laios demo: {exc}", file=sys.stderr)
+        return 2
     registry = build_registry()
     context = Context(session_id="demo-session", user_id="demo-user")
     kind = getattr(args, "runner", "thread")
@@ -594,7 +646,8 @@ def _run(args: argparse.Namespace) -> int:
             print("Pick another port with --port.", file=sys.stderr)
         return 2
     live, terminal = _terminal_mode(args)
-    for line in _banner(args, server.url, server.port, spans_line, terminal, runner):
+    url = _reachable_url(server.url)
+    for line in _banner(args, url, server.port, spans_line, terminal, runner):
         print(line)
     sys.stdout.flush()
     clock = _Clock(executor, args.duration)
@@ -604,7 +657,7 @@ def _run(args: argparse.Namespace) -> int:
         with _stop_signals_as_ctrl_c():
             if live:
                 dashboard = str(runner.dashboard_link) if kind == "dask" else None
-                _show_live(clock, _view_addresses(server.url, dashboard))
+                _show_live(clock, _view_addresses(url, dashboard))
             else:
                 _show_plain(clock)
     except KeyboardInterrupt:
@@ -652,10 +705,12 @@ def _wind_down(
     try:
         with _stop_signals_as_ctrl_c():
             with sleeps_disabled():
-                workload.join(timeout=15.0)
+                finished = workload.join(timeout=15.0)
             document = clock.document()
             headline = clock.headline(document, final=True)
-            executor.shutdown(wait=False)
+            # With every task answered there is nothing left to wait for but the runner's own
+            # closing (a Dask cluster's, which must not be cut short by the interpreter's exit).
+            executor.shutdown(wait=finished)
             server.shutdown()
             if provider is not None:
                 provider.shutdown()  # (console spans still buffered print now, before the summary)

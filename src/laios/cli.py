@@ -69,6 +69,10 @@ class StatusUnavailable(Exception):
     """Nothing usable answered at the status URL; the message is one line for the user."""
 
 
+class _CredentialsNeeded(StatusUnavailable):
+    """The endpoint answered 401: it runs, and wants (other) credentials."""
+
+
 def status_url(url: str) -> str:
     """Return the ``/status`` URL for a base URL (``host:port`` alone is taken as http).
 
@@ -315,6 +319,15 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
         exc.close()
+        if exc.code == 401 and user is not None:
+            raise _CredentialsNeeded(
+                f"{target} answered HTTP 401: it refused the user and password given in the URL"
+            ) from None
+        if exc.code == 401:
+            raise _CredentialsNeeded(
+                f"{target} answered HTTP 401: it asks for a user and password; give them in "
+                f"the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{parts.netloc}"
+            ) from None
         raise StatusUnavailable(f"{target} answered HTTP {exc.code}, not a laios status") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
@@ -592,6 +605,8 @@ def _count(value: Any) -> str:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
+    if isinstance(problem, _CredentialsNeeded):
+        return f"laios status: {problem}."  # (the endpoint runs: no advice to start one)
     try:
         port = urlsplit(status_url(url)).port or 8489
     except ValueError:  # an out-of-range or non-numeric port in the URL

@@ -207,6 +207,7 @@ def test_the_demo_runs_on_an_embedded_dask_cluster(free_port: Callable[[], int])
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
     assert "Dask's dashboard: http://" in done.stdout
     summary = done.stdout.rsplit("laios demo —", 1)[-1]
     assert "fetch_fast" in summary

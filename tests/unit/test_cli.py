@@ -757,3 +757,40 @@ def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> Non
     assert "--host" in done.stderr
     assert "--port" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def guarded(store: MetricStore) -> Iterator[str]:
+    """A laios endpoint that requires basic authentication (user ``prom``, password
+    ``s3cret``); yields its base URL, without credentials."""
+    pytest.importorskip("bcrypt")
+    from laios.execution.web import WebConfig, hash_password
+
+    config = WebConfig(basic_auth_users={"prom": hash_password("s3cret", cost=4)})
+    with start_http_server(0, store=store, web_config=config) as server:
+        yield server.url
+
+
+def test_an_endpoint_that_asks_for_credentials_says_how_to_give_them(
+    guarded: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 401 without credentials: the message says the endpoint wants a user and password and
+    how to put them in --url, not to start an endpoint that is already running."""
+    assert main(["status", "--url", guarded, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "HTTP 401" in line
+    assert f"http://USER:PASSWORD@{guarded.removeprefix('http://')}" in line
+    assert "start_http_server" not in line
+
+
+def test_refused_credentials_are_said_to_be_refused(
+    guarded: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 401 with credentials in --url: the message says they were refused, without the
+    password."""
+    url = guarded.replace("http://", "http://prom:wr0ng@")
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "refused the user and password" in line
+    assert "wr0ng" not in line
+    assert "start_http_server" not in line

@@ -57,5 +57,44 @@ def test_example_says_what_it_shows(script: Path) -> None:
     )
 
 
+#: Imports that the base install does not provide, and the extra that does.
+EXTRAS = {
+    "opentelemetry.sdk": "sdk",
+    "opentelemetry.exporter": "otlp",
+    "distributed": "dask",
+    "dask": "dask",
+    "yaml": "web",
+    "bcrypt": "web",
+}
+
+
+def _imported_modules(source: str) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules.add(node.module)
+    return modules
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[path.name for path in SCRIPTS])
+def test_an_example_that_needs_an_extra_says_which(script: Path) -> None:
+    """An example importing a package the base install lacks names its extra in its
+    docstring, next to how to run it."""
+    source = script.read_text(encoding="utf-8")
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    needed = {
+        extra
+        for module in _imported_modules(source)
+        for prefix, extra in EXTRAS.items()
+        if module == prefix or module.startswith(prefix + ".")
+    }
+    for extra in sorted(needed):
+        assert f"laios[{extra}]" in docstring, (
+            f"examples/{script.name} needs laios[{extra}]: its docstring should say so"
+        )
+
+
 def test_the_promised_examples_exist() -> None:
     assert {path.name for path in SCRIPTS} >= EXPECTED

@@ -237,3 +237,17 @@ def test_the_command_says_which_burn_rate_alerts_could_never_fire(
     assert "0.9" in err
     rules = (tmp_path / "grafana" / "prometheus" / "rules.yml").read_text()
     assert "long: 1h" not in rules
+
+
+def test_an_out_that_cannot_be_written_exits_2_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out naming a file, not a directory: exit code 2 and one line naming the path and the
+    reason, no traceback."""
+    occupied = tmp_path / "a-file"
+    occupied.write_text("not a directory\n")
+    assert main(["--out", str(occupied)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m laios.mixin: cannot write into {occupied}: ")
+    assert "Not a directory" in err
+    assert occupied.read_text() == "not a directory\n"

@@ -138,7 +138,8 @@ def config_from_args(args: argparse.Namespace) -> MixinConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit code (0 done, 1 ``--check`` found differences)."""
+    """Run the command; return its exit code (0 done, 1 ``--check`` found differences, 2 bad
+    options or an ``--out`` that cannot be written)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -157,7 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"{len(rendering.files)} files up to date")
         return 0
-    written = write_files(rendering, args.out)
+    try:
+        written = write_files(rendering, args.out)
+    except OSError as exc:  # a path that is a file, a directory without write permission, ...
+        reason = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{parser.prog}: cannot write into {args.out}: {reason}{where}", file=sys.stderr)
+        return 2
     for path in rendering.files:
         print(f"{'wrote' if path in written else 'unchanged'} {args.out / path}")
     return 0

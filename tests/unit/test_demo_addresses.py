@@ -1,0 +1,83 @@
+"""The addresses `laios demo` prints are ones a user can open and a Prometheus can scrape,
+whatever address it was told to listen on."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from laios import _demo
+
+
+def _banner(host: str, url: str) -> list[str]:
+    args = argparse.Namespace(host=host, duration=None, runner="thread")
+    return _demo._banner(args, url, int(url.rsplit(":", 1)[1]), "spans: off", "plain", None)
+
+
+@pytest.mark.parametrize("host", ["", "0.0.0.0"])
+def test_a_demo_on_every_address_prints_a_live_page_address_that_opens(host: str) -> None:
+    """--host '' or 0.0.0.0: the Live page line names a loopback address that answers."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "laios", "demo", "--host", host, "--port", "0", "--no-live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert demo.stdout is not None
+        line = ""
+        for line in demo.stdout:
+            if line.lstrip().startswith("Live page:"):
+                break
+        url = line.split("Live page:", 1)[1].split()[0]
+        assert url.startswith("http://127.0.0.1:"), line
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.communicate(timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("host", "url", "shown"),
+    [("", "http://:8489", "127.0.0.1"), ("0.0.0.0", "http://0.0.0.0:8489", "127.0.0.1")],
+)
+def test_the_watch_command_of_a_demo_on_every_address_names_loopback(
+    host: str, url: str, shown: str
+) -> None:
+    """The Watch line's command reaches the demo from this machine, not a wildcard address."""
+    lines = _banner(host, _demo._reachable_url(url))
+    assert f"  Watch:      laios status --url http://{shown}:8489 --watch" in lines
+
+
+def test_an_ipv6_wildcard_is_shown_as_ipv6_loopback() -> None:
+    """--host ::: the addresses name [::1], the loopback of the same family."""
+    assert _demo._reachable_url("http://[::]:8489") == "http://[::1]:8489"
+
+
+def test_a_specific_address_is_shown_as_it_is() -> None:
+    """An address that is not a wildcard (a name, an IPv4 or IPv6 address) is left as given."""
+    for url in ("http://localhost:8489", "http://10.0.0.7:8489", "http://[::1]:8489"):
+        assert _demo._reachable_url(url) == url
+
+
+def test_the_prometheus_target_of_an_ipv6_address_is_bracketed() -> None:
+    """--host ::1: the banner's scrape target is [::1]:PORT, as Prometheus writes it."""
+    lines = _banner("::1", "http://[::1]:8489")
+    assert any(line.startswith("  Prometheus: scrape [::1]:8489;") for line in lines), lines
+
+
+def test_the_banner_says_a_wildcard_demo_listens_on_every_address() -> None:
+    """--host 0.0.0.0: the first line says the demo listens on every address, not only the
+    loopback one it names."""
+    lines = _banner("0.0.0.0", "http://127.0.0.1:8489")
+    assert lines[0] == "laios demo: serving http://127.0.0.1:8489 (listening on 0.0.0.0)"

@@ -1,0 +1,87 @@
+"""`laios demo` asked for spans it cannot send, because a package is missing, says which extra
+to install: at once and with exit code 2 for an option given on the command line, in the
+banner for an OTLP endpoint that only the environment names."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pytest
+
+from laios import _demo
+
+SDK = "opentelemetry.sdk"
+EXPORTER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+
+
+def _hide(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    """Make ``package`` and its submodules fail to import, as when it is not installed."""
+    for name in [name for name in sys.modules if name.startswith(package + ".")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, package, None)
+
+
+def _args(**options: object) -> argparse.Namespace:
+    defaults: dict[str, object] = {
+        "duration": 0.5,
+        "host": "127.0.0.1",
+        "port": 0,
+        "no_live": True,
+        "console_spans": False,
+        "otlp_endpoint": None,
+        "runner": "thread",
+    }
+    return argparse.Namespace(**{**defaults, **options})
+
+
+def test_an_otlp_endpoint_without_the_exporter_stops_the_demo_naming_laios_otlp(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--otlp-endpoint with no OTLP exporter installed: exit 2 before anything runs, and the
+    message names laios[otlp]."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    _hide(monkeypatch, EXPORTER)
+    assert _demo.run(_args(otlp_endpoint="http://127.0.0.1:4318")) == 2
+    out, err = capsys.readouterr()
+    assert "pip install 'laios[otlp]'" in err
+    assert "--otlp-endpoint" in err
+    assert "serving" not in out
+
+
+def test_an_otlp_endpoint_without_the_sdk_names_laios_otlp(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--otlp-endpoint with no OpenTelemetry SDK either: the extra named is laios[otlp] (which
+    brings both), not laios[demo] (which lacks the exporter)."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    _hide(monkeypatch, SDK)
+    _hide(monkeypatch, EXPORTER)
+    assert _demo.run(_args(otlp_endpoint="http://127.0.0.1:4318")) == 2
+    assert "pip install 'laios[otlp]'" in capsys.readouterr().err
+
+
+def test_console_spans_without_the_sdk_stop_the_demo_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--console-spans with no OpenTelemetry SDK: exit 2 before anything runs, naming
+    laios[demo]."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    _hide(monkeypatch, SDK)
+    assert _demo.run(_args(console_spans=True)) == 2
+    out, err = capsys.readouterr()
+    assert "--console-spans" in err
+    assert "pip install 'laios[demo]'" in err
+    assert "serving" not in out
+
+
+def test_an_otlp_endpoint_from_the_environment_without_the_sdk_names_laios_otlp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT set, no SDK: the demo still runs, and its spans line names
+    laios[otlp], the extra that would send them."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    _hide(monkeypatch, SDK)
+    provider, line = _demo._configure_tracing(False, None)
+    assert provider is None
+    assert "pip install 'laios[otlp]'" in line
