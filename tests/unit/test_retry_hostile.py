@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from laios.core.types import Context
 from laios.execution import retry
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryPolicy, sleeps_disabled
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
 
 
 def test_a_capped_schedule_never_overflows() -> None:
@@ -92,3 +96,27 @@ def test_a_nan_sleep_does_not_wait() -> None:
     """retry.sleep and retry.sleep_async of NaN seconds return at once, as for 0."""
     retry.sleep(float("nan"))
     asyncio.run(retry.sleep_async(float("nan")))
+
+
+def _slow_failure() -> None:
+    time.sleep(0.3)
+    raise ConnectionError("reset")
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_hook_elapsed_includes_the_first_attempt(
+    make_executor: Any, make_task: Any, context: Context, traced: bool
+) -> None:
+    """RetryDetails.elapsed counts from the call's start, the first attempt included, traced
+    or not."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("slow_fail", "Fails after 0.3 s.", _slow_failure))
+    kwargs: dict[str, Any] = {"tool_registry": registry}
+    if traced:
+        kwargs["tracer_provider"] = TracerProvider()
+    executor = make_executor(**kwargs)
+    seen: list[retry.RetryDetails] = []
+    executor.execute_with_retry(
+        make_task("slow_fail"), context, max_retries=1, retry_delay=0, on_retry=seen.append
+    )
+    assert seen[0].elapsed >= 0.29

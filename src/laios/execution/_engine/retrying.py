@@ -55,7 +55,10 @@ class RetryRun:
         timeout: float | None,
         on_retry: RetryHook | None = None,
         secrets_before: list[str] | None = None,
+        started: float | None = None,
     ) -> None:
+        """``started``: when the call began (``time.monotonic()``), if its first attempt ran
+        before this bookkeeping did; now otherwise."""
         self.engine = engine
         self.on_retry = on_retry
         self.task = task
@@ -63,7 +66,7 @@ class RetryRun:
         self.secrets_before = secrets_before
         self.policy = policy
         self.limit = timeout if timeout is not None else engine.limits.timeout_seconds
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
         self.retries = 0
         self.stopped_by_deadline = False
         self.stopped_by_cancel = False
@@ -268,6 +271,7 @@ def retry_blocking(
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out."""
     tracing = engine.tracing
     secrets_before = secret_values_before_run(task.parameters)
+    started = time.monotonic()
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping.
@@ -277,7 +281,7 @@ def retry_blocking(
             return first
     else:
         first = None
-    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
+    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started)
     stop: threading.Event | None = None
     try:
         while True:
