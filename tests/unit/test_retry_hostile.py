@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from laios.core.types import Context
 from laios.execution import retry
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryPolicy, sleeps_disabled
-from laios.tools.base import create_simple_tool
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 
@@ -120,3 +124,95 @@ def test_hook_elapsed_includes_the_first_attempt(
         make_task("slow_fail"), context, max_retries=1, retry_delay=0, on_retry=seen.append
     )
     assert seen[0].elapsed >= 0.29
+
+
+# -- the awaiting coroutine cancelled --------------------------------------------------------
+
+
+class _FailsThenHangs(AsyncBaseTool):
+    """Fails on its first call; hangs on the next (until cancelled), saying when it started."""
+
+    name = "fails_then_hangs"
+    description = "Fails once, then hangs."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.hanging: asyncio.Event | None = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("reset")
+        assert self.hanging is not None
+        self.hanging.set()
+        await asyncio.sleep(30)
+
+
+def _results(store: MetricStore, tool: str) -> dict[str, int]:
+    (row,) = [row for row in store.aggregates().tools if row.tool == tool]
+    return {outcome: count for outcome, count in row.results.items() if count}
+
+
+def _cancelled_call(make_executor: Any, make_task: Any, context: Context, during: str) -> Any:
+    """Run a retry call that the test cancels during its wait or its second attempt; return
+    the store and the finished spans."""
+    tool = _FailsThenHangs()
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+
+    async def main() -> None:
+        tool.hanging = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        call: asyncio.Task[Any] | None = None
+
+        def cancel_in_the_wait(details: retry.RetryDetails) -> None:
+            assert call is not None
+            loop.call_soon(call.cancel)
+
+        call = asyncio.create_task(
+            executor.execute_with_retry_async(
+                make_task(tool.name),
+                context,
+                max_retries=3,
+                retry_delay=30 if during == "wait" else 0,
+                on_retry=cancel_in_the_wait if during == "wait" else None,
+            )
+        )
+        if during == "attempt":
+            await asyncio.wait_for(tool.hanging.wait(), 10)
+            call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, 10)
+
+    asyncio.run(main())
+    return store, exporter.get_finished_spans()
+
+
+@pytest.mark.parametrize("during", ["wait", "attempt"])
+def test_a_cancelled_async_retry_call_is_counted_as_a_cancelled_result(
+    make_executor: Any, make_task: Any, context: Context, during: str
+) -> None:
+    """An execute_with_retry_async call cancelled by its awaiting coroutine counts once in
+    laios_task_results_total, as cancelled (as a cancelled execute_async does)."""
+    store, _spans = _cancelled_call(make_executor, make_task, context, during)
+    assert _results(store, "fails_then_hangs") == {"cancelled": 1}
+
+
+@pytest.mark.parametrize("during", ["wait", "attempt"])
+def test_a_cancelled_async_retry_call_ends_its_span_as_cancelled(
+    make_executor: Any, make_task: Any, context: Context, during: str
+) -> None:
+    """The retry span of a call cancelled by its awaiting coroutine is ERROR with error.type
+    cancelled and the attempts it made, not UNSET like a success."""
+    _store, spans = _cancelled_call(make_executor, make_task, context, during)
+    (span,) = [s for s in spans if s.name.startswith("laios.execute_with_retry")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.attributes["laios.retry.attempts"] == (1 if during == "wait" else 2)

@@ -230,6 +230,17 @@ class RetryRun:
                 self.span_error = f"failed after {retries + 1} attempt(s): {error_type}"
         return result
 
+    def caller_cancelled(self) -> None:
+        """The awaiting coroutine was cancelled (during an attempt or a wait): count the call's
+        result as ``cancelled``, as a cancelled ``execute_async`` is, and have :meth:`end`
+        record it on the retry span."""
+        self.engine.store.result_returned(self._slot(), "cancelled")
+        if self.span is not None:
+            attempts = self.retries + 1
+            self.span_outcome["laios.retry.attempts"] = attempts
+            self.span_outcome["error.type"] = "cancelled"
+            self.span_error = f"failed after {attempts} attempt(s): cancelled"
+
     def stop_on_cancel(self, wake: Callable[[], object]) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries (and call ``wake`` to
         end a wait). Called once the first attempt has failed with retries left, before
@@ -350,5 +361,8 @@ async def retry_awaiting(
             if not run.after_wait():
                 break
         return run.conclude(result)
+    except asyncio.CancelledError:
+        run.caller_cancelled()
+        raise
     finally:
         run.end()
