@@ -46,6 +46,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 import weakref
@@ -415,6 +416,17 @@ class MetricsInstrumentation:
 
 
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    """A forked child gets a lock of its own: another thread of the parent may have held this
+    one at the fork, and would never release it in the child."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 #: (id(store), id(provider)) -> the instrumentation of that pair. An entry whose store was
 #: collected is inactive (a new store with the same id replaces it) and is pruned at the next
 #: instrument_metrics() or uninstrument().
