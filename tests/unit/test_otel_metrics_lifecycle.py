@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -54,14 +54,6 @@ def _in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-@pytest.fixture
-def provider() -> Iterator[MeterProvider]:
-    """An SDK meter provider with an in-memory reader, shut down after the test."""
-    provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
-    yield provider
-    provider.shutdown()
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_child_forked_while_another_thread_instruments_can_instrument() -> None:
     """A child forked while another thread was inside instrument_metrics (holding its lock)
@@ -88,3 +80,62 @@ def test_a_child_forked_while_another_thread_instruments_can_instrument() -> Non
     finally:
         release.set()
         holder.join(5)
+
+
+class _CountingStore(MetricStore):
+    """A store that counts the reads of its aggregates."""
+
+    reads = 0
+
+    def aggregates(self) -> Any:
+        self.reads += 1
+        return super().aggregates()
+
+
+def _errors_of(reader: InMemoryMetricReader) -> dict[str, int]:
+    """``laios.task.errors`` of one collection, by error type."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        str(point.attributes["error.type"]): point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == otel_metrics.ERRORS
+        for point in metric.data.data_points
+        if point.attributes
+    }
+
+
+def test_one_collection_reads_the_store_once_whatever_its_timeout() -> None:
+    """A collection with the SDK's default 10 s timeout (the in-memory and Prometheus readers')
+    reads the store once for all instruments, as one with a longer timeout does."""
+    store = _CountingStore()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    handle = instrument_metrics(store, meter_provider=provider)
+    try:
+        reader.get_metrics_data()
+        assert store.reads == 1
+        reader.collect(timeout_millis=60_000)
+        assert store.reads == 2
+    finally:
+        handle.uninstrument()
+        provider.shutdown()
+
+
+def test_back_to_back_collections_each_read_the_store() -> None:
+    """Every instrument of a collection made right after another sees the store as it is then."""
+    store = MetricStore()
+    second = InMemoryMetricReader()
+    provider_two = MeterProvider(metric_readers=[second], shutdown_on_exit=False)
+    handle = instrument_metrics(store, meter_provider=provider_two)
+    try:
+        slot = store.tool_slot("echo", True)
+        store.count_error(slot, "ValueError")
+        first = _errors_of(second)
+        store.count_error(slot, "ValueError")
+        assert (first, _errors_of(second)) == ({"ValueError": 1}, {"ValueError": 2})
+    finally:
+        handle.uninstrument()
+        provider_two.shutdown()
