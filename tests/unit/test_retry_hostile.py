@@ -216,3 +216,42 @@ def test_a_cancelled_async_retry_call_ends_its_span_as_cancelled(
     assert span.attributes is not None
     assert span.attributes["error.type"] == "cancelled"
     assert span.attributes["laios.retry.attempts"] == (1 if during == "wait" else 2)
+
+
+# -- the deadline and a slow on_retry hook ---------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_slow_hook_does_not_stretch_the_wait_past_the_deadline(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    """The wait after an on_retry hook that used part of the time left is cut to what the
+    deadline still leaves."""
+    waits: list[float] = []
+
+    def no_sleep(seconds: float, stop: Any = None) -> None:
+        waits.append(seconds)
+
+    async def no_sleep_async(seconds: float, stop: Any = None) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(retry, "sleep", no_sleep)
+    monkeypatch.setattr(retry, "sleep_async", no_sleep_async)
+    options: dict[str, Any] = {
+        "max_retries": 1,
+        "retry_delay": 1.6,
+        "deadline": 2.0,
+        "on_retry": lambda details: time.sleep(0.6),
+    }
+    task = make_task("fail")
+    if mode == "blocking":
+        result = executor.execute_with_retry(task, context, **options)
+    else:
+        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    assert result.metadata["outcome"] == "error"
+    assert len(waits) == 1
+    assert waits[0] <= 2.0 - 0.6

@@ -148,6 +148,14 @@ class RetryRun:
             self._announce(result, delay)
         return delay
 
+    def wait_before_next(self, delay: float) -> float:
+        """``delay`` cut to what the deadline still leaves (a slow ``on_retry`` hook may have
+        used part of it since the delay was chosen)."""
+        deadline = self.policy.deadline
+        if deadline is None:
+            return delay
+        return max(0.0, min(delay, deadline - (time.monotonic() - self.started)))
+
     def secrets(self) -> list[str]:
         """The task's secret values, scrubbed from what a hook's exception says."""
         return secret_values_now_and_before(self.task.parameters, self.secrets_before)
@@ -315,7 +323,7 @@ def retry_blocking(
             if delay is None:
                 break
             if not run.cancelled:
-                retry.sleep(delay, stop=stop)
+                retry.sleep(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
         return run.conclude(result)
@@ -357,7 +365,7 @@ async def retry_awaiting(
             if delay is None:
                 break
             if not run.cancelled:
-                await retry.sleep_async(delay, stop=stop)
+                await retry.sleep_async(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
         return run.conclude(result)
