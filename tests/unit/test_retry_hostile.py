@@ -255,3 +255,28 @@ def test_a_slow_hook_does_not_stretch_the_wait_past_the_deadline(
     assert result.metadata["outcome"] == "error"
     assert len(waits) == 1
     assert waits[0] <= 2.0 - 0.6
+
+
+def test_a_huge_max_retries_is_a_span_attribute_otlp_can_encode(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """max_retries past the 64-bit range ("retry until the deadline") gives the retry span a
+    laios.retry.max_retries that OTLP can encode (the largest 64-bit integer)."""
+    encoder = pytest.importorskip("opentelemetry.exporter.otlp.proto.common.trace_encoder")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make_executor(tracer_provider=provider)
+    executor.execute_with_retry(make_task("echo", text="a"), context, max_retries=2**70)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.attributes is not None
+    assert span.attributes["laios.retry.max_retries"] == 2**63 - 1
+    encoded = encoder.encode_spans([span])
+    keys = [
+        attribute.key
+        for resource in encoded.resource_spans
+        for scope in resource.scope_spans
+        for one in scope.spans
+        for attribute in one.attributes
+    ]
+    assert "laios.retry.max_retries" in keys

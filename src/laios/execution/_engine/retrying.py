@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["RetryRun", "retry_awaiting", "retry_blocking"]
 
 _log = logging.getLogger("laios.execution.retry")
+#: The largest integer a span attribute can carry through OTLP.
+_MAX_INT64 = 2**63 - 1
 #: ``on_retry`` hooks that raise are logged at most once a minute per hook.
 _hook_warnings = WarningLimiter()
 
@@ -87,7 +89,8 @@ class RetryRun:
                 {
                     "gen_ai.tool.name": name,
                     "laios.task.id": shorten(task.id, MAX_SPAN_TEXT),
-                    "laios.retry.max_retries": policy.max_retries,
+                    # (OTLP carries 64-bit integers: "retry until the deadline" may be more)
+                    "laios.retry.max_retries": min(policy.max_retries, _MAX_INT64),
                 },
             )
 
