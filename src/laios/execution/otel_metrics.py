@@ -46,6 +46,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
 import weakref
@@ -191,7 +192,8 @@ class _Instruments:
         meter = provider.get_meter(METER_NAME, __version__, schema_url=SCHEMA_URL)
         #: The active instrumentations reporting here (replaced, never changed in place).
         self.handles: tuple[MetricsInstrumentation, ...] = ()
-        self._last_read: tuple[object, float, list[ExportedTotals]] | None = None
+        #: The last read of the stores: when, the totals, and the instruments it has served.
+        self._last_read: tuple[float, list[ExportedTotals], set[str]] | None = None
         #: (tool, error type) -> the attributes of its duration and of its queue wait.
         self._attributes: dict[_AttributeKey, tuple[dict[str, str], dict[str, str]]] = {}
         self.tool_duration = _histogram(
@@ -289,68 +291,73 @@ class _Instruments:
 
     # -- at collection (the asynchronous instruments' callbacks) -----------------------------
 
-    def _read(self, options: CallbackOptions) -> list[ExportedTotals]:
+    def _read(self, instrument: str) -> list[ExportedTotals]:
         """The instrumented stores' aggregates added together per set of constant labels,
         read once per collection.
 
-        The SDK hands every callback of one collection the same ``options``; a read is reused
-        for that object (and for at most a second), so the instruments of one collection agree.
+        The SDK calls the callbacks of one provider's collection one after the other (and a
+        collection at a time), each instrument once; so a read serves each instrument once and
+        an instrument asking again starts a new collection, and a new read. (Not the callbacks'
+        ``options``: the SDK gives each instrument one of its own when the collection's timeout
+        is under 10 s, as the in-memory and Prometheus readers' default one is.) A read is
+        never reused after a second, so the instruments of one collection agree.
         """
         last = self._last_read
         now = time.monotonic()
-        if last is not None and last[0] is options and now - last[1] < _READ_REUSE_SECONDS:
-            return last[2]
+        if last is not None and instrument not in last[2] and now - last[0] < _READ_REUSE_SECONDS:
+            last[2].add(instrument)
+            return last[1]
         stores = [store for handle in self.handles if (store := handle.store) is not None]
         if not stores:
             self._last_read = None
             return []
         totals = read_stores(stores)
-        self._last_read = (options, now, totals)
+        self._last_read = (now, totals, {instrument})
         return totals
 
-    def _tools(self, options: CallbackOptions) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
+    def _tools(self, instrument: str) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
         """Each tool of each set of constant labels: its attributes and its aggregates."""
-        for entry in self._read(options):
+        for entry in self._read(instrument):
             labels = dict(entry.labels)
             for tool, row in entry.tools.items():
                 yield {**labels, _TOOL: tool}, row
 
     def _tasks(self, options: CallbackOptions) -> Iterator[Observation]:
-        for attributes, row in self._tools(options):
+        for attributes, row in self._tools(TASKS):
             for outcome in every_outcome(row.outcomes):
                 histogram = row.outcomes.get(outcome)
                 count = histogram[0] if histogram else 0
                 yield Observation(count, {**attributes, _OUTCOME: outcome})
 
     def _results(self, options: CallbackOptions) -> Iterator[Observation]:
-        for attributes, row in self._tools(options):
+        for attributes, row in self._tools(RESULTS):
             for outcome in every_outcome(row.results):
                 yield Observation(row.results.get(outcome, 0), {**attributes, _OUTCOME: outcome})
 
     def _errors(self, options: CallbackOptions) -> Iterator[Observation]:
-        for attributes, row in self._tools(options):
+        for attributes, row in self._tools(ERRORS):
             for error_type, (count, _exemplar) in row.errors.items():
                 yield Observation(count, {**attributes, _ERROR_TYPE: error_type})
 
     def _retries(self, options: CallbackOptions) -> Iterator[Observation]:
-        for attributes, row in self._tools(options):
+        for attributes, row in self._tools(RETRIES):
             for error_type, count in row.retry_errors.items():
                 yield Observation(count, {**attributes, _ERROR_TYPE: error_type})
 
     def _in_flight(self, options: CallbackOptions) -> Iterator[Observation]:
-        for attributes, row in self._tools(options):
+        for attributes, row in self._tools(IN_FLIGHT):
             yield Observation(row.in_flight, attributes)
 
     def _workers(self, options: CallbackOptions) -> Iterator[Observation]:
-        for entry in self._read(options):
+        for entry in self._read(WORKERS):
             yield Observation(entry.workers, dict(entry.labels))
 
     def _queue_depth(self, options: CallbackOptions) -> Iterator[Observation]:
-        for entry in self._read(options):
+        for entry in self._read(QUEUE_DEPTH):
             yield Observation(entry.queue_depth, dict(entry.labels))
 
     def _abandoned(self, options: CallbackOptions) -> Iterator[Observation]:
-        for entry in self._read(options):
+        for entry in self._read(ABANDONED_THREADS):
             yield Observation(entry.abandoned_threads, dict(entry.labels))
 
 
@@ -415,6 +422,17 @@ class MetricsInstrumentation:
 
 
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    """A forked child gets a lock of its own: another thread of the parent may have held this
+    one at the fork, and would never release it in the child."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 #: (id(store), id(provider)) -> the instrumentation of that pair. An entry whose store was
 #: collected is inactive (a new store with the same id replaces it) and is pruned at the next
 #: instrument_metrics() or uninstrument().

@@ -1,9 +1,10 @@
 """Retry policy for ``Executor.execute_with_retry``: which failures, how long to wait, when to stop.
 
 Delays: attempt ``n`` (1 = the first retry) waits ``retry_delay * backoff ** (n - 1)`` seconds,
-capped at ``max_delay``, then reduced by a random fraction of up to ``jitter`` (so the wait lies
-in ``[delay * (1 - jitter), delay]``). With the defaults (``backoff=1``, ``jitter=0``) every
-wait is exactly ``retry_delay``, as the reference documents.
+capped at ``max_delay`` (without one, at ``threading.TIMEOUT_MAX``: it never overflows), then
+reduced by a random fraction of up to ``jitter`` (so the wait lies in ``[delay * (1 - jitter),
+delay]``). With the defaults (``backoff=1``, ``jitter=0``) every wait is exactly
+``retry_delay``, as the reference documents.
 
 Test suites can turn the waits off without touching the code under test::
 
@@ -158,11 +159,20 @@ class RetryPolicy:
             )
 
     def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
-        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
-        base = self.retry_delay * self.backoff ** max(retry_number - 1, 0)
-        if self.max_delay is not None:
-            base = min(base, self.max_delay)
-        return base * (1.0 - self.jitter * rng())
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry).
+
+        Never more than ``max_delay``, nor than the longest wait the platform supports
+        (``threading.TIMEOUT_MAX``): a long run of exponential backoff stays at its ceiling
+        instead of overflowing.
+        """
+        base = 0.0
+        if self.retry_delay > 0:
+            try:
+                base = self.retry_delay * self.backoff ** max(retry_number - 1, 0)
+            except OverflowError:  # (a float power past 1.8e308 raises; a product is inf)
+                base = math.inf
+        ceiling = threading.TIMEOUT_MAX if self.max_delay is None else self.max_delay
+        return min(base, ceiling) * (1.0 - self.jitter * rng())
 
 
 def sleeping_enabled() -> bool:
@@ -174,9 +184,14 @@ def sleeping_enabled() -> bool:
 
 
 def sleep(seconds: float, stop: threading.Event | None = None) -> None:
-    """Wait between attempts (returns early when ``stop`` is set, or when sleeps are off)."""
-    if seconds <= 0 or not sleeping_enabled():
+    """Wait between attempts (returns early when ``stop`` is set, or when sleeps are off).
+
+    A wait longer than the platform supports (``threading.TIMEOUT_MAX``) is that long; NaN or
+    a negative number is no wait.
+    """
+    if not seconds > 0 or not sleeping_enabled():
         return
+    seconds = min(seconds, threading.TIMEOUT_MAX)
     if stop is not None:
         stop.wait(seconds)
     else:
@@ -185,8 +200,9 @@ def sleep(seconds: float, stop: threading.Event | None = None) -> None:
 
 async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None:
     """Like :func:`sleep`, without blocking the event loop."""
-    if seconds <= 0 or not sleeping_enabled():
+    if not seconds > 0 or not sleeping_enabled():
         return
+    seconds = min(seconds, threading.TIMEOUT_MAX)
     if stop is None:
         await asyncio.sleep(seconds)
         return

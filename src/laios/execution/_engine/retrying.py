@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["RetryRun", "retry_awaiting", "retry_blocking"]
 
 _log = logging.getLogger("laios.execution.retry")
+#: The largest integer a span attribute can carry through OTLP.
+_MAX_INT64 = 2**63 - 1
 #: ``on_retry`` hooks that raise are logged at most once a minute per hook.
 _hook_warnings = WarningLimiter()
 
@@ -55,7 +57,10 @@ class RetryRun:
         timeout: float | None,
         on_retry: RetryHook | None = None,
         secrets_before: list[str] | None = None,
+        started: float | None = None,
     ) -> None:
+        """``started``: when the call began (``time.monotonic()``), if its first attempt ran
+        before this bookkeeping did; now otherwise."""
         self.engine = engine
         self.on_retry = on_retry
         self.task = task
@@ -63,7 +68,7 @@ class RetryRun:
         self.secrets_before = secrets_before
         self.policy = policy
         self.limit = timeout if timeout is not None else engine.limits.timeout_seconds
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
         self.retries = 0
         self.stopped_by_deadline = False
         self.stopped_by_cancel = False
@@ -84,7 +89,8 @@ class RetryRun:
                 {
                     "gen_ai.tool.name": name,
                     "laios.task.id": shorten(task.id, MAX_SPAN_TEXT),
-                    "laios.retry.max_retries": policy.max_retries,
+                    # (OTLP carries 64-bit integers: "retry until the deadline" may be more)
+                    "laios.retry.max_retries": min(policy.max_retries, _MAX_INT64),
                 },
             )
 
@@ -144,6 +150,14 @@ class RetryRun:
         if self.on_retry is not None:
             self._announce(result, delay)
         return delay
+
+    def wait_before_next(self, delay: float) -> float:
+        """``delay`` cut to what the deadline still leaves (a slow ``on_retry`` hook may have
+        used part of it since the delay was chosen)."""
+        deadline = self.policy.deadline
+        if deadline is None:
+            return delay
+        return max(0.0, min(delay, deadline - (time.monotonic() - self.started)))
 
     def secrets(self) -> list[str]:
         """The task's secret values, scrubbed from what a hook's exception says."""
@@ -227,6 +241,17 @@ class RetryRun:
                 self.span_error = f"failed after {retries + 1} attempt(s): {error_type}"
         return result
 
+    def caller_cancelled(self) -> None:
+        """The awaiting coroutine was cancelled (during an attempt or a wait): count the call's
+        result as ``cancelled``, as a cancelled ``execute_async`` is, and have :meth:`end`
+        record it on the retry span."""
+        self.engine.store.result_returned(self._slot(), "cancelled")
+        if self.span is not None:
+            attempts = self.retries + 1
+            self.span_outcome["laios.retry.attempts"] = attempts
+            self.span_outcome["error.type"] = "cancelled"
+            self.span_error = f"failed after {attempts} attempt(s): cancelled"
+
     def stop_on_cancel(self, wake: Callable[[], object]) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries (and call ``wake`` to
         end a wait). Called once the first attempt has failed with retries left, before
@@ -268,6 +293,7 @@ def retry_blocking(
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out."""
     tracing = engine.tracing
     secrets_before = secret_values_before_run(task.parameters)
+    started = time.monotonic()
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping.
@@ -277,7 +303,7 @@ def retry_blocking(
             return first
     else:
         first = None
-    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
+    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started)
     stop: threading.Event | None = None
     try:
         while True:
@@ -300,7 +326,7 @@ def retry_blocking(
             if delay is None:
                 break
             if not run.cancelled:
-                retry.sleep(delay, stop=stop)
+                retry.sleep(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
         return run.conclude(result)
@@ -342,9 +368,12 @@ async def retry_awaiting(
             if delay is None:
                 break
             if not run.cancelled:
-                await retry.sleep_async(delay, stop=stop)
+                await retry.sleep_async(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
         return run.conclude(result)
+    except asyncio.CancelledError:
+        run.caller_cancelled()
+        raise
     finally:
         run.end()

@@ -1,0 +1,141 @@
+"""OpenTelemetry metrics over an instrumentation's life: forked children, many executors and
+providers, stores shared and gone (with the real SDK)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from laios.execution import otel_metrics
+from laios.execution.otel_metrics import instrument_metrics
+from laios.execution.store import MetricStore
+
+#: Longest a forked child may take before the test gives up on it.
+CHILD_SECONDS = 20.0
+
+
+def _in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Fork; run ``work`` in the child and return what it returned (as JSON)."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():  # (3.12+ warns about forking a threaded process)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 0
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps(work()).encode())
+        except BaseException as exc:
+            os.write(write_end, json.dumps({"crashed": repr(exc)}).encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + CHILD_SECONDS
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            pytest.fail(f"the forked child hung for more than {CHILD_SECONDS:g}s")
+        time.sleep(0.02)
+    with os.fdopen(read_end, "rb") as pipe:
+        result: dict[str, Any] = json.loads(pipe.read())
+    return result
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_another_thread_instruments_can_instrument() -> None:
+    """A child forked while another thread was inside instrument_metrics (holding its lock)
+    can instrument a store of its own instead of hanging."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:  # (the moment another thread is inside instrument_metrics)
+        with otel_metrics._lock:
+            held.set()
+            release.wait(CHILD_SECONDS)
+
+    holder = threading.Thread(target=hold_the_lock, daemon=True)
+    holder.start()
+    try:
+        assert held.wait(5)
+
+        def child() -> dict[str, Any]:
+            provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+            store = MetricStore()
+            handle = instrument_metrics(store, meter_provider=provider)
+            return {"active": handle.active, "listeners": len(store.finish_listeners)}
+
+        assert _in_child(child) == {"active": True, "listeners": 1}
+    finally:
+        release.set()
+        holder.join(5)
+
+
+class _CountingStore(MetricStore):
+    """A store that counts the reads of its aggregates."""
+
+    reads = 0
+
+    def aggregates(self) -> Any:
+        self.reads += 1
+        return super().aggregates()
+
+
+def _errors_of(reader: InMemoryMetricReader) -> dict[str, int]:
+    """``laios.task.errors`` of one collection, by error type."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return {
+        str(point.attributes["error.type"]): point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == otel_metrics.ERRORS
+        for point in metric.data.data_points
+        if point.attributes
+    }
+
+
+def test_one_collection_reads_the_store_once_whatever_its_timeout() -> None:
+    """A collection with the SDK's default 10 s timeout (the in-memory and Prometheus readers')
+    reads the store once for all instruments, as one with a longer timeout does."""
+    store = _CountingStore()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    handle = instrument_metrics(store, meter_provider=provider)
+    try:
+        reader.get_metrics_data()
+        assert store.reads == 1
+        reader.collect(timeout_millis=60_000)
+        assert store.reads == 2
+    finally:
+        handle.uninstrument()
+        provider.shutdown()
+
+
+def test_back_to_back_collections_each_read_the_store() -> None:
+    """Every instrument of a collection made right after another sees the store as it is then."""
+    store = MetricStore()
+    second = InMemoryMetricReader()
+    provider_two = MeterProvider(metric_readers=[second], shutdown_on_exit=False)
+    handle = instrument_metrics(store, meter_provider=provider_two)
+    try:
+        slot = store.tool_slot("echo", True)
+        store.count_error(slot, "ValueError")
+        first = _errors_of(second)
+        store.count_error(slot, "ValueError")
+        assert (first, _errors_of(second)) == ({"ValueError": 1}, {"ValueError": 2})
+    finally:
+        handle.uninstrument()
+        provider_two.shutdown()

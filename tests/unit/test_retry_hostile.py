@@ -1,0 +1,282 @@
+"""execute_with_retry and RetryPolicy under hostile options: schedules that overflow, waits
+longer than the platform can, a cancelled caller."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from laios.core.types import Context
+from laios.execution import retry
+from laios.execution.executor import Executor
+from laios.execution.retry import RetryPolicy, sleeps_disabled
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool, create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+
+def test_a_capped_schedule_never_overflows() -> None:
+    """Far into a long run, a capped exponential schedule stays at its ceiling instead of
+    raising OverflowError."""
+    policy = RetryPolicy(max_retries=5000, retry_delay=1.0, backoff=2.0, max_delay=60)
+    assert policy.delay(1100) == 60
+    assert RetryPolicy(retry_delay=1e-9, backoff=1e300, max_delay=1).delay(3) == 1
+
+
+def test_an_uncapped_schedule_stops_at_the_longest_wait_the_platform_has() -> None:
+    """Without a ceiling, a delay past what the platform can wait is the longest it can wait."""
+    policy = RetryPolicy(max_retries=5000, retry_delay=1.0, backoff=2.0, jitter=1.0)
+    assert policy.delay(1100, rng=lambda: 0.0) == threading.TIMEOUT_MAX
+    assert policy.delay(1100, rng=lambda: 1.0) == 0.0  # (never NaN: inf * 0)
+    assert RetryPolicy(retry_delay=0, backoff=1e300).delay(5) == 0.0
+
+
+def test_a_long_capped_run_is_not_an_internal_error(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """Retry 1,100 of a capped exponential schedule runs like the first (no internal error)."""
+    with sleeps_disabled():
+        result = executor.execute_with_retry(
+            make_task("fail"),
+            context,
+            max_retries=1100,
+            retry_delay=0.001,
+            backoff=2.0,
+            max_delay=0.001,
+        )
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] != "internal"
+    assert result.metadata["retries"] == 1100
+
+
+def test_a_wait_past_the_platform_limit_is_not_an_internal_error(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """A blocking call whose next wait is longer than the platform can wait still waits (and
+    cancel_task ends that wait) instead of failing as an internal error."""
+    task = make_task("fail")
+    seen: list[float] = []
+
+    def cancel_before_the_wait(details: retry.RetryDetails) -> None:
+        seen.append(details.delay)
+        if details.retry_number == 2:  # (cancelled once the wait has begun, as a rule)
+            threading.Timer(0.1, executor.cancel_task, [task.id]).start()
+
+    result = executor.execute_with_retry(
+        task,
+        context,
+        max_retries=3,
+        retry_delay=1e-6,
+        backoff=1e300,
+        on_retry=cancel_before_the_wait,
+    )
+    assert seen[1] == threading.TIMEOUT_MAX
+    assert result.metadata["error_type"] != "internal"
+    assert result.metadata["retry_cancelled"] is True
+
+
+@pytest.mark.parametrize("seconds", [1e300, float("inf")])
+def test_an_over_long_sleep_waits_until_stopped(seconds: float) -> None:
+    """retry.sleep longer than the platform can wait waits until its stop event is set."""
+    stop = threading.Event()
+    timer = threading.Timer(0.05, stop.set)
+    timer.start()
+    try:
+        retry.sleep(seconds, stop=stop)
+    finally:
+        timer.cancel()
+    assert stop.is_set()
+
+
+def test_a_nan_sleep_does_not_wait() -> None:
+    """retry.sleep and retry.sleep_async of NaN seconds return at once, as for 0."""
+    retry.sleep(float("nan"))
+    asyncio.run(retry.sleep_async(float("nan")))
+
+
+def _slow_failure() -> None:
+    time.sleep(0.3)
+    raise ConnectionError("reset")
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_hook_elapsed_includes_the_first_attempt(
+    make_executor: Any, make_task: Any, context: Context, traced: bool
+) -> None:
+    """RetryDetails.elapsed counts from the call's start, the first attempt included, traced
+    or not."""
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("slow_fail", "Fails after 0.3 s.", _slow_failure))
+    kwargs: dict[str, Any] = {"tool_registry": registry}
+    if traced:
+        kwargs["tracer_provider"] = TracerProvider()
+    executor = make_executor(**kwargs)
+    seen: list[retry.RetryDetails] = []
+    executor.execute_with_retry(
+        make_task("slow_fail"), context, max_retries=1, retry_delay=0, on_retry=seen.append
+    )
+    assert seen[0].elapsed >= 0.29
+
+
+# -- the awaiting coroutine cancelled --------------------------------------------------------
+
+
+class _FailsThenHangs(AsyncBaseTool):
+    """Fails on its first call; hangs on the next (until cancelled), saying when it started."""
+
+    name = "fails_then_hangs"
+    description = "Fails once, then hangs."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.hanging: asyncio.Event | None = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("reset")
+        assert self.hanging is not None
+        self.hanging.set()
+        await asyncio.sleep(30)
+
+
+def _results(store: MetricStore, tool: str) -> dict[str, int]:
+    (row,) = [row for row in store.aggregates().tools if row.tool == tool]
+    return {outcome: count for outcome, count in row.results.items() if count}
+
+
+def _cancelled_call(make_executor: Any, make_task: Any, context: Context, during: str) -> Any:
+    """Run a retry call that the test cancels during its wait or its second attempt; return
+    the store and the finished spans."""
+    tool = _FailsThenHangs()
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+
+    async def main() -> None:
+        tool.hanging = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        call: asyncio.Task[Any] | None = None
+
+        def cancel_in_the_wait(details: retry.RetryDetails) -> None:
+            assert call is not None
+            loop.call_soon(call.cancel)
+
+        call = asyncio.create_task(
+            executor.execute_with_retry_async(
+                make_task(tool.name),
+                context,
+                max_retries=3,
+                retry_delay=30 if during == "wait" else 0,
+                on_retry=cancel_in_the_wait if during == "wait" else None,
+            )
+        )
+        if during == "attempt":
+            await asyncio.wait_for(tool.hanging.wait(), 10)
+            call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(call, 10)
+
+    asyncio.run(main())
+    return store, exporter.get_finished_spans()
+
+
+@pytest.mark.parametrize("during", ["wait", "attempt"])
+def test_a_cancelled_async_retry_call_is_counted_as_a_cancelled_result(
+    make_executor: Any, make_task: Any, context: Context, during: str
+) -> None:
+    """An execute_with_retry_async call cancelled by its awaiting coroutine counts once in
+    laios_task_results_total, as cancelled (as a cancelled execute_async does)."""
+    store, _spans = _cancelled_call(make_executor, make_task, context, during)
+    assert _results(store, "fails_then_hangs") == {"cancelled": 1}
+
+
+@pytest.mark.parametrize("during", ["wait", "attempt"])
+def test_a_cancelled_async_retry_call_ends_its_span_as_cancelled(
+    make_executor: Any, make_task: Any, context: Context, during: str
+) -> None:
+    """The retry span of a call cancelled by its awaiting coroutine is ERROR with error.type
+    cancelled and the attempts it made, not UNSET like a success."""
+    _store, spans = _cancelled_call(make_executor, make_task, context, during)
+    (span,) = [s for s in spans if s.name.startswith("laios.execute_with_retry")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.attributes["laios.retry.attempts"] == (1 if during == "wait" else 2)
+
+
+# -- the deadline and a slow on_retry hook ---------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_a_slow_hook_does_not_stretch_the_wait_past_the_deadline(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    """The wait after an on_retry hook that used part of the time left is cut to what the
+    deadline still leaves."""
+    waits: list[float] = []
+
+    def no_sleep(seconds: float, stop: Any = None) -> None:
+        waits.append(seconds)
+
+    async def no_sleep_async(seconds: float, stop: Any = None) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(retry, "sleep", no_sleep)
+    monkeypatch.setattr(retry, "sleep_async", no_sleep_async)
+    options: dict[str, Any] = {
+        "max_retries": 1,
+        "retry_delay": 1.6,
+        "deadline": 2.0,
+        "on_retry": lambda details: time.sleep(0.6),
+    }
+    task = make_task("fail")
+    if mode == "blocking":
+        result = executor.execute_with_retry(task, context, **options)
+    else:
+        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    assert result.metadata["outcome"] == "error"
+    assert len(waits) == 1
+    assert waits[0] <= 2.0 - 0.6
+
+
+def test_a_huge_max_retries_is_a_span_attribute_otlp_can_encode(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """max_retries past the 64-bit range ("retry until the deadline") gives the retry span a
+    laios.retry.max_retries that OTLP can encode (the largest 64-bit integer)."""
+    encoder = pytest.importorskip("opentelemetry.exporter.otlp.proto.common.trace_encoder")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make_executor(tracer_provider=provider)
+    executor.execute_with_retry(make_task("echo", text="a"), context, max_retries=2**70)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
+    assert span.attributes is not None
+    assert span.attributes["laios.retry.max_retries"] == 2**63 - 1
+    encoded = encoder.encode_spans([span])
+    keys = [
+        attribute.key
+        for resource in encoded.resource_spans
+        for scope in resource.scope_spans
+        for one in scope.spans
+        for attribute in one.attributes
+    ]
+    assert "laios.retry.max_retries" in keys
