@@ -518,3 +518,43 @@ def test_executor_signatures_match_the_reference() -> None:
             assert re.search(rf"{name}: [^\n]*= {re.escape(repr(default))}", text), (
                 f"docs/reference/executor.md: {method} should show {name} = {default!r}"
             )
+
+
+def _module_constants() -> dict[str, set[str]]:
+    """Upper-case names each public laios module assigns at its top level."""
+    import ast
+    import pkgutil
+
+    import laios
+
+    found: dict[str, set[str]] = {}
+    for info in pkgutil.walk_packages(laios.__path__, "laios."):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]):
+            continue
+        module = importlib.import_module(info.name)
+        tree = ast.parse(inspect.getsource(module))
+        names = set()
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, ast.AnnAssign):
+                targets = [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper()}
+        found[info.name] = {n for n in names if not n.startswith("_")}
+    return found
+
+
+def test_every_constant_the_docs_name_is_exported() -> None:
+    """A module constant a docs page names (in backticks, on a page that names the module) is
+    in the module's ``__all__``, so that ``import *`` and API listings give what the docs
+    promise."""
+    pages = [p.read_text() for p in (ROOT / "docs").rglob("*.md")]
+    missing = set()
+    for module, names in _module_constants().items():
+        exported = getattr(importlib.import_module(module), "__all__", None)
+        if exported is None:
+            continue
+        for text in pages:
+            if module in text:
+                quoted = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", text))
+                missing |= {f"{module}.{name}" for name in names & quoted - set(exported)}
+    assert not sorted(missing)

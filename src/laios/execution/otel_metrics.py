@@ -76,6 +76,7 @@ __all__ = [
     "QUEUE_DEPTH",
     "QUEUE_WAIT",
     "QUEUE_WAIT_BUCKETS",
+    "RESULTS",
     "RETRIES",
     "TASKS",
     "TOOL_DURATION",

@@ -51,6 +51,9 @@ _log = logging.getLogger("laios.execution")
 
 __all__ = [
     "CAPTURE_CONTENT_ENV",
+    "MAX_CHECKPOINT_ATTRIBUTES",
+    "MAX_CHECKPOINT_VALUE_CHARS",
+    "MAX_STACKTRACE_BYTES",
     "SCHEMA_URL",
     "Tracing",
 ]
