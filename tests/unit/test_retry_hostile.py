@@ -218,6 +218,82 @@ def test_a_cancelled_async_retry_call_ends_its_span_as_cancelled(
     assert span.attributes["laios.retry.attempts"] == (1 if during == "wait" else 2)
 
 
+def _interrupted_call(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    during: str,
+    traced: bool,
+) -> Any:
+    """Run a blocking retry call that Ctrl-C interrupts during its first attempt, its wait or
+    its second attempt; return the store and the finished spans."""
+    calls = 0
+
+    def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if during == "first attempt" or (during == "second attempt" and calls == 2):
+            raise KeyboardInterrupt
+        raise ConnectionError("reset")
+
+    def interrupted_sleep(seconds: float, stop: Any = None) -> None:
+        if during == "wait":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(retry, "sleep", interrupted_sleep)
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("flaky", "Fails.", flaky))
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    executor = make_executor(
+        tool_registry=registry, store=store, tracer_provider=provider if traced else None
+    )
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute_with_retry(make_task("flaky"), context, max_retries=3, retry_delay=1)
+    return store, exporter.get_finished_spans()
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["traced", "untraced"])
+@pytest.mark.parametrize("during", ["first attempt", "wait", "second attempt"])
+def test_an_interrupted_blocking_retry_call_is_counted_as_a_cancelled_result(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    during: str,
+    traced: bool,
+) -> None:
+    """An execute_with_retry call that Ctrl-C interrupts counts once in
+    laios_task_results_total, as cancelled (as an interrupted execute_task does)."""
+    store, _spans = _interrupted_call(
+        make_executor, make_task, context, monkeypatch, during, traced
+    )
+    assert _results(store, "flaky") == {"cancelled": 1}
+
+
+@pytest.mark.parametrize("during", ["first attempt", "wait", "second attempt"])
+def test_an_interrupted_blocking_retry_call_ends_its_span_as_cancelled(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    during: str,
+) -> None:
+    """The retry span of a call that Ctrl-C interrupts is ERROR with error.type cancelled and
+    the attempts it made."""
+    _store, spans = _interrupted_call(
+        make_executor, make_task, context, monkeypatch, during, traced=True
+    )
+    (span,) = [s for s in spans if s.name.startswith("laios.execute_with_retry")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.attributes["laios.retry.attempts"] == (2 if during == "second attempt" else 1)
+
+
 # -- the deadline and a slow on_retry hook ---------------------------------------------------
 
 

@@ -242,9 +242,10 @@ class RetryRun:
         return result
 
     def caller_cancelled(self) -> None:
-        """The awaiting coroutine was cancelled (during an attempt or a wait): count the call's
-        result as ``cancelled``, as a cancelled ``execute_async`` is, and have :meth:`end`
-        record it on the retry span."""
+        """The caller stopped waiting (its coroutine was cancelled, or its thread interrupted)
+        during an attempt or a wait: count the call's result as ``cancelled``, as a cancelled
+        ``execute_async`` or an interrupted ``execute_task`` is, and have :meth:`end` record
+        it on the retry span."""
         self.engine.store.result_returned(self._slot(), "cancelled")
         if self.span is not None:
             attempts = self.retries + 1
@@ -297,7 +298,12 @@ def retry_blocking(
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping.
-        first = engine.run_blocking(task, context, timeout, on_progress, retries=0)
+        try:
+            first = engine.run_blocking(task, context, timeout, on_progress, retries=0)
+        except (KeyboardInterrupt, SystemExit):
+            # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled.
+            RetryRun(engine, task, policy, timeout, on_retry, secrets_before).caller_cancelled()
+            raise
         if first.success:
             first.metadata["retries"] = 0
             return first
@@ -330,6 +336,11 @@ def retry_blocking(
             if not run.after_wait():
                 break
         return run.conclude(result)
+    except (KeyboardInterrupt, SystemExit):
+        # Interrupted (Ctrl-C, or a signal handler's exit) in an attempt or a wait: the caller
+        # receives no result; it counts as cancelled, as an interrupted execute_task does.
+        run.caller_cancelled()
+        raise
     finally:
         run.end()
 
