@@ -214,11 +214,16 @@ def test_thread_runner_refuses_a_name_that_is_not_a_string() -> None:
 
 
 def test_queued_count_after_shutdown_counts_no_calls_that_do_not_exist(
-    make_executor: Any, make_task: Any, context: Context, gate: Any
+    make_executor: Any, make_task: Any, context: Context, gate: Any, in_thread: Any
 ) -> None:
     """After shutdown (called three times) with a hung tool, the runner reports nothing queued."""
     executor = make_executor(max_workers=2)
-    executor.execute_task(make_task("blocked"), context, timeout=0.1)
+    # Hung once it has started (a tool still queued at its deadline never starts).
+    waiter, box = in_thread(executor.execute_task, make_task("blocked"), context, timeout=1.0)
+    assert gate.wait_entered(1)
+    waiter.join(10)
+    [hung] = box
+    assert hung.metadata["outcome"] == "timeout"
     executor.execute_task(make_task("echo"), context, timeout=5)
     executor.shutdown(wait=True)
     executor.shutdown(wait=False)
