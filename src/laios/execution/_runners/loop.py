@@ -17,11 +17,13 @@ the limit: waiting would wait for the slot its own caller holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -195,14 +197,24 @@ class AsyncSlots:
             lock.release()
 
 
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Ask ``loop`` (running on its own thread) to stop; nothing when it is closed already."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(loop.stop)
+
+
 class LoopThread:
-    """An event loop running for ever on a daemon thread of its own, started on first use."""
+    """An event loop running on a daemon thread of its own, started on first use, until
+    :meth:`stop` or until nothing refers to this object any more (then the loop stops and is
+    closed, and its thread ends)."""
 
     def __init__(self, name: str = "laios-loop") -> None:
         self._name = name
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        # Stops the loop once this object is collected (the thread refers to the loop only).
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -213,9 +225,12 @@ class LoopThread:
         """
         if self._loop is not None:
             _INHERITED_LOOPS.append(self._loop)
+        if self._finalizer is not None:
+            self._finalizer.detach()  # (the parent's loop: never stopped from here)
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
+        self._finalizer = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -234,6 +249,8 @@ class LoopThread:
                 ready.wait()
                 self._thread = thread
                 self._loop = new_loop
+                self._finalizer = weakref.finalize(self, _stop_loop, new_loop)
+                self._finalizer.atexit = False  # (at exit, daemon threads end as they are)
             return self._loop
 
     @staticmethod
