@@ -1,6 +1,6 @@
-"""What the store keeps of a task id is bounded: a 1 MB id costs a few hundred bytes once its
-task has finished, in the record ring, the progress histories and the custom metrics alike,
-and every view still finds it by the whole id."""
+"""What the store keeps of a task id or a tool name is bounded: a 1 MB id (or name) costs a
+few hundred bytes once its task has finished, in the record ring, the progress histories and
+the custom metrics alike, and every view still finds a task by its whole id."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def _executor(store: MetricStore) -> Executor:
     return Executor(registry, store=store, register_prometheus=False)
 
 
-def huge_id(index: int) -> str:
-    return f"{index:04d}" + "i" * HUGE
+def huge_id(index: int, fill: str = "i") -> str:
+    return f"{index:04d}" + fill * HUGE
 
 
 def held_by(fill: Callable[[MetricStore], object]) -> int:
@@ -68,6 +68,24 @@ def test_finished_tasks_with_huge_ids_hold_bounded_memory() -> None:
             task = Task(id=huge_id(index), plan_id="p", description="d", tool_name="report")
             assert executor.execute_task(task, CONTEXT).success
         assert executor.get_metrics(huge_id(0)) is not None  # retained
+        return executor
+
+    assert held_by(run) < COUNT * PER_ID
+
+
+def test_finished_tasks_of_huge_unknown_tool_names_hold_bounded_memory() -> None:
+    """40 tasks asking for unknown 1 MB tool names hold under 20 kB each, not the names."""
+
+    def run(store: MetricStore) -> Executor:
+        executor = _executor(store)
+        for index in range(COUNT):
+            task = Task(plan_id="p", description="d", tool_name=huge_id(index, "n"))
+            result = executor.execute_task(task, CONTEXT)
+            assert result.metadata["error_type"] == "tool_not_found"
+            assert result.metadata["tool_name"] == huge_id(index, "n")  # the caller's, whole
+        (metrics, *_) = executor.get_all_metrics()
+        assert metrics.to_dict()["tool_name"].startswith("0000nnn")
+        assert len(metrics.to_dict()["tool_name"]) <= 256
         return executor
 
     assert held_by(run) < COUNT * PER_ID

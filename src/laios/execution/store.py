@@ -670,6 +670,8 @@ class MetricStore:
             del self._active[rec]
             update = None
             scope = rec.scope
+            if len(rec.tool) > MAX_ID_CHARS:  # (a name nobody registered may be any size)
+                rec.tool = shorten(rec.tool, MAX_ID_CHARS)
             if scope is not None:  # from its active records to its ring of finished ones
                 task_id = rec.task_id
                 if len(task_id) > MAX_ID_CHARS:  # kept bounded from now on (see record_id)

@@ -816,7 +816,7 @@ class Job(TaskRecord):
             task,
             {"status": status, "completed_at": datetime.now(_UTC), "result": data, "error": error},
         )
-        metadata["tool_name"] = self.tool
+        metadata["tool_name"] = task.tool_name  # (the record keeps a huge name cut)
         metadata["outcome"] = outcome
         if failed:
             metadata["error_type"] = error_type
