@@ -55,6 +55,10 @@ _HELD_SLOTS: contextvars.ContextVar[tuple[AsyncSlots, ...]] = contextvars.Contex
     "laios_held_async_slots", default=()
 )
 
+#: Calls given up while waiting that :meth:`AsyncSlots.give_up` leaves in the queue at least
+#: (clearing a short queue again and again would cost more than it frees).
+_GIVEN_UP_SLACK = 16
+
 _NO_LOOP = Refusal(
     "loop_closed",
     "The event loop this async tool was to run on is closed; the task was not started",
@@ -135,6 +139,9 @@ class AsyncSlots:
         self.running = 0
         self.waiting: deque[_LoopCall] = deque()
         self.lock = threading.Lock()
+        #: Calls given up while waiting since the queue was last cleared of them (see
+        #: :meth:`give_up`).
+        self.given_up = 0
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -142,6 +149,7 @@ class AsyncSlots:
         self.running = 0
         self.waiting = deque()
         self.lock = threading.Lock()
+        self.given_up = 0
 
     def held_here(self) -> bool:
         """Whether the calling code runs inside an async tool holding one of these slots."""
@@ -172,6 +180,30 @@ class AsyncSlots:
                 self.running += 1
                 return True
             return False
+        finally:
+            lock.release()
+
+    def give_up(self) -> Sequence[_LoopCall]:
+        """A waiting call was given up (marked ``abandoned``): once such calls may be half the
+        queue, clear them all out of it and return them (none of them is ever to start).
+
+        A freed slot drops the given-up calls at the head of the queue, but while every slot
+        stays taken (a tool holding its slot for hours) nothing is freed: without this, calls
+        timing out in the queue would pile up there with their parameters for as long.
+        """
+        lock = self.lock
+        lock.acquire()
+        try:
+            self.given_up += 1
+            if self.given_up <= _GIVEN_UP_SLACK or 2 * self.given_up <= len(self.waiting):
+                return ()
+            kept: deque[_LoopCall] = deque()
+            dropped: list[_LoopCall] = []
+            for work in self.waiting:
+                (dropped if work.abandoned else kept).append(work)
+            self.waiting = kept
+            self.given_up = 0
+            return dropped
         finally:
             lock.release()
 
@@ -410,8 +442,12 @@ class LoopRunner:
         assert isinstance(handle, _LoopCall)
         handle.abandoned = True
         task = handle.task
-        if task is not None and not task.done():
-            _on_loop(handle.loop, task.cancel)
+        if task is not None:
+            if not task.done():
+                _on_loop(handle.loop, task.cancel)
+        elif not handle.ran:  # waiting for a slot (or just handed one: then nothing is dropped)
+            for given_up in self.slots.give_up():
+                given_up.runner.forget()
         return "stopped"
 
     def shutdown(self, wait: bool = True) -> None:
