@@ -1,5 +1,6 @@
-"""Calls given up while they wait for an async slot do not pile up behind a tool that holds
-the slot: their parameters are let go although the slot is never freed meanwhile."""
+"""Calls given up while they wait for an async slot, or for a worker thread, do not pile up
+behind a tool that holds the slot (or the thread): their parameters are let go although the
+slot is never freed meanwhile."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
-from laios.tools.base import AsyncBaseTool
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 CALLS = 1000
@@ -75,4 +76,52 @@ def test_calls_that_time_out_waiting_for_a_slot_let_their_parameters_go() -> Non
     try:
         asyncio.run(scenario())
     finally:
+        executor.shutdown()
+
+
+class Busy(BaseTool):
+    name = "busy"
+    description = "Blocks its worker thread until released (or GUARD seconds)."
+    release = threading.Event()
+    running = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        if kwargs.get("hog"):
+            Busy.running.set()
+            Busy.release.wait(GUARD)
+        return "done"
+
+
+def test_calls_that_time_out_waiting_for_a_worker_thread_let_their_parameters_go() -> None:
+    """1,000 calls timing out behind the only busy worker leave at most 50 of them held."""
+    registry = ToolRegistry()
+    registry.register_tool(Busy())
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False, max_workers=1)
+    refs: list[weakref.ref[Payload]] = []
+
+    def busy(**parameters: Any) -> Task:
+        return Task(plan_id="p", description="d", tool_name="busy", parameters=parameters)
+
+    async def scenario() -> None:
+        hog = asyncio.ensure_future(executor.execute_async(busy(hog=True), CONTEXT, timeout=GUARD))
+        await asyncio.wait_for(asyncio.to_thread(Busy.running.wait), GUARD)
+        calls = []
+        for _ in range(CALLS):
+            payload = Payload()
+            refs.append(weakref.ref(payload))
+            calls.append(executor.execute_async(busy(payload=payload), CONTEXT, timeout=0.001))
+            del payload
+        results = await asyncio.wait_for(asyncio.gather(*calls), GUARD)
+        assert {result.metadata["outcome"] for result in results} == {"timeout"}
+        del results, calls
+        gc.collect()
+        alive = sum(ref() is not None for ref in refs)
+        Busy.release.set()
+        assert (await asyncio.wait_for(hog, GUARD)).success
+        assert alive <= LEFT_AT_MOST, f"{alive} of {CALLS} given-up calls still held"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        Busy.release.set()
         executor.shutdown()
