@@ -13,9 +13,10 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 from store_fakes import SteppedClock
 
 from laios.core.types import Context
+from laios.execution._records import data_size
 from laios.execution.executor import ExecutionMetrics, Executor
 from laios.execution.monitor import ExecutionMonitor, ProgressStatus
-from laios.execution.store import MetricStore
+from laios.execution.store import MAX_CHECKPOINTS_PER_TASK, MAX_RECORD_BYTES, MetricStore
 
 # -- standalone ----------------------------------------------------------------------------
 
@@ -85,6 +86,19 @@ def test_checkpoints_are_a_copy() -> None:
     assert metrics.checkpoints == [
         {"name": "one", "timestamp": metrics.checkpoints[0]["timestamp"], "data": {"k": 1}}
     ]
+
+
+def test_standalone_checkpoints_keep_the_record_bounds() -> None:
+    """A detached record keeps at most 256 checkpoints, with names cut and data summarized."""
+    metrics = ExecutionMetrics("task-1")
+    blob = bytearray(1_000_000)
+    for index in range(1000):
+        metrics.checkpoint(f"step-{index}" + "n" * 5000, {"blob": blob})
+    points = metrics.checkpoints
+    assert 0 < len(points) <= MAX_CHECKPOINTS_PER_TASK
+    assert all(len(point["name"]) <= 256 for point in points)
+    assert all(point["data"]["blob"] is not blob for point in points)
+    assert data_size([point["data"] for point in points]) <= MAX_RECORD_BYTES
 
 
 def test_to_dict_has_the_documented_keys() -> None:

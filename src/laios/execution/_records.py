@@ -7,6 +7,7 @@ kept: as a bounded copy, never as a reference to the tool's own objects.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import sys
@@ -28,12 +29,14 @@ __all__ = [
     "MAX_DATA_DEPTH",
     "MAX_DATA_ITEMS",
     "MAX_DATA_STRING",
+    "MAX_ID_CHARS",
     "MAX_TEXT",
     "Checkpoint",
     "ProgressStatus",
     "ProgressUpdate",
     "clamp_percent",
     "data_size",
+    "record_id",
     "shorten",
     "summarize",
     "text_size",
@@ -56,6 +59,30 @@ def shorten(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
         return text
     return text[: max(limit - 1, 0)] + "…"
+
+
+#: Longest task id the store keeps as it is, in characters (see :func:`record_id`).
+MAX_ID_CHARS = 256
+#: Characters of a longer id kept before its digest.
+_ID_PREFIX_CHARS = 200
+
+
+def record_id(task_id: str) -> str:
+    """The id the store keeps a task under, and looks it up by: ``task_id`` itself when it
+    has at most :data:`MAX_ID_CHARS` characters; a longer one as its first 200 characters,
+    ``"…"`` and a 128-bit digest of the whole id (233 characters), so that a huge id costs a
+    few hundred bytes however long the store keeps it, while a lookup by the whole id still
+    finds it and two ids stay two. A value that is not a string is returned as it is.
+
+    >>> record_id("task-1")
+    'task-1'
+    >>> len(record_id("x" * 1_000_000))
+    233
+    """
+    if not isinstance(task_id, str) or len(task_id) <= MAX_ID_CHARS:
+        return task_id
+    whole = task_id.encode("utf-8", "surrogatepass")
+    return f"{task_id[:_ID_PREFIX_CHARS]}…{hashlib.blake2b(whole, digest_size=16).hexdigest()}"
 
 
 #: Most bytes kept of one checkpoint's data or of one progress update's details, as

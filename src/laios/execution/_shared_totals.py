@@ -34,8 +34,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from laios.execution._logs import WarningLimiter
-from laios.execution._totals import ExportedTotals, sum_totals
+from laios.execution._totals import ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
+    DEFAULT_LIMITS,
+    Limits,
     Section,
     UnreadableFile,
     dump,
@@ -60,6 +62,7 @@ __all__ = [
     "close_lock",
     "fold",
     "gather",
+    "retire",
     "same_buckets",
     "without_gauges",
 ]
@@ -192,17 +195,46 @@ def add_up(sections: list[Section]) -> list[Section]:
         first = group[0].totals
         (total,) = sum_totals(section.totals for section in group)
         kept = {name: getattr(first, name) for name in _IDENTITY_FIELDS}
-        added.append(Section(group[0].bounds, dataclasses.replace(total, **kept)))
+        added.append(
+            Section(group[0].bounds, dataclasses.replace(total, **kept), _largest_limits(group))
+        )
     return added
+
+
+def _largest_limits(sections: list[Section]) -> Limits | None:
+    """The largest of each limit the sections carry (``None`` when none carries any)."""
+    known = [section.limits for section in sections if section.limits is not None]
+    if not known:
+        return None
+    tools, errors, custom = zip(*known, strict=True)
+    return (max(tools), max(errors), max(custom))
+
+
+def retire(previous: list[Section], gone: list[Section]) -> list[Section]:
+    """The retired sections: ``previous`` (the retired file's) plus the sections of gone
+    processes, added up and kept within the label limits of the processes that wrote them
+    (:data:`DEFAULT_LIMITS` for those written without), so that the retired file stays
+    bounded however many processes with tools, error types and custom metrics of their own
+    come and go. Labels ``previous`` exports keep their place (see
+    :func:`~laios.execution._totals.capped_totals`)."""
+    before = {_identity(section): section for section in add_up(previous)}
+    retired = []
+    for section in add_up([*previous, *gone]):
+        earlier = before.get(_identity(section))
+        limits = section.limits or DEFAULT_LIMITS
+        totals = capped_totals(section.totals, limits, earlier.totals if earlier else None)
+        retired.append(section._replace(totals=totals, limits=limits))
+    return retired
 
 
 def without_gauges(section: Section) -> Section:
     """``section`` with the gauges of a process that is gone: all zero."""
     totals = section.totals
     tools = {label: dataclasses.replace(t, in_flight=0) for label, t in totals.tools.items()}
-    return Section(
-        section.bounds,
-        dataclasses.replace(totals, tools=tools, workers=0, queue_depth=0, abandoned_threads=0),
+    return section._replace(
+        totals=dataclasses.replace(
+            totals, tools=tools, workers=0, queue_depth=0, abandoned_threads=0
+        ),
     )
 
 
@@ -359,6 +391,7 @@ def fold(directory: SharedDirectory) -> int:
             retired, absorbed = [], frozenset()
         leftovers = [stem for stem in absorbed if directory.data(stem).exists()]
         folded: list[str] = []
+        gone: list[Section] = []
         held: list[int] = []
         try:
             for stem in directory.stems(with_orphans=True):
@@ -370,7 +403,7 @@ def fold(directory: SharedDirectory) -> int:
                 if fd >= 0:
                     held.append(fd)
                 sections = directory.read(directory.data(stem))
-                retired.extend(without_gauges(section) for section in sections or ())
+                gone.extend(without_gauges(section) for section in sections or ())
                 folded.append(stem)
             if not folded and not leftovers:
                 return 0
@@ -380,7 +413,7 @@ def fold(directory: SharedDirectory) -> int:
                     {
                         "kind": "retired",
                         "absorbed": [*leftovers, *folded],
-                        "sections": [section_data(s) for s in add_up(retired)],
+                        "sections": [section_data(s) for s in retire(retired, gone)],
                     }
                 )
                 write_document(directory.path / RETIRED, body)

@@ -44,7 +44,7 @@ import operator
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from itertools import chain
 from typing import TYPE_CHECKING, TypeVar
@@ -79,6 +79,7 @@ __all__ = [
     "MAX_LABEL_SETS",
     "ExportedTotals",
     "StoreTable",
+    "capped_totals",
     "export_label",
     "newer",
     "read_stores",
@@ -96,6 +97,7 @@ MAX_LABEL_SETS = 100
 MAX_ERROR_EXEMPLARS = 50
 
 _V = TypeVar("_V")
+_K = TypeVar("_K", bound=Hashable)
 
 
 def export_label(value: str) -> str:
@@ -551,6 +553,62 @@ def sum_totals(parts: Iterable[ExportedTotals]) -> list[ExportedTotals]:
             )
         )
     return summed
+
+
+def _kept_first(values: Mapping[_K, _V], known: Collection[_K]) -> dict[_K, _V]:
+    """``values`` with the keys in ``known`` first (each part in its own order)."""
+    return {
+        **{key: value for key, value in values.items() if key in known},
+        **{key: value for key, value in values.items() if key not in known},
+    }
+
+
+def capped_totals(
+    totals: ExportedTotals, limits: tuple[int, int, int], previous: ExportedTotals | None = None
+) -> ExportedTotals:
+    """``totals`` within ``limits`` (tool labels, error types per tool, custom metrics), as a
+    table keeps the folded totals of its gone stores: past ``max_tool_labels`` named tools,
+    further ones are added into ``other``, past ``max_error_types`` error types of a tool
+    (failures and retries each) further ones into ``other``, past ``max_custom_metrics``
+    ``(name, unit)`` pairs further ones into ``("other", "")``. What ``previous`` (the totals
+    that ``totals`` grew from) already exports keeps its place, so that no series it showed
+    moves into ``other`` and goes backwards. For the totals of gone processes
+    (:mod:`laios.execution.multiprocess`), which would otherwise gather the labels of every
+    process that ever ran."""
+    max_tools, max_errors, max_custom = limits
+    before = previous.tools if previous is not None else {}
+    rows: dict[str, list[ToolAggregates]] = {}
+    named = 0
+    for label, tool in _kept_first(totals.tools, before).items():
+        if label not in (TOOL_UNKNOWN, TOOL_OTHER):
+            if named >= max_tools and label not in before:
+                label = TOOL_OTHER
+            else:
+                named += 1
+        rows.setdefault(label, []).append(tool)
+    tools: dict[str, ToolAggregates] = {}
+    for label in sorted(rows):
+        merged = _merged(rows[label])
+        known = before.get(label)
+        errors = _kept_first(merged.errors, known.errors if known is not None else ())
+        retry_errors = _kept_first(
+            merged.retry_errors, known.retry_errors if known is not None else ()
+        )
+        tools[label] = replace(
+            merged,
+            tool=label,
+            errors=_capped(errors, max_errors, _add_errors),
+            retry_errors=_capped(retry_errors, max_errors, operator.add),
+        )
+    custom: dict[tuple[str, str], tuple[int, float]] = {}
+    for key, (count, total) in _kept_first(
+        totals.custom, previous.custom if previous is not None else ()
+    ).items():
+        if key not in custom and len(custom) >= max_custom:
+            key = ("other", "")
+        known_count, known_total = custom.get(key, (0, 0.0))
+        custom[key] = (known_count + count, known_total + total)
+    return replace(totals, tools=tools, custom=dict(sorted(custom.items())))
 
 
 def read_stores(stores: Iterable[MetricStore]) -> list[ExportedTotals]:

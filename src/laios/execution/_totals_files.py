@@ -5,10 +5,12 @@ A file is one JSON document, written whole to a temporary name and renamed over 
 (readers see the old or the new version, never a mix)::
 
     {"format": 1, "kind": "process", "pid": 4242,
-     "sections": [{"bounds": [0.001, ..., 300.0], "totals": {...}}]}
+     "sections": [{"bounds": [0.001, ..., 300.0], "totals": {...}, "limits": [200, 50, 100]}]}
 
 A *section* is one :class:`~laios.execution._exposition.ExportedTotals` with the upper bounds
-of its histogram buckets. The totals are written field by field from the dataclasses
+of its histogram buckets and the label limits of its stores (``max_tool_labels``,
+``max_error_types``, ``max_custom_metrics``; optional, so that files written with and without
+them are read alike). The totals are written field by field from the dataclasses
 themselves (:func:`encode`) and read back against their type annotations (:func:`decode`), so a
 field added to ``ExportedTotals`` or ``ToolAggregates`` travels without a change here: a field
 with a default may be missing from an older file; a field this version does not know makes
@@ -33,7 +35,9 @@ from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 from laios.execution._totals import ExportedTotals
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "FORMAT",
+    "Limits",
     "Section",
     "UnreadableFile",
     "decode",
@@ -53,11 +57,20 @@ class UnreadableFile(ValueError):
     """A file that is not a totals document this version can read (the message says why)."""
 
 
+#: The label limits of a section: tool labels, error types per tool, custom metrics.
+Limits = tuple[int, int, int]
+#: The limits of a section written without them (a ``MetricStore``'s defaults).
+DEFAULT_LIMITS: Limits = (200, 50, 100)
+
+
 class Section(NamedTuple):
-    """Totals with the upper bounds of their histogram buckets (``+Inf`` implied)."""
+    """Totals with the upper bounds of their histogram buckets (``+Inf`` implied), and the
+    label limits of the stores they come from (``None``: not known, as in a file written
+    without them)."""
 
     bounds: tuple[float, ...]
     totals: ExportedTotals
+    limits: Limits | None = None
 
 
 def _fields_of(value: Any) -> dict[str, Any]:
@@ -267,7 +280,11 @@ def sections_of(document: Mapping[str, Any]) -> list[Section]:
         UnreadableFile: When a section does not fit :class:`Section`.
     """
     sections = [
-        Section(decode(tuple[float, ...], entry["bounds"]), decode(ExportedTotals, entry["totals"]))
+        Section(
+            decode(tuple[float, ...], entry["bounds"]),
+            decode(ExportedTotals, entry["totals"]),
+            _limits(entry.get("limits")),
+        )
         for entry in map(_entry, _list(document.get("sections", [])))
     ]
     for section in sections:
@@ -275,9 +292,23 @@ def sections_of(document: Mapping[str, Any]) -> list[Section]:
     return sections
 
 
+def _limits(data: Any) -> Limits | None:
+    """A section's ``limits`` as read; ``None`` when it has none."""
+    if data is None:
+        return None
+    limits: Limits = decode(Limits, data)
+    if min(limits) < 1:
+        raise UnreadableFile(f"a section's limits must be positive, got {limits!r}")
+    return limits
+
+
 def section_data(section: Section) -> dict[str, Any]:
-    """A section as written in a document's ``sections``."""
-    return {"bounds": section.bounds, "totals": section.totals}
+    """A section as written in a document's ``sections`` (``limits`` only when known: a
+    reader that does not know them passes over them)."""
+    data: dict[str, Any] = {"bounds": section.bounds, "totals": section.totals}
+    if section.limits is not None:
+        data["limits"] = section.limits
+    return data
 
 
 def read_document(path: Path) -> dict[str, Any]:

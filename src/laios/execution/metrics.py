@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from laios.execution.store import TaskRecord
+from laios.execution.store import TaskRecord, get_default_store
 
 if TYPE_CHECKING:
     from laios.execution.store import Clock, MetricStore
@@ -183,20 +183,18 @@ class ExecutionMetrics:
             rec.state = "finished"
 
     def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
-        """Add a named milestone with the current time.
+        """Add a named milestone with the current time, within the bounds a stored record
+        keeps (see :meth:`MetricStore.add_checkpoint
+        <laios.execution.store.MetricStore.add_checkpoint>`), also on a detached record.
 
         Args:
             name: The milestone's name.
             data: Extra values to keep with it.
         """
-        if self._store is not None:
-            self._store.add_checkpoint(self._record, name, data)
-        else:
-            from laios.execution._records import Checkpoint
-
-            rec = self._record
-            point = Checkpoint(str(name), time.time(), dict(data) if data else {})
-            rec.checkpoints = [*rec.checkpoints, point]
+        # A detached record keeps its checkpoints within the same bounds as a stored one
+        # (the default store only lends its lock and its clock: the record stays detached).
+        store = self._store if self._store is not None else get_default_store()
+        store.add_checkpoint(self._record, name, data)
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics as a plain dict (with ``trace_id``/``span_id`` when traced)."""

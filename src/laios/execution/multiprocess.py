@@ -34,7 +34,10 @@ How:
   directory's lock file (a scrape reads under a shared one, so it sees a file either before or
   after its fold, never both or neither): their counters are added to it and their gauges
   dropped, so the directory holds one file per live process plus one, however often workers
-  are replaced. The retired file names the files it has absorbed until they are deleted, so a
+  are replaced. The retired totals keep the label limits of the stores that wrote them (each
+  section of a file carries them): past ``max_tool_labels`` tools, further new ones add into
+  ``other``, and likewise error types and custom metrics, so the retired file stays bounded
+  too. The retired file names the files it has absorbed until they are deleted, so a
   fold cut short between the two steps never counts a file twice. Any scrape folds the files
   of gone processes; gunicorn's ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as
   soon as a worker exits.
@@ -79,6 +82,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from laios.execution._aggregates import LabelSet
 from laios.execution._forks import reset_after_fork
 from laios.execution._shared_totals import (
     HAS_LOCKS,
@@ -92,7 +96,7 @@ from laios.execution._shared_totals import (
     without_gauges,
 )
 from laios.execution._totals import ExportedTotals
-from laios.execution._totals_files import Section, dump, section_data, write_document
+from laios.execution._totals_files import Limits, Section, dump, section_data, write_document
 from laios.execution.prometheus import StoreCollector, ensure_collector
 from laios.execution.store import MetricStore
 
@@ -182,10 +186,26 @@ class MultiprocessExport:
             return False
         return self._files.holds(self._stem, self._lock_fd)
 
+    def _sections(self) -> list[Section]:
+        """This process's totals now, each with the label limits of its live stores (the
+        largest of each; unknown for a label set whose stores are all gone)."""
+        limits: dict[LabelSet, Limits] = {}
+        for store in self._collector.stores:
+            labels = store.counts.labels
+            tools, errors, custom = limits.get(labels, (1, 1, 1))
+            limits[labels] = (
+                max(tools, store.max_tool_labels),
+                max(errors, store.max_error_types),
+                max(custom, store.max_custom_metrics),
+            )
+        return [
+            Section(t.duration_buckets, t, limits.get(t.labels)) for t in self._collector.totals()
+        ]
+
     def _write_locked(self, *, gauges: bool = True) -> None:
         """Write this process's totals now (the caller holds ``self._lock``); ``gauges=False``:
         as a process's that no longer runs tasks here (the gauges at zero)."""
-        sections = [Section(t.duration_buckets, t) for t in self._collector.totals()]
+        sections = self._sections()
         if not gauges:
             sections = [without_gauges(section) for section in sections]
         body = dump(
@@ -239,7 +259,7 @@ class MultiprocessExport:
                     self._warn_write(exc)
                 own, stem = list(self._written), self._stem
             else:
-                own = [Section(t.duration_buckets, t) for t in self._collector.totals()]
+                own = self._sections()
                 stem = None
         merged = gather(self._files, stem, own)
         return [section.totals for section in merged]

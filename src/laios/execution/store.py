@@ -43,11 +43,13 @@ from laios.execution._aggregates import (
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._records import (
+    MAX_ID_CHARS,
     MAX_TEXT,
     Checkpoint,
     ProgressStatus,
     ProgressUpdate,
     data_size,
+    record_id,
     shorten,
     summarize,
     text_size,
@@ -118,6 +120,8 @@ def _kept_update(update: ProgressUpdate) -> tuple[ProgressUpdate, int]:
     """The update as a history keeps it (message cut, details summarized) and its size."""
     message = update.message
     changes: dict[str, Any] = {}
+    if len(update.task_id) > MAX_ID_CHARS:
+        changes["task_id"] = record_id(update.task_id)
     size = 0
     if message is not None:
         if len(message) > MAX_TEXT:
@@ -287,18 +291,19 @@ class RecordScope:
         self.finished: OrderedDict[str, TaskRecord] = OrderedDict()
 
 
-def _unshadow(scope: RecordScope, rec: TaskRecord, shown: bool) -> None:
-    """Forget a finished run among the older active runs of its id (caller holds the lock);
-    when it was the run shown (``shown``), show the newest older run still active instead."""
-    older = scope.shadowed.get(rec.task_id)
+def _unshadow(scope: RecordScope, rec: TaskRecord, key: str, shown: bool) -> None:
+    """Forget a finished run among the older active runs of its id (``key``, as
+    :func:`~laios.execution._records.record_id` gives it; caller holds the lock); when it was
+    the run shown (``shown``), show the newest older run still active instead."""
+    older = scope.shadowed.get(key)
     if not older:
         return
     if shown:
-        scope.active_by_id[rec.task_id] = older.pop()
+        scope.active_by_id[key] = older.pop()
     elif rec in older:
         older.remove(rec)
     if not older:
-        del scope.shadowed[rec.task_id]
+        del scope.shadowed[key]
 
 
 class MetricStore:
@@ -530,10 +535,13 @@ class MetricStore:
         try:
             self._active[rec] = None
             if scope is not None:
-                shadowed = scope.active_by_id.get(rec.task_id)
+                key = rec.task_id
+                if len(key) > MAX_ID_CHARS:
+                    key = record_id(key)
+                shadowed = scope.active_by_id.get(key)
                 if shadowed is not None:  # the id is running already: that run stays known
-                    scope.shadowed.setdefault(rec.task_id, []).append(shadowed)
-                scope.active_by_id[rec.task_id] = rec
+                    scope.shadowed.setdefault(key, []).append(shadowed)
+                scope.active_by_id[key] = rec
             if running:
                 slot.in_flight += 1
                 wait = slot.queue_wait  # a wait of zero: counted into the first bucket
@@ -662,14 +670,18 @@ class MetricStore:
             del self._active[rec]
             update = None
             scope = rec.scope
+            if len(rec.tool) > MAX_ID_CHARS:  # (a name nobody registered may be any size)
+                rec.tool = shorten(rec.tool, MAX_ID_CHARS)
             if scope is not None:  # from its active records to its ring of finished ones
                 task_id = rec.task_id
+                if len(task_id) > MAX_ID_CHARS:  # kept bounded from now on (see record_id)
+                    task_id = rec.task_id = record_id(task_id)
                 active = scope.active_by_id
                 other = active.pop(task_id, rec)
                 if other is not rec:  # a newer run with the same id: it stays
                     active[task_id] = other
                 if scope.shadowed:
-                    _unshadow(scope, rec, other is rec)
+                    _unshadow(scope, rec, task_id, other is rec)
                 finished = scope.finished
                 if finished.setdefault(task_id, rec) is not rec:  # the id ran before
                     del finished[task_id]
@@ -855,7 +867,7 @@ class MetricStore:
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""
-        history = self.progress_history(task_id)
+        history = self.progress_history(task_id)  # (the id as kept: see record_id)
         return history[-1] if history else None
 
     def progress_history(self, task_id: str) -> list[ProgressUpdate]:
@@ -865,6 +877,7 @@ class MetricStore:
         ``FAILED`` or ``CANCELLED``) are derived from the task's latest record instead of being
         stored, which keeps the per-task cost of progress tracking near zero.
         """
+        task_id = record_id(task_id)
         with self._lock:
             explicit = list(self._progress.get(task_id, ()))
             rec = self._latest(task_id, progress=True)
@@ -888,6 +901,7 @@ class MetricStore:
 
     def clear_progress(self, task_id: str) -> None:
         """Forget the progress of ``task_id``."""
+        task_id = record_id(task_id)
         with self._lock:
             self._progress.pop(task_id, None)
             rec = self._latest(task_id, progress=True)
@@ -910,6 +924,7 @@ class MetricStore:
     def record_custom(self, task_id: str, name: str, value: float, unit: str) -> None:
         """Keep a custom metric sample (bounded) and add it to the exported aggregates."""
         entry = {"value": value, "unit": unit, "timestamp": self.clock.time()}
+        task_id = record_id(task_id)
         with self._lock:
             rec = self._latest(task_id, progress=False)
             if rec is not None:  # kept with the task's record, bounded by the record ring
@@ -948,6 +963,7 @@ class MetricStore:
 
     def custom_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """The retained custom metric samples of ``task_id`` (copies)."""
+        task_id = record_id(task_id)
         with self._lock:
             rec = self._latest(task_id, progress=False)
             merged: dict[str, list[dict[str, Any]]] = {}
@@ -965,6 +981,7 @@ class MetricStore:
                     for record in (*scope.finished.values(), *scope.active_by_id.values()):
                         record.custom = None
             else:
+                task_id = record_id(task_id)
                 self._custom.pop(task_id, None)
                 latest = self._latest(task_id, progress=False)
                 if latest is not None:
@@ -979,6 +996,7 @@ class MetricStore:
 
     def find(self, scope: RecordScope, task_id: str) -> TaskRecord | None:
         """The newest record of ``task_id`` in ``scope`` (active first), or ``None``."""
+        task_id = record_id(task_id)
         with self._lock:
             return scope.active_by_id.get(task_id) or scope.finished.get(task_id)
 
@@ -992,9 +1010,13 @@ class MetricStore:
             ]
 
     def active(self, scope: RecordScope, task_id: str) -> list[TaskRecord]:
-        """Queued and running records of ``task_id`` in ``scope``."""
+        """Queued and running records of ``task_id`` in ``scope``, oldest first."""
+        task_id = record_id(task_id)
         with self._lock:
-            return [r for r in self._active if r.scope is scope and r.task_id == task_id]
+            shown = scope.active_by_id.get(task_id)
+            if shown is None:
+                return []
+            return [*scope.shadowed.get(task_id, ()), shown]
 
     def clear_scope(self, scope: RecordScope, task_id: str | None = None) -> None:
         """Drop finished records of a scope (one id, or all)."""
@@ -1002,7 +1024,7 @@ class MetricStore:
             if task_id is None:
                 scope.finished.clear()
             else:
-                scope.finished.pop(task_id, None)
+                scope.finished.pop(record_id(task_id), None)
 
     def snapshot(self) -> StoreSnapshot:
         """A consistent copy of every aggregate and the running tasks, for ``/status``.

@@ -816,7 +816,7 @@ class Job(TaskRecord):
             task,
             {"status": status, "completed_at": datetime.now(_UTC), "result": data, "error": error},
         )
-        metadata["tool_name"] = self.tool
+        metadata["tool_name"] = task.tool_name  # (the record keeps a huge name cut)
         metadata["outcome"] = outcome
         if failed:
             metadata["error_type"] = error_type
@@ -844,7 +844,7 @@ class Job(TaskRecord):
         return construct(
             TaskResult,
             {
-                "task_id": self.task_id,
+                "task_id": task.id,  # (the record keeps a huge id cut: see record_id)
                 "success": not failed,
                 "output": data,
                 "error": error,
@@ -907,6 +907,8 @@ class Job(TaskRecord):
     def internal_failure(self, exc: BaseException) -> TaskResult:
         """The result of a run whose recording failed inside the executor: logged with its
         traceback, counted as ``error_type="internal"``, never raised to the caller."""
+        task = self.task
+        task_id = task.id if task is not None else self.task_id
         _log.error(
             "internal error while finishing task %r (tool %r); the task is reported as failed",
             shorten(self.task_id, 128),
@@ -924,7 +926,7 @@ class Job(TaskRecord):
             except Exception:
                 _log.exception("could not end the span of task %r", self.task_id[:128])
         return TaskResult(
-            task_id=self.task_id,
+            task_id=task_id,
             success=False,
             error=(
                 f"Internal error in the executor while finishing task '{self.task_id}': "

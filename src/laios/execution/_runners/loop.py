@@ -17,11 +17,13 @@ the limit: waiting would wait for the slot its own caller holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -52,6 +54,10 @@ _INHERITED_LOOPS: list[asyncio.AbstractEventLoop] = []
 _HELD_SLOTS: contextvars.ContextVar[tuple[AsyncSlots, ...]] = contextvars.ContextVar(
     "laios_held_async_slots", default=()
 )
+
+#: Calls given up while waiting that :meth:`AsyncSlots.give_up` leaves in the queue at least
+#: (clearing a short queue again and again would cost more than it frees).
+_GIVEN_UP_SLACK = 16
 
 _NO_LOOP = Refusal(
     "loop_closed",
@@ -133,6 +139,9 @@ class AsyncSlots:
         self.running = 0
         self.waiting: deque[_LoopCall] = deque()
         self.lock = threading.Lock()
+        #: Calls given up while waiting since the queue was last cleared of them (see
+        #: :meth:`give_up`).
+        self.given_up = 0
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -140,6 +149,7 @@ class AsyncSlots:
         self.running = 0
         self.waiting = deque()
         self.lock = threading.Lock()
+        self.given_up = 0
 
     def held_here(self) -> bool:
         """Whether the calling code runs inside an async tool holding one of these slots."""
@@ -173,6 +183,30 @@ class AsyncSlots:
         finally:
             lock.release()
 
+    def give_up(self) -> Sequence[_LoopCall]:
+        """A waiting call was given up (marked ``abandoned``): once such calls may be half the
+        queue, clear them all out of it and return them (none of them is ever to start).
+
+        A freed slot drops the given-up calls at the head of the queue, but while every slot
+        stays taken (a tool holding its slot for hours) nothing is freed: without this, calls
+        timing out in the queue would pile up there with their parameters for as long.
+        """
+        lock = self.lock
+        lock.acquire()
+        try:
+            self.given_up += 1
+            if self.given_up <= _GIVEN_UP_SLACK or 2 * self.given_up <= len(self.waiting):
+                return ()
+            kept: deque[_LoopCall] = deque()
+            dropped: list[_LoopCall] = []
+            for work in self.waiting:
+                (dropped if work.abandoned else kept).append(work)
+            self.waiting = kept
+            self.given_up = 0
+            return dropped
+        finally:
+            lock.release()
+
     def give_back(self) -> tuple[_LoopCall | None, Sequence[_LoopCall]]:
         """Free a slot: return the waiting call that takes it over (if any), and the waiting
         calls given up meanwhile (dropped from the queue, never to start). A slot taken past
@@ -195,14 +229,24 @@ class AsyncSlots:
             lock.release()
 
 
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Ask ``loop`` (running on its own thread) to stop; nothing when it is closed already."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(loop.stop)
+
+
 class LoopThread:
-    """An event loop running for ever on a daemon thread of its own, started on first use."""
+    """An event loop running on a daemon thread of its own, started on first use, until
+    :meth:`stop` or until nothing refers to this object any more (then the loop stops and is
+    closed, and its thread ends)."""
 
     def __init__(self, name: str = "laios-loop") -> None:
         self._name = name
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        # Stops the loop once this object is collected (the thread refers to the loop only).
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -213,9 +257,12 @@ class LoopThread:
         """
         if self._loop is not None:
             _INHERITED_LOOPS.append(self._loop)
+        if self._finalizer is not None:
+            self._finalizer.detach()  # (the parent's loop: never stopped from here)
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
+        self._finalizer = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -234,6 +281,8 @@ class LoopThread:
                 ready.wait()
                 self._thread = thread
                 self._loop = new_loop
+                self._finalizer = weakref.finalize(self, _stop_loop, new_loop)
+                self._finalizer.atexit = False  # (at exit, daemon threads end as they are)
             return self._loop
 
     @staticmethod
@@ -393,8 +442,12 @@ class LoopRunner:
         assert isinstance(handle, _LoopCall)
         handle.abandoned = True
         task = handle.task
-        if task is not None and not task.done():
-            _on_loop(handle.loop, task.cancel)
+        if task is not None:
+            if not task.done():
+                _on_loop(handle.loop, task.cancel)
+        elif not handle.ran:  # waiting for a slot (or just handed one: then nothing is dropped)
+            for given_up in self.slots.give_up():
+                given_up.runner.forget()
         return "stopped"
 
     def shutdown(self, wait: bool = True) -> None:

@@ -35,6 +35,9 @@ _log = logging.getLogger("laios.execution")
 
 #: Seconds an idle worker waits for work before its thread exits.
 IDLE_TIMEOUT = 30.0
+#: Calls given up in the queue that are left there at least (see ``ThreadRunner.abandon``):
+#: clearing a short queue again and again would cost more than it frees.
+_GIVEN_UP_SLACK = 16
 
 _NO_THREAD = Refusal(
     "no_thread",
@@ -92,6 +95,7 @@ class ThreadRunner:
         self._threads: set[threading.Thread] = set()
         self._held: set[threading.Thread] = set()  # threads held by abandoned calls; locked
         self._markers = 0  # shutdown markers (None) in the queue, not calls; locked
+        self._given_up = 0  # calls abandoned in the queue since it was last cleared; locked
         self._counter = 0
         reset_after_fork(self)
 
@@ -104,6 +108,7 @@ class ThreadRunner:
         self._threads = set()
         self._held = set()
         self._markers = 0
+        self._given_up = 0
 
     @property
     def abandoned(self) -> int:
@@ -258,8 +263,11 @@ class ThreadRunner:
             if handle.returned or handle.abandoned:
                 return "stopped"  # the tool already returned (or this was said before)
             handle.abandoned = True
-            if handle.thread is None:
-                return "stopped"  # its tool has not started: the worker will skip it
+            if handle.thread is None:  # its tool has not started: the worker will skip it
+                self._given_up += 1
+                if self._given_up > _GIVEN_UP_SLACK and 2 * self._given_up > self._queue.qsize():
+                    self._clear_given_up()
+                return "stopped"
             self._held.add(handle.thread)
             self._changed.notify_all()  # a shutdown waiting for this thread no longer waits
             allowed = self._allowed()
@@ -280,6 +288,30 @@ class ThreadRunner:
             for queued in drained:
                 queued.events.refused(refusal)
         return "left_running"
+
+    def _clear_given_up(self) -> None:
+        """Take the calls given up while queued out of the queue (the caller holds the lock).
+
+        A worker skips such a call when it reaches it, but while every worker stays busy (a
+        tool running for hours) none is reached: without this, calls timing out in the queue
+        would pile up there with their parameters for as long. The other calls and the
+        shutdown markers keep their order (a worker may take one meanwhile, which is fine).
+        The first calls, as many as there are workers, stay whatever they are: each of them
+        may be the one an idle worker was promised (``_idle``) and is waking up to take.
+        """
+        head = len(self._threads)
+        kept: list[_Work | None] = []
+        while True:
+            try:
+                queued = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if head > 0 or queued is None or not queued.abandoned:
+                kept.append(queued)
+            head -= 1
+        for queued in kept:
+            self._queue.put(queued)
+        self._given_up = 0
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; queued calls still run. With ``wait``, join the workers.
