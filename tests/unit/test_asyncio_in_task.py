@@ -202,3 +202,54 @@ def test_current_task_is_the_tools_handle_and_is_reset_after(make_executor: Any)
     output, after = asyncio.run(scenario())
     assert output == task.id
     assert after is None
+
+
+class Reports(AsyncBaseTool):
+    name = "reports"
+    description = "Reports progress, then returns without awaiting anything."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        current_task().progress(50, "half way")
+        return "returned"
+
+
+class CancelsItself(AsyncBaseTool):
+    name = "cancels_itself"
+    description = "Cancels its own task, then returns without awaiting anything."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.executor: Any = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.executor.cancel_task(current_task().task_id)
+        return "returned"
+
+
+@pytest.mark.parametrize("tool", ["reports", "cancels_itself"])
+def test_a_cancel_task_from_inside_the_tool_never_reaches_the_caller(
+    make_executor: Any, tool: str
+) -> None:
+    """cancel_task called while the tool runs, from its own on_progress callback or its own
+    code, ends the task cancelled and leaves no cancellation for the caller's next await."""
+    registry = ToolRegistry()
+    registry.register_tool(Reports)
+    itself = registry.register_tool(CancelsItself())
+    executor = itself.executor = make_executor(tool_registry=registry)
+    task = _task(tool)
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "progress":
+            executor.cancel_task(task.id)
+
+    async def scenario() -> tuple[Any, str]:
+        result = await executor.execute_async(task, CONTEXT, on_progress=on_progress)
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            return result, "cancelled out of nowhere"
+        return result, "carried on"
+
+    result, after = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
+    assert after == "carried on"

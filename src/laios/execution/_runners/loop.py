@@ -519,8 +519,16 @@ def _stop_awaited(work: _AwaitedCall) -> None:
     # On the loop's thread: only while the tool is awaited, so that a late request never
     # cancels what the caller does after it.
     if work.active and not work.stopped:
+        task = work.task
+        if asyncio.current_task() is task:
+            # Asked from inside the tool (its code, or a callback it ran): cancelling the
+            # running task would throw at its next await, which may be the caller's after
+            # the tool returned (uncancel leaves that pending). Ask once the task is
+            # suspended: at an await of the tool's, or never if it returned meanwhile.
+            task.get_loop().call_soon(_stop_awaited, work)
+            return
         work.stopped = True
-        work.task.cancel()
+        task.cancel()
 
 
 def _launch(work: _LoopCall) -> None:
