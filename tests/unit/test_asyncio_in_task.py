@@ -13,6 +13,7 @@ at the awaiting task itself need 3.11.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import threading
 from typing import Any
@@ -253,3 +254,34 @@ def test_a_cancel_task_from_inside_the_tool_never_reaches_the_caller(
     result, after = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert result.metadata["outcome"] == "cancelled"
     assert after == "carried on"
+
+
+SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="unset")
+
+
+class Sets(AsyncBaseTool):
+    name = "sets"
+    description = "Sets a context variable."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        SEEN.set("set by the tool")
+        return "set"
+
+
+def test_context_variables_the_tool_sets_stay_set_only_when_it_ran_in_the_awaiting_task(
+    make_executor: Any,
+) -> None:
+    """As the asyncio guide says: the caller sees what the tool set when it ran inside the
+    caller's task (3.11+), and not on 3.10, where it ran in a task of its own (a copy)."""
+    registry = ToolRegistry()
+    registry.register_tool(Sets)
+    executor = make_executor(tool_registry=registry)
+
+    async def scenario() -> str:
+        SEEN.set("set by the caller")
+        result = await executor.execute_async(_task("sets"), CONTEXT)
+        assert result.success, result.error
+        return SEEN.get()
+
+    expected = "set by the tool" if IN_TASK else "set by the caller"
+    assert asyncio.run(scenario()) == expected
