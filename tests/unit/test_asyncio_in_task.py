@@ -285,3 +285,33 @@ def test_context_variables_the_tool_sets_stay_set_only_when_it_ran_in_the_awaiti
 
     expected = "set by the tool" if IN_TASK else "set by the caller"
     assert asyncio.run(scenario()) == expected
+
+
+class AwaitsCancelled(AsyncBaseTool):
+    name = "awaits_cancelled"
+    description = "Awaits a future that something else cancelled."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        return await future
+
+
+@pytest.mark.parametrize("call", ["execute_async", "execute_with_retry_async"])
+def test_a_cancelled_error_of_the_tools_own_is_its_outcome_not_the_callers(
+    make_executor: Any, call: str
+) -> None:
+    """A tool letting out a CancelledError while nobody cancelled the caller ends
+    'cancelled', and the call returns that result instead of raising."""
+    registry = ToolRegistry()
+    registry.register_tool(AwaitsCancelled)
+    executor = make_executor(tool_registry=registry)
+    task = _task("awaits_cancelled")
+
+    async def scenario() -> Any:
+        if call == "execute_async":
+            return await executor.execute_async(task, CONTEXT)
+        return await executor.execute_with_retry_async(task, CONTEXT, retry_delay=0.01)
+
+    result = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
