@@ -4,11 +4,16 @@ With a slot free, the tool runs in the awaiting task itself, as ``await tool(...
 task of its own, no turn of the loop. Stopping it (timeout, ``cancel_task``) cancels that
 task and takes the cancellation back once the tool has stopped, so the caller carries on
 undisturbed; a cancellation of the caller from elsewhere still reaches the caller.
+
+On Python 3.10 the tool runs as a task of its own instead (a task cannot take a cancellation
+back there): the tests of what the caller sees run on every version, and only those that look
+at the awaiting task itself need 3.11.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import threading
 from typing import Any
@@ -20,8 +25,11 @@ from laios.execution.task_context import current_task
 from laios.tools.base import AsyncBaseTool
 from laios.tools.registry import ToolRegistry
 
-pytestmark = pytest.mark.skipif(
-    sys.version_info < (3, 11), reason="needs Task.uncancel (Python 3.11)"
+#: The tool runs inside the awaiting task only where a task can take a cancellation back.
+IN_TASK = sys.version_info >= (3, 11)
+needs_in_task = pytest.mark.skipif(
+    not IN_TASK,
+    reason="looks at the awaiting task running the tool, which needs Task.uncancel (3.11+)",
 )
 
 CONTEXT = Context(session_id="s", user_id="u")
@@ -68,6 +76,7 @@ def _task(tool: str, **parameters: Any) -> Task:
     return Task(plan_id="p", description="d", tool_name=tool, parameters=parameters)
 
 
+@needs_in_task
 def test_the_tool_runs_in_the_awaiting_task(make_executor: Any) -> None:
     """With a slot free, the tool's asyncio task is the caller's own."""
     executor, _ = _make(make_executor)
@@ -107,7 +116,8 @@ def test_a_timeout_stops_the_tool_and_leaves_the_caller_uncancelled(
     async def scenario() -> tuple[Any, int]:
         result = await executor.execute_async(_task("hang", swallow=swallow), CONTEXT, timeout=0.2)
         await asyncio.sleep(0.05)  # would raise CancelledError if a cancellation were left
-        return result, asyncio.current_task().cancelling()
+        caller = asyncio.current_task()
+        return result, caller.cancelling() if IN_TASK else 0  # (no count before 3.11)
 
     result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert result.metadata["outcome"] == "timeout"
@@ -193,3 +203,115 @@ def test_current_task_is_the_tools_handle_and_is_reset_after(make_executor: Any)
     output, after = asyncio.run(scenario())
     assert output == task.id
     assert after is None
+
+
+class Reports(AsyncBaseTool):
+    name = "reports"
+    description = "Reports progress, then returns without awaiting anything."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        current_task().progress(50, "half way")
+        return "returned"
+
+
+class CancelsItself(AsyncBaseTool):
+    name = "cancels_itself"
+    description = "Cancels its own task, then returns without awaiting anything."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.executor: Any = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.executor.cancel_task(current_task().task_id)
+        return "returned"
+
+
+@pytest.mark.parametrize("tool", ["reports", "cancels_itself"])
+def test_a_cancel_task_from_inside_the_tool_never_reaches_the_caller(
+    make_executor: Any, tool: str
+) -> None:
+    """cancel_task called while the tool runs, from its own on_progress callback or its own
+    code, ends the task cancelled and leaves no cancellation for the caller's next await."""
+    registry = ToolRegistry()
+    registry.register_tool(Reports)
+    itself = registry.register_tool(CancelsItself())
+    executor = itself.executor = make_executor(tool_registry=registry)
+    task = _task(tool)
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "progress":
+            executor.cancel_task(task.id)
+
+    async def scenario() -> tuple[Any, str]:
+        result = await executor.execute_async(task, CONTEXT, on_progress=on_progress)
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            return result, "cancelled out of nowhere"
+        return result, "carried on"
+
+    result, after = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
+    assert after == "carried on"
+
+
+SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="unset")
+
+
+class Sets(AsyncBaseTool):
+    name = "sets"
+    description = "Sets a context variable."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        SEEN.set("set by the tool")
+        return "set"
+
+
+def test_context_variables_the_tool_sets_stay_set_only_when_it_ran_in_the_awaiting_task(
+    make_executor: Any,
+) -> None:
+    """As the asyncio guide says: the caller sees what the tool set when it ran inside the
+    caller's task (3.11+), and not on 3.10, where it ran in a task of its own (a copy)."""
+    registry = ToolRegistry()
+    registry.register_tool(Sets)
+    executor = make_executor(tool_registry=registry)
+
+    async def scenario() -> str:
+        SEEN.set("set by the caller")
+        result = await executor.execute_async(_task("sets"), CONTEXT)
+        assert result.success, result.error
+        return SEEN.get()
+
+    expected = "set by the tool" if IN_TASK else "set by the caller"
+    assert asyncio.run(scenario()) == expected
+
+
+class AwaitsCancelled(AsyncBaseTool):
+    name = "awaits_cancelled"
+    description = "Awaits a future that something else cancelled."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        return await future
+
+
+@pytest.mark.parametrize("call", ["execute_async", "execute_with_retry_async"])
+def test_a_cancelled_error_of_the_tools_own_is_its_outcome_not_the_callers(
+    make_executor: Any, call: str
+) -> None:
+    """A tool letting out a CancelledError while nobody cancelled the caller ends
+    'cancelled', and the call returns that result instead of raising."""
+    registry = ToolRegistry()
+    registry.register_tool(AwaitsCancelled)
+    executor = make_executor(tool_registry=registry)
+    task = _task("awaits_cancelled")
+
+    async def scenario() -> Any:
+        if call == "execute_async":
+            return await executor.execute_async(task, CONTEXT)
+        return await executor.execute_with_retry_async(task, CONTEXT, retry_delay=0.01)
+
+    result = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"

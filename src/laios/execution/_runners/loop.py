@@ -396,7 +396,8 @@ class LoopRunner:
 
         :meth:`abandon` stops it by cancelling this task, and the cancellation is taken back
         (``uncancel``) once the tool has stopped, as ``asyncio.timeout`` does; a cancellation
-        of the task from elsewhere goes on to the caller.
+        of the task from elsewhere goes on to the caller. A ``CancelledError`` of the tool's
+        own (nobody cancelled the task) is its outcome, as in a task of its own.
         """
         assert isinstance(work, _AwaitedCall)
         events = work.events
@@ -411,8 +412,11 @@ class LoopRunner:
                 outcome = await call_tool_async(call, events)
             except asyncio.CancelledError as exc:
                 work.active = False
-                if not (work.stopped and _uncancel(task) <= work.cancelling):
+                left = _uncancel(task) if work.stopped else _cancelling(task)
+                if left > work.cancelling:
                     raise  # the awaiting task itself was cancelled
+                # Stopped by this runner, or the tool's own (a future it awaited was
+                # cancelled elsewhere): its outcome, as in a task of its own.
                 outcome = RawOutcome(None, exc)
             else:
                 work.active = False
@@ -519,8 +523,16 @@ def _stop_awaited(work: _AwaitedCall) -> None:
     # On the loop's thread: only while the tool is awaited, so that a late request never
     # cancels what the caller does after it.
     if work.active and not work.stopped:
+        task = work.task
+        if asyncio.current_task() is task:
+            # Asked from inside the tool (its code, or a callback it ran): cancelling the
+            # running task would throw at its next await, which may be the caller's after
+            # the tool returned (uncancel leaves that pending). Ask once the task is
+            # suspended: at an await of the tool's, or never if it returned meanwhile.
+            task.get_loop().call_soon(_stop_awaited, work)
+            return
         work.stopped = True
-        work.task.cancel()
+        task.cancel()
 
 
 def _launch(work: _LoopCall) -> None:
