@@ -486,6 +486,34 @@ def test_a_connect_timeout_that_is_not_finite_is_refused(seconds: float) -> None
         DaskRunner("tcp://127.0.0.1:9", connect_timeout=seconds)
 
 
+def test_a_port_that_accepts_and_never_answers_is_refused_within_the_connect_timeout() -> None:
+    """A listener that never speaks Dask's handshake (a wrong port) is a ConnectionError after
+    about connect_timeout, not a constructor that waits for ever."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        box: list[BaseException | None] = []
+
+        def construct() -> None:
+            try:
+                DaskRunner(address, connect_timeout=0.5).shutdown()
+                box.append(None)
+            except BaseException as exc:
+                box.append(exc)
+
+        started = time.monotonic()
+        thread = threading.Thread(target=construct, daemon=True)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "DaskRunner() still waiting after 30 s"
+    assert isinstance(box[0], ConnectionError)
+    assert "0.5s" in str(box[0])
+    assert time.monotonic() - started < 15
+
+
 def test_local_clusters_shut_down_in_any_order_leave_dask_settings_as_they_were() -> None:
     """The worker setting stays off while any own local cluster runs, then comes back."""
     import dask

@@ -17,7 +17,9 @@ that a task was lost (its worker died and Dask gave up on it, or it was cancelle
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 import logging
 import math
 import multiprocessing
@@ -85,6 +87,44 @@ _FORKED = Refusal(
 _DAEMON_LOCK = threading.Lock()
 _daemon_holders = 0
 _daemon_setting: Any = None
+
+
+def _await_handshake(address: str, timeout: float) -> None:
+    """Raise ``OSError`` or ``TimeoutError`` unless a Dask scheduler at ``address`` completes
+    distributed's handshake within ``timeout`` seconds.
+
+    ``Client(address, timeout=...)`` bounds the connection, not the handshake after it, so a
+    port that accepts and never answers (a wrong port) would hold it for ever. The probe runs
+    on a thread of its own, with its own event loop (the caller may be inside one).
+    """
+    # (distributed is not typed)
+    connect: Any = importlib.import_module("distributed.comm").connect
+    security: Any = importlib.import_module("distributed.security").Security()
+    args = security.get_connection_args("client")
+
+    async def probe() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout)
+        await comm.close()
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(probe())
+            outcome.append(None)
+        except BaseException as exc:  # (handed to the caller's thread)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="laios-dask-handshake", daemon=True)
+    thread.start()
+    thread.join(timeout + 5.0)  # (wait_for ends it at the timeout; the margin is for a slow CPU)
+    if not outcome:
+        raise TimeoutError(f"no handshake within {timeout:g}s")
+    failure = outcome[0]
+    if isinstance(failure, asyncio.TimeoutError):
+        raise TimeoutError(f"no handshake within {timeout:g}s") from failure
+    if failure is not None:
+        raise failure
 
 
 def _hold_daemon_off() -> None:
@@ -361,7 +401,8 @@ class DaskRunner:
         client: An existing ``distributed.Client`` to use instead (left open at shutdown).
         n_workers: Worker processes of the local cluster.
         threads_per_worker: Threads (and tool processes) per worker of the local cluster.
-        connect_timeout: Seconds to wait for the scheduler at construction.
+        connect_timeout: Seconds to wait for the scheduler at construction (for its answer
+            to Dask's handshake, then for the client to connect).
         worker_initializer: Called once in each tool process on the workers (set up an
             OpenTelemetry SDK there); must be importable on the workers.
         worker_initargs: Arguments for ``worker_initializer``.
@@ -457,6 +498,7 @@ class DaskRunner:
                     raise
             else:
                 try:
+                    _await_handshake(address, connect_timeout)
                     client = client_class(address, timeout=connect_timeout)
                 except (OSError, TimeoutError) as exc:
                     raise ConnectionError(
