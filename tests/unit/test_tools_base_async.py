@@ -169,3 +169,23 @@ def test_create_simple_tool_function_errors_become_failures() -> None:
     """An exception from the simple tool's function becomes a failed output."""
     tool = create_simple_tool("div", "Divides", lambda a, b: a / b)
     assert tool.execute(a=1, b=0).metadata == {"error_type": "ZeroDivisionError"}
+
+
+def test_sync_execute_of_a_tool_raising_cancelled_error_returns_a_failed_output() -> None:
+    """execute() (documented as never raising) turns a CancelledError of the tool's own — no
+    one else can cancel the loop it makes — into a failed output."""
+
+    class CancelsItself(AsyncBaseTool):
+        name = "cancels_itself"
+        description = "Awaits a future that something else cancelled."
+
+        async def _execute_async(self) -> str:
+            future = asyncio.get_running_loop().create_future()
+            future.cancel()
+            await future
+            return "never"
+
+    output = CancelsItself().execute()
+    assert not output.success
+    assert output.metadata["error_type"] == "CancelledError"
+    assert output.error

@@ -449,6 +449,14 @@ class AsyncBaseTool(BaseTool):
             return asyncio.run(self.execute_async(**kwargs))
         except Exception as exc:
             return _failure(exc)
+        except asyncio.CancelledError:
+            # Nothing else can cancel the loop made here: the tool's own (it awaited something
+            # that was cancelled), so a failure of the tool's like any other.
+            return ToolOutput(
+                success=False,
+                error=f"Tool {self.name!r} was cancelled from inside (CancelledError)",
+                metadata={"error_type": "CancelledError"},
+            )
 
 
 def _class_name(tool_name: str) -> str:
