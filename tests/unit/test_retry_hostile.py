@@ -356,3 +356,20 @@ def test_a_huge_max_retries_is_a_span_attribute_otlp_can_encode(
         for attribute in one.attributes
     ]
     assert "laios.retry.max_retries" in keys
+
+
+def test_a_cancellation_arriving_with_the_stop_of_a_wait_is_not_lost() -> None:
+    """sleep_async cancelled at the moment its stop event is set (cancel_task and the caller's
+    own cancellation together) raises CancelledError: the caller's cancellation is kept."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        waiting = asyncio.create_task(retry.sleep_async(30, stop=stop))
+        for _ in range(3):  # (into its wait)
+            await asyncio.sleep(0)
+        stop.set()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(main())

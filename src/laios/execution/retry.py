@@ -206,8 +206,13 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
     if stop is None:
         await asyncio.sleep(seconds)
         return
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    # (not asyncio.wait_for: before Python 3.12 it loses a cancellation of the caller that
+    # arrives as the event is set, and the caller would go on as if never cancelled)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((stopped,), timeout=seconds)
+    finally:
+        stopped.cancel()
 
 
 @contextlib.contextmanager
