@@ -255,9 +255,10 @@ def _latency(grid: g.Grid, q: _Queries) -> None:
         10,
         g.heatmap(
             "Task duration",
-            "How many tasks per second finished in each duration bucket, all selected tools"
-            " (rejected tasks left out). A second band is a second population: timeouts,"
-            " a slow dependency, one slow tool." + _EXEMPLARS,
+            "How many tasks per second finished in each duration bucket, all selected tools:"
+            " successes and errors (timed-out and cancelled tasks have no duration; see"
+            " Timeouts by tool). A second band is a second population: a slow dependency,"
+            " one slow tool, errors that fail fast." + _EXEMPLARS,
             g.target(f"sum by (le) ({buckets})", legend="{{le}}", exemplar=True, fmt="heatmap"),
             y_unit="s",
             cell_unit="ops",
@@ -268,8 +269,8 @@ def _latency(grid: g.Grid, q: _Queries) -> None:
         10,
         g.timeseries(
             "Latency p95 by outcome",
-            "p95 duration by outcome: timeouts sit at the timeout, errors that fail fast stay"
-            " low." + _EXEMPLARS,
+            "p95 duration of successes and of errors: errors that fail fast stay low."
+            " Timed-out and cancelled tasks have no duration (see Timeouts by tool)." + _EXEMPLARS,
             "s",
             [
                 g.target(
