@@ -387,7 +387,7 @@ def _tool_error_ratio(config: MixinConfig) -> dict[str, Any]:
     expr = (
         f"laios:task_result_error_ratio:rate5m > {_number(TOOL_ERROR_RATIO)}\n"
         f"and on ({_labels(config, 'tool')})\n"
-        f"{valid} > {_number(MIN_TOOL_RESULTS_PER_SECOND)}\n"
+        f"{valid} >= {_number(MIN_TOOL_RESULTS_PER_SECOND)}\n"
     )
     return _alert(
         config,
