@@ -55,7 +55,7 @@ class BurnRate:
 
     It fires when the error ratio over both windows is above ``factor`` times the error budget
     (1 - objective): the long window proves the burn is real, the short one that it is still
-    going on, so the alert resolves minutes after the burn stops.
+    going on, so the alert resolves within ``short`` of the burn stopping.
     """
 
     long: str
