@@ -528,6 +528,21 @@ def test_duration_panels_do_not_promise_timeouts(exposition: str) -> None:
     assert promising == []
 
 
+def test_in_flight_panels_say_a_hung_tool_is_not_counted(exposition: str) -> None:
+    """A tool that overran its timeout and still holds its thread is not in flight: the panels
+    on laios_tasks_in_flight send the reader to the abandoned threads."""
+    values = {
+        (sample.name, sample.labels.get("tool")): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+    assert values[("laios_executor_abandoned_threads", None)] == 1
+    assert values.get(("laios_tasks_in_flight", "hang"), 0) == 0
+    reading = [p["title"] for p in PANELS if "laios_tasks_in_flight" in str(p.get("targets"))]
+    assert reading
+    assert [t for t in reading if "Abandoned threads" not in panel(t)["description"]] == []
+
+
 def test_every_dashboard_metric_is_exported(exported_samples: set[str]) -> None:
     """Each laios_* name in the dashboard's queries is a sample name of a real exposition."""
     referenced = set().union(*(metric_names(expr) for expr in EXPRESSIONS))

@@ -146,7 +146,9 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
         ),
         g.stat(
             "In flight",
-            "Tasks whose tool is running now.",
+            "Tasks whose tool is running now. A task that timed out stops counting at its"
+            " timeout, even while its tool still holds a thread: see Abandoned threads by"
+            " instance.",
             "short",
             g.target(f"sum({q.of('laios_tasks_in_flight')})"),
         ),
@@ -306,7 +308,9 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Worker utilisation by instance",
             "Per process: tasks of the selected tools running now, per worker. Near 100 %"
-            " the queue grows; async tools take no worker and can push it past 100 %.",
+            " the queue grows; async tools take no worker and can push it past 100 %."
+            " Threads held by timed-out tools are not counted (a saturated process reads"
+            " low here): see Abandoned threads by instance.",
             "percentunit",
             [
                 g.target(
