@@ -475,8 +475,8 @@ class Hang(BaseTool):
 
 
 @pytest.fixture(scope="module")
-def exported_samples() -> set[str]:
-    """Sample names in the exposition after a workload with every kind of event."""
+def exposition() -> str:
+    """The text exposition after a workload with every kind of event."""
     tools = ToolRegistry()
     tools.register_tools([Ok, Broken, Hang])
     store, registry = MetricStore(), CollectorRegistry()
@@ -496,9 +496,51 @@ def exported_samples() -> set[str]:
     finally:
         RELEASE.set()
         executor.shutdown(wait=True)
+    return text
+
+
+@pytest.fixture(scope="module")
+def exported_samples(exposition: str) -> set[str]:
+    """Sample names in that exposition."""
     return {
-        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+        sample.name
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
     }
+
+
+def test_duration_panels_do_not_promise_timeouts(exposition: str) -> None:
+    """A timed-out task has no duration series: a duration panel that names timeouts says so."""
+    outcomes = {
+        sample.labels["outcome"]
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "laios_task_duration_seconds_bucket"
+    }
+    assert outcomes == {"success", "error"}
+    promising = [
+        panel["title"]
+        for panel in PANELS
+        if any("laios_task_duration_seconds" in t["expr"] for t in panel.get("targets", []))
+        and "timeout" in panel["description"].lower()
+        and "no duration" not in panel["description"]
+    ]
+    assert promising == []
+
+
+def test_in_flight_panels_say_a_hung_tool_is_not_counted(exposition: str) -> None:
+    """A tool that overran its timeout and still holds its thread is not in flight: the panels
+    on laios_tasks_in_flight send the reader to the abandoned threads."""
+    values = {
+        (sample.name, sample.labels.get("tool")): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+    assert values[("laios_executor_abandoned_threads", None)] == 1
+    assert values.get(("laios_tasks_in_flight", "hang"), 0) == 0
+    reading = [p["title"] for p in PANELS if "laios_tasks_in_flight" in str(p.get("targets"))]
+    assert reading
+    assert [t for t in reading if "Abandoned threads" not in panel(t)["description"]] == []
 
 
 def test_every_dashboard_metric_is_exported(exported_samples: set[str]) -> None:

@@ -146,7 +146,9 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
         ),
         g.stat(
             "In flight",
-            "Tasks whose tool is running now.",
+            "Tasks whose tool is running now. A task that timed out stops counting at its"
+            " timeout, even while its tool still holds a thread: see Abandoned threads by"
+            " instance.",
             "short",
             g.target(f"sum({q.of('laios_tasks_in_flight')})"),
         ),
@@ -255,9 +257,10 @@ def _latency(grid: g.Grid, q: _Queries) -> None:
         10,
         g.heatmap(
             "Task duration",
-            "How many tasks per second finished in each duration bucket, all selected tools"
-            " (rejected tasks left out). A second band is a second population: timeouts,"
-            " a slow dependency, one slow tool." + _EXEMPLARS,
+            "How many tasks per second finished in each duration bucket, all selected tools:"
+            " successes and errors (timed-out and cancelled tasks have no duration; see"
+            " Timeouts by tool). A second band is a second population: a slow dependency,"
+            " one slow tool, errors that fail fast." + _EXEMPLARS,
             g.target(f"sum by (le) ({buckets})", legend="{{le}}", exemplar=True, fmt="heatmap"),
             y_unit="s",
             cell_unit="ops",
@@ -268,8 +271,8 @@ def _latency(grid: g.Grid, q: _Queries) -> None:
         10,
         g.timeseries(
             "Latency p95 by outcome",
-            "p95 duration by outcome: timeouts sit at the timeout, errors that fail fast stay"
-            " low." + _EXEMPLARS,
+            "p95 duration of successes and of errors: errors that fail fast stay low."
+            " Timed-out and cancelled tasks have no duration (see Timeouts by tool)." + _EXEMPLARS,
             "s",
             [
                 g.target(
@@ -305,7 +308,9 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Worker utilisation by instance",
             "Per process: tasks of the selected tools running now, per worker. Near 100 %"
-            " the queue grows; async tools take no worker and can push it past 100 %.",
+            " the queue grows; async tools take no worker and can push it past 100 %."
+            " Threads held by timed-out tools are not counted (a saturated process reads"
+            " low here): see Abandoned threads by instance.",
             "percentunit",
             [
                 g.target(

@@ -55,7 +55,7 @@ class BurnRate:
 
     It fires when the error ratio over both windows is above ``factor`` times the error budget
     (1 - objective): the long window proves the burn is real, the short one that it is still
-    going on, so the alert resolves minutes after the burn stops.
+    going on, so the alert resolves within ``short`` of the burn stopping.
     """
 
     long: str
@@ -387,7 +387,7 @@ def _tool_error_ratio(config: MixinConfig) -> dict[str, Any]:
     expr = (
         f"laios:task_result_error_ratio:rate5m > {_number(TOOL_ERROR_RATIO)}\n"
         f"and on ({_labels(config, 'tool')})\n"
-        f"{valid} > {_number(MIN_TOOL_RESULTS_PER_SECOND)}\n"
+        f"{valid} >= {_number(MIN_TOOL_RESULTS_PER_SECOND)}\n"
     )
     return _alert(
         config,
