@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
@@ -50,3 +51,31 @@ def test_cancel_task_stops_every_retry_loop_sharing_the_id(
     for result in results.values():
         assert result.metadata["retry_cancelled"] is True
         assert result.metadata["retries"] == 0
+
+
+def test_queued_task_runs_when_its_worker_is_abandoned_after_shutdown(
+    make_executor: Callable[..., Executor],
+    make_task: Callable[..., Task],
+    context: Context,
+    gate: Any,
+    in_thread: Callable[..., Any],
+    wait_until: Callable[..., bool],
+) -> None:
+    """shutdown(wait=False) with a task queued behind the only worker: when the worker's
+    tool overruns its timeout, a replacement thread runs the queued task (it does not wait
+    for the hung tool)."""
+    executor = make_executor(max_workers=1)
+    hung, hung_box = in_thread(executor.execute_task, make_task("blocked"), context, timeout=0.3)
+    assert gate.wait_entered(1)
+    queued, queued_box = in_thread(
+        lambda: asyncio.run(executor.execute_async(make_task("echo", text="hi"), context))
+    )
+    assert wait_until(lambda: executor.store.snapshot().queue_depth == 1)
+    executor.shutdown(wait=False)
+    hung.join(5)
+    assert hung_box[0].metadata["outcome"] == "timeout"
+    queued.join(5)  # the blocked tool still holds its thread (released at teardown only)
+    assert not gate.release.is_set()
+    assert queued_box, "the queued task waited for the hung tool"
+    assert queued_box[0].success
+    assert queued_box[0].output == "hi"
