@@ -6,12 +6,42 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryDetails
+from laios.tools.base import AsyncBaseTool
+from laios.tools.registry import ToolRegistry
+
+
+class AsyncGateTool(AsyncBaseTool):
+    """An async tool that signals it started, then waits until its gate is opened."""
+
+    name = "async_gate"
+    description = "Waits for its gate (polling it every millisecond)."
+    entered: threading.Event
+    opened: threading.Event
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        while not self.opened.wait(0):
+            await asyncio.sleep(0.001)
+        return "opened"
+
+
+@pytest.fixture
+def async_gate(registry: ToolRegistry) -> Iterator[AsyncGateTool]:
+    """An ``async_gate`` tool registered on the test's registry; its gate opens at teardown."""
+    tool = AsyncGateTool()
+    tool.entered = threading.Event()
+    tool.opened = threading.Event()
+    registry.register_tool(tool)
+    yield tool
+    tool.opened.set()
 
 
 def test_cancel_task_stops_every_retry_loop_sharing_the_id(
@@ -79,3 +109,41 @@ def test_queued_task_runs_when_its_worker_is_abandoned_after_shutdown(
     assert queued_box, "the queued task waited for the hung tool"
     assert queued_box[0].success
     assert queued_box[0].output == "hi"
+
+
+def test_shutdown_without_waiting_lets_async_tools_on_the_loop_thread_finish(
+    registry: ToolRegistry,
+    async_gate: AsyncGateTool,
+    make_task: Callable[..., Task],
+    context: Context,
+    in_thread: Callable[..., Any],
+) -> None:
+    """shutdown(wait=False) while execute_task runs an async tool on the executor's loop
+    thread, and another waits there for a slot: both still run and their callers get their
+    results (the loop thread stops after them), instead of waiting for ever."""
+    tool = async_gate
+    # (shut down by the test only: before, a shutdown(wait=True) after this one never returned)
+    executor = Executor(registry, max_async_tools=1, register_prometheus=False)
+    running, running_box = in_thread(executor.execute_task, make_task("async_gate"), context)
+    assert tool.entered.wait(5)
+    queued, queued_box = in_thread(
+        executor.execute_task, make_task("async_echo", text="hi"), context
+    )
+    assert _wait(lambda: executor.store.snapshot().queue_depth == 1)
+    started = time.monotonic()
+    executor.shutdown(wait=False)
+    assert time.monotonic() - started < 1.0
+    tool.opened.set()
+    running.join(5)
+    queued.join(5)
+    assert [r.metadata["outcome"] for r in running_box + queued_box] == ["success", "success"]
+    assert queued_box[0].output == "hi"
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
