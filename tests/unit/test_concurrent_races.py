@@ -14,6 +14,14 @@ import pytest
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryDetails
+from laios.execution.runners import (
+    AsyncSlots,
+    LoopRunner,
+    LoopThread,
+    RawOutcome,
+    Refusal,
+    ToolCall,
+)
 from laios.tools.base import AsyncBaseTool
 from laios.tools.registry import ToolRegistry
 
@@ -147,3 +155,92 @@ def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.002)
     return True
+
+
+class _PausingLoopThread(LoopThread):
+    """A loop thread that pauses a submission in the middle of ``submit`` (when the thread
+    named ``submitter`` asks for the loop) until the thread named ``stopper`` shuts the runner
+    down; a stop from ``stopper`` first lets that submission finish."""
+
+    def __init__(self) -> None:
+        super().__init__(name="laios-test-pausing")
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+        self.submitted = threading.Event()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if threading.current_thread().name == "submitter" and not self.resume.is_set():
+            self.paused.set()
+            self.resume.wait(10)
+        return super().loop
+
+    def stop(self) -> None:
+        if threading.current_thread().name == "stopper" and not self.resume.is_set():
+            self.resume.set()
+            self.submitted.wait(10)
+        super().stop()
+
+
+class _Events:
+    """Run events that keep the outcome (or the refusal) of one call."""
+
+    def __init__(self) -> None:
+        self.ended = threading.Event()
+        self.outcome: Any = None
+
+    def cancel_requested(self) -> bool:
+        return False
+
+    def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
+        """Progress is not kept."""
+
+    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+        """Checkpoints are not kept."""
+
+    def started(self) -> bool:
+        return True
+
+    def finished(self, outcome: RawOutcome) -> None:
+        self.outcome = outcome
+        self.ended.set()
+
+    def refused(self, refusal: Refusal) -> None:
+        self.outcome = refusal
+        self.ended.set()
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_call_submitted_as_the_loop_thread_shuts_down_ends(
+    registry: ToolRegistry, wait: bool
+) -> None:
+    """A call whose submission to the executor's loop thread is under way when shutdown()
+    runs either runs or is refused: the loop is never stopped under it (its caller would
+    wait for ever)."""
+    loop_thread = _PausingLoopThread()
+    assert loop_thread.loop.is_running()  # (started: the submission pauses in submit)
+    runner = LoopRunner(AsyncSlots(1), loop_thread)
+    tool = registry.get_tool("async_echo")
+    events = _Events()
+    call = ToolCall("t-1", "async_echo", {"text": "hi"}, tool)
+
+    def submit() -> None:
+        handle = runner.submit(call, events)
+        if isinstance(handle, Refusal):
+            events.refused(handle)  # (refused at once: the caller is told by the return)
+        loop_thread.submitted.set()
+
+    submitter = threading.Thread(target=submit, name="submitter")
+    submitter.start()
+    assert loop_thread.paused.wait(5)
+    stopper = threading.Thread(target=runner.shutdown, args=(wait,), name="stopper")
+    stopper.start()
+    stopper.join(0.5)  # (a shutdown that waits for the paused submission is still waiting)
+    loop_thread.resume.set()
+    submitter.join(5)
+    stopper.join(5)
+    assert events.ended.wait(5), "the call was dropped with the loop"
+    assert isinstance(events.outcome, (RawOutcome, Refusal))
+    assert not stopper.is_alive()
+    assert loop_thread.thread is not None
+    assert _wait(lambda: not loop_thread.thread.is_alive())  # type: ignore[union-attr]

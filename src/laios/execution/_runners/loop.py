@@ -374,6 +374,10 @@ class LoopRunner:
                 work.task = _start_task(work)
             return work
         with self._pending_lock:
+            # Counted under the lock shutdown() closes the runner with: a shutdown running
+            # meanwhile either sees this call (and lets it end first) or refuses it here.
+            if self.closed:
+                return SHUTDOWN
             self._pending += 1
         if self.slots.take(work):
             _launch(work)
@@ -459,7 +463,8 @@ class LoopRunner:
         under them either (their callers would wait for ever): the loop stops once the last
         of them has ended.
         """
-        self.closed = True
+        with self._pending_lock:
+            self.closed = True
         loop_thread = self.loop_thread
         if loop_thread is None:
             return
