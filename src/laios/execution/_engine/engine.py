@@ -201,8 +201,9 @@ class Engine:
         self.closed = False
         self.lock = self.env.lock
         self.pending_cancels: OrderedDict[str, None] = OrderedDict()
-        #: Retry loops between attempts, by task id: calling the value stops the loop's wait.
-        self.retrying: dict[str, Callable[[], object]] = {}
+        #: Retry loops between attempts, by task id (several calls may share one): calling one
+        #: of the values stops that loop's wait.
+        self.retrying: dict[str, list[Callable[[], object]]] = {}
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -677,9 +678,9 @@ class Engine:
         with self.lock:
             # One step under the lock that submissions check pending cancellations with, so
             # a task being submitted right now is either found here or finds the request.
-            stop_retry = self.retrying.get(task_id)
+            stop_retries = tuple(self.retrying.get(task_id, ()))
             active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
-            if not active and stop_retry is None:
+            if not active and not stop_retries:
                 if (
                     len(task_id) > MAX_PENDING_CANCEL_ID_CHARS
                     or store.find(scope, task_id) is not None
@@ -688,14 +689,14 @@ class Engine:
                 self.pending_cancels[task_id] = None
                 if len(self.pending_cancels) > MAX_PENDING_CANCELS:
                     self.pending_cancels.popitem(last=False)
-        if stop_retry is not None:
-            stop_retry()  # stops a retry loop between attempts
+        for stop_retry in stop_retries:
+            stop_retry()  # stops a retry loop between attempts (every one with this id)
         if not active:
             return True
         registered = False
         for job in active:  # every run with this id, not just the first
             registered = job.request_cancel() or registered
-        return registered or stop_retry is not None
+        return registered or bool(stop_retries)
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new tasks; with ``wait``, let queued and running ones finish first.

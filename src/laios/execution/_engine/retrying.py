@@ -262,7 +262,7 @@ class RetryRun:
         self.wake = wake
         self.stop = stop = self._cancel
         with self.engine.lock:
-            self.engine.retrying[self.task.id] = stop
+            self.engine.retrying.setdefault(self.task.id, []).append(stop)
 
     def _cancel(self) -> None:
         """``cancel_task(task.id)``: no further attempt; end the wait if one is under way."""
@@ -276,8 +276,11 @@ class RetryRun:
         if self.stop is not None:
             engine = self.engine
             with engine.lock:
-                if engine.retrying.get(self.task.id) is self.stop:
-                    del engine.retrying[self.task.id]
+                stops = engine.retrying.get(self.task.id)
+                if stops is not None and self.stop in stops:
+                    stops.remove(self.stop)
+                    if not stops:
+                        del engine.retrying[self.task.id]
         if self.span is not None:
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
 

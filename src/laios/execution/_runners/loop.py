@@ -374,6 +374,10 @@ class LoopRunner:
                 work.task = _start_task(work)
             return work
         with self._pending_lock:
+            # Counted under the lock shutdown() closes the runner with: a shutdown running
+            # meanwhile either sees this call (and lets it end first) or refuses it here.
+            if self.closed:
+                return SHUTDOWN
             self._pending += 1
         if self.slots.take(work):
             _launch(work)
@@ -458,20 +462,22 @@ class LoopRunner:
         """Refuse new calls; with ``wait``, wait for the calls on the loop thread to end, then
         stop the thread (calls on a caller's loop end with that loop).
 
-        Called on the loop thread itself (by a tool running there, or a callback run for
-        one), it cannot wait for those calls, and must not stop the loop under them (their
-        callers would wait for ever): the loop stops once the last of them has ended.
+        Without ``wait``, or called on the loop thread itself (by a tool running there, or a
+        callback run for one, which cannot wait for those calls), it must not stop the loop
+        under them either (their callers would wait for ever): the loop stops once the last
+        of them has ended.
         """
-        self.closed = True
+        with self._pending_lock:
+            self.closed = True
         loop_thread = self.loop_thread
         if loop_thread is None:
             return
-        if threading.current_thread() is loop_thread.thread:
+        if not wait or threading.current_thread() is loop_thread.thread:
             with self._pending_lock:
                 self._stop_when_idle = self._pending > 0
                 if self._stop_when_idle:
                     return
-        elif wait:
+        else:
             while self._pending:  # (shutdown is rare: a short poll beats a per-call condition)
                 time.sleep(0.005)
         loop_thread.stop()

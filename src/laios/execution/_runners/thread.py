@@ -281,8 +281,10 @@ class ThreadRunner:
                         self._queue.put(None)  # a shutdown marker stays for the workers
                         break
                     drained.append(queued)
-            elif not self.closed and not self._queue.empty() and len(self._threads) < allowed:
-                self._spawn()  # queued work must not wait for the hung tool
+            elif self._queue.qsize() > self._markers and len(self._threads) < allowed:
+                # Queued work must not wait for the hung tool, after shutdown() too (queued
+                # calls still run then): the replacement exits once the queue is empty.
+                self._spawn()
         if drained:
             refusal = self._saturated_refusal()
             for queued in drained:
