@@ -244,3 +244,39 @@ def test_a_call_submitted_as_the_loop_thread_shuts_down_ends(
     assert not stopper.is_alive()
     assert loop_thread.thread is not None
     assert _wait(lambda: not loop_thread.thread.is_alive())  # type: ignore[union-attr]
+
+
+def test_a_slot_handed_to_a_call_cancelled_before_its_loop_runs_again_comes_back(
+    make_executor: Callable[..., Executor],
+    make_task: Callable[..., Task],
+    context: Context,
+    async_gate: AsyncGateTool,
+) -> None:
+    """A freed async slot passes to a call waiting on another loop; that call is cancelled
+    before its loop runs again, and the loop is closed without running: the slot comes back
+    (it was lost for good, and every later async tool waited for it)."""
+    executor = make_executor(max_async_tools=1)
+    holder = threading.Thread(
+        target=lambda: asyncio.run(executor.execute_async(make_task("async_gate"), context))
+    )
+    holder.start()
+    assert async_gate.entered.wait(5)
+    other = asyncio.new_event_loop()
+    waiting = make_task("async_echo", text="queued")
+    try:
+        call = other.create_task(executor.execute_async(waiting, context))
+        for _ in range(200):  # (until it waits for the slot)
+            other.run_until_complete(asyncio.sleep(0.005))
+            if executor.store.snapshot().queue_depth == 1:
+                break
+        assert executor.store.snapshot().queue_depth == 1
+        async_gate.opened.set()
+        holder.join(5)
+        assert not holder.is_alive()  # the slot has passed to the waiting call
+        assert executor.cancel_task(waiting.id)
+    finally:
+        other.close()  # (never run again: what it was to do for the call never happens)
+    del call
+    result = asyncio.run(executor.execute_async(make_task("async_echo", text="x"), context, 5))
+    assert result.success, result.error
+    assert executor.store.snapshot().queue_depth == 0

@@ -68,7 +68,7 @@ _NO_LOOP = Refusal(
 class _LoopCall:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("abandoned", "call", "events", "loop", "ran", "runner", "task")
+    __slots__ = ("abandoned", "call", "events", "launching", "loop", "ran", "runner", "task")
 
     def __init__(
         self, runner: LoopRunner, call: ToolCall, events: RunEvents, loop: asyncio.AbstractEventLoop
@@ -80,6 +80,9 @@ class _LoopCall:
         self.task: asyncio.Task[None] | None = None
         self.abandoned = False
         self.ran = False  # its task's coroutine began (and so gives the slot back itself)
+        # A slot is its own and its task is to be made on its loop, from another thread (see
+        # AsyncSlots.settle_launch): set and cleared under the slots' lock.
+        self.launching = False
 
     def task_ended(self, task: asyncio.Task[None]) -> None:
         """The call's task is done: give its slot back when its coroutine never began (the
@@ -155,14 +158,16 @@ class AsyncSlots:
         """Whether the calling code runs inside an async tool holding one of these slots."""
         return self in _HELD_SLOTS.get()
 
-    def take(self, work: _LoopCall) -> bool:
-        """Take a slot for ``work`` (``True``), or queue it for the next free one."""
+    def take(self, work: _LoopCall, launch: bool = False) -> bool:
+        """Take a slot for ``work`` (``True``), or queue it for the next free one. ``launch``:
+        its task is to be made on its loop from another thread (see :meth:`settle_launch`)."""
         held = self in _HELD_SLOTS.get()  # (held_here(), without a call on the hot path)
         lock = self.lock
         lock.acquire()  # (not ``with``: half the cost, on a path taken twice per call)
         try:
             if self.running < self.limit or held:
                 self.running += 1
+                work.launching = launch
                 return True
             self.waiting.append(work)
             return False
@@ -207,6 +212,24 @@ class AsyncSlots:
         finally:
             lock.release()
 
+    def settle_launch(self, work: _LoopCall) -> bool:
+        """Whether the caller settles what becomes of a call handed a slot whose task is still
+        to be made on its loop (``True`` for the first caller only).
+
+        Both the loop (about to make the task) and :meth:`LoopRunner.abandon` (from any
+        thread) ask: the loop then makes the task, or abandon gives the slot back. Without
+        this, a call abandoned meanwhile whose loop then closed without running again would
+        keep the slot for good.
+        """
+        lock = self.lock
+        lock.acquire()
+        try:
+            launching = work.launching
+            work.launching = False
+            return launching
+        finally:
+            lock.release()
+
     def give_back(self) -> tuple[_LoopCall | None, Sequence[_LoopCall]]:
         """Free a slot: return the waiting call that takes it over (if any), and the waiting
         calls given up meanwhile (dropped from the queue, never to start). A slot taken past
@@ -221,6 +244,7 @@ class AsyncSlots:
             while self.waiting and self.running <= self.limit:
                 work = self.waiting.popleft()
                 if not work.abandoned:
+                    work.launching = True  # its task is made on its loop (see settle_launch)
                     return work, dropped  # the slot passes to it: ``running`` stays the same
                 dropped.append(work)
             self.running -= 1
@@ -379,7 +403,7 @@ class LoopRunner:
             if self.closed:
                 return SHUTDOWN
             self._pending += 1
-        if self.slots.take(work):
+        if self.slots.take(work, launch=True):
             _launch(work)
         return work
 
@@ -453,9 +477,12 @@ class LoopRunner:
         if task is not None:
             if not task.done():
                 _on_loop(handle.loop, task.cancel)
-        elif not handle.ran:  # waiting for a slot (or just handed one: then nothing is dropped)
-            for given_up in self.slots.give_up():
-                given_up.runner.forget()
+        elif not handle.ran:
+            if self.slots.settle_launch(handle):  # handed a slot; its task is not made yet
+                self.done(handle)  # (and never will be: the loop finds it settled)
+            else:  # waiting for a slot (or its task just made: then nothing is dropped)
+                for given_up in self.slots.give_up():
+                    given_up.runner.forget()
         return "stopped"
 
     def shutdown(self, wait: bool = True) -> None:
@@ -543,13 +570,15 @@ def _stop_awaited(work: _AwaitedCall) -> None:
 
 def _launch(work: _LoopCall) -> None:
     """Create the call's task on its loop (from any thread)."""
-    if not _on_loop(work.loop, _create_task, work):
+    if not _on_loop(work.loop, _create_task, work) and work.runner.slots.settle_launch(work):
         work.events.refused(_NO_LOOP)
         work.runner.done(work)
 
 
 def _create_task(work: _LoopCall) -> None:
     # On the loop's thread.
+    if not work.runner.slots.settle_launch(work):
+        return  # abandoned meanwhile, and its slot given back already
     if work.abandoned:
         work.runner.done(work)
         return
