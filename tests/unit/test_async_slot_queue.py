@@ -8,6 +8,7 @@ import asyncio
 import gc
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from laios.core.types import Context, Task
@@ -42,8 +43,33 @@ class Hold(AsyncBaseTool):
         return "done"
 
 
-def _task(**parameters: Any) -> Task:
-    return Task(plan_id="p", description="d", tool_name="hold", parameters=parameters)
+def _task(tool: str, **parameters: Any) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool, parameters=parameters)
+
+
+async def _given_up_calls_still_held(
+    executor: Executor, tool: str, running: threading.Event, release: Callable[[], object]
+) -> int:
+    """Hold ``tool``'s only slot or thread with one call (``running`` is set once it runs),
+    time CALLS more calls out behind it, then ``release`` it: how many of the given-up calls'
+    parameters are still alive."""
+    hog = asyncio.ensure_future(executor.execute_async(_task(tool, hog=True), CONTEXT, GUARD))
+    await asyncio.wait_for(asyncio.to_thread(running.wait), GUARD)
+    refs: list[weakref.ref[Payload]] = []
+    calls = []
+    for _ in range(CALLS):
+        payload = Payload()
+        refs.append(weakref.ref(payload))
+        calls.append(executor.execute_async(_task(tool, payload=payload), CONTEXT, timeout=0.001))
+        del payload
+    results = await asyncio.wait_for(asyncio.gather(*calls), GUARD)
+    assert {result.metadata["outcome"] for result in results} == {"timeout"}
+    del results, calls
+    gc.collect()
+    alive = sum(ref() is not None for ref in refs)
+    release()
+    assert (await asyncio.wait_for(hog, GUARD)).success
+    return alive
 
 
 def test_calls_that_time_out_waiting_for_a_slot_let_their_parameters_go() -> None:
@@ -52,31 +78,16 @@ def test_calls_that_time_out_waiting_for_a_slot_let_their_parameters_go() -> Non
     tool = Hold()
     registry.register_tool(tool)
     executor = Executor(registry, store=MetricStore(), register_prometheus=False, max_async_tools=1)
-    refs: list[weakref.ref[Payload]] = []
 
-    async def scenario() -> None:
+    async def scenario() -> int:
         tool.release = asyncio.Event()
-        hog = asyncio.ensure_future(executor.execute_async(_task(hog=True), CONTEXT))
-        await asyncio.wait_for(asyncio.to_thread(Hold.running.wait), GUARD)
-        calls = []
-        for _ in range(CALLS):
-            payload = Payload()
-            refs.append(weakref.ref(payload))
-            calls.append(executor.execute_async(_task(payload=payload), CONTEXT, timeout=0.001))
-            del payload
-        results = await asyncio.wait_for(asyncio.gather(*calls), GUARD)
-        assert {result.metadata["outcome"] for result in results} == {"timeout"}
-        del results, calls
-        gc.collect()
-        alive = sum(ref() is not None for ref in refs)
-        tool.release.set()
-        assert (await asyncio.wait_for(hog, GUARD)).success
-        assert alive <= LEFT_AT_MOST, f"{alive} of {CALLS} given-up calls still held"
+        return await _given_up_calls_still_held(executor, "hold", Hold.running, tool.release.set)
 
     try:
-        asyncio.run(scenario())
+        alive = asyncio.run(scenario())
     finally:
         executor.shutdown()
+    assert alive <= LEFT_AT_MOST, f"{alive} of {CALLS} given-up calls still held"
 
 
 class Busy(BaseTool):
@@ -97,31 +108,11 @@ def test_calls_that_time_out_waiting_for_a_worker_thread_let_their_parameters_go
     registry = ToolRegistry()
     registry.register_tool(Busy())
     executor = Executor(registry, store=MetricStore(), register_prometheus=False, max_workers=1)
-    refs: list[weakref.ref[Payload]] = []
-
-    def busy(**parameters: Any) -> Task:
-        return Task(plan_id="p", description="d", tool_name="busy", parameters=parameters)
-
-    async def scenario() -> None:
-        hog = asyncio.ensure_future(executor.execute_async(busy(hog=True), CONTEXT, timeout=GUARD))
-        await asyncio.wait_for(asyncio.to_thread(Busy.running.wait), GUARD)
-        calls = []
-        for _ in range(CALLS):
-            payload = Payload()
-            refs.append(weakref.ref(payload))
-            calls.append(executor.execute_async(busy(payload=payload), CONTEXT, timeout=0.001))
-            del payload
-        results = await asyncio.wait_for(asyncio.gather(*calls), GUARD)
-        assert {result.metadata["outcome"] for result in results} == {"timeout"}
-        del results, calls
-        gc.collect()
-        alive = sum(ref() is not None for ref in refs)
-        Busy.release.set()
-        assert (await asyncio.wait_for(hog, GUARD)).success
-        assert alive <= LEFT_AT_MOST, f"{alive} of {CALLS} given-up calls still held"
-
     try:
-        asyncio.run(scenario())
+        alive = asyncio.run(
+            _given_up_calls_still_held(executor, "busy", Busy.running, Busy.release.set)
+        )
     finally:
         Busy.release.set()
         executor.shutdown()
+    assert alive <= LEFT_AT_MOST, f"{alive} of {CALLS} given-up calls still held"

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
-import signal
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from forked import in_child
 from prometheus_client import CollectorRegistry
 
 from laios.core.types import Context, Task
@@ -28,44 +26,6 @@ from laios.execution.prometheus import ensure_collector
 from laios.execution.store import MetricStore
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-
-#: Longest the child may take before the test gives up on it (it hangs on the broken code).
-CHILD_SECONDS = 20.0
-
-
-def _in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Fork; run ``work`` in the child and return what it returned (as JSON)."""
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():  # (3.12+ warns about forking a threaded process)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 0
-        try:
-            os.close(read_end)
-            outcome = work()
-            os.write(write_end, json.dumps(outcome).encode())
-        except BaseException as exc:
-            os.write(write_end, json.dumps({"crashed": repr(exc)}).encode())
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    deadline = time.monotonic() + CHILD_SECONDS
-    while True:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(read_end)
-            pytest.fail(f"the forked child hung for more than {CHILD_SECONDS:g}s")
-        time.sleep(0.02)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    result: dict[str, Any] = json.loads(data)
-    return result
 
 
 def test_an_executor_used_before_fork_works_in_the_child(
@@ -99,7 +59,7 @@ def test_an_executor_used_before_fork_works_in_the_child(
             "seconds": time.monotonic() - started,
         }
 
-    outcome = _in_child(child)
+    outcome = in_child(child)
     assert "crashed" not in outcome, outcome
     assert outcome["outputs"] == ["x", "y", "z"], outcome["errors"]
     # The child counts its own tasks only: the parent's three are the parent's.
@@ -134,7 +94,7 @@ def test_a_fork_while_another_thread_holds_the_executors_locks_does_not_deadlock
                 result = executor.execute_task(make_task("echo", text="x"), context, timeout=1)
                 return {"output": result.output, "error": result.error}
 
-            outcome = _in_child(child)
+            outcome = in_child(child)
             assert outcome.get("output") == "x", outcome
     finally:
         stop.set()
@@ -172,7 +132,7 @@ def test_a_process_runner_used_before_fork_gives_the_child_workers_of_its_own() 
             executor.shutdown(wait=True)  # stops the child's worker, not the parent's
             return {"worker": result.output, "error": result.error, "mine": mine}
 
-        outcome = _in_child(child)  # (a child whose exit waited for the parent's worker hangs)
+        outcome = in_child(child)  # (a child whose exit waited for the parent's worker hangs)
         assert outcome["worker"] not in (None, parent_worker), outcome
         assert outcome["mine"] == [outcome["worker"]]
         # The parent's worker was neither stopped nor killed by the child.
@@ -202,4 +162,4 @@ def test_a_forked_child_reports_none_of_the_parents_gone_stores() -> None:
     def child() -> dict[str, Any]:
         return {"total": registry.get_sample_value("laios_tasks_total", labels)}
 
-    assert _in_child(child) == {"total": None}
+    assert in_child(child) == {"total": None}

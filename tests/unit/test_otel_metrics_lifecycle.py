@@ -3,55 +3,18 @@ providers, stores shared and gone (with the real SDK)."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import threading
-import time
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from forked import CHILD_SECONDS, in_child
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from laios.execution import otel_metrics
 from laios.execution.otel_metrics import instrument_metrics
 from laios.execution.store import MetricStore
-
-#: Longest a forked child may take before the test gives up on it.
-CHILD_SECONDS = 20.0
-
-
-def _in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Fork; run ``work`` in the child and return what it returned (as JSON)."""
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():  # (3.12+ warns about forking a threaded process)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 0
-        try:
-            os.close(read_end)
-            os.write(write_end, json.dumps(work()).encode())
-        except BaseException as exc:
-            os.write(write_end, json.dumps({"crashed": repr(exc)}).encode())
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    deadline = time.monotonic() + CHILD_SECONDS
-    while not os.waitpid(pid, os.WNOHANG)[0]:
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(read_end)
-            pytest.fail(f"the forked child hung for more than {CHILD_SECONDS:g}s")
-        time.sleep(0.02)
-    with os.fdopen(read_end, "rb") as pipe:
-        result: dict[str, Any] = json.loads(pipe.read())
-    return result
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -76,7 +39,7 @@ def test_a_child_forked_while_another_thread_instruments_can_instrument() -> Non
             handle = instrument_metrics(store, meter_provider=provider)
             return {"active": handle.active, "listeners": len(store.finish_listeners)}
 
-        assert _in_child(child) == {"active": True, "listeners": 1}
+        assert in_child(child) == {"active": True, "listeners": 1}
     finally:
         release.set()
         holder.join(5)
