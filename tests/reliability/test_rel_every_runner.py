@@ -47,6 +47,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 import test_runner_behaviour as behaviour
+from forked import in_child
 from rel_runner_tools import (
     EVERY_RUNNER_TOOLS,
     INNER_TIMEOUT,
@@ -57,7 +58,6 @@ from rel_runner_tools import (
     long_named_tools,
 )
 from rel_support import logs_text, span_text
-from test_fork import _in_child
 from test_runner_behaviour import Road
 
 from laios.core.types import Task, TaskResult
@@ -396,7 +396,7 @@ def test_an_executor_used_before_fork_works_in_the_child(road: Road, lab: behavi
             "total": sum(t.total for t in snapshot.tools),
         }
 
-    outcome = _in_child(child)
+    outcome = in_child(child)
     assert "crashed" not in outcome, outcome
     assert outcome["seconds"] < CHILD_TIMEOUT
     assert outcome["total"] == 1  # the child's own task only: the parent's is the parent's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ import pytest
 #: Longest a forked child may take before the test gives up on it (a child that hangs on
 #: broken code is killed, and the test fails).
 CHILD_SECONDS = 20.0
+#: The lowest descriptor number of the pipe the child answers on.
+_HIGH_FD = 200
 
 
 def in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -22,7 +25,13 @@ def in_child(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
     An exception in the child comes back as ``{"crashed": repr(exc)}``.
     """
-    read_end, write_end = os.pipe()
+    # On high descriptors: a file object left by an earlier test whose descriptor was closed
+    # under it (so the pipe could reuse its number) would close the pipe when garbage is
+    # collected, here or in the child (the fork handlers allocate).
+    low = os.pipe()
+    read_end, write_end = (fcntl.fcntl(fd, fcntl.F_DUPFD, _HIGH_FD) for fd in low)
+    for fd in low:
+        os.close(fd)
     with warnings.catch_warnings():  # (3.12+ warns about forking a threaded process)
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
