@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from laios.core.types import Context, Task, TaskResult
+from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryDetails
 from laios.execution.runners import (
@@ -117,6 +117,33 @@ def test_queued_task_runs_when_its_worker_is_abandoned_after_shutdown(
     assert queued_box, "the queued task waited for the hung tool"
     assert queued_box[0].success
     assert queued_box[0].output == "hi"
+
+
+def test_shutdown_with_wait_waits_for_the_replacement_that_runs_a_queued_task(
+    make_executor: Callable[..., Executor],
+    make_task: Callable[..., Task],
+    context: Context,
+    gate: Any,
+    in_thread: Callable[..., Any],
+    wait_until: Callable[..., bool],
+) -> None:
+    """shutdown(wait=True) with a task queued behind the only worker, whose tool then overruns
+    its timeout: the replacement thread runs the queued task, and shutdown returns only once
+    that task has finished (queued tasks finish first, as documented)."""
+    executor = make_executor(max_workers=1)
+    hung, _ = in_thread(executor.execute_task, make_task("blocked"), context, timeout=0.3)
+    assert gate.wait_entered(1)
+    task = make_task("sleep", seconds=0.5)
+    queued, queued_box = in_thread(executor.execute_task, task, context, 10)
+    assert wait_until(lambda: executor.store.snapshot().queue_depth == 1)
+    stopping, _ = in_thread(executor.shutdown, True)
+    stopping.join(10)
+    assert not stopping.is_alive()
+    status = executor.get_task_status(task.id)
+    assert status is TaskStatus.COMPLETED, f"shutdown(wait=True) returned with the task {status}"
+    queued.join(5)
+    assert queued_box[0].success
+    hung.join(5)
 
 
 def test_shutdown_without_waiting_lets_async_tools_on_the_loop_thread_finish(

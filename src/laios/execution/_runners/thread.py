@@ -338,17 +338,20 @@ class ThreadRunner:
             wait = False
         if wait:
             current = threading.current_thread()
+            seen = set(threads)
 
             def running() -> list[threading.Thread]:
-                # Workers still running that are not held by an abandoned call. One that is
-                # waited for here may be abandoned meanwhile (its tool overran its timeout):
-                # the wait then ends without it.
+                # Workers still running that are not held by an abandoned call, the ones started
+                # meanwhile included (a replacement for a worker whose tool overran its timeout,
+                # to run the calls still queued). One that is waited for here may be abandoned
+                # meanwhile: the wait then ends without it.
                 live = self._threads
+                seen.update(live)
                 held = self._held
-                return [t for t in threads if t in live and t not in held and t is not current]
+                return [t for t in live if t not in held and t is not current]
 
             with self._changed:
                 self._changed.wait_for(lambda: not running())
-                gone = [t for t in threads if t not in self._threads and t is not current]
+                gone = [t for t in seen if t not in self._threads and t is not current]
             for thread in gone:
                 thread.join()  # (it has left its loop: only its last steps are left)
