@@ -288,6 +288,7 @@ def _check_users(users: Any) -> dict[str, str]:
     if not isinstance(users, Mapping):
         _fail(where, f"must map user names to bcrypt hashes, not {type(users).__name__}")
     checked: dict[str, str] = {}
+    costs: dict[str, int] = {}
     for user, hashed in users.items():
         if not isinstance(user, str) or not user or ":" in user:
             _fail(where, f"{user!r} is not a user name (a non-empty string without ':')")
@@ -304,20 +305,20 @@ def _check_users(users: Any) -> dict[str, str]:
                 'laios.execution.web import hash_password; print(hash_password(getpass.getpass()))"'
                 " (or htpasswd -nBC 10 '' | tr -d ':\\n')",
             )
-        if not 4 <= int(match.group(1)) <= 31:
+        costs[user] = cost = int(match.group(1))
+        if not 4 <= cost <= 31:
             _fail(f"{where}.{user}", "has a bcrypt cost outside 4 to 31")
         checked[user] = hashed
     if checked:
         _require("bcrypt", "the bcrypt package", "Checking basic_auth_users passwords")
-        _warn_of_mixed_costs(checked)
+        _warn_of_mixed_costs(costs)
     return checked
 
 
-def _warn_of_mixed_costs(users: Mapping[str, str]) -> None:
-    """Warn when the hashes have different bcrypt costs: an unknown user is checked at the
-    highest, so a known user of a lower cost answers faster and the time of a failed check
-    tells that the name exists."""
-    costs = {user: int(hashed[4:6]) for user, hashed in users.items()}
+def _warn_of_mixed_costs(costs: Mapping[str, int]) -> None:
+    """Warn when users' hashes (``costs``: user to bcrypt cost) have different costs: an
+    unknown user is checked at the highest, so a known user of a lower cost answers faster and
+    the time of a failed check tells that the name exists."""
     highest = max(costs.values())
     lower = sorted(user for user, cost in costs.items() if cost < highest)
     if lower:
