@@ -91,6 +91,25 @@ def test_cancel_task_stops_every_retry_loop_sharing_the_id(
         assert result.metadata["retries"] == 0
 
 
+def _queued_behind_a_hung_worker(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    gate: Any,
+    in_thread: Callable[..., Any],
+    wait_until: Callable[..., bool],
+    queue: Callable[[], Any],
+) -> tuple[threading.Thread, list[TaskResult], threading.Thread, list[Any]]:
+    """Hold the only worker with a ``blocked`` tool that times out after 0.3 s, then run
+    ``queue()`` in a thread and wait until its task is queued behind it: the two threads and
+    their result boxes."""
+    hung, hung_box = in_thread(executor.execute_task, make_task("blocked"), context, timeout=0.3)
+    assert gate.wait_entered(1)
+    queued, queued_box = in_thread(queue)
+    assert wait_until(lambda: executor.store.snapshot().queue_depth == 1)
+    return hung, hung_box, queued, queued_box
+
+
 def test_queued_task_runs_when_its_worker_is_abandoned_after_shutdown(
     make_executor: Callable[..., Executor],
     make_task: Callable[..., Task],
@@ -103,12 +122,15 @@ def test_queued_task_runs_when_its_worker_is_abandoned_after_shutdown(
     tool overruns its timeout, a replacement thread runs the queued task (it does not wait
     for the hung tool)."""
     executor = make_executor(max_workers=1)
-    hung, hung_box = in_thread(executor.execute_task, make_task("blocked"), context, timeout=0.3)
-    assert gate.wait_entered(1)
-    queued, queued_box = in_thread(
-        lambda: asyncio.run(executor.execute_async(make_task("echo", text="hi"), context))
+    hung, hung_box, queued, queued_box = _queued_behind_a_hung_worker(
+        executor,
+        make_task,
+        context,
+        gate,
+        in_thread,
+        wait_until,
+        lambda: asyncio.run(executor.execute_async(make_task("echo", text="hi"), context)),
     )
-    assert wait_until(lambda: executor.store.snapshot().queue_depth == 1)
     executor.shutdown(wait=False)
     hung.join(5)
     assert hung_box[0].metadata["outcome"] == "timeout"
@@ -131,11 +153,16 @@ def test_shutdown_with_wait_waits_for_the_replacement_that_runs_a_queued_task(
     its timeout: the replacement thread runs the queued task, and shutdown returns only once
     that task has finished (queued tasks finish first, as documented)."""
     executor = make_executor(max_workers=1)
-    hung, _ = in_thread(executor.execute_task, make_task("blocked"), context, timeout=0.3)
-    assert gate.wait_entered(1)
     task = make_task("sleep", seconds=0.5)
-    queued, queued_box = in_thread(executor.execute_task, task, context, 10)
-    assert wait_until(lambda: executor.store.snapshot().queue_depth == 1)
+    hung, _, queued, queued_box = _queued_behind_a_hung_worker(
+        executor,
+        make_task,
+        context,
+        gate,
+        in_thread,
+        wait_until,
+        lambda: executor.execute_task(task, context, 10),
+    )
     stopping, _ = in_thread(executor.shutdown, True)
     stopping.join(10)
     assert not stopping.is_alive()
