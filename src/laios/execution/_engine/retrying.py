@@ -94,12 +94,16 @@ class RetryRun:
                 },
             )
 
+    def elapsed(self) -> float:
+        """Seconds since the call began."""
+        return time.monotonic() - self.started
+
     def attempt_timeout(self) -> float | None:
         """The next attempt's timeout: the per-attempt one, cut to what the deadline leaves."""
         deadline = self.policy.deadline
         if deadline is None:
             return self.limit
-        left = max(deadline - (time.monotonic() - self.started), 1e-3)
+        left = max(deadline - self.elapsed(), 1e-3)
         return left if self.limit is None else min(self.limit, left)
 
     def attributes(self) -> dict[str, Any] | None:
@@ -142,7 +146,7 @@ class RetryRun:
             return None
         delay = policy.delay(self.retries + 1)
         if policy.deadline is not None:
-            left = policy.deadline - (time.monotonic() - self.started)
+            left = policy.deadline - self.elapsed()
             if delay >= left:
                 self.stopped_by_deadline = True
                 return None
@@ -157,7 +161,7 @@ class RetryRun:
         deadline = self.policy.deadline
         if deadline is None:
             return delay
-        return max(0.0, min(delay, deadline - (time.monotonic() - self.started)))
+        return max(0.0, min(delay, deadline - self.elapsed()))
 
     def secrets(self) -> list[str]:
         """The task's secret values, scrubbed from what a hook's exception says."""
@@ -176,7 +180,7 @@ class RetryRun:
             tool_name=self.task.tool_name,
             retry_number=self.retries + 1,
             delay=delay,
-            elapsed=time.monotonic() - self.started,
+            elapsed=self.elapsed(),
             outcome=metadata.get("outcome"),
             error_type=metadata.get("error_type"),
             error=result.error,
@@ -206,7 +210,7 @@ class RetryRun:
             self.stopped_by_cancel = True
             return False
         deadline = self.policy.deadline
-        if deadline is not None and time.monotonic() - self.started >= deadline:
+        if deadline is not None and self.elapsed() >= deadline:
             self.stopped_by_deadline = True  # the wait ran into the deadline: this failure stands
             return False
         self.retries += 1
