@@ -151,5 +151,12 @@ def set_current_task(task: TaskContext) -> Token[TaskContext | None]:
 
 
 def reset_current_task(token: Token[TaskContext | None]) -> None:
-    """Undo :func:`set_current_task` (for runners, in a ``finally`` block)."""
-    _current.reset(token)
+    """Undo :func:`set_current_task` (for runners, in a ``finally`` block).
+
+    Nothing to undo when called outside the context it was set in: a coroutine tool closed
+    by the collector after its event loop was closed runs its ``finally`` blocks there.
+    """
+    try:  # (not contextlib.suppress: this is on every async tool's path)  # noqa: SIM105
+        _current.reset(token)
+    except ValueError:
+        pass

@@ -593,6 +593,9 @@ class Engine:
             except asyncio.CancelledError:
                 _cancelled_by_caller([job])
                 raise
+            except GeneratorExit:  # closed after its loop was: outside the span's context
+                token = None
+                raise
             except Exception as exc:  # the job's own events failed: never the caller's problem
                 return self.internal_error(task, exc, job)
             finally:
@@ -780,7 +783,12 @@ class _Batch:
     def _count(self) -> None:
         self.finished_count += 1
         future = self.future
-        if future is not None and self.finished_count >= (self.expected or 0) and not future.done():
+        if (
+            future is not None
+            and self.finished_count >= (self.expected or 0)
+            and not future.done()
+            and not self.loop.is_closed()  # (closed by its owner: nobody waits any more)
+        ):
             future.set_result(None)
 
     async def wait(self, jobs: list[Job], limit: float | None) -> None:

@@ -55,6 +55,12 @@ _HELD_SLOTS: contextvars.ContextVar[tuple[AsyncSlots, ...]] = contextvars.Contex
     "laios_held_async_slots", default=()
 )
 
+#: Event loops :class:`AsyncSlots` keeps an entry for at least, held slots or not.
+_LOOPS_KEPT = 64
+
+#: What :meth:`AsyncSlots.give_back` finds for a call that holds no slot.
+_NOT_HELD: Any = object()
+
 #: Calls given up while waiting that :meth:`AsyncSlots.give_up` leaves in the queue at least
 #: (clearing a short queue again and again would cost more than it frees).
 _GIVEN_UP_SLACK = 16
@@ -62,6 +68,24 @@ _GIVEN_UP_SLACK = 16
 _NO_LOOP = Refusal(
     "loop_closed",
     "The event loop this async tool was to run on is closed; the task was not started",
+)
+
+
+class LoopClosedError(RuntimeError):
+    """The event loop an async tool ran on was closed (by its owner, without cancelling the
+    tool's task) before the tool finished: it will never resume."""
+
+
+def _loop_closed() -> RawOutcome:
+    """The outcome of a call whose loop was closed under it."""
+    return RawOutcome(None, LoopClosedError(_LOOP_CLOSED), error_type="loop_closed")
+
+
+_LOOP_CLOSED = (
+    "The event loop this async tool ran on was closed before the tool finished (its owner "
+    "closed the loop without cancelling the pending task, so the tool never resumed and its "
+    "finally blocks did not run); cancel pending tasks before closing a loop, as asyncio.run "
+    "does"
 )
 
 
@@ -94,12 +118,13 @@ class _LoopCall:
 class _AwaitedCall:
     """A call run inside the awaiting task itself (the runner's handle for it)."""
 
-    __slots__ = ("active", "cancelling", "events", "runner", "stopped", "task")
+    __slots__ = ("active", "cancelling", "events", "loop", "runner", "stopped", "task")
 
     def __init__(self, runner: LoopRunner, events: RunEvents, task: asyncio.Task[Any]) -> None:
         self.runner = runner
         self.events = events
         self.task = task
+        self.loop = task.get_loop()
         self.active = False  # the tool is being awaited now (read and written on the loop)
         self.stopped = False  # this runner cancelled the task to stop the tool
         self.cancelling = 0  # the task's cancellation count when the tool started
@@ -133,6 +158,10 @@ class AsyncSlots:
     the limit if need be (see :meth:`held_here`); once the slots in use are back under the
     limit, a freed slot passes to the oldest waiting call again.
 
+    A slot held by a call whose event loop was then closed by its owner (without cancelling
+    the call's task, so it never ends) is taken back when a call finds no slot free
+    (:meth:`reclaim_closed`).
+
     Args:
         limit: Async tools running at once; the others wait in submission order.
     """
@@ -145,6 +174,8 @@ class AsyncSlots:
         #: Calls given up while waiting since the queue was last cleared of them (see
         #: :meth:`give_up`).
         self.given_up = 0
+        #: The calls holding a slot, by the loop they run on (a loop while it holds any).
+        self.holders: dict[asyncio.AbstractEventLoop, dict[_LoopCall | _AwaitedCall, None]] = {}
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -153,6 +184,25 @@ class AsyncSlots:
         self.waiting = deque()
         self.lock = threading.Lock()
         self.given_up = 0
+        self.holders = {}
+
+    def _add_holder(self, work: _LoopCall | _AwaitedCall) -> None:
+        # Under the lock: ``work`` holds a slot from now on.
+        calls = self.holders.get(work.loop)
+        if calls is None:
+            calls = self._holders_on(work.loop)
+        calls[work] = None
+
+    def _holders_on(self, loop: asyncio.AbstractEventLoop) -> dict[Any, None]:
+        # Under the lock: the first call on ``loop`` (a loop's entry stays while it is empty,
+        # for the next call; emptied entries go once there are many loops).
+        holders = self.holders
+        if len(holders) >= _LOOPS_KEPT:
+            for gone in [other for other, calls in holders.items() if not calls]:
+                del holders[gone]
+        calls: dict[Any, None] = {}
+        holders[loop] = calls
+        return calls
 
     def held_here(self) -> bool:
         """Whether the calling code runs inside an async tool holding one of these slots."""
@@ -167,6 +217,10 @@ class AsyncSlots:
         try:
             if self.running < self.limit or held:
                 self.running += 1
+                calls = self.holders.get(work.loop)
+                if calls is None:
+                    calls = self._holders_on(work.loop)
+                calls[work] = None
                 work.launching = launch
                 return True
             self.waiting.append(work)
@@ -174,15 +228,19 @@ class AsyncSlots:
         finally:
             lock.release()
 
-    def take_now(self) -> bool:
-        """Take a slot if one is free and nobody waits for one (or the caller holds one);
-        never queue."""
+    def take_now(self, work: _AwaitedCall) -> bool:
+        """Take a slot for ``work`` if one is free and nobody waits for one (or the caller
+        holds one); never queue."""
         held = self in _HELD_SLOTS.get()
         lock = self.lock
         lock.acquire()
         try:
             if (self.running < self.limit and not self.waiting) or held:
                 self.running += 1
+                calls = self.holders.get(work.loop)
+                if calls is None:
+                    calls = self._holders_on(work.loop)
+                calls[work] = None
                 return True
             return False
         finally:
@@ -230,25 +288,68 @@ class AsyncSlots:
         finally:
             lock.release()
 
-    def give_back(self) -> tuple[_LoopCall | None, Sequence[_LoopCall]]:
-        """Free a slot: return the waiting call that takes it over (if any), and the waiting
-        calls given up meanwhile (dropped from the queue, never to start). A slot taken past
-        the limit is not passed on."""
+    def give_back(
+        self, work: _LoopCall | _AwaitedCall
+    ) -> tuple[bool, _LoopCall | None, Sequence[_LoopCall]]:
+        """Free ``work``'s slot: whether it still held one (``False``: given back already,
+        or taken back by :meth:`reclaim_closed`), the waiting call that takes the slot over
+        (if any), and the waiting calls given up meanwhile (dropped from the queue, never to
+        start)."""
         lock = self.lock
         lock.acquire()
         try:
+            calls = self.holders.get(work.loop)
+            if calls is None or calls.pop(work, _NOT_HELD) is _NOT_HELD:
+                return False, None, ()
             if not self.waiting:  # the common case: nobody to pass the slot to
                 self.running -= 1
-                return None, ()
-            dropped: list[_LoopCall] = []
-            while self.waiting and self.running <= self.limit:
-                work = self.waiting.popleft()
-                if not work.abandoned:
-                    work.launching = True  # its task is made on its loop (see settle_launch)
-                    return work, dropped  # the slot passes to it: ``running`` stays the same
-                dropped.append(work)
+                return True, None, ()
+            following, dropped = self._free()
+            return True, following, dropped
+        finally:
+            lock.release()
+
+    def _free(self) -> tuple[_LoopCall | None, list[_LoopCall]]:
+        # Under the lock: a slot is free; pass it to the first waiting call not given up. A
+        # slot taken past the limit is not passed on.
+        if not self.waiting:  # the common case: nobody to pass the slot to
             self.running -= 1
-            return None, dropped
+            return None, []
+        dropped: list[_LoopCall] = []
+        while self.waiting and self.running <= self.limit:
+            work = self.waiting.popleft()
+            if not work.abandoned:
+                self._add_holder(work)
+                work.launching = True  # its task is made on its loop (see settle_launch)
+                return work, dropped  # the slot passes to it: ``running`` stays the same
+            dropped.append(work)
+        self.running -= 1
+        return None, dropped
+
+    def reclaim_closed(
+        self,
+    ) -> tuple[list[_LoopCall | _AwaitedCall], list[_LoopCall], list[_LoopCall]]:
+        """Take back the slots of calls whose event loop is closed (they never end): those
+        calls, the waiting calls that take their slots over, and waiting calls given up
+        meanwhile. A stranded call whose task was still to be made is settled here (see
+        :meth:`settle_launch`)."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            closed = [loop for loop, calls in self.holders.items() if loop.is_closed() and calls]
+            stranded: list[_LoopCall | _AwaitedCall] = []
+            following: list[_LoopCall] = []
+            dropped: list[_LoopCall] = []
+            for loop in closed:
+                for work in self.holders.pop(loop):
+                    if isinstance(work, _LoopCall):
+                        work.launching = False
+                    stranded.append(work)
+                    taker, given_up = self._free()
+                    if taker is not None:
+                        following.append(taker)
+                    dropped.extend(given_up)
+            return stranded, following, dropped
         finally:
             lock.release()
 
@@ -396,6 +497,8 @@ class LoopRunner:
             if self.slots.take(work):
                 # Already on the loop's thread, and nobody can have abandoned the call yet.
                 work.task = _start_task(work)
+            else:
+                self.reclaim_closed()
             return work
         with self._pending_lock:
             # Counted under the lock shutdown() closes the runner with: a shutdown running
@@ -405,6 +508,8 @@ class LoopRunner:
             self._pending += 1
         if self.slots.take(work, launch=True):
             _launch(work)
+        else:
+            self.reclaim_closed()
         return work
 
     def claim(self, events: RunEvents) -> _AwaitedCall | None:
@@ -414,9 +519,13 @@ class LoopRunner:
         if not _CAN_UNCANCEL or self.closed or self.loop_thread is not None:
             return None
         task = asyncio.current_task()
-        if task is None or not self.slots.take_now():
+        if task is None:
             return None
-        return _AwaitedCall(self, events, task)
+        work = _AwaitedCall(self, events, task)
+        if not self.slots.take_now(work):
+            self.reclaim_closed()  # (then the call queues for a slot, as submitted)
+            return None
+        return work
 
     async def run_claimed(self, work: Handle, call: ToolCall) -> None:
         """Await ``call``'s tool here, in the slot ``work`` claimed, reporting to its events
@@ -446,13 +555,22 @@ class LoopRunner:
                 # Stopped by this runner, or the tool's own (a future it awaited was
                 # cancelled elsewhere): its outcome, as in a task of its own.
                 outcome = RawOutcome(None, exc)
+            except GeneratorExit:  # closed, never to resume (its loop was closed)
+                work.active = False
+                events.finished(_loop_closed())
+                raise
             else:
                 work.active = False
                 if work.stopped:
                     _uncancel(task)  # the tool returned although it was asked to stop
             events.finished(outcome)
         finally:
-            _HELD_SLOTS.reset(held)  # (the awaiting task goes on without the slot)
+            # (Closed outside the task's context, the reset has nothing to undo there; not
+            # contextlib.suppress: this is on every in-task call's path.)
+            try:  # noqa: SIM105
+                _HELD_SLOTS.reset(held)  # (the awaiting task goes on without the slot)
+            except ValueError:
+                pass
             self.done(work)
 
     def release(self, work: Handle) -> None:
@@ -510,13 +628,41 @@ class LoopRunner:
         loop_thread.stop()
 
     def done(self, work: _LoopCall | _AwaitedCall) -> None:
-        """A call ended (ran, or never started): pass its slot on, count it off."""
-        following, dropped = self.slots.give_back()
+        """A call ended (ran, or never started): pass its slot on, count it off (once: a
+        stranded call taken back by :meth:`reclaim_closed` was counted off there)."""
+        held, following, dropped = self.slots.give_back(work)
+        if not held:
+            return
         for given_up in dropped:
             given_up.runner.forget()
         if following is not None:
             _launch(following)
         if self.loop_thread is not None:  # (only the loop thread's calls are counted)
+            self.forget()
+
+    def reclaim_closed(self) -> None:
+        """No slot was free: take back those held by calls whose event loop was closed by its
+        owner while they ran or waited to start (they never end by themselves), end their
+        tasks saying so, and start the waiting calls that take their slots over."""
+        stranded, following, dropped = self.slots.reclaim_closed()
+        for work in stranded:
+            started = work.ran if isinstance(work, _LoopCall) else work.active
+            try:
+                if started:
+                    work.events.finished(_loop_closed())
+                else:
+                    work.events.refused(_NO_LOOP)
+            except Exception:
+                _log.exception("a task's events raised while ending a call on a closed loop")
+            work.runner.counted_off()
+        for given_up in dropped:
+            given_up.runner.forget()
+        for work in following:
+            _launch(work)
+
+    def counted_off(self) -> None:
+        """A call of this runner ended without :meth:`done` (taken back on a closed loop)."""
+        if self.loop_thread is not None:
             self.forget()
 
     def forget(self) -> None:
@@ -631,7 +777,12 @@ async def _run(work: _LoopCall) -> None:
                 outcome = await call_tool_async(work.call, events)
             except asyncio.CancelledError as exc:
                 outcome = RawOutcome(None, exc)  # abandoned (the job discards it) or loop ending
+            except GeneratorExit:  # closed, never to resume (its loop was closed)
+                events.finished(_loop_closed())
+                raise
             events.finished(outcome)
+    except GeneratorExit:
+        raise
     except BaseException:
         _log.exception("a task's events raised on the event loop")
     finally:

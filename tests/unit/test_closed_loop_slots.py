@@ -1,0 +1,132 @@
+"""An event loop closed by its owner while async tools still run on it (no cancellation, no
+``asyncio.run`` cleanup): the slots those tools held come back to the executor, and their
+tasks end, instead of every later async tool waiting for a slot that is never freed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task, TaskStatus
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+#: Longest a later call may wait for its slot (seconds): it fails instead of hanging.
+GUARD = 5.0
+
+
+class Forever(AsyncBaseTool):
+    name = "forever"
+    description = "Awaits an event nobody sets."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.Event().wait()
+
+
+class Quick(AsyncBaseTool):
+    name = "quick"
+    description = "Returns at once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return "ok"
+
+
+def _executor(limit: int = 1) -> Executor:
+    registry = ToolRegistry()
+    registry.register_tool(Forever)
+    registry.register_tool(Quick)
+    return Executor(registry, store=MetricStore(), register_prometheus=False, max_async_tools=limit)
+
+
+def _task(tool: str) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool)
+
+
+def _close_loop_while_running(
+    start: Callable[[], Coroutine[Any, Any, Any]],
+) -> asyncio.Task[Any]:
+    """Run ``start()`` as a task on a loop of our own until its tool runs, then close the
+    loop the way an owner does who never cancels what is still pending on it."""
+    loop = asyncio.new_event_loop()
+    pending = loop.create_task(start())
+    loop.run_until_complete(asyncio.sleep(0.05))
+    loop.close()
+    assert not pending.done()
+    return pending
+
+
+def _later_call(executor: Executor) -> Any:
+    async def call() -> Any:
+        return await executor.execute_async(_task("quick"), CONTEXT, timeout=GUARD)
+
+    return asyncio.run(call())
+
+
+ROADS: dict[str, Callable[[Executor, Task], Coroutine[Any, Any, Any]]] = {
+    "execute_async": lambda executor, task: executor.execute_async(task, CONTEXT),
+    "execute_parallel": lambda executor, task: executor.execute_parallel([task], CONTEXT),
+}
+
+
+@pytest.mark.parametrize("road", sorted(ROADS))
+def test_a_later_call_gets_the_slot_of_a_tool_whose_loop_was_closed(road: str) -> None:
+    """With one async slot, a call after the loop holding it was closed still runs."""
+    executor = _executor(limit=1)
+    try:
+        _close_loop_while_running(lambda: ROADS[road](executor, _task("forever")))
+        result = _later_call(executor)
+        assert result.success, result.error
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.parametrize("road", sorted(ROADS))
+def test_the_task_of_a_tool_whose_loop_was_closed_ends_saying_so(road: str) -> None:
+    """The stranded task leaves the running tasks and fails with an error naming the closed
+    loop, once the executor looks for a slot again."""
+    executor = _executor(limit=1)
+    stranded = _task("forever")
+    try:
+        _close_loop_while_running(lambda: ROADS[road](executor, stranded))
+        assert [task.id for task in executor.get_running_tasks()] == [stranded.id]
+        _later_call(executor)
+        assert executor.get_running_tasks() == []
+        assert executor.get_task_status(stranded.id) == TaskStatus.FAILED
+        assert "event loop this async tool ran on was closed" in str(stranded.error)
+        failed = {f.task_id: f.error_type for f in executor.store.failures_snapshot()}
+        assert failed == {stranded.id: "loop_closed"}
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.parametrize("road", sorted(ROADS))
+def test_closing_a_stranded_tool_coroutine_logs_no_internal_error(
+    road: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the stranded coroutine is finally closed (as the collector or interpreter exit
+    does), nothing is logged as an executor error, and the slot is not given back twice."""
+    executor = _executor(limit=1)
+    try:
+        pending = _close_loop_while_running(lambda: ROADS[road](executor, _task("forever")))
+        with caplog.at_level(logging.WARNING, logger="laios"):
+            pending.get_coro().close()
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert [r.getMessage() for r in errors if r.name.startswith("laios")] == []
+        assert _later_call(executor).success
+
+        # One slot, not two: of two long calls at once, one still waits for it.
+        async def two() -> list[Any]:
+            tasks = [_task("forever"), _task("forever")]
+            return await executor.execute_parallel(tasks, CONTEXT, timeout=0.3)
+
+        errors = sorted(str(result.error) for result in asyncio.run(two()))
+        assert ["waiting to start" in error for error in errors].count(True) == 1, errors
+    finally:
+        executor.shutdown()
