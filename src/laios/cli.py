@@ -53,8 +53,10 @@ __all__ = [
     "watch_status",
 ]
 
+#: The endpoint's port unless told otherwise (``laios.execution.server.DEFAULT_PORT``).
+_DEFAULT_PORT = 8489
 #: Where ``laios status`` looks unless given ``--url``.
-DEFAULT_URL = "http://127.0.0.1:8489"
+DEFAULT_URL = f"http://127.0.0.1:{_DEFAULT_PORT}"
 #: Largest ``/status`` body read, in bytes.
 _MAX_BODY = 16 * 1024 * 1024
 #: Bytes asked for at a time while reading the body.
@@ -604,16 +606,44 @@ def _count(value: Any) -> str:
     return "-" if number is None else str(int(number))
 
 
+def _with_default_port(url: str) -> str | None:
+    """``url`` as given, with the endpoint's default port after its host (a placeholder for
+    any credentials); ``None`` when it names a port or cannot be read."""
+    text = url.strip()
+    bare = "://" not in text
+    try:
+        parts = urlsplit("http://" + text if bare else text)
+        if parts.port is not None or not parts.hostname:
+            return None
+    except ValueError:
+        return None
+    credentials, at, host = parts.netloc.rpartition("@")
+    userinfo = "USER:PASSWORD@" if ":" in credentials else "USER@" if at else ""
+    netloc = f"{userinfo}{host.rstrip(':')}:{_DEFAULT_PORT}"
+    suggested = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return suggested.removeprefix("http://") if bare else suggested
+
+
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     if isinstance(problem, _CredentialsNeeded):
         return f"laios status: {problem}."  # (the endpoint runs: no advice to start one)
     try:
-        port = urlsplit(status_url(url)).port or 8489
+        port = urlsplit(status_url(url)).port
     except ValueError:  # an out-of-range or non-numeric port in the URL
-        port = 8489
+        port = None
+    suggested = _with_default_port(url)
+    hint = ""
+    if suggested is not None:
+        scheme = urlsplit(status_url(url)).scheme
+        default = 443 if scheme == "https" else 80
+        hint = (
+            f" The URL names no port, so port {default} ({scheme}'s default) was tried; the "
+            f"endpoint listens on {_DEFAULT_PORT} unless told otherwise: try --url {suggested}."
+        )
     return (
-        f"laios status: {problem}. Start the endpoint in the process that runs tasks with "
-        f"laios.execution.server.start_http_server({port}), or try `laios demo`."
+        f"laios status: {problem}.{hint} Start the endpoint in the process that runs tasks "
+        f"with laios.execution.server.start_http_server({port or _DEFAULT_PORT}), or try "
+        "`laios demo`."
     )
 
 

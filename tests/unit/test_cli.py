@@ -392,6 +392,44 @@ def test_status_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture
     assert "start_http_server" in line
 
 
+@pytest.mark.parametrize(
+    ("url", "tried", "suggested"),
+    [
+        ("localhost", "port 80 (http's default)", "--url localhost:8489"),
+        ("http://127.0.0.1/", "port 80 (http's default)", "--url http://127.0.0.1:8489/"),
+        ("https://localhost", "port 443 (https's default)", "--url https://localhost:8489"),
+        ("[::1]", "port 80 (http's default)", "--url [::1]:8489"),
+    ],
+)
+def test_a_url_without_a_port_says_which_port_was_tried(
+    url: str, tried: str, suggested: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --url without a port that gets no status says the URL named no port, which port was
+    tried instead, and suggests the same URL with the endpoint's default port, 8489."""
+    assert main(["status", "--url", url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"names no port, so {tried} was tried" in line
+    assert f"{suggested}." in line
+
+
+def test_the_port_suggestion_never_shows_the_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """A --url with credentials and no port: the suggestion keeps their place, not their text."""
+    assert main(["status", "--url", "http://prom:s3cret@127.0.0.1", "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "s3cret" not in line
+    assert "--url http://USER:PASSWORD@127.0.0.1:8489." in line
+
+
+def test_a_url_with_a_port_gets_no_port_suggestion(
+    dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --url naming its port is tried as given; no other port is suggested."""
+    assert main(["status", "--url", dead_url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "no port" not in line
+    assert "--url" not in line
+
+
 def test_status_against_a_non_status_endpoint(
     html_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
