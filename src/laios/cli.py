@@ -64,6 +64,9 @@ _CHUNK = 64 * 1024
 #: Largest magnitude shown for a number from the endpoint; larger ones are shown as ``-``.
 _MAX_SHOWN = 1e15
 _CLEAR = "\x1b[H\x1b[2J"
+#: The longest single wait (a socket timeout, a sleep): a longer timeout or interval is waited
+#: in parts, since the platform refuses waits past its time_t (about 9e9 seconds).
+_LONGEST_WAIT = 86400.0
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
@@ -131,7 +134,7 @@ class _Deadline:
         left = self._end - monotonic()
         if left <= 0:
             raise _DeadlinePassed("timed out")
-        return left
+        return min(left, _LONGEST_WAIT)
 
     def connect(
         self,
@@ -669,7 +672,13 @@ def watch_status(
     Returns:
         0 after Ctrl-C; 2 when nothing answers at the first attempt (later failures are shown
         above the last good picture and retried).
+
+    Raises:
+        ValueError: When ``interval`` is not a positive, finite number of seconds.
     """
+    number = isinstance(interval, (int, float)) and not isinstance(interval, bool)
+    if not (number and 0 < interval < math.inf):
+        raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     pause = sleep if sleep is not None else time.sleep
@@ -687,7 +696,11 @@ def watch_status(
                 frame = f"! {problem} (retrying; showing the last answer)\n{frame}"
             out.write(f"{clear}{frame}\n\nrefreshing every {interval:g}s, Ctrl-C to stop\n")
             out.flush()
-            pause(interval)
+            waited = 0.0
+            while waited < interval:  # (in parts the platform can wait)
+                step = min(interval - waited, _LONGEST_WAIT)
+                pause(step)
+                waited += step
             try:
                 document, problem = fetch_status(url, timeout), ""
             except StatusUnavailable as exc:

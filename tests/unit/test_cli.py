@@ -600,6 +600,40 @@ def test_watch_through_main_exits_zero_on_ctrl_c(
     assert "refreshing every 0.1s" in capsys.readouterr().out
 
 
+def test_a_huge_timeout_is_waited_not_a_traceback(
+    dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--timeout 1e10 (longer than the platform can wait at once) is accepted: nothing
+    listening gives the usual one-line message, exit 2, not an OverflowError."""
+    assert main(["status", "--url", dead_url, "--timeout", "1e10"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "nothing answered at" in line
+
+
+def test_a_huge_interval_is_slept_in_steps_the_platform_takes(server: MetricsServer) -> None:
+    """--watch with an interval of 1e10 s sleeps in steps the platform can wait (a socket
+    timeout takes what time.sleep takes), not one that raises OverflowError."""
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        with socket.socket() as sock:
+            sock.settimeout(seconds)  # OverflowError past the platform's time_t
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            raise KeyboardInterrupt
+
+    assert watch_status(server.url, interval=1e10, out=io.StringIO(), sleep=sleep) == 0
+    assert len(pauses) == 2
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan"), float("inf")])
+def test_watch_refuses_an_interval_that_is_not_a_positive_number(interval: float) -> None:
+    """An interval of 0, below 0, NaN or infinite raises ValueError at the call instead of
+    redrawing without a pause."""
+    with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
+        watch_status("http://127.0.0.1:1", interval=interval, out=io.StringIO())
+
+
 def test_watch_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """--watch with nothing listening exits 2 at once."""
     assert main(["status", "--url", dead_url, "--watch", "--timeout", "2"]) == 2
