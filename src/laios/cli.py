@@ -53,8 +53,10 @@ __all__ = [
     "watch_status",
 ]
 
+#: The endpoint's port unless told otherwise (``laios.execution.server.DEFAULT_PORT``).
+_DEFAULT_PORT = 8489
 #: Where ``laios status`` looks unless given ``--url``.
-DEFAULT_URL = "http://127.0.0.1:8489"
+DEFAULT_URL = f"http://127.0.0.1:{_DEFAULT_PORT}"
 #: Largest ``/status`` body read, in bytes.
 _MAX_BODY = 16 * 1024 * 1024
 #: Bytes asked for at a time while reading the body.
@@ -62,6 +64,9 @@ _CHUNK = 64 * 1024
 #: Largest magnitude shown for a number from the endpoint; larger ones are shown as ``-``.
 _MAX_SHOWN = 1e15
 _CLEAR = "\x1b[H\x1b[2J"
+#: The longest single wait (a socket timeout, a sleep): a longer timeout or interval is waited
+#: in parts, since the platform refuses waits past its time_t (about 9e9 seconds).
+_LONGEST_WAIT = 86400.0
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
@@ -129,7 +134,7 @@ class _Deadline:
         left = self._end - monotonic()
         if left <= 0:
             raise _DeadlinePassed("timed out")
-        return left
+        return min(left, _LONGEST_WAIT)
 
     def connect(
         self,
@@ -604,16 +609,44 @@ def _count(value: Any) -> str:
     return "-" if number is None else str(int(number))
 
 
+def _with_default_port(url: str) -> str | None:
+    """``url`` as given, with the endpoint's default port after its host (a placeholder for
+    any credentials); ``None`` when it names a port or cannot be read."""
+    text = url.strip()
+    bare = "://" not in text
+    try:
+        parts = urlsplit("http://" + text if bare else text)
+        if parts.port is not None or not parts.hostname:
+            return None
+    except ValueError:
+        return None
+    credentials, at, host = parts.netloc.rpartition("@")
+    userinfo = "USER:PASSWORD@" if ":" in credentials else "USER@" if at else ""
+    netloc = f"{userinfo}{host.rstrip(':')}:{_DEFAULT_PORT}"
+    suggested = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return suggested.removeprefix("http://") if bare else suggested
+
+
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     if isinstance(problem, _CredentialsNeeded):
         return f"laios status: {problem}."  # (the endpoint runs: no advice to start one)
     try:
-        port = urlsplit(status_url(url)).port or 8489
+        port = urlsplit(status_url(url)).port
     except ValueError:  # an out-of-range or non-numeric port in the URL
-        port = 8489
+        port = None
+    suggested = _with_default_port(url)
+    hint = ""
+    if suggested is not None:
+        scheme = urlsplit(status_url(url)).scheme
+        default = 443 if scheme == "https" else 80
+        hint = (
+            f" The URL names no port, so port {default} ({scheme}'s default) was tried; the "
+            f"endpoint listens on {_DEFAULT_PORT} unless told otherwise: try --url {suggested}."
+        )
     return (
-        f"laios status: {problem}. Start the endpoint in the process that runs tasks with "
-        f"laios.execution.server.start_http_server({port}), or try `laios demo`."
+        f"laios status: {problem}.{hint} Start the endpoint in the process that runs tasks "
+        f"with laios.execution.server.start_http_server({port or _DEFAULT_PORT}), or try "
+        "`laios demo`."
     )
 
 
@@ -639,7 +672,13 @@ def watch_status(
     Returns:
         0 after Ctrl-C; 2 when nothing answers at the first attempt (later failures are shown
         above the last good picture and retried).
+
+    Raises:
+        ValueError: When ``interval`` is not a positive, finite number of seconds.
     """
+    number = isinstance(interval, (int, float)) and not isinstance(interval, bool)
+    if not (number and 0 < interval < math.inf):
+        raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     pause = sleep if sleep is not None else time.sleep
@@ -657,7 +696,11 @@ def watch_status(
                 frame = f"! {problem} (retrying; showing the last answer)\n{frame}"
             out.write(f"{clear}{frame}\n\nrefreshing every {interval:g}s, Ctrl-C to stop\n")
             out.flush()
-            pause(interval)
+            waited = 0.0
+            while waited < interval:  # (in parts the platform can wait)
+                step = min(interval - waited, _LONGEST_WAIT)
+                pause(step)
+                waited += step
             try:
                 document, problem = fetch_status(url, timeout), ""
             except StatusUnavailable as exc:

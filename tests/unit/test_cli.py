@@ -392,6 +392,44 @@ def test_status_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture
     assert "start_http_server" in line
 
 
+@pytest.mark.parametrize(
+    ("url", "tried", "suggested"),
+    [
+        ("localhost", "port 80 (http's default)", "--url localhost:8489"),
+        ("http://127.0.0.1/", "port 80 (http's default)", "--url http://127.0.0.1:8489/"),
+        ("https://localhost", "port 443 (https's default)", "--url https://localhost:8489"),
+        ("[::1]", "port 80 (http's default)", "--url [::1]:8489"),
+    ],
+)
+def test_a_url_without_a_port_says_which_port_was_tried(
+    url: str, tried: str, suggested: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --url without a port that gets no status says the URL named no port, which port was
+    tried instead, and suggests the same URL with the endpoint's default port, 8489."""
+    assert main(["status", "--url", url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"names no port, so {tried} was tried" in line
+    assert f"{suggested}." in line
+
+
+def test_the_port_suggestion_never_shows_the_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """A --url with credentials and no port: the suggestion keeps their place, not their text."""
+    assert main(["status", "--url", "http://prom:s3cret@127.0.0.1", "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "s3cret" not in line
+    assert "--url http://USER:PASSWORD@127.0.0.1:8489." in line
+
+
+def test_a_url_with_a_port_gets_no_port_suggestion(
+    dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --url naming its port is tried as given; no other port is suggested."""
+    assert main(["status", "--url", dead_url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "no port" not in line
+    assert "--url" not in line
+
+
 def test_status_against_a_non_status_endpoint(
     html_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -560,6 +598,40 @@ def test_watch_through_main_exits_zero_on_ctrl_c(
     monkeypatch.setattr(cli, "time", SimpleNamespace(sleep=interrupt))
     assert main(["status", "--url", server.url, "--watch", "--interval", "0.1"]) == 0
     assert "refreshing every 0.1s" in capsys.readouterr().out
+
+
+def test_a_huge_timeout_is_waited_not_a_traceback(
+    dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--timeout 1e10 (longer than the platform can wait at once) is accepted: nothing
+    listening gives the usual one-line message, exit 2, not an OverflowError."""
+    assert main(["status", "--url", dead_url, "--timeout", "1e10"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "nothing answered at" in line
+
+
+def test_a_huge_interval_is_slept_in_steps_the_platform_takes(server: MetricsServer) -> None:
+    """--watch with an interval of 1e10 s sleeps in steps the platform can wait (a socket
+    timeout takes what time.sleep takes), not one that raises OverflowError."""
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        with socket.socket() as sock:
+            sock.settimeout(seconds)  # OverflowError past the platform's time_t
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            raise KeyboardInterrupt
+
+    assert watch_status(server.url, interval=1e10, out=io.StringIO(), sleep=sleep) == 0
+    assert len(pauses) == 2
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, float("nan"), float("inf")])
+def test_watch_refuses_an_interval_that_is_not_a_positive_number(interval: float) -> None:
+    """An interval of 0, below 0, NaN or infinite raises ValueError at the call instead of
+    redrawing without a pause."""
+    with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
+        watch_status("http://127.0.0.1:1", interval=interval, out=io.StringIO())
 
 
 def test_watch_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture[str]) -> None:

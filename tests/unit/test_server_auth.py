@@ -198,12 +198,14 @@ def test_an_unknown_user_is_checked_at_the_users_bcrypt_cost() -> None:
 
 
 def test_the_cache_is_bounded_and_holds_no_password() -> None:
-    """Many different passwords keep at most CACHE_SIZE entries, none of them a password."""
+    """Many different passwords keep at most CACHE_SIZE failures, none of them a password."""
     authenticator = Authenticator({USER: HASH}, ())
+    assert authenticator.allows(basic(USER, PASSWORD)["Authorization"])
     for attempt in range(CACHE_SIZE + 20):
         authenticator.allows(basic(USER, f"guess-{attempt}")["Authorization"])
-    assert len(authenticator._cache) == CACHE_SIZE
-    assert all(b"guess" not in key for key in authenticator._cache)
+    assert len(authenticator._failed) == CACHE_SIZE
+    remembered = [*authenticator._passed, *authenticator._failed]
+    assert all(b"guess" not in key and PASSWORD.encode() not in key for key in remembered)
 
 
 def test_a_password_longer_than_bcrypt_reads_is_refused() -> None:

@@ -4,11 +4,12 @@ several threads, bad addresses, an address in use."""
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -158,3 +159,124 @@ def test_a_request_head_beyond_64_kib_is_refused_with_431() -> None:
         assert answer.startswith(b"HTTP/1.0 431 "), answer[:80]
         ordinary = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 16000 + b"\r\n\r\n"
         assert send_raw(server.port, ordinary).startswith(b"HTTP/1.0 200 ")
+
+
+class StopsTheServer(Collector):
+    """A collector that stops its server from the request being answered, keeping what the
+    call raised."""
+
+    def __init__(self) -> None:
+        self.server: MetricsServer | None = None
+        self.raised: list[BaseException] = []
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.go.set()
+        self.returned = threading.Event()
+        self.on_return: Callable[[], None] = lambda: None
+
+    def collect(self) -> Iterable[Metric]:
+        assert self.server is not None
+        self.entered.set()
+        self.go.wait(WITHIN)
+        try:
+            self.server.shutdown()
+            self.on_return()
+        except BaseException as exc:  # kept for the test to show
+            self.raised.append(exc)
+        self.returned.set()
+        yield GaugeMetricFamily("stopping", "A scrape that stopped its server.", value=1)
+
+
+def wait_for(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WITHIN
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_shutdown_from_a_request_being_answered_stops_the_server() -> None:
+    """shutdown() called while the server answers a request (from a collector) raises
+    nothing, stops the server, and that request still gets its answer."""
+    stopper = StopsTheServer()
+    registry = CollectorRegistry()
+    registry.register(stopper)
+    server = start_http_server(0, store=MetricStore(), registry=registry)
+    stopper.server = server
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=WITHIN) as answer:
+        assert answer.status == 200
+        assert b"stopping 1.0" in answer.read()
+    assert stopper.raised == []
+    assert refuses_connections(server.port)
+    assert wait_for(lambda: not server_threads(server)), server_threads(server)
+
+
+def test_shutdown_from_the_accept_loop_returns_and_stops_the_server() -> None:
+    """shutdown() called on the server's own accept loop (a log handler of its warning that
+    every connection is busy) returns instead of waiting for itself, and the server stops."""
+    held = Held()
+    registry = CollectorRegistry()
+    registry.register(held)
+    server = start_http_server(0, store=MetricStore(), registry=registry, max_connections=1)
+    returned = threading.Event()
+
+    class StopOnBusy(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "connections are being served" in record.getMessage():
+                server.shutdown()
+                returned.set()
+
+    handler = StopOnBusy()
+    logger = logging.getLogger("laios.execution.server")
+    logger.addHandler(handler)
+    scrape = threading.Thread(
+        target=lambda: urllib.request.urlopen(f"{server.url}/metrics", timeout=WITHIN).close(),
+        daemon=True,
+    )
+    try:
+        scrape.start()
+        assert held.entered.wait(WITHIN)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WITHIN) as second:
+            second.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")  # busy: the only slot is held
+            assert returned.wait(WITHIN)
+    finally:
+        logger.removeHandler(handler)
+        held.release.set()
+        scrape.join(WITHIN)
+    server.shutdown()  # waits for the stop under way
+    assert refuses_connections(server.port)
+    assert server_threads(server) == []
+
+
+def test_shutdown_from_a_request_while_another_stops_the_server_does_not_wait() -> None:
+    """shutdown() called from a request being answered while another thread is stopping the
+    server returns at once (the other stop waits for that request), and the answer arrives."""
+    stopper = StopsTheServer()
+    stopper.go.clear()
+    registry = CollectorRegistry()
+    registry.register(stopper)
+    server = start_http_server(0, store=MetricStore(), registry=registry)
+    stopper.server = server
+    first = threading.Thread(target=server.shutdown, daemon=True)
+    first_alive: list[bool] = []
+    stopper.on_return = lambda: first_alive.append(first.is_alive())
+    answers: list[int] = []
+
+    def scrape() -> None:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=WITHIN) as answer:
+            answers.append(answer.status)
+
+    scraping = threading.Thread(target=scrape, daemon=True)
+    scraping.start()
+    try:
+        assert stopper.entered.wait(WITHIN)
+        first.start()
+        assert wait_for(lambda: refuses_connections(server.port))  # the first stop is under way
+    finally:
+        stopper.go.set()
+    scraping.join(WITHIN)
+    first.join(WITHIN)
+    assert first_alive == [True]
+    assert answers == [200]
+    assert stopper.raised == []

@@ -139,6 +139,25 @@ def test_invalid_yaml_is_refused(tmp_path: Path) -> None:
         load_web_config(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("? [a, b]\n: 1\n", "a key must be a plain value"),
+        ("basic_auth_users:\n  ? {x: 1}\n  : y\n", "a key must be a plain value"),
+        ("[" * 100_000, "nested too deeply"),
+    ],
+    ids=["list-key", "mapping-key", "deep"],
+)
+def test_yaml_a_configuration_cannot_hold_is_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """A key that is a list or mapping, or brackets nested 100,000 deep, fail with
+    WebConfigError naming the file (not TypeError or RecursionError)."""
+    path = write(tmp_path, text)
+    with pytest.raises(WebConfigError, match=rf"web\.yml: not valid YAML.*{problem}"):
+        load_web_config(path)
+
+
 def test_a_plaintext_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
     """A password instead of its bcrypt hash fails, says how to hash it, and never shows it."""
     path = write(tmp_path, "basic_auth_users:\n  prometheus: hunter2-secret\n")

@@ -18,8 +18,9 @@ from typing import Any, Literal, get_args
 
 from prometheus_client import CollectorRegistry
 
-from laios.execution._auth import Authenticator
+from laios.execution._auth import MAX_PENDING_CHECKS, Authenticator
 from laios.execution._live_page import live_page_answer
+from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = ["STATUS_MODES", "Endpoint", "Request", "Response", "StatusMode", "check_status_mode"]
@@ -31,6 +32,8 @@ StatusMode = Literal["full", "reduced", "off"]
 STATUS_MODES: tuple[str, ...] = get_args(StatusMode)
 _JSON = "application/json; charset=utf-8"
 _OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
+#: Seconds between two warnings that password checks are being refused.
+_WARN_EVERY = 60.0
 
 
 def check_status_mode(status: Any) -> StatusMode:
@@ -122,6 +125,7 @@ class Endpoint:
         self._registry = registry
         self._status_document = status_document
         self._auth = authenticator
+        self._warnings = WarningLimiter(_WARN_EVERY)
         self._extra_headers = tuple(extra_headers)
         self.routes: tuple[str, ...] = (
             ("/", "/metrics", "/status", "/healthz")
@@ -146,7 +150,18 @@ class Endpoint:
 
     def _respond(self, request: Request) -> Response:
         path = request.path or "/"
-        if path not in _OPEN_ROUTES and not self._auth.allows(request.header("authorization")):
+        verdict = (
+            "allowed" if path in _OPEN_ROUTES else self._auth.check(request.header("authorization"))
+        )
+        if verdict == "busy":
+            self._busy()
+            return _json(
+                503,
+                {"error": "too many password checks at once"},
+                ("Cache-Control", "no-store"),
+                ("Retry-After", "1"),
+            )
+        if verdict == "refused":
             return _json(
                 401,
                 {"error": "unauthorized"},
@@ -158,6 +173,16 @@ class Endpoint:
         if request.method not in ("GET", "HEAD"):
             return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
         return self._route(path, request)
+
+    def _busy(self) -> None:
+        """Warn (at most once a minute) that password checks are being refused."""
+        if self._warnings.should_log("busy") is not None:
+            _log.warning(
+                "metrics endpoint: %d password checks are running or waiting, the limit; "
+                "answering 503 to requests whose password is not already known to be right "
+                "(many wrong passwords at once?)",
+                MAX_PENDING_CHECKS,
+            )
 
     def _route(self, path: str, request: Request) -> Response:
         if path == "/healthz":

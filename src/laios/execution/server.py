@@ -604,6 +604,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self._handlers: set[threading.Thread] = set()  # the connections' threads
         self._saturated = False
         self._closing = threading.Event()
+        self._serving = threading.local()  # .sock: the connection a thread of it answers
         self._warnings = WarningLimiter(_WARN_EVERY)
         super().__init__(address, _QuietHandler)
 
@@ -664,8 +665,13 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
             self._handlers.add(thread)
         thread.start()
 
+    def answering(self) -> bool:
+        """Whether the calling thread is one of this server's connection threads."""
+        return getattr(self._serving, "sock", None) is not None
+
     def _serve_connection(self, request: _RequestType, client_address: _RetAddress) -> None:
         """A connection's thread: serve it, then forget the thread."""
+        self._serving.sock = request
         try:
             self.process_request_thread(request, client_address)
         finally:
@@ -685,21 +691,25 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self._join_handlers(time.monotonic() + _CLOSE_GRACE)
 
     def _close_connections(self, *, receiving_only: bool) -> None:
-        """Shut down the open connections (only those whose request is still arriving)."""
+        """Shut down the open connections (only those whose request is still arriving), but
+        the one the calling thread is answering, if any: its answer is still written."""
+        own = getattr(self._serving, "sock", None)
         with self._slots:
             socks = [
                 sock
                 for sock, connection in self._open.items()
-                if connection.receiving or not receiving_only
+                if (connection.receiving or not receiving_only) and sock is not own
             ]
         for sock in socks:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # its thread sees end of file and closes it
 
     def _join_handlers(self, give_up: float) -> None:
-        """Wait until ``give_up`` for the connections' threads to end."""
+        """Wait until ``give_up`` for the connections' threads to end (but the calling one)."""
         with self._slots:
-            threads = list(self._handlers)
+            threads = [
+                thread for thread in self._handlers if thread is not threading.current_thread()
+            ]
         for thread in threads:
             thread.join(max(give_up - time.monotonic(), 0.0))
 
@@ -855,13 +865,32 @@ class MetricsServer:
         written has two seconds to finish. No connection is answered after this returns, also
         when another thread is stopping the server at the same time (this call then waits for
         that one).
+
+        It may be called from the server's own threads and never waits for itself: while a
+        request is being answered (from a collector, say), it stops the server and the other
+        connections as above, and that request's answer is still written; from the server's
+        accept loop (a log handler of its warnings), it returns at once and the server stops
+        in a thread of its own right after.
         """
         with self._lock:
             first = not self._closed
             self._closed = True
-        if not first:
-            self._stopped.wait()
-            return
+            if first and threading.current_thread() is self._thread:
+                # The accept loop cannot end while it waits here: stop from another thread.
+                threading.Thread(
+                    target=self._stop, name=f"{self._thread.name}-shutdown", daemon=True
+                ).start()
+                return
+        if first:
+            self._stop()
+        elif not (threading.current_thread() is self._thread or self._answering()):
+            self._stopped.wait()  # (the stop under way waits for the server's own threads)
+
+    def _answering(self) -> bool:
+        """Whether the calling thread is answering one of the server's connections."""
+        return isinstance(self._server, _ThreadingServer) and self._server.answering()
+
+    def _stop(self) -> None:
         try:
             self._server.shutdown()
             self._server.server_close()

@@ -484,13 +484,23 @@ def _only(where: str, section: Any, known: Sequence[str]) -> dict[str, Any]:
 
 
 def _yaml_loader(yaml: Any) -> Any:
-    """A safe loader that refuses a key written twice (a second user would hide the first)."""
+    """A safe loader that refuses a key written twice (a second user would hide the first),
+    and a key that is a list or mapping."""
 
     class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: set[Any] = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"a key must be a plain value, not a {type(key).__name__}",
+                        key_node.start_mark,
+                    ) from None
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"{key!r} is given twice", key_node.start_mark
@@ -544,6 +554,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
             document = yaml.load(file, Loader=_yaml_loader(yaml))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise WebConfigError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise WebConfigError(f"{source}: not valid YAML: nested too deeply") from None
     directory = Path(source).parent
 
     def near(value: Any, where: str) -> str:
