@@ -65,6 +65,26 @@ def test_every_aggregation_keeps_the_group_labels() -> None:
     assert [labels for labels in lists if not labels.startswith("team, job")] == []
 
 
+@pytest.mark.parametrize(
+    "config", [MixinConfig(), MixinConfig(selector='job="orders-api"', group_labels=("team",))]
+)
+def test_alerts_on_one_process_keep_every_label_of_its_target(config: MixinConfig) -> None:
+    """An alert about one process (its texts name $labels.instance) never aggregates `by` a
+    list, which would drop the target's other labels (pod, container, a store's pool)."""
+    per_process = [
+        rule
+        for rule in alerts(config)
+        if "$labels.instance" in rule["annotations"]["summary"] + rule["annotations"]["description"]
+    ]
+    assert {rule["alert"] for rule in per_process} >= {
+        "LaiosMetricsDown",
+        "LaiosExecutorSaturated",
+        "LaiosQueueGrowing",
+        "LaiosAbandonedThreads",
+    }
+    assert [rule["alert"] for rule in per_process if re.search(r"\bby \(", rule["expr"])] == []
+
+
 def test_recording_rules_aggregate_by_group_labels_and_tool() -> None:
     """Each recording rule's aggregations keep cluster, namespace, job and tool."""
     lists = [

@@ -469,10 +469,12 @@ def _tasks_rejected(config: MixinConfig) -> dict[str, Any]:
 def _saturated(config: MixinConfig) -> dict[str, Any]:
     saturated = config.matchers('error_type="saturated"')
     rate = f"rate(laios_task_errors_total{saturated}[5m])"
+    # One process, named by every label of its target (pod, container, a store's pool, ...)
+    # as the other per-process alerts are: sum its tools, keep the rest.
     return _alert(
         config,
         "LaiosExecutorSaturated",
-        f"{_sum(config, rate, 'instance')} > 0",
+        f"sum without (tool, error_type) ({rate}) > 0",
         "2m",
         {"severity": "critical"},
         "laios executor on {{ $labels.instance }} rejects tasks: saturated",
