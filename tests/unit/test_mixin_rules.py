@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
 from laios.mixin.config import MixinConfig
 from laios.mixin.rules import BURN_RATES, alert_names, rule_groups, runbook_url
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "docs" / "runbooks"
@@ -63,6 +71,26 @@ def test_every_aggregation_keeps_the_group_labels() -> None:
     ]
     assert lists
     assert [labels for labels in lists if not labels.startswith("team, job")] == []
+
+
+@pytest.mark.parametrize(
+    "config", [MixinConfig(), MixinConfig(selector='job="orders-api"', group_labels=("team",))]
+)
+def test_alerts_on_one_process_keep_every_label_of_its_target(config: MixinConfig) -> None:
+    """An alert about one process (its texts name $labels.instance) never aggregates `by` a
+    list, which would drop the target's other labels (pod, container, a store's pool)."""
+    per_process = [
+        rule
+        for rule in alerts(config)
+        if "$labels.instance" in rule["annotations"]["summary"] + rule["annotations"]["description"]
+    ]
+    assert {rule["alert"] for rule in per_process} >= {
+        "LaiosMetricsDown",
+        "LaiosExecutorSaturated",
+        "LaiosQueueGrowing",
+        "LaiosAbandonedThreads",
+    }
+    assert [rule["alert"] for rule in per_process if re.search(r"\bby \(", rule["expr"])] == []
 
 
 def test_recording_rules_aggregate_by_group_labels_and_tool() -> None:
@@ -197,6 +225,66 @@ def test_saturation_queue_and_abandoned_work_are_watched() -> None:
     assert 'error_type="saturated"' in alert_exprs(config, "LaiosExecutorSaturated")[0]
     assert "deriv(laios_executor_queue_depth" in alert_exprs(config, "LaiosQueueGrowing")[0]
     assert "laios_executor_abandoned_threads" in alert_exprs(config, "LaiosAbandonedThreads")[0]
+
+
+def minutes(duration: str) -> int:
+    """A Prometheus duration in whole minutes or hours (``3m``, ``1h``) as minutes."""
+    value, unit = int(duration[:-1]), duration[-1]
+    return value * {"m": 1, "h": 60}[unit]
+
+
+@pytest.mark.parametrize("config", [MixinConfig(), MixinConfig(selector='job="orders-api"')])
+def test_one_saturated_rejection_cannot_outlast_the_saturation_alerts_wait(
+    config: MixinConfig,
+) -> None:
+    """LaiosExecutorSaturated waits longer than the window its rejections are counted over,
+    so that one rejection, seen in that window, never stays true long enough to page; and it
+    requires threads held by timed-out tools."""
+    (rule,) = (rule for rule in alerts(config) if rule["alert"] == "LaiosExecutorSaturated")
+    (window,) = re.findall(r'error_type="saturated"[^\]]*\[(\w+)\]', rule["expr"])
+    assert minutes(rule["for"]) > minutes(window)
+    assert f"laios_executor_abandoned_threads{config.matchers()} > 0" in rule["expr"]
+
+
+def test_a_saturated_executors_rejections_match_its_held_threads_gauge() -> None:
+    """A real saturated executor's saturated rejections, less tool and error_type, carry
+    exactly the labels of its laios_executor_abandoned_threads sample, which is above 0: the
+    one-to-one `and` of LaiosExecutorSaturated matches them."""
+    release = threading.Event()
+    tools = ToolRegistry()
+    tools.register_tool(create_simple_tool("hang", "Blocks.", lambda: release.wait(30)))
+    prometheus = CollectorRegistry()
+    store = MetricStore(labels={"pool": "search"})
+    executor = Executor(
+        tools,
+        max_workers=1,
+        replacement_threads=0,
+        store=store,
+        prometheus_registry=prometheus,
+    )
+    ctx = Context(session_id="s", user_id="u")
+    try:
+        hung = executor.execute_task(Task(plan_id="p", description="d", tool_name="hang"), ctx, 0.1)
+        refused = executor.execute_task(
+            Task(plan_id="p", description="d", tool_name="hang"), ctx, 0.1
+        )
+        samples = [
+            sample
+            for family in text_string_to_metric_families(generate_latest(prometheus).decode())
+            for sample in family.samples
+        ]
+    finally:
+        release.set()
+        executor.shutdown(wait=True)
+    assert (hung.metadata["outcome"], refused.metadata["error_type"]) == ("timeout", "saturated")
+    (rejections,) = (
+        {key: value for key, value in s.labels.items() if key not in ("tool", "error_type")}
+        for s in samples
+        if s.name == "laios_task_errors_total" and s.labels.get("error_type") == "saturated"
+    )
+    (held,) = (s for s in samples if s.name == "laios_executor_abandoned_threads")
+    assert rejections == held.labels == {"pool": "search"}
+    assert held.value > 0
 
 
 # -- annotations and runbooks -------------------------------------------------------------------

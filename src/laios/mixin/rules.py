@@ -45,6 +45,13 @@ MIN_TOOL_RESULTS_PER_SECOND = 0.05
 TOOL_ERROR_RATIO = 0.1
 #: Timeouts per second of one tool before LaiosToolTimeouts fires (3 a minute).
 TOOL_TIMEOUTS_PER_SECOND = 0.05
+#: LaiosExecutorSaturated counts saturated rejections over this window, and needs one in every
+#: such window for SATURATION_FOR_MINUTES: a single rejection is seen for less than the window,
+#: so it cannot page. Three samples at a 1-minute scrape, so a missed scrape breaks nothing.
+SATURATION_WINDOW_MINUTES = 3
+#: How long rejections must keep coming before LaiosExecutorSaturated pages; longer than
+#: SATURATION_WINDOW_MINUTES.
+SATURATION_FOR_MINUTES = 5
 #: The SLO period the burn rates are measured against, in hours (30 days).
 SLO_PERIOD_HOURS = 30 * 24
 
@@ -467,21 +474,35 @@ def _tasks_rejected(config: MixinConfig) -> dict[str, Any]:
 
 
 def _saturated(config: MixinConfig) -> dict[str, Any]:
+    window = f"{SATURATION_WINDOW_MINUTES}m"
+    wait = SATURATION_FOR_MINUTES
     saturated = config.matchers('error_type="saturated"')
-    rate = f"rate(laios_task_errors_total{saturated}[5m])"
+    rate = f"rate(laios_task_errors_total{saturated}[{window}])"
+    # One process, named by every label of its target (pod, container, a store's pool, ...)
+    # as the other per-process alerts are: sum its tools, keep the rest. Its rejections must
+    # keep coming (one in every window, for longer than the window) while its threads are
+    # held: a saturated executor holds at least max_workers of them, and the gauge adds up the
+    # executors of a store and the live workers of a multiprocess server, so it is above 0
+    # whenever one of them is saturated, and drops to 0 as soon as the hung tools return.
+    expr = (
+        f"sum without (tool, error_type)\n  ({rate}) > 0\n"
+        f"and\nlaios_executor_abandoned_threads{config.matchers()} > 0\n"
+    )
     return _alert(
         config,
         "LaiosExecutorSaturated",
-        f"{_sum(config, rate, 'instance')} > 0",
-        "2m",
+        expr,
+        f"{wait}m",
         {"severity": "critical"},
-        "laios executor on {{ $labels.instance }} rejects tasks: saturated",
-        f"""For 2 minutes {{{{ $labels.instance }}}} (in {_scope(config)}) has been rejecting
-        tasks ({{{{ printf "%.2f" $value }}}}/s) because all its worker and replacement threads
-        are held by tools that overran their timeout. Tasks are not running at all. Restart the
-        process to recover now; then fix the hanging tool, or raise max_workers /
-        replacement_threads.""",
-        "Tasks refused because every worker and replacement thread is held by hung tools.",
+        "laios executor on {{ $labels.instance }} keeps rejecting tasks: saturated",
+        f"""For {wait} minutes {{{{ $labels.instance }}}} (in {_scope(config)}) has kept
+        rejecting tasks as saturated, never {SATURATION_WINDOW_MINUTES} minutes without one (now
+        {{{{ printf "%.2f" $value }}}}/s), and tools that overran their timeout still hold its
+        threads. Every worker and replacement thread is held: the tasks that need one are not
+        running. Restart the process to recover now; then fix the hanging tool, or raise
+        max_workers / replacement_threads.""",
+        f"Tasks refused in every {window} for {wait}m, every worker and replacement thread held\n"
+        "by hung tools: one refusal at a busy moment does not page.",
     )
 
 
