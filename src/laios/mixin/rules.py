@@ -394,7 +394,9 @@ def _tool_error_ratio(config: MixinConfig) -> dict[str, Any]:
     expr = (
         f"laios:task_result_error_ratio:rate5m > {_number(TOOL_ERROR_RATIO)}\n"
         f"and on ({_labels(config, 'tool')})\n"
-        f"{valid} >= {_number(MIN_TOOL_RESULTS_PER_SECOND)}\n"
+        # Per minute, rounded to a thousandth: the sum of a tool's outcome rates lands on
+        # either side of an exact floor depending on the order Prometheus adds them in.
+        f"round({valid} * 60, 0.001) >= {per_minute}\n"
     )
     return _alert(
         config,
