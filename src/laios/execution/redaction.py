@@ -34,6 +34,7 @@ __all__ = [
     "object_fields",
     "redact",
     "scrub",
+    "scrub_head",
     "secret_values",
     "secret_values_before_run",
     "secret_values_now_and_before",
@@ -287,6 +288,20 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         if secret in text:
             text = text.replace(secret, REDACTED)
     return truncate_bytes(text, limit) if limit is not None else text
+
+
+def scrub_head(text: str, secrets: Iterable[str], chars: int) -> str:
+    """``text`` with every secret replaced (as :func:`scrub` does), then cut to ``chars``
+    characters, the cut marked with ``…``.
+
+    The secrets are replaced before the cut, so a secret that straddles it leaves none of its
+    characters behind; only as much of ``text`` is searched as the characters kept need,
+    however long ``text`` is.
+    """
+    head = _Copier(list(secrets), None).scrub_head(text, chars + 1)
+    if len(head) <= chars:
+        return head
+    return head[: max(chars - 1, 0)] + "…"
 
 
 def redact(value: Any, secrets: Sequence[str] = (), *, limit: int | None = MAX_VALUE_BYTES) -> Any:

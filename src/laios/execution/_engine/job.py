@@ -46,11 +46,12 @@ from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
-from laios.execution._records import ProgressStatus, ProgressUpdate, shorten
+from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, shorten
 from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner, StopResult
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     scrub,
+    scrub_head,
     secret_values_before_run,
     secret_values_now_and_before,
     truncate_bytes,
@@ -378,10 +379,13 @@ class Job(TaskRecord):
             return
         text = None
         if message is not None:
-            text = shorten(str(message))
+            text = str(message)
             task = self.task
             if task is not None and task.parameters:  # a message may quote a secret argument
-                text = scrub(text, self.secrets_of(task), limit=None)
+                # (scrubbed before it is cut: a secret across the cut leaves nothing behind)
+                text = scrub_head(text, self.secrets_of(task), MAX_TEXT)
+            else:
+                text = shorten(text)
         scope = self.scope
         if scope is not None and scope.track_progress:
             status = ProgressStatus.IN_PROGRESS
