@@ -86,3 +86,10 @@ def test_scrub_head_replaces_secrets_before_it_cuts() -> None:
     """scrub_head cuts the scrubbed text, so a secret across the cut leaves no character."""
     assert scrub_head("a" * 20 + SECRET, [SECRET], 25) == "a" * 20 + REDACTED[:4] + "…"
     assert scrub_head("short", [SECRET], 25) == "short"
+
+
+def test_checkpoint_value_cut_through_a_secret_keeps_none_of_it() -> None:
+    """A checkpoint value cut in the middle of a secret shows no slice of it on its span."""
+    _, spans = run_straddler()
+    assert "laios.checkpoint.note" in spans
+    assert fragments(spans) == []
