@@ -8,11 +8,14 @@ it is cut, never after.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import BaseModel
 
 from laios.core.types import Context, Task
 from laios.execution._records import MAX_TEXT
@@ -28,9 +31,13 @@ from laios.tools.registry import ToolRegistry
 SECRET = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789"
 
 
-def fragments(text: str, size: int = 8) -> list[str]:
-    """The ``size``-character slices of the secret that occur in ``text``."""
-    slices = {SECRET[i : i + size] for i in range(len(SECRET) - size + 1)}
+#: A key long enough for pydantic to quote only its ends (its ``repr`` passes 50 characters).
+LONG_SECRET = "sk-live-" + "".join(chr(ord("A") + i % 26) for i in range(80))
+
+
+def fragments(text: str, size: int = 8, secret: str = SECRET) -> list[str]:
+    """The ``size``-character slices of ``secret`` that occur in ``text``."""
+    slices = {secret[i : i + size] for i in range(len(secret) - size + 1)}
     return sorted(piece for piece in slices if piece in text)
 
 
@@ -93,3 +100,45 @@ def test_checkpoint_value_cut_through_a_secret_keeps_none_of_it() -> None:
     _, spans = run_straddler()
     assert "laios.checkpoint.note" in spans
     assert fragments(spans) == []
+
+
+class Port(BaseModel):
+    port: int
+
+
+class ValidatesInside(BaseTool):
+    name = "validates_inside"
+    description = "Builds a model of its own from its key: pydantic quotes a long value's ends."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return Port(port=kwargs["api_key"])
+
+
+def test_a_validation_error_raised_inside_a_tool_keeps_no_part_of_a_long_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Pydantic quotes a long rejected value as its first and last characters around "...":
+    that form is scrubbed too, from the span and from the DEBUG log of the failure."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(ValidatesInside)
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name="validates_inside",
+        parameters={"api_key": LONG_SECRET},
+    )
+    caplog.set_level(logging.DEBUG, logger="laios")
+    with Executor(
+        registry, store=MetricStore(), register_prometheus=False, tracer_provider=provider
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    provider.shutdown()
+    assert result.metadata["error_type"] == "ValidationError"
+    (span,) = exporter.get_finished_spans()
+    assert "input_value=[REDACTED]" in (span.status.description or "")
+    text = f"{span.status.description} {[dict(e.attributes or {}) for e in span.events]}"
+    assert fragments(text, secret=LONG_SECRET) == []
+    assert fragments(caplog.text, secret=LONG_SECRET) == []

@@ -249,19 +249,39 @@ def secret_values_now_and_before(params: Any, before: list[str] | None) -> list[
 def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")`` and ``quote_plus``), ``repr``-escaped and JSON-escaped (with
-    and without ``ensure_ascii``), each once; forms shorter than ``MIN_SCRUB_CHARS`` are left
-    out (unless the form is ``secret`` itself)."""
+    and without ``ensure_ascii``), and, when its ``repr`` passes 50 bytes, as pydantic quotes
+    a rejected value in a ``ValidationError`` (``input_value='sk-live-abc...xyz'``: the
+    ``repr``'s first 25 and last 24 bytes), each once; forms shorter than
+    ``MIN_SCRUB_CHARS`` are left out (unless the form is ``secret`` itself)."""
     forms = [secret]
+    written = repr(secret)
     for form in (
         quote(secret, safe=""),
         quote_plus(secret),
-        repr(secret)[1:-1],
+        written[1:-1],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        _pydantic_input_value(written),
     ):
         if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
             forms.append(form)
     return forms
+
+
+def _pydantic_input_value(written: str) -> str:
+    """How pydantic quotes a value whose ``repr`` is ``written`` in the message of a
+    ``ValidationError`` when it passes 50 bytes: its first 25 bytes and last 24 (cut at
+    character boundaries) around ``...`` (``""`` for a shorter one, quoted whole)."""
+    data = written.encode("utf-8", "backslashreplace")
+    if len(data) <= _PYDANTIC_INPUT_BYTES:
+        return ""  # quoted whole: the repr-escaped form covers it
+    head = data[:25].decode("utf-8", "ignore")
+    tail = data[-24:].decode("utf-8", "ignore")
+    return f"{head}...{tail}"
+
+
+#: Longest ``repr`` pydantic quotes whole as a ``ValidationError``'s ``input_value``, in bytes.
+_PYDANTIC_INPUT_BYTES = 50
 
 
 def _with_encoded_forms(secrets: Iterable[str]) -> list[str]:
