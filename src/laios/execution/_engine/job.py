@@ -649,8 +649,11 @@ class Job(TaskRecord):
             data, extra = value.data, value.metadata
         else:
             error_type = value.metadata.get("error_type") if value.metadata else None
+            task = self.task
             if not isinstance(error_type, str) or not error_type:
                 error_type = "tool_error"
+            elif task is not None and task.parameters:  # it may name a secret, as errors do
+                error_type = scrub_head(error_type, self.secrets_of(task), MAX_ERROR_TYPE_CHARS + 1)
             message = value.error if value.error else f"Tool '{self.tool}' failed"
             error_type = safe_error_type(error_type)
             self.finish("error", message, error_type, data=value.data, extra=value.metadata)
