@@ -111,6 +111,8 @@ class ValidatesInside(BaseTool):
     description = "Builds a model of its own from its key: pydantic quotes a long value's ends."
 
     def _execute(self, **kwargs: Any) -> Any:
+        if kwargs.get("wrapped"):  # the key inside the value pydantic rejects
+            return Port(port={"api_key": kwargs["api_key"]})
         return Port(port=kwargs["api_key"])
 
 
@@ -142,3 +144,29 @@ def test_a_validation_error_raised_inside_a_tool_keeps_no_part_of_a_long_secret(
     text = f"{span.status.description} {[dict(e.attributes or {}) for e in span.events]}"
     assert fragments(text, secret=LONG_SECRET) == []
     assert fragments(caplog.text, secret=LONG_SECRET) == []
+
+
+def test_a_validation_error_quoting_the_ends_of_a_value_around_a_secret_keeps_none_of_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Pydantic quotes a long rejected dict holding the key as its first and last characters:
+    the key's start before "..." and its end after it are scrubbed from the span and log."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(ValidatesInside)
+    parameters = {"api_key": LONG_SECRET, "wrapped": True}
+    task = Task(plan_id="p", description="d", tool_name="validates_inside", parameters=parameters)
+    caplog.set_level(logging.DEBUG, logger="laios")
+    with Executor(
+        registry, store=MetricStore(), register_prometheus=False, tracer_provider=provider
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    provider.shutdown()
+    assert fragments(result.error or "", secret=LONG_SECRET) != []  # pydantic quoted its ends
+    (span,) = exporter.get_finished_spans()
+    assert "input_type=dict" in (span.status.description or "")
+    text = f"{span.status.description} {[dict(e.attributes or {}) for e in span.events]}"
+    assert fragments(text, size=6, secret=LONG_SECRET) == []
+    assert fragments(caplog.text, size=6, secret=LONG_SECRET) == []

@@ -297,17 +297,44 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
     The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
-    JSON-escaped) are replaced too, longest first.
+    JSON-escaped) are replaced too, longest first. So is a value pydantic quotes by its ends
+    in a ``ValidationError`` (``input_value={'api_key': 'sk-l...xyz'}``) when a secret was cut
+    there: its first characters end the head, or its last ones start the tail.
 
     Args:
         text: Free text such as an error message or a traceback.
         secrets: Values to remove (see :func:`secret_values`).
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
-    for secret in _with_encoded_forms(secrets):
+    forms = _with_encoded_forms(secrets)
+    for secret in forms:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if forms and "input_value=" in text:
+        text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
     return truncate_bytes(text, limit) if limit is not None else text
+
+
+#: A long value pydantic quotes in a ``ValidationError`` as its first 25 and last 24 bytes.
+_CUT_INPUT_VALUE = re.compile(
+    r"(?<=input_value=)([^\n]{0,25}?)\.\.\.([^\n]{0,24}?)(?=, input_type=)"
+)
+
+
+def _cut_input_value(match: re.Match[str], forms: Sequence[str]) -> str:
+    """The quoted ends of a rejected value (``head...tail``), or ``[REDACTED]`` when a secret
+    was cut there: the head ends with a secret's first characters, or the tail starts with
+    its last ones (at least ``MIN_SCRUB_CHARS`` of them)."""
+    head, tail = match.group(1), match.group(2)
+    for form in forms:
+        longest = len(form) - 1
+        for size in range(MIN_SCRUB_CHARS, min(longest, len(head)) + 1):
+            if head.endswith(form[:size]):
+                return REDACTED
+        for size in range(MIN_SCRUB_CHARS, min(longest, len(tail)) + 1):
+            if tail.startswith(form[-size:]):
+                return REDACTED
+    return match.group(0)
 
 
 def scrub_head(text: str, secrets: Iterable[str], chars: int) -> str:
