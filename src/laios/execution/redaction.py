@@ -249,10 +249,11 @@ def secret_values_now_and_before(params: Any, before: list[str] | None) -> list[
 def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")`` and ``quote_plus``), ``repr``-escaped and JSON-escaped (with
-    and without ``ensure_ascii``), and, when its ``repr`` passes 50 bytes, as pydantic quotes
-    a rejected value in a ``ValidationError`` (``input_value='sk-live-abc...xyz'``: the
-    ``repr``'s first 25 and last 24 bytes), each once; forms shorter than
-    ``MIN_SCRUB_CHARS`` are left out (unless the form is ``secret`` itself)."""
+    and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
+    and, when its ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a
+    ``ValidationError`` (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last
+    24 bytes), each once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
+    form is ``secret`` itself)."""
     forms = [secret]
     written = repr(secret)
     for form in (
@@ -261,6 +262,8 @@ def encoded_forms(secret: str) -> list[str]:
         written[1:-1],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
+        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
         _pydantic_input_value(written),
     ):
         if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
