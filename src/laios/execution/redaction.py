@@ -65,8 +65,15 @@ _SECRET_KEY = re.compile(
 
 
 def is_secret_key(key: object) -> bool:
-    """Whether a parameter name looks like it holds a secret (``api_key``, ``Authorization``…)."""
-    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+    """Whether a parameter name looks like it holds a secret (``api_key``, ``Authorization``…).
+
+    A ``bytes`` or ``bytearray`` name (``b"Authorization"``, as HTTP headers are often kept)
+    is read as Latin-1 text; any other non-string name is not secret."""
+    if isinstance(key, str):
+        return _SECRET_KEY.search(key) is not None
+    if isinstance(key, (bytes, bytearray)):
+        return _SECRET_KEY.search(key.decode("latin-1")) is not None
+    return False
 
 
 def utf8_text(text: str) -> str:
