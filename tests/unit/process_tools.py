@@ -155,6 +155,28 @@ class RaisesUnpicklable(BaseTool):
         raise Unpicklable(503, "unavailable")
 
 
+class HoldsAKey:
+    """A value that cannot be pickled (it holds a lock) and whose ``repr`` quotes a key after
+    150 characters, across the 200 at which a worker cuts the description of such a value."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HoldsAKey({'z' * 150}{self.key})"
+
+
+class ReturnsAKeyHolder(BaseTool):
+    name = "returns_key_holder"
+    description = "Checkpoints, then returns, a value that cannot be pickled and quotes its key."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        holder = HoldsAKey(kwargs["api_key"])
+        require_current_task().checkpoint("holding", {"holder": holder})
+        return holder
+
+
 class ExitsWhenLoaded:
     """A value that pickles, and whose unpickling raises ``SystemExit``."""
 
@@ -349,6 +371,7 @@ TOOLS = (
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,
+    ReturnsAKeyHolder,
     ReturnsExitWhenLoaded,
     LeavesAThread,
     ProgressLater,

@@ -127,6 +127,14 @@ def test_an_exception_class_with_an_odd_name_is_made_safe(setup: Setup) -> None:
     assert setup.span_error_type() == error_type
 
 
+def test_a_tool_chosen_error_type_naming_a_secret_parameter_is_scrubbed(setup: Setup) -> None:
+    """A secret parameter the tool puts in its error type is replaced, as in its error text,
+    before the type becomes a label, a span attribute or a /status key."""
+    key = "sk-live-ABCDEF123456"
+    result = setup.run("chooser", error_type=f"auth_failed:{key}", api_key=key)
+    _check_everywhere(setup, result, "auth_failed:_REDACTED_")
+
+
 @pytest.mark.parametrize(
     "error_type", ["rate_limited", "http.429", "quota-exceeded", "ns:code", "E" * 64]
 )

@@ -290,6 +290,32 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     assert run_pid(executor, task, context) > 0
 
 
+KEY = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789"
+
+
+def test_a_value_that_cannot_be_pickled_keeps_no_part_of_a_secret_it_quotes(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A result and a checkpoint value that cannot be pickled are described scrubbed of the
+    task's secrets before the description is cut: no slice of a key their repr quotes across
+    the cut reaches the spans or the result."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    result = executor.execute_task(task("returns_key_holder", api_key=KEY), context, timeout=WAIT)
+    provider.shutdown()
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "HoldsAKey(zzz" in (result.error or "")
+    spans = exporter.get_finished_spans()
+    assert any(span.name == "checkpoint holding" for span in spans)
+    text = (result.error or "") + "".join(
+        f"{span.attributes} {span.status.description} {[e.attributes for e in span.events]}"
+        for span in spans
+    )
+    assert [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in text] == []
+
+
 def test_a_result_whose_unpickling_raises_a_base_exception_fails_only_its_task(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -51,6 +51,17 @@ def test_ordinary_keys_are_not_secret(key: Any) -> None:
     assert not is_secret_key(key)
 
 
+def test_bytes_keys_naming_credentials_are_secret() -> None:
+    """Headers kept with bytes keys (b"Authorization") are read like string keys: their
+    values are secret values and are redacted from captured arguments."""
+    params = {"headers": {b"Authorization": b"Bearer sk-live-123456789", b"Accept": b"*/*"}}
+    assert is_secret_key(b"Authorization")
+    assert is_secret_key(bytearray(b"X-Api-Key"))
+    assert "sk-live-123456789" in secret_values(params)
+    captured = json.loads(to_json(params, secrets=secret_values(params)))
+    assert captured == {"headers": {"b'Authorization'": REDACTED, "b'Accept'": "b'*/*'"}}
+
+
 def test_secret_values_collects_values_under_secret_keys_at_any_depth() -> None:
     """secret_values finds values under secret keys in nested dicts and lists, longest first."""
     params = {

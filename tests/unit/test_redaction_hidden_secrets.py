@@ -210,12 +210,14 @@ def _encodings(secret: str) -> dict[str, str]:
         "quote_plus": quote_plus(secret),
         "repr": repr(secret)[1:-1],
         "json": json.dumps(secret)[1:-1],
+        "utf8_bytes": repr(secret.encode("utf-8"))[2:-1],
     }
 
 
-@pytest.mark.parametrize("kind", ["quote", "quote_plus", "repr", "json"])
+@pytest.mark.parametrize("kind", ["quote", "quote_plus", "repr", "json", "utf8_bytes"])
 def test_scrub_replaces_an_encoded_form_of_a_secret(kind: str) -> None:
-    """A secret written URL-encoded, repr-escaped or JSON-escaped is scrubbed too."""
+    """A secret written URL-encoded, repr-escaped, JSON-escaped or as the repr of its UTF-8
+    bytes (b'p\\xc3\\xa4ss', as a header sent as bytes is quoted) is scrubbed too."""
     encoded = _encodings(ODD_SECRET)[kind]
     assert encoded != ODD_SECRET
     text = f"GET https://api.example/?key={encoded}&x=1 failed"

@@ -34,6 +34,7 @@ __all__ = [
     "object_fields",
     "redact",
     "scrub",
+    "scrub_head",
     "secret_values",
     "secret_values_before_run",
     "secret_values_now_and_before",
@@ -64,8 +65,15 @@ _SECRET_KEY = re.compile(
 
 
 def is_secret_key(key: object) -> bool:
-    """Whether a parameter name looks like it holds a secret (``api_key``, ``Authorization``…)."""
-    return isinstance(key, str) and _SECRET_KEY.search(key) is not None
+    """Whether a parameter name looks like it holds a secret (``api_key``, ``Authorization``…).
+
+    A ``bytes`` or ``bytearray`` name (``b"Authorization"``, as HTTP headers are often kept)
+    is read as Latin-1 text; any other non-string name is not secret."""
+    if isinstance(key, str):
+        return _SECRET_KEY.search(key) is not None
+    if isinstance(key, (bytes, bytearray)):
+        return _SECRET_KEY.search(key.decode("latin-1")) is not None
+    return False
 
 
 def utf8_text(text: str) -> str:
@@ -248,19 +256,42 @@ def secret_values_now_and_before(params: Any, before: list[str] | None) -> list[
 def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")`` and ``quote_plus``), ``repr``-escaped and JSON-escaped (with
-    and without ``ensure_ascii``), each once; forms shorter than ``MIN_SCRUB_CHARS`` are left
-    out (unless the form is ``secret`` itself)."""
+    and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
+    and, when its ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a
+    ``ValidationError`` (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last
+    24 bytes), each once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
+    form is ``secret`` itself)."""
     forms = [secret]
+    written = repr(secret)
     for form in (
         quote(secret, safe=""),
         quote_plus(secret),
-        repr(secret)[1:-1],
+        written[1:-1],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
+        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+        _pydantic_input_value(written),
     ):
         if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
             forms.append(form)
     return forms
+
+
+def _pydantic_input_value(written: str) -> str:
+    """How pydantic quotes a value whose ``repr`` is ``written`` in the message of a
+    ``ValidationError`` when it passes 50 bytes: its first 25 bytes and last 24 (cut at
+    character boundaries) around ``...`` (``""`` for a shorter one, quoted whole)."""
+    data = written.encode("utf-8", "backslashreplace")
+    if len(data) <= _PYDANTIC_INPUT_BYTES:
+        return ""  # quoted whole: the repr-escaped form covers it
+    head = data[:25].decode("utf-8", "ignore")
+    tail = data[-24:].decode("utf-8", "ignore")
+    return f"{head}...{tail}"
+
+
+#: Longest ``repr`` pydantic quotes whole as a ``ValidationError``'s ``input_value``, in bytes.
+_PYDANTIC_INPUT_BYTES = 50
 
 
 def _with_encoded_forms(secrets: Iterable[str]) -> list[str]:
@@ -276,17 +307,58 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
     The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
-    JSON-escaped) are replaced too, longest first.
+    JSON-escaped) are replaced too, longest first. So is a value pydantic quotes by its ends
+    in a ``ValidationError`` (``input_value={'api_key': 'sk-l...xyz'}``) when a secret was cut
+    there: its first characters end the head, or its last ones start the tail.
 
     Args:
         text: Free text such as an error message or a traceback.
         secrets: Values to remove (see :func:`secret_values`).
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
-    for secret in _with_encoded_forms(secrets):
+    forms = _with_encoded_forms(secrets)
+    for secret in forms:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if forms and "input_value=" in text:
+        text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
     return truncate_bytes(text, limit) if limit is not None else text
+
+
+#: A long value pydantic quotes in a ``ValidationError`` as its first 25 and last 24 bytes.
+_CUT_INPUT_VALUE = re.compile(
+    r"(?<=input_value=)([^\n]{0,25}?)\.\.\.([^\n]{0,24}?)(?=, input_type=)"
+)
+
+
+def _cut_input_value(match: re.Match[str], forms: Sequence[str]) -> str:
+    """The quoted ends of a rejected value (``head...tail``), or ``[REDACTED]`` when a secret
+    was cut there: the head ends with a secret's first characters, or the tail starts with
+    its last ones (at least ``MIN_SCRUB_CHARS`` of them)."""
+    head, tail = match.group(1), match.group(2)
+    for form in forms:
+        longest = len(form) - 1
+        for size in range(MIN_SCRUB_CHARS, min(longest, len(head)) + 1):
+            if head.endswith(form[:size]):
+                return REDACTED
+        for size in range(MIN_SCRUB_CHARS, min(longest, len(tail)) + 1):
+            if tail.startswith(form[-size:]):
+                return REDACTED
+    return match.group(0)
+
+
+def scrub_head(text: str, secrets: Iterable[str], chars: int) -> str:
+    """``text`` with every secret replaced (as :func:`scrub` does), then cut to ``chars``
+    characters, the cut marked with ``…``.
+
+    The secrets are replaced before the cut, so a secret that straddles it leaves none of its
+    characters behind; only as much of ``text`` is searched as the characters kept need,
+    however long ``text`` is.
+    """
+    head = _Copier(list(secrets), None).scrub_head(text, chars + 1)
+    if len(head) <= chars:
+        return head
+    return head[: max(chars - 1, 0)] + "…"
 
 
 def redact(value: Any, secrets: Sequence[str] = (), *, limit: int | None = MAX_VALUE_BYTES) -> Any:

@@ -41,6 +41,7 @@ from laios.execution.redaction import (
     REDACTED,
     is_secret_key,
     scrub,
+    scrub_head,
     secret_values,
     to_json,
     truncate_bytes,
@@ -246,10 +247,14 @@ class Tracing:
         """
         attributes: dict[str, Any] = {}
         for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
-            scalar = REDACTED if is_secret_key(key) else _scalar(value)
+            if is_secret_key(key):
+                scalar: str | bool | int | float | None = REDACTED
+            elif isinstance(value, str) and secrets:
+                # Scrubbed before it is cut: a secret across the cut leaves nothing behind.
+                scalar = scrub_head(value, secrets, MAX_CHECKPOINT_VALUE_CHARS)
+            else:
+                scalar = _scalar(value)
             if scalar is not None:
-                if isinstance(scalar, str) and secrets:
-                    scalar = scrub(scalar, secrets, limit=None)
                 attributes[f"laios.checkpoint.{str(key)[:64]}"] = scalar
         span = self._tracer.start_span(
             utf8_text(f"checkpoint {name}"),

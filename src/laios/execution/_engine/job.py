@@ -46,11 +46,12 @@ from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
-from laios.execution._records import ProgressStatus, ProgressUpdate, shorten
+from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, shorten
 from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner, StopResult
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     scrub,
+    scrub_head,
     secret_values_before_run,
     secret_values_now_and_before,
     truncate_bytes,
@@ -378,10 +379,13 @@ class Job(TaskRecord):
             return
         text = None
         if message is not None:
-            text = shorten(str(message))
+            text = str(message)
             task = self.task
             if task is not None and task.parameters:  # a message may quote a secret argument
-                text = scrub(text, self.secrets_of(task), limit=None)
+                # (scrubbed before it is cut: a secret across the cut leaves nothing behind)
+                text = scrub_head(text, self.secrets_of(task), MAX_TEXT)
+            else:
+                text = shorten(text)
         scope = self.scope
         if scope is not None and scope.track_progress:
             status = ProgressStatus.IN_PROGRESS
@@ -645,8 +649,11 @@ class Job(TaskRecord):
             data, extra = value.data, value.metadata
         else:
             error_type = value.metadata.get("error_type") if value.metadata else None
+            task = self.task
             if not isinstance(error_type, str) or not error_type:
                 error_type = "tool_error"
+            elif task is not None and task.parameters:  # it may name a secret, as errors do
+                error_type = scrub_head(error_type, self.secrets_of(task), MAX_ERROR_TYPE_CHARS + 1)
             message = value.error if value.error else f"Tool '{self.tool}' failed"
             error_type = safe_error_type(error_type)
             self.finish("error", message, error_type, data=value.data, extra=value.metadata)

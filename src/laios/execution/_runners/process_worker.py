@@ -33,12 +33,17 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
+from laios.execution.redaction import (
+    scrub_head,
+    secret_values_before_run,
+    secret_values_now_and_before,
+)
 
 __all__ = [
     "DONE",
@@ -92,11 +97,28 @@ class _ChildEvents:
 
     cancel_requested = False  # (a cancellation kills the worker: nothing to notice here)
 
-    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
+    def __init__(
+        self, conn: Connection, lock: threading.Lock, parameters: Mapping[str, Any] | None = None
+    ) -> None:
         self._conn = conn
         self._lock = lock
         self._open = True
         self._pid = os.getpid()
+        self._parameters = parameters
+        # Read before the tool runs: it may take a secret out of a nested parameter.
+        self._secrets_before = secret_values_before_run(parameters)
+
+    def secrets(self) -> list[str]:
+        """The call's secret values, scrubbed from the description of a value that cannot be
+        pickled before that description is cut (a cut secret could no longer be found).
+        Never raises: parameters that cannot be walked give none (the caller's side reports
+        that fault)."""
+        if not self._parameters:
+            return []
+        try:
+            return secret_values_now_and_before(self._parameters, self._secrets_before)
+        except Exception:
+            return []
 
     def close(self) -> None:
         """The call ended: report nothing more (call with the worker's send lock held)."""
@@ -111,7 +133,7 @@ class _ChildEvents:
     def _send(self, message: tuple[Any, ...]) -> None:
         if os.getpid() != self._pid:  # a process the tool forked: not the worker's to say
             return
-        data = pickled_message(message)
+        data = pickled_message(message, self.secrets)
         with self._lock:
             if self._open:
                 self._conn.send_bytes(EVENT + data)
@@ -132,32 +154,41 @@ def _cut(text: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def describe_for_pickle(value: Any) -> str:
-    """A short text standing in for a value that cannot be pickled."""
+def describe_for_pickle(value: Any, secrets: Sequence[str] = ()) -> str:
+    """A short text standing in for a value that cannot be pickled: its ``repr``, scrubbed of
+    ``secrets`` (see :func:`~laios.execution.redaction.scrub_head`) before it is cut to 200
+    characters, so a secret across the cut leaves nothing behind."""
     try:
         text = repr(value)
     except Exception:
         text = f"<{type(value).__name__}>"
+    if secrets:
+        return scrub_head(text, secrets, 200)
     return _cut(text)
 
 
-def pickled_message(message: tuple[Any, ...]) -> bytes:
+def pickled_message(
+    message: tuple[Any, ...], secrets: Callable[[], Sequence[str]] | None = None
+) -> bytes:
     """``message`` pickled for the caller's side; a part after the first that cannot be
-    pickled goes as its description (a mapping keeps its keys, each value described)."""
+    pickled goes as its description (a mapping keeps its keys, each value described),
+    scrubbed of ``secrets()`` (read only then)."""
     try:
         return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
     except Exception:
         first, *parts = message
-        return pickle.dumps((first, *(_portable(part) for part in parts)), pickle.HIGHEST_PROTOCOL)
+        hidden = secrets() if secrets is not None else ()
+        portable = (_portable(part, hidden) for part in parts)
+        return pickle.dumps((first, *portable), pickle.HIGHEST_PROTOCOL)
 
 
-def _portable(value: Any) -> Any:
+def _portable(value: Any, secrets: Sequence[str]) -> Any:
     try:
         pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
     except Exception:
         if isinstance(value, dict):
-            return {str(key): _portable(item) for key, item in value.items()}
-        return describe_for_pickle(value)
+            return {str(key): _portable(item, secrets) for key, item in value.items()}
+        return describe_for_pickle(value, secrets)
     return value
 
 
@@ -307,7 +338,7 @@ class _Worker:
         cpu_limit = None
         if cpu_seconds is not None and resource is not None:
             cpu_limit = max(math.ceil(_cpu_used() + cpu_seconds), 1)
-        self.events = _ChildEvents(self.conn, self.send_lock)
+        self.events = _ChildEvents(self.conn, self.send_lock, call.parameters)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         with (
@@ -373,8 +404,14 @@ def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
         otel_context.detach(token)
 
 
-def _result_message(outcome: RawOutcome, retire: bool, tool_name: str) -> bytes:
-    """The pickled ``done`` message; what cannot be pickled becomes a clear error."""
+def _result_message(
+    outcome: RawOutcome,
+    retire: bool,
+    tool_name: str,
+    secrets: Callable[[], Sequence[str]] | None = None,
+) -> bytes:
+    """The pickled ``done`` message; what cannot be pickled becomes a clear error (its
+    description scrubbed of ``secrets()``, the call's secret values)."""
     try:
         if outcome.error is not None:  # (an exception may pickle, and fail to unpickle)
             pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
@@ -386,7 +423,9 @@ def _result_message(outcome: RawOutcome, retire: bool, tool_name: str) -> bytes:
             None,
             ToolNotPicklable(
                 f"Tool '{tool_name}' {what} that cannot be sent back from its worker process "
-                f"({type(value).__name__}: {describe_for_pickle(value)}; pickling failed with "
+                f"({type(value).__name__}: "
+                f"{describe_for_pickle(value, secrets() if secrets is not None else ())}; "
+                "pickling failed with "
                 f"{type(exc).__name__}: {exc}). Return picklable data (plain values, "
                 "dataclasses, models) from tools run in processes"
             ),
@@ -467,7 +506,7 @@ def _serve(
         if call is None:
             return
         outcome, retire = worker.run(call)
-        worker.send_outcome(_result_message(outcome, retire, call.tool_name))
+        worker.send_outcome(_result_message(outcome, retire, call.tool_name, worker.events.secrets))
         if retire:
             return
 
