@@ -292,7 +292,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         StatusUnavailable: When nothing answers, the complete answer does not arrive within
             ``timeout`` seconds, the answer is not HTTP 200, or the body is not a ``/status``
             document.
+        ValueError: When ``timeout`` is not a positive, finite number of seconds.
     """
+    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if not (number and 0 < timeout < math.inf):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
     try:
         parts = urlsplit(status_url(url))
         _ = parts.port  # (reading the port parses it)

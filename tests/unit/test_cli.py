@@ -634,6 +634,14 @@ def test_watch_refuses_an_interval_that_is_not_a_positive_number(interval: float
         watch_status("http://127.0.0.1:1", interval=interval, out=io.StringIO())
 
 
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), True])
+def test_fetch_status_refuses_a_timeout_that_is_not_a_positive_number(timeout: float) -> None:
+    """fetch_status with a timeout of 0, below 0, NaN, infinite or a bool raises ValueError
+    at the call, instead of a confusing "nothing answers" message."""
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        cli.fetch_status("http://127.0.0.1:1", timeout=timeout)
+
+
 def test_watch_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """--watch with nothing listening exits 2 at once."""
     assert main(["status", "--url", dead_url, "--watch", "--timeout", "2"]) == 2
