@@ -217,10 +217,7 @@ class AsyncSlots:
         try:
             if self.running < self.limit or held:
                 self.running += 1
-                calls = self.holders.get(work.loop)
-                if calls is None:
-                    calls = self._holders_on(work.loop)
-                calls[work] = None
+                self._add_holder(work)
                 work.launching = launch
                 return True
             self.waiting.append(work)
@@ -237,10 +234,7 @@ class AsyncSlots:
         try:
             if (self.running < self.limit and not self.waiting) or held:
                 self.running += 1
-                calls = self.holders.get(work.loop)
-                if calls is None:
-                    calls = self._holders_on(work.loop)
-                calls[work] = None
+                self._add_holder(work)
                 return True
             return False
         finally:
