@@ -475,11 +475,17 @@ class Engine:
         parent: OtelContext | None = None,
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
+        checked: bool = False,
     ) -> TaskResult:
         """Run one task while the calling thread waits, for at most its timeout. Never raises
-        (``KeyboardInterrupt`` on the caller's thread goes on after the task is recorded)."""
+        (``KeyboardInterrupt`` on the caller's thread goes on after the task is recorded).
+
+        ``checked``: the caller has just passed ``task`` and ``on_progress`` through
+        :func:`check_call` (a retry call's first attempt).
+        """
         try:
-            check_call(task, on_progress)
+            if not checked:
+                check_call(task, on_progress)
             limit = self.resolve_timeout(timeout)
         except (TypeError, ValueError) as exc:
             return rejected_result(task, exc)

@@ -298,7 +298,8 @@ def retry_blocking(
     on_progress: ProgressCallback | None,
     on_retry: RetryHook | None = None,
 ) -> TaskResult:
-    """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out."""
+    """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out
+    (the caller has passed ``task`` and ``on_progress`` through ``check_call``)."""
     tracing = engine.tracing
     secrets_before = secret_values_before_run(task.parameters)
     started = time.monotonic()
@@ -306,7 +307,10 @@ def retry_blocking(
         # Most calls succeed at once. Without a deadline to share between attempts or a span
         # over them, that first attempt needs none of the loop's bookkeeping.
         try:
-            first = engine.run_blocking(task, context, timeout, on_progress, retries=0)
+            # (The executor checked the task and on_progress just now, before any attempt.)
+            first = engine.run_blocking(
+                task, context, timeout, on_progress, retries=0, checked=True
+            )
         except (KeyboardInterrupt, SystemExit):
             # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled.
             RetryRun(engine, task, policy, timeout, on_retry, secrets_before).caller_cancelled()
