@@ -642,6 +642,20 @@ def test_fetch_status_refuses_a_timeout_that_is_not_a_positive_number(timeout: f
         cli.fetch_status("http://127.0.0.1:1", timeout=timeout)
 
 
+def test_fetch_status_refuses_an_int_timeout_too_large_for_a_float() -> None:
+    """A timeout of 10**400 seconds (an int no float holds) raises the documented ValueError
+    at the call, not an OverflowError from the clock arithmetic."""
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        cli.fetch_status("http://127.0.0.1:1", timeout=10**400)
+
+
+def test_watch_refuses_an_int_interval_too_large_for_a_float(server: MetricsServer) -> None:
+    """An interval of 10**400 seconds raises ValueError at the call, not an OverflowError
+    while the first picture is drawn."""
+    with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
+        watch_status(server.url, interval=10**400, out=io.StringIO(), sleep=lambda _: None)
+
+
 def test_watch_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """--watch with nothing listening exits 2 at once."""
     assert main(["status", "--url", dead_url, "--watch", "--timeout", "2"]) == 2
