@@ -638,12 +638,13 @@ def _count(value: Any) -> str:
 
 def _with_default_port(url: str) -> str | None:
     """``url`` as given, with the endpoint's default port after its host (a placeholder for
-    any credentials); ``None`` when it names a port or cannot be read."""
+    any credentials); ``None`` when it names a port, is not http(s) (nothing was tried) or
+    cannot be read."""
     text = url.strip()
     bare = "://" not in text
     try:
         parts = urlsplit("http://" + text if bare else text)
-        if parts.port is not None or not parts.hostname:
+        if parts.port is not None or not parts.hostname or parts.scheme not in ("http", "https"):
             return None
     except ValueError:
         return None

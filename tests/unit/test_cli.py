@@ -412,6 +412,18 @@ def test_a_url_without_a_port_says_which_port_was_tried(
     assert f"{suggested}." in line
 
 
+def test_a_url_that_is_not_http_gets_no_port_suggestion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --url whose scheme is not http(s) was never tried on any port: the message says it is
+    not an http(s) URL and claims no port was tried."""
+    assert main(["status", "--url", "ftp://127.0.0.1", "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "is not an http(s) URL" in line
+    assert "was tried" not in line
+    assert "ftp://127.0.0.1:8489" not in line
+
+
 def test_the_port_suggestion_never_shows_the_password(capsys: pytest.CaptureFixture[str]) -> None:
     """A --url with credentials and no port: the suggestion keeps their place, not their text."""
     assert main(["status", "--url", "http://prom:s3cret@127.0.0.1", "--timeout", "2"]) == 2
