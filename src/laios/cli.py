@@ -276,6 +276,31 @@ def _read_body(response: http.client.HTTPResponse) -> bytes:
     return b"".join(chunks)
 
 
+def _positive_seconds(name: str, value: Any) -> float:
+    """``value`` as a float of seconds; ``ValueError`` naming ``name`` unless it is a positive,
+    finite number (a bool is not one, nor an int too large for a float)."""
+    seconds, shown = math.nan, ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float: no finite number of seconds
+            shown = "an int too large for a float"
+    if not 0 < seconds < math.inf:
+        raise ValueError(
+            f"{name} must be a positive number of seconds, not {shown or _short(value)}"
+        )
+    return seconds
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, at most 80 characters (never raises)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
 def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """Fetch and check the ``/status`` document of the endpoint at ``url``.
 
@@ -294,9 +319,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             document.
         ValueError: When ``timeout`` is not a positive, finite number of seconds.
     """
-    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-    if not (number and 0 < timeout < math.inf):
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    timeout = _positive_seconds("timeout", timeout)
     try:
         parts = urlsplit(status_url(url))
         _ = parts.port  # (reading the port parses it)
@@ -615,12 +638,13 @@ def _count(value: Any) -> str:
 
 def _with_default_port(url: str) -> str | None:
     """``url`` as given, with the endpoint's default port after its host (a placeholder for
-    any credentials); ``None`` when it names a port or cannot be read."""
+    any credentials); ``None`` when it names a port, is not http(s) (nothing was tried) or
+    cannot be read."""
     text = url.strip()
     bare = "://" not in text
     try:
         parts = urlsplit("http://" + text if bare else text)
-        if parts.port is not None or not parts.hostname:
+        if parts.port is not None or not parts.hostname or parts.scheme not in ("http", "https"):
             return None
     except ValueError:
         return None
@@ -680,9 +704,7 @@ def watch_status(
     Raises:
         ValueError: When ``interval`` is not a positive, finite number of seconds.
     """
-    number = isinstance(interval, (int, float)) and not isinstance(interval, bool)
-    if not (number and 0 < interval < math.inf):
-        raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+    interval = _positive_seconds("interval", interval)
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     pause = sleep if sleep is not None else time.sleep

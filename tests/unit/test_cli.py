@@ -412,6 +412,18 @@ def test_a_url_without_a_port_says_which_port_was_tried(
     assert f"{suggested}." in line
 
 
+def test_a_url_that_is_not_http_gets_no_port_suggestion(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --url whose scheme is not http(s) was never tried on any port: the message says it is
+    not an http(s) URL and claims no port was tried."""
+    assert main(["status", "--url", "ftp://127.0.0.1", "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "is not an http(s) URL" in line
+    assert "was tried" not in line
+    assert "ftp://127.0.0.1:8489" not in line
+
+
 def test_the_port_suggestion_never_shows_the_password(capsys: pytest.CaptureFixture[str]) -> None:
     """A --url with credentials and no port: the suggestion keeps their place, not their text."""
     assert main(["status", "--url", "http://prom:s3cret@127.0.0.1", "--timeout", "2"]) == 2
@@ -640,6 +652,20 @@ def test_fetch_status_refuses_a_timeout_that_is_not_a_positive_number(timeout: f
     at the call, instead of a confusing "nothing answers" message."""
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
         cli.fetch_status("http://127.0.0.1:1", timeout=timeout)
+
+
+def test_fetch_status_refuses_an_int_timeout_too_large_for_a_float() -> None:
+    """A timeout of 10**400 seconds (an int no float holds) raises the documented ValueError
+    at the call, not an OverflowError from the clock arithmetic."""
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        cli.fetch_status("http://127.0.0.1:1", timeout=10**400)
+
+
+def test_watch_refuses_an_int_interval_too_large_for_a_float(server: MetricsServer) -> None:
+    """An interval of 10**400 seconds raises ValueError at the call, not an OverflowError
+    while the first picture is drawn."""
+    with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
+        watch_status(server.url, interval=10**400, out=io.StringIO(), sleep=lambda _: None)
 
 
 def test_watch_against_a_dead_port(dead_url: str, capsys: pytest.CaptureFixture[str]) -> None:

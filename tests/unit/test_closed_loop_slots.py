@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,6 +22,8 @@ from laios.tools.registry import ToolRegistry
 CONTEXT = Context(session_id="s", user_id="u")
 #: Longest a later call may wait for its slot (seconds): it fails instead of hanging.
 GUARD = 5.0
+#: Set once a Forever tool runs.
+STARTED = threading.Event()
 
 
 class Forever(AsyncBaseTool):
@@ -27,6 +31,7 @@ class Forever(AsyncBaseTool):
     description = "Awaits an event nobody sets."
 
     async def _execute_async(self, **kwargs: Any) -> Any:
+        STARTED.set()
         await asyncio.Event().wait()
 
 
@@ -54,12 +59,21 @@ def _close_loop_while_running(
 ) -> asyncio.Task[Any]:
     """Run ``start()`` as a task on a loop of our own until its tool runs, then close the
     loop the way an owner does who never cancels what is still pending on it."""
+    STARTED.clear()
     loop = asyncio.new_event_loop()
     pending = loop.create_task(start())
-    loop.run_until_complete(asyncio.sleep(0.05))
+    loop.run_until_complete(_until_started())
     loop.close()
     assert not pending.done()
     return pending
+
+
+async def _until_started() -> None:
+    """Turn the loop until the tool runs (GUARD seconds at most)."""
+    give_up = time.monotonic() + GUARD
+    while not STARTED.is_set():
+        assert time.monotonic() < give_up, "the tool never started"
+        await asyncio.sleep(0.001)
 
 
 def _later_call(executor: Executor) -> Any:

@@ -170,3 +170,54 @@ def test_a_validation_error_quoting_the_ends_of_a_value_around_a_secret_keeps_no
     text = f"{span.status.description} {[dict(e.attributes or {}) for e in span.events]}"
     assert fragments(text, size=6, secret=LONG_SECRET) == []
     assert fragments(caplog.text, size=6, secret=LONG_SECRET) == []
+
+
+class ReportsValidation(BaseTool):
+    name = "reports_validation"
+    description = "Reports a validation error quoting the ends of a dict that holds its key."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        try:
+            Port(port={"api_key": kwargs["api_key"]})
+        except ValueError as exc:
+            require_current_task().progress(50, f"retrying: {exc}")
+        return "ok"
+
+
+def test_a_progress_message_quoting_a_validation_error_keeps_no_end_of_a_secret() -> None:
+    """A progress message quoting pydantic's shortened ``input_value`` of a dict around a key
+    shows neither the key's first nor its last characters in /status."""
+    registry = ToolRegistry()
+    registry.register_tool(ReportsValidation)
+    store = MetricStore()
+    statuses: list[str] = []
+
+    def on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "progress":
+            statuses.append(json.dumps(status_document(store.snapshot()), ensure_ascii=False))
+
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name="reports_validation",
+        parameters={"api_key": LONG_SECRET},
+    )
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        context = Context(session_id="s", user_id="u")
+        result = executor.execute_task(task, context, on_progress=on_progress)
+    assert result.success, result.error
+    assert statuses
+    assert "input_type=dict" in statuses[0]
+    assert fragments(statuses[0], size=6, secret=LONG_SECRET) == []
+
+
+def test_scrub_head_scrubs_the_ends_pydantic_quotes_as_scrub_does() -> None:
+    """scrub_head replaces a shortened ``input_value`` around a secret, also when the value
+    straddles the cut."""
+    try:
+        Port(port={"api_key": LONG_SECRET})  # type: ignore[arg-type]
+    except ValueError as exc:
+        message = str(exc)
+    at = message.index("input_value=")
+    assert fragments(scrub_head(message, [LONG_SECRET], 1024), 6, LONG_SECRET) == []
+    assert fragments(scrub_head(message, [LONG_SECRET], at + 30), 6, LONG_SECRET) == []

@@ -331,6 +331,10 @@ _CUT_INPUT_VALUE = re.compile(
 )
 
 
+#: Longest text :data:`_CUT_INPUT_VALUE` matches after ``input_value=``, in characters.
+_CUT_INPUT_VALUE_CHARS = 25 + 3 + 24 + len(", input_type=")
+
+
 def _cut_input_value(match: re.Match[str], forms: Sequence[str]) -> str:
     """The quoted ends of a rejected value (``head...tail``), or ``[REDACTED]`` when a secret
     was cut there: the head ends with a secret's first characters, or the tail starts with
@@ -355,7 +359,11 @@ def scrub_head(text: str, secrets: Iterable[str], chars: int) -> str:
     characters behind; only as much of ``text`` is searched as the characters kept need,
     however long ``text`` is.
     """
-    head = _Copier(list(secrets), None).scrub_head(text, chars + 1)
+    copier = _Copier(list(secrets), None)
+    # (read past the cut: a value pydantic quoted by its ends may straddle it)
+    head = copier.scrub_head(text, chars + 1 + _CUT_INPUT_VALUE_CHARS)
+    if copier.secrets and "input_value=" in head:
+        head = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, copier.secrets), head)
     if len(head) <= chars:
         return head
     return head[: max(chars - 1, 0)] + "…"
