@@ -78,6 +78,17 @@ MAX_PENDING_CANCEL_ID_CHARS = 256
 MAX_SPAN_TEXT = 256
 
 
+def no_asyncio_loop(call: str) -> RuntimeError:
+    """What an awaiting call says when no asyncio event loop runs in its thread (it was
+    awaited under trio, anyio's trio backend, or a coroutine driven by hand)."""
+    return RuntimeError(
+        f"{call} needs a running asyncio event loop, and none runs in this thread (under "
+        "trio, or anyio with the trio backend, asyncio's calls cannot run); call the blocking "
+        "execute_task or execute_with_retry from a worker thread instead, e.g. "
+        "await trio.to_thread.run_sync(executor.execute_task, task, context)"
+    )
+
+
 def rejected_result(task: Any, exc: BaseException) -> TaskResult:
     """A failed result for a call refused for its arguments (nothing was recorded)."""
     task_id = getattr(task, "id", None)
@@ -550,7 +561,12 @@ class Engine:
         coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
         tool's task is cancelled) and ``CancelledError`` goes on.
         """
-        batch = _Batch(asyncio.get_running_loop())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            refusal = no_asyncio_loop("execute_parallel")
+            return [rejected_result(task, refusal) for task in tasks]
+        batch = _Batch(loop)
         slots: list[Job | TaskResult] = []
         for task in tasks:
             slots.append(self._accept(task, context, on_progress, limit, batch, parent))
@@ -574,7 +590,11 @@ class Engine:
         task of its own, no turn of the loop: as ``await tool(...)`` would), and otherwise
         runs as on :meth:`run_awaiting`. Same outcomes and cancellation either way.
         """
-        batch = _Batch(asyncio.get_running_loop())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return rejected_result(task, no_asyncio_loop("execute_async"))
+        batch = _Batch(loop)
         job = self._accept(
             task, context, on_progress, limit, batch, parent, attributes, retries, in_task=True
         )
