@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -209,6 +210,9 @@ class Engine:
         slots = AsyncSlots(max_async_tools)
         self.loop_here = LoopRunner(slots)
         self.loop_thread = LoopRunner(slots, LoopThread())
+        #: The event loop of the latest awaiting call: a call from another one looks for
+        #: tasks stranded on loops closed meanwhile (see :meth:`end_stranded`).
+        self.last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
         self.closed = False
         self.lock = self.env.lock
         self.pending_cancels: OrderedDict[str, None] = OrderedDict()
@@ -566,6 +570,9 @@ class Engine:
         except RuntimeError:
             refusal = no_asyncio_loop("execute_parallel")
             return [rejected_result(task, refusal) for task in tasks]
+        last = self.last_loop
+        if last is None or last() is not loop:
+            self.loop_changed(loop)
         batch = _Batch(loop)
         slots: list[Job | TaskResult] = []
         for task in tasks:
@@ -594,6 +601,9 @@ class Engine:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return rejected_result(task, no_asyncio_loop("execute_async"))
+        last = self.last_loop
+        if last is None or last() is not loop:
+            self.loop_changed(loop)
         batch = _Batch(loop)
         job = self._accept(
             task, context, on_progress, limit, batch, parent, attributes, retries, in_task=True
@@ -728,11 +738,41 @@ class Engine:
         it does not wait: it would wait for itself, or for another tool doing the same.
         """
         self.closed = True
+        self.end_stranded()
         if wait and self.on_own_thread():
             wait = False
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait)
+
+    def loop_changed(self, loop: asyncio.AbstractEventLoop) -> None:
+        """An awaiting call comes from another event loop than the latest one (a new test's
+        loop, for instance): end what was stranded on loops closed meanwhile."""
+        had_one = self.last_loop is not None
+        self.last_loop = weakref.ref(loop)
+        if had_one:
+            self.end_stranded()
+
+    def end_stranded(self) -> None:
+        """End the tasks awaited on event loops their owners closed without cancelling them:
+        nobody awaits their results any more, and their timeouts (kept by the closed loop)
+        would never strike.
+
+        Async tools stranded on such a loop give their slots back and fail as
+        ``loop_closed``; a synchronous tool's task is cancelled, and its worker thread
+        abandoned (and replaced) as when the awaiting coroutine is cancelled.
+        """
+        self.loop_here.reclaim_closed()
+        for record in self.store.running(self.scope):
+            batch = getattr(getattr(record, "notify", None), "__self__", None)
+            if isinstance(batch, _Batch) and batch.loop.is_closed() and isinstance(record, Job):
+                record.interrupt(
+                    "cancelled",
+                    f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "
+                    f"closed while tool '{record.tool}' ran (its owner closed the loop without "
+                    "cancelling the awaiting coroutine, so nobody will take the result); "
+                    "cancel pending tasks before closing a loop, as asyncio.run does",
+                )
 
     def on_own_thread(self) -> bool:
         """Whether the calling thread is one of this executor's workers or its loop thread."""
