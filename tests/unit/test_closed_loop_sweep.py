@@ -137,3 +137,24 @@ def test_shutdown_ends_the_tasks_stranded_on_a_closed_loop(executor: Executor) -
     assert executor.get_running_tasks() == []
     assert executor.get_task_status(async_task.id) == TaskStatus.FAILED
     assert executor.get_task_status(sync_task.id) == TaskStatus.CANCELLED
+
+
+def test_two_loops_taking_turns_do_not_look_for_stranded_tasks_each_time(
+    executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a loop not seen before makes the executor look for stranded tasks: two live
+    loops calling in turn (a service's loop and a background thread's) look once."""
+    looks: list[None] = []
+    engine = executor._engine  # (counting its looks, nothing else)
+    original = engine.end_stranded
+    monkeypatch.setattr(engine, "end_stranded", lambda: (looks.append(None), original())[1])
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        for _ in range(5):
+            for loop in (first, second):
+                result = loop.run_until_complete(executor.execute_async(_task("quick"), CONTEXT))
+                assert result.success
+    finally:
+        first.close()
+        second.close()
+    assert len(looks) == 1

@@ -213,6 +213,9 @@ class Engine:
         #: The event loop of the latest awaiting call: a call from another one looks for
         #: tasks stranded on loops closed meanwhile (see :meth:`end_stranded`).
         self.last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        #: The event loops awaiting calls came from, while they live: only a loop not seen
+        #: before looks for stranded tasks (two loops taking turns never do).
+        self.loops_seen: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self.closed = False
         self.lock = self.env.lock
         self.pending_cancels: OrderedDict[str, None] = OrderedDict()
@@ -746,12 +749,15 @@ class Engine:
         self.loop_thread.shutdown(wait)
 
     def loop_changed(self, loop: asyncio.AbstractEventLoop) -> None:
-        """An awaiting call comes from another event loop than the latest one (a new test's
-        loop, for instance): end what was stranded on loops closed meanwhile."""
-        had_one = self.last_loop is not None
+        """An awaiting call comes from another event loop than the latest one: when it is a
+        loop not seen before (a new test's loop, for instance), end what was stranded on loops
+        closed meanwhile."""
         self.last_loop = weakref.ref(loop)
-        if had_one:
-            self.end_stranded()
+        seen = self.loops_seen
+        if loop not in seen:
+            if seen:
+                self.end_stranded()
+            seen.add(loop)
 
     def end_stranded(self) -> None:
         """End the tasks awaited on event loops their owners closed without cancelling them:
