@@ -23,6 +23,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,17 @@ MAX_PENDING_CANCELS = 1000
 MAX_PENDING_CANCEL_ID_CHARS = 256
 #: Longest id, name or description on a task span, in characters (longer ones are cut).
 MAX_SPAN_TEXT = 256
+
+
+def no_asyncio_loop(call: str) -> RuntimeError:
+    """What an awaiting call says when no asyncio event loop runs in its thread (it was
+    awaited under trio, anyio's trio backend, or a coroutine driven by hand)."""
+    return RuntimeError(
+        f"{call} needs a running asyncio event loop, and none runs in this thread (under "
+        "trio, or anyio with the trio backend, asyncio's calls cannot run); call the blocking "
+        "execute_task or execute_with_retry from a worker thread instead, e.g. "
+        "await trio.to_thread.run_sync(executor.execute_task, task, context)"
+    )
 
 
 def rejected_result(task: Any, exc: BaseException) -> TaskResult:
@@ -198,6 +210,12 @@ class Engine:
         slots = AsyncSlots(max_async_tools)
         self.loop_here = LoopRunner(slots)
         self.loop_thread = LoopRunner(slots, LoopThread())
+        #: The event loop of the latest awaiting call: a call from another one looks for
+        #: tasks stranded on loops closed meanwhile (see :meth:`end_stranded`).
+        self.last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        #: The event loops awaiting calls came from, while they live: only a loop not seen
+        #: before looks for stranded tasks (two loops taking turns never do).
+        self.loops_seen: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self.closed = False
         self.lock = self.env.lock
         self.pending_cancels: OrderedDict[str, None] = OrderedDict()
@@ -556,7 +574,15 @@ class Engine:
         coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
         tool's task is cancelled) and ``CancelledError`` goes on.
         """
-        batch = _Batch(asyncio.get_running_loop())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            refusal = no_asyncio_loop("execute_parallel")
+            return [rejected_result(task, refusal) for task in tasks]
+        last = self.last_loop
+        if last is None or last() is not loop:
+            self.loop_changed(loop)
+        batch = _Batch(loop)
         slots: list[Job | TaskResult] = []
         for task in tasks:
             slots.append(self._accept(task, context, on_progress, limit, batch, parent))
@@ -580,7 +606,14 @@ class Engine:
         task of its own, no turn of the loop: as ``await tool(...)`` would), and otherwise
         runs as on :meth:`run_awaiting`. Same outcomes and cancellation either way.
         """
-        batch = _Batch(asyncio.get_running_loop())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return rejected_result(task, no_asyncio_loop("execute_async"))
+        last = self.last_loop
+        if last is None or last() is not loop:
+            self.loop_changed(loop)
+        batch = _Batch(loop)
         job = self._accept(
             task, context, on_progress, limit, batch, parent, attributes, retries, in_task=True
         )
@@ -714,11 +747,44 @@ class Engine:
         it does not wait: it would wait for itself, or for another tool doing the same.
         """
         self.closed = True
+        self.end_stranded()
         if wait and self.on_own_thread():
             wait = False
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait)
+
+    def loop_changed(self, loop: asyncio.AbstractEventLoop) -> None:
+        """An awaiting call comes from another event loop than the latest one: when it is a
+        loop not seen before (a new test's loop, for instance), end what was stranded on loops
+        closed meanwhile."""
+        self.last_loop = weakref.ref(loop)
+        seen = self.loops_seen
+        if loop not in seen:
+            if seen:
+                self.end_stranded()
+            seen.add(loop)
+
+    def end_stranded(self) -> None:
+        """End the tasks awaited on event loops their owners closed without cancelling them:
+        nobody awaits their results any more, and their timeouts (kept by the closed loop)
+        would never strike.
+
+        Async tools stranded on such a loop give their slots back and fail as
+        ``loop_closed``; a synchronous tool's task is cancelled, and its worker thread
+        abandoned (and replaced) as when the awaiting coroutine is cancelled.
+        """
+        self.loop_here.reclaim_closed()
+        for record in self.store.running(self.scope):
+            batch = getattr(getattr(record, "notify", None), "__self__", None)
+            if isinstance(batch, _Batch) and batch.loop.is_closed() and isinstance(record, Job):
+                record.interrupt(
+                    "cancelled",
+                    f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "
+                    f"closed while tool '{record.tool}' ran (its owner closed the loop without "
+                    "cancelling the awaiting coroutine, so nobody will take the result); "
+                    "cancel pending tasks before closing a loop, as asyncio.run does",
+                )
 
     def on_own_thread(self) -> bool:
         """Whether the calling thread is one of this executor's workers or its loop thread."""

@@ -24,7 +24,7 @@ from opentelemetry import trace
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._callables import unawaited_error
-from laios.execution._engine.engine import MAX_SPAN_TEXT
+from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
 from laios.execution._engine.job import callback_name, scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
@@ -366,9 +366,12 @@ async def retry_awaiting(
     on_retry: RetryHook | None = None,
 ) -> TaskResult:
     """As :func:`retry_blocking`, awaiting each attempt on the caller's loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
     secrets_before = secret_values_before_run(task.parameters)
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
-    loop = asyncio.get_running_loop()
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None
     try:

@@ -24,7 +24,7 @@ from laios.execution._runners.base import RawOutcome, RunEvents, ToolCall
 from laios.execution.task_context import TaskContext, reset_current_task, set_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
 
-__all__ = ["call_tool", "call_tool_async", "is_async_tool"]
+__all__ = ["call_tool", "call_tool_async", "call_tool_here", "is_async_tool"]
 
 _thread_time = time.thread_time
 
@@ -82,6 +82,12 @@ def call_tool(call: ToolCall, events: RunEvents) -> RawOutcome:
     if context is not None:
         outcome: RawOutcome = context.run(_call_here, call, events)
         return outcome
+    return _call_here(call, events)
+
+
+def call_tool_here(call: ToolCall, events: RunEvents) -> RawOutcome:
+    """Run a synchronous tool in the current context (a runner that entered ``call.context``
+    itself, around the call's other events too). Never raises."""
     return _call_here(call, events)
 
 

@@ -27,7 +27,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.invoke import call_tool
+from laios.execution._runners.invoke import call_tool_here
 
 __all__ = ["IDLE_TIMEOUT", "ThreadRunner"]
 
@@ -212,10 +212,14 @@ class ThreadRunner:
                     self._markers -= 1
                     self._exit(me)
                 return
-            events = work.events
             try:
-                if events.started() and self._take(work, me):
-                    events.finished(call_tool(work.call, events))
+                # The call's events run in the caller's context, as its tool does: its
+                # on_progress callback sees the caller's context variables on every event.
+                context = work.call.context
+                if context is None:
+                    self._run(work, me)
+                else:
+                    context.run(self._run, work, me)
             except BaseException:  # never lose a worker (the job already logged it)
                 _log.exception("a task's events raised in its worker thread")
             if not lock.acquire(False):
@@ -235,6 +239,11 @@ class ThreadRunner:
                 self._idle += 1
             finally:
                 lock.release()
+
+    def _run(self, work: _Work, me: threading.Thread) -> None:
+        events = work.events
+        if events.started() and self._take(work, me):
+            events.finished(call_tool_here(work.call, events))
 
     def _exit(self, thread: threading.Thread) -> None:
         """Forget a worker that is exiting (the caller holds the lock)."""

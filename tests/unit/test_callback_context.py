@@ -1,0 +1,72 @@
+"""``on_progress`` runs in the caller's context for every event of a synchronous tool on a
+worker thread, as it does for an async tool and on the caller's own thread: a request id kept
+in a ``ContextVar`` (structlog's, a web framework's) is there on ``"started"`` and on the
+outcome event, not only on ``"progress"``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.execution.task_context import current_task
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+class Step(BaseTool):
+    name = "step"
+    description = "Reports progress once, then succeeds or fails."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        current_task().progress(50)  # type: ignore[union-attr]
+        if kwargs.get("fail"):
+            raise ValueError("failed on purpose")
+        return "done"
+
+
+def _run(road: str, executor: Executor, task: Task, callback: Callable[..., None]) -> Any:
+    async def awaited() -> Any:
+        REQUEST_ID.set("req-42")
+        if road == "execute_async":
+            return await executor.execute_async(task, CONTEXT, timeout=5, on_progress=callback)
+        if road == "execute_parallel":
+            (result,) = await executor.execute_parallel(
+                [task], CONTEXT, timeout=5, on_progress=callback
+            )
+            return result
+        # a synchronous endpoint run in a threadpool, as web frameworks do (context copied)
+        return await asyncio.to_thread(executor.execute_task, task, CONTEXT, 5, callback)
+
+    return asyncio.run(awaited())
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["completed", "failed"])
+@pytest.mark.parametrize("road", ["execute_async", "execute_parallel", "execute_task"])
+def test_every_event_of_a_pooled_tool_sees_the_callers_context_variables(
+    road: str, fail: bool
+) -> None:
+    """``started``, ``progress`` and the outcome event all read the caller's request id."""
+    registry = ToolRegistry()
+    registry.register_tool(Step)
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    seen: list[tuple[str, str | None]] = []
+    try:
+        task = Task(plan_id="p", description="d", tool_name="step", parameters={"fail": fail})
+        result = _run(
+            road, executor, task, lambda event, data: seen.append((event, REQUEST_ID.get()))
+        )
+        assert result.success is not fail
+        outcome = "failed" if fail else "completed"
+        assert seen == [("started", "req-42"), ("progress", "req-42"), (outcome, "req-42")]
+    finally:
+        executor.shutdown()
