@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from laios.execution.store import TaskRecord, get_default_store
@@ -182,7 +183,7 @@ class ExecutionMetrics:
         if rec.state == "running":
             rec.state = "finished"
 
-    def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
+    def checkpoint(self, name: str, data: Mapping[str, Any] | None = None) -> None:
         """Add a named milestone with the current time, within the bounds a stored record
         keeps (see :meth:`MetricStore.add_checkpoint
         <laios.execution.store.MetricStore.add_checkpoint>`), also on a detached record.

@@ -756,7 +756,9 @@ class MetricStore:
         with self._lock:
             slot.results[outcome] = slot.results.get(outcome, 0) + 1
 
-    def add_checkpoint(self, rec: TaskRecord, name: str, data: dict[str, Any] | None) -> Checkpoint:
+    def add_checkpoint(
+        self, rec: TaskRecord, name: str, data: Mapping[str, Any] | None
+    ) -> Checkpoint:
         """Append a checkpoint to a record and tell the record's listener (the task span).
 
         The record keeps a summary of ``data`` (see

@@ -94,18 +94,23 @@ class TaskContext:
         if self._events.cancel_requested:
             raise TaskCancelledError(f"task {self.task_id!r} was cancelled")
 
-    def checkpoint(self, name: str, data: dict[str, Any] | None = None) -> None:
+    def checkpoint(self, name: str, data: Mapping[str, Any] | None = None) -> None:
         """Record a named milestone (a checkpoint in the metrics and a child span); ignored
         once the task has finished.
+
+        ``data`` may be any mapping (a dict, a ``TypedDict``, a read-only view); the events
+        are given a dict.
 
         Raises:
             TypeError: When ``data`` is neither ``None`` nor a mapping.
         """
-        if data is not None and not isinstance(data, Mapping):
-            raise TypeError(
-                f"checkpoint data must be a mapping (a dict of values) or None, got "
-                f"{type(data).__name__}"
-            )
+        if data is not None and not isinstance(data, dict):
+            if not isinstance(data, Mapping):
+                raise TypeError(
+                    f"checkpoint data must be a mapping (a dict of values) or None, got "
+                    f"{type(data).__name__}"
+                )
+            data = dict(data)
         self._events.checkpoint(name, data)
 
     def progress(self, percent: float, message: str | None = None, **details: Any) -> None:

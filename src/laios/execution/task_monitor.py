@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
@@ -116,7 +117,7 @@ class TaskMonitor:
             for r in self._store.scope_records(self._scope)
         ]
 
-    def checkpoint(self, task_id: str, name: str, data: dict[str, Any] | None = None) -> None:
+    def checkpoint(self, task_id: str, name: str, data: Mapping[str, Any] | None = None) -> None:
         """Add a named checkpoint to a running task (ignored, with a debug log, if unknown)."""
         rec = self._store.find(self._scope, task_id)
         if rec is None or rec.state == "finished":

@@ -295,11 +295,14 @@ class BaseTool(abc.ABC):
             A :class:`ToolOutput`, or any value to wrap in a successful one.
         """
 
-    def _validate(self, input_data: ToolInput) -> None:  # noqa: B027 (optional hook)
+    def _validate(self, input_data: Any) -> None:  # noqa: B027 (optional hook)
         """Check the validated input before the tool runs. Does nothing by default.
 
+        Typed ``Any`` like ``_execute``'s input, so that a subclass may annotate it with its
+        own ``input_model`` (``def _validate(self, input_data: MyInput)``).
+
         Args:
-            input_data: The validated input.
+            input_data: The validated input (an instance of ``input_model``).
 
         Raises:
             Exception: Any exception aborts the run with a failed output.

@@ -1,0 +1,104 @@
+"""A service's own code against laios's public API, as the docs write it.
+
+tests/unit/test_user_typing.py type-checks this file with ``mypy --strict`` (as a user's module
+importing the installed package) and runs :func:`main`, so every case is real, working code.
+Each block below is a documented usage that the shipped annotations once rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from pydantic import Field
+
+from laios import Context, Task
+from laios.execution.executor import ExecutionMetrics, Executor, TaskMonitor
+from laios.execution.store import MetricStore
+from laios.execution.task_context import require_current_task
+from laios.tools.base import BaseTool, ToolInput, ToolOutput
+from laios.tools.registry import ToolRegistry
+
+
+class ReserveInput(ToolInput):
+    """Parameters of the ``reserve`` tool."""
+
+    item: str = Field(description="What to reserve")
+    quantity: int = Field(1, ge=1)
+
+
+class Reserve(BaseTool):
+    """An input model, and a ``_validate`` hook that takes it (docs/reference/tools.md)."""
+
+    name = "reserve"
+    description = "Reserves items."
+    input_model = ReserveInput
+
+    def _validate(self, input_data: ReserveInput) -> None:
+        if input_data.item == "kiwi":
+            raise KeyError(f"unknown item {input_data.item!r}")
+
+    def _execute(self, input_data: ReserveInput) -> ToolOutput:
+        return ToolOutput(success=True, data=f"{input_data.quantity} {input_data.item}")
+
+
+class Loaded(TypedDict):
+    """What the ``load`` tool records at its checkpoint."""
+
+    rows: int
+    table: str
+
+
+class Load(BaseTool):
+    """Checkpoint data given as any mapping (a TypedDict, a read-only view), as documented."""
+
+    name = "load"
+    description = "Loads rows."
+
+    def _execute(self, **kwargs: Any) -> str:
+        task = require_current_task()
+        loaded: Loaded = {"rows": 3, "table": str(kwargs["table"])}
+        task.checkpoint("loaded", loaded)
+        totals: Mapping[str, int] = {"rows": 3}
+        task.checkpoint("totals", totals)
+        return "loaded"
+
+
+def checkpoints_outside_a_run() -> list[str]:
+    """Checkpoints on metrics and a monitor of one's own, with mapping data."""
+    totals: Mapping[str, int] = {"rows": 1}
+    metrics = ExecutionMetrics("job-1")
+    metrics.checkpoint("read", totals)
+    monitor = TaskMonitor()
+    task = Task(plan_id="p", description="d", tool_name="load")
+    monitor.start_monitoring(task)
+    monitor.checkpoint(task.id, "read", totals)
+    watched = monitor.get_metrics(task.id)
+    names = [point["name"] for point in metrics.checkpoints]
+    return names + ([point["name"] for point in watched.checkpoints] if watched else [])
+
+
+def main() -> list[str]:
+    """Run every tool above once through an executor; return what each run said."""
+    registry = ToolRegistry()
+    registry.register_tools([Reserve, Load])
+    context = Context(session_id="s", user_id="u")
+    said: list[str] = []
+    with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+        runs: list[tuple[str, dict[str, object]]] = [
+            ("reserve", {"item": "apple", "quantity": 2}),
+            ("reserve", {"item": "kiwi"}),
+            ("load", {"table": "orders"}),
+        ]
+        for tool_name, parameters in runs:
+            task = Task(plan_id="p", description="d", tool_name=tool_name, parameters=parameters)
+            result = executor.execute_task(task, context)
+            said.append(str(result.output) if result.success else f"failed: {result.error}")
+            metrics = executor.get_metrics(task.id)
+            if tool_name == "load" and metrics is not None:
+                said.append(" ".join(point["name"] for point in metrics.checkpoints))
+    return said + checkpoints_outside_a_run()
+
+
+if __name__ == "__main__":
+    print(main())
