@@ -39,6 +39,7 @@ from laios.execution._engine.job import (
     RUNNING,
     Job,
     JobEnv,
+    Waiter,
     describe_exception,
     in_callback_of,
 )
@@ -267,7 +268,7 @@ class Engine:
         limit: float | None,
         *,
         blocking: bool,
-        notify: Callable[[Job], None] | None = None,
+        waiter: Waiter | None = None,
         parent: OtelContext | None = None,
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
@@ -277,7 +278,7 @@ class Engine:
         it is refused (executor shut down, unknown tool) or a pending cancellation names it.
 
         ``blocking``: the caller's thread will wait (the blocking road); else a coroutine
-        awaits it and ``notify`` is called once it is finished. ``in_task``: an async tool
+        awaits it and ``waiter`` is told once it is finished. ``in_task``: an async tool
         may run inside that coroutine's own task (when the loop runner has a slot free now:
         the job's handle is then the claimed slot, and it starts with no queue wait).
         """
@@ -327,8 +328,8 @@ class Engine:
             job.limit = limit
             job.deadline = time.monotonic() + limit
         # Whoever finishes the job wakes the caller: set up before the record is visible.
-        if notify is not None:
-            job.notify = notify
+        if waiter is not None:
+            job.waiter = waiter
         elif blocking and not inline:
             job.done = done = threading.Lock()
             done.acquire()
@@ -454,7 +455,7 @@ class Engine:
                 return job.take_result()
             with self.lock:
                 job.phase = DONE
-            job.notify = None
+            job.waiter = None
             return job.internal_failure(exc)
         _log.error(
             "internal error in the executor while running a task; reported as failed",
@@ -674,7 +675,7 @@ class Engine:
                 on_progress,
                 limit,
                 blocking=False,
-                notify=batch.finished,
+                waiter=batch,
                 parent=parent,
                 attributes=attributes,
                 retries=retries,
@@ -776,8 +777,10 @@ class Engine:
         """
         self.loop_here.reclaim_closed()
         for record in self.store.running(self.scope):
-            batch = getattr(getattr(record, "notify", None), "__self__", None)
-            if isinstance(batch, _Batch) and batch.loop.is_closed() and isinstance(record, Job):
+            if not isinstance(record, Job):
+                continue
+            waiter = record.waiter
+            if waiter is not None and waiter.loop.is_closed():
                 record.interrupt(
                     "cancelled",
                     f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "

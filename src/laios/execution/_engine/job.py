@@ -39,7 +39,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from laios._compat.pydantic import assign, construct
 from laios.core.types import Task, TaskResult, TaskStatus
@@ -76,6 +76,7 @@ __all__ = [
     "CallbackFailures",
     "Job",
     "JobEnv",
+    "Waiter",
     "callback_name",
     "describe_exception",
     "in_callback_of",
@@ -188,6 +189,16 @@ class CallbackFailures:
 _ABANDON_WARNINGS = WarningLimiter()
 
 
+class Waiter(Protocol):
+    """Whoever awaits a job on the awaiting road (a coroutine's batch): the loop it awaits on,
+    told once the job is finished."""
+
+    loop: asyncio.AbstractEventLoop
+
+    def finished(self, job: Job) -> None:
+        """The job finished (called once, from any thread)."""
+
+
 class JobEnv:
     """What every job of one executor shares: where it records, how it traces, its lock.
 
@@ -257,7 +268,7 @@ class Job(TaskRecord):
     span: Span | None = None
     span_context: OtelContext | None = None  # the caller's context with the task span current
     done: threading.Lock | None = None  # a held lock that finishing releases (blocking road)
-    notify: Callable[[Job], None] | None = None  # called once finished (awaiting road)
+    waiter: Waiter | None = None  # told once finished (awaiting road)
     result: TaskResult | None = None
     runner: Runner | None = None
     handle: Handle | None = None
@@ -948,10 +959,10 @@ class Job(TaskRecord):
         done = self.done
         if done is not None:
             done.release()  # (the lock stays: the caller may not have read it yet)
-        notify = self.notify
-        if notify is not None:
-            self.notify = None
-            notify(self)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.finished(self)
 
 
 def callback_name(callback: object) -> str:
