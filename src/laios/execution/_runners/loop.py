@@ -295,9 +295,6 @@ class AsyncSlots:
             calls = self.holders.get(work.loop)
             if calls is None or calls.pop(work, _NOT_HELD) is _NOT_HELD:
                 return False, None, ()
-            if not self.waiting:  # the common case: nobody to pass the slot to
-                self.running -= 1
-                return True, None, ()
             following, dropped = self._free()
             return True, following, dropped
         finally:
@@ -306,9 +303,6 @@ class AsyncSlots:
     def _free(self) -> tuple[_LoopCall | None, list[_LoopCall]]:
         # Under the lock: a slot is free; pass it to the first waiting call not given up. A
         # slot taken past the limit is not passed on.
-        if not self.waiting:  # the common case: nobody to pass the slot to
-            self.running -= 1
-            return None, []
         dropped: list[_LoopCall] = []
         while self.waiting and self.running <= self.limit:
             work = self.waiting.popleft()
