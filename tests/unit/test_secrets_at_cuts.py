@@ -53,14 +53,13 @@ class Straddler(BaseTool):
         return "ok"
 
 
-def run_straddler() -> tuple[list[str], str]:
-    """Run the tool traced; return ``/status`` as seen during its progress report, and the
-    text of its spans."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+def statuses_at_progress(
+    tool: type[BaseTool], secret: str, provider: TracerProvider | None = None
+) -> list[str]:
+    """Run ``tool`` with ``secret`` as its ``api_key`` (traced to ``provider``, if any);
+    return ``/status`` as seen at each of its progress reports."""
     registry = ToolRegistry()
-    registry.register_tool(Straddler)
+    registry.register_tool(tool)
     store = MetricStore()
     statuses: list[str] = []
 
@@ -68,14 +67,24 @@ def run_straddler() -> tuple[list[str], str]:
         if event == "progress":
             statuses.append(json.dumps(status_document(store.snapshot()), ensure_ascii=False))
 
-    task = Task(plan_id="p", description="d", tool_name="straddler", parameters={"api_key": SECRET})
+    task = Task(plan_id="p", description="d", tool_name=tool.name, parameters={"api_key": secret})
     with Executor(
         registry, store=store, register_prometheus=False, tracer_provider=provider
     ) as executor:
         context = Context(session_id="s", user_id="u")
         result = executor.execute_task(task, context, on_progress=on_progress)
-    provider.shutdown()
     assert result.success, result.error
+    return statuses
+
+
+def run_straddler() -> tuple[list[str], str]:
+    """Run the tool traced; return ``/status`` as seen during its progress report, and the
+    text of its spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    statuses = statuses_at_progress(Straddler, SECRET, provider)
+    provider.shutdown()
     spans = exporter.get_finished_spans()
     text = "\n".join(f"{span.name} {dict(span.attributes or {})}" for span in spans)
     return statuses, text
@@ -187,25 +196,7 @@ class ReportsValidation(BaseTool):
 def test_a_progress_message_quoting_a_validation_error_keeps_no_end_of_a_secret() -> None:
     """A progress message quoting pydantic's shortened ``input_value`` of a dict around a key
     shows neither the key's first nor its last characters in /status."""
-    registry = ToolRegistry()
-    registry.register_tool(ReportsValidation)
-    store = MetricStore()
-    statuses: list[str] = []
-
-    def on_progress(event: str, data: dict[str, Any]) -> None:
-        if event == "progress":
-            statuses.append(json.dumps(status_document(store.snapshot()), ensure_ascii=False))
-
-    task = Task(
-        plan_id="p",
-        description="d",
-        tool_name="reports_validation",
-        parameters={"api_key": LONG_SECRET},
-    )
-    with Executor(registry, store=store, register_prometheus=False) as executor:
-        context = Context(session_id="s", user_id="u")
-        result = executor.execute_task(task, context, on_progress=on_progress)
-    assert result.success, result.error
+    statuses = statuses_at_progress(ReportsValidation, LONG_SECRET)
     assert statuses
     assert "input_type=dict" in statuses[0]
     assert fragments(statuses[0], size=6, secret=LONG_SECRET) == []
