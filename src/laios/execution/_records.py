@@ -34,6 +34,7 @@ __all__ = [
     "Checkpoint",
     "ProgressStatus",
     "ProgressUpdate",
+    "checkpoint_data",
     "clamp_percent",
     "data_size",
     "record_id",
@@ -472,6 +473,19 @@ def _collection(value: Any, room: int, depth: int) -> tuple[Any, int]:
         return kept, data_size(kept)
     kept_items = tuple(copy) if shape is tuple else copy
     return kept_items, base + per_item * len(copy) + parts
+
+
+def checkpoint_data(data: Any) -> Mapping[str, Any] | None:
+    """``data`` when it may be a checkpoint's data: ``None`` or a mapping.
+
+    Raises:
+        TypeError: Otherwise, naming the type given (a list, even of pairs, is not data).
+    """
+    if data is None or isinstance(data, Mapping):
+        return data
+    raise TypeError(
+        f"checkpoint data must be a mapping (a dict of values) or None, got {type(data).__name__}"
+    )
 
 
 def clamp_percent(value: Any) -> float:

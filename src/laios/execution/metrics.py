@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
 
 if TYPE_CHECKING:
@@ -190,8 +191,12 @@ class ExecutionMetrics:
 
         Args:
             name: The milestone's name.
-            data: Extra values to keep with it.
+            data: Extra values to keep with it: a mapping, or ``None``.
+
+        Raises:
+            TypeError: When ``data`` is neither ``None`` nor a mapping.
         """
+        data = checkpoint_data(data)
         # A detached record keeps its checkpoints within the same bounds as a stored one
         # (the default store only lends its lock and its clock: the record stays detached).
         store = self._store if self._store is not None else get_default_store()

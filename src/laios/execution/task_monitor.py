@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
+from laios.execution._records import checkpoint_data
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.store import MetricStore, RecordScope, TaskRecord
 
@@ -118,7 +119,13 @@ class TaskMonitor:
         ]
 
     def checkpoint(self, task_id: str, name: str, data: Mapping[str, Any] | None = None) -> None:
-        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown)."""
+        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown).
+
+        Raises:
+            TypeError: When ``data`` is neither ``None`` nor a mapping (also for a task that
+                is not running: the mistake shows at once).
+        """
+        data = checkpoint_data(data)
         rec = self._store.find(self._scope, task_id)
         if rec is None or rec.state == "finished":
             _log.debug("checkpoint %r ignored: task %r is not running", name, task_id)
