@@ -52,7 +52,16 @@ class ExecutionMetrics:
         _record: TaskRecord | None = None,
         _store: MetricStore | None = None,
     ) -> None:
-        self._record = _record if _record is not None else TaskRecord(task_id)
+        """A detached record of ``task_id`` (the executor and monitors pass their own record).
+
+        Raises:
+            TypeError: When ``task_id`` is not a string.
+        """
+        if _record is None:
+            if not isinstance(task_id, str):
+                raise TypeError(f"task_id must be a string, got {type(task_id).__name__}")
+            _record = TaskRecord(task_id)
+        self._record = _record
         self._store = _store
 
     def _clock(self) -> Clock:
