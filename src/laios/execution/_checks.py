@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["as_float", "number_repr", "positive_int"]
+from laios.execution.store import MetricStore
+
+__all__ = ["as_float", "number_repr", "positive_int", "store_or_private", "switch"]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -35,3 +37,30 @@ def number_repr(value: object) -> str:
         sign = "-" if value < 0 else ""
         return f"{sign}<int of {value.bit_length()} bits>"
     return repr(value)
+
+
+def store_or_private(store: object) -> MetricStore:
+    """``store`` when it is a :class:`MetricStore`; a new private store when it is ``None``.
+
+    Raises:
+        TypeError: Otherwise (a monitor would fail at its first call instead).
+    """
+    if store is None:
+        return MetricStore()
+    if not isinstance(store, MetricStore):
+        raise TypeError(f"store must be a MetricStore or None, got {type(store).__name__}")
+    return store
+
+
+def switch(name: str, value: object) -> bool:
+    """``value`` as a bool when it is ``True``/``False`` (or ``0``/``1``, which say the same).
+
+    Raises:
+        TypeError: Naming ``name``, otherwise (a string like ``"false"`` would read as true).
+    """
+    if not isinstance(value, int):  # (a bool is an int)
+        raise TypeError(
+            f"{name} must be True or False, got {type(value).__name__} (a string like 'false' "
+            "would read as true)"
+        )
+    return bool(value)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
+from laios.execution._checks import store_or_private, switch
 from laios.execution._records import checkpoint_data
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.store import MetricStore, RecordScope, TaskRecord
@@ -51,9 +52,17 @@ class TaskMonitor:
         track_progress: bool = True,
     ) -> None:
         """Create a monitor (see the class docstring); ``track_progress=False`` keeps its
-        tasks out of the progress histories the ``ExecutionMonitor`` reads."""
-        self._store = store if store is not None else MetricStore()
-        self._scope: RecordScope = self._store.new_scope(capacity, track_progress=track_progress)
+        tasks out of the progress histories the ``ExecutionMonitor`` reads.
+
+        Raises:
+            TypeError: When ``store`` is neither ``None`` nor a ``MetricStore``, or
+                ``track_progress`` is not ``True`` or ``False``.
+            ValueError: When ``capacity`` is not a positive integer.
+        """
+        self._store = store_or_private(store)
+        self._scope: RecordScope = self._store.new_scope(
+            capacity, track_progress=switch("track_progress", track_progress)
+        )
 
     @property
     def store(self) -> MetricStore:
