@@ -65,3 +65,59 @@ def test_a_retry_wait_too_large_to_wait_for_is_refused_at_the_call(
     assert result.metadata["outcome"] == "rejected"
     assert option in (result.error or "")
     assert all(tool.total == 0 for tool in store.snapshot().tools)  # nothing ran
+
+
+#: An int too large for a float (``float(TOO_LARGE_FOR_A_FLOAT)`` raises ``OverflowError``).
+TOO_LARGE_FOR_A_FLOAT = 10**400
+
+
+def test_an_int_timeout_too_large_for_a_float_means_no_limit(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """timeout=10**400 is no limit on every road, as 1e10 is; the call never raises
+    OverflowError."""
+    executor = make_executor()
+    blocking = executor.execute_task(
+        make_task("echo", text="a"), context, timeout=TOO_LARGE_FOR_A_FLOAT
+    )
+    single = asyncio.run(
+        executor.execute_async(make_task("echo", text="b"), context, timeout=TOO_LARGE_FOR_A_FLOAT)
+    )
+    batch = asyncio.run(
+        executor.execute_parallel(
+            [make_task("echo", text="c")], context, timeout=TOO_LARGE_FOR_A_FLOAT
+        )
+    )
+    retried = executor.execute_with_retry(
+        make_task("echo", text="d"), context, timeout=TOO_LARGE_FOR_A_FLOAT
+    )
+    for result in (blocking, single, batch[0], retried):
+        assert result.success, result.error
+
+
+def test_a_negative_int_timeout_too_large_for_a_float_is_rejected_as_invalid(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """timeout=-10**400 is refused like any timeout below 0: a rejected result with
+    error_type ValueError and a short message."""
+    executor = make_executor()
+    result = executor.execute_task(make_task("echo"), context, timeout=-TOO_LARGE_FOR_A_FLOAT)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "ValueError"
+    assert len(result.error or "") < 200
+
+
+@pytest.mark.parametrize("option", ["retry_delay", "max_delay", "deadline", "backoff", "jitter"])
+def test_a_retry_option_too_large_for_a_float_is_refused_as_invalid(
+    make_executor: Any, make_task: Any, context: Context, option: str
+) -> None:
+    """A retry option of 10**400 is refused as the reference says invalid options are: a
+    rejected result with error_type ValueError naming the option (it was OverflowError)."""
+    executor = make_executor()
+    result = executor.execute_with_retry(
+        make_task("fail"), context, **{option: TOO_LARGE_FOR_A_FLOAT}
+    )
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "ValueError"
+    assert option in (result.error or "")
+    assert len(result.error or "") < 200

@@ -109,3 +109,25 @@ def test_from_config_validates_values() -> None:
 def test_limits_are_compared_by_value() -> None:
     """Two ResourceLimits with equal fields compare equal."""
     assert ResourceLimits(timeout_seconds=1) == ResourceLimits.from_config({"timeout_seconds": 1})
+
+
+def test_the_fields_may_be_passed_by_position_as_the_reference_signature_allows() -> None:
+    """ResourceLimits(30, 256, 50.0) is ResourceLimits(timeout_seconds=30, ...): the reference
+    writes the constructor with positional-or-keyword parameters in this order."""
+    assert ResourceLimits(30, 256, 50.0) == ResourceLimits(
+        timeout_seconds=30, memory_limit_mb=256, cpu_limit_percent=50.0
+    )
+    assert ResourceLimits(12.5).timeout_seconds == 12.5
+    assert ResourceLimits(None, 64).memory_limit_mb == 64
+
+
+def test_positional_fields_are_validated_like_keywords() -> None:
+    """A bad value passed by position is refused naming its field."""
+    with pytest.raises(ValidationError, match="memory_limit_mb"):
+        ResourceLimits(None, -1)
+
+
+def test_a_fourth_positional_argument_is_refused() -> None:
+    """There are three fields: a fourth positional value raises TypeError."""
+    with pytest.raises(TypeError):
+        ResourceLimits(1, 2, 3, 4)  # type: ignore[call-arg]

@@ -34,6 +34,14 @@ def test_new_metrics_are_empty() -> None:
     assert metrics.checkpoints == []
 
 
+@pytest.mark.parametrize("task_id", [None, 42, b"task-1", ["task-1"]], ids=repr)
+def test_a_task_id_that_is_not_a_string_is_refused(task_id: Any) -> None:
+    """ExecutionMetrics(task_id) raises TypeError naming the type given, instead of keeping
+    None or a number as the id of the record."""
+    with pytest.raises(TypeError, match=rf"task_id must be a string.*{type(task_id).__name__}"):
+        ExecutionMetrics(task_id)
+
+
 def test_start_and_end_set_the_times() -> None:
     """start() sets start_time; end() sets end_time and execution_time."""
     metrics = ExecutionMetrics("task-1")

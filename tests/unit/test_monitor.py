@@ -232,6 +232,49 @@ def test_monitor_clear_task() -> None:
     assert monitor.get_progress_history("t") == []
 
 
+def test_updates_after_clear_task_are_kept(
+    executor: Executor, make_task: Any, context: Context, store: MetricStore
+) -> None:
+    """After clear_task of a task an executor ran, a new update is recorded and read back:
+    clearing forgets the past, not what comes next (the update was silently dropped)."""
+    monitor = ExecutionMonitor(store)
+    task = make_task("echo", text="x")
+    executor.execute_task(task, context)
+    monitor.clear_task(task.id)
+    assert monitor.get_progress_history(task.id) == []
+    monitor.update_task_progress(task.id, 30, "again")
+    latest = monitor.get_progress(task.id)
+    assert latest is not None
+    assert (latest.status, latest.progress_percent, latest.message) == (
+        ProgressStatus.IN_PROGRESS,
+        30.0,
+        "again",
+    )
+    assert monitor.get_progress_history(task.id) == [latest]
+
+
+def test_a_task_cleared_while_running_shows_its_later_progress_and_end(
+    executor: Executor, make_task: Any, context: Context, store: MetricStore, gate: Any
+) -> None:
+    """clear_task during a run forgets STARTING, and keeps what the run reports after it:
+    its own progress and its final COMPLETED."""
+    monitor = ExecutionMonitor(store)
+    task = make_task("blocked", report=True)
+    worker = threading.Thread(target=executor.execute_task, args=(task, context))
+    worker.start()
+    assert gate.wait_entered(1, timeout=10)
+    monitor.clear_task(task.id)
+    assert monitor.get_progress_history(task.id) == []
+    gate.release.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    history = monitor.get_progress_history(task.id)
+    assert [(u.status, u.progress_percent) for u in history] == [
+        (ProgressStatus.IN_PROGRESS, 90.0),
+        (ProgressStatus.COMPLETED, 100.0),
+    ]
+
+
 def test_monitor_listeners(make_task: Any) -> None:
     """add_progress_listener sees updates; remove_progress_listener stops them."""
     monitor = ExecutionMonitor()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-__all__ = ["positive_int"]
+from laios.execution.store import MetricStore
+
+__all__ = ["as_float", "number_repr", "positive_int", "store_or_private", "switch"]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -16,3 +19,48 @@ def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive whole number, got {value!r}")
     return value
+
+
+def as_float(value: int | float) -> float:
+    """``float(value)``, with an int too large for a float as infinity of its sign (where
+    ``float()`` raises ``OverflowError``)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def number_repr(value: object) -> str:
+    """``repr(value)`` for an error message: an int too large for a float is described by its
+    size instead of its hundreds of digits (or a ``ValueError`` past 4,300 of them)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
+        sign = "-" if value < 0 else ""
+        return f"{sign}<int of {value.bit_length()} bits>"
+    return repr(value)
+
+
+def store_or_private(store: object) -> MetricStore:
+    """``store`` when it is a :class:`MetricStore`; a new private store when it is ``None``.
+
+    Raises:
+        TypeError: Otherwise (a monitor would fail at its first call instead).
+    """
+    if store is None:
+        return MetricStore()
+    if not isinstance(store, MetricStore):
+        raise TypeError(f"store must be a MetricStore or None, got {type(store).__name__}")
+    return store
+
+
+def switch(name: str, value: object) -> bool:
+    """``value`` as a bool when it is ``True``/``False`` (or ``0``/``1``, which say the same).
+
+    Raises:
+        TypeError: Naming ``name``, otherwise (a string like ``"false"`` would read as true).
+    """
+    if not isinstance(value, int):  # (a bool is an int)
+        raise TypeError(
+            f"{name} must be True or False, got {type(value).__name__} (a string like 'false' "
+            "would read as true)"
+        )
+    return bool(value)

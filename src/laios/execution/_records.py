@@ -24,6 +24,8 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
+from laios.core.types import ensure_utc
+
 __all__ = [
     "MAX_DATA_BYTES",
     "MAX_DATA_DEPTH",
@@ -34,6 +36,7 @@ __all__ = [
     "Checkpoint",
     "ProgressStatus",
     "ProgressUpdate",
+    "checkpoint_data",
     "clamp_percent",
     "data_size",
     "record_id",
@@ -474,6 +477,19 @@ def _collection(value: Any, room: int, depth: int) -> tuple[Any, int]:
     return kept_items, base + per_item * len(copy) + parts
 
 
+def checkpoint_data(data: Any) -> Mapping[str, Any] | None:
+    """``data`` when it may be a checkpoint's data: ``None`` or a mapping.
+
+    Raises:
+        TypeError: Otherwise, naming the type given (a list, even of pairs, is not data).
+    """
+    if data is None or isinstance(data, Mapping):
+        return data
+    raise TypeError(
+        f"checkpoint data must be a mapping (a dict of values) or None, got {type(data).__name__}"
+    )
+
+
 def clamp_percent(value: Any) -> float:
     """Turn a caller's progress value into a percentage between 0 and 100.
 
@@ -533,6 +549,55 @@ class ProgressUpdate:
     message: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=_utc_now)
+
+    def __post_init__(self) -> None:
+        """Refuse what the fields cannot hold, and normalize what they can (a status by its
+        value, a real percent as a float, ``None`` details as ``{}``, a naive timestamp as
+        UTC), so that a listener never sees a value of the wrong type.
+
+        Raises:
+            TypeError: When ``task_id`` is not a string, ``progress_percent`` not a real
+                number, ``message`` neither ``None`` nor a string, ``details`` neither
+                ``None`` nor a mapping, or ``timestamp`` not a ``datetime``.
+            ValueError: When ``status`` is no ``ProgressStatus`` value, or
+                ``progress_percent`` is not between 0 and 100.
+        """
+        if not isinstance(self.task_id, str):
+            raise TypeError(f"task_id must be a string, got {type(self.task_id).__name__}")
+        if type(self.status) is not ProgressStatus:
+            try:
+                status = ProgressStatus(self.status)
+            except ValueError:
+                raise ValueError(
+                    f"status must be a ProgressStatus, got {shorten(repr(self.status), 64)}"
+                ) from None
+            object.__setattr__(self, "status", status)
+        percent = self.progress_percent
+        if type(percent) is not float:
+            if isinstance(percent, bool) or not isinstance(percent, numbers.Real):
+                raise TypeError(f"progress_percent must be a number, got {type(percent).__name__}")
+            try:
+                percent = float(percent)
+            except OverflowError:  # an int too large for a float
+                percent = math.inf
+            object.__setattr__(self, "progress_percent", percent)
+        if not 0.0 <= percent <= 100.0:  # (NaN too)
+            raise ValueError(f"progress_percent must be from 0 to 100, got {percent!r}")
+        if self.message is not None and not isinstance(self.message, str):
+            raise TypeError(f"message must be a string or None, got {type(self.message).__name__}")
+        details = self.details
+        if type(details) is not dict:
+            if details is None:
+                object.__setattr__(self, "details", {})
+            elif isinstance(details, Mapping):
+                object.__setattr__(self, "details", dict(details))
+            else:
+                raise TypeError(f"details must be a mapping or None, got {type(details).__name__}")
+        stamp = self.timestamp
+        if not isinstance(stamp, datetime):
+            raise TypeError(f"timestamp must be a datetime, got {type(stamp).__name__}")
+        if stamp.tzinfo is not timezone.utc:
+            object.__setattr__(self, "timestamp", ensure_utc(stamp))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -26,11 +26,14 @@ class ResourceLimits(BaseModel):
             ``cpu_limit_percent / 100 × timeout`` CPU seconds per task (``error_type``
             ``cpu_limit``; no timeout, no budget); informational on the other runners.
 
-    Bad values are refused when the object is built, with a ``pydantic.ValidationError``
-    (a ``ValueError``) naming the field::
+    The fields may be passed by keyword or by position, in this order. Bad values are refused
+    when the object is built, with a ``pydantic.ValidationError`` (a ``ValueError``) naming
+    the field::
 
         >>> ResourceLimits(timeout_seconds=30).timeout_seconds
         30.0
+        >>> ResourceLimits(30, 256).memory_limit_mb
+        256
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -38,6 +41,39 @@ class ResourceLimits(BaseModel):
     timeout_seconds: float | None = None
     memory_limit_mb: int | None = None
     cpu_limit_percent: float | None = None
+
+    # The reference's signature takes the fields by position too, in this order (a Pydantic
+    # model's own constructor takes keywords only).
+    if TYPE_CHECKING:  # (type checkers see no catch-all: a misspelt field is their error too)
+
+        def __init__(
+            self,
+            timeout_seconds: float | None = None,
+            memory_limit_mb: int | None = None,
+            cpu_limit_percent: float | None = None,
+        ) -> None: ...
+
+    else:
+
+        def __init__(
+            self,
+            timeout_seconds: float | None = None,
+            memory_limit_mb: int | None = None,
+            cpu_limit_percent: float | None = None,
+            **unknown: Any,
+        ) -> None:
+            """Build and validate the limits; fields by keyword or by position, in this order.
+
+            Raises:
+                pydantic.ValidationError: When a value is invalid or a keyword is not a field.
+            """
+            # Unknown keywords reach Pydantic, which refuses them naming them.
+            super().__init__(
+                timeout_seconds=timeout_seconds,
+                memory_limit_mb=memory_limit_mb,
+                cpu_limit_percent=cpu_limit_percent,
+                **unknown,
+            )
 
     @field_validator("timeout_seconds", "memory_limit_mb", "cpu_limit_percent", mode="before")
     @classmethod

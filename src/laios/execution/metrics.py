@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
 
 if TYPE_CHECKING:
@@ -51,7 +52,16 @@ class ExecutionMetrics:
         _record: TaskRecord | None = None,
         _store: MetricStore | None = None,
     ) -> None:
-        self._record = _record if _record is not None else TaskRecord(task_id)
+        """A detached record of ``task_id`` (the executor and monitors pass their own record).
+
+        Raises:
+            TypeError: When ``task_id`` is not a string.
+        """
+        if _record is None:
+            if not isinstance(task_id, str):
+                raise TypeError(f"task_id must be a string, got {type(task_id).__name__}")
+            _record = TaskRecord(task_id)
+        self._record = _record
         self._store = _store
 
     def _clock(self) -> Clock:
@@ -190,8 +200,12 @@ class ExecutionMetrics:
 
         Args:
             name: The milestone's name.
-            data: Extra values to keep with it.
+            data: Extra values to keep with it: a mapping, or ``None``.
+
+        Raises:
+            TypeError: When ``data`` is neither ``None`` nor a mapping.
         """
+        data = checkpoint_data(data)
         # A detached record keeps its checkpoints within the same bounds as a stored one
         # (the default store only lends its lock and its clock: the record stays detached).
         store = self._store if self._store is not None else get_default_store()

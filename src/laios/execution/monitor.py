@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
+from laios.execution._checks import store_or_private
 from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_percent, shorten
 from laios.execution.store import MetricStore, ProgressListener, get_default_store
 
@@ -51,10 +52,13 @@ class ProgressTracker:
 
     Args:
         store: Where the history lives; a new private ``MetricStore`` when ``None``.
+
+    Raises:
+        TypeError: When ``store`` is neither ``None`` nor a ``MetricStore``.
     """
 
     def __init__(self, store: MetricStore | None = None) -> None:
-        self._store = store if store is not None else MetricStore()
+        self._store = store_or_private(store)
 
     def update_progress(
         self,
@@ -126,10 +130,13 @@ class ExecutionMonitor:
     Args:
         store: The store to read and write; a new private ``MetricStore`` when ``None``.
             ``get_execution_monitor()`` returns the one over the default store.
+
+    Raises:
+        TypeError: When ``store`` is neither ``None`` nor a ``MetricStore``.
     """
 
     def __init__(self, store: MetricStore | None = None) -> None:
-        self._store = store if store is not None else MetricStore()
+        self._store = store_or_private(store)
         self.progress_tracker = ProgressTracker(self._store)
 
     def start_task(self, task: Task) -> None:
@@ -231,10 +238,13 @@ class PerformanceMonitor:
 
     Args:
         store: The store to write; a new private ``MetricStore`` when ``None``.
+
+    Raises:
+        TypeError: When ``store`` is neither ``None`` nor a ``MetricStore``.
     """
 
     def __init__(self, store: MetricStore | None = None) -> None:
-        self._store = store if store is not None else MetricStore()
+        self._store = store_or_private(store)
 
     def record_metric(self, task_id: str, metric_name: str, value: float, unit: str = "") -> None:
         """Record one sample.

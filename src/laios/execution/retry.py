@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from laios._callables import is_coroutine_function
 from laios.core.types import TaskResult
+from laios.execution._checks import as_float, number_repr
 
 __all__ = [
     "RetryDetails",
@@ -127,14 +128,15 @@ class RetryPolicy:
         def number(name: str, value: object) -> float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
-            if math.isnan(value) or math.isinf(value):
-                raise ValueError(f"{name} must be finite, got {value!r}")
-            if name != "backoff" and value > threading.TIMEOUT_MAX:
+            amount = as_float(value)  # (an int too large for a float: infinite)
+            if math.isnan(amount) or math.isinf(amount):
+                raise ValueError(f"{name} must be finite, got {number_repr(value)}")
+            if name != "backoff" and amount > threading.TIMEOUT_MAX:
                 raise ValueError(
                     f"{name} must be at most {threading.TIMEOUT_MAX:.0f} seconds (the longest "
                     f"wait this platform supports), got {value!r}"
                 )
-            return float(value)
+            return amount
 
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
             raise ValueError(f"max_retries must be a whole number, got {self.max_retries!r}")

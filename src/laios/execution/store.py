@@ -16,6 +16,7 @@ aggregates that Prometheus reads are O(tools × outcomes), never O(tasks).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import weakref
@@ -246,7 +247,9 @@ class TaskRecord:
     # Progress reports and custom metrics of this run live on the record, so they are bounded
     # by the record ring instead of needing tables of their own.
     progress_updates: _ProgressHistory | None = None
-    progress_hidden = False  # ExecutionMonitor.clear_task() was called for this run
+    #: When ``ExecutionMonitor.clear_task()`` was last called for this run (the store's
+    #: clock): the executor's own updates up to then are forgotten, later ones are not.
+    progress_cleared: float | None = None
     custom: dict[str, deque[dict[str, Any]]] | None = None
     ran = False  # the tool was started (a task refused or cancelled while queued never is)
     #: Whether its metrics show the executor's own "started" and "finished" milestones (a task
@@ -883,12 +886,17 @@ class MetricStore:
         with self._lock:
             explicit = list(self._progress.get(task_id, ()))
             rec = self._latest(task_id, progress=True)
-            if rec is None or rec.progress_hidden:
+            if rec is None:
                 return explicit
             if rec.progress_updates:
                 explicit = sorted([*explicit, *rec.progress_updates], key=_timestamp)
-            starting = _starting(rec) if rec.ran and rec.start_time is not None else None
-            final = _final(rec) if rec.state == "finished" else None
+            # (updates of the executor's own up to a clear_progress stay forgotten)
+            cleared = -math.inf if rec.progress_cleared is None else rec.progress_cleared
+            starting = final = None
+            if rec.ran and rec.start_time is not None and rec.start_time > cleared:
+                starting = _starting(rec)
+            if rec.state == "finished" and (rec.end_time or 0.0) > cleared:
+                final = _final(rec)
         history = explicit
         if starting is not None:
             history = [u for u in explicit if u.timestamp < starting.timestamp]
@@ -902,14 +910,14 @@ class MetricStore:
         return history
 
     def clear_progress(self, task_id: str) -> None:
-        """Forget the progress of ``task_id``."""
+        """Forget the progress of ``task_id`` so far; later updates are kept as usual."""
         task_id = record_id(task_id)
         with self._lock:
             self._progress.pop(task_id, None)
             rec = self._latest(task_id, progress=True)
             if rec is not None:
                 rec.progress_updates = None
-                rec.progress_hidden = True
+                rec.progress_cleared = self.clock.time()
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
         """Call ``listener`` with every progress update from now on."""

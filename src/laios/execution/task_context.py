@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any, Protocol
 
-from laios.execution._records import clamp_percent
+from laios.execution._records import checkpoint_data, clamp_percent
 
 __all__ = [
     "TaskCancelledError",
@@ -105,12 +105,8 @@ class TaskContext:
             TypeError: When ``data`` is neither ``None`` nor a mapping.
         """
         if data is not None and not isinstance(data, dict):
-            if not isinstance(data, Mapping):
-                raise TypeError(
-                    f"checkpoint data must be a mapping (a dict of values) or None, got "
-                    f"{type(data).__name__}"
-                )
-            data = dict(data)
+            mapping = checkpoint_data(data)  # (TypeError when not a mapping)
+            data = dict(mapping) if mapping is not None else None
         self._events.checkpoint(name, data)
 
     def progress(self, percent: float, message: str | None = None, **details: Any) -> None:

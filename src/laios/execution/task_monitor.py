@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
+from laios.execution._checks import store_or_private, switch
+from laios.execution._records import checkpoint_data
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.store import MetricStore, RecordScope, TaskRecord
 
@@ -50,9 +52,17 @@ class TaskMonitor:
         track_progress: bool = True,
     ) -> None:
         """Create a monitor (see the class docstring); ``track_progress=False`` keeps its
-        tasks out of the progress histories the ``ExecutionMonitor`` reads."""
-        self._store = store if store is not None else MetricStore()
-        self._scope: RecordScope = self._store.new_scope(capacity, track_progress=track_progress)
+        tasks out of the progress histories the ``ExecutionMonitor`` reads.
+
+        Raises:
+            TypeError: When ``store`` is neither ``None`` nor a ``MetricStore``, or
+                ``track_progress`` is not ``True`` or ``False``.
+            ValueError: When ``capacity`` is not a positive integer.
+        """
+        self._store = store_or_private(store)
+        self._scope: RecordScope = self._store.new_scope(
+            capacity, track_progress=switch("track_progress", track_progress)
+        )
 
     @property
     def store(self) -> MetricStore:
@@ -118,7 +128,13 @@ class TaskMonitor:
         ]
 
     def checkpoint(self, task_id: str, name: str, data: Mapping[str, Any] | None = None) -> None:
-        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown)."""
+        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown).
+
+        Raises:
+            TypeError: When ``data`` is neither ``None`` nor a mapping (also for a task that
+                is not running: the mistake shows at once).
+        """
+        data = checkpoint_data(data)
         rec = self._store.find(self._scope, task_id)
         if rec is None or rec.state == "finished":
             _log.debug("checkpoint %r ignored: task %r is not running", name, task_id)

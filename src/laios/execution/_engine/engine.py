@@ -33,6 +33,7 @@ from opentelemetry import trace
 
 from laios._callables import is_coroutine_function
 from laios.core.types import Task, TaskResult
+from laios.execution._checks import as_float, number_repr
 from laios.execution._engine.job import (
     DONE,
     QUEUED,
@@ -237,7 +238,7 @@ class Engine:
         """The timeout to enforce: ``timeout`` or the default, validated.
 
         Values too large for the platform to wait for (past ``threading.TIMEOUT_MAX``, about
-        292 years) and infinity mean no limit.
+        292 years, an int too large for a float included) and infinity mean no limit.
 
         Raises:
             ValueError: When ``timeout`` is not a number of seconds greater than 0.
@@ -247,13 +248,19 @@ class Engine:
         else:
             kind = type(timeout)
             if (kind is float or kind is int) and 0 < timeout < math.inf:  # the common case
-                limit = float(timeout)
+                try:
+                    limit = float(timeout)
+                except OverflowError:  # an int too large for a float: longer than any wait
+                    return None
             elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
                 raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
-            elif math.isnan(timeout) or timeout <= 0:
-                raise ValueError(f"timeout must be more than 0 seconds, got {timeout!r}")
             else:
-                limit = None if math.isinf(timeout) else float(timeout)
+                seconds = as_float(timeout)  # (an int too large for a float: infinite)
+                if math.isnan(seconds) or seconds <= 0:
+                    raise ValueError(
+                        f"timeout must be more than 0 seconds, got {number_repr(timeout)}"
+                    )
+                limit = None if math.isinf(seconds) else seconds
         if limit is not None and limit > threading.TIMEOUT_MAX:
             return None
         return limit
