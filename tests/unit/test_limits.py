@@ -131,3 +131,20 @@ def test_a_fourth_positional_argument_is_refused() -> None:
     """There are three fields: a fourth positional value raises TypeError."""
     with pytest.raises(TypeError):
         ResourceLimits(1, 2, 3, 4)  # type: ignore[call-arg]
+
+
+def test_only_the_fields_given_count_as_set() -> None:
+    """Taking fields by position must not mark the others as set: ``model_dump(
+    exclude_unset=True)`` of limits built from a partial configuration stays partial."""
+    assert ResourceLimits().model_fields_set == set()
+    assert ResourceLimits(30).model_fields_set == {"timeout_seconds"}
+    assert ResourceLimits(memory_limit_mb=64).model_dump(exclude_unset=True) == {
+        "memory_limit_mb": 64
+    }
+    assert ResourceLimits(None, 64).model_fields_set == {"timeout_seconds", "memory_limit_mb"}
+
+
+def test_a_field_given_by_position_and_keyword_is_refused() -> None:
+    """As for any Python function, one field given both ways is a TypeError."""
+    with pytest.raises(TypeError, match="timeout_seconds"):
+        ResourceLimits(30, timeout_seconds=5)  # type: ignore[misc]

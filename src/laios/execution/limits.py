@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 __all__ = ["ResourceLimits"]
 
 
+#: The order in which ResourceLimits takes its fields by position.
+_FIELD_ORDER = ("timeout_seconds", "memory_limit_mb", "cpu_limit_percent")
+
+
 class ResourceLimits(BaseModel):
     """Constraints applied to every task an executor runs.
 
@@ -55,25 +59,26 @@ class ResourceLimits(BaseModel):
 
     else:
 
-        def __init__(
-            self,
-            timeout_seconds: float | None = None,
-            memory_limit_mb: int | None = None,
-            cpu_limit_percent: float | None = None,
-            **unknown: Any,
-        ) -> None:
+        def __init__(self, *fields: Any, **keywords: Any) -> None:
             """Build and validate the limits; fields by keyword or by position, in this order.
 
             Raises:
+                TypeError: When more values are given by position than there are fields, or
+                    one is given both ways.
                 pydantic.ValidationError: When a value is invalid or a keyword is not a field.
             """
-            # Unknown keywords reach Pydantic, which refuses them naming them.
-            super().__init__(
-                timeout_seconds=timeout_seconds,
-                memory_limit_mb=memory_limit_mb,
-                cpu_limit_percent=cpu_limit_percent,
-                **unknown,
-            )
+            if len(fields) > len(_FIELD_ORDER):
+                raise TypeError(
+                    f"ResourceLimits takes at most {len(_FIELD_ORDER)} positional arguments "
+                    f"({', '.join(_FIELD_ORDER)}), got {len(fields)}"
+                )
+            for name, value in zip(_FIELD_ORDER[: len(fields)], fields, strict=True):
+                if name in keywords:
+                    raise TypeError(f"ResourceLimits got {name} both by position and by keyword")
+                keywords[name] = value
+            # Only the fields given count as set; unknown keywords reach Pydantic, which
+            # refuses them naming them.
+            super().__init__(**keywords)
 
     @field_validator("timeout_seconds", "memory_limit_mb", "cpu_limit_percent", mode="before")
     @classmethod
