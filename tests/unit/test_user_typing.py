@@ -77,4 +77,6 @@ def test_user_code_runs() -> None:
         "started loaded totals finished",
         "read",
         "read",
+        "lookup: data",
+        "summarise: data",
     ]

@@ -16,7 +16,7 @@ from laios import Context, Task
 from laios.execution.executor import ExecutionMetrics, Executor, TaskMonitor
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
-from laios.tools.base import BaseTool, ToolInput, ToolOutput
+from laios.tools.base import BaseTool, ToolInput, ToolOutput, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 
@@ -64,6 +64,28 @@ class Load(BaseTool):
         return "loaded"
 
 
+class Lookup(BaseTool):
+    """A category given as its value, which docs/reference/tools.md allows next to the enum."""
+
+    name = "lookup"
+    description = "Looks a key up."
+    category = "data"
+
+    def _execute(self, key: str) -> str:
+        return key.upper()
+
+
+def summarise(text: str) -> str:
+    """The function of a simple tool, whose category is given as a value too."""
+    return text[:10]
+
+
+def categories() -> list[str]:
+    """Tools declared with category values; the instances hold the enum."""
+    tools = [Lookup(), create_simple_tool("summarise", "Summarises.", summarise, category="data")]
+    return [f"{tool.name}: {tool.get_schema()['category']}" for tool in tools]
+
+
 def checkpoints_outside_a_run() -> list[str]:
     """Checkpoints on metrics and a monitor of one's own, with mapping data."""
     totals: Mapping[str, int] = {"rows": 1}
@@ -97,7 +119,7 @@ def main() -> list[str]:
             metrics = executor.get_metrics(task.id)
             if tool_name == "load" and metrics is not None:
                 said.append(" ".join(point["name"] for point in metrics.checkpoints))
-    return said + checkpoints_outside_a_run()
+    return said + checkpoints_outside_a_run() + categories()
 
 
 if __name__ == "__main__":
