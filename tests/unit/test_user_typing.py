@@ -79,4 +79,6 @@ def test_user_code_runs() -> None:
         "read",
         "lookup: data",
         "summarise: data",
+        "<html from https://example.org>",
+        "42",
     ]

@@ -20,9 +20,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from enum import Enum
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, cast, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -513,6 +513,28 @@ def _model_from_signature(name: str, func: Callable[..., Any]) -> type[ToolInput
     return cast("type[ToolInput]", model)
 
 
+@overload
+def create_simple_tool(
+    name: str,
+    description: str,
+    func: Callable[..., Coroutine[Any, Any, Any]],
+    category: ToolCategory | ToolCategoryValue = ...,
+    permissions: set[Permission] | None = ...,
+    input_model: type[ToolInput] | None = ...,
+) -> AsyncBaseTool: ...
+
+
+@overload
+def create_simple_tool(
+    name: str,
+    description: str,
+    func: Callable[..., Any],
+    category: ToolCategory | ToolCategoryValue = ...,
+    permissions: set[Permission] | None = ...,
+    input_model: type[ToolInput] | None = ...,
+) -> BaseTool: ...
+
+
 def create_simple_tool(
     name: str,
     description: str,
@@ -537,7 +559,8 @@ def create_simple_tool(
         input_model: Model validating the parameters; the bare :class:`ToolInput` by default.
 
     Returns:
-        An instance of a new tool class.
+        An instance of a new tool class: an :class:`AsyncBaseTool` for a coroutine function
+        (so typed, for type checkers, when ``func`` is annotated to return a coroutine).
 
     Raises:
         ValueError: If ``name`` is not a non-blank string, ``description`` is empty, or

@@ -7,6 +7,7 @@ Each block below is a documented usage that the shipped annotations once rejecte
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
@@ -86,6 +87,22 @@ def categories() -> list[str]:
     return [f"{tool.name}: {tool.get_schema()['category']}" for tool in tools]
 
 
+async def fetch_page(url: str) -> str:
+    """The coroutine function of a simple tool (docs/reference/tools.md)."""
+    await asyncio.sleep(0)
+    return f"<html from {url}>"
+
+
+def simple_tools() -> list[str]:
+    """An async function gives a tool with ``execute_async``; a lambda still gives a tool."""
+    fetcher = create_simple_tool("fetch", "Fetches a page.", fetch_page)
+    fetched = asyncio.run(fetcher.execute_async(url="https://example.org"))
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("double", "Doubles a number.", lambda n: 2 * n))
+    doubled = registry.execute_tool("double", n=21)
+    return [str(fetched.data), str(doubled.data)]
+
+
 def checkpoints_outside_a_run() -> list[str]:
     """Checkpoints on metrics and a monitor of one's own, with mapping data."""
     totals: Mapping[str, int] = {"rows": 1}
@@ -119,7 +136,7 @@ def main() -> list[str]:
             metrics = executor.get_metrics(task.id)
             if tool_name == "load" and metrics is not None:
                 said.append(" ".join(point["name"] for point in metrics.checkpoints))
-    return said + checkpoints_outside_a_run() + categories()
+    return said + checkpoints_outside_a_run() + categories() + simple_tools()
 
 
 if __name__ == "__main__":
