@@ -81,4 +81,7 @@ def test_user_code_runs() -> None:
         "summarise: data",
         "<html from https://example.org>",
         "42",
+        "1 pear",
+        "reserve load",
+        "reserve load",
     ]

@@ -9,7 +9,7 @@ from laios.tools.base import (
     ToolOutput,
     create_simple_tool,
 )
-from laios.tools.registry import ToolRegistry
+from laios.tools.registry import ToolLookup, ToolRegistry
 
 __all__ = [
     "AsyncBaseTool",
@@ -17,6 +17,7 @@ __all__ = [
     "ToolCategory",
     "ToolCategoryValue",
     "ToolInput",
+    "ToolLookup",
     "ToolOutput",
     "ToolRegistry",
     "create_simple_tool",

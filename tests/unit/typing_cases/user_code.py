@@ -18,7 +18,7 @@ from laios.execution.executor import ExecutionMetrics, Executor, TaskMonitor
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool, ToolInput, ToolOutput, create_simple_tool
-from laios.tools.registry import ToolRegistry
+from laios.tools.registry import ToolLookup, ToolRegistry
 
 
 class ReserveInput(ToolInput):
@@ -117,6 +117,49 @@ def checkpoints_outside_a_run() -> list[str]:
     return names + ([point["name"] for point in watched.checkpoints] if watched else [])
 
 
+class ToolsByName:
+    """A registry of one's own: anything with ``get_tool(name)`` (docs/reference/executor.md)."""
+
+    def __init__(self, *tools: BaseTool) -> None:
+        self._tools = {tool.name: tool for tool in tools}
+
+    def get_tool(self, name: str) -> BaseTool | None:
+        return self._tools.get(name)
+
+
+class AuditedRegistry(ToolRegistry):
+    """A ToolRegistry subclass; the executor's ``tool_registry`` keeps its type."""
+
+    def registered(self) -> list[str]:
+        return [tool.name for tool in self.list_tools()]
+
+
+def run_reserve(executor: Executor[ToolLookup]) -> str:
+    """Code that takes an executor over any registry."""
+    task = Task(plan_id="p", description="d", tool_name="reserve", parameters={"item": "pear"})
+    result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    return str(result.output)
+
+
+def own_registries() -> list[str]:
+    """Executors over a registry-like object and over a registry subclass."""
+    said: list[str] = []
+    with Executor(ToolsByName(Reserve()), store=MetricStore(), register_prometheus=False) as own:
+        said.append(run_reserve(own))
+    audited = AuditedRegistry()
+    audited.register_tool(Reserve)
+    with Executor(audited, store=MetricStore(), register_prometheus=False) as executor:
+        executor.tool_registry.register_tool(Load)
+        said.append(" ".join(executor.tool_registry.registered()))
+        said.append(tool_names(executor))
+    return said
+
+
+def tool_names(executor: Executor) -> str:
+    """Code written for the usual executor (a bare ``Executor`` is one over a ToolRegistry)."""
+    return " ".join(tool.name for tool in executor.tool_registry.list_tools())
+
+
 def main() -> list[str]:
     """Run every tool above once through an executor; return what each run said."""
     registry = ToolRegistry()
@@ -136,7 +179,7 @@ def main() -> list[str]:
             metrics = executor.get_metrics(task.id)
             if tool_name == "load" and metrics is not None:
                 said.append(" ".join(point["name"] for point in metrics.checkpoints))
-    return said + checkpoints_outside_a_run() + categories() + simple_tools()
+    return said + checkpoints_outside_a_run() + categories() + simple_tools() + own_registries()
 
 
 if __name__ == "__main__":
