@@ -332,12 +332,15 @@ class Executor(Generic[_RegistryT]):
 
     async def execute_parallel(
         self,
-        tasks: list[Task],
+        tasks: Iterable[Task],
         context: Context,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> list[TaskResult]:
         """Execute tasks concurrently; results come back in the order of ``tasks``.
+
+        ``tasks`` is a list, or any other iterable of tasks (a tuple, a generator): one
+        result per item.
 
         One failing task never affects the others; ``timeout`` applies to each task. Async
         tools run on this loop (at most ``max_async_tools`` at once); synchronous tools on the

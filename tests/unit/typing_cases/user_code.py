@@ -8,7 +8,7 @@ Each block below is a documented usage that the shipped annotations once rejecte
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
 from pydantic import Field
@@ -160,6 +160,24 @@ def tool_names(executor: Executor) -> str:
     return " ".join(tool.name for tool in executor.tool_registry.list_tools())
 
 
+class ImportTask(Task):
+    """A service's own kind of task."""
+
+
+def run_batches(executor: Executor, batch: Sequence[Task]) -> list[str]:
+    """A batch given as any sequence of tasks, or a list of a Task subclass, as documented
+    (``execute_parallel`` takes any iterable; results come back in its order)."""
+    context = Context(session_id="s", user_id="u")
+    imports = [
+        ImportTask(plan_id="p", description="d", tool_name="load", parameters={"table": "a"})
+    ]
+    said: list[str] = []
+    for tasks in (batch, tuple(batch), imports):
+        results = asyncio.run(executor.execute_parallel(tasks, context))
+        said.append(" ".join(str(result.output) for result in results))
+    return said
+
+
 def main() -> list[str]:
     """Run every tool above once through an executor; return what each run said."""
     registry = ToolRegistry()
@@ -179,6 +197,10 @@ def main() -> list[str]:
             metrics = executor.get_metrics(task.id)
             if tool_name == "load" and metrics is not None:
                 said.append(" ".join(point["name"] for point in metrics.checkpoints))
+        batch = [
+            Task(plan_id="p", description="d", tool_name="reserve", parameters={"item": "fig"})
+        ]
+        said += run_batches(executor, batch)
     return said + checkpoints_outside_a_run() + categories() + simple_tools() + own_registries()
 
 
