@@ -87,4 +87,6 @@ def test_user_code_runs() -> None:
         "1 pear",
         "reserve load",
         "reserve load",
+        "in_progress 10",
+        "75 10",
     ]

@@ -23,7 +23,7 @@ import numbers
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
 from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_percent, shorten
@@ -34,10 +34,18 @@ __all__ = [
     "ExecutionStats",
     "PerformanceMonitor",
     "ProgressStatus",
+    "ProgressStatusValue",
     "ProgressTracker",
     "ProgressUpdate",
     "get_execution_monitor",
     "get_performance_monitor",
+]
+
+
+#: The value of a :class:`ProgressStatus` member, which ``ProgressTracker.update_progress``
+#: takes instead of the member (``"in_progress"``); the update holds the member.
+ProgressStatusValue = Literal[
+    "pending", "starting", "in_progress", "completing", "completed", "failed", "cancelled"
 ]
 
 
@@ -59,10 +67,10 @@ class ProgressTracker:
     def update_progress(
         self,
         task_id: str,
-        status: ProgressStatus,
+        status: ProgressStatus | ProgressStatusValue,
         progress_percent: float = 0.0,
         message: str | None = None,
-        details: dict[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> ProgressUpdate:
         """Record an update (percent clamped to 0–100) and notify listeners.
 
@@ -141,7 +149,7 @@ class ExecutionMonitor:
         task_id: str,
         progress_percent: float | None = None,
         message: str | None = None,
-        details: dict[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
         *,
         percent: float | None = None,
     ) -> None:

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from laios import Context, Task
 from laios.execution.executor import ExecutionMetrics, Executor, TaskMonitor
+from laios.execution.monitor import ExecutionMonitor, ProgressTracker
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool, ToolInput, ToolOutput, create_simple_tool
@@ -160,6 +161,19 @@ def tool_names(executor: Executor) -> str:
     return " ".join(tool.name for tool in executor.tool_registry.list_tools())
 
 
+def progress_of_ones_own() -> list[str]:
+    """Progress recorded by hand (docs/reference/monitor.md): a status given as its value,
+    and details given as any mapping."""
+    counts: Mapping[str, int] = {"rows": 10}
+    tracker = ProgressTracker()
+    update = tracker.update_progress("job-1", "in_progress", 50.0, "half", details=counts)
+    monitor = ExecutionMonitor()
+    monitor.update_task_progress("job-2", percent=75, details=counts)
+    latest = monitor.get_progress("job-2")
+    said = [f"{update.status.value} {update.details['rows']}"]
+    return said + ([f"{latest.progress_percent:.0f} {latest.details['rows']}"] if latest else [])
+
+
 class ImportTask(Task):
     """A service's own kind of task."""
 
@@ -201,7 +215,14 @@ def main() -> list[str]:
             Task(plan_id="p", description="d", tool_name="reserve", parameters={"item": "fig"})
         ]
         said += run_batches(executor, batch)
-    return said + checkpoints_outside_a_run() + categories() + simple_tools() + own_registries()
+    return (
+        said
+        + checkpoints_outside_a_run()
+        + categories()
+        + simple_tools()
+        + own_registries()
+        + progress_of_ones_own()
+    )
 
 
 if __name__ == "__main__":
