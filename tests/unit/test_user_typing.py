@@ -89,4 +89,5 @@ def test_user_code_runs() -> None:
         "reserve load",
         "in_progress 10",
         "75 10",
+        "66.7 0.75",
     ]

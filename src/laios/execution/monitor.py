@@ -68,7 +68,7 @@ class ProgressTracker:
         self,
         task_id: str,
         status: ProgressStatus | ProgressStatusValue,
-        progress_percent: float = 0.0,
+        progress_percent: float | numbers.Real = 0.0,
         message: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> ProgressUpdate:
@@ -147,11 +147,11 @@ class ExecutionMonitor:
     def update_task_progress(
         self,
         task_id: str,
-        progress_percent: float | None = None,
+        progress_percent: float | numbers.Real | None = None,
         message: str | None = None,
         details: Mapping[str, Any] | None = None,
         *,
-        percent: float | None = None,
+        percent: float | numbers.Real | None = None,
     ) -> None:
         """Report progress of a task (status ``IN_PROGRESS``).
 
@@ -244,7 +244,9 @@ class PerformanceMonitor:
     def __init__(self, store: MetricStore | None = None) -> None:
         self._store = store if store is not None else MetricStore()
 
-    def record_metric(self, task_id: str, metric_name: str, value: float, unit: str = "") -> None:
+    def record_metric(
+        self, task_id: str, metric_name: str, value: float | numbers.Real, unit: str = ""
+    ) -> None:
         """Record one sample.
 
         Raises:

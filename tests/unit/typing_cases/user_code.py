@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any, TypedDict
 
 from pydantic import Field
 
 from laios import Context, Task
 from laios.execution.executor import ExecutionMetrics, Executor, TaskMonitor
-from laios.execution.monitor import ExecutionMonitor, ProgressTracker
+from laios.execution.monitor import ExecutionMonitor, PerformanceMonitor, ProgressTracker
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool, ToolInput, ToolOutput, create_simple_tool
@@ -59,6 +60,7 @@ class Load(BaseTool):
 
     def _execute(self, **kwargs: Any) -> str:
         task = require_current_task()
+        task.progress(100 * Fraction(1, 3), "a third")  # any real number, as documented
         loaded: Loaded = {"rows": 3, "table": str(kwargs["table"])}
         task.checkpoint("loaded", loaded)
         totals: Mapping[str, int] = {"rows": 3}
@@ -171,7 +173,15 @@ def progress_of_ones_own() -> list[str]:
     monitor.update_task_progress("job-2", percent=75, details=counts)
     latest = monitor.get_progress("job-2")
     said = [f"{update.status.value} {update.details['rows']}"]
-    return said + ([f"{latest.progress_percent:.0f} {latest.details['rows']}"] if latest else [])
+    said += [f"{latest.progress_percent:.0f} {latest.details['rows']}"] if latest else []
+    monitor.update_task_progress("job-3", Fraction(200, 3))  # any real number, as documented
+    tracker.update_progress("job-3", "completing", Fraction(199, 2))
+    performance = PerformanceMonitor()
+    performance.record_metric("job-3", "hit_ratio", Fraction(3, 4))
+    thirds = monitor.get_progress("job-3")
+    percent = thirds.progress_percent if thirds else 0.0
+    ratio = performance.get_metric_summary("job-3", "hit_ratio")["avg"]
+    return [*said, f"{percent:.1f} {ratio}"]
 
 
 class ImportTask(Task):
