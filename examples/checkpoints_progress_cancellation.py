@@ -72,15 +72,17 @@ def main() -> None:
         worker.start()
         monitor = get_execution_monitor()
         deadline = time.monotonic() + 5
+        latest = None
         while time.monotonic() < deadline:
             latest = monitor.get_progress(task.id)
             if latest is not None and latest.progress_percent >= 10:
                 break
             time.sleep(0.01)
+        assert latest is not None, "the backup reported no progress within 5 s"
         running = [t.id for t in executor.get_running_tasks()]
         status = executor.get_task_status(task.id)
         print(f"running now: {running == [task.id]}; status: {status.value if status else None}")
-        print(f"progress before cancelling: {monitor.get_progress(task.id).progress_percent:.1f}%")
+        print(f"progress before cancelling: {latest.progress_percent:.1f}%")
         print(f"cancel_task -> {executor.cancel_task(task.id)}")
         worker.join()
 

@@ -12,6 +12,7 @@ Run it with::
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pydantic import ConfigDict, Field
 
@@ -69,7 +70,7 @@ def main() -> None:
     print("schema:", json.dumps(tool.get_schema()["parameters"][1], sort_keys=True))
 
     context = Context(session_id="shop-1", user_id="clerk")
-    cases = [
+    cases: list[dict[str, Any]] = [
         {"item": "apple", "quantity": 5},
         {"item": "apple", "quantity": "3"},  # "3" is coerced to 3 by the model
         {"item": "apple", "quantity": 500},  # violates le=100

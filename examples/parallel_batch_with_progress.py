@@ -35,18 +35,19 @@ class Transcode(BaseTool):
 
     def _execute(self, **kwargs: Any) -> str:
         task = current_task()
+        file: str = kwargs["file"]
         steps = int(kwargs.get("steps", 4))
         for step in range(1, steps + 1):
             if task is not None:
                 task.raise_if_cancelled()  # true after a timeout too: stop, free the thread
-            if kwargs["file"].endswith(".broken"):
-                raise RuntimeError(f"corrupt frame in {kwargs['file']}")
+            if file.endswith(".broken"):
+                raise RuntimeError(f"corrupt frame in {file}")
             time.sleep(0.02)
             if task is not None:
                 task.progress(100 * step / steps, f"step {step}/{steps}")
         if task is not None:
-            task.checkpoint("written", {"file": kwargs["file"]})
-        return kwargs["file"].replace(".mov", ".mp4")
+            task.checkpoint("written", {"file": file})
+        return file.replace(".mov", ".mp4")
 
 
 class Printer:

@@ -7,7 +7,7 @@ import dataclasses
 import math
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -19,6 +19,7 @@ from laios.execution.monitor import (
     ExecutionStats,
     PerformanceMonitor,
     ProgressStatus,
+    ProgressStatusValue,
     ProgressTracker,
     ProgressUpdate,
     get_execution_monitor,
@@ -41,6 +42,11 @@ def test_progress_status_members() -> None:
         "CANCELLED",
     ]
     assert isinstance(ProgressStatus.COMPLETED, str)
+
+
+def test_progress_status_value_lists_the_values() -> None:
+    """ProgressStatusValue, the annotation's spelling of the values, matches the enum."""
+    assert get_args(ProgressStatusValue) == tuple(s.value for s in ProgressStatus)
 
 
 def test_progress_update_defaults() -> None:

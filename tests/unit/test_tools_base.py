@@ -5,13 +5,13 @@ from __future__ import annotations
 import inspect
 import json
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import pytest
 from pydantic import ConfigDict, Field, ValidationError
 
 from laios.core.types import Permission
-from laios.tools.base import BaseTool, ToolCategory, ToolInput, ToolOutput
+from laios.tools.base import BaseTool, ToolCategory, ToolCategoryValue, ToolInput, ToolOutput
 
 
 class PathInput(ToolInput):
@@ -67,6 +67,11 @@ def test_tool_category_values() -> None:
     """ToolCategory values are the lower-case member names."""
     assert [c.value for c in ToolCategory] == [c.name.lower() for c in ToolCategory]
     assert len(ToolCategory) == 8
+
+
+def test_tool_category_value_lists_the_values() -> None:
+    """ToolCategoryValue, the annotation's spelling of the values, matches the enum."""
+    assert get_args(ToolCategoryValue) == tuple(c.value for c in ToolCategory)
 
 
 def test_tool_output_defaults() -> None:

@@ -15,9 +15,10 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from opentelemetry import trace
+from typing_extensions import Self, TypeVar
 
 from laios._callables import is_coroutine_function
 from laios._compat.otel import global_meter_provider
@@ -33,7 +34,7 @@ from laios.execution.retry import RetryHook, RetryPolicy
 from laios.execution.store import MetricStore, get_default_store
 from laios.execution.task_monitor import TaskMonitor
 from laios.execution.tracing import Tracing
-from laios.tools.registry import ToolRegistry
+from laios.tools.registry import ToolLookup, ToolRegistry
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -53,6 +54,12 @@ _log = logging.getLogger("laios.execution")
 #: Async tools running at once per executor, by default.
 DEFAULT_MAX_ASYNC_TOOLS = 1000
 
+#: The type of an executor's registry: ``Executor(registry)`` is an ``Executor[ToolRegistry]``
+#: (the default, so a bare ``Executor`` annotation means that), and ``Executor(MyRegistry())``
+#: an ``Executor[MyRegistry]``, whose ``tool_registry`` keeps that type. Covariant: an executor
+#: over a ToolRegistry subclass is an ``Executor``, and any executor an ``Executor[ToolLookup]``.
+_RegistryT = TypeVar("_RegistryT", bound=ToolLookup, default=ToolRegistry, covariant=True)
+
 
 class ExecutionMode(str, Enum):
     """How a task is (or is to be) run; metadata for configs and status displays."""
@@ -62,7 +69,7 @@ class ExecutionMode(str, Enum):
     PARALLEL = "parallel"
 
 
-class Executor:
+class Executor(Generic[_RegistryT]):
     """Runs ``Task`` objects by invoking tools from a ``ToolRegistry``.
 
     Every run is recorded in a metric store (the process-wide default unless ``store`` is
@@ -80,7 +87,10 @@ class Executor:
       ``cancel_task`` cancels the tool's coroutine.
 
     Args:
-        tool_registry: Registry to look up and invoke tools.
+        tool_registry: Registry to look up and invoke tools: a ``ToolRegistry``, a subclass, or
+            any object with a ``get_tool(name)`` method (a
+            :class:`~laios.tools.registry.ToolLookup`). The ``tool_registry`` attribute keeps
+            its type.
         resource_limits: Default limits (``ResourceLimits()`` when ``None``).
         max_workers: Worker threads for synchronous tools that do not run on the caller's
             thread (ignored when ``runner`` is given).
@@ -126,7 +136,7 @@ class Executor:
 
     def __init__(
         self,
-        tool_registry: ToolRegistry,
+        tool_registry: _RegistryT,
         resource_limits: ResourceLimits | None = None,
         max_workers: int = 4,
         enable_monitoring: bool = True,
@@ -264,7 +274,7 @@ class Executor:
 
     # -- context manager -------------------------------------------------------------------
 
-    def __enter__(self) -> Executor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -322,12 +332,15 @@ class Executor:
 
     async def execute_parallel(
         self,
-        tasks: list[Task],
+        tasks: Iterable[Task],
         context: Context,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> list[TaskResult]:
         """Execute tasks concurrently; results come back in the order of ``tasks``.
+
+        ``tasks`` is a list, or any other iterable of tasks (a tuple, a generator): one
+        result per item.
 
         One failing task never affects the others; ``timeout`` applies to each task. Async
         tools run on this loop (at most ``max_async_tools`` at once); synchronous tools on the

@@ -23,7 +23,7 @@ import numbers
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import store_or_private
@@ -35,10 +35,18 @@ __all__ = [
     "ExecutionStats",
     "PerformanceMonitor",
     "ProgressStatus",
+    "ProgressStatusValue",
     "ProgressTracker",
     "ProgressUpdate",
     "get_execution_monitor",
     "get_performance_monitor",
+]
+
+
+#: The value of a :class:`ProgressStatus` member, which ``ProgressTracker.update_progress``
+#: takes instead of the member (``"in_progress"``); the update holds the member.
+ProgressStatusValue = Literal[
+    "pending", "starting", "in_progress", "completing", "completed", "failed", "cancelled"
 ]
 
 
@@ -63,10 +71,10 @@ class ProgressTracker:
     def update_progress(
         self,
         task_id: str,
-        status: ProgressStatus,
-        progress_percent: float = 0.0,
+        status: ProgressStatus | ProgressStatusValue,
+        progress_percent: float | numbers.Real = 0.0,
         message: str | None = None,
-        details: dict[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> ProgressUpdate:
         """Record an update (percent clamped to 0–100) and notify listeners.
 
@@ -146,11 +154,11 @@ class ExecutionMonitor:
     def update_task_progress(
         self,
         task_id: str,
-        progress_percent: float | None = None,
+        progress_percent: float | numbers.Real | None = None,
         message: str | None = None,
-        details: dict[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
         *,
-        percent: float | None = None,
+        percent: float | numbers.Real | None = None,
     ) -> None:
         """Report progress of a task (status ``IN_PROGRESS``).
 
@@ -246,7 +254,9 @@ class PerformanceMonitor:
     def __init__(self, store: MetricStore | None = None) -> None:
         self._store = store_or_private(store)
 
-    def record_metric(self, task_id: str, metric_name: str, value: float, unit: str = "") -> None:
+    def record_metric(
+        self, task_id: str, metric_name: str, value: float | numbers.Real, unit: str = ""
+    ) -> None:
         """Record one sample.
 
         Raises:

@@ -24,6 +24,7 @@ Outside a task, ``current_task()`` returns ``None``; :func:`require_current_task
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any, Protocol
@@ -109,7 +110,9 @@ class TaskContext:
             data = dict(mapping) if mapping is not None else None
         self._events.checkpoint(name, data)
 
-    def progress(self, percent: float, message: str | None = None, **details: Any) -> None:
+    def progress(
+        self, percent: float | numbers.Real, message: str | None = None, **details: Any
+    ) -> None:
         """Report progress: ``percent`` (0–100; out-of-range values are clamped, NaN is 0).
 
         The update reaches the ``on_progress`` callback (event ``"progress"``), the global

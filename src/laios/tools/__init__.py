@@ -4,17 +4,20 @@ from laios.tools.base import (
     AsyncBaseTool,
     BaseTool,
     ToolCategory,
+    ToolCategoryValue,
     ToolInput,
     ToolOutput,
     create_simple_tool,
 )
-from laios.tools.registry import ToolRegistry
+from laios.tools.registry import ToolLookup, ToolRegistry
 
 __all__ = [
     "AsyncBaseTool",
     "BaseTool",
     "ToolCategory",
+    "ToolCategoryValue",
     "ToolInput",
+    "ToolLookup",
     "ToolOutput",
     "ToolRegistry",
     "create_simple_tool",

@@ -20,9 +20,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from enum import Enum
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -35,6 +35,7 @@ __all__ = [
     "AsyncBaseTool",
     "BaseTool",
     "ToolCategory",
+    "ToolCategoryValue",
     "ToolInput",
     "ToolOutput",
     "create_simple_tool",
@@ -54,6 +55,14 @@ class ToolCategory(str, Enum):
     SYSTEM = "system"
     UTILITY = "utility"
     CUSTOM = "custom"
+
+
+#: The value of a :class:`ToolCategory` member, which a tool may give instead of the member
+#: (``category = "data"``, ``create_simple_tool(..., category="data")``); the tool instance
+#: holds the member. Type checkers catch a misspelt value; at run time it is a ``ValueError``.
+ToolCategoryValue = Literal[
+    "filesystem", "shell", "web", "code", "data", "system", "utility", "custom"
+]
 
 
 class ToolInput(BaseModel):
@@ -179,7 +188,8 @@ class BaseTool(abc.ABC):
     Attributes:
         name: Unique tool name; must not be blank.
         description: What the tool does; must not be empty.
-        category: Broad area the tool works in.
+        category: Broad area the tool works in: a :class:`ToolCategory` member or its value
+            (``"data"``); each instance holds the member.
         required_permissions: Permissions the tool needs. Each instance holds its own copy.
         input_model: Model that validates the keyword arguments of :meth:`execute`.
         tool_type: What kind of tool it is, as the OpenTelemetry GenAI conventions name it on
@@ -192,7 +202,7 @@ class BaseTool(abc.ABC):
 
     name: str = ""
     description: str = ""
-    category: ToolCategory = ToolCategory.CUSTOM
+    category: ToolCategory | ToolCategoryValue = ToolCategory.CUSTOM
     required_permissions: set[Permission] = set()
     input_model: type[ToolInput] = ToolInput
     is_async: ClassVar[bool] = False
@@ -233,7 +243,8 @@ class BaseTool(abc.ABC):
 
     def __repr__(self) -> str:
         """Return a short description with the tool's class, name and category."""
-        return f"{type(self).__name__}(name={self.name!r}, category={self.category.value!r})"
+        category = ToolCategory(self.category).value
+        return f"{type(self).__name__}(name={self.name!r}, category={category!r})"
 
     def execute(self, /, **kwargs: Any) -> ToolOutput:
         """Validate ``kwargs``, run the tool and return its output. Never raises.
@@ -338,7 +349,7 @@ class BaseTool(abc.ABC):
         return {
             "name": self.name,
             "description": self.description,
-            "category": self.category.value,
+            "category": ToolCategory(self.category).value,
             "parameters": [p.model_dump() for p in self.get_parameters()],
             "permissions": sorted(p.value for p in self.required_permissions),
         }
@@ -502,11 +513,33 @@ def _model_from_signature(name: str, func: Callable[..., Any]) -> type[ToolInput
     return cast("type[ToolInput]", model)
 
 
+@overload
+def create_simple_tool(
+    name: str,
+    description: str,
+    func: Callable[..., Coroutine[Any, Any, Any]],
+    category: ToolCategory | ToolCategoryValue = ...,
+    permissions: set[Permission] | None = ...,
+    input_model: type[ToolInput] | None = ...,
+) -> AsyncBaseTool: ...
+
+
+@overload
 def create_simple_tool(
     name: str,
     description: str,
     func: Callable[..., Any],
-    category: ToolCategory = ToolCategory.CUSTOM,
+    category: ToolCategory | ToolCategoryValue = ...,
+    permissions: set[Permission] | None = ...,
+    input_model: type[ToolInput] | None = ...,
+) -> BaseTool: ...
+
+
+def create_simple_tool(
+    name: str,
+    description: str,
+    func: Callable[..., Any],
+    category: ToolCategory | ToolCategoryValue = ToolCategory.CUSTOM,
     permissions: set[Permission] | None = None,
     input_model: type[ToolInput] | None = None,
 ) -> BaseTool:
@@ -521,12 +554,13 @@ def create_simple_tool(
         name: Tool name.
         description: What the tool does.
         func: The function (or coroutine function) doing the work.
-        category: Broad area the tool works in.
+        category: Broad area the tool works in: a :class:`ToolCategory` member or its value.
         permissions: Permissions the tool needs.
         input_model: Model validating the parameters; the bare :class:`ToolInput` by default.
 
     Returns:
-        An instance of a new tool class.
+        An instance of a new tool class: an :class:`AsyncBaseTool` for a coroutine function
+        (so typed, for type checkers, when ``func`` is annotated to return a coroutine).
 
     Raises:
         ValueError: If ``name`` is not a non-blank string, ``description`` is empty, or

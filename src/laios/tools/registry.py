@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from laios.core.types import Permission
 from laios.tools.base import BaseTool, ToolCategory, ToolOutput
 
-__all__ = ["ToolRegistry"]
+__all__ = ["ToolLookup", "ToolRegistry"]
 
 logger = logging.getLogger("laios.tools.registry")
 
@@ -31,6 +31,18 @@ def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
     if isinstance(tool, type) and issubclass(tool, BaseTool):
         return tool()
     raise TypeError(f"Expected a BaseTool subclass or instance, got {tool!r}")
+
+
+class ToolLookup(Protocol):
+    """What an ``Executor`` needs of its registry: a tool looked up by name.
+
+    :class:`ToolRegistry` is one; so is any object of your own with this method, which the
+    executor accepts in its place (``Executor(MyRegistry())``).
+    """
+
+    def get_tool(self, name: str, /) -> BaseTool | None:
+        """Return the tool registered under ``name``, or ``None``."""
+        ...
 
 
 class ToolRegistry:
