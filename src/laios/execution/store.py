@@ -457,7 +457,10 @@ class MetricStore:
 
         A name that is not registered is labelled ``unknown`` and never takes a place under the
         cap, so unknown names cannot crowd out registered tools. Past ``max_tool_labels``
-        distinct registered names, further names share the ``other`` slot.
+        distinct registered names, further names share the ``other`` slot. A name longer than
+        ``MAX_ID_CHARS`` is kept (as its slot's label, and to find the slot again) as
+        :func:`~laios.execution._records.record_id` gives it: its first characters and a digest
+        of the whole name, so that huge names cost what short ones do.
         """
         if not registered:
             unknown = self._unknown
@@ -472,6 +475,8 @@ class MetricStore:
         slot = self._slot_by_name.get(name)
         if slot is not None:
             return slot
+        if len(name) > MAX_ID_CHARS:  # (never a key of _slot_by_name: looked up as kept)
+            name = record_id(name)
         with self._lock:
             slot = self._slot_by_name.get(name)
             if slot is None:
