@@ -15,6 +15,7 @@ from laios.execution.executor import Executor
 from laios.execution.monitor import ExecutionMonitor, PerformanceMonitor
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
+from laios.execution.task_monitor import TaskMonitor
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
 
@@ -89,6 +90,43 @@ def test_finished_tasks_of_huge_unknown_tool_names_hold_bounded_memory() -> None
         return executor
 
     assert held_by(run) < COUNT * PER_ID
+
+
+@pytest.mark.parametrize("road", ["task monitor", "registry of any name"])
+def test_tools_with_huge_registered_names_hold_bounded_memory(road: str) -> None:
+    """40 finished tasks of tools with 1 MB names that count as registered (a standalone
+    TaskMonitor's, or those of a registry resolving any name) hold under 20 kB each, not the
+    names, and are still told apart in the aggregates."""
+
+    class AnyName:
+        """A registry that resolves every name (a proxy to remote tools, say)."""
+
+        tool = create_simple_tool("any", "Answers.", lambda: 1)
+
+        def get_tool(self, name: str) -> object:
+            return self.tool
+
+    def run(store: MetricStore) -> object:
+        if road == "task monitor":
+            monitor = TaskMonitor(store)
+            for index in range(COUNT):
+                task = Task(plan_id="p", description="d", tool_name=huge_id(index, "n"))
+                monitor.start_monitoring(task)
+                assert monitor.stop_monitoring(task.id) is not None
+            return monitor
+        executor = Executor(AnyName(), store=store, register_prometheus=False)
+        for index in range(COUNT):
+            task = Task(plan_id="p", description="d", tool_name=huge_id(index, "n"))
+            assert executor.execute_task(task, CONTEXT).success
+        return executor
+
+    assert held_by(run) < COUNT * PER_ID
+    store = MetricStore()
+    kept = run(store)
+    tools = [tool.tool for tool in store.snapshot().tools]
+    assert len(set(tools)) == COUNT
+    assert all(tool.startswith("0") and len(tool) <= 256 for tool in tools)
+    del kept
 
 
 @pytest.mark.parametrize("view", ["progress", "custom metrics"])

@@ -146,3 +146,32 @@ def test_the_endpoint_honours_name_brackets(registry: CollectorRegistry) -> None
     text = b"".join(app(environ, lambda status, headers: None)).decode()
     names = {f.name for f in parse_text(text)}
     assert names == {"laios_tasks", "app_requests"}
+
+
+#: Characters that are not a line feed but that ``str.splitlines`` takes for a line boundary;
+#: a label value may hold any of them (only ``\n``, ``\\`` and ``"`` are escaped).
+LINE_BREAKS_BUT_NOT_LF = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_a_tool_name_with_a_line_break_other_than_lf_keeps_the_filtered_lines_whole(
+    openmetrics: bool,
+) -> None:
+    """name[] on a histogram's counts writes one whole line per tool, also for tool names
+    holding a carriage return, U+2028 or another character Python splits lines at."""
+    registry = CollectorRegistry()
+    store = MetricStore()
+    ensure_collector(store, registry)
+    tools = [f"tool{char}end" for char in LINE_BREAKS_BUT_NOT_LF]
+    for tool in tools:
+        slot = store.tool_slot(tool, True)
+        rec = store.task_submitted(None, SimpleNamespace(id="t"), tool, slot, running=True)
+        store.task_finished(rec, outcome="success", status=None)
+    names = ["laios_task_duration_seconds_count"]
+    ours = render_metrics(registry, openmetrics=openmetrics, names=names).decode()
+    theirs = (generate_openmetrics if openmetrics else generate_latest)(
+        registry.restricted_registry(names)
+    ).decode()
+    assert sorted(ours.split("\n")) == sorted(theirs.split("\n"))
+    samples = [s for family in parse_text(ours.removesuffix("# EOF\n")) for s in family.samples]
+    assert sorted(s.labels["tool"] for s in samples) == sorted(tools)

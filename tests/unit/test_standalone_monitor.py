@@ -3,8 +3,13 @@ executor keep the executor's own "started" and "finished" milestones."""
 
 from __future__ import annotations
 
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
+from laios.execution.prometheus import ensure_collector, render_metrics
 from laios.execution.store import MetricStore
 from laios.execution.task_monitor import TaskMonitor
 from laios.tools.base import create_simple_tool
@@ -47,3 +52,31 @@ def test_the_task_monitor_docstring_example_holds() -> None:
     for test in finder.find(task_monitor.TaskMonitor, "TaskMonitor"):
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+@pytest.mark.parametrize("field", ["tool_name", "id"])
+@pytest.mark.parametrize("value", [123, None, ("fetch",), b"fetch"], ids=repr)
+def test_a_task_built_without_validation_with_a_non_string_field_is_refused(
+    field: str, value: object
+) -> None:
+    """start_monitoring refuses a model_construct Task whose tool name or id is not a string,
+    naming the field, and the store's /metrics still renders afterwards."""
+    registry = CollectorRegistry()
+    store = MetricStore()
+    ensure_collector(store, registry)
+    monitor = TaskMonitor(store)
+    fields = {"id": "t-1", "tool_name": "fetch", field: value}
+    task = Task.model_construct(plan_id="p", description="d", **fields)
+    with pytest.raises(TypeError, match=f"Task.{field} must be a string"):
+        monitor.start_monitoring(task)
+    assert monitor.get_running_tasks() == []
+    good = Task(plan_id="p", description="d", tool_name="fetch")
+    monitor.start_monitoring(good)
+    monitor.stop_monitoring(good.id)
+    samples = [
+        sample
+        for family in text_string_to_metric_families(render_metrics(registry).decode())
+        for sample in family.samples
+        if sample.name == "laios_tasks_total"
+    ]
+    assert {sample.labels["tool"] for sample in samples} == {"fetch"}

@@ -7,7 +7,14 @@ from typing import Any
 
 from laios.execution.store import MetricStore
 
-__all__ = ["as_float", "number_repr", "positive_int", "store_or_private", "switch"]
+__all__ = [
+    "as_float",
+    "check_task_fields",
+    "number_repr",
+    "positive_int",
+    "store_or_private",
+    "switch",
+]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -64,3 +71,21 @@ def switch(name: str, value: object) -> bool:
             "would read as true)"
         )
     return bool(value)
+
+
+def check_task_fields(task: Any, *names: str) -> None:
+    """Refuse a ``Task`` built without validation (``model_construct``) whose fields ``names``
+    (of ``id``, ``tool_name`` and ``parameters``) have a type no road can take: ``id`` and
+    ``tool_name`` must be strings, ``parameters`` a dict (subclasses pass).
+
+    Raises:
+        TypeError: Naming the field and the type it has.
+    """
+    for name in names:
+        kind, what = (dict, "a dict") if name == "parameters" else (str, "a string")
+        value = getattr(task, name, None)
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"Task.{name} must be {what}, got {type(value).__name__} (was the Task built "
+                "without validation, e.g. with Task.model_construct?)"
+            )

@@ -458,10 +458,12 @@ class StoreRenderer:
                 continue
             lines = "".join(body)
             if wanted != samples:
+                # Split at line feeds only: a label value may hold a carriage return, U+2028
+                # or another character ``str.splitlines`` breaks at (only ``\n`` is escaped).
                 lines = "".join(
-                    line
-                    for line in lines.splitlines(keepends=True)
-                    if line[: _end_of_name(line)] in wanted
+                    f"{line}\n"
+                    for line in lines.split("\n")
+                    if line and line[: _end_of_name(line)] in wanted
                 )
             if lines:
                 parts.append(header)

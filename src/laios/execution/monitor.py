@@ -239,7 +239,8 @@ class ExecutionMonitor:
 class PerformanceMonitor:
     """Custom metrics per task, kept bounded and exported to Prometheus.
 
-    Each task keeps at most 1,000 samples per metric name and 100 metric names. Samples of a
+    Each task keeps its newest 1,000 samples, all its metrics together, and at most 100 metric
+    names. Samples of a
     task an executor ran are kept on its record (and roll off with it); samples for other ids
     are kept for the newest 10,000 of them. Totals per (name, unit) of the values that are not
     negative are exported as ``laios_custom_metric`` (see the metric catalogue).

@@ -82,7 +82,7 @@ MAX_PROGRESS_HISTORY = 100
 #: progress history (messages and details). A checkpoint that would pass it is counted but not
 #: kept; a progress history keeps the newest updates that fit.
 MAX_RECORD_BYTES = 48 * 1024
-#: Most samples kept per (task id, custom metric name).
+#: Most custom metric samples kept per task id, all its metrics together (the newest).
 MAX_CUSTOM_SAMPLES = 1000
 
 _FINAL_PROGRESS = {"success": ProgressStatus.COMPLETED, "cancelled": ProgressStatus.CANCELLED}
@@ -109,6 +109,19 @@ class _ProgressHistory(deque[ProgressUpdate]):
         self.size += size
         while len(self) > MAX_PROGRESS_HISTORY or (self.size > MAX_RECORD_BYTES and len(self) > 1):
             self.size -= _update_size(self.popleft())
+
+
+class _CustomSamples:
+    """The retained custom metric samples of one task id: the newest ``MAX_CUSTOM_SAMPLES`` of
+    all its metrics together, oldest first, as ``(name, value, unit, timestamp)`` tuples (a
+    dict each would take about twice the memory), and the metric names it has recorded."""
+
+    __slots__ = ("names", "samples")
+
+    def __init__(self) -> None:
+        #: Each name recorded, mapped to itself: samples share one string object per name.
+        self.names: dict[str, str] = {}
+        self.samples: deque[tuple[str, float, str, float]] = deque(maxlen=MAX_CUSTOM_SAMPLES)
 
 
 def _update_size(update: ProgressUpdate) -> int:
@@ -250,7 +263,7 @@ class TaskRecord:
     #: When ``ExecutionMonitor.clear_task()`` was last called for this run (the store's
     #: clock): the executor's own updates up to then are forgotten, later ones are not.
     progress_cleared: float | None = None
-    custom: dict[str, deque[dict[str, Any]]] | None = None
+    custom: _CustomSamples | None = None
     ran = False  # the tool was started (a task refused or cancelled while queued never is)
     #: Whether its metrics show the executor's own "started" and "finished" milestones (a task
     #: run by an executor); a record a standalone ``TaskMonitor`` keeps shows only what its
@@ -399,7 +412,7 @@ class MetricStore:
         self._scopes: weakref.WeakSet[RecordScope] = weakref.WeakSet()
         self._progress_listeners: list[ProgressListener] = []
         self._finish_listeners: list[FinishListener] = []  # replaced, never changed in place
-        self._custom: OrderedDict[str, dict[str, deque[dict[str, Any]]]] = OrderedDict()
+        self._custom: OrderedDict[str, _CustomSamples] = OrderedDict()
         self._custom_totals = self._counts.custom
         self._failures: deque[_Failure] = deque(maxlen=MAX_RECENT_FAILURES)
         reset_after_fork(self)
@@ -447,7 +460,10 @@ class MetricStore:
 
         A name that is not registered is labelled ``unknown`` and never takes a place under the
         cap, so unknown names cannot crowd out registered tools. Past ``max_tool_labels``
-        distinct registered names, further names share the ``other`` slot.
+        distinct registered names, further names share the ``other`` slot. A name longer than
+        ``MAX_ID_CHARS`` is kept (as its slot's label, and to find the slot again) as
+        :func:`~laios.execution._records.record_id` gives it: its first characters and a digest
+        of the whole name, so that huge names cost what short ones do.
         """
         if not registered:
             unknown = self._unknown
@@ -462,6 +478,8 @@ class MetricStore:
         slot = self._slot_by_name.get(name)
         if slot is not None:
             return slot
+        if len(name) > MAX_ID_CHARS:  # (never a key of _slot_by_name: looked up as kept)
+            name = record_id(name)
         with self._lock:
             slot = self._slot_by_name.get(name)
             if slot is None:
@@ -932,32 +950,36 @@ class MetricStore:
     # -- custom metrics (the PerformanceMonitor's data) ------------------------------------
 
     def record_custom(self, task_id: str, name: str, value: float, unit: str) -> None:
-        """Keep a custom metric sample (bounded) and add it to the exported aggregates."""
-        entry = {"value": value, "unit": unit, "timestamp": self.clock.time()}
+        """Keep a custom metric sample and add it to the exported aggregates.
+
+        A task id keeps its newest ``MAX_CUSTOM_SAMPLES`` samples, of all its metrics together,
+        and may record at most ``max_custom_metrics`` distinct names.
+        """
+        timestamp = self.clock.time()
         task_id = record_id(task_id)
         with self._lock:
             rec = self._latest(task_id, progress=False)
             if rec is not None:  # kept with the task's record, bounded by the record ring
                 per_task = rec.custom
                 if per_task is None:
-                    per_task = rec.custom = {}
+                    per_task = rec.custom = _CustomSamples()
             else:
                 per_task = self._custom.get(task_id)
                 if per_task is None:
-                    per_task = {}
+                    per_task = _CustomSamples()
                     self._custom[task_id] = per_task
                     if len(self._custom) > self.max_tracked_ids:
                         self._custom.popitem(last=False)
-            samples = per_task.get(name)
-            if samples is None:
-                if len(per_task) >= self.max_custom_metrics:
+            names = per_task.names
+            known = names.get(name)
+            if known is None:
+                if len(names) >= self.max_custom_metrics:
                     raise ValueError(
                         f"task {shorten(task_id, 64)!r} already has {self.max_custom_metrics} "
                         "distinct custom metrics; reuse metric names instead of encoding values"
                     )
-                samples = deque(maxlen=MAX_CUSTOM_SAMPLES)
-                per_task[name] = samples
-            samples.append(entry)
+                known = names[name] = name
+            per_task.samples.append((known, value, unit, timestamp))
             if value < 0:
                 return  # kept with the task, but a summary's sum may never go down
             key = (name, unit)
@@ -976,11 +998,14 @@ class MetricStore:
         task_id = record_id(task_id)
         with self._lock:
             rec = self._latest(task_id, progress=False)
-            merged: dict[str, list[dict[str, Any]]] = {}
-            for source in (self._custom.get(task_id), rec.custom if rec is not None else None):
-                for name, samples in (source or {}).items():
-                    merged.setdefault(name, []).extend(dict(e) for e in samples)
-            return merged
+            sources = [self._custom.get(task_id), rec.custom if rec is not None else None]
+            samples = [list(source.samples) for source in sources if source is not None]
+        merged: dict[str, list[dict[str, Any]]] = {}
+        for kept in samples:
+            for name, value, unit, timestamp in kept:
+                entry = {"value": value, "unit": unit, "timestamp": timestamp}
+                merged.setdefault(name, []).append(entry)
+        return merged
 
     def clear_custom(self, task_id: str | None = None) -> None:
         """Forget the custom samples of one task, or of all (exported totals stay: counters)."""

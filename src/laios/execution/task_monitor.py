@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import store_or_private, switch
+from laios.execution._checks import check_task_fields, store_or_private, switch
 from laios.execution._records import checkpoint_data
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.store import MetricStore, RecordScope, TaskRecord
@@ -80,7 +80,14 @@ class TaskMonitor:
         return ExecutionMetrics(rec.task_id, _record=rec, _store=self._store)
 
     def start_monitoring(self, task: Task) -> ExecutionMetrics:
-        """Start tracking ``task`` as running and return its (live) metrics."""
+        """Start tracking ``task`` as running and return its (live) metrics.
+
+        Raises:
+            TypeError: When ``task`` was built without validation (``Task.model_construct``)
+                and its ``id`` or ``tool_name`` is not a string (it would become a record key
+                and a metric label).
+        """
+        check_task_fields(task, "id", "tool_name")
         slot = self._store.tool_slot(task.tool_name, registered=True)
         rec = self._store.task_submitted(self._scope, task, task.tool_name, slot, running=True)
         return ExecutionMetrics(rec.task_id, _record=rec, _store=self._store)

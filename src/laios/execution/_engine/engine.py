@@ -33,7 +33,7 @@ from opentelemetry import trace
 
 from laios._callables import is_coroutine_function
 from laios.core.types import Task, TaskResult
-from laios.execution._checks import as_float, number_repr
+from laios.execution._checks import as_float, check_task_fields, number_repr
 from laios.execution._engine.job import (
     DONE,
     QUEUED,
@@ -141,7 +141,7 @@ def check_call(task: Any, on_progress: Any) -> None:
         or type(fields.get("tool_name")) is not str
         or type(fields.get("parameters")) is not dict
     ):
-        _check_unvalidated_fields(fields)
+        check_task_fields(task, "id", "tool_name", "parameters")
     if on_progress is not None:
         if not callable(on_progress):
             raise TypeError("on_progress must be a callable taking (event, data)")
@@ -149,22 +149,6 @@ def check_call(task: Any, on_progress: Any) -> None:
             raise TypeError(
                 "on_progress must be a plain function taking (event, data), not an async "
                 "function: nothing would await the coroutines it returns"
-            )
-
-
-def _check_unvalidated_fields(fields: dict[str, Any]) -> None:
-    """Refuse a ``Task`` built without validation (``model_construct``) whose id, tool name or
-    parameters have a type no road can run (subclasses of ``str`` and ``dict`` pass)."""
-    for name, kind, what in (
-        ("id", str, "a string"),
-        ("tool_name", str, "a string"),
-        ("parameters", dict, "a dict"),
-    ):
-        value = fields.get(name)
-        if not isinstance(value, kind):
-            raise TypeError(
-                f"Task.{name} must be {what}, got {type(value).__name__} (was the Task built "
-                "without validation, e.g. with Task.model_construct?)"
             )
 
 
