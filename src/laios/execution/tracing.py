@@ -39,6 +39,7 @@ from laios._compat.otel import global_provider_is_sdk
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     REDACTED,
+    SecretFields,
     is_secret_key,
     scrub,
     scrub_head,
@@ -182,9 +183,13 @@ class Tracing:
             set_status_on_exception=False,
         )
 
-    def capture_arguments(self, span: Span, arguments: Mapping[str, Any]) -> None:
+    def capture_arguments(
+        self, span: Span, arguments: Mapping[str, Any], fields: SecretFields | None = None
+    ) -> None:
         """Record a task's arguments on its span (when content capture is on): redacted by
-        key, then scrubbed of secret values repeated under ordinary keys.
+        key (and where ``fields``, the :func:`~laios.execution.redaction.secret_fields` of the
+        tool's input model, declares a secret by type), then scrubbed of secret values
+        repeated under ordinary keys.
 
         The work is bounded whatever the size of the arguments: only what fits in the
         ``MAX_VALUE_BYTES`` of the attribute is read (see :func:`to_json`), and secret values
@@ -193,7 +198,7 @@ class Tracing:
         if self.capture_content:
             span.set_attribute(
                 "gen_ai.tool.call.arguments",
-                to_json(arguments, secrets=secret_values(arguments)),
+                to_json(arguments, secrets=secret_values(arguments, fields), fields=fields),
             )
 
     def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
