@@ -70,6 +70,8 @@ MAX_CHECKPOINT_VALUE_CHARS = 256
 MAX_CHECKPOINT_ATTRIBUTES = 32
 #: Longest exception stack trace recorded on a span, in UTF-8 bytes.
 MAX_STACKTRACE_BYTES = 8192
+#: Longest checkpoint data key kept in a ``laios.checkpoint.*`` attribute name, in characters.
+_KEY_CHARS = 64
 
 
 #: Values of ``CAPTURE_CONTENT_ENV`` that turn capture on: laios's own words, and the
@@ -248,10 +250,14 @@ class Tracing:
         """Record a finished ``checkpoint {name}`` span under ``task_span``.
 
         Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys
-        are replaced by ``[REDACTED]`` and string values are scrubbed of ``secrets``.
+        are replaced by ``[REDACTED]``, and string values and the keys themselves (a secret
+        value may be used as a key) are scrubbed of ``secrets``.
         """
         attributes: dict[str, Any] = {}
         for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
+            label = str(key)
+            if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)
+                label = scrub_head(label, secrets, _KEY_CHARS + 1)
             if is_secret_key(key):
                 scalar: str | bool | int | float | None = REDACTED
             elif isinstance(value, str) and secrets:
@@ -260,7 +266,7 @@ class Tracing:
             else:
                 scalar = _scalar(value)
             if scalar is not None:
-                attributes[f"laios.checkpoint.{str(key)[:64]}"] = scalar
+                attributes[f"laios.checkpoint.{label[:_KEY_CHARS]}"] = scalar
         span = self._tracer.start_span(
             utf8_text(f"checkpoint {name}"),
             context=trace.set_span_in_context(task_span),
