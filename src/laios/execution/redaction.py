@@ -345,7 +345,9 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
     The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
-    JSON-escaped) are replaced too, longest first. So is a value pydantic quotes by its ends
+    JSON-escaped) are replaced too. Occurrences that overlap (two secrets sharing characters
+    where they meet, a secret repeating itself) are replaced together, by one ``[REDACTED]``:
+    no character of any occurrence is left. So is a value pydantic quotes by its ends
     in a ``ValidationError`` (``input_value={'api_key': 'sk-l...xyz'}``) when a secret was cut
     there: its first characters end the head, or its last ones start the tail.
 
@@ -355,12 +357,44 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
     forms = _with_encoded_forms(secrets)
-    for secret in forms:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    present = [form for form in forms if form in text]
+    if present:
+        text = _replace_all(text, present)
     if forms and "input_value=" in text:
         text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
     return truncate_bytes(text, limit) if limit is not None else text
+
+
+def _replace_all(text: str, forms: Sequence[str]) -> str:
+    """``text`` with every character of every occurrence of ``forms`` replaced: each run of
+    overlapping occurrences becomes one ``[REDACTED]`` (found in ``text`` as given, so a form
+    inside ``[REDACTED]`` itself is never replaced there)."""
+    found: list[tuple[int, int]] = []  # runs of overlapping occurrences of one form
+    for form in forms:
+        size = len(form)
+        start = text.find(form)
+        while start >= 0:
+            at, end = start, start + size
+            while True:  # the run goes on to the furthest occurrence starting inside it
+                later = text.rfind(form, at + 1, end + size - 1)
+                if later <= end - size:  # (none, or one ending inside the run)
+                    break
+                at, end = later, later + size
+            found.append((start, end))
+            start = text.find(form, end)
+    found.sort()
+    parts: list[str] = []
+    kept = 0  # where the text not yet written starts
+    run_start, run_end = found[0]
+    for start, end in found[1:]:
+        if start < run_end:  # overlaps the run: one marker for both
+            run_end = max(run_end, end)
+            continue
+        parts += (text[kept:run_start], REDACTED)
+        kept = run_end
+        run_start, run_end = start, end
+    parts += (text[kept:run_start], REDACTED, text[run_end:])
+    return "".join(parts)
 
 
 #: A long value pydantic quotes in a ``ValidationError`` as its first 25 and last 24 bytes.
@@ -568,9 +602,12 @@ class _Copier:
 
     def scrub_head(self, text: str, chars: int) -> str:
         """The first ``chars`` characters of ``text`` with every occurrence of a secret
-        replaced by ``[REDACTED]`` (left to right; where several start, the longest wins).
+        replaced by ``[REDACTED]`` (left to right; where several start, the longest wins, and
+        occurrences overlapping it are replaced with it, by the same marker).
 
-        Only ``text`` up to the last character kept plus the longest secret is searched.
+        Only ``text`` up to the last character kept plus the longest secret is searched (and,
+        where a run of overlapping occurrences crosses that point, as far again: a run longer
+        than that, as only a pathological text makes, ends the text with its marker).
         """
         secrets = self.secrets
         if not secrets:
@@ -596,7 +633,28 @@ class _Copier:
             parts.append(REDACTED)
             size += first - pos + len(REDACTED)
             pos = first + length
+            if size < chars:  # text after the marker is kept: it must hold no secret's tail
+                pos = self.run_end(text, first, pos, first + chars + self.longest)
         return "".join(parts)[:chars]
+
+    def run_end(self, text: str, start: int, end: int, stop: int) -> int:
+        """Where the run of overlapping secret occurrences that starts at ``start`` with one
+        ending at ``end`` ends: past every occurrence that starts inside it (the end of
+        ``text`` once the run passes ``stop``)."""
+        grown = True
+        while grown:
+            if end > stop:
+                return len(text)
+            grown = False
+            for secret in self.secrets:
+                size = len(secret)
+                # An occurrence starting before `end` and ending after it lies in this window
+                # (the last one reaches furthest).
+                at = text.rfind(secret, max(start + 1, end - size + 1), end + size - 1)
+                if at >= 0:
+                    end = at + size
+                    grown = True
+        return end
 
 
 def _node(declared: SecretFields | bool | None) -> SecretFields | None:
