@@ -55,6 +55,7 @@ from laios.execution._records import (
     text_size,
 )
 from laios.execution._store_options import check_buckets, check_labels
+from laios.execution.redaction import secret_values
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
@@ -258,6 +259,18 @@ class TaskRecord:
         """Create a detached record (not yet known to any store)."""
         self.task_id = task_id
         self.tool = tool
+
+    def parameter_secrets(self) -> list[str]:
+        """The secret values of the task's parameters (see
+        :func:`~laios.execution.redaction.secret_values`), to scrub from text reported about
+        it from outside its tool; none once the record has let the task go. Never raises."""
+        parameters = getattr(self.task, "parameters", None)
+        if not parameters:
+            return []
+        try:
+            return secret_values(parameters)
+        except Exception:  # parameters that cannot be walked: reported where the task runs
+            return []
 
 
 class RecordScope:
@@ -820,6 +833,17 @@ class MetricStore:
                 best = rec
         return best
 
+    def task_secrets(self, task_id: str, *, progress: bool = False) -> list[str]:
+        """The secret values of the parameters of the newest run of ``task_id`` (see
+        :meth:`TaskRecord.parameter_secrets`), for the monitors to scrub what they are told
+        about it; ``[]`` when no run is known or the newest has finished.
+
+        With ``progress``, only runs whose progress the ``ExecutionMonitor`` reads count.
+        """
+        with self._lock:
+            rec = self._latest(record_id(task_id), progress=progress)
+        return [] if rec is None else rec.parameter_secrets()
+
     def record_progress(self, update: ProgressUpdate, rec: TaskRecord | None = None) -> None:
         """Store a progress update (bounded history) and notify progress listeners.
 
@@ -923,8 +947,17 @@ class MetricStore:
 
     # -- custom metrics (the PerformanceMonitor's data) ------------------------------------
 
-    def record_custom(self, task_id: str, name: str, value: float, unit: str) -> None:
-        """Keep a custom metric sample (bounded) and add it to the exported aggregates."""
+    def record_custom(
+        self,
+        task_id: str,
+        name: str,
+        value: float,
+        unit: str,
+        exported: tuple[str, str] | None = None,
+    ) -> None:
+        """Keep a custom metric sample (bounded) and add it to the exported aggregates, under
+        ``exported`` (the name and unit as exported: scrubbed of the task's secrets) when
+        given, else under ``name`` and ``unit``."""
         entry = {"value": value, "unit": unit, "timestamp": self.clock.time()}
         task_id = record_id(task_id)
         with self._lock:
@@ -952,7 +985,7 @@ class MetricStore:
             samples.append(entry)
             if value < 0:
                 return  # kept with the task, but a summary's sum may never go down
-            key = (name, unit)
+            key = (name, unit) if exported is None else exported
             totals = self._custom_totals.get(key)
             if totals is None:
                 if len(self._custom_totals) >= self.max_custom_metrics:

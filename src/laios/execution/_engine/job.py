@@ -310,6 +310,14 @@ class Job(TaskRecord):
         fields = secret_fields_of_tool(self.tool_impl)
         return secret_values_now_and_before(task.parameters, self.secrets_before, fields)
 
+    def parameter_secrets(self) -> list[str]:
+        """The task's secret values, the tool's typed secret fields included (see
+        :meth:`secrets_of`); never raises."""
+        try:
+            return self.secrets_of(self.task)
+        except Exception:  # parameters that cannot be walked: reported where the task runs
+            return []
+
     # -- RunEvents: what the runner reports ------------------------------------------------
 
     def started(self) -> bool:
