@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel, SecretBytes, SecretStr
+from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
 from laios.execution._secret_fields import SecretFields, secret_fields
 
@@ -168,8 +168,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
     Everything under a secret-looking key is secret, at any depth below it. The fields of
     dataclass instances and pydantic models are read like the keys of a mapping (a field named
-    ``api_key`` is secret), and the value of a pydantic ``SecretStr`` or ``SecretBytes`` is
-    secret wherever it is. So is everything under the places ``fields`` (the
+    ``api_key`` is secret), and the value of a pydantic ``SecretStr``, ``SecretBytes`` or
+    ``Secret[...]`` is secret wherever it is. So is everything under the places ``fields`` (the
     :func:`secret_fields` of the tool's input model) declares secret by type, whatever their
     names: ``{"db": "…"}`` for a field ``db: SecretStr``.
 
@@ -227,12 +227,12 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 else:
                     with contextlib.suppress(Exception):  # too many digits, a raising __str__
                         collect(str(value))
-        elif isinstance(value, (SecretStr, SecretBytes)):
-            hidden = value.get_secret_value()
-            if isinstance(hidden, bytes):
-                collect_bytes(hidden)
-            else:
-                collect(hidden)
+        elif isinstance(value, (SecretStr, SecretBytes, Secret)):
+            try:
+                hidden = value.get_secret_value()
+            except Exception:  # (a subclass's own)
+                return
+            visit(hidden, True, None)  # text, bytes, an int, or a container of them
         elif value is not None and not isinstance(value, float):
             fields = object_fields(value)
             if fields is not None:
