@@ -74,3 +74,22 @@ def test_a_secret_used_as_a_checkpoint_key_stays_out_of_the_span() -> None:
     assert SECRET[:8] not in spans  # (not even its start, where a long key is cut)
     assert statuses
     assert all(SECRET not in status for status in statuses)
+
+
+class CountsBySecret(BaseTool):
+    name = "counts_by_secret"
+    description = "Puts its numeric PIN in a checkpoint under an ordinary key."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        pin = kwargs["secret_pin"]
+        require_current_task().checkpoint("dialled", {"number": int(pin), "as_float": 2.5})
+        return "ok"
+
+
+def test_a_checkpoint_number_equal_to_a_secret_is_redacted() -> None:
+    """A number in checkpoint data equal to a secret value is ``[REDACTED]`` on the span,
+    as it is in captured arguments and results; other numbers stay numbers."""
+    spans, _ = run_traced(CountsBySecret, {"secret_pin": "48151623"})
+    assert f"'laios.checkpoint.number': '{REDACTED}'" in spans
+    assert "'laios.checkpoint.as_float': 2.5" in spans
+    assert "48151623" not in spans

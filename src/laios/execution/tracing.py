@@ -115,6 +115,16 @@ def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _secret_number(value: Any, secrets: Sequence[str]) -> bool:
+    """Whether ``value`` is a number (not a bool) written as one of ``secrets``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return str(value) in secrets
+    except ValueError:  # an int with too many digits to print
+        return False
+
+
 def _scalar(value: Any) -> str | bool | int | float | None:
     if isinstance(value, (bool, int, float)):
         return value
@@ -249,9 +259,10 @@ class Tracing:
     ) -> None:
         """Record a finished ``checkpoint {name}`` span under ``task_span``.
 
-        Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys
-        are replaced by ``[REDACTED]``, and string values and the keys themselves (a secret
-        value may be used as a key) are scrubbed of ``secrets``.
+        Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys,
+        and numbers equal to one of ``secrets``, are replaced by ``[REDACTED]``, and string
+        values and the keys themselves (a secret value may be used as a key) are scrubbed of
+        ``secrets``.
         """
         attributes: dict[str, Any] = {}
         for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
@@ -263,6 +274,8 @@ class Tracing:
             elif isinstance(value, str) and secrets:
                 # Scrubbed before it is cut: a secret across the cut leaves nothing behind.
                 scalar = scrub_head(value, secrets, MAX_CHECKPOINT_VALUE_CHARS)
+            elif secrets and _secret_number(value, secrets):
+                scalar = REDACTED
             else:
                 scalar = _scalar(value)
             if scalar is not None:
