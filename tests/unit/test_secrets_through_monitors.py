@@ -5,6 +5,7 @@ show it, as what it reports through ``current_task()`` is."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -85,3 +86,38 @@ def test_a_custom_metric_name_and_unit_are_exported_scrubbed(
     _, exposition = run(parameters)
     assert f'name="latency_{REDACTED}"' in exposition
     assert SECRET not in exposition
+
+
+class ReportsDetails(BaseTool):
+    name = "reports_details"
+    description = "Reports progress with its key among the details."
+    input_model = DsnInput
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().progress(30, "working", used=kwargs["dsn"].get_secret_value())
+        return "ok"
+
+
+def test_a_progress_listener_that_raises_quoting_an_update_is_logged_scrubbed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A progress listener raising with the update (its details quote a secret) is logged
+    with its traceback scrubbed of the task's secrets."""
+    store = MetricStore()
+
+    def listener(update: Any) -> None:
+        if update.details.get("used"):
+            raise RuntimeError(f"cannot handle {update.details}")
+
+    ExecutionMonitor(store).add_progress_listener(listener)
+    registry = ToolRegistry()
+    registry.register_tool(ReportsDetails)
+    parameters = {"dsn": SECRET}
+    task = Task(plan_id="p", description="d", tool_name="reports_details", parameters=parameters)
+    caplog.set_level(logging.DEBUG, logger="laios")
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success, result.error
+    assert "progress listener" in caplog.text
+    assert "cannot handle" in caplog.text
+    assert SECRET not in caplog.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -55,7 +56,7 @@ from laios.execution._records import (
     text_size,
 )
 from laios.execution._store_options import check_buckets, check_labels
-from laios.execution.redaction import secret_values
+from laios.execution.redaction import scrub, secret_values, truncate_bytes
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
@@ -82,6 +83,8 @@ MAX_PROGRESS_HISTORY = 100
 #: progress history (messages and details). A checkpoint that would pass it is counted but not
 #: kept; a progress history keeps the newest updates that fit.
 MAX_RECORD_BYTES = 48 * 1024
+#: Longest traceback of a progress listener's exception logged scrubbed, in UTF-8 bytes.
+_MAX_TRACEBACK_BYTES = 8192
 #: Most samples kept per (task id, custom metric name).
 MAX_CUSTOM_SAMPLES = 1000
 
@@ -566,7 +569,7 @@ class MetricStore:
         finally:
             lock.release()
         if notify and scope is not None and scope.track_progress:
-            self._notify(_starting(rec))
+            self._notify(_starting(rec), rec)
         return rec
 
     def task_started(self, rec: TaskRecord) -> None:
@@ -596,7 +599,7 @@ class MetricStore:
         finally:
             lock.release()
         if notify:
-            self._notify(_starting(rec))
+            self._notify(_starting(rec), rec)
 
     def task_finished(
         self,
@@ -706,7 +709,7 @@ class MetricStore:
         finally:
             lock.release()
         if update is not None:
-            self._notify(update)
+            self._notify(update, rec)
         if self._finish_listeners:  # (the only cost of the seam while nobody listens)
             wait = rec.started_mono - rec.submitted_mono
             self._tell_finished(
@@ -882,14 +885,24 @@ class MetricStore:
                 history.add(update, size)
             listeners = bool(self._progress_listeners)
         if listeners:
-            self._notify(update)
+            self._notify(update, rec)
 
-    def _notify(self, update: ProgressUpdate) -> None:
+    def _notify(self, update: ProgressUpdate, rec: TaskRecord | None) -> None:
         for listener in list(self._progress_listeners):
             try:
                 listener(update)
-            except Exception:
-                _log.exception("progress listener %r raised; it was skipped", listener)
+            except Exception as exc:
+                # The update's details are the tool's own: its exception may quote a secret.
+                secrets = rec.parameter_secrets() if rec is not None else []
+                if not secrets:
+                    _log.exception("progress listener %r raised; it was skipped", listener)
+                    continue
+                stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                _log.error(
+                    "progress listener %r raised; it was skipped\n%s",
+                    listener,
+                    truncate_bytes(scrub(stack, secrets, limit=None), _MAX_TRACEBACK_BYTES),
+                )
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""
