@@ -21,9 +21,10 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from pydantic import SecretStr
 
 from laios.execution.task_context import require_current_task
-from laios.tools.base import AsyncBaseTool, BaseTool
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput
 
 #: Longest a hanging tool hangs when nothing kills it (a failing test never hangs the run).
 HANG_SECONDS = 60.0
@@ -173,6 +174,21 @@ class ReturnsAKeyHolder(BaseTool):
 
     def _execute(self, **kwargs: Any) -> Any:
         holder = HoldsAKey(kwargs["api_key"])
+        require_current_task().checkpoint("holding", {"holder": holder})
+        return holder
+
+
+class TypedKeyInput(ToolInput):
+    dsn: SecretStr
+
+
+class ReturnsATypedKeyHolder(BaseTool):
+    name = "returns_typed_key_holder"
+    description = "As returns_key_holder, its key under a field typed SecretStr."
+    input_model = TypedKeyInput
+
+    def _execute(self, input_data: TypedKeyInput) -> Any:
+        holder = HoldsAKey(input_data.dsn.get_secret_value())
         require_current_task().checkpoint("holding", {"holder": holder})
         return holder
 
@@ -372,6 +388,7 @@ TOOLS = (
     ReturnsLambda,
     RaisesUnpicklable,
     ReturnsAKeyHolder,
+    ReturnsATypedKeyHolder,
     ReturnsExitWhenLoaded,
     LeavesAThread,
     ProgressLater,

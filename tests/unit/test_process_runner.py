@@ -293,17 +293,25 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
 KEY = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789"
 
 
+@pytest.mark.parametrize(
+    ("tool", "name"), [("returns_key_holder", "api_key"), ("returns_typed_key_holder", "dsn")]
+)
 def test_a_value_that_cannot_be_pickled_keeps_no_part_of_a_secret_it_quotes(
-    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    tool: str,
+    name: str,
 ) -> None:
     """A result and a checkpoint value that cannot be pickled are described scrubbed of the
-    task's secrets before the description is cut: no slice of a key their repr quotes across
-    the cut reaches the spans or the result."""
+    task's secrets (a secret-named parameter, or one the tool's input model types SecretStr)
+    before the description is cut: no slice of a key their repr quotes across the cut
+    reaches the spans or the result."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     executor = make(tracer_provider=provider)
-    result = executor.execute_task(task("returns_key_holder", api_key=KEY), context, timeout=WAIT)
+    result = executor.execute_task(task(tool, **{name: KEY}), context, timeout=WAIT)
     provider.shutdown()
     assert result.metadata["error_type"] == "not_picklable"
     assert "HoldsAKey(zzz" in (result.error or "")

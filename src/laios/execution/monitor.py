@@ -27,7 +27,14 @@ from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import store_or_private
-from laios.execution._records import ProgressStatus, ProgressUpdate, clamp_percent, shorten
+from laios.execution._records import (
+    MAX_TEXT,
+    ProgressStatus,
+    ProgressUpdate,
+    clamp_percent,
+    shorten,
+)
+from laios.execution.redaction import scrub_head
 from laios.execution.store import MetricStore, ProgressListener, get_default_store
 
 __all__ = [
@@ -78,6 +85,10 @@ class ProgressTracker:
     ) -> ProgressUpdate:
         """Record an update (percent clamped to 0–100) and notify listeners.
 
+        The message is scrubbed of the secret values of the task's parameters while an
+        executor runs it (as a tool's own ``current_task().progress`` message is), then cut
+        to 1,024 characters.
+
         Raises:
             TypeError: When ``progress_percent`` is not a number, or ``details`` is not a
                 mapping.
@@ -87,11 +98,17 @@ class ProgressTracker:
             raise TypeError(
                 f"details must be a mapping of names to values, got {type(details).__name__}"
             )
+        key = _key(task_id)
+        text = None
+        if message is not None:
+            text = str(message)
+            secrets = self._store.task_secrets(key, progress=True)
+            text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text)
         update = ProgressUpdate(
-            task_id=_key(task_id),
+            task_id=key,
             status=ProgressStatus(status),
             progress_percent=clamp_percent(progress_percent),
-            message=shorten(str(message)) if message is not None else None,
+            message=text,
             details=dict(details) if details else {},
         )
         self._store.record_progress(update)
@@ -260,6 +277,10 @@ class PerformanceMonitor:
     ) -> None:
         """Record one sample.
 
+        While an executor runs the task, the name and unit are exported (as Prometheus
+        labels) scrubbed of the secret values of its parameters; the task's own samples keep
+        them as given.
+
         Raises:
             TypeError: When ``value`` is not a real number (``int``, ``float``, ``Fraction``,
                 a NumPy scalar, ...; not ``bool``).
@@ -274,9 +295,13 @@ class PerformanceMonitor:
             number = math.inf
         if not math.isfinite(number):
             raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
-        self._store.record_custom(
-            _key(task_id), shorten(str(metric_name), 128), number, shorten(str(unit), 32)
-        )
+        key = _key(task_id)
+        name, unit_text = str(metric_name), str(unit)
+        exported = None
+        secrets = self._store.task_secrets(key)
+        if secrets:  # (scrubbed before they are cut: a cut secret could not be found)
+            exported = (scrub_head(name, secrets, 128), scrub_head(unit_text, secrets, 32))
+        self._store.record_custom(key, shorten(name, 128), number, shorten(unit_text, 32), exported)
 
     def get_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """All retained samples of a task by metric name (``{}`` when unknown)."""

@@ -5,7 +5,8 @@ Tool parameters often carry credentials. Nothing the executor emits (spans, logs
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
 ``repr``-escaped and JSON-escaped forms) are scrubbed out of error text before any error
 reaches telemetry or logs. The fields of dataclass instances and pydantic models are read like
-the keys of a mapping.
+the keys of a mapping. A parameter the tool's input model types ``SecretStr`` or
+``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel, SecretBytes, SecretStr
+from pydantic import BaseModel, Secret, SecretBytes, SecretStr
+
+from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
     "MAX_ERROR_BYTES",
@@ -29,12 +32,15 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "MIN_SCRUB_CHARS",
     "REDACTED",
+    "SecretFields",
     "encoded_forms",
     "is_secret_key",
     "object_fields",
     "redact",
     "scrub",
     "scrub_head",
+    "secret_fields",
+    "secret_fields_of_tool",
     "secret_values",
     "secret_values_before_run",
     "secret_values_now_and_before",
@@ -147,13 +153,25 @@ def _model_fields(value: BaseModel, hidden: bool) -> Iterator[tuple[str, Any]]:
         yield from list(extra.items())
 
 
-def secret_values(params: Any) -> list[str]:
+def secret_fields_of_tool(tool: Any) -> SecretFields | None:
+    """:func:`secret_fields` of a tool's ``input_model`` (``None`` for a tool without one, or
+    an object that is not a tool)."""
+    try:
+        model = getattr(tool, "input_model", None)
+    except Exception:
+        return None
+    return secret_fields(model)
+
+
+def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
     Everything under a secret-looking key is secret, at any depth below it. The fields of
     dataclass instances and pydantic models are read like the keys of a mapping (a field named
-    ``api_key`` is secret), and the value of a pydantic ``SecretStr`` or ``SecretBytes`` is
-    secret wherever it is.
+    ``api_key`` is secret), and the value of a pydantic ``SecretStr``, ``SecretBytes`` or
+    ``Secret[...]`` is secret wherever it is. So is everything under the places ``fields`` (the
+    :func:`secret_fields` of the tool's input model) declares secret by type, whatever their
+    names: ``{"db": "…"}`` for a field ``db: SecretStr``.
 
     The work is bounded: at most ``MAX_SECRET_SCAN_ITEMS`` keys, fields and items are looked at
     in all, at any depth. Containers are read in turn, one item from each at a time in the
@@ -163,8 +181,8 @@ def secret_values(params: Any) -> list[str]:
     error text.
     """
     found: list[str] = []
-    # Containers being read: their remaining (secret, value) items.
-    pending: deque[Iterator[tuple[bool, Any]]] = deque()
+    # Containers being read: their remaining (secret, value, declared) items.
+    pending: deque[Iterator[tuple[bool, Any, SecretFields | bool | None]]] = deque()
 
     def collect(text: str) -> None:
         found.append(text)
@@ -181,11 +199,25 @@ def secret_values(params: Any) -> list[str]:
         if written != text:
             found.append(written)
 
-    def visit(value: Any, secret: bool) -> None:
+    def pairs(
+        items: Iterable[tuple[Any, Any]], secret: bool, declared: SecretFields | bool | None
+    ) -> Iterator[tuple[bool, Any, SecretFields | bool | None]]:
+        if isinstance(declared, SecretFields):
+            for key, value in items:
+                inner = declared.inner(key)
+                yield secret or inner is True or is_secret_key(key), value, inner
+        else:
+            for key, value in items:
+                yield secret or is_secret_key(key), value, None
+
+    def visit(value: Any, secret: bool, declared: SecretFields | bool | None) -> None:
         if isinstance(value, Mapping):
-            pending.append((secret or is_secret_key(k), v) for k, v in value.items())
+            pending.append(pairs(value.items(), secret, declared))
         elif isinstance(value, (list, tuple, set, frozenset)):
-            pending.append((secret, v) for v in value)
+            inner = declared.items if isinstance(declared, SecretFields) else None
+            if inner is True:
+                secret = True
+            pending.append((secret, v, inner) for v in value)
         elif isinstance(value, (str, bytes, int)):
             if secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
@@ -195,18 +227,18 @@ def secret_values(params: Any) -> list[str]:
                 else:
                     with contextlib.suppress(Exception):  # too many digits, a raising __str__
                         collect(str(value))
-        elif isinstance(value, (SecretStr, SecretBytes)):
-            hidden = value.get_secret_value()
-            if isinstance(hidden, bytes):
-                collect_bytes(hidden)
-            else:
-                collect(hidden)
+        elif isinstance(value, (SecretStr, SecretBytes, Secret)):
+            try:
+                hidden = value.get_secret_value()
+            except Exception:  # (a subclass's own)
+                return
+            visit(hidden, True, None)  # text, bytes, an int, or a container of them
         elif value is not None and not isinstance(value, float):
             fields = object_fields(value)
             if fields is not None:
-                pending.append((secret or is_secret_key(k), v) for k, v in fields)
+                pending.append(pairs(fields, secret, declared))
 
-    visit(params, False)
+    visit(params, False, fields)
     budget = MAX_SECRET_SCAN_ITEMS
     while pending and budget > 0:
         items = pending.popleft()
@@ -215,7 +247,7 @@ def secret_values(params: Any) -> list[str]:
             continue
         budget -= 1
         pending.append(items)
-        visit(item[1], item[0])
+        visit(item[1], item[0], item[2])
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
 
@@ -224,7 +256,7 @@ def secret_values(params: Any) -> list[str]:
 _FLAT_VALUES = frozenset({str, int, float, bool, bytes, type(None)})
 
 
-def secret_values_before_run(params: Any) -> list[str] | None:
+def secret_values_before_run(params: Any, tool: Any = None) -> list[str] | None:
     """The secret values of a task's parameters, read before its tool runs, when the tool could
     take them out: ``None`` when ``params`` holds only flat values (strings, numbers), which a
     tool cannot change in place, so reading them afterwards finds the same.
@@ -233,21 +265,27 @@ def secret_values_before_run(params: Any) -> list[str] | None:
     one (``kwargs["headers"].pop("Authorization")``) and quote it in its error, after which the
     parameters no longer show it.
 
+    ``tool``: the tool about to run, whose input model may declare secrets by type (see
+    :func:`secret_fields_of_tool`; read only when the parameters hold containers).
+
     Never raises: parameters that cannot be walked (a mapping whose ``items()`` raises) give
     ``None`` here, and the reading after the run reports the fault where it is handled.
     """
     if params and type(params) is dict and not _FLAT_VALUES.issuperset(map(type, params.values())):
         try:
-            return secret_values(params)
+            return secret_values(params, secret_fields_of_tool(tool))
         except Exception:
             return None
     return None
 
 
-def secret_values_now_and_before(params: Any, before: list[str] | None) -> list[str]:
-    """:func:`secret_values` of ``params`` as they are now, with those read ``before`` the tool
-    ran (see :func:`secret_values_before_run`), each once, longest first."""
-    found = secret_values(params)
+def secret_values_now_and_before(
+    params: Any, before: list[str] | None, fields: SecretFields | None = None
+) -> list[str]:
+    """:func:`secret_values` of ``params`` (with the secret ``fields`` of the tool's input
+    model) as they are now, with those read ``before`` the tool ran (see
+    :func:`secret_values_before_run`), each once, longest first."""
+    found = secret_values(params, fields)
     if before:
         found = sorted({*found, *before}, key=len, reverse=True)
     return found
@@ -307,7 +345,9 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
     The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
-    JSON-escaped) are replaced too, longest first. So is a value pydantic quotes by its ends
+    JSON-escaped) are replaced too. Occurrences that overlap (two secrets sharing characters
+    where they meet, a secret repeating itself) are replaced together, by one ``[REDACTED]``:
+    no character of any occurrence is left. So is a value pydantic quotes by its ends
     in a ``ValidationError`` (``input_value={'api_key': 'sk-l...xyz'}``) when a secret was cut
     there: its first characters end the head, or its last ones start the tail.
 
@@ -317,12 +357,44 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
     forms = _with_encoded_forms(secrets)
-    for secret in forms:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    present = [form for form in forms if form in text]
+    if present:
+        text = _replace_all(text, present)
     if forms and "input_value=" in text:
         text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
     return truncate_bytes(text, limit) if limit is not None else text
+
+
+def _replace_all(text: str, forms: Sequence[str]) -> str:
+    """``text`` with every character of every occurrence of ``forms`` replaced: each run of
+    overlapping occurrences becomes one ``[REDACTED]`` (found in ``text`` as given, so a form
+    inside ``[REDACTED]`` itself is never replaced there)."""
+    found: list[tuple[int, int]] = []  # runs of overlapping occurrences of one form
+    for form in forms:
+        size = len(form)
+        start = text.find(form)
+        while start >= 0:
+            at, end = start, start + size
+            while True:  # the run goes on to the furthest occurrence starting inside it
+                later = text.rfind(form, at + 1, end + size - 1)
+                if later <= end - size:  # (none, or one ending inside the run)
+                    break
+                at, end = later, later + size
+            found.append((start, end))
+            start = text.find(form, end)
+    found.sort()
+    parts: list[str] = []
+    kept = 0  # where the text not yet written starts
+    run_start, run_end = found[0]
+    for start, end in found[1:]:
+        if start < run_end:  # overlaps the run: one marker for both
+            run_end = max(run_end, end)
+            continue
+        parts += (text[kept:run_start], REDACTED)
+        kept = run_end
+        run_start, run_end = start, end
+    parts += (text[kept:run_start], REDACTED, text[run_end:])
+    return "".join(parts)
 
 
 #: A long value pydantic quotes in a ``ValidationError`` as its first 25 and last 24 bytes.
@@ -369,10 +441,18 @@ def scrub_head(text: str, secrets: Iterable[str], chars: int) -> str:
     return head[: max(chars - 1, 0)] + "…"
 
 
-def redact(value: Any, secrets: Sequence[str] = (), *, limit: int | None = MAX_VALUE_BYTES) -> Any:
+def redact(
+    value: Any,
+    secrets: Sequence[str] = (),
+    *,
+    limit: int | None = MAX_VALUE_BYTES,
+    fields: SecretFields | None = None,
+) -> Any:
     """A JSON-ready copy of ``value`` with secrets replaced and long strings cut.
 
-    Values under secret-looking keys become ``"[REDACTED]"``; every occurrence of one of
+    Values under secret-looking keys, and under the places ``fields`` declares secret (the
+    :func:`secret_fields` of a tool's input model, for its parameters), become
+    ``"[REDACTED]"``; every occurrence of one of
     ``secrets`` (or of one of its encoded forms, see :func:`encoded_forms`) inside a string or
     a key (and a number equal to one) is replaced too, so a secret repeated under an ordinary
     key or echoed in a result does not leak. A dataclass instance or a pydantic model becomes a
@@ -392,7 +472,7 @@ def redact(value: Any, secrets: Sequence[str] = (), *, limit: int | None = MAX_V
     than ``limit`` keys became equal to earlier ones, which also stops the copy).
     """
     copier = _Copier(secrets, limit)
-    return copier.copy(value, 0)
+    return copier.copy(value, 0, fields)
 
 
 class _Copier:
@@ -419,14 +499,15 @@ class _Copier:
         limit = self.limit
         return limit is not None and (self.size > limit or self.repeated > limit)
 
-    def copy(self, value: Any, depth: int) -> Any:
-        """The redacted copy of ``value`` found ``depth`` levels down."""
+    def copy(self, value: Any, depth: int, declared: SecretFields | None = None) -> Any:
+        """The redacted copy of ``value`` found ``depth`` levels down (where ``declared``
+        says which of its parts are secret by type)."""
         if depth > _MAX_DEPTH:
             return self.string("…")
         if isinstance(value, Mapping):
-            return self.copy_mapping(value, depth)
+            return self.copy_pairs(value.items(), depth, declared)
         if isinstance(value, (list, tuple, set, frozenset)):
-            return self.copy_items(value, depth)
+            return self.copy_items(value, depth, declared)
         if value is None or isinstance(value, bool):
             self.size += 5 if value is False else 4  # null, true, false
             return value
@@ -448,7 +529,7 @@ class _Copier:
             return self.string(self.text(value, MAX_STRING_CHARS))
         fields = object_fields(value, hidden=False)
         if fields is not None:
-            return self.copy_pairs(fields, depth)
+            return self.copy_pairs(fields, depth, declared)
         return self.string(self.text(_safe_repr(value), MAX_STRING_CHARS))
 
     def string(self, text: str) -> str:
@@ -456,13 +537,14 @@ class _Copier:
         self.size += len(text) + 2
         return text
 
-    def copy_mapping(self, value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
-        """The redacted copy of a mapping (keys as strings)."""
-        return self.copy_pairs(value.items(), depth)
-
-    def copy_pairs(self, pairs: Iterable[tuple[Any, Any]], depth: int) -> dict[str, Any]:
-        """The redacted copy of ``(key, value)`` pairs, as a mapping with string keys (pairs
-        are read only while the copy is within its limit)."""
+    def copy_pairs(
+        self,
+        pairs: Iterable[tuple[Any, Any]],
+        depth: int,
+        declared: SecretFields | None = None,
+    ) -> dict[str, Any]:
+        """The redacted copy of ``(key, value)`` pairs (a mapping's, an object's fields), as a
+        mapping with string keys (pairs are read only while the copy is within its limit)."""
         out: dict[str, Any] = {}
         sizes: dict[str, int] = {}  # what each value added to `size`
         self.size += 1  # "{"; "}" once written
@@ -479,13 +561,23 @@ class _Copier:
             else:
                 self.size += len(name) + 3 + (1 if out else 0)  # "name": and a comma
             before = self.size
-            out[name] = self.string(REDACTED) if is_secret_key(key) else self.copy(inner, depth + 1)
+            under = None if declared is None else declared.inner(key)
+            if under is True or is_secret_key(key):
+                out[name] = self.string(REDACTED)
+            elif under is None:
+                out[name] = self.copy(inner, depth + 1)
+            else:
+                out[name] = self.copy(inner, depth + 1, _node(under))
             sizes[name] = self.size - before
         self.size += 1
         return out
 
-    def copy_items(self, value: Iterable[Any], depth: int) -> list[Any]:
+    def copy_items(
+        self, value: Iterable[Any], depth: int, declared: SecretFields | None = None
+    ) -> list[Any]:
         """The redacted copy of a list, tuple or set (as a list)."""
+        under = None if declared is None else declared.items
+        each = _node(under)  # (what each item declares)
         out: list[Any] = []
         self.size += 1  # "["; "]" once written
         for inner in value:
@@ -494,7 +586,9 @@ class _Copier:
                 break
             if out:
                 self.size += 1  # a comma
-            out.append(self.copy(inner, depth + 1))
+            out.append(
+                self.string(REDACTED) if under is True else self.copy(inner, depth + 1, each)
+            )
         self.size += 1
         return out
 
@@ -508,9 +602,12 @@ class _Copier:
 
     def scrub_head(self, text: str, chars: int) -> str:
         """The first ``chars`` characters of ``text`` with every occurrence of a secret
-        replaced by ``[REDACTED]`` (left to right; where several start, the longest wins).
+        replaced by ``[REDACTED]`` (left to right; where several start, the longest wins, and
+        occurrences overlapping it are replaced with it, by the same marker).
 
-        Only ``text`` up to the last character kept plus the longest secret is searched.
+        Only ``text`` up to the last character kept plus the longest secret is searched (and,
+        where a run of overlapping occurrences crosses that point, as far again: a run longer
+        than that, as only a pathological text makes, ends the text with its marker).
         """
         secrets = self.secrets
         if not secrets:
@@ -536,7 +633,33 @@ class _Copier:
             parts.append(REDACTED)
             size += first - pos + len(REDACTED)
             pos = first + length
+            if size < chars:  # text after the marker is kept: it must hold no secret's tail
+                pos = self.run_end(text, first, pos, first + chars + self.longest)
         return "".join(parts)[:chars]
+
+    def run_end(self, text: str, start: int, end: int, stop: int) -> int:
+        """Where the run of overlapping secret occurrences that starts at ``start`` with one
+        ending at ``end`` ends: past every occurrence that starts inside it (the end of
+        ``text`` once the run passes ``stop``)."""
+        grown = True
+        while grown:
+            if end > stop:
+                return len(text)
+            grown = False
+            for secret in self.secrets:
+                size = len(secret)
+                # An occurrence starting before `end` and ending after it lies in this window
+                # (the last one reaches furthest).
+                at = text.rfind(secret, max(start + 1, end - size + 1), end + size - 1)
+                if at >= 0:
+                    end = at + size
+                    grown = True
+        return end
+
+
+def _node(declared: SecretFields | bool | None) -> SecretFields | None:
+    """``declared`` when it is a :class:`SecretFields` node, else ``None``."""
+    return declared if isinstance(declared, SecretFields) else None
 
 
 #: How a non-finite float is captured: as the string json would otherwise write bare.
@@ -560,9 +683,15 @@ def _safe_repr(value: Any) -> str:
         return f"<{type(value).__name__} object (repr failed)>"
 
 
-def to_json(value: Any, limit: int | None = MAX_VALUE_BYTES, secrets: Sequence[str] = ()) -> str:
-    """Redact ``value`` (see :func:`redact`) and render it as compact JSON of at most
-    ``limit`` bytes (``None``: no limit).
+def to_json(
+    value: Any,
+    limit: int | None = MAX_VALUE_BYTES,
+    secrets: Sequence[str] = (),
+    *,
+    fields: SecretFields | None = None,
+) -> str:
+    """Redact ``value`` (see :func:`redact`, which ``fields`` is passed to) and render it as
+    compact JSON of at most ``limit`` bytes (``None``: no limit).
 
     The text is always valid JSON. A value too large for ``limit`` is cut where
     :func:`redact` stops copying: each container still open there ends with a ``"…"`` item
@@ -570,10 +699,10 @@ def to_json(value: Any, limit: int | None = MAX_VALUE_BYTES, secrets: Sequence[s
     as much of ``value`` is read as fits in ``limit`` bytes, however large ``value`` is.
     """
     if limit is None:
-        return _encoded(value, secrets, None)
+        return _encoded(value, secrets, None, fields)
     budget = limit
     for _ in range(_FIT_ATTEMPTS):
-        text = _encoded(value, secrets, budget)
+        text = _encoded(value, secrets, budget, fields)
         size = len(text.encode("utf-8"))
         if size <= limit:
             return text
@@ -592,11 +721,13 @@ _FIT_ATTEMPTS = 6
 _MARKER_ROOM = 32
 
 
-def _encoded(value: Any, secrets: Sequence[str], limit: int | None) -> str:
+def _encoded(
+    value: Any, secrets: Sequence[str], limit: int | None, fields: SecretFields | None
+) -> str:
     """The compact JSON of ``value``'s redacted copy, cut at about ``limit`` characters."""
     try:
         return json.dumps(
-            redact(value, secrets, limit=limit),
+            redact(value, secrets, limit=limit, fields=fields),
             ensure_ascii=False,
             separators=(",", ":"),
             default=str,

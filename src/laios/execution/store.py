@@ -19,6 +19,7 @@ import logging
 import math
 import threading
 import time
+import traceback
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -56,6 +57,7 @@ from laios.execution._records import (
     text_size,
 )
 from laios.execution._store_options import check_buckets, check_labels
+from laios.execution.redaction import scrub, secret_values, truncate_bytes
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
@@ -82,6 +84,8 @@ MAX_PROGRESS_HISTORY = 100
 #: progress history (messages and details). A checkpoint that would pass it is counted but not
 #: kept; a progress history keeps the newest updates that fit.
 MAX_RECORD_BYTES = 48 * 1024
+#: Longest traceback of a progress listener's exception logged scrubbed, in UTF-8 bytes.
+_MAX_TRACEBACK_BYTES = 8192
 #: Most custom metric samples kept per task id, all its metrics together (the newest).
 MAX_CUSTOM_SAMPLES = 1000
 
@@ -274,6 +278,18 @@ class TaskRecord:
         """Create a detached record (not yet known to any store)."""
         self.task_id = task_id
         self.tool = tool
+
+    def parameter_secrets(self) -> list[str]:
+        """The secret values of the task's parameters (see
+        :func:`~laios.execution.redaction.secret_values`), to scrub from text reported about
+        it from outside its tool; none once the record has let the task go. Never raises."""
+        parameters = getattr(self.task, "parameters", None)
+        if not parameters:
+            return []
+        try:
+            return secret_values(parameters)
+        except Exception:  # parameters that cannot be walked: reported where the task runs
+            return []
 
 
 class RecordScope:
@@ -574,7 +590,7 @@ class MetricStore:
         finally:
             lock.release()
         if notify and scope is not None and scope.track_progress:
-            self._notify(_starting(rec))
+            self._notify(_starting(rec), rec)
         return rec
 
     def task_started(self, rec: TaskRecord) -> None:
@@ -604,7 +620,7 @@ class MetricStore:
         finally:
             lock.release()
         if notify:
-            self._notify(_starting(rec))
+            self._notify(_starting(rec), rec)
 
     def task_finished(
         self,
@@ -714,7 +730,7 @@ class MetricStore:
         finally:
             lock.release()
         if update is not None:
-            self._notify(update)
+            self._notify(update, rec)
         if self._finish_listeners:  # (the only cost of the seam while nobody listens)
             wait = rec.started_mono - rec.submitted_mono
             self._tell_finished(
@@ -841,6 +857,17 @@ class MetricStore:
                 best = rec
         return best
 
+    def task_secrets(self, task_id: str, *, progress: bool = False) -> list[str]:
+        """The secret values of the parameters of the newest run of ``task_id`` (see
+        :meth:`TaskRecord.parameter_secrets`), for the monitors to scrub what they are told
+        about it; ``[]`` when no run is known or the newest has finished.
+
+        With ``progress``, only runs whose progress the ``ExecutionMonitor`` reads count.
+        """
+        with self._lock:
+            rec = self._latest(record_id(task_id), progress=progress)
+        return [] if rec is None else rec.parameter_secrets()
+
     def record_progress(self, update: ProgressUpdate, rec: TaskRecord | None = None) -> None:
         """Store a progress update (bounded history) and notify progress listeners.
 
@@ -879,14 +906,24 @@ class MetricStore:
                 history.add(update, size)
             listeners = bool(self._progress_listeners)
         if listeners:
-            self._notify(update)
+            self._notify(update, rec)
 
-    def _notify(self, update: ProgressUpdate) -> None:
+    def _notify(self, update: ProgressUpdate, rec: TaskRecord | None) -> None:
         for listener in list(self._progress_listeners):
             try:
                 listener(update)
-            except Exception:
-                _log.exception("progress listener %r raised; it was skipped", listener)
+            except Exception as exc:
+                # The update's details are the tool's own: its exception may quote a secret.
+                secrets = rec.parameter_secrets() if rec is not None else []
+                if not secrets:
+                    _log.exception("progress listener %r raised; it was skipped", listener)
+                    continue
+                stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                _log.error(
+                    "progress listener %r raised; it was skipped\n%s",
+                    listener,
+                    truncate_bytes(scrub(stack, secrets, limit=None), _MAX_TRACEBACK_BYTES),
+                )
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""
@@ -949,8 +986,17 @@ class MetricStore:
 
     # -- custom metrics (the PerformanceMonitor's data) ------------------------------------
 
-    def record_custom(self, task_id: str, name: str, value: float, unit: str) -> None:
-        """Keep a custom metric sample and add it to the exported aggregates.
+    def record_custom(
+        self,
+        task_id: str,
+        name: str,
+        value: float,
+        unit: str,
+        exported: tuple[str, str] | None = None,
+    ) -> None:
+        """Keep a custom metric sample and add it to the exported aggregates, under
+        ``exported`` (the name and unit as exported: scrubbed of the task's secrets) when
+        given, else under ``name`` and ``unit``.
 
         A task id keeps its newest ``MAX_CUSTOM_SAMPLES`` samples, of all its metrics together,
         and may record at most ``max_custom_metrics`` distinct names.
@@ -982,7 +1028,7 @@ class MetricStore:
             per_task.samples.append((known, value, unit, timestamp))
             if value < 0:
                 return  # kept with the task, but a summary's sum may never go down
-            key = (name, unit)
+            key = (name, unit) if exported is None else exported
             totals = self._custom_totals.get(key)
             if totals is None:
                 if len(self._custom_totals) >= self.max_custom_metrics:

@@ -39,6 +39,7 @@ from laios._compat.otel import global_provider_is_sdk
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     REDACTED,
+    SecretFields,
     is_secret_key,
     scrub,
     scrub_head,
@@ -69,6 +70,8 @@ MAX_CHECKPOINT_VALUE_CHARS = 256
 MAX_CHECKPOINT_ATTRIBUTES = 32
 #: Longest exception stack trace recorded on a span, in UTF-8 bytes.
 MAX_STACKTRACE_BYTES = 8192
+#: Longest checkpoint data key kept in a ``laios.checkpoint.*`` attribute name, in characters.
+_KEY_CHARS = 64
 
 
 #: Values of ``CAPTURE_CONTENT_ENV`` that turn capture on: laios's own words, and the
@@ -110,6 +113,16 @@ def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
         utf8_text(key): utf8_text(value) if isinstance(value, str) else value
         for key, value in attributes.items()
     }
+
+
+def _secret_number(value: Any, secrets: Sequence[str]) -> bool:
+    """Whether ``value`` is a number (not a bool) written as one of ``secrets``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return str(value) in secrets
+    except ValueError:  # an int with too many digits to print
+        return False
 
 
 def _scalar(value: Any) -> str | bool | int | float | None:
@@ -182,9 +195,13 @@ class Tracing:
             set_status_on_exception=False,
         )
 
-    def capture_arguments(self, span: Span, arguments: Mapping[str, Any]) -> None:
+    def capture_arguments(
+        self, span: Span, arguments: Mapping[str, Any], fields: SecretFields | None = None
+    ) -> None:
         """Record a task's arguments on its span (when content capture is on): redacted by
-        key, then scrubbed of secret values repeated under ordinary keys.
+        key (and where ``fields``, the :func:`~laios.execution.redaction.secret_fields` of the
+        tool's input model, declares a secret by type), then scrubbed of secret values
+        repeated under ordinary keys.
 
         The work is bounded whatever the size of the arguments: only what fits in the
         ``MAX_VALUE_BYTES`` of the attribute is read (see :func:`to_json`), and secret values
@@ -193,7 +210,7 @@ class Tracing:
         if self.capture_content:
             span.set_attribute(
                 "gen_ai.tool.call.arguments",
-                to_json(arguments, secrets=secret_values(arguments)),
+                to_json(arguments, secrets=secret_values(arguments, fields), fields=fields),
             )
 
     def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
@@ -242,20 +259,27 @@ class Tracing:
     ) -> None:
         """Record a finished ``checkpoint {name}`` span under ``task_span``.
 
-        Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys
-        are replaced by ``[REDACTED]`` and string values are scrubbed of ``secrets``.
+        Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys,
+        and numbers equal to one of ``secrets``, are replaced by ``[REDACTED]``, and string
+        values and the keys themselves (a secret value may be used as a key) are scrubbed of
+        ``secrets``.
         """
         attributes: dict[str, Any] = {}
         for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
+            label = str(key)
+            if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)
+                label = scrub_head(label, secrets, _KEY_CHARS + 1)
             if is_secret_key(key):
                 scalar: str | bool | int | float | None = REDACTED
             elif isinstance(value, str) and secrets:
                 # Scrubbed before it is cut: a secret across the cut leaves nothing behind.
                 scalar = scrub_head(value, secrets, MAX_CHECKPOINT_VALUE_CHARS)
+            elif secrets and _secret_number(value, secrets):
+                scalar = REDACTED
             else:
                 scalar = _scalar(value)
             if scalar is not None:
-                attributes[f"laios.checkpoint.{str(key)[:64]}"] = scalar
+                attributes[f"laios.checkpoint.{label[:_KEY_CHARS]}"] = scalar
         span = self._tracer.start_span(
             utf8_text(f"checkpoint {name}"),
             context=trace.set_span_in_context(task_span),

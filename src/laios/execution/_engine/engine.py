@@ -51,6 +51,7 @@ from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
 from laios.execution.limits import ResourceLimits
+from laios.execution.redaction import secret_fields_of_tool
 from laios.execution.tracing import span_ids
 
 if TYPE_CHECKING:
@@ -382,7 +383,7 @@ class Engine:
         span = tracing.start_task_span(name, attrs, parent)
         if tracing.capture_content:
             try:
-                tracing.capture_arguments(span, task.parameters)
+                tracing.capture_arguments(span, task.parameters, secret_fields_of_tool(tool))
             except Exception as exc:  # the span goes on without the arguments
                 job.observability_failed("capturing the arguments", exc)
         ids = span_ids(span)

@@ -52,6 +52,7 @@ from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     scrub,
     scrub_head,
+    secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
     truncate_bytes,
@@ -298,14 +299,24 @@ class Job(TaskRecord):
         self.tool_impl = tool
         if on_progress is not None:
             self.on_progress = on_progress
-        self.secrets_before = secret_values_before_run(fields["parameters"])
+        self.secrets_before = secret_values_before_run(fields["parameters"], tool)
 
     def secrets_of(self, task: Task | None) -> list[str]:
         """The secret values to scrub from text about ``task`` (this job's task): those its
-        parameters hold now, and those they held before the tool ran."""
+        parameters hold now (by name, and where the tool's input model declares a secret by
+        type), and those they held before the tool ran."""
         if task is None:
             return list(self.secrets_before or ())
-        return secret_values_now_and_before(task.parameters, self.secrets_before)
+        fields = secret_fields_of_tool(self.tool_impl)
+        return secret_values_now_and_before(task.parameters, self.secrets_before, fields)
+
+    def parameter_secrets(self) -> list[str]:
+        """The task's secret values, the tool's typed secret fields included (see
+        :meth:`secrets_of`); never raises."""
+        try:
+            return self.secrets_of(self.task)
+        except Exception:  # parameters that cannot be walked: reported where the task runs
+            return []
 
     # -- RunEvents: what the runner reports ------------------------------------------------
 

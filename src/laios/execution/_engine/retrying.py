@@ -28,7 +28,11 @@ from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejec
 from laios.execution._engine.job import callback_name, scrubbed_message, scrubbed_traceback
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
-from laios.execution.redaction import secret_values_before_run, secret_values_now_and_before
+from laios.execution.redaction import (
+    secret_fields_of_tool,
+    secret_values_before_run,
+    secret_values_now_and_before,
+)
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
 if TYPE_CHECKING:
@@ -164,8 +168,11 @@ class RetryRun:
         return max(0.0, min(delay, deadline - self.elapsed()))
 
     def secrets(self) -> list[str]:
-        """The task's secret values, scrubbed from what a hook's exception says."""
-        return secret_values_now_and_before(self.task.parameters, self.secrets_before)
+        """The task's secret values, scrubbed from what a hook's exception says (by name, and
+        where the tool's input model declares a secret by type)."""
+        task = self.task
+        fields = secret_fields_of_tool(self.engine.registry.get_tool(task.tool_name))
+        return secret_values_now_and_before(task.parameters, self.secrets_before, fields)
 
     def _announce(self, result: TaskResult, delay: float) -> None:
         """Tell the ``on_retry`` hook about the coming retry. A hook that raises is logged
@@ -301,7 +308,9 @@ def retry_blocking(
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out
     (the caller has passed ``task`` and ``on_progress`` through ``check_call``)."""
     tracing = engine.tracing
-    secrets_before = secret_values_before_run(task.parameters)
+    secrets_before = secret_values_before_run(
+        task.parameters, engine.registry.get_tool(task.tool_name)
+    )
     started = time.monotonic()
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
@@ -370,7 +379,9 @@ async def retry_awaiting(
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
-    secrets_before = secret_values_before_run(task.parameters)
+    secrets_before = secret_values_before_run(
+        task.parameters, engine.registry.get_tool(task.tool_name)
+    )
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None

@@ -41,6 +41,7 @@ from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution.redaction import (
     scrub_head,
+    secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
 )
@@ -98,15 +99,20 @@ class _ChildEvents:
     cancel_requested = False  # (a cancellation kills the worker: nothing to notice here)
 
     def __init__(
-        self, conn: Connection, lock: threading.Lock, parameters: Mapping[str, Any] | None = None
+        self,
+        conn: Connection,
+        lock: threading.Lock,
+        parameters: Mapping[str, Any] | None = None,
+        tool: Any = None,
     ) -> None:
         self._conn = conn
         self._lock = lock
         self._open = True
         self._pid = os.getpid()
         self._parameters = parameters
+        self._tool = tool  # (its input model may declare secrets by type)
         # Read before the tool runs: it may take a secret out of a nested parameter.
-        self._secrets_before = secret_values_before_run(parameters)
+        self._secrets_before = secret_values_before_run(parameters, tool)
 
     def secrets(self) -> list[str]:
         """The call's secret values, scrubbed from the description of a value that cannot be
@@ -116,7 +122,8 @@ class _ChildEvents:
         if not self._parameters:
             return []
         try:
-            return secret_values_now_and_before(self._parameters, self._secrets_before)
+            fields = secret_fields_of_tool(self._tool)
+            return secret_values_now_and_before(self._parameters, self._secrets_before, fields)
         except Exception:
             return []
 
@@ -338,7 +345,7 @@ class _Worker:
         cpu_limit = None
         if cpu_seconds is not None and resource is not None:
             cpu_limit = max(math.ceil(_cpu_used() + cpu_seconds), 1)
-        self.events = _ChildEvents(self.conn, self.send_lock, call.parameters)
+        self.events = _ChildEvents(self.conn, self.send_lock, call.parameters, call.tool)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         with (

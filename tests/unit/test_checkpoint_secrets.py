@@ -1,0 +1,95 @@
+"""Secrets a tool puts in checkpoint data and progress stay out of spans and ``/status``,
+wherever in the data they are: in a value, and in a key."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.redaction import REDACTED
+from laios.execution.server import status_document
+from laios.execution.store import MetricStore
+from laios.execution.task_context import require_current_task
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+SECRET = "sk-live-CHECKPOINT-KEY-777"
+
+
+class KeysBySecret(BaseTool):
+    name = "keys_by_secret"
+    description = "Uses its key as a key of its checkpoint data and progress details."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        key = kwargs["api_key"]
+        task = require_current_task()
+        task.progress(50, "half", **{key: "seen", "cache": {key: 1}})
+        task.checkpoint("indexed", {key: "seen", f"{'k' * 60}{key}": 1, "plain": "kept"})
+        return "ok"
+
+
+def run_traced(tool: type[BaseTool], parameters: dict[str, Any]) -> tuple[str, list[str]]:
+    """Run ``tool`` traced; return the text of its spans and ``/status`` at its progress."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    store = MetricStore()
+    statuses: list[str] = []
+
+    def on_progress(event: str, data: dict[str, Any]) -> None:
+        if event == "progress":
+            statuses.append(json.dumps(status_document(store.snapshot())))
+
+    task = Task(plan_id="p", description="d", tool_name=tool.name, parameters=parameters)
+    with Executor(
+        registry, store=store, register_prometheus=False, tracer_provider=provider
+    ) as executor:
+        result = executor.execute_task(
+            task, Context(session_id="s", user_id="u"), on_progress=on_progress
+        )
+    provider.shutdown()
+    assert result.success, result.error
+    text = "\n".join(
+        f"{span.name} {dict(span.attributes or {})}" for span in exporter.get_finished_spans()
+    )
+    return text, statuses
+
+
+def test_a_secret_used_as_a_checkpoint_key_stays_out_of_the_span() -> None:
+    """A checkpoint data key that is (or holds, where the key is cut) a secret value is
+    scrubbed before it becomes part of an attribute name; other keys stay as they are."""
+    spans, statuses = run_traced(KeysBySecret, {"api_key": SECRET})
+    assert "checkpoint indexed {'laios.checkpoint." in spans
+    assert "laios.checkpoint.plain" in spans
+    assert f"laios.checkpoint.{REDACTED}" in spans
+    assert SECRET not in spans
+    assert SECRET[:8] not in spans  # (not even its start, where a long key is cut)
+    assert statuses
+    assert all(SECRET not in status for status in statuses)
+
+
+class CountsBySecret(BaseTool):
+    name = "counts_by_secret"
+    description = "Puts its numeric PIN in a checkpoint under an ordinary key."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        pin = kwargs["secret_pin"]
+        require_current_task().checkpoint("dialled", {"number": int(pin), "as_float": 2.5})
+        return "ok"
+
+
+def test_a_checkpoint_number_equal_to_a_secret_is_redacted() -> None:
+    """A number in checkpoint data equal to a secret value is ``[REDACTED]`` on the span,
+    as it is in captured arguments and results; other numbers stay numbers."""
+    spans, _ = run_traced(CountsBySecret, {"secret_pin": "48151623"})
+    assert f"'laios.checkpoint.number': '{REDACTED}'" in spans
+    assert "'laios.checkpoint.as_float': 2.5" in spans
+    assert "48151623" not in spans
