@@ -223,6 +223,8 @@ class Executor:
             measure_cpu=measure_cpu_time,
         )
         store.register_runner(sync_runner)
+        # (async tools left running count as abandoned too: the slots report them)
+        store.register_runner(self._engine.loop_here.slots)
         self._finalizer = weakref.finalize(self, self._engine.shutdown, False)
         if register_prometheus:
             from laios.execution.prometheus import ensure_collector
@@ -248,8 +250,11 @@ class Executor:
 
     @property
     def abandoned_threads(self) -> int:
-        """Threads held by tools that overran their timeout and have not returned yet."""
-        return self._engine.runner.stats.abandoned
+        """Threads held by tools that overran their timeout (or were cancelled) and have not
+        returned yet, and async tools that did not stop when cancelled and have not returned
+        yet (each holds an async slot instead of a thread)."""
+        engine = self._engine
+        return engine.runner.stats.abandoned + engine.loop_here.slots.left_running
 
     @property
     def tracing_enabled(self) -> bool:

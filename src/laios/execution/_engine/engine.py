@@ -603,9 +603,12 @@ class Engine:
     ) -> TaskResult:
         """Run one task while the calling coroutine awaits it (``execute_async``).
 
-        An async tool is awaited inside the calling task itself when a slot is free (no
-        task of its own, no turn of the loop: as ``await tool(...)`` would), and otherwise
-        runs as on :meth:`run_awaiting`. Same outcomes and cancellation either way.
+        An async tool with no timeout is awaited inside the calling task itself when a slot is
+        free (no task of its own, no turn of the loop: as ``await tool(...)`` would), and
+        otherwise runs as on :meth:`run_awaiting`. Same outcomes and cancellation either way.
+        With a timeout it always runs as a task of its own: the caller must be back at the
+        deadline even when the tool catches its cancellation and carries on, and a caller
+        awaiting the tool in its own task could only leave once the tool returned.
         """
         try:
             loop = asyncio.get_running_loop()
@@ -616,15 +619,21 @@ class Engine:
             self.loop_changed(loop)
         batch = _Batch(loop)
         job = self._accept(
-            task, context, on_progress, limit, batch, parent, attributes, retries, in_task=True
+            task,
+            context,
+            on_progress,
+            limit,
+            batch,
+            parent,
+            attributes,
+            retries,
+            in_task=limit is None,
         )
         if not isinstance(job, Job):
             return job
         claimed = job.claimed
         if claimed is not None:
             job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
-            if limit is not None:
-                batch.start_timer([job], limit)
             # The task span is current while the tool runs, as in a task of its own.
             span_context = job.span_context
             token = otel_context.attach(span_context) if span_context is not None else None
@@ -641,8 +650,6 @@ class Engine:
             finally:
                 if token is not None:
                     otel_context.detach(token)
-                if limit is not None:
-                    batch.stop_timer()
         if job.result is None:
             await self._wait(batch, [job], limit)
         return job.take_result()
