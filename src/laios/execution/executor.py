@@ -557,6 +557,10 @@ class Executor:
         """Stop accepting tasks. With ``wait``, let queued and running tasks finish first.
 
         Calling it again is harmless. Tools that overran their timeout are never waited for.
+        Called on a running event loop (an ASGI lifespan, async code), it does not wait for
+        the tasks that loop awaits (it would hold the loop they need: their timeouts and
+        results go through it) and logs a warning saying so; to wait for them, call it off the
+        loop: ``await asyncio.to_thread(executor.shutdown)``.
         """
         self._engine.shutdown(wait)
 

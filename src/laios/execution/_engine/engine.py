@@ -752,15 +752,49 @@ class Engine:
         """Refuse new tasks; with ``wait``, let queued and running ones finish first.
 
         Called from one of the executor's own threads (a tool, or a callback run for it),
-        it does not wait: it would wait for itself, or for another tool doing the same.
+        it does not wait: it would wait for itself, or for another tool doing the same. Nor
+        does it wait when called on a running event loop that awaits tasks of this executor
+        still in flight (see :meth:`awaited_here`).
         """
         self.closed = True
         self.end_stranded()
         if wait and self.on_own_thread():
             wait = False
+        if wait:
+            awaited = self.awaited_here()
+            if awaited:
+                wait = False
+                _log.warning(
+                    "shutdown() was called on the event loop that awaits %d task(s) of this "
+                    "executor still in flight: it does not wait for them, since waiting would "
+                    "hold the loop they need (their timeouts and results go through it, and a "
+                    "tool may call into it); they finish on their own, new tasks are refused. "
+                    "To wait for them, call it off the loop: "
+                    "await asyncio.to_thread(executor.shutdown)",
+                    awaited,
+                )
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait)
+
+    def awaited_here(self) -> int:
+        """How many tasks in flight on a runner that a shutdown waits for (worker threads,
+        processes) are awaited by coroutines on the event loop running in the calling thread
+        (0 when none runs). A shutdown waiting for them there would hold the loop they need:
+        their timeouts strike and their results arrive through it, and their tools may call
+        into it (``run_coroutine_threadsafe``), which would deadlock."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return 0
+        awaited = 0
+        for record in self.store.scope_records(self.scope):  # (shutdown is rare)
+            if not isinstance(record, Job) or record.state == "finished":
+                continue
+            waiter = record.waiter
+            if waiter is not None and waiter.loop is loop and record.runner is not self.loop_here:
+                awaited += 1
+        return awaited
 
     def loop_changed(self, loop: asyncio.AbstractEventLoop) -> None:
         """An awaiting call comes from another event loop than the latest one: when it is a
