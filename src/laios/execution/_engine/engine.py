@@ -211,6 +211,7 @@ class Engine:
         slots = AsyncSlots(max_async_tools)
         self.loop_here = LoopRunner(slots)
         self.loop_thread = LoopRunner(slots, LoopThread())
+        self.loop_here.on_overdue = self.loop_thread.on_overdue = _expire
         #: The event loop of the latest awaiting call: a call from another one looks for
         #: tasks stranded on loops closed meanwhile (see :meth:`end_stranded`).
         self.last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
@@ -815,13 +816,27 @@ class Engine:
         Async tools stranded on such a loop give their slots back and fail as
         ``loop_closed``; a synchronous tool's task is cancelled, and its worker thread
         abandoned (and replaced) as when the awaiting coroutine is cancelled.
+
+        Tasks past their deadline on a loop that is not closed but no longer being run (an
+        interrupted ``run_until_complete``, an abandoned loop) end as timed out, as their
+        timeouts, kept by that loop, would have ended them; their async slots come back.
         """
         self.loop_here.reclaim_closed()
+        now = time.monotonic()
+        expired = False
         for record in self.store.running(self.scope):
             if not isinstance(record, Job):
                 continue
             waiter = record.waiter
-            if waiter is not None and waiter.loop.is_closed():
+            if waiter is None:
+                continue
+            loop = waiter.loop
+            if not loop.is_closed():
+                deadline = record.deadline
+                if deadline is not None and deadline <= now and not loop.is_running():
+                    record.expire()
+                    expired = True
+            else:
                 record.interrupt(
                     "cancelled",
                     f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "
@@ -829,6 +844,8 @@ class Engine:
                     "cancelling the awaiting coroutine, so nobody will take the result); "
                     "cancel pending tasks before closing a loop, as asyncio.run does",
                 )
+        if expired:
+            self.loop_here.reclaim_stopped()  # (the slots of the async tools just given up)
 
     def on_own_thread(self) -> bool:
         """Whether the calling thread is one of this executor's workers or its loop thread."""
@@ -853,6 +870,12 @@ _CALLED_FROM_ITS_CALLBACK = Refusal(
     "calls and delivers their outcomes: waiting there for this task would wait for ever. "
     "Hand the call to a thread of your own and return from the callback",
 )
+
+
+def _expire(events: Any) -> None:
+    """End a loop runner's call as timed out (its events are its job)."""
+    if isinstance(events, Job):
+        events.expire()
 
 
 def _cancelled_by_caller(jobs: list[Job]) -> None:

@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from laios.execution._forks import reset_after_fork
@@ -142,7 +142,17 @@ class _LoopCall:
 class _AwaitedCall:
     """A call run inside the awaiting task itself (the runner's handle for it)."""
 
-    __slots__ = ("active", "cancelling", "events", "left", "loop", "runner", "stopped", "task")
+    __slots__ = (
+        "abandoned",
+        "active",
+        "cancelling",
+        "events",
+        "left",
+        "loop",
+        "runner",
+        "stopped",
+        "task",
+    )
 
     def __init__(self, runner: LoopRunner, events: RunEvents, task: asyncio.Task[Any]) -> None:
         self.runner = runner
@@ -151,6 +161,7 @@ class _AwaitedCall:
         self.loop = task.get_loop()
         self.active = False  # the tool is being awaited now (read and written on the loop)
         self.stopped = False  # this runner cancelled the task to stop the tool
+        self.abandoned = False  # the caller gave it up (its stop is asked for on its loop)
         self.cancelling = 0  # the task's cancellation count when the tool started
         self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
 
@@ -185,8 +196,10 @@ class AsyncSlots:
 
     A slot held by a call whose event loop was then closed by its owner (without cancelling
     the call's task, so it never ends) is taken back when a call finds no slot free
-    (:meth:`reclaim_closed`). A call left running (cancelled, its tool did not end: see
-    :meth:`leave`) keeps its slot until it ends, and is counted in :attr:`left_running`.
+    (:meth:`reclaim_closed`); so is one held by a call given up (timed out, cancelled) whose
+    loop is no longer being run (:meth:`reclaim_stopped`). A call left running (cancelled, its
+    tool did not end: see :meth:`leave`) keeps its slot until it ends, and is counted in
+    :attr:`left_running`.
 
     Args:
         limit: Async tools running at once; the others wait in submission order.
@@ -311,6 +324,58 @@ class AsyncSlots:
             self.waiting = kept
             self.given_up = 0
             return dropped
+        finally:
+            lock.release()
+
+    def overdue_on_stopped(self, now: float) -> list[_LoopCall]:
+        """The calls holding a slot on an event loop that is neither running nor closed (its
+        owner stopped running it: an interrupted ``run_until_complete``, an abandoned loop)
+        whose deadline has passed: their timeouts, kept by that loop, cannot strike."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            overdue: list[_LoopCall] = []
+            for loop, calls in self.holders.items():
+                if not calls or loop.is_running() or loop.is_closed():
+                    continue
+                for work in calls:
+                    if isinstance(work, _LoopCall) and not work.abandoned:
+                        deadline = work.call.deadline
+                        if deadline is not None and deadline <= now:
+                            overdue.append(work)
+            return overdue
+        finally:
+            lock.release()
+
+    def reclaim_stopped(
+        self,
+    ) -> tuple[list[_LoopCall | _AwaitedCall], list[_LoopCall], list[_LoopCall]]:
+        """Take back the slots of calls given up (timed out, cancelled) on an event loop that
+        is neither running nor closed: their tools stop only when the loop runs again, which
+        it may never do. The calls, the waiting calls that take their slots over, and waiting
+        calls given up meanwhile. (If the loop runs again, a call's end finds its slot gone.)"""
+        lock = self.lock
+        lock.acquire()
+        try:
+            taken: list[_LoopCall | _AwaitedCall] = []
+            following: list[_LoopCall] = []
+            dropped: list[_LoopCall] = []
+            # (a list: a freed slot passing to a call on a loop new here adds an entry)
+            for loop, calls in list(self.holders.items()):
+                if not calls or loop.is_running() or loop.is_closed():
+                    continue
+                for work in [work for work in calls if work.abandoned]:
+                    del calls[work]
+                    if isinstance(work, _LoopCall):
+                        work.launching = False
+                    if work.left:
+                        self.left_running -= 1
+                    taken.append(work)
+                    taker, given_up = self._free()
+                    if taker is not None:
+                        following.append(taker)
+                    dropped.extend(given_up)
+            return taken, following, dropped
         finally:
             lock.release()
 
@@ -498,6 +563,9 @@ class LoopRunner:
         self.slots = slots
         self.loop_thread = loop_thread
         self.closed = False
+        #: Ends a call's task as timed out (given its events): set by the engine, for calls
+        #: whose timeout their stopped loop cannot strike (see :meth:`reclaim_stopped`).
+        self.on_overdue: Callable[[RunEvents], object] | None = None
         # Calls accepted and not finished, counted on the loop thread's runner only: its
         # shutdown(wait=True) waits for them (calls on a caller's loop end with that loop).
         self._pending = 0
@@ -630,6 +698,7 @@ class LoopRunner:
         slot never starts. A tool that has not ended ``STOP_GRACE_SECONDS`` later is left
         running (see :func:`_check_stopped`)."""
         if isinstance(handle, _AwaitedCall):
+            handle.abandoned = True
             _on_loop(handle.task.get_loop(), _stop_awaited, handle)
             return "stopped"
         assert isinstance(handle, _LoopCall)
@@ -717,7 +786,34 @@ class LoopRunner:
     def reclaim_closed(self) -> None:
         """No slot was free: take back those held by calls whose event loop was closed by its
         owner while they ran or waited to start (they never end by themselves), end their
-        tasks saying so, and start the waiting calls that take their slots over."""
+        tasks saying so, and start the waiting calls that take their slots over; then those
+        of calls on loops no longer being run (:meth:`reclaim_stopped`)."""
+        self._reclaim_closed()
+        self.reclaim_stopped()
+
+    def reclaim_stopped(self) -> None:
+        """Take back the slots held on event loops that are neither running nor closed (their
+        owner stopped running them) by calls past their deadline, ending those tasks as timed
+        out, and by calls given up; start the waiting calls that take the slots over. A task
+        with no deadline cannot be told from one on a loop only paused: it keeps its slot."""
+        slots = self.slots
+        expire = self.on_overdue
+        if expire is not None:
+            for overdue in slots.overdue_on_stopped(time.monotonic()):
+                try:
+                    expire(overdue.events)  # (abandons the call: its cancel waits for the loop)
+                except Exception:
+                    _log.exception("a task's events raised while ending it on a stopped loop")
+        taken, following, dropped = slots.reclaim_stopped()
+        for work in taken:
+            if not work.left:  # (a call left running was counted off then)
+                work.runner.counted_off()
+        for given_up in dropped:
+            given_up.runner.forget()
+        for taker in following:
+            _launch(taker)
+
+    def _reclaim_closed(self) -> None:
         stranded, following, dropped = self.slots.reclaim_closed()
         for work in stranded:
             started = work.ran if isinstance(work, _LoopCall) else work.active
