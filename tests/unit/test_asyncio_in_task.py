@@ -1,9 +1,11 @@
 """``execute_async`` awaits an async tool inside the calling task (Python 3.11+).
 
-With a slot free, the tool runs in the awaiting task itself, as ``await tool(...)`` would: no
-task of its own, no turn of the loop. Stopping it (timeout, ``cancel_task``) cancels that
-task and takes the cancellation back once the tool has stopped, so the caller carries on
-undisturbed; a cancellation of the caller from elsewhere still reaches the caller.
+With a slot free and no timeout, the tool runs in the awaiting task itself, as
+``await tool(...)`` would: no task of its own, no turn of the loop. Stopping it
+(``cancel_task``) cancels that task and takes the cancellation back once the tool has stopped,
+so the caller carries on undisturbed; a cancellation of the caller from elsewhere still reaches
+the caller. A call with a timeout runs as a task of its own, so that the caller is back at the
+deadline even when the tool swallows its cancellation (``test_stubborn_async_tools.py``).
 
 On Python 3.10 the tool runs as a task of its own instead (a task cannot take a cancellation
 back there): the tests of what the caller sees run on every version, and only those that look
@@ -87,6 +89,20 @@ def test_the_tool_runs_in_the_awaiting_task(make_executor: Any) -> None:
 
     tool_task, caller_task = asyncio.run(scenario())
     assert tool_task is caller_task
+
+
+def test_with_a_timeout_the_tool_runs_in_a_task_of_its_own(make_executor: Any) -> None:
+    """A call with a timeout never runs in the awaiting task: the caller could not leave a tool
+    that swallows its cancellation."""
+    executor, _ = _make(make_executor)
+
+    async def scenario() -> tuple[Any, Any]:
+        result = await executor.execute_async(_task("where"), CONTEXT, timeout=5)
+        return result, asyncio.current_task()
+
+    result, caller_task = asyncio.run(scenario())
+    assert result.success, result.error
+    assert result.output is not caller_task
 
 
 def test_without_a_free_slot_the_tool_runs_in_a_task_of_its_own(make_executor: Any) -> None:

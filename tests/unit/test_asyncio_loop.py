@@ -432,7 +432,7 @@ def test_timeout_cancels_the_async_tool(
     result, elapsed, finally_ran = run_guarded(scenario)
     assert service.hang_started.is_set()
     assert result.metadata["outcome"] == "timeout"
-    assert "the tool was stopped" in (result.error or "")
+    assert "the tool was cancelled" in (result.error or "")
     assert timeout * 0.9 <= elapsed < timeout + 3.0
     assert finally_ran
     assert executor.abandoned_threads == 0

@@ -722,7 +722,7 @@ def test_timeout_stops_the_running_coroutine(loop_road: Road, lab: Lab) -> None:
     """A timeout cancels an async tool's coroutine: its finally runs, no thread is abandoned."""
     result = loop_road.run(loop_road.task("slow"), timeout=SHORT_TIMEOUT)
     assert result.metadata["outcome"] == "timeout"
-    assert "the tool was stopped" in (result.error or "")
+    assert "the tool was cancelled" in (result.error or "")
     assert lab.finally_ran.wait(WAIT)
     assert lab.coroutine_cancelled.is_set()
     assert not lab.released()  # it ended by cancellation, not because the gate opened

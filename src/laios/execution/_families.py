@@ -96,7 +96,7 @@ QUEUE_DEPTH = Family(
 ABANDONED_THREADS = Family(
     "laios_executor_abandoned_threads",
     "gauge",
-    "Timed-out tools whose threads have not returned yet.",
+    "Timed-out tools whose threads have not returned yet, and async tools left running.",
 )
 CUSTOM = Family(
     "laios_custom_metric",

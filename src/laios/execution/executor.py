@@ -233,6 +233,8 @@ class Executor(Generic[_RegistryT]):
             measure_cpu=measure_cpu_time,
         )
         store.register_runner(sync_runner)
+        # (async tools left running count as abandoned too: the slots report them)
+        store.register_runner(self._engine.loop_here.slots)
         self._finalizer = weakref.finalize(self, self._engine.shutdown, False)
         if register_prometheus:
             from laios.execution.prometheus import ensure_collector
@@ -258,8 +260,11 @@ class Executor(Generic[_RegistryT]):
 
     @property
     def abandoned_threads(self) -> int:
-        """Threads held by tools that overran their timeout and have not returned yet."""
-        return self._engine.runner.stats.abandoned
+        """Threads held by tools that overran their timeout (or were cancelled) and have not
+        returned yet, and async tools that did not stop when cancelled and have not returned
+        yet (each holds an async slot instead of a thread)."""
+        engine = self._engine
+        return engine.runner.stats.abandoned + engine.loop_here.slots.left_running
 
     @property
     def tracing_enabled(self) -> bool:
@@ -565,6 +570,10 @@ class Executor(Generic[_RegistryT]):
         """Stop accepting tasks. With ``wait``, let queued and running tasks finish first.
 
         Calling it again is harmless. Tools that overran their timeout are never waited for.
+        Called on a running event loop (an ASGI lifespan, async code), it does not wait for
+        the tasks that loop awaits (it would hold the loop they need: their timeouts and
+        results go through it) and logs a warning saying so; to wait for them, call it off the
+        loop: ``await asyncio.to_thread(executor.shutdown)``.
         """
         self._engine.shutdown(wait)
 

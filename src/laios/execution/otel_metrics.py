@@ -108,7 +108,7 @@ IN_FLIGHT = "laios.task.in_flight"
 WORKERS = "laios.executor.worker.count"
 #: Tasks submitted and waiting to start.
 QUEUE_DEPTH = "laios.executor.queue.depth"
-#: Timed-out tools still holding a thread.
+#: Timed-out tools still holding a thread, and async tools left running.
 ABANDONED_THREADS = "laios.executor.abandoned_thread.count"
 
 #: The bucket boundaries the GenAI conventions advise for ``gen_ai.execute_tool.duration``.
@@ -245,7 +245,9 @@ class _Instruments:
             ABANDONED_THREADS,
             [self._abandoned],
             unit="{thread}",
-            description="Timed-out tools whose threads have not returned yet.",
+            description=(
+                "Timed-out tools whose threads have not returned yet, and async tools left running."
+            ),
         )
 
     # -- per task (the store's finish listener) ----------------------------------------------

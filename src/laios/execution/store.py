@@ -832,7 +832,8 @@ class MetricStore:
 
     @property
     def abandoned_threads(self) -> int:
-        """Timed-out tools whose threads have not returned yet, across the registered pools."""
+        """Abandoned calls still holding capacity across the registered runners: timed-out
+        tools whose threads have not returned yet, async tools left running."""
         with self._lock:
             return self._abandoned_threads()
 

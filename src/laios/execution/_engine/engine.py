@@ -197,6 +197,7 @@ class Engine:
         slots = AsyncSlots(max_async_tools)
         self.loop_here = LoopRunner(slots)
         self.loop_thread = LoopRunner(slots, LoopThread())
+        self.loop_here.on_overdue = self.loop_thread.on_overdue = _expire
         #: The event loop of the latest awaiting call: a call from another one looks for
         #: tasks stranded on loops closed meanwhile (see :meth:`end_stranded`).
         self.last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
@@ -595,9 +596,12 @@ class Engine:
     ) -> TaskResult:
         """Run one task while the calling coroutine awaits it (``execute_async``).
 
-        An async tool is awaited inside the calling task itself when a slot is free (no
-        task of its own, no turn of the loop: as ``await tool(...)`` would), and otherwise
-        runs as on :meth:`run_awaiting`. Same outcomes and cancellation either way.
+        An async tool with no timeout is awaited inside the calling task itself when a slot is
+        free (no task of its own, no turn of the loop: as ``await tool(...)`` would), and
+        otherwise runs as on :meth:`run_awaiting`. Same outcomes and cancellation either way.
+        With a timeout it always runs as a task of its own: the caller must be back at the
+        deadline even when the tool catches its cancellation and carries on, and a caller
+        awaiting the tool in its own task could only leave once the tool returned.
         """
         try:
             loop = asyncio.get_running_loop()
@@ -608,15 +612,21 @@ class Engine:
             self.loop_changed(loop)
         batch = _Batch(loop)
         job = self._accept(
-            task, context, on_progress, limit, batch, parent, attributes, retries, in_task=True
+            task,
+            context,
+            on_progress,
+            limit,
+            batch,
+            parent,
+            attributes,
+            retries,
+            in_task=limit is None,
         )
         if not isinstance(job, Job):
             return job
         claimed = job.claimed
         if claimed is not None:
             job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
-            if limit is not None:
-                batch.start_timer([job], limit)
             # The task span is current while the tool runs, as in a task of its own.
             span_context = job.span_context
             token = otel_context.attach(span_context) if span_context is not None else None
@@ -633,8 +643,6 @@ class Engine:
             finally:
                 if token is not None:
                     otel_context.detach(token)
-                if limit is not None:
-                    batch.stop_timer()
         if job.result is None:
             await self._wait(batch, [job], limit)
         return job.take_result()
@@ -737,15 +745,49 @@ class Engine:
         """Refuse new tasks; with ``wait``, let queued and running ones finish first.
 
         Called from one of the executor's own threads (a tool, or a callback run for it),
-        it does not wait: it would wait for itself, or for another tool doing the same.
+        it does not wait: it would wait for itself, or for another tool doing the same. Nor
+        does it wait when called on a running event loop that awaits tasks of this executor
+        still in flight (see :meth:`awaited_here`).
         """
         self.closed = True
         self.end_stranded()
         if wait and self.on_own_thread():
             wait = False
+        if wait:
+            awaited = self.awaited_here()
+            if awaited:
+                wait = False
+                _log.warning(
+                    "shutdown() was called on the event loop that awaits %d task(s) of this "
+                    "executor still in flight: it does not wait for them, since waiting would "
+                    "hold the loop they need (their timeouts and results go through it, and a "
+                    "tool may call into it); they finish on their own, new tasks are refused. "
+                    "To wait for them, call it off the loop: "
+                    "await asyncio.to_thread(executor.shutdown)",
+                    awaited,
+                )
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait)
+
+    def awaited_here(self) -> int:
+        """How many tasks in flight on a runner that a shutdown waits for (worker threads,
+        processes) are awaited by coroutines on the event loop running in the calling thread
+        (0 when none runs). A shutdown waiting for them there would hold the loop they need:
+        their timeouts strike and their results arrive through it, and their tools may call
+        into it (``run_coroutine_threadsafe``), which would deadlock."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return 0
+        awaited = 0
+        for record in self.store.scope_records(self.scope):  # (shutdown is rare)
+            if not isinstance(record, Job) or record.state == "finished":
+                continue
+            waiter = record.waiter
+            if waiter is not None and waiter.loop is loop and record.runner is not self.loop_here:
+                awaited += 1
+        return awaited
 
     def loop_changed(self, loop: asyncio.AbstractEventLoop) -> None:
         """An awaiting call comes from another event loop than the latest one: when it is a
@@ -766,13 +808,27 @@ class Engine:
         Async tools stranded on such a loop give their slots back and fail as
         ``loop_closed``; a synchronous tool's task is cancelled, and its worker thread
         abandoned (and replaced) as when the awaiting coroutine is cancelled.
+
+        Tasks past their deadline on a loop that is not closed but no longer being run (an
+        interrupted ``run_until_complete``, an abandoned loop) end as timed out, as their
+        timeouts, kept by that loop, would have ended them; their async slots come back.
         """
         self.loop_here.reclaim_closed()
+        now = time.monotonic()
+        expired = False
         for record in self.store.running(self.scope):
             if not isinstance(record, Job):
                 continue
             waiter = record.waiter
-            if waiter is not None and waiter.loop.is_closed():
+            if waiter is None:
+                continue
+            loop = waiter.loop
+            if not loop.is_closed():
+                deadline = record.deadline
+                if deadline is not None and deadline <= now and not loop.is_running():
+                    record.expire()
+                    expired = True
+            else:
                 record.interrupt(
                     "cancelled",
                     f"Task '{record.task_id}' was cancelled: the event loop awaiting it was "
@@ -780,6 +836,8 @@ class Engine:
                     "cancelling the awaiting coroutine, so nobody will take the result); "
                     "cancel pending tasks before closing a loop, as asyncio.run does",
                 )
+        if expired:
+            self.loop_here.reclaim_stopped()  # (the slots of the async tools just given up)
 
     def on_own_thread(self) -> bool:
         """Whether the calling thread is one of this executor's workers or its loop thread."""
@@ -804,6 +862,12 @@ _CALLED_FROM_ITS_CALLBACK = Refusal(
     "calls and delivers their outcomes: waiting there for this task would wait for ever. "
     "Hand the call to a thread of your own and return from the callback",
 )
+
+
+def _expire(events: Any) -> None:
+    """End a loop runner's call as timed out (its events are its job)."""
+    if isinstance(events, Job):
+        events.expire()
 
 
 def _cancelled_by_caller(jobs: list[Job]) -> None:

@@ -638,7 +638,10 @@ class Job(TaskRecord):
         if queued:
             where = "while waiting to start (no worker was free yet); the tool was never started"
         elif self.runner is not None and self.runner.can_stop:
-            where = f"while tool '{self.tool}' was running; the tool was stopped"
+            # A coroutine is cancelled: whether it stops is up to the tool (one that catches
+            # the cancellation runs on, counted as abandoned). A killed worker has stopped.
+            done = "cancelled" if self.runner.name == "loop" else "stopped"
+            where = f"while tool '{self.tool}' was running; the tool was {done}"
         else:
             where = f"while tool '{self.tool}' was running; its thread was abandoned"
         return f"Task '{self.task_id}' exceeded {budget} {where}"

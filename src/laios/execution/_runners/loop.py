@@ -7,7 +7,12 @@ long-lived event loop thread owned by the executor (:class:`LoopThread`), so tha
 keep loop-bound clients between calls.
 
 Stopping is real: :meth:`LoopRunner.abandon` cancels the tool's asyncio task (its ``finally``
-blocks run), and answers ``"stopped"``. At most ``limit`` async tools run at once per executor
+blocks run), and answers ``"stopped"``. A tool that catches the cancellation and carries on
+cannot be stopped, as a thread cannot: once it has not ended ``STOP_GRACE_SECONDS`` after it was
+cancelled it is *left running* (logged, counted as abandoned, no longer waited for by a
+shutdown), and keeps its slot until it returns.
+
+At most ``limit`` async tools run at once per executor
 (:class:`AsyncSlots`, shared by the executor's loop runners); the others wait, in order, and
 their wait is the task's queue wait. A call made from inside an async tool that holds one of
 those slots (by the tool, a task it started, or a callback run for it) takes a slot even past
@@ -25,10 +30,11 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from laios.execution._forks import reset_after_fork
+from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -65,6 +71,13 @@ _NOT_HELD: Any = object()
 #: (clearing a short queue again and again would cost more than it frees).
 _GIVEN_UP_SLACK = 16
 
+#: Seconds a cancelled async tool has to end before it counts as left running (it caught the
+#: cancellation and carries on, or its cleanup is slow).
+STOP_GRACE_SECONDS = 1.0
+
+#: Warnings about async tools left running, by tool.
+_LEFT_RUNNING_WARNINGS = WarningLimiter()
+
 _NO_LOOP = Refusal(
     "loop_closed",
     "The event loop this async tool was to run on is closed; the task was not started",
@@ -92,7 +105,17 @@ _LOOP_CLOSED = (
 class _LoopCall:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("abandoned", "call", "events", "launching", "loop", "ran", "runner", "task")
+    __slots__ = (
+        "abandoned",
+        "call",
+        "events",
+        "launching",
+        "left",
+        "loop",
+        "ran",
+        "runner",
+        "task",
+    )
 
     def __init__(
         self, runner: LoopRunner, call: ToolCall, events: RunEvents, loop: asyncio.AbstractEventLoop
@@ -107,6 +130,7 @@ class _LoopCall:
         # A slot is its own and its task is to be made on its loop, from another thread (see
         # AsyncSlots.settle_launch): set and cleared under the slots' lock.
         self.launching = False
+        self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
 
     def task_ended(self, task: asyncio.Task[None]) -> None:
         """The call's task is done: give its slot back when its coroutine never began (the
@@ -118,7 +142,17 @@ class _LoopCall:
 class _AwaitedCall:
     """A call run inside the awaiting task itself (the runner's handle for it)."""
 
-    __slots__ = ("active", "cancelling", "events", "loop", "runner", "stopped", "task")
+    __slots__ = (
+        "abandoned",
+        "active",
+        "cancelling",
+        "events",
+        "left",
+        "loop",
+        "runner",
+        "stopped",
+        "task",
+    )
 
     def __init__(self, runner: LoopRunner, events: RunEvents, task: asyncio.Task[Any]) -> None:
         self.runner = runner
@@ -127,7 +161,9 @@ class _AwaitedCall:
         self.loop = task.get_loop()
         self.active = False  # the tool is being awaited now (read and written on the loop)
         self.stopped = False  # this runner cancelled the task to stop the tool
+        self.abandoned = False  # the caller gave it up (its stop is asked for on its loop)
         self.cancelling = 0  # the task's cancellation count when the tool started
+        self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
 
 
 #: Whether a task can tell its own cancellations apart (``Task.cancelling``/``uncancel``,
@@ -160,7 +196,10 @@ class AsyncSlots:
 
     A slot held by a call whose event loop was then closed by its owner (without cancelling
     the call's task, so it never ends) is taken back when a call finds no slot free
-    (:meth:`reclaim_closed`).
+    (:meth:`reclaim_closed`); so is one held by a call given up (timed out, cancelled) whose
+    loop is no longer being run (:meth:`reclaim_stopped`). A call left running (cancelled, its
+    tool did not end: see :meth:`leave`) keeps its slot until it ends, and is counted in
+    :attr:`left_running`.
 
     Args:
         limit: Async tools running at once; the others wait in submission order.
@@ -176,6 +215,8 @@ class AsyncSlots:
         self.given_up = 0
         #: The calls holding a slot, by the loop they run on (a loop while it holds any).
         self.holders: dict[asyncio.AbstractEventLoop, dict[_LoopCall | _AwaitedCall, None]] = {}
+        #: Calls left running: cancelled, their tools did not end (they still hold a slot).
+        self.left_running = 0
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -185,6 +226,28 @@ class AsyncSlots:
         self.lock = threading.Lock()
         self.given_up = 0
         self.holders = {}
+        self.left_running = 0
+
+    @property
+    def stats(self) -> RunnerStats:
+        """The async tools left running, as the store's gauges read them: ``abandoned``
+        (``laios_executor_abandoned_threads``); no workers (slots are no threads)."""
+        return RunnerStats(abandoned=self.left_running)
+
+    def leave(self, work: _LoopCall | _AwaitedCall) -> bool:
+        """Count ``work`` as left running (``True``), when it still holds its slot: it was
+        cancelled and its tool has not ended since. Once only."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            calls = self.holders.get(work.loop)
+            if work.left or calls is None or work not in calls:
+                return False
+            work.left = True
+            self.left_running += 1
+            return True
+        finally:
+            lock.release()
 
     def _add_holder(self, work: _LoopCall | _AwaitedCall) -> None:
         # Under the lock: ``work`` holds a slot from now on.
@@ -264,6 +327,58 @@ class AsyncSlots:
         finally:
             lock.release()
 
+    def overdue_on_stopped(self, now: float) -> list[_LoopCall]:
+        """The calls holding a slot on an event loop that is neither running nor closed (its
+        owner stopped running it: an interrupted ``run_until_complete``, an abandoned loop)
+        whose deadline has passed: their timeouts, kept by that loop, cannot strike."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            overdue: list[_LoopCall] = []
+            for loop, calls in self.holders.items():
+                if not calls or loop.is_running() or loop.is_closed():
+                    continue
+                for work in calls:
+                    if isinstance(work, _LoopCall) and not work.abandoned:
+                        deadline = work.call.deadline
+                        if deadline is not None and deadline <= now:
+                            overdue.append(work)
+            return overdue
+        finally:
+            lock.release()
+
+    def reclaim_stopped(
+        self,
+    ) -> tuple[list[_LoopCall | _AwaitedCall], list[_LoopCall], list[_LoopCall]]:
+        """Take back the slots of calls given up (timed out, cancelled) on an event loop that
+        is neither running nor closed: their tools stop only when the loop runs again, which
+        it may never do. The calls, the waiting calls that take their slots over, and waiting
+        calls given up meanwhile. (If the loop runs again, a call's end finds its slot gone.)"""
+        lock = self.lock
+        lock.acquire()
+        try:
+            taken: list[_LoopCall | _AwaitedCall] = []
+            following: list[_LoopCall] = []
+            dropped: list[_LoopCall] = []
+            # (a list: a freed slot passing to a call on a loop new here adds an entry)
+            for loop, calls in list(self.holders.items()):
+                if not calls or loop.is_running() or loop.is_closed():
+                    continue
+                for work in [work for work in calls if work.abandoned]:
+                    del calls[work]
+                    if isinstance(work, _LoopCall):
+                        work.launching = False
+                    if work.left:
+                        self.left_running -= 1
+                    taken.append(work)
+                    taker, given_up = self._free()
+                    if taker is not None:
+                        following.append(taker)
+                    dropped.extend(given_up)
+            return taken, following, dropped
+        finally:
+            lock.release()
+
     def settle_launch(self, work: _LoopCall) -> bool:
         """Whether the caller settles what becomes of a call handed a slot whose task is still
         to be made on its loop (``True`` for the first caller only).
@@ -295,6 +410,8 @@ class AsyncSlots:
             calls = self.holders.get(work.loop)
             if calls is None or calls.pop(work, _NOT_HELD) is _NOT_HELD:
                 return False, None, ()
+            if self.left_running and work.left:  # (one int test on the common path)
+                self.left_running -= 1
             following, dropped = self._free()
             return True, following, dropped
         finally:
@@ -332,6 +449,8 @@ class AsyncSlots:
                 for work in self.holders.pop(loop):
                     if isinstance(work, _LoopCall):
                         work.launching = False
+                    if work.left:
+                        self.left_running -= 1
                     stranded.append(work)
                     taker, given_up = self._free()
                     if taker is not None:
@@ -444,6 +563,9 @@ class LoopRunner:
         self.slots = slots
         self.loop_thread = loop_thread
         self.closed = False
+        #: Ends a call's task as timed out (given its events): set by the engine, for calls
+        #: whose timeout their stopped loop cannot strike (see :meth:`reclaim_stopped`).
+        self.on_overdue: Callable[[RunEvents], object] | None = None
         # Calls accepted and not finished, counted on the loop thread's runner only: its
         # shutdown(wait=True) waits for them (calls on a caller's loop end with that loop).
         self._pending = 0
@@ -573,8 +695,10 @@ class LoopRunner:
 
     def abandon(self, handle: Handle) -> StopResult:
         """Cancel the call's task (its ``finally`` blocks run); a call still waiting for a
-        slot never starts."""
+        slot never starts. A tool that has not ended ``STOP_GRACE_SECONDS`` later is left
+        running (see :func:`_check_stopped`)."""
         if isinstance(handle, _AwaitedCall):
+            handle.abandoned = True
             _on_loop(handle.task.get_loop(), _stop_awaited, handle)
             return "stopped"
         assert isinstance(handle, _LoopCall)
@@ -582,7 +706,7 @@ class LoopRunner:
         task = handle.task
         if task is not None:
             if not task.done():
-                _on_loop(handle.loop, task.cancel)
+                _on_loop(handle.loop, _cancel_task, handle)
         elif not handle.ran:
             if self.slots.settle_launch(handle):  # handed a slot; its task is not made yet
                 self.done(handle)  # (and never will be: the loop finds it settled)
@@ -611,9 +735,13 @@ class LoopRunner:
                 if self._stop_when_idle:
                     return
         else:
-            while self._pending:  # (shutdown is rare: a short poll beats a per-call condition)
+            # (shutdown is rare: a short poll beats a per-call condition). A tool left running
+            # (cancelled, it carries on) is not waited for: see left().
+            while self._pending:
                 time.sleep(0.005)
         loop_thread.stop()
+        # Tools left running on the loop never resume now: their slots come back.
+        self.reclaim_closed()
 
     def done(self, work: _LoopCall | _AwaitedCall) -> None:
         """A call ended (ran, or never started): pass its slot on, count it off (once: a
@@ -625,13 +753,67 @@ class LoopRunner:
             given_up.runner.forget()
         if following is not None:
             _launch(following)
-        if self.loop_thread is not None:  # (only the loop thread's calls are counted)
-            self.forget()
+        if self.loop_thread is not None and not work.left:  # (only the loop thread's are
+            self.forget()  # counted; a call left running was counted off then)
+
+    def left(self, work: _LoopCall | _AwaitedCall) -> None:
+        """``work`` was cancelled and its tool has not ended since (it caught the
+        cancellation): count it as left running, say so, and stop waiting for it (a shutdown
+        does not wait for it; the loop thread may stop under it)."""
+        if not self.slots.leave(work):
+            return  # it ended meanwhile
+        if isinstance(work, _LoopCall):
+            task_id, tool = work.call.task_id, work.call.tool_name
+        else:  # (the events are the job: its record's id and tool name)
+            task_id = str(getattr(work.events, "task_id", "?"))
+            tool = str(getattr(work.events, "tool", "?"))
+        message = (
+            "task %r (tool %r) was cancelled, but its async tool did not stop within %gs (it "
+            "caught asyncio.CancelledError and carries on): it runs on unobserved, holding its "
+            "max_async_tools slot until it returns, and is counted in abandoned_threads"
+        )
+        args: tuple[Any, ...] = (task_id[:128], tool[:128], STOP_GRACE_SECONDS)
+        held_back = _LEFT_RUNNING_WARNINGS.should_log(tool)
+        if held_back is None:
+            _log.debug(message, *args)
+        elif held_back:
+            more = " (and %d more for this tool since the last such warning)"
+            _log.warning(message + more, *args, held_back)
+        else:
+            _log.warning(message, *args)
+        self.counted_off()
 
     def reclaim_closed(self) -> None:
         """No slot was free: take back those held by calls whose event loop was closed by its
         owner while they ran or waited to start (they never end by themselves), end their
-        tasks saying so, and start the waiting calls that take their slots over."""
+        tasks saying so, and start the waiting calls that take their slots over; then those
+        of calls on loops no longer being run (:meth:`reclaim_stopped`)."""
+        self._reclaim_closed()
+        self.reclaim_stopped()
+
+    def reclaim_stopped(self) -> None:
+        """Take back the slots held on event loops that are neither running nor closed (their
+        owner stopped running them) by calls past their deadline, ending those tasks as timed
+        out, and by calls given up; start the waiting calls that take the slots over. A task
+        with no deadline cannot be told from one on a loop only paused: it keeps its slot."""
+        slots = self.slots
+        expire = self.on_overdue
+        if expire is not None:
+            for overdue in slots.overdue_on_stopped(time.monotonic()):
+                try:
+                    expire(overdue.events)  # (abandons the call: its cancel waits for the loop)
+                except Exception:
+                    _log.exception("a task's events raised while ending it on a stopped loop")
+        taken, following, dropped = slots.reclaim_stopped()
+        for work in taken:
+            if not work.left:  # (a call left running was counted off then)
+                work.runner.counted_off()
+        for given_up in dropped:
+            given_up.runner.forget()
+        for taker in following:
+            _launch(taker)
+
+    def _reclaim_closed(self) -> None:
         stranded, following, dropped = self.slots.reclaim_closed()
         for work in stranded:
             started = work.ran if isinstance(work, _LoopCall) else work.active
@@ -642,14 +824,16 @@ class LoopRunner:
                     work.events.refused(_NO_LOOP)
             except Exception:
                 _log.exception("a task's events raised while ending a call on a closed loop")
-            work.runner.counted_off()
+            if not work.left:  # (a call left running was counted off then)
+                work.runner.counted_off()
         for given_up in dropped:
             given_up.runner.forget()
         for work in following:
             _launch(work)
 
     def counted_off(self) -> None:
-        """A call of this runner ended without :meth:`done` (taken back on a closed loop)."""
+        """A call of this runner is no longer waited for without :meth:`done`: taken back on a
+        closed loop, or left running."""
         if self.loop_thread is not None:
             self.forget()
 
@@ -700,6 +884,26 @@ def _stop_awaited(work: _AwaitedCall) -> None:
             return
         work.stopped = True
         task.cancel()
+        _watch(work)
+
+
+def _cancel_task(work: _LoopCall) -> None:
+    # On the loop's thread: stop the call's tool, and see whether it did.
+    task = work.task
+    if task is not None and not task.done():
+        task.cancel()
+        _watch(work)
+
+
+def _watch(work: _LoopCall | _AwaitedCall) -> None:
+    """See, ``STOP_GRACE_SECONDS`` after cancelling ``work``'s tool, whether it ended (on the
+    loop's thread)."""
+    work.loop.call_later(STOP_GRACE_SECONDS, _check_stopped, work)
+
+
+def _check_stopped(work: _LoopCall | _AwaitedCall) -> None:
+    # Still holding its slot: the tool was cancelled and did not end.
+    work.runner.left(work)
 
 
 def _launch(work: _LoopCall) -> None:

@@ -1,0 +1,194 @@
+"""``shutdown()`` called on a running event loop never blocks that loop waiting for the tasks it
+awaits.
+
+A blocking ``shutdown(wait=True)`` called from a coroutine (an ASGI lifespan's shutdown, a
+``with Executor(...)`` block inside async code) holds the loop while it waits. The tasks awaited
+on that very loop need it: their timeouts are kept there, and a tool may call into it (a
+synchronous tool using the service's async client through ``run_coroutine_threadsafe``). So
+with such tasks in flight it does not wait for them, and says so; ``await
+asyncio.to_thread(executor.shutdown)`` waits without holding the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+#: How long a tool blocks at most, so that the old code (which waited for it, holding the loop
+#: the tool needs) fails the timing assertions instead of hanging.
+SAFETY_NET = 6.0
+BACK_BY = 2.0
+WAIT = 10.0
+
+
+class AsksTheLoop(BaseTool):
+    """A synchronous tool that uses the service's loop (as one using an async client through
+    ``asyncio.run_coroutine_threadsafe`` does)."""
+
+    name = "asks_the_loop"
+    description = "Runs a coroutine on the service's loop and waits for it."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.entered = threading.Event()
+        self.finished = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        assert self.loop is not None
+        try:
+            future = asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05, "pong"), self.loop)
+            return future.result(SAFETY_NET)
+        finally:
+            self.finished.set()
+
+
+class Hangs(BaseTool):
+    name = "hangs"
+    description = "Blocks until released."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        self.release.wait(SAFETY_NET)
+        return "released"
+
+
+@pytest.fixture
+def tools() -> Any:
+    asks, hangs = AsksTheLoop(), Hangs()
+    yield asks, hangs
+    hangs.release.set()
+
+
+def _make(make_executor: Any, tools: Any) -> Any:
+    registry = ToolRegistry()
+    for tool in tools:
+        registry.register_tool(tool)
+    return make_executor(tool_registry=registry)
+
+
+def _task(tool: str) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool)
+
+
+def _shutdown_warnings(records: list[logging.LogRecord]) -> list[str]:
+    return [
+        r.getMessage()
+        for r in records
+        if r.levelno == logging.WARNING and "asyncio.to_thread(executor.shutdown)" in r.getMessage()
+    ]
+
+
+def test_shutdown_on_the_loop_does_not_deadlock_with_a_tool_that_needs_it(
+    make_executor: Any, tools: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """A tool in flight that needs the loop: shutdown() from a coroutine on that loop returns
+    at once (it used to wait for the tool, which waited for the loop), the tool then finishes,
+    and a warning says how to wait instead."""
+    asks, _ = tools
+    executor = _make(make_executor, tools)
+
+    async def scenario() -> tuple[float, Any]:
+        asks.loop = asyncio.get_running_loop()
+        pending = asyncio.ensure_future(executor.execute_async(_task("asks_the_loop"), CONTEXT))
+        assert await asyncio.to_thread(asks.entered.wait, WAIT)
+        started = time.monotonic()
+        executor.shutdown()
+        elapsed = time.monotonic() - started
+        return elapsed, await pending
+
+    elapsed, result = asyncio.run(scenario())
+    assert elapsed < BACK_BY
+    assert result.success, result.error
+    assert result.output == "pong"
+    (warning,) = _shutdown_warnings(laios_records)
+    assert "1 task" in warning
+
+
+def test_shutdown_on_the_loop_does_not_hold_a_timeout_kept_by_that_loop(
+    make_executor: Any, tools: Any
+) -> None:
+    """A hung synchronous tool whose timeout the loop keeps: shutdown() from that loop returns
+    at once (it used to wait for the tool, whose timeout could not strike while the loop was
+    held), and the caller has its timeout on time."""
+    _, hangs = tools
+    executor = _make(make_executor, tools)
+
+    async def scenario() -> tuple[float, Any, float]:
+        started = time.monotonic()
+        pending = asyncio.ensure_future(
+            executor.execute_async(_task("hangs"), CONTEXT, timeout=0.5)
+        )
+        assert await asyncio.to_thread(hangs.entered.wait, WAIT)
+        before = time.monotonic()
+        executor.shutdown()
+        elapsed = time.monotonic() - before
+        result = await pending
+        return elapsed, result, time.monotonic() - started
+
+    elapsed, result, total = asyncio.run(scenario())
+    assert elapsed < BACK_BY
+    assert result.metadata["outcome"] == "timeout"
+    assert total < 0.5 + BACK_BY
+
+
+def test_shutdown_through_to_thread_waits_for_the_tool(
+    make_executor: Any, tools: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """``await asyncio.to_thread(executor.shutdown)`` waits for the tool without holding the
+    loop: the tool, which needs the loop, finishes before it returns; no warning."""
+    asks, _ = tools
+    executor = _make(make_executor, tools)
+
+    async def scenario() -> tuple[bool, Any]:
+        asks.loop = asyncio.get_running_loop()
+        pending = asyncio.ensure_future(executor.execute_async(_task("asks_the_loop"), CONTEXT))
+        assert await asyncio.to_thread(asks.entered.wait, WAIT)
+        await asyncio.wait_for(asyncio.to_thread(executor.shutdown), WAIT)
+        return asks.finished.is_set(), await pending
+
+    finished_first, result = asyncio.run(scenario())
+    assert finished_first
+    assert result.output == "pong"
+    assert _shutdown_warnings(laios_records) == []
+
+
+def test_shutdown_on_a_loop_still_waits_for_tasks_awaited_elsewhere(
+    make_executor: Any, tools: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """With nothing in flight awaited on the calling loop, shutdown() waits as always: a task
+    run by execute_task on another thread finishes before it returns."""
+    _, hangs = tools
+    executor = _make(make_executor, tools)
+    box: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: box.append(executor.execute_task(_task("hangs"), CONTEXT, timeout=WAIT))
+    )
+    caller.start()
+    assert hangs.entered.wait(WAIT)
+    threading.Timer(0.2, hangs.release.set).start()
+
+    async def scenario() -> bool:
+        executor.shutdown()
+        return hangs.release.is_set()
+
+    assert asyncio.run(scenario())  # it waited for the tool, released 0.2 s later
+    caller.join(WAIT)
+    assert box[0].output == "released"
+    assert _shutdown_warnings(laios_records) == []

@@ -1,0 +1,185 @@
+"""Tasks awaited on an event loop that stopped running (and was not closed) do not hold their
+async slots past their timeouts.
+
+``loop.run_until_complete(executor.execute_parallel(...))`` interrupted by ``KeyboardInterrupt``
+leaves the batch's tasks pending on a loop nobody runs any more: their timeouts, kept by that
+loop, never strike, and they held their ``max_async_tools`` slots for good, so that later calls
+waited for a slot until their own timeouts. Once such a task's deadline has passed, the next
+call that finds no slot free (or the next call from a new loop, or ``shutdown``) ends it as
+``timeout`` and takes its slot back; when the loop runs again, the cancelled tool stops and
+nothing is given back twice. (A task with no timeout on such a loop cannot be told from one on a
+loop that is only paused: it keeps its slot until the loop runs again or is closed.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.tools.base import AsyncBaseTool, BaseTool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+TIMEOUT = 0.3
+WAIT = 10.0
+
+
+class Slow(AsyncBaseTool):
+    name = "slow"
+    description = "Sleeps long."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+        self.stopped = 0
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.started += 1
+        try:
+            await asyncio.sleep(30)
+        finally:
+            self.stopped += 1
+
+
+class Quick(AsyncBaseTool):
+    name = "quick"
+    description = "Returns at once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return "quick"
+
+
+class Blocks(BaseTool):
+    name = "blocks"
+    description = "Blocks its thread until released."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        self.release.wait(WAIT)
+        return "released"
+
+
+def _task(tool: str) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool)
+
+
+@pytest.fixture
+def tools() -> Iterator[tuple[Slow, Blocks]]:
+    slow, blocks = Slow(), Blocks()
+    yield slow, blocks
+    blocks.release.set()
+
+
+@pytest.fixture
+def stopped_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.run_until_complete(asyncio.sleep(0))  # (let cancellations queued for it run)
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+    loop.run_until_complete(asyncio.sleep(0.05))
+    loop.close()
+
+
+def _make(make_executor: Any, tools: Any, **options: Any) -> Any:
+    registry = ToolRegistry()
+    for tool in tools:
+        registry.register_tool(tool)
+    registry.register_tool(Quick)
+    return make_executor(tool_registry=registry, **options)
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupted_batch(
+    loop: asyncio.AbstractEventLoop, executor: Any, tool: str, count: int, timeout: float | None
+) -> float:
+    """Run a batch on ``loop`` until Ctrl-C interrupts it (the loop is left as it is); return
+    when its deadline passes."""
+    started = time.monotonic()
+    loop.call_later(0.1, _interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_until_complete(
+            executor.execute_parallel([_task(tool) for _ in range(count)], CONTEXT, timeout=timeout)
+        )
+    return started + (timeout or 0.0)
+
+
+def _past(deadline: float) -> None:
+    """Let the stranded tasks' deadline pass (what is tested happens after it)."""
+    time.sleep(max(deadline - time.monotonic(), 0.0) + 0.05)
+
+
+def test_a_call_finding_no_slot_ends_overdue_tasks_of_a_stopped_loop(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
+) -> None:
+    """An interrupted batch held both slots; past its timeout, a call on the executor's loop
+    thread (no slot free) ends those tasks as timeout and runs at once."""
+    slow, _ = tools
+    executor = _make(make_executor, tools, max_async_tools=2)
+    _past(_interrupted_batch(stopped_loop, executor, "slow", 2, TIMEOUT))
+    assert slow.started == 2
+    started = time.monotonic()
+    result = executor.execute_task(_task("quick"), CONTEXT, timeout=3)
+    assert result.success, result.error
+    assert time.monotonic() - started < 2.0
+    assert executor.store.snapshot().running == []
+    outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
+    assert outcomes == ["timeout", "timeout"]
+
+
+def test_a_call_from_a_new_loop_ends_overdue_tasks_of_a_stopped_loop(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
+) -> None:
+    """Past the interrupted batch's timeout, a call from a new loop (asyncio.run) runs at once
+    and nothing of the batch stays running."""
+    executor = _make(make_executor, tools, max_async_tools=2)
+    _past(_interrupted_batch(stopped_loop, executor, "slow", 2, TIMEOUT))
+    started = time.monotonic()
+    result = asyncio.run(executor.execute_async(_task("quick"), CONTEXT, timeout=3))
+    assert result.success, result.error
+    assert time.monotonic() - started < 2.0
+    assert executor.store.snapshot().running == []
+
+
+def test_the_stopped_loop_may_run_again(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
+) -> None:
+    """When the loop whose tasks were ended runs again, their tools are cancelled there and
+    stop, their slots are not given back twice, and the batch's caller has its timeouts."""
+    slow, _ = tools
+    executor = _make(make_executor, tools, max_async_tools=2)
+    _past(_interrupted_batch(stopped_loop, executor, "slow", 2, TIMEOUT))
+    assert executor.execute_task(_task("quick"), CONTEXT, timeout=3).success
+    stopped_loop.run_until_complete(asyncio.sleep(0.1))  # the cancellations queued for it run
+    assert slow.stopped == 2
+    stats = executor._engine.loop_here.stats
+    assert (stats.busy, stats.queued) == (0, 0)
+    results = asyncio.run(executor.execute_parallel([_task("quick")] * 3, CONTEXT, timeout=3))
+    assert [r.output for r in results] == ["quick"] * 3
+
+
+def test_a_synchronous_tool_awaited_on_a_stopped_loop_times_out_at_the_next_loop(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
+) -> None:
+    """A synchronous tool whose timeout only the stopped loop kept: the next call from a new
+    loop ends its task as timeout and abandons its thread, as the timeout would have."""
+    _, blocks = tools
+    executor = _make(make_executor, tools, max_workers=1)
+    _past(_interrupted_batch(stopped_loop, executor, "blocks", 1, TIMEOUT))
+    result = asyncio.run(executor.execute_async(_task("quick"), CONTEXT, timeout=3))
+    assert result.success, result.error
+    assert executor.store.snapshot().running == []
+    assert executor.abandoned_threads == 1
+    blocks.release.set()
