@@ -470,7 +470,8 @@ def _runners(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Abandoned threads by instance",
             "Per process: timed-out synchronous tools still holding a worker thread (Python"
-            " cannot kill a thread). Each one shrinks the pool until it returns; when every"
+            " cannot kill a thread), and async tools that swallowed their cancellation and"
+            " still hold an async slot. Each one shrinks its pool until it returns; when every"
             " worker is held, new tasks are rejected as saturated.",
             "short",
             [
