@@ -3,8 +3,10 @@ logged at most once a minute per key."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from typing import Any
 
 __all__ = ["WarningLimiter"]
 
@@ -42,3 +44,16 @@ class WarningLimiter:
             held = int(seen[1])
             seen[0], seen[1] = now, 0.0
             return held
+
+    def warn(self, logger: logging.Logger, key: str, message: str, *args: Any) -> None:
+        """Log ``message % args`` as a warning on ``logger`` unless one of ``key`` (a tool's
+        name) was logged within the interval (then at debug level), telling how many were held
+        back since."""
+        held_back = self.should_log(key)
+        if held_back is None:
+            logger.debug(message, *args)
+        elif held_back:
+            more = " (and %d more for this tool since the last such warning)"
+            logger.warning(message + more, *args, held_back)
+        else:
+            logger.warning(message, *args)

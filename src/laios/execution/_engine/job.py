@@ -587,15 +587,9 @@ class Job(TaskRecord):
             message = (
                 "task %r (tool %r) %s while running; its thread stays busy until the tool returns"
             )
-            args: tuple[Any, ...] = (self.task_id[:128], self.tool[:128], why)
-            held_back = _ABANDON_WARNINGS.should_log(self.tool)
-            if held_back is None:
-                _log.debug(message, *args)
-            elif held_back:
-                more = " (and %d more for this tool since the last such warning)"
-                _log.warning(message + more, *args, held_back)
-            else:
-                _log.warning(message, *args)
+            _ABANDON_WARNINGS.warn(
+                _log, self.tool, message, self.task_id[:128], self.tool[:128], why
+            )
         return stopped
 
     def request_cancel(self) -> bool:

@@ -357,27 +357,35 @@ class AsyncSlots:
         lock = self.lock
         lock.acquire()
         try:
-            taken: list[_LoopCall | _AwaitedCall] = []
-            following: list[_LoopCall] = []
-            dropped: list[_LoopCall] = []
-            # (a list: a freed slot passing to a call on a loop new here adds an entry)
-            for loop, calls in list(self.holders.items()):
-                if not calls or loop.is_running() or loop.is_closed():
-                    continue
-                for work in [work for work in calls if work.abandoned]:
-                    del calls[work]
-                    if isinstance(work, _LoopCall):
-                        work.launching = False
-                    if work.left:
-                        self.left_running -= 1
-                    taken.append(work)
-                    taker, given_up = self._free()
-                    if taker is not None:
-                        following.append(taker)
-                    dropped.extend(given_up)
-            return taken, following, dropped
+            gone: list[_LoopCall | _AwaitedCall] = []
+            for loop, calls in self.holders.items():
+                if calls and not loop.is_running() and not loop.is_closed():
+                    for work in [work for work in calls if work.abandoned]:
+                        del calls[work]
+                        gone.append(work)
+            return self._take_back(gone)
         finally:
             lock.release()
+
+    def _take_back(
+        self, gone: list[_LoopCall | _AwaitedCall]
+    ) -> tuple[list[_LoopCall | _AwaitedCall], list[_LoopCall], list[_LoopCall]]:
+        """Free the slots of the calls ``gone`` (out of ``holders`` already; under the lock):
+        ``gone``, the waiting calls that take their slots over, and waiting calls given up
+        meanwhile. A call whose task was still to be made is settled here (see
+        :meth:`settle_launch`)."""
+        following: list[_LoopCall] = []
+        dropped: list[_LoopCall] = []
+        for work in gone:
+            if isinstance(work, _LoopCall):
+                work.launching = False
+            if work.left:
+                self.left_running -= 1
+            taker, given_up = self._free()
+            if taker is not None:
+                following.append(taker)
+            dropped.extend(given_up)
+        return gone, following, dropped
 
     def settle_launch(self, work: _LoopCall) -> bool:
         """Whether the caller settles what becomes of a call handed a slot whose task is still
@@ -442,21 +450,7 @@ class AsyncSlots:
         lock.acquire()
         try:
             closed = [loop for loop, calls in self.holders.items() if loop.is_closed() and calls]
-            stranded: list[_LoopCall | _AwaitedCall] = []
-            following: list[_LoopCall] = []
-            dropped: list[_LoopCall] = []
-            for loop in closed:
-                for work in self.holders.pop(loop):
-                    if isinstance(work, _LoopCall):
-                        work.launching = False
-                    if work.left:
-                        self.left_running -= 1
-                    stranded.append(work)
-                    taker, given_up = self._free()
-                    if taker is not None:
-                        following.append(taker)
-                    dropped.extend(given_up)
-            return stranded, following, dropped
+            return self._take_back([work for loop in closed for work in self.holders.pop(loop)])
         finally:
             lock.release()
 
@@ -772,15 +766,9 @@ class LoopRunner:
             "caught asyncio.CancelledError and carries on): it runs on unobserved, holding its "
             "max_async_tools slot until it returns, and is counted in abandoned_threads"
         )
-        args: tuple[Any, ...] = (task_id[:128], tool[:128], STOP_GRACE_SECONDS)
-        held_back = _LEFT_RUNNING_WARNINGS.should_log(tool)
-        if held_back is None:
-            _log.debug(message, *args)
-        elif held_back:
-            more = " (and %d more for this tool since the last such warning)"
-            _log.warning(message + more, *args, held_back)
-        else:
-            _log.warning(message, *args)
+        _LEFT_RUNNING_WARNINGS.warn(
+            _log, tool, message, task_id[:128], tool[:128], STOP_GRACE_SECONDS
+        )
         self.counted_off()
 
     def reclaim_closed(self) -> None:
