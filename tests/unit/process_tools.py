@@ -307,6 +307,28 @@ class ReturnsWorkerOnly(BaseTool):
         return WorkerOnly("made on a worker")
 
 
+def _loaded_slowly(box: str, seconds: float) -> SlowToLoad:
+    """Takes ``seconds`` to load where a Dask worker loads a call (then notes ``loaded``);
+    loads at once in a tool process."""
+    import multiprocessing
+
+    if multiprocessing.current_process().name != "laios-process-worker":
+        time.sleep(seconds)
+        note(box, "loaded", True)
+    return SlowToLoad(box, seconds)
+
+
+class SlowToLoad:
+    """A parameter whose loading on a Dask worker takes a while (a large or costly value)."""
+
+    def __init__(self, box: str, seconds: float) -> None:
+        self.box = box
+        self.seconds = seconds
+
+    def __reduce__(self) -> Any:
+        return (_loaded_slowly, (self.box, self.seconds))
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."

@@ -413,6 +413,22 @@ def test_a_call_given_up_before_it_was_sent_never_runs(
     )
 
 
+def test_a_call_timed_out_while_its_worker_loads_it_never_runs(
+    make: Callable[..., Executor], tmp_path: Any
+) -> None:
+    """A call given up after it started on a Dask worker but before its tool process got it
+    is not handed to one afterwards."""
+    executor = make()
+    box = str(tmp_path)
+    slow = task("hang", box=box, slow=process_tools.SlowToLoad(box, 2.0))
+    result = executor.execute_task(slow, CONTEXT, timeout=1.0)
+    assert result.metadata["outcome"] == "timeout"
+    assert wait_for(lambda: process_tools.read_note(box, "loaded")), "the call never loaded"
+    # Once loaded, a call that went on would start its tool within moments.
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"), 3.0)
+    assert hung is None or not alive(hung["pid"]), "the timed-out call ran on its worker"
+
+
 def reports_on_the_scheduler(client: Any, text: str) -> list[str]:
     """The laios topics whose events, kept by the Dask scheduler, contain ``text``."""
     return [

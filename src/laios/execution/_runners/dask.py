@@ -189,6 +189,8 @@ class _WorkerCall:
         self.outcome: RawOutcome | None = None
         self.ended = threading.Event()
         self.handle: Handle | None = None
+        #: The caller gave the call up (under the worker state's lock, as ``handle``).
+        self.killed = False
 
     def send(self, kind: str, *parts: Any) -> None:
         # The parts travel pickled on their own: a caller that cannot load them (a class only
@@ -292,11 +294,21 @@ def serve_call(
             return "not loadable"
         if wall_deadline is not None:
             call.deadline = time.monotonic() + (wall_deadline - time.time())
-        handle = state.runner.submit(call, this)
-        if isinstance(handle, Refusal):
-            this.refused(handle)
-        else:
-            this.handle = handle
+        # The caller may give the call up while it loads (it counts as started since the
+        # "started" report): a killed call is not handed to a tool process, and one killed
+        # as it is handed over is killed there.
+        with state.lock:
+            killed = this.killed
+        if not killed:
+            handle = state.runner.submit(call, this)
+            if isinstance(handle, Refusal):
+                this.refused(handle)
+            else:
+                with state.lock:
+                    this.handle = handle
+                    killed = this.killed
+                if killed:
+                    state.runner.abandon(handle)
         this.ended.wait()
         outcome = this.outcome
         assert outcome is not None
@@ -351,7 +363,8 @@ async def kill_call(key: str) -> str:
             if len(state.killed) > MAX_KILLED_KEYS:
                 state.killed.popitem(last=False)
             return "absent"
-    handle = this.handle
+        this.killed = True
+        handle = this.handle
     if handle is not None:
         state.runner.abandon(handle)
     this.end(RawOutcome(None, WorkerLost("killed by its caller"), error_type="killed"))
