@@ -200,6 +200,20 @@ class ExitsWhenLoaded:
         return (sys.exit, (3,))
 
 
+class ExitsWhenPickled:
+    """A value whose pickling raises ``SystemExit`` (a ``__reduce__`` that gives up badly)."""
+
+    def __reduce__(self) -> Any:
+        raise SystemExit("cannot be pickled")
+
+
+class InterruptedWhenPickled:
+    """A value whose pickling is interrupted (``KeyboardInterrupt``: Ctrl-C meanwhile)."""
+
+    def __reduce__(self) -> Any:
+        raise KeyboardInterrupt
+
+
 class ReturnsExitWhenLoaded(BaseTool):
     name = "returns_exit_when_loaded"
     description = "Returns a value whose unpickling raises SystemExit (a BaseException)."

@@ -279,11 +279,14 @@ def test_a_tool_the_workers_cannot_import_fails_its_call_and_spares_the_workers(
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
 
 
+@pytest.mark.parametrize(
+    "value", [lambda: None, process_tools.ExitsWhenPickled()], ids=["lambda", "system_exit"]
+)
 def test_parameters_that_cannot_be_pickled_are_refused_clearly(
-    make: Callable[..., Executor],
+    make: Callable[..., Executor], value: Any
 ) -> None:
     executor = make()
-    result = executor.execute_task(task("pid", callback=lambda: None), CONTEXT, timeout=WAIT)
+    result = executor.execute_task(task("pid", callback=value), CONTEXT, timeout=WAIT)
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "not_picklable"
     assert "cannot be pickled" in (result.error or "")

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from process_tools import alive
 
-from laios.core.types import Context, Task, TaskResult
+from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
 from laios.execution.runners import ProcessRunner, Runner, ToolCall
@@ -273,6 +273,36 @@ def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     assert not result.success
     assert result.metadata["error_type"] == "not_picklable"
     assert "cannot be pickled" in (result.error or "")
+    assert run_pid(executor, task, context) > 0
+
+
+def test_a_parameter_whose_pickling_raises_system_exit_is_refused_not_raised(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A ``BaseException`` from pickling a parameter fails that task; execute_task returns."""
+    executor = make()
+    exits = task("pid", value=process_tools.ExitsWhenPickled())
+    result = executor.execute_task(exits, context, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "SystemExit" in (result.error or "")
+    assert executor.get_task_status(exits.id) == TaskStatus.FAILED
+    assert run_pid(executor, task, context) > 0
+
+
+def test_an_interrupt_while_pickling_parameters_reaches_the_caller_with_the_task_recorded(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Ctrl-C while a task's parameters are pickled goes on to the caller, and the task is
+    recorded as cancelled instead of staying queued for ever."""
+    executor = make()
+    interrupted = task("pid", value=process_tools.InterruptedWhenPickled())
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute_task(interrupted, context, timeout=WAIT)
+    metrics = executor.get_metrics(interrupted.id)
+    assert metrics is not None
+    assert metrics.outcome == "cancelled"
+    assert executor.get_task_status(interrupted.id) == TaskStatus.CANCELLED
     assert run_pid(executor, task, context) > 0
 
 

@@ -649,7 +649,9 @@ class DaskRunner:
         )
         try:
             payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
+        except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
             return Refusal(
                 "not_picklable",
                 f"Task '{call.task_id}' cannot be sent to the Dask cluster: its tool or "
