@@ -372,6 +372,23 @@ class Sleep(AsyncBaseTool):
         return os.getpid()
 
 
+class LeavesAnExitBehind(AsyncBaseTool):
+    name = "leaves_an_exit_behind"
+    description = "Leaves a task on the loop that raises SystemExit after it returned."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def exit_later() -> None:
+            await asyncio.sleep(kwargs.get("seconds", 0.2))
+            raise SystemExit(9)
+
+        LEFT_BEHIND.add(asyncio.ensure_future(exit_later()))
+        return os.getpid()
+
+
+#: Tasks a tool left on its loop (held, as asyncio holds tasks only weakly).
+LEFT_BEHIND: set[asyncio.Future[None]] = set()
+
+
 class _FileExporter(SpanExporter):
     """Appends each finished span as a JSON line to a file (for a worker's SDK)."""
 
@@ -434,4 +451,5 @@ TOOLS = (
     Fails,
     TraceSeen,
     Sleep,
+    LeavesAnExitBehind,
 )

@@ -540,6 +540,21 @@ def test_an_async_tool_runs_in_the_worker_without_blocking_the_loop(
     assert ticks >= 10  # the loop went on while the worker slept
 
 
+def test_a_task_an_async_tool_left_behind_never_decides_a_later_calls_outcome(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """``SystemExit`` raised by a task an earlier call left on the worker's loop is not the
+    outcome of the call running when it fires."""
+    executor = make()
+    first = executor.execute_task(task("leaves_an_exit_behind", seconds=0.2), context, timeout=WAIT)
+    assert first.success, first.error
+    # The loop runs only during calls: the left task fires during this one (0.2 s < 0.5 s).
+    later = executor.execute_task(task("sleep_async", seconds=0.5), context, timeout=WAIT)
+    assert later.success, later.error
+    assert later.output == first.output  # (the same worker)
+    assert executor.execute_task(task("sleep_async"), context, timeout=WAIT).success
+
+
 def test_the_callers_trace_reaches_the_child(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
