@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
     InMemorySpanExporter,
 )
 
-from laios.core.types import Context, Task, TaskResult  # noqa: E402
+from laios.core.types import Context, Task, TaskResult, TaskStatus  # noqa: E402
 from laios.execution.executor import Executor  # noqa: E402
 from laios.execution.runners import DaskRunner, Runner  # noqa: E402
 from laios.execution.store import MetricStore  # noqa: E402
@@ -430,6 +430,31 @@ def test_a_call_timed_out_while_its_worker_loads_it_never_runs(
     # Once loaded, a call that went on would start its tool within moments.
     hung = wait_for(lambda: process_tools.read_note(box, "hang"), 3.0)
     assert hung is None or not alive(hung["pid"]), "the timed-out call ran on its worker"
+
+
+def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: ToolRegistry) -> None:
+    """Closing the runner's client while a call runs fails the call with an error that names
+    the closed client, not a lost worker."""
+    own = distributed.Client(client.scheduler.address)
+    executor = Executor(
+        tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
+    )
+    try:
+        running = task("sleep_async", seconds=1.0)
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(running, CONTEXT))
+        )
+        caller.start()
+        assert wait_for(lambda: executor.get_task_status(running.id) == TaskStatus.RUNNING)
+        own.close()
+        caller.join(WAIT)
+        assert results, "the call never ended"
+        assert results[0].metadata["error_type"] == "worker_lost"
+        assert "client was closed" in (results[0].error or "")
+    finally:
+        executor.shutdown(wait=False)
+        own.close()
 
 
 def reports_on_the_scheduler(client: Any, text: str) -> list[str]:

@@ -819,14 +819,19 @@ class DaskRunner:
             if self.closed and not started:
                 events.refused(SHUTDOWN)  # cancelled by shutdown() before it started
                 return
-            outcome = RawOutcome(
-                None,
-                WorkerLost(
+            if getattr(self.client, "status", None) in ("closing", "closed"):
+                # (the runner's own shutdown closes it only once its calls ended)
+                message = (
+                    f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
+                    "was closed while the call was under way; keep the client open until the "
+                    "executor has shut down"
+                )
+            else:
+                message = (
                     f"The call was lost on the Dask cluster ({why}): a worker died while "
                     "running it and the cluster gave up on it, or the scheduler went away"
-                ),
-                error_type="worker_lost",
-            )
+                )
+            outcome = RawOutcome(None, WorkerLost(message), error_type="worker_lost")
             if not started and not events.started():
                 return
             events.finished(outcome)
