@@ -665,6 +665,30 @@ def test_a_timeout_holds_while_the_scheduler_does_not_answer(
     assert wait_for(lambda: not alive(hung["pid"])), "the kill never reached the worker"
 
 
+def test_a_tool_past_its_timeout_is_killed_on_its_worker_when_no_kill_arrives(
+    make: Callable[..., Executor], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker kills a tool a few seconds past its deadline by itself, when the caller's
+    kill never reaches it (the caller is gone, or cut off from the cluster)."""
+    from laios.execution._runners.dask import DaskRunner as Runner
+
+    def lost_kill(self: Any, key: str, future: Any, workers: Any) -> None:
+        with self._lock:
+            self._stopping -= 1
+
+    executor = make()
+    warm = asyncio.run(executor.execute_parallel([task("pid") for _ in range(8)], CONTEXT))
+    assert all(r.success for r in warm)  # (tool processes started on the workers)
+    monkeypatch.setattr(Runner, "_stop_remote", lost_kill)
+    box = str(tmp_path)
+    result = executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.5)
+    assert result.metadata["outcome"] == "timeout"
+    hung = process_tools.read_note(box, "hang")
+    assert hung is not None, "the tool never started"
+    assert wait_for(lambda: not alive(hung["pid"])), "the tool outlived its deadline"
+    assert wait_for(lambda: not alive(hung["grandchild"]))
+
+
 def test_shutdown_ends_while_the_scheduler_does_not_answer(
     make: Callable[..., Executor], client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

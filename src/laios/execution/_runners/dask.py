@@ -65,6 +65,9 @@ STATS_INTERVAL = 2.0
 STOP_PATIENCE = 10.0
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
+#: Seconds past a call's deadline (on the worker's clock) after which its worker kills the
+#: tool by itself, when the caller's kill has not come (the caller is gone, or cut off).
+DEADLINE_GRACE = 3.0
 
 
 class WorkerLost(Exception):
@@ -309,6 +312,8 @@ def serve_call(
                     killed = this.killed
                 if killed:
                     state.runner.abandon(handle)
+        if not this.ended.wait(_time_left(wall_deadline)):
+            _kill_past_deadline(state, this, call.tool_name)
         this.ended.wait()
         outcome = this.outcome
         assert outcome is not None
@@ -319,6 +324,34 @@ def serve_call(
     finally:
         with state.lock:
             state.running.pop(key, None)
+
+
+def _time_left(wall_deadline: float | None) -> float | None:
+    """Seconds a worker waits for a call before it kills the tool itself (``None``: no end)."""
+    if wall_deadline is None:
+        return None
+    return max(wall_deadline + DEADLINE_GRACE - time.time(), 0.0)
+
+
+def _kill_past_deadline(state: _WorkerState, this: _WorkerCall, tool_name: str) -> None:
+    """Kill a call whose deadline passed ``DEADLINE_GRACE`` seconds ago while no kill came
+    from its caller: a tool that hangs must not hold the worker for ever."""
+    with state.lock:
+        this.killed = True
+        handle = this.handle
+    if handle is not None:
+        state.runner.abandon(handle)
+    this.end(
+        RawOutcome(
+            None,
+            TimeoutError(
+                f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: its "
+                f"timeout passed {DEADLINE_GRACE:g}s ago and its caller had not stopped it (the "
+                "caller is gone or cut off from the cluster, or the clocks disagree)"
+            ),
+            error_type="timeout",
+        )
+    )
 
 
 def _unloadable(exc: BaseException) -> RawOutcome:
