@@ -200,6 +200,20 @@ class ExitsWhenLoaded:
         return (sys.exit, (3,))
 
 
+class ExitsWhenPickled:
+    """A value whose pickling raises ``SystemExit`` (a ``__reduce__`` that gives up badly)."""
+
+    def __reduce__(self) -> Any:
+        raise SystemExit("cannot be pickled")
+
+
+class InterruptedWhenPickled:
+    """A value whose pickling is interrupted (``KeyboardInterrupt``: Ctrl-C meanwhile)."""
+
+    def __reduce__(self) -> Any:
+        raise KeyboardInterrupt
+
+
 class ReturnsExitWhenLoaded(BaseTool):
     name = "returns_exit_when_loaded"
     description = "Returns a value whose unpickling raises SystemExit (a BaseException)."
@@ -307,6 +321,28 @@ class ReturnsWorkerOnly(BaseTool):
         return WorkerOnly("made on a worker")
 
 
+def _loaded_slowly(box: str, seconds: float) -> SlowToLoad:
+    """Takes ``seconds`` to load where a Dask worker loads a call (then notes ``loaded``);
+    loads at once in a tool process."""
+    import multiprocessing
+
+    if multiprocessing.current_process().name != "laios-process-worker":
+        time.sleep(seconds)
+        note(box, "loaded", True)
+    return SlowToLoad(box, seconds)
+
+
+class SlowToLoad:
+    """A parameter whose loading on a Dask worker takes a while (a large or costly value)."""
+
+    def __init__(self, box: str, seconds: float) -> None:
+        self.box = box
+        self.seconds = seconds
+
+    def __reduce__(self) -> Any:
+        return (_loaded_slowly, (self.box, self.seconds))
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -334,6 +370,23 @@ class Sleep(AsyncBaseTool):
     async def _execute_async(self, **kwargs: Any) -> Any:
         await asyncio.sleep(kwargs.get("seconds", 0.0))
         return os.getpid()
+
+
+class LeavesAnExitBehind(AsyncBaseTool):
+    name = "leaves_an_exit_behind"
+    description = "Leaves a task on the loop that raises SystemExit after it returned."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def exit_later() -> None:
+            await asyncio.sleep(kwargs.get("seconds", 0.2))
+            raise SystemExit(9)
+
+        LEFT_BEHIND.add(asyncio.ensure_future(exit_later()))
+        return os.getpid()
+
+
+#: Tasks a tool left on its loop (held, as asyncio holds tasks only weakly).
+LEFT_BEHIND: set[asyncio.Future[None]] = set()
 
 
 class _FileExporter(SpanExporter):
@@ -398,4 +451,5 @@ TOOLS = (
     Fails,
     TraceSeen,
     Sleep,
+    LeavesAnExitBehind,
 )

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
     InMemorySpanExporter,
 )
 
-from laios.core.types import Context, Task, TaskResult  # noqa: E402
+from laios.core.types import Context, Task, TaskResult, TaskStatus  # noqa: E402
 from laios.execution.executor import Executor  # noqa: E402
 from laios.execution.runners import DaskRunner, Runner  # noqa: E402
 from laios.execution.store import MetricStore  # noqa: E402
@@ -279,11 +279,14 @@ def test_a_tool_the_workers_cannot_import_fails_its_call_and_spares_the_workers(
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
 
 
+@pytest.mark.parametrize(
+    "value", [lambda: None, process_tools.ExitsWhenPickled()], ids=["lambda", "system_exit"]
+)
 def test_parameters_that_cannot_be_pickled_are_refused_clearly(
-    make: Callable[..., Executor],
+    make: Callable[..., Executor], value: Any
 ) -> None:
     executor = make()
-    result = executor.execute_task(task("pid", callback=lambda: None), CONTEXT, timeout=WAIT)
+    result = executor.execute_task(task("pid", callback=value), CONTEXT, timeout=WAIT)
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "not_picklable"
     assert "cannot be pickled" in (result.error or "")
@@ -411,6 +414,64 @@ def test_a_call_given_up_before_it_was_sent_never_runs(
     assert process_tools.read_note(box, "hang") is None or not alive(
         process_tools.read_note(box, "hang")["pid"]
     )
+
+
+def test_a_call_timed_out_while_its_worker_loads_it_never_runs(
+    make: Callable[..., Executor], tmp_path: Any
+) -> None:
+    """A call given up after it started on a Dask worker but before its tool process got it
+    is not handed to one afterwards."""
+    executor = make()
+    box = str(tmp_path)
+    slow = task("hang", box=box, slow=process_tools.SlowToLoad(box, 2.0))
+    result = executor.execute_task(slow, CONTEXT, timeout=1.0)
+    assert result.metadata["outcome"] == "timeout"
+    assert wait_for(lambda: process_tools.read_note(box, "loaded")), "the call never loaded"
+    # Once loaded, a call that went on would start its tool within moments.
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"), 3.0)
+    assert hung is None or not alive(hung["pid"]), "the timed-out call ran on its worker"
+
+
+def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: ToolRegistry) -> None:
+    """Closing the runner's client while a call runs fails the call with an error that names
+    the closed client, not a lost worker."""
+    own = distributed.Client(client.scheduler.address)
+    executor = Executor(
+        tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
+    )
+    try:
+        running = task("sleep_async", seconds=1.0)
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(running, CONTEXT))
+        )
+        caller.start()
+        assert wait_for(lambda: executor.get_task_status(running.id) == TaskStatus.RUNNING)
+        own.close()
+        caller.join(WAIT)
+        assert results, "the call never ended"
+        assert results[0].metadata["error_type"] == "worker_lost"
+        assert "client was closed" in (results[0].error or "")
+    finally:
+        executor.shutdown(wait=False)
+        own.close()
+
+
+def test_a_batch_past_its_timeout_is_reported_at_the_timeout(
+    make: Callable[..., Executor],
+) -> None:
+    """Hundreds of calls still queued on the cluster when their timeout passes all end at it:
+    giving each up does not wait for the scheduler in turn."""
+    executor = make()
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success  # (warm)
+    tasks = [task("sleep_async", seconds=0.2) for _ in range(300)]
+    started = time.monotonic()
+    results = asyncio.run(executor.execute_parallel(tasks, CONTEXT, timeout=0.5))
+    elapsed = time.monotonic() - started
+    assert {r.metadata["outcome"] for r in results} <= {"success", "timeout"}
+    assert sum(r.metadata["outcome"] == "timeout" for r in results) > 200
+    # (one scheduler round trip per queued call, in turn, took several seconds here)
+    assert elapsed < 2.0, f"the batch took {elapsed:.1f}s for a 0.5s timeout"
 
 
 def reports_on_the_scheduler(client: Any, text: str) -> list[str]:
@@ -602,6 +663,30 @@ def test_a_timeout_holds_while_the_scheduler_does_not_answer(
         gate.set()
     hung = process_tools.read_note(box, "hang")
     assert wait_for(lambda: not alive(hung["pid"])), "the kill never reached the worker"
+
+
+def test_a_tool_past_its_timeout_is_killed_on_its_worker_when_no_kill_arrives(
+    make: Callable[..., Executor], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker kills a tool a few seconds past its deadline by itself, when the caller's
+    kill never reaches it (the caller is gone, or cut off from the cluster)."""
+    from laios.execution._runners.dask import DaskRunner as Runner
+
+    def lost_kill(self: Any, key: str, future: Any, workers: Any) -> None:
+        with self._lock:
+            self._stopping -= 1
+
+    executor = make()
+    warm = asyncio.run(executor.execute_parallel([task("pid") for _ in range(8)], CONTEXT))
+    assert all(r.success for r in warm)  # (tool processes started on the workers)
+    monkeypatch.setattr(Runner, "_stop_remote", lost_kill)
+    box = str(tmp_path)
+    result = executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.5)
+    assert result.metadata["outcome"] == "timeout"
+    hung = process_tools.read_note(box, "hang")
+    assert hung is not None, "the tool never started"
+    assert wait_for(lambda: not alive(hung["pid"])), "the tool outlived its deadline"
+    assert wait_for(lambda: not alive(hung["grandchild"]))
 
 
 def test_shutdown_ends_while_the_scheduler_does_not_answer(

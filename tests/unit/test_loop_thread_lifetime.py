@@ -61,3 +61,36 @@ def test_a_loop_thread_still_held_keeps_running() -> None:
     assert loop_thread.thread.is_alive()
     loop_thread.stop()
     assert not loop_thread.thread.is_alive()
+
+
+def test_a_task_raising_system_exit_leaves_the_loop_thread_serving() -> None:
+    """``SystemExit`` from a task on the loop (one a tool left behind) ends that task, not
+    the loop every later async tool runs on."""
+    loop_thread = LoopThread(name="laios-test-stray-exit")
+    raised = threading.Event()
+
+    async def exit_now() -> None:
+        raised.set()
+        raise SystemExit(9)
+
+    asyncio.run_coroutine_threadsafe(exit_now(), loop_thread.loop)
+    assert raised.wait(WITHIN)
+    later = asyncio.run_coroutine_threadsafe(asyncio.sleep(0, "ran"), loop_thread.loop)
+    assert later.result(WITHIN) == "ran"
+    loop_thread.stop()
+    assert loop_thread.loop.is_closed()
+
+
+def test_a_coroutine_that_stops_the_loop_leaves_the_loop_thread_serving() -> None:
+    """``loop.stop()`` called by a tool does not end the loop thread (only ``stop()`` does)."""
+    loop_thread = LoopThread(name="laios-test-stray-stop")
+
+    async def stop_the_loop() -> str:
+        asyncio.get_running_loop().stop()
+        await asyncio.sleep(0)
+        return "went on"
+
+    future = asyncio.run_coroutine_threadsafe(stop_the_loop(), loop_thread.loop)
+    assert future.result(WITHIN) == "went on"
+    loop_thread.stop()
+    assert loop_thread.loop.is_closed()

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from process_tools import alive
 
-from laios.core.types import Context, Task, TaskResult
+from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
 from laios.execution.runners import ProcessRunner, Runner, ToolCall
@@ -276,6 +276,36 @@ def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_parameter_whose_pickling_raises_system_exit_is_refused_not_raised(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A ``BaseException`` from pickling a parameter fails that task; execute_task returns."""
+    executor = make()
+    exits = task("pid", value=process_tools.ExitsWhenPickled())
+    result = executor.execute_task(exits, context, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "SystemExit" in (result.error or "")
+    assert executor.get_task_status(exits.id) == TaskStatus.FAILED
+    assert run_pid(executor, task, context) > 0
+
+
+def test_an_interrupt_while_pickling_parameters_reaches_the_caller_with_the_task_recorded(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Ctrl-C while a task's parameters are pickled goes on to the caller, and the task is
+    recorded as cancelled instead of staying queued for ever."""
+    executor = make()
+    interrupted = task("pid", value=process_tools.InterruptedWhenPickled())
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute_task(interrupted, context, timeout=WAIT)
+    metrics = executor.get_metrics(interrupted.id)
+    assert metrics is not None
+    assert metrics.outcome == "cancelled"
+    assert executor.get_task_status(interrupted.id) == TaskStatus.CANCELLED
+    assert run_pid(executor, task, context) > 0
+
+
 def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -508,6 +538,21 @@ def test_an_async_tool_runs_in_the_worker_without_blocking_the_loop(
     assert result.success, result.error
     assert result.output != os.getpid()
     assert ticks >= 10  # the loop went on while the worker slept
+
+
+def test_a_task_an_async_tool_left_behind_never_decides_a_later_calls_outcome(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """``SystemExit`` raised by a task an earlier call left on the worker's loop is not the
+    outcome of the call running when it fires."""
+    executor = make()
+    first = executor.execute_task(task("leaves_an_exit_behind", seconds=0.2), context, timeout=WAIT)
+    assert first.success, first.error
+    # The loop runs only during calls: the left task fires during this one (0.2 s < 0.5 s).
+    later = executor.execute_task(task("sleep_async", seconds=0.5), context, timeout=WAIT)
+    assert later.success, later.error
+    assert later.output == first.output  # (the same worker)
+    assert executor.execute_task(task("sleep_async"), context, timeout=WAIT).success
 
 
 def test_the_callers_trace_reaches_the_child(

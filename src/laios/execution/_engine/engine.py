@@ -703,7 +703,15 @@ class Engine:
         as rejected then)."""
         runner = job.runner
         assert runner is not None
-        handle = runner.submit(self.call_for(job), job)
+        try:
+            handle = runner.submit(self.call_for(job), job)
+        except Exception:
+            raise  # (an internal error: the caller records it)
+        except BaseException:  # Ctrl-C while the runner pickles the call: recorded, goes on
+            job.interrupt(
+                "cancelled", f"Task '{job.task_id}' was cancelled: the caller was interrupted"
+            )
+            raise
         if isinstance(handle, Refusal):
             job.refused(handle)
             return False

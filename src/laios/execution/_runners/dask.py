@@ -65,6 +65,9 @@ STATS_INTERVAL = 2.0
 STOP_PATIENCE = 10.0
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
+#: Seconds past a call's deadline (on the worker's clock) after which its worker kills the
+#: tool by itself, when the caller's kill has not come (the caller is gone, or cut off).
+DEADLINE_GRACE = 3.0
 
 
 class WorkerLost(Exception):
@@ -189,6 +192,8 @@ class _WorkerCall:
         self.outcome: RawOutcome | None = None
         self.ended = threading.Event()
         self.handle: Handle | None = None
+        #: The caller gave the call up (under the worker state's lock, as ``handle``).
+        self.killed = False
 
     def send(self, kind: str, *parts: Any) -> None:
         # The parts travel pickled on their own: a caller that cannot load them (a class only
@@ -292,11 +297,23 @@ def serve_call(
             return "not loadable"
         if wall_deadline is not None:
             call.deadline = time.monotonic() + (wall_deadline - time.time())
-        handle = state.runner.submit(call, this)
-        if isinstance(handle, Refusal):
-            this.refused(handle)
-        else:
-            this.handle = handle
+        # The caller may give the call up while it loads (it counts as started since the
+        # "started" report): a killed call is not handed to a tool process, and one killed
+        # as it is handed over is killed there.
+        with state.lock:
+            killed = this.killed
+        if not killed:
+            handle = state.runner.submit(call, this)
+            if isinstance(handle, Refusal):
+                this.refused(handle)
+            else:
+                with state.lock:
+                    this.handle = handle
+                    killed = this.killed
+                if killed:
+                    state.runner.abandon(handle)
+        if not this.ended.wait(_time_left(wall_deadline)):
+            _kill_past_deadline(state, this, call.tool_name)
         this.ended.wait()
         outcome = this.outcome
         assert outcome is not None
@@ -307,6 +324,34 @@ def serve_call(
     finally:
         with state.lock:
             state.running.pop(key, None)
+
+
+def _time_left(wall_deadline: float | None) -> float | None:
+    """Seconds a worker waits for a call before it kills the tool itself (``None``: no end)."""
+    if wall_deadline is None:
+        return None
+    return max(wall_deadline + DEADLINE_GRACE - time.time(), 0.0)
+
+
+def _kill_past_deadline(state: _WorkerState, this: _WorkerCall, tool_name: str) -> None:
+    """Kill a call whose deadline passed ``DEADLINE_GRACE`` seconds ago while no kill came
+    from its caller: a tool that hangs must not hold the worker for ever."""
+    with state.lock:
+        this.killed = True
+        handle = this.handle
+    if handle is not None:
+        state.runner.abandon(handle)
+    this.end(
+        RawOutcome(
+            None,
+            TimeoutError(
+                f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: its "
+                f"timeout passed {DEADLINE_GRACE:g}s ago and its caller had not stopped it (the "
+                "caller is gone or cut off from the cluster, or the clocks disagree)"
+            ),
+            error_type="timeout",
+        )
+    )
 
 
 def _unloadable(exc: BaseException) -> RawOutcome:
@@ -351,7 +396,8 @@ async def kill_call(key: str) -> str:
             if len(state.killed) > MAX_KILLED_KEYS:
                 state.killed.popitem(last=False)
             return "absent"
-    handle = this.handle
+        this.killed = True
+        handle = this.handle
     if handle is not None:
         state.runner.abandon(handle)
     this.end(RawOutcome(None, WorkerLost("killed by its caller"), error_type="killed"))
@@ -636,7 +682,9 @@ class DaskRunner:
         )
         try:
             payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
+        except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
             return Refusal(
                 "not_picklable",
                 f"Task '{call.task_id}' cannot be sent to the Dask cluster: its tool or "
@@ -804,14 +852,19 @@ class DaskRunner:
             if self.closed and not started:
                 events.refused(SHUTDOWN)  # cancelled by shutdown() before it started
                 return
-            outcome = RawOutcome(
-                None,
-                WorkerLost(
+            if getattr(self.client, "status", None) in ("closing", "closed"):
+                # (the runner's own shutdown closes it only once its calls ended)
+                message = (
+                    f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
+                    "was closed while the call was under way; keep the client open until the "
+                    "executor has shut down"
+                )
+            else:
+                message = (
                     f"The call was lost on the Dask cluster ({why}): a worker died while "
                     "running it and the cluster gave up on it, or the scheduler went away"
-                ),
-                error_type="worker_lost",
-            )
+                )
+            outcome = RawOutcome(None, WorkerLost(message), error_type="worker_lost")
             if not started and not events.started():
                 return
             events.finished(outcome)
@@ -830,18 +883,15 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
-        # Everywhere when it has not started yet (it may be starting right now). The Dask task
-        # is cancelled before this returns (it waits for the client's event loop only), but
-        # not on that loop's own thread (a report being delivered). The kill goes out from a
-        # thread of its own: Client.run waits for the scheduler's answer, which may not come
-        # (a scheduler that hangs or is cut off), and the caller's timeout must hold.
+        # Everywhere when it has not started yet (it may be starting right now). The Dask
+        # task's cancellation and the kill go out from a thread of their own: each waits for
+        # the scheduler's answer, which may not come (a scheduler that hangs or is cut off),
+        # and takes a round trip when it does: a batch whose timeout passes gives up hundreds
+        # of calls at once, and each caller's timeout must hold. A call that starts before
+        # its cancellation arrives is killed where it starts (see kill_call).
         workers = None
         if state == "running" and handle.where is not None:
             workers = [handle.where.split(" ", 1)[0]]
-        on_loop = self.owns_current_thread()
-        if future is not None and not on_loop:
-            self._cancel_task(future)
-            future = None
         with self._lock:
             self._stopping += 1
         try:

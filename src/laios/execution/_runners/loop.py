@@ -455,10 +455,21 @@ class AsyncSlots:
             lock.release()
 
 
+#: Loops of loop threads asked to stop (by :meth:`LoopThread.stop` or their finalizer): any
+#: other end of ``run_forever`` (a tool's ``loop.stop()``, a stray ``SystemExit``) is not one.
+_ENDING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _end(loop: asyncio.AbstractEventLoop) -> None:
+    """Stop ``loop`` for good (on its thread)."""
+    _ENDING.add(loop)
+    loop.stop()
+
+
 def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Ask ``loop`` (running on its own thread) to stop; nothing when it is closed already."""
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(loop.stop)
+        loop.call_soon_threadsafe(_end, loop)
 
 
 class LoopThread:
@@ -516,7 +527,17 @@ class LoopThread:
         asyncio.set_event_loop(loop)
         loop.call_soon(ready.set)
         try:
-            loop.run_forever()
+            # Serve until asked to stop: a task a tool left behind that raises SystemExit (or
+            # KeyboardInterrupt), or a tool's loop.stop(), must not end the loop every later
+            # async tool of the process runs on.
+            while loop not in _ENDING:
+                try:
+                    loop.run_forever()
+                except BaseException:
+                    _log.exception(
+                        "a task on the event loop of %s raised; the loop serves on",
+                        threading.current_thread().name,
+                    )
         finally:
             loop.close()
 
@@ -532,10 +553,10 @@ class LoopThread:
         if loop is None or thread is None:
             return
         if thread is threading.current_thread():
-            loop.stop()
+            _end(loop)
             return
         try:
-            loop.call_soon_threadsafe(loop.stop)
+            loop.call_soon_threadsafe(_end, loop)
         except RuntimeError:  # already closed
             return
         thread.join()

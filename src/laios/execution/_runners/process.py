@@ -695,7 +695,9 @@ class ProcessRunner:
         """Queue ``call`` for a worker process, or refuse it (shut down, not picklable)."""
         try:
             payload = pickle.dumps(dataclasses.replace(call, context=None), pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
+        except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
             return Refusal(
                 "not_picklable",
                 f"Task '{call.task_id}' cannot be sent to a worker process: its tool or "

@@ -385,10 +385,21 @@ class _Worker:
         if self.loop is None:
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
-        try:
-            return self.loop.run_until_complete(call_tool_async(call, self.events))
-        except BaseException as exc:  # (cancellation from inside the tool itself)
-            return RawOutcome(None, exc)
+        loop = self.loop
+        task = loop.create_task(call_tool_async(call, self.events))
+        while True:
+            try:
+                return loop.run_until_complete(task)
+            except BaseException as exc:
+                if task.done():  # (cancellation, or a BaseException, from the tool itself)
+                    error = exc if task.cancelled() else task.exception()
+                    return RawOutcome(None, error) if error is not None else task.result()
+                # Not this call's end: a task an earlier call left on the loop raised
+                # SystemExit or KeyboardInterrupt, or the tool stopped the loop. The call
+                # goes on (its timeout still holds).
+                if not isinstance(exc, RuntimeError):
+                    with contextlib.suppress(Exception):
+                        traceback.print_exception(exc, file=sys.stderr)
 
 
 _RLIMIT_DATA = getattr(resource, "RLIMIT_DATA", 0)
