@@ -123,11 +123,12 @@ class _Analysis:
         """What an annotation declares: ``True`` (a secret), a node, a union, or ``None``."""
         if depth > _MAX_TYPE_DEPTH or annotation is None or annotation is Any:
             return None
-        if isinstance(annotation, type):
+        origin = typing.get_origin(annotation)
+        # (``list[X]`` is an instance of ``type`` on Python 3.10: a class only without origin)
+        if isinstance(annotation, type) and origin is None:
             if issubclass(annotation, _SECRET_TYPES):
                 return True
             return self.shape_of_class(annotation, depth)
-        origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
         if origin is None:
             value = getattr(annotation, "__value__", None)  # a ``type X = ...`` alias
