@@ -457,23 +457,6 @@ def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: Tool
         own.close()
 
 
-def test_a_batch_past_its_timeout_is_reported_at_the_timeout(
-    make: Callable[..., Executor],
-) -> None:
-    """Hundreds of calls still queued on the cluster when their timeout passes all end at it:
-    giving each up does not wait for the scheduler in turn."""
-    executor = make()
-    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success  # (warm)
-    tasks = [task("sleep_async", seconds=0.2) for _ in range(300)]
-    started = time.monotonic()
-    results = asyncio.run(executor.execute_parallel(tasks, CONTEXT, timeout=0.5))
-    elapsed = time.monotonic() - started
-    assert {r.metadata["outcome"] for r in results} <= {"success", "timeout"}
-    assert sum(r.metadata["outcome"] == "timeout" for r in results) > 200
-    # (one scheduler round trip per queued call, in turn, took several seconds here)
-    assert elapsed < 2.0, f"the batch took {elapsed:.1f}s for a 0.5s timeout"
-
-
 def reports_on_the_scheduler(client: Any, text: str) -> list[str]:
     """The laios topics whose events, kept by the Dask scheduler, contain ``text``."""
     return [

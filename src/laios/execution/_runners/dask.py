@@ -883,15 +883,18 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
-        # Everywhere when it has not started yet (it may be starting right now). The Dask
-        # task's cancellation and the kill go out from a thread of their own: each waits for
-        # the scheduler's answer, which may not come (a scheduler that hangs or is cut off),
-        # and takes a round trip when it does: a batch whose timeout passes gives up hundreds
-        # of calls at once, and each caller's timeout must hold. A call that starts before
-        # its cancellation arrives is killed where it starts (see kill_call).
+        # Everywhere when it has not started yet (it may be starting right now). The Dask task
+        # is cancelled before this returns (it waits for the client's event loop only), but
+        # not on that loop's own thread (a report being delivered). The kill goes out from a
+        # thread of its own: Client.run waits for the scheduler's answer, which may not come
+        # (a scheduler that hangs or is cut off), and the caller's timeout must hold.
         workers = None
         if state == "running" and handle.where is not None:
             workers = [handle.where.split(" ", 1)[0]]
+        on_loop = self.owns_current_thread()
+        if future is not None and not on_loop:
+            self._cancel_task(future)
+            future = None
         with self._lock:
             self._stopping += 1
         try:
