@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import re
+import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_ERROR_BYTES",
     "MAX_SECRET_SCAN_ITEMS",
     "MAX_STRING_CHARS",
+    "MAX_TRACEBACK_BYTES",
     "MAX_VALUE_BYTES",
     "MIN_SCRUB_CHARS",
     "REDACTED",
@@ -39,6 +41,7 @@ __all__ = [
     "redact",
     "scrub",
     "scrub_head",
+    "scrubbed_traceback",
     "secret_fields",
     "secret_fields_of_tool",
     "secret_values",
@@ -395,6 +398,17 @@ def _replace_all(text: str, forms: Sequence[str]) -> str:
         run_start, run_end = start, end
     parts += (text[kept:run_start], REDACTED, text[run_end:])
     return "".join(parts)
+
+
+#: Longest traceback logged by :func:`scrubbed_traceback`, in UTF-8 bytes.
+MAX_TRACEBACK_BYTES = 8192
+
+
+def scrubbed_traceback(exc: BaseException, secrets: Sequence[str]) -> str:
+    """The traceback of ``exc`` (raised by a caller's callback or listener) as a log record
+    shows it: scrubbed of ``secrets``, at most ``MAX_TRACEBACK_BYTES`` bytes."""
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return truncate_bytes(scrub(stack, secrets, limit=None), MAX_TRACEBACK_BYTES)
 
 
 #: A long value pydantic quotes in a ``ValidationError`` as its first 25 and last 24 bytes.

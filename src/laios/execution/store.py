@@ -19,7 +19,6 @@ import logging
 import math
 import threading
 import time
-import traceback
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -57,7 +56,7 @@ from laios.execution._records import (
     text_size,
 )
 from laios.execution._store_options import check_buckets, check_labels
-from laios.execution.redaction import scrub, secret_values, truncate_bytes
+from laios.execution.redaction import scrubbed_traceback, secret_values
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
@@ -84,8 +83,6 @@ MAX_PROGRESS_HISTORY = 100
 #: progress history (messages and details). A checkpoint that would pass it is counted but not
 #: kept; a progress history keeps the newest updates that fit.
 MAX_RECORD_BYTES = 48 * 1024
-#: Longest traceback of a progress listener's exception logged scrubbed, in UTF-8 bytes.
-_MAX_TRACEBACK_BYTES = 8192
 #: Most custom metric samples kept per task id, all its metrics together (the newest).
 MAX_CUSTOM_SAMPLES = 1000
 
@@ -919,11 +916,10 @@ class MetricStore:
                 if not secrets:
                     _log.exception("progress listener %r raised; it was skipped", listener)
                     continue
-                stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                 _log.error(
                     "progress listener %r raised; it was skipped\n%s",
                     listener,
-                    truncate_bytes(scrub(stack, secrets, limit=None), _MAX_TRACEBACK_BYTES),
+                    scrubbed_traceback(exc, secrets),
                 )
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:

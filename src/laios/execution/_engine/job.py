@@ -33,7 +33,6 @@ import logging
 import re
 import threading
 import time
-import traceback
 import types
 import weakref
 from collections import OrderedDict
@@ -52,6 +51,7 @@ from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     scrub,
     scrub_head,
+    scrubbed_traceback,
     secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
@@ -83,7 +83,6 @@ __all__ = [
     "in_callback_of",
     "safe_error_type",
     "scrubbed_message",
-    "scrubbed_traceback",
 ]
 
 _log = logging.getLogger("laios.execution")
@@ -113,8 +112,6 @@ _COROUTINE = types.CoroutineType
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 #: Longest ``error_type`` reported (a metric label, a span attribute, a ``/status`` key).
 MAX_ERROR_TYPE_CHARS = 64
-#: Longest traceback of a callback's exception in a log record, in UTF-8 bytes.
-_MAX_CALLBACK_TRACEBACK_BYTES = 8192
 _SAFE_ERROR_TYPE = re.compile(r"[A-Za-z0-9_.:\-]+")
 #: The runner of the task whose ``on_progress`` callback runs in this context, while it runs.
 _CALLBACK_RUNNER: contextvars.ContextVar[Runner | None] = contextvars.ContextVar(
@@ -235,13 +232,6 @@ def scrubbed_message(exc: BaseException, secrets: Sequence[str]) -> str:
     show it: scrubbed of ``secrets`` (the task's secret values), at most
     ``MAX_ERROR_BYTES`` bytes."""
     return scrub(describe_exception(exc), secrets)
-
-
-def scrubbed_traceback(exc: BaseException, secrets: Sequence[str]) -> str:
-    """The traceback of a caller's callback's exception as a log record shows it: scrubbed
-    of ``secrets``, at most 8 KiB."""
-    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return truncate_bytes(scrub(stack, secrets, limit=None), _MAX_CALLBACK_TRACEBACK_BYTES)
 
 
 class Job(TaskRecord):

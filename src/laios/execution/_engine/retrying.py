@@ -25,10 +25,11 @@ from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._callables import unawaited_error
 from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
-from laios.execution._engine.job import callback_name, scrubbed_message, scrubbed_traceback
+from laios.execution._engine.job import callback_name, scrubbed_message
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
 from laios.execution.redaction import (
+    scrubbed_traceback,
     secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
