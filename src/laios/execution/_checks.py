@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from laios.execution.store import MetricStore
-
 __all__ = [
     "as_float",
     "check_task_fields",
     "number_repr",
     "positive_int",
-    "store_or_private",
     "switch",
 ]
 
@@ -44,19 +41,6 @@ def number_repr(value: object) -> str:
         sign = "-" if value < 0 else ""
         return f"{sign}<int of {value.bit_length()} bits>"
     return repr(value)
-
-
-def store_or_private(store: object) -> MetricStore:
-    """``store`` when it is a :class:`MetricStore`; a new private store when it is ``None``.
-
-    Raises:
-        TypeError: Otherwise (a monitor would fail at its first call instead).
-    """
-    if store is None:
-        return MetricStore()
-    if not isinstance(store, MetricStore):
-        raise TypeError(f"store must be a MetricStore or None, got {type(store).__name__}")
-    return store
 
 
 def switch(name: str, value: object) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from laios.core.types import ensure_utc
+from laios.execution._checks import as_float
 
 __all__ = [
     "MAX_DATA_BYTES",
@@ -576,10 +577,7 @@ class ProgressUpdate:
         if type(percent) is not float:
             if isinstance(percent, bool) or not isinstance(percent, numbers.Real):
                 raise TypeError(f"progress_percent must be a number, got {type(percent).__name__}")
-            try:
-                percent = float(percent)
-            except OverflowError:  # an int too large for a float
-                percent = math.inf
+            percent = as_float(percent)  # (an int too large for a float: infinite)
             object.__setattr__(self, "progress_percent", percent)
         if not 0.0 <= percent <= 100.0:  # (NaN too)
             raise ValueError(f"progress_percent must be from 0 to 100, got {percent!r}")

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import store_or_private
 from laios.execution._records import (
     MAX_TEXT,
     ProgressStatus,
@@ -35,7 +34,12 @@ from laios.execution._records import (
     shorten,
 )
 from laios.execution.redaction import scrub_head
-from laios.execution.store import MetricStore, ProgressListener, get_default_store
+from laios.execution.store import (
+    MetricStore,
+    ProgressListener,
+    get_default_store,
+    store_or_private,
+)
 
 __all__ = [
     "ExecutionMonitor",

@@ -70,6 +70,7 @@ __all__ = [
     "RecordScope",
     "TaskRecord",
     "get_default_store",
+    "store_or_private",
 ]
 
 _log = logging.getLogger("laios.execution.store")
@@ -1189,4 +1190,17 @@ def get_default_store() -> MetricStore:
             if _default_store is None:
                 _default_store = MetricStore()
             store = _default_store
+    return store
+
+
+def store_or_private(store: object) -> MetricStore:
+    """``store`` when it is a :class:`MetricStore`; a new private store when it is ``None``.
+
+    Raises:
+        TypeError: Otherwise (a monitor would fail at its first call instead).
+    """
+    if store is None:
+        return MetricStore()
+    if not isinstance(store, MetricStore):
+        raise TypeError(f"store must be a MetricStore or None, got {type(store).__name__}")
     return store

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import check_task_fields, store_or_private, switch
+from laios.execution._checks import check_task_fields, switch
 from laios.execution._records import checkpoint_data
 from laios.execution.metrics import ExecutionMetrics
-from laios.execution.store import MetricStore, RecordScope, TaskRecord
+from laios.execution.store import MetricStore, RecordScope, TaskRecord, store_or_private
 
 __all__ = ["TaskMonitor"]
 

@@ -234,10 +234,7 @@ class Engine:
         else:
             kind = type(timeout)
             if (kind is float or kind is int) and 0 < timeout < math.inf:  # the common case
-                try:
-                    limit = float(timeout)
-                except OverflowError:  # an int too large for a float: longer than any wait
-                    return None
+                limit = as_float(timeout)  # (an int too large for a float: past any wait)
             elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
                 raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
             else:
