@@ -565,14 +565,10 @@ class Engine:
         coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
         tool's task is cancelled) and ``CancelledError`` goes on.
         """
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = self.awaiting_loop()
+        if loop is None:
             refusal = no_asyncio_loop("execute_parallel")
             return [rejected_result(task, refusal) for task in tasks]
-        last = self.last_loop
-        if last is None or last() is not loop:
-            self.loop_changed(loop)
         batch = _Batch(loop)
         slots: list[Job | TaskResult] = []
         for task in tasks:
@@ -600,13 +596,9 @@ class Engine:
         deadline even when the tool catches its cancellation and carries on, and a caller
         awaiting the tool in its own task could only leave once the tool returned.
         """
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = self.awaiting_loop()
+        if loop is None:
             return rejected_result(task, no_asyncio_loop("execute_async"))
-        last = self.last_loop
-        if last is None or last() is not loop:
-            self.loop_changed(loop)
         batch = _Batch(loop)
         job = self._accept(
             task,
@@ -793,6 +785,18 @@ class Engine:
             if waiter is not None and waiter.loop is loop and record.runner is not self.loop_here:
                 awaited += 1
         return awaited
+
+    def awaiting_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The asyncio event loop an awaiting call runs on (``None``: none runs in this
+        thread), noting when it is another one than the latest (see :meth:`loop_changed`)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        last = self.last_loop
+        if last is None or last() is not loop:
+            self.loop_changed(loop)
+        return loop
 
     def loop_changed(self, loop: asyncio.AbstractEventLoop) -> None:
         """An awaiting call comes from another event loop than the latest one: when it is a

@@ -813,14 +813,7 @@ class LoopRunner:
                     expire(overdue.events)  # (abandons the call: its cancel waits for the loop)
                 except Exception:
                     _log.exception("a task's events raised while ending it on a stopped loop")
-        taken, following, dropped = slots.reclaim_stopped()
-        for work in taken:
-            if not work.left:  # (a call left running was counted off then)
-                work.runner.counted_off()
-        for given_up in dropped:
-            given_up.runner.forget()
-        for taker in following:
-            _launch(taker)
+        _pass_slots_on(*slots.reclaim_stopped())
 
     def _reclaim_closed(self) -> None:
         stranded, following, dropped = self.slots.reclaim_closed()
@@ -833,12 +826,7 @@ class LoopRunner:
                     work.events.refused(_NO_LOOP)
             except Exception:
                 _log.exception("a task's events raised while ending a call on a closed loop")
-            if not work.left:  # (a call left running was counted off then)
-                work.runner.counted_off()
-        for given_up in dropped:
-            given_up.runner.forget()
-        for work in following:
-            _launch(work)
+        _pass_slots_on(stranded, following, dropped)
 
     def counted_off(self) -> None:
         """A call of this runner is no longer waited for without :meth:`done`: taken back on a
@@ -913,6 +901,21 @@ def _watch(work: _LoopCall | _AwaitedCall) -> None:
 def _check_stopped(work: _LoopCall | _AwaitedCall) -> None:
     # Still holding its slot: the tool was cancelled and did not end.
     work.runner.left(work)
+
+
+def _pass_slots_on(
+    taken: list[_LoopCall | _AwaitedCall], following: list[_LoopCall], dropped: list[_LoopCall]
+) -> None:
+    """After the slots of the calls ``taken`` were taken back (see ``AsyncSlots``): count those
+    calls off their runners, forget the waiting calls given up meanwhile, and start those that
+    took the slots over."""
+    for work in taken:
+        if not work.left:  # (a call left running was counted off then)
+            work.runner.counted_off()
+    for given_up in dropped:
+        given_up.runner.forget()
+    for taker in following:
+        _launch(taker)
 
 
 def _launch(work: _LoopCall) -> None:
