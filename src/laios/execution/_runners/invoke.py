@@ -80,18 +80,14 @@ def call_tool(call: ToolCall, events: RunEvents) -> RawOutcome:
     """Run a synchronous tool here, in ``call.context`` when it has one. Never raises."""
     context = call.context
     if context is not None:
-        outcome: RawOutcome = context.run(_call_here, call, events)
+        outcome: RawOutcome = context.run(call_tool_here, call, events)
         return outcome
-    return _call_here(call, events)
+    return call_tool_here(call, events)
 
 
 def call_tool_here(call: ToolCall, events: RunEvents) -> RawOutcome:
-    """Run a synchronous tool in the current context (a runner that entered ``call.context``
-    itself, around the call's other events too). Never raises."""
-    return _call_here(call, events)
-
-
-def _call_here(call: ToolCall, events: RunEvents) -> RawOutcome:
+    """Run a synchronous tool in the current context (``call_tool`` once in ``call.context``;
+    or a runner that entered it itself, around the call's other events too). Never raises."""
     token = set_current_task(TaskContext(call.task_id, call.tool_name, events))
     measure = call.measure_cpu
     cpu_start = _thread_time() if measure else 0.0
