@@ -453,3 +453,31 @@ TOOLS = (
     Sleep,
     LeavesAnExitBehind,
 )
+
+
+#: The secret the key-holding tools are given (see ``returns_key_holder``): long, so that any
+#: slice of it a description kept would be found.
+KEY = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789"
+
+
+def key_slices_left(make: Callable[..., Any], task: Any, context: Any, wait: float) -> list[str]:
+    """Run ``task`` on an executor ``make(tracer_provider=...)`` builds, check that its value
+    could not be pickled, and return every 8-character slice of ``KEY`` found in its error
+    or its spans (none, when the description was scrubbed before it was cut)."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    result = executor.execute_task(task, context, timeout=wait)
+    provider.shutdown()
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "HoldsAKey(zzz" in (result.error or "")
+    spans = exporter.get_finished_spans()
+    assert any(span.name == "checkpoint holding" for span in spans)
+    text = (result.error or "") + "".join(
+        f"{span.attributes} {span.status.description} {[e.attributes for e in span.events]}"
+        for span in spans
+    )
+    return [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in text]
