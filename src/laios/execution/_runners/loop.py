@@ -215,8 +215,6 @@ class AsyncSlots:
         self.given_up = 0
         #: The calls holding a slot, by the loop they run on (a loop while it holds any).
         self.holders: dict[asyncio.AbstractEventLoop, dict[_LoopCall | _AwaitedCall, None]] = {}
-        #: Calls left running: cancelled, their tools did not end (they still hold a slot).
-        self.left_running = 0
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -226,7 +224,12 @@ class AsyncSlots:
         self.lock = threading.Lock()
         self.given_up = 0
         self.holders = {}
-        self.left_running = 0
+
+    @property
+    def left_running(self) -> int:
+        """Calls left running: cancelled, their tools did not end (they still hold a slot)."""
+        with self.lock:
+            return sum(1 for calls in self.holders.values() for work in calls if work.left)
 
     @property
     def stats(self) -> RunnerStats:
@@ -244,7 +247,6 @@ class AsyncSlots:
             if work.left or calls is None or work not in calls:
                 return False
             work.left = True
-            self.left_running += 1
             return True
         finally:
             lock.release()
@@ -379,8 +381,6 @@ class AsyncSlots:
         for work in gone:
             if isinstance(work, _LoopCall):
                 work.launching = False
-            if work.left:
-                self.left_running -= 1
             taker, given_up = self._free()
             if taker is not None:
                 following.append(taker)
@@ -418,8 +418,6 @@ class AsyncSlots:
             calls = self.holders.get(work.loop)
             if calls is None or calls.pop(work, _NOT_HELD) is _NOT_HELD:
                 return False, None, ()
-            if self.left_running and work.left:  # (one int test on the common path)
-                self.left_running -= 1
             following, dropped = self._free()
             return True, following, dropped
         finally:
