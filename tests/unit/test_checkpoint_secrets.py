@@ -3,21 +3,16 @@ wherever in the data they are: in a value, and in a key."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from secret_runs import statuses_at_progress
 
-from laios.core.types import Context, Task
-from laios.execution.executor import Executor
 from laios.execution.redaction import REDACTED
-from laios.execution.server import status_document
-from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool
-from laios.tools.registry import ToolRegistry
 
 SECRET = "sk-live-CHECKPOINT-KEY-777"
 
@@ -39,24 +34,8 @@ def run_traced(tool: type[BaseTool], parameters: dict[str, Any]) -> tuple[str, l
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(tool)
-    store = MetricStore()
-    statuses: list[str] = []
-
-    def on_progress(event: str, data: dict[str, Any]) -> None:
-        if event == "progress":
-            statuses.append(json.dumps(status_document(store.snapshot())))
-
-    task = Task(plan_id="p", description="d", tool_name=tool.name, parameters=parameters)
-    with Executor(
-        registry, store=store, register_prometheus=False, tracer_provider=provider
-    ) as executor:
-        result = executor.execute_task(
-            task, Context(session_id="s", user_id="u"), on_progress=on_progress
-        )
+    statuses = statuses_at_progress(tool, parameters, provider)
     provider.shutdown()
-    assert result.success, result.error
     text = "\n".join(
         f"{span.name} {dict(span.attributes or {})}" for span in exporter.get_finished_spans()
     )

@@ -7,7 +7,6 @@ it is cut, never after.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,12 +15,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
+from secret_runs import statuses_at_progress
 
 from laios.core.types import Context, Task
 from laios.execution._records import MAX_TEXT
 from laios.execution.executor import Executor
 from laios.execution.redaction import REDACTED, scrub_head
-from laios.execution.server import status_document
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
 from laios.execution.tracing import MAX_CHECKPOINT_VALUE_CHARS
@@ -53,37 +52,13 @@ class Straddler(BaseTool):
         return "ok"
 
 
-def statuses_at_progress(
-    tool: type[BaseTool], secret: str, provider: TracerProvider | None = None
-) -> list[str]:
-    """Run ``tool`` with ``secret`` as its ``api_key`` (traced to ``provider``, if any);
-    return ``/status`` as seen at each of its progress reports."""
-    registry = ToolRegistry()
-    registry.register_tool(tool)
-    store = MetricStore()
-    statuses: list[str] = []
-
-    def on_progress(event: str, data: dict[str, Any]) -> None:
-        if event == "progress":
-            statuses.append(json.dumps(status_document(store.snapshot()), ensure_ascii=False))
-
-    task = Task(plan_id="p", description="d", tool_name=tool.name, parameters={"api_key": secret})
-    with Executor(
-        registry, store=store, register_prometheus=False, tracer_provider=provider
-    ) as executor:
-        context = Context(session_id="s", user_id="u")
-        result = executor.execute_task(task, context, on_progress=on_progress)
-    assert result.success, result.error
-    return statuses
-
-
 def run_straddler() -> tuple[list[str], str]:
     """Run the tool traced; return ``/status`` as seen during its progress report, and the
     text of its spans."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    statuses = statuses_at_progress(Straddler, SECRET, provider)
+    statuses = statuses_at_progress(Straddler, {"api_key": SECRET}, provider)
     provider.shutdown()
     spans = exporter.get_finished_spans()
     text = "\n".join(f"{span.name} {dict(span.attributes or {})}" for span in spans)
@@ -196,7 +171,7 @@ class ReportsValidation(BaseTool):
 def test_a_progress_message_quoting_a_validation_error_keeps_no_end_of_a_secret() -> None:
     """A progress message quoting pydantic's shortened ``input_value`` of a dict around a key
     shows neither the key's first nor its last characters in /status."""
-    statuses = statuses_at_progress(ReportsValidation, LONG_SECRET)
+    statuses = statuses_at_progress(ReportsValidation, {"api_key": LONG_SECRET})
     assert statuses
     assert "input_type=dict" in statuses[0]
     assert fragments(statuses[0], size=6, secret=LONG_SECRET) == []
