@@ -91,6 +91,23 @@ def task(tool: str, **parameters: Any) -> Task:
 CONTEXT = Context(session_id="session-1", user_id="user-1")
 
 
+def warm(executor: Executor, client: Any) -> None:
+    """Have every worker of the cluster serve a call first. A worker's first call also starts
+    the processes its tools run in, which takes a second or more: longer than the short
+    timeouts of the tests that need their tool to have started before its timeout (and a
+    test may be the first on the module's cluster, or on a worker the nanny restarted)."""
+    workers = set(client.nthreads())
+    served: set[str] = set()
+
+    def all_served() -> bool:
+        calls = [task("pid") for _ in range(4 * len(workers))]
+        results = asyncio.run(executor.execute_parallel(calls, CONTEXT, timeout=WAIT))
+        served.update(r.metadata["worker"].split(" ", 1)[0] for r in results if r.success)
+        return workers <= served
+
+    assert wait_for(all_served), f"no call ran on {sorted(workers - served)}"
+
+
 def test_the_dask_runner_is_a_runner(client: Any) -> None:
     runner = DaskRunner(client=client)
     assert isinstance(runner, Runner)
@@ -139,8 +156,11 @@ def test_progress_and_checkpoints_arrive_in_order(make: Callable[..., Executor])
     assert names == ["started", *(f"checkpoint {n}" for n in range(0, 50, 10)), "finished"]
 
 
-def test_a_hung_tool_is_killed_on_its_worker(make: Callable[..., Executor], tmp_path: Any) -> None:
+def test_a_hung_tool_is_killed_on_its_worker(
+    make: Callable[..., Executor], client: Any, tmp_path: Any
+) -> None:
     executor = make()
+    warm(executor, client)
     box = str(tmp_path)
     result = executor.execute_task(task("hang", box=box), CONTEXT, timeout=2.0)
     assert result.metadata["outcome"] == "timeout"
@@ -417,11 +437,12 @@ def test_a_call_given_up_before_it_was_sent_never_runs(
 
 
 def test_a_call_timed_out_while_its_worker_loads_it_never_runs(
-    make: Callable[..., Executor], tmp_path: Any
+    make: Callable[..., Executor], client: Any, tmp_path: Any
 ) -> None:
     """A call given up after it started on a Dask worker but before its tool process got it
     is not handed to one afterwards."""
     executor = make()
+    warm(executor, client)  # (the call reaches its loading before its timeout)
     box = str(tmp_path)
     slow = task("hang", box=box, slow=process_tools.SlowToLoad(box, 2.0))
     result = executor.execute_task(slow, CONTEXT, timeout=1.0)
@@ -619,6 +640,7 @@ def test_a_timeout_holds_while_the_scheduler_does_not_answer(
 ) -> None:
     """The kill at a timeout goes out without waiting for the scheduler's answer."""
     executor = make()
+    warm(executor, client)
     scheduler = client.cluster.scheduler
     original = scheduler.handlers["broadcast"]
     gate = threading.Event()
@@ -649,7 +671,7 @@ def test_a_timeout_holds_while_the_scheduler_does_not_answer(
 
 
 def test_a_tool_past_its_timeout_is_killed_on_its_worker_when_no_kill_arrives(
-    make: Callable[..., Executor], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    make: Callable[..., Executor], client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker kills a tool a few seconds past its deadline by itself, when the caller's
     kill never reaches it (the caller is gone, or cut off from the cluster)."""
@@ -660,8 +682,7 @@ def test_a_tool_past_its_timeout_is_killed_on_its_worker_when_no_kill_arrives(
             self._stopping -= 1
 
     executor = make()
-    warm = asyncio.run(executor.execute_parallel([task("pid") for _ in range(8)], CONTEXT))
-    assert all(r.success for r in warm)  # (tool processes started on the workers)
+    warm(executor, client)
     monkeypatch.setattr(Runner, "_stop_remote", lost_kill)
     box = str(tmp_path)
     result = executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.5)
@@ -680,6 +701,7 @@ def test_shutdown_ends_while_the_scheduler_does_not_answer(
 
     monkeypatch.setattr(dask_runner, "STOP_PATIENCE", 0.5)
     executor = make()
+    warm(executor, client)
     assert executor.execute_task(task("fails"), CONTEXT, timeout=WAIT).error  # a report
     scheduler = client.cluster.scheduler
     originals = {op: scheduler.handlers[op] for op in ("broadcast", "run_function")}
