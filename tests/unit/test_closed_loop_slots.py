@@ -164,3 +164,46 @@ def test_closing_a_stranded_tool_coroutine_logs_no_internal_error(
         assert Counted.peak == 1
     finally:
         executor.shutdown()
+
+
+def _locks(executor: Executor) -> dict[str, Any]:
+    engine = executor._engine  # (the locks a collection may interrupt, nothing else)
+    return {"slots": engine.loop_here.slots.lock, "engine": engine.lock}
+
+
+@pytest.mark.parametrize("lock", ["slots", "engine"])
+@pytest.mark.parametrize("road", sorted(ROADS))
+def test_a_stranded_coroutine_closed_while_its_thread_holds_a_lock_does_not_deadlock(
+    road: str, lock: str
+) -> None:
+    """The garbage collector closes a stranded coroutine at whatever allocation it runs on,
+    which may be inside the executor's own critical sections on that very thread: ending the
+    call there must not wait for a lock that thread holds (it would wait for ever)."""
+    executor = _executor(limit=1)
+    forever = _task("forever")
+    pending = _close_loop_while_running(lambda: ROADS[road](executor, forever))
+    stranded = [task for task in asyncio.all_tasks(pending.get_loop()) if not task.done()]
+    held = _locks(executor)[lock]
+    closed = threading.Event()
+
+    def collect_inside_the_lock() -> None:
+        held.acquire()  # (as a collection run by an allocation inside it would; let go below)
+        for task in stranded:  # (the caller's and, on some roads, the tool's own task)
+            task.get_coro().close()
+        closed.set()
+
+    threading.Thread(target=collect_inside_the_lock, daemon=True).start()
+    deadlocked = not closed.wait(GUARD)
+    held.release()  # (from here: frees a closing stuck on it, so that the test can end)
+    assert not deadlocked, "closing the coroutine waited for a lock its thread holds"
+    assert closed.wait(GUARD)
+    try:
+        assert _later_call(executor).success
+        give_up = time.monotonic() + GUARD
+        while executor.get_running_tasks() or not executor.store.failures_snapshot():
+            assert time.monotonic() < give_up, "the stranded task never ended"
+            time.sleep(0.01)
+        failed = {f.task_id: f.error_type for f in executor.store.failures_snapshot()}
+        assert failed == {forever.id: "loop_closed"}
+    finally:
+        executor.shutdown(wait=False)

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import queue
 import sys
 import threading
 import time
@@ -662,6 +663,7 @@ class LoopRunner:
         assert isinstance(work, _AwaitedCall)
         events = work.events
         held = _hold(self.slots)  # (while the slot is this call's, callbacks included)
+        closed = False
         try:
             if not events.started():
                 return
@@ -679,8 +681,8 @@ class LoopRunner:
                 # cancelled elsewhere): its outcome, as in a task of its own.
                 outcome = RawOutcome(None, exc)
             except GeneratorExit:  # closed, never to resume (its loop was closed)
-                work.active = False
-                events.finished(_loop_closed())
+                closed = True  # (still active: a reclaim_closed meanwhile ends it alike)
+                _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
                 raise
             else:
                 work.active = False
@@ -694,7 +696,8 @@ class LoopRunner:
                 _HELD_SLOTS.reset(held)  # (the awaiting task goes on without the slot)
             except ValueError:
                 pass
-            self.done(work)
+            if not closed:
+                self.done(work)
 
     def release(self, work: Handle) -> None:
         """Give back the slot of a claimed call that will never be run."""
@@ -973,6 +976,7 @@ async def _run(work: _LoopCall) -> None:
     work.ran = True
     events = work.events
     _hold(work.runner.slots)  # (in this task's own context, which ends with it)
+    closed = False
     try:
         if events.started():
             try:
@@ -980,7 +984,8 @@ async def _run(work: _LoopCall) -> None:
             except asyncio.CancelledError as exc:
                 outcome = RawOutcome(None, exc)  # abandoned (the job discards it) or loop ending
             except GeneratorExit:  # closed, never to resume (its loop was closed)
-                events.finished(_loop_closed())
+                closed = True
+                _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
                 raise
             events.finished(outcome)
     except GeneratorExit:
@@ -988,4 +993,55 @@ async def _run(work: _LoopCall) -> None:
     except BaseException:
         _log.exception("a task's events raised on the event loop")
     finally:
-        work.runner.done(work)
+        if not closed:
+            work.runner.done(work)
+
+
+class _Closings:
+    """Ends the calls whose coroutine was closed never to resume (its event loop was closed
+    under it), on a daemon thread of its own, started on first use.
+
+    Such a coroutine is closed by the garbage collector, at whatever allocation a collection
+    runs on: maybe inside one of the executor's critical sections on that very thread, whose
+    lock ending the call takes (the job's, the slots'), and it would wait for ever. So the
+    closing only queues the call (``SimpleQueue.put`` is safe there), and the call's task ends
+    as ``loop_closed`` and its slot comes back a moment later, here. (Starting the thread is
+    safe there too: threading's own lock for it is re-entrant.)
+    """
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[_LoopCall | _AwaitedCall] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: no calls to end (they were the parent's), no thread yet."""
+        self.queue = queue.SimpleQueue()
+        self.thread = None
+
+    def end(self, work: _LoopCall | _AwaitedCall) -> None:
+        """Have ``work``'s task end as ``loop_closed`` and its slot given back, soon."""
+        self.queue.put(work)
+        thread = self.thread
+        if thread is None or not thread.is_alive():
+            # (Two closings at once may each start one: both then serve the queue.)
+            self.thread = thread = threading.Thread(
+                target=self._serve, name="laios-closed-loop-calls", daemon=True
+            )
+            with contextlib.suppress(RuntimeError):  # (at interpreter exit: nothing to end)
+                thread.start()
+
+    def _serve(self) -> None:
+        get = self.queue.get
+        while True:
+            work = get()
+            try:
+                work.events.finished(_loop_closed())
+            except Exception:
+                _log.exception("a task's events raised while ending a call on a closed loop")
+            finally:
+                work.runner.done(work)
+            del work  # (nothing kept while waiting for the next)
+
+
+_CLOSINGS = _Closings()
