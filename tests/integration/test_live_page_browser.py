@@ -31,7 +31,7 @@ from laios.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-    from playwright.sync_api import Browser, ConsoleMessage, Page
+    from playwright.sync_api import Browser, ConsoleMessage, ElementHandle, Page
 
 pytestmark = pytest.mark.integration
 
@@ -200,6 +200,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) 
         time.sleep(0.1)
 
 
+def text_of(item: ElementHandle, selector: str) -> str | None:
+    """The text of the element under ``item`` that ``selector`` finds."""
+    found = item.query_selector(selector)
+    assert found is not None, selector
+    return found.text_content()
+
+
 def tool_row(tool: str) -> str:
     return f'#tools-body tr[data-tool="{tool}"]'
 
@@ -233,12 +240,14 @@ def test_the_page_draws_tools_the_running_task_and_failures(browser: Browser, li
 
     page.wait_for_selector("#failures li[data-trace-id]")
     shown = 0
-    for item in page.locator("#failures li").all():
+    # (Handles on the items themselves, not ``locator(...).all()``, whose n-th locators are
+    # looked up again at each read: a failure drawn meanwhile shifts them to another item.)
+    for item in page.query_selector_all("#failures li"):
         task_id = item.get_attribute("data-task-id") or ""
         if task_id in live.failed:
-            assert item.locator(".trace-id").text_content() == live.failed[task_id]
-            assert item.locator(".outcome").text_content() == "error"
-            assert item.locator(".error-type").text_content() == "ConnectionError"
+            assert text_of(item, ".trace-id") == live.failed[task_id]
+            assert text_of(item, ".outcome") == "error"
+            assert text_of(item, ".error-type") == "ConnectionError"
             shown += 1
     assert shown > 0
     assert errors == []
