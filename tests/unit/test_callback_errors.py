@@ -9,6 +9,7 @@ recorded as a ``laios.callback_error`` event on the task span and noted in
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -273,9 +274,44 @@ def test_different_callbacks_are_each_logged_once(
     laios_records: list[logging.LogRecord],
 ) -> None:
     """Each distinct callback gets its own traceback record."""
-    for callback in (raising_on("completed"), raising_on("completed")):
+
+    def one(event: str, data: Any) -> None:
+        raise CallbackBug(event)
+
+    def other(event: str, data: Any) -> None:
+        raise CallbackBug(event)
+
+    for callback in (one, other, one, other):
         executor.execute_task(make_task("echo"), context, on_progress=callback)
     assert len(_callback_records(laios_records, logging.ERROR)) == 2
+
+
+@pytest.mark.parametrize("made", ["lambda", "closure", "partial"])
+def test_a_callback_made_anew_for_each_call_is_logged_once(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    laios_records: list[logging.LogRecord],
+    made: str,
+) -> None:
+    """A callback written once but made anew for each call (a lambda in the call, a closure
+    over the task, a ``functools.partial``) is one callback: a service whose callback breaks
+    logs one traceback at ERROR, not one per task."""
+
+    def report(task_id: str, event: str, data: Any) -> None:
+        raise CallbackBug(f"{task_id} {event}")
+
+    for _ in range(5):
+        task = make_task("echo")
+        if made == "lambda":
+            callback = lambda event, data: report(task.id, event, data)  # noqa: E731, B023
+        elif made == "closure":
+            callback = raising_on("completed", message=task.id)
+        else:
+            callback = functools.partial(report, task.id)
+        executor.execute_task(task, context, on_progress=callback)
+    assert len(_callback_records(laios_records, logging.ERROR)) == 1
+    assert len(_callback_records(laios_records, logging.DEBUG)) >= 4
 
 
 def test_logged_callback_errors_are_scrubbed_of_secrets(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import re
 import threading
@@ -138,13 +139,38 @@ def safe_error_type(name: str) -> str:
     return name or "tool_error"
 
 
+def callback_key(callback: object) -> object:
+    """What a callback is known by: the code object of its function (through a bound method's
+    function and a ``functools.partial``'s), else the callable itself; never raises."""
+    key = callback
+    try:
+        for _ in range(_UNWRAP_DEPTH):  # (partials of partials, a bound method's function)
+            if isinstance(key, functools.partial):
+                key = key.func
+            elif isinstance(key, types.MethodType):
+                key = key.__func__
+            else:
+                break
+        if isinstance(key, types.FunctionType):
+            return key.__code__
+    except Exception:
+        return callback
+    return key
+
+
+#: Wrappers :func:`callback_key` looks through at most.
+_UNWRAP_DEPTH = 8
+
+
 class CallbackFailures:
     """The ``on_progress`` callbacks whose exception has been logged with its traceback.
 
-    A callback is known by its underlying function (``getattr(cb, "__func__", cb)``: every
-    bound method of one function is one callback), through a weak reference where it has one,
-    so that knowing it does not keep it alive. At most ``capacity`` callbacks are remembered
-    (the least recently failed are forgotten first).
+    A callback is known by the code it runs (:func:`callback_key`): every bound method of one
+    function is one callback, and so is a lambda, a closure or a ``functools.partial`` made
+    anew for each call (a service's per-request callback logs one traceback, not one per
+    task). It is known through a weak reference where it has one, so that knowing it does not
+    keep it alive. At most ``capacity`` callbacks are remembered (the least recently failed
+    are forgotten first).
 
     Args:
         capacity: Most callbacks remembered.
@@ -160,10 +186,7 @@ class CallbackFailures:
 
     def first_failure(self, callback: object) -> bool:
         """Whether this is the first failure of ``callback`` seen here (remembering it)."""
-        try:
-            key = getattr(callback, "__func__", callback)
-        except Exception:
-            key = callback
+        key = callback_key(callback)
         try:
             ref: weakref.ref[Any] | None = weakref.ref(key)
         except TypeError:
