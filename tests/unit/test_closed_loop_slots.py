@@ -168,10 +168,14 @@ def test_closing_a_stranded_tool_coroutine_logs_no_internal_error(
 
 def _locks(executor: Executor) -> dict[str, Any]:
     engine = executor._engine  # (the locks a collection may interrupt, nothing else)
-    return {"slots": engine.loop_here.slots.lock, "engine": engine.lock}
+    return {
+        "slots": engine.loop_here.slots.lock,
+        "engine": engine.lock,
+        "store": executor.store._lock,
+    }
 
 
-@pytest.mark.parametrize("lock", ["slots", "engine"])
+@pytest.mark.parametrize("lock", ["slots", "engine", "store"])
 @pytest.mark.parametrize("road", sorted(ROADS))
 def test_a_stranded_coroutine_closed_while_its_thread_holds_a_lock_does_not_deadlock(
     road: str, lock: str
