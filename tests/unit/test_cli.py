@@ -860,9 +860,33 @@ def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> Non
     )
     assert done.returncode == 2
     assert "cannot listen on no-such-host.invalid:0" in done.stderr
+    assert done.stderr.count("cannot listen on") == 1
     assert "--host" in done.stderr
     assert "--port" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_on_a_busy_port_names_the_address_once() -> None:
+    """A port in use: exit 2, one line naming the address and the reason, said once."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "laios", "demo", "--port", str(port), "--no-live"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(
+        f"laios demo: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert first.count("cannot listen on") == 1
+    assert "[Errno" not in first
+    assert "--port" in done.stderr
 
 
 @pytest.fixture
