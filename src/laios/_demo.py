@@ -638,7 +638,12 @@ def _run(args: argparse.Namespace) -> int:
         server = start_http_server(args.port, args.host, store=executor.store)
     except OSError as exc:
         executor.shutdown(wait=False)
-        print(f"laios demo: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        # start_http_server's message names the address already ("cannot listen on ...");
+        # str(exc) would put "[Errno 98]" and the address in front of it a second time.
+        reason = exc.strerror or ""
+        if not reason.startswith("cannot listen on "):
+            reason = f"cannot listen on {args.host}:{args.port}: {exc}"
+        print(f"laios demo: {reason}", file=sys.stderr)
         if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
             # The host names no address of this machine: another port would not help.
             print("Pick another address with --host (127.0.0.1, 0.0.0.0).", file=sys.stderr)

@@ -301,6 +301,51 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """The scheme, host and port of ``url`` (the scheme's default port when it names none)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port if port is not None else default
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) URLs only (another scheme is an answer that is not a
+    status), and sends the user and password of ``--url`` again to a redirect to the same
+    scheme, host and port, never to another."""
+
+    def __init__(self, target: str, authorization: str | None) -> None:
+        super().__init__()
+        self._origin = _origin(target)
+        self._authorization = authorization
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        """The request for ``newurl``; ``None`` (the redirect is the answer) for one that is
+        not http(s)."""
+        if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            return None
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if (
+            new is not None
+            and self._authorization is not None
+            and _origin(new.full_url) == self._origin
+        ):
+            new.add_unredirected_header("Authorization", self._authorization)
+        return new
+
+
 def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """Fetch and check the ``/status`` document of the endpoint at ``url``.
 
@@ -340,12 +385,17 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     # A status endpoint on this machine must not be fetched through an HTTP proxy.
     if parts.hostname in _LOOPBACK:
         handlers.append(urllib.request.ProxyHandler({}))
-    opener = urllib.request.build_opener(*handlers)
-    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    authorization = None
     if user is not None:
         pair = f"{unquote(user)}:{unquote(password or '')}".encode()
-        # Unredirected: a redirect to another host must not take the password along.
-        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+        authorization = "Basic " + base64.b64encode(pair).decode()
+    handlers.append(_Redirects(target, authorization))
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    if authorization is not None:
+        # Unredirected: a redirect to another host must not take the password along
+        # (_Redirects gives it again to a redirect to the same scheme, host and port).
+        request.add_unredirected_header("Authorization", authorization)
     try:
         with opener.open(request, timeout=timeout) as response:
             raw = _read_body(response)

@@ -860,9 +860,33 @@ def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> Non
     )
     assert done.returncode == 2
     assert "cannot listen on no-such-host.invalid:0" in done.stderr
+    assert done.stderr.count("cannot listen on") == 1
     assert "--host" in done.stderr
     assert "--port" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_on_a_busy_port_names_the_address_once() -> None:
+    """A port in use: exit 2, one line naming the address and the reason, said once."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "laios", "demo", "--port", str(port), "--no-live"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(
+        f"laios demo: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert first.count("cannot listen on") == 1
+    assert "[Errno" not in first
+    assert "--port" in done.stderr
 
 
 @pytest.fixture
@@ -900,3 +924,81 @@ def test_refused_credentials_are_said_to_be_refused(
     assert "refused the user and password" in line
     assert "wr0ng" not in line
     assert "start_http_server" not in line
+
+
+@pytest.fixture
+def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """A server whose ``/status`` redirects to ``/laios/status`` on the same host and port, which
+    requires user ``prom`` with password ``s3cret``; ``/away`` redirects to ``ftp://``. Yields
+    its base URL and the (path, Authorization) of every request it got."""
+    seen: list[tuple[str, str]] = []
+    good = "Basic " + base64.b64encode(b"prom:s3cret").decode()
+    document = json.dumps({"generated_at": "now", "running": [], "tools": []}).encode()
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        path, authorization = environ["PATH_INFO"], environ.get("HTTP_AUTHORIZATION", "")
+        seen.append((path, authorization))
+        if path == "/status":
+            start_response("302 Found", [("Location", "/laios/status")])
+            return [b""]
+        if path == "/elsewhere/status":
+            port = environ["SERVER_PORT"]
+            start_response("302 Found", [("Location", f"http://127.0.0.1:{port}/laios/status")])
+            return [b""]
+        if path == "/away/status":
+            start_response("302 Found", [("Location", "ftp://127.0.0.1:1/status")])
+            return [b""]
+        if authorization != good:
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="x"')])
+            return [b""]
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [document]
+
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            yield f"127.0.0.1:{httpd.server_port}", seen
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+
+
+def test_credentials_follow_a_redirect_on_the_same_host_and_port(
+    redirecting: tuple[str, list[tuple[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect to another path of the same scheme, host and port keeps the user and
+    password: the status is shown, not 'refused the user and password'."""
+    address, seen = redirecting
+    assert main(["status", "--url", f"http://prom:s3cret@{address}", "--timeout", "5"]) == 0
+    assert "laios status" in capsys.readouterr().out
+    assert [path for path, authorization in seen if authorization] == [
+        "/status",
+        "/laios/status",
+    ]
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_host(
+    redirecting: tuple[str, list[tuple[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Given ``localhost`` in --url, a redirect to ``127.0.0.1`` (another host name) does not
+    take the password along."""
+    address, seen = redirecting
+    port = address.rsplit(":", 1)[1]
+    url = f"http://prom:s3cret@localhost:{port}/elsewhere"
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    assert "s3cret" not in capsys.readouterr().err
+    assert ("/laios/status", "") in seen
+    assert all(not authorization for path, authorization in seen if path == "/laios/status")
+
+
+def test_a_redirect_to_another_scheme_than_http_is_not_followed(
+    redirecting: tuple[str, list[tuple[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect to ``ftp://`` is an answer that is not a status: the message says HTTP 302
+    from the URL asked, not that nothing answered."""
+    address, _seen = redirecting
+    assert main(["status", "--url", f"http://{address}/away", "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "answered HTTP 302" in line
+    assert "nothing answered" not in line
