@@ -345,6 +345,76 @@ def test_a_file_the_retired_file_absorbed_is_never_counted(
         os.close(held)
 
 
+# -- a lock file deleted under a process (a temp-file cleaner, a careless rm) ----------------
+
+
+def test_a_live_process_whose_lock_file_is_deleted_counts_its_tasks_once(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """This process's lock file deleted while it lives: folds leave its file alone, and once
+    it has taken a new name it holds its totals in one file, counted once by scrapes and
+    folds."""
+    export = enable(directory, interval=3600, registry=registry, store=store)
+    run_tasks(store, 5)
+    assert tasks_total(scrape(registry)) == 5
+    assert export.path is not None
+    old = export.path
+    old.with_suffix(".lock").unlink()
+    assert sweep(directory) == 0  # a live pid: not a gone process
+    assert old.exists()
+    run_tasks(store, 1)
+    assert tasks_total(scrape(registry)) == 6
+    assert sweep(directory) == 0
+    assert tasks_total(scrape(registry)) == 6
+    assert export.path is not None
+    assert export.path != old
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == [f"{stem}.json", f"{stem}.lock"]
+
+
+def test_another_process_whose_lock_file_is_deleted_is_counted_once_by_every_scrape(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A child's lock file deleted while it lives: every scrape of the parent counts the
+    child's tasks once, before the child notices and after it has moved to a new file."""
+    child = fork(child_running(store, 3))
+    try:
+        old = Path(child.report()["path"])
+        old.with_suffix(".lock").unlink()
+        new_file = f"-{child.pid}-"
+
+        def moved() -> list[str]:
+            return [name for name in files(directory) if new_file in name and old.stem not in name]
+
+        deadline = time.monotonic() + CHILD_SECONDS
+        while old.exists() or len(moved()) < 2:  # until the child's writer thread has moved
+            assert tasks_total(scrape(registry)) == 3
+            assert time.monotonic() < deadline, "the child never took a new name"
+            time.sleep(INTERVAL / 10)
+        assert tasks_total(scrape(registry)) == 3
+        assert sweep(directory) == 0
+        assert tasks_total(scrape(registry)) == 3
+    finally:
+        child.kill()
+    assert tasks_total(scrape(registry)) == 3
+
+
+def test_a_gone_process_whose_lock_file_is_deleted_is_folded_once(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A file with no lock file whose process is gone is folded, its counts kept once."""
+    child = fork(child_running(store, 4))
+    dead = Path(child.report()["path"])
+    child.kill()
+    dead.with_suffix(".lock").unlink()
+    assert sweep(directory) == 1
+    assert not dead.exists()
+    assert tasks_total(scrape(registry)) == 4
+    assert sweep(directory) == 0
+    assert tasks_total(scrape(registry)) == 4
+    assert "laios-retired.json" in files(directory)
+
+
 def test_a_scrape_writes_this_process_file_before_answering(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
 ) -> None:

@@ -3,9 +3,12 @@
 See :mod:`laios.execution.multiprocess` for the design. Files (``laios-*``; never ``*.db``,
 which ``prometheus_client`` reads):
 
-- ``laios-proc-<pid>-<token>.json``: one process's totals (:mod:`._totals_files`), replaced
-  whole at each write; ``.lock`` beside it, held with an exclusive ``flock`` by that process
-  for as long as it lives.
+- ``laios-proc-<pid>-<token>.json``: one process's totals (:mod:`._totals_files`) and its
+  ``pid``, replaced whole at each write; ``.lock`` beside it, held with an exclusive ``flock``
+  by that process for as long as it lives. A data file whose lock file is missing (deleted
+  under its process: a temp-file cleaner, an ``rm``) belongs to a gone process only when its
+  ``pid`` is gone too; while that process runs, its file is left alone and counted, and the
+  process moves its totals to a new name at its next write.
 - ``laios-retired.json``: the totals of processes that are gone, added up, without gauges,
   with the names of the process files it has absorbed and that may still be on disk.
 - ``laios-dir.lock``: shared while a scrape reads the files, exclusive while a fold moves
@@ -286,11 +289,12 @@ class SharedDirectory:
             close_lock(fd)  # releases the lock
 
     def alive(self, stem: str) -> bool:
-        """Whether the process of ``stem`` still holds its lock (``False`` without one)."""
+        """Whether the process of ``stem`` still holds its lock; without a lock file, whether
+        the process its data file names still runs (see :meth:`owner_runs`)."""
         try:
             fd = _open_lock(self.lock_file(stem), os.O_RDONLY)
         except FileNotFoundError:
-            return False
+            return self.owner_runs(stem)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -298,6 +302,31 @@ class SharedDirectory:
         finally:
             close_lock(fd)
         return False
+
+    def owner_runs(self, stem: str) -> bool:
+        """Whether the process whose ``pid`` the data file of ``stem`` names still runs.
+
+        Asked only of a file whose lock file is missing: the lock file of a live process
+        deleted under it (which moves to a new name at its next write; folding its file
+        meanwhile would count its totals twice), or a gone process's. ``False`` without a data
+        file or a pid in it. A pid reused since is taken for the process: its file then waits
+        for that pid to be gone, its counts counted once.
+        """
+        try:
+            pid = read_document(self.data(stem)).get("pid")
+        except (FileNotFoundError, UnreadableFile):
+            return False
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            return False  # (0 and negative pids name process groups)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # a process of another user
+        except OverflowError:
+            return False
+        return True
 
     def claim(self, pid: int) -> tuple[str, int]:
         """Take a new name for process ``pid`` and lock its lock file, held for as long as the
@@ -332,11 +361,12 @@ class SharedDirectory:
     def claim_if_gone(self, stem: str) -> int | None:
         """Lock the lock file of a gone process and return its descriptor (to hold while the
         files are deleted, so that a process just starting under that name notices); ``None``
-        while its process lives. ``-1`` when there is no lock file."""
+        while its process lives. ``-1`` when there is no lock file and the process its data
+        file names is gone (:meth:`owner_runs`)."""
         try:
             fd = _open_lock(self.lock_file(stem), os.O_RDONLY)
         except FileNotFoundError:
-            return -1
+            return None if self.owner_runs(stem) else -1
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

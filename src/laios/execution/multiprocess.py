@@ -29,7 +29,11 @@ How:
   of its own, named with its pid and a random token, for as long as it lives; the kernel drops
   it when the process dies, however it dies (``SIGKILL`` too). A file whose lock can be taken
   belongs to a process that is gone. Unlike a pid check this cannot be fooled by a new
-  process reusing the pid, needs no ``/proc`` and works the same on Linux and macOS.
+  process reusing the pid, needs no ``/proc`` and works the same on Linux and macOS. Only a
+  file whose lock file is missing (deleted under its process by a temp-file cleaner or an
+  ``rm``) falls back on the ``pid`` it holds: gone once that pid is; the process, at its next
+  write, moves its totals to a new name and removes its old file in the same step (under the
+  directory's exclusive lock), so that they are counted once.
 - **Gone processes are folded into one retired file**, under an exclusive ``flock`` on the
   directory's lock file (a scrape reads under a shared one, so it sees a file either before or
   after its fold, never both or neither): their counters are added to it and their gauges
@@ -212,16 +216,40 @@ class MultiprocessExport:
             {"kind": "process", "pid": os.getpid(), "sections": [section_data(s) for s in sections]}
         )
         if not self._still_claimed():
-            # First write, or the directory was cleared under a live process (a new server
-            # prepared it): start a file afresh.
-            self._release()
-            self._written, self._body = [], b""
-            self._stem, self._lock_fd = self._files.claim(os.getpid())
-        assert self._stem is not None
-        if body != self._body:
+            self._move(body)
+        elif body != self._body:
+            assert self._stem is not None
             write_document(self._files.data(self._stem), body)
             self._body = body
         self._written = sections
+
+    def _move(self, body: bytes) -> None:
+        """Write ``body`` to a file under a new name: at the first write, and whenever this
+        process's lock file is no longer its own (deleted by a temp-file cleaner or an ``rm``;
+        the directory cleared by a new server). An old file still on disk is removed in the
+        same step, under the directory's exclusive lock: a scrape counts this process's totals
+        in the old file or the new one, never both, never neither. On failure nothing changes
+        (the next write tries again)."""
+        old = self._stem
+        stem, fd = self._files.claim(os.getpid())
+        try:
+            with self._files.locked(shared=False) if old else contextlib.nullcontext():
+                try:
+                    write_document(self._files.data(stem), body)
+                    if old:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(self._files.data(old))
+                except BaseException:
+                    self._files.unlink(stem)
+                    raise
+        except BaseException:
+            close_lock(fd)
+            raise
+        if old:
+            with contextlib.suppress(OSError):  # what is left of it counts nothing
+                self._files.unlink(old)
+        self._release()
+        self._stem, self._lock_fd, self._body = stem, fd, body
 
     def write(self) -> None:
         """Write this process's totals to its file now (nothing in gunicorn's master).
