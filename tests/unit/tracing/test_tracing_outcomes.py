@@ -9,8 +9,20 @@ import time
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from span_support import Checkpoints, Echo, Fails, Raises, is_child, make_task, only, seconds, spans
+from span_support import (
+    Checkpoints,
+    Echo,
+    Fails,
+    Raises,
+    is_child,
+    make_task,
+    memory_provider,
+    only,
+    seconds,
+    spans,
+)
 
 from laios.core.types import Context
 from laios.execution.executor import Executor
@@ -157,6 +169,53 @@ def test_checkpoint_data_becomes_scalar_attributes(executor, exporter):
         "laios.checkpoint.complete": True,
         "laios.checkpoint.label": "x",
     }
+
+
+class _Float(float):
+    """A float whose own text fails, as an odd numeric type's may."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+class _Count(int):
+    """An int that writes itself as something else."""
+
+    def __str__(self) -> str:
+        return "a count"
+
+
+def test_checkpoint_ints_past_64_bits_are_recorded_as_their_text(executor, exporter):
+    """An int OTLP cannot carry (outside the signed 64-bit range, where an exporter drops the
+    attribute) is recorded as its decimal text; the largest 64-bit ints stay ints."""
+    data = {"big": 2**70, "low": -(2**64), "max": 2**63 - 1, "min": -(2**63), "huge": 7**400}
+    executor.execute_task(make_task("checkpoints", data=data), CONTEXT)
+    attributes = only(exporter, "checkpoint loaded").attributes
+    assert attributes["laios.checkpoint.big"] == str(2**70)
+    assert attributes["laios.checkpoint.low"] == str(-(2**64))
+    assert attributes["laios.checkpoint.max"] == 2**63 - 1
+    assert attributes["laios.checkpoint.min"] == -(2**63)
+    assert attributes["laios.checkpoint.huge"] == str(7**400)[:255] + "…"
+
+
+def test_checkpoint_numbers_of_odd_subclasses_are_recorded_as_plain_numbers():
+    """A number whose class overrides its text is compared with the secrets, and recorded,
+    as the number it is: its ``__str__`` failing does not lose the checkpoint span, and
+    lying does not hide a secret from redaction."""
+    exporter = InMemorySpanExporter()
+    with memory_provider(exporter) as provider:
+        registry = ToolRegistry()
+        registry.register_tool(Checkpoints)
+        data = {"ratio": _Float(0.5), "rows": _Count(3), "pin": _Count(48151623)}
+        task = make_task("checkpoints", data=data, secret_pin="48151623")
+        with Executor(registry, tracer_provider=provider, store=MetricStore()) as executor:
+            assert executor.execute_task(task, CONTEXT).success
+    attributes = only(exporter, "checkpoint loaded").attributes
+    assert attributes["laios.checkpoint.ratio"] == 0.5
+    assert type(attributes["laios.checkpoint.ratio"]) is float
+    assert attributes["laios.checkpoint.rows"] == 3
+    assert type(attributes["laios.checkpoint.rows"]) is int
+    assert attributes["laios.checkpoint.pin"] == "[REDACTED]"
 
 
 def test_long_checkpoint_string_is_truncated_to_256_characters(executor, exporter):
