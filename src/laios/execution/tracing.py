@@ -141,6 +141,40 @@ def _number(value: int | float, secrets: Sequence[str]) -> str | int | float | N
     return scrub_head(text, secrets, MAX_CHECKPOINT_VALUE_CHARS)
 
 
+#: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
+_STACK_LINE_BYTES = 1024
+#: Bytes of the start of a stack trace kept when its middle is cut (the rest is its end).
+_STACK_HEAD_BYTES = 2048
+_CUT = "…[truncated]"
+
+
+def _cut_stacktrace(stack: str) -> str:
+    """``stack`` in at most ``MAX_STACKTRACE_BYTES`` bytes of UTF-8, keeping what says most.
+
+    Its long lines (a huge message) are cut first; then, if it is still too long (a deep or
+    chained traceback), its middle: its start and its end stay, so the innermost frames and
+    the exception's own line (the last one, after any cause) are never the part lost.
+    """
+    stack = utf8_text(stack)
+    encoded = stack.encode("utf-8")
+    if len(encoded) <= MAX_STACKTRACE_BYTES:
+        return stack
+    lines = []
+    for line in stack.split("\n"):
+        if len(line) > _STACK_LINE_BYTES // 4:  # (may be past the limit once encoded)
+            line = truncate_bytes(line, _STACK_LINE_BYTES)
+        lines.append(line)
+    stack = "\n".join(lines)
+    encoded = stack.encode("utf-8")
+    if len(encoded) <= MAX_STACKTRACE_BYTES:
+        return stack
+    marker = f"\n{_CUT}\n"
+    tail = MAX_STACKTRACE_BYTES - _STACK_HEAD_BYTES - len(marker.encode("utf-8"))
+    head = encoded[:_STACK_HEAD_BYTES].decode("utf-8", "ignore")
+    end = encoded[-tail:].decode("utf-8", "ignore")
+    return head + marker + end
+
+
 class Tracing:
     """The executor's access to OpenTelemetry.
 
@@ -334,9 +368,7 @@ class Tracing:
                     {
                         "exception.type": _qualified_name(type(exception)),
                         "exception.message": short,
-                        "exception.stacktrace": truncate_bytes(
-                            scrub(stack, secrets, limit=None), MAX_STACKTRACE_BYTES
-                        ),
+                        "exception.stacktrace": _cut_stacktrace(scrub(stack, secrets, limit=None)),
                     },
                 )
         span.end()

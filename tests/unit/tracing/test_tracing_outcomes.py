@@ -29,6 +29,7 @@ from laios.execution.executor import Executor
 from laios.execution.retry import sleeps_disabled
 from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
+from laios.execution.tracing import MAX_STACKTRACE_BYTES
 from laios.tools.base import BaseTool, ToolOutput
 from laios.tools.registry import ToolRegistry
 
@@ -345,6 +346,73 @@ def test_raising_tool_records_exactly_one_exception_event(executor, exporter):
     assert events[0].attributes["exception.type"] == "ValueError"
     assert events[0].attributes["exception.message"] == "bad value"
     assert "Traceback" in events[0].attributes["exception.stacktrace"]
+
+
+def _ping(depth: int) -> None:
+    if depth:
+        _pong(depth - 1)
+    raise ConnectionError("refused at the innermost frame")
+
+
+def _pong(depth: int) -> None:
+    _ping(depth)  # (alternating frames: a traceback folds only a frame repeating itself)
+
+
+class DeepChain(BaseTool):
+    name = "deep_chain"
+    description = "Fails deep down, and raises its own error from that cause."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        try:
+            _ping(kwargs["depth"])
+        except ConnectionError as exc:
+            raise RuntimeError("the call failed") from exc
+        return "not reached"
+
+
+class HugeMessage(BaseTool):
+    name = "huge_message"
+    description = "Raises an error with a 1 MB message."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ValueError("x" * 1_000_000)
+
+
+def _stacktrace(tool: type[BaseTool], **parameters: Any) -> str:
+    exporter = InMemorySpanExporter()
+    with memory_provider(exporter) as provider:
+        registry = ToolRegistry()
+        registry.register_tool(tool)
+        with Executor(registry, tracer_provider=provider, store=MetricStore()) as executor:
+            executor.execute_task(make_task(tool.name, **parameters), CONTEXT)
+    (event,) = only(exporter, "execute_tool").events
+    stacktrace = event.attributes["exception.stacktrace"]
+    assert isinstance(stacktrace, str)
+    assert len(stacktrace.encode()) <= MAX_STACKTRACE_BYTES
+    return stacktrace
+
+
+def test_a_long_stacktrace_keeps_its_start_and_its_end():
+    """A traceback past 8192 bytes loses its middle, not its end: the innermost frames, the
+    cause's own line and the exception's frames and line are kept, as is its start."""
+    stacktrace = _stacktrace(DeepChain, depth=200)
+    assert stacktrace.startswith("Traceback (most recent call last):\n")
+    assert "…[truncated]" in stacktrace
+    assert 'raise ConnectionError("refused at the innermost frame")' in stacktrace
+    assert "ConnectionError: refused at the innermost frame\n" in stacktrace
+    assert "direct cause of the following exception" in stacktrace
+    assert 'raise RuntimeError("the call failed") from exc' in stacktrace
+    assert stacktrace.endswith("RuntimeError: the call failed\n")
+
+
+def test_a_huge_message_is_cut_in_the_stacktrace_and_leaves_its_frames():
+    """A 1 MB message is cut inside the stack trace, which keeps every frame and ends with
+    the (cut) exception line."""
+    stacktrace = _stacktrace(HugeMessage)
+    assert stacktrace.startswith("Traceback (most recent call last):\n")
+    assert 'raise ValueError("x" * 1_000_000)' in stacktrace
+    assert "ValueError: xxxx" in stacktrace
+    assert stacktrace.rstrip("\n").endswith("…[truncated]")
 
 
 def test_shutdown_executor_sets_error_type_shutdown(executor, exporter):
