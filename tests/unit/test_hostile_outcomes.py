@@ -15,10 +15,11 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from laios.core.types import Context, Task
 from laios.execution.store import MetricStore
-from laios.tools.base import BaseTool
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 
@@ -137,3 +138,48 @@ def test_a_parameter_that_cannot_be_walked_does_not_change_the_outcome(
     assert errors["internal"] >= 1
     assert in_flight == 0
     assert [span.name for span in exporter.get_finished_spans()] == ["execute_tool fail"]
+
+
+class RaiseGeneratorExit(AsyncBaseTool):
+    name = "generator_exit"
+    description = "An async tool that raises GeneratorExit itself (its loop is still open)."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        raise GeneratorExit
+
+
+ASYNC_MODES = (*MODES, "async in task", "retry async")
+
+
+@pytest.mark.parametrize("mode", ASYNC_MODES)
+def test_an_async_tool_raising_generator_exit_is_an_error_outcome(
+    make_executor: Any, mode: str
+) -> None:
+    """An async tool that raises ``GeneratorExit`` while its loop runs ends 'error' named after
+    it, on every road, with its span ERROR and its exception event: it is not taken for its
+    coroutine being closed by a closed loop (``loop_closed``), and never escapes the call."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(RaiseGeneratorExit)
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+    task = Task(plan_id="p", description="d", tool_name="generator_exit")
+    try:
+        if mode == "async in task":  # (no timeout: the tool runs inside the awaiting task)
+            result = asyncio.run(executor.execute_async(task, CONTEXT))
+        elif mode == "retry async":
+            result = asyncio.run(executor.execute_with_retry_async(task, CONTEXT, max_retries=0))
+        else:
+            result = _run(executor, mode, task)
+    except GeneratorExit:
+        pytest.fail("GeneratorExit escaped the call")
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "GeneratorExit"
+    assert _counts(store, "generator_exit") == ({"error": 1}, {"GeneratorExit": 1}, 0)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "GeneratorExit"
+    assert [event.name for event in span.events] == ["exception"]

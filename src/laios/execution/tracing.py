@@ -115,22 +115,64 @@ def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _secret_number(value: Any, secrets: Sequence[str]) -> bool:
-    """Whether ``value`` is a number (not a bool) written as one of ``secrets``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
+#: The range of the signed 64-bit ints OTLP carries (an exporter drops an int outside it).
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def _number(value: int | float, secrets: Sequence[str]) -> str | int | float | None:
+    """A checkpoint number (not a bool) as an attribute value.
+
+    Read as the plain number it is (an ``int`` or ``float`` subclass's own ``__str__`` may
+    fail, or lie): ``[REDACTED]`` when written as one of ``secrets``; an int outside the 64-bit
+    range as its decimal text, cut like strings; ``None`` for an int too long to print.
+    """
     try:
-        return str(value) in secrets
+        text = int.__repr__(value) if isinstance(value, int) else float.__repr__(value)
     except ValueError:  # an int with too many digits to print
-        return False
+        return None
+    if secrets and text in secrets:
+        return REDACTED
+    if isinstance(value, float):
+        return float.__float__(value)
+    number = int.__index__(value)
+    if _INT64_MIN <= number <= _INT64_MAX:
+        return number
+    return scrub_head(text, secrets, MAX_CHECKPOINT_VALUE_CHARS)
 
 
-def _scalar(value: Any) -> str | bool | int | float | None:
-    if isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        return value[:MAX_CHECKPOINT_VALUE_CHARS]
-    return None
+#: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
+_STACK_LINE_BYTES = 1024
+#: Bytes of the start of a stack trace kept when its middle is cut (the rest is its end).
+_STACK_HEAD_BYTES = 2048
+_CUT = "…[truncated]"
+
+
+def _cut_stacktrace(stack: str) -> str:
+    """``stack`` in at most ``MAX_STACKTRACE_BYTES`` bytes of UTF-8, keeping what says most.
+
+    Its long lines (a huge message) are cut first; then, if it is still too long (a deep or
+    chained traceback), its middle: its start and its end stay, so the innermost frames and
+    the exception's own line (the last one, after any cause) are never the part lost.
+    """
+    stack = utf8_text(stack)
+    encoded = stack.encode("utf-8")
+    if len(encoded) <= MAX_STACKTRACE_BYTES:
+        return stack
+    lines = []
+    for line in stack.split("\n"):
+        if len(line) > _STACK_LINE_BYTES // 4:  # (may be past the limit once encoded)
+            line = truncate_bytes(line, _STACK_LINE_BYTES)
+        lines.append(line)
+    stack = "\n".join(lines)
+    encoded = stack.encode("utf-8")
+    if len(encoded) <= MAX_STACKTRACE_BYTES:
+        return stack
+    marker = f"\n{_CUT}\n"
+    tail = MAX_STACKTRACE_BYTES - _STACK_HEAD_BYTES - len(marker.encode("utf-8"))
+    head = encoded[:_STACK_HEAD_BYTES].decode("utf-8", "ignore")
+    end = encoded[-tail:].decode("utf-8", "ignore")
+    return head + marker + end
 
 
 class Tracing:
@@ -262,7 +304,7 @@ class Tracing:
         Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys,
         and numbers equal to one of ``secrets``, are replaced by ``[REDACTED]``, and string
         values and the keys themselves (a secret value may be used as a key) are scrubbed of
-        ``secrets``.
+        ``secrets``. An int outside the 64-bit range OTLP carries becomes its decimal text.
         """
         attributes: dict[str, Any] = {}
         for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
@@ -271,13 +313,18 @@ class Tracing:
                 label = scrub_head(label, secrets, _KEY_CHARS + 1)
             if is_secret_key(key):
                 scalar: str | bool | int | float | None = REDACTED
-            elif isinstance(value, str) and secrets:
+            elif isinstance(value, str):
                 # Scrubbed before it is cut: a secret across the cut leaves nothing behind.
-                scalar = scrub_head(value, secrets, MAX_CHECKPOINT_VALUE_CHARS)
-            elif secrets and _secret_number(value, secrets):
-                scalar = REDACTED
+                if secrets:
+                    scalar = scrub_head(value, secrets, MAX_CHECKPOINT_VALUE_CHARS)
+                else:
+                    scalar = value[:MAX_CHECKPOINT_VALUE_CHARS]
+            elif isinstance(value, bool):
+                scalar = value
+            elif isinstance(value, (int, float)):
+                scalar = _number(value, secrets)
             else:
-                scalar = _scalar(value)
+                scalar = None
             if scalar is not None:
                 attributes[f"laios.checkpoint.{label[:_KEY_CHARS]}"] = scalar
         span = self._tracer.start_span(
@@ -321,9 +368,7 @@ class Tracing:
                     {
                         "exception.type": _qualified_name(type(exception)),
                         "exception.message": short,
-                        "exception.stacktrace": truncate_bytes(
-                            scrub(stack, secrets, limit=None), MAX_STACKTRACE_BYTES
-                        ),
+                        "exception.stacktrace": _cut_stacktrace(scrub(stack, secrets, limit=None)),
                     },
                 )
         span.end()

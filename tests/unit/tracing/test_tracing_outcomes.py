@@ -9,14 +9,27 @@ import time
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from span_support import Checkpoints, Echo, Fails, Raises, is_child, make_task, only, seconds, spans
+from span_support import (
+    Checkpoints,
+    Echo,
+    Fails,
+    Raises,
+    is_child,
+    make_task,
+    memory_provider,
+    only,
+    seconds,
+    spans,
+)
 
 from laios.core.types import Context
 from laios.execution.executor import Executor
 from laios.execution.retry import sleeps_disabled
 from laios.execution.store import MetricStore
 from laios.execution.task_context import current_task
+from laios.execution.tracing import MAX_STACKTRACE_BYTES
 from laios.tools.base import BaseTool, ToolOutput
 from laios.tools.registry import ToolRegistry
 
@@ -159,6 +172,53 @@ def test_checkpoint_data_becomes_scalar_attributes(executor, exporter):
     }
 
 
+class _Float(float):
+    """A float whose own text fails, as an odd numeric type's may."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+class _Count(int):
+    """An int that writes itself as something else."""
+
+    def __str__(self) -> str:
+        return "a count"
+
+
+def test_checkpoint_ints_past_64_bits_are_recorded_as_their_text(executor, exporter):
+    """An int OTLP cannot carry (outside the signed 64-bit range, where an exporter drops the
+    attribute) is recorded as its decimal text; the largest 64-bit ints stay ints."""
+    data = {"big": 2**70, "low": -(2**64), "max": 2**63 - 1, "min": -(2**63), "huge": 7**400}
+    executor.execute_task(make_task("checkpoints", data=data), CONTEXT)
+    attributes = only(exporter, "checkpoint loaded").attributes
+    assert attributes["laios.checkpoint.big"] == str(2**70)
+    assert attributes["laios.checkpoint.low"] == str(-(2**64))
+    assert attributes["laios.checkpoint.max"] == 2**63 - 1
+    assert attributes["laios.checkpoint.min"] == -(2**63)
+    assert attributes["laios.checkpoint.huge"] == str(7**400)[:255] + "…"
+
+
+def test_checkpoint_numbers_of_odd_subclasses_are_recorded_as_plain_numbers():
+    """A number whose class overrides its text is compared with the secrets, and recorded,
+    as the number it is: its ``__str__`` failing does not lose the checkpoint span, and
+    lying does not hide a secret from redaction."""
+    exporter = InMemorySpanExporter()
+    with memory_provider(exporter) as provider:
+        registry = ToolRegistry()
+        registry.register_tool(Checkpoints)
+        data = {"ratio": _Float(0.5), "rows": _Count(3), "pin": _Count(48151623)}
+        task = make_task("checkpoints", data=data, secret_pin="48151623")
+        with Executor(registry, tracer_provider=provider, store=MetricStore()) as executor:
+            assert executor.execute_task(task, CONTEXT).success
+    attributes = only(exporter, "checkpoint loaded").attributes
+    assert attributes["laios.checkpoint.ratio"] == 0.5
+    assert type(attributes["laios.checkpoint.ratio"]) is float
+    assert attributes["laios.checkpoint.rows"] == 3
+    assert type(attributes["laios.checkpoint.rows"]) is int
+    assert attributes["laios.checkpoint.pin"] == "[REDACTED]"
+
+
 def test_long_checkpoint_string_is_truncated_to_256_characters(executor, exporter):
     """A long string in checkpoint data is cut to 256 characters on the span."""
     executor.execute_task(make_task("checkpoints", data={"note": "y" * 5000}), CONTEXT)
@@ -286,6 +346,73 @@ def test_raising_tool_records_exactly_one_exception_event(executor, exporter):
     assert events[0].attributes["exception.type"] == "ValueError"
     assert events[0].attributes["exception.message"] == "bad value"
     assert "Traceback" in events[0].attributes["exception.stacktrace"]
+
+
+def _ping(depth: int) -> None:
+    if depth:
+        _pong(depth - 1)
+    raise ConnectionError("refused at the innermost frame")
+
+
+def _pong(depth: int) -> None:
+    _ping(depth)  # (alternating frames: a traceback folds only a frame repeating itself)
+
+
+class DeepChain(BaseTool):
+    name = "deep_chain"
+    description = "Fails deep down, and raises its own error from that cause."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        try:
+            _ping(kwargs["depth"])
+        except ConnectionError as exc:
+            raise RuntimeError("the call failed") from exc
+        return "not reached"
+
+
+class HugeMessage(BaseTool):
+    name = "huge_message"
+    description = "Raises an error with a 1 MB message."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ValueError("x" * 1_000_000)
+
+
+def _stacktrace(tool: type[BaseTool], **parameters: Any) -> str:
+    exporter = InMemorySpanExporter()
+    with memory_provider(exporter) as provider:
+        registry = ToolRegistry()
+        registry.register_tool(tool)
+        with Executor(registry, tracer_provider=provider, store=MetricStore()) as executor:
+            executor.execute_task(make_task(tool.name, **parameters), CONTEXT)
+    (event,) = only(exporter, "execute_tool").events
+    stacktrace = event.attributes["exception.stacktrace"]
+    assert isinstance(stacktrace, str)
+    assert len(stacktrace.encode()) <= MAX_STACKTRACE_BYTES
+    return stacktrace
+
+
+def test_a_long_stacktrace_keeps_its_start_and_its_end():
+    """A traceback past 8192 bytes loses its middle, not its end: the innermost frames, the
+    cause's own line and the exception's frames and line are kept, as is its start."""
+    stacktrace = _stacktrace(DeepChain, depth=200)
+    assert stacktrace.startswith("Traceback (most recent call last):\n")
+    assert "…[truncated]" in stacktrace
+    assert 'raise ConnectionError("refused at the innermost frame")' in stacktrace
+    assert "ConnectionError: refused at the innermost frame\n" in stacktrace
+    assert "direct cause of the following exception" in stacktrace
+    assert 'raise RuntimeError("the call failed") from exc' in stacktrace
+    assert stacktrace.endswith("RuntimeError: the call failed\n")
+
+
+def test_a_huge_message_is_cut_in_the_stacktrace_and_leaves_its_frames():
+    """A 1 MB message is cut inside the stack trace, which keeps every frame and ends with
+    the (cut) exception line."""
+    stacktrace = _stacktrace(HugeMessage)
+    assert stacktrace.startswith("Traceback (most recent call last):\n")
+    assert 'raise ValueError("x" * 1_000_000)' in stacktrace
+    assert "ValueError: xxxx" in stacktrace
+    assert stacktrace.rstrip("\n").endswith("…[truncated]")
 
 
 def test_shutdown_executor_sets_error_type_shutdown(executor, exporter):

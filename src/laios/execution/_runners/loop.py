@@ -680,10 +680,15 @@ class LoopRunner:
                 # Stopped by this runner, or the tool's own (a future it awaited was
                 # cancelled elsewhere): its outcome, as in a task of its own.
                 outcome = RawOutcome(None, exc)
-            except GeneratorExit:  # closed, never to resume (its loop was closed)
-                closed = True  # (still active: a reclaim_closed meanwhile ends it alike)
-                _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
-                raise
+            except GeneratorExit as exc:
+                if not _raised_by_tool(task):  # closed, never to resume (its loop was closed)
+                    closed = True  # (still active: a reclaim_closed meanwhile ends it alike)
+                    _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
+                    raise
+                work.active = False
+                if work.stopped:
+                    _uncancel(task)  # the tool ended although it was asked to stop
+                outcome = RawOutcome(None, exc)
             else:
                 work.active = False
                 if work.stopped:
@@ -972,6 +977,21 @@ def _hold(slots: AsyncSlots) -> contextvars.Token[tuple[AsyncSlots, ...]]:
     return _HELD_SLOTS.set((*_HELD_SLOTS.get(), slots))
 
 
+def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
+    """Whether a ``GeneratorExit`` out of a tool awaited in ``task`` was raised by the tool
+    itself, while ``task`` ran it: then it is the tool's outcome, as any exception is.
+
+    Otherwise the coroutine was closed, never to resume: its loop was closed under it, and
+    the collector closes it outside any task, or inside another one. (``task`` is ``None`` only
+    during an eager task's first step, inside its creation: it is the current task then.)
+    """
+    try:
+        current = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return False
+    return current is not None and (task is None or current is task)
+
+
 async def _run(work: _LoopCall) -> None:
     work.ran = True
     events = work.events
@@ -983,10 +1003,12 @@ async def _run(work: _LoopCall) -> None:
                 outcome = await call_tool_async(work.call, events)
             except asyncio.CancelledError as exc:
                 outcome = RawOutcome(None, exc)  # abandoned (the job discards it) or loop ending
-            except GeneratorExit:  # closed, never to resume (its loop was closed)
-                closed = True
-                _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
-                raise
+            except GeneratorExit as exc:
+                if not _raised_by_tool(work.task):  # closed, never to resume (loop closed)
+                    closed = True
+                    _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
+                    raise
+                outcome = RawOutcome(None, exc)
             events.finished(outcome)
     except GeneratorExit:
         raise
