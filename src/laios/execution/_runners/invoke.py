@@ -106,7 +106,9 @@ def call_tool_here(call: ToolCall, events: RunEvents) -> RawOutcome:
 
 async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     """Await a coroutine tool (in the current task's context). Never raises, except
-    ``asyncio.CancelledError`` when the awaiting task is cancelled.
+    ``asyncio.CancelledError`` when the awaiting task is cancelled, and ``GeneratorExit``: the
+    coroutine closed never to resume (its loop closed under it), or the tool's own, which only
+    the runner can tell apart (it knows the task awaiting the call).
 
     ``cpu_seconds`` stays ``0.0``: the thread's CPU clock would charge the tool for every
     other coroutine that ran on the loop meanwhile.

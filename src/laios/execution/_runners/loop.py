@@ -685,14 +685,11 @@ class LoopRunner:
                     closed = True  # (still active: a reclaim_closed meanwhile ends it alike)
                     _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
                     raise
+                outcome = RawOutcome(None, exc)  # the tool's own, as any exception
+            if work.active:  # it returned or raised by itself (not cancelled)
                 work.active = False
                 if work.stopped:
                     _uncancel(task)  # the tool ended although it was asked to stop
-                outcome = RawOutcome(None, exc)
-            else:
-                work.active = False
-                if work.stopped:
-                    _uncancel(task)  # the tool returned although it was asked to stop
             events.finished(outcome)
         finally:
             # (Closed outside the task's context, the reset has nothing to undo there; not
@@ -717,7 +714,7 @@ class LoopRunner:
     def abandon(self, handle: Handle) -> StopResult:
         """Cancel the call's task (its ``finally`` blocks run); a call still waiting for a
         slot never starts. A tool that has not ended ``STOP_GRACE_SECONDS`` later is left
-        running (see :func:`_check_stopped`)."""
+        running (see :meth:`left`)."""
         if isinstance(handle, _AwaitedCall):
             handle.abandoned = True
             _on_loop(handle.task.get_loop(), _stop_awaited, handle)
@@ -900,13 +897,8 @@ def _cancel_task(work: _LoopCall) -> None:
 
 def _watch(work: _LoopCall | _AwaitedCall) -> None:
     """See, ``STOP_GRACE_SECONDS`` after cancelling ``work``'s tool, whether it ended (on the
-    loop's thread)."""
-    work.loop.call_later(STOP_GRACE_SECONDS, _check_stopped, work)
-
-
-def _check_stopped(work: _LoopCall | _AwaitedCall) -> None:
-    # Still holding its slot: the tool was cancelled and did not end.
-    work.runner.left(work)
+    loop's thread): one still holding its slot then is left running."""
+    work.loop.call_later(STOP_GRACE_SECONDS, work.runner.left, work)
 
 
 def _pass_slots_on(
