@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from async_tools import Quick
 
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
@@ -489,14 +490,6 @@ class CancelsBatch(AsyncBaseTool):
             await asyncio.sleep(0.001)
         self.victim.cancel()
         return "ok"
-
-
-class Quick(AsyncBaseTool):
-    name = "quick"
-    description = "Returns at once."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        return "quick"
 
 
 def test_a_batch_cancelled_as_its_tool_gets_a_slot_gives_the_slot_back(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from async_tools import Quick
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
@@ -49,14 +50,6 @@ class Counted(AsyncBaseTool):
             await asyncio.Event().wait()
         finally:
             Counted.running -= 1
-
-
-class Quick(AsyncBaseTool):
-    name = "quick"
-    description = "Returns at once."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        return "ok"
 
 
 def _executor(limit: int = 1) -> Executor:

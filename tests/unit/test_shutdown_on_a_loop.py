@@ -95,6 +95,14 @@ def _shutdown_warnings(records: list[logging.LogRecord]) -> list[str]:
     ]
 
 
+async def _asking_in_flight(executor: Any, asks: AsksTheLoop) -> asyncio.Future[Any]:
+    """Start a task whose tool needs the running loop; return it once its tool runs."""
+    asks.loop = asyncio.get_running_loop()
+    pending = asyncio.ensure_future(executor.execute_async(_task("asks_the_loop"), CONTEXT))
+    assert await asyncio.to_thread(asks.entered.wait, WAIT)
+    return pending
+
+
 def test_shutdown_on_the_loop_does_not_deadlock_with_a_tool_that_needs_it(
     make_executor: Any, tools: Any, laios_records: list[logging.LogRecord]
 ) -> None:
@@ -105,9 +113,7 @@ def test_shutdown_on_the_loop_does_not_deadlock_with_a_tool_that_needs_it(
     executor = _make(make_executor, tools)
 
     async def scenario() -> tuple[float, Any]:
-        asks.loop = asyncio.get_running_loop()
-        pending = asyncio.ensure_future(executor.execute_async(_task("asks_the_loop"), CONTEXT))
-        assert await asyncio.to_thread(asks.entered.wait, WAIT)
+        pending = await _asking_in_flight(executor, asks)
         started = time.monotonic()
         executor.shutdown()
         elapsed = time.monotonic() - started
@@ -157,9 +163,7 @@ def test_shutdown_through_to_thread_waits_for_the_tool(
     executor = _make(make_executor, tools)
 
     async def scenario() -> tuple[bool, Any]:
-        asks.loop = asyncio.get_running_loop()
-        pending = asyncio.ensure_future(executor.execute_async(_task("asks_the_loop"), CONTEXT))
-        assert await asyncio.to_thread(asks.entered.wait, WAIT)
+        pending = await _asking_in_flight(executor, asks)
         await asyncio.wait_for(asyncio.to_thread(executor.shutdown), WAIT)
         return asks.finished.is_set(), await pending
 

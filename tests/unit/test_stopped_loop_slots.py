@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from async_tools import Quick
 
 from laios.core.types import Context, Task
 from laios.tools.base import AsyncBaseTool, BaseTool
@@ -45,14 +46,6 @@ class Slow(AsyncBaseTool):
             await asyncio.sleep(30)
         finally:
             self.stopped += 1
-
-
-class Quick(AsyncBaseTool):
-    name = "quick"
-    description = "Returns at once."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        return "quick"
 
 
 class Blocks(BaseTool):

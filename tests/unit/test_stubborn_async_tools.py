@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from async_tools import Quick
 
 from laios.core.types import Context, Task
 from laios.execution._logs import WarningLimiter
@@ -65,14 +66,6 @@ class Stubborn(AsyncBaseTool):
             return "carried on"
         finally:
             self.returned.set()
-
-
-class Quick(AsyncBaseTool):
-    name = "quick"
-    description = "Returns at once."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        return "quick"
 
 
 class Polite(AsyncBaseTool):
