@@ -16,10 +16,11 @@ import pytest
 from multiprocess_work import run_tasks, varied_workload
 from store_fakes import SteppedClock
 
+from laios.execution import _shared_totals
 from laios.execution._aggregates import DURATION_BUCKETS
 from laios.execution._exposition import StoreRenderer
 from laios.execution._families import FAMILIES
-from laios.execution._shared_totals import SUMMED_FIELDS, add_up, without_gauges
+from laios.execution._shared_totals import SUMMED_FIELDS, SharedDirectory, add_up, without_gauges
 from laios.execution._totals import ExportedTotals, read_stores, sum_totals
 from laios.execution._totals_files import (
     FORMAT,
@@ -207,3 +208,24 @@ def test_a_gone_process_keeps_its_counters_and_loses_its_gauges() -> None:
         else:
             assert new == old
     assert before != after  # the workload had gauges to drop
+
+
+@pytest.mark.parametrize("held_shared", [False, True])
+def test_the_directory_stays_locked_when_its_lock_file_is_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_shared: bool
+) -> None:
+    """A fold's exclusive lock on the directory keeps every other reader and folder out even
+    when ``laios-dir.lock`` is deleted under it (a temp-file cleaner, an ``rm``): a newcomer
+    would otherwise create a new lock file and lock that one. Two opens in one process conflict
+    as two processes do (an ``flock`` belongs to the open file)."""
+    monkeypatch.setattr(_shared_totals, "LOCK_TIMEOUT", 0.2)
+    with SharedDirectory(tmp_path).locked(shared=held_shared):
+        (tmp_path / "laios-dir.lock").unlink()
+        with pytest.raises(TimeoutError), SharedDirectory(tmp_path).locked(shared=False):
+            pass
+        if not held_shared:
+            with pytest.raises(TimeoutError), SharedDirectory(tmp_path).locked(shared=True):
+                pass
+    # Let go, the directory can be locked again, and the lock file is there again.
+    with SharedDirectory(tmp_path).locked(shared=False):
+        assert (tmp_path / "laios-dir.lock").exists()

@@ -11,9 +11,11 @@ which ``prometheus_client`` reads):
   process moves its totals to a new name at its next write.
 - ``laios-retired.json``: the totals of processes that are gone, added up, without gauges,
   with the names of the process files it has absorbed and that may still be on disk.
-- ``laios-dir.lock``: shared while a scrape reads the files, exclusive while a fold moves
-  files into the retired one; never deleted. Nobody waits for it more than
-  :data:`LOCK_TIMEOUT` seconds.
+- The directory's lock: an ``flock`` on the directory itself and then on
+  ``laios-dir.lock`` inside it (which laios 0.1.0 locks alone), shared while a scrape reads
+  the files, exclusive while a fold moves files into the retired one. The directory cannot be
+  deleted under its holder, so deleting ``laios-dir.lock`` does not let two processes in at
+  once. Nobody waits for it more than :data:`LOCK_TIMEOUT` seconds.
 
 An ``flock`` belongs to the open file, not to the process: a child forked while this process
 has a lock file open gets a copy of the descriptor and, with it, the lock, for as long as the
@@ -79,6 +81,8 @@ PROCESS_PREFIX = "laios-proc-"
 #: The name of the retired file.
 RETIRED = "laios-retired.json"
 _DIRECTORY_LOCK = "laios-dir.lock"
+#: Opens a directory, refusing anything else (0 where the platform has no such flag).
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 #: The longest a process waits for the directory's lock, in seconds: then the call fails (a
 #: scrape leaves its fold to a later one) instead of hanging behind a stuck process.
 LOCK_TIMEOUT = 5.0
@@ -148,13 +152,12 @@ def close_lock(fd: int) -> None:
         os.close(fd)
 
 
-def _flock(fd: int, operation: int, path: Path) -> None:
-    """``flock(fd, operation)``, waiting at most :data:`LOCK_TIMEOUT` seconds.
+def _flock(fd: int, operation: int, path: Path, deadline: float) -> None:
+    """``flock(fd, operation)``, waiting until ``deadline`` (``time.monotonic()``) at most.
 
     Raises:
         TimeoutError: When another process still holds the lock by then.
     """
-    deadline = time.monotonic() + LOCK_TIMEOUT
     pause = 0.001
     while True:
         try:
@@ -280,13 +283,23 @@ class SharedDirectory:
         Raises:
             TimeoutError: When it stays held by another process for :data:`LOCK_TIMEOUT` s.
         """
-        path = self.path / _DIRECTORY_LOCK
-        fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
+        operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        # The directory itself first: it cannot be deleted under its holder, as a lock file
+        # can (a newcomer would then create a new one and lock that). Then the lock file,
+        # which processes of laios 0.1.0 lock, so they and this one keep each other out too.
+        directory = _open_lock(self.path, os.O_RDONLY | _O_DIRECTORY)
         try:
-            _flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, path)
-            yield
+            _flock(directory, operation, self.path, deadline)
+            path = self.path / _DIRECTORY_LOCK
+            fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
+            try:
+                _flock(fd, operation, path, deadline)
+                yield
+            finally:
+                close_lock(fd)  # releases the lock
         finally:
-            close_lock(fd)  # releases the lock
+            close_lock(directory)
 
     def alive(self, stem: str) -> bool:
         """Whether the process of ``stem`` still holds its lock; without a lock file, whether

@@ -35,16 +35,16 @@ How:
   write, moves its totals to a new name and removes its old file in the same step (under the
   directory's exclusive lock), so that they are counted once.
 - **Gone processes are folded into one retired file**, under an exclusive ``flock`` on the
-  directory's lock file (a scrape reads under a shared one, so it sees a file either before or
-  after its fold, never both or neither): their counters are added to it and their gauges
-  dropped, so the directory holds one file per live process plus one, however often workers
-  are replaced. The retired totals keep the label limits of the stores that wrote them (each
-  section of a file carries them): past ``max_tool_labels`` tools, further new ones add into
-  ``other``, and likewise error types and custom metrics, so the retired file stays bounded
-  too. The retired file names the files it has absorbed until they are deleted, so a
-  fold cut short between the two steps never counts a file twice. Any scrape folds the files
-  of gone processes; gunicorn's ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as
-  soon as a worker exits.
+  directory itself and its lock file (a scrape reads under a shared one, so it sees a file
+  either before or after its fold, never both or neither): their counters are added to it and
+  their gauges dropped, so the directory holds one file per live process plus one, however often
+  workers are replaced. The retired totals keep the label limits of the stores that wrote them
+  (each section of a file carries them): past ``max_tool_labels`` tools, further new ones add
+  into ``other``, and likewise error types and custom metrics, so the retired file stays bounded
+  too. The retired file names the files it has absorbed until they are deleted, so a fold cut
+  short between the two steps never counts a file twice. Any scrape folds the files of gone
+  processes; gunicorn's ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as soon as a
+  worker exits.
 - **Gauges are summed over live processes**: ``laios_tasks_in_flight``,
   ``laios_executor_workers``, ``laios_executor_queue_depth`` and
   ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
