@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from laios._callables import is_coroutine_function
+
 __all__ = [
     "as_float",
+    "check_listener",
     "check_task_fields",
     "number_repr",
     "positive_int",
+    "require_task",
     "switch",
 ]
 
@@ -55,6 +59,34 @@ def switch(name: str, value: object) -> bool:
             "would read as true)"
         )
     return bool(value)
+
+
+def check_listener(listener: Any) -> None:
+    """Refuse a listener that could not be called with an update as a plain function.
+
+    Raises:
+        TypeError: When ``listener`` is not callable, or is an async function (nothing would
+            await the coroutines it returns).
+    """
+    if not callable(listener):
+        raise TypeError(
+            f"a listener must be a callable taking one update, got {type(listener).__name__}"
+        )
+    if is_coroutine_function(listener):
+        raise TypeError(
+            "a listener must be a plain function taking one update, not an async function: "
+            "it is called, never awaited"
+        )
+
+
+def require_task(task: Any, call: str) -> None:
+    """Refuse something that is no task at all (it has no ``id``), naming the call.
+
+    Raises:
+        TypeError: ``"<call>() needs a Task, got <type>"``.
+    """
+    if not hasattr(task, "id"):
+        raise TypeError(f"{call}() needs a Task, got {type(task).__name__}")
 
 
 def check_task_fields(task: Any, *names: str) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
+from laios.execution._checks import require_task
 from laios.execution._records import (
     MAX_TEXT,
     ProgressStatus,
@@ -132,7 +133,11 @@ class ProgressTracker:
 
     def add_listener(self, listener: ProgressListener) -> None:
         """Call ``listener(update)`` for every update; a listener that raises is logged and
-        skipped, never breaking the caller or the other listeners."""
+        skipped, never breaking the caller or the other listeners.
+
+        Raises:
+            TypeError: When ``listener`` is not callable, or is an async function.
+        """
         self._store.add_progress_listener(listener)
 
     def remove_listener(self, listener: ProgressListener) -> None:
@@ -169,7 +174,12 @@ class ExecutionMonitor:
         self.progress_tracker = ProgressTracker(self._store)
 
     def start_task(self, task: Task) -> None:
-        """Mark ``task`` as starting (0 %)."""
+        """Mark ``task`` as starting (0 %).
+
+        Raises:
+            TypeError: When ``task`` is not a ``Task`` (it has no ``id``).
+        """
+        require_task(task, "start_task")
         self.progress_tracker.update_progress(task.id, ProgressStatus.STARTING, 0.0)
 
     def update_task_progress(
@@ -194,7 +204,12 @@ class ExecutionMonitor:
         )
 
     def complete_task(self, task: Task, success: bool = True) -> None:
-        """Mark ``task`` completed (100 %) or failed."""
+        """Mark ``task`` completed (100 %) or failed.
+
+        Raises:
+            TypeError: When ``task`` is not a ``Task`` (it has no ``id``).
+        """
+        require_task(task, "complete_task")
         if success:
             self.progress_tracker.update_progress(task.id, ProgressStatus.COMPLETED, 100.0)
         else:
@@ -245,7 +260,11 @@ class ExecutionMonitor:
         return stats
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
-        """Call ``listener(update)`` with every progress update."""
+        """Call ``listener(update)`` with every progress update.
+
+        Raises:
+            TypeError: When ``listener`` is not callable, or is an async function.
+        """
         self.progress_tracker.add_listener(listener)
 
     def remove_progress_listener(self, listener: ProgressListener) -> None:

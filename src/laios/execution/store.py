@@ -41,6 +41,7 @@ from laios.execution._aggregates import (
     ToolSlot,
     ToolSnapshot,
 )
+from laios.execution._checks import check_listener
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._records import (
@@ -759,7 +760,12 @@ class MetricStore:
         lock is released, so it must be quick (the OpenTelemetry histograms of
         :mod:`laios.execution.otel_metrics` record there). An exception it raises is logged and
         skipped. While no listener is added, the seam costs one check per task.
+
+        Raises:
+            TypeError: When ``listener`` is not a plain callable (an async function's
+                coroutines would never be awaited).
         """
+        check_listener(listener)
         with self._lock:
             self._finish_listeners = [*self._finish_listeners, listener]
 
@@ -973,7 +979,13 @@ class MetricStore:
                 rec.progress_cleared = self.clock.time()
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
-        """Call ``listener`` with every progress update from now on."""
+        """Call ``listener`` with every progress update from now on.
+
+        Raises:
+            TypeError: When ``listener`` is not a plain callable (an async function's
+                coroutines would never be awaited).
+        """
+        check_listener(listener)
         with self._lock:
             self._progress_listeners = [*self._progress_listeners, listener]
 
@@ -1074,7 +1086,10 @@ class MetricStore:
             return [*scope.finished.values(), *(r for r in self._active if r.scope is scope)]
 
     def find(self, scope: RecordScope, task_id: str) -> TaskRecord | None:
-        """The newest record of ``task_id`` in ``scope`` (active first), or ``None``."""
+        """The newest record of ``task_id`` in ``scope`` (active first), or ``None`` (also
+        for an id that is not a string: no record has one)."""
+        if not isinstance(task_id, str):
+            return None
         task_id = record_id(task_id)
         with self._lock:
             return scope.active_by_id.get(task_id) or scope.finished.get(task_id)
@@ -1090,6 +1105,8 @@ class MetricStore:
 
     def active(self, scope: RecordScope, task_id: str) -> list[TaskRecord]:
         """Queued and running records of ``task_id`` in ``scope``, oldest first."""
+        if not isinstance(task_id, str):
+            return []
         task_id = record_id(task_id)
         with self._lock:
             shown = scope.active_by_id.get(task_id)
@@ -1102,7 +1119,7 @@ class MetricStore:
         with self._lock:
             if task_id is None:
                 scope.finished.clear()
-            else:
+            elif isinstance(task_id, str):
                 scope.finished.pop(record_id(task_id), None)
 
     def snapshot(self) -> StoreSnapshot:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import check_task_fields, switch
+from laios.execution._checks import check_task_fields, require_task, switch
 from laios.execution._records import checkpoint_data
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.store import MetricStore, RecordScope, TaskRecord, store_or_private
@@ -83,10 +83,11 @@ class TaskMonitor:
         """Start tracking ``task`` as running and return its (live) metrics.
 
         Raises:
-            TypeError: When ``task`` was built without validation (``Task.model_construct``)
-                and its ``id`` or ``tool_name`` is not a string (it would become a record key
-                and a metric label).
+            TypeError: When ``task`` is not a ``Task``, or was built without validation
+                (``Task.model_construct``) and its ``id`` or ``tool_name`` is not a string (it
+                would become a record key and a metric label).
         """
+        require_task(task, "start_monitoring")
         check_task_fields(task, "id", "tool_name")
         slot = self._store.tool_slot(task.tool_name, registered=True)
         rec = self._store.task_submitted(self._scope, task, task.tool_name, slot, running=True)

@@ -1,0 +1,100 @@
+"""Mistakes in calls to the monitors show at the call, in words that say what to pass.
+
+A listener that is not callable is refused when it is added (not at every later update, in the
+log); something that is not a ``Task`` passed where one is needed is named as such; an id that
+cannot be a task id (a list, a dict) is simply unknown, as ``12`` or ``None`` are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from laios.core.types import Task
+from laios.execution.executor import Executor, TaskMonitor
+from laios.execution.monitor import ExecutionMonitor, ProgressTracker
+from laios.execution.store import MetricStore
+from laios.tools.registry import ToolRegistry
+
+NOT_CALLABLE = [None, 5, "print", object()]
+
+
+async def _async_listener(update: Any) -> None:
+    """An async function: nothing would await what it returns."""
+
+
+def _adders() -> list[tuple[str, Any]]:
+    store = MetricStore()
+    return [
+        ("ProgressTracker.add_listener", ProgressTracker(store).add_listener),
+        ("ExecutionMonitor.add_progress_listener", ExecutionMonitor(store).add_progress_listener),
+        ("MetricStore.add_progress_listener", store.add_progress_listener),
+        ("MetricStore.add_finish_listener", store.add_finish_listener),
+    ]
+
+
+@pytest.mark.parametrize("listener", NOT_CALLABLE, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize("index", range(4))
+def test_a_listener_that_is_not_callable_is_refused_when_added(
+    index: int, listener: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused with a TypeError at once; before, it was kept and every update logged a
+    traceback ("'int' object is not callable")."""
+    name, add = _adders()[index]
+    with pytest.raises(TypeError, match="callable"):
+        add(listener)
+    tracker = ProgressTracker()
+    with pytest.raises(TypeError, match="callable"):
+        tracker.add_listener(listener)
+    tracker.update_progress("t", "in_progress", 10)  # nothing was added: nothing to log
+    assert "raised" not in caplog.text, name
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_an_async_listener_is_refused_when_added(index: int) -> None:
+    """A coroutine function would be called and its coroutine never awaited."""
+    _, add = _adders()[index]
+    with pytest.raises(TypeError, match="async"):
+        add(_async_listener)
+
+
+@pytest.mark.parametrize("method", ["start_task", "complete_task"])
+@pytest.mark.parametrize("thing", [None, 5, "task-1"], ids=repr)
+def test_execution_monitor_names_what_it_needs_instead_of_a_task(method: str, thing: Any) -> None:
+    """``start_task(5)`` said "'int' object has no attribute 'id'"."""
+    monitor = ExecutionMonitor()
+    with pytest.raises(TypeError, match=rf"{method}\(\) needs a Task, got {type(thing).__name__}"):
+        getattr(monitor, method)(thing)
+    assert monitor.get_progress(str(thing)) is None
+
+
+@pytest.mark.parametrize("thing", [None, 5, "task-1", {"id": "t"}], ids=repr)
+def test_task_monitor_names_what_it_needs_instead_of_a_task(thing: Any) -> None:
+    """``start_monitoring(5)`` blamed a Task built without validation."""
+    monitor = TaskMonitor()
+    with pytest.raises(TypeError) as caught:
+        monitor.start_monitoring(thing)
+    assert f"needs a Task, got {type(thing).__name__}" in str(caught.value)
+    assert "model_construct" not in str(caught.value)
+    assert monitor.get_running_tasks() == []
+
+
+@pytest.mark.parametrize("task_id", [[], {}, ["t"], {"t": 1}, set()], ids=repr)
+def test_an_id_that_cannot_be_a_task_id_is_unknown(task_id: Any) -> None:
+    """Lookups by an unhashable id answer as for any unknown id, instead of raising
+    "unhashable type"."""
+    monitor = TaskMonitor()
+    task = Task(plan_id="p", description="d", tool_name="echo")
+    monitor.start_monitoring(task)
+    assert monitor.get_task_status(task_id) is None
+    assert monitor.get_metrics(task_id) is None
+    assert monitor.is_running(task_id) is False
+    assert monitor.stop_monitoring(task_id) is None
+    monitor.checkpoint(task_id, "x")  # ignored, as for an unknown id
+    monitor.clear_metrics(task_id)
+    assert monitor.is_running(task.id)
+    with Executor(ToolRegistry(), max_workers=1) as executor:
+        assert executor.get_task_status(task_id) is None
+        assert executor.get_metrics(task_id) is None
+        assert executor.cancel_task(task_id) is False
