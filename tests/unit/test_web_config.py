@@ -5,8 +5,11 @@ Every mistake raises WebConfigError naming the setting at fault; none echoes a s
 
 from __future__ import annotations
 
+import contextlib
+import os
 import ssl
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -408,3 +411,39 @@ def test_users_of_one_bcrypt_cost_get_no_warning(caplog: pytest.LogCaptureFixtur
         same = {"alice": hash_password("a", cost=4), "bob": hash_password("b", cost=4)}
         WebConfig(basic_auth_users=same)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+@contextlib.contextmanager
+def piped(text: str) -> Iterator[str]:
+    """A path that reads ``text`` from a pipe, as the ``<(...)`` of a shell gives one."""
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, text.encode("utf-8"))  # (well within a pipe's buffer)
+        os.close(write_end)
+        yield f"/dev/fd/{read_end}"
+    finally:
+        os.close(read_end)
+
+
+needs_dev_fd = pytest.mark.skipif(
+    not os.path.isdir("/dev/fd"), reason="needs /dev/fd, as the <(...) of a shell does"
+)
+
+
+@needs_dev_fd
+def test_a_configuration_read_from_a_pipe_is_read_whole(tmp_path: Path) -> None:
+    """A configuration given as a pipe (``<(...)``, ``/dev/stdin``) is read whole, not taken
+    for an empty file that configures nothing."""
+    (tmp_path / "token").write_text(f"{TOKEN}\n", encoding="utf-8")
+    with piped(f"bearer_token_file: {tmp_path / 'token'}\n") as path:
+        config = load_web_config(path)
+    assert config.bearer_tokens == (TOKEN,)
+    assert config.authenticates
+
+
+@needs_dev_fd
+def test_a_token_file_read_from_a_pipe_gives_its_tokens(tmp_path: Path) -> None:
+    """A bearer_token_file given as a pipe gives its tokens, every character of them."""
+    with piped(f"{TOKEN}\n") as token_file:
+        config = load_web_config(write(tmp_path, f"bearer_token_file: {token_file}\n"))
+    assert config.bearer_tokens == (TOKEN,)

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import os
 import re
@@ -143,17 +144,23 @@ def _path(where: str, value: Any) -> str:
     return value
 
 
-def _readable(where: str, path: str) -> None:
-    """Refuse a file that is missing or cannot be read, saying which and why."""
+def _read(where: str, path: str, size: int = -1) -> bytes:
+    """The first ``size`` bytes of a file (all of it: -1); refuse a file that is missing or
+    cannot be read, saying which and why."""
     try:
         with open(path, "rb") as file:
-            file.read(1)
+            return file.read(size)
     except FileNotFoundError:
         _fail(where, f"{path} does not exist")
     except IsADirectoryError:
         _fail(where, f"{path} is a directory, not a file")
     except OSError as exc:
         _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+
+
+def _readable(where: str, path: str) -> None:
+    """Refuse a file that is missing or cannot be read, saying which and why."""
+    _read(where, path, 1)
 
 
 def _no_password() -> str:
@@ -512,9 +519,9 @@ def _yaml_loader(yaml: Any) -> Any:
 
 
 def _read_tokens(where: str, path: str) -> list[str]:
-    _readable(where, path)
+    # Read once: a pipe (the <(...) of a shell, /dev/stdin) cannot be read twice.
     # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token.)
-    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+    text = _read(where, path).decode("utf-8-sig", errors="replace")
     tokens = [
         _check_token(f"{where} {path}, line {number}", line.strip())
         for number, line in enumerate(text.splitlines(), 1)
@@ -531,7 +538,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     The keys are exporter-toolkit's (``tls_server_config``, ``basic_auth_users``,
     ``http_server_config``) plus laios' ``bearer_token_file``: a file of accepted bearer
     tokens, one per line. Relative file names are taken from the configuration file's
-    directory. An empty file configures nothing. Needs PyYAML (and bcrypt for
+    directory. An empty file configures nothing. The file and ``bearer_token_file`` are read
+    once, so either may be a pipe (``/dev/stdin``). Needs PyYAML (and bcrypt for
     ``basic_auth_users``): ``pip install 'laios[web]'``.
 
     Args:
@@ -548,10 +556,12 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """
     yaml = _require("yaml", "PyYAML", "Reading a web configuration file")
     source = _path("web_config", path)
-    _readable("web_config", source)
+    # Read once: a pipe (the <(...) of a shell, /dev/stdin) cannot be read twice.
+    content = _read("web_config", source)
     try:
-        with open(source, encoding="utf-8") as file:
-            document = yaml.load(file, Loader=_yaml_loader(yaml))
+        stream = io.StringIO(content.decode("utf-8"))
+        stream.name = source  # (named in the position of a YAML error)
+        document = yaml.load(stream, Loader=_yaml_loader(yaml))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise WebConfigError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
