@@ -447,3 +447,15 @@ def test_a_token_file_read_from_a_pipe_gives_its_tokens(tmp_path: Path) -> None:
     with piped(f"{TOKEN}\n") as token_file:
         config = load_web_config(write(tmp_path, f"bearer_token_file: {token_file}\n"))
     assert config.bearer_tokens == (TOKEN,)
+
+
+@needs_dev_fd
+def test_a_certificate_given_as_a_pipe_is_refused_saying_so(
+    pki: tuple[Path, Authority, Issued],
+) -> None:
+    """The certificate, key and CA files are read again whenever they change, so a pipe cannot
+    be one: it is refused as such, not as a certificate that does not match its key."""
+    _, _, server = pki
+    with piped(server.cert_file.read_text()) as cert_file:
+        with pytest.raises(WebConfigError, match=r"cert_file: .* is not a regular file"):
+            TLSServerConfig(cert_file, server.key_file)

@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import ssl
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,23 @@ def _read(where: str, path: str, size: int = -1) -> bytes:
 
 
 def _readable(where: str, path: str) -> None:
-    """Refuse a file that is missing or cannot be read, saying which and why."""
+    """Refuse a file that is missing, cannot be read or is not a regular file, saying which
+    and why.
+
+    A TLS file is read again whenever it changes, which a pipe (``<(...)``) cannot be; and
+    reading a named pipe that nothing writes to blocks for ever (the server's accept loop, when
+    a renewal turns a file into one).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # (the read below says why)
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        _fail(
+            where,
+            f"{path} is not a regular file (a pipe or a device?): give a file, which is read "
+            "again whenever it changes",
+        )
     _read(where, path, 1)
 
 
