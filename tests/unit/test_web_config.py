@@ -161,6 +161,47 @@ def test_yaml_a_configuration_cannot_hold_is_refused(
         load_web_config(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            'basic_auth_users: ""\n',
+            "basic_auth_users: must map user names to bcrypt hashes, not str",
+        ),
+        (
+            "basic_auth_users: []\n",
+            "basic_auth_users: must map user names to bcrypt hashes, not list",
+        ),
+        ("basic_auth_users: false\n", "basic_auth_users: must map .* not bool"),
+        ("basic_auth_users: 0\n", "basic_auth_users: must map .* not int"),
+        ("http_server_config:\n  headers: []\n", "headers: must map header names .* not list"),
+        ('http_server_config:\n  headers: ""\n', "headers: must map header names .* not str"),
+    ],
+    ids=[
+        "users-empty-text",
+        "users-empty-list",
+        "users-false",
+        "users-0",
+        "headers-list",
+        "headers-text",
+    ],
+)
+def test_an_empty_value_of_the_wrong_kind_is_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """An empty value that is not a mapping (an unfilled template: ``""``, ``[]``) is refused
+    like a full one, not read as no users or no headers; only an empty mapping or nothing
+    at all means none."""
+    with pytest.raises(WebConfigError, match=problem):
+        load_web_config(write(tmp_path, text))
+    for empty in (
+        "basic_auth_users: {}\n",
+        "basic_auth_users:\n",
+        "http_server_config:\n  headers:\n",
+    ):
+        assert not load_web_config(write(tmp_path, empty)).authenticates
+
+
 def test_a_plaintext_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
     """A password instead of its bcrypt hash fails, says how to hash it, and never shows it."""
     path = write(tmp_path, "basic_auth_users:\n  prometheus: hunter2-secret\n")

@@ -608,11 +608,14 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
         if top.get("bearer_token_file") is not None:
             token_file = near(top["bearer_token_file"], "bearer_token_file")
             tokens = _read_tokens("bearer_token_file", token_file)
+        # Nothing there (``basic_auth_users:``) is none; an empty value of another kind ("",
+        # [], an unfilled template) is refused by WebConfig like a full one.
+        users, headers = top.get("basic_auth_users"), http.get("headers")
         return WebConfig(
             tls_server_config=tls,
-            basic_auth_users=top.get("basic_auth_users") or {},
+            basic_auth_users={} if users is None else users,
             bearer_tokens=tokens,
-            headers=http.get("headers") or {},
+            headers={} if headers is None else headers,
         )
     except WebConfigError as exc:
         raise WebConfigError(f"{source}: {exc}") from None
