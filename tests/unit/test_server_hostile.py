@@ -161,6 +161,27 @@ def test_a_request_head_beyond_64_kib_is_refused_with_431() -> None:
         assert send_raw(server.port, ordinary).startswith(b"HTTP/1.0 200 ")
 
 
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\n" + b"X-Filler: y\r\n" * 101 + b"\r\n",
+    ],
+    ids=["answer", "not-found", "too-many-headers"],
+)
+def test_answers_do_not_tell_the_python_version(request_head: bytes) -> None:
+    """No answer, an error page of a malformed request included, names the server's Python
+    and its version (``Server: WSGIServer/0.2 CPython/3.11.7``): a scanner reading it knows
+    which interpreter bugs to try."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_head)
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.0 "), answer[:80]
+    assert b"python" not in head.lower(), head
+    assert b"WSGIServer" not in head, head
+
+
 class StopsTheServer(Collector):
     """A collector that stops its server from the request being answered, keeping what the
     call raised."""

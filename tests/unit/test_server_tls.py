@@ -6,7 +6,9 @@ A CA, a server certificate for 127.0.0.1 and client certificates are made on the
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -270,6 +272,38 @@ def test_a_half_written_renewal_keeps_the_old_certificate(
         install(renewed, live)  # the key follows
         expected = ssl.PEM_cert_to_DER_cert(renewed.cert_file.read_text())
         assert wait_for_certificate(server, ca, expected)
+
+
+def test_a_key_replaced_by_a_named_pipe_does_not_stop_the_server(
+    pki: tuple[Authority, Issued, Issued], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TLS file that turns into a named pipe is refused, with a warning, and the server goes
+    on with the old pair: reading the pipe, with no writer, would block its accept loop."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("needs named pipes")
+    ca, _, _ = pki
+    live = ca.issue(tmp_path, "live", server=True)
+    with serve(TLSServerConfig(live.cert_file, live.key_file)) as server:
+        before = served_certificate(server, ca)
+        key = live.key_file.read_bytes()
+        pipe = tmp_path / "pipe"
+        os.mkfifo(pipe)
+        staged = live.key_file.with_suffix(".staged")
+        os.link(pipe, staged)
+        try:
+            with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+                staged.replace(live.key_file)
+                deadline = time.monotonic() + ANSWER_WITHIN
+                while "cannot be used yet" not in caplog.text and time.monotonic() < deadline:
+                    assert served_certificate(server, ca) == before
+                    time.sleep(0.1)
+                assert "is not a regular file" in caplog.text
+                assert served_certificate(server, ca) == before
+        finally:
+            staged.write_bytes(key)
+            staged.replace(live.key_file)
+            with contextlib.suppress(OSError):  # let a reader blocked on the pipe go, if any
+                os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
 
 
 class BlockingCollector(Collector):

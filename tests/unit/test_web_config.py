@@ -5,8 +5,11 @@ Every mistake raises WebConfigError naming the setting at fault; none echoes a s
 
 from __future__ import annotations
 
+import contextlib
+import os
 import ssl
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +159,47 @@ def test_yaml_a_configuration_cannot_hold_is_refused(
     path = write(tmp_path, text)
     with pytest.raises(WebConfigError, match=rf"web\.yml: not valid YAML.*{problem}"):
         load_web_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            'basic_auth_users: ""\n',
+            "basic_auth_users: must map user names to bcrypt hashes, not str",
+        ),
+        (
+            "basic_auth_users: []\n",
+            "basic_auth_users: must map user names to bcrypt hashes, not list",
+        ),
+        ("basic_auth_users: false\n", "basic_auth_users: must map .* not bool"),
+        ("basic_auth_users: 0\n", "basic_auth_users: must map .* not int"),
+        ("http_server_config:\n  headers: []\n", "headers: must map header names .* not list"),
+        ('http_server_config:\n  headers: ""\n', "headers: must map header names .* not str"),
+    ],
+    ids=[
+        "users-empty-text",
+        "users-empty-list",
+        "users-false",
+        "users-0",
+        "headers-list",
+        "headers-text",
+    ],
+)
+def test_an_empty_value_of_the_wrong_kind_is_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """An empty value that is not a mapping (an unfilled template: ``""``, ``[]``) is refused
+    like a full one, not read as no users or no headers; only an empty mapping or nothing
+    at all means none."""
+    with pytest.raises(WebConfigError, match=problem):
+        load_web_config(write(tmp_path, text))
+    for empty in (
+        "basic_auth_users: {}\n",
+        "basic_auth_users:\n",
+        "http_server_config:\n  headers:\n",
+    ):
+        assert not load_web_config(write(tmp_path, empty)).authenticates
 
 
 def test_a_plaintext_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
@@ -408,3 +452,51 @@ def test_users_of_one_bcrypt_cost_get_no_warning(caplog: pytest.LogCaptureFixtur
         same = {"alice": hash_password("a", cost=4), "bob": hash_password("b", cost=4)}
         WebConfig(basic_auth_users=same)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+@contextlib.contextmanager
+def piped(text: str) -> Iterator[str]:
+    """A path that reads ``text`` from a pipe, as the ``<(...)`` of a shell gives one."""
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, text.encode("utf-8"))  # (well within a pipe's buffer)
+        os.close(write_end)
+        yield f"/dev/fd/{read_end}"
+    finally:
+        os.close(read_end)
+
+
+needs_dev_fd = pytest.mark.skipif(
+    not os.path.isdir("/dev/fd"), reason="needs /dev/fd, as the <(...) of a shell does"
+)
+
+
+@needs_dev_fd
+def test_a_configuration_read_from_a_pipe_is_read_whole(tmp_path: Path) -> None:
+    """A configuration given as a pipe (``<(...)``, ``/dev/stdin``) is read whole, not taken
+    for an empty file that configures nothing."""
+    (tmp_path / "token").write_text(f"{TOKEN}\n", encoding="utf-8")
+    with piped(f"bearer_token_file: {tmp_path / 'token'}\n") as path:
+        config = load_web_config(path)
+    assert config.bearer_tokens == (TOKEN,)
+    assert config.authenticates
+
+
+@needs_dev_fd
+def test_a_token_file_read_from_a_pipe_gives_its_tokens(tmp_path: Path) -> None:
+    """A bearer_token_file given as a pipe gives its tokens, every character of them."""
+    with piped(f"{TOKEN}\n") as token_file:
+        config = load_web_config(write(tmp_path, f"bearer_token_file: {token_file}\n"))
+    assert config.bearer_tokens == (TOKEN,)
+
+
+@needs_dev_fd
+def test_a_certificate_given_as_a_pipe_is_refused_saying_so(
+    pki: tuple[Path, Authority, Issued],
+) -> None:
+    """The certificate, key and CA files are read again whenever they change, so a pipe cannot
+    be one: it is refused as such, not as a certificate that does not match its key."""
+    _, _, server = pki
+    with piped(server.cert_file.read_text()) as cert_file:
+        with pytest.raises(WebConfigError, match=r"cert_file: .* is not a regular file"):
+            TLSServerConfig(cert_file, server.key_file)

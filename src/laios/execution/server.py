@@ -142,6 +142,8 @@ _BUSY = (
     b"Connection: close\r\n"
     b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
 )
+#: What the server calls itself in ``Server``.
+_SERVER_NAME = "laios"
 #: Most bytes of a request's line and headers read; a request with more gets ``431``.
 MAX_REQUEST_HEAD = 65536
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
@@ -370,8 +372,11 @@ def make_wsgi_app(
     return _wsgi(_app_endpoint(store, registry, status, web_config))
 
 
-def _wsgi(endpoint: Endpoint) -> WSGIApplication:
-    """The WSGI application serving ``endpoint``."""
+def _wsgi(endpoint: Endpoint, server: str | None = None) -> WSGIApplication:
+    """The WSGI application serving ``endpoint``; with ``server``, its answers carry that
+    ``Server`` header (``wsgiref`` writes its own, naming the Python version, only when an
+    answer has none)."""
+    extra = [("Server", server)] if server is not None else []
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         pairs = (
@@ -386,7 +391,7 @@ def _wsgi(endpoint: Endpoint) -> WSGIApplication:
             headers=joined_headers(pairs),
         )
         response = endpoint.handle(request)
-        start_response(response.status_line, response.headers)
+        start_response(response.status_line, [*response.headers, *extra])
         return [response.body] if response.body else []
 
     return app
@@ -521,7 +526,10 @@ class _DebugLog(io.StringIO):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Serves one request: no access log, the request read against a deadline."""
+    """Serves one request: no access log, the request read against a deadline, no Python
+    version in ``Server``."""
+
+    server_version = _SERVER_NAME
 
     def setup(self) -> None:
         """Set the socket timeout and read the request through a :class:`_DeadlineReader`."""
@@ -547,6 +555,10 @@ class _QuietHandler(WSGIRequestHandler):
             self.requestline, self.request_version, self.command = "", "", ""
             with contextlib.suppress(OSError):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+
+    def version_string(self) -> str:
+        """What ``Server`` says in an error answer: the name, without Python's version."""
+        return _SERVER_NAME
 
     def _handshake(self) -> bool:
         """The TLS handshake, within the connection's deadline; whether it succeeded."""
@@ -1004,7 +1016,7 @@ def start_http_server(
         )
     except OSError as exc:
         raise _bind_error(exc, host, port) from exc
-    server.set_app(_wsgi(endpoint))
+    server.set_app(_wsgi(endpoint, _SERVER_NAME))
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.25},

@@ -34,10 +34,12 @@ Example:
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import os
 import re
 import ssl
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,17 +145,39 @@ def _path(where: str, value: Any) -> str:
     return value
 
 
-def _readable(where: str, path: str) -> None:
-    """Refuse a file that is missing or cannot be read, saying which and why."""
+def _read(where: str, path: str, size: int = -1) -> bytes:
+    """The first ``size`` bytes of a file (all of it: -1); refuse a file that is missing or
+    cannot be read, saying which and why."""
     try:
         with open(path, "rb") as file:
-            file.read(1)
+            return file.read(size)
     except FileNotFoundError:
         _fail(where, f"{path} does not exist")
     except IsADirectoryError:
         _fail(where, f"{path} is a directory, not a file")
     except OSError as exc:
         _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+
+
+def _readable(where: str, path: str) -> None:
+    """Refuse a file that is missing, cannot be read or is not a regular file, saying which
+    and why.
+
+    A TLS file is read again whenever it changes, which a pipe (``<(...)``) cannot be; and
+    reading a named pipe that nothing writes to blocks for ever (the server's accept loop, when
+    a renewal turns a file into one).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # (the read below says why)
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        _fail(
+            where,
+            f"{path} is not a regular file (a pipe or a device?): give a file, which is read "
+            "again whenever it changes",
+        )
+    _read(where, path, 1)
 
 
 def _no_password() -> str:
@@ -512,9 +536,9 @@ def _yaml_loader(yaml: Any) -> Any:
 
 
 def _read_tokens(where: str, path: str) -> list[str]:
-    _readable(where, path)
+    # Read once: a pipe (the <(...) of a shell, /dev/stdin) cannot be read twice.
     # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token.)
-    text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+    text = _read(where, path).decode("utf-8-sig", errors="replace")
     tokens = [
         _check_token(f"{where} {path}, line {number}", line.strip())
         for number, line in enumerate(text.splitlines(), 1)
@@ -531,7 +555,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     The keys are exporter-toolkit's (``tls_server_config``, ``basic_auth_users``,
     ``http_server_config``) plus laios' ``bearer_token_file``: a file of accepted bearer
     tokens, one per line. Relative file names are taken from the configuration file's
-    directory. An empty file configures nothing. Needs PyYAML (and bcrypt for
+    directory. An empty file configures nothing. The file and ``bearer_token_file`` are read
+    once, so either may be a pipe (``/dev/stdin``). Needs PyYAML (and bcrypt for
     ``basic_auth_users``): ``pip install 'laios[web]'``.
 
     Args:
@@ -548,10 +573,12 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     """
     yaml = _require("yaml", "PyYAML", "Reading a web configuration file")
     source = _path("web_config", path)
-    _readable("web_config", source)
+    # Read once: a pipe (the <(...) of a shell, /dev/stdin) cannot be read twice.
+    content = _read("web_config", source)
     try:
-        with open(source, encoding="utf-8") as file:
-            document = yaml.load(file, Loader=_yaml_loader(yaml))
+        stream = io.StringIO(content.decode("utf-8"))
+        stream.name = source  # (named in the position of a YAML error)
+        document = yaml.load(stream, Loader=_yaml_loader(yaml))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise WebConfigError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
@@ -581,11 +608,14 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
         if top.get("bearer_token_file") is not None:
             token_file = near(top["bearer_token_file"], "bearer_token_file")
             tokens = _read_tokens("bearer_token_file", token_file)
+        # Nothing there (``basic_auth_users:``) is none; an empty value of another kind ("",
+        # [], an unfilled template) is refused by WebConfig like a full one.
+        users, headers = top.get("basic_auth_users"), http.get("headers")
         return WebConfig(
             tls_server_config=tls,
-            basic_auth_users=top.get("basic_auth_users") or {},
+            basic_auth_users={} if users is None else users,
             bearer_tokens=tokens,
-            headers=http.get("headers") or {},
+            headers={} if headers is None else headers,
         )
     except WebConfigError as exc:
         raise WebConfigError(f"{source}: {exc}") from None
