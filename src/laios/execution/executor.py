@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
@@ -26,6 +25,7 @@ from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import positive_int
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
+from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._runners.base import Runner
 from laios.execution._runners.thread import ThreadRunner
 from laios.execution.limits import ResourceLimits
@@ -235,7 +235,9 @@ class Executor(Generic[_RegistryT]):
         store.register_runner(sync_runner)
         # (async tools left running count as abandoned too: the slots report them)
         store.register_runner(self._engine.loop_here.slots)
-        self._finalizer = weakref.finalize(self, self._engine.shutdown, False)
+        # Shut down (without waiting) once nobody holds the executor: on a thread of its
+        # own, since the collector may finalize it inside one of its locked sections.
+        self._finalizer = finalize_elsewhere(self, self._engine.shutdown, False)
         if register_prometheus:
             from laios.execution.prometheus import ensure_collector
 

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from laios._compat.asyncio import forget_pending
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
@@ -459,10 +460,85 @@ class AsyncSlots:
 _ENDING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
+#: Loops of loop threads winding down (see :func:`_wind_down`) before they stop.
+_WINDING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
 def _end(loop: asyncio.AbstractEventLoop) -> None:
-    """Stop ``loop`` for good (on its thread)."""
-    _ENDING.add(loop)
-    loop.stop()
+    """Stop ``loop`` for good (on its thread), once it has wound down."""
+    if loop in _WINDING or loop in _ENDING:
+        return
+    _WINDING.add(loop)
+    loop.create_task(_wind_down(loop))
+
+
+async def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still on ``loop`` (a task a tool left behind, a tool left running) and
+    let them end, their ``finally`` blocks included, as ``asyncio.run`` does at its end; then
+    stop the loop.
+
+    A task that swallows its cancellation would keep the loop for ever: the tasks get
+    ``STOP_GRACE_SECONDS`` in all, and one asked to stop before now (a tool left running, which
+    showed it does not stop) is not waited for. A task still pending then is dropped, with a
+    warning naming it, instead of asyncio's "Task was destroyed but it is pending!" error when
+    it is collected.
+    """
+    this = asyncio.current_task()
+    try:
+        deadline = loop.time() + STOP_GRACE_SECONDS
+        seen: set[asyncio.Task[Any]] = set()
+        awaited: set[asyncio.Task[Any]] = set()
+        while True:
+            # (Again after each wait: a cleanup may start tasks of its own.)
+            fresh = [t for t in asyncio.all_tasks(loop) if t is not this and t not in seen]
+            if not fresh:
+                break
+            seen.update(fresh)
+            for task in fresh:
+                if not _asked_to_stop(task):
+                    awaited.add(task)
+                task.cancel()
+            waiting = [t for t in awaited if not t.done()]
+            remaining = deadline - loop.time()
+            if waiting and remaining > 0:
+                await asyncio.wait(waiting, timeout=remaining)
+        await asyncio.sleep(0)  # (a turn for the tasks just cancelled to take it)
+    finally:
+        _drop_pending(loop, this)
+        _ENDING.add(loop)
+        loop.stop()
+
+
+def _asked_to_stop(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` was cancelled before and carries on (Python 3.11+ can tell)."""
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is not None and cancelling() > 0
+
+
+def _drop_pending(loop: asyncio.AbstractEventLoop, this: asyncio.Task[Any] | None) -> None:
+    """Drop the tasks still pending on ``loop`` as it stops: say so, once, and keep asyncio
+    from logging each as an error when it is collected."""
+    pending = [t for t in asyncio.all_tasks(loop) if t is not this]
+    if not pending:
+        return
+    for task in pending:
+        forget_pending(task)
+    names = ", ".join(_describe(t) for t in pending[:5])
+    more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+    _log.warning(
+        "%d asyncio task(s) still running on the event loop of %s did not end when cancelled "
+        "as the loop stopped, and were dropped (their finally blocks may not have run): %s%s",
+        len(pending),
+        threading.current_thread().name,
+        names,
+        more,
+    )
+
+
+def _describe(task: asyncio.Task[Any]) -> str:
+    coroutine = task.get_coro()
+    code = getattr(coroutine, "__qualname__", type(coroutine).__name__)
+    return f"{task.get_name()} ({code})"
 
 
 def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -546,7 +622,9 @@ class LoopThread:
         return self._thread
 
     def stop(self) -> None:
-        """Stop the loop and join its thread (tasks still pending are dropped)."""
+        """Stop the loop and join its thread. The tasks still on the loop are cancelled and
+        may end first (``STOP_GRACE_SECONDS`` in all; one that does not is dropped, with a
+        warning naming it: see :func:`_wind_down`)."""
         with self._lock:
             loop, thread = self._loop, self._thread
         if loop is None or thread is None:
@@ -782,6 +860,8 @@ class LoopRunner:
             return  # it ended meanwhile
         if isinstance(work, _LoopCall):
             task_id, tool = work.call.task_id, work.call.tool_name
+            if work.task is not None:  # (named for the warning of a loop thread dropping it)
+                work.task.set_name(f"tool {tool[:128]!r} of task {task_id[:128]!r}")
         else:  # (the events are the job: its record's id and tool name)
             task_id = str(getattr(work.events, "task_id", "?"))
             tool = str(getattr(work.events, "tool", "?"))

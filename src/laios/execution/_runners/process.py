@@ -45,6 +45,7 @@ from typing import Any
 
 from laios._compat.multiprocessing import forget_child, forkserver_in_child
 from laios.execution._checks import positive_int
+from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -674,7 +675,9 @@ class ProcessRunner:
         self.start_method = method
         self._pool = _Pool(max_workers, context, initializer, tuple(initargs))
         _POOLS.add(self._pool)
-        self._finalizer = weakref.finalize(self, self._pool.terminate)
+        # (On a thread of its own: the collector may finalize the runner on a thread that
+        # holds the pool's lock, its reader thread say, which terminate takes.)
+        self._finalizer = finalize_elsewhere(self, self._pool.terminate)
 
     @property
     def stats(self) -> RunnerStats:

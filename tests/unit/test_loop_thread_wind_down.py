@@ -1,0 +1,146 @@
+"""When the executor's event loop thread stops (at ``shutdown()``), the asyncio tasks still on
+it (one a tool left behind, a tool left running) are cancelled and may end, as at the end of
+``asyncio.run``; one that will not end is dropped with a warning of the executor's naming it,
+never with asyncio's "Task was destroyed but it is pending!" error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution._logs import WarningLimiter
+from laios.execution._runners import loop as loop_module
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+#: Longest anything here may take (seconds): generous, for a loaded machine.
+WAIT = 10.0
+
+
+class LeavesATask(AsyncBaseTool):
+    """Starts a task on its loop that runs until cancelled, and returns at once; the task's
+    cleanup awaits (it needs the loop still running) before it says it ended."""
+
+    name = "leaves_a_task"
+    description = "Leaves a task behind."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = threading.Event()
+        self.cleaned_up = threading.Event()
+        self.kept: set[asyncio.Task[None]] = set()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.kept.add(asyncio.get_running_loop().create_task(self._linger()))
+        return "left one"
+
+    async def _linger(self) -> None:
+        self.running.set()
+        try:
+            await asyncio.sleep(WAIT * 6)
+        finally:
+            await asyncio.sleep(0)  # (a cleanup that awaits: a closed coroutine cannot)
+            self.cleaned_up.set()
+
+
+class Stubborn(AsyncBaseTool):
+    """Catches every cancellation and carries on, until released."""
+
+    name = "stubborn"
+    description = "Swallows CancelledError."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        while not self.release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.01)
+        return "carried on"
+
+
+@pytest.fixture(autouse=True)
+def _short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short grace before a cancelled tool counts as left running (the default is 1 s), and
+    a fresh warning limiter."""
+    monkeypatch.setattr(loop_module, "STOP_GRACE_SECONDS", 0.1)
+    monkeypatch.setattr(loop_module, "_LEFT_RUNNING_WARNINGS", WarningLimiter())
+
+
+@pytest.fixture
+def stubborn() -> Iterator[Stubborn]:
+    tool = Stubborn()
+    yield tool
+    tool.release.set()
+
+
+def _executor(*tools: AsyncBaseTool) -> Executor:
+    registry = ToolRegistry()
+    for tool in tools:
+        registry.register_tool(tool)
+    return Executor(registry, store=MetricStore(), register_prometheus=False)
+
+
+def _task(tool: str) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool)
+
+
+def _destroyed_pending(records: list[logging.LogRecord]) -> list[str]:
+    return [r.getMessage() for r in records if "destroyed but it is pending" in r.getMessage()]
+
+
+def test_shutdown_cancels_a_task_a_tool_left_on_the_loop_thread_and_lets_it_clean_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The task a tool left behind is cancelled at shutdown, and its cleanup (which awaits)
+    runs to its end on the loop before the loop stops; asyncio logs nothing."""
+    tool = LeavesATask()
+    executor = _executor(tool)
+    assert executor.execute_task(_task("leaves_a_task"), CONTEXT).success
+    assert tool.running.wait(WAIT)
+    with caplog.at_level(logging.WARNING):
+        executor.shutdown(wait=True)
+        assert tool.cleaned_up.is_set()
+        assert all(task.cancelled() for task in tool.kept)
+        tool.kept.clear()
+        gc.collect()
+    assert _destroyed_pending(caplog.records) == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_shutdown_drops_a_tool_left_running_with_a_warning_not_an_asyncio_error(
+    stubborn: Stubborn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tool left running (it swallows every cancellation) is dropped when the loop stops:
+    the shutdown does not wait for it, nothing stays counted, and the executor's warning names
+    it instead of asyncio's "Task was destroyed but it is pending!" error."""
+    executor = _executor(stubborn)
+    with caplog.at_level(logging.WARNING):
+        result = executor.execute_task(_task("stubborn"), CONTEXT, timeout=0.3)
+        assert result.metadata["outcome"] == "timeout"
+        give_up = time.monotonic() + WAIT
+        while executor.abandoned_threads != 1:
+            assert time.monotonic() < give_up, "the tool was never counted as left running"
+            time.sleep(0.01)
+        started = time.monotonic()
+        executor.shutdown(wait=True)
+        assert time.monotonic() - started < WAIT
+        assert executor.abandoned_threads == 0
+        gc.collect()
+    assert _destroyed_pending(caplog.records) == []
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1
+    assert "stubborn" in dropped[0]
