@@ -118,6 +118,26 @@ class Spin(BaseTool):
         return "spun"
 
 
+class SpinDeaf(BaseTool):
+    name = "spin_deaf"
+    description = (
+        "Ignores SIGPROF and SIGXCPU (the signals a CPU budget sends), lifts its CPU timer and "
+        "its soft CPU limit, then burns CPU for ever."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGPROF, signal.SIG_IGN)
+        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+        while True:
+            pass
+
+
 class Progress(BaseTool):
     name = "progress"
     description = "Reports progress and checkpoints ``steps`` times, in order."
@@ -437,6 +457,7 @@ TOOLS = (
     Exit,
     Allocate,
     Spin,
+    SpinDeaf,
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,

@@ -405,6 +405,25 @@ def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool that ignores SIGPROF and SIGXCPU and lifts its own CPU timer and soft limit
+    is stopped by its budget all the same (not by its timeout), and reported as such."""
+    # 5 % of a 30 s timeout: a budget of 1.5 CPU seconds.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))
+    before = run_pid(executor, task, context)
+    started = time.monotonic()
+    result = executor.execute_task(task("spin_deaf"), context, timeout=30.0)
+    elapsed = time.monotonic() - started
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "cpu_limit"
+    assert "CPU budget" in (result.error or "")
+    assert elapsed < 20.0  # stopped by the budget (about 2 s), not by the timeout
+    assert gone(before), "the worker past its budget is still alive"
+    assert run_pid(executor, task, context) != before
+
+
 def test_a_memory_limit_past_what_the_platform_can_set_is_no_limit(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -49,6 +49,7 @@ from laios.execution.redaction import (
 __all__ = [
     "DONE",
     "EVENT",
+    "LONGEST_CPU_BUDGET",
     "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
@@ -75,7 +76,7 @@ _LARGEST_LIMIT = 2**63 - 1
 
 #: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
 #: on every platform): a budget past it is no budget.
-_LONGEST_CPU_BUDGET = float(2**31 - 1)
+LONGEST_CPU_BUDGET = float(2**31 - 1)
 
 
 class MemoryLimitExceeded(MemoryError):
@@ -340,7 +341,7 @@ class _Worker:
             if memory_limit > _LARGEST_LIMIT:  # more than a limit holds: no limit
                 memory_limit = None
         cpu_seconds = call.cpu_seconds
-        if cpu_seconds is not None and cpu_seconds > _LONGEST_CPU_BUDGET:  # (no budget)
+        if cpu_seconds is not None and cpu_seconds > LONGEST_CPU_BUDGET:  # (no budget)
             cpu_seconds = None
         cpu_limit = None
         if cpu_seconds is not None and resource is not None:
