@@ -138,6 +138,14 @@ class SpinDeaf(BaseTool):
             pass
 
 
+class LeavesAChild(BaseTool):
+    name = "leaves_a_child"
+    description = "Starts ``sleep 60`` in the worker's process group and returns its pid."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return subprocess.Popen(["sleep", "60"]).pid
+
+
 class Progress(BaseTool):
     name = "progress"
     description = "Reports progress and checkpoints ``steps`` times, in order."
@@ -458,6 +466,7 @@ TOOLS = (
     Allocate,
     Spin,
     SpinDeaf,
+    LeavesAChild,
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,

@@ -9,9 +9,11 @@ tests through files in a temporary directory (``box``). The behaviour every runn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -636,6 +638,33 @@ def test_a_thread_a_tool_left_running_does_not_hold_shutdown(
     stopper.join(WAIT)
     assert not stopper.is_alive(), "shutdown(wait=True) waited for the tool's thread"
     assert gone(result.output)
+
+
+def kill_if_alive(pid: int) -> None:
+    """Clean up a process a test's tool left behind (not the test's child: nothing to reap)."""
+    if alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_process_a_tool_left_running_in_its_group_ends_at_shutdown(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, wait: bool
+) -> None:
+    """A child process a tool started in the worker's group and left running is killed with
+    the worker's group when the worker stops at shutdown."""
+    executor = make()
+    result = executor.execute_task(task("leaves_a_child"), context, timeout=WAIT)
+    assert result.success, result.error
+    child: int = result.output
+    try:
+        assert alive(child)
+        worker = executor.runner.worker_pids()  # type: ignore[attr-defined]
+        executor.shutdown(wait=wait)
+        assert all(gone(pid) for pid in worker), "the worker outlived shutdown"
+        assert gone(child), "the process the tool left running outlived shutdown"
+    finally:
+        kill_if_alive(child)
 
 
 def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(

@@ -481,8 +481,8 @@ def serve(
     tool started, and kills that group when the process that started it ends (even by
     ``SIGKILL``, while a tool hangs here). Core dumps are turned off (a CPU budget ends the
     process with a signal). When it stops, the process ends at once (``os._exit``): a thread
-    a tool left running ends with it, and neither it nor a child process the tool started is
-    waited for.
+    a tool left running ends with it, and a process a tool left running in its group is
+    killed first (see :func:`_kill_the_rest_of_the_group`); neither is waited for.
     """
     code = 0
     try:
@@ -494,7 +494,58 @@ def serve(
         with contextlib.suppress(Exception):
             if stream is not None:
                 stream.flush()
+    with contextlib.suppress(OSError):
+        _kill_the_rest_of_the_group()
     os._exit(code)
+
+
+def _kill_the_rest_of_the_group() -> None:
+    """Kill every other process in this worker's process group: what tools started and left
+    running there (a process started in a session of its own has left the group).
+
+    On Linux the members are found in ``/proc`` and killed one by one, so that this process
+    still ends with its own exit code (the caller's side reads it); a group that keeps
+    gaining members (a fork bomb), and platforms without ``/proc``, get ``killpg``, which
+    ends this process too.
+    """
+    me = os.getpid()
+    if not hasattr(os, "killpg") or os.getpgid(0) != me:
+        return  # (not a group of its own: not the worker's to kill)
+    if sys.platform == "linux":
+        for _ in range(10):
+            others = _members_of_group(me)
+            if not others:
+                return
+            for pid in others:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+    os.killpg(me, signal.SIGKILL)
+
+
+def _members_of_group(group: int) -> list[int]:
+    """The live processes of process group ``group`` but this one (read from ``/proc``: a few
+    milliseconds for a few hundred processes)."""
+    me = str(os.getpid())
+    wanted = str(group).encode()
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or name == me:
+            continue
+        try:
+            descriptor = os.open(f"/proc/{name}/stat", os.O_RDONLY)
+        except OSError:
+            continue  # (gone meanwhile)
+        try:
+            stat = os.read(descriptor, 512)
+        except OSError:
+            continue
+        finally:
+            os.close(descriptor)
+        # After the command's closing parenthesis: state, parent pid, process group.
+        fields = stat.rsplit(b")", 1)[-1].split(None, 3)
+        if len(fields) > 2 and fields[2] == wanted and fields[0] not in (b"Z", b"X"):
+            members.append(int(name))
+    return members
 
 
 def _serve(
