@@ -146,6 +146,22 @@ class LeavesAChild(BaseTool):
         return subprocess.Popen(["sleep", "60"]).pid
 
 
+class BusyChild(BaseTool):
+    name = "busy_child"
+    description = "Runs a child Python process that burns ``seconds`` CPU seconds, waits for it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        seconds = kwargs.get("seconds", 0.3)
+        burn = (
+            "import time\n"
+            "start = time.process_time()\n"
+            f"while time.process_time() - start < {seconds!r}:\n"
+            "    pass\n"
+        )
+        subprocess.run([sys.executable, "-c", burn], check=True)
+        return seconds
+
+
 class Progress(BaseTool):
     name = "progress"
     description = "Reports progress and checkpoints ``steps`` times, in order."
@@ -467,6 +483,7 @@ TOOLS = (
     Spin,
     SpinDeaf,
     LeavesAChild,
+    BusyChild,
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,

@@ -460,6 +460,19 @@ def test_cpu_time_and_peak_memory_are_measured_per_task(
     assert 0 < small_peak < big_peak - 60
 
 
+def test_the_cpu_time_of_a_child_process_the_tool_waited_for_is_counted(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A task's cpu_time includes the CPU seconds of a child process that ended and was
+    waited for during the call, and only that call's."""
+    executor = make()
+    result = executor.execute_task(task("busy_child", seconds=0.3), context, timeout=WAIT)
+    assert result.success, result.error
+    assert executor.get_metrics(result.task_id).cpu_time >= 0.25  # type: ignore[union-attr]
+    after = executor.execute_task(task("pid"), context, timeout=WAIT)  # the same worker
+    assert executor.get_metrics(after.task_id).cpu_time < 0.2  # type: ignore[union-attr]
+
+
 # -- progress, async tools, traces ------------------------------------------------------------
 
 

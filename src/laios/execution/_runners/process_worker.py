@@ -15,7 +15,8 @@ group (so that killing the group also kills any process a tool started), runs th
 Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory; for the CPU
 budget a ``ITIMER_PROF`` timer whose signal ends the process, with ``RLIMIT_CPU`` as a backstop;
 soft limits only, restored after the call), measures the call's CPU seconds
-(``time.process_time``) and peak resident memory (see :class:`_PeakMemory`), and makes the
+(``time.process_time``, plus ``RUSAGE_CHILDREN``'s growth: children reaped during the call)
+and peak resident memory (see :class:`_PeakMemory`), and makes the
 caller's trace context current (W3C ``traceparent``), so spans a tool opens here join the
 caller's trace when this process has an OpenTelemetry SDK (set up by the initializer).
 """
@@ -295,6 +296,15 @@ def _cpu_used() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _children_cpu_used() -> float:
+    """CPU seconds (user and system) of this process's children that ended and were waited
+    for (and of what they waited for), so far."""
+    if resource is None:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class _Worker:
     """The serving loop's state: the connection, the event loop for async tools, and how
     peak memory is measured here."""
@@ -349,6 +359,7 @@ class _Worker:
         self.events = _ChildEvents(self.conn, self.send_lock, call.parameters, call.tool)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
+        children_start = _children_cpu_used()
         with (
             _trace_context(call.trace_carrier()),
             _cpu_timer(cpu_seconds),
@@ -358,7 +369,9 @@ class _Worker:
             outcome = self._call(call)
             if os.getpid() != self.pid:  # a process the tool forked returned from it: it
                 os._exit(0)  # ends here, never answering (or serving) in the worker's place
-        outcome.cpu_seconds = time.process_time() - cpu_start
+        # The worker's own CPU seconds, and those of the children reaped during the call.
+        children = _children_cpu_used() - children_start
+        outcome.cpu_seconds = time.process_time() - cpu_start + children
         if measure_peak:
             with contextlib.suppress(OSError):
                 outcome.memory_peak_mb = self.peak.read_mb()
