@@ -162,6 +162,19 @@ class BusyChild(BaseTool):
         return seconds
 
 
+class ClosesDescriptors(BaseTool):
+    name = "closes_descriptors"
+    description = (
+        "Closes every file descriptor above 2 (the worker's pipe to the caller among them), "
+        "then returns after ``seconds``."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        os.closerange(3, 65536)
+        time.sleep(kwargs.get("seconds", 0.0))
+        return "closed"
+
+
 class Progress(BaseTool):
     name = "progress"
     description = "Reports progress and checkpoints ``steps`` times, in order."
@@ -484,6 +497,7 @@ TOOLS = (
     SpinDeaf,
     LeavesAChild,
     BusyChild,
+    ClosesDescriptors,
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,

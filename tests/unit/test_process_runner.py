@@ -254,6 +254,29 @@ def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
     assert run_pid(executor, task, context) > 0
 
 
+@pytest.mark.parametrize("seconds", [0.0, 2.0])
+def test_a_tool_that_closes_its_workers_pipe_is_told_so(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, seconds: float
+) -> None:
+    """A tool that closes every file descriptor, its worker's pipe to the caller among them,
+    then returns (at once, or 2 s later) fails with an error saying so; the caller does
+    not spin meanwhile, and the pool keeps serving."""
+    executor = make()
+    before = run_pid(executor, task, context)
+    cpu_before = time.process_time()
+    result = executor.execute_task(
+        task("closes_descriptors", seconds=seconds), context, timeout=WAIT
+    )
+    caller_cpu = time.process_time() - cpu_before
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "worker_crashed"
+    assert "closed the worker's end of the pipe" in (result.error or ""), result.error
+    assert "os.closerange" in (result.error or "")
+    assert caller_cpu < 0.5, "the caller spun while the tool ran on"
+    assert gone(before)
+    assert run_pid(executor, task, context) != before
+
+
 def test_a_process_a_tool_forks_never_answers_for_its_worker(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -62,6 +62,7 @@ from laios.execution._runners.base import (
 from laios.execution._runners.process_worker import (
     DONE,
     LONGEST_CPU_BUDGET,
+    PIPE_CLOSED_EXIT,
     describe_for_pickle,
     serve,
 )
@@ -207,6 +208,18 @@ def _crash_outcome(
             ),
             error_type="cpu_limit",
         )
+    if exitcode == PIPE_CLOSED_EXIT:
+        return RawOutcome(
+            None,
+            WorkerCrashed(
+                f"Tool '{call.tool_name}' closed the worker's end of the pipe to the executor "
+                "(a file descriptor it did not open, as os.closerange(3, ...) does), so its "
+                "outcome could not be sent back; the task was not retried and the worker was "
+                "replaced. A tool run in a process must close only the file descriptors it "
+                "opened (subprocess closes the others in the child by itself)"
+            ),
+            error_type="worker_crashed",
+        )
     if exitcode is None:
         how = "was lost"
     elif exitcode < 0:
@@ -248,6 +261,14 @@ class _Waiter:
         if self.selector is not None:
             self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
             self.selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
+
+    def forget_messages(self, worker: _Worker) -> None:
+        """Stop waiting for ``worker``'s messages (its pipe is closed; its end is still
+        watched through its sentinel)."""
+        self.workers.pop(worker.conn, None)
+        if self.selector is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.unregister(worker.conn)
 
     def forget(self, worker: _Worker) -> None:
         for key in (worker.conn, worker.process.sentinel):
@@ -533,7 +554,11 @@ class _Pool:
                 try:
                     data = worker.conn.recv_bytes()
                 except (EOFError, OSError):
-                    continue  # the worker is gone: its sentinel says so
+                    # The pipe is closed: the worker is gone (its sentinel says so), or a tool
+                    # closed the worker's end while it runs on. Stop reading it, or every
+                    # wait would return at once while the tool runs.
+                    waiter.forget_messages(worker)
+                    continue
                 self.deliver(worker, data)
             for worker in deaths:
                 waiter.forget(worker)  # (before lost() closes its pipe)

@@ -51,6 +51,7 @@ __all__ = [
     "DONE",
     "EVENT",
     "LONGEST_CPU_BUDGET",
+    "PIPE_CLOSED_EXIT",
     "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
@@ -74,6 +75,11 @@ DONE = b"d"
 #: The largest resource limit the platform takes (``setrlimit`` takes a C ``long long``): a
 #: memory limit past it limits nothing and is not set.
 _LARGEST_LIMIT = 2**63 - 1
+
+#: The exit code of a worker that could not send a call's outcome because its end of the pipe
+#: to the caller was closed under it (by the tool: ``os.closerange``, say). A tool that calls
+#: ``os._exit(86)`` is taken for one that closed the pipe.
+PIPE_CLOSED_EXIT = 86
 
 #: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
 #: on every platform): a budget past it is no budget.
@@ -476,11 +482,28 @@ def _end_with_the_parent() -> None:
     if sentinel is None:
         return
 
+    identity = _identity(sentinel)
+
     def watch() -> None:
         wait([sentinel])
+        if _identity(sentinel) != identity:
+            # A tool closed the descriptor (maybe every one: ``os.closerange``), which may
+            # wake the wait: the parent may well be alive. Ask the system instead.
+            parent_pid = os.getppid()
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
     threading.Thread(target=watch, name="laios-parent-watch", daemon=True).start()
+
+
+def _identity(descriptor: int) -> tuple[int, int] | None:
+    """What ``descriptor`` is open on (device, inode); ``None`` once it is closed."""
+    try:
+        status = os.fstat(descriptor)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def serve(
@@ -499,7 +522,7 @@ def serve(
     """
     code = 0
     try:
-        _serve(conn, initializer, initargs)
+        code = _serve(conn, initializer, initargs)
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -565,7 +588,9 @@ def _serve(
     conn: Connection,
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
-) -> None:
+) -> int:
+    """Serve calls; return the process's exit code (:data:`PIPE_CLOSED_EXIT` when a call's
+    outcome could not be sent because the pipe was closed under the worker)."""
     if hasattr(os, "setsid"):
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
@@ -580,18 +605,23 @@ def _serve(
         try:
             data = conn.recv_bytes()
         except (EOFError, OSError):
-            return  # the caller's side is gone
+            return 0  # the caller's side is gone
+        retire = False
         try:
             call = pickle.loads(data)
         except BaseException as exc:  # e.g. the tool's class cannot be imported here
-            worker.send_outcome(_result_message(_not_loadable(exc), False, "?"))
-            continue
-        if call is None:
-            return
-        outcome, retire = worker.run(call)
-        worker.send_outcome(_result_message(outcome, retire, call.tool_name, worker.events.secrets))
+            message = _result_message(_not_loadable(exc), False, "?")
+        else:
+            if call is None:
+                return 0
+            outcome, retire = worker.run(call)
+            message = _result_message(outcome, retire, call.tool_name, worker.events.secrets)
+        try:
+            worker.send_outcome(message)
+        except OSError:  # the pipe was closed under the worker: the caller reads the code
+            return PIPE_CLOSED_EXIT
         if retire:
-            return
+            return 0
 
 
 class InitializerFailed(Exception):
