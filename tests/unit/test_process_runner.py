@@ -496,6 +496,20 @@ def test_the_cpu_time_of_a_child_process_the_tool_waited_for_is_counted(
     assert executor.get_metrics(after.task_id).cpu_time < 0.2  # type: ignore[union-attr]
 
 
+def test_a_child_process_inherits_the_soft_cpu_limit_not_the_budget_watch(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A CPU-bound child process is not counted against its tool's budget; it inherits the
+    worker's soft RLIMIT_CPU, which stops it (SIGXCPU) after its own CPU seconds."""
+    # 2 % of a 60 s timeout: a budget of 1.2 CPU seconds; the child would burn 30.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=2))
+    result = executor.execute_task(task("busy_child", seconds=30.0), context, timeout=60.0)
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "CalledProcessError"  # the tool's own error
+    assert "SIGXCPU" in (result.error or "")
+    assert executor.get_metrics(result.task_id).cpu_time >= 1.0  # type: ignore[union-attr]
+
+
 # -- progress, async tools, traces ------------------------------------------------------------
 
 
