@@ -118,6 +118,63 @@ class Spin(BaseTool):
         return "spun"
 
 
+class SpinDeaf(BaseTool):
+    name = "spin_deaf"
+    description = (
+        "Ignores SIGPROF and SIGXCPU (the signals a CPU budget sends), lifts its CPU timer and "
+        "its soft CPU limit, then burns CPU for ever."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGPROF, signal.SIG_IGN)
+        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+        while True:
+            pass
+
+
+class LeavesAChild(BaseTool):
+    name = "leaves_a_child"
+    description = "Starts ``sleep 60`` in the worker's process group and returns its pid."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return subprocess.Popen(["sleep", "60"]).pid
+
+
+class BusyChild(BaseTool):
+    name = "busy_child"
+    description = "Runs a child Python process that burns ``seconds`` CPU seconds, waits for it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        seconds = kwargs.get("seconds", 0.3)
+        burn = (
+            "import time\n"
+            "start = time.process_time()\n"
+            f"while time.process_time() - start < {seconds!r}:\n"
+            "    pass\n"
+        )
+        subprocess.run([sys.executable, "-c", burn], check=True)
+        return seconds
+
+
+class ClosesDescriptors(BaseTool):
+    name = "closes_descriptors"
+    description = (
+        "Closes every file descriptor above 2 (the worker's pipe to the caller among them), "
+        "then returns after ``seconds``."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        os.closerange(3, 65536)
+        time.sleep(kwargs.get("seconds", 0.0))
+        return "closed"
+
+
 class Progress(BaseTool):
     name = "progress"
     description = "Reports progress and checkpoints ``steps`` times, in order."
@@ -437,6 +494,10 @@ TOOLS = (
     Exit,
     Allocate,
     Spin,
+    SpinDeaf,
+    LeavesAChild,
+    BusyChild,
+    ClosesDescriptors,
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,

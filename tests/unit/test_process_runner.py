@@ -9,9 +9,11 @@ tests through files in a temporary directory (``box``). The behaviour every runn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -252,6 +254,29 @@ def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
     assert run_pid(executor, task, context) > 0
 
 
+@pytest.mark.parametrize("seconds", [0.0, 2.0])
+def test_a_tool_that_closes_its_workers_pipe_is_told_so(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, seconds: float
+) -> None:
+    """A tool that closes every file descriptor, its worker's pipe to the caller among them,
+    then returns (at once, or 2 s later) fails with an error saying so; the caller does
+    not spin meanwhile, and the pool keeps serving."""
+    executor = make()
+    before = run_pid(executor, task, context)
+    cpu_before = time.process_time()
+    result = executor.execute_task(
+        task("closes_descriptors", seconds=seconds), context, timeout=WAIT
+    )
+    caller_cpu = time.process_time() - cpu_before
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "worker_crashed"
+    assert "closed the worker's end of the pipe" in (result.error or ""), result.error
+    assert "os.closerange" in (result.error or "")
+    assert caller_cpu < 0.5, "the caller spun while the tool ran on"
+    assert gone(before)
+    assert run_pid(executor, task, context) != before
+
+
 def test_a_process_a_tool_forks_never_answers_for_its_worker(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -405,6 +430,25 @@ def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool that ignores SIGPROF and SIGXCPU and lifts its own CPU timer and soft limit
+    is stopped by its budget all the same (not by its timeout), and reported as such."""
+    # 5 % of a 30 s timeout: a budget of 1.5 CPU seconds.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))
+    before = run_pid(executor, task, context)
+    started = time.monotonic()
+    result = executor.execute_task(task("spin_deaf"), context, timeout=30.0)
+    elapsed = time.monotonic() - started
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "cpu_limit"
+    assert "CPU budget" in (result.error or "")
+    assert elapsed < 20.0  # stopped by the budget (about 2 s), not by the timeout
+    assert gone(before), "the worker past its budget is still alive"
+    assert run_pid(executor, task, context) != before
+
+
 def test_a_memory_limit_past_what_the_platform_can_set_is_no_limit(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -437,6 +481,33 @@ def test_cpu_time_and_peak_memory_are_measured_per_task(
     assert big_peak >= 120
     # The same worker ran both: the second task does not report the first one's peak.
     assert 0 < small_peak < big_peak - 60
+
+
+def test_the_cpu_time_of_a_child_process_the_tool_waited_for_is_counted(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A task's cpu_time includes the CPU seconds of a child process that ended and was
+    waited for during the call, and only that call's."""
+    executor = make()
+    result = executor.execute_task(task("busy_child", seconds=0.3), context, timeout=WAIT)
+    assert result.success, result.error
+    assert executor.get_metrics(result.task_id).cpu_time >= 0.25  # type: ignore[union-attr]
+    after = executor.execute_task(task("pid"), context, timeout=WAIT)  # the same worker
+    assert executor.get_metrics(after.task_id).cpu_time < 0.2  # type: ignore[union-attr]
+
+
+def test_a_child_process_inherits_the_soft_cpu_limit_not_the_budget_watch(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A CPU-bound child process is not counted against its tool's budget; it inherits the
+    worker's soft RLIMIT_CPU, which stops it (SIGXCPU) after its own CPU seconds."""
+    # 2 % of a 60 s timeout: a budget of 1.2 CPU seconds; the child would burn 30.
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=2))
+    result = executor.execute_task(task("busy_child", seconds=30.0), context, timeout=60.0)
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "CalledProcessError"  # the tool's own error
+    assert "SIGXCPU" in (result.error or "")
+    assert executor.get_metrics(result.task_id).cpu_time >= 1.0  # type: ignore[union-attr]
 
 
 # -- progress, async tools, traces ------------------------------------------------------------
@@ -617,6 +688,33 @@ def test_a_thread_a_tool_left_running_does_not_hold_shutdown(
     stopper.join(WAIT)
     assert not stopper.is_alive(), "shutdown(wait=True) waited for the tool's thread"
     assert gone(result.output)
+
+
+def kill_if_alive(pid: int) -> None:
+    """Clean up a process a test's tool left behind (not the test's child: nothing to reap)."""
+    if alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_process_a_tool_left_running_in_its_group_ends_at_shutdown(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, wait: bool
+) -> None:
+    """A child process a tool started in the worker's group and left running is killed with
+    the worker's group when the worker stops at shutdown."""
+    executor = make()
+    result = executor.execute_task(task("leaves_a_child"), context, timeout=WAIT)
+    assert result.success, result.error
+    child: int = result.output
+    try:
+        assert alive(child)
+        worker = executor.runner.worker_pids()  # type: ignore[attr-defined]
+        executor.shutdown(wait=wait)
+        assert all(gone(pid) for pid in worker), "the worker outlived shutdown"
+        assert gone(child), "the process the tool left running outlived shutdown"
+    finally:
+        kill_if_alive(child)
 
 
 def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(

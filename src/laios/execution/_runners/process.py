@@ -13,7 +13,9 @@ calls' events: progress and checkpoints while a tool runs, then its outcome.
   call's outcome is ``"killed"``, and a fresh worker replaces it at once.
 * **Limits.** A call's ``memory_limit_mb`` and ``cpu_seconds`` are enforced in the worker
   (``RLIMIT_DATA``, and a CPU-time timer with ``RLIMIT_CPU`` behind it); a worker that hit
-  one is not reused.
+  one is not reused. Signals can be ignored, so on Linux the reader thread also watches the
+  CPU clock of each worker running a call with a budget, and kills a worker that goes past
+  its budget (see :class:`_CpuWatch`).
 * **Crashes.** A worker that dies while running a call (``os._exit``, a signal, a crash in C)
   ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
   ended it) and is replaced; the other calls go on.
@@ -37,6 +39,7 @@ import selectors
 import signal
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -57,7 +60,13 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.process_worker import DONE, describe_for_pickle, serve
+from laios.execution._runners.process_worker import (
+    DONE,
+    LONGEST_CPU_BUDGET,
+    PIPE_CLOSED_EXIT,
+    describe_for_pickle,
+    serve,
+)
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
 
@@ -76,6 +85,20 @@ _CPU_LIMIT_SIGNALS = frozenset(
     -getattr(signal, name) for name in ("SIGPROF", "SIGXCPU") if hasattr(signal, name)
 )
 
+#: Whether the caller's side can read a worker's CPU clock (Linux: the clock id that
+#: ``clock_getcpuclockid`` gives for a process is ``(~pid << 3) | 2``).
+_WATCH_CPU = sys.platform == "linux" and hasattr(time, "clock_gettime")
+
+#: CPU seconds a worker may use past its call's budget before the reader kills it: the
+#: worker's own timer and ``RLIMIT_CPU`` stop a tool sooner, unless it ignores their signals.
+_CPU_GRACE = 0.5
+
+#: The shortest wait between two looks at a worker's CPU clock, in seconds.
+_CPU_WATCH_STEP = 0.05
+
+#: The most CPU seconds a worker can use per second (all its threads at once).
+_CPUS = os.cpu_count() or 1
+
 
 class WorkerCrashed(Exception):
     """The worker process running a tool died before the tool returned."""
@@ -88,12 +111,15 @@ class CpuLimitExceeded(Exception):
 class _Call:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("events", "payload", "state", "tool_name", "worker")
+    __slots__ = ("cpu_seconds", "events", "payload", "state", "tool_name", "worker")
 
-    def __init__(self, events: RunEvents, payload: bytes, tool_name: str) -> None:
+    def __init__(
+        self, events: RunEvents, payload: bytes, tool_name: str, cpu_seconds: float | None = None
+    ) -> None:
         self.events = events
         self.payload = payload
         self.tool_name = tool_name
+        self.cpu_seconds = cpu_seconds  # its CPU budget (None: none)
         self.worker: _Worker | None = None
         # queued, reserved (a worker is set aside for it; not sent yet), running (sent to its
         # worker), done or abandoned; changed under the pool's lock.
@@ -103,7 +129,7 @@ class _Call:
 class _Worker:
     """One worker process and the caller's end of its pipe."""
 
-    __slots__ = ("call", "conn", "killed", "pid", "process", "stopping")
+    __slots__ = ("call", "conn", "killed", "over_budget", "pid", "process", "stopping")
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
@@ -112,6 +138,40 @@ class _Worker:
         self.call: _Call | None = None  # the call it runs now
         self.killed = False  # killed by the runner (its call, if any, was abandoned)
         self.stopping = False  # told to stop (no call will be sent to it)
+        self.over_budget = False  # killed by the runner for going past its call's CPU budget
+
+
+class _CpuWatch:
+    """A running call's CPU budget, watched from the caller's side.
+
+    The worker stops a call at its budget by itself (a CPU timer, ``RLIMIT_CPU``), but both
+    work through signals a tool can ignore, catch or lift. So the reader thread also reads
+    the worker's CPU clock: first when the call could have used its budget and the grace
+    (running on every CPU at once), then again as often as the rest could be used up, and
+    kills the worker once it is past both. Between calls, and for calls without a budget,
+    nothing is watched.
+    """
+
+    __slots__ = ("call", "clock", "due", "stop_at", "worker")
+
+    def __init__(self, worker: _Worker, call: _Call, budget: float) -> None:
+        self.worker = worker
+        self.call = call
+        self.clock = (~worker.pid << 3) | 2  # the worker's CPU clock (all its threads)
+        self.stop_at = time.clock_gettime(self.clock) + budget + _CPU_GRACE
+        self.due = time.monotonic() + (budget + _CPU_GRACE) / _CPUS
+
+    def over(self, now: float) -> bool:
+        """Whether the worker is past the budget; if not, when to look again (``due``).
+
+        Raises:
+            OSError: When the worker is gone.
+        """
+        left = self.stop_at - time.clock_gettime(self.clock)
+        if left <= 0:
+            return True
+        self.due = now + max(left / _CPUS, _CPU_WATCH_STEP)
+        return False
 
 
 def _kill_group(pid: int) -> None:
@@ -126,7 +186,9 @@ def _kill_group(pid: int) -> None:
         os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
 
 
-def _crash_outcome(call: _Call, exitcode: int | None, terminated: bool) -> RawOutcome:
+def _crash_outcome(
+    call: _Call, exitcode: int | None, terminated: bool, over_budget: bool = False
+) -> RawOutcome:
     if terminated:
         return RawOutcome(
             None,
@@ -137,14 +199,27 @@ def _crash_outcome(call: _Call, exitcode: int | None, terminated: bool) -> RawOu
             ),
             error_type="terminated",
         )
-    if exitcode in _CPU_LIMIT_SIGNALS:
+    if over_budget or exitcode in _CPU_LIMIT_SIGNALS:
+        budget = "" if call.cpu_seconds is None else f" of {call.cpu_seconds:.3g} CPU seconds"
         return RawOutcome(
             None,
             CpuLimitExceeded(
-                f"Tool '{call.tool_name}' used up its CPU budget (cpu_limit_percent of its "
-                "timeout) and its worker process was stopped"
+                f"Tool '{call.tool_name}' exceeded its CPU budget{budget} (cpu_limit_percent "
+                "of its timeout); its worker process was stopped and replaced"
             ),
             error_type="cpu_limit",
+        )
+    if exitcode == PIPE_CLOSED_EXIT:
+        return RawOutcome(
+            None,
+            WorkerCrashed(
+                f"Tool '{call.tool_name}' closed the worker's end of the pipe to the executor "
+                "(a file descriptor it did not open, as os.closerange(3, ...) does), so its "
+                "outcome could not be sent back; the task was not retried and the worker was "
+                "replaced. A tool run in a process must close only the file descriptors it "
+                "opened (subprocess closes the others in the child by itself)"
+            ),
+            error_type="worker_crashed",
         )
     if exitcode is None:
         how = "was lost"
@@ -188,6 +263,14 @@ class _Waiter:
             self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
             self.selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
 
+    def forget_messages(self, worker: _Worker) -> None:
+        """Stop waiting for ``worker``'s messages (its pipe is closed; its end is still
+        watched through its sentinel)."""
+        self.workers.pop(worker.conn, None)
+        if self.selector is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.unregister(worker.conn)
+
     def forget(self, worker: _Worker) -> None:
         for key in (worker.conn, worker.process.sentinel):
             self.workers.pop(key, None)
@@ -195,13 +278,14 @@ class _Waiter:
                 with contextlib.suppress(KeyError, ValueError, OSError):
                     self.selector.unregister(key)
 
-    def ready(self) -> tuple[list[_Worker], list[_Worker], bool]:
-        """Block until something happens: workers with a message, workers that ended, and
-        whether the wake-up pipe was written to."""
+    def ready(self, timeout: float | None = None) -> tuple[list[_Worker], list[_Worker], bool]:
+        """Block until something happens (or ``timeout`` seconds pass): workers with a
+        message, workers that ended, and whether the wake-up pipe was written to."""
         if self.selector is not None:
-            tags = [key.data for key, _ in self.selector.select()]
+            tags = [key.data for key, _ in self.selector.select(timeout)]
         else:
-            tags = [self.workers.get(item) for item in wait([self.wake, *self.workers])]
+            ready = wait([self.wake, *self.workers], timeout)
+            tags = [self.workers.get(item) for item in ready]
         messages = [tag[1] for tag in tags if tag is not None and tag[0] == "message"]
         deaths = [tag[1] for tag in tags if tag is not None and tag[0] == "death"]
         return messages, deaths, None in tags
@@ -237,6 +321,7 @@ class _Pool:
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
         self.start_error: Exception | None = None  # why the last worker could not start
+        self.cpu_watches: dict[int, _CpuWatch] = {}  # by worker pid (read by the reader)
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -257,6 +342,7 @@ class _Pool:
         self.idle = []
         self.starting = 0
         self.queue = deque()
+        self.cpu_watches = {}
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader = None
 
@@ -350,6 +436,8 @@ class _Pool:
     def send(self, worker: _Worker, call: _Call) -> None:
         """Send a running call to its worker; report it as crashed when the worker is gone
         and the reader, which saw it go before the call was sent, could not."""
+        if call.cpu_seconds is not None and _WATCH_CPU:
+            self.watch_cpu(worker, call, call.cpu_seconds)
         with contextlib.suppress(OSError):
             worker.conn.send_bytes(call.payload)
         with self.lock:
@@ -360,6 +448,56 @@ class _Pool:
             worker.process.join(0)
             outcome = _crash_outcome(call, worker.process.exitcode, self.terminated)
             call.events.finished(outcome)
+
+    def watch_cpu(self, worker: _Worker, call: _Call, budget: float) -> None:
+        """Have the reader watch ``call``'s CPU budget on ``worker`` (before it is sent)."""
+        if budget > LONGEST_CPU_BUDGET:  # (no budget, in the worker either)
+            return
+        try:
+            watch = _CpuWatch(worker, call, budget)
+        except OSError:  # the worker is gone: the reader reports the call
+            return
+        with self.lock:
+            self.cpu_watches[worker.pid] = watch
+        if threading.current_thread() is not self.reader:
+            self.wake()  # (to wait no longer than the watch's first look)
+
+    def check_cpu(self) -> None:
+        """Look at the CPU clocks of the workers due for it; kill those past their budget."""
+        now = time.monotonic()
+        over: list[_Worker] = []
+        with self.lock:
+            for pid, watch in list(self.cpu_watches.items()):
+                if watch.due > now:
+                    continue
+                worker = watch.worker
+                if watch.call.state != "running" or worker.call is not watch.call:
+                    del self.cpu_watches[pid]  # (its call ended)
+                    continue
+                try:
+                    if not watch.over(now):
+                        continue
+                except OSError:  # gone: the reader sees it go
+                    del self.cpu_watches[pid]
+                    continue
+                del self.cpu_watches[pid]
+                worker.over_budget = True
+                over.append(worker)
+        for worker in over:
+            _log.warning(
+                "worker process %d running tool %r went past its CPU budget; killed",
+                worker.pid,
+                worker.call.tool_name[:128] if worker.call is not None else "?",
+            )
+            _kill_group(worker.pid)
+
+    def cpu_due(self) -> float | None:
+        """Seconds until the reader must look at a worker's CPU clock (``None``: no watch;
+        under the lock)."""
+        if not self.cpu_watches:
+            return None
+        due = min(watch.due for watch in self.cpu_watches.values())
+        return max(due - time.monotonic(), 0.0)
 
     def next_for(self, worker: _Worker) -> _Call | None:
         """Reserve the next queued call on ``worker``, or make it idle (under the lock)."""
@@ -402,12 +540,13 @@ class _Pool:
                     waiter.close()
                     return
                 current = dict(self.workers)
+                timeout = self.cpu_due()
             for pid in watched.keys() - current.keys():
                 waiter.forget(watched.pop(pid))
             for pid in current.keys() - watched.keys():
                 watched[pid] = current[pid]
                 waiter.watch(current[pid])
-            messages, deaths, woken = waiter.ready()
+            messages, deaths, woken = waiter.ready(timeout)
             if woken:
                 with contextlib.suppress(OSError, EOFError):
                     while self.wake_reader.poll():
@@ -416,12 +555,18 @@ class _Pool:
                 try:
                     data = worker.conn.recv_bytes()
                 except (EOFError, OSError):
-                    continue  # the worker is gone: its sentinel says so
+                    # The pipe is closed: the worker is gone (its sentinel says so), or a tool
+                    # closed the worker's end while it runs on. Stop reading it, or every
+                    # wait would return at once while the tool runs.
+                    waiter.forget_messages(worker)
+                    continue
                 self.deliver(worker, data)
             for worker in deaths:
                 waiter.forget(worker)  # (before lost() closes its pipe)
                 watched.pop(worker.pid, None)
                 self.lost(worker)
+            if timeout is not None:
+                self.check_cpu()
 
     def receive(self, worker: _Worker) -> None:
         """Deliver every message still waiting on ``worker``'s pipe."""
@@ -456,7 +601,10 @@ class _Pool:
             with self.lock:
                 if call is not None and call.state == "running":
                     call.state = "done"
-                following = None if retire or worker.killed else self.next_for(worker)
+                if self.cpu_watches:
+                    self.cpu_watches.pop(worker.pid, None)
+                stays = not (retire or worker.killed or worker.over_budget)
+                following = self.next_for(worker) if stays else None
                 if retire:
                     worker.call = None
                     worker.stopping = True  # it exits by itself
@@ -482,6 +630,7 @@ class _Pool:
             worker.conn.close()
         with self.lock:
             self.workers.pop(worker.pid, None)
+            self.cpu_watches.pop(worker.pid, None)
             with contextlib.suppress(ValueError):
                 self.idle.remove(worker)
             call = worker.call
@@ -503,7 +652,8 @@ class _Pool:
                 exitcode,
             )
         if report and call is not None:
-            call.events.finished(_crash_outcome(call, exitcode, self.terminated))
+            outcome = _crash_outcome(call, exitcode, self.terminated, worker.over_budget)
+            call.events.finished(outcome)
         if replace:
             self.start_in_background()
 
@@ -708,7 +858,7 @@ class ProcessRunner:
                 "class at module level and pass plain, picklable parameters",
             )
         pool = self._pool
-        handle = _Call(events, payload, call.tool_name)
+        handle = _Call(events, payload, call.tool_name, call.cpu_seconds)
         start = False
         with pool.lock:
             if pool.closed:

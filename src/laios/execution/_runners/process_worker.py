@@ -15,7 +15,8 @@ group (so that killing the group also kills any process a tool started), runs th
 Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory; for the CPU
 budget a ``ITIMER_PROF`` timer whose signal ends the process, with ``RLIMIT_CPU`` as a backstop;
 soft limits only, restored after the call), measures the call's CPU seconds
-(``time.process_time``) and peak resident memory (see :class:`_PeakMemory`), and makes the
+(``time.process_time``, plus ``RUSAGE_CHILDREN``'s growth: children reaped during the call)
+and peak resident memory (see :class:`_PeakMemory`), and makes the
 caller's trace context current (W3C ``traceparent``), so spans a tool opens here join the
 caller's trace when this process has an OpenTelemetry SDK (set up by the initializer).
 """
@@ -49,6 +50,8 @@ from laios.execution.redaction import (
 __all__ = [
     "DONE",
     "EVENT",
+    "LONGEST_CPU_BUDGET",
+    "PIPE_CLOSED_EXIT",
     "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
@@ -73,9 +76,14 @@ DONE = b"d"
 #: memory limit past it limits nothing and is not set.
 _LARGEST_LIMIT = 2**63 - 1
 
+#: The exit code of a worker that could not send a call's outcome because its end of the pipe
+#: to the caller was closed under it (by the tool: ``os.closerange``, say). A tool that calls
+#: ``os._exit(86)`` is taken for one that closed the pipe.
+PIPE_CLOSED_EXIT = 86
+
 #: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
 #: on every platform): a budget past it is no budget.
-_LONGEST_CPU_BUDGET = float(2**31 - 1)
+LONGEST_CPU_BUDGET = float(2**31 - 1)
 
 
 class MemoryLimitExceeded(MemoryError):
@@ -294,6 +302,15 @@ def _cpu_used() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _children_cpu_used() -> float:
+    """CPU seconds (user and system) of this process's children that ended and were waited
+    for (and of what they waited for), so far."""
+    if resource is None:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class _Worker:
     """The serving loop's state: the connection, the event loop for async tools, and how
     peak memory is measured here."""
@@ -340,7 +357,7 @@ class _Worker:
             if memory_limit > _LARGEST_LIMIT:  # more than a limit holds: no limit
                 memory_limit = None
         cpu_seconds = call.cpu_seconds
-        if cpu_seconds is not None and cpu_seconds > _LONGEST_CPU_BUDGET:  # (no budget)
+        if cpu_seconds is not None and cpu_seconds > LONGEST_CPU_BUDGET:  # (no budget)
             cpu_seconds = None
         cpu_limit = None
         if cpu_seconds is not None and resource is not None:
@@ -348,6 +365,7 @@ class _Worker:
         self.events = _ChildEvents(self.conn, self.send_lock, call.parameters, call.tool)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
+        children_start = _children_cpu_used()
         with (
             _trace_context(call.trace_carrier()),
             _cpu_timer(cpu_seconds),
@@ -357,7 +375,9 @@ class _Worker:
             outcome = self._call(call)
             if os.getpid() != self.pid:  # a process the tool forked returned from it: it
                 os._exit(0)  # ends here, never answering (or serving) in the worker's place
-        outcome.cpu_seconds = time.process_time() - cpu_start
+        # The worker's own CPU seconds, and those of the children reaped during the call.
+        children = _children_cpu_used() - children_start
+        outcome.cpu_seconds = time.process_time() - cpu_start + children
         if measure_peak:
             with contextlib.suppress(OSError):
                 outcome.memory_peak_mb = self.peak.read_mb()
@@ -462,11 +482,28 @@ def _end_with_the_parent() -> None:
     if sentinel is None:
         return
 
+    identity = _identity(sentinel)
+
     def watch() -> None:
         wait([sentinel])
+        if _identity(sentinel) != identity:
+            # A tool closed the descriptor (maybe every one: ``os.closerange``), which may
+            # wake the wait: the parent may well be alive. Ask the system instead.
+            parent_pid = os.getppid()
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
     threading.Thread(target=watch, name="laios-parent-watch", daemon=True).start()
+
+
+def _identity(descriptor: int) -> tuple[int, int] | None:
+    """What ``descriptor`` is open on (device, inode); ``None`` once it is closed."""
+    try:
+        status = os.fstat(descriptor)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def serve(
@@ -480,12 +517,12 @@ def serve(
     tool started, and kills that group when the process that started it ends (even by
     ``SIGKILL``, while a tool hangs here). Core dumps are turned off (a CPU budget ends the
     process with a signal). When it stops, the process ends at once (``os._exit``): a thread
-    a tool left running ends with it, and neither it nor a child process the tool started is
-    waited for.
+    a tool left running ends with it, and a process a tool left running in its group is
+    killed first (see :func:`_kill_the_rest_of_the_group`); neither is waited for.
     """
     code = 0
     try:
-        _serve(conn, initializer, initargs)
+        code = _serve(conn, initializer, initargs)
     except BaseException:
         traceback.print_exc()
         code = 1
@@ -493,14 +530,67 @@ def serve(
         with contextlib.suppress(Exception):
             if stream is not None:
                 stream.flush()
+    with contextlib.suppress(OSError):
+        _kill_the_rest_of_the_group()
     os._exit(code)
+
+
+def _kill_the_rest_of_the_group() -> None:
+    """Kill every other process in this worker's process group: what tools started and left
+    running there (a process started in a session of its own has left the group).
+
+    On Linux the members are found in ``/proc`` and killed one by one, so that this process
+    still ends with its own exit code (the caller's side reads it); a group that keeps
+    gaining members (a fork bomb), and platforms without ``/proc``, get ``killpg``, which
+    ends this process too.
+    """
+    me = os.getpid()
+    if not hasattr(os, "killpg") or os.getpgid(0) != me:
+        return  # (not a group of its own: not the worker's to kill)
+    if sys.platform == "linux":
+        for _ in range(10):
+            others = _members_of_group(me)
+            if not others:
+                return
+            for pid in others:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+    os.killpg(me, signal.SIGKILL)
+
+
+def _members_of_group(group: int) -> list[int]:
+    """The live processes of process group ``group`` but this one (read from ``/proc``: a few
+    milliseconds for a few hundred processes)."""
+    me = str(os.getpid())
+    wanted = str(group).encode()
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or name == me:
+            continue
+        try:
+            descriptor = os.open(f"/proc/{name}/stat", os.O_RDONLY)
+        except OSError:
+            continue  # (gone meanwhile)
+        try:
+            stat = os.read(descriptor, 512)
+        except OSError:
+            continue
+        finally:
+            os.close(descriptor)
+        # After the command's closing parenthesis: state, parent pid, process group.
+        fields = stat.rsplit(b")", 1)[-1].split(None, 3)
+        if len(fields) > 2 and fields[2] == wanted and fields[0] not in (b"Z", b"X"):
+            members.append(int(name))
+    return members
 
 
 def _serve(
     conn: Connection,
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
-) -> None:
+) -> int:
+    """Serve calls; return the process's exit code (:data:`PIPE_CLOSED_EXIT` when a call's
+    outcome could not be sent because the pipe was closed under the worker)."""
     if hasattr(os, "setsid"):
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
@@ -515,18 +605,23 @@ def _serve(
         try:
             data = conn.recv_bytes()
         except (EOFError, OSError):
-            return  # the caller's side is gone
+            return 0  # the caller's side is gone
+        retire = False
         try:
             call = pickle.loads(data)
         except BaseException as exc:  # e.g. the tool's class cannot be imported here
-            worker.send_outcome(_result_message(_not_loadable(exc), False, "?"))
-            continue
-        if call is None:
-            return
-        outcome, retire = worker.run(call)
-        worker.send_outcome(_result_message(outcome, retire, call.tool_name, worker.events.secrets))
+            message = _result_message(_not_loadable(exc), False, "?")
+        else:
+            if call is None:
+                return 0
+            outcome, retire = worker.run(call)
+            message = _result_message(outcome, retire, call.tool_name, worker.events.secrets)
+        try:
+            worker.send_outcome(message)
+        except OSError:  # the pipe was closed under the worker: the caller reads the code
+            return PIPE_CLOSED_EXIT
         if retire:
-            return
+            return 0
 
 
 class InitializerFailed(Exception):
