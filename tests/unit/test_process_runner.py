@@ -148,6 +148,16 @@ def test_bad_options_are_refused_at_construction(options: dict[str, Any], error:
         ProcessRunner(**arguments)
 
 
+@pytest.mark.parametrize("name", ["initargs", "preload"])
+@pytest.mark.parametrize("value", [None, 5, 2.5, object()], ids=lambda v: type(v).__name__)
+def test_initargs_or_preload_that_are_no_sequence_are_named_in_the_refusal(
+    name: str, value: Any
+) -> None:
+    """``initargs=None`` said "'NoneType' object is not iterable", naming nothing."""
+    with pytest.raises(TypeError, match=rf"^{name} must be a sequence \(a list or tuple\)"):
+        ProcessRunner(max_workers=1, **{name: value})
+
+
 def test_tools_run_in_another_process(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

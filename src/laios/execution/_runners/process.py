@@ -42,7 +42,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -806,6 +806,10 @@ class ProcessRunner:
                 raise TypeError(
                     f"{name} must be a sequence (a list or tuple), not a single string: "
                     f"got {value[:64]!r}"
+                )
+            if not isinstance(value, Iterable):
+                raise TypeError(
+                    f"{name} must be a sequence (a list or tuple), got {type(value).__name__}"
                 )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
