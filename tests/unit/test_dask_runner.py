@@ -453,6 +453,60 @@ def test_a_call_timed_out_while_its_worker_loads_it_never_runs(
     assert hung is None or not alive(hung["pid"]), "the timed-out call ran on its worker"
 
 
+def runner_keys_on_the_scheduler(client: Any, prefix: str) -> list[str]:
+    """The keys of the scheduler's tasks that start with ``prefix``."""
+
+    def keys(dask_scheduler: Any) -> list[str]:
+        return [str(key) for key in dask_scheduler.tasks if str(key).startswith(prefix)]
+
+    return list(client.run_on_scheduler(keys))
+
+
+#: Calls in the large batch below: enough that giving them up one scheduler message after the
+#: other (about 12 ms each on a loaded two-core machine) takes seconds past their timeout.
+LARGE_BATCH = 300
+
+
+def test_a_large_batch_past_its_timeout_ends_at_its_deadline(
+    make: Callable[..., Executor], client: Any, tmp_path: Any
+) -> None:
+    """Hundreds of calls still queued on the cluster when their timeout passes all end at it:
+    they are not given up one after the other, each waiting for the Dask client; the queued
+    ones never start, and the cluster drops their tasks."""
+    executor = make()
+    warm(executor, client)  # (the first calls start, and are killed, at the timeout)
+    box = str(tmp_path)
+    ended: list[float] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "timeout":
+            ended.append(time.monotonic())
+
+    tasks = [
+        task("stamp_and_sleep", box=box, stamp=f"call-{n}", seconds=10.0)
+        for n in range(LARGE_BATCH)
+    ]
+    started = time.monotonic()
+    results = asyncio.run(
+        executor.execute_parallel(tasks, CONTEXT, timeout=0.5, on_progress=on_progress)
+    )
+    returned = time.monotonic() - started
+    assert [r.metadata["outcome"] for r in results] == ["timeout"] * LARGE_BATCH
+    assert len(ended) == LARGE_BATCH
+    last = max(ended) - started
+    # (One call given up after the other, each waiting for the client: 4-6 s here.)
+    assert last < 3.0, f"the last timeout was reported {last:.1f}s after the batch started"
+    assert returned < 3.5, f"the batch returned after {returned:.1f}s"
+    # The cluster drops the calls given up (the running ones are killed there) ...
+    assert wait_for(lambda: runner_keys_on_the_scheduler(client, "laios-stamp_and_sleep") == [])
+    # ... and a call still queued at its deadline never started: the first calls held the
+    # cluster's 4 threads until they were killed at their deadline, and no other started.
+    never = [r for r in results if "the tool was never started" in (r.error or "")]
+    assert len(never) >= LARGE_BATCH - 4
+    stamped = [n for n in range(LARGE_BATCH) if os.path.exists(os.path.join(box, f"call-{n}"))]
+    assert len(stamped) <= 4, f"{len(stamped)} calls started: {stamped[:10]}"
+
+
 def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: ToolRegistry) -> None:
     """Closing the runner's client while a call runs fails the call with an error that names
     the closed client, not a lost worker."""
@@ -677,13 +731,17 @@ def test_a_tool_past_its_timeout_is_killed_on_its_worker_when_no_kill_arrives(
     kill never reaches it (the caller is gone, or cut off from the cluster)."""
     from laios.execution._runners.dask import DaskRunner as Runner
 
-    def lost_kill(self: Any, key: str, future: Any, workers: Any) -> None:
+    def lost_kills(self: Any) -> None:
         with self._lock:
-            self._stopping -= 1
+            stops, self._stops = self._stops, []
+            sent, self._stops_sent = self._stops_sent, None
+            self._stopping -= len(stops)
+        if sent is not None:
+            sent.set()
 
     executor = make()
     warm(executor, client)
-    monkeypatch.setattr(Runner, "_stop_remote", lost_kill)
+    monkeypatch.setattr(Runner, "_send_stops", lost_kills)
     box = str(tmp_path)
     result = executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.5)
     assert result.metadata["outcome"] == "timeout"
