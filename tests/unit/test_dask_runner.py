@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -530,6 +531,73 @@ def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: Tool
     finally:
         executor.shutdown(wait=False)
         own.close()
+
+
+def test_a_tool_whose_client_is_closed_under_it_is_killed_on_its_worker(
+    client: Any, tools: ToolRegistry, tmp_path: Any
+) -> None:
+    """Closing the runner's client while a tool runs stops the tool on its worker (the
+    scheduler drops the tasks of a client that went away), and the call says so."""
+    own = distributed.Client(client.scheduler.address)
+    executor = Executor(
+        tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
+    )
+    box = str(tmp_path)
+    try:
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(task("hang", box=box), CONTEXT))
+        )
+        caller.start()
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        own.close()
+        caller.join(WAIT)
+        assert results, "the call never ended"
+        assert results[0].metadata["error_type"] == "worker_lost"
+        assert "client was closed" in (results[0].error or "")
+        assert "stops the tool" in (results[0].error or "")
+        # (The tool hangs for a minute when nothing kills it.)
+        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its client"
+        assert wait_for(lambda: not alive(hung["grandchild"]))
+    finally:
+        executor.shutdown(wait=False)
+        own.close()
+
+
+def test_a_tool_whose_caller_died_is_killed_on_its_worker(client: Any, tmp_path: Any) -> None:
+    """A caller process that dies while its tool runs (no timeout: nothing else would ever
+    stop it) leaves no tool running on the cluster."""
+    box = str(tmp_path)
+    here = os.path.dirname(os.path.abspath(__file__))
+    source = os.path.join(os.path.dirname(os.path.dirname(here)), "src")
+    script = f"""
+import sys
+sys.path[:0] = [{source!r}, {here!r}]
+import process_tools
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.runners import DaskRunner
+from laios.execution.store import MetricStore
+from laios.tools.registry import ToolRegistry
+
+registry = ToolRegistry()
+registry.register_tool(process_tools.Hang())
+executor = Executor(registry, runner=DaskRunner({client.scheduler.address!r}),
+                    store=MetricStore(), register_prometheus=False)
+hang = Task(plan_id="p", description="hang", tool_name="hang", parameters={{"box": {box!r}}})
+executor.execute_task(hang, Context(session_id="s", user_id="u"))
+"""
+    caller = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        hung = wait_for(lambda: process_tools.read_note(box, "hang") or caller.poll() is not None)
+        assert isinstance(hung, dict), "the tool never started"
+    finally:
+        caller.kill()
+        caller.wait(WAIT)
+    # (The tool hangs for a minute when nothing kills it.)
+    assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its caller"
+    assert wait_for(lambda: not alive(hung["grandchild"]))
 
 
 def reports_on_the_scheduler(client: Any, text: str) -> list[str]:

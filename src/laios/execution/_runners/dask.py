@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from laios._compat.dask import forget_topic
+from laios._compat.dask import forget_topic, task_released
 from laios.execution._checks import positive_int
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
@@ -66,6 +66,9 @@ STOP_PATIENCE = 10.0
 #: Longest ``abandon`` waits for the client to send the cancellation of a call that has not
 #: started (its event loop may be busy delivering reports): then the cancellation goes on.
 STOP_HANDOVER = 1.0
+#: Seconds between two looks of a worker at a call it runs: whether the scheduler released
+#: its task (its client went away), or its deadline passed long ago.
+WATCH_INTERVAL = 0.5
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
 #: Seconds past a call's deadline (on the worker's clock) after which its worker kills the
@@ -305,6 +308,9 @@ def serve_call(
         # as it is handed over is killed there.
         with state.lock:
             killed = this.killed
+        if not killed and task_released(worker, key):  # (its caller went away meanwhile)
+            _stop_released(state, this, call.tool_name)
+            killed = True
         if not killed:
             handle = state.runner.submit(call, this)
             if isinstance(handle, Refusal):
@@ -315,8 +321,7 @@ def serve_call(
                     killed = this.killed
                 if killed:
                     state.runner.abandon(handle)
-        if not this.ended.wait(_time_left(wall_deadline)):
-            _kill_past_deadline(state, this, call.tool_name)
+        _watch(state, this, wall_deadline, call.tool_name)
         this.ended.wait()
         outcome = this.outcome
         assert outcome is not None
@@ -329,32 +334,64 @@ def serve_call(
             state.running.pop(key, None)
 
 
-def _time_left(wall_deadline: float | None) -> float | None:
-    """Seconds a worker waits for a call before it kills the tool itself (``None``: no end)."""
-    if wall_deadline is None:
-        return None
-    return max(wall_deadline + DEADLINE_GRACE - time.time(), 0.0)
+def _watch(
+    state: _WorkerState, this: _WorkerCall, wall_deadline: float | None, tool_name: str
+) -> None:
+    """Wait for the call to end; kill its tool first when nobody waits for it any more.
+
+    That is when its deadline passed ``DEADLINE_GRACE`` seconds ago and no kill came from its
+    caller (the caller is gone or cut off: a tool that hangs must not hold the worker for
+    ever), or when the scheduler released its Dask task: the client that sent it went away
+    (closed, or its process died) or cancelled it. Dask cannot stop a task's thread, so
+    without this a tool with no timeout would run to its end for nobody.
+    """
+    while True:
+        wait = WATCH_INTERVAL
+        if wall_deadline is not None:
+            wait = min(wait, max(wall_deadline + DEADLINE_GRACE - time.time(), 0.0))
+        if this.ended.wait(wait):
+            return
+        if wall_deadline is not None and time.time() >= wall_deadline + DEADLINE_GRACE:
+            _stop_here(
+                state,
+                this,
+                TimeoutError(
+                    f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: "
+                    f"its timeout passed {DEADLINE_GRACE:g}s ago and its caller had not "
+                    "stopped it (the caller is gone or cut off from the cluster, or the "
+                    "clocks disagree)"
+                ),
+                "timeout",
+            )
+            return
+        if task_released(this.worker, this.key):
+            _stop_released(state, this, tool_name)
+            return
 
 
-def _kill_past_deadline(state: _WorkerState, this: _WorkerCall, tool_name: str) -> None:
-    """Kill a call whose deadline passed ``DEADLINE_GRACE`` seconds ago while no kill came
-    from its caller: a tool that hangs must not hold the worker for ever."""
+def _stop_released(state: _WorkerState, this: _WorkerCall, tool_name: str) -> None:
+    """Kill the call whose Dask task the scheduler released (nobody waits for it)."""
+    _stop_here(
+        state,
+        this,
+        WorkerLost(
+            f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: the "
+            "scheduler released its task (the client that sent it went away, or cancelled it)"
+        ),
+        "worker_lost",
+    )
+
+
+def _stop_here(
+    state: _WorkerState, this: _WorkerCall, error: BaseException, error_type: str
+) -> None:
+    """Kill the call's tool (if it was handed to one) and end the call with ``error``."""
     with state.lock:
         this.killed = True
         handle = this.handle
     if handle is not None:
         state.runner.abandon(handle)
-    this.end(
-        RawOutcome(
-            None,
-            TimeoutError(
-                f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: its "
-                f"timeout passed {DEADLINE_GRACE:g}s ago and its caller had not stopped it (the "
-                "caller is gone or cut off from the cluster, or the clocks disagree)"
-            ),
-            error_type="timeout",
-        )
-    )
+    this.end(RawOutcome(None, error, error_type=error_type))
 
 
 def _unloadable(exc: BaseException) -> RawOutcome:
@@ -893,7 +930,8 @@ class DaskRunner:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
                     "was closed while the call was under way; keep the client open until the "
-                    "executor has shut down"
+                    "executor has shut down. Its worker stops the tool once the scheduler has "
+                    "dropped the closed client's tasks"
                 )
             else:
                 message = (
