@@ -429,6 +429,16 @@ class Sleep(AsyncBaseTool):
         return os.getpid()
 
 
+class StampAndSleep(BaseTool):
+    name = "stamp_and_sleep"
+    description = "Creates the file ``stamp`` in ``box`` as it starts, then sleeps ``seconds``."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        (Path(kwargs["box"]) / kwargs["stamp"]).touch()
+        time.sleep(kwargs.get("seconds", 0.0))
+        return os.getpid()
+
+
 class LeavesAnExitBehind(AsyncBaseTool):
     name = "leaves_an_exit_behind"
     description = "Leaves a task on the loop that raises SystemExit after it returned."
@@ -512,6 +522,7 @@ TOOLS = (
     Fails,
     TraceSeen,
     Sleep,
+    StampAndSleep,
     LeavesAnExitBehind,
 )
 

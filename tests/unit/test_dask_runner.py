@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -453,6 +454,60 @@ def test_a_call_timed_out_while_its_worker_loads_it_never_runs(
     assert hung is None or not alive(hung["pid"]), "the timed-out call ran on its worker"
 
 
+def runner_keys_on_the_scheduler(client: Any, prefix: str) -> list[str]:
+    """The keys of the scheduler's tasks that start with ``prefix``."""
+
+    def keys(dask_scheduler: Any) -> list[str]:
+        return [str(key) for key in dask_scheduler.tasks if str(key).startswith(prefix)]
+
+    return list(client.run_on_scheduler(keys))
+
+
+#: Calls in the large batch below: enough that giving them up one scheduler message after the
+#: other (about 12 ms each on a loaded two-core machine) takes seconds past their timeout.
+LARGE_BATCH = 300
+
+
+def test_a_large_batch_past_its_timeout_ends_at_its_deadline(
+    make: Callable[..., Executor], client: Any, tmp_path: Any
+) -> None:
+    """Hundreds of calls still queued on the cluster when their timeout passes all end at it:
+    they are not given up one after the other, each waiting for the Dask client; the queued
+    ones never start, and the cluster drops their tasks."""
+    executor = make()
+    warm(executor, client)  # (the first calls start, and are killed, at the timeout)
+    box = str(tmp_path)
+    ended: list[float] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "timeout":
+            ended.append(time.monotonic())
+
+    tasks = [
+        task("stamp_and_sleep", box=box, stamp=f"call-{n}", seconds=10.0)
+        for n in range(LARGE_BATCH)
+    ]
+    started = time.monotonic()
+    results = asyncio.run(
+        executor.execute_parallel(tasks, CONTEXT, timeout=0.5, on_progress=on_progress)
+    )
+    returned = time.monotonic() - started
+    assert [r.metadata["outcome"] for r in results] == ["timeout"] * LARGE_BATCH
+    assert len(ended) == LARGE_BATCH
+    last = max(ended) - started
+    # (One call given up after the other, each waiting for the client: 4-6 s here.)
+    assert last < 3.0, f"the last timeout was reported {last:.1f}s after the batch started"
+    assert returned < 3.5, f"the batch returned after {returned:.1f}s"
+    # The cluster drops the calls given up (the running ones are killed there) ...
+    assert wait_for(lambda: runner_keys_on_the_scheduler(client, "laios-stamp_and_sleep") == [])
+    # ... and a call still queued at its deadline never started: the first calls held the
+    # cluster's 4 threads until they were killed at their deadline, and no other started.
+    never = [r for r in results if "the tool was never started" in (r.error or "")]
+    assert len(never) >= LARGE_BATCH - 4
+    stamped = [n for n in range(LARGE_BATCH) if os.path.exists(os.path.join(box, f"call-{n}"))]
+    assert len(stamped) <= 4, f"{len(stamped)} calls started: {stamped[:10]}"
+
+
 def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: ToolRegistry) -> None:
     """Closing the runner's client while a call runs fails the call with an error that names
     the closed client, not a lost worker."""
@@ -476,6 +531,73 @@ def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: Tool
     finally:
         executor.shutdown(wait=False)
         own.close()
+
+
+def test_a_tool_whose_client_is_closed_under_it_is_killed_on_its_worker(
+    client: Any, tools: ToolRegistry, tmp_path: Any
+) -> None:
+    """Closing the runner's client while a tool runs stops the tool on its worker (the
+    scheduler drops the tasks of a client that went away), and the call says so."""
+    own = distributed.Client(client.scheduler.address)
+    executor = Executor(
+        tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
+    )
+    box = str(tmp_path)
+    try:
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(task("hang", box=box), CONTEXT))
+        )
+        caller.start()
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        own.close()
+        caller.join(WAIT)
+        assert results, "the call never ended"
+        assert results[0].metadata["error_type"] == "worker_lost"
+        assert "client was closed" in (results[0].error or "")
+        assert "stops the tool" in (results[0].error or "")
+        # (The tool hangs for a minute when nothing kills it.)
+        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its client"
+        assert wait_for(lambda: not alive(hung["grandchild"]))
+    finally:
+        executor.shutdown(wait=False)
+        own.close()
+
+
+def test_a_tool_whose_caller_died_is_killed_on_its_worker(client: Any, tmp_path: Any) -> None:
+    """A caller process that dies while its tool runs (no timeout: nothing else would ever
+    stop it) leaves no tool running on the cluster."""
+    box = str(tmp_path)
+    here = os.path.dirname(os.path.abspath(__file__))
+    source = os.path.join(os.path.dirname(os.path.dirname(here)), "src")
+    script = f"""
+import sys
+sys.path[:0] = [{source!r}, {here!r}]
+import process_tools
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.runners import DaskRunner
+from laios.execution.store import MetricStore
+from laios.tools.registry import ToolRegistry
+
+registry = ToolRegistry()
+registry.register_tool(process_tools.Hang())
+executor = Executor(registry, runner=DaskRunner({client.scheduler.address!r}),
+                    store=MetricStore(), register_prometheus=False)
+hang = Task(plan_id="p", description="hang", tool_name="hang", parameters={{"box": {box!r}}})
+executor.execute_task(hang, Context(session_id="s", user_id="u"))
+"""
+    caller = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        hung = wait_for(lambda: process_tools.read_note(box, "hang") or caller.poll() is not None)
+        assert isinstance(hung, dict), "the tool never started"
+    finally:
+        caller.kill()
+        caller.wait(WAIT)
+    # (The tool hangs for a minute when nothing kills it.)
+    assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its caller"
+    assert wait_for(lambda: not alive(hung["grandchild"]))
 
 
 def reports_on_the_scheduler(client: Any, text: str) -> list[str]:
@@ -677,13 +799,17 @@ def test_a_tool_past_its_timeout_is_killed_on_its_worker_when_no_kill_arrives(
     kill never reaches it (the caller is gone, or cut off from the cluster)."""
     from laios.execution._runners.dask import DaskRunner as Runner
 
-    def lost_kill(self: Any, key: str, future: Any, workers: Any) -> None:
+    def lost_kills(self: Any) -> None:
         with self._lock:
-            self._stopping -= 1
+            stops, self._stops = self._stops, []
+            sent, self._stops_sent = self._stops_sent, None
+            self._stopping -= len(stops)
+        if sent is not None:
+            sent.set()
 
     executor = make()
     warm(executor, client)
-    monkeypatch.setattr(Runner, "_stop_remote", lost_kill)
+    monkeypatch.setattr(Runner, "_send_stops", lost_kills)
     box = str(tmp_path)
     result = executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.5)
     assert result.metadata["outcome"] == "timeout"

@@ -1,19 +1,21 @@
-"""Clearing the events the Dask scheduler keeps for a topic.
+"""The two things laios reads from Dask that Dask offers no public call for. This module is
+the one place that reads them; on a Dask version that keeps them elsewhere, nothing fails.
 
-The scheduler forwards each event (``Client.log_event``) to the topic's subscribers, and also
-keeps the last ones of every topic (``distributed.admin.low-level-log-length`` of them) for as
-long as it runs, for any client to read with ``get_events``. Dask offers no public call that
-clears them: they live in the scheduler's private ``_broker`` (a ``distributed.broker.Broker``),
-whose ``truncate(topic)`` drops a topic's events. This module is the one place that reads it.
-On a scheduler without that broker (another Dask version), nothing is cleared and the events
-stay as Dask keeps them; nothing fails.
+- **The events the scheduler keeps for a topic.** The scheduler forwards each event
+  (``Client.log_event``) to the topic's subscribers, and also keeps the last ones of every
+  topic (``distributed.admin.low-level-log-length`` of them) for as long as it runs, for any
+  client to read with ``get_events``. They live in the scheduler's private ``_broker`` (a
+  ``distributed.broker.Broker``), whose ``truncate(topic)`` drops a topic's events. Without
+  that broker, nothing is cleared and the events stay as Dask keeps them.
+- **Whether a worker's running task was released** by the scheduler, read in the worker's
+  state machine (``Worker.state.tasks``). Without it, no task counts as released.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["forget_topic"]
+__all__ = ["forget_topic", "task_released"]
 
 
 def forget_topic(dask_scheduler: Any, topic: str) -> bool:
@@ -25,3 +27,22 @@ def forget_topic(dask_scheduler: Any, topic: str) -> bool:
         return False
     truncate(topic)
     return True
+
+
+def task_released(worker: Any, key: str) -> bool:
+    """Whether the scheduler released the task ``key`` that ``worker`` is running: nobody
+    wants its result any more (the client that sent it went away, or cancelled it).
+
+    Dask cannot stop a running task's thread: when the scheduler releases such a task, the
+    worker's state machine (``Worker.state.tasks``, Dask's ``WorkerState``) keeps it, in
+    state ``"cancelled"``, until its function returns. ``False`` where a worker keeps its
+    tasks elsewhere (another Dask version): nothing is released early then.
+    """
+    tasks = getattr(getattr(worker, "state", None), "tasks", None)
+    if tasks is None:
+        return False
+    try:
+        task = tasks.get(key)
+    except Exception:  # (another kind of mapping)
+        return False
+    return getattr(task, "state", None) == "cancelled"

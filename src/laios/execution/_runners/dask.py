@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from laios._compat.dask import forget_topic
+from laios._compat.dask import forget_topic, task_released
 from laios.execution._checks import positive_int
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
@@ -63,6 +63,12 @@ STATS_INTERVAL = 2.0
 #: Seconds shutdown waits for kills still being sent, and for the scheduler to clear the
 #: runner's reports, before it closes the client.
 STOP_PATIENCE = 10.0
+#: Longest ``abandon`` waits for the client to send the cancellation of a call that has not
+#: started (its event loop may be busy delivering reports): then the cancellation goes on.
+STOP_HANDOVER = 1.0
+#: Seconds between two looks of a worker at a call it runs: whether the scheduler released
+#: its task (its client went away), or its deadline passed long ago.
+WATCH_INTERVAL = 0.5
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
 #: Seconds past a call's deadline (on the worker's clock) after which its worker kills the
@@ -302,6 +308,9 @@ def serve_call(
         # as it is handed over is killed there.
         with state.lock:
             killed = this.killed
+        if not killed and task_released(worker, key):  # (its caller went away meanwhile)
+            _stop_released(state, this, call.tool_name)
+            killed = True
         if not killed:
             handle = state.runner.submit(call, this)
             if isinstance(handle, Refusal):
@@ -312,8 +321,7 @@ def serve_call(
                     killed = this.killed
                 if killed:
                     state.runner.abandon(handle)
-        if not this.ended.wait(_time_left(wall_deadline)):
-            _kill_past_deadline(state, this, call.tool_name)
+        _watch(state, this, wall_deadline, call.tool_name)
         this.ended.wait()
         outcome = this.outcome
         assert outcome is not None
@@ -326,32 +334,64 @@ def serve_call(
             state.running.pop(key, None)
 
 
-def _time_left(wall_deadline: float | None) -> float | None:
-    """Seconds a worker waits for a call before it kills the tool itself (``None``: no end)."""
-    if wall_deadline is None:
-        return None
-    return max(wall_deadline + DEADLINE_GRACE - time.time(), 0.0)
+def _watch(
+    state: _WorkerState, this: _WorkerCall, wall_deadline: float | None, tool_name: str
+) -> None:
+    """Wait for the call to end; kill its tool first when nobody waits for it any more.
+
+    That is when its deadline passed ``DEADLINE_GRACE`` seconds ago and no kill came from its
+    caller (the caller is gone or cut off: a tool that hangs must not hold the worker for
+    ever), or when the scheduler released its Dask task: the client that sent it went away
+    (closed, or its process died) or cancelled it. Dask cannot stop a task's thread, so
+    without this a tool with no timeout would run to its end for nobody.
+    """
+    while True:
+        wait = WATCH_INTERVAL
+        if wall_deadline is not None:
+            wait = min(wait, max(wall_deadline + DEADLINE_GRACE - time.time(), 0.0))
+        if this.ended.wait(wait):
+            return
+        if wall_deadline is not None and time.time() >= wall_deadline + DEADLINE_GRACE:
+            _stop_here(
+                state,
+                this,
+                TimeoutError(
+                    f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: "
+                    f"its timeout passed {DEADLINE_GRACE:g}s ago and its caller had not "
+                    "stopped it (the caller is gone or cut off from the cluster, or the "
+                    "clocks disagree)"
+                ),
+                "timeout",
+            )
+            return
+        if task_released(this.worker, this.key):
+            _stop_released(state, this, tool_name)
+            return
 
 
-def _kill_past_deadline(state: _WorkerState, this: _WorkerCall, tool_name: str) -> None:
-    """Kill a call whose deadline passed ``DEADLINE_GRACE`` seconds ago while no kill came
-    from its caller: a tool that hangs must not hold the worker for ever."""
+def _stop_released(state: _WorkerState, this: _WorkerCall, tool_name: str) -> None:
+    """Kill the call whose Dask task the scheduler released (nobody waits for it)."""
+    _stop_here(
+        state,
+        this,
+        WorkerLost(
+            f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: the "
+            "scheduler released its task (the client that sent it went away, or cancelled it)"
+        ),
+        "worker_lost",
+    )
+
+
+def _stop_here(
+    state: _WorkerState, this: _WorkerCall, error: BaseException, error_type: str
+) -> None:
+    """Kill the call's tool (if it was handed to one) and end the call with ``error``."""
     with state.lock:
         this.killed = True
         handle = this.handle
     if handle is not None:
         state.runner.abandon(handle)
-    this.end(
-        RawOutcome(
-            None,
-            TimeoutError(
-                f"Tool '{tool_name}' was killed on its Dask worker {this.worker.address}: its "
-                f"timeout passed {DEADLINE_GRACE:g}s ago and its caller had not stopped it (the "
-                "caller is gone or cut off from the cluster, or the clocks disagree)"
-            ),
-            error_type="timeout",
-        )
-    )
+    this.end(RawOutcome(None, error, error_type=error_type))
 
 
 def _unloadable(exc: BaseException) -> RawOutcome:
@@ -385,6 +425,20 @@ async def kill_call(key: str) -> str:
 
     A coroutine function: ``Client.run`` sends it without waiting for an answer only then.
     """
+    return _kill_here(key)
+
+
+async def kill_calls(keys: list[str]) -> None:
+    """Kill the calls ``keys`` that this Dask worker runs (and keep the others from starting
+    here): what a caller gave up at once (a batch past its timeout) travels as one message.
+
+    A coroutine function: ``Client.run`` sends it without waiting for an answer only then.
+    """
+    for key in keys:
+        _kill_here(key)
+
+
+def _kill_here(key: str) -> str:
     with _STATE_LOCK:
         state = _STATE
     if state is None:
@@ -417,6 +471,15 @@ def forget_reports(topic: str, dask_scheduler: Any = None) -> None:
 
 
 # -- the caller's side ----------------------------------------------------------------------------
+
+
+def _on_event_loop() -> bool:
+    """Whether an asyncio event loop runs in the calling thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _release(future: Any) -> None:
@@ -564,7 +627,12 @@ class DaskRunner:
         self._flush_due = False
         self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
         self._reported = False  # reports arrived that the scheduler still keeps
-        self._stopping = 0  # kills being sent (the client stays open for them, a while)
+        self._stopping = 0  # stops being sent (the client stays open for them, a while)
+        #: Stops asked for and not sent yet: (key to kill, future to cancel, workers).
+        self._stops: list[tuple[str | None, Any, list[str] | None]] = []
+        #: Set once the client's loop has sent the stops waiting now (``None``: none wait).
+        self._stops_sent: threading.Event | None = None
+        self._stop_tasks: set[asyncio.Future[None]] = set()  # (on the client's loop)
         #: Made before os.fork() in this (the child) process: every call is refused.
         self.forked = False
         # Dask's client keeps a topic's handler for ever, also after unsubscribe_topic: it
@@ -600,6 +668,9 @@ class DaskRunner:
         self._lock = threading.Lock()
         self._calls = {}
         self._stopping = 0
+        self._stops = []
+        self._stops_sent = None
+        self._stop_tasks = set()
         self._outbox = []
         self._flush_due = False
         self._delivery_thread = None
@@ -751,16 +822,18 @@ class DaskRunner:
                 if pending:
                     handle.events.refused(refusal)
             return
+        late: list[tuple[str | None, Any, list[str] | None]] = []
         for (handle, _, _), future in zip(batch, futures, strict=True):
             with self._lock:
                 abandoned = handle.state not in ("queued", "running")
                 if not abandoned:
                     handle.future = future
-            if abandoned:  # given up while it was being sent
-                future.cancel()
-                _release(future)
+            if abandoned:  # given up while it was being sent (its kill went out then)
+                late.append((None, future, None))
                 continue
             future.add_done_callback(self._on_future_done)
+        if late:
+            self._stop_later(late)
 
     # -- what comes back ----------------------------------------------------------------------
 
@@ -857,7 +930,8 @@ class DaskRunner:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
                     "was closed while the call was under way; keep the client open until the "
-                    "executor has shut down"
+                    "executor has shut down. Its worker stops the tool once the scheduler has "
+                    "dropped the closed client's tasks"
                 )
             else:
                 message = (
@@ -883,48 +957,101 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
-        # Everywhere when it has not started yet (it may be starting right now). The Dask task
-        # is cancelled before this returns (it waits for the client's event loop only), but
-        # not on that loop's own thread (a report being delivered). The kill goes out from a
-        # thread of its own: Client.run waits for the scheduler's answer, which may not come
-        # (a scheduler that hangs or is cut off), and the caller's timeout must hold.
+        # Everywhere when it has not started yet (it may be starting right now).
         workers = None
         if state == "running" and handle.where is not None:
             workers = [handle.where.split(" ", 1)[0]]
-        on_loop = self.owns_current_thread()
-        if future is not None and not on_loop:
-            self._cancel_task(future)
-            future = None
-        with self._lock:
-            self._stopping += 1
-        try:
-            threading.Thread(
-                target=self._stop_remote,
-                args=(handle.key, future, workers),
-                name="laios-dask-stop",
-                daemon=True,
-            ).start()
-        except RuntimeError:  # no thread to be had: send it from here
-            self._stop_remote(handle.key, future, workers)
+        sent = self._stop_later([(handle.key, future, workers)])
+        if state == "queued" and sent is not None and not _on_event_loop():
+            # A call given up before it started must not start: its cancellation is on its
+            # way before this returns, as it was when each call waited for the client. Not on
+            # an event loop: the timer of a batch gives hundreds of calls up there at once
+            # (and the client's own loop is what sends them).
+            sent.wait(STOP_HANDOVER)
         return "killed" if state == "running" else "stopped"
 
-    def _cancel_task(self, future: Any) -> None:
-        try:
-            future.cancel()
-        except Exception:
-            _log.debug("could not cancel %s", future.key, exc_info=True)
-        _release(future)
+    def _stop_later(
+        self, stops: list[tuple[str | None, Any, list[str] | None]]
+    ) -> threading.Event | None:
+        """Cancel the Dask tasks and send the kills of ``stops`` without waiting: each is a
+        call's key (``None``: no kill to send), its future (``None``: no task to cancel) and
+        the workers its kill goes to (``None``: every worker). Returns what is set once they
+        are sent (``None``: nothing can reach the cluster).
 
-    def _stop_remote(self, key: str, future: Any, workers: list[str] | None) -> None:
+        They go out from the client's event loop, whose next turn takes all the stops asked
+        for meanwhile: one cancellation message for their Dask tasks, one kill per group of
+        workers. Waiting for the loop for each call in turn (about 12 ms on a busy client)
+        gave a batch's queued calls up one after the other at their timeout, seconds late for
+        hundreds of them; and a kill waits for the scheduler's answer, which may never come,
+        while the caller's timeout must hold. A call that starts before its stop arrives is
+        killed where it starts (see ``kill_call``), or, past its deadline, never starts there.
+        """
+        if getattr(self.client, "status", None) in ("closing", "closed"):
+            # Nothing reaches the cluster any more: the scheduler drops the tasks of a client
+            # that went away, and the workers then kill their tools (see serve_call).
+            for _, future, _ in stops:
+                if future is not None:
+                    _release(future)
+            return None
+        with self._lock:
+            self._stopping += len(stops)
+            self._stops.extend(stops)
+            sent = self._stops_sent
+            if sent is not None:
+                return sent  # (the loop's next turn sends them with the others)
+            sent = self._stops_sent = threading.Event()
         try:
-            if future is not None:
-                self._cancel_task(future)
-            self.client.run(kill_call, key, workers=workers, wait=False)
+            self.client.loop.add_callback(self._send_stops)
+        except Exception:  # the client's loop is gone: nothing reaches the cluster
+            with self._lock:
+                dropped, self._stops = self._stops, []
+                self._stops_sent = None
+                self._stopping -= len(dropped)
+            _log.debug("could not reach the Dask client's loop to stop calls", exc_info=True)
+            return None
+        return sent
+
+    def _send_stops(self) -> None:
+        """Send the stops asked for since the last turn (on the client's event loop)."""
+        with self._lock:
+            stops, self._stops = self._stops, []
+            sent, self._stops_sent = self._stops_sent, None
+        futures = [future for _, future, _ in stops if future is not None]
+        kills: dict[tuple[str, ...], list[str]] = {}
+        for key, _, workers in stops:
+            if key is not None:
+                kills.setdefault(tuple(workers or ()), []).append(key)
+        # Each goes out as a task of its own, in this order, before the futures are released
+        # and before the waiting callers are let go (the loop runs its callbacks in order).
+        sends: list[asyncio.Future[Any]] = []
+        try:
+            if futures:
+                sends.append(asyncio.ensure_future(self.client.cancel(futures, asynchronous=True)))
+            for where, keys in kills.items():
+                kill = self.client.run(
+                    kill_calls, keys, workers=list(where) or None, wait=False, asynchronous=True
+                )
+                sends.append(asyncio.ensure_future(kill))
         except Exception:
-            _log.debug("could not reach the workers to stop %s", key, exc_info=True)
+            _log.debug("could not reach the workers to stop %d calls", len(stops), exc_info=True)
+        for future in futures:
+            _release(future)
+        if sent is not None:
+            asyncio.get_running_loop().call_soon(sent.set)
+        waiting = asyncio.ensure_future(self._await_stops(sends, len(stops)))
+        self._stop_tasks.add(waiting)  # (the loop keeps its tasks only weakly)
+        waiting.add_done_callback(self._stop_tasks.discard)
+
+    async def _await_stops(self, sends: list[asyncio.Future[Any]], count: int) -> None:
+        """Wait for the stops being sent (a scheduler that does not answer a kill holds no
+        other), then count them off."""
+        try:
+            for outcome in await asyncio.gather(*sends, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    _log.debug("could not reach the workers to stop calls: %r", outcome)
         finally:
             with self._lock:
-                self._stopping -= 1
+                self._stopping -= count
 
     def owns_current_thread(self) -> bool:
         """Whether the calling thread is the one that delivers the workers' reports (a
@@ -945,28 +1072,14 @@ class DaskRunner:
             with self._lock:
                 self._cancel_queued = True
                 queued = [h for h in self._calls.values() if h.state == "queued"]
-            # (Each done callback refuses its call: shut down.) Cancelling waits for the
-            # client's event loop: on that loop's own thread, from a thread of its own.
-            futures = [h.future for h in queued if h.future is not None]
-            if futures and self.owns_current_thread():
-                threading.Thread(
-                    target=self._cancel_all, args=(futures,), name="laios-dask-cancel", daemon=True
-                ).start()
-            else:
-                self._cancel_all(futures)
+            # (Each done callback refuses its call: shut down.)
+            self._stop_later([(None, h.future, None) for h in queued if h.future is not None])
         if wait and not self.owns_current_thread():
             self._close_when_idle()
         else:
             threading.Thread(
                 target=self._close_when_idle, name="laios-dask-close", daemon=True
             ).start()
-
-    def _cancel_all(self, futures: list[Any]) -> None:
-        for future in futures:
-            try:
-                future.cancel()
-            except Exception:
-                _log.debug("could not cancel %s", future.key, exc_info=True)
 
     def _close_when_idle(self) -> None:
         while True:
