@@ -1,5 +1,8 @@
 """Finalizers that never wait for a lock: their work is handed to a thread of its own.
 
+The same thread does other work that must not run where it is found (see
+:func:`run_elsewhere`): ending a call whose coroutine the collector closed.
+
 An executor nobody holds any more (or a process runner) is shut down by its finalizer. A
 finalizer runs where its object dies: where the last reference to it goes, or in the garbage
 collector, which runs at whatever allocation a collection happens on, on any thread: maybe
@@ -31,7 +34,7 @@ from typing import Any
 
 from laios.execution._forks import reset_after_fork
 
-__all__ = ["finalize_elsewhere"]
+__all__ = ["finalize_elsewhere", "run_elsewhere"]
 
 _log = logging.getLogger("laios.execution")
 
@@ -75,6 +78,10 @@ class _Finalizers:
     def hand_over(self, token: object, func: Callable[..., object], args: tuple[Any, ...]) -> None:
         """The finalizer's callback: queue its work for the thread (never do it here)."""
         self.pending.pop(token, None)
+        self.put(func, args)
+
+    def put(self, func: Callable[..., object], args: tuple[Any, ...]) -> None:
+        """Queue ``func(*args)`` for the thread, starting it if need be."""
         self.queue.put((func, args))
         thread = self.thread
         if thread is None or not thread.is_alive():
@@ -103,7 +110,7 @@ class _Finalizers:
         try:
             func(*args)
         except Exception:
-            _log.exception("shutting down an object nobody held any more raised")
+            _log.exception("work handed to the laios-finalizers thread raised: %r", func)
 
     def at_exit(self) -> None:
         """At interpreter exit: call the finalizers not called yet, and do the work queued
@@ -136,3 +143,12 @@ def finalize_elsewhere(
     finalizing thread might hold (see the module's docstring)."""
     finalizer: weakref.finalize[Any, Any] = _FINALIZERS.finalize(obj, func, args)
     return finalizer
+
+
+def run_elsewhere(func: Callable[..., object], *args: Any) -> None:
+    """Run ``func(*args)`` a moment later on the ``laios-finalizers`` thread (or at
+    interpreter exit, in its exit handler), never here: for work found where it must not be
+    done, such as in the garbage collector, which may run inside a locked section the work
+    takes (``SimpleQueue.put`` takes no lock a thread can hold). An exception it raises is
+    logged."""
+    _FINALIZERS.put(func, args)

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import queue
 import sys
 import threading
 import time
@@ -35,6 +34,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from laios._compat.asyncio import forget_pending
+from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
@@ -761,7 +761,7 @@ class LoopRunner:
             except GeneratorExit as exc:
                 if not _raised_by_tool(task):  # closed, never to resume (its loop was closed)
                     closed = True  # (still active: a reclaim_closed meanwhile ends it alike)
-                    _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
+                    run_elsewhere(_end_closed, work)  # (not here: see _end_closed)
                     raise
                 outcome = RawOutcome(None, exc)  # the tool's own, as any exception
             if work.active:  # it returned or raised by itself (not cancelled)
@@ -1078,7 +1078,7 @@ async def _run(work: _LoopCall) -> None:
             except GeneratorExit as exc:
                 if not _raised_by_tool(work.task):  # closed, never to resume (loop closed)
                     closed = True
-                    _CLOSINGS.end(work)  # (ended there, not here: see _Closings)
+                    run_elsewhere(_end_closed, work)  # (not here: see _end_closed)
                     raise
                 outcome = RawOutcome(None, exc)
             events.finished(outcome)
@@ -1091,51 +1091,19 @@ async def _run(work: _LoopCall) -> None:
             work.runner.done(work)
 
 
-class _Closings:
-    """Ends the calls whose coroutine was closed never to resume (its event loop was closed
-    under it), on a daemon thread of its own, started on first use.
+def _end_closed(work: _LoopCall | _AwaitedCall) -> None:
+    """End a call whose coroutine was closed never to resume (its event loop was closed under
+    it): its task ends as ``loop_closed`` and its slot comes back.
 
     Such a coroutine is closed by the garbage collector, at whatever allocation a collection
     runs on: maybe inside one of the executor's critical sections on that very thread, whose
     lock ending the call takes (the job's, the slots'), and it would wait for ever. So the
-    closing only queues the call (``SimpleQueue.put`` is safe there), and the call's task ends
-    as ``loop_closed`` and its slot comes back a moment later, here. (Starting the thread is
-    safe there too: threading's own lock for it is re-entrant.)
+    closing only hands this over (:func:`run_elsewhere`), and it runs a moment later on the
+    ``laios-finalizers`` thread.
     """
-
-    def __init__(self) -> None:
-        self.queue: queue.SimpleQueue[_LoopCall | _AwaitedCall] = queue.SimpleQueue()
-        self.thread: threading.Thread | None = None
-        reset_after_fork(self)
-
-    def after_fork_in_child(self) -> None:
-        """In a forked child: no calls to end (they were the parent's), no thread yet."""
-        self.queue = queue.SimpleQueue()
-        self.thread = None
-
-    def end(self, work: _LoopCall | _AwaitedCall) -> None:
-        """Have ``work``'s task end as ``loop_closed`` and its slot given back, soon."""
-        self.queue.put(work)
-        thread = self.thread
-        if thread is None or not thread.is_alive():
-            # (Two closings at once may each start one: both then serve the queue.)
-            self.thread = thread = threading.Thread(
-                target=self._serve, name="laios-closed-loop-calls", daemon=True
-            )
-            with contextlib.suppress(RuntimeError):  # (at interpreter exit: nothing to end)
-                thread.start()
-
-    def _serve(self) -> None:
-        get = self.queue.get
-        while True:
-            work = get()
-            try:
-                work.events.finished(_loop_closed())
-            except Exception:
-                _log.exception("a task's events raised while ending a call on a closed loop")
-            finally:
-                work.runner.done(work)
-            del work  # (nothing kept while waiting for the next)
-
-
-_CLOSINGS = _Closings()
+    try:
+        work.events.finished(_loop_closed())
+    except Exception:
+        _log.exception("a task's events raised while ending a call on a closed loop")
+    finally:
+        work.runner.done(work)
