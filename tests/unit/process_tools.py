@@ -431,10 +431,13 @@ class Sleep(AsyncBaseTool):
 
 class StampAndSleep(BaseTool):
     name = "stamp_and_sleep"
-    description = "Creates the file ``stamp`` in ``box`` as it starts, then sleeps ``seconds``."
+    description = (
+        "Writes the time it starts (``time.time()``) to the file ``stamp`` in ``box``, then "
+        "sleeps ``seconds``."
+    )
 
     def _execute(self, **kwargs: Any) -> Any:
-        (Path(kwargs["box"]) / kwargs["stamp"]).touch()
+        (Path(kwargs["box"]) / kwargs["stamp"]).write_text(repr(time.time()))
         time.sleep(kwargs.get("seconds", 0.0))
         return os.getpid()
 
