@@ -1,7 +1,11 @@
-"""Async tools that several loop-runner tests register."""
+"""Async tools that several loop-runner tests register, and how they strand one."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from laios.tools.base import AsyncBaseTool
@@ -15,3 +19,25 @@ class Quick(AsyncBaseTool):
 
     async def _execute_async(self, **kwargs: Any) -> Any:
         return "quick"
+
+
+def close_loop_while_running(
+    start: Callable[[], Coroutine[Any, Any, Any]], started: threading.Event, guard: float
+) -> asyncio.Task[Any]:
+    """Run ``start()`` as a task on a loop of our own until its tool sets ``started`` (within
+    ``guard`` seconds), then close the loop the way an owner does who never cancels what is
+    still pending on it: the task is stranded."""
+    started.clear()
+    loop = asyncio.new_event_loop()
+    pending = loop.create_task(start())
+
+    async def until_started() -> None:
+        give_up = time.monotonic() + guard
+        while not started.is_set():
+            assert time.monotonic() < give_up, "the tool never started"
+            await asyncio.sleep(0.001)
+
+    loop.run_until_complete(until_started())
+    loop.close()
+    assert not pending.done()
+    return pending

@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from async_tools import Quick
+from async_tools import Quick, close_loop_while_running
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
@@ -67,23 +67,8 @@ def _task(tool: str) -> Task:
 def _close_loop_while_running(
     start: Callable[[], Coroutine[Any, Any, Any]],
 ) -> asyncio.Task[Any]:
-    """Run ``start()`` as a task on a loop of our own until its tool runs, then close the
-    loop the way an owner does who never cancels what is still pending on it."""
-    STARTED.clear()
-    loop = asyncio.new_event_loop()
-    pending = loop.create_task(start())
-    loop.run_until_complete(_until_started())
-    loop.close()
-    assert not pending.done()
-    return pending
-
-
-async def _until_started() -> None:
-    """Turn the loop until the tool runs (GUARD seconds at most)."""
-    give_up = time.monotonic() + GUARD
-    while not STARTED.is_set():
-        assert time.monotonic() < give_up, "the tool never started"
-        await asyncio.sleep(0.001)
+    """Strand ``start()``'s task on a loop closed while its tool runs."""
+    return close_loop_while_running(start, STARTED, GUARD)
 
 
 def _later_call(executor: Executor) -> Any:

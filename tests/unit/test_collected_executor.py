@@ -13,10 +13,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from typing import Any
 
 import pytest
+from async_tools import close_loop_while_running
 from process_tools import wait_until
 
 from laios.core.types import Context, Task, TaskStatus
@@ -55,20 +55,8 @@ def _strand(executor: Executor, task: Task) -> asyncio.Task[Any]:
     """Start ``task`` from a loop of our own, then close that loop while its tool runs (the
     task is stranded: a shutdown ends it, taking the slots', the store's and the engine's
     locks on the way)."""
-    STARTED.clear()
     RELEASE.clear()
-    loop = asyncio.new_event_loop()
-    pending = loop.create_task(executor.execute_async(task, CONTEXT))
-    loop.run_until_complete(_until_started())
-    loop.close()
-    return pending
-
-
-async def _until_started() -> None:
-    give_up = time.monotonic() + GUARD
-    while not STARTED.is_set():
-        assert time.monotonic() < give_up, "the tool never started"
-        await asyncio.sleep(0.001)
+    return close_loop_while_running(lambda: executor.execute_async(task, CONTEXT), STARTED, GUARD)
 
 
 def _locks(executor: Executor) -> dict[str, Any]:
