@@ -432,12 +432,12 @@ class Sleep(AsyncBaseTool):
 class StampAndSleep(BaseTool):
     name = "stamp_and_sleep"
     description = (
-        "Writes the time it starts (``time.time()``) to the file ``stamp`` in ``box``, then "
-        "sleeps ``seconds``."
+        "Notes the time it starts (``time.time()``) as ``stamp`` in ``box``, then sleeps "
+        "``seconds``."
     )
 
     def _execute(self, **kwargs: Any) -> Any:
-        (Path(kwargs["box"]) / kwargs["stamp"]).write_text(repr(time.time()))
+        note(kwargs["box"], kwargs["stamp"], time.time())
         time.sleep(kwargs.get("seconds", 0.0))
         return os.getpid()
 

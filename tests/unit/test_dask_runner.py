@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import process_tools
@@ -506,11 +505,8 @@ def test_a_large_batch_past_its_timeout_ends_at_its_deadline(
     # call frees before it (a worker the nanny restarted, a call of an earlier test) may start
     # one more in time, so what is checked is when each tool started: none well past the
     # deadline (loading a call into a tool process takes a moment, more under load).
-    stamps = {
-        n: float(Path(box, f"call-{n}").read_text())
-        for n in range(LARGE_BATCH)
-        if Path(box, f"call-{n}").exists()
-    }
+    noted = {n: process_tools.read_note(box, f"call-{n}") for n in range(LARGE_BATCH)}
+    stamps = {n: at for n, at in noted.items() if at is not None}
     deadline = started_wall + 0.5
     late = {n: round(at - deadline, 3) for n, at in stamps.items() if at > deadline + 1.0}
     assert not late, f"tools started after their deadline (seconds past it): {late}"
