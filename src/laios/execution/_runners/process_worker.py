@@ -296,18 +296,13 @@ def _cpu_timer(seconds: float | None) -> Iterator[None]:
         signal.setitimer(signal.ITIMER_PROF, 0)
 
 
-def _cpu_used() -> float:
-    assert resource is not None
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _children_cpu_used() -> float:
-    """CPU seconds (user and system) of this process's children that ended and were waited
-    for (and of what they waited for), so far."""
+def _cpu_used(children: bool = False) -> float:
+    """CPU seconds (user and system) this process used so far; with ``children``, those of
+    its children that ended and were waited for (and of what they waited for) instead. 0
+    without ``resource`` (not POSIX)."""
     if resource is None:
         return 0.0
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -365,7 +360,7 @@ class _Worker:
         self.events = _ChildEvents(self.conn, self.send_lock, call.parameters, call.tool)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
-        children_start = _children_cpu_used()
+        children_start = _cpu_used(children=True)
         with (
             _trace_context(call.trace_carrier()),
             _cpu_timer(cpu_seconds),
@@ -376,7 +371,7 @@ class _Worker:
             if os.getpid() != self.pid:  # a process the tool forked returned from it: it
                 os._exit(0)  # ends here, never answering (or serving) in the worker's place
         # The worker's own CPU seconds, and those of the children reaped during the call.
-        children = _children_cpu_used() - children_start
+        children = _cpu_used(children=True) - children_start
         outcome.cpu_seconds = time.process_time() - cpu_start + children
         if measure_peak:
             with contextlib.suppress(OSError):
