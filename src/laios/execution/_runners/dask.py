@@ -420,42 +420,29 @@ def _daemonic_worker() -> RawOutcome:
     )
 
 
-async def kill_call(key: str) -> str:
-    """Kill the call ``key`` if this Dask worker runs it (or keep it from starting here).
-
-    A coroutine function: ``Client.run`` sends it without waiting for an answer only then.
-    """
-    return _kill_here(key)
-
-
 async def kill_calls(keys: list[str]) -> None:
-    """Kill the calls ``keys`` that this Dask worker runs (and keep the others from starting
-    here): what a caller gave up at once (a batch past its timeout) travels as one message.
+    """Kill the calls ``keys`` that this Dask worker runs, and keep the others from starting
+    here: what a caller gave up at once (a batch past its timeout) travels as one message.
 
     A coroutine function: ``Client.run`` sends it without waiting for an answer only then.
     """
-    for key in keys:
-        _kill_here(key)
-
-
-def _kill_here(key: str) -> str:
     with _STATE_LOCK:
         state = _STATE
     if state is None:
-        return "absent"
-    with state.lock:
-        this = state.running.get(key)
-        if this is None:
-            state.killed[key] = None
-            if len(state.killed) > MAX_KILLED_KEYS:
-                state.killed.popitem(last=False)
-            return "absent"
-        this.killed = True
-        handle = this.handle
-    if handle is not None:
-        state.runner.abandon(handle)
-    this.end(RawOutcome(None, WorkerLost("killed by its caller"), error_type="killed"))
-    return "killed"
+        return
+    for key in keys:
+        with state.lock:
+            this = state.running.get(key)
+            if this is None:
+                state.killed[key] = None
+                if len(state.killed) > MAX_KILLED_KEYS:
+                    state.killed.popitem(last=False)
+                continue
+            this.killed = True
+            handle = this.handle
+        if handle is not None:
+            state.runner.abandon(handle)
+        this.end(RawOutcome(None, WorkerLost("killed by its caller"), error_type="killed"))
 
 
 def forget_reports(topic: str, dask_scheduler: Any = None) -> None:
@@ -984,7 +971,7 @@ class DaskRunner:
         gave a batch's queued calls up one after the other at their timeout, seconds late for
         hundreds of them; and a kill waits for the scheduler's answer, which may never come,
         while the caller's timeout must hold. A call that starts before its stop arrives is
-        killed where it starts (see ``kill_call``), or, past its deadline, never starts there.
+        killed where it starts (see ``kill_calls``), or, past its deadline, never starts there.
         """
         if getattr(self.client, "status", None) in ("closing", "closed"):
             # Nothing reaches the cluster any more: the scheduler drops the tasks of a client
