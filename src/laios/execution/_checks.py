@@ -12,6 +12,7 @@ __all__ = [
     "check_listener",
     "check_task_fields",
     "number_repr",
+    "plain_callable",
     "positive_int",
     "require_task",
     "switch",
@@ -61,22 +62,26 @@ def switch(name: str, value: object) -> bool:
     return bool(value)
 
 
-def check_listener(listener: Any) -> None:
-    """Refuse a listener that could not be called with an update as a plain function.
+def plain_callable(name: str, takes: str, value: Any, error: type[Exception] = TypeError) -> None:
+    """Refuse a callback that could not be called as a plain function taking ``takes``.
 
     Raises:
-        TypeError: When ``listener`` is not callable, or is an async function (nothing would
-            await the coroutines it returns).
+        TypeError: (or ``error``) When ``value`` is not callable, or is an async function
+            (nothing would await the coroutines it returns).
     """
-    if not callable(listener):
-        raise TypeError(
-            f"a listener must be a callable taking one update, got {type(listener).__name__}"
+    if not callable(value):
+        raise error(f"{name} must be a callable taking {takes}, got {type(value).__name__}")
+    if is_coroutine_function(value):
+        raise error(
+            f"{name} must be a plain function taking {takes}, not an async function: it is "
+            "called, never awaited (pass a plain def)"
         )
-    if is_coroutine_function(listener):
-        raise TypeError(
-            "a listener must be a plain function taking one update, not an async function: "
-            "it is called, never awaited"
-        )
+
+
+def check_listener(listener: Any) -> None:
+    """Refuse a store listener that is no plain callable taking one update (see
+    :func:`plain_callable`)."""
+    plain_callable("a listener", "one update", listener)
 
 
 def require_task(task: Any, call: str) -> None:

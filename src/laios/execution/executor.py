@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any, Generic
 from opentelemetry import trace
 from typing_extensions import Self, TypeVar
 
-from laios._callables import is_coroutine_function
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
-from laios.execution._checks import positive_int
+from laios.execution._checks import plain_callable, positive_int
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._finalizing import finalize_elsewhere
@@ -513,15 +512,8 @@ class Executor(Generic[_RegistryT]):
         """The validated policy of a retry call (``TypeError``/``ValueError`` for bad
         arguments, before any attempt)."""
         check_call(task, on_progress)
-        if on_retry is not None and not callable(on_retry):
-            raise TypeError(
-                f"on_retry must be a callable taking RetryDetails, got {type(on_retry).__name__}"
-            )
-        if on_retry is not None and is_coroutine_function(on_retry):
-            raise TypeError(
-                "on_retry must be a plain function taking RetryDetails, not an async one: "
-                "it is called, never awaited (pass a plain def)"
-            )
+        if on_retry is not None:
+            plain_callable("on_retry", "RetryDetails", on_retry)
         policy = _retry_policy(
             max_retries, retry_delay, backoff, max_delay, jitter, deadline, retry_if
         )

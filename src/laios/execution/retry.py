@@ -28,9 +28,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from laios._callables import is_coroutine_function
 from laios.core.types import TaskResult
-from laios.execution._checks import as_float, number_repr
+from laios.execution._checks import as_float, number_repr, plain_callable
 
 __all__ = [
     "RetryDetails",
@@ -152,13 +151,7 @@ class RetryPolicy:
             raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
         if self.deadline is not None and number("deadline", self.deadline) <= 0:
             raise ValueError(f"deadline must be more than 0 seconds, got {self.deadline}")
-        if not callable(self.retry_if):
-            raise ValueError("retry_if must be a callable taking a TaskResult")
-        if is_coroutine_function(self.retry_if):
-            raise ValueError(
-                "retry_if must be a plain function taking a TaskResult and returning a bool, "
-                "not an async one: it is called, never awaited (pass a plain def)"
-            )
+        plain_callable("retry_if", "a TaskResult and returning a bool", self.retry_if, ValueError)
 
     def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry).

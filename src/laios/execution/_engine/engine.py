@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from laios._callables import is_coroutine_function
 from laios.core.types import Task, TaskResult
-from laios.execution._checks import as_float, check_task_fields, number_repr
+from laios.execution._checks import as_float, check_task_fields, number_repr, plain_callable
 from laios.execution._engine.job import (
     DONE,
     QUEUED,
@@ -144,13 +143,7 @@ def check_call(task: Any, on_progress: Any) -> None:
     ):
         check_task_fields(task, "id", "tool_name", "parameters")
     if on_progress is not None:
-        if not callable(on_progress):
-            raise TypeError("on_progress must be a callable taking (event, data)")
-        if is_coroutine_function(on_progress):
-            raise TypeError(
-                "on_progress must be a plain function taking (event, data), not an async "
-                "function: nothing would await the coroutines it returns"
-            )
+        plain_callable("on_progress", "(event, data)", on_progress)
 
 
 class Engine:
