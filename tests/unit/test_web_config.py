@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import ssl
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -500,3 +502,84 @@ def test_a_certificate_given_as_a_pipe_is_refused_saying_so(
     with piped(server.cert_file.read_text()) as cert_file:
         with pytest.raises(WebConfigError, match=r"cert_file: .* is not a regular file"):
             TLSServerConfig(cert_file, server.key_file)
+
+
+#: The most a web configuration file or a token file may hold: 1 MiB.
+MOST_READ = 1 << 20
+
+
+@contextlib.contextmanager
+def endless_pipe(line: str) -> Iterator[str]:
+    """A path that reads ``line`` over and over from a pipe, as ``<(yes)`` gives one; the
+    writer stops once the reader has closed it."""
+    read_end, write_end = os.pipe()
+    chunk = line.encode("utf-8") * 4096
+
+    def write_for_ever() -> None:
+        with contextlib.suppress(OSError):  # (a broken pipe: the reader has gone)
+            while True:
+                os.write(write_end, chunk)
+
+    writer = threading.Thread(target=write_for_ever, daemon=True)
+    writer.start()
+    try:
+        yield f"/dev/fd/{read_end}"
+    finally:
+        os.close(read_end)
+        writer.join(timeout=30)
+        os.close(write_end)
+    assert not writer.is_alive()
+
+
+def file_setting(directory: Path, setting: str, target: str) -> Path:
+    """The configuration to load so that ``setting`` names ``target``: the configuration
+    itself, or one whose bearer_token_file is ``target``."""
+    if setting == "web_config":
+        return Path(target)
+    return write(directory, f"bearer_token_file: {target}\n")
+
+
+@pytest.mark.parametrize("setting", ["web_config", "bearer_token_file"])
+def test_a_file_over_the_size_limit_is_refused_naming_it(tmp_path: Path, setting: str) -> None:
+    """A configuration or token file of more than 1 MiB is refused, naming the setting, the
+    file and the limit, instead of being read into memory however big it is."""
+    big = tmp_path / "big"
+    padding = "# padding\n" if setting == "web_config" else "\n"
+    big.write_text(padding * (MOST_READ // len(padding) + 1))
+    assert big.stat().st_size > MOST_READ
+    refusal = rf"{setting}: {re.escape(str(big))} holds more than 1 MiB"
+    with pytest.raises(WebConfigError, match=refusal):
+        load_web_config(file_setting(tmp_path, setting, str(big)))
+
+
+@pytest.mark.parametrize("setting", ["web_config", "bearer_token_file"])
+def test_a_file_of_exactly_the_limit_is_read(tmp_path: Path, setting: str) -> None:
+    """A file of exactly 1 MiB is read whole: the limit refuses only what is larger."""
+    full = tmp_path / "full"
+    head = "" if setting == "web_config" else f"{TOKEN}\n"
+    full.write_text(head + "\n" * (MOST_READ - len(head)))
+    assert full.stat().st_size == MOST_READ
+    config = load_web_config(file_setting(tmp_path, setting, str(full)))
+    assert config.bearer_tokens == (() if setting == "web_config" else (TOKEN,))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("setting", ["web_config", "bearer_token_file"])
+def test_a_device_that_never_ends_is_refused_not_read_for_ever(
+    tmp_path: Path, setting: str
+) -> None:
+    """``/dev/zero`` (or ``/dev/urandom``) given as a file is refused after 1 MiB, naming
+    the setting, instead of filling the memory until the process dies."""
+    with pytest.raises(WebConfigError, match=rf"{setting}: /dev/zero holds more than 1 MiB"):
+        load_web_config(file_setting(tmp_path, setting, "/dev/zero"))
+
+
+@needs_dev_fd
+@pytest.mark.parametrize("setting", ["web_config", "bearer_token_file"])
+def test_a_pipe_that_never_ends_is_refused_not_read_for_ever(tmp_path: Path, setting: str) -> None:
+    """A pipe that never ends (``<(yes)``) is refused after 1 MiB, like a device."""
+    line = "# again\n" if setting == "web_config" else f"{TOKEN}\n"
+    with endless_pipe(line) as path:
+        refusal = rf"{setting}: {re.escape(path)} holds more than 1 MiB"
+        with pytest.raises(WebConfigError, match=refusal):
+            load_web_config(file_setting(tmp_path, setting, path))

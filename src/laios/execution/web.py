@@ -68,6 +68,9 @@ TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
 MIN_BEARER_TOKEN_LENGTH = 16
 
 _PIP = "pip install 'laios[web]'"
+#: The most bytes read from the configuration file or ``bearer_token_file``: far more than
+#: either needs (thousands of users or tokens), and a bound for one that never ends.
+_MOST_READ = 1 << 20
 _TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
     "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -145,9 +148,9 @@ def _path(where: str, value: Any) -> str:
     return value
 
 
-def _read(where: str, path: str, size: int = -1) -> bytes:
-    """The first ``size`` bytes of a file (all of it: -1); refuse a file that is missing or
-    cannot be read, saying which and why."""
+def _read(where: str, path: str, size: int) -> bytes:
+    """The first ``size`` bytes of a file; refuse a file that is missing or cannot be read,
+    saying which and why."""
     try:
         with open(path, "rb") as file:
             return file.read(size)
@@ -157,6 +160,20 @@ def _read(where: str, path: str, size: int = -1) -> bytes:
         _fail(where, f"{path} is a directory, not a file")
     except OSError as exc:
         _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+
+
+def _read_whole(where: str, path: str) -> bytes:
+    """The whole of a file read once (a pipe cannot be read twice), refused when it holds
+    more than :data:`_MOST_READ` bytes: a file that never ends (``/dev/zero``, ``<(yes)``)
+    would otherwise be read until the memory runs out."""
+    content = _read(where, path, _MOST_READ + 1)
+    if len(content) > _MOST_READ:
+        _fail(
+            where,
+            f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from it (a device "
+            "or pipe that never ends?)",
+        )
+    return content
 
 
 def _readable(where: str, path: str) -> None:
@@ -536,9 +553,8 @@ def _yaml_loader(yaml: Any) -> Any:
 
 
 def _read_tokens(where: str, path: str) -> list[str]:
-    # Read once: a pipe (the <(...) of a shell, /dev/stdin) cannot be read twice.
     # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token.)
-    text = _read(where, path).decode("utf-8-sig", errors="replace")
+    text = _read_whole(where, path).decode("utf-8-sig", errors="replace")
     tokens = [
         _check_token(f"{where} {path}, line {number}", line.strip())
         for number, line in enumerate(text.splitlines(), 1)
@@ -556,7 +572,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     ``http_server_config``) plus laios' ``bearer_token_file``: a file of accepted bearer
     tokens, one per line. Relative file names are taken from the configuration file's
     directory. An empty file configures nothing. The file and ``bearer_token_file`` are read
-    once, so either may be a pipe (``/dev/stdin``). Needs PyYAML (and bcrypt for
+    once, so either may be a pipe (``/dev/stdin``), and may hold at most 1 MiB each (a file
+    that never ends, such as ``/dev/zero``, is refused). Needs PyYAML (and bcrypt for
     ``basic_auth_users``): ``pip install 'laios[web]'``.
 
     Args:
@@ -566,15 +583,14 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
         The checked configuration.
 
     Raises:
-        WebConfigError: When the file cannot be read or parsed, has an unknown or unsupported
-            key, a value of the wrong kind, or names a file that cannot be used (the message
-            starts with the file name and names the setting).
+        WebConfigError: When the file cannot be read or parsed, is larger than 1 MiB, has an
+            unknown or unsupported key, a value of the wrong kind, or names a file that cannot
+            be used (the message starts with the file name and names the setting).
         ImportError: When PyYAML (or bcrypt, for ``basic_auth_users``) is not installed.
     """
     yaml = _require("yaml", "PyYAML", "Reading a web configuration file")
     source = _path("web_config", path)
-    # Read once: a pipe (the <(...) of a shell, /dev/stdin) cannot be read twice.
-    content = _read("web_config", source)
+    content = _read_whole("web_config", source)
     try:
         stream = io.StringIO(content.decode("utf-8"))
         stream.name = source  # (named in the position of a YAML error)
