@@ -583,3 +583,64 @@ def test_a_pipe_that_never_ends_is_refused_not_read_for_ever(tmp_path: Path, set
         refusal = rf"{setting}: {re.escape(path)} holds more than 1 MiB"
         with pytest.raises(WebConfigError, match=refusal):
             load_web_config(file_setting(tmp_path, setting, path))
+
+
+def test_merge_keys_merge_as_yaml_says(tmp_path: Path) -> None:
+    """A merge key (``<<: *base``), which exporter-toolkit reads, copies the keys of the
+    mapping it names; a key written beside it wins over a merged one."""
+    other = hash_password("other", cost=4)
+    path = write(
+        tmp_path,
+        f"""
+http_server_config:
+  headers:
+    <<: &hardened
+      X-Frame-Options: deny
+      X-Content-Type-Options: nosniff
+    Content-Security-Policy: "default-src 'none'"
+basic_auth_users:
+  <<: [{{prometheus: {other}, grafana: {HTPASSWD_HASH}}}, {{grafana: {other}}}]
+  prometheus: {HTPASSWD_HASH}
+""",
+    )
+    config = load_web_config(path)
+    assert dict(config.headers) == {
+        "X-Frame-Options": "deny",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'",
+    }
+    # (of a list of merged mappings, the first that has a key gives it)
+    assert dict(config.basic_auth_users) == {"prometheus": HTPASSWD_HASH, "grafana": HTPASSWD_HASH}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            f"basic_auth_users:\n  <<: {{a: {HTPASSWD_HASH}, a: {HTPASSWD_HASH}}}\n",
+            "'a' is given twice",
+        ),
+        ("http_server_config:\n  <<: {http2: true}\n  <<: {http2: false}\n", "'<<' is given twice"),
+        ("http_server_config: &loop\n  <<: *loop\n", "merges itself"),
+        ("http_server_config:\n  <<: 5\n", "expected a mapping or list of mappings for merging"),
+    ],
+    ids=["twice-in-merged", "two-merge-keys", "merges-itself", "not-a-mapping"],
+)
+def test_a_merge_key_cannot_hide_a_mistake(tmp_path: Path, text: str, problem: str) -> None:
+    """A key written twice inside a merged mapping, two merge keys in one mapping, a mapping
+    that merges itself and a merge of something that is not a mapping are refused, naming
+    the file."""
+    with pytest.raises(WebConfigError, match=rf"(?s)web\.yml: not valid YAML.*{problem}"):
+        load_web_config(write(tmp_path, text))
+
+
+def test_merges_of_merges_cannot_blow_up(tmp_path: Path) -> None:
+    """Merge keys copy mappings, so a few lines of merges of merges could make billions of
+    keys; past 10,000 copied keys the file is refused, at once and naming the reason."""
+    lines = ["http_server_config:", "  headers: &m0 {X-Frame-Options: deny}"]
+    lines += [
+        f"_{level}: &m{level} {{<<: [{', '.join([f'*m{level - 1}'] * 10)}]}}"
+        for level in range(1, 10)
+    ]
+    with pytest.raises(WebConfigError, match=r"not valid YAML.*merge keys .* more than 10000"):
+        load_web_config(write(tmp_path, "\n".join(lines) + "\n"))

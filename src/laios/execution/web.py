@@ -71,6 +71,10 @@ _PIP = "pip install 'laios[web]'"
 #: The most bytes read from the configuration file or ``bearer_token_file``: far more than
 #: either needs (thousands of users or tokens), and a bound for one that never ends.
 _MOST_READ = 1 << 20
+#: The most keys merge keys (``<<: *base``) may copy into the mappings of one file: a merge
+#: copies a mapping's keys, so merges of merges would make billions from a few lines.
+_MOST_MERGED = 10_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
     "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -526,28 +530,76 @@ def _only(where: str, section: Any, known: Sequence[str]) -> dict[str, Any]:
 
 def _yaml_loader(yaml: Any) -> Any:
     """A safe loader that refuses a key written twice (a second user would hide the first),
-    and a key that is a list or mapping."""
+    a key that is a list or mapping, and merge keys that copy more than :data:`_MOST_MERGED`
+    keys in all.
+
+    Merge keys (``<<: *base``) are YAML's, which exporter-toolkit reads too: PyYAML's safe
+    loader merges them; a key written beside a merge key wins over a merged one, as YAML says.
+    """
+
+    def refuse(problem: str, node: Any) -> NoReturn:
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
     class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            # Each mapping's number of keys once merged, by id of its node (the nodes live as
+            # long as the loader), and the keys merge keys have copied so far.
+            self._sizes: dict[int, int | None] = {}
+            self._merged = 0
+
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    hash(key)
-                except TypeError:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"a key must be a plain value, not a {type(key).__name__}",
-                        key_node.start_mark,
-                    ) from None
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"{key!r} is given twice", key_node.start_mark
-                    )
-                seen.add(key)
+            if isinstance(node, yaml.MappingNode):
+                self._checked_size(node)
             return super().construct_mapping(node, deep=deep)
+
+        def _checked_size(self, node: Any) -> int:
+            """The number of keys of mapping ``node`` once merged, refusing a key written
+            twice in it (``<<`` included), a key that is a list or mapping, and a merge that
+            takes the keys copied past :data:`_MOST_MERGED`.
+
+            Each mapping is checked once, before PyYAML merges into it (which rewrites its
+            keys, and copies the merged ones: what the limit counts).
+            """
+            if id(node) in self._sizes:
+                size = self._sizes[id(node)]
+                if size is None:
+                    refuse("a mapping merges itself (<<: names the mapping it is in)", node)
+                return size
+            self._sizes[id(node)] = None  # (being checked)
+            seen: set[Any] = set()
+            own = copied = 0
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    key = "<<"
+                    merged = [value_node]
+                    if isinstance(value_node, yaml.SequenceNode):
+                        merged = value_node.value
+                    # (what is no mapping is refused by PyYAML's merge, saying what it expects)
+                    copied += sum(
+                        self._checked_size(each)
+                        for each in merged
+                        if isinstance(each, yaml.MappingNode)
+                    )
+                else:
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        hash(key)
+                    except TypeError:
+                        refuse(f"a key must be a plain value, not a {type(key).__name__}", key_node)
+                    own += 1
+                if key in seen:
+                    refuse(f"{key!r} is given twice", key_node)
+                seen.add(key)
+            self._merged += copied
+            if self._merged > _MOST_MERGED:
+                refuse(
+                    f"merge keys (<<) copy more than {_MOST_MERGED} keys in all: write the "
+                    "keys out instead of merging merges",
+                    node,
+                )
+            self._sizes[id(node)] = own + copied
+            return own + copied
 
     return _StrictLoader
 
