@@ -517,6 +517,23 @@ class _DeadlineReader(io.RawIOBase):
         return count
 
 
+class _RequestReader(io.BufferedReader):
+    """A connection's input, whose first line read skips the empty lines before the request
+    line: RFC 9112 (section 2.2) asks a server to ignore at least one, which a client may
+    leave after a previous request. They count against :data:`MAX_REQUEST_HEAD` like any
+    other byte, so endless empty lines get ``414``."""
+
+    _request_line_read = False
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        """Read a line; the first one read is the first that is not empty."""
+        line = super().readline(size)
+        while not self._request_line_read and line in (b"\r\n", b"\n"):
+            line = super().readline(size)
+        self._request_line_read = True
+        return line
+
+
 class _DebugLog(io.StringIO):
     """What ``wsgiref`` writes to its stderr: a failed write to a client, which went away or
     stopped reading. Sent to the debug log rather than the service's stderr."""
@@ -537,14 +554,15 @@ class _QuietHandler(WSGIRequestHandler):
     server_version = _SERVER_NAME
 
     def setup(self) -> None:
-        """Set the socket timeout and read the request through a :class:`_DeadlineReader`."""
+        """Set the socket timeout and read the request through a :class:`_DeadlineReader`
+        (and a :class:`_RequestReader`, which skips empty lines before the request line)."""
         super().setup()
         timeout = cast("_ThreadingServer", self.server).connection_timeout
         self._deadline = time.monotonic() + timeout
         self.connection.settimeout(timeout)
         buffered, self.rfile = (
             self.rfile,
-            io.BufferedReader(_DeadlineReader(self.connection, self._deadline, timeout)),
+            _RequestReader(_DeadlineReader(self.connection, self._deadline, timeout)),
         )
         buffered.close()
 
@@ -956,7 +974,8 @@ def start_http_server(
     nothing waiting to be read) is dropped to make room, and when every connection is busy
     with a request a new one waits up to half a second for one to finish, then gets
     ``503 Service Unavailable`` (with ``Retry-After: 1``). A request's line and headers may
-    take 64 KiB in all (more gets ``431``). When the process runs out of file
+    take 64 KiB in all (more gets ``431``); empty lines before the request line are skipped
+    (RFC 9112) and count against it. When the process runs out of file
     descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
     warning (at most once a minute).
 
