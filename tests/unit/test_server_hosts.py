@@ -1,9 +1,10 @@
-"""A server on loopback answers only requests for a loopback name (against DNS rebinding).
+"""A server on loopback answers only requests for a name DNS rebinding cannot use.
 
 A web page can make a browser's name for its own site resolve to 127.0.0.1 (DNS rebinding),
 then read whatever answers there as its own origin: the ``Host`` header still names the page's
 site. A server that listens only on loopback answers such a request ``421`` and nothing else;
-one bound to another address, and the apps mounted in a server of their own, do not check.
+a request for localhost, a name under .localhost or .internal, or an IP address is served. A
+server bound to another address, and the apps mounted in a server of their own, do not check.
 """
 
 from __future__ import annotations
@@ -33,17 +34,17 @@ OTHER_HOSTS = [
     "EVIL.example.",
     "localhost.evil.example",
     "127.0.0.1.nip.io:8489",
-    "10.0.0.7:8489",
-    "0.0.0.0",
-    "[::2]:8489",
-    "[fe80::1%25eth0]",
+    "10.0.0.7.nip.io",
+    "internal.evil.example",
+    "evil.internal.example:8489",
+    "1.2.3.4.5",
     "127.1",
     "localhost:http",
     "localhost, evil.example",
     "[::1",
     "::1",
 ]
-LOOPBACK_HOSTS = [
+SERVED_HOSTS = [
     "localhost",
     "LOCALHOST:8489",
     "localhost.",
@@ -55,6 +56,15 @@ LOOPBACK_HOSTS = [
     "[::1]:8489",
     "[::ffff:127.0.0.1]:8489",
     "localhost:",
+    # An IP address cannot be rebound: a page reached at one was reached at that address (a
+    # proxy or sidecar forwarding the pod's address, a bridge address).
+    "10.0.0.7:8489",
+    "0.0.0.0",
+    "[::2]:8489",
+    "[fe80::1%25eth0]",
+    # Names under .internal are never delegated in public DNS: Docker's name for its host.
+    "host.docker.internal:8489",
+    "metrics.internal",
 ]
 
 
@@ -82,10 +92,12 @@ def test_a_request_for_another_host_gets_421_and_no_data(
     assert len(answer.body) < 400
 
 
-@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
-def test_a_request_for_a_loopback_name_is_served(server: MetricsServer, host: str) -> None:
-    """localhost, names under .localhost, 127.0.0.0/8 and [::1], with or without a port,
-    are this machine: served."""
+@pytest.mark.parametrize("host", SERVED_HOSTS)
+def test_a_request_for_a_name_rebinding_cannot_use_is_served(
+    server: MetricsServer, host: str
+) -> None:
+    """localhost, names under .localhost or .internal and IP addresses, with or without a
+    port, cannot be a rebound page's name: served."""
     assert call_http(server.url, path="/metrics", headers={"Host": host}).status == 200
     assert call_http(server.url, path="/status", headers={"Host": host}).status == 200
 

@@ -31,9 +31,9 @@ __all__ = [
     "Request",
     "Response",
     "StatusMode",
+    "cannot_be_rebound",
     "check_status_mode",
     "is_loopback_address",
-    "names_loopback",
 ]
 
 _log = logging.getLogger("laios.execution.server")
@@ -47,12 +47,16 @@ _OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
 #: another host).
 _WARN_EVERY = 60.0
 #: A ``Host`` header: a name or IPv4 address, or an IPv6 address in brackets, then any port.
-_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]*))(?::[0-9]*)?")
+_HOST = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._~-]+)?)\]|(?P<name>[A-Za-z0-9._-]*))(?::[0-9]*)?"
+)
+#: An IPv4 address as a browser sends it in ``Host`` (four decimal parts).
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 #: The answer to a request for another host, at a server listening on loopback only.
 _MISDIRECTED = (
     b"421 Misdirected Request: this server listens on loopback only, and answers requests "
-    b"for localhost or a loopback address (127.0.0.1, [::1]). This request names another "
-    b"host, as a web page using DNS rebinding would.\n"
+    b"for localhost, a name under .localhost or .internal, or an IP address (127.0.0.1, "
+    b"[::1]). This request names another host, as a web page using DNS rebinding would.\n"
 )
 
 
@@ -98,11 +102,15 @@ def is_loopback_address(address: str) -> bool:
     return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def names_loopback(host: str) -> bool:
-    """Whether the value of a ``Host`` header names this machine's loopback: ``localhost``, a
-    name under ``.localhost`` (RFC 6761: never sent to DNS), ``127.x.y.z`` or ``[::1]``, with
-    or without a port. An empty value (HTTP/1.0 sends none) passes: a browser always sends
-    the name it connected to, which is what DNS rebinding cannot hide."""
+def cannot_be_rebound(host: str) -> bool:
+    """Whether the value of a ``Host`` header names something DNS rebinding cannot use, with
+    or without a port: an IP address (``127.0.0.1``, ``10.0.0.7``, ``[::1]``), ``localhost``
+    or a name under ``.localhost`` (RFC 6761: never sent to DNS), or a name under
+    ``.internal`` (reserved for private use, never delegated in public DNS; Docker's
+    ``host.docker.internal``). A page that rebinds must be reached by a name its site's DNS
+    answers for, which a browser sends in ``Host``; a page reached at an address was reached
+    at that address. An empty value (HTTP/1.0 sends none) passes: a browser always sends one.
+    """
     host = host.strip()
     if not host:
         return True
@@ -110,9 +118,21 @@ def names_loopback(host: str) -> bool:
     if match is None:
         return False
     if match["ipv6"] is not None:
-        return is_loopback_address(match["ipv6"])
+        return _is_address(match["ipv6"])
     name = match["name"].lower().removesuffix(".")
-    return name == "localhost" or name.endswith(".localhost") or is_loopback_address(name)
+    return (
+        name == "localhost"
+        or name.endswith((".localhost", ".internal"))
+        or (_DOTTED_QUAD.fullmatch(name) is not None and _is_address(name))
+    )
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def joined_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -189,7 +209,7 @@ class Endpoint:
         :meth:`_misdirected`.
         """
         try:
-            if loopback_only and not names_loopback(request.header("host")):
+            if loopback_only and not cannot_be_rebound(request.header("host")):
                 response = self._misdirected(request.header("host"))
             else:
                 response = self._respond(request)
@@ -243,8 +263,9 @@ class Endpoint:
         if self._warnings.should_log("misdirected") is not None:
             _log.warning(
                 "metrics endpoint: answered 421 to a request for host %r: this server listens "
-                "on loopback only and answers requests for localhost or a loopback address (a "
-                "web page trying DNS rebinding, or a proxy that forwards its own Host header?); "
+                "on loopback only and answers requests for localhost, a name under .localhost "
+                "or .internal, or an IP address (a web page trying DNS rebinding, or a proxy "
+                "that forwards its own Host header?); "
                 "at most one such warning a minute",
                 host[:100],
             )

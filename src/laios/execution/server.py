@@ -986,12 +986,13 @@ def start_http_server(
     beyond loopback with none of these logs one warning when the server starts.
 
     On loopback only (127.0.0.0/8, ``::1``, ``localhost``), a request whose ``Host`` header
-    names anything but ``localhost``, a name under ``.localhost``, a 127.x.y.z address or
-    ``[::1]`` (any port) is answered ``421 Misdirected Request`` with a short plain-text reason
-    and nothing else, whatever its path and credentials: a web page can make its own name
-    resolve to 127.0.0.1 (DNS rebinding) and read this server from the user's browser, but the
-    browser still sends the page's name. A request without ``Host`` (HTTP/1.0) is served. A
-    server bound to another address does not check.
+    names anything but ``localhost``, a name under ``.localhost`` or ``.internal`` (Docker's
+    ``host.docker.internal``) or an IP address (any port) is answered ``421 Misdirected
+    Request`` with a short plain-text reason and nothing else, whatever its path and
+    credentials: a web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and
+    read this server from the user's browser, but the browser still sends the page's name. A
+    request without ``Host`` (HTTP/1.0) is served. A server bound to another address does not
+    check.
 
     Args:
         port: The TCP port, 0 to 65535; 0 picks a free one (read it back from ``.port``).
