@@ -1,10 +1,10 @@
 """A real Prometheus scrapes the endpoint over TLS with credentials, as it would in a cluster.
 
 One endpoint (``start_http_server`` with a web configuration file: a certificate made by the
-test, a bcrypt user and a bearer token) and one Prometheus with three jobs against it: basic
-authentication, a bearer token, and a wrong password. The first two must be up with
-``laios_tasks_total`` queryable; the third must be down; a request without credentials gets
-``401`` and no data.
+test, a bcrypt user and a bearer token) and one Prometheus with four jobs against it: basic
+authentication, a bearer token, a bearer token to the target named ``localhost``, and a wrong
+password. The first three must be up (the first with ``laios_tasks_total`` queryable); the
+last must be down; a request without credentials gets ``401`` and no data.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def prometheus(
     tmp_path_factory: pytest.TempPathFactory,
     free_port: Callable[[], int],
 ) -> Iterator[str]:
-    """Prometheus scraping the endpoint every second with three jobs; its URL."""
+    """Prometheus scraping the endpoint every second with four jobs; its URL."""
     directory = tmp_path_factory.mktemp("prometheus")
     target = {"targets": [f"127.0.0.1:{endpoint.port}"]}
     tls = {"ca_file": str(ca.cert_file)}
@@ -101,6 +101,15 @@ def prometheus(
                 "tls_config": tls,
                 "authorization": {"type": "Bearer", "credentials": TOKEN},
                 "static_configs": [target],
+            },
+            {
+                # By name: the Host header then says localhost:PORT, which the server, on
+                # loopback only, must accept (it refuses other names against DNS rebinding).
+                "job_name": "laios-localhost",
+                "scheme": "https",
+                "tls_config": tls,
+                "authorization": {"type": "Bearer", "credentials": TOKEN},
+                "static_configs": [{"targets": [f"localhost:{endpoint.port}"]}],
             },
             {
                 "job_name": "laios-wrong-password",
@@ -177,6 +186,11 @@ def test_prometheus_scrapes_over_tls_with_basic_auth(prometheus: str) -> None:
 def test_prometheus_scrapes_over_tls_with_a_bearer_token(prometheus: str) -> None:
     """The bearer-token job (``authorization``) is up too."""
     wait_for("the bearer-token job to be up", lambda: is_up(prometheus, "laios-bearer"))
+
+
+def test_prometheus_scrapes_by_the_name_localhost(prometheus: str) -> None:
+    """A target named localhost:PORT is up: its Host header names loopback."""
+    wait_for("the localhost job to be up", lambda: is_up(prometheus, "laios-localhost"))
 
 
 def test_a_wrong_password_leaves_the_target_down(prometheus: str) -> None:

@@ -141,9 +141,9 @@ def test_the_query_string_reaches_the_handler(monkeypatch: pytest.MonkeyPatch) -
     seen: list[Request] = []
     original = Endpoint.handle
 
-    def spy(self: Endpoint, request: Request) -> Any:
+    def spy(self: Endpoint, request: Request, **options: Any) -> Any:
         seen.append(request)
-        return original(self, request)
+        return original(self, request, **options)
 
     monkeypatch.setattr(Endpoint, "handle", spy)
     registry = CollectorRegistry()

@@ -157,15 +157,41 @@ def test_a_request_head_beyond_64_kib_is_refused_with_431() -> None:
     with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
         answer = send_raw(server.port, b"GET /healthz HTTP/1.1\r\n" + headers + b"\r\n")
         assert answer.startswith(b"HTTP/1.0 431 "), answer[:80]
-        ordinary = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 16000 + b"\r\n\r\n"
+        ordinary = (
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"y" * 16000 + b"\r\n\r\n"
+        )
         assert send_raw(server.port, ordinary).startswith(b"HTTP/1.0 200 ")
+
+
+@pytest.mark.parametrize(
+    "empty_lines", [b"\r\n", b"\n", b"\r\n\r\n"], ids=["crlf", "lf", "two-crlf"]
+)
+def test_empty_lines_before_the_request_line_are_ignored(empty_lines: bytes) -> None:
+    """Empty lines before the request line (left over from a client's previous request) are
+    skipped and the request answered, as RFC 9112 section 2.2 asks of a server; the
+    connection was closed without an answer."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(
+            server.port, empty_lines + b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:80]
+    assert b"laios_executor_workers" in answer
+
+
+def test_endless_empty_lines_get_414_within_the_head_limit() -> None:
+    """A client sending nothing but empty lines is cut off by the 64 KiB head limit (414,
+    as for a request line that does not end), not read for ever."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        # (exactly the limit: bytes left unread at the close would reset the connection)
+        answer = send_raw(server.port, b"\r\n" * (65536 // 2))
+    assert answer.startswith(b"HTTP/1.0 414 "), answer[:80]
 
 
 @pytest.mark.parametrize(
     "request_head",
     [
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\n" + b"X-Filler: y\r\n" * 101 + b"\r\n",
     ],
     ids=["answer", "not-found", "too-many-headers"],

@@ -119,7 +119,7 @@ def test_plain_http_to_the_tls_port_gets_no_data(
     """An http:// request to the TLS port gets no metrics, and the server says why."""
     port = https.port
     with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN) as client:
-        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
         received = b""
         with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
             while chunk := client.recv(65536):

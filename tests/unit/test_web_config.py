@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import ssl
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -500,3 +502,145 @@ def test_a_certificate_given_as_a_pipe_is_refused_saying_so(
     with piped(server.cert_file.read_text()) as cert_file:
         with pytest.raises(WebConfigError, match=r"cert_file: .* is not a regular file"):
             TLSServerConfig(cert_file, server.key_file)
+
+
+#: The most a web configuration file or a token file may hold: 1 MiB.
+MOST_READ = 1 << 20
+
+
+@contextlib.contextmanager
+def endless_pipe(line: str) -> Iterator[str]:
+    """A path that reads ``line`` over and over from a pipe, as ``<(yes)`` gives one; the
+    writer stops once the reader has closed it."""
+    read_end, write_end = os.pipe()
+    chunk = line.encode("utf-8") * 4096
+
+    def write_for_ever() -> None:
+        with contextlib.suppress(OSError):  # (a broken pipe: the reader has gone)
+            while True:
+                os.write(write_end, chunk)
+
+    writer = threading.Thread(target=write_for_ever, daemon=True)
+    writer.start()
+    try:
+        yield f"/dev/fd/{read_end}"
+    finally:
+        os.close(read_end)
+        writer.join(timeout=30)
+        os.close(write_end)
+    assert not writer.is_alive()
+
+
+def file_setting(directory: Path, setting: str, target: str) -> Path:
+    """The configuration to load so that ``setting`` names ``target``: the configuration
+    itself, or one whose bearer_token_file is ``target``."""
+    if setting == "web_config":
+        return Path(target)
+    return write(directory, f"bearer_token_file: {target}\n")
+
+
+@pytest.mark.parametrize("setting", ["web_config", "bearer_token_file"])
+def test_a_file_over_the_size_limit_is_refused_naming_it(tmp_path: Path, setting: str) -> None:
+    """A configuration or token file of more than 1 MiB is refused, naming the setting, the
+    file and the limit, instead of being read into memory however big it is."""
+    big = tmp_path / "big"
+    padding = "# padding\n" if setting == "web_config" else "\n"
+    big.write_text(padding * (MOST_READ // len(padding) + 1))
+    assert big.stat().st_size > MOST_READ
+    refusal = rf"{setting}: {re.escape(str(big))} holds more than 1 MiB"
+    with pytest.raises(WebConfigError, match=refusal):
+        load_web_config(file_setting(tmp_path, setting, str(big)))
+
+
+@pytest.mark.parametrize("setting", ["web_config", "bearer_token_file"])
+def test_a_file_of_exactly_the_limit_is_read(tmp_path: Path, setting: str) -> None:
+    """A file of exactly 1 MiB is read whole: the limit refuses only what is larger."""
+    full = tmp_path / "full"
+    head = "" if setting == "web_config" else f"{TOKEN}\n"
+    full.write_text(head + "\n" * (MOST_READ - len(head)))
+    assert full.stat().st_size == MOST_READ
+    config = load_web_config(file_setting(tmp_path, setting, str(full)))
+    assert config.bearer_tokens == (() if setting == "web_config" else (TOKEN,))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("setting", ["web_config", "bearer_token_file"])
+def test_a_device_that_never_ends_is_refused_not_read_for_ever(
+    tmp_path: Path, setting: str
+) -> None:
+    """``/dev/zero`` (or ``/dev/urandom``) given as a file is refused after 1 MiB, naming
+    the setting, instead of filling the memory until the process dies."""
+    with pytest.raises(WebConfigError, match=rf"{setting}: /dev/zero holds more than 1 MiB"):
+        load_web_config(file_setting(tmp_path, setting, "/dev/zero"))
+
+
+@needs_dev_fd
+@pytest.mark.parametrize("setting", ["web_config", "bearer_token_file"])
+def test_a_pipe_that_never_ends_is_refused_not_read_for_ever(tmp_path: Path, setting: str) -> None:
+    """A pipe that never ends (``<(yes)``) is refused after 1 MiB, like a device."""
+    line = "# again\n" if setting == "web_config" else f"{TOKEN}\n"
+    with endless_pipe(line) as path:
+        refusal = rf"{setting}: {re.escape(path)} holds more than 1 MiB"
+        with pytest.raises(WebConfigError, match=refusal):
+            load_web_config(file_setting(tmp_path, setting, path))
+
+
+def test_merge_keys_merge_as_yaml_says(tmp_path: Path) -> None:
+    """A merge key (``<<: *base``), which exporter-toolkit reads, copies the keys of the
+    mapping it names; a key written beside it wins over a merged one."""
+    other = hash_password("other", cost=4)
+    path = write(
+        tmp_path,
+        f"""
+http_server_config:
+  headers:
+    <<: &hardened
+      X-Frame-Options: deny
+      X-Content-Type-Options: nosniff
+    Content-Security-Policy: "default-src 'none'"
+basic_auth_users:
+  <<: [{{prometheus: {other}, grafana: {HTPASSWD_HASH}}}, {{grafana: {other}}}]
+  prometheus: {HTPASSWD_HASH}
+""",
+    )
+    config = load_web_config(path)
+    assert dict(config.headers) == {
+        "X-Frame-Options": "deny",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'",
+    }
+    # (of a list of merged mappings, the first that has a key gives it)
+    assert dict(config.basic_auth_users) == {"prometheus": HTPASSWD_HASH, "grafana": HTPASSWD_HASH}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            f"basic_auth_users:\n  <<: {{a: {HTPASSWD_HASH}, a: {HTPASSWD_HASH}}}\n",
+            "'a' is given twice",
+        ),
+        ("http_server_config:\n  <<: {http2: true}\n  <<: {http2: false}\n", "'<<' is given twice"),
+        ("http_server_config: &loop\n  <<: *loop\n", "merges itself"),
+        ("http_server_config:\n  <<: 5\n", "expected a mapping or list of mappings for merging"),
+    ],
+    ids=["twice-in-merged", "two-merge-keys", "merges-itself", "not-a-mapping"],
+)
+def test_a_merge_key_cannot_hide_a_mistake(tmp_path: Path, text: str, problem: str) -> None:
+    """A key written twice inside a merged mapping, two merge keys in one mapping, a mapping
+    that merges itself and a merge of something that is not a mapping are refused, naming
+    the file."""
+    with pytest.raises(WebConfigError, match=rf"(?s)web\.yml: not valid YAML.*{problem}"):
+        load_web_config(write(tmp_path, text))
+
+
+def test_merges_of_merges_cannot_blow_up(tmp_path: Path) -> None:
+    """Merge keys copy mappings, so a few lines of merges of merges could make billions of
+    keys; past 10,000 copied keys the file is refused, at once and naming the reason."""
+    lines = ["http_server_config:", "  headers: &m0 {X-Frame-Options: deny}"]
+    lines += [
+        f"_{level}: &m{level} {{<<: [{', '.join([f'*m{level - 1}'] * 10)}]}}"
+        for level in range(1, 10)
+    ]
+    with pytest.raises(WebConfigError, match=r"not valid YAML.*merge keys .* more than 10000"):
+        load_web_config(write(tmp_path, "\n".join(lines) + "\n"))

@@ -9,8 +9,10 @@ adapters around one :class:`Endpoint`, so content negotiation, gzip, ``HEAD``, `
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -23,7 +25,16 @@ from laios.execution._live_page import live_page_answer
 from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
-__all__ = ["STATUS_MODES", "Endpoint", "Request", "Response", "StatusMode", "check_status_mode"]
+__all__ = [
+    "STATUS_MODES",
+    "Endpoint",
+    "Request",
+    "Response",
+    "StatusMode",
+    "cannot_be_rebound",
+    "check_status_mode",
+    "is_loopback_address",
+]
 
 _log = logging.getLogger("laios.execution.server")
 
@@ -32,8 +43,21 @@ StatusMode = Literal["full", "reduced", "off"]
 STATUS_MODES: tuple[str, ...] = get_args(StatusMode)
 _JSON = "application/json; charset=utf-8"
 _OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
-#: Seconds between two warnings that password checks are being refused.
+#: Seconds between two warnings of the same kind (password checks refused, a request for
+#: another host).
 _WARN_EVERY = 60.0
+#: A ``Host`` header: a name or IPv4 address, or an IPv6 address in brackets, then any port.
+_HOST = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._~-]+)?)\]|(?P<name>[A-Za-z0-9._-]*))(?::[0-9]*)?"
+)
+#: An IPv4 address as a browser sends it in ``Host`` (four decimal parts).
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+#: The answer to a request for another host, at a server listening on loopback only.
+_MISDIRECTED = (
+    b"421 Misdirected Request: this server listens on loopback only, and answers requests "
+    b"for localhost, a name under .localhost or .internal, or an IP address (127.0.0.1, "
+    b"[::1]). This request names another host, as a web page using DNS rebinding would.\n"
+)
 
 
 def check_status_mode(status: Any) -> StatusMode:
@@ -65,6 +89,50 @@ class Request:
     def header(self, name: str) -> str:
         """The value of header ``name`` (lower case), ``""`` when absent."""
         return self.headers.get(name, "")
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether ``address`` is an IP address of this machine's loopback: 127.0.0.0/8, ``::1``,
+    or an IPv4 loopback address mapped into IPv6 (a zone, ``%lo``, is ignored)."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def cannot_be_rebound(host: str) -> bool:
+    """Whether the value of a ``Host`` header names something DNS rebinding cannot use, with
+    or without a port: an IP address (``127.0.0.1``, ``10.0.0.7``, ``[::1]``), ``localhost``
+    or a name under ``.localhost`` (RFC 6761: never sent to DNS), or a name under
+    ``.internal`` (reserved for private use, never delegated in public DNS; Docker's
+    ``host.docker.internal``). A page that rebinds must be reached by a name its site's DNS
+    answers for, which a browser sends in ``Host``; a page reached at an address was reached
+    at that address. An empty value (HTTP/1.0 sends none) passes: a browser always sends one.
+    """
+    host = host.strip()
+    if not host:
+        return True
+    match = _HOST.fullmatch(host)
+    if match is None:
+        return False
+    if match["ipv6"] is not None:
+        return _is_address(match["ipv6"])
+    name = match["name"].lower().removesuffix(".")
+    return (
+        name == "localhost"
+        or name.endswith((".localhost", ".internal"))
+        or (_DOTTED_QUAD.fullmatch(name) is not None and _is_address(name))
+    )
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def joined_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -133,10 +201,18 @@ class Endpoint:
             else ("/metrics", "/healthz")
         )
 
-    def handle(self, request: Request) -> Response:
-        """Answer ``request``; never raises (a failure is logged and answered ``500``)."""
+    def handle(self, request: Request, *, loopback_only: bool = False) -> Response:
+        """Answer ``request``; never raises (a failure is logged and answered ``500``).
+
+        With ``loopback_only`` (a server listening on loopback only), a request whose ``Host``
+        names another host is answered ``421`` before anything else: see
+        :meth:`_misdirected`.
+        """
         try:
-            response = self._respond(request)
+            if loopback_only and not cannot_be_rebound(request.header("host")):
+                response = self._misdirected(request.header("host"))
+            else:
+                response = self._respond(request)
         except Exception:
             _log.exception("serving %s failed", request.path if request.path in self.routes else "")
             response = _json(500, {"error": "internal error"})
@@ -173,6 +249,31 @@ class Endpoint:
         if request.method not in ("GET", "HEAD"):
             return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
         return self._route(path, request)
+
+    def _misdirected(self, host: str) -> Response:
+        """The answer to a request for another host at a server on loopback: ``421``.
+
+        A web page can make its own site's name resolve to 127.0.0.1 (DNS rebinding), and the
+        browser then lets it read what this server answers; the request still names the page's
+        site in ``Host``. ``421 Misdirected Request`` says this server is not the one for that
+        name (``403`` would say the client lacks a permission it could get). Credentials are
+        not checked: a ``401`` would have the browser prompt for them under the other site's
+        name.
+        """
+        if self._warnings.should_log("misdirected") is not None:
+            _log.warning(
+                "metrics endpoint: answered 421 to a request for host %r: this server listens "
+                "on loopback only and answers requests for localhost, a name under .localhost "
+                "or .internal, or an IP address (a web page trying DNS rebinding, or a proxy "
+                "that forwards its own Host header?); "
+                "at most one such warning a minute",
+                host[:100],
+            )
+        return Response(
+            421,
+            [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")],
+            _MISDIRECTED,
+        )
 
     def _busy(self) -> None:
         """Warn (at most once a minute) that password checks are being refused."""

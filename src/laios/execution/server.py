@@ -26,6 +26,8 @@ and running out of file descriptors makes it back off instead of spinning.
 ``web_config=`` (a :class:`~laios.execution.web.WebConfig` or the path of an exporter-toolkit
 web configuration file) adds TLS, client certificates, basic authentication and bearer tokens;
 a server that listens beyond loopback without any authentication logs a warning when it starts.
+A server that listens on loopback only answers ``421`` to a request whose ``Host`` names
+another host (a web page using DNS rebinding would read it otherwise).
 
 Example:
     >>> from prometheus_client import CollectorRegistry
@@ -41,7 +43,6 @@ import contextlib
 import errno
 import http.client
 import io
-import ipaddress
 import logging
 import math
 import os
@@ -75,6 +76,7 @@ from laios.execution._http import (
     Request,
     StatusMode,
     check_status_mode,
+    is_loopback_address,
     joined_headers,
 )
 from laios.execution._logs import WarningLimiter
@@ -372,10 +374,13 @@ def make_wsgi_app(
     return _wsgi(_app_endpoint(store, registry, status, web_config))
 
 
-def _wsgi(endpoint: Endpoint, server: str | None = None) -> WSGIApplication:
+def _wsgi(
+    endpoint: Endpoint, server: str | None = None, *, loopback_only: bool = False
+) -> WSGIApplication:
     """The WSGI application serving ``endpoint``; with ``server``, its answers carry that
     ``Server`` header (``wsgiref`` writes its own, naming the Python version, only when an
-    answer has none)."""
+    answer has none); with ``loopback_only``, a request for another host is answered ``421``
+    (see :meth:`Endpoint.handle`)."""
     extra = [("Server", server)] if server is not None else []
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
@@ -390,7 +395,7 @@ def _wsgi(endpoint: Endpoint, server: str | None = None) -> WSGIApplication:
             query=environ.get("QUERY_STRING", ""),
             headers=joined_headers(pairs),
         )
-        response = endpoint.handle(request)
+        response = endpoint.handle(request, loopback_only=loopback_only)
         start_response(response.status_line, [*response.headers, *extra])
         return [response.body] if response.body else []
 
@@ -512,6 +517,23 @@ class _DeadlineReader(io.RawIOBase):
         return count
 
 
+class _RequestReader(io.BufferedReader):
+    """A connection's input, whose first line read skips the empty lines before the request
+    line: RFC 9112 (section 2.2) asks a server to ignore at least one, which a client may
+    leave after a previous request. They count against :data:`MAX_REQUEST_HEAD` like any
+    other byte, so endless empty lines get ``414``."""
+
+    _request_line_read = False
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        """Read a line; the first one read is the first that is not empty."""
+        line = super().readline(size)
+        while not self._request_line_read and line in (b"\r\n", b"\n"):
+            line = super().readline(size)
+        self._request_line_read = True
+        return line
+
+
 class _DebugLog(io.StringIO):
     """What ``wsgiref`` writes to its stderr: a failed write to a client, which went away or
     stopped reading. Sent to the debug log rather than the service's stderr."""
@@ -532,14 +554,15 @@ class _QuietHandler(WSGIRequestHandler):
     server_version = _SERVER_NAME
 
     def setup(self) -> None:
-        """Set the socket timeout and read the request through a :class:`_DeadlineReader`."""
+        """Set the socket timeout and read the request through a :class:`_DeadlineReader`
+        (and a :class:`_RequestReader`, which skips empty lines before the request line)."""
         super().setup()
         timeout = cast("_ThreadingServer", self.server).connection_timeout
         self._deadline = time.monotonic() + timeout
         self.connection.settimeout(timeout)
         buffered, self.rfile = (
             self.rfile,
-            io.BufferedReader(_DeadlineReader(self.connection, self._deadline, timeout)),
+            _RequestReader(_DeadlineReader(self.connection, self._deadline, timeout)),
         )
         buffered.close()
 
@@ -951,7 +974,8 @@ def start_http_server(
     nothing waiting to be read) is dropped to make room, and when every connection is busy
     with a request a new one waits up to half a second for one to finish, then gets
     ``503 Service Unavailable`` (with ``Retry-After: 1``). A request's line and headers may
-    take 64 KiB in all (more gets ``431``). When the process runs out of file
+    take 64 KiB in all (more gets ``431``); empty lines before the request line are skipped
+    (RFC 9112) and count against it. When the process runs out of file
     descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
     warning (at most once a minute).
 
@@ -960,6 +984,15 @@ def start_http_server(
     second, without a restart), may require client certificates, and requires
     basic authentication or a bearer token of every request but ``/healthz``. Listening
     beyond loopback with none of these logs one warning when the server starts.
+
+    On loopback only (127.0.0.0/8, ``::1``, ``localhost``), a request whose ``Host`` header
+    names anything but ``localhost``, a name under ``.localhost`` or ``.internal`` (Docker's
+    ``host.docker.internal``) or an IP address (any port) is answered ``421 Misdirected
+    Request`` with a short plain-text reason and nothing else, whatever its path and
+    credentials: a web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and
+    read this server from the user's browser, but the browser still sends the page's name. A
+    request without ``Host`` (HTTP/1.0) is served. A server bound to another address does not
+    check.
 
     Args:
         port: The TCP port, 0 to 65535; 0 picks a free one (read it back from ``.port``).
@@ -1016,7 +1049,9 @@ def start_http_server(
         )
     except OSError as exc:
         raise _bind_error(exc, host, port) from exc
-    server.set_app(_wsgi(endpoint, _SERVER_NAME))
+    # On loopback only, a request for another host is a web page's (DNS rebinding): refused.
+    loopback_only = is_loopback_address(str(server.server_address[0]))
+    server.set_app(_wsgi(endpoint, _SERVER_NAME, loopback_only=loopback_only))
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.25},
@@ -1051,18 +1086,9 @@ def _bind_error(exc: OSError, host: str, port: int) -> OSError:
     return error
 
 
-def _is_loopback(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.partition("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
-
-
 def _warn_if_exposed(address: str, server: MetricsServer, status: StatusMode) -> None:
     """Warn once that an endpoint beyond loopback lets anyone in, saying what to do."""
-    if _is_loopback(address):
+    if is_loopback_address(address):
         return
     shown = "/metrics"
     if status == "full":

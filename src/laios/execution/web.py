@@ -68,6 +68,13 @@ TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
 MIN_BEARER_TOKEN_LENGTH = 16
 
 _PIP = "pip install 'laios[web]'"
+#: The most bytes read from the configuration file or ``bearer_token_file``: far more than
+#: either needs (thousands of users or tokens), and a bound for one that never ends.
+_MOST_READ = 1 << 20
+#: The most keys merge keys (``<<: *base``) may copy into the mappings of one file: a merge
+#: copies a mapping's keys, so merges of merges would make billions from a few lines.
+_MOST_MERGED = 10_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 _TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
     "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -145,9 +152,9 @@ def _path(where: str, value: Any) -> str:
     return value
 
 
-def _read(where: str, path: str, size: int = -1) -> bytes:
-    """The first ``size`` bytes of a file (all of it: -1); refuse a file that is missing or
-    cannot be read, saying which and why."""
+def _read(where: str, path: str, size: int) -> bytes:
+    """The first ``size`` bytes of a file; refuse a file that is missing or cannot be read,
+    saying which and why."""
     try:
         with open(path, "rb") as file:
             return file.read(size)
@@ -157,6 +164,20 @@ def _read(where: str, path: str, size: int = -1) -> bytes:
         _fail(where, f"{path} is a directory, not a file")
     except OSError as exc:
         _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+
+
+def _read_whole(where: str, path: str) -> bytes:
+    """The whole of a file read once (a pipe cannot be read twice), refused when it holds
+    more than :data:`_MOST_READ` bytes: a file that never ends (``/dev/zero``, ``<(yes)``)
+    would otherwise be read until the memory runs out."""
+    content = _read(where, path, _MOST_READ + 1)
+    if len(content) > _MOST_READ:
+        _fail(
+            where,
+            f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from it (a device "
+            "or pipe that never ends?)",
+        )
+    return content
 
 
 def _readable(where: str, path: str) -> None:
@@ -509,36 +530,83 @@ def _only(where: str, section: Any, known: Sequence[str]) -> dict[str, Any]:
 
 def _yaml_loader(yaml: Any) -> Any:
     """A safe loader that refuses a key written twice (a second user would hide the first),
-    and a key that is a list or mapping."""
+    a key that is a list or mapping, and merge keys that copy more than :data:`_MOST_MERGED`
+    keys in all.
+
+    Merge keys (``<<: *base``) are YAML's, which exporter-toolkit reads too: PyYAML's safe
+    loader merges them; a key written beside a merge key wins over a merged one, as YAML says.
+    """
+
+    def refuse(problem: str, node: Any) -> NoReturn:
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
     class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            # Each mapping's number of keys once merged, by id of its node (the nodes live as
+            # long as the loader), and the keys merge keys have copied so far.
+            self._sizes: dict[int, int | None] = {}
+            self._merged = 0
+
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    hash(key)
-                except TypeError:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"a key must be a plain value, not a {type(key).__name__}",
-                        key_node.start_mark,
-                    ) from None
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"{key!r} is given twice", key_node.start_mark
-                    )
-                seen.add(key)
+            if isinstance(node, yaml.MappingNode):
+                self._checked_size(node)
             return super().construct_mapping(node, deep=deep)
+
+        def _checked_size(self, node: Any) -> int:
+            """The number of keys of mapping ``node`` once merged, refusing a key written
+            twice in it (``<<`` included), a key that is a list or mapping, and a merge that
+            takes the keys copied past :data:`_MOST_MERGED`.
+
+            Each mapping is checked once, before PyYAML merges into it (which rewrites its
+            keys, and copies the merged ones: what the limit counts).
+            """
+            if id(node) in self._sizes:
+                size = self._sizes[id(node)]
+                if size is None:
+                    refuse("a mapping merges itself (<<: names the mapping it is in)", node)
+                return size
+            self._sizes[id(node)] = None  # (being checked)
+            seen: set[Any] = set()
+            own = copied = 0
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    key = "<<"
+                    merged = [value_node]
+                    if isinstance(value_node, yaml.SequenceNode):
+                        merged = value_node.value
+                    # (what is no mapping is refused by PyYAML's merge, saying what it expects)
+                    copied += sum(
+                        self._checked_size(each)
+                        for each in merged
+                        if isinstance(each, yaml.MappingNode)
+                    )
+                else:
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        hash(key)
+                    except TypeError:
+                        refuse(f"a key must be a plain value, not a {type(key).__name__}", key_node)
+                    own += 1
+                if key in seen:
+                    refuse(f"{key!r} is given twice", key_node)
+                seen.add(key)
+            self._merged += copied
+            if self._merged > _MOST_MERGED:
+                refuse(
+                    f"merge keys (<<) copy more than {_MOST_MERGED} keys in all: write the "
+                    "keys out instead of merging merges",
+                    node,
+                )
+            self._sizes[id(node)] = own + copied
+            return own + copied
 
     return _StrictLoader
 
 
 def _read_tokens(where: str, path: str) -> list[str]:
-    # Read once: a pipe (the <(...) of a shell, /dev/stdin) cannot be read twice.
     # (utf-8-sig: a byte order mark, as some Windows editors write, is not part of a token.)
-    text = _read(where, path).decode("utf-8-sig", errors="replace")
+    text = _read_whole(where, path).decode("utf-8-sig", errors="replace")
     tokens = [
         _check_token(f"{where} {path}, line {number}", line.strip())
         for number, line in enumerate(text.splitlines(), 1)
@@ -556,7 +624,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     ``http_server_config``) plus laios' ``bearer_token_file``: a file of accepted bearer
     tokens, one per line. Relative file names are taken from the configuration file's
     directory. An empty file configures nothing. The file and ``bearer_token_file`` are read
-    once, so either may be a pipe (``/dev/stdin``). Needs PyYAML (and bcrypt for
+    once, so either may be a pipe (``/dev/stdin``), and may hold at most 1 MiB each (a file
+    that never ends, such as ``/dev/zero``, is refused). Needs PyYAML (and bcrypt for
     ``basic_auth_users``): ``pip install 'laios[web]'``.
 
     Args:
@@ -566,15 +635,14 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
         The checked configuration.
 
     Raises:
-        WebConfigError: When the file cannot be read or parsed, has an unknown or unsupported
-            key, a value of the wrong kind, or names a file that cannot be used (the message
-            starts with the file name and names the setting).
+        WebConfigError: When the file cannot be read or parsed, is larger than 1 MiB, has an
+            unknown or unsupported key, a value of the wrong kind, or names a file that cannot
+            be used (the message starts with the file name and names the setting).
         ImportError: When PyYAML (or bcrypt, for ``basic_auth_users``) is not installed.
     """
     yaml = _require("yaml", "PyYAML", "Reading a web configuration file")
     source = _path("web_config", path)
-    # Read once: a pipe (the <(...) of a shell, /dev/stdin) cannot be read twice.
-    content = _read("web_config", source)
+    content = _read_whole("web_config", source)
     try:
         stream = io.StringIO(content.decode("utf-8"))
         stream.name = source  # (named in the position of a YAML error)

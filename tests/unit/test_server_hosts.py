@@ -1,0 +1,201 @@
+"""A server on loopback answers only requests for a name DNS rebinding cannot use.
+
+A web page can make a browser's name for its own site resolve to 127.0.0.1 (DNS rebinding),
+then read whatever answers there as its own origin: the ``Host`` header still names the page's
+site. A server that listens only on loopback answers such a request ``421`` and nothing else;
+a request for localhost, a name under .localhost or .internal, or an IP address is served. A
+server bound to another address, and the apps mounted in a server of their own, do not check.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+
+import pytest
+from http_drivers import call_asgi, call_http, call_wsgi
+from prometheus_client import CollectorRegistry
+
+from laios.execution.server import (
+    MetricsServer,
+    make_asgi_app,
+    make_wsgi_app,
+    start_http_server,
+)
+from laios.execution.store import MetricStore
+from laios.execution.web import WebConfig
+
+TOKEN = "c0ffee00c0ffee00c0ffee00c0ffee00"
+ROUTES = ["/", "/metrics", "/status", "/healthz", "/nowhere"]
+OTHER_HOSTS = [
+    "evil.example",
+    "evil.example:8489",
+    "EVIL.example.",
+    "localhost.evil.example",
+    "127.0.0.1.nip.io:8489",
+    "10.0.0.7.nip.io",
+    "internal.evil.example",
+    "evil.internal.example:8489",
+    "1.2.3.4.5",
+    "127.1",
+    "localhost:http",
+    "localhost, evil.example",
+    "[::1",
+    "::1",
+]
+SERVED_HOSTS = [
+    "localhost",
+    "LOCALHOST:8489",
+    "localhost.",
+    "grafana.localhost:3000",
+    "127.0.0.1",
+    "127.0.0.1:8489",
+    "127.45.6.7:1",
+    "[::1]",
+    "[::1]:8489",
+    "[::ffff:127.0.0.1]:8489",
+    "localhost:",
+    # An IP address cannot be rebound: a page reached at one was reached at that address (a
+    # proxy or sidecar forwarding the pod's address, a bridge address).
+    "10.0.0.7:8489",
+    "0.0.0.0",
+    "[::2]:8489",
+    "[fe80::1%25eth0]",
+    # Names under .internal are never delegated in public DNS: Docker's name for its host.
+    "host.docker.internal:8489",
+    "metrics.internal",
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MetricsServer]:
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        yield server
+
+
+@pytest.mark.parametrize("path", ROUTES)
+@pytest.mark.parametrize("host", OTHER_HOSTS)
+def test_a_request_for_another_host_gets_421_and_no_data(
+    server: MetricsServer, host: str, path: str
+) -> None:
+    """Whatever the path, a request naming a host that is not loopback is answered 421 with a
+    short plain-text reason, and none of the endpoint's data."""
+    answer = call_http(server.url, path=path, headers={"Host": host})
+    assert answer.status == 421
+    assert answer.header("content-type") == "text/plain; charset=utf-8"
+    assert answer.header("cache-control") == "no-store"
+    assert b"loopback" in answer.body
+    assert b"DNS rebinding" in answer.body
+    assert b"laios_" not in answer.body
+    assert b"evil" not in answer.body.lower()  # (what the client sent is not echoed)
+    assert len(answer.body) < 400
+
+
+@pytest.mark.parametrize("host", SERVED_HOSTS)
+def test_a_request_for_a_name_rebinding_cannot_use_is_served(
+    server: MetricsServer, host: str
+) -> None:
+    """localhost, names under .localhost or .internal and IP addresses, with or without a
+    port, cannot be a rebound page's name: served."""
+    assert call_http(server.url, path="/metrics", headers={"Host": host}).status == 200
+    assert call_http(server.url, path="/status", headers={"Host": host}).status == 200
+
+
+def test_the_addresses_prometheus_scrapes_are_served(server: MetricsServer) -> None:
+    """The Host header of a scrape of 127.0.0.1:PORT or localhost:PORT is served."""
+    assert call_http(server.url).status == 200  # (http.client sends 127.0.0.1:PORT)
+    assert call_http(f"http://localhost:{server.port}").status == 200
+
+
+def request_without_host(port: int) -> bytes:
+    """Send an HTTP/1.0 request without a Host header; return the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_request_without_a_host_header_is_served(server: MetricsServer) -> None:
+    """HTTP/1.0 needs no Host header, and a browser always sends one: served."""
+    answer = request_without_host(server.port)
+    assert answer.startswith(b"HTTP/1.0 200 ")
+    assert b"laios_executor_workers" in answer
+
+
+def test_a_refused_request_is_not_authenticated_and_logs_no_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With credentials configured, a request for another host gets 421, not 401: no
+    WWW-Authenticate for a browser to prompt for under the other site's name, no check of
+    its credentials. One warning a minute says why, without its credentials."""
+    secret = "Bearer " + TOKEN
+    with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+        with start_http_server(
+            0,
+            store=MetricStore(),
+            registry=CollectorRegistry(),
+            web_config=WebConfig(bearer_tokens=[TOKEN]),
+        ) as server:
+            for _ in range(3):
+                answer = call_http(
+                    server.url, headers={"Host": "evil.example", "Authorization": secret}
+                )
+                assert answer.status == 421
+                assert answer.header("www-authenticate") is None
+            assert call_http(server.url, headers={"Authorization": secret}).status == 200
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "421" in warnings[0]
+    assert "loopback" in warnings[0]
+    assert TOKEN not in warnings[0]
+
+
+def test_head_gets_421_without_a_body(server: MetricsServer) -> None:
+    """HEAD for another host: 421 with the length of the reason, and no body."""
+    answer = call_http(server.url, method="HEAD", headers={"Host": "evil.example"})
+    assert answer.status == 421
+    assert answer.body == b""
+    assert int(answer.header("content-length") or 0) > 0
+
+
+def test_a_server_on_every_interface_answers_any_host() -> None:
+    """Bound beyond loopback (0.0.0.0), the server is meant to be reached by other names:
+    nothing is checked."""
+    with start_http_server(0, "0.0.0.0", store=MetricStore(), registry=CollectorRegistry()) as s:
+        url = f"http://127.0.0.1:{s.port}"
+        assert call_http(url, headers={"Host": "metrics.example:8489"}).status == 200
+
+
+def test_a_server_bound_to_localhost_checks_the_host() -> None:
+    """host="localhost" listens on loopback: the check applies."""
+    with start_http_server(
+        0, "localhost", store=MetricStore(), registry=CollectorRegistry()
+    ) as server:
+        assert call_http(server.url, headers={"Host": "evil.example"}).status == 421
+        assert call_http(server.url, headers={"Host": "localhost"}).status == 200
+
+
+def test_a_server_on_ipv6_loopback_checks_the_host() -> None:
+    """host="::1" listens on loopback: the check applies."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        server = start_http_server(0, "::1", store=MetricStore(), registry=CollectorRegistry())
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with server:
+        assert call_http(server.url, headers={"Host": "evil.example"}).status == 421
+        assert call_http(server.url).status == 200  # (http.client sends [::1]:PORT)
+
+
+def test_mounted_apps_leave_the_host_to_their_server() -> None:
+    """The WSGI and ASGI apps answer whatever host they are asked for: which names reach them
+    is the business of the server they are mounted in."""
+    headers = {"Host": "evil.example"}
+    wsgi = make_wsgi_app(MetricStore(), CollectorRegistry())
+    asgi = make_asgi_app(MetricStore(), CollectorRegistry())
+    assert call_wsgi(wsgi, headers=headers).status == 200
+    assert call_asgi(asgi, headers=headers).status == 200
