@@ -373,3 +373,46 @@ def test_a_cancellation_arriving_with_the_stop_of_a_wait_is_not_lost() -> None:
             await waiting
 
     asyncio.run(main())
+
+
+# -- shutdown() while a call waits between attempts -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_shutdown_during_the_wait_ends_the_call_with_the_failure_at_hand(
+    make_executor: Any, make_task: Any, context: Context, calls: list[Any], mode: str
+) -> None:
+    """shutdown() while a call waits 30 s before its retry: the call comes back at once with
+    the tool's own failure (retry_shutdown), runs no further attempt and counts no retry."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+    announced = threading.Event()
+    returned: list[Any] = []
+
+    def call() -> None:
+        task = make_task("fail")
+        options: dict[str, Any] = {
+            "max_retries": 3,
+            "retry_delay": 30,
+            "on_retry": lambda details: announced.set(),
+        }
+        if mode == "blocking":
+            returned.append(executor.execute_with_retry(task, context, **options))
+        else:
+            awaited = executor.execute_with_retry_async(task, context, **options)
+            returned.append(asyncio.run(awaited))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    assert announced.wait(10)
+    executor.shutdown()
+    caller.join(10)
+    assert not caller.is_alive(), "the call kept waiting after shutdown()"
+    (result,) = returned
+    assert not result.success
+    assert result.error == "disk full: /var/data"  # the tool's failure, not a refusal
+    assert result.metadata["retry_shutdown"] is True
+    assert result.metadata["retries"] == 0
+    assert [name for name, _ in calls] == ["fail"]
+    (row,) = [row for row in store.aggregates().tools if row.tool == "fail"]
+    assert row.retries == 0
