@@ -299,7 +299,8 @@ class RetryRun:
         executor closed)."""
         wake = self.wake
         if wake is not None:
-            wake()
+            with contextlib.suppress(RuntimeError):  # (the caller's event loop is closed)
+                wake()
 
     def end(self) -> None:
         """Stop listening for ``cancel_task`` and end the retry span (in ``finally``)."""
