@@ -449,3 +449,26 @@ def test_a_retry_call_stranded_on_a_closed_loop_does_not_make_cancel_or_shutdown
     else:
         executor.shutdown()
     del stranded
+
+
+# -- every result of a retry call says how many retries ran ----------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize(
+    "options",
+    [{"max_retries": -1}, {"retry_delay": float("nan")}, {"jitter": 2}, {"timeout": "5"}],
+    ids=["max_retries", "retry_delay", "jitter", "timeout"],
+)
+def test_a_call_refused_for_its_options_still_says_no_retry_ran(
+    executor: Executor, make_task: Any, context: Context, options: dict[str, Any], mode: str
+) -> None:
+    """A retry call refused before any attempt (an option out of range) is a rejected result
+    with metadata["retries"] == 0, as every result of execute_with_retry is."""
+    task = make_task("echo", text="x")
+    if mode == "blocking":
+        result = executor.execute_with_retry(task, context, **options)
+    else:
+        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["retries"] == 0

@@ -398,7 +398,9 @@ async def retry_awaiting(
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
+        refused = rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
+        refused.metadata["retries"] = 0
+        return refused
     secrets_before = secret_values_before_run(
         task.parameters, engine.registry.get_tool(task.tool_name)
     )
