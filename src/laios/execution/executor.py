@@ -244,7 +244,17 @@ class Executor(Generic[_RegistryT]):
         if meter_provider is not None or global_meter_provider() is not None:
             from laios.execution.otel_metrics import instrument_metrics
 
-            instrument_metrics(store, meter_provider=meter_provider)
+            try:
+                instrument_metrics(store, meter_provider=meter_provider)
+            except Exception as exc:  # (its type was checked above: the provider is faulty)
+                _log.warning(
+                    "the meter provider raised %s while laios set up its instruments; this "
+                    "executor runs without OpenTelemetry metrics (the store, Prometheus and "
+                    "traces are unaffected). Fix the provider, then call "
+                    "laios.execution.otel_metrics.instrument_metrics(executor.store)",
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
 
     # -- properties ------------------------------------------------------------------------
 
