@@ -1002,3 +1002,24 @@ def test_a_redirect_to_another_scheme_than_http_is_not_followed(
     (line,) = capsys.readouterr().err.splitlines()
     assert "answered HTTP 302" in line
     assert "nothing answered" not in line
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback(
+    server: MetricsServer, watch: bool
+) -> None:
+    """`laios status > /dev/full` (a full disk): exit 1, one line saying the output could not
+    be written and why, no traceback."""
+    command = [sys.executable, "-m", "laios", "status", "--url", server.url]
+    if watch:
+        command += ["--watch", "--interval", "0.1"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60, check=False
+        )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "Exception ignored" not in done.stderr, done.stderr
+    assert "could not write its output" in done.stderr, done.stderr
+    assert "No space left on device" in done.stderr, done.stderr

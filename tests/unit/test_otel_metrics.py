@@ -11,6 +11,7 @@ import ast
 import gc
 import gzip
 import inspect
+import logging
 import re
 import threading
 import weakref
@@ -637,6 +638,56 @@ def test_executor_refuses_a_meter_provider_of_the_wrong_type(registry: ToolRegis
     """A ``meter_provider`` without ``get_meter`` is refused at construction."""
     with pytest.raises(TypeError, match="meter_provider"):
         Executor(registry, register_prometheus=False, meter_provider=object())  # type: ignore[arg-type]
+
+
+class _FaultyProvider(otel_metrics_api.MeterProvider):
+    """A meter provider that fails where it is asked for its meter (or, with ``at``, when an
+    instrument is created)."""
+
+    def __init__(self, at: str) -> None:
+        self.at = at
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        if self.at == "get_meter":
+            raise RuntimeError("the meter provider is broken")
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("the meter cannot create instruments")
+
+        return SimpleNamespace(
+            create_histogram=broken,
+            create_observable_counter=broken,
+            create_observable_up_down_counter=broken,
+        )
+
+
+@pytest.mark.parametrize("at", ["get_meter", "create_instrument"])
+@pytest.mark.parametrize("how", ["argument", "global"])
+def test_an_executor_whose_meter_provider_fails_runs_its_tasks(
+    monkeypatch: pytest.MonkeyPatch,
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+    at: str,
+    how: str,
+) -> None:
+    """A meter provider that raises (given, or installed globally) costs the executor its
+    OpenTelemetry metrics, not its life: construction succeeds with one warning naming the
+    fault, and tasks run."""
+    provider = _FaultyProvider(at)
+    options: dict[str, Any] = {}
+    if how == "argument":
+        options["meter_provider"] = provider
+    else:
+        monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", provider)
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        executor = Executor(registry, store=MetricStore(), register_prometheus=False, **options)
+    with executor:
+        assert executor.execute_task(make_task("echo"), context).success
+    warnings = [r for r in caplog.records if "OpenTelemetry metrics" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "RuntimeError" in warnings[0].getMessage()
 
 
 def test_executor_follows_a_global_sdk_provider(

@@ -73,6 +73,8 @@ def test_an_awaiting_call_without_an_asyncio_loop_fails_saying_what_to_do(
         assert "execute_task" in str(result.error), result.error
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
         assert executor.get_running_tasks() == []
+        if call == "execute_with_retry_async":
+            assert result.metadata["retries"] == 0  # (as every result of a retry call says)
     finally:
         executor.shutdown()
 

@@ -373,3 +373,102 @@ def test_a_cancellation_arriving_with_the_stop_of_a_wait_is_not_lost() -> None:
             await waiting
 
     asyncio.run(main())
+
+
+# -- shutdown() while a call waits between attempts -----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_shutdown_during_the_wait_ends_the_call_with_the_failure_at_hand(
+    make_executor: Any, make_task: Any, context: Context, calls: list[Any], mode: str
+) -> None:
+    """shutdown() while a call waits 30 s before its retry: the call comes back at once with
+    the tool's own failure (retry_shutdown), runs no further attempt and counts no retry."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+    announced = threading.Event()
+    returned: list[Any] = []
+
+    def call() -> None:
+        task = make_task("fail")
+        options: dict[str, Any] = {
+            "max_retries": 3,
+            "retry_delay": 30,
+            "on_retry": lambda details: announced.set(),
+        }
+        if mode == "blocking":
+            returned.append(executor.execute_with_retry(task, context, **options))
+        else:
+            awaited = executor.execute_with_retry_async(task, context, **options)
+            returned.append(asyncio.run(awaited))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    assert announced.wait(10)
+    executor.shutdown()
+    caller.join(10)
+    assert not caller.is_alive(), "the call kept waiting after shutdown()"
+    (result,) = returned
+    assert not result.success
+    assert result.error == "disk full: /var/data"  # the tool's failure, not a refusal
+    assert result.metadata["retry_shutdown"] is True
+    assert result.metadata["retries"] == 0
+    assert [name for name, _ in calls] == ["fail"]
+    (row,) = [row for row in store.aggregates().tools if row.tool == "fail"]
+    assert row.retries == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("stop", ["cancel_task", "shutdown"])
+def test_a_retry_call_stranded_on_a_closed_loop_does_not_make_cancel_or_shutdown_raise(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    stop: str,
+) -> None:
+    """An execute_with_retry_async call left waiting on an event loop closed under it: waking
+    it cannot reach the loop, and cancel_task (True) and shutdown() return instead of raising
+    "Event loop is closed"."""
+    executor = make_executor()
+    task = make_task("fail")
+    loop = asyncio.new_event_loop()
+    announced = asyncio.Event()
+
+    async def call() -> None:
+        await executor.execute_with_retry_async(
+            task, context, max_retries=3, retry_delay=30, on_retry=lambda d: announced.set()
+        )
+
+    stranded = loop.create_task(call())
+    loop.run_until_complete(asyncio.wait_for(announced.wait(), 10))
+    for _ in range(3):  # (into its wait)
+        loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    if stop == "cancel_task":
+        assert executor.cancel_task(task.id) is True
+    else:
+        executor.shutdown()
+    del stranded
+
+
+# -- every result of a retry call says how many retries ran ----------------------------------
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize(
+    "options",
+    [{"max_retries": -1}, {"retry_delay": float("nan")}, {"jitter": 2}, {"timeout": "5"}],
+    ids=["max_retries", "retry_delay", "jitter", "timeout"],
+)
+def test_a_call_refused_for_its_options_still_says_no_retry_ran(
+    executor: Executor, make_task: Any, context: Context, options: dict[str, Any], mode: str
+) -> None:
+    """A retry call refused before any attempt (an option out of range) is a rejected result
+    with metadata["retries"] == 0, as every result of execute_with_retry is."""
+    task = make_task("echo", text="x")
+    if mode == "blocking":
+        result = executor.execute_with_retry(task, context, **options)
+    else:
+        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["retries"] == 0

@@ -244,7 +244,17 @@ class Executor(Generic[_RegistryT]):
         if meter_provider is not None or global_meter_provider() is not None:
             from laios.execution.otel_metrics import instrument_metrics
 
-            instrument_metrics(store, meter_provider=meter_provider)
+            try:
+                instrument_metrics(store, meter_provider=meter_provider)
+            except Exception as exc:  # (its type was checked above: the provider is faulty)
+                _log.warning(
+                    "the meter provider raised %s while laios set up its instruments; this "
+                    "executor runs without OpenTelemetry metrics (the store, Prometheus and "
+                    "traces are unaffected). Fix the provider, then call "
+                    "laios.execution.otel_metrics.instrument_metrics(executor.store)",
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
 
     # -- properties ------------------------------------------------------------------------
 
@@ -445,11 +455,11 @@ class Executor(Generic[_RegistryT]):
                 on_retry,
             )
         except Exception as exc:
-            return rejected_result(task, exc)
+            return _no_retry_ran(rejected_result(task, exc))
         try:
             return retry_blocking(engine, task, context, policy, timeout, on_progress, on_retry)
         except Exception as exc:
-            return engine.internal_error(task, exc, None)
+            return _no_retry_ran(engine.internal_error(task, exc, None))
 
     async def execute_with_retry_async(
         self,
@@ -487,13 +497,13 @@ class Executor(Generic[_RegistryT]):
                 on_retry,
             )
         except Exception as exc:
-            return rejected_result(task, exc)
+            return _no_retry_ran(rejected_result(task, exc))
         try:
             return await retry_awaiting(
                 engine, task, context, policy, timeout, on_progress, on_retry
             )
         except Exception as exc:
-            return engine.internal_error(task, exc, None)
+            return _no_retry_ran(engine.internal_error(task, exc, None))
 
     def _checked_retry(
         self,
@@ -570,6 +580,13 @@ class Executor(Generic[_RegistryT]):
         loop: ``await asyncio.to_thread(executor.shutdown)``.
         """
         self._engine.shutdown(wait)
+
+
+def _no_retry_ran(result: TaskResult) -> TaskResult:
+    """A retry call's result that no attempt made (its options refused, or the executor
+    failed): like every result of the call, it says how many retries ran."""
+    result.metadata.setdefault("retries", 0)
+    return result
 
 
 def _retry_policy(

@@ -26,7 +26,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -146,6 +146,16 @@ def check_call(task: Any, on_progress: Any) -> None:
         plain_callable("on_progress", "(event, data)", on_progress)
 
 
+class BetweenAttempts(Protocol):
+    """A retry loop between two attempts (``retrying.RetryRun``), as the engine reaches it."""
+
+    def cancel(self) -> None:
+        """``cancel_task``: no further attempt; end the wait if one is under way."""
+
+    def stop_waiting(self) -> None:
+        """``shutdown()``: end the wait if one is under way."""
+
+
 class Engine:
     """The machinery behind one ``Executor`` (which is a thin, validating facade over it).
 
@@ -200,9 +210,9 @@ class Engine:
         self.closed = False
         self.lock = self.env.lock
         self.pending_cancels: OrderedDict[str, None] = OrderedDict()
-        #: Retry loops between attempts, by task id (several calls may share one): calling one
-        #: of the values stops that loop's wait.
-        self.retrying: dict[str, list[Callable[[], object]]] = {}
+        #: Retry loops between attempts, by task id (several calls may share one): ``cancel_task``
+        #: stops them, ``shutdown()`` ends their waits.
+        self.retrying: dict[str, list[BetweenAttempts]] = {}
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -722,8 +732,8 @@ class Engine:
                 self.pending_cancels[task_id] = None
                 if len(self.pending_cancels) > MAX_PENDING_CANCELS:
                     self.pending_cancels.popitem(last=False)
-        for stop_retry in stop_retries:
-            stop_retry()  # stops a retry loop between attempts (every one with this id)
+        for retry_run in stop_retries:
+            retry_run.cancel()  # stops a retry loop between attempts (every one with this id)
         if not active:
             return True
         registered = False
@@ -740,6 +750,10 @@ class Engine:
         still in flight (see :meth:`awaited_here`).
         """
         self.closed = True
+        with self.lock:  # (a retry loop registering after this sees ``closed``)
+            between_attempts = [run for runs in self.retrying.values() for run in runs]
+        for retry_run in between_attempts:
+            retry_run.stop_waiting()  # no further attempt: the call returns its last failure
         self.end_stranded()
         if wait and self.on_own_thread():
             wait = False

@@ -9,13 +9,13 @@ each a task span under the retry span carrying ``laios.retry.attempt`` (1 for th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -77,13 +77,14 @@ class RetryRun:
         self.retries = 0
         self.stopped_by_deadline = False
         self.stopped_by_cancel = False
+        self.stopped_by_shutdown = False
         self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
         self.span_outcome: dict[str, Any] = {}
         self.span_error: str | None = None
-        self.stop: Callable[[], None] | None = None  # what engine.retrying holds for the call
+        self.listening = False  # held in engine.retrying (cancel_task and shutdown() reach it)
         self.wake: Callable[[], object] | None = None  # ends the driver's wait
         tracing = engine.tracing
         if tracing.known_enabled or tracing.enabled:
@@ -115,7 +116,7 @@ class RetryRun:
         """Attributes of the next attempt's span."""
         return {"laios.retry.attempt": self.retries + 1} if self.span is not None else None
 
-    @contextmanager
+    @contextlib.contextmanager
     def under_span(self) -> Iterator[None]:
         """Make the retry span current for an attempt."""
         if self.span is None:
@@ -211,8 +212,18 @@ class RetryRun:
                 )
             self.engine.store.count_error(self._slot(), "callback_error")
 
+    def may_wait(self) -> bool:
+        """Whether to wait before the next attempt: not once ``cancel_task`` or ``shutdown()``
+        has stopped the call (:meth:`after_wait` then ends it)."""
+        return not self.cancelled and not self.engine.closed
+
     def after_wait(self) -> bool:
         """Whether to make the next attempt after the wait (and count the retry if so)."""
+        if self.engine.closed and not self.cancelled:
+            # shutdown() before or during the wait: the attempt would only be refused
+            # (``shutdown``), so the call ends with the failure at hand, no retry counted
+            self.stopped_by_shutdown = True
+            return False
         if self.cancelled:
             # cancel_task between the attempts (retry_if, on_retry, the wait): no further one
             self.stopped_by_cancel = True
@@ -245,6 +256,8 @@ class RetryRun:
             result.metadata["retry_deadline_exceeded"] = True
         if self.stopped_by_cancel:
             result.metadata["retry_cancelled"] = True
+        if self.stopped_by_shutdown:
+            result.metadata["retry_shutdown"] = True
         if self.span is not None:  # recorded by end(), which ends the span
             self.span_outcome["laios.retry.attempts"] = retries + 1
             if not result.success:
@@ -266,32 +279,38 @@ class RetryRun:
             self.span_error = f"failed after {attempts} attempt(s): cancelled"
 
     def stop_on_cancel(self, wake: Callable[[], object]) -> None:
-        """From now on, have ``cancel_task(task.id)`` stop the retries (and call ``wake`` to
-        end a wait). Called once the first attempt has failed with retries left, before
-        ``retry_if`` and the ``on_retry`` hook run, so that a cancel from either, or from
-        anywhere while the call is between attempts, is registered (``True``) and stops it;
-        most calls succeed at once and never need to listen."""
+        """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
+        them (both call ``wake`` to end a wait). Called once the first attempt has failed with
+        retries left, before ``retry_if`` and the ``on_retry`` hook run, so that a cancel from
+        either, or from anywhere while the call is between attempts, is registered (``True``)
+        and stops it; most calls succeed at once and never need to listen."""
         self.wake = wake
-        self.stop = stop = self._cancel
+        self.listening = True
         with self.engine.lock:
-            self.engine.retrying.setdefault(self.task.id, []).append(stop)
+            self.engine.retrying.setdefault(self.task.id, []).append(self)
 
-    def _cancel(self) -> None:
+    def cancel(self) -> None:
         """``cancel_task(task.id)``: no further attempt; end the wait if one is under way."""
         self.cancelled = True
+        self.stop_waiting()
+
+    def stop_waiting(self) -> None:
+        """End the wait if one is under way (``shutdown()``: :meth:`after_wait` then finds the
+        executor closed)."""
         wake = self.wake
         if wake is not None:
-            wake()
+            with contextlib.suppress(RuntimeError):  # (the caller's event loop is closed)
+                wake()
 
     def end(self) -> None:
         """Stop listening for ``cancel_task`` and end the retry span (in ``finally``)."""
-        if self.stop is not None:
+        if self.listening:
             engine = self.engine
             with engine.lock:
-                stops = engine.retrying.get(self.task.id)
-                if stops is not None and self.stop in stops:
-                    stops.remove(self.stop)
-                    if not stops:
+                runs = engine.retrying.get(self.task.id)
+                if runs is not None and self in runs:
+                    runs.remove(self)
+                    if not runs:
                         del engine.retrying[self.task.id]
         if self.span is not None:
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
@@ -352,7 +371,7 @@ def retry_blocking(
             delay = run.delay_before_next(result)
             if delay is None:
                 break
-            if not run.cancelled:
+            if run.may_wait():
                 retry.sleep(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
@@ -379,7 +398,9 @@ async def retry_awaiting(
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
+        refused = rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
+        refused.metadata["retries"] = 0
+        return refused
     secrets_before = secret_values_before_run(
         task.parameters, engine.registry.get_tool(task.tool_name)
     )
@@ -404,7 +425,7 @@ async def retry_awaiting(
             delay = run.delay_before_next(result)
             if delay is None:
                 break
-            if not run.cancelled:
+            if run.may_wait():
                 await retry.sleep_async(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
