@@ -44,6 +44,7 @@ from laios.execution._aggregates import (
 from laios.execution._checks import check_listener
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
+from laios.execution._logs import WarningLimiter
 from laios.execution._records import (
     MAX_ID_CHARS,
     MAX_TEXT,
@@ -76,6 +77,9 @@ __all__ = [
 
 _log = logging.getLogger("laios.execution.store")
 
+#: Seconds between two logs of one store listener's failures (the ones between are counted and
+#: the next log says how many): a listener runs on every task's path.
+LISTENER_ERROR_INTERVAL = 60.0
 #: Most checkpoints kept on one task record; later ones are counted but not kept.
 MAX_CHECKPOINTS_PER_TASK = 256
 #: Most progress updates kept per task id.
@@ -427,6 +431,8 @@ class MetricStore:
         self._scopes: weakref.WeakSet[RecordScope] = weakref.WeakSet()
         self._progress_listeners: list[ProgressListener] = []
         self._finish_listeners: list[FinishListener] = []  # replaced, never changed in place
+        #: One log of a listener's failures a minute, per listener: it runs on every task.
+        self._listener_errors = WarningLimiter(LISTENER_ERROR_INTERVAL)
         self._custom: OrderedDict[str, _CustomSamples] = OrderedDict()
         self._custom_totals = self._counts.custom
         self._failures: deque[_Failure] = deque(maxlen=MAX_RECENT_FAILURES)
@@ -750,16 +756,34 @@ class MetricStore:
         for listener in self._finish_listeners:
             try:
                 listener(event)
-            except Exception:
-                _log.exception("finish listener %r raised; it was skipped", listener)
+            except Exception as exc:
+                self._listener_failed("finish", listener, exc, [])
+
+    def _listener_failed(
+        self, kind: str, listener: object, exc: Exception, secrets: list[str]
+    ) -> None:
+        """Log a listener's exception with its traceback (scrubbed of ``secrets``), at most
+        once a minute per listener, saying how many failures were held back since."""
+        held_back = self._listener_errors.should_log(f"{kind}:{id(listener)}")
+        if held_back is None:
+            return
+        message = (
+            f"{kind} listener %r raised; it was skipped (logged at most once a minute per "
+            "listener; %d more failures of it since the last log)"
+        )
+        if not secrets:
+            _log.error(message, listener, held_back, exc_info=exc)
+        else:
+            _log.error(message + "\n%s", listener, held_back, scrubbed_traceback(exc, secrets))
 
     def add_finish_listener(self, listener: FinishListener) -> None:
         """Call ``listener`` with a :class:`FinishedTask` at the end of every task from now on.
 
         It is called once per task, on the thread that recorded the outcome, after the store's
         lock is released, so it must be quick (the OpenTelemetry histograms of
-        :mod:`laios.execution.otel_metrics` record there). An exception it raises is logged and
-        skipped. While no listener is added, the seam costs one check per task.
+        :mod:`laios.execution.otel_metrics` record there). An exception it raises is logged
+        (at most once a minute per listener) and skipped. While no listener is added, the
+        seam costs one check per task.
 
         Raises:
             TypeError: When ``listener`` is not a plain callable (an async function's
@@ -920,14 +944,7 @@ class MetricStore:
             except Exception as exc:
                 # The update's details are the tool's own: its exception may quote a secret.
                 secrets = rec.parameter_secrets() if rec is not None else []
-                if not secrets:
-                    _log.exception("progress listener %r raised; it was skipped", listener)
-                    continue
-                _log.error(
-                    "progress listener %r raised; it was skipped\n%s",
-                    listener,
-                    scrubbed_traceback(exc, secrets),
-                )
+                self._listener_failed("progress", listener, exc, secrets)
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""
