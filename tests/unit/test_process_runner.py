@@ -287,6 +287,31 @@ def test_a_tool_that_closes_its_workers_pipe_is_told_so(
     assert run_pid(executor, task, context) != before
 
 
+@pytest.mark.parametrize("kind", ["file", "socketpair"])
+def test_a_tool_that_puts_its_own_file_in_place_of_its_workers_pipe_is_told_so(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+    kind: str,
+) -> None:
+    """A tool that closes its worker's pipe to the caller, then opens a file (or sockets)
+    that takes the pipe's descriptor number, fails with the closed-pipe error; the worker
+    writes nothing into the tool's file, and the pool keeps serving."""
+    executor = make()
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("replaces_its_pipe", box=box, kind=kind), context, timeout=WAIT
+    )
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "worker_crashed"
+    assert "closed the worker's end of the pipe" in (result.error or ""), result.error
+    if kind == "file":
+        assert (Path(box) / "taken").read_bytes() == b""
+    assert gone(before)
+    assert run_pid(executor, task, context) != before
+
+
 def test_a_process_a_tool_forks_never_answers_for_its_worker(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
