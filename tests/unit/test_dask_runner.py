@@ -239,6 +239,55 @@ def test_an_unreachable_scheduler_is_a_clear_error_at_construction() -> None:
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("n_workers", 1025),
+        ("n_workers", 10**19),
+        ("threads_per_worker", 1025),
+        ("threads_per_worker", 10**19),
+    ],
+)
+def test_a_local_cluster_past_the_bound_is_refused_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: int
+) -> None:
+    """``n_workers`` or ``threads_per_worker`` past 1,024 (processes each: Dask workers, or
+    the tool processes of each) is refused at the call, naming the option and the range;
+    no local cluster is started (``n_workers=10**19`` tried to start that many workers)."""
+    started: list[dict[str, Any]] = []
+
+    def no_cluster(**options: Any) -> Any:
+        started.append(options)
+        raise RuntimeError("a local cluster was started")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    with pytest.raises(ValueError, match=rf"^{name} must be a whole number from 1 to 1024"):
+        DaskRunner(**{name: value})
+    assert started == []
+
+
+def test_a_worker_with_more_threads_than_the_bound_runs_its_calls(tools: ToolRegistry) -> None:
+    """On a cluster of one's own whose worker has more threads than a process runner may
+    have worker processes (1,024), the worker's tool processes are capped at that bound
+    instead of its first call failing."""
+    import dask
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1500, processes=True, dashboard_address=":0"
+        )
+    client = distributed.Client(cluster)
+    runner = DaskRunner(client=client)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.success, result.error
+    finally:
+        executor.shutdown(wait=True)
+        client.close()
+        cluster.close()
+
+
 def test_a_worker_killed_mid_task_leaves_exactly_one_outcome(
     make: Callable[..., Executor], client: Any, tmp_path: Any
 ) -> None:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from laios._compat.dask import forget_topic, task_released
-from laios.execution._checks import positive_int
+from laios.execution._checks import MOST_PROCESSES, process_count
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -182,7 +182,10 @@ def _state(worker: Any, setup: bytes) -> _WorkerState:
     with _STATE_LOCK:
         if _STATE is None:
             initializer, initargs = pickle.loads(setup)
-            _STATE = _WorkerState(max(int(worker.state.nthreads), 1), initializer, initargs)
+            # (A worker of a cluster of one's own may have more threads than a process
+            # runner may have processes: its calls past the bound wait for one.)
+            processes = min(max(int(worker.state.nthreads), 1), MOST_PROCESSES)
+            _STATE = _WorkerState(processes, initializer, initargs)
         return _STATE
 
 
@@ -495,8 +498,10 @@ class DaskRunner:
         address: The scheduler to use (``"tcp://host:8786"``), left running at shutdown.
             ``None``: start a ``LocalCluster`` of worker processes, closed at shutdown.
         client: An existing ``distributed.Client`` to use instead (left open at shutdown).
-        n_workers: Worker processes of the local cluster.
-        threads_per_worker: Threads (and tool processes) per worker of the local cluster.
+        n_workers: Worker processes of the local cluster (started at construction), from 1
+            to 1,024.
+        threads_per_worker: Threads (and tool processes) per worker of the local cluster,
+            from 1 to 1,024.
         connect_timeout: Seconds to wait for the scheduler at construction (for its answer
             to Dask's handshake, then for the client to connect).
         worker_initializer: Called once in each tool process on the workers (set up an
@@ -506,7 +511,8 @@ class DaskRunner:
     Raises:
         ImportError: When Dask's ``distributed`` is not installed.
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
-        ValueError: When a number is out of range, or both ``address`` and ``client`` are
+        ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
+            not a whole number from 1 to 1,024), or both ``address`` and ``client`` are
             given.
         TypeError: When ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable, or it or ``worker_initargs`` cannot be pickled.
@@ -535,8 +541,8 @@ class DaskRunner:
             raise ImportError(
                 "DaskRunner needs Dask's distributed package: pip install 'laios[dask]'"
             ) from exc
-        positive_int("n_workers", n_workers)
-        positive_int("threads_per_worker", threads_per_worker)
+        process_count("n_workers", n_workers)
+        process_count("threads_per_worker", threads_per_worker)
         if (
             isinstance(connect_timeout, bool)
             or not isinstance(connect_timeout, (int, float))
