@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import process_tools
@@ -1043,3 +1044,42 @@ def test_a_value_that_cannot_be_pickled_keeps_no_part_of_a_secret_it_quotes(
     model) before the description is cut: no slice of the key reaches the spans or result."""
     slices = process_tools.key_slices_left(make, task(tool, **{name: KEY}), CONTEXT, WAIT)
     assert slices == []
+
+
+def test_a_kill_that_reaches_a_fresh_worker_before_its_call_is_remembered(
+    tools: ToolRegistry, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call given up before it started has its kill sent to every worker (``kill_calls``),
+    and may reach one before the call does. On a worker that had run no call yet, the kill
+    was dropped, and the call then ran to its end; it is now remembered there too, and the
+    call never reaches its tool."""
+    import dask
+
+    from laios.execution._runners import dask as dask_module
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    client = distributed.Client(cluster)
+    runner = DaskRunner(client=client)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    # The call's key, known before it is sent, so that its kill can go first.
+    monkeypatch.setattr(
+        dask_module, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex="given-up"))
+    )
+    monkeypatch.setattr(dask_module, "OUTCOME_GRACE", 1.0)
+    try:
+        # What the runner sends for a call given up before it started (see _send_stops).
+        client.run(dask_module.kill_calls, ["laios-stamp_and_sleep-given-up"])
+        result = executor.execute_task(
+            task("stamp_and_sleep", box=str(tmp_path), stamp="started", seconds=3.0),
+            CONTEXT,
+            timeout=WAIT,
+        )
+        assert not (tmp_path / "started").exists(), "the killed call ran its tool"
+        assert not result.success
+    finally:
+        executor.shutdown(wait=True)
+        client.close()
+        cluster.close()

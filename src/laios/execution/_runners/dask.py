@@ -167,12 +167,25 @@ class _WorkerState:
         self.runner = ProcessRunner(processes, initializer=initializer, initargs=initargs)
         self.lock = threading.Lock()
         self.running: dict[str, _WorkerCall] = {}
-        #: Keys killed before they started here (the oldest forgotten past MAX_KILLED_KEYS).
-        self.killed: OrderedDict[str, None] = OrderedDict()
+        #: Keys killed before they started here (the oldest forgotten past MAX_KILLED_KEYS),
+        #: the kills that came before this worker's first call among them.
+        self.killed: OrderedDict[str, None] = _KILLED_BEFORE_SETUP.copy()
+        _KILLED_BEFORE_SETUP.clear()
 
 
 _STATE: _WorkerState | None = None
 _STATE_LOCK = threading.Lock()
+#: Keys killed on this worker before its first call set up its state (under ``_STATE_LOCK``):
+#: a kill a caller sends everywhere may come before the call it stops.
+_KILLED_BEFORE_SETUP: OrderedDict[str, None] = OrderedDict()
+
+
+def _remember_killed(killed: OrderedDict[str, None], key: str) -> None:
+    """Keep ``key`` as killed before it started, forgetting the oldest past
+    ``MAX_KILLED_KEYS`` (a kill goes to every worker, and only one ever runs its call)."""
+    killed[key] = None
+    if len(killed) > MAX_KILLED_KEYS:
+        killed.popitem(last=False)
 
 
 def _state(worker: Any, setup: bytes) -> _WorkerState:
@@ -425,21 +438,22 @@ def _daemonic_worker() -> RawOutcome:
 
 async def kill_calls(keys: list[str]) -> None:
     """Kill the calls ``keys`` that this Dask worker runs, and keep the others from starting
-    here: what a caller gave up at once (a batch past its timeout) travels as one message.
+    here (also when no call ran here yet): what a caller gave up at once (a batch past its
+    timeout) travels as one message.
 
     A coroutine function: ``Client.run`` sends it without waiting for an answer only then.
     """
     with _STATE_LOCK:
         state = _STATE
-    if state is None:
-        return
+        if state is None:  # no call ran here yet: remembered for the first one
+            for key in keys:
+                _remember_killed(_KILLED_BEFORE_SETUP, key)
+            return
     for key in keys:
         with state.lock:
             this = state.running.get(key)
             if this is None:
-                state.killed[key] = None
-                if len(state.killed) > MAX_KILLED_KEYS:
-                    state.killed.popitem(last=False)
+                _remember_killed(state.killed, key)
                 continue
             this.killed = True
             handle = this.handle
