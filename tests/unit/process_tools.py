@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -173,6 +174,27 @@ class ClosesDescriptors(BaseTool):
         os.closerange(3, 65536)
         time.sleep(kwargs.get("seconds", 0.0))
         return "closed"
+
+
+class ReplacesItsPipe(BaseTool):
+    name = "replaces_its_pipe"
+    description = (
+        "Closes every file descriptor above 2 (the worker's pipe to the caller among them), "
+        "then opens ``kind`` (the file ``taken`` in ``box``, or socket pairs) until every "
+        "descriptor up to 64 is taken again, and returns leaving them open."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        os.closerange(3, 65536)
+        opened: list[int] = []
+        while not opened or max(opened) < 64:
+            if kwargs["kind"] == "file":
+                path = os.path.join(kwargs["box"], "taken")
+                opened.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND))
+            else:
+                first, second = socket.socketpair()
+                opened += [first.detach(), second.detach()]
+        return "replaced"
 
 
 class Progress(BaseTool):
@@ -511,6 +533,7 @@ TOOLS = (
     LeavesAChild,
     BusyChild,
     ClosesDescriptors,
+    ReplacesItsPipe,
     Progress,
     ReturnsLambda,
     RaisesUnpicklable,

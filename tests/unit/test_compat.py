@@ -6,6 +6,8 @@ upgrade changes the shape it reads), and each fallback must give the same answer
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
 from datetime import datetime, timezone
 
 import pytest
@@ -15,6 +17,7 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from laios._compat import otel
 from laios._compat import pydantic as fast_pydantic
+from laios._compat.asyncio import suspended_async_generators
 from laios.core.types import Task, TaskResult, TaskStatus
 
 
@@ -38,6 +41,28 @@ def test_pydantic_still_has_the_slots_results_are_built_through() -> None:
     """pydantic's ``BaseModel`` still has the slot descriptors the fast construction writes:
     when this fails, every result is built through ``model_construct`` (slower)."""
     assert fast_pydantic.FAST_CONSTRUCT
+
+
+def test_asyncio_still_keeps_a_loops_async_generators_where_they_are_named() -> None:
+    """asyncio's loop still keeps the async generators it will close in ``_asyncgens``: when
+    this fails, the warning about a generator that did not close at a loop thread's stop no
+    longer names it (the generators are still closed)."""
+
+    async def items() -> AsyncGenerator[int, None]:
+        yield 1
+
+    async def start() -> AsyncGenerator[int, None]:
+        generator = items()
+        await generator.__anext__()
+        return generator
+
+    loop = asyncio.new_event_loop()
+    try:
+        generator = loop.run_until_complete(start())
+        assert suspended_async_generators(loop) == [generator]
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import process_tools
@@ -237,6 +238,55 @@ def test_an_unreachable_scheduler_is_a_clear_error_at_construction() -> None:
     with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler"):
         DaskRunner("tcp://127.0.0.1:9", connect_timeout=2)
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("n_workers", 1025),
+        ("n_workers", 10**19),
+        ("threads_per_worker", 1025),
+        ("threads_per_worker", 10**19),
+    ],
+)
+def test_a_local_cluster_past_the_bound_is_refused_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: int
+) -> None:
+    """``n_workers`` or ``threads_per_worker`` past 1,024 (processes each: Dask workers, or
+    the tool processes of each) is refused at the call, naming the option and the range;
+    no local cluster is started (``n_workers=10**19`` tried to start that many workers)."""
+    started: list[dict[str, Any]] = []
+
+    def no_cluster(**options: Any) -> Any:
+        started.append(options)
+        raise RuntimeError("a local cluster was started")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    with pytest.raises(ValueError, match=rf"^{name} must be a whole number from 1 to 1024"):
+        DaskRunner(**{name: value})
+    assert started == []
+
+
+def test_a_worker_with_more_threads_than_the_bound_runs_its_calls(tools: ToolRegistry) -> None:
+    """On a cluster of one's own whose worker has more threads than a process runner may
+    have worker processes (1,024), the worker's tool processes are capped at that bound
+    instead of its first call failing."""
+    import dask
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1500, processes=True, dashboard_address=":0"
+        )
+    client = distributed.Client(cluster)
+    runner = DaskRunner(client=client)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.success, result.error
+    finally:
+        executor.shutdown(wait=True)
+        client.close()
+        cluster.close()
 
 
 def test_a_worker_killed_mid_task_leaves_exactly_one_outcome(
@@ -994,3 +1044,42 @@ def test_a_value_that_cannot_be_pickled_keeps_no_part_of_a_secret_it_quotes(
     model) before the description is cut: no slice of the key reaches the spans or result."""
     slices = process_tools.key_slices_left(make, task(tool, **{name: KEY}), CONTEXT, WAIT)
     assert slices == []
+
+
+def test_a_kill_that_reaches_a_fresh_worker_before_its_call_is_remembered(
+    tools: ToolRegistry, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call given up before it started has its kill sent to every worker (``kill_calls``),
+    and may reach one before the call does. On a worker that had run no call yet, the kill
+    was dropped, and the call then ran to its end; it is now remembered there too, and the
+    call never reaches its tool."""
+    import dask
+
+    from laios.execution._runners import dask as dask_module
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        cluster = distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    client = distributed.Client(cluster)
+    runner = DaskRunner(client=client)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    # The call's key, known before it is sent, so that its kill can go first.
+    monkeypatch.setattr(
+        dask_module, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex="given-up"))
+    )
+    monkeypatch.setattr(dask_module, "OUTCOME_GRACE", 1.0)
+    try:
+        # What the runner sends for a call given up before it started (see _send_stops).
+        client.run(dask_module.kill_calls, ["laios-stamp_and_sleep-given-up"])
+        result = executor.execute_task(
+            task("stamp_and_sleep", box=str(tmp_path), stamp="started", seconds=3.0),
+            CONTEXT,
+            timeout=WAIT,
+        )
+        assert not (tmp_path / "started").exists(), "the killed call ran its tool"
+        assert not result.success
+    finally:
+        executor.shutdown(wait=True)
+        client.close()
+        cluster.close()

@@ -72,6 +72,39 @@ class Stubborn(AsyncBaseTool):
         return "carried on"
 
 
+class LeavesAGenerator(AsyncBaseTool):
+    """Takes the first item of an async generator and keeps the generator, suspended at its
+    ``yield``, past its return; the generator's ``finally`` awaits (closing it needs the loop)
+    before it says it ran. With ``stubborn``, that ``finally`` swallows every cancellation
+    and never ends."""
+
+    name = "leaves_a_generator"
+    description = "Leaves an async generator suspended."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = threading.Event()
+        self.closing = threading.Event()
+        self.kept: list[Any] = []
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        generator = self._items(kwargs.get("stubborn", False))
+        self.kept.append(generator)
+        return await generator.__anext__()
+
+    async def _items(self, stubborn: bool) -> Any:
+        try:
+            yield "first"
+            yield "second"
+        finally:
+            self.closing.set()
+            while stubborn:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
+            self.closed.set()
+
+
 @pytest.fixture(autouse=True)
 def _short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     """A short grace before a cancelled tool counts as left running (the default is 1 s), and
@@ -146,3 +179,45 @@ def test_shutdown_drops_a_tool_left_running_with_a_warning_not_an_asyncio_error(
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert len(dropped) == 1
     assert "stubborn" in dropped[0]
+
+
+def test_shutdown_closes_an_async_generator_a_tool_left_suspended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An async generator a tool left suspended at a ``yield`` is closed as the loop stops
+    (``loop.shutdown_asyncgens()``, as at the end of ``asyncio.run``): its ``finally`` runs to
+    its end, awaits included; nothing is logged."""
+    tool = LeavesAGenerator()
+    executor = _executor(tool)
+    result = executor.execute_task(_task("leaves_a_generator"), CONTEXT)
+    assert result.output == "first", result.error
+    with caplog.at_level(logging.WARNING):
+        executor.shutdown(wait=True)
+        assert tool.closed.is_set()
+        tool.kept.clear()
+        gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_shutdown_does_not_wait_for_ever_for_an_async_generator_that_will_not_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An async generator whose ``finally`` never ends (it swallows every cancellation) holds
+    the shutdown for the grace only; it is then dropped with one warning saying so."""
+    tool = LeavesAGenerator()
+    executor = _executor(tool)
+    task = Task(
+        plan_id="p", description="d", tool_name="leaves_a_generator", parameters={"stubborn": True}
+    )
+    assert executor.execute_task(task, CONTEXT).output == "first"
+    with caplog.at_level(logging.WARNING):
+        started = time.monotonic()
+        executor.shutdown(wait=True)
+        assert time.monotonic() - started < WAIT
+        assert tool.closing.is_set()
+        assert not tool.closed.is_set()
+        tool.kept.clear()
+        gc.collect()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "async generator" in warnings[0]

@@ -148,6 +148,27 @@ def test_bad_options_are_refused_at_construction(options: dict[str, Any], error:
         ProcessRunner(**arguments)
 
 
+@pytest.mark.parametrize("max_workers", [1025, 10**19, 10**400], ids=["1025", "10**19", "10**400"])
+def test_more_worker_processes_than_the_bound_are_refused_with_the_range(
+    max_workers: int,
+) -> None:
+    """``max_workers`` past 1,024 (each a process the runner may start) is refused at the call,
+    the option and the allowed range named, instead of starting a process per call of a
+    large batch until the system refuses."""
+    with pytest.raises(ValueError, match=r"^max_workers must be a whole number from 1 to 1024"):
+        ProcessRunner(max_workers)
+
+
+def test_the_bound_itself_is_accepted_and_starts_nothing() -> None:
+    """``max_workers=1024`` is accepted; workers still start on demand only."""
+    runner = ProcessRunner(1024)
+    try:
+        assert runner.stats.workers == 1024
+        assert runner.worker_pids() == []
+    finally:
+        runner.terminate()
+
+
 @pytest.mark.parametrize("name", ["initargs", "preload"])
 @pytest.mark.parametrize("value", [None, 5, 2.5, object()], ids=lambda v: type(v).__name__)
 def test_initargs_or_preload_that_are_no_sequence_are_named_in_the_refusal(
@@ -283,6 +304,31 @@ def test_a_tool_that_closes_its_workers_pipe_is_told_so(
     assert "closed the worker's end of the pipe" in (result.error or ""), result.error
     assert "os.closerange" in (result.error or "")
     assert caller_cpu < 0.5, "the caller spun while the tool ran on"
+    assert gone(before)
+    assert run_pid(executor, task, context) != before
+
+
+@pytest.mark.parametrize("kind", ["file", "socketpair"])
+def test_a_tool_that_puts_its_own_file_in_place_of_its_workers_pipe_is_told_so(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+    kind: str,
+) -> None:
+    """A tool that closes its worker's pipe to the caller, then opens a file (or sockets)
+    that takes the pipe's descriptor number, fails with the closed-pipe error; the worker
+    writes nothing into the tool's file, and the pool keeps serving."""
+    executor = make()
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("replaces_its_pipe", box=box, kind=kind), context, timeout=WAIT
+    )
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "worker_crashed"
+    assert "closed the worker's end of the pipe" in (result.error or ""), result.error
+    if kind == "file":
+        assert (Path(box) / "taken").read_bytes() == b""
     assert gone(before)
     assert run_pid(executor, task, context) != before
 

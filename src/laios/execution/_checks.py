@@ -8,15 +8,23 @@ from typing import Any
 from laios._callables import is_coroutine_function
 
 __all__ = [
+    "MOST_PROCESSES",
     "as_float",
     "check_listener",
     "check_task_fields",
     "number_repr",
     "plain_callable",
     "positive_int",
+    "process_count",
     "require_task",
     "switch",
 ]
+
+
+#: The most worker processes one runner option may ask for (``ProcessRunner(max_workers)``,
+#: ``DaskRunner(n_workers, threads_per_worker)``): a count past it would have the runner start
+#: processes until the system refuses (a local Dask cluster starts its workers at once).
+MOST_PROCESSES = 1024
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -26,7 +34,22 @@ def positive_int(name: str, value: Any) -> int:
         ValueError: Naming ``name`` and the value given, otherwise.
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        raise ValueError(f"{name} must be a positive whole number, got {number_repr(value)}")
+    return value
+
+
+def process_count(name: str, value: Any) -> int:
+    """``value`` when it is a whole number from 1 to :data:`MOST_PROCESSES` (not a ``bool``):
+    a count of OS processes a runner starts.
+
+    Raises:
+        ValueError: Naming ``name``, the allowed range and the value given, otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MOST_PROCESSES:
+        raise ValueError(
+            f"{name} must be a whole number from 1 to {MOST_PROCESSES} (each is an OS process "
+            f"the runner starts), got {number_repr(value)}"
+        )
     return value
 
 

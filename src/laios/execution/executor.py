@@ -21,7 +21,7 @@ from typing_extensions import Self, TypeVar
 
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
-from laios.execution._checks import plain_callable, positive_int
+from laios.execution._checks import number_repr, plain_callable, positive_int
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._finalizing import finalize_elsewhere
@@ -166,7 +166,9 @@ class Executor(Generic[_RegistryT]):
         self.max_workers = positive_int("max_workers", max_workers)
         replacements = max_workers if replacement_threads is None else replacement_threads
         if isinstance(replacements, bool) or not isinstance(replacements, int) or replacements < 0:
-            raise ValueError(f"replacement_threads must be 0 or more, got {replacements!r}")
+            raise ValueError(
+                f"replacement_threads must be 0 or more, got {number_repr(replacements)}"
+            )
         if store is not None and not isinstance(store, MetricStore):
             raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
         if not isinstance(measure_cpu_time, bool):

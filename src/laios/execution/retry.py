@@ -138,9 +138,11 @@ class RetryPolicy:
             return amount
 
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise ValueError(f"max_retries must be a whole number, got {self.max_retries!r}")
+            raise ValueError(
+                f"max_retries must be a whole number, got {number_repr(self.max_retries)}"
+            )
         if self.max_retries < 0:
-            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
+            raise ValueError(f"max_retries must be 0 or more, got {number_repr(self.max_retries)}")
         if number("retry_delay", self.retry_delay) < 0:
             raise ValueError(f"retry_delay must be 0 or more seconds, got {self.retry_delay}")
         if number("backoff", self.backoff) < 1:

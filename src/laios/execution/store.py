@@ -41,7 +41,7 @@ from laios.execution._aggregates import (
     ToolSlot,
     ToolSnapshot,
 )
-from laios.execution._checks import check_listener
+from laios.execution._checks import check_listener, number_repr
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
@@ -398,7 +398,7 @@ class MetricStore:
             ("max_custom_metrics", max_custom_metrics),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ValueError(f"{name} must be a positive integer, got {number_repr(value)}")
         self.record_capacity = record_capacity
         self.max_tool_labels = max_tool_labels
         self.max_error_types = max_error_types
@@ -522,7 +522,9 @@ class MetricStore:
         if capacity is None:
             capacity = self.record_capacity
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"record capacity must be a positive integer, got {capacity!r}")
+            raise ValueError(
+                f"record capacity must be a positive integer, got {number_repr(capacity)}"
+            )
         scope = RecordScope(capacity, track_progress=track_progress)
         with self._lock:
             self._scopes.add(scope)

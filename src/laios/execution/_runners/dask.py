@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from laios._compat.dask import forget_topic, task_released
-from laios.execution._checks import positive_int
+from laios.execution._checks import MOST_PROCESSES, process_count
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -167,12 +167,25 @@ class _WorkerState:
         self.runner = ProcessRunner(processes, initializer=initializer, initargs=initargs)
         self.lock = threading.Lock()
         self.running: dict[str, _WorkerCall] = {}
-        #: Keys killed before they started here (the oldest forgotten past MAX_KILLED_KEYS).
-        self.killed: OrderedDict[str, None] = OrderedDict()
+        #: Keys killed before they started here (the oldest forgotten past MAX_KILLED_KEYS),
+        #: the kills that came before this worker's first call among them.
+        self.killed: OrderedDict[str, None] = _KILLED_BEFORE_SETUP.copy()
+        _KILLED_BEFORE_SETUP.clear()
 
 
 _STATE: _WorkerState | None = None
 _STATE_LOCK = threading.Lock()
+#: Keys killed on this worker before its first call set up its state (under ``_STATE_LOCK``):
+#: a kill a caller sends everywhere may come before the call it stops.
+_KILLED_BEFORE_SETUP: OrderedDict[str, None] = OrderedDict()
+
+
+def _remember_killed(killed: OrderedDict[str, None], key: str) -> None:
+    """Keep ``key`` as killed before it started, forgetting the oldest past
+    ``MAX_KILLED_KEYS`` (a kill goes to every worker, and only one ever runs its call)."""
+    killed[key] = None
+    if len(killed) > MAX_KILLED_KEYS:
+        killed.popitem(last=False)
 
 
 def _state(worker: Any, setup: bytes) -> _WorkerState:
@@ -182,7 +195,10 @@ def _state(worker: Any, setup: bytes) -> _WorkerState:
     with _STATE_LOCK:
         if _STATE is None:
             initializer, initargs = pickle.loads(setup)
-            _STATE = _WorkerState(max(int(worker.state.nthreads), 1), initializer, initargs)
+            # (A worker of a cluster of one's own may have more threads than a process
+            # runner may have processes: its calls past the bound wait for one.)
+            processes = min(max(int(worker.state.nthreads), 1), MOST_PROCESSES)
+            _STATE = _WorkerState(processes, initializer, initargs)
         return _STATE
 
 
@@ -422,21 +438,22 @@ def _daemonic_worker() -> RawOutcome:
 
 async def kill_calls(keys: list[str]) -> None:
     """Kill the calls ``keys`` that this Dask worker runs, and keep the others from starting
-    here: what a caller gave up at once (a batch past its timeout) travels as one message.
+    here (also when no call ran here yet): what a caller gave up at once (a batch past its
+    timeout) travels as one message.
 
     A coroutine function: ``Client.run`` sends it without waiting for an answer only then.
     """
     with _STATE_LOCK:
         state = _STATE
-    if state is None:
-        return
+        if state is None:  # no call ran here yet: remembered for the first one
+            for key in keys:
+                _remember_killed(_KILLED_BEFORE_SETUP, key)
+            return
     for key in keys:
         with state.lock:
             this = state.running.get(key)
             if this is None:
-                state.killed[key] = None
-                if len(state.killed) > MAX_KILLED_KEYS:
-                    state.killed.popitem(last=False)
+                _remember_killed(state.killed, key)
                 continue
             this.killed = True
             handle = this.handle
@@ -495,8 +512,10 @@ class DaskRunner:
         address: The scheduler to use (``"tcp://host:8786"``), left running at shutdown.
             ``None``: start a ``LocalCluster`` of worker processes, closed at shutdown.
         client: An existing ``distributed.Client`` to use instead (left open at shutdown).
-        n_workers: Worker processes of the local cluster.
-        threads_per_worker: Threads (and tool processes) per worker of the local cluster.
+        n_workers: Worker processes of the local cluster (started at construction), from 1
+            to 1,024.
+        threads_per_worker: Threads (and tool processes) per worker of the local cluster,
+            from 1 to 1,024.
         connect_timeout: Seconds to wait for the scheduler at construction (for its answer
             to Dask's handshake, then for the client to connect).
         worker_initializer: Called once in each tool process on the workers (set up an
@@ -506,7 +525,8 @@ class DaskRunner:
     Raises:
         ImportError: When Dask's ``distributed`` is not installed.
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
-        ValueError: When a number is out of range, or both ``address`` and ``client`` are
+        ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
+            not a whole number from 1 to 1,024), or both ``address`` and ``client`` are
             given.
         TypeError: When ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable, or it or ``worker_initargs`` cannot be pickled.
@@ -535,8 +555,8 @@ class DaskRunner:
             raise ImportError(
                 "DaskRunner needs Dask's distributed package: pip install 'laios[dask]'"
             ) from exc
-        positive_int("n_workers", n_workers)
-        positive_int("threads_per_worker", threads_per_worker)
+        process_count("n_workers", n_workers)
+        process_count("threads_per_worker", threads_per_worker)
         if (
             isinstance(connect_timeout, bool)
             or not isinstance(connect_timeout, (int, float))

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from laios._compat.asyncio import forget_pending
+from laios._compat.asyncio import forget_pending, suspended_async_generators
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
@@ -76,6 +76,13 @@ _GIVEN_UP_SLACK = 16
 #: Seconds a cancelled async tool has to end before it counts as left running (it caught the
 #: cancellation and carries on, or its cleanup is slow).
 STOP_GRACE_SECONDS = 1.0
+
+#: The least share of ``STOP_GRACE_SECONDS`` the async generators left suspended on a loop
+#: thread get to close as it stops, when its tasks' cleanup took the grace.
+_LEAST_GENERATOR_GRACE = 0.1
+
+#: Tasks closing async generators that a stopping loop dropped (and warned about already).
+_DROPPED_CLOSINGS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
 #: Warnings about async tools left running, by tool.
 _LEFT_RUNNING_WARNINGS = WarningLimiter()
@@ -474,14 +481,17 @@ def _end(loop: asyncio.AbstractEventLoop) -> None:
 
 async def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel the tasks still on ``loop`` (a task a tool left behind, a tool left running) and
-    let them end, their ``finally`` blocks included, as ``asyncio.run`` does at its end; then
+    let them end, their ``finally`` blocks included, then close the async generators left
+    suspended there (``loop.shutdown_asyncgens()``), as ``asyncio.run`` does at its end; then
     stop the loop.
 
     A task that swallows its cancellation would keep the loop for ever: the tasks get
     ``STOP_GRACE_SECONDS`` in all, and one asked to stop before now (a tool left running, which
     showed it does not stop) is not waited for. A task still pending then is dropped, with a
     warning naming it, instead of asyncio's "Task was destroyed but it is pending!" error when
-    it is collected.
+    it is collected. The generators get what is left of that grace (at least
+    :data:`_LEAST_GENERATOR_GRACE` of it); one whose ``finally`` has not ended by then is
+    dropped too, with a warning of its own.
     """
     this = asyncio.current_task()
     try:
@@ -503,10 +513,47 @@ async def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
             if waiting and remaining > 0:
                 await asyncio.wait(waiting, timeout=remaining)
         await asyncio.sleep(0)  # (a turn for the tasks just cancelled to take it)
+        await _close_async_generators(loop, deadline, this)
     finally:
         _drop_pending(loop, this)
         _ENDING.add(loop)
         loop.stop()
+
+
+async def _close_async_generators(
+    loop: asyncio.AbstractEventLoop, deadline: float, this: asyncio.Task[Any] | None
+) -> None:
+    """Close the async generators suspended on ``loop`` (their ``finally`` blocks run), until
+    ``deadline`` (or for :data:`_LEAST_GENERATOR_GRACE`, when that is later). A generator
+    whose ``finally`` has not ended then is dropped, with one warning naming it; what its
+    closing left pending is dropped quietly (this warning says so)."""
+    generators = suspended_async_generators(loop)
+    before = asyncio.all_tasks(loop)
+    closing = loop.create_task(loop.shutdown_asyncgens())
+    grace = max(deadline - loop.time(), _LEAST_GENERATOR_GRACE * STOP_GRACE_SECONDS)
+    await asyncio.wait([closing], timeout=grace)
+    if closing.done():
+        if not closing.cancelled():
+            closing.exception()  # (retrieved: asyncio.run ignores it too)
+        return
+    left = asyncio.all_tasks(loop) - before - {this}
+    for task in left:
+        forget_pending(task)
+    open_ = [g for g in generators if getattr(g, "ag_frame", None) is not None]
+    names = ", ".join(getattr(g, "__qualname__", type(g).__name__) for g in open_[:5])
+    more = f" and {len(open_) - 5} more" if len(open_) > 5 else ""
+    _log.warning(
+        "%s async generator(s) left suspended on the event loop of %s did not finish closing "
+        "within %.3gs as the loop stopped, and were dropped (their finally blocks may not "
+        "have run to their end)%s%s%s",
+        len(open_) or "some",
+        threading.current_thread().name,
+        grace,
+        ": " if names else "",
+        names,
+        more,
+    )
+    _DROPPED_CLOSINGS.update(left)
 
 
 def _asked_to_stop(task: asyncio.Task[Any]) -> bool:
@@ -518,7 +565,7 @@ def _asked_to_stop(task: asyncio.Task[Any]) -> bool:
 def _drop_pending(loop: asyncio.AbstractEventLoop, this: asyncio.Task[Any] | None) -> None:
     """Drop the tasks still pending on ``loop`` as it stops: say so, once, and keep asyncio
     from logging each as an error when it is collected."""
-    pending = [t for t in asyncio.all_tasks(loop) if t is not this]
+    pending = [t for t in asyncio.all_tasks(loop) if t is not this and t not in _DROPPED_CLOSINGS]
     if not pending:
         return
     for task in pending:

@@ -47,7 +47,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from laios._compat.multiprocessing import forget_child, forkserver_in_child
-from laios.execution._checks import positive_int
+from laios.execution._checks import process_count
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
@@ -756,7 +756,8 @@ class ProcessRunner:
     """Runs every tool call (sync and async tools) in a worker process that can be killed.
 
     Args:
-        max_workers: Worker processes running tools at once (started on demand).
+        max_workers: Worker processes running tools at once (started on demand), from 1 to
+            1,024.
         start_method: ``"forkserver"`` or ``"spawn"`` (default: ``DEFAULT_START_METHOD``,
             ``forkserver`` where the platform has it, except macOS, where it is ``spawn``).
             ``"fork"`` is refused: forking a threaded process can deadlock the child.
@@ -768,8 +769,8 @@ class ProcessRunner:
             only if the process's forkserver has not started yet.
 
     Raises:
-        ValueError: When ``max_workers`` is not a positive whole number or ``start_method``
-            is unknown or ``"fork"``.
+        ValueError: When ``max_workers`` is not a whole number from 1 to 1,024 (``True``
+            included) or ``start_method`` is unknown or ``"fork"``.
         TypeError: When ``initializer`` is not callable or cannot be pickled, or ``preload``
             or ``initargs`` is a string (not a sequence of them).
     """
@@ -789,7 +790,7 @@ class ProcessRunner:
         initargs: Sequence[Any] = (),
         preload: Sequence[str] = (),
     ) -> None:
-        positive_int("max_workers", max_workers)
+        process_count("max_workers", max_workers)
         method = DEFAULT_START_METHOD if start_method is None else start_method
         if method == "fork":
             raise ValueError(

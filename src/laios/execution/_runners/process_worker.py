@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import multiprocessing
 import os
@@ -77,7 +78,8 @@ DONE = b"d"
 _LARGEST_LIMIT = 2**63 - 1
 
 #: The exit code of a worker that could not send a call's outcome because its end of the pipe
-#: to the caller was closed under it (by the tool: ``os.closerange``, say). A tool that calls
+#: to the caller was closed under it (by the tool: ``os.closerange``, say), or closed and its
+#: descriptor number taken by something the tool opened since. A tool that calls
 #: ``os._exit(86)`` is taken for one that closed the pipe.
 PIPE_CLOSED_EXIT = 86
 
@@ -112,9 +114,11 @@ class _ChildEvents:
         lock: threading.Lock,
         parameters: Mapping[str, Any] | None = None,
         tool: Any = None,
+        pipe: tuple[int, int] | None = None,
     ) -> None:
         self._conn = conn
         self._lock = lock
+        self._pipe = pipe  # what ``conn`` is open on (see :func:`_send_on_pipe`)
         self._open = True
         self._pid = os.getpid()
         self._parameters = parameters
@@ -151,7 +155,7 @@ class _ChildEvents:
         data = pickled_message(message, self.secrets)
         with self._lock:
             if self._open:
-                self._conn.send_bytes(EVENT + data)
+                _send_on_pipe(self._conn, self._pipe, EVENT + data)
 
     # (a worker never calls these: the caller's side decides when a call starts and ends)
     def started(self) -> bool:
@@ -162,6 +166,22 @@ class _ChildEvents:
 
     def refused(self, refusal: Any) -> None:
         pass
+
+
+def _send_on_pipe(conn: Connection, pipe: tuple[int, int] | None, data: bytes) -> None:
+    """Send ``data`` on the worker's end of its pipe, unless the descriptor is no longer open
+    on that pipe (``pipe``, its device and inode when the worker started).
+
+    A tool may close the descriptor, then open a file or socket that is given the same
+    number: without this check the worker would write the message into the tool's file and
+    wait for the next call on it. One ``fstat`` (about a microsecond) per message.
+
+    Raises:
+        OSError: When the descriptor is closed, or open on something else.
+    """
+    if _identity(conn.fileno()) != pipe:
+        raise OSError(errno.EBADF, "the worker's end of the pipe was closed under it")
+    conn.send_bytes(data)
 
 
 def _cut(text: str) -> str:
@@ -323,7 +343,8 @@ class _Worker:
         self.initialized = initializer is None
         self.initializer_error: BaseException | None = None
         self.send_lock = threading.Lock()
-        self.events = _ChildEvents(conn, self.send_lock)
+        self.pipe = _identity(conn.fileno())  # what the pipe is open on, checked at each send
+        self.events = _ChildEvents(conn, self.send_lock, pipe=self.pipe)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peak = _PeakMemory()
 
@@ -357,7 +378,7 @@ class _Worker:
         cpu_limit = None
         if cpu_seconds is not None and resource is not None:
             cpu_limit = max(math.ceil(_cpu_used() + cpu_seconds), 1)
-        self.events = _ChildEvents(self.conn, self.send_lock, call.parameters, call.tool)
+        self.events = _ChildEvents(self.conn, self.send_lock, call.parameters, call.tool, self.pipe)
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         children_start = _cpu_used(children=True)
@@ -392,7 +413,7 @@ class _Worker:
         """Send a call's ``done`` message, its events closed first (see :class:`_ChildEvents`)."""
         with self.send_lock:
             self.events.close()
-            self.conn.send_bytes(DONE + message)
+            _send_on_pipe(self.conn, self.pipe, DONE + message)
 
     def _call(self, call: ToolCall) -> RawOutcome:
         if not is_async_tool(call.tool):
@@ -613,8 +634,8 @@ def _serve(
             message = _result_message(outcome, retire, call.tool_name, worker.events.secrets)
         try:
             worker.send_outcome(message)
-        except OSError:  # the pipe was closed under the worker: the caller reads the code
-            return PIPE_CLOSED_EXIT
+        except OSError:  # the pipe was closed (or replaced) under the worker: the caller
+            return PIPE_CLOSED_EXIT  # reads the code
         if retire:
             return 0
 

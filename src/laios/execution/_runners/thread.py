@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 
-from laios.execution._checks import positive_int
+from laios.execution._checks import number_repr, positive_int
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._runners.base import (
@@ -80,7 +80,9 @@ class ThreadRunner:
         positive_int("max_workers", max_workers)
         cap = replacement_cap
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
-            raise ValueError(f"replacement_cap must be a whole number, 0 or more, got {cap!r}")
+            raise ValueError(
+                f"replacement_cap must be a whole number, 0 or more, got {number_repr(cap)}"
+            )
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.max_workers = max_workers
