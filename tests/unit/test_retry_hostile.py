@@ -472,3 +472,31 @@ def test_a_call_refused_for_its_options_still_says_no_retry_ran(
         result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["retries"] == 0
+
+
+@pytest.mark.parametrize("option", ["retry_delay", "max_delay", "deadline"])
+def test_a_huge_whole_number_of_seconds_is_refused_as_too_long_not_as_infinite(
+    option: str,
+) -> None:
+    """10**400 seconds is finite, just longer than any wait: the message says the limit."""
+    with pytest.raises(ValueError) as refused:
+        RetryPolicy(**{option: 10**400})
+    message = str(refused.value)
+    assert "finite" not in message
+    assert f"{option} must be at most" in message
+    assert len(message) < 300
+
+
+def test_a_huge_whole_number_backoff_is_refused_as_too_large() -> None:
+    with pytest.raises(ValueError) as refused:
+        RetryPolicy(backoff=10**400)
+    message = str(refused.value)
+    assert "finite" not in message
+    assert "backoff is too large" in message
+
+
+def test_a_large_number_of_seconds_is_described_briefly() -> None:
+    """A number just past the limit is not written out digit by digit."""
+    with pytest.raises(ValueError) as refused:
+        RetryPolicy(retry_delay=10**300)
+    assert len(str(refused.value)) < 300

@@ -64,6 +64,16 @@ def default_retry_if(result: TaskResult) -> bool:
     return error_type not in _NOT_RETRYABLE_ERROR_TYPES
 
 
+def _brief(value: object) -> str:
+    """A number for an error message: a whole number of more than 20 digits as a float
+    (``1e+300``), or by its size when it is too large even for that."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        amount = as_float(value)
+        if not math.isinf(amount):
+            return f"{amount:.3g}"
+    return number_repr(value)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryDetails:
     """What an ``on_retry`` hook of ``execute_with_retry`` is told before each retry's wait.
@@ -128,13 +138,15 @@ class RetryPolicy:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
             amount = as_float(value)  # (an int too large for a float: infinite)
-            if math.isnan(amount) or math.isinf(amount):
+            if math.isnan(amount) or (math.isinf(amount) and not isinstance(value, int)):
                 raise ValueError(f"{name} must be finite, got {number_repr(value)}")
             if name != "backoff" and amount > threading.TIMEOUT_MAX:
                 raise ValueError(
                     f"{name} must be at most {threading.TIMEOUT_MAX:.0f} seconds (the longest "
-                    f"wait this platform supports), got {value!r}"
+                    f"wait this platform supports), got {_brief(value)}"
                 )
+            if math.isinf(amount):  # a whole number past any float: finite, but no use
+                raise ValueError(f"{name} is too large, got {_brief(value)}")
             return amount
 
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
