@@ -4,6 +4,7 @@ longer than the platform can, a cancelled caller."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -500,3 +501,34 @@ def test_a_large_number_of_seconds_is_described_briefly() -> None:
     with pytest.raises(ValueError) as refused:
         RetryPolicy(retry_delay=10**300)
     assert len(str(refused.value)) < 300
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_retry_call_stranded_on_a_closed_loop_is_collected_without_an_internal_error(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call left waiting between attempts on a loop its owner closed is closed when it is
+    collected: that is no error inside the executor, and nothing says it is."""
+    executor = make_executor()
+    task = make_task("fail")
+    loop = asyncio.new_event_loop()
+    announced = asyncio.Event()
+
+    async def call() -> None:
+        await executor.execute_with_retry_async(
+            task, context, max_retries=3, retry_delay=30, on_retry=lambda d: announced.set()
+        )
+
+    stranded = loop.create_task(call())
+    loop.run_until_complete(asyncio.wait_for(announced.wait(), 10))
+    for _ in range(3):  # (into its wait)
+        loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    with caplog.at_level(logging.ERROR, logger="laios"):
+        # What the collector does to the call once nothing holds it (here the executor's
+        # retry bookkeeping and the closed loop's timer still do): close its coroutine.
+        stranded.get_coro().close()
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("laios")]

@@ -221,7 +221,9 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
     try:
         await asyncio.wait((stopped,), timeout=seconds)
     finally:
-        stopped.cancel()
+        # (a wait closed on a loop its owner closed, when it is collected: nothing to cancel)
+        if not stopped.get_loop().is_closed():
+            stopped.cancel()
 
 
 @contextlib.contextmanager
