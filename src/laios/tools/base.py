@@ -8,11 +8,13 @@ validates the input, runs the tool and always returns a :class:`ToolOutput`.
 
 * ``def _execute(self, input_data)`` receives the validated ``input_model`` instance (for the
   bare :class:`ToolInput`, a ``ToolInput`` carrying the keyword arguments as attributes);
-* ``def _execute(self, **kwargs)`` receives the parameters as keyword arguments (the validated
-  model's fields, or the raw keyword arguments for the bare :class:`ToolInput`).
+* ``def _execute(self, **kwargs)``, or named parameters (``def _execute(self, path, limit=10)``),
+  receives the parameters by name (the validated model's fields as the model holds them, or the
+  raw keyword arguments for the bare :class:`ToolInput`).
 
-The style is read from the method's signature once, when the class is created: a method with no
-positional parameter besides ``self`` is called with keyword arguments.
+The style is read from the method's signature once, when the class is created: only a single
+parameter named ``input_data``, annotated with a :class:`ToolInput` subclass, or positional-only
+receives the model.
 """
 
 from __future__ import annotations
@@ -326,10 +328,17 @@ class BaseTool(abc.ABC):
         return self.input_model.model_validate(kwargs)
 
     def _as_kwargs(self, input_data: ToolInput, raw: dict[str, Any]) -> dict[str, Any]:
-        """Return the keyword arguments for a keyword-style entry point."""
+        """Return the keyword arguments for a keyword-style entry point: the validated values
+        as the model holds them (a field typed with a model or a dataclass gives an instance of
+        it, never its dump as a dict), extra parameters and computed fields included."""
         if self.input_model is ToolInput:
             return raw
-        return input_data.model_dump()
+        values = dict(input_data)  # (the fields, then the extras; nothing is serialized)
+        computed = type(input_data).model_computed_fields
+        if computed:
+            for name in computed:
+                values[name] = getattr(input_data, name)
+        return values
 
     def get_parameters(self) -> list[ToolParameter]:
         """Describe the tool's parameters from the JSON schema of ``input_model``.
