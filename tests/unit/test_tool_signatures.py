@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput, create_simple_tool
 
@@ -190,3 +190,43 @@ def test_a_default_of_another_type_reaches_the_function_without_a_warning() -> N
     output = create_simple_tool("tag", "Tags.", tag).execute()
     assert output.success, output.error
     assert output.data == ()
+
+
+def test_a_simple_tool_may_name_parameters_like_model_attributes() -> None:
+    """Parameters named like a pydantic model's attributes (``json``, ``schema``, ``copy``,
+    ``model_dump``) are described, validated and passed by their names, without a warning."""
+
+    def check(json: str, schema: dict[str, Any], copy: bool = False, model_dump: int = 0) -> Any:
+        return json, schema, copy, model_dump
+
+    tool = create_simple_tool("check", "Checks a document against a schema.", check)
+    parameters = {p["name"]: p for p in tool.get_schema()["parameters"]}
+    assert list(parameters) == ["json", "schema", "copy", "model_dump"]
+    assert parameters["json"]["type"] == "string"
+    assert parameters["model_dump"]["type"] == "integer"
+    assert parameters["json"]["required"] is True
+    output = tool.execute(json="{}", schema={"type": "object"}, model_dump="3")
+    assert output.success, output.error
+    assert output.data == ("{}", {"type": "object"}, False, 3)
+    missing = tool.execute(schema={})
+    assert not missing.success
+    assert "json" in (missing.error or "")
+    assert "Field required" in (missing.error or "")
+
+
+class AliasInput(ToolInput):
+    user_name: str = Field(alias="userName")
+
+
+class Hello(BaseTool):
+    name = "hello"
+    description = "Greets a user by the name the model validated."
+    input_model = AliasInput
+
+    def _execute(self, user_name: str, **extra: Any) -> str:
+        return user_name
+
+
+def test_an_extra_parameter_never_replaces_a_validated_field() -> None:
+    """A caller passing a field's alias and also its name gets the validated field."""
+    assert Hello().execute(userName="bob", user_name="mallory").data == "bob"

@@ -172,6 +172,21 @@ def _failure(exc: Exception) -> ToolOutput:
     return ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
 
 
+def _validated_values(input_data: ToolInput, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (the model's fields, as given) with the model's computed fields and its
+    extras added; an extra never replaces a field (a caller who passed both a field's alias
+    and its name gets the validated field)."""
+    model = type(input_data)
+    if model.model_computed_fields:
+        for name in model.model_computed_fields:
+            values[name] = getattr(input_data, name)
+    extra = input_data.__pydantic_extra__
+    if extra:
+        for name, value in extra.items():
+            values.setdefault(name, value)
+    return values
+
+
 def _wrap(value: Any) -> ToolOutput:
     """Return ``value`` if it is a :class:`ToolOutput`, else a successful output holding it."""
     if isinstance(value, ToolOutput):
@@ -333,12 +348,7 @@ class BaseTool(abc.ABC):
         it, never its dump as a dict), extra parameters and computed fields included."""
         if self.input_model is ToolInput:
             return raw
-        values = dict(input_data)  # (the fields, then the extras; nothing is serialized)
-        computed = type(input_data).model_computed_fields
-        if computed:
-            for name in computed:
-                values[name] = getattr(input_data, name)
-        return values
+        return _validated_values(input_data, dict(input_data.__dict__))
 
     def get_parameters(self) -> list[ToolParameter]:
         """Describe the tool's parameters from the JSON schema of ``input_model``.
@@ -487,21 +497,30 @@ def _class_name(tool_name: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in parts) + "Tool"
 
 
-def _model_from_signature(name: str, func: Callable[..., Any]) -> type[ToolInput]:
+def _model_from_signature(
+    name: str, func: Callable[..., Any]
+) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation, or any
     value; its default, or required), so that the tool's schema describes them. A function
     taking ``**kwargs`` also accepts other names; one taking parameters only by position, or
-    none at all, gets the bare :class:`ToolInput`."""
+    none at all, gets the bare :class:`ToolInput`.
+
+    A parameter named like an attribute of a pydantic model (``json``, ``schema``, ``copy``,
+    ``model_dump``) would shadow it: its field gets another name, with the parameter's as its
+    alias (so callers, errors and the schema use the parameter's name). Returned with the
+    model: those field names, mapped to the parameter names ``func`` takes.
+    """
     params = _parameters(func)
     if not params:
-        return ToolInput
+        return ToolInput, {}
     fields: dict[str, Any] = {}
+    renamed: dict[str, str] = {}
     open_ended = False
     for param in params:
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             open_ended = True
         elif param.kind is inspect.Parameter.POSITIONAL_ONLY:
-            return ToolInput
+            return ToolInput, {}
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
             annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
             if isinstance(annotation, str):  # (not resolvable: any value)
@@ -509,17 +528,29 @@ def _model_from_signature(name: str, func: Callable[..., Any]) -> type[ToolInput
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[param.name] = (annotation, default)
     if not fields:
-        return ToolInput
+        return ToolInput, {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
         {"model_config": ConfigDict(extra="allow" if open_ended else "forbid")},
     )
+    for param_name in [n for n in fields if hasattr(base, n)]:
+        annotation, default = fields.pop(param_name)
+        field_name = f"p_{param_name}"
+        while field_name in fields or field_name in renamed or hasattr(base, field_name):
+            field_name = f"p{field_name}"
+        fields[field_name] = (annotation, Field(default, alias=param_name))
+        renamed[field_name] = param_name
+    if renamed:  # (in the function's order, as the schema lists them)
+        order = [p.name for p in params]
+        fields = dict(
+            sorted(fields.items(), key=lambda item: order.index(renamed.get(item[0], item[0])))
+        )
     try:
         model: Any = create_model(f"{_class_name(name)}Input", __base__=base, **fields)
     except Exception:  # an annotation pydantic cannot use: describe nothing, accept anything
-        return ToolInput
-    return cast("type[ToolInput]", model)
+        return ToolInput, {}
+    return cast("type[ToolInput]", model), renamed
 
 
 @overload
@@ -583,6 +614,11 @@ def create_simple_tool(
     if not callable(func):
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
     permissions = _permission_set(name, permissions or ())
+    renamed: dict[str, str] = {}
+    if input_model is None:
+        model, renamed = _model_from_signature(name, func)
+    else:
+        model = input_model
     attrs: dict[str, Any] = {
         "__doc__": description,
         "__module__": getattr(func, "__module__", None) or __name__,
@@ -590,7 +626,7 @@ def create_simple_tool(
         "description": description,
         "category": category,
         "required_permissions": set(permissions or ()),
-        "input_model": input_model or _model_from_signature(name, func),
+        "input_model": model,
     }
     arguments = (name, description, func, category, set(permissions or ()), input_model)
 
@@ -600,6 +636,14 @@ def create_simple_tool(
         return (create_simple_tool, arguments)
 
     attrs["__reduce__"] = __reduce__
+    if renamed:
+
+        def _as_kwargs(self: BaseTool, input_data: ToolInput, raw: dict[str, Any]) -> Any:
+            # Fields renamed not to shadow the model's attributes go by the parameters' names.
+            fields = {renamed.get(key, key): value for key, value in input_data.__dict__.items()}
+            return _validated_values(input_data, fields)
+
+        attrs["_as_kwargs"] = _as_kwargs
     base: type[Any]
     if is_coroutine_function(func):
 
