@@ -168,6 +168,27 @@ def test_an_async_tool_gets_the_validated_model_by_name_too() -> None:
     assert output.data == (Point, Window)
 
 
+class PlotAnyKeyword(BaseTool):
+    name = "plot_any_keyword"
+    description = "Plots a point, taking any keyword."
+    input_model = PlotInput
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return kwargs
+
+
+def test_a_tool_taking_any_keyword_keeps_getting_the_models_dump() -> None:
+    """``_execute(self, **kwargs)`` alone names no parameter to type: it gets the validated
+    model's ``model_dump()`` (nested models as dicts), as such tools always have."""
+    output = PlotAnyKeyword().execute(point={"x": 1, "y": 2}, when={"start": 0, "end": 5})
+    assert output.success, output.error
+    assert output.data == {"point": {"x": 1, "y": 2}, "when": {"start": 0, "end": 5}, "label": "p"}
+    simple = create_simple_tool("plot_kw", "Plots.", lambda **kw: kw, input_model=PlotInput)
+    output = simple.execute(point={"x": 1, "y": 2}, when={"start": 0, "end": 5})
+    assert output.success, output.error
+    assert output.data["point"] == {"x": 1, "y": 2}
+
+
 def test_a_simple_tool_gets_the_types_its_function_is_annotated_with() -> None:
     """A function annotated with a model or a dataclass gets an instance of it."""
 

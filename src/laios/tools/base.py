@@ -8,9 +8,12 @@ validates the input, runs the tool and always returns a :class:`ToolOutput`.
 
 * ``def _execute(self, input_data)`` receives the validated ``input_model`` instance (for the
   bare :class:`ToolInput`, a ``ToolInput`` carrying the keyword arguments as attributes);
-* ``def _execute(self, **kwargs)``, or named parameters (``def _execute(self, path, limit=10)``),
-  receives the parameters by name (the validated model's fields as the model holds them, or the
-  raw keyword arguments for the bare :class:`ToolInput`).
+* named parameters (``def _execute(self, path, limit=10)``) receive the parameters by name: the
+  validated model's fields as the model holds them (a field typed with a model gives that
+  model), or the raw keyword arguments for the bare :class:`ToolInput`;
+* ``def _execute(self, **kwargs)`` alone receives the validated model's ``model_dump()`` (a
+  nested model as a dict, as it always has), or the raw keyword arguments for the bare
+  :class:`ToolInput`.
 
 The style is read from the method's signature once, when the class is created: only a single
 parameter named ``input_data``, annotated with a :class:`ToolInput` subclass, or positional-only
@@ -134,6 +137,19 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     return not takes_model
 
 
+def _only_var_keyword(func: Any) -> bool:
+    """Whether ``func`` takes nothing by name but ``**kwargs`` (``self`` and positional-only
+    parameters aside): such an entry point gets the validated model's dump."""
+    params = _parameters(func)
+    if params is None:
+        return False
+    return all(
+        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_KEYWORD)
+        or (i == 0 and p.name == "self")
+        for i, p in enumerate(params)
+    ) and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _parameters(func: Any) -> list[inspect.Parameter] | None:
     """``func``'s parameters, with string annotations resolved where they can be."""
     try:
@@ -227,11 +243,15 @@ class BaseTool(abc.ABC):
 
     _entry_point: ClassVar[str] = "_execute"
     _kwargs_style: ClassVar[bool] = True
+    #: A keyword-style entry point that takes ``**kwargs`` alone gets ``model_dump()``.
+    _dumps_input: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Record once per class how its entry point (``_execute``) takes its input."""
         super().__init_subclass__(**kwargs)
         cls._kwargs_style = _uses_kwargs_style(cls, cls._entry_point)
+        if "_dumps_input" not in cls.__dict__:  # (create_simple_tool says for its function)
+            cls._dumps_input = _only_var_keyword(inspect.getattr_static(cls, cls._entry_point))
 
     def __init__(self) -> None:
         """Check the class attributes and give the instance its own permission set.
@@ -343,11 +363,14 @@ class BaseTool(abc.ABC):
         return self.input_model.model_validate(kwargs)
 
     def _as_kwargs(self, input_data: ToolInput, raw: dict[str, Any]) -> dict[str, Any]:
-        """Return the keyword arguments for a keyword-style entry point: the validated values
-        as the model holds them (a field typed with a model or a dataclass gives an instance of
-        it, never its dump as a dict), extra parameters and computed fields included."""
+        """Return the keyword arguments for a keyword-style entry point: for named parameters,
+        the validated values as the model holds them (a field typed with a model or a
+        dataclass gives an instance of it), extra parameters and computed fields included; for
+        ``**kwargs`` alone, the model's ``model_dump()``, as such tools have always had it."""
         if self.input_model is ToolInput:
             return raw
+        if self._dumps_input:
+            return input_data.model_dump()
         return _validated_values(input_data, dict(input_data.__dict__))
 
     def get_parameters(self) -> list[ToolParameter]:
@@ -636,6 +659,9 @@ def create_simple_tool(
         return (create_simple_tool, arguments)
 
     attrs["__reduce__"] = __reduce__
+    # A model made from the function's signature is unpacked as the function is annotated;
+    # a function taking ``**kwargs`` alone with an input model given gets its dump.
+    attrs["_dumps_input"] = input_model is not None and _only_var_keyword(func)
     if renamed:
 
         def _as_kwargs(self: BaseTool, input_data: ToolInput, raw: dict[str, Any]) -> Any:
