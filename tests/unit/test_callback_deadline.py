@@ -223,3 +223,36 @@ def test_a_late_callback_error_is_scrubbed_of_the_tasks_secrets(
     text = "\n".join(r.getMessage() for r in laios_records)
     assert "cannot use [REDACTED]" in text
     assert secret not in text
+
+
+def test_a_timeout_during_a_slow_started_callback_blames_the_callback(
+    executor: Executor, make_task: Any, context: Context, store: MetricStore
+) -> None:
+    """A 'started' callback still running at the deadline: the timeout says the callback
+    held it and the tool never started, not that the tool was running; the tool never runs."""
+    slow_started = SlowCallback("started")
+    try:
+        for call in (
+            lambda task: executor.execute_task(
+                task, context, timeout=TIMEOUT, on_progress=slow_started
+            ),
+            lambda task: asyncio.run(
+                executor.execute_parallel(
+                    [task], context, timeout=TIMEOUT, on_progress=slow_started
+                )
+            )[0],
+        ):
+            task = make_task("echo", text="never")
+            result, took = _timed(lambda call=call, task=task: call(task))
+            assert took < LATE
+            assert result.metadata["outcome"] == "timeout"
+            error = result.error or ""
+            assert "on_progress callback" in error
+            assert "'started'" in error
+            assert "the tool was never started" in error
+            assert "while tool 'echo' was running" not in error
+    finally:
+        slow_started.release.set()
+    assert slow_started.returned.wait(5.0)
+    assert "completed" not in slow_started.events
+    assert _outcomes(store, "echo") == {"timeout": 2}

@@ -4,6 +4,7 @@ cancellation of the awaiting coroutine, and behaviour after shutdown."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import warnings
 from typing import Any
@@ -82,6 +83,28 @@ def test_parallel_accepts_any_iterable(
 def test_parallel_of_a_non_iterable_returns_empty(executor: Executor, context: Context) -> None:
     """A batch that is not iterable gives [] instead of raising."""
     assert asyncio.run(executor.execute_parallel(42, context)) == []  # type: ignore[arg-type]
+
+
+def test_parallel_of_an_iterable_that_raises_says_what_it_raised(
+    executor: Executor, make_task: Any, context: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A generator that raises while the batch is read gives [] and a log naming its
+    exception (not a claim that a generator is no list of tasks); no task runs."""
+    first = make_task("echo", text="1")
+
+    def tasks() -> Any:
+        yield first
+        raise LookupError("the plan store went away")
+
+    with caplog.at_level(logging.ERROR, logger="laios.execution"):
+        results = asyncio.run(executor.execute_parallel(tasks(), context))
+    assert results == []
+    assert first.status is TaskStatus.PENDING
+    [record] = [r for r in caplog.records if r.name == "laios.execution"]
+    message = record.getMessage()
+    assert "LookupError: the plan store went away" in message
+    assert "expects a list" not in message
+    assert record.exc_info is not None
 
 
 def test_parallel_reports_progress_for_every_task(

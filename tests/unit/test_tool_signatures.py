@@ -8,9 +8,12 @@ describes a function's parameters from its signature.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, Field
 
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput, create_simple_tool
 
@@ -80,8 +83,6 @@ def test_a_parameter_named_input_data_receives_the_model() -> None:
 
 
 def test_async_tools_bind_by_name_too() -> None:
-    import asyncio
-
     assert asyncio.run(AsyncGreet().execute_async(who="loop")).data == "hello, loop"
 
 
@@ -114,3 +115,139 @@ def test_a_simple_tool_from_a_lambda_describes_its_parameters() -> None:
 def test_a_simple_tool_taking_any_keyword_keeps_accepting_anything(func: Any) -> None:
     tool = create_simple_tool("any", "Takes anything.", func)
     assert tool.execute(x=1, y="two").data == {"x": 1, "y": "two"}
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+@dataclasses.dataclass
+class Window:
+    start: int
+    end: int
+
+
+class PlotInput(ToolInput):
+    point: Point
+    when: Window
+    label: str = "p"
+
+
+class Plot(BaseTool):
+    name = "plot"
+    description = "Plots a point."
+    input_model = PlotInput
+
+    def _execute(self, *, point: Point, when: Window, label: str) -> tuple[type, type]:
+        return type(point), type(when)
+
+
+class AsyncPlot(AsyncBaseTool):
+    name = "async_plot"
+    description = "Plots a point, as a coroutine."
+    input_model = PlotInput
+
+    async def _execute_async(self, point: Point, when: Window, label: str) -> tuple[type, type]:
+        return type(point), type(when)
+
+
+def test_a_parameter_typed_with_a_model_receives_the_validated_model() -> None:
+    """Keyword-style parameters get the validated values, not their dumped dicts."""
+    output = Plot().execute(point={"x": 1, "y": 2}, when={"start": 0, "end": 5})
+    assert output.success, output.error
+    assert output.data == (Point, Window)
+
+
+def test_an_async_tool_gets_the_validated_model_by_name_too() -> None:
+    """An async tool written with named parameters gets the validated values as well."""
+    output = asyncio.run(
+        AsyncPlot().execute_async(point=Point(x=1, y=2), when={"start": 0, "end": 5})
+    )
+    assert output.success, output.error
+    assert output.data == (Point, Window)
+
+
+class PlotAnyKeyword(BaseTool):
+    name = "plot_any_keyword"
+    description = "Plots a point, taking any keyword."
+    input_model = PlotInput
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return kwargs
+
+
+def test_a_tool_taking_any_keyword_keeps_getting_the_models_dump() -> None:
+    """``_execute(self, **kwargs)`` alone names no parameter to type: it gets the validated
+    model's ``model_dump()`` (nested models as dicts), as such tools always have."""
+    output = PlotAnyKeyword().execute(point={"x": 1, "y": 2}, when={"start": 0, "end": 5})
+    assert output.success, output.error
+    assert output.data == {"point": {"x": 1, "y": 2}, "when": {"start": 0, "end": 5}, "label": "p"}
+    simple = create_simple_tool("plot_kw", "Plots.", lambda **kw: kw, input_model=PlotInput)
+    output = simple.execute(point={"x": 1, "y": 2}, when={"start": 0, "end": 5})
+    assert output.success, output.error
+    assert output.data["point"] == {"x": 1, "y": 2}
+
+
+def test_a_simple_tool_gets_the_types_its_function_is_annotated_with() -> None:
+    """A function annotated with a model or a dataclass gets an instance of it."""
+
+    def area(point: Point, when: Window) -> int:
+        return point.x * point.y * (when.end - when.start)
+
+    tool = create_simple_tool("area", "Computes an area.", area)
+    output = tool.execute(point={"x": 2, "y": 3}, when={"start": 1, "end": 2})
+    assert output.success, output.error
+    assert output.data == 6
+
+
+def test_a_default_of_another_type_reaches_the_function_without_a_warning() -> None:
+    """A default the annotation does not match is passed as it is, with no serializer warning
+    (which ``filterwarnings = error`` makes an exception)."""
+
+    def tag(tags: list[str] = ()) -> Any:  # type: ignore[assignment]  # an immutable default
+        return tags
+
+    output = create_simple_tool("tag", "Tags.", tag).execute()
+    assert output.success, output.error
+    assert output.data == ()
+
+
+def test_a_simple_tool_may_name_parameters_like_model_attributes() -> None:
+    """Parameters named like a pydantic model's attributes (``json``, ``schema``, ``copy``,
+    ``model_dump``) are described, validated and passed by their names, without a warning."""
+
+    def check(json: str, schema: dict[str, Any], copy: bool = False, model_dump: int = 0) -> Any:
+        return json, schema, copy, model_dump
+
+    tool = create_simple_tool("check", "Checks a document against a schema.", check)
+    parameters = {p["name"]: p for p in tool.get_schema()["parameters"]}
+    assert list(parameters) == ["json", "schema", "copy", "model_dump"]
+    assert parameters["json"]["type"] == "string"
+    assert parameters["model_dump"]["type"] == "integer"
+    assert parameters["json"]["required"] is True
+    output = tool.execute(json="{}", schema={"type": "object"}, model_dump="3")
+    assert output.success, output.error
+    assert output.data == ("{}", {"type": "object"}, False, 3)
+    missing = tool.execute(schema={})
+    assert not missing.success
+    assert "json" in (missing.error or "")
+    assert "Field required" in (missing.error or "")
+
+
+class AliasInput(ToolInput):
+    user_name: str = Field(alias="userName")
+
+
+class Hello(BaseTool):
+    name = "hello"
+    description = "Greets a user by the name the model validated."
+    input_model = AliasInput
+
+    def _execute(self, user_name: str, **extra: Any) -> str:
+        return user_name
+
+
+def test_an_extra_parameter_never_replaces_a_validated_field() -> None:
+    """A caller passing a field's alias and also its name gets the validated field."""
+    assert Hello().execute(userName="bob", user_name="mallory").data == "bob"

@@ -23,12 +23,14 @@ from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import number_repr, plain_callable, positive_int
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
+from laios.execution._engine.job import describe_exception
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._runners.base import Runner
 from laios.execution._runners.thread import ThreadRunner
 from laios.execution.limits import ResourceLimits
 from laios.execution.metrics import ExecutionMetrics
+from laios.execution.redaction import truncate_bytes
 from laios.execution.retry import RetryHook, RetryPolicy
 from laios.execution.store import MetricStore, get_default_store
 from laios.execution.task_monitor import TaskMonitor
@@ -367,14 +369,21 @@ class Executor(Generic[_RegistryT]):
         ``asyncio.CancelledError`` when the awaiting coroutine is cancelled: unfinished tasks
         then end as ``cancelled``).
         """
-        try:
-            # A string or a mapping is iterable, but never a batch of tasks.
-            is_batch = isinstance(tasks, Iterable) and not isinstance(tasks, (str, bytes, Mapping))
-            items = list(tasks) if is_batch else None
-        except Exception:
-            items = None
-        if items is None:
+        # A string or a mapping is iterable, but never a batch of tasks.
+        if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
             _log.error("execute_parallel expects a list of Tasks, got %s", type(tasks).__name__)
+            return []
+        try:
+            items = list(tasks)
+        except Exception as exc:  # the caller's generator (or iterator) failed: nothing runs
+            _log.error(
+                "execute_parallel could not read its tasks: iterating the %s raised %s: %s; "
+                "no task of the batch was run",
+                type(tasks).__name__,
+                type(exc).__name__,
+                truncate_bytes(describe_exception(exc)),
+                exc_info=exc,
+            )
             return []
         engine = self._engine
         try:

@@ -8,11 +8,16 @@ validates the input, runs the tool and always returns a :class:`ToolOutput`.
 
 * ``def _execute(self, input_data)`` receives the validated ``input_model`` instance (for the
   bare :class:`ToolInput`, a ``ToolInput`` carrying the keyword arguments as attributes);
-* ``def _execute(self, **kwargs)`` receives the parameters as keyword arguments (the validated
-  model's fields, or the raw keyword arguments for the bare :class:`ToolInput`).
+* named parameters (``def _execute(self, path, limit=10)``) receive the parameters by name: the
+  validated model's fields as the model holds them (a field typed with a model gives that
+  model), or the raw keyword arguments for the bare :class:`ToolInput`;
+* ``def _execute(self, **kwargs)`` alone receives the validated model's ``model_dump()`` (a
+  nested model as a dict, as it always has), or the raw keyword arguments for the bare
+  :class:`ToolInput`.
 
-The style is read from the method's signature once, when the class is created: a method with no
-positional parameter besides ``self`` is called with keyword arguments.
+The style is read from the method's signature once, when the class is created: only a single
+parameter named ``input_data``, annotated with a :class:`ToolInput` subclass, or positional-only
+receives the model.
 """
 
 from __future__ import annotations
@@ -132,6 +137,19 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     return not takes_model
 
 
+def _only_var_keyword(func: Any) -> bool:
+    """Whether ``func`` takes nothing by name but ``**kwargs`` (``self`` and positional-only
+    parameters aside): such an entry point gets the validated model's dump."""
+    params = _parameters(func)
+    if params is None:
+        return False
+    return all(
+        p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_KEYWORD)
+        or (i == 0 and p.name == "self")
+        for i, p in enumerate(params)
+    ) and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def _parameters(func: Any) -> list[inspect.Parameter] | None:
     """``func``'s parameters, with string annotations resolved where they can be."""
     try:
@@ -168,6 +186,21 @@ def _failure(exc: Exception) -> ToolOutput:
         raise exc
     name = type(exc).__name__
     return ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
+
+
+def _validated_values(input_data: ToolInput, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (the model's fields, as given) with the model's computed fields and its
+    extras added; an extra never replaces a field (a caller who passed both a field's alias
+    and its name gets the validated field)."""
+    model = type(input_data)
+    if model.model_computed_fields:
+        for name in model.model_computed_fields:
+            values[name] = getattr(input_data, name)
+    extra = input_data.__pydantic_extra__
+    if extra:
+        for name, value in extra.items():
+            values.setdefault(name, value)
+    return values
 
 
 def _wrap(value: Any) -> ToolOutput:
@@ -210,11 +243,15 @@ class BaseTool(abc.ABC):
 
     _entry_point: ClassVar[str] = "_execute"
     _kwargs_style: ClassVar[bool] = True
+    #: A keyword-style entry point that takes ``**kwargs`` alone gets ``model_dump()``.
+    _dumps_input: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Record once per class how its entry point (``_execute``) takes its input."""
         super().__init_subclass__(**kwargs)
         cls._kwargs_style = _uses_kwargs_style(cls, cls._entry_point)
+        if "_dumps_input" not in cls.__dict__:  # (create_simple_tool says for its function)
+            cls._dumps_input = _only_var_keyword(inspect.getattr_static(cls, cls._entry_point))
 
     def __init__(self) -> None:
         """Check the class attributes and give the instance its own permission set.
@@ -326,10 +363,15 @@ class BaseTool(abc.ABC):
         return self.input_model.model_validate(kwargs)
 
     def _as_kwargs(self, input_data: ToolInput, raw: dict[str, Any]) -> dict[str, Any]:
-        """Return the keyword arguments for a keyword-style entry point."""
+        """Return the keyword arguments for a keyword-style entry point: for named parameters,
+        the validated values as the model holds them (a field typed with a model or a
+        dataclass gives an instance of it), extra parameters and computed fields included; for
+        ``**kwargs`` alone, the model's ``model_dump()``, as such tools have always had it."""
         if self.input_model is ToolInput:
             return raw
-        return input_data.model_dump()
+        if self._dumps_input:
+            return input_data.model_dump()
+        return _validated_values(input_data, dict(input_data.__dict__))
 
     def get_parameters(self) -> list[ToolParameter]:
         """Describe the tool's parameters from the JSON schema of ``input_model``.
@@ -478,21 +520,30 @@ def _class_name(tool_name: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in parts) + "Tool"
 
 
-def _model_from_signature(name: str, func: Callable[..., Any]) -> type[ToolInput]:
+def _model_from_signature(
+    name: str, func: Callable[..., Any]
+) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation, or any
     value; its default, or required), so that the tool's schema describes them. A function
     taking ``**kwargs`` also accepts other names; one taking parameters only by position, or
-    none at all, gets the bare :class:`ToolInput`."""
+    none at all, gets the bare :class:`ToolInput`.
+
+    A parameter named like an attribute of a pydantic model (``json``, ``schema``, ``copy``,
+    ``model_dump``) would shadow it: its field gets another name, with the parameter's as its
+    alias (so callers, errors and the schema use the parameter's name). Returned with the
+    model: those field names, mapped to the parameter names ``func`` takes.
+    """
     params = _parameters(func)
     if not params:
-        return ToolInput
+        return ToolInput, {}
     fields: dict[str, Any] = {}
+    renamed: dict[str, str] = {}
     open_ended = False
     for param in params:
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             open_ended = True
         elif param.kind is inspect.Parameter.POSITIONAL_ONLY:
-            return ToolInput
+            return ToolInput, {}
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
             annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
             if isinstance(annotation, str):  # (not resolvable: any value)
@@ -500,17 +551,29 @@ def _model_from_signature(name: str, func: Callable[..., Any]) -> type[ToolInput
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[param.name] = (annotation, default)
     if not fields:
-        return ToolInput
+        return ToolInput, {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
         {"model_config": ConfigDict(extra="allow" if open_ended else "forbid")},
     )
+    for param_name in [n for n in fields if hasattr(base, n)]:
+        annotation, default = fields.pop(param_name)
+        field_name = f"p_{param_name}"
+        while field_name in fields or field_name in renamed or hasattr(base, field_name):
+            field_name = f"p{field_name}"
+        fields[field_name] = (annotation, Field(default, alias=param_name))
+        renamed[field_name] = param_name
+    if renamed:  # (in the function's order, as the schema lists them)
+        order = [p.name for p in params]
+        fields = dict(
+            sorted(fields.items(), key=lambda item: order.index(renamed.get(item[0], item[0])))
+        )
     try:
         model: Any = create_model(f"{_class_name(name)}Input", __base__=base, **fields)
     except Exception:  # an annotation pydantic cannot use: describe nothing, accept anything
-        return ToolInput
-    return cast("type[ToolInput]", model)
+        return ToolInput, {}
+    return cast("type[ToolInput]", model), renamed
 
 
 @overload
@@ -574,6 +637,11 @@ def create_simple_tool(
     if not callable(func):
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
     permissions = _permission_set(name, permissions or ())
+    renamed: dict[str, str] = {}
+    if input_model is None:
+        model, renamed = _model_from_signature(name, func)
+    else:
+        model = input_model
     attrs: dict[str, Any] = {
         "__doc__": description,
         "__module__": getattr(func, "__module__", None) or __name__,
@@ -581,7 +649,7 @@ def create_simple_tool(
         "description": description,
         "category": category,
         "required_permissions": set(permissions or ()),
-        "input_model": input_model or _model_from_signature(name, func),
+        "input_model": model,
     }
     arguments = (name, description, func, category, set(permissions or ()), input_model)
 
@@ -591,6 +659,17 @@ def create_simple_tool(
         return (create_simple_tool, arguments)
 
     attrs["__reduce__"] = __reduce__
+    # A model made from the function's signature is unpacked as the function is annotated;
+    # a function taking ``**kwargs`` alone with an input model given gets its dump.
+    attrs["_dumps_input"] = input_model is not None and _only_var_keyword(func)
+    if renamed:
+
+        def _as_kwargs(self: BaseTool, input_data: ToolInput, raw: dict[str, Any]) -> Any:
+            # Fields renamed not to shadow the model's attributes go by the parameters' names.
+            fields = {renamed.get(key, key): value for key, value in input_data.__dict__.items()}
+            return _validated_values(input_data, fields)
+
+        attrs["_as_kwargs"] = _as_kwargs
     base: type[Any]
     if is_coroutine_function(func):
 

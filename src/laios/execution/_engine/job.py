@@ -279,6 +279,7 @@ class Job(TaskRecord):
     # is recorded, which may come first, and a callback's error is still scrubbed of its secrets.
     callback_task: Task | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
+    starting = False  # on_progress is handling "started": the tool has not been called yet
     span: Span | None = None
     span_context: OtelContext | None = None  # the caller's context with the task span current
     done: threading.Lock | None = None  # a held lock that finishing releases (blocking road)
@@ -361,7 +362,10 @@ class Job(TaskRecord):
         if self.on_progress is None:
             return True
         task = self.task
-        if self.fire("started", {"task_id": task.id, "tool_name": task.tool_name}) is not None:
+        self.starting = True  # (a timeout meanwhile is the callback's, not the tool's)
+        interrupt = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
+        self.starting = False
+        if interrupt is not None:
             # Ctrl-C in the callback: the caller is being interrupted, the tool does not start.
             if self._end_phase():
                 self.finish("error", self._interrupt_message(), "callback_error")
@@ -644,6 +648,11 @@ class Job(TaskRecord):
         budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
         if queued:
             where = "while waiting to start (no worker was free yet); the tool was never started"
+        elif self.starting:
+            where = (
+                "while its on_progress callback was handling the 'started' event; the tool "
+                "was never started"
+            )
         elif self.runner is not None and self.runner.can_stop:
             # A coroutine is cancelled: whether it stops is up to the tool (one that catches
             # the cancellation runs on, counted as abandoned). A killed worker has stopped.
