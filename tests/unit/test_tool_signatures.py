@@ -111,6 +111,32 @@ def test_a_simple_tool_from_a_lambda_describes_its_parameters() -> None:
     assert tool.execute(a=1, b=2).data == 3
 
 
+def test_a_tool_with_named_parameters_describes_them_in_its_schema() -> None:
+    """With the bare ToolInput, named parameters of _execute are what the schema describes
+    (a model asked for the schema has nothing else to go by); the input still passes through
+    unvalidated, as with the bare ToolInput always."""
+    parameters = {p["name"]: p for p in GreetWithDefault().get_schema()["parameters"]}
+    assert set(parameters) == {"who", "punctuation"}
+    assert parameters["who"]["required"] is False
+    assert parameters["who"]["type"] == "string"
+    assert [p["name"] for p in Greet().get_schema()["parameters"]] == ["who"]
+    assert Greet().get_parameters()[0].required is True
+    assert [p["name"] for p in AsyncGreet().get_schema()["parameters"]] == ["who"]
+    assert Greet().execute(who=5).data == "hello, 5"  # (still passed through as given)
+
+
+def test_a_tool_taking_any_keyword_with_the_bare_input_describes_no_parameter() -> None:
+    assert PlotAnyKeywordBare().get_schema()["parameters"] == []
+
+
+class PlotAnyKeywordBare(BaseTool):
+    name = "any_keyword_bare"
+    description = "Takes any keyword."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return kwargs
+
+
 @pytest.mark.parametrize("func", [lambda **kwargs: kwargs, lambda *args, **kwargs: kwargs])
 def test_a_simple_tool_taking_any_keyword_keeps_accepting_anything(func: Any) -> None:
     tool = create_simple_tool("any", "Takes anything.", func)

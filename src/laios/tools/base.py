@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import inspect
+import weakref
 from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, cast, overload
@@ -374,12 +376,18 @@ class BaseTool(abc.ABC):
         return _validated_values(input_data, dict(input_data.__dict__))
 
     def get_parameters(self) -> list[ToolParameter]:
-        """Describe the tool's parameters from the JSON schema of ``input_model``.
+        """Describe the tool's parameters from the JSON schema of ``input_model``; with the
+        bare :class:`ToolInput`, from the named parameters of the entry point (``def
+        _execute(self, path, limit=10)``: ``path``, required, and ``limit``), which then are
+        all there is to go by (the input itself still passes through unvalidated).
 
         Returns:
             One :class:`~laios.core.types.ToolParameter` per field, in declaration order.
         """
-        return parameters_from_model(self.input_model)
+        model = self.input_model
+        if model is ToolInput and self._kwargs_style:
+            model = _signature_model(type(self))
+        return parameters_from_model(model)
 
     def get_schema(self) -> dict[str, Any]:
         """Describe the tool as a plain dictionary.
@@ -518,6 +526,28 @@ class AsyncBaseTool(BaseTool):
 def _class_name(tool_name: str) -> str:
     parts = "".join(c if c.isalnum() else " " for c in tool_name).split()
     return "".join(p[:1].upper() + p[1:] for p in parts) + "Tool"
+
+
+#: Per tool class with the bare ToolInput: the model its entry point's signature describes.
+_SIGNATURE_MODELS: weakref.WeakKeyDictionary[type, type[ToolInput]] = weakref.WeakKeyDictionary()
+
+
+def _signature_model(cls: type[BaseTool]) -> type[ToolInput]:
+    """The input model :func:`_model_from_signature` makes of ``cls``'s entry point, made once
+    per class (its schema only: such a tool's input is not validated with it)."""
+    model = _SIGNATURE_MODELS.get(cls)
+    if model is None:
+        entry = getattr(cls, cls._entry_point)
+        if not isinstance(
+            inspect.getattr_static(cls, cls._entry_point), (staticmethod, classmethod)
+        ):
+            entry = functools.partial(entry, None)  # (its signature without ``self``)
+        try:
+            model = _model_from_signature(cls.name, entry)[0]
+        except Exception:  # (a signature no model can describe: no parameters)
+            model = ToolInput
+        _SIGNATURE_MODELS[cls] = model
+    return model
 
 
 def _model_from_signature(
