@@ -169,7 +169,9 @@ def secret_fields_of_tool(tool: Any) -> SecretFields | None:
 def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
-    Everything under a secret-looking key is secret, at any depth below it. The fields of
+    Everything under a secret-looking key is secret, at any depth below it: text, numbers,
+    and binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8 text and as
+    ``repr`` writes it). The fields of
     dataclass instances and pydantic models are read like the keys of a mapping (a field named
     ``api_key`` is secret), and the value of a pydantic ``SecretStr``, ``SecretBytes`` or
     ``Secret[...]`` is secret wherever it is. So is everything under the places ``fields`` (the
@@ -221,15 +223,18 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             if inner is True:
                 secret = True
             pending.append((secret, v, inner) for v in value)
-        elif isinstance(value, (str, bytes, int)):
+        elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
                     collect_bytes(value)
                 elif isinstance(value, str):
                     collect(value)
-                else:
+                elif isinstance(value, int):
                     with contextlib.suppress(Exception):  # too many digits, a raising __str__
                         collect(str(value))
+                else:  # (binary data kept in a buffer that can change: read as it is now)
+                    with contextlib.suppress(Exception):  # a released memoryview
+                        collect_bytes(bytes(value))
         elif isinstance(value, (SecretStr, SecretBytes, Secret)):
             try:
                 hidden = value.get_secret_value()

@@ -1,0 +1,106 @@
+"""Secrets held in shapes other than a string under a secret-named key stay out of telemetry.
+
+Each case runs a tool, with content capture on, that quotes what it was given in a progress
+message, a checkpoint and its error; the key must then be absent from the spans (status,
+events, attributes), the ``laios`` log records at DEBUG, ``/status`` as seen during the run and
+the result's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.redaction import REDACTED, secret_values
+from laios.execution.server import status_document
+from laios.execution.store import MetricStore
+from laios.execution.task_context import require_current_task
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+SECRET = "sk-live-ABCDEF123456"
+
+
+class Quotes(BaseTool):
+    name = "quotes"
+    description = "Quotes its `reveal` parameter in a progress message, a checkpoint and its error."
+    store: MetricStore
+    status_during: list[str]
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        text = kwargs["reveal"]
+        task.progress(10, f"working with {text}")
+        task.checkpoint("request", {"note": f"sent {text}"})
+        self.status_during.append(json.dumps(status_document(self.store.snapshot())))
+        raise RuntimeError(f"upstream refused {text}")
+
+
+def _channels(parameters: dict[str, Any], records: list[logging.LogRecord]) -> dict[str, str]:
+    """Run :class:`Quotes` with ``parameters`` (capture on); every channel it reached, as text."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    tool = Quotes()
+    tool.store = store
+    tool.status_during = []
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    task = Task(plan_id="p", description="d", tool_name="quotes", parameters=parameters)
+    with Executor(
+        registry,
+        store=store,
+        register_prometheus=False,
+        tracer_provider=provider,
+        capture_content=True,
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout=10)
+    provider.shutdown()
+    assert result.metadata["outcome"] == "error"
+    spans = []
+    for span in exporter.get_finished_spans():
+        spans += [span.name, str(span.status.description), repr(span.attributes)]
+        spans += [repr(event.attributes) for event in span.events]
+    formatter = logging.Formatter()
+    logs = [record.getMessage() for record in records]
+    logs += [formatter.formatException(r.exc_info) for r in records if r.exc_info]
+    return {
+        "spans": "\n".join(spans),
+        "logs": "\n".join(logs),
+        "status": "\n".join(tool.status_during),
+        "metadata": json.dumps(result.metadata, default=repr),
+    }
+
+
+def _leaks(channels: dict[str, str], secret: str = SECRET) -> list[str]:
+    return [name for name, text in channels.items() if secret in text]
+
+
+# -- binary values -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_secret_values_reads_a_bytearray_or_memoryview_under_a_secret_key(kind: type) -> None:
+    """Binary data under a secret-named key is secret whether it is ``bytes``, a
+    ``bytearray`` or a ``memoryview``."""
+    assert SECRET in secret_values({"api_key": kind(SECRET.encode())})
+    assert SECRET in secret_values({"headers": [{"Authorization": kind(SECRET.encode())}]})
+
+
+def test_a_bytearray_secret_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A tool quoting the ``repr`` of a ``bytearray`` key leaks it on no channel."""
+    key = bytearray(SECRET.encode())
+    channels = _channels({"api_key": key, "reveal": repr(key)}, laios_records)
+    assert _leaks(channels) == []
+    assert f"bytearray(b'{REDACTED}')" in channels["spans"]
