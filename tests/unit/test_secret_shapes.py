@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
-from laios.execution.redaction import REDACTED, secret_values
+from laios.execution.redaction import REDACTED, secret_values, to_json
 from laios.execution.server import status_document
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
@@ -104,3 +104,46 @@ def test_a_bytearray_secret_quoted_by_its_tool_stays_out_of_telemetry(
     channels = _channels({"api_key": key, "reveal": repr(key)}, laios_records)
     assert _leaks(channels) == []
     assert f"bytearray(b'{REDACTED}')" in channels["spans"]
+
+
+# -- headers as a list of (name, value) pairs ----------------------------------------------
+
+#: Headers as httpx, ASGI and ``http.client`` keep them: a list of pairs, text or bytes.
+HEADER_LISTS = {
+    "tuples": [("Accept", "*/*"), ("Authorization", f"Bearer {SECRET}")],
+    "lists": [["Accept", "*/*"], ["X-Api-Key", SECRET]],
+    "bytes": [(b"accept", b"*/*"), (b"authorization", f"Bearer {SECRET}".encode())],
+}
+
+
+@pytest.mark.parametrize("shape", HEADER_LISTS)
+def test_a_secret_named_pair_in_a_list_is_secret(shape: str) -> None:
+    """In a list of ``(name, value)`` pairs, the value of a pair whose name looks secret is a
+    secret value, and is redacted from captured arguments (its name kept)."""
+    headers = HEADER_LISTS[shape]
+    assert SECRET in secret_values({"headers": headers})
+    captured = to_json({"headers": headers})
+    assert SECRET not in captured
+    assert REDACTED in captured
+    assert "*/*" in captured  # the other pairs are kept
+
+
+def test_a_list_of_names_is_not_taken_for_a_pair() -> None:
+    """A plain list of field names keeps its items: only pairs inside a list are read as
+    ``(name, value)``."""
+    fields = {"required": ["api_key", "region"]}
+    assert secret_values(fields) == []
+    assert json.loads(to_json(fields)) == fields
+
+
+@pytest.mark.parametrize("shape", HEADER_LISTS)
+def test_a_secret_header_pair_quoted_by_its_tool_stays_out_of_telemetry(
+    shape: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """A tool quoting the value of an ``Authorization`` header it was given as a pair leaks
+    it on no channel, captured arguments included."""
+    channels = _channels(
+        {"headers": HEADER_LISTS[shape], "reveal": f"token {SECRET}"}, laios_records
+    )
+    assert _leaks(channels) == []
+    assert f"upstream refused token {REDACTED}" in channels["spans"]

@@ -5,8 +5,9 @@ Tool parameters often carry credentials. Nothing the executor emits (spans, logs
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
 ``repr``-escaped and JSON-escaped forms) are scrubbed out of error text before any error
 reaches telemetry or logs. The fields of dataclass instances and pydantic models are read like
-the keys of a mapping. A parameter the tool's input model types ``SecretStr`` or
-``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
+the keys of a mapping, and the names of ``(name, value)`` pairs in a list (headers) too. A
+parameter the tool's input model types ``SecretStr`` or ``SecretBytes`` is secret whatever
+its name (see :func:`secret_fields`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "SecretFields",
     "encoded_forms",
     "is_secret_key",
+    "is_secret_pair",
     "object_fields",
     "redact",
     "scrub",
@@ -83,6 +85,14 @@ def is_secret_key(key: object) -> bool:
     if isinstance(key, (bytes, bytearray)):
         return _SECRET_KEY.search(key.decode("latin-1")) is not None
     return False
+
+
+def is_secret_pair(item: object) -> bool:
+    """Whether ``item``, an item of a list, tuple or set, is a ``(name, value)`` pair whose
+    name looks secret (:func:`is_secret_key`): a tuple or list of two items, as HTTP headers
+    are kept in a list by httpx, ASGI and ``http.client`` (``[(b"authorization", b"…")]``).
+    Its value is secret, as a mapping's value under that name is."""
+    return isinstance(item, (tuple, list)) and len(item) == 2 and is_secret_key(item[0])
 
 
 def utf8_text(text: str) -> str:
@@ -169,14 +179,15 @@ def secret_fields_of_tool(tool: Any) -> SecretFields | None:
 def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
-    Everything under a secret-looking key is secret, at any depth below it: text, numbers,
-    and binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8 text and as
-    ``repr`` writes it). The fields of
-    dataclass instances and pydantic models are read like the keys of a mapping (a field named
-    ``api_key`` is secret), and the value of a pydantic ``SecretStr``, ``SecretBytes`` or
-    ``Secret[...]`` is secret wherever it is. So is everything under the places ``fields`` (the
-    :func:`secret_fields` of the tool's input model) declares secret by type, whatever their
-    names: ``{"db": "…"}`` for a field ``db: SecretStr``.
+    Everything under a secret-looking key is secret, at any depth below it (and so is the
+    value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
+    text, numbers, and binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
+    text and as ``repr`` writes it). The fields of dataclass instances and pydantic models are
+    read like the keys of a mapping (a field named ``api_key`` is secret), and the value of a
+    pydantic ``SecretStr``, ``SecretBytes`` or ``Secret[...]`` is secret wherever it is. So is
+    everything under the places ``fields`` (the :func:`secret_fields` of the tool's input
+    model) declares secret by type, whatever their names: ``{"db": "…"}`` for a field
+    ``db: SecretStr``.
 
     The work is bounded: at most ``MAX_SECRET_SCAN_ITEMS`` keys, fields and items are looked at
     in all, at any depth. Containers are read in turn, one item from each at a time in the
@@ -215,6 +226,15 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             for key, value in items:
                 yield secret or is_secret_key(key), value, None
 
+    def sequence_items(
+        items: Iterable[Any], declared: SecretFields | bool | None
+    ) -> Iterator[tuple[bool, Any, SecretFields | bool | None]]:
+        for item in items:
+            if is_secret_pair(item):  # ("Authorization", "Bearer …"): its value is secret
+                yield True, item[1], None
+            else:
+                yield False, item, declared
+
     def visit(value: Any, secret: bool, declared: SecretFields | bool | None) -> None:
         if isinstance(value, Mapping):
             pending.append(pairs(value.items(), secret, declared))
@@ -222,7 +242,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             inner = declared.items if isinstance(declared, SecretFields) else None
             if inner is True:
                 secret = True
-            pending.append((secret, v, inner) for v in value)
+            if secret:
+                pending.append((True, v, inner) for v in value)
+            else:
+                pending.append(sequence_items(value, inner))
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
@@ -476,7 +499,9 @@ def redact(
     a key (and a number equal to one) is replaced too, so a secret repeated under an ordinary
     key or echoed in a result does not leak. A dataclass instance or a pydantic model becomes a
     mapping of the fields its ``repr`` shows (see :func:`object_fields`), so its secret-named
-    fields are redacted like keys. Strings longer than ``MAX_STRING_CHARS`` are truncated;
+    fields are redacted like keys; in a list, tuple or set, a ``(name, value)`` pair whose
+    name looks secret keeps its name and has its value redacted (see :func:`is_secret_pair`).
+    Strings longer than ``MAX_STRING_CHARS`` are truncated;
     anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
     float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
     deeper than 8 levels is replaced by ``"…"``.
@@ -605,11 +630,22 @@ class _Copier:
                 break
             if out:
                 self.size += 1  # a comma
-            out.append(
-                self.string(REDACTED) if under is True else self.copy(inner, depth + 1, each)
-            )
+            if under is True:
+                out.append(self.string(REDACTED))
+            elif is_secret_pair(inner):
+                out.append(self.copy_secret_pair(inner, depth + 1))
+            else:
+                out.append(self.copy(inner, depth + 1, each))
         self.size += 1
         return out
+
+    def copy_secret_pair(self, pair: Sequence[Any], depth: int) -> Any:
+        """The redacted copy of a ``(name, value)`` pair whose name looks secret (see
+        :func:`is_secret_pair`): its name, and ``[REDACTED]`` for its value."""
+        if depth > _MAX_DEPTH:
+            return self.string("…")
+        self.size += 3  # "[", "," and "]"
+        return [self.copy(pair[0], depth + 1), self.string(REDACTED)]
 
     def text(self, text: str, chars: int, mark: bool = True) -> str:
         """``text`` with every secret replaced, cut to ``chars`` characters (ending in ``…``
