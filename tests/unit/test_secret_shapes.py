@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
-from laios.execution.redaction import REDACTED, secret_values, to_json
+from laios.execution.redaction import REDACTED, is_secret_key, secret_values, to_json
 from laios.execution.server import status_document
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
@@ -147,3 +147,35 @@ def test_a_secret_header_pair_quoted_by_its_tool_stays_out_of_telemetry(
     )
     assert _leaks(channels) == []
     assert f"upstream refused token {REDACTED}" in channels["spans"]
+
+
+# -- key spellings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "session_id",
+        "sessionid",
+        "SessionId",
+        "session-id",
+        "X-Session-Id",
+        "Session ID",
+        "session.id",
+    ],
+)
+def test_a_session_id_key_is_secret_whatever_its_separator(key: str) -> None:
+    """``session_id`` is secret with a hyphen (an HTTP header), a space or a dot between its
+    words too, as the other secret names are in any spelling."""
+    assert is_secret_key(key)
+    assert secret_values({key: SECRET}) == [SECRET]
+
+
+def test_a_session_id_header_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A tool quoting the value of its ``X-Session-Id`` header leaks it on no channel."""
+    parameters = {"headers": {"X-Session-Id": SECRET}, "reveal": f"session {SECRET}"}
+    channels = _channels(parameters, laios_records)
+    assert _leaks(channels) == []
+    assert f'"X-Session-Id":"{REDACTED}"' in channels["spans"]

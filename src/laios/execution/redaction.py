@@ -70,7 +70,7 @@ _MAX_DEPTH = 8
 MIN_SCRUB_CHARS = 4
 
 _SECRET_KEY = re.compile(
-    r"key|token|secret|passw|authorization|cookie|credential|session_?id|private",
+    r"key|token|secret|passw|authorization|cookie|credential|session[-_. ]?id|private",
     re.IGNORECASE,
 )
 
