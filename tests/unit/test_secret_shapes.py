@@ -8,6 +8,7 @@ the result's metadata.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Any
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
-from laios.execution.redaction import REDACTED, is_secret_key, secret_values, to_json
+from laios.execution.redaction import REDACTED, is_secret_key, scrub, secret_values, to_json
 from laios.execution.server import status_document
 from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
@@ -179,3 +180,51 @@ def test_a_session_id_header_quoted_by_its_tool_stays_out_of_telemetry(
     channels = _channels(parameters, laios_records)
     assert _leaks(channels) == []
     assert f'"X-Session-Id":"{REDACTED}"' in channels["spans"]
+
+
+# -- base64 --------------------------------------------------------------------------------
+
+PASSWORD = "hunter2-hunter2"
+
+
+def _basic(user: str, password: str = PASSWORD) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+@pytest.mark.parametrize("user", ["alice", "alic", "ali"], ids=["offset0", "offset2", "offset1"])
+def test_a_password_inside_a_basic_credential_is_scrubbed(user: str) -> None:
+    """The base64 of ``user:password`` (a Basic ``Authorization`` header) loses the part that
+    encodes the password, wherever the password falls in the base64 groups."""
+    token = _basic(user)
+    scrubbed = scrub(f"401 for Authorization: Basic {token}", secret_values({"password": PASSWORD}))
+    assert token not in scrubbed
+    assert REDACTED in scrubbed
+    # Nothing that decodes to a part of the password is left: at most two characters of
+    # base64 on each side of the marker, which carry a few of its bits.
+    left, _, right = scrubbed.removeprefix("401 for Authorization: Basic ").partition(REDACTED)
+    prefix = base64.b64encode(f"{user}:".encode()).decode("ascii")
+    assert len(left) <= len(prefix.rstrip("=")) + 1
+    assert len(right.rstrip("=")) <= 2
+
+
+def test_a_secret_in_url_safe_base64_is_scrubbed() -> None:
+    """A secret quoted in URL-safe base64 (a JWT's payload, say) is scrubbed too."""
+    secret = "k>>?~~?>>k-secret-value"  # its base64 holds "+" and "/"
+    standard = base64.b64encode(secret.encode()).decode("ascii")
+    urlsafe = base64.urlsafe_b64encode(secret.encode()).decode("ascii")
+    assert standard != urlsafe
+    scrubbed = scrub(f"{standard} {urlsafe}", [secret])
+    assert standard.rstrip("=")[:-1] not in scrubbed
+    assert urlsafe.rstrip("=")[:-1] not in scrubbed
+
+
+def test_a_basic_credential_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A tool that builds a Basic header from its user and password and quotes it leaks the
+    password's encoding on no channel."""
+    token = _basic("alice")
+    parameters = {"user": "alice", "password": PASSWORD, "reveal": f"Basic {token}"}
+    channels = _channels(parameters, laios_records)
+    assert _leaks(channels, token) == []
+    assert _leaks(channels, token[8:-4]) == []  # (the part that is the password's alone)

@@ -3,7 +3,7 @@
 Tool parameters often carry credentials. Nothing the executor emits (spans, logs, metrics,
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
-``repr``-escaped and JSON-escaped forms) are scrubbed out of error text before any error
+``repr``-escaped, JSON-escaped and base64 forms) are scrubbed out of error text before any error
 reaches telemetry or logs. The fields of dataclass instances and pydantic models are read like
 the keys of a mapping, and the names of ``(name, value)`` pairs in a list (headers) too. A
 parameter the tool's input model types ``SecretStr`` or ``SecretBytes`` is secret whatever
@@ -12,6 +12,7 @@ its name (see :func:`secret_fields`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -326,9 +327,12 @@ def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")`` and ``quote_plus``), ``repr``-escaped and JSON-escaped (with
     and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
-    and, when its ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a
-    ``ValidationError`` (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last
-    24 bytes), each once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
+    in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
+    that encode its bytes alone, at each of the three places it may start in a group of
+    three bytes: ``user:password`` in a Basic ``Authorization`` header), and, when its
+    ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
+    (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
+    once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
     form is ``secret`` itself)."""
     forms = [secret]
     written = repr(secret)
@@ -341,9 +345,26 @@ def encoded_forms(secret: str) -> list[str]:
         # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
         repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
         _pydantic_input_value(written),
+        *_base64_forms(secret),
     ):
         if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
             forms.append(form)
+    return forms
+
+
+def _base64_forms(secret: str) -> list[str]:
+    """The base64 characters that encode ``secret``'s UTF-8 bytes alone, in standard and
+    URL-safe base64, at each of the three places it may start in a group of three bytes: so
+    that it is found inside the base64 of a longer text (``user:password`` in a Basic
+    ``Authorization`` header). The characters that also encode a neighbouring byte are left
+    out: at most two on each side, which carry a few of its bits."""
+    data = secret.encode("utf-8", "backslashreplace")
+    forms: list[str] = []
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + data).decode("ascii")
+        # The characters whose 6 bits all lie in the secret's bytes.
+        form = encoded[-(-8 * offset // 6) : 8 * (offset + len(data)) // 6]
+        forms += (form, form.replace("+", "-").replace("/", "_"))
     return forms
 
 
