@@ -3,14 +3,16 @@
 Tool parameters often carry credentials. Nothing the executor emits (spans, logs, metrics,
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
-``repr``-escaped and JSON-escaped forms) are scrubbed out of error text before any error
+``repr``-escaped, JSON-escaped and base64 forms) are scrubbed out of error text before any error
 reaches telemetry or logs. The fields of dataclass instances and pydantic models are read like
-the keys of a mapping. A parameter the tool's input model types ``SecretStr`` or
-``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
+the keys of a mapping, and the names of ``(name, value)`` pairs in a list (headers) too. A
+parameter the tool's input model types ``SecretStr`` or ``SecretBytes`` is secret whatever
+its name (see :func:`secret_fields`).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -37,6 +39,7 @@ __all__ = [
     "SecretFields",
     "encoded_forms",
     "is_secret_key",
+    "is_secret_pair",
     "object_fields",
     "redact",
     "scrub",
@@ -68,7 +71,7 @@ _MAX_DEPTH = 8
 MIN_SCRUB_CHARS = 4
 
 _SECRET_KEY = re.compile(
-    r"key|token|secret|passw|authorization|cookie|credential|session_?id|private",
+    r"key|token|secret|passw|authorization|cookie|credential|session[-_. ]?id|private",
     re.IGNORECASE,
 )
 
@@ -83,6 +86,14 @@ def is_secret_key(key: object) -> bool:
     if isinstance(key, (bytes, bytearray)):
         return _SECRET_KEY.search(key.decode("latin-1")) is not None
     return False
+
+
+def is_secret_pair(item: object) -> bool:
+    """Whether ``item``, an item of a list, tuple or set, is a ``(name, value)`` pair whose
+    name looks secret (:func:`is_secret_key`): a tuple or list of two items, as HTTP headers
+    are kept in a list by httpx, ASGI and ``http.client`` (``[(b"authorization", b"…")]``).
+    Its value is secret, as a mapping's value under that name is."""
+    return isinstance(item, (tuple, list)) and len(item) == 2 and is_secret_key(item[0])
 
 
 def utf8_text(text: str) -> str:
@@ -169,12 +180,15 @@ def secret_fields_of_tool(tool: Any) -> SecretFields | None:
 def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
-    Everything under a secret-looking key is secret, at any depth below it. The fields of
-    dataclass instances and pydantic models are read like the keys of a mapping (a field named
-    ``api_key`` is secret), and the value of a pydantic ``SecretStr``, ``SecretBytes`` or
-    ``Secret[...]`` is secret wherever it is. So is everything under the places ``fields`` (the
-    :func:`secret_fields` of the tool's input model) declares secret by type, whatever their
-    names: ``{"db": "…"}`` for a field ``db: SecretStr``.
+    Everything under a secret-looking key is secret, at any depth below it (and so is the
+    value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
+    text, numbers, and binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
+    text and as ``repr`` writes it). The fields of dataclass instances and pydantic models are
+    read like the keys of a mapping (a field named ``api_key`` is secret), and the value of a
+    pydantic ``SecretStr``, ``SecretBytes`` or ``Secret[...]`` is secret wherever it is. So is
+    everything under the places ``fields`` (the :func:`secret_fields` of the tool's input
+    model) declares secret by type, whatever their names: ``{"db": "…"}`` for a field
+    ``db: SecretStr``.
 
     The work is bounded: at most ``MAX_SECRET_SCAN_ITEMS`` keys, fields and items are looked at
     in all, at any depth. Containers are read in turn, one item from each at a time in the
@@ -213,6 +227,15 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             for key, value in items:
                 yield secret or is_secret_key(key), value, None
 
+    def sequence_items(
+        items: Iterable[Any], declared: SecretFields | bool | None
+    ) -> Iterator[tuple[bool, Any, SecretFields | bool | None]]:
+        for item in items:
+            if is_secret_pair(item):  # ("Authorization", "Bearer …"): its value is secret
+                yield True, item[1], None
+            else:
+                yield False, item, declared
+
     def visit(value: Any, secret: bool, declared: SecretFields | bool | None) -> None:
         if isinstance(value, Mapping):
             pending.append(pairs(value.items(), secret, declared))
@@ -220,16 +243,22 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             inner = declared.items if isinstance(declared, SecretFields) else None
             if inner is True:
                 secret = True
-            pending.append((secret, v, inner) for v in value)
-        elif isinstance(value, (str, bytes, int)):
+            if secret:
+                pending.append((True, v, inner) for v in value)
+            else:
+                pending.append(sequence_items(value, inner))
+        elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
                     collect_bytes(value)
                 elif isinstance(value, str):
                     collect(value)
-                else:
+                elif isinstance(value, int):
                     with contextlib.suppress(Exception):  # too many digits, a raising __str__
                         collect(str(value))
+                else:  # (binary data kept in a buffer that can change: read as it is now)
+                    with contextlib.suppress(Exception):  # a released memoryview
+                        collect_bytes(bytes(value))
         elif isinstance(value, (SecretStr, SecretBytes, Secret)):
             try:
                 hidden = value.get_secret_value()
@@ -298,9 +327,12 @@ def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")`` and ``quote_plus``), ``repr``-escaped and JSON-escaped (with
     and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
-    and, when its ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a
-    ``ValidationError`` (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last
-    24 bytes), each once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
+    in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
+    that encode its bytes alone, at each of the three places it may start in a group of
+    three bytes: ``user:password`` in a Basic ``Authorization`` header), and, when its
+    ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
+    (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
+    once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
     form is ``secret`` itself)."""
     forms = [secret]
     written = repr(secret)
@@ -313,9 +345,26 @@ def encoded_forms(secret: str) -> list[str]:
         # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
         repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
         _pydantic_input_value(written),
+        *_base64_forms(secret),
     ):
         if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
             forms.append(form)
+    return forms
+
+
+def _base64_forms(secret: str) -> list[str]:
+    """The base64 characters that encode ``secret``'s UTF-8 bytes alone, in standard and
+    URL-safe base64, at each of the three places it may start in a group of three bytes: so
+    that it is found inside the base64 of a longer text (``user:password`` in a Basic
+    ``Authorization`` header). The characters that also encode a neighbouring byte are left
+    out: at most two on each side, which carry a few of its bits."""
+    data = secret.encode("utf-8", "backslashreplace")
+    forms: list[str] = []
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + data).decode("ascii")
+        # The characters whose 6 bits all lie in the secret's bytes.
+        form = encoded[-(-8 * offset // 6) : 8 * (offset + len(data)) // 6]
+        forms += (form, form.replace("+", "-").replace("/", "_"))
     return forms
 
 
@@ -471,7 +520,9 @@ def redact(
     a key (and a number equal to one) is replaced too, so a secret repeated under an ordinary
     key or echoed in a result does not leak. A dataclass instance or a pydantic model becomes a
     mapping of the fields its ``repr`` shows (see :func:`object_fields`), so its secret-named
-    fields are redacted like keys. Strings longer than ``MAX_STRING_CHARS`` are truncated;
+    fields are redacted like keys; in a list, tuple or set, a ``(name, value)`` pair whose
+    name looks secret keeps its name and has its value redacted (see :func:`is_secret_pair`).
+    Strings longer than ``MAX_STRING_CHARS`` are truncated;
     anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
     float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
     deeper than 8 levels is replaced by ``"…"``.
@@ -600,11 +651,22 @@ class _Copier:
                 break
             if out:
                 self.size += 1  # a comma
-            out.append(
-                self.string(REDACTED) if under is True else self.copy(inner, depth + 1, each)
-            )
+            if under is True:
+                out.append(self.string(REDACTED))
+            elif is_secret_pair(inner):
+                out.append(self.copy_secret_pair(inner, depth + 1))
+            else:
+                out.append(self.copy(inner, depth + 1, each))
         self.size += 1
         return out
+
+    def copy_secret_pair(self, pair: Sequence[Any], depth: int) -> Any:
+        """The redacted copy of a ``(name, value)`` pair whose name looks secret (see
+        :func:`is_secret_pair`): its name, and ``[REDACTED]`` for its value."""
+        if depth > _MAX_DEPTH:
+            return self.string("…")
+        self.size += 3  # "[", "," and "]"
+        return [self.copy(pair[0], depth + 1), self.string(REDACTED)]
 
     def text(self, text: str, chars: int, mark: bool = True) -> str:
         """``text`` with every secret replaced, cut to ``chars`` characters (ending in ``…``

@@ -1,0 +1,230 @@
+"""Secrets held in shapes other than a string under a secret-named key stay out of telemetry.
+
+Each case runs a tool, with content capture on, that quotes what it was given in a progress
+message, a checkpoint and its error; the key must then be absent from the spans (status,
+events, attributes), the ``laios`` log records at DEBUG, ``/status`` as seen during the run and
+the result's metadata.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.redaction import REDACTED, is_secret_key, scrub, secret_values, to_json
+from laios.execution.server import status_document
+from laios.execution.store import MetricStore
+from laios.execution.task_context import require_current_task
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+SECRET = "sk-live-ABCDEF123456"
+
+
+class Quotes(BaseTool):
+    name = "quotes"
+    description = "Quotes its `reveal` parameter in a progress message, a checkpoint and its error."
+    store: MetricStore
+    status_during: list[str]
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        text = kwargs["reveal"]
+        task.progress(10, f"working with {text}")
+        task.checkpoint("request", {"note": f"sent {text}"})
+        self.status_during.append(json.dumps(status_document(self.store.snapshot())))
+        raise RuntimeError(f"upstream refused {text}")
+
+
+def _channels(parameters: dict[str, Any], records: list[logging.LogRecord]) -> dict[str, str]:
+    """Run :class:`Quotes` with ``parameters`` (capture on); every channel it reached, as text."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    tool = Quotes()
+    tool.store = store
+    tool.status_during = []
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    task = Task(plan_id="p", description="d", tool_name="quotes", parameters=parameters)
+    with Executor(
+        registry,
+        store=store,
+        register_prometheus=False,
+        tracer_provider=provider,
+        capture_content=True,
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout=10)
+    provider.shutdown()
+    assert result.metadata["outcome"] == "error"
+    spans = []
+    for span in exporter.get_finished_spans():
+        spans += [span.name, str(span.status.description), repr(span.attributes)]
+        spans += [repr(event.attributes) for event in span.events]
+    formatter = logging.Formatter()
+    logs = [record.getMessage() for record in records]
+    logs += [formatter.formatException(r.exc_info) for r in records if r.exc_info]
+    return {
+        "spans": "\n".join(spans),
+        "logs": "\n".join(logs),
+        "status": "\n".join(tool.status_during),
+        "metadata": json.dumps(result.metadata, default=repr),
+    }
+
+
+def _leaks(channels: dict[str, str], secret: str = SECRET) -> list[str]:
+    return [name for name, text in channels.items() if secret in text]
+
+
+# -- binary values -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_secret_values_reads_a_bytearray_or_memoryview_under_a_secret_key(kind: type) -> None:
+    """Binary data under a secret-named key is secret whether it is ``bytes``, a
+    ``bytearray`` or a ``memoryview``."""
+    assert SECRET in secret_values({"api_key": kind(SECRET.encode())})
+    assert SECRET in secret_values({"headers": [{"Authorization": kind(SECRET.encode())}]})
+
+
+def test_a_bytearray_secret_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A tool quoting the ``repr`` of a ``bytearray`` key leaks it on no channel."""
+    key = bytearray(SECRET.encode())
+    channels = _channels({"api_key": key, "reveal": repr(key)}, laios_records)
+    assert _leaks(channels) == []
+    assert f"bytearray(b'{REDACTED}')" in channels["spans"]
+
+
+# -- headers as a list of (name, value) pairs ----------------------------------------------
+
+#: Headers as httpx, ASGI and ``http.client`` keep them: a list of pairs, text or bytes.
+HEADER_LISTS = {
+    "tuples": [("Accept", "*/*"), ("Authorization", f"Bearer {SECRET}")],
+    "lists": [["Accept", "*/*"], ["X-Api-Key", SECRET]],
+    "bytes": [(b"accept", b"*/*"), (b"authorization", f"Bearer {SECRET}".encode())],
+}
+
+
+@pytest.mark.parametrize("shape", HEADER_LISTS)
+def test_a_secret_named_pair_in_a_list_is_secret(shape: str) -> None:
+    """In a list of ``(name, value)`` pairs, the value of a pair whose name looks secret is a
+    secret value, and is redacted from captured arguments (its name kept)."""
+    headers = HEADER_LISTS[shape]
+    assert SECRET in secret_values({"headers": headers})
+    captured = to_json({"headers": headers})
+    assert SECRET not in captured
+    assert REDACTED in captured
+    assert "*/*" in captured  # the other pairs are kept
+
+
+def test_a_list_of_names_is_not_taken_for_a_pair() -> None:
+    """A plain list of field names keeps its items: only pairs inside a list are read as
+    ``(name, value)``."""
+    fields = {"required": ["api_key", "region"]}
+    assert secret_values(fields) == []
+    assert json.loads(to_json(fields)) == fields
+
+
+@pytest.mark.parametrize("shape", HEADER_LISTS)
+def test_a_secret_header_pair_quoted_by_its_tool_stays_out_of_telemetry(
+    shape: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """A tool quoting the value of an ``Authorization`` header it was given as a pair leaks
+    it on no channel, captured arguments included."""
+    channels = _channels(
+        {"headers": HEADER_LISTS[shape], "reveal": f"token {SECRET}"}, laios_records
+    )
+    assert _leaks(channels) == []
+    assert f"upstream refused token {REDACTED}" in channels["spans"]
+
+
+# -- key spellings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "session_id",
+        "sessionid",
+        "SessionId",
+        "session-id",
+        "X-Session-Id",
+        "Session ID",
+        "session.id",
+    ],
+)
+def test_a_session_id_key_is_secret_whatever_its_separator(key: str) -> None:
+    """``session_id`` is secret with a hyphen (an HTTP header), a space or a dot between its
+    words too, as the other secret names are in any spelling."""
+    assert is_secret_key(key)
+    assert secret_values({key: SECRET}) == [SECRET]
+
+
+def test_a_session_id_header_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A tool quoting the value of its ``X-Session-Id`` header leaks it on no channel."""
+    parameters = {"headers": {"X-Session-Id": SECRET}, "reveal": f"session {SECRET}"}
+    channels = _channels(parameters, laios_records)
+    assert _leaks(channels) == []
+    assert f'"X-Session-Id":"{REDACTED}"' in channels["spans"]
+
+
+# -- base64 --------------------------------------------------------------------------------
+
+PASSWORD = "hunter2-hunter2"
+
+
+def _basic(user: str, password: str = PASSWORD) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+@pytest.mark.parametrize("user", ["alice", "alic", "ali"], ids=["offset0", "offset2", "offset1"])
+def test_a_password_inside_a_basic_credential_is_scrubbed(user: str) -> None:
+    """The base64 of ``user:password`` (a Basic ``Authorization`` header) loses the part that
+    encodes the password, wherever the password falls in the base64 groups."""
+    token = _basic(user)
+    scrubbed = scrub(f"401 for Authorization: Basic {token}", secret_values({"password": PASSWORD}))
+    assert token not in scrubbed
+    assert REDACTED in scrubbed
+    # Nothing that decodes to a part of the password is left: at most two characters of
+    # base64 on each side of the marker, which carry a few of its bits.
+    left, _, right = scrubbed.removeprefix("401 for Authorization: Basic ").partition(REDACTED)
+    prefix = base64.b64encode(f"{user}:".encode()).decode("ascii")
+    assert len(left) <= len(prefix.rstrip("=")) + 1
+    assert len(right.rstrip("=")) <= 2
+
+
+def test_a_secret_in_url_safe_base64_is_scrubbed() -> None:
+    """A secret quoted in URL-safe base64 (a JWT's payload, say) is scrubbed too."""
+    secret = "k>>?~~?>>k-secret-value"  # its base64 holds "+" and "/"
+    standard = base64.b64encode(secret.encode()).decode("ascii")
+    urlsafe = base64.urlsafe_b64encode(secret.encode()).decode("ascii")
+    assert standard != urlsafe
+    scrubbed = scrub(f"{standard} {urlsafe}", [secret])
+    assert standard.rstrip("=")[:-1] not in scrubbed
+    assert urlsafe.rstrip("=")[:-1] not in scrubbed
+
+
+def test_a_basic_credential_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """A tool that builds a Basic header from its user and password and quotes it leaks the
+    password's encoding on no channel."""
+    token = _basic("alice")
+    parameters = {"user": "alice", "password": PASSWORD, "reveal": f"Basic {token}"}
+    channels = _channels(parameters, laios_records)
+    assert _leaks(channels, token) == []
+    assert _leaks(channels, token[8:-4]) == []  # (the part that is the password's alone)
