@@ -228,3 +228,53 @@ def test_a_basic_credential_quoted_by_its_tool_stays_out_of_telemetry(
     channels = _channels(parameters, laios_records)
     assert _leaks(channels, token) == []
     assert _leaks(channels, token[8:-4]) == []  # (the part that is the password's alone)
+
+
+# -- more names of credentials ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "passphrase",
+        "key_passphrase",
+        "pwd",
+        "db_pwd",
+        "DB_PWD",
+        "auth",
+        "basic_auth",
+        "X-Auth",
+        "proxy-auth",
+        "auth_header",
+        "bearer",
+        "bearer_value",
+        "jwt",
+        "id_jwt",
+        "dsn",
+        "sentry_dsn",
+        "DATABASE_DSN",
+    ],
+)
+def test_more_names_of_credentials_are_secret(key: str) -> None:
+    """A passphrase, a pwd, requests' ``auth``, a bearer value, a JWT and a DSN (a database
+    or Sentry address with its password) hold credentials as the documented names do."""
+    assert is_secret_key(key)
+    assert secret_values({key: SECRET}) == [SECRET]
+
+
+@pytest.mark.parametrize(
+    "key", ["author", "authority", "authored_by", "oauthority", "cwd", "dsname", "jwtish"]
+)
+def test_words_containing_those_names_are_not_secret(key: str) -> None:
+    """``auth``, ``pwd``, ``dsn`` and ``jwt`` count as names of their own, not inside words."""
+    assert not is_secret_key(key)
+
+
+def test_requests_auth_pair_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """``auth=("user", "password")``, as requests takes it: the tuple under a secret name is
+    secret, whatever the tool quotes of it."""
+    parameters = {"auth": ["alice", SECRET], "reveal": f"login failed for {SECRET}"}
+    channels = _channels(parameters, laios_records)
+    assert _leaks(channels) == []

@@ -71,7 +71,11 @@ _MAX_DEPTH = 8
 MIN_SCRUB_CHARS = 4
 
 _SECRET_KEY = re.compile(
-    r"key|token|secret|passw|authorization|cookie|credential|session[-_. ]?id|private",
+    r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
+    r"|private|bearer"
+    # Short names that also occur inside ordinary words (author, cwd): only as names of their
+    # own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``, ``sentry_dsn``).
+    r"|(?<![a-z])(?:auth|pwd|jwt|dsn)(?![a-z])",
     re.IGNORECASE,
 )
 
