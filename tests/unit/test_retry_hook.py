@@ -16,6 +16,8 @@ from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryDetails
 from laios.execution.store import MetricStore
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
 
 
 def test_hook_is_told_each_retry_in_order(
@@ -262,3 +264,35 @@ def test_hook_returning_a_coroutine_is_reported_and_the_coroutine_closed(
     assert made[0].cr_frame is None  # closed: it never warns as never awaited
     errors = {row.tool: row.errors for row in store.snapshot().tools}
     assert errors["flaky"]["callback_error"].value == 1
+
+
+def test_the_error_a_hook_is_told_is_scrubbed_of_the_tasks_secrets(context: Context) -> None:
+    """``details.error`` is what a hook logs: scrubbed of the task's secret values, as spans
+    and log records are; ``details.result`` is the caller's own result, as given."""
+    key = "sk-live-0123456789abcdef"
+
+    def call_api(api_key: str, region: str) -> None:
+        raise PermissionError(f"401 from {region} for key {api_key}")
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("call_api", "Calls an API.", call_api))
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    seen: list[RetryDetails] = []
+    try:
+        task = Task(
+            plan_id="p",
+            description="d",
+            tool_name="call_api",
+            parameters={"api_key": key, "region": "eu-west"},
+        )
+        executor.execute_with_retry(
+            task, context, max_retries=1, retry_delay=0, on_retry=seen.append
+        )
+    finally:
+        executor.shutdown()
+    (details,) = seen
+    assert details.error is not None
+    assert key not in details.error
+    assert "[REDACTED]" in details.error
+    assert "eu-west" in details.error
+    assert key in (details.result.error or "")  # (the caller's own data, unchanged)

@@ -86,8 +86,11 @@ class RetryDetails:
         elapsed: Seconds since the call started.
         outcome: The failed attempt's outcome (``error``, ``timeout``, ``rejected``).
         error_type: Why it failed (as in ``laios_task_errors_total``), or ``None``.
-        error: The failed attempt's error message, or ``None``.
-        result: The failed attempt's result.
+        error: The failed attempt's error message, or ``None``; scrubbed of the task's
+            secret values and cut to 1,024 bytes, as the executor's own log records are, so
+            that a hook may log it.
+        result: The failed attempt's result, as the caller would get it (its ``error``
+            neither scrubbed nor cut).
     """
 
     task_id: str

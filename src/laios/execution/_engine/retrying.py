@@ -29,6 +29,7 @@ from laios.execution._engine.job import callback_name, scrubbed_message
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import shorten
 from laios.execution.redaction import (
+    scrub,
     scrubbed_traceback,
     secret_fields_of_tool,
     secret_values_before_run,
@@ -192,7 +193,8 @@ class RetryRun:
             elapsed=self.elapsed(),
             outcome=metadata.get("outcome"),
             error_type=metadata.get("error_type"),
-            error=result.error,
+            # (what a hook logs: scrubbed and cut as the executor's own log records are)
+            error=scrub(result.error, self.secrets()) if result.error else result.error,
             result=result,
         )
         try:
