@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import os
+import stat
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -311,18 +313,57 @@ def section_data(section: Section) -> dict[str, Any]:
     return data
 
 
+#: Opens what is at a path without following a symbolic link there, and without waiting for
+#: a writer when it is a named pipe (0 where the platform has no such flag).
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+#: What opening something that laios never writes in the directory may fail with: a symbolic
+#: link (``ELOOP``), a socket or a device without its driver, a file of another user.
+_NOT_OURS = frozenset({errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EACCES, errno.EPERM})
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of the regular file at ``path``.
+
+    Anything else under a laios name is foreign to the directory and read as nothing: a named
+    pipe would block the reader until someone writes to it (a scrape, and the fold holding the
+    directory's lock, for ever), a link to ``/dev/zero`` would be read until memory runs out,
+    and a link loop would fail every scrape.
+
+    Raises:
+        FileNotFoundError: When there is nothing at ``path``.
+        UnreadableFile: When it is not a regular file (a directory, a named pipe, a device, a
+            socket, a symbolic link), or one this process may not read.
+    """
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError as exc:
+        if exc.errno in _NOT_OURS:
+            raise UnreadableFile(f"cannot be opened: {exc.strerror}") from exc
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise UnreadableFile("a directory, not a file")
+        raise UnreadableFile("not a regular file (a named pipe, a device or a socket)")
+    with open(fd, "rb") as file:
+        return file.read()
+
+
 def read_document(path: Path) -> dict[str, Any]:
     """Read a document written by :func:`write_document`.
 
     Raises:
         FileNotFoundError: When there is no file at ``path``.
-        UnreadableFile: When the file is not JSON, or of another :data:`FORMAT`, or is a
-            directory.
+        UnreadableFile: When the file is not JSON, or of another :data:`FORMAT`, or is not a
+            regular file (a directory, a named pipe, a symbolic link, a device).
     """
     try:
-        document = json.loads(path.read_bytes())
-    except IsADirectoryError as exc:
-        raise UnreadableFile("a directory, not a file") from exc
+        document = json.loads(_read_regular_file(path))
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableFile(f"not a JSON document: {exc}") from exc
     except RecursionError as exc:  # nested deeper than the parser goes: garbage too
