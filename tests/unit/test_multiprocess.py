@@ -1070,3 +1070,43 @@ def test_a_link_to_an_endless_device_is_left_out_within_bounded_memory(
     run_tasks(store, 3)
     (directory / "laios-proc-1-deadbeef0000.json").symlink_to("/dev/zero")
     assert scrape_in_child(registry, address_space=512 * 2**20) == 3
+
+
+def _gone_process_file(directory: Path, store: MetricStore) -> None:
+    """Leave the file of a process that is gone (4 tasks), for the next scrape to fold."""
+    child = fork(child_running(store, 4))
+    child.report()
+    child.kill()
+
+
+def test_a_link_planted_as_the_retired_temporary_file_is_not_written_through(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    tmp_path: Path,
+) -> None:
+    """A fold writes the retired file through a temporary file of a fixed name: a symbolic
+    link planted under that name had the fold overwrite the file it points to, anywhere the
+    process may write. The link is replaced, the file it points to left as it was."""
+    elsewhere = tmp_path / "not-laios.conf"
+    elsewhere.write_text("keep me\n")
+    (directory / "laios-retired.json.tmp").symlink_to(elsewhere)
+    _gone_process_file(directory, store)
+    assert tasks_total(scrape(registry)) == 4
+    assert elsewhere.read_text() == "keep me\n"
+    assert (directory / "laios-retired.json").is_file()
+    assert not (directory / "laios-retired.json").is_symlink()
+
+
+def test_a_named_pipe_planted_as_the_retired_temporary_file_does_not_hang_a_fold(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A named pipe under the name of the retired file's temporary file blocked the fold that
+    opened it for writing for ever, holding the directory's lock: every scrape then hung or
+    failed. The fold replaces it and answers."""
+    os.mkfifo(directory / "laios-retired.json.tmp")
+    _gone_process_file(directory, store)
+    assert scrape_in_child(registry) == 4
+    assert tasks_total(scrape(registry)) == 4
+    assert (directory / "laios-retired.json").is_file()

@@ -383,12 +383,25 @@ def dump(document: Mapping[str, Any]) -> bytes:
     return _json({"format": FORMAT, **document}).encode("utf-8")
 
 
+#: Creates a file that is not there yet, never following a symbolic link.
+_O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
 def write_document(path: Path, body: bytes) -> None:
     """Replace the file at ``path`` with ``body`` (from :func:`dump`) at once: written to
-    ``<path>.tmp`` and renamed over it, so that a reader sees the old or the new file whole."""
+    ``<path>.tmp`` (created anew) and renamed over it, so that a reader sees the old or the
+    new file whole."""
     temporary = path.with_name(path.name + ".tmp")
+    # Whatever is left under the temporary name (a write cut short, or something planted: a
+    # symbolic link would have the write go wherever it points, a named pipe would block it
+    # for ever) is removed, and the file created anew, never through a link. Writers of one
+    # name never race: the retired file is written under the directory's exclusive lock, a
+    # process's own file under its export's lock.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
     try:
-        with open(temporary, "wb") as file:
+        fd = os.open(temporary, _O_CREATE, 0o666)
+        with open(fd, "wb") as file:
             file.write(body)
         os.replace(temporary, path)
     except BaseException:
