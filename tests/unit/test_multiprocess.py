@@ -8,10 +8,14 @@ counts of children that are gone, however they went.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import multiprocessing
 import os
+import resource
+import select
+import signal
 import threading
 import time
 import warnings
@@ -978,3 +982,131 @@ def test_a_directory_named_like_a_file_is_left_out_and_the_scrape_answers(
     (directory / "laios-retired.json").mkdir()
     assert tasks_total(scrape(registry)) == 3
     assert tasks_total(scrape(registry)) == 3  # (the fold moved the retired one aside)
+
+
+def scrape_in_child(registry: CollectorRegistry, address_space: int | None = None) -> float:
+    """The ``laios_tasks_total`` of a scrape of ``registry`` made by a forked child (whose own
+    store starts from zero), failing the test when the child has not answered within
+    :data:`CHILD_SECONDS` (a hung scrape is killed with the child); ``address_space`` caps the
+    child's memory to that many bytes more than it has at the fork."""
+
+    def work(report: Report) -> None:
+        if address_space is not None:
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            resource.setrlimit(resource.RLIMIT_AS, (_address_space() + address_space, hard))
+        report({"total": tasks_total(scrape(registry))})
+
+    export = current()
+    assert export is not None
+    export.write()  # the parent's counts, for the child to add up
+    child = fork(work)
+    try:
+        ready, _, _ = select.select([child.reports], [], [], CHILD_SECONDS)
+        assert ready, f"the scrape did not answer within {CHILD_SECONDS:g} s"
+        total: float = child.report()["total"]
+        return total
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _address_space() -> int:
+    """This process's virtual memory size in bytes (``/proc/self/statm``)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[0])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _plant_fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _plant_symlink_loop(path: Path) -> None:
+    path.symlink_to(path.name)
+
+
+@pytest.mark.parametrize(
+    ("name", "plant"),
+    [
+        ("laios-proc-1-deadbeef0000.json", _plant_fifo),
+        ("laios-retired.json", _plant_fifo),
+        ("laios-proc-1-deadbeef0000.lock", _plant_fifo),
+        ("laios-proc-1-deadbeef0000.json", _plant_symlink_loop),
+        ("laios-retired.json", _plant_symlink_loop),
+    ],
+    ids=[
+        "fifo-process-file",
+        "fifo-retired-file",
+        "fifo-lock-file",
+        "loop-process",
+        "loop-retired",
+    ],
+)
+def test_a_file_that_is_not_a_regular_file_is_left_out_and_the_scrape_answers(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    name: str,
+    plant: Callable[[Path], None],
+) -> None:
+    """A named pipe or a symbolic link loop under the name of a process file, a lock file or
+    the retired file is left out as unreadable: a pipe hung every scrape for ever (a fold
+    holding the directory's lock meanwhile, so the other processes' scrapes failed too), and a
+    link loop failed every scrape with ``OSError``."""
+    run_tasks(store, 3)
+    if name.endswith(".lock"):
+        (directory / "laios-proc-1-deadbeef0000.json").write_bytes(b"{}")
+    plant(directory / name)
+    assert scrape_in_child(registry) == 3
+    assert scrape_in_child(registry) == 3
+
+
+def test_a_link_to_an_endless_device_is_left_out_within_bounded_memory(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A process file that is a symbolic link to ``/dev/zero`` is left out: it was read until
+    the process ran out of memory (checked in a child whose address space is capped)."""
+    run_tasks(store, 3)
+    (directory / "laios-proc-1-deadbeef0000.json").symlink_to("/dev/zero")
+    assert scrape_in_child(registry, address_space=512 * 2**20) == 3
+
+
+def _gone_process_file(directory: Path, store: MetricStore) -> None:
+    """Leave the file of a process that is gone (4 tasks), for the next scrape to fold."""
+    child = fork(child_running(store, 4))
+    child.report()
+    child.kill()
+
+
+def test_a_link_planted_as_the_retired_temporary_file_is_not_written_through(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    tmp_path: Path,
+) -> None:
+    """A fold writes the retired file through a temporary file of a fixed name: a symbolic
+    link planted under that name had the fold overwrite the file it points to, anywhere the
+    process may write. The link is replaced, the file it points to left as it was."""
+    elsewhere = tmp_path / "not-laios.conf"
+    elsewhere.write_text("keep me\n")
+    (directory / "laios-retired.json.tmp").symlink_to(elsewhere)
+    _gone_process_file(directory, store)
+    assert tasks_total(scrape(registry)) == 4
+    assert elsewhere.read_text() == "keep me\n"
+    assert (directory / "laios-retired.json").is_file()
+    assert not (directory / "laios-retired.json").is_symlink()
+
+
+def test_a_named_pipe_planted_as_the_retired_temporary_file_does_not_hang_a_fold(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A named pipe under the name of the retired file's temporary file blocked the fold that
+    opened it for writing for ever, holding the directory's lock: every scrape then hung or
+    failed. The fold replaces it and answers."""
+    os.mkfifo(directory / "laios-retired.json.tmp")
+    _gone_process_file(directory, store)
+    assert scrape_in_child(registry) == 4
+    assert tasks_total(scrape(registry)) == 4
+    assert (directory / "laios-retired.json").is_file()

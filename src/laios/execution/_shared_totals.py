@@ -134,10 +134,15 @@ if hasattr(os, "register_at_fork"):
     )
 
 
+#: Lock files are opened without waiting for a writer: a named pipe under a lock file's name
+#: would otherwise block its opener for ever (0 where the platform has no such flag).
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
 def _open_lock(path: Path, flags: int) -> int:
     """Open a lock file (non-inheritable, as ``os.open`` opens), tracked for forks."""
     with _lock_fds_lock:
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags | _O_NONBLOCK, 0o644)
         _lock_fds.add(fd)
     return fd
 
@@ -270,7 +275,9 @@ class SharedDirectory:
         with os.scandir(self.path) as entries:
             for entry in entries:
                 stem = _stem(entry.name)
-                if stem is None or entry.is_dir():  # (no file of a process is a directory)
+                # (no file of a process is a directory; a link is read as unreadable, and
+                # following a link loop here would fail every scrape)
+                if stem is None or entry.is_dir(follow_symlinks=False):
                     continue
                 if with_orphans or entry.name.endswith(".json"):
                     found.add(stem)

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import os
+import stat
 import types
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -311,18 +313,57 @@ def section_data(section: Section) -> dict[str, Any]:
     return data
 
 
+#: Opens what is at a path without following a symbolic link there, and without waiting for
+#: a writer when it is a named pipe (0 where the platform has no such flag).
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+#: What opening something that laios never writes in the directory may fail with: a symbolic
+#: link (``ELOOP``), a socket or a device without its driver, a file of another user.
+_NOT_OURS = frozenset({errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EACCES, errno.EPERM})
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of the regular file at ``path``.
+
+    Anything else under a laios name is foreign to the directory and read as nothing: a named
+    pipe would block the reader until someone writes to it (a scrape, and the fold holding the
+    directory's lock, for ever), a link to ``/dev/zero`` would be read until memory runs out,
+    and a link loop would fail every scrape.
+
+    Raises:
+        FileNotFoundError: When there is nothing at ``path``.
+        UnreadableFile: When it is not a regular file (a directory, a named pipe, a device, a
+            socket, a symbolic link), or one this process may not read.
+    """
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError as exc:
+        if exc.errno in _NOT_OURS:
+            raise UnreadableFile(f"cannot be opened: {exc.strerror}") from exc
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise UnreadableFile("a directory, not a file")
+        raise UnreadableFile("not a regular file (a named pipe, a device or a socket)")
+    with open(fd, "rb") as file:
+        return file.read()
+
+
 def read_document(path: Path) -> dict[str, Any]:
     """Read a document written by :func:`write_document`.
 
     Raises:
         FileNotFoundError: When there is no file at ``path``.
-        UnreadableFile: When the file is not JSON, or of another :data:`FORMAT`, or is a
-            directory.
+        UnreadableFile: When the file is not JSON, or of another :data:`FORMAT`, or is not a
+            regular file (a directory, a named pipe, a symbolic link, a device).
     """
     try:
-        document = json.loads(path.read_bytes())
-    except IsADirectoryError as exc:
-        raise UnreadableFile("a directory, not a file") from exc
+        document = json.loads(_read_regular_file(path))
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableFile(f"not a JSON document: {exc}") from exc
     except RecursionError as exc:  # nested deeper than the parser goes: garbage too
@@ -342,12 +383,25 @@ def dump(document: Mapping[str, Any]) -> bytes:
     return _json({"format": FORMAT, **document}).encode("utf-8")
 
 
+#: Creates a file that is not there yet, never following a symbolic link.
+_O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
 def write_document(path: Path, body: bytes) -> None:
     """Replace the file at ``path`` with ``body`` (from :func:`dump`) at once: written to
-    ``<path>.tmp`` and renamed over it, so that a reader sees the old or the new file whole."""
+    ``<path>.tmp`` (created anew) and renamed over it, so that a reader sees the old or the
+    new file whole."""
     temporary = path.with_name(path.name + ".tmp")
+    # Whatever is left under the temporary name (a write cut short, or something planted: a
+    # symbolic link would have the write go wherever it points, a named pipe would block it
+    # for ever) is removed, and the file created anew, never through a link. Writers of one
+    # name never race: the retired file is written under the directory's exclusive lock, a
+    # process's own file under its export's lock.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
     try:
-        with open(temporary, "wb") as file:
+        fd = os.open(temporary, _O_CREATE, 0o666)
+        with open(fd, "wb") as file:
             file.write(body)
         os.replace(temporary, path)
     except BaseException:
