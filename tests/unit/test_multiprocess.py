@@ -1110,3 +1110,22 @@ def test_a_named_pipe_planted_as_the_retired_temporary_file_does_not_hang_a_fold
     assert scrape_in_child(registry) == 4
     assert tasks_total(scrape(registry)) == 4
     assert (directory / "laios-retired.json").is_file()
+
+
+def test_a_link_planted_as_the_directory_lock_file_creates_nothing_elsewhere(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    tmp_path: Path,
+) -> None:
+    """A scrape locks ``laios-dir.lock``, creating it when it is missing: a symbolic link
+    planted under that name had it create an empty file where the link points (as root,
+    ``/etc/nologin`` would end logins). The link is replaced; nothing is made elsewhere."""
+    elsewhere = tmp_path / "nologin"
+    (directory / "laios-dir.lock").unlink(missing_ok=True)
+    (directory / "laios-dir.lock").symlink_to(elsewhere)
+    _gone_process_file(directory, store)
+    assert tasks_total(scrape(registry)) == 4
+    assert not elsewhere.exists()
+    assert not (directory / "laios-dir.lock").is_symlink()

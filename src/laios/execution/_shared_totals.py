@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import secrets
@@ -137,6 +138,9 @@ if hasattr(os, "register_at_fork"):
 #: Lock files are opened without waiting for a writer: a named pipe under a lock file's name
 #: would otherwise block its opener for ever (0 where the platform has no such flag).
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+#: Lock files are never opened through a symbolic link: laios makes none, and creating one's
+#: target would make an empty file wherever a link planted in the directory points.
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _open_lock(path: Path, flags: int) -> int:
@@ -145,6 +149,18 @@ def _open_lock(path: Path, flags: int) -> int:
         fd = os.open(path, flags | _O_NONBLOCK, 0o644)
         _lock_fds.add(fd)
     return fd
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (creating it when missing) a lock file of a fixed name, replacing a symbolic link
+    found under that name instead of creating the file it points to."""
+    try:
+        return _open_lock(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    path.unlink(missing_ok=True)  # (laios makes no links: this one was planted)
+    return _open_lock(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW)
 
 
 def close_lock(fd: int) -> None:
@@ -299,7 +315,7 @@ class SharedDirectory:
         try:
             _flock(directory, operation, self.path, deadline)
             path = self.path / _DIRECTORY_LOCK
-            fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
+            fd = _open_lock_file(path)
             try:
                 _flock(fd, operation, path, deadline)
                 yield
@@ -359,7 +375,12 @@ class SharedDirectory:
         for _ in range(8):
             stem = f"{PROCESS_PREFIX}{pid}-{secrets.token_hex(6)}"
             path = self.lock_file(stem)
-            fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
+            try:
+                fd = _open_lock(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                continue  # a link under the new name (planted): take another one
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if self.holds(stem, fd):
