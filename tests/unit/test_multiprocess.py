@@ -1129,3 +1129,22 @@ def test_a_link_planted_as_the_directory_lock_file_creates_nothing_elsewhere(
     assert tasks_total(scrape(registry)) == 4
     assert not elsewhere.exists()
     assert not (directory / "laios-dir.lock").is_symlink()
+
+
+def test_a_link_in_place_of_a_gone_processs_lock_file_is_no_liveness_and_no_error(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+) -> None:
+    """The lock file of a process is read to learn whether it lives; a symbolic link in its
+    place (a loop here, which no open can follow) failed every scrape with "Too many levels of
+    symbolic links". laios makes no links: the process is taken for gone, its counts folded."""
+    child = fork(child_running(store, 4))
+    data = Path(child.report()["path"])
+    child.kill()
+    lock = data.with_suffix(".lock")
+    lock.unlink()
+    lock.symlink_to(lock.name)  # (a link to itself)
+    assert tasks_total(scrape(registry)) == 4
+    assert tasks_total(scrape(registry)) == 4

@@ -324,12 +324,22 @@ class SharedDirectory:
         finally:
             close_lock(directory)
 
+    def _open_existing_lock(self, stem: str) -> int | None:
+        """The lock file of ``stem``, opened to probe its lock; ``None`` when there is none.
+        A symbolic link in its place counts as none: laios makes no links, and opening its
+        target could open anything."""
+        try:
+            return _open_lock(self.lock_file(stem), os.O_RDONLY | _O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP):
+                return None
+            raise
+
     def alive(self, stem: str) -> bool:
         """Whether the process of ``stem`` still holds its lock; without a lock file, whether
         the process its data file names still runs (see :meth:`owner_runs`)."""
-        try:
-            fd = _open_lock(self.lock_file(stem), os.O_RDONLY)
-        except FileNotFoundError:
+        fd = self._open_existing_lock(stem)
+        if fd is None:
             return self.owner_runs(stem)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -404,9 +414,8 @@ class SharedDirectory:
         files are deleted, so that a process just starting under that name notices); ``None``
         while its process lives. ``-1`` when there is no lock file and the process its data
         file names is gone (:meth:`owner_runs`)."""
-        try:
-            fd = _open_lock(self.lock_file(stem), os.O_RDONLY)
-        except FileNotFoundError:
+        fd = self._open_existing_lock(stem)
+        if fd is None:
             return None if self.owner_runs(stem) else -1
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
