@@ -532,3 +532,27 @@ def test_a_retry_call_stranded_on_a_closed_loop_is_collected_without_an_internal
         # retry bookkeeping and the closed loop's timer still do): close its coroutine.
         stranded.get_coro().close()
     assert not [r.getMessage() for r in caplog.records if r.name.startswith("laios")]
+
+
+@pytest.mark.parametrize(
+    ("option", "rule"),
+    [
+        ("retry_delay", "retry_delay must be 0 or more seconds"),
+        ("max_delay", "max_delay must be 0 or more seconds"),
+        ("deadline", "deadline must be more than 0 seconds"),
+        ("backoff", "backoff must be 1 or more"),
+        ("jitter", "jitter must be between 0 and 1"),
+    ],
+)
+@pytest.mark.parametrize("size", [300, 400], ids=["10**300", "10**400"])
+def test_a_hugely_negative_whole_number_is_refused_by_the_rule_it_breaks(
+    option: str, rule: str, size: int
+) -> None:
+    """-10**400 is not "too large": it breaks the option's lower bound, which the message
+    names, describing the number briefly (not by its hundreds of digits)."""
+    with pytest.raises(ValueError) as refused:
+        RetryPolicy(**{option: -(10**size)})
+    message = str(refused.value)
+    assert message.startswith(rule), message
+    assert "too large" not in message
+    assert len(message) < 200, message

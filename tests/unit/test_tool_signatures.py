@@ -277,3 +277,37 @@ class Hello(BaseTool):
 def test_an_extra_parameter_never_replaces_a_validated_field() -> None:
     """A caller passing a field's alias and also its name gets the validated field."""
     assert Hello().execute(userName="bob", user_name="mallory").data == "bob"
+
+
+class SearchInput(ToolInput):
+    query: str
+    # Checked by _validate, never meant for the tool's logic: left out of model_dump().
+    confirmed: bool = Field(default=False, exclude=True)
+
+
+class Search(BaseTool):
+    name = "search_excluding"
+    description = "Searches, after a confirmation that _validate checks."
+    input_model = SearchInput
+
+    def _execute(self, query: str) -> str:
+        return query
+
+
+class SearchAnyKeyword(BaseTool):
+    name = "search_excluding_any_keyword"
+    description = "Searches, taking a parameter by name and any other keyword."
+    input_model = SearchInput
+
+    def _execute(self, query: str, **kwargs: Any) -> Any:
+        return kwargs
+
+
+def test_a_field_excluded_from_the_dump_is_not_passed_by_name() -> None:
+    """A field declared Field(exclude=True) is left out of what a method taking its
+    parameters by name receives, as model_dump() always left it out: such a method need not
+    name it."""
+    output = Search().execute(query="q", confirmed=True)
+    assert output.success, output.error
+    assert output.data == "q"
+    assert SearchAnyKeyword().execute(query="q", confirmed=True).data == {}

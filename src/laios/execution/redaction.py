@@ -401,9 +401,10 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
     The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
-    JSON-escaped) are replaced too. Occurrences that overlap (two secrets sharing characters
-    where they meet, a secret repeating itself) are replaced together, by one ``[REDACTED]``:
-    no character of any occurrence is left. So is a value pydantic quotes by its ends
+    JSON-escaped, base64, also inside the base64 of a longer text) are replaced too.
+    Occurrences that overlap (two secrets sharing characters where they meet, a secret
+    repeating itself) are replaced together, by one ``[REDACTED]``: no character of any
+    occurrence is left. So is a value pydantic quotes by its ends
     in a ``ValidationError`` (``input_value={'api_key': 'sk-l...xyz'}``) when a secret was cut
     there: its first characters end the head, or its last ones start the tail.
 

@@ -148,7 +148,8 @@ class RetryPolicy:
                     f"{name} must be at most {threading.TIMEOUT_MAX:.0f} seconds (the longest "
                     f"wait this platform supports), got {_brief(value)}"
                 )
-            if math.isinf(amount):  # a whole number past any float: finite, but no use
+            if math.isinf(amount) and amount > 0:  # a whole number past any float: finite,
+                # but no use (one far below zero is refused by the option's lower bound)
                 raise ValueError(f"{name} is too large, got {_brief(value)}")
             return amount
 
@@ -159,15 +160,17 @@ class RetryPolicy:
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, got {number_repr(self.max_retries)}")
         if number("retry_delay", self.retry_delay) < 0:
-            raise ValueError(f"retry_delay must be 0 or more seconds, got {self.retry_delay}")
+            raise ValueError(
+                f"retry_delay must be 0 or more seconds, got {_brief(self.retry_delay)}"
+            )
         if number("backoff", self.backoff) < 1:
-            raise ValueError(f"backoff must be 1 or more, got {self.backoff}")
+            raise ValueError(f"backoff must be 1 or more, got {_brief(self.backoff)}")
         if self.max_delay is not None and number("max_delay", self.max_delay) < 0:
-            raise ValueError(f"max_delay must be 0 or more seconds, got {self.max_delay}")
+            raise ValueError(f"max_delay must be 0 or more seconds, got {_brief(self.max_delay)}")
         if not 0 <= number("jitter", self.jitter) <= 1:
-            raise ValueError(f"jitter must be between 0 and 1, got {self.jitter}")
+            raise ValueError(f"jitter must be between 0 and 1, got {_brief(self.jitter)}")
         if self.deadline is not None and number("deadline", self.deadline) <= 0:
-            raise ValueError(f"deadline must be more than 0 seconds, got {self.deadline}")
+            raise ValueError(f"deadline must be more than 0 seconds, got {_brief(self.deadline)}")
         plain_callable("retry_if", "a TaskResult and returning a bool", self.retry_if, ValueError)
 
     def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:

@@ -190,11 +190,28 @@ def _failure(exc: Exception) -> ToolOutput:
     return ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
 
 
+#: Per input model: the fields declared ``Field(exclude=True)``, which ``model_dump()`` leaves
+#: out and so do the values passed by name.
+_EXCLUDED_FIELDS: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _excluded_fields(model: type[ToolInput]) -> tuple[str, ...]:
+    """The fields of ``model`` declared ``Field(exclude=True)`` (looked up once per model)."""
+    excluded = _EXCLUDED_FIELDS.get(model)
+    if excluded is None:
+        excluded = tuple(name for name, info in model.model_fields.items() if info.exclude)
+        _EXCLUDED_FIELDS[model] = excluded
+    return excluded
+
+
 def _validated_values(input_data: ToolInput, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` (the model's fields, as given) with the model's computed fields and its
-    extras added; an extra never replaces a field (a caller who passed both a field's alias
-    and its name gets the validated field)."""
+    """``values`` (the model's fields, as given) without those declared ``Field(exclude=True)``
+    (``model_dump()`` never gave them), with the model's computed fields and its extras added;
+    an extra never replaces a field (a caller who passed both a field's alias and its name
+    gets the validated field)."""
     model = type(input_data)
+    for name in _excluded_fields(model):
+        values.pop(name, None)
     if model.model_computed_fields:
         for name in model.model_computed_fields:
             values[name] = getattr(input_data, name)
@@ -367,7 +384,8 @@ class BaseTool(abc.ABC):
     def _as_kwargs(self, input_data: ToolInput, raw: dict[str, Any]) -> dict[str, Any]:
         """Return the keyword arguments for a keyword-style entry point: for named parameters,
         the validated values as the model holds them (a field typed with a model or a
-        dataclass gives an instance of it), extra parameters and computed fields included; for
+        dataclass gives an instance of it), extra parameters and computed fields included,
+        fields declared ``Field(exclude=True)`` left out (as ``model_dump()`` leaves them); for
         ``**kwargs`` alone, the model's ``model_dump()``, as such tools have always had it."""
         if self.input_model is ToolInput:
             return raw
