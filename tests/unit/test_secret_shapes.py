@@ -278,3 +278,17 @@ def test_requests_auth_pair_quoted_by_its_tool_stays_out_of_telemetry(
     parameters = {"auth": ["alice", SECRET], "reveal": f"login failed for {SECRET}"}
     channels = _channels(parameters, laios_records)
     assert _leaks(channels) == []
+
+
+@pytest.mark.parametrize("key", ["basicAuth", "proxyAuth", "dbPwd", "sentryDsn", "idJwt", "oAuth"])
+def test_the_short_names_count_in_camel_case_too(key: str) -> None:
+    """``basicAuth`` names its own ``Auth`` at a lower-to-upper case boundary."""
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["PWD", "isAuthor", "AUTHOR", "myAuthority"])
+def test_the_working_directory_variable_and_words_are_not_secret(key: str) -> None:
+    """``PWD`` is the shell's working directory (a tool given ``env=os.environ.copy()`` would
+    otherwise have every file path scrubbed from its tracebacks)."""
+    assert not is_secret_key(key)
+    assert secret_values({"env": {key: "/home/user/project"}}) == []

@@ -74,10 +74,15 @@ _SECRET_KEY = re.compile(
     r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
     r"|private|bearer"
     # Short names that also occur inside ordinary words (author, cwd): only as names of their
-    # own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``, ``sentry_dsn``).
-    r"|(?<![a-z])(?:auth|pwd|jwt|dsn)(?![a-z])",
+    # own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``, ``sentry_dsn``),
+    # or starting a word of a camelCase name (``basicAuth``, ``dbPwd``).
+    r"|(?<![a-z])(?:auth|pwd|jwt|dsn)(?![a-z])"
+    r"|(?-i:(?<=[a-z])(?:Auth|Pwd|Jwt|Dsn)(?![a-z]))",
     re.IGNORECASE,
 )
+#: Names the secret-looking pattern matches that are known not to hold a secret: the shell's
+#: working directory (``env=os.environ.copy()`` would have every file path scrubbed).
+_ORDINARY_KEYS = frozenset({"PWD"})
 
 
 def is_secret_key(key: object) -> bool:
@@ -85,11 +90,11 @@ def is_secret_key(key: object) -> bool:
 
     A ``bytes`` or ``bytearray`` name (``b"Authorization"``, as HTTP headers are often kept)
     is read as Latin-1 text; any other non-string name is not secret."""
-    if isinstance(key, str):
-        return _SECRET_KEY.search(key) is not None
-    if isinstance(key, (bytes, bytearray)):
-        return _SECRET_KEY.search(key.decode("latin-1")) is not None
-    return False
+    if not isinstance(key, str):
+        if not isinstance(key, (bytes, bytearray)):
+            return False
+        key = key.decode("latin-1")
+    return _SECRET_KEY.search(key) is not None and key not in _ORDINARY_KEYS
 
 
 def is_secret_pair(item: object) -> bool:
