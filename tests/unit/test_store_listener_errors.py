@@ -62,6 +62,7 @@ def test_a_listener_that_keeps_raising_is_logged_once_with_its_traceback(
     assert "the backend is gone" in text
     assert f"{kind} listener" in logged[0].getMessage()
     assert "once a minute" in logged[0].getMessage()
+    assert "more failures" not in logged[0].getMessage()  # (none held back before the first)
 
 
 def test_each_broken_listener_is_logged_and_the_others_still_run(

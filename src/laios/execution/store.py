@@ -769,14 +769,15 @@ class MetricStore:
         held_back = self._listener_errors.should_log(f"{kind}:{id(listener)}")
         if held_back is None:
             return
+        since = f"; {held_back} more failures of it since the last log" if held_back else ""
         message = (
             f"{kind} listener %r raised; it was skipped (logged at most once a minute per "
-            "listener; %d more failures of it since the last log)"
+            f"listener{since})"
         )
         if not secrets:
-            _log.error(message, listener, held_back, exc_info=exc)
+            _log.error(message, listener, exc_info=exc)
         else:
-            _log.error(message + "\n%s", listener, held_back, scrubbed_traceback(exc, secrets))
+            _log.error(message + "\n%s", listener, scrubbed_traceback(exc, secrets))
 
     def add_finish_listener(self, listener: FinishListener) -> None:
         """Call ``listener`` with a :class:`FinishedTask` at the end of every task from now on.
