@@ -480,17 +480,19 @@ def test_an_on_progress_callback_calling_back_into_its_executor_never_waits_for_
         assert got.output == "inner", got.error
 
 
+@pytest.mark.parametrize("on_event", ["started", "progress", "completed"])
 def test_an_on_progress_callback_shutting_its_executor_down_does_not_wait_for_itself(
-    road: Road, unwedged: Callable[..., Any]
+    road: Road, unwedged: Callable[..., Any], on_event: str
 ) -> None:
-    """A callback calling shutdown(wait=True) on its own executor returns, the executor is
-    shut down, and the task still ends with its own outcome."""
+    """A callback calling shutdown(wait=True) on its own executor, whatever the event (on a
+    process or Dask runner, "started" comes before the call is sent to its worker), returns,
+    the executor is shut down, and the task still ends with its own outcome."""
     use_unwedged(road, unwedged)
     executor = road.executor
     returned: list[float] = []
 
     def callback(event: str, data: Any) -> None:
-        if event == "progress":
+        if event == on_event:
             started = time.monotonic()
             executor.shutdown(wait=True)
             returned.append(time.monotonic() - started)

@@ -746,6 +746,37 @@ def test_a_thread_a_tool_left_running_does_not_hold_shutdown(
     assert gone(result.output)
 
 
+def test_a_started_callback_on_the_callers_thread_shutting_down_does_not_wait_for_itself(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """With a worker idle, "started" is reported on the caller's own thread, before the call
+    is sent: a callback calling shutdown(wait=True) there returned never (the worker it waited
+    for was holding the call it was about to send). It returns, and the task runs."""
+    executor = make()
+    pid = run_pid(executor, task, context)  # a worker is idle now
+    returned: list[bool] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "started":
+            executor.shutdown(wait=True)
+            returned.append(True)
+
+    box: list[TaskResult] = []
+    caller = threading.Thread(
+        target=lambda: box.append(
+            executor.execute_task(task("pid"), context, on_progress=on_progress)
+        ),
+        daemon=True,
+    )
+    caller.start()
+    caller.join(WAIT)
+    assert not caller.is_alive(), "shutdown(wait=True) in the started callback waited for ever"
+    assert returned == [True]
+    assert box[0].output == pid, box[0].error
+    assert executor.is_shutdown
+    assert gone(pid)
+
+
 def kill_if_alive(pid: int) -> None:
     """Clean up a process a test's tool left behind (not the test's child: nothing to reap)."""
     if alive(pid):

@@ -83,3 +83,28 @@ def test_execute_with_retry_async_succeeds_when_the_retry_span_fails(
         failing_executor.execute_with_retry_async(make_task("echo", n=3), CONTEXT, max_retries=1)
     )
     assert _ok(result), result.error
+
+
+def test_a_task_span_whose_processor_fails_on_end_is_ended_once(
+    registry: ToolRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A span processor raising from ``on_end`` (after the SDK ended the span) makes the
+    executor log the fault, not end the span again: the SDK warned "Calling end() on an ended
+    span." for every task, on top of the executor's own error."""
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(FailingProcessor("end"))
+    with Executor(
+        registry, tracer_provider=provider, store=MetricStore(), register_prometheus=False
+    ) as executor:
+        results = [
+            executor.execute_task(make_task("echo", n=3), CONTEXT),
+            executor.execute_task(make_task("echo", n=3), CONTEXT, timeout=5),
+            executor.execute_task(make_task("no_such_tool"), CONTEXT),
+        ]
+    provider.shutdown()
+    assert [_ok(r) for r in results] == [True, True, False]
+    assert results[2].metadata["error_type"] == "tool_not_found"
+    faults = [r for r in caplog.records if r.name == "laios.execution"]
+    assert len(faults) == 3, [r.getMessage() for r in faults]
+    again = [r.getMessage() for r in caplog.records if "ended span" in r.getMessage()]
+    assert again == []

@@ -887,8 +887,11 @@ class Job(TaskRecord):
             except Exception as exc:  # observability never changes an outcome
                 self.observability_failed("ending the task span", exc)
                 if span is not None:
+                    # (not when the fault came from ending it: a processor's on_end runs
+                    # after the span ended, and a second end() draws the SDK's warning)
                     with contextlib.suppress(Exception):
-                        span.end()
+                        if span.is_recording():
+                            span.end()
         return construct(
             TaskResult,
             {

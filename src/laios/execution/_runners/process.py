@@ -322,6 +322,9 @@ class _Pool:
         self.reader: threading.Thread | None = None
         self.start_error: Exception | None = None  # why the last worker could not start
         self.cpu_watches: dict[int, _CpuWatch] = {}  # by worker pid (read by the reader)
+        # Set while a thread tells a call's events it starts (its "started" callback runs
+        # then, before the call is sent): such a thread cannot wait for the workers to exit.
+        self.starting_here = threading.local()
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -419,7 +422,14 @@ class _Pool:
         """Send ``call`` (reserved on ``worker``) once its events say it may start; then the
         next queued call whenever one is refused, until the worker is busy or idle."""
         while call is not None:
-            if call.events.started():
+            starting_here = self.starting_here
+            outer = getattr(starting_here, "active", False)
+            starting_here.active = True
+            try:
+                may_start = call.events.started()
+            finally:
+                starting_here.active = outer
+            if may_start:
                 with self.lock:
                     send = call.state == "reserved"  # (else abandoned since: nothing to run)
                     if send:
@@ -694,6 +704,8 @@ class _Pool:
         with self.lock:
             if threading.current_thread() is self.reader:
                 return  # (a callback on the reader thread: it cannot wait for itself)
+            if getattr(self.starting_here, "active", False):
+                return  # (a "started" callback: its call is sent once it returns)
             while self.workers or self.starting or self.reader is not None:
                 self.changed.wait(1.0)
 
