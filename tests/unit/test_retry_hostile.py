@@ -419,19 +419,9 @@ def test_shutdown_during_the_wait_ends_the_call_with_the_failure_at_hand(
     assert row.retries == 0
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("stop", ["cancel_task", "shutdown"])
-def test_a_retry_call_stranded_on_a_closed_loop_does_not_make_cancel_or_shutdown_raise(
-    make_executor: Any,
-    make_task: Any,
-    context: Context,
-    stop: str,
-) -> None:
-    """An execute_with_retry_async call left waiting on an event loop closed under it: waking
-    it cannot reach the loop, and cancel_task (True) and shutdown() return instead of raising
-    "Event loop is closed"."""
-    executor = make_executor()
-    task = make_task("fail")
+def strand_a_retry_call(executor: Executor, task: Any, context: Context) -> asyncio.Task[None]:
+    """Start an execute_with_retry_async call of ``task`` (which fails) on a loop of its own,
+    let it reach its 30 s wait between attempts, then close the loop under it."""
     loop = asyncio.new_event_loop()
     announced = asyncio.Event()
 
@@ -445,6 +435,23 @@ def test_a_retry_call_stranded_on_a_closed_loop_does_not_make_cancel_or_shutdown
     for _ in range(3):  # (into its wait)
         loop.run_until_complete(asyncio.sleep(0))
     loop.close()
+    return stranded
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("stop", ["cancel_task", "shutdown"])
+def test_a_retry_call_stranded_on_a_closed_loop_does_not_make_cancel_or_shutdown_raise(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    stop: str,
+) -> None:
+    """An execute_with_retry_async call left waiting on an event loop closed under it: waking
+    it cannot reach the loop, and cancel_task (True) and shutdown() return instead of raising
+    "Event loop is closed"."""
+    executor = make_executor()
+    task = make_task("fail")
+    stranded = strand_a_retry_call(executor, task, context)
     if stop == "cancel_task":
         assert executor.cancel_task(task.id) is True
     else:
@@ -514,19 +521,7 @@ def test_a_retry_call_stranded_on_a_closed_loop_is_collected_without_an_internal
     collected: that is no error inside the executor, and nothing says it is."""
     executor = make_executor()
     task = make_task("fail")
-    loop = asyncio.new_event_loop()
-    announced = asyncio.Event()
-
-    async def call() -> None:
-        await executor.execute_with_retry_async(
-            task, context, max_retries=3, retry_delay=30, on_retry=lambda d: announced.set()
-        )
-
-    stranded = loop.create_task(call())
-    loop.run_until_complete(asyncio.wait_for(announced.wait(), 10))
-    for _ in range(3):  # (into its wait)
-        loop.run_until_complete(asyncio.sleep(0))
-    loop.close()
+    stranded = strand_a_retry_call(executor, task, context)
     with caplog.at_level(logging.ERROR, logger="laios"):
         # What the collector does to the call once nothing holds it (here the executor's
         # retry bookkeeping and the closed loop's timer still do): close its coroutine.
