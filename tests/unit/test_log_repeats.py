@@ -20,7 +20,9 @@ RELEASE = threading.Event()
 
 
 class Stuck(BaseTool):
-    name = "stuck"
+    # (a name no other test's tool has: the warnings are limited per tool name, process-wide,
+    # so a "stuck" tool another test left running in the last minute would hold this one back)
+    name = "stuck_for_the_log_repeats_test"
     description = "Blocks until released."
 
     def _execute(self, **kwargs: Any) -> Any:
@@ -36,7 +38,7 @@ def test_a_batch_of_timeouts_logs_one_warning(caplog: pytest.LogCaptureFixture) 
     context = Context(session_id="s", user_id="u")
 
     async def batch() -> list[TaskResult]:
-        tasks = [Task(plan_id="p", description="d", tool_name="stuck") for _ in range(8)]
+        tasks = [Task(plan_id="p", description="d", tool_name=Stuck.name) for _ in range(8)]
         return await executor.execute_parallel(tasks, context, timeout=0.3)
 
     with caplog.at_level(logging.WARNING, logger="laios.execution"):
