@@ -237,8 +237,24 @@ class ExecutionMonitor:
 
     def get_execution_stats(self, tasks: Iterable[Task]) -> ExecutionStats:
         """Counts and averages computed from the tasks' ``status``, ``started_at`` and
-        ``completed_at``."""
+        ``completed_at``.
+
+        Raises:
+            TypeError: When ``tasks`` is not an iterable of tasks (a string or a mapping is
+                not one), or one of its items has no ``status``.
+        """
+        # A string or a mapping is iterable, but never a list of tasks.
+        if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
+            raise TypeError(
+                f"get_execution_stats() needs an iterable of Tasks, got {type(tasks).__name__}"
+            )
         items = list(tasks)
+        for position, item in enumerate(items):
+            if not hasattr(item, "status"):
+                raise TypeError(
+                    "get_execution_stats() needs an iterable of Tasks: item "
+                    f"{position} is {type(item).__name__}, not a Task"
+                )
         stats = ExecutionStats(total_tasks=len(items))
         durations: list[float] = []
         for task in items:
