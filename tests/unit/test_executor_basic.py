@@ -95,6 +95,25 @@ def test_constructor_rejects_a_switch_that_is_not_a_bool_or_a_whole_number(
         Executor(registry, **kwargs)
 
 
+@pytest.mark.parametrize("name", ["enable_monitoring", "register_prometheus"])
+@pytest.mark.parametrize("value", [2, -1, 10**20])
+def test_constructor_rejects_a_whole_number_other_than_zero_or_one_for_a_switch(
+    registry: ToolRegistry, name: str, value: int
+) -> None:
+    """Only 0 and 1 say False and True: enable_monitoring=2 (a count given to the wrong
+    parameter, say) is refused naming the argument, as a string is."""
+    kwargs: dict[str, Any] = {"register_prometheus": False, name: value}
+    with pytest.raises(TypeError, match=rf"{name} must be True or False, got int {value} "):
+        Executor(registry, **kwargs)
+
+
+@pytest.mark.parametrize("value", [2, -1])
+def test_task_monitor_rejects_a_whole_number_other_than_zero_or_one(value: int) -> None:
+    """TaskMonitor(track_progress=2) is refused as Executor(enable_monitoring=2) is."""
+    with pytest.raises(TypeError, match="track_progress must be True or False"):
+        TaskMonitor(track_progress=value)
+
+
 def test_constructor_takes_zero_and_one_for_its_switches(registry: ToolRegistry) -> None:
     """0 and 1 keep working as False and True (a positional enable_monitoring included)."""
     executor = Executor(registry, None, 4, 0, register_prometheus=0)

@@ -98,3 +98,20 @@ def test_an_id_that_cannot_be_a_task_id_is_unknown(task_id: Any) -> None:
         assert executor.get_task_status(task_id) is None
         assert executor.get_metrics(task_id) is None
         assert executor.cancel_task(task_id) is False
+
+
+@pytest.mark.parametrize("tasks", [None, 5, "abc", {"id": "t"}], ids=repr)
+def test_execution_stats_names_what_it_needs_instead_of_a_list_of_tasks(tasks: Any) -> None:
+    """``get_execution_stats(None)`` said "'NoneType' object is not iterable", and
+    ``get_execution_stats("abc")`` "'str' object has no attribute 'status'"."""
+    with pytest.raises(TypeError, match=r"get_execution_stats\(\) needs an iterable of Tasks"):
+        ExecutionMonitor().get_execution_stats(tasks)
+
+
+@pytest.mark.parametrize("item", [None, 5, {"status": "completed"}], ids=repr)
+def test_execution_stats_names_an_item_that_is_not_a_task(item: Any) -> None:
+    """An item without a ``status`` is named with its position, instead of an
+    AttributeError from inside the monitor."""
+    task = Task(plan_id="p", description="d", tool_name="echo")
+    with pytest.raises(TypeError, match=rf"item 1 is {type(item).__name__}, not a Task"):
+        ExecutionMonitor().get_execution_stats([task, item])

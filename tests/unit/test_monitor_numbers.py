@@ -55,3 +55,17 @@ def test_progress_details_that_are_not_a_mapping_are_refused_clearly(details: ob
     with pytest.raises(TypeError, match="details must be a mapping"):
         monitor.update_task_progress("t-1", 50.0, details=details)  # type: ignore[arg-type]
     assert monitor.get_progress("t-1") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [10**400, 10**5000, -(10**5000), Fraction(10**5000, 3)],
+    ids=["1e400", "1e5000", "-1e5000", "fraction"],
+)
+def test_record_metric_says_a_huge_number_is_too_large_for_a_float(value: object) -> None:
+    """A number past the float range is refused as too large, not as "must be finite" (it is
+    finite) nor with Python's "Exceeds the limit (4300 digits) for integer string conversion",
+    which its hundreds of digits raised while the message was built."""
+    with pytest.raises(ValueError, match="metric value is too large for a float") as caught:
+        PerformanceMonitor().record_metric("t", "rows", value)  # type: ignore[arg-type]
+    assert len(str(caught.value)) < 200

@@ -222,6 +222,21 @@ def test_execute_tool_runs_async_tools() -> None:
     assert make_registry(AsyncTool).execute_tool("async", v=2).data == {"v": 2}
 
 
+@pytest.mark.parametrize("name", [[], {}, ["echo"], {"echo"}], ids=repr)
+def test_a_name_that_cannot_be_a_tool_name_is_unknown(name: Any) -> None:
+    """get_tool, has_tool, get_tool_schema and unregister_tool answer as for any unknown
+    name, as ``name in registry`` and execute_tool do, instead of raising "unhashable type"."""
+    registry = ToolRegistry()
+    registry.register_tool(EchoTool)
+    assert registry.get_tool(name) is None
+    assert registry.has_tool(name) is False
+    assert registry.get_tool_schema(name) is None
+    assert registry.unregister_tool(name) is False
+    assert name not in registry
+    assert registry.execute_tool(name).metadata["error_type"] == "tool_not_found"
+    assert registry.has_tool("echo")
+
+
 def test_get_tool_schema() -> None:
     """get_tool_schema returns the tool's schema, or None for an unknown name."""
     registry = make_registry(ReadTool)

@@ -75,14 +75,23 @@ def switch(name: str, value: object) -> bool:
     """``value`` as a bool when it is ``True``/``False`` (or ``0``/``1``, which say the same).
 
     Raises:
-        TypeError: Naming ``name``, otherwise (a string like ``"false"`` would read as true).
+        TypeError: Naming ``name``, otherwise: a string like ``"false"``, or another whole
+            number (``2``, perhaps meant for another option), would read as true.
     """
-    if not isinstance(value, int):  # (a bool is an int)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if value in (0, 1):
+            return bool(value)
+        # (any other number would read as true, and is most likely meant for another option)
         raise TypeError(
-            f"{name} must be True or False, got {type(value).__name__} (a string like 'false' "
-            "would read as true)"
+            f"{name} must be True or False, got int {number_repr(value)} (of the whole numbers, "
+            "only 0 and 1 are taken)"
         )
-    return bool(value)
+    raise TypeError(
+        f"{name} must be True or False, got {type(value).__name__} (a string like 'false' "
+        "would read as true)"
+    )
 
 
 def plain_callable(name: str, takes: str, value: Any, error: type[Exception] = TypeError) -> None:

@@ -21,7 +21,7 @@ from typing_extensions import Self, TypeVar
 
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
-from laios.execution._checks import number_repr, plain_callable, positive_int
+from laios.execution._checks import number_repr, plain_callable, positive_int, switch
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.job import describe_exception
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
@@ -191,15 +191,8 @@ class Executor(Generic[_RegistryT]):
                 "prometheus_registry must be a prometheus_client CollectorRegistry, got "
                 f"{type(prometheus_registry).__name__}"
             )
-        for name, switch in (
-            ("enable_monitoring", enable_monitoring),
-            ("register_prometheus", register_prometheus),
-        ):
-            if not isinstance(switch, int):  # (a bool is an int; 0 and 1 mean what they say)
-                raise TypeError(
-                    f"{name} must be True or False, got {type(switch).__name__} (a string "
-                    "like 'false' would read as true)"
-                )
+        enable_monitoring = switch("enable_monitoring", enable_monitoring)
+        register_prometheus = switch("register_prometheus", register_prometheus)
         if capture_content is not None and not isinstance(capture_content, bool):
             raise TypeError(
                 "capture_content must be None, True or False, got "

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import require_task
+from laios.execution._checks import number_repr, require_task
 from laios.execution._records import (
     MAX_TEXT,
     ProgressStatus,
@@ -237,8 +237,24 @@ class ExecutionMonitor:
 
     def get_execution_stats(self, tasks: Iterable[Task]) -> ExecutionStats:
         """Counts and averages computed from the tasks' ``status``, ``started_at`` and
-        ``completed_at``."""
+        ``completed_at``.
+
+        Raises:
+            TypeError: When ``tasks`` is not an iterable of tasks (a string or a mapping is
+                not one), or one of its items has no ``status``.
+        """
+        # A string or a mapping is iterable, but never a list of tasks.
+        if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
+            raise TypeError(
+                f"get_execution_stats() needs an iterable of Tasks, got {type(tasks).__name__}"
+            )
         items = list(tasks)
+        for position, item in enumerate(items):
+            if not hasattr(item, "status"):
+                raise TypeError(
+                    "get_execution_stats() needs an iterable of Tasks: item "
+                    f"{position} is {type(item).__name__}, not a Task"
+                )
         stats = ExecutionStats(total_tasks=len(items))
         durations: list[float] = []
         for task in items:
@@ -314,8 +330,13 @@ class PerformanceMonitor:
             raise TypeError(f"metric value must be a number, got {type(value).__name__}")
         try:
             number = float(value)
-        except OverflowError:  # an int too large for a float
-            number = math.inf
+        except OverflowError:  # an int (or a Fraction) too large for a float
+            # (never its repr: hundreds of digits, or a ValueError past 4,300 of them)
+            what = number_repr(value) if isinstance(value, int) else type(value).__name__
+            raise ValueError(
+                "metric value is too large for a float (the largest finite float is about "
+                f"1.8e308), got {shorten(what, 64)}"
+            ) from None
         if not math.isfinite(number):
             raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
         key = _key(task_id)

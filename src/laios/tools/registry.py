@@ -147,7 +147,10 @@ class ToolRegistry:
             True if a tool was removed, False if there was none.
         """
         with self._lock:
-            removed = self._tools.pop(name, None)
+            try:
+                removed = self._tools.pop(name, None)
+            except TypeError:  # an unhashable name (a list): no tool has it
+                return False
             if removed is None:
                 return False
             self._snapshot = None
@@ -168,7 +171,10 @@ class ToolRegistry:
         Returns:
             The tool instance, or None if no tool has that name.
         """
-        return self._tools.get(name)
+        try:
+            return self._tools.get(name)
+        except TypeError:  # an unhashable name (a list): no tool has it
+            return None
 
     def has_tool(self, name: str) -> bool:
         """Tell whether a tool is registered under ``name``.
@@ -179,7 +185,10 @@ class ToolRegistry:
         Returns:
             True if the registry holds a tool with that name.
         """
-        return name in self._tools
+        try:
+            return name in self._tools
+        except TypeError:  # an unhashable name (a list): no tool has it
+            return False
 
     def list_tools(
         self,
@@ -249,7 +258,7 @@ class ToolRegistry:
         Returns:
             The result of :meth:`BaseTool.get_schema`, or None for an unknown name.
         """
-        tool = self._tools.get(name)
+        tool = self.get_tool(name)
         return None if tool is None else tool.get_schema()
 
     def get_all_schemas(self) -> list[dict[str, Any]]:
