@@ -324,7 +324,31 @@ def test_failed_results_are_shown_beside_failed_attempts() -> None:
         numerator, denominator = target["expr"].split("\n/ ")
         assert metric_names(numerator) == metric_names(denominator) == {metric}
         assert 'outcome=~"error|timeout|rejected"' in numerator
-        assert "outcome" not in denominator
+
+
+def outcome_matchers(expr: str) -> list[str]:
+    return re.findall(r'outcome[=!~]+"[^"]*"', expr)
+
+
+@pytest.mark.parametrize(
+    ("title", "record"),
+    [
+        ("Failed results", "laios:task_result_error_ratio:rate5m"),
+        ("Failed results by tool", "laios:task_result_error_ratio:rate5m"),
+        ("Failed attempts", "laios:task_error_ratio:rate5m"),
+        ("Failed attempts by tool", "laios:task_error_ratio:rate5m"),
+    ],
+)
+def test_failed_shares_are_the_ones_the_rules_compute(title: str, record: str) -> None:
+    """A failed share divides what its recording rule divides: for results, failures over
+    every result but the cancelled ones, the share the error-ratio and burn-rate alerts page
+    on (the stat's thresholds are theirs)."""
+    (target,) = panel(title)["targets"]
+    groups = yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))["groups"]
+    (rule,) = [r for g in groups for r in g["rules"] if r.get("record") == record]
+    panel_parts = [outcome_matchers(part) for part in target["expr"].split("\n/ ")]
+    rule_parts = [outcome_matchers(part) for part in rule["expr"].split("\n  / ")]
+    assert panel_parts == rule_parts
 
 
 def test_ratio_thresholds_follow_the_availability_objective() -> None:

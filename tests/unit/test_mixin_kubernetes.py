@@ -81,6 +81,29 @@ def test_match_and_manifest_labels_come_from_the_config() -> None:
         }
 
 
+def test_two_services_get_manifests_of_their_own_names() -> None:
+    """The manifests generated for two workloads have different names, so applying both in
+    one namespace keeps both (the same name would replace one service's monitor and rules
+    with the other's); the default ones keep the name laios."""
+    orders = manifests(MixinConfig(match_labels=(("app.kubernetes.io/name", "orders-api"),)))
+    billing = manifests(
+        MixinConfig(match_labels=(("app.kubernetes.io/name", "Billing_API"), ("tier", "v2.1")))
+    )
+    assert {m["metadata"]["name"] for m in orders.values()} == {"laios-orders-api"}
+    assert {m["metadata"]["name"] for m in billing.values()} == {"laios-billing-api-v2-1"}
+    assert {m["metadata"]["name"] for m in manifests(MixinConfig()).values()} == {"laios"}
+
+
+def test_manifest_names_are_kubernetes_names() -> None:
+    """A derived name is at most 63 lowercase letters, digits and dashes, starting and ending
+    with a letter or digit, whatever the label values."""
+    for values in (("x" * 63, "y" * 63), ("A", "b_.c"), ("", "")):
+        config = MixinConfig(match_labels=(("a", values[0]), ("b", values[1])))
+        for manifest in manifests(config).values():
+            name = manifest["metadata"]["name"]
+            assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), name
+
+
 def test_default_manifests_carry_no_metadata_labels() -> None:
     """Without manifest_labels the objects have a name and no labels to guess at."""
     assert all(m["metadata"] == {"name": "laios"} for m in manifests(MixinConfig()).values())

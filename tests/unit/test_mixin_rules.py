@@ -56,6 +56,33 @@ def test_every_raw_metric_carries_the_selector() -> None:
     assert [read for read in reads if 'job="orders-api"' not in read[1]] == []
 
 
+def test_every_read_of_a_recording_rule_carries_the_selector() -> None:
+    """With selector job="orders-api", each read of a laios:* record has that matcher: the
+    rules of another selector in the same Prometheus record the same names for their jobs."""
+    config = MixinConfig(selector='job="orders-api"')
+    reads = [
+        (rule.get("record") or rule["alert"], match.group(0))
+        for rule in rules(config)
+        for match in re.finditer(r"laios:[a-z0-9_:]+(\{[^}]*\})?", rule["expr"])
+    ]
+    assert reads
+    assert [read for read in reads if 'job="orders-api"' not in read[1]] == []
+
+
+def test_recording_rules_keep_the_labels_the_selector_names() -> None:
+    """Selecting on a label outside the group labels keeps it in every recorded series, so
+    that two selectors' rules never write the same series."""
+    config = MixinConfig(selector='service="orders",tool!="ping"', group_labels=("team",))
+    assert config.record_labels == ("team", "service")
+    lists = [
+        match.group(1)
+        for rule in records(config)
+        for match in re.finditer(r"\bby \(([^)]*)\)", rule["expr"])
+    ]
+    assert lists
+    assert [labels for labels in lists if not labels.startswith("team, service, tool")] == []
+
+
 def test_no_rule_names_a_job() -> None:
     """The default rules match no literal job: a job called orders-api is watched like laios."""
     assert [rule["expr"] for rule in rules(MixinConfig()) if "job=" in rule["expr"]] == []

@@ -23,13 +23,17 @@ _ESCAPE = (
     r"|u(?![dD][89a-fA-F])[0-9a-fA-F]{4}"
     r"|U(?:0000(?![dD][89a-fA-F])[0-9a-fA-F]{4}|000[1-9a-fA-F][0-9a-fA-F]{4}|0010[0-9a-fA-F]{4}))"
 )
-#: One PromQL label matcher: a label name, an operator and a quoted string (no line break in
-#: a "..." or '...' string; a backslash only as an escape, ``\\.`` for a regex's ``\.``).
-_MATCHER = (
-    r"\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"
+#: One PromQL label matcher is a label name, an operator and a quoted string (no line break in
+#: a "..." or '...' string; a backslash only as an escape, ``\\.`` for a regex's ``\.``):
+#: this is what follows the name.
+_MATCHED = (
+    r"\s*(?:=~|!~|!=|=)\s*"
     rf"(?:\"(?:[^\"\\\n]|{_ESCAPE}|\\\")*\"|'(?:[^'\\\n]|{_ESCAPE}|\\')*'|`[^`]*`)\s*"
 )
+_MATCHER = rf"\s*{_LABEL.pattern}{_MATCHED}"
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
+#: One matcher of a valid selector, its label name captured.
+_NAMED_MATCHER = re.compile(rf"\s*({_LABEL.pattern}){_MATCHED}")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
@@ -47,7 +51,9 @@ class MixinConfig:
         selector: PromQL label matchers (without braces) that pick the laios targets, added to
             every query, rule and alert: ``'job="orders-api"'`` or
             ``'namespace="shop",job=~"orders-.*"'``. The default picks every target that
-            exports ``laios_*`` series.
+            exports ``laios_*`` series. The recording rules also keep the labels it names
+            (:attr:`record_labels`), so that the rules of several selectors can share one
+            Prometheus.
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -148,6 +154,36 @@ class MixinConfig:
         """Return ``{...}`` with the selector and ``more`` matchers, or ``""`` when empty."""
         parts = [part for part in (self.selector, *more) if part]
         return "{" + ",".join(parts) + "}" if parts else ""
+
+    @property
+    def selector_labels(self) -> tuple[str, ...]:
+        """The label names the selector matches on, each once, in order.
+
+        >>> MixinConfig(selector='namespace="shop",job=~"orders-.*"').selector_labels
+        ('namespace', 'job')
+        """
+        # The selector is a valid list of matchers: each match starts where the last ended.
+        names = (match.group(1) for match in _NAMED_MATCHER.finditer(self.selector))
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def record_labels(self) -> tuple[str, ...]:
+        """The labels the recording rules keep besides ``tool``: the group labels, then those
+        the selector names (but the ``laios_*`` series' own labels).
+
+        Two rule sets generated for two selectors and loaded into one Prometheus write the
+        same recording-rule names; keeping the selector's labels keeps their series apart,
+        and lets each set's alerts read its own with the selector.
+
+        >>> MixinConfig(selector='service="orders"', group_labels=("job",)).record_labels
+        ('job', 'service')
+        """
+        extra = (
+            label
+            for label in self.selector_labels
+            if label not in _SERIES_LABELS and not label.startswith("__")
+        )
+        return tuple(dict.fromkeys((*self.group_labels, *extra)))
 
     @property
     def by(self) -> str:

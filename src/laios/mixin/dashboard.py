@@ -79,10 +79,16 @@ class _Queries:
         return f"rate({self.of(metric, *more, tool=tool)}[{window}])"
 
     def ratio(self, metric: str, by: str = "") -> str:
-        """The share of ``metric``'s rate whose outcome is a failure, optionally ``by`` labels."""
+        """The share of ``metric``'s rate whose outcome is a failure, optionally ``by`` labels.
+
+        As the recording rules compute it: results that failed over the results that were not
+        cancelled (what the error-ratio and burn-rate alerts page on), attempts that failed
+        over every attempt (``laios:task_error_ratio:rate5m``).
+        """
         total = f"sum by ({by}) " if by else "sum"
         failed = self.rate(metric, f'outcome=~"{FAILED_OUTCOMES}"')
-        return f"{total}({failed})\n/ {total}({self.rate(metric)})"
+        valid = ['outcome!="cancelled"'] if metric == "laios_task_results_total" else []
+        return f"{total}({failed})\n/ {total}({self.rate(metric, *valid)})"
 
     def quantile(self, q: float, metric: str, by: str, *more: str) -> str:
         """``histogram_quantile`` of a histogram's buckets, summed ``by`` labels plus ``le``."""
@@ -121,7 +127,8 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
         g.stat(
             "Failed results",
             "Share of results returned to callers (after retries) whose outcome was error,"
-            " timeout or rejected. Orange above the error budget of the availability objective"
+            " timeout or rejected, out of those not cancelled (as the alerts count). Orange"
+            " above the error budget of the availability objective"
             f" ({config.availability_objective:g}); red at {_FAST_BURN:g} times the budget,"
             " where the fast-burn SLO alert pages.",
             "percentunit",
@@ -202,7 +209,8 @@ def _red(grid: g.Grid, q: _Queries) -> None:
         g.timeseries(
             "Failed results by tool",
             "Per tool: share of results returned to callers whose final outcome was error,"
-            " timeout or rejected. Gaps: the tool returned nothing in the window.",
+            " timeout or rejected, out of those not cancelled (what LaiosToolErrorRatioHigh"
+            " reads). Gaps: the tool returned nothing but cancellations in the window.",
             "percentunit",
             [g.target(q.ratio("laios_task_results_total", "tool"), legend="{{tool}}")],
             max_value=1,

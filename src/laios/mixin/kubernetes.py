@@ -6,11 +6,14 @@ port named ``metrics`` at ``/metrics`` and take the ``job`` label from the scrap
 ``app.kubernetes.io/name`` label (falling back to the Service's name, or to
 ``<namespace>/<PodMonitor name>``); the operator adds ``namespace``, ``pod`` and ``container``
 (and ``service`` for a ServiceMonitor). The PrometheusRule holds exactly the groups of
-``rules.yml``. See docs/guides/kubernetes.md.
+``rules.yml``. The three are named ``laios``, plus the values of the labels they select
+(``laios-orders-api``), so that several services can apply theirs in one namespace. See
+docs/guides/kubernetes.md.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from laios.mixin.config import MixinConfig
@@ -20,6 +23,7 @@ __all__ = [
     "API_VERSION",
     "METRICS_PATH",
     "PORT_NAME",
+    "manifest_name",
     "manifests",
     "pod_monitor",
     "prometheus_rule",
@@ -35,12 +39,31 @@ PORT_NAME = "metrics"
 METRICS_PATH = "/metrics"
 #: Where the ``job`` label comes from (the recommended Kubernetes label for an application name).
 JOB_LABEL = "app.kubernetes.io/name"
-#: The name of the three objects.
+#: The name of the three objects for the default ``match_labels``; others add their values.
 NAME = "laios"
+#: The longest name a Kubernetes object may have and still be a label value (63).
+_MAX_NAME = 63
+
+
+def manifest_name(config: MixinConfig) -> str:
+    """The name of the three objects: ``laios``, plus the values of ``match_labels``.
+
+    Two services that generate their manifests for their own labels and apply them in one
+    namespace must not share a name: the second ``kubectl apply`` would replace the first's
+    monitor and rules.
+
+    >>> manifest_name(MixinConfig(match_labels=(("app.kubernetes.io/name", "orders-api"),)))
+    'laios-orders-api'
+    """
+    values = "-".join(value for _, value in config.match_labels)
+    slug = re.sub(r"[^a-z0-9]+", "-", values.lower()).strip("-")
+    if slug in ("", NAME):
+        return NAME
+    return f"{NAME}-{slug}"[:_MAX_NAME].rstrip("-")
 
 
 def _metadata(config: MixinConfig) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": NAME}
+    metadata: dict[str, Any] = {"name": manifest_name(config)}
     if config.manifest_labels:
         metadata["labels"] = dict(config.manifest_labels)
     return metadata

@@ -153,6 +153,23 @@ def _sum(config: MixinConfig, inner: str, *more: str) -> str:
     return f"sum by ({labels}) ({inner})" if labels else f"sum ({inner})"
 
 
+def _kept(config: MixinConfig, *more: str) -> str:
+    """The labels of the recording rules: the group labels, the selector's, then ``more``."""
+    return ", ".join(dict.fromkeys((*config.record_labels, *more)))
+
+
+def _sum_kept(config: MixinConfig, inner: str, *more: str) -> str:
+    """``inner`` summed by the labels of the recording rules plus ``more``."""
+    labels = _kept(config, *more)
+    return f"sum by ({labels}) ({inner})" if labels else f"sum ({inner})"
+
+
+def _recorded(config: MixinConfig, record: str, *matchers: str) -> str:
+    """A recording rule's series with the selector and ``matchers``: in one Prometheus, the
+    rules of other selectors record the same names, for their own targets."""
+    return record + config.matchers(*matchers)
+
+
 def _number(value: float) -> str:
     """A number as PromQL and people write it: ``0.01``, ``14.4``, ``5``."""
     return f"{value:.10g}"
@@ -205,20 +222,22 @@ def _alert(
 
 def _quantile(config: MixinConfig, q: str, metric: str, *matchers: str) -> str:
     rate = f"rate({metric}_bucket{config.matchers(*matchers)}[5m])"
-    return f"histogram_quantile({q},\n  {_sum(config, rate, 'tool', 'le')})\n"
+    return f"histogram_quantile({q},\n  {_sum_kept(config, rate, 'tool', 'le')})\n"
 
 
 def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
     tasks = f"rate(laios_tasks_total{config.matchers()}[5m])"
     errors = f"rate(laios_task_errors_total{config.matchers()}[5m])"
-    failed = _sum(config, f'laios:tasks:rate5m{{outcome=~"{FAILED}"}}', "tool")
-    finished = _sum(config, "laios:tasks:rate5m", "tool")
+    failed = _sum_kept(
+        config, _recorded(config, "laios:tasks:rate5m", f'outcome=~"{FAILED}"'), "tool"
+    )
+    finished = _sum_kept(config, _recorded(config, "laios:tasks:rate5m"), "tool")
     ran = 'outcome!="rejected"'
     return [
         _record(
             "Attempts finished per second, by tool and outcome (each try of a retried call).",
             "laios:tasks:rate5m",
-            _sum(config, tasks, "tool", "outcome"),
+            _sum_kept(config, tasks, "tool", "outcome"),
         ),
         _record(
             "Share of attempts that failed (error, timeout, rejected), by tool: what a tool's\n"
@@ -230,7 +249,7 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
         _record(
             "Failures per second by tool and error type.",
             "laios:task_errors:rate5m",
-            _sum(config, errors, "tool", "error_type"),
+            _sum_kept(config, errors, "tool", "error_type"),
         ),
         _record(
             "Duration quantiles by tool; rejected tasks never ran and are left out.",
@@ -273,11 +292,15 @@ def _result_records(config: MixinConfig) -> list[dict[str, Any]]:
                 if window == SLO_WINDOWS[0]
                 else "",
                 f"laios:task_results:rate{window}",
-                _sum(config, rate, "tool", "outcome"),
+                _sum_kept(config, rate, "tool", "outcome"),
             )
         )
-    failed = _sum(config, f'laios:task_results:rate5m{{outcome=~"{FAILED}"}}', "tool")
-    valid = _sum(config, 'laios:task_results:rate5m{outcome!="cancelled"}', "tool")
+    failed = _sum_kept(
+        config, _recorded(config, "laios:task_results:rate5m", f'outcome=~"{FAILED}"'), "tool"
+    )
+    valid = _sum_kept(
+        config, _recorded(config, "laios:task_results:rate5m", 'outcome!="cancelled"'), "tool"
+    )
     records.append(
         _record(
             "Share of the results returned to callers that failed, by tool: failures over\n"
@@ -360,8 +383,9 @@ def _burn_rate(config: MixinConfig, burn: BurnRate) -> dict[str, Any]:
     threshold = f"({_number(burn.factor)} * {_number(budget)})"
 
     def ratio(window: str) -> str:
-        failed = _sum(config, f'laios:task_results:rate{window}{{outcome=~"{FAILED}"}}')
-        valid = _sum(config, f'laios:task_results:rate{window}{{outcome!="cancelled"}}')
+        results = f"laios:task_results:rate{window}"
+        failed = _sum(config, _recorded(config, results, f'outcome=~"{FAILED}"'))
+        valid = _sum(config, _recorded(config, results, 'outcome!="cancelled"'))
         return f"{failed}\n  / {valid}\n  > {threshold}\n"
 
     scope = _scope(config)
@@ -390,10 +414,13 @@ def _burn_rate(config: MixinConfig, burn: BurnRate) -> dict[str, Any]:
 
 def _tool_error_ratio(config: MixinConfig) -> dict[str, Any]:
     per_minute = _number(MIN_TOOL_RESULTS_PER_SECOND * 60)
-    valid = _sum(config, 'laios:task_results:rate5m{outcome!="cancelled"}', "tool")
+    valid = _sum_kept(
+        config, _recorded(config, "laios:task_results:rate5m", 'outcome!="cancelled"'), "tool"
+    )
+    ratio = _recorded(config, "laios:task_result_error_ratio:rate5m")
     expr = (
-        f"laios:task_result_error_ratio:rate5m > {_number(TOOL_ERROR_RATIO)}\n"
-        f"and on ({_labels(config, 'tool')})\n"
+        f"{ratio} > {_number(TOOL_ERROR_RATIO)}\n"
+        f"and on ({_kept(config, 'tool')})\n"
         # Per minute, rounded to a thousandth: the sum of a tool's outcome rates lands on
         # either side of an exact floor depending on the order Prometheus adds them in.
         f"round({valid} * 60, 0.001) >= {per_minute}\n"
@@ -424,7 +451,7 @@ def _tool_latency(config: MixinConfig) -> dict[str, Any]:
     return _alert(
         config,
         "LaiosToolLatencyHigh",
-        f"laios:task_success_duration_seconds:p95_5m > {limit}",
+        f"{_recorded(config, 'laios:task_success_duration_seconds:p95_5m')} > {limit}",
         "15m",
         {"severity": "warning"},
         f"laios tool {{{{ $labels.tool }}}} in {_scope(config)} is slow: p95 "
@@ -443,7 +470,8 @@ def _tool_timeouts(config: MixinConfig) -> dict[str, Any]:
     return _alert(
         config,
         "LaiosToolTimeouts",
-        f'laios:tasks:rate5m{{outcome="timeout"}} > {_number(TOOL_TIMEOUTS_PER_SECOND)}',
+        _recorded(config, "laios:tasks:rate5m", 'outcome="timeout"')
+        + f" > {_number(TOOL_TIMEOUTS_PER_SECOND)}",
         "10m",
         {"severity": "warning"},
         f"laios tool {{{{ $labels.tool }}}} in {_scope(config)} times out "
@@ -462,7 +490,7 @@ def _tasks_rejected(config: MixinConfig) -> dict[str, Any]:
     return _alert(
         config,
         "LaiosTasksRejected",
-        'laios:tasks:rate5m{outcome="rejected"} > 0',
+        _recorded(config, "laios:tasks:rate5m", 'outcome="rejected"') + " > 0",
         "10m",
         {"severity": "warning"},
         f"laios rejects tasks for tool {{{{ $labels.tool }}}} in {_scope(config)}",
