@@ -52,6 +52,7 @@ from laios.execution._records import (
     ProgressStatus,
     ProgressUpdate,
     data_size,
+    printable,
     record_id,
     shorten,
     summarize,
@@ -840,7 +841,7 @@ class MetricStore:
         Returns:
             The checkpoint as the record keeps it (even when it was dropped).
         """
-        text = shorten(str(name), 256)
+        text = shorten(printable(name, "<unprintable name>"), 256)
         summary, size = summarize(data) if data else ({}, 0)
         point = Checkpoint(text, self.clock.time(), summary)
         size += text_size(text)
