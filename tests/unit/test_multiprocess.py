@@ -29,7 +29,7 @@ from multiprocess_work import CHILD_SECONDS, Child, fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from laios.execution import _shared_totals, multiprocess
+from laios.execution import _shared_totals, _totals_files, multiprocess
 from laios.execution._shared_totals import SharedDirectory
 from laios.execution._totals_files import read_document, sections_of
 from laios.execution.multiprocess import (
@@ -1070,6 +1070,67 @@ def test_a_link_to_an_endless_device_is_left_out_within_bounded_memory(
     run_tasks(store, 3)
     (directory / "laios-proc-1-deadbeef0000.json").symlink_to("/dev/zero")
     assert scrape_in_child(registry, address_space=512 * 2**20) == 3
+
+
+def _padded_to(path: Path, size: int) -> None:
+    """Pad the JSON document at ``path`` with blank lines to ``size`` bytes: still a valid
+    document with the same totals, only large."""
+    with open(path, "ab") as file:
+        file.write(b"\n" * (size - path.stat().st_size))
+    assert path.stat().st_size == size
+
+
+def test_a_process_file_over_the_size_bound_is_left_out_with_a_warning_naming_it(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A live process's file larger than the bound is not read into memory: the scrape
+    answers without its counts and warns once, naming the file and the bound; the next
+    scrape leaves it out without a second warning."""
+    run_tasks(store, 3)
+    child = fork(child_running(store, 5))
+    try:
+        path = Path(child.report()["path"])
+        _padded_to(path, _totals_files.MAX_FILE_BYTES + 1)
+        with caplog.at_level(logging.WARNING, logger="laios"):
+            assert tasks_total(scrape(registry)) == 3
+            assert tasks_total(scrape(registry)) == 3
+        warned = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+        assert len(warned) == 1
+        assert f"more than {_totals_files.MAX_FILE_BYTES >> 20} MiB" in warned[0]
+    finally:
+        child.kill()
+
+
+def test_a_process_file_of_exactly_the_size_bound_is_read(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """The bound leaves out only what is larger: a file of exactly its size is counted."""
+    run_tasks(store, 3)
+    child = fork(child_running(store, 5))
+    try:
+        _padded_to(Path(child.report()["path"]), _totals_files.MAX_FILE_BYTES)
+        assert tasks_total(scrape(registry)) == 3 + 5
+    finally:
+        child.kill()
+
+
+def test_writing_a_file_larger_than_the_size_bound_warns_naming_it(
+    export: MultiprocessExport,
+    store: MetricStore,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process whose totals outgrow what the others read of a file is told so when it
+    writes (here with the bound lowered to 100 bytes), naming its file."""
+    monkeypatch.setattr(_totals_files, "MAX_FILE_BYTES", 100)
+    run_tasks(store, 3)
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        export.write()
+    assert f"writing {export.path}" in caplog.text
+    assert "scrapes leave it out" in caplog.text
 
 
 def _gone_process_file(directory: Path, store: MetricStore) -> None:

@@ -137,6 +137,49 @@ def test_a_list_of_names_is_not_taken_for_a_pair() -> None:
     assert json.loads(to_json(fields)) == fields
 
 
+#: Two-item lists in a list that are no headers, though their first item contains a secret
+#: word: a count, a policy name, a flag. Their second items are ordinary values.
+NOT_HEADER_PAIRS = {
+    "count": [["token_count", 5], ["max_tokens", 1024]],
+    "policy": [["password_policy", "strict"]],
+    "key-ordering": [("key_order", "ascending")],
+    "flag": [["api_key_required", True]],
+    "bytes-count": [(b"token-limit", b"4096")],
+    "camel-case": [("tokenCount", "12")],
+}
+
+
+@pytest.mark.parametrize("shape", NOT_HEADER_PAIRS)
+def test_a_pair_whose_name_only_contains_a_secret_word_is_not_a_header(shape: str) -> None:
+    """A pair is read as a secret header only when its name ends with the secret word
+    (``X-Api-Key``, ``Authorization``, ``apiKey``) and its value is text: ``token_count`` or
+    ``password_policy`` keep their values, which are not scrubbed from anything."""
+    pairs = NOT_HEADER_PAIRS[shape]
+    assert secret_values({"settings": pairs}) == []
+    assert REDACTED not in to_json({"settings": pairs})
+
+
+#: Header and form lists whose pairs are secret, in the spellings real ones use.
+SECRET_PAIR_LISTS = {
+    "proxy-authorization": [("Proxy-Authorization", f"Basic {SECRET}")],
+    "cookie": [("Set-Cookie", f"sid={SECRET}; HttpOnly")],
+    "auth-token": [(b"x-auth-token", SECRET.encode())],
+    "session-id": [["X-Session-Id", SECRET]],
+    "form-password": [("username", "alice"), ("password", SECRET)],
+    "camel-case": [("apiKey", SECRET)],
+    "bytearray": [(b"authorization", bytearray(SECRET.encode()))],
+}
+
+
+@pytest.mark.parametrize("shape", SECRET_PAIR_LISTS)
+def test_real_header_and_form_pairs_stay_secret(shape: str) -> None:
+    """Header names ending with a secret word, and form fields such as ``password``, keep
+    their values secret."""
+    pairs = SECRET_PAIR_LISTS[shape]
+    assert any(SECRET in value for value in secret_values({"headers": pairs}))
+    assert SECRET not in to_json({"headers": pairs})
+
+
 @pytest.mark.parametrize("shape", HEADER_LISTS)
 def test_a_secret_header_pair_quoted_by_its_tool_stays_out_of_telemetry(
     shape: str, laios_records: list[logging.LogRecord]

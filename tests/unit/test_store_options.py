@@ -227,6 +227,37 @@ def test_bad_constant_labels_are_refused_at_the_call(
         MetricStore(labels=labels)
 
 
+@pytest.mark.parametrize("name", ["job", "instance"])
+def test_a_constant_label_prometheus_sets_on_every_target_is_refused_saying_why(
+    name: str,
+) -> None:
+    """``job`` and ``instance`` would be renamed ``exported_job``/``exported_instance`` on
+    scrape: the store refuses them, naming the renamed label and what to do instead."""
+    with pytest.raises(ValueError, match=rf"'{name}' is reserved") as raised:
+        MetricStore(labels={"pool": "search", name: "x"})
+    message = str(raised.value)
+    assert f"exported_{name}" in message
+    assert "scrape config" in message
+    assert "another name" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("le", "histogram bucket"),
+        ("quantile", "summary"),
+        ("__pool", "'__' names are Prometheus' own"),
+        ("tool", "laios_* families use it"),
+    ],
+)
+def test_a_reserved_constant_label_is_refused_saying_what_uses_it(name: str, why: str) -> None:
+    """Each reserved name's refusal says who uses it: a histogram's buckets, a summary's
+    quantiles, Prometheus itself or the laios_* families."""
+    with pytest.raises(ValueError, match="reserved") as raised:
+        MetricStore(labels={name: "x"})
+    assert why in str(raised.value)
+
+
 def test_constant_labels_are_on_every_laios_sample_but_build_info() -> None:
     """Every laios_* sample of a labelled store carries its labels; laios_build_info not."""
     registry = CollectorRegistry()

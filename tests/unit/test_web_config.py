@@ -6,6 +6,7 @@ Every mistake raises WebConfigError naming the setting at fault; none echoes a s
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import ssl
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from tls_certs import Authority, Issued, authority, encrypted_key
 
+from laios.execution._tls import ReloadingContext
 from laios.execution.web import (
     TLSServerConfig,
     WebConfig,
@@ -644,3 +646,72 @@ def test_merges_of_merges_cannot_blow_up(tmp_path: Path) -> None:
     ]
     with pytest.raises(WebConfigError, match=r"not valid YAML.*merge keys .* more than 10000"):
         load_web_config(write(tmp_path, "\n".join(lines) + "\n"))
+
+
+def padded(source: Path, target: Path, size: int) -> Path:
+    """``target``: ``source``'s PEM text followed by blank lines up to ``size`` bytes, which
+    OpenSSL reads past (a valid file, only large)."""
+    text = source.read_bytes()
+    target.write_bytes(text + b"\n" * (size - len(text)))
+    assert target.stat().st_size == size
+    return target
+
+
+@pytest.mark.parametrize("setting", ["cert_file", "key_file", "client_ca_file"])
+def test_a_tls_file_over_the_size_limit_is_refused_before_openssl_reads_it(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path, setting: str
+) -> None:
+    """A certificate, key or CA file of more than 1 MiB is refused, naming the setting, the
+    file and the limit, as the configuration and token files are; OpenSSL never reads it."""
+    _, ca, server = pki
+    files = {"cert_file": server.cert_file, "key_file": server.key_file, "client_ca_file": None}
+    source = ca.cert_file if setting == "client_ca_file" else files[setting]
+    assert source is not None
+    files[setting] = padded(source, tmp_path / "big.pem", MOST_READ + 1)
+    verifying: dict[str, Any] = {}
+    if setting == "client_ca_file":
+        verifying = {"client_auth_type": "RequireAndVerifyClientCert"}
+    refusal = (
+        rf"tls_server_config\.{setting}: {re.escape(str(files[setting]))} holds more than 1 MiB"
+    )
+    with pytest.raises(WebConfigError, match=refusal):
+        TLSServerConfig(
+            files["cert_file"],
+            files["key_file"],
+            **verifying,
+            client_ca_file=files["client_ca_file"],
+        )
+
+
+def test_tls_files_of_exactly_the_limit_are_read(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path
+) -> None:
+    """Certificate, key and CA files of exactly 1 MiB are used: the limit refuses only what is
+    larger."""
+    _, ca, server = pki
+    config = TLSServerConfig(
+        padded(server.cert_file, tmp_path / "server.crt", MOST_READ),
+        padded(server.key_file, tmp_path / "server.key", MOST_READ),
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=padded(ca.cert_file, tmp_path / "ca.crt", MOST_READ),
+    )
+    assert config.ssl_context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_a_renewed_certificate_over_the_size_limit_keeps_the_old_context(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A certificate that grows past 1 MiB at a renewal is refused with a warning naming the
+    setting and the limit; the server goes on with the context it has."""
+    _, _, server = pki
+    cert_file = tmp_path / "live.crt"
+    cert_file.write_bytes(server.cert_file.read_bytes())
+    reloading = ReloadingContext(TLSServerConfig(cert_file, server.key_file), check_every=0)
+    before = reloading.current()
+    staged = padded(server.cert_file, tmp_path / "live.staged", MOST_READ + 1)
+    with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+        staged.replace(cert_file)
+        assert reloading.current() is before
+    assert "cert_file" in caplog.text
+    assert "holds more than 1 MiB" in caplog.text
+    assert reloading.reloads == 0

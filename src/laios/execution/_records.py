@@ -8,6 +8,7 @@ kept: as a bounded copy, never as a reference to the tool's own objects.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import numbers
 import sys
@@ -26,6 +27,7 @@ from uuid import UUID
 
 from laios.core.types import ensure_utc
 from laios.execution._checks import as_float
+from laios.execution._logs import WarningLimiter
 
 __all__ = [
     "MAX_DATA_BYTES",
@@ -40,6 +42,7 @@ __all__ = [
     "checkpoint_data",
     "clamp_percent",
     "data_size",
+    "printable",
     "record_id",
     "shorten",
     "summarize",
@@ -63,6 +66,45 @@ def shorten(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
         return text
     return text[: max(limit - 1, 0)] + "…"
+
+
+_log = logging.getLogger(__name__)
+#: Warnings about names and keys that could not be printed (at most one a minute).
+_unprintable_warnings = WarningLimiter()
+
+
+def printable(value: Any, placeholder: str) -> str:
+    """``value`` as text, for a checkpoint's name or a key of its data; never raises.
+
+    A plain string is itself; anything else is its ``str()``, or, when that raises (a user's
+    ``__str__`` may), a string subclass's own text, else its ``repr()``, else ``placeholder``
+    (with a warning, at most one a minute).
+
+    >>> printable("loaded", "<unprintable name>")
+    'loaded'
+    >>> printable(3, "<unprintable key>")
+    '3'
+    """
+    if type(value) is str:
+        return value
+    try:
+        return str.__str__(str(value))
+    except Exception:
+        pass
+    if isinstance(value, str):
+        return str.__str__(value)
+    try:
+        return str.__str__(repr(value))
+    except Exception:
+        pass
+    if _unprintable_warnings.should_log(placeholder) is not None:
+        _log.warning(
+            "a checkpoint name or data key of type %s could not be printed (its __str__ and "
+            "__repr__ raise); it is recorded as %r",
+            type(value).__qualname__,
+            placeholder,
+        )
+    return placeholder
 
 
 #: Longest task id the store keeps as it is, in characters (see :func:`record_id`).

@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from laios.execution import _totals_files
 from laios.execution._logs import WarningLimiter
 from laios.execution._totals import ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
@@ -197,6 +198,21 @@ def warn(key: str, message: str, *args: object) -> None:
     """Log a warning, at most once a minute per ``key``."""
     if _warnings.should_log(key) is not None:
         _log.warning(message, *args)
+
+
+def warn_if_too_large(path: Path, body: bytes) -> None:
+    """Warn (at most once a minute per file) when ``body``, about to be written to ``path``, is
+    larger than any process reads of one file: scrapes would leave it out."""
+    if len(body) > _totals_files.MAX_FILE_BYTES:
+        warn(
+            f"too large {path}",
+            "writing %s with %d bytes, more than the %d MiB read of one file: scrapes leave it "
+            "out; lower the stores' max_tool_labels or max_error_types, or use fewer sets of "
+            "constant labels",
+            path,
+            len(body),
+            _totals_files.MAX_FILE_BYTES >> 20,
+        )
 
 
 # -- sections: adding up, dropping gauges ---------------------------------------------------
@@ -496,6 +512,7 @@ def fold(directory: SharedDirectory) -> int:
                         "sections": [section_data(s) for s in retire(retired, gone)],
                     }
                 )
+                warn_if_too_large(directory.path / RETIRED, body)
                 write_document(directory.path / RETIRED, body)
             for stem in (*leftovers, *folded):
                 directory.unlink(stem)

@@ -30,11 +30,30 @@ MAX_BUCKETS = 40
 MAX_CONSTANT_LABELS = 10
 #: Longest value of a constant label, in characters.
 MAX_CONSTANT_LABEL_VALUE = 128
+#: Why each name a store's constant labels may not use is taken (names starting with ``__``,
+#: Prometheus' own, are refused too).
+_RESERVED_BECAUSE = {
+    **dict.fromkeys(
+        ("tool", "outcome", "error_type", "name", "unit", "version"),
+        "the laios_* families use it themselves",
+    ),
+    "le": "Prometheus gives it to each histogram bucket (its upper bound)",
+    "quantile": "Prometheus gives it to each quantile of a summary",
+    **{
+        target: (
+            f"Prometheus sets {target!r} on every series it scrapes (the target's "
+            f"{'scrape job' if target == 'job' else 'address'}), so a {target!r} label of the "
+            f"store's own is renamed 'exported_{target}' on scrape and queries by {target!r} "
+            "miss it; give the label another name (such as 'service', 'pool' or 'worker'), or "
+            f"set {target!r} in Prometheus' scrape config (static labels or relabelling)"
+        )
+        for target in ("job", "instance")
+    },
+}
 #: Label names a store's constant labels may not use: the labels of the ``laios_*`` families
-#: themselves, the ones Prometheus gives a meaning to, and the prefix it reserves.
-RESERVED_LABELS = frozenset(
-    {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
-)
+#: themselves, the ones Prometheus gives a meaning to in an exposition (``le``, ``quantile``)
+#: and the ones it sets on every scraped series itself (``job``, ``instance``).
+RESERVED_LABELS = frozenset(_RESERVED_BECAUSE)
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
@@ -108,8 +127,8 @@ def check_labels(labels: Mapping[str, str] | None) -> LabelSet:
             raise ValueError(f"label name {name!r} is reserved: '__' names are Prometheus' own")
         if name in RESERVED_LABELS:
             raise ValueError(
-                f"label name {name!r} is reserved: the laios_* families use it themselves "
-                f"(reserved: {', '.join(sorted(RESERVED_LABELS))})"
+                f"label name {name!r} is reserved: {_RESERVED_BECAUSE[name]} (reserved: "
+                f"{', '.join(sorted(RESERVED_LABELS))}, and names starting with '__')"
             )
         if not isinstance(value, str):
             raise TypeError(f"the value of label {name!r} must be a string, got {value!r}")

@@ -79,6 +79,7 @@ __all__ = [
     "MAX_LABEL_SETS",
     "ExportedTotals",
     "StoreTable",
+    "add_custom",
     "capped_totals",
     "export_label",
     "newer",
@@ -110,6 +111,19 @@ def export_label(value: str) -> str:
     if not value.isascii():
         value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+#: The largest sum of a custom metric exported: a sum of finite parts that would pass it stays
+#: here rather than becoming ``+Inf``, which it could never leave.
+_MAX_SUM = sys.float_info.max
+
+
+def add_custom(known: tuple[int, float] | None, count: int, total: float) -> tuple[int, float]:
+    """A custom metric's ``(count, sum)`` with ``count`` and ``total`` added to ``known``
+    (``None``: nothing yet); the sum stops at the largest float."""
+    if known is None:
+        return count, min(total, _MAX_SUM)
+    return known[0] + count, min(known[1] + total, _MAX_SUM)
 
 
 def newer(current: Exemplar | None, candidate: Exemplar | None) -> Exemplar | None:
@@ -276,8 +290,7 @@ class _Group:
             key = (export_label(entry.name), export_label(entry.unit))
             if key not in custom and len(custom) >= self.max_custom_metrics:
                 key = ("other", "")
-            count, total = custom.get(key, (0, 0.0))
-            custom[key] = (count + entry.count, total + entry.sum)
+            custom[key] = add_custom(custom.get(key), entry.count, entry.sum)
 
     @property
     def empty(self) -> bool:
@@ -506,8 +519,7 @@ def _group_totals(
             rows.setdefault(export_label(tool.tool), []).append(tool)
         for entry in read.custom:
             key = (export_label(entry.name), export_label(entry.unit))
-            count, total = custom.get(key, (0, 0.0))
-            custom[key] = (count + entry.count, total + entry.sum)
+            custom[key] = add_custom(custom.get(key), entry.count, entry.sum)
     return ExportedTotals(
         {label: _merged(rows[label]) for label in sorted(rows)},
         dict(sorted(custom.items())),
@@ -539,8 +551,7 @@ def sum_totals(parts: Iterable[ExportedTotals]) -> list[ExportedTotals]:
             for label, tool in part.tools.items():
                 rows.setdefault(label, []).append(tool)
             for name, (count, total) in part.custom.items():
-                known_count, known_total = custom.get(name, (0, 0.0))
-                custom[name] = (known_count + count, known_total + total)
+                custom[name] = add_custom(custom.get(name), count, total)
         summed.append(
             ExportedTotals(
                 {label: _merged(rows[label]) for label in sorted(rows)},
@@ -606,8 +617,7 @@ def capped_totals(
     ).items():
         if key not in custom and len(custom) >= max_custom:
             key = ("other", "")
-        known_count, known_total = custom.get(key, (0, 0.0))
-        custom[key] = (known_count + count, known_total + total)
+        custom[key] = add_custom(custom.get(key), count, total)
     return replace(totals, tools=tools, custom=dict(sorted(custom.items())))
 
 

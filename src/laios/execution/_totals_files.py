@@ -39,6 +39,7 @@ from laios.execution._totals import ExportedTotals
 __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT",
+    "MAX_FILE_BYTES",
     "Limits",
     "Section",
     "UnreadableFile",
@@ -316,13 +317,25 @@ def section_data(section: Section) -> dict[str, Any]:
 #: Opens what is at a path without following a symbolic link there, and without waiting for
 #: a writer when it is a named pipe (0 where the platform has no such flag).
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+#: The most bytes read of one file in the directory: a larger one is left out as unreadable
+#: rather than read into memory. A process's file takes 6 KiB with 10 tools and 120 KiB with
+#: 200; one label set at the default limits with 50 error types on each of 200 tools, 1.5 MiB.
+MAX_FILE_BYTES = 32 << 20
 #: What opening something that laios never writes in the directory may fail with: a symbolic
 #: link (``ELOOP``), a socket or a device without its driver, a file of another user.
 _NOT_OURS = frozenset({errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EACCES, errno.EPERM})
 
 
+def _too_large(size: int) -> UnreadableFile:
+    return UnreadableFile(
+        f"holds more than {MAX_FILE_BYTES >> 20} MiB, the most read of one file in the "
+        f"directory ({size} bytes or more; a process's file takes 6 KiB with 10 tools, 120 "
+        "KiB with 200)"
+    )
+
+
 def _read_regular_file(path: Path) -> bytes:
-    """The bytes of the regular file at ``path``.
+    """The bytes of the regular file at ``path``, of at most :data:`MAX_FILE_BYTES`.
 
     Anything else under a laios name is foreign to the directory and read as nothing: a named
     pipe would block the reader until someone writes to it (a scrape, and the fold holding the
@@ -332,7 +345,8 @@ def _read_regular_file(path: Path) -> bytes:
     Raises:
         FileNotFoundError: When there is nothing at ``path``.
         UnreadableFile: When it is not a regular file (a directory, a named pipe, a device, a
-            socket, a symbolic link), or one this process may not read.
+            socket, a symbolic link), one this process may not read, or one larger than
+            :data:`MAX_FILE_BYTES` (of which no more than that is read).
     """
     try:
         fd = os.open(path, _O_READ)
@@ -341,17 +355,23 @@ def _read_regular_file(path: Path) -> bytes:
             raise UnreadableFile(f"cannot be opened: {exc.strerror}") from exc
         raise
     try:
-        mode = os.fstat(fd).st_mode
+        found = os.fstat(fd)
     except BaseException:
         os.close(fd)
         raise
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(found.st_mode):
         os.close(fd)
-        if stat.S_ISDIR(mode):
+        if stat.S_ISDIR(found.st_mode):
             raise UnreadableFile("a directory, not a file")
         raise UnreadableFile("not a regular file (a named pipe, a device or a socket)")
+    if found.st_size > MAX_FILE_BYTES:
+        os.close(fd)
+        raise _too_large(found.st_size)
     with open(fd, "rb") as file:
-        return file.read()
+        content = file.read(MAX_FILE_BYTES + 1)  # (it may have grown since)
+    if len(content) > MAX_FILE_BYTES:
+        raise _too_large(len(content))
+    return content
 
 
 def read_document(path: Path) -> dict[str, Any]:

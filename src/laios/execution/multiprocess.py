@@ -97,6 +97,7 @@ from laios.execution._shared_totals import (
     fold,
     gather,
     warn,
+    warn_if_too_large,
     without_gauges,
 )
 from laios.execution._totals import ExportedTotals
@@ -219,6 +220,7 @@ class MultiprocessExport:
             self._move(body)
         elif body != self._body:
             assert self._stem is not None
+            warn_if_too_large(self._files.data(self._stem), body)
             write_document(self._files.data(self._stem), body)
             self._body = body
         self._written = sections
@@ -235,6 +237,7 @@ class MultiprocessExport:
         try:
             with self._files.locked(shared=False) if old else contextlib.nullcontext():
                 try:
+                    warn_if_too_large(self._files.data(stem), body)
                     write_document(self._files.data(stem), body)
                     if old:
                         with contextlib.suppress(FileNotFoundError):

@@ -97,12 +97,36 @@ def is_secret_key(key: object) -> bool:
     return _SECRET_KEY.search(key) is not None and key not in _ORDINARY_KEYS
 
 
+#: The name of a ``(name, value)`` pair that holds a secret, as headers and form fields are
+#: named: one that *ends* with a secret word (``Authorization``, ``Set-Cookie``, ``X-Api-Key``,
+#: ``X-Auth-Token``, ``X-Session-Id``, ``password``, ``apiKey``), not one that merely contains
+#: it (``token_count``, ``password_policy``, ``key_order``).
+_SECRET_PAIR_NAME = re.compile(
+    r"(?:^|[-_. ]|(?-i:(?<=[a-z])(?=[A-Z])))"
+    r"(?:key|token|secret|passw(?:or)?d|passphrase|authorization|auth|cookie|credentials?"
+    r"|session[-_. ]?id|bearer|pwd|jwt|dsn)$",
+    re.IGNORECASE,
+)
+
+
 def is_secret_pair(item: object) -> bool:
-    """Whether ``item``, an item of a list, tuple or set, is a ``(name, value)`` pair whose
-    name looks secret (:func:`is_secret_key`): a tuple or list of two items, as HTTP headers
-    are kept in a list by httpx, ASGI and ``http.client`` (``[(b"authorization", b"…")]``).
-    Its value is secret, as a mapping's value under that name is."""
-    return isinstance(item, (tuple, list)) and len(item) == 2 and is_secret_key(item[0])
+    """Whether ``item``, an item of a list, tuple or set, is a ``(name, value)`` pair holding a
+    secret, as HTTP headers are kept in a list by httpx, ASGI, WSGI and ``http.client``
+    (``[(b"authorization", b"…")]``) and form fields by requests (``[("password", "…")]``).
+
+    That is a tuple or list of two items: a name (text, or bytes read as Latin-1) that looks
+    secret (:func:`is_secret_key`) and ends with the secret word (``X-Api-Key``, not
+    ``token_count``), and a value that is text or binary data (``str``, ``bytes``,
+    ``bytearray``), as a header's is. Its value is secret, as a mapping's value under that name
+    is."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        return False
+    name, value = item
+    if not isinstance(value, (str, bytes, bytearray)) or not is_secret_key(name):
+        return False
+    if not isinstance(name, str):
+        name = bytes(name).decode("latin-1")
+    return _SECRET_PAIR_NAME.search(name) is not None
 
 
 def utf8_text(text: str) -> str:

@@ -52,6 +52,7 @@ from laios.execution._records import (
     ProgressStatus,
     ProgressUpdate,
     data_size,
+    printable,
     record_id,
     shorten,
     summarize,
@@ -433,6 +434,8 @@ class MetricStore:
         self._finish_listeners: list[FinishListener] = []  # replaced, never changed in place
         #: One log of a listener's failures a minute, per listener: it runs on every task.
         self._listener_errors = WarningLimiter(LISTENER_ERROR_INTERVAL)
+        #: One warning a minute per custom metric whose samples would overflow its sum.
+        self._sum_overflows = WarningLimiter()
         self._custom: OrderedDict[str, _CustomSamples] = OrderedDict()
         self._custom_totals = self._counts.custom
         self._failures: deque[_Failure] = deque(maxlen=MAX_RECENT_FAILURES)
@@ -840,7 +843,7 @@ class MetricStore:
         Returns:
             The checkpoint as the record keeps it (even when it was dropped).
         """
-        text = shorten(str(name), 256)
+        text = shorten(printable(name, "<unprintable name>"), 256)
         summary, size = summarize(data) if data else ({}, 0)
         point = Checkpoint(text, self.clock.time(), summary)
         size += text_size(text)
@@ -1029,8 +1032,25 @@ class MetricStore:
         given, else under ``name`` and ``unit``.
 
         A task id keeps its newest ``MAX_CUSTOM_SAMPLES`` samples, of all its metrics together,
-        and may record at most ``max_custom_metrics`` distinct names.
+        and may record at most ``max_custom_metrics`` distinct names. A negative sample, and
+        one that would carry the exported sum past the largest float (it would stay ``+Inf``
+        for good), is kept with the task but not exported; the latter with a warning, at most
+        one a minute per metric.
         """
+        overflowed = self._record_custom(task_id, name, value, unit, exported)
+        if overflowed is not None and self._sum_overflows.should_log(repr(overflowed)) is not None:
+            _log.warning(
+                "a sample of custom metric %r (unit %r) would carry its exported sum past the "
+                "largest float; it is kept with its task but not exported "
+                "(laios_custom_metric_count and _sum stay as they were)",
+                *overflowed,
+            )
+
+    def _record_custom(
+        self, task_id: str, name: str, value: float, unit: str, exported: tuple[str, str] | None
+    ) -> tuple[str, str] | None:
+        """:meth:`record_custom`'s work; the exported key when the sample would overflow the
+        sum (and was not exported), else ``None``."""
         timestamp = self.clock.time()
         task_id = record_id(task_id)
         with self._lock:
@@ -1057,7 +1077,7 @@ class MetricStore:
                 known = names[name] = name
             per_task.samples.append((known, value, unit, timestamp))
             if value < 0:
-                return  # kept with the task, but a summary's sum may never go down
+                return None  # kept with the task, but a summary's sum may never go down
             key = (name, unit) if exported is None else exported
             totals = self._custom_totals.get(key)
             if totals is None:
@@ -1066,8 +1086,12 @@ class MetricStore:
                     totals = self._custom_totals.setdefault(key, [0.0, 0.0])
                 else:
                     totals = self._custom_totals[key] = [0.0, 0.0]
+            total = totals[1] + value
+            if total == math.inf:  # (both finite): a sum at +Inf would never move again
+                return key
             totals[0] += 1
-            totals[1] += value
+            totals[1] = total
+            return None
 
     def custom_metrics(self, task_id: str) -> dict[str, list[dict[str, Any]]]:
         """The retained custom metric samples of ``task_id`` (copies)."""

@@ -36,6 +36,7 @@ from opentelemetry.trace import (
 )
 
 from laios._compat.otel import global_provider_is_sdk
+from laios.execution._records import printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     REDACTED,
@@ -308,7 +309,7 @@ class Tracing:
         """
         attributes: dict[str, Any] = {}
         for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
-            label = str(key)
+            label = printable(key, "<unprintable key>")
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)
                 label = scrub_head(label, secrets, _KEY_CHARS + 1)
             if is_secret_key(key):

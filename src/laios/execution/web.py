@@ -69,7 +69,8 @@ MIN_BEARER_TOKEN_LENGTH = 16
 
 _PIP = "pip install 'laios[web]'"
 #: The most bytes read from the configuration file or ``bearer_token_file``: far more than
-#: either needs (thousands of users or tokens), and a bound for one that never ends.
+#: either needs (thousands of users or tokens), and a bound for one that never ends; and the
+#: largest certificate, key or CA file handed to OpenSSL.
 _MOST_READ = 1 << 20
 #: The most keys merge keys (``<<: *base``) may copy into the mappings of one file: a merge
 #: copies a mapping's keys, so merges of merges would make billions from a few lines.
@@ -181,22 +182,29 @@ def _read_whole(where: str, path: str) -> bytes:
 
 
 def _readable(where: str, path: str) -> None:
-    """Refuse a file that is missing, cannot be read or is not a regular file, saying which
-    and why.
+    """Refuse a file that is missing, cannot be read, is not a regular file or holds more
+    than :data:`_MOST_READ` bytes, saying which and why, before OpenSSL reads it.
 
     A TLS file is read again whenever it changes, which a pipe (``<(...)``) cannot be; and
     reading a named pipe that nothing writes to blocks for ever (the server's accept loop, when
-    a renewal turns a file into one).
+    a renewal turns a file into one). OpenSSL reads a file whole, however big: a certificate
+    chain, a key or a CA bundle takes a few KiB to a few hundred.
     """
     try:
-        mode = os.stat(path).st_mode
+        found = os.stat(path)
     except OSError:
-        mode = None  # (the read below says why)
-    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        found = None  # (the read below says why)
+    if found is not None and not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)):
         _fail(
             where,
             f"{path} is not a regular file (a pipe or a device?): give a file, which is read "
             "again whenever it changes",
+        )
+    if found is not None and stat.S_ISREG(found.st_mode) and found.st_size > _MOST_READ:
+        _fail(
+            where,
+            f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from a TLS file "
+            f"({found.st_size} bytes; a certificate chain, key or CA bundle takes a few KiB)",
         )
     _read(where, path, 1)
 
@@ -293,8 +301,9 @@ class TLSServerConfig:
         """A new server-side :class:`ssl.SSLContext` from the files as they are now.
 
         Raises:
-            WebConfigError: When a file is missing or unreadable, the key is encrypted or does
-                not match the certificate, or ``client_ca_file`` holds no CA certificate.
+            WebConfigError: When a file is missing or unreadable, is not a regular file or
+                holds more than 1 MiB, the key is encrypted or does not match the
+                certificate, or ``client_ca_file`` holds no CA certificate.
         """
         where = "tls_server_config"
         cert_file, key_file = str(self.cert_file), str(self.key_file)

@@ -1,0 +1,135 @@
+"""A checkpoint whose name or data keys cannot be printed (their ``__str__`` raises) is
+recorded all the same: the task's outcome is the tool's, the checkpoint is kept on the record
+and as a span, and what cannot be printed is shown by its ``repr`` or a placeholder."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from laios.core.types import Context, Task, TaskResult
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.execution.task_context import require_current_task
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+
+class UnprintableText(str):
+    """A string whose ``str()`` raises: its text is only reachable as a plain ``str``."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+class ReprOnlyKey:
+    """A hashable key whose ``str()`` raises and whose ``repr()`` works."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    def __repr__(self) -> str:
+        return "ReprOnlyKey()"
+
+
+class UnprintableKey:
+    """A hashable key whose ``str()`` and ``repr()`` both raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+def run_checkpoint(
+    name: Any, data: dict[Any, Any]
+) -> tuple[TaskResult, list[dict[str, Any]], list[ReadableSpan]]:
+    """Run a tool adding one checkpoint ``name`` with ``data``; return its result, the
+    checkpoints its record kept and the finished spans."""
+
+    class AddsCheckpoint(BaseTool):
+        name = "adds_odd_checkpoint"
+        description = "Adds one checkpoint with an odd name or odd data keys."
+
+        def _execute(self, **kwargs: Any) -> Any:
+            require_current_task().checkpoint(name, data)
+            return "ok"
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(AddsCheckpoint)
+    task = Task(plan_id="p", description="d", tool_name=AddsCheckpoint.name)
+    with Executor(
+        registry, store=MetricStore(), register_prometheus=False, tracer_provider=provider
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+        metrics = executor.get_metrics(task.id)
+    provider.shutdown()
+    assert metrics is not None
+    return result, metrics.checkpoints, list(exporter.get_finished_spans())
+
+
+def checkpoint_spans(spans: list[ReadableSpan]) -> list[ReadableSpan]:
+    """The checkpoint spans among ``spans``."""
+    return [span for span in spans if span.name.startswith("checkpoint ")]
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        (UnprintableText("rows"), "rows"),
+        (ReprOnlyKey(), "ReprOnlyKey()"),
+        (UnprintableKey(), "<unprintable key>"),
+    ],
+    ids=["str-subclass", "repr-only", "nothing-printable"],
+)
+def test_a_data_key_that_cannot_be_printed_keeps_the_checkpoint_span(
+    key: Any, shown: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The span is recorded with the key shown by its text, its ``repr`` or a placeholder;
+    the other keys are kept, and nothing is logged above WARNING (at most one warning)."""
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result, _, spans = run_checkpoint("indexed", {key: 3, "plain": "kept"})
+    assert result.success, result.error
+    (span,) = checkpoint_spans(spans)
+    assert span.name == "checkpoint indexed"
+    attributes = dict(span.attributes or {})
+    assert attributes[f"laios.checkpoint.{shown}"] == 3
+    assert attributes["laios.checkpoint.plain"] == "kept"
+    assert not [r for r in caplog.records if r.levelno > logging.WARNING]
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) <= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        (UnprintableText("loaded"), "loaded"),
+        (ReprOnlyKey(), "ReprOnlyKey()"),
+        (UnprintableKey(), "<unprintable name>"),
+    ],
+    ids=["str-subclass", "repr-only", "nothing-printable"],
+)
+def test_a_checkpoint_name_that_cannot_be_printed_does_not_fail_the_task(
+    name: Any, shown: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The task succeeds; the checkpoint is kept on the record and as a span under the
+    name's text, its ``repr`` or a placeholder, with its data."""
+    with caplog.at_level(logging.WARNING, logger="laios"):
+        result, kept, spans = run_checkpoint(name, {"rows": 3})
+    assert result.success, result.error
+    assert (shown, {"rows": 3}) in [(point["name"], point["data"]) for point in kept]
+    (span,) = checkpoint_spans(spans)
+    assert span.name == f"checkpoint {shown}"
+    assert dict(span.attributes or {})["laios.checkpoint.rows"] == 3
+    assert not [r for r in caplog.records if r.levelno > logging.WARNING]
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) <= 1
