@@ -891,12 +891,21 @@ class LoopRunner:
                     return
         else:
             # (shutdown is rare: a short poll beats a per-call condition). A tool left running
-            # (cancelled, it carries on) is not waited for: see left().
-            while self._pending:
+            # (cancelled, it carries on) is not waited for: see left(); nor is a call given
+            # up while it waited for a slot: see _given_up_waiting().
+            while self._pending > self._given_up_waiting():
                 time.sleep(0.005)
         loop_thread.stop()
         # Tools left running on the loop never resume now: their slots come back.
         self.reclaim_closed()
+
+    def _given_up_waiting(self) -> int:
+        """This runner's calls given up (timed out, cancelled) while they wait for a slot:
+        still counted in ``_pending`` until a freed slot drops them from the queue, which a
+        tool on another loop may not do for hours. None of them is ever to start."""
+        slots = self.slots
+        with slots.lock:
+            return sum(1 for work in slots.waiting if work.abandoned and work.runner is self)
 
     def done(self, work: _LoopCall | _AwaitedCall) -> None:
         """A call ended (ran, or never started): pass its slot on, count it off (once: a
