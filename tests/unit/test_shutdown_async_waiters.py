@@ -10,6 +10,7 @@ async tool on a caller's loop) can let start.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -61,6 +62,12 @@ def _executor() -> tuple[Executor, Holds]:
     return executor, tool
 
 
+def _waiting_on_the_loop_thread(executor: Executor) -> int:
+    """Calls of the executor's loop thread waiting for a slot (handed to the runner, not only
+    recorded: a shutdown before that would refuse the call instead)."""
+    return executor._engine.loop_thread.stats.queued  # (no public read-out of that runner)
+
+
 def test_shutdown_does_not_wait_for_a_call_given_up_while_waiting_for_a_slot() -> None:
     """An execute_task call that timed out waiting for the only slot, held by a tool on a
     service's loop: shutdown() (which does not wait for the service's tools) returns at once,
@@ -86,3 +93,44 @@ def test_shutdown_does_not_wait_for_a_call_given_up_while_waiting_for_a_slot() -
         tool.release.set()
         serving.join(WAIT)
     assert holder[0].output == "released"
+
+
+def test_shutdown_on_the_loop_holding_the_slot_does_not_wait_for_a_call_needing_it(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    """An execute_task call waiting for the only slot, held by a tool awaited on a service's
+    loop: shutdown() called on that loop returns at once (waiting there, it held the loop the
+    holder needs to end, so the call could never start: until its timeout, or for ever without
+    one), says so, and the call still runs once the holder ends."""
+    executor, tool = _executor()
+    waiter: list[Any] = []
+
+    def call() -> None:  # (a blocking call, on a thread of its own)
+        waiter.append(executor.execute_task(_task(), CONTEXT, timeout=5))
+
+    async def scenario() -> float:
+        holder = asyncio.ensure_future(executor.execute_async(_task(hold=True), CONTEXT))
+        assert await asyncio.to_thread(tool.entered.wait, WAIT)
+        calling = threading.Thread(target=call)
+        calling.start()
+        while _waiting_on_the_loop_thread(executor) < 1:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        executor.shutdown()
+        elapsed = time.monotonic() - started
+        tool.release.set()
+        assert (await asyncio.wait_for(holder, WAIT)).output == "released"
+        await asyncio.to_thread(calling.join, WAIT)
+        return elapsed
+
+    try:
+        elapsed = asyncio.run(scenario())
+    finally:
+        tool.release.set()
+    assert elapsed < BACK_BY
+    assert waiter[0].output == "quick", waiter[0].error
+    assert any(
+        "asyncio.to_thread(executor.shutdown)" in r.getMessage()
+        for r in laios_records
+        if r.levelno == logging.WARNING
+    )

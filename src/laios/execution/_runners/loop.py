@@ -899,6 +899,17 @@ class LoopRunner:
         # Tools left running on the loop never resume now: their slots come back.
         self.reclaim_closed()
 
+    def waiting_for_slots_held_on(self, loop: asyncio.AbstractEventLoop) -> tuple[int, int]:
+        """This runner's calls waiting for a slot (not given up), and the calls holding one
+        on ``loop``: ``(0, 0)`` unless there are both."""
+        slots = self.slots
+        with slots.lock:
+            held = len(slots.holders.get(loop) or ())
+            if not held:
+                return 0, 0
+            waiting = sum(1 for w in slots.waiting if not w.abandoned and w.runner is self)
+            return (waiting, held) if waiting else (0, 0)
+
     def _given_up_waiting(self) -> int:
         """This runner's calls given up (timed out, cancelled) while they wait for a slot:
         still counted in ``_pending`` until a freed slot drops them from the queue, which a
