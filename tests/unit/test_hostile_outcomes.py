@@ -8,6 +8,7 @@ a failure while recording it is logged and counted as an ``internal`` error inst
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -183,3 +184,70 @@ def test_an_async_tool_raising_generator_exit_is_an_error_outcome(
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes["error.type"] == "GeneratorExit"
     assert [event.name for event in span.events] == ["exception"]
+
+
+class Interrupted(BaseException):
+    """A ``BaseException`` of a library's own, as ``trio.Cancelled``, gevent's ``GreenletExit``
+    or pytest's ``Failed`` are: neither an ``Exception`` nor one asyncio treats specially."""
+
+
+class RaiseOwnBaseException(AsyncBaseTool):
+    name = "own_base_exception"
+    description = "An async tool that raises a BaseException subclass of its own."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        raise Interrupted("stopped by the library")
+
+
+class RaiseOwnBaseExceptionSync(BaseTool):
+    name = "own_base_exception_sync"
+    description = "A synchronous tool that raises a BaseException subclass of its own."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise Interrupted("stopped by the library")
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+@pytest.mark.parametrize("mode", ASYNC_MODES)
+def test_a_tool_raising_a_base_exception_of_its_own_is_an_error_outcome(
+    make_executor: Any, mode: str, kind: str
+) -> None:
+    """A tool raising a ``BaseException`` subclass of its own ends 'error' named after it, on
+    every road, at once: it never escapes the call, never leaves its task running (the caller
+    waiting for its timeout, or for ever) and ends its span once."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tools([RaiseOwnBaseException, RaiseOwnBaseExceptionSync])
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+    name = "own_base_exception" if kind == "async" else "own_base_exception_sync"
+    task = Task(plan_id="p", description="d", tool_name=name)
+    outcome: list[Any] = []
+
+    def call() -> None:  # (on a thread of its own: a call that never returns fails the test)
+        try:
+            if mode == "async in task":  # (no timeout: the tool runs inside the awaiting task)
+                outcome.append(asyncio.run(executor.execute_async(task, CONTEXT)))
+            elif mode == "retry async":
+                coroutine = executor.execute_with_retry_async(task, CONTEXT, max_retries=0)
+                outcome.append(asyncio.run(coroutine))
+            else:
+                outcome.append(_run(executor, mode, task))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(10)  # (the tool fails at once: its result is due in well under a second)
+    assert outcome, "the call did not return"
+    (result,) = outcome
+    assert not isinstance(result, BaseException), f"{result!r} escaped the call"
+    assert result.metadata["outcome"] == "error", result.error
+    assert result.metadata["error_type"] == "Interrupted"
+    assert _counts(store, name) == ({"error": 1}, {"Interrupted": 1}, 0)
+    assert executor.get_running_tasks() == []
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert span.attributes["error.type"] == "Interrupted"

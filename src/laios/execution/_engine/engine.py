@@ -772,7 +772,29 @@ class Engine:
                 )
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
-        self.loop_thread.shutdown(wait)
+        self.loop_thread.shutdown(wait and not self._slots_held_here())
+
+    def _slots_held_here(self) -> bool:
+        """Whether calls of the loop thread wait for async slots that tools on the event loop
+        running in the calling thread hold: a shutdown waiting for those calls there would hold
+        the loop the tools need to end and free the slots (a deadlock, without a timeout)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        waiting, held = self.loop_thread.waiting_for_slots_held_on(loop)
+        if not waiting:
+            return False
+        _log.warning(
+            "shutdown() was called on an event loop where %d async tool(s) of this executor "
+            "hold max_async_tools slots that %d execute_task call(s) wait for: it does not wait "
+            "for those calls, since waiting would hold the loop the tools need to end and free "
+            "the slots; they run once slots are free, new tasks are refused. To wait for them, "
+            "call it off the loop: await asyncio.to_thread(executor.shutdown)",
+            held,
+            waiting,
+        )
+        return True
 
     def awaited_here(self) -> int:
         """How many tasks in flight on a runner that a shutdown waits for (worker threads,

@@ -15,6 +15,7 @@ through its ``execute``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Callable, Coroutine
@@ -105,7 +106,8 @@ def call_tool_here(call: ToolCall, events: RunEvents) -> RawOutcome:
 
 
 async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
-    """Await a coroutine tool (in the current task's context). Never raises, except
+    """Await a coroutine tool (in the current task's context). Never raises (whatever the tool
+    raises, a ``BaseException`` of a library's own too, is the outcome's ``error``), except
     ``asyncio.CancelledError`` when the awaiting task is cancelled, and ``GeneratorExit``: the
     coroutine closed never to resume (its loop closed under it), or the tool's own, which only
     the runner can tell apart (it knows the task awaiting the call).
@@ -118,8 +120,10 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
         value = await _entry_async(call.tool)(**call.parameters)
     except Exception as exc:
         return RawOutcome(None, exc)
-    except (KeyboardInterrupt, SystemExit) as exc:  # kept as the outcome, as on a thread
-        return RawOutcome(None, exc)
+    except (asyncio.CancelledError, GeneratorExit):
+        raise  # (the runner tells the caller's cancellation and a closed loop apart)
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit, a library's own (as on a
+        return RawOutcome(None, exc)  # thread: the outcome; it must not strand the task)
     finally:
         reset_current_task(token)
     return RawOutcome(value)

@@ -93,6 +93,14 @@ _NO_LOOP = Refusal(
 )
 
 
+class _TaskNotCreated(Exception):
+    """The loop's task factory failed to create a call's task (see :func:`_start_task`)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
 class LoopClosedError(RuntimeError):
     """The event loop an async tool ran on was closed (by its owner, without cancelling the
     tool's task) before the tool finished: it will never resume."""
@@ -745,7 +753,11 @@ class LoopRunner:
         if self.loop_thread is None:
             if self.slots.take(work):
                 # Already on the loop's thread, and nobody can have abandoned the call yet.
-                work.task = _start_task(work)
+                try:
+                    work.task = _start_task(work)
+                except _TaskNotCreated as failed:
+                    self.done(work)  # (never run: its slot goes back)
+                    return failed.refusal
             else:
                 self.reclaim_closed()
             return work
@@ -879,12 +891,32 @@ class LoopRunner:
                     return
         else:
             # (shutdown is rare: a short poll beats a per-call condition). A tool left running
-            # (cancelled, it carries on) is not waited for: see left().
-            while self._pending:
+            # (cancelled, it carries on) is not waited for: see left(); nor is a call given
+            # up while it waited for a slot: see _given_up_waiting().
+            while self._pending > self._given_up_waiting():
                 time.sleep(0.005)
         loop_thread.stop()
         # Tools left running on the loop never resume now: their slots come back.
         self.reclaim_closed()
+
+    def waiting_for_slots_held_on(self, loop: asyncio.AbstractEventLoop) -> tuple[int, int]:
+        """This runner's calls waiting for a slot (not given up), and the calls holding one
+        on ``loop``: ``(0, 0)`` unless there are both."""
+        slots = self.slots
+        with slots.lock:
+            held = len(slots.holders.get(loop) or ())
+            if not held:
+                return 0, 0
+            waiting = sum(1 for w in slots.waiting if not w.abandoned and w.runner is self)
+            return (waiting, held) if waiting else (0, 0)
+
+    def _given_up_waiting(self) -> int:
+        """This runner's calls given up (timed out, cancelled) while they wait for a slot:
+        still counted in ``_pending`` until a freed slot drops them from the queue, which a
+        tool on another loop may not do for hours. None of them is ever to start."""
+        slots = self.slots
+        with slots.lock:
+            return sum(1 for work in slots.waiting if work.abandoned and work.runner is self)
 
     def done(self, work: _LoopCall | _AwaitedCall) -> None:
         """A call ended (ran, or never started): pass its slot on, count it off (once: a
@@ -1057,16 +1089,49 @@ def _create_task(work: _LoopCall) -> None:
     if work.abandoned:
         work.runner.done(work)
         return
-    work.task = _start_task(work)
+    try:
+        work.task = _start_task(work)
+    except _TaskNotCreated as failed:
+        try:
+            work.events.refused(failed.refusal)
+        finally:
+            work.runner.done(work)
 
 
 def _start_task(work: _LoopCall) -> asyncio.Task[None]:
-    # On the loop's thread. The task runs in the caller's context copy (the task span is
-    # current there). A task cancelled before its first step never runs its coroutine, whose
-    # ``finally`` would give the slot back: the task's end does it then.
-    task = _create_task_in(work.loop, _run(work), work.call.context)
+    """Create the call's task on its loop (on the loop's thread).
+
+    The task runs in the caller's context copy (the task span is current there). A task
+    cancelled before its first step never runs its coroutine, whose ``finally`` would give the
+    slot back: the task's end does it then.
+
+    Raises:
+        _TaskNotCreated: The loop's task factory failed (one written for Python 3.10, which
+            takes no ``context``, or one refusing): the call is refused, its slot the
+            caller's to give back.
+    """
+    coroutine = _run(work)
+    try:
+        task = _create_task_in(work.loop, coroutine, work.call.context)
+    except Exception as exc:
+        coroutine.close()  # (never run: no "never awaited" warning)
+        raise _TaskNotCreated(_factory_failed(exc)) from None
     task.add_done_callback(work.task_ended)
     return task
+
+
+def _factory_failed(exc: Exception) -> Refusal:
+    """The refusal of a call whose task the loop's task factory failed to create."""
+    try:
+        detail = f"{type(exc).__name__}: {str(exc)[:200]}"
+    except Exception:  # (an exception that cannot be printed)
+        detail = type(exc).__name__
+    return Refusal(
+        "task_factory_failed",
+        f"The event loop's task factory failed to create the asyncio task this async tool "
+        f"was to run in ({detail}); the task was not started. A task factory must accept "
+        "loop.set_task_factory's arguments (loop, coro, context=None, as of Python 3.11)",
+    )
 
 
 if sys.version_info >= (3, 11):

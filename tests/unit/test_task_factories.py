@@ -1,0 +1,140 @@
+"""Event loops with a task factory of their own (``loop.set_task_factory``).
+
+An async tool awaited as a task of its own is created through the caller's loop, so through
+its task factory. A factory that fails — one written for Python 3.10 that does not take
+``context=``, or one refusing on purpose — fails that task at once, and never costs the
+executor its ``max_async_tools`` slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool
+from laios.tools.registry import ToolRegistry
+
+#: Longest anything here waits (seconds), so that a regression fails instead of hanging.
+GUARD = 10.0
+CONTEXT = Context(session_id="s", user_id="u")
+
+
+class Nap(AsyncBaseTool):
+    name = "nap"
+    description = "Waits until released when asked to hold, else returns at once."
+    release: asyncio.Event | None = None
+    running = threading.Event()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        if kwargs.get("hold"):
+            assert self.release is not None
+            Nap.running.set()
+            await asyncio.wait_for(self.release.wait(), GUARD)
+        return "done"
+
+
+def _task(**parameters: Any) -> Task:
+    return Task(plan_id="p", description="d", tool_name="nap", parameters=parameters)
+
+
+def _without_context(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """A task factory written for Python 3.10: it takes no ``context`` argument."""
+    return asyncio.Task(coroutine, loop=loop)
+
+
+def _refusing(loop: asyncio.AbstractEventLoop, coroutine: Any, context: Any = None) -> Any:
+    raise RuntimeError("this loop creates no more tasks")
+
+
+def _executor(limit: int) -> tuple[Executor, MetricStore]:
+    registry = ToolRegistry()
+    registry.register_tool(Nap())
+    store = MetricStore()
+    executor = Executor(registry, store=store, register_prometheus=False, max_async_tools=limit)
+    return executor, store
+
+
+def _in_flight(store: MetricStore) -> int:
+    return sum(tool.in_flight for tool in store.snapshot().tools)
+
+
+@pytest.mark.parametrize("factory", [_without_context, _refusing])
+def test_a_failing_task_factory_fails_the_task_and_gives_its_slot_back(factory: Any) -> None:
+    """With the loop's task factory failing, execute_async (with a timeout) and
+    execute_parallel fail their tasks at once, never leaving them running; once the factory
+    is gone, every slot is free again."""
+    executor, store = _executor(limit=2)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(factory)
+        try:
+            # (No wait_for around them: its own task would go through the factory too; their
+            # timeouts bound them.)
+            one = await executor.execute_async(_task(), CONTEXT, 5)
+            batch = await executor.execute_parallel([_task() for _ in range(3)], CONTEXT, timeout=5)
+        finally:
+            loop.set_task_factory(None)
+        for result in (one, *batch):
+            assert result.success is False
+            assert result.metadata["outcome"] == "rejected", result.error
+            assert result.metadata["error_type"] == "task_factory_failed"
+            assert "task factory" in result.error
+        assert _in_flight(store) == 0
+        # Both slots are free: two tools holding one each run side by side.
+        Nap.release = asyncio.Event()
+        Nap.running.clear()
+        holders = asyncio.ensure_future(
+            executor.execute_parallel([_task(hold=True), _task(hold=True)], CONTEXT, timeout=5)
+        )
+        await asyncio.wait_for(asyncio.to_thread(Nap.running.wait), GUARD)
+        while len(executor.get_running_tasks()) < 2:  # (both started, none queued)
+            await asyncio.sleep(0.01)
+        assert store.snapshot().queue_depth == 0
+        Nap.release.set()
+        results = await asyncio.wait_for(holders, GUARD)
+        assert [r.metadata["outcome"] for r in results] == ["success", "success"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        executor.shutdown()
+
+
+def test_a_waiting_call_whose_task_the_factory_refuses_fails_and_passes_the_slot_on() -> None:
+    """A call waiting for the only slot, whose task the loop's factory refuses once the slot
+    is freed, fails as rejected instead of staying running, and the slot serves the next
+    call."""
+    executor, store = _executor(limit=1)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        Nap.release = asyncio.Event()
+        Nap.running.clear()
+        holder = asyncio.ensure_future(executor.execute_async(_task(hold=True), CONTEXT, 5))
+        await asyncio.wait_for(asyncio.to_thread(Nap.running.wait), GUARD)
+        waiting = asyncio.ensure_future(executor.execute_async(_task(), CONTEXT, 5))
+        while store.snapshot().queue_depth < 1:
+            await asyncio.sleep(0.01)
+        loop.set_task_factory(_refusing)
+        Nap.release.set()
+        assert (await asyncio.wait_for(holder, GUARD)).success
+        result = await asyncio.wait_for(waiting, GUARD)
+        loop.set_task_factory(None)
+        assert result.metadata["outcome"] == "rejected", result.error
+        assert result.metadata["error_type"] == "task_factory_failed"
+        following = await asyncio.wait_for(executor.execute_async(_task(), CONTEXT, 5), GUARD)
+        assert following.success, following.error
+        assert _in_flight(store) == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        executor.shutdown()
