@@ -335,3 +335,52 @@ def test_the_working_directory_variable_and_words_are_not_secret(key: str) -> No
     otherwise have every file path scrubbed from its tracebacks)."""
     assert not is_secret_key(key)
     assert secret_values({"env": {key: "/home/user/project"}}) == []
+
+
+# -- counts of model tokens and ordinary words ---------------------------------------------
+
+#: Names a tool calling a language model takes or returns for counts of model tokens, and
+#: ordinary words that merely contain ``key``: none holds a credential.
+ORDINARY_NAMES = [
+    "max_tokens",
+    "maxTokens",
+    "max_new_tokens",
+    "max_output_tokens",
+    "max_completion_tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "num_tokens",
+    "token_count",
+    "tokenCount",
+    "token_limit",
+    "tokenizer",
+    "keyword",
+    "keywords",
+    "monkey",
+]
+
+
+@pytest.mark.parametrize("key", ORDINARY_NAMES)
+def test_token_counts_and_words_are_not_secret(key: str) -> None:
+    """``max_tokens=1024`` is a number every model call takes: redacting it hid it from the
+    captured arguments and scrubbed every ``1024`` from error text; ``keyword="python"``
+    turned "no results for python" into "no results for [REDACTED]"."""
+    assert not is_secret_key(key)
+    assert secret_values({key: "python"}) == []
+    assert secret_values({"usage": {key: 1024}}) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["token", "tokens", "access_token", "refresh_token", "api_key", "apikey", "key"],
+)
+def test_names_next_to_the_ordinary_ones_stay_secret(key: str) -> None:
+    """Only the listed names are ordinary: credentials named alike stay secret (``tokens``
+    may be a list of credentials)."""
+    assert is_secret_key(key)
+    assert secret_values({key: SECRET}) == [SECRET]

@@ -84,6 +84,33 @@ _SECRET_KEY = re.compile(
 #: working directory (``env=os.environ.copy()`` would have every file path scrubbed).
 _ORDINARY_KEYS = frozenset({"PWD"})
 
+#: More such names, in any letter case and with or without ``_``, ``-``, ``.`` or spaces
+#: between their words (``max_tokens``, ``maxTokens``): counts of model tokens, which every
+#: language-model call takes or returns, and ordinary words that contain ``key``.
+_ORDINARY_WORDS = frozenset(
+    {
+        "maxtokens",
+        "maxnewtokens",
+        "maxoutputtokens",
+        "maxcompletiontokens",
+        "prompttokens",
+        "completiontokens",
+        "inputtokens",
+        "outputtokens",
+        "totaltokens",
+        "cachedtokens",
+        "reasoningtokens",
+        "numtokens",
+        "tokencount",
+        "tokenlimit",
+        "tokenizer",
+        "keyword",
+        "keywords",
+        "monkey",
+    }
+)
+_WORD_SEPARATORS = str.maketrans("", "", "_-. ")
+
 
 def is_secret_key(key: object) -> bool:
     """Whether a parameter name looks like it holds a secret (``api_key``, ``Authorization``…).
@@ -94,7 +121,11 @@ def is_secret_key(key: object) -> bool:
         if not isinstance(key, (bytes, bytearray)):
             return False
         key = key.decode("latin-1")
-    return _SECRET_KEY.search(key) is not None and key not in _ORDINARY_KEYS
+    return (
+        _SECRET_KEY.search(key) is not None
+        and key not in _ORDINARY_KEYS
+        and key.translate(_WORD_SEPARATORS).lower() not in _ORDINARY_WORDS
+    )
 
 
 #: The name of a ``(name, value)`` pair that holds a secret, as headers and form fields are
