@@ -26,6 +26,7 @@ import math
 import os
 import re
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -77,6 +78,11 @@ class StatusUnavailable(Exception):
 
 class _CredentialsNeeded(StatusUnavailable):
     """The endpoint answered 401: it runs, and wants (other) credentials."""
+
+
+class _TLSFailed(StatusUnavailable):
+    """Something answered over TLS, but no HTTP exchange came of it: a certificate the client
+    does not trust, or a handshake that failed (an https:// URL for a plain HTTP endpoint)."""
 
 
 def status_url(url: str) -> str:
@@ -419,6 +425,19 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"no complete answer from {target} within {timeout:g} s "
                 "(a busy process may need a larger --timeout)"
             ) from None
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise _TLSFailed(
+                f"{target} answered with a TLS certificate that could not be verified "
+                f"({_one_line(reason.verify_message or reason)}); if a CA of your own signed "
+                "it, name that CA's certificate file (PEM) in the SSL_CERT_FILE environment "
+                "variable"
+            ) from None
+        if isinstance(reason, ssl.SSLError):
+            plain = urlunsplit(("http", *parts[1:]))
+            raise _TLSFailed(
+                f"the TLS handshake with {target} failed ({_one_line(reason)}); if the "
+                f"endpoint serves plain HTTP, use {plain}"
+            ) from None
         raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
     try:
         document = json.loads(raw)
@@ -707,8 +726,8 @@ def _with_default_port(url: str) -> str | None:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
-    if isinstance(problem, _CredentialsNeeded):
-        return f"laios status: {problem}."  # (the endpoint runs: no advice to start one)
+    if isinstance(problem, (_CredentialsNeeded, _TLSFailed)):
+        return f"laios status: {problem}."  # (something runs there: no advice to start one)
     try:
         port = urlsplit(status_url(url)).port
     except ValueError:  # an out-of-range or non-numeric port in the URL

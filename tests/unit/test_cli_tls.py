@@ -1,0 +1,96 @@
+"""`laios status` against endpoints served over TLS: a certificate it does not trust, and a
+scheme that does not match the endpoint's, are said as such, not as "nothing answered".
+
+The CA and the server certificate are made on the spot with ``cryptography``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+from tls_certs import Authority, Issued, authority
+
+from laios.cli import main
+from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.store import MetricStore
+from laios.execution.web import TLSServerConfig, WebConfig
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Issued]:
+    """A private CA and a server certificate it signed, for 127.0.0.1 and localhost."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca = authority(directory)
+    return ca, ca.issue(directory, "server", server=True)
+
+
+@pytest.fixture
+def https(pki: tuple[Authority, Issued]) -> Iterator[MetricsServer]:
+    _, server_cert = pki
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    )
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def plain() -> Iterator[MetricsServer]:
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        yield server
+
+
+def test_an_untrusted_certificate_is_said_to_be_untrusted(
+    https: MetricsServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate signed by a CA the client does not trust: the message says the endpoint
+    answered with a certificate that could not be verified and how to trust its CA, not that
+    nothing answered or that an endpoint should be started."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    assert main(["status", "--url", https.url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "certificate" in line
+    assert "SSL_CERT_FILE" in line
+    assert "nothing answered" not in line
+    assert "start_http_server" not in line
+
+
+def test_trusting_the_ca_through_ssl_cert_file_reads_the_status(
+    pki: tuple[Authority, Issued],
+    https: MetricsServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the message advises works: SSL_CERT_FILE naming the CA's certificate."""
+    ca, _ = pki
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
+    assert main(["status", "--url", https.url, "--timeout", "5"]) == 0
+    assert capsys.readouterr().out.startswith(f"laios status - {https.url}/status")
+
+
+def test_https_to_a_plain_http_endpoint_says_the_handshake_failed(
+    plain: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An https:// URL for an endpoint that speaks plain HTTP: the message says the TLS
+    handshake failed and suggests http://, not that nothing answered."""
+    url = plain.url.replace("http://", "https://")
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "TLS handshake" in line
+    assert plain.url in line
+    assert "nothing answered" not in line
+
+
+def test_the_messages_never_show_the_password(
+    https: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Credentials in --url stay out of the certificate message too."""
+    url = https.url.replace("https://", "https://prom:s3cr3t-pw@")
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "certificate" in err
+    assert "s3cr3t-pw" not in err
