@@ -183,14 +183,21 @@ class ExecutionMetrics:
             rec.state = "running"
 
     def end(self) -> None:
-        """Mark the end (sets ``end_time`` and ``execution_time``)."""
+        """Mark the end (sets ``end_time`` and ``execution_time``).
+
+        A record in a store (the metrics of a task an executor or a ``TaskMonitor`` tracks)
+        is finished by the store alone, when the task ends (``stop_monitoring`` for a
+        ``TaskMonitor``'s own): ``end()`` does not finish it, and what it sets is replaced
+        then. Finishing it here would leave the task counted in flight and listed as running
+        for ever, its outcome never counted.
+        """
         rec = self._record
         rec.end_time = self._clock().time()
         if rec.started_mono:
             rec.execution_time = self._clock().perf_counter() - rec.started_mono
         elif rec.start_time is not None:
             rec.execution_time = rec.end_time - rec.start_time
-        if rec.state == "running":
+        if rec.state == "running" and rec.slot is None:  # (a detached record: its own end)
             rec.state = "finished"
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None = None) -> None:
