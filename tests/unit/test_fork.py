@@ -163,3 +163,34 @@ def test_a_forked_child_reports_none_of_the_parents_gone_stores() -> None:
         return {"total": registry.get_sample_value("laios_tasks_total", labels)}
 
     assert in_child(child) == {"total": None}
+
+
+def test_a_fork_while_a_listener_failure_is_being_logged_does_not_deadlock_the_child() -> None:
+    """A thread deciding whether to log a store listener's failure at the moment of the fork
+    (the limiter's lock held) does not leave the child's failing listener waiting for ever."""
+    from laios.tools.base import create_simple_tool
+    from laios.tools.registry import ToolRegistry
+
+    def broken(_: object) -> None:
+        raise RuntimeError("the backend is gone")
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("noop", "Does nothing.", lambda: "ok"))
+    store = MetricStore()
+    store.add_finish_listener(broken)
+    executor = Executor(registry, store=store, register_prometheus=False)
+    context = Context(session_id="s", user_id="u")
+    limiter_lock = store._listener_errors._lock  # (held as by a thread in the middle of a log)
+    limiter_lock.acquire()
+    try:
+
+        def child() -> dict[str, Any]:
+            task = Task(plan_id="p", description="d", tool_name="noop")
+            result = executor.execute_task(task, context)
+            return {"output": result.output, "error": result.error}
+
+        outcome = in_child(child)
+    finally:
+        limiter_lock.release()
+        executor.shutdown()
+    assert outcome.get("output") == "ok", outcome

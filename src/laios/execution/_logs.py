@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+from laios.execution._forks import reset_after_fork
+
 __all__ = ["WarningLimiter"]
 
 
@@ -26,6 +28,12 @@ class WarningLimiter:
         self.max_keys = max_keys
         self._lock = threading.Lock()
         self._seen: dict[str, list[float]] = {}  # key -> [last logged at, held back since]
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a child made by ``os.fork()``: a lock of its own (another thread of the parent
+        may have held this one at the fork, and would never release it in the child)."""
+        self._lock = threading.Lock()
 
     def should_log(self, key: str) -> int | None:
         """``None``: hold this one back; else log it, and this many were held back since the

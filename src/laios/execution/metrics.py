@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,27 @@ if TYPE_CHECKING:
     from laios.execution.store import Clock, MetricStore
 
 __all__ = ["ExecutionMetrics"]
+
+
+def _number(name: str, value: Any) -> Any:
+    """``value`` when it is a real number (not a ``bool``): what the store reads from a
+    record's assignable fields when the task ends (a value of another type would break it).
+
+    Raises:
+        TypeError: Otherwise, naming ``name`` and the type given.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return value
+
+
+def _time(name: str, value: Any) -> Any:
+    """``value`` when it is ``None`` or a real number (see :func:`_number`)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    return value
 
 
 class ExecutionMetrics:
@@ -80,7 +102,7 @@ class ExecutionMetrics:
 
     @start_time.setter
     def start_time(self, value: float | None) -> None:
-        self._record.start_time = value
+        self._record.start_time = _time("start_time", value)
 
     @property
     def end_time(self) -> float | None:
@@ -89,7 +111,7 @@ class ExecutionMetrics:
 
     @end_time.setter
     def end_time(self, value: float | None) -> None:
-        self._record.end_time = value
+        self._record.end_time = _time("end_time", value)
 
     @property
     def execution_time(self) -> float:
@@ -101,7 +123,7 @@ class ExecutionMetrics:
 
     @execution_time.setter
     def execution_time(self, value: float) -> None:
-        self._record.execution_time = value
+        self._record.execution_time = _number("execution_time", value)
 
     @property
     def cpu_time(self) -> float:
@@ -110,7 +132,7 @@ class ExecutionMetrics:
 
     @cpu_time.setter
     def cpu_time(self, value: float) -> None:
-        self._record.cpu_time = value
+        self._record.cpu_time = _number("cpu_time", value)
 
     @property
     def memory_peak_mb(self) -> float:
@@ -119,7 +141,7 @@ class ExecutionMetrics:
 
     @memory_peak_mb.setter
     def memory_peak_mb(self, value: float) -> None:
-        self._record.memory_peak_mb = value
+        self._record.memory_peak_mb = _number("memory_peak_mb", value)
 
     @property
     def retries(self) -> int:
@@ -128,7 +150,11 @@ class ExecutionMetrics:
 
     @retries.setter
     def retries(self, value: int) -> None:
-        self._record.retries = value
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"retries must be a whole number, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"retries must be 0 or more, got {int(value)}")
+        self._record.retries = int(value)
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:
@@ -183,14 +209,21 @@ class ExecutionMetrics:
             rec.state = "running"
 
     def end(self) -> None:
-        """Mark the end (sets ``end_time`` and ``execution_time``)."""
+        """Mark the end (sets ``end_time`` and ``execution_time``).
+
+        A record in a store (the metrics of a task an executor or a ``TaskMonitor`` tracks)
+        is finished by the store alone, when the task ends (``stop_monitoring`` for a
+        ``TaskMonitor``'s own): ``end()`` does not finish it, and what it sets is replaced
+        then. Finishing it here would leave the task counted in flight and listed as running
+        for ever, its outcome never counted.
+        """
         rec = self._record
         rec.end_time = self._clock().time()
         if rec.started_mono:
             rec.execution_time = self._clock().perf_counter() - rec.started_mono
         elif rec.start_time is not None:
             rec.execution_time = rec.end_time - rec.start_time
-        if rec.state == "running":
+        if rec.state == "running" and rec.slot is None:  # (a detached record: its own end)
             rec.state = "finished"
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None = None) -> None:

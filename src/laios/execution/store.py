@@ -761,11 +761,13 @@ class MetricStore:
         for listener in self._finish_listeners:
             try:
                 listener(event)
-            except Exception as exc:
+            except KeyboardInterrupt:  # (the user's Ctrl-C is theirs)
+                raise
+            except BaseException as exc:  # (SystemExit, CancelledError: skipped all the same)
                 self._listener_failed("finish", listener, exc, [])
 
     def _listener_failed(
-        self, kind: str, listener: object, exc: Exception, secrets: list[str]
+        self, kind: str, listener: object, exc: BaseException, secrets: list[str]
     ) -> None:
         """Log a listener's exception with its traceback (scrubbed of ``secrets``), at most
         once a minute per listener, saying how many failures were held back since."""
@@ -947,7 +949,9 @@ class MetricStore:
         for listener in list(self._progress_listeners):
             try:
                 listener(update)
-            except Exception as exc:
+            except KeyboardInterrupt:  # (the user's Ctrl-C is theirs)
+                raise
+            except BaseException as exc:  # (SystemExit, CancelledError: skipped all the same)
                 # The update's details are the tool's own: its exception may quote a secret.
                 secrets = rec.parameter_secrets() if rec is not None else []
                 self._listener_failed("progress", listener, exc, secrets)

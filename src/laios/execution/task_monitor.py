@@ -96,12 +96,18 @@ class TaskMonitor:
     def stop_monitoring(self, task_id: str) -> ExecutionMetrics | None:
         """Stop tracking a running task; its outcome is taken from ``task.status``.
 
+        Only runs this monitor started are finished: a task an executor runs (in an
+        executor's ``task_monitor``) is finished by the executor, which records its real
+        outcome and hands its result to the caller; for one, its live metrics are returned.
+
         Returns:
             The task's final metrics, or ``None`` when no such task is being tracked.
         """
-        rec = self._store.find(self._scope, task_id)
-        if rec is None or rec.state == "finished":
-            return self._view(rec)
+        # (the newest of its runs started here: an executor's run has milestones of its own)
+        own = [r for r in self._store.active(self._scope, task_id) if not r.milestones]
+        if not own:
+            return self._view(self._store.find(self._scope, task_id))
+        rec = own[-1]
         task = rec.task
         status = getattr(task, "status", TaskStatus.COMPLETED)
         outcome = _OUTCOME_OF_STATUS.get(status, "success")

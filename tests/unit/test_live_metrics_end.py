@@ -1,0 +1,80 @@
+"""``end()`` on the live metrics of a stored record does not finish the task behind the store's
+back: the task stays counted as running until it really finishes, and is then counted once."""
+
+from __future__ import annotations
+
+from laios.core.types import Context, Task, TaskStatus
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.execution.task_context import current_task
+from laios.execution.task_monitor import TaskMonitor
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+
+def _in_flight(store: MetricStore) -> int:
+    return sum(tool.in_flight for tool in store.aggregates().tools)
+
+
+def _finished(store: MetricStore) -> int:
+    return sum(tool.total for tool in store.snapshot().tools)
+
+
+def test_end_on_a_task_monitors_live_metrics_leaves_stop_monitoring_to_finish_it() -> None:
+    """``start_monitoring(task).end()`` then ``stop_monitoring`` counts the task once and
+    leaves nothing in flight or running."""
+    store = MetricStore()
+    monitor = TaskMonitor(store)
+    task = Task(plan_id="p", description="d", tool_name="batch")
+    metrics = monitor.start_monitoring(task)
+    metrics.end()
+    assert monitor.is_running(task.id)
+    task.status = TaskStatus.COMPLETED
+    final = monitor.stop_monitoring(task.id)
+    assert final is not None
+    assert final.outcome == "success"
+    assert _in_flight(store) == 0
+    assert _finished(store) == 1
+    assert store.running_snapshot() == []
+    assert not monitor.is_running(task.id)
+
+
+def test_end_on_an_executor_tasks_metrics_does_not_lose_its_outcome() -> None:
+    """A tool that calls ``end()`` on its own task's metrics still has its outcome counted,
+    and nothing is left in flight."""
+    store = MetricStore()
+    registry = ToolRegistry()
+    holder: dict[str, Executor] = {}
+
+    def tool() -> str:
+        metrics = holder["executor"].get_metrics(current_task().task_id)
+        assert metrics is not None
+        metrics.end()
+        return "done"
+
+    registry.register_tool(create_simple_tool("ends_itself", "Ends its metrics.", tool))
+    with Executor(registry, store=store, register_prometheus=False) as running:
+        holder["executor"] = running
+        task = Task(plan_id="p", description="d", tool_name="ends_itself")
+        result = running.execute_task(task, Context(session_id="s", user_id="u"))
+        assert result.success, result.error
+        metrics = running.get_metrics(task.id)
+        assert metrics is not None
+        assert metrics.outcome == "success"
+        assert [c["name"] for c in metrics.checkpoints] == ["started", "finished"]
+    assert _in_flight(store) == 0
+    assert _finished(store) == 1
+    assert store.running_snapshot() == []
+
+
+def test_end_still_finishes_a_detached_record() -> None:
+    """A detached ``ExecutionMetrics`` (no store) still ends as documented."""
+    from laios.execution.metrics import ExecutionMetrics
+
+    metrics = ExecutionMetrics("mine")
+    metrics.start()
+    metrics.end()
+    assert metrics.end_time is not None
+    assert metrics.execution_time >= 0
+    first = metrics.execution_time
+    assert metrics.execution_time == first  # (no longer measured live: it ended)

@@ -1,0 +1,90 @@
+"""The assignable fields of ``ExecutionMetrics`` take only the numbers they document: a value
+of another type assigned to a running task's metrics used to break the store's record of its
+end (an internal error for the caller, the task listed as running for ever)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.metrics import ExecutionMetrics
+from laios.execution.store import MetricStore
+from laios.execution.task_context import current_task
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+
+def test_a_tool_assigning_none_to_its_retries_still_fails_as_itself() -> None:
+    """The assignment is refused in the tool, whose own error then stands; the store lists
+    nothing as running afterwards."""
+    store = MetricStore()
+    registry = ToolRegistry()
+    holder: dict[str, Executor] = {}
+    refused: list[str] = []
+
+    def tool() -> None:
+        metrics = holder["executor"].get_metrics(current_task().task_id)
+        assert metrics is not None
+        try:
+            metrics.retries = None  # type: ignore[assignment]
+        except TypeError as exc:
+            refused.append(str(exc))
+        raise RuntimeError("the tool's own failure")
+
+    registry.register_tool(create_simple_tool("resets", "Resets its retries.", tool))
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        holder["executor"] = executor
+        task = Task(plan_id="p", description="d", tool_name="resets")
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.error is not None
+    assert "the tool's own failure" in result.error
+    assert refused == ["retries must be a whole number, got NoneType"]
+    assert store.running_snapshot() == []
+    (failure,) = store.failures_snapshot()
+    assert failure.attempt == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("retries", None),
+        ("retries", 1.5),
+        ("retries", True),
+        ("start_time", "yesterday"),
+        ("end_time", True),
+        ("execution_time", None),
+        ("cpu_time", "1"),
+        ("memory_peak_mb", [1]),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused(field: str, value: Any) -> None:
+    """Each field names itself and the type it was given."""
+    metrics = ExecutionMetrics("mine")
+    with pytest.raises(TypeError, match=f"^{field} must be"):
+        setattr(metrics, field, value)
+
+
+def test_negative_retries_are_refused() -> None:
+    """A count of retries is 0 or more."""
+    with pytest.raises(ValueError, match="retries must be 0 or more, got -1"):
+        ExecutionMetrics("mine").retries = -1
+
+
+def test_numbers_are_kept_as_assigned() -> None:
+    """Whole numbers, floats and ``None`` (for the times) are taken, as before."""
+    metrics = ExecutionMetrics("mine")
+    metrics.start_time = 10
+    metrics.end_time = 12.5
+    metrics.execution_time = 2.5
+    metrics.cpu_time = 1
+    metrics.memory_peak_mb = 0.0
+    metrics.retries = 3
+    assert (metrics.start_time, metrics.end_time) == (10, 12.5)
+    assert (metrics.execution_time, metrics.cpu_time, metrics.retries) == (2.5, 1, 3)
+    metrics.start_time = None
+    metrics.end_time = None
+    assert metrics.start_time is None
+    assert metrics.end_time is None
