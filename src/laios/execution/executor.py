@@ -594,8 +594,12 @@ class Executor(Generic[_RegistryT]):
         the tasks that loop awaits (it would hold the loop they need: their timeouts and
         results go through it) and logs a warning saying so; to wait for them, ``await
         executor.aclose()`` instead.
+
+        Raises:
+            TypeError: When ``wait`` is not ``True`` or ``False`` (or ``0``/``1``): a string
+                like ``"no"`` would read as true. Nothing is shut down then.
         """
-        self._engine.shutdown(wait)
+        self._engine.shutdown(switch("wait", wait))
 
     async def aclose(self) -> None:
         """Shut down from async code: refuse new tasks at once, then wait for every task in
