@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 
-__all__ = ["is_coroutine_function"]
+__all__ = ["generator_kind", "is_coroutine_function"]
 
 
 def is_coroutine_function(func: object) -> bool:
@@ -19,3 +20,26 @@ def is_coroutine_function(func: object) -> bool:
         return inspect.iscoroutinefunction(type(func).__call__)
     except Exception:
         return False
+
+
+def generator_kind(func: object) -> str | None:
+    """``"generator"`` or ``"async generator"`` when calling ``func`` gives a generator instead
+    of doing the work (a function with ``yield``, an ``async def`` one with ``yield``, a
+    ``functools.partial`` of one, or an object whose ``__call__`` is one); ``None`` otherwise.
+    Never raises (an object that cannot be inspected is taken as a plain callable)."""
+    try:
+        if not (inspect.isroutine(func) or _is_partial(func)):
+            if isinstance(func, type) or not callable(func):
+                return None
+            func = type(func).__call__
+        if inspect.isasyncgenfunction(func):
+            return "async generator"
+        if inspect.isgeneratorfunction(func):
+            return "generator"
+    except Exception:
+        pass
+    return None
+
+
+def _is_partial(func: object) -> bool:
+    return isinstance(func, functools.partial)

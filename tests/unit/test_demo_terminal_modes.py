@@ -250,8 +250,8 @@ def test_the_demo_gives_the_laios_loggers_level_back(monkeypatch: pytest.MonkeyP
         def start(self) -> None:
             pass
 
-        def join(self, timeout: float) -> None:
-            pass
+        def join(self, timeout: float) -> bool:
+            return True  # (as the real one: every driving thread finished)
 
     def ctrl_c(clock: object) -> None:
         raise KeyboardInterrupt

@@ -130,7 +130,7 @@ def test_shutdown_on_the_loop_holding_the_slot_does_not_wait_for_a_call_needing_
     assert elapsed < BACK_BY
     assert waiter[0].output == "quick", waiter[0].error
     assert any(
-        "asyncio.to_thread(executor.shutdown)" in r.getMessage()
+        "await executor.aclose()" in r.getMessage()
         for r in laios_records
         if r.levelno == logging.WARNING
     )

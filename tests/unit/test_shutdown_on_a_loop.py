@@ -5,8 +5,8 @@ A blocking ``shutdown(wait=True)`` called from a coroutine (an ASGI lifespan's s
 ``with Executor(...)`` block inside async code) holds the loop while it waits. The tasks awaited
 on that very loop need it: their timeouts are kept there, and a tool may call into it (a
 synchronous tool using the service's async client through ``run_coroutine_threadsafe``). So
-with such tasks in flight it does not wait for them, and says so; ``await
-asyncio.to_thread(executor.shutdown)`` waits without holding the loop.
+with such tasks in flight it does not wait for them, and says so; ``await executor.aclose()``
+(or ``await asyncio.to_thread(executor.shutdown)``) waits without holding the loop.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _shutdown_warnings(records: list[logging.LogRecord]) -> list[str]:
     return [
         r.getMessage()
         for r in records
-        if r.levelno == logging.WARNING and "asyncio.to_thread(executor.shutdown)" in r.getMessage()
+        if r.levelno == logging.WARNING and "await executor.aclose()" in r.getMessage()
     ]
 
 
@@ -165,6 +165,25 @@ def test_shutdown_through_to_thread_waits_for_the_tool(
     async def scenario() -> tuple[bool, Any]:
         pending = await _asking_in_flight(executor, asks)
         await asyncio.wait_for(asyncio.to_thread(executor.shutdown), WAIT)
+        return asks.finished.is_set(), await pending
+
+    finished_first, result = asyncio.run(scenario())
+    assert finished_first
+    assert result.output == "pong"
+    assert _shutdown_warnings(laios_records) == []
+
+
+def test_aclose_waits_for_a_tool_that_needs_the_loop(
+    make_executor: Any, tools: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """``await executor.aclose()`` waits for a tool that needs the loop without holding it: the
+    tool finishes before it returns; no warning."""
+    asks, _ = tools
+    executor = _make(make_executor, tools)
+
+    async def scenario() -> tuple[bool, Any]:
+        pending = await _asking_in_flight(executor, asks)
+        await asyncio.wait_for(executor.aclose(), WAIT)
         return asks.finished.is_set(), await pending
 
     finished_first, result = asyncio.run(scenario())

@@ -22,6 +22,7 @@ from typing_extensions import Self, TypeVar
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import number_repr, plain_callable, positive_int, switch
+from laios.execution._engine.closing import close_awaiting
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.job import describe_exception
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
@@ -282,7 +283,7 @@ class Executor(Generic[_RegistryT]):
 
     @property
     def is_shutdown(self) -> bool:
-        """Whether ``shutdown()`` was called."""
+        """Whether ``shutdown()`` (or ``aclose()``) was called."""
         return self._engine.closed
 
     # -- context manager -------------------------------------------------------------------
@@ -297,6 +298,17 @@ class Executor(Generic[_RegistryT]):
         tb: TracebackType | None,
     ) -> None:
         self.shutdown(wait=True)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     # -- execution -------------------------------------------------------------------------
 
@@ -580,10 +592,36 @@ class Executor(Generic[_RegistryT]):
         Calling it again is harmless. Tools that overran their timeout are never waited for.
         Called on a running event loop (an ASGI lifespan, async code), it does not wait for
         the tasks that loop awaits (it would hold the loop they need: their timeouts and
-        results go through it) and logs a warning saying so; to wait for them, call it off the
-        loop: ``await asyncio.to_thread(executor.shutdown)``.
+        results go through it) and logs a warning saying so; to wait for them, ``await
+        executor.aclose()`` instead.
+
+        Raises:
+            TypeError: When ``wait`` is not ``True`` or ``False`` (or ``0``/``1``): a string
+                like ``"no"`` would read as true. Nothing is shut down then.
         """
-        self._engine.shutdown(wait)
+        self._engine.shutdown(switch("wait", wait))
+
+    async def aclose(self) -> None:
+        """Shut down from async code: refuse new tasks at once, then wait for every task in
+        flight without blocking the running event loop.
+
+        It waits for the worker threads, the executor's loop thread and the ``runner`` (as
+        ``shutdown(wait=True)`` does, on a thread of its own), and for the async tools running
+        on this loop, which a blocking ``shutdown()`` never waits for; the loop keeps serving
+        meanwhile. ``async with Executor(...)`` calls it on exit, and so does
+        ``contextlib.aclosing``. Calling it again, or after ``shutdown()``, is harmless.
+
+        Awaited from inside the executor's own work (one of its tools, a task a tool started,
+        an ``on_progress`` callback, one of its threads), it does not wait: it would wait for
+        itself. Cancelling it cancels only the wait: the executor stays shut down and its tools
+        run on. Tools that overran their timeout, or swallowed their cancellation, are not
+        waited for, as with ``shutdown``.
+
+        Raises:
+            RuntimeError: When no asyncio event loop runs (under trio): the executor is then
+                shut down without waiting.
+        """
+        await close_awaiting(self._engine)
 
 
 def _no_retry_ran(result: TaskResult) -> TaskResult:

@@ -26,6 +26,7 @@ import abc
 import asyncio
 import functools
 import inspect
+import types
 import weakref
 from collections.abc import Callable, Coroutine
 from enum import Enum
@@ -33,7 +34,7 @@ from typing import Any, ClassVar, Literal, cast, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from laios._callables import is_coroutine_function
+from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
 from laios.core.types import Permission, ToolParameter
 from laios.tools._schema import parameters_from_model
@@ -222,6 +223,44 @@ def _validated_values(input_data: ToolInput, values: dict[str, Any]) -> dict[str
     return values
 
 
+#: What calling a function may give instead of doing its work: nothing of it ran yet.
+_COROUTINE = types.CoroutineType
+_GENERATORS = frozenset({types.GeneratorType, types.AsyncGeneratorType})
+_NOT_RUN = frozenset({_COROUTINE, *_GENERATORS})
+
+
+def _how_to_return(kind: str) -> str:
+    """What to write instead of a ``kind`` ("generator" or "async generator") function."""
+    if kind == "async generator":
+        return "collect the items and return them (return [item async for item in ...])"
+    return "collect the items and return them (return list(...))"
+
+
+def _generator_entry(cls: type, attr: str) -> str | None:
+    """What kind of generator function ``cls.<attr>`` is (``None``: none)."""
+    raw = inspect.getattr_static(cls, attr, None)
+    if isinstance(raw, (staticmethod, classmethod)):
+        raw = raw.__func__
+    return generator_kind(raw) if raw is not None else None
+
+
+def _not_run(tool: str, result: Any, instead: str) -> TypeError:
+    """The error for a tool having returned ``result``, a coroutine or generator whose work
+    never ran (a coroutine is closed first, so Python does not warn that it was never
+    awaited). ``instead``: what to write, for a coroutine."""
+    if type(result) is _COROUTINE:
+        result.close()
+        return TypeError(
+            f"Synchronous tool {tool!r} returned a coroutine, which was not run: {instead}"
+        )
+    kind = "an async generator" if type(result) is types.AsyncGeneratorType else "a generator"
+    return TypeError(
+        f"Tool {tool!r} returned {kind}, which was not run: a tool returns its result, not a "
+        f"generator for the caller to consume later; "
+        f"{_how_to_return(kind.split(' ', 1)[1])}"
+    )
+
+
 def _wrap(value: Any) -> ToolOutput:
     """Return ``value`` if it is a :class:`ToolOutput`, else a successful output holding it."""
     if isinstance(value, ToolOutput):
@@ -268,7 +307,18 @@ class BaseTool(abc.ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Record once per class how its entry point (``_execute``) takes its input."""
         super().__init_subclass__(**kwargs)
-        cls._kwargs_style = _uses_kwargs_style(cls, cls._entry_point)
+        entry = cls._entry_point
+        kind = _generator_entry(cls, entry)
+        if kind is not None:
+            article = "an" if kind.startswith("a") else "a"
+            raise TypeError(
+                f"Tool class {cls.__name__}: {entry} is {article} {kind} function (it contains "
+                f"yield), so calling it would return {article} {kind} whose body never runs, "
+                "and the tool would succeed without doing its work. Return the result instead: "
+                f"{_how_to_return(kind)}, and report progress along the way with "
+                "current_task().progress(...)"
+            )
+        cls._kwargs_style = _uses_kwargs_style(cls, entry)
         if "_dumps_input" not in cls.__dict__:  # (create_simple_tool says for its function)
             cls._dumps_input = _only_var_keyword(inspect.getattr_static(cls, cls._entry_point))
 
@@ -333,8 +383,9 @@ class BaseTool(abc.ABC):
             What ``_execute`` returned: a :class:`ToolOutput` or any other value.
 
         Raises:
-            TypeError: If ``_execute`` returned a coroutine (it is closed, never run): the
-                work it stands for would otherwise be reported done without having run.
+            TypeError: If ``_execute`` returned a coroutine (it is closed, never run) or a
+                generator: the work it stands for would otherwise be reported done without
+                having run.
         """
         if self._passthrough:
             # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
@@ -346,11 +397,11 @@ class BaseTool(abc.ABC):
                 result = self._execute(**self._as_kwargs(input_data, kwargs))
             else:
                 result = self._execute(input_data)
-        if inspect.iscoroutine(result):
-            result.close()
-            raise TypeError(
-                f"Synchronous tool {self.name!r} returned a coroutine, which was not run: "
-                "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
+        if type(result) in _NOT_RUN:  # (one lookup: this is every tool's hot path)
+            raise _not_run(
+                self.name,
+                result,
+                "write the work as an async def function (or an AsyncBaseTool) so it is awaited",
             )
         return result
 
@@ -478,6 +529,10 @@ class AsyncBaseTool(BaseTool):
 
         Returns:
             What ``_execute_async`` returned: a :class:`ToolOutput` or any other value.
+
+        Raises:
+            TypeError: If the tool returned a generator or an async generator (its body never
+                ran): the work it stands for would otherwise be reported done.
         """
         if self._passthrough:
             result = self._execute_async(**kwargs)
@@ -488,8 +543,10 @@ class AsyncBaseTool(BaseTool):
                 result = self._execute_async(**self._as_kwargs(input_data, kwargs))
             else:
                 result = self._execute_async(input_data)
-        if inspect.isawaitable(result):
+        if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
+        if type(result) in _GENERATORS:
+            raise _not_run(self.name, result, "")
         return result
 
     def run_raising(self, /, **kwargs: Any) -> Any:
@@ -677,13 +734,23 @@ def create_simple_tool(
         ValueError: If ``name`` is not a non-blank string, ``description`` is empty, or
             ``category`` or a permission is not a valid value (``permissions`` must be a set,
             not a single permission).
-        TypeError: If ``func`` is not callable, or ``input_model`` is not a
-            :class:`ToolInput` subclass.
+        TypeError: If ``func`` is not callable, is a generator function or an async
+            generator function (its body would never run: the tool would succeed idly), or
+            ``input_model`` is not a :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
     if not callable(func):
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
+    kind = generator_kind(func)
+    if kind is not None:
+        article = "an" if kind.startswith("a") else "a"
+        raise TypeError(
+            f"create_simple_tool: func is {article} {kind} function (it contains yield): the "
+            f"tool would return {article} {kind} whose body never runs, and succeed without "
+            f"doing its work. Pass a function that returns the result instead: "
+            f"{_how_to_return(kind)}"
+        )
     permissions = _permission_set(name, permissions or ())
     renamed: dict[str, str] = {}
     if input_model is None:

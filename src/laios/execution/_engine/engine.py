@@ -741,6 +741,15 @@ class Engine:
             registered = job.request_cancel() or registered
         return registered or bool(stop_retries)
 
+    def close(self) -> None:
+        """Refuse new tasks from now on, and end the waits of retry loops between attempts
+        (no further attempt: each call returns its last failure). Never waits."""
+        self.closed = True
+        with self.lock:  # (a retry loop registering after this sees ``closed``)
+            between_attempts = [run for runs in self.retrying.values() for run in runs]
+        for retry_run in between_attempts:
+            retry_run.stop_waiting()
+
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new tasks; with ``wait``, let queued and running ones finish first.
 
@@ -749,11 +758,7 @@ class Engine:
         does it wait when called on a running event loop that awaits tasks of this executor
         still in flight (see :meth:`awaited_here`).
         """
-        self.closed = True
-        with self.lock:  # (a retry loop registering after this sees ``closed``)
-            between_attempts = [run for runs in self.retrying.values() for run in runs]
-        for retry_run in between_attempts:
-            retry_run.stop_waiting()  # no further attempt: the call returns its last failure
+        self.close()
         self.end_stranded()
         if wait and self.on_own_thread():
             wait = False
@@ -766,8 +771,8 @@ class Engine:
                     "executor still in flight: it does not wait for them, since waiting would "
                     "hold the loop they need (their timeouts and results go through it, and a "
                     "tool may call into it); they finish on their own, new tasks are refused. "
-                    "To wait for them, call it off the loop: "
-                    "await asyncio.to_thread(executor.shutdown)",
+                    "To wait for them without holding the loop, await executor.aclose() "
+                    "instead (or use async with Executor(...))",
                     awaited,
                 )
         self.runner.shutdown(wait)
@@ -789,8 +794,8 @@ class Engine:
             "shutdown() was called on an event loop where %d async tool(s) of this executor "
             "hold max_async_tools slots that %d execute_task call(s) wait for: it does not wait "
             "for those calls, since waiting would hold the loop the tools need to end and free "
-            "the slots; they run once slots are free, new tasks are refused. To wait for them, "
-            "call it off the loop: await asyncio.to_thread(executor.shutdown)",
+            "the slots; they run once slots are free, new tasks are refused. To wait for them "
+            "without holding the loop, await executor.aclose() instead",
             held,
             waiting,
         )
@@ -876,6 +881,21 @@ class Engine:
                 )
         if expired:
             self.loop_here.reclaim_stopped()  # (the slots of the async tools just given up)
+
+    def inside_own_work(self) -> bool:
+        """Whether the calling code runs inside this executor's own work: on one of its
+        threads (see :meth:`on_own_thread`), inside one of its async tools (the tool's
+        coroutine, a task it started, a callback run for it), or in an ``on_progress``
+        callback of one of its tasks. Waiting there for its tasks would wait for itself."""
+        if self.on_own_thread() or self.loop_here.slots.held_here():
+            return True
+        runner = in_callback_of()
+        return runner is not None and runner in (
+            self.runner,
+            self.inline,
+            self.loop_here,
+            self.loop_thread,
+        )
 
     def on_own_thread(self) -> bool:
         """Whether the calling thread is one of this executor's workers or its loop thread."""

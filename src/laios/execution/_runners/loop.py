@@ -910,6 +910,22 @@ class LoopRunner:
             waiting = sum(1 for w in slots.waiting if not w.abandoned and w.runner is self)
             return (waiting, held) if waiting else (0, 0)
 
+    def in_flight_on(self, loop: asyncio.AbstractEventLoop) -> int:
+        """This runner's calls on ``loop`` that are still to end: holding a slot (a tool left
+        running aside: it may never end) or waiting for one (a call given up aside: it never
+        starts). What an awaiting close on that loop waits for."""
+        slots = self.slots
+        with slots.lock:
+            held = sum(
+                1 for work in slots.holders.get(loop) or () if work.runner is self and not work.left
+            )
+            waiting = sum(
+                1
+                for work in slots.waiting
+                if work.loop is loop and work.runner is self and not work.abandoned
+            )
+        return held + waiting
+
     def _given_up_waiting(self) -> int:
         """This runner's calls given up (timed out, cancelled) while they wait for a slot:
         still counted in ``_pending`` until a freed slot drops them from the queue, which a

@@ -1,0 +1,109 @@
+"""Closing an executor from async code (``await executor.aclose()``, ``async with``).
+
+A blocking ``shutdown(wait=True)`` called on a running event loop cannot wait for the tasks that
+loop awaits: it would hold the loop they need (their timeouts strike and their results arrive
+through it, and a tool may call into it). Nor does it wait for the async tools running on a
+caller's loop, which end with that loop. :func:`close_awaiting` refuses new tasks at once, then
+waits without blocking the loop:
+
+* for the runners — worker threads, the executor's loop thread, a process or Dask runner — by
+  running their blocking ``shutdown(wait=True)`` on a short-lived thread of its own
+  (``laios-closing``), whose end it awaits;
+* for the async tools on the calling loop, by polling their slots on the loop (a close is rare:
+  a short poll costs the calls nothing, where a per-call notification would cost every call).
+
+Called from inside the executor's own work (a tool, a task it started, a callback run for it,
+one of its threads) it does not wait, as ``shutdown`` does not on its own threads: it would wait
+for itself, or for another tool doing the same.
+
+Cancelling the awaiting coroutine cancels only the wait: the executor stays shut down, the
+tools run on, and the thread finishes the runners' shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from laios.execution._engine.engine import Engine
+
+__all__ = ["close_awaiting"]
+
+_log = logging.getLogger("laios.execution")
+
+#: Seconds between two looks at the async tools still running on the calling loop: the first,
+#: then doubling up to the last.
+_FIRST_POLL = 0.001
+_LAST_POLL = 0.05
+
+
+async def close_awaiting(engine: Engine) -> None:
+    """Refuse new tasks, then wait for every task in flight without blocking the running loop
+    (see the module's docstring).
+
+    Raises:
+        RuntimeError: When no asyncio event loop runs in this thread (under trio): the executor
+            is shut down without waiting, and the error says how to wait instead.
+    """
+    engine.close()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        engine.shutdown(False)
+        raise RuntimeError(
+            "aclose() needs a running asyncio event loop, and none runs in this thread (under "
+            "trio, or anyio with the trio backend); the executor was shut down without waiting "
+            "for its tasks. To wait, call the blocking shutdown() from a worker thread, e.g. "
+            "await trio.to_thread.run_sync(executor.shutdown)"
+        ) from None
+    if engine.inside_own_work():
+        engine.shutdown(False)
+        return
+    await _runners_shut_down(engine, loop)
+    delay = _FIRST_POLL
+    loop_here = engine.loop_here
+    while loop_here.in_flight_on(loop):
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _LAST_POLL)
+
+
+async def _runners_shut_down(engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+    """Run ``engine.shutdown(True)`` on a thread of its own, and await its end.
+
+    Not on the loop's default executor: its threads may all be taken (by calls that wait for
+    this executor's tasks, even), and it refuses work once ``asyncio.run`` is ending.
+    """
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if ended.done():  # (the wait was cancelled)
+            return
+        if error is None:
+            ended.set_result(None)
+        else:
+            ended.set_exception(error)
+
+    def shut_down() -> None:
+        error: BaseException | None = None
+        try:
+            engine.shutdown(True)
+        except Exception as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile: nobody waits)
+            loop.call_soon_threadsafe(settle, error)
+
+    thread = threading.Thread(target=shut_down, name="laios-closing", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # "can't start new thread": shut down without waiting for them
+        _log.warning(
+            "aclose() could not start a thread to wait for the executor's worker threads and "
+            "runners, and did not wait for them (new tasks are refused)"
+        )
+        engine.shutdown(False)
+        return
+    await ended

@@ -1,0 +1,213 @@
+"""Generator functions are no tools: a tool whose work would never run is refused, not a success.
+
+Calling a generator function (``def`` with ``yield``) or an async generator function (``async
+def`` with ``yield``) runs none of its body: it returns a generator to consume later. As a
+tool's ``_execute``/``_execute_async`` or a ``create_simple_tool`` function, the tool used to
+end ``success`` with that unconsumed generator as its output, its work never done. The
+definition is refused where it is made, saying what to write instead; a generator returned at
+run time (from a wrapped function the definition cannot see through) fails the task with a
+``TypeError``, as a returned coroutine does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool, BaseTool, create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+
+#: Set when a generator's body ran (it must not, for a generator nobody consumes).
+RAN: list[str] = []
+
+
+def test_a_tool_class_whose_execute_is_a_generator_function_is_refused() -> None:
+    """``def _execute(...): yield`` is refused when the class is made, saying to return the
+    items instead."""
+    with pytest.raises(TypeError, match=r"_execute is a generator function") as caught:
+
+        class Lines(BaseTool):
+            name = "lines"
+            description = "Yields lines."
+
+            def _execute(self, **kwargs: Any) -> Iterator[str]:
+                yield "a line"
+
+    assert "Lines" in str(caught.value)
+    assert "list(" in str(caught.value)
+
+
+def test_an_async_tool_class_whose_execute_async_is_an_async_generator_is_refused() -> None:
+    """``async def _execute_async(...): yield`` is refused when the class is made, saying to
+    return the items instead."""
+    with pytest.raises(TypeError, match=r"_execute_async is an async generator function") as caught:
+
+        class Stream(AsyncBaseTool):
+            name = "stream"
+            description = "Yields chunks."
+
+            async def _execute_async(self, **kwargs: Any) -> AsyncIterator[str]:
+                yield "a chunk"
+
+    assert "Stream" in str(caught.value)
+    assert "async for" in str(caught.value)
+
+
+def test_the_other_generator_kinds_are_refused_too() -> None:
+    """An async generator as a synchronous tool's ``_execute``, a generator as an async tool's
+    ``_execute_async``, and a static generator method are refused alike."""
+    with pytest.raises(TypeError, match=r"_execute is an async generator function"):
+
+        class AsyncLines(BaseTool):
+            name = "async_lines"
+            description = "Yields lines."
+
+            async def _execute(self, **kwargs: Any) -> AsyncIterator[str]:  # type: ignore[override]
+                yield "a line"
+
+    with pytest.raises(TypeError, match=r"_execute_async is a generator function"):
+
+        class SyncStream(AsyncBaseTool):
+            name = "sync_stream"
+            description = "Yields chunks."
+
+            def _execute_async(self, **kwargs: Any) -> Iterator[str]:  # type: ignore[override]
+                yield "a chunk"
+
+    with pytest.raises(TypeError, match=r"_execute is a generator function"):
+
+        class StaticLines(BaseTool):
+            name = "static_lines"
+            description = "Yields lines."
+
+            @staticmethod
+            def _execute(**kwargs: Any) -> Iterator[str]:
+                yield "a line"
+
+
+def _lines(count: int) -> Iterator[int]:
+    RAN.append("lines")
+    yield from range(count)
+
+
+async def _chunks(count: int) -> AsyncIterator[int]:
+    RAN.append("chunks")
+    for number in range(count):
+        yield number
+
+
+class _YieldingCallable:
+    def __call__(self, count: int) -> Iterator[int]:
+        yield from range(count)
+
+
+@pytest.mark.parametrize(
+    ("func", "kind"),
+    [
+        (_lines, "a generator function"),
+        (_chunks, "an async generator function"),
+        (functools.partial(_chunks, 2), "an async generator function"),
+        (_YieldingCallable(), "a generator function"),
+    ],
+    ids=["generator", "async_generator", "partial", "callable_object"],
+)
+def test_create_simple_tool_refuses_a_generator_function(func: Any, kind: str) -> None:
+    """A generator function (or a partial of one, or an object whose ``__call__`` is one) is
+    refused by ``create_simple_tool``, saying what to pass instead."""
+    with pytest.raises(TypeError, match=f"func is {kind}") as caught:
+        create_simple_tool("gen", "Yields.", func)
+    assert "return" in str(caught.value)
+
+
+def _wrapped(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator whose wrapper hides that ``func`` is a generator function."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+class HiddenLines(BaseTool):
+    name = "hidden_lines"
+    description = "A generator behind a decorator."
+
+    @_wrapped
+    def _execute(self, count: int = 2) -> Iterator[int]:
+        RAN.append("hidden_lines")
+        yield from range(count)
+
+
+class HiddenChunks(AsyncBaseTool):
+    name = "hidden_chunks"
+    description = "An async generator behind a decorator."
+
+    @_wrapped
+    async def _execute_async(self, count: int = 2) -> AsyncIterator[int]:
+        RAN.append("hidden_chunks")
+        for number in range(count):
+            yield number
+
+
+class ReturnsChunks(AsyncBaseTool):
+    name = "returns_chunks"
+    description = "Returns an async generator from a coroutine."
+
+    async def _execute_async(self, count: int = 2) -> Any:
+        return _chunks(count)
+
+
+@pytest.fixture
+def executor() -> Any:
+    registry = ToolRegistry()
+    registry.register_tools([HiddenLines(), HiddenChunks(), ReturnsChunks()])
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    yield executor
+    executor.shutdown()
+
+
+def _task(tool: str) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool)
+
+
+@pytest.mark.parametrize("tool", ["hidden_lines", "hidden_chunks", "returns_chunks"])
+@pytest.mark.parametrize("road", ["execute_task", "execute_async"])
+def test_a_tool_returning_a_generator_fails_its_task(executor: Any, tool: str, road: str) -> None:
+    """A generator returned at run time (the definition could not tell) fails the task with a
+    ``TypeError`` saying the generator was not run, on both roads; its body never runs."""
+    RAN.clear()
+    if road == "execute_task":
+        result = executor.execute_task(_task(tool), CONTEXT, timeout=10)
+    else:
+        result = asyncio.run(executor.execute_async(_task(tool), CONTEXT))
+    assert result.success is False
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "TypeError"
+    assert "generator" in (result.error or "")
+    assert "was not run" in (result.error or "")
+    assert result.output is None
+    assert RAN == []
+
+
+def test_calling_such_a_tool_directly_gives_a_failed_output() -> None:
+    """``tool.execute()`` (and ``execute_async()``) of a tool returning a generator is a failed
+    output, not a success holding the generator."""
+    RAN.clear()
+    output = HiddenLines().execute(count=3)
+    assert output.success is False
+    assert output.metadata["error_type"] == "TypeError"
+    assert "generator" in (output.error or "")
+    output = asyncio.run(HiddenChunks().execute_async(count=3))
+    assert output.success is False
+    assert "async generator" in (output.error or "")
+    assert RAN == []
