@@ -143,24 +143,17 @@ def rule_groups(config: MixinConfig) -> list[dict[str, Any]]:
 # -- PromQL helpers ------------------------------------------------------------------------------
 
 
-def _labels(config: MixinConfig, *more: str) -> str:
-    """``cluster, namespace, job`` plus ``more``, each once."""
-    return ", ".join(dict.fromkeys((*config.group_labels, *more)))
+def _labels(by: tuple[str, ...], *more: str) -> str:
+    """``by`` plus ``more``, each once, as a grouping list: ``cluster, namespace, job, tool``.
+
+    ``by`` is the config's ``group_labels`` (what alerts aggregate by) or its
+    ``record_labels`` (what recording rules keep: the selector's labels too)."""
+    return ", ".join(dict.fromkeys((*by, *more)))
 
 
-def _sum(config: MixinConfig, inner: str, *more: str) -> str:
-    labels = _labels(config, *more)
-    return f"sum by ({labels}) ({inner})" if labels else f"sum ({inner})"
-
-
-def _kept(config: MixinConfig, *more: str) -> str:
-    """The labels of the recording rules: the group labels, the selector's, then ``more``."""
-    return ", ".join(dict.fromkeys((*config.record_labels, *more)))
-
-
-def _sum_kept(config: MixinConfig, inner: str, *more: str) -> str:
-    """``inner`` summed by the labels of the recording rules plus ``more``."""
-    labels = _kept(config, *more)
+def _sum(by: tuple[str, ...], inner: str, *more: str) -> str:
+    """``inner`` summed by ``by`` plus ``more`` (see :func:`_labels`)."""
+    labels = _labels(by, *more)
     return f"sum by ({labels}) ({inner})" if labels else f"sum ({inner})"
 
 
@@ -222,22 +215,24 @@ def _alert(
 
 def _quantile(config: MixinConfig, q: str, metric: str, *matchers: str) -> str:
     rate = f"rate({metric}_bucket{config.matchers(*matchers)}[5m])"
-    return f"histogram_quantile({q},\n  {_sum_kept(config, rate, 'tool', 'le')})\n"
+    return f"histogram_quantile({q},\n  {_sum(config.record_labels, rate, 'tool', 'le')})\n"
 
 
 def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
     tasks = f"rate(laios_tasks_total{config.matchers()}[5m])"
     errors = f"rate(laios_task_errors_total{config.matchers()}[5m])"
-    failed = _sum_kept(
-        config, _recorded(config, "laios:tasks:rate5m", f'outcome=~"{FAILED}"'), "tool"
+    failed = _sum(
+        config.record_labels,
+        _recorded(config, "laios:tasks:rate5m", f'outcome=~"{FAILED}"'),
+        "tool",
     )
-    finished = _sum_kept(config, _recorded(config, "laios:tasks:rate5m"), "tool")
+    finished = _sum(config.record_labels, _recorded(config, "laios:tasks:rate5m"), "tool")
     ran = 'outcome!="rejected"'
     return [
         _record(
             "Attempts finished per second, by tool and outcome (each try of a retried call).",
             "laios:tasks:rate5m",
-            _sum_kept(config, tasks, "tool", "outcome"),
+            _sum(config.record_labels, tasks, "tool", "outcome"),
         ),
         _record(
             "Share of attempts that failed (error, timeout, rejected), by tool: what a tool's\n"
@@ -249,7 +244,7 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
         _record(
             "Failures per second by tool and error type.",
             "laios:task_errors:rate5m",
-            _sum_kept(config, errors, "tool", "error_type"),
+            _sum(config.record_labels, errors, "tool", "error_type"),
         ),
         _record(
             "Duration quantiles by tool; rejected tasks never ran and are left out.",
@@ -292,14 +287,18 @@ def _result_records(config: MixinConfig) -> list[dict[str, Any]]:
                 if window == SLO_WINDOWS[0]
                 else "",
                 f"laios:task_results:rate{window}",
-                _sum_kept(config, rate, "tool", "outcome"),
+                _sum(config.record_labels, rate, "tool", "outcome"),
             )
         )
-    failed = _sum_kept(
-        config, _recorded(config, "laios:task_results:rate5m", f'outcome=~"{FAILED}"'), "tool"
+    failed = _sum(
+        config.record_labels,
+        _recorded(config, "laios:task_results:rate5m", f'outcome=~"{FAILED}"'),
+        "tool",
     )
-    valid = _sum_kept(
-        config, _recorded(config, "laios:task_results:rate5m", 'outcome!="cancelled"'), "tool"
+    valid = _sum(
+        config.record_labels,
+        _recorded(config, "laios:task_results:rate5m", 'outcome!="cancelled"'),
+        "tool",
     )
     records.append(
         _record(
@@ -337,7 +336,7 @@ def _metrics_down(config: MixinConfig) -> dict[str, Any]:
         # Without a selector, `up` is every target of this Prometheus: keep those that exported
         # laios metrics in the last day (a down target's own series are gone).
         expr = (
-            f"up == 0\nand on ({_labels(config, 'job', 'instance')})\n"
+            f"up == 0\nand on ({_labels(config.group_labels, 'job', 'instance')})\n"
             "present_over_time(laios_build_info[1d])\n"
         )
     return _alert(
@@ -384,8 +383,8 @@ def _burn_rate(config: MixinConfig, burn: BurnRate) -> dict[str, Any]:
 
     def ratio(window: str) -> str:
         results = f"laios:task_results:rate{window}"
-        failed = _sum(config, _recorded(config, results, f'outcome=~"{FAILED}"'))
-        valid = _sum(config, _recorded(config, results, 'outcome!="cancelled"'))
+        failed = _sum(config.group_labels, _recorded(config, results, f'outcome=~"{FAILED}"'))
+        valid = _sum(config.group_labels, _recorded(config, results, 'outcome!="cancelled"'))
         return f"{failed}\n  / {valid}\n  > {threshold}\n"
 
     scope = _scope(config)
@@ -414,13 +413,15 @@ def _burn_rate(config: MixinConfig, burn: BurnRate) -> dict[str, Any]:
 
 def _tool_error_ratio(config: MixinConfig) -> dict[str, Any]:
     per_minute = _number(MIN_TOOL_RESULTS_PER_SECOND * 60)
-    valid = _sum_kept(
-        config, _recorded(config, "laios:task_results:rate5m", 'outcome!="cancelled"'), "tool"
+    valid = _sum(
+        config.record_labels,
+        _recorded(config, "laios:task_results:rate5m", 'outcome!="cancelled"'),
+        "tool",
     )
     ratio = _recorded(config, "laios:task_result_error_ratio:rate5m")
     expr = (
         f"{ratio} > {_number(TOOL_ERROR_RATIO)}\n"
-        f"and on ({_kept(config, 'tool')})\n"
+        f"and on ({_labels(config.record_labels, 'tool')})\n"
         # Per minute, rounded to a thousandth: the sum of a tool's outcome rates lands on
         # either side of an exact floor depending on the order Prometheus adds them in.
         f"round({valid} * 60, 0.001) >= {per_minute}\n"
