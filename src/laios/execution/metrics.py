@@ -16,23 +16,26 @@ if TYPE_CHECKING:
 __all__ = ["ExecutionMetrics"]
 
 
+def _is_number(value: object) -> bool:
+    """Whether ``value`` is a real number (a ``bool`` is not, here)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _number(name: str, value: Any) -> Any:
-    """``value`` when it is a real number (not a ``bool``): what the store reads from a
-    record's assignable fields when the task ends (a value of another type would break it).
+    """``value`` when it is a real number: what the store reads from a record's assignable
+    fields when the task ends (a value of another type would break it).
 
     Raises:
         TypeError: Otherwise, naming ``name`` and the type given.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not _is_number(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     return value
 
 
 def _time(name: str, value: Any) -> Any:
     """``value`` when it is ``None`` or a real number (see :func:`_number`)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if value is not None and not _is_number(value):
         raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
     return value
 
