@@ -28,7 +28,7 @@ def generator_kind(func: object) -> str | None:
     ``functools.partial`` of one, or an object whose ``__call__`` is one); ``None`` otherwise.
     Never raises (an object that cannot be inspected is taken as a plain callable)."""
     try:
-        if not (inspect.isroutine(func) or _is_partial(func)):
+        if not (inspect.isroutine(func) or isinstance(func, functools.partial)):
             if isinstance(func, type) or not callable(func):
                 return None
             func = type(func).__call__
@@ -39,7 +39,3 @@ def generator_kind(func: object) -> str | None:
     except Exception:
         pass
     return None
-
-
-def _is_partial(func: object) -> bool:
-    return isinstance(func, functools.partial)

@@ -229,6 +229,11 @@ _GENERATORS = frozenset({types.GeneratorType, types.AsyncGeneratorType})
 _NOT_RUN = frozenset({_COROUTINE, *_GENERATORS})
 
 
+def _a(kind: str) -> str:
+    """``kind`` ("generator" or "async generator") with its article."""
+    return f"an {kind}" if kind.startswith("a") else f"a {kind}"
+
+
 def _how_to_return(kind: str) -> str:
     """What to write instead of a ``kind`` ("generator" or "async generator") function."""
     if kind == "async generator":
@@ -253,11 +258,10 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
         return TypeError(
             f"Synchronous tool {tool!r} returned a coroutine, which was not run: {instead}"
         )
-    kind = "an async generator" if type(result) is types.AsyncGeneratorType else "a generator"
+    kind = "async generator" if type(result) is types.AsyncGeneratorType else "generator"
     return TypeError(
-        f"Tool {tool!r} returned {kind}, which was not run: a tool returns its result, not a "
-        f"generator for the caller to consume later; "
-        f"{_how_to_return(kind.split(' ', 1)[1])}"
+        f"Tool {tool!r} returned {_a(kind)}, which was not run: a tool returns its result, not "
+        f"a generator for the caller to consume later; {_how_to_return(kind)}"
     )
 
 
@@ -310,10 +314,9 @@ class BaseTool(abc.ABC):
         entry = cls._entry_point
         kind = _generator_entry(cls, entry)
         if kind is not None:
-            article = "an" if kind.startswith("a") else "a"
             raise TypeError(
-                f"Tool class {cls.__name__}: {entry} is {article} {kind} function (it contains "
-                f"yield), so calling it would return {article} {kind} whose body never runs, "
+                f"Tool class {cls.__name__}: {entry} is {_a(kind)} function (it contains "
+                f"yield), so calling it would return {_a(kind)} whose body never runs, "
                 "and the tool would succeed without doing its work. Return the result instead: "
                 f"{_how_to_return(kind)}, and report progress along the way with "
                 "current_task().progress(...)"
@@ -744,10 +747,9 @@ def create_simple_tool(
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
     kind = generator_kind(func)
     if kind is not None:
-        article = "an" if kind.startswith("a") else "a"
         raise TypeError(
-            f"create_simple_tool: func is {article} {kind} function (it contains yield): the "
-            f"tool would return {article} {kind} whose body never runs, and succeed without "
+            f"create_simple_tool: func is {_a(kind)} function (it contains yield): the "
+            f"tool would return {_a(kind)} whose body never runs, and succeed without "
             f"doing its work. Pass a function that returns the result instead: "
             f"{_how_to_return(kind)}"
         )
