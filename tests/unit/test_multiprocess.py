@@ -446,7 +446,7 @@ def test_a_failed_write_shows_what_the_file_holds(
     def disk_full(path: Path, body: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(multiprocess, "write_document", disk_full)
+    monkeypatch.setattr(multiprocess, "write_totals", disk_full)
     run_tasks(store, 3)
     with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
         assert tasks_total(scrape(registry)) == 2

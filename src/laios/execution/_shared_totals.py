@@ -200,8 +200,8 @@ def warn(key: str, message: str, *args: object) -> None:
         _log.warning(message, *args)
 
 
-def warn_if_too_large(path: Path, body: bytes) -> None:
-    """Warn (at most once a minute per file) when ``body``, about to be written to ``path``, is
+def write_totals(path: Path, body: bytes) -> None:
+    """:func:`write_document`, warning first (at most once a minute per file) when ``body`` is
     larger than any process reads of one file: scrapes would leave it out."""
     if len(body) > _totals_files.MAX_FILE_BYTES:
         warn(
@@ -213,6 +213,7 @@ def warn_if_too_large(path: Path, body: bytes) -> None:
             len(body),
             _totals_files.MAX_FILE_BYTES >> 20,
         )
+    write_document(path, body)
 
 
 # -- sections: adding up, dropping gauges ---------------------------------------------------
@@ -512,8 +513,7 @@ def fold(directory: SharedDirectory) -> int:
                         "sections": [section_data(s) for s in retire(retired, gone)],
                     }
                 )
-                warn_if_too_large(directory.path / RETIRED, body)
-                write_document(directory.path / RETIRED, body)
+                write_totals(directory.path / RETIRED, body)
             for stem in (*leftovers, *folded):
                 directory.unlink(stem)
         finally:

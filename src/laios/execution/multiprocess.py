@@ -97,11 +97,11 @@ from laios.execution._shared_totals import (
     fold,
     gather,
     warn,
-    warn_if_too_large,
     without_gauges,
+    write_totals,
 )
 from laios.execution._totals import ExportedTotals
-from laios.execution._totals_files import Limits, Section, dump, section_data, write_document
+from laios.execution._totals_files import Limits, Section, dump, section_data
 from laios.execution.prometheus import StoreCollector, ensure_collector
 from laios.execution.store import MetricStore
 
@@ -220,8 +220,7 @@ class MultiprocessExport:
             self._move(body)
         elif body != self._body:
             assert self._stem is not None
-            warn_if_too_large(self._files.data(self._stem), body)
-            write_document(self._files.data(self._stem), body)
+            write_totals(self._files.data(self._stem), body)
             self._body = body
         self._written = sections
 
@@ -237,8 +236,7 @@ class MultiprocessExport:
         try:
             with self._files.locked(shared=False) if old else contextlib.nullcontext():
                 try:
-                    warn_if_too_large(self._files.data(stem), body)
-                    write_document(self._files.data(stem), body)
+                    write_totals(self._files.data(stem), body)
                     if old:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(self._files.data(old))
