@@ -9,6 +9,7 @@ executor its ``max_async_tools`` slot.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -65,7 +66,20 @@ def _in_flight(store: MetricStore) -> int:
     return sum(tool.in_flight for tool in store.snapshot().tools)
 
 
-@pytest.mark.parametrize("factory", [_without_context, _refusing])
+#: A factory without ``context`` fails only where tasks are created with a context: on Python
+#: 3.10 the loop passes none, and that factory is as good as any.
+_FAILING_FACTORIES = [
+    pytest.param(
+        _without_context,
+        marks=pytest.mark.skipif(
+            sys.version_info < (3, 11), reason="Python 3.10 creates tasks without a context"
+        ),
+    ),
+    _refusing,
+]
+
+
+@pytest.mark.parametrize("factory", _FAILING_FACTORIES)
 def test_a_failing_task_factory_fails_the_task_and_gives_its_slot_back(factory: Any) -> None:
     """With the loop's task factory failing, execute_async (with a timeout) and
     execute_parallel fail their tasks at once, never leaving them running; once the factory
