@@ -12,7 +12,7 @@ import pytest
 
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryPolicy
-from laios.execution.runners import ProcessRunner, ThreadRunner
+from laios.execution.runners import AsyncSlots, ProcessRunner, ThreadRunner
 from laios.execution.store import MetricStore
 from laios.execution.task_monitor import TaskMonitor
 from laios.tools.registry import ToolRegistry
@@ -34,6 +34,7 @@ COUNTS: list[tuple[str, str, int, Callable[[Any], object]]] = [
     ("ThreadRunner", "max_workers", 1, lambda v: ThreadRunner(v, 1)),
     ("ThreadRunner", "replacement_cap", 0, lambda v: ThreadRunner(1, v)),
     ("ProcessRunner", "max_workers", 1, lambda v: ProcessRunner(v)),
+    ("AsyncSlots", "limit", 1, lambda v: AsyncSlots(v)),
     ("MetricStore", "record_capacity", 1, lambda v: MetricStore(record_capacity=v)),
     ("MetricStore", "max_tool_labels", 1, lambda v: MetricStore(max_tool_labels=v)),
     ("MetricStore", "max_error_types", 1, lambda v: MetricStore(max_error_types=v)),

@@ -46,6 +46,29 @@ def test_store_refuses_bad_capacities(option: str, value: Any) -> None:
         MetricStore(**{option: value})
 
 
+@pytest.mark.parametrize(
+    "clock",
+    [
+        time.perf_counter,
+        3,
+        SimpleNamespace(time=time.time),
+        SimpleNamespace(time=1, perf_counter=2),
+    ],
+)
+def test_store_refuses_a_clock_without_time_and_perf_counter(clock: Any) -> None:
+    """A clock that cannot be read (time.perf_counter itself, say) is refused when the store
+    is made, not by every task later as an internal error."""
+    with pytest.raises(TypeError, match="clock"):
+        MetricStore(clock=clock)
+
+
+def test_store_takes_a_clock_of_its_own() -> None:
+    """Any object with time() and perf_counter() is a clock; the time module is the default."""
+    clock = SimpleNamespace(time=lambda: 1.0, perf_counter=lambda: 2.0)
+    assert MetricStore(clock=clock).clock is clock
+    assert MetricStore().clock is time
+
+
 def test_default_store_is_one_object() -> None:
     """get_default_store() returns the same store every time."""
     assert get_default_store() is get_default_store()

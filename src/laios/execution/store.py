@@ -375,7 +375,7 @@ class MetricStore:
         ValueError: When a capacity is not a positive integer, or a bucket bound or a label
             breaks its rules.
         TypeError: When ``duration_buckets``, ``queue_wait_buckets`` or ``labels`` has the
-            wrong type.
+            wrong type, or ``clock`` has no ``time()`` and ``perf_counter()`` methods.
     """
 
     def __init__(
@@ -410,6 +410,14 @@ class MetricStore:
         #: Upper bounds (seconds) of the queue-wait histogram buckets.
         self.queue_wait_buckets = check_buckets("queue_wait_buckets", queue_wait_buckets)
         label_set = check_labels(labels)
+        if clock is not None and not all(
+            callable(getattr(clock, name, None)) for name in ("time", "perf_counter")
+        ):
+            # Read on every task: a wrong clock would fail each one as an internal error.
+            raise TypeError(
+                "clock must be an object with time() and perf_counter() methods (such as the "
+                f"time module), got {type(clock).__name__}"
+            )
         self.clock: Clock = time if clock is None else clock
         self._lock = threading.Lock()
         # The counters live in an object of their own, which exporters may keep after this

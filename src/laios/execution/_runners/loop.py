@@ -34,6 +34,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from laios._compat.asyncio import forget_pending, suspended_async_generators
+from laios.execution._checks import positive_int
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
@@ -220,10 +221,14 @@ class AsyncSlots:
 
     Args:
         limit: Async tools running at once; the others wait in submission order.
+
+    Raises:
+        ValueError: When ``limit`` is not a positive whole number (with no slot, every call
+            would wait for ever).
     """
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
+        self.limit = positive_int("limit", limit)
         self.running = 0
         self.waiting: deque[_LoopCall] = deque()
         self.lock = threading.Lock()
