@@ -115,6 +115,7 @@ class ProgressTracker:
             progress_percent=clamp_percent(progress_percent),
             message=text,
             details=dict(details) if details else {},
+            timestamp=self._store.now(),
         )
         self._store.record_progress(update)
         return update

@@ -187,7 +187,8 @@ class Clock(Protocol):
     """Where a store reads the time: the ``time`` module, or a test's own clock."""
 
     def time(self) -> float:
-        """Unix time in seconds (timestamps of records, checkpoints and exemplars)."""
+        """Unix time in seconds (timestamps of records, checkpoints, exemplars, snapshots
+        and progress updates)."""
         ...
 
     def perf_counter(self) -> float:
@@ -699,7 +700,8 @@ class MetricStore:
                 results[outcome] = results.get(outcome, 0) + 1
             if outcome != "success" and outcome in ERROR_OUTCOMES:
                 if error_type is not None:
-                    error_type = slot.count_error(error_type, exemplar)  # (as counted: bounded)
+                    # (as counted: bounded)
+                    error_type = slot.count_error(error_type, exemplar, end_time)
                 if outcome != "cancelled":  # (the caller's choice: not a failure to show)
                     task_id, tool = rec.task_id, rec.tool
                     self._failures.append(
@@ -879,6 +881,13 @@ class MetricStore:
         return sum(int(r.stats.abandoned) for r in self._runners)
 
     # -- progress (the ExecutionMonitor's data) -----------------------------------------------
+
+    def now(self) -> datetime:
+        """The store clock's wall time as a UTC ``datetime``: the timestamp of every progress
+        update made for this store (by a ``ProgressTracker``, or a tool's own
+        ``current_task().progress``), so that a history orders them among the updates derived
+        from the task's record."""
+        return datetime.fromtimestamp(self.clock.time(), timezone.utc)
 
     def _latest(self, task_id: str, *, progress: bool) -> TaskRecord | None:
         """The newest record of ``task_id`` in any scope (caller holds the lock).
@@ -1189,6 +1198,7 @@ class MetricStore:
             workers=read.workers,
             queue_depth=read.queue_depth,
             abandoned_threads=read.abandoned_threads,
+            taken_at=self.clock.time(),
             failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
         )
 

@@ -428,8 +428,9 @@ class Job(TaskRecord):
         scope = self.scope
         if scope is not None and scope.track_progress:
             status = ProgressStatus.IN_PROGRESS
-            update = ProgressUpdate(self.task_id, status, percent, text, details)
-            self.env.store.record_progress(update, self)
+            store = self.env.store
+            update = ProgressUpdate(self.task_id, status, percent, text, details, store.now())
+            store.record_progress(update, self)
         else:
             self.progress_percent = percent
         self.fire(
