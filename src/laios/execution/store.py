@@ -440,6 +440,10 @@ class MetricStore:
         self._custom: OrderedDict[str, _CustomSamples] = OrderedDict()
         self._custom_totals = self._counts.custom
         self._failures: deque[_Failure] = deque(maxlen=MAX_RECENT_FAILURES)
+        #: Runs a ``TaskMonitor`` started and has not stopped, oldest first (see
+        #: :meth:`monitor_started`): at most ``record_capacity``.
+        self._standalone: dict[TaskRecord, None] = {}
+        self._evicted_runs = 0
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -458,6 +462,8 @@ class MetricStore:
         self._progress = OrderedDict()
         self._custom = OrderedDict()
         self._failures = deque(maxlen=MAX_RECENT_FAILURES)
+        self._standalone = {}
+        self._evicted_runs = 0
         for scope in list(self._scopes):
             scope.active_by_id = {}
             scope.shadowed = {}
@@ -603,6 +609,76 @@ class MetricStore:
         if notify and scope is not None and scope.track_progress:
             self._notify(_starting(rec), rec)
         return rec
+
+    def monitor_started(
+        self, scope: RecordScope, task: Any, tool: str, slot: ToolSlot
+    ) -> TaskRecord:
+        """Record that a ``TaskMonitor`` started tracking ``task`` as running
+        (``start_monitoring``): a run only :meth:`monitor_stopped` finishes.
+
+        A store tracks at most ``record_capacity`` such runs in flight at once, across all its
+        monitors: one more evicts the oldest, which stops being tracked (it leaves the running
+        tasks and ``laios_tasks_in_flight``, lets its task go and counts under no outcome) and
+        is counted in :attr:`evicted_runs`; the first eviction of a store is logged. Tasks an
+        executor runs are never evicted.
+        """
+        rec = self.task_submitted(scope, task, tool, slot, running=True)
+        evicted: TaskRecord | None = None
+        with self._lock:
+            if rec.state == "running":  # (not stopped by another thread meanwhile)
+                standalone = self._standalone
+                standalone[rec] = None
+                if len(standalone) > self.record_capacity:
+                    evicted = next(iter(standalone))
+                    del standalone[evicted]
+                    self._evict(evicted)
+                    self._evicted_runs += 1
+                    if self._evicted_runs > 1:
+                        evicted = None  # (logged once per store)
+        if evicted is not None:
+            _log.warning(
+                "more than %d runs started with TaskMonitor.start_monitoring() are in flight in "
+                "one store (its record_capacity): the oldest, of task %r (tool %r), is no longer "
+                "tracked as running. Call stop_monitoring() for every run started; further "
+                "evictions are counted in MetricStore.evicted_runs, not logged",
+                self.record_capacity,
+                shorten(evicted.task_id, 64),
+                shorten(evicted.tool, 64),
+            )
+        return rec
+
+    def monitor_stopped(self, rec: TaskRecord, outcome: str, status: Any) -> bool:
+        """Finish a run :meth:`monitor_started` recorded (as :meth:`task_finished`)."""
+        with self._lock:
+            self._standalone.pop(rec, None)
+        return self.task_finished(rec, outcome=outcome, status=status)
+
+    def _evict(self, rec: TaskRecord) -> None:
+        """Stop tracking a running record, counting no outcome (caller holds the lock)."""
+        if rec.state != "running":
+            return
+        self._active.pop(rec, None)
+        slot = rec.slot
+        assert slot is not None
+        slot.in_flight -= 1
+        scope = rec.scope
+        if scope is not None:
+            key = record_id(rec.task_id)
+            active = scope.active_by_id
+            other = active.pop(key, rec)
+            if other is not rec:  # a newer run with the same id: it stays
+                active[key] = other
+            if scope.shadowed:
+                _unshadow(scope, rec, key, other is rec)
+        rec.state = "finished"  # (with no outcome: it is in no table of the store any more)
+        rec.task = None
+        rec.checkpoint_listener = None
+
+    @property
+    def evicted_runs(self) -> int:
+        """Runs started with ``TaskMonitor.start_monitoring`` and never stopped that this store
+        stopped tracking, because more than ``record_capacity`` were in flight at once."""
+        return self._evicted_runs
 
     def task_started(self, rec: TaskRecord) -> None:
         """Record that a queued task's tool is about to run (observes its queue wait)."""
