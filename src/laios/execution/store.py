@@ -1147,7 +1147,10 @@ class MetricStore:
             if rec is not None:  # kept with the task's record, bounded by the record ring
                 per_task = rec.custom
                 if per_task is None:
-                    per_task = rec.custom = _CustomSamples()
+                    # Samples recorded before the run move onto its record: one place, one
+                    # bound of samples and of names per task id.
+                    per_task = self._custom.pop(task_id, None) or _CustomSamples()
+                    rec.custom = per_task
             else:
                 per_task = self._custom.get(task_id)
                 if per_task is None:
