@@ -1303,7 +1303,8 @@ class MetricStore:
                 task_id=r.task_id,
                 tool=r.tool,
                 state=r.state,
-                elapsed_seconds=now - (r.started_mono or r.submitted_mono),
+                # (a task recorded after ``now`` was read, before the lock was taken: 0)
+                elapsed_seconds=max(now - (r.started_mono or r.submitted_mono), 0.0),
                 progress_percent=r.progress_percent,
                 message=r.progress_message,
                 labels=labels,
