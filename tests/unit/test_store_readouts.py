@@ -1,11 +1,15 @@
-"""What the store reads out while other threads write to it stays sane: no negative ages."""
+"""What the store and its views read out while other threads write to them stays sane."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from types import SimpleNamespace
 
+import pytest
+
+from laios.core.types import Task
 from laios.execution.store import MetricStore
+from laios.execution.task_monitor import TaskMonitor
 
 
 class HookedClock:
@@ -44,3 +48,27 @@ def test_a_task_submitted_while_a_snapshot_is_taken_has_no_negative_age() -> Non
     running += store.running_snapshot()
     assert len(running) == 3  # (the first one, then it and the second)
     assert min(task.elapsed_seconds for task in running) >= 0.0
+
+
+class _FinishingRecord:
+    """A running record whose task another thread lets go right after it is first read (the
+    store drops a record's task when the task finishes)."""
+
+    def __init__(self, task: object) -> None:
+        self._task: object = task
+
+    @property
+    def task(self) -> object:
+        task, self._task = self._task, None
+        return task
+
+
+def test_running_tasks_never_lists_none_for_a_task_finishing_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """get_running_tasks() lists tasks only: a task that finishes while the list is built is
+    either in it or not, never a None in its place."""
+    monitor = TaskMonitor(MetricStore())
+    task = Task(plan_id="p", description="d", tool_name="t")
+    monkeypatch.setattr(monitor.store, "running", lambda scope=None: [_FinishingRecord(task)])
+    assert monitor.get_running_tasks() == [task]

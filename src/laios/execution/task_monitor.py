@@ -121,7 +121,8 @@ class TaskMonitor:
 
     def get_running_tasks(self) -> list[Task]:
         """Tasks whose tool is running now."""
-        return [r.task for r in self._store.running(self._scope) if r.task is not None]
+        # (one read of each task: a task finishing meanwhile is let go by its record)
+        return [task for r in self._store.running(self._scope) if (task := r.task) is not None]
 
     def get_task_status(self, task_id: str) -> TaskStatus | None:
         """The task's current status (final status for a retained finished task), or ``None``."""
