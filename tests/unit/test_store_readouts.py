@@ -6,9 +6,11 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
+from store_fakes import SteppedClock
 
 from laios.core.types import Task
-from laios.execution.store import MetricStore
+from laios.execution.metrics import ExecutionMetrics
+from laios.execution.store import MetricStore, TaskRecord
 from laios.execution.task_monitor import TaskMonitor
 
 
@@ -72,3 +74,35 @@ def test_running_tasks_never_lists_none_for_a_task_finishing_meanwhile(
     task = Task(plan_id="p", description="d", tool_name="t")
     monkeypatch.setattr(monitor.store, "running", lambda scope=None: [_FinishingRecord(task)])
     assert monitor.get_running_tasks() == [task]
+
+
+class _WatchedRecord(TaskRecord):
+    """A record that runs ``on_finished`` at the moment the store marks it finished: what a
+    reader in another thread could see just then."""
+
+    on_finished: Callable[[], None] | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if name == "state" and value == "finished" and self.on_finished is not None:
+            self.on_finished()
+
+
+def test_a_record_read_as_it_finishes_shows_its_end() -> None:
+    """Once a record reads as finished, its end time and duration are there: a reader never
+    sees a finished task with no end and a duration of 0."""
+    clock = SteppedClock()
+    store = MetricStore(clock=clock)
+    rec = _WatchedRecord("t-1", "fetch")
+    rec.scope = store.new_scope()
+    rec.slot = store.tool_slot("fetch", True)
+    rec.task = SimpleNamespace(id="t-1")
+    store.submit_record(rec, running=True)
+    clock.now += 5.0
+    seen: list[dict[str, object]] = []
+    rec.on_finished = lambda: seen.append(ExecutionMetrics("t-1", _record=rec).to_dict())
+    store.task_finished(rec, outcome="success", status=None)
+    (read,) = seen
+    assert read["execution_time"] == 5.0
+    assert read["end_time"] is not None
+    assert read["outcome"] == "success"

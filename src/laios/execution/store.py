@@ -755,11 +755,13 @@ class MetricStore:
                 rec.start_time = end_time
                 rec.started_mono = now
                 duration = 0.0
-            rec.state = "finished"
+            # Its end first, then its state: views read a record without the lock, and one
+            # that reads as finished must show how it ended.
             rec.end_time = end_time
             rec.execution_time = duration
             rec.outcome = outcome
             rec.status = status
+            rec.state = "finished"
             rec.task = None
             # Fields still at their class defaults are left alone: setting them would add
             # entries to every retained record.
