@@ -137,19 +137,17 @@ class _Histogram:
         self.sum = 0.0
 
     def observe(
-        self, value: float, exemplar: tuple[str, str] | None, timestamp: float | None = None
+        self, value: float, exemplar: tuple[str, str] | None, timestamp: float = 0.0
     ) -> None:
         """Count ``value``; with ``exemplar`` (trace id, span id) at ``timestamp`` (Unix time,
-        now when ``None``), its bucket's exemplar is replaced unless the one it holds is less
-        than :data:`EXEMPLAR_INTERVAL` old."""
+        from the store's clock), its bucket's exemplar is replaced unless the one it holds is
+        less than :data:`EXEMPLAR_INTERVAL` old."""
         # Most values (quick tasks, short waits) land in the first bucket: no search for them.
         index = 0 if value <= self.first else bisect_left(self.bounds, value)
         self.buckets[index] += 1
         self.count += 1
         self.sum += value
         if exemplar is not None:
-            if timestamp is None:
-                timestamp = time.time()
             held = self.exemplars[index]
             if held is None or not 0 <= timestamp - held.timestamp < EXEMPLAR_INTERVAL:
                 self.exemplars[index] = _exemplar((exemplar[0], exemplar[1], value, timestamp))
@@ -218,9 +216,13 @@ class ToolSlot:
             return error_type
         return ERROR_TYPE_OTHER
 
-    def count_error(self, error_type: str, exemplar: tuple[str, str] | None) -> str:
+    def count_error(
+        self, error_type: str, exemplar: tuple[str, str] | None, timestamp: float = 0.0
+    ) -> str:
         """Count one failure of ``error_type`` (past the cap, as ``other``) and return the type
-        it was counted as; the store holds its lock."""
+        it was counted as; with ``exemplar`` (trace id, span id), it becomes the type's
+        exemplar at ``timestamp`` (Unix time, from the store's clock). The store holds its
+        lock."""
         entry = self.errors.get(error_type)
         if entry is None:
             error_type = self._bounded(self.errors, error_type)
@@ -229,7 +231,7 @@ class ToolSlot:
                 entry = self.errors[error_type] = _ErrorCount()
         entry.count += 1
         if exemplar is not None:
-            entry.exemplar = _exemplar((exemplar[0], exemplar[1], 1.0, time.time()))
+            entry.exemplar = _exemplar((exemplar[0], exemplar[1], 1.0, timestamp))
         return error_type
 
     def count_retry(self, error_type: str) -> None:

@@ -115,6 +115,7 @@ class ProgressTracker:
             progress_percent=clamp_percent(progress_percent),
             message=text,
             details=dict(details) if details else {},
+            timestamp=self._store.now(),
         )
         self._store.record_progress(update)
         return update
@@ -237,7 +238,7 @@ class ExecutionMonitor:
 
     def get_execution_stats(self, tasks: Iterable[Task]) -> ExecutionStats:
         """Counts and averages computed from the tasks' ``status``, ``started_at`` and
-        ``completed_at``.
+        ``completed_at`` (a ``completed_at`` before ``started_at`` counts as 0 seconds).
 
         Raises:
             TypeError: When ``tasks`` is not an iterable of tasks (a string or a mapping is
@@ -268,7 +269,8 @@ class ExecutionMonitor:
             elif status == TaskStatus.RUNNING:
                 stats.running_tasks += 1
             if task.started_at is not None and task.completed_at is not None:
-                durations.append((task.completed_at - task.started_at).total_seconds())
+                # (a wall clock stepped back, or times set by hand: no time, never less)
+                durations.append(max((task.completed_at - task.started_at).total_seconds(), 0.0))
         if durations:
             stats.average_execution_time = sum(durations) / len(durations)
         if stats.total_tasks:

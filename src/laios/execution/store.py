@@ -187,7 +187,8 @@ class Clock(Protocol):
     """Where a store reads the time: the ``time`` module, or a test's own clock."""
 
     def time(self) -> float:
-        """Unix time in seconds (timestamps of records, checkpoints and exemplars)."""
+        """Unix time in seconds (timestamps of records, checkpoints, exemplars, snapshots
+        and progress updates)."""
         ...
 
     def perf_counter(self) -> float:
@@ -447,6 +448,10 @@ class MetricStore:
         self._custom: OrderedDict[str, _CustomSamples] = OrderedDict()
         self._custom_totals = self._counts.custom
         self._failures: deque[_Failure] = deque(maxlen=MAX_RECENT_FAILURES)
+        #: Runs a ``TaskMonitor`` started and has not stopped, oldest first (see
+        #: :meth:`monitor_started`): at most ``record_capacity``.
+        self._standalone: dict[TaskRecord, None] = {}
+        self._evicted_runs = 0
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -465,6 +470,8 @@ class MetricStore:
         self._progress = OrderedDict()
         self._custom = OrderedDict()
         self._failures = deque(maxlen=MAX_RECENT_FAILURES)
+        self._standalone = {}
+        self._evicted_runs = 0
         for scope in list(self._scopes):
             scope.active_by_id = {}
             scope.shadowed = {}
@@ -611,6 +618,76 @@ class MetricStore:
             self._notify(_starting(rec), rec)
         return rec
 
+    def monitor_started(
+        self, scope: RecordScope, task: Any, tool: str, slot: ToolSlot
+    ) -> TaskRecord:
+        """Record that a ``TaskMonitor`` started tracking ``task`` as running
+        (``start_monitoring``): a run only :meth:`monitor_stopped` finishes.
+
+        A store tracks at most ``record_capacity`` such runs in flight at once, across all its
+        monitors: one more evicts the oldest, which stops being tracked (it leaves the running
+        tasks and ``laios_tasks_in_flight``, lets its task go and counts under no outcome) and
+        is counted in :attr:`evicted_runs`; the first eviction of a store is logged. Tasks an
+        executor runs are never evicted.
+        """
+        rec = self.task_submitted(scope, task, tool, slot, running=True)
+        evicted: TaskRecord | None = None
+        with self._lock:
+            if rec.state == "running":  # (not stopped by another thread meanwhile)
+                standalone = self._standalone
+                standalone[rec] = None
+                if len(standalone) > self.record_capacity:
+                    evicted = next(iter(standalone))
+                    del standalone[evicted]
+                    self._evict(evicted)
+                    self._evicted_runs += 1
+                    if self._evicted_runs > 1:
+                        evicted = None  # (logged once per store)
+        if evicted is not None:
+            _log.warning(
+                "more than %d runs started with TaskMonitor.start_monitoring() are in flight in "
+                "one store (its record_capacity): the oldest, of task %r (tool %r), is no longer "
+                "tracked as running. Call stop_monitoring() for every run started; further "
+                "evictions are counted in MetricStore.evicted_runs, not logged",
+                self.record_capacity,
+                shorten(evicted.task_id, 64),
+                shorten(evicted.tool, 64),
+            )
+        return rec
+
+    def monitor_stopped(self, rec: TaskRecord, outcome: str, status: Any) -> bool:
+        """Finish a run :meth:`monitor_started` recorded (as :meth:`task_finished`)."""
+        with self._lock:
+            self._standalone.pop(rec, None)
+        return self.task_finished(rec, outcome=outcome, status=status)
+
+    def _evict(self, rec: TaskRecord) -> None:
+        """Stop tracking a running record, counting no outcome (caller holds the lock)."""
+        if rec.state != "running":
+            return
+        self._active.pop(rec, None)
+        slot = rec.slot
+        assert slot is not None
+        slot.in_flight -= 1
+        scope = rec.scope
+        if scope is not None:
+            key = record_id(rec.task_id)
+            active = scope.active_by_id
+            other = active.pop(key, rec)
+            if other is not rec:  # a newer run with the same id: it stays
+                active[key] = other
+            if scope.shadowed:
+                _unshadow(scope, rec, key, other is rec)
+        rec.state = "finished"  # (with no outcome: it is in no table of the store any more)
+        rec.task = None
+        rec.checkpoint_listener = None
+
+    @property
+    def evicted_runs(self) -> int:
+        """Runs started with ``TaskMonitor.start_monitoring`` and never stopped that this store
+        stopped tracking, because more than ``record_capacity`` were in flight at once."""
+        return self._evicted_runs
+
     def task_started(self, rec: TaskRecord) -> None:
         """Record that a queued task's tool is about to run (observes its queue wait)."""
         now = self.clock.perf_counter()
@@ -686,11 +763,13 @@ class MetricStore:
                 rec.start_time = end_time
                 rec.started_mono = now
                 duration = 0.0
-            rec.state = "finished"
+            # Its end first, then its state: views read a record without the lock, and one
+            # that reads as finished must show how it ended.
             rec.end_time = end_time
             rec.execution_time = duration
             rec.outcome = outcome
             rec.status = status
+            rec.state = "finished"
             rec.task = None
             # Fields still at their class defaults are left alone: setting them would add
             # entries to every retained record.
@@ -707,7 +786,8 @@ class MetricStore:
                 results[outcome] = results.get(outcome, 0) + 1
             if outcome != "success" and outcome in ERROR_OUTCOMES:
                 if error_type is not None:
-                    error_type = slot.count_error(error_type, exemplar)  # (as counted: bounded)
+                    # (as counted: bounded)
+                    error_type = slot.count_error(error_type, exemplar, end_time)
                 if outcome != "cancelled":  # (the caller's choice: not a failure to show)
                     task_id, tool = rec.task_id, rec.tool
                     self._failures.append(
@@ -887,6 +967,13 @@ class MetricStore:
         return sum(int(r.stats.abandoned) for r in self._runners)
 
     # -- progress (the ExecutionMonitor's data) -----------------------------------------------
+
+    def now(self) -> datetime:
+        """The store clock's wall time as a UTC ``datetime``: the timestamp of every progress
+        update made for this store (by a ``ProgressTracker``, or a tool's own
+        ``current_task().progress``), so that a history orders them among the updates derived
+        from the task's record."""
+        return datetime.fromtimestamp(self.clock.time(), timezone.utc)
 
     def _latest(self, task_id: str, *, progress: bool) -> TaskRecord | None:
         """The newest record of ``task_id`` in any scope (caller holds the lock).
@@ -1070,7 +1157,10 @@ class MetricStore:
             if rec is not None:  # kept with the task's record, bounded by the record ring
                 per_task = rec.custom
                 if per_task is None:
-                    per_task = rec.custom = _CustomSamples()
+                    # Samples recorded before the run move onto its record: one place, one
+                    # bound of samples and of names per task id.
+                    per_task = self._custom.pop(task_id, None) or _CustomSamples()
+                    rec.custom = per_task
             else:
                 per_task = self._custom.get(task_id)
                 if per_task is None:
@@ -1197,6 +1287,7 @@ class MetricStore:
             workers=read.workers,
             queue_depth=read.queue_depth,
             abandoned_threads=read.abandoned_threads,
+            taken_at=self.clock.time(),
             failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
         )
 
@@ -1222,7 +1313,8 @@ class MetricStore:
                 task_id=r.task_id,
                 tool=r.tool,
                 state=r.state,
-                elapsed_seconds=now - (r.started_mono or r.submitted_mono),
+                # (a task recorded after ``now`` was read, before the lock was taken: 0)
+                elapsed_seconds=max(now - (r.started_mono or r.submitted_mono), 0.0),
                 progress_percent=r.progress_percent,
                 message=r.progress_message,
                 labels=labels,

@@ -34,6 +34,11 @@ class TaskMonitor:
         capacity: How many finished records to retain (the newest; older ones roll off).
             Defaults to the store's ``record_capacity`` (10,000).
 
+    A store tracks at most its ``record_capacity`` runs started with
+    :meth:`start_monitoring` and not stopped (across its monitors): one more evicts the oldest,
+    which then counts under no outcome (see ``MetricStore.monitor_started``). Tasks an executor
+    runs are never evicted.
+
     Example:
         >>> from laios.core.types import Task
         >>> monitor = TaskMonitor()
@@ -90,7 +95,7 @@ class TaskMonitor:
         require_task(task, "start_monitoring")
         check_task_fields(task, "id", "tool_name")
         slot = self._store.tool_slot(task.tool_name, registered=True)
-        rec = self._store.task_submitted(self._scope, task, task.tool_name, slot, running=True)
+        rec = self._store.monitor_started(self._scope, task, task.tool_name, slot)
         return ExecutionMetrics(rec.task_id, _record=rec, _store=self._store)
 
     def stop_monitoring(self, task_id: str) -> ExecutionMetrics | None:
@@ -111,12 +116,13 @@ class TaskMonitor:
         task = rec.task
         status = getattr(task, "status", TaskStatus.COMPLETED)
         outcome = _OUTCOME_OF_STATUS.get(status, "success")
-        self._store.task_finished(rec, outcome=outcome, status=status)
+        self._store.monitor_stopped(rec, outcome, status)
         return self._view(rec)
 
     def get_running_tasks(self) -> list[Task]:
         """Tasks whose tool is running now."""
-        return [r.task for r in self._store.running(self._scope) if r.task is not None]
+        # (one read of each task: a task finishing meanwhile is let go by its record)
+        return [task for r in self._store.running(self._scope) if (task := r.task) is not None]
 
     def get_task_status(self, task_id: str) -> TaskStatus | None:
         """The task's current status (final status for a retained finished task), or ``None``."""

@@ -358,7 +358,9 @@ class Job(TaskRecord):
                 lock.release()
         elif self.phase != RUNNING:
             return False
-        assign(self.task, {"status": _RUNNING, "started_at": datetime.now(_UTC)})
+        # (a task run again: the earlier run's completed_at would precede this start)
+        now = datetime.now(_UTC)
+        assign(self.task, {"status": _RUNNING, "started_at": now, "completed_at": None})
         if self.on_progress is None:
             return True
         task = self.task
@@ -428,8 +430,9 @@ class Job(TaskRecord):
         scope = self.scope
         if scope is not None and scope.track_progress:
             status = ProgressStatus.IN_PROGRESS
-            update = ProgressUpdate(self.task_id, status, percent, text, details)
-            self.env.store.record_progress(update, self)
+            store = self.env.store
+            update = ProgressUpdate(self.task_id, status, percent, text, details, store.now())
+            store.record_progress(update, self)
         else:
             self.progress_percent = percent
         self.fire(
@@ -860,10 +863,15 @@ class Job(TaskRecord):
         env.store.task_finished(
             self, outcome, status, error_type if failed else None, exemplar=exemplar
         )
-        assign(
-            task,
-            {"status": status, "completed_at": datetime.now(_UTC), "result": data, "error": error},
-        )
+        fields = {
+            "status": status,
+            "completed_at": datetime.now(_UTC),
+            "result": data,
+            "error": error,
+        }
+        if not self.ran:  # never started: a start of an earlier run of the task is not its own
+            fields["started_at"] = None
+        assign(task, fields)
         metadata["tool_name"] = task.tool_name  # (the record keeps a huge name cut)
         metadata["outcome"] = outcome
         if failed:
