@@ -153,3 +153,27 @@ def test_two_rule_sets_in_one_prometheus_keep_apart(
     recorded series nor alert on each other's jobs."""
     result = promtool(promtool_binary, "test", "rules", "two.test.yml", cwd=two_rule_sets)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: promtool tests for the default rule set and one with a selector, in one Prometheus.
+ALL_AND_SELECTED_TESTS = Path(__file__).with_name("mixin_all_and_selected.test.yml")
+
+
+@pytest.fixture(scope="module")
+def all_and_selected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with the default rules and those of selector team="a" (team is not one of
+    the default group labels)."""
+    out = tmp_path_factory.mktemp("all-and-selected")
+    _generate(out / "all")
+    _generate(out / "team", "--selector", 'team="a"')
+    (out / "both.test.yml").write_text(ALL_AND_SELECTED_TESTS.read_text("utf-8"), encoding="utf-8")
+    return out
+
+
+def test_a_set_without_selector_does_not_read_a_selected_sets_records(
+    promtool_binary: str, all_and_selected: Path
+) -> None:
+    """Loaded with a selected set, the default set reads only its own records: one failing
+    tool fires each set's alert once."""
+    result = promtool(promtool_binary, "test", "rules", "both.test.yml", cwd=all_and_selected)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -67,7 +67,7 @@ def variable(name: str, dashboard: dict[str, Any] = DASHBOARD) -> dict[str, Any]
 
 def metric_names(expr: str) -> set[str]:
     """The ``laios_*`` metric names an expression reads."""
-    return set(re.findall(r"\blaios_[a-z_]+", expr))
+    return set(re.findall(r"\blaios_[a-z_]+\b(?!\s*(?:=~|!~|!=|=(?!=)))", expr))
 
 
 def selectors(expr: str, metric: str) -> list[str]:

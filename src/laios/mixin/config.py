@@ -14,6 +14,9 @@ _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _SERIES_LABELS = frozenset(
     {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
 )
+#: The label on the recorded series and alerts of the rules of a selector, holding the selector
+#: (:attr:`MixinConfig.rule_set`): each rule set reads only the series it recorded itself.
+RULE_SET_LABEL = "laios_selector"
 #: What Grafana accepts as a dashboard uid.
 _DASHBOARD_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
 #: The escapes PromQL reads in a quoted string besides its quote: Go's, with a Unicode code point
@@ -26,14 +29,13 @@ _ESCAPE = (
 #: One PromQL label matcher is a label name, an operator and a quoted string (no line break in
 #: a "..." or '...' string; a backslash only as an escape, ``\\.`` for a regex's ``\.``):
 #: this is what follows the name.
-_MATCHED = (
-    r"\s*(?:=~|!~|!=|=)\s*"
-    rf"(?:\"(?:[^\"\\\n]|{_ESCAPE}|\\\")*\"|'(?:[^'\\\n]|{_ESCAPE}|\\')*'|`[^`]*`)\s*"
-)
+_OPERATOR = r"=~|!~|!=|="
+_QUOTED = rf"\"(?:[^\"\\\n]|{_ESCAPE}|\\\")*\"|'(?:[^'\\\n]|{_ESCAPE}|\\')*'|`[^`]*`"
+_MATCHED = rf"\s*(?:{_OPERATOR})\s*(?:{_QUOTED})\s*"
 _MATCHER = rf"\s*{_LABEL.pattern}{_MATCHED}"
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
-#: One matcher of a valid selector, its label name captured.
-_NAMED_MATCHER = re.compile(rf"\s*({_LABEL.pattern}){_MATCHED}")
+#: One matcher of a valid selector: its label name, operator and quoted value captured.
+_NAMED_MATCHER = re.compile(rf"\s*({_LABEL.pattern})\s*({_OPERATOR})\s*({_QUOTED})\s*")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
@@ -52,8 +54,9 @@ class MixinConfig:
             every query, rule and alert: ``'job="orders-api"'`` or
             ``'namespace="shop",job=~"orders-.*"'``. The default picks every target that
             exports ``laios_*`` series. The recording rules also keep the labels it names
-            (:attr:`record_labels`), so that the rules of several selectors can share one
-            Prometheus.
+            (:attr:`record_labels`), and the recorded series and alerts of a selector's rules
+            carry it in a ``laios_selector`` label (:attr:`rule_set`), so that the rules of
+            several selectors, and the default ones, can share one Prometheus.
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -97,6 +100,11 @@ class MixinConfig:
             if label == "tool":
                 raise ValueError(
                     "group_labels must not contain 'tool' (every aggregation keeps it)"
+                )
+            if label == RULE_SET_LABEL:
+                raise ValueError(
+                    f"group_labels must not contain {RULE_SET_LABEL!r}: the rules of a selector "
+                    "set it to the selector"
                 )
             if label in _SERIES_LABELS or label.startswith("__"):
                 raise ValueError(
@@ -154,6 +162,27 @@ class MixinConfig:
         """Return ``{...}`` with the selector and ``more`` matchers, or ``""`` when empty."""
         parts = [part for part in (self.selector, *more) if part]
         return "{" + ",".join(parts) + "}" if parts else ""
+
+    @property
+    def selector_matchers(self) -> tuple[str, ...]:
+        """The selector's matchers, each without the spaces around it and its operator.
+
+        >>> MixinConfig(selector='namespace = "shop", job=~"orders-.*"').selector_matchers
+        ('namespace="shop"', 'job=~"orders-.*"')
+        """
+        # The selector is a valid list of matchers: each match starts where the last ended.
+        return tuple("".join(match.groups()) for match in _NAMED_MATCHER.finditer(self.selector))
+
+    @property
+    def rule_set(self) -> str:
+        """What tells this configuration's recorded series and alerts from those of another
+        selector's rules in the same Prometheus: :attr:`selector_matchers` joined by commas,
+        ``""`` without a selector. The rules put it in a ``laios_selector`` label.
+
+        >>> MixinConfig(selector='job = "orders-api", team="a"').rule_set
+        'job="orders-api",team="a"'
+        """
+        return ",".join(self.selector_matchers)
 
     @property
     def selector_labels(self) -> tuple[str, ...]:

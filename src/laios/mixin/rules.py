@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.mixin._yaml import Commented
-from laios.mixin.config import MixinConfig
+from laios.mixin.config import RULE_SET_LABEL, MixinConfig
 
 __all__ = [
     "BURN_RATES",
@@ -158,9 +158,26 @@ def _sum(by: tuple[str, ...], inner: str, *more: str) -> str:
 
 
 def _recorded(config: MixinConfig, record: str, *matchers: str) -> str:
-    """A recording rule's series with the selector and ``matchers``: in one Prometheus, the
-    rules of other selectors record the same names, for their own targets."""
-    return record + config.matchers(*matchers)
+    """A recording rule's series of this rule set, with ``matchers``.
+
+    In one Prometheus, the rules of other selectors record the same names, for their own
+    targets and by their own labels: a set reads only the series whose ``laios_selector``
+    label is its own selector (the default set's have none, which ``=""`` matches), never
+    another set's, which would count a tool twice or alert on it twice."""
+    own = f"{RULE_SET_LABEL}={_promql_string(config.rule_set)}"
+    return record + "{" + ",".join((*matchers, own)) + "}"
+
+
+def _promql_string(text: str) -> str:
+    """``text`` as a double-quoted PromQL string."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _rule_set_labels(config: MixinConfig) -> dict[str, str]:
+    """The label every recorded series and alert of a selector's rules carries (none without
+    a selector): the selector, which tells them from another set's in the same Prometheus."""
+    return {RULE_SET_LABEL: config.rule_set} if config.rule_set else {}
 
 
 def _number(value: float) -> str:
@@ -182,7 +199,10 @@ def _scope(config: MixinConfig) -> str:
     return f"{prefix}{{{{ $labels.{inner} }}}}"
 
 
-def _record(comment: str, record: str, expr: str) -> dict[str, Any]:
+def _record(config: MixinConfig, comment: str, record: str, expr: str) -> dict[str, Any]:
+    labels = _rule_set_labels(config)
+    if labels:
+        return Commented(comment, record=record, expr=expr, labels=labels)
     return Commented(comment, record=record, expr=expr)
 
 
@@ -200,7 +220,7 @@ def _alert(
         "alert": name,
         "expr": expr,
         "for": wait,
-        "labels": labels,
+        "labels": {**labels, **_rule_set_labels(config)},
         "annotations": {
             "summary": summary,
             "description": " ".join(description.split()),
@@ -230,11 +250,13 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
     ran = 'outcome!="rejected"'
     return [
         _record(
+            config,
             "Attempts finished per second, by tool and outcome (each try of a retried call).",
             "laios:tasks:rate5m",
             _sum(config.record_labels, tasks, "tool", "outcome"),
         ),
         _record(
+            config,
             "Share of attempts that failed (error, timeout, rejected), by tool: what a tool's\n"
             "dependency does. What callers see is laios:task_result_error_ratio:rate5m.\n"
             "NaN (no result in alerts) when nothing finished.",
@@ -242,31 +264,37 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
             f"{failed}\n  / {finished}\n",
         ),
         _record(
+            config,
             "Failures per second by tool and error type.",
             "laios:task_errors:rate5m",
             _sum(config.record_labels, errors, "tool", "error_type"),
         ),
         _record(
+            config,
             "Duration quantiles by tool; rejected tasks never ran and are left out.",
             "laios:task_duration_seconds:p50_5m",
             _quantile(config, "0.5", "laios_task_duration_seconds", ran),
         ),
         _record(
+            config,
             "",
             "laios:task_duration_seconds:p95_5m",
             _quantile(config, "0.95", "laios_task_duration_seconds", ran),
         ),
         _record(
+            config,
             "",
             "laios:task_duration_seconds:p99_5m",
             _quantile(config, "0.99", "laios_task_duration_seconds", ran),
         ),
         _record(
+            config,
             "0.95 quantile of the duration of successful tasks, by tool (LaiosToolLatencyHigh).",
             "laios:task_success_duration_seconds:p95_5m",
             _quantile(config, "0.95", "laios_task_duration_seconds", 'outcome="success"'),
         ),
         _record(
+            config,
             "Time waiting for a worker, 0.95 quantile, by tool.",
             "laios:task_queue_wait_seconds:p95_5m",
             _quantile(config, "0.95", "laios_task_queue_wait_seconds"),
@@ -280,6 +308,7 @@ def _result_records(config: MixinConfig) -> list[dict[str, Any]]:
         rate = f"rate(laios_task_results_total{config.matchers()}[{window}])"
         records.append(
             _record(
+                config,
                 (
                     "Results returned to callers per second, by tool and final outcome (one per\n"
                     "call, after its retries), over each window the burn-rate alerts read."
@@ -302,6 +331,7 @@ def _result_records(config: MixinConfig) -> list[dict[str, Any]]:
     )
     records.append(
         _record(
+            config,
             "Share of the results returned to callers that failed, by tool: failures over\n"
             "results that were not cancelled. NaN (no result in alerts) when there were none.",
             "laios:task_result_error_ratio:rate5m",
