@@ -177,3 +177,27 @@ def test_a_set_without_selector_does_not_read_a_selected_sets_records(
     tool fires each set's alert once."""
     result = promtool(promtool_binary, "test", "rules", "both.test.yml", cwd=all_and_selected)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: promtool tests for the target alerts of a selector on a label `up` does not have.
+STORE_LABEL_TESTS = Path(__file__).with_name("mixin_store_label_selector.test.yml")
+
+
+@pytest.fixture(scope="module")
+def store_label_selectors(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with the rules of selectors pool="search" and pool!="batch" (pool is a
+    store's constant label: the laios series have it, `up` does not)."""
+    out = tmp_path_factory.mktemp("store-label")
+    _generate(out / "search", "--selector", 'pool="search"')
+    _generate(out / "notbatch", "--selector", 'pool!="batch"')
+    (out / "pool.test.yml").write_text(STORE_LABEL_TESTS.read_text("utf-8"), encoding="utf-8")
+    return out
+
+
+def test_target_alerts_of_a_selector_on_a_label_up_lacks(
+    promtool_binary: str, store_label_selectors: Path
+) -> None:
+    """With a selector on a store's constant label, LaiosMetricsDown fires for the selected
+    pool's target only, and LaiosMetricsAbsent only when the pool vanished."""
+    result = promtool(promtool_binary, "test", "rules", "pool.test.yml", cwd=store_label_selectors)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -197,10 +197,31 @@ def test_vanished_targets_are_watched_with_absent() -> None:
     assert default == "absent(laios_build_info)"
 
 
-def test_down_targets_are_up_equals_zero_of_the_selector() -> None:
-    """LaiosMetricsDown with a selector is up{selector} == 0."""
-    (expr,) = alert_exprs(MixinConfig(selector='namespace="shop"'), "LaiosMetricsDown")
-    assert expr == 'up{namespace="shop"} == 0'
+def test_down_targets_are_up_equals_zero_of_a_job_selector() -> None:
+    """LaiosMetricsDown with a selector on job (every target has one) is up{selector} == 0."""
+    (expr,) = alert_exprs(MixinConfig(selector='job=~"orders-.*"'), "LaiosMetricsDown")
+    assert expr == 'up{job=~"orders-.*"} == 0'
+
+
+@pytest.mark.parametrize("alert", ["LaiosMetricsDown", "LaiosMetricsAbsent"])
+def test_target_alerts_of_a_label_up_may_lack_read_the_laios_series_too(alert: str) -> None:
+    """A selector on another label (a store's pool, a namespace) also finds its targets by
+    their laios series; up{...} requires the label where the matcher matches an empty value
+    (pool!="batch" would match every target without a pool: a node exporter)."""
+    (expr,) = alert_exprs(MixinConfig(selector='pool!="batch",namespace="shop"'), alert)
+    assert 'up{pool!="batch",namespace="shop",pool!=""}' in expr
+    assert 'present_over_time(laios_executor_workers{pool!="batch",namespace="shop"}[1d])' in expr
+
+
+def test_target_alerts_leave_out_matchers_on_the_laios_series_labels() -> None:
+    """tool is no label of a target: a selector on tool only watches every laios target, as
+    the default rules do; the rest of a selector applies."""
+    assert alert_exprs(MixinConfig(selector='tool!="ping"'), "LaiosMetricsAbsent") == [
+        "absent(laios_build_info)"
+    ]
+    assert alert_exprs(MixinConfig(selector='job="a",tool!="ping"'), "LaiosMetricsAbsent") == [
+        'absent(up{job="a"})'
+    ]
 
 
 def test_burn_rate_alerts_follow_the_sre_workbook() -> None:

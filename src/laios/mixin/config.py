@@ -11,7 +11,7 @@ __all__ = ["MixinConfig"]
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: Labels the ``laios_*`` series carry themselves or Prometheus gives a meaning to (as for a
 #: store's constant labels): grouping by one would split the ratios the rules compute.
-_SERIES_LABELS = frozenset(
+SERIES_LABELS = frozenset(
     {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
 )
 #: The label on the recorded series and alerts of the rules of a selector, holding the selector
@@ -106,7 +106,7 @@ class MixinConfig:
                     f"group_labels must not contain {RULE_SET_LABEL!r}: the rules of a selector "
                     "set it to the selector"
                 )
-            if label in _SERIES_LABELS or label.startswith("__"):
+            if label in SERIES_LABELS or label.startswith("__"):
                 raise ValueError(
                     f"group_labels: {label!r} is a label of the laios series themselves or "
                     "one Prometheus reserves; group by labels that tell deployments apart"
@@ -210,7 +210,7 @@ class MixinConfig:
         extra = (
             label
             for label in self.selector_labels
-            if label not in _SERIES_LABELS and not label.startswith("__")
+            if label not in SERIES_LABELS and not label.startswith("__")
         )
         return tuple(dict.fromkeys((*self.group_labels, *extra)))
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.mixin._yaml import Commented
-from laios.mixin.config import RULE_SET_LABEL, MixinConfig
+from laios.mixin.config import RULE_SET_LABEL, SERIES_LABELS, MixinConfig
 
 __all__ = [
     "BURN_RATES",
@@ -359,16 +359,79 @@ def _alerts(config: MixinConfig) -> list[dict[str, Any]]:
     ]
 
 
+#: Labels Prometheus gives every series of every target it scrapes.
+_TARGET_LABELS = ("job", "instance")
+#: The laios series whose presence says a target exports laios, with every label of its target
+#: and the constant labels of its store (``laios_build_info`` has no store's labels).
+_PRESENCE = "laios_executor_workers"
+
+
+#: A matcher of :attr:`MixinConfig.selector_matchers`: label, operator, quoted value.
+_MATCHER_PARTS = re.compile(r"(\w+)(=~|!~|!=|=)(.*)", re.DOTALL)
+
+
+def _parts(matcher: str) -> tuple[str, str, str]:
+    """The label, operator and quoted value of one of the selector's matchers."""
+    match = _MATCHER_PARTS.fullmatch(matcher)
+    assert match is not None, matcher  # selector_matchers are valid matchers
+    label, operator, value = match.groups()
+    return label, operator, value
+
+
+def _target_matchers(config: MixinConfig) -> tuple[str, ...]:
+    """The selector's matchers that can pick a target: all but those on a label of the laios
+    series themselves (``tool``, ``outcome``, ...), which no target or gauge of a store has."""
+    return tuple(
+        matcher for matcher in config.selector_matchers if _parts(matcher)[0] not in SERIES_LABELS
+    )
+
+
+def _up(matchers: tuple[str, ...]) -> str:
+    """``up`` of the targets that carry every label ``matchers`` name and match them.
+
+    A matcher that matches an empty value (``pool!="batch"``) also matches a target without
+    that label: every other target of the Prometheus (a node exporter). Each label such a
+    matcher may leave empty must be there (``pool!=""``); ``job`` and ``instance`` always are.
+    """
+    required = []
+    for matcher in matchers:
+        label, operator, value = _parts(matcher)
+        # A quoted value longer than its two quotes is not empty.
+        if label in _TARGET_LABELS or (operator == "=" and len(value) > 2):
+            continue
+        required.append(f'{label}!=""')
+    return "up{" + ",".join(dict.fromkeys((*matchers, *required))) + "}"
+
+
+def _watches_up_only(matchers: tuple[str, ...]) -> bool:
+    """Whether the selector's target matchers name only labels every target has."""
+    return all(_parts(matcher)[0] in _TARGET_LABELS for matcher in matchers)
+
+
+def _known_down(matchers: tuple[str, ...]) -> str:
+    """The targets that are down and exported laios series matching ``matchers`` in the last
+    day: a label only the laios series carry (a store's ``pool``) picks them, and a down
+    target's own series are gone."""
+    presence = f"{_PRESENCE}{{{','.join(matchers)}}}"
+    return f"up == 0\nand on ({', '.join(_TARGET_LABELS)})\npresent_over_time({presence}[1d])"
+
+
 def _metrics_down(config: MixinConfig) -> dict[str, Any]:
-    if config.selector:
-        expr = f"up{config.matchers()} == 0"
-    else:
+    matchers = _target_matchers(config)
+    if not matchers:
         # Without a selector, `up` is every target of this Prometheus: keep those that exported
         # laios metrics in the last day (a down target's own series are gone).
         expr = (
             f"up == 0\nand on ({_labels(config.group_labels, 'job', 'instance')})\n"
             "present_over_time(laios_build_info[1d])\n"
         )
+    elif _watches_up_only(matchers):
+        expr = f"{_up(matchers)} == 0"
+    else:
+        # The selector names a label `up` may lack (a store's constant label, a label a
+        # relabelling puts on some targets only): the targets whose `up` matches it, and
+        # those whose laios series did.
+        expr = f"{_up(matchers)} == 0\nor\n(\n{_known_down(matchers)}\n)\n"
     return _alert(
         config,
         "LaiosMetricsDown",
@@ -384,14 +447,24 @@ def _metrics_down(config: MixinConfig) -> dict[str, Any]:
 
 
 def _metrics_absent(config: MixinConfig) -> dict[str, Any]:
-    if config.selector:
-        expr = f"absent(up{config.matchers()})"
-        what = f"target matching {config.matchers()}"
-        summary = f"No Prometheus target matches {config.matchers()}"
-    else:
+    matchers = _target_matchers(config)
+    if not matchers:
         expr = "absent(laios_build_info)"
         what = "target exporting laios metrics (laios_build_info)"
         summary = "No Prometheus target exports laios metrics"
+    else:
+        selected = "{" + ",".join(matchers) + "}"
+        what = f"target matching {selected}"
+        summary = f"No Prometheus target matches {selected}"
+        if _watches_up_only(matchers):
+            expr = f"absent({_up(matchers)})"
+        else:
+            # No target's `up` matches, nor any laios series, and none of the targets whose
+            # series did is merely down (LaiosMetricsDown fires for those).
+            expr = (
+                f"(\nabsent({_up(matchers)})\nand\nabsent({_PRESENCE}{selected})\n)\n"
+                f"unless on ()\n(\n{_known_down(matchers)}\n)\n"
+            )
     return _alert(
         config,
         "LaiosMetricsAbsent",
