@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ SERIES_LABELS = frozenset(
 #: The label on the recorded series and alerts of the rules of a selector, holding the selector
 #: (:attr:`MixinConfig.rule_set`): each rule set reads only the series it recorded itself.
 RULE_SET_LABEL = "laios_selector"
+#: The uid of the dashboard of the default configuration (no selector).
+DEFAULT_DASHBOARD_UID = "laios-execution"
 #: What Grafana accepts as a dashboard uid.
 _DASHBOARD_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
 #: The escapes PromQL reads in a quoted string besides its quote: Go's, with a Unicode code point
@@ -71,7 +74,10 @@ class MixinConfig:
             The default is the runbooks' path in this repository: point it at where your team
             hosts the documentation.
         dashboard_uid: The uid of the generated Grafana dashboard: 1 to 40 letters, digits,
-            ``-`` and ``_`` (what Grafana accepts).
+            ``-`` and ``_`` (what Grafana accepts). ``None`` (the default) derives one from
+            the selector (:attr:`resolved_dashboard_uid`): ``laios-execution`` without one, so
+            that the dashboards of two selectors imported into one Grafana do not replace
+            each other.
         match_labels: ``(key, value)`` pairs the generated ServiceMonitor and PodMonitor select
             on: the labels of your Service (ServiceMonitor) or of your pods (PodMonitor).
         manifest_labels: ``(key, value)`` pairs put on the generated ServiceMonitor, PodMonitor
@@ -85,7 +91,7 @@ class MixinConfig:
     availability_objective: float = 0.99
     latency_p95_seconds: float = 5.0
     runbook_url_base: str = "docs/runbooks/"
-    dashboard_uid: str = "laios-execution"
+    dashboard_uid: str | None = None
     match_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "laios"),)
     manifest_labels: tuple[tuple[str, str], ...] = ()
 
@@ -145,7 +151,9 @@ class MixinConfig:
                 f"runbook_url_base {self.runbook_url_base!r} is not a URL: it has spaces or "
                 "control characters (write a space as %20)"
             )
-        if not _DASHBOARD_UID.fullmatch(self.dashboard_uid):
+        if self.dashboard_uid is not None and not (
+            isinstance(self.dashboard_uid, str) and _DASHBOARD_UID.fullmatch(self.dashboard_uid)
+        ):
             raise ValueError(
                 f"dashboard_uid {self.dashboard_uid!r} is not a Grafana dashboard uid: 1 to 40 "
                 "letters, digits, '-' and '_'"
@@ -183,6 +191,27 @@ class MixinConfig:
         'job="orders-api",team="a"'
         """
         return ",".join(self.selector_matchers)
+
+    @property
+    def resolved_dashboard_uid(self) -> str:
+        """The uid of the dashboard: :attr:`dashboard_uid` when set; else ``laios-execution``
+        without a selector, and ``laios-execution-`` plus ten hex digits of the SHA-256 of
+        the selector's matchers (sorted, one a line, spaces around them left out) with one.
+
+        The same selector always gives the same uid, whatever the spaces or the order of its
+        matchers; two selectors give two uids (of at most 40 characters, as Grafana needs).
+
+        >>> MixinConfig().resolved_dashboard_uid
+        'laios-execution'
+        >>> MixinConfig(selector='job="orders-api"').resolved_dashboard_uid
+        'laios-execution-789d1f3cfc'
+        """
+        if self.dashboard_uid is not None:
+            return self.dashboard_uid
+        if not self.selector_matchers:
+            return DEFAULT_DASHBOARD_UID
+        digest = hashlib.sha256("\n".join(sorted(self.selector_matchers)).encode("utf-8"))
+        return f"{DEFAULT_DASHBOARD_UID}-{digest.hexdigest()[:10]}"
 
     @property
     def selector_labels(self) -> tuple[str, ...]:
