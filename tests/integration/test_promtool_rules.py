@@ -201,3 +201,16 @@ def test_target_alerts_of_a_selector_on_a_label_up_lacks(
     pool's target only, and LaiosMetricsAbsent only when the pool vanished."""
     result = promtool(promtool_binary, "test", "rules", "pool.test.yml", cwd=store_label_selectors)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: promtool tests for the per-process alerts of a selector on tool.
+TOOL_SELECTOR_TESTS = Path(__file__).with_name("mixin_tool_selector.test.yml")
+
+
+def test_per_process_alerts_of_a_selector_on_tool(promtool_binary: str, tmp_path: Path) -> None:
+    """A selector on tool leaves the per-process gauges, which have no tool label, watched:
+    LaiosAbandonedThreads, LaiosExecutorSaturated and LaiosQueueGrowing fire."""
+    _generate(tmp_path, "--selector", 'job="orders-api",tool=~"fetch|parse"')
+    (tmp_path / "tool.test.yml").write_text(TOOL_SELECTOR_TESTS.read_text("utf-8"), "utf-8")
+    result = promtool(promtool_binary, "test", "rules", "tool.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -490,6 +490,34 @@ def test_every_query_carries_the_selector() -> None:
     assert missing == []
 
 
+def test_a_selector_on_tool_leaves_the_per_process_gauges_their_panels() -> None:
+    """With a selector on tool, the gauges of a process (no tool label) are read with the rest
+    of the selector, not with tool=~"...", which would leave their panels empty."""
+    dashboard = build_dashboard(MixinConfig(selector='job="orders-api",tool=~"fetch|parse"'))
+    reads = [
+        (match.group(1), match.group(2))
+        for expr in expressions(dashboard)
+        for match in re.finditer(r"\b(laios_[a-z_]+)\b\{([^}]*)\}", expr)
+    ]
+    untooled = ("laios_executor_", "laios_custom_metric_")
+    assert {name for name, _ in reads if name.startswith(untooled)} == {
+        "laios_executor_queue_depth",
+        "laios_executor_workers",
+        "laios_executor_abandoned_threads",
+        "laios_custom_metric_sum",
+        "laios_custom_metric_count",
+    }
+    wrong = [
+        (name, matchers)
+        for name, matchers in reads
+        if name.startswith(untooled) and ("tool=" in matchers or 'job="orders-api"' not in matchers)
+    ]
+    assert wrong == []
+    tools = [m for name, m in reads if name.startswith("laios_task")]
+    assert tools
+    assert all('tool=~"fetch|parse"' in matchers for matchers in tools)
+
+
 def test_queries_use_the_configured_group_labels() -> None:
     """With group_labels=("env",), queries match env=~"$env" and no longer name cluster."""
     dashboard = build_dashboard(MixinConfig(group_labels=("env",)))

@@ -182,6 +182,26 @@ class MixinConfig:
         return tuple("".join(match.groups()) for match in _NAMED_MATCHER.finditer(self.selector))
 
     @property
+    def process_selector_matchers(self) -> tuple[str, ...]:
+        """The :attr:`selector_matchers` that apply to a process and its target: all but those
+        on a label of the ``laios_*`` series themselves (``tool``, ``outcome``, ...), which
+        ``up`` and the per-process gauges (``laios_executor_queue_depth``, ...) lack: a
+        selector on ``tool`` would leave them nothing to match.
+
+        >>> MixinConfig(selector='job="orders-api",tool=~"fetch|parse"').process_selector_matchers
+        ('job="orders-api"',)
+        """
+        return tuple(
+            matcher for matcher in self.selector_matchers if _label_of(matcher) not in SERIES_LABELS
+        )
+
+    def process_matchers(self, *more: str) -> str:
+        """:meth:`matchers` for a series without the laios series' labels (``up``, a gauge of
+        the executor): the :attr:`process_selector_matchers` and ``more``."""
+        parts = [*self.process_selector_matchers, *(part for part in more if part)]
+        return "{" + ",".join(parts) + "}" if parts else ""
+
+    @property
     def rule_set(self) -> str:
         """What tells this configuration's recorded series and alerts from those of another
         selector's rules in the same Prometheus: :attr:`selector_matchers` joined by commas,
@@ -247,6 +267,13 @@ class MixinConfig:
     def by(self) -> str:
         """The group labels as a PromQL grouping list: ``cluster, namespace, job``."""
         return ", ".join(self.group_labels)
+
+
+def _label_of(matcher: str) -> str:
+    """The label name a matcher of :attr:`MixinConfig.selector_matchers` starts with."""
+    match = _LABEL.match(matcher)
+    assert match is not None, matcher  # selector_matchers are valid matchers
+    return match.group(0)
 
 
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:

@@ -70,9 +70,14 @@ class _Queries:
         self.scope = [f'{label}=~"${label}"' for label in _scope_labels(config)]
 
     def of(self, metric: str, *more: str, tool: bool = True) -> str:
-        """``metric`` with the selector, the variables' matchers and ``more``."""
-        tools = ['tool=~"$tool"'] if tool else []
-        return metric + self.config.matchers(*self.scope, *tools, *more)
+        """``metric`` with the selector, the variables' matchers and ``more``.
+
+        A metric without a ``tool`` label (``tool=False``: a gauge of the executor, the custom
+        metrics) takes the selector's matchers but those on the labels of the laios series
+        (``tool=~"fetch|parse"`` would match none of its series)."""
+        if not tool:
+            return metric + self.config.process_matchers(*self.scope, *more)
+        return metric + self.config.matchers(*self.scope, 'tool=~"$tool"', *more)
 
     def rate(self, metric: str, *more: str, tool: bool = True, window: str = _RATE) -> str:
         """``rate(metric{...}[window])``."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.mixin._yaml import Commented
-from laios.mixin.config import RULE_SET_LABEL, SERIES_LABELS, MixinConfig
+from laios.mixin.config import RULE_SET_LABEL, MixinConfig
 
 __all__ = [
     "BURN_RATES",
@@ -378,14 +378,6 @@ def _parts(matcher: str) -> tuple[str, str, str]:
     return label, operator, value
 
 
-def _target_matchers(config: MixinConfig) -> tuple[str, ...]:
-    """The selector's matchers that can pick a target: all but those on a label of the laios
-    series themselves (``tool``, ``outcome``, ...), which no target or gauge of a store has."""
-    return tuple(
-        matcher for matcher in config.selector_matchers if _parts(matcher)[0] not in SERIES_LABELS
-    )
-
-
 def _up(matchers: tuple[str, ...]) -> str:
     """``up`` of the targets that carry every label ``matchers`` name and match them.
 
@@ -417,7 +409,7 @@ def _known_down(matchers: tuple[str, ...]) -> str:
 
 
 def _metrics_down(config: MixinConfig) -> dict[str, Any]:
-    matchers = _target_matchers(config)
+    matchers = config.process_selector_matchers
     if not matchers:
         # Without a selector, `up` is every target of this Prometheus: keep those that exported
         # laios metrics in the last day (a down target's own series are gone).
@@ -447,7 +439,7 @@ def _metrics_down(config: MixinConfig) -> dict[str, Any]:
 
 
 def _metrics_absent(config: MixinConfig) -> dict[str, Any]:
-    matchers = _target_matchers(config)
+    matchers = config.process_selector_matchers
     if not matchers:
         expr = "absent(laios_build_info)"
         what = "target exporting laios metrics (laios_build_info)"
@@ -620,7 +612,7 @@ def _saturated(config: MixinConfig) -> dict[str, Any]:
     # whenever one of them is saturated, and drops to 0 as soon as the hung tools return.
     expr = (
         f"sum without (tool, error_type)\n  ({rate}) > 0\n"
-        f"and\nlaios_executor_abandoned_threads{config.matchers()} > 0\n"
+        f"and\nlaios_executor_abandoned_threads{config.process_matchers()} > 0\n"
     )
     return _alert(
         config,
@@ -641,7 +633,7 @@ def _saturated(config: MixinConfig) -> dict[str, Any]:
 
 
 def _queue_growing(config: MixinConfig) -> dict[str, Any]:
-    depth = f"laios_executor_queue_depth{config.matchers()}"
+    depth = f"laios_executor_queue_depth{config.process_matchers()}"
     return _alert(
         config,
         "LaiosQueueGrowing",
@@ -663,7 +655,7 @@ def _abandoned_threads(config: MixinConfig) -> dict[str, Any]:
     return _alert(
         config,
         "LaiosAbandonedThreads",
-        f"laios_executor_abandoned_threads{config.matchers()} > 0",
+        f"laios_executor_abandoned_threads{config.process_matchers()} > 0",
         "15m",
         {"severity": "warning"},
         "{{ $value }} laios worker threads held by timed-out tools on {{ $labels.instance }}",
