@@ -484,6 +484,22 @@ def test_group_labels_of_the_laios_series_themselves_are_refused(label: str) -> 
         MixinConfig(group_labels=("namespace", label))
 
 
+@pytest.mark.parametrize(
+    "selector", ['outcome="success"', 'job="a",error_type!="cancelled"', 'le="+Inf"', 'name="x"']
+)
+def test_a_selector_on_a_label_of_the_laios_series_but_tool_is_refused(selector: str) -> None:
+    """outcome="success" would make every failed share 0 and error_type="x" match no task:
+    the alerts could never fire. Such a selector is refused, naming the label."""
+    label = selector.split(",")[-1].split("=")[0].rstrip("!")
+    with pytest.raises(ValueError, match=f"'{label}'"):
+        MixinConfig(selector=selector)
+
+
+def test_a_selector_on_tool_is_accepted() -> None:
+    """tool is the one label of the laios series a selector may name (a team's tools)."""
+    assert MixinConfig(selector='tool=~"fetch|parse"').selector_labels == ("tool",)
+
+
 def test_a_group_label_given_twice_is_refused() -> None:
     """The same group label twice (two dashboard variables of one name) is refused."""
     with pytest.raises(ValueError, match="twice"):

@@ -59,7 +59,9 @@ class MixinConfig:
             exports ``laios_*`` series. The recording rules also keep the labels it names
             (:attr:`record_labels`), and the recorded series and alerts of a selector's rules
             carry it in a ``laios_selector`` label (:attr:`rule_set`), so that the rules of
-            several selectors, and the default ones, can share one Prometheus.
+            several selectors, and the default ones, can share one Prometheus. Of the labels
+            of the ``laios_*`` series themselves, only ``tool`` may be selected on (the
+            target and per-process alerts leave it out: no target or gauge has it).
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -139,6 +141,14 @@ class MixinConfig:
                 '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\' (in a quoted '
                 "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
+        for label in self.selector_labels:
+            if label in SERIES_LABELS and label != "tool":
+                raise ValueError(
+                    f"selector {self.selector!r} names {label!r}, a label of the laios series "
+                    "themselves: the rules compute their ratios and quantiles over it, and the "
+                    "series without it would match nothing or everything (select targets, a "
+                    "store's constant labels, or tools)"
+                )
         if not self.runbook_url_base:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
         if "{{" in self.runbook_url_base:
