@@ -153,3 +153,64 @@ def test_two_rule_sets_in_one_prometheus_keep_apart(
     recorded series nor alert on each other's jobs."""
     result = promtool(promtool_binary, "test", "rules", "two.test.yml", cwd=two_rule_sets)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: promtool tests for the default rule set and one with a selector, in one Prometheus.
+ALL_AND_SELECTED_TESTS = Path(__file__).with_name("mixin_all_and_selected.test.yml")
+
+
+@pytest.fixture(scope="module")
+def all_and_selected(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with the default rules and those of selector team="a" (team is not one of
+    the default group labels)."""
+    out = tmp_path_factory.mktemp("all-and-selected")
+    _generate(out / "all")
+    _generate(out / "team", "--selector", 'team="a"')
+    (out / "both.test.yml").write_text(ALL_AND_SELECTED_TESTS.read_text("utf-8"), encoding="utf-8")
+    return out
+
+
+def test_a_set_without_selector_does_not_read_a_selected_sets_records(
+    promtool_binary: str, all_and_selected: Path
+) -> None:
+    """Loaded with a selected set, the default set reads only its own records: one failing
+    tool fires each set's alert once."""
+    result = promtool(promtool_binary, "test", "rules", "both.test.yml", cwd=all_and_selected)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: promtool tests for the target alerts of a selector on a label `up` does not have.
+STORE_LABEL_TESTS = Path(__file__).with_name("mixin_store_label_selector.test.yml")
+
+
+@pytest.fixture(scope="module")
+def store_label_selectors(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with the rules of selectors pool="search" and pool!="batch" (pool is a
+    store's constant label: the laios series have it, `up` does not)."""
+    out = tmp_path_factory.mktemp("store-label")
+    _generate(out / "search", "--selector", 'pool="search"')
+    _generate(out / "notbatch", "--selector", 'pool!="batch"')
+    (out / "pool.test.yml").write_text(STORE_LABEL_TESTS.read_text("utf-8"), encoding="utf-8")
+    return out
+
+
+def test_target_alerts_of_a_selector_on_a_label_up_lacks(
+    promtool_binary: str, store_label_selectors: Path
+) -> None:
+    """With a selector on a store's constant label, LaiosMetricsDown fires for the selected
+    pool's target only, and LaiosMetricsAbsent only when the pool vanished."""
+    result = promtool(promtool_binary, "test", "rules", "pool.test.yml", cwd=store_label_selectors)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: promtool tests for the per-process alerts of a selector on tool.
+TOOL_SELECTOR_TESTS = Path(__file__).with_name("mixin_tool_selector.test.yml")
+
+
+def test_per_process_alerts_of_a_selector_on_tool(promtool_binary: str, tmp_path: Path) -> None:
+    """A selector on tool leaves the per-process gauges, which have no tool label, watched:
+    LaiosAbandonedThreads, LaiosExecutorSaturated and LaiosQueueGrowing fire."""
+    _generate(tmp_path, "--selector", 'job="orders-api",tool=~"fetch|parse"')
+    (tmp_path / "tool.test.yml").write_text(TOOL_SELECTOR_TESTS.read_text("utf-8"), "utf-8")
+    result = promtool(promtool_binary, "test", "rules", "tool.test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

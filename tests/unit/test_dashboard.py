@@ -7,6 +7,7 @@ every recording rule it would use is defined in rules.yml.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -67,7 +68,7 @@ def variable(name: str, dashboard: dict[str, Any] = DASHBOARD) -> dict[str, Any]
 
 def metric_names(expr: str) -> set[str]:
     """The ``laios_*`` metric names an expression reads."""
-    return set(re.findall(r"\blaios_[a-z_]+", expr))
+    return set(re.findall(r"\blaios_[a-z_]+\b(?!\s*(?:=~|!~|!=|=(?!=)))", expr))
 
 
 def selectors(expr: str, metric: str) -> list[str]:
@@ -140,6 +141,41 @@ def test_dashboard_has_a_stable_uid_and_title() -> None:
 def test_dashboard_uid_comes_from_the_config() -> None:
     """MixinConfig(dashboard_uid=...) sets the generated dashboard's uid."""
     assert build_dashboard(MixinConfig(dashboard_uid="orders-laios"))["uid"] == "orders-laios"
+
+
+def test_dashboards_of_two_selectors_get_two_uids_and_titles() -> None:
+    """Without dashboard_uid, the dashboards of two selectors have their own uid and title:
+    imported into one Grafana (one folder), neither replaces nor blocks the other."""
+    orders = build_dashboard(MixinConfig(selector='job="orders-api"'))
+    billing = build_dashboard(MixinConfig(selector='job="billing"'))
+    assert orders["uid"] != billing["uid"]
+    assert orders["title"] != billing["title"]
+    assert {orders["uid"], billing["uid"]}.isdisjoint({DASHBOARD["uid"]})
+    assert {orders["title"], billing["title"]}.isdisjoint({DASHBOARD["title"]})
+    assert orders["title"] == 'laios execution {job="orders-api"}'
+
+
+def test_a_derived_uid_is_stable_and_valid_for_grafana() -> None:
+    """A selector's uid is "laios-execution-" and ten hex digits of its matchers: at most 40
+    letters, digits and dashes, the same for every run and for the same matchers written with
+    other spaces or in another order."""
+    uid = build_dashboard(MixinConfig(selector='namespace="shop",job=~"orders-.*"'))["uid"]
+    assert re.fullmatch(r"laios-execution-[0-9a-f]{10}", uid)
+    assert (
+        uid
+        == "laios-execution-"
+        + hashlib.sha256(b'job=~"orders-.*"\nnamespace="shop"').hexdigest()[:10]
+    )
+    assert (
+        build_dashboard(MixinConfig(selector=' job =~ "orders-.*" , namespace="shop"'))["uid"]
+        == uid
+    )
+
+
+def test_a_uid_that_is_set_wins_over_the_derived_one() -> None:
+    """dashboard_uid set with a selector is the uid, as given."""
+    config = MixinConfig(selector='job="orders-api"', dashboard_uid="laios-execution")
+    assert build_dashboard(config)["uid"] == "laios-execution"
 
 
 def test_schema_version_is_current() -> None:
@@ -452,6 +488,34 @@ def test_every_query_carries_the_selector() -> None:
         if 'job="orders-api"' not in matchers
     ]
     assert missing == []
+
+
+def test_a_selector_on_tool_leaves_the_per_process_gauges_their_panels() -> None:
+    """With a selector on tool, the gauges of a process (no tool label) are read with the rest
+    of the selector, not with tool=~"...", which would leave their panels empty."""
+    dashboard = build_dashboard(MixinConfig(selector='job="orders-api",tool=~"fetch|parse"'))
+    reads = [
+        (match.group(1), match.group(2))
+        for expr in expressions(dashboard)
+        for match in re.finditer(r"\b(laios_[a-z_]+)\b\{([^}]*)\}", expr)
+    ]
+    untooled = ("laios_executor_", "laios_custom_metric_")
+    assert {name for name, _ in reads if name.startswith(untooled)} == {
+        "laios_executor_queue_depth",
+        "laios_executor_workers",
+        "laios_executor_abandoned_threads",
+        "laios_custom_metric_sum",
+        "laios_custom_metric_count",
+    }
+    wrong = [
+        (name, matchers)
+        for name, matchers in reads
+        if name.startswith(untooled) and ("tool=" in matchers or 'job="orders-api"' not in matchers)
+    ]
+    assert wrong == []
+    tools = [m for name, m in reads if name.startswith("laios_task")]
+    assert tools
+    assert all('tool=~"fetch|parse"' in matchers for matchers in tools)
 
 
 def test_queries_use_the_configured_group_labels() -> None:

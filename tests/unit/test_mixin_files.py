@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import subprocess
@@ -68,6 +69,20 @@ def test_command_line_round_trips_through_the_options() -> None:
     assert argv[:3] == ["python", "-m", "laios.mixin"]
     assert config_from_args(build_parser().parse_args(argv[3:])) == CUSTOM
     assert command_line(MixinConfig()) == "python -m laios.mixin"
+
+
+def test_command_derives_a_dashboard_uid_from_the_selector(tmp_path: Path) -> None:
+    """--selector without --dashboard-uid gives the dashboard the selector's own uid, and the
+    command written into the files repeats no --dashboard-uid; --dashboard-uid still sets it."""
+    assert main(["--selector", 'job="orders-api"', "--out", str(tmp_path / "a")]) == 0
+    dashboard = json.loads((tmp_path / "a" / DASHBOARD_PATH).read_text(encoding="utf-8"))
+    assert dashboard["uid"].startswith("laios-execution-")
+    assert "--dashboard-uid" not in (tmp_path / "a" / RULES_PATH).read_text(encoding="utf-8")
+    argv = ["--selector", 'job="orders-api"', "--dashboard-uid", "orders", "--out"]
+    assert main([*argv, str(tmp_path / "b")]) == 0
+    dashboard = json.loads((tmp_path / "b" / DASHBOARD_PATH).read_text(encoding="utf-8"))
+    assert dashboard["uid"] == "orders"
+    assert config_from_args(build_parser().parse_args([])) == MixinConfig()
 
 
 def test_command_writes_every_file_into_out(

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "docs" / "runbooks"
 RULES_TESTS = REPO / "grafana" / "prometheus" / "rules.test.yml"
 #: Raw metrics (not recording rules) read by the rules: every use must carry the selector.
-RAW_METRIC = re.compile(r"(?<![\w:])(up|laios_[a-z_]+)\b(\{[^}]*\})?")
+#: A read of ``up`` or a ``laios_*`` metric (not a label such as ``laios_selector="..."``).
+RAW_METRIC = re.compile(r"(?<![\w:])(up|laios_[a-z_]+)\b(?!\s*(?:=~|!~|!=|=(?!=)))(\{[^}]*\})?")
 
 
 def rules(config: MixinConfig) -> list[dict[str, Any]]:
@@ -56,17 +57,37 @@ def test_every_raw_metric_carries_the_selector() -> None:
     assert [read for read in reads if 'job="orders-api"' not in read[1]] == []
 
 
-def test_every_read_of_a_recording_rule_carries_the_selector() -> None:
-    """With selector job="orders-api", each read of a laios:* record has that matcher: the
-    rules of another selector in the same Prometheus record the same names for their jobs."""
-    config = MixinConfig(selector='job="orders-api"')
+@pytest.mark.parametrize(
+    ("selector", "own"),
+    [
+        ('job="orders-api"', 'laios_selector="job=\\"orders-api\\""'),
+        ("", 'laios_selector=""'),
+    ],
+)
+def test_every_read_of_a_recording_rule_is_of_its_own_rule_set(selector: str, own: str) -> None:
+    """Each read of a laios:* record matches laios_selector on the set's own selector (empty
+    without one): the rules of another selector in the same Prometheus record the same names,
+    and a set that read them would count a tool twice and alert on it twice."""
+    config = MixinConfig(selector=selector)
     reads = [
         (rule.get("record") or rule["alert"], match.group(0))
         for rule in rules(config)
         for match in re.finditer(r"laios:[a-z0-9_:]+(\{[^}]*\})?", rule["expr"])
     ]
     assert reads
-    assert [read for read in reads if 'job="orders-api"' not in read[1]] == []
+    assert [read for read in reads if own not in read[1]] == []
+
+
+def test_a_selectors_records_and_alerts_carry_it() -> None:
+    """With a selector, every recording rule and alert puts it in laios_selector, spaces
+    around its matchers left out; without one, none does."""
+    config = MixinConfig(selector='job = "orders-api", team=~"a|b"')
+    assert {rule["labels"]["laios_selector"] for rule in rules(config)} == {
+        'job="orders-api",team=~"a|b"'
+    }
+    assert [
+        rule for rule in rules(MixinConfig()) if "laios_selector" in rule.get("labels", {})
+    ] == []
 
 
 def test_recording_rules_keep_the_labels_the_selector_names() -> None:
@@ -176,10 +197,31 @@ def test_vanished_targets_are_watched_with_absent() -> None:
     assert default == "absent(laios_build_info)"
 
 
-def test_down_targets_are_up_equals_zero_of_the_selector() -> None:
-    """LaiosMetricsDown with a selector is up{selector} == 0."""
-    (expr,) = alert_exprs(MixinConfig(selector='namespace="shop"'), "LaiosMetricsDown")
-    assert expr == 'up{namespace="shop"} == 0'
+def test_down_targets_are_up_equals_zero_of_a_job_selector() -> None:
+    """LaiosMetricsDown with a selector on job (every target has one) is up{selector} == 0."""
+    (expr,) = alert_exprs(MixinConfig(selector='job=~"orders-.*"'), "LaiosMetricsDown")
+    assert expr == 'up{job=~"orders-.*"} == 0'
+
+
+@pytest.mark.parametrize("alert", ["LaiosMetricsDown", "LaiosMetricsAbsent"])
+def test_target_alerts_of_a_label_up_may_lack_read_the_laios_series_too(alert: str) -> None:
+    """A selector on another label (a store's pool, a namespace) also finds its targets by
+    their laios series; up{...} requires the label where the matcher matches an empty value
+    (pool!="batch" would match every target without a pool: a node exporter)."""
+    (expr,) = alert_exprs(MixinConfig(selector='pool!="batch",namespace="shop"'), alert)
+    assert 'up{pool!="batch",namespace="shop",pool!=""}' in expr
+    assert 'present_over_time(laios_executor_workers{pool!="batch",namespace="shop"}[1d])' in expr
+
+
+def test_target_alerts_leave_out_matchers_on_the_laios_series_labels() -> None:
+    """tool is no label of a target: a selector on tool only watches every laios target, as
+    the default rules do; the rest of a selector applies."""
+    assert alert_exprs(MixinConfig(selector='tool!="ping"'), "LaiosMetricsAbsent") == [
+        "absent(laios_build_info)"
+    ]
+    assert alert_exprs(MixinConfig(selector='job="a",tool!="ping"'), "LaiosMetricsAbsent") == [
+        'absent(up{job="a"})'
+    ]
 
 
 def test_burn_rate_alerts_follow_the_sre_workbook() -> None:
@@ -237,7 +279,7 @@ def test_both_windows_of_a_burn_rate_alert_are_read() -> None:
 def test_latency_threshold_follows_the_config() -> None:
     """LaiosToolLatencyHigh compares the p95 of successful tasks with latency_p95_seconds."""
     (expr,) = alert_exprs(MixinConfig(latency_p95_seconds=0.25), "LaiosToolLatencyHigh")
-    assert expr == "laios:task_success_duration_seconds:p95_5m > 0.25"
+    assert expr == 'laios:task_success_duration_seconds:p95_5m{laios_selector=""} > 0.25'
     (p95,) = (
         r
         for r in records(MixinConfig())
@@ -434,12 +476,28 @@ def test_a_trailing_newline_does_not_pass_for_a_label(kwargs: dict[str, Any]) ->
         MixinConfig(**kwargs)
 
 
-@pytest.mark.parametrize("label", ["outcome", "error_type", "le", "__name__"])
+@pytest.mark.parametrize("label", ["outcome", "error_type", "le", "__name__", "laios_selector"])
 def test_group_labels_of_the_laios_series_themselves_are_refused(label: str) -> None:
-    """Grouping by a label the laios series carry (outcome: every failed share would be 100 %)
-    or one Prometheus reserves is refused at the call, naming the label."""
+    """Grouping by a label the laios series carry (outcome: every failed share would be 100 %),
+    one Prometheus reserves or the one the rules set is refused at the call, naming it."""
     with pytest.raises(ValueError, match=label):
         MixinConfig(group_labels=("namespace", label))
+
+
+@pytest.mark.parametrize(
+    "selector", ['outcome="success"', 'job="a",error_type!="cancelled"', 'le="+Inf"', 'name="x"']
+)
+def test_a_selector_on_a_label_of_the_laios_series_but_tool_is_refused(selector: str) -> None:
+    """outcome="success" would make every failed share 0 and error_type="x" match no task:
+    the alerts could never fire. Such a selector is refused, naming the label."""
+    label = selector.split(",")[-1].split("=")[0].rstrip("!")
+    with pytest.raises(ValueError, match=f"'{label}'"):
+        MixinConfig(selector=selector)
+
+
+def test_a_selector_on_tool_is_accepted() -> None:
+    """tool is the one label of the laios series a selector may name (a team's tools)."""
+    assert MixinConfig(selector='tool=~"fetch|parse"').selector_labels == ("tool",)
 
 
 def test_a_group_label_given_twice_is_refused() -> None:

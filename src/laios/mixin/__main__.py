@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         OPTIONS["dashboard_uid"],
         default=_DEFAULT.dashboard_uid,
         metavar="UID",
-        help=f"uid of the Grafana dashboard (default: {_DEFAULT.dashboard_uid})",
+        help="uid of the Grafana dashboard (default: laios-execution without --selector, "
+        "laios-execution-<10 hex digits of the selector's SHA-256> with one)",
     )
     parser.add_argument(
         OPTIONS["match_labels"],

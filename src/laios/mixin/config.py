@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -11,9 +12,14 @@ __all__ = ["MixinConfig"]
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: Labels the ``laios_*`` series carry themselves or Prometheus gives a meaning to (as for a
 #: store's constant labels): grouping by one would split the ratios the rules compute.
-_SERIES_LABELS = frozenset(
+SERIES_LABELS = frozenset(
     {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
 )
+#: The label on the recorded series and alerts of the rules of a selector, holding the selector
+#: (:attr:`MixinConfig.rule_set`): each rule set reads only the series it recorded itself.
+RULE_SET_LABEL = "laios_selector"
+#: The uid of the dashboard of the default configuration (no selector).
+DEFAULT_DASHBOARD_UID = "laios-execution"
 #: What Grafana accepts as a dashboard uid.
 _DASHBOARD_UID = re.compile(r"[a-zA-Z0-9_-]{1,40}")
 #: The escapes PromQL reads in a quoted string besides its quote: Go's, with a Unicode code point
@@ -26,14 +32,13 @@ _ESCAPE = (
 #: One PromQL label matcher is a label name, an operator and a quoted string (no line break in
 #: a "..." or '...' string; a backslash only as an escape, ``\\.`` for a regex's ``\.``):
 #: this is what follows the name.
-_MATCHED = (
-    r"\s*(?:=~|!~|!=|=)\s*"
-    rf"(?:\"(?:[^\"\\\n]|{_ESCAPE}|\\\")*\"|'(?:[^'\\\n]|{_ESCAPE}|\\')*'|`[^`]*`)\s*"
-)
+_OPERATOR = r"=~|!~|!=|="
+_QUOTED = rf"\"(?:[^\"\\\n]|{_ESCAPE}|\\\")*\"|'(?:[^'\\\n]|{_ESCAPE}|\\')*'|`[^`]*`"
+_MATCHED = rf"\s*(?:{_OPERATOR})\s*(?:{_QUOTED})\s*"
 _MATCHER = rf"\s*{_LABEL.pattern}{_MATCHED}"
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
-#: One matcher of a valid selector, its label name captured.
-_NAMED_MATCHER = re.compile(rf"\s*({_LABEL.pattern}){_MATCHED}")
+#: One matcher of a valid selector: its label name, operator and quoted value captured.
+_NAMED_MATCHER = re.compile(rf"\s*({_LABEL.pattern})\s*({_OPERATOR})\s*({_QUOTED})\s*")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
@@ -52,8 +57,11 @@ class MixinConfig:
             every query, rule and alert: ``'job="orders-api"'`` or
             ``'namespace="shop",job=~"orders-.*"'``. The default picks every target that
             exports ``laios_*`` series. The recording rules also keep the labels it names
-            (:attr:`record_labels`), so that the rules of several selectors can share one
-            Prometheus.
+            (:attr:`record_labels`), and the recorded series and alerts of a selector's rules
+            carry it in a ``laios_selector`` label (:attr:`rule_set`), so that the rules of
+            several selectors, and the default ones, can share one Prometheus. Of the labels
+            of the ``laios_*`` series themselves, only ``tool`` may be selected on (the
+            target and per-process alerts leave it out: no target or gauge has it).
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -68,7 +76,10 @@ class MixinConfig:
             The default is the runbooks' path in this repository: point it at where your team
             hosts the documentation.
         dashboard_uid: The uid of the generated Grafana dashboard: 1 to 40 letters, digits,
-            ``-`` and ``_`` (what Grafana accepts).
+            ``-`` and ``_`` (what Grafana accepts). ``None`` (the default) derives one from
+            the selector (:attr:`resolved_dashboard_uid`): ``laios-execution`` without one, so
+            that the dashboards of two selectors imported into one Grafana do not replace
+            each other.
         match_labels: ``(key, value)`` pairs the generated ServiceMonitor and PodMonitor select
             on: the labels of your Service (ServiceMonitor) or of your pods (PodMonitor).
         manifest_labels: ``(key, value)`` pairs put on the generated ServiceMonitor, PodMonitor
@@ -82,7 +93,7 @@ class MixinConfig:
     availability_objective: float = 0.99
     latency_p95_seconds: float = 5.0
     runbook_url_base: str = "docs/runbooks/"
-    dashboard_uid: str = "laios-execution"
+    dashboard_uid: str | None = None
     match_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "laios"),)
     manifest_labels: tuple[tuple[str, str], ...] = ()
 
@@ -98,7 +109,12 @@ class MixinConfig:
                 raise ValueError(
                     "group_labels must not contain 'tool' (every aggregation keeps it)"
                 )
-            if label in _SERIES_LABELS or label.startswith("__"):
+            if label == RULE_SET_LABEL:
+                raise ValueError(
+                    f"group_labels must not contain {RULE_SET_LABEL!r}: the rules of a selector "
+                    "set it to the selector"
+                )
+            if label in SERIES_LABELS or label.startswith("__"):
                 raise ValueError(
                     f"group_labels: {label!r} is a label of the laios series themselves or "
                     "one Prometheus reserves; group by labels that tell deployments apart"
@@ -125,6 +141,14 @@ class MixinConfig:
                 '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\' (in a quoted '
                 "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
+        for label in self.selector_labels:
+            if label in SERIES_LABELS and label != "tool":
+                raise ValueError(
+                    f"selector {self.selector!r} names {label!r}, a label of the laios series "
+                    "themselves: the rules compute their ratios and quantiles over it, and the "
+                    "series without it would match nothing or everything (select targets, a "
+                    "store's constant labels, or tools)"
+                )
         if not self.runbook_url_base:
             raise ValueError("runbook_url_base must not be empty (the default is 'docs/runbooks/')")
         if "{{" in self.runbook_url_base:
@@ -137,7 +161,9 @@ class MixinConfig:
                 f"runbook_url_base {self.runbook_url_base!r} is not a URL: it has spaces or "
                 "control characters (write a space as %20)"
             )
-        if not _DASHBOARD_UID.fullmatch(self.dashboard_uid):
+        if self.dashboard_uid is not None and not (
+            isinstance(self.dashboard_uid, str) and _DASHBOARD_UID.fullmatch(self.dashboard_uid)
+        ):
             raise ValueError(
                 f"dashboard_uid {self.dashboard_uid!r} is not a Grafana dashboard uid: 1 to 40 "
                 "letters, digits, '-' and '_'"
@@ -154,6 +180,68 @@ class MixinConfig:
         """Return ``{...}`` with the selector and ``more`` matchers, or ``""`` when empty."""
         parts = [part for part in (self.selector, *more) if part]
         return "{" + ",".join(parts) + "}" if parts else ""
+
+    @property
+    def selector_matchers(self) -> tuple[str, ...]:
+        """The selector's matchers, each without the spaces around it and its operator.
+
+        >>> MixinConfig(selector='namespace = "shop", job=~"orders-.*"').selector_matchers
+        ('namespace="shop"', 'job=~"orders-.*"')
+        """
+        # The selector is a valid list of matchers: each match starts where the last ended.
+        return tuple("".join(match.groups()) for match in _NAMED_MATCHER.finditer(self.selector))
+
+    @property
+    def process_selector_matchers(self) -> tuple[str, ...]:
+        """The :attr:`selector_matchers` that apply to a process and its target: all but those
+        on a label of the ``laios_*`` series themselves (``tool``, ``outcome``, ...), which
+        ``up`` and the per-process gauges (``laios_executor_queue_depth``, ...) lack: a
+        selector on ``tool`` would leave them nothing to match.
+
+        >>> MixinConfig(selector='job="orders-api",tool=~"fetch|parse"').process_selector_matchers
+        ('job="orders-api"',)
+        """
+        return tuple(
+            matcher for matcher in self.selector_matchers if _label_of(matcher) not in SERIES_LABELS
+        )
+
+    def process_matchers(self, *more: str) -> str:
+        """:meth:`matchers` for a series without the laios series' labels (``up``, a gauge of
+        the executor): the :attr:`process_selector_matchers` and ``more``."""
+        parts = [*self.process_selector_matchers, *(part for part in more if part)]
+        return "{" + ",".join(parts) + "}" if parts else ""
+
+    @property
+    def rule_set(self) -> str:
+        """What tells this configuration's recorded series and alerts from those of another
+        selector's rules in the same Prometheus: :attr:`selector_matchers` joined by commas,
+        ``""`` without a selector. The rules put it in a ``laios_selector`` label.
+
+        >>> MixinConfig(selector='job = "orders-api", team="a"').rule_set
+        'job="orders-api",team="a"'
+        """
+        return ",".join(self.selector_matchers)
+
+    @property
+    def resolved_dashboard_uid(self) -> str:
+        """The uid of the dashboard: :attr:`dashboard_uid` when set; else ``laios-execution``
+        without a selector, and ``laios-execution-`` plus ten hex digits of the SHA-256 of
+        the selector's matchers (sorted, one a line, spaces around them left out) with one.
+
+        The same selector always gives the same uid, whatever the spaces or the order of its
+        matchers; two selectors give two uids (of at most 40 characters, as Grafana needs).
+
+        >>> MixinConfig().resolved_dashboard_uid
+        'laios-execution'
+        >>> MixinConfig(selector='job="orders-api"').resolved_dashboard_uid
+        'laios-execution-789d1f3cfc'
+        """
+        if self.dashboard_uid is not None:
+            return self.dashboard_uid
+        if not self.selector_matchers:
+            return DEFAULT_DASHBOARD_UID
+        digest = hashlib.sha256("\n".join(sorted(self.selector_matchers)).encode("utf-8"))
+        return f"{DEFAULT_DASHBOARD_UID}-{digest.hexdigest()[:10]}"
 
     @property
     def selector_labels(self) -> tuple[str, ...]:
@@ -181,7 +269,7 @@ class MixinConfig:
         extra = (
             label
             for label in self.selector_labels
-            if label not in _SERIES_LABELS and not label.startswith("__")
+            if label not in SERIES_LABELS and not label.startswith("__")
         )
         return tuple(dict.fromkeys((*self.group_labels, *extra)))
 
@@ -189,6 +277,13 @@ class MixinConfig:
     def by(self) -> str:
         """The group labels as a PromQL grouping list: ``cluster, namespace, job``."""
         return ", ".join(self.group_labels)
+
+
+def _label_of(matcher: str) -> str:
+    """The label name a matcher of :attr:`MixinConfig.selector_matchers` starts with."""
+    match = _LABEL.match(matcher)
+    assert match is not None, matcher  # selector_matchers are valid matchers
+    return match.group(0)
 
 
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:

@@ -70,9 +70,14 @@ class _Queries:
         self.scope = [f'{label}=~"${label}"' for label in _scope_labels(config)]
 
     def of(self, metric: str, *more: str, tool: bool = True) -> str:
-        """``metric`` with the selector, the variables' matchers and ``more``."""
-        tools = ['tool=~"$tool"'] if tool else []
-        return metric + self.config.matchers(*self.scope, *tools, *more)
+        """``metric`` with the selector, the variables' matchers and ``more``.
+
+        A metric without a ``tool`` label (``tool=False``: a gauge of the executor, the custom
+        metrics) takes the selector's matchers but those on the labels of the laios series
+        (``tool=~"fetch|parse"`` would match none of its series)."""
+        if not tool:
+            return metric + self.config.process_matchers(*self.scope, *more)
+        return metric + self.config.matchers(*self.scope, 'tool=~"$tool"', *more)
 
     def rate(self, metric: str, *more: str, tool: bool = True, window: str = _RATE) -> str:
         """``rate(metric{...}[window])``."""
@@ -540,7 +545,9 @@ def build_dashboard(config: MixinConfig) -> dict[str, Any]:
     """Build the laios dashboard for ``config``, as the dictionary Grafana stores.
 
     Args:
-        config: The selector, labels, objectives and uid to build it for.
+        config: The selector, labels, objectives and uid to build it for. Without a
+            ``dashboard_uid``, the uid is :attr:`MixinConfig.resolved_dashboard_uid`, derived
+            from the selector; the title names the selector.
 
     Returns:
         The dashboard model (schema 39: Grafana 10.3 and later), ready for ``json.dumps``,
@@ -593,11 +600,19 @@ def build_dashboard(config: MixinConfig) -> dict[str, Any]:
         "time": {"from": "now-1h", "to": "now"},
         "timepicker": {},
         "timezone": "",
-        "title": "laios execution",
-        "uid": config.dashboard_uid,
+        "title": _title(config),
+        "uid": config.resolved_dashboard_uid,
         "version": 1,
         "weekStart": "",
     }
+
+
+def _title(config: MixinConfig) -> str:
+    """``laios execution``, and the selector after it: Grafana refuses a second dashboard of
+    the same title in a folder, so two selectors' dashboards need two."""
+    if not config.rule_set:
+        return "laios execution"
+    return f"laios execution {{{config.rule_set}}}"
 
 
 def dashboard_json(config: MixinConfig) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.mixin._yaml import Commented
-from laios.mixin.config import MixinConfig
+from laios.mixin.config import RULE_SET_LABEL, MixinConfig
 
 __all__ = [
     "BURN_RATES",
@@ -158,9 +158,26 @@ def _sum(by: tuple[str, ...], inner: str, *more: str) -> str:
 
 
 def _recorded(config: MixinConfig, record: str, *matchers: str) -> str:
-    """A recording rule's series with the selector and ``matchers``: in one Prometheus, the
-    rules of other selectors record the same names, for their own targets."""
-    return record + config.matchers(*matchers)
+    """A recording rule's series of this rule set, with ``matchers``.
+
+    In one Prometheus, the rules of other selectors record the same names, for their own
+    targets and by their own labels: a set reads only the series whose ``laios_selector``
+    label is its own selector (the default set's have none, which ``=""`` matches), never
+    another set's, which would count a tool twice or alert on it twice."""
+    own = f"{RULE_SET_LABEL}={_promql_string(config.rule_set)}"
+    return record + "{" + ",".join((*matchers, own)) + "}"
+
+
+def _promql_string(text: str) -> str:
+    """``text`` as a double-quoted PromQL string."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _rule_set_labels(config: MixinConfig) -> dict[str, str]:
+    """The label every recorded series and alert of a selector's rules carries (none without
+    a selector): the selector, which tells them from another set's in the same Prometheus."""
+    return {RULE_SET_LABEL: config.rule_set} if config.rule_set else {}
 
 
 def _number(value: float) -> str:
@@ -182,7 +199,10 @@ def _scope(config: MixinConfig) -> str:
     return f"{prefix}{{{{ $labels.{inner} }}}}"
 
 
-def _record(comment: str, record: str, expr: str) -> dict[str, Any]:
+def _record(config: MixinConfig, comment: str, record: str, expr: str) -> dict[str, Any]:
+    labels = _rule_set_labels(config)
+    if labels:
+        return Commented(comment, record=record, expr=expr, labels=labels)
     return Commented(comment, record=record, expr=expr)
 
 
@@ -200,7 +220,7 @@ def _alert(
         "alert": name,
         "expr": expr,
         "for": wait,
-        "labels": labels,
+        "labels": {**labels, **_rule_set_labels(config)},
         "annotations": {
             "summary": summary,
             "description": " ".join(description.split()),
@@ -230,11 +250,13 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
     ran = 'outcome!="rejected"'
     return [
         _record(
+            config,
             "Attempts finished per second, by tool and outcome (each try of a retried call).",
             "laios:tasks:rate5m",
             _sum(config.record_labels, tasks, "tool", "outcome"),
         ),
         _record(
+            config,
             "Share of attempts that failed (error, timeout, rejected), by tool: what a tool's\n"
             "dependency does. What callers see is laios:task_result_error_ratio:rate5m.\n"
             "NaN (no result in alerts) when nothing finished.",
@@ -242,31 +264,37 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
             f"{failed}\n  / {finished}\n",
         ),
         _record(
+            config,
             "Failures per second by tool and error type.",
             "laios:task_errors:rate5m",
             _sum(config.record_labels, errors, "tool", "error_type"),
         ),
         _record(
+            config,
             "Duration quantiles by tool; rejected tasks never ran and are left out.",
             "laios:task_duration_seconds:p50_5m",
             _quantile(config, "0.5", "laios_task_duration_seconds", ran),
         ),
         _record(
+            config,
             "",
             "laios:task_duration_seconds:p95_5m",
             _quantile(config, "0.95", "laios_task_duration_seconds", ran),
         ),
         _record(
+            config,
             "",
             "laios:task_duration_seconds:p99_5m",
             _quantile(config, "0.99", "laios_task_duration_seconds", ran),
         ),
         _record(
+            config,
             "0.95 quantile of the duration of successful tasks, by tool (LaiosToolLatencyHigh).",
             "laios:task_success_duration_seconds:p95_5m",
             _quantile(config, "0.95", "laios_task_duration_seconds", 'outcome="success"'),
         ),
         _record(
+            config,
             "Time waiting for a worker, 0.95 quantile, by tool.",
             "laios:task_queue_wait_seconds:p95_5m",
             _quantile(config, "0.95", "laios_task_queue_wait_seconds"),
@@ -280,6 +308,7 @@ def _result_records(config: MixinConfig) -> list[dict[str, Any]]:
         rate = f"rate(laios_task_results_total{config.matchers()}[{window}])"
         records.append(
             _record(
+                config,
                 (
                     "Results returned to callers per second, by tool and final outcome (one per\n"
                     "call, after its retries), over each window the burn-rate alerts read."
@@ -302,6 +331,7 @@ def _result_records(config: MixinConfig) -> list[dict[str, Any]]:
     )
     records.append(
         _record(
+            config,
             "Share of the results returned to callers that failed, by tool: failures over\n"
             "results that were not cancelled. NaN (no result in alerts) when there were none.",
             "laios:task_result_error_ratio:rate5m",
@@ -329,16 +359,71 @@ def _alerts(config: MixinConfig) -> list[dict[str, Any]]:
     ]
 
 
+#: Labels Prometheus gives every series of every target it scrapes.
+_TARGET_LABELS = ("job", "instance")
+#: The laios series whose presence says a target exports laios, with every label of its target
+#: and the constant labels of its store (``laios_build_info`` has no store's labels).
+_PRESENCE = "laios_executor_workers"
+
+
+#: A matcher of :attr:`MixinConfig.selector_matchers`: label, operator, quoted value.
+_MATCHER_PARTS = re.compile(r"(\w+)(=~|!~|!=|=)(.*)", re.DOTALL)
+
+
+def _parts(matcher: str) -> tuple[str, str, str]:
+    """The label, operator and quoted value of one of the selector's matchers."""
+    match = _MATCHER_PARTS.fullmatch(matcher)
+    assert match is not None, matcher  # selector_matchers are valid matchers
+    label, operator, value = match.groups()
+    return label, operator, value
+
+
+def _up(matchers: tuple[str, ...]) -> str:
+    """``up`` of the targets that carry every label ``matchers`` name and match them.
+
+    A matcher that matches an empty value (``pool!="batch"``) also matches a target without
+    that label: every other target of the Prometheus (a node exporter). Each label such a
+    matcher may leave empty must be there (``pool!=""``); ``job`` and ``instance`` always are.
+    """
+    required = []
+    for matcher in matchers:
+        label, operator, value = _parts(matcher)
+        # A quoted value longer than its two quotes is not empty.
+        if label in _TARGET_LABELS or (operator == "=" and len(value) > 2):
+            continue
+        required.append(f'{label}!=""')
+    return "up{" + ",".join(dict.fromkeys((*matchers, *required))) + "}"
+
+
+def _watches_up_only(matchers: tuple[str, ...]) -> bool:
+    """Whether the selector's target matchers name only labels every target has."""
+    return all(_parts(matcher)[0] in _TARGET_LABELS for matcher in matchers)
+
+
+def _known_down(matchers: tuple[str, ...]) -> str:
+    """The targets that are down and exported laios series matching ``matchers`` in the last
+    day: a label only the laios series carry (a store's ``pool``) picks them, and a down
+    target's own series are gone."""
+    presence = f"{_PRESENCE}{{{','.join(matchers)}}}"
+    return f"up == 0\nand on ({', '.join(_TARGET_LABELS)})\npresent_over_time({presence}[1d])"
+
+
 def _metrics_down(config: MixinConfig) -> dict[str, Any]:
-    if config.selector:
-        expr = f"up{config.matchers()} == 0"
-    else:
+    matchers = config.process_selector_matchers
+    if not matchers:
         # Without a selector, `up` is every target of this Prometheus: keep those that exported
         # laios metrics in the last day (a down target's own series are gone).
         expr = (
             f"up == 0\nand on ({_labels(config.group_labels, 'job', 'instance')})\n"
             "present_over_time(laios_build_info[1d])\n"
         )
+    elif _watches_up_only(matchers):
+        expr = f"{_up(matchers)} == 0"
+    else:
+        # The selector names a label `up` may lack (a store's constant label, a label a
+        # relabelling puts on some targets only): the targets whose `up` matches it, and
+        # those whose laios series did.
+        expr = f"{_up(matchers)} == 0\nor\n(\n{_known_down(matchers)}\n)\n"
     return _alert(
         config,
         "LaiosMetricsDown",
@@ -354,14 +439,24 @@ def _metrics_down(config: MixinConfig) -> dict[str, Any]:
 
 
 def _metrics_absent(config: MixinConfig) -> dict[str, Any]:
-    if config.selector:
-        expr = f"absent(up{config.matchers()})"
-        what = f"target matching {config.matchers()}"
-        summary = f"No Prometheus target matches {config.matchers()}"
-    else:
+    matchers = config.process_selector_matchers
+    if not matchers:
         expr = "absent(laios_build_info)"
         what = "target exporting laios metrics (laios_build_info)"
         summary = "No Prometheus target exports laios metrics"
+    else:
+        selected = "{" + ",".join(matchers) + "}"
+        what = f"target matching {selected}"
+        summary = f"No Prometheus target matches {selected}"
+        if _watches_up_only(matchers):
+            expr = f"absent({_up(matchers)})"
+        else:
+            # No target's `up` matches, nor any laios series, and none of the targets whose
+            # series did is merely down (LaiosMetricsDown fires for those).
+            expr = (
+                f"(\nabsent({_up(matchers)})\nand\nabsent({_PRESENCE}{selected})\n)\n"
+                f"unless on ()\n(\n{_known_down(matchers)}\n)\n"
+            )
     return _alert(
         config,
         "LaiosMetricsAbsent",
@@ -517,7 +612,7 @@ def _saturated(config: MixinConfig) -> dict[str, Any]:
     # whenever one of them is saturated, and drops to 0 as soon as the hung tools return.
     expr = (
         f"sum without (tool, error_type)\n  ({rate}) > 0\n"
-        f"and\nlaios_executor_abandoned_threads{config.matchers()} > 0\n"
+        f"and\nlaios_executor_abandoned_threads{config.process_matchers()} > 0\n"
     )
     return _alert(
         config,
@@ -538,7 +633,7 @@ def _saturated(config: MixinConfig) -> dict[str, Any]:
 
 
 def _queue_growing(config: MixinConfig) -> dict[str, Any]:
-    depth = f"laios_executor_queue_depth{config.matchers()}"
+    depth = f"laios_executor_queue_depth{config.process_matchers()}"
     return _alert(
         config,
         "LaiosQueueGrowing",
@@ -560,7 +655,7 @@ def _abandoned_threads(config: MixinConfig) -> dict[str, Any]:
     return _alert(
         config,
         "LaiosAbandonedThreads",
-        f"laios_executor_abandoned_threads{config.matchers()} > 0",
+        f"laios_executor_abandoned_threads{config.process_matchers()} > 0",
         "15m",
         {"severity": "warning"},
         "{{ $value }} laios worker threads held by timed-out tools on {{ $labels.instance }}",
