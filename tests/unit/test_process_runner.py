@@ -1076,3 +1076,13 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
         parent.wait(WAIT)
     assert gone(hung["pid"]), "the worker outlived its killed parent"
     assert gone(hung["grandchild"]), "the tool's own child outlived the killed parent"
+
+
+def test_an_unknown_start_method_is_refused_with_the_usable_ones() -> None:
+    """The message lists the start methods the runner takes ('fork' is not one of them), so
+    it never reads "one of ['fork', ...] (not 'fork')"."""
+    with pytest.raises(ValueError) as raised:
+        ProcessRunner(1, start_method="teleport")
+    message = str(raised.value)
+    assert "'fork'" not in message.split(", got")[0]
+    assert "'spawn'" in message and "got 'teleport'" in message

@@ -809,11 +809,9 @@ class ProcessRunner:
                 "start_method='fork' is refused: forking a process that runs threads can "
                 "deadlock the child; use 'forkserver' (Linux) or 'spawn'"
             )
-        if method not in multiprocessing.get_all_start_methods():
-            raise ValueError(
-                f"start_method must be one of {sorted(multiprocessing.get_all_start_methods())} "
-                f"(not 'fork'), got {method!r}"
-            )
+        usable = sorted(set(multiprocessing.get_all_start_methods()) - {"fork"})
+        if method not in usable:
+            raise ValueError(f"start_method must be one of {usable}, got {method!r}")
         for name, value in (("preload", preload), ("initargs", initargs)):
             if isinstance(value, (str, bytes)):
                 raise TypeError(
