@@ -73,6 +73,35 @@ def test_negative_retries_are_refused() -> None:
         ExecutionMetrics("mine").retries = -1
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("start_time", float("nan"), "start_time must be a finite number or None, got nan"),
+        ("end_time", float("inf"), "end_time must be a finite number or None, got inf"),
+        ("execution_time", float("nan"), "execution_time must be a finite number, got nan"),
+        ("execution_time", -0.5, "execution_time must be 0 or more, got -0.5"),
+        ("cpu_time", float("-inf"), "cpu_time must be a finite number, got -inf"),
+        ("memory_peak_mb", -3, "memory_peak_mb must be 0 or more, got -3"),
+        (
+            "execution_time",
+            10**400,
+            "execution_time must be a finite number, got <int of 1329 bits>",
+        ),
+    ],
+)
+def test_a_number_that_is_no_duration_or_time_is_refused(
+    field: str, value: float, message: str
+) -> None:
+    """NaN, infinities and negative durations or memory were kept, and read back as the
+    task's figures (``nan`` in ``to_dict()``, an average of ``nan`` over tasks); they are
+    refused at the assignment, the record unchanged."""
+    metrics = ExecutionMetrics("mine")
+    before = getattr(metrics, field)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        setattr(metrics, field, value)
+    assert getattr(metrics, field) == before
+
+
 def test_numbers_are_kept_as_assigned() -> None:
     """Whole numbers, floats and ``None`` (for the times) are taken, as before."""
     metrics = ExecutionMetrics("mine")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from laios.execution._checks import number_repr
 from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
 
@@ -21,22 +23,41 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _finite(value: Any) -> bool:
+    """Whether the real number ``value`` is finite as a float (an int past a float's range is
+    not: the read-outs compute with floats)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _number(name: str, value: Any) -> Any:
-    """``value`` when it is a real number: what the store reads from a record's assignable
-    fields when the task ends (a value of another type would break it).
+    """``value`` when it is a finite real number of 0 or more: what the store reads from a
+    record's assignable durations when the task ends (a value of another type would break it;
+    NaN or a negative one would be read back as the task's figure).
 
     Raises:
-        TypeError: Otherwise, naming ``name`` and the type given.
+        TypeError: When it is no real number, naming ``name`` and the type given.
+        ValueError: When it is not finite, or below 0.
     """
     if not _is_number(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not _finite(value):
+        raise ValueError(f"{name} must be a finite number, got {number_repr(value)}")
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, got {number_repr(value)}")
     return value
 
 
 def _time(name: str, value: Any) -> Any:
-    """``value`` when it is ``None`` or a real number (see :func:`_number`)."""
-    if value is not None and not _is_number(value):
+    """``value`` when it is ``None`` or a finite real number (see :func:`_number`)."""
+    if value is None:
+        return value
+    if not _is_number(value):
         raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    if not _finite(value):
+        raise ValueError(f"{name} must be a finite number or None, got {number_repr(value)}")
     return value
 
 
