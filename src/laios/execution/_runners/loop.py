@@ -16,7 +16,8 @@ At most ``limit`` async tools run at once per executor
 (:class:`AsyncSlots`, shared by the executor's loop runners); the others wait, in order, and
 their wait is the task's queue wait. A call made from inside an async tool that holds one of
 those slots (by the tool, a task it started, or a callback run for it) takes a slot even past
-the limit: waiting would wait for the slot its own caller holds.
+the limit while the tool holds it: waiting would wait for the slot its own caller holds. A task
+the tool left running after it ended holds nothing any more, and waits like any other caller.
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ _log = logging.getLogger("laios.execution")
 #: Event loops inherited from the parent by a forked child (kept so that they are never closed).
 _INHERITED_LOOPS: list[asyncio.AbstractEventLoop] = []
 
-#: The slots held by the async tools running in this context (the tool's coroutine, the tasks
-#: it starts, the callbacks run for it): a call made here on the same executor never waits for
-#: a slot.
-_HELD_SLOTS: contextvars.ContextVar[tuple[AsyncSlots, ...]] = contextvars.ContextVar(
-    "laios_held_async_slots", default=()
+#: The calls of the async tools running in this context (the tool's coroutine, the tasks it
+#: starts, the callbacks run for it): a call made here on the same executor never waits for a
+#: slot while one of them still holds its own. (The calls, not their slots: a task a tool
+#: started inherits this, and may outlive the tool and its slot.)
+_HOLDERS: contextvars.ContextVar[tuple[_LoopCall | _AwaitedCall, ...]] = contextvars.ContextVar(
+    "laios_async_slot_holders", default=()
 )
 
 #: Event loops :class:`AsyncSlots` keeps an entry for at least, held slots or not.
@@ -208,8 +210,9 @@ class AsyncSlots:
     """How many async tools may run at once, shared by an executor's loop runners.
 
     A call made from inside an async tool holding one of these slots takes a slot at once, past
-    the limit if need be (see :meth:`held_here`); once the slots in use are back under the
-    limit, a freed slot passes to the oldest waiting call again.
+    the limit if need be (see :meth:`held_here`), while that tool still holds its slot; once
+    the slots in use are back under the limit, a freed slot passes to the oldest waiting call
+    again.
 
     A slot held by a call whose event loop was then closed by its owner (without cancelling
     the call's task, so it never ends) is taken back when a call finds no slot free
@@ -287,17 +290,33 @@ class AsyncSlots:
         return calls
 
     def held_here(self) -> bool:
-        """Whether the calling code runs inside an async tool holding one of these slots."""
-        return self in _HELD_SLOTS.get()
+        """Whether the calling code runs inside an async tool holding one of these slots (its
+        coroutine, a task it started, a callback run for it), and the tool holds it still."""
+        holders = _HOLDERS.get()
+        if not holders:
+            return False
+        with self.lock:
+            return self._held_by(holders)
+
+    def _held_by(self, holders: tuple[_LoopCall | _AwaitedCall, ...]) -> bool:
+        # Under the lock: whether one of ``holders`` (the calls of the tools the calling code
+        # runs inside) holds one of these slots now. A task a tool started may outlive the
+        # tool: once the tool has given its slot back, the task holds nothing.
+        for work in holders:
+            if work.runner.slots is self:
+                calls = self.holders.get(work.loop)
+                if calls is not None and work in calls:
+                    return True
+        return False
 
     def take(self, work: _LoopCall, launch: bool = False) -> bool:
         """Take a slot for ``work`` (``True``), or queue it for the next free one. ``launch``:
         its task is to be made on its loop from another thread (see :meth:`settle_launch`)."""
-        held = self in _HELD_SLOTS.get()  # (held_here(), without a call on the hot path)
+        holders = _HOLDERS.get()
         lock = self.lock
         lock.acquire()  # (not ``with``: half the cost, on a path taken twice per call)
         try:
-            if self.running < self.limit or held:
+            if self.running < self.limit or (holders and self._held_by(holders)):
                 self.running += 1
                 self._add_holder(work)
                 work.launching = launch
@@ -310,11 +329,13 @@ class AsyncSlots:
     def take_now(self, work: _AwaitedCall) -> bool:
         """Take a slot for ``work`` if one is free and nobody waits for one (or the caller
         holds one); never queue."""
-        held = self in _HELD_SLOTS.get()
+        holders = _HOLDERS.get()
         lock = self.lock
         lock.acquire()
         try:
-            if (self.running < self.limit and not self.waiting) or held:
+            if (self.running < self.limit and not self.waiting) or (
+                holders and self._held_by(holders)
+            ):
                 self.running += 1
                 self._add_holder(work)
                 return True
@@ -799,7 +820,7 @@ class LoopRunner:
         """
         assert isinstance(work, _AwaitedCall)
         events = work.events
-        held = _hold(self.slots)  # (while the slot is this call's, callbacks included)
+        held = _hold(work)  # (while the slot is this call's, callbacks included)
         closed = False
         try:
             if not events.started():
@@ -832,7 +853,7 @@ class LoopRunner:
             # (Closed outside the task's context, the reset has nothing to undo there; not
             # contextlib.suppress: this is on every in-task call's path.)
             try:  # noqa: SIM105
-                _HELD_SLOTS.reset(held)  # (the awaiting task goes on without the slot)
+                _HOLDERS.reset(held)  # (the awaiting task goes on without the slot)
             except ValueError:
                 pass
             if not closed:
@@ -1172,9 +1193,11 @@ else:  # (no context= before 3.11: create the task while running in the context)
         return task
 
 
-def _hold(slots: AsyncSlots) -> contextvars.Token[tuple[AsyncSlots, ...]]:
-    """Note in the current context that the tool about to run here holds one of ``slots``."""
-    return _HELD_SLOTS.set((*_HELD_SLOTS.get(), slots))
+def _hold(
+    work: _LoopCall | _AwaitedCall,
+) -> contextvars.Token[tuple[_LoopCall | _AwaitedCall, ...]]:
+    """Note in the current context that the tool about to run here holds ``work``'s slot."""
+    return _HOLDERS.set((*_HOLDERS.get(), work))
 
 
 def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
@@ -1195,7 +1218,7 @@ def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
 async def _run(work: _LoopCall) -> None:
     work.ran = True
     events = work.events
-    _hold(work.runner.slots)  # (in this task's own context, which ends with it)
+    _hold(work)  # (in this task's own context, which ends with it)
     closed = False
     try:
         if events.started():
