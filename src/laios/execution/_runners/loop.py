@@ -815,8 +815,14 @@ class LoopRunner:
 
         :meth:`abandon` stops it by cancelling this task, and the cancellation is taken back
         (``uncancel``) once the tool has stopped, as ``asyncio.timeout`` does; a cancellation
-        of the task from elsewhere goes on to the caller. A ``CancelledError`` of the tool's
-        own (nobody cancelled the task) is its outcome, as in a task of its own.
+        of the task from elsewhere goes on to the caller (``CancelledError`` out of this
+        call), even when the tool caught it and carried on. A ``CancelledError`` of the
+        tool's own (nobody cancelled the task) is its outcome, as in a task of its own.
+
+        The task's cancellation count tells them apart. A tool that takes a cancellation
+        back itself (``current_task().uncancel()``, which only asyncio's own structures may
+        call) hides the caller's from this count, as it does from ``asyncio.timeout`` and
+        task groups.
         """
         assert isinstance(work, _AwaitedCall)
         events = work.events
@@ -832,8 +838,7 @@ class LoopRunner:
                 outcome = await call_tool_async(call, events)
             except asyncio.CancelledError as exc:
                 work.active = False
-                left = _uncancel(task) if work.stopped else _cancelling(task)
-                if left > work.cancelling:
+                if _cancelled_elsewhere(work):
                     raise  # the awaiting task itself was cancelled
                 # Stopped by this runner, or the tool's own (a future it awaited was
                 # cancelled elsewhere): its outcome, as in a task of its own.
@@ -846,8 +851,12 @@ class LoopRunner:
                 outcome = RawOutcome(None, exc)  # the tool's own, as any exception
             if work.active:  # it returned or raised by itself (not cancelled)
                 work.active = False
-                if work.stopped:
-                    _uncancel(task)  # the tool ended although it was asked to stop
+                # (The count first: one cheap look on every call's path.)
+                cancelled = work.stopped or _cancelling(task) > work.cancelling
+                if cancelled and _cancelled_elsewhere(work):
+                    # The awaiting task was cancelled while the tool ran, and the tool caught
+                    # the cancellation and carried on: it is the caller's, and goes on to it.
+                    await _cancellation_of_the_caller()
             events.finished(outcome)
         finally:
             # (Closed outside the task's context, the reset has nothing to undo there; not
@@ -1064,6 +1073,30 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool
     except RuntimeError:  # the loop is closed
         return False
     return True
+
+
+def _cancelled_elsewhere(work: _AwaitedCall) -> bool:
+    """Whether the task awaiting ``work``'s tool was cancelled while the tool ran by someone
+    else than this runner (its caller's caller, a timeout around it): its cancellation count
+    is still above what it was when the tool started once the runner's own stop (if it
+    stopped the tool) is taken back. (Taken back only while the count shows it, so that a
+    tool that took it back itself does not make the runner take back someone else's.)"""
+    task = work.task
+    left = _cancelling(task)
+    if work.stopped and left > work.cancelling:
+        left = _uncancel(task)
+    return left > work.cancelling
+
+
+async def _cancellation_of_the_caller() -> None:
+    """Raise the caller's cancellation, which a tool run in its task caught and carried on.
+
+    A cancellation requested while the task was running (a tool cancelling its own task
+    just before it returned) is still to be delivered: the turn of the loop delivers it,
+    once. One the tool caught is raised anew.
+    """
+    await asyncio.sleep(0)
+    raise asyncio.CancelledError
 
 
 def _stop_awaited(work: _AwaitedCall) -> None:
