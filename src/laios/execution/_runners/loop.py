@@ -940,19 +940,24 @@ class LoopRunner:
             waiting = sum(1 for w in slots.waiting if not w.abandoned and w.runner is self)
             return (waiting, held) if waiting else (0, 0)
 
-    def in_flight_on(self, loop: asyncio.AbstractEventLoop) -> int:
-        """This runner's calls on ``loop`` that are still to end: holding a slot (a tool left
-        running aside: it may never end) or waiting for one (a call given up aside: it never
-        starts). What an awaiting close on that loop waits for."""
+    def in_flight(self, here: asyncio.AbstractEventLoop) -> int:
+        """This runner's calls still to end on ``here`` (the calling loop) and on every other
+        event loop that is running (another thread's): holding a slot (a tool left running
+        aside: it may never end) or waiting for one (a call given up aside: it never starts).
+        What an awaiting close waits for. A loop not running now (its owner stopped running it,
+        or closed it) runs none of its calls to their end, and they are not counted."""
         slots = self.slots
         with slots.lock:
-            held = sum(
-                1 for work in slots.holders.get(loop) or () if work.runner is self and not work.left
-            )
+            held = 0
+            for loop, calls in slots.holders.items():
+                if calls and (loop is here or loop.is_running()):
+                    held += sum(1 for work in calls if work.runner is self and not work.left)
             waiting = sum(
                 1
                 for work in slots.waiting
-                if work.loop is loop and work.runner is self and not work.abandoned
+                if work.runner is self
+                and not work.abandoned
+                and (work.loop is here or work.loop.is_running())
             )
         return held + waiting
 
