@@ -450,3 +450,26 @@ def test_cancel_task_of_a_tool_that_swallows_it_leaves_the_caller_uncancelled(
     result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert result.metadata["outcome"] == "cancelled"
     assert cancelling == 0
+
+
+@pytest.mark.parametrize("max_async_tools", [1, 2])
+def test_a_call_cancelled_before_it_was_submitted_gives_its_slot_back(
+    make_executor: Any, max_async_tools: int
+) -> None:
+    """execute_async of a task a cancel_task named before it was submitted ends 'cancelled'
+    without starting, and the slot it took to run in the awaiting task comes back: later
+    calls run (they waited for it for ever, or until their timeout)."""
+    executor, _ = _make(make_executor, max_async_tools=max_async_tools)
+
+    async def scenario() -> list[Any]:
+        results = []
+        for number in range(max_async_tools + 1):
+            task = Task(plan_id="p", description="d", tool_name="where", id=f"early-{number}")
+            assert executor.cancel_task(task.id)
+            results.append(await executor.execute_async(task, CONTEXT))
+        results.append(await executor.execute_async(_task("where"), CONTEXT, timeout=2))
+        return results
+
+    *cancelled, after = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert [r.metadata["outcome"] for r in cancelled] == ["cancelled"] * (max_async_tools + 1)
+    assert after.success, after.error
