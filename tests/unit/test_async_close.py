@@ -239,6 +239,112 @@ def test_aclose_waits_for_the_executors_loop_thread(executor: Any, tools: Any) -
     assert looped.ended[0] <= closed
 
 
+@pytest.mark.parametrize("road", ["in_its_task", "own_task", "batch"])
+def test_aclose_waits_for_async_tools_on_another_threads_loop(
+    executor: Any, tools: Any, road: str
+) -> None:
+    """An async tool awaited on the event loop of another thread (in the awaiting task, as a
+    task of its own, in a batch) finishes before ``aclose()`` on this loop returns."""
+    looped = tools[2]
+    box: list[Any] = []
+
+    async def other_service() -> list[Any]:
+        task = _task("on_loop_thread")
+        if road == "in_its_task":
+            return [await executor.execute_async(task, CONTEXT)]
+        if road == "own_task":
+            return [await executor.execute_async(task, CONTEXT, timeout=WAIT)]
+        return await executor.execute_parallel([task], CONTEXT, timeout=WAIT)
+
+    caller = threading.Thread(target=lambda: box.extend(asyncio.run(other_service())))
+    caller.start()
+    assert looped.entered.wait(WAIT)
+    threading.Timer(0.1, looped.release.set).start()
+
+    async def scenario() -> float:
+        await executor.aclose()
+        return time.monotonic()
+
+    closed = asyncio.run(asyncio.wait_for(scenario(), WAIT))
+    caller.join(WAIT)
+    assert box
+    assert box[0].success, box[0].error
+    assert looped.ended
+    assert looped.ended[0] <= closed
+
+
+class LeavesACall(AsyncBaseTool):
+    """An async tool that starts a call on its own executor in a task it does not await."""
+
+    name = "leaves_a_call"
+    description = "Starts a call on its executor and returns without awaiting it."
+
+    def __init__(self, executor: Executor) -> None:
+        super().__init__()
+        self.executor = executor
+        self.results: list[Any] = []
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def call() -> None:
+            self.results.append(await self.executor.execute_async(_task("on_loop_thread"), CONTEXT))
+
+        asyncio.get_running_loop().create_task(call())
+        return "left a call running"
+
+
+def test_aclose_waits_for_a_call_left_running_on_the_executors_loop_thread(
+    executor: Any, tools: Any
+) -> None:
+    """A call an async tool on the executor's loop thread (run by execute_task) started and
+    left running there finishes before ``aclose()`` returns, instead of being cancelled as
+    the loop thread stops."""
+    looped = tools[2]
+    leaves = executor.tool_registry.register_tool(LeavesACall(executor))
+    spawned = executor.execute_task(_task("leaves_a_call"), CONTEXT)
+    assert spawned.success, spawned.error
+    assert looped.entered.wait(WAIT)
+    threading.Timer(0.1, looped.release.set).start()
+
+    async def scenario() -> float:
+        await executor.aclose()
+        return time.monotonic()
+
+    closed = asyncio.run(asyncio.wait_for(scenario(), WAIT))
+    assert looped.ended
+    assert looped.ended[0] <= closed
+    assert [r.output for r in leaves.results] == ["released"]
+
+
+def test_aclose_does_not_wait_for_a_tool_on_a_loop_no_longer_running(
+    executor: Any, tools: Any
+) -> None:
+    """An async tool left pending on a loop its owner stopped running (not closed) cannot end
+    until that loop runs again: ``aclose()`` does not wait for it."""
+    parked = tools[0]
+    kept = asyncio.new_event_loop()
+    try:
+
+        async def start() -> asyncio.Task[Any]:
+            parked.release = asyncio.Event()
+            pending = asyncio.ensure_future(executor.execute_async(_task("parked"), CONTEXT))
+            await _until(lambda: parked.entered == 1)
+            return pending
+
+        pending = kept.run_until_complete(start())  # then the loop stops, the tool pending
+
+        async def scenario() -> str:
+            await executor.aclose()
+            return "closed"
+
+        assert asyncio.run(asyncio.wait_for(scenario(), WAIT)) == "closed"
+        assert parked.release is not None
+        parked.release.set()
+        result = kept.run_until_complete(asyncio.wait_for(pending, WAIT))
+        assert result.success, result.error
+    finally:
+        kept.close()
+
+
 def test_the_loop_keeps_serving_while_aclose_waits(executor: Any, tools: Any) -> None:
     """While ``aclose()`` waits, the loop runs other coroutines: a heartbeat keeps ticking, and
     the tools it waits for are released by that heartbeat (a blocked loop would never get

@@ -331,3 +331,145 @@ def test_a_cancelled_error_of_the_tools_own_is_its_outcome_not_the_callers(
 
     result = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert result.metadata["outcome"] == "cancelled"
+
+
+class Swallows(AsyncBaseTool):
+    """Catches its cancellation and carries on: returns, or raises something else."""
+
+    name = "swallows"
+    description = "Swallows the cancellation of the task it runs in."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered: asyncio.Event | None = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        assert self.entered is not None
+        self.entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if kwargs["then"] == "raise":
+                raise RuntimeError("turned the cancellation into an error") from None
+        return "carried on"
+
+
+@pytest.mark.parametrize("call", ["execute_async", "execute_with_retry_async"])
+@pytest.mark.parametrize("then", ["return", "raise"])
+def test_the_callers_cancellation_reaches_it_when_the_tool_swallows_it(
+    make_executor: Any, call: str, then: str
+) -> None:
+    """A caller cancelled while the tool (run in its task) swallows the cancellation and
+    returns, or raises something else, still gets CancelledError out of the await, once; the
+    task ends cancelled."""
+    registry = ToolRegistry()
+    tool = registry.register_tool(Swallows())
+    executor = make_executor(tool_registry=registry)
+    task = _task("swallows", then=then)
+
+    async def caller() -> Any:
+        if call == "execute_async":
+            return await executor.execute_async(task, CONTEXT)
+        return await executor.execute_with_retry_async(task, CONTEXT, max_retries=0)
+
+    async def scenario() -> str:
+        tool.entered = asyncio.Event()
+        calling = asyncio.ensure_future(caller())
+        await tool.entered.wait()
+        calling.cancel()
+        try:
+            await calling
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "returned"
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == "cancelled"
+    assert executor.get_metrics(task.id).outcome == "cancelled"
+
+
+def test_the_callers_cancellation_is_delivered_once_when_the_tool_swallows_it(
+    make_executor: Any,
+) -> None:
+    """The caller catching that CancelledError can go on awaiting: no second one follows."""
+    registry = ToolRegistry()
+    tool = registry.register_tool(Swallows())
+    executor = make_executor(tool_registry=registry)
+
+    async def scenario() -> str:
+        tool.entered = asyncio.Event()
+        this = asyncio.current_task()
+        assert this is not None
+
+        async def cancel_when_entered() -> None:
+            assert tool.entered is not None
+            await tool.entered.wait()
+            this.cancel()
+
+        canceller = asyncio.ensure_future(cancel_when_entered())
+        try:
+            await executor.execute_async(_task("swallows", then="return"), CONTEXT)
+        except asyncio.CancelledError:
+            if IN_TASK:
+                this.uncancel()  # (handled: the caller takes its cancellation back)
+        else:
+            return "no cancellation"
+        await canceller
+        await asyncio.sleep(0.01)  # would raise if a second cancellation were pending
+        return "went on"
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == "went on"
+
+
+@needs_in_task
+def test_cancel_task_of_a_tool_that_swallows_it_leaves_the_caller_uncancelled(
+    make_executor: Any,
+) -> None:
+    """cancel_task on a tool that swallows its cancellation and returns: the caller gets the
+    'cancelled' result, and no cancellation is left on its task."""
+    registry = ToolRegistry()
+    tool = registry.register_tool(Swallows())
+    executor = make_executor(tool_registry=registry)
+    task = _task("swallows", then="return")
+
+    async def scenario() -> tuple[Any, int]:
+        tool.entered = asyncio.Event()
+
+        async def cancel_when_entered() -> None:
+            assert tool.entered is not None
+            await tool.entered.wait()
+            executor.cancel_task(task.id)
+
+        canceller = asyncio.ensure_future(cancel_when_entered())
+        result = await executor.execute_async(task, CONTEXT)
+        await canceller
+        await asyncio.sleep(0.01)
+        this = asyncio.current_task()
+        assert this is not None
+        return result, this.cancelling()
+
+    result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
+    assert cancelling == 0
+
+
+@pytest.mark.parametrize("max_async_tools", [1, 2])
+def test_a_call_cancelled_before_it_was_submitted_gives_its_slot_back(
+    make_executor: Any, max_async_tools: int
+) -> None:
+    """execute_async of a task a cancel_task named before it was submitted ends 'cancelled'
+    without starting, and the slot it took to run in the awaiting task comes back: later
+    calls run (they waited for it for ever, or until their timeout)."""
+    executor, _ = _make(make_executor, max_async_tools=max_async_tools)
+
+    async def scenario() -> list[Any]:
+        results = []
+        for number in range(max_async_tools + 1):
+            task = Task(plan_id="p", description="d", tool_name="where", id=f"early-{number}")
+            assert executor.cancel_task(task.id)
+            results.append(await executor.execute_async(task, CONTEXT))
+        results.append(await executor.execute_async(_task("where"), CONTEXT, timeout=2))
+        return results
+
+    *cancelled, after = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert [r.metadata["outcome"] for r in cancelled] == ["cancelled"] * (max_async_tools + 1)
+    assert after.success, after.error

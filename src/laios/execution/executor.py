@@ -607,15 +607,17 @@ class Executor(Generic[_RegistryT]):
 
         It waits for the worker threads, the executor's loop thread and the ``runner`` (as
         ``shutdown(wait=True)`` does, on a thread of its own), and for the async tools running
-        on this loop, which a blocking ``shutdown()`` never waits for; the loop keeps serving
-        meanwhile. ``async with Executor(...)`` calls it on exit, and so does
-        ``contextlib.aclosing``. Calling it again, or after ``shutdown()``, is harmless.
+        on this loop and on the other event loops that are running (other threads'), which a
+        blocking ``shutdown()`` never waits for; the loop keeps serving meanwhile. ``async with
+        Executor(...)`` calls it on exit, and so does ``contextlib.aclosing``. Calling it again,
+        or after ``shutdown()``, is harmless.
 
-        Awaited from inside the executor's own work (one of its tools, a task a tool started,
-        an ``on_progress`` callback, one of its threads), it does not wait: it would wait for
-        itself. Cancelling it cancels only the wait: the executor stays shut down and its tools
-        run on. Tools that overran their timeout, or swallowed their cancellation, are not
-        waited for, as with ``shutdown``.
+        Awaited from inside the executor's own work (one of its tools, a task a tool started
+        while the tool runs, an ``on_progress`` callback, one of its threads), it does not wait:
+        it would wait for itself. Cancelling it cancels only the wait: the executor stays shut
+        down and its tools run on. Tools that overran their timeout, or swallowed their
+        cancellation, are not waited for, as with ``shutdown``; nor are async tools on an event
+        loop that is not running (they cannot end until it runs again).
 
         Raises:
             RuntimeError: When no asyncio event loop runs (under trio): the executor is then

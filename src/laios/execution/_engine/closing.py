@@ -9,8 +9,10 @@ waits without blocking the loop:
 * for the runners — worker threads, the executor's loop thread, a process or Dask runner — by
   running their blocking ``shutdown(wait=True)`` on a short-lived thread of its own
   (``laios-closing``), whose end it awaits;
-* for the async tools on the calling loop, by polling their slots on the loop (a close is rare:
-  a short poll costs the calls nothing, where a per-call notification would cost every call).
+* for the async tools awaited on the calling loop and on the other event loops that are running
+  (other threads' loops), by polling their slots on the loop (a close is rare: a short poll
+  costs the calls nothing, where a per-call notification would cost every call). A loop its
+  owner stopped running runs nothing to its end: its tools are not waited for.
 
 Called from inside the executor's own work (a tool, a task it started, a callback run for it,
 one of its threads) it does not wait, as ``shutdown`` does not on its own threads: it would wait
@@ -63,10 +65,19 @@ async def close_awaiting(engine: Engine) -> None:
     if engine.inside_own_work():
         engine.shutdown(False)
         return
+    # The async tools first: one on the executor's loop thread (a call a tool started there)
+    # must end before the runners' shutdown stops that loop under it.
+    await _async_tools_ended(engine, loop)
     await _runners_shut_down(engine, loop)
+    await _async_tools_ended(engine, loop)  # (a loop that ran again meanwhile)
+
+
+async def _async_tools_ended(engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+    """Wait, polling on ``loop``, until no async tool of the executor is still to end on a
+    running event loop (see :meth:`LoopRunner.in_flight`)."""
     delay = _FIRST_POLL
     loop_here = engine.loop_here
-    while loop_here.in_flight_on(loop):
+    while loop_here.in_flight(loop):
         await asyncio.sleep(delay)
         delay = min(delay * 2, _LAST_POLL)
 

@@ -619,11 +619,19 @@ class Engine:
         claimed = job.claimed
         if claimed is not None:
             job.claimed = None  # (the slot refers to the caller's task: the record lets it go)
+            if job.result is not None:  # finished before it started (a cancel_task pending)
+                self.loop_here.release(claimed)  # never run: its slot goes back
+                return job.take_result()
+            try:
+                call = self.call_for(job)
+            except Exception as exc:
+                self.loop_here.release(claimed)
+                return self.internal_error(task, exc, job)
             # The task span is current while the tool runs, as in a task of its own.
             span_context = job.span_context
             token = otel_context.attach(span_context) if span_context is not None else None
             try:
-                await self.loop_here.run_claimed(claimed, self.call_for(job))
+                await self.loop_here.run_claimed(claimed, call)
             except asyncio.CancelledError:
                 _cancelled_by_caller([job])
                 raise

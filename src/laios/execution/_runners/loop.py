@@ -16,7 +16,8 @@ At most ``limit`` async tools run at once per executor
 (:class:`AsyncSlots`, shared by the executor's loop runners); the others wait, in order, and
 their wait is the task's queue wait. A call made from inside an async tool that holds one of
 those slots (by the tool, a task it started, or a callback run for it) takes a slot even past
-the limit: waiting would wait for the slot its own caller holds.
+the limit while the tool holds it: waiting would wait for the slot its own caller holds. A task
+the tool left running after it ended holds nothing any more, and waits like any other caller.
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ _log = logging.getLogger("laios.execution")
 #: Event loops inherited from the parent by a forked child (kept so that they are never closed).
 _INHERITED_LOOPS: list[asyncio.AbstractEventLoop] = []
 
-#: The slots held by the async tools running in this context (the tool's coroutine, the tasks
-#: it starts, the callbacks run for it): a call made here on the same executor never waits for
-#: a slot.
-_HELD_SLOTS: contextvars.ContextVar[tuple[AsyncSlots, ...]] = contextvars.ContextVar(
-    "laios_held_async_slots", default=()
+#: The calls of the async tools running in this context (the tool's coroutine, the tasks it
+#: starts, the callbacks run for it): a call made here on the same executor never waits for a
+#: slot while one of them still holds its own. (The calls, not their slots: a task a tool
+#: started inherits this, and may outlive the tool and its slot.)
+_HOLDERS: contextvars.ContextVar[tuple[_LoopCall | _AwaitedCall, ...]] = contextvars.ContextVar(
+    "laios_async_slot_holders", default=()
 )
 
 #: Event loops :class:`AsyncSlots` keeps an entry for at least, held slots or not.
@@ -209,8 +211,9 @@ class AsyncSlots:
     """How many async tools may run at once, shared by an executor's loop runners.
 
     A call made from inside an async tool holding one of these slots takes a slot at once, past
-    the limit if need be (see :meth:`held_here`); once the slots in use are back under the
-    limit, a freed slot passes to the oldest waiting call again.
+    the limit if need be (see :meth:`held_here`), while that tool still holds its slot; once
+    the slots in use are back under the limit, a freed slot passes to the oldest waiting call
+    again.
 
     A slot held by a call whose event loop was then closed by its owner (without cancelling
     the call's task, so it never ends) is taken back when a call finds no slot free
@@ -292,17 +295,33 @@ class AsyncSlots:
         return calls
 
     def held_here(self) -> bool:
-        """Whether the calling code runs inside an async tool holding one of these slots."""
-        return self in _HELD_SLOTS.get()
+        """Whether the calling code runs inside an async tool holding one of these slots (its
+        coroutine, a task it started, a callback run for it), and the tool holds it still."""
+        holders = _HOLDERS.get()
+        if not holders:
+            return False
+        with self.lock:
+            return self._held_by(holders)
+
+    def _held_by(self, holders: tuple[_LoopCall | _AwaitedCall, ...]) -> bool:
+        # Under the lock: whether one of ``holders`` (the calls of the tools the calling code
+        # runs inside) holds one of these slots now. A task a tool started may outlive the
+        # tool: once the tool has given its slot back, the task holds nothing.
+        for work in holders:
+            if work.runner.slots is self:
+                calls = self.holders.get(work.loop)
+                if calls is not None and work in calls:
+                    return True
+        return False
 
     def take(self, work: _LoopCall, launch: bool = False) -> bool:
         """Take a slot for ``work`` (``True``), or queue it for the next free one. ``launch``:
         its task is to be made on its loop from another thread (see :meth:`settle_launch`)."""
-        held = self in _HELD_SLOTS.get()  # (held_here(), without a call on the hot path)
+        holders = _HOLDERS.get()
         lock = self.lock
         lock.acquire()  # (not ``with``: half the cost, on a path taken twice per call)
         try:
-            if self.running < self.limit or held:
+            if self.running < self.limit or (holders and self._held_by(holders)):
                 self.running += 1
                 self._add_holder(work)
                 work.launching = launch
@@ -315,11 +334,13 @@ class AsyncSlots:
     def take_now(self, work: _AwaitedCall) -> bool:
         """Take a slot for ``work`` if one is free and nobody waits for one (or the caller
         holds one); never queue."""
-        held = self in _HELD_SLOTS.get()
+        holders = _HOLDERS.get()
         lock = self.lock
         lock.acquire()
         try:
-            if (self.running < self.limit and not self.waiting) or held:
+            if (self.running < self.limit and not self.waiting) or (
+                holders and self._held_by(holders)
+            ):
                 self.running += 1
                 self._add_holder(work)
                 return True
@@ -799,12 +820,18 @@ class LoopRunner:
 
         :meth:`abandon` stops it by cancelling this task, and the cancellation is taken back
         (``uncancel``) once the tool has stopped, as ``asyncio.timeout`` does; a cancellation
-        of the task from elsewhere goes on to the caller. A ``CancelledError`` of the tool's
-        own (nobody cancelled the task) is its outcome, as in a task of its own.
+        of the task from elsewhere goes on to the caller (``CancelledError`` out of this
+        call), even when the tool caught it and carried on. A ``CancelledError`` of the
+        tool's own (nobody cancelled the task) is its outcome, as in a task of its own.
+
+        The task's cancellation count tells them apart. A tool that takes a cancellation
+        back itself (``current_task().uncancel()``, which only asyncio's own structures may
+        call) hides the caller's from this count, as it does from ``asyncio.timeout`` and
+        task groups.
         """
         assert isinstance(work, _AwaitedCall)
         events = work.events
-        held = _hold(self.slots)  # (while the slot is this call's, callbacks included)
+        held = _hold(work)  # (while the slot is this call's, callbacks included)
         closed = False
         try:
             if not events.started():
@@ -816,8 +843,7 @@ class LoopRunner:
                 outcome = await call_tool_async(call, events)
             except asyncio.CancelledError as exc:
                 work.active = False
-                left = _uncancel(task) if work.stopped else _cancelling(task)
-                if left > work.cancelling:
+                if _cancelled_elsewhere(work):
                     raise  # the awaiting task itself was cancelled
                 # Stopped by this runner, or the tool's own (a future it awaited was
                 # cancelled elsewhere): its outcome, as in a task of its own.
@@ -830,14 +856,18 @@ class LoopRunner:
                 outcome = RawOutcome(None, exc)  # the tool's own, as any exception
             if work.active:  # it returned or raised by itself (not cancelled)
                 work.active = False
-                if work.stopped:
-                    _uncancel(task)  # the tool ended although it was asked to stop
+                # (The count first: one cheap look on every call's path.)
+                cancelled = work.stopped or _cancelling(task) > work.cancelling
+                if cancelled and _cancelled_elsewhere(work):
+                    # The awaiting task was cancelled while the tool ran, and the tool caught
+                    # the cancellation and carried on: it is the caller's, and goes on to it.
+                    await _cancellation_of_the_caller()
             events.finished(outcome)
         finally:
             # (Closed outside the task's context, the reset has nothing to undo there; not
             # contextlib.suppress: this is on every in-task call's path.)
             try:  # noqa: SIM105
-                _HELD_SLOTS.reset(held)  # (the awaiting task goes on without the slot)
+                _HOLDERS.reset(held)  # (the awaiting task goes on without the slot)
             except ValueError:
                 pass
             if not closed:
@@ -915,19 +945,24 @@ class LoopRunner:
             waiting = sum(1 for w in slots.waiting if not w.abandoned and w.runner is self)
             return (waiting, held) if waiting else (0, 0)
 
-    def in_flight_on(self, loop: asyncio.AbstractEventLoop) -> int:
-        """This runner's calls on ``loop`` that are still to end: holding a slot (a tool left
-        running aside: it may never end) or waiting for one (a call given up aside: it never
-        starts). What an awaiting close on that loop waits for."""
+    def in_flight(self, here: asyncio.AbstractEventLoop) -> int:
+        """This runner's calls still to end on ``here`` (the calling loop) and on every other
+        event loop that is running (another thread's): holding a slot (a tool left running
+        aside: it may never end) or waiting for one (a call given up aside: it never starts).
+        What an awaiting close waits for. A loop not running now (its owner stopped running it,
+        or closed it) runs none of its calls to their end, and they are not counted."""
         slots = self.slots
         with slots.lock:
-            held = sum(
-                1 for work in slots.holders.get(loop) or () if work.runner is self and not work.left
-            )
+            held = 0
+            for loop, calls in slots.holders.items():
+                if calls and (loop is here or loop.is_running()):
+                    held += sum(1 for work in calls if work.runner is self and not work.left)
             waiting = sum(
                 1
                 for work in slots.waiting
-                if work.loop is loop and work.runner is self and not work.abandoned
+                if work.runner is self
+                and not work.abandoned
+                and (work.loop is here or work.loop.is_running())
             )
         return held + waiting
 
@@ -1048,6 +1083,30 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool
     except RuntimeError:  # the loop is closed
         return False
     return True
+
+
+def _cancelled_elsewhere(work: _AwaitedCall) -> bool:
+    """Whether the task awaiting ``work``'s tool was cancelled while the tool ran by someone
+    else than this runner (its caller's caller, a timeout around it): its cancellation count
+    is still above what it was when the tool started once the runner's own stop (if it
+    stopped the tool) is taken back. (Taken back only while the count shows it, so that a
+    tool that took it back itself does not make the runner take back someone else's.)"""
+    task = work.task
+    left = _cancelling(task)
+    if work.stopped and left > work.cancelling:
+        left = _uncancel(task)
+    return left > work.cancelling
+
+
+async def _cancellation_of_the_caller() -> None:
+    """Raise the caller's cancellation, which a tool run in its task caught and carried on.
+
+    A cancellation requested while the task was running (a tool cancelling its own task
+    just before it returned) is still to be delivered: the turn of the loop delivers it,
+    once. One the tool caught is raised anew.
+    """
+    await asyncio.sleep(0)
+    raise asyncio.CancelledError
 
 
 def _stop_awaited(work: _AwaitedCall) -> None:
@@ -1177,9 +1236,11 @@ else:  # (no context= before 3.11: create the task while running in the context)
         return task
 
 
-def _hold(slots: AsyncSlots) -> contextvars.Token[tuple[AsyncSlots, ...]]:
-    """Note in the current context that the tool about to run here holds one of ``slots``."""
-    return _HELD_SLOTS.set((*_HELD_SLOTS.get(), slots))
+def _hold(
+    work: _LoopCall | _AwaitedCall,
+) -> contextvars.Token[tuple[_LoopCall | _AwaitedCall, ...]]:
+    """Note in the current context that the tool about to run here holds ``work``'s slot."""
+    return _HOLDERS.set((*_HOLDERS.get(), work))
 
 
 def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
@@ -1200,7 +1261,7 @@ def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
 async def _run(work: _LoopCall) -> None:
     work.ran = True
     events = work.events
-    _hold(work.runner.slots)  # (in this task's own context, which ends with it)
+    _hold(work)  # (in this task's own context, which ends with it)
     closed = False
     try:
         if events.started():
