@@ -94,14 +94,40 @@ def test_two_services_get_manifests_of_their_own_names() -> None:
     assert {m["metadata"]["name"] for m in manifests(MixinConfig()).values()} == {"laios"}
 
 
+def test_rule_sets_of_two_selectors_on_one_service_keep_apart() -> None:
+    """Two rule sets generated for one service's labels with two selectors (a pool each, say)
+    are two PrometheusRules: the same name would make the second ``kubectl apply`` replace
+    the first set's rules. Their monitors, which select the same Services, stay one object."""
+    labels = (("app.kubernetes.io/name", "orders-api"),)
+    search = manifests(MixinConfig(selector='pool="search"', match_labels=labels))
+    batch = manifests(MixinConfig(selector='pool="batch"', match_labels=labels))
+    plain = manifests(MixinConfig(match_labels=labels))
+    rules = {m["prometheusrule.yaml"]["metadata"]["name"] for m in (search, batch, plain)}
+    assert len(rules) == 3
+    assert plain["prometheusrule.yaml"]["metadata"]["name"] == "laios-orders-api"
+    for built in (search, batch):
+        assert built["prometheusrule.yaml"]["metadata"]["name"].startswith("laios-orders-api-")
+        for monitor in ("servicemonitor.yaml", "podmonitor.yaml"):
+            assert built[monitor]["metadata"]["name"] == "laios-orders-api"
+    # The same selector, spelt with other spaces or order, names the same object.
+    again = MixinConfig(selector=' pool = "search" ', match_labels=labels)
+    assert (
+        manifests(again)["prometheusrule.yaml"]["metadata"]
+        == search["prometheusrule.yaml"]["metadata"]
+    )
+
+
 def test_manifest_names_are_kubernetes_names() -> None:
     """A derived name is at most 63 lowercase letters, digits and dashes, starting and ending
     with a letter or digit, whatever the label values."""
     for values in (("x" * 63, "y" * 63), ("A", "b_.c"), ("", "")):
-        config = MixinConfig(match_labels=(("a", values[0]), ("b", values[1])))
-        for manifest in manifests(config).values():
-            name = manifest["metadata"]["name"]
-            assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), name
+        for selector in ("", 'job="x"'):
+            config = MixinConfig(
+                selector=selector, match_labels=(("a", values[0]), ("b", values[1]))
+            )
+            for manifest in manifests(config).values():
+                name = manifest["metadata"]["name"]
+                assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), name
 
 
 def test_default_manifests_carry_no_metadata_labels() -> None:

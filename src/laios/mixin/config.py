@@ -240,8 +240,23 @@ class MixinConfig:
             return self.dashboard_uid
         if not self.selector_matchers:
             return DEFAULT_DASHBOARD_UID
+        return f"{DEFAULT_DASHBOARD_UID}-{self.selector_id}"
+
+    @property
+    def selector_id(self) -> str:
+        """Ten hex digits of the SHA-256 of the selector's matchers (sorted, one a line,
+        spaces around them left out); ``""`` without a selector. It tells apart what is
+        generated for two selectors: the dashboard's uid, the PrometheusRule's name.
+
+        >>> MixinConfig().selector_id
+        ''
+        >>> MixinConfig(selector='job="orders-api"').selector_id
+        '789d1f3cfc'
+        """
+        if not self.selector_matchers:
+            return ""
         digest = hashlib.sha256("\n".join(sorted(self.selector_matchers)).encode("utf-8"))
-        return f"{DEFAULT_DASHBOARD_UID}-{digest.hexdigest()[:10]}"
+        return digest.hexdigest()[:10]
 
     @property
     def selector_labels(self) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ __all__ = [
     "manifests",
     "pod_monitor",
     "prometheus_rule",
+    "rule_name",
     "service_monitor",
 ]
 
@@ -62,8 +63,27 @@ def manifest_name(config: MixinConfig) -> str:
     return f"{NAME}-{slug}"[:_MAX_NAME].rstrip("-")
 
 
-def _metadata(config: MixinConfig) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": manifest_name(config)}
+def rule_name(config: MixinConfig) -> str:
+    """The PrometheusRule's name: :func:`manifest_name`, plus the selector's
+    :attr:`~laios.mixin.config.MixinConfig.selector_id` when there is a selector.
+
+    Two rule sets generated for one service's labels with two selectors (a pool each) are
+    two sets of rules and must not replace each other; their monitors, which select the same
+    Services or pods, are one object.
+
+    >>> rule_name(MixinConfig(match_labels=(("app.kubernetes.io/name", "orders-api"),),
+    ...                       selector='pool="search"'))
+    'laios-orders-api-49ee7e9b90'
+    """
+    name = manifest_name(config)
+    if not config.selector_id:
+        return name
+    suffix = f"-{config.selector_id}"
+    return name[: _MAX_NAME - len(suffix)].rstrip("-") + suffix
+
+
+def _metadata(config: MixinConfig, name: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": manifest_name(config) if name is None else name}
     if config.manifest_labels:
         metadata["labels"] = dict(config.manifest_labels)
     return metadata
@@ -106,7 +126,7 @@ def prometheus_rule(config: MixinConfig) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "PrometheusRule",
-        "metadata": _metadata(config),
+        "metadata": _metadata(config, rule_name(config)),
         "spec": {"groups": rule_groups(config)},
     }
 
