@@ -879,7 +879,8 @@ class MetricStore:
         lock is released, so it must be quick (the OpenTelemetry histograms of
         :mod:`laios.execution.otel_metrics` record there). An exception it raises is logged
         (at most once a minute per listener) and skipped. While no listener is added, the
-        seam costs one check per task.
+        seam costs one check per task. Adding a listener that is added already (one equal to
+        it: ``ended.append`` twice) changes nothing, as :meth:`logging.Logger.addHandler`.
 
         Raises:
             TypeError: When ``listener`` is not a plain callable (an async function's
@@ -887,7 +888,8 @@ class MetricStore:
         """
         check_listener(listener)
         with self._lock:
-            self._finish_listeners = [*self._finish_listeners, listener]
+            if listener not in self._finish_listeners:  # (added twice, called once)
+                self._finish_listeners = [*self._finish_listeners, listener]
 
     def remove_finish_listener(self, listener: FinishListener) -> None:
         """Stop calling ``listener`` (no error when it was not added)."""
@@ -1101,7 +1103,8 @@ class MetricStore:
                 rec.progress_cleared = self.clock.time()
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
-        """Call ``listener`` with every progress update from now on.
+        """Call ``listener`` with every progress update from now on (once: adding it again
+        changes nothing).
 
         Raises:
             TypeError: When ``listener`` is not a plain callable (an async function's
@@ -1109,7 +1112,8 @@ class MetricStore:
         """
         check_listener(listener)
         with self._lock:
-            self._progress_listeners = [*self._progress_listeners, listener]
+            if listener not in self._progress_listeners:  # (added twice, called once)
+                self._progress_listeners = [*self._progress_listeners, listener]
 
     def remove_progress_listener(self, listener: ProgressListener) -> None:
         """Stop calling ``listener`` (no error when it was not added)."""
