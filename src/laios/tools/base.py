@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, cast, overload
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
@@ -100,6 +100,10 @@ class ToolOutput(BaseModel):
     Assignments are validated like the constructor's arguments, so a tool that fills in its
     output field by field fails at the wrong assignment (``ValidationError``), and
     ``output.success = "no"`` is ``False``, not a truthy string.
+
+    ``data`` may be any value but a generator or an async generator (``TypeError``): nothing
+    would consume it, so its body would never run while the tool reported success, as for a
+    tool that returns one.
     """
 
     model_config = ConfigDict(validate_assignment=True)
@@ -108,6 +112,20 @@ class ToolOutput(BaseModel):
     data: Any = None
     error: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("data")
+    @classmethod
+    def _refuse_generator(cls, data: Any) -> Any:
+        """Refuse a generator or an async generator (a ``TypeError``, raised as it is)."""
+        if type(data) in _GENERATORS:  # (one lookup: a tool's output is built on its hot path)
+            kind = "async generator" if type(data) is types.AsyncGeneratorType else "generator"
+            instead = "[item async for item in ...]" if kind == "async generator" else "list(...)"
+            raise TypeError(
+                f"ToolOutput.data is {_a(kind)}, which nothing would consume: its body never "
+                "runs, and the tool would report success without doing its work. Collect the "
+                f"items and pass them instead: ToolOutput(data={instead})"
+            )
+        return data
 
 
 def _uses_kwargs_style(cls: type, attr: str) -> bool:
