@@ -83,15 +83,21 @@ class FetchSlow(BaseTool):
         return {"rows": random.randint(10, 500)}
 
 
+#: The share of ``flaky_api``'s attempts that fail (``http_503``), as the docs say. Its failed
+#: attempts per call are more: the demo retries most calls, up to four attempts each.
+FLAKY_FAILURE_SHARE = 0.35
+
+
 class FlakyApi(BaseTool):
-    """Fails transiently about a third of the time; retried with backoff by the demo."""
+    """Fails transiently on 35 % of its attempts (:data:`FLAKY_FAILURE_SHARE`); retried with
+    backoff by the demo."""
 
     name = "flaky_api"
     description = "Calls a rate-limited partner API that sometimes answers 503."
 
     def _execute(self, **kwargs: Any) -> Any:
         time.sleep(random.uniform(0.005, 0.05))
-        if random.random() < 0.35:
+        if random.random() < FLAKY_FAILURE_SHARE:
             return ToolOutput(
                 success=False, error="partner API answered 503", metadata={"error_type": "http_503"}
             )
