@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -82,15 +83,21 @@ class FetchSlow(BaseTool):
         return {"rows": random.randint(10, 500)}
 
 
+#: The share of ``flaky_api``'s attempts that fail (``http_503``), as the docs say. Its failed
+#: attempts per call are more: the demo retries most calls, up to four attempts each.
+FLAKY_FAILURE_SHARE = 0.35
+
+
 class FlakyApi(BaseTool):
-    """Fails transiently about a third of the time; retried with backoff by the demo."""
+    """Fails transiently on 35 % of its attempts (:data:`FLAKY_FAILURE_SHARE`); retried with
+    backoff by the demo."""
 
     name = "flaky_api"
     description = "Calls a rate-limited partner API that sometimes answers 503."
 
     def _execute(self, **kwargs: Any) -> Any:
         time.sleep(random.uniform(0.005, 0.05))
-        if random.random() < 0.35:
+        if random.random() < FLAKY_FAILURE_SHARE:
             return ToolOutput(
                 success=False, error="partner API answered 503", metadata={"error_type": "http_503"}
             )
@@ -240,7 +247,8 @@ class _Workload:
 
 
 def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple[Any, str]:
-    """Install an OpenTelemetry SDK provider; return it and a line saying where spans go.
+    """Install an OpenTelemetry SDK provider; return it and the banner's text saying where
+    spans go (its ``Spans`` line).
 
     ``otlp_endpoint`` (``--otlp-endpoint``) is the base URL of an OTLP/HTTP receiver, as
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` would be: spans go to its ``/v1/traces``. Without it the
@@ -271,30 +279,34 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
                 "--console-spans needs the OpenTelemetry SDK: pip install 'laios[demo]'"
             ) from None
         if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-            return None, "spans: OTLP asked for, but pip install 'laios[otlp]' is needed"
-        return None, "spans: off (pip install 'laios[demo]' to trace the demo)"
+            return None, "OTLP asked for, but pip install 'laios[otlp]' is needed"
+        return None, "off (pip install 'laios[demo]' to trace the demo)"
     # Shut down by the demo itself: at exit, after a second Ctrl-C, it must not wait again.
     provider = TracerProvider(
         resource=Resource.create({"service.name": "laios-demo"}), shutdown_on_exit=False
     )
-    where = "spans: kept in-process (their ids mark the exemplars); --console-spans prints them"
+    where = "kept in-process (their ids mark the exemplars); --console-spans prints them"
     if otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
-            where = "spans: OTLP asked for, but pip install 'laios[otlp]' is needed"
+            where = "OTLP asked for, but pip install 'laios[otlp]' is needed"
         else:
             if otlp_endpoint:
                 url = otlp_endpoint.rstrip("/") + "/v1/traces"
                 exporter = OTLPSpanExporter(endpoint=url)
             else:
-                url = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+                # As the exporter reads the environment: the traces endpoint as it is, or the
+                # base endpoint's /v1/traces.
+                url = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+                    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+                )
                 exporter = OTLPSpanExporter()
             provider.add_span_processor(BatchSpanProcessor(exporter))
-            where = f"spans: OTLP/HTTP to {url}"
+            where = f"OTLP/HTTP to {url}"
     elif console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
-        where = "spans: printed to stderr"
+        where = "printed to stderr"
     trace.set_tracer_provider(provider)
     return provider, where
 
@@ -323,6 +335,25 @@ def _reachable_url(url: str) -> str:
 def _labelled(label: str, text: str) -> str:
     """One line of the banner or of the live view's top: the label, then its text."""
     return f"  {label + ':':<11} {text}"
+
+
+#: The banner's width: it fits an 80-column terminal.
+_BANNER_WIDTH = 80
+
+
+def _wrapped(label: str, text: str) -> list[str]:
+    """A banner line (see :func:`_labelled`), its text wrapped to :data:`_BANNER_WIDTH`
+    under its own column; a URL or a word is never broken (one longer than the line's room
+    overflows it)."""
+    first = _labelled(label, "")
+    return textwrap.wrap(
+        text,
+        width=_BANNER_WIDTH,
+        initial_indent=first,
+        subsequent_indent=" " * len(first),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _addresses(url: str) -> list[tuple[str, str]]:
@@ -372,42 +403,46 @@ def _banner(
     terminal: str,
     runner: Any,
 ) -> list[str]:
-    """The lines printed when the demo starts."""
-    lines = [f"laios demo: serving {url}"]
+    """The lines printed when the demo starts: each labelled text wrapped to fit an
+    80-column terminal. ``spans`` says where spans go (from :func:`_configure_tracing`)."""
+    headline = f"laios demo: serving {url}"
     if _is_wildcard(args.host):
-        lines[0] += f" (listening on {args.host or '0.0.0.0'})"
-    lines += [_labelled(label, text) for label, text in _addresses(url)]
-    lines += [
-        _labelled(
+        headline += f" (listening on {args.host or '0.0.0.0'})"
+    labelled = [
+        *_addresses(url),
+        (
             "Prometheus",
             f"scrape {urlsplit(url).netloc}; the Compose setup's"
             " grafana/prometheus/prometheus.yml scrapes host.docker.internal:8489",
         ),
-        _labelled(
+        (
             "Dashboard",
             "docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"
             " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)",
         ),
-        f"  {spans}",
+        ("Spans", spans),
     ]
     kind = getattr(args, "runner", "thread")
     if kind == "process":
-        lines.append(
-            _labelled(
+        labelled.append(
+            (
                 "Isolation",
                 "every tool runs in one of 8 worker processes; a tool past its timeout is killed"
                 " (sometimes_hangs hangs for good now and then: watch its timeouts)",
             )
         )
     elif kind == "dask":
-        lines.append(
-            _labelled(
+        labelled.append(
+            (
                 "Dask",
                 "tools run on an embedded cluster (2 workers x 4 threads), each in a process"
                 f" of its worker; Dask's dashboard: {runner.dashboard_link}",
             )
         )
-    lines.append(_labelled("Terminal", terminal))
+    labelled.append(("Terminal", terminal))
+    lines = [headline]
+    for label, text in labelled:
+        lines += _wrapped(label, text)
     duration = args.duration
     lines.append("  Press Ctrl-C to stop." if duration is None else f"  Running {duration:g} s.")
     return lines

@@ -82,7 +82,61 @@ class _CredentialsNeeded(StatusUnavailable):
 
 class _TLSFailed(StatusUnavailable):
     """Something answered over TLS, but no HTTP exchange came of it: a certificate the client
-    does not trust, or a handshake that failed (an https:// URL for a plain HTTP endpoint)."""
+    does not trust, a handshake that failed (an https:// URL for a plain HTTP endpoint), or
+    an http:// URL for an endpoint that speaks TLS."""
+
+
+#: Seconds the check of whether an endpoint speaks TLS may take at most (within the deadline).
+_TLS_PROBE_SECONDS = 2.0
+#: The start of OpenSSL's reason for an alert the peer sent: the peer speaks TLS.
+_TLS_ALERTS = ("SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_")
+
+
+def _speaks_tls(host: str, port: int, deadline: _Deadline) -> bool:
+    """Whether the endpoint at ``host:port`` answers a TLS handshake: one that completes (its
+    certificate is not checked: this only tells which protocol it speaks) or that it ends with
+    a TLS alert of its own. Never raises."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with deadline.connect((host, port)) as sock:
+            sock.settimeout(min(deadline.remaining(), _TLS_PROBE_SECONDS))
+            with context.wrap_socket(sock, server_hostname=host):
+                return True
+    except ssl.SSLError as exc:
+        return str(exc.reason or "").startswith(_TLS_ALERTS)
+    except (OSError, ValueError):
+        return False
+
+
+def _proxied(url: str) -> bool:
+    """Whether urllib sends a request for ``url`` through a proxy (the environment's)."""
+    parts = urlsplit(url)
+    if parts.hostname in _LOOPBACK:
+        return False  # (fetch_status never proxies its own machine)
+    proxies = urllib.request.getproxies()
+    return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.netloc)
+
+
+def _tls_instead(target: str, deadline: _Deadline) -> _TLSFailed | None:
+    """For an http:// ``target`` whose endpoint gave no HTTP answer (or a 400, as servers that
+    speak TLS give a plain request), the error saying it speaks TLS, with the https:// URL to
+    use; ``None`` when it does not (or a proxy stands between). Never raises."""
+    parts = urlsplit(target)
+    if parts.scheme != "http" or parts.hostname is None or _proxied(target):
+        return None
+    try:
+        port = parts.port or 80
+        if not _speaks_tls(parts.hostname, port, deadline):
+            return None
+    except (ValueError, TimeoutError):
+        return None
+    secure = urlunsplit(("https", *parts[1:]))
+    return _TLSFailed(
+        f"{target} speaks TLS, not plain HTTP (it gave no HTTP answer to a plain request); "
+        f"use {secure}"
+    )
 
 
 def status_url(url: str) -> str:
@@ -417,6 +471,9 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"{target} answered HTTP 401: it asks for a user and password; give them in "
                 f"the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{parts.netloc}"
             ) from None
+        tls = _tls_instead(target, deadline) if exc.code == 400 else None
+        if tls is not None:
+            raise tls from None
         raise StatusUnavailable(f"{target} answered HTTP {exc.code}, not a laios status") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
@@ -438,6 +495,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"the TLS handshake with {target} failed ({_one_line(reason)}); if the "
                 f"endpoint serves plain HTTP, use {plain}"
             ) from None
+        if isinstance(reason, (ConnectionResetError, BrokenPipeError, http.client.HTTPException)):
+            # (the connection was made, and closed or answered without HTTP: TLS, perhaps)
+            tls = _tls_instead(target, deadline)
+            if tls is not None:
+                raise tls from None
         raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
     try:
         document = json.loads(raw)

@@ -152,7 +152,7 @@ def test_demo_says_where_its_spans_go(run: Run, receiver: tuple[int, Received]) 
     """The banner names the receiver's /v1/traces URL, and the demo exits 0."""
     port, _ = receiver
     assert run.returncode == 0, run.stdout
-    assert f"spans: OTLP/HTTP to http://127.0.0.1:{port}/v1/traces" in run.stdout
+    assert f"Spans:      OTLP/HTTP to http://127.0.0.1:{port}/v1/traces" in run.stdout
 
 
 def test_spans_arrive_as_otlp_protobuf_at_v1_traces(

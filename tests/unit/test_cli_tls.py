@@ -6,7 +6,11 @@ The CA and the server certificate are made on the spot with ``cryptography``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -93,4 +97,111 @@ def test_the_messages_never_show_the_password(
     assert main(["status", "--url", url, "--timeout", "5"]) == 2
     err = capsys.readouterr().err
     assert "certificate" in err
+    assert "s3cr3t-pw" not in err
+
+
+def _serve_once_per_connection(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on a free loopback port calling ``handle`` for each connection, in a
+    thread, until the test is done; yields the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    handle(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(10)
+        listener.close()
+
+
+@pytest.fixture
+def answers_400_to_plain_http(pki: tuple[Authority, Issued]) -> Iterator[int]:
+    """An HTTPS server that, as Go's and nginx's do, answers a plain HTTP request with a 400
+    (and a TLS client with a handshake)."""
+    _, server_cert = pki
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_cert.cert_file, server_cert.key_file)
+
+    def handle(conn: socket.socket) -> None:
+        if conn.recv(1, socket.MSG_PEEK) == b"\x16":  # a TLS handshake record
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1024)
+            return
+        conn.recv(65536)
+        conn.sendall(
+            b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n"
+            b"Client sent an HTTP request to an HTTPS server.\n"
+        )
+
+    yield from _serve_once_per_connection(handle)
+
+
+@pytest.fixture
+def closes_at_once() -> Iterator[int]:
+    """A server that closes every connection without a word: it speaks neither HTTP nor TLS."""
+    yield from _serve_once_per_connection(lambda conn: None)
+
+
+def test_http_to_a_tls_endpoint_says_it_speaks_tls(
+    https: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An http:// URL for an endpoint served over TLS (which closes the plain request): the
+    message says the endpoint speaks TLS and gives the https:// URL, not that nothing
+    answered or that an endpoint should be started."""
+    url = https.url.replace("https://", "http://")
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "speaks TLS" in line
+    assert f"{https.url}/status" in line
+    assert "nothing answered" not in line
+    assert "start_http_server" not in line
+
+
+def test_http_to_a_tls_endpoint_answering_400_says_it_speaks_tls(
+    answers_400_to_plain_http: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An endpoint that answers a plain HTTP request with HTTP 400 but speaks TLS: the message
+    says so and gives the https:// URL, not only "answered HTTP 400"."""
+    port = answers_400_to_plain_http
+    assert main(["status", "--url", f"http://127.0.0.1:{port}", "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "speaks TLS" in line
+    assert f"https://127.0.0.1:{port}/status" in line
+
+
+def test_an_endpoint_that_closes_without_tls_is_still_said_to_give_no_answer(
+    closes_at_once: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Something that closes the connection and completes no TLS handshake either is not said
+    to speak TLS."""
+    assert main(["status", "--url", f"http://127.0.0.1:{closes_at_once}", "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "TLS" not in line
+    assert "nothing answered" in line
+
+
+def test_the_tls_hint_never_shows_the_password(
+    https: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Credentials in an http:// --url stay out of the speaks-TLS message."""
+    url = https.url.replace("https://", "http://prom:s3cr3t-pw@")
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "speaks TLS" in err
     assert "s3cr3t-pw" not in err

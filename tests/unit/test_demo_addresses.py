@@ -17,7 +17,7 @@ from laios import _demo
 
 def _banner(host: str, url: str) -> list[str]:
     args = argparse.Namespace(host=host, duration=None, runner="thread")
-    return _demo._banner(args, url, int(url.rsplit(":", 1)[1]), "spans: off", "plain", None)
+    return _demo._banner(args, url, int(url.rsplit(":", 1)[1]), "off", "plain", None)
 
 
 @pytest.mark.parametrize("host", ["", "0.0.0.0"])

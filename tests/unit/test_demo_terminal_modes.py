@@ -96,7 +96,7 @@ def test_the_banner_says_what_the_terminal_shows() -> None:
     chosen mode."""
     args = _args(host="127.0.0.1", duration=None, runner="thread")
     url = "http://127.0.0.1:8489"
-    lines = _demo._banner(args, url, 8489, "spans: printed to stderr", "PLAIN, SAID WHY", None)
+    lines = _demo._banner(args, url, 8489, "printed to stderr", "PLAIN, SAID WHY", None)
     assert lines[1:5] == [
         f"  Live page:  {url}/ (open it in a browser)",
         f"  Metrics:    {url}/metrics",
@@ -104,7 +104,7 @@ def test_the_banner_says_what_the_terminal_shows() -> None:
         f"  Watch:      laios status --url {url} --watch",
     ]
     assert "  Terminal:   PLAIN, SAID WHY" in lines
-    assert "  spans: printed to stderr" in lines
+    assert "  Spans:      printed to stderr" in lines
     assert lines[-1] == "  Press Ctrl-C to stop."
 
 
@@ -184,7 +184,7 @@ def test_a_second_ctrl_c_while_the_demo_stops_cuts_the_wait_short(
     monkeypatch.setattr(server_module, "start_http_server", start)
     monkeypatch.setattr(_demo, "_Workload", Workload)
     monkeypatch.setattr(_demo, "_show_plain", first_ctrl_c)
-    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "spans: off"))
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
     args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
     try:
         code = _demo.run(args)
@@ -260,7 +260,7 @@ def test_the_demo_gives_the_laios_loggers_level_back(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(logger, "level", logging.INFO)
     monkeypatch.setattr(_demo, "_Workload", Workload)
     monkeypatch.setattr(_demo, "_show_plain", ctrl_c)
-    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "spans: off"))
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
     args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
     assert _demo.run(args) == 0
     assert logger.level == logging.INFO

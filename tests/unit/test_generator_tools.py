@@ -21,7 +21,7 @@ import pytest
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
-from laios.tools.base import AsyncBaseTool, BaseTool, create_simple_tool
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 CONTEXT = Context(session_id="s", user_id="u")
@@ -211,3 +211,72 @@ def test_calling_such_a_tool_directly_gives_a_failed_output() -> None:
     assert output.success is False
     assert "async generator" in (output.error or "")
     assert RAN == []
+
+
+def _numbers() -> Iterator[int]:
+    RAN.append("numbers")
+    yield 1
+
+
+async def _async_numbers() -> AsyncIterator[int]:
+    RAN.append("async_numbers")
+    yield 1
+
+
+@pytest.mark.parametrize(
+    ("make", "kind", "instead"),
+    [
+        (_numbers, "a generator", "ToolOutput(data=list(...))"),
+        (_async_numbers, "an async generator", "ToolOutput(data=[item async for item in ...])"),
+    ],
+)
+def test_a_tool_output_holding_a_generator_is_refused(
+    make: Callable[[], Any], kind: str, instead: str
+) -> None:
+    """``ToolOutput(data=<generator>)`` raises a ``TypeError`` saying what to write instead, as a
+    tool returning a generator fails: nothing would ever consume it. An assignment too."""
+    RAN.clear()
+    with pytest.raises(TypeError, match=rf"ToolOutput\.data is {kind}") as caught:
+        ToolOutput(success=True, data=make())
+    assert instead in str(caught.value)
+    output = ToolOutput(data=[1])
+    with pytest.raises(TypeError, match=rf"ToolOutput\.data is {kind}"):
+        output.data = make()
+    assert output.data == [1]
+    assert RAN == []
+
+
+class WrapsLines(BaseTool):
+    name = "wraps_lines"
+    description = "Returns a ToolOutput holding a generator."
+
+    def _execute(self, count: int = 2) -> ToolOutput:
+        return ToolOutput(data=(number for number in range(count)))
+
+
+class WrapsChunks(AsyncBaseTool):
+    name = "wraps_chunks"
+    description = "Returns a ToolOutput holding an async generator."
+
+    async def _execute_async(self, count: int = 2) -> ToolOutput:
+        return ToolOutput(data=_chunks(count))
+
+
+@pytest.mark.parametrize("tool", ["wraps_lines", "wraps_chunks"])
+@pytest.mark.parametrize("road", ["execute_task", "execute_async"])
+def test_a_tool_returning_a_tool_output_holding_a_generator_fails_its_task(
+    tool: str, road: str
+) -> None:
+    """A tool that wraps a generator in its ``ToolOutput`` fails its task with the
+    ``TypeError``, on both roads, instead of succeeding with the unconsumed generator."""
+    registry = ToolRegistry()
+    registry.register_tools([WrapsLines(), WrapsChunks()])
+    with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+        if road == "execute_task":
+            result = executor.execute_task(_task(tool), CONTEXT, timeout=10)
+        else:
+            result = asyncio.run(executor.execute_async(_task(tool), CONTEXT))
+    assert result.success is False
+    assert result.metadata["error_type"] == "TypeError"
+    assert "ToolOutput.data is" in (result.error or "")
+    assert result.output is None

@@ -200,6 +200,28 @@ def test_update_task_progress_accepts_both_spellings(make_task: Any) -> None:
     assert monitor.get_progress("a").status is ProgressStatus.IN_PROGRESS  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda monitor: monitor.update_task_progress("t", 10, percent=20),
+        lambda monitor: monitor.update_task_progress("t", progress_percent=10, percent=20),
+        lambda monitor: monitor.update_task_progress("t", 20, percent=20),
+    ],
+    ids=["positional-and-keyword", "both-keywords", "same-value"],
+)
+def test_update_task_progress_refuses_the_percentage_given_twice(call: Any) -> None:
+    """``progress_percent`` and ``percent=`` name one value: given both, which one to record
+    is ambiguous, so the call raises a ``TypeError`` (as Python does for an argument given
+    twice) and records nothing."""
+    monitor = ExecutionMonitor()
+    monitor.update_task_progress("t", percent=5)
+    with pytest.raises(TypeError, match=r"got the percentage twice, .*give one of them"):
+        call(monitor)
+    latest = monitor.get_progress("t")
+    assert latest.progress_percent == 5  # type: ignore[union-attr]
+    assert len(monitor.get_progress_history("t")) == 1
+
+
 def test_update_without_percent_keeps_the_last_value() -> None:
     """update_task_progress with only a message keeps the last known percentage."""
     monitor = ExecutionMonitor()

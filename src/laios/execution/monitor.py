@@ -196,8 +196,22 @@ class ExecutionMonitor:
 
         ``percent=`` and ``progress_percent`` are two spellings of the same value; when
         neither is given, the last known percentage is kept.
+
+        Raises:
+            TypeError: When both are given (``update_task_progress(task_id, 10, percent=20)``):
+                which one to record would be a guess. Nothing is recorded then. Otherwise, as
+                :meth:`ProgressTracker.update_progress`.
         """
-        value = percent if percent is not None else progress_percent
+        if percent is None:
+            value = progress_percent
+        elif progress_percent is None:
+            value = percent
+        else:
+            raise TypeError(
+                "update_task_progress() got the percentage twice, as progress_percent "
+                f"({number_repr(progress_percent)}) and as percent= ({number_repr(percent)}): "
+                "they are two names of one value, give one of them"
+            )
         if value is None:
             value = self._last_percent(task_id)
         self.progress_tracker.update_progress(

@@ -68,6 +68,8 @@ MAX_SECRET_SCAN_ITEMS = 5000
 #: Deepest nesting level that :func:`redact` copies (deeper values become ``"…"``).
 _MAX_DEPTH = 8
 #: Shortest secret value scrubbed from free text (shorter ones would mangle ordinary words).
+#: A shorter one is still scrubbed where the text writes it as the value of its own name
+#: (``api_key=xy9``, ``{'api_key': 'xy9'}``): see :func:`secret_values`.
 MIN_SCRUB_CHARS = 4
 
 _SECRET_KEY = re.compile(
@@ -231,6 +233,58 @@ def _model_fields(value: BaseModel, hidden: bool) -> Iterator[tuple[str, Any]]:
         yield from list(extra.items())
 
 
+class _InField(str):
+    """A secret written as the value of its name (``api_key='xy9'``): the text to find, of
+    which only the value is replaced (the first ``head`` and last ``tail`` characters, the
+    name and the quotes around the value, are kept)."""
+
+    __slots__ = ("head", "tail")
+    head: int
+    tail: int
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _in_field, (str(self), self.head, self.tail)
+
+
+def _in_field(text: str, head: int, tail: int) -> _InField:
+    """An :class:`_InField` of ``text`` keeping its first ``head`` and last ``tail`` characters."""
+    form = _InField(text)
+    form.head = head
+    form.tail = tail
+    return form
+
+
+def _field_forms(name: object, value: str) -> list[str]:
+    """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
+    value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
+    and unquoted, as a number is written), each as an :class:`_InField` that replaces only
+    the value. ``[]`` for a name that is not text."""
+    if isinstance(name, (bytes, bytearray)):
+        name = name.decode("latin-1")
+    if not isinstance(name, str) or not name or not value:
+        return []
+    quoted, in_json = repr(value), json.dumps(value, ensure_ascii=False)
+    name_quoted, name_json = repr(name), json.dumps(name, ensure_ascii=False)
+    shapes = (
+        (f"{name}=", value, ""),
+        (f"{name}: ", value, ""),
+        (f"{name}={quoted[0]}", quoted[1:-1], quoted[-1]),
+        (f'{name}="', in_json[1:-1], '"'),
+        (f"{name_quoted}: {quoted[0]}", quoted[1:-1], quoted[-1]),
+        (f"{name_quoted}: ", value, ""),
+        (f'{name_json}: "', in_json[1:-1], '"'),
+        (f'{name_json}:"', in_json[1:-1], '"'),
+        (f"{name_json}: ", value, ""),
+        (f"{name_json}:", value, ""),
+    )
+    forms: dict[str, _InField] = {}
+    for head, written, tail in shapes:
+        text = head + written + tail
+        if text not in forms:
+            forms[text] = _in_field(text, len(head), len(tail))
+    return list(forms.values())
+
+
 def secret_fields_of_tool(tool: Any) -> SecretFields | None:
     """:func:`secret_fields` of a tool's ``input_model`` (``None`` for a tool without one, or
     an object that is not a tool)."""
@@ -260,21 +314,32 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     only its share: secrets under secret-named keys of the top levels are found even next to
     such a container. Values beyond the bound are not collected, and are not scrubbed from
     error text.
+
+    A value shorter than ``MIN_SCRUB_CHARS`` is not scrubbed from free text wherever it
+    occurs (it would mangle ordinary words), only where the text writes it as the value of
+    the key, field or pair name it is held under: ``api_key=xy9``, ``api_key: xy9``,
+    ``api_key='xy9'``, ``{'api_key': 'xy9'}`` and ``{"api_key": "xy9"}`` (also compact, and
+    unquoted for a number) become ``api_key=[REDACTED]`` and so on, the name kept. Those
+    forms are in the list, as strings that :func:`scrub` and :func:`redact` know to replace
+    only the value of.
     """
     found: list[str] = []
-    # Containers being read: their remaining (secret, value, declared) items.
-    pending: deque[Iterator[tuple[bool, Any, SecretFields | bool | None]]] = deque()
+    # Containers being read: their remaining (secret, value, declared, name) items.
+    pending: deque[Iterator[tuple[bool, Any, SecretFields | bool | None, Any]]] = deque()
 
-    def collect(text: str) -> None:
+    def collect(text: str, name: Any = None) -> None:
+        if len(text) < MIN_SCRUB_CHARS:
+            found.extend(_field_forms(name, text))
+            return
         found.append(text)
         # "Bearer abc…": the credential after an auth scheme leaks on its own too.
         scheme, _, rest = text.partition(" ")
         if rest and scheme.isalpha():
             found.append(rest)
 
-    def collect_bytes(data: bytes) -> None:
+    def collect_bytes(data: bytes, name: Any = None) -> None:
         text = data.decode("utf-8", "replace")
-        collect(text)
+        collect(text, name)
         # As repr writes them (b'\x8f…'): how binary keys that are not UTF-8 get quoted.
         written = repr(data)[2:-1]
         if written != text:
@@ -282,25 +347,25 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
     def pairs(
         items: Iterable[tuple[Any, Any]], secret: bool, declared: SecretFields | bool | None
-    ) -> Iterator[tuple[bool, Any, SecretFields | bool | None]]:
+    ) -> Iterator[tuple[bool, Any, SecretFields | bool | None, Any]]:
         if isinstance(declared, SecretFields):
             for key, value in items:
                 inner = declared.inner(key)
-                yield secret or inner is True or is_secret_key(key), value, inner
+                yield secret or inner is True or is_secret_key(key), value, inner, key
         else:
             for key, value in items:
-                yield secret or is_secret_key(key), value, None
+                yield secret or is_secret_key(key), value, None, key
 
     def sequence_items(
         items: Iterable[Any], declared: SecretFields | bool | None
-    ) -> Iterator[tuple[bool, Any, SecretFields | bool | None]]:
+    ) -> Iterator[tuple[bool, Any, SecretFields | bool | None, Any]]:
         for item in items:
             if is_secret_pair(item):  # ("Authorization", "Bearer …"): its value is secret
-                yield True, item[1], None
+                yield True, item[1], None, item[0]
             else:
-                yield False, item, declared
+                yield False, item, declared, None
 
-    def visit(value: Any, secret: bool, declared: SecretFields | bool | None) -> None:
+    def visit(value: Any, secret: bool, declared: SecretFields | bool | None, name: Any) -> None:
         if isinstance(value, Mapping):
             pending.append(pairs(value.items(), secret, declared))
         elif isinstance(value, (list, tuple, set, frozenset)):
@@ -308,33 +373,33 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             if inner is True:
                 secret = True
             if secret:
-                pending.append((True, v, inner) for v in value)
+                pending.append((True, v, inner, None) for v in value)
             else:
                 pending.append(sequence_items(value, inner))
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
-                    collect_bytes(value)
+                    collect_bytes(value, name)
                 elif isinstance(value, str):
-                    collect(value)
+                    collect(value, name)
                 elif isinstance(value, int):
                     with contextlib.suppress(Exception):  # too many digits, a raising __str__
-                        collect(str(value))
+                        collect(str(value), name)
                 else:  # (binary data kept in a buffer that can change: read as it is now)
                     with contextlib.suppress(Exception):  # a released memoryview
-                        collect_bytes(bytes(value))
+                        collect_bytes(bytes(value), name)
         elif isinstance(value, (SecretStr, SecretBytes, Secret)):
             try:
                 hidden = value.get_secret_value()
             except Exception:  # (a subclass's own)
                 return
-            visit(hidden, True, None)  # text, bytes, an int, or a container of them
+            visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
         elif value is not None and not isinstance(value, float):
             fields = object_fields(value)
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
 
-    visit(params, False, fields)
+    visit(params, False, fields, None)
     budget = MAX_SECRET_SCAN_ITEMS
     while pending and budget > 0:
         items = pending.popleft()
@@ -343,7 +408,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             continue
         budget -= 1
         pending.append(items)
-        visit(item[1], item[0], item[2])
+        visit(item[1], item[0], item[2], item[3])
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
 
@@ -397,8 +462,11 @@ def encoded_forms(secret: str) -> list[str]:
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
     once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
-    form is ``secret`` itself)."""
+    form is ``secret`` itself). A short secret written as the value of its name (from
+    :func:`secret_values`) is its only form."""
     forms = [secret]
+    if type(secret) is _InField:
+        return forms
     written = repr(secret)
     for form in (
         quote(secret, safe=""),
@@ -490,6 +558,11 @@ def _replace_all(text: str, forms: Sequence[str]) -> str:
     for form in forms:
         size = len(form)
         start = text.find(form)
+        if type(form) is _InField:  # (only its value is replaced: its name is kept)
+            while start >= 0:
+                found.append((start + form.head, start + size - form.tail))
+                start = text.find(form, start + size)
+            continue
         while start >= 0:
             at, end = start, start + size
             while True:  # the run goes on to the furthest occurrence starting inside it
@@ -541,6 +614,8 @@ def _cut_input_value(match: re.Match[str], forms: Sequence[str]) -> str:
     its last ones (at least ``MIN_SCRUB_CHARS`` of them)."""
     head, tail = match.group(1), match.group(2)
     for form in forms:
+        if type(form) is _InField:  # (a name and a short value: no secret's ends)
+            continue
         longest = len(form) - 1
         for size in range(MIN_SCRUB_CHARS, min(longest, len(head)) + 1):
             if head.endswith(form[:size]):
@@ -760,20 +835,25 @@ class _Copier:
             need = chars - size
             # A secret starting before pos + need lies wholly before `stop`.
             stop = min(end, pos + need + self.longest)
-            first, length = -1, 0
+            first, last = -1, -1  # what to replace: the earliest, then the longest
             for secret in secrets:
                 at = text.find(secret, pos, stop)
-                if 0 <= at < pos + need and (
-                    first < 0 or at < first or (at == first and len(secret) > length)
+                if at < 0:
+                    continue
+                begin, finish = at, at + len(secret)
+                if type(secret) is _InField:  # (only its value: its name is kept)
+                    begin, finish = begin + secret.head, finish - secret.tail
+                if begin < pos + need and (
+                    first < 0 or begin < first or (begin == first and finish > last)
                 ):
-                    first, length = at, len(secret)
+                    first, last = begin, finish
             if first < 0:
                 parts.append(text[pos : pos + need])
                 break
             parts.append(text[pos:first])
             parts.append(REDACTED)
             size += first - pos + len(REDACTED)
-            pos = first + length
+            pos = last
             if size < chars:  # text after the marker is kept: it must hold no secret's tail
                 pos = self.run_end(text, first, pos, first + chars + self.longest)
         return "".join(parts)[:chars]
@@ -789,11 +869,14 @@ class _Copier:
             grown = False
             for secret in self.secrets:
                 size = len(secret)
-                # An occurrence starting before `end` and ending after it lies in this window
-                # (the last one reaches furthest).
-                at = text.rfind(secret, max(start + 1, end - size + 1), end + size - 1)
+                # What is replaced of an occurrence: all of it, or the value of a name.
+                head, tail = (secret.head, secret.tail) if type(secret) is _InField else (0, 0)
+                # An occurrence whose replaced part starts inside the run and ends after it
+                # lies in this window (the last one reaches furthest).
+                low = max(start + 1 - head, end - size + tail + 1, 0)
+                at = text.rfind(secret, low, end - head - 1 + size)
                 if at >= 0:
-                    end = at + size
+                    end = at + size - tail
                     grown = True
         return end
 

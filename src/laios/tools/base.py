@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, cast, overload
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
@@ -100,6 +100,10 @@ class ToolOutput(BaseModel):
     Assignments are validated like the constructor's arguments, so a tool that fills in its
     output field by field fails at the wrong assignment (``ValidationError``), and
     ``output.success = "no"`` is ``False``, not a truthy string.
+
+    ``data`` may be any value but a generator or an async generator (``TypeError``): nothing
+    would consume it, so its body would never run while the tool reported success, as for a
+    tool that returns one.
     """
 
     model_config = ConfigDict(validate_assignment=True)
@@ -108,6 +112,20 @@ class ToolOutput(BaseModel):
     data: Any = None
     error: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("data")
+    @classmethod
+    def _refuse_generator(cls, data: Any) -> Any:
+        """Refuse a generator or an async generator (a ``TypeError``, raised as it is)."""
+        if type(data) in _GENERATORS:  # (one lookup: a tool's output is built on its hot path)
+            kind = "async generator" if type(data) is types.AsyncGeneratorType else "generator"
+            instead = "[item async for item in ...]" if kind == "async generator" else "list(...)"
+            raise TypeError(
+                f"ToolOutput.data is {_a(kind)}, which nothing would consume: its body never "
+                "runs, and the tool would report success without doing its work. Collect the "
+                f"items and pass them instead: ToolOutput(data={instead})"
+            )
+        return data
 
 
 def _uses_kwargs_style(cls: type, attr: str) -> bool:
@@ -151,6 +169,41 @@ def _only_var_keyword(func: Any) -> bool:
         or (i == 0 and p.name == "self")
         for i, p in enumerate(params)
     ) and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _bound_name(cls: type, attr: str) -> str | None:
+    """The name ``cls.<attr>`` binds the instance to, when a keyword argument could clash with
+    it: its first parameter, unless that is positional-only (or ``attr`` a staticmethod)."""
+    raw = inspect.getattr_static(cls, attr, None)
+    if raw is None or isinstance(raw, staticmethod):
+        return None
+    params = _parameters(raw.__func__ if isinstance(raw, classmethod) else raw)
+    if not params or params[0].kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        return None
+    return params[0].name
+
+
+def _name_clash(what: str, entry: str, bound: str) -> TypeError:
+    """The error for a parameter named ``bound``, which ``entry(bound, ...)`` cannot be given
+    by name (``what`` says whose parameter it is)."""
+    return TypeError(
+        f"{what} a parameter named {bound!r}, which {entry}({bound}, ...) cannot be given by "
+        f"name: the tool instance is bound to that name. Make it positional-only: "
+        f"def {entry}({bound}, /, ...)"
+    )
+
+
+def _clash_of(exc: TypeError, tool: str, entry: str, bound: str | None) -> TypeError | None:
+    """The clear error for ``exc`` when calling tool ``tool``'s ``entry`` failed (``exc``
+    raised by the call itself, not inside it) because a parameter has the name ``bound`` that
+    its first parameter binds the instance to (Python says only "got multiple values for
+    argument 'self'")."""
+    trace = exc.__traceback__
+    if bound is None or trace is None or trace.tb_next is not None:
+        return None
+    if f"multiple values for argument '{bound}'" not in str(exc):
+        return None
+    return _name_clash(f"Tool {tool!r} got", entry, bound)
 
 
 def _parameters(func: Any) -> list[inspect.Parameter] | None:
@@ -305,6 +358,8 @@ class BaseTool(abc.ABC):
 
     _entry_point: ClassVar[str] = "_execute"
     _kwargs_style: ClassVar[bool] = True
+    #: The entry point's first parameter, when a parameter of that name would clash with it.
+    _bound_name: ClassVar[str | None] = None
     #: A keyword-style entry point that takes ``**kwargs`` alone gets ``model_dump()``.
     _dumps_input: ClassVar[bool] = False
 
@@ -322,6 +377,20 @@ class BaseTool(abc.ABC):
                 "current_task().progress(...)"
             )
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
+        cls._bound_name = bound = _bound_name(cls, entry)
+        model = getattr(cls, "input_model", None)
+        if (
+            cls._kwargs_style
+            and bound is not None
+            and isinstance(model, type)
+            and issubclass(model, ToolInput)
+            and bound in model.model_fields
+        ):
+            raise _name_clash(
+                f"Tool class {cls.__name__}: its input model {model.__name__} declares",
+                entry,
+                bound,
+            )
         if "_dumps_input" not in cls.__dict__:  # (create_simple_tool says for its function)
             cls._dumps_input = _only_var_keyword(inspect.getattr_static(cls, cls._entry_point))
 
@@ -390,16 +459,22 @@ class BaseTool(abc.ABC):
                 generator: the work it stands for would otherwise be reported done without
                 having run.
         """
-        if self._passthrough:
-            # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
-            result = self._execute(**kwargs)
-        else:
-            input_data = self._build_input(kwargs)
-            self._validate(input_data)
-            if self._kwargs_style:
-                result = self._execute(**self._as_kwargs(input_data, kwargs))
+        try:
+            if self._passthrough:
+                # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
+                result = self._execute(**kwargs)
             else:
-                result = self._execute(input_data)
+                input_data = self._build_input(kwargs)
+                self._validate(input_data)
+                if self._kwargs_style:
+                    result = self._execute(**self._as_kwargs(input_data, kwargs))
+                else:
+                    result = self._execute(input_data)
+        except TypeError as exc:
+            clash = _clash_of(exc, self.name, self._entry_point, self._bound_name)
+            if clash is None:
+                raise
+            raise clash from None
         if type(result) in _NOT_RUN:  # (one lookup: this is every tool's hot path)
             raise _not_run(
                 self.name,
@@ -537,15 +612,21 @@ class AsyncBaseTool(BaseTool):
             TypeError: If the tool returned a generator or an async generator (its body never
                 ran): the work it stands for would otherwise be reported done.
         """
-        if self._passthrough:
-            result = self._execute_async(**kwargs)
-        else:
-            input_data = self._build_input(kwargs)
-            self._validate(input_data)
-            if self._kwargs_style:
-                result = self._execute_async(**self._as_kwargs(input_data, kwargs))
+        try:
+            if self._passthrough:
+                result = self._execute_async(**kwargs)
             else:
-                result = self._execute_async(input_data)
+                input_data = self._build_input(kwargs)
+                self._validate(input_data)
+                if self._kwargs_style:
+                    result = self._execute_async(**self._as_kwargs(input_data, kwargs))
+                else:
+                    result = self._execute_async(input_data)
+        except TypeError as exc:
+            clash = _clash_of(exc, self.name, self._entry_point, self._bound_name)
+            if clash is None:
+                raise
+            raise clash from None
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
         if type(result) in _GENERATORS:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from laios._compat.dask import forget_topic, task_released
-from laios.execution._checks import MOST_PROCESSES, process_count
+from laios.execution._checks import MOST_PROCESSES, process_count, switch
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -1069,7 +1069,13 @@ class DaskRunner:
         """Refuse new calls. With ``wait``, let the accepted ones finish, then close the client
         (and the local cluster this runner started) before returning. Without, cancel the calls
         still queued on the cluster (they end ``rejected``, ``shutdown``), let the running ones
-        finish, and close the client once they have."""
+        finish, and close the client once they have.
+
+        Raises:
+            TypeError: When ``wait`` is not ``True`` or ``False`` (or ``0``/``1``), as
+                ``Executor.shutdown`` says. Nothing is shut down then.
+        """
+        wait = switch("wait", wait)
         if self.closed:
             return
         self.closed = True

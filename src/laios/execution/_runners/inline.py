@@ -7,6 +7,7 @@ needed; ``cancel_task`` only asks the tool to stop, as on a worker thread.
 
 from __future__ import annotations
 
+from laios.execution._checks import switch
 from laios.execution._runners.base import (
     Handle,
     Refusal,
@@ -41,7 +42,13 @@ class InlineRunner:
         return "stopped"
 
     def shutdown(self, wait: bool = True) -> None:
-        """Nothing to release."""
+        """Nothing to release.
+
+        Raises:
+            TypeError: When ``wait`` is not ``True`` or ``False`` (or ``0``/``1``), as
+                ``Executor.shutdown`` says. Nothing is shut down then.
+        """
+        switch("wait", wait)
         self.closed = True
 
     @property

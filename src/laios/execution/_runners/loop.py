@@ -35,7 +35,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from laios._compat.asyncio import forget_pending, suspended_async_generators
-from laios.execution._checks import positive_int
+from laios.execution._checks import positive_int, switch
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
@@ -913,7 +913,12 @@ class LoopRunner:
         callback run for one, which cannot wait for those calls), it must not stop the loop
         under them either (their callers would wait for ever): the loop stops once the last
         of them has ended.
+
+        Raises:
+            TypeError: When ``wait`` is not ``True`` or ``False`` (or ``0``/``1``), as
+                ``Executor.shutdown`` says. Nothing is shut down then.
         """
+        wait = switch("wait", wait)
         with self._pending_lock:
             self.closed = True
         loop_thread = self.loop_thread

@@ -47,7 +47,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from laios._compat.multiprocessing import forget_child, forkserver_in_child
-from laios.execution._checks import process_count
+from laios.execution._checks import process_count, switch
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
@@ -902,8 +902,13 @@ class ProcessRunner:
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; queued and running calls finish, then the workers exit. With
-        ``wait``, return once every worker process has exited."""
-        self._pool.close(wait)
+        ``wait``, return once every worker process has exited.
+
+        Raises:
+            TypeError: When ``wait`` is not ``True`` or ``False`` (or ``0``/``1``), as
+                ``Executor.shutdown`` says. Nothing is shut down then.
+        """
+        self._pool.close(switch("wait", wait))
 
     def terminate(self) -> None:
         """Kill every worker process now: running calls end as failed (``error_type``

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 
-from laios.execution._checks import number_repr, positive_int
+from laios.execution._checks import number_repr, positive_int, switch
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._runners.base import (
@@ -332,7 +332,12 @@ class ThreadRunner:
         Threads held by abandoned calls are never waited for (nor is a thread whose call is
         abandoned while this waits: a tool that overruns its timeout then), and a call from
         one of the pool's own workers (a tool shutting its executor down) does not wait at all.
+
+        Raises:
+            TypeError: When ``wait`` is not ``True`` or ``False`` (or ``0``/``1``), as
+                ``Executor.shutdown`` says. Nothing is shut down then.
         """
+        wait = switch("wait", wait)
         with self._lock:
             already = self.closed
             self.closed = True

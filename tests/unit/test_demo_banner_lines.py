@@ -1,0 +1,158 @@
+"""`laios demo`'s start banner fits an 80-column terminal in every mode, its Spans line laid out
+like the others (label, then its text in the same column), and names where spans really go."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+from opentelemetry import trace
+
+from laios import _demo
+from laios._terminal import text_width
+
+URL = "http://127.0.0.1:8489"
+LONG_COLLECTOR = "http://otel-collector.observability.svc.cluster.local:4318"
+#: A labelled line: two spaces, the label and its colon padded to 12 columns, then the text.
+LABELLED = re.compile(r"^  [A-Z][A-Za-z ]*:\s+\S")
+TEXT_COLUMN = 14
+TERMINALS = [
+    "a live view (the alternate screen), then a summary here",
+    "a progress line every 5 s; no live view, since spans print to this terminal"
+    " (send them to a file with 2>spans.txt to keep the live view)",
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_global_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo installs its provider globally; here each test keeps its own."""
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+
+
+def _hide(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
+    """Make ``package`` and its submodules fail to import, as when it is not installed."""
+    for name in [name for name in sys.modules if name.startswith(package + ".")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, package, None)
+
+
+def _spans_text(monkeypatch: pytest.MonkeyPatch, mode: str) -> str:
+    """What ``_configure_tracing`` says of the spans in ``mode``."""
+    console, endpoint = False, None
+    if mode == "console":
+        console = True
+    elif mode == "otlp-option":
+        endpoint = LONG_COLLECTOR
+    elif mode == "otlp-environment":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", LONG_COLLECTOR)
+    elif mode == "otlp-without-exporter":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", LONG_COLLECTOR)
+        _hide(monkeypatch, "opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    elif mode == "no-sdk":
+        _hide(monkeypatch, "opentelemetry.sdk")
+    provider, text = _demo._configure_tracing(console, endpoint)
+    if provider is not None:
+        provider.shutdown()
+    return text
+
+
+def _banner(spans: str, terminal: str, runner: str = "thread") -> list[str]:
+    args = argparse.Namespace(host="127.0.0.1", duration=None, runner=runner)
+    dask = SimpleNamespace(dashboard_link="http://127.0.0.1:8787/status")
+    return _demo._banner(args, URL, 8489, spans, terminal, dask)
+
+
+#: Commands and addresses of the banner that must each stay on one line (to copy them).
+WHOLE = [
+    f"{URL}/metrics",
+    f"laios status --url {URL} --watch",
+    "grafana/prometheus/prometheus.yml",
+    "docker compose -f grafana/docker-compose.yml up",
+    "http://localhost:3000",
+]
+
+MODES = [
+    "in-process",
+    "console",
+    "otlp-option",
+    "otlp-environment",
+    "otlp-without-exporter",
+    "no-sdk",
+]
+
+
+def _banners(monkeypatch: pytest.MonkeyPatch, mode: str) -> Iterator[list[str]]:
+    spans = _spans_text(monkeypatch, mode)
+    for terminal in TERMINALS:
+        for runner in ("thread", "process", "dask"):
+            yield _banner(spans, terminal, runner)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_banner_line_fits_80_columns(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """No line is wider than 80 columns: a long text goes on under its label's text column,
+    without breaking a URL or a word; only a URL longer than that column's room (the long
+    collector address here) overflows, on a line of its own."""
+    for lines in _banners(monkeypatch, mode):
+        for line in lines:
+            if text_width(line) > 80:
+                assert line.startswith(" " * TEXT_COLUMN), line
+                assert len(line.split()) == 1, line
+                assert line.strip().startswith(LONG_COLLECTOR), line
+        for line in lines[1:-1]:
+            labelled = LABELLED.match(line) is not None
+            continued = line.startswith(" " * TEXT_COLUMN) and line[TEXT_COLUMN] != " "
+            assert labelled or continued, line
+            if labelled:
+                assert line[TEXT_COLUMN - 1] == " ", line
+                assert line[TEXT_COLUMN] != " ", line
+        for whole in WHOLE:
+            assert any(whole in line for line in lines), whole
+
+
+@pytest.mark.parametrize("collector", ["http://localhost:4318", "https://otel.example.com:4318"])
+def test_a_banner_with_a_collector_of_usual_length_fits_80_columns(
+    monkeypatch: pytest.MonkeyPatch, collector: str
+) -> None:
+    """With a collector address of usual length, every line fits in 80 columns."""
+    provider, spans = _demo._configure_tracing(False, collector)
+    provider.shutdown()
+    for terminal in TERMINALS:
+        lines = _banner(spans, terminal, "dask")
+        assert max(text_width(line) for line in lines) <= 80, "\n".join(lines)
+        assert f"{collector}/v1/traces" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_spans_line_is_labelled_like_the_others(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The spans line reads ``  Spans:      <where>``, as ``  Terminal:   <mode>`` does."""
+    lines = _banner(_spans_text(monkeypatch, mode), TERMINALS[0])
+    spans = [line for line in lines if line.lstrip().lower().startswith("spans:")]
+    assert len(spans) == 1
+    assert spans[0].startswith("  Spans:      ")
+
+
+@pytest.mark.parametrize("mode", ["otlp-option", "otlp-environment"])
+def test_the_spans_line_names_the_url_the_spans_are_sent_to(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """With the collector's base URL, from the option or from OTEL_EXPORTER_OTLP_ENDPOINT, the
+    line names its /v1/traces, where the exporter sends the spans."""
+    text = " ".join(_banner(_spans_text(monkeypatch, mode), TERMINALS[0]))
+    assert f"{LONG_COLLECTOR}/v1/traces" in text
+
+
+def test_a_traces_endpoint_of_its_own_is_the_one_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, which the exporter takes as it is, is the URL named."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:4318/custom")
+    text = _spans_text(monkeypatch, "otlp-environment")
+    assert "http://127.0.0.1:4318/custom" in text
+    assert "/v1/traces" not in text

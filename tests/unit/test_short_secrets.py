@@ -1,0 +1,141 @@
+"""A secret value shorter than ``MIN_SCRUB_CHARS`` is still redacted where it is written as
+its parameter's value.
+
+Free text is not scrubbed of such a value wherever it occurs (``"password": "p"`` would take
+every ``p`` with it). But where the text writes it as the value of its own parameter,
+``api_key=xy9``, ``{'api_key': 'xy9'}``, ``{"api_key": "xy9"}`` or ``Authorization: ab1``, it
+is that secret: it used to reach spans, logs and ``/status`` as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.redaction import (
+    MIN_SCRUB_CHARS,
+    REDACTED,
+    scrub,
+    scrub_head,
+    secret_values,
+    to_json,
+)
+from laios.execution.server import status_document
+from laios.execution.store import MetricStore
+from laios.execution.task_context import current_task
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+SHORT = "xy9"
+assert len(SHORT) < MIN_SCRUB_CHARS
+
+
+def _texts(name: str, value: str) -> dict[str, str]:
+    """The ways a text commonly writes ``value`` as the value of ``name``, with what each
+    must become."""
+    return {
+        f"call({name}={value!r})": f"call({name}='{REDACTED}')",
+        f"kwargs {{'{name}': '{value}', 'q': 'hi'}}": (
+            f"kwargs {{'{name}': '{REDACTED}', 'q': 'hi'}}"
+        ),
+        f'json {{"{name}": "{value}"}}': f'json {{"{name}": "{REDACTED}"}}',
+        f'compact {{"{name}":"{value}"}}': f'compact {{"{name}":"{REDACTED}"}}',
+        f"url https://h/?{name}={value}&x=1": f"url https://h/?{name}={REDACTED}&x=1",
+        f"header {name}: {value}": f"header {name}: {REDACTED}",
+    }
+
+
+@pytest.mark.parametrize("name", ["api_key", "password", "Authorization"])
+def test_a_short_secret_is_scrubbed_where_written_as_its_parameter(name: str) -> None:
+    """Each way of writing the value as its parameter's value is redacted, the name kept."""
+    secrets = secret_values({name: SHORT, "q": "hi"})
+    for text, expected in _texts(name, SHORT).items():
+        assert scrub(text, secrets) == expected
+        assert scrub_head(text, secrets, 200) == expected
+
+
+def test_a_short_secret_elsewhere_in_free_text_is_left_as_it_is() -> None:
+    """Free-text scrubbing still skips short values: they would mangle ordinary words."""
+    secrets = secret_values({"password": "p"})
+    text = "apple pie for password=p, then p alone"
+    assert scrub(text, secrets) == f"apple pie for password={REDACTED}, then p alone"
+
+
+def test_a_short_value_under_another_name_is_left_as_it_is() -> None:
+    """The value is redacted as the value of its own parameter, not of any name."""
+    secrets = secret_values({"api_key": SHORT, "q": "hi"})
+    assert scrub(f"q={SHORT} and user={SHORT}", secrets) == f"q={SHORT} and user={SHORT}"
+
+
+def test_short_secret_numbers_and_header_pairs() -> None:
+    """A short number under a secret name, and the value of a secret-named header pair."""
+    secrets = secret_values({"pin_token": 42, "headers": [("X-Api-Key", "ab1")]})
+    assert scrub("pin_token=42 and {'pin_token': 42}", secrets) == (
+        f"pin_token={REDACTED} and {{'pin_token': {REDACTED}}}"
+    )
+    assert scrub("sent X-Api-Key: ab1", secrets) == f"sent X-Api-Key: {REDACTED}"
+
+
+def test_captured_strings_redact_a_short_secret_written_as_its_parameter() -> None:
+    """A captured result string quoting the parameter and its value loses the value."""
+    secrets = secret_values({"api_key": SHORT})
+    captured = to_json({"note": f"called with api_key={SHORT}"}, secrets=secrets)
+    assert SHORT not in captured
+    assert f"api_key={REDACTED}" in captured
+
+
+class Leaky(BaseTool):
+    name = "leaky"
+    description = "Quotes its parameters in what it reports."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        current_task().checkpoint("called", {"note": f"api_key={kwargs['api_key']}"})
+        raise ValueError(f"refused {kwargs}")
+
+
+def test_spans_logs_and_status_redact_a_short_secret_quoted_as_its_parameter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tool quoting its parameters in an error and a checkpoint: the short secret reaches
+    no span, log record or ``/status``."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(Leaky())
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name="leaky",
+        parameters={"api_key": SHORT, "q": "hi"},
+    )
+    store = MetricStore()
+    with caplog.at_level(logging.DEBUG, logger="laios"):
+        with Executor(
+            registry,
+            store=store,
+            register_prometheus=False,
+            tracer_provider=provider,
+            capture_content=True,
+        ) as executor:
+            result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success is False
+    quoted = f"'api_key': '{SHORT}'"
+    seen: list[str] = []
+    for span in exporter.get_finished_spans():
+        seen += [str(value) for value in span.attributes.values()]
+        seen.append(str(span.status.description))
+        for event in span.events:
+            seen += [str(value) for value in event.attributes.values()]
+    seen += [record.getMessage() for record in caplog.records]
+    seen.append(str(status_document(store.snapshot())))
+    assert any(f"'api_key': '{REDACTED}'" in text for text in seen)
+    assert any(f"api_key={REDACTED}" in text for text in seen)
+    assert not [text for text in seen if quoted in text or f"api_key={SHORT}" in text]
