@@ -270,6 +270,9 @@ class Job(TaskRecord):
     on_progress: ProgressCallback | None = None
     phase = QUEUED
     cancel_requested = False
+    # Finished while queued: its tool never started, though its worker may have taken it
+    # (the store's ``ran``) just before losing the race to start it.
+    unstarted = False
     callback_note: str | None = None  # the first exception of on_progress, as a note
     # Finishing with a callback on another thread than the caller's (see finish): the outcome
     # waiting while its event's callback runs, and whether the caller's deadline has passed.
@@ -347,6 +350,8 @@ class Job(TaskRecord):
                 return False
             if self.state == "queued":
                 self.env.store.task_started(self)
+            # (a task run again: the earlier run's completed_at would precede this start)
+            running = {"status": _RUNNING, "started_at": datetime.now(_UTC), "completed_at": None}
             lock = self.env.lock
             if not lock.acquire(False):  # (cheaper than ``with``: twice on every task's path)
                 acquire_contended(lock)  # (no lock convoy between callers: see _locks)
@@ -354,16 +359,21 @@ class Job(TaskRecord):
                 if self.phase != QUEUED:
                     return False
                 self.phase = RUNNING
+                # Marked running with the phase: a timeout or cancel_task that ends the job
+                # from now on writes its outcome after this, never before (to be overwritten),
+                # and the record lets the task go only then.
+                task = self.task
+                assign(task, running)
             finally:
                 lock.release()
         elif self.phase != RUNNING:
             return False
-        # (a task run again: the earlier run's completed_at would precede this start)
-        now = datetime.now(_UTC)
-        assign(self.task, {"status": _RUNNING, "started_at": now, "completed_at": None})
+        else:
+            task = self.task
+            now = datetime.now(_UTC)
+            assign(task, {"status": _RUNNING, "started_at": now, "completed_at": None})
         if self.on_progress is None:
             return True
-        task = self.task
         self.starting = True  # (a timeout meanwhile is the callback's, not the tool's)
         interrupt = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
         self.starting = False
@@ -584,6 +594,7 @@ class Job(TaskRecord):
             phase = self.phase
             if phase == QUEUED:
                 self.phase = DONE
+                self.unstarted = True
             elif phase == RUNNING:
                 self.phase = ABANDONED
             else:
@@ -619,6 +630,7 @@ class Job(TaskRecord):
             phase = self.phase
             if phase == QUEUED:
                 self.phase = DONE
+                self.unstarted = True
             elif phase != RUNNING:
                 return False
             else:
@@ -869,7 +881,8 @@ class Job(TaskRecord):
             "result": data,
             "error": error,
         }
-        if not self.ran:  # never started: a start of an earlier run of the task is not its own
+        if not self.ran or self.unstarted:
+            # Never started: a start of an earlier run of the task is not its own.
             fields["started_at"] = None
         assign(task, fields)
         metadata["tool_name"] = task.tool_name  # (the record keeps a huge name cut)
