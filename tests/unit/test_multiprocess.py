@@ -309,6 +309,35 @@ def test_a_file_whose_lock_is_free_is_a_gone_process_even_under_a_live_pid(
     assert not stale.exists()
 
 
+def test_a_gone_process_without_lock_file_under_a_reused_pid_keeps_counters_not_gauges(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
+) -> None:
+    """A file whose lock file is gone and whose pid now names another live process (pid
+    reuse) keeps its counters in the sum, once, but not its gauges: they are a dead
+    process's, and the live process that reused the pid may never take them away."""
+    other = MetricStore()
+    run_tasks(other, 4)
+    slot = other.tool_slot("echo", True)
+    other.task_submitted(None, type("T", (), {"id": "x"})(), "echo", slot, running=True)
+    registry_of_other = CollectorRegistry()
+    other_export = MultiprocessExport(
+        directory, 60.0, registry_of_other, ensure_collector(other, registry_of_other)
+    )
+    other_export.write()
+    stale = other_export.path
+    assert stale is not None
+    assert f"-{os.getpid()}-" in stale.name  # its pid, this live process's, was reused
+    written = stale.read_bytes()
+    other_export.park()  # the process died, and its lock file was deleted
+    stale.write_bytes(written)
+    assert not stale.with_suffix(".lock").exists()
+    for _ in range(2):
+        text = scrape(registry)
+        assert tasks_total(text) == 4
+        assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
+    assert stale.exists()  # folded once its pid is gone: counted once meanwhile
+
+
 def test_a_fold_cut_short_never_counts_a_file_twice(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:

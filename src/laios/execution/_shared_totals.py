@@ -7,8 +7,9 @@ which ``prometheus_client`` reads):
   ``pid``, replaced whole at each write; ``.lock`` beside it, held with an exclusive ``flock``
   by that process for as long as it lives. A data file whose lock file is missing (deleted
   under its process: a temp-file cleaner, an ``rm``) belongs to a gone process only when its
-  ``pid`` is gone too; while that process runs, its file is left alone and counted, and the
-  process moves its totals to a new name at its next write.
+  ``pid`` is gone too; while that process runs, its file is left alone and its counters are
+  counted (its gauges are not: the pid may be another process's now), and the process moves
+  its totals to a new name at its next write.
 - ``laios-retired.json``: the totals of processes that are gone, added up, without gauges,
   with the names of the process files it has absorbed and that may still be on disk.
 - The directory's lock: an ``flock`` on the directory itself and then on
@@ -355,9 +356,19 @@ class SharedDirectory:
     def alive(self, stem: str) -> bool:
         """Whether the process of ``stem`` still holds its lock; without a lock file, whether
         the process its data file names still runs (see :meth:`owner_runs`)."""
+        held = self.lock_held(stem)
+        return self.owner_runs(stem) if held is None else held
+
+    def lock_held(self, stem: str) -> bool | None:
+        """Whether a process holds the lock of ``stem``; ``None`` when it has no lock file.
+
+        Only a held lock vouches for a file's gauges: a file without a lock file may be a dead
+        process's whose pid another process has taken since (:meth:`owner_runs` cannot tell),
+        and its live owner, if it has one, moves its totals to a new name at its next write.
+        """
         fd = self._open_existing_lock(stem)
         if fd is None:
-            return self.owner_runs(stem)
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -541,7 +552,10 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
             if stem == own_stem or stem in absorbed:
                 continue
             sections = directory.read(directory.data(stem)) or []
-            if not directory.alive(stem):  # gone since the fold above: its gauges are dropped
+            # Gauges count only under a held lock: a file gone since the fold above, or one
+            # without a lock file (a dead process's under a reused pid, or a live one's about
+            # to move to a new name), keeps its counters alone.
+            if directory.lock_held(stem) is not True:
                 sections = [without_gauges(section) for section in sections]
             parts.append((str(directory.data(stem)), sections))
     return add_up(same_buckets(parts))

@@ -31,7 +31,8 @@ How:
   belongs to a process that is gone. Unlike a pid check this cannot be fooled by a new
   process reusing the pid, needs no ``/proc`` and works the same on Linux and macOS. Only a
   file whose lock file is missing (deleted under its process by a temp-file cleaner or an
-  ``rm``) falls back on the ``pid`` it holds: gone once that pid is; the process, at its next
+  ``rm``) falls back on the ``pid`` it holds: gone once that pid is (its counters are counted
+  meanwhile, its gauges not: the pid may have been reused); the process, at its next
   write, moves its totals to a new name and removes its old file in the same step (under the
   directory's exclusive lock), so that they are counted once.
 - **Gone processes are folded into one retired file**, under an exclusive ``flock`` on the
