@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import multiprocessing
 import os
@@ -1238,3 +1239,87 @@ def test_a_link_in_place_of_a_gone_processs_lock_file_is_no_liveness_and_no_erro
     lock.symlink_to(lock.name)  # (a link to itself)
     assert tasks_total(scrape(registry)) == 4
     assert tasks_total(scrape(registry)) == 4
+
+
+# -- files of other laios versions in the directory (a rolling deploy, a USR2 upgrade) -------
+
+LAIOS_0_1_0_FILE = Path(__file__).parent / "multiprocess_files" / "laios-0.1.0-process.json"
+
+
+def _file_of_a_gone_process(directory: Path, name: str, body: bytes) -> Path:
+    """``body`` as the file of process ``name``, whose lock file is there and free."""
+    path = directory / f"laios-proc-{name}.json"
+    path.write_bytes(body)
+    path.with_suffix(".lock").write_bytes(b"")
+    return path
+
+
+def _newer_document(pid: int) -> bytes:
+    return json.dumps(
+        {"format": _totals_files.FORMAT + 1, "kind": "process", "pid": pid, "sections": "new"}
+    ).encode()
+
+
+def test_a_gone_laios_0_1_0_workers_counts_are_added_and_folded(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A file laios 0.1.0 wrote (its workers sharing the directory during an upgrade) counts in
+    the sum, histograms included, is folded once its process is gone, and stays counted."""
+    run_tasks(store, 3)
+    old = _file_of_a_gone_process(directory, "8756-0a1b2c3d4e5f", LAIOS_0_1_0_FILE.read_bytes())
+    for _ in range(2):
+        text = render_metrics(registry, openmetrics=True).decode()
+        assert tasks_total(text) == 3 + 5 + 2
+        assert 'laios_task_duration_seconds_count{outcome="success",tool="echo"} 8.0' in text
+        assert 'laios_task_retries_total{error_type="error",tool="echo"} 2.0' in text
+        assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text  # a gone process's gauge
+        assert not old.exists()
+        assert len(series_of(text)) == len(set(series_of(text)))
+
+
+def test_a_newer_versions_file_is_left_in_place_out_of_the_sum_with_one_warning(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gone process's file of a format this version does not read is never folded or
+    deleted (a process of its version counts it), and is named once in a warning."""
+    run_tasks(store, 3)
+    newer = _file_of_a_gone_process(directory, "77-0a1b2c3d4e5f", _newer_document(77))
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        for _ in range(3):
+            assert tasks_total(scrape(registry)) == 3
+            assert sweep(directory) == 0
+    assert newer.read_bytes() == _newer_document(77)
+    warnings_logged = [r.getMessage() for r in caplog.records if str(newer) in r.getMessage()]
+    assert len(warnings_logged) == 1, warnings_logged
+    assert f"format {_totals_files.FORMAT + 1}" in warnings_logged[0]
+    assert "another laios version" in warnings_logged[0]
+
+
+def test_a_newer_versions_retired_file_is_never_replaced_and_gone_processes_stay_counted(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A retired file of a newer format is neither moved aside nor written over (its counts
+    are its version's); files of this version's gone processes stay, counted where they are,
+    without their gauges; one warning names the retired file."""
+    retired = directory / "laios-retired.json"
+    retired.write_bytes(_newer_document(0))
+    child = fork(child_running(store, 4))
+    child.report()
+    child.kill()
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        for _ in range(3):
+            text = scrape(registry)
+            assert tasks_total(text) == 4
+            assert sweep(directory) == 0
+    assert retired.read_bytes() == _newer_document(0)
+    assert not (directory / "laios-retired.json.unreadable").exists()
+    warnings_logged = [r.getMessage() for r in caplog.records if str(retired) in r.getMessage()]
+    assert len(warnings_logged) == 1, warnings_logged

@@ -46,6 +46,7 @@ from laios.execution._totals import ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
     DEFAULT_LIMITS,
     Limits,
+    OtherVersion,
     Section,
     UnreadableFile,
     dump,
@@ -103,6 +104,10 @@ _BUCKET_FIELDS = ("duration_buckets", "queue_wait_buckets")
 #: The identity fields other than bucket bounds: what makes one series set.
 _LABEL_FIELDS = tuple(name for name in _IDENTITY_FIELDS if name not in _BUCKET_FIELDS)
 _warnings = WarningLimiter(60.0)
+#: Keys of the warnings given once per process (files of another laios version).
+_warned_once: set[str] = set()
+_warned_once_lock = threading.Lock()
+_MAX_WARNED_ONCE = 1000
 #: The descriptors this process has open on lock files of the directory (see above).
 _lock_fds: set[int] = set()
 #: Held across a fork by the forking thread, so that no descriptor is open and not yet tracked
@@ -120,8 +125,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _warnings, _lock_fds_lock
+    global _warnings, _lock_fds_lock, _warned_once_lock
     _warnings = WarningLimiter(60.0)  # its lock may have been held by another thread at a fork
+    _warned_once_lock = threading.Lock()
     _lock_fds_lock = threading.RLock()
     for fd in _lock_fds:  # the parent's locks stay the parent's
         with contextlib.suppress(OSError):
@@ -199,6 +205,35 @@ def warn(key: str, message: str, *args: object) -> None:
     """Log a warning, at most once a minute per ``key``."""
     if _warnings.should_log(key) is not None:
         _log.warning(message, *args)
+
+
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log a warning once per ``key`` in this process (of the last 1000 keys)."""
+    with _warned_once_lock:
+        if key in _warned_once:
+            return
+        if len(_warned_once) >= _MAX_WARNED_ONCE:
+            _warned_once.clear()
+        _warned_once.add(key)
+    _log.warning(message, *args)
+
+
+def _warn_other_version(path: Path, exc: OtherVersion, *, retired: bool = False) -> None:
+    what = (
+        "the retired totals of processes of that version are left out, and no file is folded "
+        "here while it is there (files of gone processes are counted where they are)"
+        if retired
+        else "its totals are left out of this sum"
+    )
+    warn_once(
+        f"version {path} {exc}",
+        "%s: %s. Its processes count it; %s. It is never folded, deleted or moved by this "
+        "version: run one laios version per directory, or let the mixed versions end (the sum "
+        "a scrape shows depends on the version of the worker that answers meanwhile)",
+        path,
+        exc,
+        what,
+    )
 
 
 def write_totals(path: Path, body: bytes) -> None:
@@ -296,6 +331,8 @@ class SharedDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: Processes whose files are of another laios version: left alone, never folded.
+        self.other_versions: set[str] = set()
 
     def data(self, stem: str) -> Path:
         return self.path / f"{stem}.json"
@@ -452,15 +489,24 @@ class SharedDirectory:
             return None
         return fd
 
-    def read(self, path: Path) -> list[Section] | None:
-        """The sections of a file; ``None`` (with a warning) when it cannot be read."""
+    def read(self, stem: str) -> list[Section] | None:
+        """The sections of the file of ``stem``; ``None`` (with a warning) when it cannot be
+        read: garbage (at most once a minute), or another laios version's (once; ``stem`` is
+        then in :attr:`other_versions`)."""
+        path = self.data(stem)
         try:
-            return sections_of(read_document(path))
+            sections = sections_of(read_document(path))
         except FileNotFoundError:
-            return []
+            sections = []
+        except OtherVersion as exc:
+            self.other_versions.add(stem)
+            _warn_other_version(path, exc)
+            return None
         except UnreadableFile as exc:
             warn(f"unreadable {path}", "leaving out %s, which cannot be read: %s", path, exc)
             return None
+        self.other_versions.discard(stem)
+        return sections
 
     def read_retired(self) -> tuple[list[Section], frozenset[str]]:
         """The retired sections, and the names of the files they already hold."""
@@ -492,6 +538,9 @@ def fold(directory: SharedDirectory) -> int:
     with directory.locked(shared=False):
         try:
             retired, absorbed = directory.read_retired()
+        except OtherVersion as exc:  # its counts are that version's: never replaced here
+            _warn_other_version(directory.path / RETIRED, exc, retired=True)
+            return 0
         except UnreadableFile as exc:
             aside = directory.path / (RETIRED + ".unreadable")
             _log.warning("the retired file cannot be read (%s); moved to %s", exc, aside)
@@ -510,7 +559,9 @@ def fold(directory: SharedDirectory) -> int:
                     continue  # alive
                 if fd >= 0:
                     held.append(fd)
-                sections = directory.read(directory.data(stem))
+                sections = directory.read(stem)
+                if stem in directory.other_versions:
+                    continue  # its version's processes count it, and fold it
                 gone.extend(without_gauges(section) for section in sections or ())
                 folded.append(stem)
             if not folded and not leftovers:
@@ -535,7 +586,10 @@ def fold(directory: SharedDirectory) -> int:
 
 def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
     """Every process's sections and the retired ones, added up (``own`` for ``own_stem``)."""
-    if any(s != own_stem and not directory.alive(s) for s in directory.stems()):
+    if any(
+        s != own_stem and s not in directory.other_versions and not directory.alive(s)
+        for s in directory.stems()
+    ):
         try:
             fold(directory)
         except OSError as exc:  # left to a later scrape: the read below counts those files
@@ -544,6 +598,9 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
     with directory.locked(shared=True):
         try:
             retired, absorbed = directory.read_retired()
+        except OtherVersion as exc:
+            _warn_other_version(directory.path / RETIRED, exc, retired=True)
+            retired, absorbed = [], frozenset()
         except UnreadableFile as exc:  # the next fold moves it aside
             warn(f"retired {directory.path}", "leaving out the retired file: %s", exc)
             retired, absorbed = [], frozenset()
@@ -551,7 +608,7 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
         for stem in directory.stems():
             if stem == own_stem or stem in absorbed:
                 continue
-            sections = directory.read(directory.data(stem)) or []
+            sections = directory.read(stem) or []
             # Gauges count only under a held lock: a file gone since the fold above, or one
             # without a lock file (a dead process's under a reused pid, or a live one's about
             # to move to a new name), keeps its counters alone.

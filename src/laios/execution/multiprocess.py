@@ -25,6 +25,11 @@ How:
   histogram bucket bounds are not this process's for the same constant labels (for labels it
   does not export, those of the first file read) are left out whole, with a warning: their
   histograms cannot be added, and kept apart their counters would be the same series twice.
+- **Files of other laios versions** (a rolling deploy): each file says its layout's format.
+  This version writes format 2 and reads laios 0.1.0's format 1 too (see
+  :mod:`laios.execution._legacy_totals`); a file of a format it does not know is a newer
+  version's: left out of the sum and left in place, never folded, deleted or moved, with one
+  warning naming it (a retired file of that kind stops folds while it is there).
 - **Liveness from a lock, not a pid.** Each process holds an exclusive ``flock`` on a lock file
   of its own, named with its pid and a random token, for as long as it lives; the kernel drops
   it when the process dies, however it dies (``SIGKILL`` too). A file whose lock can be taken
