@@ -587,6 +587,46 @@ def test_on_starting_clears_laios_files_and_leaves_prometheus_client_files(
     assert missing.is_dir()
 
 
+def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A second service started on a directory whose workers still run (given the same
+    directory by mistake) clears nothing: the first one's live and retired counts stay, and
+    one warning names the directory and the live pids."""
+
+    def worker_of_the_first_service(count: int) -> Callable[[Report], None]:
+        def work(report: Report) -> None:
+            enable(directory, interval=INTERVAL, registry=registry, store=store)
+            child_running(store, count)(report)
+
+        return work
+
+    first_service = fork(worker_of_the_first_service(3))
+    try:
+        worker_pid = first_service.report()["pid"]
+        gone = fork(worker_of_the_first_service(2))
+        gone.report()
+        gone.kill()
+        assert sweep(directory) == 1
+        before = files(directory)
+        monkeypatch.setenv(ENV_VAR, str(directory))
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            gunicorn_on_starting(None)  # the second service's master
+        assert files(directory) == before
+        (warning,) = [r.getMessage() for r in caplog.records if str(directory) in r.getMessage()]
+        assert str(worker_pid) in warning
+        assert "own directory" in warning
+        multiprocess._master_pid = None
+        enable(directory, interval=INTERVAL, registry=registry, store=store)
+        assert tasks_total(scrape(registry)) == 3 + 2
+    finally:
+        first_service.kill()
+
+
 def test_child_exit_folds_the_exited_worker(
     export: MultiprocessExport, store: MetricStore, directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -606,7 +606,9 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
 
     Run it once before the workers start: gunicorn's ``on_starting`` (see
     :func:`gunicorn_on_starting`), or the script that starts ``uvicorn --workers``. Other files
-    (``prometheus_client``'s ``*.db``) are left alone.
+    (``prometheus_client``'s ``*.db``) are left alone. A directory that other live processes
+    write to (another service's, or workers of an earlier run still running) is left as it is,
+    with a warning naming their pids: clearing it would take their counts away.
 
     Args:
         directory: Defaults to ``$LAIOS_MULTIPROC_DIR``.
@@ -635,6 +637,17 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
             f"the multiprocess directory {path} cannot be created ({exc.strerror or exc}): "
             "create it, or choose another path"
         ) from exc
+    writers = _live_writers(path)
+    if writers:
+        _log.warning(
+            "not clearing the multiprocess directory %s: live processes write to it (pids %s), "
+            "another service given the same directory by mistake or workers of an earlier run "
+            "still running, and clearing it would take their counts away. Every /metrics "
+            "served from it sums all their processes: give each service its own directory",
+            path,
+            ", ".join(map(str, writers)),
+        )
+        return _directory(path)
     try:
         for entry in path.iterdir():
             if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
@@ -645,6 +658,21 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
             f"laios's files in the multiprocess directory {path} cannot be removed: {exc}"
         ) from exc
     return _directory(path)
+
+
+def _live_writers(path: Path) -> list[int]:
+    """The pids of the other processes that hold the lock of a file in ``path`` (sorted)."""
+    files = SharedDirectory(path)
+    pids = set()
+    try:
+        for stem in files.stems(with_orphans=True):
+            if files.lock_held(stem):
+                pid = stem.removeprefix(PROCESS_PREFIX).split("-", 1)[0]
+                if pid.isdigit() and int(pid) != os.getpid():
+                    pids.add(int(pid))
+    except OSError:
+        return []  # the removal below says what is wrong with the directory
+    return sorted(pids)
 
 
 def sweep(directory: str | os.PathLike[str] | None = None) -> int:
