@@ -587,6 +587,41 @@ def test_on_starting_clears_laios_files_and_leaves_prometheus_client_files(
     assert missing.is_dir()
 
 
+def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_again(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The shared directory deleted under the workers: a scrape fails (a sum without the gone
+    workers' counts would go backwards unannounced) with an error, logged once, that names the
+    directory and says what to do; created again, it serves the live workers' sums."""
+    run_tasks(store, 3)
+    child = fork(child_running(store, 4))
+    try:
+        child.report()
+        assert tasks_total(scrape(registry)) == 7
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            for _ in range(2):
+                with pytest.raises(FileNotFoundError, match="is gone") as raised:
+                    scrape(registry)
+                assert str(directory) in str(raised.value)
+        gone = [r.getMessage() for r in caplog.records if "is gone" in r.getMessage()]
+        assert len(gone) == 1, gone
+        assert "Create it again" in gone[0]
+        directory.mkdir()
+        deadline = time.monotonic() + CHILD_SECONDS
+        while tasks_total(scrape(registry)) != 7:  # until the child has written here again
+            assert time.monotonic() < deadline, "the child never wrote to the new directory"
+            time.sleep(INTERVAL)
+    finally:
+        child.kill()
+
+
 def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
     store: MetricStore,
     registry: CollectorRegistry,

@@ -585,7 +585,29 @@ def fold(directory: SharedDirectory) -> int:
 
 
 def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
-    """Every process's sections and the retired ones, added up (``own`` for ``own_stem``)."""
+    """Every process's sections and the retired ones, added up (``own`` for ``own_stem``).
+
+    Raises:
+        OSError: When the directory cannot be read; ``FileNotFoundError`` saying so when it
+            is gone (deleted under the processes).
+    """
+    try:
+        return _gather(directory, own_stem, own)
+    except FileNotFoundError as exc:
+        if directory.path.is_dir():
+            raise
+        message = (
+            f"the multiprocess directory {directory.path} is gone (deleted?): /metrics fails "
+            "until it is back, rather than show a sum without the counts of the workers that "
+            "are gone. Create it again (the live workers write their files there within their "
+            "interval) or restart the service; the gone workers' counts are lost with it, "
+            "which Prometheus reads as one counter reset"
+        )
+        warn(f"gone {directory.path}", "%s", message)
+        raise FileNotFoundError(errno.ENOENT, message) from exc
+
+
+def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
     if any(
         s != own_stem and s not in directory.other_versions and not directory.alive(s)
         for s in directory.stems()
