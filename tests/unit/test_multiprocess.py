@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import multiprocessing
 import os
@@ -309,6 +310,35 @@ def test_a_file_whose_lock_is_free_is_a_gone_process_even_under_a_live_pid(
     assert not stale.exists()
 
 
+def test_a_gone_process_without_lock_file_under_a_reused_pid_keeps_counters_not_gauges(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
+) -> None:
+    """A file whose lock file is gone and whose pid now names another live process (pid
+    reuse) keeps its counters in the sum, once, but not its gauges: they are a dead
+    process's, and the live process that reused the pid may never take them away."""
+    other = MetricStore()
+    run_tasks(other, 4)
+    slot = other.tool_slot("echo", True)
+    other.task_submitted(None, type("T", (), {"id": "x"})(), "echo", slot, running=True)
+    registry_of_other = CollectorRegistry()
+    other_export = MultiprocessExport(
+        directory, 60.0, registry_of_other, ensure_collector(other, registry_of_other)
+    )
+    other_export.write()
+    stale = other_export.path
+    assert stale is not None
+    assert f"-{os.getpid()}-" in stale.name  # its pid, this live process's, was reused
+    written = stale.read_bytes()
+    other_export.park()  # the process died, and its lock file was deleted
+    stale.write_bytes(written)
+    assert not stale.with_suffix(".lock").exists()
+    for _ in range(2):
+        text = scrape(registry)
+        assert tasks_total(text) == 4
+        assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
+    assert stale.exists()  # folded once its pid is gone: counted once meanwhile
+
+
 def test_a_fold_cut_short_never_counts_a_file_twice(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:
@@ -555,6 +585,81 @@ def test_on_starting_clears_laios_files_and_leaves_prometheus_client_files(
     missing = directory / "new"
     assert prepare_directory(missing) == missing
     assert missing.is_dir()
+
+
+def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_again(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The shared directory deleted under the workers: a scrape fails (a sum without the gone
+    workers' counts would go backwards unannounced) with an error, logged once, that names the
+    directory and says what to do; created again, it serves the live workers' sums."""
+    run_tasks(store, 3)
+    child = fork(child_running(store, 4))
+    try:
+        child.report()
+        assert tasks_total(scrape(registry)) == 7
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            for _ in range(2):
+                with pytest.raises(FileNotFoundError, match="is gone") as raised:
+                    scrape(registry)
+                assert str(directory) in str(raised.value)
+        gone = [r.getMessage() for r in caplog.records if "is gone" in r.getMessage()]
+        assert len(gone) == 1, gone
+        assert "Create it again" in gone[0]
+        directory.mkdir()
+        deadline = time.monotonic() + CHILD_SECONDS
+        while tasks_total(scrape(registry)) != 7:  # until the child has written here again
+            assert time.monotonic() < deadline, "the child never wrote to the new directory"
+            time.sleep(INTERVAL)
+    finally:
+        child.kill()
+
+
+def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A second service started on a directory whose workers still run (given the same
+    directory by mistake) clears nothing: the first one's live and retired counts stay, and
+    one warning names the directory and the live pids."""
+
+    def worker_of_the_first_service(count: int) -> Callable[[Report], None]:
+        def work(report: Report) -> None:
+            enable(directory, interval=INTERVAL, registry=registry, store=store)
+            child_running(store, count)(report)
+
+        return work
+
+    first_service = fork(worker_of_the_first_service(3))
+    try:
+        worker_pid = first_service.report()["pid"]
+        gone = fork(worker_of_the_first_service(2))
+        gone.report()
+        gone.kill()
+        assert sweep(directory) == 1
+        before = files(directory)
+        monkeypatch.setenv(ENV_VAR, str(directory))
+        with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+            gunicorn_on_starting(None)  # the second service's master
+        assert files(directory) == before
+        (warning,) = [r.getMessage() for r in caplog.records if str(directory) in r.getMessage()]
+        assert str(worker_pid) in warning
+        assert "own directory" in warning
+        multiprocess._master_pid = None
+        enable(directory, interval=INTERVAL, registry=registry, store=store)
+        assert tasks_total(scrape(registry)) == 3 + 2
+    finally:
+        first_service.kill()
 
 
 def test_child_exit_folds_the_exited_worker(
@@ -1209,3 +1314,87 @@ def test_a_link_in_place_of_a_gone_processs_lock_file_is_no_liveness_and_no_erro
     lock.symlink_to(lock.name)  # (a link to itself)
     assert tasks_total(scrape(registry)) == 4
     assert tasks_total(scrape(registry)) == 4
+
+
+# -- files of other laios versions in the directory (a rolling deploy, a USR2 upgrade) -------
+
+LAIOS_0_1_0_FILE = Path(__file__).parent / "multiprocess_files" / "laios-0.1.0-process.json"
+
+
+def _file_of_a_gone_process(directory: Path, name: str, body: bytes) -> Path:
+    """``body`` as the file of process ``name``, whose lock file is there and free."""
+    path = directory / f"laios-proc-{name}.json"
+    path.write_bytes(body)
+    path.with_suffix(".lock").write_bytes(b"")
+    return path
+
+
+def _newer_document(pid: int) -> bytes:
+    return json.dumps(
+        {"format": _totals_files.FORMAT + 1, "kind": "process", "pid": pid, "sections": "new"}
+    ).encode()
+
+
+def test_a_gone_laios_0_1_0_workers_counts_are_added_and_folded(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A file laios 0.1.0 wrote (its workers sharing the directory during an upgrade) counts in
+    the sum, histograms included, is folded once its process is gone, and stays counted."""
+    run_tasks(store, 3)
+    old = _file_of_a_gone_process(directory, "8756-0a1b2c3d4e5f", LAIOS_0_1_0_FILE.read_bytes())
+    for _ in range(2):
+        text = render_metrics(registry, openmetrics=True).decode()
+        assert tasks_total(text) == 3 + 5 + 2
+        assert 'laios_task_duration_seconds_count{outcome="success",tool="echo"} 8.0' in text
+        assert 'laios_task_retries_total{error_type="error",tool="echo"} 2.0' in text
+        assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text  # a gone process's gauge
+        assert not old.exists()
+        assert len(series_of(text)) == len(set(series_of(text)))
+
+
+def test_a_newer_versions_file_is_left_in_place_out_of_the_sum_with_one_warning(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gone process's file of a format this version does not read is never folded or
+    deleted (a process of its version counts it), and is named once in a warning."""
+    run_tasks(store, 3)
+    newer = _file_of_a_gone_process(directory, "77-0a1b2c3d4e5f", _newer_document(77))
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        for _ in range(3):
+            assert tasks_total(scrape(registry)) == 3
+            assert sweep(directory) == 0
+    assert newer.read_bytes() == _newer_document(77)
+    warnings_logged = [r.getMessage() for r in caplog.records if str(newer) in r.getMessage()]
+    assert len(warnings_logged) == 1, warnings_logged
+    assert f"format {_totals_files.FORMAT + 1}" in warnings_logged[0]
+    assert "another laios version" in warnings_logged[0]
+
+
+def test_a_newer_versions_retired_file_is_never_replaced_and_gone_processes_stay_counted(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A retired file of a newer format is neither moved aside nor written over (its counts
+    are its version's); files of this version's gone processes stay, counted where they are,
+    without their gauges; one warning names the retired file."""
+    retired = directory / "laios-retired.json"
+    retired.write_bytes(_newer_document(0))
+    child = fork(child_running(store, 4))
+    child.report()
+    child.kill()
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        for _ in range(3):
+            text = scrape(registry)
+            assert tasks_total(text) == 4
+            assert sweep(directory) == 0
+    assert retired.read_bytes() == _newer_document(0)
+    assert not (directory / "laios-retired.json.unreadable").exists()
+    warnings_logged = [r.getMessage() for r in caplog.records if str(retired) in r.getMessage()]
+    assert len(warnings_logged) == 1, warnings_logged

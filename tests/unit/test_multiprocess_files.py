@@ -17,13 +17,19 @@ from multiprocess_work import run_tasks, varied_workload
 from store_fakes import SteppedClock
 
 from laios.execution import _shared_totals
-from laios.execution._aggregates import DURATION_BUCKETS
+from laios.execution._aggregates import (
+    DURATION_BUCKETS,
+    QUEUE_WAIT_BUCKETS,
+    Exemplar,
+    ToolAggregates,
+)
 from laios.execution._exposition import StoreRenderer
 from laios.execution._families import FAMILIES
 from laios.execution._shared_totals import SUMMED_FIELDS, SharedDirectory, add_up, without_gauges
 from laios.execution._totals import ExportedTotals, read_stores, sum_totals
 from laios.execution._totals_files import (
     FORMAT,
+    OtherVersion,
     Section,
     UnreadableFile,
     decode,
@@ -122,12 +128,95 @@ def test_a_value_of_the_wrong_type_makes_the_file_unreadable() -> None:
         decode(ExportedTotals, data)
 
 
-def test_a_file_of_another_format_is_unreadable(tmp_path: Path) -> None:
-    """A file written in another format version is refused with both versions named."""
+def test_a_file_of_a_newer_format_is_another_versions(tmp_path: Path) -> None:
+    """A file written in a format this version does not know is refused as another laios
+    version's (not as garbage), with both versions named."""
     path = tmp_path / "laios-proc-1-x.json"
     path.write_text(json.dumps({"format": FORMAT + 1, "sections": []}))
-    with pytest.raises(UnreadableFile, match=f"format {FORMAT + 1}"):
+    with pytest.raises(OtherVersion, match=f"format {FORMAT + 1}.*reads formats 1 and {FORMAT}"):
         read_document(path)
+
+
+@pytest.mark.parametrize("value", [None, "2", True, 2.0])
+def test_a_file_without_a_whole_format_number_is_garbage(tmp_path: Path, value: object) -> None:
+    """A JSON object whose format is missing or not a whole number is no version's file."""
+    path = tmp_path / "laios-proc-1-x.json"
+    path.write_text(json.dumps({"sections": []} if value is None else {"format": value}))
+    with pytest.raises(UnreadableFile) as raised:
+        read_document(path)
+    assert not isinstance(raised.value, OtherVersion)
+
+
+#: A process's file as laios 0.1.0 wrote it (format 1): 5 successes spread over its 17 duration
+#: buckets and +Inf, 2 errors, 2 retries, a custom metric, an in-flight task and 4 workers.
+LAIOS_0_1_0_FILE = Path(__file__).parent / "multiprocess_files" / "laios-0.1.0-process.json"
+
+
+def test_a_file_written_by_laios_0_1_0_reads_as_this_versions_totals() -> None:
+    """laios 0.1.0's retries (one number) count as retries of error type ``error``, and its
+    histograms move into this version's default buckets, every bound of which was one of
+    its own: no count changes bucket bound, none is lost."""
+    (section,) = sections_of(read_document(LAIOS_0_1_0_FILE))
+    totals = section.totals
+    assert section.bounds == BOUNDS
+    assert (totals.duration_buckets, totals.queue_wait_buckets) == (BOUNDS, QUEUE_WAIT_BUCKETS)
+    echo = totals.tools["echo"]
+    assert (echo.duration_bounds, echo.queue_wait_bounds) == (BOUNDS, QUEUE_WAIT_BUCKETS)
+    count, total, buckets, exemplars = echo.outcomes["success"]
+    assert (count, total) == (5, 500.25)
+    # 0.001, 0.0025 -> 0.005; 0.025 -> 0.025; 120 -> 300; +Inf -> +Inf
+    assert buckets == (2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1)
+    assert exemplars[0] is not None
+    assert exemplars[0].span_id == "00f067aa0ba902b8"  # the newer of the two merged
+    assert exemplars[1:] == (None,) * 12
+    assert echo.outcomes["error"][:3] == (2, 4.348010406829417e-06, (2,) + (0,) * 12)
+    assert echo.queue_wait[:3] == (7, 1.346398494206369e-05, (7, 0, 0, 0, 0, 0, 0))
+    assert echo.retry_errors == {"error": 2}
+    assert echo.errors["ValueError"][0] == 2
+    assert (echo.in_flight, totals.workers) == (1, 4)
+    assert totals.custom == {("response_time", "seconds"): (1, 1.25)}
+    assert list(totals.tools) == ["echo"]  # not the empty "unknown" tool 0.1.0 wrote
+    assert "laios_task_retries_total" in render(totals)
+
+
+def test_a_format_1_file_in_this_versions_layout_is_read_as_it_is(tmp_path: Path) -> None:
+    """Development builds wrote this layout as format 1 too: read unchanged, buckets and all."""
+    store = MetricStore(duration_buckets=(0.5, 2.0))
+    varied_workload(store)
+    totals = totals_of(store)
+    path = tmp_path / "laios-proc-1-test.json"
+    section = section_data(Section((0.5, 2.0), totals))
+    data = json.loads(dump({"kind": "process", "sections": [section]}))
+    data["format"] = 1
+    path.write_text(json.dumps(data))
+    (section,) = sections_of(read_document(path))
+    assert section.totals == totals
+
+
+#: The fields of each type a totals file holds, as of :data:`FORMAT`. A change here changes
+#: what older versions can read: bump FORMAT and teach :func:`sections_of` the old layout.
+LAYOUT = {
+    "ExportedTotals": [
+        "tools", "custom", "workers", "queue_depth", "abandoned_threads", "labels",
+        "duration_buckets", "queue_wait_buckets", "live",
+    ],
+    "ToolAggregates": [
+        "tool", "outcomes", "queue_wait", "in_flight", "errors", "duration_bounds",
+        "queue_wait_bounds", "results", "retry_errors",
+    ],
+    "Exemplar": ["trace_id", "span_id", "value", "timestamp"],
+}  # fmt: skip
+
+
+def test_the_file_layout_changes_only_with_the_format_number() -> None:
+    """A field added to or removed from the totals makes files another version cannot read:
+    such a change must come with a new FORMAT (this test names the layout of format 2)."""
+    assert FORMAT == 2, "a new format: record its layout in LAYOUT"
+    assert {
+        "ExportedTotals": [f.name for f in dataclasses.fields(ExportedTotals)],
+        "ToolAggregates": [f.name for f in dataclasses.fields(ToolAggregates)],
+        "Exemplar": list(Exemplar._fields),
+    } == LAYOUT
 
 
 def test_a_file_that_is_not_json_is_unreadable(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ which ``prometheus_client`` reads):
   ``pid``, replaced whole at each write; ``.lock`` beside it, held with an exclusive ``flock``
   by that process for as long as it lives. A data file whose lock file is missing (deleted
   under its process: a temp-file cleaner, an ``rm``) belongs to a gone process only when its
-  ``pid`` is gone too; while that process runs, its file is left alone and counted, and the
-  process moves its totals to a new name at its next write.
+  ``pid`` is gone too; while that process runs, its file is left alone and its counters are
+  counted (its gauges are not: the pid may be another process's now), and the process moves
+  its totals to a new name at its next write.
 - ``laios-retired.json``: the totals of processes that are gone, added up, without gauges,
   with the names of the process files it has absorbed and that may still be on disk.
 - The directory's lock: an ``flock`` on the directory itself and then on
@@ -45,6 +46,7 @@ from laios.execution._totals import ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
     DEFAULT_LIMITS,
     Limits,
+    OtherVersion,
     Section,
     UnreadableFile,
     dump,
@@ -102,6 +104,10 @@ _BUCKET_FIELDS = ("duration_buckets", "queue_wait_buckets")
 #: The identity fields other than bucket bounds: what makes one series set.
 _LABEL_FIELDS = tuple(name for name in _IDENTITY_FIELDS if name not in _BUCKET_FIELDS)
 _warnings = WarningLimiter(60.0)
+#: Keys of the warnings given once per process (files of another laios version).
+_warned_once: set[str] = set()
+_warned_once_lock = threading.Lock()
+_MAX_WARNED_ONCE = 1000
 #: The descriptors this process has open on lock files of the directory (see above).
 _lock_fds: set[int] = set()
 #: Held across a fork by the forking thread, so that no descriptor is open and not yet tracked
@@ -119,8 +125,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _warnings, _lock_fds_lock
+    global _warnings, _lock_fds_lock, _warned_once_lock
     _warnings = WarningLimiter(60.0)  # its lock may have been held by another thread at a fork
+    _warned_once_lock = threading.Lock()
     _lock_fds_lock = threading.RLock()
     for fd in _lock_fds:  # the parent's locks stay the parent's
         with contextlib.suppress(OSError):
@@ -198,6 +205,35 @@ def warn(key: str, message: str, *args: object) -> None:
     """Log a warning, at most once a minute per ``key``."""
     if _warnings.should_log(key) is not None:
         _log.warning(message, *args)
+
+
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log a warning once per ``key`` in this process (of the last 1000 keys)."""
+    with _warned_once_lock:
+        if key in _warned_once:
+            return
+        if len(_warned_once) >= _MAX_WARNED_ONCE:
+            _warned_once.clear()
+        _warned_once.add(key)
+    _log.warning(message, *args)
+
+
+def _warn_other_version(path: Path, exc: OtherVersion, *, retired: bool = False) -> None:
+    what = (
+        "the retired totals of processes of that version are left out, and no file is folded "
+        "here while it is there (files of gone processes are counted where they are)"
+        if retired
+        else "its totals are left out of this sum"
+    )
+    warn_once(
+        f"version {path} {exc}",
+        "%s: %s. Its processes count it; %s. It is never folded, deleted or moved by this "
+        "version: run one laios version per directory, or let the mixed versions end (the sum "
+        "a scrape shows depends on the version of the worker that answers meanwhile)",
+        path,
+        exc,
+        what,
+    )
 
 
 def write_totals(path: Path, body: bytes) -> None:
@@ -295,6 +331,8 @@ class SharedDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: Processes whose files are of another laios version: left alone, never folded.
+        self.other_versions: set[str] = set()
 
     def data(self, stem: str) -> Path:
         return self.path / f"{stem}.json"
@@ -355,9 +393,19 @@ class SharedDirectory:
     def alive(self, stem: str) -> bool:
         """Whether the process of ``stem`` still holds its lock; without a lock file, whether
         the process its data file names still runs (see :meth:`owner_runs`)."""
+        held = self.lock_held(stem)
+        return self.owner_runs(stem) if held is None else held
+
+    def lock_held(self, stem: str) -> bool | None:
+        """Whether a process holds the lock of ``stem``; ``None`` when it has no lock file.
+
+        Only a held lock vouches for a file's gauges: a file without a lock file may be a dead
+        process's whose pid another process has taken since (:meth:`owner_runs` cannot tell),
+        and its live owner, if it has one, moves its totals to a new name at its next write.
+        """
         fd = self._open_existing_lock(stem)
         if fd is None:
-            return self.owner_runs(stem)
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -441,15 +489,24 @@ class SharedDirectory:
             return None
         return fd
 
-    def read(self, path: Path) -> list[Section] | None:
-        """The sections of a file; ``None`` (with a warning) when it cannot be read."""
+    def read(self, stem: str) -> list[Section] | None:
+        """The sections of the file of ``stem``; ``None`` (with a warning) when it cannot be
+        read: garbage (at most once a minute), or another laios version's (once; ``stem`` is
+        then in :attr:`other_versions`)."""
+        path = self.data(stem)
         try:
-            return sections_of(read_document(path))
+            sections = sections_of(read_document(path))
         except FileNotFoundError:
-            return []
+            sections = []
+        except OtherVersion as exc:
+            self.other_versions.add(stem)
+            _warn_other_version(path, exc)
+            return None
         except UnreadableFile as exc:
             warn(f"unreadable {path}", "leaving out %s, which cannot be read: %s", path, exc)
             return None
+        self.other_versions.discard(stem)
+        return sections
 
     def read_retired(self) -> tuple[list[Section], frozenset[str]]:
         """The retired sections, and the names of the files they already hold."""
@@ -481,6 +538,9 @@ def fold(directory: SharedDirectory) -> int:
     with directory.locked(shared=False):
         try:
             retired, absorbed = directory.read_retired()
+        except OtherVersion as exc:  # its counts are that version's: never replaced here
+            _warn_other_version(directory.path / RETIRED, exc, retired=True)
+            return 0
         except UnreadableFile as exc:
             aside = directory.path / (RETIRED + ".unreadable")
             _log.warning("the retired file cannot be read (%s); moved to %s", exc, aside)
@@ -499,7 +559,9 @@ def fold(directory: SharedDirectory) -> int:
                     continue  # alive
                 if fd >= 0:
                     held.append(fd)
-                sections = directory.read(directory.data(stem))
+                sections = directory.read(stem)
+                if stem in directory.other_versions:
+                    continue  # its version's processes count it, and fold it
                 gone.extend(without_gauges(section) for section in sections or ())
                 folded.append(stem)
             if not folded and not leftovers:
@@ -523,8 +585,33 @@ def fold(directory: SharedDirectory) -> int:
 
 
 def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
-    """Every process's sections and the retired ones, added up (``own`` for ``own_stem``)."""
-    if any(s != own_stem and not directory.alive(s) for s in directory.stems()):
+    """Every process's sections and the retired ones, added up (``own`` for ``own_stem``).
+
+    Raises:
+        OSError: When the directory cannot be read; ``FileNotFoundError`` saying so when it
+            is gone (deleted under the processes).
+    """
+    try:
+        return _gather(directory, own_stem, own)
+    except FileNotFoundError as exc:
+        if directory.path.is_dir():
+            raise
+        message = (
+            f"the multiprocess directory {directory.path} is gone (deleted?): /metrics fails "
+            "until it is back, rather than show a sum without the counts of the workers that "
+            "are gone. Create it again (the live workers write their files there within their "
+            "interval) or restart the service; the gone workers' counts are lost with it, "
+            "which Prometheus reads as one counter reset"
+        )
+        warn(f"gone {directory.path}", "%s", message)
+        raise FileNotFoundError(errno.ENOENT, message) from exc
+
+
+def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
+    if any(
+        s != own_stem and s not in directory.other_versions and not directory.alive(s)
+        for s in directory.stems()
+    ):
         try:
             fold(directory)
         except OSError as exc:  # left to a later scrape: the read below counts those files
@@ -533,6 +620,9 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
     with directory.locked(shared=True):
         try:
             retired, absorbed = directory.read_retired()
+        except OtherVersion as exc:
+            _warn_other_version(directory.path / RETIRED, exc, retired=True)
+            retired, absorbed = [], frozenset()
         except UnreadableFile as exc:  # the next fold moves it aside
             warn(f"retired {directory.path}", "leaving out the retired file: %s", exc)
             retired, absorbed = [], frozenset()
@@ -540,8 +630,11 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
         for stem in directory.stems():
             if stem == own_stem or stem in absorbed:
                 continue
-            sections = directory.read(directory.data(stem)) or []
-            if not directory.alive(stem):  # gone since the fold above: its gauges are dropped
+            sections = directory.read(stem) or []
+            # Gauges count only under a held lock: a file gone since the fold above, or one
+            # without a lock file (a dead process's under a reused pid, or a live one's about
+            # to move to a new name), keeps its counters alone.
+            if directory.lock_held(stem) is not True:
                 sections = [without_gauges(section) for section in sections]
             parts.append((str(directory.data(stem)), sections))
     return add_up(same_buckets(parts))

@@ -4,7 +4,7 @@ share.
 A file is one JSON document, written whole to a temporary name and renamed over the old one
 (readers see the old or the new version, never a mix)::
 
-    {"format": 1, "kind": "process", "pid": 4242,
+    {"format": 2, "kind": "process", "pid": 4242,
      "sections": [{"bounds": [0.001, ..., 300.0], "totals": {...}, "limits": [200, 50, 100]}]}
 
 A *section* is one :class:`~laios.execution._exposition.ExportedTotals` with the upper bounds
@@ -14,7 +14,11 @@ them are read alike). The totals are written field by field from the dataclasses
 themselves (:func:`encode`) and read back against their type annotations (:func:`decode`), so a
 field added to ``ExportedTotals`` or ``ToolAggregates`` travels without a change here: a field
 with a default may be missing from an older file; a field this version does not know makes
-the file unreadable (:class:`UnreadableFile`) rather than silently dropped. Tuples and named
+the file unreadable (:class:`UnreadableFile`) rather than silently dropped. So a change of the
+fields is a new :data:`FORMAT` (``test_the_file_layout_changes_only_with_the_format_number``
+holds the layout), and this version reads the older formats it knows (format 1, laios 0.1.0's:
+see :mod:`._legacy_totals`); a file of any other format is another version's
+(:class:`OtherVersion`), which a directory's processes never fold, delete or move. Tuples and named
 tuples are written as lists; a dict field as an object when its keys are strings, else as a
 list of ``[key, value]`` pairs (``custom`` is keyed by ``(name, unit)``). ``json`` writes all
 but the dataclasses itself, in C: a write of 200 tools' totals takes a few milliseconds.
@@ -34,13 +38,20 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
+from laios.execution._legacy_totals import (
+    LEGACY_FORMAT,
+    moved_to_default_buckets,
+    upgraded_entry,
+)
 from laios.execution._totals import ExportedTotals
 
 __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT",
     "MAX_FILE_BYTES",
+    "READABLE_FORMATS",
     "Limits",
+    "OtherVersion",
     "Section",
     "UnreadableFile",
     "decode",
@@ -52,12 +63,19 @@ __all__ = [
     "write_document",
 ]
 
-#: The version of the file layout. Files of another version are not read.
-FORMAT = 1
+#: The version of the file layout this version writes (2: laios 0.1.0 wrote 1).
+FORMAT = 2
+#: The formats this version reads.
+READABLE_FORMATS = (LEGACY_FORMAT, FORMAT)
 
 
 class UnreadableFile(ValueError):
     """A file that is not a totals document this version can read (the message says why)."""
+
+
+class OtherVersion(UnreadableFile):
+    """A totals document of a format this version does not read: another laios version's
+    (a newer one, in a rolling deploy), whose processes count it. Left where it is."""
 
 
 #: The label limits of a section: tool labels, error types per tool, custom metrics.
@@ -282,16 +300,20 @@ def sections_of(document: Mapping[str, Any]) -> list[Section]:
     Raises:
         UnreadableFile: When a section does not fit :class:`Section`.
     """
-    sections = [
-        Section(
+    legacy = document.get("format") == LEGACY_FORMAT
+    sections = []
+    for entry in map(_entry, _list(document.get("sections", []))):
+        of_0_1_0 = legacy and upgraded_entry(entry)
+        section = Section(
             decode(tuple[float, ...], entry["bounds"]),
             decode(ExportedTotals, entry["totals"]),
             _limits(entry.get("limits")),
         )
-        for entry in map(_entry, _list(document.get("sections", [])))
-    ]
-    for section in sections:
         _check_histograms(section)
+        if of_0_1_0:
+            bounds, totals = moved_to_default_buckets(section.bounds, section.totals)
+            section = section._replace(bounds=bounds, totals=totals)
+        sections.append(section)
     return sections
 
 
@@ -379,7 +401,8 @@ def read_document(path: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: When there is no file at ``path``.
-        UnreadableFile: When the file is not JSON, or of another :data:`FORMAT`, or is not a
+        OtherVersion: When it is a document of a format this version does not read.
+        UnreadableFile: When the file is not JSON, or has no format number, or is not a
             regular file (a directory, a named pipe, a symbolic link, a device).
     """
     try:
@@ -390,9 +413,14 @@ def read_document(path: Path) -> dict[str, Any]:
         raise UnreadableFile("not a JSON document: nested too deep") from exc
     if not isinstance(document, dict):
         raise UnreadableFile("not a JSON object")
-    if document.get("format") != FORMAT:
-        raise UnreadableFile(
-            f"written in format {document.get('format')!r}; this version reads {FORMAT}"
+    found = document.get("format")
+    if type(found) is not int:
+        raise UnreadableFile(f"not a totals document: its format is {found!r}")
+    if found not in READABLE_FORMATS:
+        readable = " and ".join(map(str, READABLE_FORMATS))
+        raise OtherVersion(
+            f"written by another laios version, in format {found}; this version reads "
+            f"formats {readable}"
         )
     return document
 

@@ -25,13 +25,19 @@ How:
   histogram bucket bounds are not this process's for the same constant labels (for labels it
   does not export, those of the first file read) are left out whole, with a warning: their
   histograms cannot be added, and kept apart their counters would be the same series twice.
+- **Files of other laios versions** (a rolling deploy): each file says its layout's format.
+  This version writes format 2 and reads laios 0.1.0's format 1 too (see
+  :mod:`laios.execution._legacy_totals`); a file of a format it does not know is a newer
+  version's: left out of the sum and left in place, never folded, deleted or moved, with one
+  warning naming it (a retired file of that kind stops folds while it is there).
 - **Liveness from a lock, not a pid.** Each process holds an exclusive ``flock`` on a lock file
   of its own, named with its pid and a random token, for as long as it lives; the kernel drops
   it when the process dies, however it dies (``SIGKILL`` too). A file whose lock can be taken
   belongs to a process that is gone. Unlike a pid check this cannot be fooled by a new
   process reusing the pid, needs no ``/proc`` and works the same on Linux and macOS. Only a
   file whose lock file is missing (deleted under its process by a temp-file cleaner or an
-  ``rm``) falls back on the ``pid`` it holds: gone once that pid is; the process, at its next
+  ``rm``) falls back on the ``pid`` it holds: gone once that pid is (its counters are counted
+  meanwhile, its gauges not: the pid may have been reused); the process, at its next
   write, moves its totals to a new name and removes its old file in the same step (under the
   directory's exclusive lock), so that they are counted once.
 - **Gone processes are folded into one retired file**, under an exclusive ``flock`` on the
@@ -600,7 +606,9 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
 
     Run it once before the workers start: gunicorn's ``on_starting`` (see
     :func:`gunicorn_on_starting`), or the script that starts ``uvicorn --workers``. Other files
-    (``prometheus_client``'s ``*.db``) are left alone.
+    (``prometheus_client``'s ``*.db``) are left alone. A directory that other live processes
+    write to (another service's, or workers of an earlier run still running) is left as it is,
+    with a warning naming their pids: clearing it would take their counts away.
 
     Args:
         directory: Defaults to ``$LAIOS_MULTIPROC_DIR``.
@@ -629,6 +637,17 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
             f"the multiprocess directory {path} cannot be created ({exc.strerror or exc}): "
             "create it, or choose another path"
         ) from exc
+    writers = _live_writers(path)
+    if writers:
+        _log.warning(
+            "not clearing the multiprocess directory %s: live processes write to it (pids %s), "
+            "another service given the same directory by mistake or workers of an earlier run "
+            "still running, and clearing it would take their counts away. Every /metrics "
+            "served from it sums all their processes: give each service its own directory",
+            path,
+            ", ".join(map(str, writers)),
+        )
+        return _directory(path)
     try:
         for entry in path.iterdir():
             if entry.name.startswith((PROCESS_PREFIX, RETIRED, _PROBE_PREFIX)):
@@ -639,6 +658,21 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
             f"laios's files in the multiprocess directory {path} cannot be removed: {exc}"
         ) from exc
     return _directory(path)
+
+
+def _live_writers(path: Path) -> list[int]:
+    """The pids of the other processes that hold the lock of a file in ``path`` (sorted)."""
+    files = SharedDirectory(path)
+    pids = set()
+    try:
+        for stem in files.stems(with_orphans=True):
+            if files.lock_held(stem):
+                pid = stem.removeprefix(PROCESS_PREFIX).split("-", 1)[0]
+                if pid.isdigit() and int(pid) != os.getpid():
+                    pids.add(int(pid))
+    except OSError:
+        return []  # the removal below says what is wrong with the directory
+    return sorted(pids)
 
 
 def sweep(directory: str | os.PathLike[str] | None = None) -> int:
