@@ -204,6 +204,32 @@ def test_a_failing_collector_gets_500_without_a_traceback(
     assert "collector broke" in caplog.text
 
 
+def test_a_collector_failing_on_every_scrape_logs_its_traceback_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failure that repeats (a multiprocess directory deleted, a collector whose backend is
+    gone) answers every scrape 500 but logs its traceback once a minute, not once per
+    scrape: Prometheus and the live page ask every few seconds. Another kind of failure is
+    logged on its own."""
+    registry = CollectorRegistry()
+    kind: list[type[Exception]] = [RuntimeError]
+
+    def fail() -> None:
+        raise kind[0]("collector broke at line 42")
+
+    registry.register(CallbackCollector(fail))
+    app = make_asgi_app(MetricStore(), registry)
+    with caplog.at_level(logging.ERROR, logger="laios.execution.server"):
+        answers = [call_asgi(app) for _ in range(20)]
+        assert {answer.status for answer in answers} == {500}
+        assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+        kind[0] = ValueError
+        call_asgi(app)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2, [r.getMessage() for r in errors]
+    assert all(r.exc_info for r in errors)
+
+
 def test_lifespan_events_are_answered() -> None:
     """As a server's root app, startup and shutdown complete."""
     app = make_asgi_app(MetricStore(), CollectorRegistry())

@@ -213,8 +213,8 @@ class Endpoint:
                 response = self._misdirected(request.header("host"))
             else:
                 response = self._respond(request)
-        except Exception:
-            _log.exception("serving %s failed", request.path if request.path in self.routes else "")
+        except Exception as exc:
+            self._failed(request.path if request.path in self.routes else "", exc)
             response = _json(500, {"error": "internal error"})
         body = response.body
         # A route's own header wins over a configured one of the same name: the live page's
@@ -249,6 +249,19 @@ class Endpoint:
         if request.method not in ("GET", "HEAD"):
             return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
         return self._route(path, request)
+
+    def _failed(self, route: str, exc: Exception) -> None:
+        """Log a failure to answer ``route`` with its traceback: at most once a minute per
+        route and kind of exception, as scrapes repeat every few seconds and a failure that
+        lasts (a collector whose backend is gone) would log the same traceback each time."""
+        held = self._warnings.should_log(f"failed {route} {type(exc).__qualname__}")
+        if held is not None:
+            _log.error(
+                "serving %s failed (answered 500; logged at most once a minute%s)",
+                route,
+                f", {held} more failures since the last log" if held else "",
+                exc_info=exc,
+            )
 
     def _misdirected(self, host: str) -> Response:
         """The answer to a request for another host at a server on loopback: ``421``.
