@@ -804,6 +804,45 @@ def test_a_process_a_tool_left_running_in_its_group_ends_at_shutdown(
         kill_if_alive(child)
 
 
+@pytest.mark.parametrize("how", ["exit", "cpu_limit", "killed_from_outside"])
+def test_the_processes_a_tool_started_end_with_a_worker_that_dies_under_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str, how: str
+) -> None:
+    """A worker that dies while its tool runs (``os._exit``, its CPU budget's signal, a
+    ``SIGKILL`` from outside as the OOM killer sends) takes the processes the tool started in
+    its group with it: none is left running, orphaned, after the call failed."""
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))  # 1.5 s of 30 s
+    timeout = 30.0
+    if how == "killed_from_outside":
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(
+                executor.execute_task(task("hang", box=box), context, timeout=timeout)
+            )
+        )
+        caller.start()
+        started = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert started is not None, "the tool never started"
+        os.kill(started["pid"], signal.SIGKILL)
+        caller.join(WAIT)
+        assert results, "the call did not return"
+        result = results[0]
+        child = started["grandchild"]
+    else:
+        tool_how = "exit" if how == "exit" else "spin"
+        result = executor.execute_task(
+            task("child_then_ends", box=box, how=tool_how), context, timeout=timeout
+        )
+        child = process_tools.read_note(box, "child_then_ends")["child"]
+    try:
+        expected = "cpu_limit" if how == "cpu_limit" else "worker_crashed"
+        assert result.metadata["error_type"] == expected, result.error
+        assert gone(child), "a process the tool started outlived its dead worker"
+        assert run_pid(executor, task, context) > 0
+    finally:
+        kill_if_alive(child)
+
+
 def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

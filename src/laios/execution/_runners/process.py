@@ -18,7 +18,8 @@ calls' events: progress and checkpoints while a tool runs, then its outcome.
   its budget (see :class:`_CpuWatch`).
 * **Crashes.** A worker that dies while running a call (``os._exit``, a signal, a crash in C)
   ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
-  ended it) and is replaced; the other calls go on.
+  ended it) and is replaced; what is left of its process group is killed (what the tool
+  started there must not run on, orphaned); the other calls go on.
 
 What crosses to a worker is pickled: the tool object and the call's parameters (a call whose
 tool or parameters cannot be pickled is refused at once, ``error_type`` ``not_picklable``), and
@@ -184,6 +185,18 @@ def _kill_group(pid: int) -> None:
             pass  # not a group leader yet (just started): the worker alone
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+
+
+def _kill_what_is_left_of_the_group(pid: int) -> None:
+    """Kill the processes left in the group of worker ``pid``, which has ended: what its tool
+    started there. A worker that ends by itself kills them first; one that dies (``os._exit``
+    in a tool, a signal: its CPU budget's, or ``SIGKILL`` from the OOM killer) would leave
+    them running, orphaned. While one of them lives, the group's id cannot be given to
+    another process; once none does, there is nothing to kill (and only the group is asked,
+    never the pid alone, which may be another process's by now)."""
+    if hasattr(os, "killpg"):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _crash_outcome(
@@ -632,8 +645,11 @@ class _Pool:
                 _log.exception("reporting a worker's event failed")
 
     def lost(self, worker: _Worker) -> None:
-        """A worker process ended: report its call (unless it was killed for it), replace it."""
+        """A worker process ended: kill what its tool left in its group, report its call
+        (unless it was killed for it), replace it."""
         self.receive(worker)  # what it sent before it went
+        if not worker.stopping:  # (one told to stop, or retiring, kills its group itself)
+            _kill_what_is_left_of_the_group(worker.pid)
         worker.process.join(0)
         exitcode = worker.process.exitcode
         with contextlib.suppress(OSError):
