@@ -20,6 +20,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -1073,6 +1074,57 @@ def test_a_worker_that_dies_as_a_call_is_dispatched_fails_that_call() -> None:
         runner.submit(_call(process_tools.Pid()), after)
         assert after.finished_event.wait(WAIT)
         assert after.outcomes[0].value != pid
+    finally:
+        runner.terminate()
+
+
+class PausedBeforeWriting(Connection):
+    """A worker's connection whose next write runs ``pause`` first, after the descriptor to
+    write to was taken: where a thread of the caller's may be preempted in ``send_bytes``."""
+
+    pause: Callable[[], None]
+
+    def _send(self, buf: Any, write: Callable[[int, Any], int] = os.write) -> None:
+        def paused(handle: int, data: Any) -> int:
+            pause, self.pause = self.pause, lambda: None  # (once)
+            pause()
+            return write(handle, data)
+
+        super()._send(buf, paused)  # type: ignore[misc]
+
+
+def test_a_call_sent_as_its_worker_dies_never_reaches_the_replacement() -> None:
+    """A call whose worker dies while it is being written to it (its pipe's descriptor taken,
+    nothing written yet) fails as ``worker_crashed``. The dead worker's descriptor is not
+    closed under the write, so it is never given to the replacement's pipe: the call is never
+    written to the new worker, whose calls each get their own outcome."""
+    runner = ProcessRunner(1)
+    try:
+        first = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), first)
+        assert first.finished_event.wait(WAIT)
+        dead = first.outcomes[0].value
+        replacement: list[int] = []
+
+        def kill_the_worker_and_wait_for_its_replacement() -> None:
+            os.kill(dead, signal.SIGKILL)
+            pids = wait_for(lambda: [pid for pid in runner.worker_pids() if pid != dead])
+            assert pids, "the dead worker was not replaced"
+            replacement.extend(pids)
+
+        conn = runner._pool.workers[dead].conn
+        conn.__class__ = PausedBeforeWriting
+        conn.pause = kill_the_worker_and_wait_for_its_replacement  # type: ignore[attr-defined]
+        doomed = ScriptedEvents()
+        runner.submit(_call(process_tools.Spin(), seconds=0), doomed)  # would return "spun"
+        assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
+        assert doomed.outcomes[0].error_type == "worker_crashed"
+        for _ in range(3):
+            after = ScriptedEvents()
+            runner.submit(_call(process_tools.Pid()), after)
+            assert after.finished_event.wait(WAIT)
+            assert after.outcomes[0].value == replacement[0], after.outcomes[0]
+        assert runner.stats.busy == 0
     finally:
         runner.terminate()
 

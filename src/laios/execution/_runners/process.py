@@ -130,7 +130,7 @@ class _Call:
 class _Worker:
     """One worker process and the caller's end of its pipe."""
 
-    __slots__ = ("call", "conn", "killed", "over_budget", "pid", "process", "stopping")
+    __slots__ = ("call", "conn", "killed", "over_budget", "pid", "process", "sending", "stopping")
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
@@ -140,6 +140,9 @@ class _Worker:
         self.killed = False  # killed by the runner (its call, if any, was abandoned)
         self.stopping = False  # told to stop (no call will be sent to it)
         self.over_budget = False  # killed by the runner for going past its call's CPU budget
+        # Calls being written to ``conn`` outside the pool's lock: while there are any, its
+        # pipe is not closed, even once the worker is gone (see ``_Pool.send``).
+        self.sending = 0
 
 
 class _CpuWatch:
@@ -445,10 +448,14 @@ class _Pool:
             if may_start:
                 with self.lock:
                     send = call.state == "reserved"  # (else abandoned since: nothing to run)
+                    writable = False
                     if send:
                         call.state = "running"
+                        writable = worker.pid in self.workers  # (else gone: send reports it)
+                        if writable:
+                            worker.sending += 1
                 if send:
-                    self.send(worker, call)
+                    self.send(worker, call, writable)
                     return
             with self.lock:  # too late to start (timed out, cancelled): the next one
                 if call.state == "reserved":
@@ -456,17 +463,34 @@ class _Pool:
                 worker.call = None
                 call = self.next_for(worker)
 
-    def send(self, worker: _Worker, call: _Call) -> None:
-        """Send a running call to its worker; report it as crashed when the worker is gone
-        and the reader, which saw it go before the call was sent, could not."""
+    def send(self, worker: _Worker, call: _Call, writable: bool) -> None:
+        """Send a running call to its worker (``writable``: counted in ``worker.sending``);
+        report it as crashed when the worker is gone and the reader, which saw it go before
+        the call was sent, could not.
+
+        The write runs outside the pool's lock (a large call takes a while), and the worker
+        may die meanwhile. Its pipe is then closed only once the write is over (here, not by
+        the reader): a write holds the descriptor's number, and a number closed under it
+        may be given to the pipe of the worker that replaces the dead one at once, which
+        would then run this call and answer it for its own next call.
+        """
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
-        with contextlib.suppress(OSError):
-            worker.conn.send_bytes(call.payload)
-        with self.lock:
-            orphaned = worker.pid not in self.workers and call.state == "running"
-            if orphaned:
-                call.state = "done"
+        try:
+            if writable:
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(call.payload)
+        finally:
+            with self.lock:
+                if writable:
+                    worker.sending -= 1
+                gone = worker.pid not in self.workers
+                if gone and not worker.sending:
+                    with contextlib.suppress(OSError):
+                        worker.conn.close()  # (the reader left it open for this write)
+                orphaned = gone and call.state == "running"
+                if orphaned:
+                    call.state = "done"
         if orphaned:
             worker.process.join(0)
             outcome = _crash_outcome(call, worker.process.exitcode, self.terminated)
@@ -652,10 +676,11 @@ class _Pool:
             _kill_what_is_left_of_the_group(worker.pid)
         worker.process.join(0)
         exitcode = worker.process.exitcode
-        with contextlib.suppress(OSError):
-            worker.conn.close()
         with self.lock:
             self.workers.pop(worker.pid, None)
+            if not worker.sending:  # (else the write closes it once it is over: see send)
+                with contextlib.suppress(OSError):
+                    worker.conn.close()
             self.cpu_watches.pop(worker.pid, None)
             with contextlib.suppress(ValueError):
                 self.idle.remove(worker)
