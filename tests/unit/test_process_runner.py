@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from process_tools import KEY, alive
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution._runners import process as process_runner
 from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
 from laios.execution.runners import ProcessRunner, Runner, ToolCall
@@ -504,6 +506,57 @@ def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     assert elapsed < 20.0  # stopped by the budget (about 2 s), not by the timeout
     assert gone(before), "the worker past its budget is still alive"
     assert run_pid(executor, task, context) != before
+
+
+@pytest.mark.parametrize(
+    ("unenforced", "limits", "named"),
+    [
+        ("memory", ResourceLimits(memory_limit_mb=500), "memory_limit_mb"),
+        ("cpu", ResourceLimits(cpu_limit_percent=50), "cpu_limit_percent"),
+    ],
+    ids=["memory", "cpu"],
+)
+def test_a_limit_the_platform_cannot_enforce_is_warned_about_once(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    unenforced: str,
+    limits: ResourceLimits,
+    named: str,
+) -> None:
+    """Where a worker cannot enforce a limit (the memory limit off Linux, a CPU budget without
+    a CPU timer or ``RLIMIT_CPU``), the first task given it logs one warning naming the limit
+    and the platform, instead of running without it in silence; the tasks run."""
+    monkeypatch.setattr(process_runner, "_UNENFORCED_LIMITS", frozenset({unenforced}))
+    monkeypatch.setattr(process_runner, "_WARNED_UNENFORCED", set())
+    executor = make(resource_limits=limits)
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        for _ in range(3):
+            result = executor.execute_task(task("pid"), context, timeout=WAIT)
+            assert result.success, result.error
+    said = [record.getMessage() for record in caplog.records if named in record.getMessage()]
+    assert len(said) == 1, said
+    assert "cannot enforce" in said[0]
+    assert sys.platform in said[0]
+
+
+def test_no_warning_is_given_for_a_limit_no_task_has(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A CPU percentage without a timeout is no budget, so no warning is due for it."""
+    monkeypatch.setattr(process_runner, "_UNENFORCED_LIMITS", frozenset({"memory", "cpu"}))
+    monkeypatch.setattr(process_runner, "_WARNED_UNENFORCED", set())
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=50))
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        result = executor.execute_task(task("pid"), context)
+    assert result.success, result.error
+    assert not [record for record in caplog.records if "cannot enforce" in record.getMessage()]
 
 
 def test_a_memory_limit_past_what_the_platform_can_set_is_no_limit(

@@ -15,7 +15,9 @@ calls' events: progress and checkpoints while a tool runs, then its outcome.
   (``RLIMIT_DATA``, and a CPU-time timer with ``RLIMIT_CPU`` behind it); a worker that hit
   one is not reused. Signals can be ignored, so on Linux the reader thread also watches the
   CPU clock of each worker running a call with a budget, and kills a worker that goes past
-  its budget (see :class:`_CpuWatch`).
+  its budget (see :class:`_CpuWatch`). A limit the platform does not let a worker enforce
+  (memory off Linux; CPU without ``setitimer`` and ``RLIMIT_CPU``) is logged once per
+  process as not enforced, never dropped in silence.
 * **Crashes.** A worker that dies while running a call (``os._exit``, a signal, a crash in C)
   ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
   ended it) and is replaced; what is left of its process group is killed (what the tool
@@ -62,8 +64,10 @@ from laios.execution._runners.base import (
     ToolCall,
 )
 from laios.execution._runners.process_worker import (
+    CPU_BUDGET_ENFORCED,
     DONE,
     LONGEST_CPU_BUDGET,
+    MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
     describe_for_pickle,
     serve,
@@ -99,6 +103,48 @@ _CPU_WATCH_STEP = 0.05
 
 #: The most CPU seconds a worker can use per second (all its threads at once).
 _CPUS = os.cpu_count() or 1
+
+#: The limits a worker cannot enforce on this platform ("memory", "cpu"); none on Linux.
+_UNENFORCED_LIMITS = frozenset(
+    name
+    for name, enforced in (("memory", MEMORY_LIMIT_ENFORCED), ("cpu", CPU_BUDGET_ENFORCED))
+    if not enforced
+)
+
+#: Those of them a warning was logged for already (once per process), under its lock.
+_WARNED_UNENFORCED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+_UNENFORCED_WHY = {
+    "memory": ("memory_limit_mb", "RLIMIT_DATA limits what Python allocates on Linux only"),
+    "cpu": ("cpu_limit_percent", "it has neither a CPU timer (setitimer) nor RLIMIT_CPU"),
+}
+
+
+def _warn_unenforced(call: ToolCall) -> None:
+    """Log once per process, for each limit a worker cannot enforce here, that a call came
+    with it (a limit that cannot be enforced is never ignored in silence)."""
+    given = []
+    if call.memory_limit_mb is not None:
+        given.append("memory")
+    if call.cpu_seconds is not None and call.cpu_seconds <= LONGEST_CPU_BUDGET:
+        given.append("cpu")
+    for name in given:
+        if name not in _UNENFORCED_LIMITS:
+            continue
+        with _WARNED_LOCK:
+            if name in _WARNED_UNENFORCED:
+                continue
+            _WARNED_UNENFORCED.add(name)
+        option, why = _UNENFORCED_WHY[name]
+        _log.warning(
+            "ProcessRunner cannot enforce ResourceLimits.%s on this platform (sys.platform is "
+            "%r; %s): tasks run without that limit, and only a task's timeout stops one that "
+            "goes past it. Said once per process",
+            option,
+            sys.platform,
+            why,
+        )
 
 
 class WorkerCrashed(Exception):
@@ -913,6 +959,8 @@ class ProcessRunner:
                 f"parameters cannot be pickled ({type(exc).__name__}: {exc}). Define the tool "
                 "class at module level and pass plain, picklable parameters",
             )
+        if _UNENFORCED_LIMITS:  # (never on Linux)
+            _warn_unenforced(call)
         pool = self._pool
         handle = _Call(events, payload, call.tool_name, call.cpu_seconds)
         start = False
