@@ -891,6 +891,10 @@ def test_the_processes_a_tool_started_end_with_a_worker_that_dies_under_it(
     try:
         expected = "cpu_limit" if how == "cpu_limit" else "worker_crashed"
         assert result.metadata["error_type"] == expected, result.error
+        if how == "killed_from_outside":  # what would send it, and what to do
+            assert "was killed by SIGKILL" in (result.error or "")
+            assert "out-of-memory killer" in (result.error or "")
+            assert "memory_limit_mb" in (result.error or "")
         assert gone(child), "a process the tool started outlived its dead worker"
         assert run_pid(executor, task, context) > 0
     finally:

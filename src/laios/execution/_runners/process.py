@@ -291,6 +291,13 @@ def _crash_outcome(
         except ValueError:
             name = f"signal {-exitcode}"
         how = f"was killed by {name}"
+        if -exitcode == getattr(signal, "SIGKILL", None):  # (the runner's own are not crashes)
+            how += (
+                ", which the runner did not send (the tool itself, another process, or the "
+                "kernel's out-of-memory killer when the machine ran short of memory may have: "
+                "set ResourceLimits.memory_limit_mb to fail such a task inside its tool "
+                "instead),"
+            )
     else:
         how = f"exited with code {exitcode}"
     return RawOutcome(
