@@ -1233,4 +1233,5 @@ def test_an_unknown_start_method_is_refused_with_the_usable_ones() -> None:
         ProcessRunner(1, start_method="teleport")
     message = str(raised.value)
     assert "'fork'" not in message.split(", got")[0]
-    assert "'spawn'" in message and "got 'teleport'" in message
+    assert "'spawn'" in message
+    assert "got 'teleport'" in message
