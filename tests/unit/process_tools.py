@@ -147,6 +147,23 @@ class LeavesAChild(BaseTool):
         return subprocess.Popen(["sleep", "60"]).pid
 
 
+class ChildThenEnds(BaseTool):
+    name = "child_then_ends"
+    description = (
+        "Starts ``sleep 60`` in the worker's process group, notes both pids in ``box``, then "
+        "ends its worker: ``os._exit(3)`` (``how='exit'``) or by burning CPU past any budget "
+        "(``how='spin'``)."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        child = subprocess.Popen(["sleep", "60"])
+        note(kwargs["box"], "child_then_ends", {"pid": os.getpid(), "child": child.pid})
+        if kwargs["how"] == "exit":
+            os._exit(3)
+        while True:
+            pass
+
+
 class BusyChild(BaseTool):
     name = "busy_child"
     description = "Runs a child Python process that burns ``seconds`` CPU seconds, waits for it."
@@ -531,6 +548,7 @@ TOOLS = (
     Spin,
     SpinDeaf,
     LeavesAChild,
+    ChildThenEnds,
     BusyChild,
     ClosesDescriptors,
     ReplacesItsPipe,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from process_tools import KEY, alive
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution._runners import process as process_runner
 from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
 from laios.execution.runners import ProcessRunner, Runner, ToolCall
@@ -505,6 +508,57 @@ def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     assert run_pid(executor, task, context) != before
 
 
+@pytest.mark.parametrize(
+    ("unenforced", "limits", "named"),
+    [
+        ("memory", ResourceLimits(memory_limit_mb=500), "memory_limit_mb"),
+        ("cpu", ResourceLimits(cpu_limit_percent=50), "cpu_limit_percent"),
+    ],
+    ids=["memory", "cpu"],
+)
+def test_a_limit_the_platform_cannot_enforce_is_warned_about_once(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    unenforced: str,
+    limits: ResourceLimits,
+    named: str,
+) -> None:
+    """Where a worker cannot enforce a limit (the memory limit off Linux, a CPU budget without
+    a CPU timer or ``RLIMIT_CPU``), the first task given it logs one warning naming the limit
+    and the platform, instead of running without it in silence; the tasks run."""
+    monkeypatch.setattr(process_runner, "_UNENFORCED_LIMITS", frozenset({unenforced}))
+    monkeypatch.setattr(process_runner, "_WARNED_UNENFORCED", set())
+    executor = make(resource_limits=limits)
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        for _ in range(3):
+            result = executor.execute_task(task("pid"), context, timeout=WAIT)
+            assert result.success, result.error
+    said = [record.getMessage() for record in caplog.records if named in record.getMessage()]
+    assert len(said) == 1, said
+    assert "cannot enforce" in said[0]
+    assert sys.platform in said[0]
+
+
+def test_no_warning_is_given_for_a_limit_no_task_has(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A CPU percentage without a timeout is no budget, so no warning is due for it."""
+    monkeypatch.setattr(process_runner, "_UNENFORCED_LIMITS", frozenset({"memory", "cpu"}))
+    monkeypatch.setattr(process_runner, "_WARNED_UNENFORCED", set())
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=50))
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        result = executor.execute_task(task("pid"), context)
+    assert result.success, result.error
+    assert not [record for record in caplog.records if "cannot enforce" in record.getMessage()]
+
+
 def test_a_memory_limit_past_what_the_platform_can_set_is_no_limit(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -804,6 +858,49 @@ def test_a_process_a_tool_left_running_in_its_group_ends_at_shutdown(
         kill_if_alive(child)
 
 
+@pytest.mark.parametrize("how", ["exit", "cpu_limit", "killed_from_outside"])
+def test_the_processes_a_tool_started_end_with_a_worker_that_dies_under_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str, how: str
+) -> None:
+    """A worker that dies while its tool runs (``os._exit``, its CPU budget's signal, a
+    ``SIGKILL`` from outside as the OOM killer sends) takes the processes the tool started in
+    its group with it: none is left running, orphaned, after the call failed."""
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))  # 1.5 s of 30 s
+    timeout = 30.0
+    if how == "killed_from_outside":
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(
+                executor.execute_task(task("hang", box=box), context, timeout=timeout)
+            )
+        )
+        caller.start()
+        started = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert started is not None, "the tool never started"
+        os.kill(started["pid"], signal.SIGKILL)
+        caller.join(WAIT)
+        assert results, "the call did not return"
+        result = results[0]
+        child = started["grandchild"]
+    else:
+        tool_how = "exit" if how == "exit" else "spin"
+        result = executor.execute_task(
+            task("child_then_ends", box=box, how=tool_how), context, timeout=timeout
+        )
+        child = process_tools.read_note(box, "child_then_ends")["child"]
+    try:
+        expected = "cpu_limit" if how == "cpu_limit" else "worker_crashed"
+        assert result.metadata["error_type"] == expected, result.error
+        if how == "killed_from_outside":  # what would send it, and what to do
+            assert "was killed by SIGKILL" in (result.error or "")
+            assert "out-of-memory killer" in (result.error or "")
+            assert "memory_limit_mb" in (result.error or "")
+        assert gone(child), "a process the tool started outlived its dead worker"
+        assert run_pid(executor, task, context) > 0
+    finally:
+        kill_if_alive(child)
+
+
 def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -1034,6 +1131,57 @@ def test_a_worker_that_dies_as_a_call_is_dispatched_fails_that_call() -> None:
         runner.submit(_call(process_tools.Pid()), after)
         assert after.finished_event.wait(WAIT)
         assert after.outcomes[0].value != pid
+    finally:
+        runner.terminate()
+
+
+class PausedBeforeWriting(Connection):
+    """A worker's connection whose next write runs ``pause`` first, after the descriptor to
+    write to was taken: where a thread of the caller's may be preempted in ``send_bytes``."""
+
+    pause: Callable[[], None]
+
+    def _send(self, buf: Any, write: Callable[[int, Any], int] = os.write) -> None:
+        def paused(handle: int, data: Any) -> int:
+            pause, self.pause = self.pause, lambda: None  # (once)
+            pause()
+            return write(handle, data)
+
+        super()._send(buf, paused)  # type: ignore[misc]
+
+
+def test_a_call_sent_as_its_worker_dies_never_reaches_the_replacement() -> None:
+    """A call whose worker dies while it is being written to it (its pipe's descriptor taken,
+    nothing written yet) fails as ``worker_crashed``. The dead worker's descriptor is not
+    closed under the write, so it is never given to the replacement's pipe: the call is never
+    written to the new worker, whose calls each get their own outcome."""
+    runner = ProcessRunner(1)
+    try:
+        first = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), first)
+        assert first.finished_event.wait(WAIT)
+        dead = first.outcomes[0].value
+        replacement: list[int] = []
+
+        def kill_the_worker_and_wait_for_its_replacement() -> None:
+            os.kill(dead, signal.SIGKILL)
+            pids = wait_for(lambda: [pid for pid in runner.worker_pids() if pid != dead])
+            assert pids, "the dead worker was not replaced"
+            replacement.extend(pids)
+
+        conn = runner._pool.workers[dead].conn
+        conn.__class__ = PausedBeforeWriting
+        conn.pause = kill_the_worker_and_wait_for_its_replacement  # type: ignore[attr-defined]
+        doomed = ScriptedEvents()
+        runner.submit(_call(process_tools.Spin(), seconds=0), doomed)  # would return "spun"
+        assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
+        assert doomed.outcomes[0].error_type == "worker_crashed"
+        for _ in range(3):
+            after = ScriptedEvents()
+            runner.submit(_call(process_tools.Pid()), after)
+            assert after.finished_event.wait(WAIT)
+            assert after.outcomes[0].value == replacement[0], after.outcomes[0]
+        assert runner.stats.busy == 0
     finally:
         runner.terminate()
 

@@ -22,8 +22,9 @@ class ResourceLimits(BaseModel):
         timeout_seconds: Longest wall-clock time per task, in seconds (``None``: no limit).
             Must be a finite number greater than 0.
         memory_limit_mb: Memory a tool may allocate during a task, in MB. Enforced by a
-            :class:`~laios.execution.runners.ProcessRunner` (the allocation fails inside the
-            tool, ``error_type`` ``memory_limit``); informational on the thread and loop
+            :class:`~laios.execution.runners.ProcessRunner` on Linux (the allocation fails
+            inside the tool, ``error_type`` ``memory_limit``; on other platforms it logs a
+            warning once and is not enforced); informational on the thread and loop
             runners.
         cpu_limit_percent: CPU ceiling in percent (0–100 per core, so up to ``100 * cores``).
             A :class:`~laios.execution.runners.ProcessRunner` enforces it as a budget of

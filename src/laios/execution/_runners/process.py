@@ -15,10 +15,13 @@ calls' events: progress and checkpoints while a tool runs, then its outcome.
   (``RLIMIT_DATA``, and a CPU-time timer with ``RLIMIT_CPU`` behind it); a worker that hit
   one is not reused. Signals can be ignored, so on Linux the reader thread also watches the
   CPU clock of each worker running a call with a budget, and kills a worker that goes past
-  its budget (see :class:`_CpuWatch`).
+  its budget (see :class:`_CpuWatch`). A limit the platform does not let a worker enforce
+  (memory off Linux; CPU without ``setitimer`` and ``RLIMIT_CPU``) is logged once per
+  process as not enforced, never dropped in silence.
 * **Crashes.** A worker that dies while running a call (``os._exit``, a signal, a crash in C)
   ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
-  ended it) and is replaced; the other calls go on.
+  ended it) and is replaced; what is left of its process group is killed (what the tool
+  started there must not run on, orphaned); the other calls go on.
 
 What crosses to a worker is pickled: the tool object and the call's parameters (a call whose
 tool or parameters cannot be pickled is refused at once, ``error_type`` ``not_picklable``), and
@@ -61,8 +64,10 @@ from laios.execution._runners.base import (
     ToolCall,
 )
 from laios.execution._runners.process_worker import (
+    CPU_BUDGET_ENFORCED,
     DONE,
     LONGEST_CPU_BUDGET,
+    MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
     describe_for_pickle,
     serve,
@@ -99,6 +104,48 @@ _CPU_WATCH_STEP = 0.05
 #: The most CPU seconds a worker can use per second (all its threads at once).
 _CPUS = os.cpu_count() or 1
 
+#: The limits a worker cannot enforce on this platform ("memory", "cpu"); none on Linux.
+_UNENFORCED_LIMITS = frozenset(
+    name
+    for name, enforced in (("memory", MEMORY_LIMIT_ENFORCED), ("cpu", CPU_BUDGET_ENFORCED))
+    if not enforced
+)
+
+#: Those of them a warning was logged for already (once per process), under its lock.
+_WARNED_UNENFORCED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+_UNENFORCED_WHY = {
+    "memory": ("memory_limit_mb", "RLIMIT_DATA limits what Python allocates on Linux only"),
+    "cpu": ("cpu_limit_percent", "it has neither a CPU timer (setitimer) nor RLIMIT_CPU"),
+}
+
+
+def _warn_unenforced(call: ToolCall) -> None:
+    """Log once per process, for each limit a worker cannot enforce here, that a call came
+    with it (a limit that cannot be enforced is never ignored in silence)."""
+    given = []
+    if call.memory_limit_mb is not None:
+        given.append("memory")
+    if call.cpu_seconds is not None and call.cpu_seconds <= LONGEST_CPU_BUDGET:
+        given.append("cpu")
+    for name in given:
+        if name not in _UNENFORCED_LIMITS:
+            continue
+        with _WARNED_LOCK:
+            if name in _WARNED_UNENFORCED:
+                continue
+            _WARNED_UNENFORCED.add(name)
+        option, why = _UNENFORCED_WHY[name]
+        _log.warning(
+            "ProcessRunner cannot enforce ResourceLimits.%s on this platform (sys.platform is "
+            "%r; %s): tasks run without that limit, and only a task's timeout stops one that "
+            "goes past it. Said once per process",
+            option,
+            sys.platform,
+            why,
+        )
+
 
 class WorkerCrashed(Exception):
     """The worker process running a tool died before the tool returned."""
@@ -129,7 +176,7 @@ class _Call:
 class _Worker:
     """One worker process and the caller's end of its pipe."""
 
-    __slots__ = ("call", "conn", "killed", "over_budget", "pid", "process", "stopping")
+    __slots__ = ("call", "conn", "killed", "over_budget", "pid", "process", "sending", "stopping")
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
@@ -139,6 +186,9 @@ class _Worker:
         self.killed = False  # killed by the runner (its call, if any, was abandoned)
         self.stopping = False  # told to stop (no call will be sent to it)
         self.over_budget = False  # killed by the runner for going past its call's CPU budget
+        # Calls being written to ``conn`` outside the pool's lock: while there are any, its
+        # pipe is not closed, even once the worker is gone (see ``_Pool.send``).
+        self.sending = 0
 
 
 class _CpuWatch:
@@ -186,6 +236,18 @@ def _kill_group(pid: int) -> None:
         os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
 
 
+def _kill_what_is_left_of_the_group(pid: int) -> None:
+    """Kill the processes left in the group of worker ``pid``, which has ended: what its tool
+    started there. A worker that ends by itself kills them first; one that dies (``os._exit``
+    in a tool, a signal: its CPU budget's, or ``SIGKILL`` from the OOM killer) would leave
+    them running, orphaned. While one of them lives, the group's id cannot be given to
+    another process; once none does, there is nothing to kill (and only the group is asked,
+    never the pid alone, which may be another process's by now)."""
+    if hasattr(os, "killpg"):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def _crash_outcome(
     call: _Call, exitcode: int | None, terminated: bool, over_budget: bool = False
 ) -> RawOutcome:
@@ -229,6 +291,13 @@ def _crash_outcome(
         except ValueError:
             name = f"signal {-exitcode}"
         how = f"was killed by {name}"
+        if -exitcode == getattr(signal, "SIGKILL", None):  # (the runner's own are not crashes)
+            how += (
+                ", which the runner did not send (the tool itself, another process, or the "
+                "kernel's out-of-memory killer when the machine ran short of memory may have: "
+                "set ResourceLimits.memory_limit_mb to fail such a task inside its tool "
+                "instead),"
+            )
     else:
         how = f"exited with code {exitcode}"
     return RawOutcome(
@@ -432,10 +501,14 @@ class _Pool:
             if may_start:
                 with self.lock:
                     send = call.state == "reserved"  # (else abandoned since: nothing to run)
+                    writable = False
                     if send:
                         call.state = "running"
+                        writable = worker.pid in self.workers  # (else gone: send reports it)
+                        if writable:
+                            worker.sending += 1
                 if send:
-                    self.send(worker, call)
+                    self.send(worker, call, writable)
                     return
             with self.lock:  # too late to start (timed out, cancelled): the next one
                 if call.state == "reserved":
@@ -443,17 +516,34 @@ class _Pool:
                 worker.call = None
                 call = self.next_for(worker)
 
-    def send(self, worker: _Worker, call: _Call) -> None:
-        """Send a running call to its worker; report it as crashed when the worker is gone
-        and the reader, which saw it go before the call was sent, could not."""
+    def send(self, worker: _Worker, call: _Call, writable: bool) -> None:
+        """Send a running call to its worker (``writable``: counted in ``worker.sending``);
+        report it as crashed when the worker is gone and the reader, which saw it go before
+        the call was sent, could not.
+
+        The write runs outside the pool's lock (a large call takes a while), and the worker
+        may die meanwhile. Its pipe is then closed only once the write is over (here, not by
+        the reader): a write holds the descriptor's number, and a number closed under it
+        may be given to the pipe of the worker that replaces the dead one at once, which
+        would then run this call and answer it for its own next call.
+        """
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
-        with contextlib.suppress(OSError):
-            worker.conn.send_bytes(call.payload)
-        with self.lock:
-            orphaned = worker.pid not in self.workers and call.state == "running"
-            if orphaned:
-                call.state = "done"
+        try:
+            if writable:
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(call.payload)
+        finally:
+            with self.lock:
+                if writable:
+                    worker.sending -= 1
+                gone = worker.pid not in self.workers
+                if gone and not worker.sending:
+                    with contextlib.suppress(OSError):
+                        worker.conn.close()  # (the reader left it open for this write)
+                orphaned = gone and call.state == "running"
+                if orphaned:
+                    call.state = "done"
         if orphaned:
             worker.process.join(0)
             outcome = _crash_outcome(call, worker.process.exitcode, self.terminated)
@@ -632,14 +722,18 @@ class _Pool:
                 _log.exception("reporting a worker's event failed")
 
     def lost(self, worker: _Worker) -> None:
-        """A worker process ended: report its call (unless it was killed for it), replace it."""
+        """A worker process ended: kill what its tool left in its group, report its call
+        (unless it was killed for it), replace it."""
         self.receive(worker)  # what it sent before it went
+        if not worker.stopping:  # (one told to stop, or retiring, kills its group itself)
+            _kill_what_is_left_of_the_group(worker.pid)
         worker.process.join(0)
         exitcode = worker.process.exitcode
-        with contextlib.suppress(OSError):
-            worker.conn.close()
         with self.lock:
             self.workers.pop(worker.pid, None)
+            if not worker.sending:  # (else the write closes it once it is over: see send)
+                with contextlib.suppress(OSError):
+                    worker.conn.close()
             self.cpu_watches.pop(worker.pid, None)
             with contextlib.suppress(ValueError):
                 self.idle.remove(worker)
@@ -872,6 +966,8 @@ class ProcessRunner:
                 f"parameters cannot be pickled ({type(exc).__name__}: {exc}). Define the tool "
                 "class at module level and pass plain, picklable parameters",
             )
+        if _UNENFORCED_LIMITS:  # (never on Linux)
+            _warn_unenforced(call)
         pool = self._pool
         handle = _Call(events, payload, call.tool_name, call.cpu_seconds)
         start = False

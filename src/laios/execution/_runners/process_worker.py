@@ -49,9 +49,11 @@ from laios.execution.redaction import (
 )
 
 __all__ = [
+    "CPU_BUDGET_ENFORCED",
     "DONE",
     "EVENT",
     "LONGEST_CPU_BUDGET",
+    "MEMORY_LIMIT_ENFORCED",
     "PIPE_CLOSED_EXIT",
     "InitializerFailed",
     "MemoryLimitExceeded",
@@ -68,6 +70,13 @@ except ImportError:  # pragma: no cover (Windows)
     resource = None  # type: ignore[assignment]
 
 _MB = 1024 * 1024
+
+#: Whether a worker can enforce a call's memory limit here: ``RLIMIT_DATA`` counts a
+#: process's heap and private anonymous mappings (where Python allocates) on Linux 4.7+ only.
+MEMORY_LIMIT_ENFORCED = resource is not None and sys.platform == "linux"
+
+#: Whether a worker can enforce a call's CPU budget here (a CPU timer, or ``RLIMIT_CPU``).
+CPU_BUDGET_ENFORCED = hasattr(signal, "setitimer") or resource is not None
 
 #: The first byte of a message from a worker: a progress report or checkpoint, or an outcome.
 EVENT = b"e"
@@ -368,7 +377,7 @@ class _Worker:
         if not self.initialize():
             return _initializer_failed(call.tool_name, self.initializer_error), False
         memory_limit = None
-        if call.memory_limit_mb is not None and resource is not None and sys.platform == "linux":
+        if call.memory_limit_mb is not None and MEMORY_LIMIT_ENFORCED:
             memory_limit = _data_size() + call.memory_limit_mb * _MB
             if memory_limit > _LARGEST_LIMIT:  # more than a limit holds: no limit
                 memory_limit = None
