@@ -26,6 +26,7 @@ import abc
 import asyncio
 import functools
 import inspect
+import json
 import types
 import weakref
 from collections.abc import Callable, Coroutine
@@ -33,6 +34,7 @@ from enum import Enum
 from typing import Any, ClassVar, Literal, cast, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
@@ -751,18 +753,52 @@ def _model_from_signature(
         field_name = f"p_{param_name}"
         while field_name in fields or field_name in renamed or hasattr(base, field_name):
             field_name = f"p{field_name}"
-        fields[field_name] = (annotation, Field(default, alias=param_name))
+        fields[field_name] = (annotation, default)
         renamed[field_name] = param_name
     if renamed:  # (in the function's order, as the schema lists them)
         order = [p.name for p in params]
         fields = dict(
             sorted(fields.items(), key=lambda item: order.index(renamed.get(item[0], item[0])))
         )
+    fields = {
+        key: (annotation, _field_default(default, renamed.get(key)))
+        for key, (annotation, default) in fields.items()
+    }
     try:
         model: Any = create_model(f"{_class_name(name)}Input", __base__=base, **fields)
     except Exception:  # an annotation pydantic cannot use: describe nothing, accept anything
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
+
+
+def _field_default(default: Any, alias: str | None) -> Any:
+    """The field default for a parameter's ``default`` (``...``: required), under ``alias``.
+
+    Pydantic hands each instance a deep copy of a default that has no hash (a dict, a list, a
+    dataclass): the function would get a copy where a call gives it its own object (a shared
+    cache), and a default no copy can be made of (one holding a lock) would fail every call.
+    Such a default is given by a factory returning the object itself, and described in the
+    schema as pydantic describes the others (left out when it has no JSON form).
+    """
+    try:
+        hash(default)
+    except Exception:
+        return Field(
+            default_factory=lambda: default,
+            alias=alias,
+            json_schema_extra=_json_default(default),
+        )
+    return default if alias is None else Field(default, alias=alias)
+
+
+def _json_default(default: Any) -> dict[str, Any] | None:
+    """``{"default": <default as strict JSON>}``, or ``None`` when it has no JSON form."""
+    try:
+        encoded = to_jsonable_python(default)
+        json.dumps(encoded, allow_nan=False)
+    except Exception:
+        return None
+    return {"default": encoded}
 
 
 @overload
