@@ -764,9 +764,14 @@ def _model_from_signature(
         key: (annotation, _field_default(default, renamed.get(key)))
         for key, (annotation, default) in fields.items()
     }
-    try:
-        model: Any = create_model(f"{_class_name(name)}Input", __base__=base, **fields)
-    except Exception:  # an annotation pydantic cannot use: describe nothing, accept anything
+    model_name = f"{_class_name(name)}Input"
+    model = _new_model(model_name, base, fields)
+    if model is None:
+        # An annotation pydantic cannot use (a class of the caller's own, typing.TypedDict
+        # before Python 3.12): that parameter takes any value, the others keep their types.
+        usable = {key: _usable_field(base, key, spec) for key, spec in fields.items()}
+        model = _new_model(model_name, base, usable)
+    if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
 
@@ -799,6 +804,22 @@ def _json_default(default: Any) -> dict[str, Any] | None:
     except Exception:
         return None
     return {"default": encoded}
+
+
+def _new_model(name: str, base: type[ToolInput], fields: dict[str, Any]) -> Any:
+    """A model named ``name`` with ``fields`` on ``base``, or ``None`` if pydantic refuses one."""
+    try:
+        return create_model(name, __base__=base, **fields)
+    except Exception:
+        return None
+
+
+def _usable_field(base: type[ToolInput], key: str, spec: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``spec`` (annotation, default) for field ``key`` if pydantic can make a model of it, else
+    the same field taking any value."""
+    if _new_model("_OneField", base, {key: spec}) is None:
+        return (Any, spec[1])
+    return spec
 
 
 @overload
