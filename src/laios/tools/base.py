@@ -27,6 +27,7 @@ import asyncio
 import functools
 import inspect
 import json
+import re
 import types
 import weakref
 from collections.abc import Callable, Coroutine
@@ -206,6 +207,39 @@ def _clash_of(exc: TypeError, tool: str, entry: str, bound: str | None) -> TypeE
     if f"multiple values for argument '{bound}'" not in str(exc):
         return None
     return _name_clash(f"Tool {tool!r} got", entry, bound)
+
+
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']*)'")
+
+
+def _mismatch_of(
+    exc: TypeError, entry: str, model: type[ToolInput], is_async: bool
+) -> TypeError | None:
+    """The clear error for ``exc`` when calling a keyword-style entry point ``entry`` failed
+    (the call itself, not inside it) because it has no parameter for a keyword its input model
+    ``model`` gave it; Python says only "got an unexpected keyword argument"."""
+    trace = exc.__traceback__
+    if model is ToolInput or trace is None or trace.tb_next is not None:
+        return None
+    found = _UNEXPECTED_KEYWORD.search(str(exc))
+    if found is None:
+        return None
+    keyword, model_name = found.group(1), model.__name__
+    if keyword in model.model_fields or keyword in model.model_computed_fields:
+        kind = "async def" if is_async else "def"
+        hint = (
+            f"{entry}() is given the fields of {model_name} by name, as its signature names "
+            f"them; to be given the validated {model_name} instead, take it as the only "
+            f"parameter, named input_data or annotated with {model_name}: "
+            f"{kind} {entry}(self, input_data: {model_name})"
+        )
+    else:
+        hint = (
+            f"{keyword!r} is not a field of {model_name}, which keeps parameters it does not "
+            f"declare and passes them on by name: add **kwargs to {entry}() to accept them, or "
+            f'set model_config = ConfigDict(extra="forbid") on {model_name} to refuse them'
+        )
+    return TypeError(f"{exc}. {hint}")
 
 
 def _parameters(func: Any) -> list[inspect.Parameter] | None:
@@ -473,10 +507,12 @@ class BaseTool(abc.ABC):
                 else:
                     result = self._execute(input_data)
         except TypeError as exc:
-            clash = _clash_of(exc, self.name, self._entry_point, self._bound_name)
-            if clash is None:
+            clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
+            if clear is None and self._kwargs_style:
+                clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
+            if clear is None:
                 raise
-            raise clash from None
+            raise clear from None
         if type(result) in _NOT_RUN:  # (one lookup: this is every tool's hot path)
             raise _not_run(
                 self.name,
@@ -625,10 +661,12 @@ class AsyncBaseTool(BaseTool):
                 else:
                     result = self._execute_async(input_data)
         except TypeError as exc:
-            clash = _clash_of(exc, self.name, self._entry_point, self._bound_name)
-            if clash is None:
+            clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
+            if clear is None and self._kwargs_style:
+                clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
+            if clear is None:
                 raise
-            raise clash from None
+            raise clear from None
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
         if type(result) in _GENERATORS:
