@@ -28,6 +28,7 @@ import functools
 import inspect
 import json
 import re
+import reprlib
 import types
 import weakref
 from collections.abc import Callable, Coroutine
@@ -263,13 +264,37 @@ def _names_input_model(cls: type, annotation: Any) -> bool:
 
 
 def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
-    """``permissions`` as a set of :class:`Permission`, refusing a single one given bare."""
+    """``permissions`` as a set of :class:`Permission` (``None``: none), refusing a single one
+    given bare and anything that is not one, with a ``ValueError`` listing the permissions."""
+    if permissions is None:
+        return set()
     if isinstance(permissions, (str, bytes)):
         raise ValueError(
             f"Tool {tool_name!r}: permissions must be a set of permissions, such as "
             f"{{Permission.SHELL_EXECUTE}}, not the single value {permissions!r}"
         )
-    return {Permission(p) for p in permissions}
+    try:
+        return {Permission(p) for p in permissions}
+    except (TypeError, ValueError):
+        pass
+    known = ", ".join(p.value for p in Permission)
+    raise ValueError(
+        f"Tool {tool_name!r}: permissions must be a set of permissions, each a Permission or "
+        f"one of {known}; got {reprlib.repr(permissions)}"
+    ) from None
+
+
+def _category_of(tool_name: str, category: Any) -> ToolCategory:
+    """``category`` as a :class:`ToolCategory`, or a ``ValueError`` listing the categories."""
+    try:
+        return ToolCategory(category)
+    except ValueError:
+        pass
+    known = ", ".join(c.value for c in ToolCategory)
+    raise ValueError(
+        f"Tool {tool_name!r}: category must be a ToolCategory or one of {known}; "
+        f"got {reprlib.repr(category)}"
+    ) from None
 
 
 def _failure(exc: Exception) -> ToolOutput:
@@ -447,7 +472,7 @@ class BaseTool(abc.ABC):
         model = self.input_model
         if not (isinstance(model, type) and issubclass(model, ToolInput)):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
-        self.category = ToolCategory(self.category)
+        self.category = _category_of(self.name, self.category)
         self.required_permissions = _permission_set(self.name, self.required_permissions)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
