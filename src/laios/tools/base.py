@@ -244,15 +244,55 @@ def _mismatch_of(
 
 
 def _parameters(func: Any) -> list[inspect.Parameter] | None:
-    """``func``'s parameters, with string annotations resolved where they can be."""
+    """``func``'s parameters, with string annotations resolved where they can be: one that
+    cannot (a name imported only ``if TYPE_CHECKING:``) stays a string, the others resolved."""
     try:
         return list(inspect.signature(func, eval_str=True).parameters.values())
     except (NameError, SyntaxError, TypeError, AttributeError, ValueError):
         pass
     try:
-        return list(inspect.signature(func).parameters.values())
+        params = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError):
         return None
+    namespace = _globals_of(func)
+    if namespace is None:
+        return params
+    return [
+        p.replace(annotation=_resolved(p.annotation, namespace))
+        if isinstance(p.annotation, str)
+        else p
+        for p in params
+    ]
+
+
+def _globals_of(func: Any) -> dict[str, Any] | None:
+    """The module namespace ``func``'s annotations are written in, or ``None``."""
+    seen: set[int] = set()
+    while id(func) not in seen:
+        seen.add(id(func))
+        namespace = getattr(func, "__globals__", None)
+        if isinstance(namespace, dict):
+            return namespace
+        if isinstance(func, functools.partial):
+            func = func.func
+        elif hasattr(func, "__func__"):  # (a bound method, a classmethod, a staticmethod)
+            func = func.__func__
+        elif hasattr(func, "__wrapped__"):
+            func = func.__wrapped__
+        elif not inspect.isroutine(func) and not isinstance(func, type) and callable(func):
+            func = type(func).__call__
+        else:
+            return None
+    return None
+
+
+def _resolved(annotation: str, namespace: dict[str, Any]) -> Any:
+    """``annotation`` evaluated in ``namespace`` (as ``eval_str`` does), or itself if it
+    cannot be."""
+    try:
+        return eval(annotation, namespace)  # (as inspect.signature(eval_str=True) does)
+    except Exception:
+        return annotation
 
 
 def _names_input_model(cls: type, annotation: Any) -> bool:
