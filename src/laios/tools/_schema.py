@@ -155,8 +155,16 @@ def parameters_from_model(model: type[BaseModel]) -> list[ToolParameter]:
         One parameter per property of the model's schema, in declaration order.
     """
     full = _json_schema(model)
-    if full is None:
-        return _from_fields(model)
+    if full is not None:
+        try:
+            return _from_schema(full)
+        except Exception:  # (reshaped by json_schema_extra into what no JSON schema is)
+            pass
+    return _from_fields(model)
+
+
+def _from_schema(full: dict[str, Any]) -> list[ToolParameter]:
+    """One parameter per property of the model's JSON schema ``full``."""
     defs: dict[str, Any] = full.get("$defs", {})
     required = set(full.get("required", ()))
     params: list[ToolParameter] = []

@@ -26,6 +26,9 @@ import abc
 import asyncio
 import functools
 import inspect
+import json
+import re
+import reprlib
 import types
 import weakref
 from collections.abc import Callable, Coroutine
@@ -33,6 +36,7 @@ from enum import Enum
 from typing import Any, ClassVar, Literal, cast, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
@@ -206,16 +210,89 @@ def _clash_of(exc: TypeError, tool: str, entry: str, bound: str | None) -> TypeE
     return _name_clash(f"Tool {tool!r} got", entry, bound)
 
 
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']*)'")
+
+
+def _mismatch_of(
+    exc: TypeError, entry: str, model: type[ToolInput], is_async: bool
+) -> TypeError | None:
+    """The clear error for ``exc`` when calling a keyword-style entry point ``entry`` failed
+    (the call itself, not inside it) because it has no parameter for a keyword its input model
+    ``model`` gave it; Python says only "got an unexpected keyword argument"."""
+    trace = exc.__traceback__
+    if model is ToolInput or trace is None or trace.tb_next is not None:
+        return None
+    found = _UNEXPECTED_KEYWORD.search(str(exc))
+    if found is None:
+        return None
+    keyword, model_name = found.group(1), model.__name__
+    if keyword in model.model_fields or keyword in model.model_computed_fields:
+        kind = "async def" if is_async else "def"
+        hint = (
+            f"{entry}() is given the fields of {model_name} by name, as its signature names "
+            f"them; to be given the validated {model_name} instead, take it as the only "
+            f"parameter, named input_data or annotated with {model_name}: "
+            f"{kind} {entry}(self, input_data: {model_name})"
+        )
+    else:
+        hint = (
+            f"{keyword!r} is not a field of {model_name}, which keeps parameters it does not "
+            f"declare and passes them on by name: add **kwargs to {entry}() to accept them, or "
+            f'set model_config = ConfigDict(extra="forbid") on {model_name} to refuse them'
+        )
+    return TypeError(f"{exc}. {hint}")
+
+
 def _parameters(func: Any) -> list[inspect.Parameter] | None:
-    """``func``'s parameters, with string annotations resolved where they can be."""
+    """``func``'s parameters, with string annotations resolved where they can be: one that
+    cannot (a name imported only ``if TYPE_CHECKING:``) stays a string, the others resolved."""
     try:
         return list(inspect.signature(func, eval_str=True).parameters.values())
     except (NameError, SyntaxError, TypeError, AttributeError, ValueError):
         pass
     try:
-        return list(inspect.signature(func).parameters.values())
+        params = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError):
         return None
+    namespace = _globals_of(func)
+    if namespace is None:
+        return params
+    return [
+        p.replace(annotation=_resolved(p.annotation, namespace))
+        if isinstance(p.annotation, str)
+        else p
+        for p in params
+    ]
+
+
+def _globals_of(func: Any) -> dict[str, Any] | None:
+    """The module namespace ``func``'s annotations are written in, or ``None``."""
+    seen: set[int] = set()
+    while id(func) not in seen:
+        seen.add(id(func))
+        namespace = getattr(func, "__globals__", None)
+        if isinstance(namespace, dict):
+            return namespace
+        if isinstance(func, functools.partial):
+            func = func.func
+        elif hasattr(func, "__func__"):  # (a bound method, a classmethod, a staticmethod)
+            func = func.__func__
+        elif hasattr(func, "__wrapped__"):
+            func = func.__wrapped__
+        elif not inspect.isroutine(func) and not isinstance(func, type) and callable(func):
+            func = type(func).__call__
+        else:
+            return None
+    return None
+
+
+def _resolved(annotation: str, namespace: dict[str, Any]) -> Any:
+    """``annotation`` evaluated in ``namespace`` (as ``eval_str`` does), or itself if it
+    cannot be."""
+    try:
+        return eval(annotation, namespace)  # (as inspect.signature(eval_str=True) does)
+    except Exception:
+        return annotation
 
 
 def _names_input_model(cls: type, annotation: Any) -> bool:
@@ -227,13 +304,37 @@ def _names_input_model(cls: type, annotation: Any) -> bool:
 
 
 def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
-    """``permissions`` as a set of :class:`Permission`, refusing a single one given bare."""
+    """``permissions`` as a set of :class:`Permission` (``None``: none), refusing a single one
+    given bare and anything that is not one, with a ``ValueError`` listing the permissions."""
+    if permissions is None:
+        return set()
     if isinstance(permissions, (str, bytes)):
         raise ValueError(
             f"Tool {tool_name!r}: permissions must be a set of permissions, such as "
             f"{{Permission.SHELL_EXECUTE}}, not the single value {permissions!r}"
         )
-    return {Permission(p) for p in permissions}
+    try:
+        return {Permission(p) for p in permissions}
+    except (TypeError, ValueError):
+        pass
+    known = ", ".join(p.value for p in Permission)
+    raise ValueError(
+        f"Tool {tool_name!r}: permissions must be a set of permissions, each a Permission or "
+        f"one of {known}; got {reprlib.repr(permissions)}"
+    ) from None
+
+
+def _category_of(tool_name: str, category: Any) -> ToolCategory:
+    """``category`` as a :class:`ToolCategory`, or a ``ValueError`` listing the categories."""
+    try:
+        return ToolCategory(category)
+    except ValueError:
+        pass
+    known = ", ".join(c.value for c in ToolCategory)
+    raise ValueError(
+        f"Tool {tool_name!r}: category must be a ToolCategory or one of {known}; "
+        f"got {reprlib.repr(category)}"
+    ) from None
 
 
 def _failure(exc: Exception) -> ToolOutput:
@@ -411,7 +512,7 @@ class BaseTool(abc.ABC):
         model = self.input_model
         if not (isinstance(model, type) and issubclass(model, ToolInput)):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
-        self.category = ToolCategory(self.category)
+        self.category = _category_of(self.name, self.category)
         self.required_permissions = _permission_set(self.name, self.required_permissions)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
@@ -471,10 +572,12 @@ class BaseTool(abc.ABC):
                 else:
                     result = self._execute(input_data)
         except TypeError as exc:
-            clash = _clash_of(exc, self.name, self._entry_point, self._bound_name)
-            if clash is None:
+            clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
+            if clear is None and self._kwargs_style:
+                clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
+            if clear is None:
                 raise
-            raise clash from None
+            raise clear from None
         if type(result) in _NOT_RUN:  # (one lookup: this is every tool's hot path)
             raise _not_run(
                 self.name,
@@ -623,10 +726,12 @@ class AsyncBaseTool(BaseTool):
                 else:
                     result = self._execute_async(input_data)
         except TypeError as exc:
-            clash = _clash_of(exc, self.name, self._entry_point, self._bound_name)
-            if clash is None:
+            clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
+            if clear is None and self._kwargs_style:
+                clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
+            if clear is None:
                 raise
-            raise clash from None
+            raise clear from None
         if type(result) is _COROUTINE or inspect.isawaitable(result):
             result = await result
         if type(result) in _GENERATORS:
@@ -751,18 +856,73 @@ def _model_from_signature(
         field_name = f"p_{param_name}"
         while field_name in fields or field_name in renamed or hasattr(base, field_name):
             field_name = f"p{field_name}"
-        fields[field_name] = (annotation, Field(default, alias=param_name))
+        fields[field_name] = (annotation, default)
         renamed[field_name] = param_name
     if renamed:  # (in the function's order, as the schema lists them)
         order = [p.name for p in params]
         fields = dict(
             sorted(fields.items(), key=lambda item: order.index(renamed.get(item[0], item[0])))
         )
-    try:
-        model: Any = create_model(f"{_class_name(name)}Input", __base__=base, **fields)
-    except Exception:  # an annotation pydantic cannot use: describe nothing, accept anything
+    fields = {
+        key: (annotation, _field_default(default, renamed.get(key)))
+        for key, (annotation, default) in fields.items()
+    }
+    model_name = f"{_class_name(name)}Input"
+    model = _new_model(model_name, base, fields)
+    if model is None:
+        # An annotation pydantic cannot use (a class of the caller's own, typing.TypedDict
+        # before Python 3.12): that parameter takes any value, the others keep their types.
+        usable = {key: _usable_field(base, key, spec) for key, spec in fields.items()}
+        model = _new_model(model_name, base, usable)
+    if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
+
+
+def _field_default(default: Any, alias: str | None) -> Any:
+    """The field default for a parameter's ``default`` (``...``: required), under ``alias``.
+
+    Pydantic hands each instance a deep copy of a default that has no hash (a dict, a list, a
+    dataclass): the function would get a copy where a call gives it its own object (a shared
+    cache), and a default no copy can be made of (one holding a lock) would fail every call.
+    Such a default is given by a factory returning the object itself, and described in the
+    schema as pydantic describes the others (left out when it has no JSON form).
+    """
+    try:
+        hash(default)
+    except Exception:
+        return Field(
+            default_factory=lambda: default,
+            alias=alias,
+            json_schema_extra=_json_default(default),
+        )
+    return default if alias is None else Field(default, alias=alias)
+
+
+def _json_default(default: Any) -> dict[str, Any] | None:
+    """``{"default": <default as strict JSON>}``, or ``None`` when it has no JSON form."""
+    try:
+        encoded = to_jsonable_python(default)
+        json.dumps(encoded, allow_nan=False)
+    except Exception:
+        return None
+    return {"default": encoded}
+
+
+def _new_model(name: str, base: type[ToolInput], fields: dict[str, Any]) -> Any:
+    """A model named ``name`` with ``fields`` on ``base``, or ``None`` if pydantic refuses one."""
+    try:
+        return create_model(name, __base__=base, **fields)
+    except Exception:
+        return None
+
+
+def _usable_field(base: type[ToolInput], key: str, spec: tuple[Any, Any]) -> tuple[Any, Any]:
+    """``spec`` (annotation, default) for field ``key`` if pydantic can make a model of it, else
+    the same field taking any value."""
+    if _new_model("_OneField", base, {key: spec}) is None:
+        return (Any, spec[1])
+    return spec
 
 
 @overload

@@ -1,0 +1,126 @@
+"""A tool whose entry point does not take its input model's fields by name fails saying how it
+is called and what to write, not only Python's "got an unexpected keyword argument".
+
+``_execute`` receives the validated model only as its one parameter named ``input_data`` or
+annotated with the model; any other signature gets the fields by name. A tool written as
+``def _execute(self, data)`` (or ``(self, input_data, context=None)``) with an input model
+therefore fails every call; so does a keyword-style ``_execute`` without ``**kwargs`` when the
+caller sends a parameter the model keeps as an extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput
+from laios.tools.registry import ToolRegistry
+
+
+class PathInput(ToolInput):
+    path: str
+    limit: int = 10
+
+
+class TakesModelUnderAnotherName(BaseTool):
+    name = "takes_model_as_data"
+    description = "Takes its input model under another name."
+    input_model = PathInput
+
+    def _execute(self, data: Any) -> Any:
+        return data.path
+
+
+class TakesModelAndMore(BaseTool):
+    name = "takes_model_and_more"
+    description = "Takes input_data and another positional parameter."
+    input_model = PathInput
+
+    def _execute(self, input_data: Any, context: Any = None) -> Any:
+        return input_data.path
+
+
+class TakesModelUnderAnotherNameAsync(AsyncBaseTool):
+    name = "takes_model_as_data_async"
+    description = "Takes its input model under another name."
+    input_model = PathInput
+
+    async def _execute_async(self, data: Any) -> Any:
+        return data.path
+
+
+class TakesFieldsOnly(BaseTool):
+    name = "takes_fields_only"
+    description = "Takes the declared fields by name, and nothing else."
+    input_model = PathInput
+
+    def _execute(self, path: str, limit: int) -> Any:
+        return path
+
+
+@pytest.mark.parametrize("tool_class", [TakesModelUnderAnotherName, TakesModelAndMore])
+def test_an_entry_point_taking_the_model_by_another_name_says_what_to_write(
+    tool_class: type[BaseTool],
+) -> None:
+    """The failure names the entry point's signature and says how to receive the model."""
+    output = tool_class().execute(path="/data/a.txt")
+    assert not output.success
+    assert output.metadata["error_type"] == "TypeError"
+    error = output.error or ""
+    assert "unexpected keyword argument 'path'" in error
+    assert "by name" in error
+    assert "def _execute(self, input_data: PathInput)" in error
+
+
+def test_an_async_entry_point_taking_the_model_by_another_name_says_what_to_write() -> None:
+    """The same for ``_execute_async``."""
+    output = asyncio.run(TakesModelUnderAnotherNameAsync().execute_async(path="/a"))
+    assert not output.success
+    assert "async def _execute_async(self, input_data: PathInput)" in (output.error or "")
+
+
+def test_an_extra_parameter_the_entry_point_cannot_take_says_what_to_write() -> None:
+    """A parameter the model keeps as an extra, which ``_execute`` has no name for, fails
+    saying so and how to accept or refuse such parameters."""
+    output = TakesFieldsOnly().execute(path="/a", colour="red")
+    assert not output.success
+    error = output.error or ""
+    assert "unexpected keyword argument 'colour'" in error
+    assert "not a field of PathInput" in error
+    assert "**kwargs" in error
+    assert 'extra="forbid"' in error
+
+
+def test_the_executor_reports_the_same_message() -> None:
+    """A task running such a tool fails with the same actionable error."""
+    registry = ToolRegistry()
+    registry.register_tool(TakesModelUnderAnotherName)
+    task = Task(
+        plan_id="p", description="d", tool_name="takes_model_as_data", parameters={"path": "/a"}
+    )
+    with Executor(registry) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert not result.success
+    assert result.metadata["error_type"] == "TypeError"
+    assert "def _execute(self, input_data: PathInput)" in (result.error or "")
+
+
+def test_a_missing_or_unknown_parameter_of_a_tool_without_a_model_reads_as_before() -> None:
+    """With the bare ``ToolInput`` the caller's unknown parameter is the caller's mistake:
+    Python's message is kept as it is."""
+
+    class Greet(BaseTool):
+        name = "greet_plain"
+        description = "Greets."
+
+        def _execute(self, who: str) -> str:
+            return who
+
+    output = Greet().execute(whom="x")
+    assert (output.error or "").endswith(
+        "Greet._execute() got an unexpected keyword argument 'whom'"
+    )

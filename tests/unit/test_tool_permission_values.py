@@ -1,0 +1,61 @@
+"""A tool's ``required_permissions`` given as ``None`` is read as none; a permission or a
+category that is not one is refused with a message naming the tool and the valid values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from laios.tools.base import BaseTool, create_simple_tool
+
+
+def _tool_class(permissions: Any) -> type[BaseTool]:
+    class Declares(BaseTool):
+        name = "declares"
+        description = "Declares its permissions."
+        required_permissions = permissions
+
+        def _execute(self, **kwargs: Any) -> Any:
+            return kwargs
+
+    return Declares
+
+
+def test_no_permissions_given_as_none_is_no_permission() -> None:
+    """``required_permissions = None`` is read as none, as ``permissions=None`` is."""
+    tool = _tool_class(None)()
+    assert tool.required_permissions == set()
+    assert tool.get_schema()["permissions"] == []
+
+
+@pytest.mark.parametrize("permissions", [{"shell.exec"}, 5])
+def test_a_value_that_is_not_a_permission_names_the_tool_and_the_permissions(
+    permissions: Any,
+) -> None:
+    """A misspelt permission, or a value that is no set of them, is a ``ValueError`` naming the
+    tool and listing the permissions."""
+    with pytest.raises(ValueError, match=r"Tool 'declares'.*shell\.execute") as raised:
+        _tool_class(permissions)()
+    assert "filesystem.read" in str(raised.value)
+    with pytest.raises(ValueError, match=r"Tool 'declares'.*shell\.execute"):
+        create_simple_tool("declares", "Declares.", lambda: 1, permissions=permissions)
+
+
+@pytest.mark.parametrize("category", [None, "DATA", "databases"])
+def test_a_category_that_is_not_one_names_the_tool_and_the_categories(category: Any) -> None:
+    """A category that is not a ``ToolCategory`` value is a ``ValueError`` naming the tool and
+    listing the categories."""
+
+    class Categorised(BaseTool):
+        name = "categorised"
+        description = "Declares a category."
+
+        def _execute(self, **kwargs: Any) -> Any:
+            return kwargs
+
+    Categorised.category = category
+    with pytest.raises(ValueError, match=r"Tool 'categorised'.*filesystem.*custom"):
+        Categorised()
+    with pytest.raises(ValueError, match=r"Tool 'categorised'.*filesystem.*custom"):
+        create_simple_tool("categorised", "Declares.", lambda: 1, category=category)
