@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import statistics
 import sys
 import threading
 import time
@@ -356,10 +355,11 @@ def _registration_seconds(count: int) -> float:
 
 def test_registration_time_grows_linearly_with_the_number_of_tools() -> None:
     """Registering 40,000 tools one by one costs about 20 times as much as 2,000, not 400."""
-    baseline = statistics.median(_registration_seconds(2_000) for _ in range(5))
-    large = _registration_seconds(40_000)
+    # The fastest of several runs of each: a busy machine only ever adds time to a run.
+    baseline = min(_registration_seconds(2_000) for _ in range(5))
+    large = min(_registration_seconds(40_000) for _ in range(3))
     # Linear growth gives a ratio near 20; copying the registry on each registration near 400.
-    assert large < 20 * 3 * baseline + 0.05, (baseline, large)
+    assert large < 100 * baseline + 0.05, (baseline, large)
 
 
 def test_listing_during_registration_sees_whole_batches() -> None:
