@@ -825,7 +825,8 @@ def watch_status(
         url: The endpoint's base URL.
         interval: Seconds between redraws.
         timeout: Seconds allowed for each complete answer (connecting, headers and body).
-        out: Where frames go (``sys.stdout``); the screen is cleared first when it is a TTY.
+        out: Where frames go (``sys.stdout``); the screen is cleared first when it is a TTY
+            (not with ``TERM=dumb``).
         err: Where the failure message goes (``sys.stderr``).
         sleep: Waits between redraws (``time.sleep``).
 
@@ -840,7 +841,9 @@ def watch_status(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     pause = sleep if sleep is not None else time.sleep
-    clear = _CLEAR if out.isatty() else ""
+    # A terminal that says it takes no escape sequences (TERM=dumb: an editor's shell) gets the
+    # pictures one after the other, as a file does.
+    clear = _CLEAR if out.isatty() and os.environ.get("TERM") != "dumb" else ""
     try:
         document = fetch_status(url, timeout)
     except StatusUnavailable as exc:

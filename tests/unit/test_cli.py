@@ -599,6 +599,26 @@ def test_watch_redraws_until_ctrl_c(server: MetricsServer) -> None:
     assert pauses == [0.5, 0.5, 0.5]
 
 
+class _Terminal(io.StringIO):
+    """An output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("term", "clears"), [("xterm-256color", True), ("dumb", False)])
+def test_watch_clears_the_screen_only_on_a_terminal_that_takes_escape_sequences(
+    term: str, clears: bool, server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal --watch clears the screen before each picture; on TERM=dumb (an editor's
+    shell, a serial console) no escape sequence is written, only the pictures."""
+    monkeypatch.setenv("TERM", term)
+    out = _Terminal()
+    assert watch_status(server.url, interval=0.5, out=out, sleep=_interrupt) == 0
+    assert ("\x1b" in out.getvalue()) is clears
+    assert "Running tasks" in out.getvalue()
+
+
 def test_watch_through_main_exits_zero_on_ctrl_c(
     server: MetricsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
