@@ -266,3 +266,23 @@ def test_an_out_that_cannot_be_written_exits_2_with_the_reason(
     assert err.startswith(f"python -m laios.mixin: cannot write into {occupied}: ")
     assert "Not a directory" in err
     assert occupied.read_text() == "not a directory\n"
+
+
+def test_a_set_that_cannot_be_written_whole_is_not_written_at_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When one file cannot be replaced (here a directory stands where the dashboard goes),
+    none is: the rules are not left with a new selector beside an old dashboard, no
+    temporary file stays behind, and the message names the path that failed."""
+    write_files(render(MixinConfig()), tmp_path)
+    before = {path: (tmp_path / path).read_bytes() for path in render(MixinConfig()).files}
+    dashboard = tmp_path / DASHBOARD_PATH
+    del before[DASHBOARD_PATH]
+    dashboard.unlink()
+    dashboard.mkdir()
+    assert main(["--selector", 'job="orders-api"', "--out", str(tmp_path)]) == 2
+    assert {path: (tmp_path / path).read_bytes() for path in before} == before
+    assert not [path for path in tmp_path.rglob("*") if path.name.endswith(".tmp")]
+    err = capsys.readouterr().err
+    assert f"({dashboard})" in err
+    assert ".tmp" not in err
