@@ -286,3 +286,26 @@ def test_a_set_that_cannot_be_written_whole_is_not_written_at_all(
     err = capsys.readouterr().err
     assert f"({dashboard})" in err
     assert ".tmp" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--objective", "2"], "--objective"),
+        (["--latency-p95", "-1"], "--latency-p95"),
+        (["--group-labels", "a b"], "--group-labels"),
+        (["--match-label", "=x"], "--match-label"),
+        (["--manifest-label", "=x"], "--manifest-label"),
+        (["--dashboard-uid", "a b"], "--dashboard-uid"),
+    ],
+)
+def test_a_refused_value_is_reported_under_the_option_that_gave_it(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The message of a value the config refuses names the option typed (``--objective``),
+    as argparse does for its own checks, not only the config field
+    (``availability_objective``)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"error: argument {option}: " in capsys.readouterr().err

@@ -138,6 +138,15 @@ def config_from_args(args: argparse.Namespace) -> MixinConfig:
     )
 
 
+def _under_option(message: str) -> str:
+    """``message`` of a refused :class:`MixinConfig` field, put under the option that set it
+    (``argument --objective: availability_objective must be ...``), as argparse puts its own."""
+    for field, option in OPTIONS.items():
+        if message.startswith(field) and not message[len(field) : len(field) + 1].isidentifier():
+            return f"argument {option}: {message}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (0 done, 1 ``--check`` found differences, 2 bad
     options or an ``--out`` that cannot be written)."""
@@ -146,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        parser.error(_under_option(str(exc)))
     rendering = render(config)
     for message in (*rendering.skipped, *rendering.notes):
         print(message, file=sys.stderr)
