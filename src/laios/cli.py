@@ -532,10 +532,16 @@ def _clean(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
+def _name(value: Any, limit: int) -> str:
+    """A name or message from the document, cleaned (see :func:`_clean`); ``-`` when it is
+    missing or not a string (``None`` or a number is no name)."""
+    return _clean(value, limit) if isinstance(value, str) else "-"
+
+
 def _labelled(tool: dict[str, Any]) -> str:
     """A tool's name for the table, with the constant labels of its store after it
     (``fetch {pool=search}``)."""
-    name = _clean(tool.get("tool", "-"), 32)
+    name = _name(tool.get("tool"), 32)
     labels = tool.get("labels")
     if not isinstance(labels, dict) or not labels:
         return name
@@ -653,12 +659,12 @@ def status_lines(
     id_length = 40 if width is None else _SHORT_ID
     running_rows = [
         [
-            _clean(task.get("task_id", "-"), 40)[:id_length],
-            _clean(task.get("tool", "-"), 24),
+            _name(task.get("task_id"), 40)[:id_length],
+            _name(task.get("tool"), 24),
             progress_bar(task.get("progress_percent")),
             format_seconds(task.get("elapsed_seconds")),
-            _clean(task.get("state", "-"), 10),
-            _clean(task.get("message") or "", 60),
+            _name(task.get("state"), 10),
+            "" if task.get("message") is None else _name(task["message"], 60),
         ]
         for task in running
     ]

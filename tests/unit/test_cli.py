@@ -304,6 +304,23 @@ def test_render_tolerates_missing_fields() -> None:
     assert "workers: -" in text
 
 
+@pytest.mark.parametrize("value", [None, 7, ["fetch"], {"name": "fetch"}])
+def test_names_that_are_not_strings_show_as_dashes(value: Any) -> None:
+    """A task id, tool or state that is null or not a string (a malformed document) shows as
+    ``-``, not as ``None`` or a Python repr taken for a name."""
+    document = {
+        "running": [{"task_id": value, "tool": value, "state": value, "message": value}],
+        "tools": [{"tool": value, "total": 1, "outcomes": {"success": 1}}],
+    }
+    rows = [line.split() for line in render_status(document).splitlines()]
+    task_row = rows[rows.index(["TASK", "TOOL", "PROGRESS", "ELAPSED", "STATE", "MESSAGE"]) + 1]
+    tool_row = rows[rows.index(["TOOL", *cli._TOOL_HEADER[1:]]) + 1]
+    assert task_row[:2] == ["-", "-"]
+    assert task_row[5:] in (["-"], ["-", "-"])  # (the bar is two words; a null message is blank)
+    assert tool_row[0] == "-"
+    assert "None" not in render_status(document)
+
+
 UNUSABLE_NUMBERS = [float("inf"), float("-inf"), float("nan"), 10**400, 1e300, -(10**20)]
 
 
