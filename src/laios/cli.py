@@ -941,27 +941,73 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="laios", description="Observe laios task executors.")
     parser.add_argument("--version", action="version", version=f"laios {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    status = commands.add_parser("status", help="show running tasks and per-tool statistics")
-    status.add_argument("--url", default=DEFAULT_URL, help=f"endpoint (default {DEFAULT_URL})")
+    status = commands.add_parser(
+        "status",
+        help="show running tasks and per-tool statistics",
+        description="Show what a running process is doing, read from its /status endpoint.",
+        epilog="Exit code 0 when the status was shown (or --watch was stopped with Ctrl-C); "
+        "exit code 2 when nothing usable answered at the URL; 130 after Ctrl-C while "
+        "waiting for the answer; 1 when the output cannot be written.",
+    )
+    status.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help=f"the endpoint's base URL; /status is added, host:port alone means http, and "
+        f"USER:PASSWORD@ (percent-encoded) is sent as basic authentication (default "
+        f"{DEFAULT_URL})",
+    )
     status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     status.add_argument(
-        "--interval", type=_positive_float, default=2.0, help="seconds between redraws (2.0)"
+        "--interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="seconds between redraws with --watch (2.0)",
     )
     status.add_argument(
         "--timeout",
         type=_positive_float,
         default=5.0,
-        help="seconds allowed for the complete answer (5.0)",
+        metavar="S",
+        help="seconds allowed for each complete answer: connecting, headers and body (5.0)",
     )
     status.set_defaults(handler=_run_status)
-    demo = commands.add_parser("demo", help="run sample tasks behind a live metrics endpoint")
-    demo.add_argument(
-        "--duration", type=_positive_float, default=None, help="seconds to run (until Ctrl-C)"
+    demo = commands.add_parser(
+        "demo",
+        help="run sample tasks behind a live metrics endpoint",
+        description="Run a realistic workload through a real Executor, serve /metrics, "
+        "/status and the live page for it, and show a live view until Ctrl-C or q.",
+        epilog="Exit codes: 0 after a run (also when stopped with q, Ctrl-C, SIGTERM or "
+        "SIGHUP); 2 when the port cannot be bound or an option is not usable; 130 after "
+        "Ctrl-C while it starts; 1 when the output cannot be written.",
     )
-    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
-    demo.add_argument("--port", type=_port, default=8489, help="port to serve on (8489)")
-    demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
-    demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds and print a summary (default: until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--host", default="127.0.0.1", metavar="H", help="address to serve on (127.0.0.1)"
+    )
+    demo.add_argument(
+        "--port",
+        type=_port,
+        default=8489,
+        metavar="P",
+        help="port to serve on; 0 picks a free one (8489)",
+    )
+    demo.add_argument(
+        "--no-live",
+        action="store_true",
+        help="do not draw the live view (it is also skipped when stdout is not a terminal)",
+    )
+    demo.add_argument(
+        "--console-spans",
+        action="store_true",
+        help="print every span as JSON to stderr; needs laios[demo]",
+    )
     demo.add_argument(
         "--otlp-endpoint",
         type=_otlp_endpoint,
