@@ -1046,6 +1046,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    if sys.stdout is None:  # started with stdout closed (`laios status >&-`): nowhere to write
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            print(
+                f"laios {args.command}: could not write its output (stdout is closed)",
+                file=sys.stderr,
+            )
+        return 1
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -886,6 +886,24 @@ def test_output_closed_by_the_reader_ends_the_demo_without_a_traceback() -> None
     assert "BrokenPipeError" not in done.stderr
 
 
+@pytest.mark.parametrize("command", ["status", "demo"])
+def test_a_closed_stdout_ends_the_command_with_one_line_and_exit_1(
+    command: str, server: MetricsServer
+) -> None:
+    """`laios status >&-` (stdout closed, so Python has no sys.stdout): exit 1 and one line
+    on stderr, not a traceback from the demo nor a status shown to no one with exit 0."""
+    argv = ["status", "--url", server.url] if command == "status" else ["demo", "--port", "0"]
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"laios {command}: could not write its output (stdout is closed)\n"
+
+
 def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> None:
     """--host that names no address: exit 2, and the advice is about the host, not the port."""
     done = subprocess.run(
