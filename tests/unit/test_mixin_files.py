@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -309,3 +311,38 @@ def test_a_refused_value_is_reported_under_the_option_that_gave_it(
         main(argv)
     assert exit_info.value.code == 2
     assert f"error: argument {option}: " in capsys.readouterr().err
+
+
+def _mixin_to(stdout: Any, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "laios.mixin", "--out", str(out)],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_output_whose_reader_is_gone_ends_quietly_with_exit_1(tmp_path: Path) -> None:
+    """`python -m laios.mixin | true`: the files are written, then exit 1 with nothing on
+    stderr (no BrokenPipeError traceback)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = _mixin_to(write_end, tmp_path)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert (tmp_path / RULES_PATH).is_file()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_that_cannot_be_written_ends_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    """`python -m laios.mixin > /dev/full`: exit 1 and one line saying why, no traceback."""
+    with open("/dev/full", "w") as full:
+        done = _mixin_to(full, tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "python -m laios.mixin: could not write its output (No space left on device)\n"
+    )

@@ -11,10 +11,12 @@ are; with options it fits them to your deployment::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from laios.cli import _OUTPUT_ERRNOS, _discard_stdout
 from laios.mixin.config import MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
 
@@ -148,10 +150,30 @@ def _under_option(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit code (0 done, 1 ``--check`` found differences, 2 bad
-    options or an ``--out`` that cannot be written)."""
+    """Run the command; return its exit code (0 done, 1 ``--check`` found differences or the
+    output could not be written, 2 bad options or an ``--out`` that cannot be written)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _run(parser, args)
+    except BrokenPipeError:
+        # The reader is gone (`python -m laios.mixin | head -1`): the files are written; what
+        # is still buffered for stdout goes nowhere instead of failing again at exit.
+        _discard_stdout()
+        return 1
+    except OSError as exc:
+        # Only a failed write of the command's own output (it has no file name): the files'
+        # errors are reported, with their path, where they are written.
+        if exc.errno not in _OUTPUT_ERRNOS or exc.filename is not None:
+            raise
+        _discard_stdout()
+        reason = exc.strerror or str(exc)
+        with contextlib.suppress(OSError, ValueError):
+            print(f"{parser.prog}: could not write its output ({reason})", file=sys.stderr)
+        return 1
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except ValueError as exc:
