@@ -346,3 +346,26 @@ def test_output_that_cannot_be_written_ends_with_one_line_and_exit_1(tmp_path: P
     assert done.stderr == (
         "python -m laios.mixin: could not write its output (No space left on device)\n"
     )
+
+
+def test_ctrl_c_ends_the_command_with_exit_130_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the files are written: exit 130 (no traceback), and no temporary file
+    is left beside them."""
+    import laios.mixin.writer as writer
+
+    write_files(render(MixinConfig()), tmp_path)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    real_replace = os.replace
+
+    def interrupted(source: Any, target: Any) -> None:
+        if str(target).endswith("laios-execution.json"):
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(writer.os, "replace", interrupted)
+    assert main(["--selector", 'job="orders-api"', "--out", str(tmp_path)]) == 130
+    monkeypatch.undo()
+    after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    assert sorted(after) == sorted(before)

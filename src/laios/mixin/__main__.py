@@ -151,11 +151,14 @@ def _under_option(message: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (0 done, 1 ``--check`` found differences or the
-    output could not be written, 2 bad options or an ``--out`` that cannot be written)."""
+    output could not be written, 2 bad options or an ``--out`` that cannot be written, 130
+    after Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return _run(parser, args)
+    except KeyboardInterrupt:
+        return 130
     except BrokenPipeError:
         # The reader is gone (`python -m laios.mixin | head -1`): the files are written; what
         # is still buffered for stdout goes nowhere instead of failing again at exit.
