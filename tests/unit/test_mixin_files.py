@@ -369,3 +369,23 @@ def test_ctrl_c_ends_the_command_with_exit_130_and_no_temporary_file(
     monkeypatch.undo()
     after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     assert sorted(after) == sorted(before)
+
+
+def test_the_regenerate_command_of_check_writes_where_check_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check --out DIR` that finds differences suggests a command with `--out DIR`: run as
+    given, it fixes DIR (without it, it would rewrite the current directory's files)."""
+    out = tmp_path / "my monitoring"
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["--objective", "0.999", "--out", str(out), "--check"]) == 1
+    (line,) = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("regenerate")
+    ]
+    suggested = shlex.split(line.removeprefix("regenerate with: "))
+    assert suggested[:3] == ["python", "-m", "laios.mixin"]
+    assert main(suggested[3:]) == 0
+    assert main([*suggested[3:], "--check"]) == 0
+    assert list(elsewhere.iterdir()) == []

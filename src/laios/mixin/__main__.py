@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,7 +190,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for path in stale:
             print(f"{path}: differs from the generator's output", file=sys.stderr)
         if stale:
-            print(f"regenerate with: {command_line(config)}", file=sys.stderr)
+            # With the --out that was checked: without it the command would write elsewhere.
+            where = "" if args.out == Path() else f" --out {shlex.quote(str(args.out))}"
+            print(f"regenerate with: {command_line(config)}{where}", file=sys.stderr)
             return 1
         print(f"{len(rendering.files)} files up to date")
         return 0
