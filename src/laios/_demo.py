@@ -687,13 +687,24 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     live, terminal = _terminal_mode(args)
     url = _reachable_url(server.url)
-    for line in _banner(args, url, server.port, spans_line, terminal, runner):
-        print(line)
-    sys.stdout.flush()
+    try:
+        for line in _banner(args, url, server.port, spans_line, terminal, runner):
+            print(line)
+        sys.stdout.flush()
+    except BaseException:
+        # The output is gone (`laios demo | true`, a full disk) or Ctrl-C came: nothing has
+        # run yet, so the executor (a Dask cluster's closing with it) is waited for, with the
+        # endpoint stopped too, before the command line says how it ended.
+        with _stop_signals_ignored():
+            executor.shutdown(wait=True)
+            server.shutdown()
+            if provider is not None:
+                provider.shutdown()
+        raise
     clock = _Clock(executor, args.duration)
     workload = _Workload(executor, context, isolated=isolated)
-    workload.start()
     try:
+        workload.start()
         with _stop_signals_as_ctrl_c():
             if live:
                 dashboard = str(runner.dashboard_link) if kind == "dask" else None

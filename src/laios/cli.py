@@ -532,10 +532,16 @@ def _clean(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
+def _name(value: Any, limit: int) -> str:
+    """A name or message from the document, cleaned (see :func:`_clean`); ``-`` when it is
+    missing or not a string (``None`` or a number is no name)."""
+    return _clean(value, limit) if isinstance(value, str) else "-"
+
+
 def _labelled(tool: dict[str, Any]) -> str:
     """A tool's name for the table, with the constant labels of its store after it
     (``fetch {pool=search}``)."""
-    name = _clean(tool.get("tool", "-"), 32)
+    name = _name(tool.get("tool"), 32)
     labels = tool.get("labels")
     if not isinstance(labels, dict) or not labels:
         return name
@@ -653,12 +659,12 @@ def status_lines(
     id_length = 40 if width is None else _SHORT_ID
     running_rows = [
         [
-            _clean(task.get("task_id", "-"), 40)[:id_length],
-            _clean(task.get("tool", "-"), 24),
+            _name(task.get("task_id"), 40)[:id_length],
+            _name(task.get("tool"), 24),
             progress_bar(task.get("progress_percent")),
             format_seconds(task.get("elapsed_seconds")),
-            _clean(task.get("state", "-"), 10),
-            _clean(task.get("message") or "", 60),
+            _name(task.get("state"), 10),
+            "" if task.get("message") is None else _name(task["message"], 60),
         ]
         for task in running
     ]
@@ -825,7 +831,8 @@ def watch_status(
         url: The endpoint's base URL.
         interval: Seconds between redraws.
         timeout: Seconds allowed for each complete answer (connecting, headers and body).
-        out: Where frames go (``sys.stdout``); the screen is cleared first when it is a TTY.
+        out: Where frames go (``sys.stdout``); the screen is cleared first when it is a TTY
+            (not with ``TERM=dumb``).
         err: Where the failure message goes (``sys.stderr``).
         sleep: Waits between redraws (``time.sleep``).
 
@@ -840,7 +847,9 @@ def watch_status(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     pause = sleep if sleep is not None else time.sleep
-    clear = _CLEAR if out.isatty() else ""
+    # A terminal that says it takes no escape sequences (TERM=dumb: an editor's shell) gets the
+    # pictures one after the other, as a file does.
+    clear = _CLEAR if out.isatty() and os.environ.get("TERM") != "dumb" else ""
     try:
         document = fetch_status(url, timeout)
     except StatusUnavailable as exc:
@@ -932,27 +941,73 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="laios", description="Observe laios task executors.")
     parser.add_argument("--version", action="version", version=f"laios {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    status = commands.add_parser("status", help="show running tasks and per-tool statistics")
-    status.add_argument("--url", default=DEFAULT_URL, help=f"endpoint (default {DEFAULT_URL})")
+    status = commands.add_parser(
+        "status",
+        help="show running tasks and per-tool statistics",
+        description="Show what a running process is doing, read from its /status endpoint.",
+        epilog="Exit code 0 when the status was shown (or --watch was stopped with Ctrl-C); "
+        "exit code 2 when nothing usable answered at the URL; 130 after Ctrl-C while "
+        "waiting for the answer; 1 when the output cannot be written.",
+    )
+    status.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help=f"the endpoint's base URL; /status is added, host:port alone means http, and "
+        f"USER:PASSWORD@ (percent-encoded) is sent as basic authentication (default "
+        f"{DEFAULT_URL})",
+    )
     status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     status.add_argument(
-        "--interval", type=_positive_float, default=2.0, help="seconds between redraws (2.0)"
+        "--interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="seconds between redraws with --watch (2.0)",
     )
     status.add_argument(
         "--timeout",
         type=_positive_float,
         default=5.0,
-        help="seconds allowed for the complete answer (5.0)",
+        metavar="S",
+        help="seconds allowed for each complete answer: connecting, headers and body (5.0)",
     )
     status.set_defaults(handler=_run_status)
-    demo = commands.add_parser("demo", help="run sample tasks behind a live metrics endpoint")
-    demo.add_argument(
-        "--duration", type=_positive_float, default=None, help="seconds to run (until Ctrl-C)"
+    demo = commands.add_parser(
+        "demo",
+        help="run sample tasks behind a live metrics endpoint",
+        description="Run a realistic workload through a real Executor, serve /metrics, "
+        "/status and the live page for it, and show a live view until Ctrl-C or q.",
+        epilog="Exit codes: 0 after a run (also when stopped with q, Ctrl-C, SIGTERM or "
+        "SIGHUP); 2 when the port cannot be bound or an option is not usable; 130 after "
+        "Ctrl-C while it starts; 1 when the output cannot be written.",
     )
-    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (127.0.0.1)")
-    demo.add_argument("--port", type=_port, default=8489, help="port to serve on (8489)")
-    demo.add_argument("--no-live", action="store_true", help="do not draw the live status view")
-    demo.add_argument("--console-spans", action="store_true", help="print spans to the console")
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds and print a summary (default: until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--host", default="127.0.0.1", metavar="H", help="address to serve on (127.0.0.1)"
+    )
+    demo.add_argument(
+        "--port",
+        type=_port,
+        default=8489,
+        metavar="P",
+        help="port to serve on; 0 picks a free one (8489)",
+    )
+    demo.add_argument(
+        "--no-live",
+        action="store_true",
+        help="do not draw the live view (it is also skipped when stdout is not a terminal)",
+    )
+    demo.add_argument(
+        "--console-spans",
+        action="store_true",
+        help="print every span as JSON to stderr; needs laios[demo]",
+    )
     demo.add_argument(
         "--otlp-endpoint",
         type=_otlp_endpoint,
@@ -991,6 +1046,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    if sys.stdout is None:  # started with stdout closed (`laios status >&-`): nowhere to write
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            print(
+                f"laios {args.command}: could not write its output (stdout is closed)",
+                file=sys.stderr,
+            )
+        return 1
     try:
         return handler(args)
     except KeyboardInterrupt:

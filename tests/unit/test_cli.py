@@ -304,6 +304,23 @@ def test_render_tolerates_missing_fields() -> None:
     assert "workers: -" in text
 
 
+@pytest.mark.parametrize("value", [None, 7, ["fetch"], {"name": "fetch"}])
+def test_names_that_are_not_strings_show_as_dashes(value: Any) -> None:
+    """A task id, tool or state that is null or not a string (a malformed document) shows as
+    ``-``, not as ``None`` or a Python repr taken for a name."""
+    document = {
+        "running": [{"task_id": value, "tool": value, "state": value, "message": value}],
+        "tools": [{"tool": value, "total": 1, "outcomes": {"success": 1}}],
+    }
+    rows = [line.split() for line in render_status(document).splitlines()]
+    task_row = rows[rows.index(["TASK", "TOOL", "PROGRESS", "ELAPSED", "STATE", "MESSAGE"]) + 1]
+    tool_row = rows[rows.index(["TOOL", *cli._TOOL_HEADER[1:]]) + 1]
+    assert task_row[:2] == ["-", "-"]
+    assert task_row[5:] in (["-"], ["-", "-"])  # (the bar is two words; a null message is blank)
+    assert tool_row[0] == "-"
+    assert "None" not in render_status(document)
+
+
 UNUSABLE_NUMBERS = [float("inf"), float("-inf"), float("nan"), 10**400, 1e300, -(10**20)]
 
 
@@ -599,6 +616,26 @@ def test_watch_redraws_until_ctrl_c(server: MetricsServer) -> None:
     assert pauses == [0.5, 0.5, 0.5]
 
 
+class _Terminal(io.StringIO):
+    """An output that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("term", "clears"), [("xterm-256color", True), ("dumb", False)])
+def test_watch_clears_the_screen_only_on_a_terminal_that_takes_escape_sequences(
+    term: str, clears: bool, server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal --watch clears the screen before each picture; on TERM=dumb (an editor's
+    shell, a serial console) no escape sequence is written, only the pictures."""
+    monkeypatch.setenv("TERM", term)
+    out = _Terminal()
+    assert watch_status(server.url, interval=0.5, out=out, sleep=_interrupt) == 0
+    assert ("\x1b" in out.getvalue()) is clears
+    assert "Running tasks" in out.getvalue()
+
+
 def test_watch_through_main_exits_zero_on_ctrl_c(
     server: MetricsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -847,6 +884,24 @@ def test_output_closed_by_the_reader_ends_the_demo_without_a_traceback() -> None
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "BrokenPipeError" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "demo"])
+def test_a_closed_stdout_ends_the_command_with_one_line_and_exit_1(
+    command: str, server: MetricsServer
+) -> None:
+    """`laios status >&-` (stdout closed, so Python has no sys.stdout): exit 1 and one line
+    on stderr, not a traceback from the demo nor a status shown to no one with exit 0."""
+    argv = ["status", "--url", server.url] if command == "status" else ["demo", "--port", "0"]
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"laios {command}: could not write its output (stdout is closed)\n"
 
 
 def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> None:

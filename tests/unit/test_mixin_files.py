@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -266,3 +268,124 @@ def test_an_out_that_cannot_be_written_exits_2_with_the_reason(
     assert err.startswith(f"python -m laios.mixin: cannot write into {occupied}: ")
     assert "Not a directory" in err
     assert occupied.read_text() == "not a directory\n"
+
+
+def test_a_set_that_cannot_be_written_whole_is_not_written_at_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When one file cannot be replaced (here a directory stands where the dashboard goes),
+    none is: the rules are not left with a new selector beside an old dashboard, no
+    temporary file stays behind, and the message names the path that failed."""
+    write_files(render(MixinConfig()), tmp_path)
+    before = {path: (tmp_path / path).read_bytes() for path in render(MixinConfig()).files}
+    dashboard = tmp_path / DASHBOARD_PATH
+    del before[DASHBOARD_PATH]
+    dashboard.unlink()
+    dashboard.mkdir()
+    assert main(["--selector", 'job="orders-api"', "--out", str(tmp_path)]) == 2
+    assert {path: (tmp_path / path).read_bytes() for path in before} == before
+    assert not [path for path in tmp_path.rglob("*") if path.name.endswith(".tmp")]
+    err = capsys.readouterr().err
+    assert f"({dashboard})" in err
+    assert ".tmp" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--objective", "2"], "--objective"),
+        (["--latency-p95", "-1"], "--latency-p95"),
+        (["--group-labels", "a b"], "--group-labels"),
+        (["--match-label", "=x"], "--match-label"),
+        (["--manifest-label", "=x"], "--manifest-label"),
+        (["--dashboard-uid", "a b"], "--dashboard-uid"),
+    ],
+)
+def test_a_refused_value_is_reported_under_the_option_that_gave_it(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The message of a value the config refuses names the option typed (``--objective``),
+    as argparse does for its own checks, not only the config field
+    (``availability_objective``)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"error: argument {option}: " in capsys.readouterr().err
+
+
+def _mixin_to(stdout: Any, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "laios.mixin", "--out", str(out)],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_output_whose_reader_is_gone_ends_quietly_with_exit_1(tmp_path: Path) -> None:
+    """`python -m laios.mixin | true`: the files are written, then exit 1 with nothing on
+    stderr (no BrokenPipeError traceback)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = _mixin_to(write_end, tmp_path)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (1, "")
+    assert (tmp_path / RULES_PATH).is_file()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_that_cannot_be_written_ends_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    """`python -m laios.mixin > /dev/full`: exit 1 and one line saying why, no traceback."""
+    with open("/dev/full", "w") as full:
+        done = _mixin_to(full, tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == (
+        "python -m laios.mixin: could not write its output (No space left on device)\n"
+    )
+
+
+def test_ctrl_c_ends_the_command_with_exit_130_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the files are written: exit 130 (no traceback), and no temporary file
+    is left beside them."""
+    import laios.mixin.writer as writer
+
+    write_files(render(MixinConfig()), tmp_path)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    real_replace = os.replace
+
+    def interrupted(source: Any, target: Any) -> None:
+        if str(target).endswith("laios-execution.json"):
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(writer.os, "replace", interrupted)
+    assert main(["--selector", 'job="orders-api"', "--out", str(tmp_path)]) == 130
+    monkeypatch.undo()
+    after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    assert sorted(after) == sorted(before)
+
+
+def test_the_regenerate_command_of_check_writes_where_check_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--check --out DIR` that finds differences suggests a command with `--out DIR`: run as
+    given, it fixes DIR (without it, it would rewrite the current directory's files)."""
+    out = tmp_path / "my monitoring"
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["--objective", "0.999", "--out", str(out), "--check"]) == 1
+    (line,) = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("regenerate")
+    ]
+    suggested = shlex.split(line.removeprefix("regenerate with: "))
+    assert suggested[:3] == ["python", "-m", "laios.mixin"]
+    assert main(suggested[3:]) == 0
+    assert main([*suggested[3:], "--check"]) == 0
+    assert list(elsewhere.iterdir()) == []

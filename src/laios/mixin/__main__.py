@@ -11,10 +11,13 @@ are; with options it fits them to your deployment::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from laios.cli import _OUTPUT_ERRNOS, _discard_stdout
 from laios.mixin.config import MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
 
@@ -138,15 +141,47 @@ def config_from_args(args: argparse.Namespace) -> MixinConfig:
     )
 
 
+def _under_option(message: str) -> str:
+    """``message`` of a refused :class:`MixinConfig` field, put under the option that set it
+    (``argument --objective: availability_objective must be ...``), as argparse puts its own."""
+    for field, option in OPTIONS.items():
+        if message.startswith(field) and not message[len(field) : len(field) + 1].isidentifier():
+            return f"argument {option}: {message}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return its exit code (0 done, 1 ``--check`` found differences, 2 bad
-    options or an ``--out`` that cannot be written)."""
+    """Run the command; return its exit code (0 done, 1 ``--check`` found differences or the
+    output could not be written, 2 bad options or an ``--out`` that cannot be written, 130
+    after Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        return _run(parser, args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader is gone (`python -m laios.mixin | head -1`): the files are written; what
+        # is still buffered for stdout goes nowhere instead of failing again at exit.
+        _discard_stdout()
+        return 1
+    except OSError as exc:
+        # Only a failed write of the command's own output (it has no file name): the files'
+        # errors are reported, with their path, where they are written.
+        if exc.errno not in _OUTPUT_ERRNOS or exc.filename is not None:
+            raise
+        _discard_stdout()
+        reason = exc.strerror or str(exc)
+        with contextlib.suppress(OSError, ValueError):
+            print(f"{parser.prog}: could not write its output ({reason})", file=sys.stderr)
+        return 1
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
         config = config_from_args(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        parser.error(_under_option(str(exc)))
     rendering = render(config)
     for message in (*rendering.skipped, *rendering.notes):
         print(message, file=sys.stderr)
@@ -155,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in stale:
             print(f"{path}: differs from the generator's output", file=sys.stderr)
         if stale:
-            print(f"regenerate with: {command_line(config)}", file=sys.stderr)
+            # With the --out that was checked: without it the command would write elsewhere.
+            where = "" if args.out == Path() else f" --out {shlex.quote(str(args.out))}"
+            print(f"regenerate with: {command_line(config)}{where}", file=sys.stderr)
             return 1
         print(f"{len(rendering.files)} files up to date")
         return 0

@@ -9,6 +9,7 @@ files are exactly ``render(MixinConfig())`` and a test can tell when they drift.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -196,23 +197,36 @@ def stale_files(rendering: Rendering, directory: Path) -> list[str]:
 def write_files(rendering: Rendering, directory: Path) -> list[str]:
     """Write the files of ``rendering`` that differ under ``directory``; return their paths.
 
-    Each file is written whole or not at all: its text goes to a temporary file beside it,
-    renamed over it once complete, with the old file's permissions (a symbolic link is
-    followed: the file it points to is replaced). A write that fails (a full disk) leaves the
-    old file as it was and raises ``OSError``.
+    The files are written all or none: each one's text goes first to a temporary file beside
+    it, and only once every one is complete are they renamed over the old files, which keep
+    their permissions (a symbolic link is followed: the file it points to is replaced). A
+    write that fails (a full disk, a directory where a file goes) leaves every old file as
+    it was, removes the temporary files and raises ``OSError`` naming the path that failed.
     """
     written = stale_files(rendering, directory)
-    for path in written:
-        target = directory / path
-        if target.is_symlink():
-            target = target.resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _replace(target, rendering.files[path].encode("utf-8"))
+    staged: list[tuple[Path, Path]] = []  # (temporary, target)
+    try:
+        for path in written:
+            target = directory / path
+            if target.is_symlink():
+                target = target.resolve()
+            if target.is_dir():  # (found now, before any file is replaced, not at the rename)
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged.append((_stage(target, rendering.files[path].encode("utf-8")), target))
+        for temporary, target in staged:
+            os.replace(temporary, target)
+    except BaseException:
+        for temporary, _ in staged:
+            with contextlib.suppress(OSError):  # (gone already when it was renamed)
+                os.unlink(temporary)
+        raise
     return written
 
 
-def _replace(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``target``, then rename it over ``target``."""
+def _stage(target: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temporary file beside ``target``, with ``target``'s permissions;
+    return its path."""
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     # Created as any new file is (0666 less the umask), then given the old file's mode.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -221,8 +235,8 @@ def _replace(target: Path, data: bytes) -> None:
             file.write(data)
         with contextlib.suppress(FileNotFoundError):
             os.chmod(temporary, stat.S_IMODE(target.stat().st_mode))
-        os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    return temporary
