@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import errno
 import http.client
 import importlib
 import io
@@ -36,6 +35,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from laios._output import OUTPUT_ERRNOS, discard_stdout
 from laios._terminal import clip, table_lines
 
 if TYPE_CHECKING:
@@ -1060,37 +1060,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader is gone: what is still buffered for stdout goes nowhere, instead of
         # failing again (and being reported) when Python flushes it on the way out.
-        _discard_stdout()
+        discard_stdout()
         return 1
     except OSError as exc:
-        if exc.errno not in _OUTPUT_ERRNOS:
+        if exc.errno not in OUTPUT_ERRNOS:
             raise
         # The output cannot be written (a full disk, a quota, a device gone): say so in one
         # line, and drop what is still buffered, as for a closed pipe.
-        _discard_stdout()
+        discard_stdout()
         reason = exc.strerror or str(exc)
         with contextlib.suppress(OSError, ValueError):
             print(f"laios {args.command}: could not write its output ({reason})", file=sys.stderr)
         return 1
-
-
-#: Why writing the output fails where no reader closed it: the file system or the device.
-_OUTPUT_ERRNOS = frozenset(
-    code
-    for code in (
-        getattr(errno, name, None) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EROFS")
-    )
-    if code is not None
-)
-
-
-def _discard_stdout() -> None:
-    """Point stdout at the null device, so that what is still buffered for it goes nowhere
-    instead of failing again (and being reported) when Python flushes it on the way out."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
 
 
 if __name__ == "__main__":

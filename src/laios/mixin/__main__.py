@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from laios.cli import _OUTPUT_ERRNOS, _discard_stdout
+from laios._output import OUTPUT_ERRNOS, discard_stdout
 from laios.mixin.config import MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
 
@@ -163,14 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader is gone (`python -m laios.mixin | head -1`): the files are written; what
         # is still buffered for stdout goes nowhere instead of failing again at exit.
-        _discard_stdout()
+        discard_stdout()
         return 1
     except OSError as exc:
         # Only a failed write of the command's own output (it has no file name): the files'
         # errors are reported, with their path, where they are written.
-        if exc.errno not in _OUTPUT_ERRNOS or exc.filename is not None:
+        if exc.errno not in OUTPUT_ERRNOS or exc.filename is not None:
             raise
-        _discard_stdout()
+        discard_stdout()
         reason = exc.strerror or str(exc)
         with contextlib.suppress(OSError, ValueError):
             print(f"{parser.prog}: could not write its output ({reason})", file=sys.stderr)
