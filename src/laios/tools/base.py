@@ -542,6 +542,15 @@ class BaseTool(abc.ABC):
             return _failure(exc)
         return _wrap(result)
 
+    def _entry_error(self, exc: TypeError) -> TypeError | None:
+        """The clear error for ``exc`` when calling the entry point itself failed (a
+        parameter named as its instance, a field it has no name for); ``None`` when ``exc``
+        is the tool's own."""
+        clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
+        if clear is None and self._kwargs_style:
+            clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
+        return clear
+
     def run_raising(self, /, **kwargs: Any) -> Any:
         """Validate ``kwargs`` and run the tool, letting any exception out.
 
@@ -572,9 +581,7 @@ class BaseTool(abc.ABC):
                 else:
                     result = self._execute(input_data)
         except TypeError as exc:
-            clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
-            if clear is None and self._kwargs_style:
-                clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
+            clear = self._entry_error(exc)
             if clear is None:
                 raise
             raise clear from None
@@ -726,9 +733,7 @@ class AsyncBaseTool(BaseTool):
                 else:
                     result = self._execute_async(input_data)
         except TypeError as exc:
-            clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
-            if clear is None and self._kwargs_style:
-                clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
+            clear = self._entry_error(exc)
             if clear is None:
                 raise
             raise clear from None
