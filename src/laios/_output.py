@@ -8,7 +8,7 @@ import errno
 import os
 import sys
 
-__all__ = ["OUTPUT_ERRNOS", "discard_stdout"]
+__all__ = ["OUTPUT_ERRNOS", "discard_stdout", "output_failure_status"]
 
 #: Why writing the output fails where no reader closed it: the file system or the device.
 OUTPUT_ERRNOS = frozenset(
@@ -27,3 +27,26 @@ def discard_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+
+def output_failure_status(exc: OSError, prog: str) -> int | None:
+    """The exit status when ``exc`` is a failure to write the command's own output: ``1``,
+    what is still buffered for stdout dropped, and (unless the reader is gone) one line on
+    stderr saying so; ``None`` when ``exc`` is another error (a file's, with its name), for
+    the caller to raise again.
+
+    Args:
+        exc: What writing raised.
+        prog: The command's name, for the line on stderr.
+    """
+    if isinstance(exc, BrokenPipeError):  # the reader is gone (``laios demo | head -1``)
+        discard_stdout()
+        return 1
+    if exc.errno not in OUTPUT_ERRNOS or exc.filename is not None:
+        return None
+    # The output cannot be written (a full disk, a quota, a device gone): say so in one line.
+    discard_stdout()
+    reason = exc.strerror or str(exc)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{prog}: could not write its output ({reason})", file=sys.stderr)
+    return 1

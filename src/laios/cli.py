@@ -35,7 +35,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from laios._output import OUTPUT_ERRNOS, discard_stdout
+from laios._output import output_failure_status
 from laios._terminal import clip, table_lines
 
 if TYPE_CHECKING:
@@ -1057,21 +1057,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader is gone: what is still buffered for stdout goes nowhere, instead of
-        # failing again (and being reported) when Python flushes it on the way out.
-        discard_stdout()
-        return 1
     except OSError as exc:
-        if exc.errno not in OUTPUT_ERRNOS:
+        status = output_failure_status(exc, f"laios {args.command}")
+        if status is None:
             raise
-        # The output cannot be written (a full disk, a quota, a device gone): say so in one
-        # line, and drop what is still buffered, as for a closed pipe.
-        discard_stdout()
-        reason = exc.strerror or str(exc)
-        with contextlib.suppress(OSError, ValueError):
-            print(f"laios {args.command}: could not write its output ({reason})", file=sys.stderr)
-        return 1
+        return status
 
 
 if __name__ == "__main__":

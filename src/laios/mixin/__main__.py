@@ -11,13 +11,12 @@ are; with options it fits them to your deployment::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from laios._output import OUTPUT_ERRNOS, discard_stdout
+from laios._output import output_failure_status
 from laios.mixin.config import MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
 
@@ -160,21 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(parser, args)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader is gone (`python -m laios.mixin | head -1`): the files are written; what
-        # is still buffered for stdout goes nowhere instead of failing again at exit.
-        discard_stdout()
-        return 1
     except OSError as exc:
         # Only a failed write of the command's own output (it has no file name): the files'
         # errors are reported, with their path, where they are written.
-        if exc.errno not in OUTPUT_ERRNOS or exc.filename is not None:
+        status = output_failure_status(exc, parser.prog)
+        if status is None:
             raise
-        discard_stdout()
-        reason = exc.strerror or str(exc)
-        with contextlib.suppress(OSError, ValueError):
-            print(f"{parser.prog}: could not write its output ({reason})", file=sys.stderr)
-        return 1
+        return status
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
