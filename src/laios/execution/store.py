@@ -328,6 +328,18 @@ class RecordScope:
         self.finished: OrderedDict[str, TaskRecord] = OrderedDict()
 
 
+def _leave_active(scope: RecordScope, rec: TaskRecord, key: str) -> None:
+    """Take ``rec`` out of its scope's active runs of id ``key`` (as
+    :func:`~laios.execution._records.record_id` gives it; caller holds the lock): a newer run
+    with the same id stays shown."""
+    active = scope.active_by_id
+    other = active.pop(key, rec)
+    if other is not rec:  # a newer run with the same id: it stays
+        active[key] = other
+    if scope.shadowed:
+        _unshadow(scope, rec, key, other is rec)
+
+
 def _unshadow(scope: RecordScope, rec: TaskRecord, key: str, shown: bool) -> None:
     """Forget a finished run among the older active runs of its id (``key``, as
     :func:`~laios.execution._records.record_id` gives it; caller holds the lock); when it was
@@ -671,13 +683,7 @@ class MetricStore:
         slot.in_flight -= 1
         scope = rec.scope
         if scope is not None:
-            key = record_id(rec.task_id)
-            active = scope.active_by_id
-            other = active.pop(key, rec)
-            if other is not rec:  # a newer run with the same id: it stays
-                active[key] = other
-            if scope.shadowed:
-                _unshadow(scope, rec, key, other is rec)
+            _leave_active(scope, rec, record_id(rec.task_id))
         rec.state = "finished"  # (with no outcome: it is in no table of the store any more)
         rec.task = None
         rec.checkpoint_listener = None
@@ -811,12 +817,7 @@ class MetricStore:
                 task_id = rec.task_id
                 if len(task_id) > MAX_ID_CHARS:  # kept bounded from now on (see record_id)
                     task_id = rec.task_id = record_id(task_id)
-                active = scope.active_by_id
-                other = active.pop(task_id, rec)
-                if other is not rec:  # a newer run with the same id: it stays
-                    active[task_id] = other
-                if scope.shadowed:
-                    _unshadow(scope, rec, task_id, other is rec)
+                _leave_active(scope, rec, task_id)
                 finished = scope.finished
                 if finished.setdefault(task_id, rec) is not rec:  # the id ran before
                     del finished[task_id]
