@@ -198,14 +198,10 @@ def _name_clash(what: str, entry: str, bound: str) -> TypeError:
 
 
 def _clash_of(exc: TypeError, tool: str, entry: str, bound: str | None) -> TypeError | None:
-    """The clear error for ``exc`` when calling tool ``tool``'s ``entry`` failed (``exc``
-    raised by the call itself, not inside it) because a parameter has the name ``bound`` that
-    its first parameter binds the instance to (Python says only "got multiple values for
-    argument 'self'")."""
-    trace = exc.__traceback__
-    if bound is None or trace is None or trace.tb_next is not None:
-        return None
-    if f"multiple values for argument '{bound}'" not in str(exc):
+    """The clear error for ``exc``, raised by calling tool ``tool``'s ``entry``, when a
+    parameter has the name ``bound`` that its first parameter binds the instance to (Python
+    says only "got multiple values for argument 'self'")."""
+    if bound is None or f"multiple values for argument '{bound}'" not in str(exc):
         return None
     return _name_clash(f"Tool {tool!r} got", entry, bound)
 
@@ -216,11 +212,10 @@ _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']*)'")
 def _mismatch_of(
     exc: TypeError, entry: str, model: type[ToolInput], is_async: bool
 ) -> TypeError | None:
-    """The clear error for ``exc`` when calling a keyword-style entry point ``entry`` failed
-    (the call itself, not inside it) because it has no parameter for a keyword its input model
-    ``model`` gave it; Python says only "got an unexpected keyword argument"."""
-    trace = exc.__traceback__
-    if model is ToolInput or trace is None or trace.tb_next is not None:
+    """The clear error for ``exc``, raised by calling a keyword-style entry point ``entry``,
+    when it has no parameter for a keyword its input model ``model`` gave it; Python says only
+    "got an unexpected keyword argument"."""
+    if model is ToolInput:
         return None
     found = _UNEXPECTED_KEYWORD.search(str(exc))
     if found is None:
@@ -545,7 +540,10 @@ class BaseTool(abc.ABC):
     def _entry_error(self, exc: TypeError) -> TypeError | None:
         """The clear error for ``exc`` when calling the entry point itself failed (a
         parameter named as its instance, a field it has no name for); ``None`` when ``exc``
-        is the tool's own."""
+        is the tool's own (raised inside the entry point, or before it was called)."""
+        trace = exc.__traceback__
+        if trace is None or trace.tb_next is not None:  # (raised inside a call, not by one)
+            return None
         clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
         if clear is None and self._kwargs_style:
             clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
