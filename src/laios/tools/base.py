@@ -132,6 +132,16 @@ class ToolOutput(BaseModel):
         return data
 
 
+def _entry_function(cls: type, attr: str) -> tuple[Any, bool]:
+    """``cls.<attr>`` as the class defines it (a staticmethod's or classmethod's function;
+    ``None`` if there is none), and whether calling it binds its first parameter (to the
+    instance or the class): all but a staticmethod do."""
+    raw = inspect.getattr_static(cls, attr, None)
+    if isinstance(raw, (staticmethod, classmethod)):
+        return raw.__func__, isinstance(raw, classmethod)
+    return raw, True
+
+
 def _uses_kwargs_style(cls: type, attr: str) -> bool:
     """Tell whether ``cls.<attr>`` takes its input as keyword arguments.
 
@@ -140,14 +150,13 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     only be passed by position; any other signature gets the parameters by name, so that
     ``def _execute(self, who)`` is called as ``_execute(who=...)``.
     """
-    raw = inspect.getattr_static(cls, attr, None)
-    if raw is None:
+    func, binds = _entry_function(cls, attr)
+    if func is None:
         return False
-    func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
     params = _parameters(func)
     if params is None:
         return False
-    if not isinstance(raw, staticmethod) and params and params[0].kind in _POSITIONAL:
+    if binds and params and params[0].kind in _POSITIONAL:
         params = params[1:]
     positional = [p for p in params if p.kind in _POSITIONAL]
     if len(positional) != 1:
@@ -178,10 +187,10 @@ def _only_var_keyword(func: Any) -> bool:
 def _bound_name(cls: type, attr: str) -> str | None:
     """The name ``cls.<attr>`` binds the instance to, when a keyword argument could clash with
     it: its first parameter, unless that is positional-only (or ``attr`` a staticmethod)."""
-    raw = inspect.getattr_static(cls, attr, None)
-    if raw is None or isinstance(raw, staticmethod):
+    func, binds = _entry_function(cls, attr)
+    if func is None or not binds:
         return None
-    params = _parameters(raw.__func__ if isinstance(raw, classmethod) else raw)
+    params = _parameters(func)
     if not params or params[0].kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
         return None
     return params[0].name
@@ -392,10 +401,8 @@ def _how_to_return(kind: str) -> str:
 
 def _generator_entry(cls: type, attr: str) -> str | None:
     """What kind of generator function ``cls.<attr>`` is (``None``: none)."""
-    raw = inspect.getattr_static(cls, attr, None)
-    if isinstance(raw, (staticmethod, classmethod)):
-        raw = raw.__func__
-    return generator_kind(raw) if raw is not None else None
+    func = _entry_function(cls, attr)[0]
+    return generator_kind(func) if func is not None else None
 
 
 def _not_run(tool: str, result: Any, instead: str) -> TypeError:
