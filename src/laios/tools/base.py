@@ -122,12 +122,11 @@ class ToolOutput(BaseModel):
     def _refuse_generator(cls, data: Any) -> Any:
         """Refuse a generator or an async generator (a ``TypeError``, raised as it is)."""
         if type(data) in _GENERATORS:  # (one lookup: a tool's output is built on its hot path)
-            kind = "async generator" if type(data) is types.AsyncGeneratorType else "generator"
-            instead = "[item async for item in ...]" if kind == "async generator" else "list(...)"
+            kind = _kind_of(data)
             raise TypeError(
                 f"ToolOutput.data is {_a(kind)}, which nothing would consume: its body never "
                 "runs, and the tool would report success without doing its work. Collect the "
-                f"items and pass them instead: ToolOutput(data={instead})"
+                f"items and pass them instead: ToolOutput(data={_collected(kind)})"
             )
         return data
 
@@ -392,11 +391,19 @@ def _a(kind: str) -> str:
     return f"an {kind}" if kind.startswith("a") else f"a {kind}"
 
 
+def _kind_of(generator: Any) -> str:
+    """What ``generator`` (one of :data:`_GENERATORS`) is: "generator" or "async generator"."""
+    return "async generator" if type(generator) is types.AsyncGeneratorType else "generator"
+
+
+def _collected(kind: str) -> str:
+    """The expression collecting the items of a ``kind`` ("generator" or "async generator")."""
+    return "[item async for item in ...]" if kind == "async generator" else "list(...)"
+
+
 def _how_to_return(kind: str) -> str:
     """What to write instead of a ``kind`` ("generator" or "async generator") function."""
-    if kind == "async generator":
-        return "collect the items and return them (return [item async for item in ...])"
-    return "collect the items and return them (return list(...))"
+    return f"collect the items and return them (return {_collected(kind)})"
 
 
 def _generator_entry(cls: type, attr: str) -> str | None:
@@ -414,7 +421,7 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
         return TypeError(
             f"Synchronous tool {tool!r} returned a coroutine, which was not run: {instead}"
         )
-    kind = "async generator" if type(result) is types.AsyncGeneratorType else "generator"
+    kind = _kind_of(result)
     return TypeError(
         f"Tool {tool!r} returned {_a(kind)}, which was not run: a tool returns its result, not "
         f"a generator for the caller to consume later; {_how_to_return(kind)}"
