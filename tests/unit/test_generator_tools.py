@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from laios.core.types import Context, Task
+from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput, create_simple_tool
@@ -180,16 +180,20 @@ def _task(tool: str) -> Task:
     return Task(plan_id="p", description="d", tool_name=tool)
 
 
+def _run(executor: Executor, tool: str, road: str) -> TaskResult:
+    """Run ``tool`` on ``road``: ``execute_task`` or awaiting ``execute_async``."""
+    if road == "execute_task":
+        return executor.execute_task(_task(tool), CONTEXT, timeout=10)
+    return asyncio.run(executor.execute_async(_task(tool), CONTEXT))
+
+
 @pytest.mark.parametrize("tool", ["hidden_lines", "hidden_chunks", "returns_chunks"])
 @pytest.mark.parametrize("road", ["execute_task", "execute_async"])
 def test_a_tool_returning_a_generator_fails_its_task(executor: Any, tool: str, road: str) -> None:
     """A generator returned at run time (the definition could not tell) fails the task with a
     ``TypeError`` saying the generator was not run, on both roads; its body never runs."""
     RAN.clear()
-    if road == "execute_task":
-        result = executor.execute_task(_task(tool), CONTEXT, timeout=10)
-    else:
-        result = asyncio.run(executor.execute_async(_task(tool), CONTEXT))
+    result = _run(executor, tool, road)
     assert result.success is False
     assert result.metadata["outcome"] == "error"
     assert result.metadata["error_type"] == "TypeError"
@@ -272,10 +276,7 @@ def test_a_tool_returning_a_tool_output_holding_a_generator_fails_its_task(
     registry = ToolRegistry()
     registry.register_tools([WrapsLines(), WrapsChunks()])
     with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
-        if road == "execute_task":
-            result = executor.execute_task(_task(tool), CONTEXT, timeout=10)
-        else:
-            result = asyncio.run(executor.execute_async(_task(tool), CONTEXT))
+        result = _run(executor, tool, road)
     assert result.success is False
     assert result.metadata["error_type"] == "TypeError"
     assert "ToolOutput.data is" in (result.error or "")

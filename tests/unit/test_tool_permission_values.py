@@ -10,21 +10,24 @@ import pytest
 from laios.tools.base import BaseTool, create_simple_tool
 
 
-def _tool_class(permissions: Any) -> type[BaseTool]:
+def _tool_class(name: str, **declared: Any) -> type[BaseTool]:
+    """A tool class named ``name`` declaring the class attributes ``declared``."""
+
     class Declares(BaseTool):
-        name = "declares"
-        description = "Declares its permissions."
-        required_permissions = permissions
+        description = "Declares its permissions and category."
 
         def _execute(self, **kwargs: Any) -> Any:
             return kwargs
 
+    Declares.name = name
+    for attribute, value in declared.items():
+        setattr(Declares, attribute, value)
     return Declares
 
 
 def test_no_permissions_given_as_none_is_no_permission() -> None:
     """``required_permissions = None`` is read as none, as ``permissions=None`` is."""
-    tool = _tool_class(None)()
+    tool = _tool_class("declares", required_permissions=None)()
     assert tool.required_permissions == set()
     assert tool.get_schema()["permissions"] == []
 
@@ -36,7 +39,7 @@ def test_a_value_that_is_not_a_permission_names_the_tool_and_the_permissions(
     """A misspelt permission, or a value that is no set of them, is a ``ValueError`` naming the
     tool and listing the permissions."""
     with pytest.raises(ValueError, match=r"Tool 'declares'.*shell\.execute") as raised:
-        _tool_class(permissions)()
+        _tool_class("declares", required_permissions=permissions)()
     assert "filesystem.read" in str(raised.value)
     with pytest.raises(ValueError, match=r"Tool 'declares'.*shell\.execute"):
         create_simple_tool("declares", "Declares.", lambda: 1, permissions=permissions)
@@ -46,16 +49,7 @@ def test_a_value_that_is_not_a_permission_names_the_tool_and_the_permissions(
 def test_a_category_that_is_not_one_names_the_tool_and_the_categories(category: Any) -> None:
     """A category that is not a ``ToolCategory`` value is a ``ValueError`` naming the tool and
     listing the categories."""
-
-    class Categorised(BaseTool):
-        name = "categorised"
-        description = "Declares a category."
-
-        def _execute(self, **kwargs: Any) -> Any:
-            return kwargs
-
-    Categorised.category = category
     with pytest.raises(ValueError, match=r"Tool 'categorised'.*filesystem.*custom"):
-        Categorised()
+        _tool_class("categorised", category=category)()
     with pytest.raises(ValueError, match=r"Tool 'categorised'.*filesystem.*custom"):
         create_simple_tool("categorised", "Declares.", lambda: 1, category=category)

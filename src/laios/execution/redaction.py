@@ -242,16 +242,15 @@ class _InField(str):
     head: int
     tail: int
 
+    def __new__(cls, text: str, head: int, tail: int) -> _InField:
+        """``text``, keeping its first ``head`` and last ``tail`` characters."""
+        form = super().__new__(cls, text)
+        form.head = head
+        form.tail = tail
+        return form
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return _in_field, (str(self), self.head, self.tail)
-
-
-def _in_field(text: str, head: int, tail: int) -> _InField:
-    """An :class:`_InField` of ``text`` keeping its first ``head`` and last ``tail`` characters."""
-    form = _InField(text)
-    form.head = head
-    form.tail = tail
-    return form
+        return _InField, (str(self), self.head, self.tail)
 
 
 def _field_forms(name: object, value: str) -> list[str]:
@@ -281,7 +280,7 @@ def _field_forms(name: object, value: str) -> list[str]:
     for head, written, tail in shapes:
         text = head + written + tail
         if text not in forms:
-            forms[text] = _in_field(text, len(head), len(tail))
+            forms[text] = _InField(text, len(head), len(tail))
     return list(forms.values())
 
 

@@ -122,14 +122,23 @@ class ToolOutput(BaseModel):
     def _refuse_generator(cls, data: Any) -> Any:
         """Refuse a generator or an async generator (a ``TypeError``, raised as it is)."""
         if type(data) in _GENERATORS:  # (one lookup: a tool's output is built on its hot path)
-            kind = "async generator" if type(data) is types.AsyncGeneratorType else "generator"
-            instead = "[item async for item in ...]" if kind == "async generator" else "list(...)"
+            kind = _kind_of(data)
             raise TypeError(
                 f"ToolOutput.data is {_a(kind)}, which nothing would consume: its body never "
                 "runs, and the tool would report success without doing its work. Collect the "
-                f"items and pass them instead: ToolOutput(data={instead})"
+                f"items and pass them instead: ToolOutput(data={_collected(kind)})"
             )
         return data
+
+
+def _entry_function(cls: type, attr: str) -> tuple[Any, bool]:
+    """``cls.<attr>`` as the class defines it (a staticmethod's or classmethod's function;
+    ``None`` if there is none), and whether calling it binds its first parameter (to the
+    instance or the class): all but a staticmethod do."""
+    raw = inspect.getattr_static(cls, attr, None)
+    if isinstance(raw, (staticmethod, classmethod)):
+        return raw.__func__, isinstance(raw, classmethod)
+    return raw, True
 
 
 def _uses_kwargs_style(cls: type, attr: str) -> bool:
@@ -140,14 +149,13 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     only be passed by position; any other signature gets the parameters by name, so that
     ``def _execute(self, who)`` is called as ``_execute(who=...)``.
     """
-    raw = inspect.getattr_static(cls, attr, None)
-    if raw is None:
+    func, binds = _entry_function(cls, attr)
+    if func is None:
         return False
-    func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
     params = _parameters(func)
     if params is None:
         return False
-    if not isinstance(raw, staticmethod) and params and params[0].kind in _POSITIONAL:
+    if binds and params and params[0].kind in _POSITIONAL:
         params = params[1:]
     positional = [p for p in params if p.kind in _POSITIONAL]
     if len(positional) != 1:
@@ -178,10 +186,10 @@ def _only_var_keyword(func: Any) -> bool:
 def _bound_name(cls: type, attr: str) -> str | None:
     """The name ``cls.<attr>`` binds the instance to, when a keyword argument could clash with
     it: its first parameter, unless that is positional-only (or ``attr`` a staticmethod)."""
-    raw = inspect.getattr_static(cls, attr, None)
-    if raw is None or isinstance(raw, staticmethod):
+    func, binds = _entry_function(cls, attr)
+    if func is None or not binds:
         return None
-    params = _parameters(raw.__func__ if isinstance(raw, classmethod) else raw)
+    params = _parameters(func)
     if not params or params[0].kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
         return None
     return params[0].name
@@ -198,14 +206,10 @@ def _name_clash(what: str, entry: str, bound: str) -> TypeError:
 
 
 def _clash_of(exc: TypeError, tool: str, entry: str, bound: str | None) -> TypeError | None:
-    """The clear error for ``exc`` when calling tool ``tool``'s ``entry`` failed (``exc``
-    raised by the call itself, not inside it) because a parameter has the name ``bound`` that
-    its first parameter binds the instance to (Python says only "got multiple values for
-    argument 'self'")."""
-    trace = exc.__traceback__
-    if bound is None or trace is None or trace.tb_next is not None:
-        return None
-    if f"multiple values for argument '{bound}'" not in str(exc):
+    """The clear error for ``exc``, raised by calling tool ``tool``'s ``entry``, when a
+    parameter has the name ``bound`` that its first parameter binds the instance to (Python
+    says only "got multiple values for argument 'self'")."""
+    if bound is None or f"multiple values for argument '{bound}'" not in str(exc):
         return None
     return _name_clash(f"Tool {tool!r} got", entry, bound)
 
@@ -216,11 +220,10 @@ _UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']*)'")
 def _mismatch_of(
     exc: TypeError, entry: str, model: type[ToolInput], is_async: bool
 ) -> TypeError | None:
-    """The clear error for ``exc`` when calling a keyword-style entry point ``entry`` failed
-    (the call itself, not inside it) because it has no parameter for a keyword its input model
-    ``model`` gave it; Python says only "got an unexpected keyword argument"."""
-    trace = exc.__traceback__
-    if model is ToolInput or trace is None or trace.tb_next is not None:
+    """The clear error for ``exc``, raised by calling a keyword-style entry point ``entry``,
+    when it has no parameter for a keyword its input model ``model`` gave it; Python says only
+    "got an unexpected keyword argument"."""
+    if model is ToolInput:
         return None
     found = _UNEXPECTED_KEYWORD.search(str(exc))
     if found is None:
@@ -388,19 +391,25 @@ def _a(kind: str) -> str:
     return f"an {kind}" if kind.startswith("a") else f"a {kind}"
 
 
+def _kind_of(generator: Any) -> str:
+    """What ``generator`` (one of :data:`_GENERATORS`) is: "generator" or "async generator"."""
+    return "async generator" if type(generator) is types.AsyncGeneratorType else "generator"
+
+
+def _collected(kind: str) -> str:
+    """The expression collecting the items of a ``kind`` ("generator" or "async generator")."""
+    return "[item async for item in ...]" if kind == "async generator" else "list(...)"
+
+
 def _how_to_return(kind: str) -> str:
     """What to write instead of a ``kind`` ("generator" or "async generator") function."""
-    if kind == "async generator":
-        return "collect the items and return them (return [item async for item in ...])"
-    return "collect the items and return them (return list(...))"
+    return f"collect the items and return them (return {_collected(kind)})"
 
 
 def _generator_entry(cls: type, attr: str) -> str | None:
     """What kind of generator function ``cls.<attr>`` is (``None``: none)."""
-    raw = inspect.getattr_static(cls, attr, None)
-    if isinstance(raw, (staticmethod, classmethod)):
-        raw = raw.__func__
-    return generator_kind(raw) if raw is not None else None
+    func = _entry_function(cls, attr)[0]
+    return generator_kind(func) if func is not None else None
 
 
 def _not_run(tool: str, result: Any, instead: str) -> TypeError:
@@ -412,7 +421,7 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
         return TypeError(
             f"Synchronous tool {tool!r} returned a coroutine, which was not run: {instead}"
         )
-    kind = "async generator" if type(result) is types.AsyncGeneratorType else "generator"
+    kind = _kind_of(result)
     return TypeError(
         f"Tool {tool!r} returned {_a(kind)}, which was not run: a tool returns its result, not "
         f"a generator for the caller to consume later; {_how_to_return(kind)}"
@@ -545,7 +554,10 @@ class BaseTool(abc.ABC):
     def _entry_error(self, exc: TypeError) -> TypeError | None:
         """The clear error for ``exc`` when calling the entry point itself failed (a
         parameter named as its instance, a field it has no name for); ``None`` when ``exc``
-        is the tool's own."""
+        is the tool's own (raised inside the entry point, or before it was called)."""
+        trace = exc.__traceback__
+        if trace is None or trace.tb_next is not None:  # (raised inside a call, not by one)
+            return None
         clear = _clash_of(exc, self.name, self._entry_point, self._bound_name)
         if clear is None and self._kwargs_style:
             clear = _mismatch_of(exc, self._entry_point, self.input_model, self.is_async)
