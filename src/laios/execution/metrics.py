@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from laios.execution._checks import number_repr
+from laios.execution._checks import as_float, number_repr
 from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
 
@@ -26,10 +26,7 @@ def _is_number(value: object) -> bool:
 def _finite(value: Any) -> bool:
     """Whether the real number ``value`` is finite as a float (an int past a float's range is
     not: the read-outs compute with floats)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
+    return math.isfinite(as_float(value))
 
 
 def _number(name: str, value: Any) -> Any:
