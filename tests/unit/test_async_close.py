@@ -161,6 +161,19 @@ async def _until(predicate: Any) -> None:
         await asyncio.sleep(0.005)
 
 
+def _aclose_releasing(executor: Any, looped: LoopThreadTool) -> float:
+    """Once ``looped`` runs, release it a moment later (while the close waits) and await
+    ``aclose()`` on a loop of this thread's own: when the close returned."""
+    assert looped.entered.wait(WAIT)
+    threading.Timer(0.1, looped.release.set).start()
+
+    async def scenario() -> float:
+        await executor.aclose()
+        return time.monotonic()
+
+    return asyncio.run(asyncio.wait_for(scenario(), WAIT))
+
+
 def test_async_with_waits_for_async_tools_on_the_callers_loop(executor: Any, tools: Any) -> None:
     """Async tools still running on the caller's loop when ``async with`` exits finish first:
     one awaited inside the caller's task (execute_async) and a batch (execute_parallel). The
@@ -224,14 +237,7 @@ def test_aclose_waits_for_the_executors_loop_thread(executor: Any, tools: Any) -
         daemon=True,
     )
     caller.start()
-    assert looped.entered.wait(WAIT)
-    threading.Timer(0.1, looped.release.set).start()
-
-    async def scenario() -> float:
-        await executor.aclose()
-        return time.monotonic()
-
-    closed = asyncio.run(asyncio.wait_for(scenario(), WAIT))
+    closed = _aclose_releasing(executor, looped)
     caller.join(WAIT)
     assert box
     assert box[0].success, box[0].error
@@ -258,14 +264,7 @@ def test_aclose_waits_for_async_tools_on_another_threads_loop(
 
     caller = threading.Thread(target=lambda: box.extend(asyncio.run(other_service())))
     caller.start()
-    assert looped.entered.wait(WAIT)
-    threading.Timer(0.1, looped.release.set).start()
-
-    async def scenario() -> float:
-        await executor.aclose()
-        return time.monotonic()
-
-    closed = asyncio.run(asyncio.wait_for(scenario(), WAIT))
+    closed = _aclose_releasing(executor, looped)
     caller.join(WAIT)
     assert box
     assert box[0].success, box[0].error
@@ -302,14 +301,7 @@ def test_aclose_waits_for_a_call_left_running_on_the_executors_loop_thread(
     leaves = executor.tool_registry.register_tool(LeavesACall(executor))
     spawned = executor.execute_task(_task("leaves_a_call"), CONTEXT)
     assert spawned.success, spawned.error
-    assert looped.entered.wait(WAIT)
-    threading.Timer(0.1, looped.release.set).start()
-
-    async def scenario() -> float:
-        await executor.aclose()
-        return time.monotonic()
-
-    closed = asyncio.run(asyncio.wait_for(scenario(), WAIT))
+    closed = _aclose_releasing(executor, looped)
     assert looped.ended
     assert looped.ended[0] <= closed
     assert [r.output for r in leaves.results] == ["released"]

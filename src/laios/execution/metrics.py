@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from laios.execution._checks import number_repr
+from laios.execution._checks import as_float, number_repr
 from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
 
@@ -23,13 +23,20 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _finite(value: Any) -> bool:
-    """Whether the real number ``value`` is finite as a float (an int past a float's range is
-    not: the read-outs compute with floats)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
+def _finite_real(name: str, value: Any, or_none: str = "") -> Any:
+    """``value`` when it is a real number (see :func:`_is_number`) that is finite as a float
+    (an int past a float's range is not: the read-outs compute with floats). ``or_none``
+    ends the messages of a field that also takes ``None``.
+
+    Raises:
+        TypeError: When it is no real number, naming ``name`` and the type given.
+        ValueError: When it is not finite.
+    """
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number{or_none}, got {type(value).__name__}")
+    if not math.isfinite(as_float(value)):
+        raise ValueError(f"{name} must be a finite number{or_none}, got {number_repr(value)}")
+    return value
 
 
 def _number(name: str, value: Any) -> Any:
@@ -41,11 +48,7 @@ def _number(name: str, value: Any) -> Any:
         TypeError: When it is no real number, naming ``name`` and the type given.
         ValueError: When it is not finite, or below 0.
     """
-    if not _is_number(value):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not _finite(value):
-        raise ValueError(f"{name} must be a finite number, got {number_repr(value)}")
-    if value < 0:
+    if _finite_real(name, value) < 0:
         raise ValueError(f"{name} must be 0 or more, got {number_repr(value)}")
     return value
 
@@ -54,11 +57,7 @@ def _time(name: str, value: Any) -> Any:
     """``value`` when it is ``None`` or a finite real number (see :func:`_number`)."""
     if value is None:
         return value
-    if not _is_number(value):
-        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
-    if not _finite(value):
-        raise ValueError(f"{name} must be a finite number or None, got {number_repr(value)}")
-    return value
+    return _finite_real(name, value, " or None")
 
 
 class ExecutionMetrics:

@@ -976,7 +976,7 @@ class MetricStore:
         update made for this store (by a ``ProgressTracker``, or a tool's own
         ``current_task().progress``), so that a history orders them among the updates derived
         from the task's record."""
-        return datetime.fromtimestamp(self.clock.time(), timezone.utc)
+        return _utc(self.clock.time())
 
     def _latest(self, task_id: str, *, progress: bool) -> TaskRecord | None:
         """The newest record of ``task_id`` in any scope (caller holds the lock).

@@ -268,8 +268,7 @@ class AsyncSlots:
         lock = self.lock
         lock.acquire()
         try:
-            calls = self.holders.get(work.loop)
-            if work.left or calls is None or work not in calls:
+            if work.left or not self._holds(work):
                 return False
             work.left = True
             return True
@@ -307,12 +306,12 @@ class AsyncSlots:
         # Under the lock: whether one of ``holders`` (the calls of the tools the calling code
         # runs inside) holds one of these slots now. A task a tool started may outlive the
         # tool: once the tool has given its slot back, the task holds nothing.
-        for work in holders:
-            if work.runner.slots is self:
-                calls = self.holders.get(work.loop)
-                if calls is not None and work in calls:
-                    return True
-        return False
+        return any(work.runner.slots is self and self._holds(work) for work in holders)
+
+    def _holds(self, work: _LoopCall | _AwaitedCall) -> bool:
+        # Under the lock: whether ``work`` holds one of these slots now.
+        calls = self.holders.get(work.loop)
+        return calls is not None and work in calls
 
     def take(self, work: _LoopCall, launch: bool = False) -> bool:
         """Take a slot for ``work`` (``True``), or queue it for the next free one. ``launch``:
