@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from laios._callables import is_coroutine_function
@@ -51,6 +52,12 @@ def process_count(name: str, value: Any) -> int:
             f"the runner starts), got {number_repr(value)}"
         )
     return value
+
+
+def is_real(value: object) -> bool:
+    """Whether ``value`` is a real number: an int, a float, a ``Fraction``, NumPy's numbers;
+    not a ``bool``, which would pass for 0 or 1."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def as_float(value: int | float) -> float:

@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from laios.core.types import ensure_utc
-from laios.execution._checks import as_float
+from laios.execution._checks import as_float, is_real
 from laios.execution._logs import WarningLimiter
 
 __all__ = [
@@ -546,7 +546,7 @@ def clamp_percent(value: Any) -> float:
     Raises:
         TypeError: When ``value`` is not a real number (``bool`` included).
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # (NumPy's too)
+    if not is_real(value):  # (NumPy's too)
         raise TypeError(f"progress percent must be a number, got {type(value).__name__}")
     try:
         number = float(value)
@@ -617,7 +617,7 @@ class ProgressUpdate:
             object.__setattr__(self, "status", status)
         percent = self.progress_percent
         if type(percent) is not float:
-            if isinstance(percent, bool) or not isinstance(percent, numbers.Real):
+            if not is_real(percent):
                 raise TypeError(f"progress_percent must be a number, got {type(percent).__name__}")
             percent = as_float(percent)  # (an int too large for a float: infinite)
             object.__setattr__(self, "progress_percent", percent)

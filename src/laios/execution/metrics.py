@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from laios.execution._checks import as_float, number_repr
+from laios.execution._checks import as_float, is_real, number_repr
 from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
 
@@ -18,21 +18,16 @@ if TYPE_CHECKING:
 __all__ = ["ExecutionMetrics"]
 
 
-def _is_number(value: object) -> bool:
-    """Whether ``value`` is a real number (a ``bool`` is not, here)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _finite_real(name: str, value: Any, or_none: str = "") -> Any:
-    """``value`` when it is a real number (see :func:`_is_number`) that is finite as a float
-    (an int past a float's range is not: the read-outs compute with floats). ``or_none``
-    ends the messages of a field that also takes ``None``.
+    """``value`` when it is a real number (see :func:`~laios.execution._checks.is_real`)
+    that is finite as a float (an int past a float's range is not: the read-outs compute with
+    floats). ``or_none`` ends the messages of a field that also takes ``None``.
 
     Raises:
         TypeError: When it is no real number, naming ``name`` and the type given.
         ValueError: When it is not finite.
     """
-    if not _is_number(value):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number{or_none}, got {type(value).__name__}")
     if not math.isfinite(as_float(value)):
         raise ValueError(f"{name} must be a finite number{or_none}, got {number_repr(value)}")

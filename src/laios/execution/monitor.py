@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import number_repr, require_task
+from laios.execution._checks import is_real, number_repr, require_task
 from laios.execution._records import (
     MAX_TEXT,
     ProgressStatus,
@@ -342,7 +342,7 @@ class PerformanceMonitor:
             ValueError: When ``value`` is NaN, infinite or too large for a float, or the task
                 already has 100 metric names.
         """
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # (NumPy's too)
+        if not is_real(value):  # (NumPy's too)
             raise TypeError(f"metric value must be a number, got {type(value).__name__}")
         try:
             number = float(value)
