@@ -224,28 +224,26 @@ class _CpuWatch:
         return False
 
 
-def _kill_group(pid: int) -> None:
-    """Kill a worker and every process in its group (the worker leads its own group)."""
+def _kill_group(pid: int, *, ended: bool = False) -> None:
+    """Kill a worker and every process in its group (the worker leads its own group).
+
+    ``ended``: the worker has ended already; kill what is left in its group, what its tool
+    started there. A worker that ends by itself kills them first; one that dies (``os._exit``
+    in a tool, a signal: its CPU budget's, or ``SIGKILL`` from the OOM killer) would leave
+    them running, orphaned. While one of them lives, the group's id cannot be given to
+    another process; once none does, there is nothing to kill (and only the group is asked,
+    never the pid alone, which may be another process's by now).
+    """
     if hasattr(os, "killpg"):
         try:
             os.killpg(pid, signal.SIGKILL)
             return
         except (ProcessLookupError, PermissionError):
             pass  # not a group leader yet (just started): the worker alone
+    if ended:
+        return  # (nothing is left in its group, and its pid alone is never asked)
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
-
-
-def _kill_what_is_left_of_the_group(pid: int) -> None:
-    """Kill the processes left in the group of worker ``pid``, which has ended: what its tool
-    started there. A worker that ends by itself kills them first; one that dies (``os._exit``
-    in a tool, a signal: its CPU budget's, or ``SIGKILL`` from the OOM killer) would leave
-    them running, orphaned. While one of them lives, the group's id cannot be given to
-    another process; once none does, there is nothing to kill (and only the group is asked,
-    never the pid alone, which may be another process's by now)."""
-    if hasattr(os, "killpg"):
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)
 
 
 def _crash_outcome(
@@ -726,7 +724,7 @@ class _Pool:
         (unless it was killed for it), replace it."""
         self.receive(worker)  # what it sent before it went
         if not worker.stopping:  # (one told to stop, or retiring, kills its group itself)
-            _kill_what_is_left_of_the_group(worker.pid)
+            _kill_group(worker.pid, ended=True)
         worker.process.join(0)
         exitcode = worker.process.exitcode
         with self.lock:
