@@ -499,14 +499,11 @@ class _Pool:
             if may_start:
                 with self.lock:
                     send = call.state == "reserved"  # (else abandoned since: nothing to run)
-                    writable = False
                     if send:
                         call.state = "running"
-                        writable = worker.pid in self.workers  # (else gone: send reports it)
-                        if writable:
-                            worker.sending += 1
+                        worker.sending += 1
                 if send:
-                    self.send(worker, call, writable)
+                    self.send(worker, call)
                     return
             with self.lock:  # too late to start (timed out, cancelled): the next one
                 if call.state == "reserved":
@@ -514,27 +511,26 @@ class _Pool:
                 worker.call = None
                 call = self.next_for(worker)
 
-    def send(self, worker: _Worker, call: _Call, writable: bool) -> None:
-        """Send a running call to its worker (``writable``: counted in ``worker.sending``);
-        report it as crashed when the worker is gone and the reader, which saw it go before
-        the call was sent, could not.
+    def send(self, worker: _Worker, call: _Call) -> None:
+        """Send a running call (counted in ``worker.sending``) to its worker; report it as
+        crashed when the worker is gone and the reader, which saw it go before the call was
+        sent, could not.
 
         The write runs outside the pool's lock (a large call takes a while), and the worker
         may die meanwhile. Its pipe is then closed only once the write is over (here, not by
         the reader): a write holds the descriptor's number, and a number closed under it
         may be given to the pipe of the worker that replaces the dead one at once, which
-        would then run this call and answer it for its own next call.
+        would then run this call and answer it for its own next call. (A pipe the reader
+        closed before the write began is refused by ``send_bytes`` with ``OSError``.)
         """
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
         try:
-            if writable:
-                with contextlib.suppress(OSError):
-                    worker.conn.send_bytes(call.payload)
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(call.payload)
         finally:
             with self.lock:
-                if writable:
-                    worker.sending -= 1
+                worker.sending -= 1
                 gone = worker.pid not in self.workers
                 if gone and not worker.sending:
                     with contextlib.suppress(OSError):
