@@ -34,6 +34,7 @@ import atexit
 import contextlib
 import dataclasses
 import logging
+import math
 import multiprocessing
 import multiprocessing.util
 import os
@@ -53,6 +54,7 @@ from laios._compat.multiprocessing import forget_child, forkserver_in_child
 from laios.execution._checks import process_count, switch
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._forks import reset_after_fork
+from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -111,9 +113,8 @@ _UNENFORCED_LIMITS = frozenset(
     if not enforced
 )
 
-#: Those of them a warning was logged for already (once per process), under its lock.
-_WARNED_UNENFORCED: set[str] = set()
-_WARNED_LOCK = threading.Lock()
+#: Logs the warning for each of them once per process.
+_UNENFORCED_WARNINGS = WarningLimiter(math.inf)
 
 _UNENFORCED_WHY = {
     "memory": ("memory_limit_mb", "RLIMIT_DATA limits what Python allocates on Linux only"),
@@ -130,12 +131,8 @@ def _warn_unenforced(call: ToolCall) -> None:
     if call.cpu_seconds is not None and call.cpu_seconds <= LONGEST_CPU_BUDGET:
         given.append("cpu")
     for name in given:
-        if name not in _UNENFORCED_LIMITS:
+        if name not in _UNENFORCED_LIMITS or _UNENFORCED_WARNINGS.should_log(name) is None:
             continue
-        with _WARNED_LOCK:
-            if name in _WARNED_UNENFORCED:
-                continue
-            _WARNED_UNENFORCED.add(name)
         option, why = _UNENFORCED_WHY[name]
         _log.warning(
             "ProcessRunner cannot enforce ResourceLimits.%s on this platform (sys.platform is "
