@@ -282,40 +282,9 @@ def test_a_live_process_is_never_folded(
         child.kill()
 
 
-def test_a_file_whose_lock_is_free_is_a_gone_process_even_under_a_live_pid(
-    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
-) -> None:
-    """A file named with this (live) process's pid but whose lock nobody holds is a gone
-    process's, as after pid reuse: it is folded, its counts kept and its gauges dropped."""
-    assert export.path is not None
-    other = MetricStore()
-    run_tasks(other, 4)
-    slot = other.tool_slot("echo", True)
-    other.task_submitted(None, type("T", (), {"id": "x"})(), "echo", slot, running=True)
-    registry_of_other = CollectorRegistry()
-    other_export = MultiprocessExport(
-        directory, 60.0, registry_of_other, ensure_collector(other, registry_of_other)
-    )
-    other_export.write()
-    stale = other_export.path
-    assert stale is not None
-    assert f"-{os.getpid()}-" in stale.name
-    written = stale.read_bytes()
-    other_export.park()  # lets go of the lock: as a process that died, its pid now reused
-    stale.write_bytes(written)
-    stale.with_suffix(".lock").write_bytes(b"")
-    text = scrape(registry)
-    assert tasks_total(text) == 4
-    assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
-    assert not stale.exists()
-
-
-def test_a_gone_process_without_lock_file_under_a_reused_pid_keeps_counters_not_gauges(
-    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
-) -> None:
-    """A file whose lock file is gone and whose pid now names another live process (pid
-    reuse) keeps its counters in the sum, once, but not its gauges: they are a dead
-    process's, and the live process that reused the pid may never take them away."""
+def _file_of_a_dead_process_under_this_pid(directory: Path) -> Path:
+    """The file of a process that died with 4 tasks done and 1 in flight, named with this
+    (live) process's pid, as after pid reuse; its lock file is gone and nobody holds it."""
     other = MetricStore()
     run_tasks(other, 4)
     slot = other.tool_slot("echo", True)
@@ -329,8 +298,32 @@ def test_a_gone_process_without_lock_file_under_a_reused_pid_keeps_counters_not_
     assert stale is not None
     assert f"-{os.getpid()}-" in stale.name  # its pid, this live process's, was reused
     written = stale.read_bytes()
-    other_export.park()  # the process died, and its lock file was deleted
+    other_export.park()  # lets go of the lock and removes the files: as a process that died
     stale.write_bytes(written)
+    return stale
+
+
+def test_a_file_whose_lock_is_free_is_a_gone_process_even_under_a_live_pid(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
+) -> None:
+    """A file named with this (live) process's pid but whose lock nobody holds is a gone
+    process's, as after pid reuse: it is folded, its counts kept and its gauges dropped."""
+    assert export.path is not None
+    stale = _file_of_a_dead_process_under_this_pid(directory)
+    stale.with_suffix(".lock").write_bytes(b"")
+    text = scrape(registry)
+    assert tasks_total(text) == 4
+    assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
+    assert not stale.exists()
+
+
+def test_a_gone_process_without_lock_file_under_a_reused_pid_keeps_counters_not_gauges(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
+) -> None:
+    """A file whose lock file is gone and whose pid now names another live process (pid
+    reuse) keeps its counters in the sum, once, but not its gauges: they are a dead
+    process's, and the live process that reused the pid may never take them away."""
+    stale = _file_of_a_dead_process_under_this_pid(directory)
     assert not stale.with_suffix(".lock").exists()
     for _ in range(2):
         text = scrape(registry)

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from process_tools import KEY, alive
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
+from laios.execution._logs import WarningLimiter
 from laios.execution._runners import process as process_runner
 from laios.execution.executor import Executor
 from laios.execution.limits import ResourceLimits
@@ -508,6 +510,13 @@ def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     assert run_pid(executor, task, context) != before
 
 
+def pretend_unenforced(monkeypatch: pytest.MonkeyPatch, *limits: str) -> None:
+    """Have the runner take ``limits`` ("memory", "cpu") for ones the platform cannot enforce,
+    none of them warned about yet in this process."""
+    monkeypatch.setattr(process_runner, "_UNENFORCED_LIMITS", frozenset(limits))
+    monkeypatch.setattr(process_runner, "_UNENFORCED_WARNINGS", WarningLimiter(math.inf))
+
+
 @pytest.mark.parametrize(
     ("unenforced", "limits", "named"),
     [
@@ -529,8 +538,7 @@ def test_a_limit_the_platform_cannot_enforce_is_warned_about_once(
     """Where a worker cannot enforce a limit (the memory limit off Linux, a CPU budget without
     a CPU timer or ``RLIMIT_CPU``), the first task given it logs one warning naming the limit
     and the platform, instead of running without it in silence; the tasks run."""
-    monkeypatch.setattr(process_runner, "_UNENFORCED_LIMITS", frozenset({unenforced}))
-    monkeypatch.setattr(process_runner, "_WARNED_UNENFORCED", set())
+    pretend_unenforced(monkeypatch, unenforced)
     executor = make(resource_limits=limits)
     with caplog.at_level(logging.WARNING, logger="laios.execution"):
         for _ in range(3):
@@ -550,8 +558,7 @@ def test_no_warning_is_given_for_a_limit_no_task_has(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A CPU percentage without a timeout is no budget, so no warning is due for it."""
-    monkeypatch.setattr(process_runner, "_UNENFORCED_LIMITS", frozenset({"memory", "cpu"}))
-    monkeypatch.setattr(process_runner, "_WARNED_UNENFORCED", set())
+    pretend_unenforced(monkeypatch, "memory", "cpu")
     executor = make(resource_limits=ResourceLimits(cpu_limit_percent=50))
     with caplog.at_level(logging.WARNING, logger="laios.execution"):
         result = executor.execute_task(task("pid"), context)

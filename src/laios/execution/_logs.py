@@ -19,7 +19,8 @@ class WarningLimiter:
     keys (past that, it starts over).
 
     Args:
-        interval: Seconds between two warnings of one key.
+        interval: Seconds between two warnings of one key (``math.inf``: one per key, for as
+            long as the key is remembered).
         max_keys: Keys remembered at most.
     """
 

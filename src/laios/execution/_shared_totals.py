@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import math
 import os
 import secrets
 import threading
@@ -104,10 +105,8 @@ _BUCKET_FIELDS = ("duration_buckets", "queue_wait_buckets")
 #: The identity fields other than bucket bounds: what makes one series set.
 _LABEL_FIELDS = tuple(name for name in _IDENTITY_FIELDS if name not in _BUCKET_FIELDS)
 _warnings = WarningLimiter(60.0)
-#: Keys of the warnings given once per process (files of another laios version).
-_warned_once: set[str] = set()
-_warned_once_lock = threading.Lock()
-_MAX_WARNED_ONCE = 1000
+#: The warnings given once per process (files of another laios version), by key.
+_warned_once = WarningLimiter(math.inf)
 #: The descriptors this process has open on lock files of the directory (see above).
 _lock_fds: set[int] = set()
 #: Held across a fork by the forking thread, so that no descriptor is open and not yet tracked
@@ -125,9 +124,8 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _warnings, _lock_fds_lock, _warned_once_lock
+    global _warnings, _lock_fds_lock
     _warnings = WarningLimiter(60.0)  # its lock may have been held by another thread at a fork
-    _warned_once_lock = threading.Lock()
     _lock_fds_lock = threading.RLock()
     for fd in _lock_fds:  # the parent's locks stay the parent's
         with contextlib.suppress(OSError):
@@ -209,13 +207,8 @@ def warn(key: str, message: str, *args: object) -> None:
 
 def warn_once(key: str, message: str, *args: object) -> None:
     """Log a warning once per ``key`` in this process (of the last 1000 keys)."""
-    with _warned_once_lock:
-        if key in _warned_once:
-            return
-        if len(_warned_once) >= _MAX_WARNED_ONCE:
-            _warned_once.clear()
-        _warned_once.add(key)
-    _log.warning(message, *args)
+    if _warned_once.should_log(key) is not None:
+        _log.warning(message, *args)
 
 
 def _warn_other_version(path: Path, exc: OtherVersion, *, retired: bool = False) -> None:

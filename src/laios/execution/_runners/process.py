@@ -34,6 +34,7 @@ import atexit
 import contextlib
 import dataclasses
 import logging
+import math
 import multiprocessing
 import multiprocessing.util
 import os
@@ -53,6 +54,7 @@ from laios._compat.multiprocessing import forget_child, forkserver_in_child
 from laios.execution._checks import process_count, switch
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._forks import reset_after_fork
+from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -111,9 +113,8 @@ _UNENFORCED_LIMITS = frozenset(
     if not enforced
 )
 
-#: Those of them a warning was logged for already (once per process), under its lock.
-_WARNED_UNENFORCED: set[str] = set()
-_WARNED_LOCK = threading.Lock()
+#: Logs the warning for each of them once per process.
+_UNENFORCED_WARNINGS = WarningLimiter(math.inf)
 
 _UNENFORCED_WHY = {
     "memory": ("memory_limit_mb", "RLIMIT_DATA limits what Python allocates on Linux only"),
@@ -130,12 +131,8 @@ def _warn_unenforced(call: ToolCall) -> None:
     if call.cpu_seconds is not None and call.cpu_seconds <= LONGEST_CPU_BUDGET:
         given.append("cpu")
     for name in given:
-        if name not in _UNENFORCED_LIMITS:
+        if name not in _UNENFORCED_LIMITS or _UNENFORCED_WARNINGS.should_log(name) is None:
             continue
-        with _WARNED_LOCK:
-            if name in _WARNED_UNENFORCED:
-                continue
-            _WARNED_UNENFORCED.add(name)
         option, why = _UNENFORCED_WHY[name]
         _log.warning(
             "ProcessRunner cannot enforce ResourceLimits.%s on this platform (sys.platform is "
@@ -224,28 +221,26 @@ class _CpuWatch:
         return False
 
 
-def _kill_group(pid: int) -> None:
-    """Kill a worker and every process in its group (the worker leads its own group)."""
+def _kill_group(pid: int, *, ended: bool = False) -> None:
+    """Kill a worker and every process in its group (the worker leads its own group).
+
+    ``ended``: the worker has ended already; kill what is left in its group, what its tool
+    started there. A worker that ends by itself kills them first; one that dies (``os._exit``
+    in a tool, a signal: its CPU budget's, or ``SIGKILL`` from the OOM killer) would leave
+    them running, orphaned. While one of them lives, the group's id cannot be given to
+    another process; once none does, there is nothing to kill (and only the group is asked,
+    never the pid alone, which may be another process's by now).
+    """
     if hasattr(os, "killpg"):
         try:
             os.killpg(pid, signal.SIGKILL)
             return
         except (ProcessLookupError, PermissionError):
             pass  # not a group leader yet (just started): the worker alone
+    if ended:
+        return  # (nothing is left in its group, and its pid alone is never asked)
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
-
-
-def _kill_what_is_left_of_the_group(pid: int) -> None:
-    """Kill the processes left in the group of worker ``pid``, which has ended: what its tool
-    started there. A worker that ends by itself kills them first; one that dies (``os._exit``
-    in a tool, a signal: its CPU budget's, or ``SIGKILL`` from the OOM killer) would leave
-    them running, orphaned. While one of them lives, the group's id cannot be given to
-    another process; once none does, there is nothing to kill (and only the group is asked,
-    never the pid alone, which may be another process's by now)."""
-    if hasattr(os, "killpg"):
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)
 
 
 def _crash_outcome(
@@ -501,14 +496,11 @@ class _Pool:
             if may_start:
                 with self.lock:
                     send = call.state == "reserved"  # (else abandoned since: nothing to run)
-                    writable = False
                     if send:
                         call.state = "running"
-                        writable = worker.pid in self.workers  # (else gone: send reports it)
-                        if writable:
-                            worker.sending += 1
+                        worker.sending += 1
                 if send:
-                    self.send(worker, call, writable)
+                    self.send(worker, call)
                     return
             with self.lock:  # too late to start (timed out, cancelled): the next one
                 if call.state == "reserved":
@@ -516,27 +508,26 @@ class _Pool:
                 worker.call = None
                 call = self.next_for(worker)
 
-    def send(self, worker: _Worker, call: _Call, writable: bool) -> None:
-        """Send a running call to its worker (``writable``: counted in ``worker.sending``);
-        report it as crashed when the worker is gone and the reader, which saw it go before
-        the call was sent, could not.
+    def send(self, worker: _Worker, call: _Call) -> None:
+        """Send a running call (counted in ``worker.sending``) to its worker; report it as
+        crashed when the worker is gone and the reader, which saw it go before the call was
+        sent, could not.
 
         The write runs outside the pool's lock (a large call takes a while), and the worker
         may die meanwhile. Its pipe is then closed only once the write is over (here, not by
         the reader): a write holds the descriptor's number, and a number closed under it
         may be given to the pipe of the worker that replaces the dead one at once, which
-        would then run this call and answer it for its own next call.
+        would then run this call and answer it for its own next call. (A pipe the reader
+        closed before the write began is refused by ``send_bytes`` with ``OSError``.)
         """
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
         try:
-            if writable:
-                with contextlib.suppress(OSError):
-                    worker.conn.send_bytes(call.payload)
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(call.payload)
         finally:
             with self.lock:
-                if writable:
-                    worker.sending -= 1
+                worker.sending -= 1
                 gone = worker.pid not in self.workers
                 if gone and not worker.sending:
                     with contextlib.suppress(OSError):
@@ -726,7 +717,7 @@ class _Pool:
         (unless it was killed for it), replace it."""
         self.receive(worker)  # what it sent before it went
         if not worker.stopping:  # (one told to stop, or retiring, kills its group itself)
-            _kill_what_is_left_of_the_group(worker.pid)
+            _kill_group(worker.pid, ended=True)
         worker.process.join(0)
         exitcode = worker.process.exitcode
         with self.lock:
