@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import http.client
 import importlib
 import io
@@ -35,7 +34,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from laios._output import output_failure_status
+from laios._output import closed_stdout_status, output_failure_status
 from laios._terminal import clip, table_lines
 
 if TYPE_CHECKING:
@@ -1046,19 +1045,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    if sys.stdout is None:  # started with stdout closed (`laios status >&-`): nowhere to write
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            print(
-                f"laios {args.command}: could not write its output (stdout is closed)",
-                file=sys.stderr,
-            )
-        return 1
+    prog = f"laios {args.command}"
+    closed = closed_stdout_status(prog)
+    if closed is not None:
+        return closed
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        status = output_failure_status(exc, f"laios {args.command}")
+        status = output_failure_status(exc, prog)
         if status is None:
             raise
         return status
