@@ -121,15 +121,12 @@ def _proxied(url: str) -> bool:
 def _tls_instead(target: str, deadline: _Deadline) -> _TLSFailed | None:
     """For an http:// ``target`` whose endpoint gave no HTTP answer (or a 400, as servers that
     speak TLS give a plain request), the error saying it speaks TLS, with the https:// URL to
-    use; ``None`` when it does not (or a proxy stands between). Never raises."""
+    use; ``None`` when it does not (or a proxy stands between). Never raises for a target
+    whose port :func:`fetch_status` has read."""
     parts = urlsplit(target)
     if parts.scheme != "http" or parts.hostname is None or _proxied(target):
         return None
-    try:
-        port = parts.port or 80
-        if not _speaks_tls(parts.hostname, port, deadline):
-            return None
-    except (ValueError, TimeoutError):
+    if not _speaks_tls(parts.hostname, parts.port or 80, deadline):
         return None
     secure = urlunsplit(("https", *parts[1:]))
     return _TLSFailed(
