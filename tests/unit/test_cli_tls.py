@@ -6,14 +6,13 @@ The CA and the server certificate are made on the spot with ``cryptography``.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
+from tcp_servers import serving
 from tls_certs import Authority, Issued, authority
 
 from laios.cli import main
@@ -100,36 +99,6 @@ def test_the_messages_never_show_the_password(
     assert "s3cr3t-pw" not in err
 
 
-def _serve_once_per_connection(handle: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A TCP server on a free loopback port calling ``handle`` for each connection, in a
-    thread, until the test is done; yields the port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    done = threading.Event()
-
-    def serve() -> None:
-        while not done.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                with contextlib.suppress(OSError):
-                    handle(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        done.set()
-        thread.join(10)
-        listener.close()
-
-
 @pytest.fixture
 def answers_400_to_plain_http(pki: tuple[Authority, Issued]) -> Iterator[int]:
     """An HTTPS server that, as Go's and nginx's do, answers a plain HTTP request with a 400
@@ -149,13 +118,15 @@ def answers_400_to_plain_http(pki: tuple[Authority, Issued]) -> Iterator[int]:
             b"Client sent an HTTP request to an HTTPS server.\n"
         )
 
-    yield from _serve_once_per_connection(handle)
+    with serving(handle) as port:
+        yield port
 
 
 @pytest.fixture
 def closes_at_once() -> Iterator[int]:
     """A server that closes every connection without a word: it speaks neither HTTP nor TLS."""
-    yield from _serve_once_per_connection(lambda conn: None)
+    with serving(lambda conn: None) as port:
+        yield port
 
 
 def test_http_to_a_tls_endpoint_says_it_speaks_tls(
