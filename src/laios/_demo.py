@@ -696,10 +696,7 @@ def _run(args: argparse.Namespace) -> int:
         # run yet, so the executor (a Dask cluster's closing with it) is waited for, with the
         # endpoint stopped too, before the command line says how it ended.
         with _stop_signals_ignored():
-            executor.shutdown(wait=True)
-            server.shutdown()
-            if provider is not None:
-                provider.shutdown()
+            _stop(executor, server, provider, wait=True)
         raise
     clock = _Clock(executor, args.duration)
     workload = _Workload(executor, context, isolated=isolated)
@@ -761,13 +758,19 @@ def _wind_down(
             headline = clock.headline(document, final=True)
             # With every task answered there is nothing left to wait for but the runner's own
             # closing (a Dask cluster's, which must not be cut short by the interpreter's exit).
-            executor.shutdown(wait=finished)
-            server.shutdown()
-            if provider is not None:
-                provider.shutdown()  # (console spans still buffered print now, before the summary)
+            # Console spans still buffered print now, before the summary.
+            _stop(executor, server, provider, wait=finished)
     except KeyboardInterrupt:
         with _stop_signals_ignored():
-            executor.shutdown(wait=False)
-            server.shutdown()
+            _stop(executor, server, None, wait=False)
         return None
     return headline, document
+
+
+def _stop(executor: Executor, server: Any, provider: Any, *, wait: bool) -> None:
+    """Stop the executor (waiting for its runner's closing when ``wait``), the endpoint, and
+    the tracing when ``provider`` is given (its spans still held are sent or printed)."""
+    executor.shutdown(wait=wait)
+    server.shutdown()
+    if provider is not None:
+        provider.shutdown()

@@ -8,7 +8,7 @@ import errno
 import os
 import sys
 
-__all__ = ["OUTPUT_ERRNOS", "discard_stdout", "output_failure_status"]
+__all__ = ["OUTPUT_ERRNOS", "closed_stdout_status", "discard_stdout", "output_failure_status"]
 
 #: Why writing the output fails where no reader closed it: the file system or the device.
 OUTPUT_ERRNOS = frozenset(
@@ -46,7 +46,26 @@ def output_failure_status(exc: OSError, prog: str) -> int | None:
         return None
     # The output cannot be written (a full disk, a quota, a device gone): say so in one line.
     discard_stdout()
-    reason = exc.strerror or str(exc)
-    with contextlib.suppress(OSError, ValueError):
-        print(f"{prog}: could not write its output ({reason})", file=sys.stderr)
+    _say_unwritable(prog, exc.strerror or str(exc))
     return 1
+
+
+def closed_stdout_status(prog: str) -> int | None:
+    """The exit status when the command was started with stdout closed (``laios status >&-``:
+    Python has no ``sys.stdout``): ``1``, with one line on stderr saying so; ``None`` when
+    stdout is there.
+
+    Args:
+        prog: The command's name, for the line on stderr.
+    """
+    if sys.stdout is not None:
+        return None
+    _say_unwritable(prog, "stdout is closed")
+    return 1
+
+
+def _say_unwritable(prog: str, reason: str) -> None:
+    """One line on stderr saying that ``prog`` could not write its output, and why (nothing
+    when stderr cannot be written either)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(f"{prog}: could not write its output ({reason})", file=sys.stderr)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import http.client
 import importlib
 import io
@@ -35,7 +34,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from laios._output import output_failure_status
+from laios._output import closed_stdout_status, output_failure_status
 from laios._terminal import clip, table_lines
 
 if TYPE_CHECKING:
@@ -122,15 +121,12 @@ def _proxied(url: str) -> bool:
 def _tls_instead(target: str, deadline: _Deadline) -> _TLSFailed | None:
     """For an http:// ``target`` whose endpoint gave no HTTP answer (or a 400, as servers that
     speak TLS give a plain request), the error saying it speaks TLS, with the https:// URL to
-    use; ``None`` when it does not (or a proxy stands between). Never raises."""
+    use; ``None`` when it does not (or a proxy stands between). Never raises for a target
+    whose port :func:`fetch_status` has read."""
     parts = urlsplit(target)
     if parts.scheme != "http" or parts.hostname is None or _proxied(target):
         return None
-    try:
-        port = parts.port or 80
-        if not _speaks_tls(parts.hostname, port, deadline):
-            return None
-    except (ValueError, TimeoutError):
+    if not _speaks_tls(parts.hostname, parts.port or 80, deadline):
         return None
     secure = urlunsplit(("https", *parts[1:]))
     return _TLSFailed(
@@ -1046,19 +1042,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    if sys.stdout is None:  # started with stdout closed (`laios status >&-`): nowhere to write
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            print(
-                f"laios {args.command}: could not write its output (stdout is closed)",
-                file=sys.stderr,
-            )
-        return 1
+    prog = f"laios {args.command}"
+    closed = closed_stdout_status(prog)
+    if closed is not None:
+        return closed
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
-        status = output_failure_status(exc, f"laios {args.command}")
+        status = output_failure_status(exc, prog)
         if status is None:
             raise
         return status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from prometheus_client import CollectorRegistry
+from tcp_servers import serving
 
 import laios
 from laios import cli
@@ -95,45 +97,25 @@ Respond = Callable[[socket.socket, threading.Event], None]
 
 @pytest.fixture
 def raw_server() -> Iterator[Callable[[Respond], str]]:
-    """Start a one-connection-at-a-time TCP server; ``respond`` writes the whole answer."""
+    """Start a one-connection-at-a-time TCP server; ``respond`` writes the whole answer (once
+    the request's head is read)."""
     stop = threading.Event()
-    started: list[tuple[socket.socket, threading.Thread]] = []
+    with contextlib.ExitStack() as servers:
 
-    def start(respond: Respond) -> str:
-        listener = socket.create_server(("127.0.0.1", 0))
-        listener.settimeout(0.05)
+        def start(respond: Respond) -> str:
+            def handle(conn: socket.socket) -> None:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                respond(conn, stop)
 
-        def serve() -> None:
-            while not stop.is_set():
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                with conn:
-                    conn.settimeout(5)
-                    request = b""
-                    try:
-                        while b"\r\n\r\n" not in request:
-                            chunk = conn.recv(4096)
-                            if not chunk:
-                                break
-                            request += chunk
-                        respond(conn, stop)
-                    except OSError:
-                        pass  # the client gave up
+            return f"http://127.0.0.1:{servers.enter_context(serving(handle))}"
 
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        started.append((listener, thread))
-        return f"http://127.0.0.1:{listener.getsockname()[1]}"
-
-    yield start
-    stop.set()
-    for listener, thread in started:
-        thread.join(timeout=10)
-        listener.close()
+        yield start
+        stop.set()
 
 
 def _dribble(data: bytes, *, pause: float = 0.5, limit: float = 6.0) -> Respond:

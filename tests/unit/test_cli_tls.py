@@ -6,14 +6,13 @@ The CA and the server certificate are made on the spot with ``cryptography``.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
+from tcp_servers import serving
 from tls_certs import Authority, Issued, authority
 
 from laios.cli import main
@@ -89,47 +88,6 @@ def test_https_to_a_plain_http_endpoint_says_the_handshake_failed(
     assert "nothing answered" not in line
 
 
-def test_the_messages_never_show_the_password(
-    https: MetricsServer, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Credentials in --url stay out of the certificate message too."""
-    url = https.url.replace("https://", "https://prom:s3cr3t-pw@")
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    err = capsys.readouterr().err
-    assert "certificate" in err
-    assert "s3cr3t-pw" not in err
-
-
-def _serve_once_per_connection(handle: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A TCP server on a free loopback port calling ``handle`` for each connection, in a
-    thread, until the test is done; yields the port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    done = threading.Event()
-
-    def serve() -> None:
-        while not done.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                with contextlib.suppress(OSError):
-                    handle(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        done.set()
-        thread.join(10)
-        listener.close()
-
-
 @pytest.fixture
 def answers_400_to_plain_http(pki: tuple[Authority, Issued]) -> Iterator[int]:
     """An HTTPS server that, as Go's and nginx's do, answers a plain HTTP request with a 400
@@ -149,13 +107,15 @@ def answers_400_to_plain_http(pki: tuple[Authority, Issued]) -> Iterator[int]:
             b"Client sent an HTTP request to an HTTPS server.\n"
         )
 
-    yield from _serve_once_per_connection(handle)
+    with serving(handle) as port:
+        yield port
 
 
 @pytest.fixture
 def closes_at_once() -> Iterator[int]:
     """A server that closes every connection without a word: it speaks neither HTTP nor TLS."""
-    yield from _serve_once_per_connection(lambda conn: None)
+    with serving(lambda conn: None) as port:
+        yield port
 
 
 def test_http_to_a_tls_endpoint_says_it_speaks_tls(
@@ -196,12 +156,14 @@ def test_an_endpoint_that_closes_without_tls_is_still_said_to_give_no_answer(
     assert "nothing answered" in line
 
 
-def test_the_tls_hint_never_shows_the_password(
-    https: MetricsServer, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("scheme", "message"), [("https", "certificate"), ("http", "speaks TLS")])
+def test_the_messages_never_show_the_password(
+    scheme: str, message: str, https: MetricsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Credentials in an http:// --url stay out of the speaks-TLS message."""
-    url = https.url.replace("https://", "http://prom:s3cr3t-pw@")
+    """Credentials in --url stay out of the certificate message (https://) and of the
+    speaks-TLS message (http://) too."""
+    url = https.url.replace("https://", f"{scheme}://prom:s3cr3t-pw@")
     assert main(["status", "--url", url, "--timeout", "5"]) == 2
     err = capsys.readouterr().err
-    assert "speaks TLS" in err
+    assert message in err
     assert "s3cr3t-pw" not in err

@@ -130,10 +130,15 @@ def test_bad_options_exit_2_with_the_reason(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Invalid options end with exit code 2 and a message naming what is wrong."""
+    assert message in _refused(argv, capsys)
+
+
+def _refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What ``main(argv)`` writes on stderr, after checking that it exits with code 2."""
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    return capsys.readouterr().err
 
 
 def test_missing_dashboard_module_is_skipped_with_a_message(
@@ -307,10 +312,7 @@ def test_a_refused_value_is_reported_under_the_option_that_gave_it(
     """The message of a value the config refuses names the option typed (``--objective``),
     as argparse does for its own checks, not only the config field
     (``availability_objective``)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    assert f"error: argument {option}: " in capsys.readouterr().err
+    assert f"error: argument {option}: " in _refused(argv, capsys)
 
 
 def _mixin_to(stdout: Any, out: Path) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from laios._output import output_failure_status
-from laios.mixin.config import MixinConfig
+from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         OPTIONS["dashboard_uid"],
         default=_DEFAULT.dashboard_uid,
         metavar="UID",
-        help="uid of the Grafana dashboard (default: laios-execution without --selector, "
-        "laios-execution-<10 hex digits of the selector's SHA-256> with one)",
+        help=f"uid of the Grafana dashboard (default: {DEFAULT_DASHBOARD_UID} without "
+        f"{OPTIONS['selector']}, {DEFAULT_DASHBOARD_UID}-<10 hex digits of the selector's "
+        "SHA-256> with one)",
     )
     parser.add_argument(
         OPTIONS["match_labels"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["MixinConfig"]
@@ -178,8 +179,15 @@ class MixinConfig:
 
     def matchers(self, *more: str) -> str:
         """Return ``{...}`` with the selector and ``more`` matchers, or ``""`` when empty."""
-        parts = [part for part in (self.selector, *more) if part]
-        return "{" + ",".join(parts) + "}" if parts else ""
+        return braced((self.selector, *more))
+
+    @property
+    def _selector_parts(self) -> tuple[tuple[str, str, str], ...]:
+        """The selector's matchers, each as its label name, operator and quoted value."""
+        # The selector is a valid list of matchers: each match starts where the last ended.
+        return tuple(
+            (match[1], match[2], match[3]) for match in _NAMED_MATCHER.finditer(self.selector)
+        )
 
     @property
     def selector_matchers(self) -> tuple[str, ...]:
@@ -188,8 +196,7 @@ class MixinConfig:
         >>> MixinConfig(selector='namespace = "shop", job=~"orders-.*"').selector_matchers
         ('namespace="shop"', 'job=~"orders-.*"')
         """
-        # The selector is a valid list of matchers: each match starts where the last ended.
-        return tuple("".join(match.groups()) for match in _NAMED_MATCHER.finditer(self.selector))
+        return tuple("".join(parts) for parts in self._selector_parts)
 
     @property
     def process_selector_matchers(self) -> tuple[str, ...]:
@@ -202,14 +209,13 @@ class MixinConfig:
         ('job="orders-api"',)
         """
         return tuple(
-            matcher for matcher in self.selector_matchers if _label_of(matcher) not in SERIES_LABELS
+            "".join(parts) for parts in self._selector_parts if parts[0] not in SERIES_LABELS
         )
 
     def process_matchers(self, *more: str) -> str:
         """:meth:`matchers` for a series without the laios series' labels (``up``, a gauge of
         the executor): the :attr:`process_selector_matchers` and ``more``."""
-        parts = [*self.process_selector_matchers, *(part for part in more if part)]
-        return "{" + ",".join(parts) + "}" if parts else ""
+        return braced((*self.process_selector_matchers, *more))
 
     @property
     def rule_set(self) -> str:
@@ -265,9 +271,7 @@ class MixinConfig:
         >>> MixinConfig(selector='namespace="shop",job=~"orders-.*"').selector_labels
         ('namespace', 'job')
         """
-        # The selector is a valid list of matchers: each match starts where the last ended.
-        names = (match.group(1) for match in _NAMED_MATCHER.finditer(self.selector))
-        return tuple(dict.fromkeys(names))
+        return tuple(dict.fromkeys(label for label, _, _ in self._selector_parts))
 
     @property
     def record_labels(self) -> tuple[str, ...]:
@@ -294,11 +298,27 @@ class MixinConfig:
         return ", ".join(self.group_labels)
 
 
-def _label_of(matcher: str) -> str:
-    """The label name a matcher of :attr:`MixinConfig.selector_matchers` starts with."""
-    match = _LABEL.match(matcher)
-    assert match is not None, matcher  # selector_matchers are valid matchers
-    return match.group(0)
+def braced(parts: Iterable[str]) -> str:
+    """``{...}`` with the matchers of ``parts`` that are not empty, or ``""`` when none is.
+
+    >>> braced(['job="orders-api"', "", 'tool="fetch"'])
+    '{job="orders-api",tool="fetch"}'
+    """
+    kept = [part for part in parts if part]
+    return "{" + ",".join(kept) + "}" if kept else ""
+
+
+def matcher_parts(matcher: str) -> tuple[str, str, str]:
+    """The label name, operator and quoted value of one matcher, as
+    :attr:`MixinConfig.selector_matchers` gives them.
+
+    >>> matcher_parts('pool!="batch"')
+    ('pool', '!=', '"batch"')
+    """
+    match = _NAMED_MATCHER.fullmatch(matcher)
+    if match is None:
+        raise ValueError(f"{matcher!r} is not a PromQL label matcher")
+    return match[1], match[2], match[3]
 
 
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:

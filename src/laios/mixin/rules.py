@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.mixin._yaml import Commented
-from laios.mixin.config import RULE_SET_LABEL, MixinConfig
+from laios.mixin.config import RULE_SET_LABEL, MixinConfig, braced, matcher_parts
 
 __all__ = [
     "BURN_RATES",
@@ -165,7 +165,7 @@ def _recorded(config: MixinConfig, record: str, *matchers: str) -> str:
     label is its own selector (the default set's have none, which ``=""`` matches), never
     another set's, which would count a tool twice or alert on it twice."""
     own = f"{RULE_SET_LABEL}={_promql_string(config.rule_set)}"
-    return record + "{" + ",".join((*matchers, own)) + "}"
+    return record + braced((*matchers, own))
 
 
 def _promql_string(text: str) -> str:
@@ -366,18 +366,6 @@ _TARGET_LABELS = ("job", "instance")
 _PRESENCE = "laios_executor_workers"
 
 
-#: A matcher of :attr:`MixinConfig.selector_matchers`: label, operator, quoted value.
-_MATCHER_PARTS = re.compile(r"(\w+)(=~|!~|!=|=)(.*)", re.DOTALL)
-
-
-def _parts(matcher: str) -> tuple[str, str, str]:
-    """The label, operator and quoted value of one of the selector's matchers."""
-    match = _MATCHER_PARTS.fullmatch(matcher)
-    assert match is not None, matcher  # selector_matchers are valid matchers
-    label, operator, value = match.groups()
-    return label, operator, value
-
-
 def _up(matchers: tuple[str, ...]) -> str:
     """``up`` of the targets that carry every label ``matchers`` name and match them.
 
@@ -387,24 +375,24 @@ def _up(matchers: tuple[str, ...]) -> str:
     """
     required = []
     for matcher in matchers:
-        label, operator, value = _parts(matcher)
+        label, operator, value = matcher_parts(matcher)
         # A quoted value longer than its two quotes is not empty.
         if label in _TARGET_LABELS or (operator == "=" and len(value) > 2):
             continue
         required.append(f'{label}!=""')
-    return "up{" + ",".join(dict.fromkeys((*matchers, *required))) + "}"
+    return "up" + braced(dict.fromkeys((*matchers, *required)))
 
 
 def _watches_up_only(matchers: tuple[str, ...]) -> bool:
     """Whether the selector's target matchers name only labels every target has."""
-    return all(_parts(matcher)[0] in _TARGET_LABELS for matcher in matchers)
+    return all(matcher_parts(matcher)[0] in _TARGET_LABELS for matcher in matchers)
 
 
 def _known_down(matchers: tuple[str, ...]) -> str:
     """The targets that are down and exported laios series matching ``matchers`` in the last
     day: a label only the laios series carry (a store's ``pool``) picks them, and a down
     target's own series are gone."""
-    presence = f"{_PRESENCE}{{{','.join(matchers)}}}"
+    presence = _PRESENCE + braced(matchers)
     return f"up == 0\nand on ({', '.join(_TARGET_LABELS)})\npresent_over_time({presence}[1d])"
 
 
@@ -445,7 +433,7 @@ def _metrics_absent(config: MixinConfig) -> dict[str, Any]:
         what = "target exporting laios metrics (laios_build_info)"
         summary = "No Prometheus target exports laios metrics"
     else:
-        selected = "{" + ",".join(matchers) + "}"
+        selected = config.process_matchers()
         what = f"target matching {selected}"
         summary = f"No Prometheus target matches {selected}"
         if _watches_up_only(matchers):
