@@ -92,3 +92,36 @@ def test_a_run_again_cancelled_as_its_worker_picks_it_up_keeps_no_earlier_start(
     assert task.status is TaskStatus.CANCELLED
     assert task.completed_at is not None
     assert task.started_at is None
+
+
+def test_a_run_cancelled_as_its_worker_picks_it_up_is_recorded_as_never_started() -> None:
+    """A run cancelled after its worker took it from the queue but before its tool started is
+    recorded as never started, wherever the store shows it: no ``started`` checkpoint, a
+    duration of 0, ``ran`` false for finish listeners, and its queue wait counted once."""
+    calls: list[str] = []
+    store = MetricStore()
+    ended: list[Any] = []
+    store.add_finish_listener(ended.append)
+    task = Task(plan_id="p", description="d", tool_name="work")
+    with Executor(_registry(calls), store=store, register_prometheus=False) as executor:
+        cancelled: list[bool] = []
+
+        def cancel_as_it_starts(update: Any) -> None:
+            if update.status is ProgressStatus.STARTING and not cancelled:
+                cancelled.append(executor.cancel_task(task.id))
+
+        store.add_progress_listener(cancel_as_it_starts)
+        result = executor.execute_task(task, CONTEXT, timeout=30)
+        metrics = executor.get_metrics(task.id)
+    assert cancelled == [True]
+    assert result.metadata["outcome"] == "cancelled"
+    assert calls == []
+    assert [event.started for event in ended] == [False]
+    assert [event.duration for event in ended] == [0.0]
+    assert metrics is not None
+    assert [point["name"] for point in metrics.checkpoints] == ["finished"]
+    assert metrics.execution_time == 0.0
+    (tool,) = store.snapshot().tools
+    assert tool.queue_wait.count == 1
+    assert tool.outcomes["cancelled"].sum == 0.0
+    assert tool.in_flight == 0

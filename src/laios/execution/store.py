@@ -731,6 +731,7 @@ class MetricStore:
         error_type: str | None = None,
         cpu_time: float = 0.0,
         exemplar: tuple[str, str] | None = None,
+        unstarted: bool = False,
     ) -> bool:
         """Record a task's one and only outcome.
 
@@ -741,6 +742,8 @@ class MetricStore:
             error_type: A bounded category for failures (class name or a fixed word).
             cpu_time: CPU seconds the tool spent in its thread.
             exemplar: ``(trace_id, span_id)`` of the task's sampled span, if any.
+            unstarted: Its tool never began, although :meth:`task_started` may have counted
+                it as started (ended as its worker took it up): recorded as never started.
 
         Returns:
             ``False`` when the record had already finished (nothing is counted twice).
@@ -756,11 +759,14 @@ class MetricStore:
                 return False
             slot = rec.slot
             assert slot is not None
-            if state == "running":
+            if state == "running" and not unstarted:
                 slot.in_flight -= 1
                 duration = now - rec.started_mono
             else:  # never started: queued (timed out or cancelled) or rejected at once
-                if state == "queued":
+                if state == "running":  # counted as started (its queue wait too), yet never was
+                    slot.in_flight -= 1
+                    rec.ran = False
+                elif state == "queued":
                     self._queue_depth -= 1
                     # Its wait counts too, or queue-wait quantiles would hide the longest ones;
                     # but a rejected task was refused, it never waited for a worker.

@@ -873,7 +873,12 @@ class Job(TaskRecord):
         trace_id = self.trace_id
         exemplar = (trace_id, self.span_id or "") if trace_id and self.sampled else None
         env.store.task_finished(
-            self, outcome, status, error_type if failed else None, exemplar=exemplar
+            self,
+            outcome,
+            status,
+            error_type if failed else None,
+            exemplar=exemplar,
+            unstarted=self.unstarted,
         )
         fields = {
             "status": status,
