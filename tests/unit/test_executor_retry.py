@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from typing import Any
 
@@ -482,3 +483,37 @@ def test_retry_policy_refuses_a_coroutine_function_retry_if() -> None:
     """RetryPolicy(retry_if=<async def>) raises ValueError at construction."""
     with pytest.raises(ValueError, match="retry_if must be a plain function"):
         RetryPolicy(retry_if=_async_retry_if)
+
+
+def test_sleeps_disabled_in_two_threads_holds_until_the_last_block_ends() -> None:
+    """Two threads' blocks that overlap and end in the other order than they began (as two
+    tests running at once do) keep waits off until the last of them ends."""
+    from laios.execution.retry import sleeping_enabled
+
+    steps = {name: threading.Event() for name in ("a_in", "b_in", "a_out", "b_go", "b_out")}
+
+    def a() -> None:
+        with sleeps_disabled():
+            steps["a_in"].set()
+            assert steps["b_in"].wait(10)
+        steps["a_out"].set()
+
+    def b() -> None:
+        assert steps["a_in"].wait(10)
+        with sleeps_disabled():
+            steps["b_in"].set()
+            assert steps["b_go"].wait(10)
+        steps["b_out"].set()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert steps["a_out"].wait(10)  # the first block in has ended; the second goes on
+        assert not sleeping_enabled()
+    finally:
+        steps["b_go"].set()
+        for thread in threads:
+            thread.join(10)
+    assert steps["b_out"].is_set()
+    assert sleeping_enabled()

@@ -44,7 +44,9 @@ __all__ = [
 
 _NOT_RETRYABLE_ERROR_TYPES = frozenset({"ValidationError", "callback_error", "tool_not_found"})
 _sleeps_off = threading.local()
-_global_off = [False]
+#: Blocks of ``sleeps_disabled()`` (every thread) open now, in any thread; guarded by the lock.
+_global_off = [0]
+_global_off_lock = threading.Lock()
 
 
 def default_retry_if(result: TaskResult) -> bool:
@@ -236,12 +238,14 @@ async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None
 def sleeps_disabled(all_threads: bool = True) -> Iterator[None]:
     """Skip retry waits inside the block (in every thread, or only this one)."""
     if all_threads:
-        previous = _global_off[0]
-        _global_off[0] = True
+        # A count, not a flag: blocks of two threads may end in any order.
+        with _global_off_lock:
+            _global_off[0] += 1
         try:
             yield
         finally:
-            _global_off[0] = previous
+            with _global_off_lock:
+                _global_off[0] -= 1
     else:
         _sleeps_off.depth = getattr(_sleeps_off, "depth", 0) + 1
         try:
