@@ -591,6 +591,15 @@ class _QuietHandler(WSGIRequestHandler):
         """What ``Server`` says in an error answer: the name, without Python's version."""
         return _SERVER_NAME
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer an error with a status line and headers, also for a request line that is no
+        HTTP/0.9 request (``GET`` and a path): ``http.server`` answers an unusable version
+        (``PRI * HTTP/2.0``) or a one-word line as HTTP/0.9, with the bare page, which no
+        client can tell from an answer of another protocol."""
+        if self.request_version == "HTTP/0.9" and len(self.requestline.split()) != 2:
+            self.request_version = "HTTP/1.0"
+        super().send_error(code, message, explain)
+
     def _handshake(self) -> bool:
         """The TLS handshake, within the connection's deadline; whether it succeeded."""
         sock = cast(ssl.SSLSocket, self.connection)
