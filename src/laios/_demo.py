@@ -670,7 +670,12 @@ def _run(args: argparse.Namespace) -> int:
         runner=runner,
     )
     try:
-        server = start_http_server(args.port, args.host, store=executor.store)
+        server = start_http_server(
+            args.port,
+            args.host,
+            store=executor.store,
+            allowed_hosts=getattr(args, "allowed_hosts", None) or (),
+        )
     except OSError as exc:
         executor.shutdown(wait=False)
         # start_http_server's message names the address already ("cannot listen on ...");

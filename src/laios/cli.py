@@ -893,6 +893,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _allowed_host(text: str) -> str:
+    from laios.execution._http import check_allowed_hosts  # (the server's own check)
+
+    try:
+        check_allowed_hosts([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("allowed_hosts: ")) from None
+    return text
+
+
 def _otlp_endpoint(text: str) -> str:
     try:
         parts = urlsplit(text)
@@ -993,6 +1003,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=8489,
         metavar="P",
         help="port to serve on; 0 picks a free one (8489)",
+    )
+    demo.add_argument(
+        "--allowed-host",
+        type=_allowed_host,
+        action="append",
+        default=[],
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="on loopback, also answer requests for NAME (a reverse proxy forwarding its public "
+        "name); .NAME for NAME and every name under it; repeatable",
     )
     demo.add_argument(
         "--no-live",

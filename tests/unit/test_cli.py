@@ -1060,3 +1060,25 @@ def test_output_that_cannot_be_written_is_one_line_not_a_traceback(
     assert "Exception ignored" not in done.stderr, done.stderr
     assert "could not write its output" in done.stderr, done.stderr
     assert "No space left on device" in done.stderr, done.stderr
+
+
+def test_demo_takes_allowed_hosts() -> None:
+    """--allowed-host, repeated, collects the names a proxy may forward; none by default."""
+    assert cli.build_parser().parse_args(["demo"]).allowed_hosts == []
+    args = cli.build_parser().parse_args(
+        ["demo", "--allowed-host", "metrics.example.com", "--allowed-host", ".corp.example"]
+    )
+    assert args.allowed_hosts == ["metrics.example.com", ".corp.example"]
+
+
+@pytest.mark.parametrize("value", ["metrics.example.com:443", "https://metrics.example.com", ""])
+def test_demo_refuses_an_allowed_host_that_is_not_a_host_name(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--allowed-host with a port, a scheme or nothing is a usage error naming the value."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--allowed-host", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--allowed-host" in err
+    assert repr(value) in err

@@ -4,6 +4,7 @@ whatever address it was told to listen on."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import signal
 import subprocess
@@ -81,3 +82,36 @@ def test_the_banner_says_a_wildcard_demo_listens_on_every_address() -> None:
     loopback one it names."""
     lines = _banner("0.0.0.0", "http://127.0.0.1:8489")
     assert lines[0] == "laios demo: serving http://127.0.0.1:8489 (listening on 0.0.0.0)"
+
+
+def test_a_demo_behind_a_proxy_answers_the_names_it_is_told() -> None:
+    """--allowed-host NAME: the demo on loopback answers a request forwarded with Host NAME,
+    and still refuses other names (421)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    demo = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "laios", "demo", "--port", "0", "--no-live"),
+            *("--allowed-host", "metrics.example.com"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert demo.stdout is not None
+        line = ""
+        for line in demo.stdout:
+            if line.lstrip().startswith("Live page:"):
+                break
+        url = line.split("Live page:", 1)[1].split()[0]
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        for host, expected in (("metrics.example.com", 200), ("evil.example", 421)):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", "/metrics", headers={"Host": host})
+            assert connection.getresponse().status == expected, host
+            connection.close()
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.communicate(timeout=60)

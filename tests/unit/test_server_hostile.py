@@ -208,6 +208,34 @@ def test_answers_do_not_tell_the_python_version(request_head: bytes) -> None:
     assert b"WSGIServer" not in head, head
 
 
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        (b"PRI * HTTP/2.0", 505),  # an HTTP/2 client with prior knowledge
+        (b"GET /healthz HTTP/3.0", 505),
+        (b"GET /healthz HTTX/1.1", 400),
+        (b"GET /healthz HTTP/1.x", 400),
+        (b"GARBAGE", 400),
+    ],
+    ids=["http2-preface", "http3", "not-http", "bad-version", "one-word"],
+)
+def test_a_malformed_request_line_gets_a_status_line(request_line: bytes, status: int) -> None:
+    """A request line with an unusable version, or of one word, is answered with a status
+    line and headers, not as HTTP/0.9 (a bare HTML page, which a client cannot tell from an
+    answer of some other protocol)."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_line + b"\r\nHost: localhost\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 %d " % status), answer[:80]
+    assert b"\r\nConnection: close\r\n" in answer.partition(b"\r\n\r\n")[0]
+
+
+def test_an_http_0_9_request_is_still_answered_as_http_0_9() -> None:
+    """A genuine HTTP/0.9 request (GET and a path, no version) keeps its answer: the body."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, b"GET /healthz\r\n\r\n")
+    assert answer == b"ok\n"
+
+
 class StopsTheServer(Collector):
     """A collector that stops its server from the request being answered, keeping what the
     call raised."""

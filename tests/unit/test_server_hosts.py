@@ -199,3 +199,130 @@ def test_mounted_apps_leave_the_host_to_their_server() -> None:
     asgi = make_asgi_app(MetricStore(), CollectorRegistry())
     assert call_wsgi(wsgi, headers=headers).status == 200
     assert call_asgi(asgi, headers=headers).status == 200
+
+
+@pytest.fixture(scope="module")
+def proxied() -> Iterator[MetricsServer]:
+    """A server on loopback behind a reverse proxy that forwards its public names."""
+    with start_http_server(
+        0,
+        store=MetricStore(),
+        registry=CollectorRegistry(),
+        allowed_hosts=["metrics.example.com", ".corp.example"],
+    ) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "metrics.example.com",
+        "METRICS.Example.COM:443",
+        "metrics.example.com.",
+        "corp.example",
+        "grafana.corp.example:8080",
+        "a.b.corp.example",
+        # The names loopback always answers stay served.
+        "localhost:8489",
+        "127.0.0.1",
+    ],
+)
+def test_a_name_in_allowed_hosts_is_served(proxied: MetricsServer, host: str) -> None:
+    """A name in allowed_hosts (any case, any port), and any name under one given with a
+    leading dot, is served as a reverse proxy on the same machine forwards it."""
+    for path in ("/metrics", "/status", "/healthz"):
+        assert call_http(proxied.url, path=path, headers={"Host": host}).status == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "www.metrics.example.com",
+        "example.com",
+        "xmetrics.example.com",
+        "evilcorp.example",
+        "corp.example.evil.com",
+        "metrics.example.com, evil.example",
+    ],
+)
+def test_a_name_outside_allowed_hosts_still_gets_421(proxied: MetricsServer, host: str) -> None:
+    """An exact name allows that name only, a leading-dot name its domain and subdomains:
+    every other name is still answered 421."""
+    assert call_http(proxied.url, headers={"Host": host}).status == 421
+
+
+def test_the_421_answer_and_warning_name_allowed_hosts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whoever gets a 421 from a proxy of their own learns the option that lets it through."""
+    with caplog.at_level(logging.WARNING, logger="laios.execution.server"):
+        with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as fresh:
+            answer = call_http(fresh.url, headers={"Host": "metrics.example.com"})
+    assert answer.status == 421
+    assert b"allowed_hosts" in answer.body
+    assert len(answer.body) < 400
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "allowed_hosts" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("allowed_hosts", "error", "words"),
+    [
+        ("metrics.example.com", TypeError, "list"),
+        (b"metrics.example.com", TypeError, "list"),
+        (42, TypeError, "iterable"),
+        ([42], TypeError, "42"),
+        ([""], ValueError, "empty"),
+        (["  "], ValueError, "empty"),
+        (["."], ValueError, "'.'"),
+        (["metrics.example.com:443"], ValueError, "port"),
+        (["https://metrics.example.com"], ValueError, "scheme"),
+        (["metrics.example.com/metrics"], ValueError, "path"),
+        (["*"], ValueError, "'*'"),
+        (["*.example.com"], ValueError, "leading dot"),
+        (["metrics example.com"], ValueError, "metrics example.com"),
+        (["[::1]"], ValueError, "[::1]"),
+    ],
+)
+def test_allowed_hosts_is_checked_at_the_call(
+    allowed_hosts: object, error: type[Exception], words: str
+) -> None:
+    """A string instead of a list, an empty name, or a name with a port, scheme, path or
+    wildcard is refused when the server starts, naming what is wrong, before anything is
+    bound."""
+    with pytest.raises(error, match="allowed_hosts") as raised:
+        start_http_server(
+            0,
+            store=MetricStore(),
+            registry=CollectorRegistry(),
+            allowed_hosts=allowed_hosts,  # type: ignore[arg-type]
+        )
+    assert words in str(raised.value)
+
+
+def test_allowed_hosts_may_be_any_iterable() -> None:
+    """A tuple, set or generator of names is taken as a list would be."""
+    with start_http_server(
+        0,
+        store=MetricStore(),
+        registry=CollectorRegistry(),
+        allowed_hosts=(name for name in ("metrics.example.com",)),
+    ) as server:
+        assert call_http(server.url, headers={"Host": "metrics.example.com"}).status == 200
+        assert call_http(server.url, headers={"Host": "evil.example"}).status == 421
+
+
+def test_a_server_beyond_loopback_takes_allowed_hosts_and_answers_any_host() -> None:
+    """Beyond loopback nothing is checked, with or without allowed_hosts: the names are
+    still validated, and every host is answered."""
+    with start_http_server(
+        0,
+        "0.0.0.0",
+        store=MetricStore(),
+        registry=CollectorRegistry(),
+        allowed_hosts=["metrics.example.com"],
+    ) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        assert call_http(url, headers={"Host": "other.example"}).status == 200

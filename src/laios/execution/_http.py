@@ -32,7 +32,9 @@ __all__ = [
     "Response",
     "StatusMode",
     "cannot_be_rebound",
+    "check_allowed_hosts",
     "check_status_mode",
+    "host_is_allowed",
     "is_loopback_address",
 ]
 
@@ -52,11 +54,15 @@ _HOST = re.compile(
 )
 #: An IPv4 address as a browser sends it in ``Host`` (four decimal parts).
 _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+#: A name in ``allowed_hosts``: labels of letters, digits, ``-`` and ``_``, dot-separated,
+#: with an optional leading dot (the name and every name under it) and trailing dot.
+_ALLOWED_NAME = re.compile(r"\.?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
 #: The answer to a request for another host, at a server listening on loopback only.
 _MISDIRECTED = (
     b"421 Misdirected Request: this server listens on loopback only, and answers requests "
     b"for localhost, a name under .localhost or .internal, or an IP address (127.0.0.1, "
-    b"[::1]). This request names another host, as a web page using DNS rebinding would.\n"
+    b"[::1]). This request names another host, as a web page using DNS rebinding would. "
+    b"A proxy of yours forwarding a name: see allowed_hosts.\n"
 )
 
 
@@ -125,6 +131,73 @@ def cannot_be_rebound(host: str) -> bool:
         or name.endswith((".localhost", ".internal"))
         or (_DOTTED_QUAD.fullmatch(name) is not None and _is_address(name))
     )
+
+
+def check_allowed_hosts(allowed_hosts: Any) -> tuple[str, ...]:
+    """Return the names of ``allowed_hosts`` in the form :func:`host_is_allowed` compares
+    (lower case, no trailing dot); raise naming the first that is not a host name.
+
+    Each name is a host name without scheme, port or path: ``metrics.example.com`` allows
+    that name only, ``.example.com`` allows ``example.com`` and every name under it.
+    """
+    if isinstance(allowed_hosts, (str, bytes)):
+        raise TypeError(
+            f"allowed_hosts must be a list of host names, not a single string: "
+            f"allowed_hosts=[{allowed_hosts!r}]"
+        )
+    try:
+        names = list(allowed_hosts)
+    except TypeError:
+        raise TypeError(
+            f"allowed_hosts must be an iterable of host names (a list), not {allowed_hosts!r}"
+        ) from None
+    checked: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"allowed_hosts: each name must be a string, not {name!r}")
+        checked.append(_allowed_name(name))
+    return tuple(checked)
+
+
+def _allowed_name(name: str) -> str:
+    """``name`` of ``allowed_hosts``, lower case without its trailing dot; or raise why not."""
+    if not name.strip():
+        raise ValueError(f"allowed_hosts: a name is empty ({name!r})")
+    problem = ""
+    if "://" in name:
+        problem = "a host name without scheme"
+    elif name.startswith("["):
+        problem = "a host name (an IP address is always served)"
+    elif ":" in name:
+        problem = "a host name without port (any port is allowed)"
+    elif "/" in name:
+        problem = "a host name without path"
+    elif name.startswith("*"):
+        problem = "a host name; for a domain and every name under it, use a leading dot"
+    elif _ALLOWED_NAME.fullmatch(name.lower()) is None or name.strip(".") == "":
+        problem = "a host name (letters, digits, '-', '_' and dots)"
+    if problem:
+        example = " such as 'metrics.example.com' or '.example.com'"
+        raise ValueError(f"allowed_hosts: {name!r} is not {problem}: give names{example}")
+    return name.lower().removesuffix(".")
+
+
+def host_is_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
+    """Whether the value of a ``Host`` header (any case, with or without a port or trailing
+    dot) is one of ``allowed_hosts`` (as :func:`check_allowed_hosts` returns them), or under
+    one of them that starts with a dot."""
+    match = _HOST.fullmatch(host.strip())
+    if match is None or match["name"] is None:
+        return False
+    name = match["name"].lower().removesuffix(".")
+    if not name:
+        return False
+    for allowed in allowed_hosts:
+        if name == allowed or (
+            allowed.startswith(".") and (name == allowed[1:] or name.endswith(allowed))
+        ):
+            return True
+    return False
 
 
 def _is_address(text: str) -> bool:
@@ -201,15 +274,26 @@ class Endpoint:
             else ("/metrics", "/healthz")
         )
 
-    def handle(self, request: Request, *, loopback_only: bool = False) -> Response:
+    def handle(
+        self,
+        request: Request,
+        *,
+        loopback_only: bool = False,
+        allowed_hosts: tuple[str, ...] = (),
+    ) -> Response:
         """Answer ``request``; never raises (a failure is logged and answered ``500``).
 
         With ``loopback_only`` (a server listening on loopback only), a request whose ``Host``
-        names another host is answered ``421`` before anything else: see
-        :meth:`_misdirected`.
+        names another host, and none of ``allowed_hosts`` (see :func:`host_is_allowed`), is
+        answered ``421`` before anything else: see :meth:`_misdirected`.
         """
         try:
-            if loopback_only and not cannot_be_rebound(request.header("host")):
+            host = request.header("host")
+            if (
+                loopback_only
+                and not cannot_be_rebound(host)
+                and not host_is_allowed(host, allowed_hosts)
+            ):
                 response = self._misdirected(request.header("host"))
             else:
                 response = self._respond(request)
@@ -278,7 +362,7 @@ class Endpoint:
                 "metrics endpoint: answered 421 to a request for host %r: this server listens "
                 "on loopback only and answers requests for localhost, a name under .localhost "
                 "or .internal, or an IP address (a web page trying DNS rebinding, or a proxy "
-                "that forwards its own Host header?); "
+                "that forwards its own Host header? Pass that name in allowed_hosts=); "
                 "at most one such warning a minute",
                 host[:100],
             )

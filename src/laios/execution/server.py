@@ -51,6 +51,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -75,6 +76,7 @@ from laios.execution._http import (
     Endpoint,
     Request,
     StatusMode,
+    check_allowed_hosts,
     check_status_mode,
     is_loopback_address,
     joined_headers,
@@ -375,12 +377,16 @@ def make_wsgi_app(
 
 
 def _wsgi(
-    endpoint: Endpoint, server: str | None = None, *, loopback_only: bool = False
+    endpoint: Endpoint,
+    server: str | None = None,
+    *,
+    loopback_only: bool = False,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> WSGIApplication:
     """The WSGI application serving ``endpoint``; with ``server``, its answers carry that
     ``Server`` header (``wsgiref`` writes its own, naming the Python version, only when an
-    answer has none); with ``loopback_only``, a request for another host is answered ``421``
-    (see :meth:`Endpoint.handle`)."""
+    answer has none); with ``loopback_only``, a request for another host than those
+    ``allowed_hosts`` name is answered ``421`` (see :meth:`Endpoint.handle`)."""
     extra = [("Server", server)] if server is not None else []
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
@@ -395,7 +401,9 @@ def _wsgi(
             query=environ.get("QUERY_STRING", ""),
             headers=joined_headers(pairs),
         )
-        response = endpoint.handle(request, loopback_only=loopback_only)
+        response = endpoint.handle(
+            request, loopback_only=loopback_only, allowed_hosts=allowed_hosts
+        )
         start_response(response.status_line, [*response.headers, *extra])
         return [response.body] if response.body else []
 
@@ -582,6 +590,15 @@ class _QuietHandler(WSGIRequestHandler):
     def version_string(self) -> str:
         """What ``Server`` says in an error answer: the name, without Python's version."""
         return _SERVER_NAME
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer an error with a status line and headers, also for a request line that is no
+        HTTP/0.9 request (``GET`` and a path): ``http.server`` answers an unusable version
+        (``PRI * HTTP/2.0``) or a one-word line as HTTP/0.9, with the bare page, which no
+        client can tell from an answer of another protocol."""
+        if self.request_version == "HTTP/0.9" and len(self.requestline.split()) != 2:
+            self.request_version = "HTTP/1.0"
+        super().send_error(code, message, explain)
 
     def _handshake(self) -> bool:
         """The TLS handshake, within the connection's deadline; whether it succeeded."""
@@ -964,6 +981,7 @@ def start_http_server(
     backlog: int = DEFAULT_BACKLOG,
     status: StatusMode = "full",
     web_config: WebConfig | str | os.PathLike[str] | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> MetricsServer:
     """Serve :func:`make_wsgi_app` from a daemon thread, a thread per connection.
 
@@ -991,8 +1009,9 @@ def start_http_server(
     Request`` with a short plain-text reason and nothing else, whatever its path and
     credentials: a web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and
     read this server from the user's browser, but the browser still sends the page's name. A
-    request without ``Host`` (HTTP/1.0) is served. A server bound to another address does not
-    check.
+    request without ``Host`` (HTTP/1.0) is served. A reverse proxy on the same machine that
+    forwards a public name in ``Host`` (nginx's ``proxy_set_header Host $host``) is served
+    when ``allowed_hosts`` names it. A server bound to another address does not check.
 
     Args:
         port: The TCP port, 0 to 65535; 0 picks a free one (read it back from ``.port``).
@@ -1011,16 +1030,25 @@ def start_http_server(
         web_config: A :class:`~laios.execution.web.WebConfig`, or the path of a web
             configuration file (the exporter-toolkit format, read with
             :func:`~laios.execution.web.load_web_config`).
+        allowed_hosts: More names a server on loopback answers, for a reverse proxy that
+            forwards them in ``Host``: host names without scheme, port or path, matched in
+            any case and with any port. ``"metrics.example.com"`` allows that name only;
+            ``".example.com"`` (a leading dot) allows ``example.com`` and every name under it.
+            Only names you serve through such a proxy: a web page of any site in the list can
+            read the endpoint by DNS rebinding. Ignored by a server bound beyond loopback,
+            which checks no name.
 
     Returns:
         The running server.
 
     Raises:
         TypeError: When ``port`` or a limit is not a number (or ``port``,
-            ``max_connections``/``backlog`` not a whole number), or ``host``, ``status`` or
-            ``web_config`` is of the wrong kind.
-        ValueError: When ``port`` (0 to 65535) or a limit is out of range or ``status``
-            unknown, or
+            ``max_connections``/``backlog`` not a whole number), or ``host``, ``status``,
+            ``web_config`` or ``allowed_hosts`` is of the wrong kind (a single string rather
+            than a list of names, say).
+        ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``status``
+            unknown, a name of ``allowed_hosts`` empty or not a bare host name (a port, a
+            scheme, a path or ``*``), or
             ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
             :func:`~laios.execution.multiprocess.enable`);
             :class:`~laios.execution.web.WebConfigError` (a ``ValueError``) for a bad web
@@ -1034,6 +1062,7 @@ def start_http_server(
     """
     _check_address(port, host)
     _check_limits(connection_timeout, max_connections, backlog)
+    also_allowed = check_allowed_hosts(allowed_hosts)
     config = _web_config(web_config)
     endpoint = _endpoint(store, registry, status, config)
     tls = config.tls_server_config if config is not None else None
@@ -1049,9 +1078,12 @@ def start_http_server(
         )
     except OSError as exc:
         raise _bind_error(exc, host, port) from exc
-    # On loopback only, a request for another host is a web page's (DNS rebinding): refused.
+    # On loopback only, a request for another host is a web page's (DNS rebinding): refused,
+    # but for the names a proxy of the user's forwards.
     loopback_only = is_loopback_address(str(server.server_address[0]))
-    server.set_app(_wsgi(endpoint, _SERVER_NAME, loopback_only=loopback_only))
+    server.set_app(
+        _wsgi(endpoint, _SERVER_NAME, loopback_only=loopback_only, allowed_hosts=also_allowed)
+    )
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.25},
