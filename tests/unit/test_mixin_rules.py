@@ -495,6 +495,26 @@ def test_a_selector_on_a_label_of_the_laios_series_but_tool_is_refused(selector:
         MixinConfig(selector=selector)
 
 
+@pytest.mark.parametrize(
+    ("selector", "label"),
+    [
+        ('laios_selector="job=\\"a\\""', "laios_selector"),
+        ('job="a",laios_selector=""', "laios_selector"),
+        ('__name__=~"laios_.*"', "__name__"),
+        ('job="a", __address__="10.0.0.1:8489"', "__address__"),
+    ],
+)
+def test_a_selector_on_the_rule_set_label_or_a_reserved_label_is_refused(
+    selector: str, label: str
+) -> None:
+    """laios_selector is set by the rules on their own recorded series (the raw metrics have
+    none, so no query would match), and Prometheus keeps labels starting with __ for itself
+    (__name__ next to a metric name is a PromQL error): such a selector is refused, naming
+    the label."""
+    with pytest.raises(ValueError, match=f"'{label}'"):
+        MixinConfig(selector=selector)
+
+
 def test_a_selector_on_tool_is_accepted() -> None:
     """tool is the one label of the laios series a selector may name (a team's tools)."""
     assert MixinConfig(selector='tool=~"fetch|parse"').selector_labels == ("tool",)
