@@ -204,3 +204,17 @@ def test_per_process_alerts_of_a_selector_on_tool(promtool_binary: str, tmp_path
     LaiosAbandonedThreads, LaiosExecutorSaturated and LaiosQueueGrowing fire."""
     _generate(tmp_path, "--selector", 'job="orders-api",tool=~"fetch|parse"')
     _assert_rule_tests_pass(promtool_binary, tmp_path, TOOL_SELECTOR_TESTS)
+
+
+#: promtool tests for the target alerts of a selector that leaves out a job.
+NEGATIVE_JOB_TESTS = Path(__file__).with_name("mixin_negative_job_selector.test.yml")
+
+
+def test_target_alerts_of_a_selector_that_leaves_out_a_job(
+    promtool_binary: str, tmp_path: Path
+) -> None:
+    """With job!="batch", `up` of every other target matches: the target alerts watch only
+    the targets that exported laios series, so another exporter's target does not page, and
+    LaiosMetricsAbsent fires when no laios target is left though others are up."""
+    _generate(tmp_path, "--selector", 'job!="batch"')
+    _assert_rule_tests_pass(promtool_binary, tmp_path, NEGATIVE_JOB_TESTS)

@@ -203,6 +203,26 @@ def test_down_targets_are_up_equals_zero_of_a_job_selector() -> None:
     assert expr == 'up{job=~"orders-.*"} == 0'
 
 
+@pytest.mark.parametrize(
+    "selector", ['job!="batch"', 'job!~"batch|cron"', 'instance!="10.0.0.1:8489",tool="x"']
+)
+def test_target_alerts_of_a_selector_naming_no_target_watch_the_laios_targets(
+    selector: str,
+) -> None:
+    """A selector that only leaves jobs or instances out matches the `up` of every other
+    target of the Prometheus (a node exporter): the target alerts watch, as the default rules
+    do, the targets that exported laios_build_info, with the selector's target matchers."""
+    config = MixinConfig(selector=selector)
+    matchers = config.process_matchers()
+    (down,) = alert_exprs(config, "LaiosMetricsDown")
+    (absent,) = alert_exprs(config, "LaiosMetricsAbsent")
+    assert down == (
+        f"up{matchers} == 0\nand on (cluster, namespace, job, instance)\n"
+        f"present_over_time(laios_build_info{matchers}[1d])\n"
+    )
+    assert absent == f"absent(laios_build_info{matchers})"
+
+
 @pytest.mark.parametrize("alert", ["LaiosMetricsDown", "LaiosMetricsAbsent"])
 def test_target_alerts_of_a_label_up_may_lack_read_the_laios_series_too(alert: str) -> None:
     """A selector on another label (a store's pool, a namespace) also finds its targets by
