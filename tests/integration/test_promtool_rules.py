@@ -7,8 +7,10 @@ against tests written here for those options.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,102 @@ def test_per_process_alerts_of_a_selector_on_tool(promtool_binary: str, tmp_path
     LaiosAbandonedThreads, LaiosExecutorSaturated and LaiosQueueGrowing fire."""
     _generate(tmp_path, "--selector", 'job="orders-api",tool=~"fetch|parse"')
     _assert_rule_tests_pass(promtool_binary, tmp_path, TOOL_SELECTOR_TESTS)
+
+
+#: promtool tests for the target alerts of a selector that leaves out a job.
+NEGATIVE_JOB_TESTS = Path(__file__).with_name("mixin_negative_job_selector.test.yml")
+
+
+def test_target_alerts_of_a_selector_that_leaves_out_a_job(
+    promtool_binary: str, tmp_path: Path
+) -> None:
+    """With job!="batch", `up` of every other target matches: the target alerts watch only
+    the targets that exported laios series, so another exporter's target does not page, and
+    LaiosMetricsAbsent fires when no laios target is left though others are up."""
+    _generate(tmp_path, "--selector", 'job!="batch"')
+    _assert_rule_tests_pass(promtool_binary, tmp_path, NEGATIVE_JOB_TESTS)
+
+
+RUNBOOKS = REPO / "docs" / "runbooks"
+#: A recording rule's name (``laios:task_results:rate5m``), which a code span of a runbook that
+#: the operator is told to query names.
+RECORDED_NAME = re.compile(r"laios:[a-z0-9_]+:[a-z0-9_]+")
+#: The runbooks' queries of recorded series, as written (for the default rules), each with what
+#: the sum of its samples is for RUNBOOK_INPUT: the numbers of one rule set, not of two.
+RUNBOOK_QUERY_SUMS = {
+    'sum by (outcome) (laios:task_results:rate5m{job="orders-api",laios_selector=""})': 1.0,
+    'topk(5, laios:task_result_error_ratio:rate5m{job="orders-api",laios_selector=""})': 0.2,
+    'sum by (tool, outcome) (laios:task_results:rate1h{job="orders-api",laios_selector=""})': 1.0,
+    'laios:task_error_ratio:rate5m{job="orders-api",laios_selector=""}': 0.25,
+    'laios:task_result_error_ratio:rate5m{job="orders-api",laios_selector=""}': 0.2,
+}
+#: fetch of job orders-api: 48 results a minute succeed and 12 fail; of its attempts 45 and 15.
+RUNBOOK_INPUT = [
+    {"series": f'{metric}{{job="orders-api",instance="10.1.2.3:8489",{labels}}}', "values": values}
+    for metric, labels, values in [
+        ("laios_task_results_total", 'tool="fetch",outcome="success"', "0+48x80"),
+        ("laios_task_results_total", 'tool="fetch",outcome="error"', "0+12x80"),
+        ("laios_tasks_total", 'tool="fetch",outcome="success"', "0+45x80"),
+        ("laios_tasks_total", 'tool="fetch",outcome="error"', "0+15x80"),
+    ]
+]
+#: The selector of the second rule set, and its laios_selector matcher in PromQL.
+RUNBOOK_SELECTOR = 'job="orders-api"'
+RUNBOOK_SELECTOR_MATCHER = 'laios_selector="job=\\"orders-api\\""'
+
+
+def runbook_queries() -> list[str]:
+    """The PromQL of the runbooks that reads a recorded series: the ``promql`` blocks and the
+    code spans that name a recording rule, each once, in the order of the pages."""
+    queries: list[str] = []
+    for page in sorted(RUNBOOKS.glob("*.md")):
+        text = page.read_text("utf-8")
+        blocks = re.findall(r"^( *)```promql\n(.*?)^\1```", text, re.MULTILINE | re.DOTALL)
+        queries += [textwrap.dedent(block).strip() for _, block in blocks]
+        without_blocks = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+        # A code span may wrap onto the next line: its line break is a space.
+        queries += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", without_blocks)]
+    return list(dict.fromkeys(query for query in queries if RECORDED_NAME.search(query)))
+
+
+def test_every_runbook_query_of_a_recorded_series_is_tested() -> None:
+    """The queries of recorded series that the runbooks give are those the promtool test
+    below runs against two rule sets, no more and no fewer."""
+    assert sorted(runbook_queries()) == sorted(RUNBOOK_QUERY_SUMS)
+
+
+@pytest.fixture(scope="module")
+def default_and_job_sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with the default rules and those of selector job="orders-api"."""
+    out = tmp_path_factory.mktemp("default-and-job")
+    _generate(out / "all")
+    _generate(out / "orders", "--selector", RUNBOOK_SELECTOR)
+    return out
+
+
+def test_runbook_queries_read_one_rule_set(
+    promtool_binary: str, default_and_job_sets: Path
+) -> None:
+    """With the default rules and those of job="orders-api" in one Prometheus, each query of
+    a recorded series in the runbooks reads one set's numbers: as written, the default
+    set's; with the alert's laios_selector put in, the other set's. None adds up both."""
+    probes = []
+    for written in runbook_queries():
+        other_set = written.replace('laios_selector=""', RUNBOOK_SELECTOR_MATCHER)
+        probes += [
+            {
+                "expr": f"round(sum({query}), 0.001)",
+                "eval_time": "70m",
+                "exp_samples": [{"labels": "{}", "value": RUNBOOK_QUERY_SUMS[written]}],
+            }
+            for query in (written, other_set)
+        ]
+    tests = {
+        "rule_files": ["all/grafana/prometheus/rules.yml", "orders/grafana/prometheus/rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": RUNBOOK_INPUT, "promql_expr_test": probes}],
+    }
+    path = default_and_job_sets / "runbook_queries.test.yml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
+    result = promtool(promtool_binary, "test", "rules", path.name, cwd=default_and_job_sets)
+    assert result.returncode == 0, result.stdout + result.stderr

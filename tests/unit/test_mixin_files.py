@@ -350,6 +350,23 @@ def test_output_that_cannot_be_written_ends_with_one_line_and_exit_1(tmp_path: P
     )
 
 
+def test_a_closed_stdout_ends_the_command_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    """`python -m laios.mixin >&-` (stdout closed, so Python has no sys.stdout): exit 1 and one
+    line on stderr, nothing written, as the `laios` command does; not exit 0 with its report
+    shown to no one."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios.mixin", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == "python -m laios.mixin: could not write its output (stdout is closed)\n"
+    assert not out.exists()
+
+
 def test_ctrl_c_ends_the_command_with_exit_130_and_no_temporary_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -203,6 +203,26 @@ def test_down_targets_are_up_equals_zero_of_a_job_selector() -> None:
     assert expr == 'up{job=~"orders-.*"} == 0'
 
 
+@pytest.mark.parametrize(
+    "selector", ['job!="batch"', 'job!~"batch|cron"', 'instance!="10.0.0.1:8489",tool="x"']
+)
+def test_target_alerts_of_a_selector_naming_no_target_watch_the_laios_targets(
+    selector: str,
+) -> None:
+    """A selector that only leaves jobs or instances out matches the `up` of every other
+    target of the Prometheus (a node exporter): the target alerts watch, as the default rules
+    do, the targets that exported laios_build_info, with the selector's target matchers."""
+    config = MixinConfig(selector=selector)
+    matchers = config.process_matchers()
+    (down,) = alert_exprs(config, "LaiosMetricsDown")
+    (absent,) = alert_exprs(config, "LaiosMetricsAbsent")
+    assert down == (
+        f"up{matchers} == 0\nand on (cluster, namespace, job, instance)\n"
+        f"present_over_time(laios_build_info{matchers}[1d])\n"
+    )
+    assert absent == f"absent(laios_build_info{matchers})"
+
+
 @pytest.mark.parametrize("alert", ["LaiosMetricsDown", "LaiosMetricsAbsent"])
 def test_target_alerts_of_a_label_up_may_lack_read_the_laios_series_too(alert: str) -> None:
     """A selector on another label (a store's pool, a namespace) also finds its targets by
@@ -491,6 +511,26 @@ def test_a_selector_on_a_label_of_the_laios_series_but_tool_is_refused(selector:
     """outcome="success" would make every failed share 0 and error_type="x" match no task:
     the alerts could never fire. Such a selector is refused, naming the label."""
     label = selector.split(",")[-1].split("=")[0].rstrip("!")
+    with pytest.raises(ValueError, match=f"'{label}'"):
+        MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize(
+    ("selector", "label"),
+    [
+        ('laios_selector="job=\\"a\\""', "laios_selector"),
+        ('job="a",laios_selector=""', "laios_selector"),
+        ('__name__=~"laios_.*"', "__name__"),
+        ('job="a", __address__="10.0.0.1:8489"', "__address__"),
+    ],
+)
+def test_a_selector_on_the_rule_set_label_or_a_reserved_label_is_refused(
+    selector: str, label: str
+) -> None:
+    """laios_selector is set by the rules on their own recorded series (the raw metrics have
+    none, so no query would match), and Prometheus keeps labels starting with __ for itself
+    (__name__ next to a metric name is a PromQL error): such a selector is refused, naming
+    the label."""
     with pytest.raises(ValueError, match=f"'{label}'"):
         MixinConfig(selector=selector)
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from laios._output import output_failure_status
+from laios._output import closed_stdout_status, output_failure_status
 from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
 
@@ -153,9 +153,13 @@ def _under_option(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit code (0 done, 1 ``--check`` found differences or the
     output could not be written, 2 bad options or an ``--out`` that cannot be written, 130
-    after Ctrl-C)."""
+    after Ctrl-C); started with stdout closed, it writes nothing and returns 1, as ``laios``
+    does."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    closed = closed_stdout_status(parser.prog)
+    if closed is not None:
+        return closed
     try:
         return _run(parser, args)
     except KeyboardInterrupt:

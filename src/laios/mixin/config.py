@@ -62,7 +62,9 @@ class MixinConfig:
             carry it in a ``laios_selector`` label (:attr:`rule_set`), so that the rules of
             several selectors, and the default ones, can share one Prometheus. Of the labels
             of the ``laios_*`` series themselves, only ``tool`` may be selected on (the
-            target and per-process alerts leave it out: no target or gauge has it).
+            target and per-process alerts leave it out: no target or gauge has it); nor may
+            it name ``laios_selector`` or a label starting with ``__``, which Prometheus
+            reserves.
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -143,6 +145,20 @@ class MixinConfig:
                 "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
         for label in self.selector_labels:
+            if label == RULE_SET_LABEL:
+                raise ValueError(
+                    f"selector {self.selector!r} names {RULE_SET_LABEL!r}, the label the rules "
+                    "put on their own recorded series and alerts: the laios series do not "
+                    "have it, so no query would match (select targets, a store's constant "
+                    "labels, or tools)"
+                )
+            if label.startswith("__"):
+                raise ValueError(
+                    f"selector {self.selector!r} names {label!r}: Prometheus reserves the labels "
+                    "starting with __ for itself (the metric's name, a target's address before "
+                    "relabelling), and the rules name every metric they read (select targets, "
+                    "a store's constant labels, or tools)"
+                )
             if label in SERIES_LABELS and label != "tool":
                 raise ValueError(
                     f"selector {self.selector!r} names {label!r}, a label of the laios series "
@@ -285,11 +301,7 @@ class MixinConfig:
         >>> MixinConfig(selector='service="orders"', group_labels=("job",)).record_labels
         ('job', 'service')
         """
-        extra = (
-            label
-            for label in self.selector_labels
-            if label not in SERIES_LABELS and not label.startswith("__")
-        )
+        extra = (label for label in self.selector_labels if label not in SERIES_LABELS)
         return tuple(dict.fromkeys((*self.group_labels, *extra)))
 
     @property

@@ -388,6 +388,20 @@ def _watches_up_only(matchers: tuple[str, ...]) -> bool:
     return all(matcher_parts(matcher)[0] in _TARGET_LABELS for matcher in matchers)
 
 
+def _names_targets(matchers: tuple[str, ...]) -> bool:
+    """Whether ``matchers`` pick targets by name (``job="orders-api"``, ``job=~"orders-.*"``)
+    rather than only leave some out (``job!="batch"``): ``up`` of the targets left over is
+    every other target of the Prometheus (a node exporter), not only laios ones."""
+    return any(matcher_parts(matcher)[1] in ("=", "=~") for matcher in matchers)
+
+
+def _laios_targets_only(matchers: tuple[str, ...]) -> bool:
+    """Whether the target alerts must find the laios targets by their laios series, as the
+    rules without a selector do: the selector names no target (it has no matcher, or its
+    matchers on ``job`` and ``instance`` only leave some out)."""
+    return _watches_up_only(matchers) and not _names_targets(matchers)
+
+
 def _known_down(matchers: tuple[str, ...]) -> str:
     """The targets that are down and exported laios series matching ``matchers`` in the last
     day: a label only the laios series carry (a store's ``pool``) picks them, and a down
@@ -398,12 +412,14 @@ def _known_down(matchers: tuple[str, ...]) -> str:
 
 def _metrics_down(config: MixinConfig) -> dict[str, Any]:
     matchers = config.process_selector_matchers
-    if not matchers:
-        # Without a selector, `up` is every target of this Prometheus: keep those that exported
-        # laios metrics in the last day (a down target's own series are gone).
+    if _laios_targets_only(matchers):
+        # Without a selector (or with one that only leaves jobs out), `up` is every target of
+        # this Prometheus: keep those that exported laios metrics in the last day (a down
+        # target's own series are gone).
+        selected = braced(matchers)
         expr = (
-            f"up == 0\nand on ({_labels(config.group_labels, 'job', 'instance')})\n"
-            "present_over_time(laios_build_info[1d])\n"
+            f"up{selected} == 0\nand on ({_labels(config.group_labels, 'job', 'instance')})\n"
+            f"present_over_time(laios_build_info{selected}[1d])\n"
         )
     elif _watches_up_only(matchers):
         expr = f"{_up(matchers)} == 0"
@@ -432,6 +448,12 @@ def _metrics_absent(config: MixinConfig) -> dict[str, Any]:
         expr = "absent(laios_build_info)"
         what = "target exporting laios metrics (laios_build_info)"
         summary = "No Prometheus target exports laios metrics"
+    elif _laios_targets_only(matchers):
+        # `up` of a selector that only leaves jobs out is there as long as any other target is.
+        selected = config.process_matchers()
+        expr = f"absent(laios_build_info{selected})"
+        what = f"target exporting laios metrics (laios_build_info) matching {selected}"
+        summary = f"No Prometheus target exporting laios metrics matches {selected}"
     else:
         selected = config.process_matchers()
         what = f"target matching {selected}"
