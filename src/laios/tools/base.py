@@ -35,12 +35,13 @@ from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, cast, overload
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
 from laios.core.types import Permission, ToolParameter
+from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
 
 __all__ = [
@@ -627,10 +628,21 @@ class BaseTool(abc.ABC):
         """
 
     def _build_input(self, kwargs: dict[str, Any]) -> ToolInput:
-        """Validate ``kwargs`` with ``input_model``; the bare :class:`ToolInput` skips it."""
+        """Validate ``kwargs`` with ``input_model``; the bare :class:`ToolInput` skips it.
+
+        Raises:
+            ValidationError: If ``kwargs`` are not valid; it quotes no key of a mapping in
+                them (as it quotes no value), unless the model quotes its input.
+        """
         if self.input_model is ToolInput:
             return ToolInput.model_construct(**kwargs)
-        return self.input_model.model_validate(kwargs)
+        try:
+            return self.input_model.model_validate(kwargs)
+        except ValidationError as exc:
+            hidden = without_input_keys(exc, self.input_model, kwargs)
+            if hidden is None:
+                raise
+            raise hidden from None
 
     def _as_kwargs(self, input_data: ToolInput, raw: dict[str, Any]) -> dict[str, Any]:
         """Return the keyword arguments for a keyword-style entry point: for named parameters,
