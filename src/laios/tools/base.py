@@ -30,6 +30,7 @@ import json
 import re
 import reprlib
 import types
+import unicodedata
 import weakref
 from collections.abc import Callable, Coroutine
 from enum import Enum
@@ -307,6 +308,35 @@ def _names_input_model(cls: type, annotation: Any) -> bool:
     return isinstance(model, type) and annotation.rsplit(".", 1)[-1] == model.__name__
 
 
+#: Unicode categories a tool name must not hold: control and format characters (a line feed,
+#: a tab, a right-to-left override, a zero-width space), surrogates and line separators.
+_NOT_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _check_tool_name(name: str) -> None:
+    """Refuse a tool name that cannot be shown on one line as it is.
+
+    A tool's name is the registry key, the ``tool`` label of metrics, part of span names and
+    of log lines: a line feed in it forges a log line, a right-to-left override or a zero-width
+    space makes two names look alike, and surrounding space makes one name look like another.
+    Letters of any script, digits, inner spaces and punctuation (``.``, ``-``, ``_``, ``:``)
+    are fine. A blank name is refused by the callers, which say so.
+
+    Raises:
+        ValueError: Naming the first bad character, its code point and its position.
+    """
+    for position, char in enumerate(name):
+        outer = (position == 0 or position == len(name) - 1) and char.isspace()
+        if outer or unicodedata.category(char) in _NOT_IN_NAMES:
+            where = "leading or trailing space" if outer else "a control or format character"
+            raise ValueError(
+                f"Tool name {name!r} has {where}, {char!r} (U+{ord(char):04X}) at position "
+                f"{position}: a tool name is a registry key, a metric label and part of span "
+                "names and log lines, so it is one line of visible text without surrounding "
+                "space (letters, digits, inner spaces and punctuation such as . - _ are fine)"
+            )
+
+
 def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
     """``permissions`` as a set of :class:`Permission` (``None``: none), refusing a single one
     given bare and anything that is not one, with a ``ValueError`` listing the permissions."""
@@ -509,7 +539,8 @@ class BaseTool(abc.ABC):
         """Check the class attributes and give the instance its own permission set.
 
         Raises:
-            ValueError: If ``name`` is missing or blank, ``description`` is empty,
+            ValueError: If ``name`` is missing or blank, has a control or format character
+                or surrounding space (see :func:`_check_tool_name`), ``description`` is empty,
                 ``category`` or a permission is not a valid enum value, or
                 ``required_permissions`` is a single permission rather than a set.
             TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`.
@@ -517,6 +548,7 @@ class BaseTool(abc.ABC):
         cls = type(self)
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
+        _check_tool_name(self.name)
         if not isinstance(self.description, str) or not self.description.strip():
             raise ValueError(f"Tool {self.name!r} must define a non-empty 'description'")
         model = self.input_model
@@ -1004,15 +1036,17 @@ def create_simple_tool(
         (so typed, for type checkers, when ``func`` is annotated to return a coroutine).
 
     Raises:
-        ValueError: If ``name`` is not a non-blank string, ``description`` is empty, or
-            ``category`` or a permission is not a valid value (``permissions`` must be a set,
-            not a single permission).
+        ValueError: If ``name`` is not a non-blank string or has a control or format
+            character or surrounding space, ``description`` is empty, or ``category`` or a
+            permission is not a valid value (``permissions`` must be a set, not a single
+            permission).
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), or
             ``input_model`` is not a :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
+    _check_tool_name(name)
     if not callable(func):
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
     kind = generator_kind(func)
