@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -154,7 +155,7 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     func, binds = _entry_function(cls, attr)
     if func is None:
         return False
-    params = _parameters(func)
+    params = _parameters(func, getattr(cls, "_annotation_locals", None))
     if params is None:
         return False
     if binds and params and params[0].kind in _POSITIONAL:
@@ -248,11 +249,15 @@ def _mismatch_of(
     return TypeError(f"{exc}. {hint}")
 
 
-def _parameters(func: Any) -> list[inspect.Parameter] | None:
-    """``func``'s parameters, with string annotations resolved where they can be: one that
-    cannot (a name imported only ``if TYPE_CHECKING:``) stays a string, the others resolved."""
+def _parameters(
+    func: Any, local_names: dict[str, Any] | None = None
+) -> list[inspect.Parameter] | None:
+    """``func``'s parameters, with string annotations resolved where they can be (in its
+    module, then in ``local_names``: see :func:`_local_names`): one that cannot (a name
+    imported only ``if TYPE_CHECKING:``) stays a string, the others resolved."""
     try:
-        return list(inspect.signature(func, eval_str=True).parameters.values())
+        signature = inspect.signature(func, eval_str=True, locals=local_names)
+        return list(signature.parameters.values())
     except (NameError, SyntaxError, TypeError, AttributeError, ValueError):
         pass
     try:
@@ -263,11 +268,69 @@ def _parameters(func: Any) -> list[inspect.Parameter] | None:
     if namespace is None:
         return params
     return [
-        p.replace(annotation=_resolved(p.annotation, namespace))
+        p.replace(annotation=_resolved(p.annotation, namespace, local_names))
         if isinstance(p.annotation, str)
         else p
         for p in params
     ]
+
+
+#: How many frames up :func:`_local_names` looks for the function that defined a tool.
+_MAX_FRAMES_UP = 64
+_IDENTIFIER = re.compile(r"[^\W\d]\w*")
+
+
+def _caller() -> types.FrameType | None:
+    """The frame of the caller of the function calling this."""
+    frame = inspect.currentframe()
+    return frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+
+
+def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | None:
+    """The local names of the function that defined ``func`` which ``func``'s string
+    annotations use and its module does not resolve (``None``: none needed or found).
+
+    With ``from __future__ import annotations``, ``def ship(address: Address)`` written inside
+    a function annotates with the text ``"Address"``, which names a local class of that
+    function: Python keeps it in ``func``'s closure only when the body uses it too. It is
+    looked up there, then in the locals of the defining function's frame, found by its name
+    among ``frame`` and its callers (a tool class is made, and ``create_simple_tool`` is
+    mostly called, while that function runs). Only the names the annotations use are kept.
+    """
+    unwrapped = inspect.unwrap(func) if callable(func) else func
+    while isinstance(unwrapped, functools.partial):
+        unwrapped = inspect.unwrap(unwrapped.func)
+    unwrapped = getattr(unwrapped, "__func__", unwrapped)
+    qualname = getattr(unwrapped, "__qualname__", "")
+    annotations = getattr(unwrapped, "__annotations__", None)
+    if not isinstance(qualname, str) or ".<locals>." not in qualname:
+        return None
+    if not isinstance(annotations, dict):
+        return None
+    texts = [a for a in annotations.values() if isinstance(a, str)]
+    params = _parameters(func) if texts else None
+    if not params or not any(isinstance(p.annotation, str) for p in params):
+        return None
+    wanted = {name for text in texts for name in _IDENTIFIER.findall(text)}
+    found: dict[str, Any] = {}
+    owner = qualname.rsplit(".<locals>.", 1)[0]
+    for _ in range(_MAX_FRAMES_UP):
+        if frame is None:
+            break
+        code = frame.f_code
+        if getattr(code, "co_qualname", code.co_name) == owner or (
+            not hasattr(code, "co_qualname") and code.co_name == owner.rsplit(".", 1)[-1]
+        ):
+            found.update((k, v) for k, v in frame.f_locals.items() if k in wanted)
+            break
+        frame = frame.f_back
+    free_names = getattr(getattr(unwrapped, "__code__", None), "co_freevars", ())
+    cells = getattr(unwrapped, "__closure__", None) or ()
+    for name, cell in zip(free_names, cells, strict=False):
+        if name in wanted:
+            with contextlib.suppress(ValueError):  # (an empty cell)
+                found[name] = cell.cell_contents
+    return found or None
 
 
 def _globals_of(func: Any) -> dict[str, Any] | None:
@@ -291,11 +354,13 @@ def _globals_of(func: Any) -> dict[str, Any] | None:
     return None
 
 
-def _resolved(annotation: str, namespace: dict[str, Any]) -> Any:
-    """``annotation`` evaluated in ``namespace`` (as ``eval_str`` does), or itself if it
-    cannot be."""
+def _resolved(
+    annotation: str, namespace: dict[str, Any], local_names: dict[str, Any] | None = None
+) -> Any:
+    """``annotation`` evaluated in ``namespace`` and ``local_names`` (as ``eval_str`` does),
+    or itself if it cannot be."""
     try:
-        return eval(annotation, namespace)  # (as inspect.signature(eval_str=True) does)
+        return eval(annotation, namespace, local_names)  # (as signature(eval_str=True) does)
     except Exception:
         return annotation
 
@@ -503,6 +568,9 @@ class BaseTool(abc.ABC):
     _bound_name: ClassVar[str | None] = None
     #: A keyword-style entry point that takes ``**kwargs`` alone gets ``model_dump()``.
     _dumps_input: ClassVar[bool] = False
+    #: The local names of the function defining the class that the entry point's string
+    #: annotations use (see :func:`_local_names`); ``None``: none needed or found.
+    _annotation_locals: ClassVar[dict[str, Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Record once per class how its entry point (``_execute``) takes its input."""
@@ -517,6 +585,8 @@ class BaseTool(abc.ABC):
                 f"{_how_to_return(kind)}, and report progress along the way with "
                 "current_task().progress(...)"
             )
+        if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)
+            cls._annotation_locals = _local_names(_entry_function(cls, entry)[0], _caller())
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
         model = getattr(cls, "input_model", None)
@@ -868,7 +938,7 @@ def _signature_model(cls: type[BaseTool]) -> type[ToolInput]:
         ):
             entry = functools.partial(entry, None)  # (its signature without ``self``)
         try:
-            model = _model_from_signature(cls.name, entry)[0]
+            model = _model_from_signature(cls.name, entry, cls._annotation_locals)[0]
         except Exception:  # (a signature no model can describe: no parameters)
             model = ToolInput
         _SIGNATURE_MODELS[cls] = model
@@ -876,7 +946,7 @@ def _signature_model(cls: type[BaseTool]) -> type[ToolInput]:
 
 
 def _model_from_signature(
-    name: str, func: Callable[..., Any]
+    name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation, or any
     value; its default, or required), so that the tool's schema describes them. A function
@@ -886,9 +956,10 @@ def _model_from_signature(
     A parameter named like an attribute of a pydantic model (``json``, ``schema``, ``copy``,
     ``model_dump``) would shadow it: its field gets another name, with the parameter's as its
     alias (so callers, errors and the schema use the parameter's name). Returned with the
-    model: those field names, mapped to the parameter names ``func`` takes.
+    model: those field names, mapped to the parameter names ``func`` takes. String annotations
+    are resolved in ``func``'s module, then in ``local_names`` (see :func:`_local_names`).
     """
-    params = _parameters(func)
+    params = _parameters(func, local_names)
     if not params:
         return ToolInput, {}
     fields: dict[str, Any] = {}
@@ -1060,7 +1131,8 @@ def create_simple_tool(
     permissions = _permission_set(name, permissions or ())
     renamed: dict[str, str] = {}
     if input_model is None:
-        model, renamed = _model_from_signature(name, func)
+        # (its caller is most often the function that defined ``func``: see _local_names)
+        model, renamed = _model_from_signature(name, func, _local_names(func, _caller()))
     else:
         model = input_model
     attrs: dict[str, Any] = {
