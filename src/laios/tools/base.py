@@ -1141,10 +1141,10 @@ def create_simple_tool(
         "name": name,
         "description": description,
         "category": category,
-        "required_permissions": set(permissions or ()),
+        "required_permissions": set(permissions),
         "input_model": model,
     }
-    arguments = (name, description, func, category, set(permissions or ()), input_model)
+    arguments = (name, description, func, category, set(permissions), input_model)
 
     def __reduce__(self: BaseTool) -> tuple[Any, ...]:
         # Pickled as the call that makes it (the class is made here, so it cannot be found
