@@ -150,8 +150,11 @@ class Hang(BaseTool):
 def test_promtool_accepts_the_exposition_of_executor_runs() -> None:
     """promtool prints nothing after real runs: errors, timeouts, retries, custom metrics."""
     tools = ToolRegistry()
-    hostile = [type(f"Hostile{i}", (Echo,), {"name": name}) for i, name in enumerate(HOSTILE_NAMES)]
-    tools.register_tools([Echo, Fail, Hang, *hostile])
+    tools.register_tools([Echo, Fail, Hang])
+    hostile = {name: Echo() for name in HOSTILE_NAMES}
+    for name, tool in hostile.items():  # (renamed after it was made: the registry refuses most)
+        tool.name = name
+    lookup = SimpleNamespace(get_tool=lambda name, /: hostile.get(name) or tools.get_tool(name))
     store, registry = MetricStore(), CollectorRegistry()
     context = Context(session_id="s", user_id="u")
 
@@ -159,7 +162,7 @@ def test_promtool_accepts_the_exposition_of_executor_runs() -> None:
         return Task(plan_id="p", description="promtool", tool_name=tool)
 
     try:
-        with Executor(tools, store=store, prometheus_registry=registry) as executor:
+        with Executor(lookup, store=store, prometheus_registry=registry) as executor:
             for name in ["echo", "fail", "missing", *HOSTILE_NAMES]:
                 executor.execute_task(task(name), context, timeout=5)
             executor.execute_with_retry(task("fail"), context, max_retries=2, retry_delay=0.001)

@@ -281,11 +281,25 @@ def _tool_class(name: str) -> type[BaseTool]:
     return type("HostileTool", (BaseTool,), {"name": name, "description": "d", "_execute": run})
 
 
+class _NamedTools:
+    """A tool lookup of the caller's own (``ToolLookup``), holding tools under any name: most
+    hostile names are refused by ``BaseTool`` and ``ToolRegistry``, but the executor must
+    still cope with a tool renamed after it was made."""
+
+    def __init__(self) -> None:
+        self.tools: dict[str, BaseTool] = {}
+
+    def get_tool(self, name: str, /) -> BaseTool | None:
+        return self.tools.get(name)
+
+
 def _run_named_tools(names: list[str]) -> tuple[MetricStore, CollectorRegistry]:
-    """Register tools under ``names`` and run each (success, failure, with a timeout)."""
-    registry = ToolRegistry()
+    """Hold tools under ``names`` and run each (success, failure, with a timeout)."""
+    registry = _NamedTools()
     for name in names:
-        registry.register_tool(_tool_class(name))
+        tool = _tool_class("hostile_tool")()
+        tool.name = name
+        registry.tools[name] = tool
     store = MetricStore()
     prom = CollectorRegistry()
     executor = Executor(registry, store=store, prometheus_registry=prom)

@@ -11,7 +11,8 @@ field is read from its schema:
 * otherwise ``"object"`` for a schema with ``properties`` and ``"array"`` for one with ``items``.
 
 A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``.
-References to ``$defs`` (nested models, enums) are followed.
+References to ``$defs`` (nested models, enums) are followed, also the one a model that refers
+to itself has as its whole schema.
 
 The description is always strict JSON: a field JSON schema cannot express (a callable, a
 class) is described as any value, a default that cannot be written as JSON (an object, bytes
@@ -166,9 +167,12 @@ def parameters_from_model(model: type[BaseModel]) -> list[ToolParameter]:
 def _from_schema(full: dict[str, Any]) -> list[ToolParameter]:
     """One parameter per property of the model's JSON schema ``full``."""
     defs: dict[str, Any] = full.get("$defs", {})
-    required = set(full.get("required", ()))
+    # A model that refers to itself (directly or through another) is itself a definition, and
+    # its schema only a reference to it.
+    model_schema = _deref(full, defs)
+    required = set(model_schema.get("required", ()))
     params: list[ToolParameter] = []
-    for name, prop in full.get("properties", {}).items():
+    for name, prop in model_schema.get("properties", {}).items():
         resolved = _deref(prop, defs)
         detail: dict[str, Any] | None = None
         if resolved.keys() - _PLAIN_KEYS:

@@ -24,23 +24,26 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
 import re
 import reprlib
 import types
+import unicodedata
 import weakref
 from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, cast, overload
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
 from laios.core.types import Permission, ToolParameter
+from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
 
 __all__ = [
@@ -152,7 +155,7 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     func, binds = _entry_function(cls, attr)
     if func is None:
         return False
-    params = _parameters(func)
+    params = _parameters(func, getattr(cls, "_annotation_locals", None))
     if params is None:
         return False
     if binds and params and params[0].kind in _POSITIONAL:
@@ -246,11 +249,15 @@ def _mismatch_of(
     return TypeError(f"{exc}. {hint}")
 
 
-def _parameters(func: Any) -> list[inspect.Parameter] | None:
-    """``func``'s parameters, with string annotations resolved where they can be: one that
-    cannot (a name imported only ``if TYPE_CHECKING:``) stays a string, the others resolved."""
+def _parameters(
+    func: Any, local_names: dict[str, Any] | None = None
+) -> list[inspect.Parameter] | None:
+    """``func``'s parameters, with string annotations resolved where they can be (in its
+    module, then in ``local_names``: see :func:`_local_names`): one that cannot (a name
+    imported only ``if TYPE_CHECKING:``) stays a string, the others resolved."""
     try:
-        return list(inspect.signature(func, eval_str=True).parameters.values())
+        signature = inspect.signature(func, eval_str=True, locals=local_names)
+        return list(signature.parameters.values())
     except (NameError, SyntaxError, TypeError, AttributeError, ValueError):
         pass
     try:
@@ -261,11 +268,69 @@ def _parameters(func: Any) -> list[inspect.Parameter] | None:
     if namespace is None:
         return params
     return [
-        p.replace(annotation=_resolved(p.annotation, namespace))
+        p.replace(annotation=_resolved(p.annotation, namespace, local_names))
         if isinstance(p.annotation, str)
         else p
         for p in params
     ]
+
+
+#: How many frames up :func:`_local_names` looks for the function that defined a tool.
+_MAX_FRAMES_UP = 64
+_IDENTIFIER = re.compile(r"[^\W\d]\w*")
+
+
+def _caller() -> types.FrameType | None:
+    """The frame of the caller of the function calling this."""
+    frame = inspect.currentframe()
+    return frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+
+
+def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | None:
+    """The local names of the function that defined ``func`` which ``func``'s string
+    annotations use and its module does not resolve (``None``: none needed or found).
+
+    With ``from __future__ import annotations``, ``def ship(address: Address)`` written inside
+    a function annotates with the text ``"Address"``, which names a local class of that
+    function: Python keeps it in ``func``'s closure only when the body uses it too. It is
+    looked up there, then in the locals of the defining function's frame, found by its name
+    among ``frame`` and its callers (a tool class is made, and ``create_simple_tool`` is
+    mostly called, while that function runs). Only the names the annotations use are kept.
+    """
+    unwrapped = inspect.unwrap(func) if callable(func) else func
+    while isinstance(unwrapped, functools.partial):
+        unwrapped = inspect.unwrap(unwrapped.func)
+    unwrapped = getattr(unwrapped, "__func__", unwrapped)
+    qualname = getattr(unwrapped, "__qualname__", "")
+    annotations = getattr(unwrapped, "__annotations__", None)
+    if not isinstance(qualname, str) or ".<locals>." not in qualname:
+        return None
+    if not isinstance(annotations, dict):
+        return None
+    texts = [a for a in annotations.values() if isinstance(a, str)]
+    params = _parameters(func) if texts else None
+    if not params or not any(isinstance(p.annotation, str) for p in params):
+        return None
+    wanted = {name for text in texts for name in _IDENTIFIER.findall(text)}
+    found: dict[str, Any] = {}
+    owner = qualname.rsplit(".<locals>.", 1)[0]
+    for _ in range(_MAX_FRAMES_UP):
+        if frame is None:
+            break
+        code = frame.f_code
+        if getattr(code, "co_qualname", code.co_name) == owner or (
+            not hasattr(code, "co_qualname") and code.co_name == owner.rsplit(".", 1)[-1]
+        ):
+            found.update((k, v) for k, v in frame.f_locals.items() if k in wanted)
+            break
+        frame = frame.f_back
+    free_names = getattr(getattr(unwrapped, "__code__", None), "co_freevars", ())
+    cells = getattr(unwrapped, "__closure__", None) or ()
+    for name, cell in zip(free_names, cells, strict=False):
+        if name in wanted:
+            with contextlib.suppress(ValueError):  # (an empty cell)
+                found[name] = cell.cell_contents
+    return found or None
 
 
 def _globals_of(func: Any) -> dict[str, Any] | None:
@@ -289,11 +354,13 @@ def _globals_of(func: Any) -> dict[str, Any] | None:
     return None
 
 
-def _resolved(annotation: str, namespace: dict[str, Any]) -> Any:
-    """``annotation`` evaluated in ``namespace`` (as ``eval_str`` does), or itself if it
-    cannot be."""
+def _resolved(
+    annotation: str, namespace: dict[str, Any], local_names: dict[str, Any] | None = None
+) -> Any:
+    """``annotation`` evaluated in ``namespace`` and ``local_names`` (as ``eval_str`` does),
+    or itself if it cannot be."""
     try:
-        return eval(annotation, namespace)  # (as inspect.signature(eval_str=True) does)
+        return eval(annotation, namespace, local_names)  # (as signature(eval_str=True) does)
     except Exception:
         return annotation
 
@@ -304,6 +371,35 @@ def _names_input_model(cls: type, annotation: Any) -> bool:
         return False
     model = getattr(cls, "input_model", None)
     return isinstance(model, type) and annotation.rsplit(".", 1)[-1] == model.__name__
+
+
+#: Unicode categories a tool name must not hold: control and format characters (a line feed,
+#: a tab, a right-to-left override, a zero-width space), surrogates and line separators.
+_NOT_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _check_tool_name(name: str) -> None:
+    """Refuse a tool name that cannot be shown on one line as it is.
+
+    A tool's name is the registry key, the ``tool`` label of metrics, part of span names and
+    of log lines: a line feed in it forges a log line, a right-to-left override or a zero-width
+    space makes two names look alike, and surrounding space makes one name look like another.
+    Letters of any script, digits, inner spaces and punctuation (``.``, ``-``, ``_``, ``:``)
+    are fine. A blank name is refused by the callers, which say so.
+
+    Raises:
+        ValueError: Naming the first bad character, its code point and its position.
+    """
+    for position, char in enumerate(name):
+        outer = (position == 0 or position == len(name) - 1) and char.isspace()
+        if outer or unicodedata.category(char) in _NOT_IN_NAMES:
+            where = "leading or trailing space" if outer else "a control or format character"
+            raise ValueError(
+                f"Tool name {name!r} has {where}, {char!r} (U+{ord(char):04X}) at position "
+                f"{position}: a tool name is a registry key, a metric label and part of span "
+                "names and log lines, so it is one line of visible text without surrounding "
+                "space (letters, digits, inner spaces and punctuation such as . - _ are fine)"
+            )
 
 
 def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
@@ -472,6 +568,9 @@ class BaseTool(abc.ABC):
     _bound_name: ClassVar[str | None] = None
     #: A keyword-style entry point that takes ``**kwargs`` alone gets ``model_dump()``.
     _dumps_input: ClassVar[bool] = False
+    #: The local names of the function defining the class that the entry point's string
+    #: annotations use (see :func:`_local_names`); ``None``: none needed or found.
+    _annotation_locals: ClassVar[dict[str, Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Record once per class how its entry point (``_execute``) takes its input."""
@@ -486,6 +585,8 @@ class BaseTool(abc.ABC):
                 f"{_how_to_return(kind)}, and report progress along the way with "
                 "current_task().progress(...)"
             )
+        if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)
+            cls._annotation_locals = _local_names(_entry_function(cls, entry)[0], _caller())
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
         model = getattr(cls, "input_model", None)
@@ -508,7 +609,8 @@ class BaseTool(abc.ABC):
         """Check the class attributes and give the instance its own permission set.
 
         Raises:
-            ValueError: If ``name`` is missing or blank, ``description`` is empty,
+            ValueError: If ``name`` is missing or blank, has a control or format character
+                or surrounding space (see :func:`_check_tool_name`), ``description`` is empty,
                 ``category`` or a permission is not a valid enum value, or
                 ``required_permissions`` is a single permission rather than a set.
             TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`.
@@ -516,6 +618,7 @@ class BaseTool(abc.ABC):
         cls = type(self)
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
+        _check_tool_name(self.name)
         if not isinstance(self.description, str) or not self.description.strip():
             raise ValueError(f"Tool {self.name!r} must define a non-empty 'description'")
         model = self.input_model
@@ -627,10 +730,21 @@ class BaseTool(abc.ABC):
         """
 
     def _build_input(self, kwargs: dict[str, Any]) -> ToolInput:
-        """Validate ``kwargs`` with ``input_model``; the bare :class:`ToolInput` skips it."""
+        """Validate ``kwargs`` with ``input_model``; the bare :class:`ToolInput` skips it.
+
+        Raises:
+            ValidationError: If ``kwargs`` are not valid; it quotes no key of a mapping in
+                them (as it quotes no value), unless the model quotes its input.
+        """
         if self.input_model is ToolInput:
             return ToolInput.model_construct(**kwargs)
-        return self.input_model.model_validate(kwargs)
+        try:
+            return self.input_model.model_validate(kwargs)
+        except ValidationError as exc:
+            hidden = without_input_keys(exc, self.input_model, kwargs)
+            if hidden is None:
+                raise
+            raise hidden from None
 
     def _as_kwargs(self, input_data: ToolInput, raw: dict[str, Any]) -> dict[str, Any]:
         """Return the keyword arguments for a keyword-style entry point: for named parameters,
@@ -824,7 +938,7 @@ def _signature_model(cls: type[BaseTool]) -> type[ToolInput]:
         ):
             entry = functools.partial(entry, None)  # (its signature without ``self``)
         try:
-            model = _model_from_signature(cls.name, entry)[0]
+            model = _model_from_signature(cls.name, entry, cls._annotation_locals)[0]
         except Exception:  # (a signature no model can describe: no parameters)
             model = ToolInput
         _SIGNATURE_MODELS[cls] = model
@@ -832,7 +946,7 @@ def _signature_model(cls: type[BaseTool]) -> type[ToolInput]:
 
 
 def _model_from_signature(
-    name: str, func: Callable[..., Any]
+    name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation, or any
     value; its default, or required), so that the tool's schema describes them. A function
@@ -842,9 +956,10 @@ def _model_from_signature(
     A parameter named like an attribute of a pydantic model (``json``, ``schema``, ``copy``,
     ``model_dump``) would shadow it: its field gets another name, with the parameter's as its
     alias (so callers, errors and the schema use the parameter's name). Returned with the
-    model: those field names, mapped to the parameter names ``func`` takes.
+    model: those field names, mapped to the parameter names ``func`` takes. String annotations
+    are resolved in ``func``'s module, then in ``local_names`` (see :func:`_local_names`).
     """
-    params = _parameters(func)
+    params = _parameters(func, local_names)
     if not params:
         return ToolInput, {}
     fields: dict[str, Any] = {}
@@ -992,15 +1107,17 @@ def create_simple_tool(
         (so typed, for type checkers, when ``func`` is annotated to return a coroutine).
 
     Raises:
-        ValueError: If ``name`` is not a non-blank string, ``description`` is empty, or
-            ``category`` or a permission is not a valid value (``permissions`` must be a set,
-            not a single permission).
+        ValueError: If ``name`` is not a non-blank string or has a control or format
+            character or surrounding space, ``description`` is empty, or ``category`` or a
+            permission is not a valid value (``permissions`` must be a set, not a single
+            permission).
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), or
             ``input_model`` is not a :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
+    _check_tool_name(name)
     if not callable(func):
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
     kind = generator_kind(func)
@@ -1014,7 +1131,8 @@ def create_simple_tool(
     permissions = _permission_set(name, permissions or ())
     renamed: dict[str, str] = {}
     if input_model is None:
-        model, renamed = _model_from_signature(name, func)
+        # (its caller is most often the function that defined ``func``: see _local_names)
+        model, renamed = _model_from_signature(name, func, _local_names(func, _caller()))
     else:
         model = input_model
     attrs: dict[str, Any] = {
@@ -1023,10 +1141,10 @@ def create_simple_tool(
         "name": name,
         "description": description,
         "category": category,
-        "required_permissions": set(permissions or ()),
+        "required_permissions": set(permissions),
         "input_model": model,
     }
-    arguments = (name, description, func, category, set(permissions or ()), input_model)
+    arguments = (name, description, func, category, set(permissions), input_model)
 
     def __reduce__(self: BaseTool) -> tuple[Any, ...]:
         # Pickled as the call that makes it (the class is made here, so it cannot be found

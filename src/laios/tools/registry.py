@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from laios.core.types import Permission
-from laios.tools.base import BaseTool, ToolCategory, ToolOutput
+from laios.tools.base import BaseTool, ToolCategory, ToolOutput, _check_tool_name
 
 __all__ = ["ToolLookup", "ToolRegistry"]
 
@@ -25,8 +25,12 @@ logger = logging.getLogger("laios.tools.registry")
 
 
 def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
-    """Return ``tool`` if it is an instance, else a new instance of the class."""
+    """Return ``tool`` if it is an instance, else a new instance of the class; its name
+    checked again (a built tool's name may have been changed since)."""
     if isinstance(tool, BaseTool):
+        if not isinstance(tool.name, str) or not tool.name.strip():
+            raise ValueError(f"Tool {tool!r} must have a non-blank 'name'")
+        _check_tool_name(tool.name)
         return tool
     if isinstance(tool, type) and issubclass(tool, BaseTool):
         return tool()
@@ -112,7 +116,8 @@ class ToolRegistry:
 
         Raises:
             TypeError: If ``tool_class`` is neither a BaseTool subclass nor an instance.
-            ValueError: If the tool class refuses to be instantiated (blank name, ...).
+            ValueError: If the tool class refuses to be instantiated (blank name, ...), or a
+                tool instance's name is blank or not one line of visible text.
         """
         tool = _instantiate(tool_class)
         self._store([tool])

@@ -1,0 +1,103 @@
+"""Tools defined inside a function, in a module with ``from __future__ import annotations``:
+their annotations are strings naming the function's local classes, which are resolved with
+the function's locals where Python still has them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from laios.tools.base import BaseTool, create_simple_tool
+
+
+def _types(tool: BaseTool) -> dict[str, str]:
+    schema = tool.get_schema()
+    json.dumps(schema, allow_nan=False)
+    return {p["name"]: p["type"] for p in schema["parameters"]}
+
+
+def test_a_simple_tool_from_a_local_function_gets_its_local_model() -> None:
+    """``def ship(address: Address)`` with ``Address`` local: validated into an ``Address``."""
+
+    class Address(BaseModel):
+        city: str
+
+    def ship(address: Address, copies: int = 1) -> Any:
+        return address, copies
+
+    tool = create_simple_tool("ship", "Ships.", ship)
+    assert _types(tool) == {"address": "object", "copies": "integer"}
+    output = tool.execute(address={"city": "Oslo"}, copies="2")
+    assert output.success, output.error
+    assert output.data == (Address(city="Oslo"), 2)
+    refused = tool.execute(address={"town": "Oslo"})
+    assert refused.metadata["error_type"] == "ValidationError"
+
+
+def test_an_async_simple_tool_from_a_local_function_gets_its_local_model() -> None:
+    """The same for an ``async def`` function."""
+
+    class Address(BaseModel):
+        city: str
+
+    async def ship(address: Address) -> Any:
+        return address
+
+    tool = create_simple_tool("ship_async", "Ships.", ship)
+    assert tool.execute(address={"city": "Oslo"}).data == Address(city="Oslo")
+
+
+def test_a_local_tool_class_describes_its_local_annotations() -> None:
+    """A tool class defined in a function describes ``def _execute(self, address: Address)``
+    with the function's local ``Address``."""
+
+    class Address(BaseModel):
+        city: str
+
+    class Ship(BaseTool):
+        name = "ship_class"
+        description = "Ships."
+
+        def _execute(self, address: Address, copies: int = 1) -> Any:
+            return address
+
+    assert _types(Ship()) == {"address": "object", "copies": "integer"}
+    assert Ship().execute(address={"city": "Oslo"}).data == {"city": "Oslo"}
+
+
+def _factory() -> Any:
+    class Gone(BaseModel):
+        city: str
+
+    def ship(address: Gone, copies: int = 1) -> Any:
+        return address
+
+    return ship
+
+
+def test_a_local_name_no_longer_anywhere_takes_any_value() -> None:
+    """A function whose defining function has returned (its locals gone, and not in its
+    closure) is still made a tool: that parameter takes any value, the others keep types."""
+    tool = create_simple_tool("ship_gone", "Ships.", _factory())
+    assert _types(tool) == {"address": "string", "copies": "integer"}
+    assert tool.execute(address={"city": "Oslo"}).data == {"city": "Oslo"}
+    assert tool.execute(address={}, copies="x").metadata["error_type"] == "ValidationError"
+
+
+def _closure_factory() -> Any:
+    class Kept(BaseModel):
+        city: str
+
+    def ship(address: Kept) -> Any:
+        assert isinstance(address, Kept)  # (the body uses it: it is in the closure)
+        return address.city
+
+    return ship
+
+
+def test_a_local_name_in_the_closure_is_resolved() -> None:
+    """A local name the function's body uses is kept in its closure, and found there."""
+    tool = create_simple_tool("ship_closure", "Ships.", _closure_factory())
+    assert tool.execute(address={"city": "Oslo"}).data == "Oslo"
