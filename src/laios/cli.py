@@ -21,11 +21,12 @@ import importlib
 import io
 import json
 import math
-import os
 import re
+import shutil
 import socket
 import ssl
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from laios._output import closed_stdout_status, output_failure_status
-from laios._terminal import clip, table_lines
+from laios._terminal import clip, stream_is_terminal, table_lines
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -618,6 +619,11 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
         executor gauges. Missing or malformed fields show as ``-``; so do numbers that are not
         finite or larger than 10**15 in magnitude (a progress bar counts them as 0%).
     """
+    return "\n".join([_title(document, url), "", *status_lines(document)])
+
+
+def _title(document: dict[str, Any], url: str | None) -> str:
+    """The first line of a picture: the command, the URL asked and when the status was made."""
     title = "laios status"
     if url:
         title += f" - {_clean(url, 200)}"
@@ -627,7 +633,28 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
             title += f" at {_clean(generated, 40)}"
     elif generated is not None:
         title += " at -"
-    return "\n".join([title, "", *status_lines(document)])
+    return title
+
+
+def _watch_frame(
+    document: dict[str, Any], url: str, problem: str, interval: float, width: int | None
+) -> str:
+    """One picture of ``--watch``: the warning about a failed refresh if any, the status and
+    how to stop; every line fitted to ``width`` columns when it is given (a terminal's)."""
+    footer = f"refreshing every {interval:g}s, Ctrl-C to stop"
+    if width is None:
+        frame = render_status(document, url=url)
+        warning = [f"! {problem} (retrying; showing the last answer)"] if problem else []
+        return "\n".join([*warning, frame, "", footer])
+    warning = []
+    if problem:
+        # (the reason is worth reading whole: wrapped, not cut)
+        text = f"! {problem} (retrying; showing the last answer)"
+        warning = textwrap.wrap(
+            text, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
+        )
+    lines = [*warning, _title(document, url), "", *status_lines(document, width=width)]
+    return "\n".join(clip(line, width) for line in [*lines, "", footer])
 
 
 def status_lines(
@@ -827,8 +854,9 @@ def watch_status(
         url: The endpoint's base URL.
         interval: Seconds between redraws.
         timeout: Seconds allowed for each complete answer (connecting, headers and body).
-        out: Where frames go (``sys.stdout``); the screen is cleared first when it is a TTY
-            (not with ``TERM=dumb``).
+        out: Where frames go (``sys.stdout``). On a terminal that can show a live screen (as
+            for ``laios demo``'s live view: not with ``TERM`` unset or ``dumb``) the screen is
+            cleared first and every line is fitted to the terminal's width.
         err: Where the failure message goes (``sys.stderr``).
         sleep: Waits between redraws (``time.sleep``).
 
@@ -843,9 +871,11 @@ def watch_status(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     pause = sleep if sleep is not None else time.sleep
-    # A terminal that says it takes no escape sequences (TERM=dumb: an editor's shell) gets the
-    # pictures one after the other, as a file does.
-    clear = _CLEAR if out.isatty() and os.environ.get("TERM") != "dumb" else ""
+    # Where `laios demo` would draw its live view, the screen is cleared before each picture,
+    # fitted to the terminal's width; elsewhere (a file, a pipe, TERM unset or dumb: an
+    # editor's shell) the pictures follow one another whole, as in a file.
+    terminal = stream_is_terminal(out)
+    clear = _CLEAR if terminal else ""
     try:
         document = fetch_status(url, timeout)
     except StatusUnavailable as exc:
@@ -854,10 +884,10 @@ def watch_status(
     problem = ""
     try:
         while True:
-            frame = render_status(document, url=_without_credentials(status_url(url)))
-            if problem:
-                frame = f"! {problem} (retrying; showing the last answer)\n{frame}"
-            out.write(f"{clear}{frame}\n\nrefreshing every {interval:g}s, Ctrl-C to stop\n")
+            # (the width is read again for every picture: the terminal may have been resized)
+            width = shutil.get_terminal_size().columns if terminal else None
+            shown = _without_credentials(status_url(url))
+            out.write(f"{clear}{_watch_frame(document, shown, problem, interval, width)}\n")
             out.flush()
             waited = 0.0
             while waited < interval:  # (in parts the platform can wait)

@@ -1060,3 +1060,87 @@ def test_output_that_cannot_be_written_is_one_line_not_a_traceback(
     assert "Exception ignored" not in done.stderr, done.stderr
     assert "could not write its output" in done.stderr, done.stderr
     assert "No space left on device" in done.stderr, done.stderr
+
+
+#: A /status document whose rows are wider than 80 columns: long names and messages, whole
+#: task ids, every outcome counted.
+WIDE_DOCUMENT: dict[str, Any] = {
+    "generated_at": "2025-01-01T00:00:00.000Z",
+    "running": [
+        {
+            "task_id": "4a1c9e2b-7d3f-4c1a-9b8e-2f6d5c4b3a21",
+            "tool": "fetch_the_quarterly_report_pages",
+            "state": "running",
+            "elapsed_seconds": 1.5,
+            "progress_percent": 52.0,
+            "message": "page 3 of 6 of the quarterly report for the northern region",
+        }
+    ],
+    "running_total": 1,
+    "tools": [
+        {
+            "tool": "fetch_the_quarterly_report_pages",
+            "labels": {"pool": "search-and-indexing"},
+            "total": 123456,
+            "outcomes": {
+                "success": 100000,
+                "error": 20000,
+                "timeout": 3000,
+                "cancelled": 456,
+                "rejected": 0,
+            },
+            "error_rate": 0.186,
+            "p50_seconds": 0.012,
+            "p95_seconds": 2.5,
+        }
+    ],
+    "workers": 4,
+    "queue_depth": 3,
+    "abandoned_threads": 1,
+}
+
+
+@pytest.mark.parametrize(("term", "clears"), [(None, False), ("xterm-256color", True)])
+def test_watch_decides_it_is_on_a_terminal_as_the_demo_does(
+    term: str | None, clears: bool, server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--watch clears the screen only where `laios demo` would draw its live view: a terminal
+    with TERM set (not unset, not dumb)."""
+    if term is None:
+        monkeypatch.delenv("TERM", raising=False)
+    else:
+        monkeypatch.setenv("TERM", term)
+    out = _Terminal()
+    assert watch_status(server.url, interval=0.5, out=out, sleep=_interrupt) == 0
+    assert ("\x1b" in out.getvalue()) is clears
+
+
+def test_watch_fits_every_line_to_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an 80-column terminal every line of --watch's pictures fits, a warning about a failed
+    refresh and a long URL's title included; the tables close up or leave out columns."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    answers: list[Any] = [WIDE_DOCUMENT, cli.StatusUnavailable("no answer " * 20)]
+
+    def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+        answer = answers.pop(0) if answers else WIDE_DOCUMENT
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fetch_status", fetch)
+    out = _Terminal()
+    url = "http://status-endpoint-of-the-orders-service.internal.example.com:8489"
+    assert watch_status(url, interval=0.5, out=out, sleep=sleep) == 0
+    lines = out.getvalue().replace(cli._CLEAR, "").splitlines()
+    assert [line for line in lines if len(line) > 80] == []
+    assert sum(1 for line in lines if line.startswith("! ")) == 1
+    assert sum(1 for line in lines if line.startswith("  fetch_the_quarterly")) >= 3
