@@ -136,18 +136,31 @@ def _tls_instead(target: str, deadline: _Deadline) -> _TLSFailed | None:
     )
 
 
+#: The endpoint's routes other than ``/status``: a ``--url`` ending in one names the endpoint.
+_OTHER_ROUTES = ("/metrics", "/healthz")
+
+
 def status_url(url: str) -> str:
     """Return the ``/status`` URL for a base URL (``host:port`` alone is taken as http).
+
+    The URL of another route of the endpoint (``/metrics``, as in a Prometheus scrape
+    configuration, or ``/healthz``) is taken for the endpoint's: its ``/status`` is returned.
 
     Example:
         >>> status_url("127.0.0.1:8489")
         'http://127.0.0.1:8489/status'
+        >>> status_url("http://10.0.0.7:8489/metrics")
+        'http://10.0.0.7:8489/status'
     """
     text = url.strip()
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
     path = parts.path.rstrip("/")
+    for route in _OTHER_ROUTES:
+        if path.endswith(route):
+            path = path.removesuffix(route)
+            break
     if not path.endswith("/status"):
         path += "/status"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
@@ -978,9 +991,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--url",
         default=DEFAULT_URL,
-        help=f"the endpoint's base URL; /status is added, host:port alone means http, and "
-        f"USER:PASSWORD@ (percent-encoded) is sent as basic authentication (default "
-        f"{DEFAULT_URL})",
+        help=f"the endpoint's base URL (or its /metrics URL); /status is added, host:port "
+        f"alone means http, and USER:PASSWORD@ (percent-encoded) is sent as basic "
+        f"authentication (default {DEFAULT_URL})",
     )
     status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     status.add_argument(

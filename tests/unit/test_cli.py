@@ -207,6 +207,11 @@ def test_format_seconds_picks_a_readable_unit(seconds: Any, expected: str) -> No
         ("http://127.0.0.1:8489/", "http://127.0.0.1:8489/status"),
         ("127.0.0.1:8489", "http://127.0.0.1:8489/status"),
         ("http://host/prefix/status", "http://host/prefix/status"),
+        ("http://127.0.0.1:8489/metrics", "http://127.0.0.1:8489/status"),
+        ("http://127.0.0.1:8489/metrics/", "http://127.0.0.1:8489/status"),
+        ("host:8489/prefix/metrics", "http://host:8489/prefix/status"),
+        ("http://127.0.0.1:8489/healthz", "http://127.0.0.1:8489/status"),
+        ("http://host/metrics-proxy", "http://host/metrics-proxy/status"),
     ],
 )
 def test_status_url_points_at_status(given: str, expected: str) -> None:
@@ -1144,3 +1149,14 @@ def test_watch_fits_every_line_to_an_80_column_terminal(monkeypatch: pytest.Monk
     assert [line for line in lines if len(line) > 80] == []
     assert sum(1 for line in lines if line.startswith("! ")) == 1
     assert sum(1 for line in lines if line.startswith("  fetch_the_quarterly")) >= 3
+
+
+def test_status_takes_the_metrics_url_of_a_prometheus_config(
+    server: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--url http://host:port/metrics` (the scrape URL an operator copies from Prometheus's
+    configuration) shows the status of that endpoint, from its /status."""
+    assert main(["status", "--url", f"{server.url}/metrics"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(f"laios status - {server.url}/status")
+    assert "Running tasks (1)" in out
