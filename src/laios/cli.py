@@ -19,6 +19,7 @@ import base64
 import http.client
 import importlib
 import io
+import ipaddress
 import json
 import math
 import re
@@ -936,6 +937,24 @@ def _port(text: str) -> int:
     return port
 
 
+def _host(text: str) -> str:
+    """A host to serve on; an IPv6 address in brackets, as URLs write it (``[::1]``), is the
+    address itself (``::1``)."""
+    if not text.startswith("[") and not text.endswith("]"):
+        return text
+    inner = text.removeprefix("[").removesuffix("]")
+    try:
+        if len(inner) != len(text) - 2:
+            raise ValueError("unclosed")
+        ipaddress.IPv6Address(inner)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: brackets hold an IPv6 address only (such as [::1]); give a host name "
+            "or an IPv4 address without them"
+        ) from None
+    return inner
+
+
 def _otlp_endpoint(text: str) -> str:
     try:
         parts = urlsplit(text)
@@ -1028,7 +1047,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after S seconds and print a summary (default: until Ctrl-C)",
     )
     demo.add_argument(
-        "--host", default="127.0.0.1", metavar="H", help="address to serve on (127.0.0.1)"
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        metavar="H",
+        help="address to serve on; an IPv6 address may be in brackets, [::1] (127.0.0.1)",
     )
     demo.add_argument(
         "--port",

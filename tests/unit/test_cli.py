@@ -1160,3 +1160,47 @@ def test_status_takes_the_metrics_url_of_a_prometheus_config(
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith(f"laios status - {server.url}/status")
     assert "Running tasks (1)" in out
+
+
+@pytest.mark.parametrize(("given", "host"), [("[::1]", "::1"), ("[fe80::1%lo]", "fe80::1%lo")])
+def test_demo_takes_a_bracketed_ipv6_host(
+    given: str, host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--host '[::1]', as an IPv6 address is written in a URL, is the address ::1."""
+    received: list[Any] = []
+    fake = ModuleType("laios._demo")
+    fake.run = lambda args: received.append(args) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "laios._demo", fake)
+    assert main(["demo", "--host", given]) == 0
+    assert received[0].host == host
+
+
+@pytest.mark.parametrize("given", ["[127.0.0.1]", "[localhost]", "[::1"])
+def test_demo_refuses_brackets_around_what_is_not_an_ipv6_address(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Brackets hold an IPv6 address only: around anything else (or unclosed) they are a
+    usage error that says so, not a host name that does not resolve."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--host", given])
+    assert exit_info.value.code == 2
+    assert "IPv6" in capsys.readouterr().err
+
+
+def test_demo_serves_on_a_bracketed_ipv6_host() -> None:
+    """`laios demo --host '[::1]'` serves on ::1 (exit 0), as `--host ::1` does."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    command = ["demo", "--host", "[::1]", "--port", "0", "--duration", "1", "--no-live"]
+    done = subprocess.run(
+        [sys.executable, "-m", "laios", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "laios demo: serving http://[::1]:" in done.stdout
