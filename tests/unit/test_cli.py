@@ -1204,3 +1204,56 @@ def test_demo_serves_on_a_bracketed_ipv6_host() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "laios demo: serving http://[::1]:" in done.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["status", "--help"]])
+def test_help_and_version_that_cannot_be_written_end_with_exit_1(argv: list[str]) -> None:
+    """`laios --version > /dev/full` (or --help) ends as a command whose output cannot be
+    written does: exit 1 and one line saying why, not exit 0 with the text lost."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "laios", *argv],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "laios: could not write its output (No space left on device)\n"
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+def test_help_and_version_on_a_closed_stdout_end_with_exit_1(argv: list[str]) -> None:
+    """`laios --version >&-`: exit 1 and the one line the commands give, not the text sent to
+    stderr instead with exit 0."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "laios: could not write its output (stdout is closed)\n"
+
+
+def test_help_to_a_reader_that_is_gone_ends_quietly_with_exit_1() -> None:
+    """`laios --help | true`: the reader is gone before the text is written; exit 1, nothing on
+    stderr, as for the commands."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "laios", "--help"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
