@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -1257,3 +1258,80 @@ def test_help_to_a_reader_that_is_gone_ends_quietly_with_exit_1() -> None:
         os.close(write_end)
     assert done.returncode == 1
     assert done.stderr == ""
+
+
+#: Installed as ``sitecustomize``: makes the import of LAIOS_TEST_BLOCKED (a module of the
+#: command) say so on the pipe LAIOS_TEST_READY_FD, then wait on LAIOS_TEST_WAIT_FD for ever.
+_BLOCKING_IMPORT = """
+import os, sys
+
+class _Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["LAIOS_TEST_BLOCKED"]:
+            os.write(int(os.environ["LAIOS_TEST_READY_FD"]), b"importing")
+            os.read(int(os.environ["LAIOS_TEST_WAIT_FD"]), 1)
+        return None
+
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+#: The two ways the command starts: ``python -m laios``, and what the installed ``laios``
+#: script runs (see test_the_laios_script_runs_the_guarded_entry_point).
+_STARTS = {
+    "python -m laios": ["-m", "laios"],
+    "laios script": ["-c", "import sys; from laios.__main__ import main; sys.exit(main())"],
+}
+
+
+def test_the_laios_script_runs_the_guarded_entry_point() -> None:
+    """The ``laios`` script of the package's metadata calls laios.__main__.main, which imports
+    the command itself (a Ctrl-C during that import is then handled)."""
+    tomllib = pytest.importorskip("tomllib")
+    project = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    scripts = tomllib.loads(project.read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["laios"] == "laios.__main__:main"
+
+
+@pytest.mark.parametrize("start", sorted(_STARTS))
+@pytest.mark.parametrize("blocked", ["laios.cli", "laios._output"])
+def test_ctrl_c_while_the_command_is_imported_ends_it_quietly_with_130(
+    blocked: str, start: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while the command's modules are still being imported (a slow disk, a slow
+    import) ends it with exit code 130 and no traceback, as a Ctrl-C later does."""
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKING_IMPORT, encoding="utf-8")
+    ready_read, ready_write = os.pipe()
+    wait_read, wait_write = os.pipe()
+    env = dict(os.environ)
+    src = str(Path(laios.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), src, env.get("PYTHONPATH", "")])
+    env.update(
+        LAIOS_TEST_BLOCKED=blocked,
+        LAIOS_TEST_READY_FD=str(ready_write),
+        LAIOS_TEST_WAIT_FD=str(wait_read),
+    )
+    try:
+        process = subprocess.Popen(
+            [sys.executable, *_STARTS[start], "status", "--url", "http://127.0.0.1:1"],
+            env=env,
+            pass_fds=(ready_write, wait_read),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.close(ready_write)
+        os.close(wait_read)
+        try:
+            assert os.read(ready_read, 64) == b"importing"  # (EOF, b"", if it ended first)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+            process.wait(timeout=60)
+    finally:
+        os.close(ready_read)
+        os.close(wait_write)
+    assert process.returncode == 130, err
+    assert err == ""
+    assert out == ""
