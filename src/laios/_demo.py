@@ -28,7 +28,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -658,10 +658,16 @@ def _run(args: argparse.Namespace) -> int:
         from laios.execution.runners import DaskRunner
 
         try:
-            runner = DaskRunner(n_workers=2, threads_per_worker=4)
+            with _ctrl_c_held() as interrupted:
+                runner = DaskRunner(n_workers=2, threads_per_worker=4)
         except ImportError as exc:
             print(f"laios demo: {exc}", file=sys.stderr)
             return 2
+        if interrupted():
+            # (the cluster is whole: closing it now leaves no process and says nothing)
+            with _stop_signals_ignored():
+                runner.shutdown(wait=True)
+            raise KeyboardInterrupt
     executor = Executor(
         registry,
         ResourceLimits(timeout_seconds=5.0),
@@ -729,6 +735,34 @@ def _run(args: argparse.Namespace) -> int:
     print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")
     return 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[Callable[[], bool]]:
+    """While inside (in the main thread), Ctrl-C (SIGINT) is held back; on leaving, one that
+    came meanwhile is dropped, and the function yielded says whether one came.
+
+    The processes started inside (a local Dask cluster's) inherit the hold, so the Ctrl-C a
+    terminal sends to its whole foreground group never reaches them: it does not cut one
+    short in its imports with a traceback of its own, nor a cluster half started, whose
+    closing fails with more; this process stops them.
+    """
+    came = False
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
+        yield lambda: came
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield lambda: came
+    finally:
+        came = signal.SIGINT in signal.sigpending()
+        # (a pending signal whose action is SIG_IGN is discarded)
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if came else None
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 @contextlib.contextmanager

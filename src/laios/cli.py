@@ -19,13 +19,15 @@ import base64
 import http.client
 import importlib
 import io
+import ipaddress
 import json
 import math
-import os
 import re
+import shutil
 import socket
 import ssl
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -35,10 +37,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from laios._output import closed_stdout_status, output_failure_status
-from laios._terminal import clip, table_lines
+from laios._terminal import clip, stream_is_terminal, table_lines
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    from _typeshed import SupportsWrite, WriteableBuffer
 
 __all__ = [
     "DEFAULT_URL",
@@ -135,18 +137,31 @@ def _tls_instead(target: str, deadline: _Deadline) -> _TLSFailed | None:
     )
 
 
+#: The endpoint's routes other than ``/status``: a ``--url`` ending in one names the endpoint.
+_OTHER_ROUTES = ("/metrics", "/healthz")
+
+
 def status_url(url: str) -> str:
     """Return the ``/status`` URL for a base URL (``host:port`` alone is taken as http).
+
+    The URL of another route of the endpoint (``/metrics``, as in a Prometheus scrape
+    configuration, or ``/healthz``) is taken for the endpoint's: its ``/status`` is returned.
 
     Example:
         >>> status_url("127.0.0.1:8489")
         'http://127.0.0.1:8489/status'
+        >>> status_url("http://10.0.0.7:8489/metrics")
+        'http://10.0.0.7:8489/status'
     """
     text = url.strip()
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
     path = parts.path.rstrip("/")
+    for route in _OTHER_ROUTES:
+        if path.endswith(route):
+            path = path.removesuffix(route)
+            break
     if not path.endswith("/status"):
         path += "/status"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
@@ -618,6 +633,11 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
         executor gauges. Missing or malformed fields show as ``-``; so do numbers that are not
         finite or larger than 10**15 in magnitude (a progress bar counts them as 0%).
     """
+    return "\n".join([_title(document, url), "", *status_lines(document)])
+
+
+def _title(document: dict[str, Any], url: str | None) -> str:
+    """The first line of a picture: the command, the URL asked and when the status was made."""
     title = "laios status"
     if url:
         title += f" - {_clean(url, 200)}"
@@ -627,7 +647,28 @@ def render_status(document: dict[str, Any], *, url: str | None = None) -> str:
             title += f" at {_clean(generated, 40)}"
     elif generated is not None:
         title += " at -"
-    return "\n".join([title, "", *status_lines(document)])
+    return title
+
+
+def _watch_frame(
+    document: dict[str, Any], url: str, problem: str, interval: float, width: int | None
+) -> str:
+    """One picture of ``--watch``: the warning about a failed refresh if any, the status and
+    how to stop; every line fitted to ``width`` columns when it is given (a terminal's)."""
+    footer = f"refreshing every {interval:g}s, Ctrl-C to stop"
+    if width is None:
+        frame = render_status(document, url=url)
+        warning = [f"! {problem} (retrying; showing the last answer)"] if problem else []
+        return "\n".join([*warning, frame, "", footer])
+    warning = []
+    if problem:
+        # (the reason is worth reading whole: wrapped, not cut)
+        text = f"! {problem} (retrying; showing the last answer)"
+        warning = textwrap.wrap(
+            text, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
+        )
+    lines = [*warning, _title(document, url), "", *status_lines(document, width=width)]
+    return "\n".join(clip(line, width) for line in [*lines, "", footer])
 
 
 def status_lines(
@@ -827,8 +868,9 @@ def watch_status(
         url: The endpoint's base URL.
         interval: Seconds between redraws.
         timeout: Seconds allowed for each complete answer (connecting, headers and body).
-        out: Where frames go (``sys.stdout``); the screen is cleared first when it is a TTY
-            (not with ``TERM=dumb``).
+        out: Where frames go (``sys.stdout``). On a terminal that can show a live screen (as
+            for ``laios demo``'s live view: not with ``TERM`` unset or ``dumb``) the screen is
+            cleared first and every line is fitted to the terminal's width.
         err: Where the failure message goes (``sys.stderr``).
         sleep: Waits between redraws (``time.sleep``).
 
@@ -843,9 +885,11 @@ def watch_status(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     pause = sleep if sleep is not None else time.sleep
-    # A terminal that says it takes no escape sequences (TERM=dumb: an editor's shell) gets the
-    # pictures one after the other, as a file does.
-    clear = _CLEAR if out.isatty() and os.environ.get("TERM") != "dumb" else ""
+    # Where `laios demo` would draw its live view, the screen is cleared before each picture,
+    # fitted to the terminal's width; elsewhere (a file, a pipe, TERM unset or dumb: an
+    # editor's shell) the pictures follow one another whole, as in a file.
+    terminal = stream_is_terminal(out)
+    clear = _CLEAR if terminal else ""
     try:
         document = fetch_status(url, timeout)
     except StatusUnavailable as exc:
@@ -854,10 +898,10 @@ def watch_status(
     problem = ""
     try:
         while True:
-            frame = render_status(document, url=_without_credentials(status_url(url)))
-            if problem:
-                frame = f"! {problem} (retrying; showing the last answer)\n{frame}"
-            out.write(f"{clear}{frame}\n\nrefreshing every {interval:g}s, Ctrl-C to stop\n")
+            # (the width is read again for every picture: the terminal may have been resized)
+            width = shutil.get_terminal_size().columns if terminal else None
+            shown = _without_credentials(status_url(url))
+            out.write(f"{clear}{_watch_frame(document, shown, problem, interval, width)}\n")
             out.flush()
             waited = 0.0
             while waited < interval:  # (in parts the platform can wait)
@@ -903,6 +947,24 @@ def _allowed_host(text: str) -> str:
     return text
 
 
+def _host(text: str) -> str:
+    """A host to serve on; an IPv6 address in brackets, as URLs write it (``[::1]``), is the
+    address itself (``::1``)."""
+    if not text.startswith("[") and not text.endswith("]"):
+        return text
+    inner = text.removeprefix("[").removesuffix("]")
+    try:
+        if len(inner) != len(text) - 2:
+            raise ValueError("unclosed")
+        ipaddress.IPv6Address(inner)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: brackets hold an IPv6 address only (such as [::1]); give a host name "
+            "or an IPv4 address without them"
+        ) from None
+    return inner
+
+
 def _otlp_endpoint(text: str) -> str:
     try:
         parts = urlsplit(text)
@@ -940,11 +1002,31 @@ def _run_demo(args: argparse.Namespace) -> int:
     return int(demo.run(args))
 
 
+class _StdoutClosed(Exception):
+    """``--help`` or ``--version`` was asked for with no stdout to write it to."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose ``--help`` and ``--version`` text, the command's output then,
+    fails as the commands' output does when it cannot be written (argparse drops the error
+    and exits 0, or writes the text to stderr when there is no stdout)."""
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        out: TextIO | None = sys.stdout
+        if not message or file is not out:
+            super()._print_message(message, file)
+            return
+        if out is None:
+            raise _StdoutClosed
+        out.write(message)
+        out.flush()  # (a full disk fails here, not unseen at the interpreter's exit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``laios`` argument parser (subcommands ``status`` and ``demo``)."""
     from laios import __version__
 
-    parser = argparse.ArgumentParser(prog="laios", description="Observe laios task executors.")
+    parser = _Parser(prog="laios", description="Observe laios task executors.")
     parser.add_argument("--version", action="version", version=f"laios {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     status = commands.add_parser(
@@ -958,9 +1040,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--url",
         default=DEFAULT_URL,
-        help=f"the endpoint's base URL; /status is added, host:port alone means http, and "
-        f"USER:PASSWORD@ (percent-encoded) is sent as basic authentication (default "
-        f"{DEFAULT_URL})",
+        help=f"the endpoint's base URL (or its /metrics URL); /status is added, host:port "
+        f"alone means http, and USER:PASSWORD@ (percent-encoded) is sent as basic "
+        f"authentication (default {DEFAULT_URL})",
     )
     status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     status.add_argument(
@@ -995,7 +1077,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after S seconds and print a summary (default: until Ctrl-C)",
     )
     demo.add_argument(
-        "--host", default="127.0.0.1", metavar="H", help="address to serve on (127.0.0.1)"
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        metavar="H",
+        help="address to serve on; an IPv6 address may be in brackets, [::1] (127.0.0.1)",
     )
     demo.add_argument(
         "--port",
@@ -1057,7 +1143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         be written (a full disk: one line on stderr says so).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _StdoutClosed:  # --help or --version with stdout closed
+        return closed_stdout_status(parser.prog) or 1
+    except OSError as exc:  # --help or --version whose text could not be written
+        status = output_failure_status(exc, parser.prog)
+        if status is None:
+            raise
+        return status
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

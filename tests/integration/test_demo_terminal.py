@@ -12,19 +12,17 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
+from tmux_support import COLUMNS, LINES, Tmux, tmux_binary
 
 pytestmark = pytest.mark.integration
 
-COLUMNS, LINES = 80, 24
 #: How long the timed demo runs.
 DURATION = 6
 #: How long the demos stopped by a key may run before that is a failure.
@@ -32,56 +30,6 @@ LONG = 60
 HEADLINE = re.compile(r"laios demo — (\d+)/?\S* s, (\d+) tasks, [\d.]+ tasks/s")
 #: A tool row ends with its p95: a duration, or "-".
 TOOL_ROW = re.compile(r"  [a-z_]+ +\d+ .*(\d+us|\d+ms|\d+\.\d\ds|\d+m\d\ds|-)")
-
-
-def _tmux_binary() -> str:
-    path = shutil.which("tmux")
-    if path is not None:
-        return path
-    reason = "tmux is not installed (Debian: apt-get install tmux)"
-    if os.environ.get("LAIOS_REQUIRE_TMUX") == "1":
-        pytest.fail(f"{reason}, and LAIOS_REQUIRE_TMUX=1 requires it")
-    pytest.skip(reason)
-
-
-@dataclass
-class Tmux:
-    """A private tmux server (its own socket, no configuration file)."""
-
-    binary: str
-    socket: Path
-    env: dict[str, str]
-
-    def __call__(self, *args: str) -> str:
-        done = subprocess.run(
-            [self.binary, "-u", "-S", str(self.socket), "-f", "/dev/null", *args],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=self.env,
-            timeout=20,
-            check=True,
-        )
-        return done.stdout
-
-    def start(self, name: str, command: str) -> None:
-        """Run ``command`` in a new detached COLUMNS x LINES session."""
-        self("new-session", "-d", "-s", name, "-x", str(COLUMNS), "-y", str(LINES), command)
-
-    def screen(self, name: str) -> list[str]:
-        """The visible lines of the session's pane."""
-        return self("capture-pane", "-p", "-t", name).splitlines()
-
-    def history(self, name: str) -> list[str]:
-        """Everything the pane holds: its scrollback, then the visible lines."""
-        return self("capture-pane", "-p", "-S", "-", "-t", name).splitlines()
-
-    def flags(self, name: str) -> str:
-        """Whether the pane is on the alternate screen, shows the cursor and wraps lines."""
-        return self(
-            "display-message", "-p", "-t", name, "#{alternate_on}#{cursor_flag}#{wrap_flag}"
-        ).strip()
 
 
 @dataclass
@@ -126,7 +74,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Obs
     """Run the three demos and record their screens."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TMUX"))}
     env["LANG"] = "C.UTF-8"
-    tmux = Tmux(_tmux_binary(), tmp_path_factory.mktemp("tmux") / "socket", env)
+    tmux = Tmux(tmux_binary(), tmp_path_factory.mktemp("tmux") / "socket", env)
     seen = {name: Observed() for name in ("timed", "ctrl_c", "q")}
     try:
         tmux.start("timed", _command("--duration", str(DURATION)))

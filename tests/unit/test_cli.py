@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -207,6 +208,11 @@ def test_format_seconds_picks_a_readable_unit(seconds: Any, expected: str) -> No
         ("http://127.0.0.1:8489/", "http://127.0.0.1:8489/status"),
         ("127.0.0.1:8489", "http://127.0.0.1:8489/status"),
         ("http://host/prefix/status", "http://host/prefix/status"),
+        ("http://127.0.0.1:8489/metrics", "http://127.0.0.1:8489/status"),
+        ("http://127.0.0.1:8489/metrics/", "http://127.0.0.1:8489/status"),
+        ("host:8489/prefix/metrics", "http://host:8489/prefix/status"),
+        ("http://127.0.0.1:8489/healthz", "http://127.0.0.1:8489/status"),
+        ("http://host/metrics-proxy", "http://host/metrics-proxy/status"),
     ],
 )
 def test_status_url_points_at_status(given: str, expected: str) -> None:
@@ -1082,3 +1088,272 @@ def test_demo_refuses_an_allowed_host_that_is_not_a_host_name(
     err = capsys.readouterr().err
     assert "--allowed-host" in err
     assert repr(value) in err
+
+
+#: A /status document whose rows are wider than 80 columns: long names and messages, whole
+#: task ids, every outcome counted.
+WIDE_DOCUMENT: dict[str, Any] = {
+    "generated_at": "2025-01-01T00:00:00.000Z",
+    "running": [
+        {
+            "task_id": "4a1c9e2b-7d3f-4c1a-9b8e-2f6d5c4b3a21",
+            "tool": "fetch_the_quarterly_report_pages",
+            "state": "running",
+            "elapsed_seconds": 1.5,
+            "progress_percent": 52.0,
+            "message": "page 3 of 6 of the quarterly report for the northern region",
+        }
+    ],
+    "running_total": 1,
+    "tools": [
+        {
+            "tool": "fetch_the_quarterly_report_pages",
+            "labels": {"pool": "search-and-indexing"},
+            "total": 123456,
+            "outcomes": {
+                "success": 100000,
+                "error": 20000,
+                "timeout": 3000,
+                "cancelled": 456,
+                "rejected": 0,
+            },
+            "error_rate": 0.186,
+            "p50_seconds": 0.012,
+            "p95_seconds": 2.5,
+        }
+    ],
+    "workers": 4,
+    "queue_depth": 3,
+    "abandoned_threads": 1,
+}
+
+
+@pytest.mark.parametrize(("term", "clears"), [(None, False), ("xterm-256color", True)])
+def test_watch_decides_it_is_on_a_terminal_as_the_demo_does(
+    term: str | None, clears: bool, server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--watch clears the screen only where `laios demo` would draw its live view: a terminal
+    with TERM set (not unset, not dumb)."""
+    if term is None:
+        monkeypatch.delenv("TERM", raising=False)
+    else:
+        monkeypatch.setenv("TERM", term)
+    out = _Terminal()
+    assert watch_status(server.url, interval=0.5, out=out, sleep=_interrupt) == 0
+    assert ("\x1b" in out.getvalue()) is clears
+
+
+def test_watch_fits_every_line_to_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an 80-column terminal every line of --watch's pictures fits, a warning about a failed
+    refresh and a long URL's title included; the tables close up or leave out columns."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    answers: list[Any] = [WIDE_DOCUMENT, cli.StatusUnavailable("no answer " * 20)]
+
+    def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+        answer = answers.pop(0) if answers else WIDE_DOCUMENT
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fetch_status", fetch)
+    out = _Terminal()
+    url = "http://status-endpoint-of-the-orders-service.internal.example.com:8489"
+    assert watch_status(url, interval=0.5, out=out, sleep=sleep) == 0
+    lines = out.getvalue().replace(cli._CLEAR, "").splitlines()
+    assert [line for line in lines if len(line) > 80] == []
+    assert sum(1 for line in lines if line.startswith("! ")) == 1
+    assert sum(1 for line in lines if line.startswith("  fetch_the_quarterly")) >= 3
+
+
+def test_status_takes_the_metrics_url_of_a_prometheus_config(
+    server: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--url http://host:port/metrics` (the scrape URL an operator copies from Prometheus's
+    configuration) shows the status of that endpoint, from its /status."""
+    assert main(["status", "--url", f"{server.url}/metrics"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(f"laios status - {server.url}/status")
+    assert "Running tasks (1)" in out
+
+
+@pytest.mark.parametrize(("given", "host"), [("[::1]", "::1"), ("[fe80::1%lo]", "fe80::1%lo")])
+def test_demo_takes_a_bracketed_ipv6_host(
+    given: str, host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--host '[::1]', as an IPv6 address is written in a URL, is the address ::1."""
+    received: list[Any] = []
+    fake = ModuleType("laios._demo")
+    fake.run = lambda args: received.append(args) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "laios._demo", fake)
+    assert main(["demo", "--host", given]) == 0
+    assert received[0].host == host
+
+
+@pytest.mark.parametrize("given", ["[127.0.0.1]", "[localhost]", "[::1"])
+def test_demo_refuses_brackets_around_what_is_not_an_ipv6_address(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Brackets hold an IPv6 address only: around anything else (or unclosed) they are a
+    usage error that says so, not a host name that does not resolve."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--host", given])
+    assert exit_info.value.code == 2
+    assert "IPv6" in capsys.readouterr().err
+
+
+def test_demo_serves_on_a_bracketed_ipv6_host() -> None:
+    """`laios demo --host '[::1]'` serves on ::1 (exit 0), as `--host ::1` does."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    command = ["demo", "--host", "[::1]", "--port", "0", "--duration", "1", "--no-live"]
+    done = subprocess.run(
+        [sys.executable, "-m", "laios", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "laios demo: serving http://[::1]:" in done.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["status", "--help"]])
+def test_help_and_version_that_cannot_be_written_end_with_exit_1(argv: list[str]) -> None:
+    """`laios --version > /dev/full` (or --help) ends as a command whose output cannot be
+    written does: exit 1 and one line saying why, not exit 0 with the text lost."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "laios", *argv],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "laios: could not write its output (No space left on device)\n"
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+def test_help_and_version_on_a_closed_stdout_end_with_exit_1(argv: list[str]) -> None:
+    """`laios --version >&-`: exit 1 and the one line the commands give, not the text sent to
+    stderr instead with exit 0."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "laios: could not write its output (stdout is closed)\n"
+
+
+def test_help_to_a_reader_that_is_gone_ends_quietly_with_exit_1() -> None:
+    """`laios --help | true`: the reader is gone before the text is written; exit 1, nothing on
+    stderr, as for the commands."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "laios", "--help"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
+#: Installed as ``sitecustomize``: makes the import of LAIOS_TEST_BLOCKED (a module of the
+#: command) say so on the pipe LAIOS_TEST_READY_FD, then wait on LAIOS_TEST_WAIT_FD for ever.
+_BLOCKING_IMPORT = """
+import os, sys
+
+class _Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["LAIOS_TEST_BLOCKED"]:
+            os.write(int(os.environ["LAIOS_TEST_READY_FD"]), b"importing")
+            os.read(int(os.environ["LAIOS_TEST_WAIT_FD"]), 1)
+        return None
+
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+#: The two ways the command starts: ``python -m laios``, and what the installed ``laios``
+#: script runs (see test_the_laios_script_runs_the_guarded_entry_point).
+_STARTS = {
+    "python -m laios": ["-m", "laios"],
+    "laios script": ["-c", "import sys; from laios.__main__ import main; sys.exit(main())"],
+}
+
+
+def test_the_laios_script_runs_the_guarded_entry_point() -> None:
+    """The ``laios`` script of the package's metadata calls laios.__main__.main, which imports
+    the command itself (a Ctrl-C during that import is then handled)."""
+    tomllib = pytest.importorskip("tomllib")
+    project = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    scripts = tomllib.loads(project.read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["laios"] == "laios.__main__:main"
+
+
+@pytest.mark.parametrize("start", sorted(_STARTS))
+@pytest.mark.parametrize("blocked", ["laios.cli", "laios._output"])
+def test_ctrl_c_while_the_command_is_imported_ends_it_quietly_with_130(
+    blocked: str, start: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while the command's modules are still being imported (a slow disk, a slow
+    import) ends it with exit code 130 and no traceback, as a Ctrl-C later does."""
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKING_IMPORT, encoding="utf-8")
+    ready_read, ready_write = os.pipe()
+    wait_read, wait_write = os.pipe()
+    env = dict(os.environ)
+    src = str(Path(laios.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), src, env.get("PYTHONPATH", "")])
+    env.update(
+        LAIOS_TEST_BLOCKED=blocked,
+        LAIOS_TEST_READY_FD=str(ready_write),
+        LAIOS_TEST_WAIT_FD=str(wait_read),
+    )
+    try:
+        process = subprocess.Popen(
+            [sys.executable, *_STARTS[start], "status", "--url", "http://127.0.0.1:1"],
+            env=env,
+            pass_fds=(ready_write, wait_read),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.close(ready_write)
+        os.close(wait_read)
+        try:
+            assert os.read(ready_read, 64) == b"importing"  # (EOF, b"", if it ended first)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+            process.wait(timeout=60)
+    finally:
+        os.close(ready_read)
+        os.close(wait_write)
+    assert process.returncode == 130, err
+    assert err == ""
+    assert out == ""

@@ -57,3 +57,21 @@ def test_the_help_says_what_an_operator_needs_at_the_prompt(command: str, phrase
     """Facts of docs/cli.md an operator needs without the docs: what --url takes, the exit
     code when nothing answers, --port 0, the extra --console-spans needs."""
     assert phrase in _help(command)
+
+
+def test_the_docs_show_what_a_bare_laios_prints_and_its_exit_code(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`laios` without a command: the page shows its output (the usage, on stderr) line for
+    line, and says it exits with code 2."""
+    from laios.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main([]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    page = PAGE.read_text(encoding="utf-8")
+    block = page.split("```console\n$ laios\n", 1)[1].split("```", 1)[0]
+    assert block.splitlines() == printed.err.splitlines()
+    intro = page.split("\n## ", 1)[0]
+    assert "exit code 2" in " ".join(intro.split())
