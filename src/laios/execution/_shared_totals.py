@@ -124,8 +124,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _warnings, _lock_fds_lock
-    _warnings = WarningLimiter(60.0)  # its lock may have been held by another thread at a fork
+    # (The warning limiters need nothing here: each replaces its own lock in a forked child,
+    # see WarningLimiter.after_fork_in_child.)
+    global _lock_fds_lock
     _lock_fds_lock = threading.RLock()
     for fd in _lock_fds:  # the parent's locks stay the parent's
         with contextlib.suppress(OSError):
