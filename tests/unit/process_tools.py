@@ -107,6 +107,24 @@ class Allocate(BaseTool):
         return kwargs["mb"]
 
 
+class SwellsWhenPickled:
+    """A small value whose pickling allocates ``mb`` MB (its ``__reduce__`` builds its state)."""
+
+    def __init__(self, mb: int) -> None:
+        self.mb = mb
+
+    def __reduce__(self) -> Any:
+        return (bytes, (bytes(self.mb * 1024 * 1024),))
+
+
+class ReturnsSwelling(BaseTool):
+    name = "returns_swelling"
+    description = "Returns a small value whose pickling allocates a number of MB."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return SwellsWhenPickled(kwargs["mb"])
+
+
 class Spin(BaseTool):
     name = "spin"
     description = "Burns CPU for a number of CPU seconds (for ever without one)."
@@ -542,6 +560,7 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    ReturnsSwelling,
     Hang,
     Exit,
     Allocate,

@@ -476,6 +476,23 @@ def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
     assert result.success, result.error
 
 
+def test_a_result_whose_pickling_needs_more_than_the_memory_limit_fails_as_memory_limit(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Pickling a tool's result to send it back counts against the task's memory limit: a
+    small result that needs more than the limit to pickle fails ``memory_limit``."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=100))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(task("returns_swelling", mb=150), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "memory_limit", result.error
+    assert "memory limit of 100 MB" in (result.error or "")
+    assert "pickled" in (result.error or "")
+    assert gone(before)  # the worker that hit the limit is not reused
+    fine = executor.execute_task(task("returns_swelling", mb=10), context, timeout=WAIT)
+    assert fine.success, fine.error
+    assert fine.output == bytes(10 * 1024 * 1024)
+
+
 def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
