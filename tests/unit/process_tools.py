@@ -321,6 +321,21 @@ class ExitsWhenPickled:
         raise SystemExit("cannot be pickled")
 
 
+#: Set by a test's event loop when it gets a turn; see :class:`WaitsForTheLoop`.
+LOOP_TURNED = threading.Event()
+#: Whether each :class:`WaitsForTheLoop` was pickled after the loop had its turn.
+PICKLED_AFTER_THE_LOOP_TURNED: list[bool] = []
+
+
+class WaitsForTheLoop:
+    """A parameter whose pickling waits (5 s at most) for the caller's event loop to get a
+    turn: pickled on the loop's own thread, it waits in vain."""
+
+    def __reduce__(self) -> Any:
+        PICKLED_AFTER_THE_LOOP_TURNED.append(LOOP_TURNED.wait(5.0))
+        return (str, ("waited",))
+
+
 class InterruptedWhenPickled:
     """A value whose pickling is interrupted (``KeyboardInterrupt``: Ctrl-C meanwhile)."""
 

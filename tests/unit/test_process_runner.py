@@ -392,6 +392,41 @@ def test_an_interrupt_while_pickling_parameters_reaches_the_caller_with_the_task
     assert run_pid(executor, task, context) > 0
 
 
+def test_pickling_a_large_parameter_never_holds_the_callers_event_loop(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """``execute_async`` pickles a large call off the caller's loop: the loop gets its turn
+    while the parameters are pickled."""
+    executor = make()
+    process_tools.LOOP_TURNED.clear()
+    process_tools.PICKLED_AFTER_THE_LOOP_TURNED.clear()
+    large = task("pid", blob=bytes(4 * 1024 * 1024), gate=process_tools.WaitsForTheLoop())
+
+    async def main() -> TaskResult:
+        asyncio.get_running_loop().call_soon(process_tools.LOOP_TURNED.set)
+        return await executor.execute_async(large, context, timeout=WAIT)
+
+    result = asyncio.run(main())
+    assert result.success, result.error
+    assert process_tools.PICKLED_AFTER_THE_LOOP_TURNED == [True]
+
+
+@pytest.mark.parametrize("blob_mb", [0, 4])
+def test_an_awaited_task_with_a_parameter_that_cannot_be_pickled_fails_naming_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, blob_mb: int
+) -> None:
+    """An awaited task whose parameter cannot be pickled (pickled on the loop, or off it when
+    the call is large) is a rejected result naming the parameter; nothing is raised."""
+    executor = make()
+    refused = task("pid", blob=bytes(blob_mb * 1024 * 1024), callback=lambda: None)
+    result = asyncio.run(executor.execute_async(refused, context, timeout=WAIT))
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "parameter 'callback' (function)" in (result.error or ""), result.error
+    assert executor.get_task_status(refused.id) == TaskStatus.FAILED
+    assert run_pid(executor, task, context) > 0
+
+
 def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -30,6 +30,7 @@ what comes back (a value or exception that cannot be sent back becomes a clear e
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import dataclasses
@@ -106,6 +107,91 @@ _CPU_WATCH_STEP = 0.05
 #: The most CPU seconds a worker can use per second (all its threads at once).
 _CPUS = os.cpu_count() or 1
 
+#: The most a call is pickled on the thread of a running event loop (``execute_async``,
+#: ``execute_parallel``), in bytes: a larger one is pickled, and sent, on a thread of its own,
+#: so that the loop is never held for longer than pickling this much takes.
+LOOP_PICKLE_BYTES = 256 * 1024
+
+
+class _TooLarge(Exception):
+    """A call pickled on an event loop's thread outgrew :data:`LOOP_PICKLE_BYTES`."""
+
+
+class _BoundedSink:
+    """Where a call is pickled on an event loop's thread: takes up to ``LOOP_PICKLE_BYTES``
+    and raises :class:`_TooLarge` past that. The pickler hands it each 64 KiB frame as it is
+    done, and a large ``bytes`` (or buffer) value whole, so it stops early and copies little."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        data = data if type(data) is bytes else bytes(data)
+        self.size += len(data)
+        if self.size > LOOP_PICKLE_BYTES:
+            raise _TooLarge
+        self.parts.append(data)
+        return len(data)
+
+
+def _pickled(value: Any, *, bounded: bool = False) -> bytes:
+    """``value`` pickled; ``bounded``: at most :data:`LOOP_PICKLE_BYTES` of it.
+
+    Raises:
+        _TooLarge: When ``bounded`` and the pickle would be larger.
+    """
+    if not bounded:
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    sink = _BoundedSink()
+    pickle.Pickler(sink, pickle.HIGHEST_PROTOCOL).dump(value)
+    return b"".join(sink.parts)
+
+
+def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False) -> Refusal:
+    """The refusal of a call that cannot be pickled, naming what in it cannot be (the tool,
+    or the first parameter that fails on its own: by name and type, never by value)."""
+    what = "its tool or parameters cannot be pickled"
+    advice = (
+        "Define the tool class at module level and pass plain, picklable parameters (numbers, "
+        "strings, lists, dicts, dataclasses, models)"
+    )
+    candidates: list[tuple[str, Any]] = [("tool", call.tool)]
+    parameters = call.parameters
+    if isinstance(parameters, dict):
+        candidates.extend((str(name), value) for name, value in parameters.items())
+    for name, value in candidates:
+        try:
+            _pickled(value, bounded=bounded)
+        except _TooLarge:
+            break  # (not to be checked here; it may be the one)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            kind = type(value).__name__[:64]
+            if name == "tool":
+                what = f"its tool '{call.tool_name[:64]}' ({kind}) cannot be pickled"
+                advice = (
+                    "Define the tool class at module level in an importable module (not inside "
+                    "a function), with picklable attributes"
+                )
+            else:
+                what = f"its parameter '{name[:64]}' ({kind}) cannot be pickled"
+                advice = (
+                    "Pass plain, picklable values as the parameters of tools run in processes "
+                    "(numbers, strings, lists, dicts, dataclasses, models), not functions, "
+                    "locks, open files or connections"
+                )
+            break
+    return Refusal(
+        "not_picklable",
+        f"Task '{call.task_id}' cannot be sent to a worker process: {what} "
+        f"({type(exc).__name__}: {exc}). {advice}",
+    )
+
+
 #: The limits a worker cannot enforce on this platform ("memory", "cpu"); none on Linux.
 _UNENFORCED_LIMITS = frozenset(
     name
@@ -165,8 +251,9 @@ class _Call:
         self.tool_name = tool_name
         self.cpu_seconds = cpu_seconds  # its CPU budget (None: none)
         self.worker: _Worker | None = None
-        # queued, reserved (a worker is set aside for it; not sent yet), running (sent to its
-        # worker), done or abandoned; changed under the pool's lock.
+        # pickling (on a thread of its own, see ``ProcessRunner.submit``), queued, reserved (a
+        # worker is set aside for it; not sent yet), running (sent to its worker), done or
+        # abandoned; changed under the pool's lock.
         self.state = "queued"
 
 
@@ -380,6 +467,7 @@ class _Pool:
         self.idle: list[_Worker] = []
         self.starting = 0  # workers being started (counted against max_workers)
         self.queue: deque[_Call] = deque()
+        self.pickling = 0  # calls accepted and being pickled on a thread of their own
         self.closed = False
         self.terminated = False  # every worker was killed (running calls end "terminated")
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
@@ -409,6 +497,7 @@ class _Pool:
         self.idle = []
         self.starting = 0
         self.queue = deque()
+        self.pickling = 0
         self.cpu_watches = {}
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader = None
@@ -752,12 +841,62 @@ class _Pool:
         if replace:
             self.start_in_background()
 
+    # -- accepting calls ---------------------------------------------------------------------
+
+    def place(self, call: _Call, *, unless_closed: bool = False) -> bool:
+        """Hand a pickled call to an idle worker, or queue it (starting a worker when fewer
+        than ``max_workers`` run); ``unless_closed``: not when the pool is closed (then
+        ``False``)."""
+        start = False
+        with self.lock:
+            if unless_closed and self.closed:
+                return False
+            worker = self.idle.pop() if self.idle else None
+            if worker is not None:
+                call.state = "reserved"
+                call.worker = worker
+                worker.call = call
+            else:
+                call.state = "queued"
+                self.queue.append(call)
+                if len(self.workers) + self.starting < self.max_workers:
+                    self.starting += 1
+                    start = True
+        if worker is not None:
+            self.begin(worker, call)
+        elif start:
+            self.start_in_background()
+        return True
+
+    def pickle_and_place(self, call: _Call, portable: ToolCall) -> None:
+        """Pickle an accepted call (on a thread of its own), then place it; refuse it when it
+        cannot be pickled, or the runner was terminated meanwhile. (A call accepted before a
+        shutdown still runs, as a queued one does.)"""
+        refusal: Refusal | None = None
+        try:
+            call.payload = _pickled(portable)
+        except BaseException as exc:  # (``SystemExit`` too; no Ctrl-C reaches this thread)
+            refusal = _not_picklable(portable, exc)
+        with self.lock:
+            self.pickling -= 1
+            self.changed.notify_all()
+            if call.state != "pickling":
+                return  # given up meanwhile
+            if refusal is None and self.terminated:
+                refusal = SHUTDOWN
+            if refusal is not None:
+                call.state = "abandoned"
+        if refusal is not None:
+            call.events.refused(refusal)
+            return
+        self.place(call)
+
     # -- stopping ----------------------------------------------------------------------------
 
     def kill(self, call: _Call) -> StopResult:
         """Give up ``call``: drop it from the queue, or kill the worker running it."""
         with self.lock:
-            if call.state == "queued":
+            if call.state in ("queued", "pickling"):
                 call.state = "abandoned"
                 with contextlib.suppress(ValueError):
                     self.queue.remove(call)
@@ -791,7 +930,7 @@ class _Pool:
                 return  # (a callback on the reader thread: it cannot wait for itself)
             if getattr(self.starting_here, "active", False):
                 return  # (a "started" callback: its call is sent once it returns)
-            while self.workers or self.starting or self.reader is not None:
+            while self.workers or self.starting or self.pickling or self.reader is not None:
                 self.changed.wait(1.0)
 
     def terminate(self) -> None:
@@ -817,7 +956,7 @@ class _Pool:
             return RunnerStats(
                 workers=0 if self.closed else self.max_workers,
                 busy=busy,
-                queued=len(self.queue),
+                queued=len(self.queue) + self.pickling,
             )
 
 
@@ -945,40 +1084,38 @@ class ProcessRunner:
             return list(self._pool.workers)
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
-        """Queue ``call`` for a worker process, or refuse it (shut down, not picklable)."""
+        """Queue ``call`` for a worker process, or refuse it (shut down, not picklable).
+
+        On the thread of a running event loop (``execute_async``, ``execute_parallel``) a
+        call is pickled there only up to :data:`LOOP_PICKLE_BYTES`: a larger one is accepted
+        at once and pickled, then sent, on a thread of its own (refused from there when it
+        cannot be pickled), so that the loop is not held meanwhile.
+        """
+        portable = dataclasses.replace(call, context=None)
+        # (in asyncio.events.__all__: the running loop or None, without raising)
+        on_loop = asyncio._get_running_loop() is not None  # noqa: SLF001
         try:
-            payload = pickle.dumps(dataclasses.replace(call, context=None), pickle.HIGHEST_PROTOCOL)
+            payload: bytes | None = _pickled(portable, bounded=on_loop)
+        except _TooLarge:
+            payload = None
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
         except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
-            return Refusal(
-                "not_picklable",
-                f"Task '{call.task_id}' cannot be sent to a worker process: its tool or "
-                f"parameters cannot be pickled ({type(exc).__name__}: {exc}). Define the tool "
-                "class at module level and pass plain, picklable parameters",
-            )
+            return _not_picklable(portable, exc, bounded=on_loop)
         if _UNENFORCED_LIMITS:  # (never on Linux)
             _warn_unenforced(call)
         pool = self._pool
-        handle = _Call(events, payload, call.tool_name, call.cpu_seconds)
-        start = False
+        handle = _Call(events, payload or b"", call.tool_name, call.cpu_seconds)
+        if payload is not None:
+            return handle if pool.place(handle, unless_closed=True) else SHUTDOWN
         with pool.lock:
             if pool.closed:
                 return SHUTDOWN
-            worker = pool.idle.pop() if pool.idle else None
-            if worker is not None:
-                handle.state = "reserved"
-                handle.worker = worker
-                worker.call = handle
-            else:
-                pool.queue.append(handle)
-                if len(pool.workers) + pool.starting < pool.max_workers:
-                    pool.starting += 1
-                    start = True
-        if worker is not None:
-            pool.begin(worker, handle)
-        elif start:
-            pool.start_in_background()
+            handle.state = "pickling"
+            pool.pickling += 1
+        threading.Thread(
+            target=pool.pickle_and_place, args=(handle, portable), name="laios-process-pickle"
+        ).start()
         return handle
 
     def abandon(self, handle: Handle) -> StopResult:
