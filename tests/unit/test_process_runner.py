@@ -1245,6 +1245,83 @@ def test_a_call_sent_as_its_worker_dies_never_reaches_the_replacement() -> None:
         runner.terminate()
 
 
+class PausedWhileReading(Connection):
+    """A worker's connection that runs ``pause`` before it reads the body of its first large
+    message: a transfer that takes as long as the test wants."""
+
+    pause: Callable[[], None]
+
+    def _recv(self, size: int, read: Callable[[int, int], bytes] = os.read) -> Any:
+        if size > 1024 * 1024:
+            pause, self.pause = self.pause, lambda: None  # (once)
+            pause()
+        return super()._recv(size, read)  # type: ignore[misc]
+
+
+def test_a_large_result_being_read_never_holds_a_small_result_of_another_worker() -> None:
+    """While one worker's large result is being read, another worker's small result is
+    delivered: the large one's transfer (here, held until then) does not hold the others."""
+    runner = ProcessRunner(2)
+    try:
+        warm = [ScriptedEvents(), ScriptedEvents()]
+        for events in warm:
+            runner.submit(_call(process_tools.Spin(), seconds=0.2), events)
+        assert all(events.finished_event.wait(WAIT) for events in warm)
+        assert wait_for(lambda: len(runner.worker_pids()) == 2 and runner.stats.busy == 0)
+        transfer_began = threading.Event()
+        small = ScriptedEvents()
+        small_first: list[bool] = []
+
+        def hold_the_transfer_until_the_small_result_is_in() -> None:
+            transfer_began.set()
+            small_first.append(small.finished_event.wait(WAIT))
+
+        for pid in runner.worker_pids():
+            conn = runner._pool.workers[pid].conn
+            conn.__class__ = PausedWhileReading
+            conn.pause = hold_the_transfer_until_the_small_result_is_in  # type: ignore[attr-defined]
+        large = ScriptedEvents()
+        runner.submit(_call(process_tools.ReturnsSwelling(), mb=8), large)
+        assert transfer_began.wait(WAIT)
+        runner.submit(_call(process_tools.Pid()), small)
+        assert small.finished_event.wait(WAIT), "the small result waited for the large one"
+        assert isinstance(small.outcomes[0].value, int)
+        assert large.finished_event.wait(WAIT)
+        assert small_first == [True]
+        assert large.outcomes[0].value == bytes(8 * 1024 * 1024)
+    finally:
+        runner.terminate()
+
+
+def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only() -> None:
+    """A worker killed while its large result is being read fails its call as crashed; the
+    pool serves on."""
+    runner = ProcessRunner(1)
+    try:
+        first = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), first)
+        assert first.finished_event.wait(WAIT)
+        pid = first.outcomes[0].value
+
+        def kill_the_worker() -> None:
+            os.kill(pid, signal.SIGKILL)
+            assert gone(pid)
+
+        conn = runner._pool.workers[pid].conn
+        conn.__class__ = PausedWhileReading
+        conn.pause = kill_the_worker  # type: ignore[attr-defined]
+        doomed = ScriptedEvents()
+        runner.submit(_call(process_tools.ReturnsSwelling(), mb=8), doomed)
+        assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
+        assert doomed.outcomes[0].error_type == "worker_crashed"
+        after = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), after)
+        assert after.finished_event.wait(WAIT)
+        assert after.outcomes[0].value != pid
+    finally:
+        runner.terminate()
+
+
 def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
     """A parent that is killed outright (no atexit, no finalizers) leaves no worker behind:
     each worker watches its parent and kills its own process group when the parent is gone."""

@@ -6,7 +6,9 @@ on macOS, ``spawn`` elsewhere;
 never ``fork`` from a threaded parent), each serving one call at a time over a pipe of its own
 (see :mod:`~laios.execution._runners.process_worker` for the worker's side). One reader thread
 in the caller's process receives every worker's messages in order and reports them to the
-calls' events: progress and checkpoints while a tool runs, then its outcome.
+calls' events: progress and checkpoints while a tool runs, then its outcome (a message larger
+than ``LARGE_MESSAGE_BYTES`` is read and loaded on a thread of its own, so that its transfer
+holds no other worker's messages).
 
 * **Kill.** When a call is abandoned (its task timed out, or was cancelled while running) the
   worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
@@ -69,6 +71,8 @@ from laios.execution._runners.base import (
 from laios.execution._runners.process_worker import (
     CPU_BUDGET_ENFORCED,
     DONE,
+    LARGE,
+    LARGE_MESSAGE_BYTES,
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
@@ -414,6 +418,13 @@ class _Waiter:
             self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
             self.selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
 
+    def watch_messages(self, worker: _Worker) -> None:
+        """Wait for ``worker``'s messages again (after :meth:`forget_messages`)."""
+        self.workers[worker.conn] = ("message", worker)
+        if self.selector is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
+
     def forget_messages(self, worker: _Worker) -> None:
         """Stop waiting for ``worker``'s messages (its pipe is closed; its end is still
         watched through its sentinel)."""
@@ -474,6 +485,9 @@ class _Pool:
         self.reader: threading.Thread | None = None
         self.start_error: Exception | None = None  # why the last worker could not start
         self.cpu_watches: dict[int, _CpuWatch] = {}  # by worker pid (read by the reader)
+        # Large messages read on threads of their own, for the reader to deliver: the worker,
+        # the loaded message (``None``: dropped) and whether the pipe could be read.
+        self.transferred: list[tuple[_Worker, tuple[Any, ...] | None, bool]] = []
         # Set while a thread tells a call's events it starts (its "started" callback runs
         # then, before the call is sent): such a thread cannot wait for the workers to exit.
         self.starting_here = threading.local()
@@ -499,6 +513,7 @@ class _Pool:
         self.queue = deque()
         self.pickling = 0
         self.cpu_watches = {}
+        self.transferred = []
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader = None
 
@@ -709,9 +724,18 @@ class _Pool:
     # -- the reader thread -----------------------------------------------------------------
 
     def read(self) -> None:
-        """Deliver every worker's messages and deaths, until the pool is closed and empty."""
+        """Deliver every worker's messages and deaths, until the pool is closed and empty.
+
+        A large message (announced by :data:`LARGE`) is read and loaded on a thread of its
+        own (see :meth:`transfer`), and delivered here once it is in: meanwhile the reader
+        goes on with the other workers, and waits for no more messages of that worker, so
+        that its messages are delivered in order. A worker that ends meanwhile is reported
+        once its message is in.
+        """
         waiter = _Waiter(self.wake_reader)
         watched: dict[int, _Worker] = {}
+        transfers: set[int] = set()  # the pids of workers whose large message is being read
+        ended_meanwhile: set[int] = set()  # those of them that have ended since
         while True:
             with self.lock:
                 if self.closed and not self.workers and not self.starting:
@@ -721,6 +745,19 @@ class _Pool:
                     return
                 current = dict(self.workers)
                 timeout = self.cpu_due()
+                transferred, self.transferred = self.transferred, []
+            for worker, message, readable in transferred:
+                transfers.discard(worker.pid)
+                if message is not None:
+                    self.handle(worker, message)
+                if worker.pid in ended_meanwhile:
+                    ended_meanwhile.discard(worker.pid)
+                    watched.pop(worker.pid, None)
+                    self.lost(worker)
+                elif readable:
+                    waiter.watch_messages(worker)
+            if transferred:
+                continue  # (with the workers as they are now: one may have been lost)
             for pid in watched.keys() - current.keys():
                 waiter.forget(watched.pop(pid))
             for pid in current.keys() - watched.keys():
@@ -740,13 +777,42 @@ class _Pool:
                     # wait would return at once while the tool runs.
                     waiter.forget_messages(worker)
                     continue
+                if data == LARGE:
+                    waiter.forget_messages(worker)
+                    transfers.add(worker.pid)
+                    threading.Thread(
+                        target=self.transfer, args=(worker,), name="laios-process-transfer"
+                    ).start()
+                    continue
                 self.deliver(worker, data)
             for worker in deaths:
+                if worker.pid in transfers:  # reported once its message is in
+                    waiter.forget(worker)
+                    ended_meanwhile.add(worker.pid)
+                    if not worker.stopping:  # (what its tool left in its group may hold the
+                        _kill_group(worker.pid, ended=True)  # pipe open: never the message)
+                    continue
                 waiter.forget(worker)  # (before lost() closes its pipe)
                 watched.pop(worker.pid, None)
                 self.lost(worker)
             if timeout is not None:
                 self.check_cpu()
+
+    def transfer(self, worker: _Worker) -> None:
+        """Read and load a worker's large message (on a thread of its own), then hand it to
+        the reader."""
+        message: tuple[Any, ...] | None = None
+        readable = True
+        try:
+            data = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            readable = False  # (the worker is gone, or its tool closed the pipe)
+        else:
+            message = self.load(worker, data)
+            del data
+        with self.lock:
+            self.transferred.append((worker, message, readable))
+        self.wake()
 
     def receive(self, worker: _Worker) -> None:
         """Deliver every message still waiting on ``worker``'s pipe."""
@@ -754,13 +820,21 @@ class _Pool:
         try:
             while conn.poll():
                 data = conn.recv_bytes()
-                self.deliver(worker, data)
+                if data != LARGE:  # (else the large message follows)
+                    self.deliver(worker, data)
         except (EOFError, OSError):
             pass  # the pipe is closed
 
     def deliver(self, worker: _Worker, data: bytes) -> None:
+        message = self.load(worker, data)
+        if message is not None:
+            self.handle(worker, message)
+
+    def load(self, worker: _Worker, data: bytes) -> tuple[Any, ...] | None:
+        """A worker's message loaded; ``None`` for a progress report or checkpoint that
+        cannot be (dropped: the call goes on)."""
         try:
-            message = pickle.loads(memoryview(data)[1:])
+            message: tuple[Any, ...] = pickle.loads(memoryview(data)[1:])
         except BaseException as exc:  # (``SystemExit`` too: the reader must go on)
             if data[:1] != DONE:  # a progress report or checkpoint: dropped, the call goes on
                 call = worker.call
@@ -770,8 +844,12 @@ class _Pool:
                     call.tool_name[:128] if call is not None else "?",
                     type(exc).__name__,
                 )
-                return
-            message = ("done", _unloadable(worker, exc), False)
+                return None
+            return ("done", _unloadable(worker, exc), False)
+        return message
+
+    def handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        """Report a worker's loaded message to its call's events."""
         kind = message[0]
         with self.lock:
             call = worker.call
@@ -790,7 +868,13 @@ class _Pool:
                     worker.stopping = True  # it exits by itself
             if current and call is not None:
                 call.events.finished(outcome)
-            if following is not None:
+            if following is None:
+                return
+            if len(following.payload) > LARGE_MESSAGE_BYTES:  # (its write holds no reader)
+                threading.Thread(
+                    target=self.begin, args=(worker, following), name="laios-process-send"
+                ).start()
+            else:
                 self.begin(worker, following)
         elif current and call is not None:
             try:

@@ -10,7 +10,8 @@ group (so that killing the group also kills any process a tool started), runs th
 * child to parent, in order: ``("progress", percent, message, details)`` and
   ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``; each
   pickled after a byte saying which it is (:data:`EVENT` or :data:`DONE`), so that the caller
-  knows what a message it cannot unpickle was.
+  knows what a message it cannot unpickle was; one larger than :data:`LARGE_MESSAGE_BYTES`
+  comes just after a message of its own, :data:`LARGE`.
 
 Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory, kept while
 the outcome is pickled to be sent back; for the CPU budget a ``ITIMER_PROF`` timer whose signal
@@ -52,6 +53,8 @@ __all__ = [
     "CPU_BUDGET_ENFORCED",
     "DONE",
     "EVENT",
+    "LARGE",
+    "LARGE_MESSAGE_BYTES",
     "LONGEST_CPU_BUDGET",
     "MEMORY_LIMIT_ENFORCED",
     "PIPE_CLOSED_EXIT",
@@ -81,6 +84,11 @@ CPU_BUDGET_ENFORCED = hasattr(signal, "setitimer") or resource is not None
 #: The first byte of a message from a worker: a progress report or checkpoint, or an outcome.
 EVENT = b"e"
 DONE = b"d"
+#: A message of its own sent just before a message larger than :data:`LARGE_MESSAGE_BYTES`:
+#: the caller's reader thread then reads that one on a thread of its own, so that its
+#: transfer holds no other worker's messages.
+LARGE = b"l"
+LARGE_MESSAGE_BYTES = 1024 * 1024
 
 #: The largest resource limit the platform takes (``setrlimit`` takes a C ``long long``): a
 #: memory limit past it limits nothing and is not set.
@@ -190,6 +198,8 @@ def _send_on_pipe(conn: Connection, pipe: tuple[int, int] | None, data: bytes) -
     """
     if _identity(conn.fileno()) != pipe:
         raise OSError(errno.EBADF, "the worker's end of the pipe was closed under it")
+    if len(data) > LARGE_MESSAGE_BYTES:
+        conn.send_bytes(LARGE)
     conn.send_bytes(data)
 
 
