@@ -107,6 +107,24 @@ class Allocate(BaseTool):
         return kwargs["mb"]
 
 
+class SwellsWhenPickled:
+    """A small value whose pickling allocates ``mb`` MB (its ``__reduce__`` builds its state)."""
+
+    def __init__(self, mb: int) -> None:
+        self.mb = mb
+
+    def __reduce__(self) -> Any:
+        return (bytes, (bytes(self.mb * 1024 * 1024),))
+
+
+class ReturnsSwelling(BaseTool):
+    name = "returns_swelling"
+    description = "Returns a small value whose pickling allocates a number of MB."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return SwellsWhenPickled(kwargs["mb"])
+
+
 class Spin(BaseTool):
     name = "spin"
     description = "Burns CPU for a number of CPU seconds (for ever without one)."
@@ -301,6 +319,21 @@ class ExitsWhenPickled:
 
     def __reduce__(self) -> Any:
         raise SystemExit("cannot be pickled")
+
+
+#: Set by a test's event loop when it gets a turn; see :class:`WaitsForTheLoop`.
+LOOP_TURNED = threading.Event()
+#: Whether each :class:`WaitsForTheLoop` was pickled after the loop had its turn.
+PICKLED_AFTER_THE_LOOP_TURNED: list[bool] = []
+
+
+class WaitsForTheLoop:
+    """A parameter whose pickling waits (5 s at most) for the caller's event loop to get a
+    turn: pickled on the loop's own thread, it waits in vain."""
+
+    def __reduce__(self) -> Any:
+        PICKLED_AFTER_THE_LOOP_TURNED.append(LOOP_TURNED.wait(5.0))
+        return (str, ("waited",))
 
 
 class InterruptedWhenPickled:
@@ -542,6 +575,7 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    ReturnsSwelling,
     Hang,
     Exit,
     Allocate,

@@ -442,6 +442,30 @@ def test_a_gone_process_whose_lock_file_is_deleted_is_folded_once(
     assert "laios-retired.json" in files(directory)
 
 
+def test_a_file_without_lock_file_from_another_pid_namespace_is_never_folded(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A file whose lock file is missing, written in another pid namespace (a container
+    sharing the directory), may be a live process's whatever its pid says here: it is never
+    folded, and its counters are counted once, its gauges not."""
+    if _shared_totals.pid_namespace() is None:
+        pytest.skip("this platform names no pid namespace")
+    child = fork(child_running(store, 4))
+    elsewhere = Path(child.report()["path"])
+    child.kill()
+    document = json.loads(elsewhere.read_bytes())
+    assert document["pid_namespace"] == _shared_totals.pid_namespace()
+    document["pid_namespace"] = "another-boot/4:4026532000"
+    elsewhere.write_text(json.dumps(document))
+    elsewhere.with_suffix(".lock").unlink()
+    for _ in range(2):
+        assert sweep(directory) == 0
+        text = scrape(registry)
+        assert tasks_total(text) == 4
+        assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
+    assert elsewhere.exists()
+
+
 def test_a_scrape_writes_this_process_file_before_answering(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
 ) -> None:

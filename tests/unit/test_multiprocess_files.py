@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -318,3 +320,41 @@ def test_the_directory_stays_locked_when_its_lock_file_is_deleted(
     # Let go, the directory can be locked again, and the lock file is there again.
     with SharedDirectory(tmp_path).locked(shared=False):
         assert (tmp_path / "laios-dir.lock").exists()
+
+
+def test_a_child_forked_while_a_thread_holds_the_warning_limiter_can_still_warn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The multiprocess warnings' limiter works in a forked child even when another thread of
+    the parent held its lock at the fork (the limiter replaces its own lock in the child)."""
+    from forked import in_child
+
+    limiter = _shared_totals._warnings
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with limiter._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+
+        def work() -> dict[str, object]:
+            records: list[logging.LogRecord] = []
+            handler = logging.Handler()
+            handler.emit = records.append  # type: ignore[method-assign]
+            logging.getLogger("laios.execution.multiprocess").addHandler(handler)
+            _shared_totals.warn("fork test", "warned in the child")
+            return {
+                "messages": [record.getMessage() for record in records],
+                "same limiter": _shared_totals._warnings is limiter,
+            }
+
+        result = in_child(work)
+    finally:
+        release.set()
+        holder.join()
+    assert result == {"messages": ["warned in the child"], "same limiter": True}

@@ -392,6 +392,41 @@ def test_an_interrupt_while_pickling_parameters_reaches_the_caller_with_the_task
     assert run_pid(executor, task, context) > 0
 
 
+def test_pickling_a_large_parameter_never_holds_the_callers_event_loop(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """``execute_async`` pickles a large call off the caller's loop: the loop gets its turn
+    while the parameters are pickled."""
+    executor = make()
+    process_tools.LOOP_TURNED.clear()
+    process_tools.PICKLED_AFTER_THE_LOOP_TURNED.clear()
+    large = task("pid", blob=bytes(4 * 1024 * 1024), gate=process_tools.WaitsForTheLoop())
+
+    async def main() -> TaskResult:
+        asyncio.get_running_loop().call_soon(process_tools.LOOP_TURNED.set)
+        return await executor.execute_async(large, context, timeout=WAIT)
+
+    result = asyncio.run(main())
+    assert result.success, result.error
+    assert process_tools.PICKLED_AFTER_THE_LOOP_TURNED == [True]
+
+
+@pytest.mark.parametrize("blob_mb", [0, 4])
+def test_an_awaited_task_with_a_parameter_that_cannot_be_pickled_fails_naming_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, blob_mb: int
+) -> None:
+    """An awaited task whose parameter cannot be pickled (pickled on the loop, or off it when
+    the call is large) is a rejected result naming the parameter; nothing is raised."""
+    executor = make()
+    refused = task("pid", blob=bytes(blob_mb * 1024 * 1024), callback=lambda: None)
+    result = asyncio.run(executor.execute_async(refused, context, timeout=WAIT))
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "parameter 'callback' (function)" in (result.error or ""), result.error
+    assert executor.get_task_status(refused.id) == TaskStatus.FAILED
+    assert run_pid(executor, task, context) > 0
+
+
 def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -474,6 +509,23 @@ def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
     assert gone(before)
     result = executor.execute_task(task("allocate", mb=50), context, timeout=WAIT)
     assert result.success, result.error
+
+
+def test_a_result_whose_pickling_needs_more_than_the_memory_limit_fails_as_memory_limit(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Pickling a tool's result to send it back counts against the task's memory limit: a
+    small result that needs more than the limit to pickle fails ``memory_limit``."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=100))
+    before = run_pid(executor, task, context)
+    result = executor.execute_task(task("returns_swelling", mb=150), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "memory_limit", result.error
+    assert "memory limit of 100 MB" in (result.error or "")
+    assert "pickled" in (result.error or "")
+    assert gone(before)  # the worker that hit the limit is not reused
+    fine = executor.execute_task(task("returns_swelling", mb=10), context, timeout=WAIT)
+    assert fine.success, fine.error
+    assert fine.output == bytes(10 * 1024 * 1024)
 
 
 def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
@@ -1189,6 +1241,83 @@ def test_a_call_sent_as_its_worker_dies_never_reaches_the_replacement() -> None:
             assert after.finished_event.wait(WAIT)
             assert after.outcomes[0].value == replacement[0], after.outcomes[0]
         assert runner.stats.busy == 0
+    finally:
+        runner.terminate()
+
+
+class PausedWhileReading(Connection):
+    """A worker's connection that runs ``pause`` before it reads the body of its first large
+    message: a transfer that takes as long as the test wants."""
+
+    pause: Callable[[], None]
+
+    def _recv(self, size: int, read: Callable[[int, int], bytes] = os.read) -> Any:
+        if size > 1024 * 1024:
+            pause, self.pause = self.pause, lambda: None  # (once)
+            pause()
+        return super()._recv(size, read)  # type: ignore[misc]
+
+
+def test_a_large_result_being_read_never_holds_a_small_result_of_another_worker() -> None:
+    """While one worker's large result is being read, another worker's small result is
+    delivered: the large one's transfer (here, held until then) does not hold the others."""
+    runner = ProcessRunner(2)
+    try:
+        warm = [ScriptedEvents(), ScriptedEvents()]
+        for events in warm:
+            runner.submit(_call(process_tools.Spin(), seconds=0.2), events)
+        assert all(events.finished_event.wait(WAIT) for events in warm)
+        assert wait_for(lambda: len(runner.worker_pids()) == 2 and runner.stats.busy == 0)
+        transfer_began = threading.Event()
+        small = ScriptedEvents()
+        small_first: list[bool] = []
+
+        def hold_the_transfer_until_the_small_result_is_in() -> None:
+            transfer_began.set()
+            small_first.append(small.finished_event.wait(WAIT))
+
+        for pid in runner.worker_pids():
+            conn = runner._pool.workers[pid].conn
+            conn.__class__ = PausedWhileReading
+            conn.pause = hold_the_transfer_until_the_small_result_is_in  # type: ignore[attr-defined]
+        large = ScriptedEvents()
+        runner.submit(_call(process_tools.ReturnsSwelling(), mb=8), large)
+        assert transfer_began.wait(WAIT)
+        runner.submit(_call(process_tools.Pid()), small)
+        assert small.finished_event.wait(WAIT), "the small result waited for the large one"
+        assert isinstance(small.outcomes[0].value, int)
+        assert large.finished_event.wait(WAIT)
+        assert small_first == [True]
+        assert large.outcomes[0].value == bytes(8 * 1024 * 1024)
+    finally:
+        runner.terminate()
+
+
+def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only() -> None:
+    """A worker killed while its large result is being read fails its call as crashed; the
+    pool serves on."""
+    runner = ProcessRunner(1)
+    try:
+        first = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), first)
+        assert first.finished_event.wait(WAIT)
+        pid = first.outcomes[0].value
+
+        def kill_the_worker() -> None:
+            os.kill(pid, signal.SIGKILL)
+            assert gone(pid)
+
+        conn = runner._pool.workers[pid].conn
+        conn.__class__ = PausedWhileReading
+        conn.pause = kill_the_worker  # type: ignore[attr-defined]
+        doomed = ScriptedEvents()
+        runner.submit(_call(process_tools.ReturnsSwelling(), mb=8), doomed)
+        assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
+        assert doomed.outcomes[0].error_type == "worker_crashed"
+        after = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid()), after)
+        assert after.finished_event.wait(WAIT)
+        assert after.outcomes[0].value != pid
     finally:
         runner.terminate()
 

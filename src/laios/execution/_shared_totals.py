@@ -7,7 +7,8 @@ which ``prometheus_client`` reads):
   ``pid``, replaced whole at each write; ``.lock`` beside it, held with an exclusive ``flock``
   by that process for as long as it lives. A data file whose lock file is missing (deleted
   under its process: a temp-file cleaner, an ``rm``) belongs to a gone process only when its
-  ``pid`` is gone too; while that process runs, its file is left alone and its counters are
+  ``pid`` is gone too, asked only of a file of this process's pid namespace
+  (:func:`pid_namespace`); while that process runs, its file is left alone and its counters are
   counted (its gauges are not: the pid may be another process's now), and the process moves
   its totals to a new name at its next write.
 - ``laios-retired.json``: the totals of processes that are gone, added up, without gauges,
@@ -72,6 +73,7 @@ __all__ = [
     "close_lock",
     "fold",
     "gather",
+    "pid_namespace",
     "retire",
     "same_buckets",
     "without_gauges",
@@ -124,8 +126,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _warnings, _lock_fds_lock
-    _warnings = WarningLimiter(60.0)  # its lock may have been held by another thread at a fork
+    # (The warning limiters need nothing here: each replaces its own lock in a forked child,
+    # see WarningLimiter.after_fork_in_child.)
+    global _lock_fds_lock
     _lock_fds_lock = threading.RLock()
     for fd in _lock_fds:  # the parent's locks stay the parent's
         with contextlib.suppress(OSError):
@@ -139,6 +142,29 @@ if hasattr(os, "register_at_fork"):
         after_in_parent=_after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
+
+
+#: This process's pid namespace (see :func:`pid_namespace`), by the pid it was read in.
+_namespace: tuple[int, str | None] | None = None
+
+
+def pid_namespace() -> str | None:
+    """What names the pid namespace of this process's pids, written beside the ``pid`` in its
+    file: the machine's boot id and the namespace's device and inode (Linux, where
+    containers have namespaces of their own); ``None`` where the platform does not say.
+    Read once per process (a forked child reads its own)."""
+    global _namespace
+    pid = os.getpid()
+    if _namespace is None or _namespace[0] != pid:
+        try:
+            namespace = os.stat("/proc/self/ns/pid")
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+                boot = handle.read().strip()
+            value: str | None = f"{boot}/{namespace.st_dev}:{namespace.st_ino}"
+        except (OSError, ValueError):
+            value = None
+        _namespace = (pid, value)
+    return _namespace[1]
 
 
 #: Lock files are opened without waiting for a writer: a named pipe under a lock file's name
@@ -415,13 +441,22 @@ class SharedDirectory:
         meanwhile would count its totals twice), or a gone process's. ``False`` without a data
         file or a pid in it. A pid reused since is taken for the process: its file then waits
         for that pid to be gone, its counts counted once.
+
+        A pid is asked only of a file written in this process's pid namespace (see
+        :func:`pid_namespace`): one written in another (a container sharing the directory),
+        or that does not say where, names a pid this process cannot ask about, so its
+        process may be alive, and its file is never folded while its lock file is missing.
         """
         try:
-            pid = read_document(self.data(stem)).get("pid")
+            document = read_document(self.data(stem))
         except (FileNotFoundError, UnreadableFile):
             return False
+        pid = document.get("pid")
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             return False  # (0 and negative pids name process groups)
+        namespace = pid_namespace()
+        if namespace is not None and document.get("pid_namespace") != namespace:
+            return True  # (not a pid of ours: its process may be alive)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

@@ -39,7 +39,10 @@ How:
   ``rm``) falls back on the ``pid`` it holds: gone once that pid is (its counters are counted
   meanwhile, its gauges not: the pid may have been reused); the process, at its next
   write, moves its totals to a new name and removes its old file in the same step (under the
-  directory's exclusive lock), so that they are counted once.
+  directory's exclusive lock), so that they are counted once. The lock works across pid
+  namespaces (containers sharing the directory); the pid does not, so each file names its
+  pid namespace, and a file of another one (or that does not say) is never folded while its
+  lock file is missing (its process may be alive).
 - **Gone processes are folded into one retired file**, under an exclusive ``flock`` on the
   directory itself and its lock file (a scrape reads under a shared one, so it sees a file
   either before or after its fold, never both or neither): their counters are added to it and
@@ -102,6 +105,7 @@ from laios.execution._shared_totals import (
     close_lock,
     fold,
     gather,
+    pid_namespace,
     warn,
     without_gauges,
     write_totals,
@@ -219,9 +223,12 @@ class MultiprocessExport:
         sections = self._sections()
         if not gauges:
             sections = [without_gauges(section) for section in sections]
-        body = dump(
-            {"kind": "process", "pid": os.getpid(), "sections": [section_data(s) for s in sections]}
-        )
+        document: dict[str, Any] = {"kind": "process", "pid": os.getpid()}
+        namespace = pid_namespace()
+        if namespace is not None:  # (whose pids ``pid`` is one of: see owner_runs)
+            document["pid_namespace"] = namespace
+        document["sections"] = [section_data(s) for s in sections]
+        body = dump(document)
         if not self._still_claimed():
             self._move(body)
         elif body != self._body:

@@ -6,7 +6,9 @@ on macOS, ``spawn`` elsewhere;
 never ``fork`` from a threaded parent), each serving one call at a time over a pipe of its own
 (see :mod:`~laios.execution._runners.process_worker` for the worker's side). One reader thread
 in the caller's process receives every worker's messages in order and reports them to the
-calls' events: progress and checkpoints while a tool runs, then its outcome.
+calls' events: progress and checkpoints while a tool runs, then its outcome (a message larger
+than ``LARGE_MESSAGE_BYTES`` is read and loaded on a thread of its own, so that its transfer
+holds no other worker's messages).
 
 * **Kill.** When a call is abandoned (its task timed out, or was cancelled while running) the
   worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
@@ -30,6 +32,7 @@ what comes back (a value or exception that cannot be sent back becomes a clear e
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import dataclasses
@@ -68,6 +71,8 @@ from laios.execution._runners.base import (
 from laios.execution._runners.process_worker import (
     CPU_BUDGET_ENFORCED,
     DONE,
+    LARGE,
+    LARGE_MESSAGE_BYTES,
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
@@ -105,6 +110,91 @@ _CPU_WATCH_STEP = 0.05
 
 #: The most CPU seconds a worker can use per second (all its threads at once).
 _CPUS = os.cpu_count() or 1
+
+#: The most a call is pickled on the thread of a running event loop (``execute_async``,
+#: ``execute_parallel``), in bytes: a larger one is pickled, and sent, on a thread of its own,
+#: so that the loop is never held for longer than pickling this much takes.
+LOOP_PICKLE_BYTES = 256 * 1024
+
+
+class _TooLarge(Exception):
+    """A call pickled on an event loop's thread outgrew :data:`LOOP_PICKLE_BYTES`."""
+
+
+class _BoundedSink:
+    """Where a call is pickled on an event loop's thread: takes up to ``LOOP_PICKLE_BYTES``
+    and raises :class:`_TooLarge` past that. The pickler hands it each 64 KiB frame as it is
+    done, and a large ``bytes`` (or buffer) value whole, so it stops early and copies little."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        data = data if type(data) is bytes else bytes(data)
+        self.size += len(data)
+        if self.size > LOOP_PICKLE_BYTES:
+            raise _TooLarge
+        self.parts.append(data)
+        return len(data)
+
+
+def _pickled(value: Any, *, bounded: bool = False) -> bytes:
+    """``value`` pickled; ``bounded``: at most :data:`LOOP_PICKLE_BYTES` of it.
+
+    Raises:
+        _TooLarge: When ``bounded`` and the pickle would be larger.
+    """
+    if not bounded:
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    sink = _BoundedSink()
+    pickle.Pickler(sink, pickle.HIGHEST_PROTOCOL).dump(value)
+    return b"".join(sink.parts)
+
+
+def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False) -> Refusal:
+    """The refusal of a call that cannot be pickled, naming what in it cannot be (the tool,
+    or the first parameter that fails on its own: by name and type, never by value)."""
+    what = "its tool or parameters cannot be pickled"
+    advice = (
+        "Define the tool class at module level and pass plain, picklable parameters (numbers, "
+        "strings, lists, dicts, dataclasses, models)"
+    )
+    candidates: list[tuple[str, Any]] = [("tool", call.tool)]
+    parameters = call.parameters
+    if isinstance(parameters, dict):
+        candidates.extend((str(name), value) for name, value in parameters.items())
+    for name, value in candidates:
+        try:
+            _pickled(value, bounded=bounded)
+        except _TooLarge:
+            break  # (not to be checked here; it may be the one)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            kind = type(value).__name__[:64]
+            if name == "tool":
+                what = f"its tool '{call.tool_name[:64]}' ({kind}) cannot be pickled"
+                advice = (
+                    "Define the tool class at module level in an importable module (not inside "
+                    "a function), with picklable attributes"
+                )
+            else:
+                what = f"its parameter '{name[:64]}' ({kind}) cannot be pickled"
+                advice = (
+                    "Pass plain, picklable values as the parameters of tools run in processes "
+                    "(numbers, strings, lists, dicts, dataclasses, models), not functions, "
+                    "locks, open files or connections"
+                )
+            break
+    return Refusal(
+        "not_picklable",
+        f"Task '{call.task_id}' cannot be sent to a worker process: {what} "
+        f"({type(exc).__name__}: {exc}). {advice}",
+    )
+
 
 #: The limits a worker cannot enforce on this platform ("memory", "cpu"); none on Linux.
 _UNENFORCED_LIMITS = frozenset(
@@ -165,8 +255,9 @@ class _Call:
         self.tool_name = tool_name
         self.cpu_seconds = cpu_seconds  # its CPU budget (None: none)
         self.worker: _Worker | None = None
-        # queued, reserved (a worker is set aside for it; not sent yet), running (sent to its
-        # worker), done or abandoned; changed under the pool's lock.
+        # pickling (on a thread of its own, see ``ProcessRunner.submit``), queued, reserved (a
+        # worker is set aside for it; not sent yet), running (sent to its worker), done or
+        # abandoned; changed under the pool's lock.
         self.state = "queued"
 
 
@@ -327,6 +418,13 @@ class _Waiter:
             self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
             self.selector.register(worker.process.sentinel, selectors.EVENT_READ, ("death", worker))
 
+    def watch_messages(self, worker: _Worker) -> None:
+        """Wait for ``worker``'s messages again (after :meth:`forget_messages`)."""
+        self.workers[worker.conn] = ("message", worker)
+        if self.selector is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.register(worker.conn, selectors.EVENT_READ, ("message", worker))
+
     def forget_messages(self, worker: _Worker) -> None:
         """Stop waiting for ``worker``'s messages (its pipe is closed; its end is still
         watched through its sentinel)."""
@@ -380,12 +478,16 @@ class _Pool:
         self.idle: list[_Worker] = []
         self.starting = 0  # workers being started (counted against max_workers)
         self.queue: deque[_Call] = deque()
+        self.pickling = 0  # calls accepted and being pickled on a thread of their own
         self.closed = False
         self.terminated = False  # every worker was killed (running calls end "terminated")
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
         self.start_error: Exception | None = None  # why the last worker could not start
         self.cpu_watches: dict[int, _CpuWatch] = {}  # by worker pid (read by the reader)
+        # Large messages read on threads of their own, for the reader to deliver: the worker,
+        # the loaded message (``None``: dropped) and whether the pipe could be read.
+        self.transferred: list[tuple[_Worker, tuple[Any, ...] | None, bool]] = []
         # Set while a thread tells a call's events it starts (its "started" callback runs
         # then, before the call is sent): such a thread cannot wait for the workers to exit.
         self.starting_here = threading.local()
@@ -409,7 +511,9 @@ class _Pool:
         self.idle = []
         self.starting = 0
         self.queue = deque()
+        self.pickling = 0
         self.cpu_watches = {}
+        self.transferred = []
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader = None
 
@@ -620,9 +724,18 @@ class _Pool:
     # -- the reader thread -----------------------------------------------------------------
 
     def read(self) -> None:
-        """Deliver every worker's messages and deaths, until the pool is closed and empty."""
+        """Deliver every worker's messages and deaths, until the pool is closed and empty.
+
+        A large message (announced by :data:`LARGE`) is read and loaded on a thread of its
+        own (see :meth:`transfer`), and delivered here once it is in: meanwhile the reader
+        goes on with the other workers, and waits for no more messages of that worker, so
+        that its messages are delivered in order. A worker that ends meanwhile is reported
+        once its message is in.
+        """
         waiter = _Waiter(self.wake_reader)
         watched: dict[int, _Worker] = {}
+        transfers: set[int] = set()  # the pids of workers whose large message is being read
+        ended_meanwhile: set[int] = set()  # those of them that have ended since
         while True:
             with self.lock:
                 if self.closed and not self.workers and not self.starting:
@@ -632,6 +745,19 @@ class _Pool:
                     return
                 current = dict(self.workers)
                 timeout = self.cpu_due()
+                transferred, self.transferred = self.transferred, []
+            for worker, message, readable in transferred:
+                transfers.discard(worker.pid)
+                if message is not None:
+                    self.handle(worker, message)
+                if worker.pid in ended_meanwhile:
+                    ended_meanwhile.discard(worker.pid)
+                    watched.pop(worker.pid, None)
+                    self.lost(worker)
+                elif readable:
+                    waiter.watch_messages(worker)
+            if transferred:
+                continue  # (with the workers as they are now: one may have been lost)
             for pid in watched.keys() - current.keys():
                 waiter.forget(watched.pop(pid))
             for pid in current.keys() - watched.keys():
@@ -651,13 +777,42 @@ class _Pool:
                     # wait would return at once while the tool runs.
                     waiter.forget_messages(worker)
                     continue
+                if data == LARGE:
+                    waiter.forget_messages(worker)
+                    transfers.add(worker.pid)
+                    threading.Thread(
+                        target=self.transfer, args=(worker,), name="laios-process-transfer"
+                    ).start()
+                    continue
                 self.deliver(worker, data)
             for worker in deaths:
+                if worker.pid in transfers:  # reported once its message is in
+                    waiter.forget(worker)
+                    ended_meanwhile.add(worker.pid)
+                    if not worker.stopping:  # (what its tool left in its group may hold the
+                        _kill_group(worker.pid, ended=True)  # pipe open: never the message)
+                    continue
                 waiter.forget(worker)  # (before lost() closes its pipe)
                 watched.pop(worker.pid, None)
                 self.lost(worker)
             if timeout is not None:
                 self.check_cpu()
+
+    def transfer(self, worker: _Worker) -> None:
+        """Read and load a worker's large message (on a thread of its own), then hand it to
+        the reader."""
+        message: tuple[Any, ...] | None = None
+        readable = True
+        try:
+            data = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            readable = False  # (the worker is gone, or its tool closed the pipe)
+        else:
+            message = self.load(worker, data)
+            del data
+        with self.lock:
+            self.transferred.append((worker, message, readable))
+        self.wake()
 
     def receive(self, worker: _Worker) -> None:
         """Deliver every message still waiting on ``worker``'s pipe."""
@@ -665,13 +820,21 @@ class _Pool:
         try:
             while conn.poll():
                 data = conn.recv_bytes()
-                self.deliver(worker, data)
+                if data != LARGE:  # (else the large message follows)
+                    self.deliver(worker, data)
         except (EOFError, OSError):
             pass  # the pipe is closed
 
     def deliver(self, worker: _Worker, data: bytes) -> None:
+        message = self.load(worker, data)
+        if message is not None:
+            self.handle(worker, message)
+
+    def load(self, worker: _Worker, data: bytes) -> tuple[Any, ...] | None:
+        """A worker's message loaded; ``None`` for a progress report or checkpoint that
+        cannot be (dropped: the call goes on)."""
         try:
-            message = pickle.loads(memoryview(data)[1:])
+            message: tuple[Any, ...] = pickle.loads(memoryview(data)[1:])
         except BaseException as exc:  # (``SystemExit`` too: the reader must go on)
             if data[:1] != DONE:  # a progress report or checkpoint: dropped, the call goes on
                 call = worker.call
@@ -681,8 +844,12 @@ class _Pool:
                     call.tool_name[:128] if call is not None else "?",
                     type(exc).__name__,
                 )
-                return
-            message = ("done", _unloadable(worker, exc), False)
+                return None
+            return ("done", _unloadable(worker, exc), False)
+        return message
+
+    def handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        """Report a worker's loaded message to its call's events."""
         kind = message[0]
         with self.lock:
             call = worker.call
@@ -701,7 +868,13 @@ class _Pool:
                     worker.stopping = True  # it exits by itself
             if current and call is not None:
                 call.events.finished(outcome)
-            if following is not None:
+            if following is None:
+                return
+            if len(following.payload) > LARGE_MESSAGE_BYTES:  # (its write holds no reader)
+                threading.Thread(
+                    target=self.begin, args=(worker, following), name="laios-process-send"
+                ).start()
+            else:
                 self.begin(worker, following)
         elif current and call is not None:
             try:
@@ -752,12 +925,62 @@ class _Pool:
         if replace:
             self.start_in_background()
 
+    # -- accepting calls ---------------------------------------------------------------------
+
+    def place(self, call: _Call, *, unless_closed: bool = False) -> bool:
+        """Hand a pickled call to an idle worker, or queue it (starting a worker when fewer
+        than ``max_workers`` run); ``unless_closed``: not when the pool is closed (then
+        ``False``)."""
+        start = False
+        with self.lock:
+            if unless_closed and self.closed:
+                return False
+            worker = self.idle.pop() if self.idle else None
+            if worker is not None:
+                call.state = "reserved"
+                call.worker = worker
+                worker.call = call
+            else:
+                call.state = "queued"
+                self.queue.append(call)
+                if len(self.workers) + self.starting < self.max_workers:
+                    self.starting += 1
+                    start = True
+        if worker is not None:
+            self.begin(worker, call)
+        elif start:
+            self.start_in_background()
+        return True
+
+    def pickle_and_place(self, call: _Call, portable: ToolCall) -> None:
+        """Pickle an accepted call (on a thread of its own), then place it; refuse it when it
+        cannot be pickled, or the runner was terminated meanwhile. (A call accepted before a
+        shutdown still runs, as a queued one does.)"""
+        refusal: Refusal | None = None
+        try:
+            call.payload = _pickled(portable)
+        except BaseException as exc:  # (``SystemExit`` too; no Ctrl-C reaches this thread)
+            refusal = _not_picklable(portable, exc)
+        with self.lock:
+            self.pickling -= 1
+            self.changed.notify_all()
+            if call.state != "pickling":
+                return  # given up meanwhile
+            if refusal is None and self.terminated:
+                refusal = SHUTDOWN
+            if refusal is not None:
+                call.state = "abandoned"
+        if refusal is not None:
+            call.events.refused(refusal)
+            return
+        self.place(call)
+
     # -- stopping ----------------------------------------------------------------------------
 
     def kill(self, call: _Call) -> StopResult:
         """Give up ``call``: drop it from the queue, or kill the worker running it."""
         with self.lock:
-            if call.state == "queued":
+            if call.state in ("queued", "pickling"):
                 call.state = "abandoned"
                 with contextlib.suppress(ValueError):
                     self.queue.remove(call)
@@ -791,7 +1014,7 @@ class _Pool:
                 return  # (a callback on the reader thread: it cannot wait for itself)
             if getattr(self.starting_here, "active", False):
                 return  # (a "started" callback: its call is sent once it returns)
-            while self.workers or self.starting or self.reader is not None:
+            while self.workers or self.starting or self.pickling or self.reader is not None:
                 self.changed.wait(1.0)
 
     def terminate(self) -> None:
@@ -817,7 +1040,7 @@ class _Pool:
             return RunnerStats(
                 workers=0 if self.closed else self.max_workers,
                 busy=busy,
-                queued=len(self.queue),
+                queued=len(self.queue) + self.pickling,
             )
 
 
@@ -945,40 +1168,38 @@ class ProcessRunner:
             return list(self._pool.workers)
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
-        """Queue ``call`` for a worker process, or refuse it (shut down, not picklable)."""
+        """Queue ``call`` for a worker process, or refuse it (shut down, not picklable).
+
+        On the thread of a running event loop (``execute_async``, ``execute_parallel``) a
+        call is pickled there only up to :data:`LOOP_PICKLE_BYTES`: a larger one is accepted
+        at once and pickled, then sent, on a thread of its own (refused from there when it
+        cannot be pickled), so that the loop is not held meanwhile.
+        """
+        portable = dataclasses.replace(call, context=None)
+        # (in asyncio.events.__all__: the running loop or None, without raising)
+        on_loop = asyncio._get_running_loop() is not None  # noqa: SLF001
         try:
-            payload = pickle.dumps(dataclasses.replace(call, context=None), pickle.HIGHEST_PROTOCOL)
+            payload: bytes | None = _pickled(portable, bounded=on_loop)
+        except _TooLarge:
+            payload = None
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
         except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
-            return Refusal(
-                "not_picklable",
-                f"Task '{call.task_id}' cannot be sent to a worker process: its tool or "
-                f"parameters cannot be pickled ({type(exc).__name__}: {exc}). Define the tool "
-                "class at module level and pass plain, picklable parameters",
-            )
+            return _not_picklable(portable, exc, bounded=on_loop)
         if _UNENFORCED_LIMITS:  # (never on Linux)
             _warn_unenforced(call)
         pool = self._pool
-        handle = _Call(events, payload, call.tool_name, call.cpu_seconds)
-        start = False
+        handle = _Call(events, payload or b"", call.tool_name, call.cpu_seconds)
+        if payload is not None:
+            return handle if pool.place(handle, unless_closed=True) else SHUTDOWN
         with pool.lock:
             if pool.closed:
                 return SHUTDOWN
-            worker = pool.idle.pop() if pool.idle else None
-            if worker is not None:
-                handle.state = "reserved"
-                handle.worker = worker
-                worker.call = handle
-            else:
-                pool.queue.append(handle)
-                if len(pool.workers) + pool.starting < pool.max_workers:
-                    pool.starting += 1
-                    start = True
-        if worker is not None:
-            pool.begin(worker, handle)
-        elif start:
-            pool.start_in_background()
+            handle.state = "pickling"
+            pool.pickling += 1
+        threading.Thread(
+            target=pool.pickle_and_place, args=(handle, portable), name="laios-process-pickle"
+        ).start()
         return handle
 
     def abandon(self, handle: Handle) -> StopResult:

@@ -10,15 +10,16 @@ group (so that killing the group also kills any process a tool started), runs th
 * child to parent, in order: ``("progress", percent, message, details)`` and
   ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``; each
   pickled after a byte saying which it is (:data:`EVENT` or :data:`DONE`), so that the caller
-  knows what a message it cannot unpickle was.
+  knows what a message it cannot unpickle was; one larger than :data:`LARGE_MESSAGE_BYTES`
+  comes just after a message of its own, :data:`LARGE`.
 
-Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory; for the CPU
-budget a ``ITIMER_PROF`` timer whose signal ends the process, with ``RLIMIT_CPU`` as a backstop;
-soft limits only, restored after the call), measures the call's CPU seconds
-(``time.process_time``, plus ``RUSAGE_CHILDREN``'s growth: children reaped during the call)
-and peak resident memory (see :class:`_PeakMemory`), and makes the
-caller's trace context current (W3C ``traceparent``), so spans a tool opens here join the
-caller's trace when this process has an OpenTelemetry SDK (set up by the initializer).
+Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory, kept while
+the outcome is pickled to be sent back; for the CPU budget a ``ITIMER_PROF`` timer whose signal
+ends the process, with ``RLIMIT_CPU`` as a backstop; soft limits only, restored after the
+call), measures the call's CPU seconds (``time.process_time``, plus ``RUSAGE_CHILDREN``'s
+growth: children reaped during the call) and peak resident memory (see :class:`_PeakMemory`),
+and makes the caller's trace context current (W3C ``traceparent``), so spans a tool opens here
+join the caller's trace when this process has an OpenTelemetry SDK (set up by the initializer).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ __all__ = [
     "CPU_BUDGET_ENFORCED",
     "DONE",
     "EVENT",
+    "LARGE",
+    "LARGE_MESSAGE_BYTES",
     "LONGEST_CPU_BUDGET",
     "MEMORY_LIMIT_ENFORCED",
     "PIPE_CLOSED_EXIT",
@@ -81,6 +84,11 @@ CPU_BUDGET_ENFORCED = hasattr(signal, "setitimer") or resource is not None
 #: The first byte of a message from a worker: a progress report or checkpoint, or an outcome.
 EVENT = b"e"
 DONE = b"d"
+#: A message of its own sent just before a message larger than :data:`LARGE_MESSAGE_BYTES`:
+#: the caller's reader thread then reads that one on a thread of its own, so that its
+#: transfer holds no other worker's messages.
+LARGE = b"l"
+LARGE_MESSAGE_BYTES = 1024 * 1024
 
 #: The largest resource limit the platform takes (``setrlimit`` takes a C ``long long``): a
 #: memory limit past it limits nothing and is not set.
@@ -190,6 +198,8 @@ def _send_on_pipe(conn: Connection, pipe: tuple[int, int] | None, data: bytes) -
     """
     if _identity(conn.fileno()) != pipe:
         raise OSError(errno.EBADF, "the worker's end of the pipe was closed under it")
+    if len(data) > LARGE_MESSAGE_BYTES:
+        conn.send_bytes(LARGE)
     conn.send_bytes(data)
 
 
@@ -372,10 +382,12 @@ class _Worker:
         self.initializer_error = None
         return True
 
-    def run(self, call: ToolCall) -> tuple[RawOutcome, bool]:
-        """Run one call under its limits; return its outcome and whether to retire."""
+    def run(self, call: ToolCall) -> tuple[bytes, bool]:
+        """Run one call under its limits; return its pickled ``done`` message (see
+        :func:`_result_message`) and whether to retire."""
         if not self.initialize():
-            return _initializer_failed(call.tool_name, self.initializer_error), False
+            failed = _initializer_failed(call.tool_name, self.initializer_error)
+            return _result_message(failed, False, call.tool_name)
         memory_limit = None
         if call.memory_limit_mb is not None and MEMORY_LIMIT_ENFORCED:
             memory_limit = _data_size() + call.memory_limit_mb * _MB
@@ -391,32 +403,32 @@ class _Worker:
         measure_peak = self.peak.reset()
         cpu_start = time.process_time()
         children_start = _cpu_used(children=True)
-        with (
-            _trace_context(call.trace_carrier()),
-            _cpu_timer(cpu_seconds),
-            _soft_limit(_RLIMIT_CPU, cpu_limit),
-            _soft_limit(_RLIMIT_DATA, memory_limit),
-        ):
-            outcome = self._call(call)
-            if os.getpid() != self.pid:  # a process the tool forked returned from it: it
-                os._exit(0)  # ends here, never answering (or serving) in the worker's place
-        # The worker's own CPU seconds, and those of the children reaped during the call.
-        children = _cpu_used(children=True) - children_start
-        outcome.cpu_seconds = time.process_time() - cpu_start + children
-        if measure_peak:
-            with contextlib.suppress(OSError):
-                outcome.memory_peak_mb = self.peak.read_mb()
-        outcome.worker = f"pid {os.getpid()}"
-        retire = False
-        if memory_limit is not None and isinstance(outcome.error, MemoryError):
-            limit = call.memory_limit_mb
-            outcome.error = MemoryLimitExceeded(
-                f"Tool '{call.tool_name}' exceeded its memory limit of {limit} MB "
-                f"(memory_limit_mb={limit}); the worker process was replaced"
-            )
-            outcome.error_type = "memory_limit"
-            retire = True
-        return outcome, retire
+        # The memory limit also covers pickling the outcome to send it back: a result can take
+        # more memory to pickle than to make (a ``__reduce__`` that builds its state, the
+        # pickle's own copy), and that memory is the tool's too.
+        with _soft_limit(_RLIMIT_DATA, memory_limit):
+            with (
+                _trace_context(call.trace_carrier()),
+                _cpu_timer(cpu_seconds),
+                _soft_limit(_RLIMIT_CPU, cpu_limit),
+            ):
+                outcome = self._call(call)
+                if os.getpid() != self.pid:  # a process the tool forked returned from it: it
+                    os._exit(0)  # ends here, never answering (or serving) in the worker's place
+            # The worker's own CPU seconds, and those of the children reaped during the call.
+            children = _cpu_used(children=True) - children_start
+            outcome.cpu_seconds = time.process_time() - cpu_start + children
+            if measure_peak:
+                with contextlib.suppress(OSError):
+                    outcome.memory_peak_mb = self.peak.read_mb()
+            outcome.worker = f"pid {os.getpid()}"
+            retire = False
+            limit = call.memory_limit_mb if memory_limit is not None else None
+            if limit is not None and isinstance(outcome.error, MemoryError):
+                outcome.error = _memory_limit_exceeded(call.tool_name, limit)
+                outcome.error_type = "memory_limit"
+                retire = True
+            return _result_message(outcome, retire, call.tool_name, self.events.secrets, limit)
 
     def send_outcome(self, message: bytes) -> None:
         """Send a call's ``done`` message, its events closed first (see :class:`_ChildEvents`)."""
@@ -467,37 +479,63 @@ def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
         otel_context.detach(token)
 
 
+def _memory_limit_exceeded(tool_name: str, limit: int, what: str = "") -> MemoryLimitExceeded:
+    return MemoryLimitExceeded(
+        f"Tool '{tool_name}' exceeded its memory limit of {limit} MB (memory_limit_mb={limit})"
+        f"{what}; the worker process was replaced"
+    )
+
+
 def _result_message(
     outcome: RawOutcome,
     retire: bool,
     tool_name: str,
     secrets: Callable[[], Sequence[str]] | None = None,
-) -> bytes:
-    """The pickled ``done`` message; what cannot be pickled becomes a clear error (its
-    description scrubbed of ``secrets()``, the call's secret values)."""
+    memory_limit_mb: int | None = None,
+) -> tuple[bytes, bool]:
+    """The pickled ``done`` message and whether to retire; what cannot be pickled becomes a
+    clear error (its description scrubbed of ``secrets()``, the call's secret values).
+
+    ``memory_limit_mb``: the call's memory limit, which is in force while this runs; a
+    ``MemoryError`` while pickling is then the limit's (the worker retires).
+    """
     try:
         if outcome.error is not None:  # (an exception may pickle, and fail to unpickle)
             pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
-        return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL), retire
     except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
         what = "raised an exception" if outcome.error is not None else "returned a value"
         value = outcome.error if outcome.error is not None else outcome.value
-        substitute = RawOutcome(
-            None,
-            ToolNotPicklable(
+        error: Exception
+        if memory_limit_mb is not None and isinstance(exc, MemoryError):
+            returned = "exception it raised" if outcome.error is not None else "value it returned"
+            error = _memory_limit_exceeded(
+                tool_name,
+                memory_limit_mb,
+                f" while the {returned} was pickled to be sent back from its worker process",
+            )
+            error_type = "memory_limit"
+            retire = True
+        else:
+            error = ToolNotPicklable(
                 f"Tool '{tool_name}' {what} that cannot be sent back from its worker process "
                 f"({type(value).__name__}: "
                 f"{describe_for_pickle(value, secrets() if secrets is not None else ())}; "
                 "pickling failed with "
                 f"{type(exc).__name__}: {exc}). Return picklable data (plain values, "
                 "dataclasses, models) from tools run in processes"
-            ),
+            )
+            error_type = "not_picklable"
+        del exc, value  # (what the failed pickling held goes before the next one)
+        substitute = RawOutcome(
+            None,
+            error,
             outcome.cpu_seconds,
             outcome.memory_peak_mb,
             outcome.worker,
-            error_type="not_picklable",
+            error_type=error_type,
         )
-        return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL), retire
 
 
 def _end_with_the_parent() -> None:
@@ -631,16 +669,14 @@ def _serve(
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return 0  # the caller's side is gone
-        retire = False
         try:
             call = pickle.loads(data)
         except BaseException as exc:  # e.g. the tool's class cannot be imported here
-            message = _result_message(_not_loadable(exc), False, "?")
+            message, retire = _result_message(_not_loadable(exc), False, "?")
         else:
             if call is None:
                 return 0
-            outcome, retire = worker.run(call)
-            message = _result_message(outcome, retire, call.tool_name, worker.events.secrets)
+            message, retire = worker.run(call)
         try:
             worker.send_outcome(message)
         except OSError:  # the pipe was closed (or replaced) under the worker: the caller
