@@ -29,14 +29,15 @@ class UnprintableText(str):
         raise RuntimeError("no str for you")
 
 
-class ReprOnlyKey:
-    """A hashable key whose ``str()`` raises and whose ``repr()`` works."""
+class ReprOnly:
+    """A hashable key or name whose ``str()`` raises and whose ``repr()`` works (its text
+    says nothing secret-looking, so a value under it is kept)."""
 
     def __str__(self) -> str:
         raise RuntimeError("no str for you")
 
     def __repr__(self) -> str:
-        return "ReprOnlyKey()"
+        return "ReprOnly()"
 
 
 class UnprintableKey:
@@ -88,7 +89,7 @@ def checkpoint_spans(spans: list[ReadableSpan]) -> list[ReadableSpan]:
     ("key", "shown"),
     [
         (UnprintableText("rows"), "rows"),
-        (ReprOnlyKey(), "ReprOnlyKey()"),
+        (ReprOnly(), "ReprOnly()"),
         (UnprintableKey(), "<unprintable key>"),
     ],
     ids=["str-subclass", "repr-only", "nothing-printable"],
@@ -114,7 +115,7 @@ def test_a_data_key_that_cannot_be_printed_keeps_the_checkpoint_span(
     ("name", "shown"),
     [
         (UnprintableText("loaded"), "loaded"),
-        (ReprOnlyKey(), "ReprOnlyKey()"),
+        (ReprOnly(), "ReprOnly()"),
         (UnprintableKey(), "<unprintable name>"),
     ],
     ids=["str-subclass", "repr-only", "nothing-printable"],

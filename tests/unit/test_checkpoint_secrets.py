@@ -3,6 +3,7 @@ wherever in the data they are: in a value, and in a key."""
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -72,3 +73,42 @@ def test_a_checkpoint_number_equal_to_a_secret_is_redacted() -> None:
     assert f"'laios.checkpoint.number': '{REDACTED}'" in spans
     assert "'laios.checkpoint.as_float': 2.5" in spans
     assert "48151623" not in spans
+
+
+class Field(enum.Enum):
+    PASSWORD = "password"
+    HOST = "host"
+
+
+class HeaderName:
+    """A header name kept as an object, written as its text."""
+
+    def __str__(self) -> str:
+        return "Authorization"
+
+
+class KeysByObjects(BaseTool):
+    name = "keys_by_objects"
+    description = "Checkpoints data under keys that are not strings."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().checkpoint(
+            "signed_in",
+            {
+                Field.PASSWORD: "hunter2-hunter2",
+                HeaderName(): "Bearer abc-def-ghi",
+                Field.HOST: "db",
+            },
+        )
+        return "ok"
+
+
+def test_a_checkpoint_key_that_is_not_a_string_is_judged_by_its_text() -> None:
+    """A key that is not a string (an enum member, a header-name object) names its attribute
+    by its text; when that text is secret-looking the value is ``[REDACTED]``."""
+    spans, _ = run_traced(KeysByObjects, {})
+    assert f"'laios.checkpoint.Field.PASSWORD': '{REDACTED}'" in spans
+    assert f"'laios.checkpoint.Authorization': '{REDACTED}'" in spans
+    assert "'laios.checkpoint.Field.HOST': 'db'" in spans
+    assert "hunter2" not in spans
+    assert "abc-def-ghi" not in spans

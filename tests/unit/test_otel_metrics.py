@@ -781,6 +781,34 @@ def test_duration_points_carry_the_task_span_as_exemplar(
     assert result.metadata["trace_id"] in linked
 
 
+def test_a_task_without_a_sampled_span_takes_no_exemplar_from_the_current_span(
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+    store: MetricStore,
+    instrumented: MetricsInstrumentation,
+) -> None:
+    """A task with no sampled span of its own (an untraced executor here) finishing where
+    another sampled span is current (the caller's) gets no exemplar: not that span's."""
+    if not otel_metrics._takes_context(provider.get_meter("probe").create_histogram("probe")):
+        pytest.skip("this OpenTelemetry API records no context (exemplars need 1.28 or later)")
+    tracer_provider = TracerProvider()
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        assert not executor.tracing_enabled
+        with tracer_provider.get_tracer("caller").start_as_current_span("handle_request"):
+            result = executor.execute_task(make_task("echo"), context)
+            finish(store, "other_tool")  # (finished on this thread: by cancel_task, say)
+    tracer_provider.shutdown()
+    assert result.success
+    assert "trace_id" not in result.metadata
+    found = collect(reader)
+    assert len(points(found, DURATION)) == 2
+    for name in (DURATION, QUEUE_WAIT):
+        assert [list(p.exemplars) for p in points(found, name).values()] == [[], []]
+
+
 def test_listener_is_told_bounded_values(store: MetricStore, clock: SteppedClock) -> None:
     """A finish listener gets the slot label, timings, and the error type as counted."""
     small = MetricStore(clock=clock, max_error_types=1)

@@ -71,6 +71,15 @@ class ExecutionMode(str, Enum):
     PARALLEL = "parallel"
 
 
+def _plain_callable(on_progress: Any) -> bool:
+    """Whether ``on_progress`` passes :func:`plain_callable` (each task checks it again)."""
+    try:
+        plain_callable("on_progress", "(event, data)", on_progress)
+    except TypeError:
+        return False
+    return True
+
+
 class Executor(Generic[_RegistryT]):
     """Runs ``Task`` objects by invoking tools from a ``ToolRegistry``.
 
@@ -397,7 +406,8 @@ class Executor(Generic[_RegistryT]):
             return [rejected_result(t, exc) for t in items]
         batch = None
         parent = None
-        if engine.tracing.enabled:
+        # A call refused for its arguments makes no span (each item is refused by itself).
+        if engine.tracing.enabled and (on_progress is None or _plain_callable(on_progress)):
             batch = engine.tracing.start_parent_span(
                 "laios.execute_parallel", {"laios.batch.size": len(items)}
             )

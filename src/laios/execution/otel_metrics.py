@@ -147,6 +147,9 @@ _MAX_CACHED_ATTRIBUTES = 4096
 #: Seconds a read of the stores serves the other callbacks of the same collection.
 _READ_REUSE_SECONDS = 1.0
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+#: The context of a point with no exemplar: no span (not empty, which the SDK would replace
+#: with the current context, whose span, the caller's or another task's, is not this task's).
+_NO_SPAN = trace.set_span_in_context(trace.INVALID_SPAN, Context())
 
 
 def _histogram(meter: Meter, name: str, description: str, boundaries: Sequence[float]) -> Histogram:
@@ -264,14 +267,14 @@ class _Instruments:
         # A task's span opens at submission: its duration covers the queue wait.
         seconds = wait + event.duration
         waited = event.started or outcome != "rejected"  # a refused task never queued
-        context = None
-        if event.exemplar is not None and self.with_context:
-            context = _exemplar_context(event.exemplar)
-        if context is None:
+        if not self.with_context:
             self.tool_duration.record(seconds, attributes[0])
             if waited:
                 self.queue_wait.record(wait, attributes[1])
         else:  # (the keyword only where the API takes it: see with_context)
+            context = _NO_SPAN
+            if event.exemplar is not None:
+                context = _exemplar_context(event.exemplar) or _NO_SPAN
             record: Any = self.tool_duration.record
             record(seconds, attributes[0], context=context)
             if waited:

@@ -130,6 +130,18 @@ def is_secret_key(key: object) -> bool:
     )
 
 
+def _is_secret_name(key: object) -> bool:
+    """Whether a mapping key or field name is secret-looking, as :func:`is_secret_key` reads
+    it, or, for a key that is neither text nor bytes (an enum member, a header-name object),
+    as the text it is written as (``Field.PASSWORD``): the text that names it where it is
+    recorded."""
+    if is_secret_key(key):
+        return True
+    if isinstance(key, (str, bytes, bytearray)):
+        return False
+    return is_secret_key(_safe_str(key))
+
+
 #: The name of a ``(name, value)`` pair that holds a secret, as headers and form fields are
 #: named: one that *ends* with a secret word (``Authorization``, ``Set-Cookie``, ``X-Api-Key``,
 #: ``X-Auth-Token``, ``X-Session-Id``, ``password``, ``apiKey``), not one that merely contains
@@ -350,10 +362,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         if isinstance(declared, SecretFields):
             for key, value in items:
                 inner = declared.inner(key)
-                yield secret or inner is True or is_secret_key(key), value, inner, key
+                yield secret or inner is True or _is_secret_name(key), value, inner, key
         else:
             for key, value in items:
-                yield secret or is_secret_key(key), value, None, key
+                yield secret or _is_secret_name(key), value, None, key
 
     def sequence_items(
         items: Iterable[Any], declared: SecretFields | bool | None
@@ -766,7 +778,7 @@ class _Copier:
                 self.size += len(name) + 3 + (1 if out else 0)  # "name": and a comma
             before = self.size
             under = None if declared is None else declared.inner(key)
-            if under is True or is_secret_key(key):
+            if under is True or _is_secret_name(key):
                 out[name] = self.string(REDACTED)
             elif under is None:
                 out[name] = self.copy(inner, depth + 1)

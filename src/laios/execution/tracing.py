@@ -73,6 +73,8 @@ MAX_CHECKPOINT_ATTRIBUTES = 32
 MAX_STACKTRACE_BYTES = 8192
 #: Longest checkpoint data key kept in a ``laios.checkpoint.*`` attribute name, in characters.
 _KEY_CHARS = 64
+#: How a checkpoint data key that cannot be printed is written.
+_UNPRINTABLE_KEY = "<unprintable key>"
 
 
 #: Values of ``CAPTURE_CONTENT_ENV`` that turn capture on: laios's own words, and the
@@ -309,10 +311,15 @@ class Tracing:
         """
         attributes: dict[str, Any] = {}
         for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
-            label = printable(key, "<unprintable key>")
+            text = printable(key, _UNPRINTABLE_KEY)
+            label = text
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)
                 label = scrub_head(label, secrets, _KEY_CHARS + 1)
-            if is_secret_key(key):
+            # A key that is not a string (an enum member, a header-name object) is judged by
+            # the text that names its attribute: `Field.PASSWORD`, `Authorization`.
+            if is_secret_key(key) or (
+                type(key) is not str and text != _UNPRINTABLE_KEY and is_secret_key(text)
+            ):
                 scalar: str | bool | int | float | None = REDACTED
             elif isinstance(value, str):
                 # Scrubbed before it is cut: a secret across the cut leaves nothing behind.

@@ -219,6 +219,20 @@ def test_batch_span_counts_size_and_failures(executor, exporter):
     assert batch.attributes["laios.batch.failed"] == 2
 
 
+async def _async_callback(event: str, data: Any) -> None:
+    """An ``on_progress`` no call accepts: nothing would await it."""
+
+
+@pytest.mark.parametrize("callback", ["not callable", _async_callback], ids=["str", "async"])
+def test_parallel_call_refused_for_its_callback_opens_no_span(executor, exporter, callback):
+    """An ``execute_parallel`` call whose ``on_progress`` is refused (not callable, or async)
+    fails every item ``rejected`` and makes no span at all, batch span included."""
+    tasks = [make_task("echo"), make_task("echo")]
+    results = asyncio.run(executor.execute_parallel(tasks, CONTEXT, on_progress=callback))
+    assert [r.metadata["outcome"] for r in results] == ["rejected", "rejected"]
+    assert exporter.get_finished_spans() == ()
+
+
 @pytest.mark.parametrize("timeout", [None, 5.0], ids=["inline", "worker"])
 def test_span_opened_by_a_tool_is_a_child_of_the_task_span(executor, exporter, timeout):
     """A tool's own span (current-context parent) nests under the task span."""

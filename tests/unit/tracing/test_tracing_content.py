@@ -4,6 +4,7 @@ redaction of secrets and truncation, checked against the real OpenTelemetry SDK.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -360,3 +361,48 @@ def test_numeric_secret_leaves_captured_arguments_valid_json(make_executor, expo
     make_executor("option").execute_task(make_task("echo", pin_key=1234, amount=51234), CONTEXT)
     arguments = task_span(exporter).attributes["gen_ai.tool.call.arguments"]
     assert json.loads(arguments) == {"pin_key": "[REDACTED]", "amount": 51234}
+
+
+class Field(enum.Enum):
+    PASSWORD = "password"
+    REGION = "region"
+
+
+ENUM_SECRET = "pw-by-enum-9876"
+
+
+class QuotesEnumKeyed(BaseTool):
+    name = "quotes_enum_keyed"
+    description = "Returns or raises with the value its credentials hold under an enum key."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        creds = kwargs["creds"]
+        if kwargs.get("fail"):
+            raise ValueError(f"refused {creds[Field.PASSWORD]}")
+        return {"creds": creds, "note": f"used {creds[Field.PASSWORD]}"}
+
+
+def test_a_key_that_is_not_a_string_is_judged_by_its_text(provider, exporter):
+    """A mapping key that is not a string (an enum member) is written as its text; when that
+    text is secret-looking its value is redacted in captured arguments and results, and
+    scrubbed from error text."""
+    registry = ToolRegistry()
+    registry.register_tool(QuotesEnumKeyed)
+    creds = {Field.PASSWORD: ENUM_SECRET, Field.REGION: "eu"}
+    with Executor(
+        registry,
+        tracer_provider=provider,
+        store=MetricStore(),
+        register_prometheus=False,
+        capture_content=True,
+    ) as executor:
+        assert executor.execute_task(make_task("quotes_enum_keyed", creds=creds), CONTEXT).success
+        done = task_span(exporter)
+        failed = executor.execute_task(make_task("quotes_enum_keyed", creds=creds, fail=1), CONTEXT)
+    assert not failed.success
+    arguments = json.loads(done.attributes["gen_ai.tool.call.arguments"])
+    assert arguments["creds"] == {"Field.PASSWORD": "[REDACTED]", "Field.REGION": "eu"}
+    assert json.loads(done.attributes["gen_ai.tool.call.result"])["creds"]["Field.PASSWORD"] == (
+        "[REDACTED]"
+    )
+    assert leaks(exporter, (ENUM_SECRET,)) == []
