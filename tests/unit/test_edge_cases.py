@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
+import signal
 import threading
 import time
 import weakref
@@ -23,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from laios import cli
-from laios.core.types import Context
+from laios.core.types import Context, TaskStatus
 from laios.execution import retry
 from laios.execution.executor import Executor
 from laios.execution.monitor import PerformanceMonitor
@@ -31,7 +32,8 @@ from laios.execution.prometheus import ensure_collector, render_metrics
 from laios.execution.runners import Handle, Refusal, RunEvents, ThreadRunner, ToolCall
 from laios.execution.server import make_wsgi_app
 from laios.execution.store import MetricStore
-from laios.tools.base import BaseTool
+from laios.tools.base import BaseTool, create_simple_tool
+from laios.tools.registry import ToolRegistry
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -272,6 +274,37 @@ def test_keyboard_interrupt_from_inline_callback_propagates_after_recording(
         )
 
     _assert_recorded_once(store, "echo")
+
+
+@pytest.mark.parametrize("timeout", [None, 30], ids=["on the caller's thread", "on a worker"])
+def test_ctrl_c_during_a_blocking_call_ends_the_task_cancelled_on_every_road(
+    make_executor: Any, make_task: Any, context: Context, timeout: float | None
+) -> None:
+    """Ctrl-C while execute_task waits for its tool goes on to the caller and ends the task
+    cancelled, whether the tool runs on the caller's own thread (the interrupt is raised inside
+    the tool) or on a worker thread: an operator's Ctrl-C is not a failure of the tool."""
+    store = MetricStore()
+    registry = ToolRegistry()
+    executor = make_executor(tool_registry=registry, store=store)
+    caller = threading.get_ident()
+    release = threading.Event()
+
+    def work() -> None:
+        if timeout is None:  # on the caller's thread: Ctrl-C lands in the tool
+            raise KeyboardInterrupt
+        signal.pthread_kill(caller, signal.SIGINT)  # Ctrl-C lands where the caller waits
+        release.wait(30)
+
+    registry.register_tool(create_simple_tool("work", "Works.", work))
+    task = make_task("work")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.execute_task(task, context, timeout=timeout)
+    finally:
+        release.set()
+    assert _outcomes(store, "work") == {"cancelled": 1}
+    assert task.status is TaskStatus.CANCELLED
+    assert "the caller was interrupted" in (task.error or "")
 
 
 # -- what finished records keep ----------------------------------------------------------------

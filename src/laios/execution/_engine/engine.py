@@ -546,9 +546,7 @@ class Engine:
                 job.expire()
                 done.acquire()
         except BaseException:
-            job.interrupt(
-                "cancelled", f"Task '{job.task_id}' was cancelled: the caller was interrupted"
-            )
+            job.interrupt("cancelled", job.interrupted_message())
             raise
 
     # -- the awaiting road -----------------------------------------------------------------
@@ -708,9 +706,7 @@ class Engine:
         except Exception:
             raise  # (an internal error: the caller records it)
         except BaseException:  # Ctrl-C while the runner pickles the call: recorded, goes on
-            job.interrupt(
-                "cancelled", f"Task '{job.task_id}' was cancelled: the caller was interrupted"
-            )
+            job.interrupt("cancelled", job.interrupted_message())
             raise
         if isinstance(handle, Refusal):
             job.refused(handle)

@@ -657,6 +657,10 @@ class Job(TaskRecord):
         if not self.interrupt("timeout", self.timeout_message(queued=self.phase == QUEUED)):
             self.overdue_now()
 
+    def interrupted_message(self) -> str:
+        """The error of a task whose caller was interrupted (Ctrl-C) while it ran."""
+        return f"Task '{self.task_id}' was cancelled: the caller was interrupted"
+
     def timeout_message(self, *, queued: bool) -> str:
         """What a timed-out result says: where the task was when its time ran out."""
         limit = self.limit
@@ -692,6 +696,11 @@ class Job(TaskRecord):
             self.raised = raised
             if isinstance(raised, _CANCELLATIONS):
                 self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+                return
+            if self.inline and type(raised) is KeyboardInterrupt:
+                # Ctrl-C on the caller's thread, which runs the tool: the caller is interrupted
+                # (the engine raises it on), as when it waits for a worker.
+                self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
             name = safe_error_type(outcome.error_type or type(raised).__name__)
             self.finish("error", describe_exception(raised), name, exception=raised)
