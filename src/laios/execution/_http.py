@@ -148,7 +148,7 @@ def _allowed_name(name: str) -> str:
         problem = "a host name without path"
     elif name.startswith("*"):
         problem = "a host name; for a domain and every name under it, use a leading dot"
-    elif _ALLOWED_NAME.fullmatch(name.lower()) is None or name.strip(".") == "":
+    elif _ALLOWED_NAME.fullmatch(name.lower()) is None:
         problem = "a host name (letters, digits, '-', '_' and dots)"
     if problem:
         example = " such as 'metrics.example.com' or '.example.com'"
