@@ -655,20 +655,16 @@ def _watch_frame(
 ) -> str:
     """One picture of ``--watch``: the warning about a failed refresh if any, the status and
     how to stop; every line fitted to ``width`` columns when it is given (a terminal's)."""
+    warning = f"! {problem} (retrying; showing the last answer)" if problem else ""
     footer = f"refreshing every {interval:g}s, Ctrl-C to stop"
+    lines = [_title(document, url), "", *status_lines(document, width=width), "", footer]
     if width is None:
-        frame = render_status(document, url=url)
-        warning = [f"! {problem} (retrying; showing the last answer)"] if problem else []
-        return "\n".join([*warning, frame, "", footer])
-    warning = []
-    if problem:
-        # (the reason is worth reading whole: wrapped, not cut)
-        text = f"! {problem} (retrying; showing the last answer)"
-        warning = textwrap.wrap(
-            text, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
-        )
-    lines = [*warning, _title(document, url), "", *status_lines(document, width=width)]
-    return "\n".join(clip(line, width) for line in [*lines, "", footer])
+        return "\n".join([warning, *lines] if warning else lines)
+    # (the reason is worth reading whole: wrapped, not cut; no warning wraps to no line)
+    wrapped = textwrap.wrap(
+        warning, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
+    )
+    return "\n".join(clip(line, width) for line in [*wrapped, *lines])
 
 
 def status_lines(

@@ -9,17 +9,15 @@ CI): then they fail (Debian: apt-get install tmux).
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from tmux_support import COLUMNS, LINES, Tmux, tmux_binary
+from tmux_support import COLUMNS, LINES, private_tmux
 
 pytestmark = pytest.mark.integration
 
@@ -72,11 +70,8 @@ def _command(*options: str) -> str:
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Observed]]:
     """Run the three demos and record their screens."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TMUX"))}
-    env["LANG"] = "C.UTF-8"
-    tmux = Tmux(tmux_binary(), tmp_path_factory.mktemp("tmux") / "socket", env)
     seen = {name: Observed() for name in ("timed", "ctrl_c", "q")}
-    try:
+    with private_tmux(tmp_path_factory.mktemp("tmux") / "socket") as tmux:
         tmux.start("timed", _command("--duration", str(DURATION)))
         tmux.start("ctrl_c", _command())
         tmux.start("q", _command("--duration", str(LONG)))
@@ -99,10 +94,6 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Obs
             observed.history = tmux.history(name)
             observed.flags_after = tmux.flags(name)
         yield seen
-    finally:
-        subprocess.run(
-            [tmux.binary, "-S", str(tmux.socket), "kill-server"], capture_output=True, check=False
-        )
 
 
 def _port(frame: list[str]) -> str:

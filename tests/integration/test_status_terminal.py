@@ -3,9 +3,7 @@ an endpoint whose rows are wider than 80 columns."""
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
-from tmux_support import COLUMNS, Tmux, tmux_binary
+from tmux_support import COLUMNS, Tmux, private_tmux
 
 from laios.execution.monitor import ProgressStatus, ProgressUpdate
 from laios.execution.server import start_http_server
@@ -52,17 +50,8 @@ def wide_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TMUX"))}
-    env["LANG"] = "C.UTF-8"
-    server = Tmux(tmux_binary(), tmp_path / "socket", env)
-    try:
+    with private_tmux(tmp_path / "socket") as server:
         yield server
-    finally:
-        subprocess.run(
-            [server.binary, "-S", str(server.socket), "kill-server"],
-            capture_output=True,
-            check=False,
-        )
 
 
 def test_watch_fits_an_80_column_terminal(wide_endpoint: str, tmux: Tmux) -> None:

@@ -7,9 +7,11 @@ they fail (Debian: apt-get install tmux).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,3 +74,18 @@ class Tmux:
         return self(
             "display-message", "-p", "-t", name, "#{alternate_on}#{cursor_flag}#{wrap_flag}"
         ).strip()
+
+
+@contextlib.contextmanager
+def private_tmux(socket: Path) -> Iterator[Tmux]:
+    """A private tmux server on ``socket`` for the commands of a test: a UTF-8 locale, none of
+    the caller's OTEL_ or TMUX settings; the server is killed on leaving."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TMUX"))}
+    env["LANG"] = "C.UTF-8"
+    tmux = Tmux(tmux_binary(), socket, env)
+    try:
+        yield tmux
+    finally:
+        subprocess.run(
+            [tmux.binary, "-S", str(tmux.socket), "kill-server"], capture_output=True, check=False
+        )

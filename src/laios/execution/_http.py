@@ -31,10 +31,9 @@ __all__ = [
     "Request",
     "Response",
     "StatusMode",
-    "cannot_be_rebound",
     "check_allowed_hosts",
     "check_status_mode",
-    "host_is_allowed",
+    "host_is_served",
     "is_loopback_address",
 ]
 
@@ -108,33 +107,8 @@ def is_loopback_address(address: str) -> bool:
     return bool(ip.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
-def cannot_be_rebound(host: str) -> bool:
-    """Whether the value of a ``Host`` header names something DNS rebinding cannot use, with
-    or without a port: an IP address (``127.0.0.1``, ``10.0.0.7``, ``[::1]``), ``localhost``
-    or a name under ``.localhost`` (RFC 6761: never sent to DNS), or a name under
-    ``.internal`` (reserved for private use, never delegated in public DNS; Docker's
-    ``host.docker.internal``). A page that rebinds must be reached by a name its site's DNS
-    answers for, which a browser sends in ``Host``; a page reached at an address was reached
-    at that address. An empty value (HTTP/1.0 sends none) passes: a browser always sends one.
-    """
-    host = host.strip()
-    if not host:
-        return True
-    match = _HOST.fullmatch(host)
-    if match is None:
-        return False
-    if match["ipv6"] is not None:
-        return _is_address(match["ipv6"])
-    name = match["name"].lower().removesuffix(".")
-    return (
-        name == "localhost"
-        or name.endswith((".localhost", ".internal"))
-        or (_DOTTED_QUAD.fullmatch(name) is not None and _is_address(name))
-    )
-
-
 def check_allowed_hosts(allowed_hosts: Any) -> tuple[str, ...]:
-    """Return the names of ``allowed_hosts`` in the form :func:`host_is_allowed` compares
+    """Return the names of ``allowed_hosts`` in the form :func:`host_is_served` compares
     (lower case, no trailing dot); raise naming the first that is not a host name.
 
     Each name is a host name without scheme, port or path: ``metrics.example.com`` allows
@@ -174,7 +148,7 @@ def _allowed_name(name: str) -> str:
         problem = "a host name without path"
     elif name.startswith("*"):
         problem = "a host name; for a domain and every name under it, use a leading dot"
-    elif _ALLOWED_NAME.fullmatch(name.lower()) is None or name.strip(".") == "":
+    elif _ALLOWED_NAME.fullmatch(name.lower()) is None:
         problem = "a host name (letters, digits, '-', '_' and dots)"
     if problem:
         example = " such as 'metrics.example.com' or '.example.com'"
@@ -182,22 +156,39 @@ def _allowed_name(name: str) -> str:
     return name.lower().removesuffix(".")
 
 
-def host_is_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
-    """Whether the value of a ``Host`` header (any case, with or without a port or trailing
-    dot) is one of ``allowed_hosts`` (as :func:`check_allowed_hosts` returns them), or under
-    one of them that starts with a dot."""
-    match = _HOST.fullmatch(host.strip())
-    if match is None or match["name"] is None:
+def host_is_served(host: str, allowed_hosts: Iterable[str] = ()) -> bool:
+    """Whether a server on loopback only answers a request whose ``Host`` header is ``host``
+    (any case, with or without a port or trailing dot): one that names something DNS
+    rebinding cannot use, or a name of ``allowed_hosts``.
+
+    DNS rebinding cannot use an IP address (``127.0.0.1``, ``10.0.0.7``, ``[::1]``),
+    ``localhost`` or a name under ``.localhost`` (RFC 6761: never sent to DNS), or a name
+    under ``.internal`` (reserved for private use, never delegated in public DNS; Docker's
+    ``host.docker.internal``). A page that rebinds must be reached by a name its site's DNS
+    answers for, which a browser sends in ``Host``; a page reached at an address was reached
+    at that address. An empty value (HTTP/1.0 sends none) passes: a browser always sends one.
+
+    ``allowed_hosts`` are names as :func:`check_allowed_hosts` returns them: each is served,
+    and one starting with a dot serves the name without it and every name under it.
+    """
+    host = host.strip()
+    if not host:
+        return True
+    match = _HOST.fullmatch(host)
+    if match is None:
         return False
+    if match["ipv6"] is not None:
+        return _is_address(match["ipv6"])
     name = match["name"].lower().removesuffix(".")
-    if not name:
-        return False
-    for allowed in allowed_hosts:
-        if name == allowed or (
-            allowed.startswith(".") and (name == allowed[1:] or name.endswith(allowed))
-        ):
-            return True
-    return False
+    return (
+        name == "localhost"
+        or name.endswith((".localhost", ".internal"))
+        or (_DOTTED_QUAD.fullmatch(name) is not None and _is_address(name))
+        or any(
+            name == allowed or (allowed.startswith(".") and f".{name}".endswith(allowed))
+            for allowed in allowed_hosts
+        )
+    )
 
 
 def _is_address(text: str) -> bool:
@@ -284,17 +275,13 @@ class Endpoint:
         """Answer ``request``; never raises (a failure is logged and answered ``500``).
 
         With ``loopback_only`` (a server listening on loopback only), a request whose ``Host``
-        names another host, and none of ``allowed_hosts`` (see :func:`host_is_allowed`), is
+        names another host, and none of ``allowed_hosts`` (see :func:`host_is_served`), is
         answered ``421`` before anything else: see :meth:`_misdirected`.
         """
         try:
             host = request.header("host")
-            if (
-                loopback_only
-                and not cannot_be_rebound(host)
-                and not host_is_allowed(host, allowed_hosts)
-            ):
-                response = self._misdirected(request.header("host"))
+            if loopback_only and not host_is_served(host, allowed_hosts):
+                response = self._misdirected(host)
             else:
                 response = self._respond(request)
         except Exception as exc:
