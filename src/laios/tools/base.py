@@ -30,6 +30,7 @@ import inspect
 import json
 import re
 import reprlib
+import sys
 import types
 import unicodedata
 import weakref
@@ -281,9 +282,16 @@ _IDENTIFIER = re.compile(r"[^\W\d]\w*")
 
 
 def _caller() -> types.FrameType | None:
-    """The frame of the caller of the function calling this."""
-    frame = inspect.currentframe()
-    return frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+    """The frame of the caller of the function calling this.
+
+    Read with ``sys._getframe``, never kept in a local of this function: a frame holding
+    itself is a reference cycle that keeps every caller's locals until the garbage collector
+    runs.
+    """
+    try:
+        return sys._getframe(2)  # noqa: SLF001 (documented; unlike currentframe, no cycle)
+    except ValueError:  # (called from the outermost frame)
+        return None
 
 
 def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | None:
