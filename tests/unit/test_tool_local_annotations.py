@@ -141,3 +141,41 @@ def test_defining_a_tool_keeps_none_of_the_defining_functions_locals_alive() -> 
     finally:
         gc.enable()
     assert alive == [False, False]
+
+
+#: A module of its own whose ``_same_name`` function defines ``Address`` (with a ``city``)
+#: and returns a function annotated with it, without keeping it in its closure.
+_OTHER_MODULE = """
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+def _same_name():
+    class Address(BaseModel):
+        city: str
+
+    def ship(address: Address) -> object:
+        return address
+
+    return ship
+"""
+
+
+def _same_name() -> BaseTool:
+    """Named as the other module's function, with a local ``Address`` of its own."""
+    namespace: dict[str, Any] = {"__name__": "other_module"}
+    exec(compile(_OTHER_MODULE, "other_module.py", "exec"), namespace)
+
+    class Address(BaseModel):
+        street: int
+
+    return create_simple_tool("ship_other", "Ships.", namespace["_same_name"]())
+
+
+def test_a_function_of_another_module_with_the_same_name_lends_no_local_names() -> None:
+    """The defining function is looked for in the file it was written in: a function of the
+    same name elsewhere on the stack (another module's) does not lend it its local classes."""
+    tool = _same_name()
+    assert _types(tool) == {"address": "string"}
+    assert tool.execute(address={"city": "Oslo"}).data == {"city": "Oslo"}
