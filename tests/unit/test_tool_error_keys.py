@@ -151,6 +151,27 @@ def test_the_rebuilt_error_keeps_the_errors_types_and_messages() -> None:
     assert SECRET not in str(raised.value)
 
 
+def _refuse_spent(value: int) -> int:
+    raise PydanticCustomError("missing", "the quota for {day} is spent", {"day": "today"})
+
+
+class QuotaInput(ToolInput):
+    quotas: dict[str, Annotated[int, AfterValidator(_refuse_spent)]]
+
+
+def test_a_custom_error_of_a_type_pydantic_knows_keeps_its_own_message() -> None:
+    """A custom error typed like one of pydantic's own (``missing``) keeps its message, not
+    pydantic's for that type, when a key is hidden."""
+    with pytest.raises(ValidationError) as raised:
+        create_simple_tool(
+            "quota", "Takes quotas.", lambda **kwargs: 0, input_model=QuotaInput
+        ).run_raising(quotas={SECRET: 1})
+    errors = raised.value.errors(include_url=False)
+    assert [(e["type"], e["loc"], e["msg"]) for e in errors] == [
+        ("missing", ("quotas", "[REDACTED]"), "the quota for today is spent"),
+    ]
+
+
 class QuotingInput(ToolInput):
     model_config = ConfigDict(hide_input_in_errors=False)
 

@@ -104,8 +104,11 @@ def _rebuilt(title: str, errors: list[Any]) -> ValidationError:
         if "ctx" in error:
             detail["ctx"] = error["ctx"]
         try:  # (a type pydantic knows: its message is made again from the context)
-            ValidationError.from_exception_data(title, [detail])  # type: ignore[list-item]
-        except Exception:  # (a custom error: its message as it was written)
+            again = ValidationError.from_exception_data(title, [detail])  # type: ignore[list-item]
+            known = again.errors(include_url=False)[0]["msg"] == error["msg"]
+        except Exception:
+            known = False
+        if not known:  # (a custom error, even one typed as pydantic's: its message as written)
             detail = {
                 "type": PydanticCustomError(error["type"], error["msg"]),
                 "loc": error["loc"],
