@@ -3,6 +3,7 @@ its parameters hold: a key is the caller's data, as a value is, and may be a cre
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -71,6 +73,32 @@ def test_declared_field_names_are_still_named() -> None:
     output = Headers().execute(address={"city": "nowhere"})
     assert "address.city" in (output.error or "")
     assert "[REDACTED]" not in (output.error or "")
+
+
+class Point(TypedDict):
+    lat: int
+
+
+@dataclasses.dataclass
+class Place:
+    point: Point
+
+
+class PlacesInput(ToolInput):
+    points: dict[str, Point] = {}
+    places: dict[str, Place] = {}
+
+
+def test_the_fields_of_typed_dicts_and_dataclasses_are_still_named() -> None:
+    """The keys a ``TypedDict`` declares (of ``typing_extensions``, as pydantic wants before
+    Python 3.12) are kept, also in a dataclass whose annotations are text (postponed)."""
+    tool = create_simple_tool(
+        "places", "Takes places.", lambda **kwargs: 0, input_model=PlacesInput
+    )
+    points = tool.execute(points={SECRET: {"lat": "x"}})
+    places = tool.execute(places={SECRET: {"point": {"lat": "x"}}})
+    assert "points.[REDACTED].lat" in (points.error or ""), points.error
+    assert "places.[REDACTED].point.lat" in (places.error or ""), places.error
 
 
 def test_a_secret_value_used_as_a_key_leaks_nowhere(caplog: pytest.LogCaptureFixture) -> None:

@@ -135,6 +135,11 @@ def declared_names(model: type[BaseModel]) -> frozenset[Any]:
 
 def _collect(annotation: Any, names: set[Any], seen: set[int], depth: int) -> None:
     """Add the names declared by ``annotation`` and the types inside it to ``names``."""
+    # The secret-field reader's: ``typing``'s and ``typing_extensions``' ``TypedDict`` (the one
+    # pydantic wants before Python 3.12), and annotations resolved where they are text.
+    # (Imported here: ``laios.execution`` imports the tools.)
+    from laios.execution._secret_fields import _hints, _is_typeddict
+
     if depth > _MAX_TYPE_DEPTH or id(annotation) in seen:
         return
     seen.add(id(annotation))
@@ -145,11 +150,12 @@ def _collect(annotation: Any, names: set[Any], seen: set[int], depth: int) -> No
             names.update(_alias_names(field.validation_alias))
             _collect(field.annotation, names, seen, depth + 1)
     elif isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        hints = _hints(annotation)
         for member in dataclasses.fields(annotation):
             names.add(member.name)
-            _collect(member.type, names, seen, depth + 1)
-    elif typing.is_typeddict(annotation):
-        for name, inner in getattr(annotation, "__annotations__", {}).items():
+            _collect(hints.get(member.name, member.type), names, seen, depth + 1)
+    elif isinstance(annotation, type) and _is_typeddict(annotation):
+        for name, inner in _hints(annotation).items():
             names.add(name)
             _collect(inner, names, seen, depth + 1)
     for argument in typing.get_args(annotation):
