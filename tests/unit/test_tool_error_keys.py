@@ -3,6 +3,7 @@ its parameters hold: a key is the caller's data, as a value is, and may be a cre
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -71,6 +73,32 @@ def test_declared_field_names_are_still_named() -> None:
     output = Headers().execute(address={"city": "nowhere"})
     assert "address.city" in (output.error or "")
     assert "[REDACTED]" not in (output.error or "")
+
+
+class Point(TypedDict):
+    lat: int
+
+
+@dataclasses.dataclass
+class Place:
+    point: Point
+
+
+class PlacesInput(ToolInput):
+    points: dict[str, Point] = {}
+    places: dict[str, Place] = {}
+
+
+def test_the_fields_of_typed_dicts_and_dataclasses_are_still_named() -> None:
+    """The keys a ``TypedDict`` declares (of ``typing_extensions``, as pydantic wants before
+    Python 3.12) are kept, also in a dataclass whose annotations are text (postponed)."""
+    tool = create_simple_tool(
+        "places", "Takes places.", lambda **kwargs: 0, input_model=PlacesInput
+    )
+    points = tool.execute(points={SECRET: {"lat": "x"}})
+    places = tool.execute(places={SECRET: {"point": {"lat": "x"}}})
+    assert "points.[REDACTED].lat" in (points.error or ""), points.error
+    assert "places.[REDACTED].point.lat" in (places.error or ""), places.error
 
 
 def test_a_secret_value_used_as_a_key_leaks_nowhere(caplog: pytest.LogCaptureFixture) -> None:
@@ -149,6 +177,27 @@ def test_the_rebuilt_error_keeps_the_errors_types_and_messages() -> None:
         ("int_parsing", ("counts", "[REDACTED]"), errors[1]["msg"]),
     ]
     assert SECRET not in str(raised.value)
+
+
+def _refuse_spent(value: int) -> int:
+    raise PydanticCustomError("missing", "the quota for {day} is spent", {"day": "today"})
+
+
+class QuotaInput(ToolInput):
+    quotas: dict[str, Annotated[int, AfterValidator(_refuse_spent)]]
+
+
+def test_a_custom_error_of_a_type_pydantic_knows_keeps_its_own_message() -> None:
+    """A custom error typed like one of pydantic's own (``missing``) keeps its message, not
+    pydantic's for that type, when a key is hidden."""
+    with pytest.raises(ValidationError) as raised:
+        create_simple_tool(
+            "quota", "Takes quotas.", lambda **kwargs: 0, input_model=QuotaInput
+        ).run_raising(quotas={SECRET: 1})
+    errors = raised.value.errors(include_url=False)
+    assert [(e["type"], e["loc"], e["msg"]) for e in errors] == [
+        ("missing", ("quotas", "[REDACTED]"), "the quota for today is spent"),
+    ]
 
 
 class QuotingInput(ToolInput):

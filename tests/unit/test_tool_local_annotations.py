@@ -4,7 +4,9 @@ the function's locals where Python still has them."""
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from typing import Any
 
 from pydantic import BaseModel
@@ -101,3 +103,79 @@ def test_a_local_name_in_the_closure_is_resolved() -> None:
     """A local name the function's body uses is kept in its closure, and found there."""
     tool = create_simple_tool("ship_closure", "Ships.", _closure_factory())
     assert tool.execute(address={"city": "Oslo"}).data == "Oslo"
+
+
+class _Local:
+    """An object local to the function that defines a tool."""
+
+
+def test_defining_a_tool_keeps_none_of_the_defining_functions_locals_alive() -> None:
+    """Reading the defining function's locals leaves no reference cycle behind: its locals go
+    when it returns, without waiting for the garbage collector."""
+
+    def make_class() -> weakref.ref[_Local]:
+        local = _Local()
+
+        class Tool(BaseTool):
+            name = "kept_class"
+            description = "Keeps nothing."
+
+            def _execute(self, copies: int = 1) -> Any:
+                return copies
+
+        return weakref.ref(local)
+
+    def make_simple() -> weakref.ref[_Local]:
+        local = _Local()
+
+        def ship(copies: int = 1) -> Any:
+            return copies
+
+        create_simple_tool("kept_simple", "Keeps nothing.", ship)
+        return weakref.ref(local)
+
+    gc.disable()
+    try:
+        refs = [make_class(), make_simple()]
+        alive = [ref() is not None for ref in refs]
+    finally:
+        gc.enable()
+    assert alive == [False, False]
+
+
+#: A module of its own whose ``_same_name`` function defines ``Address`` (with a ``city``)
+#: and returns a function annotated with it, without keeping it in its closure.
+_OTHER_MODULE = """
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+def _same_name():
+    class Address(BaseModel):
+        city: str
+
+    def ship(address: Address) -> object:
+        return address
+
+    return ship
+"""
+
+
+def _same_name() -> BaseTool:
+    """Named as the other module's function, with a local ``Address`` of its own."""
+    namespace: dict[str, Any] = {"__name__": "other_module"}
+    exec(compile(_OTHER_MODULE, "other_module.py", "exec"), namespace)
+
+    class Address(BaseModel):
+        street: int
+
+    return create_simple_tool("ship_other", "Ships.", namespace["_same_name"]())
+
+
+def test_a_function_of_another_module_with_the_same_name_lends_no_local_names() -> None:
+    """The defining function is looked for in the file it was written in: a function of the
+    same name elsewhere on the stack (another module's) does not lend it its local classes."""
+    tool = _same_name()
+    assert _types(tool) == {"address": "string"}
+    assert tool.execute(address={"city": "Oslo"}).data == {"city": "Oslo"}

@@ -104,8 +104,11 @@ def _rebuilt(title: str, errors: list[Any]) -> ValidationError:
         if "ctx" in error:
             detail["ctx"] = error["ctx"]
         try:  # (a type pydantic knows: its message is made again from the context)
-            ValidationError.from_exception_data(title, [detail])  # type: ignore[list-item]
-        except Exception:  # (a custom error: its message as it was written)
+            again = ValidationError.from_exception_data(title, [detail])  # type: ignore[list-item]
+            known = again.errors(include_url=False)[0]["msg"] == error["msg"]
+        except Exception:
+            known = False
+        if not known:  # (a custom error, even one typed as pydantic's: its message as written)
             detail = {
                 "type": PydanticCustomError(error["type"], error["msg"]),
                 "loc": error["loc"],
@@ -132,6 +135,11 @@ def declared_names(model: type[BaseModel]) -> frozenset[Any]:
 
 def _collect(annotation: Any, names: set[Any], seen: set[int], depth: int) -> None:
     """Add the names declared by ``annotation`` and the types inside it to ``names``."""
+    # The secret-field reader's: ``typing``'s and ``typing_extensions``' ``TypedDict`` (the one
+    # pydantic wants before Python 3.12), and annotations resolved where they are text.
+    # (Imported here: ``laios.execution`` imports the tools.)
+    from laios.execution._secret_fields import _hints, _is_typeddict
+
     if depth > _MAX_TYPE_DEPTH or id(annotation) in seen:
         return
     seen.add(id(annotation))
@@ -142,11 +150,12 @@ def _collect(annotation: Any, names: set[Any], seen: set[int], depth: int) -> No
             names.update(_alias_names(field.validation_alias))
             _collect(field.annotation, names, seen, depth + 1)
     elif isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        hints = _hints(annotation)
         for member in dataclasses.fields(annotation):
             names.add(member.name)
-            _collect(member.type, names, seen, depth + 1)
-    elif typing.is_typeddict(annotation):
-        for name, inner in getattr(annotation, "__annotations__", {}).items():
+            _collect(hints.get(member.name, member.type), names, seen, depth + 1)
+    elif isinstance(annotation, type) and _is_typeddict(annotation):
+        for name, inner in _hints(annotation).items():
             names.add(name)
             _collect(inner, names, seen, depth + 1)
     for argument in typing.get_args(annotation):

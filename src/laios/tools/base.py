@@ -30,6 +30,7 @@ import inspect
 import json
 import re
 import reprlib
+import sys
 import types
 import unicodedata
 import weakref
@@ -281,9 +282,16 @@ _IDENTIFIER = re.compile(r"[^\W\d]\w*")
 
 
 def _caller() -> types.FrameType | None:
-    """The frame of the caller of the function calling this."""
-    frame = inspect.currentframe()
-    return frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+    """The frame of the caller of the function calling this.
+
+    Read with ``sys._getframe``, never kept in a local of this function: a frame holding
+    itself is a reference cycle that keeps every caller's locals until the garbage collector
+    runs.
+    """
+    try:
+        return sys._getframe(2)  # noqa: SLF001 (documented; unlike currentframe, no cycle)
+    except ValueError:  # (called from the outermost frame)
+        return None
 
 
 def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | None:
@@ -294,8 +302,9 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
     a function annotates with the text ``"Address"``, which names a local class of that
     function: Python keeps it in ``func``'s closure only when the body uses it too. It is
     looked up there, then in the locals of the defining function's frame, found by its name
-    among ``frame`` and its callers (a tool class is made, and ``create_simple_tool`` is
-    mostly called, while that function runs). Only the names the annotations use are kept.
+    and file among ``frame`` and its callers (a tool class is made, and
+    ``create_simple_tool`` is mostly called, while that function runs). Only the names the
+    annotations use are kept.
     """
     unwrapped = inspect.unwrap(func) if callable(func) else func
     while isinstance(unwrapped, functools.partial):
@@ -314,17 +323,21 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
     wanted = {name for text in texts for name in _IDENTIFIER.findall(text)}
     found: dict[str, Any] = {}
     owner = qualname.rsplit(".<locals>.", 1)[0]
+    own_code = getattr(unwrapped, "__code__", None)
+    # (a function of the same name in another module is not the one that defined ``func``)
+    filename = getattr(own_code, "co_filename", None)
     for _ in range(_MAX_FRAMES_UP):
         if frame is None:
             break
         code = frame.f_code
-        if getattr(code, "co_qualname", code.co_name) == owner or (
-            not hasattr(code, "co_qualname") and code.co_name == owner.rsplit(".", 1)[-1]
+        if code.co_filename == filename and (
+            getattr(code, "co_qualname", code.co_name) == owner
+            or (not hasattr(code, "co_qualname") and code.co_name == owner.rsplit(".", 1)[-1])
         ):
             found.update((k, v) for k, v in frame.f_locals.items() if k in wanted)
             break
         frame = frame.f_back
-    free_names = getattr(getattr(unwrapped, "__code__", None), "co_freevars", ())
+    free_names = getattr(own_code, "co_freevars", ())
     cells = getattr(unwrapped, "__closure__", None) or ()
     for name, cell in zip(free_names, cells, strict=False):
         if name in wanted:

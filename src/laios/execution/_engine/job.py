@@ -895,7 +895,7 @@ class Job(TaskRecord):
             "result": data,
             "error": error,
         }
-        if not self.ran or self.unstarted:
+        if not self.ran:  # (the store has just recorded an unstarted run as never started)
             # Never started: a start of an earlier run of the task is not its own.
             fields["started_at"] = None
         assign(task, fields)
