@@ -1293,6 +1293,39 @@ def test_a_large_result_being_read_never_holds_a_small_result_of_another_worker(
         runner.terminate()
 
 
+def test_many_large_calls_submitted_from_an_event_loop_are_pickled_on_a_few_threads() -> None:
+    """Large calls submitted at once from an event loop are pickled (and sent) on a few
+    threads of the runner's, in turn, not on a thread each; every one of them runs."""
+    runner = ProcessRunner(2)
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    calls = [ScriptedEvents() for _ in range(24)]
+
+    def pickling_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "laios-process-pickle"]
+
+    async def submit_all() -> int:
+        for events in calls:
+            call = _call(process_tools.Pid(), blob=bytes(512 * 1024), gate=held())
+            runner.submit(call, events)
+        return len(pickling_threads())
+
+    try:
+        started = asyncio.run(submit_all())
+        assert wait_for(lambda: held.at_once > 0)
+        assert started < len(calls), f"{started} threads pickle {len(calls)} calls"
+        assert started <= process_runner.PICKLING_THREADS
+        assert runner.stats.queued == len(calls)
+        held.release.set()
+        assert all(events.finished_event.wait(WAIT) for events in calls)
+        assert all(isinstance(events.outcomes[0].value, int) for events in calls)
+        assert 0 < held.most_at_once <= process_runner.PICKLING_THREADS
+        assert wait_for(lambda: not pickling_threads()), "pickling threads were left waiting"
+    finally:
+        held.release.set()
+        runner.terminate()
+
+
 def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only() -> None:
     """A worker killed while its large result is being read fails its call as crashed; the
     pool serves on."""
