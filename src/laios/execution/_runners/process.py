@@ -937,30 +937,40 @@ class _Pool:
 
     # -- accepting calls ---------------------------------------------------------------------
 
-    def place(self, call: _Call, *, unless_closed: bool = False) -> bool:
+    def place(self, call: _Call) -> bool:
         """Hand a pickled call to an idle worker, or queue it (starting a worker when fewer
-        than ``max_workers`` run); ``unless_closed``: not when the pool is closed (then
-        ``False``)."""
-        start = False
+        than ``max_workers`` run); ``False`` when the pool is closed."""
         with self.lock:
-            if unless_closed and self.closed:
+            if self.closed:
                 return False
-            worker = self.idle.pop() if self.idle else None
-            if worker is not None:
-                call.state = "reserved"
-                call.worker = worker
-                worker.call = call
-            else:
-                call.state = "queued"
-                self.queue.append(call)
-                if len(self.workers) + self.starting < self.max_workers:
-                    self.starting += 1
-                    start = True
+            worker, start = self.reserve_or_queue(call)
+        self.dispatch(call, worker, start)
+        return True
+
+    def reserve_or_queue(self, call: _Call) -> tuple[_Worker | None, bool]:
+        """Reserve an idle worker for ``call``, or queue it, counting a worker to start when
+        fewer than ``max_workers`` run (under the lock): the worker reserved, and whether to
+        start one (see :meth:`dispatch`)."""
+        worker = self.idle.pop() if self.idle else None
+        if worker is not None:
+            call.state = "reserved"
+            call.worker = worker
+            worker.call = call
+            return worker, False
+        call.state = "queued"
+        self.queue.append(call)
+        if len(self.workers) + self.starting < self.max_workers:
+            self.starting += 1
+            return None, True
+        return None, False
+
+    def dispatch(self, call: _Call, worker: _Worker | None, start: bool) -> None:
+        """After :meth:`reserve_or_queue` (outside the lock): send ``call`` to the worker
+        reserved for it, or start the worker counted."""
         if worker is not None:
             self.begin(worker, call)
         elif start:
             self.start_in_background()
-        return True
 
     def pickle_later(self, call: _Call, portable: ToolCall) -> bool:
         """Accept ``call`` to be pickled, then placed, on one of the pool's pickling threads
@@ -997,7 +1007,11 @@ class _Pool:
     def pickle_and_place(self, call: _Call, portable: ToolCall) -> None:
         """Pickle an accepted call (on a pickling thread), then place it; refuse it when it
         cannot be pickled, or the runner was terminated meanwhile. (A call accepted before a
-        shutdown still runs, as a queued one does.)"""
+        shutdown still runs, as a queued one does.)
+
+        The call stops being counted in ``pickling`` in the step that reserves a worker for
+        it or queues it: ``close(wait=True)`` always has it to wait for.
+        """
         refusal: Refusal | None = None
         try:
             call.payload = _pickled(portable)
@@ -1012,10 +1026,12 @@ class _Pool:
                 refusal = SHUTDOWN
             if refusal is not None:
                 call.state = "abandoned"
+            else:
+                worker, start = self.reserve_or_queue(call)
         if refusal is not None:
             call.events.refused(refusal)
             return
-        self.place(call)
+        self.dispatch(call, worker, start)
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -1234,7 +1250,7 @@ class ProcessRunner:
         pool = self._pool
         handle = _Call(events, payload or b"", call.tool_name, call.cpu_seconds)
         if payload is not None:
-            return handle if pool.place(handle, unless_closed=True) else SHUTDOWN
+            return handle if pool.place(handle) else SHUTDOWN
         return handle if pool.pickle_later(handle, portable) else SHUTDOWN
 
     def abandon(self, handle: Handle) -> StopResult:
