@@ -336,6 +336,33 @@ class WaitsForTheLoop:
         return (str, ("waited",))
 
 
+class HeldWhilePickled:
+    """A parameter whose pickling waits (15 s at most) until :attr:`release` is set, counting
+    the picklings under way at once (:attr:`at_once`, the most of them :attr:`most_at_once`)."""
+
+    release = threading.Event()
+    lock = threading.Lock()
+    at_once = 0
+    most_at_once = 0
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.release.clear()
+        cls.at_once = cls.most_at_once = 0
+
+    def __reduce__(self) -> Any:
+        cls = type(self)
+        with cls.lock:
+            cls.at_once += 1
+            cls.most_at_once = max(cls.most_at_once, cls.at_once)
+        try:
+            cls.release.wait(15.0)
+        finally:
+            with cls.lock:
+                cls.at_once -= 1
+        return (str, ("held",))
+
+
 class InterruptedWhenPickled:
     """A value whose pickling is interrupted (``KeyboardInterrupt``: Ctrl-C meanwhile)."""
 

@@ -1293,6 +1293,85 @@ def test_a_large_result_being_read_never_holds_a_small_result_of_another_worker(
         runner.terminate()
 
 
+def test_many_large_calls_submitted_from_an_event_loop_are_pickled_on_a_few_threads() -> None:
+    """Large calls submitted at once from an event loop are pickled (and sent) on a few
+    threads of the runner's, in turn, not on a thread each; every one of them runs."""
+    runner = ProcessRunner(2)
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    calls = [ScriptedEvents() for _ in range(24)]
+
+    def pickling_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "laios-process-pickle"]
+
+    async def submit_all() -> int:
+        for events in calls:
+            call = _call(process_tools.Pid(), blob=bytes(512 * 1024), gate=held())
+            runner.submit(call, events)
+        return len(pickling_threads())
+
+    try:
+        started = asyncio.run(submit_all())
+        assert wait_for(lambda: held.at_once > 0)
+        assert started < len(calls), f"{started} threads pickle {len(calls)} calls"
+        assert started <= process_runner.PICKLING_THREADS
+        assert runner.stats.queued == len(calls)
+        held.release.set()
+        assert all(events.finished_event.wait(WAIT) for events in calls)
+        assert all(isinstance(events.outcomes[0].value, int) for events in calls)
+        assert 0 < held.most_at_once <= process_runner.PICKLING_THREADS
+        assert wait_for(lambda: not pickling_threads()), "pickling threads were left waiting"
+    finally:
+        held.release.set()
+        runner.terminate()
+
+
+def test_shutdown_waiting_for_a_large_call_being_pickled_returns_once_it_has_run() -> None:
+    """``shutdown(wait=True)`` called while a large call from an event loop is pickled returns
+    once that call has run and its worker exited, never as the call goes from its pickling
+    thread to the queue."""
+    runner = ProcessRunner(1)
+    pool = runner._pool
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    events = ScriptedEvents()
+    finished_when_shut: list[bool] = []
+
+    def shut() -> None:
+        runner.shutdown(wait=True)
+        finished_when_shut.append(events.finished_event.is_set())
+
+    closer = threading.Thread(target=shut)
+    place = pool.place
+
+    def place_once_shutdown_looked_again(call: Any, **options: Any) -> bool:
+        # (a call placed apart from its pickling: shutdown, woken by the pickling's end, gets
+        # to look at the pool first, and either returns or waits again)
+        assert wait_for(lambda: not closer.is_alive() or pool.changed._waiters)  # type: ignore[attr-defined]
+        return place(call, **options)
+
+    pool.place = place_once_shutdown_looked_again  # type: ignore[method-assign]
+
+    async def submit() -> None:
+        runner.submit(_call(process_tools.Pid(), blob=bytes(512 * 1024), gate=held()), events)
+
+    try:
+        asyncio.run(submit())
+        assert wait_for(lambda: held.at_once == 1)
+        closer.start()
+        assert wait_for(lambda: runner.closed and pool.changed._waiters)  # type: ignore[attr-defined]
+        held.release.set()
+        closer.join(WAIT)
+        assert finished_when_shut == [True]
+        assert isinstance(events.outcomes[0].value, int)
+        assert not runner.worker_pids()
+    finally:
+        held.release.set()
+        runner.terminate()
+        if closer.is_alive():
+            closer.join(WAIT)
+
+
 def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only() -> None:
     """A worker killed while its large result is being read fails its call as crashed; the
     pool serves on."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import logging
 import math
 import os
@@ -130,6 +131,7 @@ def _after_fork_in_child() -> None:
     # see WarningLimiter.after_fork_in_child.)
     global _lock_fds_lock
     _lock_fds_lock = threading.RLock()
+    pid_namespace.cache_clear()  # (the child may be in another: read again)
     for fd in _lock_fds:  # the parent's locks stay the parent's
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -144,27 +146,19 @@ if hasattr(os, "register_at_fork"):
     )
 
 
-#: This process's pid namespace (see :func:`pid_namespace`), by the pid it was read in.
-_namespace: tuple[int, str | None] | None = None
-
-
+@functools.cache
 def pid_namespace() -> str | None:
     """What names the pid namespace of this process's pids, written beside the ``pid`` in its
     file: the machine's boot id and the namespace's device and inode (Linux, where
     containers have namespaces of their own); ``None`` where the platform does not say.
     Read once per process (a forked child reads its own)."""
-    global _namespace
-    pid = os.getpid()
-    if _namespace is None or _namespace[0] != pid:
-        try:
-            namespace = os.stat("/proc/self/ns/pid")
-            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-                boot = handle.read().strip()
-            value: str | None = f"{boot}/{namespace.st_dev}:{namespace.st_ino}"
-        except (OSError, ValueError):
-            value = None
-        _namespace = (pid, value)
-    return _namespace[1]
+    try:
+        namespace = os.stat("/proc/self/ns/pid")
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip()
+    except (OSError, ValueError):
+        return None
+    return f"{boot}/{namespace.st_dev}:{namespace.st_ino}"
 
 
 #: Lock files are opened without waiting for a writer: a named pipe under a lock file's name

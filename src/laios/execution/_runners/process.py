@@ -112,9 +112,15 @@ _CPU_WATCH_STEP = 0.05
 _CPUS = os.cpu_count() or 1
 
 #: The most a call is pickled on the thread of a running event loop (``execute_async``,
-#: ``execute_parallel``), in bytes: a larger one is pickled, and sent, on a thread of its own,
+#: ``execute_parallel``), in bytes: a larger one is pickled, and sent, on another thread,
 #: so that the loop is never held for longer than pickling this much takes.
 LOOP_PICKLE_BYTES = 256 * 1024
+
+#: The most threads a runner pickles such calls on at once: more calls wait their turn, in
+#: the order they came, so that many large calls at once never mean a thread each. (The
+#: threads that read large messages, and send large calls the reader takes from the queue, need
+#: no such bound: there is at most one of each per worker.)
+PICKLING_THREADS = 4
 
 
 class _TooLarge(Exception):
@@ -255,7 +261,7 @@ class _Call:
         self.tool_name = tool_name
         self.cpu_seconds = cpu_seconds  # its CPU budget (None: none)
         self.worker: _Worker | None = None
-        # pickling (on a thread of its own, see ``ProcessRunner.submit``), queued, reserved (a
+        # pickling (off the caller's thread, see ``ProcessRunner.submit``), queued, reserved (a
         # worker is set aside for it; not sent yet), running (sent to its worker), done or
         # abandoned; changed under the pool's lock.
         self.state = "queued"
@@ -478,7 +484,9 @@ class _Pool:
         self.idle: list[_Worker] = []
         self.starting = 0  # workers being started (counted against max_workers)
         self.queue: deque[_Call] = deque()
-        self.pickling = 0  # calls accepted and being pickled on a thread of their own
+        self.pickling = 0  # calls accepted to be pickled off the caller's thread, not placed yet
+        self.to_pickle: deque[tuple[_Call, ToolCall]] = deque()  # those waiting for a thread
+        self.pickling_threads = 0  # threads pickling them (at most PICKLING_THREADS)
         self.closed = False
         self.terminated = False  # every worker was killed (running calls end "terminated")
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
@@ -512,6 +520,8 @@ class _Pool:
         self.starting = 0
         self.queue = deque()
         self.pickling = 0
+        self.to_pickle = deque()
+        self.pickling_threads = 0
         self.cpu_watches = {}
         self.transferred = []
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
@@ -927,35 +937,81 @@ class _Pool:
 
     # -- accepting calls ---------------------------------------------------------------------
 
-    def place(self, call: _Call, *, unless_closed: bool = False) -> bool:
+    def place(self, call: _Call) -> bool:
         """Hand a pickled call to an idle worker, or queue it (starting a worker when fewer
-        than ``max_workers`` run); ``unless_closed``: not when the pool is closed (then
-        ``False``)."""
-        start = False
+        than ``max_workers`` run); ``False`` when the pool is closed."""
         with self.lock:
-            if unless_closed and self.closed:
+            if self.closed:
                 return False
-            worker = self.idle.pop() if self.idle else None
-            if worker is not None:
-                call.state = "reserved"
-                call.worker = worker
-                worker.call = call
-            else:
-                call.state = "queued"
-                self.queue.append(call)
-                if len(self.workers) + self.starting < self.max_workers:
-                    self.starting += 1
-                    start = True
+            worker, start = self.reserve_or_queue(call)
+        self.dispatch(call, worker, start)
+        return True
+
+    def reserve_or_queue(self, call: _Call) -> tuple[_Worker | None, bool]:
+        """Reserve an idle worker for ``call``, or queue it, counting a worker to start when
+        fewer than ``max_workers`` run (under the lock): the worker reserved, and whether to
+        start one (see :meth:`dispatch`)."""
+        worker = self.idle.pop() if self.idle else None
+        if worker is not None:
+            call.state = "reserved"
+            call.worker = worker
+            worker.call = call
+            return worker, False
+        call.state = "queued"
+        self.queue.append(call)
+        if len(self.workers) + self.starting < self.max_workers:
+            self.starting += 1
+            return None, True
+        return None, False
+
+    def dispatch(self, call: _Call, worker: _Worker | None, start: bool) -> None:
+        """After :meth:`reserve_or_queue` (outside the lock): send ``call`` to the worker
+        reserved for it, or start the worker counted."""
         if worker is not None:
             self.begin(worker, call)
         elif start:
             self.start_in_background()
+
+    def pickle_later(self, call: _Call, portable: ToolCall) -> bool:
+        """Accept ``call`` to be pickled, then placed, on one of the pool's pickling threads
+        (started as needed, at most :data:`PICKLING_THREADS`); ``False`` when the pool is
+        closed."""
+        with self.lock:
+            if self.closed:
+                return False
+            call.state = "pickling"
+            self.pickling += 1
+            self.to_pickle.append((call, portable))
+            start = self.pickling_threads < PICKLING_THREADS
+            if start:
+                self.pickling_threads += 1
+        if start:
+            threading.Thread(target=self.pickle_waiting, name="laios-process-pickle").start()
         return True
 
+    def pickle_waiting(self) -> None:
+        """Pickle and place the calls waiting for it, oldest first, until none is left (a
+        pickling thread's work)."""
+        while True:
+            with self.lock:
+                if not self.to_pickle:
+                    self.pickling_threads -= 1
+                    return
+                call, portable = self.to_pickle.popleft()
+            try:
+                self.pickle_and_place(call, portable)
+            except Exception:  # (the calls waiting behind it must still be served)
+                _log.exception("could not hand call of tool %r to a worker", call.tool_name[:128])
+            del call, portable  # (nothing kept while waiting for the next)
+
     def pickle_and_place(self, call: _Call, portable: ToolCall) -> None:
-        """Pickle an accepted call (on a thread of its own), then place it; refuse it when it
+        """Pickle an accepted call (on a pickling thread), then place it; refuse it when it
         cannot be pickled, or the runner was terminated meanwhile. (A call accepted before a
-        shutdown still runs, as a queued one does.)"""
+        shutdown still runs, as a queued one does.)
+
+        The call stops being counted in ``pickling`` in the step that reserves a worker for
+        it or queues it: ``close(wait=True)`` always has it to wait for.
+        """
         refusal: Refusal | None = None
         try:
             call.payload = _pickled(portable)
@@ -970,10 +1026,12 @@ class _Pool:
                 refusal = SHUTDOWN
             if refusal is not None:
                 call.state = "abandoned"
+            else:
+                worker, start = self.reserve_or_queue(call)
         if refusal is not None:
             call.events.refused(refusal)
             return
-        self.place(call)
+        self.dispatch(call, worker, start)
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -1172,8 +1230,9 @@ class ProcessRunner:
 
         On the thread of a running event loop (``execute_async``, ``execute_parallel``) a
         call is pickled there only up to :data:`LOOP_PICKLE_BYTES`: a larger one is accepted
-        at once and pickled, then sent, on a thread of its own (refused from there when it
-        cannot be pickled), so that the loop is not held meanwhile.
+        at once and pickled, then sent, on one of a few threads of the runner's (see
+        :data:`PICKLING_THREADS`; refused from there when it cannot be pickled), so that the
+        loop is not held meanwhile.
         """
         portable = dataclasses.replace(call, context=None)
         # (in asyncio.events.__all__: the running loop or None, without raising)
@@ -1191,16 +1250,8 @@ class ProcessRunner:
         pool = self._pool
         handle = _Call(events, payload or b"", call.tool_name, call.cpu_seconds)
         if payload is not None:
-            return handle if pool.place(handle, unless_closed=True) else SHUTDOWN
-        with pool.lock:
-            if pool.closed:
-                return SHUTDOWN
-            handle.state = "pickling"
-            pool.pickling += 1
-        threading.Thread(
-            target=pool.pickle_and_place, args=(handle, portable), name="laios-process-pickle"
-        ).start()
-        return handle
+            return handle if pool.place(handle) else SHUTDOWN
+        return handle if pool.pickle_later(handle, portable) else SHUTDOWN
 
     def abandon(self, handle: Handle) -> StopResult:
         """Kill the worker running the call (and its process group), or drop the call from
