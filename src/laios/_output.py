@@ -1,14 +1,29 @@
 """What the commands (``laios``, ``python -m laios.mixin``) do when their output cannot be
-written: which errors say so, and how to drop what is still buffered."""
+written: which errors say so, how to drop what is still buffered, and an argument parser whose
+``--help`` and ``--version`` text fails as their output does."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
 
-__all__ = ["OUTPUT_ERRNOS", "closed_stdout_status", "discard_stdout", "output_failure_status"]
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+__all__ = [
+    "OUTPUT_ERRNOS",
+    "OutputParser",
+    "StdoutClosed",
+    "closed_stdout_status",
+    "discard_stdout",
+    "output_failure_status",
+    "parse_command_line",
+]
 
 #: Why writing the output fails where no reader closed it: the file system or the device.
 OUTPUT_ERRNOS = frozenset(
@@ -69,3 +84,44 @@ def _say_unwritable(prog: str, reason: str) -> None:
     when stderr cannot be written either)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
         print(f"{prog}: could not write its output ({reason})", file=sys.stderr)
+
+
+class StdoutClosed(Exception):
+    """``--help`` or ``--version`` was asked for with no stdout to write it to."""
+
+
+class OutputParser(argparse.ArgumentParser):
+    """An argument parser whose ``--help`` and ``--version`` text, the command's output then,
+    fails as the commands' output does when it cannot be written: argparse drops the error
+    and exits 0, or writes the text to stderr when there is no stdout.
+
+    It overrides argparse's ``_print_message``, where both texts are written: the tests of
+    both commands' ``--help`` to a full disk, a closed stdout and a gone reader fail if
+    argparse stops writing them there.
+    """
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        out: TextIO | None = sys.stdout
+        if not message or file is not out:
+            super()._print_message(message, file)
+            return
+        if out is None:
+            raise StdoutClosed
+        out.write(message)
+        out.flush()  # (a full disk fails here, not unseen at the interpreter's exit)
+
+
+def parse_command_line(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace | int:
+    """``parser.parse_args(argv)``; or, when ``--help`` or ``--version`` text could not be
+    written (see :class:`OutputParser`), the exit status to end with (``1``)."""
+    try:
+        return parser.parse_args(argv)
+    except StdoutClosed:
+        return closed_stdout_status(parser.prog) or 1
+    except OSError as exc:
+        status = output_failure_status(exc, parser.prog)
+        if status is None:
+            raise
+        return status

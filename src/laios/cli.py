@@ -36,11 +36,16 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from laios._output import closed_stdout_status, output_failure_status
+from laios._output import (
+    OutputParser,
+    closed_stdout_status,
+    output_failure_status,
+    parse_command_line,
+)
 from laios._terminal import clip, stream_is_terminal, table_lines
 
 if TYPE_CHECKING:
-    from _typeshed import SupportsWrite, WriteableBuffer
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "DEFAULT_URL",
@@ -998,31 +1003,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     return int(demo.run(args))
 
 
-class _StdoutClosed(Exception):
-    """``--help`` or ``--version`` was asked for with no stdout to write it to."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose ``--help`` and ``--version`` text, the command's output then,
-    fails as the commands' output does when it cannot be written (argparse drops the error
-    and exits 0, or writes the text to stderr when there is no stdout)."""
-
-    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
-        out: TextIO | None = sys.stdout
-        if not message or file is not out:
-            super()._print_message(message, file)
-            return
-        if out is None:
-            raise _StdoutClosed
-        out.write(message)
-        out.flush()  # (a full disk fails here, not unseen at the interpreter's exit)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``laios`` argument parser (subcommands ``status`` and ``demo``)."""
     from laios import __version__
 
-    parser = _Parser(prog="laios", description="Observe laios task executors.")
+    parser = OutputParser(prog="laios", description="Observe laios task executors.")
     parser.add_argument("--version", action="version", version=f"laios {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     status = commands.add_parser(
@@ -1139,15 +1124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         be written (a full disk: one line on stderr says so).
     """
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except _StdoutClosed:  # --help or --version with stdout closed
-        return closed_stdout_status(parser.prog) or 1
-    except OSError as exc:  # --help or --version whose text could not be written
-        status = output_failure_status(exc, parser.prog)
-        if status is None:
-            raise
-        return status
+    args = parse_command_line(parser, argv)
+    if isinstance(args, int):  # --help or --version whose text could not be written
+        return args
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

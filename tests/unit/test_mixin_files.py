@@ -367,6 +367,57 @@ def test_a_closed_stdout_ends_the_command_with_one_line_and_exit_1(tmp_path: Pat
     assert not out.exists()
 
 
+def test_help_that_cannot_be_written_ends_with_exit_1() -> None:
+    """`python -m laios.mixin --help > /dev/full`: exit 1 and one line saying why, as `laios
+    --help` does; not exit 0 with the text lost."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "laios.mixin", "--help"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "python -m laios.mixin: could not write its output (No space left on device)\n"
+    )
+
+
+def test_help_on_a_closed_stdout_ends_with_exit_1() -> None:
+    """`python -m laios.mixin --help >&-`: exit 1 and the one line, not the help on stderr
+    with exit 0."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios.mixin", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "python -m laios.mixin: could not write its output (stdout is closed)\n"
+
+
+def test_help_to_a_reader_that_is_gone_ends_quietly_with_exit_1() -> None:
+    """`python -m laios.mixin --help | true`: exit 1, nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "laios.mixin", "--help"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
 def test_ctrl_c_ends_the_command_with_exit_130_and_no_temporary_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from laios._output import closed_stdout_status, output_failure_status
+from laios._output import (
+    OutputParser,
+    closed_stdout_status,
+    output_failure_status,
+    parse_command_line,
+)
 from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
 
@@ -38,7 +43,7 @@ def _group_labels(text: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's options; each sets the :class:`MixinConfig` field of the same meaning."""
-    parser = argparse.ArgumentParser(
+    parser = OutputParser(
         prog="python -m laios.mixin",
         description=(
             "Write laios' Grafana dashboard, Prometheus recording rules and alerts, and "
@@ -156,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     after Ctrl-C); started with stdout closed, it writes nothing and returns 1, as ``laios``
     does."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command_line(parser, argv)
+    if isinstance(args, int):  # --help whose text could not be written
+        return args
     closed = closed_stdout_status(parser.prog)
     if closed is not None:
         return closed
