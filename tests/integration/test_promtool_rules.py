@@ -197,6 +197,18 @@ def test_target_alerts_of_a_selector_on_a_label_up_lacks(
     _assert_rule_tests_pass(promtool_binary, store_label_selectors, STORE_LABEL_TESTS)
 
 
+#: promtool tests for the target alerts of a selector on a target label that names no job.
+TARGET_LABEL_TESTS = Path(__file__).with_name("mixin_target_label_selector.test.yml")
+
+
+def test_target_alerts_of_a_selector_on_a_namespace(promtool_binary: str, tmp_path: Path) -> None:
+    """With a selector on a label every target of a namespace has, LaiosMetricsDown fires for
+    the laios targets there only (not for a database's exporter beside them), and
+    LaiosMetricsAbsent when laios is gone although other targets of the namespace run."""
+    _generate(tmp_path, "--selector", 'namespace="shop"')
+    _assert_rule_tests_pass(promtool_binary, tmp_path, TARGET_LABEL_TESTS)
+
+
 #: promtool tests for the per-process alerts of a selector on tool.
 TOOL_SELECTOR_TESTS = Path(__file__).with_name("mixin_tool_selector.test.yml")
 

@@ -225,12 +225,26 @@ def test_target_alerts_of_a_selector_naming_no_target_watch_the_laios_targets(
 
 @pytest.mark.parametrize("alert", ["LaiosMetricsDown", "LaiosMetricsAbsent"])
 def test_target_alerts_of_a_label_up_may_lack_read_the_laios_series_too(alert: str) -> None:
-    """A selector on another label (a store's pool, a namespace) also finds its targets by
+    """A selector naming a job and another label (a store's pool) also finds its targets by
     their laios series; up{...} requires the label where the matcher matches an empty value
-    (pool!="batch" would match every target without a pool: a node exporter)."""
-    (expr,) = alert_exprs(MixinConfig(selector='pool!="batch",namespace="shop"'), alert)
-    assert 'up{pool!="batch",namespace="shop",pool!=""}' in expr
-    assert 'present_over_time(laios_executor_workers{pool!="batch",namespace="shop"}[1d])' in expr
+    (pool!="batch" would match every target of the job without a pool)."""
+    (expr,) = alert_exprs(MixinConfig(selector='job="orders-api",pool!="batch"'), alert)
+    assert 'up{job="orders-api",pool!="batch",pool!=""}' in expr
+    assert 'present_over_time(laios_executor_workers{job="orders-api",pool!="batch"}[1d])' in expr
+
+
+@pytest.mark.parametrize("selector", ['namespace="shop"', 'pool!="batch",namespace="shop"'])
+@pytest.mark.parametrize("alert", ["LaiosMetricsDown", "LaiosMetricsAbsent"])
+def test_target_alerts_of_a_selector_naming_no_job_watch_laios_targets_only(
+    alert: str, selector: str
+) -> None:
+    """A selector that names no job or instance (a namespace, a store's pool) picks in `up`
+    every target there, another exporter's too: the target alerts read no such `up`, only the
+    targets whose laios series matched it."""
+    config = MixinConfig(selector=selector)
+    (expr,) = alert_exprs(config, alert)
+    assert f"up{config.process_matchers()}" not in expr
+    assert f"present_over_time(laios_executor_workers{config.process_matchers()}[1d])" in expr
 
 
 def test_target_alerts_leave_out_matchers_on_the_laios_series_labels() -> None:

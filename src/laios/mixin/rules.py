@@ -389,10 +389,15 @@ def _watches_up_only(matchers: tuple[str, ...]) -> bool:
 
 
 def _names_targets(matchers: tuple[str, ...]) -> bool:
-    """Whether ``matchers`` pick targets by name (``job="orders-api"``, ``job=~"orders-.*"``)
-    rather than only leave some out (``job!="batch"``): ``up`` of the targets left over is
-    every other target of the Prometheus (a node exporter), not only laios ones."""
-    return any(matcher_parts(matcher)[1] in ("=", "=~") for matcher in matchers)
+    """Whether ``matchers`` pick targets by their job or instance (``job="orders-api"``,
+    ``job=~"orders-.*"``) rather than only leave some out (``job!="batch"``) or pick them by
+    another label (``namespace="shop"``): ``up`` of the targets picked so is every target
+    there of the Prometheus (a node exporter, a database's), not only laios ones."""
+    for matcher in matchers:
+        label, operator, _ = matcher_parts(matcher)
+        if label in _TARGET_LABELS and operator in ("=", "=~"):
+            return True
+    return False
 
 
 def _laios_targets_only(matchers: tuple[str, ...]) -> bool:
@@ -423,11 +428,15 @@ def _metrics_down(config: MixinConfig) -> dict[str, Any]:
         )
     elif _watches_up_only(matchers):
         expr = f"{_up(matchers)} == 0"
-    else:
-        # The selector names a label `up` may lack (a store's constant label, a label a
-        # relabelling puts on some targets only): the targets whose `up` matches it, and
-        # those whose laios series did.
+    elif _names_targets(matchers):
+        # The selector names laios jobs and a label `up` may lack (a store's constant label, a
+        # label a relabelling puts on some targets only): the targets whose `up` matches it,
+        # and those whose laios series did.
         expr = f"{_up(matchers)} == 0\nor\n(\n{_known_down(matchers)}\n)\n"
+    else:
+        # It names no laios job (`namespace="shop"`, `pool="search"`): `up` matching it may be
+        # another exporter's; the targets whose laios series matched it in the last day.
+        expr = f"{_known_down(matchers)}\n"
     return _alert(
         config,
         "LaiosMetricsDown",
@@ -453,6 +462,14 @@ def _metrics_absent(config: MixinConfig) -> dict[str, Any]:
         selected = config.process_matchers()
         expr = f"absent(laios_build_info{selected})"
         what = f"target exporting laios metrics (laios_build_info) matching {selected}"
+        summary = f"No Prometheus target exporting laios metrics matches {selected}"
+    elif not _names_targets(matchers):
+        # `up` matching a selector that names no laios job may be another exporter's: no laios
+        # series matches it, and none of the targets whose series did is merely down
+        # (LaiosMetricsDown fires for those).
+        selected = config.process_matchers()
+        expr = f"absent({_PRESENCE}{selected})\nunless on ()\n(\n{_known_down(matchers)}\n)\n"
+        what = f"target exporting laios metrics ({_PRESENCE}) matching {selected}"
         summary = f"No Prometheus target exporting laios metrics matches {selected}"
     else:
         selected = config.process_matchers()
