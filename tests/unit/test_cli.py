@@ -1282,6 +1282,35 @@ def test_help_to_a_reader_that_is_gone_ends_quietly_with_exit_1() -> None:
     assert done.stderr == ""
 
 
+def test_the_package_loads_no_models_before_the_command_runs() -> None:
+    """`import laios` (which runs before the command's own code, outside its Ctrl-C handling)
+    imports no pydantic: a Ctrl-C then is in the command's import, ended quietly with 130, and
+    `laios status` starts without loading the models it does not use. `from laios import Task`
+    still works."""
+    code = (
+        "import sys, laios\n"
+        "assert 'pydantic' not in sys.modules, 'import laios loaded pydantic'\n"
+        "from laios import Context, Task, TaskResult, TaskStatus\n"
+        "from laios.core import types\n"
+        "assert (Context, Task, TaskResult, TaskStatus) == "
+        "(types.Context, types.Task, types.TaskResult, types.TaskStatus)\n"
+        "assert {'Context', 'Task', 'TaskResult', 'TaskStatus'} <= set(dir(laios))\n"
+        "try:\n"
+        "    laios.Nothing\n"
+        "except AttributeError as exc:\n"
+        "    assert 'Nothing' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('laios.Nothing exists')\n"
+    )
+    env = dict(os.environ)
+    src = str(Path(laios.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
 #: Installed as ``sitecustomize``: makes the import of LAIOS_TEST_BLOCKED (a module of the
 #: command) say so on the pipe LAIOS_TEST_READY_FD, then wait on LAIOS_TEST_WAIT_FD for ever.
 _BLOCKING_IMPORT = """
