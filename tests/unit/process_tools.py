@@ -75,6 +75,16 @@ class Pid(BaseTool):
         return os.getpid()
 
 
+class SignalsHeld(BaseTool):
+    name = "signals_held"
+    description = "Returns the worker's pid, its parent's, and its blocked signals (SigBlk)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        status = Path("/proc/self/status").read_text()
+        blocked = next(line.split()[1] for line in status.splitlines() if "SigBlk:" in line)
+        return {"pid": os.getpid(), "parent": os.getppid(), "blocked": int(blocked, 16)}
+
+
 class Hang(BaseTool):
     name = "hang"
     description = "Starts a grandchild process, says so, then hangs in a blocking call."
@@ -602,6 +612,7 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    SignalsHeld,
     ReturnsSwelling,
     Hang,
     Exit,

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -1450,3 +1451,109 @@ def test_an_unknown_start_method_is_refused_with_the_usable_ones() -> None:
     assert "'fork'" not in message.split(", got")[0]
     assert "'spawn'" in message
     assert "got 'teleport'" in message
+
+
+#: A module the forkserver preloads: says so on the FIFO LAIOS_TEST_READY, then waits for a
+#: line on the FIFO LAIOS_TEST_GO (the forkserver is then still importing its preloads).
+_HELD_PRELOAD = """
+import os
+
+with open(os.environ["LAIOS_TEST_READY"], "w") as ready:
+    ready.write("importing")
+with open(os.environ["LAIOS_TEST_GO"]) as go:
+    go.readline()
+"""
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_ctrl_c_while_the_forkserver_preloads_does_not_stop_it(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C (SIGINT to the whole foreground group) while the forkserver still
+    imports its preloads leaves it running: the worker starts, runs the call with SIGINT not
+    blocked, nothing is printed, and no process is left when the program ends."""
+    (tmp_path / "held_preload.py").write_text(_HELD_PRELOAD, encoding="utf-8")
+    script = tmp_path / "main.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, signal, sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            import process_tools
+            from laios.core.types import Context, Task
+            from laios.execution.executor import Executor
+            from laios.execution.runners import ProcessRunner
+            from laios.tools.registry import ToolRegistry
+
+            if __name__ == "__main__":
+                interrupted = []
+                signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.SignalsHeld())
+                runner = ProcessRunner(1, preload=["held_preload"])
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="signals_held")
+                result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+                executor.shutdown(wait=True)
+                print(json.dumps({{"output": result.output, "error": result.error,
+                                  "interrupted": bool(interrupted)}}))
+            """
+        )
+    )
+    ready_path, go_path = tmp_path / "ready", tmp_path / "go"
+    os.mkfifo(ready_path)
+    os.mkfifo(go_path)
+    # (Opened for reading and writing: neither open waits, nor does a read see an end.)
+    ready = os.open(ready_path, os.O_RDWR)
+    go = os.open(go_path, os.O_RDWR)
+    env = dict(os.environ)
+    src = str(Path(process_runner.__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), src, env.get("PYTHONPATH", "")])
+    env.update(LAIOS_TEST_READY=str(ready_path), LAIOS_TEST_GO=str(go_path))
+    try:
+        program = subprocess.Popen(
+            [sys.executable, str(script)],
+            env=env,
+            start_new_session=True,  # (a group of its own, as a terminal's foreground job)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            readable, _, _ = select.select([ready], [], [], WAIT * 4)
+            assert readable, "the forkserver never imported its preload"
+            assert os.read(ready, 64) == b"importing"
+            os.killpg(program.pid, signal.SIGINT)  # Ctrl-C, held in the forkserver's import
+            os.write(go, b"go\n")
+            out, err = program.communicate(timeout=WAIT * 4)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(program.pid, signal.SIGKILL)
+            program.wait(WAIT)
+    finally:
+        os.close(ready)
+        os.close(go)
+    assert err == "", err
+    assert program.returncode == 0
+    report = json.loads(out)
+    assert report["error"] is None
+    assert report["interrupted"], "the program itself did not get the Ctrl-C"
+    assert not report["output"]["blocked"] & (1 << (signal.SIGINT - 1)), "SIGINT held in worker"
+    assert gone(report["output"]["pid"]), "the worker outlived the program"
+    assert gone(report["output"]["parent"]), "the forkserver outlived the program"
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_worker_runs_tools_with_sigint_not_blocked(
+    method: str,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+) -> None:
+    """SIGINT, held back while a worker starts, is not blocked while its tools run, whatever
+    the start method (a tool, and what it starts, get a Ctrl-C sent to them)."""
+    executor = make(runner_options={"start_method": method})
+    result = executor.execute_task(task("signals_held"), context)
+    assert result.success, result.error
+    assert not result.output["blocked"] & (1 << (signal.SIGINT - 1))
+    assert not signal.pthread_sigmask(signal.SIG_BLOCK, set()) & {signal.SIGINT}

@@ -39,6 +39,7 @@ import dataclasses
 import logging
 import math
 import multiprocessing
+import multiprocessing.resource_tracker
 import multiprocessing.util
 import os
 import pickle
@@ -318,6 +319,30 @@ class _CpuWatch:
         return False
 
 
+def _start_with_interrupts_held(process: Any) -> None:
+    """Start ``process`` with SIGINT held back in this thread (restored after: one that came
+    to the thread meanwhile is then delivered).
+
+    The process inherits the hold: the forkserver (started by the first worker start) and a
+    spawned worker, both still in the caller's process group, where a terminal's Ctrl-C,
+    sent to its whole foreground group, would otherwise kill one in its imports (the
+    forkserver ignores SIGINT only once its preloads are imported) and fail the next start.
+    The caller decides when workers stop; a worker takes SIGINT again once it leads a group
+    of its own (see :func:`~laios.execution._runners.process_worker.serve`).
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        process.start()
+        return
+    # multiprocessing starts its resource tracker on a process start when it is not running,
+    # and unblocks SIGINT in the starting thread after that, undoing the hold: start it first.
+    multiprocessing.resource_tracker.ensure_running()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _kill_group(pid: int, *, ended: bool = False) -> None:
     """Kill a worker and every process in its group (the worker leads its own group).
 
@@ -539,7 +564,7 @@ class _Pool:
                 args=(child_end, self.initializer, self.initargs),
                 name="laios-process-worker",
             )
-            process.start()
+            _start_with_interrupts_held(process)
         except Exception as exc:
             _log.exception("could not start a worker process")
             parent_end.close()

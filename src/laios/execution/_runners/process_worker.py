@@ -538,6 +538,23 @@ def _result_message(
         return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL), retire
 
 
+def _take_interrupts() -> None:
+    """Unblock SIGINT, held while this process started (see the process runner's
+    ``_start_with_interrupts_held``), so that tools and the programs they start get it as usual.
+
+    Called once the process leads a group of its own: a Ctrl-C sent to the caller's group
+    before then is the caller's to act on, and is dropped here.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        return
+    came = signal.SIGINT in signal.sigpending()
+    # (a pending signal whose action is SIG_IGN is discarded)
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if came else None
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if came:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+
+
 def _end_with_the_parent() -> None:
     """Kill this process's group as soon as the process that started it is gone."""
     parent = multiprocessing.parent_process()
@@ -578,10 +595,12 @@ def serve(
 
     The process leads its own process group, so that a kill of the group also stops what the
     tool started, and kills that group when the process that started it ends (even by
-    ``SIGKILL``, while a tool hangs here). Core dumps are turned off (a CPU budget ends the
-    process with a signal). When it stops, the process ends at once (``os._exit``): a thread
-    a tool left running ends with it, and a process a tool left running in its group is
-    killed first (see :func:`_kill_the_rest_of_the_group`); neither is waited for.
+    ``SIGKILL``, while a tool hangs here); SIGINT, held back while the process started, is
+    taken again from then on (see :func:`_take_interrupts`). Core dumps are turned off (a
+    CPU budget ends the process with a signal). When it stops, the process ends at once
+    (``os._exit``): a thread a tool left running ends with it, and a process a tool left
+    running in its group is killed first (see :func:`_kill_the_rest_of_the_group`); neither
+    is waited for.
     """
     code = 0
     try:
@@ -658,6 +677,7 @@ def _serve(
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
         _end_with_the_parent()
+    _take_interrupts()
     if resource is not None:  # no core files
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_CORE)
