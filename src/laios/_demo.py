@@ -19,6 +19,8 @@ import errno
 import hashlib
 import ipaddress
 import logging
+import multiprocessing
+import multiprocessing.resource_tracker
 import os
 import random
 import shutil
@@ -753,6 +755,10 @@ def _ctrl_c_held() -> Iterator[Callable[[], bool]]:
     ):
         yield lambda: came
         return
+    # multiprocessing starts its resource tracker on the first process start, and unblocks
+    # SIGINT in the starting thread after that, undoing the hold for the processes started
+    # later (a Dask cluster's workers): start it first.
+    multiprocessing.resource_tracker.ensure_running()
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield lambda: came
