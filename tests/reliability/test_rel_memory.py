@@ -25,6 +25,10 @@ from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
 
+#: The run of 100,000 tasks under tracemalloc takes about 45 s on a quiet 2-core machine, and
+#: several times that beside other tests: its module's tests get a timeout to match.
+pytestmark = pytest.mark.timeout(600)
+
 TOTAL = 100_000
 CAPACITY = 10_000
 MB = 1024 * 1024
