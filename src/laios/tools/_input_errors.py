@@ -143,18 +143,20 @@ def _collect(annotation: Any, names: set[Any], seen: set[int], depth: int) -> No
     if depth > _MAX_TYPE_DEPTH or id(annotation) in seen:
         return
     seen.add(id(annotation))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    # (on Python 3.10 a parametrized generic, ``dict[str, int]``, passes for a class too)
+    generic = typing.get_origin(annotation) is not None
+    if not generic and isinstance(annotation, type) and issubclass(annotation, BaseModel):
         for name, field in annotation.model_fields.items():
             names.add(name)
             names.update(_alias_names(field.alias))
             names.update(_alias_names(field.validation_alias))
             _collect(field.annotation, names, seen, depth + 1)
-    elif isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+    elif not generic and isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         hints = _hints(annotation)
         for member in dataclasses.fields(annotation):
             names.add(member.name)
             _collect(hints.get(member.name, member.type), names, seen, depth + 1)
-    elif isinstance(annotation, type) and _is_typeddict(annotation):
+    elif not generic and isinstance(annotation, type) and _is_typeddict(annotation):
         for name, inner in _hints(annotation).items():
             names.add(name)
             _collect(inner, names, seen, depth + 1)
