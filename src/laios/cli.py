@@ -22,6 +22,7 @@ import io
 import ipaddress
 import json
 import math
+import os
 import re
 import shutil
 import socket
@@ -656,20 +657,30 @@ def _title(document: dict[str, Any], url: str | None) -> str:
 
 
 def _watch_frame(
-    document: dict[str, Any], url: str, problem: str, interval: float, width: int | None
+    document: dict[str, Any],
+    url: str,
+    problem: str,
+    interval: float,
+    size: os.terminal_size | None,
 ) -> str:
     """One picture of ``--watch``: the warning about a failed refresh if any, the status and
-    how to stop; every line fitted to ``width`` columns when it is given (a terminal's)."""
+    how to stop; fitted to ``size`` when it is given (a terminal's): every line to its width,
+    and the picture to its height less the cursor's line below it."""
     warning = f"! {problem} (retrying; showing the last answer)" if problem else ""
     footer = f"refreshing every {interval:g}s, Ctrl-C to stop"
-    lines = [_title(document, url), "", *status_lines(document, width=width), "", footer]
-    if width is None:
+    if size is None:
+        lines = [_title(document, url), "", *status_lines(document), "", footer]
         return "\n".join([warning, *lines] if warning else lines)
+    width = size.columns
     # (the reason is worth reading whole: wrapped, not cut; no warning wraps to no line)
     wrapped = textwrap.wrap(
         warning, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
     )
-    return "\n".join(clip(line, width) for line in [*wrapped, *lines])
+    # Besides the status: the warning, the title, two blank lines, the footer, the cursor's.
+    height = max(size.lines - len(wrapped) - 5, 1)
+    body = status_lines(document, width=width, height=height)
+    lines = [*wrapped, _title(document, url), "", *body, "", footer]
+    return "\n".join(clip(line, width) for line in lines)
 
 
 def status_lines(
@@ -899,10 +910,10 @@ def watch_status(
     problem = ""
     try:
         while True:
-            # (the width is read again for every picture: the terminal may have been resized)
-            width = shutil.get_terminal_size().columns if terminal else None
+            # (the size is read again for every picture: the terminal may have been resized)
+            size = shutil.get_terminal_size() if terminal else None
             shown = _without_credentials(status_url(url))
-            out.write(f"{clear}{_watch_frame(document, shown, problem, interval, width)}\n")
+            out.write(f"{clear}{_watch_frame(document, shown, problem, interval, size)}\n")
             out.flush()
             waited = 0.0
             while waited < interval:  # (in parts the platform can wait)

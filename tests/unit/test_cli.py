@@ -1143,6 +1143,47 @@ def test_watch_decides_it_is_on_a_terminal_as_the_demo_does(
     assert ("\x1b" in out.getvalue()) is clears
 
 
+def test_watch_fits_every_picture_to_the_terminals_height(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a 24-line terminal each picture of --watch takes at most 23 lines (the cursor's line
+    below it stays on screen), with or without a warning, so its title never scrolls off; the
+    rows left out are counted on a "+N more" line."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "24")
+    crowded = dict(WIDE_DOCUMENT)
+    crowded["running"] = [
+        {**WIDE_DOCUMENT["running"][0], "task_id": f"task-{index:04d}"} for index in range(40)
+    ]
+    crowded["running_total"] = 40
+    answers: list[Any] = [crowded, cli.StatusUnavailable("no answer " * 20)]
+
+    def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+        answer = answers.pop(0) if answers else crowded
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fetch_status", fetch)
+    out = _Terminal()
+    assert watch_status("http://127.0.0.1:8489", interval=0.5, out=out, sleep=sleep) == 0
+    pictures = [picture for picture in out.getvalue().split(cli._CLEAR) if picture.strip()]
+    assert len(pictures) == 3
+    for picture in pictures:
+        lines = picture.rstrip("\n").split("\n")
+        assert len(lines) <= 23, picture
+        assert any(line.startswith("laios status") for line in lines), picture
+        assert any("more" in line for line in lines), picture
+
+
 def test_watch_fits_every_line_to_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """On an 80-column terminal every line of --watch's pictures fits, a warning about a failed
     refresh and a long URL's title included; the tables close up or leave out columns."""
