@@ -4,12 +4,14 @@ whatever address it was told to listen on."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,12 +23,12 @@ def _banner(host: str, url: str) -> list[str]:
     return _demo._banner(args, url, int(url.rsplit(":", 1)[1]), "off", "plain", None)
 
 
-@pytest.mark.parametrize("host", ["", "0.0.0.0"])
-def test_a_demo_on_every_address_prints_a_live_page_address_that_opens(host: str) -> None:
-    """--host '' or 0.0.0.0: the Live page line names a loopback address that answers."""
+@contextlib.contextmanager
+def _demo_running(*options: str) -> Iterator[str]:
+    """Run `laios demo --port 0 --no-live` with ``options``; yield its Live page address."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "laios", "demo", "--host", host, "--port", "0", "--no-live"],
+        [sys.executable, "-m", "laios", "demo", "--port", "0", "--no-live", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -39,13 +41,19 @@ def test_a_demo_on_every_address_prints_a_live_page_address_that_opens(host: str
         for line in demo.stdout:
             if line.lstrip().startswith("Live page:"):
                 break
-        url = line.split("Live page:", 1)[1].split()[0]
-        assert url.startswith("http://127.0.0.1:"), line
-        with urllib.request.urlopen(url, timeout=30) as response:
-            assert response.status == 200
+        yield line.split("Live page:", 1)[1].split()[0]
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.communicate(timeout=60)
+
+
+@pytest.mark.parametrize("host", ["", "0.0.0.0"])
+def test_a_demo_on_every_address_prints_a_live_page_address_that_opens(host: str) -> None:
+    """--host '' or 0.0.0.0: the Live page line names a loopback address that answers."""
+    with _demo_running("--host", host) as url:
+        assert url.startswith("http://127.0.0.1:"), url
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200
 
 
 @pytest.mark.parametrize(
@@ -87,31 +95,10 @@ def test_the_banner_says_a_wildcard_demo_listens_on_every_address() -> None:
 def test_a_demo_behind_a_proxy_answers_the_names_it_is_told() -> None:
     """--allowed-host NAME: the demo on loopback answers a request forwarded with Host NAME,
     and still refuses other names (421)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    demo = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "laios", "demo", "--port", "0", "--no-live"),
-            *("--allowed-host", "metrics.example.com"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        assert demo.stdout is not None
-        line = ""
-        for line in demo.stdout:
-            if line.lstrip().startswith("Live page:"):
-                break
-        url = line.split("Live page:", 1)[1].split()[0]
+    with _demo_running("--allowed-host", "metrics.example.com") as url:
         port = int(url.rstrip("/").rsplit(":", 1)[1])
         for host, expected in (("metrics.example.com", 200), ("evil.example", 421)):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             connection.request("GET", "/metrics", headers={"Host": host})
             assert connection.getresponse().status == expected, host
             connection.close()
-    finally:
-        demo.send_signal(signal.SIGTERM)
-        demo.communicate(timeout=60)
