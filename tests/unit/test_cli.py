@@ -1143,24 +1143,18 @@ def test_watch_decides_it_is_on_a_terminal_as_the_demo_does(
     assert ("\x1b" in out.getvalue()) is clears
 
 
-def test_watch_fits_every_picture_to_the_terminals_height(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """On a 24-line terminal each picture of --watch takes at most 23 lines (the cursor's line
-    below it stays on screen), with or without a warning, so its title never scrolls off; the
-    rows left out are counted on a "+N more" line."""
+def _watch_on_a_24x80_terminal(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], url: str
+) -> str:
+    """What --watch writes on an 80x24 terminal in three pictures: ``document``, then a failed
+    refresh (a long reason: the warning line), then ``document`` again; Ctrl-C after them."""
     monkeypatch.setenv("TERM", "xterm-256color")
     monkeypatch.setenv("COLUMNS", "80")
     monkeypatch.setenv("LINES", "24")
-    crowded = dict(WIDE_DOCUMENT)
-    crowded["running"] = [
-        {**WIDE_DOCUMENT["running"][0], "task_id": f"task-{index:04d}"} for index in range(40)
-    ]
-    crowded["running_total"] = 40
-    answers: list[Any] = [crowded, cli.StatusUnavailable("no answer " * 20)]
+    answers: list[Any] = [document, cli.StatusUnavailable("no answer " * 20)]
 
     def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
-        answer = answers.pop(0) if answers else crowded
+        answer = answers.pop(0) if answers else document
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -1174,8 +1168,23 @@ def test_watch_fits_every_picture_to_the_terminals_height(
 
     monkeypatch.setattr(cli, "fetch_status", fetch)
     out = _Terminal()
-    assert watch_status("http://127.0.0.1:8489", interval=0.5, out=out, sleep=sleep) == 0
-    pictures = [picture for picture in out.getvalue().split(cli._CLEAR) if picture.strip()]
+    assert watch_status(url, interval=0.5, out=out, sleep=sleep) == 0
+    return out.getvalue()
+
+
+def test_watch_fits_every_picture_to_the_terminals_height(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a 24-line terminal each picture of --watch takes at most 23 lines (the cursor's line
+    below it stays on screen), with or without a warning, so its title never scrolls off; the
+    rows left out are counted on a "+N more" line."""
+    crowded = dict(WIDE_DOCUMENT)
+    crowded["running"] = [
+        {**WIDE_DOCUMENT["running"][0], "task_id": f"task-{index:04d}"} for index in range(40)
+    ]
+    crowded["running_total"] = 40
+    written = _watch_on_a_24x80_terminal(monkeypatch, crowded, "http://127.0.0.1:8489")
+    pictures = [picture for picture in written.split(cli._CLEAR) if picture.strip()]
     assert len(pictures) == 3
     for picture in pictures:
         lines = picture.rstrip("\n").split("\n")
@@ -1187,29 +1196,9 @@ def test_watch_fits_every_picture_to_the_terminals_height(
 def test_watch_fits_every_line_to_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """On an 80-column terminal every line of --watch's pictures fits, a warning about a failed
     refresh and a long URL's title included; the tables close up or leave out columns."""
-    monkeypatch.setenv("TERM", "xterm-256color")
-    monkeypatch.setenv("COLUMNS", "80")
-    monkeypatch.setenv("LINES", "24")
-    answers: list[Any] = [WIDE_DOCUMENT, cli.StatusUnavailable("no answer " * 20)]
-
-    def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
-        answer = answers.pop(0) if answers else WIDE_DOCUMENT
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    pauses: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        if len(pauses) == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli, "fetch_status", fetch)
-    out = _Terminal()
     url = "http://status-endpoint-of-the-orders-service.internal.example.com:8489"
-    assert watch_status(url, interval=0.5, out=out, sleep=sleep) == 0
-    lines = out.getvalue().replace(cli._CLEAR, "").splitlines()
+    written = _watch_on_a_24x80_terminal(monkeypatch, WIDE_DOCUMENT, url)
+    lines = written.replace(cli._CLEAR, "").splitlines()
     assert [line for line in lines if len(line) > 80] == []
     assert sum(1 for line in lines if line.startswith("! ")) == 1
     assert sum(1 for line in lines if line.startswith("  fetch_the_quarterly")) >= 3
