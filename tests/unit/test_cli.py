@@ -20,6 +20,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+from command_output import run_to_a_full_disk, run_to_a_gone_reader, run_with_stdout_closed
 from prometheus_client import CollectorRegistry
 from tcp_servers import serving
 
@@ -856,19 +857,7 @@ def test_ctrl_c_before_a_command_is_under_way_ends_it_without_a_traceback(
 
 def test_output_closed_by_the_reader_ends_the_demo_without_a_traceback() -> None:
     """`laios demo | head -1`: once the reader is gone the demo ends, exit 1, no traceback."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "laios", "demo", "--port", "0", "--duration", "30"],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    done = run_to_a_gone_reader("laios", ["demo", "--port", "0", "--duration", "30"])
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "BrokenPipeError" not in done.stderr
@@ -881,13 +870,7 @@ def test_a_closed_stdout_ends_the_command_with_one_line_and_exit_1(
     """`laios status >&-` (stdout closed, so Python has no sys.stdout): exit 1 and one line
     on stderr, not a traceback from the demo nor a status shown to no one with exit 0."""
     argv = ["status", "--url", server.url] if command == "status" else ["demo", "--port", "0"]
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_with_stdout_closed("laios", argv)
     assert done.returncode == 1, done.stderr
     assert done.stderr == f"laios {command}: could not write its output (stdout is closed)\n"
 
@@ -1264,15 +1247,7 @@ def test_demo_serves_on_a_bracketed_ipv6_host() -> None:
 def test_help_and_version_that_cannot_be_written_end_with_exit_1(argv: list[str]) -> None:
     """`laios --version > /dev/full` (or --help) ends as a command whose output cannot be
     written does: exit 1 and one line saying why, not exit 0 with the text lost."""
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "laios", *argv],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    done = run_to_a_full_disk("laios", argv)
     assert done.returncode == 1
     assert done.stderr == "laios: could not write its output (No space left on device)\n"
 
@@ -1281,13 +1256,7 @@ def test_help_and_version_that_cannot_be_written_end_with_exit_1(argv: list[str]
 def test_help_and_version_on_a_closed_stdout_end_with_exit_1(argv: list[str]) -> None:
     """`laios --version >&-`: exit 1 and the one line the commands give, not the text sent to
     stderr instead with exit 0."""
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_with_stdout_closed("laios", argv)
     assert done.returncode == 1
     assert done.stderr == "laios: could not write its output (stdout is closed)\n"
 
@@ -1295,19 +1264,7 @@ def test_help_and_version_on_a_closed_stdout_end_with_exit_1(argv: list[str]) ->
 def test_help_to_a_reader_that_is_gone_ends_quietly_with_exit_1() -> None:
     """`laios --help | true`: the reader is gone before the text is written; exit 1, nothing on
     stderr, as for the commands."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "laios", "--help"],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    done = run_to_a_gone_reader("laios", ["--help"])
     assert done.returncode == 1
     assert done.stderr == ""
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from command_output import run_to_a_full_disk, run_to_a_gone_reader, run_with_stdout_closed
 
 from laios.mixin.__main__ import build_parser, config_from_args, main
 from laios.mixin.config import MixinConfig
@@ -355,30 +356,17 @@ def test_a_closed_stdout_ends_the_command_with_one_line_and_exit_1(tmp_path: Pat
     line on stderr, nothing written, as the `laios` command does; not exit 0 with its report
     shown to no one."""
     out = tmp_path / "out"
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios.mixin", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_with_stdout_closed("laios.mixin", ["--out", str(out)])
     assert done.returncode == 1, done.stderr
     assert done.stderr == "python -m laios.mixin: could not write its output (stdout is closed)\n"
     assert not out.exists()
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_help_that_cannot_be_written_ends_with_exit_1() -> None:
     """`python -m laios.mixin --help > /dev/full`: exit 1 and one line saying why, as `laios
     --help` does; not exit 0 with the text lost."""
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "laios.mixin", "--help"],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    done = run_to_a_full_disk("laios.mixin", ["--help"])
     assert done.returncode == 1
     assert done.stderr == (
         "python -m laios.mixin: could not write its output (No space left on device)\n"
@@ -388,32 +376,14 @@ def test_help_that_cannot_be_written_ends_with_exit_1() -> None:
 def test_help_on_a_closed_stdout_ends_with_exit_1() -> None:
     """`python -m laios.mixin --help >&-`: exit 1 and the one line, not the help on stderr
     with exit 0."""
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "laios.mixin", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_with_stdout_closed("laios.mixin", ["--help"])
     assert done.returncode == 1
     assert done.stderr == "python -m laios.mixin: could not write its output (stdout is closed)\n"
 
 
 def test_help_to_a_reader_that_is_gone_ends_quietly_with_exit_1() -> None:
     """`python -m laios.mixin --help | true`: exit 1, nothing on stderr."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "laios.mixin", "--help"],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    done = run_to_a_gone_reader("laios.mixin", ["--help"])
     assert done.returncode == 1
     assert done.stderr == ""
 
