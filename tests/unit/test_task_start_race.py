@@ -28,6 +28,19 @@ def _registry(calls: list[str]) -> ToolRegistry:
     return registry
 
 
+def _cancel_as_it_starts(store: MetricStore, executor: Executor, task: Task) -> list[bool]:
+    """Have ``task``'s next run cancelled once the store counts it as started (told on the
+    worker's thread, before the worker starts the tool); the list gets what cancel_task said."""
+    cancelled: list[bool] = []
+
+    def cancel_as_it_starts(update: Any) -> None:
+        if update.status is ProgressStatus.STARTING and not cancelled:
+            cancelled.append(executor.cancel_task(task.id))
+
+    store.add_progress_listener(cancel_as_it_starts)
+    return cancelled
+
+
 def test_a_timeout_as_the_worker_starts_the_task_is_the_tasks_last_word(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -76,15 +89,7 @@ def test_a_run_again_cancelled_as_its_worker_picks_it_up_keeps_no_earlier_start(
     with Executor(_registry(calls), store=store, register_prometheus=False) as executor:
         assert executor.execute_task(task, CONTEXT, timeout=30).success
         assert task.started_at is not None
-        cancelled: list[bool] = []
-
-        def cancel_as_it_starts(update: Any) -> None:
-            # Told on the worker's thread once the store counts the run as started, before
-            # the worker starts the tool.
-            if update.status is ProgressStatus.STARTING and not cancelled:
-                cancelled.append(executor.cancel_task(task.id))
-
-        store.add_progress_listener(cancel_as_it_starts)
+        cancelled = _cancel_as_it_starts(store, executor, task)
         result = executor.execute_task(task, CONTEXT, timeout=30)
     assert cancelled == [True]
     assert result.metadata["outcome"] == "cancelled"
@@ -97,20 +102,14 @@ def test_a_run_again_cancelled_as_its_worker_picks_it_up_keeps_no_earlier_start(
 def test_a_run_cancelled_as_its_worker_picks_it_up_is_recorded_as_never_started() -> None:
     """A run cancelled after its worker took it from the queue but before its tool started is
     recorded as never started, wherever the store shows it: no ``started`` checkpoint, a
-    duration of 0, ``ran`` false for finish listeners, and its queue wait counted once."""
+    duration of 0, ``started`` false for finish listeners, and its queue wait counted once."""
     calls: list[str] = []
     store = MetricStore()
     ended: list[Any] = []
     store.add_finish_listener(ended.append)
     task = Task(plan_id="p", description="d", tool_name="work")
     with Executor(_registry(calls), store=store, register_prometheus=False) as executor:
-        cancelled: list[bool] = []
-
-        def cancel_as_it_starts(update: Any) -> None:
-            if update.status is ProgressStatus.STARTING and not cancelled:
-                cancelled.append(executor.cancel_task(task.id))
-
-        store.add_progress_listener(cancel_as_it_starts)
+        cancelled = _cancel_as_it_starts(store, executor, task)
         result = executor.execute_task(task, CONTEXT, timeout=30)
         metrics = executor.get_metrics(task.id)
     assert cancelled == [True]
