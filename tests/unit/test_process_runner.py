@@ -971,19 +971,26 @@ def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
     assert run_pid(executor, task, context) > 0
 
 
+#: The start of the programs the tests below run on their own: this directory's tool modules
+#: importable, and what running a ProcessRunner takes.
+_SCRIPT_PRELUDE = f"""import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import process_tools
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.runners import ProcessRunner
+from laios.tools.registry import ToolRegistry
+"""
+
+
 def test_the_interpreter_exits_promptly_with_a_tool_still_running(tmp_path: Path) -> None:
     script = tmp_path / "main.py"
     note = tmp_path / "hang"
     script.write_text(
-        textwrap.dedent(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
             f"""
-            import sys, threading
-            sys.path.insert(0, {str(Path(__file__).parent)!r})
-            import process_tools
-            from laios.core.types import Context, Task
-            from laios.execution.executor import Executor
-            from laios.execution.runners import ProcessRunner
-            from laios.tools.registry import ToolRegistry
+            import threading
 
             if __name__ == "__main__":
                 registry = ToolRegistry()
@@ -1407,15 +1414,10 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
     each worker watches its parent and kills its own process group when the parent is gone."""
     script = tmp_path / "main.py"
     script.write_text(
-        textwrap.dedent(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
             f"""
-            import sys, threading, time
-            sys.path.insert(0, {str(Path(__file__).parent)!r})
-            import process_tools
-            from laios.core.types import Context, Task
-            from laios.execution.executor import Executor
-            from laios.execution.runners import ProcessRunner
-            from laios.tools.registry import ToolRegistry
+            import threading, time
 
             if __name__ == "__main__":
                 registry = ToolRegistry()
@@ -1475,15 +1477,10 @@ def test_ctrl_c_while_the_forkserver_preloads_does_not_stop_it(tmp_path: Path) -
     (tmp_path / "held_preload.py").write_text(_HELD_PRELOAD, encoding="utf-8")
     script = tmp_path / "main.py"
     script.write_text(
-        textwrap.dedent(
-            f"""
-            import json, signal, sys
-            sys.path.insert(0, {str(Path(__file__).parent)!r})
-            import process_tools
-            from laios.core.types import Context, Task
-            from laios.execution.executor import Executor
-            from laios.execution.runners import ProcessRunner
-            from laios.tools.registry import ToolRegistry
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json, signal
 
             if __name__ == "__main__":
                 interrupted = []
@@ -1495,8 +1492,8 @@ def test_ctrl_c_while_the_forkserver_preloads_does_not_stop_it(tmp_path: Path) -
                 task = Task(plan_id="p", description="d", tool_name="signals_held")
                 result = executor.execute_task(task, Context(session_id="s", user_id="u"))
                 executor.shutdown(wait=True)
-                print(json.dumps({{"output": result.output, "error": result.error,
-                                  "interrupted": bool(interrupted)}}))
+                print(json.dumps({"output": result.output, "error": result.error,
+                                  "interrupted": bool(interrupted)}))
             """
         )
     )
