@@ -19,8 +19,6 @@ import errno
 import hashlib
 import ipaddress
 import logging
-import multiprocessing
-import multiprocessing.resource_tracker
 import os
 import random
 import shutil
@@ -35,6 +33,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from laios._interrupts import sigint_held
 from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
@@ -749,26 +748,11 @@ def _ctrl_c_held() -> Iterator[Callable[[], bool]]:
     short in its imports with a traceback of its own, nor a cluster half started, whose
     closing fails with more; this process stops them.
     """
-    came = False
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "pthread_sigmask"
-    ):
-        yield lambda: came
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
         return
-    # multiprocessing starts its resource tracker on the first process start, and unblocks
-    # SIGINT in the starting thread after that, undoing the hold for the processes started
-    # later (a Dask cluster's workers): start it first.
-    multiprocessing.resource_tracker.ensure_running()
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield lambda: came
-    finally:
-        came = signal.SIGINT in signal.sigpending()
-        # (a pending signal whose action is SIG_IGN is discarded)
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if came else None
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-        if handler is not None:
-            signal.signal(signal.SIGINT, handler)
+    with sigint_held(drop=True) as came:
+        yield came
 
 
 @contextlib.contextmanager

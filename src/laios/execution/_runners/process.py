@@ -55,6 +55,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from laios._compat.multiprocessing import forget_child, forkserver_in_child
+from laios._interrupts import sigint_held
 from laios.execution._checks import process_count, switch
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._forks import reset_after_fork
@@ -330,17 +331,8 @@ def _start_with_interrupts_held(process: Any) -> None:
     The caller decides when workers stop; a worker takes SIGINT again once it leads a group
     of its own (see :func:`~laios.execution._runners.process_worker.serve`).
     """
-    if not hasattr(signal, "pthread_sigmask"):
+    with sigint_held():
         process.start()
-        return
-    # multiprocessing starts its resource tracker on a process start when it is not running,
-    # and unblocks SIGINT in the starting thread after that, undoing the hold: start it first.
-    multiprocessing.resource_tracker.ensure_running()
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        process.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _kill_group(pid: int, *, ended: bool = False) -> None:
