@@ -950,12 +950,12 @@ def _port(text: str) -> int:
 
 
 def _allowed_host(text: str) -> str:
-    from laios.execution._http import check_allowed_hosts  # (the server's own check)
+    from laios.execution._http import allowed_name  # (the server's own check)
 
     try:
-        check_allowed_hosts([text])
+        allowed_name(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("allowed_hosts: ")) from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

@@ -129,14 +129,19 @@ def check_allowed_hosts(allowed_hosts: Any) -> tuple[str, ...]:
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"allowed_hosts: each name must be a string, not {name!r}")
-        checked.append(_allowed_name(name))
+        try:
+            checked.append(allowed_name(name))
+        except ValueError as exc:
+            raise ValueError(f"allowed_hosts: {exc}") from None
     return tuple(checked)
 
 
-def _allowed_name(name: str) -> str:
-    """``name`` of ``allowed_hosts``, lower case without its trailing dot; or raise why not."""
+def allowed_name(name: str) -> str:
+    """One name of ``allowed_hosts``, lower case without its trailing dot; or raise
+    ``ValueError`` saying why it is not a host name (``laios demo --allowed-host`` checks its
+    names with this)."""
     if not name.strip():
-        raise ValueError(f"allowed_hosts: a name is empty ({name!r})")
+        raise ValueError(f"a name is empty ({name!r})")
     problem = ""
     if "://" in name:
         problem = "a host name without scheme"
@@ -152,7 +157,7 @@ def _allowed_name(name: str) -> str:
         problem = "a host name (letters, digits, '-', '_' and dots)"
     if problem:
         example = " such as 'metrics.example.com' or '.example.com'"
-        raise ValueError(f"allowed_hosts: {name!r} is not {problem}: give names{example}")
+        raise ValueError(f"{name!r} is not {problem}: give names{example}")
     return name.lower().removesuffix(".")
 
 
