@@ -86,8 +86,9 @@ class TaskContext:
 
     @property
     def cancelled(self) -> bool:
-        """Whether the task should stop: ``cancel_task`` was called for it, it timed out, or
-        the coroutine awaiting it (``execute_async``/``execute_parallel``) was cancelled."""
+        """Whether the task should stop: ``cancel_task`` was called for it, it timed out, the
+        coroutine awaiting it (``execute_async``/``execute_parallel``) was cancelled, or it has
+        finished (as work the tool left behind, such as an asyncio task it created, sees it)."""
         return self._events.cancel_requested
 
     def raise_if_cancelled(self) -> None:

@@ -793,6 +793,9 @@ class Job(TaskRecord):
                 self.result = self.internal_failure(exc)
                 self._wake()
         finally:
+            # Work the tool left behind (a task it created, a thread in a copy of its context)
+            # may still hold current_task(): the run is over, such work should stop.
+            self.cancel_requested = True
             # The record is retained after this (see record_capacity): drop what it no longer
             # needs, so that callbacks and tracebacks do not live on with it.
             self.on_progress = None
