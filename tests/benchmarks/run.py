@@ -447,9 +447,9 @@ def case_p1(cfg: Config) -> CaseResult:
     result.extra["control_ratio"] = statistics.median(ours / base for ours, base in control)
     result.extra["control_us"] = essential_us
     result.note = (
-        "ours = execute_task (CPU time measured, the default); control (the contract's bare "
-        "essentials by hand: tool look-up, a running set, the task's status and times, "
-        f"current_task, CPU time, the result) reads {result.extra['control_ratio']:.2f} "
+        "ours = execute_task (CPU time measured, the default); control (the documented "
+        "behaviour's bare essentials by hand: tool look-up, a running set, the task's status "
+        f"and times, current_task, CPU time, the result) reads {result.extra['control_ratio']:.2f} "
         f"({essential_us:.2f} µs per call with the task's creation)"
     )
     return result
