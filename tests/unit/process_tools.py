@@ -603,6 +603,21 @@ def fail_while_file_exists(path: str) -> None:
         raise RuntimeError(f"initializer refused: {os.path.basename(path)} exists")
 
 
+def sigint_in_this_process(_: object = None) -> dict[str, bool]:
+    """Whether SIGINT is blocked in this process, and whether one sent to it raises
+    ``KeyboardInterrupt`` (for a process the test starts itself, a ``multiprocessing.Pool``'s)."""
+    import signal
+
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    raised = False
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)  # (a blocked one stays pending: nothing is raised)
+    except KeyboardInterrupt:
+        raised = True
+    return {"blocked": blocked, "raised": raised}
+
+
 def set_up_tracing(path: str) -> None:
     """A worker initializer: an SDK tracer provider that writes spans to ``path``."""
     provider = TracerProvider()

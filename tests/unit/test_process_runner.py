@@ -1554,3 +1554,44 @@ def test_a_worker_runs_tools_with_sigint_not_blocked(
     assert result.success, result.error
     assert not result.output["blocked"] & (1 << (signal.SIGINT - 1))
     assert not signal.pthread_sigmask(signal.SIG_BLOCK, set()) & {signal.SIGINT}
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's children"
+)
+def test_processes_the_program_starts_with_the_forkserver_take_ctrl_c(tmp_path: Path) -> None:
+    """Once a runner has started the process's forkserver (with SIGINT held back), a process
+    the program itself starts with the forkserver method (a ``multiprocessing.Pool`` of that
+    context) still has SIGINT unblocked: a Ctrl-C raises ``KeyboardInterrupt`` there."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json, multiprocessing
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.SignalsHeld())
+                executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="signals_held")
+                result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+                with multiprocessing.get_context("forkserver").Pool(1) as pool:
+                    child = pool.apply(process_tools.sigint_in_this_process)
+                executor.shutdown(wait=True)
+                print(json.dumps({"worker": result.output, "error": result.error,
+                                  "child": child}))
+            """
+        )
+    )
+    env = dict(os.environ)
+    src = str(Path(process_runner.__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    program = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WAIT * 4
+    )
+    assert program.returncode == 0, program.stderr
+    report = json.loads(program.stdout)
+    assert report["error"] is None
+    assert report["child"] == {"blocked": False, "raised": True}
+    assert not report["worker"]["blocked"] & (1 << (signal.SIGINT - 1)), "SIGINT held in worker"

@@ -78,6 +78,7 @@ from laios.execution._runners.process_worker import (
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
+    WORKER_NAME,
     describe_for_pickle,
     serve,
 )
@@ -329,7 +330,9 @@ def _start_with_interrupts_held(process: Any) -> None:
     sent to its whole foreground group, would otherwise kill one in its imports (the
     forkserver ignores SIGINT only once its preloads are imported) and fail the next start.
     The caller decides when workers stop; a worker takes SIGINT again once it leads a group
-    of its own (see :func:`~laios.execution._runners.process_worker.serve`).
+    of its own (see :func:`~laios.execution._runners.process_worker.serve`), and a process
+    the forkserver starts for other code takes it at once (see
+    :mod:`~laios.execution._runners.forkserver_children`).
     """
     with sigint_held():
         process.start()
@@ -554,7 +557,7 @@ class _Pool:
             process = self.context.Process(
                 target=serve,
                 args=(child_end, self.initializer, self.initargs),
-                name="laios-process-worker",
+                name=WORKER_NAME,
             )
             _start_with_interrupts_held(process)
         except Exception as exc:
@@ -1217,7 +1220,13 @@ class ProcessRunner:
                 ) from exc
         context = multiprocessing.get_context(method)
         if method == "forkserver":
-            modules = ["laios.execution._runners.process_worker", *preload]
+            # (the last one gives the processes the forkserver starts for other code SIGINT
+            # back, see ``forkserver_children``)
+            modules = [
+                "laios.execution._runners.process_worker",
+                *preload,
+                "laios.execution._runners.forkserver_children",
+            ]
             context.set_forkserver_preload(modules)
         self.max_workers = max_workers
         self.start_method = method

@@ -58,6 +58,7 @@ __all__ = [
     "LONGEST_CPU_BUDGET",
     "MEMORY_LIMIT_ENFORCED",
     "PIPE_CLOSED_EXIT",
+    "WORKER_NAME",
     "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
@@ -99,6 +100,9 @@ _LARGEST_LIMIT = 2**63 - 1
 #: descriptor number taken by something the tool opened since. A tool that calls
 #: ``os._exit(86)`` is taken for one that closed the pipe.
 PIPE_CLOSED_EXIT = 86
+
+#: The name of every worker process (``multiprocessing.current_process().name`` there).
+WORKER_NAME = "laios-process-worker"
 
 #: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
 #: on every platform): a budget past it is no budget.
