@@ -185,6 +185,28 @@ def test_initargs_or_preload_that_are_no_sequence_are_named_in_the_refusal(
         ProcessRunner(max_workers=1, **{name: value})
 
 
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+@pytest.mark.parametrize(
+    ("preload", "error", "named"),
+    [
+        ([1], TypeError, "got 1 (int)"),
+        (["os", b"json"], TypeError, "got b'json' (bytes)"),
+        ([""], ValueError, "got ''"),
+    ],
+    ids=["a number", "bytes", "an empty name"],
+)
+def test_a_preload_entry_that_is_no_module_name_is_refused_naming_it(
+    method: str, preload: list[Any], error: type[Exception], named: str
+) -> None:
+    """An entry of ``preload`` that is no module name is refused at the call, naming the option
+    and the entry: multiprocessing's own refusal named neither ("module_names must be a list of
+    strings"), and an empty name was taken, then stopped the forkserver at its first start (an
+    error on stderr, every task refused ``no_process``)."""
+    with pytest.raises(error, match=r"^preload must be a sequence of module names") as raised:
+        ProcessRunner(1, start_method=method, preload=preload)
+    assert named in str(raised.value)
+
+
 def test_tools_run_in_another_process(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -1168,9 +1168,11 @@ class ProcessRunner:
 
     Raises:
         ValueError: When ``max_workers`` is not a whole number from 1 to 1,024 (``True``
-            included) or ``start_method`` is unknown or ``"fork"``.
-        TypeError: When ``initializer`` is not callable or cannot be pickled, or ``preload``
-            or ``initargs`` is a string (not a sequence of them).
+            included), ``start_method`` is unknown or ``"fork"``, or ``preload`` has an empty
+            name.
+        TypeError: When ``initializer`` is not callable or cannot be pickled, ``preload`` or
+            ``initargs`` is a string (not a sequence of them), or ``preload`` has an entry
+            that is not a string.
     """
 
     name = "process"
@@ -1207,6 +1209,18 @@ class ProcessRunner:
             if not isinstance(value, Iterable):
                 raise TypeError(
                     f"{name} must be a sequence (a list or tuple), got {type(value).__name__}"
+                )
+        preload = tuple(preload)
+        for module in preload:
+            if not isinstance(module, str):
+                raise TypeError(
+                    "preload must be a sequence of module names (strings, as 'myapp.tools'), "
+                    f"got {describe_for_pickle(module)[:64]} ({type(module).__name__})"
+                )
+            if not module:
+                raise ValueError(
+                    "preload must be a sequence of module names (strings, as 'myapp.tools'), "
+                    "got '' (an empty name stops the forkserver as it starts)"
                 )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
