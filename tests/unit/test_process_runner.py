@@ -1617,3 +1617,46 @@ def test_processes_the_program_starts_with_the_forkserver_take_ctrl_c(tmp_path: 
     assert report["error"] is None
     assert report["child"] == {"blocked": False, "raised": True}
     assert not report["worker"]["blocked"] & (1 << (signal.SIGINT - 1)), "SIGINT held in worker"
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: Path) -> None:
+    """A module in ``preload`` that raises (not ``ImportError``) when imported ends the
+    forkserver as it starts: the tasks are refused ``no_process``, and the error points to
+    the preloads, not to the initializer's pickling."""
+    (tmp_path / "raising_preload.py").write_text('raise RuntimeError("no config")\n')
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.Pid())
+                runner = ProcessRunner(1, preload=["raising_preload"])
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="pid")
+                result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+                executor.shutdown(wait=True)
+                print(json.dumps({"error": result.error,
+                                  "error_type": result.metadata.get("error_type")}))
+            """
+        )
+    )
+    env = dict(os.environ)
+    src = str(Path(process_runner.__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), src, env.get("PYTHONPATH", "")])
+    program = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WAIT * 4
+    )
+    assert program.returncode == 0, program.stderr
+    assert "RuntimeError: no config" in program.stderr  # (the forkserver's own traceback)
+    report = json.loads(program.stdout)
+    assert report["error_type"] == "no_process"
+    assert "forkserver" in report["error"]
+    assert "preload" in report["error"]
+    assert "picklable" not in report["error"]

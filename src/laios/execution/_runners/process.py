@@ -1328,6 +1328,13 @@ def _no_process(exc: Exception | None) -> Refusal:
             f"{why}); the task was not started. Check the process limit and memory, or lower "
             "max_workers",
         )
+    if isinstance(exc, EOFError):  # (the forkserver ended before it said the worker's pid)
+        return Refusal(
+            "no_process",
+            f"Executor could not start a worker process ({why}): the forkserver process ended "
+            "as it started it; the task was not started. A module in the runner's preload "
+            "that raises when imported ends the forkserver (its traceback is on stderr)",
+        )
     return Refusal(
         "no_process",
         f"Executor could not start a worker process ({why}); the task was not started. What "
