@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mmap
 import os
 import socket
 import subprocess
@@ -107,11 +108,18 @@ class Exit(BaseTool):
 
 class Allocate(BaseTool):
     name = "allocate"
-    description = "Allocates (and touches) a number of MB, then returns how many."
+    description = (
+        "Allocates (and touches) a number of MB, then returns how many; with how='mmap' in a "
+        "private anonymous mapping of its own."
+    )
 
     def _execute(self, **kwargs: Any) -> Any:
         size = kwargs["mb"] * 1024 * 1024
-        block = bytearray(size)
+        block: bytearray | mmap.mmap
+        if kwargs.get("how") == "mmap":
+            block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        else:
+            block = bytearray(size)
         for offset in range(0, size, 4096):  # touch every page: resident, not just reserved
             block[offset] = 1
         return kwargs["mb"]

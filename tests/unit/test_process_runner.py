@@ -519,18 +519,21 @@ def test_an_exception_comes_back_with_its_class_and_message(
 # -- limits and measurements --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("how", ["bytearray", "mmap"])
 def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
-    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+    how: str, make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
+    """Past the limit an allocation fails inside the tool: a ``MemoryError``, or for a mapping
+    of its own (``mmap``) an ``OSError`` ``ENOMEM``; either is the limit's."""
     executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
     before = run_pid(executor, task, context)
-    result = executor.execute_task(task("allocate", mb=500), context, timeout=WAIT)
+    result = executor.execute_task(task("allocate", mb=500, how=how), context, timeout=WAIT)
     assert not result.success
-    assert result.metadata["error_type"] == "memory_limit"
+    assert result.metadata["error_type"] == "memory_limit", result.error
     assert "memory limit of 200 MB" in (result.error or "")
     # The worker that hit the limit is not reused; an allocation under it works.
     assert gone(before)
-    result = executor.execute_task(task("allocate", mb=50), context, timeout=WAIT)
+    result = executor.execute_task(task("allocate", mb=50, how=how), context, timeout=WAIT)
     assert result.success, result.error
 
 

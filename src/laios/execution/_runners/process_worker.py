@@ -428,7 +428,7 @@ class _Worker:
             outcome.worker = f"pid {os.getpid()}"
             retire = False
             limit = call.memory_limit_mb if memory_limit is not None else None
-            if limit is not None and isinstance(outcome.error, MemoryError):
+            if limit is not None and _out_of_memory(outcome.error):
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
                 outcome.error_type = "memory_limit"
                 retire = True
@@ -461,6 +461,14 @@ class _Worker:
                 if not isinstance(exc, RuntimeError):
                     with contextlib.suppress(Exception):
                         traceback.print_exception(exc, file=sys.stderr)
+
+
+def _out_of_memory(error: BaseException | None) -> bool:
+    """Whether ``error`` says an allocation failed: a ``MemoryError``, or the ``OSError``
+    ``ENOMEM`` of a mapping the tool made itself (``mmap``), which ``RLIMIT_DATA`` counts too."""
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, OSError) and error.errno == errno.ENOMEM
 
 
 _RLIMIT_DATA = getattr(resource, "RLIMIT_DATA", 0)
