@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mmap
 import os
 import socket
 import subprocess
@@ -107,11 +108,18 @@ class Exit(BaseTool):
 
 class Allocate(BaseTool):
     name = "allocate"
-    description = "Allocates (and touches) a number of MB, then returns how many."
+    description = (
+        "Allocates (and touches) a number of MB, then returns how many; with how='mmap' in a "
+        "private anonymous mapping of its own."
+    )
 
     def _execute(self, **kwargs: Any) -> Any:
         size = kwargs["mb"] * 1024 * 1024
-        block = bytearray(size)
+        block: bytearray | mmap.mmap
+        if kwargs.get("how") == "mmap":
+            block = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        else:
+            block = bytearray(size)
         for offset in range(0, size, 4096):  # touch every page: resident, not just reserved
             block[offset] = 1
         return kwargs["mb"]
@@ -601,6 +609,21 @@ def fail_while_file_exists(path: str) -> None:
     """A worker initializer that raises while the file ``path`` exists."""
     if os.path.exists(path):
         raise RuntimeError(f"initializer refused: {os.path.basename(path)} exists")
+
+
+def sigint_in_this_process(_: object = None) -> dict[str, bool]:
+    """Whether SIGINT is blocked in this process, and whether one sent to it raises
+    ``KeyboardInterrupt`` (for a process the test starts itself, a ``multiprocessing.Pool``'s)."""
+    import signal
+
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    raised = False
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)  # (a blocked one stays pending: nothing is raised)
+    except KeyboardInterrupt:
+        raised = True
+    return {"blocked": blocked, "raised": raised}
 
 
 def set_up_tracing(path: str) -> None:

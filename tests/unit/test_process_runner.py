@@ -185,6 +185,28 @@ def test_initargs_or_preload_that_are_no_sequence_are_named_in_the_refusal(
         ProcessRunner(max_workers=1, **{name: value})
 
 
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+@pytest.mark.parametrize(
+    ("preload", "error", "named"),
+    [
+        ([1], TypeError, "got 1 (int)"),
+        (["os", b"json"], TypeError, "got b'json' (bytes)"),
+        ([""], ValueError, "got ''"),
+    ],
+    ids=["a number", "bytes", "an empty name"],
+)
+def test_a_preload_entry_that_is_no_module_name_is_refused_naming_it(
+    method: str, preload: list[Any], error: type[Exception], named: str
+) -> None:
+    """An entry of ``preload`` that is no module name is refused at the call, naming the option
+    and the entry: multiprocessing's own refusal named neither ("module_names must be a list of
+    strings"), and an empty name was taken, then stopped the forkserver at its first start (an
+    error on stderr, every task refused ``no_process``)."""
+    with pytest.raises(error, match=r"^preload must be a sequence of module names") as raised:
+        ProcessRunner(1, start_method=method, preload=preload)
+    assert named in str(raised.value)
+
+
 def test_tools_run_in_another_process(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -497,18 +519,21 @@ def test_an_exception_comes_back_with_its_class_and_message(
 # -- limits and measurements --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("how", ["bytearray", "mmap"])
 def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
-    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+    how: str, make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
+    """Past the limit an allocation fails inside the tool: a ``MemoryError``, or for a mapping
+    of its own (``mmap``) an ``OSError`` ``ENOMEM``; either is the limit's."""
     executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
     before = run_pid(executor, task, context)
-    result = executor.execute_task(task("allocate", mb=500), context, timeout=WAIT)
+    result = executor.execute_task(task("allocate", mb=500, how=how), context, timeout=WAIT)
     assert not result.success
-    assert result.metadata["error_type"] == "memory_limit"
+    assert result.metadata["error_type"] == "memory_limit", result.error
     assert "memory limit of 200 MB" in (result.error or "")
     # The worker that hit the limit is not reused; an allocation under it works.
     assert gone(before)
-    result = executor.execute_task(task("allocate", mb=50), context, timeout=WAIT)
+    result = executor.execute_task(task("allocate", mb=50, how=how), context, timeout=WAIT)
     assert result.success, result.error
 
 
@@ -1554,3 +1579,87 @@ def test_a_worker_runs_tools_with_sigint_not_blocked(
     assert result.success, result.error
     assert not result.output["blocked"] & (1 << (signal.SIGINT - 1))
     assert not signal.pthread_sigmask(signal.SIG_BLOCK, set()) & {signal.SIGINT}
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's children"
+)
+def test_processes_the_program_starts_with_the_forkserver_take_ctrl_c(tmp_path: Path) -> None:
+    """Once a runner has started the process's forkserver (with SIGINT held back), a process
+    the program itself starts with the forkserver method (a ``multiprocessing.Pool`` of that
+    context) still has SIGINT unblocked: a Ctrl-C raises ``KeyboardInterrupt`` there."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json, multiprocessing
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.SignalsHeld())
+                executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="signals_held")
+                result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+                with multiprocessing.get_context("forkserver").Pool(1) as pool:
+                    child = pool.apply(process_tools.sigint_in_this_process)
+                executor.shutdown(wait=True)
+                print(json.dumps({"worker": result.output, "error": result.error,
+                                  "child": child}))
+            """
+        )
+    )
+    env = dict(os.environ)
+    src = str(Path(process_runner.__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    program = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WAIT * 4
+    )
+    assert program.returncode == 0, program.stderr
+    report = json.loads(program.stdout)
+    assert report["error"] is None
+    assert report["child"] == {"blocked": False, "raised": True}
+    assert not report["worker"]["blocked"] & (1 << (signal.SIGINT - 1)), "SIGINT held in worker"
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: Path) -> None:
+    """A module in ``preload`` that raises (not ``ImportError``) when imported ends the
+    forkserver as it starts: the tasks are refused ``no_process``, and the error points to
+    the preloads, not to the initializer's pickling."""
+    (tmp_path / "raising_preload.py").write_text('raise RuntimeError("no config")\n')
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.Pid())
+                runner = ProcessRunner(1, preload=["raising_preload"])
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="pid")
+                result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+                executor.shutdown(wait=True)
+                print(json.dumps({"error": result.error,
+                                  "error_type": result.metadata.get("error_type")}))
+            """
+        )
+    )
+    env = dict(os.environ)
+    src = str(Path(process_runner.__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), src, env.get("PYTHONPATH", "")])
+    program = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WAIT * 4
+    )
+    assert program.returncode == 0, program.stderr
+    assert "RuntimeError: no config" in program.stderr  # (the forkserver's own traceback)
+    report = json.loads(program.stdout)
+    assert report["error_type"] == "no_process"
+    assert "forkserver" in report["error"]
+    assert "preload" in report["error"]
+    assert "picklable" not in report["error"]

@@ -78,6 +78,7 @@ from laios.execution._runners.process_worker import (
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
+    WORKER_NAME,
     describe_for_pickle,
     serve,
 )
@@ -329,7 +330,9 @@ def _start_with_interrupts_held(process: Any) -> None:
     sent to its whole foreground group, would otherwise kill one in its imports (the
     forkserver ignores SIGINT only once its preloads are imported) and fail the next start.
     The caller decides when workers stop; a worker takes SIGINT again once it leads a group
-    of its own (see :func:`~laios.execution._runners.process_worker.serve`).
+    of its own (see :func:`~laios.execution._runners.process_worker.serve`), and a process
+    the forkserver starts for other code takes it at once (see
+    :mod:`~laios.execution._runners.forkserver_children`).
     """
     with sigint_held():
         process.start()
@@ -554,7 +557,7 @@ class _Pool:
             process = self.context.Process(
                 target=serve,
                 args=(child_end, self.initializer, self.initargs),
-                name="laios-process-worker",
+                name=WORKER_NAME,
             )
             _start_with_interrupts_held(process)
         except Exception as exc:
@@ -1165,9 +1168,11 @@ class ProcessRunner:
 
     Raises:
         ValueError: When ``max_workers`` is not a whole number from 1 to 1,024 (``True``
-            included) or ``start_method`` is unknown or ``"fork"``.
-        TypeError: When ``initializer`` is not callable or cannot be pickled, or ``preload``
-            or ``initargs`` is a string (not a sequence of them).
+            included), ``start_method`` is unknown or ``"fork"``, or ``preload`` has an empty
+            name.
+        TypeError: When ``initializer`` is not callable or cannot be pickled, ``preload`` or
+            ``initargs`` is a string (not a sequence of them), or ``preload`` has an entry
+            that is not a string.
     """
 
     name = "process"
@@ -1205,6 +1210,18 @@ class ProcessRunner:
                 raise TypeError(
                     f"{name} must be a sequence (a list or tuple), got {type(value).__name__}"
                 )
+        preload = tuple(preload)
+        for module in preload:
+            if not isinstance(module, str):
+                raise TypeError(
+                    "preload must be a sequence of module names (strings, as 'myapp.tools'), "
+                    f"got {describe_for_pickle(module)[:64]} ({type(module).__name__})"
+                )
+            if not module:
+                raise ValueError(
+                    "preload must be a sequence of module names (strings, as 'myapp.tools'), "
+                    "got '' (an empty name stops the forkserver as it starts)"
+                )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
         if initializer is not None:
@@ -1217,7 +1234,13 @@ class ProcessRunner:
                 ) from exc
         context = multiprocessing.get_context(method)
         if method == "forkserver":
-            modules = ["laios.execution._runners.process_worker", *preload]
+            # (the last one gives the processes the forkserver starts for other code SIGINT
+            # back, see ``forkserver_children``)
+            modules = [
+                "laios.execution._runners.process_worker",
+                *preload,
+                "laios.execution._runners.forkserver_children",
+            ]
             context.set_forkserver_preload(modules)
         self.max_workers = max_workers
         self.start_method = method
@@ -1304,6 +1327,13 @@ def _no_process(exc: Exception | None) -> Refusal:
             f"Executor could not start a worker process (the system refused{': ' if why else ''}"
             f"{why}); the task was not started. Check the process limit and memory, or lower "
             "max_workers",
+        )
+    if isinstance(exc, EOFError):  # (the forkserver ended before it said the worker's pid)
+        return Refusal(
+            "no_process",
+            f"Executor could not start a worker process ({why}): the forkserver process ended "
+            "as it started it; the task was not started. A module in the runner's preload "
+            "that raises when imported ends the forkserver (its traceback is on stderr)",
         )
     return Refusal(
         "no_process",

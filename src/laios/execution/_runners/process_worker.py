@@ -58,6 +58,7 @@ __all__ = [
     "LONGEST_CPU_BUDGET",
     "MEMORY_LIMIT_ENFORCED",
     "PIPE_CLOSED_EXIT",
+    "WORKER_NAME",
     "InitializerFailed",
     "MemoryLimitExceeded",
     "ToolNotLoadable",
@@ -99,6 +100,9 @@ _LARGEST_LIMIT = 2**63 - 1
 #: descriptor number taken by something the tool opened since. A tool that calls
 #: ``os._exit(86)`` is taken for one that closed the pipe.
 PIPE_CLOSED_EXIT = 86
+
+#: The name of every worker process (``multiprocessing.current_process().name`` there).
+WORKER_NAME = "laios-process-worker"
 
 #: The longest CPU budget set, in seconds (about 68 years; a CPU timer cannot hold much more
 #: on every platform): a budget past it is no budget.
@@ -424,7 +428,7 @@ class _Worker:
             outcome.worker = f"pid {os.getpid()}"
             retire = False
             limit = call.memory_limit_mb if memory_limit is not None else None
-            if limit is not None and isinstance(outcome.error, MemoryError):
+            if limit is not None and _out_of_memory(outcome.error):
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
                 outcome.error_type = "memory_limit"
                 retire = True
@@ -457,6 +461,14 @@ class _Worker:
                 if not isinstance(exc, RuntimeError):
                     with contextlib.suppress(Exception):
                         traceback.print_exception(exc, file=sys.stderr)
+
+
+def _out_of_memory(error: BaseException | None) -> bool:
+    """Whether ``error`` says an allocation failed: a ``MemoryError``, or the ``OSError``
+    ``ENOMEM`` of a mapping the tool made itself (``mmap``), which ``RLIMIT_DATA`` counts too."""
+    if isinstance(error, MemoryError):
+        return True
+    return isinstance(error, OSError) and error.errno == errno.ENOMEM
 
 
 _RLIMIT_DATA = getattr(resource, "RLIMIT_DATA", 0)
