@@ -142,7 +142,8 @@ class Executor(Generic[_RegistryT]):
             ``tracer_provider``, ``capture_content``, ``prometheus_registry``,
             ``measure_cpu_time``, ``enable_monitoring``, ``register_prometheus`` or
             ``meter_provider`` has the wrong type.
-        ValueError: When ``max_workers`` or another number is out of range.
+        ValueError: When ``max_workers`` or another number is out of range, or ``runner`` is
+            shut down already.
     """
 
     def __init__(
@@ -212,6 +213,11 @@ class Executor(Generic[_RegistryT]):
             raise TypeError(
                 "runner must implement the Runner protocol (submit, abandon, shutdown, stats, "
                 f"name, can_stop), got {type(runner).__name__}"
+            )
+        if runner is not None and getattr(runner, "closed", False) is True:
+            raise ValueError(
+                "runner is shut down (its shutdown() or terminate() was called, or an executor "
+                "it was given to was shut down): give the executor a new runner"
             )
         max_async = positive_int("max_async_tools", max_async_tools)
         if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):

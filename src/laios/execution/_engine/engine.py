@@ -748,7 +748,7 @@ class Engine:
     def close(self) -> None:
         """Refuse new tasks from now on, and end the waits of retry loops between attempts
         (no further attempt: each call returns its last failure). Never waits."""
-        self.closed = True
+        self.env.closed = self.closed = True  # (jobs read the first: set it first)
         with self.lock:  # (a retry loop registering after this sees ``closed``)
             between_attempts = [run for runs in self.retrying.values() for run in runs]
         for retry_run in between_attempts:

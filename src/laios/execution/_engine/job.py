@@ -47,7 +47,15 @@ from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
 from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, shorten
-from laios.execution._runners.base import Handle, RawOutcome, Refusal, Runner, StopResult
+from laios.execution._runners.base import (
+    RUNNER_SHUT_DOWN,
+    SHUTDOWN,
+    Handle,
+    RawOutcome,
+    Refusal,
+    Runner,
+    StopResult,
+)
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     scrub,
@@ -228,15 +236,17 @@ class JobEnv:
         tracing: The executor's OpenTelemetry access.
         lock: Guards every job's phase transition.
         callback_failures: The ``on_progress`` callbacks already logged with a traceback.
+        closed: Whether the executor was shut down (refuses new tasks).
     """
 
-    __slots__ = ("callback_failures", "lock", "store", "tracing")
+    __slots__ = ("callback_failures", "closed", "lock", "store", "tracing")
 
     def __init__(self, store: MetricStore, tracing: Tracing) -> None:
         self.store = store
         self.tracing = tracing
         self.lock = threading.Lock()
         self.callback_failures = CallbackFailures()
+        self.closed = False
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -417,6 +427,8 @@ class Job(TaskRecord):
             if self.phase != QUEUED:
                 return
             self.phase = DONE
+        if refusal is SHUTDOWN and not self.env.closed:
+            refusal = RUNNER_SHUT_DOWN  # (not the executor's shutdown: its runner's own)
         self.finish("rejected", refusal.message, refusal.reason)
 
     def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from laios.execution.task_context import TaskEvents
 
 __all__ = [
+    "RUNNER_SHUT_DOWN",
     "SHUTDOWN",
     "Handle",
     "RawOutcome",
@@ -130,6 +131,15 @@ class Refusal:
 #: The refusal of every runner once it is shut down (and of the executor itself).
 SHUTDOWN = Refusal(
     "shutdown", "Executor is shut down: create a new Executor (or run tasks before shutdown())"
+)
+
+#: What a task is told when its runner refused it as shut down while its executor was not
+#: (the runner was shut down apart from it: by hand, or by another executor it was given to).
+RUNNER_SHUT_DOWN = Refusal(
+    "shutdown",
+    "The executor's runner is shut down, although the executor is not (the runner's own "
+    "shutdown() or terminate() was called, or another executor it was given to was shut "
+    "down): give each executor a runner of its own",
 )
 
 
