@@ -564,7 +564,7 @@ def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     elapsed = time.monotonic() - started
     assert not result.success
     assert result.metadata["error_type"] == "cpu_limit"
-    assert "CPU budget" in (result.error or "")
+    assert "CPU budget of 1 CPU second (" in (result.error or "")
     assert elapsed < 8.0  # stopped by the budget (about 1 s), not by the timeout
     assert run_pid(executor, task, context) > 0
 
@@ -582,7 +582,7 @@ def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     elapsed = time.monotonic() - started
     assert result.metadata["outcome"] == "error", result.error
     assert result.metadata["error_type"] == "cpu_limit"
-    assert "CPU budget" in (result.error or "")
+    assert "CPU budget of 1.5 CPU seconds (" in (result.error or "")
     assert elapsed < 20.0  # stopped by the budget (about 2 s), not by the timeout
     assert gone(before), "the worker past its budget is still alive"
     assert run_pid(executor, task, context) != before

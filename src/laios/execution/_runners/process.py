@@ -374,7 +374,10 @@ def _crash_outcome(
             error_type="terminated",
         )
     if over_budget or exitcode in _CPU_LIMIT_SIGNALS:
-        budget = "" if call.cpu_seconds is None else f" of {call.cpu_seconds:.3g} CPU seconds"
+        budget = ""
+        if call.cpu_seconds is not None:
+            seconds = f"{call.cpu_seconds:.3g}"
+            budget = f" of {seconds} CPU second{'' if seconds == '1' else 's'}"
         return RawOutcome(
             None,
             CpuLimitExceeded(
