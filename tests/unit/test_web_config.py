@@ -151,18 +151,34 @@ def test_invalid_yaml_is_refused(tmp_path: Path) -> None:
     [
         ("? [a, b]\n: 1\n", "a key must be a plain value"),
         ("basic_auth_users:\n  ? {x: 1}\n  : y\n", "a key must be a plain value"),
-        ("[" * 100_000, "nested too deeply"),
+        ("[" * 100_000, "nested more than 64 levels deep"),
+        ("{a: " * 65, "nested more than 64 levels deep"),
+        ("".join(f"{' ' * level}k{level}:\n" for level in range(65)), "more than 64 levels"),
     ],
-    ids=["list-key", "mapping-key", "deep"],
+    ids=["list-key", "mapping-key", "deep", "deep-flow-mappings", "deep-block-mappings"],
 )
 def test_yaml_a_configuration_cannot_hold_is_refused(
     tmp_path: Path, text: str, problem: str
 ) -> None:
-    """A key that is a list or mapping, or brackets nested 100,000 deep, fail with
+    """A key that is a list or mapping, or collections nested past 64 levels, fail with
     WebConfigError naming the file (not TypeError or RecursionError)."""
     path = write(tmp_path, text)
     with pytest.raises(WebConfigError, match=rf"web\.yml: not valid YAML.*{problem}"):
         load_web_config(path)
+
+
+def test_a_deep_file_is_refused_whatever_the_recursion_limit(tmp_path: Path) -> None:
+    """The depth is bounded by the file's reader, not by the interpreter's recursion limit:
+    with a limit raised (as some libraries do), 100,000 brackets took PyYAML minutes to
+    refuse (its scanner is quadratic in the depth it reaches)."""
+    path = write(tmp_path, "[" * 100_000)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        with pytest.raises(WebConfigError, match="nested more than 64 levels deep"):
+            load_web_config(path)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,9 @@ _MOST_READ = 1 << 20
 #: The most keys merge keys (``<<: *base``) may copy into the mappings of one file: a merge
 #: copies a mapping's keys, so merges of merges would make billions from a few lines.
 _MOST_MERGED = 10_000
+#: The deepest a web configuration file may nest its lists and mappings (it needs four): PyYAML
+#: builds nested collections by recursion, and its scanner slows down quadratically with depth.
+_DEEPEST = 64
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -537,6 +540,30 @@ def _only(where: str, section: Any, known: Sequence[str]) -> dict[str, Any]:
     return section
 
 
+def _named_stream(text: str, source: str) -> io.StringIO:
+    """``text`` to read, named ``source`` in the position of a YAML error."""
+    stream = io.StringIO(text)
+    stream.name = source
+    return stream
+
+
+def _check_depth(yaml: Any, stream: io.StringIO) -> None:
+    """Raise a ``YAMLError`` when ``stream`` nests lists and mappings more than
+    :data:`_DEEPEST` levels deep, reading its events only that far: the depth is then bounded
+    by this check, not by the interpreter's recursion limit (which some libraries raise)."""
+    depth = 0
+    for event in yaml.parse(stream, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > _DEEPEST:
+                raise yaml.MarkedYAMLError(
+                    problem=f"nested more than {_DEEPEST} levels deep",
+                    problem_mark=event.start_mark,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def _yaml_loader(yaml: Any) -> Any:
     """A safe loader that refuses a key written twice (a second user would hide the first),
     a key that is a list or mapping, and merge keys that copy more than :data:`_MOST_MERGED`
@@ -653,9 +680,9 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     source = _path("web_config", path)
     content = _read_whole("web_config", source)
     try:
-        stream = io.StringIO(content.decode("utf-8"))
-        stream.name = source  # (named in the position of a YAML error)
-        document = yaml.load(stream, Loader=_yaml_loader(yaml))
+        text = content.decode("utf-8")
+        _check_depth(yaml, _named_stream(text, source))
+        document = yaml.load(_named_stream(text, source), Loader=_yaml_loader(yaml))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise WebConfigError(f"{source}: not valid YAML: {exc}") from None
     except RecursionError:
