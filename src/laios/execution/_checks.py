@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
+import types
 from typing import Any
 
 from laios._callables import is_coroutine_function
@@ -13,6 +15,7 @@ __all__ = [
     "as_float",
     "check_listener",
     "check_task_fields",
+    "not_a_class",
     "number_repr",
     "plain_callable",
     "positive_int",
@@ -99,6 +102,25 @@ def switch(name: str, value: object) -> bool:
         f"{name} must be True or False, got {type(value).__name__} (a string like 'false' "
         "would read as true)"
     )
+
+
+def not_a_class(name: str, value: object, method: str) -> None:
+    """Refuse a class where an instance of it is wanted (``Executor(ToolRegistry)``: the call's
+    parentheses forgotten): one whose ``method`` is a plain instance method, which a check for
+    the method finds, unbound, so that the mistake would surface later as an obscure error
+    about a missing argument. A class whose ``method`` is a class or static method works as
+    it is, and passes.
+
+    Raises:
+        TypeError: Naming ``name`` and the class, and saying to pass an instance.
+    """
+    if isinstance(value, type) and isinstance(
+        inspect.getattr_static(value, method, None), types.FunctionType
+    ):
+        raise TypeError(
+            f"{name} must be an instance, got the class {value.__name__} itself: pass an "
+            f"instance ({value.__name__}(...))"
+        )
 
 
 def plain_callable(name: str, takes: str, value: Any, error: type[Exception] = TypeError) -> None:

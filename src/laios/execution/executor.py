@@ -21,7 +21,13 @@ from typing_extensions import Self, TypeVar
 
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
-from laios.execution._checks import number_repr, plain_callable, positive_int, switch
+from laios.execution._checks import (
+    not_a_class,
+    number_repr,
+    plain_callable,
+    positive_int,
+    switch,
+)
 from laios.execution._engine.closing import close_awaiting
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
 from laios.execution._engine.job import describe_exception
@@ -141,7 +147,8 @@ class Executor(Generic[_RegistryT]):
         TypeError: When ``tool_registry``, ``resource_limits``, ``store``, ``runner``,
             ``tracer_provider``, ``capture_content``, ``prometheus_registry``,
             ``measure_cpu_time``, ``enable_monitoring``, ``register_prometheus`` or
-            ``meter_provider`` has the wrong type.
+            ``meter_provider`` has the wrong type (a class given where an instance is
+            wanted, ``Executor(ToolRegistry)``, included).
         ValueError: When ``max_workers`` or another number is out of range, or ``runner`` is
             shut down already.
     """
@@ -165,7 +172,18 @@ class Executor(Generic[_RegistryT]):
         max_async_tools: int = DEFAULT_MAX_ASYNC_TOOLS,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        if not (isinstance(tool_registry, ToolRegistry) or hasattr(tool_registry, "get_tool")):
+        for option, value, method in (
+            ("tool_registry", tool_registry, "get_tool"),
+            ("tracer_provider", tracer_provider, "get_tracer"),
+            ("prometheus_registry", prometheus_registry, "register"),
+            ("runner", runner, "submit"),
+            ("meter_provider", meter_provider, "get_meter"),
+        ):
+            not_a_class(option, value, method)
+        if not (
+            isinstance(tool_registry, ToolRegistry)
+            or callable(getattr(tool_registry, "get_tool", None))
+        ):
             raise TypeError(
                 f"tool_registry must be a ToolRegistry, got {type(tool_registry).__name__}"
             )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import numbers
 import os
 import random
 import threading
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from laios.core.types import TaskResult
-from laios.execution._checks import as_float, number_repr, plain_callable
+from laios.execution._checks import as_float, is_real, number_repr, plain_callable
 
 __all__ = [
     "RetryDetails",
@@ -140,8 +141,12 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not is_real(value):  # (a Fraction or a NumPy scalar is a number too)
+                raise ValueError(f"{name} must be a real number, got {value!r}")
+            if type(value) is not int and type(value) is not float:
+                # (kept as a plain float: NumPy arithmetic would warn where floats overflow)
+                value = as_float(value)  # type: ignore[arg-type]
+                object.__setattr__(self, name, value)
             amount = as_float(value)  # (an int too large for a float: infinite)
             if math.isnan(amount) or (math.isinf(amount) and not isinstance(value, int)):
                 raise ValueError(f"{name} must be finite, got {number_repr(value)}")
@@ -155,10 +160,12 @@ class RetryPolicy:
                 raise ValueError(f"{name} is too large, got {_brief(value)}")
             return amount
 
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, numbers.Integral):
             raise ValueError(
                 f"max_retries must be a whole number, got {number_repr(self.max_retries)}"
             )
+        if type(self.max_retries) is not int:  # (a NumPy integer: kept as a plain int)
+            object.__setattr__(self, "max_retries", int(self.max_retries))
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, got {number_repr(self.max_retries)}")
         if number("retry_delay", self.retry_delay) < 0:

@@ -32,7 +32,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from laios.core.types import Task, TaskResult
-from laios.execution._checks import as_float, check_task_fields, number_repr, plain_callable
+from laios.execution._checks import (
+    as_float,
+    check_task_fields,
+    is_real,
+    number_repr,
+    plain_callable,
+)
 from laios.execution._engine.job import (
     DONE,
     QUEUED,
@@ -230,7 +236,8 @@ class Engine:
         292 years, an int too large for a float included) and infinity mean no limit.
 
         Raises:
-            ValueError: When ``timeout`` is not a number of seconds greater than 0.
+            ValueError: When ``timeout`` is not a real number (an int, a float, a ``Fraction``,
+                a NumPy scalar; not a ``bool``) of seconds greater than 0.
         """
         if timeout is None:
             limit = self.limits.timeout_seconds
@@ -238,8 +245,8 @@ class Engine:
             kind = type(timeout)
             if (kind is float or kind is int) and 0 < timeout < math.inf:  # the common case
                 limit = as_float(timeout)  # (an int too large for a float: past any wait)
-            elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
+            elif not is_real(timeout):  # (a Fraction or a NumPy scalar is a number too)
+                raise ValueError(f"timeout must be a real number of seconds, got {timeout!r}")
             else:
                 seconds = as_float(timeout)  # (an int too large for a float: infinite)
                 if math.isnan(seconds) or seconds <= 0:
