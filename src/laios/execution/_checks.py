@@ -22,6 +22,7 @@ __all__ = [
     "process_count",
     "require_task",
     "switch",
+    "whole_number",
 ]
 
 
@@ -31,30 +32,43 @@ __all__ = [
 MOST_PROCESSES = 1024
 
 
+def whole_number(value: object) -> int | None:
+    """``value`` as a plain ``int`` when it is a whole number (an int, a NumPy integer; not a
+    ``bool``, which would pass for 0 or 1), else ``None``."""
+    if type(value) is int:  # (the common case)
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
 def positive_int(name: str, value: Any) -> int:
-    """``value`` when it is a whole number of 1 or more (not a ``bool``).
+    """``value`` as a plain ``int`` when it is a whole number of 1 or more (see
+    :func:`whole_number`).
 
     Raises:
         ValueError: Naming ``name`` and the value given, otherwise.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    number = whole_number(value)
+    if number is None or number < 1:
         raise ValueError(f"{name} must be a positive whole number, got {number_repr(value)}")
-    return value
+    return number
 
 
 def process_count(name: str, value: Any) -> int:
-    """``value`` when it is a whole number from 1 to :data:`MOST_PROCESSES` (not a ``bool``):
-    a count of OS processes a runner starts.
+    """``value`` as a plain ``int`` when it is a whole number from 1 to
+    :data:`MOST_PROCESSES` (see :func:`whole_number`): a count of OS processes a runner starts.
 
     Raises:
         ValueError: Naming ``name``, the allowed range and the value given, otherwise.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MOST_PROCESSES:
+    number = whole_number(value)
+    if number is None or not 1 <= number <= MOST_PROCESSES:
         raise ValueError(
             f"{name} must be a whole number from 1 to {MOST_PROCESSES} (each is an OS process "
             f"the runner starts), got {number_repr(value)}"
         )
-    return value
+    return number
 
 
 def is_real(value: object) -> bool:

@@ -27,6 +27,7 @@ from laios.execution._checks import (
     plain_callable,
     positive_int,
     switch,
+    whole_number,
 )
 from laios.execution._engine.closing import close_awaiting
 from laios.execution._engine.engine import Engine, ProgressCallback, check_call, rejected_result
@@ -195,11 +196,10 @@ class Executor(Generic[_RegistryT]):
                 f"a dict), got {type(resource_limits).__name__}"
             )
         self.max_workers = positive_int("max_workers", max_workers)
-        replacements = max_workers if replacement_threads is None else replacement_threads
-        if isinstance(replacements, bool) or not isinstance(replacements, int) or replacements < 0:
-            raise ValueError(
-                f"replacement_threads must be 0 or more, got {number_repr(replacements)}"
-            )
+        given = self.max_workers if replacement_threads is None else replacement_threads
+        replacements = whole_number(given)
+        if replacements is None or replacements < 0:
+            raise ValueError(f"replacement_threads must be 0 or more, got {number_repr(given)}")
         if store is not None and not isinstance(store, MetricStore):
             raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
         if not isinstance(measure_cpu_time, bool):
@@ -250,7 +250,7 @@ class Executor(Generic[_RegistryT]):
         self.task_monitor = TaskMonitor(
             store, capacity=record_capacity, track_progress=self.enable_monitoring
         )
-        sync_runner = runner or ThreadRunner(max_workers, replacements, name="laios-worker")
+        sync_runner = runner or ThreadRunner(self.max_workers, replacements, name="laios-worker")
         self._engine = Engine(
             tool_registry,
             resource_limits,

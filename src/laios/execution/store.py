@@ -41,7 +41,7 @@ from laios.execution._aggregates import (
     ToolSlot,
     ToolSnapshot,
 )
-from laios.execution._checks import check_listener, number_repr
+from laios.execution._checks import check_listener, number_repr, positive_int, whole_number
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
@@ -404,20 +404,11 @@ class MetricStore:
         queue_wait_buckets: Iterable[float] = QUEUE_WAIT_BUCKETS,
         labels: Mapping[str, str] | None = None,
     ) -> None:
-        for name, value in (
-            ("record_capacity", record_capacity),
-            ("max_tool_labels", max_tool_labels),
-            ("max_error_types", max_error_types),
-            ("max_tracked_ids", max_tracked_ids),
-            ("max_custom_metrics", max_custom_metrics),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {number_repr(value)}")
-        self.record_capacity = record_capacity
-        self.max_tool_labels = max_tool_labels
-        self.max_error_types = max_error_types
-        self.max_tracked_ids = max_tracked_ids
-        self.max_custom_metrics = max_custom_metrics
+        self.record_capacity = positive_int("record_capacity", record_capacity)
+        self.max_tool_labels = positive_int("max_tool_labels", max_tool_labels)
+        self.max_error_types = positive_int("max_error_types", max_error_types)
+        self.max_tracked_ids = positive_int("max_tracked_ids", max_tracked_ids)
+        self.max_custom_metrics = positive_int("max_custom_metrics", max_custom_metrics)
         #: Upper bounds (seconds) of the duration histogram buckets (``+Inf`` not included).
         self.duration_buckets = check_buckets("duration_buckets", duration_buckets)
         #: Upper bounds (seconds) of the queue-wait histogram buckets.
@@ -549,13 +540,13 @@ class MetricStore:
 
     def new_scope(self, capacity: int | None = None, *, track_progress: bool = True) -> RecordScope:
         """Create a scope for one executor or monitor (``capacity`` defaults to the store's)."""
-        if capacity is None:
-            capacity = self.record_capacity
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        given = self.record_capacity if capacity is None else capacity
+        records = whole_number(given)
+        if records is None or records < 1:
             raise ValueError(
-                f"record capacity must be a positive integer, got {number_repr(capacity)}"
+                f"record capacity must be a positive integer, got {number_repr(given)}"
             )
-        scope = RecordScope(capacity, track_progress=track_progress)
+        scope = RecordScope(records, track_progress=track_progress)
         with self._lock:
             self._scopes.add(scope)
         return scope

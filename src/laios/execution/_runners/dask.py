@@ -555,8 +555,8 @@ class DaskRunner:
             raise ImportError(
                 "DaskRunner needs Dask's distributed package: pip install 'laios[dask]'"
             ) from exc
-        process_count("n_workers", n_workers)
-        process_count("threads_per_worker", threads_per_worker)
+        n_workers = process_count("n_workers", n_workers)
+        threads_per_worker = process_count("threads_per_worker", threads_per_worker)
         if (
             isinstance(connect_timeout, bool)
             or not isinstance(connect_timeout, (int, float))

@@ -1193,7 +1193,7 @@ class ProcessRunner:
         initargs: Sequence[Any] = (),
         preload: Sequence[str] = (),
     ) -> None:
-        process_count("max_workers", max_workers)
+        max_workers = process_count("max_workers", max_workers)
         method = DEFAULT_START_METHOD if start_method is None else start_method
         if method == "fork":
             raise ValueError(

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 
-from laios.execution._checks import number_repr, positive_int, switch
+from laios.execution._checks import number_repr, positive_int, switch, whole_number
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._runners.base import (
@@ -77,12 +77,14 @@ class ThreadRunner:
     can_stop = False
 
     def __init__(self, max_workers: int, replacement_cap: int, name: str = "laios-worker") -> None:
-        positive_int("max_workers", max_workers)
-        cap = replacement_cap
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+        max_workers = positive_int("max_workers", max_workers)
+        cap = whole_number(replacement_cap)
+        if cap is None or cap < 0:
             raise ValueError(
-                f"replacement_cap must be a whole number, 0 or more, got {number_repr(cap)}"
+                "replacement_cap must be a whole number, 0 or more, got "
+                f"{number_repr(replacement_cap)}"
             )
+        replacement_cap = cap
         if not isinstance(name, str):
             raise TypeError(f"name must be a string, got {type(name).__name__}")
         self.max_workers = max_workers
