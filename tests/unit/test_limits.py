@@ -49,6 +49,14 @@ def test_bad_cpu_limits_are_refused(value: Any) -> None:
         ResourceLimits(cpu_limit_percent=value)
 
 
+@pytest.mark.parametrize("field", ["timeout_seconds", "memory_limit_mb", "cpu_limit_percent"])
+def test_a_numpy_boolean_is_refused_as_a_boolean(field: str) -> None:
+    """NumPy's booleans are booleans too: ``np.True_`` was taken as 1 (a one-second timeout)."""
+    np = pytest.importorskip("numpy")
+    with pytest.raises(ValidationError, match=rf"{field}[\s\S]*not a boolean"):
+        ResourceLimits(**{field: np.True_})
+
+
 def test_validation_error_is_a_value_error() -> None:
     """Callers can catch the refusal as ValueError."""
     with pytest.raises(ValueError):

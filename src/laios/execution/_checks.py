@@ -15,6 +15,7 @@ __all__ = [
     "as_float",
     "check_listener",
     "check_task_fields",
+    "is_boolean",
     "not_a_class",
     "number_repr",
     "plain_callable",
@@ -69,6 +70,14 @@ def process_count(name: str, value: Any) -> int:
             f"the runner starts), got {number_repr(value)}"
         )
     return number
+
+
+def is_boolean(value: object) -> bool:
+    """Whether ``value`` is a boolean: a ``bool``, or NumPy's (``np.True_``), which converts to
+    a number without complaint."""
+    if isinstance(value, bool):
+        return True
+    return getattr(getattr(value, "dtype", None), "kind", None) == "b"
 
 
 def is_real(value: object) -> bool:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from laios.execution._checks import is_boolean
+
 __all__ = ["ResourceLimits"]
 
 
@@ -84,7 +86,7 @@ class ResourceLimits(BaseModel):
     @field_validator("timeout_seconds", "memory_limit_mb", "cpu_limit_percent", mode="before")
     @classmethod
     def _not_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):
+        if is_boolean(value):
             raise ValueError(f"must be a number, not a boolean ({value!r})")
         return value
 
