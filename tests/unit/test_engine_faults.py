@@ -55,6 +55,27 @@ def test_an_internal_error_is_counted_and_logged_not_rejected(
     assert any(r.exc_info and "registry backend" in str(r.exc_info[1]) for r in caplog.records)
 
 
+def test_a_failing_registry_is_named_in_the_error(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """A registry of the caller's own whose look-up raises (``{}[name]`` for a tool it does
+    not have) is named as what failed, with what it should do instead; still counted and
+    logged as ``internal``, on either road."""
+    store = MetricStore()
+    executor = make_executor(tool_registry=BrokenRegistry(), store=store)
+    results = [executor.execute_task(make_task("echo"), context)]
+    results += asyncio.run(executor.execute_parallel([make_task("echo")], context))
+    for result in results:
+        assert result.metadata["error_type"] == "internal"
+        error = result.error or ""
+        assert "tool registry" in error
+        assert "get_tool('echo')" in error
+        assert "registry backend went away" in error
+        assert "return None" in error
+        assert "Internal error in the executor" not in error
+    assert _errors(store) == {"internal": 2}
+
+
 def test_an_internal_error_on_the_awaiting_road_is_counted_too(
     make_executor: Any, make_task: Any, context: Context
 ) -> None:

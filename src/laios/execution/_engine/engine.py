@@ -152,6 +152,18 @@ def check_call(task: Any, on_progress: Any) -> None:
         plain_callable("on_progress", "(event, data)", on_progress)
 
 
+class RegistryFailed(Exception):
+    """The tool registry's ``get_tool`` raised (a registry of the caller's own): said as such
+    in the task's error, which is still counted and logged as ``internal``."""
+
+    def __init__(self, name: str, exc: Exception) -> None:
+        super().__init__(
+            f"The tool registry failed: get_tool({shorten(name, 128)!r}) raised "
+            f"{type(exc).__name__}: {describe_exception(exc)} (a registry's get_tool must "
+            "return None for a tool it does not have)"
+        )
+
+
 class BetweenAttempts(Protocol):
     """A retry loop between two attempts (``retrying.RetryRun``), as the engine reaches it."""
 
@@ -283,7 +295,7 @@ class Engine:
         the job's handle is then the claimed slot, and it starts with no queue wait).
         """
         store = self.store
-        tool = self.registry.get_tool(task.tool_name)
+        tool = self.tool_named(task.tool_name)
         job = Job(self.env, task, tool, on_progress)
         job.scope = self.scope
         job.slot = store.tool_slot(job.tool, tool is not None)
@@ -353,6 +365,17 @@ class Engine:
         if refusal is not None:
             job.refused(refusal)  # (unless cancel_task got there first)
         return job
+
+    def tool_named(self, name: str) -> Any:
+        """The registry's tool called ``name`` (``None``: none is).
+
+        Raises:
+            RegistryFailed: When the registry's ``get_tool`` raises.
+        """
+        try:
+            return self.registry.get_tool(name)
+        except Exception as exc:
+            raise RegistryFailed(name, exc) from exc
 
     def _open_span(
         self,
@@ -457,10 +480,13 @@ class Engine:
                 job.phase = DONE
             job.waiter = None
             return job.internal_failure(exc)
-        _log.error(
-            "internal error in the executor while running a task; reported as failed",
-            exc_info=exc,
-        )
+        if isinstance(exc, RegistryFailed):
+            _log.error("%s; the task is reported as failed", exc, exc_info=exc.__cause__)
+        else:
+            _log.error(
+                "internal error in the executor while running a task; reported as failed",
+                exc_info=exc,
+            )
         name = getattr(task, "tool_name", None)
         tool = name if isinstance(name, str) else "unknown"
         try:
@@ -472,13 +498,17 @@ class Engine:
         except Exception:
             _log.exception("could not count an internal error")
         task_id = getattr(task, "id", None)
+        if isinstance(exc, RegistryFailed):
+            error = f"{exc} (see the log for the traceback)"
+        else:
+            error = (
+                f"Internal error in the executor: {type(exc).__name__}: "
+                f"{describe_exception(exc)} (see the log for the traceback)"
+            )
         return TaskResult(
             task_id=task_id if isinstance(task_id, str) else "unknown",
             success=False,
-            error=(
-                f"Internal error in the executor: {type(exc).__name__}: "
-                f"{describe_exception(exc)} (see the log for the traceback)"
-            ),
+            error=error,
             metadata={"outcome": "error", "error_type": "internal"},
         )
 

@@ -174,7 +174,7 @@ class RetryRun:
         """The task's secret values, scrubbed from what a hook's exception says (by name, and
         where the tool's input model declares a secret by type)."""
         task = self.task
-        fields = secret_fields_of_tool(self.engine.registry.get_tool(task.tool_name))
+        fields = secret_fields_of_tool(self.engine.tool_named(task.tool_name))
         return secret_values_now_and_before(task.parameters, self.secrets_before, fields)
 
     def _announce(self, result: TaskResult, delay: float) -> None:
@@ -242,7 +242,7 @@ class RetryRun:
         """The aggregates slot of the task's tool, as its attempts' records use it."""
         engine = self.engine
         name = self.task.tool_name
-        return engine.store.tool_slot(name, engine.registry.get_tool(name) is not None)
+        return engine.store.tool_slot(name, engine.tool_named(name) is not None)
 
     def conclude(self, result: TaskResult) -> TaskResult:
         """Add the retry metadata to the final result, count a failed one as the call's result
@@ -330,9 +330,7 @@ def retry_blocking(
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out
     (the caller has passed ``task`` and ``on_progress`` through ``check_call``)."""
     tracing = engine.tracing
-    secrets_before = secret_values_before_run(
-        task.parameters, engine.registry.get_tool(task.tool_name)
-    )
+    secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
     started = time.monotonic()
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
@@ -403,9 +401,7 @@ async def retry_awaiting(
         refused = rejected_result(task, no_asyncio_loop("execute_with_retry_async"))
         refused.metadata["retries"] = 0
         return refused
-    secrets_before = secret_values_before_run(
-        task.parameters, engine.registry.get_tool(task.tool_name)
-    )
+    secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None
