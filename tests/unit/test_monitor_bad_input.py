@@ -115,3 +115,24 @@ def test_execution_stats_names_an_item_that_is_not_a_task(item: Any) -> None:
     task = Task(plan_id="p", description="d", tool_name="echo")
     with pytest.raises(TypeError, match=rf"item 1 is {type(item).__name__}, not a Task"):
         ExecutionMonitor().get_execution_stats([task, item])
+
+
+@pytest.mark.parametrize("success", ["false", "no", 2, None, 0.0])
+def test_complete_task_refuses_a_success_that_is_no_bool(success: Any) -> None:
+    """``complete_task(task, success="false")`` recorded the task COMPLETED: any truthy value
+    read as success. Only ``True``/``False`` (or ``0``/``1``) are taken."""
+    monitor = ExecutionMonitor(MetricStore())
+    task = Task(plan_id="p", description="d", tool_name="t")
+    with pytest.raises(TypeError, match="success must be True or False"):
+        monitor.complete_task(task, success=success)
+    assert monitor.get_progress(task.id) is None
+
+
+def test_complete_task_takes_numpy_booleans() -> None:
+    np = pytest.importorskip("numpy")
+    monitor = ExecutionMonitor(MetricStore())
+    task = Task(plan_id="p", description="d", tool_name="t")
+    monitor.complete_task(task, success=np.False_)
+    progress = monitor.get_progress(task.id)
+    assert progress is not None
+    assert progress.status.value == "failed"

@@ -105,7 +105,8 @@ def number_repr(value: object) -> str:
 
 
 def switch(name: str, value: object) -> bool:
-    """``value`` as a bool when it is ``True``/``False`` (or ``0``/``1``, which say the same).
+    """``value`` as a bool when it is ``True``/``False`` (NumPy's too) or ``0``/``1``, which
+    say the same.
 
     Raises:
         TypeError: Naming ``name``, otherwise: a string like ``"false"``, or another whole
@@ -113,6 +114,8 @@ def switch(name: str, value: object) -> bool:
     """
     if isinstance(value, bool):
         return value
+    if is_boolean(value):
+        return bool(value)
     if isinstance(value, int):
         if value in (0, 1):
             return bool(value)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import is_real, number_repr, require_task
+from laios.execution._checks import is_real, number_repr, require_task, switch
 from laios.execution._records import (
     MAX_TEXT,
     ProgressStatus,
@@ -222,10 +222,12 @@ class ExecutionMonitor:
         """Mark ``task`` completed (100 %) or failed.
 
         Raises:
-            TypeError: When ``task`` is not a ``Task`` (it has no ``id``).
+            TypeError: When ``task`` is not a ``Task`` (it has no ``id``), or ``success`` is
+                not ``True`` or ``False`` (``0`` and ``1`` say the same; a string like
+                ``"false"`` would read as true).
         """
         require_task(task, "complete_task")
-        if success:
+        if switch("success", success):
             self.progress_tracker.update_progress(task.id, ProgressStatus.COMPLETED, 100.0)
         else:
             percent = self._last_percent(task.id)
