@@ -501,6 +501,39 @@ def test_a_failed_write_shows_what_the_file_holds(
     assert "No space left on device" in caplog.text
 
 
+def test_a_full_disk_when_the_mode_is_turned_on_warns_and_the_file_comes_later(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker that starts while the directory's file system is full (one that gunicorn's
+    max_requests replaced, say) starts all the same, warns, and writes its file once there is
+    room again: an exception there would fail the worker's boot, and gunicorn stops the whole
+    service when a worker fails to boot."""
+    full = True
+    write_totals = multiprocess.write_totals
+
+    def disk_full_for_now(path: Path, body: bytes) -> None:
+        if full:
+            raise OSError(28, "No space left on device")
+        write_totals(path, body)
+
+    monkeypatch.setattr(multiprocess, "write_totals", disk_full_for_now)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        export = enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert "No space left on device" in caplog.text
+    assert export.path is None
+    run_tasks(store, 3)
+    full = False
+    deadline = time.monotonic() + CHILD_SECONDS
+    while export.path is None:
+        assert time.monotonic() < deadline, "the writer thread never wrote the file"
+        time.sleep(INTERVAL / 2)
+    assert tasks_total(scrape(registry)) == 3
+
+
 def test_alone_the_exposition_is_what_a_single_process_writes(
     directory: Path, store: MetricStore, registry: CollectorRegistry
 ) -> None:

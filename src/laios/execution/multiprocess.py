@@ -310,11 +310,14 @@ class MultiprocessExport:
         """Write now and start the writer thread (called by :func:`enable`, also to take up
         again an export that :meth:`close` left, and in a forked child).
 
-        Raises:
-            OSError: When the file cannot be written.
+        A write that fails (a full disk) is warned and left to the writer thread, which tries
+        again every ``interval``: a worker starting at such a moment starts all the same.
         """
         self._closed = False
-        self.write()
+        try:
+            self.write()
+        except OSError as exc:
+            self._warn_write(exc)
         if not self._writing() or self._thread is not None:
             return
         stop, interval = self._stop, self.interval
