@@ -674,6 +674,42 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
         child.kill()
 
 
+def test_a_gunicorn_worker_started_after_the_directory_was_deleted_starts_and_writes_later(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The directory deleted under a running gunicorn service (a temp-file cleaner, an
+    ``rm -rf``): a worker that starts then (one replaced after max_requests or a SIGKILL)
+    starts all the same and writes its file once the directory is back. Refusing would fail
+    its boot, and gunicorn stops the whole service when a worker fails to boot."""
+    monkeypatch.setenv(ENV_VAR, str(directory))
+    gunicorn_on_starting(None)  # this process is the master: it checked the directory
+    shutil.rmtree(directory)
+
+    def work(report: Report) -> None:
+        export = enable(interval=INTERVAL, registry=registry, store=store)
+        report({"started": True})
+        run_tasks(store, 2)
+        deadline = time.monotonic() + CHILD_SECONDS
+        while export.path is None or not export.path.exists():
+            assert time.monotonic() < deadline, "the worker never wrote to the new directory"
+            time.sleep(INTERVAL / 2)
+        report({"path": str(export.path)})
+        time.sleep(60)
+
+    child = fork(work)
+    try:
+        assert child.report() == {"started": True}
+        directory.mkdir()
+        path = Path(child.report()["path"])
+        [section] = sections_of(read_document(path))
+        assert section.totals.tools["echo"].outcomes["success"][0] == 2
+    finally:
+        child.kill()
+
+
 def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
     store: MetricStore,
     registry: CollectorRegistry,

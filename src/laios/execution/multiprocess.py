@@ -429,6 +429,18 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
     """The directory to use, checked: it exists, and this process can lock and write in it."""
     path = _path(directory)
     if not path.exists():
+        if _master_pid is not None and os.getpid() != _master_pid:
+            # A gunicorn worker: its master checked the directory at start, so it was deleted
+            # under the running service since. Refusing would fail the worker's boot, and
+            # gunicorn would stop the whole service; the worker writes once it is back.
+            warn(
+                f"gone {path}",
+                "the multiprocess directory %s is gone (deleted under the running service?): "
+                "this worker starts without it and writes its file once it is back; create it "
+                "again, or restart the service",
+                path,
+            )
+            return path
         raise ValueError(f"the multiprocess directory {path} does not exist; create it first")
     if not path.is_dir():
         raise ValueError(f"the multiprocess directory {path} is not a directory")
@@ -489,7 +501,9 @@ def enable(
     Raises:
         ValueError: When there is no directory (or an empty path), it does not exist, is not a
             directory or is not writable; when ``interval`` is out of range; when multiprocess
-            mode is already on in this process with another directory or registry.
+            mode is already on in this process with another directory or registry. (In a
+            gunicorn worker, whose master checked the directory at start, a directory deleted
+            since is warned instead: the worker writes its file once it is back.)
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """
