@@ -18,6 +18,7 @@ import resource
 import select
 import shutil
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -708,6 +709,47 @@ def test_a_gunicorn_worker_started_after_the_directory_was_deleted_starts_and_wr
         assert section.totals.tools["echo"].outcomes["success"][0] == 2
     finally:
         child.kill()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="switches to another user, as gunicorn's master does for --user",
+)
+def test_workers_of_another_user_than_the_master_share_its_directory(
+    store: MetricStore, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gunicorn started by root with ``--user``: the master prepares the directory (and so
+    creates its lock file, as root), its workers run as the other user. They lock that file
+    all the same (``flock`` needs no write access) instead of failing their boot, which
+    made gunicorn stop the whole service."""
+    path = Path(tempfile.mkdtemp(prefix="laios-user-"))  # (tmp_path is root's alone)
+    try:
+        path.chmod(0o777)  # writable by the workers' user
+        monkeypatch.setenv(ENV_VAR, str(path))
+        gunicorn_on_starting(None)
+        assert (path / "laios-dir.lock").stat().st_uid == 0
+
+        def work(report: Report) -> None:
+            # (loaded first: the interpreter's own files may be root's alone on a test machine)
+            _shared_totals.pid_namespace()
+            os.setgid(65534)
+            os.setuid(65534)
+            export = enable(interval=INTERVAL, registry=registry, store=store)
+            run_tasks(store, 2)
+            export.write()
+            report({"path": str(export.path)})
+            time.sleep(60)
+
+        child = fork(work)
+        try:
+            written = Path(child.report()["path"])
+            assert written.stat().st_uid == 65534
+            [section] = sections_of(read_document(written))
+            assert section.totals.tools["echo"].outcomes["success"][0] == 2
+        finally:
+            child.kill()
+    finally:
+        shutil.rmtree(path)
 
 
 def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
