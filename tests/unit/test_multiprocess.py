@@ -858,9 +858,21 @@ def test_enable_twice_returns_the_same_export_and_refuses_another_directory(
     export: MultiprocessExport, directory: Path, registry: CollectorRegistry, tmp_path: Path
 ) -> None:
     """One export per process: the same arguments give it back, another directory is refused."""
-    assert enable(directory, registry=registry) is export
+    assert enable(directory, interval=INTERVAL, registry=registry) is export
     with pytest.raises(ValueError, match="already on"):
-        enable(tmp_path, registry=registry)
+        enable(tmp_path, interval=INTERVAL, registry=registry)
+
+
+def test_enable_with_another_interval_while_on_is_refused_saying_so(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
+) -> None:
+    """``enable(interval=0.25)`` after make_wsgi_app() has turned the mode on (with the
+    default interval) is refused, rather than return the export with the old interval as if
+    the new one were taken."""
+    with pytest.raises(ValueError, match=r"interval 0\.1 s.*before make_wsgi_app") as raised:
+        enable(directory, interval=0.25, registry=registry)
+    assert "disable()" in str(raised.value)
+    assert export.interval == INTERVAL
 
 
 # -- a fork while this process holds a lock in the directory --------------------------------

@@ -479,7 +479,8 @@ def enable(
     Call it in each worker process (at import of the application is fine: a forked worker
     carries it on with a file of its own). :func:`~laios.execution.server.make_wsgi_app` and
     :func:`~laios.execution.server.start_http_server` call it when ``LAIOS_MULTIPROC_DIR`` is
-    set. Calling it again with the same directory and registry returns the same export, also
+    set. Calling it again with the same directory, registry and ``interval`` returns the same
+    export (another interval is refused while the mode is on), also
     after :func:`disable`: it takes up this process's file where it was left, so that its
     counts stay counted once.
 
@@ -501,7 +502,8 @@ def enable(
     Raises:
         ValueError: When there is no directory (or an empty path), it does not exist, is not a
             directory or is not writable; when ``interval`` is out of range; when multiprocess
-            mode is already on in this process with another directory or registry. (In a
+            mode is already on in this process with another directory, registry or
+            ``interval``. (In a
             gunicorn worker, whose master checked the directory at start, a directory deleted
             since is warned instead: the worker writes its file once it is back.)
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
@@ -514,12 +516,19 @@ def enable(
     with _state_lock:
         current = _current
         if current is not None and not current.closed:
-            if current.directory == path and current.registry is the_registry:
-                return current
-            raise ValueError(
-                f"multiprocess mode is already on in this process (directory "
-                f"{current.directory}); call disable() first"
-            )
+            if current.directory != path or current.registry is not the_registry:
+                raise ValueError(
+                    f"multiprocess mode is already on in this process (directory "
+                    f"{current.directory}); call disable() first"
+                )
+            if current.interval != seconds:
+                raise ValueError(
+                    f"multiprocess mode is already on in this process with interval "
+                    f"{current.interval:g} s, not {seconds:g} s: call enable(interval=...) "
+                    "before make_wsgi_app(), make_asgi_app() or start_http_server() (which "
+                    "turn the mode on with the default interval), or disable() first"
+                )
+            return current
         if current is not None:  # closed (by its close(), not by disable())
             _closed_exports.setdefault((current.directory, current.registry), current)
         collector = ensure_collector(store, the_registry)
