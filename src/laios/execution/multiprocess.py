@@ -434,7 +434,7 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
             # under the running service since. Refusing would fail the worker's boot, and
             # gunicorn would stop the whole service; the worker writes once it is back.
             warn(
-                f"gone {path}",
+                f"gone at start {path}",
                 "the multiprocess directory %s is gone (deleted under the running service?): "
                 "this worker starts without it and writes its file once it is back; create it "
                 "again, or restart the service",
@@ -480,9 +480,8 @@ def enable(
     carries it on with a file of its own). :func:`~laios.execution.server.make_wsgi_app` and
     :func:`~laios.execution.server.start_http_server` call it when ``LAIOS_MULTIPROC_DIR`` is
     set. Calling it again with the same directory, registry and ``interval`` returns the same
-    export (another interval is refused while the mode is on), also
-    after :func:`disable`: it takes up this process's file where it was left, so that its
-    counts stay counted once.
+    export (another interval is refused while the mode is on), also after :func:`disable`: it
+    takes up this process's file where it was left, so that its counts stay counted once.
 
     Args:
         directory: The shared directory; defaults to ``$LAIOS_MULTIPROC_DIR``. It must exist
@@ -503,9 +502,9 @@ def enable(
         ValueError: When there is no directory (or an empty path), it does not exist, is not a
             directory or is not writable; when ``interval`` is out of range; when multiprocess
             mode is already on in this process with another directory, registry or
-            ``interval``. (In a
-            gunicorn worker, whose master checked the directory at start, a directory deleted
-            since is warned instead: the worker writes its file once it is back.)
+            ``interval``. (In a gunicorn worker, whose master checked the directory at start, a
+            directory deleted since is warned instead: the worker writes its file once it is
+            back.)
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """
