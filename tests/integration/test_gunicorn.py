@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,6 +249,39 @@ def test_a_worker_killed_with_sigkill_keeps_what_it_wrote(
     assert not any(
         p.name.startswith(f"laios-proc-{server.process.pid}-") for p in server.directory.iterdir()
     ), "gunicorn's master writes no file"
+
+
+def test_a_worker_replaced_while_the_directory_is_deleted_boots_and_the_service_lives_on(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    """The shared directory deleted under the service (a temp-file cleaner, an ``rm -rf``):
+    a worker that gunicorn starts meanwhile boots all the same (gunicorn stops the whole
+    service when a worker fails to boot), and once the directory is back, every worker
+    writes there again and the scrapes answer."""
+    server = start_gunicorn()
+    run_tasks(server, 6)
+    scrape_until_total(server, 6)
+    shutil.rmtree(server.directory)
+    victim = next(iter(server.workers()))
+    os.kill(victim, signal.SIGKILL)
+
+    def replaced_and_booted() -> bool:
+        assert server.process.poll() is None, server.log.read_text()
+        return "this worker starts without it" in server.log.read_text()
+
+    wait_for(replaced_and_booted, "the replacing worker to boot")
+    server.directory.mkdir()
+    wait_for(
+        lambda: len(list(server.directory.glob("laios-proc-*.json"))) == WORKERS,
+        "every worker to write its file in the directory created again",
+    )
+    server.seen.clear()  # (the counts of the killed worker went with the directory)
+    run_tasks(server, 6)
+    # (each worker's new tasks are in its file within its interval, 1 s)
+    wait_for(lambda: tasks_total(server.scrape()[1]) >= 6, "the new tasks to be counted")
+    for _ in range(10):
+        server.scrape()  # (checks that no counter goes backwards)
+    assert server.process.poll() is None
 
 
 def test_promtool_accepts_the_multiprocess_exposition(

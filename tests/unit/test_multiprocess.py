@@ -18,6 +18,7 @@ import resource
 import select
 import shutil
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -501,6 +502,39 @@ def test_a_failed_write_shows_what_the_file_holds(
     assert "No space left on device" in caplog.text
 
 
+def test_a_full_disk_when_the_mode_is_turned_on_warns_and_the_file_comes_later(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker that starts while the directory's file system is full (one that gunicorn's
+    max_requests replaced, say) starts all the same, warns, and writes its file once there is
+    room again: an exception there would fail the worker's boot, and gunicorn stops the whole
+    service when a worker fails to boot."""
+    full = True
+    write_totals = multiprocess.write_totals
+
+    def disk_full_for_now(path: Path, body: bytes) -> None:
+        if full:
+            raise OSError(28, "No space left on device")
+        write_totals(path, body)
+
+    monkeypatch.setattr(multiprocess, "write_totals", disk_full_for_now)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        export = enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert "No space left on device" in caplog.text
+    assert export.path is None
+    run_tasks(store, 3)
+    full = False
+    deadline = time.monotonic() + CHILD_SECONDS
+    while export.path is None:
+        assert time.monotonic() < deadline, "the writer thread never wrote the file"
+        time.sleep(INTERVAL / 2)
+    assert tasks_total(scrape(registry)) == 3
+
+
 def test_alone_the_exposition_is_what_a_single_process_writes(
     directory: Path, store: MetricStore, registry: CollectorRegistry
 ) -> None:
@@ -641,6 +675,83 @@ def test_a_deleted_directory_fails_scrapes_saying_so_and_recreated_it_serves_aga
         child.kill()
 
 
+def test_a_gunicorn_worker_started_after_the_directory_was_deleted_starts_and_writes_later(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The directory deleted under a running gunicorn service (a temp-file cleaner, an
+    ``rm -rf``): a worker that starts then (one replaced after max_requests or a SIGKILL)
+    starts all the same and writes its file once the directory is back. Refusing would fail
+    its boot, and gunicorn stops the whole service when a worker fails to boot."""
+    monkeypatch.setenv(ENV_VAR, str(directory))
+    gunicorn_on_starting(None)  # this process is the master: it checked the directory
+    shutil.rmtree(directory)
+
+    def work(report: Report) -> None:
+        export = enable(interval=INTERVAL, registry=registry, store=store)
+        report({"started": True})
+        run_tasks(store, 2)
+        deadline = time.monotonic() + CHILD_SECONDS
+        while export.path is None or not export.path.exists():
+            assert time.monotonic() < deadline, "the worker never wrote to the new directory"
+            time.sleep(INTERVAL / 2)
+        report({"path": str(export.path)})
+        time.sleep(60)
+
+    child = fork(work)
+    try:
+        assert child.report() == {"started": True}
+        directory.mkdir()
+        path = Path(child.report()["path"])
+        [section] = sections_of(read_document(path))
+        assert section.totals.tools["echo"].outcomes["success"][0] == 2
+    finally:
+        child.kill()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="switches to another user, as gunicorn's master does for --user",
+)
+def test_workers_of_another_user_than_the_master_share_its_directory(
+    store: MetricStore, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gunicorn started by root with ``--user``: the master prepares the directory (and so
+    creates its lock file, as root), its workers run as the other user. They lock that file
+    all the same (``flock`` needs no write access) instead of failing their boot, which
+    made gunicorn stop the whole service."""
+    path = Path(tempfile.mkdtemp(prefix="laios-user-"))  # (tmp_path is root's alone)
+    try:
+        path.chmod(0o777)  # writable by the workers' user
+        monkeypatch.setenv(ENV_VAR, str(path))
+        gunicorn_on_starting(None)
+        assert (path / "laios-dir.lock").stat().st_uid == 0
+
+        def work(report: Report) -> None:
+            # (loaded first: the interpreter's own files may be root's alone on a test machine)
+            _shared_totals.pid_namespace()
+            os.setgid(65534)
+            os.setuid(65534)
+            export = enable(interval=INTERVAL, registry=registry, store=store)
+            run_tasks(store, 2)
+            export.write()
+            report({"path": str(export.path)})
+            time.sleep(60)
+
+        child = fork(work)
+        try:
+            written = Path(child.report()["path"])
+            assert written.stat().st_uid == 65534
+            [section] = sections_of(read_document(written))
+            assert section.totals.tools["echo"].outcomes["success"][0] == 2
+        finally:
+            child.kill()
+    finally:
+        shutil.rmtree(path)
+
+
 def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
     store: MetricStore,
     registry: CollectorRegistry,
@@ -747,9 +858,21 @@ def test_enable_twice_returns_the_same_export_and_refuses_another_directory(
     export: MultiprocessExport, directory: Path, registry: CollectorRegistry, tmp_path: Path
 ) -> None:
     """One export per process: the same arguments give it back, another directory is refused."""
-    assert enable(directory, registry=registry) is export
+    assert enable(directory, interval=INTERVAL, registry=registry) is export
     with pytest.raises(ValueError, match="already on"):
-        enable(tmp_path, registry=registry)
+        enable(tmp_path, interval=INTERVAL, registry=registry)
+
+
+def test_enable_with_another_interval_while_on_is_refused_saying_so(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
+) -> None:
+    """``enable(interval=0.25)`` after make_wsgi_app() has turned the mode on (with the
+    default interval) is refused, rather than return the export with the old interval as if
+    the new one were taken."""
+    with pytest.raises(ValueError, match=r"interval 0\.1 s.*before make_wsgi_app") as raised:
+        enable(directory, interval=0.25, registry=registry)
+    assert "disable()" in str(raised.value)
+    assert export.interval == INTERVAL
 
 
 # -- a fork while this process holds a lock in the directory --------------------------------

@@ -179,14 +179,19 @@ def _open_lock(path: Path, flags: int) -> int:
 
 def _open_lock_file(path: Path) -> int:
     """Open (creating it when missing) a lock file of a fixed name, replacing a symbolic link
-    found under that name instead of creating the file it points to."""
+    found under that name instead of creating the file it points to.
+
+    Opened for reading only: ``flock`` needs no more, and the file may belong to another user
+    (gunicorn's master, started as root, creates it before its workers switch to ``--user``).
+    """
+    flags = os.O_RDONLY | os.O_CREAT | _O_NOFOLLOW
     try:
-        return _open_lock(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW)
+        return _open_lock(path, flags)
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
     path.unlink(missing_ok=True)  # (laios makes no links: this one was planted)
-    return _open_lock(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW)
+    return _open_lock(path, flags)
 
 
 def close_lock(fd: int) -> None:

@@ -310,11 +310,14 @@ class MultiprocessExport:
         """Write now and start the writer thread (called by :func:`enable`, also to take up
         again an export that :meth:`close` left, and in a forked child).
 
-        Raises:
-            OSError: When the file cannot be written.
+        A write that fails (a full disk) is warned and left to the writer thread, which tries
+        again every ``interval``: a worker starting at such a moment starts all the same.
         """
         self._closed = False
-        self.write()
+        try:
+            self.write()
+        except OSError as exc:
+            self._warn_write(exc)
         if not self._writing() or self._thread is not None:
             return
         stop, interval = self._stop, self.interval
@@ -426,6 +429,18 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
     """The directory to use, checked: it exists, and this process can lock and write in it."""
     path = _path(directory)
     if not path.exists():
+        if _master_pid is not None and os.getpid() != _master_pid:
+            # A gunicorn worker: its master checked the directory at start, so it was deleted
+            # under the running service since. Refusing would fail the worker's boot, and
+            # gunicorn would stop the whole service; the worker writes once it is back.
+            warn(
+                f"gone at start {path}",
+                "the multiprocess directory %s is gone (deleted under the running service?): "
+                "this worker starts without it and writes its file once it is back; create it "
+                "again, or restart the service",
+                path,
+            )
+            return path
         raise ValueError(f"the multiprocess directory {path} does not exist; create it first")
     if not path.is_dir():
         raise ValueError(f"the multiprocess directory {path} is not a directory")
@@ -464,9 +479,9 @@ def enable(
     Call it in each worker process (at import of the application is fine: a forked worker
     carries it on with a file of its own). :func:`~laios.execution.server.make_wsgi_app` and
     :func:`~laios.execution.server.start_http_server` call it when ``LAIOS_MULTIPROC_DIR`` is
-    set. Calling it again with the same directory and registry returns the same export, also
-    after :func:`disable`: it takes up this process's file where it was left, so that its
-    counts stay counted once.
+    set. Calling it again with the same directory, registry and ``interval`` returns the same
+    export (another interval is refused while the mode is on), also after :func:`disable`: it
+    takes up this process's file where it was left, so that its counts stay counted once.
 
     Args:
         directory: The shared directory; defaults to ``$LAIOS_MULTIPROC_DIR``. It must exist
@@ -486,7 +501,10 @@ def enable(
     Raises:
         ValueError: When there is no directory (or an empty path), it does not exist, is not a
             directory or is not writable; when ``interval`` is out of range; when multiprocess
-            mode is already on in this process with another directory or registry.
+            mode is already on in this process with another directory, registry or
+            ``interval``. (In a gunicorn worker, whose master checked the directory at start, a
+            directory deleted since is warned instead: the worker writes its file once it is
+            back.)
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """
@@ -497,12 +515,19 @@ def enable(
     with _state_lock:
         current = _current
         if current is not None and not current.closed:
-            if current.directory == path and current.registry is the_registry:
-                return current
-            raise ValueError(
-                f"multiprocess mode is already on in this process (directory "
-                f"{current.directory}); call disable() first"
-            )
+            if current.directory != path or current.registry is not the_registry:
+                raise ValueError(
+                    f"multiprocess mode is already on in this process (directory "
+                    f"{current.directory}); call disable() first"
+                )
+            if current.interval != seconds:
+                raise ValueError(
+                    f"multiprocess mode is already on in this process with interval "
+                    f"{current.interval:g} s, not {seconds:g} s: call enable(interval=...) "
+                    "before make_wsgi_app(), make_asgi_app() or start_http_server() (which "
+                    "turn the mode on with the default interval), or disable() first"
+                )
+            return current
         if current is not None:  # closed (by its close(), not by disable())
             _closed_exports.setdefault((current.directory, current.registry), current)
         collector = ensure_collector(store, the_registry)
