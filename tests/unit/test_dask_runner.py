@@ -713,6 +713,18 @@ def test_worker_initargs_that_cannot_be_pickled_are_refused_at_construction(
         )
 
 
+@pytest.mark.parametrize("initargs", ["myapp-tools", b"myapp", 5], ids=["str", "bytes", "int"])
+def test_worker_initargs_that_are_not_a_sequence_of_arguments_are_refused(initargs: Any) -> None:
+    """A string is not taken apart into one argument per character (the initializer would
+    then fail in every tool process), and a number is not called unpicklable."""
+    with pytest.raises(TypeError, match=r"worker_initargs must be a sequence \(a list or tuple\)"):
+        DaskRunner(
+            "tcp://127.0.0.1:9",
+            worker_initializer=process_tools.set_up_tracing,
+            worker_initargs=initargs,
+        )
+
+
 def test_an_address_and_a_client_together_are_refused(client: Any) -> None:
     """One of them would be ignored silently (the address, while the runner names it)."""
     with pytest.raises(ValueError, match="address or a client"):

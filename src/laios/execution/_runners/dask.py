@@ -30,7 +30,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from laios._compat.dask import forget_topic, task_released
@@ -529,7 +529,8 @@ class DaskRunner:
             not a whole number from 1 to 1,024), or both ``address`` and ``client`` are
             given.
         TypeError: When ``client`` is not a ``distributed.Client``, ``worker_initializer``
-            is not callable, or it or ``worker_initargs`` cannot be pickled.
+            is not callable, ``worker_initargs`` is a string or not a sequence, or either
+            cannot be pickled.
     """
 
     name = "dask"
@@ -577,6 +578,13 @@ class DaskRunner:
                     f"client must be a distributed.Client, got {type(client).__name__}; "
                     "to connect to a scheduler, pass its address instead"
                 )
+        if isinstance(worker_initargs, (str, bytes)) or not isinstance(worker_initargs, Iterable):
+            # (a string would be taken apart into one argument per character)
+            raise TypeError(
+                "worker_initargs must be a sequence (a list or tuple) of the initializer's "
+                f"arguments, got {type(worker_initargs).__name__}; for one argument, write "
+                "(value,)"
+            )
         if worker_initializer is not None and not callable(worker_initializer):
             raise TypeError(
                 f"worker_initializer must be callable, got {type(worker_initializer).__name__}"
