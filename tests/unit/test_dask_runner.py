@@ -725,6 +725,19 @@ def test_worker_initargs_that_are_not_a_sequence_of_arguments_are_refused(initar
         )
 
 
+@pytest.mark.parametrize("address", [8786, b"tcp://127.0.0.1:9"], ids=["int", "bytes"])
+def test_an_address_that_is_not_a_string_is_refused_naming_the_option(address: Any) -> None:
+    with pytest.raises(TypeError, match=r"address must be .*'tcp://scheduler:8786'"):
+        DaskRunner(address)
+
+
+def test_a_client_given_as_the_address_is_refused_with_what_to_write(client: Any) -> None:
+    """``DaskRunner(client)`` (or a cluster object) is a likely slip for ``client=``."""
+    for value in (client, client.cluster):
+        with pytest.raises(TypeError, match=r"client="):
+            DaskRunner(value)
+
+
 def test_an_address_and_a_client_together_are_refused(client: Any) -> None:
     """One of them would be ignored silently (the address, while the runner names it)."""
     with pytest.raises(ValueError, match="address or a client"):

@@ -528,7 +528,8 @@ class DaskRunner:
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
             not a whole number from 1 to 1,024), or both ``address`` and ``client`` are
             given.
-        TypeError: When ``client`` is not a ``distributed.Client``, ``worker_initializer``
+        TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
+            in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable, ``worker_initargs`` is a string or not a sequence, or either
             cannot be pickled.
     """
@@ -556,6 +557,13 @@ class DaskRunner:
             raise ImportError(
                 "DaskRunner needs Dask's distributed package: pip install 'laios[dask]'"
             ) from exc
+        if address is not None and not isinstance(address, str):
+            raise TypeError(
+                "address must be the scheduler's address as a string, such as "
+                f"'tcp://scheduler:8786', got {type(address).__name__}; to use a "
+                "distributed.Client (or a cluster object) the application has, pass "
+                "client=Client(...)"
+            )
         process_count("n_workers", n_workers)
         process_count("threads_per_worker", threads_per_worker)
         if (
