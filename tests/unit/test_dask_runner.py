@@ -350,6 +350,24 @@ def test_a_tool_the_workers_cannot_import_fails_its_call_and_spares_the_workers(
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
 
 
+def test_a_parameter_whose_loading_exits_fails_its_call_and_spares_the_workers(
+    make: Callable[..., Executor], client: Any
+) -> None:
+    """A ``SystemExit`` raised while the worker loads the call (a ``__reduce__`` that calls
+    ``sys.exit``) is the call's failure, not the end of the Dask worker that loads it (and of
+    the next ones Dask gives the task to, losing the other calls they run)."""
+    executor = make()
+    warm(executor, client)
+    workers = set(client.nthreads())
+    result = executor.execute_task(
+        task("pid", value=process_tools.ExitsWhenLoaded()), CONTEXT, timeout=WAIT
+    )
+    assert result.metadata["error_type"] == "not_picklable", result
+    assert "could not load the call (SystemExit: 3)" in (result.error or "")
+    assert set(client.nthreads()) == workers  # no worker was lost (nor restarted) over it
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
 @pytest.mark.parametrize(
     "value", [lambda: None, process_tools.ExitsWhenPickled()], ids=["lambda", "system_exit"]
 )

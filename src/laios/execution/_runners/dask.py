@@ -266,7 +266,9 @@ def serve_call(
     this = _WorkerCall(worker, topic, key)
     try:
         state = _state(worker, setup)
-    except Exception as exc:  # e.g. the initializer's module is not importable on this worker
+    except BaseException as exc:  # e.g. the initializer's module is not importable here
+        # (BaseException: a ``__reduce__`` may raise ``SystemExit``, which would end the
+        # Dask worker, and then each one Dask gives the task to next)
         from laios.execution._runners.process_worker import ToolNotLoadable
 
         this.send("started", f"{worker.address} pid {os.getpid()}")
@@ -300,7 +302,8 @@ def serve_call(
             return "refused"
         try:
             call: ToolCall = pickle.loads(payload)
-        except Exception as exc:  # e.g. the tool's module is not importable on this worker
+        except BaseException as exc:  # e.g. the tool's module is not importable here
+            # (BaseException: a parameter's ``__reduce__`` may raise ``SystemExit``)
             from laios.execution._runners.process_worker import ToolNotLoadable
 
             this.send(
