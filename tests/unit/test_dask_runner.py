@@ -610,6 +610,25 @@ def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: Tool
         own.close()
 
 
+def test_a_call_sent_while_the_scheduler_is_gone_says_so(tools: ToolRegistry) -> None:
+    """Dask closes a client that lost its scheduler and cannot reconnect in time: the calls it
+    was holding are lost for that reason, not because the application closed the client (the
+    runner made it, from an address)."""
+    scheduler_only = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    runner = DaskRunner(scheduler_only.scheduler_address, connect_timeout=1.0)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        scheduler_only.close()
+        assert wait_for(lambda: runner.client.status == "connecting")
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "worker_lost", result
+        assert "lost its scheduler" in (result.error or ""), result.error
+        assert "keep the client open" not in (result.error or "")
+    finally:
+        executor.shutdown(wait=False)
+        scheduler_only.close()
+
+
 def test_a_tool_whose_client_is_closed_under_it_is_killed_on_its_worker(
     client: Any, tools: ToolRegistry, tmp_path: Any
 ) -> None:

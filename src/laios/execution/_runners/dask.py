@@ -951,13 +951,21 @@ class DaskRunner:
             if self.closed and not started:
                 events.refused(SHUTDOWN)  # cancelled by shutdown() before it started
                 return
-            if getattr(self.client, "status", None) in ("closing", "closed"):
-                # (the runner's own shutdown closes it only once its calls ended)
+            if getattr(self.client, "status", None) in ("closing", "closed") and self._owns_client:
+                # (the runner's own shutdown closes it only once its calls ended: Dask did)
+                message = (
+                    f"The call was lost on the Dask cluster ({why}): the runner lost its "
+                    "scheduler, and Dask closed the runner's client when it could not "
+                    "reconnect within connect_timeout; start the scheduler again (or mend the "
+                    "network to it), then make a new runner"
+                )
+            elif getattr(self.client, "status", None) in ("closing", "closed"):
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
                     "was closed while the call was under way; keep the client open until the "
-                    "executor has shut down. Its worker stops the tool once the scheduler has "
-                    "dropped the closed client's tasks"
+                    "executor has shut down (Dask also closes a client that lost its scheduler "
+                    "and could not reconnect in time). Its worker stops the tool once the "
+                    "scheduler has dropped the closed client's tasks"
                 )
             else:
                 message = (
