@@ -350,6 +350,24 @@ def test_a_tool_the_workers_cannot_import_fails_its_call_and_spares_the_workers(
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
 
 
+def test_a_parameter_whose_loading_exits_fails_its_call_and_spares_the_workers(
+    make: Callable[..., Executor], client: Any
+) -> None:
+    """A ``SystemExit`` raised while the worker loads the call (a ``__reduce__`` that calls
+    ``sys.exit``) is the call's failure, not the end of the Dask worker that loads it (and of
+    the next ones Dask gives the task to, losing the other calls they run)."""
+    executor = make()
+    warm(executor, client)
+    workers = set(client.nthreads())
+    result = executor.execute_task(
+        task("pid", value=process_tools.ExitsWhenLoaded()), CONTEXT, timeout=WAIT
+    )
+    assert result.metadata["error_type"] == "not_picklable", result
+    assert "could not load the call (SystemExit: 3)" in (result.error or "")
+    assert set(client.nthreads()) == workers  # no worker was lost (nor restarted) over it
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
 @pytest.mark.parametrize(
     "value", [lambda: None, process_tools.ExitsWhenPickled()], ids=["lambda", "system_exit"]
 )
@@ -592,6 +610,25 @@ def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: Tool
         own.close()
 
 
+def test_a_call_sent_while_the_scheduler_is_gone_says_so(tools: ToolRegistry) -> None:
+    """Dask closes a client that lost its scheduler and cannot reconnect in time: the calls it
+    was holding are lost for that reason, not because the application closed the client (the
+    runner made it, from an address)."""
+    scheduler_only = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    runner = DaskRunner(scheduler_only.scheduler_address, connect_timeout=1.0)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        scheduler_only.close()
+        assert wait_for(lambda: runner.client.status == "connecting")
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "worker_lost", result
+        assert "lost its scheduler" in (result.error or ""), result.error
+        assert "keep the client open" not in (result.error or "")
+    finally:
+        executor.shutdown(wait=False)
+        scheduler_only.close()
+
+
 def test_a_tool_whose_client_is_closed_under_it_is_killed_on_its_worker(
     client: Any, tools: ToolRegistry, tmp_path: Any
 ) -> None:
@@ -711,6 +748,31 @@ def test_worker_initargs_that_cannot_be_pickled_are_refused_at_construction(
             worker_initializer=process_tools.set_up_tracing,
             worker_initargs=(threading.Lock(),),
         )
+
+
+@pytest.mark.parametrize("initargs", ["myapp-tools", b"myapp", 5], ids=["str", "bytes", "int"])
+def test_worker_initargs_that_are_not_a_sequence_of_arguments_are_refused(initargs: Any) -> None:
+    """A string is not taken apart into one argument per character (the initializer would
+    then fail in every tool process), and a number is not called unpicklable."""
+    with pytest.raises(TypeError, match=r"worker_initargs must be a sequence \(a list or tuple\)"):
+        DaskRunner(
+            "tcp://127.0.0.1:9",
+            worker_initializer=process_tools.set_up_tracing,
+            worker_initargs=initargs,
+        )
+
+
+@pytest.mark.parametrize("address", [8786, b"tcp://127.0.0.1:9"], ids=["int", "bytes"])
+def test_an_address_that_is_not_a_string_is_refused_naming_the_option(address: Any) -> None:
+    with pytest.raises(TypeError, match=r"address must be .*'tcp://scheduler:8786'"):
+        DaskRunner(address)
+
+
+def test_a_client_given_as_the_address_is_refused_with_what_to_write(client: Any) -> None:
+    """``DaskRunner(client)`` (or a cluster object) is a likely slip for ``client=``."""
+    for value in (client, client.cluster):
+        with pytest.raises(TypeError, match=r"client="):
+            DaskRunner(value)
 
 
 def test_an_address_and_a_client_together_are_refused(client: Any) -> None:

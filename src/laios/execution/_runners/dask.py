@@ -30,7 +30,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from laios._compat.dask import forget_topic, task_released
@@ -266,7 +266,9 @@ def serve_call(
     this = _WorkerCall(worker, topic, key)
     try:
         state = _state(worker, setup)
-    except Exception as exc:  # e.g. the initializer's module is not importable on this worker
+    except BaseException as exc:  # e.g. the initializer's module is not importable here
+        # (BaseException: a ``__reduce__`` may raise ``SystemExit``, which would end the
+        # Dask worker, and then each one Dask gives the task to next)
         from laios.execution._runners.process_worker import ToolNotLoadable
 
         this.send("started", f"{worker.address} pid {os.getpid()}")
@@ -300,7 +302,8 @@ def serve_call(
             return "refused"
         try:
             call: ToolCall = pickle.loads(payload)
-        except Exception as exc:  # e.g. the tool's module is not importable on this worker
+        except BaseException as exc:  # e.g. the tool's module is not importable here
+            # (BaseException: a parameter's ``__reduce__`` may raise ``SystemExit``)
             from laios.execution._runners.process_worker import ToolNotLoadable
 
             this.send(
@@ -528,8 +531,10 @@ class DaskRunner:
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
             not a whole number from 1 to 1,024), or both ``address`` and ``client`` are
             given.
-        TypeError: When ``client`` is not a ``distributed.Client``, ``worker_initializer``
-            is not callable, or it or ``worker_initargs`` cannot be pickled.
+        TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
+            in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
+            is not callable, ``worker_initargs`` is a string or not a sequence, or either
+            cannot be pickled.
     """
 
     name = "dask"
@@ -555,6 +560,13 @@ class DaskRunner:
             raise ImportError(
                 "DaskRunner needs Dask's distributed package: pip install 'laios[dask]'"
             ) from exc
+        if address is not None and not isinstance(address, str):
+            raise TypeError(
+                "address must be the scheduler's address as a string, such as "
+                f"'tcp://scheduler:8786', got {type(address).__name__}; to use a "
+                "distributed.Client (or a cluster object) the application has, pass "
+                "client=Client(...)"
+            )
         n_workers = process_count("n_workers", n_workers)
         threads_per_worker = process_count("threads_per_worker", threads_per_worker)
         if (
@@ -577,6 +589,13 @@ class DaskRunner:
                     f"client must be a distributed.Client, got {type(client).__name__}; "
                     "to connect to a scheduler, pass its address instead"
                 )
+        if isinstance(worker_initargs, (str, bytes)) or not isinstance(worker_initargs, Iterable):
+            # (a string would be taken apart into one argument per character)
+            raise TypeError(
+                "worker_initargs must be a sequence (a list or tuple) of the initializer's "
+                f"arguments, got {type(worker_initargs).__name__}; for one argument, write "
+                "(value,)"
+            )
         if worker_initializer is not None and not callable(worker_initializer):
             raise TypeError(
                 f"worker_initializer must be callable, got {type(worker_initializer).__name__}"
@@ -932,13 +951,21 @@ class DaskRunner:
             if self.closed and not started:
                 events.refused(SHUTDOWN)  # cancelled by shutdown() before it started
                 return
-            if getattr(self.client, "status", None) in ("closing", "closed"):
-                # (the runner's own shutdown closes it only once its calls ended)
+            if getattr(self.client, "status", None) in ("closing", "closed") and self._owns_client:
+                # (the runner's own shutdown closes it only once its calls ended: Dask did)
+                message = (
+                    f"The call was lost on the Dask cluster ({why}): the runner lost its "
+                    "scheduler, and Dask closed the runner's client when it could not "
+                    "reconnect within connect_timeout; start the scheduler again (or mend the "
+                    "network to it), then make a new runner"
+                )
+            elif getattr(self.client, "status", None) in ("closing", "closed"):
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
                     "was closed while the call was under way; keep the client open until the "
-                    "executor has shut down. Its worker stops the tool once the scheduler has "
-                    "dropped the closed client's tasks"
+                    "executor has shut down (Dask also closes a client that lost its scheduler "
+                    "and could not reconnect in time). Its worker stops the tool once the "
+                    "scheduler has dropped the closed client's tasks"
                 )
             else:
                 message = (
