@@ -368,6 +368,19 @@ def test_a_parameter_whose_loading_exits_fails_its_call_and_spares_the_workers(
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
 
 
+def test_a_result_whose_loading_exits_fails_its_call_and_spares_the_client(
+    make: Callable[..., Executor], client: Any
+) -> None:
+    """A result whose loading on the caller's side raises ``SystemExit`` is the call's
+    failure; it does not escape into the Dask client's event loop, and the runner serves on."""
+    executor = make()
+    warm(executor, client)
+    result = executor.execute_task(task("returns_exit_when_loaded"), CONTEXT, timeout=WAIT)
+    assert result.metadata["outcome"] == "error", result
+    assert "SystemExit" in (result.error or "")
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
 @pytest.mark.parametrize(
     "value", [lambda: None, process_tools.ExitsWhenPickled()], ids=["lambda", "system_exit"]
 )
