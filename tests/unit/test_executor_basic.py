@@ -114,6 +114,18 @@ def test_task_monitor_rejects_a_whole_number_other_than_zero_or_one(value: int) 
         TaskMonitor(track_progress=value)
 
 
+@pytest.mark.parametrize("name", ["enable_monitoring", "register_prometheus"])
+def test_constructor_refuses_an_array_of_booleans_for_a_switch_naming_it(
+    registry: ToolRegistry, name: str
+) -> None:
+    """An array of booleans is no on/off value: refused naming the option, not with NumPy's
+    "truth value of an array ... is ambiguous"."""
+    np = pytest.importorskip("numpy")
+    kwargs: dict[str, Any] = {"register_prometheus": False, name: np.array([True, False])}
+    with pytest.raises(TypeError, match=rf"{name} must be True or False"):
+        Executor(registry, **kwargs)
+
+
 def test_constructor_takes_zero_and_one_for_its_switches(registry: ToolRegistry) -> None:
     """0 and 1 keep working as False and True (a positional enable_monitoring included)."""
     executor = Executor(registry, None, 4, 0, register_prometheus=0)
