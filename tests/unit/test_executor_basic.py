@@ -114,6 +114,31 @@ def test_task_monitor_rejects_a_whole_number_other_than_zero_or_one(value: int) 
         TaskMonitor(track_progress=value)
 
 
+def test_constructor_takes_numpy_booleans_for_every_on_off_option(
+    registry: ToolRegistry, store: MetricStore, make_task: Any, context: Context
+) -> None:
+    """NumPy's booleans (a computed configuration's) are taken by each on/off option, as
+    ``ResourceLimits`` and ``complete_task`` take them; ``measure_cpu_time=np.False_`` was
+    refused with "must be True or False, got bool"."""
+    np = pytest.importorskip("numpy")
+    executor = Executor(
+        registry,
+        store=store,
+        enable_monitoring=np.True_,
+        register_prometheus=np.False_,
+        measure_cpu_time=np.False_,
+        capture_content=np.False_,
+    )
+    try:
+        task = make_task("echo", text="hi")
+        assert executor.execute_task(task, context).success
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        assert metrics.cpu_time == 0.0
+    finally:
+        executor.shutdown()
+
+
 @pytest.mark.parametrize("name", ["enable_monitoring", "register_prometheus"])
 def test_constructor_refuses_an_array_of_booleans_for_a_switch_naming_it(
     registry: ToolRegistry, name: str
