@@ -114,6 +114,43 @@ def test_task_monitor_rejects_a_whole_number_other_than_zero_or_one(value: int) 
         TaskMonitor(track_progress=value)
 
 
+def test_constructor_takes_numpy_booleans_for_every_on_off_option(
+    registry: ToolRegistry, store: MetricStore, make_task: Any, context: Context
+) -> None:
+    """NumPy's booleans (a computed configuration's) are taken by each on/off option, as
+    ``ResourceLimits`` and ``complete_task`` take them; ``measure_cpu_time=np.False_`` was
+    refused with "must be True or False, got bool"."""
+    np = pytest.importorskip("numpy")
+    executor = Executor(
+        registry,
+        store=store,
+        enable_monitoring=np.True_,
+        register_prometheus=np.False_,
+        measure_cpu_time=np.False_,
+        capture_content=np.False_,
+    )
+    try:
+        task = make_task("echo", text="hi")
+        assert executor.execute_task(task, context).success
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        assert metrics.cpu_time == 0.0
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.parametrize("name", ["enable_monitoring", "register_prometheus"])
+def test_constructor_refuses_an_array_of_booleans_for_a_switch_naming_it(
+    registry: ToolRegistry, name: str
+) -> None:
+    """An array of booleans is no on/off value: refused naming the option, not with NumPy's
+    "truth value of an array ... is ambiguous"."""
+    np = pytest.importorskip("numpy")
+    kwargs: dict[str, Any] = {"register_prometheus": False, name: np.array([True, False])}
+    with pytest.raises(TypeError, match=rf"{name} must be True or False"):
+        Executor(registry, **kwargs)
+
+
 def test_constructor_takes_zero_and_one_for_its_switches(registry: ToolRegistry) -> None:
     """0 and 1 keep working as False and True (a positional enable_monitoring included)."""
     executor = Executor(registry, None, 4, 0, register_prometheus=0)

@@ -36,6 +36,7 @@ from laios.execution import _shared_totals, _totals_files, multiprocess
 from laios.execution._shared_totals import SharedDirectory
 from laios.execution._totals_files import read_document, sections_of
 from laios.execution.multiprocess import (
+    DEFAULT_INTERVAL,
     ENV_VAR,
     MultiprocessExport,
     current,
@@ -847,9 +848,9 @@ def test_an_interval_out_of_range_is_refused(directory: Path, interval: float) -
         enable(directory, interval=interval)
 
 
-@pytest.mark.parametrize("interval", ["1", True, None])
+@pytest.mark.parametrize("interval", ["1", True])
 def test_an_interval_that_is_not_a_number_is_refused(directory: Path, interval: Any) -> None:
-    """A string, a bool or None is not a number of seconds."""
+    """A string or a bool is not a number of seconds (``None`` is the default: see below)."""
     with pytest.raises(TypeError, match="interval"):
         enable(directory, interval=interval)
 
@@ -873,6 +874,22 @@ def test_enable_with_another_interval_while_on_is_refused_saying_so(
         enable(directory, interval=0.25, registry=registry)
     assert "disable()" in str(raised.value)
     assert export.interval == INTERVAL
+
+
+def test_enable_without_an_interval_while_on_keeps_the_one_in_force(
+    export: MultiprocessExport, directory: Path, registry: CollectorRegistry
+) -> None:
+    """``enable()`` with no ``interval`` (a second part of the application making sure the
+    mode is on) returns the export as it is: only an interval actually given can differ."""
+    assert enable(directory, registry=registry) is export
+    assert export.interval == INTERVAL
+
+
+def test_enable_without_an_interval_turns_the_mode_on_with_the_default_one(
+    directory: Path, registry: CollectorRegistry
+) -> None:
+    """With the mode off, no ``interval`` (or ``None``) is the default, 1 s."""
+    assert enable(directory, interval=None, registry=registry).interval == DEFAULT_INTERVAL
 
 
 # -- a fork while this process holds a lock in the directory --------------------------------

@@ -73,10 +73,12 @@ def process_count(name: str, value: Any) -> int:
 
 
 def is_boolean(value: object) -> bool:
-    """Whether ``value`` is a boolean: a ``bool``, or NumPy's (``np.True_``), which converts to
-    a number without complaint."""
+    """Whether ``value`` is one boolean: a ``bool``, or NumPy's (``np.True_``), which converts
+    to a number without complaint; not an array of them (whose truth is ambiguous)."""
     if isinstance(value, bool):
         return True
+    if getattr(value, "shape", None) != ():
+        return False
     return getattr(getattr(value, "dtype", None), "kind", None) == "b"
 
 

@@ -22,6 +22,7 @@ from typing_extensions import Self, TypeVar
 from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
+    is_boolean,
     not_a_class,
     number_repr,
     plain_callable,
@@ -202,10 +203,11 @@ class Executor(Generic[_RegistryT]):
             raise ValueError(f"replacement_threads must be 0 or more, got {number_repr(given)}")
         if store is not None and not isinstance(store, MetricStore):
             raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
-        if not isinstance(measure_cpu_time, bool):
+        if not is_boolean(measure_cpu_time):
             raise TypeError(
                 f"measure_cpu_time must be True or False, got {type(measure_cpu_time).__name__}"
             )
+        measure_cpu_time = bool(measure_cpu_time)  # (NumPy's booleans too)
         if tracer_provider is not None and not callable(
             getattr(tracer_provider, "get_tracer", None)
         ):
@@ -222,11 +224,13 @@ class Executor(Generic[_RegistryT]):
             )
         enable_monitoring = switch("enable_monitoring", enable_monitoring)
         register_prometheus = switch("register_prometheus", register_prometheus)
-        if capture_content is not None and not isinstance(capture_content, bool):
-            raise TypeError(
-                "capture_content must be None, True or False, got "
-                f"{type(capture_content).__name__} (a string like 'false' would read as true)"
-            )
+        if capture_content is not None:
+            if not is_boolean(capture_content):
+                raise TypeError(
+                    "capture_content must be None, True or False, got "
+                    f"{type(capture_content).__name__} (a string like 'false' would read as true)"
+                )
+            capture_content = bool(capture_content)  # (NumPy's booleans too)
         if runner is not None and not isinstance(runner, Runner):
             raise TypeError(
                 "runner must implement the Runner protocol (submit, abandon, shutdown, stats, "

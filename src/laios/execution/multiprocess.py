@@ -470,7 +470,7 @@ def _check_interval(interval: float) -> float:
 def enable(
     directory: str | os.PathLike[str] | None = None,
     *,
-    interval: float = DEFAULT_INTERVAL,
+    interval: float | None = None,
     registry: CollectorRegistry | None = None,
     store: MetricStore | None = None,
 ) -> MultiprocessExport:
@@ -479,16 +479,18 @@ def enable(
     Call it in each worker process (at import of the application is fine: a forked worker
     carries it on with a file of its own). :func:`~laios.execution.server.make_wsgi_app` and
     :func:`~laios.execution.server.start_http_server` call it when ``LAIOS_MULTIPROC_DIR`` is
-    set. Calling it again with the same directory, registry and ``interval`` returns the same
-    export (another interval is refused while the mode is on), also after :func:`disable`: it
-    takes up this process's file where it was left, so that its counts stay counted once.
+    set. Calling it again with the same directory and registry returns the same export (with
+    no ``interval``, or the one in force: another is refused while the mode is on), also after
+    :func:`disable`: it takes up this process's file where it was left, so that its counts stay
+    counted once.
 
     Args:
         directory: The shared directory; defaults to ``$LAIOS_MULTIPROC_DIR``. It must exist
             and be writable, on a local file system.
-        interval: Seconds between two writes of this process's file (default 1): the most a
-            worker killed with ``SIGKILL`` loses, and how old the other processes' gauges may
-            be. From 0.05 to 3600.
+        interval: Seconds between two writes of this process's file: the most a worker killed
+            with ``SIGKILL`` loses, and how old the other processes' gauges may be. From 0.05
+            to 3600. ``None``: the interval in force when the mode is on already, else
+            :data:`DEFAULT_INTERVAL` (1 s).
         registry: The registry whose ``laios_*`` families are shared; defaults to
             ``prometheus_client.REGISTRY``.
         store: A store to export into ``registry`` as well (see
@@ -509,7 +511,7 @@ def enable(
         RuntimeError: Without POSIX file locks (Windows).
     """
     path = _directory(directory)
-    seconds = _check_interval(interval)
+    seconds = None if interval is None else _check_interval(interval)
     the_registry = registry if registry is not None else REGISTRY
     global _current
     with _state_lock:
@@ -520,7 +522,7 @@ def enable(
                     f"multiprocess mode is already on in this process (directory "
                     f"{current.directory}); call disable() first"
                 )
-            if current.interval != seconds:
+            if seconds is not None and current.interval != seconds:
                 raise ValueError(
                     f"multiprocess mode is already on in this process with interval "
                     f"{current.interval:g} s, not {seconds:g} s: call enable(interval=...) "
@@ -531,6 +533,8 @@ def enable(
         if current is not None:  # closed (by its close(), not by disable())
             _closed_exports.setdefault((current.directory, current.registry), current)
         collector = ensure_collector(store, the_registry)
+        if seconds is None:
+            seconds = DEFAULT_INTERVAL
         export = _closed_exports.pop((path, the_registry), None)
         if export is None:
             export = MultiprocessExport(path, seconds, the_registry, collector)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import numbers
 import os
 import random
 import threading
@@ -30,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from laios.core.types import TaskResult
-from laios.execution._checks import as_float, is_real, number_repr, plain_callable
+from laios.execution._checks import as_float, is_real, number_repr, plain_callable, whole_number
 
 __all__ = [
     "RetryDetails",
@@ -160,12 +159,13 @@ class RetryPolicy:
                 raise ValueError(f"{name} is too large, got {_brief(value)}")
             return amount
 
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, numbers.Integral):
+        retries = whole_number(self.max_retries)
+        if retries is None:
             raise ValueError(
                 f"max_retries must be a whole number, got {number_repr(self.max_retries)}"
             )
-        if type(self.max_retries) is not int:  # (a NumPy integer: kept as a plain int)
-            object.__setattr__(self, "max_retries", int(self.max_retries))
+        if retries is not self.max_retries:  # (a NumPy integer: kept as a plain int)
+            object.__setattr__(self, "max_retries", retries)
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, got {number_repr(self.max_retries)}")
         if number("retry_delay", self.retry_delay) < 0:
