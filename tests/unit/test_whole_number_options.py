@@ -4,6 +4,7 @@ np.int64(2)", a message that contradicts itself. A bool is still refused."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -54,3 +55,37 @@ def test_what_is_no_whole_number_is_still_refused(
 ) -> None:
     with pytest.raises((ValueError, TypeError)):
         build(value)
+
+
+def test_the_server_takes_numpy_numbers_for_its_port_and_limits() -> None:
+    """``port=np.int64(0)`` was refused with "port must be a whole number from 0 to 65535,
+    not np.int64(0)"; the connection limits likewise."""
+    from laios.execution.server import start_http_server
+
+    server = start_http_server(
+        np.int64(0),
+        connection_timeout=np.float32(5),
+        max_connections=np.int32(8),
+        backlog=np.int64(16),
+    )
+    try:
+        assert type(server.port) is int
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        server.shutdown()
+
+
+def test_multiprocess_and_dask_take_numpy_numbers_of_seconds(tmp_path: Any) -> None:
+    from laios.execution import multiprocess
+
+    try:
+        export = multiprocess.enable(str(tmp_path), interval=np.float32(0.5))
+        assert export.interval == 0.5
+        assert type(export.interval) is float
+    finally:
+        multiprocess.disable()
+    dask = pytest.importorskip("laios.execution._runners.dask")
+    # (the timeout is checked first: taken, the runner is then refused for its other options)
+    with pytest.raises(ValueError, match="not both"):
+        dask.DaskRunner("tcp://127.0.0.1:1", client=object(), connect_timeout=np.float32(5))

@@ -96,6 +96,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from laios.execution._aggregates import LabelSet
+from laios.execution._checks import as_float, is_real
 from laios.execution._forks import reset_after_fork
 from laios.execution._shared_totals import (
     HAS_LOCKS,
@@ -457,14 +458,15 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
 
 
 def _check_interval(interval: float) -> float:
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+    if not is_real(interval):  # (a NumPy number too; not a bool)
         raise TypeError(f"interval must be a number of seconds, not {interval!r}")
-    if not (math.isfinite(interval) and _MIN_INTERVAL <= interval <= _MAX_INTERVAL):
+    seconds = as_float(interval)
+    if not (math.isfinite(seconds) and _MIN_INTERVAL <= seconds <= _MAX_INTERVAL):
         raise ValueError(
             f"interval must be from {_MIN_INTERVAL:g} to {_MAX_INTERVAL:g} seconds, "
             f"got {interval!r}"
         )
-    return float(interval)
+    return seconds
 
 
 def enable(

@@ -72,6 +72,7 @@ from laios.execution._aggregates import (
 )
 from laios.execution._asgi import ASGIApplication, asgi_app
 from laios.execution._auth import Authenticator
+from laios.execution._checks import as_float, is_real, whole_number
 from laios.execution._http import (
     Endpoint,
     Request,
@@ -441,39 +442,48 @@ def make_asgi_app(
     return asgi_app(_app_endpoint(store, registry, status, web_config))
 
 
-def _check_address(port: int, host: str) -> None:
-    """Refuse a port or host of the wrong kind before anything is bound, naming it."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        error = ValueError if isinstance(port, int) and not isinstance(port, bool) else TypeError
+def _check_address(port: int, host: str) -> int:
+    """The port as a plain ``int``; refuse a port or host of the wrong kind before anything is
+    bound, naming it."""
+    number = whole_number(port)
+    if number is None or not 0 <= number <= 65535:
+        error = TypeError if number is None else ValueError
         raise error(f"port must be a whole number from 0 to 65535, not {port!r}")
     if not isinstance(host, str):
         raise TypeError(
             f"host must be an address or host name as a string (such as '127.0.0.1'), not {host!r}"
         )
+    return number
 
 
-def _check_limits(connection_timeout: float, max_connections: int, backlog: int) -> None:
-    """Refuse limits that make no sense, naming the parameter and the value."""
-    if isinstance(connection_timeout, bool) or not isinstance(connection_timeout, (int, float)):
+def _check_limits(
+    connection_timeout: float, max_connections: int, backlog: int
+) -> tuple[float, int, int]:
+    """The limits as a ``float`` and plain ``int`` s; refuse limits that make no sense, naming
+    the parameter and the value."""
+    if not is_real(connection_timeout):  # (a NumPy number too; not a bool)
         raise TypeError(
             f"connection_timeout must be a number of seconds, not {connection_timeout!r}"
         )
-    if not (
-        math.isfinite(connection_timeout) and 0 < connection_timeout <= _MAX_CONNECTION_TIMEOUT
-    ):
+    seconds = as_float(connection_timeout)
+    if not (math.isfinite(seconds) and 0 < seconds <= _MAX_CONNECTION_TIMEOUT):
         raise ValueError(
             "connection_timeout must be greater than 0 and at most "
             f"{_MAX_CONNECTION_TIMEOUT:g} seconds, got {connection_timeout!r}"
         )
+    counts: list[int] = []
     for name, value, most in (
         ("max_connections", max_connections, None),
         ("backlog", backlog, _MAX_BACKLOG),
     ):
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = whole_number(value)
+        if number is None:
             raise TypeError(f"{name} must be a whole number, not {value!r}")
-        if value < 1 or (most is not None and value > most):
+        if number < 1 or (most is not None and number > most):
             bounds = "at least 1" if most is None else f"between 1 and {most}"
             raise ValueError(f"{name} must be {bounds}, got {value!r}")
+        counts.append(number)
+    return seconds, counts[0], counts[1]
 
 
 @dataclass(eq=False)
@@ -646,7 +656,9 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         backlog: int = DEFAULT_BACKLOG,
         tls: ReloadingContext | None = None,
     ) -> None:
-        _check_limits(connection_timeout, max_connections, backlog)
+        connection_timeout, max_connections, backlog = _check_limits(
+            connection_timeout, max_connections, backlog
+        )
         self.tls = tls
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
@@ -1060,8 +1072,10 @@ def start_http_server(
         >>> server = start_http_server(0)  # doctest: +SKIP
         >>> server.shutdown()  # doctest: +SKIP
     """
-    _check_address(port, host)
-    _check_limits(connection_timeout, max_connections, backlog)
+    port = _check_address(port, host)
+    connection_timeout, max_connections, backlog = _check_limits(
+        connection_timeout, max_connections, backlog
+    )
     also_allowed = check_allowed_hosts(allowed_hosts)
     config = _web_config(web_config)
     endpoint = _endpoint(store, registry, status, config)

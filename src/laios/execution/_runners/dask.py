@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from laios._compat.dask import forget_topic, task_released
-from laios.execution._checks import MOST_PROCESSES, process_count, switch
+from laios.execution._checks import MOST_PROCESSES, as_float, is_real, process_count, switch
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -569,15 +569,12 @@ class DaskRunner:
             )
         n_workers = process_count("n_workers", n_workers)
         threads_per_worker = process_count("threads_per_worker", threads_per_worker)
-        if (
-            isinstance(connect_timeout, bool)
-            or not isinstance(connect_timeout, (int, float))
-            or not 0 < connect_timeout < math.inf
-        ):
+        if not is_real(connect_timeout) or not 0 < as_float(connect_timeout) < math.inf:
             raise ValueError(
                 f"connect_timeout must be a finite number of seconds more than 0, got "
                 f"{connect_timeout!r}"
             )
+        connect_timeout = as_float(connect_timeout)
         if client is not None:
             if address is not None:
                 raise ValueError(
