@@ -808,10 +808,28 @@ def test_child_exit_folds_the_exited_worker(
 def test_child_exit_never_raises(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Without a usable directory, the hook logs the failure instead of raising in the master."""
-    with caplog.at_level(logging.ERROR, "laios.execution.multiprocess"):
+    """Without a usable directory, the hook logs the failure instead of raising in the master
+    (at DEBUG when the same failure was logged within the minute)."""
+    with caplog.at_level(logging.DEBUG, "laios.execution.multiprocess"):
         gunicorn_child_exit(None, None)
     assert "folding the files of exited workers failed" in caplog.text
+
+
+def test_child_exit_failing_again_logs_once_a_minute(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the directory stays unusable (deleted, a full disk), every worker's exit failed
+    the same way, each logged at ERROR with a traceback: a flood in a busy service. The first
+    is logged with its traceback, the same failure again at most once a minute (the others at
+    DEBUG)."""
+    with caplog.at_level(logging.DEBUG, "laios.execution.multiprocess"):
+        for _ in range(5):
+            gunicorn_child_exit(None, None)
+    failures = [r for r in caplog.records if "folding the files" in r.getMessage()]
+    assert len(failures) == 5
+    errors = [r for r in failures if r.levelno >= logging.ERROR]
+    assert len(errors) <= 1  # (none when another test logged it within the minute)
+    assert all(r.exc_info is not None for r in errors)
 
 
 @pytest.mark.parametrize(

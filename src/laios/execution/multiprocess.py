@@ -98,6 +98,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from laios.execution._aggregates import LabelSet
 from laios.execution._checks import as_float, is_real
 from laios.execution._forks import reset_after_fork
+from laios.execution._logs import WarningLimiter
 from laios.execution._shared_totals import (
     HAS_LOCKS,
     PROCESS_PREFIX,
@@ -131,6 +132,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("laios.execution.multiprocess")
+#: Failures of gunicorn's ``child_exit`` hook logged at most once a minute per kind.
+_CHILD_EXIT_FAILURES = WarningLimiter(60.0)
 
 #: The environment variable naming the shared directory.
 ENV_VAR = "LAIOS_MULTIPROC_DIR"
@@ -768,5 +771,15 @@ def gunicorn_child_exit(server: Any = None, worker: Any = None) -> None:
     """
     try:
         sweep()
-    except Exception:
-        _log.exception("folding the files of exited workers failed")
+    except Exception as exc:
+        # (while the directory stays unusable, every worker's exit fails alike)
+        held = _CHILD_EXIT_FAILURES.should_log(type(exc).__name__)
+        if held is None:
+            _log.debug("folding the files of exited workers failed again: %r", exc)
+            return
+        _log.error(
+            "folding the files of exited workers failed; the next scrape folds them (the same "
+            "failure is logged at most once a minute%s)",
+            f"; {held} more since the last report" if held else "",
+            exc_info=exc,
+        )
