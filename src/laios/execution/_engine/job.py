@@ -467,7 +467,7 @@ class Job(TaskRecord):
     def on_checkpoint(self, rec: TaskRecord, point: Any) -> None:
         """Store listener: turn a checkpoint into a child span of the task span."""
         span = self.span
-        if span is None:
+        if span is None or not span.is_recording():  # (unsampled: nothing to record)
             return
         end = int(point.timestamp * 1e9)
         # From the previous checkpoint, or (the first one) from the start of the tool.
@@ -968,8 +968,13 @@ class Job(TaskRecord):
         """Set the outcome on the task span and end it; log a failure at debug level."""
         failed = outcome != "success"
         tracing = self.env.tracing
+        debug = failed and _log.isEnabledFor(logging.DEBUG)
+        if span is not None and not span.is_recording():
+            # Unsampled: the span records nothing, so nothing is rendered or scrubbed for it.
+            span.end()
+            span = None
         secrets: Sequence[str] = ()
-        if failed or tracing.capture_content:
+        if debug or (span is not None and (failed or tracing.capture_content)):
             secrets = self.secrets_of(task)
         if span is not None:
             tracing.end_span(
@@ -981,7 +986,7 @@ class Job(TaskRecord):
                 result=data,
                 capture_result=not failed,
             )
-        if failed and _log.isEnabledFor(logging.DEBUG):
+        if debug:
             _log.debug(
                 "task %r (tool %r) ended %s: %s",
                 shorten(task.id, 128),
