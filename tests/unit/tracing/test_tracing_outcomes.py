@@ -279,6 +279,40 @@ def test_success_leaves_the_status_unset(executor, exporter):
     assert len(span.events) == 0
 
 
+class FailsToRecordOnce(MetricStore):
+    """A store whose first recording of an outcome raises: a fault inside the executor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.faults_left = 1
+
+    def task_finished(self, *args: Any, **kwargs: Any) -> bool:
+        if self.faults_left:
+            self.faults_left -= 1
+            raise RuntimeError("store went away")
+        return super().task_finished(*args, **kwargs)
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0])
+def test_internal_error_ends_the_span_error_with_error_type_internal(
+    registry, provider, exporter, timeout
+):
+    """A run whose outcome could not be recorded is reported ``internal``: its span says so
+    (ERROR, ``error.type=internal``) rather than looking successful, and the result carries
+    the span's ids like any traced result."""
+    with Executor(
+        registry, tracer_provider=provider, store=FailsToRecordOnce(), register_prometheus=False
+    ) as executor:
+        result = executor.execute_task(make_task("echo"), CONTEXT, timeout=timeout)
+    assert result.metadata["error_type"] == "internal"
+    span = only(exporter, "execute_tool")
+    assert span.status.status_code is StatusCode.ERROR
+    assert "store went away" in (span.status.description or "")
+    assert span.attributes["error.type"] == "internal"
+    assert result.metadata["trace_id"] == format(span.context.trace_id, "032x")
+    assert result.metadata["span_id"] == format(span.context.span_id, "016x")
+
+
 def test_timeout_sets_error_type_timeout(executor, exporter):
     """A task that overruns its timeout ends its span ERROR with ``error.type=timeout``."""
     result = executor.execute_task(make_task("sleepy", seconds=1.5), CONTEXT, timeout=0.2)

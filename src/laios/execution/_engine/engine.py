@@ -412,7 +412,8 @@ class Engine:
             attrs.update(attributes)
         tracing = self.tracing
         span = tracing.start_task_span(name, attrs, parent)
-        if tracing.capture_content:
+        # (an unsampled span records nothing: its arguments are not even rendered)
+        if tracing.capture_content and span.is_recording():
             try:
                 tracing.capture_arguments(span, task.parameters, secret_fields_of_tool(tool))
             except Exception as exc:  # the span goes on without the arguments

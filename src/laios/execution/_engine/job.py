@@ -467,7 +467,7 @@ class Job(TaskRecord):
     def on_checkpoint(self, rec: TaskRecord, point: Any) -> None:
         """Store listener: turn a checkpoint into a child span of the task span."""
         span = self.span
-        if span is None:
+        if span is None or not span.is_recording():  # (unsampled: nothing to record)
             return
         end = int(point.timestamp * 1e9)
         # From the previous checkpoint, or (the first one) from the start of the tool.
@@ -968,8 +968,13 @@ class Job(TaskRecord):
         """Set the outcome on the task span and end it; log a failure at debug level."""
         failed = outcome != "success"
         tracing = self.env.tracing
+        debug = failed and _log.isEnabledFor(logging.DEBUG)
+        if span is not None and not span.is_recording():
+            # Unsampled: the span records nothing, so nothing is rendered or scrubbed for it.
+            span.end()
+            span = None
         secrets: Sequence[str] = ()
-        if failed or tracing.capture_content:
+        if debug or (span is not None and (failed or tracing.capture_content)):
             secrets = self.secrets_of(task)
         if span is not None:
             tracing.end_span(
@@ -981,7 +986,7 @@ class Job(TaskRecord):
                 result=data,
                 capture_result=not failed,
             )
-        if failed and _log.isEnabledFor(logging.DEBUG):
+        if debug:
             _log.debug(
                 "task %r (tool %r) ended %s: %s",
                 shorten(task.id, 128),
@@ -1020,22 +1025,32 @@ class Job(TaskRecord):
             self.env.store.task_finished(self, "error", _FAILED, "internal")
         except Exception:  # the store itself is broken: the result must still be delivered
             _log.exception("could not count the internal error of task %r", self.task_id[:128])
+        error = (
+            f"Internal error in the executor while finishing task '{self.task_id}': "
+            f"{type(exc).__name__}: {describe_exception(exc)} (the tool's own outcome "
+            "was lost; see the log for the traceback)"
+        )
+        metadata: dict[str, Any] = {
+            "tool_name": self.tool,
+            "outcome": "error",
+            "error_type": "internal",
+        }
         span, self.span = self.span, None
         if span is not None:
-            try:
-                span.end()
+            if self.trace_id is not None:
+                metadata["trace_id"] = self.trace_id
+                metadata["span_id"] = self.span_id
+            try:  # the span says what the result says, not a success
+                secrets = self.secrets_of(task) if task is not None else ()
+                self.env.tracing.end_span(
+                    span, error_type="internal", message=error, secrets=secrets
+                )
             except Exception:
                 _log.exception("could not end the span of task %r", self.task_id[:128])
-        return TaskResult(
-            task_id=task_id,
-            success=False,
-            error=(
-                f"Internal error in the executor while finishing task '{self.task_id}': "
-                f"{type(exc).__name__}: {describe_exception(exc)} (the tool's own outcome "
-                "was lost; see the log for the traceback)"
-            ),
-            metadata={"tool_name": self.tool, "outcome": "error", "error_type": "internal"},
-        )
+                with contextlib.suppress(Exception):
+                    if span.is_recording():
+                        span.end()
+        return TaskResult(task_id=task_id, success=False, error=error, metadata=metadata)
 
     def _wake(self) -> None:
         """Wake whoever waits for the result: the blocking caller's lock, or its loop."""
