@@ -3,7 +3,9 @@ its parameters hold: a key is the caller's data, as a value is, and may be a cre
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
 import logging
 from typing import Annotated, Any
 
@@ -11,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Json, ValidationError
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
@@ -219,3 +221,59 @@ def test_a_model_that_quotes_its_input_quotes_the_keys_too() -> None:
 
     output = Quoting().execute(headers={"X-Count": "x"})
     assert "headers.X-Count" in (output.error or "")
+
+
+class CarriedInput(ToolInput):
+    rows: list[dict[str, int]] = []
+    encoded: Json[dict[str, int]] = {}
+    encoded_rows: Json[list[dict[str, int]]] = []
+
+
+class Carried(BaseTool):
+    name = "carried"
+    description = "Takes rows however they come."
+    input_model = CarriedInput
+
+    def _execute(self, input_data: CarriedInput) -> int:
+        return len(input_data.rows)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"rows": collections.deque([{SECRET: "x"}])}, id="deque"),
+        pytest.param({"rows": ({SECRET: "x"} for _ in range(1))}, id="generator"),
+        pytest.param({"rows": {"a": {SECRET: "x"}}.values()}, id="dict-view"),
+        pytest.param({"encoded": json.dumps({SECRET: "x"})}, id="json-text"),
+        pytest.param({"encoded": json.dumps({SECRET: "x"}).encode()}, id="json-bytes"),
+        pytest.param({"encoded_rows": json.dumps([{SECRET: "x"}])}, id="json-list"),
+    ],
+)
+def test_keys_are_hidden_in_mappings_given_in_any_container_or_as_json(
+    params: dict[str, Any],
+) -> None:
+    """A key is hidden also when its mapping comes in a collection that is not a list (a
+    deque, a generator, a dict's values) or as the JSON text of a ``Json[...]`` field."""
+    output = Carried().execute(**params)
+    assert output.metadata["error_type"] == "ValidationError"
+    assert SECRET not in (output.error or "")
+    assert "[REDACTED]" in (output.error or "")
+
+
+def test_union_choices_of_a_text_value_are_still_named() -> None:
+    """A text value rejected by every choice of a union is named with the choices tried."""
+
+    class ChoiceInput(ToolInput):
+        amount: int | list[int]
+
+    class Choice(BaseTool):
+        name = "choice"
+        description = "Takes an amount."
+        input_model = ChoiceInput
+
+        def _execute(self, input_data: ChoiceInput) -> int:
+            return 1
+
+    output = Choice().execute(amount='{"not": "a number"}')
+    assert "amount.int" in (output.error or "")
+    assert "amount.list[int]" in (output.error or "")

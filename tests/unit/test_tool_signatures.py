@@ -261,6 +261,42 @@ def test_a_simple_tool_may_name_parameters_like_model_attributes() -> None:
     assert "Field required" in (missing.error or "")
 
 
+def test_a_simple_tool_may_name_parameters_with_a_leading_underscore() -> None:
+    """A parameter whose name starts with an underscore (which pydantic takes for a private
+    attribute, not a field) is described, validated and passed by its name like any other."""
+
+    def fetch(_cursor: int, limit: int = 10) -> Any:
+        return _cursor, limit
+
+    tool = create_simple_tool("fetch_page", "Fetches a page of rows.", fetch)
+    parameters = {p["name"]: p for p in tool.get_schema()["parameters"]}
+    assert list(parameters) == ["_cursor", "limit"]
+    assert parameters["_cursor"]["type"] == "integer"
+    assert parameters["_cursor"]["required"] is True
+    output = tool.execute(_cursor="3")
+    assert output.success, output.error
+    assert output.data == (3, 10)
+    wrong = tool.execute(_cursor="not a number")
+    assert wrong.metadata["error_type"] == "ValidationError"
+    assert "_cursor" in (wrong.error or "")
+
+
+def test_a_class_tool_describes_parameters_with_a_leading_underscore() -> None:
+    """A tool class whose ``_execute`` names a parameter with a leading underscore is
+    described by it, as by its other parameters."""
+
+    class Page(BaseTool):
+        name = "page"
+        description = "Fetches a page."
+
+        def _execute(self, _cursor: int, limit: int = 10) -> Any:
+            return _cursor, limit
+
+    names = [p["name"] for p in Page().get_schema()["parameters"]]
+    assert names == ["_cursor", "limit"]
+    assert Page().execute(_cursor=1).data == (1, 10)
+
+
 class AliasInput(ToolInput):
     user_name: str = Field(alias="userName")
 

@@ -6,16 +6,19 @@ location of an entry of a mapping is its key: ``headers.sk-live-…``. A key is 
 as much as a value is (a token used as a cache key, a credential kept as a header name), so
 :func:`without_input_keys` writes ``[REDACTED]`` in its place. The names the model declares
 (its fields, their aliases, and those of the models, dataclasses and ``TypedDict`` types its
-fields hold) and the parameters' own names are kept: they say which field is wrong.
+fields hold) and the parameters' own names are kept: they say which field is wrong. The
+mappings are found in the input as given, also inside a collection that is not a list (a
+deque, a generator) and in the JSON text of a ``Json[...]`` field.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import typing
 import weakref
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from pydantic import AliasChoices, AliasPath, BaseModel, ValidationError
@@ -63,7 +66,11 @@ def _hidden(
     hidden = list(loc)
     for index in range(1, len(loc)):
         item = loc[index]
-        if isinstance(current, Mapping):
+        current = _readable(current)
+        if current is _CONSUMED:  # (cannot tell keys from indexes: hide every undeclared name)
+            if isinstance(item, str) and item not in names:
+                hidden[index] = HIDDEN_KEY
+        elif isinstance(current, Mapping):
             found, value = _entry(current, item)
             if found:
                 if item not in names:
@@ -75,6 +82,34 @@ def _hidden(
         elif isinstance(current, BaseModel) and isinstance(item, str):
             current = getattr(current, item, None)
     return tuple(hidden) if hidden != list(loc) else None
+
+
+#: What :func:`_readable` gives for an input that validation consumed (a generator).
+_CONSUMED = object()
+
+
+def _readable(value: Any) -> Any:
+    """``value`` in a form the walk along a location can follow: the JSON a ``Json[...]``
+    field's text holds (an object or an array), a collection that is not a sequence (a deque,
+    a set, a dict's values) as a list in the order validation read it, and :data:`_CONSUMED`
+    for an iterator validation has consumed; anything else as it is."""
+    if isinstance(value, (Mapping, list, tuple, BaseModel)):
+        return value
+    if isinstance(value, (str, bytes, bytearray)):
+        if value.lstrip()[:1] not in ("{", "[", b"{", b"["):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, Iterator):
+        return _CONSUMED
+    if isinstance(value, Collection):
+        try:
+            return list(value)
+        except Exception:  # (a collection of the caller's own that cannot be read again)
+            return _CONSUMED
+    return value
 
 
 def _entry(mapping: Mapping[Any, Any], item: int | str) -> tuple[bool, Any]:

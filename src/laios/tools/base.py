@@ -967,7 +967,8 @@ def _model_from_signature(
     none at all, gets the bare :class:`ToolInput`.
 
     A parameter named like an attribute of a pydantic model (``json``, ``schema``, ``copy``,
-    ``model_dump``) would shadow it: its field gets another name, with the parameter's as its
+    ``model_dump``) would shadow it, and one with a leading underscore would be taken for a
+    private attribute, not a field: its field gets another name, with the parameter's as its
     alias (so callers, errors and the schema use the parameter's name). Returned with the
     model: those field names, mapped to the parameter names ``func`` takes. String annotations
     are resolved in ``func``'s module, then in ``local_names`` (see :func:`_local_names`).
@@ -996,7 +997,7 @@ def _model_from_signature(
         (ToolInput,),
         {"model_config": ConfigDict(extra="allow" if open_ended else "forbid")},
     )
-    for param_name in [n for n in fields if hasattr(base, n)]:
+    for param_name in [n for n in fields if n.startswith("_") or hasattr(base, n)]:
         annotation, default = fields.pop(param_name)
         field_name = f"p_{param_name}"
         while field_name in fields or field_name in renamed or hasattr(base, field_name):
