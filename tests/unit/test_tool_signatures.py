@@ -347,3 +347,21 @@ def test_a_field_excluded_from_the_dump_is_not_passed_by_name() -> None:
     assert output.success, output.error
     assert output.data == "q"
     assert SearchAnyKeyword().execute(query="q", confirmed=True).data == {}
+
+
+@pytest.mark.parametrize(
+    "func",
+    [lambda: 5, lambda *args: 5],
+    ids=["no-parameters", "only-args"],
+)
+def test_a_function_taking_no_named_parameter_refuses_one_as_validation(func: Any) -> None:
+    """A function that takes nothing by name (``lambda: 5``, ``def f(*args)``) refuses an
+    unknown parameter at validation, as a function with named ones does, instead of failing
+    in the call with Python's "unexpected keyword argument"."""
+    tool = create_simple_tool("five", "Returns five.", func)
+    refused = tool.execute(x=1)
+    assert not refused.success
+    assert refused.metadata["error_type"] == "ValidationError"
+    assert "x" in (refused.error or "")
+    assert tool.execute().data == 5
+    assert tool.get_schema()["parameters"] == []

@@ -958,13 +958,22 @@ def _signature_model(cls: type[BaseTool]) -> type[ToolInput]:
     return model
 
 
+class _NoParameters(ToolInput):
+    """The input of a function that takes no parameter by name: any parameter is refused at
+    validation (``Extra inputs are not permitted``), as for a function with named ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def _model_from_signature(
     name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation, or any
     value; its default, or required), so that the tool's schema describes them. A function
-    taking ``**kwargs`` also accepts other names; one taking parameters only by position, or
-    none at all, gets the bare :class:`ToolInput`.
+    taking ``**kwargs`` also accepts other names; one taking parameters only by position gets
+    the bare :class:`ToolInput`, and one taking none by name (none at all, or ``*args`` only)
+    a model of no fields that refuses any. One whose signature cannot be read (a builtin such
+    as ``dict``) gets the bare :class:`ToolInput` too.
 
     A parameter named like an attribute of a pydantic model (``json``, ``schema``, ``copy``,
     ``model_dump``) would shadow it, and one with a leading underscore would be taken for a
@@ -974,8 +983,10 @@ def _model_from_signature(
     are resolved in ``func``'s module, then in ``local_names`` (see :func:`_local_names`).
     """
     params = _parameters(func, local_names)
-    if not params:
+    if params is None:  # (a signature that cannot be read, as a builtin's: anything goes)
         return ToolInput, {}
+    if not params:
+        return _NoParameters, {}
     fields: dict[str, Any] = {}
     renamed: dict[str, str] = {}
     open_ended = False
@@ -991,7 +1002,7 @@ def _model_from_signature(
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[param.name] = (annotation, default)
     if not fields:
-        return ToolInput, {}
+        return (ToolInput if open_ended else _NoParameters), {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
