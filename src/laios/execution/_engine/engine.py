@@ -225,7 +225,6 @@ class Engine:
         #: The event loops awaiting calls came from, while they live: only a loop not seen
         #: before looks for stranded tasks (two loops taking turns never do).
         self.loops_seen: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-        self.closed = False
         self.lock = self.env.lock
         self.pending_cancels: OrderedDict[str, None] = OrderedDict()
         #: Retry loops between attempts, by task id (several calls may share one): ``cancel_task``
@@ -294,9 +293,9 @@ class Engine:
         may run inside that coroutine's own task (when the loop runner has a slot free now:
         the job's handle is then the claimed slot, and it starts with no queue wait).
         """
-        store = self.store
+        store, env = self.store, self.env
         tool = self.tool_named(task.tool_name)
-        job = Job(self.env, task, tool, on_progress)
+        job = Job(env, task, tool, on_progress)
         job.scope = self.scope
         job.slot = store.tool_slot(job.tool, tool is not None)
         if retries is not None:  # an attempt of an execute_with_retry call
@@ -312,7 +311,7 @@ class Engine:
                 job.span = job.span_context = None
                 job.trace_id = job.span_id = None
         refusal: Refusal | None = None
-        if self.closed:
+        if env.closed:
             refusal = SHUTDOWN
         elif tool is None:
             refusal = Refusal("tool_not_found", f"Tool not found: {job.tool}")
@@ -783,10 +782,15 @@ class Engine:
             registered = job.request_cancel() or registered
         return registered or bool(stop_retries)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the executor was shut down (it refuses new tasks): its jobs' ``closed``."""
+        return self.env.closed
+
     def close(self) -> None:
         """Refuse new tasks from now on, and end the waits of retry loops between attempts
         (no further attempt: each call returns its last failure). Never waits."""
-        self.env.closed = self.closed = True  # (jobs read the first: set it first)
+        self.env.closed = True
         with self.lock:  # (a retry loop registering after this sees ``closed``)
             between_attempts = [run for runs in self.retrying.values() for run in runs]
         for retry_run in between_attempts:
