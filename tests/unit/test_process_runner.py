@@ -1008,6 +1008,15 @@ from laios.tools.registry import ToolRegistry
 """
 
 
+def _script_env(*paths: Path) -> dict[str, str]:
+    """This process's environment for a program of ``_SCRIPT_PRELUDE``, whose ``PYTHONPATH``
+    starts with ``paths`` and the ``src/`` of the laios under test."""
+    env = dict(os.environ)
+    src = str(Path(process_runner.__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), src, env.get("PYTHONPATH", "")])
+    return env
+
+
 def test_the_interpreter_exits_promptly_with_a_tool_still_running(tmp_path: Path) -> None:
     script = tmp_path / "main.py"
     note = tmp_path / "hang"
@@ -1528,9 +1537,7 @@ def test_ctrl_c_while_the_forkserver_preloads_does_not_stop_it(tmp_path: Path) -
     # (Opened for reading and writing: neither open waits, nor does a read see an end.)
     ready = os.open(ready_path, os.O_RDWR)
     go = os.open(go_path, os.O_RDWR)
-    env = dict(os.environ)
-    src = str(Path(process_runner.__file__).resolve().parents[3])
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), src, env.get("PYTHONPATH", "")])
+    env = _script_env(tmp_path)
     env.update(LAIOS_TEST_READY=str(ready_path), LAIOS_TEST_GO=str(go_path))
     try:
         program = subprocess.Popen(
@@ -1609,11 +1616,12 @@ def test_processes_the_program_starts_with_the_forkserver_take_ctrl_c(tmp_path: 
             """
         )
     )
-    env = dict(os.environ)
-    src = str(Path(process_runner.__file__).resolve().parents[3])
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
     program = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WAIT * 4
+        [sys.executable, str(script)],
+        env=_script_env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 4,
     )
     assert program.returncode == 0, program.stderr
     report = json.loads(program.stdout)
@@ -1650,11 +1658,12 @@ def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: 
             """
         )
     )
-    env = dict(os.environ)
-    src = str(Path(process_runner.__file__).resolve().parents[3])
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), src, env.get("PYTHONPATH", "")])
     program = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=WAIT * 4
+        [sys.executable, str(script)],
+        env=_script_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 4,
     )
     assert program.returncode == 0, program.stderr
     assert "RuntimeError: no config" in program.stderr  # (the forkserver's own traceback)
