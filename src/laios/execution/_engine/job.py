@@ -933,7 +933,9 @@ class Job(TaskRecord):
                     span.set_attribute("laios.worker", worker)
                 if span is not None and failed and metadata.get("worker_killed"):
                     span.set_attribute("laios.worker.killed", True)
-                self._end_span_and_log(task, span, outcome, error, error_type, data, exception)
+                self._end_span_and_log(
+                    task, span, outcome, error, error_type, data, exception, debug=debug
+                )
             except Exception as exc:  # observability never changes an outcome
                 self.observability_failed("ending the task span", exc)
                 if span is not None:
@@ -964,11 +966,13 @@ class Job(TaskRecord):
         error_type: str | None,
         data: Any,
         exception: BaseException | None,
+        *,
+        debug: bool,
     ) -> None:
-        """Set the outcome on the task span and end it; log a failure at debug level."""
+        """Set the outcome on the task span and end it; with ``debug``, log the failure at
+        debug level."""
         failed = outcome != "success"
         tracing = self.env.tracing
-        debug = failed and _log.isEnabledFor(logging.DEBUG)
         if span is not None and not span.is_recording():
             # Unsampled: the span records nothing, so nothing is rendered or scrubbed for it.
             span.end()
