@@ -480,12 +480,17 @@ class Engine:
                 job.phase = DONE
             job.waiter = None
             return job.internal_failure(exc)
-        if isinstance(exc, RegistryFailed):
+        if isinstance(exc, RegistryFailed):  # (the caller's registry, not the executor, failed)
             _log.error("%s; the task is reported as failed", exc, exc_info=exc.__cause__)
+            error = f"{exc} (see the log for the traceback)"
         else:
             _log.error(
                 "internal error in the executor while running a task; reported as failed",
                 exc_info=exc,
+            )
+            error = (
+                f"Internal error in the executor: {type(exc).__name__}: "
+                f"{describe_exception(exc)} (see the log for the traceback)"
             )
         name = getattr(task, "tool_name", None)
         tool = name if isinstance(name, str) else "unknown"
@@ -498,13 +503,6 @@ class Engine:
         except Exception:
             _log.exception("could not count an internal error")
         task_id = getattr(task, "id", None)
-        if isinstance(exc, RegistryFailed):
-            error = f"{exc} (see the log for the traceback)"
-        else:
-            error = (
-                f"Internal error in the executor: {type(exc).__name__}: "
-                f"{describe_exception(exc)} (see the log for the traceback)"
-            )
         return TaskResult(
             task_id=task_id if isinstance(task_id, str) else "unknown",
             success=False,
