@@ -114,8 +114,6 @@ def switch(name: str, value: object) -> bool:
         TypeError: Naming ``name``, otherwise: a string like ``"false"``, or another whole
             number (``2``, perhaps meant for another option), would read as true.
     """
-    if isinstance(value, bool):
-        return value
     if is_boolean(value):
         return bool(value)
     if isinstance(value, int):
