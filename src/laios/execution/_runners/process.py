@@ -39,7 +39,6 @@ import dataclasses
 import logging
 import math
 import multiprocessing
-import multiprocessing.resource_tracker
 import multiprocessing.util
 import os
 import pickle
