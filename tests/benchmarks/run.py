@@ -4,7 +4,7 @@ Usage::
 
     python tests/benchmarks/run.py [--rounds N] [--scale F] [--cases P1,P3] [--json] [--strict]
 
-The cases are N0 (noise floor) and P1 … P12: the inline and pooled roads of a synchronous tool
+The cases are N0 (noise floor) and P1 … P14: the inline and pooled roads of a synchronous tool
 (P1, P2), full observability (P3), parallel batches of synchronous tools (P4) and of async tools
 (P9: 10,000 coroutines that each sleep 50 ms, at once), one async tool awaited (P10), the retry
 wrapper (P5), contention (P6), the ``/metrics`` render (P7), memory (P8), the process
