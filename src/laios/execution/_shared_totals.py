@@ -48,6 +48,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution._totals import ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
     DEFAULT_LIMITS,
+    FILE_MODE,
     Limits,
     OtherVersion,
     Section,
@@ -56,6 +57,7 @@ from laios.execution._totals_files import (
     read_document,
     section_data,
     sections_of,
+    set_file_mode,
     write_document,
 )
 
@@ -172,8 +174,21 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 def _open_lock(path: Path, flags: int) -> int:
     """Open a lock file (non-inheritable, as ``os.open`` opens), tracked for forks."""
     with _lock_fds_lock:
-        fd = os.open(path, flags | _O_NONBLOCK, 0o644)
+        fd = os.open(path, flags | _O_NONBLOCK, FILE_MODE)
         _lock_fds.add(fd)
+    return fd
+
+
+def _create_lock(path: Path, flags: int) -> int:
+    """Create a lock file that is not there yet (``O_EXCL``: never one that exists, nor
+    through a symbolic link), with :data:`~._totals_files.FILE_MODE` whatever the umask: every
+    process sharing the directory opens it, also one of another user.
+
+    Raises:
+        FileExistsError: When something is there already.
+    """
+    fd = _open_lock(path, flags | os.O_CREAT | os.O_EXCL)
+    set_file_mode(fd)
     return fd
 
 
@@ -184,14 +199,21 @@ def _open_lock_file(path: Path) -> int:
     Opened for reading only: ``flock`` needs no more, and the file may belong to another user
     (gunicorn's master, started as root, creates it before its workers switch to ``--user``).
     """
-    flags = os.O_RDONLY | os.O_CREAT | _O_NOFOLLOW
-    try:
-        return _open_lock(path, flags)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-    path.unlink(missing_ok=True)  # (laios makes no links: this one was planted)
-    return _open_lock(path, flags)
+    flags = os.O_RDONLY | _O_NOFOLLOW
+    for _ in range(8):
+        try:
+            return _open_lock(path, flags)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            path.unlink(missing_ok=True)  # (laios makes no links: this one was planted)
+        try:
+            return _create_lock(path, flags)
+        except FileExistsError:
+            continue  # another process created it meanwhile: open that one
+    raise OSError(f"could not open the lock file {path}: it keeps being replaced")
 
 
 def close_lock(fd: int) -> None:
@@ -478,11 +500,9 @@ class SharedDirectory:
             stem = f"{PROCESS_PREFIX}{pid}-{secrets.token_hex(6)}"
             path = self.lock_file(stem)
             try:
-                fd = _open_lock(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW)
-            except OSError as exc:
-                if exc.errno != errno.ELOOP:
-                    raise
-                continue  # a link under the new name (planted): take another one
+                fd = _create_lock(path, os.O_RDWR | _O_NOFOLLOW)
+            except FileExistsError:
+                continue  # something under the new name (a planted link): take another one
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if self.holds(stem, fd):

@@ -47,6 +47,7 @@ from laios.execution._totals import ExportedTotals
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "FILE_MODE",
     "FORMAT",
     "MAX_FILE_BYTES",
     "READABLE_FORMATS",
@@ -60,6 +61,7 @@ __all__ = [
     "read_document",
     "section_data",
     "sections_of",
+    "set_file_mode",
     "write_document",
 ]
 
@@ -433,6 +435,20 @@ def dump(document: Mapping[str, Any]) -> bytes:
 
 #: Creates a file that is not there yet, never following a symbolic link.
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+#: The mode of every file laios creates in the directory, whatever the umask: read by every
+#: process that shares the directory (gunicorn's master, started as root, and its workers,
+#: switched to another user by ``--user``), written by its creator alone (files are replaced
+#: by renaming, which needs only the directory's write access). Who else may read them is the
+#: directory's mode's to say.
+FILE_MODE = 0o644
+
+
+def set_file_mode(fd: int) -> None:
+    """Give the file just created at ``fd`` (by this process: its owner) :data:`FILE_MODE`,
+    which a umask such as ``027`` or ``077`` narrowed. Nothing where the file system keeps no
+    modes (the umask's mode stays, as before)."""
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, FILE_MODE)
 
 
 def write_document(path: Path, body: bytes) -> None:
@@ -448,7 +464,8 @@ def write_document(path: Path, body: bytes) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)
     try:
-        fd = os.open(temporary, _O_CREATE, 0o666)
+        fd = os.open(temporary, _O_CREATE, FILE_MODE)
+        set_file_mode(fd)  # (created anew, so this process's own)
         with open(fd, "wb") as file:
             file.write(body)
         os.replace(temporary, path)
