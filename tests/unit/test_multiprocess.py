@@ -1637,3 +1637,116 @@ def test_a_newer_versions_retired_file_is_never_replaced_and_gone_processes_stay
     assert not (directory / "laios-retired.json.unreadable").exists()
     warnings_logged = [r.getMessage() for r in caplog.records if str(retired) in r.getMessage()]
     assert len(warnings_logged) == 1, warnings_logged
+
+
+@pytest.fixture
+def shared_directory() -> Iterator[Path]:
+    """A directory every user may write to (``tmp_path`` is root's alone when run as root)."""
+    path = Path(tempfile.mkdtemp(prefix="laios-shared-"))
+    try:
+        path.chmod(0o777)
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def _not_readable_by_the_reader(path: Path) -> None:
+    """Make ``path`` a file that :func:`_sweep_as_a_reader_without_permission` may not read:
+    root's alone when the tests run as root (the reader switches to another user), else
+    without any permission (the reader is of the same user)."""
+    path.chmod(0o600 if os.geteuid() == 0 else 0o000)
+
+
+def _sweep_as_a_reader_without_permission(directory: Path) -> dict[str, Any]:
+    """``sweep(directory)`` in a forked child that may not read what
+    :func:`_not_readable_by_the_reader` marked; reports how many files it folded and the
+    warnings it logged."""
+
+    def work(report: Report) -> None:
+        if os.geteuid() == 0:
+            _shared_totals.pid_namespace()  # (loaded first: see above)
+            os.setgid(65534)
+            os.setuid(65534)
+        messages: list[str] = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                messages.append(record.getMessage())
+
+        logger = logging.getLogger("laios.execution.multiprocess")
+        logger.setLevel(logging.WARNING)
+        logger.addHandler(Collect())
+        folded = [sweep(directory) for _ in range(3)]
+        report({"folded": folded, "warnings": messages})
+
+    child = fork(work)
+    try:
+        return child.report()
+    finally:
+        child.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="needs POSIX users")
+def test_a_retired_file_this_process_may_not_read_is_left_in_place_and_reported(
+    store: MetricStore, registry: CollectorRegistry, shared_directory: Path
+) -> None:
+    """A retired file that a process may not read (``EACCES``: a file of another user, or
+    its mode) is not garbage: a fold leaves it where it is, with its counts, folds nothing
+    while it is there, and warns naming it, once a minute; moved aside, its counts were lost.
+    Once it is readable again, the next fold goes on from its totals."""
+    directory = shared_directory
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    first = fork(child_running(store, 3))
+    first.report()
+    first.kill()
+    assert sweep(directory) == 1
+    retired = directory / "laios-retired.json"
+    body = retired.read_bytes()
+    second = fork(child_running(store, 2))
+    gone = Path(second.report()["path"])
+    second.kill()
+    disable()
+    _not_readable_by_the_reader(retired)
+
+    result = _sweep_as_a_reader_without_permission(directory)
+
+    assert result["folded"] == [0, 0, 0], result
+    assert not (directory / "laios-retired.json.unreadable").exists()
+    retired.chmod(0o644)
+    assert retired.read_bytes() == body
+    assert gone.exists()  # left where it is, for a fold that can read the retired file
+    warned = [message for message in result["warnings"] if str(retired) in message]
+    assert len(warned) == 1, result["warnings"]
+    assert "Permission denied" in warned[0]
+    assert sweep(directory) == 1
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="needs POSIX users")
+def test_a_gone_processs_file_this_process_may_not_read_is_left_in_place_and_reported(
+    store: MetricStore, registry: CollectorRegistry, shared_directory: Path
+) -> None:
+    """A gone process's file that a fold may not read is neither folded (its counts lost) nor
+    deleted: it stays where it is, with a warning naming it, once a minute, until a process
+    that may read it folds it."""
+    directory = shared_directory
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    child = fork(child_running(store, 2))
+    gone = Path(child.report()["path"])
+    child.kill()
+    disable()
+    _not_readable_by_the_reader(gone)
+
+    result = _sweep_as_a_reader_without_permission(directory)
+
+    assert result["folded"] == [0, 0, 0], result
+    assert gone.exists()
+    assert not (directory / "laios-retired.json").exists()
+    warned = [message for message in result["warnings"] if str(gone) in message]
+    assert len(warned) == 1, result["warnings"]
+    assert "Permission denied" in warned[0]
+    gone.chmod(0o644)
+    assert sweep(directory) == 1
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 2

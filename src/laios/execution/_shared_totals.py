@@ -50,6 +50,7 @@ from laios.execution._totals_files import (
     DEFAULT_LIMITS,
     FILE_MODE,
     Limits,
+    NotPermitted,
     OtherVersion,
     Section,
     UnreadableFile,
@@ -276,6 +277,25 @@ def _warn_other_version(path: Path, exc: OtherVersion, *, retired: bool = False)
     )
 
 
+def _warn_not_permitted(path: Path, exc: NotPermitted, *, retired: bool = False) -> None:
+    what = (
+        "the retired totals of gone processes are left out of this sum, and no file is folded "
+        "here while it is there (files of gone processes are counted where they are)"
+        if retired
+        else "its totals are left out of this sum"
+    )
+    warn(
+        f"not permitted {path}",
+        "%s %s: this process may not read it (its owner or mode), so %s. It is left where it "
+        "is, never folded or moved aside: every process sharing the directory must be able "
+        "to read the others' files (laios creates them 0644); give it an owner or mode they "
+        "may read",
+        path,
+        exc,
+        what,
+    )
+
+
 def write_totals(path: Path, body: bytes) -> None:
     """:func:`write_document`, warning first (at most once a minute per file) when ``body`` is
     larger than any process reads of one file: scrapes would leave it out."""
@@ -371,8 +391,10 @@ class SharedDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        #: Processes whose files are of another laios version: left alone, never folded.
-        self.other_versions: set[str] = set()
+        #: Processes whose files are left where they are, never folded: another laios
+        #: version's (whose processes count and fold them), or files this process may not
+        #: read (which a process that may read them folds).
+        self.left_alone: set[str] = set()
 
     def data(self, stem: str) -> Path:
         return self.path / f"{stem}.json"
@@ -538,21 +560,26 @@ class SharedDirectory:
 
     def read(self, stem: str) -> list[Section] | None:
         """The sections of the file of ``stem``; ``None`` (with a warning) when it cannot be
-        read: garbage (at most once a minute), or another laios version's (once; ``stem`` is
-        then in :attr:`other_versions`)."""
+        read: garbage (at most once a minute), another laios version's (once) or one this
+        process may not read (at most once a minute); ``stem`` is then in
+        :attr:`left_alone` in the last two cases."""
         path = self.data(stem)
         try:
             sections = sections_of(read_document(path))
         except FileNotFoundError:
             sections = []
         except OtherVersion as exc:
-            self.other_versions.add(stem)
+            self.left_alone.add(stem)
             _warn_other_version(path, exc)
+            return None
+        except NotPermitted as exc:
+            self.left_alone.add(stem)
+            _warn_not_permitted(path, exc)
             return None
         except UnreadableFile as exc:
             warn(f"unreadable {path}", "leaving out %s, which cannot be read: %s", path, exc)
             return None
-        self.other_versions.discard(stem)
+        self.left_alone.discard(stem)
         return sections
 
     def read_retired(self) -> tuple[list[Section], frozenset[str]]:
@@ -588,6 +615,9 @@ def fold(directory: SharedDirectory) -> int:
         except OtherVersion as exc:  # its counts are that version's: never replaced here
             _warn_other_version(directory.path / RETIRED, exc, retired=True)
             return 0
+        except NotPermitted as exc:  # its counts are no garbage: left for one that may read it
+            _warn_not_permitted(directory.path / RETIRED, exc, retired=True)
+            return 0
         except UnreadableFile as exc:
             aside = directory.path / (RETIRED + ".unreadable")
             _log.warning("the retired file cannot be read (%s); moved to %s", exc, aside)
@@ -607,8 +637,8 @@ def fold(directory: SharedDirectory) -> int:
                 if fd >= 0:
                     held.append(fd)
                 sections = directory.read(stem)
-                if stem in directory.other_versions:
-                    continue  # its version's processes count it, and fold it
+                if stem in directory.left_alone:
+                    continue  # for its version's processes, or one that may read it, to fold
                 gone.extend(without_gauges(section) for section in sections or ())
                 folded.append(stem)
             if not folded and not leftovers:
@@ -656,7 +686,7 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
 
 def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
     if any(
-        s != own_stem and s not in directory.other_versions and not directory.alive(s)
+        s != own_stem and s not in directory.left_alone and not directory.alive(s)
         for s in directory.stems()
     ):
         try:
@@ -669,6 +699,9 @@ def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]
             retired, absorbed = directory.read_retired()
         except OtherVersion as exc:
             _warn_other_version(directory.path / RETIRED, exc, retired=True)
+            retired, absorbed = [], frozenset()
+        except NotPermitted as exc:
+            _warn_not_permitted(directory.path / RETIRED, exc, retired=True)
             retired, absorbed = [], frozenset()
         except UnreadableFile as exc:  # the next fold moves it aside
             warn(f"retired {directory.path}", "leaving out the retired file: %s", exc)

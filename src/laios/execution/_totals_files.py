@@ -52,6 +52,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "READABLE_FORMATS",
     "Limits",
+    "NotPermitted",
     "OtherVersion",
     "Section",
     "UnreadableFile",
@@ -78,6 +79,12 @@ class UnreadableFile(ValueError):
 class OtherVersion(UnreadableFile):
     """A totals document of a format this version does not read: another laios version's
     (a newer one, in a rolling deploy), whose processes count it. Left where it is."""
+
+
+class NotPermitted(UnreadableFile):
+    """A file this process may not read (``EACCES``, ``EPERM``): its owner or mode keep this
+    process out, which is how the directory is set up, not what the file holds. Left where
+    it is: a process that may read it counts it."""
 
 
 #: The label limits of a section: tool labels, error types per tool, custom metrics.
@@ -346,8 +353,10 @@ _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK",
 #: 200; one label set at the default limits with 50 error types on each of 200 tools, 1.5 MiB.
 MAX_FILE_BYTES = 32 << 20
 #: What opening something that laios never writes in the directory may fail with: a symbolic
-#: link (``ELOOP``), a socket or a device without its driver, a file of another user.
-_NOT_OURS = frozenset({errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EACCES, errno.EPERM})
+#: link (``ELOOP``), a socket or a device without its driver.
+_NOT_OURS = frozenset({errno.ELOOP, errno.ENXIO, errno.ENODEV})
+#: What opening a file this process may not read fails with (:class:`NotPermitted`).
+_NOT_PERMITTED = frozenset({errno.EACCES, errno.EPERM})
 
 
 def _too_large(size: int) -> UnreadableFile:
@@ -368,15 +377,18 @@ def _read_regular_file(path: Path) -> bytes:
 
     Raises:
         FileNotFoundError: When there is nothing at ``path``.
+        NotPermitted: When this process may not open it.
         UnreadableFile: When it is not a regular file (a directory, a named pipe, a device, a
-            socket, a symbolic link), one this process may not read, or one larger than
-            :data:`MAX_FILE_BYTES` (of which no more than that is read).
+            socket, a symbolic link), or one larger than :data:`MAX_FILE_BYTES` (of which no
+            more than that is read).
     """
     try:
         fd = os.open(path, _O_READ)
     except OSError as exc:
         if exc.errno in _NOT_OURS:
             raise UnreadableFile(f"cannot be opened: {exc.strerror}") from exc
+        if exc.errno in _NOT_PERMITTED:
+            raise NotPermitted(f"cannot be opened: {exc.strerror}") from exc
         raise
     try:
         found = os.fstat(fd)
@@ -404,11 +416,13 @@ def read_document(path: Path) -> dict[str, Any]:
     Raises:
         FileNotFoundError: When there is no file at ``path``.
         OtherVersion: When it is a document of a format this version does not read.
+        NotPermitted: When this process may not read it.
         UnreadableFile: When the file is not JSON, or has no format number, or is not a
             regular file (a directory, a named pipe, a symbolic link, a device).
     """
+    content = _read_regular_file(path)  # (its UnreadableFile says why, as it is)
     try:
-        document = json.loads(_read_regular_file(path))
+        document = json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableFile(f"not a JSON document: {exc}") from exc
     except RecursionError as exc:  # nested deeper than the parser goes: garbage too
