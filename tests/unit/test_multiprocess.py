@@ -18,6 +18,7 @@ import resource
 import select
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -712,17 +713,65 @@ def test_a_gunicorn_worker_started_after_the_directory_was_deleted_starts_and_wr
         child.kill()
 
 
+@pytest.fixture
+def strict_umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """This process's umask set to ``request.param`` (``0o077`` without one), as a service's
+    start script or systemd unit may set it; the old one restored afterwards."""
+    mask = getattr(request, "param", 0o077)
+    old = os.umask(mask)
+    try:
+        yield mask
+    finally:
+        os.umask(old)
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
+
+
+@pytest.mark.parametrize("strict_umask", [0o027, 0o077], indirect=True, ids=oct)
+def test_the_files_laios_creates_are_readable_by_every_process_whatever_the_umask(
+    strict_umask: int,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a umask that takes reading from others, the directory's lock file, each
+    process's lock and data files and the retired file are created readable by all the same
+    (``0o644``), as the processes sharing the directory need: the umask decided it, and a
+    worker of another user than the master could not open the master's files."""
+    monkeypatch.setenv(ENV_VAR, str(directory))
+    prepare_directory()
+    export = enable(interval=INTERVAL, registry=registry, store=store)
+    child = fork(child_running(store, 2))
+    child.report()
+    child.kill()
+    gunicorn_child_exit(None, None)  # writes the retired file
+    modes = _modes(directory)
+    assert export.path is not None
+    own = {export.path.name, export.path.with_suffix(".lock").name}
+    assert modes.keys() == {"laios-dir.lock", "laios-retired.json", *own}
+    assert set(modes.values()) == {0o644}, {name: oct(mode) for name, mode in modes.items()}
+
+
 @pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0,
     reason="switches to another user, as gunicorn's master does for --user",
 )
+@pytest.mark.parametrize("strict_umask", [0o022, 0o027, 0o077], indirect=True, ids=oct)
 def test_workers_of_another_user_than_the_master_share_its_directory(
-    store: MetricStore, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+    strict_umask: int,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """gunicorn started by root with ``--user``: the master prepares the directory (and so
     creates its lock file, as root), its workers run as the other user. They lock that file
     all the same (``flock`` needs no write access) instead of failing their boot, which
-    made gunicorn stop the whole service."""
+    made gunicorn stop the whole service; also when the master runs under a umask that takes
+    reading from others (then they could not open it). The retired file the master writes
+    when a worker exits is read by the next worker, whose scrape counts the gone one's tasks."""
     path = Path(tempfile.mkdtemp(prefix="laios-user-"))  # (tmp_path is root's alone)
     try:
         path.chmod(0o777)  # writable by the workers' user
@@ -730,18 +779,28 @@ def test_workers_of_another_user_than_the_master_share_its_directory(
         gunicorn_on_starting(None)
         assert (path / "laios-dir.lock").stat().st_uid == 0
 
-        def work(report: Report) -> None:
-            # (loaded first: the interpreter's own files may be root's alone on a test machine)
-            _shared_totals.pid_namespace()
-            os.setgid(65534)
-            os.setuid(65534)
+        def worker(work: Callable[[Report], None]) -> Callable[[Report], None]:
+            def as_the_workers_user(report: Report) -> None:
+                # (loaded first: the interpreter's own files may be root's alone here)
+                _shared_totals.pid_namespace()
+                os.setgid(65534)
+                os.setuid(65534)
+                work(report)
+
+            return as_the_workers_user
+
+        def first(report: Report) -> None:
             export = enable(interval=INTERVAL, registry=registry, store=store)
             run_tasks(store, 2)
             export.write()
             report({"path": str(export.path)})
             time.sleep(60)
 
-        child = fork(work)
+        def second(report: Report) -> None:
+            enable(interval=INTERVAL, registry=registry, store=store)
+            report({"total": tasks_total(scrape(registry))})
+
+        child = fork(worker(first))
         try:
             written = Path(child.report()["path"])
             assert written.stat().st_uid == 65534
@@ -749,6 +808,9 @@ def test_workers_of_another_user_than_the_master_share_its_directory(
             assert section.totals.tools["echo"].outcomes["success"][0] == 2
         finally:
             child.kill()
+        gunicorn_child_exit(None, None)  # as root: the retired file is root's
+        assert (path / "laios-retired.json").stat().st_uid == 0
+        assert fork(worker(second)).report() == {"total": 2}
     finally:
         shutil.rmtree(path)
 
@@ -1575,3 +1637,116 @@ def test_a_newer_versions_retired_file_is_never_replaced_and_gone_processes_stay
     assert not (directory / "laios-retired.json.unreadable").exists()
     warnings_logged = [r.getMessage() for r in caplog.records if str(retired) in r.getMessage()]
     assert len(warnings_logged) == 1, warnings_logged
+
+
+@pytest.fixture
+def shared_directory() -> Iterator[Path]:
+    """A directory every user may write to (``tmp_path`` is root's alone when run as root)."""
+    path = Path(tempfile.mkdtemp(prefix="laios-shared-"))
+    try:
+        path.chmod(0o777)
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def _not_readable_by_the_reader(path: Path) -> None:
+    """Make ``path`` a file that :func:`_sweep_as_a_reader_without_permission` may not read:
+    root's alone when the tests run as root (the reader switches to another user), else
+    without any permission (the reader is of the same user)."""
+    path.chmod(0o600 if os.geteuid() == 0 else 0o000)
+
+
+def _sweep_as_a_reader_without_permission(directory: Path) -> dict[str, Any]:
+    """``sweep(directory)`` in a forked child that may not read what
+    :func:`_not_readable_by_the_reader` marked; reports how many files it folded and the
+    warnings it logged."""
+
+    def work(report: Report) -> None:
+        if os.geteuid() == 0:
+            _shared_totals.pid_namespace()  # (loaded first: see above)
+            os.setgid(65534)
+            os.setuid(65534)
+        messages: list[str] = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                messages.append(record.getMessage())
+
+        logger = logging.getLogger("laios.execution.multiprocess")
+        logger.setLevel(logging.WARNING)
+        logger.addHandler(Collect())
+        folded = [sweep(directory) for _ in range(3)]
+        report({"folded": folded, "warnings": messages})
+
+    child = fork(work)
+    try:
+        return child.report()
+    finally:
+        child.wait()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="needs POSIX users")
+def test_a_retired_file_this_process_may_not_read_is_left_in_place_and_reported(
+    store: MetricStore, registry: CollectorRegistry, shared_directory: Path
+) -> None:
+    """A retired file that a process may not read (``EACCES``: a file of another user, or
+    its mode) is not garbage: a fold leaves it where it is, with its counts, folds nothing
+    while it is there, and warns naming it, once a minute; moved aside, its counts were lost.
+    Once it is readable again, the next fold goes on from its totals."""
+    directory = shared_directory
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    first = fork(child_running(store, 3))
+    first.report()
+    first.kill()
+    assert sweep(directory) == 1
+    retired = directory / "laios-retired.json"
+    body = retired.read_bytes()
+    second = fork(child_running(store, 2))
+    gone = Path(second.report()["path"])
+    second.kill()
+    disable()
+    _not_readable_by_the_reader(retired)
+
+    result = _sweep_as_a_reader_without_permission(directory)
+
+    assert result["folded"] == [0, 0, 0], result
+    assert not (directory / "laios-retired.json.unreadable").exists()
+    retired.chmod(0o644)
+    assert retired.read_bytes() == body
+    assert gone.exists()  # left where it is, for a fold that can read the retired file
+    warned = [message for message in result["warnings"] if str(retired) in message]
+    assert len(warned) == 1, result["warnings"]
+    assert "Permission denied" in warned[0]
+    assert sweep(directory) == 1
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="needs POSIX users")
+def test_a_gone_processs_file_this_process_may_not_read_is_left_in_place_and_reported(
+    store: MetricStore, registry: CollectorRegistry, shared_directory: Path
+) -> None:
+    """A gone process's file that a fold may not read is neither folded (its counts lost) nor
+    deleted: it stays where it is, with a warning naming it, once a minute, until a process
+    that may read it folds it."""
+    directory = shared_directory
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    child = fork(child_running(store, 2))
+    gone = Path(child.report()["path"])
+    child.kill()
+    disable()
+    _not_readable_by_the_reader(gone)
+
+    result = _sweep_as_a_reader_without_permission(directory)
+
+    assert result["folded"] == [0, 0, 0], result
+    assert gone.exists()
+    assert not (directory / "laios-retired.json").exists()
+    warned = [message for message in result["warnings"] if str(gone) in message]
+    assert len(warned) == 1, result["warnings"]
+    assert "Permission denied" in warned[0]
+    gone.chmod(0o644)
+    assert sweep(directory) == 1
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 2

@@ -48,7 +48,9 @@ from laios.execution._logs import WarningLimiter
 from laios.execution._totals import ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
     DEFAULT_LIMITS,
+    FILE_MODE,
     Limits,
+    NotPermitted,
     OtherVersion,
     Section,
     UnreadableFile,
@@ -56,6 +58,7 @@ from laios.execution._totals_files import (
     read_document,
     section_data,
     sections_of,
+    set_file_mode,
     write_document,
 )
 
@@ -172,8 +175,21 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 def _open_lock(path: Path, flags: int) -> int:
     """Open a lock file (non-inheritable, as ``os.open`` opens), tracked for forks."""
     with _lock_fds_lock:
-        fd = os.open(path, flags | _O_NONBLOCK, 0o644)
+        fd = os.open(path, flags | _O_NONBLOCK, FILE_MODE)
         _lock_fds.add(fd)
+    return fd
+
+
+def _create_lock(path: Path, flags: int) -> int:
+    """Create a lock file that is not there yet (``O_EXCL``: never one that exists, nor
+    through a symbolic link), with :data:`~._totals_files.FILE_MODE` whatever the umask: every
+    process sharing the directory opens it, also one of another user.
+
+    Raises:
+        FileExistsError: When something is there already.
+    """
+    fd = _open_lock(path, flags | os.O_CREAT | os.O_EXCL)
+    set_file_mode(fd)
     return fd
 
 
@@ -184,14 +200,21 @@ def _open_lock_file(path: Path) -> int:
     Opened for reading only: ``flock`` needs no more, and the file may belong to another user
     (gunicorn's master, started as root, creates it before its workers switch to ``--user``).
     """
-    flags = os.O_RDONLY | os.O_CREAT | _O_NOFOLLOW
-    try:
-        return _open_lock(path, flags)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-    path.unlink(missing_ok=True)  # (laios makes no links: this one was planted)
-    return _open_lock(path, flags)
+    flags = os.O_RDONLY | _O_NOFOLLOW
+    for _ in range(8):
+        try:
+            return _open_lock(path, flags)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            path.unlink(missing_ok=True)  # (laios makes no links: this one was planted)
+        try:
+            return _create_lock(path, flags)
+        except FileExistsError:
+            continue  # another process created it meanwhile: open that one
+    raise OSError(f"could not open the lock file {path}: it keeps being replaced")
 
 
 def close_lock(fd: int) -> None:
@@ -248,6 +271,25 @@ def _warn_other_version(path: Path, exc: OtherVersion, *, retired: bool = False)
         "%s: %s. Its processes count it; %s. It is never folded, deleted or moved by this "
         "version: run one laios version per directory, or let the mixed versions end (the sum "
         "a scrape shows depends on the version of the worker that answers meanwhile)",
+        path,
+        exc,
+        what,
+    )
+
+
+def _warn_not_permitted(path: Path, exc: NotPermitted, *, retired: bool = False) -> None:
+    what = (
+        "the retired totals of gone processes are left out of this sum, and no file is folded "
+        "here while it is there (files of gone processes are counted where they are)"
+        if retired
+        else "its totals are left out of this sum"
+    )
+    warn(
+        f"not permitted {path}",
+        "%s %s: this process may not read it (its owner or mode), so %s. It is left where it "
+        "is, never folded or moved aside: every process sharing the directory must be able "
+        "to read the others' files (laios creates them 0644); give it an owner or mode they "
+        "may read",
         path,
         exc,
         what,
@@ -349,8 +391,10 @@ class SharedDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        #: Processes whose files are of another laios version: left alone, never folded.
-        self.other_versions: set[str] = set()
+        #: Processes whose files are left where they are, never folded: another laios
+        #: version's (whose processes count and fold them), or files this process may not
+        #: read (which a process that may read them folds).
+        self.left_alone: set[str] = set()
 
     def data(self, stem: str) -> Path:
         return self.path / f"{stem}.json"
@@ -478,11 +522,9 @@ class SharedDirectory:
             stem = f"{PROCESS_PREFIX}{pid}-{secrets.token_hex(6)}"
             path = self.lock_file(stem)
             try:
-                fd = _open_lock(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW)
-            except OSError as exc:
-                if exc.errno != errno.ELOOP:
-                    raise
-                continue  # a link under the new name (planted): take another one
+                fd = _create_lock(path, os.O_RDWR | _O_NOFOLLOW)
+            except FileExistsError:
+                continue  # something under the new name (a planted link): take another one
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if self.holds(stem, fd):
@@ -518,21 +560,26 @@ class SharedDirectory:
 
     def read(self, stem: str) -> list[Section] | None:
         """The sections of the file of ``stem``; ``None`` (with a warning) when it cannot be
-        read: garbage (at most once a minute), or another laios version's (once; ``stem`` is
-        then in :attr:`other_versions`)."""
+        read: garbage (at most once a minute), another laios version's (once) or one this
+        process may not read (at most once a minute); ``stem`` is then in
+        :attr:`left_alone` in the last two cases."""
         path = self.data(stem)
         try:
             sections = sections_of(read_document(path))
         except FileNotFoundError:
             sections = []
         except OtherVersion as exc:
-            self.other_versions.add(stem)
+            self.left_alone.add(stem)
             _warn_other_version(path, exc)
+            return None
+        except NotPermitted as exc:
+            self.left_alone.add(stem)
+            _warn_not_permitted(path, exc)
             return None
         except UnreadableFile as exc:
             warn(f"unreadable {path}", "leaving out %s, which cannot be read: %s", path, exc)
             return None
-        self.other_versions.discard(stem)
+        self.left_alone.discard(stem)
         return sections
 
     def read_retired(self) -> tuple[list[Section], frozenset[str]]:
@@ -568,6 +615,9 @@ def fold(directory: SharedDirectory) -> int:
         except OtherVersion as exc:  # its counts are that version's: never replaced here
             _warn_other_version(directory.path / RETIRED, exc, retired=True)
             return 0
+        except NotPermitted as exc:  # its counts are no garbage: left for one that may read it
+            _warn_not_permitted(directory.path / RETIRED, exc, retired=True)
+            return 0
         except UnreadableFile as exc:
             aside = directory.path / (RETIRED + ".unreadable")
             _log.warning("the retired file cannot be read (%s); moved to %s", exc, aside)
@@ -587,8 +637,8 @@ def fold(directory: SharedDirectory) -> int:
                 if fd >= 0:
                     held.append(fd)
                 sections = directory.read(stem)
-                if stem in directory.other_versions:
-                    continue  # its version's processes count it, and fold it
+                if stem in directory.left_alone:
+                    continue  # for its version's processes, or one that may read it, to fold
                 gone.extend(without_gauges(section) for section in sections or ())
                 folded.append(stem)
             if not folded and not leftovers:
@@ -636,7 +686,7 @@ def gather(directory: SharedDirectory, own_stem: str | None, own: list[Section])
 
 def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]) -> list[Section]:
     if any(
-        s != own_stem and s not in directory.other_versions and not directory.alive(s)
+        s != own_stem and s not in directory.left_alone and not directory.alive(s)
         for s in directory.stems()
     ):
         try:
@@ -649,6 +699,9 @@ def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]
             retired, absorbed = directory.read_retired()
         except OtherVersion as exc:
             _warn_other_version(directory.path / RETIRED, exc, retired=True)
+            retired, absorbed = [], frozenset()
+        except NotPermitted as exc:
+            _warn_not_permitted(directory.path / RETIRED, exc, retired=True)
             retired, absorbed = [], frozenset()
         except UnreadableFile as exc:  # the next fold moves it aside
             warn(f"retired {directory.path}", "leaving out the retired file: %s", exc)

@@ -47,10 +47,12 @@ from laios.execution._totals import ExportedTotals
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "FILE_MODE",
     "FORMAT",
     "MAX_FILE_BYTES",
     "READABLE_FORMATS",
     "Limits",
+    "NotPermitted",
     "OtherVersion",
     "Section",
     "UnreadableFile",
@@ -60,6 +62,7 @@ __all__ = [
     "read_document",
     "section_data",
     "sections_of",
+    "set_file_mode",
     "write_document",
 ]
 
@@ -76,6 +79,12 @@ class UnreadableFile(ValueError):
 class OtherVersion(UnreadableFile):
     """A totals document of a format this version does not read: another laios version's
     (a newer one, in a rolling deploy), whose processes count it. Left where it is."""
+
+
+class NotPermitted(UnreadableFile):
+    """A file this process may not read (``EACCES``, ``EPERM``): its owner or mode keep this
+    process out, which is how the directory is set up, not what the file holds. Left where
+    it is: a process that may read it counts it."""
 
 
 #: The label limits of a section: tool labels, error types per tool, custom metrics.
@@ -344,8 +353,10 @@ _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK",
 #: 200; one label set at the default limits with 50 error types on each of 200 tools, 1.5 MiB.
 MAX_FILE_BYTES = 32 << 20
 #: What opening something that laios never writes in the directory may fail with: a symbolic
-#: link (``ELOOP``), a socket or a device without its driver, a file of another user.
-_NOT_OURS = frozenset({errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EACCES, errno.EPERM})
+#: link (``ELOOP``), a socket or a device without its driver.
+_NOT_OURS = frozenset({errno.ELOOP, errno.ENXIO, errno.ENODEV})
+#: What opening a file this process may not read fails with (:class:`NotPermitted`).
+_NOT_PERMITTED = frozenset({errno.EACCES, errno.EPERM})
 
 
 def _too_large(size: int) -> UnreadableFile:
@@ -366,15 +377,18 @@ def _read_regular_file(path: Path) -> bytes:
 
     Raises:
         FileNotFoundError: When there is nothing at ``path``.
+        NotPermitted: When this process may not open it.
         UnreadableFile: When it is not a regular file (a directory, a named pipe, a device, a
-            socket, a symbolic link), one this process may not read, or one larger than
-            :data:`MAX_FILE_BYTES` (of which no more than that is read).
+            socket, a symbolic link), or one larger than :data:`MAX_FILE_BYTES` (of which no
+            more than that is read).
     """
     try:
         fd = os.open(path, _O_READ)
     except OSError as exc:
         if exc.errno in _NOT_OURS:
             raise UnreadableFile(f"cannot be opened: {exc.strerror}") from exc
+        if exc.errno in _NOT_PERMITTED:
+            raise NotPermitted(f"cannot be opened: {exc.strerror}") from exc
         raise
     try:
         found = os.fstat(fd)
@@ -402,11 +416,13 @@ def read_document(path: Path) -> dict[str, Any]:
     Raises:
         FileNotFoundError: When there is no file at ``path``.
         OtherVersion: When it is a document of a format this version does not read.
+        NotPermitted: When this process may not read it.
         UnreadableFile: When the file is not JSON, or has no format number, or is not a
             regular file (a directory, a named pipe, a symbolic link, a device).
     """
+    content = _read_regular_file(path)  # (its UnreadableFile says why, as it is)
     try:
-        document = json.loads(_read_regular_file(path))
+        document = json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableFile(f"not a JSON document: {exc}") from exc
     except RecursionError as exc:  # nested deeper than the parser goes: garbage too
@@ -433,6 +449,20 @@ def dump(document: Mapping[str, Any]) -> bytes:
 
 #: Creates a file that is not there yet, never following a symbolic link.
 _O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+#: The mode of every file laios creates in the directory, whatever the umask: read by every
+#: process that shares the directory (gunicorn's master, started as root, and its workers,
+#: switched to another user by ``--user``), written by its creator alone (files are replaced
+#: by renaming, which needs only the directory's write access). Who else may read them is the
+#: directory's mode's to say.
+FILE_MODE = 0o644
+
+
+def set_file_mode(fd: int) -> None:
+    """Give the file just created at ``fd`` (by this process: its owner) :data:`FILE_MODE`,
+    which a umask such as ``027`` or ``077`` narrowed. Nothing where the file system keeps no
+    modes (the umask's mode stays, as before)."""
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, FILE_MODE)
 
 
 def write_document(path: Path, body: bytes) -> None:
@@ -448,7 +478,8 @@ def write_document(path: Path, body: bytes) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temporary)
     try:
-        fd = os.open(temporary, _O_CREATE, 0o666)
+        fd = os.open(temporary, _O_CREATE, FILE_MODE)
+        set_file_mode(fd)  # (created anew, so this process's own)
         with open(fd, "wb") as file:
             file.write(body)
         os.replace(temporary, path)
