@@ -773,6 +773,7 @@ class DaskRunner:
             None,
             call.memory_limit_mb,
             call.cpu_seconds,
+            call.baggage,
         )
         try:
             payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)
