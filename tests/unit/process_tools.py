@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import SecretStr
@@ -537,6 +537,14 @@ class TraceSeen(BaseTool):
         return {"trace_id": f"{seen.trace_id:032x}", "span_id": f"{seen.span_id:016x}"}
 
 
+class BaggageSeen(BaseTool):
+    name = "baggage_seen"
+    description = "Returns the OpenTelemetry baggage current in the worker, as a dict."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return dict(baggage.get_all())
+
+
 class Sleep(AsyncBaseTool):
     name = "sleep_async"
     description = "Awaits asyncio.sleep(seconds) in the worker and returns its pid."
@@ -660,6 +668,7 @@ TOOLS = (
     ProgressThatDoesNotLoad,
     Fails,
     TraceSeen,
+    BaggageSeen,
     Sleep,
     StampAndSleep,
     LeavesAnExitBehind,

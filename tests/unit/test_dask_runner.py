@@ -24,6 +24,8 @@ from process_tools import KEY, alive
 
 distributed = pytest.importorskip("distributed")
 
+from opentelemetry import baggage  # noqa: E402
+from opentelemetry import context as otel_context  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
@@ -231,6 +233,17 @@ def test_the_callers_trace_reaches_the_tool(make: Callable[..., Executor]) -> No
     assert span.attributes is not None
     assert span.attributes["laios.worker"] == result.metadata["worker"]
     provider.shutdown()
+
+
+def test_the_callers_baggage_reaches_the_tool(make: Callable[..., Executor]) -> None:
+    executor = make()
+    token = otel_context.attach(baggage.set_baggage("user.id", "user-7"))
+    try:
+        result = executor.execute_task(task("baggage_seen"), CONTEXT, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert result.output == {"user.id": "user-7"}
 
 
 def test_an_unreachable_scheduler_is_a_clear_error_at_construction() -> None:

@@ -4,13 +4,16 @@ wait; the caller's result and the store always agree."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+from fractions import Fraction
 from typing import Any
 
 import pytest
 
 from laios.core.types import Context
 from laios.execution.executor import ResourceLimits
+from laios.execution.retry import RetryPolicy
 from laios.execution.store import MetricStore
 
 HUGE = 1e10  # past threading.TIMEOUT_MAX (about 292 years)
@@ -121,3 +124,36 @@ def test_a_retry_option_too_large_for_a_float_is_refused_as_invalid(
     assert result.metadata["error_type"] == "ValueError"
     assert option in (result.error or "")
     assert len(result.error or "") < 200
+
+
+#: Fractions past a float (``float()`` raises ``OverflowError``), of either sign, and one whose
+#: digits are past what ``repr`` writes of an int (4300).
+HUGE_FRACTIONS = [
+    Fraction(TOO_LARGE_FOR_A_FLOAT),
+    Fraction(-TOO_LARGE_FOR_A_FLOAT),
+    Fraction(TOO_LARGE_FOR_A_FLOAT, 3),
+    Fraction(10**5000),
+]
+
+
+@pytest.mark.parametrize("value", HUGE_FRACTIONS, ids=["big", "negative", "thirds", "5000 digits"])
+@pytest.mark.parametrize("option", ["retry_delay", "max_delay", "deadline", "backoff", "jitter"])
+def test_a_retry_option_fraction_too_large_for_a_float_is_shown_as_given(
+    option: str, value: Fraction
+) -> None:
+    """RetryPolicy refuses a Fraction past a float naming the option and the Fraction given
+    (briefly), not the infinity it becomes as a float."""
+    with pytest.raises(ValueError, match=f"^{option} ") as info:
+        RetryPolicy(**{option: value})  # type: ignore[arg-type]
+    message = str(info.value)
+    assert not re.search(r"\binf\b", message), message
+    assert "Fraction(" in message, message
+    assert len(message) < 200, message
+
+
+@pytest.mark.parametrize("value", [1e10, TOO_LARGE_FOR_A_FLOAT, Fraction(TOO_LARGE_FOR_A_FLOAT)])
+def test_a_huge_jitter_is_refused_by_its_own_bounds(value: Any) -> None:
+    """jitter is a fraction of the delay, not seconds: past 1 it is refused as out of its
+    bounds (it was told it must be at most the longest wait, in seconds)."""
+    with pytest.raises(ValueError, match=r"^jitter must be between 0 and 1, got "):
+        RetryPolicy(jitter=value)

@@ -29,6 +29,8 @@ from typing import Any
 
 import process_tools
 import pytest
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -833,6 +835,76 @@ def test_the_callers_trace_reaches_the_child(
     assert child_span["trace_id"] == f"{span_context.trace_id:032x}"
     assert child_span["parent_span_id"] == f"{span_context.span_id:016x}"
     provider.shutdown()
+
+
+#: Baggage the caller sets: a value with characters the W3C header escapes, and a key the
+#: caller's own code would read.
+BAGGAGE = {"user.id": "user-7", "note": "a b,c=d;e%"}
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_the_callers_baggage_reaches_the_child(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, traced: bool
+) -> None:
+    provider = None
+    if traced:
+        provider = TracerProvider(shutdown_on_exit=False)
+    executor = make(tracer_provider=provider)
+    ctx = otel_context.get_current()
+    for key, value in BAGGAGE.items():
+        ctx = baggage.set_baggage(key, value, ctx)
+    token = otel_context.attach(ctx)
+    try:
+        result = executor.execute_task(task("baggage_seen"), context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert ("trace_id" in result.metadata) is traced
+    assert result.output == BAGGAGE
+    # Without baggage in the caller, the tool sees none (none is left from an earlier call).
+    result = executor.execute_task(task("baggage_seen"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert result.output == {}
+    if provider is not None:
+        provider.shutdown()
+
+
+def test_baggage_reaches_the_child_whatever_the_global_propagator(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """The worker's hop is the executor's own: it needs no propagator of the caller's (one
+    that writes no W3C headers, or none at all, as ``OTEL_PROPAGATORS=none`` gives)."""
+    from opentelemetry import propagate
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    executor = make()
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(CompositePropagator([]))
+    token = otel_context.attach(baggage.set_baggage("user.id", "user-7"))
+    try:
+        result = executor.execute_task(task("baggage_seen"), context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+        propagate.set_global_textmap(before)
+    assert result.success, result.error
+    assert result.output == {"user.id": "user-7"}
+
+
+def test_a_baggage_value_that_cannot_be_written_leaves_the_task_alone(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    executor = make()
+    token = otel_context.attach(baggage.set_baggage("odd", Unprintable()))
+    try:
+        result = executor.execute_task(task("baggage_seen"), context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert result.output == {}
 
 
 # -- lifecycle ------------------------------------------------------------------------------------

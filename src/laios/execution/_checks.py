@@ -6,6 +6,7 @@ import inspect
 import math
 import numbers
 import types
+from fractions import Fraction
 from typing import Any
 
 from laios._callables import is_coroutine_function
@@ -89,8 +90,8 @@ def is_real(value: object) -> bool:
 
 
 def as_float(value: int | float) -> float:
-    """``float(value)``, with an int too large for a float as infinity of its sign (where
-    ``float()`` raises ``OverflowError``)."""
+    """``float(value)``, with an int or a ``Fraction`` too large for a float as infinity of
+    its sign (where ``float()`` raises ``OverflowError``)."""
     try:
         return float(value)
     except OverflowError:
@@ -99,10 +100,16 @@ def as_float(value: int | float) -> float:
 
 def number_repr(value: object) -> str:
     """``repr(value)`` for an error message: an int too large for a float is described by its
-    size instead of its hundreds of digits (or a ``ValueError`` past 4,300 of them)."""
+    size instead of its hundreds of digits (or a ``ValueError`` past 4,300 of them), and so
+    are the parts of a ``Fraction`` (``Fraction(<int of 1329 bits>, 1)``)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
         sign = "-" if value < 0 else ""
         return f"{sign}<int of {value.bit_length()} bits>"
+    if isinstance(value, Fraction):
+        numerator, denominator = value.numerator, value.denominator
+        if numerator.bit_length() > 1024 or denominator.bit_length() > 1024:
+            name = type(value).__name__
+            return f"{name}({number_repr(numerator)}, {number_repr(denominator)})"
     return repr(value)
 
 

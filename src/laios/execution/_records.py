@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from laios.core.types import ensure_utc
-from laios.execution._checks import as_float, is_real
+from laios.execution._checks import as_float, is_real, number_repr
 from laios.execution._logs import WarningLimiter
 
 __all__ = [
@@ -620,9 +620,12 @@ class ProgressUpdate:
             if not is_real(percent):
                 raise TypeError(f"progress_percent must be a number, got {type(percent).__name__}")
             percent = as_float(percent)  # (an int too large for a float: infinite)
-            object.__setattr__(self, "progress_percent", percent)
         if not 0.0 <= percent <= 100.0:  # (NaN too)
-            raise ValueError(f"progress_percent must be from 0 to 100, got {percent!r}")
+            raise ValueError(
+                f"progress_percent must be from 0 to 100, got {number_repr(self.progress_percent)}"
+            )
+        if percent is not self.progress_percent:
+            object.__setattr__(self, "progress_percent", percent)
         if self.message is not None and not isinstance(self.message, str):
             raise TypeError(f"message must be a string or None, got {type(self.message).__name__}")
         details = self.details

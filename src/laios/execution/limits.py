@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from laios.execution._checks import is_boolean
+from laios.execution._checks import as_float, is_boolean, number_repr
 
 __all__ = ["ResourceLimits"]
 
@@ -88,6 +89,19 @@ class ResourceLimits(BaseModel):
     def _not_bool(cls, value: Any) -> Any:
         if is_boolean(value):
             raise ValueError(f"must be a number, not a boolean ({value!r})")
+        return value
+
+    @field_validator("timeout_seconds", "cpu_limit_percent", mode="before")
+    @classmethod
+    def _fits_a_float(cls, value: Any) -> Any:
+        # An int or a Fraction past a float's range, refused naming it as given (the float
+        # check after this one would call it no valid number, with its digits).
+        exact = isinstance(value, numbers.Rational) and not isinstance(value, bool)
+        if exact and math.isinf(as_float(value)):
+            why = "" if value < 0 else ": too large for a float (None means no limit)"
+            raise ValueError(
+                f"must be a finite number greater than 0, got {number_repr(value)}{why}"
+            )
         return value
 
     @field_validator("timeout_seconds", "cpu_limit_percent")

@@ -96,7 +96,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from laios.execution._aggregates import LabelSet
-from laios.execution._checks import as_float, is_real
+from laios.execution._checks import as_float, is_real, number_repr
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._shared_totals import (
@@ -467,7 +467,7 @@ def _check_interval(interval: float) -> float:
     if not (math.isfinite(seconds) and _MIN_INTERVAL <= seconds <= _MAX_INTERVAL):
         raise ValueError(
             f"interval must be from {_MIN_INTERVAL:g} to {_MAX_INTERVAL:g} seconds, "
-            f"got {interval!r}"
+            f"got {number_repr(interval)}"
         )
     return seconds
 

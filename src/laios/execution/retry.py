@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import numbers
 import os
 import random
 import threading
@@ -142,20 +143,21 @@ class RetryPolicy:
         def number(name: str, value: object) -> float:
             if not is_real(value):  # (a Fraction or a NumPy scalar is a number too)
                 raise ValueError(f"{name} must be a real number, got {value!r}")
-            if type(value) is not int and type(value) is not float:
-                # (kept as a plain float: NumPy arithmetic would warn where floats overflow)
-                value = as_float(value)  # type: ignore[arg-type]
-                object.__setattr__(self, name, value)
-            amount = as_float(value)  # (an int too large for a float: infinite)
-            if math.isnan(amount) or (math.isinf(amount) and not isinstance(value, int)):
+            # (an int or a Fraction too large for a float: infinite, and refused by the
+            # option's bounds below, which show the value given)
+            amount = as_float(value)  # type: ignore[arg-type]
+            exact = isinstance(value, numbers.Rational)
+            if math.isnan(amount) or (math.isinf(amount) and not exact):
                 raise ValueError(f"{name} must be finite, got {number_repr(value)}")
+            if name == "jitter":  # (not seconds: its bounds say the rest)
+                return amount
             if name != "backoff" and amount > threading.TIMEOUT_MAX:
                 raise ValueError(
                     f"{name} must be at most {threading.TIMEOUT_MAX:.0f} seconds (the longest "
                     f"wait this platform supports), got {_brief(value)}"
                 )
-            if math.isinf(amount) and amount > 0:  # a whole number past any float: finite,
-                # but no use (one far below zero is refused by the option's lower bound)
+            if math.isinf(amount) and amount > 0:  # a number past any float: finite, but
+                # no use (one far below zero is refused by the option's lower bound)
                 raise ValueError(f"{name} is too large, got {_brief(value)}")
             return amount
 
@@ -181,6 +183,11 @@ class RetryPolicy:
         if self.deadline is not None and number("deadline", self.deadline) <= 0:
             raise ValueError(f"deadline must be more than 0 seconds, got {_brief(self.deadline)}")
         plain_callable("retry_if", "a TaskResult and returning a bool", self.retry_if, ValueError)
+        for name in ("retry_delay", "backoff", "max_delay", "jitter", "deadline"):
+            value = getattr(self, name)
+            if value is not None and type(value) is not int and type(value) is not float:
+                # (kept as a plain float: NumPy arithmetic would warn where floats overflow)
+                object.__setattr__(self, name, as_float(value))
 
     def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry).

@@ -72,7 +72,7 @@ from laios.execution._aggregates import (
 )
 from laios.execution._asgi import ASGIApplication, asgi_app
 from laios.execution._auth import Authenticator
-from laios.execution._checks import as_float, is_real, whole_number
+from laios.execution._checks import as_float, is_real, number_repr, whole_number
 from laios.execution._http import (
     Endpoint,
     Request,
@@ -469,7 +469,7 @@ def _check_limits(
     if not (math.isfinite(seconds) and 0 < seconds <= _MAX_CONNECTION_TIMEOUT):
         raise ValueError(
             "connection_timeout must be greater than 0 and at most "
-            f"{_MAX_CONNECTION_TIMEOUT:g} seconds, got {connection_timeout!r}"
+            f"{_MAX_CONNECTION_TIMEOUT:g} seconds, got {number_repr(connection_timeout)}"
         )
     counts: list[int] = []
     for name, value, most in (

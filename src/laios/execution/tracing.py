@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.trace import (
     Span,
@@ -405,6 +406,19 @@ class Tracing:
                 "exception.message": scrub(message, secrets, limit=MAX_ERROR_BYTES),
             },
         )
+
+
+#: Writes a context's baggage as the W3C ``baggage`` header (a fixed format both ends read: a
+#: worker process need not share the caller's ``OTEL_PROPAGATORS``).
+_BAGGAGE = W3CBaggagePropagator()
+
+
+def baggage_header(context: Context | None = None) -> str | None:
+    """The OpenTelemetry baggage of ``context`` (the current context when ``None``) as a W3C
+    ``baggage`` header, within the propagator's limits; ``None`` when it has no baggage."""
+    carrier: dict[str, str] = {}
+    _BAGGAGE.inject(carrier, context)
+    return carrier.get("baggage") or None
 
 
 def span_ids(span: Span) -> tuple[str, str, bool] | None:

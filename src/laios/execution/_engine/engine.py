@@ -57,7 +57,7 @@ from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool
-from laios.execution.tracing import span_ids
+from laios.execution.tracing import baggage_header, span_ids
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -452,6 +452,10 @@ class Engine:
             context,
         )
         if self.isolated:
+            try:
+                call.baggage = baggage_header(span_context)
+            except Exception as exc:  # (a value whose str() raises): the tool runs without it
+                job.observability_failed("carrying the baggage", exc)
             limits = self.limits
             call.memory_limit_mb = limits.memory_limit_mb
             if limits.cpu_limit_percent is not None and job.limit is not None:

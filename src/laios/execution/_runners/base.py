@@ -65,6 +65,9 @@ class ToolCall:
             limit). Enforced by runners that run tools in a process of their own.
         cpu_seconds: CPU seconds the call may use (``None``: no budget). Enforced by runners
             that run tools in a process of their own.
+        baggage: The caller's OpenTelemetry baggage as a W3C ``baggage`` header (``None``:
+            no baggage). Filled for runners that run tools in a process of their own, which
+            carry it there (see :meth:`trace_carrier`).
     """
 
     task_id: str
@@ -79,14 +82,19 @@ class ToolCall:
     context: contextvars.Context | None = field(default=None, compare=False)
     memory_limit_mb: int | None = None
     cpu_seconds: float | None = None
+    baggage: str | None = None
 
     def trace_carrier(self) -> dict[str, str]:
-        """The W3C trace context of the task span (``{"traceparent": ...}``; empty when the
-        task is not traced), for runners that carry the trace to another process."""
-        if self.trace_id is None or self.span_id is None:
-            return {}
-        flags = "01" if self.sampled else "00"
-        return {"traceparent": f"00-{self.trace_id}-{self.span_id}-{flags}"}
+        """The caller's OpenTelemetry context as W3C headers, for runners that carry it to
+        another process: ``traceparent``, the task span (when the task is traced), and
+        ``baggage``, the caller's baggage (when it has any). Empty when there is neither."""
+        carrier: dict[str, str] = {}
+        if self.trace_id is not None and self.span_id is not None:
+            flags = "01" if self.sampled else "00"
+            carrier["traceparent"] = f"00-{self.trace_id}-{self.span_id}-{flags}"
+        if self.baggage:
+            carrier["baggage"] = self.baggage
+        return carrier
 
 
 @dataclass(slots=True)

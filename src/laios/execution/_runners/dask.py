@@ -34,7 +34,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from laios._compat.dask import forget_topic, task_released
-from laios.execution._checks import MOST_PROCESSES, as_float, is_real, process_count, switch
+from laios.execution._checks import (
+    MOST_PROCESSES,
+    as_float,
+    is_real,
+    number_repr,
+    process_count,
+    switch,
+)
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import (
     SHUTDOWN,
@@ -572,7 +579,7 @@ class DaskRunner:
         if not is_real(connect_timeout) or not 0 < as_float(connect_timeout) < math.inf:
             raise ValueError(
                 f"connect_timeout must be a finite number of seconds more than 0, got "
-                f"{connect_timeout!r}"
+                f"{number_repr(connect_timeout)}"
             )
         connect_timeout = as_float(connect_timeout)
         if client is not None:
@@ -773,6 +780,7 @@ class DaskRunner:
             None,
             call.memory_limit_mb,
             call.cpu_seconds,
+            call.baggage,
         )
         try:
             payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)

@@ -18,8 +18,9 @@ the outcome is pickled to be sent back; for the CPU budget a ``ITIMER_PROF`` tim
 ends the process, with ``RLIMIT_CPU`` as a backstop; soft limits only, restored after the
 call), measures the call's CPU seconds (``time.process_time``, plus ``RUSAGE_CHILDREN``'s
 growth: children reaped during the call) and peak resident memory (see :class:`_PeakMemory`),
-and makes the caller's trace context current (W3C ``traceparent``), so spans a tool opens here
-join the caller's trace when this process has an OpenTelemetry SDK (set up by the initializer).
+and makes the caller's trace context and baggage current (W3C ``traceparent`` and ``baggage``),
+so spans a tool opens here join the caller's trace when this process has an OpenTelemetry SDK
+(set up by the initializer), and the tool reads the caller's baggage.
 """
 
 from __future__ import annotations
@@ -477,14 +478,22 @@ _RLIMIT_CPU = getattr(resource, "RLIMIT_CPU", 0)
 
 @contextlib.contextmanager
 def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
-    """Make the caller's span current while the tool runs (when the task is traced)."""
+    """Make the caller's span (when the task is traced) and baggage (when it has any) current
+    while the tool runs.
+
+    The W3C propagators read them, whatever ``OTEL_PROPAGATORS`` says here: the caller wrote
+    them in W3C form (see :meth:`ToolCall.trace_carrier`).
+    """
     if not carrier:
         yield
         return
     from opentelemetry import context as otel_context
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    token = otel_context.attach(TraceContextTextMapPropagator().extract(carrier))
+    context = TraceContextTextMapPropagator().extract(carrier)
+    context = W3CBaggagePropagator().extract(carrier, context)
+    token = otel_context.attach(context)
     try:
         yield
     finally:
