@@ -411,14 +411,36 @@ class Tracing:
 #: Writes a context's baggage as the W3C ``baggage`` header (a fixed format both ends read: a
 #: worker process need not share the caller's ``OTEL_PROPAGATORS``).
 _BAGGAGE = W3CBaggagePropagator()
+#: The W3C baggage limits: bytes of a header, members in it, bytes of one member.
+_MAX_BAGGAGE_HEADER = 8192
+_MAX_BAGGAGE_MEMBERS = 180
+_MAX_BAGGAGE_MEMBER = 4096
 
 
 def baggage_header(context: Context | None = None) -> str | None:
     """The OpenTelemetry baggage of ``context`` (the current context when ``None``) as a W3C
-    ``baggage`` header, within the propagator's limits; ``None`` when it has no baggage."""
+    ``baggage`` header, within the W3C limits (8,192 bytes, 180 members of at most 4,096
+    bytes: the first that fit are kept); ``None`` when it has no baggage."""
     carrier: dict[str, str] = {}
     _BAGGAGE.inject(carrier, context)
-    return carrier.get("baggage") or None
+    header = carrier.get("baggage")
+    if not header:
+        return None
+    if len(header) <= _MAX_BAGGAGE_HEADER and header.count(",") < _MAX_BAGGAGE_MEMBERS:
+        return header
+    # Past the limits (OpenTelemetry API before 1.27 writes such a header whole, and the
+    # receiving propagator then drops all of it and logs it, values included): the first
+    # members that fit are kept, as later versions keep them.
+    kept: list[str] = []
+    size = -1  # (no comma before the first member)
+    for member in header.split(","):
+        if len(member) > _MAX_BAGGAGE_MEMBER:
+            continue
+        if len(kept) == _MAX_BAGGAGE_MEMBERS or size + 1 + len(member) > _MAX_BAGGAGE_HEADER:
+            break
+        kept.append(member)
+        size += 1 + len(member)
+    return ",".join(kept) or None
 
 
 def span_ids(span: Span) -> tuple[str, str, bool] | None:
