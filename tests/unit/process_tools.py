@@ -76,6 +76,16 @@ class Pid(BaseTool):
         return os.getpid()
 
 
+class WaitsForAFile(BaseTool):
+    name = "waits_for_a_file"
+    description = "Waits until a file exists (at most HANG_SECONDS), then returns the pid."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        path = Path(kwargs["path"])
+        wait_until(path.exists, HANG_SECONDS)
+        return os.getpid()
+
+
 class SignalsHeld(BaseTool):
     name = "signals_held"
     description = "Returns the worker's pid, its parent's, and its blocked signals (SigBlk)."

@@ -1335,6 +1335,66 @@ def test_a_large_result_being_read_never_holds_a_small_result_of_another_worker(
         runner.terminate()
 
 
+class PausedBeforeALargeWrite(Connection):
+    """A worker's connection that runs ``pause`` before it writes the body of its first
+    message larger than 1 MiB: a large call whose sending takes as long as the test wants."""
+
+    pause: Callable[[], None]
+
+    def _send(self, buf: Any, write: Callable[[int, Any], int] = os.write) -> None:
+        if len(buf) > 1024 * 1024:
+            pause, self.pause = self.pause, lambda: None  # (once)
+            pause()
+        super()._send(buf, write)  # type: ignore[misc]
+
+
+class RefusedAtItsStart(ScriptedEvents):
+    """A call's events that refuse to let it start (its deadline passed while it was queued)."""
+
+    def started(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("refused_first", [0, 1, 2])
+def test_a_large_queued_call_being_sent_never_holds_a_small_result_of_another_worker(
+    tmp_path: Path, refused_first: int
+) -> None:
+    """A queued call larger than 1 MiB that a freed worker takes is sent while another
+    worker's small result is delivered, also when the calls queued before it were refused
+    at their start: its write (here, held until then) does not hold the others."""
+    runner = ProcessRunner(2)
+    try:
+        first, second = tmp_path / "first", tmp_path / "second"
+        holders = [ScriptedEvents(), ScriptedEvents()]
+        for path, events in zip((first, second), holders, strict=True):
+            runner.submit(_call(process_tools.WaitsForAFile(), path=str(path)), events)
+        assert wait_for(lambda: runner.stats.busy == 2)
+        small_first: list[bool] = []
+
+        def hold_the_write_until_the_small_result_is_in() -> None:
+            second.touch()
+            small_first.append(holders[1].finished_event.wait(5.0))
+
+        for pid in runner.worker_pids():
+            conn = runner._pool.workers[pid].conn
+            conn.__class__ = PausedBeforeALargeWrite
+            conn.pause = hold_the_write_until_the_small_result_is_in  # type: ignore[attr-defined]
+        refused = [RefusedAtItsStart() for _ in range(refused_first)]
+        for events in refused:
+            runner.submit(_call(process_tools.Pid()), events)
+        large = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid(), blob=bytes(2 * 1024 * 1024)), large)
+        assert runner.stats.queued == refused_first + 1
+        first.touch()
+        assert large.finished_event.wait(WAIT)
+        assert small_first == [True], "the small result waited for the large call's write"
+        assert isinstance(large.outcomes[0].value, int)
+        assert holders[1].outcomes[0].value != large.outcomes[0].value
+        assert not any(events.outcomes for events in refused)
+    finally:
+        runner.terminate()
+
+
 def test_many_large_calls_submitted_from_an_event_loop_are_pickled_on_a_few_threads() -> None:
     """Large calls submitted at once from an event loop are pickled (and sent) on a few
     threads of the runner's, in turn, not on a thread each; every one of them runs."""

@@ -655,7 +655,17 @@ class _Pool:
         may be given to the pipe of the worker that replaces the dead one at once, which
         would then run this call and answer it for its own next call. (A pipe the reader
         closed before the write began is refused by ``send_bytes`` with ``OSError``.)
+
+        A call larger than ``LARGE_MESSAGE_BYTES`` is not written on the reader thread (which
+        sends the queued calls freed workers take, and may run callbacks that submit calls):
+        it is handed to a thread of its own, so that its write holds no other worker's
+        messages.
         """
+        if len(call.payload) > LARGE_MESSAGE_BYTES and threading.current_thread() is self.reader:
+            threading.Thread(
+                target=self.send, args=(worker, call), name="laios-process-send"
+            ).start()
+            return
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
         try:
@@ -900,13 +910,7 @@ class _Pool:
                     worker.stopping = True  # it exits by itself
             if current and call is not None:
                 call.events.finished(outcome)
-            if following is None:
-                return
-            if len(following.payload) > LARGE_MESSAGE_BYTES:  # (its write holds no reader)
-                threading.Thread(
-                    target=self.begin, args=(worker, following), name="laios-process-send"
-                ).start()
-            else:
+            if following is not None:
                 self.begin(worker, following)
         elif current and call is not None:
             try:
