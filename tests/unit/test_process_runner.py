@@ -1538,6 +1538,64 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
     assert gone(hung["grandchild"]), "the tool's own child outlived the killed parent"
 
 
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="workers of a forkserver"
+)
+def test_a_call_whose_forkserver_a_tool_killed_is_not_called_a_worker_exit(tmp_path: Path) -> None:
+    """A tool that kills its worker's parent kills the forkserver, which told the runner when
+    each of its workers ended: a call running on another worker meanwhile is not reported as
+    its worker's exit (the code ``multiprocessing`` makes up then, 255), but says the
+    forkserver ended."""
+    script = tmp_path / "main.py"
+    released = tmp_path / "released"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            f"""
+            import json, pathlib, threading
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.WaitsForAFile())
+                registry.register_tool(process_tools.KillsItsParent())
+                runner = ProcessRunner(2)
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                context = Context(session_id="s", user_id="u")
+                held = {{}}
+                waits = Task(plan_id="p", description="d", tool_name="waits_for_a_file",
+                             parameters={{"path": {str(released)!r}}})
+                thread = threading.Thread(
+                    target=lambda: held.setdefault("result", executor.execute_task(
+                        waits, context, timeout=60))
+                )
+                thread.start()
+                assert process_tools.wait_until(lambda: runner.stats.busy == 1, 30)
+                killer = Task(plan_id="p", description="d", tool_name="kills_its_parent")
+                executor.execute_task(killer, context, timeout=60)
+                pathlib.Path({str(released)!r}).touch()
+                thread.join(60)
+                result = held["result"]
+                print(json.dumps({{"success": result.success, "error": result.error}}))
+                executor.shutdown(wait=False)
+                runner.terminate()
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_script_env(Path(__file__).parent),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["success"]:  # (it may also have run on: the forkserver ended after it)
+        assert "exited with code 255" not in result["error"], result["error"]
+        assert "forkserver" in result["error"], result["error"]
+
+
 def test_an_unknown_start_method_is_refused_with_the_usable_ones() -> None:
     """The message lists the start methods the runner takes ('fork' is not one of them), so
     it never reads "one of ['fork', ...] (not 'fork')"."""
