@@ -13,7 +13,7 @@ import multiprocessing.resource_tracker
 import signal
 from collections.abc import Callable, Iterator
 
-__all__ = ["sigint_held"]
+__all__ = ["discard_pending_sigint", "sigint_held"]
 
 
 @contextlib.contextmanager
@@ -36,8 +36,26 @@ def sigint_held(*, drop: bool = False) -> Iterator[Callable[[], bool]]:
         yield lambda: came
     finally:
         came = signal.SIGINT in signal.sigpending()
-        # (a pending signal whose action is SIG_IGN is discarded)
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if came and drop else None
+        if came and drop:
+            discard_pending_sigint()
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
-        if handler is not None:
-            signal.signal(signal.SIGINT, handler)
+
+
+def discard_pending_sigint() -> bool:
+    """Discard a SIGINT pending for this thread (one held back: blocked here); return whether
+    one was.
+
+    The SIGINT handler is left as it is: the signal is taken with ``sigtimedwait`` where the
+    platform has it. Elsewhere (macOS; then only in the main thread) the action is set to
+    ``SIG_IGN`` for a moment, which discards a pending signal, and set back; a handler set
+    from C (one Python knows as ``None``) cannot be set back, and ``SIG_DFL`` takes its place
+    rather than leaving SIGINT ignored for good.
+    """
+    if not hasattr(signal, "sigpending") or signal.SIGINT not in signal.sigpending():
+        return False
+    if hasattr(signal, "sigtimedwait"):
+        signal.sigtimedwait({signal.SIGINT}, 0)
+        return True
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
+    return True

@@ -11,6 +11,7 @@ import asyncio
 import json
 import mmap
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -73,6 +74,25 @@ class Pid(BaseTool):
     description = "Returns the worker's process id."
 
     def _execute(self, **kwargs: Any) -> Any:
+        return os.getpid()
+
+
+class WaitsForAFile(BaseTool):
+    name = "waits_for_a_file"
+    description = "Waits until a file exists (at most HANG_SECONDS), then returns the pid."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        path = Path(kwargs["path"])
+        wait_until(path.exists, HANG_SECONDS)
+        return os.getpid()
+
+
+class KillsItsParent(BaseTool):
+    name = "kills_its_parent"
+    description = "Kills its process's parent (a worker's: the forkserver) with SIGKILL."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        os.kill(os.getppid(), signal.SIGKILL)
         return os.getpid()
 
 

@@ -1407,6 +1407,66 @@ def test_a_large_result_being_read_never_holds_a_small_result_of_another_worker(
         runner.terminate()
 
 
+class PausedBeforeALargeWrite(Connection):
+    """A worker's connection that runs ``pause`` before it writes the body of its first
+    message larger than 1 MiB: a large call whose sending takes as long as the test wants."""
+
+    pause: Callable[[], None]
+
+    def _send(self, buf: Any, write: Callable[[int, Any], int] = os.write) -> None:
+        if len(buf) > 1024 * 1024:
+            pause, self.pause = self.pause, lambda: None  # (once)
+            pause()
+        super()._send(buf, write)  # type: ignore[misc]
+
+
+class RefusedAtItsStart(ScriptedEvents):
+    """A call's events that refuse to let it start (its deadline passed while it was queued)."""
+
+    def started(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("refused_first", [0, 1, 2])
+def test_a_large_queued_call_being_sent_never_holds_a_small_result_of_another_worker(
+    tmp_path: Path, refused_first: int
+) -> None:
+    """A queued call larger than 1 MiB that a freed worker takes is sent while another
+    worker's small result is delivered, also when the calls queued before it were refused
+    at their start: its write (here, held until then) does not hold the others."""
+    runner = ProcessRunner(2)
+    try:
+        first, second = tmp_path / "first", tmp_path / "second"
+        holders = [ScriptedEvents(), ScriptedEvents()]
+        for path, events in zip((first, second), holders, strict=True):
+            runner.submit(_call(process_tools.WaitsForAFile(), path=str(path)), events)
+        assert wait_for(lambda: runner.stats.busy == 2)
+        small_first: list[bool] = []
+
+        def hold_the_write_until_the_small_result_is_in() -> None:
+            second.touch()
+            small_first.append(holders[1].finished_event.wait(5.0))
+
+        for pid in runner.worker_pids():
+            conn = runner._pool.workers[pid].conn
+            conn.__class__ = PausedBeforeALargeWrite
+            conn.pause = hold_the_write_until_the_small_result_is_in  # type: ignore[attr-defined]
+        refused = [RefusedAtItsStart() for _ in range(refused_first)]
+        for events in refused:
+            runner.submit(_call(process_tools.Pid()), events)
+        large = ScriptedEvents()
+        runner.submit(_call(process_tools.Pid(), blob=bytes(2 * 1024 * 1024)), large)
+        assert runner.stats.queued == refused_first + 1
+        first.touch()
+        assert large.finished_event.wait(WAIT)
+        assert small_first == [True], "the small result waited for the large call's write"
+        assert isinstance(large.outcomes[0].value, int)
+        assert holders[1].outcomes[0].value != large.outcomes[0].value
+        assert not any(events.outcomes for events in refused)
+    finally:
+        runner.terminate()
+
+
 def test_many_large_calls_submitted_from_an_event_loop_are_pickled_on_a_few_threads() -> None:
     """Large calls submitted at once from an event loop are pickled (and sent) on a few
     threads of the runner's, in turn, not on a thread each; every one of them runs."""
@@ -1548,6 +1608,64 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
         parent.wait(WAIT)
     assert gone(hung["pid"]), "the worker outlived its killed parent"
     assert gone(hung["grandchild"]), "the tool's own child outlived the killed parent"
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="workers of a forkserver"
+)
+def test_a_call_whose_forkserver_a_tool_killed_is_not_called_a_worker_exit(tmp_path: Path) -> None:
+    """A tool that kills its worker's parent kills the forkserver, which told the runner when
+    each of its workers ended: a call running on another worker meanwhile is not reported as
+    its worker's exit (the code ``multiprocessing`` makes up then, 255), but says the
+    forkserver ended."""
+    script = tmp_path / "main.py"
+    released = tmp_path / "released"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            f"""
+            import json, pathlib, threading
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.WaitsForAFile())
+                registry.register_tool(process_tools.KillsItsParent())
+                runner = ProcessRunner(2)
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                context = Context(session_id="s", user_id="u")
+                held = {{}}
+                waits = Task(plan_id="p", description="d", tool_name="waits_for_a_file",
+                             parameters={{"path": {str(released)!r}}})
+                thread = threading.Thread(
+                    target=lambda: held.setdefault("result", executor.execute_task(
+                        waits, context, timeout=60))
+                )
+                thread.start()
+                assert process_tools.wait_until(lambda: runner.stats.busy == 1, 30)
+                killer = Task(plan_id="p", description="d", tool_name="kills_its_parent")
+                executor.execute_task(killer, context, timeout=60)
+                pathlib.Path({str(released)!r}).touch()
+                thread.join(60)
+                result = held["result"]
+                print(json.dumps({{"success": result.success, "error": result.error}}))
+                executor.shutdown(wait=False)
+                runner.terminate()
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_script_env(Path(__file__).parent),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["success"]:  # (it may also have run on: the forkserver ended after it)
+        assert "exited with code 255" not in result["error"], result["error"]
+        assert "forkserver" in result["error"], result["error"]
 
 
 def test_an_unknown_start_method_is_refused_with_the_usable_ones() -> None:

@@ -359,8 +359,28 @@ def _kill_group(pid: int, *, ended: bool = False) -> None:
         os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
 
 
+#: The exit code ``multiprocessing`` gives a forkserver's worker when the forkserver ended
+#: before it could say how the worker ended.
+_SERVER_GONE_EXIT = 255
+
+
+def _exists(pid: int) -> bool:
+    """Whether process ``pid`` exists (a forkserver's worker that ended does not: the
+    forkserver waited for it before it said so)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:  # (``PermissionError``: the pid is another user's process by now)
+        return False
+    return True
+
+
 def _crash_outcome(
-    call: _Call, exitcode: int | None, terminated: bool, over_budget: bool = False
+    call: _Call,
+    exitcode: int | None,
+    terminated: bool,
+    over_budget: bool = False,
+    *,
+    server_gone: bool = False,
 ) -> RawOutcome:
     if terminated:
         return RawOutcome(
@@ -394,6 +414,18 @@ def _crash_outcome(
                 "outcome could not be sent back; the task was not retried and the worker was "
                 "replaced. A tool run in a process must close only the file descriptors it "
                 "opened (subprocess closes the others in the child by itself)"
+            ),
+            error_type="worker_crashed",
+        )
+    if server_gone:
+        return RawOutcome(
+            None,
+            WorkerCrashed(
+                f"The worker process running tool '{call.tool_name}' could no longer be "
+                "watched: the forkserver process that started it ended (killed, maybe by a "
+                "tool: a worker's parent process is the forkserver, not your program), so it "
+                "was stopped before the tool returned; the task was not retried and the worker "
+                "was replaced"
             ),
             error_type="worker_crashed",
         )
@@ -655,7 +687,17 @@ class _Pool:
         may be given to the pipe of the worker that replaces the dead one at once, which
         would then run this call and answer it for its own next call. (A pipe the reader
         closed before the write began is refused by ``send_bytes`` with ``OSError``.)
+
+        A call larger than ``LARGE_MESSAGE_BYTES`` is not written on the reader thread (which
+        sends the queued calls freed workers take, and may run callbacks that submit calls):
+        it is handed to a thread of its own, so that its write holds no other worker's
+        messages.
         """
+        if len(call.payload) > LARGE_MESSAGE_BYTES and threading.current_thread() is self.reader:
+            threading.Thread(
+                target=self.send, args=(worker, call), name="laios-process-send"
+            ).start()
+            return
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
         try:
@@ -900,13 +942,7 @@ class _Pool:
                     worker.stopping = True  # it exits by itself
             if current and call is not None:
                 call.events.finished(outcome)
-            if following is None:
-                return
-            if len(following.payload) > LARGE_MESSAGE_BYTES:  # (its write holds no reader)
-                threading.Thread(
-                    target=self.begin, args=(worker, following), name="laios-process-send"
-                ).start()
-            else:
+            if following is not None:
                 self.begin(worker, following)
         elif current and call is not None:
             try:
@@ -921,10 +957,20 @@ class _Pool:
         """A worker process ended: kill what its tool left in its group, report its call
         (unless it was killed for it), replace it."""
         self.receive(worker)  # what it sent before it went
-        if not worker.stopping:  # (one told to stop, or retiring, kills its group itself)
-            _kill_group(worker.pid, ended=True)
         worker.process.join(0)
         exitcode = worker.process.exitcode
+        # The forkserver tells when each of its workers ends; when it ends itself, every one of
+        # them looks ended (with a made-up code), though they run on. Such a worker can no
+        # longer be watched: it is stopped (below) and its call told why.
+        server_gone = (
+            exitcode == _SERVER_GONE_EXIT
+            and self.context.get_start_method() == "forkserver"
+            and _exists(worker.pid)
+        )
+        if server_gone:  # (maybe still starting: not leading a group of its own yet)
+            _kill_group(worker.pid)
+        elif not worker.stopping:  # (one told to stop, or retiring, kills its group itself)
+            _kill_group(worker.pid, ended=True)
         with self.lock:
             self.workers.pop(worker.pid, None)
             if not worker.sending:  # (else the write closes it once it is over: see send)
@@ -952,7 +998,9 @@ class _Pool:
                 exitcode,
             )
         if report and call is not None:
-            outcome = _crash_outcome(call, exitcode, self.terminated, worker.over_budget)
+            outcome = _crash_outcome(
+                call, exitcode, self.terminated, worker.over_budget, server_gone=server_gone
+            )
             call.events.finished(outcome)
         if replace:
             self.start_in_background()

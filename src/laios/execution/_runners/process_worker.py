@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from laios._interrupts import discard_pending_sigint
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution.redaction import (
@@ -568,12 +569,8 @@ def _take_interrupts() -> None:
     """
     if not hasattr(signal, "pthread_sigmask"):
         return
-    came = signal.SIGINT in signal.sigpending()
-    # (a pending signal whose action is SIG_IGN is discarded)
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if came else None
+    discard_pending_sigint()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if came:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if handler is None else handler)
 
 
 def _end_with_the_parent() -> None:
