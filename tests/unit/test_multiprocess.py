@@ -833,18 +833,23 @@ def test_a_directory_the_hook_creates_is_given_to_the_workers_user(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """gunicorn started by root with ``--user``, ``$LAIOS_MULTIPROC_DIR`` missing: the
-    ``on_starting`` hook creates it, and the parents it had to create, and gives them to the
+    ``on_starting`` hook creates it, and the parents it had to create, and gives it to the
     workers' user, so that the workers (which failed to boot on a directory of root's: "not
-    writable") write there, also under a umask that makes them ``0700``. A parent that
-    existed before stays as it was."""
+    writable") write there, also under a umask that makes directories ``0700``. The parents
+    it created stay root's (a worker owning one could swap the directory for a link that
+    root then writes through), and everyone may pass through them. A parent that existed
+    before stays as it was."""
     existing = Path(tempfile.mkdtemp(prefix="laios-user-"))  # (tmp_path is root's alone)
     try:
         existing.chmod(0o755)
         path = existing / "service" / "run" / "multiproc"
         monkeypatch.setenv(ENV_VAR, str(path))
         gunicorn_on_starting(_gunicorn_server(65534, 65534))
-        for made in (path, path.parent, path.parent.parent):
-            assert (made.stat().st_uid, made.stat().st_gid) == (65534, 65534), made
+        assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+        for parent in (path.parent, path.parent.parent):
+            assert (parent.stat().st_uid, parent.stat().st_gid) == (0, 0), parent
+            assert parent.stat().st_mode & 0o111 == 0o111, parent
+            assert parent.stat().st_mode & 0o022 == 0, parent
         assert (existing.stat().st_uid, existing.stat().st_gid) == (0, 0)
         assert (path / "laios-dir.lock").stat().st_uid == 0
 

@@ -89,6 +89,7 @@ import logging
 import math
 import os
 import secrets
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -732,22 +733,28 @@ def _make_directory(path: Path, created: list[Path]) -> None:
 
 
 def _give_away(path: Path, created: list[Path], owner: tuple[int, int]) -> None:
-    """Give the directories this process just ``created`` (``path`` and parents of it) to
-    ``owner``; failing that, remove them again (still empty) and refuse the start."""
+    """Give ``path``, which this process just created, to ``owner``, and let everyone pass
+    through the parents of it that it ``created`` too (they stay this process's: a worker
+    owning one could put a symbolic link in the directory's place, for the master to write
+    through). Failing that, remove them again (still empty) and refuse the start."""
     uid, gid = owner
-    for made in created:
-        try:
-            os.chown(made, uid, gid, follow_symlinks=False)
-        except OSError as exc:
-            for empty in reversed(created):
-                with contextlib.suppress(OSError):
-                    empty.rmdir()
-            raise ValueError(
-                f"the multiprocess directory {path} cannot be given to the workers' user "
-                f"(uid {uid}, gid {gid}): chown of {made} failed ({exc.strerror or exc}); "
-                "create the directory before starting gunicorn, writable by that user "
-                f"(mkdir -p, then chown {uid}:{gid})"
-            ) from exc
+    made = path
+    try:
+        for made in created:
+            if made == path:
+                os.chown(made, uid, gid, follow_symlinks=False)
+            else:  # (a umask of 077 made it 0700: the workers could not reach the directory)
+                os.chmod(made, stat.S_IMODE(os.lstat(made).st_mode) | 0o111)
+    except OSError as exc:
+        for empty in reversed(created):
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be given to the workers' user "
+            f"(uid {uid}, gid {gid}): {'chown' if made == path else 'chmod'} of {made} failed "
+            f"({exc.strerror or exc}); create the directory before starting gunicorn, "
+            f"writable by that user (mkdir -p, then chown {uid}:{gid})"
+        ) from exc
 
 
 def _workers_owner(server: Any) -> tuple[int, int] | None:
@@ -802,11 +809,11 @@ def gunicorn_on_starting(server: Any = None) -> None:
 
     The directory is created if need be (see :func:`prepare_directory`). When gunicorn's
     workers run as another user or group than the master (gunicorn started as root with
-    ``--user``/``--group``), the directories the hook creates (the directory, and those of its
-    parents that did not exist) are given to that user and group (``chown``), so that the
-    workers can write there; the master, as root, still writes its own files there. A directory
-    that existed already is left as it is: it is the operator's, who makes it writable by the
-    workers' user.
+    ``--user``/``--group``), a directory the hook creates is given to that user and group
+    (``chown``), so that the workers can write there; the master, as root, still writes its
+    own files there. Parents of it that the hook creates stay the master's, and everyone may
+    pass through them (``o+x``, whatever the umask). A directory that existed already is left
+    as it is: it is the operator's, who makes it writable by the workers' user.
 
     Args:
         server: gunicorn's arbiter: its ``cfg.uid`` and ``cfg.gid`` say which user and group the
