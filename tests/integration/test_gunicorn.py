@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -157,11 +158,12 @@ def start_gunicorn(
     """Starts gunicorn (stopped at the end): 3 sync workers, the guide's config."""
     started: list[Gunicorn] = []
 
-    def start(*options: str) -> Gunicorn:
-        directory = tmp_path / "multiproc"
-        directory.mkdir(exist_ok=True)  # with --preload, the app enables before on_starting
+    def start(*options: str, directory: Path | None = None, config_extra: str = "") -> Gunicorn:
+        if directory is None:
+            directory = tmp_path / "multiproc"
+            directory.mkdir(exist_ok=True)  # with --preload, the app enables before on_starting
         config = tmp_path / "gunicorn.conf.py"
-        config.write_text(CONFIG)
+        config.write_text(CONFIG + config_extra)
         port = free_port()
         env = {
             **os.environ,
@@ -229,6 +231,61 @@ def test_counters_add_up_over_workers_and_survive_a_replaced_worker(
     files = sorted(p.name for p in server.directory.iterdir() if p.name.endswith(".json"))
     assert len(files) == WORKERS + 1, files  # one per live worker, and the retired one
     assert "laios-retired.json" in files
+
+
+#: What the workers import, loaded by the master (as root) before they become another user:
+#: the interpreter's own files may be root's alone where the tests run.
+_LOADED_FOR_ANOTHER_USER = """
+import encodings.ascii, multiprocessing.util  # noqa: E401
+import laios.execution.executor, laios.execution.server  # noqa: E401
+import laios.tools.base, laios.tools.registry  # noqa: E401
+from laios.execution import _shared_totals
+
+_shared_totals.pid_namespace()
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="gunicorn --user needs root"
+)
+def test_workers_of_another_user_write_in_a_directory_the_hook_created(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    """gunicorn started as root with ``--user nobody`` and ``$LAIOS_MULTIPROC_DIR`` missing:
+    the ``on_starting`` hook creates it (and its missing parent, which stays root's) for the
+    workers' user, who write there; the workers failed to boot ("not writable") on a
+    directory of root's."""
+    import pwd
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    existing = Path(tempfile.mkdtemp(prefix="laios-gunicorn-user-"))  # (tmp_path is root's)
+    server = None
+    try:
+        existing.chmod(0o755)
+        directory = existing / "run" / "multiproc"
+        server = start_gunicorn(
+            "--user",
+            str(nobody.pw_uid),
+            "--group",
+            str(nobody.pw_gid),
+            directory=directory,
+            config_extra=_LOADED_FOR_ANOTHER_USER,
+        )
+        assert (directory.stat().st_uid, directory.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
+        assert directory.parent.stat().st_uid == existing.stat().st_uid == 0
+        run_tasks(server, 12)
+        scrape_until_total(server, 12)
+        written = list(directory.glob("laios-proc-*.json"))
+        assert len(written) == WORKERS
+        assert {p.stat().st_uid for p in written} == {nobody.pw_uid}
+    finally:
+        if server is not None:  # stopped before its directory goes
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(PATIENCE)
+        shutil.rmtree(existing, ignore_errors=True)
 
 
 def test_a_worker_killed_with_sigkill_keeps_what_it_wrote(

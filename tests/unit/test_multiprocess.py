@@ -815,6 +815,132 @@ def test_workers_of_another_user_than_the_master_share_its_directory(
         shutil.rmtree(path)
 
 
+def _gunicorn_server(uid: int, gid: int) -> Any:
+    """What ``gunicorn_on_starting`` reads of gunicorn's arbiter: ``cfg.uid``/``cfg.gid``,
+    the user and group of its workers (``--user``/``--group``)."""
+    return SimpleNamespace(cfg=SimpleNamespace(uid=uid, gid=gid))
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="switches to another user, as gunicorn's master does for --user",
+)
+@pytest.mark.parametrize("strict_umask", [0o022, 0o077], indirect=True, ids=oct)
+def test_a_directory_the_hook_creates_is_given_to_the_workers_user(
+    strict_umask: int,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gunicorn started by root with ``--user``, ``$LAIOS_MULTIPROC_DIR`` missing: the
+    ``on_starting`` hook creates it, and the parents it had to create, and gives it to the
+    workers' user, so that the workers (which failed to boot on a directory of root's: "not
+    writable") write there, also under a umask that makes directories ``0700``. The parents
+    it created stay root's (a worker owning one could swap the directory for a link that
+    root then writes through), and everyone may pass through them. A parent that existed
+    before stays as it was."""
+    existing = Path(tempfile.mkdtemp(prefix="laios-user-"))  # (tmp_path is root's alone)
+    try:
+        existing.chmod(0o755)
+        path = existing / "service" / "run" / "multiproc"
+        monkeypatch.setenv(ENV_VAR, str(path))
+        gunicorn_on_starting(_gunicorn_server(65534, 65534))
+        assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+        for parent in (path.parent, path.parent.parent):
+            assert (parent.stat().st_uid, parent.stat().st_gid) == (0, 0), parent
+            assert parent.stat().st_mode & 0o111 == 0o111, parent
+            assert parent.stat().st_mode & 0o022 == 0, parent
+        assert (existing.stat().st_uid, existing.stat().st_gid) == (0, 0)
+        assert (path / "laios-dir.lock").stat().st_uid == 0
+
+        def worker(report: Report) -> None:
+            _shared_totals.pid_namespace()  # (loaded first: see above)
+            os.setgid(65534)
+            os.setuid(65534)
+            export = enable(interval=INTERVAL, registry=registry, store=store)
+            run_tasks(store, 2)
+            export.write()
+            report({"path": str(export.path)})
+            time.sleep(60)
+
+        child = fork(worker)
+        try:
+            written = Path(child.report()["path"])
+            assert written.stat().st_uid == 65534
+        finally:
+            child.kill()
+        gunicorn_child_exit(None, None)  # the master (root) still writes there
+        assert (path / "laios-retired.json").stat().st_uid == 0
+    finally:
+        shutil.rmtree(existing)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to own directories"
+)
+def test_a_directory_that_existed_is_left_to_its_owner_by_the_hook(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook gives away only what it creates: a directory that existed is the operator's,
+    whoever the workers run as."""
+    monkeypatch.setenv(ENV_VAR, str(directory))
+    gunicorn_on_starting(_gunicorn_server(65534, 65534))
+    assert (directory.stat().st_uid, directory.stat().st_gid) == (0, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "chown"), reason="needs POSIX owners")
+def test_a_created_directory_that_cannot_be_given_to_the_workers_user_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers that could not write in the directory would all fail to boot: when the hook
+    cannot give the directory it created to their user, gunicorn does not start, told why and
+    what to do, and what the hook created is removed (a later start creates it again)."""
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chown", refused)
+    path = tmp_path / "service" / "multiproc"
+    monkeypatch.setenv(ENV_VAR, str(path))
+    with pytest.raises(ValueError, match="Operation not permitted") as raised:
+        gunicorn_on_starting(_gunicorn_server(os.getuid() + 1, os.getgid()))
+    assert str(path) in str(raised.value)
+    assert "uid" in str(raised.value)
+    assert "chown" in str(raised.value)
+    assert not path.parent.exists()
+    assert tmp_path.is_dir()
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        None,
+        SimpleNamespace(),
+        SimpleNamespace(cfg=None),
+        SimpleNamespace(cfg=SimpleNamespace(uid="nobody", gid=None)),
+        "same user",
+    ],
+    ids=["none", "no-cfg", "cfg-none", "not-ints", "same-user"],
+)
+def test_workers_of_the_masters_own_user_get_the_directory_as_it_is_made(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``--user``/``--group`` (workers of the master's own user), or no arbiter to tell:
+    the directory is created as before, and nothing is given away."""
+    if server == "same user":
+        server = _gunicorn_server(os.getuid(), os.getgid())
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("nothing is chowned")
+
+    monkeypatch.setattr(os, "chown", refused)
+    path = tmp_path / "service" / "multiproc"
+    monkeypatch.setenv(ENV_VAR, str(path))
+    gunicorn_on_starting(server)
+    assert path.is_dir()
+    assert path.stat().st_uid == os.geteuid()
+
+
 def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
     store: MetricStore,
     registry: CollectorRegistry,

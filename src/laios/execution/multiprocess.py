@@ -89,6 +89,7 @@ import logging
 import math
 import os
 import secrets
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -664,9 +665,15 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
         TypeError: When ``directory`` is not a path.
         RuntimeError: Without POSIX file locks (Windows).
     """
-    path = _path(directory)
+    return _prepare(_path(directory), None)
+
+
+def _prepare(path: Path, owner: tuple[int, int] | None) -> Path:
+    """:func:`prepare_directory`; ``owner``: the ``(uid, gid)`` to give the directories it
+    creates (the directory and its missing parents), none that existed before."""
+    created: list[Path] = []
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        _make_directory(path, created)
     except FileExistsError as exc:
         raise ValueError(f"the multiprocess directory {path} is not a directory") from exc
     except NotADirectoryError as exc:
@@ -678,6 +685,8 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
             f"the multiprocess directory {path} cannot be created ({exc.strerror or exc}): "
             "create it, or choose another path"
         ) from exc
+    if owner is not None and created:
+        _give_away(path, created, owner)
     writers = _live_writers(path)
     if writers:
         _log.warning(
@@ -699,6 +708,66 @@ def prepare_directory(directory: str | os.PathLike[str] | None = None) -> Path:
             f"laios's files in the multiprocess directory {path} cannot be removed: {exc}"
         ) from exc
     return _directory(path)
+
+
+def _make_directory(path: Path, created: list[Path]) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)``, adding to ``created`` each directory this
+    call made, outermost first."""
+    try:
+        path.mkdir()
+    except FileNotFoundError:
+        if path.parent == path:
+            raise
+        _make_directory(path.parent, created)
+        try:
+            path.mkdir()
+        except OSError:
+            if not path.is_dir():
+                raise
+            return
+    except OSError:
+        if not path.is_dir():
+            raise
+        return
+    created.append(path)
+
+
+def _give_away(path: Path, created: list[Path], owner: tuple[int, int]) -> None:
+    """Give ``path``, which this process just created, to ``owner``, and let everyone pass
+    through the parents of it that it ``created`` too (they stay this process's: a worker
+    owning one could put a symbolic link in the directory's place, for the master to write
+    through). Failing that, remove them again (still empty) and refuse the start."""
+    uid, gid = owner
+    made = path
+    try:
+        for made in created:
+            if made == path:
+                os.chown(made, uid, gid, follow_symlinks=False)
+            else:  # (a umask of 077 made it 0700: the workers could not reach the directory)
+                os.chmod(made, stat.S_IMODE(os.lstat(made).st_mode) | 0o111)
+    except OSError as exc:
+        for empty in reversed(created):
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+        raise ValueError(
+            f"the multiprocess directory {path} cannot be given to the workers' user "
+            f"(uid {uid}, gid {gid}): {'chown' if made == path else 'chmod'} of {made} failed "
+            f"({exc.strerror or exc}); create the directory before starting gunicorn, "
+            f"writable by that user (mkdir -p, then chown {uid}:{gid})"
+        ) from exc
+
+
+def _workers_owner(server: Any) -> tuple[int, int] | None:
+    """The ``(uid, gid)`` gunicorn's workers run as (``--user``/``--group``), when it is not
+    this process's; ``None`` when it is, or when ``server`` does not say."""
+    cfg = getattr(server, "cfg", None)
+    uid: Any = getattr(cfg, "uid", None)
+    gid: Any = getattr(cfg, "gid", None)
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in (uid, gid)):
+        return None
+    if (uid, gid) == (os.getuid(), os.getgid()):
+        return None
+    return uid, gid
 
 
 def _live_writers(path: Path) -> list[int]:
@@ -738,12 +807,22 @@ def gunicorn_on_starting(server: Any = None) -> None:
     own hook). The master writes no file of its own (with ``--preload`` it may have turned
     multiprocess mode on while importing the application): its workers write theirs.
 
+    The directory is created if need be (see :func:`prepare_directory`). When gunicorn's
+    workers run as another user or group than the master (gunicorn started as root with
+    ``--user``/``--group``), a directory the hook creates is given to that user and group
+    (``chown``), so that the workers can write there; the master, as root, still writes its
+    own files there. Parents of it that the hook creates stay the master's, and everyone may
+    pass through them (``o+x``, whatever the umask). A directory that existed already is left
+    as it is: it is the operator's, who makes it writable by the workers' user.
+
     Args:
-        server: gunicorn's arbiter (unused).
+        server: gunicorn's arbiter: its ``cfg.uid`` and ``cfg.gid`` say which user and group the
+            workers run as. ``None``, or an object without them: the master's own.
 
     Raises:
-        ValueError: When ``LAIOS_MULTIPROC_DIR`` is not set or cannot be used; gunicorn then
-            does not start.
+        ValueError: When ``LAIOS_MULTIPROC_DIR`` is not set or cannot be used, or when a
+            directory the hook created cannot be given to the workers' user (it is removed
+            again; the message names it and says what to do); gunicorn then does not start.
     """
     global _master_pid
     _master_pid = os.getpid()
@@ -756,7 +835,7 @@ def gunicorn_on_starting(server: Any = None) -> None:
         # serve and write here, and the totals go on from theirs.
         _directory(None)
     else:
-        prepare_directory()
+        _prepare(_path(None), _workers_owner(server))
 
 
 def gunicorn_child_exit(server: Any = None, worker: Any = None) -> None:
