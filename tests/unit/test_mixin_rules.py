@@ -627,3 +627,45 @@ def test_a_selector_with_promql_escapes_is_accepted(selector: str) -> None:
 def test_label_matcher_selectors_are_accepted(selector: str) -> None:
     """Selectors of one or more quoted label matchers, any operator, are accepted."""
     assert MixinConfig(selector=selector).matchers() == "{" + selector + "}"
+
+
+@pytest.mark.parametrize(
+    ("selector", "reason"),
+    [
+        ('job=~"orders-("', "missing \\)"),
+        ('job!~"a)b"', "unbalanced parenthesis"),
+        ("job=~'[a-z'", "unterminated character set"),
+        ('job=~"*-api"', "nothing to repeat"),
+        ('job=~"a**"', "multiple repeat"),
+        ("job=~`[z-a]`", "bad character range"),
+        ('namespace="shop",job=~"\\\\\\\\("', "missing \\)"),
+    ],
+)
+def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, reason: str) -> None:
+    """The value of a ``=~`` or ``!~`` matcher is a regular expression: one with unbalanced
+    parentheses or brackets or a repetition of nothing is refused at the call, naming the
+    matcher and why; Prometheus would refuse the rules that read it."""
+    with pytest.raises(ValueError, match=f"not a regular expression.*{reason}"):
+        MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job=~"orders-(api|web)"',
+        'job=~"\\\\(literal\\\\)"',
+        'job="("',
+        'job=~"\\\\pL+"',
+        'job=~"a(?i)b"',
+        'job=~"[[:alpha:]]+"',
+        'job=~"[]a]"',
+        'job=~"\\x28\\x29"',
+        "job=~`a\\z`",
+        'job=~"' + "(" * 600 + "a" + ")" * 600 + '"',
+    ],
+)
+def test_regex_matchers_prometheus_compiles_are_accepted(selector: str) -> None:
+    """A regex Go's RE2 compiles passes, whatever Python's ``re`` thinks of its syntax (``\\pL``,
+    a flag in the middle, groups nested deeper than Python parses); an ``=`` matcher's value is
+    no regex."""
+    assert MixinConfig(selector=selector).selector == selector

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,6 +41,19 @@ _MATCHER = rf"\s*{_LABEL.pattern}{_MATCHED}"
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
 #: One matcher of a valid selector: its label name, operator and quoted value captured.
 _NAMED_MATCHER = re.compile(rf"\s*({_LABEL.pattern})\s*({_OPERATOR})\s*({_QUOTED})\s*")
+#: One escape of a PromQL quoted string, for reading the string's value.
+_ONE_ESCAPE = re.compile(_ESCAPE + r"|\\[\"']")
+_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+#: What Python's ``re`` says of a regex that Go's RE2, which Prometheus uses, refuses too: other
+#: errors may come from syntax only RE2 knows (``\pL``, ``(?i)`` in the middle), never refused.
+_REGEX_ERRORS_OF_BOTH = (
+    "missing ), unterminated subpattern",
+    "unbalanced parenthesis",
+    "unterminated character set",
+    "nothing to repeat",
+    "multiple repeat",
+    "bad character range",
+)
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
@@ -64,7 +78,8 @@ class MixinConfig:
             of the ``laios_*`` series themselves, only ``tool`` may be selected on (the
             target and per-process alerts leave it out: no target or gauge has it); nor may
             it name ``laios_selector`` or a label starting with ``__``, which Prometheus
-            reserves.
+            reserves. A ``=~`` or ``!~`` matcher's regex must compile (balanced parentheses
+            and brackets, no repetition of nothing).
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -144,6 +159,9 @@ class MixinConfig:
                 '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\' (in a quoted '
                 "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
+        for label, operator, quoted in self._selector_parts:
+            if operator in ("=~", "!~"):
+                _check_regex(f"{label}{operator}{quoted}", _unquoted(quoted))
         for label in self.selector_labels:
             if label == RULE_SET_LABEL:
                 raise ValueError(
@@ -331,6 +349,47 @@ def matcher_parts(matcher: str) -> tuple[str, str, str]:
     if match is None:
         raise ValueError(f"{matcher!r} is not a PromQL label matcher")
     return match[1], match[2], match[3]
+
+
+def _unquoted(quoted: str) -> str:
+    r"""The value of a PromQL quoted string (valid, as the selector's are), escapes read.
+
+    >>> print(_unquoted(r'"a\\.b"'), _unquoted(r"`a\.b`"), _unquoted(r"'\x41\101\u00e9'"))
+    a\.b a\.b AAé
+    """
+    if quoted[0] == "`":
+        return quoted[1:-1]
+
+    def read(match: re.Match[str]) -> str:
+        escape = match[0][1:]
+        if escape[0] in _SIMPLE_ESCAPES:
+            return _SIMPLE_ESCAPES[escape[0]]
+        if escape[0] in "xuU":
+            return chr(int(escape[1:], 16))
+        if escape[0].isdigit():
+            return chr(int(escape, 8))
+        return escape  # \\, \" or \'
+
+    return _ONE_ESCAPE.sub(read, quoted[1:-1])
+
+
+def _check_regex(matcher: str, regex: str) -> None:
+    """Raise ``ValueError`` when ``regex`` is one Prometheus cannot compile (as far as Python's
+    ``re`` can tell: only errors Go's RE2 makes too)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (FutureWarning on "[[", which RE2 reads fine)
+            re.compile(regex)
+    except RecursionError:  # nested deeper than Python parses; RE2 takes up to 1000 levels
+        return
+    except re.error as exc:
+        if exc.msg.startswith(_REGEX_ERRORS_OF_BOTH):
+            where = "" if exc.pos is None else f" at position {exc.pos}"
+            raise ValueError(
+                f"selector: {matcher} is not a regular expression Prometheus can compile: "
+                f"{exc.msg}{where} of {regex!r} (for a literal character, escape it: "
+                'job=~"a\\\\(b")'
+            ) from None
 
 
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:
