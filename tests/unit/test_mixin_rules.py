@@ -669,3 +669,25 @@ def test_regex_matchers_prometheus_compiles_are_accepted(selector: str) -> None:
     a flag in the middle, groups nested deeper than Python parses); an ``=`` matcher's value is
     no regex."""
     assert MixinConfig(selector=selector).selector == selector
+
+
+def test_an_objective_of_many_nines_is_written_as_given() -> None:
+    """At 0.9999999 (seven nines) the texts say 99.99999 % and a budget of 0.00001 %, not a
+    rounded "100% success"; the dashboard's Failed results panel turns orange above that
+    budget, not above 0, and names the objective as given."""
+    from laios.mixin.dashboard import build_dashboard
+
+    config = MixinConfig(availability_objective=0.9999999)
+    (burn, *_) = [
+        rule
+        for group in rule_groups(config)
+        for rule in group["rules"]
+        if rule.get("alert") == "LaiosErrorBudgetBurn"
+    ]
+    description = burn["annotations"]["description"]
+    assert "The objective is 99.99999% success, so 1e-05% of the results" in description
+    assert "* 1e-07)" in burn["expr"]
+    (panel,) = [p for p in build_dashboard(config)["panels"] if p.get("title") == "Failed results"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [step["value"] for step in steps] == [None, 1e-07, 1.44e-06]
+    assert "(0.9999999)" in panel["description"]

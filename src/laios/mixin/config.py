@@ -323,6 +323,17 @@ class MixinConfig:
         return tuple(dict.fromkeys((*self.group_labels, *extra)))
 
     @property
+    def error_budget(self) -> float:
+        """The share of results that may fail, ``1 - availability_objective``, rounded to 12
+        decimals so that it is written as given (``1e-07`` for 0.9999999, not
+        ``1.000000000583867e-07``).
+
+        >>> MixinConfig(availability_objective=0.999).error_budget
+        0.001
+        """
+        return round(1 - self.availability_objective, 12)
+
+    @property
     def by(self) -> str:
         """The group labels as a PromQL grouping list: ``cluster, namespace, job``."""
         return ", ".join(self.group_labels)
