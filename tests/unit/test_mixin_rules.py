@@ -691,3 +691,18 @@ def test_an_objective_of_many_nines_is_written_as_given() -> None:
     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [step["value"] for step in steps] == [None, 1e-07, 1.44e-06]
     assert "(0.9999999)" in panel["description"]
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\x1b", "\x7f", "\x9b", "\udcff"])
+def test_a_selector_with_a_character_a_rules_file_cannot_hold_is_refused(character: str) -> None:
+    """A control character (ESC, DEL, ...) or a lone surrogate (a byte of an argument that is
+    not UTF-8) is refused at the call: promtool refuses a rules file with the first ("yaml:
+    control characters are not allowed"), and the second cannot be written at all."""
+    with pytest.raises(ValueError, match=r"selector .* at position 6.*PromQL escape"):
+        MixinConfig(selector=f'job="a{character}b"')
+
+
+@pytest.mark.parametrize("character", ["\t", "\x85", "\u2028", "\ufeff", "\U0001f600"])
+def test_a_selector_with_a_character_a_rules_file_holds_is_accepted(character: str) -> None:
+    """A tab, a NEL, a line or byte-order mark or an emoji are written as they are."""
+    assert MixinConfig(selector=f'job="a{character}b"').selector == f'job="a{character}b"'

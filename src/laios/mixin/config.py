@@ -54,6 +54,9 @@ _REGEX_ERRORS_OF_BOTH = (
     "multiple repeat",
     "bad character range",
 )
+#: What a rules file (YAML) cannot hold: control characters but tab, CR and NEL, and what is not
+#: a character (a lone surrogate, which a byte of an argument that is not UTF-8 becomes).
+_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
@@ -79,7 +82,8 @@ class MixinConfig:
             target and per-process alerts leave it out: no target or gauge has it); nor may
             it name ``laios_selector`` or a label starting with ``__``, which Prometheus
             reserves. A ``=~`` or ``!~`` matcher's regex must compile (balanced parentheses
-            and brackets, no repetition of nothing).
+            and brackets, no repetition of nothing); a control character but a tab is
+            written as a PromQL escape (``\\x1b``).
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -152,6 +156,14 @@ class MixinConfig:
         if "{" in self.selector or "}" in self.selector:
             raise ValueError(
                 "selector takes label matchers without braces, e.g. 'job=\"orders-api\"'"
+            )
+        unwritable = _UNWRITABLE.search(self.selector)
+        if unwritable is not None:
+            raise ValueError(
+                f"selector {self.selector!r} has {unwritable[0]!r} at position "
+                f"{unwritable.start()}, a control character or a lone surrogate (from bytes "
+                "that are not UTF-8) that no rules file can hold: write a control character "
+                "as a PromQL escape (\\x1b)"
             )
         if not _SELECTOR.fullmatch(self.selector):
             raise ValueError(
