@@ -706,3 +706,45 @@ def test_a_selector_with_a_character_a_rules_file_cannot_hold_is_refused(charact
 def test_a_selector_with_a_character_a_rules_file_holds_is_accepted(character: str) -> None:
     """A tab, a NEL, a line or byte-order mark or an emoji are written as they are."""
     assert MixinConfig(selector=f'job="a{character}b"').selector == f'job="a{character}b"'
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("selector", None),
+        ("selector", b'job="a"'),
+        ("availability_objective", "0.99"),
+        ("availability_objective", None),
+        ("availability_objective", True),
+        ("latency_p95_seconds", "5"),
+        ("runbook_url_base", None),
+        ("runbook_url_base", 5),
+        ("dashboard_uid", 5),
+        ("match_labels", [("app", "laios")]),
+        ("manifest_labels", {"release": "prom"}),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_naming_it(field: str, value: Any) -> None:
+    """A value of the wrong type is refused at the call with a TypeError naming the field,
+    not an error of a comparison inside the check (or a config that holds a list)."""
+    with pytest.raises(TypeError, match=f"^{field} must be"):
+        MixinConfig(**{field: value})
+
+
+def test_an_objective_of_any_real_number_type_gives_the_files_of_its_float() -> None:
+    """A Decimal or Fraction objective or latency is taken as its float: the same rules, not
+    a TypeError from inside the generator after the check let it pass."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    expected = rule_groups(MixinConfig(availability_objective=0.995, latency_p95_seconds=2.5))
+    for objective, latency in ((Decimal("0.995"), Decimal("2.5")), (Fraction(199, 200), 2.5)):
+        config = MixinConfig(availability_objective=objective, latency_p95_seconds=latency)  # type: ignore[arg-type]
+        assert config.availability_objective == 0.995
+        assert rule_groups(config) == expected
+
+
+def test_a_latency_objective_too_large_for_a_float_is_refused() -> None:
+    """10**400 seconds is refused with the field's ValueError, not an OverflowError."""
+    with pytest.raises(ValueError, match="latency_p95_seconds must be a positive, finite"):
+        MixinConfig(latency_p95_seconds=10**400)

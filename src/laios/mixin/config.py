@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import cast
 
 __all__ = ["MixinConfig"]
 
@@ -90,7 +93,9 @@ class MixinConfig:
             Each at most once, and none of the labels of the ``laios_*`` series themselves
             (``tool``, ``outcome``, ``error_type``, ``le``, ...) nor a name starting with ``__``.
         availability_objective: The share of final task results (after retries) that must not
-            fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %.
+            fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %. Any
+            real number (a ``Decimal``, a ``Fraction``) is taken as its float, as is
+            :attr:`latency_p95_seconds`.
         latency_p95_seconds: The p95 duration of successful tasks, in seconds (positive and
             finite), above which the latency alert fires.
         runbook_url_base: Where the runbooks live; an alert's ``runbook_url`` is this plus the
@@ -120,6 +125,7 @@ class MixinConfig:
     manifest_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        self._check_types()
         if not isinstance(self.group_labels, tuple):
             raise TypeError(
                 f"group_labels must be a tuple of label names, got {self.group_labels!r}"
@@ -222,6 +228,32 @@ class MixinConfig:
             )
         _check_kubernetes_labels("match_labels", self.match_labels)
         _check_kubernetes_labels("manifest_labels", self.manifest_labels)
+
+    def _check_types(self) -> None:
+        """Raise ``TypeError`` naming the field whose value is of the wrong type; take a real
+        number (a ``Decimal``, a ``Fraction``) for an objective as its float."""
+        texts: dict[str, object] = {
+            "selector": self.selector,
+            "runbook_url_base": self.runbook_url_base,
+        }
+        if self.dashboard_uid is not None:
+            texts["dashboard_uid"] = self.dashboard_uid
+        for name, value in texts.items():
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {value!r}")
+        for name in ("availability_objective", "latency_p95_seconds"):
+            number: object = getattr(self, name)
+            if isinstance(number, bool) or not isinstance(number, (numbers.Real, Decimal)):
+                raise TypeError(f"{name} must be a number, got {number!r}")
+            try:
+                as_float = float(number)
+            except OverflowError:  # (an int or a Fraction too large for a float)
+                as_float = -math.inf if cast(float, number) < 0 else math.inf
+            object.__setattr__(self, name, as_float)
+        for name in ("match_labels", "manifest_labels"):
+            pairs: object = getattr(self, name)
+            if not isinstance(pairs, tuple):
+                raise TypeError(f"{name} must be a tuple of (key, value) pairs, got {pairs!r}")
 
     def matchers(self, *more: str) -> str:
         """Return ``{...}`` with the selector and ``more`` matchers, or ``""`` when empty."""
