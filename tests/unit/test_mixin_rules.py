@@ -748,3 +748,14 @@ def test_a_latency_objective_too_large_for_a_float_is_refused() -> None:
     """10**400 seconds is refused with the field's ValueError, not an OverflowError."""
     with pytest.raises(ValueError, match="latency_p95_seconds must be a positive, finite"):
         MixinConfig(latency_p95_seconds=10**400)
+
+
+def test_a_group_label_named_as_the_dashboards_data_source_variable_is_refused() -> None:
+    """A group label ``datasource`` would give the dashboard two variables of that name, the
+    data source one and the label's, which every panel reads as ``${datasource}``."""
+    from laios.mixin.dashboard import build_dashboard
+
+    names = [v["name"] for v in build_dashboard(MixinConfig())["templating"]["list"]]
+    assert "datasource" in names
+    with pytest.raises(ValueError, match=r"group_labels: 'datasource' .*dashboard"):
+        MixinConfig(group_labels=("cluster", "datasource"))

@@ -23,6 +23,9 @@ SERIES_LABELS = frozenset(
 #: The label on the recorded series and alerts of the rules of a selector, holding the selector
 #: (:attr:`MixinConfig.rule_set`): each rule set reads only the series it recorded itself.
 RULE_SET_LABEL = "laios_selector"
+#: The name of the dashboard's template variable that picks the Prometheus data source; the
+#: group labels get variables of their own names.
+DATASOURCE_VARIABLE = "datasource"
 #: The uid of the dashboard of the default configuration (no selector).
 DEFAULT_DASHBOARD_UID = "laios-execution"
 #: What Grafana accepts as a dashboard uid.
@@ -91,7 +94,8 @@ class MixinConfig:
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
             Each at most once, and none of the labels of the ``laios_*`` series themselves
-            (``tool``, ``outcome``, ``error_type``, ``le``, ...) nor a name starting with ``__``.
+            (``tool``, ``outcome``, ``error_type``, ``le``, ...), a name starting with ``__``
+            nor ``datasource`` (the dashboard's data source variable).
         availability_objective: The share of final task results (after retries) that must not
             fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %. Any
             real number (a ``Decimal``, a ``Fraction``) is taken as its float, as is
@@ -141,6 +145,12 @@ class MixinConfig:
                 raise ValueError(
                     f"group_labels must not contain {RULE_SET_LABEL!r}: the rules of a selector "
                     "set it to the selector"
+                )
+            if label == DATASOURCE_VARIABLE:
+                raise ValueError(
+                    f"group_labels: {label!r} is the name of the dashboard's data source "
+                    "variable, which every panel reads: a variable for the label would "
+                    "clash with it"
                 )
             if label in SERIES_LABELS or label.startswith("__"):
                 raise ValueError(
