@@ -93,6 +93,10 @@ class _TLSFailed(StatusUnavailable):
     an http:// URL for an endpoint that speaks TLS."""
 
 
+class _TooLarge(StatusUnavailable):
+    """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
+
+
 #: Seconds the check of whether an endpoint speaks TLS may take at most (within the deadline).
 _TLS_PROBE_SECONDS = 2.0
 #: The start of OpenSSL's reason for an alert the peer sent: the peer speaks TLS.
@@ -438,8 +442,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
     Raises:
         StatusUnavailable: When nothing answers, the complete answer does not arrive within
-            ``timeout`` seconds, the answer is not HTTP 200, or the body is not a ``/status``
-            document.
+            ``timeout`` seconds, the answer is not HTTP 200, or the body is longer than 16 MiB
+            or not a ``/status`` document.
         ValueError: When ``timeout`` is not a positive, finite number of seconds.
     """
     timeout = _positive_seconds("timeout", timeout)
@@ -518,13 +522,18 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             if tls is not None:
                 raise tls from None
         raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
+    if len(raw) > _MAX_BODY:
+        raise _TooLarge(
+            f"{target} answered with more than {_MAX_BODY >> 20} MiB, more than laios status "
+            "reads (a process with very many tools, stores or running tasks; its /metrics "
+            "has the same counts)"
+        )
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested too deeply
         document = None
     if (
-        len(raw) > _MAX_BODY
-        or not isinstance(document, dict)
+        not isinstance(document, dict)
         or not isinstance(document.get("tools"), list)
         or not isinstance(document.get("running"), list)
     ):
@@ -843,7 +852,7 @@ def _with_default_port(url: str) -> str | None:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
-    if isinstance(problem, (_CredentialsNeeded, _TLSFailed)):
+    if isinstance(problem, (_CredentialsNeeded, _TLSFailed, _TooLarge)):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
     try:
         port = urlsplit(status_url(url)).port

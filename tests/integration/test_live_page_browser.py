@@ -355,3 +355,51 @@ def test_the_page_says_when_the_server_is_gone_and_recovers(browser: Browser, li
     assert (page.locator("#state-text").text_content() or "").startswith("live")
     assert "stale" not in (page.locator("main").get_attribute("class") or "")
     page.close()
+
+
+def test_the_page_keeps_apart_the_tools_of_stores_with_other_labels(browser: Browser) -> None:
+    """Two executors with the same tool, whose stores have other constant labels (``pool``),
+    give two rows: each named with its labels, each with its own numbers; only the busy
+    pool's row has a rate."""
+    tools = ToolRegistry()
+    tools.register_tools([Quick])
+    registry = CollectorRegistry()
+    busy = Executor(
+        tools, store=MetricStore(labels={"pool": "search"}), prometheus_registry=registry
+    )
+    idle = Executor(
+        tools, store=MetricStore(labels={"pool": "batch"}), prometheus_registry=registry
+    )
+    server = start_http_server(0, store=MetricStore(), registry=registry)
+    idle.execute_task(Task(plan_id="p", description="once", tool_name="quick"), CONTEXT)
+    stop = threading.Event()
+
+    def work() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            busy.execute_task(Task(plan_id="p", description="busy", tool_name="quick"), CONTEXT)
+            stop.wait(0.02)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        search = page.locator(f'{tool_row("quick")}[data-labels="pool=search"]')
+        batch = page.locator(f'{tool_row("quick")}[data-labels="pool=batch"]')
+        search.wait_for()
+        batch.wait_for()
+        assert page.locator(tool_row("quick")).count() == 2
+        assert search.locator('[data-field="tool"]').text_content() == "quick {pool=search}"
+        assert batch.locator('[data-field="tool"]').text_content() == "quick {pool=batch}"
+        rate = search.locator('[data-field="rate"]')
+        wait_until(lambda: re.search("[1-9]", rate.text_content() or "") is not None, "a rate")
+        assert batch.locator('[data-field="rate"]').text_content() == "0/s"
+        assert batch.locator('[data-field="total"]').text_content() == "1"
+        assert errors == []
+        page.close()
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        server.shutdown()
+        busy.shutdown()
+        idle.shutdown()

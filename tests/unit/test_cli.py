@@ -476,6 +476,19 @@ def test_status_renders_a_hostile_document(
     assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
 
 
+def test_status_says_when_the_answer_is_too_large(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body of more than 16 MiB is reported as too large (not as something other than a
+    status document, which it may well be), exit 2."""
+    body = b'{"tools":[],"running":[],"pad":"' + b"x" * (17 << 20) + b'"}'
+    url = raw_server(_send(_http_answer(body)))
+    assert main(["status", "--url", url, "--timeout", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "answered with more than 16 MiB" in err
+    assert "did not answer with a laios status document" not in err
+
+
 def test_status_refuses_deeply_nested_json(
     raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -125,6 +125,7 @@ def test_check_fails_on_a_changed_file_and_names_the_command(
         (["--group-labels", "job,tool"], "tool"),
         (["--match-label", "no-equals-sign"], "KEY=VALUE"),
         (["--selector", "{job='x'}"], "without braces"),
+        (["--selector", 'job="\udcff"'], "surrogate"),
     ],
 )
 def test_bad_options_exit_2_with_the_reason(

@@ -627,3 +627,135 @@ def test_a_selector_with_promql_escapes_is_accepted(selector: str) -> None:
 def test_label_matcher_selectors_are_accepted(selector: str) -> None:
     """Selectors of one or more quoted label matchers, any operator, are accepted."""
     assert MixinConfig(selector=selector).matchers() == "{" + selector + "}"
+
+
+@pytest.mark.parametrize(
+    ("selector", "reason"),
+    [
+        ('job=~"orders-("', "missing \\)"),
+        ('job!~"a)b"', "unbalanced parenthesis"),
+        ("job=~'[a-z'", "unterminated character set"),
+        ('job=~"*-api"', "nothing to repeat"),
+        ('job=~"a**"', "multiple repeat"),
+        ("job=~`[z-a]`", "bad character range"),
+        ('namespace="shop",job=~"\\\\\\\\("', "missing \\)"),
+    ],
+)
+def test_a_regex_matcher_prometheus_cannot_compile_is_refused(selector: str, reason: str) -> None:
+    """The value of a ``=~`` or ``!~`` matcher is a regular expression: one with unbalanced
+    parentheses or brackets or a repetition of nothing is refused at the call, naming the
+    matcher and why; Prometheus would refuse the rules that read it."""
+    with pytest.raises(ValueError, match=f"not a regular expression.*{reason}"):
+        MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job=~"orders-(api|web)"',
+        'job=~"\\\\(literal\\\\)"',
+        'job="("',
+        'job=~"\\\\pL+"',
+        'job=~"a(?i)b"',
+        'job=~"[[:alpha:]]+"',
+        'job=~"[]a]"',
+        'job=~"\\x28\\x29"',
+        "job=~`a\\z`",
+        'job=~"' + "(" * 600 + "a" + ")" * 600 + '"',
+    ],
+)
+def test_regex_matchers_prometheus_compiles_are_accepted(selector: str) -> None:
+    """A regex Go's RE2 compiles passes, whatever Python's ``re`` thinks of its syntax (``\\pL``,
+    a flag in the middle, groups nested deeper than Python parses); an ``=`` matcher's value is
+    no regex."""
+    assert MixinConfig(selector=selector).selector == selector
+
+
+def test_an_objective_of_many_nines_is_written_as_given() -> None:
+    """At 0.9999999 (seven nines) the texts say 99.99999 % and a budget of 0.00001 %, not a
+    rounded "100% success"; the dashboard's Failed results panel turns orange above that
+    budget, not above 0, and names the objective as given."""
+    from laios.mixin.dashboard import build_dashboard
+
+    config = MixinConfig(availability_objective=0.9999999)
+    (burn, *_) = [
+        rule
+        for group in rule_groups(config)
+        for rule in group["rules"]
+        if rule.get("alert") == "LaiosErrorBudgetBurn"
+    ]
+    description = burn["annotations"]["description"]
+    assert "The objective is 99.99999% success, so 1e-05% of the results" in description
+    assert "* 1e-07)" in burn["expr"]
+    (panel,) = [p for p in build_dashboard(config)["panels"] if p.get("title") == "Failed results"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [step["value"] for step in steps] == [None, 1e-07, 1.44e-06]
+    assert "(0.9999999)" in panel["description"]
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\x1b", "\x7f", "\x9b", "\udcff"])
+def test_a_selector_with_a_character_a_rules_file_cannot_hold_is_refused(character: str) -> None:
+    """A control character (ESC, DEL, ...) or a lone surrogate (a byte of an argument that is
+    not UTF-8) is refused at the call: promtool refuses a rules file with the first ("yaml:
+    control characters are not allowed"), and the second cannot be written at all."""
+    with pytest.raises(ValueError, match=r"selector .* at position 6.*PromQL escape"):
+        MixinConfig(selector=f'job="a{character}b"')
+
+
+@pytest.mark.parametrize("character", ["\t", "\x85", "\u2028", "\ufeff", "\U0001f600"])
+def test_a_selector_with_a_character_a_rules_file_holds_is_accepted(character: str) -> None:
+    """A tab, a NEL, a line or byte-order mark or an emoji are written as they are."""
+    assert MixinConfig(selector=f'job="a{character}b"').selector == f'job="a{character}b"'
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("selector", None),
+        ("selector", b'job="a"'),
+        ("availability_objective", "0.99"),
+        ("availability_objective", None),
+        ("availability_objective", True),
+        ("latency_p95_seconds", "5"),
+        ("runbook_url_base", None),
+        ("runbook_url_base", 5),
+        ("dashboard_uid", 5),
+        ("match_labels", [("app", "laios")]),
+        ("manifest_labels", {"release": "prom"}),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_naming_it(field: str, value: Any) -> None:
+    """A value of the wrong type is refused at the call with a TypeError naming the field,
+    not an error of a comparison inside the check (or a config that holds a list)."""
+    with pytest.raises(TypeError, match=f"^{field} must be"):
+        MixinConfig(**{field: value})
+
+
+def test_an_objective_of_any_real_number_type_gives_the_files_of_its_float() -> None:
+    """A Decimal or Fraction objective or latency is taken as its float: the same rules, not
+    a TypeError from inside the generator after the check let it pass."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    expected = rule_groups(MixinConfig(availability_objective=0.995, latency_p95_seconds=2.5))
+    for objective, latency in ((Decimal("0.995"), Decimal("2.5")), (Fraction(199, 200), 2.5)):
+        config = MixinConfig(availability_objective=objective, latency_p95_seconds=latency)  # type: ignore[arg-type]
+        assert config.availability_objective == 0.995
+        assert rule_groups(config) == expected
+
+
+def test_a_latency_objective_too_large_for_a_float_is_refused() -> None:
+    """10**400 seconds is refused with the field's ValueError, not an OverflowError."""
+    with pytest.raises(ValueError, match="latency_p95_seconds must be a positive, finite"):
+        MixinConfig(latency_p95_seconds=10**400)
+
+
+def test_a_group_label_named_as_the_dashboards_data_source_variable_is_refused() -> None:
+    """A group label ``datasource`` would give the dashboard two variables of that name, the
+    data source one and the label's, which every panel reads as ``${datasource}``."""
+    from laios.mixin.dashboard import build_dashboard
+
+    names = [v["name"] for v in build_dashboard(MixinConfig())["templating"]["list"]]
+    assert "datasource" in names
+    with pytest.raises(ValueError, match=r"group_labels: 'datasource' .*dashboard"):
+        MixinConfig(group_labels=("cluster", "datasource"))

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from laios.mixin.config import DATASOURCE_VARIABLE
+
 __all__ = [
     "PROMETHEUS",
     "Grid",
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 #: Every panel and query reads the Prometheus chosen in the ``datasource`` variable.
-PROMETHEUS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
+PROMETHEUS: dict[str, str] = {"type": "prometheus", "uid": f"${{{DATASOURCE_VARIABLE}}}"}
 #: Grafana's grid is 24 columns wide.
 COLUMNS = 24
 
@@ -267,7 +269,7 @@ def datasource_variable(current_uid: str) -> dict[str, Any]:
         "includeAll": False,
         "label": "Data source",
         "multi": False,
-        "name": "datasource",
+        "name": DATASOURCE_VARIABLE,
         "options": [],
         "query": "prometheus",
         "refresh": 1,

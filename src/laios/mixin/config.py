@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import cast
 
 __all__ = ["MixinConfig"]
 
@@ -19,6 +23,9 @@ SERIES_LABELS = frozenset(
 #: The label on the recorded series and alerts of the rules of a selector, holding the selector
 #: (:attr:`MixinConfig.rule_set`): each rule set reads only the series it recorded itself.
 RULE_SET_LABEL = "laios_selector"
+#: The name of the dashboard's template variable that picks the Prometheus data source; the
+#: group labels get variables of their own names.
+DATASOURCE_VARIABLE = "datasource"
 #: The uid of the dashboard of the default configuration (no selector).
 DEFAULT_DASHBOARD_UID = "laios-execution"
 #: What Grafana accepts as a dashboard uid.
@@ -40,6 +47,22 @@ _MATCHER = rf"\s*{_LABEL.pattern}{_MATCHED}"
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*)?$")
 #: One matcher of a valid selector: its label name, operator and quoted value captured.
 _NAMED_MATCHER = re.compile(rf"\s*({_LABEL.pattern})\s*({_OPERATOR})\s*({_QUOTED})\s*")
+#: One escape of a PromQL quoted string, for reading the string's value.
+_ONE_ESCAPE = re.compile(_ESCAPE + r"|\\[\"']")
+_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+#: What Python's ``re`` says of a regex that Go's RE2, which Prometheus uses, refuses too: other
+#: errors may come from syntax only RE2 knows (``\pL``, ``(?i)`` in the middle), never refused.
+_REGEX_ERRORS_OF_BOTH = (
+    "missing ), unterminated subpattern",
+    "unbalanced parenthesis",
+    "unterminated character set",
+    "nothing to repeat",
+    "multiple repeat",
+    "bad character range",
+)
+#: What a rules file (YAML) cannot hold: control characters but tab, CR and NEL, and what is not
+#: a character (a lone surrogate, which a byte of an argument that is not UTF-8 becomes).
+_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
@@ -64,14 +87,19 @@ class MixinConfig:
             of the ``laios_*`` series themselves, only ``tool`` may be selected on (the
             target and per-process alerts leave it out: no target or gauge has it); nor may
             it name ``laios_selector`` or a label starting with ``__``, which Prometheus
-            reserves.
+            reserves. A ``=~`` or ``!~`` matcher's regex must compile (balanced parentheses
+            and brackets, no repetition of nothing); a control character but a tab is
+            written as a PromQL escape (``\\x1b``).
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
             Each at most once, and none of the labels of the ``laios_*`` series themselves
-            (``tool``, ``outcome``, ``error_type``, ``le``, ...) nor a name starting with ``__``.
+            (``tool``, ``outcome``, ``error_type``, ``le``, ...), a name starting with ``__``
+            nor ``datasource`` (the dashboard's data source variable).
         availability_objective: The share of final task results (after retries) that must not
-            fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %.
+            fail, for the multiwindow multi-burn-rate SLO alerts: ``0.99`` is 99 %. Any
+            real number (a ``Decimal``, a ``Fraction``) is taken as its float, as is
+            :attr:`latency_p95_seconds`.
         latency_p95_seconds: The p95 duration of successful tasks, in seconds (positive and
             finite), above which the latency alert fires.
         runbook_url_base: Where the runbooks live; an alert's ``runbook_url`` is this plus the
@@ -101,6 +129,7 @@ class MixinConfig:
     manifest_labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        self._check_types()
         if not isinstance(self.group_labels, tuple):
             raise TypeError(
                 f"group_labels must be a tuple of label names, got {self.group_labels!r}"
@@ -116,6 +145,12 @@ class MixinConfig:
                 raise ValueError(
                     f"group_labels must not contain {RULE_SET_LABEL!r}: the rules of a selector "
                     "set it to the selector"
+                )
+            if label == DATASOURCE_VARIABLE:
+                raise ValueError(
+                    f"group_labels: {label!r} is the name of the dashboard's data source "
+                    "variable, which every panel reads: a variable for the label would "
+                    "clash with it"
                 )
             if label in SERIES_LABELS or label.startswith("__"):
                 raise ValueError(
@@ -138,12 +173,23 @@ class MixinConfig:
             raise ValueError(
                 "selector takes label matchers without braces, e.g. 'job=\"orders-api\"'"
             )
+        unwritable = _UNWRITABLE.search(self.selector)
+        if unwritable is not None:
+            raise ValueError(
+                f"selector {self.selector!r} has {unwritable[0]!r} at position "
+                f"{unwritable.start()}, a control character or a lone surrogate (from bytes "
+                "that are not UTF-8) that no rules file can hold: write a control character "
+                "as a PromQL escape (\\x1b)"
+            )
         if not _SELECTOR.fullmatch(self.selector):
             raise ValueError(
                 f"selector {self.selector!r} is not a list of PromQL label matchers such as "
                 '\'job="orders-api"\' or \'namespace="shop",job=~"orders-.*"\' (in a quoted '
                 "string a backslash starts a PromQL escape: write a regex's \\. as \\\\.)"
             )
+        for label, operator, quoted in self._selector_parts:
+            if operator in ("=~", "!~"):
+                _check_regex(f"{label}{operator}{quoted}", _unquoted(quoted))
         for label in self.selector_labels:
             if label == RULE_SET_LABEL:
                 raise ValueError(
@@ -192,6 +238,32 @@ class MixinConfig:
             )
         _check_kubernetes_labels("match_labels", self.match_labels)
         _check_kubernetes_labels("manifest_labels", self.manifest_labels)
+
+    def _check_types(self) -> None:
+        """Raise ``TypeError`` naming the field whose value is of the wrong type; take a real
+        number (a ``Decimal``, a ``Fraction``) for an objective as its float."""
+        texts: dict[str, object] = {
+            "selector": self.selector,
+            "runbook_url_base": self.runbook_url_base,
+        }
+        if self.dashboard_uid is not None:
+            texts["dashboard_uid"] = self.dashboard_uid
+        for name, value in texts.items():
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {value!r}")
+        for name in ("availability_objective", "latency_p95_seconds"):
+            number: object = getattr(self, name)
+            if isinstance(number, bool) or not isinstance(number, (numbers.Real, Decimal)):
+                raise TypeError(f"{name} must be a number, got {number!r}")
+            try:
+                as_float = float(number)
+            except OverflowError:  # (an int or a Fraction too large for a float)
+                as_float = -math.inf if cast(float, number) < 0 else math.inf
+            object.__setattr__(self, name, as_float)
+        for name in ("match_labels", "manifest_labels"):
+            pairs: object = getattr(self, name)
+            if not isinstance(pairs, tuple):
+                raise TypeError(f"{name} must be a tuple of (key, value) pairs, got {pairs!r}")
 
     def matchers(self, *more: str) -> str:
         """Return ``{...}`` with the selector and ``more`` matchers, or ``""`` when empty."""
@@ -305,6 +377,17 @@ class MixinConfig:
         return tuple(dict.fromkeys((*self.group_labels, *extra)))
 
     @property
+    def error_budget(self) -> float:
+        """The share of results that may fail, ``1 - availability_objective``, rounded to 12
+        decimals so that it is written as given (``1e-07`` for 0.9999999, not
+        ``1.000000000583867e-07``).
+
+        >>> MixinConfig(availability_objective=0.999).error_budget
+        0.001
+        """
+        return round(1 - self.availability_objective, 12)
+
+    @property
     def by(self) -> str:
         """The group labels as a PromQL grouping list: ``cluster, namespace, job``."""
         return ", ".join(self.group_labels)
@@ -331,6 +414,47 @@ def matcher_parts(matcher: str) -> tuple[str, str, str]:
     if match is None:
         raise ValueError(f"{matcher!r} is not a PromQL label matcher")
     return match[1], match[2], match[3]
+
+
+def _unquoted(quoted: str) -> str:
+    r"""The value of a PromQL quoted string (valid, as the selector's are), escapes read.
+
+    >>> print(_unquoted(r'"a\\.b"'), _unquoted(r"`a\.b`"), _unquoted(r"'\x41\101\u00e9'"))
+    a\.b a\.b AAé
+    """
+    if quoted[0] == "`":
+        return quoted[1:-1]
+
+    def read(match: re.Match[str]) -> str:
+        escape = match[0][1:]
+        if escape[0] in _SIMPLE_ESCAPES:
+            return _SIMPLE_ESCAPES[escape[0]]
+        if escape[0] in "xuU":
+            return chr(int(escape[1:], 16))
+        if escape[0].isdigit():
+            return chr(int(escape, 8))
+        return escape  # \\, \" or \'
+
+    return _ONE_ESCAPE.sub(read, quoted[1:-1])
+
+
+def _check_regex(matcher: str, regex: str) -> None:
+    """Raise ``ValueError`` when ``regex`` is one Prometheus cannot compile (as far as Python's
+    ``re`` can tell: only errors Go's RE2 makes too)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (FutureWarning on "[[", which RE2 reads fine)
+            re.compile(regex)
+    except RecursionError:  # nested deeper than Python parses; RE2 takes up to 1000 levels
+        return
+    except re.error as exc:
+        if exc.msg.startswith(_REGEX_ERRORS_OF_BOTH):
+            where = "" if exc.pos is None else f" at position {exc.pos}"
+            raise ValueError(
+                f"selector: {matcher} is not a regular expression Prometheus can compile: "
+                f"{exc.msg}{where} of {regex!r} (for a literal character, escape it: "
+                'job=~"a\\\\(b")'
+            ) from None
 
 
 def _check_kubernetes_labels(name: str, pairs: tuple[tuple[str, str], ...]) -> None:

@@ -113,11 +113,11 @@ def _variables(config: MixinConfig) -> list[dict[str, Any]]:
 
 
 def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
-    budget = round(1 - config.availability_objective, 6)
+    budget = config.error_budget
     ratio_steps = (
         g.Threshold("green"),
         g.Threshold("orange", budget),
-        g.Threshold("red", round(_FAST_BURN * budget, 6)),
+        g.Threshold("red", round(_FAST_BURN * budget, 12)),
     )
     grid.row("Overview")
     grid.add(
@@ -134,7 +134,7 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
             "Share of results returned to callers (after retries) whose outcome was error,"
             " timeout or rejected, out of those not cancelled (as the alerts count). Orange"
             " above the error budget of the availability objective"
-            f" ({config.availability_objective:g}); red at {_FAST_BURN:g} times the budget,"
+            f" ({config.availability_objective:.10g}); red at {_FAST_BURN:g} times the budget,"
             " where the fast-burn SLO alert pages.",
             "percentunit",
             g.target(q.ratio("laios_task_results_total")),

@@ -94,7 +94,7 @@ def burn_rates(config: MixinConfig) -> tuple[BurnRate, ...]:
     objective that threshold of the fastest burns is 100 % of the results or more, which no
     error ratio exceeds (14.4 × 10 % at 0.9). Such an alert could never fire, so there is none.
     """
-    budget = 1 - config.availability_objective
+    budget = config.error_budget
     return tuple(burn for burn in BURN_RATES if burn.factor * budget < 1)
 
 
@@ -105,7 +105,7 @@ def unreachable_burn_rates(config: MixinConfig) -> list[str]:
     return [
         f"LaiosErrorBudgetBurn {burn.long}/{burn.short} ({_number(burn.factor)}x): left out, "
         f"it could never fire at objective {_number(objective)} (its threshold is "
-        f"{_percent(burn.factor * (1 - objective))} of results); an objective of "
+        f"{_percent(burn.factor * config.error_budget)} of results); an objective of "
         f"{_number(math.ceil((1 - 1 / burn.factor) * 10_000) / 10_000)} or more gives it"
         for burn in BURN_RATES
         if burn not in kept
@@ -186,7 +186,9 @@ def _number(value: float) -> str:
 
 
 def _percent(value: float) -> str:
-    return f"{value * 100:.6g}%"
+    """A share as a percentage, to ten significant digits: ``99.99999%``, never a rounded
+    ``100%``."""
+    return f"{value * 100:.10g}%"
 
 
 def _scope(config: MixinConfig) -> str:
@@ -500,7 +502,7 @@ def _metrics_absent(config: MixinConfig) -> dict[str, Any]:
 
 
 def _burn_rate(config: MixinConfig, burn: BurnRate) -> dict[str, Any]:
-    budget = 1 - config.availability_objective
+    budget = config.error_budget
     threshold = f"({_number(burn.factor)} * {_number(budget)})"
 
     def ratio(window: str) -> str:
