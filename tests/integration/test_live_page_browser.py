@@ -357,6 +357,61 @@ def test_the_page_says_when_the_server_is_gone_and_recovers(browser: Browser, li
     page.close()
 
 
+def test_a_store_with_buckets_of_its_own_gets_its_percentiles_from_them(
+    browser: Browser,
+) -> None:
+    """A store with duration buckets of its own (as many as the default's, 100 times as
+    wide): its row's percentiles of the last minute are read with its own bounds, as its
+    since-start ones are. The ~5 ms tasks all fall in its first bucket (0 to 0.5 s), so its
+    p50 is 250 ms, as Prometheus' ``histogram_quantile`` would say; read with the default
+    bounds, the page said 2.5 ms."""
+    tools = ToolRegistry()
+    tools.register_tools([Quick])
+    registry = CollectorRegistry()
+    default = Executor(tools, store=MetricStore(), prometheus_registry=registry)
+    wide_bounds = [bound * 100 for bound in MetricStore().duration_buckets]
+    wide = Executor(
+        tools,
+        store=MetricStore(labels={"pool": "wide"}, duration_buckets=wide_bounds),
+        prometheus_registry=registry,
+    )
+    server = start_http_server(0, store=MetricStore(), registry=registry)
+    stop = threading.Event()
+
+    def work() -> None:
+        deadline = time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < deadline:
+            for executor in (default, wide):
+                executor.execute_task(
+                    Task(plan_id="p", description="x", tool_name="quick"), CONTEXT
+                )
+            stop.wait(0.02)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        row = page.locator(f'{tool_row("quick")}[data-labels="pool=wide"]')
+        row.wait_for()
+        p50 = row.locator('[data-field="p50"]')
+        wait_until(  # a percentile of the last minute (not grey: not the since-start one)
+            lambda: (
+                "since" not in (p50.get_attribute("class") or "")
+                and (p50.text_content() or "–") != "–"
+            ),
+            "a windowed p50",
+        )
+        assert p50.text_content() == "250 ms"
+        assert errors == []
+        page.close()
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        server.shutdown()
+        default.shutdown()
+        wide.shutdown()
+
+
 def test_the_page_keeps_apart_the_tools_of_stores_with_other_labels(browser: Browser) -> None:
     """Two executors with the same tool, whose stores have other constant labels (``pool``),
     give two rows: each named with its labels, each with its own numbers; only the busy
