@@ -1194,6 +1194,28 @@ def test_initargs_that_cannot_be_sent_to_a_worker_are_named_in_the_refusal(
     assert "initializer" in (result.error or "")
 
 
+def test_shutdown_waits_no_longer_than_a_worker_start_that_fails(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker start that fails after ``shutdown(wait=True)`` began (here the replacement of a
+    killed worker) ends the wait: the reader thread, waiting for that start, is told."""
+    initarg = process_tools.FailsToPickleOnceArmed()
+    options = {"initializer": process_tools.fail_while_file_exists, "initargs": (initarg,)}
+    executor = make(runner_options=options)
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    worker = run_pid(executor, task, context)
+    initarg.armed.set()
+    os.kill(worker, signal.SIGKILL)  # (replaced at once: the replacement waits to pickle)
+    assert process_tools.wait_until(lambda: worker not in runner.worker_pids(), WAIT)
+    shutdown = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    shutdown.start()
+    assert process_tools.wait_until(lambda: runner.closed, WAIT)
+    initarg.released.set()
+    shutdown.join(WAIT)
+    assert not shutdown.is_alive(), "shutdown(wait=True) still waits for the failed start"
+
+
 def test_a_simple_tool_from_a_module_level_function_runs_in_a_worker(
     make: Callable[..., Executor], tools: ToolRegistry, task: Callable[..., Task], context: Context
 ) -> None:

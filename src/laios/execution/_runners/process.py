@@ -600,6 +600,8 @@ class _Pool:
             with self.lock:
                 self.starting -= 1
                 self.start_error = exc
+                self.changed.notify_all()  # (a close may wait for the start)
+            self.wake()  # (the reader, once the pool is closed and empty, ends)
             return None
         finally:
             child_end.close()
