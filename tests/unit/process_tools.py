@@ -633,6 +633,21 @@ class _FileExporter(SpanExporter):
         pass
 
 
+class FailsToPickleOnceArmed:
+    """An initarg (for ``fail_while_file_exists``: a path that does not exist) whose pickling,
+    once ``armed`` is set, waits for ``released``, then raises (a worker start that fails)."""
+
+    def __init__(self) -> None:
+        self.armed = threading.Event()
+        self.released = threading.Event()
+
+    def __reduce__(self) -> Any:
+        if self.armed.is_set():
+            self.released.wait(60)
+            raise RuntimeError("initarg refused to pickle")
+        return (str, (os.path.join(os.sep, "no", "such", "file"),))
+
+
 def fail_while_file_exists(path: str) -> None:
     """A worker initializer that raises while the file ``path`` exists."""
     if os.path.exists(path):

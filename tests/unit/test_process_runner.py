@@ -1194,6 +1194,28 @@ def test_initargs_that_cannot_be_sent_to_a_worker_are_named_in_the_refusal(
     assert "initializer" in (result.error or "")
 
 
+def test_shutdown_waits_no_longer_than_a_worker_start_that_fails(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker start that fails after ``shutdown(wait=True)`` began (here the replacement of a
+    killed worker) ends the wait: the reader thread, waiting for that start, is told."""
+    initarg = process_tools.FailsToPickleOnceArmed()
+    options = {"initializer": process_tools.fail_while_file_exists, "initargs": (initarg,)}
+    executor = make(runner_options=options)
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    worker = run_pid(executor, task, context)
+    initarg.armed.set()
+    os.kill(worker, signal.SIGKILL)  # (replaced at once: the replacement waits to pickle)
+    assert process_tools.wait_until(lambda: worker not in runner.worker_pids(), WAIT)
+    shutdown = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    shutdown.start()
+    assert process_tools.wait_until(lambda: runner.closed, WAIT)
+    initarg.released.set()
+    shutdown.join(WAIT)
+    assert not shutdown.is_alive(), "shutdown(wait=True) still waits for the failed start"
+
+
 def test_a_simple_tool_from_a_module_level_function_runs_in_a_worker(
     make: Callable[..., Executor], tools: ToolRegistry, task: Callable[..., Task], context: Context
 ) -> None:
@@ -1666,6 +1688,146 @@ def test_a_call_whose_forkserver_a_tool_killed_is_not_called_a_worker_exit(tmp_p
     if not result["success"]:  # (it may also have run on: the forkserver ended after it)
         assert "exited with code 255" not in result["error"], result["error"]
         assert "forkserver" in result["error"], result["error"]
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="workers of a forkserver"
+)
+def test_workers_start_again_once_the_forkserver_was_killed(tmp_path: Path) -> None:
+    """Worker starts that reach the forkserver as it is killed (it is stopped, the starts wait
+    for its answer, then it is killed) fail at first (``EOFError``: ``multiprocessing`` takes
+    it for running until it is seen dead); they are tried again, on a new forkserver, and
+    every task runs, on the runner that started the killed forkserver and on one made next."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json, os, signal, threading, time
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.SignalsHeld())
+                registry.register_tool(process_tools.Pid())
+                context = Context(session_id="s", user_id="u")
+                first = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
+                held = first.execute_task(
+                    Task(plan_id="p", description="d", tool_name="signals_held"), context
+                )
+                server = held.output["parent"]
+                os.kill(server, signal.SIGSTOP)  # (it takes no more starts, nor ends)
+                second = Executor(registry, runner=ProcessRunner(2), register_prometheus=False)
+                results = []
+
+                def run(executor):
+                    task = Task(plan_id="p", description="d", tool_name="pid")
+                    results.append(executor.execute_task(task, context, timeout=60))
+
+                threads = [threading.Thread(target=run, args=(second,)) for _ in range(4)]
+                for thread in threads:
+                    thread.start()
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and sum(
+                    thread.name == "laios-process-start" for thread in threading.enumerate()
+                ) < 2:
+                    time.sleep(0.01)
+                time.sleep(1.0)  # (the starts send the stopped server what to run, and wait)
+                os.kill(server, signal.SIGKILL)
+                for thread in threads:
+                    thread.join(90)
+                after = [threading.Thread(target=run, args=(ex,)) for ex in (first, second)]
+                for thread in after:
+                    thread.start()
+                for thread in after:
+                    thread.join(90)
+                print(json.dumps([[r.success, r.error] for r in results]))
+                for executor in (first, second):
+                    executor.shutdown(wait=True)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=_script_env(Path(__file__).parent),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(results) == 6
+    assert all(success for success, _ in results), results
+
+
+#: A module the forkserver preloads: kills the forkserver importing it once the file named by
+#: LAIOS_TEST_KILL exists.
+_KILLING_PRELOAD = """
+import os, signal
+
+if os.path.exists(os.environ["LAIOS_TEST_KILL"]):
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="workers of a forkserver"
+)
+def test_a_forkserver_killed_at_each_start_is_named_not_the_preload(tmp_path: Path) -> None:
+    """When every new forkserver is killed as it starts (here by its preload, once a file
+    exists), after one had started workers, the tasks are refused ``no_process`` saying the
+    forkserver ended, each time it was tried, and that it may be killed: not that the system
+    refused, nor a bare blame on the preload's import."""
+    (tmp_path / "killing_preload.py").write_text(_KILLING_PRELOAD, encoding="utf-8")
+    kill = tmp_path / "kill"
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            f"""
+            import json, os, pathlib, signal
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.SignalsHeld())
+                registry.register_tool(process_tools.Pid())
+                context = Context(session_id="s", user_id="u")
+                runner = ProcessRunner(1, preload=["killing_preload"])
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                held = executor.execute_task(
+                    Task(plan_id="p", description="d", tool_name="signals_held"), context
+                )
+                pathlib.Path({str(kill)!r}).touch()
+                os.kill(held.output["parent"], signal.SIGKILL)
+                worker = held.output["pid"]  # (stopped once the runner sees the server gone)
+                assert process_tools.wait_until(lambda: worker not in runner.worker_pids(), 60)
+                task = Task(plan_id="p", description="d", tool_name="pid")
+                result = executor.execute_task(task, context, timeout=60)
+                executor.shutdown(wait=True)
+                print(json.dumps({{"error": result.error,
+                                  "error_type": result.metadata.get("error_type")}}))
+            """
+        )
+    )
+    env = _script_env(tmp_path)
+    env["LAIOS_TEST_KILL"] = str(kill)
+    program = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert program.returncode == 0, program.stderr[-2000:]
+    report = json.loads(program.stdout.strip().splitlines()[-1])
+    assert report["error_type"] == "no_process", report
+    error = report["error"]
+    assert "forkserver" in error
+    assert "system refused" not in error
+    assert "picklable" not in error
+    assert "kill" in error, error
+    assert f"{len(process_runner._SERVER_RETRY_PAUSES) + 1} times in a row" in error
 
 
 def test_an_unknown_start_method_is_refused_with_the_usable_ones() -> None:

@@ -364,6 +364,17 @@ def _kill_group(pid: int, *, ended: bool = False) -> None:
 _SERVER_GONE_EXIT = 255
 
 
+#: The pauses before a worker start the forkserver ended in is tried again, one try per
+#: pause: ``multiprocessing`` reuses its forkserver until ``os.waitpid`` finds it dead (a
+#: killed one may take a moment to be), then starts a new one at the next start.
+_SERVER_RETRY_PAUSES = (0.05, 0.5)
+
+#: The processes (by pid: a forked child starts a forkserver of its own) where a forkserver
+#: started a worker: one that ends as it starts another there was not ended by the preloads
+#: it imported before (it is killed, or the preloads changed since).
+_started_by_a_forkserver: set[int] = set()
+
+
 def _exists(pid: int) -> bool:
     """Whether process ``pid`` exists (a forkserver's worker that ended does not: the
     forkserver waited for it before it said so)."""
@@ -585,24 +596,46 @@ class _Pool:
 
     def start_worker(self) -> _Worker | None:
         """Start a worker process (the caller counted it in ``starting``); ``None`` when the
-        system refused."""
-        parent_end, child_end = multiprocessing.Pipe()
-        try:
-            process = self.context.Process(
-                target=serve,
-                args=(child_end, self.initializer, self.initargs),
-                name=WORKER_NAME,
-            )
-            _start_with_interrupts_held(process)
-        except Exception as exc:
-            _log.exception("could not start a worker process")
-            parent_end.close()
-            with self.lock:
-                self.starting -= 1
-                self.start_error = exc
-            return None
-        finally:
-            child_end.close()
+        system refused.
+
+        A start the forkserver ended in (killed, maybe by a tool: a worker's parent is the
+        forkserver) is tried again after a pause: ``multiprocessing`` goes on using its
+        forkserver until it sees the process dead, then starts a new one."""
+        pauses = iter(
+            _SERVER_RETRY_PAUSES if self.context.get_start_method() == "forkserver" else ()
+        )
+        while True:
+            parent_end, child_end = multiprocessing.Pipe()
+            try:
+                process = self.context.Process(
+                    target=serve,
+                    args=(child_end, self.initializer, self.initargs),
+                    name=WORKER_NAME,
+                )
+                _start_with_interrupts_held(process)
+            except Exception as exc:
+                parent_end.close()
+                pause = next(pauses, None) if _server_ended(exc) else None
+                if pause is not None and not self.terminated:
+                    _log.info(
+                        "the forkserver ended as it started a worker process (%r); trying "
+                        "the start again",
+                        exc,
+                    )
+                    time.sleep(pause)
+                    continue
+                _log.exception("could not start a worker process")
+                with self.lock:
+                    self.starting -= 1
+                    self.start_error = exc
+                    self.changed.notify_all()  # (a close may wait for the start)
+                self.wake()  # (the reader, once the pool is closed and empty, ends)
+                return None
+            finally:
+                child_end.close()
+            break
+        if self.context.get_start_method() == "forkserver":
+            _started_by_a_forkserver.add(os.getpid())
         worker = _Worker(process, parent_end)
         with self.lock:
             self.starting -= 1
@@ -639,7 +672,7 @@ class _Pool:
             self.queue.clear()
             for call in refused:
                 call.state = "abandoned"
-            refusal = _no_process(self.start_error)
+            refusal = _no_process(self.start_error, self.context.get_start_method())
         for call in refused:
             call.events.refused(refusal)
 
@@ -1368,22 +1401,42 @@ class ProcessRunner:
         return f"ProcessRunner(max_workers={self.max_workers}, start_method={self.start_method!r})"
 
 
-def _no_process(exc: Exception | None) -> Refusal:
-    """The refusal of calls no worker process could be started for, saying why."""
+def _server_ended(exc: BaseException) -> bool:
+    """Whether a worker start failed because the forkserver process ended as it started it
+    (it closed its end of the socket or pipes the start goes through)."""
+    return isinstance(exc, (EOFError, ConnectionError))
+
+
+def _no_process(exc: Exception | None, method: str) -> Refusal:
+    """The refusal of calls no worker process (of start method ``method``) could be started
+    for, saying why."""
     why = "" if exc is None else f"{type(exc).__name__}: {str(exc)[:200]}"
+    if exc is not None and _server_ended(exc) and method == "forkserver":
+        tries = len(_SERVER_RETRY_PAUSES) + 1
+        if os.getpid() in _started_by_a_forkserver:  # (so its preloads imported, once)
+            return Refusal(
+                "no_process",
+                f"Executor could not start a worker process ({why}): the forkserver process, "
+                f"which starts them, ended as it started one, {tries} times in a row, after it "
+                "had started others in this program: something ends it, a kill (maybe by a "
+                "tool: a worker's parent process is the forkserver, not your program) or a "
+                "module in the preload of a runner made since, which raises when imported (its "
+                "traceback is then on stderr); the task was not started. Stop what ends it, "
+                "then submit the task again",
+            )
+        return Refusal(
+            "no_process",
+            f"Executor could not start a worker process ({why}): the forkserver process ended "
+            f"as it started it, {tries} times in a row; the task was not started. A module in "
+            "the runner's preload that raises when imported ends the forkserver (its "
+            "traceback is on stderr)",
+        )
     if exc is None or isinstance(exc, OSError):
         return Refusal(
             "no_process",
             f"Executor could not start a worker process (the system refused{': ' if why else ''}"
             f"{why}); the task was not started. Check the process limit and memory, or lower "
             "max_workers",
-        )
-    if isinstance(exc, EOFError):  # (the forkserver ended before it said the worker's pid)
-        return Refusal(
-            "no_process",
-            f"Executor could not start a worker process ({why}): the forkserver process ended "
-            "as it started it; the task was not started. A module in the runner's preload "
-            "that raises when imported ends the forkserver (its traceback is on stderr)",
         )
     return Refusal(
         "no_process",
