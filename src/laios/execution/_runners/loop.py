@@ -995,6 +995,11 @@ class LoopRunner:
         """``work`` was cancelled and its tool has not ended since (it caught the
         cancellation): count it as left running, say so, and stop waiting for it (a shutdown
         does not wait for it; the loop thread may stop under it)."""
+        if isinstance(work, _LoopCall) and work.task is not None and work.task.done():
+            # Ended, its slot not given back yet: a task cancelled before its first step
+            # gives it back from its done callback, which may run after this check when the
+            # loop was held past the grace (it never even started its tool).
+            return
         if not self.slots.leave(work):
             return  # it ended meanwhile
         if isinstance(work, _LoopCall):
