@@ -805,7 +805,10 @@ class LoopRunner:
         if not _CAN_UNCANCEL or self.closed or self.loop_thread is not None:
             return None
         task = asyncio.current_task()
-        if task is None:
+        if task is None or _cancelling(task):
+            # A task with a cancellation requested and not taken back: it may be pending, to
+            # be delivered at the tool's first await, where the count could not tell it from
+            # the tool's own CancelledError. In a task of its own, the caller's await takes it.
             return None
         work = _AwaitedCall(self, events, task)
         if not self.slots.take_now(work):
