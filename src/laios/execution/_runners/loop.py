@@ -835,11 +835,13 @@ class LoopRunner:
         events = work.events
         held = _hold(work)  # (while the slot is this call's, callbacks included)
         closed = False
+        task = work.task
+        # Counted before the "started" event: its callback runs in this task, and a
+        # cancellation of the task it requests is the caller's, not the tool's own.
+        work.cancelling = _cancelling(task)
         try:
             if not events.started():
                 return
-            task = work.task
-            work.cancelling = _cancelling(task)
             work.active = True
             try:
                 outcome = await call_tool_async(call, events)
