@@ -196,6 +196,66 @@ def test_the_callers_own_cancellation_reaches_the_caller(make_executor: Any) -> 
     assert executor.get_metrics(task.id).outcome == "cancelled"
 
 
+def test_a_cancellation_pending_when_the_call_starts_reaches_the_caller(
+    make_executor: Any,
+) -> None:
+    """A cancellation of the awaiting task requested before it awaits execute_async (by the
+    task itself, or code it calls) and not delivered yet goes on to the caller, as with
+    ``await tool(...)``: the tool is stopped if it started, and the task ends cancelled. It
+    used to be delivered to the tool run in the awaiting task, taken for the tool's own
+    CancelledError, and swallowed: the caller got a ``cancelled`` result and carried on."""
+    executor, hang = _make(make_executor)
+    task = _task("hang")
+
+    async def handler() -> str:
+        this = asyncio.current_task()
+        assert this is not None
+        this.cancel()  # pending: delivered at the task's next await
+        result = await executor.execute_async(task, CONTEXT)
+        return f"returned {result.metadata['outcome']}"
+
+    async def scenario() -> str:
+        try:
+            return await asyncio.wait_for(asyncio.ensure_future(handler()), 10)
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert asyncio.run(scenario()) == "cancelled"
+    assert hang.finally_ran or not hang.entered.is_set()
+    assert executor.get_metrics(task.id).outcome == "cancelled"
+
+
+@needs_in_task
+def test_a_cancellation_requested_by_the_started_callback_reaches_the_caller(
+    make_executor: Any,
+) -> None:
+    """An ``on_progress`` callback runs in the awaiting task (the tool runs there too): a
+    cancellation of that task it requests at ``"started"`` reaches the caller as
+    ``CancelledError``. It used to be taken for the tool's own and swallowed."""
+    executor, hang = _make(make_executor)
+    task = _task("hang")
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "started":
+            this = asyncio.current_task()
+            assert this is not None
+            this.cancel()
+
+    async def handler() -> str:
+        result = await executor.execute_async(task, CONTEXT, on_progress=on_progress)
+        return f"returned {result.metadata['outcome']}"
+
+    async def scenario() -> str:
+        try:
+            return await asyncio.wait_for(asyncio.ensure_future(handler()), 10)
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert asyncio.run(scenario()) == "cancelled"
+    assert hang.finally_ran or not hang.entered.is_set()
+    assert executor.get_metrics(task.id).outcome == "cancelled"
+
+
 def test_current_task_is_the_tools_handle_and_is_reset_after(make_executor: Any) -> None:
     """Inside the tool current_task() is its handle; after the call the caller sees none."""
     registry = ToolRegistry()

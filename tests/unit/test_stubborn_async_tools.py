@@ -231,6 +231,31 @@ def test_a_tool_that_stops_is_never_counted(make_executor: Any, stubborn: Stubbo
     assert executor.abandoned_threads == 0
 
 
+def test_a_task_cancelled_before_its_first_step_is_never_left_running(
+    make_executor: Any, stubborn: Stubborn, laios_records: list[logging.LogRecord]
+) -> None:
+    """A call whose asyncio task is cancelled before the loop ever ran it, while the loop is
+    then held past the grace (a huge batch being accepted, a tool blocking the loop): its
+    task ends on the loop's next turn, so the tool is not counted or logged as left running
+    (it never even started)."""
+    executor = _make(make_executor, stubborn)
+    task = _task("polite")
+
+    async def scenario() -> tuple[Any, int]:
+        pending = asyncio.ensure_future(executor.execute_parallel([task], CONTEXT))
+        await asyncio.sleep(0)  # the batch made the tool's task; the loop has not run it yet
+        assert executor.cancel_task(task.id)
+        time.sleep(0.3)  # the loop is held past the grace (0.1 s) before it runs the task
+        (result,) = await pending
+        await asyncio.sleep(0.3)
+        return result, executor.abandoned_threads
+
+    result, abandoned = asyncio.run(scenario())
+    assert result.metadata["outcome"] == "cancelled", result.error
+    assert abandoned == 0
+    assert _left_running_warnings(laios_records) == []
+
+
 # -- cancel_task ---------------------------------------------------------------------------------
 
 

@@ -678,7 +678,13 @@ class Job(TaskRecord):
         limit = self.limit
         budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
         if queued:
-            where = "while waiting to start (no worker was free yet); the tool was never started"
+            if self.runner is not None and self.runner.name == "loop":
+                # An async tool waits for a slot, or, slot in hand, for its loop to run its
+                # task: a tool blocking that loop holds up every task on it.
+                waited = "no max_async_tools slot was free yet, or its event loop was blocked"
+            else:
+                waited = "no worker was free yet"
+            where = f"while waiting to start ({waited}); the tool was never started"
         elif self.starting:
             where = (
                 "while its on_progress callback was handling the 'started' event; the tool "

@@ -805,7 +805,10 @@ class LoopRunner:
         if not _CAN_UNCANCEL or self.closed or self.loop_thread is not None:
             return None
         task = asyncio.current_task()
-        if task is None:
+        if task is None or _cancelling(task):
+            # A task with a cancellation requested and not taken back: it may be pending, to
+            # be delivered at the tool's first await, where the count could not tell it from
+            # the tool's own CancelledError. In a task of its own, the caller's await takes it.
             return None
         work = _AwaitedCall(self, events, task)
         if not self.slots.take_now(work):
@@ -832,11 +835,13 @@ class LoopRunner:
         events = work.events
         held = _hold(work)  # (while the slot is this call's, callbacks included)
         closed = False
+        task = work.task
+        # Counted before the "started" event: its callback runs in this task, and a
+        # cancellation of the task it requests is the caller's, not the tool's own.
+        work.cancelling = _cancelling(task)
         try:
             if not events.started():
                 return
-            task = work.task
-            work.cancelling = _cancelling(task)
             work.active = True
             try:
                 outcome = await call_tool_async(call, events)
@@ -995,6 +1000,11 @@ class LoopRunner:
         """``work`` was cancelled and its tool has not ended since (it caught the
         cancellation): count it as left running, say so, and stop waiting for it (a shutdown
         does not wait for it; the loop thread may stop under it)."""
+        if isinstance(work, _LoopCall) and work.task is not None and work.task.done():
+            # Ended, its slot not given back yet: a task cancelled before its first step
+            # gives it back from its done callback, which may run after this check when the
+            # loop was held past the grace (it never even started its tool).
+            return
         if not self.slots.leave(work):
             return  # it ended meanwhile
         if isinstance(work, _LoopCall):
