@@ -50,6 +50,8 @@ _log = logging.getLogger("laios.execution.retry")
 _MAX_INT64 = 2**63 - 1
 #: ``on_retry`` hooks that raise are logged at most once a minute per hook.
 _hook_warnings = WarningLimiter()
+#: What an attempt runs under when the call has no retry span (reusable).
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 class RetryRun:
@@ -117,17 +119,9 @@ class RetryRun:
         """Attributes of the next attempt's span."""
         return {"laios.retry.attempt": self.retries + 1} if self.span is not None else None
 
-    @contextlib.contextmanager
-    def under_span(self) -> Iterator[None]:
-        """Make the retry span current for an attempt."""
-        if self.span is None:
-            yield
-            return
-        token = otel_context.attach(trace.set_span_in_context(self.span))
-        try:
-            yield
-        finally:
-            otel_context.detach(token)
+    def under_span(self) -> contextlib.AbstractContextManager[None]:
+        """Make the retry span current for an attempt (nothing to do without one)."""
+        return _NO_SPAN if self.span is None else _attached(self.span)
 
     def may_retry(self, result: TaskResult) -> bool:
         """Whether a retry may follow ``result`` (a failure, with retries left)."""
@@ -280,21 +274,25 @@ class RetryRun:
             self.span_outcome["error.type"] = "cancelled"
             self.span_error = f"failed after {attempts} attempt(s): cancelled"
 
-    def stop_on_cancel(self, wake: Callable[[], object]) -> None:
+    def listen(self) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
-        them (both call ``wake`` to end a wait). Called once the first attempt has failed with
-        retries left, before ``retry_if`` and the ``on_retry`` hook run, so that a cancel from
-        either, or from anywhere while the call is between attempts, is registered (``True``)
-        and stops it; most calls succeed at once and never need to listen."""
-        self.wake = wake
+        them. Called before the first attempt of a call that may retry, so that a cancel is
+        never lost between an attempt's end and the next decision (``cancel_task`` would
+        otherwise find the attempt finished and answer ``False`` while the call goes on)."""
         self.listening = True
         with self.engine.lock:
             self.engine.retrying.setdefault(self.task.id, []).append(self)
 
-    def cancel(self) -> None:
-        """``cancel_task(task.id)``: no further attempt; end the wait if one is under way."""
+    def stop_on_cancel(self, wake: Callable[[], object]) -> None:
+        """Have ``cancel_task`` and ``shutdown()`` call ``wake`` to end a wait between
+        attempts. Set once the first attempt has failed with retries left; a cancel that came
+        before is already in :attr:`cancelled`, which :meth:`may_wait` reads after this."""
+        self.wake = wake
+
+    def mark_cancelled(self) -> None:
+        """``cancel_task(task.id)``, under the engine's lock: no further attempt (it then
+        calls :meth:`stop_waiting`)."""
         self.cancelled = True
-        self.stop_waiting()
 
     def stop_waiting(self) -> None:
         """End the wait if one is under way (``shutdown()``: :meth:`after_wait` then finds the
@@ -305,7 +303,9 @@ class RetryRun:
                 wake()
 
     def end(self) -> None:
-        """Stop listening for ``cancel_task`` and end the retry span (in ``finally``)."""
+        """Stop listening for ``cancel_task`` and end the retry span (in ``finally``). A
+        cancel request this call received and no attempt took up is forgotten: it must not
+        cancel a later run of the id."""
         if self.listening:
             engine = self.engine
             with engine.lock:
@@ -314,8 +314,20 @@ class RetryRun:
                     runs.remove(self)
                     if not runs:
                         del engine.retrying[self.task.id]
+                if self.cancelled:
+                    engine.pending_cancels.pop(self.task.id, None)
         if self.span is not None:
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
+
+
+@contextlib.contextmanager
+def _attached(span: Span) -> Iterator[None]:
+    """Make ``span`` current for an attempt."""
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def retry_blocking(
@@ -329,42 +341,26 @@ def retry_blocking(
 ) -> TaskResult:
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out
     (the caller has passed ``task`` and ``on_progress`` through ``check_call``)."""
-    tracing = engine.tracing
     secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
-    started = time.monotonic()
-    if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
-        # Most calls succeed at once. Without a deadline to share between attempts or a span
-        # over them, that first attempt needs none of the loop's bookkeeping.
-        try:
-            # (The executor checked the task and on_progress just now, before any attempt.)
-            first = engine.run_blocking(
-                task, context, timeout, on_progress, retries=0, checked=True
-            )
-        except (KeyboardInterrupt, SystemExit):
-            # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled.
-            RetryRun(engine, task, policy, timeout, on_retry, secrets_before).caller_cancelled()
-            raise
-        if first.success:
-            first.metadata["retries"] = 0
-            return first
-    else:
-        first = None
-    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started)
+    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
     stop: threading.Event | None = None
+    # (The executor checked the task and on_progress just now, before the first attempt.)
+    checked = True
     try:
+        if policy.max_retries:
+            run.listen()
         while True:
-            if first is not None:
-                result, first = first, None
-            else:
-                with run.under_span():
-                    result = engine.run_blocking(
-                        task,
-                        context,
-                        run.attempt_timeout(),
-                        on_progress,
-                        attributes=run.attributes(),
-                        retries=run.retries,
-                    )
+            with run.under_span():
+                result = engine.run_blocking(
+                    task,
+                    context,
+                    run.attempt_timeout(),
+                    on_progress,
+                    attributes=run.attributes(),
+                    retries=run.retries,
+                    checked=checked,
+                )
+            checked = False
             if stop is None and run.may_retry(result):
                 stop = threading.Event()
                 run.stop_on_cancel(stop.set)
@@ -406,6 +402,8 @@ async def retry_awaiting(
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None
     try:
+        if policy.max_retries:
+            run.listen()
         while True:
             limit = engine.resolve_timeout(run.attempt_timeout())
             result = await engine.run_one_awaiting(
