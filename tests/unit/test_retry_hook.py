@@ -383,3 +383,71 @@ def test_cancel_task_just_before_the_first_attempt_cancels_it(
     assert calls == []
     again = executor.execute_task(task, context)
     assert again.success
+
+
+class _HookFailure(BaseException):
+    """A library's own BaseException subclass, raised by a hook."""
+
+
+@pytest.mark.parametrize("exc_type", [asyncio.CancelledError, GeneratorExit, _HookFailure])
+def test_a_hook_raising_a_base_exception_does_not_escape_the_call(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    exc_type: type[BaseException],
+) -> None:
+    """An on_retry hook raising a BaseException that is not KeyboardInterrupt (an
+    asyncio.CancelledError, a library's own) is treated as any failing hook: logged, counted,
+    the retries go on, and execute_with_retry returns as it promises."""
+
+    def hook(details: RetryDetails) -> None:
+        raise exc_type("hook")
+
+    result = executor.execute_with_retry(
+        make_task("fail"), context, max_retries=2, retry_delay=0, on_retry=hook
+    )
+    assert not result.success
+    assert result.metadata["retries"] == 2
+    assert [name for name, _ in calls] == ["fail"] * 3
+
+
+@pytest.mark.parametrize("exc_type", [asyncio.CancelledError, GeneratorExit, _HookFailure])
+def test_a_retry_if_raising_a_base_exception_stops_the_retries_without_escaping(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    exc_type: type[BaseException],
+) -> None:
+    """A retry_if raising such an exception stops the retries, noted in retry_if_error, as
+    one raising an Exception does."""
+
+    def retry_if(result: TaskResult) -> bool:
+        raise exc_type("predicate")
+
+    result = executor.execute_with_retry(
+        make_task("fail"), context, max_retries=2, retry_delay=0, retry_if=retry_if
+    )
+    assert result.metadata["retries"] == 0
+    assert result.metadata["retry_if_error"] == f"{exc_type.__name__}: predicate"
+    assert [name for name, _ in calls] == ["fail"]
+
+
+def test_a_hook_raising_cancelled_error_is_not_a_cancellation_of_the_async_caller(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """execute_with_retry_async: a CancelledError raised by the hook itself (the awaiting
+    coroutine was not cancelled) does not end the call as cancelled."""
+
+    def hook(details: RetryDetails) -> None:
+        raise asyncio.CancelledError("hook")
+
+    async def main() -> TaskResult:
+        return await executor.execute_with_retry_async(
+            make_task("fail"), context, max_retries=2, retry_delay=0, on_retry=hook
+        )
+
+    result = asyncio.run(main())
+    assert result.metadata["retries"] == 2
+    assert [name for name, _ in calls] == ["fail"] * 3

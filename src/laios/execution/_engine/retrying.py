@@ -50,6 +50,9 @@ _log = logging.getLogger("laios.execution.retry")
 _MAX_INT64 = 2**63 - 1
 #: ``on_retry`` hooks that raise are logged at most once a minute per hook.
 _hook_warnings = WarningLimiter()
+#: What a ``retry_if`` or ``on_retry`` hook may raise through the call: anything else it
+#: raises is its own failure, reported, never raised to the caller.
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
 #: What an attempt runs under when the call has no retry span (reusable).
 _NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
 
@@ -139,7 +142,9 @@ class RetryRun:
                     decision, "retry_if", "pass a plain function returning a bool"
                 )
             worth = bool(decision)
-        except Exception as exc:
+        except _INTERRUPTS:  # (Ctrl-C, a signal handler's exit: the caller's, they go on)
+            raise
+        except BaseException as exc:  # (an asyncio.CancelledError of its own too)
             message = scrubbed_message(exc, self.secrets())
             result.metadata["retry_if_error"] = f"{type(exc).__name__}: {message}"
             worth = False
@@ -195,7 +200,9 @@ class RetryRun:
             returned = hook(details)
             if inspect.iscoroutine(returned):
                 raise unawaited_error(returned, "the on_retry hook", "pass a plain function")
-        except Exception as exc:
+        except _INTERRUPTS:  # (Ctrl-C, a signal handler's exit: the caller's, they go on)
+            raise
+        except BaseException as exc:  # (an asyncio.CancelledError of its own too)
             name = callback_name(hook)
             held = _hook_warnings.should_log(name)
             if held is not None:
