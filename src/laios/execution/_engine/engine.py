@@ -165,7 +165,7 @@ class RegistryFailed(Exception):
 
 
 class BetweenAttempts(Protocol):
-    """A retry loop between two attempts (``retrying.RetryRun``), as the engine reaches it."""
+    """A retry call (``retrying.RetryRun``, or its first attempt), as the engine reaches it."""
 
     def mark_cancelled(self) -> None:
         """``cancel_task``, under the engine's lock: no further attempt."""

@@ -281,14 +281,21 @@ class RetryRun:
             self.span_outcome["error.type"] = "cancelled"
             self.span_error = f"failed after {attempts} attempt(s): cancelled"
 
-    def listen(self) -> None:
+    def listen(self, first: _FirstAttempt | None = None) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
         them. Called before the first attempt of a call that may retry, so that a cancel is
         never lost between an attempt's end and the next decision (``cancel_task`` would
-        otherwise find the attempt finished and answer ``False`` while the call goes on)."""
+        otherwise find the attempt finished and answer ``False`` while the call goes on);
+        ``first``: what listened while the first attempt ran, whose place this takes."""
         self.listening = True
-        with self.engine.lock:
-            self.engine.retrying.setdefault(self.task.id, []).append(self)
+        engine = self.engine
+        with engine.lock:
+            runs = engine.retrying.setdefault(self.task.id, [])
+            if first is not None:
+                self.cancelled = first.cancelled
+                with contextlib.suppress(ValueError):
+                    runs.remove(first)
+            runs.append(self)
 
     def stop_on_cancel(self, wake: Callable[[], object]) -> None:
         """Have ``cancel_task`` and ``shutdown()`` call ``wake`` to end a wait between
@@ -314,17 +321,40 @@ class RetryRun:
         cancel request this call received and no attempt took up is forgotten: it must not
         cancel a later run of the id."""
         if self.listening:
-            engine = self.engine
-            with engine.lock:
-                runs = engine.retrying.get(self.task.id)
-                if runs is not None and self in runs:
-                    runs.remove(self)
-                    if not runs:
-                        del engine.retrying[self.task.id]
-                if self.cancelled:
-                    engine.pending_cancels.pop(self.task.id, None)
+            _stop_listening(self.engine, self.task.id, self)
         if self.span is not None:
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
+
+
+class _FirstAttempt:
+    """A retry call while its first attempt runs, before its :class:`RetryRun` exists, as
+    ``cancel_task`` and ``shutdown()`` reach it (a call that succeeds at once never needs
+    more): a cancel is kept for the run to read."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def mark_cancelled(self) -> None:
+        """``cancel_task(task.id)``, under the engine's lock: no further attempt."""
+        self.cancelled = True
+
+    def stop_waiting(self) -> None:
+        """Nothing to end: no wait is under way during the first attempt."""
+
+
+def _stop_listening(engine: Engine, task_id: str, listener: RetryRun | _FirstAttempt) -> None:
+    """Take ``listener`` out of the retry calls ``cancel_task`` reaches. A cancel request it
+    received and no attempt took up is forgotten: it must not cancel a later run of the id."""
+    with engine.lock:
+        runs = engine.retrying.get(task_id)
+        if runs is not None and listener in runs:
+            runs.remove(listener)
+            if not runs:
+                del engine.retrying[task_id]
+        if listener.cancelled:
+            engine.pending_cancels.pop(task_id, None)
 
 
 @contextlib.contextmanager
@@ -348,26 +378,57 @@ def retry_blocking(
 ) -> TaskResult:
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out
     (the caller has passed ``task`` and ``on_progress`` through ``check_call``)."""
+    tracing = engine.tracing
     secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
-    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before)
+    started = time.monotonic()
+    first: TaskResult | None = None
+    listener: _FirstAttempt | None = None
+    if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
+        # Most calls succeed at once. Without a deadline to share between attempts or a span
+        # over them, that first attempt needs none of the loop's bookkeeping: only to be
+        # reached by cancel_task, which a call that may retry must never miss.
+        if policy.max_retries:
+            listener = _FirstAttempt()
+            with engine.lock:
+                engine.retrying.setdefault(task.id, []).append(listener)
+        try:
+            # (The executor checked the task and on_progress just now, before any attempt.)
+            first = engine.run_blocking(
+                task, context, timeout, on_progress, retries=0, checked=True
+            )
+        except (KeyboardInterrupt, SystemExit):
+            # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled.
+            if listener is not None:
+                _stop_listening(engine, task.id, listener)
+            RetryRun(engine, task, policy, timeout, on_retry, secrets_before).caller_cancelled()
+            raise
+        if first.success:
+            if listener is not None:
+                _stop_listening(engine, task.id, listener)
+            first.metadata["retries"] = 0
+            return first
+    run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started)
     stop: threading.Event | None = None
     # (The executor checked the task and on_progress just now, before the first attempt.)
-    checked = True
+    checked = first is None
     try:
         if policy.max_retries:
-            run.listen()
+            run.listen(listener)
         while True:
-            with run.under_span():
-                result = engine.run_blocking(
-                    task,
-                    context,
-                    run.attempt_timeout(),
-                    on_progress,
-                    attributes=run.attributes(),
-                    retries=run.retries,
-                    checked=checked,
-                )
-            checked = False
+            if first is not None:
+                result, first = first, None
+            else:
+                with run.under_span():
+                    result = engine.run_blocking(
+                        task,
+                        context,
+                        run.attempt_timeout(),
+                        on_progress,
+                        attributes=run.attributes(),
+                        retries=run.retries,
+                        checked=checked,
+                    )
+                checked = False
             if stop is None and run.may_retry(result):
                 stop = threading.Event()
                 run.stop_on_cancel(stop.set)
