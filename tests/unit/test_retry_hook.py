@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -296,3 +297,157 @@ def test_the_error_a_hook_is_told_is_scrubbed_of_the_tasks_secrets(context: Cont
     assert "[REDACTED]" in details.error
     assert "eu-west" in details.error
     assert key in (details.result.error or "")  # (the caller's own data, unchanged)
+
+
+def test_cancel_task_as_the_first_attempt_ends_stops_the_retries(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """A cancel_task made as the first attempt ends (from its "failed" on_progress event,
+    when the attempt is over but the call is not) returns True and stops the retries, as one
+    made as any later attempt ends does."""
+    answers: list[bool] = []
+    task = make_task("fail")
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "failed":
+            answers.append(executor.cancel_task(task.id))
+
+    started = time.monotonic()
+    result = executor.execute_with_retry(
+        task, context, max_retries=3, retry_delay=30, on_progress=on_progress
+    )
+    assert time.monotonic() - started < 10  # far from the 30 s wait
+    assert answers == [True]
+    assert [name for name, _ in calls] == ["fail"]
+    assert result.metadata["retry_cancelled"] is True
+    assert result.metadata["retries"] == 0
+
+
+def test_cancel_task_as_the_first_async_attempt_ends_stops_the_retries(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """execute_with_retry_async: the same, from the first attempt's "failed" event."""
+    answers: list[bool] = []
+    task = make_task("fail")
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "failed":
+            answers.append(executor.cancel_task(task.id))
+
+    async def main() -> Any:
+        return await executor.execute_with_retry_async(
+            task, context, max_retries=3, retry_delay=30, on_progress=on_progress
+        )
+
+    started = time.monotonic()
+    result = asyncio.run(main())
+    assert time.monotonic() - started < 10  # far from the 30 s wait
+    assert answers == [True]
+    assert [name for name, _ in calls] == ["fail"]
+    assert result.metadata["retry_cancelled"] is True
+
+
+def test_cancel_task_just_before_the_first_attempt_cancels_it(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """A cancel_task that comes after the call began but before its first attempt is
+    submitted (here from the tool registry's lookup) cancels that attempt: the tool never
+    runs, and no pending request is left behind for a later run of the id."""
+    task = make_task("echo", text="x")
+    answers: list[bool] = []
+    registry = executor.tool_registry
+    real_get_tool = registry.get_tool
+    armed = [True]
+
+    def submitting() -> bool:
+        frame = inspect.currentframe()
+        while frame is not None:
+            if frame.f_code.co_name == "new_job":  # the engine accepting the attempt
+                return True
+            frame = frame.f_back
+        return False
+
+    def get_tool(name: str) -> Any:
+        if armed[0] and not answers and submitting():
+            answers.append(executor.cancel_task(task.id))
+        return real_get_tool(name)
+
+    registry.get_tool = get_tool  # type: ignore[method-assign]
+    try:
+        result = executor.execute_with_retry(task, context, max_retries=3, retry_delay=0)
+    finally:
+        armed[0] = False
+        registry.get_tool = real_get_tool  # type: ignore[method-assign]
+    assert answers == [True]
+    assert result.metadata["outcome"] == "cancelled"
+    assert calls == []
+    again = executor.execute_task(task, context)
+    assert again.success
+
+
+class _HookFailure(BaseException):
+    """A library's own BaseException subclass, raised by a hook."""
+
+
+@pytest.mark.parametrize("exc_type", [asyncio.CancelledError, GeneratorExit, _HookFailure])
+def test_a_hook_raising_a_base_exception_does_not_escape_the_call(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    exc_type: type[BaseException],
+) -> None:
+    """An on_retry hook raising a BaseException that is not KeyboardInterrupt (an
+    asyncio.CancelledError, a library's own) is treated as any failing hook: logged, counted,
+    the retries go on, and execute_with_retry returns as it promises."""
+
+    def hook(details: RetryDetails) -> None:
+        raise exc_type("hook")
+
+    result = executor.execute_with_retry(
+        make_task("fail"), context, max_retries=2, retry_delay=0, on_retry=hook
+    )
+    assert not result.success
+    assert result.metadata["retries"] == 2
+    assert [name for name, _ in calls] == ["fail"] * 3
+
+
+@pytest.mark.parametrize("exc_type", [asyncio.CancelledError, GeneratorExit, _HookFailure])
+def test_a_retry_if_raising_a_base_exception_stops_the_retries_without_escaping(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    exc_type: type[BaseException],
+) -> None:
+    """A retry_if raising such an exception stops the retries, noted in retry_if_error, as
+    one raising an Exception does."""
+
+    def retry_if(result: TaskResult) -> bool:
+        raise exc_type("predicate")
+
+    result = executor.execute_with_retry(
+        make_task("fail"), context, max_retries=2, retry_delay=0, retry_if=retry_if
+    )
+    assert result.metadata["retries"] == 0
+    assert result.metadata["retry_if_error"] == f"{exc_type.__name__}: predicate"
+    assert [name for name, _ in calls] == ["fail"]
+
+
+def test_a_hook_raising_cancelled_error_is_not_a_cancellation_of_the_async_caller(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """execute_with_retry_async: a CancelledError raised by the hook itself (the awaiting
+    coroutine was not cancelled) does not end the call as cancelled."""
+
+    def hook(details: RetryDetails) -> None:
+        raise asyncio.CancelledError("hook")
+
+    async def main() -> TaskResult:
+        return await executor.execute_with_retry_async(
+            make_task("fail"), context, max_retries=2, retry_delay=0, on_retry=hook
+        )
+
+    result = asyncio.run(main())
+    assert result.metadata["retries"] == 2
+    assert [name for name, _ in calls] == ["fail"] * 3

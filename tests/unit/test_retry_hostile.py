@@ -40,6 +40,22 @@ def test_an_uncapped_schedule_stops_at_the_longest_wait_the_platform_has() -> No
     assert RetryPolicy(retry_delay=0, backoff=1e300).delay(5) == 0.0
 
 
+def test_a_whole_number_backoff_schedule_stays_quick_however_far_it_goes() -> None:
+    """An int backoff far into a run: the delay is computed in floats (it overflows to the
+    ceiling), never as an exact power of ever more digits, which took seconds (and, for a
+    retry number like 10**30, never ended)."""
+    policy = RetryPolicy(max_retries=5, retry_delay=1, backoff=3, max_delay=60)
+    started = time.monotonic()
+    assert policy.delay(10**7) == 60
+    assert time.monotonic() - started < 1.0
+    assert policy.delay(10**30) == 60
+    assert RetryPolicy(retry_delay=1, backoff=3).delay(10**30) == threading.TIMEOUT_MAX
+    assert [policy.delay(n) for n in range(1, 6)] == [1, 3, 9, 27, 60]
+    # without backoff, every wait is retry_delay, even past the largest float
+    assert RetryPolicy(retry_delay=2).delay(10**400) == 2
+    assert RetryPolicy(retry_delay=2, backoff=1).delay(10**400) == 2
+
+
 def test_a_long_capped_run_is_not_an_internal_error(
     executor: Executor, make_task: Any, context: Context, calls: list[Any]
 ) -> None:

@@ -197,9 +197,12 @@ class RetryPolicy:
         instead of overflowing.
         """
         base = 0.0
-        if self.retry_delay > 0:
+        if self.retry_delay > 0 and self.backoff == 1:  # (whatever the retry number)
+            base = self.retry_delay
+        elif self.retry_delay > 0:
             try:
-                base = self.retry_delay * self.backoff ** max(retry_number - 1, 0)
+                # (in floats: an int backoff would make an exact power of ever more digits)
+                base = self.retry_delay * float(self.backoff) ** max(retry_number - 1, 0)
             except OverflowError:  # (a float power past 1.8e308 raises; a product is inf)
                 base = math.inf
         ceiling = threading.TIMEOUT_MAX if self.max_delay is None else self.max_delay

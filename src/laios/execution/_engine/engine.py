@@ -165,10 +165,10 @@ class RegistryFailed(Exception):
 
 
 class BetweenAttempts(Protocol):
-    """A retry loop between two attempts (``retrying.RetryRun``), as the engine reaches it."""
+    """A retry call (``retrying.RetryRun``, or its first attempt), as the engine reaches it."""
 
-    def cancel(self) -> None:
-        """``cancel_task``: no further attempt; end the wait if one is under way."""
+    def mark_cancelled(self) -> None:
+        """``cancel_task``, under the engine's lock: no further attempt."""
 
     def stop_waiting(self) -> None:
         """``shutdown()``: end the wait if one is under way."""
@@ -765,18 +765,22 @@ class Engine:
             # One step under the lock that submissions check pending cancellations with, so
             # a task being submitted right now is either found here or finds the request.
             stop_retries = tuple(self.retrying.get(task_id, ()))
+            for retry_run in stop_retries:
+                # (under the lock: a call ending now forgets the request it leaves pending)
+                retry_run.mark_cancelled()
             active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
-            if not active and not stop_retries:
-                if (
-                    len(task_id) > MAX_PENDING_CANCEL_ID_CHARS
-                    or store.find(scope, task_id) is not None
-                ):
+            if not active:
+                # (a retry call between attempts: its next attempt may be being submitted
+                # now, and is cancelled too; the call forgets the request when it ends)
+                long_id = len(task_id) > MAX_PENDING_CANCEL_ID_CHARS
+                if not stop_retries and (long_id or store.find(scope, task_id) is not None):
                     return False
-                self.pending_cancels[task_id] = None
-                if len(self.pending_cancels) > MAX_PENDING_CANCELS:
-                    self.pending_cancels.popitem(last=False)
+                if not long_id:
+                    self.pending_cancels[task_id] = None
+                    if len(self.pending_cancels) > MAX_PENDING_CANCELS:
+                        self.pending_cancels.popitem(last=False)
         for retry_run in stop_retries:
-            retry_run.cancel()  # stops a retry loop between attempts (every one with this id)
+            retry_run.stop_waiting()  # ends the wait of a retry loop between attempts
         if not active:
             return True
         registered = False

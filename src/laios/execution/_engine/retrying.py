@@ -50,6 +50,11 @@ _log = logging.getLogger("laios.execution.retry")
 _MAX_INT64 = 2**63 - 1
 #: ``on_retry`` hooks that raise are logged at most once a minute per hook.
 _hook_warnings = WarningLimiter()
+#: What a ``retry_if`` or ``on_retry`` hook may raise through the call: anything else it
+#: raises is its own failure, reported, never raised to the caller.
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+#: What an attempt runs under when the call has no retry span (reusable).
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 class RetryRun:
@@ -117,17 +122,9 @@ class RetryRun:
         """Attributes of the next attempt's span."""
         return {"laios.retry.attempt": self.retries + 1} if self.span is not None else None
 
-    @contextlib.contextmanager
-    def under_span(self) -> Iterator[None]:
-        """Make the retry span current for an attempt."""
-        if self.span is None:
-            yield
-            return
-        token = otel_context.attach(trace.set_span_in_context(self.span))
-        try:
-            yield
-        finally:
-            otel_context.detach(token)
+    def under_span(self) -> contextlib.AbstractContextManager[None]:
+        """Make the retry span current for an attempt (nothing to do without one)."""
+        return _NO_SPAN if self.span is None else _attached(self.span)
 
     def may_retry(self, result: TaskResult) -> bool:
         """Whether a retry may follow ``result`` (a failure, with retries left)."""
@@ -145,7 +142,9 @@ class RetryRun:
                     decision, "retry_if", "pass a plain function returning a bool"
                 )
             worth = bool(decision)
-        except Exception as exc:
+        except _INTERRUPTS:  # (Ctrl-C, a signal handler's exit: the caller's, they go on)
+            raise
+        except BaseException as exc:  # (an asyncio.CancelledError of its own too)
             message = scrubbed_message(exc, self.secrets())
             result.metadata["retry_if_error"] = f"{type(exc).__name__}: {message}"
             worth = False
@@ -201,7 +200,9 @@ class RetryRun:
             returned = hook(details)
             if inspect.iscoroutine(returned):
                 raise unawaited_error(returned, "the on_retry hook", "pass a plain function")
-        except Exception as exc:
+        except _INTERRUPTS:  # (Ctrl-C, a signal handler's exit: the caller's, they go on)
+            raise
+        except BaseException as exc:  # (an asyncio.CancelledError of its own too)
             name = callback_name(hook)
             held = _hook_warnings.should_log(name)
             if held is not None:
@@ -280,21 +281,32 @@ class RetryRun:
             self.span_outcome["error.type"] = "cancelled"
             self.span_error = f"failed after {attempts} attempt(s): cancelled"
 
-    def stop_on_cancel(self, wake: Callable[[], object]) -> None:
+    def listen(self, first: _FirstAttempt | None = None) -> None:
         """From now on, have ``cancel_task(task.id)`` stop the retries, and ``shutdown()`` end
-        them (both call ``wake`` to end a wait). Called once the first attempt has failed with
-        retries left, before ``retry_if`` and the ``on_retry`` hook run, so that a cancel from
-        either, or from anywhere while the call is between attempts, is registered (``True``)
-        and stops it; most calls succeed at once and never need to listen."""
-        self.wake = wake
+        them. Called before the first attempt of a call that may retry, so that a cancel is
+        never lost between an attempt's end and the next decision (``cancel_task`` would
+        otherwise find the attempt finished and answer ``False`` while the call goes on);
+        ``first``: what listened while the first attempt ran, whose place this takes."""
         self.listening = True
-        with self.engine.lock:
-            self.engine.retrying.setdefault(self.task.id, []).append(self)
+        engine = self.engine
+        with engine.lock:
+            runs = engine.retrying.setdefault(self.task.id, [])
+            if first is not None:
+                self.cancelled = first.cancelled
+                with contextlib.suppress(ValueError):
+                    runs.remove(first)
+            runs.append(self)
 
-    def cancel(self) -> None:
-        """``cancel_task(task.id)``: no further attempt; end the wait if one is under way."""
+    def stop_on_cancel(self, wake: Callable[[], object]) -> None:
+        """Have ``cancel_task`` and ``shutdown()`` call ``wake`` to end a wait between
+        attempts. Set once the first attempt has failed with retries left; a cancel that came
+        before is already in :attr:`cancelled`, which :meth:`may_wait` reads after this."""
+        self.wake = wake
+
+    def mark_cancelled(self) -> None:
+        """``cancel_task(task.id)``, under the engine's lock: no further attempt (it then
+        calls :meth:`stop_waiting`)."""
         self.cancelled = True
-        self.stop_waiting()
 
     def stop_waiting(self) -> None:
         """End the wait if one is under way (``shutdown()``: :meth:`after_wait` then finds the
@@ -305,17 +317,54 @@ class RetryRun:
                 wake()
 
     def end(self) -> None:
-        """Stop listening for ``cancel_task`` and end the retry span (in ``finally``)."""
+        """Stop listening for ``cancel_task`` and end the retry span (in ``finally``). A
+        cancel request this call received and no attempt took up is forgotten: it must not
+        cancel a later run of the id."""
         if self.listening:
-            engine = self.engine
-            with engine.lock:
-                runs = engine.retrying.get(self.task.id)
-                if runs is not None and self in runs:
-                    runs.remove(self)
-                    if not runs:
-                        del engine.retrying[self.task.id]
+            _stop_listening(self.engine, self.task.id, self)
         if self.span is not None:
             self.engine.tracing.end_parent_span(self.span, self.span_outcome, self.span_error)
+
+
+class _FirstAttempt:
+    """A retry call while its first attempt runs, before its :class:`RetryRun` exists, as
+    ``cancel_task`` and ``shutdown()`` reach it (a call that succeeds at once never needs
+    more): a cancel is kept for the run to read."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def mark_cancelled(self) -> None:
+        """``cancel_task(task.id)``, under the engine's lock: no further attempt."""
+        self.cancelled = True
+
+    def stop_waiting(self) -> None:
+        """Nothing to end: no wait is under way during the first attempt."""
+
+
+def _stop_listening(engine: Engine, task_id: str, listener: RetryRun | _FirstAttempt) -> None:
+    """Take ``listener`` out of the retry calls ``cancel_task`` reaches. A cancel request it
+    received and no attempt took up is forgotten: it must not cancel a later run of the id."""
+    with engine.lock:
+        runs = engine.retrying.get(task_id)
+        if runs is not None and listener in runs:
+            runs.remove(listener)
+            if not runs:
+                del engine.retrying[task_id]
+        if listener.cancelled:
+            engine.pending_cancels.pop(task_id, None)
+
+
+@contextlib.contextmanager
+def _attached(span: Span) -> Iterator[None]:
+    """Make ``span`` current for an attempt."""
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def retry_blocking(
@@ -332,9 +381,16 @@ def retry_blocking(
     tracing = engine.tracing
     secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
     started = time.monotonic()
+    first: TaskResult | None = None
+    listener: _FirstAttempt | None = None
     if policy.deadline is None and not (tracing.known_enabled or tracing.enabled):
         # Most calls succeed at once. Without a deadline to share between attempts or a span
-        # over them, that first attempt needs none of the loop's bookkeeping.
+        # over them, that first attempt needs none of the loop's bookkeeping: only to be
+        # reached by cancel_task, which a call that may retry must never miss.
+        if policy.max_retries:
+            listener = _FirstAttempt()
+            with engine.lock:
+                engine.retrying.setdefault(task.id, []).append(listener)
         try:
             # (The executor checked the task and on_progress just now, before any attempt.)
             first = engine.run_blocking(
@@ -342,16 +398,22 @@ def retry_blocking(
             )
         except (KeyboardInterrupt, SystemExit):
             # Interrupted (Ctrl-C): the caller receives no result; it counts as cancelled.
+            if listener is not None:
+                _stop_listening(engine, task.id, listener)
             RetryRun(engine, task, policy, timeout, on_retry, secrets_before).caller_cancelled()
             raise
         if first.success:
+            if listener is not None:
+                _stop_listening(engine, task.id, listener)
             first.metadata["retries"] = 0
             return first
-    else:
-        first = None
     run = RetryRun(engine, task, policy, timeout, on_retry, secrets_before, started)
     stop: threading.Event | None = None
+    # (The executor checked the task and on_progress just now, before the first attempt.)
+    checked = first is None
     try:
+        if policy.max_retries:
+            run.listen(listener)
         while True:
             if first is not None:
                 result, first = first, None
@@ -364,7 +426,9 @@ def retry_blocking(
                         on_progress,
                         attributes=run.attributes(),
                         retries=run.retries,
+                        checked=checked,
                     )
+                checked = False
             if stop is None and run.may_retry(result):
                 stop = threading.Event()
                 run.stop_on_cancel(stop.set)
@@ -406,6 +470,8 @@ async def retry_awaiting(
     stop: asyncio.Event | None = None
     parent = trace.set_span_in_context(run.span) if run.span is not None else None
     try:
+        if policy.max_retries:
+            run.listen()
         while True:
             limit = engine.resolve_timeout(run.attempt_timeout())
             result = await engine.run_one_awaiting(
