@@ -510,3 +510,33 @@ def test_executor_can_skip_registration(store: MetricStore, tools: ToolRegistry)
     ) as executor:
         executor.execute_task(task("echo"), CONTEXT)
     assert sample(registry, "laios_executor_workers") is None
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        ((CollectorRegistry(), MetricStore()), "store"),  # the two swapped
+        (("a store",), "store"),
+        ((MetricStore, None), "store"),  # the class, not an instance
+        ((None, "a registry"), "registry"),
+        ((MetricStore(), CollectorRegistry), "registry"),
+    ],
+    ids=["swapped", "not-a-store", "store-class", "not-a-registry", "registry-class"],
+)
+def test_ensure_collector_refuses_what_is_no_store_or_registry_naming_it(
+    args: tuple[Any, ...], named: str
+) -> None:
+    """A store or registry of the wrong kind (the two swapped, a class, a string) is refused
+    at the call, naming the argument; it failed later with an AttributeError from deep
+    inside, or a TypeError about weak references."""
+    with pytest.raises(TypeError, match=rf"^{named} must be"):
+        ensure_collector(*args)
+
+
+def test_a_store_collector_refuses_what_is_no_store() -> None:
+    """``StoreCollector(store)`` and ``add_store`` name a value that is no ``MetricStore``."""
+    with pytest.raises(TypeError, match=r"^store must be a MetricStore, got str"):
+        StoreCollector("a store")  # type: ignore[arg-type]
+    collector = StoreCollector(MetricStore())
+    with pytest.raises(TypeError, match=r"^store must be a MetricStore, got CollectorRegistry"):
+        collector.add_store(CollectorRegistry())  # type: ignore[arg-type]

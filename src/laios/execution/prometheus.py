@@ -71,6 +71,7 @@ from laios.execution._aggregates import (
     StoreSnapshot,
     every_outcome,
 )
+from laios.execution._checks import not_a_class
 from laios.execution._exposition import MAX_EXEMPLAR_CHARS as _MAX_EXEMPLAR_CHARS
 from laios.execution._exposition import StoreRenderer, bound_texts
 from laios.execution._families import (
@@ -266,7 +267,7 @@ class StoreCollector(Collector):
 
     def __init__(self, store: MetricStore) -> None:
         self._table = StoreTable()
-        self._table.add(store)
+        self._table.add(_checked_store(store))
         # Read once: looking up package metadata scans sys.path, too slow for every scrape.
         self._version = build_version()
         self._renderer = StoreRenderer()
@@ -284,8 +285,9 @@ class StoreCollector(Collector):
         Raises:
             ValueError: When the collector already reports stores with the same constant labels
                 and other bucket bounds, or 100 sets of constant labels already.
+            TypeError: When ``store`` is not a ``MetricStore``.
         """
-        return self._table.add(store)
+        return self._table.add(_checked_store(store))
 
     def totals(self) -> list[ExportedTotals]:
         """The numbers this collector exports: one :class:`ExportedTotals` per distinct set of
@@ -371,6 +373,18 @@ _collectors: weakref.WeakKeyDictionary[CollectorRegistry, StoreCollector] = (
 _collectors_lock = threading.Lock()
 
 
+def _checked_store(store: object) -> MetricStore:
+    """``store``, when it is a :class:`MetricStore`.
+
+    Raises:
+        TypeError: Otherwise, naming what it is (the class itself: an instance is wanted).
+    """
+    not_a_class("store", store, "snapshot")
+    if not isinstance(store, MetricStore):
+        raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
+    return store
+
+
 def ensure_collector(
     store: MetricStore | None = None, registry: CollectorRegistry | None = None
 ) -> StoreCollector:
@@ -393,6 +407,8 @@ def ensure_collector(
             stores with the same constant labels as ``store`` and other bucket bounds (their
             histograms cannot be added: give the store other labels or the same buckets); or
             when the registry exports 100 sets of constant labels already.
+        TypeError: When ``store`` is not a ``MetricStore`` or ``registry`` not a registry (the
+            two swapped, a class given for an instance).
 
     Example:
         >>> from prometheus_client import CollectorRegistry
@@ -402,8 +418,17 @@ def ensure_collector(
     """
     if store is None:
         store = get_default_store()
+    else:
+        _checked_store(store)
     if registry is None:
         registry = REGISTRY
+    else:
+        not_a_class("registry", registry, "register")
+        if not callable(getattr(registry, "register", None)):
+            raise TypeError(
+                "registry must be a prometheus_client CollectorRegistry, got "
+                f"{type(registry).__name__}"
+            )
     with _collectors_lock:
         collector = _collectors.get(registry)
         if collector is None:
