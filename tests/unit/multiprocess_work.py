@@ -5,9 +5,12 @@ Import as ``from multiprocess_work import ...`` (``tests/unit`` is on the path o
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -68,6 +71,26 @@ def tasks_total(text: str, tool: str = "echo") -> float:
         if line.startswith(prefix) and f'tool="{tool}"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def become_nobody() -> None:
+    """Switch a forked child to the user ``nobody`` (65534), as gunicorn's ``--user`` switches
+    its workers, having first imported what it could otherwise import only later, lazily:
+    the interpreter's own files may be root's alone here (an install under ``/root``), and
+    after the switch the child cannot read them. Which lazy imports are pending depends on
+    what ran in this process before (``importlib_metadata``, imported by Dask, defers some
+    of its own until first use)."""
+    from laios.execution import _shared_totals
+
+    _shared_totals.pid_namespace()  # (reads /proc once, then keeps it)
+    import multiprocessing.util  # noqa: F401  (imported by multiprocess.enable)
+
+    metadata = sys.modules.get("importlib_metadata")
+    for name in getattr(metadata, "__lazy_modules__", ()):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    os.setgid(65534)
+    os.setuid(65534)
 
 
 @dataclass

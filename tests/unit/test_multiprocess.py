@@ -29,7 +29,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from multiprocess_work import CHILD_SECONDS, Child, fork, run_tasks, tasks_total
+from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
@@ -781,10 +781,7 @@ def test_workers_of_another_user_than_the_master_share_its_directory(
 
         def worker(work: Callable[[Report], None]) -> Callable[[Report], None]:
             def as_the_workers_user(report: Report) -> None:
-                # (loaded first: the interpreter's own files may be root's alone here)
-                _shared_totals.pid_namespace()
-                os.setgid(65534)
-                os.setuid(65534)
+                become_nobody()
                 work(report)
 
             return as_the_workers_user
@@ -854,9 +851,7 @@ def test_a_directory_the_hook_creates_is_given_to_the_workers_user(
         assert (path / "laios-dir.lock").stat().st_uid == 0
 
         def worker(report: Report) -> None:
-            _shared_totals.pid_namespace()  # (loaded first: see above)
-            os.setgid(65534)
-            os.setuid(65534)
+            become_nobody()
             export = enable(interval=INTERVAL, registry=registry, store=store)
             run_tasks(store, 2)
             export.write()
@@ -1790,9 +1785,7 @@ def _sweep_as_a_reader_without_permission(directory: Path) -> dict[str, Any]:
 
     def work(report: Report) -> None:
         if os.geteuid() == 0:
-            _shared_totals.pid_namespace()  # (loaded first: see above)
-            os.setgid(65534)
-            os.setuid(65534)
+            become_nobody()
         messages: list[str] = []
 
         class Collect(logging.Handler):
