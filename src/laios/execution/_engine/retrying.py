@@ -288,14 +288,7 @@ class RetryRun:
         otherwise find the attempt finished and answer ``False`` while the call goes on);
         ``first``: what listened while the first attempt ran, whose place this takes."""
         self.listening = True
-        engine = self.engine
-        with engine.lock:
-            runs = engine.retrying.setdefault(self.task.id, [])
-            if first is not None:
-                self.cancelled = first.cancelled
-                with contextlib.suppress(ValueError):
-                    runs.remove(first)
-            runs.append(self)
+        _start_listening(self.engine, self.task.id, self, replacing=first)
 
     def stop_on_cancel(self, wake: Callable[[], object]) -> None:
         """Have ``cancel_task`` and ``shutdown()`` call ``wake`` to end a wait between
@@ -344,6 +337,24 @@ class _FirstAttempt:
         """Nothing to end: no wait is under way during the first attempt."""
 
 
+def _start_listening(
+    engine: Engine,
+    task_id: str,
+    listener: RetryRun | _FirstAttempt,
+    *,
+    replacing: _FirstAttempt | None = None,
+) -> None:
+    """Have ``cancel_task`` and ``shutdown()`` reach ``listener``; in place of ``replacing``
+    (what listened while the first attempt ran), whose cancel it takes over."""
+    with engine.lock:
+        runs = engine.retrying.setdefault(task_id, [])
+        if replacing is not None:
+            listener.cancelled = replacing.cancelled
+            with contextlib.suppress(ValueError):
+                runs.remove(replacing)
+        runs.append(listener)
+
+
 def _stop_listening(engine: Engine, task_id: str, listener: RetryRun | _FirstAttempt) -> None:
     """Take ``listener`` out of the retry calls ``cancel_task`` reaches. A cancel request it
     received and no attempt took up is forgotten: it must not cancel a later run of the id."""
@@ -389,8 +400,7 @@ def retry_blocking(
         # reached by cancel_task, which a call that may retry must never miss.
         if policy.max_retries:
             listener = _FirstAttempt()
-            with engine.lock:
-                engine.retrying.setdefault(task.id, []).append(listener)
+            _start_listening(engine, task.id, listener)
         try:
             # (The executor checked the task and on_progress just now, before any attempt.)
             first = engine.run_blocking(
