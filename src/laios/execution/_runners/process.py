@@ -541,6 +541,7 @@ class _Pool:
     ) -> None:
         self.max_workers = max_workers
         self.context = context
+        self.forkserver = context.get_start_method() == "forkserver"
         self.initializer = initializer
         self.initargs = initargs
         self.lock = threading.Lock()
@@ -601,9 +602,7 @@ class _Pool:
         A start the forkserver ended in (killed, maybe by a tool: a worker's parent is the
         forkserver) is tried again after a pause: ``multiprocessing`` goes on using its
         forkserver until it sees the process dead, then starts a new one."""
-        pauses = iter(
-            _SERVER_RETRY_PAUSES if self.context.get_start_method() == "forkserver" else ()
-        )
+        pauses = iter(_SERVER_RETRY_PAUSES if self.forkserver else ())
         while True:
             parent_end, child_end = multiprocessing.Pipe()
             try:
@@ -634,7 +633,7 @@ class _Pool:
             finally:
                 child_end.close()
             break
-        if self.context.get_start_method() == "forkserver":
+        if self.forkserver:
             _started_by_a_forkserver.add(os.getpid())
         worker = _Worker(process, parent_end)
         with self.lock:
@@ -672,7 +671,7 @@ class _Pool:
             self.queue.clear()
             for call in refused:
                 call.state = "abandoned"
-            refusal = _no_process(self.start_error, self.context.get_start_method())
+            refusal = _no_process(self.start_error, forkserver=self.forkserver)
         for call in refused:
             call.events.refused(refusal)
 
@@ -995,11 +994,7 @@ class _Pool:
         # The forkserver tells when each of its workers ends; when it ends itself, every one of
         # them looks ended (with a made-up code), though they run on. Such a worker can no
         # longer be watched: it is stopped (below) and its call told why.
-        server_gone = (
-            exitcode == _SERVER_GONE_EXIT
-            and self.context.get_start_method() == "forkserver"
-            and _exists(worker.pid)
-        )
+        server_gone = exitcode == _SERVER_GONE_EXIT and self.forkserver and _exists(worker.pid)
         if server_gone:  # (maybe still starting: not leading a group of its own yet)
             _kill_group(worker.pid)
         elif not worker.stopping:  # (one told to stop, or retiring, kills its group itself)
@@ -1407,11 +1402,11 @@ def _server_ended(exc: BaseException) -> bool:
     return isinstance(exc, (EOFError, ConnectionError))
 
 
-def _no_process(exc: Exception | None, method: str) -> Refusal:
-    """The refusal of calls no worker process (of start method ``method``) could be started
-    for, saying why."""
+def _no_process(exc: Exception | None, *, forkserver: bool) -> Refusal:
+    """The refusal of calls no worker process could be started for (by a forkserver, or
+    not), saying why."""
     why = "" if exc is None else f"{type(exc).__name__}: {str(exc)[:200]}"
-    if exc is not None and _server_ended(exc) and method == "forkserver":
+    if exc is not None and forkserver and _server_ended(exc):
         tries = len(_SERVER_RETRY_PAUSES) + 1
         if os.getpid() in _started_by_a_forkserver:  # (so its preloads imported, once)
             return Refusal(
