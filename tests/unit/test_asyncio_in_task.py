@@ -18,6 +18,7 @@ import asyncio
 import contextvars
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -196,6 +197,19 @@ def test_the_callers_own_cancellation_reaches_the_caller(make_executor: Any) -> 
     assert executor.get_metrics(task.id).outcome == "cancelled"
 
 
+def _what_the_caller_sees(handler: Callable[[], Awaitable[str]]) -> str:
+    """Run ``handler`` as an asyncio task of its own and return what it returned, or
+    ``"cancelled"`` when a cancellation reached it."""
+
+    async def scenario() -> str:
+        try:
+            return await asyncio.wait_for(asyncio.ensure_future(handler()), 10)
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    return asyncio.run(scenario())
+
+
 def test_a_cancellation_pending_when_the_call_starts_reaches_the_caller(
     make_executor: Any,
 ) -> None:
@@ -214,13 +228,7 @@ def test_a_cancellation_pending_when_the_call_starts_reaches_the_caller(
         result = await executor.execute_async(task, CONTEXT)
         return f"returned {result.metadata['outcome']}"
 
-    async def scenario() -> str:
-        try:
-            return await asyncio.wait_for(asyncio.ensure_future(handler()), 10)
-        except asyncio.CancelledError:
-            return "cancelled"
-
-    assert asyncio.run(scenario()) == "cancelled"
+    assert _what_the_caller_sees(handler) == "cancelled"
     assert hang.finally_ran or not hang.entered.is_set()
     assert executor.get_metrics(task.id).outcome == "cancelled"
 
@@ -245,13 +253,7 @@ def test_a_cancellation_requested_by_the_started_callback_reaches_the_caller(
         result = await executor.execute_async(task, CONTEXT, on_progress=on_progress)
         return f"returned {result.metadata['outcome']}"
 
-    async def scenario() -> str:
-        try:
-            return await asyncio.wait_for(asyncio.ensure_future(handler()), 10)
-        except asyncio.CancelledError:
-            return "cancelled"
-
-    assert asyncio.run(scenario()) == "cancelled"
+    assert _what_the_caller_sees(handler) == "cancelled"
     assert hang.finally_ran or not hang.entered.is_set()
     assert executor.get_metrics(task.id).outcome == "cancelled"
 
