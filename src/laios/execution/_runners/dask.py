@@ -956,7 +956,8 @@ class DaskRunner:
             if self.closed and not started:
                 events.refused(SHUTDOWN)  # cancelled by shutdown() before it started
                 return
-            if getattr(self.client, "status", None) in ("closing", "closed") and self._owns_client:
+            client_closed = self._client_closed()
+            if client_closed and self._owns_client:
                 # (the runner's own shutdown closes it only once its calls ended: Dask did)
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner lost its "
@@ -964,7 +965,7 @@ class DaskRunner:
                     "reconnect within connect_timeout; start the scheduler again (or mend the "
                     "network to it), then make a new runner"
                 )
-            elif getattr(self.client, "status", None) in ("closing", "closed"):
+            elif client_closed:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
                     "was closed while the call was under way; keep the client open until the "
@@ -983,6 +984,12 @@ class DaskRunner:
             events.finished(outcome)
         except Exception:
             _log.exception("reporting a lost Dask task failed")
+
+    def _client_closed(self) -> bool:
+        """Whether the runner's Dask client is closed or closing (by its owner, by this
+        runner's shutdown, or by Dask when it lost its scheduler): nothing reaches the
+        cluster through it any more."""
+        return getattr(self.client, "status", None) in ("closing", "closed")
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -1025,7 +1032,7 @@ class DaskRunner:
         while the caller's timeout must hold. A call that starts before its stop arrives is
         killed where it starts (see ``kill_calls``), or, past its deadline, never starts there.
         """
-        if getattr(self.client, "status", None) in ("closing", "closed"):
+        if self._client_closed():
             # Nothing reaches the cluster any more: the scheduler drops the tasks of a client
             # that went away, and the workers then kill their tools (see serve_call).
             for _, future, _ in stops:
