@@ -1982,13 +1982,9 @@ def test_processes_the_program_starts_with_the_forkserver_take_ctrl_c(tmp_path: 
     assert not report["worker"]["blocked"] & (1 << (signal.SIGINT - 1)), "SIGINT held in worker"
 
 
-@pytest.mark.skipif(
-    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
-)
-def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: Path) -> None:
-    """A module in ``preload`` that raises (not ``ImportError``) when imported ends the
-    forkserver as it starts: the tasks are refused ``no_process``, and the error points to
-    the preloads, not to the initializer's pickling."""
+def _run_with_a_raising_preload(tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    """Run a task in a program whose runner preloads a module that raises when imported: the
+    program's stderr, and the task's error and error type."""
     (tmp_path / "raising_preload.py").write_text('raise RuntimeError("no config")\n')
     script = tmp_path / "main.py"
     script.write_text(
@@ -2018,9 +2014,33 @@ def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: 
         timeout=WAIT * 4,
     )
     assert program.returncode == 0, program.stderr
-    assert "RuntimeError: no config" in program.stderr  # (the forkserver's own traceback)
-    report = json.loads(program.stdout)
+    return program.stderr, json.loads(program.stdout)
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: Path) -> None:
+    """A module in ``preload`` that raises (not ``ImportError``) when imported ends the
+    forkserver as it starts: the tasks are refused ``no_process``, and the error points to
+    the preloads, not to the initializer's pickling."""
+    stderr, report = _run_with_a_raising_preload(tmp_path)
+    assert "RuntimeError: no config" in stderr  # (the forkserver's own traceback)
     assert report["error_type"] == "no_process"
     assert "forkserver" in report["error"]
     assert "preload" in report["error"]
     assert "picklable" not in report["error"]
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_preload_that_raises_at_import_is_tried_once(tmp_path: Path) -> None:
+    """A forkserver that ends at its first start, before it started any worker in the
+    program, is not started again (as a killed one is): its preload raised, and would again.
+    One forkserver ran the preload (one traceback on stderr), and the error says so."""
+    stderr, report = _run_with_a_raising_preload(tmp_path)
+    assert stderr.count("RuntimeError: no config") == 1, stderr
+    assert report["error_type"] == "no_process"
+    assert "times in a row" not in report["error"], report["error"]
+    assert "before it started any" in report["error"], report["error"]
