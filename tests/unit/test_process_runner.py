@@ -1830,6 +1830,65 @@ def test_a_forkserver_killed_at_each_start_is_named_not_the_preload(tmp_path: Pa
     assert f"{len(process_runner._SERVER_RETRY_PAUSES) + 1} times in a row" in error
 
 
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="workers of a forkserver"
+)
+def test_workers_start_again_after_the_forkserver_ended_with_sigchld_ignored(
+    tmp_path: Path,
+) -> None:
+    """A program that ignores SIGCHLD (its children are reaped at once, by the kernel) runs
+    tasks, and when its forkserver is killed the next worker starts on a new one: the tasks
+    are not refused as if the system refused (``multiprocessing`` cannot ``waitpid`` a
+    forkserver reaped already). In the workers SIGCHLD is not ignored: a tool reads the exit
+    code of a child it waits for (with it ignored, ``subprocess`` reads 0)."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json, os, signal
+
+            if __name__ == "__main__":
+                signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.SignalsHeld())
+                registry.register_tool(process_tools.ChildExitCode())
+                context = Context(session_id="s", user_id="u")
+                runner = ProcessRunner(1)
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                held = executor.execute_task(
+                    Task(plan_id="p", description="d", tool_name="signals_held"), context
+                )
+                os.kill(held.output["parent"], signal.SIGKILL)
+                worker = held.output["pid"]  # (stopped once the runner sees the server gone)
+                assert process_tools.wait_until(lambda: worker not in runner.worker_pids(), 60)
+                results = [
+                    executor.execute_task(
+                        Task(plan_id="p", description="d", tool_name="child_exit_code"),
+                        context,
+                        timeout=60,
+                    )
+                    for _ in range(2)
+                ]
+                executor.shutdown(wait=True)
+                print(json.dumps([[r.success, r.error, r.output] for r in [held, *results]]))
+            """
+        )
+    )
+    program = subprocess.run(
+        [sys.executable, str(script)],
+        env=_script_env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 8,
+        check=False,
+    )
+    assert program.returncode == 0, program.stderr[-2000:]
+    results = json.loads(program.stdout.strip().splitlines()[-1])
+    assert all(success for success, _, _ in results), results
+    assert [output for _, _, output in results[1:]] == [3, 3], results
+
+
 def test_an_unknown_start_method_is_refused_with_the_usable_ones() -> None:
     """The message lists the start methods the runner takes ('fork' is not one of them), so
     it never reads "one of ['fork', ...] (not 'fork')"."""

@@ -53,7 +53,11 @@ from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from laios._compat.multiprocessing import forget_child, forkserver_in_child
+from laios._compat.multiprocessing import (
+    forget_child,
+    forget_ended_forkserver,
+    forkserver_in_child,
+)
 from laios._interrupts import sigint_held
 from laios.execution._checks import process_count, switch
 from laios.execution._finalizing import finalize_elsewhere
@@ -606,8 +610,13 @@ class _Pool:
         forkserver) is tried again after a pause: ``multiprocessing`` goes on using its
         forkserver until it sees the process dead, then starts a new one. Not before a
         forkserver started a worker in this process: one that ends at its first start was
-        ended by a preload that raises when imported, and so would each new one be."""
+        ended by a preload that raises when imported, and so would each new one be.
+
+        Where ``SIGCHLD`` is ignored (the program has its children reaped at once), a
+        forkserver that ended is gone before ``multiprocessing`` checks it, which then fails
+        with ``ChildProcessError``: it is told to forget it, and the start tried again."""
         pauses = iter(_SERVER_RETRY_PAUSES if self.forkserver else ())
+        forgot = False  # (a forkserver reaped already, once per start)
         tries = 0
         while True:
             tries += 1
@@ -621,6 +630,12 @@ class _Pool:
                 _start_with_interrupts_held(process)
             except Exception as exc:
                 parent_end.close()
+                if self.forkserver and isinstance(exc, ChildProcessError) and not forgot:
+                    # (another start may have forgotten it first: tried again all the same)
+                    forget_ended_forkserver()
+                    forgot = True
+                    tries -= 1  # (no forkserver was asked: not a try)
+                    continue
                 replaceable = _server_ended(exc) and os.getpid() in _started_by_a_forkserver
                 pause = next(pauses, None) if replaceable else None
                 if pause is not None and not self.terminated:
