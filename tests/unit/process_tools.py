@@ -126,6 +126,14 @@ class Exit(BaseTool):
         os._exit(kwargs.get("code", 3))
 
 
+class ChildExitCode(BaseTool):
+    name = "child_exit_code"
+    description = "Runs a child process that exits with code 3 and returns the code it read."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return subprocess.run([sys.executable, "-c", "raise SystemExit(3)"], check=False).returncode
+
+
 class Allocate(BaseTool):
     name = "allocate"
     description = (

@@ -1830,6 +1830,65 @@ def test_a_forkserver_killed_at_each_start_is_named_not_the_preload(tmp_path: Pa
     assert f"{len(process_runner._SERVER_RETRY_PAUSES) + 1} times in a row" in error
 
 
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="workers of a forkserver"
+)
+def test_workers_start_again_after_the_forkserver_ended_with_sigchld_ignored(
+    tmp_path: Path,
+) -> None:
+    """A program that ignores SIGCHLD (its children are reaped at once, by the kernel) runs
+    tasks, and when its forkserver is killed the next worker starts on a new one: the tasks
+    are not refused as if the system refused (``multiprocessing`` cannot ``waitpid`` a
+    forkserver reaped already). In the workers SIGCHLD is not ignored: a tool reads the exit
+    code of a child it waits for (with it ignored, ``subprocess`` reads 0)."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json, os, signal
+
+            if __name__ == "__main__":
+                signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.SignalsHeld())
+                registry.register_tool(process_tools.ChildExitCode())
+                context = Context(session_id="s", user_id="u")
+                runner = ProcessRunner(1)
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                held = executor.execute_task(
+                    Task(plan_id="p", description="d", tool_name="signals_held"), context
+                )
+                os.kill(held.output["parent"], signal.SIGKILL)
+                worker = held.output["pid"]  # (stopped once the runner sees the server gone)
+                assert process_tools.wait_until(lambda: worker not in runner.worker_pids(), 60)
+                results = [
+                    executor.execute_task(
+                        Task(plan_id="p", description="d", tool_name="child_exit_code"),
+                        context,
+                        timeout=60,
+                    )
+                    for _ in range(2)
+                ]
+                executor.shutdown(wait=True)
+                print(json.dumps([[r.success, r.error, r.output] for r in [held, *results]]))
+            """
+        )
+    )
+    program = subprocess.run(
+        [sys.executable, str(script)],
+        env=_script_env(),
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 8,
+        check=False,
+    )
+    assert program.returncode == 0, program.stderr[-2000:]
+    results = json.loads(program.stdout.strip().splitlines()[-1])
+    assert all(success for success, _, _ in results), results
+    assert [output for _, _, output in results[1:]] == [3, 3], results
+
+
 def test_an_unknown_start_method_is_refused_with_the_usable_ones() -> None:
     """The message lists the start methods the runner takes ('fork' is not one of them), so
     it never reads "one of ['fork', ...] (not 'fork')"."""
@@ -1982,13 +2041,9 @@ def test_processes_the_program_starts_with_the_forkserver_take_ctrl_c(tmp_path: 
     assert not report["worker"]["blocked"] & (1 << (signal.SIGINT - 1)), "SIGINT held in worker"
 
 
-@pytest.mark.skipif(
-    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
-)
-def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: Path) -> None:
-    """A module in ``preload`` that raises (not ``ImportError``) when imported ends the
-    forkserver as it starts: the tasks are refused ``no_process``, and the error points to
-    the preloads, not to the initializer's pickling."""
+def _run_with_a_raising_preload(tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    """Run a task in a program whose runner preloads a module that raises when imported: the
+    program's stderr, and the task's error and error type."""
     (tmp_path / "raising_preload.py").write_text('raise RuntimeError("no config")\n')
     script = tmp_path / "main.py"
     script.write_text(
@@ -2018,9 +2073,33 @@ def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: 
         timeout=WAIT * 4,
     )
     assert program.returncode == 0, program.stderr
-    assert "RuntimeError: no config" in program.stderr  # (the forkserver's own traceback)
-    report = json.loads(program.stdout)
+    return program.stderr, json.loads(program.stdout)
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_preload_that_raises_at_import_is_named_as_the_likely_cause(tmp_path: Path) -> None:
+    """A module in ``preload`` that raises (not ``ImportError``) when imported ends the
+    forkserver as it starts: the tasks are refused ``no_process``, and the error points to
+    the preloads, not to the initializer's pickling."""
+    stderr, report = _run_with_a_raising_preload(tmp_path)
+    assert "RuntimeError: no config" in stderr  # (the forkserver's own traceback)
     assert report["error_type"] == "no_process"
     assert "forkserver" in report["error"]
     assert "preload" in report["error"]
     assert "picklable" not in report["error"]
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_preload_that_raises_at_import_is_tried_once(tmp_path: Path) -> None:
+    """A forkserver that ends at its first start, before it started any worker in the
+    program, is not started again (as a killed one is): its preload raised, and would again.
+    One forkserver ran the preload (one traceback on stderr), and the error says so."""
+    stderr, report = _run_with_a_raising_preload(tmp_path)
+    assert stderr.count("RuntimeError: no config") == 1, stderr
+    assert report["error_type"] == "no_process"
+    assert "times in a row" not in report["error"], report["error"]
+    assert "before it started any" in report["error"], report["error"]

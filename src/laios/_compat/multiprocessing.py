@@ -9,6 +9,11 @@ own, where no public call exists.
   instance and checks it with ``os.waitpid``, which fails in a forked child (the server is the
   parent's child, not its own): every process start there fails. :func:`forkserver_in_child`
   makes the child start a server of its own on its next process start.
+* In a process that ignores ``SIGCHLD`` (``signal.signal(signal.SIGCHLD, signal.SIG_IGN)``:
+  the kernel reaps its children at once), a forkserver that ended is gone before
+  ``multiprocessing`` checks it, whose ``os.waitpid`` then raises ``ChildProcessError``
+  instead of finding it dead: every process start fails from then on.
+  :func:`forget_ended_forkserver` makes the next start start a new server, as it would have.
 
 When the attributes read here are gone (a future Python), nothing is changed and nothing
 fails; the test of this module fails loudly instead.
@@ -23,7 +28,13 @@ import os
 import threading
 from typing import Any
 
-__all__ = ["CHILDREN_READABLE", "FORKSERVER_READABLE", "forget_child", "forkserver_in_child"]
+__all__ = [
+    "CHILDREN_READABLE",
+    "FORKSERVER_READABLE",
+    "forget_child",
+    "forget_ended_forkserver",
+    "forkserver_in_child",
+]
 
 #: Whether ``multiprocessing.process._children`` still exists as a set.
 CHILDREN_READABLE: bool = isinstance(getattr(multiprocessing.process, "_children", None), set)
@@ -58,3 +69,30 @@ def forkserver_in_child() -> None:
     server._forkserver_alive_fd = None  # noqa: SLF001
     server._forkserver_address = None  # noqa: SLF001
     server._lock = threading.Lock()  # noqa: SLF001 (another thread may have held it)
+
+
+def forget_ended_forkserver() -> bool:
+    """Forget this process's forkserver if it is no longer a child of this process (it ended
+    and was reaped already: ``SIGCHLD`` is ignored here), as ``multiprocessing`` forgets one
+    it finds dead, so that the next process started with ``forkserver`` starts a new server.
+    Whether it was forgotten (``False``: none, or it is still running)."""
+    if not FORKSERVER_READABLE:
+        return False
+    server: Any = getattr(multiprocessing.forkserver, "_forkserver")  # noqa: B009
+    with server._lock:  # noqa: SLF001 (the guarded read this module is for)
+        pid = server._forkserver_pid  # noqa: SLF001
+        if pid is None:
+            return False
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                return False  # (running)
+        except ChildProcessError:
+            pass  # (ended, and reaped already)
+        alive = server._forkserver_alive_fd  # noqa: SLF001
+        if alive is not None:
+            with contextlib.suppress(OSError):
+                os.close(alive)
+        server._forkserver_pid = None  # noqa: SLF001
+        server._forkserver_alive_fd = None  # noqa: SLF001
+        server._forkserver_address = None  # noqa: SLF001
+    return True

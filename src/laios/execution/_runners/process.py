@@ -53,7 +53,11 @@ from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from laios._compat.multiprocessing import forget_child, forkserver_in_child
+from laios._compat.multiprocessing import (
+    forget_child,
+    forget_ended_forkserver,
+    forkserver_in_child,
+)
 from laios._interrupts import sigint_held
 from laios.execution._checks import process_count, switch
 from laios.execution._finalizing import finalize_elsewhere
@@ -366,7 +370,9 @@ _SERVER_GONE_EXIT = 255
 
 #: The pauses before a worker start the forkserver ended in is tried again, one try per
 #: pause: ``multiprocessing`` reuses its forkserver until ``os.waitpid`` finds it dead (a
-#: killed one may take a moment to be), then starts a new one at the next start.
+#: killed one may take a moment to be), then starts a new one at the next start. Only once a
+#: forkserver has started a worker in this process: one that ends before it started any was
+#: ended by its preloads (a module that raises when imported), as the next one would be.
 _SERVER_RETRY_PAUSES = (0.05, 0.5)
 
 #: The processes (by pid: a forked child starts a forkserver of its own) where a forkserver
@@ -558,6 +564,7 @@ class _Pool:
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
         self.start_error: Exception | None = None  # why the last worker could not start
+        self.start_tries = 0  # how many times it was tried
         self.cpu_watches: dict[int, _CpuWatch] = {}  # by worker pid (read by the reader)
         # Large messages read on threads of their own, for the reader to deliver: the worker,
         # the loaded message (``None``: dropped) and whether the pipe could be read.
@@ -601,9 +608,18 @@ class _Pool:
 
         A start the forkserver ended in (killed, maybe by a tool: a worker's parent is the
         forkserver) is tried again after a pause: ``multiprocessing`` goes on using its
-        forkserver until it sees the process dead, then starts a new one."""
+        forkserver until it sees the process dead, then starts a new one. Not before a
+        forkserver started a worker in this process: one that ends at its first start was
+        ended by a preload that raises when imported, and so would each new one be.
+
+        Where ``SIGCHLD`` is ignored (the program has its children reaped at once), a
+        forkserver that ended is gone before ``multiprocessing`` checks it, which then fails
+        with ``ChildProcessError``: it is told to forget it, and the start tried again."""
         pauses = iter(_SERVER_RETRY_PAUSES if self.forkserver else ())
+        forgot = False  # (a forkserver reaped already, once per start)
+        tries = 0
         while True:
+            tries += 1
             parent_end, child_end = multiprocessing.Pipe()
             try:
                 process = self.context.Process(
@@ -614,7 +630,14 @@ class _Pool:
                 _start_with_interrupts_held(process)
             except Exception as exc:
                 parent_end.close()
-                pause = next(pauses, None) if _server_ended(exc) else None
+                if self.forkserver and isinstance(exc, ChildProcessError) and not forgot:
+                    # (another start may have forgotten it first: tried again all the same)
+                    forget_ended_forkserver()
+                    forgot = True
+                    tries -= 1  # (no forkserver was asked: not a try)
+                    continue
+                replaceable = _server_ended(exc) and os.getpid() in _started_by_a_forkserver
+                pause = next(pauses, None) if replaceable else None
                 if pause is not None and not self.terminated:
                     _log.info(
                         "the forkserver ended as it started a worker process (%r); trying "
@@ -627,6 +650,7 @@ class _Pool:
                 with self.lock:
                     self.starting -= 1
                     self.start_error = exc
+                    self.start_tries = tries
                     self.changed.notify_all()  # (a close may wait for the start)
                 self.wake()  # (the reader, once the pool is closed and empty, ends)
                 return None
@@ -671,7 +695,9 @@ class _Pool:
             self.queue.clear()
             for call in refused:
                 call.state = "abandoned"
-            refusal = _no_process(self.start_error, forkserver=self.forkserver)
+            refusal = _no_process(
+                self.start_error, forkserver=self.forkserver, tries=self.start_tries
+            )
         for call in refused:
             call.events.refused(refusal)
 
@@ -1402,13 +1428,12 @@ def _server_ended(exc: BaseException) -> bool:
     return isinstance(exc, (EOFError, ConnectionError))
 
 
-def _no_process(exc: Exception | None, *, forkserver: bool) -> Refusal:
+def _no_process(exc: Exception | None, *, forkserver: bool, tries: int = 1) -> Refusal:
     """The refusal of calls no worker process could be started for (by a forkserver, or
-    not), saying why."""
+    not; tried ``tries`` times), saying why."""
     why = "" if exc is None else f"{type(exc).__name__}: {str(exc)[:200]}"
     if exc is not None and forkserver and _server_ended(exc):
-        tries = len(_SERVER_RETRY_PAUSES) + 1
-        if os.getpid() in _started_by_a_forkserver:  # (so its preloads imported, once)
+        if tries > 1:  # (a forkserver had started workers: its preloads imported, once)
             return Refusal(
                 "no_process",
                 f"Executor could not start a worker process ({why}): the forkserver process, "
@@ -1422,9 +1447,9 @@ def _no_process(exc: Exception | None, *, forkserver: bool) -> Refusal:
         return Refusal(
             "no_process",
             f"Executor could not start a worker process ({why}): the forkserver process ended "
-            f"as it started it, {tries} times in a row; the task was not started. A module in "
-            "the runner's preload that raises when imported ends the forkserver (its "
-            "traceback is on stderr)",
+            "as it started the first one, before it started any; the task was not started. A "
+            "module in the runner's preload that raises when imported ends the forkserver (its "
+            "traceback is on stderr): fix or remove it, then submit the task again",
         )
     if exc is None or isinstance(exc, OSError):
         return Refusal(

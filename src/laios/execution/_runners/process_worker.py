@@ -573,6 +573,14 @@ def _take_interrupts() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+def _reap_children_as_usual() -> None:
+    """Stop ignoring SIGCHLD, which a worker inherits from a caller that ignores it (to have
+    its own children reaped at once): here the kernel would reap a tool's children before
+    the tool waits for them, and ``subprocess`` would read 0 as their exit code."""
+    if hasattr(signal, "SIGCHLD") and signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
 def _end_with_the_parent() -> None:
     """Kill this process's group as soon as the process that started it is gone."""
     parent = multiprocessing.parent_process()
@@ -614,7 +622,8 @@ def serve(
     The process leads its own process group, so that a kill of the group also stops what the
     tool started, and kills that group when the process that started it ends (even by
     ``SIGKILL``, while a tool hangs here); SIGINT, held back while the process started, is
-    taken again from then on (see :func:`_take_interrupts`). Core dumps are turned off (a
+    taken again from then on (see :func:`_take_interrupts`), and SIGCHLD is not ignored
+    (see :func:`_reap_children_as_usual`). Core dumps are turned off (a
     CPU budget ends the process with a signal). When it stops, the process ends at once
     (``os._exit``): a thread a tool left running ends with it, and a process a tool left
     running in its group is killed first (see :func:`_kill_the_rest_of_the_group`); neither
@@ -696,6 +705,7 @@ def _serve(
             os.setsid()
         _end_with_the_parent()
     _take_interrupts()
+    _reap_children_as_usual()
     if resource is not None:  # no core files
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_CORE)
