@@ -74,6 +74,7 @@ from laios.execution._asgi import ASGIApplication, asgi_app
 from laios.execution._auth import Authenticator
 from laios.execution._checks import as_float, is_real, number_repr, whole_number
 from laios.execution._http import (
+    NOSNIFF,
     Endpoint,
     Request,
     StatusMode,
@@ -144,6 +145,7 @@ _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\n"
     b"Content-Type: application/json; charset=utf-8\r\n"
     b"Retry-After: 1\r\n"
+    b"X-Content-Type-Options: nosniff\r\n"
     b"Connection: close\r\n"
     b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
 )
@@ -609,6 +611,12 @@ class _QuietHandler(WSGIRequestHandler):
         if self.request_version == "HTTP/0.9" and len(self.requestline.split()) != 2:
             self.request_version = "HTTP/1.0"
         super().send_error(code, message, explain)
+
+    def end_headers(self) -> None:
+        """End the headers of an answer written here (an error page: the routes' answers come
+        from the WSGI app), which forbids content sniffing like every other answer."""
+        self.send_header(*NOSNIFF)
+        super().end_headers()
 
     def _handshake(self) -> bool:
         """The TLS handshake, within the connection's deadline; whether it succeeded."""
