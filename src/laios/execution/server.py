@@ -572,6 +572,7 @@ class _QuietHandler(WSGIRequestHandler):
     version in ``Server``."""
 
     server_version = _SERVER_NAME
+    raw_requestline: bytes  # read by handle() before parse_request(); not in the type stubs
 
     def setup(self) -> None:
         """Set the socket timeout and read the request through a :class:`_DeadlineReader`
@@ -604,11 +605,10 @@ class _QuietHandler(WSGIRequestHandler):
         return _SERVER_NAME
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Answer an error with a status line and headers, also for a request line that is no
-        HTTP/0.9 request (``GET`` and a path): ``http.server`` answers an unusable version
-        (``PRI * HTTP/2.0``) or a one-word line as HTTP/0.9, with the bare page, which no
-        client can tell from an answer of another protocol."""
-        if self.request_version == "HTTP/0.9" and len(self.requestline.split()) != 2:
+        """Answer an error with a status line and headers, never as HTTP/0.9: ``http.server``
+        answers an unusable version (``PRI * HTTP/2.0``) or a one-word line with the bare
+        page, which no client can tell from an answer of another protocol."""
+        if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
         super().send_error(code, message, explain)
 
@@ -636,7 +636,24 @@ class _QuietHandler(WSGIRequestHandler):
         return True
 
     def parse_request(self) -> bool:
-        """Parse the request line and headers; once they are in, the connection is busy."""
+        """Parse the request line and headers; once they are in, the connection is busy.
+
+        An HTTP/0.9 request (``GET`` and a path, no version) is answered ``400`` at once:
+        no headers follow it, and ``http.server`` would wait for them until the connection's
+        deadline, then close without an answer. (Served as HTTP/0.9, the answer would be a
+        bare body, without the headers every answer carries.)
+        """
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if len(requestline.split()) == 2:  # (split as http.server splits it)
+            self.requestline = requestline
+            self.command, self.request_version = "", "HTTP/1.0"
+            self.close_connection = True
+            self.send_error(
+                HTTPStatus.BAD_REQUEST,
+                "HTTP/0.9 request",
+                "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path).",
+            )
+            return False
         parsed = super().parse_request()
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)
