@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -759,3 +760,49 @@ def test_a_group_label_named_as_the_dashboards_data_source_variable_is_refused()
     assert "datasource" in names
     with pytest.raises(ValueError, match=r"group_labels: 'datasource' .*dashboard"):
         MixinConfig(group_labels=("cluster", "datasource"))
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job="$datasource"',
+        'job="orders-$job"',
+        "job='${datasource}'",
+        'job=~"$__rate_interval"',
+        "job=~`a$tool`",
+        'job=~"[[instance]]"',
+        'job=~"[[job:regex]]"',
+    ],
+)
+def test_a_selector_grafana_would_read_a_variable_in_is_refused(selector: str) -> None:
+    """``$name``, ``${name}`` or ``[[name]]`` in a selector's value is refused at the call:
+    Grafana replaces it in every query of the dashboard with the value of the dashboard's
+    variable of that name (the data source, a group label, ``$__rate_interval``), so the
+    panels would select other series than the rules, without a word."""
+    with pytest.raises(ValueError, match=r"^selector .* Grafana .*\\x24"):
+        MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        'job=~"orders-.*$"',
+        'job=~"^(a|b)$"',
+        'job="US$ 5"',
+        'job=~"[[:alpha:]]+"',
+        r'job="\x24datasource"',
+    ],
+)
+def test_a_selector_with_a_dollar_grafana_leaves_alone_is_accepted(selector: str) -> None:
+    """A ``$`` that no name follows (a regex's end anchor) is written as it is, as is the
+    PromQL escape ``\\x24`` that Prometheus reads as ``$`` and Grafana does not read at all."""
+    from laios.mixin.dashboard import dashboard_json
+
+    config = MixinConfig(selector=selector)
+    assert config.selector == selector
+    assert json_escaped(selector) in dashboard_json(config)
+
+
+def json_escaped(text: str) -> str:
+    """``text`` as it appears inside a JSON string."""
+    return json.dumps(text)[1:-1]

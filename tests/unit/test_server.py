@@ -28,6 +28,7 @@ from laios.execution.server import (
     status_document,
 )
 from laios.execution.store import MetricStore
+from laios.execution.web import WebConfig
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
 
@@ -219,6 +220,54 @@ def test_post_answers_405(server: MetricsServer) -> None:
     status, headers, _ = fetch(server.url + "/status", method="POST")
     assert status == 405
     assert headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status"),
+    [
+        ("/metrics", "GET", 200),
+        ("/status", "GET", 200),
+        ("/healthz", "GET", 200),
+        ("/", "GET", 200),
+        ("/metrics", "HEAD", 200),
+        ("/nope", "GET", 404),
+        ("/status", "POST", 405),
+    ],
+)
+def test_every_answer_forbids_content_sniffing(
+    server: MetricsServer, path: str, method: str, status: int
+) -> None:
+    """Every answer carries ``X-Content-Type-Options: nosniff`` once, without any web
+    configuration: a browser never takes a body for another type than it is sent as."""
+    answered, headers, _ = fetch(server.url + path, method=method)
+    assert answered == status
+    assert headers.get_all("X-Content-Type-Options") == ["nosniff"]
+
+
+def test_a_configured_nosniff_header_is_sent_once(store: MetricStore) -> None:
+    """``X-Content-Type-Options`` in the web configuration is not sent a second time."""
+    config = WebConfig(headers={"X-Content-Type-Options": "nosniff"})
+    with start_http_server(
+        0, store=store, registry=CollectorRegistry(), web_config=config
+    ) as server:
+        for path in ("/metrics", "/status", "/", "/nope"):
+            headers = fetch(server.url + path)[1]
+            assert headers.get_all("X-Content-Type-Options") == ["nosniff"], path
+
+
+def test_an_error_the_server_answers_itself_forbids_content_sniffing(
+    server: MetricsServer,
+) -> None:
+    """The error page of a malformed request (written by the server, not by a route) carries
+    ``X-Content-Type-Options: nosniff`` too."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.x\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.0 400 "), head
+    assert head.split(b"\r\n").count(b"X-Content-Type-Options: nosniff") == 1, head
 
 
 def test_port_zero_reports_the_real_port(server: MetricsServer) -> None:

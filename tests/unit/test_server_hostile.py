@@ -229,11 +229,28 @@ def test_a_malformed_request_line_gets_a_status_line(request_line: bytes, status
     assert b"\r\nConnection: close\r\n" in answer.partition(b"\r\n\r\n")[0]
 
 
-def test_an_http_0_9_request_is_still_answered_as_http_0_9() -> None:
-    """A genuine HTTP/0.9 request (GET and a path, no version) keeps its answer: the body."""
+#: Well within the default connection_timeout (10 s) that a request without headers waited out.
+PROMPTLY = 3.0
+
+
+@pytest.mark.parametrize("request_head", [b"GET /metrics\r\n", b"GET /healthz\r\n\r\n"])
+def test_an_http_0_9_request_gets_400_at_once(request_head: bytes) -> None:
+    """A request line without a version (HTTP/0.9: ``GET`` and a path), which no headers
+    follow, is answered ``400`` with a status line and closed at once; the server waited for
+    headers until connection_timeout, then closed without a word."""
     with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
-        answer = send_raw(server.port, b"GET /healthz\r\n\r\n")
-    assert answer == b"ok\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=PROMPTLY) as sock:
+            sock.sendall(request_head)
+            answer = b""
+            try:
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            except TimeoutError:
+                pytest.fail(f"no answer within {PROMPTLY} s (got {answer[:80]!r})")
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.0 400 "), answer[:80]
+    assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+    assert b"HTTP/0.9" in answer
 
 
 class StopsTheServer(Collector):

@@ -213,6 +213,7 @@ def test_beyond_the_cap_busy_connections_get_503_quickly(
                 thread.join(ANSWER_WITHIN)
         assert status == 503
         assert headers.get("Retry-After") == "1"
+        assert headers.get("X-Content-Type-Options") == "nosniff"
         assert refused_in < 2.0
         assert more == [503, 503, 503]
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -26,6 +26,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = [
+    "NOSNIFF",
     "STATUS_MODES",
     "Endpoint",
     "Request",
@@ -44,6 +45,9 @@ StatusMode = Literal["full", "reduced", "off"]
 STATUS_MODES: tuple[str, ...] = get_args(StatusMode)
 _JSON = "application/json; charset=utf-8"
 _OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
+#: Sent with every answer: a browser must not take a body (``/metrics`` text holding label
+#: values, a JSON error) for HTML or script because of what it contains.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
 #: Seconds between two warnings of the same kind (password checks refused, a request for
 #: another host).
 _WARN_EVERY = 60.0
@@ -245,6 +249,7 @@ class Endpoint:
         authenticator: Who may read ``/metrics`` and ``/status``.
         extra_headers: Added to every answer (the web configuration's headers), but for a
             header the route sets itself (the live page's ``Content-Security-Policy``).
+            Every answer carries ``X-Content-Type-Options: nosniff`` once, configured or not.
         keep: An object the endpoint keeps alive as long as it lives (its store, which the
             registry's collector holds only weakly).
     """
@@ -297,7 +302,10 @@ class Endpoint:
         # policy allows its inline script by hash, and a second policy would block it.
         own = {name.lower() for name, _ in response.headers}
         extra = [pair for pair in self._extra_headers if pair[0].lower() not in own]
-        headers = [*response.headers, *extra, ("Content-Length", str(len(body)))]
+        headers = [*response.headers, *extra]
+        if not any(name.lower() == "x-content-type-options" for name, _ in headers):
+            headers.append(NOSNIFF)  # (a configured one can only say nosniff too)
+        headers.append(("Content-Length", str(len(body))))
         return Response(response.status, headers, b"" if request.method == "HEAD" else body)
 
     def _respond(self, request: Request) -> Response:

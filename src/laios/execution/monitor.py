@@ -133,11 +133,15 @@ class ProgressTracker:
         self._store.clear_progress(_key(task_id))
 
     def add_listener(self, listener: ProgressListener) -> None:
-        """Call ``listener(update)`` for every update; a listener that raises is logged and
-        skipped, never breaking the caller or the other listeners.
+        """Call ``listener(update)`` for every update of the store until it is removed; a
+        listener that raises is logged and skipped, never breaking the caller or the other
+        listeners. Adding and removing one take the same time however many there are; a
+        store holds at most ``MAX_PROGRESS_LISTENERS`` (1,000) of them.
 
         Raises:
             TypeError: When ``listener`` is not callable, or is an async function.
+            ValueError: When the store holds ``MAX_PROGRESS_LISTENERS`` listeners already:
+                remove those you no longer need (a listener outlives the tasks it heard).
         """
         self._store.add_progress_listener(listener)
 
@@ -294,10 +298,13 @@ class ExecutionMonitor:
         return stats
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
-        """Call ``listener(update)`` with every progress update.
+        """Call ``listener(update)`` with every progress update, until it is removed (see
+        :meth:`ProgressTracker.add_listener`).
 
         Raises:
             TypeError: When ``listener`` is not callable, or is an async function.
+            ValueError: When the store holds ``MAX_PROGRESS_LISTENERS`` (1,000) listeners
+                already.
         """
         self.progress_tracker.add_listener(listener)
 

@@ -74,6 +74,7 @@ from laios.execution._asgi import ASGIApplication, asgi_app
 from laios.execution._auth import Authenticator
 from laios.execution._checks import as_float, is_real, number_repr, whole_number
 from laios.execution._http import (
+    NOSNIFF,
     Endpoint,
     Request,
     StatusMode,
@@ -144,6 +145,7 @@ _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\n"
     b"Content-Type: application/json; charset=utf-8\r\n"
     b"Retry-After: 1\r\n"
+    b"X-Content-Type-Options: nosniff\r\n"
     b"Connection: close\r\n"
     b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
 )
@@ -570,6 +572,7 @@ class _QuietHandler(WSGIRequestHandler):
     version in ``Server``."""
 
     server_version = _SERVER_NAME
+    raw_requestline: bytes  # read by handle() before parse_request(); not in the type stubs
 
     def setup(self) -> None:
         """Set the socket timeout and read the request through a :class:`_DeadlineReader`
@@ -602,13 +605,18 @@ class _QuietHandler(WSGIRequestHandler):
         return _SERVER_NAME
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Answer an error with a status line and headers, also for a request line that is no
-        HTTP/0.9 request (``GET`` and a path): ``http.server`` answers an unusable version
-        (``PRI * HTTP/2.0``) or a one-word line as HTTP/0.9, with the bare page, which no
-        client can tell from an answer of another protocol."""
-        if self.request_version == "HTTP/0.9" and len(self.requestline.split()) != 2:
+        """Answer an error with a status line and headers, never as HTTP/0.9: ``http.server``
+        answers an unusable version (``PRI * HTTP/2.0``) or a one-word line with the bare
+        page, which no client can tell from an answer of another protocol."""
+        if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
         super().send_error(code, message, explain)
+
+    def end_headers(self) -> None:
+        """End the headers of an answer written here (an error page: the routes' answers come
+        from the WSGI app), which forbids content sniffing like every other answer."""
+        self.send_header(*NOSNIFF)
+        super().end_headers()
 
     def _handshake(self) -> bool:
         """The TLS handshake, within the connection's deadline; whether it succeeded."""
@@ -628,7 +636,24 @@ class _QuietHandler(WSGIRequestHandler):
         return True
 
     def parse_request(self) -> bool:
-        """Parse the request line and headers; once they are in, the connection is busy."""
+        """Parse the request line and headers; once they are in, the connection is busy.
+
+        An HTTP/0.9 request (``GET`` and a path, no version) is answered ``400`` at once:
+        no headers follow it, and ``http.server`` would wait for them until the connection's
+        deadline, then close without an answer. (Served as HTTP/0.9, the answer would be a
+        bare body, without the headers every answer carries.)
+        """
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        if len(requestline.split()) == 2:  # (split as http.server splits it)
+            self.requestline = requestline
+            self.command, self.request_version = "", "HTTP/1.0"
+            self.close_connection = True
+            self.send_error(
+                HTTPStatus.BAD_REQUEST,
+                "HTTP/0.9 request",
+                "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path).",
+            )
+            return False
         parsed = super().parse_request()
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)

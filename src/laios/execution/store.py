@@ -64,6 +64,7 @@ from laios.execution.redaction import scrubbed_traceback, secret_values
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
     "MAX_PROGRESS_HISTORY",
+    "MAX_PROGRESS_LISTENERS",
     "MAX_RECENT_FAILURES",
     "MAX_RECORD_BYTES",
     "Clock",
@@ -85,6 +86,10 @@ LISTENER_ERROR_INTERVAL = 60.0
 MAX_CHECKPOINTS_PER_TASK = 256
 #: Most progress updates kept per task id.
 MAX_PROGRESS_HISTORY = 100
+#: Most progress listeners a store holds at once. Each is called with every update, so one
+#: added per task and never removed would slow every update and hold memory for ever; past
+#: the limit, adding one fails and says so.
+MAX_PROGRESS_LISTENERS = 1000
 #: Most bytes of checkpoints kept on one record (their names and data, as
 #: :func:`~laios.execution._records.data_size` estimates them), and likewise of one task id's
 #: progress history (messages and details). A checkpoint that would pass it is counted but not
@@ -198,6 +203,30 @@ class Clock(Protocol):
 
 ProgressListener = Callable[[ProgressUpdate], None]
 CheckpointListener = Callable[["TaskRecord", Checkpoint], None]
+
+
+class _Unhashable:
+    """The key of a listener that cannot be hashed (an object with ``__eq__`` and no
+    ``__hash__``): such listeners are found by equality, one by one."""
+
+    __slots__ = ("listener",)
+
+    def __init__(self, listener: ProgressListener) -> None:
+        self.listener = listener
+
+
+def _listener_key(listeners: dict[object, ProgressListener], listener: ProgressListener) -> object:
+    """The key of ``listener`` in ``listeners``: itself, so that a listener equal to one added
+    (``updates.append`` twice) finds it in one hash lookup; for an unhashable one, the key of
+    an equal one added, else a new key."""
+    try:
+        hash(listener)
+    except TypeError:
+        for key, known in listeners.items():
+            if isinstance(key, _Unhashable) and known == listener:
+                return key
+        return _Unhashable(listener)
+    return listener
 
 
 class FinishedTask(NamedTuple):
@@ -442,7 +471,10 @@ class MetricStore:
         self._runners: weakref.WeakSet[Any] = weakref.WeakSet()
         self._progress: OrderedDict[str, _ProgressHistory] = OrderedDict()
         self._scopes: weakref.WeakSet[RecordScope] = weakref.WeakSet()
-        self._progress_listeners: list[ProgressListener] = []
+        # Keyed for O(1) adding and removal (see _listener_key), in the order added;
+        # _notify calls a snapshot, made again after a change (None until then).
+        self._progress_listeners: dict[object, ProgressListener] = {}
+        self._progress_snapshot: tuple[ProgressListener, ...] | None = ()
         self._finish_listeners: list[FinishListener] = []  # replaced, never changed in place
         #: One log of a listener's failures a minute, per listener: it runs on every task.
         self._listener_errors = WarningLimiter(LISTENER_ERROR_INTERVAL)
@@ -1041,7 +1073,11 @@ class MetricStore:
             self._notify(update, rec)
 
     def _notify(self, update: ProgressUpdate, rec: TaskRecord | None) -> None:
-        for listener in list(self._progress_listeners):
+        listeners = self._progress_snapshot
+        if listeners is None:  # (changed since the last update: as many calls as listeners)
+            with self._lock:
+                listeners = self._progress_snapshot = tuple(self._progress_listeners.values())
+        for listener in listeners:
             try:
                 listener(update)
             except KeyboardInterrupt:  # (the user's Ctrl-C is theirs)
@@ -1101,22 +1137,45 @@ class MetricStore:
                 rec.progress_cleared = self.clock.time()
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
-        """Call ``listener`` with every progress update from now on (once: adding it again
-        changes nothing).
+        """Call ``listener`` with every progress update from now on (once: adding it again, or
+        one equal to it, changes nothing), until :meth:`remove_progress_listener`.
+
+        Adding and removing take the same time however many listeners there are (a hash
+        lookup; a listener that cannot be hashed is compared with the others of its kind).
+        A store holds at most :data:`MAX_PROGRESS_LISTENERS`: a listener lives as long as
+        the store, not as a task, so remove one you no longer need; to follow one call, pass
+        ``on_progress=`` to it instead, which goes away with the task.
 
         Raises:
             TypeError: When ``listener`` is not a plain callable (an async function's
                 coroutines would never be awaited).
+            ValueError: When the store holds :data:`MAX_PROGRESS_LISTENERS` listeners
+                already (nothing is added).
         """
         check_listener(listener)
         with self._lock:
-            if listener not in self._progress_listeners:  # (added twice, called once)
-                self._progress_listeners = [*self._progress_listeners, listener]
+            listeners = self._progress_listeners
+            key = _listener_key(listeners, listener)
+            if key in listeners:  # (added twice, called once)
+                return
+            if len(listeners) >= MAX_PROGRESS_LISTENERS:
+                raise ValueError(
+                    f"this store has {MAX_PROGRESS_LISTENERS} progress listeners, the most it "
+                    "holds: each is called with every update until it is removed, so one added "
+                    "per task and never removed would slow every update for ever. Remove those "
+                    "you no longer need (remove_progress_listener), or follow one call with "
+                    "its on_progress= instead"
+                )
+            listeners[key] = listener
+            self._progress_snapshot = None
 
     def remove_progress_listener(self, listener: ProgressListener) -> None:
-        """Stop calling ``listener`` (no error when it was not added)."""
+        """Stop calling ``listener``, or the listener added that is equal to it (no error when
+        none was added)."""
         with self._lock:
-            self._progress_listeners = [f for f in self._progress_listeners if f != listener]
+            listeners = self._progress_listeners
+            if listeners.pop(_listener_key(listeners, listener), None) is not None:
+                self._progress_snapshot = None
 
     # -- custom metrics (the PerformanceMonitor's data) ------------------------------------
 

@@ -63,6 +63,10 @@ _REGEX_ERRORS_OF_BOTH = (
 #: What a rules file (YAML) cannot hold: control characters but tab, CR and NEL, and what is not
 #: a character (a lone surrogate, which a byte of an argument that is not UTF-8 becomes).
 _UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+#: What Grafana replaces in a dashboard's queries with a variable's value: ``$name``,
+#: ``${name...}`` and ``[[name]]`` or ``[[name:format]]`` (names of ASCII letters, digits and
+#: ``_``). It has no escape; PromQL's ``\x24`` is a ``$`` that Grafana does not see.
+_GRAFANA_VARIABLE = re.compile(r"\$\{?[A-Za-z0-9_]+|\[\[[A-Za-z0-9_]+(?::[A-Za-z0-9_]+)?\]\]")
 #: A Kubernetes label key: an optional DNS-subdomain prefix and ``/``, then a name of at most 63.
 _K8S_KEY = re.compile(
     r"(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
@@ -89,7 +93,10 @@ class MixinConfig:
             it name ``laios_selector`` or a label starting with ``__``, which Prometheus
             reserves. A ``=~`` or ``!~`` matcher's regex must compile (balanced parentheses
             and brackets, no repetition of nothing); a control character but a tab is
-            written as a PromQL escape (``\\x1b``).
+            written as a PromQL escape (``\\x1b``). Nor may it hold ``$name``, ``${name}`` or
+            ``[[name]]``, which Grafana would replace in the dashboard's queries with a
+            variable's value (it has no escape): write the ``$`` as ``\\x24`` (a ``[`` as
+            ``\\x5b``) in a ``"..."`` or ``'...'`` string, the same character to Prometheus.
         group_labels: Labels that tell deployments apart and that every recording rule and alert
             keeps (aggregations are ``by`` these plus ``tool``). Labels a target does not have
             are simply empty; the defaults fit Kubernetes and a plain ``job`` scrape alike.
@@ -168,6 +175,17 @@ class MixinConfig:
             raise ValueError(
                 "latency_p95_seconds must be a positive, finite number of seconds, "
                 f"got {self.latency_p95_seconds!r}"
+            )
+        variable = _GRAFANA_VARIABLE.search(self.selector)
+        if variable is not None:
+            raise ValueError(
+                f"selector {self.selector!r} has {variable[0]!r} at position "
+                f"{variable.start()}, which Grafana reads as a variable (such as "
+                f"${DATASOURCE_VARIABLE}, a group label's or $__rate_interval) and replaces "
+                "with its value in every query of the dashboard, so the panels would select "
+                "other series than the rules (Grafana has no escape): write the $ as the "
+                "PromQL escape \\x24 (a [ as \\x5b) in a \"...\" or '...' string, which "
+                "Prometheus reads as the same character"
             )
         if "{" in self.selector or "}" in self.selector:
             raise ValueError(
