@@ -102,3 +102,53 @@ def test_back_to_back_collections_each_read_the_store() -> None:
     finally:
         handle.uninstrument()
         provider_two.shutdown()
+
+
+class _GatedStore(MetricStore):
+    """A store whose first listener added waits for ``go``; removing a listener lets it in and
+    waits until the thread that added it is done (the moment of a race between the two)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adding = threading.Event()
+        self.go = threading.Event()
+        self.added = threading.Event()
+
+    def add_finish_listener(self, listener: Any) -> None:
+        self.adding.set()
+        assert self.go.wait(10)
+        super().add_finish_listener(listener)
+
+    def remove_finish_listener(self, listener: Any) -> None:
+        super().remove_finish_listener(listener)
+        if not self.go.is_set():
+            self.go.set()
+            assert self.added.wait(10)
+
+
+def test_uninstrument_racing_the_instrumenting_leaves_no_listener() -> None:
+    """An uninstrument() that runs while another thread is still adding the store's listener
+    leaves no listener behind (it would be called on every task, holding the provider)."""
+    store = _GatedStore()
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+    handles: list[otel_metrics.MetricsInstrumentation] = []
+
+    def instrument() -> None:
+        handles.append(instrument_metrics(store, meter_provider=provider))
+        store.added.set()
+
+    adder = threading.Thread(target=instrument, daemon=True)
+    adder.start()
+    try:
+        assert store.adding.wait(10)
+        handle = instrument_metrics(store, meter_provider=provider)  # the same, being set up
+        handle.uninstrument()
+        adder.join(10)
+        assert handles == [handle]
+        assert not handle.active
+        assert store.finish_listeners == ()
+    finally:
+        store.go.set()
+        store.added.set()
+        adder.join(10)
+        provider.shutdown()

@@ -406,15 +406,18 @@ class MetricsInstrumentation:
         The instruments stay registered with the provider (the OpenTelemetry API cannot remove
         one); without a store they report nothing. Calling it again is harmless.
         """
-        store = self._store()
-        if store is not None:
-            store.remove_finish_listener(self.record)
         with _lock:
             instruments = self._instruments
             self._instruments = None
             if instruments is not None:
                 instruments.handles = tuple(h for h in instruments.handles if h is not self)
             _prune()
+        # Inactive first, then the listener out: instrument_metrics() adds it outside the lock
+        # and takes it out again when it finds the handle inactive, so whichever of the two
+        # comes last leaves no listener behind.
+        store = self._store()
+        if store is not None:
+            store.remove_finish_listener(self.record)
 
     def record(self, event: FinishedTask) -> None:
         """The store's finish listener: record one task's end in the two histograms."""
