@@ -152,3 +152,53 @@ def test_uninstrument_racing_the_instrumenting_leaves_no_listener() -> None:
         store.added.set()
         adder.join(10)
         provider.shutdown()
+
+
+class _MeterFailingOnce:
+    """An SDK meter whose first up-down counter fails to be created: a fault part way through
+    the instruments."""
+
+    def __init__(self, meter: Any, provider: _ProviderFailingOnce) -> None:
+        self._meter = meter
+        self._provider = provider
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "create_observable_up_down_counter" and self._provider.failing:
+            self._provider.failing = False
+
+            def broken(*args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("the meter is not ready")
+
+            return broken
+        return getattr(self._meter, name)
+
+
+class _ProviderFailingOnce:
+    """A meter provider over an SDK one whose meter fails once, part way (see above)."""
+
+    def __init__(self, provider: MeterProvider) -> None:
+        self.provider = provider
+        self.failing = True
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        return _MeterFailingOnce(self.provider.get_meter(*args, **kwargs), self)
+
+
+def test_instrumenting_again_after_a_fault_part_way_reports_every_instrument() -> None:
+    """A provider that failed part way through creating the instruments, once fixed, reports
+    every instrument when instrument_metrics is called again (as the docs advise), not only
+    those the failed call had not created yet."""
+    reader = InMemoryMetricReader()
+    sdk = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    provider = _ProviderFailingOnce(sdk)
+    store = MetricStore()
+    store.count_error(store.tool_slot("echo", True), "ValueError")
+    with pytest.raises(RuntimeError, match="not ready"):
+        instrument_metrics(store, meter_provider=provider)  # type: ignore[arg-type]
+    handle = instrument_metrics(store, meter_provider=provider)  # type: ignore[arg-type]
+    try:
+        assert handle.active
+        assert _errors_of(reader) == {"ValueError": 1}
+    finally:
+        handle.uninstrument()
+        sdk.shutdown()
