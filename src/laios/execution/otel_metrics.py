@@ -58,7 +58,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from laios._compat.otel import global_meter_provider
+from laios._compat.otel import global_meter_provider, is_proxy_meter_provider
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
 from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
 from laios.execution._totals import ExportedTotals, export_label, read_stores
@@ -526,7 +526,9 @@ def instrument_metrics(
         meter_provider: The provider to report to; when ``None``, the one installed globally
             (``opentelemetry.metrics.set_meter_provider``, as ``opentelemetry-instrument``
             does). With none given and none installed, nothing is instrumented and the handle
-            is inactive: call this again once a provider is installed.
+            is inactive: call this again once a provider is installed. The API's proxy (what
+            ``metrics.get_meter_provider()`` returns while none is installed) is taken as
+            ``None``.
 
     Returns:
         The handle: its ``uninstrument()`` stops the reporting.
@@ -539,12 +541,16 @@ def instrument_metrics(
         store = get_default_store()
     elif not isinstance(store, MetricStore):
         raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
-    if meter_provider is None:
+    if meter_provider is not None:
+        _check_provider(meter_provider)
+    if meter_provider is None or is_proxy_meter_provider(meter_provider):
+        # The API's proxy forwards to the provider installed later: instruments made through
+        # it would be a second set on that provider's meter, beside those of the executors
+        # that follow the installed one (each task recorded twice, a store's counters lost).
+        # So it stands for the installed provider, as None does.
         meter_provider = global_meter_provider()
         if meter_provider is None:
             return MetricsInstrumentation(store, None)  # inactive
-    else:
-        _check_provider(meter_provider)
     key = (id(store), id(meter_provider))
     with _lock:
         handle = _registry.get(key)
