@@ -3,6 +3,7 @@ providers, stores shared and gone (with the real SDK)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -202,3 +203,40 @@ def test_instrumenting_again_after_a_fault_part_way_reports_every_instrument() -
     finally:
         handle.uninstrument()
         sdk.shutdown()
+
+
+class _BrokenStatsRunner:
+    """A runner of one's own whose ``stats`` raises."""
+
+    @property
+    def stats(self) -> Any:
+        raise RuntimeError("the runner cannot count its workers")
+
+
+def test_a_runner_whose_stats_raise_is_logged_once_and_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A registered runner whose ``stats`` raises costs the gauges its share only: every
+    instrument still reports (this store and the others on the provider), and the fault is
+    logged once, not by each instrument at each collection."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    broken, other = MetricStore(), MetricStore()
+    runner = _BrokenStatsRunner()
+    broken.register_runner(runner)
+    broken.count_error(broken.tool_slot("echo", True), "ValueError")
+    other.count_error(other.tool_slot("echo", True), "ValueError")
+    handles = [instrument_metrics(s, meter_provider=provider) for s in (broken, other)]
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                assert _errors_of(reader) == {"ValueError": 2}
+            assert broken.aggregates().workers == 0
+        logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(logged) == 1
+        assert "_BrokenStatsRunner" in logged[0].getMessage()
+        assert "cannot count its workers" in str(logged[0].exc_info[1])  # type: ignore[index]
+    finally:
+        for handle in handles:
+            handle.uninstrument()
+        provider.shutdown()
