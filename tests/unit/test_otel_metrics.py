@@ -736,6 +736,45 @@ def test_a_provider_installed_later_needs_instrument_metrics(
         handle.uninstrument()
 
 
+def test_the_apis_proxy_provider_stands_for_the_one_installed(
+    monkeypatch: pytest.MonkeyPatch,
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+    no_global_provider: None,
+) -> None:
+    """``metrics.get_meter_provider()`` before a provider is installed is the API's proxy,
+    which forwards to the provider installed later. Given to instrument_metrics it is taken as
+    "the global provider" (as ``None`` is), so that an executor following the installed
+    provider neither records each task twice nor reports another store's counters to nobody."""
+    proxy = metrics_internal._ProxyMeterProvider()
+    monkeypatch.setattr(metrics_internal, "_PROXY_METER_PROVIDER", proxy)
+    store, other = MetricStore(), MetricStore()
+    early = instrument_metrics(store, meter_provider=otel_metrics_api.get_meter_provider())
+    assert not early.active  # none installed yet: nothing to report to
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", provider)  # (set_meter_provider)
+    proxy.on_set_meter_provider(provider)
+    handles = [instrument_metrics(other, meter_provider=provider)]
+    try:
+        with Executor(registry, store=store, register_prometheus=False) as executor:
+            executor.execute_task(make_task("echo"), context)
+        handles.append(instrument_metrics(store, meter_provider=proxy))
+        other.count_error(other.tool_slot("other_tool", True), "ValueError")
+        found = collect(reader)
+        (duration,) = points(found, DURATION).values()
+        tasks = points(found, "laios.tasks")
+        key = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+        assert (duration.count, tasks[key].value) == (1, 1)
+        errors = points(found, "laios.task.errors")
+        assert errors[attrs(gen_ai__tool__name="other_tool", error__type="ValueError")].value == 1
+        assert handles[1] is instrument_metrics(store)  # the proxy is the installed provider
+    finally:
+        for handle in handles:
+            handle.uninstrument()
+
+
 def test_global_provider_checks_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     """The slot read and the public call find the same provider, or none, for each kind."""
     sdk = MeterProvider()

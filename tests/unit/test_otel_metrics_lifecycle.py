@@ -3,6 +3,7 @@ providers, stores shared and gone (with the real SDK)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -102,3 +103,140 @@ def test_back_to_back_collections_each_read_the_store() -> None:
     finally:
         handle.uninstrument()
         provider_two.shutdown()
+
+
+class _GatedStore(MetricStore):
+    """A store whose first listener added waits for ``go``; removing a listener lets it in and
+    waits until the thread that added it is done (the moment of a race between the two)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adding = threading.Event()
+        self.go = threading.Event()
+        self.added = threading.Event()
+
+    def add_finish_listener(self, listener: Any) -> None:
+        self.adding.set()
+        assert self.go.wait(10)
+        super().add_finish_listener(listener)
+
+    def remove_finish_listener(self, listener: Any) -> None:
+        super().remove_finish_listener(listener)
+        if not self.go.is_set():
+            self.go.set()
+            assert self.added.wait(10)
+
+
+def test_uninstrument_racing_the_instrumenting_leaves_no_listener() -> None:
+    """An uninstrument() that runs while another thread is still adding the store's listener
+    leaves no listener behind (it would be called on every task, holding the provider)."""
+    store = _GatedStore()
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+    handles: list[otel_metrics.MetricsInstrumentation] = []
+
+    def instrument() -> None:
+        handles.append(instrument_metrics(store, meter_provider=provider))
+        store.added.set()
+
+    adder = threading.Thread(target=instrument, daemon=True)
+    adder.start()
+    try:
+        assert store.adding.wait(10)
+        handle = instrument_metrics(store, meter_provider=provider)  # the same, being set up
+        handle.uninstrument()
+        adder.join(10)
+        assert handles == [handle]
+        assert not handle.active
+        assert store.finish_listeners == ()
+    finally:
+        store.go.set()
+        store.added.set()
+        adder.join(10)
+        provider.shutdown()
+
+
+class _MeterFailingOnce:
+    """An SDK meter whose first up-down counter fails to be created: a fault part way through
+    the instruments."""
+
+    def __init__(self, meter: Any, provider: _ProviderFailingOnce) -> None:
+        self._meter = meter
+        self._provider = provider
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "create_observable_up_down_counter" and self._provider.failing:
+            self._provider.failing = False
+
+            def broken(*args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("the meter is not ready")
+
+            return broken
+        return getattr(self._meter, name)
+
+
+class _ProviderFailingOnce:
+    """A meter provider over an SDK one whose meter fails once, part way (see above)."""
+
+    def __init__(self, provider: MeterProvider) -> None:
+        self.provider = provider
+        self.failing = True
+
+    def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+        return _MeterFailingOnce(self.provider.get_meter(*args, **kwargs), self)
+
+
+def test_instrumenting_again_after_a_fault_part_way_reports_every_instrument() -> None:
+    """A provider that failed part way through creating the instruments, once fixed, reports
+    every instrument when instrument_metrics is called again (as the docs advise), not only
+    those the failed call had not created yet."""
+    reader = InMemoryMetricReader()
+    sdk = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    provider = _ProviderFailingOnce(sdk)
+    store = MetricStore()
+    store.count_error(store.tool_slot("echo", True), "ValueError")
+    with pytest.raises(RuntimeError, match="not ready"):
+        instrument_metrics(store, meter_provider=provider)  # type: ignore[arg-type]
+    handle = instrument_metrics(store, meter_provider=provider)  # type: ignore[arg-type]
+    try:
+        assert handle.active
+        assert _errors_of(reader) == {"ValueError": 1}
+    finally:
+        handle.uninstrument()
+        sdk.shutdown()
+
+
+class _BrokenStatsRunner:
+    """A runner of one's own whose ``stats`` raises."""
+
+    @property
+    def stats(self) -> Any:
+        raise RuntimeError("the runner cannot count its workers")
+
+
+def test_a_runner_whose_stats_raise_is_logged_once_and_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A registered runner whose ``stats`` raises costs the gauges its share only: every
+    instrument still reports (this store and the others on the provider), and the fault is
+    logged once, not by each instrument at each collection."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    broken, other = MetricStore(), MetricStore()
+    runner = _BrokenStatsRunner()
+    broken.register_runner(runner)
+    broken.count_error(broken.tool_slot("echo", True), "ValueError")
+    other.count_error(other.tool_slot("echo", True), "ValueError")
+    handles = [instrument_metrics(s, meter_provider=provider) for s in (broken, other)]
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                assert _errors_of(reader) == {"ValueError": 2}
+            assert broken.aggregates().workers == 0
+        logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(logged) == 1
+        assert "_BrokenStatsRunner" in logged[0].getMessage()
+        assert "cannot count its workers" in str(logged[0].exc_info[1])  # type: ignore[index]
+    finally:
+        for handle in handles:
+            handle.uninstrument()
+        provider.shutdown()

@@ -26,6 +26,7 @@ __all__ = [
     "PROVIDER_SLOT_READABLE",
     "global_meter_provider",
     "global_provider_is_sdk",
+    "is_proxy_meter_provider",
 ]
 
 _NOT_SDK = (ProxyTracerProvider, NoOpTracerProvider)
@@ -50,11 +51,16 @@ def _from_api() -> bool:
 global_provider_is_sdk = _from_slot if PROVIDER_SLOT_READABLE else _from_api
 
 
+def is_proxy_meter_provider(provider: object) -> bool:
+    """Whether ``provider`` is the proxy that ``metrics.get_meter_provider()`` hands out until a
+    provider is installed (a private class of the API), which forwards to the one installed."""
+    return type(provider).__name__ == "_ProxyMeterProvider"
+
+
 def _real(provider: object) -> MeterProvider | None:
     if not isinstance(provider, MeterProvider) or isinstance(provider, NoOpMeterProvider):
         return None
-    # The proxy that the API hands out until a provider is set (a private class).
-    return None if type(provider).__name__ == "_ProxyMeterProvider" else provider
+    return None if is_proxy_meter_provider(provider) else provider
 
 
 def _meter_from_slot() -> MeterProvider | None:

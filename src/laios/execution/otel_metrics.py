@@ -58,7 +58,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from laios._compat.otel import global_meter_provider
+from laios._compat.otel import global_meter_provider, is_proxy_meter_provider
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
 from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
 from laios.execution._totals import ExportedTotals, export_label, read_stores
@@ -182,6 +182,32 @@ def _exemplar_context(exemplar: tuple[str, str]) -> Context | None:
     return trace.set_span_in_context(NonRecordingSpan(span), Context())
 
 
+#: The asynchronous instruments: name, whether a counter (else an up-down counter), the name of
+#: the ``_Instruments`` method that observes it, unit and description.
+_OBSERVABLES: tuple[tuple[str, bool, str, str, str], ...] = (
+    (TASKS, True, "_tasks", "{task}", "Tasks finished, by outcome."),
+    (
+        RESULTS,
+        True,
+        "_results",
+        "{result}",
+        "Results returned to callers, by final outcome (after retries).",
+    ),
+    (ERRORS, True, "_errors", "{error}", "Failed tasks, by error type."),
+    (RETRIES, True, "_retries", "{retry}", "Retries of tasks."),
+    (IN_FLIGHT, False, "_in_flight", "{task}", "Tasks whose tool is running now."),
+    (WORKERS, False, "_workers", "{worker}", "Workers of the runners."),
+    (QUEUE_DEPTH, False, "_queue_depth", "{task}", "Tasks submitted and waiting to start."),
+    (
+        ABANDONED_THREADS,
+        False,
+        "_abandoned",
+        "{thread}",
+        "Timed-out tools whose threads have not returned yet, and async tools left running.",
+    ),
+)
+
+
 class _Instruments:
     """The instruments of one meter provider, shared by every store instrumented with it.
 
@@ -190,68 +216,63 @@ class _Instruments:
     collector does.
     """
 
-    def __init__(self, provider: MeterProvider) -> None:
-        from laios import __version__
-
-        meter = provider.get_meter(METER_NAME, __version__, schema_url=SCHEMA_URL)
+    def __init__(self) -> None:
         #: The active instrumentations reporting here (replaced, never changed in place).
         self.handles: tuple[MetricsInstrumentation, ...] = ()
         #: The last read of the stores: when, the totals, and the instruments it has served.
         self._last_read: tuple[float, list[ExportedTotals], set[str]] | None = None
         #: (tool, error type) -> the attributes of its duration and of its queue wait.
         self._attributes: dict[_AttributeKey, tuple[dict[str, str], dict[str, str]]] = {}
-        self.tool_duration = _histogram(
-            meter,
-            TOOL_DURATION,
-            "Duration of tool executions: each task's execute_tool span, from submission to "
-            "outcome.",
-            TOOL_DURATION_BUCKETS,
-        )
-        self.queue_wait = _histogram(
-            meter,
-            QUEUE_WAIT,
-            "Time a task waited between submission and start.",
-            QUEUE_WAIT_BUCKETS,
-        )
-        self.with_context = _takes_context(self.tool_duration)
-        meter.create_observable_counter(
-            TASKS, [self._tasks], unit="{task}", description="Tasks finished, by outcome."
-        )
-        meter.create_observable_counter(
-            RESULTS,
-            [self._results],
-            unit="{result}",
-            description="Results returned to callers, by final outcome (after retries).",
-        )
-        meter.create_observable_counter(
-            ERRORS, [self._errors], unit="{error}", description="Failed tasks, by error type."
-        )
-        meter.create_observable_counter(
-            RETRIES, [self._retries], unit="{retry}", description="Retries of tasks."
-        )
-        meter.create_observable_up_down_counter(
-            IN_FLIGHT,
-            [self._in_flight],
-            unit="{task}",
-            description="Tasks whose tool is running now.",
-        )
-        meter.create_observable_up_down_counter(
-            WORKERS, [self._workers], unit="{worker}", description="Workers of the runners."
-        )
-        meter.create_observable_up_down_counter(
-            QUEUE_DEPTH,
-            [self._queue_depth],
-            unit="{task}",
-            description="Tasks submitted and waiting to start.",
-        )
-        meter.create_observable_up_down_counter(
-            ABANDONED_THREADS,
-            [self._abandoned],
-            unit="{thread}",
-            description=(
-                "Timed-out tools whose threads have not returned yet, and async tools left running."
-            ),
-        )
+        #: The instruments created so far, by name (see :meth:`create`).
+        self._created: set[str] = set()
+        self.tool_duration: Histogram
+        self.queue_wait: Histogram
+        self.with_context = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether every instrument is created."""
+        return len(self._created) == len(_OBSERVABLES) + 2
+
+    def create(self, provider: MeterProvider) -> None:
+        """Create on ``provider``'s meter the instruments not created yet.
+
+        A provider that raises part way leaves those it created: the SDK keeps one instrument
+        per name and meter, and gives the first one back (callbacks and all) for a second one
+        of the same name, so the next call creates only the others, never one twice.
+        """
+        from laios import __version__
+
+        if self.complete:
+            return
+        meter = provider.get_meter(METER_NAME, __version__, schema_url=SCHEMA_URL)
+        if TOOL_DURATION not in self._created:
+            self.tool_duration = _histogram(
+                meter,
+                TOOL_DURATION,
+                "Duration of tool executions: each task's execute_tool span, from submission "
+                "to outcome.",
+                TOOL_DURATION_BUCKETS,
+            )
+            self.with_context = _takes_context(self.tool_duration)
+            self._created.add(TOOL_DURATION)
+        if QUEUE_WAIT not in self._created:
+            self.queue_wait = _histogram(
+                meter,
+                QUEUE_WAIT,
+                "Time a task waited between submission and start.",
+                QUEUE_WAIT_BUCKETS,
+            )
+            self._created.add(QUEUE_WAIT)
+        for name, counter, callback, unit, description in _OBSERVABLES:
+            if name not in self._created:
+                create = (
+                    meter.create_observable_counter
+                    if counter
+                    else meter.create_observable_up_down_counter
+                )
+                create(name, [getattr(self, callback)], unit=unit, description=description)
+                self._created.add(name)
 
     # -- per task (the store's finish listener) ----------------------------------------------
 
@@ -406,15 +427,18 @@ class MetricsInstrumentation:
         The instruments stay registered with the provider (the OpenTelemetry API cannot remove
         one); without a store they report nothing. Calling it again is harmless.
         """
-        store = self._store()
-        if store is not None:
-            store.remove_finish_listener(self.record)
         with _lock:
             instruments = self._instruments
             self._instruments = None
             if instruments is not None:
                 instruments.handles = tuple(h for h in instruments.handles if h is not self)
             _prune()
+        # Inactive first, then the listener out: instrument_metrics() adds it outside the lock
+        # and takes it out again when it finds the handle inactive, so whichever of the two
+        # comes last leaves no listener behind.
+        store = self._store()
+        if store is not None:
+            store.remove_finish_listener(self.record)
 
     def record(self, event: FinishedTask) -> None:
         """The store's finish listener: record one task's end in the two histograms."""
@@ -469,11 +493,14 @@ def _instruments_for(provider: MeterProvider) -> _Instruments:
         pair = _instruments_by_provider_id.get(id(provider))
         found = pair[1] if pair is not None and pair[0] is provider else None
     if found is None:
-        found = _Instruments(provider)
+        found = _Instruments()
         try:
             _instruments_by_provider[provider] = found
         except TypeError:
             _instruments_by_provider_id[id(provider)] = (provider, found)
+    # Kept before its instruments are created: a provider that raises part way is asked for
+    # the rest only, the next time.
+    found.create(provider)
     return found
 
 
@@ -499,7 +526,9 @@ def instrument_metrics(
         meter_provider: The provider to report to; when ``None``, the one installed globally
             (``opentelemetry.metrics.set_meter_provider``, as ``opentelemetry-instrument``
             does). With none given and none installed, nothing is instrumented and the handle
-            is inactive: call this again once a provider is installed.
+            is inactive: call this again once a provider is installed. The API's proxy (what
+            ``metrics.get_meter_provider()`` returns while none is installed) is taken as
+            ``None``.
 
     Returns:
         The handle: its ``uninstrument()`` stops the reporting.
@@ -512,12 +541,16 @@ def instrument_metrics(
         store = get_default_store()
     elif not isinstance(store, MetricStore):
         raise TypeError(f"store must be a MetricStore, got {type(store).__name__}")
-    if meter_provider is None:
+    if meter_provider is not None:
+        _check_provider(meter_provider)
+    if meter_provider is None or is_proxy_meter_provider(meter_provider):
+        # The API's proxy forwards to the provider installed later: instruments made through
+        # it would be a second set on that provider's meter, beside those of the executors
+        # that follow the installed one (each task recorded twice, a store's counters lost).
+        # So it stands for the installed provider, as None does.
         meter_provider = global_meter_provider()
         if meter_provider is None:
             return MetricsInstrumentation(store, None)  # inactive
-    else:
-        _check_provider(meter_provider)
     key = (id(store), id(meter_provider))
     with _lock:
         handle = _registry.get(key)

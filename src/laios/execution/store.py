@@ -78,6 +78,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger("laios.execution.store")
+#: One log a minute per kind of runner whose ``stats`` raises (read at every scrape), whatever
+#: the store.
+_STATS_ERRORS = WarningLimiter()
 
 #: Seconds between two logs of one store listener's failures (the ones between are counted and
 #: the next log says how many): a listener runs on every task's path.
@@ -990,13 +993,42 @@ class MetricStore:
     def abandoned_threads(self) -> int:
         """Abandoned calls still holding capacity across the registered runners: timed-out
         tools whose threads have not returned yet, async tools left running."""
+        failed: list[tuple[object, Exception]] = []
         with self._lock:
-            return self._abandoned_threads()
+            # Read from the runners, which track the threads themselves; a shut-down runner's
+            # hung threads still count.
+            abandoned = sum(held for _workers, held in self._runner_stats(failed))
+        self._stats_failed(failed)
+        return abandoned
 
-    def _abandoned_threads(self) -> int:
-        # Caller holds the lock. Read from the runners, which track the threads themselves; a
-        # shut-down runner's hung threads still count.
-        return sum(int(r.stats.abandoned) for r in self._runners)
+    def _runner_stats(self, failed: list[tuple[object, Exception]]) -> list[tuple[int, int]]:
+        """Each registered runner's ``(workers, abandoned)``; a runner whose ``stats`` raises
+        (one of the user's) is left out and added to ``failed``, to be logged once the lock is
+        released (caller holds the lock)."""
+        read: list[tuple[int, int]] = []
+        for runner in self._runners:
+            try:
+                stats = runner.stats
+                read.append((int(stats.workers), int(stats.abandoned)))
+            except Exception as exc:
+                failed.append((runner, exc))
+        return read
+
+    def _stats_failed(self, failed: list[tuple[object, Exception]]) -> None:
+        """Log the runners whose ``stats`` raised, at most once a minute per kind of runner."""
+        for runner, exc in failed:
+            kind = type(runner).__qualname__
+            held_back = _STATS_ERRORS.should_log(kind)
+            if held_back is None:
+                continue
+            since = f"; {held_back} more failures since the last log" if held_back else ""
+            _log.warning(
+                "the stats of runner %s raised; its workers and abandoned threads are left out "
+                "of the gauges (logged at most once a minute per kind of runner%s)",
+                kind,
+                since,
+                exc_info=exc,
+            )
 
     # -- progress (the ExecutionMonitor's data) -----------------------------------------------
 
@@ -1337,10 +1369,12 @@ class MetricStore:
         need are computed after the lock is released.
         """
         now = self.clock.perf_counter()
+        failed: list[tuple[object, Exception]] = []
         with self._lock:
-            read = self._aggregates()
+            read = self._aggregates(failed)
             running = self._running(now)
             failures = list(self._failures)
+        self._stats_failed(failed)
         return StoreSnapshot(
             tools=[ToolSnapshot.from_aggregates(tool, read.labels) for tool in read.tools],
             running=running,
@@ -1389,15 +1423,18 @@ class MetricStore:
         Cheaper than :meth:`snapshot`: no running tasks, and histogram buckets are copied as
         they are (per bucket, not cumulative), so the lock is held only for the copying.
         """
+        failed: list[tuple[object, Exception]] = []
         with self._lock:
-            return self._aggregates()
+            read = self._aggregates(failed)
+        self._stats_failed(failed)
+        return read
 
-    def _aggregates(self) -> StoreAggregates:
-        # Caller holds the lock.
+    def _aggregates(self, failed: list[tuple[object, Exception]]) -> StoreAggregates:
+        # Caller holds the lock, and logs the runners added to ``failed`` once it is released.
         tools, custom = self._counts.read()
-        stats = [r.stats for r in self._runners]
-        workers = sum(int(s.workers) for s in stats)
-        abandoned = sum(int(s.abandoned) for s in stats)
+        stats = self._runner_stats(failed)
+        workers = sum(held for held, _abandoned in stats)
+        abandoned = sum(held for _workers, held in stats)
         return StoreAggregates(
             tools, custom, workers, self._queue_depth, abandoned, self._counts.labels
         )
