@@ -834,17 +834,27 @@ class Engine:
         if wait and self.on_own_thread():
             wait = False
         if wait:
-            awaited = self.awaited_here()
-            if awaited:
+            on_runners, async_tools = self.awaited_here()
+            if on_runners:
                 wait = False
+            if on_runners or async_tools:
+                # (async tools on this loop are never waited for: they end with the loop)
                 _log.warning(
                     "shutdown() was called on the event loop that awaits %d task(s) of this "
-                    "executor still in flight: it does not wait for them, since waiting would "
-                    "hold the loop they need (their timeouts and results go through it, and a "
-                    "tool may call into it); they finish on their own, new tasks are refused. "
-                    "To wait for them without holding the loop, await executor.aclose() "
-                    "instead (or use async with Executor(...))",
-                    awaited,
+                    "executor still in flight%s: it does not wait for them, since waiting "
+                    "would hold the loop they need (async tools run on it, other tasks' "
+                    "timeouts and results go through it, and a tool may call into it); they "
+                    "finish on their own, new tasks are refused. To wait for them without "
+                    "holding the loop, await executor.aclose() instead (or use async with "
+                    "Executor(...))",
+                    on_runners + async_tools,
+                    (
+                        ""
+                        if not async_tools
+                        else " (1 of them an async tool running on this loop)"
+                        if async_tools == 1
+                        else f" ({async_tools} of them async tools running on this loop)"
+                    ),
                 )
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
@@ -872,24 +882,30 @@ class Engine:
         )
         return True
 
-    def awaited_here(self) -> int:
-        """How many tasks in flight on a runner that a shutdown waits for (worker threads,
-        processes) are awaited by coroutines on the event loop running in the calling thread
-        (0 when none runs). A shutdown waiting for them there would hold the loop they need:
-        their timeouts strike and their results arrive through it, and their tools may call
-        into it (``run_coroutine_threadsafe``), which would deadlock."""
+    def awaited_here(self) -> tuple[int, int]:
+        """The tasks in flight awaited by coroutines on the event loop running in the calling
+        thread (``(0, 0)`` when none runs): how many are on a runner that a shutdown waits for
+        (worker threads, processes), and how many are async tools running (or waiting for a
+        slot) on that loop, which a shutdown never waits for.
+
+        A shutdown waiting for the first there would hold the loop they need: their timeouts
+        strike and their results arrive through it, and their tools may call into it
+        (``run_coroutine_threadsafe``), which would deadlock."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return 0
-        awaited = 0
+            return 0, 0
+        on_runners = async_tools = 0
         for record in self.store.scope_records(self.scope):  # (shutdown is rare)
             if not isinstance(record, Job) or record.state == "finished":
                 continue
             waiter = record.waiter
-            if waiter is not None and waiter.loop is loop and record.runner is not self.loop_here:
-                awaited += 1
-        return awaited
+            if waiter is not None and waiter.loop is loop:
+                if record.runner is self.loop_here:
+                    async_tools += 1
+                else:
+                    on_runners += 1
+        return on_runners, async_tools
 
     def awaiting_loop(self) -> asyncio.AbstractEventLoop | None:
         """The asyncio event loop an awaiting call runs on (``None``: none runs in this
