@@ -182,7 +182,7 @@ def test_timeouts_strike_while_a_batch_is_still_being_accepted(
     would return after its timeout but before acceptance ends, is cancelled and the task ends
     ``timeout``, not ``success``."""
     context = Context(session_id="s", user_id="u")
-    tasks = make_tasks("batch_nap", 1, seconds=0.3) + make_tasks("batch_noop", 2000)
+    tasks = make_tasks("batch_nap", 1, seconds=0.3) + make_tasks("batch_noop", 4000)
     Nap.cancelled = 0
 
     async def scenario() -> list[Any]:

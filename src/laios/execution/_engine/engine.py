@@ -86,8 +86,10 @@ MAX_PENDING_CANCEL_ID_CHARS = 256
 #: Longest id, name or description on a task span, in characters (longer ones are cut).
 MAX_SPAN_TEXT = 256
 #: Tasks of an ``execute_parallel`` batch accepted between two turns of the caller's event loop
-#: (each takes tens of microseconds: a chunk holds the loop for a few milliseconds at most).
-ACCEPT_CHUNK = 128
+#: (each takes tens of microseconds: a chunk holds the loop for about ten milliseconds).
+#: Smaller chunks keep it shorter, and cost a large batch more time (a turn at a time, the
+#: tools started meanwhile run and end between the chunks).
+ACCEPT_CHUNK = 256
 
 
 def no_asyncio_loop(call: str) -> RuntimeError:
