@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from laios.core.types import Context, Task
-from laios.tools.base import BaseTool
+from laios.tools.base import AsyncBaseTool, BaseTool
 from laios.tools.registry import ToolRegistry
 
 CONTEXT = Context(session_id="s", user_id="u")
@@ -67,6 +67,22 @@ class Hangs(BaseTool):
         self.entered.set()
         self.release.wait(SAFETY_NET)
         return "released"
+
+
+class Naps(AsyncBaseTool):
+    """An async tool: it runs on the awaiting coroutine's loop."""
+
+    name = "naps"
+    description = "Sleeps a little on the loop."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        await asyncio.sleep(0.2)
+        return "rested"
 
 
 @pytest.fixture
@@ -215,3 +231,59 @@ def test_shutdown_on_a_loop_still_waits_for_tasks_awaited_elsewhere(
     caller.join(WAIT)
     assert box[0].output == "released"
     assert _shutdown_warnings(laios_records) == []
+
+
+def test_shutdown_on_the_loop_counts_the_async_tools_it_does_not_wait_for(
+    make_executor: Any, tools: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """An async tool running on the loop is a task in flight that shutdown() does not wait for
+    either: the warning counts it (it counted only tasks on worker threads: one of two here)."""
+    asks, _ = tools
+    naps = Naps()
+    executor = _make(make_executor, (*tools, naps))
+
+    async def scenario() -> tuple[float, Any]:
+        asks.loop = asyncio.get_running_loop()
+        pending = asyncio.ensure_future(
+            executor.execute_parallel([_task("asks_the_loop"), _task("naps")], CONTEXT)
+        )
+        assert await asyncio.to_thread(asks.entered.wait, WAIT)
+        assert await asyncio.to_thread(naps.entered.wait, WAIT)
+        started = time.monotonic()
+        executor.shutdown()
+        elapsed = time.monotonic() - started
+        return elapsed, await pending
+
+    elapsed, results = asyncio.run(scenario())
+    assert elapsed < BACK_BY
+    assert [r.output for r in results] == ["pong", "rested"]
+    (warning,) = _shutdown_warnings(laios_records)
+    assert "awaits 2 task(s)" in warning
+    assert "1 of them an async tool" in warning
+
+
+def test_shutdown_on_the_loop_warns_of_async_tools_alone_in_flight(
+    make_executor: Any, tools: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """With only an async tool in flight on the loop, shutdown() does not wait for it either
+    (it ends with the loop): it says so and how to wait, as for tasks on worker threads (it
+    said nothing)."""
+    naps = Naps()
+    executor = _make(make_executor, (*tools, naps))
+
+    async def scenario() -> tuple[float, Any]:
+        pending = asyncio.ensure_future(
+            executor.execute_async(_task("naps"), CONTEXT, timeout=WAIT)
+        )
+        assert await asyncio.to_thread(naps.entered.wait, WAIT)
+        started = time.monotonic()
+        executor.shutdown()
+        elapsed = time.monotonic() - started
+        return elapsed, await pending
+
+    elapsed, result = asyncio.run(scenario())
+    assert elapsed < BACK_BY
+    assert result.output == "rested"
+    (warning,) = _shutdown_warnings(laios_records)
+    assert "awaits 1 task(s)" in warning
+    assert "1 of them an async tool" in warning

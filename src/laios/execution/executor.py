@@ -407,9 +407,10 @@ class Executor(Generic[_RegistryT]):
         One failing task never affects the others; ``timeout`` applies to each task. Async
         tools run on this loop (at most ``max_async_tools`` at once); synchronous tools on the
         worker threads (at most ``max_workers`` at once). The rest wait in the queue: a queued
-        task whose timeout passes is never started and ends ``timeout``. Never raises (except
-        ``asyncio.CancelledError`` when the awaiting coroutine is cancelled: unfinished tasks
-        then end as ``cancelled``).
+        task whose timeout passes is never started and ends ``timeout``. The tasks are submitted
+        a chunk at a time, with a turn of the event loop in between: a large batch never holds
+        the loop. Never raises (except ``asyncio.CancelledError`` when the awaiting coroutine is
+        cancelled: unfinished tasks then end as ``cancelled``, and no more are submitted).
         """
         # A string or a mapping is iterable, but never a batch of tasks.
         if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):

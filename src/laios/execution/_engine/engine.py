@@ -85,6 +85,11 @@ MAX_PENDING_CANCELS = 1000
 MAX_PENDING_CANCEL_ID_CHARS = 256
 #: Longest id, name or description on a task span, in characters (longer ones are cut).
 MAX_SPAN_TEXT = 256
+#: Tasks of an ``execute_parallel`` batch accepted between two turns of the caller's event loop
+#: (each takes tens of microseconds: a chunk holds the loop for about ten milliseconds).
+#: Smaller chunks keep it shorter, and cost a large batch more time (a turn at a time, the
+#: tools started meanwhile run and end between the chunks).
+ACCEPT_CHUNK = 256
 
 
 def no_asyncio_loop(call: str) -> RuntimeError:
@@ -601,19 +606,35 @@ class Engine:
         """Run tasks while the calling coroutine awaits them all; results in order.
 
         Every async tool runs as an asyncio task of its own (they run concurrently). A task
-        that cannot be accepted gives a failed result in its place. When the awaiting
+        that cannot be accepted gives a failed result in its place. The tasks are accepted
+        :data:`ACCEPT_CHUNK` at a time, with a turn of the loop in between. When the awaiting
         coroutine is cancelled, every unfinished task ends ``cancelled`` (a running async
-        tool's task is cancelled) and ``CancelledError`` goes on.
+        tool's task is cancelled), no further task is accepted, and ``CancelledError`` goes on.
         """
         loop = self.awaiting_loop()
         if loop is None:
             refusal = no_asyncio_loop("execute_parallel")
             return [rejected_result(task, refusal) for task in tasks]
         batch = _Batch(loop)
+        items = tasks if isinstance(tasks, list) else list(tasks)
         slots: list[Job | TaskResult] = []
-        for task in tasks:
-            slots.append(self._accept(task, context, on_progress, limit, batch, parent))
-        await self._wait(batch, [slot for slot in slots if isinstance(slot, Job)], limit)
+        jobs: list[Job] = []
+        try:
+            # A chunk at a time, with a turn of the loop in between: accepting thousands of
+            # tasks in one go would hold the loop (the service's other coroutines) as long.
+            # Each task's timeout counts from its own acceptance, as before.
+            for start in range(0, len(items), ACCEPT_CHUNK):
+                if start:
+                    batch.start_timer(jobs, limit)  # (deadlines strike between chunks too)
+                    await asyncio.sleep(0)
+                for task in items[start : start + ACCEPT_CHUNK]:
+                    slots.append(self._accept(task, context, on_progress, limit, batch, parent))
+                jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
+        except asyncio.CancelledError:  # cancelled between two chunks: the rest never start
+            batch.stop_timer()
+            _cancelled_by_caller(jobs)
+            raise
+        await self._wait(batch, jobs, limit)
         return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
 
     async def run_one_awaiting(
@@ -815,17 +836,27 @@ class Engine:
         if wait and self.on_own_thread():
             wait = False
         if wait:
-            awaited = self.awaited_here()
-            if awaited:
+            on_runners, async_tools = self.awaited_here()
+            if on_runners:
                 wait = False
+            if on_runners or async_tools:
+                # (async tools on this loop are never waited for: they end with the loop)
                 _log.warning(
                     "shutdown() was called on the event loop that awaits %d task(s) of this "
-                    "executor still in flight: it does not wait for them, since waiting would "
-                    "hold the loop they need (their timeouts and results go through it, and a "
-                    "tool may call into it); they finish on their own, new tasks are refused. "
-                    "To wait for them without holding the loop, await executor.aclose() "
-                    "instead (or use async with Executor(...))",
-                    awaited,
+                    "executor still in flight%s: it does not wait for them, since waiting "
+                    "would hold the loop they need (async tools run on it, other tasks' "
+                    "timeouts and results go through it, and a tool may call into it); they "
+                    "finish on their own, new tasks are refused. To wait for them without "
+                    "holding the loop, await executor.aclose() instead (or use async with "
+                    "Executor(...))",
+                    on_runners + async_tools,
+                    (
+                        ""
+                        if not async_tools
+                        else " (1 of them an async tool running on this loop)"
+                        if async_tools == 1
+                        else f" ({async_tools} of them async tools running on this loop)"
+                    ),
                 )
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
@@ -853,24 +884,30 @@ class Engine:
         )
         return True
 
-    def awaited_here(self) -> int:
-        """How many tasks in flight on a runner that a shutdown waits for (worker threads,
-        processes) are awaited by coroutines on the event loop running in the calling thread
-        (0 when none runs). A shutdown waiting for them there would hold the loop they need:
-        their timeouts strike and their results arrive through it, and their tools may call
-        into it (``run_coroutine_threadsafe``), which would deadlock."""
+    def awaited_here(self) -> tuple[int, int]:
+        """The tasks in flight awaited by coroutines on the event loop running in the calling
+        thread (``(0, 0)`` when none runs): how many are on a runner that a shutdown waits for
+        (worker threads, processes), and how many are async tools running (or waiting for a
+        slot) on that loop, which a shutdown never waits for.
+
+        A shutdown waiting for the first there would hold the loop they need: their timeouts
+        strike and their results arrive through it, and their tools may call into it
+        (``run_coroutine_threadsafe``), which would deadlock."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return 0
-        awaited = 0
+            return 0, 0
+        on_runners = async_tools = 0
         for record in self.store.scope_records(self.scope):  # (shutdown is rare)
             if not isinstance(record, Job) or record.state == "finished":
                 continue
             waiter = record.waiter
-            if waiter is not None and waiter.loop is loop and record.runner is not self.loop_here:
-                awaited += 1
-        return awaited
+            if waiter is not None and waiter.loop is loop:
+                if record.runner is self.loop_here:
+                    async_tools += 1
+                else:
+                    on_runners += 1
+        return on_runners, async_tools
 
     def awaiting_loop(self) -> asyncio.AbstractEventLoop | None:
         """The asyncio event loop an awaiting call runs on (``None``: none runs in this
@@ -1001,7 +1038,16 @@ class _Batch:
     expires the jobs whose deadline passed, and is set again for the next.
     """
 
-    __slots__ = ("expected", "finished_count", "future", "jobs", "loop", "thread", "timer")
+    __slots__ = (
+        "checked",
+        "expected",
+        "finished_count",
+        "future",
+        "jobs",
+        "loop",
+        "thread",
+        "timer",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -1011,6 +1057,8 @@ class _Batch:
         self.future: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.jobs: list[Job] = []
+        #: How many of ``jobs`` the timer need not look at again (finished, or not timed).
+        self.checked = 0
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""
@@ -1036,6 +1084,7 @@ class _Batch:
         """Wait until every job in ``jobs`` finished, expiring them at their deadlines."""
         self.expected = len(jobs)
         if self.finished_count >= len(jobs):
+            self.stop_timer()  # (started while the batch was accepted)
             return
         self.future = self.loop.create_future()
         self.start_timer(jobs, limit)
@@ -1045,10 +1094,15 @@ class _Batch:
             self.stop_timer()
 
     def start_timer(self, jobs: list[Job], limit: float | None) -> None:
-        """Expire ``jobs`` at their deadlines from now on (nothing to do without a limit)."""
+        """Expire ``jobs`` at their deadlines from now on (nothing to do without a limit).
+
+        ``jobs`` may grow afterwards (a batch accepted a chunk at a time): call again with the
+        same list once it has. A timer still set reaches the new jobs in its turn (they come
+        last, with the latest deadlines); with none set, it is set for the earliest of them."""
         if limit is not None:
             self.jobs = jobs
-            self._arm(0)
+            if self.timer is None:
+                self._arm(self.checked)
 
     def stop_timer(self) -> None:
         """Stop expiring (every job finished, or nobody awaits them any more)."""
@@ -1056,6 +1110,7 @@ class _Batch:
             self.timer.cancel()
             self.timer = None
         self.jobs = []
+        self.checked = 0
 
     def _arm(self, start: int) -> None:
         jobs = self.jobs
@@ -1070,6 +1125,7 @@ class _Batch:
                 )
                 return
         self.timer = None
+        self.checked = len(jobs)  # (all finished, or not timed: no need to look again)
 
     def _expire(self, start: int) -> None:
         now = time.monotonic()

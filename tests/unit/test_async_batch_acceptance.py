@@ -1,0 +1,208 @@
+"""A large ``execute_parallel`` batch lets the caller's event loop run while it is accepted.
+
+Accepting a task (looking up its tool, recording it, opening its span, handing it to its
+runner) takes tens of microseconds: thousands of them in one go held the loop for as long, so
+a service's other coroutines (a health check, other requests) stalled. The batch now gives the
+loop a turn between chunks of tasks, with the same results, timeouts and cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import time
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task, TaskStatus
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool
+from laios.tools.registry import ToolRegistry
+
+#: Tasks in a batch large enough that accepting it takes a while (and many chunks).
+LARGE_BATCH = 10_000
+#: Longest a scenario may take before it counts as hung.
+GUARD = 30.0
+
+
+class Noop(AsyncBaseTool):
+    name = "batch_noop"
+    description = "Returns at once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return kwargs.get("n")
+
+
+class Hang(AsyncBaseTool):
+    """Waits until cancelled; tells the test when the first one started."""
+
+    name = "batch_hang"
+    description = "Waits until cancelled."
+    started: asyncio.Event | None = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        assert Hang.started is not None
+        Hang.started.set()
+        await asyncio.sleep(GUARD)
+        return "never"
+
+
+class Nap(AsyncBaseTool):
+    """Sleeps ``seconds``, noting whether it was cancelled."""
+
+    name = "batch_nap"
+    description = "Sleeps a little."
+    cancelled = 0
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        try:
+            await asyncio.sleep(kwargs["seconds"])
+        except asyncio.CancelledError:
+            Nap.cancelled += 1
+            raise
+        return "slept"
+
+
+@pytest.fixture
+def batch_store() -> MetricStore:
+    return MetricStore()
+
+
+@pytest.fixture
+def batch_executor(batch_store: MetricStore) -> Any:
+    registry = ToolRegistry()
+    registry.register_tools([Noop(), Hang(), Nap()])
+    executor = Executor(
+        registry, max_async_tools=LARGE_BATCH, store=batch_store, register_prometheus=False
+    )
+    yield executor
+    executor.shutdown(wait=True)
+
+
+def make_tasks(tool: str, count: int, **parameters: Any) -> list[Task]:
+    return [
+        Task(plan_id="p", description=tool, tool_name=tool, parameters={**parameters, "n": n})
+        for n in range(count)
+    ]
+
+
+def test_a_large_batch_lets_other_coroutines_run_while_it_is_accepted(
+    batch_executor: Executor,
+) -> None:
+    """A coroutine ticking every 5 ms on the same loop is never held for a quarter of the batch.
+
+    Before, the whole batch was accepted in one go: the ticker's largest gap was the whole
+    acceptance plus the first step of every tool, about three quarters of the call (now: a
+    twentieth).
+    """
+    context = Context(session_id="s", user_id="u")
+    tasks = make_tasks("batch_noop", LARGE_BATCH)  # (built before the ticker starts)
+
+    async def scenario() -> tuple[list[Any], float, float]:
+        done = False
+        ticks: list[float] = []
+
+        async def ticker() -> None:
+            ticks.append(time.monotonic())
+            while not done:
+                await asyncio.sleep(0.005)
+                ticks.append(time.monotonic())  # (once more after the call: its last gap)
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0.02)
+        started = time.monotonic()
+        results = await batch_executor.execute_parallel(tasks, context, timeout=GUARD)
+        elapsed = time.monotonic() - started
+        done = True
+        await ticking
+        # The ticker's longest wait for a turn during the call (counted from its start).
+        largest_gap = max(
+            later - max(earlier, started)
+            for earlier, later in itertools.pairwise(ticks)
+            if later > started
+        )
+        return results, elapsed, largest_gap
+
+    # (no collection of the garbage meanwhile: one pauses the loop too, for tens of ms)
+    gc.collect()
+    gc.disable()
+    try:
+        results, elapsed, largest_gap = asyncio.run(asyncio.wait_for(scenario(), GUARD))
+    finally:
+        gc.enable()
+    assert [r.task_id for r in results] == [t.id for t in tasks]
+    assert [r.output for r in results] == list(range(LARGE_BATCH))
+    assert largest_gap < elapsed / 4, (largest_gap, elapsed)
+
+
+def test_cancelling_a_batch_while_it_is_accepted_cancels_what_was_accepted(
+    batch_executor: Executor, batch_store: MetricStore
+) -> None:
+    """Cancelled between two chunks, the batch accepts no more tasks, the accepted ones end
+    ``cancelled`` (none left running on the loop), and the rest are never recorded."""
+    context = Context(session_id="s", user_id="u")
+    tasks = make_tasks("batch_hang", LARGE_BATCH)
+    leftovers: list[asyncio.Task[Any]] = []
+
+    async def scenario() -> None:
+        Hang.started = asyncio.Event()
+        pending = asyncio.ensure_future(batch_executor.execute_parallel(tasks, context))
+        # A tool of the first chunk runs: acceptance goes on.
+        await asyncio.wait_for(Hang.started.wait(), GUARD)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        await asyncio.sleep(0)
+        leftovers.extend(t for t in asyncio.all_tasks() if t is not asyncio.current_task())
+
+    asyncio.run(scenario())
+    assert leftovers == []
+    statuses = [t.status for t in tasks]
+    accepted = statuses.count(TaskStatus.CANCELLED)
+    assert 0 < accepted < LARGE_BATCH
+    assert statuses == [TaskStatus.CANCELLED] * accepted + [TaskStatus.PENDING] * (
+        LARGE_BATCH - accepted
+    )
+    assert batch_executor.get_running_tasks() == []
+    snapshot = batch_store.snapshot()
+    [hang] = [t for t in snapshot.tools if t.tool == "batch_hang"]
+    assert {k: h.count for k, h in hang.outcomes.items() if h.count} == {"cancelled": accepted}
+    assert hang.in_flight == 0
+    assert snapshot.queue_depth == 0
+
+
+def test_timeouts_strike_while_a_batch_is_still_being_accepted(
+    batch_executor: Executor,
+) -> None:
+    """A task accepted early times out at its deadline even while the rest of the batch is
+    still being accepted (another coroutine slowing every turn of the loop): its tool, which
+    would return after its timeout but before acceptance ends, is cancelled and the task ends
+    ``timeout``, not ``success``."""
+    context = Context(session_id="s", user_id="u")
+    tasks = make_tasks("batch_nap", 1, seconds=0.3) + make_tasks("batch_noop", 4000)
+    Nap.cancelled = 0
+
+    async def scenario() -> list[Any]:
+        done = False
+
+        async def slow_turns() -> None:
+            while not done:
+                time.sleep(0.05)  # holds the loop a little on every turn
+                await asyncio.sleep(0)
+
+        slowing = asyncio.create_task(slow_turns())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        results = await batch_executor.execute_parallel(tasks, context, timeout=0.15)
+        accepting = time.monotonic() - started
+        done = True
+        await slowing
+        assert accepting > 0.6, "acceptance did not outlast the nap: the test proves nothing"
+        return results
+
+    results = asyncio.run(asyncio.wait_for(scenario(), GUARD))
+    assert results[0].metadata["outcome"] == "timeout"
+    assert Nap.cancelled == 1
