@@ -681,15 +681,23 @@ def _watch_frame(
         lines = [_title(document, url), "", *status_lines(document), "", footer]
         return "\n".join([warning, *lines] if warning else lines)
     width = size.columns
+    room = max(size.lines - 1, 1)  # (the cursor's line below the picture stays on screen)
     # (the reason is worth reading whole: wrapped, not cut; no warning wraps to no line)
     wrapped = textwrap.wrap(
         warning, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
     )
-    # Besides the status: the warning, the title, two blank lines, the footer, the cursor's.
-    height = max(size.lines - len(wrapped) - 5, 1)
+    # ... unless that leaves no room for the title, a line of the status and the footer: the
+    # warning is then cut short, and left out on a terminal of one line or two.
+    most = max(room - 5, 1 if room > 1 else 0)
+    if len(wrapped) > most:
+        wrapped = wrapped[:most]
+        if wrapped:
+            wrapped[-1] = clip(wrapped[-1] + "...", width)
+    # Besides the status: the warning, the title, two blank lines, the footer.
+    height = max(room - len(wrapped) - 4, 1)
     body = status_lines(document, width=width, height=height)
     lines = [*wrapped, _title(document, url), "", *body, "", footer]
-    return "\n".join(clip(line, width) for line in lines)
+    return "\n".join(clip(line, width) for line in lines[:room])
 
 
 def status_lines(

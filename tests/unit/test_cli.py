@@ -1189,6 +1189,52 @@ def test_watch_fits_every_picture_to_the_terminals_height(
         assert any("more" in line for line in lines), picture
 
 
+@pytest.mark.parametrize(("columns", "rows"), [(40, 12), (80, 8), (80, 5), (60, 3)])
+def test_watch_keeps_its_title_on_a_small_terminal(
+    columns: int, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal of few lines (a split pane), and with a warning that wraps to many
+    lines there, no picture of --watch is taller than the terminal less the cursor's line:
+    its title never scrolls off. The warning is cut short (with "...") to leave it room."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("LINES", str(rows))
+    problem = cli.StatusUnavailable(
+        "the TLS handshake with https://10.0.0.7:8489/status failed ([SSL: WRONG_VERSION_NUMBER]"
+        " wrong version number (_ssl.c:1006)); if the endpoint serves plain HTTP, use "
+        "http://10.0.0.7:8489/status"
+    )
+    answers: list[Any] = [WIDE_DOCUMENT, problem]
+
+    def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+        answer = answers.pop(0) if answers else WIDE_DOCUMENT
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fetch_status", fetch)
+    out = _Terminal()
+    assert watch_status("https://10.0.0.7:8489", interval=0.5, out=out, sleep=sleep) == 0
+    pictures = [p for p in out.getvalue().split(cli._CLEAR) if p.strip()]
+    assert len(pictures) == 2
+    for picture in pictures:
+        lines = picture.rstrip("\n").split("\n")
+        assert len(lines) <= rows - 1, picture
+        assert any(line.startswith("laios status") for line in lines), picture
+        assert all(len(line) <= columns for line in lines), picture
+    warned = pictures[1].split("\n")
+    title = next(i for i, line in enumerate(warned) if line.startswith("laios status"))
+    assert warned[0].startswith("! ")
+    assert warned[title - 1].endswith("...")
+
+
 def test_watch_fits_every_line_to_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """On an 80-column terminal every line of --watch's pictures fits, a warning about a failed
     refresh and a long URL's title included; the tables close up or leave out columns."""
