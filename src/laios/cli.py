@@ -181,8 +181,10 @@ def status_url(url: str) -> str:
 _MAX_REASON = 200
 
 
-#: The ``user:password@`` part of a URL (after its scheme, if any).
-_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#@]*@")
+#: The ``user:password@`` part of a URL (after its scheme, if any): up to the last ``@`` before
+#: the path, as :func:`urllib.parse.urlsplit` reads it (a password may hold an ``@`` that was
+#: not percent-encoded).
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#]*@")
 
 
 def _without_credentials(url: str) -> str:

@@ -538,6 +538,36 @@ def test_credentials_in_the_url_are_sent_and_never_shown(
     assert "s3cret" not in captured.out + captured.err
 
 
+def test_a_password_with_an_at_sign_is_never_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    """A password whose ``@`` was not percent-encoded (``http://prom:p@ss@host:port``) is sent
+    whole, as URLs are read (the user information ends at the last ``@``), and no part of it
+    is shown: not in the title, not in an error."""
+    seen: list[str | None] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append(environ.get("HTTP_AUTHORIZATION"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            url = f"http://prom:s3c@r3t@127.0.0.1:{httpd.server_address[1]}"
+            assert main(["status", "--url", url, "--timeout", "5"]) == 0
+        finally:
+            httpd.shutdown()
+            thread.join()
+    assert seen == ["Basic " + base64.b64encode(b"prom:s3c@r3t").decode()]
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(
+        f"laios status - http://127.0.0.1:{httpd.server_address[1]}/status"
+    )
+    assert "r3t" not in out
+    assert main(["status", "--url", "http://prom:s3c@r3t@127.0.0.1:1", "--timeout", "2"]) == 2
+    assert "r3t" not in capsys.readouterr().err
+
+
 def test_credentials_in_the_url_stay_out_of_an_error(
     dead_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
