@@ -43,7 +43,7 @@ from laios._output import (
     output_failure_status,
     parse_command_line,
 )
-from laios._terminal import clip, stream_is_terminal, table_lines
+from laios._terminal import clip, stream_is_terminal, table_lines, text_width
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -667,6 +667,28 @@ def _title(document: dict[str, Any], url: str | None) -> str:
     return title
 
 
+def _writable(text: str, stream: TextIO) -> str:
+    """``text`` with each character ``stream``'s encoding cannot write replaced by a ``?`` per
+    column it takes (the tables stay aligned): a name from the monitored process may be in any
+    script, and an output in Latin-1, ASCII or a Windows code page would otherwise fail on it."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return "".join(_encodable(char, encoding) for char in text)
+    except LookupError:  # (an encoding Python does not know: written as it is)
+        pass
+    return text
+
+
+def _encodable(char: str, encoding: str) -> str:
+    try:
+        char.encode(encoding)
+    except UnicodeEncodeError:
+        return "?" * text_width(char)
+    return char
+
+
 def _watch_frame(
     document: dict[str, Any],
     url: str,
@@ -932,7 +954,8 @@ def watch_status(
             # (the size is read again for every picture: the terminal may have been resized)
             size = shutil.get_terminal_size() if terminal else None
             shown = _without_credentials(status_url(url))
-            out.write(f"{clear}{_watch_frame(document, shown, problem, interval, size)}\n")
+            frame = _watch_frame(document, shown, problem, interval, size)
+            out.write(_writable(f"{clear}{frame}\n", out))
             out.flush()
             waited = 0.0
             while waited < interval:  # (in parts the platform can wait)
@@ -1017,7 +1040,8 @@ def _run_status(args: argparse.Namespace) -> int:
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
         return 2
-    print(render_status(document, url=_without_credentials(status_url(args.url))))
+    text = render_status(document, url=_without_credentials(status_url(args.url)))
+    print(_writable(text, sys.stdout))
     return 0
 
 

@@ -476,6 +476,42 @@ def test_status_renders_a_hostile_document(
     assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
 
 
+#: A status whose names and message are not ASCII (nor Latin-1: a CJK task id).
+UNICODE_DOCUMENT: dict[str, Any] = {
+    **DOCUMENT,
+    "running": [{**DOCUMENT["running"][0], "task_id": "tâche-日本", "tool": "récupérer"}],
+    "tools": [{**DOCUMENT["tools"][0], "tool": "récupérer"}],
+}
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
+def test_status_writes_names_its_output_cannot_encode(
+    encoding: str,
+    raw_server: Callable[[Respond], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An output whose encoding lacks characters of a name (Windows writing to a file in its
+    ANSI code page, a Latin-1 locale, PYTHONIOENCODING=ascii) gets them as "?": the status is
+    shown (exit 0), not a UnicodeEncodeError's traceback; the same for --watch."""
+    url = raw_server(_send(_http_answer(json.dumps(UNICODE_DOCUMENT).encode())))
+    written = io.BytesIO()
+    stdout = io.TextIOWrapper(written, encoding=encoding, newline="\n")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["status", "--url", url, "--timeout", "5"]) == 0
+    stdout.flush()
+    text = written.getvalue().decode(encoding)
+    assert "Running tasks (1)" in text
+    # (a "?" per column: 日本 takes four)
+    assert ("tâche-????" if encoding == "cp1252" else "t?che-????") in text
+    header, row = [line for line in text.splitlines() if "PROGRESS" in line or "[" in line]
+    assert header.index("PROGRESS") == row.index("[")
+    watched = io.BytesIO()
+    out = io.TextIOWrapper(watched, encoding=encoding, newline="\n")
+    assert watch_status(url, timeout=5, out=out, sleep=_interrupt) == 0
+    out.flush()
+    assert "Running tasks (1)" in watched.getvalue().decode(encoding)
+
+
 def test_status_says_when_the_answer_is_too_large(
     raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
