@@ -29,6 +29,7 @@ import socket
 import ssl
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -232,9 +233,7 @@ class _Deadline:
         """
         host, port = address
         error: OSError = OSError(f"no address found for {host}")
-        for family, kind, proto, _, sockaddr in socket.getaddrinfo(
-            host, port, 0, socket.SOCK_STREAM
-        ):
+        for family, kind, proto, _, sockaddr in self._addresses(host, port):
             sock = socket.socket(family, kind, proto)
             try:
                 sock.settimeout(self.remaining())
@@ -247,6 +246,32 @@ class _Deadline:
                 continue
             return sock
         raise error
+
+    def _addresses(self, host: str, port: int) -> list[Any]:
+        """``getaddrinfo`` for a TCP connection to ``host``, given up on at the deadline.
+
+        A lookup cannot be interrupted, and one whose resolver does not answer takes as long
+        as the system's resolver settings say (tens of seconds): it runs in a daemon thread,
+        left to finish on its own when the deadline passes.
+        """
+        found: list[Any] = []
+        failed: list[Exception] = []  # (OSError; UnicodeError for a name IDNA refuses)
+        done = threading.Event()
+
+        def look_up() -> None:
+            try:
+                found.extend(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+            except Exception as exc:
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=look_up, name="laios-status-lookup", daemon=True).start()
+        while not done.wait(self.remaining()):  # (remaining() raises once the time is over)
+            pass
+        if failed:
+            raise failed[0]
+        return found
 
 
 class _DeadlineReader(io.RawIOBase):

@@ -644,6 +644,26 @@ def test_timeout_covers_headers_sent_a_byte_at_a_time(
     _assert_timed_out(url, capsys, watch=watch)
 
 
+@pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
+def test_timeout_covers_a_name_lookup_that_does_not_answer(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, watch: bool
+) -> None:
+    """A host name whose lookup does not answer (a resolver that is down) is given up on
+    after --timeout seconds too: looking the name up is part of connecting."""
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def stuck(*args: Any, **kwargs: Any) -> Any:
+        released.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    try:
+        _assert_timed_out("http://localhost:1", capsys, watch=watch)
+    finally:
+        released.set()
+
+
 def test_timeout_covers_a_body_sent_a_byte_at_a_time(
     raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
