@@ -94,6 +94,11 @@ class _TLSFailed(StatusUnavailable):
     an http:// URL for an endpoint that speaks TLS."""
 
 
+class _Misdirected(StatusUnavailable):
+    """The endpoint answered 421: it listens on loopback only, and the URL names a host it
+    does not answer for."""
+
+
 class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
@@ -519,6 +524,13 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"{target} answered HTTP 401: it asks for a user and password; give them in "
                 f"the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{parts.netloc}"
             ) from None
+        if exc.code == 421:
+            raise _Misdirected(
+                f"{target} answered HTTP 421: an endpoint listening on loopback only answers "
+                f"requests for localhost or an IP address, not for {parts.hostname}; use "
+                f"localhost or 127.0.0.1 in --url (or name {parts.hostname} in the server's "
+                "allowed_hosts=)"
+            ) from None
         tls = _tls_instead(target, deadline) if exc.code == 400 else None
         if tls is not None:
             raise tls from None
@@ -909,7 +921,7 @@ def _with_default_port(url: str) -> str | None:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
-    if isinstance(problem, (_CredentialsNeeded, _TLSFailed, _TooLarge)):
+    if isinstance(problem, (_CredentialsNeeded, _Misdirected, _TLSFailed, _TooLarge)):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
     try:
         port = urlsplit(status_url(url)).port

@@ -512,6 +512,30 @@ def test_status_writes_names_its_output_cannot_encode(
     assert "Running tasks (1)" in watched.getvalue().decode(encoding)
 
 
+def test_a_loopback_endpoint_asked_by_another_name_says_which_names_it_answers(
+    server: MetricsServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An endpoint on loopback answers 421 to a request naming another host (here a name
+    that resolves to 127.0.0.1, as the machine's own name often does): it runs, so the
+    message says to use localhost or 127.0.0.1, not to start an endpoint."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1" if host == "build-host.example" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    url = server.url.replace("127.0.0.1", "build-host.example")
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "HTTP 421" in line
+    assert "localhost or 127.0.0.1" in line
+    assert "start_http_server" not in line
+
+
 def test_status_says_when_the_answer_is_too_large(
     raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
