@@ -432,6 +432,10 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     status), and sends the user and password of ``--url`` again to a redirect to the same
     scheme, host and port, never to another."""
 
+    #: A permanent redirect (to https, as proxies send it) is followed as the others are:
+    #: Python 3.10's urllib does not follow a 308 by itself.
+    http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302
+
     def __init__(self, target: str, authorization: str | None) -> None:
         super().__init__()
         self._origin = _origin(target)
@@ -450,6 +454,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         not http(s)."""
         if urlsplit(newurl).scheme.lower() not in ("http", "https"):
             return None
+        # (Python 3.10's urllib refuses a 308, which it does not know: for a GET it is a 307)
+        code = 307 if code == 308 else code
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if (
             new is not None

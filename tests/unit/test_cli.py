@@ -1075,6 +1075,34 @@ def test_refused_credentials_are_said_to_be_refused(
     assert "start_http_server" not in line
 
 
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_status_follows_every_redirect_of_a_get(
+    code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every redirect status of a GET is followed, 308 as well (a permanent redirect to
+    https, as proxies such as Traefik send it), which Python 3.10's urllib does not follow by
+    itself."""
+    document = json.dumps(DOCUMENT).encode()
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/status":
+            start_response(f"{code} Moved", [("Location", "/moved/status")])
+            return [b""]
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [document]
+
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{httpd.server_port}"
+            assert main(["status", "--url", url, "--timeout", "5"]) == 0
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+    assert "Running tasks (1)" in capsys.readouterr().out
+
+
 @pytest.fixture
 def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
     """A server whose ``/status`` redirects to ``/laios/status`` on the same host and port, which
