@@ -99,6 +99,10 @@ class _Misdirected(StatusUnavailable):
     does not answer for."""
 
 
+class _StatusOff(StatusUnavailable):
+    """A laios endpoint answered 404 without ``/status`` among its routes (``status="off"``)."""
+
+
 class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
@@ -520,7 +524,13 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         with opener.open(request, timeout=timeout) as response:
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
+        routes = _listed_routes(exc) if exc.code == 404 else None
         exc.close()
+        if routes is not None and "/metrics" in routes and "/status" not in routes:
+            raise _StatusOff(
+                f"{target} answered HTTP 404: the laios endpoint there serves no /status (it "
+                'was started with status="off"); its /metrics has the counts'
+            ) from None
         if exc.code == 401 and user is not None:
             raise _CredentialsNeeded(
                 f"{target} answered HTTP 401: it refused the user and password given in the URL"
@@ -584,6 +594,23 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     ):
         raise StatusUnavailable(f"{target} did not answer with a laios status document")
     return document
+
+
+#: Most bytes read of a 404 answer, for the routes a laios endpoint lists in it.
+_MAX_NOT_FOUND = 64 * 1024
+
+
+def _listed_routes(answer: urllib.error.HTTPError) -> list[str] | None:
+    """The routes a laios endpoint lists in its 404 answer (``{"error": "not found",
+    "routes": [...]}``); ``None`` when the answer is not such a document."""
+    try:
+        document = json.loads(answer.read(_MAX_NOT_FOUND))
+    except (OSError, ValueError, RecursionError, http.client.HTTPException):
+        return None
+    routes = document.get("routes") if isinstance(document, dict) else None
+    if not isinstance(routes, list) or not all(isinstance(route, str) for route in routes):
+        return None
+    return routes
 
 
 def _number(value: Any) -> float | None:
@@ -927,7 +954,7 @@ def _with_default_port(url: str) -> str | None:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
-    if isinstance(problem, (_CredentialsNeeded, _Misdirected, _TLSFailed, _TooLarge)):
+    if isinstance(problem, (_CredentialsNeeded, _Misdirected, _StatusOff, _TLSFailed, _TooLarge)):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
     try:
         port = urlsplit(status_url(url)).port

@@ -448,6 +448,19 @@ def test_a_url_with_a_port_gets_no_port_suggestion(
     assert "--url" not in line
 
 
+def test_an_endpoint_serving_no_status_says_so(
+    store: MetricStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A laios endpoint started with status="off" answers /status 404, listing its routes: it
+    runs, so the message says that it serves no /status, not to start an endpoint."""
+    with start_http_server(0, store=store, registry=CollectorRegistry(), status="off") as off:
+        assert main(["status", "--url", off.url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "HTTP 404" in line
+    assert 'status="off"' in line
+    assert "start_http_server(" not in line
+
+
 def test_status_against_a_non_status_endpoint(
     html_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
