@@ -536,9 +536,10 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"{target} answered HTTP 401: it refused the user and password given in the URL"
             ) from None
         if exc.code == 401:
+            base = parts.path.removesuffix("/status")  # (the mount prefix, if any)
             raise _CredentialsNeeded(
                 f"{target} answered HTTP 401: it asks for a user and password; give them in "
-                f"the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{parts.netloc}"
+                f"the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{parts.netloc}{base}"
             ) from None
         if exc.code == 421:
             raise _Misdirected(

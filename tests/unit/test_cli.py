@@ -1075,6 +1075,23 @@ def test_an_endpoint_that_asks_for_credentials_says_how_to_give_them(
     assert "start_http_server" not in line
 
 
+def test_the_credentials_hint_keeps_the_mount_prefix(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An endpoint mounted under a prefix that asks for credentials: the URL the message
+    suggests keeps the prefix, so that following it reaches the same endpoint."""
+    url = raw_server(
+        _send(
+            b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="laios"\r\n'
+            b"Content-Length: 0\r\n\r\n"
+        )
+    )
+    assert main(["status", "--url", f"{url}/ops/laios/", "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    host = url.removeprefix("http://")
+    assert line.endswith(f"percent-encoded: http://USER:PASSWORD@{host}/ops/laios."), line
+
+
 def test_refused_credentials_are_said_to_be_refused(
     guarded: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
