@@ -29,6 +29,7 @@ import socket
 import ssl
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,7 +44,7 @@ from laios._output import (
     output_failure_status,
     parse_command_line,
 )
-from laios._terminal import clip, stream_is_terminal, table_lines
+from laios._terminal import clip, stream_is_terminal, table_lines, text_width
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -91,6 +92,15 @@ class _TLSFailed(StatusUnavailable):
     """Something answered over TLS, but no HTTP exchange came of it: a certificate the client
     does not trust, a handshake that failed (an https:// URL for a plain HTTP endpoint), or
     an http:// URL for an endpoint that speaks TLS."""
+
+
+class _Misdirected(StatusUnavailable):
+    """The endpoint answered 421: it listens on loopback only, and the URL names a host it
+    does not answer for."""
+
+
+class _StatusOff(StatusUnavailable):
+    """A laios endpoint answered 404 without ``/status`` among its routes (``status="off"``)."""
 
 
 class _TooLarge(StatusUnavailable):
@@ -181,8 +191,10 @@ def status_url(url: str) -> str:
 _MAX_REASON = 200
 
 
-#: The ``user:password@`` part of a URL (after its scheme, if any).
-_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#@]*@")
+#: The ``user:password@`` part of a URL (after its scheme, if any): up to the last ``@`` before
+#: the path, as :func:`urllib.parse.urlsplit` reads it (a password may hold an ``@`` that was
+#: not percent-encoded).
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#]*@")
 
 
 def _without_credentials(url: str) -> str:
@@ -230,9 +242,7 @@ class _Deadline:
         """
         host, port = address
         error: OSError = OSError(f"no address found for {host}")
-        for family, kind, proto, _, sockaddr in socket.getaddrinfo(
-            host, port, 0, socket.SOCK_STREAM
-        ):
+        for family, kind, proto, _, sockaddr in self._addresses(host, port):
             sock = socket.socket(family, kind, proto)
             try:
                 sock.settimeout(self.remaining())
@@ -245,6 +255,32 @@ class _Deadline:
                 continue
             return sock
         raise error
+
+    def _addresses(self, host: str, port: int) -> list[Any]:
+        """``getaddrinfo`` for a TCP connection to ``host``, given up on at the deadline.
+
+        A lookup cannot be interrupted, and one whose resolver does not answer takes as long
+        as the system's resolver settings say (tens of seconds): it runs in a daemon thread,
+        left to finish on its own when the deadline passes.
+        """
+        found: list[Any] = []
+        failed: list[Exception] = []  # (OSError; UnicodeError for a name IDNA refuses)
+        done = threading.Event()
+
+        def look_up() -> None:
+            try:
+                found.extend(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+            except Exception as exc:
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=look_up, name="laios-status-lookup", daemon=True).start()
+        while not done.wait(self.remaining()):  # (remaining() raises once the time is over)
+            pass
+        if failed:
+            raise failed[0]
+        return found
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -400,6 +436,10 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     status), and sends the user and password of ``--url`` again to a redirect to the same
     scheme, host and port, never to another."""
 
+    #: A permanent redirect (to https, as proxies send it) is followed as the others are:
+    #: Python 3.10's urllib does not follow a 308 by itself.
+    http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302
+
     def __init__(self, target: str, authorization: str | None) -> None:
         super().__init__()
         self._origin = _origin(target)
@@ -418,6 +458,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         not http(s)."""
         if urlsplit(newurl).scheme.lower() not in ("http", "https"):
             return None
+        # (Python 3.10's urllib refuses a 308, which it does not know: for a GET it is a 307)
+        code = 307 if code == 308 else code
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if (
             new is not None
@@ -482,15 +524,29 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         with opener.open(request, timeout=timeout) as response:
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
+        routes = _listed_routes(exc) if exc.code == 404 else None
         exc.close()
+        if routes is not None and "/metrics" in routes and "/status" not in routes:
+            raise _StatusOff(
+                f"{target} answered HTTP 404: the laios endpoint there serves no /status (it "
+                'was started with status="off"); its /metrics has the counts'
+            ) from None
         if exc.code == 401 and user is not None:
             raise _CredentialsNeeded(
                 f"{target} answered HTTP 401: it refused the user and password given in the URL"
             ) from None
         if exc.code == 401:
+            base = parts.path.removesuffix("/status")  # (the mount prefix, if any)
             raise _CredentialsNeeded(
                 f"{target} answered HTTP 401: it asks for a user and password; give them in "
-                f"the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{parts.netloc}"
+                f"the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{parts.netloc}{base}"
+            ) from None
+        if exc.code == 421:
+            raise _Misdirected(
+                f"{target} answered HTTP 421: an endpoint listening on loopback only answers "
+                f"requests for localhost or an IP address, not for {parts.hostname}; use "
+                f"localhost or 127.0.0.1 in --url (or name {parts.hostname} in the server's "
+                "allowed_hosts=)"
             ) from None
         tls = _tls_instead(target, deadline) if exc.code == 400 else None
         if tls is not None:
@@ -539,6 +595,23 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     ):
         raise StatusUnavailable(f"{target} did not answer with a laios status document")
     return document
+
+
+#: Most bytes read of a 404 answer, for the routes a laios endpoint lists in it.
+_MAX_NOT_FOUND = 64 * 1024
+
+
+def _listed_routes(answer: urllib.error.HTTPError) -> list[str] | None:
+    """The routes a laios endpoint lists in its 404 answer (``{"error": "not found",
+    "routes": [...]}``); ``None`` when the answer is not such a document."""
+    try:
+        document = json.loads(answer.read(_MAX_NOT_FOUND))
+    except (OSError, ValueError, RecursionError, http.client.HTTPException):
+        return None
+    routes = document.get("routes") if isinstance(document, dict) else None
+    if not isinstance(routes, list) or not all(isinstance(route, str) for route in routes):
+        return None
+    return routes
 
 
 def _number(value: Any) -> float | None:
@@ -665,6 +738,28 @@ def _title(document: dict[str, Any], url: str | None) -> str:
     return title
 
 
+def _writable(text: str, stream: TextIO) -> str:
+    """``text`` with each character ``stream``'s encoding cannot write replaced by a ``?`` per
+    column it takes (the tables stay aligned): a name from the monitored process may be in any
+    script, and an output in Latin-1, ASCII or a Windows code page would otherwise fail on it."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return "".join(_encodable(char, encoding) for char in text)
+    except LookupError:  # (an encoding Python does not know: written as it is)
+        pass
+    return text
+
+
+def _encodable(char: str, encoding: str) -> str:
+    try:
+        char.encode(encoding)
+    except UnicodeEncodeError:
+        return "?" * text_width(char)
+    return char
+
+
 def _watch_frame(
     document: dict[str, Any],
     url: str,
@@ -681,15 +776,23 @@ def _watch_frame(
         lines = [_title(document, url), "", *status_lines(document), "", footer]
         return "\n".join([warning, *lines] if warning else lines)
     width = size.columns
+    room = max(size.lines - 1, 1)  # (the cursor's line below the picture stays on screen)
     # (the reason is worth reading whole: wrapped, not cut; no warning wraps to no line)
     wrapped = textwrap.wrap(
         warning, width, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False
     )
-    # Besides the status: the warning, the title, two blank lines, the footer, the cursor's.
-    height = max(size.lines - len(wrapped) - 5, 1)
+    # ... unless that leaves no room for the title, a line of the status and the footer: the
+    # warning is then cut short, and left out on a terminal of one line or two.
+    most = max(room - 5, 1 if room > 1 else 0)
+    if len(wrapped) > most:
+        wrapped = wrapped[:most]
+        if wrapped:
+            wrapped[-1] = clip(wrapped[-1] + "...", width)
+    # Besides the status: the warning, the title, two blank lines, the footer.
+    height = max(room - len(wrapped) - 4, 1)
     body = status_lines(document, width=width, height=height)
     lines = [*wrapped, _title(document, url), "", *body, "", footer]
-    return "\n".join(clip(line, width) for line in lines)
+    return "\n".join(clip(line, width) for line in lines[:room])
 
 
 def status_lines(
@@ -852,7 +955,7 @@ def _with_default_port(url: str) -> str | None:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
-    if isinstance(problem, (_CredentialsNeeded, _TLSFailed, _TooLarge)):
+    if isinstance(problem, (_CredentialsNeeded, _Misdirected, _StatusOff, _TLSFailed, _TooLarge)):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
     try:
         port = urlsplit(status_url(url)).port
@@ -922,7 +1025,8 @@ def watch_status(
             # (the size is read again for every picture: the terminal may have been resized)
             size = shutil.get_terminal_size() if terminal else None
             shown = _without_credentials(status_url(url))
-            out.write(f"{clear}{_watch_frame(document, shown, problem, interval, size)}\n")
+            frame = _watch_frame(document, shown, problem, interval, size)
+            out.write(_writable(f"{clear}{frame}\n", out))
             out.flush()
             waited = 0.0
             while waited < interval:  # (in parts the platform can wait)
@@ -1007,7 +1111,8 @@ def _run_status(args: argparse.Namespace) -> int:
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
         return 2
-    print(render_status(document, url=_without_credentials(status_url(args.url))))
+    text = render_status(document, url=_without_credentials(status_url(args.url)))
+    print(_writable(text, sys.stdout))
     return 0
 
 

@@ -448,6 +448,19 @@ def test_a_url_with_a_port_gets_no_port_suggestion(
     assert "--url" not in line
 
 
+def test_an_endpoint_serving_no_status_says_so(
+    store: MetricStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A laios endpoint started with status="off" answers /status 404, listing its routes: it
+    runs, so the message says that it serves no /status, not to start an endpoint."""
+    with start_http_server(0, store=store, registry=CollectorRegistry(), status="off") as off:
+        assert main(["status", "--url", off.url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "HTTP 404" in line
+    assert 'status="off"' in line
+    assert "start_http_server(" not in line
+
+
 def test_status_against_a_non_status_endpoint(
     html_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -474,6 +487,66 @@ def test_status_renders_a_hostile_document(
     assert "workers: -   queue depth: -   abandoned threads: -" in out
     (row,) = [line for line in out.splitlines() if line.strip().startswith("fetch ")]
     assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
+
+
+#: A status whose names and message are not ASCII (nor Latin-1: a CJK task id).
+UNICODE_DOCUMENT: dict[str, Any] = {
+    **DOCUMENT,
+    "running": [{**DOCUMENT["running"][0], "task_id": "tâche-日本", "tool": "récupérer"}],
+    "tools": [{**DOCUMENT["tools"][0], "tool": "récupérer"}],
+}
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
+def test_status_writes_names_its_output_cannot_encode(
+    encoding: str,
+    raw_server: Callable[[Respond], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An output whose encoding lacks characters of a name (Windows writing to a file in its
+    ANSI code page, a Latin-1 locale, PYTHONIOENCODING=ascii) gets them as "?": the status is
+    shown (exit 0), not a UnicodeEncodeError's traceback; the same for --watch."""
+    url = raw_server(_send(_http_answer(json.dumps(UNICODE_DOCUMENT).encode())))
+    written = io.BytesIO()
+    stdout = io.TextIOWrapper(written, encoding=encoding, newline="\n")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["status", "--url", url, "--timeout", "5"]) == 0
+    stdout.flush()
+    text = written.getvalue().decode(encoding)
+    assert "Running tasks (1)" in text
+    # (a "?" per column: 日本 takes four)
+    assert ("tâche-????" if encoding == "cp1252" else "t?che-????") in text
+    header, row = [line for line in text.splitlines() if "PROGRESS" in line or "[" in line]
+    assert header.index("PROGRESS") == row.index("[")
+    watched = io.BytesIO()
+    out = io.TextIOWrapper(watched, encoding=encoding, newline="\n")
+    assert watch_status(url, timeout=5, out=out, sleep=_interrupt) == 0
+    out.flush()
+    assert "Running tasks (1)" in watched.getvalue().decode(encoding)
+
+
+def test_a_loopback_endpoint_asked_by_another_name_says_which_names_it_answers(
+    server: MetricsServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An endpoint on loopback answers 421 to a request naming another host (here a name
+    that resolves to 127.0.0.1, as the machine's own name often does): it runs, so the
+    message says to use localhost or 127.0.0.1, not to start an endpoint."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1" if host == "build-host.example" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    url = server.url.replace("127.0.0.1", "build-host.example")
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "HTTP 421" in line
+    assert "localhost or 127.0.0.1" in line
+    assert "start_http_server" not in line
 
 
 def test_status_says_when_the_answer_is_too_large(
@@ -538,6 +611,36 @@ def test_credentials_in_the_url_are_sent_and_never_shown(
     assert "s3cret" not in captured.out + captured.err
 
 
+def test_a_password_with_an_at_sign_is_never_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    """A password whose ``@`` was not percent-encoded (``http://prom:p@ss@host:port``) is sent
+    whole, as URLs are read (the user information ends at the last ``@``), and no part of it
+    is shown: not in the title, not in an error."""
+    seen: list[str | None] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append(environ.get("HTTP_AUTHORIZATION"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(DOCUMENT).encode()]
+
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            url = f"http://prom:s3c@r3t@127.0.0.1:{httpd.server_address[1]}"
+            assert main(["status", "--url", url, "--timeout", "5"]) == 0
+        finally:
+            httpd.shutdown()
+            thread.join()
+    assert seen == ["Basic " + base64.b64encode(b"prom:s3c@r3t").decode()]
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(
+        f"laios status - http://127.0.0.1:{httpd.server_address[1]}/status"
+    )
+    assert "r3t" not in out
+    assert main(["status", "--url", "http://prom:s3c@r3t@127.0.0.1:1", "--timeout", "2"]) == 2
+    assert "r3t" not in capsys.readouterr().err
+
+
 def test_credentials_in_the_url_stay_out_of_an_error(
     dead_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -576,6 +679,26 @@ def test_timeout_covers_headers_sent_a_byte_at_a_time(
     --timeout seconds in all, not after --timeout seconds of silence."""
     url = raw_server(_dribble(_http_answer(json.dumps(DOCUMENT).encode())))
     _assert_timed_out(url, capsys, watch=watch)
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
+def test_timeout_covers_a_name_lookup_that_does_not_answer(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, watch: bool
+) -> None:
+    """A host name whose lookup does not answer (a resolver that is down) is given up on
+    after --timeout seconds too: looking the name up is part of connecting."""
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def stuck(*args: Any, **kwargs: Any) -> Any:
+        released.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    try:
+        _assert_timed_out("http://localhost:1", capsys, watch=watch)
+    finally:
+        released.set()
 
 
 def test_timeout_covers_a_body_sent_a_byte_at_a_time(
@@ -952,6 +1075,23 @@ def test_an_endpoint_that_asks_for_credentials_says_how_to_give_them(
     assert "start_http_server" not in line
 
 
+def test_the_credentials_hint_keeps_the_mount_prefix(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An endpoint mounted under a prefix that asks for credentials: the URL the message
+    suggests keeps the prefix, so that following it reaches the same endpoint."""
+    url = raw_server(
+        _send(
+            b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="laios"\r\n'
+            b"Content-Length: 0\r\n\r\n"
+        )
+    )
+    assert main(["status", "--url", f"{url}/ops/laios/", "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    host = url.removeprefix("http://")
+    assert line.endswith(f"percent-encoded: http://USER:PASSWORD@{host}/ops/laios."), line
+
+
 def test_refused_credentials_are_said_to_be_refused(
     guarded: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -963,6 +1103,34 @@ def test_refused_credentials_are_said_to_be_refused(
     assert "refused the user and password" in line
     assert "wr0ng" not in line
     assert "start_http_server" not in line
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_status_follows_every_redirect_of_a_get(
+    code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every redirect status of a GET is followed, 308 as well (a permanent redirect to
+    https, as proxies such as Traefik send it), which Python 3.10's urllib does not follow by
+    itself."""
+    document = json.dumps(DOCUMENT).encode()
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/status":
+            start_response(f"{code} Moved", [("Location", "/moved/status")])
+            return [b""]
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [document]
+
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{httpd.server_port}"
+            assert main(["status", "--url", url, "--timeout", "5"]) == 0
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+    assert "Running tasks (1)" in capsys.readouterr().out
 
 
 @pytest.fixture
@@ -1187,6 +1355,52 @@ def test_watch_fits_every_picture_to_the_terminals_height(
         assert len(lines) <= 23, picture
         assert any(line.startswith("laios status") for line in lines), picture
         assert any("more" in line for line in lines), picture
+
+
+@pytest.mark.parametrize(("columns", "rows"), [(40, 12), (80, 8), (80, 5), (60, 3)])
+def test_watch_keeps_its_title_on_a_small_terminal(
+    columns: int, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal of few lines (a split pane), and with a warning that wraps to many
+    lines there, no picture of --watch is taller than the terminal less the cursor's line:
+    its title never scrolls off. The warning is cut short (with "...") to leave it room."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("LINES", str(rows))
+    problem = cli.StatusUnavailable(
+        "the TLS handshake with https://10.0.0.7:8489/status failed ([SSL: WRONG_VERSION_NUMBER]"
+        " wrong version number (_ssl.c:1006)); if the endpoint serves plain HTTP, use "
+        "http://10.0.0.7:8489/status"
+    )
+    answers: list[Any] = [WIDE_DOCUMENT, problem]
+
+    def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
+        answer = answers.pop(0) if answers else WIDE_DOCUMENT
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fetch_status", fetch)
+    out = _Terminal()
+    assert watch_status("https://10.0.0.7:8489", interval=0.5, out=out, sleep=sleep) == 0
+    pictures = [p for p in out.getvalue().split(cli._CLEAR) if p.strip()]
+    assert len(pictures) == 2
+    for picture in pictures:
+        lines = picture.rstrip("\n").split("\n")
+        assert len(lines) <= rows - 1, picture
+        assert any(line.startswith("laios status") for line in lines), picture
+        assert all(len(line) <= columns for line in lines), picture
+    warned = pictures[1].split("\n")
+    title = next(i for i, line in enumerate(warned) if line.startswith("laios status"))
+    assert warned[0].startswith("! ")
+    assert warned[title - 1].endswith("...")
 
 
 def test_watch_fits_every_line_to_an_80_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

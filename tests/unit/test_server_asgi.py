@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -184,6 +185,37 @@ def test_a_slow_render_does_not_hold_the_loop() -> None:
     started = time.monotonic()
     answer = asyncio.run(main())
     assert answer.status == 200
+    assert time.monotonic() - started < PATIENCE
+
+
+def test_healthz_is_answered_while_the_default_executor_is_busy() -> None:
+    """The service's own blocking work (``asyncio.to_thread``) may take every thread of the
+    loop's default executor for a while: a liveness probe of ``/healthz`` is answered all the
+    same, as it needs no rendering and no credentials. ``/metrics`` waits for a thread."""
+    app = make_asgi_app(MetricStore(), CollectorRegistry())
+    freed = threading.Event()
+
+    async def main() -> tuple[Answer, bool]:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=1)
+        loop.set_default_executor(executor)
+        busy = loop.run_in_executor(None, freed.wait, 3 * PATIENCE)  # its only thread
+        try:
+            probe = await asyncio.wait_for(exchange(app, http_scope(path="/healthz")), PATIENCE)
+            scrape = asyncio.ensure_future(exchange(app, http_scope(path="/metrics")))
+            await asyncio.sleep(0.05)
+            scrape_waited = not scrape.done()
+            freed.set()
+            await asyncio.wait_for(scrape, PATIENCE)
+        finally:
+            freed.set()
+            await busy
+        return probe.answer(), scrape_waited
+
+    started = time.monotonic()
+    probe, scrape_waited = asyncio.run(main())
+    assert (probe.status, probe.body) == (200, b"ok\n")
+    assert scrape_waited
     assert time.monotonic() - started < PATIENCE
 
 

@@ -4,7 +4,9 @@ answers out.
 Rendering ``/metrics`` or ``/status`` is CPU work (about 5 to 20 ms for 200 tools), too long
 to hold an event loop: under asyncio each request is answered in the loop's default executor
 (a thread), so other requests go on meanwhile. Under another event loop (trio), the answer is
-computed in place.
+computed in place. ``/healthz`` is always answered in place: it renders nothing and checks no
+credentials, and a liveness probe must not wait for a thread of an executor the service's own
+blocking work (``asyncio.to_thread``) may be holding.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+#: Routes answered on the event loop itself: nothing to render, no credentials to check.
+_IN_PLACE = ("/healthz",)
 #: An ASGI 3 application.
 ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -53,6 +57,8 @@ def _request(scope: Scope) -> Request:
 
 
 async def _answer(endpoint: Endpoint, request: Request) -> Response:
+    if request.path in _IN_PLACE:
+        return endpoint.handle(request)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: answer in place
