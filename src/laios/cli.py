@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import importlib
 import io
@@ -1236,6 +1237,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _replace_what_it_cannot_encode(stream: TextIO | None) -> None:
+    """Have ``stream`` write a character its encoding cannot hold as ``?`` from now on,
+    instead of raising ``UnicodeEncodeError`` at the first one: an output in ASCII
+    (``PYTHONIOENCODING=ascii``, the C locale), Latin-1 or a Windows code page gets every
+    line of the command, its dashes, names and messages (in any script) included."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is None or getattr(stream, "errors", None) != "strict":
+        return
+    with contextlib.suppress(ValueError, OSError):  # (closed, or not to be reconfigured)
+        reconfigure(errors="replace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``laios`` command.
 
@@ -1248,6 +1261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         read the output stopped reading it (``laios demo | head -1``) or the output could not
         be written (a full disk: one line on stderr says so).
     """
+    for stream in (sys.stdout, sys.stderr):
+        _replace_what_it_cannot_encode(stream)
     parser = build_parser()
     args = parse_command_line(parser, argv)
     if isinstance(args, int):  # --help or --version whose text could not be written

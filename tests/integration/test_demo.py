@@ -224,3 +224,27 @@ def test_the_banner_says_what_the_compose_setup_scrapes(run: DemoRun) -> None:
     config = Path(__file__).resolve().parents[2] / "grafana" / "prometheus" / "prometheus.yml"
     assert "host.docker.internal:8489" in config.read_text()
     assert "host.docker.internal:8489" in banner
+
+
+def test_the_demo_runs_with_an_output_that_cannot_write_its_dashes(
+    free_port: Callable[[], int],
+) -> None:
+    """An output in ASCII (``PYTHONIOENCODING=ascii``, a C locale, a Windows code page) gets
+    ``?`` for a character it cannot write, such as the headline's dash: the demo runs to its
+    end instead of failing on its first line with a ``UnicodeEncodeError``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONIOENCODING"] = "ascii"
+    done = subprocess.run(
+        [*DEMO, "--duration", "1", "--no-live", "--port", str(free_port())],
+        capture_output=True,
+        timeout=EXIT_BOUND,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    stderr = done.stderr.decode("ascii", errors="replace")
+    assert done.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    stdout = done.stdout.decode("ascii")  # (every byte written is ASCII)
+    assert "laios demo ? " in stdout
+    assert stdout.rstrip().endswith("laios demo: done.")
