@@ -1773,11 +1773,15 @@ if os.path.exists(os.environ["LAIOS_TEST_KILL"]):
 @pytest.mark.skipif(
     process_runner.DEFAULT_START_METHOD != "forkserver", reason="workers of a forkserver"
 )
-def test_a_forkserver_killed_at_each_start_is_named_not_the_preload(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigchld", ["default", "ignored"])
+def test_a_forkserver_killed_at_each_start_is_named_not_the_preload(
+    tmp_path: Path, sigchld: str
+) -> None:
     """When every new forkserver is killed as it starts (here by its preload, once a file
     exists), after one had started workers, the tasks are refused ``no_process`` saying the
     forkserver ended, each time it was tried, and that it may be killed: not that the system
-    refused, nor a bare blame on the preload's import."""
+    refused, nor a bare blame on the preload's import. Likewise in a program that ignores
+    SIGCHLD, where each killed forkserver is reaped before ``multiprocessing`` checks it."""
     (tmp_path / "killing_preload.py").write_text(_KILLING_PRELOAD, encoding="utf-8")
     kill = tmp_path / "kill"
     script = tmp_path / "main.py"
@@ -1788,6 +1792,8 @@ def test_a_forkserver_killed_at_each_start_is_named_not_the_preload(tmp_path: Pa
             import json, os, pathlib, signal
 
             if __name__ == "__main__":
+                if {sigchld == "ignored"}:
+                    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
                 registry = ToolRegistry()
                 registry.register_tool(process_tools.SignalsHeld())
                 registry.register_tool(process_tools.Pid())

@@ -616,7 +616,8 @@ class _Pool:
         forkserver that ended is gone before ``multiprocessing`` checks it, which then fails
         with ``ChildProcessError``: it is told to forget it, and the start tried again."""
         pauses = iter(_SERVER_RETRY_PAUSES if self.forkserver else ())
-        forgot = False  # (a forkserver reaped already, once per start)
+        # (a forkserver reaped already: forgotten once per try, so never in a loop)
+        forgot = False
         tries = 0
         while True:
             tries += 1
@@ -645,6 +646,7 @@ class _Pool:
                         exc,
                     )
                     time.sleep(pause)
+                    forgot = False  # (the server just ended: reaped at once, maybe)
                     continue
                 _log.exception("could not start a worker process")
                 with self.lock:
