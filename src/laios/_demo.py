@@ -603,18 +603,37 @@ def _show_plain(clock: _Clock) -> None:
             next_line += _PLAIN_EVERY
 
 
+#: Seconds within which a stop signal after another is the same stop: ``timeout`` sends its
+#: SIGTERM to the demo, then at once to the demo's whole process group, the demo in it.
+_SAME_STOP = 0.2
+
+
+class _Stops:
+    """Turns the stop signals into Ctrl-C, the ones repeated within :data:`_SAME_STOP`
+    seconds of the last taken left out."""
+
+    def __init__(self) -> None:
+        self.last = float("-inf")
+
+    def interrupt(self, signum: int, frame: FrameType | None) -> None:
+        """The signal handler: raise KeyboardInterrupt unless this is the same stop again."""
+        now = time.monotonic()
+        if now - self.last < _SAME_STOP:
+            return
+        self.last = now
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _stop_signals_as_ctrl_c() -> Iterator[None]:
+def _stop_signals_as_ctrl_c(stops: _Stops | None = None) -> Iterator[None]:
     """While inside, SIGTERM and SIGHUP stop the demo the way Ctrl-C does (terminal restored,
-    child processes stopped, summary)."""
+    child processes stopped, summary); one of them, or a Ctrl-C, that comes again within
+    :data:`_SAME_STOP` seconds of the last taken by ``stops`` is the same stop, left out."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS[1:]}
+    interrupt = (stops or _Stops()).interrupt
+    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS}
     try:
         yield
     finally:
@@ -712,18 +731,21 @@ def _run(args: argparse.Namespace) -> int:
         raise
     clock = _Clock(executor, args.duration)
     workload = _Workload(executor, context, isolated=isolated)
-    try:
-        workload.start()
-        with _stop_signals_as_ctrl_c():
+    # One handler from the start to the end of the stop: a signal repeated at once (as
+    # `timeout` sends it) is the same stop, and never meets the default handler in between.
+    stops = _Stops()
+    with _stop_signals_as_ctrl_c(stops):
+        try:
+            workload.start()
             if live:
                 dashboard = str(runner.dashboard_link) if kind == "dask" else None
                 _show_live(clock, _view_addresses(url, dashboard))
             else:
                 _show_plain(clock)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        summary = _wind_down(workload, clock, executor, server, provider)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            summary = _wind_down(workload, clock, executor, server, provider, stops)
     if summary is None:
         print(
             "\nlaios demo: stopped without waiting for the running tasks (Ctrl-C again)",
@@ -770,17 +792,23 @@ def _stop_signals_ignored() -> Iterator[None]:
 
 
 def _wind_down(
-    workload: _Workload, clock: _Clock, executor: Executor, server: Any, provider: Any
+    workload: _Workload,
+    clock: _Clock,
+    executor: Executor,
+    server: Any,
+    provider: Any,
+    stops: _Stops | None = None,
 ) -> tuple[str, dict[str, Any]] | None:
     """Stop the workload, the executor, the endpoint and the tracing, waiting for the running
     tasks and the spans still to be sent; return the summary's headline and status document.
 
     A Ctrl-C or SIGTERM during the waits cuts them short: the executor and the endpoint are
     still stopped (with both signals ignored, so it is quick and whole), the spans not yet sent
-    are dropped, and None is returned.
+    are dropped, and None is returned. (The signal that stopped the demo, repeated at once,
+    is left out: ``stops`` knows when it came.)
     """
     try:
-        with _stop_signals_as_ctrl_c():
+        with _stop_signals_as_ctrl_c(stops):
             with sleeps_disabled():
                 finished = workload.join(timeout=15.0)
             document = clock.document()
