@@ -641,6 +641,12 @@ def _stop_signals_as_ctrl_c(stops: _Stops | None = None) -> Iterator[None]:
             signal.signal(number, handler)
 
 
+#: Why an address cannot be served on, whatever the port: not this machine's
+#: (EADDRNOTAVAIL), a link-local IPv6 address without its scope, ``fe80::1`` (EINVAL), or IPv6
+#: on a machine without it (EAFNOSUPPORT).
+_HOST_ERRORS = frozenset({errno.EADDRNOTAVAIL, errno.EINVAL, errno.EAFNOSUPPORT})
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo with the parsed ``laios demo`` arguments; return the exit code."""
     # The live view owns the terminal; the status table shows what warnings would say. The
@@ -710,8 +716,8 @@ def _run(args: argparse.Namespace) -> int:
         if not reason.startswith("cannot listen on "):
             reason = f"cannot listen on {args.host}:{args.port}: {exc}"
         print(f"laios demo: {reason}", file=sys.stderr)
-        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-            # The host names no address of this machine: another port would not help.
+        if isinstance(exc, socket.gaierror) or exc.errno in _HOST_ERRORS:
+            # The host names no address to serve on here: another port would not help.
             print("Pick another address with --host (127.0.0.1, 0.0.0.0).", file=sys.stderr)
         else:
             print("Pick another port with --port.", file=sys.stderr)
