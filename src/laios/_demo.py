@@ -381,11 +381,26 @@ def _view_addresses(url: str, dask_dashboard: str | None) -> list[tuple[str, str
     return addresses
 
 
+def _why_no_live_view(stream: Any) -> str:
+    """Why ``stream``, on which :func:`stream_is_terminal` says no live screen can be drawn,
+    cannot have one: the banner's words."""
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError):
+        tty = False
+    term = os.environ.get("TERM", "")
+    if tty and term == "dumb":
+        return "TERM is dumb"
+    if tty and not term:
+        return "TERM is not set"
+    return "the output is not a terminal"
+
+
 def _terminal_mode(args: argparse.Namespace) -> tuple[bool, str]:
     """Whether to draw the live view, and what the banner says the terminal will show."""
     plain = f"a progress line every {_PLAIN_EVERY:g} s"
     if not stream_is_terminal(sys.stdout):
-        return False, f"{plain} (the output is not a terminal)"
+        return False, f"{plain} ({_why_no_live_view(sys.stdout)})"
     if getattr(args, "no_live", False):
         return False, f"{plain} (--no-live)"
     if getattr(args, "console_spans", False) and stream_is_terminal(sys.stderr):

@@ -61,6 +61,24 @@ def test_output_that_is_not_a_terminal_gets_progress_lines(
     assert said == "a progress line every 10 s (the output is not a terminal)"
 
 
+@pytest.mark.parametrize(
+    ("term", "why"), [("dumb", "TERM is dumb"), (None, "TERM is not set")], ids=["dumb", "unset"]
+)
+def test_a_terminal_without_a_usable_term_gets_progress_lines_and_is_told_why(
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO, term: str | None, why: str
+) -> None:
+    """A terminal whose TERM is dumb (an editor's shell, a CI console) or unset gets progress
+    lines; the banner says it is for TERM, not that the output is not a terminal."""
+    if term is None:
+        monkeypatch.delenv("TERM")
+    else:
+        monkeypatch.setenv("TERM", term)
+    monkeypatch.setattr(sys, "stdout", terminal)
+    live, said = _demo._terminal_mode(_args())
+    assert not live
+    assert said == f"a progress line every 10 s ({why})"
+
+
 def test_no_live_gets_progress_lines(monkeypatch: pytest.MonkeyPatch, terminal: TextIO) -> None:
     """--no-live turns the live view off on a terminal too."""
     monkeypatch.setattr(sys, "stdout", terminal)
