@@ -838,9 +838,15 @@ def status_lines(
         f"abandoned threads: {_count(document.get('abandoned_threads'))}"
     )
     # Two blank lines and the gauges; then the tool table is served first, leaving the running
-    # tasks their title, a "+N more" line and, on a screen big enough, a row and the header.
+    # tasks their title, a "+N more" line and, on a screen big enough, a row and the header
+    # (with room for three lines, the title alone, which counts them: the tool table then has
+    # its title and its "+N more").
     room = None if height is None else height - 3
-    keep = 0 if room is None else min(_running_need(running_rows, count), 4 if room >= 12 else 2)
+    keep = (
+        0
+        if room is None
+        else min(_running_need(running_rows, count), 4 if room >= 12 else 2 if room >= 4 else 1)
+    )
     tool_lines = _section(
         "Tools",
         _TOOL_HEADER,
