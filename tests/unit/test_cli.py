@@ -1254,6 +1254,20 @@ def test_demo_refuses_an_allowed_host_that_is_not_a_host_name(
     assert repr(value) in err
 
 
+@pytest.mark.parametrize("value", ["::1", "fe80::1", "[::1]"])
+def test_demo_says_an_ipv6_allowed_host_is_an_address_always_served(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--allowed-host with an IPv6 address, bracketed or not, is refused as an address (one
+    is always served), not as a name with a port."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--allowed-host", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "an IP address is always served" in err
+    assert "without port" not in err
+
+
 #: A /status document whose rows are wider than 80 columns: long names and messages, whole
 #: task ids, every outcome counted.
 WIDE_DOCUMENT: dict[str, Any] = {
