@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -304,12 +305,22 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
                 )
                 exporter = OTLPSpanExporter()
             provider.add_span_processor(BatchSpanProcessor(exporter))
-            where = f"OTLP/HTTP to {url}"
+            where = f"OTLP/HTTP to {_without_password(url)}"
     elif console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         where = "printed to stderr"
     trace.set_tracer_provider(provider)
     return provider, where
+
+
+#: The ``user:password@`` of a URL, after its scheme: up to the last ``@`` before the path.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)?[^/?#]*@")
+
+
+def _without_password(url: str) -> str:
+    """``url`` without the ``user:password@`` it may carry: to be shown. (A URL of the
+    environment is not checked: one that is malformed is shown, without them, all the same.)"""
+    return _USERINFO.sub(r"\1", url, count=1)
 
 
 def _is_wildcard(host: str) -> bool:
