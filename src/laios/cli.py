@@ -1107,6 +1107,17 @@ def _otlp_endpoint(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an http:// or https:// URL (e.g. http://localhost:4318)"
         )
+    problem = ""
+    if not parts.hostname:
+        problem = "names no host"
+    elif parts.query or text.endswith("?"):
+        problem = "has a query, before which /v1/traces would be put"
+    elif parts.fragment or text.endswith("#"):
+        problem = "has a fragment, before which /v1/traces would be put"
+    if problem:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} {problem}: give the collector's base URL (e.g. http://localhost:4318)"
+        )
     return text
 
 

@@ -904,6 +904,28 @@ def test_demo_refuses_an_otlp_endpoint_that_is_not_an_http_url(
     assert "http:// or https:// URL" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("http://:4318", "names no host"),
+        ("http://user@:4318", "names no host"),
+        ("http://localhost:4318?x=1", "a query"),
+        ("http://localhost:4318#traces", "a fragment"),
+    ],
+)
+def test_demo_refuses_an_otlp_endpoint_the_spans_could_not_reach(
+    value: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--otlp-endpoint without a host, or with a query or fragment (before which /v1/traces
+    would be put), is a usage error saying why, not an export failing at every batch."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert repr(value) in err
+    assert said in err
+
+
 def test_the_command_says_its_version(capsys: pytest.CaptureFixture[str]) -> None:
     import laios
 
