@@ -295,7 +295,8 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
             where = "OTLP asked for, but pip install 'laios[otlp]' is needed"
         else:
             if otlp_endpoint:
-                url = otlp_endpoint.rstrip("/") + "/v1/traces"
+                # The base URL; the traces URL itself (as a collector's docs give it) as it is.
+                url = otlp_endpoint.rstrip("/").removesuffix("/v1/traces") + "/v1/traces"
                 exporter = OTLPSpanExporter(endpoint=url)
             else:
                 # As the exporter reads the environment: the traces endpoint as it is, or the

@@ -178,3 +178,16 @@ def test_the_spans_line_never_shows_the_collectors_password(
     assert "s3cret" not in text
     assert "laios" not in text
     assert "http://127.0.0.1:4318/v1/traces" in text
+
+
+@pytest.mark.parametrize(
+    "given", ["http://127.0.0.1:4318/v1/traces", "http://127.0.0.1:4318/v1/traces/"]
+)
+def test_an_otlp_endpoint_given_as_the_traces_url_is_taken_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """--otlp-endpoint with the whole traces URL (as a collector's docs give it) sends the
+    spans there, not to .../v1/traces/v1/traces, which a collector answers with 404."""
+    provider, text = _demo._configure_tracing(False, given)
+    provider.shutdown()
+    assert text == "OTLP/HTTP to http://127.0.0.1:4318/v1/traces"
