@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -294,7 +295,8 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
             where = "OTLP asked for, but pip install 'laios[otlp]' is needed"
         else:
             if otlp_endpoint:
-                url = otlp_endpoint.rstrip("/") + "/v1/traces"
+                # The base URL; the traces URL itself (as a collector's docs give it) as it is.
+                url = otlp_endpoint.rstrip("/").removesuffix("/v1/traces") + "/v1/traces"
                 exporter = OTLPSpanExporter(endpoint=url)
             else:
                 # As the exporter reads the environment: the traces endpoint as it is, or the
@@ -304,12 +306,22 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
                 )
                 exporter = OTLPSpanExporter()
             provider.add_span_processor(BatchSpanProcessor(exporter))
-            where = f"OTLP/HTTP to {url}"
+            where = f"OTLP/HTTP to {_without_password(url)}"
     elif console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         where = "printed to stderr"
     trace.set_tracer_provider(provider)
     return provider, where
+
+
+#: The ``user:password@`` of a URL, after its scheme: up to the last ``@`` before the path.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)?[^/?#]*@")
+
+
+def _without_password(url: str) -> str:
+    """``url`` without the ``user:password@`` it may carry: to be shown. (A URL of the
+    environment is not checked: one that is malformed is shown, without them, all the same.)"""
+    return _USERINFO.sub(r"\1", url, count=1)
 
 
 def _is_wildcard(host: str) -> bool:
@@ -381,11 +393,26 @@ def _view_addresses(url: str, dask_dashboard: str | None) -> list[tuple[str, str
     return addresses
 
 
+def _why_no_live_view(stream: Any) -> str:
+    """Why ``stream``, on which :func:`stream_is_terminal` says no live screen can be drawn,
+    cannot have one: the banner's words."""
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError):
+        tty = False
+    term = os.environ.get("TERM", "")
+    if tty and term == "dumb":
+        return "TERM is dumb"
+    if tty and not term:
+        return "TERM is not set"
+    return "the output is not a terminal"
+
+
 def _terminal_mode(args: argparse.Namespace) -> tuple[bool, str]:
     """Whether to draw the live view, and what the banner says the terminal will show."""
     plain = f"a progress line every {_PLAIN_EVERY:g} s"
     if not stream_is_terminal(sys.stdout):
-        return False, f"{plain} (the output is not a terminal)"
+        return False, f"{plain} ({_why_no_live_view(sys.stdout)})"
     if getattr(args, "no_live", False):
         return False, f"{plain} (--no-live)"
     if getattr(args, "console_spans", False) and stream_is_terminal(sys.stderr):
@@ -603,23 +630,48 @@ def _show_plain(clock: _Clock) -> None:
             next_line += _PLAIN_EVERY
 
 
+#: Seconds within which a stop signal after another is the same stop: ``timeout`` sends its
+#: SIGTERM to the demo, then at once to the demo's whole process group, the demo in it.
+_SAME_STOP = 0.2
+
+
+class _Stops:
+    """Turns the stop signals into Ctrl-C, the ones repeated within :data:`_SAME_STOP`
+    seconds of the last taken left out."""
+
+    def __init__(self) -> None:
+        self.last = float("-inf")
+
+    def interrupt(self, signum: int, frame: FrameType | None) -> None:
+        """The signal handler: raise KeyboardInterrupt unless this is the same stop again."""
+        now = time.monotonic()
+        if now - self.last < _SAME_STOP:
+            return
+        self.last = now
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _stop_signals_as_ctrl_c() -> Iterator[None]:
+def _stop_signals_as_ctrl_c(stops: _Stops | None = None) -> Iterator[None]:
     """While inside, SIGTERM and SIGHUP stop the demo the way Ctrl-C does (terminal restored,
-    child processes stopped, summary)."""
+    child processes stopped, summary); one of them, or a Ctrl-C, that comes again within
+    :data:`_SAME_STOP` seconds of the last taken by ``stops`` is the same stop, left out."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS[1:]}
+    interrupt = (stops or _Stops()).interrupt
+    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS}
     try:
         yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+#: Why an address cannot be served on, whatever the port: not this machine's
+#: (EADDRNOTAVAIL), a link-local IPv6 address without its scope, ``fe80::1`` (EINVAL), or IPv6
+#: on a machine without it (EAFNOSUPPORT).
+_HOST_ERRORS = frozenset({errno.EADDRNOTAVAIL, errno.EINVAL, errno.EAFNOSUPPORT})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -691,8 +743,8 @@ def _run(args: argparse.Namespace) -> int:
         if not reason.startswith("cannot listen on "):
             reason = f"cannot listen on {args.host}:{args.port}: {exc}"
         print(f"laios demo: {reason}", file=sys.stderr)
-        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-            # The host names no address of this machine: another port would not help.
+        if isinstance(exc, socket.gaierror) or exc.errno in _HOST_ERRORS:
+            # The host names no address to serve on here: another port would not help.
             print("Pick another address with --host (127.0.0.1, 0.0.0.0).", file=sys.stderr)
         else:
             print("Pick another port with --port.", file=sys.stderr)
@@ -712,18 +764,21 @@ def _run(args: argparse.Namespace) -> int:
         raise
     clock = _Clock(executor, args.duration)
     workload = _Workload(executor, context, isolated=isolated)
-    try:
-        workload.start()
-        with _stop_signals_as_ctrl_c():
+    # One handler from the start to the end of the stop: a signal repeated at once (as
+    # `timeout` sends it) is the same stop, and never meets the default handler in between.
+    stops = _Stops()
+    with _stop_signals_as_ctrl_c(stops):
+        try:
+            workload.start()
             if live:
                 dashboard = str(runner.dashboard_link) if kind == "dask" else None
                 _show_live(clock, _view_addresses(url, dashboard))
             else:
                 _show_plain(clock)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        summary = _wind_down(workload, clock, executor, server, provider)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            summary = _wind_down(workload, clock, executor, server, provider, stops)
     if summary is None:
         print(
             "\nlaios demo: stopped without waiting for the running tasks (Ctrl-C again)",
@@ -770,17 +825,23 @@ def _stop_signals_ignored() -> Iterator[None]:
 
 
 def _wind_down(
-    workload: _Workload, clock: _Clock, executor: Executor, server: Any, provider: Any
+    workload: _Workload,
+    clock: _Clock,
+    executor: Executor,
+    server: Any,
+    provider: Any,
+    stops: _Stops | None = None,
 ) -> tuple[str, dict[str, Any]] | None:
     """Stop the workload, the executor, the endpoint and the tracing, waiting for the running
     tasks and the spans still to be sent; return the summary's headline and status document.
 
     A Ctrl-C or SIGTERM during the waits cuts them short: the executor and the endpoint are
     still stopped (with both signals ignored, so it is quick and whole), the spans not yet sent
-    are dropped, and None is returned.
+    are dropped, and None is returned. (The signal that stopped the demo, repeated at once,
+    is left out: ``stops`` knows when it came.)
     """
     try:
-        with _stop_signals_as_ctrl_c():
+        with _stop_signals_as_ctrl_c(stops):
             with sleeps_disabled():
                 finished = workload.join(timeout=15.0)
             document = clock.document()

@@ -838,9 +838,15 @@ def status_lines(
         f"abandoned threads: {_count(document.get('abandoned_threads'))}"
     )
     # Two blank lines and the gauges; then the tool table is served first, leaving the running
-    # tasks their title, a "+N more" line and, on a screen big enough, a row and the header.
+    # tasks their title, a "+N more" line and, on a screen big enough, a row and the header
+    # (with room for three lines, the title alone, which counts them: the tool table then has
+    # its title and its "+N more").
     room = None if height is None else height - 3
-    keep = 0 if room is None else min(_running_need(running_rows, count), 4 if room >= 12 else 2)
+    keep = (
+        0
+        if room is None
+        else min(_running_need(running_rows, count), 4 if room >= 12 else 2 if room >= 4 else 1)
+    )
     tool_lines = _section(
         "Tools",
         _TOOL_HEADER,
@@ -1100,6 +1106,17 @@ def _otlp_endpoint(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an http:// or https:// URL (e.g. http://localhost:4318)"
+        )
+    problem = ""
+    if not parts.hostname:
+        problem = "names no host"
+    elif parts.query or text.endswith("?"):
+        problem = "has a query, before which /v1/traces would be put"
+    elif parts.fragment or text.endswith("#"):
+        problem = "has a fragment, before which /v1/traces would be put"
+    if problem:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} {problem}: give the collector's base URL (e.g. http://localhost:4318)"
         )
     return text
 

@@ -904,6 +904,28 @@ def test_demo_refuses_an_otlp_endpoint_that_is_not_an_http_url(
     assert "http:// or https:// URL" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("http://:4318", "names no host"),
+        ("http://user@:4318", "names no host"),
+        ("http://localhost:4318?x=1", "a query"),
+        ("http://localhost:4318#traces", "a fragment"),
+    ],
+)
+def test_demo_refuses_an_otlp_endpoint_the_spans_could_not_reach(
+    value: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--otlp-endpoint without a host, or with a query or fragment (before which /v1/traces
+    would be put), is a usage error saying why, not an export failing at every batch."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert repr(value) in err
+    assert said in err
+
+
 def test_the_command_says_its_version(capsys: pytest.CaptureFixture[str]) -> None:
     import laios
 
@@ -1252,6 +1274,20 @@ def test_demo_refuses_an_allowed_host_that_is_not_a_host_name(
     err = capsys.readouterr().err
     assert "--allowed-host" in err
     assert repr(value) in err
+
+
+@pytest.mark.parametrize("value", ["::1", "fe80::1", "[::1]"])
+def test_demo_says_an_ipv6_allowed_host_is_an_address_always_served(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--allowed-host with an IPv6 address, bracketed or not, is refused as an address (one
+    is always served), not as a name with a port."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--allowed-host", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "an IP address is always served" in err
+    assert "without port" not in err
 
 
 #: A /status document whose rows are wider than 80 columns: long names and messages, whole

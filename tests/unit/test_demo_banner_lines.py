@@ -156,3 +156,38 @@ def test_a_traces_endpoint_of_its_own_is_the_one_named(monkeypatch: pytest.Monke
     text = _spans_text(monkeypatch, "otlp-environment")
     assert "http://127.0.0.1:4318/custom" in text
     assert "/v1/traces" not in text
+
+
+@pytest.mark.parametrize("where", ["option", "environment", "traces-environment"])
+def test_the_spans_line_never_shows_the_collectors_password(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A collector URL with a user and password (basic authentication) is named without them:
+    the banner goes to terminals and CI logs."""
+    url = "http://laios:s3cret@127.0.0.1:4318"
+    endpoint = None
+    if where == "option":
+        endpoint = url
+    elif where == "environment":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    else:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+    provider, text = _demo._configure_tracing(False, endpoint)
+    provider.shutdown()
+    assert "s3cret" not in text
+    assert "laios" not in text
+    assert "http://127.0.0.1:4318/v1/traces" in text
+
+
+@pytest.mark.parametrize(
+    "given", ["http://127.0.0.1:4318/v1/traces", "http://127.0.0.1:4318/v1/traces/"]
+)
+def test_an_otlp_endpoint_given_as_the_traces_url_is_taken_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """--otlp-endpoint with the whole traces URL (as a collector's docs give it) sends the
+    spans there, not to .../v1/traces/v1/traces, which a collector answers with 404."""
+    provider, text = _demo._configure_tracing(False, given)
+    provider.shutdown()
+    assert text == "OTLP/HTTP to http://127.0.0.1:4318/v1/traces"

@@ -77,3 +77,40 @@ def test_a_banner_that_cannot_be_written_still_stops_the_endpoint_and_the_execut
     assert shut_down, "the executor was left running"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", servers[0].port), timeout=5).close()
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        # A link-local IPv6 address without its scope (fe80::1%eth0): the system says EINVAL.
+        ("fe80::1", OSError(errno.EINVAL, "cannot listen on [fe80::1]:8489: Invalid argument")),
+        # IPv6 on a machine (a container) that has none.
+        (
+            "::1",
+            OSError(
+                errno.EAFNOSUPPORT,
+                "cannot listen on [::1]:8489: Address family not supported by protocol",
+            ),
+        ),
+    ],
+    ids=["link-local-without-scope", "no-ipv6"],
+)
+def test_a_host_that_cannot_be_served_on_says_to_pick_another_host(
+    host: str, problem: OSError, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An address the system refuses to serve on whatever the port: exit 2, and the advice is
+    about --host (another port would fail the same way)."""
+
+    def start(*args: Any, **kwargs: Any) -> Any:
+        raise problem
+
+    monkeypatch.setattr(server_module, "start_http_server", start)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = argparse.Namespace(
+        duration=1.0, host=host, port=8489, no_live=True, console_spans=False, runner="thread"
+    )
+    assert _demo.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"laios demo: {problem.strerror}\n")
+    assert "--host" in err
+    assert "--port" not in err

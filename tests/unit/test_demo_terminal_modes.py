@@ -61,6 +61,24 @@ def test_output_that_is_not_a_terminal_gets_progress_lines(
     assert said == "a progress line every 10 s (the output is not a terminal)"
 
 
+@pytest.mark.parametrize(
+    ("term", "why"), [("dumb", "TERM is dumb"), (None, "TERM is not set")], ids=["dumb", "unset"]
+)
+def test_a_terminal_without_a_usable_term_gets_progress_lines_and_is_told_why(
+    monkeypatch: pytest.MonkeyPatch, terminal: TextIO, term: str | None, why: str
+) -> None:
+    """A terminal whose TERM is dumb (an editor's shell, a CI console) or unset gets progress
+    lines; the banner says it is for TERM, not that the output is not a terminal."""
+    if term is None:
+        monkeypatch.delenv("TERM")
+    else:
+        monkeypatch.setenv("TERM", term)
+    monkeypatch.setattr(sys, "stdout", terminal)
+    live, said = _demo._terminal_mode(_args())
+    assert not live
+    assert said == f"a progress line every 10 s ({why})"
+
+
 def test_no_live_gets_progress_lines(monkeypatch: pytest.MonkeyPatch, terminal: TextIO) -> None:
     """--no-live turns the live view off on a terminal too."""
     monkeypatch.setattr(sys, "stdout", terminal)
@@ -194,6 +212,64 @@ def test_a_second_ctrl_c_while_the_demo_stops_cuts_the_wait_short(
     assert "stopped without waiting" in capsys.readouterr().err
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", servers[0].port), timeout=5).close()
+
+
+class _SignalledWorkload:
+    """Stands in for the demo's workload; while the demo waits for it to finish, the process
+    gets ``number`` after ``delay`` seconds."""
+
+    def __init__(self, number: signal.Signals, delay: float) -> None:
+        self.number = number
+        self.delay = delay
+
+    def __call__(self, *args: object, **kwargs: object) -> _SignalledWorkload:
+        return self
+
+    def start(self) -> None:
+        pass
+
+    def join(self, timeout: float) -> bool:
+        time.sleep(self.delay)
+        os.kill(os.getpid(), self.number)
+        time.sleep(0.05)  # (the handler runs here at the latest)
+        return True
+
+
+def _stopped_by(number: signal.Signals) -> object:
+    def show(clock: object) -> None:
+        os.kill(os.getpid(), number)
+        time.sleep(5)  # (the handler's exception ends the sleep)
+
+    return show
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_repeated_at_once_is_the_same_stop(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], number: signal.Signals
+) -> None:
+    """`timeout 60 laios demo` sends its SIGTERM twice, to the demo and then to its whole
+    process group, the demo in it: the second, a moment later, must not cut the stop short
+    (summary skipped, "Ctrl-C again" said of one Ctrl-C)."""
+    monkeypatch.setattr(_demo, "_Workload", _SignalledWorkload(number, 0.0))
+    monkeypatch.setattr(_demo, "_show_plain", _stopped_by(number))
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    out, err = capsys.readouterr()
+    assert "stopped without waiting" not in err
+    assert out.rstrip().endswith("laios demo: done.")
+
+
+def test_a_stop_signal_some_time_after_the_first_still_cuts_the_wait_short(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A SIGTERM sent again once the demo is stopping (half a second on) is a second stop."""
+    monkeypatch.setattr(_demo, "_Workload", _SignalledWorkload(signal.SIGTERM, 0.5))
+    monkeypatch.setattr(_demo, "_show_plain", _stopped_by(signal.SIGTERM))
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = _args(no_live=True, duration=None, host="127.0.0.1", port=0, runner="thread")
+    assert _demo.run(args) == 0
+    assert "stopped without waiting" in capsys.readouterr().err
 
 
 class _ShortClock:

@@ -197,6 +197,15 @@ def test_the_tool_table_keeps_its_rows_before_running_tasks_do() -> None:
     assert len(running_rows) < 9
 
 
+def test_a_tool_table_with_no_room_for_rows_counts_them_before_running_tasks_do() -> None:
+    """On a screen with room for three lines of tables (a 60x12 terminal under the demo's
+    top), the tool table says how many tools it leaves out, and the running tasks keep only
+    their title, which counts them: never a bare "Tools" title over nothing."""
+    lines = status_lines(_busy(running=3), width=80, height=6)
+    assert lines == ["Running tasks (3)", "", "Tools", f"  +{len(TOOLS)} more", "", lines[-1]]
+    assert lines[-1].startswith("workers: 8")
+
+
 def test_clip_marks_text_it_cuts() -> None:
     """Cut text ends in "..." and takes exactly the width; text that fits is left alone."""
     assert clip("page 3 of 6", 11) == "page 3 of 6"

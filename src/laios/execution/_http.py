@@ -140,6 +140,14 @@ def check_allowed_hosts(allowed_hosts: Any) -> tuple[str, ...]:
     return tuple(checked)
 
 
+def _is_ipv6_address(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def allowed_name(name: str) -> str:
     """One name of ``allowed_hosts``, lower case without its trailing dot; or raise
     ``ValueError`` saying why it is not a host name (``laios demo --allowed-host`` checks its
@@ -149,7 +157,7 @@ def allowed_name(name: str) -> str:
     problem = ""
     if "://" in name:
         problem = "a host name without scheme"
-    elif name.startswith("["):
+    elif name.startswith("[") or _is_ipv6_address(name):
         problem = "a host name (an IP address is always served)"
     elif ":" in name:
         problem = "a host name without port (any port is allowed)"
