@@ -10,7 +10,10 @@ import asyncio
 import gzip
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -19,11 +22,22 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from http_drivers import Answer, call_asgi, call_http, call_wsgi, exchange, http_scope
+from _scripts import script_env
+from forked import in_child
+from http_drivers import (
+    Answer,
+    ASGIExchange,
+    call_asgi,
+    call_http,
+    call_wsgi,
+    exchange,
+    http_scope,
+)
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from laios.execution._asgi import MAX_PENDING_RENDERS, RENDER_THREADS
 from laios.execution._http import Endpoint, Request
 from laios.execution.server import make_asgi_app, make_wsgi_app
 from laios.execution.store import MetricStore
@@ -188,35 +202,235 @@ def test_a_slow_render_does_not_hold_the_loop() -> None:
     assert time.monotonic() - started < PATIENCE
 
 
-def test_healthz_is_answered_while_the_default_executor_is_busy() -> None:
-    """The service's own blocking work (``asyncio.to_thread``) may take every thread of the
-    loop's default executor for a while: a liveness probe of ``/healthz`` is answered all the
-    same, as it needs no rendering and no credentials. ``/metrics`` waits for a thread."""
-    app = make_asgi_app(MetricStore(), CollectorRegistry())
-    freed = threading.Event()
+class Gate:
+    """Holds every render that collects it until opened; counts the renders it holds."""
 
-    async def main() -> tuple[Answer, bool]:
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self._lock = threading.Lock()
+        self.entered = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.entered += 1
+        self.opened.wait(3 * PATIENCE)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (on the loop, not holding it) until ``condition()`` is true; fail after PATIENCE."""
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        assert time.monotonic() < deadline, "waited too long"
+        await asyncio.sleep(0.01)
+
+
+def gated_app() -> tuple[Any, Gate]:
+    """An app whose renders of ``/metrics`` wait at the gate."""
+    gate = Gate()
+    registry = CollectorRegistry()
+    registry.register(CallbackCollector(gate.enter))
+    return make_asgi_app(MetricStore(), registry), gate
+
+
+def test_healthz_and_metrics_are_answered_while_the_default_executor_is_busy() -> None:
+    """The service's own blocking work (``asyncio.to_thread``) may take every thread of the
+    loop's default executor for a while: a liveness probe of ``/healthz`` and a scrape of
+    ``/metrics`` are answered all the same, as the app renders in threads of its own."""
+    app = make_asgi_app(MetricStore(), CollectorRegistry())
+    holding = Gate()  # the service's blocking calls: each holds a thread until opened
+
+    async def main() -> tuple[Answer, Answer]:
         loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(max_workers=1)
-        loop.set_default_executor(executor)
-        busy = loop.run_in_executor(None, freed.wait, 3 * PATIENCE)  # its only thread
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+        busy = [asyncio.ensure_future(asyncio.to_thread(holding.enter)) for _ in range(2)]
         try:
+            await until(lambda: holding.entered == 2)  # every thread of the executor held
             probe = await asyncio.wait_for(exchange(app, http_scope(path="/healthz")), PATIENCE)
-            scrape = asyncio.ensure_future(exchange(app, http_scope(path="/metrics")))
-            await asyncio.sleep(0.05)
-            scrape_waited = not scrape.done()
-            freed.set()
-            await asyncio.wait_for(scrape, PATIENCE)
+            scrape = await asyncio.wait_for(exchange(app, http_scope(path="/metrics")), PATIENCE)
         finally:
-            freed.set()
-            await busy
-        return probe.answer(), scrape_waited
+            holding.opened.set()
+            await asyncio.gather(*busy)
+        return probe.answer(), scrape.answer()
 
     started = time.monotonic()
-    probe, scrape_waited = asyncio.run(main())
+    probe, scrape = asyncio.run(main())
     assert (probe.status, probe.body) == (200, b"ok\n")
-    assert scrape_waited
+    assert scrape.status == 200
+    assert b"laios_tasks_total" in scrape.body
     assert time.monotonic() - started < PATIENCE
+
+
+def test_a_flood_of_scrapes_leaves_the_default_executor_to_the_service() -> None:
+    """Many scrapes at once, each rendering slowly, take none of the loop's default executor:
+    the service's own ``asyncio.to_thread`` call runs and completes while they render."""
+    app, gate = gated_app()
+
+    async def main() -> tuple[str, list[Answer]]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=RENDER_THREADS))
+        scrapes = [
+            asyncio.ensure_future(exchange(app, http_scope())) for _ in range(MAX_PENDING_RENDERS)
+        ]
+        try:
+            await until(lambda: gate.entered >= RENDER_THREADS)  # renders held at the gate
+            service = await asyncio.wait_for(asyncio.to_thread(lambda: "done"), PATIENCE)
+            assert gate.entered == RENDER_THREADS  # the others wait for a thread of the app's
+        finally:
+            gate.opened.set()
+        answers = [(await asyncio.wait_for(s, PATIENCE)).answer() for s in scrapes]
+        return service, answers
+
+    service, answers = asyncio.run(main())
+    assert service == "done"
+    assert [answer.status for answer in answers] == [200] * MAX_PENDING_RENDERS
+
+
+def test_past_the_bound_a_scrape_gets_503_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    """With as many renders running or waiting as the bound, one more request is answered
+    ``503`` with ``Retry-After: 1`` at once, as the built-in server answers when busy, and a
+    warning is logged once; when the renders are done, requests are served again."""
+    app, gate = gated_app()
+
+    async def main() -> tuple[Answer, Answer, float, list[Answer], Answer]:
+        scrapes = [
+            asyncio.ensure_future(exchange(app, http_scope())) for _ in range(MAX_PENDING_RENDERS)
+        ]
+        try:
+            await until(lambda: gate.entered >= RENDER_THREADS)
+            started = time.monotonic()
+            refused = await asyncio.wait_for(exchange(app, http_scope()), PATIENCE)
+            status = await asyncio.wait_for(exchange(app, http_scope(path="/status")), PATIENCE)
+            seconds = time.monotonic() - started
+            assert not gate.opened.is_set()
+        finally:
+            gate.opened.set()
+        answers = [(await asyncio.wait_for(s, PATIENCE)).answer() for s in scrapes]
+        again = await asyncio.wait_for(exchange(app, http_scope()), PATIENCE)
+        return refused.answer(), status.answer(), seconds, answers, again.answer()
+
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        refused, status, seconds, answers, again = asyncio.run(main())
+    for answer in (refused, status):
+        assert answer.status == 503
+        assert answer.header("retry-after") == "1"
+        assert answer.header("x-content-type-options") == "nosniff"
+        assert answer.header("content-type") == "application/json; charset=utf-8"
+        assert answer.header("cache-control") == "no-store"
+        assert json.loads(answer.body) == {"error": "too many requests at once"}
+        assert answer.header("content-length") == str(len(answer.body))
+    assert seconds < PATIENCE / 2
+    assert [answer.status for answer in answers] == [200] * MAX_PENDING_RENDERS
+    assert again.status == 200
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "503" in warnings[0]
+
+
+def test_renders_run_in_a_few_threads_of_the_apps_own() -> None:
+    """Scrapes one after the other reuse the app's threads (named for it), not a thread each,
+    and none of the loop's default executor."""
+    names: list[str] = []
+    registry = CollectorRegistry()
+    registry.register(CallbackCollector(lambda: names.append(threading.current_thread().name)))
+    app = make_asgi_app(MetricStore(), registry)
+    for _ in range(5):
+        assert call_asgi(app).status == 200
+    assert len(set(names)) <= RENDER_THREADS
+    assert all(name.startswith("laios-asgi-render") for name in names), names
+
+
+def test_a_blocked_render_does_not_keep_the_process_alive() -> None:
+    """A render stuck in a collector (a hung network file system) when the service stops does
+    not hold the interpreter's exit: the app's threads do not keep the process alive."""
+    script = """
+import asyncio, threading, sys
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily
+from laios.execution.server import make_asgi_app
+from laios.execution.store import MetricStore
+
+entered = threading.Event()
+
+class Stuck:
+    def collect(self):
+        entered.set()
+        threading.Event().wait()  # forever
+        yield GaugeMetricFamily("never", "Never.", value=1.0)
+
+registry = CollectorRegistry()
+registry.register(Stuck())
+app = make_asgi_app(MetricStore(), registry)
+
+async def main():
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        pass
+    scope = {"type": "http", "method": "GET", "path": "/metrics", "headers": []}
+    scrape = asyncio.ensure_future(app(scope, receive, send))
+    while not entered.is_set():
+        await asyncio.sleep(0.01)
+    scrape.cancel()
+
+asyncio.run(main())
+print("stopped", flush=True)
+"""
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=script_env(),
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process did not exit while a render was blocked")
+    assert (done.returncode, done.stdout) == (0, "stopped\n"), done.stderr
+    assert time.monotonic() - started < PATIENCE
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_an_app_used_before_fork_serves_in_the_child() -> None:
+    """A server that forks preloaded workers: the app, whose threads rendered in the parent,
+    renders in the child with threads of the child's own."""
+    app = make_asgi_app(MetricStore(), CollectorRegistry())
+    assert call_asgi(app).status == 200  # the parent's threads are started
+
+    def child() -> dict[str, Any]:
+        answers = [call_asgi(app).status for _ in range(3)]
+        return {"answers": answers}
+
+    outcome = in_child(child)
+    assert outcome == {"answers": [200, 200, 200]}
+    assert call_asgi(app).status == 200  # and the parent's go on
+
+
+def test_under_trio_the_answer_is_computed_in_place() -> None:
+    """No asyncio loop: the answer is computed in place, in the thread of trio's loop."""
+    trio = pytest.importorskip("trio")
+    names: list[int] = []
+    registry = CollectorRegistry()
+    registry.register(CallbackCollector(lambda: names.append(threading.get_ident())))
+    app = make_asgi_app(MetricStore(), registry)
+
+    async def main() -> Answer:
+        incoming = [{"type": "http.request", "body": b"", "more_body": False}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(http_scope(), receive, send)
+        return ASGIExchange(sent).answer()
+
+    answer = trio.run(main)
+    assert answer.status == 200
+    assert names == [threading.get_ident()]
 
 
 def test_a_failing_collector_gets_500_without_a_traceback(

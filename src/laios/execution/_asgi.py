@@ -2,22 +2,31 @@
 answers out.
 
 Rendering ``/metrics`` or ``/status`` is CPU work (about 5 to 20 ms for 200 tools), too long
-to hold an event loop: under asyncio each request is answered in the loop's default executor
-(a thread), so other requests go on meanwhile. Under another event loop (trio), the answer is
-computed in place. ``/healthz`` is always answered in place: it renders nothing and checks no
-credentials, and a liveness probe must not wait for a thread of an executor the service's own
-blocking work (``asyncio.to_thread``) may be holding.
+to hold an event loop: under asyncio each request is answered in a thread of the app's own
+(:class:`_RenderPool`, at most :data:`RENDER_THREADS`), so other requests go on meanwhile.
+Not the loop's default executor: the service's own blocking work (``asyncio.to_thread``)
+shares that one, and a flood of scrapes would starve it, or it would delay every scrape. With
+:data:`MAX_PENDING_RENDERS` requests being answered or waiting, one more is answered ``503``
+with ``Retry-After: 1`` at once, as the built-in server answers when busy. Under another event
+loop (trio), the answer is computed in place. ``/healthz`` is always answered in place: it
+renders nothing and checks no credentials, so a liveness probe waits for no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import itertools
+import os
+import queue
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from laios.execution._http import Endpoint, Request, Response, joined_headers
 
-__all__ = ["ASGIApplication", "asgi_app"]
+__all__ = ["MAX_PENDING_RENDERS", "RENDER_THREADS", "ASGIApplication", "asgi_app"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,6 +36,118 @@ Send = Callable[[Message], Awaitable[None]]
 _IN_PLACE = ("/healthz",)
 #: An ASGI 3 application.
 ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: Threads rendering one app's answers at most; each is started when a render waits for one.
+RENDER_THREADS = 4
+#: Most requests one app answers at once, being rendered or waiting for a thread; one more is
+#: answered ``503`` with ``Retry-After: 1`` at once.
+MAX_PENDING_RENDERS = 16
+#: Seconds a render thread waits for work before it ends (a scrape every 15 s keeps one).
+_IDLE_SECONDS = 60.0
+_thread_numbers = itertools.count(1)
+
+
+class _RenderPool:
+    """A few daemon threads of one app rendering its answers, with a bound on renders running
+    or waiting.
+
+    Threads are started as renders wait for one, up to ``threads``, and end after
+    :data:`_IDLE_SECONDS` without work. They are daemon threads: a render stuck in a collector
+    (a hung network file system) does not hold the interpreter's exit, as a
+    :class:`~concurrent.futures.ThreadPoolExecutor`'s threads, joined at exit, would. A forked
+    child starts with no thread and nothing waiting (see :func:`_after_fork_in_child`).
+    """
+
+    def __init__(self, threads: int, limit: int) -> None:
+        self._size = threads
+        self._limit = limit
+        self.after_fork_in_child()
+        _pools.add(self)
+
+    def after_fork_in_child(self) -> None:
+        """Start empty: no thread, nothing waiting, a new lock (also how it starts)."""
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Response], Callable[[Request], Response], Request]
+        ] = queue.SimpleQueue()
+        self._threads = 0  # started and not ended
+        self._pending = 0  # queued or running
+
+    def submit(
+        self, render: Callable[[Request], Response], request: Request
+    ) -> concurrent.futures.Future[Response] | None:
+        """``render(request)`` in one of the threads; ``None`` (nothing done) when ``limit``
+        renders are already running or waiting."""
+        future: concurrent.futures.Future[Response] = concurrent.futures.Future()
+        with self._lock:
+            if self._pending >= self._limit:
+                return None
+            self._pending += 1
+            self._jobs.put((future, render, request))
+            start = self._threads < min(self._size, self._pending)
+            if start:
+                self._threads += 1
+        if start:
+            try:
+                threading.Thread(
+                    target=self._work,
+                    name=f"laios-asgi-render-{next(_thread_numbers)}",
+                    daemon=True,
+                ).start()
+            except BaseException:  # (no thread to be had): the job is skipped when taken
+                with self._lock:
+                    self._threads -= 1
+                future.cancel()
+                raise
+        return future
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:  # (a job is queued under the lock: none is left behind)
+                    if self._jobs.empty():
+                        self._threads -= 1
+                        return
+                continue
+            self._run(*job)
+            del job  # hold neither the endpoint nor the answer while idle
+
+    def _run(
+        self,
+        future: concurrent.futures.Future[Response],
+        render: Callable[[Request], Response],
+        request: Request,
+    ) -> None:
+        if not future.set_running_or_notify_cancel():  # its request went away
+            self._done()
+            return
+        try:
+            response = render(request)
+        except BaseException as exc:  # (the endpoint answers 500 to an Exception)
+            self._done()
+            future.set_exception(exc)
+        else:
+            self._done()  # before the answer: the next request finds the slot free
+            future.set_result(response)
+
+    def _done(self) -> None:
+        with self._lock:
+            self._pending -= 1
+
+
+_pools: weakref.WeakSet[_RenderPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """The parent's threads do not exist in a forked child: every pool starts empty there
+    (with a new lock, which a thread of the parent may have held at the fork)."""
+    for pool in list(_pools):
+        pool.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _route_path(scope: Scope) -> str:
@@ -56,14 +177,17 @@ def _request(scope: Scope) -> Request:
     )
 
 
-async def _answer(endpoint: Endpoint, request: Request) -> Response:
+async def _answer(endpoint: Endpoint, pool: _RenderPool, request: Request) -> Response:
     if request.path in _IN_PLACE:
         return endpoint.handle(request)
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: answer in place
         return endpoint.handle(request)
-    return await loop.run_in_executor(None, endpoint.handle, request)
+    rendered = pool.submit(endpoint.handle, request)
+    if rendered is None:
+        return endpoint.busy(request, MAX_PENDING_RENDERS)
+    return await asyncio.wrap_future(rendered)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -78,7 +202,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 def asgi_app(endpoint: Endpoint) -> ASGIApplication:
-    """The ASGI 3 application serving ``endpoint``."""
+    """The ASGI 3 application serving ``endpoint``, rendering in threads of its own."""
+    pool = _RenderPool(RENDER_THREADS, MAX_PENDING_RENDERS)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -91,7 +216,7 @@ def asgi_app(endpoint: Endpoint) -> ASGIApplication:
             return
         if kind != "http":
             raise ValueError(f"laios' metrics app serves HTTP, not {kind!r} connections")
-        response = await _answer(endpoint, _request(scope))
+        response = await _answer(endpoint, pool, _request(scope))
         await send(
             {
                 "type": "http.response.start",

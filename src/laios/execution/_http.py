@@ -305,6 +305,32 @@ class Endpoint:
         except Exception as exc:
             self._failed(request.path if request.path in self.routes else "", exc)
             response = _json(500, {"error": "internal error"})
+        return self._finish(request, response)
+
+    def busy(self, request: Request, limit: int) -> Response:
+        """Answer ``request`` ``503`` with ``Retry-After: 1`` without rendering anything, as
+        ``limit`` requests are already being answered or waiting for it; warn (at most once a
+        minute) that requests are being refused.
+
+        The answer carries the configured headers and ``nosniff``, as every other one does.
+        """
+        if self._warnings.should_log("requests busy") is not None:
+            _log.warning(
+                "metrics endpoint: %d requests are being answered or waiting, the limit; "
+                "answering 503 to new ones (a scraper asking too often, or a slow collector?)",
+                limit,
+            )
+        response = _json(
+            503,
+            {"error": "too many requests at once"},
+            ("Cache-Control", "no-store"),
+            ("Retry-After", "1"),
+        )
+        return self._finish(request, response)
+
+    def _finish(self, request: Request, response: Response) -> Response:
+        """``response`` with the configured headers, ``nosniff`` and ``Content-Length``, and
+        no body for ``HEAD``."""
         body = response.body
         # A route's own header wins over a configured one of the same name: the live page's
         # policy allows its inline script by hash, and a second policy would block it.

@@ -424,9 +424,11 @@ def make_asgi_app(
 
     The same routes and answers as :func:`make_wsgi_app`, for an ASGI server or framework
     (``app.mount("/laios", make_asgi_app())`` in FastAPI or Starlette; the mount prefix is
-    taken off ``path`` when ``root_path`` names it). Rendering runs in the event loop's default
-    executor, so a scrape does not hold the loop; lifespan events are answered, WebSocket
-    connections refused.
+    taken off ``path`` when ``root_path`` names it). Rendering runs in a few daemon threads of
+    the app's own (not the loop's default executor, which the service's ``asyncio.to_thread``
+    calls keep), so a scrape does not hold the loop; with 16 requests being rendered or
+    waiting, one more is answered ``503`` with ``Retry-After: 1`` at once. Lifespan events are
+    answered, WebSocket connections refused.
 
     Args:
         store: The store behind ``/status`` and ``/metrics``; defaults to the process-wide one.
