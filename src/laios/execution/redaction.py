@@ -465,7 +465,8 @@ def secret_values_now_and_before(
 
 def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
-    (``quote(secret, safe="")`` and ``quote_plus``), ``repr``-escaped and JSON-escaped (with
+    (``quote(secret, safe="")``, ``quote(secret)``, which keeps each ``/``, and
+    ``quote_plus``), ``repr``-escaped and JSON-escaped (with
     and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
     in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
     that encode its bytes alone, at each of the three places it may start in a group of
@@ -481,6 +482,7 @@ def encoded_forms(secret: str) -> list[str]:
     written = repr(secret)
     for form in (
         quote(secret, safe=""),
+        quote(secret),  # (as ``quote`` is usually called: its default keeps each ``/``)
         quote_plus(secret),
         written[1:-1],
         json.dumps(secret)[1:-1],
