@@ -466,7 +466,8 @@ def secret_values_now_and_before(
 def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
     (``quote(secret, safe="")``, ``quote(secret)``, which keeps each ``/``, and
-    ``quote_plus``), ``repr``-escaped and JSON-escaped (with
+    ``quote_plus``), ``repr``-escaped (also as inside a longer text that holds a ``"``, each
+    ``'`` written ``\\'``) and JSON-escaped (with
     and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
     in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
     that encode its bytes alone, at each of the three places it may start in a group of
@@ -485,10 +486,14 @@ def encoded_forms(secret: str) -> list[str]:
         quote(secret),  # (as ``quote`` is usually called: its default keeps each ``/``)
         quote_plus(secret),
         written[1:-1],
+        # As repr writes it inside a longer text that also holds a '"': in single quotes,
+        # each "'" of the secret written "\\'" (the repr of the secret alone uses '"' then).
+        repr(secret + '"')[1:-2],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
         repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+        repr((secret + '"').encode("utf-8", "backslashreplace"))[2:-2],
         _pydantic_input_value(written),
         *_base64_forms(secret),
     ):
