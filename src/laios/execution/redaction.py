@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, quote_plus
+from uuid import UUID
 
 from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
@@ -311,9 +312,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
-    text, numbers, and binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
-    text and as ``repr`` writes it). The fields of dataclass instances and pydantic models are
-    read like the keys of a mapping (a field named ``api_key`` is secret), and the value of a
+    text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
+    text and as ``repr`` writes it), and a ``uuid.UUID`` (its text, and its ``hex``). The
+    fields of dataclass instances and pydantic models are read like the keys of a mapping (a
+    field named ``api_key`` is secret), and the value of a
     pydantic ``SecretStr``, ``SecretBytes`` or ``Secret[...]`` is secret wherever it is. So is
     everything under the places ``fields`` (the :func:`secret_fields` of the tool's input
     model) declares secret by type, whatever their names: ``{"db": "…"}`` for a field
@@ -399,6 +401,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 else:  # (binary data kept in a buffer that can change: read as it is now)
                     with contextlib.suppress(Exception):  # a released memoryview
                         collect_bytes(bytes(value), name)
+        elif isinstance(value, UUID):  # (a session id or a token kept as a UUID)
+            if secret:
+                collect(str(value), name)
+                collect(value.hex, name)
         elif isinstance(value, (SecretStr, SecretBytes, Secret)):
             try:
                 hidden = value.get_secret_value()
