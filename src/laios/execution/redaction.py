@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, quote_plus
+from uuid import UUID
 
 from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
@@ -311,9 +312,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
-    text, numbers, and binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
-    text and as ``repr`` writes it). The fields of dataclass instances and pydantic models are
-    read like the keys of a mapping (a field named ``api_key`` is secret), and the value of a
+    text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
+    text and as ``repr`` writes it), and a ``uuid.UUID`` (its text, and its ``hex``). The
+    fields of dataclass instances and pydantic models are read like the keys of a mapping (a
+    field named ``api_key`` is secret), and the value of a
     pydantic ``SecretStr``, ``SecretBytes`` or ``Secret[...]`` is secret wherever it is. So is
     everything under the places ``fields`` (the :func:`secret_fields` of the tool's input
     model) declares secret by type, whatever their names: ``{"db": "…"}`` for a field
@@ -399,6 +401,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 else:  # (binary data kept in a buffer that can change: read as it is now)
                     with contextlib.suppress(Exception):  # a released memoryview
                         collect_bytes(bytes(value), name)
+        elif isinstance(value, UUID):  # (a session id or a token kept as a UUID)
+            if secret:
+                collect(str(value), name)
+                collect(value.hex, name)
         elif isinstance(value, (SecretStr, SecretBytes, Secret)):
             try:
                 hidden = value.get_secret_value()
@@ -465,7 +471,9 @@ def secret_values_now_and_before(
 
 def encoded_forms(secret: str) -> list[str]:
     """The forms in which ``secret`` may be written into text: itself, URL-encoded
-    (``quote(secret, safe="")`` and ``quote_plus``), ``repr``-escaped and JSON-escaped (with
+    (``quote(secret, safe="")``, ``quote(secret)``, which keeps each ``/``, and
+    ``quote_plus``), ``repr``-escaped (also as inside a longer text that holds a ``"``, each
+    ``'`` written ``\\'``) and JSON-escaped (with
     and without ``ensure_ascii``), as the ``repr`` of its UTF-8 bytes (``p\\xc3\\xa4ss``),
     in base64, standard and URL-safe, also inside the base64 of a longer text (the characters
     that encode its bytes alone, at each of the three places it may start in a group of
@@ -481,12 +489,17 @@ def encoded_forms(secret: str) -> list[str]:
     written = repr(secret)
     for form in (
         quote(secret, safe=""),
+        quote(secret),  # (as ``quote`` is usually called: its default keeps each ``/``)
         quote_plus(secret),
         written[1:-1],
+        # As repr writes it inside a longer text that also holds a '"': in single quotes,
+        # each "'" of the secret written "\\'" (the repr of the secret alone uses '"' then).
+        repr(secret + '"')[1:-2],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         # As the repr of its UTF-8 bytes (b'p\xc3\xa4ss': a header sent as bytes, quoted).
         repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+        repr((secret + '"').encode("utf-8", "backslashreplace"))[2:-2],
         _pydantic_input_value(written),
         *_base64_forms(secret),
     ):
