@@ -45,6 +45,32 @@ def test_secret_looking_keys(key: str) -> None:
     assert is_secret_key(key)
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "passcode",
+        "admin_passcode",
+        "connection_string",
+        "ConnectionString",
+        "db_connection_string",
+        "conn_str",
+        "conn_string",
+        "connStr",
+        "AZURE_STORAGE_CONNECTION_STRING",
+    ],
+)
+def test_passcodes_and_connection_strings_are_secret(key: str) -> None:
+    """A passcode, and a connection string (which carries the database's or the storage
+    account's password or key in it), are secret too."""
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ["connection", "connections", "string", "construct", "constr"])
+def test_words_near_connection_strings_are_not_secret(key: str) -> None:
+    """Only the connection string's own names are secret, not words that share its parts."""
+    assert not is_secret_key(key)
+
+
 @pytest.mark.parametrize("key", ["path", "query", "count", "user", "text", 42, None])
 def test_ordinary_keys_are_not_secret(key: Any) -> None:
     """Ordinary names (and non-strings) are not secret."""

@@ -75,7 +75,9 @@ MIN_SCRUB_CHARS = 4
 
 _SECRET_KEY = re.compile(
     r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
-    r"|private|bearer"
+    r"|private|bearer|passcode"
+    # A connection string carries the password or key of what it connects to.
+    r"|connection[-_. ]?string|conn[-_. ]?str(?:ing)?(?![a-z])"
     # Short names that also occur inside ordinary words (author, cwd): only as names of their
     # own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``, ``sentry_dsn``),
     # or starting a word of a camelCase name (``basicAuth``, ``dbPwd``).
