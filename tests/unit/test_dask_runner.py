@@ -1171,3 +1171,48 @@ def test_a_kill_that_reaches_a_fresh_worker_before_its_call_is_remembered(
         executor.shutdown(wait=True)
         client.close()
         cluster.close()
+
+
+def test_calls_after_the_scheduler_came_back_get_their_outcomes(
+    tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner made from an address reconnects to a scheduler started again at that address
+    (within connect_timeout). The new scheduler knows nothing of the runner's event topic:
+    the calls sent after it came back ran, but their reports went nowhere, and each ended
+    ``worker_lost`` ("no outcome arrived") however well its tool did."""
+    import socket
+
+    import dask
+
+    from laios.execution._runners import dask as dask_module
+
+    monkeypatch.setattr(dask_module, "OUTCOME_GRACE", 3.0)  # (the old failure, sooner)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    first = distributed.LocalCluster(
+        n_workers=0, processes=False, scheduler_port=port, dashboard_address=":0"
+    )
+    runner = DaskRunner(first.scheduler_address, connect_timeout=WAIT)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    second = None
+    try:
+        first.close()
+        assert wait_for(lambda: runner.client.status == "connecting")
+        with dask.config.set({"distributed.worker.daemon": False}):
+            second = distributed.LocalCluster(
+                n_workers=1,
+                threads_per_worker=1,
+                processes=True,
+                scheduler_port=port,
+                dashboard_address=":0",
+            )
+        assert wait_for(lambda: runner.client.status == "running"), "no reconnection"
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.success, result.error
+        assert result.metadata["worker"].startswith(second.scheduler_address.rsplit(":", 1)[0])
+    finally:
+        executor.shutdown(wait=False)
+        first.close()
+        if second is not None:
+            second.close()

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from laios._compat.dask import forget_topic, task_released
+from laios._compat.dask import forget_topic, scheduler_connection, task_released
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
@@ -674,6 +674,9 @@ class DaskRunner:
             if method is not None:
                 method(event)
 
+        self._deliver = deliver
+        #: The client's connection when it subscribed to the topic (see _follow_reconnection).
+        self._subscribed_on = scheduler_connection(client)
         try:
             client.subscribe_topic(self._topic, deliver)
             self._threads = self._count_threads()
@@ -829,6 +832,7 @@ class DaskRunner:
             return
         keys = [handle.key for handle, _, _ in batch]
         count = len(batch)
+        self._follow_reconnection()
         try:
             futures = self.client.map(
                 serve_call,
@@ -865,6 +869,21 @@ class DaskRunner:
             future.add_done_callback(self._on_future_done)
         if late:
             self._stop_later(late)
+
+    def _follow_reconnection(self) -> None:
+        """Subscribe to the runner's topic again when the client reconnected since it last did:
+        a scheduler started again at the runner's address knows no subscriber of it, and the
+        workers' reports of the calls sent from then on would reach nobody (each call would
+        end ``worker_lost``, however its tool did). The subscription goes first, on the same
+        connection as the calls."""
+        connection = scheduler_connection(self.client)
+        if connection is self._subscribed_on:
+            return
+        self._subscribed_on = connection
+        try:
+            self.client.subscribe_topic(self._topic, self._deliver)
+        except Exception:  # (closed: sending the calls fails and says so)
+            _log.debug("could not subscribe again to %s", self._topic, exc_info=True)
 
     # -- what comes back ----------------------------------------------------------------------
 
