@@ -1216,3 +1216,14 @@ def test_calls_after_the_scheduler_came_back_get_their_outcomes(
         first.close()
         if second is not None:
             second.close()
+
+
+def test_a_client_that_is_closed_already_is_refused_clearly(client: Any) -> None:
+    """A closed client (closed by the application, or by Dask after it lost its scheduler)
+    failed with Dask's own ClosedClientError about a "subscribe-topic message"; it is now a
+    ValueError that says the client is closed and what to pass instead."""
+    closed = distributed.Client(client.scheduler.address)
+    closed.close()
+    with pytest.raises(ValueError, match="the client is closed") as raised:
+        DaskRunner(client=closed)
+    assert "address" in str(raised.value)

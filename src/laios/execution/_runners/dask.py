@@ -536,8 +536,8 @@ class DaskRunner:
         ImportError: When Dask's ``distributed`` is not installed.
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
-            not a whole number from 1 to 1,024), or both ``address`` and ``client`` are
-            given.
+            not a whole number from 1 to 1,024), both ``address`` and ``client`` are
+            given, or ``client`` is closed.
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable, ``worker_initargs`` is a string or not a sequence, or either
@@ -592,6 +592,13 @@ class DaskRunner:
                 raise TypeError(
                     f"client must be a distributed.Client, got {type(client).__name__}; "
                     "to connect to a scheduler, pass its address instead"
+                )
+            if getattr(client, "status", None) in ("closing", "closed"):
+                raise ValueError(
+                    "the client is closed (closed by the application, or by Dask when it lost "
+                    "its scheduler and could not reconnect): give DaskRunner an open client, "
+                    "and keep it open until the executor has shut down, or pass the "
+                    "scheduler's address and let the runner connect"
                 )
         if isinstance(worker_initargs, (str, bytes)) or not isinstance(worker_initargs, Iterable):
             # (a string would be taken apart into one argument per character)
