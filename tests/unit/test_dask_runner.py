@@ -1227,3 +1227,12 @@ def test_a_client_that_is_closed_already_is_refused_clearly(client: Any) -> None
     with pytest.raises(ValueError, match="the client is closed") as raised:
         DaskRunner(client=closed)
     assert "address" in str(raised.value)
+
+
+@pytest.mark.parametrize("address", ["inproc://x", "http://127.0.0.1:8787", "127.0.0.1", ""])
+def test_an_address_dask_cannot_parse_is_refused_naming_it_and_the_form(address: str) -> None:
+    """A malformed address raised whatever Dask's parser said ("not enough values to unpack
+    (expected 3, got 1)" for ``inproc://x``), naming neither the option nor its form."""
+    with pytest.raises(ValueError, match="tcp://host:8786") as raised:
+        DaskRunner(address, connect_timeout=1.0)
+    assert repr(address) in str(raised.value)

@@ -537,7 +537,8 @@ class DaskRunner:
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
-            given, or ``client`` is closed.
+            given, ``client`` is closed, or ``address`` is not one Dask can parse (no
+            scheme or port, ``http://``).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable, ``worker_initargs`` is a string or not a sequence, or either
@@ -646,6 +647,12 @@ class DaskRunner:
                 try:
                     _await_handshake(address, connect_timeout)
                     client = client_class(address, timeout=connect_timeout)
+                except ValueError as exc:  # (Dask's parser: no scheme, no port, ...)
+                    raise ValueError(
+                        f"address {address!r} is not a Dask scheduler address ({exc}): write "
+                        "it as 'tcp://host:8786', as 'dask scheduler' prints it (the "
+                        "dashboard's http:// address is not the scheduler's)"
+                    ) from exc
                 except (OSError, TimeoutError) as exc:
                     raise ConnectionError(
                         f"cannot reach the Dask scheduler at {address!r} within "
