@@ -1236,3 +1236,35 @@ def test_an_address_dask_cannot_parse_is_refused_naming_it_and_the_form(address:
     with pytest.raises(ValueError, match="tcp://host:8786") as raised:
         DaskRunner(address, connect_timeout=1.0)
     assert repr(address) in str(raised.value)
+
+
+def test_a_call_whose_worker_the_nanny_restarted_for_memory_says_what_dask_said(
+    tools: ToolRegistry,
+) -> None:
+    """A result too large for its Dask worker's memory limit: the nanny restarts the worker,
+    the cluster gives up on the task, and the call ends ``worker_lost``. Its error said only
+    that the task ended 'error'; it now carries Dask's own reason (``KilledWorker``, which
+    names the worker whose logs tell why)."""
+    import dask
+
+    config = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}
+    with dask.config.set(config):
+        cluster = distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            memory_limit="300MB",
+        )
+    own = distributed.Client(cluster)
+    executor = Executor(
+        tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
+    )
+    try:
+        result = executor.execute_task(task("returns_swelling", mb=400), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "worker_lost", result
+        assert "KilledWorker" in (result.error or ""), result.error
+    finally:
+        executor.shutdown(wait=False)
+        own.close()
+        cluster.close()

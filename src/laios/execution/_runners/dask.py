@@ -502,6 +502,26 @@ def _release(future: Any) -> None:
         future.release()
 
 
+def _dask_reason(future: Any) -> str:
+    """What Dask says failed the task of ``future`` (``": KilledWorker: ..."``, which names
+    the worker whose log tells why), or ``""`` when it did not fail or Dask says nothing.
+
+    Called on Dask's callback thread, where the future's exception, kept by the client, is
+    read without asking the scheduler."""
+    if getattr(future, "status", None) != "error":
+        return ""
+    try:
+        error = future.exception(timeout=STOP_HANDOVER)
+    except Exception:  # (closed client, timeout)
+        return ""
+    if error is None:
+        return ""
+    text = str(error)
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return f": {type(error).__name__}: {text}"
+
+
 class _DaskCall:
     """One accepted call (the runner's handle for it)."""
 
@@ -960,6 +980,7 @@ class DaskRunner:
         run again when its worker dies. A task that did not finish was lost."""
         key = future.key
         status = future.status
+        why = f"its Dask task ended '{status}'{_dask_reason(future)}"
         with self._lock:
             handle = self._calls.get(key)
             if handle is not None:
@@ -975,7 +996,7 @@ class DaskRunner:
             with contextlib.suppress(RuntimeError):  # (no thread: the outcome comes all the same)
                 timer.start()
             return
-        self._lost(handle, f"its Dask task ended '{status}'")
+        self._lost(handle, why)
 
     def _lost(self, handle: _DaskCall, why: str) -> None:
         with self._lock:
