@@ -1268,3 +1268,34 @@ def test_a_call_whose_worker_the_nanny_restarted_for_memory_says_what_dask_said(
         executor.shutdown(wait=False)
         own.close()
         cluster.close()
+
+
+def test_a_runner_made_on_an_asynchronous_client_in_its_loop_reads_the_cluster(
+    client: Any,
+) -> None:
+    """``Client(..., asynchronous=True)`` answers on its own loop with coroutines: the runner
+    made there read the cluster's threads as a coroutine it never awaited (a RuntimeWarning)
+    and reported 0 workers until its next reading."""
+    import gc
+    import warnings
+
+    async def scenario() -> list[str]:
+        own = await distributed.Client(client.scheduler.address, asynchronous=True)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                runner = DaskRunner(client=own)
+                gc.collect()
+            try:
+                expected = sum((await own.nthreads()).values())
+                give_up = time.monotonic() + WAIT
+                while runner.stats.workers != expected and time.monotonic() < give_up:
+                    await asyncio.sleep(0.05)
+                assert runner.stats.workers == expected
+            finally:
+                runner.shutdown(wait=False)
+            return [str(w.message) for w in caught if "never awaited" in str(w.message)]
+        finally:
+            await own.close()
+
+    assert asyncio.run(scenario()) == []

@@ -765,6 +765,10 @@ class DaskRunner:
         )
 
     def _count_threads(self) -> int:
+        if getattr(self.client, "asynchronous", False):
+            # An asynchronous client asked on its own loop answers with a coroutine: the
+            # stats thread reads the count instead (see _watch_threads).
+            return 0
         try:
             return int(sum(self.client.nthreads().values()))
         except Exception:  # the cluster cannot be reached now
@@ -773,8 +777,10 @@ class DaskRunner:
     def _watch_threads(self) -> None:
         """Keep the cluster's thread count fresh for :attr:`stats`, and clear the reports the
         scheduler keeps of this runner's topic (off the callers' paths)."""
+        wait = STATS_INTERVAL if self._threads else 0.0  # (none read yet: read at once)
         while not self.closed and not self.forked:
-            time.sleep(STATS_INTERVAL)
+            time.sleep(wait)
+            wait = STATS_INTERVAL
             if not self.closed:
                 self._threads = self._count_threads()
                 self._forget_reports()
