@@ -173,3 +173,17 @@ def test_clearing_a_topic_on_a_scheduler_of_another_shape_does_nothing() -> None
     from laios._compat.dask import forget_topic
 
     assert forget_topic(object(), "laios-test-forget") is False
+
+
+def test_a_dask_client_still_shows_the_connection_it_reconnects_through() -> None:
+    """A connected client's scheduler_connection is an object (replaced when it reconnects);
+    one of another shape has none, and its reconnections go unnoticed."""
+    distributed = pytest.importorskip("distributed")
+    from laios._compat.dask import scheduler_connection
+
+    with (
+        distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        assert scheduler_connection(client) is not None
+    assert scheduler_connection(object()) is None

@@ -1171,3 +1171,131 @@ def test_a_kill_that_reaches_a_fresh_worker_before_its_call_is_remembered(
         executor.shutdown(wait=True)
         client.close()
         cluster.close()
+
+
+def test_calls_after_the_scheduler_came_back_get_their_outcomes(
+    tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner made from an address reconnects to a scheduler started again at that address
+    (within connect_timeout). The new scheduler knows nothing of the runner's event topic:
+    the calls sent after it came back ran, but their reports went nowhere, and each ended
+    ``worker_lost`` ("no outcome arrived") however well its tool did."""
+    import socket
+
+    import dask
+
+    from laios.execution._runners import dask as dask_module
+
+    monkeypatch.setattr(dask_module, "OUTCOME_GRACE", 3.0)  # (the old failure, sooner)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    first = distributed.LocalCluster(
+        n_workers=0, processes=False, scheduler_port=port, dashboard_address=":0"
+    )
+    runner = DaskRunner(first.scheduler_address, connect_timeout=WAIT)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    second = None
+    try:
+        first.close()
+        assert wait_for(lambda: runner.client.status == "connecting")
+        with dask.config.set({"distributed.worker.daemon": False}):
+            second = distributed.LocalCluster(
+                n_workers=1,
+                threads_per_worker=1,
+                processes=True,
+                scheduler_port=port,
+                dashboard_address=":0",
+            )
+        assert wait_for(lambda: runner.client.status == "running"), "no reconnection"
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.success, result.error
+        assert result.metadata["worker"].startswith(second.scheduler_address.rsplit(":", 1)[0])
+    finally:
+        executor.shutdown(wait=False)
+        first.close()
+        if second is not None:
+            second.close()
+
+
+def test_a_client_that_is_closed_already_is_refused_clearly(client: Any) -> None:
+    """A closed client (closed by the application, or by Dask after it lost its scheduler)
+    failed with Dask's own ClosedClientError about a "subscribe-topic message"; it is now a
+    ValueError that says the client is closed and what to pass instead."""
+    closed = distributed.Client(client.scheduler.address)
+    closed.close()
+    with pytest.raises(ValueError, match="the client is closed") as raised:
+        DaskRunner(client=closed)
+    assert "address" in str(raised.value)
+
+
+@pytest.mark.parametrize("address", ["inproc://x", "http://127.0.0.1:8787", "127.0.0.1", ""])
+def test_an_address_dask_cannot_parse_is_refused_naming_it_and_the_form(address: str) -> None:
+    """A malformed address raised whatever Dask's parser said ("not enough values to unpack
+    (expected 3, got 1)" for ``inproc://x``), naming neither the option nor its form."""
+    with pytest.raises(ValueError, match="tcp://host:8786") as raised:
+        DaskRunner(address, connect_timeout=1.0)
+    assert repr(address) in str(raised.value)
+
+
+def test_a_call_whose_worker_the_nanny_restarted_for_memory_says_what_dask_said(
+    tools: ToolRegistry,
+) -> None:
+    """A result too large for its Dask worker's memory limit: the nanny restarts the worker,
+    the cluster gives up on the task, and the call ends ``worker_lost``. Its error said only
+    that the task ended 'error'; it now carries Dask's own reason (``KilledWorker``, which
+    names the worker whose logs tell why)."""
+    import dask
+
+    config = {"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}
+    with dask.config.set(config):
+        cluster = distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            memory_limit="300MB",
+        )
+    own = distributed.Client(cluster)
+    executor = Executor(
+        tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
+    )
+    try:
+        result = executor.execute_task(task("returns_swelling", mb=400), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "worker_lost", result
+        assert "KilledWorker" in (result.error or ""), result.error
+    finally:
+        executor.shutdown(wait=False)
+        own.close()
+        cluster.close()
+
+
+def test_a_runner_made_on_an_asynchronous_client_in_its_loop_reads_the_cluster(
+    client: Any,
+) -> None:
+    """``Client(..., asynchronous=True)`` answers on its own loop with coroutines: the runner
+    made there read the cluster's threads as a coroutine it never awaited (a RuntimeWarning)
+    and reported 0 workers until its next reading."""
+    import gc
+    import warnings
+
+    async def scenario() -> list[str]:
+        own = await distributed.Client(client.scheduler.address, asynchronous=True)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                runner = DaskRunner(client=own)
+                gc.collect()
+            try:
+                expected = sum((await own.nthreads()).values())
+                give_up = time.monotonic() + WAIT
+                while runner.stats.workers != expected and time.monotonic() < give_up:
+                    await asyncio.sleep(0.05)
+                assert runner.stats.workers == expected
+            finally:
+                runner.shutdown(wait=False)
+            return [str(w.message) for w in caught if "never awaited" in str(w.message)]
+        finally:
+            await own.close()
+
+    assert asyncio.run(scenario()) == []

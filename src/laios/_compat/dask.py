@@ -9,13 +9,16 @@ the one place that reads them; on a Dask version that keeps them elsewhere, noth
   that broker, nothing is cleared and the events stay as Dask keeps them.
 - **Whether a worker's running task was released** by the scheduler, read in the worker's
   state machine (``Worker.state.tasks``). Without it, no task counts as released.
+- **The connection a client uses now** (``Client.scheduler_comm``), which Dask replaces each
+  time the client reconnects to its scheduler (also to a new scheduler at the same address,
+  which knows nothing of the client's topics). Without it, a reconnection goes unnoticed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["forget_topic", "task_released"]
+__all__ = ["forget_topic", "scheduler_connection", "task_released"]
 
 
 def forget_topic(dask_scheduler: Any, topic: str) -> bool:
@@ -46,3 +49,10 @@ def task_released(worker: Any, key: str) -> bool:
     except Exception:  # (another kind of mapping)
         return False
     return getattr(task, "state", None) == "cancelled"
+
+
+def scheduler_connection(client: Any) -> Any:
+    """The connection ``client`` talks to its scheduler through now: another object after each
+    reconnection, ``None`` while it connects (or where a client keeps it elsewhere, another
+    Dask version: no reconnection is seen then)."""
+    return getattr(client, "scheduler_comm", None)

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from laios._compat.dask import forget_topic, task_released
+from laios._compat.dask import forget_topic, scheduler_connection, task_released
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
@@ -502,6 +502,26 @@ def _release(future: Any) -> None:
         future.release()
 
 
+def _dask_reason(future: Any) -> str:
+    """What Dask says failed the task of ``future`` (``": KilledWorker: ..."``, which names
+    the worker whose log tells why), or ``""`` when it did not fail or Dask says nothing.
+
+    Called on Dask's callback thread, where the future's exception, kept by the client, is
+    read without asking the scheduler."""
+    if getattr(future, "status", None) != "error":
+        return ""
+    try:
+        error = future.exception(timeout=STOP_HANDOVER)
+    except Exception:  # (closed client, timeout)
+        return ""
+    if error is None:
+        return ""
+    text = str(error)
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return f": {type(error).__name__}: {text}"
+
+
 class _DaskCall:
     """One accepted call (the runner's handle for it)."""
 
@@ -536,8 +556,9 @@ class DaskRunner:
         ImportError: When Dask's ``distributed`` is not installed.
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
-            not a whole number from 1 to 1,024), or both ``address`` and ``client`` are
-            given.
+            not a whole number from 1 to 1,024), both ``address`` and ``client`` are
+            given, ``client`` is closed, or ``address`` is not one Dask can parse (no
+            scheme or port, ``http://``).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable, ``worker_initargs`` is a string or not a sequence, or either
@@ -593,6 +614,13 @@ class DaskRunner:
                     f"client must be a distributed.Client, got {type(client).__name__}; "
                     "to connect to a scheduler, pass its address instead"
                 )
+            if getattr(client, "status", None) in ("closing", "closed"):
+                raise ValueError(
+                    "the client is closed (closed by the application, or by Dask when it lost "
+                    "its scheduler and could not reconnect): give DaskRunner an open client, "
+                    "and keep it open until the executor has shut down, or pass the "
+                    "scheduler's address and let the runner connect"
+                )
         if isinstance(worker_initargs, (str, bytes)) or not isinstance(worker_initargs, Iterable):
             # (a string would be taken apart into one argument per character)
             raise TypeError(
@@ -639,6 +667,12 @@ class DaskRunner:
                 try:
                     _await_handshake(address, connect_timeout)
                     client = client_class(address, timeout=connect_timeout)
+                except ValueError as exc:  # (Dask's parser: no scheme, no port, ...)
+                    raise ValueError(
+                        f"address {address!r} is not a Dask scheduler address ({exc}): write "
+                        "it as 'tcp://host:8786', as 'dask scheduler' prints it (the "
+                        "dashboard's http:// address is not the scheduler's)"
+                    ) from exc
                 except (OSError, TimeoutError) as exc:
                     raise ConnectionError(
                         f"cannot reach the Dask scheduler at {address!r} within "
@@ -674,6 +708,9 @@ class DaskRunner:
             if method is not None:
                 method(event)
 
+        self._deliver = deliver
+        #: The client's connection when it subscribed to the topic (see _follow_reconnection).
+        self._subscribed_on = scheduler_connection(client)
         try:
             client.subscribe_topic(self._topic, deliver)
             self._threads = self._count_threads()
@@ -728,6 +765,10 @@ class DaskRunner:
         )
 
     def _count_threads(self) -> int:
+        if getattr(self.client, "asynchronous", False):
+            # An asynchronous client asked on its own loop answers with a coroutine: the
+            # stats thread reads the count instead (see _watch_threads).
+            return 0
         try:
             return int(sum(self.client.nthreads().values()))
         except Exception:  # the cluster cannot be reached now
@@ -736,8 +777,10 @@ class DaskRunner:
     def _watch_threads(self) -> None:
         """Keep the cluster's thread count fresh for :attr:`stats`, and clear the reports the
         scheduler keeps of this runner's topic (off the callers' paths)."""
+        wait = STATS_INTERVAL if self._threads else 0.0  # (none read yet: read at once)
         while not self.closed and not self.forked:
-            time.sleep(STATS_INTERVAL)
+            time.sleep(wait)
+            wait = STATS_INTERVAL
             if not self.closed:
                 self._threads = self._count_threads()
                 self._forget_reports()
@@ -829,6 +872,7 @@ class DaskRunner:
             return
         keys = [handle.key for handle, _, _ in batch]
         count = len(batch)
+        self._follow_reconnection()
         try:
             futures = self.client.map(
                 serve_call,
@@ -865,6 +909,21 @@ class DaskRunner:
             future.add_done_callback(self._on_future_done)
         if late:
             self._stop_later(late)
+
+    def _follow_reconnection(self) -> None:
+        """Subscribe to the runner's topic again when the client reconnected since it last did:
+        a scheduler started again at the runner's address knows no subscriber of it, and the
+        workers' reports of the calls sent from then on would reach nobody (each call would
+        end ``worker_lost``, however its tool did). The subscription goes first, on the same
+        connection as the calls."""
+        connection = scheduler_connection(self.client)
+        if connection is self._subscribed_on:
+            return
+        self._subscribed_on = connection
+        try:
+            self.client.subscribe_topic(self._topic, self._deliver)
+        except Exception:  # (closed: sending the calls fails and says so)
+            _log.debug("could not subscribe again to %s", self._topic, exc_info=True)
 
     # -- what comes back ----------------------------------------------------------------------
 
@@ -927,6 +986,7 @@ class DaskRunner:
         run again when its worker dies. A task that did not finish was lost."""
         key = future.key
         status = future.status
+        why = f"its Dask task ended '{status}'{_dask_reason(future)}"
         with self._lock:
             handle = self._calls.get(key)
             if handle is not None:
@@ -942,7 +1002,7 @@ class DaskRunner:
             with contextlib.suppress(RuntimeError):  # (no thread: the outcome comes all the same)
                 timer.start()
             return
-        self._lost(handle, f"its Dask task ended '{status}'")
+        self._lost(handle, why)
 
     def _lost(self, handle: _DaskCall, why: str) -> None:
         with self._lock:
