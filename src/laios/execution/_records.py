@@ -41,6 +41,7 @@ __all__ = [
     "ProgressUpdate",
     "checkpoint_data",
     "clamp_percent",
+    "copy_data",
     "data_size",
     "printable",
     "record_id",
@@ -520,6 +521,26 @@ def _collection(value: Any, room: int, depth: int) -> tuple[Any, int]:
     return kept_items, base + per_item * len(copy) + parts
 
 
+def copy_data(value: Any) -> Any:
+    """A copy of kept data (a :func:`summarize` result) that shares no mutable container
+    with it: dicts, lists and sets are copied at every level (and tuples holding them), so
+    whoever is handed the copy may change it without changing what a record keeps.
+
+    Args:
+        value: Kept data, or any value inside it.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_data(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_data(item) for item in value]
+    if kind is tuple:
+        return tuple(copy_data(item) for item in value)
+    if kind is set:
+        return set(value)  # (its members are hashable, so immutable in kept data)
+    return value
+
+
 def checkpoint_data(data: Any) -> Mapping[str, Any] | None:
     """``data`` when it may be a checkpoint's data: ``None`` or a mapping.
 
@@ -658,5 +679,6 @@ class Checkpoint:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the checkpoint as ``{"name", "timestamp", "data"}``."""
-        return {"name": self.name, "timestamp": self.timestamp, "data": dict(self.data)}
+        """Return the checkpoint as ``{"name", "timestamp", "data"}`` (``data`` a copy, nested
+        values included: changing it leaves the checkpoint alone)."""
+        return {"name": self.name, "timestamp": self.timestamp, "data": copy_data(self.data)}
