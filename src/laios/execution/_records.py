@@ -42,6 +42,7 @@ __all__ = [
     "checkpoint_data",
     "clamp_percent",
     "copy_data",
+    "copy_update",
     "data_size",
     "printable",
     "record_id",
@@ -662,6 +663,16 @@ class ProgressUpdate:
             raise TypeError(f"timestamp must be a datetime, got {type(stamp).__name__}")
         if stamp.tzinfo is not timezone.utc:
             object.__setattr__(self, "timestamp", ensure_utc(stamp))
+
+
+def copy_update(update: ProgressUpdate) -> ProgressUpdate:
+    """``update`` with its ``details`` a copy at every level (see :func:`copy_data`), built
+    without checking its fields again: they were checked when it was made."""
+    copied = object.__new__(ProgressUpdate)
+    for name in ("task_id", "status", "progress_percent", "message", "timestamp"):
+        object.__setattr__(copied, name, getattr(update, name))
+    object.__setattr__(copied, "details", copy_data(update.details))
+    return copied
 
 
 @dataclass(frozen=True, slots=True)
