@@ -18,6 +18,7 @@ __all__ = [
     "check_task_fields",
     "is_boolean",
     "not_a_class",
+    "not_real",
     "number_repr",
     "plain_callable",
     "positive_int",
@@ -87,6 +88,21 @@ def is_real(value: object) -> bool:
     """Whether ``value`` is a real number: an int, a float, a ``Fraction``, NumPy's numbers;
     not a ``bool``, which would pass for 0 or 1."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def not_real(what: str, value: object) -> TypeError:
+    """The error for a value that :func:`is_real` refuses: ``"{what} must be a number, got
+    TYPE"``; for another kind of number (a ``Decimal``, a complex) what is taken, and for a
+    ``Decimal`` how to convert it."""
+    kind = type(value).__name__
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        # (a Decimal is a number to its user, but not a real number to Python)
+        hint = "" if isinstance(value, numbers.Complex) else ": pass float(value)"
+        return TypeError(
+            f"{what} must be a real number (int, float, Fraction or a NumPy number), got "
+            f"{kind}{hint}"
+        )
+    return TypeError(f"{what} must be a number, got {kind}")
 
 
 def as_float(value: int | float) -> float:

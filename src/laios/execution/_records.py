@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from laios.core.types import ensure_utc
-from laios.execution._checks import as_float, is_real, number_repr
+from laios.execution._checks import as_float, is_real, not_real, number_repr
 from laios.execution._logs import WarningLimiter
 
 __all__ = [
@@ -569,7 +569,7 @@ def clamp_percent(value: Any) -> float:
         TypeError: When ``value`` is not a real number (``bool`` included).
     """
     if not is_real(value):  # (NumPy's too)
-        raise TypeError(f"progress percent must be a number, got {type(value).__name__}")
+        raise not_real("progress percent", value)
     try:
         number = float(value)
     except OverflowError:  # an int too large for a float: far past either end
@@ -640,7 +640,7 @@ class ProgressUpdate:
         percent = self.progress_percent
         if type(percent) is not float:
             if not is_real(percent):
-                raise TypeError(f"progress_percent must be a number, got {type(percent).__name__}")
+                raise not_real("progress_percent", percent)
             percent = as_float(percent)  # (an int too large for a float: infinite)
         if not 0.0 <= percent <= 100.0:  # (NaN too)
             raise ValueError(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import is_real, number_repr, require_task, switch
+from laios.execution._checks import is_real, not_real, number_repr, require_task, switch
 from laios.execution._records import (
     MAX_TEXT,
     ProgressStatus,
@@ -352,7 +352,7 @@ class PerformanceMonitor:
                 already has 100 metric names.
         """
         if not is_real(value):  # (NumPy's too)
-            raise TypeError(f"metric value must be a number, got {type(value).__name__}")
+            raise not_real("metric value", value)
         try:
             number = float(value)
         except OverflowError:  # an int (or a Fraction) too large for a float
