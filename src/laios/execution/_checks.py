@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import Any
 
 from laios._callables import is_coroutine_function
+from laios.core.types import Task
 
 __all__ = [
     "MOST_PROCESSES",
@@ -17,6 +18,7 @@ __all__ = [
     "check_listener",
     "check_task_fields",
     "is_boolean",
+    "no_task_as_id",
     "not_a_class",
     "not_real",
     "number_repr",
@@ -192,6 +194,17 @@ def check_listener(listener: Any) -> None:
     """Refuse a store listener that is no plain callable taking one update (see
     :func:`plain_callable`)."""
     plain_callable("a listener", "one update", listener)
+
+
+def no_task_as_id(task_id: object) -> None:
+    """Refuse a ``Task`` given where its id is taken: kept or looked up as ``str(task)``, it
+    would never meet the task's own id.
+
+    Raises:
+        TypeError: Saying to pass ``task.id``.
+    """
+    if isinstance(task_id, Task):
+        raise TypeError("a task id (a string) is taken here, got a Task: pass task.id")
 
 
 def require_task(task: Any, call: str) -> None:

@@ -6,6 +6,9 @@ store, which every ``Executor`` writes to unless given another store: running ta
 the execution monitor, and custom metrics reach Prometheus. A monitor built directly,
 ``ExecutionMonitor()`` or ``PerformanceMonitor()``, works on a private store of its own.
 
+A task id that is not a string is kept as ``str(task_id)``; a ``Task`` given where its id is
+taken raises ``TypeError`` (pass ``task.id``).
+
 Example:
     >>> from laios.execution.monitor import get_execution_monitor, get_performance_monitor
     >>> monitor = get_execution_monitor()
@@ -26,7 +29,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import is_real, not_real, number_repr, require_task, switch
+from laios.execution._checks import (
+    is_real,
+    no_task_as_id,
+    not_real,
+    number_repr,
+    require_task,
+    switch,
+)
 from laios.execution._records import (
     MAX_TEXT,
     ProgressStatus,
@@ -63,7 +73,12 @@ ProgressStatusValue = Literal[
 
 
 def _key(task_id: object) -> str:
-    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes."""
+    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes.
+
+    Raises:
+        TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
+    """
+    no_task_as_id(task_id)
     return task_id if isinstance(task_id, str) else str(task_id)
 
 
