@@ -273,7 +273,8 @@ class ExecutionMonitor:
 
     def get_execution_stats(self, tasks: Iterable[Task]) -> ExecutionStats:
         """Counts and averages computed from the tasks' ``status``, ``started_at`` and
-        ``completed_at`` (a ``completed_at`` before ``started_at`` counts as 0 seconds).
+        ``completed_at`` (a ``completed_at`` before ``started_at`` counts as 0 seconds; an
+        item without these times counts by its status alone).
 
         Raises:
             TypeError: When ``tasks`` is not an iterable of tasks (a string or a mapping is
@@ -303,9 +304,12 @@ class ExecutionMonitor:
                 stats.cancelled_tasks += 1
             elif status == TaskStatus.RUNNING:
                 stats.running_tasks += 1
-            if task.started_at is not None and task.completed_at is not None:
+            # (an item without these times, a stand-in for a task: its time is unknown)
+            started = getattr(task, "started_at", None)
+            completed = getattr(task, "completed_at", None)
+            if started is not None and completed is not None:
                 # (a wall clock stepped back, or times set by hand: no time, never less)
-                durations.append(max((task.completed_at - task.started_at).total_seconds(), 0.0))
+                durations.append(max((completed - started).total_seconds(), 0.0))
         if durations:
             stats.average_execution_time = sum(durations) / len(durations)
         if stats.total_tasks:
