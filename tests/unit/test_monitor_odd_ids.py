@@ -98,3 +98,27 @@ def test_a_task_given_where_its_id_is_taken_is_refused(call: Any) -> None:
         call(monitor, perf, tasks, task)
     assert tasks.is_running(task.id)
     assert monitor.get_progress_history(task.id) == []
+
+
+def test_names_given_as_str_enum_members_keep_their_value() -> None:
+    """A metric name, unit, message or task id given as a member of a ``(str, Enum)`` class
+    is kept as its value (``"latency"``), not as ``str()`` of the member
+    (``"Metric.LATENCY"``), which no reader using the value found."""
+    from enum import Enum
+
+    class Metric(str, Enum):
+        LATENCY = "latency"
+        SECONDS = "seconds"
+        JOB = "job-1"
+
+    perf = PerformanceMonitor()
+    perf.record_metric(Metric.JOB, Metric.LATENCY, 2.0, Metric.SECONDS)
+    assert perf.get_metrics("job-1") == {
+        "latency": [{"value": 2.0, "unit": "seconds", "timestamp": pytest.approx(0, abs=1e12)}]
+    }
+    assert perf.get_metric_summary("job-1", "latency")["count"] == 1
+    monitor = ExecutionMonitor()
+    monitor.update_task_progress(Metric.JOB, 10, message=Metric.LATENCY)  # type: ignore[arg-type]
+    latest = monitor.get_progress("job-1")
+    assert latest is not None
+    assert (type(latest.task_id), latest.message) == (str, "latency")

@@ -79,7 +79,15 @@ def _key(task_id: object) -> str:
         TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
     """
     no_task_as_id(task_id)
-    return task_id if isinstance(task_id, str) else str(task_id)
+    return _text(task_id)
+
+
+def _text(value: object) -> str:
+    """``value`` as text: a string as it is (a ``(str, Enum)`` member as its value, where
+    ``str()`` gives ``"Class.MEMBER"``), anything else as ``str(value)``."""
+    if type(value) is str:
+        return value
+    return str.__str__(value) if isinstance(value, str) else str(value)
 
 
 class ProgressTracker:
@@ -121,7 +129,7 @@ class ProgressTracker:
         key = _key(task_id)
         text = None
         if message is not None:
-            text = str(message)
+            text = _text(message)
             secrets = self._store.task_secrets(key, progress=True)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text)
         update = ProgressUpdate(
@@ -384,7 +392,7 @@ class PerformanceMonitor:
         if not math.isfinite(number):
             raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
         key = _key(task_id)
-        name, unit_text = str(metric_name), str(unit)
+        name, unit_text = _text(metric_name), _text(unit)
         exported = None
         secrets = self._store.task_secrets(key)
         if secrets:  # (scrubbed before they are cut: a cut secret could not be found)
@@ -397,7 +405,7 @@ class PerformanceMonitor:
 
     def get_metric_summary(self, task_id: str, metric_name: str) -> dict[str, float]:
         """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none)."""
-        samples = self._store.custom_metrics(_key(task_id)).get(shorten(str(metric_name), 128))
+        samples = self._store.custom_metrics(_key(task_id)).get(shorten(_text(metric_name), 128))
         if not samples:
             return {}
         values = [float(s["value"]) for s in samples]
