@@ -80,3 +80,14 @@ def test_a_decimal_is_refused_with_a_way_out() -> None:
         PerformanceMonitor().record_metric("t", "price", Decimal("9.99"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"got Decimal.*float\(value\)"):
         ExecutionMonitor().update_task_progress("t", Decimal("50"))  # type: ignore[arg-type]
+
+
+def test_record_metric_takes_unit_none_as_no_unit_and_refuses_no_name() -> None:
+    """``unit=None`` was kept, and exported, as the unit ``"None"``; a ``None`` metric name as
+    the metric ``"None"``. No unit is ``""``; a sample needs a name."""
+    perf = PerformanceMonitor()
+    perf.record_metric("t", "rows", 3, None)  # type: ignore[arg-type]
+    assert perf.get_metrics("t")["rows"][0]["unit"] == ""
+    with pytest.raises(TypeError, match="metric_name must be a string, got None"):
+        perf.record_metric("t", None, 3)  # type: ignore[arg-type]
+    assert list(perf.get_metrics("t")) == ["rows"]

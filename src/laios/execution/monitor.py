@@ -364,7 +364,11 @@ class PerformanceMonitor:
         self._store = store_or_private(store)
 
     def record_metric(
-        self, task_id: str, metric_name: str, value: float | numbers.Real, unit: str = ""
+        self,
+        task_id: str,
+        metric_name: str,
+        value: float | numbers.Real,
+        unit: str | None = "",
     ) -> None:
         """Record one sample.
 
@@ -372,12 +376,16 @@ class PerformanceMonitor:
         labels) scrubbed of the secret values of its parameters; the task's own samples keep
         them as given.
 
+        ``unit=None`` is no unit (``""``).
+
         Raises:
-            TypeError: When ``value`` is not a real number (``int``, ``float``, ``Fraction``,
-                a NumPy scalar, ...; not ``bool``).
+            TypeError: When ``metric_name`` is ``None``, or ``value`` is not a real number
+                (``int``, ``float``, ``Fraction``, a NumPy scalar, ...; not ``bool``).
             ValueError: When ``value`` is NaN, infinite or too large for a float, or the task
                 already has 100 metric names.
         """
+        if metric_name is None:  # (kept as "None", it would name a metric no one meant)
+            raise TypeError("metric_name must be a string, got None")
         if not is_real(value):  # (NumPy's too)
             raise not_real("metric value", value)
         try:
@@ -392,7 +400,7 @@ class PerformanceMonitor:
         if not math.isfinite(number):
             raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
         key = _key(task_id)
-        name, unit_text = _text(metric_name), _text(unit)
+        name, unit_text = _text(metric_name), "" if unit is None else _text(unit)
         exported = None
         secrets = self._store.task_secrets(key)
         if secrets:  # (scrubbed before they are cut: a cut secret could not be found)
