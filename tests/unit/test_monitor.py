@@ -162,6 +162,31 @@ def test_raising_listener_breaks_neither_caller_nor_others(
     assert "listener" in caplog.text
 
 
+def test_changing_a_read_update_leaves_the_history_alone() -> None:
+    """get_progress and get_history hand out updates whose details are copies, nested data
+    included: a reader that changes them changes nothing kept."""
+    tracker = ProgressTracker()
+    tracker.update_progress("t", ProgressStatus.STARTING)
+    tracker.update_progress("t", ProgressStatus.IN_PROGRESS, 50, None, {"files": ["a"]})
+    latest = tracker.get_progress("t")
+    assert latest is not None
+    latest.details["files"].append("b")
+    latest.details["extra"] = 1
+    tracker.get_history("t")[0].details["extra"] = 2
+    assert [u.details for u in tracker.get_history("t")] == [{}, {"files": ["a"]}]
+
+
+def test_a_listener_changing_its_update_leaves_the_history_alone() -> None:
+    """A listener that changes the update it hears neither changes the history nor takes it
+    past its bound in bytes."""
+    tracker = ProgressTracker()
+    tracker.add_listener(lambda update: update.details.update(big="x" * 100_000))
+    tracker.update_progress("t", ProgressStatus.IN_PROGRESS, 5, None, {"step": 1})
+    latest = tracker.get_progress("t")
+    assert latest is not None
+    assert latest.details == {"step": 1}
+
+
 def test_removing_an_unknown_listener_is_harmless() -> None:
     """remove_listener of a listener never added does nothing."""
     ProgressTracker().remove_listener(print)

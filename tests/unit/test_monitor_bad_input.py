@@ -117,6 +117,20 @@ def test_execution_stats_names_an_item_that_is_not_a_task(item: Any) -> None:
         ExecutionMonitor().get_execution_stats([task, item])
 
 
+def test_execution_stats_of_items_with_a_status_and_no_times() -> None:
+    """An item with a ``status`` (the check that it is a task) and no ``started_at`` or
+    ``completed_at`` is counted by its status, its time unknown, instead of an
+    AttributeError from inside the monitor."""
+    from types import SimpleNamespace
+
+    from laios.core.types import TaskStatus
+
+    items = [SimpleNamespace(status=TaskStatus.COMPLETED), SimpleNamespace(status="failed")]
+    stats = ExecutionMonitor().get_execution_stats(items)  # type: ignore[arg-type]
+    assert (stats.total_tasks, stats.completed_tasks, stats.failed_tasks) == (2, 1, 1)
+    assert stats.average_execution_time == 0.0
+
+
 @pytest.mark.parametrize("success", ["false", "no", 2, None, 0.0])
 def test_complete_task_refuses_a_success_that_is_no_bool(success: Any) -> None:
     """``complete_task(task, success="false")`` recorded the task COMPLETED: any truthy value

@@ -69,3 +69,25 @@ def test_record_metric_says_a_huge_number_is_too_large_for_a_float(value: object
     with pytest.raises(ValueError, match="metric value is too large for a float") as caught:
         PerformanceMonitor().record_metric("t", "rows", value)  # type: ignore[arg-type]
     assert len(str(caught.value)) < 200
+
+
+def test_a_decimal_is_refused_with_a_way_out() -> None:
+    """A Decimal is a number to its user, but not a real number to Python: the TypeError says
+    what is taken and how to convert it, rather than "must be a number, got Decimal"."""
+    from decimal import Decimal
+
+    with pytest.raises(TypeError, match=r"got Decimal.*float\(value\)"):
+        PerformanceMonitor().record_metric("t", "price", Decimal("9.99"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got Decimal.*float\(value\)"):
+        ExecutionMonitor().update_task_progress("t", Decimal("50"))  # type: ignore[arg-type]
+
+
+def test_record_metric_takes_unit_none_as_no_unit_and_refuses_no_name() -> None:
+    """``unit=None`` was kept, and exported, as the unit ``"None"``; a ``None`` metric name as
+    the metric ``"None"``. No unit is ``""``; a sample needs a name."""
+    perf = PerformanceMonitor()
+    perf.record_metric("t", "rows", 3, None)  # type: ignore[arg-type]
+    assert perf.get_metrics("t")["rows"][0]["unit"] == ""
+    with pytest.raises(TypeError, match="metric_name must be a string, got None"):
+        perf.record_metric("t", None, 3)  # type: ignore[arg-type]
+    assert list(perf.get_metrics("t")) == ["rows"]

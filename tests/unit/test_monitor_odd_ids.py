@@ -57,3 +57,68 @@ def test_summary_of_a_metric_name_past_128_characters_is_read_back() -> None:
     name = "latency_" + "x" * 300
     perf.record_metric("t", name, 2.0)
     assert perf.get_metric_summary("t", name)["count"] == 1
+
+
+def _task() -> Any:
+    from laios.core.types import Task
+
+    return Task(plan_id="p", description="d", tool_name="echo")
+
+
+ID_CALLS = {
+    "update_task_progress": lambda m, p, t, task: m.update_task_progress(task, 50),
+    "cancel_task": lambda m, p, t, task: m.cancel_task(task),
+    "get_progress": lambda m, p, t, task: m.get_progress(task),
+    "get_progress_history": lambda m, p, t, task: m.get_progress_history(task),
+    "clear_task": lambda m, p, t, task: m.clear_task(task),
+    "record_metric": lambda m, p, t, task: p.record_metric(task, "rows", 1),
+    "get_metrics": lambda m, p, t, task: p.get_metrics(task),
+    "get_metric_summary": lambda m, p, t, task: p.get_metric_summary(task, "rows"),
+    "clear_metrics": lambda m, p, t, task: p.clear_metrics(task),
+    "stop_monitoring": lambda m, p, t, task: t.stop_monitoring(task),
+    "get_task_status": lambda m, p, t, task: t.get_task_status(task),
+    "get_metrics of TaskMonitor": lambda m, p, t, task: t.get_metrics(task),
+    "checkpoint": lambda m, p, t, task: t.checkpoint(task, "halfway"),
+    "is_running": lambda m, p, t, task: t.is_running(task),
+    "clear_metrics of TaskMonitor": lambda m, p, t, task: t.clear_metrics(task),
+}
+
+
+@pytest.mark.parametrize("call", list(ID_CALLS.values()), ids=list(ID_CALLS))
+def test_a_task_given_where_its_id_is_taken_is_refused(call: Any) -> None:
+    """A Task passed for a task id (complete_task takes the task, cancel_task its id) would
+    be kept or looked up under its repr, never the task's id: stop_monitoring(task) left the
+    run running and said nothing. It raises a TypeError saying to pass task.id."""
+    from laios.execution.task_monitor import TaskMonitor
+
+    monitor, perf, tasks = ExecutionMonitor(), PerformanceMonitor(), TaskMonitor()
+    task = _task()
+    tasks.start_monitoring(task)
+    with pytest.raises(TypeError, match=r"got a Task: pass task\.id"):
+        call(monitor, perf, tasks, task)
+    assert tasks.is_running(task.id)
+    assert monitor.get_progress_history(task.id) == []
+
+
+def test_names_given_as_str_enum_members_keep_their_value() -> None:
+    """A metric name, unit, message or task id given as a member of a ``(str, Enum)`` class
+    is kept as its value (``"latency"``), not as ``str()`` of the member
+    (``"Metric.LATENCY"``), which no reader using the value found."""
+    from enum import Enum
+
+    class Metric(str, Enum):
+        LATENCY = "latency"
+        SECONDS = "seconds"
+        JOB = "job-1"
+
+    perf = PerformanceMonitor()
+    perf.record_metric(Metric.JOB, Metric.LATENCY, 2.0, Metric.SECONDS)
+    assert perf.get_metrics("job-1") == {
+        "latency": [{"value": 2.0, "unit": "seconds", "timestamp": pytest.approx(0, abs=1e12)}]
+    }
+    assert perf.get_metric_summary("job-1", "latency")["count"] == 1
+    monitor = ExecutionMonitor()
+    monitor.update_task_progress(Metric.JOB, 10, message=Metric.LATENCY)  # type: ignore[arg-type]
+    latest = monitor.get_progress("job-1")
+    assert latest is not None
+    assert (type(latest.task_id), latest.message) == (str, "latency")

@@ -222,3 +222,22 @@ def test_monitor_is_thread_safe(make_task: Any) -> None:
     assert monitor.get_running_tasks() == []
     expected = ["mid"]
     assert all([p["name"] for p in m.checkpoints] == expected for m in records)
+
+
+def test_changing_returned_checkpoint_data_leaves_the_record_alone(
+    monitor: TaskMonitor, make_task: Any
+) -> None:
+    """``checkpoints`` and ``to_dict()`` hand out copies, nested data included."""
+    task = running(make_task)
+    monitor.start_monitoring(task)
+    monitor.checkpoint(task.id, "loaded", {"rows": {"kept": 1}, "files": ["a"], "pair": ([1],)})
+    handed = monitor.get_metrics(task.id)
+    assert handed is not None
+    data = handed.checkpoints[0]["data"]
+    data["rows"]["kept"] = 99
+    data["files"].append("b")
+    data["pair"][0].append(2)
+    handed.to_dict()["checkpoints"][0]["data"]["rows"]["kept"] = 98
+    again = monitor.get_metrics(task.id)
+    assert again is not None
+    assert again.checkpoints[0]["data"] == {"rows": {"kept": 1}, "files": ["a"], "pair": ([1],)}

@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import Any
 
 from laios._callables import is_coroutine_function
+from laios.core.types import Task
 
 __all__ = [
     "MOST_PROCESSES",
@@ -17,7 +18,9 @@ __all__ = [
     "check_listener",
     "check_task_fields",
     "is_boolean",
+    "no_task_as_id",
     "not_a_class",
+    "not_real",
     "number_repr",
     "plain_callable",
     "positive_int",
@@ -87,6 +90,21 @@ def is_real(value: object) -> bool:
     """Whether ``value`` is a real number: an int, a float, a ``Fraction``, NumPy's numbers;
     not a ``bool``, which would pass for 0 or 1."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def not_real(what: str, value: object) -> TypeError:
+    """The error for a value that :func:`is_real` refuses: ``"{what} must be a number, got
+    TYPE"``; for another kind of number (a ``Decimal``, a complex) what is taken, and for a
+    ``Decimal`` how to convert it."""
+    kind = type(value).__name__
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        # (a Decimal is a number to its user, but not a real number to Python)
+        hint = "" if isinstance(value, numbers.Complex) else ": pass float(value)"
+        return TypeError(
+            f"{what} must be a real number (int, float, Fraction or a NumPy number), got "
+            f"{kind}{hint}"
+        )
+    return TypeError(f"{what} must be a number, got {kind}")
 
 
 def as_float(value: int | float) -> float:
@@ -176,6 +194,17 @@ def check_listener(listener: Any) -> None:
     """Refuse a store listener that is no plain callable taking one update (see
     :func:`plain_callable`)."""
     plain_callable("a listener", "one update", listener)
+
+
+def no_task_as_id(task_id: object) -> None:
+    """Refuse a ``Task`` given where its id is taken: kept or looked up as ``str(task)``, it
+    would never meet the task's own id.
+
+    Raises:
+        TypeError: Saying to pass ``task.id``.
+    """
+    if isinstance(task_id, Task):
+        raise TypeError("a task id (a string) is taken here, got a Task: pass task.id")
 
 
 def require_task(task: Any, call: str) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from laios.core.types import ensure_utc
-from laios.execution._checks import as_float, is_real, number_repr
+from laios.execution._checks import as_float, is_real, not_real, number_repr
 from laios.execution._logs import WarningLimiter
 
 __all__ = [
@@ -41,6 +41,8 @@ __all__ = [
     "ProgressUpdate",
     "checkpoint_data",
     "clamp_percent",
+    "copy_data",
+    "copy_update",
     "data_size",
     "printable",
     "record_id",
@@ -520,6 +522,26 @@ def _collection(value: Any, room: int, depth: int) -> tuple[Any, int]:
     return kept_items, base + per_item * len(copy) + parts
 
 
+def copy_data(value: Any) -> Any:
+    """A copy of kept data (a :func:`summarize` result) that shares no mutable container
+    with it: dicts, lists and sets are copied at every level (and tuples holding them), so
+    whoever is handed the copy may change it without changing what a record keeps.
+
+    Args:
+        value: Kept data, or any value inside it.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: copy_data(item) for key, item in value.items()}
+    if kind is list:
+        return [copy_data(item) for item in value]
+    if kind is tuple:
+        return tuple(copy_data(item) for item in value)
+    if kind is set:
+        return set(value)  # (its members are hashable, so immutable in kept data)
+    return value
+
+
 def checkpoint_data(data: Any) -> Mapping[str, Any] | None:
     """``data`` when it may be a checkpoint's data: ``None`` or a mapping.
 
@@ -547,7 +569,7 @@ def clamp_percent(value: Any) -> float:
         TypeError: When ``value`` is not a real number (``bool`` included).
     """
     if not is_real(value):  # (NumPy's too)
-        raise TypeError(f"progress percent must be a number, got {type(value).__name__}")
+        raise not_real("progress percent", value)
     try:
         number = float(value)
     except OverflowError:  # an int too large for a float: far past either end
@@ -618,7 +640,7 @@ class ProgressUpdate:
         percent = self.progress_percent
         if type(percent) is not float:
             if not is_real(percent):
-                raise TypeError(f"progress_percent must be a number, got {type(percent).__name__}")
+                raise not_real("progress_percent", percent)
             percent = as_float(percent)  # (an int too large for a float: infinite)
         if not 0.0 <= percent <= 100.0:  # (NaN too)
             raise ValueError(
@@ -643,6 +665,16 @@ class ProgressUpdate:
             object.__setattr__(self, "timestamp", ensure_utc(stamp))
 
 
+def copy_update(update: ProgressUpdate) -> ProgressUpdate:
+    """``update`` with its ``details`` a copy at every level (see :func:`copy_data`), built
+    without checking its fields again: they were checked when it was made."""
+    copied = object.__new__(ProgressUpdate)
+    for name in ("task_id", "status", "progress_percent", "message", "timestamp"):
+        object.__setattr__(copied, name, getattr(update, name))
+    object.__setattr__(copied, "details", copy_data(update.details))
+    return copied
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """A named milestone of a task (an immutable value).
@@ -658,5 +690,6 @@ class Checkpoint:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the checkpoint as ``{"name", "timestamp", "data"}``."""
-        return {"name": self.name, "timestamp": self.timestamp, "data": dict(self.data)}
+        """Return the checkpoint as ``{"name", "timestamp", "data"}`` (``data`` a copy, nested
+        values included: changing it leaves the checkpoint alone)."""
+        return {"name": self.name, "timestamp": self.timestamp, "data": copy_data(self.data)}

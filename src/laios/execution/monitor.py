@@ -6,6 +6,9 @@ store, which every ``Executor`` writes to unless given another store: running ta
 the execution monitor, and custom metrics reach Prometheus. A monitor built directly,
 ``ExecutionMonitor()`` or ``PerformanceMonitor()``, works on a private store of its own.
 
+A task id that is not a string is kept as ``str(task_id)``; a ``Task`` given where its id is
+taken raises ``TypeError`` (pass ``task.id``).
+
 Example:
     >>> from laios.execution.monitor import get_execution_monitor, get_performance_monitor
     >>> monitor = get_execution_monitor()
@@ -26,7 +29,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import is_real, number_repr, require_task, switch
+from laios.execution._checks import (
+    is_real,
+    no_task_as_id,
+    not_real,
+    number_repr,
+    require_task,
+    switch,
+)
 from laios.execution._records import (
     MAX_TEXT,
     ProgressStatus,
@@ -63,8 +73,21 @@ ProgressStatusValue = Literal[
 
 
 def _key(task_id: object) -> str:
-    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes."""
-    return task_id if isinstance(task_id, str) else str(task_id)
+    """The id a monitor keeps a task under: ``str(task_id)``, for reads as for writes.
+
+    Raises:
+        TypeError: When ``task_id`` is a ``Task`` (its id is meant: ``task.id``).
+    """
+    no_task_as_id(task_id)
+    return _text(task_id)
+
+
+def _text(value: object) -> str:
+    """``value`` as text: a string as it is (a ``(str, Enum)`` member as its value, where
+    ``str()`` gives ``"Class.MEMBER"``), anything else as ``str(value)``."""
+    if type(value) is str:
+        return value
+    return str.__str__(value) if isinstance(value, str) else str(value)
 
 
 class ProgressTracker:
@@ -106,7 +129,7 @@ class ProgressTracker:
         key = _key(task_id)
         text = None
         if message is not None:
-            text = str(message)
+            text = _text(message)
             secrets = self._store.task_secrets(key, progress=True)
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text)
         update = ProgressUpdate(
@@ -258,7 +281,8 @@ class ExecutionMonitor:
 
     def get_execution_stats(self, tasks: Iterable[Task]) -> ExecutionStats:
         """Counts and averages computed from the tasks' ``status``, ``started_at`` and
-        ``completed_at`` (a ``completed_at`` before ``started_at`` counts as 0 seconds).
+        ``completed_at`` (a ``completed_at`` before ``started_at`` counts as 0 seconds; an
+        item without these times counts by its status alone).
 
         Raises:
             TypeError: When ``tasks`` is not an iterable of tasks (a string or a mapping is
@@ -288,9 +312,12 @@ class ExecutionMonitor:
                 stats.cancelled_tasks += 1
             elif status == TaskStatus.RUNNING:
                 stats.running_tasks += 1
-            if task.started_at is not None and task.completed_at is not None:
+            # (an item without these times, a stand-in for a task: its time is unknown)
+            started = getattr(task, "started_at", None)
+            completed = getattr(task, "completed_at", None)
+            if started is not None and completed is not None:
                 # (a wall clock stepped back, or times set by hand: no time, never less)
-                durations.append(max((task.completed_at - task.started_at).total_seconds(), 0.0))
+                durations.append(max((completed - started).total_seconds(), 0.0))
         if durations:
             stats.average_execution_time = sum(durations) / len(durations)
         if stats.total_tasks:
@@ -337,7 +364,11 @@ class PerformanceMonitor:
         self._store = store_or_private(store)
 
     def record_metric(
-        self, task_id: str, metric_name: str, value: float | numbers.Real, unit: str = ""
+        self,
+        task_id: str,
+        metric_name: str,
+        value: float | numbers.Real,
+        unit: str | None = "",
     ) -> None:
         """Record one sample.
 
@@ -345,14 +376,18 @@ class PerformanceMonitor:
         labels) scrubbed of the secret values of its parameters; the task's own samples keep
         them as given.
 
+        ``unit=None`` is no unit (``""``).
+
         Raises:
-            TypeError: When ``value`` is not a real number (``int``, ``float``, ``Fraction``,
-                a NumPy scalar, ...; not ``bool``).
+            TypeError: When ``metric_name`` is ``None``, or ``value`` is not a real number
+                (``int``, ``float``, ``Fraction``, a NumPy scalar, ...; not ``bool``).
             ValueError: When ``value`` is NaN, infinite or too large for a float, or the task
                 already has 100 metric names.
         """
+        if metric_name is None:  # (kept as "None", it would name a metric no one meant)
+            raise TypeError("metric_name must be a string, got None")
         if not is_real(value):  # (NumPy's too)
-            raise TypeError(f"metric value must be a number, got {type(value).__name__}")
+            raise not_real("metric value", value)
         try:
             number = float(value)
         except OverflowError:  # an int (or a Fraction) too large for a float
@@ -365,7 +400,7 @@ class PerformanceMonitor:
         if not math.isfinite(number):
             raise ValueError(f"metric value must be finite, got {shorten(repr(value), 64)}")
         key = _key(task_id)
-        name, unit_text = str(metric_name), str(unit)
+        name, unit_text = _text(metric_name), "" if unit is None else _text(unit)
         exported = None
         secrets = self._store.task_secrets(key)
         if secrets:  # (scrubbed before they are cut: a cut secret could not be found)
@@ -378,7 +413,7 @@ class PerformanceMonitor:
 
     def get_metric_summary(self, task_id: str, metric_name: str) -> dict[str, float]:
         """``{"min", "max", "avg", "count"}`` over a metric's retained samples (``{}`` if none)."""
-        samples = self._store.custom_metrics(_key(task_id)).get(shorten(str(metric_name), 128))
+        samples = self._store.custom_metrics(_key(task_id)).get(shorten(_text(metric_name), 128))
         if not samples:
             return {}
         values = [float(s["value"]) for s in samples]

@@ -51,6 +51,7 @@ from laios.execution._records import (
     Checkpoint,
     ProgressStatus,
     ProgressUpdate,
+    copy_update,
     data_size,
     printable,
     record_id,
@@ -161,6 +162,12 @@ def _kept_update(update: ProgressUpdate) -> tuple[ProgressUpdate, int]:
         changes["details"], details_size = summarize(update.details)
         size += details_size
     return (replace(update, **changes) if changes else update), size
+
+
+def _handed_out(update: ProgressUpdate) -> ProgressUpdate:
+    """A kept update as a reader or a listener is given it: its ``details`` a copy at every
+    level, so that changing them changes neither the history nor its size in bytes."""
+    return copy_update(update)
 
 
 def _timestamp(update: ProgressUpdate) -> datetime:
@@ -1069,7 +1076,8 @@ class MetricStore:
 
         The history keeps the update with its message cut to ``MAX_TEXT`` characters and a
         summary of its details (see :func:`~laios.execution._records.summarize`), never the
-        reporter's objects; listeners are given the update as kept. A history holds the newest
+        reporter's objects; listeners are given the update as kept (its details a copy, so that
+        a listener changing them changes nothing kept). A history holds the newest
         ``MAX_PROGRESS_HISTORY`` updates that fit in ``MAX_RECORD_BYTES``.
 
         Args:
@@ -1102,7 +1110,7 @@ class MetricStore:
                 history.add(update, size)
             listeners = bool(self._progress_listeners)
         if listeners:
-            self._notify(update, rec)
+            self._notify(_handed_out(update), rec)
 
     def _notify(self, update: ProgressUpdate, rec: TaskRecord | None) -> None:
         listeners = self._progress_snapshot
@@ -1121,16 +1129,21 @@ class MetricStore:
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""
-        history = self.progress_history(task_id)  # (the id as kept: see record_id)
-        return history[-1] if history else None
+        history = self._kept_history(task_id)  # (the id as kept: see record_id)
+        return _handed_out(history[-1]) if history else None
 
     def progress_history(self, task_id: str) -> list[ProgressUpdate]:
         """Every retained progress update for ``task_id``, oldest first.
 
         The executor's own lifecycle updates (``STARTING`` and the final ``COMPLETED``,
         ``FAILED`` or ``CANCELLED``) are derived from the task's latest record instead of being
-        stored, which keeps the per-task cost of progress tracking near zero.
+        stored, which keeps the per-task cost of progress tracking near zero. Each update's
+        ``details`` are a copy: a reader changing them changes nothing kept.
         """
+        return [_handed_out(update) for update in self._kept_history(task_id)]
+
+    def _kept_history(self, task_id: str) -> list[ProgressUpdate]:
+        """The progress history of ``task_id`` as kept (see :meth:`progress_history`)."""
         task_id = record_id(task_id)
         with self._lock:
             explicit = list(self._progress.get(task_id, ()))

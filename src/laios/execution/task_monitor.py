@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from laios.core.types import Task, TaskStatus
-from laios.execution._checks import check_task_fields, require_task, switch
+from laios.execution._checks import check_task_fields, no_task_as_id, require_task, switch
 from laios.execution._records import checkpoint_data
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.store import MetricStore, RecordScope, TaskRecord, store_or_private
@@ -27,7 +27,9 @@ class TaskMonitor:
 
     An ``Executor`` uses one internally, reading and writing its records in the executor's
     store. ``TaskMonitor()`` on its own works on a private store, for tests or custom
-    orchestration. Every method is thread-safe (the store's lock guards every record).
+    orchestration. Every method is thread-safe (the store's lock guards every record). A
+    method that takes a ``task_id`` raises ``TypeError`` when given a ``Task``: pass
+    ``task.id``.
 
     Args:
         store: The store to keep records in; a new private ``MetricStore`` when ``None``.
@@ -108,6 +110,7 @@ class TaskMonitor:
         Returns:
             The task's final metrics, or ``None`` when no such task is being tracked.
         """
+        no_task_as_id(task_id)
         # (the newest of its runs started here: an executor's run has milestones of its own)
         own = [r for r in self._store.active(self._scope, task_id) if not r.milestones]
         if not own:
@@ -126,6 +129,7 @@ class TaskMonitor:
 
     def get_task_status(self, task_id: str) -> TaskStatus | None:
         """The task's current status (final status for a retained finished task), or ``None``."""
+        no_task_as_id(task_id)
         rec = self._store.find(self._scope, task_id)
         if rec is None:
             return None
@@ -138,6 +142,7 @@ class TaskMonitor:
 
     def get_metrics(self, task_id: str) -> ExecutionMetrics | None:
         """Metrics of the newest run of ``task_id`` that is running or retained."""
+        no_task_as_id(task_id)
         return self._view(self._store.find(self._scope, task_id))
 
     def get_all_metrics(self) -> list[ExecutionMetrics]:
@@ -154,6 +159,7 @@ class TaskMonitor:
             TypeError: When ``data`` is neither ``None`` nor a mapping (also for a task that
                 is not running: the mistake shows at once).
         """
+        no_task_as_id(task_id)
         data = checkpoint_data(data)
         rec = self._store.find(self._scope, task_id)
         if rec is None or rec.state == "finished":
@@ -163,9 +169,11 @@ class TaskMonitor:
 
     def is_running(self, task_id: str) -> bool:
         """Whether a task with this id is running now."""
+        no_task_as_id(task_id)
         rec = self._store.find(self._scope, task_id)
         return rec is not None and rec.state == "running"
 
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget retained finished records: one task's, or all (running tasks stay)."""
+        no_task_as_id(task_id)
         self._store.clear_scope(self._scope, task_id)
