@@ -1227,7 +1227,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-live",
         action="store_true",
-        help="do not draw the live view (it is also skipped when stdout is not a terminal)",
+        help="do not draw the live view (it is also skipped when stdout is not a terminal, "
+        "or TERM is unset or dumb)",
     )
     demo.add_argument(
         "--console-spans",
@@ -1239,8 +1240,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_otlp_endpoint,
         default=None,
         metavar="URL",
-        help="send spans over OTLP/HTTP to URL/v1/traces, e.g. http://localhost:4318 (the "
-        "Collector of grafana/docker-compose.yml); needs laios[otlp]. Default: "
+        help="send spans over OTLP/HTTP to URL/v1/traces (a URL that ends in /v1/traces is "
+        "taken as it is), e.g. http://localhost:4318 (the Collector of "
+        "grafana/docker-compose.yml); needs laios[otlp]. Default: "
         "$OTEL_EXPORTER_OTLP_ENDPOINT when set",
     )
     demo.add_argument(
