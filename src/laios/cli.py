@@ -998,7 +998,8 @@ def watch_status(
     Args:
         url: The endpoint's base URL.
         interval: Seconds between redraws.
-        timeout: Seconds allowed for each complete answer (connecting, headers and body).
+        timeout: Seconds allowed for each complete answer (looking up the host, connecting,
+            headers and body).
         out: Where frames go (``sys.stdout``). On a terminal that can show a live screen (as
             for ``laios demo``'s live view: not with ``TERM`` unset or ``dumb``) the screen is
             cleared first and every line is fitted to the terminal's width.
@@ -1181,7 +1182,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=5.0,
         metavar="S",
-        help="seconds allowed for each complete answer: connecting, headers and body (5.0)",
+        help="seconds allowed for each complete answer: looking up the host, connecting, "
+        "headers and body (5.0)",
     )
     status.set_defaults(handler=_run_status)
     demo = commands.add_parser(
