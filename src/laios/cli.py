@@ -998,7 +998,8 @@ def watch_status(
     Args:
         url: The endpoint's base URL.
         interval: Seconds between redraws.
-        timeout: Seconds allowed for each complete answer (connecting, headers and body).
+        timeout: Seconds allowed for each complete answer (looking up the host, connecting,
+            headers and body).
         out: Where frames go (``sys.stdout``). On a terminal that can show a live screen (as
             for ``laios demo``'s live view: not with ``TERM`` unset or ``dumb``) the screen is
             cleared first and every line is fitted to the terminal's width.
@@ -1181,7 +1182,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=5.0,
         metavar="S",
-        help="seconds allowed for each complete answer: connecting, headers and body (5.0)",
+        help="seconds allowed for each complete answer: looking up the host, connecting, "
+        "headers and body (5.0)",
     )
     status.set_defaults(handler=_run_status)
     demo = commands.add_parser(
@@ -1227,7 +1229,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-live",
         action="store_true",
-        help="do not draw the live view (it is also skipped when stdout is not a terminal)",
+        help="do not draw the live view (it is also skipped when stdout is not a terminal, "
+        "or TERM is unset or dumb)",
     )
     demo.add_argument(
         "--console-spans",
@@ -1239,8 +1242,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_otlp_endpoint,
         default=None,
         metavar="URL",
-        help="send spans over OTLP/HTTP to URL/v1/traces, e.g. http://localhost:4318 (the "
-        "Collector of grafana/docker-compose.yml); needs laios[otlp]. Default: "
+        help="send spans over OTLP/HTTP to URL/v1/traces (a URL that ends in /v1/traces is "
+        "taken as it is), e.g. http://localhost:4318 (the Collector of "
+        "grafana/docker-compose.yml); needs laios[otlp]. Default: "
         "$OTEL_EXPORTER_OTLP_ENDPOINT when set",
     )
     demo.add_argument(

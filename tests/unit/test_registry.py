@@ -85,6 +85,19 @@ def test_register_rejects_other_objects() -> None:
         ToolRegistry().register_tool(object)  # type: ignore[arg-type]
 
 
+def test_registering_a_plain_function_names_create_simple_tool() -> None:
+    """A plain function is refused with a message pointing to ``create_simple_tool``."""
+
+    def double(n: int) -> int:
+        return 2 * n
+
+    with pytest.raises(TypeError, match=r"create_simple_tool\(name, description, double\)"):
+        ToolRegistry().register_tool(double)  # type: ignore[arg-type]
+    with pytest.raises(TypeError) as refused:
+        ToolRegistry().register_tool("double")  # type: ignore[arg-type]
+    assert "create_simple_tool" not in str(refused.value)
+
+
 def test_replacing_a_tool_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """A second tool with the same name replaces the first and logs a warning."""
     registry = make_registry(EchoTool)

@@ -34,7 +34,15 @@ def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
         return tool
     if isinstance(tool, type) and issubclass(tool, BaseTool):
         return tool()
-    raise TypeError(f"Expected a BaseTool subclass or instance, got {tool!r}")
+    message = f"Expected a BaseTool subclass or instance, got {tool!r}"
+    if callable(tool) and not isinstance(tool, type):
+        func = getattr(tool, "__name__", "")
+        func = func if isinstance(func, str) and func.isidentifier() else "func"
+        message += (
+            f"; to register a plain function, wrap it: create_simple_tool(name, description, "
+            f"{func}) from laios.tools.base"
+        )
+    raise TypeError(message)
 
 
 class ToolLookup(Protocol):
