@@ -14,7 +14,7 @@ import numbers
 import sys
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from datetime import time as time_of_day
 from decimal import Decimal
@@ -665,11 +665,15 @@ class ProgressUpdate:
             object.__setattr__(self, "timestamp", ensure_utc(stamp))
 
 
+#: The fields of a progress update that :func:`copy_update` shares (``details`` is copied).
+_UPDATE_FIELDS = tuple(f.name for f in fields(ProgressUpdate) if f.name != "details")
+
+
 def copy_update(update: ProgressUpdate) -> ProgressUpdate:
     """``update`` with its ``details`` a copy at every level (see :func:`copy_data`), built
     without checking its fields again: they were checked when it was made."""
     copied = object.__new__(ProgressUpdate)
-    for name in ("task_id", "status", "progress_percent", "message", "timestamp"):
+    for name in _UPDATE_FIELDS:
         object.__setattr__(copied, name, getattr(update, name))
     object.__setattr__(copied, "details", copy_data(update.details))
     return copied

@@ -164,12 +164,6 @@ def _kept_update(update: ProgressUpdate) -> tuple[ProgressUpdate, int]:
     return (replace(update, **changes) if changes else update), size
 
 
-def _handed_out(update: ProgressUpdate) -> ProgressUpdate:
-    """A kept update as a reader or a listener is given it: its ``details`` a copy at every
-    level, so that changing them changes neither the history nor its size in bytes."""
-    return copy_update(update)
-
-
 def _timestamp(update: ProgressUpdate) -> datetime:
     return update.timestamp
 
@@ -217,12 +211,10 @@ CheckpointListener = Callable[["TaskRecord", Checkpoint], None]
 
 class _Unhashable:
     """The key of a listener that cannot be hashed (an object with ``__eq__`` and no
-    ``__hash__``): such listeners are found by equality, one by one."""
+    ``__hash__``): such listeners are found by equality, one by one, as the values the keys
+    map to."""
 
-    __slots__ = ("listener",)
-
-    def __init__(self, listener: ProgressListener) -> None:
-        self.listener = listener
+    __slots__ = ()
 
 
 def _listener_key(listeners: dict[object, ProgressListener], listener: ProgressListener) -> object:
@@ -235,7 +227,7 @@ def _listener_key(listeners: dict[object, ProgressListener], listener: ProgressL
         for key, known in listeners.items():
             if isinstance(key, _Unhashable) and known == listener:
                 return key
-        return _Unhashable(listener)
+        return _Unhashable()
     return listener
 
 
@@ -1110,7 +1102,7 @@ class MetricStore:
                 history.add(update, size)
             listeners = bool(self._progress_listeners)
         if listeners:
-            self._notify(_handed_out(update), rec)
+            self._notify(copy_update(update), rec)
 
     def _notify(self, update: ProgressUpdate, rec: TaskRecord | None) -> None:
         listeners = self._progress_snapshot
@@ -1130,7 +1122,7 @@ class MetricStore:
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""
         history = self._kept_history(task_id)  # (the id as kept: see record_id)
-        return _handed_out(history[-1]) if history else None
+        return copy_update(history[-1]) if history else None
 
     def progress_history(self, task_id: str) -> list[ProgressUpdate]:
         """Every retained progress update for ``task_id``, oldest first.
@@ -1140,7 +1132,7 @@ class MetricStore:
         stored, which keeps the per-task cost of progress tracking near zero. Each update's
         ``details`` are a copy: a reader changing them changes nothing kept.
         """
-        return [_handed_out(update) for update in self._kept_history(task_id)]
+        return [copy_update(update) for update in self._kept_history(task_id)]
 
     def _kept_history(self, task_id: str) -> list[ProgressUpdate]:
         """The progress history of ``task_id`` as kept (see :meth:`progress_history`)."""
