@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
-import os
 import queue
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from laios.execution._forks import reset_after_fork
 from laios.execution._http import Endpoint, Request, Response, joined_headers
 
 __all__ = ["MAX_PENDING_RENDERS", "RENDER_THREADS", "ASGIApplication", "asgi_app"]
@@ -54,17 +53,19 @@ class _RenderPool:
     :data:`_IDLE_SECONDS` without work. They are daemon threads: a render stuck in a collector
     (a hung network file system) does not hold the interpreter's exit, as a
     :class:`~concurrent.futures.ThreadPoolExecutor`'s threads, joined at exit, would. A forked
-    child starts with no thread and nothing waiting (see :func:`_after_fork_in_child`).
+    child starts with no thread and nothing waiting (see :meth:`after_fork_in_child`).
     """
 
     def __init__(self, threads: int, limit: int) -> None:
         self._size = threads
         self._limit = limit
         self.after_fork_in_child()
-        _pools.add(self)
+        reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
-        """Start empty: no thread, nothing waiting, a new lock (also how it starts)."""
+        """Start empty: no thread, nothing waiting, a new lock (also how it starts; in a
+        forked child, where the parent's threads do not exist, through
+        :func:`~laios.execution._forks.reset_after_fork`)."""
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[
             tuple[concurrent.futures.Future[Response], Callable[[Request], Response], Request]
@@ -134,20 +135,6 @@ class _RenderPool:
     def _done(self) -> None:
         with self._lock:
             self._pending -= 1
-
-
-_pools: weakref.WeakSet[_RenderPool] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """The parent's threads do not exist in a forked child: every pool starts empty there
-    (with a new lock, which a thread of the parent may have held at the fork)."""
-    for pool in list(_pools):
-        pool.after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _route_path(scope: Scope) -> str:

@@ -144,8 +144,7 @@ _BUSY_BODY = b'{"error":"too many connections"}'
 _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\n"
     b"Content-Type: application/json; charset=utf-8\r\n"
-    b"Retry-After: 1\r\n"
-    b"X-Content-Type-Options: nosniff\r\n"
+    b"Retry-After: 1\r\n" + ": ".join(NOSNIFF).encode() + b"\r\n"
     b"Connection: close\r\n"
     b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
 )
