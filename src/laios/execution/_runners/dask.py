@@ -502,6 +502,12 @@ def _release(future: Any) -> None:
         future.release()
 
 
+def _closed(client: Any) -> bool:
+    """Whether a Dask client is closed or closing (by its owner, by a runner's shutdown, or
+    by Dask when it lost its scheduler): nothing reaches the cluster through it any more."""
+    return getattr(client, "status", None) in ("closing", "closed")
+
+
 def _dask_reason(future: Any) -> str:
     """What Dask says failed the task of ``future`` (``": KilledWorker: ..."``, which names
     the worker whose log tells why), or ``""`` when it did not fail or Dask says nothing.
@@ -614,7 +620,7 @@ class DaskRunner:
                     f"client must be a distributed.Client, got {type(client).__name__}; "
                     "to connect to a scheduler, pass its address instead"
                 )
-            if getattr(client, "status", None) in ("closing", "closed"):
+            if _closed(client):
                 raise ValueError(
                     "the client is closed (closed by the application, or by Dask when it lost "
                     "its scheduler and could not reconnect): give DaskRunner an open client, "
@@ -1046,10 +1052,8 @@ class DaskRunner:
             _log.exception("reporting a lost Dask task failed")
 
     def _client_closed(self) -> bool:
-        """Whether the runner's Dask client is closed or closing (by its owner, by this
-        runner's shutdown, or by Dask when it lost its scheduler): nothing reaches the
-        cluster through it any more."""
-        return getattr(self.client, "status", None) in ("closing", "closed")
+        """Whether the runner's Dask client is closed or closing (see :func:`_closed`)."""
+        return _closed(self.client)
 
     # -- stopping ---------------------------------------------------------------------------
 
