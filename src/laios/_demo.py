@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -35,7 +34,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
-from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width
+from laios._output import without_credentials
+from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width, why_not_a_terminal
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
 from laios.execution.monitor import get_performance_monitor
@@ -306,22 +306,12 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
                 )
                 exporter = OTLPSpanExporter()
             provider.add_span_processor(BatchSpanProcessor(exporter))
-            where = f"OTLP/HTTP to {_without_password(url)}"
+            where = f"OTLP/HTTP to {without_credentials(url)}"
     elif console:
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         where = "printed to stderr"
     trace.set_tracer_provider(provider)
     return provider, where
-
-
-#: The ``user:password@`` of a URL, after its scheme: up to the last ``@`` before the path.
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)?[^/?#]*@")
-
-
-def _without_password(url: str) -> str:
-    """``url`` without the ``user:password@`` it may carry: to be shown. (A URL of the
-    environment is not checked: one that is malformed is shown, without them, all the same.)"""
-    return _USERINFO.sub(r"\1", url, count=1)
 
 
 def _is_wildcard(host: str) -> bool:
@@ -393,26 +383,12 @@ def _view_addresses(url: str, dask_dashboard: str | None) -> list[tuple[str, str
     return addresses
 
 
-def _why_no_live_view(stream: Any) -> str:
-    """Why ``stream``, on which :func:`stream_is_terminal` says no live screen can be drawn,
-    cannot have one: the banner's words."""
-    try:
-        tty = bool(stream.isatty())
-    except (AttributeError, ValueError):
-        tty = False
-    term = os.environ.get("TERM", "")
-    if tty and term == "dumb":
-        return "TERM is dumb"
-    if tty and not term:
-        return "TERM is not set"
-    return "the output is not a terminal"
-
-
 def _terminal_mode(args: argparse.Namespace) -> tuple[bool, str]:
     """Whether to draw the live view, and what the banner says the terminal will show."""
     plain = f"a progress line every {_PLAIN_EVERY:g} s"
-    if not stream_is_terminal(sys.stdout):
-        return False, f"{plain} ({_why_no_live_view(sys.stdout)})"
+    why_not = why_not_a_terminal(sys.stdout)
+    if why_not is not None:
+        return False, f"{plain} ({why_not})"
     if getattr(args, "no_live", False):
         return False, f"{plain} (--no-live)"
     if getattr(args, "console_spans", False) and stream_is_terminal(sys.stderr):

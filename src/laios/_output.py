@@ -1,6 +1,7 @@
 """What the commands (``laios``, ``python -m laios.mixin``) do when their output cannot be
 written: which errors say so, how to drop what is still buffered, and an argument parser whose
-``--help`` and ``--version`` text fails as their output does."""
+``--help`` and ``--version`` text fails as their output does; and how they show a URL, without
+the user and password it may carry."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import contextlib
 import errno
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
@@ -23,6 +25,7 @@ __all__ = [
     "discard_stdout",
     "output_failure_status",
     "parse_command_line",
+    "without_credentials",
 ]
 
 #: Why writing the output fails where no reader closed it: the file system or the device.
@@ -125,3 +128,15 @@ def parse_command_line(
         if status is None:
             raise
         return status
+
+
+#: The ``user:password@`` part of a URL (after its scheme, if any): up to the last ``@`` before
+#: the path, as :func:`urllib.parse.urlsplit` reads it (a password may hold an ``@`` that was
+#: not percent-encoded).
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#]*@")
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without the ``user:password@`` it may carry, to be shown (a malformed URL too:
+    it is shown, without them, all the same)."""
+    return _USERINFO.sub(r"\1", url.strip(), count=1)

@@ -1,4 +1,5 @@
-"""Drawing in a terminal: measuring and clipping text, fitting tables, and a live screen.
+"""Drawing in a terminal: measuring and clipping text, fitting tables, writing what an
+output's encoding cannot hold, and a live screen.
 
 Only the standard library is used: ``laios status`` renders with it too.
 
@@ -10,6 +11,7 @@ exception.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import select
@@ -21,7 +23,15 @@ from collections.abc import Sequence
 from types import FrameType, TracebackType
 from typing import Any, TextIO
 
-__all__ = ["LiveScreen", "clip", "stream_is_terminal", "table_lines", "text_width"]
+__all__ = [
+    "QUESTION_MARKS",
+    "LiveScreen",
+    "clip",
+    "stream_is_terminal",
+    "table_lines",
+    "text_width",
+    "why_not_a_terminal",
+]
 
 #: Marks text cut short to fit its column or line.
 MORE = "..."
@@ -47,6 +57,22 @@ def text_width(text: str) -> int:
     if text.isascii():
         return len(text)
     return sum(_char_width(char) for char in text)
+
+
+#: The name of an encoding error handler (:func:`codecs.register_error`) that writes a
+#: character the encoding cannot hold as a ``?`` per column it takes, so that tables stay
+#: aligned on an output in ASCII, Latin-1 or a Windows code page:
+#: ``text.encode("ascii", QUESTION_MARKS)``, or ``stream.reconfigure(errors=QUESTION_MARKS)``.
+QUESTION_MARKS = "laios.question-marks"
+
+
+def _question_marks(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return "?" * text_width(error.object[error.start : error.end]), error.end
+
+
+codecs.register_error(QUESTION_MARKS, _question_marks)
 
 
 def clip(text: str, width: int) -> str:
@@ -283,10 +309,23 @@ class LiveScreen:
             self._wake = None
 
 
+def why_not_a_terminal(stream: TextIO) -> str | None:
+    """Why ``stream`` cannot show a live screen, in words for a banner (``"TERM is dumb"``);
+    ``None`` when it can."""
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty or sys.platform == "win32":
+        return "the output is not a terminal"
+    term = os.environ.get("TERM", "")
+    if term == "dumb":
+        return "TERM is dumb"
+    if not term:
+        return "TERM is not set"
+    return None
+
+
 def stream_is_terminal(stream: TextIO) -> bool:
     """Whether ``stream`` is a terminal that can show a live screen (not ``TERM=dumb``)."""
-    try:
-        tty = stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-    return tty and os.environ.get("TERM", "") not in ("", "dumb") and sys.platform != "win32"
+    return why_not_a_terminal(stream) is None

@@ -24,7 +24,6 @@ import ipaddress
 import json
 import math
 import os
-import re
 import shutil
 import socket
 import ssl
@@ -44,8 +43,9 @@ from laios._output import (
     closed_stdout_status,
     output_failure_status,
     parse_command_line,
+    without_credentials,
 )
-from laios._terminal import clip, stream_is_terminal, table_lines, text_width
+from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -190,17 +190,6 @@ def status_url(url: str) -> str:
 
 #: Longest error detail quoted from a failed request (it may hold what the server sent).
 _MAX_REASON = 200
-
-
-#: The ``user:password@`` part of a URL (after its scheme, if any): up to the last ``@`` before
-#: the path, as :func:`urllib.parse.urlsplit` reads it (a password may hold an ``@`` that was
-#: not percent-encoded).
-_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*://)?)[^/?#]*@")
-
-
-def _without_credentials(url: str) -> str:
-    """``url`` without the ``user:password@`` it may carry, to be shown."""
-    return _USERINFO.sub(r"\1", url.strip(), count=1)
 
 
 def _one_line(text: object) -> str:
@@ -495,10 +484,10 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         _ = parts.port  # (reading the port parses it)
         user, password = parts.username, parts.password
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
-        shown = _without_credentials(url)
+        shown = without_credentials(url)
         raise StatusUnavailable(f"{shown!r} is not a usable URL ({exc})") from None
     # Credentials in the URL are sent as basic authentication, and never shown.
-    target = _without_credentials(status_url(url))
+    target = without_credentials(status_url(url))
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https"):
         raise StatusUnavailable(f"{target} is not an http(s) URL")
@@ -745,20 +734,9 @@ def _writable(text: str, stream: TextIO) -> str:
     script, and an output in Latin-1, ASCII or a Windows code page would otherwise fail on it."""
     encoding = getattr(stream, "encoding", None) or "utf-8"
     try:
-        text.encode(encoding)
-    except UnicodeEncodeError:
-        return "".join(_encodable(char, encoding) for char in text)
+        return text.encode(encoding, QUESTION_MARKS).decode(encoding)
     except LookupError:  # (an encoding Python does not know: written as it is)
-        pass
-    return text
-
-
-def _encodable(char: str, encoding: str) -> str:
-    try:
-        char.encode(encoding)
-    except UnicodeEncodeError:
-        return "?" * text_width(char)
-    return char
+        return text
 
 
 def _watch_frame(
@@ -1032,7 +1010,7 @@ def watch_status(
         while True:
             # (the size is read again for every picture: the terminal may have been resized)
             size = shutil.get_terminal_size() if terminal else None
-            shown = _without_credentials(status_url(url))
+            shown = without_credentials(status_url(url))
             frame = _watch_frame(document, shown, problem, interval, size)
             out.write(_writable(f"{clear}{frame}\n", out))
             out.flush()
@@ -1130,8 +1108,8 @@ def _run_status(args: argparse.Namespace) -> int:
     except StatusUnavailable as exc:
         print(_unavailable_message(args.url, exc), file=sys.stderr)
         return 2
-    text = render_status(document, url=_without_credentials(status_url(args.url)))
-    print(_writable(text, sys.stdout))
+    text = render_status(document, url=without_credentials(status_url(args.url)))
+    print(text)  # (main() has stdout write what it cannot encode as question marks)
     return 0
 
 
@@ -1259,15 +1237,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _replace_what_it_cannot_encode(stream: TextIO | None) -> None:
-    """Have ``stream`` write a character its encoding cannot hold as ``?`` from now on,
-    instead of raising ``UnicodeEncodeError`` at the first one: an output in ASCII
-    (``PYTHONIOENCODING=ascii``, the C locale), Latin-1 or a Windows code page gets every
-    line of the command, its dashes, names and messages (in any script) included."""
+    """Have ``stream`` write a character its encoding cannot hold as a ``?`` per column from
+    now on (see :data:`~laios._terminal.QUESTION_MARKS`), instead of raising
+    ``UnicodeEncodeError`` at the first one: an output in ASCII (``PYTHONIOENCODING=ascii``,
+    the C locale), Latin-1 or a Windows code page gets every line of the command, its dashes,
+    names and messages (in any script) included, and its tables aligned."""
     reconfigure = getattr(stream, "reconfigure", None)
     if reconfigure is None or getattr(stream, "errors", None) != "strict":
         return
     with contextlib.suppress(ValueError, OSError):  # (closed, or not to be reconfigured)
-        reconfigure(errors="replace")
+        reconfigure(errors=QUESTION_MARKS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
