@@ -1,14 +1,16 @@
 """Running a tool the way the secrets tests look at it: ``/status`` as seen at each of its
-progress reports (and its spans, when traced)."""
+progress reports (and its spans, when traced), or its one span, traced through the SDK."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from laios.core.types import Context, Task
+from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.server import status_document
 from laios.execution.store import MetricStore
@@ -38,3 +40,27 @@ def statuses_at_progress(
         result = executor.execute_task(task, context, on_progress=on_progress)
     assert result.success, result.error
     return statuses
+
+
+def traced_run(
+    tool: type[BaseTool], parameters: dict[str, Any], *, capture: bool
+) -> tuple[TaskResult, ReadableSpan]:
+    """Run ``tool`` once with ``parameters`` on an executor traced to an in-memory exporter
+    (content capture on or off); return its result and its one span."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    task = Task(plan_id="p", description="d", tool_name=tool.name, parameters=parameters)
+    with Executor(
+        registry,
+        store=MetricStore(),
+        tracer_provider=provider,
+        capture_content=capture,
+        register_prometheus=False,
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    provider.shutdown()
+    (span,) = exporter.get_finished_spans()
+    return result, span

@@ -10,16 +10,10 @@ import subprocess
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from secret_runs import traced_run
 
-from laios.core.types import Context, Task
-from laios.execution.executor import Executor
 from laios.execution.redaction import REDACTED, scrub, secret_values
-from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
-from laios.tools.registry import ToolRegistry
 
 PASSWORD = "Xk'9qP-7zTw!"
 #: Pieces of the secret that must not be left behind.
@@ -61,26 +55,9 @@ def test_scrub_replaces_the_secret_with_its_single_quote_escaped(text: str) -> N
 def test_the_escaped_secret_reaches_no_span_and_no_log(
     capture: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(Migrate)
-    task = Task(
-        plan_id="p", description="d", tool_name="migrate", parameters={"password": PASSWORD}
-    )
     caplog.set_level(logging.DEBUG, logger="laios")
-    with Executor(
-        registry,
-        store=MetricStore(),
-        tracer_provider=provider,
-        capture_content=capture,
-        register_prometheus=False,
-    ) as executor:
-        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
-    provider.shutdown()
+    result, span = traced_run(Migrate, {"password": PASSWORD}, capture=capture)
     assert not result.success
-    (span,) = exporter.get_finished_spans()
     assert f"mysql -p{REDACTED} -e" in (span.status.description or "")
     seen = span.to_json() + "\n".join(r.getMessage() for r in caplog.records)
     for piece in PIECES:

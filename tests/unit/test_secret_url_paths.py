@@ -9,16 +9,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from secret_runs import traced_run
 
-from laios.core.types import Context, Task
-from laios.execution.executor import Executor
 from laios.execution.redaction import REDACTED, scrub, secret_values
-from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
-from laios.tools.registry import ToolRegistry
 
 #: Shaped like a cloud secret key: a ``/`` that ``quote`` keeps and a ``+`` it encodes.
 PASSWORD = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -54,29 +48,9 @@ def test_scrub_replaces_the_secret_quoted_with_the_default_safe_characters() -> 
 def test_the_quoted_secret_reaches_no_span_and_no_log(
     capture: bool, fail: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(Connect)
-    task = Task(
-        plan_id="p",
-        description="d",
-        tool_name="connect",
-        parameters={"password": PASSWORD, "fail": fail},
-    )
     caplog.set_level(logging.DEBUG, logger="laios")
-    with Executor(
-        registry,
-        store=MetricStore(),
-        tracer_provider=provider,
-        capture_content=capture,
-        register_prometheus=False,
-    ) as executor:
-        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
-    provider.shutdown()
+    result, span = traced_run(Connect, {"password": PASSWORD, "fail": fail}, capture=capture)
     assert result.success is not fail
-    (span,) = exporter.get_finished_spans()
     seen = span.to_json() + "\n".join(r.getMessage() for r in caplog.records)
     if fail:
         assert f"app:{REDACTED}@db.example" in (span.status.description or "")

@@ -8,17 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import Secret
+from secret_runs import traced_run
 
-from laios.core.types import Context, Task
-from laios.execution.executor import Executor
 from laios.execution.redaction import REDACTED, scrub, secret_values
-from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
-from laios.tools.registry import ToolRegistry
 
 SESSION = uuid.UUID("3f2b8c1e-9a4d-4e7b-8c2f-1a2b3c4d5e6f")
 
@@ -50,26 +44,9 @@ def test_the_text_of_a_secret_uuid_is_scrubbed(parameters: dict[str, Any]) -> No
 def test_a_secret_uuid_reaches_no_span_and_no_log(
     capture: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(Resume)
-    task = Task(
-        plan_id="p", description="d", tool_name="resume", parameters={"session_id": SESSION}
-    )
     caplog.set_level(logging.DEBUG, logger="laios")
-    with Executor(
-        registry,
-        store=MetricStore(),
-        tracer_provider=provider,
-        capture_content=capture,
-        register_prometheus=False,
-    ) as executor:
-        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
-    provider.shutdown()
+    result, span = traced_run(Resume, {"session_id": SESSION}, capture=capture)
     assert not result.success
-    (span,) = exporter.get_finished_spans()
     assert (span.status.description or "").startswith(f"session {REDACTED} expired")
     seen = span.to_json() + "\n".join(r.getMessage() for r in caplog.records)
     assert str(SESSION) not in seen
