@@ -148,18 +148,28 @@ def _send(data: bytes) -> Respond:
     return respond
 
 
+@contextlib.contextmanager
+def _serving(app: Any) -> Iterator[int]:
+    """Serve the WSGI ``app`` on a port of 127.0.0.1, in a thread, while the block runs;
+    yields the port."""
+    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            yield httpd.server_port
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+
+
 @pytest.fixture
 def html_url() -> Iterator[str]:
     def app(environ: Any, start_response: Any) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/html")])
         return [b"<html>hello</html>"]
 
-    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.start()
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-        httpd.shutdown()
-        thread.join()
+    with _serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_progress_bar_draws_filled_and_empty_cells() -> None:
@@ -596,15 +606,9 @@ def test_credentials_in_the_url_are_sent_and_never_shown(
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(DOCUMENT).encode()]
 
-    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.start()
-        try:
-            url = f"http://prom%40ops:s3cret%3A1@127.0.0.1:{httpd.server_address[1]}"
-            assert main(["status", "--url", url, "--timeout", "5"]) == 0
-        finally:
-            httpd.shutdown()
-            thread.join()
+    with _serving(app) as port:
+        url = f"http://prom%40ops:s3cret%3A1@127.0.0.1:{port}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 0
     assert seen == ["Basic " + base64.b64encode(b"prom@ops:s3cret:1").decode()]
     captured = capsys.readouterr()
     assert "page 3 of 6" in captured.out
@@ -622,20 +626,12 @@ def test_a_password_with_an_at_sign_is_never_shown(capsys: pytest.CaptureFixture
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(DOCUMENT).encode()]
 
-    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.start()
-        try:
-            url = f"http://prom:s3c@r3t@127.0.0.1:{httpd.server_address[1]}"
-            assert main(["status", "--url", url, "--timeout", "5"]) == 0
-        finally:
-            httpd.shutdown()
-            thread.join()
+    with _serving(app) as port:
+        url = f"http://prom:s3c@r3t@127.0.0.1:{port}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 0
     assert seen == ["Basic " + base64.b64encode(b"prom:s3c@r3t").decode()]
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith(
-        f"laios status - http://127.0.0.1:{httpd.server_address[1]}/status"
-    )
+    assert out.splitlines()[0].startswith(f"laios status - http://127.0.0.1:{port}/status")
     assert "r3t" not in out
     assert main(["status", "--url", "http://prom:s3c@r3t@127.0.0.1:1", "--timeout", "2"]) == 2
     assert "r3t" not in capsys.readouterr().err
@@ -1143,15 +1139,8 @@ def test_status_follows_every_redirect_of_a_get(
         start_response("200 OK", [("Content-Type", "application/json")])
         return [document]
 
-    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.start()
-        try:
-            url = f"http://127.0.0.1:{httpd.server_port}"
-            assert main(["status", "--url", url, "--timeout", "5"]) == 0
-        finally:
-            httpd.shutdown()
-            thread.join(timeout=10)
+    with _serving(app) as port:
+        assert main(["status", "--url", f"http://127.0.0.1:{port}", "--timeout", "5"]) == 0
     assert "Running tasks (1)" in capsys.readouterr().out
 
 
@@ -1183,14 +1172,8 @@ def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         start_response("200 OK", [("Content-Type", "application/json")])
         return [document]
 
-    with make_server("127.0.0.1", 0, app, handler_class=_Quiet) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.start()
-        try:
-            yield f"127.0.0.1:{httpd.server_port}", seen
-        finally:
-            httpd.shutdown()
-            thread.join(timeout=10)
+    with _serving(app) as port:
+        yield f"127.0.0.1:{port}", seen
 
 
 def test_credentials_follow_a_redirect_on_the_same_host_and_port(
