@@ -447,7 +447,12 @@ def test_a_batch_survives_a_killed_dask_worker(cluster: Cluster, tmp_path: Path)
             (worker.address for worker in cluster.workers if worker.pid in run["ancestors"]),
             None,
         )
-        assert run["worker"] is not None, run
+        if run["worker"] is None:
+            # A tool process that the killed worker's forkserver started as the worker died:
+            # it was reparented before it wrote its note, so its chain no longer reaches the
+            # worker (a survivor's chain is never cut). It belongs to the killed worker.
+            assert run["started"] >= kill_time - 1, (run, kill_time)
+            run["worker"] = killed.address
         runs_of[run["tag"]].append(run)
     hit: dict[int, str] = {}  # the tasks the kill interrupted: how each ended
     for index, result in enumerate(results):
