@@ -46,6 +46,7 @@ import io
 import logging
 import math
 import os
+import re
 import select
 import socket
 import ssl
@@ -58,6 +59,7 @@ from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -152,6 +154,8 @@ _BUSY = (
 _SERVER_NAME = "laios"
 #: Most bytes of a request's line and headers read; a request with more gets ``431``.
 MAX_REQUEST_HEAD = 65536
+#: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
 MAX_STATUS_RUNNING = 1000
 #: Longest task id or tool name in the status document, in characters (longer ones are cut).
@@ -655,10 +659,48 @@ class _QuietHandler(WSGIRequestHandler):
                 "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path).",
             )
             return False
-        parsed = super().parse_request()
+        parsed = super().parse_request() and self._origin_form()
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)
         return parsed
+
+    def _origin_form(self) -> bool:
+        """Turn an absolute-form request target (``GET http://127.0.0.1:8489/metrics``) into
+        its path and query, its authority into the ``Host`` header; or answer ``400`` and
+        return ``False`` for one that cannot be served.
+
+        RFC 9112 (section 3.2.2) requires a server to accept the absolute form, and to take
+        its authority for the host asked for, whatever ``Host`` says: the loopback check
+        (``421``) then applies to it, so a target cannot carry another name past it.
+        """
+        if _ABSOLUTE_FORM.match(self.path) is None:
+            return True
+        problem = ""
+        try:
+            target = urlsplit(self.path)
+            hostname = target.hostname
+        except ValueError:  # a bracket left open, a port that is not a number
+            problem = "its host is not a host name or an IP address"
+        else:
+            if target.scheme.lower() not in ("http", "https"):
+                problem = "its scheme is not http or https"
+            elif "@" in target.netloc:
+                problem = "it holds user information (user@), which HTTP does not send there"
+            elif not hostname:
+                problem = "it names no host"
+        if problem:
+            self.close_connection = True
+            self.send_error(
+                HTTPStatus.BAD_REQUEST,
+                "Unusable request target",
+                f"The request target is a URL, but {problem}: send the path "
+                "(GET /metrics HTTP/1.1) and the host in the Host header.",
+            )
+            return False
+        del self.headers["Host"]
+        self.headers["Host"] = target.netloc
+        self.path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        return True
 
     def get_stderr(self) -> _DebugLog:
         """Where ``wsgiref`` reports failed writes: the debug log."""
