@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -372,3 +373,46 @@ def test_shutdown_from_a_request_while_another_stops_the_server_does_not_wait() 
     assert first_alive == [True]
     assert answers == [200]
     assert stopper.raised == []
+
+
+REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "server-and-prometheus.md"
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status_line", "reason"),
+    [
+        (
+            b"GET /healthz HTTP/1.1\r\n" + b"X-Filler: y\r\n" * 101 + b"\r\n",
+            b"431 Request Header Fields Too Large",
+            b"send fewer or shorter headers",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nX-Big: " + b"y" * 70000 + b"\r\n\r\n",
+            b"431 Request Header Fields Too Large",
+            b"send fewer or shorter headers",
+        ),
+        (b"\r\n" * (65536 // 2), b"414 URI Too Long", b"send a shorter path and query"),
+        (b"GET /healthz\r\n\r\n", b"400 Bad Request", b"HTTP/0.9 is not served"),
+        (b"GET /healthz HTTP/1.x\r\n\r\n", b"400 Bad Request", b"GET /metrics HTTP/1.1"),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", b"505 HTTP Version Not Supported", b"HTTP/1.1"),
+    ],
+    ids=["many-headers", "long-headers", "long-line", "http-0.9", "bad-version", "http-2"],
+)
+def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
+    request_head: bytes, status_line: bytes, reason: bytes
+) -> None:
+    """An answer to a request that cannot be read has the status's own reason phrase in its
+    status line (it said ``431 Too many headers`` for a request of few, long headers, and
+    ``400 HTTP/0.9 request``), and one line of plain text saying what to change, the words
+    the reference gives."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_head)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 " + status_line + b"\r\n"), head
+    assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head + b"\r\n"
+    assert body.startswith(status_line + b": "), body
+    assert body.count(b"\n") == 1, body
+    assert body.endswith(b"\n"), body
+    assert reason in body, body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference

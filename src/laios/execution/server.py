@@ -572,11 +572,34 @@ class _DebugLog(io.StringIO):
         self.truncate()
 
 
+#: What an answer to a request that cannot be read says: its status and what to change.
+_ERROR_REASONS = {
+    HTTPStatus.BAD_REQUEST: (
+        "the request line is not a method, a path and a version (GET /metrics HTTP/1.1)"
+    ),
+    HTTPStatus.REQUEST_URI_TOO_LONG: (
+        f"the request line is longer than {MAX_REQUEST_HEAD} bytes: send a shorter path and query"
+    ),
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (
+        f"the request line and headers take more than {MAX_REQUEST_HEAD} bytes, or there "
+        "are more than 100 header lines: send fewer or shorter headers"
+    ),
+    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: (
+        "this server speaks HTTP/1.0 and HTTP/1.1 only: send one of them after the path"
+    ),
+}
+#: RFC 9110's reason phrases where Python's differ.
+_PHRASES = {HTTPStatus.REQUEST_URI_TOO_LONG: "URI Too Long"}
+
+
 class _QuietHandler(WSGIRequestHandler):
     """Serves one request: no access log, the request read against a deadline, no Python
     version in ``Server``."""
 
     server_version = _SERVER_NAME
+    # An error page: one line of plain text, the status and what to change.
+    error_message_format = "%(code)d %(message)s: %(explain)s\n"
+    error_content_type = "text/plain; charset=utf-8"
     raw_requestline: bytes  # read by handle() before parse_request(); not in the type stubs
 
     def setup(self) -> None:
@@ -612,10 +635,25 @@ class _QuietHandler(WSGIRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer an error with a status line and headers, never as HTTP/0.9: ``http.server``
         answers an unusable version (``PRI * HTTP/2.0``) or a one-word line with the bare
-        page, which no client can tell from an answer of another protocol."""
+        page, which no client can tell from an answer of another protocol.
+
+        The status line carries the status's own reason phrase (``http.server`` put its
+        message there: ``431 Too many headers`` for a few long headers), the page one line
+        saying what to change: ``explain`` when given here (``reason`` of
+        :meth:`_refuse_request`), else the reason of :data:`_ERROR_REASONS` (``http.server``'s
+        own messages name the Python internals that failed, not what a user can change).
+        """
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
-        super().send_error(code, message, explain)
+        status = HTTPStatus(code)
+        reason = _ERROR_REASONS.get(status, explain or status.description)
+        super().send_error(code, _PHRASES.get(status, status.phrase), reason)
+
+    def _refuse_request(self, reason: str) -> None:
+        """Answer ``400 Bad Request`` saying ``reason``, and close the connection."""
+        self.close_connection = True
+        status = HTTPStatus.BAD_REQUEST
+        super().send_error(status, status.phrase, reason)
 
     def end_headers(self) -> None:
         """End the headers of an answer written here (an error page: the routes' answers come
@@ -652,11 +690,8 @@ class _QuietHandler(WSGIRequestHandler):
         if len(requestline.split()) == 2:  # (split as http.server splits it)
             self.requestline = requestline
             self.command, self.request_version = "", "HTTP/1.0"
-            self.close_connection = True
-            self.send_error(
-                HTTPStatus.BAD_REQUEST,
-                "HTTP/0.9 request",
-                "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path).",
+            self._refuse_request(
+                "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
             )
             return False
         parsed = super().parse_request() and self._origin_form()
@@ -689,12 +724,9 @@ class _QuietHandler(WSGIRequestHandler):
             elif not hostname:
                 problem = "it names no host"
         if problem:
-            self.close_connection = True
-            self.send_error(
-                HTTPStatus.BAD_REQUEST,
-                "Unusable request target",
-                f"The request target is a URL, but {problem}: send the path "
-                "(GET /metrics HTTP/1.1) and the host in the Host header.",
+            self._refuse_request(
+                f"the request target is a URL, but {problem}: send the path "
+                "(GET /metrics HTTP/1.1) and the host in the Host header"
             )
             return False
         del self.headers["Host"]
