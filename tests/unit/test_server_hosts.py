@@ -17,6 +17,7 @@ import pytest
 from http_drivers import call_asgi, call_http, call_wsgi
 from prometheus_client import CollectorRegistry
 
+from laios.execution._http import check_allowed_hosts
 from laios.execution.server import (
     MetricsServer,
     make_asgi_app,
@@ -283,7 +284,9 @@ def test_the_421_answer_and_warning_name_allowed_hosts(
         (["*"], ValueError, "'*'"),
         (["*.example.com"], ValueError, "leading dot"),
         (["metrics example.com"], ValueError, "metrics example.com"),
-        (["[::1]"], ValueError, "[::1]"),
+        (["[::1"], ValueError, "'[::1'"),
+        (["[::1]:8489"], ValueError, "port"),
+        (["[metrics.example.com]"], ValueError, "[metrics.example.com]"),
     ],
 )
 def test_allowed_hosts_is_checked_at_the_call(
@@ -390,3 +393,27 @@ def test_an_unusable_absolute_form_target_gets_400(server: MetricsServer, target
     answer = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.0 400 "), answer[:200]
     assert b"laios_executor_workers" not in answer
+
+
+@pytest.mark.parametrize(
+    "allowed", [["1.2.3.4"], ["::1"], ["[::1]"], ["[FE80::1]"], ["fe80::1%eth0"]]
+)
+def test_allowed_hosts_takes_ip_addresses(allowed: list[str]) -> None:
+    """An IP address in allowed_hosts is taken, IPv6 (bracketed or not) as IPv4: an IPv6
+    address was refused while an IPv4 one was taken. Every address is served anyway, in the
+    form ``Host`` carries it (``[::1]:8489``)."""
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), allowed_hosts=allowed
+    ) as server:
+        for host in ("[::1]:8489", "[fe80::1]", "1.2.3.4:80"):
+            assert call_http(server.url, headers={"Host": host}).status == 200
+        assert call_http(server.url, headers={"Host": "evil.example"}).status == 421
+
+
+@pytest.mark.parametrize(
+    ("name", "checked"),
+    [("[::1]", "[::1]"), ("::1", "[::1]"), ("[FE80::0:1]", "[fe80::1]"), ("1.2.3.4", "1.2.3.4")],
+)
+def test_an_ip_address_in_allowed_hosts_is_kept_as_host_writes_it(name: str, checked: str) -> None:
+    """An IPv6 address is kept in brackets and compressed, as ``Host`` carries it."""
+    assert check_allowed_hosts([name]) == (checked,)
