@@ -416,3 +416,83 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
     assert reason in body, body
     reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
     assert body.decode().strip() in reference
+
+
+@pytest.mark.parametrize(
+    ("request_head", "reason"),
+    [
+        (
+            b"GET /status HTTP/1.1\r\nfoo\r\nHost: evil.example\r\n\r\n",
+            b"a header line is not a name, a colon and a value",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost : evil.example\r\n\r\n",
+            b"a header line is not a name, a colon and a value",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\n Host: evil.example\r\n\r\n",
+            b"a header line is not a name, a colon and a value",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n",
+            b"more than one Host header",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"both Content-Length and Transfer-Encoding",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+            b"Content-Length: 0\r\n\r\n",
+            b"Content-Length",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+            b"Content-Length",
+        ),
+    ],
+    ids=[
+        "no-colon",
+        "space-before-colon",
+        "leading-space",
+        "two-hosts",
+        "cl-and-te",
+        "two-cl",
+        "bad-cl",
+    ],
+)
+def test_a_request_whose_headers_can_be_read_two_ways_gets_400(
+    request_head: bytes, reason: bytes
+) -> None:
+    """A header section that a proxy in front could read otherwise than the server (RFC 9112
+    sections 3.2, 5.1, 6.1 and 6.3) is answered 400 saying what is wrong, never served: a line
+    without a colon hid the headers after it (a Host naming another host among them, so the
+    loopback check passed), ``Host :`` was not taken for ``Host``, and two Host headers or
+    conflicting Content-Length and Transfer-Encoding were served."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_head)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n"), answer[:200]
+    assert reason in body, body
+    assert b"running" not in body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
+        b"Content-Length: 0\r\n\r\n",
+    ],
+    ids=["obs-fold", "content-length", "same-content-length-twice"],
+)
+def test_headers_that_read_one_way_only_are_served(request_head: bytes) -> None:
+    """A folded header line (obs-fold, joined to the line before) and repeated equal
+    Content-Length headers read the same way everywhere: served."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_head)
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]

@@ -694,10 +694,39 @@ class _QuietHandler(WSGIRequestHandler):
                 "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
             )
             return False
-        parsed = super().parse_request() and self._origin_form()
+        parsed = super().parse_request() and self._one_reading() and self._origin_form()
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)
         return parsed
+
+    def _one_reading(self) -> bool:
+        """Whether the headers read one way only; else answer ``400`` saying why and return
+        ``False``.
+
+        A proxy in front could read otherwise a header section with a line that is not
+        ``Name: value`` (the parser takes such a line, and every one after it, for the body:
+        a ``Host`` among them went unchecked), two ``Host`` headers (RFC 9112, section 3.2),
+        or a body length given twice over: ``Content-Length`` with ``Transfer-Encoding``, or
+        ``Content-Length`` values that differ or are not a number (section 6.3).
+        """
+        headers = self.headers
+        lengths = {value.strip() for value in headers.get_all("Content-Length", [])}
+        problem = ""
+        if headers.defects or headers.get_payload():
+            problem = (
+                "a header line is not a name, a colon and a value: send each header as "
+                "Name: value, without white space before the colon"
+            )
+        elif len(headers.get_all("Host", [])) > 1:
+            problem = "the request has more than one Host header: send one"
+        elif lengths and "Transfer-Encoding" in headers:
+            problem = "the request has both Content-Length and Transfer-Encoding: send one"
+        elif len(lengths) > 1 or not all(length.isdigit() for length in lengths):
+            problem = "Content-Length is not one whole number: send one"
+        if problem:
+            self._refuse_request(problem)
+            return False
+        return True
 
     def _origin_form(self) -> bool:
         """Turn an absolute-form request target (``GET http://127.0.0.1:8489/metrics``) into
