@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -372,3 +373,126 @@ def test_shutdown_from_a_request_while_another_stops_the_server_does_not_wait() 
     assert first_alive == [True]
     assert answers == [200]
     assert stopper.raised == []
+
+
+REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "server-and-prometheus.md"
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status_line", "reason"),
+    [
+        (
+            b"GET /healthz HTTP/1.1\r\n" + b"X-Filler: y\r\n" * 101 + b"\r\n",
+            b"431 Request Header Fields Too Large",
+            b"send fewer or shorter headers",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nX-Big: " + b"y" * 70000 + b"\r\n\r\n",
+            b"431 Request Header Fields Too Large",
+            b"send fewer or shorter headers",
+        ),
+        (b"\r\n" * (65536 // 2), b"414 URI Too Long", b"send a shorter path and query"),
+        (b"GET /healthz\r\n\r\n", b"400 Bad Request", b"HTTP/0.9 is not served"),
+        (b"GET /healthz HTTP/1.x\r\n\r\n", b"400 Bad Request", b"GET /metrics HTTP/1.1"),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", b"505 HTTP Version Not Supported", b"HTTP/1.1"),
+    ],
+    ids=["many-headers", "long-headers", "long-line", "http-0.9", "bad-version", "http-2"],
+)
+def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
+    request_head: bytes, status_line: bytes, reason: bytes
+) -> None:
+    """An answer to a request that cannot be read has the status's own reason phrase in its
+    status line (it said ``431 Too many headers`` for a request of few, long headers, and
+    ``400 HTTP/0.9 request``), and one line of plain text saying what to change, the words
+    the reference gives."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_head)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 " + status_line + b"\r\n"), head
+    assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head + b"\r\n"
+    assert body.startswith(status_line + b": "), body
+    assert body.count(b"\n") == 1, body
+    assert body.endswith(b"\n"), body
+    assert reason in body, body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference
+
+
+@pytest.mark.parametrize(
+    ("request_head", "reason"),
+    [
+        (
+            b"GET /status HTTP/1.1\r\nfoo\r\nHost: evil.example\r\n\r\n",
+            b"a header line is not a name, a colon and a value",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost : evil.example\r\n\r\n",
+            b"a header line is not a name, a colon and a value",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\n Host: evil.example\r\n\r\n",
+            b"a header line is not a name, a colon and a value",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n",
+            b"more than one Host header",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"both Content-Length and Transfer-Encoding",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+            b"Content-Length: 0\r\n\r\n",
+            b"Content-Length",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+            b"Content-Length",
+        ),
+    ],
+    ids=[
+        "no-colon",
+        "space-before-colon",
+        "leading-space",
+        "two-hosts",
+        "cl-and-te",
+        "two-cl",
+        "bad-cl",
+    ],
+)
+def test_a_request_whose_headers_can_be_read_two_ways_gets_400(
+    request_head: bytes, reason: bytes
+) -> None:
+    """A header section that a proxy in front could read otherwise than the server (RFC 9112
+    sections 3.2, 5.1, 6.1 and 6.3) is answered 400 saying what is wrong, never served: a line
+    without a colon hid the headers after it (a Host naming another host among them, so the
+    loopback check passed), ``Host :`` was not taken for ``Host``, and two Host headers or
+    conflicting Content-Length and Transfer-Encoding were served."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_head)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n"), answer[:200]
+    assert reason in body, body
+    assert b"running" not in body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
+        b"Content-Length: 0\r\n\r\n",
+    ],
+    ids=["obs-fold", "content-length", "same-content-length-twice"],
+)
+def test_headers_that_read_one_way_only_are_served(request_head: bytes) -> None:
+    """A folded header line (obs-fold, joined to the line before) and repeated equal
+    Content-Length headers read the same way everywhere: served."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_head)
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]

@@ -17,6 +17,7 @@ import pytest
 from http_drivers import call_asgi, call_http, call_wsgi
 from prometheus_client import CollectorRegistry
 
+from laios.execution._http import check_allowed_hosts
 from laios.execution.server import (
     MetricsServer,
     make_asgi_app,
@@ -283,7 +284,9 @@ def test_the_421_answer_and_warning_name_allowed_hosts(
         (["*"], ValueError, "'*'"),
         (["*.example.com"], ValueError, "leading dot"),
         (["metrics example.com"], ValueError, "metrics example.com"),
-        (["[::1]"], ValueError, "[::1]"),
+        (["[::1"], ValueError, "'[::1'"),
+        (["[::1]:8489"], ValueError, "port"),
+        (["[metrics.example.com]"], ValueError, "[metrics.example.com]"),
     ],
 )
 def test_allowed_hosts_is_checked_at_the_call(
@@ -326,3 +329,91 @@ def test_a_server_beyond_loopback_takes_allowed_hosts_and_answers_any_host() -> 
     ) as server:
         url = f"http://127.0.0.1:{server.port}"
         assert call_http(url, headers={"Host": "other.example"}).status == 200
+
+
+def send_raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a new connection; return the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://127.0.0.1:{port}/metrics", "http://localhost/metrics", "HTTP://[::1]:{port}/metrics"],
+)
+def test_an_absolute_form_request_target_is_served(server: MetricsServer, target: str) -> None:
+    """A request line naming the whole URL (``GET http://127.0.0.1:8489/metrics``, as a
+    client talking to a proxy sends it) is served as its path would be: RFC 9112 (section
+    3.2.2) requires a server to accept it. It got 404."""
+    line = f"GET {target.format(port=server.port)} HTTP/1.1\r\n".encode()
+    answer = send_raw(server.port, line + b"Host: 127.0.0.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
+    assert b"laios_executor_workers" in answer
+
+
+def test_an_absolute_form_target_keeps_its_query(server: MetricsServer) -> None:
+    """The query string of an absolute-form target is the query string of the request."""
+    target = f"http://127.0.0.1:{server.port}/metrics?name[]=laios_executor_workers"
+    answer = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
+    assert b"laios_executor_workers" in answer
+    assert b"laios_tasks_total" not in answer
+
+
+@pytest.mark.parametrize("host_header", [b"Host: 127.0.0.1\r\n", b"Host: localhost\r\n", b""])
+def test_an_absolute_form_target_for_another_host_gets_421(
+    server: MetricsServer, host_header: bytes
+) -> None:
+    """The authority of an absolute-form target stands for ``Host`` (RFC 9112, section
+    3.2.2): a target naming another host gets 421 whatever the Host header says, so the
+    target cannot carry a rebound name past the check."""
+    line = b"GET http://evil.example:%d/status HTTP/1.1\r\n" % server.port
+    answer = send_raw(server.port, line + host_header + b"\r\n")
+    assert answer.startswith(b"HTTP/1.0 421 "), answer[:200]
+    assert b"running" not in answer
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "ftp://127.0.0.1/metrics",
+        "http://user@127.0.0.1/metrics",
+        "http:///metrics",
+        "http://[::1/metrics",
+    ],
+    ids=["scheme", "userinfo", "no-host", "bad-host"],
+)
+def test_an_unusable_absolute_form_target_gets_400(server: MetricsServer, target: str) -> None:
+    """An absolute-form target with another scheme than http or https, user information, or
+    no usable host is answered 400 saying so."""
+    answer = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.0 400 "), answer[:200]
+    assert b"laios_executor_workers" not in answer
+
+
+@pytest.mark.parametrize(
+    "allowed", [["1.2.3.4"], ["::1"], ["[::1]"], ["[FE80::1]"], ["fe80::1%eth0"]]
+)
+def test_allowed_hosts_takes_ip_addresses(allowed: list[str]) -> None:
+    """An IP address in allowed_hosts is taken, IPv6 (bracketed or not) as IPv4: an IPv6
+    address was refused while an IPv4 one was taken. Every address is served anyway, in the
+    form ``Host`` carries it (``[::1]:8489``)."""
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), allowed_hosts=allowed
+    ) as server:
+        for host in ("[::1]:8489", "[fe80::1]", "1.2.3.4:80"):
+            assert call_http(server.url, headers={"Host": host}).status == 200
+        assert call_http(server.url, headers={"Host": "evil.example"}).status == 421
+
+
+@pytest.mark.parametrize(
+    ("name", "checked"),
+    [("[::1]", "[::1]"), ("::1", "[::1]"), ("[FE80::0:1]", "[fe80::1]"), ("1.2.3.4", "1.2.3.4")],
+)
+def test_an_ip_address_in_allowed_hosts_is_kept_as_host_writes_it(name: str, checked: str) -> None:
+    """An IPv6 address is kept in brackets and compressed, as ``Host`` carries it."""
+    assert check_allowed_hosts([name]) == (checked,)

@@ -673,6 +673,52 @@ def padded(source: Path, target: Path, size: int) -> Path:
     return target
 
 
+def test_a_ca_bundle_with_comments_beyond_ascii_is_taken(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path
+) -> None:
+    """A CA bundle whose comments are not ASCII (as in Mozilla's: ``# Issuer: ... Főtanúsítvány``)
+    is taken: only its PEM blocks matter."""
+    _, ca, server = pki
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes("# Főtanúsítvány\n".encode() + ca.cert_file.read_bytes())
+    config = TLSServerConfig(
+        server.cert_file,
+        server.key_file,
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=bundle,
+    )
+    assert config.ssl_context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_a_ca_file_grown_after_its_size_was_looked_at_is_still_refused(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CA file is read once, at most 1 MiB and a byte of it, and that read is what is
+    checked and used: a file replaced by a bigger one after its size was looked at (a renewal
+    under way) is refused, where it was read whole. (Here ``os.stat`` says the file is small,
+    as it was when looked at.)"""
+    _, ca, server = pki
+    big = padded(ca.cert_file, tmp_path / "big-ca.pem", MOST_READ + 4096)
+    real_stat = os.stat
+
+    def stat_before_the_swap(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        found = real_stat(path, *args, **kwargs)
+        if os.fspath(path) != str(big):
+            return found
+        fields = list(found)
+        fields[6] = 100  # st_size
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "stat", stat_before_the_swap)
+    with pytest.raises(WebConfigError, match=r"client_ca_file: .* holds more than 1 MiB"):
+        TLSServerConfig(
+            server.cert_file,
+            server.key_file,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=big,
+        )
+
+
 @pytest.mark.parametrize("setting", ["cert_file", "key_file", "client_ca_file"])
 def test_a_tls_file_over_the_size_limit_is_refused_before_openssl_reads_it(
     pki: tuple[Path, Authority, Issued], tmp_path: Path, setting: str

@@ -116,7 +116,8 @@ def check_allowed_hosts(allowed_hosts: Any) -> tuple[str, ...]:
     (lower case, no trailing dot); raise naming the first that is not a host name.
 
     Each name is a host name without scheme, port or path: ``metrics.example.com`` allows
-    that name only, ``.example.com`` allows ``example.com`` and every name under it.
+    that name only, ``.example.com`` allows ``example.com`` and every name under it. An IP
+    address is taken too, IPv4 or IPv6 (``::1`` or ``[::1]``, kept as ``[::1]``).
     """
     if isinstance(allowed_hosts, (str, bytes)):
         raise TypeError(
@@ -140,25 +141,34 @@ def check_allowed_hosts(allowed_hosts: Any) -> tuple[str, ...]:
     return tuple(checked)
 
 
-def _is_ipv6_address(text: str) -> bool:
+def _ipv6_address(text: str) -> str | None:
+    """``text`` as ``Host`` carries an IPv6 address (in brackets, compressed, lower case), if
+    it is one, bracketed or not; else ``None``."""
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
-        ipaddress.IPv6Address(text)
+        address = ipaddress.IPv6Address(bare)
     except ValueError:
-        return False
-    return True
+        return None
+    return f"[{address}]"
 
 
 def allowed_name(name: str) -> str:
     """One name of ``allowed_hosts``, lower case without its trailing dot; or raise
     ``ValueError`` saying why it is not a host name (``laios demo --allowed-host`` checks its
-    names with this)."""
+    names with this). An IP address is taken, an IPv6 one (``::1`` or ``[::1]``) kept as
+    ``Host`` carries it (``[::1]``); every address is served anyway."""
     if not name.strip():
         raise ValueError(f"a name is empty ({name!r})")
+    address = _ipv6_address(name)
+    if address is not None:
+        return address
     problem = ""
     if "://" in name:
         problem = "a host name without scheme"
-    elif name.startswith("[") or _is_ipv6_address(name):
-        problem = "a host name (an IP address is always served)"
+    elif name.startswith("[") and "]:" in name:
+        problem = "a host name or IP address without port (any port is allowed)"
+    elif name.startswith("["):
+        problem = "an IPv6 address in brackets ('[::1]')"
     elif ":" in name:
         problem = "a host name without port (any port is allowed)"
     elif "/" in name:
@@ -186,7 +196,8 @@ def host_is_served(host: str, allowed_hosts: Iterable[str] = ()) -> bool:
     at that address. An empty value (HTTP/1.0 sends none) passes: a browser always sends one.
 
     ``allowed_hosts`` are names as :func:`check_allowed_hosts` returns them: each is served,
-    and one starting with a dot serves the name without it and every name under it.
+    and one starting with a dot serves the name without it and every name under it (an IP
+    address among them changes nothing: every address is served).
     """
     host = host.strip()
     if not host:

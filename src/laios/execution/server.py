@@ -46,6 +46,7 @@ import io
 import logging
 import math
 import os
+import re
 import select
 import socket
 import ssl
@@ -58,6 +59,7 @@ from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -152,6 +154,8 @@ _BUSY = (
 _SERVER_NAME = "laios"
 #: Most bytes of a request's line and headers read; a request with more gets ``431``.
 MAX_REQUEST_HEAD = 65536
+#: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
 MAX_STATUS_RUNNING = 1000
 #: Longest task id or tool name in the status document, in characters (longer ones are cut).
@@ -568,11 +572,34 @@ class _DebugLog(io.StringIO):
         self.truncate()
 
 
+#: What an answer to a request that cannot be read says: its status and what to change.
+_ERROR_REASONS = {
+    HTTPStatus.BAD_REQUEST: (
+        "the request line is not a method, a path and a version (GET /metrics HTTP/1.1)"
+    ),
+    HTTPStatus.REQUEST_URI_TOO_LONG: (
+        f"the request line is longer than {MAX_REQUEST_HEAD} bytes: send a shorter path and query"
+    ),
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (
+        f"the request line and headers take more than {MAX_REQUEST_HEAD} bytes, or there "
+        "are more than 100 header lines: send fewer or shorter headers"
+    ),
+    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: (
+        "this server speaks HTTP/1.0 and HTTP/1.1 only: send one of them after the path"
+    ),
+}
+#: RFC 9110's reason phrases where Python's differ.
+_PHRASES = {HTTPStatus.REQUEST_URI_TOO_LONG: "URI Too Long"}
+
+
 class _QuietHandler(WSGIRequestHandler):
     """Serves one request: no access log, the request read against a deadline, no Python
     version in ``Server``."""
 
     server_version = _SERVER_NAME
+    # An error page: one line of plain text, the status and what to change.
+    error_message_format = "%(code)d %(message)s: %(explain)s\n"
+    error_content_type = "text/plain; charset=utf-8"
     raw_requestline: bytes  # read by handle() before parse_request(); not in the type stubs
 
     def setup(self) -> None:
@@ -608,10 +635,25 @@ class _QuietHandler(WSGIRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Answer an error with a status line and headers, never as HTTP/0.9: ``http.server``
         answers an unusable version (``PRI * HTTP/2.0``) or a one-word line with the bare
-        page, which no client can tell from an answer of another protocol."""
+        page, which no client can tell from an answer of another protocol.
+
+        The status line carries the status's own reason phrase (``http.server`` put its
+        message there: ``431 Too many headers`` for a few long headers), the page one line
+        saying what to change: ``explain`` when given here (``reason`` of
+        :meth:`_refuse_request`), else the reason of :data:`_ERROR_REASONS` (``http.server``'s
+        own messages name the Python internals that failed, not what a user can change).
+        """
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
-        super().send_error(code, message, explain)
+        status = HTTPStatus(code)
+        reason = _ERROR_REASONS.get(status, explain or status.description)
+        super().send_error(code, _PHRASES.get(status, status.phrase), reason)
+
+    def _refuse_request(self, reason: str) -> None:
+        """Answer ``400 Bad Request`` saying ``reason``, and close the connection."""
+        self.close_connection = True
+        status = HTTPStatus.BAD_REQUEST
+        super().send_error(status, status.phrase, reason)
 
     def end_headers(self) -> None:
         """End the headers of an answer written here (an error page: the routes' answers come
@@ -648,17 +690,78 @@ class _QuietHandler(WSGIRequestHandler):
         if len(requestline.split()) == 2:  # (split as http.server splits it)
             self.requestline = requestline
             self.command, self.request_version = "", "HTTP/1.0"
-            self.close_connection = True
-            self.send_error(
-                HTTPStatus.BAD_REQUEST,
-                "HTTP/0.9 request",
-                "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path).",
+            self._refuse_request(
+                "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
             )
             return False
-        parsed = super().parse_request()
+        parsed = super().parse_request() and self._one_reading() and self._origin_form()
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)
         return parsed
+
+    def _one_reading(self) -> bool:
+        """Whether the headers read one way only; else answer ``400`` saying why and return
+        ``False``.
+
+        A proxy in front could read otherwise a header section with a line that is not
+        ``Name: value`` (the parser takes such a line, and every one after it, for the body:
+        a ``Host`` among them went unchecked), two ``Host`` headers (RFC 9112, section 3.2),
+        or a body length given twice over: ``Content-Length`` with ``Transfer-Encoding``, or
+        ``Content-Length`` values that differ or are not a number (section 6.3).
+        """
+        headers = self.headers
+        lengths = {value.strip() for value in headers.get_all("Content-Length", [])}
+        problem = ""
+        if headers.defects or headers.get_payload():
+            problem = (
+                "a header line is not a name, a colon and a value: send each header as "
+                "Name: value, without white space before the colon"
+            )
+        elif len(headers.get_all("Host", [])) > 1:
+            problem = "the request has more than one Host header: send one"
+        elif lengths and "Transfer-Encoding" in headers:
+            problem = "the request has both Content-Length and Transfer-Encoding: send one"
+        elif len(lengths) > 1 or not all(length.isdigit() for length in lengths):
+            problem = "Content-Length is not one whole number: send one"
+        if problem:
+            self._refuse_request(problem)
+            return False
+        return True
+
+    def _origin_form(self) -> bool:
+        """Turn an absolute-form request target (``GET http://127.0.0.1:8489/metrics``) into
+        its path and query, its authority into the ``Host`` header; or answer ``400`` and
+        return ``False`` for one that cannot be served.
+
+        RFC 9112 (section 3.2.2) requires a server to accept the absolute form, and to take
+        its authority for the host asked for, whatever ``Host`` says: the loopback check
+        (``421``) then applies to it, so a target cannot carry another name past it.
+        """
+        if _ABSOLUTE_FORM.match(self.path) is None:
+            return True
+        problem = ""
+        try:
+            target = urlsplit(self.path)
+            hostname = target.hostname
+        except ValueError:  # a bracket left open, a port that is not a number
+            problem = "its host is not a host name or an IP address"
+        else:
+            if target.scheme.lower() not in ("http", "https"):
+                problem = "its scheme is not http or https"
+            elif "@" in target.netloc:
+                problem = "it holds user information (user@), which HTTP does not send there"
+            elif not hostname:
+                problem = "it names no host"
+        if problem:
+            self._refuse_request(
+                f"the request target is a URL, but {problem}: send the path "
+                "(GET /metrics HTTP/1.1) and the host in the Host header"
+            )
+            return False
+        del self.headers["Host"]
+        self.headers["Host"] = target.netloc
+        self.path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        return True
 
     def get_stderr(self) -> _DebugLog:
         """Where ``wsgiref`` reports failed writes: the debug log."""

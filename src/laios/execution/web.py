@@ -212,6 +212,40 @@ def _readable(where: str, path: str) -> None:
     _read(where, path, 1)
 
 
+def _read_regular(where: str, path: str) -> bytes:
+    """A TLS file that OpenSSL can take as data, read once: opened without blocking (a pipe
+    that nothing writes to), refused unless the opened file is a regular file, and read at
+    most :data:`_MOST_READ` bytes and one, so that what is checked is what is used, even when
+    the file is replaced meanwhile (a renewal under way)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        _fail(where, f"{path} does not exist")
+    except OSError as exc:
+        _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+    with open(descriptor, "rb") as file:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            _fail(where, f"{path} is a directory, not a file")
+        if not stat.S_ISREG(mode):
+            _fail(
+                where,
+                f"{path} is not a regular file (a pipe or a device?): give a file, which is "
+                "read again whenever it changes",
+            )
+        try:
+            content = file.read(_MOST_READ + 1)
+        except OSError as exc:
+            _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+    if len(content) > _MOST_READ:
+        _fail(
+            where,
+            f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from a TLS file "
+            "(a certificate chain, key or CA bundle takes a few KiB)",
+        )
+    return content
+
+
 def _no_password() -> str:
     raise WebConfigError(
         "tls_server_config.key_file: the key is encrypted; give it unencrypted "
@@ -328,9 +362,14 @@ class TLSServerConfig:
             )
         if self.client_ca_file is not None:
             ca_file = str(self.client_ca_file)
-            _readable(f"{where}.client_ca_file", ca_file)
+            # Read once and handed over as data: what was checked is what is used. (The
+            # certificate and key cannot be: the ssl module loads them from paths only.)
+            ca_data = _read_regular(f"{where}.client_ca_file", ca_file)
             try:
-                context.load_verify_locations(cafile=ca_file)
+                # (The ssl module takes PEM as ASCII text: a bundle's comments may not be.)
+                context.load_verify_locations(cadata=ca_data.decode("ascii", errors="ignore"))
+            except ValueError:  # (empty)
+                _fail(f"{where}.client_ca_file", f"{ca_file} holds no usable PEM CA certificate")
             except ssl.SSLError as exc:
                 _fail(
                     f"{where}.client_ca_file",
