@@ -26,8 +26,10 @@ so spans a tool opens here join the caller's trace when this process has an Open
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
+import logging
 import math
 import multiprocessing
 import os
@@ -37,6 +39,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -45,7 +48,10 @@ from laios._interrupts import discard_pending_sigint
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution.redaction import (
+    MAX_TRACEBACK_BYTES,
+    scrub,
     scrub_head,
+    scrubbed_traceback,
     secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
@@ -372,6 +378,60 @@ class _Worker:
         self.events = _ChildEvents(conn, self.send_lock, pipe=self.pipe)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peak = _PeakMemory()
+        # The secret values of the calls whose tasks are left on the loop, by task (weakly:
+        # a task the tool dropped is still collected), and of the last ones collected: such
+        # a task may raise, and have its traceback printed, during a later call.
+        self.left: dict[weakref.ref[asyncio.Task[Any]], list[str]] = {}
+        self.gone: collections.deque[list[str]] = collections.deque(maxlen=_GONE_CALLS)
+
+    def secrets(self) -> list[str]:
+        """Every secret value a traceback printed here may quote: the current (or last)
+        call's, and those of the calls that left tasks on the loop. Never raises."""
+        found = dict.fromkeys(self.events.secrets())
+        for secrets in (*list(self.left.values()), *list(self.gone)):
+            found.update(dict.fromkeys(secrets))
+        return list(found)
+
+    def print_traceback(self, exc: BaseException) -> None:
+        """Write ``exc``'s traceback on stderr, scrubbed of :meth:`secrets` and cut to
+        ``MAX_TRACEBACK_BYTES``. Never raises."""
+        with contextlib.suppress(Exception):
+            sys.stderr.write(scrubbed_traceback(exc, self.secrets()))
+            sys.stderr.flush()
+
+    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The worker loop's exception handler: what asyncio's own handler logs (a task's
+        exception never retrieved, a callback that raised), scrubbed of :meth:`secrets`, on
+        the ``asyncio`` logger. Never raises."""
+        with contextlib.suppress(Exception):
+            secrets = self.secrets()
+            lines = [str(context.get("message") or "Unhandled exception in event loop")]
+            for key, value in context.items():
+                if key not in ("message", "exception", "source_traceback"):
+                    lines.append(f"{key}: {describe_for_pickle(value, secrets)}")
+            text = scrub("\n".join(lines), secrets, limit=None)
+            error = context.get("exception")
+            if isinstance(error, BaseException):
+                text += "\n" + scrubbed_traceback(error, secrets)
+            logging.getLogger("asyncio").error(scrub(text, secrets, MAX_TRACEBACK_BYTES * 2))
+
+    def remember_left_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After an async call: keep its secret values for each task it left on the loop."""
+        pending = asyncio.all_tasks(loop)
+        if not pending:
+            return
+        secrets: list[str] | None = None
+        for task in pending:
+            ref = weakref.ref(task, self._collected)
+            if ref not in self.left:
+                if secrets is None:
+                    secrets = self.events.secrets()
+                self.left[ref] = secrets
+
+    def _collected(self, ref: weakref.ref[asyncio.Task[Any]]) -> None:
+        secrets = self.left.pop(ref, None)
+        if secrets:
+            self.gone.append(secrets)
 
     def initialize(self) -> bool:
         """Run the runner's initializer unless it succeeded already; ``False`` when it raised
@@ -447,9 +507,19 @@ class _Worker:
             return call_tool(call, self.events)
         if self.loop is None:
             self.loop = asyncio.new_event_loop()
+            self.loop.set_exception_handler(self.loop_exception)
             asyncio.set_event_loop(self.loop)
         loop = self.loop
         task = loop.create_task(call_tool_async(call, self.events))
+        try:
+            return self._run_until_done(loop, task)
+        finally:
+            with contextlib.suppress(Exception):
+                self.remember_left_tasks(loop)
+
+    def _run_until_done(
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[RawOutcome]
+    ) -> RawOutcome:
         while True:
             try:
                 return loop.run_until_complete(task)
@@ -461,8 +531,7 @@ class _Worker:
                 # SystemExit or KeyboardInterrupt, or the tool stopped the loop. The call
                 # goes on (its timeout still holds).
                 if not isinstance(exc, RuntimeError):
-                    with contextlib.suppress(Exception):
-                        traceback.print_exception(exc, file=sys.stderr)
+                    self.print_traceback(exc)
 
 
 def _out_of_memory(error: BaseException | None) -> bool:
@@ -472,6 +541,10 @@ def _out_of_memory(error: BaseException | None) -> bool:
         return True
     return isinstance(error, OSError) and error.errno == errno.ENOMEM
 
+
+#: How many calls' secret values a worker keeps after the last task they left on the loop
+#: was collected (its traceback may be printed as it is; see :meth:`_Worker.loop_exception`).
+_GONE_CALLS = 16
 
 _RLIMIT_DATA = getattr(resource, "RLIMIT_DATA", 0)
 _RLIMIT_CPU = getattr(resource, "RLIMIT_CPU", 0)
@@ -630,10 +703,14 @@ def serve(
     is waited for.
     """
     code = 0
+    served: list[_Worker] = []
     try:
-        code = _serve(conn, initializer, initargs)
-    except BaseException:
-        traceback.print_exc()
+        code = _serve(conn, initializer, initargs, served)
+    except BaseException as exc:
+        if served:
+            served[0].print_traceback(exc)
+        else:  # (no call yet: no secret to scrub)
+            traceback.print_exc()
         code = 1
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -697,9 +774,11 @@ def _serve(
     conn: Connection,
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
+    served: list[_Worker],
 ) -> int:
     """Serve calls; return the process's exit code (:data:`PIPE_CLOSED_EXIT` when a call's
-    outcome could not be sent because the pipe was closed under the worker)."""
+    outcome could not be sent because the pipe was closed under the worker). The worker is
+    put in ``served`` once made (its secrets scrub a traceback of what ends it)."""
     if hasattr(os, "setsid"):
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
@@ -711,6 +790,7 @@ def _serve(
             _, hard = resource.getrlimit(resource.RLIMIT_CORE)
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
     worker = _Worker(conn, initializer, initargs)
+    served.append(worker)
     worker.initialize()
     while True:
         try:
