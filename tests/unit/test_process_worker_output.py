@@ -87,3 +87,24 @@ def test_a_task_left_on_the_loop_prints_no_secret(tmp_path: Path, kind: str, hol
     assert KEY not in stderr, stderr
     if kind == "exit" or not hold:  # (a held task's unretrieved error is never collected)
         assert "left behind with [REDACTED]" in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    ("tool", "said"),
+    [
+        ("thread_raises", "thread failed with [REDACTED]"),
+        ("del_raises", "collected with [REDACTED]"),
+    ],
+)
+def test_an_error_python_prints_in_the_worker_prints_no_secret(
+    tmp_path: Path, tool: str, said: str
+) -> None:
+    """An exception a tool's thread raised, or one raised by a ``__del__`` (which Python
+    prints, as it can raise nowhere), quoting the key: its traceback is on stderr, the key is
+    not."""
+    stderr, results = _run(
+        tmp_path, f"run_all([({tool!r}, {{'api_key': {KEY!r}}}), ('nothing', {{}})])"
+    )
+    assert [result["success"] for result in results] == [True, True], results
+    assert KEY not in stderr, stderr
+    assert said in stderr, stderr

@@ -7,6 +7,8 @@ Each quotes its ``api_key`` parameter where the worker, not the tool, may write 
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 from typing import Any
 
 from laios.tools.base import AsyncBaseTool, BaseTool
@@ -55,4 +57,39 @@ class Nothing(BaseTool):
         return "nothing"
 
 
-TOOLS = (LeavesAKeyBehind, SleepAsync, Nothing)
+class ThreadRaises(BaseTool):
+    name = "thread_raises"
+    description = "Starts a thread that raises, quoting the key; waits for it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        api_key = kwargs["api_key"]
+
+        def fail() -> None:
+            raise RuntimeError(f"thread failed with {api_key}")
+
+        thread = threading.Thread(target=fail)
+        thread.start()
+        thread.join()
+        return "joined"
+
+
+class _RaisesWhenCollected:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __del__(self) -> None:
+        raise RuntimeError(f"collected with {self.key}")
+
+
+class DelRaises(BaseTool):
+    name = "del_raises"
+    description = "Drops an object whose __del__ raises, quoting the key."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        holder = _RaisesWhenCollected(kwargs["api_key"])
+        del holder
+        gc.collect()
+        return "dropped"
+
+
+TOOLS = (LeavesAKeyBehind, SleepAsync, Nothing, ThreadRaises, DelRaises)

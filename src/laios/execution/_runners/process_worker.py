@@ -392,12 +392,48 @@ class _Worker:
             found.update(dict.fromkeys(secrets))
         return list(found)
 
-    def print_traceback(self, exc: BaseException) -> None:
-        """Write ``exc``'s traceback on stderr, scrubbed of :meth:`secrets` and cut to
+    def print_traceback(self, exc: BaseException | None, heading: Any = None) -> None:
+        """Write ``exc``'s traceback on stderr, after ``heading`` (a text, or a callable
+        given the secrets that returns one), scrubbed of :meth:`secrets` and cut to
         ``MAX_TRACEBACK_BYTES``. Never raises."""
         with contextlib.suppress(Exception):
-            sys.stderr.write(scrubbed_traceback(exc, self.secrets()))
+            secrets = self.secrets()
+            text = heading(secrets) if callable(heading) else heading or ""
+            if exc is not None:
+                text += scrubbed_traceback(exc, secrets)
+            sys.stderr.write(scrub(text, secrets, MAX_TRACEBACK_BYTES * 2))
             sys.stderr.flush()
+
+    def thread_exception(self, args: threading.ExceptHookArgs) -> None:
+        """``threading.excepthook`` here: what Python prints for an exception a thread (of
+        a tool) did not catch, scrubbed (see :meth:`print_traceback`)."""
+        if args.exc_type is SystemExit:  # (as Python's own hook: silent)
+            return
+        name = args.thread.name if args.thread is not None else threading.get_ident()
+        error = args.exc_value if args.exc_value is not None else args.exc_type()
+        self.print_traceback(error, f"Exception in thread {name}:\n")
+
+    def unraisable(self, unraisable: Any) -> None:
+        """``sys.unraisablehook`` here: what Python prints for an exception that could not be
+        raised (in a ``__del__``, say), scrubbed (see :meth:`print_traceback`)."""
+        message = unraisable.err_msg or "Exception ignored in"
+        thing = unraisable.object
+
+        def heading(secrets: Sequence[str]) -> str:
+            if thing is None:
+                return f"{message}:\n"
+            return f"{message}: {describe_for_pickle(thing, secrets)}\n"
+
+        self.print_traceback(unraisable.exc_value, heading)
+
+    def print_python_errors_scrubbed(self) -> None:
+        """Have what Python prints for an exception no code can catch (in a thread, in a
+        ``__del__``) scrubbed, unless a module preloaded in the forkserver set its own hook
+        (the initializer, run after, may set its own too)."""
+        if threading.excepthook is threading.__excepthook__:
+            threading.excepthook = self.thread_exception
+        if sys.unraisablehook is sys.__unraisablehook__:
+            sys.unraisablehook = self.unraisable
 
     def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The worker loop's exception handler: what asyncio's own handler logs (a task's
@@ -791,6 +827,7 @@ def _serve(
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
     worker = _Worker(conn, initializer, initargs)
     served.append(worker)
+    worker.print_python_errors_scrubbed()
     worker.initialize()
     while True:
         try:
