@@ -466,6 +466,27 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     assert run_pid(executor, task, context) > 0
 
 
+@pytest.mark.parametrize("mode", ["no_text", "long"])
+def test_a_value_whose_pickling_error_is_hostile_fails_its_task_clearly(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
+) -> None:
+    """A value whose pickling raises an exception whose text cannot be made, or is 1 MB
+    quoting the key: the task fails ``not_picklable`` with a short message without the key,
+    and the worker serves on."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("returns_fails_to_pickle_badly", mode=mode, api_key=KEY), context, timeout=WAIT
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "cannot be sent back" in (result.error or "")
+    assert "_PicklingError" in (result.error or "")
+    assert KEY not in (result.error or "")
+    assert len(result.error or "") < 2000
+    assert run_pid(executor, task, context) == pid
+
+
 @pytest.mark.parametrize(
     ("tool", "name"), [("returns_key_holder", "api_key"), ("returns_typed_key_holder", "dsn")]
 )

@@ -220,6 +220,17 @@ def _cut(text: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _error_text(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """``exc`` as ``Type: text`` for a message: scrubbed of ``secrets``, cut to 200
+    characters; ``?`` for a text that cannot be made. Never raises (but for what an
+    exception's ``__str__`` raises that is not an ``Exception``)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "?"
+    return f"{type(exc).__name__}: {scrub_head(text, secrets, 200)}"
+
+
 def describe_for_pickle(value: Any, secrets: Sequence[str] = ()) -> str:
     """A short text standing in for a value that cannot be pickled: its ``repr``, scrubbed of
     ``secrets`` (see :func:`~laios.execution.redaction.scrub_head`) before it is cut to 200
@@ -635,6 +646,7 @@ def _result_message(
             pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL), retire
     except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
+        hidden = secrets() if secrets is not None else ()
         what = "raised an exception" if outcome.error is not None else "returned a value"
         value = outcome.error if outcome.error is not None else outcome.value
         error: Exception
@@ -651,10 +663,9 @@ def _result_message(
             error = ToolNotPicklable(
                 f"Tool '{tool_name}' {what} that cannot be sent back from its worker process "
                 f"({type(value).__name__}: "
-                f"{describe_for_pickle(value, secrets() if secrets is not None else ())}; "
-                "pickling failed with "
-                f"{type(exc).__name__}: {exc}). Return picklable data (plain values, "
-                "dataclasses, models) from tools run in processes"
+                f"{describe_for_pickle(value, hidden)}; "
+                f"pickling failed with {_error_text(exc, hidden)}). Return picklable data "
+                "(plain values, dataclasses, models) from tools run in processes"
             )
             error_type = "not_picklable"
         del exc, value  # (what the failed pickling held goes before the next one)
@@ -856,15 +867,11 @@ class InitializerFailed(Exception):
 
 
 def _initializer_failed(tool_name: str, exc: BaseException | None) -> RawOutcome:
-    try:
-        text = str(exc)
-    except Exception:
-        text = "?"
     return RawOutcome(
         None,
         InitializerFailed(
             f"Tool '{tool_name}' was not run: the process runner's initializer raised in its "
-            f"worker process ({type(exc).__name__}: {_cut(text)}). It is tried "
+            f"worker process ({_error_text(exc) if exc is not None else 'None'}). It is tried "
             "again before the worker's next call; fix what it needs, or the initializer"
         ),
         worker=f"pid {os.getpid()}",
@@ -881,7 +888,7 @@ def _not_loadable(exc: BaseException) -> RawOutcome:
     return RawOutcome(
         None,
         ToolNotLoadable(
-            f"The worker process could not load the call ({type(exc).__name__}: {exc}). A tool "
+            f"The worker process could not load the call ({_error_text(exc)}). A tool "
             "run in a process, and its parameters' classes, must be importable and load there: "
             "define them at module level in "
             "an importable module (not in __main__ of an interactive session, not inside a "
