@@ -387,6 +387,24 @@ def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     assert run_pid(executor, task, context) > 0
 
 
+@pytest.mark.parametrize("mode", ["no_text", "long"])
+def test_a_parameter_whose_pickling_error_is_hostile_is_refused_clearly(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
+) -> None:
+    """A parameter whose pickling raises an exception whose text cannot be made, or is 1 MB
+    quoting the key: the task is refused ``not_picklable``, naming the parameter, in a short
+    message without the key."""
+    executor = make()
+    hostile = task("pid", api_key=KEY, value=process_tools.FailsToPickleBadly(mode, KEY))
+    result = executor.execute_task(hostile, context, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected", result.error
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "its parameter 'value' (FailsToPickleBadly) cannot be pickled" in (result.error or "")
+    assert "_PicklingError" in (result.error or "")
+    assert KEY not in (result.error or "")
+    assert len(result.error or "") < 2000
+
+
 def test_a_parameter_whose_pickling_raises_system_exit_is_refused_not_raised(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -71,6 +71,7 @@ __all__ = [
     "MemoryLimitExceeded",
     "ToolNotLoadable",
     "ToolNotPicklable",
+    "describe_error",
     "describe_for_pickle",
     "pickled_message",
     "serve",
@@ -220,7 +221,7 @@ def _cut(text: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _error_text(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     """``exc`` as ``Type: text`` for a message: scrubbed of ``secrets``, cut to 200
     characters; ``?`` for a text that cannot be made. Never raises (but for what an
     exception's ``__str__`` raises that is not an ``Exception``)."""
@@ -664,7 +665,7 @@ def _result_message(
                 f"Tool '{tool_name}' {what} that cannot be sent back from its worker process "
                 f"({type(value).__name__}: "
                 f"{describe_for_pickle(value, hidden)}; "
-                f"pickling failed with {_error_text(exc, hidden)}). Return picklable data "
+                f"pickling failed with {describe_error(exc, hidden)}). Return picklable data "
                 "(plain values, dataclasses, models) from tools run in processes"
             )
             error_type = "not_picklable"
@@ -871,7 +872,7 @@ def _initializer_failed(tool_name: str, exc: BaseException | None) -> RawOutcome
         None,
         InitializerFailed(
             f"Tool '{tool_name}' was not run: the process runner's initializer raised in its "
-            f"worker process ({_error_text(exc) if exc is not None else 'None'}). It is tried "
+            f"worker process ({describe_error(exc) if exc is not None else 'None'}). It is tried "
             "again before the worker's next call; fix what it needs, or the initializer"
         ),
         worker=f"pid {os.getpid()}",
@@ -888,7 +889,7 @@ def _not_loadable(exc: BaseException) -> RawOutcome:
     return RawOutcome(
         None,
         ToolNotLoadable(
-            f"The worker process could not load the call ({_error_text(exc)}). A tool "
+            f"The worker process could not load the call ({describe_error(exc)}). A tool "
             "run in a process, and its parameters' classes, must be importable and load there: "
             "define them at module level in "
             "an importable module (not in __main__ of an interactive session, not inside a "
