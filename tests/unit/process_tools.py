@@ -353,6 +353,29 @@ class ReturnsFailsToPickleBadly(BaseTool):
         return FailsToPickleBadly(kwargs["mode"], kwargs["api_key"])
 
 
+def _fail_to_load(mode: str, key: str) -> Any:
+    raise _PicklingError(mode, key)
+
+
+class FailsToLoadBadly:
+    """A value that pickles, and whose unpickling raises a :class:`_PicklingError`."""
+
+    def __init__(self, mode: str, key: str) -> None:
+        self.mode = mode
+        self.key = key
+
+    def __reduce__(self) -> Any:
+        return (_fail_to_load, (self.mode, self.key))
+
+
+class ReturnsFailsToLoadBadly(BaseTool):
+    name = "returns_fails_to_load_badly"
+    description = "Returns a value whose unpickling raises an exception of a hostile text."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return FailsToLoadBadly(kwargs["mode"], kwargs["api_key"])
+
+
 class HoldsAKey:
     """A value that cannot be pickled (it holds a lock) and whose ``repr`` quotes a key after
     150 characters, across the 200 at which a worker cuts the description of such a value."""
@@ -724,6 +747,7 @@ def set_up_tracing(path: str) -> None:
 TOOLS = (
     Pid,
     ReturnsFailsToPickleBadly,
+    ReturnsFailsToLoadBadly,
     SignalsHeld,
     ReturnsSwelling,
     Hang,

@@ -485,6 +485,25 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
 
 
 @pytest.mark.parametrize("mode", ["no_text", "long"])
+def test_a_value_whose_loading_error_is_hostile_fails_its_task_clearly(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
+) -> None:
+    """A value that pickles in the worker and whose unpickling here raises an exception whose
+    text cannot be made, or is 1 MB: the task fails ``not_picklable`` with a short message,
+    and the runner serves on."""
+    executor = make()
+    result = executor.execute_task(
+        task("returns_fails_to_load_badly", mode=mode, api_key=KEY), context, timeout=WAIT
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "could not be loaded" in (result.error or "")
+    assert "_PicklingError" in (result.error or "")
+    assert len(result.error or "") < 2000
+    assert run_pid(executor, task, context) > 0
+
+
+@pytest.mark.parametrize("mode", ["no_text", "long"])
 def test_a_value_whose_pickling_error_is_hostile_fails_its_task_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
 ) -> None:

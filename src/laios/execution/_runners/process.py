@@ -1244,7 +1244,7 @@ def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
         None,
         WorkerCrashed(
             f"What tool '{tool}' sent back from its worker process could not be loaded "
-            f"({type(exc).__name__}: {exc})"
+            f"({describe_error(exc)})"
         ),
         error_type="not_picklable",
     )
