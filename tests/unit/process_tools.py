@@ -317,8 +317,9 @@ class RaisesUnpicklable(BaseTool):
 
 
 class _PicklingError(Exception):
-    """What :class:`FailsToPickleBadly` raises: its text cannot be made (``mode="no_text"``),
-    or is 1 MB ending with the key (``mode="long"``)."""
+    """What :class:`FailsToPickleBadly` raises: its text cannot be made (``mode="no_text"``;
+    ``"exit_text"``: making it raises ``SystemExit``), or is 1 MB ending with the key
+    (``mode="long"``)."""
 
     def __init__(self, mode: str, key: str) -> None:
         super().__init__(mode, key)
@@ -328,6 +329,8 @@ class _PicklingError(Exception):
     def __str__(self) -> str:
         if self.mode == "no_text":
             raise ValueError("no text")
+        if self.mode == "exit_text":
+            raise SystemExit("no text")
         return "x" * 1_000_000 + self.key
 
 

@@ -387,7 +387,7 @@ def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     assert run_pid(executor, task, context) > 0
 
 
-@pytest.mark.parametrize("mode", ["no_text", "long"])
+@pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_parameter_whose_pickling_error_is_hostile_is_refused_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
 ) -> None:
@@ -484,7 +484,7 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     assert run_pid(executor, task, context) > 0
 
 
-@pytest.mark.parametrize("mode", ["no_text", "long"])
+@pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_value_whose_loading_error_is_hostile_fails_its_task_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
 ) -> None:
@@ -503,7 +503,7 @@ def test_a_value_whose_loading_error_is_hostile_fails_its_task_clearly(
     assert run_pid(executor, task, context) > 0
 
 
-@pytest.mark.parametrize("mode", ["no_text", "long"])
+@pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_value_whose_pickling_error_is_hostile_fails_its_task_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
 ) -> None:

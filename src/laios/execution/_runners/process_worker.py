@@ -223,11 +223,12 @@ def _cut(text: str) -> str:
 
 def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     """``exc`` as ``Type: text`` for a message: scrubbed of ``secrets``, cut to 200
-    characters; ``?`` for a text that cannot be made. Never raises (but for what an
-    exception's ``__str__`` raises that is not an ``Exception``)."""
+    characters; ``?`` for a text that cannot be made (whatever its ``__str__`` raises:
+    ``SystemExit`` too, which would end the worker, or the caller's reader thread). Never
+    raises."""
     try:
         text = str(exc)
-    except Exception:
+    except BaseException:
         text = "?"
     return f"{type(exc).__name__}: {scrub_head(text, secrets, 200)}"
 
@@ -238,7 +239,7 @@ def describe_for_pickle(value: Any, secrets: Sequence[str] = ()) -> str:
     characters, so a secret across the cut leaves nothing behind."""
     try:
         text = repr(value)
-    except Exception:
+    except BaseException:  # (``SystemExit`` too: it would end the worker)
         text = f"<{type(value).__name__}>"
     if secrets:
         return scrub_head(text, secrets, 200)
