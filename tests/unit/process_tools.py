@@ -316,6 +316,69 @@ class RaisesUnpicklable(BaseTool):
         raise Unpicklable(503, "unavailable")
 
 
+class _PicklingError(Exception):
+    """What :class:`FailsToPickleBadly` raises: its text cannot be made (``mode="no_text"``;
+    ``"exit_text"``: making it raises ``SystemExit``), or is 1 MB ending with the key
+    (``mode="long"``)."""
+
+    def __init__(self, mode: str, key: str) -> None:
+        super().__init__(mode, key)
+        self.mode = mode
+        self.key = key
+
+    def __str__(self) -> str:
+        if self.mode == "no_text":
+            raise ValueError("no text")
+        if self.mode == "exit_text":
+            raise SystemExit("no text")
+        return "x" * 1_000_000 + self.key
+
+
+class FailsToPickleBadly:
+    """A value whose pickling raises a :class:`_PicklingError`."""
+
+    def __init__(self, mode: str, key: str) -> None:
+        self.mode = mode
+        self.key = key
+
+    def __repr__(self) -> str:
+        return "FailsToPickleBadly()"
+
+    def __reduce__(self) -> Any:
+        raise _PicklingError(self.mode, self.key)
+
+
+class ReturnsFailsToPickleBadly(BaseTool):
+    name = "returns_fails_to_pickle_badly"
+    description = "Returns a value whose pickling raises an exception of a hostile text."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return FailsToPickleBadly(kwargs["mode"], kwargs["api_key"])
+
+
+def _fail_to_load(mode: str, key: str) -> Any:
+    raise _PicklingError(mode, key)
+
+
+class FailsToLoadBadly:
+    """A value that pickles, and whose unpickling raises a :class:`_PicklingError`."""
+
+    def __init__(self, mode: str, key: str) -> None:
+        self.mode = mode
+        self.key = key
+
+    def __reduce__(self) -> Any:
+        return (_fail_to_load, (self.mode, self.key))
+
+
+class ReturnsFailsToLoadBadly(BaseTool):
+    name = "returns_fails_to_load_badly"
+    description = "Returns a value whose unpickling raises an exception of a hostile text."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return FailsToLoadBadly(kwargs["mode"], kwargs["api_key"])
+
+
 class HoldsAKey:
     """A value that cannot be pickled (it holds a lock) and whose ``repr`` quotes a key after
     150 characters, across the 200 at which a worker cuts the description of such a value."""
@@ -686,6 +749,8 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    ReturnsFailsToPickleBadly,
+    ReturnsFailsToLoadBadly,
     SignalsHeld,
     ReturnsSwelling,
     Hang,

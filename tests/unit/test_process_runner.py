@@ -387,6 +387,24 @@ def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     assert run_pid(executor, task, context) > 0
 
 
+@pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
+def test_a_parameter_whose_pickling_error_is_hostile_is_refused_clearly(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
+) -> None:
+    """A parameter whose pickling raises an exception whose text cannot be made, or is 1 MB
+    quoting the key: the task is refused ``not_picklable``, naming the parameter, in a short
+    message without the key."""
+    executor = make()
+    hostile = task("pid", api_key=KEY, value=process_tools.FailsToPickleBadly(mode, KEY))
+    result = executor.execute_task(hostile, context, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected", result.error
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "its parameter 'value' (FailsToPickleBadly) cannot be pickled" in (result.error or "")
+    assert "_PicklingError" in (result.error or "")
+    assert KEY not in (result.error or "")
+    assert len(result.error or "") < 2000
+
+
 def test_a_parameter_whose_pickling_raises_system_exit_is_refused_not_raised(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -464,6 +482,46 @@ def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     assert result.metadata["error_type"] == "not_picklable"
     assert "Unpicklable" in (result.error or "")
     assert run_pid(executor, task, context) > 0
+
+
+@pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
+def test_a_value_whose_loading_error_is_hostile_fails_its_task_clearly(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
+) -> None:
+    """A value that pickles in the worker and whose unpickling here raises an exception whose
+    text cannot be made, or is 1 MB: the task fails ``not_picklable`` with a short message,
+    and the runner serves on."""
+    executor = make()
+    result = executor.execute_task(
+        task("returns_fails_to_load_badly", mode=mode, api_key=KEY), context, timeout=WAIT
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "could not be loaded" in (result.error or "")
+    assert "_PicklingError" in (result.error or "")
+    assert len(result.error or "") < 2000
+    assert run_pid(executor, task, context) > 0
+
+
+@pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
+def test_a_value_whose_pickling_error_is_hostile_fails_its_task_clearly(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str
+) -> None:
+    """A value whose pickling raises an exception whose text cannot be made, or is 1 MB
+    quoting the key: the task fails ``not_picklable`` with a short message without the key,
+    and the worker serves on."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("returns_fails_to_pickle_badly", mode=mode, api_key=KEY), context, timeout=WAIT
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "cannot be sent back" in (result.error or "")
+    assert "_PicklingError" in (result.error or "")
+    assert KEY not in (result.error or "")
+    assert len(result.error or "") < 2000
+    assert run_pid(executor, task, context) == pid
 
 
 @pytest.mark.parametrize(

@@ -82,9 +82,11 @@ from laios.execution._runners.process_worker import (
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
     WORKER_NAME,
+    describe_error,
     describe_for_pickle,
     serve,
 )
+from laios.execution.redaction import secret_fields_of_tool, secret_values
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
 
@@ -204,8 +206,16 @@ def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False)
     return Refusal(
         "not_picklable",
         f"Task '{call.task_id}' cannot be sent to a worker process: {what} "
-        f"({type(exc).__name__}: {exc}). {advice}",
+        f"({describe_error(exc, _secrets_of(call))}). {advice}",
     )
+
+
+def _secrets_of(call: ToolCall) -> list[str]:
+    """The secret values of ``call``'s parameters; none when they cannot be walked."""
+    try:
+        return secret_values(call.parameters, secret_fields_of_tool(call.tool))
+    except Exception:
+        return []
 
 
 #: The limits a worker cannot enforce on this platform ("memory", "cpu"); none on Linux.
@@ -1234,7 +1244,7 @@ def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:
         None,
         WorkerCrashed(
             f"What tool '{tool}' sent back from its worker process could not be loaded "
-            f"({type(exc).__name__}: {exc})"
+            f"({describe_error(exc)})"
         ),
         error_type="not_picklable",
     )
@@ -1336,7 +1346,7 @@ class ProcessRunner:
             except Exception as exc:
                 raise TypeError(
                     "initializer must be picklable (a module-level function), got "
-                    f"{describe_for_pickle(initializer)} ({type(exc).__name__}: {exc})"
+                    f"{describe_for_pickle(initializer)} ({describe_error(exc)})"
                 ) from exc
         context = multiprocessing.get_context(method)
         if method == "forkserver":

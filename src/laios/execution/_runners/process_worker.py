@@ -26,8 +26,10 @@ so spans a tool opens here join the caller's trace when this process has an Open
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
+import logging
 import math
 import multiprocessing
 import os
@@ -37,6 +39,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -45,7 +48,10 @@ from laios._interrupts import discard_pending_sigint
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution.redaction import (
+    MAX_TRACEBACK_BYTES,
+    scrub,
     scrub_head,
+    scrubbed_traceback,
     secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
@@ -65,6 +71,7 @@ __all__ = [
     "MemoryLimitExceeded",
     "ToolNotLoadable",
     "ToolNotPicklable",
+    "describe_error",
     "describe_for_pickle",
     "pickled_message",
     "serve",
@@ -214,13 +221,25 @@ def _cut(text: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """``exc`` as ``Type: text`` for a message: scrubbed of ``secrets``, cut to 200
+    characters; ``?`` for a text that cannot be made (whatever its ``__str__`` raises:
+    ``SystemExit`` too, which would end the worker, or the caller's reader thread). Never
+    raises."""
+    try:
+        text = str(exc)
+    except BaseException:
+        text = "?"
+    return f"{type(exc).__name__}: {scrub_head(text, secrets, 200)}"
+
+
 def describe_for_pickle(value: Any, secrets: Sequence[str] = ()) -> str:
     """A short text standing in for a value that cannot be pickled: its ``repr``, scrubbed of
     ``secrets`` (see :func:`~laios.execution.redaction.scrub_head`) before it is cut to 200
     characters, so a secret across the cut leaves nothing behind."""
     try:
         text = repr(value)
-    except Exception:
+    except BaseException:  # (``SystemExit`` too: it would end the worker)
         text = f"<{type(value).__name__}>"
     if secrets:
         return scrub_head(text, secrets, 200)
@@ -372,6 +391,96 @@ class _Worker:
         self.events = _ChildEvents(conn, self.send_lock, pipe=self.pipe)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peak = _PeakMemory()
+        # The secret values of the calls whose tasks are left on the loop, by task (weakly:
+        # a task the tool dropped is still collected), and of the last ones collected: such
+        # a task may raise, and have its traceback printed, during a later call.
+        self.left: dict[weakref.ref[asyncio.Task[Any]], list[str]] = {}
+        self.gone: collections.deque[list[str]] = collections.deque(maxlen=_GONE_CALLS)
+
+    def secrets(self) -> list[str]:
+        """Every secret value a traceback printed here may quote: the current (or last)
+        call's, and those of the calls that left tasks on the loop. Never raises."""
+        found = dict.fromkeys(self.events.secrets())
+        for secrets in (*list(self.left.values()), *list(self.gone)):
+            found.update(dict.fromkeys(secrets))
+        return list(found)
+
+    def print_traceback(self, exc: BaseException | None, heading: Any = None) -> None:
+        """Write ``exc``'s traceback on stderr, after ``heading`` (a text, or a callable
+        given the secrets that returns one), scrubbed of :meth:`secrets` and cut to
+        ``MAX_TRACEBACK_BYTES``. Never raises."""
+        with contextlib.suppress(Exception):
+            secrets = self.secrets()
+            text = heading(secrets) if callable(heading) else heading or ""
+            if exc is not None:
+                text += scrubbed_traceback(exc, secrets)
+            sys.stderr.write(scrub(text, secrets, MAX_TRACEBACK_BYTES * 2))
+            sys.stderr.flush()
+
+    def thread_exception(self, args: threading.ExceptHookArgs) -> None:
+        """``threading.excepthook`` here: what Python prints for an exception a thread (of
+        a tool) did not catch, scrubbed (see :meth:`print_traceback`)."""
+        if args.exc_type is SystemExit:  # (as Python's own hook: silent)
+            return
+        name = args.thread.name if args.thread is not None else threading.get_ident()
+        error = args.exc_value if args.exc_value is not None else args.exc_type()
+        self.print_traceback(error, f"Exception in thread {name}:\n")
+
+    def unraisable(self, unraisable: Any) -> None:
+        """``sys.unraisablehook`` here: what Python prints for an exception that could not be
+        raised (in a ``__del__``, say), scrubbed (see :meth:`print_traceback`)."""
+        message = unraisable.err_msg or "Exception ignored in"
+        thing = unraisable.object
+
+        def heading(secrets: Sequence[str]) -> str:
+            if thing is None:
+                return f"{message}:\n"
+            return f"{message}: {describe_for_pickle(thing, secrets)}\n"
+
+        self.print_traceback(unraisable.exc_value, heading)
+
+    def print_python_errors_scrubbed(self) -> None:
+        """Have what Python prints for an exception no code can catch (in a thread, in a
+        ``__del__``) scrubbed, unless a module preloaded in the forkserver set its own hook
+        (the initializer, run after, may set its own too)."""
+        if threading.excepthook is threading.__excepthook__:
+            threading.excepthook = self.thread_exception
+        if sys.unraisablehook is sys.__unraisablehook__:
+            sys.unraisablehook = self.unraisable
+
+    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The worker loop's exception handler: what asyncio's own handler logs (a task's
+        exception never retrieved, a callback that raised), scrubbed of :meth:`secrets`, on
+        the ``asyncio`` logger. Never raises."""
+        with contextlib.suppress(Exception):
+            secrets = self.secrets()
+            lines = [str(context.get("message") or "Unhandled exception in event loop")]
+            for key, value in context.items():
+                if key not in ("message", "exception", "source_traceback"):
+                    lines.append(f"{key}: {describe_for_pickle(value, secrets)}")
+            text = scrub("\n".join(lines), secrets, limit=None)
+            error = context.get("exception")
+            if isinstance(error, BaseException):
+                text += "\n" + scrubbed_traceback(error, secrets)
+            logging.getLogger("asyncio").error(scrub(text, secrets, MAX_TRACEBACK_BYTES * 2))
+
+    def remember_left_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After an async call: keep its secret values for each task it left on the loop."""
+        pending = asyncio.all_tasks(loop)
+        if not pending:
+            return
+        secrets: list[str] | None = None
+        for task in pending:
+            ref = weakref.ref(task, self._collected)
+            if ref not in self.left:
+                if secrets is None:
+                    secrets = self.events.secrets()
+                self.left[ref] = secrets
+
+    def _collected(self, ref: weakref.ref[asyncio.Task[Any]]) -> None:
+        secrets = self.left.pop(ref, None)
+        if secrets:
+            self.gone.append(secrets)
 
     def initialize(self) -> bool:
         """Run the runner's initializer unless it succeeded already; ``False`` when it raised
@@ -447,9 +556,19 @@ class _Worker:
             return call_tool(call, self.events)
         if self.loop is None:
             self.loop = asyncio.new_event_loop()
+            self.loop.set_exception_handler(self.loop_exception)
             asyncio.set_event_loop(self.loop)
         loop = self.loop
         task = loop.create_task(call_tool_async(call, self.events))
+        try:
+            return self._run_until_done(loop, task)
+        finally:
+            with contextlib.suppress(Exception):
+                self.remember_left_tasks(loop)
+
+    def _run_until_done(
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[RawOutcome]
+    ) -> RawOutcome:
         while True:
             try:
                 return loop.run_until_complete(task)
@@ -461,8 +580,7 @@ class _Worker:
                 # SystemExit or KeyboardInterrupt, or the tool stopped the loop. The call
                 # goes on (its timeout still holds).
                 if not isinstance(exc, RuntimeError):
-                    with contextlib.suppress(Exception):
-                        traceback.print_exception(exc, file=sys.stderr)
+                    self.print_traceback(exc)
 
 
 def _out_of_memory(error: BaseException | None) -> bool:
@@ -472,6 +590,10 @@ def _out_of_memory(error: BaseException | None) -> bool:
         return True
     return isinstance(error, OSError) and error.errno == errno.ENOMEM
 
+
+#: How many calls' secret values a worker keeps after the last task they left on the loop
+#: was collected (its traceback may be printed as it is; see :meth:`_Worker.loop_exception`).
+_GONE_CALLS = 16
 
 _RLIMIT_DATA = getattr(resource, "RLIMIT_DATA", 0)
 _RLIMIT_CPU = getattr(resource, "RLIMIT_CPU", 0)
@@ -526,6 +648,7 @@ def _result_message(
             pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))
         return pickle.dumps(("done", outcome, retire), pickle.HIGHEST_PROTOCOL), retire
     except BaseException as exc:  # (an unpickling may raise ``SystemExit``)
+        hidden = secrets() if secrets is not None else ()
         what = "raised an exception" if outcome.error is not None else "returned a value"
         value = outcome.error if outcome.error is not None else outcome.value
         error: Exception
@@ -542,10 +665,9 @@ def _result_message(
             error = ToolNotPicklable(
                 f"Tool '{tool_name}' {what} that cannot be sent back from its worker process "
                 f"({type(value).__name__}: "
-                f"{describe_for_pickle(value, secrets() if secrets is not None else ())}; "
-                "pickling failed with "
-                f"{type(exc).__name__}: {exc}). Return picklable data (plain values, "
-                "dataclasses, models) from tools run in processes"
+                f"{describe_for_pickle(value, hidden)}; "
+                f"pickling failed with {describe_error(exc, hidden)}). Return picklable data "
+                "(plain values, dataclasses, models) from tools run in processes"
             )
             error_type = "not_picklable"
         del exc, value  # (what the failed pickling held goes before the next one)
@@ -630,10 +752,14 @@ def serve(
     is waited for.
     """
     code = 0
+    served: list[_Worker] = []
     try:
-        code = _serve(conn, initializer, initargs)
-    except BaseException:
-        traceback.print_exc()
+        code = _serve(conn, initializer, initargs, served)
+    except BaseException as exc:
+        if served:
+            served[0].print_traceback(exc)
+        else:  # (no call yet: no secret to scrub)
+            traceback.print_exc()
         code = 1
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -697,9 +823,11 @@ def _serve(
     conn: Connection,
     initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
+    served: list[_Worker],
 ) -> int:
     """Serve calls; return the process's exit code (:data:`PIPE_CLOSED_EXIT` when a call's
-    outcome could not be sent because the pipe was closed under the worker)."""
+    outcome could not be sent because the pipe was closed under the worker). The worker is
+    put in ``served`` once made (its secrets scrub a traceback of what ends it)."""
     if hasattr(os, "setsid"):
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
@@ -711,6 +839,8 @@ def _serve(
             _, hard = resource.getrlimit(resource.RLIMIT_CORE)
             resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
     worker = _Worker(conn, initializer, initargs)
+    served.append(worker)
+    worker.print_python_errors_scrubbed()
     worker.initialize()
     while True:
         try:
@@ -739,15 +869,11 @@ class InitializerFailed(Exception):
 
 
 def _initializer_failed(tool_name: str, exc: BaseException | None) -> RawOutcome:
-    try:
-        text = str(exc)
-    except Exception:
-        text = "?"
     return RawOutcome(
         None,
         InitializerFailed(
             f"Tool '{tool_name}' was not run: the process runner's initializer raised in its "
-            f"worker process ({type(exc).__name__}: {_cut(text)}). It is tried "
+            f"worker process ({describe_error(exc) if exc is not None else 'None'}). It is tried "
             "again before the worker's next call; fix what it needs, or the initializer"
         ),
         worker=f"pid {os.getpid()}",
@@ -764,7 +890,7 @@ def _not_loadable(exc: BaseException) -> RawOutcome:
     return RawOutcome(
         None,
         ToolNotLoadable(
-            f"The worker process could not load the call ({type(exc).__name__}: {exc}). A tool "
+            f"The worker process could not load the call ({describe_error(exc)}). A tool "
             "run in a process, and its parameters' classes, must be importable and load there: "
             "define them at module level in "
             "an importable module (not in __main__ of an interactive session, not inside a "
