@@ -536,6 +536,9 @@ def instrument_metrics(
     Raises:
         TypeError: When ``store`` is not a ``MetricStore`` or ``meter_provider`` is not a
             meter provider.
+        ValueError: When the store holds :data:`~laios.execution.store.MAX_FINISH_LISTENERS`
+            finish listeners already (each provider a store reports to adds one: uninstrument
+            those you no longer need); nothing is instrumented.
     """
     if store is None:
         store = get_default_store()
@@ -562,7 +565,11 @@ def instrument_metrics(
         instruments.handles = (*instruments.handles, handle)
         _registry[key] = handle
     # Outside the lock: the store takes its own (no order between the two locks to keep).
-    store.add_finish_listener(handle.record)
+    try:
+        store.add_finish_listener(handle.record)
+    except BaseException:  # (a store at MAX_FINISH_LISTENERS: no handle that records nothing)
+        handle.uninstrument()
+        raise
     if not handle.active:  # uninstrumented meanwhile, before the listener was there to remove
         store.remove_finish_listener(handle.record)
     return handle
