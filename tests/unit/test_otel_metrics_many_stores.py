@@ -11,6 +11,7 @@ import weakref
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from laios.execution._aggregates import StoreAggregates
 from laios.execution.otel_metrics import RETRIES, instrument_metrics
 from laios.execution.store import MetricStore
 
@@ -97,4 +98,36 @@ def test_the_handles_of_gone_stores_are_let_go_as_new_stores_are_instrumented() 
             instrument_metrics(live[-1], meter_provider=provider)
         gc.collect()
     assert all(ref() is None for ref in gone)
+    provider.shutdown()
+
+
+class SlowStore(MetricStore):
+    """A store whose every read takes over a second, as reading tens of thousands of stores
+    does; it counts its reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def aggregates(self) -> StoreAggregates:
+        self.reads += 1
+        time.sleep(1.1)
+        return super().aggregates()
+
+
+def test_a_collection_whose_read_takes_over_a_second_reads_the_stores_once() -> None:
+    """The eight counters of one collection share one read of the stores however long it took:
+    each used to read again once the first read had taken a second, so twenty thousand
+    stores (two seconds a read) took eight reads and passed the SDK's ten-second timeout."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider([reader])
+    store = SlowStore()
+    store.task_retried(store.tool_slot("echo", True), "timeout")
+    handle = instrument_metrics(store, meter_provider=provider)
+    data = reader.get_metrics_data()
+    assert store.reads == 1
+    assert data is not None
+    names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert RETRIES in names
+    handle.uninstrument()
     provider.shutdown()

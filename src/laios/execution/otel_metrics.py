@@ -145,7 +145,7 @@ _OTHER_ERROR = "_OTHER"
 #: Attribute sets kept for reuse before the cache starts again (tools × error types is bounded
 #: by the store's caps; this bounds the cache whatever they are).
 _MAX_CACHED_ATTRIBUTES = 4096
-#: Seconds a read of the stores serves the other callbacks of the same collection.
+#: Seconds a read of the stores serves the other callbacks of the same collection, from its end.
 _READ_REUSE_SECONDS = 1.0
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 #: The context of a point with no exemplar: no span (not empty, which the SDK would replace
@@ -348,7 +348,9 @@ class _Instruments:
         an instrument asking again starts a new collection, and a new read. (Not the callbacks'
         ``options``: the SDK gives each instrument one of its own when the collection's timeout
         is under 10 s, as the in-memory and Prometheus readers' default one is.) A read is
-        never reused after a second, so the instruments of one collection agree.
+        reused for at most a second after it ended, however long it took: a read of tens of
+        thousands of stores takes seconds, and the instruments of its collection still share
+        it (each reading again would take the collection past the SDK's timeout).
         """
         last = self._last_read
         now = time.monotonic()
@@ -362,7 +364,7 @@ class _Instruments:
             self._last_read = None
             return []
         totals = read_stores(stores)
-        self._last_read = (now, totals, {instrument})
+        self._last_read = (time.monotonic(), totals, {instrument})  # (when the read ended)
         return totals
 
     def _tools(self, instrument: str) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
