@@ -5,14 +5,16 @@ store, do not take seconds to start (each new store used to walk every one befor
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import weakref
+from types import SimpleNamespace
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from laios.execution._aggregates import StoreAggregates
-from laios.execution.otel_metrics import RETRIES, instrument_metrics
+from laios.execution.otel_metrics import ERRORS, RETRIES, TASKS, instrument_metrics
 from laios.execution.store import MetricStore
 
 
@@ -130,4 +132,58 @@ def test_a_collection_whose_read_takes_over_a_second_reads_the_stores_once() -> 
     names = {m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     assert RETRIES in names
     handle.uninstrument()
+    provider.shutdown()
+
+
+def test_two_readers_collecting_in_threads_see_one_read_each_and_never_less() -> None:
+    """Two readers of one provider collecting at once, while tasks fail and stores come and go:
+    each collection's counters agree with one another (failed tasks = errors: one read of the
+    stores) and a reader's counter of a store kept throughout never goes backwards."""
+    first, second = InMemoryMetricReader(), InMemoryMetricReader()
+    provider = MeterProvider([first, second])
+    kept = MetricStore()
+    instrument_metrics(kept, meter_provider=provider)
+    stop = threading.Event()
+
+    def work() -> None:
+        slot = kept.tool_slot("echo", True)
+        n = 0
+        while not stop.is_set():
+            rec = kept.task_submitted(None, SimpleNamespace(id=f"t{n}"), "echo", slot, running=True)
+            kept.task_finished(rec, "error", None, "Boom")
+            passing = MetricStore()
+            instrument_metrics(passing, meter_provider=provider).uninstrument()
+            n += 1
+
+    problems: list[object] = []
+
+    def collect(reader: InMemoryMetricReader) -> None:
+        seen = 0
+        for _ in range(100):
+            data = reader.get_metrics_data()
+            assert data is not None
+            sums = dict.fromkeys((TASKS, ERRORS), 0)
+            for rm in data.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name in sums:
+                            sums[metric.name] += sum(
+                                point.value
+                                for point in metric.data.data_points
+                                if point.attributes.get("laios.task.outcome", "error") == "error"
+                            )
+            if sums[TASKS] != sums[ERRORS] or sums[ERRORS] < seen:
+                problems.append((sums, seen))
+            seen = sums[ERRORS]
+
+    threads = [threading.Thread(target=collect, args=(reader,)) for reader in (first, second)]
+    worker = threading.Thread(target=work)
+    worker.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    worker.join()
+    assert problems == []
     provider.shutdown()
