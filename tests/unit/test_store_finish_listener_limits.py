@@ -146,3 +146,27 @@ def test_instrumenting_a_store_full_of_finish_listeners_fails_and_leaves_nothing
     assert TOOL_DURATION in names
     handle.uninstrument()
     provider.shutdown()
+
+
+def test_an_executor_on_a_store_full_of_finish_listeners_says_so_and_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An executor given a meter provider for a store at the limit runs without OpenTelemetry
+    metrics and logs why (the store's listeners, not the provider) and what to do."""
+    store = MetricStore()
+    for _ in range(MAX_FINISH_LISTENERS):
+        store.add_finish_listener(Counted())
+    provider = MeterProvider([InMemoryMetricReader()])
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("echo", "Says done.", lambda: "done"))
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        executor = Executor(
+            registry, store=store, register_prometheus=False, meter_provider=provider
+        )
+    with executor:
+        task = Task(plan_id="p", description="d", tool_name="echo")
+        assert executor.execute_task(task, Context(session_id="s", user_id="u")).success
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("finish listeners" in m and "remove_finish_listener" in m for m in messages)
+    assert not any("meter provider raised" in m for m in messages)
+    provider.shutdown()
