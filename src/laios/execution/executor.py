@@ -41,7 +41,7 @@ from laios.execution.limits import ResourceLimits
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.redaction import truncate_bytes
 from laios.execution.retry import RetryHook, RetryPolicy
-from laios.execution.store import MetricStore, get_default_store
+from laios.execution.store import MAX_FINISH_LISTENERS, MetricStore, get_default_store
 from laios.execution.task_monitor import TaskMonitor
 from laios.execution.tracing import Tracing
 from laios.tools.registry import ToolLookup, ToolRegistry
@@ -281,15 +281,21 @@ class Executor(Generic[_RegistryT]):
 
             try:
                 instrument_metrics(store, meter_provider=meter_provider)
-            except Exception as exc:  # (its type was checked above: the provider is faulty)
-                _log.warning(
-                    "the meter provider raised %s while laios set up its instruments; this "
-                    "executor runs without OpenTelemetry metrics (the store, Prometheus and "
-                    "traces are unaffected). Fix the provider, then call "
-                    "laios.execution.otel_metrics.instrument_metrics(executor.store)",
-                    type(exc).__name__,
-                    exc_info=exc,
-                )
+            except Exception as exc:  # (its type was checked above: the provider is faulty,
+                # or the store holds its most finish listeners)
+                if isinstance(exc, ValueError) and (
+                    len(store.finish_listeners) >= MAX_FINISH_LISTENERS
+                ):  # (not the provider: the store's limit, each provider holding a listener)
+                    _log.warning("this executor runs without OpenTelemetry metrics: %s", exc)
+                else:
+                    _log.warning(
+                        "the meter provider raised %s while laios set up its instruments; "
+                        "this executor runs without OpenTelemetry metrics (the store, "
+                        "Prometheus and traces are unaffected). Fix the provider, then call "
+                        "laios.execution.otel_metrics.instrument_metrics(executor.store)",
+                        type(exc).__name__,
+                        exc_info=exc,
+                    )
 
     # -- properties ------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from laios._compat.otel import global_meter_provider, is_proxy_meter_provider
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
 from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
+from laios.execution._forks import reset_after_fork
 from laios.execution._totals import ExportedTotals, export_label, read_stores
 from laios.execution.store import FinishedTask, MetricStore, get_default_store
 from laios.execution.tracing import SCHEMA_URL
@@ -144,7 +145,7 @@ _OTHER_ERROR = "_OTHER"
 #: Attribute sets kept for reuse before the cache starts again (tools × error types is bounded
 #: by the store's caps; this bounds the cache whatever they are).
 _MAX_CACHED_ATTRIBUTES = 4096
-#: Seconds a read of the stores serves the other callbacks of the same collection.
+#: Seconds a read of the stores serves the other callbacks of the same collection, from its end.
 _READ_REUSE_SECONDS = 1.0
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 #: The context of a point with no exemplar: no span (not empty, which the SDK would replace
@@ -217,8 +218,14 @@ class _Instruments:
     """
 
     def __init__(self) -> None:
-        #: The active instrumentations reporting here (replaced, never changed in place).
-        self.handles: tuple[MetricsInstrumentation, ...] = ()
+        #: The instrumentations reporting here, in the order added (a dict: adding and
+        #: removing one take the same time however many there are), under ``_handles_lock``.
+        #: One whose store is gone stays until it is pruned (see _prune); reads skip it.
+        self._handles: dict[MetricsInstrumentation, None] = {}
+        #: Held only to change or copy ``_handles``, never while calling out: the callbacks
+        #: take it inside the SDK's collection lock, and ``create`` takes the SDK's lock.
+        self._handles_lock = threading.Lock()
+        reset_after_fork(self)
         #: The last read of the stores: when, the totals, and the instruments it has served.
         self._last_read: tuple[float, list[ExportedTotals], set[str]] | None = None
         #: (tool, error type) -> the attributes of its duration and of its queue wait.
@@ -228,6 +235,20 @@ class _Instruments:
         self.tool_duration: Histogram
         self.queue_wait: Histogram
         self.with_context = False
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a lock of its own (another thread may have held this one)."""
+        self._handles_lock = threading.Lock()
+
+    def add(self, handle: MetricsInstrumentation) -> None:
+        """Report ``handle``'s store here."""
+        with self._handles_lock:
+            self._handles[handle] = None
+
+    def discard(self, handle: MetricsInstrumentation) -> None:
+        """Stop reporting ``handle``'s store here (nothing when it does not report here)."""
+        with self._handles_lock:
+            self._handles.pop(handle, None)
 
     @property
     def complete(self) -> bool:
@@ -327,19 +348,23 @@ class _Instruments:
         an instrument asking again starts a new collection, and a new read. (Not the callbacks'
         ``options``: the SDK gives each instrument one of its own when the collection's timeout
         is under 10 s, as the in-memory and Prometheus readers' default one is.) A read is
-        never reused after a second, so the instruments of one collection agree.
+        reused for at most a second after it ended, however long it took: a read of tens of
+        thousands of stores takes seconds, and the instruments of its collection still share
+        it (each reading again would take the collection past the SDK's timeout).
         """
         last = self._last_read
         now = time.monotonic()
         if last is not None and instrument not in last[2] and now - last[0] < _READ_REUSE_SECONDS:
             last[2].add(instrument)
             return last[1]
-        stores = [store for handle in self.handles if (store := handle.store) is not None]
+        with self._handles_lock:
+            handles = list(self._handles)
+        stores = [store for handle in handles if (store := handle.store) is not None]
         if not stores:
             self._last_read = None
             return []
         totals = read_stores(stores)
-        self._last_read = (now, totals, {instrument})
+        self._last_read = (time.monotonic(), totals, {instrument})  # (when the read ended)
         return totals
 
     def _tools(self, instrument: str) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
@@ -405,8 +430,10 @@ class MetricsInstrumentation:
         """Create the handle of ``store`` reporting to ``instruments`` (inactive without); the
         caller adds :meth:`record` as the store's finish listener."""
         self.meter_provider = meter_provider
+        #: The key of this handle in the registry (the store's may be gone at uninstrument).
+        self._key = (id(store), id(meter_provider))
         # Weak, and with no callback: a collected store is noticed when it is read (the
-        # callbacks skip it) and forgotten at the next instrument_metrics() call. (A callback
+        # callbacks skip it) and forgotten by a later instrument_metrics() call. (A callback
         # would run inside any allocation, perhaps in a thread holding a store's lock.)
         self._store = weakref.ref(store)
         self._instruments = instruments
@@ -431,8 +458,11 @@ class MetricsInstrumentation:
             instruments = self._instruments
             self._instruments = None
             if instruments is not None:
-                instruments.handles = tuple(h for h in instruments.handles if h is not self)
-            _prune()
+                instruments.discard(self)
+            entry = _registry.get(self._key)
+            if entry is not None and entry[0] is self:
+                del _registry[self._key]
+                _forgot_one()
         # Inactive first, then the listener out: instrument_metrics() adds it outside the lock
         # and takes it out again when it finds the handle inactive, so whichever of the two
         # comes last leaves no listener behind.
@@ -463,26 +493,39 @@ def _new_lock_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_lock_in_child)
-#: (id(store), id(provider)) -> the instrumentation of that pair. An entry whose store was
-#: collected is inactive (a new store with the same id replaces it) and is pruned at the next
-#: instrument_metrics() or uninstrument().
-_registry: dict[tuple[int, int], MetricsInstrumentation] = {}
+#: (id(store), id(provider)) -> the instrumentation of that pair and the instruments it reports
+#: to. An entry whose store was collected is inactive (a new store with the same id replaces
+#: it, and leaves the instruments) and is pruned by a later instrument_metrics() call.
+_registry: dict[tuple[int, int], tuple[MetricsInstrumentation, _Instruments]] = {}
+#: The registry's size after the last prune: the next comes once as many entries again (and
+#: at least _PRUNE_EVERY) were added, so that each costs the same on average however many
+#: stores report (a prune walks them all).
+_pruned_size = 0
+_PRUNE_EVERY = 64
 #: The instruments of each provider (held weakly where the provider allows it).
 _instruments_by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
 _instruments_by_provider_id: dict[int, tuple[Any, _Instruments]] = {}
 
 
 def _prune() -> None:
-    """Forget the instrumentations that no longer report (caller holds ``_lock``)."""
-    for key in [key for key, handle in _registry.items() if not handle.active]:
-        del _registry[key]
-    every = [
-        *_instruments_by_provider.values(),
-        *(i for _, i in _instruments_by_provider_id.values()),
-    ]
-    for instruments in every:
-        if any(not handle.active for handle in instruments.handles):
-            instruments.handles = tuple(h for h in instruments.handles if h.active)
+    """Forget the instrumentations whose store is gone, once the registry has doubled since
+    the last time (caller holds ``_lock``). Every instrumentation an ``_Instruments`` reports
+    is in the registry (uninstrument() and a replaced entry leave both), so this bounds both
+    by twice the live ones."""
+    global _pruned_size
+    if len(_registry) < 2 * _pruned_size + _PRUNE_EVERY:
+        return
+    for key in [key for key, (handle, _) in _registry.items() if not handle.active]:
+        handle, instruments = _registry.pop(key)
+        instruments.discard(handle)
+    _pruned_size = len(_registry)
+
+
+def _forgot_one() -> None:
+    """An entry left the registry (caller holds ``_lock``): the next prune comes no later than
+    if it had been pruned."""
+    global _pruned_size
+    _pruned_size = min(_pruned_size, len(_registry))
 
 
 def _instruments_for(provider: MeterProvider) -> _Instruments:
@@ -536,6 +579,9 @@ def instrument_metrics(
     Raises:
         TypeError: When ``store`` is not a ``MetricStore`` or ``meter_provider`` is not a
             meter provider.
+        ValueError: When the store holds :data:`~laios.execution.store.MAX_FINISH_LISTENERS`
+            finish listeners already (each provider a store reports to adds one: uninstrument
+            those you no longer need); nothing is instrumented.
     """
     if store is None:
         store = get_default_store()
@@ -553,16 +599,22 @@ def instrument_metrics(
             return MetricsInstrumentation(store, None)  # inactive
     key = (id(store), id(meter_provider))
     with _lock:
-        handle = _registry.get(key)
-        if handle is not None and handle.active:
-            return handle
+        entry = _registry.get(key)
+        if entry is not None:
+            if entry[0].active:
+                return entry[0]
+            entry[1].discard(entry[0])  # (a gone store's, whose id this store has now)
         _prune()
         instruments = _instruments_for(meter_provider)
         handle = MetricsInstrumentation(store, meter_provider, instruments)
-        instruments.handles = (*instruments.handles, handle)
-        _registry[key] = handle
+        instruments.add(handle)
+        _registry[key] = (handle, instruments)
     # Outside the lock: the store takes its own (no order between the two locks to keep).
-    store.add_finish_listener(handle.record)
+    try:
+        store.add_finish_listener(handle.record)
+    except BaseException:  # (a store at MAX_FINISH_LISTENERS: no handle that records nothing)
+        handle.uninstrument()
+        raise
     if not handle.active:  # uninstrumented meanwhile, before the listener was there to remove
         store.remove_finish_listener(handle.record)
     return handle

@@ -64,6 +64,7 @@ from laios.execution.redaction import scrubbed_traceback, secret_values
 
 __all__ = [
     "MAX_CHECKPOINTS_PER_TASK",
+    "MAX_FINISH_LISTENERS",
     "MAX_PROGRESS_HISTORY",
     "MAX_PROGRESS_LISTENERS",
     "MAX_RECENT_FAILURES",
@@ -94,6 +95,9 @@ MAX_PROGRESS_HISTORY = 100
 #: added per task and never removed would slow every update and hold memory for ever; past
 #: the limit, adding one fails and says so.
 MAX_PROGRESS_LISTENERS = 1000
+#: Most finish listeners a store holds at once, for the same reason: each is called at the end
+#: of every task until it is removed.
+MAX_FINISH_LISTENERS = 1000
 #: Most bytes of checkpoints kept on one record (their names and data, as
 #: :func:`~laios.execution._records.data_size` estimates them), and likewise of one task id's
 #: progress history (messages and details). A checkpoint that would pass it is counted but not
@@ -217,7 +221,7 @@ class _Unhashable:
     __slots__ = ()
 
 
-def _listener_key(listeners: dict[object, ProgressListener], listener: ProgressListener) -> object:
+def _listener_key(listeners: Mapping[object, object], listener: object) -> object:
     """The key of ``listener`` in ``listeners``: itself, so that a listener equal to one added
     (``updates.append`` twice) finds it in one hash lookup; for an unhashable one, the key of
     an equal one added, else a new key."""
@@ -477,7 +481,10 @@ class MetricStore:
         # _notify calls a snapshot, made again after a change (None until then).
         self._progress_listeners: dict[object, ProgressListener] = {}
         self._progress_snapshot: tuple[ProgressListener, ...] | None = ()
-        self._finish_listeners: list[FinishListener] = []  # replaced, never changed in place
+        # Likewise keyed (the one check per task is whether it is empty), called through a
+        # snapshot made again after a change.
+        self._finish_listeners: dict[object, FinishListener] = {}
+        self._finish_snapshot: tuple[FinishListener, ...] | None = ()
         #: One log of a listener's failures a minute, per listener: it runs on every task.
         self._listener_errors = WarningLimiter(LISTENER_ERROR_INTERVAL)
         #: One warning a minute per custom metric whose samples would overflow its sum.
@@ -878,7 +885,11 @@ class MetricStore:
         return True
 
     def _tell_finished(self, event: FinishedTask) -> None:
-        for listener in self._finish_listeners:
+        listeners = self._finish_snapshot
+        if listeners is None:  # (changed since the last task: as many calls as listeners)
+            with self._lock:
+                listeners = self._finish_snapshot = tuple(self._finish_listeners.values())
+        for listener in listeners:
             try:
                 listener(event)
             except KeyboardInterrupt:  # (the user's Ctrl-C is theirs)
@@ -914,24 +925,48 @@ class MetricStore:
         seam costs one check per task. Adding a listener that is added already (one equal to
         it: ``ended.append`` twice) changes nothing, as :meth:`logging.Logger.addHandler`.
 
+        Adding and removing take the same time however many listeners there are (a hash
+        lookup; a listener that cannot be hashed is compared with the others of its kind).
+        A store holds at most :data:`MAX_FINISH_LISTENERS`: a listener lives as long as the
+        store, so remove one you no longer need (an :func:`~laios.execution.otel_metrics.
+        instrument_metrics` handle's ``uninstrument()`` removes its own).
+
         Raises:
             TypeError: When ``listener`` is not a plain callable (an async function's
                 coroutines would never be awaited).
+            ValueError: When the store holds :data:`MAX_FINISH_LISTENERS` listeners already
+                (nothing is added).
         """
         check_listener(listener)
         with self._lock:
-            if listener not in self._finish_listeners:  # (added twice, called once)
-                self._finish_listeners = [*self._finish_listeners, listener]
+            listeners = self._finish_listeners
+            key = _listener_key(listeners, listener)
+            if key in listeners:  # (added twice, called once)
+                return
+            if len(listeners) >= MAX_FINISH_LISTENERS:
+                raise ValueError(
+                    f"this store has {MAX_FINISH_LISTENERS} finish listeners, the most it "
+                    "holds: each is called at the end of every task until it is removed, so "
+                    "one added per task, executor or meter provider and never removed would "
+                    "slow every task for ever. Remove those you no longer need "
+                    "(remove_finish_listener; uninstrument() for an instrument_metrics handle)"
+                )
+            listeners[key] = listener
+            self._finish_snapshot = None
 
     def remove_finish_listener(self, listener: FinishListener) -> None:
-        """Stop calling ``listener`` (no error when it was not added)."""
+        """Stop calling ``listener``, or the listener added that is equal to it (no error when
+        none was added)."""
         with self._lock:
-            self._finish_listeners = [f for f in self._finish_listeners if f != listener]
+            listeners = self._finish_listeners
+            if listeners.pop(_listener_key(listeners, listener), None) is not None:
+                self._finish_snapshot = None
 
     @property
     def finish_listeners(self) -> tuple[FinishListener, ...]:
         """The listeners :meth:`add_finish_listener` added, in order."""
-        return tuple(self._finish_listeners)
+        with self._lock:
+            return tuple(self._finish_listeners.values())
 
     def count_error(self, slot: ToolSlot, error_type: str) -> None:
         """Count a failure that has no task record (``laios_task_errors_total``): an error
