@@ -131,6 +131,41 @@ def test_duration_histogram_buckets_count_and_sum(
     assert sample(registry, "laios_task_duration_seconds_sum", **labels) == pytest.approx(1.2)
 
 
+@pytest.mark.parametrize("outcome", ["success", "error"])
+def test_a_duration_read_backwards_counts_as_zero(
+    store: MetricStore, registry: CollectorRegistry, clock: SteppedClock, outcome: str
+) -> None:
+    """An end read before the start (a clock that stepped back, or a task's end read by one
+    thread while another recorded its start) is a duration of 0 s, not a negative one: a
+    negative value would make the histogram's sum go down (a counter reset to Prometheus) or
+    below zero (an OpenMetrics scrape that does not parse), and never come back."""
+    run(store, "fetch", outcome=outcome, clock=clock, duration=-2.0)
+    labels = {"tool": "fetch", "outcome": outcome}
+    assert sample(registry, "laios_task_duration_seconds_bucket", le="0.005", **labels) == 1
+    assert sample(registry, "laios_task_duration_seconds_sum", **labels) == 0.0
+    body = prometheus.render_metrics(registry, openmetrics=True).decode()
+    sums = {
+        (s.labels["tool"], s.labels["outcome"]): s.value
+        for family in parse_om(body)
+        for s in family.samples
+        if s.name == "laios_task_duration_seconds_sum"
+    }
+    assert sums[("fetch", outcome)] == 0.0
+
+
+def test_a_queue_wait_read_backwards_counts_as_zero(
+    store: MetricStore, registry: CollectorRegistry, clock: SteppedClock
+) -> None:
+    """A queue wait whose start was read before its submission counts as 0 s."""
+    slot = store.tool_slot("fetch", True)
+    rec = store.task_submitted(None, SimpleNamespace(id="t"), "fetch", slot, running=False)
+    clock.now -= 1.0
+    store.task_started(rec)
+    assert sample(registry, "laios_task_queue_wait_seconds_bucket", tool="fetch", le="0.001") == 1
+    assert sample(registry, "laios_task_queue_wait_seconds_sum", tool="fetch") == 0.0
+    list(parse_om(prometheus.render_metrics(registry, openmetrics=True).decode()))
+
+
 def test_duration_histogram_only_for_outcomes_that_occurred(
     store: MetricStore, registry: CollectorRegistry
 ) -> None:

@@ -143,7 +143,15 @@ class _Histogram:
         from the store's clock), its bucket's exemplar is replaced unless the one it holds is
         less than :data:`EXEMPLAR_INTERVAL` old."""
         # Most values (quick tasks, short waits) land in the first bucket: no search for them.
-        index = 0 if value <= self.first else bisect_left(self.bounds, value)
+        if value <= self.first:
+            index = 0
+            if value < 0.0:
+                # An end read before its start: a clock that stepped back, or a task's end read
+                # by one thread while another recorded its start. A negative value would take
+                # the sum down (a counter reset to Prometheus) and below 0 (invalid OpenMetrics).
+                value = 0.0
+        else:
+            index = bisect_left(self.bounds, value)
         self.buckets[index] += 1
         self.count += 1
         self.sum += value
