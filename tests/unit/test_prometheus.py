@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 from store_fakes import StatsOnlyRunner, SteppedClock
 
-from laios.core.types import Context, Task
+from laios.core.types import Context, Task, TaskStatus
 from laios.execution import prometheus
 from laios.execution.executor import Executor
 from laios.execution.prometheus import (
@@ -24,7 +24,8 @@ from laios.execution.prometheus import (
     ensure_collector,
     unregister_collector,
 )
-from laios.execution.store import MetricStore
+from laios.execution.store import FinishedTask, MetricStore
+from laios.execution.task_monitor import TaskMonitor
 from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
 
@@ -151,6 +152,25 @@ def test_a_duration_read_backwards_counts_as_zero(
         if s.name == "laios_task_duration_seconds_sum"
     }
     assert sums[("fetch", outcome)] == 0.0
+
+
+def test_a_task_whose_end_is_read_before_its_start_took_zero_seconds(
+    store: MetricStore, clock: SteppedClock
+) -> None:
+    """The task's own record and the finish listeners say 0 s too, not a negative time: its
+    ``get_metrics`` and the OpenTelemetry histograms fed by the listeners would show it."""
+    heard: list[FinishedTask] = []
+    store.add_finish_listener(heard.append)
+    monitor = TaskMonitor(store)
+    task = Task(plan_id="p", description="d", tool_name="fetch")
+    monitor.start_monitoring(task)
+    clock.now -= 2.0
+    task.status = TaskStatus.COMPLETED
+    monitor.stop_monitoring(task.id)
+    metrics = monitor.get_metrics(task.id)
+    assert metrics is not None
+    assert metrics.execution_time == 0.0
+    assert [event.duration for event in heard] == [0.0]
 
 
 def test_a_queue_wait_read_backwards_counts_as_zero(

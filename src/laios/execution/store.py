@@ -794,6 +794,8 @@ class MetricStore:
             if state == "running" and not unstarted:
                 slot.in_flight -= 1
                 duration = now - rec.started_mono
+                if duration < 0.0:  # its end read (by another thread) before its start
+                    duration = 0.0
             else:  # never started: queued (timed out or cancelled) or rejected at once
                 if state == "running":  # counted as started (its queue wait too), yet never was
                     slot.in_flight -= 1
