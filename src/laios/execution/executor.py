@@ -402,7 +402,8 @@ class Executor(Generic[_RegistryT]):
         """Execute tasks concurrently; results come back in the order of ``tasks``.
 
         ``tasks`` is a list, or any other iterable of tasks (a tuple, a generator): one
-        result per item.
+        result per item. A single ``Task`` given instead gets one failed result (outcome
+        ``rejected``) saying to pass ``[task]``; nothing runs.
 
         One failing task never affects the others; ``timeout`` applies to each task. Async
         tools run on this loop (at most ``max_async_tools`` at once); synchronous tools on the
@@ -412,6 +413,17 @@ class Executor(Generic[_RegistryT]):
         the loop. Never raises (except ``asyncio.CancelledError`` when the awaiting coroutine is
         cancelled: unfinished tasks then end as ``cancelled``, and no more are submitted).
         """
+        # A Task is iterable (over its fields), but it is one task, not a batch of them.
+        if isinstance(tasks, Task):
+            return [
+                rejected_result(
+                    tasks,
+                    TypeError(
+                        "execute_parallel expects a list of Tasks, got a single Task: "
+                        "pass [task], or call execute_async(task, context)"
+                    ),
+                )
+            ]
         # A string or a mapping is iterable, but never a batch of tasks.
         if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
             _log.error("execute_parallel expects a list of Tasks, got %s", type(tasks).__name__)
