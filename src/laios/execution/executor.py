@@ -639,9 +639,11 @@ class Executor(Generic[_RegistryT]):
         return self._engine.cancel(task_id)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop accepting tasks. With ``wait``, let queued and running tasks finish first.
+        """Stop accepting tasks. With ``wait``, let queued and running tasks finish first,
+        those running on their callers' threads (no timeout) included.
 
-        Calling it again is harmless. Tools that overran their timeout are never waited for.
+        Calling it again is harmless. Tools that overran their timeout are never waited for,
+        nor is a call from one of the executor's tools (or a callback run for it) waiting.
         Called on a running event loop (an ASGI lifespan, async code), it does not wait for
         the tasks that loop awaits (it would hold the loop they need: their timeouts and
         results go through it) and logs a warning saying so; to wait for them, ``await
