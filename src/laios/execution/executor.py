@@ -23,6 +23,7 @@ from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     is_boolean,
+    no_task_as_id,
     not_a_class,
     number_repr,
     plain_callable,
@@ -635,7 +636,12 @@ class Executor(Generic[_RegistryT]):
             ``True`` when the request was registered (also for a retry call between two
             attempts); ``False`` for a task whose record shows it already finished, for an
             unknown id longer than 256 characters (not remembered), or after ``shutdown()``.
+
+        Raises:
+            TypeError: When given a ``Task`` instead of its id (pass ``task.id``): nothing is
+                cancelled, as with ``get_task_status`` and ``get_metrics``.
         """
+        no_task_as_id(task_id)
         return self._engine.cancel(task_id)
 
     def shutdown(self, wait: bool = True) -> None:
