@@ -85,6 +85,24 @@ def test_parallel_of_a_non_iterable_returns_empty(executor: Executor, context: C
     assert asyncio.run(executor.execute_parallel(42, context)) == []  # type: ignore[arg-type]
 
 
+def test_parallel_of_a_single_task_says_to_pass_a_list(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """A Task given where the list is taken (a Task iterates over its fields) gets one failed
+    result for it, saying to pass ``[task]``, not one per field saying "got tuple"."""
+    task = make_task("echo", text="hi")
+    results = asyncio.run(executor.execute_parallel(task, context))  # type: ignore[arg-type]
+    assert len(results) == 1
+    [result] = results
+    assert not result.success
+    assert result.task_id == task.id
+    assert result.metadata == {"outcome": "rejected", "error_type": "TypeError"}
+    assert result.error is not None
+    assert "[task]" in result.error
+    assert "tuple" not in result.error
+    assert task.status is TaskStatus.PENDING
+
+
 def test_parallel_of_an_iterable_that_raises_says_what_it_raised(
     executor: Executor, make_task: Any, context: Context, caplog: pytest.LogCaptureFixture
 ) -> None:

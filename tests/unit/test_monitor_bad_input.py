@@ -108,6 +108,14 @@ def test_execution_stats_names_what_it_needs_instead_of_a_list_of_tasks(tasks: A
         ExecutionMonitor().get_execution_stats(tasks)
 
 
+def test_execution_stats_of_a_single_task_says_to_pass_a_list() -> None:
+    """A Task iterates over its fields: ``get_execution_stats(task)`` said "item 0 is tuple,
+    not a Task"; it now says to pass ``[task]``."""
+    task = Task(plan_id="p", description="d", tool_name="echo")
+    with pytest.raises(TypeError, match=r"got a single Task: pass \[task\]"):
+        ExecutionMonitor().get_execution_stats(task)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("item", [None, 5, {"status": "completed"}], ids=repr)
 def test_execution_stats_names_an_item_that_is_not_a_task(item: Any) -> None:
     """An item without a ``status`` is named with its position, instead of an

@@ -100,6 +100,21 @@ def test_a_task_given_where_its_id_is_taken_is_refused(call: Any) -> None:
     assert monitor.get_progress_history(task.id) == []
 
 
+def test_executor_lookups_and_cancel_task_refuse_a_task_given_as_its_id() -> None:
+    """``Executor.cancel_task(task)`` returned ``False`` and the task ran on, where
+    ``get_task_status(task)`` and ``get_metrics(task)`` raise; all three say to pass
+    ``task.id``, and nothing is cancelled."""
+    from laios.execution.executor import Executor
+    from laios.tools.registry import ToolRegistry
+
+    task = _task()
+    with Executor(ToolRegistry(), max_workers=1) as executor:
+        for call in (executor.cancel_task, executor.get_task_status, executor.get_metrics):
+            with pytest.raises(TypeError, match=r"got a Task: pass task\.id"):
+                call(task)
+        assert executor.cancel_task(task.id) is True  # (an id not submitted yet)
+
+
 def test_names_given_as_str_enum_members_keep_their_value() -> None:
     """A metric name, unit, message or task id given as a member of a ``(str, Enum)`` class
     is kept as its value (``"latency"``), not as ``str()`` of the member

@@ -78,9 +78,10 @@ _unprintable_warnings = WarningLimiter()
 def printable(value: Any, placeholder: str) -> str:
     """``value`` as text, for a checkpoint's name or a key of its data; never raises.
 
-    A plain string is itself; anything else is its ``str()``, or, when that raises (a user's
-    ``__str__`` may), a string subclass's own text, else its ``repr()``, else ``placeholder``
-    (with a warning, at most one a minute).
+    A string is its own text (a ``(str, Enum)`` member its value, where ``str()`` gives
+    ``"Class.MEMBER"``); anything else is its ``str()``, or, when that raises (a user's
+    ``__str__`` may), its ``repr()``, else ``placeholder`` (with a warning, at most one a
+    minute).
 
     >>> printable("loaded", "<unprintable name>")
     'loaded'
@@ -89,12 +90,12 @@ def printable(value: Any, placeholder: str) -> str:
     """
     if type(value) is str:
         return value
+    if isinstance(value, str):
+        return str.__str__(value)
     try:
         return str.__str__(str(value))
     except Exception:
         pass
-    if isinstance(value, str):
-        return str.__str__(value)
     try:
         return str.__str__(repr(value))
     except Exception:

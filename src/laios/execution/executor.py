@@ -23,6 +23,7 @@ from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     is_boolean,
+    no_task_as_id,
     not_a_class,
     number_repr,
     plain_callable,
@@ -408,7 +409,8 @@ class Executor(Generic[_RegistryT]):
         """Execute tasks concurrently; results come back in the order of ``tasks``.
 
         ``tasks`` is a list, or any other iterable of tasks (a tuple, a generator): one
-        result per item.
+        result per item. A single ``Task`` given instead gets one failed result (outcome
+        ``rejected``) saying to pass ``[task]``; nothing runs.
 
         One failing task never affects the others; ``timeout`` applies to each task. Async
         tools run on this loop (at most ``max_async_tools`` at once); synchronous tools on the
@@ -418,6 +420,17 @@ class Executor(Generic[_RegistryT]):
         the loop. Never raises (except ``asyncio.CancelledError`` when the awaiting coroutine is
         cancelled: unfinished tasks then end as ``cancelled``, and no more are submitted).
         """
+        # A Task is iterable (over its fields), but it is one task, not a batch of them.
+        if isinstance(tasks, Task):
+            return [
+                rejected_result(
+                    tasks,
+                    TypeError(
+                        "execute_parallel expects a list of Tasks, got a single Task: "
+                        "pass [task], or call execute_async(task, context)"
+                    ),
+                )
+            ]
         # A string or a mapping is iterable, but never a batch of tasks.
         if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
             _log.error("execute_parallel expects a list of Tasks, got %s", type(tasks).__name__)
@@ -629,13 +642,20 @@ class Executor(Generic[_RegistryT]):
             ``True`` when the request was registered (also for a retry call between two
             attempts); ``False`` for a task whose record shows it already finished, for an
             unknown id longer than 256 characters (not remembered), or after ``shutdown()``.
+
+        Raises:
+            TypeError: When given a ``Task`` instead of its id (pass ``task.id``): nothing is
+                cancelled, as with ``get_task_status`` and ``get_metrics``.
         """
+        no_task_as_id(task_id)
         return self._engine.cancel(task_id)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop accepting tasks. With ``wait``, let queued and running tasks finish first.
+        """Stop accepting tasks. With ``wait``, let queued and running tasks finish first,
+        those running on their callers' threads (no timeout) included.
 
-        Calling it again is harmless. Tools that overran their timeout are never waited for.
+        Calling it again is harmless. Tools that overran their timeout are never waited for,
+        nor is a call from one of the executor's tools (or a callback run for it) waiting.
         Called on a running event loop (an ASGI lifespan, async code), it does not wait for
         the tasks that loop awaits (it would hold the loop they need: their timeouts and
         results go through it) and logs a warning saying so; to wait for them, ``await

@@ -285,9 +285,14 @@ class ExecutionMonitor:
         item without these times counts by its status alone).
 
         Raises:
-            TypeError: When ``tasks`` is not an iterable of tasks (a string or a mapping is
-                not one), or one of its items has no ``status``.
+            TypeError: When ``tasks`` is not an iterable of tasks (a string, a mapping or a
+                single ``Task`` is not one), or one of its items has no ``status``.
         """
+        # A Task is iterable (over its fields), but it is one task, not a list of them.
+        if isinstance(tasks, Task):
+            raise TypeError(
+                "get_execution_stats() needs an iterable of Tasks, got a single Task: pass [task]"
+            )
         # A string or a mapping is iterable, but never a list of tasks.
         if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
             raise TypeError(

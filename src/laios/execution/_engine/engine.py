@@ -338,6 +338,7 @@ class Engine:
             elif blocking and limit is None and self.inline is not None:
                 job.runner = self.inline
                 job.inline = inline = True
+                job.thread = threading.get_ident()
             else:
                 job.runner = self.runner
         if limit is not None:
@@ -826,14 +827,16 @@ class Engine:
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new tasks; with ``wait``, let queued and running ones finish first.
 
-        Called from one of the executor's own threads (a tool, or a callback run for it),
-        it does not wait: it would wait for itself, or for another tool doing the same. Nor
-        does it wait when called on a running event loop that awaits tasks of this executor
-        still in flight (see :meth:`awaited_here`).
+        Synchronous tools running on their callers' threads (no timeout) are waited for as
+        those on worker threads are. Called from one of the executor's own threads, or from a
+        tool (or a callback run for it) running on its caller's thread, it does not wait: it
+        would wait for itself, or for another tool doing the same. Nor does it wait when called
+        on a running event loop that awaits tasks of this executor still in flight (see
+        :meth:`awaited_here`).
         """
         self.close()
         self.end_stranded()
-        if wait and self.on_own_thread():
+        if wait and (self.on_own_thread() or self._runs_inline_here()):
             wait = False
         if wait:
             on_runners, async_tools = self.awaited_here()
@@ -858,9 +861,38 @@ class Engine:
                         else f" ({async_tools} of them async tools running on this loop)"
                     ),
                 )
+        if wait:
+            self._wait_for_inline_runs()
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait and not self._slots_held_here())
+
+    def _inline_runs(self) -> list[Job]:
+        """This executor's tasks still running on their callers' threads (the inline road);
+        read from the store's records, so that running a task costs nothing more."""
+        return [
+            record
+            for record in self.store.scope_records(self.scope)  # (shutdown is rare)
+            if isinstance(record, Job) and record.inline and record.state != "finished"
+        ]
+
+    def _runs_inline_here(self) -> bool:
+        """Whether the calling thread runs one of this executor's tasks on the inline road
+        (its tool, or a callback run for it): waiting there for the tasks would wait for
+        itself."""
+        here = threading.get_ident()
+        return any(job.thread == here for job in self._inline_runs())
+
+    def _wait_for_inline_runs(self) -> None:
+        """Wait, polling, until no task of this executor runs on its caller's thread (new ones
+        are refused by now). A short poll costs the calls nothing, where a per-call
+        notification would cost every call."""
+        delay = _FIRST_INLINE_POLL
+        runs = self._inline_runs()
+        while runs:
+            time.sleep(delay)
+            delay = min(delay * 2, _LAST_INLINE_POLL)
+            runs = [job for job in runs if job.state != "finished"]
 
     def _slots_held_here(self) -> bool:
         """Whether calls of the loop thread wait for async slots that tools on the event loop
@@ -976,7 +1008,7 @@ class Engine:
         threads (see :meth:`on_own_thread`), inside one of its async tools (the tool's
         coroutine, a task it started, a callback run for it), or in an ``on_progress``
         callback of one of its tasks. Waiting there for its tasks would wait for itself."""
-        if self.on_own_thread() or self.loop_here.slots.held_here():
+        if self.on_own_thread() or self.loop_here.slots.held_here() or self._runs_inline_here():
             return True
         runner = in_callback_of()
         return runner is not None and runner in (
@@ -992,6 +1024,12 @@ class Engine:
         if owns is not None and owns():
             return True
         return self.loop_thread.runs_current_thread()
+
+
+#: Seconds between two looks at the tasks running on their callers' threads while a shutdown
+#: waits for them: the first, then doubling up to the last.
+_FIRST_INLINE_POLL = 0.001
+_LAST_INLINE_POLL = 0.05
 
 
 _BLOCKS_ITS_LOOP = Refusal(

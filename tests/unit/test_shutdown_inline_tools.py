@@ -1,0 +1,132 @@
+"""``shutdown(wait=True)`` waits for synchronous tools running on their callers' threads
+(``execute_task`` without a timeout), as it waits for those on worker threads; called from
+such a tool, or from a callback run for it, it does not wait for itself."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from laios.core.types import Context, Task, TaskResult
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="s", user_id="u")
+#: Generous bound for anything that must end; a wrongly waiting shutdown never ends.
+LONG = 10.0
+
+
+class Gate(BaseTool):
+    """Blocks until its test opens the gate; says when it has started."""
+
+    name = "gate"
+    description = "Waits for the test to let it finish."
+    started = threading.Event()
+    release = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        type(self).started.set()
+        assert type(self).release.wait(LONG)
+        return "through"
+
+
+def _executor() -> Executor:
+    Gate.started = threading.Event()
+    Gate.release = threading.Event()
+    registry = ToolRegistry()
+    registry.register_tool(Gate)
+    return Executor(registry, store=MetricStore(), register_prometheus=False)
+
+
+def _run_inline(executor: Executor, results: list[TaskResult]) -> threading.Thread:
+    task = Task(plan_id="p", description="d", tool_name="gate")
+    caller = threading.Thread(target=lambda: results.append(executor.execute_task(task, CONTEXT)))
+    caller.start()
+    assert Gate.started.wait(LONG)
+    return caller
+
+
+def test_shutdown_with_wait_waits_for_a_tool_on_its_callers_thread() -> None:
+    """shutdown() returned at once while a tool run without a timeout was still running."""
+    executor = _executor()
+    results: list[TaskResult] = []
+    caller = _run_inline(executor, results)
+    closer = threading.Thread(target=executor.shutdown)
+    closer.start()
+    closer.join(0.5)
+    still_waiting = closer.is_alive()
+    Gate.release.set()
+    closer.join(LONG)
+    caller.join(LONG)
+    assert still_waiting
+    assert not closer.is_alive()
+    assert [r.output for r in results] == ["through"]
+
+
+def test_aclose_waits_for_a_tool_on_its_callers_thread() -> None:
+    """await aclose() waits for it too."""
+    executor = _executor()
+    results: list[TaskResult] = []
+    caller = _run_inline(executor, results)
+    closer = threading.Thread(target=lambda: asyncio.run(executor.aclose()))
+    closer.start()
+    closer.join(0.5)
+    still_waiting = closer.is_alive()
+    Gate.release.set()
+    closer.join(LONG)
+    caller.join(LONG)
+    assert still_waiting
+    assert not closer.is_alive()
+    assert [r.output for r in results] == ["through"]
+
+
+def test_shutdown_with_wait_from_the_tool_itself_does_not_wait_for_it() -> None:
+    """A tool on its caller's thread that shuts its executor down is not waited for."""
+    registry = ToolRegistry()
+    holder: dict[str, Executor] = {}
+
+    class ShutsDown(BaseTool):
+        name = "shuts_down"
+        description = "Shuts its executor down, waiting."
+
+        def _execute(self, **kwargs: Any) -> Any:
+            holder["executor"].shutdown(wait=True)
+            return "closed"
+
+    registry.register_tool(ShutsDown)
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    holder["executor"] = executor
+    results: list[TaskResult] = []
+    task = Task(plan_id="p", description="d", tool_name="shuts_down")
+    caller = threading.Thread(target=lambda: results.append(executor.execute_task(task, CONTEXT)))
+    caller.start()
+    caller.join(LONG)
+    assert not caller.is_alive()
+    assert [r.output for r in results] == ["closed"]
+
+
+def test_shutdown_with_wait_from_a_callback_on_the_callers_thread_does_not_wait() -> None:
+    """An on_progress callback of a task run on its caller's thread may shut down, waiting."""
+    registry = ToolRegistry()
+    registry.register_tool(Gate)
+    Gate.started = threading.Event()
+    Gate.release = threading.Event()
+    Gate.release.set()
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "started":
+            executor.shutdown(wait=True)
+
+    results: list[TaskResult] = []
+    task = Task(plan_id="p", description="d", tool_name="gate")
+    caller = threading.Thread(
+        target=lambda: results.append(executor.execute_task(task, CONTEXT, on_progress=on_progress))
+    )
+    caller.start()
+    caller.join(LONG)
+    assert not caller.is_alive()
+    assert [r.success for r in results] == [True]
