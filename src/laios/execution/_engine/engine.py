@@ -634,6 +634,15 @@ class Engine:
             batch.stop_timer()
             _cancelled_by_caller(jobs)
             raise
+        except BaseException:
+            # Interrupted (Ctrl-C) while a chunk was accepted: the tasks of that chunk already
+            # handed over are not in ``jobs`` yet; nobody will await any of them.
+            batch.stop_timer()
+            _cancelled_by_caller(
+                [slot for slot in slots if isinstance(slot, Job)],
+                "the caller was interrupted",
+            )
+            raise
         await self._wait(batch, jobs, limit)
         return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
 
@@ -1017,15 +1026,15 @@ def _expire(events: Any) -> None:
         events.expire()
 
 
-def _cancelled_by_caller(jobs: list[Job]) -> None:
-    """End the unfinished ``jobs`` of a coroutine that was cancelled while awaiting them."""
+def _cancelled_by_caller(
+    jobs: list[Job], why: str = "the awaiting coroutine was cancelled"
+) -> None:
+    """End the unfinished ``jobs`` of a coroutine that was cancelled (or interrupted) while
+    awaiting them; ``why`` ends their error."""
     # Queued jobs first: abandoning a running one may start a replacement thread, which
     # must find nothing of this batch left to run.
     for job in sorted(jobs, key=lambda j: j.phase != QUEUED):
-        job.interrupt(
-            "cancelled",
-            f"Task '{job.task_id}' was cancelled: the awaiting coroutine was cancelled",
-        )
+        job.interrupt("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
     for job in jobs:
         job.result = None  # nobody will take these: the records must not keep them
 
