@@ -1063,7 +1063,9 @@ class MetricStore:
             rec = self._latest(record_id(task_id), progress=progress)
         return [] if rec is None else rec.parameter_secrets()
 
-    def record_progress(self, update: ProgressUpdate, rec: TaskRecord | None = None) -> None:
+    def record_progress(
+        self, update: ProgressUpdate, rec: TaskRecord | None = None
+    ) -> ProgressUpdate:
         """Store a progress update (bounded history) and notify progress listeners.
 
         The history keeps the update with its message cut to ``MAX_TEXT`` characters and a
@@ -1078,6 +1080,9 @@ class MetricStore:
                 the update's task id keeps it (and, while running, shows the new progress).
                 Updates about an id no executor knows are kept on their own, for the newest
                 ``max_tracked_ids`` ids.
+
+        Returns:
+            The update as kept (shared with the history: copy it before handing it out).
         """
         update, size = _kept_update(update)
         with self._lock:
@@ -1103,6 +1108,7 @@ class MetricStore:
             listeners = bool(self._progress_listeners)
         if listeners:
             self._notify(copy_update(update), rec)
+        return update
 
     def _notify(self, update: ProgressUpdate, rec: TaskRecord | None) -> None:
         listeners = self._progress_snapshot
