@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import inspect
 import logging
 import re
 import threading
@@ -744,6 +745,9 @@ class Job(TaskRecord):
         if type(data) is _COROUTINE:  # a missing ``await`` in the tool
             self._returned_coroutine(data)
             return
+        if type(data) not in _PLAIN and inspect.isawaitable(data):  # (a Future, a Task)
+            self._returned_awaitable(data)
+            return
         if self.interrupted is not None:  # Ctrl-C in a progress callback
             message = self._interrupt_message()
             self.finish("error", message, "callback_error", data=data, extra=extra)
@@ -760,6 +764,23 @@ class Job(TaskRecord):
             "error",
             f"Tool '{self.tool}' returned the coroutine {shorten(str(name), 128)}() instead of "
             "its value: a missing 'await' in the tool? (the coroutine was closed, never run)",
+            "TypeError",
+        )
+
+    def _returned_awaitable(self, awaitable: Any) -> None:
+        """The tool returned an awaitable other than a coroutine (an asyncio ``Future`` or
+        ``Task``: a missing ``await``): fail, saying so. It is left as it is: it may be
+        shared, and a task the tool started runs on as the tool left it."""
+        if isinstance(awaitable, asyncio.Task):
+            name = "an asyncio Task"
+        elif isinstance(awaitable, asyncio.Future):
+            name = "an asyncio Future"
+        else:
+            name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
+        self.finish(
+            "error",
+            f"Tool '{self.tool}' returned {name}, an awaitable, instead of its value: a "
+            "missing 'await' in the tool? (nothing awaited it)",
             "TypeError",
         )
 
