@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
@@ -44,16 +46,31 @@ class Quick(AsyncBaseTool):
 
 
 class InterruptingRegistry(ToolRegistry):
-    """A registry of the caller's own, where looking up one name is interrupted (Ctrl-C)."""
+    """A registry of the caller's own, where looking up one name is interrupted (Ctrl-C, or
+    another ``BaseException``)."""
+
+    def __init__(self, interruption: type[BaseException]) -> None:
+        super().__init__()
+        self.interruption = interruption
 
     def get_tool(self, name: str) -> Any:
         if name == "interrupt_here":
-            raise KeyboardInterrupt
+            raise self.interruption
         return super().get_tool(name)
 
 
-def test_an_interruption_mid_chunk_cancels_every_accepted_task() -> None:
-    registry = InterruptingRegistry()
+@pytest.mark.parametrize(
+    ("interruption", "why"),
+    [
+        (KeyboardInterrupt, "the caller was interrupted"),
+        (SystemExit, "the caller was interrupted"),
+        (asyncio.CancelledError, "the awaiting coroutine was cancelled"),
+    ],
+)
+def test_an_interruption_mid_chunk_cancels_every_accepted_task(
+    interruption: type[BaseException], why: str
+) -> None:
+    registry = InterruptingRegistry(interruption)
     registry.register_tools([Wait(), Quick()])
     store = MetricStore()
     executor = Executor(registry, store=store, register_prometheus=False)
@@ -72,7 +89,7 @@ def test_an_interruption_mid_chunk_cancels_every_accepted_task() -> None:
         before = asyncio.all_tasks()
         try:
             await executor.execute_parallel(tasks, context)
-        except KeyboardInterrupt:
+        except interruption:
             pass
         else:
             raise AssertionError("the interruption did not go on")
@@ -92,7 +109,7 @@ def test_an_interruption_mid_chunk_cancels_every_accepted_task() -> None:
         assert executor.get_running_tasks() == []
         error = tasks[INTERRUPTED_AT - 1].error
         assert error is not None
-        assert "interrupted" in error
+        assert error.endswith(why)
         snapshot = store.snapshot()
         [wait] = [t for t in snapshot.tools if t.tool == "interrupt_wait"]
         assert {k: h.count for k, h in wait.outcomes.items() if h.count} == {

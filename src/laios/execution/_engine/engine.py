@@ -630,17 +630,16 @@ class Engine:
                 for task in items[start : start + ACCEPT_CHUNK]:
                     slots.append(self._accept(task, context, on_progress, limit, batch, parent))
                 jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
-        except asyncio.CancelledError:  # cancelled between two chunks: the rest never start
-            batch.stop_timer()
-            _cancelled_by_caller(jobs)
-            raise
-        except BaseException:
-            # Interrupted (Ctrl-C) while a chunk was accepted: the tasks of that chunk already
-            # handed over are not in ``jobs`` yet; nobody will await any of them.
+        except BaseException as exc:
+            # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted:
+            # the rest never start, and nobody will await what was accepted (the tasks of the
+            # chunk under way included, not in ``jobs`` yet).
             batch.stop_timer()
             _cancelled_by_caller(
                 [slot for slot in slots if isinstance(slot, Job)],
-                "the caller was interrupted",
+                "the awaiting coroutine was cancelled"
+                if isinstance(exc, asyncio.CancelledError)
+                else "the caller was interrupted",
             )
             raise
         await self._wait(batch, jobs, limit)
