@@ -358,14 +358,20 @@ class Engine:
             job.phase = RUNNING
         # Started at once (no queue wait): on the caller's thread, or in a slot claimed now.
         at_once = inline or claimed
-        store.submit_record(job, at_once and not pending)
+        try:
+            store.submit_record(job, at_once and not pending)
+        except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+            job.listener_interrupted(exc)
         # Read again now that the record is visible: a cancel_task that ran in between found no
         # record and left a pending request, which must cancel this run, not a later one.
         if refusal is None and (pending or self.pending_cancels):
             if self._cancel_before_start(job):
                 return job
             if pending and at_once:
-                store.task_started(job)
+                try:
+                    store.task_started(job)
+                except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+                    job.listener_interrupted(exc)
         if refusal is not None:
             job.refused(refusal)  # (unless cancel_task got there first)
         return job
@@ -570,6 +576,8 @@ class Engine:
             interrupt = job.interrupted
             if interrupt is None and type(job.raised) is KeyboardInterrupt:
                 interrupt = job.raised
+            if interrupt is None:  # (a progress listener's, on this thread)
+                interrupt = job.listener_interrupt
             if interrupt is not None:
                 raise interrupt
         return result
