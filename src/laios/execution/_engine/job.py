@@ -426,7 +426,17 @@ class Job(TaskRecord):
             self.memory_peak_mb = outcome.memory_peak_mb
         if outcome.worker:
             self.worker = outcome.worker
-        self._settle(outcome)
+        try:
+            self._settle(outcome)
+        except Exception as exc:  # (before any outcome: finishing itself never raises)
+            # The tool's value could not be looked at (its ``__class__`` raises, say).
+            self.finish(
+                "error",
+                f"Tool '{self.tool}' returned a value the executor cannot inspect: "
+                f"{type(exc).__name__}: {describe_exception(exc)}",
+                safe_error_type(type(exc).__name__),
+                exception=exc,
+            )
 
     def refused(self, refusal: Refusal) -> None:
         """The runner gave up on the call before starting it: finish as rejected."""
