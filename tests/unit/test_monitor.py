@@ -83,6 +83,26 @@ def test_tracker_update_and_get_progress() -> None:
     assert latest.details == {"file": "a.csv"}  # type: ignore[union-attr]
 
 
+def test_update_progress_returns_the_update_as_kept() -> None:
+    """update_progress returns the update the history keeps (details summarized, its own
+    copy), not the caller's objects: the same as get_progress reads back."""
+
+    class Live:
+        def __repr__(self) -> str:
+            return "<live>"
+
+    tracker = ProgressTracker()
+    rows = [1, 2]
+    given = {"blob": b"x" * 100_000, "live": Live(), "rows": rows}
+    update = tracker.update_progress("t", ProgressStatus.IN_PROGRESS, 10.0, "m", given)
+    assert update == tracker.get_progress("t")
+    assert update.details == {"blob": "<bytes 100000 bytes>", "live": "<live>", "rows": [1, 2]}
+    rows.append(3)  # the caller's objects are not the update's
+    update.details["rows"].append(4)  # nor is the history's copy the returned one
+    assert tracker.get_progress("t").details["rows"] == [1, 2]  # type: ignore[union-attr]
+    assert update.details["rows"] == [1, 2, 4]
+
+
 def test_tracker_history_is_oldest_first() -> None:
     """get_history returns every update oldest first; [] for an unknown id."""
     tracker = ProgressTracker()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic
@@ -433,7 +433,15 @@ class Executor(Generic[_RegistryT]):
             ]
         # A string or a mapping is iterable, but never a batch of tasks.
         if not isinstance(tasks, Iterable) or isinstance(tasks, (str, bytes, Mapping)):
-            _log.error("execute_parallel expects a list of Tasks, got %s", type(tasks).__name__)
+            # (an async stream of tasks: say how to pass it)
+            collect = (
+                ": collect an async iterable first, [task async for task in tasks]"
+                if isinstance(tasks, AsyncIterable)
+                else ""
+            )
+            _log.error(
+                "execute_parallel expects a list of Tasks, got %s%s", type(tasks).__name__, collect
+            )
             return []
         try:
             items = list(tasks)

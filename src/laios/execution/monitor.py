@@ -42,6 +42,7 @@ from laios.execution._records import (
     ProgressStatus,
     ProgressUpdate,
     clamp_percent,
+    copy_update,
     shorten,
 )
 from laios.execution.redaction import scrub_head
@@ -111,7 +112,9 @@ class ProgressTracker:
         message: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> ProgressUpdate:
-        """Record an update (percent clamped to 0–100) and notify listeners.
+        """Record an update (percent clamped to 0–100), notify listeners, and return the
+        update as kept: its details summarized (see ``MetricStore.record_progress``), a copy
+        of its own, equal to what :meth:`get_progress` reads back.
 
         The message is scrubbed of the secret values of the task's parameters while an
         executor runs it (as a tool's own ``current_task().progress`` message is), then cut
@@ -140,8 +143,8 @@ class ProgressTracker:
             details=dict(details) if details else {},
             timestamp=self._store.now(),
         )
-        self._store.record_progress(update)
-        return update
+        # The update as the history keeps it (details summarized), in a copy of its own.
+        return copy_update(self._store.record_progress(update))
 
     def get_progress(self, task_id: str) -> ProgressUpdate | None:
         """The latest update for ``task_id``, or ``None``."""

@@ -868,8 +868,12 @@ class MetricStore:
                     update = _final(rec)
         finally:
             lock.release()
+        interrupt = None
         if update is not None:
-            self._notify(update, rec)
+            try:
+                self._notify(update, rec)
+            except KeyboardInterrupt as exc:  # (the finish listeners hear the task first)
+                interrupt = exc
         if self._finish_listeners:  # (the only cost of the seam while nobody listens)
             wait = rec.started_mono - rec.submitted_mono
             self._tell_finished(
@@ -884,6 +888,8 @@ class MetricStore:
                     self._counts.labels,
                 )
             )
+        if interrupt is not None:
+            raise interrupt
         return True
 
     def _tell_finished(self, event: FinishedTask) -> None:
@@ -1100,7 +1106,9 @@ class MetricStore:
             rec = self._latest(record_id(task_id), progress=progress)
         return [] if rec is None else rec.parameter_secrets()
 
-    def record_progress(self, update: ProgressUpdate, rec: TaskRecord | None = None) -> None:
+    def record_progress(
+        self, update: ProgressUpdate, rec: TaskRecord | None = None
+    ) -> ProgressUpdate:
         """Store a progress update (bounded history) and notify progress listeners.
 
         The history keeps the update with its message cut to ``MAX_TEXT`` characters and a
@@ -1115,6 +1123,9 @@ class MetricStore:
                 the update's task id keeps it (and, while running, shows the new progress).
                 Updates about an id no executor knows are kept on their own, for the newest
                 ``max_tracked_ids`` ids.
+
+        Returns:
+            The update as kept (shared with the history: copy it before handing it out).
         """
         update, size = _kept_update(update)
         with self._lock:
@@ -1140,6 +1151,7 @@ class MetricStore:
             listeners = bool(self._progress_listeners)
         if listeners:
             self._notify(copy_update(update), rec)
+        return update
 
     def _notify(self, update: ProgressUpdate, rec: TaskRecord | None) -> None:
         listeners = self._progress_snapshot

@@ -359,14 +359,20 @@ class Engine:
             job.phase = RUNNING
         # Started at once (no queue wait): on the caller's thread, or in a slot claimed now.
         at_once = inline or claimed
-        store.submit_record(job, at_once and not pending)
+        try:
+            store.submit_record(job, at_once and not pending)
+        except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+            job.listener_interrupted(exc)
         # Read again now that the record is visible: a cancel_task that ran in between found no
         # record and left a pending request, which must cancel this run, not a later one.
         if refusal is None and (pending or self.pending_cancels):
             if self._cancel_before_start(job):
                 return job
             if pending and at_once:
-                store.task_started(job)
+                try:
+                    store.task_started(job)
+                except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+                    job.listener_interrupted(exc)
         if refusal is not None:
             job.refused(refusal)  # (unless cancel_task got there first)
         return job
@@ -571,6 +577,8 @@ class Engine:
             interrupt = job.interrupted
             if interrupt is None and type(job.raised) is KeyboardInterrupt:
                 interrupt = job.raised
+            if interrupt is None:  # (a progress listener's, on this thread)
+                interrupt = job.listener_interrupt
             if interrupt is not None:
                 raise interrupt
         return result
@@ -631,9 +639,17 @@ class Engine:
                 for task in items[start : start + ACCEPT_CHUNK]:
                     slots.append(self._accept(task, context, on_progress, limit, batch, parent))
                 jobs += [slot for slot in slots[start:] if isinstance(slot, Job)]
-        except asyncio.CancelledError:  # cancelled between two chunks: the rest never start
+        except BaseException as exc:
+            # Cancelled between two chunks, or interrupted (Ctrl-C) while one was accepted:
+            # the rest never start, and nobody will await what was accepted (the tasks of the
+            # chunk under way included, not in ``jobs`` yet).
             batch.stop_timer()
-            _cancelled_by_caller(jobs)
+            _cancelled_by_caller(
+                [slot for slot in slots if isinstance(slot, Job)],
+                "the awaiting coroutine was cancelled"
+                if isinstance(exc, asyncio.CancelledError)
+                else "the caller was interrupted",
+            )
             raise
         await self._wait(batch, jobs, limit)
         return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
@@ -1055,15 +1071,15 @@ def _expire(events: Any) -> None:
         events.expire()
 
 
-def _cancelled_by_caller(jobs: list[Job]) -> None:
-    """End the unfinished ``jobs`` of a coroutine that was cancelled while awaiting them."""
+def _cancelled_by_caller(
+    jobs: list[Job], why: str = "the awaiting coroutine was cancelled"
+) -> None:
+    """End the unfinished ``jobs`` of a coroutine that was cancelled (or interrupted) while
+    awaiting them; ``why`` ends their error."""
     # Queued jobs first: abandoning a running one may start a replacement thread, which
     # must find nothing of this batch left to run.
     for job in sorted(jobs, key=lambda j: j.phase != QUEUED):
-        job.interrupt(
-            "cancelled",
-            f"Task '{job.task_id}' was cancelled: the awaiting coroutine was cancelled",
-        )
+        job.interrupt("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
     for job in jobs:
         job.result = None  # nobody will take these: the records must not keep them
 

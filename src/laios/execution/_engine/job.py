@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import inspect
 import logging
 import re
 import threading
@@ -309,6 +310,9 @@ class Job(TaskRecord):
     in_task = False  # an async tool run inside the awaiting task, in a slot claimed at once
     claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
+    # Ctrl-C raised by a listener of the store while an event of this (inline) task was
+    # recorded: re-raised on the caller's thread once the task is (see listener_interrupted)
+    listener_interrupt: KeyboardInterrupt | None = None
     raised: BaseException | None = None  # what the tool raised (for the inline road's Ctrl-C)
     worker: str | None = None  # where the tool ran, when its runner says (a process, a host)
     # The task's secret values read before its tool ran, when its parameters hold containers:
@@ -360,7 +364,10 @@ class Job(TaskRecord):
                 self.interrupt("timeout", self.timeout_message(queued=True))
                 return False
             if self.state == "queued":
-                self.env.store.task_started(self)
+                try:
+                    self.env.store.task_started(self)
+                except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+                    self.listener_interrupted(exc)
             # (a task run again: the earlier run's completed_at would precede this start)
             running = {"status": _RUNNING, "started_at": datetime.now(_UTC), "completed_at": None}
             lock = self.env.lock
@@ -420,7 +427,17 @@ class Job(TaskRecord):
             self.memory_peak_mb = outcome.memory_peak_mb
         if outcome.worker:
             self.worker = outcome.worker
-        self._settle(outcome)
+        try:
+            self._settle(outcome)
+        except Exception as exc:  # (before any outcome: finishing itself never raises)
+            # The tool's value could not be looked at (its ``__class__`` raises, say).
+            self.finish(
+                "error",
+                f"Tool '{self.tool}' returned a value the executor cannot inspect: "
+                f"{type(exc).__name__}: {describe_exception(exc)}",
+                safe_error_type(type(exc).__name__),
+                exception=exc,
+            )
 
     def refused(self, refusal: Refusal) -> None:
         """The runner gave up on the call before starting it: finish as rejected."""
@@ -455,7 +472,10 @@ class Job(TaskRecord):
             status = ProgressStatus.IN_PROGRESS
             store = self.env.store
             update = ProgressUpdate(self.task_id, status, percent, text, details, store.now())
-            store.record_progress(update, self)
+            try:
+                store.record_progress(update, self)
+            except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+                self.listener_interrupted(exc)
         else:
             self.progress_percent = percent
         self.fire(
@@ -670,6 +690,26 @@ class Job(TaskRecord):
         if not self.interrupt("timeout", self.timeout_message(queued=self.phase == QUEUED)):
             self.overdue_now()
 
+    def listener_interrupted(self, exc: KeyboardInterrupt) -> None:
+        """A listener of the store (progress or finish) raised Ctrl-C while an event of this
+        task was recorded (the store tells its listeners once the event is recorded). The task
+        goes on as it would have: listeners never change a task. The interrupt is the caller's
+        when the listener ran on the caller's thread (an inline task: re-raised once the task
+        is recorded, see ``Engine.run_blocking``); anywhere else nobody can take it, and it is
+        logged."""
+        if self.inline:
+            if self.listener_interrupt is None:
+                self.listener_interrupt = exc
+            return
+        _log.warning(
+            "a listener of the store (progress or finish) raised KeyboardInterrupt on thread %r "
+            "while an event of task %r (tool %r) was recorded; the task goes on unchanged and "
+            "the interrupt, raised on another thread than the caller's, is dropped",
+            threading.current_thread().name,
+            shorten(self.task_id, 128),
+            shorten(self.tool, 128),
+        )
+
     def interrupted_message(self) -> str:
         """The error of a task whose caller was interrupted (Ctrl-C) while it ran."""
         return f"Task '{self.task_id}' was cancelled: the caller was interrupted"
@@ -745,6 +785,9 @@ class Job(TaskRecord):
         if type(data) is _COROUTINE:  # a missing ``await`` in the tool
             self._returned_coroutine(data)
             return
+        if type(data) not in _PLAIN and inspect.isawaitable(data):  # (a Future, a Task)
+            self._returned_awaitable(data)
+            return
         if self.interrupted is not None:  # Ctrl-C in a progress callback
             message = self._interrupt_message()
             self.finish("error", message, "callback_error", data=data, extra=extra)
@@ -761,6 +804,23 @@ class Job(TaskRecord):
             "error",
             f"Tool '{self.tool}' returned the coroutine {shorten(str(name), 128)}() instead of "
             "its value: a missing 'await' in the tool? (the coroutine was closed, never run)",
+            "TypeError",
+        )
+
+    def _returned_awaitable(self, awaitable: Any) -> None:
+        """The tool returned an awaitable other than a coroutine (an asyncio ``Future`` or
+        ``Task``: a missing ``await``): fail, saying so. It is left as it is: it may be
+        shared, and a task the tool started runs on as the tool left it."""
+        if isinstance(awaitable, asyncio.Task):
+            name = "an asyncio Task"
+        elif isinstance(awaitable, asyncio.Future):
+            name = "an asyncio Future"
+        else:
+            name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
+        self.finish(
+            "error",
+            f"Tool '{self.tool}' returned {name}, an awaitable, instead of its value: a "
+            "missing 'await' in the tool? (nothing awaited it)",
             "TypeError",
         )
 
@@ -903,14 +963,17 @@ class Job(TaskRecord):
         status = _STATUS_OF_OUTCOME.get(outcome, _FAILED)
         trace_id = self.trace_id
         exemplar = (trace_id, self.span_id or "") if trace_id and self.sampled else None
-        env.store.task_finished(
-            self,
-            outcome,
-            status,
-            error_type if failed else None,
-            exemplar=exemplar,
-            unstarted=self.unstarted,
-        )
+        try:
+            env.store.task_finished(
+                self,
+                outcome,
+                status,
+                error_type if failed else None,
+                exemplar=exemplar,
+                unstarted=self.unstarted,
+            )
+        except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+            self.listener_interrupted(exc)
         fields = {
             "status": status,
             "completed_at": datetime.now(_UTC),
@@ -1034,6 +1097,8 @@ class Job(TaskRecord):
         )
         try:
             self.env.store.task_finished(self, "error", _FAILED, "internal")
+        except KeyboardInterrupt as interrupt:  # (a progress listener's, once recorded)
+            self.listener_interrupted(interrupt)
         except Exception:  # the store itself is broken: the result must still be delivered
             _log.exception("could not count the internal error of task %r", self.task_id[:128])
         error = (

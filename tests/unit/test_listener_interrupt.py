@@ -1,0 +1,155 @@
+"""A progress listener that raises ``KeyboardInterrupt`` (Ctrl-C, on Python 3.10 delivered
+wherever the main thread is) while the executor records a task's event never breaks the task.
+
+The store lets a listener's ``KeyboardInterrupt`` go on to whoever recorded the update; inside
+the executor that was the task's own machinery: a task whose ``STARTING`` update was
+interrupted was never started and its caller waited for its whole timeout (or for ever), one
+whose final update was interrupted stayed ``running``, and one whose ``IN_PROGRESS`` update was
+interrupted failed with ``KeyboardInterrupt``. The task now runs and ends as it would have; the
+interrupt goes on to the caller when the listener ran on the caller's own thread (a synchronous
+tool run there), and is logged otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task, TaskStatus
+from laios.execution import current_task
+from laios.execution.executor import Executor
+from laios.execution.monitor import ProgressStatus, ProgressTracker, ProgressUpdate
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool, BaseTool
+from laios.tools.registry import ToolRegistry
+
+#: Longest a call may take: a call that hangs fails instead.
+GUARD = 5.0
+
+
+class Halfway(AsyncBaseTool):
+    name = "listener_async"
+    description = "Reports progress once."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        current = current_task()
+        assert current is not None
+        current.progress(50, "half")
+        return "async done"
+
+
+class SyncHalfway(BaseTool):
+    name = "listener_sync"
+    description = "Reports progress once."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        current = current_task()
+        assert current is not None
+        current.progress(50, "half")
+        return "sync done"
+
+
+@pytest.fixture
+def store() -> MetricStore:
+    return MetricStore()
+
+
+@pytest.fixture
+def executor(store: MetricStore) -> Any:
+    registry = ToolRegistry()
+    registry.register_tools([Halfway(), SyncHalfway()])
+    executor = Executor(registry, store=store, register_prometheus=False)
+    yield executor
+    executor.shutdown(wait=False)
+
+
+STATUSES = [ProgressStatus.STARTING, ProgressStatus.IN_PROGRESS, ProgressStatus.COMPLETED]
+
+
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("road", ["execute_async", "execute_parallel", "execute_task"])
+@pytest.mark.parametrize("tool", ["listener_async", "listener_sync"])
+def test_a_listener_interrupted_on_an_event_leaves_the_task_as_it_would_have_ended(
+    executor: Executor,
+    store: MetricStore,
+    caplog: pytest.LogCaptureFixture,
+    status: ProgressStatus,
+    road: str,
+    tool: str,
+) -> None:
+    interrupted: list[ProgressUpdate] = []
+
+    def listener(update: ProgressUpdate) -> None:
+        if update.status is status:
+            interrupted.append(update)
+            raise KeyboardInterrupt
+
+    ProgressTracker(store).add_listener(listener)
+    context = Context(session_id="s", user_id="u")
+    task = Task(plan_id="p", description="d", tool_name=tool)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        if road == "execute_async":
+            result = asyncio.run(asyncio.wait_for(executor.execute_async(task, context), GUARD))
+        elif road == "execute_parallel":
+            [result] = asyncio.run(
+                asyncio.wait_for(executor.execute_parallel([task], context), GUARD)
+            )
+        else:
+            result = executor.execute_task(task, context, timeout=GUARD)
+    assert time.monotonic() - started < GUARD / 2
+    assert len(interrupted) == 1
+    assert result.success, result.error
+    assert result.output == ("async done" if tool == "listener_async" else "sync done")
+    assert task.status is TaskStatus.COMPLETED
+    assert executor.get_running_tasks() == []
+    assert all(t.in_flight == 0 for t in store.snapshot().tools)
+    assert "KeyboardInterrupt" in caplog.text
+    # Still usable.
+    again = Task(plan_id="p", description="d", tool_name=tool)
+    assert executor.execute_task(again, context, timeout=GUARD).success
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_on_the_callers_thread_the_interrupt_goes_on_once_the_task_is_recorded(
+    executor: Executor, store: MetricStore, status: ProgressStatus
+) -> None:
+    """A synchronous tool with no timeout runs on the caller's thread: the listener's
+    interrupt is the caller's, and goes on once the task is recorded."""
+
+    def listener(update: ProgressUpdate) -> None:
+        if update.status is status:
+            raise KeyboardInterrupt
+
+    ProgressTracker(store).add_listener(listener)
+    context = Context(session_id="s", user_id="u")
+    task = Task(plan_id="p", description="d", tool_name="listener_sync")
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute_task(task, context)
+    assert task.status is TaskStatus.COMPLETED
+    assert task.result == "sync done"
+    assert executor.get_running_tasks() == []
+    assert all(t.in_flight == 0 for t in store.snapshot().tools)
+
+
+@pytest.mark.parametrize("tool", ["listener_async", "listener_sync"])
+def test_a_finish_listener_interrupted_leaves_the_task_finished(
+    executor: Executor, store: MetricStore, tool: str
+) -> None:
+    """The same for a finish listener of the store (``add_finish_listener``)."""
+
+    def listener(event: Any) -> None:
+        raise KeyboardInterrupt
+
+    store.add_finish_listener(listener)
+    context = Context(session_id="s", user_id="u")
+    task = Task(plan_id="p", description="d", tool_name=tool)
+    [result] = asyncio.run(asyncio.wait_for(executor.execute_parallel([task], context), GUARD))
+    assert result.success, result.error
+    assert task.status is TaskStatus.COMPLETED
+    assert executor.get_running_tasks() == []
+    assert all(t.in_flight == 0 for t in store.snapshot().tools)
