@@ -43,7 +43,8 @@ class Where(AsyncBaseTool):
     description = "Reports the asyncio task it runs in."
 
     async def _execute_async(self, **kwargs: Any) -> Any:
-        return asyncio.current_task()
+        # (in a dict: a tool returning an awaitable itself fails, a missing ``await``)
+        return {"task": asyncio.current_task()}
 
 
 class Hang(AsyncBaseTool):
@@ -86,7 +87,7 @@ def test_the_tool_runs_in_the_awaiting_task(make_executor: Any) -> None:
 
     async def scenario() -> tuple[Any, Any]:
         result = await executor.execute_async(_task("where"), CONTEXT)
-        return result.output, asyncio.current_task()
+        return result.output["task"], asyncio.current_task()
 
     tool_task, caller_task = asyncio.run(scenario())
     assert tool_task is caller_task
@@ -103,7 +104,7 @@ def test_with_a_timeout_the_tool_runs_in_a_task_of_its_own(make_executor: Any) -
 
     result, caller_task = asyncio.run(scenario())
     assert result.success, result.error
-    assert result.output is not caller_task
+    assert result.output["task"] is not caller_task
 
 
 def test_without_a_free_slot_the_tool_runs_in_a_task_of_its_own(make_executor: Any) -> None:
@@ -119,7 +120,7 @@ def test_without_a_free_slot_the_tool_runs_in_a_task_of_its_own(make_executor: A
 
     result, caller_task = asyncio.run(scenario())
     assert result.success, result.error
-    assert result.output is not caller_task
+    assert result.output["task"] is not caller_task
 
 
 @pytest.mark.parametrize("swallow", [False, True])
