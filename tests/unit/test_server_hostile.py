@@ -434,6 +434,15 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
             b"a header line is not a name, a colon and a value",
         ),
         (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\r\nHost: evil.example\r\n\r\n",
+            b"a header line is not a name, a colon and a value",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Type: message/rfc822\r\n"
+            b"\r\r\nHost: evil.example\r\n\r\n",
+            b"a header line is not a name, a colon and a value",
+        ),
+        (
             b"GET /status HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n",
             b"more than one Host header",
         ),
@@ -456,6 +465,8 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
         "no-colon",
         "space-before-colon",
         "leading-space",
+        "bare-cr-line",
+        "bare-cr-line-message-type",
         "two-hosts",
         "cl-and-te",
         "two-cl",
@@ -496,3 +507,35 @@ def test_headers_that_read_one_way_only_are_served(request_head: bytes) -> None:
     with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
         answer = send_raw(server.port, request_head)
     assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n",
+            b"200",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Type: message/rfc822\r\n\r\n",
+            b"200",
+        ),
+        (
+            b"POST /healthz HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 0\r\n\r\n",
+            b"405",
+        ),
+    ],
+    ids=["get-multipart", "get-message", "post-multipart"],
+)
+def test_a_body_content_type_does_not_make_the_headers_unreadable(
+    request_head: bytes, status: bytes
+) -> None:
+    """A ``Content-Type`` naming a multipart or message body (a form upload) says nothing
+    about how the headers read: such a request was answered 400, "a header line is not a
+    name, a colon and a value", instead of being served (or told its method is not
+    allowed)."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_head)
+    assert answer.startswith(b"HTTP/1.0 " + status + b" "), answer[:200]

@@ -130,3 +130,43 @@ def test_shutdown_with_wait_from_a_callback_on_the_callers_thread_does_not_wait(
     caller.join(LONG)
     assert not caller.is_alive()
     assert [r.success for r in results] == [True]
+
+
+class _HeldStore(MetricStore):
+    """Holds the next task's record back, between the executor's shutdown check and the
+    record becoming visible, until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def submit_record(self, rec: Any, running: bool) -> Any:
+        if not self.holding.is_set():
+            self.holding.set()
+            assert self.release.wait(LONG)
+        return super().submit_record(rec, running)
+
+
+def test_a_tool_accepted_as_shutdown_begins_does_not_run_after_it_returns() -> None:
+    """A task on its caller's thread that passed the shutdown check just before shutdown()
+    began, but was not recorded yet, ran its tool after shutdown(wait=True) had returned."""
+    registry = ToolRegistry()
+    registry.register_tool(Gate)
+    Gate.started = threading.Event()
+    Gate.release = threading.Event()
+    Gate.release.set()
+    store = _HeldStore()
+    executor = Executor(registry, store=store, register_prometheus=False)
+    results: list[TaskResult] = []
+    task = Task(plan_id="p", description="d", tool_name="gate")
+    caller = threading.Thread(target=lambda: results.append(executor.execute_task(task, CONTEXT)))
+    caller.start()
+    assert store.holding.wait(LONG)
+    executor.shutdown(wait=True)
+    store.release.set()
+    caller.join(LONG)
+    assert not caller.is_alive()
+    assert not Gate.started.is_set()
+    assert [(r.success, r.metadata.get("error_type")) for r in results] == [(False, "shutdown")]
+    assert store.running() == []

@@ -55,6 +55,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email import errors as email_errors
 from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from types import TracebackType
@@ -572,6 +573,26 @@ class _DebugLog(io.StringIO):
         self.truncate()
 
 
+#: What the email parser (which reads the headers) finds wrong in a multipart body: the
+#: headers are parsed without their body, so these follow from a ``Content-Type`` alone (a
+#: form upload's) and say nothing about the header lines.
+_BODY_DEFECTS = (
+    email_errors.NoBoundaryInMultipartDefect,
+    email_errors.StartBoundaryNotFoundDefect,
+    email_errors.CloseBoundaryNotFoundDefect,
+    email_errors.MultipartInvariantViolationDefect,
+)
+
+
+def _holds_lines(payload: object) -> bool:
+    """Whether the email parser took lines of a header section for a body: ``payload`` is
+    text, or a list of parts for a multipart or ``message/*`` ``Content-Type`` (one part,
+    with no header and nothing in it, for such a type and no lines)."""
+    if isinstance(payload, list):
+        return any(len(part) or _holds_lines(part.get_payload()) for part in payload)
+    return bool(payload)
+
+
 #: What an answer to a request that cannot be read says: its status and what to change.
 _ERROR_REASONS = {
     HTTPStatus.BAD_REQUEST: (
@@ -712,7 +733,8 @@ class _QuietHandler(WSGIRequestHandler):
         headers = self.headers
         lengths = {value.strip() for value in headers.get_all("Content-Length", [])}
         problem = ""
-        if headers.defects or headers.get_payload():
+        defects = [defect for defect in headers.defects if not isinstance(defect, _BODY_DEFECTS)]
+        if defects or _holds_lines(headers.get_payload()):
             problem = (
                 "a header line is not a name, a colon and a value: send each header as "
                 "Name: value, without white space before the colon"

@@ -363,6 +363,12 @@ class Engine:
             store.submit_record(job, at_once and not pending)
         except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
             job.listener_interrupted(exc)
+        if inline and refusal is None and env.closed:
+            # shutdown() began after the check above, and may have looked for the tasks on
+            # their callers' threads before this record was visible: the tool must not start
+            # once it has returned.
+            job.refused_on_its_thread(SHUTDOWN)
+            return job
         # Read again now that the record is visible: a cancel_task that ran in between found no
         # record and left a pending request, which must cancel this run, not a later one.
         if refusal is None and (pending or self.pending_cancels):

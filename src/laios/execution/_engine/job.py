@@ -449,6 +449,16 @@ class Job(TaskRecord):
             refusal = RUNNER_SHUT_DOWN  # (not the executor's shutdown: its runner's own)
         self.finish("rejected", refusal.message, refusal.reason)
 
+    def refused_on_its_thread(self, refusal: Refusal) -> None:
+        """Finish as rejected an inline job recorded as running whose tool has not begun (the
+        executor was shut down as it was accepted); the record counts it as never started."""
+        with self.env.lock:
+            if self.phase != RUNNING:
+                return
+            self.phase = DONE
+        self.unstarted = True
+        self.finish("rejected", refusal.message, refusal.reason)
+
     def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
         """Record a named milestone (ignored once the task has finished)."""
         if self.phase == RUNNING:
