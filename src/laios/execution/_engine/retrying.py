@@ -505,7 +505,9 @@ async def retry_awaiting(
             if not run.after_wait():
                 break
         return run.conclude(result)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        # Cancelled, or interrupted (Ctrl-C, a signal handler's exit) in an attempt, a hook or
+        # a wait: the caller receives no result; it counts as cancelled, as in retry_blocking.
         run.caller_cancelled()
         raise
     finally:
