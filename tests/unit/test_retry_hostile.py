@@ -567,3 +567,65 @@ def test_a_hugely_negative_whole_number_is_refused_by_the_rule_it_breaks(
     assert message.startswith(rule), message
     assert "too large" not in message
     assert len(message) < 200, message
+
+
+def _interrupted_async_call(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    during: str,
+    interrupt: type[BaseException],
+) -> Any:
+    """Run an execute_with_retry_async call that ``interrupt`` (Ctrl-C, a signal handler's
+    exit) stops in its on_retry hook or its wait; return the store and the finished spans."""
+
+    async def flaky() -> None:
+        raise ConnectionError("reset")
+
+    async def interrupted_sleep(seconds: float, stop: Any = None) -> None:
+        if during == "wait":
+            raise interrupt
+
+    def hook(details: retry.RetryDetails) -> None:
+        if during == "hook":
+            raise interrupt
+
+    monkeypatch.setattr(retry, "sleep_async", interrupted_sleep)
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("flaky_async", "Fails.", flaky))
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
+    coroutine = executor.execute_with_retry_async(
+        make_task("flaky_async"), context, max_retries=3, retry_delay=1, on_retry=hook
+    )
+    with pytest.raises(interrupt):
+        asyncio.run(coroutine)
+    return store, exporter.get_finished_spans()
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("during", ["hook", "wait"])
+def test_an_interrupted_async_retry_call_is_counted_as_a_cancelled_result(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    during: str,
+    interrupt: type[BaseException],
+) -> None:
+    """An execute_with_retry_async call that Ctrl-C (or SystemExit) stops counts once in
+    laios_task_results_total, as cancelled, and its retry span ends ERROR ``cancelled``, as
+    an interrupted execute_with_retry does."""
+    store, spans = _interrupted_async_call(
+        make_executor, make_task, context, monkeypatch, during, interrupt
+    )
+    assert _results(store, "flaky_async") == {"cancelled": 1}
+    (span,) = [s for s in spans if s.name.startswith("laios.execute_with_retry")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.attributes["laios.retry.attempts"] == 1

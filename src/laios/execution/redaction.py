@@ -39,9 +39,11 @@ __all__ = [
     "REDACTED",
     "SecretFields",
     "encoded_forms",
+    "exception_traceback",
     "is_secret_key",
     "is_secret_pair",
     "object_fields",
+    "qualified_type_name",
     "redact",
     "scrub",
     "scrub_head",
@@ -53,6 +55,7 @@ __all__ = [
     "secret_values_now_and_before",
     "to_json",
     "truncate_bytes",
+    "type_name",
     "utf8_text",
 ]
 
@@ -620,8 +623,80 @@ MAX_TRACEBACK_BYTES = 8192
 def scrubbed_traceback(exc: BaseException, secrets: Sequence[str]) -> str:
     """The traceback of ``exc`` (raised by a caller's callback or listener) as a log record
     shows it: scrubbed of ``secrets``, at most ``MAX_TRACEBACK_BYTES`` bytes."""
-    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    stack = exception_traceback(exc)
     return truncate_bytes(scrub(stack, secrets, limit=None), MAX_TRACEBACK_BYTES)
+
+
+# What a class was created with, read past its metaclass (which may hide or replace them).
+_TYPE_NAME: Any = type.__dict__["__name__"]
+_TYPE_QUALNAME: Any = type.__dict__["__qualname__"]
+_TYPE_MODULE: Any = type.__dict__["__module__"]
+_TRACEBACK_OF: Any = BaseException.__dict__["__traceback__"]
+
+
+def type_name(kind: type) -> str:
+    """The name of the class ``kind`` (an exception's, say); never raises.
+
+    Its ``__name__``, or, when its metaclass makes that raise or gives something other than
+    text, the name the class was created with.
+    """
+    try:
+        name = kind.__name__
+        if type(name) is str:
+            return name
+    except Exception:  # (a metaclass's own __getattribute__ or property)
+        pass
+    name = _TYPE_NAME.__get__(kind)
+    return name if type(name) is str else "Exception"
+
+
+def qualified_type_name(kind: type) -> str:
+    """The class ``kind``'s name as OpenTelemetry's ``record_exception`` writes an
+    ``exception.type``: its module and qualified name (the bare qualified name for builtins);
+    never raises (read past a metaclass that hides or replaces them, as :func:`type_name`)."""
+    try:
+        module, name = kind.__module__, kind.__qualname__
+        if type(module) is not str or type(name) is not str:
+            raise TypeError("not text")
+    except Exception:  # (a metaclass's own __getattribute__ or property)
+        name = _TYPE_QUALNAME.__get__(kind)
+        try:
+            module = _TYPE_MODULE.__get__(kind)
+        except Exception:
+            module = None
+        if type(module) is not str:
+            module = None
+        if type(name) is not str:
+            name = type_name(kind)
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+def exception_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` as Python prints it; never raises.
+
+    When Python's own formatting fails on it (its class's name, its ``__notes__`` or its
+    ``__traceback__`` raise), its frames and a last line naming its class (see
+    :func:`qualified_type_name`) and giving its message, without its causes.
+    """
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        pass
+    lines = []
+    with contextlib.suppress(Exception):
+        tb = _TRACEBACK_OF.__get__(exc)
+        if tb is not None:
+            lines.append("Traceback (most recent call last):\n")
+            lines.extend(traceback.format_tb(tb))
+    try:
+        message = str(exc)
+        if type(message) is not str:
+            raise TypeError("not text")
+    except Exception:
+        message = "<exception str() failed>"
+    name = qualified_type_name(type(exc))
+    lines.append(f"{name}: {message}\n" if message else f"{name}\n")
+    return "".join(lines)
 
 
 #: A long value pydantic quotes in a ``ValidationError`` as its first 25 and last 24 bytes.

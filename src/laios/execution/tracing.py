@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,7 +41,9 @@ from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     REDACTED,
     SecretFields,
+    exception_traceback,
     is_secret_key,
+    qualified_type_name,
     scrub,
     scrub_head,
     secret_values,
@@ -105,10 +106,8 @@ def _env_capture() -> bool:
 
 def _qualified_name(kind: type) -> str:
     """A class's name as the SDK's ``record_exception`` writes ``exception.type``: module and
-    qualified name, or the bare name for builtins."""
-    module = kind.__module__
-    name = f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__
-    return utf8_text(name)
+    qualified name, or the bare name for builtins (see :func:`qualified_type_name`)."""
+    return utf8_text(qualified_type_name(kind))
 
 
 def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -369,9 +368,7 @@ class Tracing:
             span.set_attribute("error.type", error_type)
             span.set_status(Status(StatusCode.ERROR, short))
             if exception is not None:
-                stack = "".join(
-                    traceback.format_exception(type(exception), exception, exception.__traceback__)
-                )
+                stack = exception_traceback(exception)
                 span.add_event(
                     "exception",
                     {

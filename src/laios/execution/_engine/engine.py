@@ -56,7 +56,7 @@ from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
 from laios.execution.limits import ResourceLimits
-from laios.execution.redaction import secret_fields_of_tool
+from laios.execution.redaction import secret_fields_of_tool, type_name
 from laios.execution.tracing import baggage_header, span_ids
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def rejected_result(task: Any, exc: BaseException) -> TaskResult:
         task_id=task_id if isinstance(task_id, str) else "unknown",
         success=False,
         error=describe_exception(exc),
-        metadata={"outcome": "rejected", "error_type": type(exc).__name__},
+        metadata={"outcome": "rejected", "error_type": type_name(type(exc))},
     )
 
 
@@ -164,7 +164,7 @@ class RegistryFailed(Exception):
     def __init__(self, name: str, exc: Exception) -> None:
         super().__init__(
             f"The tool registry failed: get_tool({shorten(name, 128)!r}) raised "
-            f"{type(exc).__name__}: {describe_exception(exc)} (a registry's get_tool must "
+            f"{type_name(type(exc))}: {describe_exception(exc)} (a registry's get_tool must "
             "return None for a tool it does not have)"
         )
 
@@ -511,7 +511,7 @@ class Engine:
                 exc_info=exc,
             )
             error = (
-                f"Internal error in the executor: {type(exc).__name__}: "
+                f"Internal error in the executor: {type_name(type(exc))}: "
                 f"{describe_exception(exc)} (see the log for the traceback)"
             )
         name = getattr(task, "tool_name", None)

@@ -66,6 +66,7 @@ from laios.execution.redaction import (
     secret_values_before_run,
     secret_values_now_and_before,
     truncate_bytes,
+    type_name,
 )
 from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError
@@ -253,12 +254,11 @@ class JobEnv:
 def describe_exception(exc: BaseException) -> str:
     """The message of ``exc`` for a result's ``error``: never raises (a ``__str__`` that
     fails or returns a non-string gives the class name and a note)."""
-    name = type(exc).__name__
     try:
         text = str(exc)
     except Exception:
-        return f"{name} (its message could not be turned into text)"
-    return text or name
+        return f"{type_name(type(exc))} (its message could not be turned into text)"
+    return text or type_name(type(exc))
 
 
 def scrubbed_message(exc: BaseException, secrets: Sequence[str]) -> str:
@@ -434,8 +434,8 @@ class Job(TaskRecord):
             self.finish(
                 "error",
                 f"Tool '{self.tool}' returned a value the executor cannot inspect: "
-                f"{type(exc).__name__}: {describe_exception(exc)}",
-                safe_error_type(type(exc).__name__),
+                f"{type_name(type(exc))}: {describe_exception(exc)}",
+                safe_error_type(type_name(type(exc))),
                 exception=exc,
             )
 
@@ -560,7 +560,7 @@ class Job(TaskRecord):
         try:
             task = self.task if self.task is not None else self.callback_task
             secrets = self.secrets_of(task)
-            kind = type(exc).__name__
+            kind = type_name(type(exc))
             message = scrubbed_message(exc, secrets)
             if self.callback_note is None:
                 self.callback_note = truncate_bytes(
@@ -771,7 +771,7 @@ class Job(TaskRecord):
                 # (the engine raises it on), as when it waits for a worker.
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
-            name = safe_error_type(outcome.error_type or type(raised).__name__)
+            name = safe_error_type(outcome.error_type or type_name(type(raised)))
             self.finish("error", describe_exception(raised), name, exception=raised)
             return
         if self.cancel_requested:
@@ -1113,7 +1113,7 @@ class Job(TaskRecord):
             _log.exception("could not count the internal error of task %r", self.task_id[:128])
         error = (
             f"Internal error in the executor while finishing task '{self.task_id}': "
-            f"{type(exc).__name__}: {describe_exception(exc)} (the tool's own outcome "
+            f"{type_name(type(exc))}: {describe_exception(exc)} (the tool's own outcome "
             "was lost; see the log for the traceback)"
         )
         metadata: dict[str, Any] = {

@@ -34,6 +34,7 @@ from laios.execution.redaction import (
     secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
+    type_name,
 )
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
@@ -146,7 +147,7 @@ class RetryRun:
             raise
         except BaseException as exc:  # (an asyncio.CancelledError of its own too)
             message = scrubbed_message(exc, self.secrets())
-            result.metadata["retry_if_error"] = f"{type(exc).__name__}: {message}"
+            result.metadata["retry_if_error"] = f"{type_name(type(exc))}: {message}"
             worth = False
         if not worth:
             return None
@@ -209,7 +210,7 @@ class RetryRun:
                 _log.warning(
                     "the on_retry hook %s raised %s; the retry goes on%s\n%s",
                     name,
-                    type(exc).__name__,
+                    type_name(type(exc)),
                     f" ({held} more since the last warning)" if held else "",
                     scrubbed_traceback(exc, self.secrets()),
                 )
@@ -504,7 +505,9 @@ async def retry_awaiting(
             if not run.after_wait():
                 break
         return run.conclude(result)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        # Cancelled, or interrupted (Ctrl-C, a signal handler's exit) in an attempt, a hook or
+        # a wait: the caller receives no result; it counts as cancelled, as in retry_blocking.
         run.caller_cancelled()
         raise
     finally:
