@@ -43,6 +43,7 @@ from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
+from laios._exceptions import exception_message, propagates, type_name
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
@@ -450,11 +451,17 @@ def _category_of(tool_name: str, category: Any) -> ToolCategory:
 
 
 def _failure(exc: Exception) -> ToolOutput:
-    """Turn an exception into a failed :class:`ToolOutput`, or re-raise a control-flow one."""
-    if getattr(type(exc), "_laios_propagate", False) is True:
+    """Turn an exception into a failed :class:`ToolOutput`, or re-raise a control-flow one.
+    Never raises otherwise: an exception class that hides its name (a metaclass's doing) is
+    named by the name it was created with, a message that cannot be turned into text by its
+    class name and a note."""
+    if propagates(exc):
         raise exc
-    name = type(exc).__name__
-    return ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
+    return ToolOutput(
+        success=False,
+        error=exception_message(exc),
+        metadata={"error_type": type_name(type(exc))},
+    )
 
 
 #: Per input model: the fields declared ``Field(exclude=True)``, which ``model_dump()`` leaves

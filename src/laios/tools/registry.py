@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from laios._exceptions import exception_message, propagates, type_name
 from laios.core.types import Permission
 from laios.tools.base import BaseTool, ToolCategory, ToolOutput, _check_tool_name
 
@@ -255,11 +256,12 @@ class ToolRegistry:
         try:
             return tool.execute(**kwargs)
         except Exception as exc:
-            if getattr(type(exc), "_laios_propagate", False) is True:
+            if propagates(exc):
                 raise
-            error_type = type(exc).__name__
             return ToolOutput(
-                success=False, error=str(exc) or error_type, metadata={"error_type": error_type}
+                success=False,
+                error=exception_message(exc),
+                metadata={"error_type": type_name(type(exc))},
             )
 
     def get_tool_schema(self, name: str) -> dict[str, Any] | None:
