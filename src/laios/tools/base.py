@@ -1043,6 +1043,20 @@ def _model_from_signature(
     return cast("type[ToolInput]", model), renamed
 
 
+def _required_positional_only(func: Any) -> list[str]:
+    """The names of ``func``'s parameters that can only be passed by position and have no
+    default: no call by name can give them (none when its signature cannot be read)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in params
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is inspect.Parameter.empty
+    ]
+
+
 def _field_default(default: Any, alias: str | None) -> Any:
     """The field default for a parameter's ``default`` (``...``: required), under ``alias``.
 
@@ -1144,8 +1158,9 @@ def create_simple_tool(
             permission is not a valid value (``permissions`` must be a set, not a single
             permission).
         TypeError: If ``func`` is not callable, is a generator function or an async
-            generator function (its body would never run: the tool would succeed idly), or
-            ``input_model`` is not a :class:`ToolInput` subclass.
+            generator function (its body would never run: the tool would succeed idly), has
+            a parameter without a default that can only be passed by position (no call by
+            name could give it), or ``input_model`` is not a :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
@@ -1159,6 +1174,15 @@ def create_simple_tool(
             f"tool would return {_a(kind)} whose body never runs, and succeed without "
             f"doing its work. Pass a function that returns the result instead: "
             f"{_how_to_return(kind)}"
+        )
+    by_position = _required_positional_only(func)
+    if by_position:
+        names = ", ".join(by_position)
+        raise TypeError(
+            f"create_simple_tool: func takes {names} only by position (before the / of its "
+            f"signature), but a tool is called with its parameters by name, so every call "
+            f"would fail. Make them ordinary parameters (remove the /), or wrap func: "
+            f"lambda {names}: func({names})"
         )
     permissions = _permission_set(name, permissions or ())
     renamed: dict[str, str] = {}
