@@ -175,6 +175,35 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
     return not takes_model
 
 
+def _check_one_argument(cls: type, attr: str) -> None:
+    """Refuse ``cls.<attr>``, given the validated input as its one argument, when it needs
+    more positional arguments than that (``def _execute(self, a, b, /)``): no run could call
+    it.
+
+    Raises:
+        TypeError: Naming the parameters and saying what to write.
+    """
+    func, binds = _entry_function(cls, attr)
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return
+    if binds and params and params[0].kind in _POSITIONAL:
+        params = params[1:]
+    required = [
+        p.name for p in params if p.kind in _POSITIONAL and p.default is inspect.Parameter.empty
+    ]
+    if len(required) > 1:
+        names = ", ".join(required)
+        kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+        raise TypeError(
+            f"Tool class {cls.__name__}: {attr} takes {names} by position, but it is given "
+            f"one argument, the validated input (its first parameter is positional-only), so "
+            f"every run would fail. Take the parameters by name: {kind} {attr}(self, {names}), "
+            f"or the input alone: {kind} {attr}(self, input_data, /)"
+        )
+
+
 def _only_var_keyword(func: Any) -> bool:
     """Whether ``func`` takes nothing by name but ``**kwargs`` (``self`` and positional-only
     parameters aside): such an entry point gets the validated model's dump."""
@@ -608,6 +637,8 @@ class BaseTool(abc.ABC):
         if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)
             cls._annotation_locals = _local_names(_entry_function(cls, entry)[0], _caller())
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
+        if not cls._kwargs_style:
+            _check_one_argument(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
         model = getattr(cls, "input_model", None)
         if (
