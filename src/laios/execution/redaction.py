@@ -27,6 +27,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
+from laios._exceptions import qualified_type_name, type_name
 from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
@@ -627,48 +628,7 @@ def scrubbed_traceback(exc: BaseException, secrets: Sequence[str]) -> str:
     return truncate_bytes(scrub(stack, secrets, limit=None), MAX_TRACEBACK_BYTES)
 
 
-# What a class was created with, read past its metaclass (which may hide or replace them).
-_TYPE_NAME: Any = type.__dict__["__name__"]
-_TYPE_QUALNAME: Any = type.__dict__["__qualname__"]
-_TYPE_MODULE: Any = type.__dict__["__module__"]
 _TRACEBACK_OF: Any = BaseException.__dict__["__traceback__"]
-
-
-def type_name(kind: type) -> str:
-    """The name of the class ``kind`` (an exception's, say); never raises.
-
-    Its ``__name__``, or, when its metaclass makes that raise or gives something other than
-    text, the name the class was created with.
-    """
-    try:
-        name = kind.__name__
-        if type(name) is str:
-            return name
-    except Exception:  # (a metaclass's own __getattribute__ or property)
-        pass
-    name = _TYPE_NAME.__get__(kind)
-    return name if type(name) is str else "Exception"
-
-
-def qualified_type_name(kind: type) -> str:
-    """The class ``kind``'s name as OpenTelemetry's ``record_exception`` writes an
-    ``exception.type``: its module and qualified name (the bare qualified name for builtins);
-    never raises (read past a metaclass that hides or replaces them, as :func:`type_name`)."""
-    try:
-        module, name = kind.__module__, kind.__qualname__
-        if type(module) is not str or type(name) is not str:
-            raise TypeError("not text")
-    except Exception:  # (a metaclass's own __getattribute__ or property)
-        name = _TYPE_QUALNAME.__get__(kind)
-        try:
-            module = _TYPE_MODULE.__get__(kind)
-        except Exception:
-            module = None
-        if type(module) is not str:
-            module = None
-        if type(name) is not str:
-            name = type_name(kind)
-    return f"{module}.{name}" if module and module != "builtins" else name
 
 
 def exception_traceback(exc: BaseException) -> str:

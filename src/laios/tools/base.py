@@ -43,6 +43,7 @@ from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
+from laios._exceptions import exception_message, propagates, type_name
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
@@ -172,6 +173,35 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
         or _names_input_model(cls, only.annotation)
     )
     return not takes_model
+
+
+def _check_one_argument(cls: type, attr: str) -> None:
+    """Refuse ``cls.<attr>``, given the validated input as its one argument, when it needs
+    more positional arguments than that (``def _execute(self, a, b, /)``): no run could call
+    it.
+
+    Raises:
+        TypeError: Naming the parameters and saying what to write.
+    """
+    func, binds = _entry_function(cls, attr)
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return
+    if binds and params and params[0].kind in _POSITIONAL:
+        params = params[1:]
+    required = [
+        p.name for p in params if p.kind in _POSITIONAL and p.default is inspect.Parameter.empty
+    ]
+    if len(required) > 1:
+        names = ", ".join(required)
+        kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+        raise TypeError(
+            f"Tool class {cls.__name__}: {attr} takes {names} by position, but it is given "
+            f"one argument, the validated input (its first parameter is positional-only), so "
+            f"every run would fail. Take the parameters by name: {kind} {attr}(self, {names}), "
+            f"or the input alone: {kind} {attr}(self, input_data, /)"
+        )
 
 
 def _only_var_keyword(func: Any) -> bool:
@@ -450,11 +480,17 @@ def _category_of(tool_name: str, category: Any) -> ToolCategory:
 
 
 def _failure(exc: Exception) -> ToolOutput:
-    """Turn an exception into a failed :class:`ToolOutput`, or re-raise a control-flow one."""
-    if getattr(type(exc), "_laios_propagate", False) is True:
+    """Turn an exception into a failed :class:`ToolOutput`, or re-raise a control-flow one.
+    Never raises otherwise: an exception class that hides its name (a metaclass's doing) is
+    named by the name it was created with, a message that cannot be turned into text by its
+    class name and a note."""
+    if propagates(exc):
         raise exc
-    name = type(exc).__name__
-    return ToolOutput(success=False, error=str(exc) or name, metadata={"error_type": name})
+    return ToolOutput(
+        success=False,
+        error=exception_message(exc),
+        metadata={"error_type": type_name(type(exc))},
+    )
 
 
 #: Per input model: the fields declared ``Field(exclude=True)``, which ``model_dump()`` leaves
@@ -601,6 +637,8 @@ class BaseTool(abc.ABC):
         if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)
             cls._annotation_locals = _local_names(_entry_function(cls, entry)[0], _caller())
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
+        if not cls._kwargs_style:
+            _check_one_argument(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
         model = getattr(cls, "input_model", None)
         if (
@@ -1036,6 +1074,20 @@ def _model_from_signature(
     return cast("type[ToolInput]", model), renamed
 
 
+def _required_positional_only(func: Any) -> list[str]:
+    """The names of ``func``'s parameters that can only be passed by position and have no
+    default: no call by name can give them (none when its signature cannot be read)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in params
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY and p.default is inspect.Parameter.empty
+    ]
+
+
 def _field_default(default: Any, alias: str | None) -> Any:
     """The field default for a parameter's ``default`` (``...``: required), under ``alias``.
 
@@ -1137,8 +1189,9 @@ def create_simple_tool(
             permission is not a valid value (``permissions`` must be a set, not a single
             permission).
         TypeError: If ``func`` is not callable, is a generator function or an async
-            generator function (its body would never run: the tool would succeed idly), or
-            ``input_model`` is not a :class:`ToolInput` subclass.
+            generator function (its body would never run: the tool would succeed idly), has
+            a parameter without a default that can only be passed by position (no call by
+            name could give it), or ``input_model`` is not a :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
@@ -1152,6 +1205,15 @@ def create_simple_tool(
             f"tool would return {_a(kind)} whose body never runs, and succeed without "
             f"doing its work. Pass a function that returns the result instead: "
             f"{_how_to_return(kind)}"
+        )
+    by_position = _required_positional_only(func)
+    if by_position:
+        names = ", ".join(by_position)
+        raise TypeError(
+            f"create_simple_tool: func takes {names} only by position (before the / of its "
+            f"signature), but a tool is called with its parameters by name, so every call "
+            f"would fail. Make them ordinary parameters (remove the /), or wrap func: "
+            f"lambda {names}: func({names})"
         )
     permissions = _permission_set(name, permissions or ())
     renamed: dict[str, str] = {}

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from laios._exceptions import exception_message, propagates, type_name
 from laios.core.types import Permission
 from laios.tools.base import BaseTool, ToolCategory, ToolOutput, _check_tool_name
 
@@ -190,7 +191,8 @@ class ToolRegistry:
             return None
 
     def has_tool(self, name: str) -> bool:
-        """Tell whether a tool is registered under ``name``.
+        """Tell whether a tool is registered under ``name``: whether :meth:`get_tool` (a
+        subclass's own, if it overrides it) finds one.
 
         Args:
             name: Tool name.
@@ -198,10 +200,7 @@ class ToolRegistry:
         Returns:
             True if the registry holds a tool with that name.
         """
-        try:
-            return name in self._tools
-        except TypeError:  # an unhashable name (a list): no tool has it
-            return False
+        return self.get_tool(name) is not None
 
     def list_tools(
         self,
@@ -230,7 +229,8 @@ class ToolRegistry:
         return tools
 
     def execute_tool(self, name: str, /, **kwargs: Any) -> ToolOutput:
-        """Run the tool registered under ``name``. Never raises.
+        """Run the tool registered under ``name`` (the one :meth:`get_tool` finds: a
+        subclass's own, if it overrides it). Never raises.
 
         ``name`` is positional-only, so a tool may itself take a ``name`` parameter.
 
@@ -240,12 +240,20 @@ class ToolRegistry:
 
         Returns:
             The tool's output, or a failed output with ``error="Tool not found: NAME"`` and
-            ``metadata["error_type"] == "tool_not_found"`` for an unknown name.
+            ``metadata["error_type"] == "tool_not_found"`` for an unknown name (one naming
+            the exception when ``get_tool`` raised).
         """
         try:
-            tool = self._tools.get(name)
-        except TypeError:  # an unhashable name: no tool has it
-            tool = None
+            tool = self.get_tool(name)
+        except Exception as exc:  # (a subclass's own get_tool)
+            return ToolOutput(
+                success=False,
+                error=(
+                    f"The tool registry failed: get_tool({name!r}) raised "
+                    f"{type_name(type(exc))}: {exception_message(exc)}"
+                ),
+                metadata={"error_type": type_name(type(exc))},
+            )
         if tool is None:
             return ToolOutput(
                 success=False,
@@ -255,11 +263,12 @@ class ToolRegistry:
         try:
             return tool.execute(**kwargs)
         except Exception as exc:
-            if getattr(type(exc), "_laios_propagate", False) is True:
+            if propagates(exc):
                 raise
-            error_type = type(exc).__name__
             return ToolOutput(
-                success=False, error=str(exc) or error_type, metadata={"error_type": error_type}
+                success=False,
+                error=exception_message(exc),
+                metadata={"error_type": type_name(type(exc))},
             )
 
     def get_tool_schema(self, name: str) -> dict[str, Any] | None:
@@ -287,8 +296,9 @@ class ToolRegistry:
         return len(self._tools)
 
     def __contains__(self, name: object) -> bool:
-        """Tell whether a tool is registered under ``name`` (False for a non-string)."""
-        return isinstance(name, str) and name in self._tools
+        """Tell whether a tool is registered under ``name`` (False for a non-string), as
+        :meth:`has_tool` does."""
+        return isinstance(name, str) and self.has_tool(name)
 
     def __repr__(self) -> str:
         """Return a short description listing the registered tool names."""

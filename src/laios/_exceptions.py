@@ -1,0 +1,76 @@
+"""Reading an exception's class name and message without raising (for the tools and the
+executor alike).
+
+An exception's class may have a metaclass whose ``__name__`` raises or is not text (a proxy, a
+mocking library), and its ``__str__`` may raise or give something other than text: turning
+such an exception into a failed result must not fail in turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["exception_message", "propagates", "qualified_type_name", "type_name"]
+
+# What a class was created with, read past its metaclass (which may hide or replace them).
+_TYPE_NAME: Any = type.__dict__["__name__"]
+_TYPE_QUALNAME: Any = type.__dict__["__qualname__"]
+_TYPE_MODULE: Any = type.__dict__["__module__"]
+
+
+def type_name(kind: type) -> str:
+    """The name of the class ``kind`` (an exception's, say); never raises.
+
+    Its ``__name__``, or, when its metaclass makes that raise or gives something other than
+    text, the name the class was created with.
+    """
+    try:
+        name = kind.__name__
+        if type(name) is str:
+            return name
+    except Exception:  # (a metaclass's own __getattribute__ or property)
+        pass
+    name = _TYPE_NAME.__get__(kind)
+    return name if type(name) is str else "Exception"
+
+
+def qualified_type_name(kind: type) -> str:
+    """The class ``kind``'s name as OpenTelemetry's ``record_exception`` writes an
+    ``exception.type``: its module and qualified name (the bare qualified name for builtins);
+    never raises (read past a metaclass that hides or replaces them, as :func:`type_name`)."""
+    try:
+        module, name = kind.__module__, kind.__qualname__
+        if type(module) is not str or type(name) is not str:
+            raise TypeError("not text")
+    except Exception:  # (a metaclass's own __getattribute__ or property)
+        name = _TYPE_QUALNAME.__get__(kind)
+        try:
+            module = _TYPE_MODULE.__get__(kind)
+        except Exception:
+            module = None
+        if type(module) is not str:
+            module = None
+        if type(name) is not str:
+            name = type_name(kind)
+    return f"{module}.{name}" if module and module != "builtins" else name
+
+
+def exception_message(exc: BaseException) -> str:
+    """The message of ``exc`` for a failed result's ``error``: its text, or its class's name
+    (see :func:`type_name`) when that is empty; never raises (a ``__str__`` that fails or
+    gives something other than text gives the class name and a note)."""
+    try:
+        text = str(exc)
+    except Exception:
+        return f"{type_name(type(exc))} (its message could not be turned into text)"
+    return text or type_name(type(exc))
+
+
+def propagates(exc: BaseException) -> bool:
+    """Whether ``exc``'s class says it passes through a tool's ``execute`` unchanged (its
+    attribute ``_laios_propagate`` is True); never raises (False when its metaclass makes the
+    lookup fail)."""
+    try:
+        return getattr(type(exc), "_laios_propagate", False) is True
+    except Exception:
+        return False

@@ -1,0 +1,58 @@
+"""A ``ToolRegistry`` subclass that overrides ``get_tool`` (aliases, tools built on first use)
+is asked by every lookup of the registry's own, as the executor and ``get_tool_schema`` ask it:
+``execute_tool``, ``has_tool`` and ``in`` find the tools it finds. ``execute_tool`` still never
+raises when the override does."""
+
+from __future__ import annotations
+
+from laios.tools.base import BaseTool, create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+
+class Aliases(ToolRegistry):
+    """Finds a tool under another name too."""
+
+    def get_tool(self, name: str) -> BaseTool | None:
+        return super().get_tool({"greet": "hello"}.get(name, name))
+
+
+class Broken(ToolRegistry):
+    """A lookup that fails."""
+
+    def get_tool(self, name: str) -> BaseTool | None:
+        raise LookupError("the tool store is down")
+
+
+def _aliases() -> Aliases:
+    registry = Aliases()
+    registry.register_tool(create_simple_tool("hello", "Greets.", lambda who="you": f"hi {who}"))
+    return registry
+
+
+def test_execute_tool_asks_get_tool() -> None:
+    output = _aliases().execute_tool("greet", who="Ada")
+    assert output.success is True
+    assert output.data == "hi Ada"
+
+
+def test_has_tool_and_in_ask_get_tool() -> None:
+    registry = _aliases()
+    assert registry.has_tool("greet") is True
+    assert "greet" in registry
+    assert registry.has_tool("nothing") is False
+    assert "nothing" not in registry
+
+
+def test_unknown_name_still_not_found() -> None:
+    output = _aliases().execute_tool("nothing")
+    assert output.success is False
+    assert output.error == "Tool not found: nothing"
+    assert output.metadata == {"error_type": "tool_not_found"}
+
+
+def test_a_get_tool_that_raises_gives_a_failed_output() -> None:
+    output = Broken().execute_tool("greet")
+    assert output.success is False
+    assert output.metadata == {"error_type": "LookupError"}
+    assert output.error is not None
+    assert "get_tool('greet') raised LookupError: the tool store is down" in output.error

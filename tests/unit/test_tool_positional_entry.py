@@ -1,0 +1,51 @@
+"""An entry point whose first parameter after ``self`` is positional-only is given one
+argument, the validated input: one that also needs a second positional argument can never be
+called, so its class is refused when it is created, saying what to write, instead of every run
+failing with Python's "missing 1 required positional argument"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput
+
+
+def test_two_positional_only_parameters_are_refused() -> None:
+    with pytest.raises(TypeError) as caught:
+
+        class Adds(BaseTool):
+            name = "adds"
+            description = "Adds."
+
+            def _execute(self, a: int, b: int, /) -> int:
+                return a + b
+
+    message = str(caught.value)
+    assert "Tool class Adds: _execute takes a, b by position" in message
+    assert "def _execute(self, a, b)" in message
+
+
+def test_a_required_parameter_after_the_slash_is_refused_too() -> None:
+    with pytest.raises(TypeError, match="_execute_async takes a, b by position"):
+
+        class Adds(AsyncBaseTool):
+            name = "adds"
+            description = "Adds."
+
+            async def _execute_async(self, a: int, /, b: int) -> int:
+                return a + b
+
+
+def test_one_positional_only_parameter_with_optional_others_is_fine() -> None:
+    class Takes(BaseTool):
+        name = "takes"
+        description = "Takes the input."
+
+        def _execute(self, data: Any, /, extra: int = 1) -> Any:
+            return data
+
+    output = Takes().execute(x=1)
+    assert isinstance(output.data, ToolInput)
+    assert output.data.x == 1  # type: ignore[attr-defined]

@@ -1,0 +1,68 @@
+"""A function whose required parameters can only be passed by position can never be called
+with a tool's parameters, which go by name: ``create_simple_tool`` refuses it when the tool is
+made, naming the parameters and saying how to write it, instead of making a tool whose every
+call fails with Python's "got some positional-only arguments passed as keyword arguments"."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+
+from laios.tools.base import ToolInput, create_simple_tool
+
+
+def add(a: int, b: int, /) -> int:
+    return a + b
+
+
+def scaled(value: float, /, factor: float = 2.0) -> float:
+    return value * factor
+
+
+def open_ended(key: str, /, **kwargs: Any) -> Any:
+    return key, kwargs
+
+
+@pytest.mark.parametrize(
+    ("func", "names"),
+    [
+        (add, "a, b"),
+        (scaled, "value"),
+        (open_ended, "key"),
+        (functools.partial(add, 1), "b"),
+        (len, "obj"),
+    ],
+    ids=["two", "one-and-a-keyword", "with-kwargs", "partial", "builtin"],
+)
+def test_required_positional_only_parameters_are_refused(func: Any, names: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        create_simple_tool("tool", "Takes parameters by position.", func)
+    message = str(caught.value)
+    assert f"takes {names} only by position" in message
+    assert "by name" in message
+    assert "remove the /" in message
+
+
+def test_positional_only_parameters_with_defaults_are_fine() -> None:
+    def tool(a: int = 1, /, b: int = 2) -> int:
+        return a + b
+
+    made = create_simple_tool("tool", "Adds.", tool)
+    assert made.execute(b=5).data == 6
+
+
+def test_a_partial_giving_every_positional_only_parameter_is_fine() -> None:
+    made = create_simple_tool("tool", "Adds.", functools.partial(add, 1, 2))
+    assert made.execute().data == 3
+
+
+def test_an_input_model_does_not_change_it() -> None:
+    with pytest.raises(TypeError, match="takes a, b only by position"):
+        create_simple_tool("tool", "Adds.", add, input_model=ToolInput)
+
+
+def test_an_unreadable_signature_is_still_accepted() -> None:
+    made = create_simple_tool("tool", "Makes a dict.", dict)
+    assert made.execute(a=1).data == {"a": 1}
