@@ -578,6 +578,13 @@ class Engine:
             result = job.take_result()
         except Exception as exc:
             return self.internal_error(task, exc, job)
+        except BaseException:
+            # Ctrl-C (or SystemExit) in the executor's own code on this thread, around a tool
+            # run here: the task must not stay running (a shutdown would wait for it for ever).
+            # (A job run elsewhere is ended where it is handed over or waited for.)
+            if job is not None and job.inline:
+                job.caller_left()
+            raise
         if job.inline:
             # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on.
             interrupt = job.interrupted

@@ -720,6 +720,19 @@ class Job(TaskRecord):
             shorten(self.tool, 128),
         )
 
+    def caller_left(self) -> None:
+        """An exception (``KeyboardInterrupt``, ``SystemExit``) escaped the executor's own code
+        on the caller's thread while this inline job ran there (a Ctrl-C on Python 3.10 lands
+        wherever that thread is): end it ``cancelled`` unless its outcome is recorded already.
+
+        Nothing is abandoned: the tool ran on that very thread, and is no longer running."""
+        if self.state == "finished":
+            return
+        with self.env.lock:
+            self.phase = DONE
+        self.cancel_requested = True
+        self.finish("cancelled", self.interrupted_message(), "cancelled")
+
     def interrupted_message(self) -> str:
         """The error of a task whose caller was interrupted (Ctrl-C) while it ran."""
         return f"Task '{self.task_id}' was cancelled: the caller was interrupted"
