@@ -350,6 +350,7 @@ class Engine:
         elif blocking and not inline:
             job.done = done = threading.Lock()
             done.acquire()
+            job.thread = threading.get_ident()  # (a listener's Ctrl-C on it is the caller's)
         # A task refused here never starts: no queue wait, no time in flight, duration 0.
         # With cancellations pending, an inline task is recorded as queued until the check
         # below (made under the lock cancel_task holds, after the record is visible) clears it.
@@ -594,6 +595,8 @@ class Engine:
                 interrupt = job.listener_interrupt
             if interrupt is not None:
                 raise interrupt
+        elif job.listener_interrupt is not None:  # (on this thread, as the task was accepted)
+            raise job.listener_interrupt
         return result
 
     def _run_waiting(self, job: Job, limit: float | None) -> None:

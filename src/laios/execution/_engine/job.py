@@ -306,12 +306,14 @@ class Job(TaskRecord):
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     inline = False  # runs on the caller's thread: nothing else can move its phase on
-    thread: int | None = None  # that thread's ident (the inline road), for shutdown
+    # The caller's thread's ident (the blocking road): the inline road's for shutdown, and
+    # where a store listener's Ctrl-C is the caller's (see listener_interrupted)
+    thread: int | None = None
     in_task = False  # an async tool run inside the awaiting task, in a slot claimed at once
     claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
-    # Ctrl-C raised by a listener of the store while an event of this (inline) task was
-    # recorded: re-raised on the caller's thread once the task is (see listener_interrupted)
+    # Ctrl-C raised by a listener of the store on the blocking caller's thread while an event
+    # of this task was recorded: re-raised there once the task is (see listener_interrupted)
     listener_interrupt: KeyboardInterrupt | None = None
     raised: BaseException | None = None  # what the tool raised (for the inline road's Ctrl-C)
     worker: str | None = None  # where the tool ran, when its runner says (a process, a host)
@@ -704,10 +706,10 @@ class Job(TaskRecord):
         """A listener of the store (progress or finish) raised Ctrl-C while an event of this
         task was recorded (the store tells its listeners once the event is recorded). The task
         goes on as it would have: listeners never change a task. The interrupt is the caller's
-        when the listener ran on the caller's thread (an inline task: re-raised once the task
-        is recorded, see ``Engine.run_blocking``); anywhere else nobody can take it, and it is
-        logged."""
-        if self.inline:
+        when the listener ran on the thread of a caller that waits for the task (re-raised once
+        the task is recorded, see ``Engine.run_blocking``): a tool run there, or a task refused
+        or cancelled as it was accepted; anywhere else nobody can take it, and it is logged."""
+        if self.thread == threading.get_ident():
             if self.listener_interrupt is None:
                 self.listener_interrupt = exc
             return
