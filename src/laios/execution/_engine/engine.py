@@ -734,6 +734,9 @@ class Engine:
             finally:
                 if token is not None:
                     otel_context.detach(token)
+        if batch.interrupt is not None:  # (its tool's or callback's, on this thread: recorded)
+            job.result = None
+            raise batch.interrupt
         if job.result is None:
             await self._wait(batch, [job], limit)
         return job.take_result()
@@ -787,6 +790,9 @@ class Engine:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
             _cancelled_by_caller(jobs)
+            raise
+        except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
+            _cancelled_by_caller(jobs, "the caller was interrupted")
             raise
 
     def _hand_over(self, job: Job) -> bool:
@@ -1113,6 +1119,7 @@ class _Batch:
         "expected",
         "finished_count",
         "future",
+        "interrupt",
         "jobs",
         "loop",
         "thread",
@@ -1129,10 +1136,18 @@ class _Batch:
         self.jobs: list[Job] = []
         #: How many of ``jobs`` the timer need not look at again (finished, or not timed).
         self.checked = 0
+        #: Ctrl-C raised on this thread by a job's tool or callback: raised on by :meth:`wait`.
+        self.interrupt: KeyboardInterrupt | None = None
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""
         if threading.get_ident() == self.thread:
+            interrupt = job.awaiter_interrupt
+            if interrupt is not None and self.interrupt is None:
+                self.interrupt = interrupt  # the awaiting coroutine stops waiting at once
+                future = self.future
+                if future is not None and not future.done():
+                    future.set_result(None)
             self._count()
         else:
             # A closed loop raises RuntimeError: nobody is waiting any more.
@@ -1151,17 +1166,24 @@ class _Batch:
             future.set_result(None)
 
     async def wait(self, jobs: list[Job], limit: float | None) -> None:
-        """Wait until every job in ``jobs`` finished, expiring them at their deadlines."""
+        """Wait until every job in ``jobs`` finished, expiring them at their deadlines.
+
+        Raises:
+            KeyboardInterrupt: A job's tool or callback raised it on this thread (the job is
+                recorded; the others may still be running).
+        """
         self.expected = len(jobs)
-        if self.finished_count >= len(jobs):
+        if self.finished_count >= len(jobs) or self.interrupt is not None:
             self.stop_timer()  # (started while the batch was accepted)
-            return
-        self.future = self.loop.create_future()
-        self.start_timer(jobs, limit)
-        try:
-            await self.future
-        finally:
-            self.stop_timer()
+        else:
+            self.future = self.loop.create_future()
+            self.start_timer(jobs, limit)
+            try:
+                await self.future
+            finally:
+                self.stop_timer()
+        if self.interrupt is not None:
+            raise self.interrupt
 
     def start_timer(self, jobs: list[Job], limit: float | None) -> None:
         """Expire ``jobs`` at their deadlines from now on (nothing to do without a limit).

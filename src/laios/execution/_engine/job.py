@@ -225,6 +225,7 @@ class Waiter(Protocol):
     told once the job is finished."""
 
     loop: asyncio.AbstractEventLoop
+    thread: int  # the ident of that loop's thread, where the awaiting coroutine runs
 
     def finished(self, job: Job) -> None:
         """The job finished (called once, from any thread)."""
@@ -312,6 +313,9 @@ class Job(TaskRecord):
     in_task = False  # an async tool run inside the awaiting task, in a slot claimed at once
     claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
+    # Ctrl-C raised on the thread of the coroutine awaiting this task (its async tool's or its
+    # callback's): the awaiting coroutine's, raised on there once the task is recorded
+    awaiter_interrupt: KeyboardInterrupt | None = None
     # Ctrl-C raised by a listener of the store on the blocking caller's thread while an event
     # of this task was recorded: re-raised there once the task is (see listener_interrupted)
     listener_interrupt: KeyboardInterrupt | None = None
@@ -543,6 +547,8 @@ class Job(TaskRecord):
                 self.interrupted = exc
                 self.interrupted_event = event
                 self.callback_note = self._interrupt_message()
+                if self.on_awaiting_thread():
+                    self.awaiter_interrupt = exc
             return exc
         except BaseException as exc:  # even SystemExit must not leave the job unfinished
             self.callback_failed(callback, event, exc)
@@ -735,6 +741,12 @@ class Job(TaskRecord):
         self.cancel_requested = True
         self.finish("cancelled", self.interrupted_message(), "cancelled")
 
+    def on_awaiting_thread(self) -> bool:
+        """Whether the calling code runs on the thread of the coroutine awaiting this task (the
+        awaiting road: an async tool, or a callback, run on the awaiting event loop)."""
+        waiter = self.waiter
+        return waiter is not None and waiter.thread == threading.get_ident()
+
     def interrupted_message(self) -> str:
         """The error of a task whose caller was interrupted (Ctrl-C) while it ran."""
         return f"Task '{self.task_id}' was cancelled: the caller was interrupted"
@@ -781,9 +793,11 @@ class Job(TaskRecord):
             if isinstance(raised, _CANCELLATIONS):
                 self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
                 return
-            if self.inline and type(raised) is KeyboardInterrupt:
+            if type(raised) is KeyboardInterrupt and (self.inline or self.on_awaiting_thread()):
                 # Ctrl-C on the caller's thread, which runs the tool: the caller is interrupted
                 # (the engine raises it on), as when it waits for a worker.
+                if not self.inline:
+                    self.awaiter_interrupt = raised
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
             name = safe_error_type(outcome.error_type or type_name(type(raised)))
