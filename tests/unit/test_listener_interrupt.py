@@ -153,3 +153,32 @@ def test_a_finish_listener_interrupted_leaves_the_task_finished(
     assert task.status is TaskStatus.COMPLETED
     assert executor.get_running_tasks() == []
     assert all(t.in_flight == 0 for t in store.snapshot().tools)
+
+
+@pytest.mark.parametrize("why", ["tool_not_found", "shutdown"])
+def test_a_task_refused_on_the_callers_thread_with_a_timeout_lets_the_interrupt_go_on(
+    executor: Executor, store: MetricStore, why: str
+) -> None:
+    """A task refused as it is accepted is recorded on the caller's thread, also with a
+    timeout (which runs a tool elsewhere): a finish listener's interrupt there is the
+    caller's, and goes on once the task is recorded."""
+    finished: list[Any] = []
+
+    def listener(event: Any) -> None:
+        finished.append(event)
+        raise KeyboardInterrupt
+
+    store.add_finish_listener(listener)
+    context = Context(session_id="s", user_id="u")
+    if why == "shutdown":
+        executor.shutdown()
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name="nope" if why == "tool_not_found" else "listener_sync",
+    )
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute_task(task, context, timeout=GUARD)
+    assert len(finished) == 1
+    assert task.status is TaskStatus.FAILED
+    assert executor.get_running_tasks() == []

@@ -350,6 +350,7 @@ class Engine:
         elif blocking and not inline:
             job.done = done = threading.Lock()
             done.acquire()
+            job.thread = threading.get_ident()  # (a listener's Ctrl-C on it is the caller's)
         # A task refused here never starts: no queue wait, no time in flight, duration 0.
         # With cancellations pending, an inline task is recorded as queued until the check
         # below (made under the lock cancel_task holds, after the record is visible) clears it.
@@ -578,6 +579,13 @@ class Engine:
             result = job.take_result()
         except Exception as exc:
             return self.internal_error(task, exc, job)
+        except BaseException:
+            # Ctrl-C (or SystemExit) in the executor's own code on this thread, around a tool
+            # run here: the task must not stay running (a shutdown would wait for it for ever).
+            # (A job run elsewhere is ended where it is handed over or waited for.)
+            if job is not None and job.inline:
+                job.caller_left()
+            raise
         if job.inline:
             # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on.
             interrupt = job.interrupted
@@ -587,6 +595,8 @@ class Engine:
                 interrupt = job.listener_interrupt
             if interrupt is not None:
                 raise interrupt
+        elif job.listener_interrupt is not None:  # (on this thread, as the task was accepted)
+            raise job.listener_interrupt
         return result
 
     def _run_waiting(self, job: Job, limit: float | None) -> None:
@@ -724,6 +734,9 @@ class Engine:
             finally:
                 if token is not None:
                     otel_context.detach(token)
+        if batch.interrupt is not None:  # (its tool's or callback's, on this thread: recorded)
+            job.result = None
+            raise batch.interrupt
         if job.result is None:
             await self._wait(batch, [job], limit)
         return job.take_result()
@@ -777,6 +790,9 @@ class Engine:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
             _cancelled_by_caller(jobs)
+            raise
+        except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
+            _cancelled_by_caller(jobs, "the caller was interrupted")
             raise
 
     def _hand_over(self, job: Job) -> bool:
@@ -1103,6 +1119,7 @@ class _Batch:
         "expected",
         "finished_count",
         "future",
+        "interrupt",
         "jobs",
         "loop",
         "thread",
@@ -1119,10 +1136,18 @@ class _Batch:
         self.jobs: list[Job] = []
         #: How many of ``jobs`` the timer need not look at again (finished, or not timed).
         self.checked = 0
+        #: Ctrl-C raised on this thread by a job's tool or callback: raised on by :meth:`wait`.
+        self.interrupt: KeyboardInterrupt | None = None
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""
         if threading.get_ident() == self.thread:
+            interrupt = job.awaiter_interrupt
+            if interrupt is not None and self.interrupt is None:
+                self.interrupt = interrupt  # the awaiting coroutine stops waiting at once
+                future = self.future
+                if future is not None and not future.done():
+                    future.set_result(None)
             self._count()
         else:
             # A closed loop raises RuntimeError: nobody is waiting any more.
@@ -1141,17 +1166,24 @@ class _Batch:
             future.set_result(None)
 
     async def wait(self, jobs: list[Job], limit: float | None) -> None:
-        """Wait until every job in ``jobs`` finished, expiring them at their deadlines."""
+        """Wait until every job in ``jobs`` finished, expiring them at their deadlines.
+
+        Raises:
+            KeyboardInterrupt: A job's tool or callback raised it on this thread (the job is
+                recorded; the others may still be running).
+        """
         self.expected = len(jobs)
-        if self.finished_count >= len(jobs):
+        if self.finished_count >= len(jobs) or self.interrupt is not None:
             self.stop_timer()  # (started while the batch was accepted)
-            return
-        self.future = self.loop.create_future()
-        self.start_timer(jobs, limit)
-        try:
-            await self.future
-        finally:
-            self.stop_timer()
+        else:
+            self.future = self.loop.create_future()
+            self.start_timer(jobs, limit)
+            try:
+                await self.future
+            finally:
+                self.stop_timer()
+        if self.interrupt is not None:
+            raise self.interrupt
 
     def start_timer(self, jobs: list[Job], limit: float | None) -> None:
         """Expire ``jobs`` at their deadlines from now on (nothing to do without a limit).

@@ -225,6 +225,7 @@ class Waiter(Protocol):
     told once the job is finished."""
 
     loop: asyncio.AbstractEventLoop
+    thread: int  # the ident of that loop's thread, where the awaiting coroutine runs
 
     def finished(self, job: Job) -> None:
         """The job finished (called once, from any thread)."""
@@ -306,12 +307,17 @@ class Job(TaskRecord):
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     inline = False  # runs on the caller's thread: nothing else can move its phase on
-    thread: int | None = None  # that thread's ident (the inline road), for shutdown
+    # The caller's thread's ident (the blocking road): the inline road's for shutdown, and
+    # where a store listener's Ctrl-C is the caller's (see listener_interrupted)
+    thread: int | None = None
     in_task = False  # an async tool run inside the awaiting task, in a slot claimed at once
     claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
-    # Ctrl-C raised by a listener of the store while an event of this (inline) task was
-    # recorded: re-raised on the caller's thread once the task is (see listener_interrupted)
+    # Ctrl-C raised on the thread of the coroutine awaiting this task (its async tool's or its
+    # callback's): the awaiting coroutine's, raised on there once the task is recorded
+    awaiter_interrupt: KeyboardInterrupt | None = None
+    # Ctrl-C raised by a listener of the store on the blocking caller's thread while an event
+    # of this task was recorded: re-raised there once the task is (see listener_interrupted)
     listener_interrupt: KeyboardInterrupt | None = None
     raised: BaseException | None = None  # what the tool raised (for the inline road's Ctrl-C)
     worker: str | None = None  # where the tool ran, when its runner says (a process, a host)
@@ -541,6 +547,8 @@ class Job(TaskRecord):
                 self.interrupted = exc
                 self.interrupted_event = event
                 self.callback_note = self._interrupt_message()
+                if self.on_awaiting_thread():
+                    self.awaiter_interrupt = exc
             return exc
         except BaseException as exc:  # even SystemExit must not leave the job unfinished
             self.callback_failed(callback, event, exc)
@@ -704,10 +712,10 @@ class Job(TaskRecord):
         """A listener of the store (progress or finish) raised Ctrl-C while an event of this
         task was recorded (the store tells its listeners once the event is recorded). The task
         goes on as it would have: listeners never change a task. The interrupt is the caller's
-        when the listener ran on the caller's thread (an inline task: re-raised once the task
-        is recorded, see ``Engine.run_blocking``); anywhere else nobody can take it, and it is
-        logged."""
-        if self.inline:
+        when the listener ran on the thread of a caller that waits for the task (re-raised once
+        the task is recorded, see ``Engine.run_blocking``): a tool run there, or a task refused
+        or cancelled as it was accepted; anywhere else nobody can take it, and it is logged."""
+        if self.thread == threading.get_ident():
             if self.listener_interrupt is None:
                 self.listener_interrupt = exc
             return
@@ -719,6 +727,25 @@ class Job(TaskRecord):
             shorten(self.task_id, 128),
             shorten(self.tool, 128),
         )
+
+    def caller_left(self) -> None:
+        """An exception (``KeyboardInterrupt``, ``SystemExit``) escaped the executor's own code
+        on the caller's thread while this inline job ran there (a Ctrl-C on Python 3.10 lands
+        wherever that thread is): end it ``cancelled`` unless its outcome is recorded already.
+
+        Nothing is abandoned: the tool ran on that very thread, and is no longer running."""
+        if self.state == "finished":
+            return
+        with self.env.lock:
+            self.phase = DONE
+        self.cancel_requested = True
+        self.finish("cancelled", self.interrupted_message(), "cancelled")
+
+    def on_awaiting_thread(self) -> bool:
+        """Whether the calling code runs on the thread of the coroutine awaiting this task (the
+        awaiting road: an async tool, or a callback, run on the awaiting event loop)."""
+        waiter = self.waiter
+        return waiter is not None and waiter.thread == threading.get_ident()
 
     def interrupted_message(self) -> str:
         """The error of a task whose caller was interrupted (Ctrl-C) while it ran."""
@@ -766,9 +793,11 @@ class Job(TaskRecord):
             if isinstance(raised, _CANCELLATIONS):
                 self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
                 return
-            if self.inline and type(raised) is KeyboardInterrupt:
+            if type(raised) is KeyboardInterrupt and (self.inline or self.on_awaiting_thread()):
                 # Ctrl-C on the caller's thread, which runs the tool: the caller is interrupted
                 # (the engine raises it on), as when it waits for a worker.
+                if not self.inline:
+                    self.awaiter_interrupt = raised
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
             name = safe_error_type(outcome.error_type or type_name(type(raised)))

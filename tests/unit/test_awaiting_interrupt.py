@@ -1,0 +1,129 @@
+"""Ctrl-C on the awaiting road: an async tool, or an ``on_progress`` callback, raising
+``KeyboardInterrupt`` on the event loop of the coroutine awaiting the task.
+
+On Python 3.10 a real Ctrl-C lands in whatever code the main thread runs: in an asyncio program
+maybe an async tool's coroutine, or a callback run on that loop. It used to end the task as an
+ordinary error (the tool's) or a ``callback_error`` result, and the program carried on. Now, as
+on the blocking road, the task is recorded (a tool's interrupt: ``cancelled``, the caller was
+interrupted), the other tasks of the call end ``cancelled`` as when the awaiting coroutine is
+cancelled, and the interrupt goes on out of ``execute_async`` / ``execute_parallel``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task, TaskStatus
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
+from laios.tools.base import AsyncBaseTool
+from laios.tools.registry import ToolRegistry
+
+#: Longest a call may take: a call that hangs fails instead.
+GUARD = 5.0
+INTERRUPTED = "was cancelled: the caller was interrupted"
+
+
+class Interrupting(AsyncBaseTool):
+    name = "interrupting"
+    description = "Raises KeyboardInterrupt, as a Ctrl-C landing in it would."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt
+
+
+class Sleeping(AsyncBaseTool):
+    name = "sleeping"
+    description = "Sleeps for a long while."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(GUARD * 2)
+        return "slept"
+
+
+class Quick(AsyncBaseTool):
+    name = "quick"
+    description = "Returns."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return "quick"
+
+
+@pytest.fixture
+def store() -> MetricStore:
+    return MetricStore()
+
+
+@pytest.fixture
+def executor(store: MetricStore) -> Any:
+    registry = ToolRegistry()
+    registry.register_tools([Interrupting(), Sleeping(), Quick()])
+    executor = Executor(registry, store=store, register_prometheus=False)
+    yield executor
+    executor.shutdown(wait=False)
+
+
+def _task(tool: str) -> Task:
+    return Task(plan_id="p", description="d", tool_name=tool)
+
+
+CONTEXT = Context(session_id="s", user_id="u")
+
+
+def _usable(executor: Executor, store: MetricStore) -> None:
+    assert executor.get_running_tasks() == []
+    assert all(t.in_flight == 0 for t in store.snapshot().tools)
+    again = _task("quick")
+    assert asyncio.run(executor.execute_async(again, CONTEXT)).output == "quick"
+
+
+@pytest.mark.parametrize("timeout", [None, GUARD], ids=["in the awaiting task", "own task"])
+def test_an_async_tool_interrupted_ends_cancelled_and_the_interrupt_goes_on(
+    executor: Executor, store: MetricStore, timeout: float | None
+) -> None:
+    task = _task("interrupting")
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(asyncio.wait_for(executor.execute_async(task, CONTEXT, timeout), GUARD))
+    assert task.status is TaskStatus.CANCELLED
+    assert INTERRUPTED in (task.error or "")
+    _usable(executor, store)
+
+
+def test_an_async_tool_interrupted_in_a_batch_cancels_the_others(
+    executor: Executor, store: MetricStore
+) -> None:
+    interrupted, sleeping = _task("interrupting"), _task("sleeping")
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(
+            asyncio.wait_for(executor.execute_parallel([sleeping, interrupted], CONTEXT), GUARD)
+        )
+    for task in (interrupted, sleeping):
+        assert task.status is TaskStatus.CANCELLED
+        assert INTERRUPTED in (task.error or "")
+    _usable(executor, store)
+
+
+@pytest.mark.parametrize("event", ["started", "completed"])
+@pytest.mark.parametrize("road", ["execute_async", "execute_parallel"])
+def test_a_callback_interrupted_on_the_awaiting_loop_lets_the_interrupt_go_on(
+    executor: Executor, store: MetricStore, event: str, road: str
+) -> None:
+    def interrupt(name: str, data: Any) -> None:
+        if name == event:
+            raise KeyboardInterrupt
+
+    task = _task("quick")
+    if road == "execute_async":
+        call: Any = executor.execute_async(task, CONTEXT, on_progress=interrupt)
+    else:
+        call = executor.execute_parallel([task], CONTEXT, on_progress=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(asyncio.wait_for(call, GUARD))
+    # Recorded as on the blocking road: a callback_error failure.
+    assert task.status is TaskStatus.FAILED
+    assert f"during the '{event}' event: the caller was interrupted" in (task.error or "")
+    _usable(executor, store)
