@@ -235,6 +235,25 @@ def _listener_key(listeners: Mapping[object, object], listener: object) -> objec
     return listener
 
 
+def _add_listener(listeners: dict[object, Any], listener: Any, most: int, too_many: str) -> bool:
+    """Add ``listener`` to ``listeners`` (the caller holds the store's lock); ``False`` when
+    it (or one equal to it) is there already. Raise ``ValueError`` saying ``too_many`` when
+    ``most`` are there."""
+    key = _listener_key(listeners, listener)
+    if key in listeners:  # (added twice, called once)
+        return False
+    if len(listeners) >= most:
+        raise ValueError(too_many)
+    listeners[key] = listener
+    return True
+
+
+def _remove_listener(listeners: dict[object, Any], listener: Any) -> bool:
+    """Take ``listener`` (or the one equal to it) out of ``listeners`` (the caller holds the
+    store's lock); ``False`` when it was not there."""
+    return listeners.pop(_listener_key(listeners, listener), None) is not None
+
+
 class FinishedTask(NamedTuple):
     """One task's end, as :meth:`MetricStore.add_finish_listener` listeners are told it.
 
@@ -947,27 +966,23 @@ class MetricStore:
         """
         check_listener(listener)
         with self._lock:
-            listeners = self._finish_listeners
-            key = _listener_key(listeners, listener)
-            if key in listeners:  # (added twice, called once)
-                return
-            if len(listeners) >= MAX_FINISH_LISTENERS:
-                raise ValueError(
-                    f"this store has {MAX_FINISH_LISTENERS} finish listeners, the most it "
-                    "holds: each is called at the end of every task until it is removed, so "
-                    "one added per task, executor or meter provider and never removed would "
-                    "slow every task for ever. Remove those you no longer need "
-                    "(remove_finish_listener; uninstrument() for an instrument_metrics handle)"
-                )
-            listeners[key] = listener
-            self._finish_snapshot = None
+            if _add_listener(
+                self._finish_listeners,
+                listener,
+                MAX_FINISH_LISTENERS,
+                f"this store has {MAX_FINISH_LISTENERS} finish listeners, the most it holds: "
+                "each is called at the end of every task until it is removed, so one added per "
+                "task, executor or meter provider and never removed would slow every task for "
+                "ever. Remove those you no longer need (remove_finish_listener; uninstrument() "
+                "for an instrument_metrics handle)",
+            ):
+                self._finish_snapshot = None
 
     def remove_finish_listener(self, listener: FinishListener) -> None:
         """Stop calling ``listener``, or the listener added that is equal to it (no error when
         none was added)."""
         with self._lock:
-            listeners = self._finish_listeners
-            if listeners.pop(_listener_key(listeners, listener), None) is not None:
+            if _remove_listener(self._finish_listeners, listener):
                 self._finish_snapshot = None
 
     @property
@@ -1240,27 +1255,23 @@ class MetricStore:
         """
         check_listener(listener)
         with self._lock:
-            listeners = self._progress_listeners
-            key = _listener_key(listeners, listener)
-            if key in listeners:  # (added twice, called once)
-                return
-            if len(listeners) >= MAX_PROGRESS_LISTENERS:
-                raise ValueError(
-                    f"this store has {MAX_PROGRESS_LISTENERS} progress listeners, the most it "
-                    "holds: each is called with every update until it is removed, so one added "
-                    "per task and never removed would slow every update for ever. Remove those "
-                    "you no longer need (remove_progress_listener), or follow one call with "
-                    "its on_progress= instead"
-                )
-            listeners[key] = listener
-            self._progress_snapshot = None
+            if _add_listener(
+                self._progress_listeners,
+                listener,
+                MAX_PROGRESS_LISTENERS,
+                f"this store has {MAX_PROGRESS_LISTENERS} progress listeners, the most it "
+                "holds: each is called with every update until it is removed, so one added "
+                "per task and never removed would slow every update for ever. Remove those "
+                "you no longer need (remove_progress_listener), or follow one call with "
+                "its on_progress= instead",
+            ):
+                self._progress_snapshot = None
 
     def remove_progress_listener(self, listener: ProgressListener) -> None:
         """Stop calling ``listener``, or the listener added that is equal to it (no error when
         none was added)."""
         with self._lock:
-            listeners = self._progress_listeners
-            if listeners.pop(_listener_key(listeners, listener), None) is not None:
+            if _remove_listener(self._progress_listeners, listener):
                 self._progress_snapshot = None
 
     # -- custom metrics (the PerformanceMonitor's data) ------------------------------------
