@@ -730,16 +730,17 @@ class Job(TaskRecord):
 
     def caller_left(self) -> None:
         """An exception (``KeyboardInterrupt``, ``SystemExit``) escaped the executor's own code
-        on the caller's thread while this inline job ran there (a Ctrl-C on Python 3.10 lands
-        wherever that thread is): end it ``cancelled`` unless its outcome is recorded already.
+        on the caller's thread while this job's tool ran there (an inline job, or an async tool
+        awaited in the caller's own task; a Ctrl-C on Python 3.10 lands wherever that thread
+        is): end it ``cancelled`` unless its outcome is recorded already.
 
         Nothing is abandoned: the tool ran on that very thread, and is no longer running."""
-        if self.state == "finished":
-            return
-        with self.env.lock:
-            self.phase = DONE
-        self.cancel_requested = True
-        self.finish("cancelled", self.interrupted_message(), "cancelled")
+        if self.state != "finished":
+            with self.env.lock:
+                self.phase = DONE
+            self.cancel_requested = True
+            self.finish("cancelled", self.interrupted_message(), "cancelled")
+        self.result = None  # nobody takes it: the retained record must not keep it
 
     def on_awaiting_thread(self) -> bool:
         """Whether the calling code runs on the thread of the coroutine awaiting this task (the
