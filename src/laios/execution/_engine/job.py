@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from laios._compat.pydantic import assign, construct
+from laios._exceptions import exception_message
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
@@ -252,14 +253,8 @@ class JobEnv:
         self.closed = False
 
 
-def describe_exception(exc: BaseException) -> str:
-    """The message of ``exc`` for a result's ``error``: never raises (a ``__str__`` that
-    fails or returns a non-string gives the class name and a note)."""
-    try:
-        text = str(exc)
-    except Exception:
-        return f"{type_name(type(exc))} (its message could not be turned into text)"
-    return text or type_name(type(exc))
+#: The message of an exception for a result's ``error``; never raises (the tools' own).
+describe_exception = exception_message
 
 
 def scrubbed_message(exc: BaseException, secrets: Sequence[str]) -> str:
