@@ -12,6 +12,7 @@ cancelled, and the interrupt goes on out of ``execute_async`` / ``execute_parall
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -127,3 +128,64 @@ def test_a_callback_interrupted_on_the_awaiting_loop_lets_the_interrupt_go_on(
     assert task.status is TaskStatus.FAILED
     assert f"during the '{event}' event: the caller was interrupted" in (task.error or "")
     _usable(executor, store)
+
+
+class ArmedClock:
+    """The store's clock: once armed, its next ``perf_counter()`` raises ``exc`` (as a Ctrl-C
+    delivered in the executor's code there would)."""
+
+    def __init__(self) -> None:
+        self.armed: BaseException | None = None
+
+    def time(self) -> float:
+        return time.time()
+
+    def perf_counter(self) -> float:
+        exc, self.armed = self.armed, None
+        if exc is not None:
+            raise exc
+        return time.perf_counter()
+
+
+class Arming(AsyncBaseTool):
+    name = "arming"
+    description = "Arms the store's clock, then returns."
+
+    clock: ArmedClock
+    exc: BaseException
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.clock.armed = self.exc
+        return "done"
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_in_the_executors_code_around_a_tool_in_the_awaiting_task(
+    exc_type: type[BaseException],
+) -> None:
+    """An async tool awaited in the caller's own task (``execute_async``, no timeout): a
+    Ctrl-C (or ``SystemExit``) in the executor's code around it, here while its outcome is
+    reported, ends the task ``cancelled`` instead of leaving it ``running``."""
+    clock = ArmedClock()
+    store = MetricStore(clock=clock)
+    arming = Arming()
+    arming.clock = clock
+    arming.exc = exc_type()
+    registry = ToolRegistry()
+    registry.register_tools([arming, Quick()])
+    executor = Executor(registry, store=store, register_prometheus=False)
+    events: list[str] = []
+    task = _task("arming")
+    try:
+        # The clock is read to report the outcome's execution time to on_progress: the
+        # interrupt lands there, after the tool returned and before the task is recorded.
+        call = executor.execute_async(task, CONTEXT, on_progress=lambda e, d: events.append(e))
+        with pytest.raises(exc_type):
+            asyncio.run(asyncio.wait_for(call, GUARD))
+        assert events[0] == "started"
+        assert "completed" not in events
+        assert task.status is TaskStatus.CANCELLED
+        assert INTERRUPTED in (task.error or "")
+        _usable(executor, store)
+    finally:
+        executor.shutdown(wait=False)

@@ -731,6 +731,11 @@ class Engine:
                 raise
             except Exception as exc:  # the job's own events failed: never the caller's problem
                 return self.internal_error(task, exc, job)
+            except BaseException:
+                # Ctrl-C (or SystemExit) in the executor's own code around the tool, run in
+                # this very task: the task must not stay running.
+                job.caller_left()
+                raise
             finally:
                 if token is not None:
                     otel_context.detach(token)

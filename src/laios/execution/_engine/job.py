@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from laios._compat.pydantic import assign, construct
+from laios._exceptions import exception_message
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
@@ -252,14 +253,8 @@ class JobEnv:
         self.closed = False
 
 
-def describe_exception(exc: BaseException) -> str:
-    """The message of ``exc`` for a result's ``error``: never raises (a ``__str__`` that
-    fails or returns a non-string gives the class name and a note)."""
-    try:
-        text = str(exc)
-    except Exception:
-        return f"{type_name(type(exc))} (its message could not be turned into text)"
-    return text or type_name(type(exc))
+#: The message of an exception for a result's ``error``; never raises (the tools' own).
+describe_exception = exception_message
 
 
 def scrubbed_message(exc: BaseException, secrets: Sequence[str]) -> str:
@@ -730,16 +725,17 @@ class Job(TaskRecord):
 
     def caller_left(self) -> None:
         """An exception (``KeyboardInterrupt``, ``SystemExit``) escaped the executor's own code
-        on the caller's thread while this inline job ran there (a Ctrl-C on Python 3.10 lands
-        wherever that thread is): end it ``cancelled`` unless its outcome is recorded already.
+        on the caller's thread while this job's tool ran there (an inline job, or an async tool
+        awaited in the caller's own task; a Ctrl-C on Python 3.10 lands wherever that thread
+        is): end it ``cancelled`` unless its outcome is recorded already.
 
         Nothing is abandoned: the tool ran on that very thread, and is no longer running."""
-        if self.state == "finished":
-            return
-        with self.env.lock:
-            self.phase = DONE
-        self.cancel_requested = True
-        self.finish("cancelled", self.interrupted_message(), "cancelled")
+        if self.state != "finished":
+            with self.env.lock:
+                self.phase = DONE
+            self.cancel_requested = True
+            self.finish("cancelled", self.interrupted_message(), "cancelled")
+        self.result = None  # nobody takes it: the retained record must not keep it
 
     def on_awaiting_thread(self) -> bool:
         """Whether the calling code runs on the thread of the coroutine awaiting this task (the
