@@ -1141,8 +1141,9 @@ class _Batch:
         self.jobs: list[Job] = []
         #: How many of ``jobs`` the timer need not look at again (finished, or not timed).
         self.checked = 0
-        #: Ctrl-C raised on this thread by a job's tool or callback: raised on by :meth:`wait`.
-        self.interrupt: KeyboardInterrupt | None = None
+        #: Ctrl-C raised on this thread by a job's tool or callback (or a ``SystemExit`` in the
+        #: executor's code around its tool, see ``Job.awaiter_left``): raised on by :meth:`wait`.
+        self.interrupt: BaseException | None = None
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""
@@ -1175,7 +1176,8 @@ class _Batch:
 
         Raises:
             KeyboardInterrupt: A job's tool or callback raised it on this thread (the job is
-                recorded; the others may still be running).
+                recorded; the others may still be running). ``SystemExit`` too, raised in the
+                executor's code around a job's tool on this thread.
         """
         self.expected = len(jobs)
         if self.finished_count >= len(jobs) or self.interrupt is not None:
