@@ -724,16 +724,24 @@ class Job(TaskRecord):
         task was recorded (the store tells its listeners once the event is recorded). The task
         goes on as it would have: listeners never change a task. The interrupt is the caller's
         when the listener ran on the thread of a caller that waits for the task (re-raised once
-        the task is recorded, see ``Engine.run_blocking``): a tool run there, or a task refused
-        or cancelled as it was accepted; anywhere else nobody can take it, and it is logged."""
+        the task is recorded): a blocking caller's (see ``Engine.run_blocking``: a tool run
+        there, or a task refused or cancelled as it was accepted), or the thread of the
+        coroutine awaiting it (an async tool run on its loop, as an ``on_progress`` callback's
+        interrupt there: see ``_Batch.finished``); anywhere else nobody can take it, and it is
+        logged."""
         if self.thread == threading.get_ident():
             if self.listener_interrupt is None:
                 self.listener_interrupt = exc
             return
+        if self.on_awaiting_thread():
+            if self.awaiter_interrupt is None:
+                self.awaiter_interrupt = exc
+            return
         _log.warning(
             "a listener of the store (progress or finish) raised KeyboardInterrupt on thread %r "
             "while an event of task %r (tool %r) was recorded; the task goes on unchanged and "
-            "the interrupt, raised on another thread than the caller's, is dropped",
+            "the interrupt, which no caller waiting for the task on that thread can take, is "
+            "dropped",
             threading.current_thread().name,
             shorten(self.task_id, 128),
             shorten(self.tool, 128),
