@@ -238,3 +238,83 @@ def test_a_listener_interrupted_on_the_awaiting_loop_cancels_the_other_tasks(
     assert sleeping.status is TaskStatus.CANCELLED
     assert "the caller was interrupted" in (sleeping.error or "")
     assert executor.get_running_tasks() == []
+
+
+class HalfwayThenSleeping(AsyncBaseTool):
+    name = "listener_halfway_sleeping"
+    description = "Reports progress once, then sleeps for a long while."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        current = current_task()
+        assert current is not None
+        current.progress(50, "half")
+        await asyncio.sleep(GUARD * 2)
+        return "slept"
+
+
+def test_an_interrupt_on_the_awaiting_loop_for_a_task_ended_on_another_thread_goes_on(
+    store: MetricStore,
+) -> None:
+    """The listener's interrupt is recorded on the awaiting loop's thread; the task is then
+    cancelled from another thread (``cancel_task``), which records its end there: the
+    interrupt still goes on out of the call, once the task is recorded."""
+    registry = ToolRegistry()
+    registry.register_tools([HalfwayThenSleeping()])
+    executor = Executor(registry, store=store, register_prometheus=False)
+    interrupted: list[ProgressUpdate] = []
+
+    def listener(update: ProgressUpdate) -> None:
+        if update.status is ProgressStatus.IN_PROGRESS:
+            interrupted.append(update)
+            raise KeyboardInterrupt
+
+    ProgressTracker(store).add_listener(listener)
+    context = Context(session_id="s", user_id="u")
+    task = Task(plan_id="p", description="d", tool_name="listener_halfway_sleeping")
+
+    async def main() -> None:
+        call = asyncio.ensure_future(executor.execute_parallel([task], context))
+        while not interrupted:
+            await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(executor.cancel_task, task.id)
+        await asyncio.wait_for(call, GUARD)
+
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(asyncio.wait_for(main(), GUARD))
+        assert time.monotonic() - started < GUARD / 2
+        assert task.status is TaskStatus.CANCELLED
+        assert executor.get_running_tasks() == []
+    finally:
+        executor.shutdown(wait=False)
+
+
+def test_an_interrupt_on_the_awaiting_loop_as_the_awaiting_coroutine_is_cancelled_goes_on(
+    executor: Executor, store: MetricStore
+) -> None:
+    """A finish listener's interrupt, raised on the awaiting loop's thread as the tasks of an
+    awaiting coroutine being cancelled are ended, is not lost: it goes on in place of the
+    cancellation."""
+    finished: list[Any] = []
+
+    def listener(event: Any) -> None:
+        finished.append(event)
+        raise KeyboardInterrupt
+
+    context = Context(session_id="s", user_id="u")
+    task = Task(plan_id="p", description="d", tool_name="listener_sleeping")
+
+    async def main() -> None:
+        call = asyncio.ensure_future(executor.execute_parallel([task], context))
+        while task.status is not TaskStatus.RUNNING:
+            await asyncio.sleep(0.01)
+        store.add_finish_listener(listener)
+        call.cancel()
+        await call
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(asyncio.wait_for(main(), GUARD))
+    assert len(finished) == 1
+    assert task.status is TaskStatus.CANCELLED
+    assert executor.get_running_tasks() == []
