@@ -189,3 +189,46 @@ def test_an_interrupt_in_the_executors_code_around_a_tool_in_the_awaiting_task(
         _usable(executor, store)
     finally:
         executor.shutdown(wait=False)
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("road", ["execute_async", "execute_parallel"])
+def test_an_interrupt_in_the_executors_code_around_a_tool_in_a_task_of_its_own(
+    exc_type: type[BaseException], road: str
+) -> None:
+    """An async tool run as an asyncio task of its own on the awaiting loop (``execute_async``
+    with a timeout, ``execute_parallel``): a Ctrl-C (or ``SystemExit``) in the executor's code
+    in that task, here while the outcome is reported, is the caller's: the task ends
+    ``cancelled``, the caller is woken at once (not at its deadline), the call's other tasks
+    end ``cancelled``, and the interrupt goes on out of the call."""
+    clock = ArmedClock()
+    store = MetricStore(clock=clock)
+    arming = Arming()
+    arming.clock = clock
+    arming.exc = exc_type()
+    registry = ToolRegistry()
+    registry.register_tools([arming, Quick(), Sleeping()])
+    executor = Executor(registry, store=store, register_prometheus=False)
+    events: list[str] = []
+    task, sleeping = _task("arming"), _task("sleeping")
+
+    def record(event: str, data: Any) -> None:
+        events.append(event)
+
+    try:
+        if road == "execute_async":
+            call: Any = executor.execute_async(task, CONTEXT, GUARD * 4, on_progress=record)
+        else:
+            call = executor.execute_parallel([sleeping, task], CONTEXT, on_progress=record)
+        began = time.monotonic()
+        with pytest.raises(exc_type):
+            asyncio.run(asyncio.wait_for(call, GUARD))
+        assert time.monotonic() - began < GUARD / 2  # woken at once, not at a deadline
+        assert task.status is TaskStatus.CANCELLED
+        assert INTERRUPTED in (task.error or "")
+        if road == "execute_parallel":
+            assert sleeping.status is TaskStatus.CANCELLED
+            assert INTERRUPTED in (sleeping.error or "")
+        _usable(executor, store)
+    finally:
+        executor.shutdown(wait=False)

@@ -7,7 +7,8 @@ interrupted was never started and its caller waited for its whole timeout (or fo
 whose final update was interrupted stayed ``running``, and one whose ``IN_PROGRESS`` update was
 interrupted failed with ``KeyboardInterrupt``. The task now runs and ends as it would have; the
 interrupt goes on to the caller when the listener ran on the caller's own thread (a synchronous
-tool run there), and is logged otherwise.
+tool run there, or an async tool run on the loop of the coroutine awaiting it, as an
+``on_progress`` callback's interrupt does there), and is logged otherwise.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ class SyncHalfway(BaseTool):
         return "sync done"
 
 
+class Sleeping(AsyncBaseTool):
+    name = "listener_sleeping"
+    description = "Sleeps for a long while."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(GUARD * 2)
+        return "slept"
+
+
 @pytest.fixture
 def store() -> MetricStore:
     return MetricStore()
@@ -61,7 +71,7 @@ def store() -> MetricStore:
 @pytest.fixture
 def executor(store: MetricStore) -> Any:
     registry = ToolRegistry()
-    registry.register_tools([Halfway(), SyncHalfway()])
+    registry.register_tools([Halfway(), SyncHalfway(), Sleeping()])
     executor = Executor(registry, store=store, register_prometheus=False)
     yield executor
     executor.shutdown(wait=False)
@@ -91,24 +101,34 @@ def test_a_listener_interrupted_on_an_event_leaves_the_task_as_it_would_have_end
     ProgressTracker(store).add_listener(listener)
     context = Context(session_id="s", user_id="u")
     task = Task(plan_id="p", description="d", tool_name=tool)
-    started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+
+    def call() -> Any:
         if road == "execute_async":
-            result = asyncio.run(asyncio.wait_for(executor.execute_async(task, context), GUARD))
-        elif road == "execute_parallel":
+            return asyncio.run(asyncio.wait_for(executor.execute_async(task, context), GUARD))
+        if road == "execute_parallel":
             [result] = asyncio.run(
                 asyncio.wait_for(executor.execute_parallel([task], context), GUARD)
             )
+            return result
+        return executor.execute_task(task, context, timeout=GUARD)
+
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        if tool == "listener_async" and road != "execute_task":
+            # The async tool runs on the awaiting loop: its events are recorded on the
+            # caller's thread, whose interrupt goes on once the task is recorded.
+            with pytest.raises(KeyboardInterrupt):
+                call()
         else:
-            result = executor.execute_task(task, context, timeout=GUARD)
+            result = call()
+            assert result.success, result.error
+            assert "KeyboardInterrupt" in caplog.text
     assert time.monotonic() - started < GUARD / 2
     assert len(interrupted) == 1
-    assert result.success, result.error
-    assert result.output == ("async done" if tool == "listener_async" else "sync done")
+    assert task.result == ("async done" if tool == "listener_async" else "sync done")
     assert task.status is TaskStatus.COMPLETED
     assert executor.get_running_tasks() == []
     assert all(t.in_flight == 0 for t in store.snapshot().tools)
-    assert "KeyboardInterrupt" in caplog.text
     # Still usable.
     again = Task(plan_id="p", description="d", tool_name=tool)
     assert executor.execute_task(again, context, timeout=GUARD).success
@@ -136,11 +156,14 @@ def test_on_the_callers_thread_the_interrupt_goes_on_once_the_task_is_recorded(
     assert all(t.in_flight == 0 for t in store.snapshot().tools)
 
 
+@pytest.mark.parametrize("road", ["execute_async", "execute_parallel"])
 @pytest.mark.parametrize("tool", ["listener_async", "listener_sync"])
 def test_a_finish_listener_interrupted_leaves_the_task_finished(
-    executor: Executor, store: MetricStore, tool: str
+    executor: Executor, store: MetricStore, tool: str, road: str
 ) -> None:
-    """The same for a finish listener of the store (``add_finish_listener``)."""
+    """The same for a finish listener of the store (``add_finish_listener``): on the awaiting
+    loop's thread (an async tool's) the interrupt goes on out of the call once the task is
+    recorded; on a worker thread (a synchronous tool's) it is dropped."""
 
     def listener(event: Any) -> None:
         raise KeyboardInterrupt
@@ -148,8 +171,17 @@ def test_a_finish_listener_interrupted_leaves_the_task_finished(
     store.add_finish_listener(listener)
     context = Context(session_id="s", user_id="u")
     task = Task(plan_id="p", description="d", tool_name=tool)
-    [result] = asyncio.run(asyncio.wait_for(executor.execute_parallel([task], context), GUARD))
-    assert result.success, result.error
+    if road == "execute_async":
+        call: Any = executor.execute_async(task, context)
+    else:
+        call = executor.execute_parallel([task], context)
+    if tool == "listener_async":
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(asyncio.wait_for(call, GUARD))
+    else:
+        outcome = asyncio.run(asyncio.wait_for(call, GUARD))
+        result = outcome if road == "execute_async" else outcome[0]
+        assert result.success, result.error
     assert task.status is TaskStatus.COMPLETED
     assert executor.get_running_tasks() == []
     assert all(t.in_flight == 0 for t in store.snapshot().tools)
@@ -181,4 +213,108 @@ def test_a_task_refused_on_the_callers_thread_with_a_timeout_lets_the_interrupt_
         executor.execute_task(task, context, timeout=GUARD)
     assert len(finished) == 1
     assert task.status is TaskStatus.FAILED
+    assert executor.get_running_tasks() == []
+
+
+def test_a_listener_interrupted_on_the_awaiting_loop_cancels_the_other_tasks(
+    executor: Executor, store: MetricStore
+) -> None:
+    """As an ``on_progress`` callback's interrupt there: the call's other unfinished tasks end
+    ``cancelled``, and the call is left at once."""
+
+    def listener(update: ProgressUpdate) -> None:
+        if update.task_id == task.id and update.status is ProgressStatus.IN_PROGRESS:
+            raise KeyboardInterrupt
+
+    ProgressTracker(store).add_listener(listener)
+    context = Context(session_id="s", user_id="u")
+    task = Task(plan_id="p", description="d", tool_name="listener_async")
+    sleeping = Task(plan_id="p", description="d", tool_name="listener_sleeping")
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(asyncio.wait_for(executor.execute_parallel([sleeping, task], context), GUARD))
+    assert time.monotonic() - started < GUARD / 2
+    assert task.status is TaskStatus.COMPLETED
+    assert sleeping.status is TaskStatus.CANCELLED
+    assert "the caller was interrupted" in (sleeping.error or "")
+    assert executor.get_running_tasks() == []
+
+
+class HalfwayThenSleeping(AsyncBaseTool):
+    name = "listener_halfway_sleeping"
+    description = "Reports progress once, then sleeps for a long while."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        current = current_task()
+        assert current is not None
+        current.progress(50, "half")
+        await asyncio.sleep(GUARD * 2)
+        return "slept"
+
+
+def test_an_interrupt_on_the_awaiting_loop_for_a_task_ended_on_another_thread_goes_on(
+    store: MetricStore,
+) -> None:
+    """The listener's interrupt is recorded on the awaiting loop's thread; the task is then
+    cancelled from another thread (``cancel_task``), which records its end there: the
+    interrupt still goes on out of the call, once the task is recorded."""
+    registry = ToolRegistry()
+    registry.register_tools([HalfwayThenSleeping()])
+    executor = Executor(registry, store=store, register_prometheus=False)
+    interrupted: list[ProgressUpdate] = []
+
+    def listener(update: ProgressUpdate) -> None:
+        if update.status is ProgressStatus.IN_PROGRESS:
+            interrupted.append(update)
+            raise KeyboardInterrupt
+
+    ProgressTracker(store).add_listener(listener)
+    context = Context(session_id="s", user_id="u")
+    task = Task(plan_id="p", description="d", tool_name="listener_halfway_sleeping")
+
+    async def main() -> None:
+        call = asyncio.ensure_future(executor.execute_parallel([task], context))
+        while not interrupted:
+            await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(executor.cancel_task, task.id)
+        await asyncio.wait_for(call, GUARD)
+
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(asyncio.wait_for(main(), GUARD))
+        assert time.monotonic() - started < GUARD / 2
+        assert task.status is TaskStatus.CANCELLED
+        assert executor.get_running_tasks() == []
+    finally:
+        executor.shutdown(wait=False)
+
+
+def test_an_interrupt_on_the_awaiting_loop_as_the_awaiting_coroutine_is_cancelled_goes_on(
+    executor: Executor, store: MetricStore
+) -> None:
+    """A finish listener's interrupt, raised on the awaiting loop's thread as the tasks of an
+    awaiting coroutine being cancelled are ended, is not lost: it goes on in place of the
+    cancellation."""
+    finished: list[Any] = []
+
+    def listener(event: Any) -> None:
+        finished.append(event)
+        raise KeyboardInterrupt
+
+    context = Context(session_id="s", user_id="u")
+    task = Task(plan_id="p", description="d", tool_name="listener_sleeping")
+
+    async def main() -> None:
+        call = asyncio.ensure_future(executor.execute_parallel([task], context))
+        while task.status is not TaskStatus.RUNNING:
+            await asyncio.sleep(0.01)
+        store.add_finish_listener(listener)
+        call.cancel()
+        await call
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(asyncio.wait_for(main(), GUARD))
+    assert len(finished) == 1
+    assert task.status is TaskStatus.CANCELLED
     assert executor.get_running_tasks() == []

@@ -1,7 +1,8 @@
 """A ``ToolRegistry`` subclass that overrides ``get_tool`` (aliases, tools built on first use)
 is asked by every lookup of the registry's own, as the executor and ``get_tool_schema`` ask it:
 ``execute_tool``, ``has_tool`` and ``in`` find the tools it finds. ``execute_tool`` still never
-raises when the override does."""
+raises when the override does, and ``has_tool`` and ``in`` answer ``False`` then, as they did
+before they asked it (they never raised)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,18 @@ def test_a_get_tool_that_raises_gives_a_failed_output() -> None:
     assert output.metadata == {"error_type": "LookupError"}
     assert output.error is not None
     assert "get_tool('greet') raised LookupError: the tool store is down" in output.error
+
+
+def test_has_tool_and_in_answer_false_when_get_tool_raises() -> None:
+    registry = Broken()
+    assert registry.has_tool("greet") is False
+    assert "greet" not in registry
+
+
+def test_a_raising_get_tool_for_a_huge_name_is_named_shortened() -> None:
+    name = "x" * 5000
+    output = Broken().execute_tool(name)
+    assert output.success is False
+    assert output.error is not None
+    assert len(output.error) < 400
+    assert f"get_tool('{'x' * 127}…') raised LookupError" in output.error

@@ -58,6 +58,10 @@ class ToolLookup(Protocol):
         ...
 
 
+#: The longest tool name a message shows, in characters (longer ones are cut).
+_SHOWN_NAME_CHARS = 128
+
+
 class ToolRegistry:
     """Holds tools by name and runs them.
 
@@ -198,9 +202,19 @@ class ToolRegistry:
             name: Tool name.
 
         Returns:
-            True if the registry holds a tool with that name.
+            True if the registry holds a tool with that name; False when ``get_tool`` raises
+            (logged at debug level).
         """
-        return self.get_tool(name) is not None
+        try:
+            return self.get_tool(name) is not None
+        except Exception as exc:  # (a subclass's own get_tool)
+            logger.debug(
+                "has_tool(%r): get_tool raised %s; answered False",
+                _shown(name),
+                type_name(type(exc)),
+                exc_info=exc,
+            )
+            return False
 
     def list_tools(
         self,
@@ -249,7 +263,7 @@ class ToolRegistry:
             return ToolOutput(
                 success=False,
                 error=(
-                    f"The tool registry failed: get_tool({name!r}) raised "
+                    f"The tool registry failed: get_tool({_shown(name)!r}) raised "
                     f"{type_name(type(exc))}: {exception_message(exc)}"
                 ),
                 metadata={"error_type": type_name(type(exc))},
@@ -303,3 +317,10 @@ class ToolRegistry:
     def __repr__(self) -> str:
         """Return a short description listing the registered tool names."""
         return f"ToolRegistry(tools={sorted(tool.name for tool in self._all())!r})"
+
+
+def _shown(name: Any) -> Any:
+    """A tool name as a message shows it: cut to 128 characters, the cut marked "…"."""
+    if isinstance(name, str) and len(name) > _SHOWN_NAME_CHARS:
+        return name[: _SHOWN_NAME_CHARS - 1] + "…"
+    return name

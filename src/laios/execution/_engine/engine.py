@@ -666,6 +666,8 @@ class Engine:
                 if isinstance(exc, asyncio.CancelledError)
                 else "the caller was interrupted",
             )
+            if batch.interrupt is not None and batch.interrupt is not exc:
+                raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
         await self._wait(batch, jobs, limit)
         return [slot.take_result() if isinstance(slot, Job) else slot for slot in slots]
@@ -725,6 +727,8 @@ class Engine:
                 await self.loop_here.run_claimed(claimed, call)
             except asyncio.CancelledError:
                 _cancelled_by_caller([job])
+                if batch.interrupt is not None:  # (a Ctrl-C as it was ended: it comes first)
+                    raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
                 raise
             except GeneratorExit:  # closed after its loop was: outside the span's context
                 token = None
@@ -795,6 +799,8 @@ class Engine:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
             _cancelled_by_caller(jobs)
+            if batch.interrupt is not None:  # (a Ctrl-C as they were ended: it comes first)
+                raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
         except (KeyboardInterrupt, SystemExit):  # (a tool's or a callback's on this thread)
             _cancelled_by_caller(jobs, "the caller was interrupted")
@@ -1141,23 +1147,45 @@ class _Batch:
         self.jobs: list[Job] = []
         #: How many of ``jobs`` the timer need not look at again (finished, or not timed).
         self.checked = 0
-        #: Ctrl-C raised on this thread by a job's tool or callback: raised on by :meth:`wait`.
-        self.interrupt: KeyboardInterrupt | None = None
+        #: Ctrl-C raised on this thread by a job's tool or callback (or a ``SystemExit`` in the
+        #: executor's code around its tool, see ``Job.awaiter_left``): raised on by :meth:`wait`.
+        self.interrupt: BaseException | None = None
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""
+        interrupt = job.awaiter_interrupt
         if threading.get_ident() == self.thread:
-            interrupt = job.awaiter_interrupt
-            if interrupt is not None and self.interrupt is None:
-                self.interrupt = interrupt  # the awaiting coroutine stops waiting at once
-                future = self.future
-                if future is not None and not future.done():
-                    future.set_result(None)
+            if interrupt is not None:
+                self._interrupted(interrupt)
             self._count()
-        else:
+        elif interrupt is None:
             # A closed loop raises RuntimeError: nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(self._count)
+        else:
+            # Interrupted on the awaiting thread, ended on another (cancel_task, say): the
+            # interrupt is still the awaiting coroutine's.
+            try:
+                self.loop.call_soon_threadsafe(self._interrupted, interrupt, True)
+            except RuntimeError:
+                _log.warning(
+                    "%s raised on the event loop awaiting task %r (tool %r) is dropped: the "
+                    "loop was closed before the task ended",
+                    type(interrupt).__name__,
+                    shorten(job.task_id, 128),
+                    shorten(job.tool, 128),
+                )
+
+    def _interrupted(self, interrupt: BaseException, count: bool = False) -> None:
+        """Stop the awaiting coroutine's wait at once, to raise ``interrupt`` (on the loop's
+        thread); with ``count``, the job that carries it is counted as finished too."""
+        if self.interrupt is None:
+            self.interrupt = interrupt
+            future = self.future
+            if future is not None and not future.done():
+                future.set_result(None)
+        if count:
+            self._count()
 
     def _count(self) -> None:
         self.finished_count += 1
@@ -1175,7 +1203,8 @@ class _Batch:
 
         Raises:
             KeyboardInterrupt: A job's tool or callback raised it on this thread (the job is
-                recorded; the others may still be running).
+                recorded; the others may still be running). ``SystemExit`` too, raised in the
+                executor's code around a job's tool on this thread.
         """
         self.expected = len(jobs)
         if self.finished_count >= len(jobs) or self.interrupt is not None:

@@ -310,7 +310,8 @@ class Job(TaskRecord):
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
     # Ctrl-C raised on the thread of the coroutine awaiting this task (its async tool's or its
     # callback's): the awaiting coroutine's, raised on there once the task is recorded
-    awaiter_interrupt: KeyboardInterrupt | None = None
+    # (or SystemExit raised there in the executor's own code around its tool: see awaiter_left)
+    awaiter_interrupt: BaseException | None = None
     # Ctrl-C raised by a listener of the store on the blocking caller's thread while an event
     # of this task was recorded: re-raised there once the task is (see listener_interrupted)
     listener_interrupt: KeyboardInterrupt | None = None
@@ -359,86 +360,101 @@ class Job(TaskRecord):
         An inline job is running from its submission on (its phase and record say so), and
         only the caller's own thread moves it on: no lock, no deadline.
         """
-        if not self.inline:
-            deadline = self.deadline
-            if deadline is not None and time.monotonic() >= deadline:
-                self.interrupt("timeout", self.timeout_message(queued=True))
-                return False
-            if self.state == "queued":
-                try:
-                    self.env.store.task_started(self)
-                except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
-                    self.listener_interrupted(exc)
-            # (a task run again: the earlier run's completed_at would precede this start)
-            running = {"status": _RUNNING, "started_at": datetime.now(_UTC), "completed_at": None}
-            lock = self.env.lock
-            if not lock.acquire(False):  # (cheaper than ``with``: twice on every task's path)
-                acquire_contended(lock)  # (no lock convoy between callers: see _locks)
-            try:
-                if self.phase != QUEUED:
+        try:
+            if not self.inline:
+                deadline = self.deadline
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.interrupt("timeout", self.timeout_message(queued=True))
                     return False
-                self.phase = RUNNING
-                # Marked running with the phase: a timeout or cancel_task that ends the job
-                # from now on writes its outcome after this, never before (to be overwritten),
-                # and the record lets the task go only then.
+                if self.state == "queued":
+                    try:
+                        self.env.store.task_started(self)
+                    except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
+                        self.listener_interrupted(exc)
+                # (a task run again: the earlier run's completed_at would precede this start)
+                running = {
+                    "status": _RUNNING,
+                    "started_at": datetime.now(_UTC),
+                    "completed_at": None,
+                }
+                lock = self.env.lock
+                if not lock.acquire(False):  # (cheaper than ``with``: twice on every task's path)
+                    acquire_contended(lock)  # (no lock convoy between callers: see _locks)
+                try:
+                    if self.phase != QUEUED:
+                        return False
+                    self.phase = RUNNING
+                    # Marked running with the phase: a timeout or cancel_task that ends the job
+                    # from now on writes its outcome after this, never before (to be overwritten),
+                    # and the record lets the task go only then.
+                    task = self.task
+                    assign(task, running)
+                finally:
+                    lock.release()
+            elif self.phase != RUNNING:
+                return False
+            else:
                 task = self.task
-                assign(task, running)
-            finally:
-                lock.release()
-        elif self.phase != RUNNING:
+                now = datetime.now(_UTC)
+                assign(task, {"status": _RUNNING, "started_at": now, "completed_at": None})
+            if self.on_progress is None:
+                return True
+            self.starting = True  # (a timeout meanwhile is the callback's, not the tool's)
+            interrupt = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
+            self.starting = False
+            if interrupt is not None:
+                # Ctrl-C in the callback: the caller is being interrupted, the tool does not start.
+                if self._end_phase():
+                    self.finish("error", self._interrupt_message(), "callback_error")
+                return False
+            return self.phase == RUNNING
+        except (KeyboardInterrupt, SystemExit) as exc:  # (see awaiter_left)
+            if not self.awaiter_left(exc):
+                raise
             return False
-        else:
-            task = self.task
-            now = datetime.now(_UTC)
-            assign(task, {"status": _RUNNING, "started_at": now, "completed_at": None})
-        if self.on_progress is None:
-            return True
-        self.starting = True  # (a timeout meanwhile is the callback's, not the tool's)
-        interrupt = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
-        self.starting = False
-        if interrupt is not None:
-            # Ctrl-C in the callback: the caller is being interrupted, the tool does not start.
-            if self._end_phase():
-                self.finish("error", self._interrupt_message(), "callback_error")
-            return False
-        return self.phase == RUNNING
 
     def finished(self, outcome: RawOutcome) -> None:
         """The tool returned or raised: settle the outcome (discarded when abandoned)."""
-        if self.inline:
-            phase = self.phase
-            self.phase = DONE
-        else:
-            lock = self.env.lock
-            if not lock.acquire(False):
-                acquire_contended(lock)
-            try:
+        try:
+            if self.inline:
                 phase = self.phase
                 self.phase = DONE
-            finally:
-                lock.release()
-        if phase == ABANDONED:
-            _log.info("abandoned tool %r returned; its late result was discarded", self.tool[:128])
-            return
-        if phase != RUNNING:
-            return
-        if outcome.cpu_seconds:  # (the job is its own record: the store reads it there)
-            self.cpu_time = outcome.cpu_seconds
-        if outcome.memory_peak_mb:
-            self.memory_peak_mb = outcome.memory_peak_mb
-        if outcome.worker:
-            self.worker = outcome.worker
-        try:
-            self._settle(outcome)
-        except Exception as exc:  # (before any outcome: finishing itself never raises)
-            # The tool's value could not be looked at (its ``__class__`` raises, say).
-            self.finish(
-                "error",
-                f"Tool '{self.tool}' returned a value the executor cannot inspect: "
-                f"{type_name(type(exc))}: {describe_exception(exc)}",
-                safe_error_type(type_name(type(exc))),
-                exception=exc,
-            )
+            else:
+                lock = self.env.lock
+                if not lock.acquire(False):
+                    acquire_contended(lock)
+                try:
+                    phase = self.phase
+                    self.phase = DONE
+                finally:
+                    lock.release()
+            if phase == ABANDONED:
+                _log.info(
+                    "abandoned tool %r returned; its late result was discarded", self.tool[:128]
+                )
+                return
+            if phase != RUNNING:
+                return
+            if outcome.cpu_seconds:  # (the job is its own record: the store reads it there)
+                self.cpu_time = outcome.cpu_seconds
+            if outcome.memory_peak_mb:
+                self.memory_peak_mb = outcome.memory_peak_mb
+            if outcome.worker:
+                self.worker = outcome.worker
+            try:
+                self._settle(outcome)
+            except Exception as exc:  # (before any outcome: finishing itself never raises)
+                # The tool's value could not be looked at (its ``__class__`` raises, say).
+                self.finish(
+                    "error",
+                    f"Tool '{self.tool}' returned a value the executor cannot inspect: "
+                    f"{type_name(type(exc))}: {describe_exception(exc)}",
+                    safe_error_type(type_name(type(exc))),
+                    exception=exc,
+                )
+        except (KeyboardInterrupt, SystemExit) as exc:  # (see awaiter_left)
+            if not self.awaiter_left(exc):
+                raise
 
     def refused(self, refusal: Refusal) -> None:
         """The runner gave up on the call before starting it: finish as rejected."""
@@ -708,16 +724,24 @@ class Job(TaskRecord):
         task was recorded (the store tells its listeners once the event is recorded). The task
         goes on as it would have: listeners never change a task. The interrupt is the caller's
         when the listener ran on the thread of a caller that waits for the task (re-raised once
-        the task is recorded, see ``Engine.run_blocking``): a tool run there, or a task refused
-        or cancelled as it was accepted; anywhere else nobody can take it, and it is logged."""
+        the task is recorded): a blocking caller's (see ``Engine.run_blocking``: a tool run
+        there, or a task refused or cancelled as it was accepted), or the thread of the
+        coroutine awaiting it (an async tool run on its loop, as an ``on_progress`` callback's
+        interrupt there: see ``_Batch.finished``); anywhere else nobody can take it, and it is
+        logged."""
         if self.thread == threading.get_ident():
             if self.listener_interrupt is None:
                 self.listener_interrupt = exc
             return
+        if self.on_awaiting_thread():
+            if self.awaiter_interrupt is None:
+                self.awaiter_interrupt = exc
+            return
         _log.warning(
             "a listener of the store (progress or finish) raised KeyboardInterrupt on thread %r "
             "while an event of task %r (tool %r) was recorded; the task goes on unchanged and "
-            "the interrupt, raised on another thread than the caller's, is dropped",
+            "the interrupt, which no caller waiting for the task on that thread can take, is "
+            "dropped",
             threading.current_thread().name,
             shorten(self.task_id, 128),
             shorten(self.tool, 128),
@@ -736,6 +760,28 @@ class Job(TaskRecord):
             self.cancel_requested = True
             self.finish("cancelled", self.interrupted_message(), "cancelled")
         self.result = None  # nobody takes it: the retained record must not keep it
+
+    def awaiter_left(self, exc: BaseException) -> bool:
+        """``KeyboardInterrupt`` or ``SystemExit`` escaped the executor's own code (while the
+        outcome was reported, say) in the asyncio task of its own that runs this job's async
+        tool on the awaiting coroutine's loop (a Ctrl-C on Python 3.10 lands wherever the
+        loop's thread is). It is the awaiting caller's, as when it lands in the tool: end the
+        job ``cancelled`` unless its outcome is recorded already, and wake the caller, who
+        raises it on (see ``_Batch.finished``).
+
+        Returns:
+            ``False`` when it is not the awaiting caller's to take (raised on another thread,
+            or the job runs on the caller's thread or in its own task, whose code takes it
+            itself), or when the caller was told of the job already: the runner has it.
+        """
+        if self.inline or self.in_task or not self.on_awaiting_thread():
+            return False
+        if self.awaiter_interrupt is None:
+            self.awaiter_interrupt = exc
+        self._take_settled()  # (an outcome left for an overdue caller is not to be recorded)
+        self.caller_left()
+        self._wake()  # (when its outcome was recorded, but the caller not yet told)
+        return True
 
     def on_awaiting_thread(self) -> bool:
         """Whether the calling code runs on the thread of the coroutine awaiting this task (the
