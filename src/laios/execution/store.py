@@ -887,28 +887,24 @@ class MetricStore:
                     update = _final(rec)
         finally:
             lock.release()
-        interrupt = None
-        if update is not None:
-            try:
+        try:
+            if update is not None:
                 self._notify(update, rec)
-            except KeyboardInterrupt as exc:  # (the finish listeners hear the task first)
-                interrupt = exc
-        if self._finish_listeners:  # (the only cost of the seam while nobody listens)
-            wait = rec.started_mono - rec.submitted_mono
-            self._tell_finished(
-                FinishedTask(
-                    slot.label,
-                    outcome,
-                    duration,
-                    wait,
-                    rec.ran,
-                    error_type,
-                    exemplar,
-                    self._counts.labels,
+        finally:  # (a progress listener's Ctrl-C goes on once the finish listeners heard)
+            if self._finish_listeners:  # (the only cost of the seam while nobody listens)
+                wait = rec.started_mono - rec.submitted_mono
+                self._tell_finished(
+                    FinishedTask(
+                        slot.label,
+                        outcome,
+                        duration,
+                        wait,
+                        rec.ran,
+                        error_type,
+                        exemplar,
+                        self._counts.labels,
+                    )
                 )
-            )
-        if interrupt is not None:
-            raise interrupt
         return True
 
     def _tell_finished(self, event: FinishedTask) -> None:
