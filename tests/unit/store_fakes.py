@@ -26,6 +26,23 @@ class SteppedClock:
         return time.time()
 
 
+class ArmedClock:
+    """A clock for ``MetricStore(clock=...)``: once armed, its next ``perf_counter()`` raises
+    ``exc`` (as a Ctrl-C delivered in the executor's code there would); otherwise real time."""
+
+    def __init__(self) -> None:
+        self.armed: BaseException | None = None
+
+    def time(self) -> float:
+        return time.time()
+
+    def perf_counter(self) -> float:
+        exc, self.armed = self.armed, None
+        if exc is not None:
+            raise exc
+        return time.perf_counter()
+
+
 class StatsOnlyRunner:
     """The part of a runner the store reads: its stats (workers, abandoned threads)."""
 
