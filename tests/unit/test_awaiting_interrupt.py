@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import pytest
-from async_tools import Quick
+from async_tools import Quick, Sleeping
 from store_fakes import ArmedClock
 
 from laios.core.types import Context, Task, TaskStatus
@@ -37,15 +37,6 @@ class Interrupting(AsyncBaseTool):
     async def _execute_async(self, **kwargs: Any) -> Any:
         await asyncio.sleep(0)
         raise KeyboardInterrupt
-
-
-class Sleeping(AsyncBaseTool):
-    name = "sleeping"
-    description = "Sleeps for a long while."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        await asyncio.sleep(GUARD * 2)
-        return "slept"
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from async_tools import Sleeping
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution import current_task
@@ -52,15 +53,6 @@ class SyncHalfway(BaseTool):
         assert current is not None
         current.progress(50, "half")
         return "sync done"
-
-
-class Sleeping(AsyncBaseTool):
-    name = "listener_sleeping"
-    description = "Sleeps for a long while."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        await asyncio.sleep(GUARD * 2)
-        return "slept"
 
 
 @pytest.fixture
@@ -229,7 +221,7 @@ def test_a_listener_interrupted_on_the_awaiting_loop_cancels_the_other_tasks(
     ProgressTracker(store).add_listener(listener)
     context = Context(session_id="s", user_id="u")
     task = Task(plan_id="p", description="d", tool_name="listener_async")
-    sleeping = Task(plan_id="p", description="d", tool_name="listener_sleeping")
+    sleeping = Task(plan_id="p", description="d", tool_name="sleeping")
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(asyncio.wait_for(executor.execute_parallel([sleeping, task], context), GUARD))
@@ -303,7 +295,7 @@ def test_an_interrupt_on_the_awaiting_loop_as_the_awaiting_coroutine_is_cancelle
         raise KeyboardInterrupt
 
     context = Context(session_id="s", user_id="u")
-    task = Task(plan_id="p", description="d", tool_name="listener_sleeping")
+    task = Task(plan_id="p", description="d", tool_name="sleeping")
 
     async def main() -> None:
         call = asyncio.ensure_future(executor.execute_parallel([task], context))
