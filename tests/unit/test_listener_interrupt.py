@@ -33,14 +33,18 @@ from laios.tools.registry import ToolRegistry
 GUARD = 5.0
 
 
+def _report_half() -> None:
+    current = current_task()
+    assert current is not None
+    current.progress(50, "half")
+
+
 class Halfway(AsyncBaseTool):
     name = "listener_async"
     description = "Reports progress once."
 
     async def _execute_async(self, **kwargs: Any) -> Any:
-        current = current_task()
-        assert current is not None
-        current.progress(50, "half")
+        _report_half()
         return "async done"
 
 
@@ -49,9 +53,7 @@ class SyncHalfway(BaseTool):
     description = "Reports progress once."
 
     def _execute(self, **kwargs: Any) -> Any:
-        current = current_task()
-        assert current is not None
-        current.progress(50, "half")
+        _report_half()
         return "sync done"
 
 
@@ -237,9 +239,7 @@ class HalfwayThenSleeping(AsyncBaseTool):
     description = "Reports progress once, then sleeps for a long while."
 
     async def _execute_async(self, **kwargs: Any) -> Any:
-        current = current_task()
-        assert current is not None
-        current.progress(50, "half")
+        _report_half()
         await asyncio.sleep(GUARD * 2)
         return "slept"
 
