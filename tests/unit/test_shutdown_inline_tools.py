@@ -8,6 +8,8 @@ import asyncio
 import threading
 from typing import Any
 
+import pytest
+
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
@@ -33,12 +35,15 @@ class Gate(BaseTool):
         return "through"
 
 
-def _executor() -> Executor:
+def _executor(store: MetricStore | None = None) -> Executor:
+    """An executor with the ``gate`` tool, whose events are new (neither set)."""
     Gate.started = threading.Event()
     Gate.release = threading.Event()
     registry = ToolRegistry()
     registry.register_tool(Gate)
-    return Executor(registry, store=MetricStore(), register_prometheus=False)
+    return Executor(
+        registry, store=store if store is not None else MetricStore(), register_prometheus=False
+    )
 
 
 def _run_inline(executor: Executor, results: list[TaskResult]) -> threading.Thread:
@@ -49,29 +54,17 @@ def _run_inline(executor: Executor, results: list[TaskResult]) -> threading.Thre
     return caller
 
 
-def test_shutdown_with_wait_waits_for_a_tool_on_its_callers_thread() -> None:
-    """shutdown() returned at once while a tool run without a timeout was still running."""
+@pytest.mark.parametrize("close", ["shutdown", "aclose"])
+def test_closing_with_wait_waits_for_a_tool_on_its_callers_thread(close: str) -> None:
+    """shutdown() returned at once while a tool run without a timeout was still running;
+    await aclose() waits for it too."""
     executor = _executor()
     results: list[TaskResult] = []
     caller = _run_inline(executor, results)
-    closer = threading.Thread(target=executor.shutdown)
-    closer.start()
-    closer.join(0.5)
-    still_waiting = closer.is_alive()
-    Gate.release.set()
-    closer.join(LONG)
-    caller.join(LONG)
-    assert still_waiting
-    assert not closer.is_alive()
-    assert [r.output for r in results] == ["through"]
-
-
-def test_aclose_waits_for_a_tool_on_its_callers_thread() -> None:
-    """await aclose() waits for it too."""
-    executor = _executor()
-    results: list[TaskResult] = []
-    caller = _run_inline(executor, results)
-    closer = threading.Thread(target=lambda: asyncio.run(executor.aclose()))
+    if close == "shutdown":
+        closer = threading.Thread(target=executor.shutdown)
+    else:
+        closer = threading.Thread(target=lambda: asyncio.run(executor.aclose()))
     closer.start()
     closer.join(0.5)
     still_waiting = closer.is_alive()
@@ -110,12 +103,8 @@ def test_shutdown_with_wait_from_the_tool_itself_does_not_wait_for_it() -> None:
 
 def test_shutdown_with_wait_from_a_callback_on_the_callers_thread_does_not_wait() -> None:
     """An on_progress callback of a task run on its caller's thread may shut down, waiting."""
-    registry = ToolRegistry()
-    registry.register_tool(Gate)
-    Gate.started = threading.Event()
-    Gate.release = threading.Event()
+    executor = _executor()
     Gate.release.set()
-    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
 
     def on_progress(event: str, data: Any) -> None:
         if event == "started":
@@ -151,13 +140,9 @@ class _HeldStore(MetricStore):
 def test_a_tool_accepted_as_shutdown_begins_does_not_run_after_it_returns() -> None:
     """A task on its caller's thread that passed the shutdown check just before shutdown()
     began, but was not recorded yet, ran its tool after shutdown(wait=True) had returned."""
-    registry = ToolRegistry()
-    registry.register_tool(Gate)
-    Gate.started = threading.Event()
-    Gate.release = threading.Event()
-    Gate.release.set()
     store = _HeldStore()
-    executor = Executor(registry, store=store, register_prometheus=False)
+    executor = _executor(store)
+    Gate.release.set()
     results: list[TaskResult] = []
     task = Task(plan_id="p", description="d", tool_name="gate")
     caller = threading.Thread(target=lambda: results.append(executor.execute_task(task, CONTEXT)))
