@@ -21,6 +21,18 @@ class Quick(AsyncBaseTool):
         return "quick"
 
 
+class Sleeping(AsyncBaseTool):
+    """Sleeps for ten seconds, longer than its tests wait for a call: a task still running
+    when its call is interrupted or cancelled."""
+
+    name = "sleeping"
+    description = "Sleeps for a long while."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(10.0)
+        return "slept"
+
+
 def close_loop_while_running(
     start: Callable[[], Coroutine[Any, Any, Any]], started: threading.Event, guard: float
 ) -> asyncio.Task[Any]:

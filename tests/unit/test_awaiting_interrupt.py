@@ -16,6 +16,8 @@ import time
 from typing import Any
 
 import pytest
+from async_tools import Quick, Sleeping
+from store_fakes import ArmedClock
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
@@ -35,23 +37,6 @@ class Interrupting(AsyncBaseTool):
     async def _execute_async(self, **kwargs: Any) -> Any:
         await asyncio.sleep(0)
         raise KeyboardInterrupt
-
-
-class Sleeping(AsyncBaseTool):
-    name = "sleeping"
-    description = "Sleeps for a long while."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        await asyncio.sleep(GUARD * 2)
-        return "slept"
-
-
-class Quick(AsyncBaseTool):
-    name = "quick"
-    description = "Returns."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        return "quick"
 
 
 @pytest.fixture
@@ -130,23 +115,6 @@ def test_a_callback_interrupted_on_the_awaiting_loop_lets_the_interrupt_go_on(
     _usable(executor, store)
 
 
-class ArmedClock:
-    """The store's clock: once armed, its next ``perf_counter()`` raises ``exc`` (as a Ctrl-C
-    delivered in the executor's code there would)."""
-
-    def __init__(self) -> None:
-        self.armed: BaseException | None = None
-
-    def time(self) -> float:
-        return time.time()
-
-    def perf_counter(self) -> float:
-        exc, self.armed = self.armed, None
-        if exc is not None:
-            raise exc
-        return time.perf_counter()
-
-
 class Arming(AsyncBaseTool):
     name = "arming"
     description = "Arms the store's clock, then returns."
@@ -159,6 +127,18 @@ class Arming(AsyncBaseTool):
         return "done"
 
 
+def _armed_executor(exc_type: type[BaseException]) -> tuple[Executor, MetricStore]:
+    """An executor whose store's clock the ``arming`` tool arms with ``exc_type()``."""
+    clock = ArmedClock()
+    store = MetricStore(clock=clock)
+    arming = Arming()
+    arming.clock = clock
+    arming.exc = exc_type()
+    registry = ToolRegistry()
+    registry.register_tools([arming, Quick(), Sleeping()])
+    return Executor(registry, store=store, register_prometheus=False), store
+
+
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
 def test_an_interrupt_in_the_executors_code_around_a_tool_in_the_awaiting_task(
     exc_type: type[BaseException],
@@ -166,14 +146,7 @@ def test_an_interrupt_in_the_executors_code_around_a_tool_in_the_awaiting_task(
     """An async tool awaited in the caller's own task (``execute_async``, no timeout): a
     Ctrl-C (or ``SystemExit``) in the executor's code around it, here while its outcome is
     reported, ends the task ``cancelled`` instead of leaving it ``running``."""
-    clock = ArmedClock()
-    store = MetricStore(clock=clock)
-    arming = Arming()
-    arming.clock = clock
-    arming.exc = exc_type()
-    registry = ToolRegistry()
-    registry.register_tools([arming, Quick()])
-    executor = Executor(registry, store=store, register_prometheus=False)
+    executor, store = _armed_executor(exc_type)
     events: list[str] = []
     task = _task("arming")
     try:
@@ -201,14 +174,7 @@ def test_an_interrupt_in_the_executors_code_around_a_tool_in_a_task_of_its_own(
     in that task, here while the outcome is reported, is the caller's: the task ends
     ``cancelled``, the caller is woken at once (not at its deadline), the call's other tasks
     end ``cancelled``, and the interrupt goes on out of the call."""
-    clock = ArmedClock()
-    store = MetricStore(clock=clock)
-    arming = Arming()
-    arming.clock = clock
-    arming.exc = exc_type()
-    registry = ToolRegistry()
-    registry.register_tools([arming, Quick(), Sleeping()])
-    executor = Executor(registry, store=store, register_prometheus=False)
+    executor, store = _armed_executor(exc_type)
     events: list[str] = []
     task, sleeping = _task("arming"), _task("sleeping")
 

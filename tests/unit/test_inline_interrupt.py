@@ -12,10 +12,10 @@ stays usable.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
+from store_fakes import ArmedClock
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
@@ -25,23 +25,6 @@ from laios.tools.registry import ToolRegistry
 
 #: Longest a call may take: a call that hangs fails instead.
 GUARD = 5.0
-
-
-class ArmedClock:
-    """The store's clock: once armed, its next ``perf_counter()`` raises ``exc`` (as a Ctrl-C
-    delivered in the executor's code there would)."""
-
-    def __init__(self) -> None:
-        self.armed: BaseException | None = None
-
-    def time(self) -> float:
-        return time.time()
-
-    def perf_counter(self) -> float:
-        exc, self.armed = self.armed, None
-        if exc is not None:
-            raise exc
-        return time.perf_counter()
 
 
 class Arming(BaseTool):

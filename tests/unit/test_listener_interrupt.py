@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from async_tools import Sleeping
 
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution import current_task
@@ -32,14 +33,18 @@ from laios.tools.registry import ToolRegistry
 GUARD = 5.0
 
 
+def _report_half() -> None:
+    current = current_task()
+    assert current is not None
+    current.progress(50, "half")
+
+
 class Halfway(AsyncBaseTool):
     name = "listener_async"
     description = "Reports progress once."
 
     async def _execute_async(self, **kwargs: Any) -> Any:
-        current = current_task()
-        assert current is not None
-        current.progress(50, "half")
+        _report_half()
         return "async done"
 
 
@@ -48,19 +53,8 @@ class SyncHalfway(BaseTool):
     description = "Reports progress once."
 
     def _execute(self, **kwargs: Any) -> Any:
-        current = current_task()
-        assert current is not None
-        current.progress(50, "half")
+        _report_half()
         return "sync done"
-
-
-class Sleeping(AsyncBaseTool):
-    name = "listener_sleeping"
-    description = "Sleeps for a long while."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        await asyncio.sleep(GUARD * 2)
-        return "slept"
 
 
 @pytest.fixture
@@ -229,7 +223,7 @@ def test_a_listener_interrupted_on_the_awaiting_loop_cancels_the_other_tasks(
     ProgressTracker(store).add_listener(listener)
     context = Context(session_id="s", user_id="u")
     task = Task(plan_id="p", description="d", tool_name="listener_async")
-    sleeping = Task(plan_id="p", description="d", tool_name="listener_sleeping")
+    sleeping = Task(plan_id="p", description="d", tool_name="sleeping")
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(asyncio.wait_for(executor.execute_parallel([sleeping, task], context), GUARD))
@@ -245,9 +239,7 @@ class HalfwayThenSleeping(AsyncBaseTool):
     description = "Reports progress once, then sleeps for a long while."
 
     async def _execute_async(self, **kwargs: Any) -> Any:
-        current = current_task()
-        assert current is not None
-        current.progress(50, "half")
+        _report_half()
         await asyncio.sleep(GUARD * 2)
         return "slept"
 
@@ -303,7 +295,7 @@ def test_an_interrupt_on_the_awaiting_loop_as_the_awaiting_coroutine_is_cancelle
         raise KeyboardInterrupt
 
     context = Context(session_id="s", user_id="u")
-    task = Task(plan_id="p", description="d", tool_name="listener_sleeping")
+    task = Task(plan_id="p", description="d", tool_name="sleeping")
 
     async def main() -> None:
         call = asyncio.ensure_future(executor.execute_parallel([task], context))

@@ -24,6 +24,14 @@ from laios.tools.base import AsyncBaseTool, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 
+def _traced() -> tuple[InMemorySpanExporter, TracerProvider]:
+    """A tracer provider of its own that exports every finished span to the exporter."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter, provider
+
+
 def test_a_capped_schedule_never_overflows() -> None:
     """Far into a long run, a capped exponential schedule stays at its ceiling instead of
     raising OverflowError."""
@@ -177,9 +185,7 @@ def _cancelled_call(make_executor: Any, make_task: Any, context: Context, during
     tool = _FailsThenHangs()
     registry = ToolRegistry()
     registry.register_tool(tool)
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    exporter, provider = _traced()
     store = MetricStore()
     executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
 
@@ -261,9 +267,7 @@ def _interrupted_call(
     monkeypatch.setattr(retry, "sleep", interrupted_sleep)
     registry = ToolRegistry()
     registry.register_tool(create_simple_tool("flaky", "Fails.", flaky))
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    exporter, provider = _traced()
     store = MetricStore()
     executor = make_executor(
         tool_registry=registry, store=store, tracer_provider=provider if traced else None
@@ -356,9 +360,7 @@ def test_a_huge_max_retries_is_a_span_attribute_otlp_can_encode(
     """max_retries past the 64-bit range ("retry until the deadline") gives the retry span a
     laios.retry.max_retries that OTLP can encode (the largest 64-bit integer)."""
     encoder = pytest.importorskip("opentelemetry.exporter.otlp.proto.common.trace_encoder")
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    exporter, provider = _traced()
     executor = make_executor(tracer_provider=provider)
     executor.execute_with_retry(make_task("echo", text="a"), context, max_retries=2**70)
     (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("laios.execute_")]
@@ -594,9 +596,7 @@ def _interrupted_async_call(
     monkeypatch.setattr(retry, "sleep_async", interrupted_sleep)
     registry = ToolRegistry()
     registry.register_tool(create_simple_tool("flaky_async", "Fails.", flaky))
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    exporter, provider = _traced()
     store = MetricStore()
     executor = make_executor(tool_registry=registry, store=store, tracer_provider=provider)
     coroutine = executor.execute_with_retry_async(

@@ -8,6 +8,8 @@ import asyncio
 import threading
 from typing import Any
 
+import pytest
+
 from laios.core.types import Context, Task, TaskResult
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
@@ -19,68 +21,37 @@ CONTEXT = Context(session_id="s", user_id="u")
 LONG = 10.0
 
 
-class Gate(BaseTool):
-    """Blocks until its test opens the gate; says when it has started."""
-
-    name = "gate"
-    description = "Waits for the test to let it finish."
-    started = threading.Event()
-    release = threading.Event()
-
-    def _execute(self, **kwargs: Any) -> Any:
-        type(self).started.set()
-        assert type(self).release.wait(LONG)
-        return "through"
-
-
-def _executor() -> Executor:
-    Gate.started = threading.Event()
-    Gate.release = threading.Event()
-    registry = ToolRegistry()
-    registry.register_tool(Gate)
-    return Executor(registry, store=MetricStore(), register_prometheus=False)
-
-
-def _run_inline(executor: Executor, results: list[TaskResult]) -> threading.Thread:
-    task = Task(plan_id="p", description="d", tool_name="gate")
+def _run_inline(executor: Executor, gate: Any, results: list[TaskResult]) -> threading.Thread:
+    """Run the ``blocked`` tool on a caller's thread of its own (no timeout), until it entered."""
+    task = Task(plan_id="p", description="d", tool_name="blocked")
     caller = threading.Thread(target=lambda: results.append(executor.execute_task(task, CONTEXT)))
     caller.start()
-    assert Gate.started.wait(LONG)
+    assert gate.wait_entered(timeout=LONG)
     return caller
 
 
-def test_shutdown_with_wait_waits_for_a_tool_on_its_callers_thread() -> None:
-    """shutdown() returned at once while a tool run without a timeout was still running."""
-    executor = _executor()
+@pytest.mark.parametrize("close", ["shutdown", "aclose"])
+def test_closing_with_wait_waits_for_a_tool_on_its_callers_thread(
+    make_executor: Any, gate: Any, close: str
+) -> None:
+    """shutdown() returned at once while a tool run without a timeout was still running;
+    await aclose() waits for it too."""
+    executor = make_executor()
     results: list[TaskResult] = []
-    caller = _run_inline(executor, results)
-    closer = threading.Thread(target=executor.shutdown)
+    caller = _run_inline(executor, gate, results)
+    if close == "shutdown":
+        closer = threading.Thread(target=executor.shutdown)
+    else:
+        closer = threading.Thread(target=lambda: asyncio.run(executor.aclose()))
     closer.start()
     closer.join(0.5)
     still_waiting = closer.is_alive()
-    Gate.release.set()
+    gate.release.set()
     closer.join(LONG)
     caller.join(LONG)
     assert still_waiting
     assert not closer.is_alive()
-    assert [r.output for r in results] == ["through"]
-
-
-def test_aclose_waits_for_a_tool_on_its_callers_thread() -> None:
-    """await aclose() waits for it too."""
-    executor = _executor()
-    results: list[TaskResult] = []
-    caller = _run_inline(executor, results)
-    closer = threading.Thread(target=lambda: asyncio.run(executor.aclose()))
-    closer.start()
-    closer.join(0.5)
-    still_waiting = closer.is_alive()
-    Gate.release.set()
-    closer.join(LONG)
-    caller.join(LONG)
-    assert still_waiting
-    assert not closer.is_alive()
-    assert [r.output for r in results] == ["through"]
+    assert [r.output for r in results] == ["released"]
 
 
 def test_shutdown_with_wait_from_the_tool_itself_does_not_wait_for_it() -> None:
@@ -108,21 +79,19 @@ def test_shutdown_with_wait_from_the_tool_itself_does_not_wait_for_it() -> None:
     assert [r.output for r in results] == ["closed"]
 
 
-def test_shutdown_with_wait_from_a_callback_on_the_callers_thread_does_not_wait() -> None:
+def test_shutdown_with_wait_from_a_callback_on_the_callers_thread_does_not_wait(
+    make_executor: Any, gate: Any
+) -> None:
     """An on_progress callback of a task run on its caller's thread may shut down, waiting."""
-    registry = ToolRegistry()
-    registry.register_tool(Gate)
-    Gate.started = threading.Event()
-    Gate.release = threading.Event()
-    Gate.release.set()
-    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    executor = make_executor()
+    gate.release.set()
 
     def on_progress(event: str, data: Any) -> None:
         if event == "started":
             executor.shutdown(wait=True)
 
     results: list[TaskResult] = []
-    task = Task(plan_id="p", description="d", tool_name="gate")
+    task = Task(plan_id="p", description="d", tool_name="blocked")
     caller = threading.Thread(
         target=lambda: results.append(executor.execute_task(task, CONTEXT, on_progress=on_progress))
     )
@@ -148,18 +117,16 @@ class _HeldStore(MetricStore):
         return super().submit_record(rec, running)
 
 
-def test_a_tool_accepted_as_shutdown_begins_does_not_run_after_it_returns() -> None:
+def test_a_tool_accepted_as_shutdown_begins_does_not_run_after_it_returns(
+    make_executor: Any, gate: Any
+) -> None:
     """A task on its caller's thread that passed the shutdown check just before shutdown()
     began, but was not recorded yet, ran its tool after shutdown(wait=True) had returned."""
-    registry = ToolRegistry()
-    registry.register_tool(Gate)
-    Gate.started = threading.Event()
-    Gate.release = threading.Event()
-    Gate.release.set()
     store = _HeldStore()
-    executor = Executor(registry, store=store, register_prometheus=False)
+    executor = make_executor(store=store)
+    gate.release.set()
     results: list[TaskResult] = []
-    task = Task(plan_id="p", description="d", tool_name="gate")
+    task = Task(plan_id="p", description="d", tool_name="blocked")
     caller = threading.Thread(target=lambda: results.append(executor.execute_task(task, CONTEXT)))
     caller.start()
     assert store.holding.wait(LONG)
@@ -167,6 +134,6 @@ def test_a_tool_accepted_as_shutdown_begins_does_not_run_after_it_returns() -> N
     store.release.set()
     caller.join(LONG)
     assert not caller.is_alive()
-    assert not Gate.started.is_set()
+    assert gate.entered == 0
     assert [(r.success, r.metadata.get("error_type")) for r in results] == [(False, "shutdown")]
     assert store.running() == []

@@ -8,48 +8,14 @@ from __future__ import annotations
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from store_fakes import Counted, Unhashable
 
 from laios import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.otel_metrics import TOOL_DURATION, instrument_metrics
-from laios.execution.store import MAX_FINISH_LISTENERS, FinishedTask, MetricStore
+from laios.execution.store import MAX_FINISH_LISTENERS, MetricStore
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
-
-
-class Counted:
-    """A finish listener that counts the equality comparisons made against any ``Counted``."""
-
-    comparisons = 0
-
-    def __init__(self) -> None:
-        self.heard = 0
-
-    def __call__(self, event: FinishedTask) -> None:
-        self.heard += 1
-
-    def __eq__(self, other: object) -> bool:
-        Counted.comparisons += 1
-        return self is other
-
-    def __hash__(self) -> int:
-        return id(self)
-
-
-class Unhashable:
-    """A listener equal to any other of the same name, and not hashable."""
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __init__(self, name: str, heard: list[str]) -> None:
-        self.name = name
-        self.heard = heard
-
-    def __call__(self, event: FinishedTask) -> None:
-        self.heard.append(self.name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Unhashable) and other.name == self.name
 
 
 def run_one(store: MetricStore) -> None:

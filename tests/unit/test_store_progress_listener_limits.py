@@ -5,45 +5,10 @@ and never removes it fails loudly at the limit instead of slowing every update f
 from __future__ import annotations
 
 import pytest
+from store_fakes import Counted, Unhashable
 
 from laios.execution.monitor import ExecutionMonitor, ProgressStatus
 from laios.execution.store import MAX_PROGRESS_LISTENERS, MetricStore
-
-
-class Counted:
-    """A listener that counts the equality comparisons made against any ``Counted``."""
-
-    comparisons = 0
-
-    def __init__(self) -> None:
-        self.heard = 0
-
-    def __call__(self, update: object) -> None:
-        self.heard += 1
-
-    def __eq__(self, other: object) -> bool:
-        Counted.comparisons += 1
-        return self is other
-
-    def __hash__(self) -> int:
-        return id(self)
-
-
-class Unhashable:
-    """A listener equal to any other of the same name, and not hashable (as a callable
-    dataclass instance)."""
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __init__(self, name: str, heard: list[str]) -> None:
-        self.name = name
-        self.heard = heard
-
-    def __call__(self, update: object) -> None:
-        self.heard.append(self.name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Unhashable) and other.name == self.name
 
 
 def test_adding_and_removing_a_listener_compares_it_with_no_other() -> None:
