@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from laios._compat.pydantic import assign, construct
-from laios._exceptions import exception_message
+from laios._exceptions import exception_message, type_name
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
@@ -67,7 +67,6 @@ from laios.execution.redaction import (
     secret_values_before_run,
     secret_values_now_and_before,
     truncate_bytes,
-    type_name,
 )
 from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from laios._exceptions import type_name
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._callables import unawaited_error
@@ -34,7 +35,6 @@ from laios.execution.redaction import (
     secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
-    type_name,
 )
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 
