@@ -32,6 +32,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from laios._exceptions import type_name
+from laios._text import shorten
 from laios.core.types import Task, TaskResult
 from laios.execution._checks import (
     as_float,
@@ -51,7 +52,6 @@ from laios.execution._engine.job import (
     in_callback_of,
 )
 from laios.execution._forks import reset_after_fork
-from laios.execution._records import shorten
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
