@@ -25,6 +25,7 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
+from laios._text import shorten
 from laios.core.types import ensure_utc
 from laios.execution._checks import as_float, is_real, not_real, number_repr
 from laios.execution._logs import WarningLimiter
@@ -46,28 +47,12 @@ __all__ = [
     "data_size",
     "printable",
     "record_id",
-    "shorten",
     "summarize",
     "text_size",
 ]
 
 #: Longest text (a message, a checkpoint name, a string value) the store keeps, in characters.
 MAX_TEXT = 1024
-
-
-def shorten(text: str, limit: int = MAX_TEXT) -> str:
-    """Return ``text`` cut to ``limit`` characters, marking the cut with an ellipsis.
-
-    Args:
-        text: Any string.
-        limit: The longest result, in characters.
-
-    Returns:
-        ``text`` itself when it fits, otherwise its first characters followed by ``"…"``.
-    """
-    if len(text) <= limit:
-        return text
-    return text[: max(limit - 1, 0)] + "…"
 
 
 _log = logging.getLogger(__name__)

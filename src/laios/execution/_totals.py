@@ -49,6 +49,7 @@ from dataclasses import dataclass, replace
 from itertools import chain
 from typing import TYPE_CHECKING, TypeVar
 
+from laios._text import shorten
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
     ERROR_TYPE_OTHER,
@@ -69,7 +70,6 @@ from laios.execution._aggregates import (
     ToolSnapshot,
 )
 from laios.execution._forks import reset_after_fork
-from laios.execution._records import shorten
 
 if TYPE_CHECKING:
     from laios.execution.store import MetricStore

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from laios._text import shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
     is_real,
@@ -43,7 +44,6 @@ from laios.execution._records import (
     ProgressUpdate,
     clamp_percent,
     copy_update,
-    shorten,
 )
 from laios.execution.redaction import scrub_head
 from laios.execution.store import (
@@ -134,7 +134,7 @@ class ProgressTracker:
         if message is not None:
             text = _text(message)
             secrets = self._store.task_secrets(key, progress=True)
-            text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text)
+            text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         update = ProgressUpdate(
             task_id=key,
             status=ProgressStatus(status),

@@ -27,7 +27,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
-from laios._exceptions import qualified_type_name, type_name
+from laios._exceptions import qualified_type_name
 from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "is_secret_key",
     "is_secret_pair",
     "object_fields",
-    "qualified_type_name",
     "redact",
     "scrub",
     "scrub_head",
@@ -56,7 +55,6 @@ __all__ = [
     "secret_values_now_and_before",
     "to_json",
     "truncate_bytes",
-    "type_name",
     "utf8_text",
 ]
 

@@ -65,6 +65,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from laios._text import shorten
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
     DURATION_OUTCOMES,
@@ -87,7 +88,6 @@ from laios.execution._http import (
     joined_headers,
 )
 from laios.execution._logs import WarningLimiter
-from laios.execution._records import shorten
 from laios.execution._tls import ReloadingContext
 from laios.execution.multiprocess import enable_from_environment
 from laios.execution.prometheus import ensure_collector

@@ -26,6 +26,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
+from laios._text import shorten
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
     ERROR_OUTCOMES,
@@ -55,7 +56,6 @@ from laios.execution._records import (
     data_size,
     printable,
     record_id,
-    shorten,
     summarize,
     text_size,
 )
@@ -857,8 +857,8 @@ class MetricStore:
                     task_id, tool = rec.task_id, rec.tool
                     self._failures.append(
                         (
-                            task_id if len(task_id) <= MAX_TEXT else shorten(task_id),
-                            tool if len(tool) <= MAX_TEXT else shorten(tool),
+                            task_id if len(task_id) <= MAX_TEXT else shorten(task_id, MAX_TEXT),
+                            tool if len(tool) <= MAX_TEXT else shorten(tool, MAX_TEXT),
                             outcome,
                             error_type,
                             end_time,

@@ -36,6 +36,7 @@ from opentelemetry.trace import (
 )
 
 from laios._compat.otel import global_provider_is_sdk
+from laios._exceptions import qualified_type_name
 from laios.execution._records import printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
@@ -43,7 +44,6 @@ from laios.execution.redaction import (
     SecretFields,
     exception_traceback,
     is_secret_key,
-    qualified_type_name,
     scrub,
     scrub_head,
     secret_values,

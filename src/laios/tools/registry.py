@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from laios._exceptions import exception_message, propagates, type_name
+from laios._text import shorten
 from laios.core.types import Permission
 from laios.tools.base import BaseTool, ToolCategory, ToolOutput, _check_tool_name
 
@@ -321,6 +322,4 @@ class ToolRegistry:
 
 def _shown(name: Any) -> Any:
     """A tool name as a message shows it: cut to 128 characters, the cut marked "…"."""
-    if isinstance(name, str) and len(name) > _SHOWN_NAME_CHARS:
-        return name[: _SHOWN_NAME_CHARS - 1] + "…"
-    return name
+    return shorten(name, _SHOWN_NAME_CHARS) if isinstance(name, str) else name

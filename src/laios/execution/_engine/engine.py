@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from laios._exceptions import type_name
+from laios._text import shorten
 from laios.core.types import Task, TaskResult
 from laios.execution._checks import (
     as_float,
@@ -50,13 +52,12 @@ from laios.execution._engine.job import (
     in_callback_of,
 )
 from laios.execution._forks import reset_after_fork
-from laios.execution._records import shorten
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
 from laios.execution.limits import ResourceLimits
-from laios.execution.redaction import secret_fields_of_tool, type_name
+from laios.execution.redaction import secret_fields_of_tool
 from laios.execution.tracing import baggage_header, span_ids
 
 if TYPE_CHECKING:

@@ -43,12 +43,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from laios._compat.pydantic import assign, construct
-from laios._exceptions import exception_message
+from laios._exceptions import exception_message, type_name
+from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
-from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, shorten
+from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate
 from laios.execution._runners.base import (
     RUNNER_SHUT_DOWN,
     SHUTDOWN,
@@ -67,7 +68,6 @@ from laios.execution.redaction import (
     secret_values_before_run,
     secret_values_now_and_before,
     truncate_bytes,
-    type_name,
 )
 from laios.execution.store import TaskRecord
 from laios.execution.task_context import TaskCancelledError
@@ -493,7 +493,7 @@ class Job(TaskRecord):
                 # (scrubbed before it is cut: a secret across the cut leaves nothing behind)
                 text = scrub_head(text, self.secrets_of(task), MAX_TEXT)
             else:
-                text = shorten(text)
+                text = shorten(text, MAX_TEXT)
         scope = self.scope
         if scope is not None and scope.track_progress:
             status = ProgressStatus.IN_PROGRESS

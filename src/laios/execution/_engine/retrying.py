@@ -21,20 +21,20 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from laios._exceptions import type_name
+from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._callables import unawaited_error
 from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
 from laios.execution._engine.job import callback_name, scrubbed_message
 from laios.execution._logs import WarningLimiter
-from laios.execution._records import shorten
 from laios.execution.redaction import (
     scrub,
     scrubbed_traceback,
     secret_fields_of_tool,
     secret_values_before_run,
     secret_values_now_and_before,
-    type_name,
 )
 from laios.execution.retry import RetryDetails, RetryHook, RetryPolicy
 

@@ -405,16 +405,24 @@ class _Worker:
             found.update(dict.fromkeys(secrets))
         return list(found)
 
-    def print_traceback(self, exc: BaseException | None, heading: Any = None) -> None:
-        """Write ``exc``'s traceback on stderr, after ``heading`` (a text, or a callable
-        given the secrets that returns one), scrubbed of :meth:`secrets` and cut to
-        ``MAX_TRACEBACK_BYTES``. Never raises."""
-        with contextlib.suppress(Exception):
+    def report(
+        self, exc: BaseException | None, heading: str, secrets: Sequence[str] | None = None
+    ) -> str:
+        """``heading`` and ``exc``'s traceback, scrubbed of ``secrets`` (:meth:`secrets` when
+        not given) and cut to twice ``MAX_TRACEBACK_BYTES``."""
+        if secrets is None:
             secrets = self.secrets()
-            text = heading(secrets) if callable(heading) else heading or ""
-            if exc is not None:
-                text += scrubbed_traceback(exc, secrets)
-            sys.stderr.write(scrub(text, secrets, MAX_TRACEBACK_BYTES * 2))
+        text = heading
+        if exc is not None:
+            text += scrubbed_traceback(exc, secrets)
+        return scrub(text, secrets, MAX_TRACEBACK_BYTES * 2)
+
+    def print_traceback(
+        self, exc: BaseException | None, heading: str = "", secrets: Sequence[str] | None = None
+    ) -> None:
+        """Write :meth:`report` on stderr. Never raises."""
+        with contextlib.suppress(Exception):
+            sys.stderr.write(self.report(exc, heading, secrets))
             sys.stderr.flush()
 
     def thread_exception(self, args: threading.ExceptHookArgs) -> None:
@@ -431,13 +439,10 @@ class _Worker:
         raised (in a ``__del__``, say), scrubbed (see :meth:`print_traceback`)."""
         message = unraisable.err_msg or "Exception ignored in"
         thing = unraisable.object
-
-        def heading(secrets: Sequence[str]) -> str:
-            if thing is None:
-                return f"{message}:\n"
-            return f"{message}: {describe_for_pickle(thing, secrets)}\n"
-
-        self.print_traceback(unraisable.exc_value, heading)
+        with contextlib.suppress(Exception):
+            secrets = self.secrets()
+            shown = "" if thing is None else f" {describe_for_pickle(thing, secrets)}"
+            self.print_traceback(unraisable.exc_value, f"{message}:{shown}\n", secrets)
 
     def print_python_errors_scrubbed(self) -> None:
         """Have what Python prints for an exception no code can catch (in a thread, in a
@@ -458,19 +463,16 @@ class _Worker:
             for key, value in context.items():
                 if key not in ("message", "exception", "source_traceback"):
                     lines.append(f"{key}: {describe_for_pickle(value, secrets)}")
-            text = scrub("\n".join(lines), secrets, limit=None)
             error = context.get("exception")
-            if isinstance(error, BaseException):
-                text += "\n" + scrubbed_traceback(error, secrets)
-            logging.getLogger("asyncio").error(scrub(text, secrets, MAX_TRACEBACK_BYTES * 2))
+            if not isinstance(error, BaseException):
+                error = None
+            heading = "\n".join(lines) + ("\n" if error is not None else "")
+            logging.getLogger("asyncio").error(self.report(error, heading, secrets))
 
     def remember_left_tasks(self, loop: asyncio.AbstractEventLoop) -> None:
         """After an async call: keep its secret values for each task it left on the loop."""
-        pending = asyncio.all_tasks(loop)
-        if not pending:
-            return
         secrets: list[str] | None = None
-        for task in pending:
+        for task in asyncio.all_tasks(loop):
             ref = weakref.ref(task, self._collected)
             if ref not in self.left:
                 if secrets is None:

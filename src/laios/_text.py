@@ -1,0 +1,20 @@
+"""Cutting text to a length for a message or a record (for the tools and the executor alike)."""
+
+from __future__ import annotations
+
+__all__ = ["shorten"]
+
+
+def shorten(text: str, limit: int) -> str:
+    """Return ``text`` cut to ``limit`` characters, marking the cut with an ellipsis.
+
+    Args:
+        text: Any string.
+        limit: The longest result, in characters.
+
+    Returns:
+        ``text`` itself when it fits, otherwise its first characters followed by ``"…"``.
+    """
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 1, 0)] + "…"
