@@ -319,7 +319,7 @@ class RaisesUnpicklable(BaseTool):
 class _PicklingError(Exception):
     """What :class:`FailsToPickleBadly` raises: its text cannot be made (``mode="no_text"``;
     ``"exit_text"``: making it raises ``SystemExit``), or is 1 MB ending with the key
-    (``mode="long"``)."""
+    (``mode="long"``, and any other)."""
 
     def __init__(self, mode: str, key: str) -> None:
         super().__init__(mode, key)
@@ -334,6 +334,19 @@ class _PicklingError(Exception):
         return "x" * 1_000_000 + self.key
 
 
+class _HidesItsName(type):
+    """A metaclass whose classes raise when asked for their name (a proxy, a mock)."""
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name in ("__name__", "__qualname__", "__module__"):
+            raise RuntimeError("this class will not say its name")
+        return super().__getattribute__(name)
+
+
+class _NamelessPicklingError(_PicklingError, metaclass=_HidesItsName):
+    """A :class:`_PicklingError` whose class cannot be named (``mode="nameless"``)."""
+
+
 class FailsToPickleBadly:
     """A value whose pickling raises a :class:`_PicklingError`."""
 
@@ -345,6 +358,8 @@ class FailsToPickleBadly:
         return "FailsToPickleBadly()"
 
     def __reduce__(self) -> Any:
+        if self.mode == "nameless":
+            raise _NamelessPicklingError(self.mode, self.key)
         raise _PicklingError(self.mode, self.key)
 
 

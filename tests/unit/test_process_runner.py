@@ -524,6 +524,24 @@ def test_a_value_whose_pickling_error_is_hostile_fails_its_task_clearly(
     assert run_pid(executor, task, context) == pid
 
 
+def test_a_value_whose_pickling_error_hides_its_class_name_fails_its_task_clearly(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A pickling error whose class's metaclass will not say its name (a proxy, a mock) is
+    named by the name the class was made with, and the worker serves on: the worker described
+    the error by ``type(exc).__name__``, which raised there."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    result = executor.execute_task(
+        task("returns_fails_to_pickle_badly", mode="nameless", api_key=KEY), context, timeout=WAIT
+    )
+    assert not result.success
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert "pickling failed with _NamelessPicklingError: " in (result.error or "")
+    assert KEY not in (result.error or "")
+    assert run_pid(executor, task, context) == pid
+
+
 @pytest.mark.parametrize(
     ("tool", "name"), [("returns_key_holder", "api_key"), ("returns_typed_key_holder", "dsn")]
 )

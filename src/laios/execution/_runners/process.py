@@ -58,6 +58,7 @@ from laios._compat.multiprocessing import (
     forget_ended_forkserver,
     forkserver_in_child,
 )
+from laios._exceptions import type_name
 from laios._interrupts import sigint_held
 from laios.execution._checks import process_count, switch
 from laios.execution._finalizing import finalize_elsewhere
@@ -188,7 +189,7 @@ def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False)
         except KeyboardInterrupt:
             raise
         except BaseException:
-            kind = type(value).__name__[:64]
+            kind = type_name(type(value))[:64]
             if name == "tool":
                 what = f"its tool '{call.tool_name[:64]}' ({kind}) cannot be pickled"
                 advice = (
@@ -986,7 +987,7 @@ class _Pool:
                     "a progress report or checkpoint of tool %r could not be loaded from its "
                     "worker process (%s); it was dropped",
                     call.tool_name[:128] if call is not None else "?",
-                    type(exc).__name__,
+                    type_name(type(exc)),
                 )
                 return None
             return ("done", _unloadable(worker, exc), False)

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
@@ -230,7 +231,7 @@ def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
         text = str(exc)
     except BaseException:
         text = "?"
-    return f"{type(exc).__name__}: {scrub_head(text, secrets, 200)}"
+    return f"{type_name(type(exc))}: {scrub_head(text, secrets, 200)}"
 
 
 def describe_for_pickle(value: Any, secrets: Sequence[str] = ()) -> str:
@@ -240,7 +241,7 @@ def describe_for_pickle(value: Any, secrets: Sequence[str] = ()) -> str:
     try:
         text = repr(value)
     except BaseException:  # (``SystemExit`` too: it would end the worker)
-        text = f"<{type(value).__name__}>"
+        text = f"<{type_name(type(value))}>"
     if secrets:
         return scrub_head(text, secrets, 200)
     return _cut(text)
@@ -666,7 +667,7 @@ def _result_message(
         else:
             error = ToolNotPicklable(
                 f"Tool '{tool_name}' {what} that cannot be sent back from its worker process "
-                f"({type(value).__name__}: "
+                f"({type_name(type(value))}: "
                 f"{describe_for_pickle(value, hidden)}; "
                 f"pickling failed with {describe_error(exc, hidden)}). Return picklable data "
                 "(plain values, dataclasses, models) from tools run in processes"
