@@ -857,10 +857,7 @@ class Job(TaskRecord):
             error_type = safe_error_type(error_type)
             self.finish("error", message, error_type, data=value.data, extra=value.metadata)
             return
-        if type(data) is _COROUTINE:  # a missing ``await`` in the tool
-            self._returned_coroutine(data)
-            return
-        if type(data) not in _PLAIN and inspect.isawaitable(data):  # (a Future, a Task)
+        if type(data) not in _PLAIN and inspect.isawaitable(data):  # a missing ``await``
             self._returned_awaitable(data)
             return
         if self.interrupted is not None:  # Ctrl-C in a progress callback
@@ -869,33 +866,29 @@ class Job(TaskRecord):
         else:
             self.finish("success", None, None, data=data, extra=extra)
 
-    def _returned_coroutine(self, coroutine: Any) -> None:
-        """The tool returned a coroutine (a missing ``await``): close it (nothing will await
-        it) and fail, saying so."""
-        with contextlib.suppress(Exception):
-            coroutine.close()
-        name = getattr(coroutine, "__qualname__", None) or "a coroutine"
-        self.finish(
-            "error",
-            f"Tool '{self.tool}' returned the coroutine {shorten(str(name), 128)}() instead of "
-            "its value: a missing 'await' in the tool? (the coroutine was closed, never run)",
-            "TypeError",
-        )
-
     def _returned_awaitable(self, awaitable: Any) -> None:
-        """The tool returned an awaitable other than a coroutine (an asyncio ``Future`` or
-        ``Task``: a missing ``await``): fail, saying so. It is left as it is: it may be
-        shared, and a task the tool started runs on as the tool left it."""
-        if isinstance(awaitable, asyncio.Task):
-            name = "an asyncio Task"
-        elif isinstance(awaitable, asyncio.Future):
-            name = "an asyncio Future"
+        """The tool returned an awaitable instead of its value (a missing ``await``): fail,
+        saying so. A coroutine is closed (nothing will await it); any other awaitable (an
+        asyncio ``Future`` or ``Task``) is left as it is: it may be shared, and a task the tool
+        started runs on as the tool left it."""
+        if type(awaitable) is _COROUTINE:
+            with contextlib.suppress(Exception):
+                awaitable.close()
+            name = getattr(awaitable, "__qualname__", None) or "a coroutine"
+            what = f"the coroutine {shorten(str(name), 128)}() instead of its value"
+            after = "the coroutine was closed, never run"
         else:
-            name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
+            if isinstance(awaitable, asyncio.Task):
+                name = "an asyncio Task"
+            elif isinstance(awaitable, asyncio.Future):
+                name = "an asyncio Future"
+            else:
+                name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
+            what = f"{name}, an awaitable, instead of its value"
+            after = "nothing awaited it"
         self.finish(
             "error",
-            f"Tool '{self.tool}' returned {name}, an awaitable, instead of its value: a "
-            "missing 'await' in the tool? (nothing awaited it)",
+            f"Tool '{self.tool}' returned {what}: a missing 'await' in the tool? ({after})",
             "TypeError",
         )
 
