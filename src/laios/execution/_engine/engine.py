@@ -339,7 +339,6 @@ class Engine:
             elif blocking and limit is None and self.inline is not None:
                 job.runner = self.inline
                 job.inline = inline = True
-                job.thread = threading.get_ident()
             else:
                 job.runner = self.runner
         if limit is not None:
@@ -348,10 +347,11 @@ class Engine:
         # Whoever finishes the job wakes the caller: set up before the record is visible.
         if waiter is not None:
             job.waiter = waiter
-        elif blocking and not inline:
-            job.done = done = threading.Lock()
-            done.acquire()
-            job.thread = threading.get_ident()  # (a listener's Ctrl-C on it is the caller's)
+        else:  # (blocking: the caller's thread, where a Ctrl-C for the caller lands)
+            job.thread = threading.get_ident()
+            if not inline:
+                job.done = done = threading.Lock()
+                done.acquire()
         # A task refused here never starts: no queue wait, no time in flight, duration 0.
         # With cancellations pending, an inline task is recorded as queued until the check
         # below (made under the lock cancel_task holds, after the record is visible) clears it.
@@ -587,17 +587,13 @@ class Engine:
             if job is not None and job.inline:
                 job.caller_left()
             raise
-        if job.inline:
-            # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on.
-            interrupt = job.interrupted
-            if interrupt is None and type(job.raised) is KeyboardInterrupt:
-                interrupt = job.raised
-            if interrupt is None:  # (a progress listener's, on this thread)
-                interrupt = job.listener_interrupt
-            if interrupt is not None:
-                raise interrupt
-        elif job.listener_interrupt is not None:  # (on this thread, as the task was accepted)
-            raise job.listener_interrupt
+        # Ctrl-C belongs to the caller's thread: the task is recorded, the interrupt goes on
+        # (a callback's first, on the inline road, where callbacks run for the caller).
+        interrupt: BaseException | None = job.interrupted if job.inline else None
+        if interrupt is None:
+            interrupt = job.caller_interrupt
+        if interrupt is not None:
+            raise interrupt
         return result
 
     def _run_waiting(self, job: Job, limit: float | None) -> None:
@@ -1154,7 +1150,7 @@ class _Batch:
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""
-        interrupt = job.awaiter_interrupt
+        interrupt = job.caller_interrupt
         if threading.get_ident() == self.thread:
             if interrupt is not None:
                 self._interrupted(interrupt)

@@ -303,19 +303,19 @@ class Job(TaskRecord):
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     inline = False  # runs on the caller's thread: nothing else can move its phase on
     # The caller's thread's ident (the blocking road): the inline road's for shutdown, and
-    # where a store listener's Ctrl-C is the caller's (see listener_interrupted)
+    # where a store listener's Ctrl-C is the caller's (see caller_interrupt)
     thread: int | None = None
     in_task = False  # an async tool run inside the awaiting task, in a slot claimed at once
     claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
-    # Ctrl-C raised on the thread of the coroutine awaiting this task (its async tool's or its
-    # callback's): the awaiting coroutine's, raised on there once the task is recorded
-    # (or SystemExit raised there in the executor's own code around its tool: see awaiter_left)
-    awaiter_interrupt: BaseException | None = None
-    # Ctrl-C raised by a listener of the store on the blocking caller's thread while an event
-    # of this task was recorded: re-raised there once the task is (see listener_interrupted)
-    listener_interrupt: KeyboardInterrupt | None = None
-    raised: BaseException | None = None  # what the tool raised (for the inline road's Ctrl-C)
+    # The interrupt for the caller, raised on once the task is recorded: a Ctrl-C raised on
+    # the thread of the caller waiting for this task (the blocking caller's, or the awaiting
+    # coroutine's loop's) by its tool or a store listener (see listener_interrupted), or on
+    # the awaiting thread by its on_progress callback (on the blocking road, ``interrupted``
+    # is raised first); or SystemExit raised on the awaiting thread in the executor's own code
+    # around its tool (see awaiter_left). The blocking road raises it in Engine.run_blocking,
+    # the awaiting road in _Batch.wait (see _Batch.finished).
+    caller_interrupt: BaseException | None = None
     worker: str | None = None  # where the tool ran, when its runner says (a process, a host)
     # The task's secret values read before its tool ran, when its parameters hold containers:
     # a tool may take a secret out of a nested one (``headers.pop("Authorization")``) and quote
@@ -559,7 +559,7 @@ class Job(TaskRecord):
                 self.interrupted_event = event
                 self.callback_note = self._interrupt_message()
                 if self.on_awaiting_thread():
-                    self.awaiter_interrupt = exc
+                    self.caller_interrupt = exc
             return exc
         except BaseException as exc:  # even SystemExit must not leave the job unfinished
             self.callback_failed(callback, event, exc)
@@ -729,13 +729,9 @@ class Job(TaskRecord):
         coroutine awaiting it (an async tool run on its loop, as an ``on_progress`` callback's
         interrupt there: see ``_Batch.finished``); anywhere else nobody can take it, and it is
         logged."""
-        if self.thread == threading.get_ident():
-            if self.listener_interrupt is None:
-                self.listener_interrupt = exc
-            return
-        if self.on_awaiting_thread():
-            if self.awaiter_interrupt is None:
-                self.awaiter_interrupt = exc
+        if self.thread == threading.get_ident() or self.on_awaiting_thread():
+            if self.caller_interrupt is None:
+                self.caller_interrupt = exc
             return
         _log.warning(
             "a listener of the store (progress or finish) raised KeyboardInterrupt on thread %r "
@@ -776,8 +772,8 @@ class Job(TaskRecord):
         """
         if self.inline or self.in_task or not self.on_awaiting_thread():
             return False
-        if self.awaiter_interrupt is None:
-            self.awaiter_interrupt = exc
+        if self.caller_interrupt is None:
+            self.caller_interrupt = exc
         self._take_settled()  # (an outcome left for an overdue caller is not to be recorded)
         self.caller_left()
         self._wake()  # (when its outcome was recorded, but the caller not yet told)
@@ -831,15 +827,13 @@ class Job(TaskRecord):
     def _settle(self, outcome: RawOutcome) -> None:
         value, raised = outcome.value, outcome.error
         if raised is not None:
-            self.raised = raised
             if isinstance(raised, _CANCELLATIONS):
                 self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
                 return
             if type(raised) is KeyboardInterrupt and (self.inline or self.on_awaiting_thread()):
                 # Ctrl-C on the caller's thread, which runs the tool: the caller is interrupted
                 # (the engine raises it on), as when it waits for a worker.
-                if not self.inline:
-                    self.awaiter_interrupt = raised
+                self.caller_interrupt = raised
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
             name = safe_error_type(outcome.error_type or type_name(type(raised)))
@@ -863,10 +857,7 @@ class Job(TaskRecord):
             error_type = safe_error_type(error_type)
             self.finish("error", message, error_type, data=value.data, extra=value.metadata)
             return
-        if type(data) is _COROUTINE:  # a missing ``await`` in the tool
-            self._returned_coroutine(data)
-            return
-        if type(data) not in _PLAIN and inspect.isawaitable(data):  # (a Future, a Task)
+        if type(data) not in _PLAIN and inspect.isawaitable(data):  # a missing ``await``
             self._returned_awaitable(data)
             return
         if self.interrupted is not None:  # Ctrl-C in a progress callback
@@ -875,33 +866,29 @@ class Job(TaskRecord):
         else:
             self.finish("success", None, None, data=data, extra=extra)
 
-    def _returned_coroutine(self, coroutine: Any) -> None:
-        """The tool returned a coroutine (a missing ``await``): close it (nothing will await
-        it) and fail, saying so."""
-        with contextlib.suppress(Exception):
-            coroutine.close()
-        name = getattr(coroutine, "__qualname__", None) or "a coroutine"
-        self.finish(
-            "error",
-            f"Tool '{self.tool}' returned the coroutine {shorten(str(name), 128)}() instead of "
-            "its value: a missing 'await' in the tool? (the coroutine was closed, never run)",
-            "TypeError",
-        )
-
     def _returned_awaitable(self, awaitable: Any) -> None:
-        """The tool returned an awaitable other than a coroutine (an asyncio ``Future`` or
-        ``Task``: a missing ``await``): fail, saying so. It is left as it is: it may be
-        shared, and a task the tool started runs on as the tool left it."""
-        if isinstance(awaitable, asyncio.Task):
-            name = "an asyncio Task"
-        elif isinstance(awaitable, asyncio.Future):
-            name = "an asyncio Future"
+        """The tool returned an awaitable instead of its value (a missing ``await``): fail,
+        saying so. A coroutine is closed (nothing will await it); any other awaitable (an
+        asyncio ``Future`` or ``Task``) is left as it is: it may be shared, and a task the tool
+        started runs on as the tool left it."""
+        if type(awaitable) is _COROUTINE:
+            with contextlib.suppress(Exception):
+                awaitable.close()
+            name = getattr(awaitable, "__qualname__", None) or "a coroutine"
+            what = f"the coroutine {shorten(str(name), 128)}() instead of its value"
+            after = "the coroutine was closed, never run"
         else:
-            name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
+            if isinstance(awaitable, asyncio.Task):
+                name = "an asyncio Task"
+            elif isinstance(awaitable, asyncio.Future):
+                name = "an asyncio Future"
+            else:
+                name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
+            what = f"{name}, an awaitable, instead of its value"
+            after = "nothing awaited it"
         self.finish(
             "error",
-            f"Tool '{self.tool}' returned {name}, an awaitable, instead of its value: a "
-            "missing 'await' in the tool? (nothing awaited it)",
+            f"Tool '{self.tool}' returned {what}: a missing 'await' in the tool? ({after})",
             "TypeError",
         )
 
