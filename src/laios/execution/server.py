@@ -715,7 +715,12 @@ class _QuietHandler(WSGIRequestHandler):
                 "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
             )
             return False
-        parsed = super().parse_request() and self._one_reading() and self._origin_form()
+        parsed = (
+            super().parse_request()
+            and self._one_reading()
+            and self._origin_form()
+            and self._names_its_host()
+        )
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)
         return parsed
@@ -784,6 +789,24 @@ class _QuietHandler(WSGIRequestHandler):
         self.headers["Host"] = target.netloc
         self.path = (target.path or "/") + (f"?{target.query}" if target.query else "")
         return True
+
+    def _names_its_host(self) -> bool:
+        """Whether the request names its host, as HTTP/1.1 requires; else answer ``400``
+        saying to send a ``Host`` header and return ``False``.
+
+        RFC 9112 (section 3.2): a server must answer ``400`` to an HTTP/1.1 request without
+        ``Host``. An absolute-form target names its host (:meth:`_origin_form` made it the
+        ``Host`` header); an empty ``Host`` is one (a client sends it for a URL without a
+        host); HTTP/1.0 needs none.
+        """
+        minor = self.request_version.partition(".")[2]  # (a checked HTTP/1.x version)
+        if not minor.isdigit() or int(minor) < 1 or "Host" in self.headers:
+            return True
+        self._refuse_request(
+            "the request has no Host header, which HTTP/1.1 requires: send one naming the "
+            "host and port of the URL (Host: localhost:8489)"
+        )
+        return False
 
     def get_stderr(self) -> _DebugLog:
         """Where ``wsgiref`` reports failed writes: the debug log."""
@@ -1172,7 +1195,8 @@ def start_http_server(
     Request`` with a short plain-text reason and nothing else, whatever its path and
     credentials: a web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and
     read this server from the user's browser, but the browser still sends the page's name. A
-    request without ``Host`` (HTTP/1.0) is served. A reverse proxy on the same machine that
+    request without ``Host`` is served over HTTP/1.0 and answered ``400`` over HTTP/1.1, which
+    requires one (RFC 9112). A reverse proxy on the same machine that
     forwards a public name in ``Host`` (nginx's ``proxy_set_header Host $host``) is served
     when ``allowed_hosts`` names it. A server bound to another address does not check.
 
