@@ -14,7 +14,8 @@
   messages) or ``"off"``.
 - ``/healthz``: ``200 ok``.
 
-Any other path answers ``404`` with a JSON body. :func:`make_wsgi_app` and
+Any other path answers ``404`` with a JSON body; ``OPTIONS *`` answers ``200`` with
+``Allow: GET, HEAD``, another method with ``*`` ``400``. :func:`make_wsgi_app` and
 :func:`make_asgi_app` return the WSGI and ASGI apps, to mount in an existing server (both
 answer through one framework-free handler, ``laios.execution._http``); :func:`start_http_server`
 serves the WSGI app from a daemon thread, one
@@ -719,6 +720,7 @@ class _QuietHandler(WSGIRequestHandler):
             super().parse_request()
             and self._one_reading()
             and self._origin_form()
+            and self._served_form()
             and self._names_its_host()
         )
         if parsed:
@@ -789,6 +791,27 @@ class _QuietHandler(WSGIRequestHandler):
         self.headers["Host"] = target.netloc
         self.path = (target.path or "/") + (f"?{target.query}" if target.query else "")
         return True
+
+    def _served_form(self) -> bool:
+        """Whether the request target is a path, or ``*`` for ``OPTIONS``; else answer
+        ``400`` saying what to send and return ``False``.
+
+        ``*`` (RFC 9112 section 3.2.4) is the target of ``OPTIONS`` only; a target that is
+        neither a path nor ``*`` (``metrics``, the ``host:port`` of a ``CONNECT``, which only
+        a proxy serves) names nothing this server has. (An absolute-form target is a path by
+        now: :meth:`_origin_form` ran.)
+        """
+        if self.path.startswith("/") or (self.path == "*" and self.command == "OPTIONS"):
+            return True
+        if self.path == "*":
+            self._refuse_request(
+                "the request target * is for OPTIONS only: send a path (GET /metrics HTTP/1.1)"
+            )
+        else:
+            self._refuse_request(
+                "the request target is not a path: send one starting with / (GET /metrics HTTP/1.1)"
+            )
+        return False
 
     def _names_its_host(self) -> bool:
         """Whether the request names its host, as HTTP/1.1 requires; else answer ``400``
