@@ -424,6 +424,14 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
     ("request_head", "reason"),
     [
         (
+            b"GET /status HTTP/1.1\r\nX-A: a\rHost: evil.example\r\n\r\n",
+            b"a header line holds a carriage return or a NUL",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nX-A: a\x00b\r\n\r\n",
+            b"a header line holds a carriage return or a NUL",
+        ),
+        (
             b"GET /status HTTP/1.1\r\nfoo\r\nHost: evil.example\r\n\r\n",
             b"a header line is not a name, a colon and a value",
         ),
@@ -464,6 +472,8 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
         ),
     ],
     ids=[
+        "bare-cr-in-line",
+        "nul-in-value",
         "no-colon",
         "space-before-colon",
         "leading-space",
@@ -479,7 +489,9 @@ def test_a_request_whose_headers_can_be_read_two_ways_gets_400(
     request_head: bytes, reason: bytes
 ) -> None:
     """A header section that a proxy in front could read otherwise than the server (RFC 9112
-    sections 3.2, 5.1, 6.1 and 6.3) is answered 400 saying what is wrong, never served: a line
+    sections 2.2, 3.2, 5.1, 6.1 and 6.3; RFC 9110 section 5.5) is answered 400 saying what is
+    wrong, never served: a carriage return inside a line started a header of its own (a
+    ``Host`` a proxy took for part of the value before it), a NUL was kept in a value, a line
     without a colon hid the headers after it (a Host naming another host among them, so the
     loopback check passed), ``Host :`` was not taken for ``Host``, and two Host headers or
     conflicting Content-Length and Transfer-Encoding were served."""

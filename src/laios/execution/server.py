@@ -551,11 +551,21 @@ class _RequestReader(io.BufferedReader):
     other byte, so endless empty lines get ``414``."""
 
     _request_line_read = False
+    #: Whether a header line read holds a carriage return before its end, or a NUL.
+    stray_control = False
 
     def readline(self, size: int | None = -1, /) -> bytes:
-        """Read a line; the first one read is the first that is not empty."""
+        """Read a line; the first one read is the first that is not empty. Note in
+        :attr:`stray_control` a header line holding a carriage return not followed by its
+        line feed, or a NUL (RFC 9112 section 2.2, RFC 9110 section 5.5): the header parser
+        takes such a carriage return for the end of a line."""
+        if self._request_line_read:
+            line = super().readline(size)
+            body = line[:-2] if line.endswith(b"\r\n") else line.rstrip(b"\n")
+            self.stray_control = self.stray_control or b"\r" in body or b"\0" in body
+            return line
         line = super().readline(size)
-        while not self._request_line_read and line in (b"\r\n", b"\n"):
+        while line in (b"\r\n", b"\n"):
             line = super().readline(size)
         self._request_line_read = True
         return line
@@ -733,7 +743,9 @@ class _QuietHandler(WSGIRequestHandler):
 
         A proxy in front could read otherwise a header section with a line that is not
         ``Name: value`` (the parser takes such a line, and every one after it, for the body:
-        a ``Host`` among them went unchecked), two ``Host`` headers (RFC 9112, section 3.2),
+        a ``Host`` among them went unchecked), a carriage return within a line (the parser
+        starts a header there) or a NUL (RFC 9112 section 2.2, RFC 9110 section 5.5), two
+        ``Host`` headers (RFC 9112, section 3.2),
         or a body length given twice over: ``Content-Length`` with ``Transfer-Encoding``, or
         ``Content-Length`` values that differ or are not a number (section 6.3).
         """
@@ -745,6 +757,11 @@ class _QuietHandler(WSGIRequestHandler):
             problem = (
                 "a header line is not a name, a colon and a value: send each header as "
                 "Name: value, without white space before the colon"
+            )
+        elif isinstance(self.rfile, _RequestReader) and self.rfile.stray_control:
+            problem = (
+                "a header line holds a carriage return or a NUL: end each line with CR LF, "
+                "and send none within it"
             )
         elif len(headers.get_all("Host", [])) > 1:
             problem = "the request has more than one Host header: send one"
