@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
+from http_drivers import call_asgi, call_wsgi
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.server import MetricsServer, make_asgi_app, make_wsgi_app, start_http_server
 from laios.execution.store import MetricStore
+from laios.execution.web import WebConfig
 
 #: Generous bounds: the tests run on loaded two-core machines.
 WITHIN = 10.0
@@ -422,6 +424,14 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
     ("request_head", "reason"),
     [
         (
+            b"GET /status HTTP/1.1\r\nX-A: a\rHost: evil.example\r\n\r\n",
+            b"a header line holds a carriage return or a NUL",
+        ),
+        (
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nX-A: a\x00b\r\n\r\n",
+            b"a header line holds a carriage return or a NUL",
+        ),
+        (
             b"GET /status HTTP/1.1\r\nfoo\r\nHost: evil.example\r\n\r\n",
             b"a header line is not a name, a colon and a value",
         ),
@@ -462,6 +472,8 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
         ),
     ],
     ids=[
+        "bare-cr-in-line",
+        "nul-in-value",
         "no-colon",
         "space-before-colon",
         "leading-space",
@@ -477,7 +489,9 @@ def test_a_request_whose_headers_can_be_read_two_ways_gets_400(
     request_head: bytes, reason: bytes
 ) -> None:
     """A header section that a proxy in front could read otherwise than the server (RFC 9112
-    sections 3.2, 5.1, 6.1 and 6.3) is answered 400 saying what is wrong, never served: a line
+    sections 2.2, 3.2, 5.1, 6.1 and 6.3; RFC 9110 section 5.5) is answered 400 saying what is
+    wrong, never served: a carriage return inside a line started a header of its own (a
+    ``Host`` a proxy took for part of the value before it), a NUL was kept in a value, a line
     without a colon hid the headers after it (a Host naming another host among them, so the
     loopback check passed), ``Host :`` was not taken for ``Host``, and two Host headers or
     conflicting Content-Length and Transfer-Encoding were served."""
@@ -539,3 +553,77 @@ def test_a_body_content_type_does_not_make_the_headers_unreadable(
     with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
         answer = send_raw(server.port, request_head)
     assert answer.startswith(b"HTTP/1.0 " + status + b" "), answer[:200]
+
+
+def head_of(answer: bytes) -> dict[str, str]:
+    """The headers of an answer, lower-case names to values."""
+    lines = answer.partition(b"\r\n\r\n")[0].decode("iso-8859-1").split("\r\n")[1:]
+    return {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in lines)
+    }
+
+
+@pytest.mark.parametrize("web_config", [None, WebConfig(bearer_tokens=["c0ffee" * 6])])
+def test_options_asterisk_gets_200_allowing_the_get_and_head_a_path_allows(
+    web_config: WebConfig | None,
+) -> None:
+    """``OPTIONS *`` (RFC 9112 section 3.2.4) asks about the server as a whole: it gets 200
+    with ``Allow: GET, HEAD``, the list ``OPTIONS /metrics`` gets with its 405, and no body,
+    without credentials (it tells nothing). It got 404, "not found", as if ``*`` were a path."""
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=web_config
+    ) as server:
+        answer = send_raw(server.port, b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        on_a_path = send_raw(server.port, b"OPTIONS /metrics HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 200 OK\r\n"), answer[:200]
+    headers = head_of(answer)
+    assert headers["allow"] == "GET, HEAD"
+    assert headers["content-length"] == "0"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert answer.partition(b"\r\n\r\n")[2] == b""
+    if web_config is None:
+        assert on_a_path.startswith(b"HTTP/1.0 405 "), on_a_path[:200]
+        assert head_of(on_a_path)["allow"] == headers["allow"]
+
+
+@pytest.mark.parametrize(
+    ("request_line", "reason"),
+    [
+        (b"GET * HTTP/1.1", b"the request target * is for OPTIONS only"),
+        (b"HEAD * HTTP/1.1", b"the request target * is for OPTIONS only"),
+        (b"POST * HTTP/1.1", b"the request target * is for OPTIONS only"),
+        (b"GET metrics HTTP/1.1", b"the request target is not a path"),
+        (b"CONNECT localhost:8489 HTTP/1.1", b"the request target is not a path"),
+    ],
+    ids=["get-asterisk", "head-asterisk", "post-asterisk", "no-slash", "authority-form"],
+)
+def test_a_request_target_of_no_form_the_server_serves_gets_400(
+    request_line: bytes, reason: bytes
+) -> None:
+    """``*`` is the target of ``OPTIONS`` only, and a target that is neither a path, a URL nor
+    ``*`` (``metrics``, a ``CONNECT``'s ``host:port``: this server is no proxy) names nothing
+    it serves (RFC 9112 section 3.2): 400, saying what to send. They got 404, "not found"."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_line + b"\r\nHost: localhost\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n"), answer[:200]
+    assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head + b"\r\n"
+    if request_line.startswith(b"HEAD "):
+        assert body == b""  # (HEAD: the headers only)
+        return
+    assert reason in body, body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference
+
+
+def test_the_apps_answer_options_asterisk_as_the_server_does() -> None:
+    """The WSGI and ASGI apps answer ``OPTIONS *`` 200 with ``Allow: GET, HEAD``, and another
+    method with ``*`` 400, as start_http_server does."""
+    for call, app in (
+        (call_wsgi, make_wsgi_app(MetricStore(), CollectorRegistry())),
+        (call_asgi, make_asgi_app(MetricStore(), CollectorRegistry())),
+    ):
+        options = call(app, "OPTIONS", "*")
+        assert (options.status, options.header("allow"), options.body) == (200, "GET, HEAD", b"")
+        assert call(app, "GET", "*").status == 400

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from http_drivers import call_asgi, call_http, call_wsgi
@@ -123,6 +124,38 @@ def test_a_request_without_a_host_header_is_served(server: MetricsServer) -> Non
     """HTTP/1.0 needs no Host header, and a browser always sends one: served."""
     answer = request_without_host(server.port)
     assert answer.startswith(b"HTTP/1.0 200 ")
+    assert b"laios_executor_workers" in answer
+
+
+REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "server-and-prometheus.md"
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.2"])
+@pytest.mark.parametrize("bound", ["127.0.0.1", "0.0.0.0"])
+@pytest.mark.parametrize("path", [b"/metrics", b"/healthz"])
+def test_an_http_1_1_request_without_a_host_header_gets_400(
+    bound: str, path: bytes, version: bytes
+) -> None:
+    """RFC 9112 (section 3.2): a server MUST answer 400 to an HTTP/1.1 request without a Host
+    header, wherever it listens; it was served. The answer is the server's plain-text error
+    page, saying to send a Host header, the words the reference gives, and none of the data."""
+    with start_http_server(0, bound, store=MetricStore(), registry=CollectorRegistry()) as s:
+        answer = send_raw(s.port, b"GET " + path + b" " + version + b"\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n"), answer[:200]
+    assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head + b"\r\n"
+    assert b"Host header" in body, body
+    assert body.count(b"\n") == 1, body
+    assert b"laios_" not in body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference
+
+
+def test_an_http_1_1_request_with_an_empty_host_header_is_served(server: MetricsServer) -> None:
+    """An empty Host header is a Host header (RFC 9112 lets a client send one for a URL
+    without a host): served, as a request without one over HTTP/1.0 is."""
+    answer = send_raw(server.port, b"GET /metrics HTTP/1.1\r\nHost:\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
     assert b"laios_executor_workers" in answer
 
 

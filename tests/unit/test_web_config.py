@@ -247,6 +247,21 @@ def test_an_unreadable_key_is_named(pki: tuple[Path, Authority, Issued], tmp_pat
         TLSServerConfig(server.cert_file, tmp_path)
 
 
+def test_a_ca_file_that_is_a_directory_is_named(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path
+) -> None:
+    """A client_ca_file that is a directory is refused naming the setting, as a key_file that
+    is one is; it raised Python's IsADirectoryError instead of a WebConfigError."""
+    _, _, server = pki
+    with pytest.raises(WebConfigError, match=r"client_ca_file: .* is a directory, not a file"):
+        TLSServerConfig(
+            server.cert_file,
+            server.key_file,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=tmp_path,
+        )
+
+
 def test_a_key_of_another_certificate_is_refused(pki: tuple[Path, Authority, Issued]) -> None:
     """A certificate with someone else's key fails naming both files."""
     directory, ca, server = pki
@@ -724,7 +739,8 @@ def test_a_tls_file_over_the_size_limit_is_refused_before_openssl_reads_it(
     pki: tuple[Path, Authority, Issued], tmp_path: Path, setting: str
 ) -> None:
     """A certificate, key or CA file of more than 1 MiB is refused, naming the setting, the
-    file and the limit, as the configuration and token files are; OpenSSL never reads it."""
+    file, the limit and the file's size, as the configuration and token files are; OpenSSL
+    never reads it. (The CA file's refusal did not name its size.)"""
     _, ca, server = pki
     files = {"cert_file": server.cert_file, "key_file": server.key_file, "client_ca_file": None}
     source = ca.cert_file if setting == "client_ca_file" else files[setting]
@@ -735,6 +751,7 @@ def test_a_tls_file_over_the_size_limit_is_refused_before_openssl_reads_it(
         verifying = {"client_auth_type": "RequireAndVerifyClientCert"}
     refusal = (
         rf"tls_server_config\.{setting}: {re.escape(str(files[setting]))} holds more than 1 MiB"
+        rf".*\({MOST_READ + 1} bytes;"
     )
     with pytest.raises(WebConfigError, match=refusal):
         TLSServerConfig(

@@ -45,6 +45,8 @@ StatusMode = Literal["full", "reduced", "off"]
 STATUS_MODES: tuple[str, ...] = get_args(StatusMode)
 _JSON = "application/json; charset=utf-8"
 _OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
+#: The methods every route allows, as ``Allow`` lists them.
+_ALLOWED_METHODS = "GET, HEAD"
 #: Sent with every answer: a browser must not take a body (``/metrics`` text holding label
 #: values, a JSON error) for HTML or script because of what it contains.
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
@@ -355,6 +357,8 @@ class Endpoint:
 
     def _respond(self, request: Request) -> Response:
         path = request.path or "/"
+        if path == "*":
+            return self._server_wide(request)
         verdict = (
             "allowed" if path in _OPEN_ROUTES else self._auth.check(request.header("authorization"))
         )
@@ -376,8 +380,20 @@ class Endpoint:
         if path not in self.routes:
             return _json(404, {"error": "not found", "routes": list(self.routes)})
         if request.method not in ("GET", "HEAD"):
-            return _json(405, {"error": "method not allowed"}, ("Allow", "GET, HEAD"))
+            return _json(405, {"error": "method not allowed"}, ("Allow", _ALLOWED_METHODS))
         return self._route(path, request)
+
+    @staticmethod
+    def _server_wide(request: Request) -> Response:
+        """The answer to a request for ``*``, the server as a whole (RFC 9112 section 3.2.4).
+
+        ``OPTIONS *`` gets ``200`` with ``Allow: GET, HEAD``, the methods every route allows
+        (the list ``OPTIONS`` on a route gets with its ``405``), without credentials: it tells
+        nothing of the data. Another method has no use for ``*``: ``400``.
+        """
+        if request.method == "OPTIONS":
+            return Response(200, [("Allow", _ALLOWED_METHODS)], b"")
+        return _json(400, {"error": "the request target * is for OPTIONS only: send a path"})
 
     def _failed(self, route: str, exc: Exception) -> None:
         """Log a failure to answer ``route`` with its traceback: at most once a minute per

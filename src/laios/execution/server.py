@@ -14,7 +14,8 @@
   messages) or ``"off"``.
 - ``/healthz``: ``200 ok``.
 
-Any other path answers ``404`` with a JSON body. :func:`make_wsgi_app` and
+Any other path answers ``404`` with a JSON body; ``OPTIONS *`` answers ``200`` with
+``Allow: GET, HEAD``, another method with ``*`` ``400``. :func:`make_wsgi_app` and
 :func:`make_asgi_app` return the WSGI and ASGI apps, to mount in an existing server (both
 answer through one framework-free handler, ``laios.execution._http``); :func:`start_http_server`
 serves the WSGI app from a daemon thread, one
@@ -550,11 +551,21 @@ class _RequestReader(io.BufferedReader):
     other byte, so endless empty lines get ``414``."""
 
     _request_line_read = False
+    #: Whether a header line read holds a carriage return before its end, or a NUL.
+    stray_control = False
 
     def readline(self, size: int | None = -1, /) -> bytes:
-        """Read a line; the first one read is the first that is not empty."""
+        """Read a line; the first one read is the first that is not empty. Note in
+        :attr:`stray_control` a header line holding a carriage return not followed by its
+        line feed, or a NUL (RFC 9112 section 2.2, RFC 9110 section 5.5): the header parser
+        takes such a carriage return for the end of a line."""
+        if self._request_line_read:
+            line = super().readline(size)
+            body = line[:-2] if line.endswith(b"\r\n") else line.rstrip(b"\n")
+            self.stray_control = self.stray_control or b"\r" in body or b"\0" in body
+            return line
         line = super().readline(size)
-        while not self._request_line_read and line in (b"\r\n", b"\n"):
+        while line in (b"\r\n", b"\n"):
             line = super().readline(size)
         self._request_line_read = True
         return line
@@ -715,7 +726,13 @@ class _QuietHandler(WSGIRequestHandler):
                 "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
             )
             return False
-        parsed = super().parse_request() and self._one_reading() and self._origin_form()
+        parsed = (
+            super().parse_request()
+            and self._one_reading()
+            and self._origin_form()
+            and self._served_form()
+            and self._names_its_host()
+        )
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)
         return parsed
@@ -726,7 +743,9 @@ class _QuietHandler(WSGIRequestHandler):
 
         A proxy in front could read otherwise a header section with a line that is not
         ``Name: value`` (the parser takes such a line, and every one after it, for the body:
-        a ``Host`` among them went unchecked), two ``Host`` headers (RFC 9112, section 3.2),
+        a ``Host`` among them went unchecked), a carriage return within a line (the parser
+        starts a header there) or a NUL (RFC 9112 section 2.2, RFC 9110 section 5.5), two
+        ``Host`` headers (RFC 9112, section 3.2),
         or a body length given twice over: ``Content-Length`` with ``Transfer-Encoding``, or
         ``Content-Length`` values that differ or are not a number (section 6.3).
         """
@@ -738,6 +757,11 @@ class _QuietHandler(WSGIRequestHandler):
             problem = (
                 "a header line is not a name, a colon and a value: send each header as "
                 "Name: value, without white space before the colon"
+            )
+        elif isinstance(self.rfile, _RequestReader) and self.rfile.stray_control:
+            problem = (
+                "a header line holds a carriage return or a NUL: end each line with CR LF, "
+                "and send none within it"
             )
         elif len(headers.get_all("Host", [])) > 1:
             problem = "the request has more than one Host header: send one"
@@ -784,6 +808,45 @@ class _QuietHandler(WSGIRequestHandler):
         self.headers["Host"] = target.netloc
         self.path = (target.path or "/") + (f"?{target.query}" if target.query else "")
         return True
+
+    def _served_form(self) -> bool:
+        """Whether the request target is a path, or ``*`` for ``OPTIONS``; else answer
+        ``400`` saying what to send and return ``False``.
+
+        ``*`` (RFC 9112 section 3.2.4) is the target of ``OPTIONS`` only; a target that is
+        neither a path nor ``*`` (``metrics``, the ``host:port`` of a ``CONNECT``, which only
+        a proxy serves) names nothing this server has. (An absolute-form target is a path by
+        now: :meth:`_origin_form` ran.)
+        """
+        if self.path.startswith("/") or (self.path == "*" and self.command == "OPTIONS"):
+            return True
+        if self.path == "*":
+            self._refuse_request(
+                "the request target * is for OPTIONS only: send a path (GET /metrics HTTP/1.1)"
+            )
+        else:
+            self._refuse_request(
+                "the request target is not a path: send one starting with / (GET /metrics HTTP/1.1)"
+            )
+        return False
+
+    def _names_its_host(self) -> bool:
+        """Whether the request names its host, as HTTP/1.1 requires; else answer ``400``
+        saying to send a ``Host`` header and return ``False``.
+
+        RFC 9112 (section 3.2): a server must answer ``400`` to an HTTP/1.1 request without
+        ``Host``. An absolute-form target names its host (:meth:`_origin_form` made it the
+        ``Host`` header); an empty ``Host`` is one (a client sends it for a URL without a
+        host); HTTP/1.0 needs none.
+        """
+        minor = self.request_version.partition(".")[2]  # (a checked HTTP/1.x version)
+        if not minor.isdigit() or int(minor) < 1 or "Host" in self.headers:
+            return True
+        self._refuse_request(
+            "the request has no Host header, which HTTP/1.1 requires: send one naming the "
+            "host and port of the URL (Host: localhost:8489)"
+        )
+        return False
 
     def get_stderr(self) -> _DebugLog:
         """Where ``wsgiref`` reports failed writes: the debug log."""
@@ -1172,7 +1235,8 @@ def start_http_server(
     Request`` with a short plain-text reason and nothing else, whatever its path and
     credentials: a web page can make its own name resolve to 127.0.0.1 (DNS rebinding) and
     read this server from the user's browser, but the browser still sends the page's name. A
-    request without ``Host`` (HTTP/1.0) is served. A reverse proxy on the same machine that
+    request without ``Host`` is served over HTTP/1.0 and answered ``400`` over HTTP/1.1, which
+    requires one (RFC 9112). A reverse proxy on the same machine that
     forwards a public name in ``Host`` (nginx's ``proxy_set_header Host $host``) is served
     when ``allowed_hosts`` names it. A server bound to another address does not check.
 

@@ -184,65 +184,51 @@ def _read_whole(where: str, path: str) -> bytes:
     return content
 
 
-def _readable(where: str, path: str) -> None:
-    """Refuse a file that is missing, cannot be read, is not a regular file or holds more
-    than :data:`_MOST_READ` bytes, saying which and why, before OpenSSL reads it.
+def _read_regular(where: str, path: str) -> bytes:
+    """A TLS file (certificate, key or CA bundle), read once; refused, saying which and why,
+    when it is missing, cannot be read, is not a regular file or holds more than
+    :data:`_MOST_READ` bytes (naming its size).
 
     A TLS file is read again whenever it changes, which a pipe (``<(...)``) cannot be; and
     reading a named pipe that nothing writes to blocks for ever (the server's accept loop, when
-    a renewal turns a file into one). OpenSSL reads a file whole, however big: a certificate
-    chain, a key or a CA bundle takes a few KiB to a few hundred.
+    a renewal turns a file into one): the file is opened without blocking, and refused unless
+    what was opened is a regular file. OpenSSL reads a file whole, however big: a certificate
+    chain, a key or a CA bundle takes a few KiB to a few hundred. At most :data:`_MOST_READ`
+    bytes and one are read, so that what is checked is what is used (the CA bundle, handed to
+    OpenSSL as data), even when the file is replaced meanwhile (a renewal under way).
     """
-    try:
-        found = os.stat(path)
-    except OSError:
-        found = None  # (the read below says why)
-    if found is not None and not (stat.S_ISREG(found.st_mode) or stat.S_ISDIR(found.st_mode)):
-        _fail(
-            where,
-            f"{path} is not a regular file (a pipe or a device?): give a file, which is read "
-            "again whenever it changes",
-        )
-    if found is not None and stat.S_ISREG(found.st_mode) and found.st_size > _MOST_READ:
-        _fail(
-            where,
-            f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from a TLS file "
-            f"({found.st_size} bytes; a certificate chain, key or CA bundle takes a few KiB)",
-        )
-    _read(where, path, 1)
-
-
-def _read_regular(where: str, path: str) -> bytes:
-    """A TLS file that OpenSSL can take as data, read once: opened without blocking (a pipe
-    that nothing writes to), refused unless the opened file is a regular file, and read at
-    most :data:`_MOST_READ` bytes and one, so that what is checked is what is used, even when
-    the file is replaced meanwhile (a renewal under way)."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         _fail(where, f"{path} does not exist")
     except OSError as exc:
         _fail(where, f"cannot read {path} ({exc.strerror or exc})")
-    with open(descriptor, "rb") as file:
-        mode = os.fstat(descriptor).st_mode
-        if stat.S_ISDIR(mode):
+    try:  # (the checks come first: opening a directory's descriptor as a file raises)
+        found = os.fstat(descriptor)
+        if stat.S_ISDIR(found.st_mode):
             _fail(where, f"{path} is a directory, not a file")
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(found.st_mode):
             _fail(
                 where,
                 f"{path} is not a regular file (a pipe or a device?): give a file, which is "
                 "read again whenever it changes",
             )
-        try:
-            content = file.read(_MOST_READ + 1)
-        except OSError as exc:
-            _fail(where, f"cannot read {path} ({exc.strerror or exc})")
-    if len(content) > _MOST_READ:
-        _fail(
-            where,
-            f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from a TLS file "
-            "(a certificate chain, key or CA bundle takes a few KiB)",
-        )
+        content = b""
+        if found.st_size <= _MOST_READ:
+            try:
+                with open(descriptor, "rb", closefd=False) as file:
+                    content = file.read(_MOST_READ + 1)
+            except OSError as exc:
+                _fail(where, f"cannot read {path} ({exc.strerror or exc})")
+        if found.st_size > _MOST_READ or len(content) > _MOST_READ:
+            size = max(os.fstat(descriptor).st_size, len(content))  # (grown since looked at?)
+            _fail(
+                where,
+                f"{path} holds more than {_MOST_READ >> 20} MiB, the most read from a TLS file "
+                f"({size} bytes; a certificate chain, key or CA bundle takes a few KiB)",
+            )
+    finally:
+        os.close(descriptor)
     return content
 
 
@@ -344,8 +330,9 @@ class TLSServerConfig:
         """
         where = "tls_server_config"
         cert_file, key_file = str(self.cert_file), str(self.key_file)
-        _readable(f"{where}.cert_file", cert_file)
-        _readable(f"{where}.key_file", key_file)
+        # (Read here only to be checked: the ssl module loads them from paths.)
+        _read_regular(f"{where}.cert_file", cert_file)
+        _read_regular(f"{where}.key_file", key_file)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = _TLS_VERSIONS[self.min_version]
         context.maximum_version = _TLS_VERSIONS[self.max_version]
