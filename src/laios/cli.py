@@ -108,6 +108,10 @@ class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
 
+class _BadURL(StatusUnavailable):
+    """The URL cannot be fetched at all (not a URL, or not http(s)): nothing was tried."""
+
+
 #: Seconds the check of whether an endpoint speaks TLS may take at most (within the deadline).
 _TLS_PROBE_SECONDS = 2.0
 #: The start of OpenSSL's reason for an alert the peer sent: the peer speaks TLS.
@@ -485,12 +489,12 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         user, password = parts.username, parts.password
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
         shown = without_credentials(url)
-        raise StatusUnavailable(f"{shown!r} is not a usable URL ({exc})") from None
+        raise _BadURL(f"{shown!r} is not a usable URL ({exc})") from None
     # Credentials in the URL are sent as basic authentication, and never shown.
     target = without_credentials(status_url(url))
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https"):
-        raise StatusUnavailable(f"{target} is not an http(s) URL")
+        raise _BadURL(f"{target} is not an http(s) URL")
     deadline = _Deadline(timeout)
     handlers: list[urllib.request.BaseHandler] = [
         _DeadlineHTTPHandler(deadline),
@@ -942,6 +946,11 @@ def _with_default_port(url: str) -> str | None:
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     if isinstance(problem, (_CredentialsNeeded, _Misdirected, _StatusOff, _TLSFailed, _TooLarge)):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
+    if isinstance(problem, _BadURL):  # (nothing was tried: the URL is what to fix)
+        return (
+            f"laios status: {problem}. Give the endpoint's address as --url http://HOST:PORT "
+            f"(or https://, or HOST:PORT alone); the default is {DEFAULT_URL}."
+        )
     try:
         port = urlsplit(status_url(url)).port
     except ValueError:  # an out-of-range or non-numeric port in the URL

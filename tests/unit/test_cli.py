@@ -440,6 +440,20 @@ def test_a_url_that_is_not_http_gets_no_port_suggestion(
     assert "ftp://127.0.0.1:8489" not in line
 
 
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1", "http://[::1", "127.0.0.1:port"])
+def test_a_url_that_cannot_be_fetched_is_told_how_to_write_one(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --url that was never tried (not http(s), or not a URL at all) is a mistake in the
+    URL, not a missing endpoint: the message shows the form a --url takes, and does not tell
+    the user to start an endpoint, which may well be running."""
+    assert main(["status", "--url", url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "--url http://HOST:PORT" in line
+    assert "start_http_server" not in line
+    assert "laios demo" not in line
+
+
 def test_the_port_suggestion_never_shows_the_password(capsys: pytest.CaptureFixture[str]) -> None:
     """A --url with credentials and no port: the suggestion keeps their place, not their text."""
     assert main(["status", "--url", "http://prom:s3cret@127.0.0.1", "--timeout", "2"]) == 2

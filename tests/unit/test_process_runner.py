@@ -387,6 +387,21 @@ def test_parameters_that_cannot_be_pickled_fail_the_task_at_once(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_simple_tool_made_from_a_lambda_is_told_to_use_a_module_level_function(
+    make: Callable[..., Executor], tools: ToolRegistry, task: Callable[..., Task], context: Context
+) -> None:
+    """A tool from ``create_simple_tool`` with a lambda cannot reach a worker; the refusal
+    says what to pass instead, not only how to define a tool class (there is none to move)."""
+    tools.register_tool(create_simple_tool("doubled", "Doubles.", lambda x: 2 * x))
+    executor = make()
+    result = executor.execute_task(task("doubled", x=1), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable"
+    error = result.error or ""
+    assert "create_simple_tool" in error
+    assert "module-level function" in error
+    assert "lambda" in error
+
+
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_parameter_whose_pickling_error_is_hostile_is_refused_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str

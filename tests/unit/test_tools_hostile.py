@@ -232,6 +232,32 @@ def test_a_base_tool_whose_execute_returns_a_coroutine_fails_through_the_executo
     assert "coroutine" in (result.error or "")
 
 
+def test_a_base_tool_with_async_def_execute_is_told_to_use_async_base_tool() -> None:
+    """``async def _execute`` on a BaseTool (a common first mistake) fails with an error
+    naming the fix: subclass AsyncBaseTool and write ``_execute_async``."""
+
+    class Misplaced(BaseTool):
+        name = "misplaced"
+        description = "An async method on a synchronous base class."
+
+        async def _execute(self, x: int) -> int:
+            return await _double(x)
+
+    registry = ToolRegistry()
+    registry.register_tool(Misplaced)
+    with Executor(registry, register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="misplaced", parameters={"x": 1})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success is False
+    assert result.metadata["error_type"] == "TypeError"
+    error = result.error or ""
+    assert "AsyncBaseTool" in error
+    assert "_execute_async" in error
+    assert "async def _execute" in error
+
+
 @pytest.mark.parametrize("func", [None, 5, "print"])
 def test_create_simple_tool_refuses_a_func_that_cannot_be_called(func: Any) -> None:
     """A func that is not callable is refused at the call, not when the tool first runs."""

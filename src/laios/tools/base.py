@@ -573,6 +573,20 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     )
 
 
+def _coroutine_advice(cls: type) -> str:
+    """What a synchronous tool class ``cls`` whose entry point returned a coroutine should do
+    instead: an ``async def _execute`` on a :class:`BaseTool` is never awaited, and moves to
+    ``_execute_async`` on an :class:`AsyncBaseTool`; any other entry point forgot an ``await``."""
+    entry = getattr(cls, "_entry_point", "_execute")
+    func = _entry_function(cls, entry)[0]
+    if func is not None and is_coroutine_function(func):
+        return (
+            f"{cls.__name__} defines async def {entry}, which a BaseTool never awaits; "
+            "subclass AsyncBaseTool instead and name the method _execute_async"
+        )
+    return "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
+
+
 def _wrap(value: Any) -> ToolOutput:
     """Return ``value`` if it is a :class:`ToolOutput`, else a successful output holding it."""
     if isinstance(value, ToolOutput):
@@ -752,11 +766,7 @@ class BaseTool(abc.ABC):
                 raise
             raise clear from None
         if type(result) in _NOT_RUN:  # (one lookup: this is every tool's hot path)
-            raise _not_run(
-                self.name,
-                result,
-                "write the work as an async def function (or an AsyncBaseTool) so it is awaited",
-            )
+            raise _not_run(self.name, result, _coroutine_advice(type(self)))
         return result
 
     @abc.abstractmethod

@@ -194,7 +194,9 @@ def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False)
                 what = f"its tool '{call.tool_name[:64]}' ({kind}) cannot be pickled"
                 advice = (
                     "Define the tool class at module level in an importable module (not inside "
-                    "a function), with picklable attributes"
+                    "a function), with picklable attributes; for a tool from "
+                    "create_simple_tool, pass it a module-level function, not a lambda or a "
+                    "function defined inside another"
                 )
             else:
                 what = f"its parameter '{name[:64]}' ({kind}) cannot be pickled"
