@@ -41,6 +41,7 @@ from laios.execution._aggregates import (
     StoreSnapshot,
     ToolSlot,
     ToolSnapshot,
+    seconds_between,
 )
 from laios.execution._checks import check_listener, number_repr, positive_int, whole_number
 from laios.execution._forks import reset_after_fork
@@ -892,7 +893,7 @@ class MetricStore:
                 self._notify(update, rec)
         finally:  # (a progress listener's Ctrl-C goes on once the finish listeners heard)
             if self._finish_listeners:  # (the only cost of the seam while nobody listens)
-                wait = rec.started_mono - rec.submitted_mono
+                wait = seconds_between(rec.started_mono, rec.submitted_mono)
                 self._tell_finished(
                     FinishedTask(
                         slot.label,
@@ -1470,7 +1471,7 @@ class MetricStore:
                 tool=r.tool,
                 state=r.state,
                 # (a task recorded after ``now`` was read, before the lock was taken: 0)
-                elapsed_seconds=max(now - (r.started_mono or r.submitted_mono), 0.0),
+                elapsed_seconds=seconds_between(now, r.started_mono or r.submitted_mono),
                 progress_percent=r.progress_percent,
                 message=r.progress_message,
                 labels=labels,

@@ -46,6 +46,7 @@ from laios._compat.pydantic import assign, construct
 from laios._exceptions import exception_message, type_name
 from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
+from laios.execution._aggregates import seconds_between
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
@@ -1006,7 +1007,8 @@ class Job(TaskRecord):
         payload: dict[str, Any] = {"task_id": self.task_id, "tool_name": self.tool}
         if outcome == "success":
             payload["result"] = data
-            payload["execution_time"] = self.env.store.clock.perf_counter() - self.started_mono
+            now = self.env.store.clock.perf_counter()
+            payload["execution_time"] = seconds_between(now, self.started_mono)
         else:
             payload["error"] = error
             payload["outcome"] = outcome
