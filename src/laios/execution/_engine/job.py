@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from laios._compat.pydantic import assign, construct
-from laios._exceptions import exception_message, type_name
+from laios._exceptions import as_raised, exception_message, type_name
 from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
@@ -837,6 +837,7 @@ class Job(TaskRecord):
                 self.caller_interrupt = raised
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
+            raised = as_raised(raised)  # (an async tool's StopIteration: as a sync tool's)
             name = safe_error_type(outcome.error_type or type_name(type(raised)))
             self.finish("error", describe_exception(raised), name, exception=raised)
             return
