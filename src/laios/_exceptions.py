@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["exception_message", "propagates", "qualified_type_name", "type_name"]
+__all__ = ["as_raised", "exception_message", "propagates", "qualified_type_name", "type_name"]
 
 # What a class was created with, read past its metaclass (which may hide or replace them).
 _TYPE_NAME: Any = type.__dict__["__name__"]
@@ -53,6 +53,26 @@ def qualified_type_name(kind: type) -> str:
         if type(name) is not str:
             name = type_name(kind)
     return f"{module}.{name}" if module and module != "builtins" else name
+
+
+#: The messages of the ``RuntimeError`` Python raises in place of a ``StopIteration`` that
+#: leaves a coroutine or a generator (PEP 479).
+_STOP_ITERATION_CONVERTED = frozenset(
+    f"{kind} raised StopIteration" for kind in ("coroutine", "generator", "async generator")
+)
+
+
+def as_raised(exc: BaseException) -> BaseException:
+    """The exception as the code raised it: for the ``RuntimeError`` Python makes of a
+    ``StopIteration`` raised in a coroutine (an async tool's ``raise StopIteration("...")``
+    reads ``coroutine raised StopIteration``), that ``StopIteration``, so that an async tool's
+    failure is described as the same sync tool's is; else ``exc``. Never raises."""
+    cause = exc.__cause__
+    if type(exc) is RuntimeError and isinstance(cause, StopIteration):
+        args = exc.args
+        if len(args) == 1 and type(args[0]) is str and args[0] in _STOP_ITERATION_CONVERTED:
+            return cause
+    return exc
 
 
 def exception_message(exc: BaseException) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "ToolSlot",
     "ToolSnapshot",
     "every_outcome",
+    "seconds_between",
 ]
 
 #: Default upper bounds (seconds) of the duration histogram buckets: 5 ms to 5 min, the span
@@ -106,6 +107,18 @@ class Exemplar(NamedTuple):
     span_id: str
     value: float
     timestamp: float
+
+
+_INF = float("inf")
+
+
+def seconds_between(later: float, earlier: float) -> float:
+    """``later - earlier``, two readings of a store's monotonic clock, as a span of seconds:
+    ``0.0`` when that is negative (a clock that stepped back, or an end read by one thread
+    before another recorded the start) or not a finite number (a clock that read NaN or an
+    infinity). Every span a store or its views give is one of these."""
+    span = later - earlier
+    return span if 0.0 <= span < _INF else 0.0
 
 
 #: Seconds a bucket's exemplar is kept before a newer observation replaces it. Prometheus reads

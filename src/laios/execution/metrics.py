@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from laios.execution._aggregates import seconds_between
 from laios.execution._checks import as_float, is_real, number_repr
 from laios.execution._records import checkpoint_data
 from laios.execution.store import TaskRecord, get_default_store
@@ -136,7 +137,7 @@ class ExecutionMetrics:
         """Wall-clock seconds; for a running task, the time so far."""
         rec = self._record
         if rec.state == "running" and rec.started_mono:
-            return self._clock().perf_counter() - rec.started_mono
+            return seconds_between(self._clock().perf_counter(), rec.started_mono)
         return rec.execution_time
 
     @execution_time.setter
@@ -238,9 +239,9 @@ class ExecutionMetrics:
         rec = self._record
         rec.end_time = self._clock().time()
         if rec.started_mono:
-            rec.execution_time = self._clock().perf_counter() - rec.started_mono
+            rec.execution_time = seconds_between(self._clock().perf_counter(), rec.started_mono)
         elif rec.start_time is not None:
-            rec.execution_time = rec.end_time - rec.start_time
+            rec.execution_time = seconds_between(rec.end_time, rec.start_time)
         if rec.state == "running" and rec.slot is None:  # (a detached record: its own end)
             rec.state = "finished"
 

@@ -26,6 +26,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
+from laios._exceptions import qualified_type_name
 from laios._text import shorten
 from laios.execution._aggregates import (
     DURATION_BUCKETS,
@@ -41,6 +42,7 @@ from laios.execution._aggregates import (
     StoreSnapshot,
     ToolSlot,
     ToolSnapshot,
+    seconds_between,
 )
 from laios.execution._checks import check_listener, number_repr, positive_int, whole_number
 from laios.execution._forks import reset_after_fork
@@ -80,6 +82,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger("laios.execution.store")
+
+_INF = math.inf
+
 #: One log a minute per kind of runner whose ``stats`` raises (read at every scrape), whatever
 #: the store.
 _STATS_ERRORS = WarningLimiter()
@@ -515,6 +520,8 @@ class MetricStore:
         #: :meth:`monitor_started`): at most ``record_capacity``.
         self._standalone: dict[TaskRecord, None] = {}
         self._evicted_runs = 0
+        #: Whether a non-finite reading of the clock was warned of (see _clock_fault).
+        self._clock_faulted = False
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -643,6 +650,8 @@ class MetricStore:
         """Like :meth:`task_submitted`, for a record the caller built (with ``task_id``,
         ``tool``, ``scope``, ``slot`` and ``task`` set)."""
         now = self.clock.perf_counter()
+        if now - now != 0.0:  # NaN or an infinity (one comparison for a sound clock)
+            self._clock_fault(now)
         scope = rec.scope
         slot = rec.slot
         assert slot is not None
@@ -745,10 +754,38 @@ class MetricStore:
         stopped tracking, because more than ``record_capacity`` were in flight at once."""
         return self._evicted_runs
 
+    def _read_mono(self) -> float:
+        """The clock's ``perf_counter()``, warned of when it is not a finite number."""
+        now = self.clock.perf_counter()
+        if now - now != 0.0:  # NaN or an infinity
+            self._clock_fault(now)
+        return now
+
+    def _clock_fault(self, reading: float) -> None:
+        """The clock's ``perf_counter()`` read ``reading``, NaN or an infinity: warn once per
+        store (the caller does not hold the lock). Every span it is part of counts as 0 s."""
+        with self._lock:
+            if self._clock_faulted:
+                return
+            self._clock_faulted = True
+        _log.warning(
+            "the clock of a MetricStore (%s) read %r from perf_counter(): every duration or "
+            "queue wait that involves such a reading counts as 0 s. Pass a clock whose "
+            "perf_counter() gives finite seconds (further such readings are not logged)",
+            shorten(qualified_type_name(type(self.clock)), 200),
+            reading,
+        )
+
     def task_started(self, rec: TaskRecord) -> None:
         """Record that a queued task's tool is about to run (observes its queue wait)."""
         now = self.clock.perf_counter()
         start_time = self.clock.time()
+        # (its submission time is written once, before the record is shared)
+        wait = now - rec.submitted_mono  # (a negative one counts as 0: see _Histogram)
+        if wait - wait != 0.0:  # NaN or an infinity: the clock read one, now or then
+            if now - now != 0.0:  # (then: warned of as it was read)
+                self._clock_fault(now)
+            wait = 0.0
         lock = self._lock
         if not lock.acquire(False):
             acquire_contended(lock)
@@ -763,7 +800,7 @@ class MetricStore:
             slot = rec.slot
             assert slot is not None
             slot.in_flight += 1
-            slot.queue_wait.observe(now - rec.submitted_mono, None)
+            slot.queue_wait.observe(wait, None)
             # The STARTING update is derived from the record when read; built here to notify.
             notify = False
             if self._progress_listeners:
@@ -801,6 +838,8 @@ class MetricStore:
         """
         now = self.clock.perf_counter()
         end_time = self.clock.time()
+        if now - now != 0.0:  # NaN or an infinity (one comparison for a sound clock)
+            self._clock_fault(now)
         lock = self._lock
         if not lock.acquire(False):
             acquire_contended(lock)
@@ -813,7 +852,9 @@ class MetricStore:
             if state == "running" and not unstarted:
                 slot.in_flight -= 1
                 duration = now - rec.started_mono
-                if duration < 0.0:  # its end read (by another thread) before its start
+                # Its end read (by another thread) before its start, a clock that stepped
+                # back, or one that read NaN or an infinity (warned of above): no time.
+                if not 0.0 <= duration < _INF:
                     duration = 0.0
             else:  # never started: queued (timed out or cancelled) or rejected at once
                 if state == "running":  # counted as started (its queue wait too), yet never was
@@ -824,7 +865,7 @@ class MetricStore:
                     # Its wait counts too, or queue-wait quantiles would hide the longest ones;
                     # but a rejected task was refused, it never waited for a worker.
                     if outcome != "rejected":
-                        slot.queue_wait.observe(now - rec.submitted_mono, None)
+                        slot.queue_wait.observe(seconds_between(now, rec.submitted_mono), None)
                 rec.start_time = end_time
                 rec.started_mono = now
                 duration = 0.0
@@ -892,7 +933,7 @@ class MetricStore:
                 self._notify(update, rec)
         finally:  # (a progress listener's Ctrl-C goes on once the finish listeners heard)
             if self._finish_listeners:  # (the only cost of the seam while nobody listens)
-                wait = rec.started_mono - rec.submitted_mono
+                wait = seconds_between(rec.started_mono, rec.submitted_mono)
                 self._tell_finished(
                     FinishedTask(
                         slot.label,
@@ -1429,7 +1470,7 @@ class MetricStore:
         most :data:`MAX_RECENT_FAILURES`, oldest first); the cumulative buckets that quantiles
         need are computed after the lock is released.
         """
-        now = self.clock.perf_counter()
+        now = self._read_mono()
         failed: list[tuple[object, Exception]] = []
         with self._lock:
             read = self._aggregates(failed)
@@ -1457,7 +1498,7 @@ class MetricStore:
     def running_snapshot(self) -> list[RunningTaskSnapshot]:
         """The tasks queued or running now, in submission order (``snapshot().running``
         without the aggregates)."""
-        now = self.clock.perf_counter()
+        now = self._read_mono()
         with self._lock:
             return self._running(now)
 
@@ -1470,7 +1511,7 @@ class MetricStore:
                 tool=r.tool,
                 state=r.state,
                 # (a task recorded after ``now`` was read, before the lock was taken: 0)
-                elapsed_seconds=max(now - (r.started_mono or r.submitted_mono), 0.0),
+                elapsed_seconds=seconds_between(now, r.started_mono or r.submitted_mono),
                 progress_percent=r.progress_percent,
                 message=r.progress_message,
                 labels=labels,

@@ -43,7 +43,7 @@ from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.pydantic import construct
-from laios._exceptions import exception_message, propagates, type_name
+from laios._exceptions import as_raised, exception_message, propagates, type_name
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
@@ -486,10 +486,11 @@ def _failure(exc: Exception) -> ToolOutput:
     class name and a note."""
     if propagates(exc):
         raise exc
+    raised = as_raised(exc)  # (an async tool's StopIteration, not Python's RuntimeError)
     return ToolOutput(
         success=False,
-        error=exception_message(exc),
-        metadata={"error_type": type_name(type(exc))},
+        error=exception_message(raised),
+        metadata={"error_type": type_name(type(raised))},
     )
 
 

@@ -43,9 +43,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from laios._compat.pydantic import assign, construct
-from laios._exceptions import exception_message, type_name
+from laios._exceptions import as_raised, exception_message, type_name
 from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
+from laios.execution._aggregates import seconds_between
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
@@ -836,6 +837,7 @@ class Job(TaskRecord):
                 self.caller_interrupt = raised
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
+            raised = as_raised(raised)  # (an async tool's StopIteration: as a sync tool's)
             name = safe_error_type(outcome.error_type or type_name(type(raised)))
             self.finish("error", describe_exception(raised), name, exception=raised)
             return
@@ -1006,7 +1008,8 @@ class Job(TaskRecord):
         payload: dict[str, Any] = {"task_id": self.task_id, "tool_name": self.tool}
         if outcome == "success":
             payload["result"] = data
-            payload["execution_time"] = self.env.store.clock.perf_counter() - self.started_mono
+            now = self.env.store.clock.perf_counter()
+            payload["execution_time"] = seconds_between(now, self.started_mono)
         else:
             payload["error"] = error
             payload["outcome"] = outcome
