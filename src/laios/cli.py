@@ -109,7 +109,8 @@ class _TooLarge(StatusUnavailable):
 
 
 class _BadURL(StatusUnavailable):
-    """The URL cannot be fetched at all (not a URL, or not http(s)): nothing was tried."""
+    """The URL cannot be fetched at all (not a URL, not http(s), or naming no host): nothing
+    was tried."""
 
 
 #: Seconds the check of whether an endpoint speaks TLS may take at most (within the deadline).
@@ -495,6 +496,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https"):
         raise _BadURL(f"{target} is not an http(s) URL")
+    if not parts.hostname:
+        raise _BadURL(f"{target} names no host")
     deadline = _Deadline(timeout)
     handlers: list[urllib.request.BaseHandler] = [
         _DeadlineHTTPHandler(deadline),

@@ -686,6 +686,14 @@ class LeavesAnExitBehind(AsyncBaseTool):
         return os.getpid()
 
 
+class StopsAsync(AsyncBaseTool):
+    name = "stops_async"
+    description = "Raises StopIteration('boom') in a coroutine."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        raise StopIteration("boom")
+
+
 #: Tasks a tool left on its loop (held, as asyncio holds tasks only weakly).
 LEFT_BEHIND: set[asyncio.Future[None]] = set()
 
@@ -795,6 +803,7 @@ TOOLS = (
     Sleep,
     StampAndSleep,
     LeavesAnExitBehind,
+    StopsAsync,
 )
 
 

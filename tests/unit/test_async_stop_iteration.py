@@ -102,3 +102,39 @@ def test_stop_iteration_escaping_an_async_entry_point_is_described_as_raised() -
     with Executor(registry, register_prometheus=False) as executor:
         result = asyncio.run(executor.execute_async(task, _context()))
     assert (result.error, result.metadata["error_type"]) == ("boom", "StopIteration")
+
+
+def _dry() -> Any:
+    yield next(iter(()))  # (a StopIteration inside a generator: Python's RuntimeError)
+
+
+class SyncDrainsGenerator(BaseTool):
+    name = "sync_drains_generator"
+    description = "Drains a generator that raises StopIteration."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return list(_dry())
+
+
+class AsyncDrainsGenerator(AsyncBaseTool):
+    name = "async_drains_generator"
+    description = "Drains a generator that raises StopIteration."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return list(_dry())
+
+
+@pytest.mark.parametrize("tool", [SyncDrainsGenerator, AsyncDrainsGenerator])
+def test_a_generator_that_raised_stop_iteration_stays_a_runtime_error(tool: Any) -> None:
+    """Python's RuntimeError for a StopIteration inside a generator the tool drives is what
+    the tool raised (as on any Python road): it keeps its name and message, which say where to
+    look, rather than the bare StopIteration it was made of."""
+    task = Task(plan_id="p", description="d", tool_name=tool.name)
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    with Executor(registry, register_prometheus=False) as executor:
+        result = executor.execute_task(task, _context())
+    assert (result.error, result.metadata["error_type"]) == (
+        "generator raised StopIteration",
+        "RuntimeError",
+    )

@@ -440,7 +440,9 @@ def test_a_url_that_is_not_http_gets_no_port_suggestion(
     assert "ftp://127.0.0.1:8489" not in line
 
 
-@pytest.mark.parametrize("url", ["ftp://127.0.0.1", "http://[::1", "127.0.0.1:port"])
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1", "http://[::1", "127.0.0.1:port", "", ":8489", "http:///metrics"]
+)
 def test_a_url_that_cannot_be_fetched_is_told_how_to_write_one(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -402,6 +402,17 @@ def test_a_simple_tool_made_from_a_lambda_is_told_to_use_a_module_level_function
     assert "lambda" in error
 
 
+def test_an_async_tools_stop_iteration_fails_as_on_the_callers_side(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An async tool's StopIteration fails the task with its message and StopIteration, as on
+    the default runner: not Python's 'coroutine raised StopIteration' RuntimeError, which
+    reached the caller without its cause (an exception's cause is not pickled)."""
+    executor = make()
+    result = executor.execute_task(task("stops_async"), context, timeout=WAIT)
+    assert (result.error, result.metadata["error_type"]) == ("boom", "StopIteration")
+
+
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_parameter_whose_pickling_error_is_hostile_is_refused_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from laios._exceptions import as_raised
 from laios.execution._runners.base import RawOutcome, RunEvents, ToolCall
 from laios.execution.task_context import TaskContext, reset_current_task, set_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
@@ -119,7 +120,8 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     try:
         value = await _entry_async(call.tool)(**call.parameters)
     except Exception as exc:
-        return RawOutcome(None, exc)
+        # (a StopIteration, not Python's RuntimeError: a process worker sends no cause along)
+        return RawOutcome(None, as_raised(exc))
     except (asyncio.CancelledError, GeneratorExit):
         raise  # (the runner tells the caller's cancellation and a closed loop apart)
     except BaseException as exc:  # KeyboardInterrupt, SystemExit, a library's own (as on a
