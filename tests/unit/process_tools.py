@@ -631,6 +631,14 @@ class Fails(BaseTool):
         raise ValueError("bad input 7")
 
 
+class AsyncStops(AsyncBaseTool):
+    name = "async_stops"
+    description = "Raises StopIteration('boom') from a coroutine."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        raise StopIteration("boom")
+
+
 class TraceSeen(BaseTool):
     name = "trace_seen"
     description = "Returns the trace id and span id current in the worker, opens a span."
@@ -764,6 +772,7 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    AsyncStops,
     ReturnsFailsToPickleBadly,
     ReturnsFailsToLoadBadly,
     SignalsHeld,

@@ -609,6 +609,17 @@ def test_an_exception_comes_back_with_its_class_and_message(
     assert result.error == "bad input 7"
 
 
+def test_an_async_tools_stop_iteration_comes_back_as_raised(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An async tool's StopIteration fails its task with its message and StopIteration in a
+    worker process too, as on the thread runner: not Python's 'coroutine raised
+    StopIteration' RuntimeError."""
+    executor = make()
+    result = executor.execute_task(task("async_stops"), context, timeout=WAIT)
+    assert (result.error, result.metadata["error_type"]) == ("boom", "StopIteration")
+
+
 # -- limits and measurements --------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from laios._exceptions import as_raised
 from laios.execution._runners.base import RawOutcome, RunEvents, ToolCall
 from laios.execution.task_context import TaskContext, reset_current_task, set_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
@@ -112,6 +113,9 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     coroutine closed never to resume (its loop closed under it), or the tool's own, which only
     the runner can tell apart (it knows the task awaiting the call).
 
+    A ``StopIteration`` the tool raised is the outcome's ``error``, as it is a synchronous
+    tool's, not the ``RuntimeError("coroutine raised StopIteration")`` Python makes of it.
+
     ``cpu_seconds`` stays ``0.0``: the thread's CPU clock would charge the tool for every
     other coroutine that ran on the loop meanwhile.
     """
@@ -119,7 +123,9 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     try:
         value = await _entry_async(call.tool)(**call.parameters)
     except Exception as exc:
-        return RawOutcome(None, exc)
+        # A StopIteration the tool raised, not the RuntimeError Python made of it in the
+        # coroutine: a pickled outcome (a worker process's) loses the cause that names it.
+        return RawOutcome(None, as_raised(exc))
     except (asyncio.CancelledError, GeneratorExit):
         raise  # (the runner tells the caller's cancellation and a closed loop apart)
     except BaseException as exc:  # KeyboardInterrupt, SystemExit, a library's own (as on a
