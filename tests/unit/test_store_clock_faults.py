@@ -5,6 +5,7 @@ events give is a finite number of seconds, 0 or more."""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,8 +15,11 @@ from store_fakes import SteppedClock
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
+from laios.execution.monitor import ExecutionMonitor, PerformanceMonitor
 from laios.execution.prometheus import ensure_collector, render_metrics
+from laios.execution.server import status_document
 from laios.execution.store import FinishedTask, MetricStore
+from laios.execution.task_context import current_task
 from laios.execution.task_monitor import TaskMonitor
 from laios.tools.base import create_simple_tool
 from laios.tools.registry import ToolRegistry
@@ -171,3 +175,140 @@ def test_a_clock_that_reads_nan_warns_once_per_store(caplog: pytest.LogCaptureFi
                 _queued_then_run(store, clock, [1000.0, 1001.0, NAN])
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 2
+
+
+class BrokenWallClock:
+    """Real monotonic time; a wall time (``time()``) that reads ``wall`` once set."""
+
+    def __init__(self) -> None:
+        self.wall: float | None = None
+
+    def perf_counter(self) -> float:
+        return time.perf_counter()
+
+    def time(self) -> float:
+        return time.time() if self.wall is None else self.wall
+
+
+def _finite_numbers(value: object) -> bool:
+    """Whether every float in ``value`` (nested dicts, lists and tuples) is finite."""
+    if isinstance(value, float):
+        return value - value == 0.0
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite_numbers(v) for v in value)
+    return True
+
+
+def _read_everything(store: MetricStore, clock: BrokenWallClock, wall: float) -> dict[str, Any]:
+    """Run a task that succeeds (with progress and a checkpoint), one that fails and one traced
+    by hand with the wall clock reading ``wall`` throughout, then read every public read-out."""
+
+    def work() -> str:
+        context = current_task()
+        assert context is not None
+        context.progress(50.0, "half")
+        context.checkpoint("half")
+        return "done"
+
+    def fail() -> str:
+        raise ValueError("boom")
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("work", "Works.", work))
+    registry.register_tool(create_simple_tool("fail", "Fails.", fail))
+    prom = CollectorRegistry()
+    ensure_collector(store, prom)
+    monitor = ExecutionMonitor(store)
+    clock.wall = wall
+    ok = Task(plan_id="p", description="d", tool_name="work")
+    bad = Task(plan_id="p", description="d", tool_name="fail")
+    events: list[dict[str, Any]] = []
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        context = Context(session_id="s", user_id="u")
+        result = executor.execute_task(ok, context, on_progress=lambda _, d: events.append(d))
+        failed = executor.execute_task(bad, context)
+        metrics = executor.get_metrics(ok.id)
+    slot = store.tool_slot("traced", True)
+    rec = store.task_submitted(None, SimpleNamespace(id="t"), "traced", slot, running=False)
+    store.task_started(rec)
+    store.task_finished(rec, "error", None, "ValueError", exemplar=("ab" * 16, "cd" * 8))
+    monitor.update_task_progress(ok.id, 75.0, "by hand")
+    performance = PerformanceMonitor(store)
+    performance.record_metric(ok.id, "rows", 3.0, "rows")
+    assert result.success
+    assert not failed.success
+    assert metrics is not None
+    snapshot = store.snapshot()
+    return {
+        "metrics": metrics.to_dict(),
+        "events": events,
+        "snapshot_taken_at": snapshot.taken_at,
+        "failures": [asdict(f) for f in store.failures_snapshot()],
+        "running": [asdict(r) for r in store.running_snapshot()],
+        "status": status_document(snapshot),
+        "history": [u.timestamp for u in monitor.get_progress_history(ok.id)],
+        "now": store.now(),
+        "custom": performance.get_metrics(ok.id),
+        "openmetrics": render_metrics(prom, openmetrics=True).decode(),
+    }
+
+
+@pytest.mark.parametrize("wall", [NAN, INF, -INF])
+def test_a_wall_clock_that_reads_nan_or_an_infinity_shows_nowhere(
+    wall: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store clock whose time() reads NaN or an infinity breaks no read-out nor scrape: such
+    a reading is taken as the system's time, and one warning per store names time()."""
+    clock = BrokenWallClock()
+    store = MetricStore(clock=clock)
+    before = time.time()
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        read = _read_everything(store, clock, wall)
+    after = time.time()
+    assert _finite_numbers(read), read
+    assert before <= read["snapshot_taken_at"] <= after
+    assert before <= read["metrics"]["end_time"] <= after
+    (first, _) = read["failures"]
+    assert before <= first["finished_at"] <= after
+    ((sample,),) = read["custom"].values()
+    assert before <= sample["timestamp"] <= after
+    assert "nan" not in read["openmetrics"].lower().replace("nan_", "")
+    assert "inf " not in read["openmetrics"].lower()
+    exemplars = [line for line in read["openmetrics"].splitlines() if "# {" in line]
+    assert exemplars
+    for line in exemplars:
+        assert before <= float(line.rsplit(" ", 1)[1]) <= after
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "time()" in warnings[0]
+    assert "BrokenWallClock" in warnings[0]
+
+
+def test_a_wall_clock_past_the_range_of_datetime_breaks_no_read_out() -> None:
+    """A finite time() reading past what a datetime holds (1e20) breaks no read-out, no
+    ``/status`` document, no progress history nor scrape."""
+    clock = BrokenWallClock()
+    store = MetricStore(clock=clock)
+    read = _read_everything(store, clock, 1e20)
+    assert read["snapshot_taken_at"] == 1e20
+    assert read["status"]["generated_at"] is None  # (no time a datetime holds)
+    assert read["history"]
+
+
+def test_a_monitored_task_marked_by_hand_shows_no_nan_wall_time() -> None:
+    """``start()`` and ``end()`` of a ``TaskMonitor``'s metrics read the store's wall time as
+    the store does: a NaN reading is the system's time, not a NaN start_time or end_time."""
+    clock = BrokenWallClock()
+    store = MetricStore(clock=clock)
+    tasks = TaskMonitor(store)
+    clock.wall = NAN
+    metrics = tasks.start_monitoring(Task(plan_id="p", description="d", tool_name="fetch"))
+    metrics.start()
+    metrics.end()
+    read = metrics.to_dict()
+    assert _finite_numbers(read), read
+    assert read["start_time"] is not None
+    assert read["end_time"] is not None
+    tasks.stop_monitoring(metrics.task_id)

@@ -109,6 +109,12 @@ class ExecutionMetrics:
         """The clock of the store keeping the record (the ``time`` module when detached)."""
         return self._store.clock if self._store is not None else time
 
+    def _wall(self) -> float:
+        """Unix time now, as the store keeping the record reads it (a broken clock's reading
+        replaced, see :meth:`MetricStore.now`); the system's when detached."""
+        store = self._store
+        return time.time() if store is None else store.now().timestamp()
+
     @property
     def task_id(self) -> str:
         """The task's id."""
@@ -222,7 +228,7 @@ class ExecutionMetrics:
     def start(self) -> None:
         """Mark the start (sets ``start_time`` to now)."""
         rec = self._record
-        rec.start_time = self._clock().time()
+        rec.start_time = self._wall()
         rec.started_mono = self._clock().perf_counter()
         if rec.state == "new":
             rec.state = "running"
@@ -237,7 +243,7 @@ class ExecutionMetrics:
         for ever, its outcome never counted.
         """
         rec = self._record
-        rec.end_time = self._clock().time()
+        rec.end_time = self._wall()
         if rec.started_mono:
             rec.execution_time = seconds_between(self._clock().perf_counter(), rec.started_mono)
         elif rec.start_time is not None:

@@ -190,8 +190,13 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def _iso(timestamp: float) -> str:
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+def _iso(timestamp: float) -> str | None:
+    """``timestamp`` in ISO 8601 UTC; ``None`` when it is no time a ``datetime`` holds (NaN,
+    an infinity, past year 9999: a broken store clock's reading)."""
+    try:
+        moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -178,7 +178,12 @@ def _timestamp(update: ProgressUpdate) -> datetime:
 
 
 def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, timezone.utc)
+    """``timestamp`` as a UTC ``datetime``; the system's time when a ``datetime`` cannot hold
+    it (a broken clock's reading past year 9999, or before year 1)."""
+    try:
+        return datetime.fromtimestamp(timestamp, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return datetime.now(timezone.utc)
 
 
 def _starting(rec: TaskRecord) -> ProgressUpdate:
@@ -522,6 +527,8 @@ class MetricStore:
         self._evicted_runs = 0
         #: Whether a non-finite reading of the clock was warned of (see _clock_fault).
         self._clock_faulted = False
+        #: Whether a reading of the clock's time() that is no Unix time was (see _wall_fault).
+        self._wall_faulted = False
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -659,7 +666,10 @@ class MetricStore:
         if running:  # the record is not shared yet: fill it in before taking the lock
             rec.state = "running"
             rec.started_mono = now
-            rec.start_time = self.clock.time()
+            start_time = self.clock.time()
+            if start_time - start_time != 0.0:  # NaN or an infinity (one comparison)
+                start_time = self._wall_fault(start_time)
+            rec.start_time = start_time
             rec.ran = True
         else:
             rec.state = "queued"
@@ -776,10 +786,37 @@ class MetricStore:
             reading,
         )
 
+    def _read_wall(self) -> float:
+        """The clock's ``time()``; the system's time in place of a reading that is not a
+        finite number (warned of)."""
+        now = self.clock.time()
+        if now - now != 0.0:  # NaN or an infinity
+            now = self._wall_fault(now)
+        return now
+
+    def _wall_fault(self, reading: float) -> float:
+        """The clock's ``time()`` read ``reading``, which is no Unix time (NaN, an infinity, or
+        out of a ``datetime``'s range): warn once per store (the caller does not hold the
+        lock), and return the system's time, to use in its place."""
+        with self._lock:
+            warned, self._wall_faulted = self._wall_faulted, True
+        if not warned:
+            _log.warning(
+                "the clock of a MetricStore (%s) read %r from time(), which is no Unix time: "
+                "the system's time.time() is used in place of every such reading. Pass a "
+                "clock whose time() gives finite Unix seconds (further such readings are not "
+                "logged)",
+                shorten(qualified_type_name(type(self.clock)), 200),
+                reading,
+            )
+        return time.time()
+
     def task_started(self, rec: TaskRecord) -> None:
         """Record that a queued task's tool is about to run (observes its queue wait)."""
         now = self.clock.perf_counter()
         start_time = self.clock.time()
+        if start_time - start_time != 0.0:  # NaN or an infinity (one comparison)
+            start_time = self._wall_fault(start_time)
         # (its submission time is written once, before the record is shared)
         wait = now - rec.submitted_mono  # (a negative one counts as 0: see _Histogram)
         if wait - wait != 0.0:  # NaN or an infinity: the clock read one, now or then
@@ -840,6 +877,8 @@ class MetricStore:
         end_time = self.clock.time()
         if now - now != 0.0:  # NaN or an infinity (one comparison for a sound clock)
             self._clock_fault(now)
+        if end_time - end_time != 0.0:  # (likewise)
+            end_time = self._wall_fault(end_time)
         lock = self._lock
         if not lock.acquire(False):
             acquire_contended(lock)
@@ -1064,7 +1103,7 @@ class MetricStore:
         """
         text = shorten(printable(name, "<unprintable name>"), 256)
         summary, size = summarize(data) if data else ({}, 0)
-        point = Checkpoint(text, self.clock.time(), summary)
+        point = Checkpoint(text, self._read_wall(), summary)
         size += text_size(text)
         with self._lock:
             points = rec.checkpoints
@@ -1131,7 +1170,11 @@ class MetricStore:
         update made for this store (by a ``ProgressTracker``, or a tool's own
         ``current_task().progress``), so that a history orders them among the updates derived
         from the task's record."""
-        return _utc(self.clock.time())
+        reading = self._read_wall()
+        try:
+            return datetime.fromtimestamp(reading, timezone.utc)
+        except (ValueError, OverflowError, OSError):  # past what a datetime holds
+            return _utc(self._wall_fault(reading))
 
     def _latest(self, task_id: str, *, progress: bool) -> TaskRecord | None:
         """The newest record of ``task_id`` in any scope (caller holds the lock).
@@ -1267,12 +1310,13 @@ class MetricStore:
     def clear_progress(self, task_id: str) -> None:
         """Forget the progress of ``task_id`` so far; later updates are kept as usual."""
         task_id = record_id(task_id)
+        cleared = self._read_wall()
         with self._lock:
             self._progress.pop(task_id, None)
             rec = self._latest(task_id, progress=True)
             if rec is not None:
                 rec.progress_updates = None
-                rec.progress_cleared = self.clock.time()
+                rec.progress_cleared = cleared
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
         """Call ``listener`` with every progress update from now on (once: adding it again, or
@@ -1345,7 +1389,7 @@ class MetricStore:
     ) -> tuple[str, str] | None:
         """:meth:`record_custom`'s work; the exported key when the sample would overflow the
         sum (and was not exported), else ``None``."""
-        timestamp = self.clock.time()
+        timestamp = self._read_wall()
         task_id = record_id(task_id)
         with self._lock:
             rec = self._latest(task_id, progress=False)
@@ -1484,7 +1528,7 @@ class MetricStore:
             workers=read.workers,
             queue_depth=read.queue_depth,
             abandoned_threads=read.abandoned_threads,
-            taken_at=self.clock.time(),
+            taken_at=self._read_wall(),
             failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
         )
 

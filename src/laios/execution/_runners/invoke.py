@@ -113,6 +113,9 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     coroutine closed never to resume (its loop closed under it), or the tool's own, which only
     the runner can tell apart (it knows the task awaiting the call).
 
+    A ``StopIteration`` the tool raised is the outcome's ``error``, as it is a synchronous
+    tool's, not the ``RuntimeError("coroutine raised StopIteration")`` Python makes of it.
+
     ``cpu_seconds`` stays ``0.0``: the thread's CPU clock would charge the tool for every
     other coroutine that ran on the loop meanwhile.
     """
@@ -120,7 +123,8 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     try:
         value = await _entry_async(call.tool)(**call.parameters)
     except Exception as exc:
-        # (a StopIteration, not Python's RuntimeError: a process worker sends no cause along)
+        # A StopIteration the tool raised, not the RuntimeError Python made of it in the
+        # coroutine: a pickled outcome (a worker process's) loses the cause that names it.
         return RawOutcome(None, as_raised(exc))
     except (asyncio.CancelledError, GeneratorExit):
         raise  # (the runner tells the caller's cancellation and a closed loop apart)
