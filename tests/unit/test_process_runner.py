@@ -620,7 +620,6 @@ def test_an_exception_comes_back_with_its_class_and_message(
     assert result.error == "bad input 7"
 
 
-
 # -- limits and measurements --------------------------------------------------------------------
 
 
