@@ -36,6 +36,7 @@ from laios.core.types import Context, Task, TaskResult, TaskStatus  # noqa: E402
 from laios.execution.executor import Executor  # noqa: E402
 from laios.execution.runners import DaskRunner, Runner  # noqa: E402
 from laios.execution.store import MetricStore  # noqa: E402
+from laios.tools.base import create_simple_tool  # noqa: E402
 from laios.tools.registry import ToolRegistry  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="checked on Linux")
@@ -363,6 +364,27 @@ def test_a_tool_the_workers_cannot_import_fails_its_call_and_spares_the_workers(
     assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
 
 
+def test_a_simple_tool_the_workers_cannot_import_is_told_where_its_function_goes(
+    make: Callable[..., Executor], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool from ``create_simple_tool`` has no class of the user's to move: the error says
+    where its function must be defined."""
+    (tmp_path / "local_only_functions.py").write_text("def doubled(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import local_only_functions  # type: ignore[import-not-found]
+
+    executor = make()
+    executor.tool_registry.register_tool(
+        create_simple_tool("doubled", "Doubles.", local_only_functions.doubled)
+    )
+    result = executor.execute_task(task("doubled", x=1), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable", result
+    error = result.error or ""
+    assert "importable on its workers" in error
+    assert "create_simple_tool" in error
+    assert "function" in error.split("create_simple_tool", 1)[1]
+
+
 def test_a_parameter_whose_loading_exits_fails_its_call_and_spares_the_workers(
     make: Callable[..., Executor], client: Any
 ) -> None:
@@ -405,6 +427,22 @@ def test_parameters_that_cannot_be_pickled_are_refused_clearly(
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "not_picklable"
     assert "cannot be pickled" in (result.error or "")
+
+
+def test_a_simple_tool_made_from_a_lambda_is_told_to_use_a_module_level_function(
+    make: Callable[..., Executor],
+) -> None:
+    """Refused before anything is sent, with what to pass ``create_simple_tool`` instead, not
+    only how to define a tool class (there is none to move)."""
+    executor = make()
+    executor.tool_registry.register_tool(create_simple_tool("doubled", "Doubles.", lambda x: 2 * x))
+    result = executor.execute_task(task("doubled", x=1), CONTEXT, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "not_picklable"
+    error = result.error or ""
+    assert "create_simple_tool" in error
+    assert "module-level function" in error
+    assert "lambda" in error
 
 
 def test_finished_calls_hold_no_dask_futures(make: Callable[..., Executor], client: Any) -> None:

@@ -53,7 +53,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.process_worker import pickled_message
+from laios.execution._runners.process_worker import SIMPLE_TOOL_ADVICE, pickled_message
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -320,7 +320,8 @@ def serve_call(
                     ToolNotLoadable(
                         f"The Dask worker {worker.address} could not load the call "
                         f"({type(exc).__name__}: {exc}). A tool run on a Dask cluster must be "
-                        "importable on its workers: define its class at module level in a "
+                        "importable on its workers: define its class (for a tool from "
+                        "create_simple_tool, the function passed to it) at module level in a "
                         "module installed on (or on the path of) every worker"
                     ),
                     error_type="not_picklable",
@@ -841,7 +842,7 @@ class DaskRunner:
                 f"Task '{call.task_id}' cannot be sent to the Dask cluster: its tool or "
                 f"parameters cannot be pickled ({type(exc).__name__}: {exc}). Define the tool "
                 "class at module level in a module the workers can import, and pass plain, "
-                "picklable parameters",
+                f"picklable parameters; {SIMPLE_TOOL_ADVICE}",
             )
         with self._lock:
             self._calls[key] = handle

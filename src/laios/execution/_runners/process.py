@@ -82,6 +82,7 @@ from laios.execution._runners.process_worker import (
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
+    SIMPLE_TOOL_ADVICE,
     WORKER_NAME,
     describe_error,
     describe_for_pickle,
@@ -194,9 +195,7 @@ def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False)
                 what = f"its tool '{call.tool_name[:64]}' ({kind}) cannot be pickled"
                 advice = (
                     "Define the tool class at module level in an importable module (not inside "
-                    "a function), with picklable attributes; for a tool from "
-                    "create_simple_tool, pass it a module-level function, not a lambda or a "
-                    "function defined inside another"
+                    f"a function), with picklable attributes; {SIMPLE_TOOL_ADVICE}"
                 )
             else:
                 what = f"its parameter '{name[:64]}' ({kind}) cannot be pickled"

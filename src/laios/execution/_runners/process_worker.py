@@ -67,6 +67,7 @@ __all__ = [
     "LONGEST_CPU_BUDGET",
     "MEMORY_LIMIT_ENFORCED",
     "PIPE_CLOSED_EXIT",
+    "SIMPLE_TOOL_ADVICE",
     "WORKER_NAME",
     "InitializerFailed",
     "MemoryLimitExceeded",
@@ -91,6 +92,13 @@ MEMORY_LIMIT_ENFORCED = resource is not None and sys.platform == "linux"
 
 #: Whether a worker can enforce a call's CPU budget here (a CPU timer, or ``RLIMIT_CPU``).
 CPU_BUDGET_ENFORCED = hasattr(signal, "setitimer") or resource is not None
+
+#: The advice, in a refusal of a tool that cannot be pickled, for a tool made by
+#: ``create_simple_tool``: it has no class of the user's to move, its function travels.
+SIMPLE_TOOL_ADVICE = (
+    "for a tool from create_simple_tool, pass it a module-level function, not a lambda or a "
+    "function defined inside another"
+)
 
 #: The first byte of a message from a worker: a progress report or checkpoint, or an outcome.
 EVENT = b"e"
