@@ -29,6 +29,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -343,6 +344,10 @@ def _labelled(label: str, text: str) -> str:
 #: The banner's width: it fits an 80-column terminal.
 _BANNER_WIDTH = 80
 
+#: The source tree's ``grafana/`` directory, next to ``src/`` in a checkout (or an editable
+#: install); a package installed from a wheel has none, and the banner then names none of it.
+GRAFANA_DIR = Path(__file__).resolve().parents[2] / "grafana"
+
 
 def _wrapped(label: str, text: str) -> list[str]:
     """A banner line (see :func:`_labelled`), its text wrapped to :data:`_BANNER_WIDTH`
@@ -399,6 +404,44 @@ def _terminal_mode(args: argparse.Namespace) -> tuple[bool, str]:
     return True, "a live view (the alternate screen), then a summary here"
 
 
+def _shown(path: Path) -> str:
+    """``path`` as the banner names it: relative to the current directory when it is under
+    it (``grafana/docker-compose.yml`` from the checkout's root), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _monitoring(target: str) -> list[tuple[str, str]]:
+    """The banner's Prometheus and Dashboard lines for the demo's ``target`` (``host:port``):
+    the Compose setup of the source tree's ``grafana/`` when it is there (a checkout), else
+    what an installed package has, the mixin's command that writes the dashboard and rules."""
+    compose = GRAFANA_DIR / "docker-compose.yml"
+    config = GRAFANA_DIR / "prometheus" / "prometheus.yml"
+    if compose.is_file() and config.is_file():
+        return [
+            (
+                "Prometheus",
+                f"scrape {target}; the Compose setup's {_shown(config)}"
+                " scrapes host.docker.internal:8489",
+            ),
+            (
+                "Dashboard",
+                f"docker compose -f {_shown(compose)} up, then http://localhost:3000"
+                " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)",
+            ),
+        ]
+    return [
+        ("Prometheus", f"scrape {target} (its /metrics)"),
+        (
+            "Dashboard",
+            "python -m laios.mixin --out DIR writes the Grafana dashboard and the alert rules"
+            " into DIR (see the Grafana page of laios' docs)",
+        ),
+    ]
+
+
 def _banner(
     args: argparse.Namespace,
     url: str,
@@ -414,16 +457,7 @@ def _banner(
         headline += f" (listening on {args.host or '0.0.0.0'})"
     labelled = [
         *_addresses(url),
-        (
-            "Prometheus",
-            f"scrape {urlsplit(url).netloc}; the Compose setup's"
-            " grafana/prometheus/prometheus.yml scrapes host.docker.internal:8489",
-        ),
-        (
-            "Dashboard",
-            "docker compose -f grafana/docker-compose.yml up, then http://localhost:3000"
-            " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)",
-        ),
+        *_monitoring(urlsplit(url).netloc),
         ("Spans", spans),
     ]
     kind = getattr(args, "runner", "thread")

@@ -1233,7 +1233,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="URL",
         help="send spans over OTLP/HTTP to URL/v1/traces (a URL that ends in /v1/traces is "
-        "taken as it is), e.g. http://localhost:4318 (the Collector of "
+        "taken as it is), e.g. http://localhost:4318 (the Collector of the source tree's "
         "grafana/docker-compose.yml); needs laios[otlp]. Default: "
         "$OTEL_EXPORTER_OTLP_ENDPOINT when set",
     )

@@ -1,5 +1,6 @@
 """`laios demo`'s start banner fits an 80-column terminal in every mode, its Spans line laid out
-like the others (label, then its text in the same column), and names where spans really go."""
+like the others (label, then its text in the same column), names where spans really go, and
+names the source tree's Compose files only when they are there."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +22,10 @@ LONG_COLLECTOR = "http://otel-collector.observability.svc.cluster.local:4318"
 #: A labelled line: two spaces, the label and its colon padded to 12 columns, then the text.
 LABELLED = re.compile(r"^  [A-Z][A-Za-z ]*:\s+\S")
 TEXT_COLUMN = 14
+#: The root of this checkout, whose grafana/ the banner names.
+ROOT = Path(__file__).resolve().parents[2]
+#: Where the demo looks for grafana/, before a test changes it.
+FOUND_GRAFANA_DIR = _demo.GRAFANA_DIR
 TERMINALS = [
     "a live view (the alternate screen), then a summary here",
     "a progress line every 5 s; no live view, since spans print to this terminal"
@@ -33,6 +39,13 @@ def _no_global_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _in_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from the checkout's root, whose grafana/ the banner finds, as `laios demo` does there."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(_demo, "GRAFANA_DIR", ROOT / "grafana")
 
 
 def _hide(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
@@ -191,3 +204,41 @@ def test_an_otlp_endpoint_given_as_the_traces_url_is_taken_as_it_is(
     provider, text = _demo._configure_tracing(False, given)
     provider.shutdown()
     assert text == "OTLP/HTTP to http://127.0.0.1:4318/v1/traces"
+
+
+#: The files of the source tree that an installed package does not have.
+SOURCE_TREE_ONLY = ["grafana/", "docker-compose.yml", "prometheus.yml", "docker compose"]
+
+
+@pytest.mark.parametrize("runner", ["thread", "process", "dask"])
+def test_an_installed_package_banner_names_no_file_of_the_source_tree(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, runner: str
+) -> None:
+    """Installed with pip, the package has no grafana/ next to it: the banner names none of its
+    files and no Compose command, but the target to scrape and the command that writes the
+    dashboard and the rules, whole on one line, and every line fits 80 columns."""
+    monkeypatch.setattr(_demo, "GRAFANA_DIR", tmp_path / "grafana")
+    for terminal in TERMINALS:
+        lines = _banner("in-process only", terminal, runner)
+        text = "\n".join(lines)
+        for name in SOURCE_TREE_ONLY:
+            assert name not in text, text
+        assert any("python -m laios.mixin --out DIR" in line for line in lines), text
+        assert "scrape 127.0.0.1:8489" in text
+        assert max(text_width(line) for line in lines) <= 80, text
+
+
+def test_a_checkout_run_from_elsewhere_names_the_compose_files_where_they_are(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Run from a directory outside the checkout, the banner names the Compose files by a path
+    that works from there, not by one relative to the checkout's root."""
+    monkeypatch.chdir(tmp_path)
+    text = " ".join(_banner("in-process only", TERMINALS[0]))
+    assert f"docker compose -f {ROOT / 'grafana' / 'docker-compose.yml'} up" in text
+    assert str(ROOT / "grafana" / "prometheus" / "prometheus.yml") in text
+
+
+def test_the_banner_finds_the_grafana_directory_of_this_checkout() -> None:
+    """From a checkout (the tests run on one), the banner's grafana/ is the checkout's."""
+    assert FOUND_GRAFANA_DIR == ROOT / "grafana"
