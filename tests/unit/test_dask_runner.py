@@ -429,6 +429,53 @@ def test_parameters_that_cannot_be_pickled_are_refused_clearly(
     assert "cannot be pickled" in (result.error or "")
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "kind"),
+    [
+        ("handle", threading.Lock(), "lock"),
+        ("handle", (n for n in range(3)), "generator"),
+        ("tool", threading.Lock(), "lock"),
+    ],
+    ids=["lock", "generator", "named_tool"],
+)
+def test_a_parameter_that_cannot_be_pickled_is_named_in_the_refusal(
+    make: Callable[..., Executor], name: str, value: Any, kind: str
+) -> None:
+    """Refused before anything is sent, naming the parameter and its type (a parameter
+    called ``tool`` too), never a value (the other parameters' values may be secrets)."""
+    executor = make()
+    refused = Task(plan_id="p", description="pid", tool_name="pid", parameters={"api_key": KEY})
+    refused.parameters[name] = value
+    result = executor.execute_task(refused, CONTEXT, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "not_picklable"
+    error = result.error or ""
+    assert f"its parameter '{name}' ({kind}) cannot be pickled" in error, error
+    assert "api_key" not in error
+    assert KEY not in error
+    assert "0x" not in error  # no repr of the value
+
+
+def test_a_tool_that_cannot_be_pickled_is_named_in_the_refusal(
+    make: Callable[..., Executor],
+) -> None:
+    """A tool class defined inside a function cannot travel: the refusal names that tool (not
+    a parameter), and says where to define its class."""
+
+    class LocalTool(process_tools.Pid):
+        name = "local_tool"
+
+    executor = make()
+    executor.tool_registry.register_tool(LocalTool())
+    result = executor.execute_task(task("local_tool"), CONTEXT, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "not_picklable"
+    error = result.error or ""
+    assert "its tool 'local_tool' (LocalTool) cannot be pickled" in error, error
+    assert "parameter" not in error.split("cannot be pickled", 1)[0]
+    assert "module level" in error
+
+
 def test_a_simple_tool_made_from_a_lambda_is_told_to_use_a_module_level_function(
     make: Callable[..., Executor],
 ) -> None:

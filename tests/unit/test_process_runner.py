@@ -496,6 +496,18 @@ def test_an_awaited_task_with_a_parameter_that_cannot_be_pickled_fails_naming_it
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_parameter_called_tool_that_cannot_be_pickled_is_named_as_a_parameter(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A parameter named ``tool`` is not taken for the call's tool in the refusal."""
+    executor = make()
+    refused = task("pid")
+    refused.parameters["tool"] = threading.Lock()
+    result = executor.execute_task(refused, context, timeout=WAIT)
+    assert result.metadata["error_type"] == "not_picklable"
+    assert "its parameter 'tool' (lock) cannot be pickled" in (result.error or ""), result.error
+
+
 def test_a_result_that_cannot_be_pickled_is_a_clear_error(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

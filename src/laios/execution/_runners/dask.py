@@ -53,7 +53,13 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.process_worker import SIMPLE_TOOL_ADVICE, pickled_message
+from laios.execution._runners.process_worker import (
+    SIMPLE_TOOL_ADVICE,
+    call_secrets,
+    describe_error,
+    pickled_message,
+    unpicklable_part,
+)
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -419,6 +425,35 @@ def _stop_here(
     if handle is not None:
         state.runner.abandon(handle)
     this.end(RawOutcome(None, error, error_type=error_type))
+
+
+def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
+    """The refusal of a call that cannot be pickled, naming what in it cannot be (the tool,
+    or the first parameter that fails on its own: by name and type, never by value)."""
+    what = "its tool or parameters cannot be pickled"
+    advice = (
+        "Define the tool class at module level in a module the workers can import, and pass "
+        f"plain, picklable parameters; {SIMPLE_TOOL_ADVICE}"
+    )
+    part = unpicklable_part(call)
+    if part is not None:
+        what = f"{part} cannot be pickled"
+        if part.is_tool:
+            advice = (
+                "Define the tool class at module level in a module the workers can import "
+                f"(not inside a function), with picklable attributes; {SIMPLE_TOOL_ADVICE}"
+            )
+        else:
+            advice = (
+                "Pass plain, picklable values as the parameters of tools run on a Dask cluster "
+                "(numbers, strings, lists, dicts, dataclasses, models), not functions, locks, "
+                "open files or connections"
+            )
+    return Refusal(
+        "not_picklable",
+        f"Task '{call.task_id}' cannot be sent to the Dask cluster: {what} "
+        f"({describe_error(exc, call_secrets(call))}). {advice}",
+    )
 
 
 def _unloadable(exc: BaseException) -> RawOutcome:
@@ -837,13 +872,7 @@ class DaskRunner:
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
         except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
-            return Refusal(
-                "not_picklable",
-                f"Task '{call.task_id}' cannot be sent to the Dask cluster: its tool or "
-                f"parameters cannot be pickled ({type(exc).__name__}: {exc}). Define the tool "
-                "class at module level in a module the workers can import, and pass plain, "
-                f"picklable parameters; {SIMPLE_TOOL_ADVICE}",
-            )
+            return _not_picklable(remote, exc)
         with self._lock:
             self._calls[key] = handle
             self._outbox.append((handle, payload, wall_deadline))

@@ -84,11 +84,12 @@ from laios.execution._runners.process_worker import (
     PIPE_CLOSED_EXIT,
     SIMPLE_TOOL_ADVICE,
     WORKER_NAME,
+    call_secrets,
     describe_error,
     describe_for_pickle,
     serve,
+    unpicklable_part,
 )
-from laios.execution.redaction import secret_fields_of_tool, secret_values
 
 __all__ = ["DEFAULT_START_METHOD", "CpuLimitExceeded", "ProcessRunner", "WorkerCrashed"]
 
@@ -178,46 +179,27 @@ def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False)
         "Define the tool class at module level and pass plain, picklable parameters (numbers, "
         "strings, lists, dicts, dataclasses, models)"
     )
-    candidates: list[tuple[str, Any]] = [("tool", call.tool)]
-    parameters = call.parameters
-    if isinstance(parameters, dict):
-        candidates.extend((str(name), value) for name, value in parameters.items())
-    for name, value in candidates:
-        try:
-            _pickled(value, bounded=bounded)
-        except _TooLarge:
-            break  # (not to be checked here; it may be the one)
-        except KeyboardInterrupt:
-            raise
-        except BaseException:
-            kind = type_name(type(value))[:64]
-            if name == "tool":
-                what = f"its tool '{call.tool_name[:64]}' ({kind}) cannot be pickled"
-                advice = (
-                    "Define the tool class at module level in an importable module (not inside "
-                    f"a function), with picklable attributes; {SIMPLE_TOOL_ADVICE}"
-                )
-            else:
-                what = f"its parameter '{name[:64]}' ({kind}) cannot be pickled"
-                advice = (
-                    "Pass plain, picklable values as the parameters of tools run in processes "
-                    "(numbers, strings, lists, dicts, dataclasses, models), not functions, "
-                    "locks, open files or connections"
-                )
-            break
+    part = unpicklable_part(
+        call, lambda value: _pickled(value, bounded=bounded), undecided=(_TooLarge,)
+    )
+    if part is not None:
+        what = f"{part} cannot be pickled"
+        if part.is_tool:
+            advice = (
+                "Define the tool class at module level in an importable module (not inside "
+                f"a function), with picklable attributes; {SIMPLE_TOOL_ADVICE}"
+            )
+        else:
+            advice = (
+                "Pass plain, picklable values as the parameters of tools run in processes "
+                "(numbers, strings, lists, dicts, dataclasses, models), not functions, "
+                "locks, open files or connections"
+            )
     return Refusal(
         "not_picklable",
         f"Task '{call.task_id}' cannot be sent to a worker process: {what} "
-        f"({describe_error(exc, _secrets_of(call))}). {advice}",
+        f"({describe_error(exc, call_secrets(call))}). {advice}",
     )
-
-
-def _secrets_of(call: ToolCall) -> list[str]:
-    """The secret values of ``call``'s parameters; none when they cannot be walked."""
-    try:
-        return secret_values(call.parameters, secret_fields_of_tool(call.tool))
-    except Exception:
-        return []
 
 
 #: The limits a worker cannot enforce on this platform ("memory", "cpu"); none on Linux.

@@ -42,7 +42,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, NamedTuple
 
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
@@ -54,6 +54,7 @@ from laios.execution.redaction import (
     scrub_head,
     scrubbed_traceback,
     secret_fields_of_tool,
+    secret_values,
     secret_values_before_run,
     secret_values_now_and_before,
 )
@@ -73,10 +74,13 @@ __all__ = [
     "MemoryLimitExceeded",
     "ToolNotLoadable",
     "ToolNotPicklable",
+    "UnpicklablePart",
+    "call_secrets",
     "describe_error",
     "describe_for_pickle",
     "pickled_message",
     "serve",
+    "unpicklable_part",
 ]
 
 try:  # POSIX only: limits are enforced where the platform has them
@@ -228,6 +232,62 @@ def _send_on_pipe(conn: Connection, pipe: tuple[int, int] | None, data: bytes) -
 def _cut(text: str) -> str:
     """``text`` cut to 200 characters for a message (the cut marked with ``...``)."""
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+class UnpicklablePart(NamedTuple):
+    """What in a call cannot be pickled on its own: its tool, or a parameter. Names only:
+    a value never appears in it (it may be a secret)."""
+
+    #: Whether it is the call's tool (else one of its parameters).
+    is_tool: bool
+    #: The tool's name, or the parameter's, cut to 64 characters.
+    name: str
+    #: The name of the value's type, cut to 64 characters.
+    kind: str
+
+    def __str__(self) -> str:
+        what = "tool" if self.is_tool else "parameter"
+        return f"its {what} '{self.name}' ({self.kind})"
+
+
+def call_secrets(call: ToolCall) -> list[str]:
+    """The secret values of ``call``'s parameters, to scrub from a message about it; none
+    when they cannot be walked."""
+    try:
+        return secret_values(call.parameters, secret_fields_of_tool(call.tool))
+    except Exception:
+        return []
+
+
+def _dumps(value: Any) -> object:
+    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
+def unpicklable_part(
+    call: ToolCall,
+    dumps: Callable[[Any], object] = _dumps,
+    *,
+    undecided: tuple[type[BaseException], ...] = (),
+) -> UnpicklablePart | None:
+    """The first part of ``call`` that ``dumps`` (``pickle.dumps`` by default) fails on alone:
+    its tool, then each parameter in turn; to name in the refusal of a call that cannot be
+    pickled. ``None`` when each part pickles alone, or ``dumps`` raises one of ``undecided``
+    first (nothing can be said). ``KeyboardInterrupt`` goes on to the caller; any other
+    exception (``SystemExit`` from a ``__reduce__`` too) marks the part."""
+    candidates: list[tuple[bool, str, Any]] = [(True, call.tool_name, call.tool)]
+    parameters = call.parameters
+    if isinstance(parameters, dict):
+        candidates.extend((False, str(name), value) for name, value in parameters.items())
+    for is_tool, name, value in candidates:
+        try:
+            dumps(value)
+        except undecided:
+            return None
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            return UnpicklablePart(is_tool, name[:64], type_name(type(value))[:64])
+    return None
 
 
 def describe_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
