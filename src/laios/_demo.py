@@ -436,7 +436,7 @@ def _monitoring(target: str) -> list[tuple[str, str]]:
         ("Prometheus", f"scrape {target} (its /metrics)"),
         (
             "Dashboard",
-            "python -m laios.mixin --out DIR writes the Grafana dashboard and the alert rules"
+            "laios mixin --out DIR writes the Grafana dashboard and the alert rules"
             " into DIR (see the Grafana page of laios' docs)",
         ),
     ]

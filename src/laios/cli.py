@@ -1137,8 +1137,16 @@ def _run_demo(args: argparse.Namespace) -> int:
     return int(demo.run(args))
 
 
+def _run_mixin(args: argparse.Namespace) -> int:
+    """``laios mixin``: ``python -m laios.mixin`` under this command's name, its arguments
+    passed on as they are (the generator is imported only now)."""
+    from laios.mixin.__main__ import main as mixin_main
+
+    return mixin_main(args.mixin_args, prog="laios mixin", out_needed_outside_checkout=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Build the ``laios`` argument parser (subcommands ``status`` and ``demo``)."""
+    """Build the ``laios`` argument parser (subcommands ``status``, ``demo`` and ``mixin``)."""
     from laios import __version__
 
     parser = OutputParser(prog="laios", description="Observe laios task executors.")
@@ -1245,6 +1253,16 @@ def build_parser() -> argparse.ArgumentParser:
         "a tool overruns its timeout, or on an embedded Dask cluster (needs laios[dask])",
     )
     demo.set_defaults(handler=_run_demo)
+    # Every argument after `mixin` goes to the generator's own parser, which has its options
+    # and its --help: no character starts an option here (argv never holds a NUL).
+    mixin = commands.add_parser(
+        "mixin",
+        help="write the Grafana dashboard, rules and Kubernetes manifests",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    mixin.add_argument("mixin_args", nargs=argparse.REMAINDER)
+    mixin.set_defaults(handler=_run_mixin)
     return parser
 
 

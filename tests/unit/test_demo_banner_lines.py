@@ -215,15 +215,16 @@ def test_an_installed_package_banner_names_no_file_of_the_source_tree(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, runner: str
 ) -> None:
     """Installed with pip, the package has no grafana/ next to it: the banner names none of its
-    files and no Compose command, but the target to scrape and the command that writes the
-    dashboard and the rules, whole on one line, and every line fits 80 columns."""
+    files and no Compose command, but the target to scrape and the `laios` command that writes
+    the dashboard and the rules, whole on one line, and every line fits 80 columns."""
     monkeypatch.setattr(_demo, "GRAFANA_DIR", tmp_path / "grafana")
     for terminal in TERMINALS:
         lines = _banner("in-process only", terminal, runner)
         text = "\n".join(lines)
         for name in SOURCE_TREE_ONLY:
             assert name not in text, text
-        assert any("python -m laios.mixin --out DIR" in line for line in lines), text
+        assert any("laios mixin --out DIR" in line for line in lines), text
+        assert "python -m" not in text  # (a pipx install's python has no laios)
         assert "scrape 127.0.0.1:8489" in text
         assert max(text_width(line) for line in lines) <= 80, text
 

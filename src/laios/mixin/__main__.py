@@ -25,9 +25,14 @@ from laios._output import (
 from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["PROG", "build_parser", "config_from_args", "main"]
+
+#: The command's name in its usage, errors and the command line it suggests.
+PROG = "python -m laios.mixin"
 
 _DEFAULT = MixinConfig()
+#: A directory only a checkout of laios' source has at its root.
+_CHECKOUT_MARKER = Path("src", "laios", "mixin")
 
 
 def _label(text: str) -> tuple[str, str]:
@@ -41,10 +46,20 @@ def _group_labels(text: str) -> tuple[str, ...]:
     return tuple(label.strip() for label in text.split(",") if label.strip())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command's options; each sets the :class:`MixinConfig` field of the same meaning."""
+def build_parser(
+    prog: str = PROG, *, out_needed_outside_checkout: bool = False
+) -> argparse.ArgumentParser:
+    """The command's options; each sets the :class:`MixinConfig` field of the same meaning.
+
+    Args:
+        prog: The command's name in its usage and errors (``laios mixin`` for the ``laios``
+            command's).
+        out_needed_outside_checkout: Leave ``--out`` without a default (``None``): :func:`main`
+            then refuses to write into the current directory unless it is the root of a
+            checkout of laios' source.
+    """
     parser = OutputParser(
-        prog="python -m laios.mixin",
+        prog=prog,
         description=(
             "Write laios' Grafana dashboard, Prometheus recording rules and alerts, and "
             "Prometheus Operator manifests for your labels. With no options, from the "
@@ -119,10 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(),
+        default=None if out_needed_outside_checkout else Path(),
         metavar="DIR",
-        help="directory to write into (default: the current one; run it from the repository "
-        "root to update the committed files)",
+        help=(
+            "directory to write into; needed except at the root of a checkout of laios' "
+            "source, where the default, the current directory, updates the committed files"
+            if out_needed_outside_checkout
+            else "directory to write into (default: the current one; run it from the "
+            "repository root to update the committed files)"
+        ),
     )
     parser.add_argument(
         "--check",
@@ -155,15 +175,37 @@ def _under_option(message: str) -> str:
     return message
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = PROG,
+    out_needed_outside_checkout: bool = False,
+) -> int:
     """Run the command; return its exit code (0 done, 1 ``--check`` found differences or the
     output could not be written, 2 bad options or an ``--out`` that cannot be written, 130
     after Ctrl-C); started with stdout closed, it writes nothing and returns 1, as ``laios``
-    does."""
-    parser = build_parser()
+    does.
+
+    Args:
+        argv: The arguments after the command's name; ``sys.argv[1:]`` when ``None``.
+        prog: The command's name in its usage, errors and the command line ``--check``
+            suggests (``laios mixin`` runs it as ``main(argv, prog="laios mixin", ...)``).
+        out_needed_outside_checkout: Without ``--out``, write (and check) the current
+            directory only when it is the root of a checkout of laios' source; elsewhere
+            exit 2 asking for ``--out DIR`` (``laios mixin``, whose users mostly have the
+            installed package, sets it).
+    """
+    parser = build_parser(prog, out_needed_outside_checkout=out_needed_outside_checkout)
     args = parse_command_line(parser, argv)
     if isinstance(args, int):  # --help whose text could not be written
         return args
+    if args.out is None:
+        if not _CHECKOUT_MARKER.is_dir():
+            parser.error(
+                "give --out DIR, the directory to write the files into (only at the root of "
+                "a checkout of laios' source does it default to the current directory)"
+            )
+        args.out = Path()
     closed = closed_stdout_status(parser.prog)
     if closed is not None:
         return closed
@@ -195,7 +237,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if stale:
             # With the --out that was checked: without it the command would write elsewhere.
             where = "" if args.out == Path() else f" --out {shlex.quote(str(args.out))}"
-            print(f"regenerate with: {command_line(config)}{where}", file=sys.stderr)
+            again = command_line(config, program=parser.prog)
+            print(f"regenerate with: {again}{where}", file=sys.stderr)
             return 1
         print(f"{len(rendering.files)} files up to date")
         return 0

@@ -90,14 +90,15 @@ class Rendering:
     notes: tuple[str, ...] = ()
 
 
-def command_line(config: MixinConfig) -> str:
-    """The ``python -m laios.mixin`` command that renders ``config`` (only non-default options).
+def command_line(config: MixinConfig, program: str = "python -m laios.mixin") -> str:
+    """The ``python -m laios.mixin`` command (or ``program``, such as ``laios mixin``) that
+    renders ``config`` (only non-default options).
 
     >>> command_line(MixinConfig(selector='job="orders-api"'))
     'python -m laios.mixin --selector \\'job="orders-api"\\''
     """
     default = MixinConfig()
-    args = ["python", "-m", "laios.mixin"]
+    args = program.split()
     for field in fields(MixinConfig):
         value = getattr(config, field.name)
         if value == getattr(default, field.name):
