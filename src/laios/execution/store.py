@@ -815,13 +815,15 @@ class MetricStore:
         """Record that a queued task's tool is about to run (observes its queue wait)."""
         now = self.clock.perf_counter()
         start_time = self.clock.time()
-        if start_time - start_time != 0.0:  # NaN or an infinity (one comparison)
+        if now - now != 0.0:  # NaN or an infinity (one comparison for a sound clock)
+            self._clock_fault(now)
+        if start_time - start_time != 0.0:  # (likewise)
             start_time = self._wall_fault(start_time)
-        # (its submission time is written once, before the record is shared)
-        wait = now - rec.submitted_mono  # (a negative one counts as 0: see _Histogram)
-        if wait - wait != 0.0:  # NaN or an infinity: the clock read one, now or then
-            if now - now != 0.0:  # (then: warned of as it was read)
-                self._clock_fault(now)
+        # Its submission time is written once, before the record is shared. A wait that is
+        # negative (a clock that stepped back) or not finite (a reading of NaN or an infinity,
+        # now or then, warned of as it was read) is no time.
+        wait = now - rec.submitted_mono
+        if not 0.0 <= wait < _INF:
             wait = 0.0
         lock = self._lock
         if not lock.acquire(False):
