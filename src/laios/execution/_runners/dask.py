@@ -58,6 +58,7 @@ from laios.execution._runners.process_worker import (
     call_secrets,
     describe_error,
     pickled_message,
+    unpicklable_advice,
     unpicklable_part,
 )
 
@@ -438,17 +439,7 @@ def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
     part = unpicklable_part(call)
     if part is not None:
         what = f"{part} cannot be pickled"
-        if part.is_tool:
-            advice = (
-                "Define the tool class at module level in a module the workers can import "
-                f"(not inside a function), with picklable attributes; {SIMPLE_TOOL_ADVICE}"
-            )
-        else:
-            advice = (
-                "Pass plain, picklable values as the parameters of tools run on a Dask cluster "
-                "(numbers, strings, lists, dicts, dataclasses, models), not functions, locks, "
-                "open files or connections"
-            )
+        advice = unpicklable_advice(part, "a module the workers can import", "on a Dask cluster")
     return Refusal(
         "not_picklable",
         f"Task '{call.task_id}' cannot be sent to the Dask cluster: {what} "

@@ -82,12 +82,12 @@ from laios.execution._runners.process_worker import (
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
-    SIMPLE_TOOL_ADVICE,
     WORKER_NAME,
     call_secrets,
     describe_error,
     describe_for_pickle,
     serve,
+    unpicklable_advice,
     unpicklable_part,
 )
 
@@ -184,17 +184,7 @@ def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False)
     )
     if part is not None:
         what = f"{part} cannot be pickled"
-        if part.is_tool:
-            advice = (
-                "Define the tool class at module level in an importable module (not inside "
-                f"a function), with picklable attributes; {SIMPLE_TOOL_ADVICE}"
-            )
-        else:
-            advice = (
-                "Pass plain, picklable values as the parameters of tools run in processes "
-                "(numbers, strings, lists, dicts, dataclasses, models), not functions, "
-                "locks, open files or connections"
-            )
+        advice = unpicklable_advice(part, "an importable module", "in processes")
     return Refusal(
         "not_picklable",
         f"Task '{call.task_id}' cannot be sent to a worker process: {what} "

@@ -80,6 +80,7 @@ __all__ = [
     "describe_for_pickle",
     "pickled_message",
     "serve",
+    "unpicklable_advice",
     "unpicklable_part",
 ]
 
@@ -248,6 +249,21 @@ class UnpicklablePart(NamedTuple):
     def __str__(self) -> str:
         what = "tool" if self.is_tool else "parameter"
         return f"its {what} '{self.name}' ({self.kind})"
+
+
+def unpicklable_advice(part: UnpicklablePart, module: str, run_where: str) -> str:
+    """What to do, in a refusal naming ``part``: ``module`` says where the tool's class goes
+    (``"an importable module"``), ``run_where`` where tools run (``"in processes"``)."""
+    if part.is_tool:
+        return (
+            f"Define the tool class at module level in {module} (not inside a function), "
+            f"with picklable attributes; {SIMPLE_TOOL_ADVICE}"
+        )
+    return (
+        f"Pass plain, picklable values as the parameters of tools run {run_where} (numbers, "
+        "strings, lists, dicts, dataclasses, models), not functions, locks, open files or "
+        "connections"
+    )
 
 
 def call_secrets(call: ToolCall) -> list[str]:
