@@ -49,11 +49,14 @@ _NO_THREAD = Refusal(
 class _Work:
     """One accepted call on its way through the pool (the runner's handle for it)."""
 
-    __slots__ = ("abandoned", "call", "events", "returned", "thread")
+    __slots__ = ("abandoned", "call", "events", "promised", "returned", "thread")
 
     def __init__(self, call: ToolCall, events: RunEvents) -> None:
         self.call = call
         self.events = events
+        # An idle worker (or a worker started for it) was counted out of ``_idle`` for it when
+        # it was queued; otherwise the worker that takes it counts itself out then.
+        self.promised = True
         self.thread: threading.Thread | None = None  # the worker running its tool; locked
         self.returned = False  # the tool returned (or never started); guarded by the lock
         self.abandoned = False  # counted as holding a thread; guarded by the lock
@@ -95,7 +98,10 @@ class ThreadRunner:
         self._lock = threading.Lock()
         # Notified when a worker exits or its thread is held by an abandoned call (shutdown).
         self._changed = threading.Condition(self._lock)
-        self._idle = 0  # workers waiting (or about to wait) for work; guarded by _lock
+        # Workers waiting (or about to wait) for work, less the promised calls queued for them;
+        # guarded by _lock. Briefly -1 when a worker takes a call queued while all were busy
+        # before the worker that counted itself idle for it has done so.
+        self._idle = 0
         self._threads: set[threading.Thread] = set()
         self._held: set[threading.Thread] = set()  # threads held by abandoned calls; locked
         self._markers = 0  # shutdown markers (None) in the queue, not calls; locked
@@ -154,7 +160,7 @@ class ThreadRunner:
         try:
             if self.closed:
                 return SHUTDOWN
-            if self._idle:
+            if self._idle > 0:
                 # A waiting worker takes it (an idle worker is never one held by an abandoned
                 # call, so the pool cannot be saturated).
                 self._idle -= 1
@@ -167,8 +173,12 @@ class ThreadRunner:
                 # limit: the worker waits for it, and waiting for a free worker would wait
                 # for itself. The extra thread exits once the pool is back under its limit.
                 grow = len(self._threads) < allowed or self.owns_current_thread()
-                if grow and not self._spawn() and not self._threads:
-                    return _NO_THREAD  # no worker at all, and none could be started
+                if not (grow and self._spawn()):
+                    if not self._threads:
+                        return _NO_THREAD  # no worker at all, and none could be started
+                    # Every worker is busy: the first to be free takes it, and counts itself
+                    # out of the idle ones then.
+                    work.promised = False
             self._queue.put(work)
         finally:
             lock.release()
@@ -205,7 +215,7 @@ class ThreadRunner:
                 with lock:
                     if not self._queue.empty() and not self.closed:
                         continue
-                    if self.closed or self._idle:
+                    if self.closed or self._idle > 0:
                         if not self.closed:
                             self._idle -= 1  # give up this worker's place as an idle one
                         self._exit(me)
@@ -216,6 +226,11 @@ class ThreadRunner:
                     self._markers -= 1
                     self._exit(me)
                 return
+            if not work.promised:  # queued while every worker was busy: this one is no more idle
+                if not lock.acquire(False):
+                    acquire_contended(lock)
+                self._idle -= 1
+                lock.release()
             try:
                 # The call's events run in the caller's context, as its tool does: its
                 # on_progress callback sees the caller's context variables on every event.
@@ -293,11 +308,17 @@ class ThreadRunner:
                     if queued is None:
                         self._queue.put(None)  # a shutdown marker stays for the workers
                         break
+                    self._forget_promise(queued)
                     drained.append(queued)
-            elif self._queue.qsize() > self._markers and len(self._threads) < allowed:
+            elif (
+                self._queue.qsize() > self._markers
+                and len(self._threads) < allowed
+                and self._spawn()
+            ):
                 # Queued work must not wait for the hung tool, after shutdown() too (queued
-                # calls still run then): the replacement exits once the queue is empty.
-                self._spawn()
+                # calls still run then): the replacement exits once the queue is empty. It
+                # waits for work, promised none: it counts as idle until it takes a call.
+                self._idle += 1
         if drained:
             refusal = self._saturated_refusal()
             for queued in drained:
@@ -323,10 +344,18 @@ class ThreadRunner:
                 break
             if head > 0 or queued is None or not queued.abandoned:
                 kept.append(queued)
+            else:
+                self._forget_promise(queued)
             head -= 1
         for queued in kept:
             self._queue.put(queued)
         self._given_up = 0
+
+    def _forget_promise(self, work: _Work) -> None:
+        """``work`` was taken out of the queue: the idle worker it was promised to stays idle
+        (the caller holds the lock)."""
+        if work.promised:
+            self._idle += 1
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls; queued calls still run. With ``wait``, join the workers.
