@@ -541,7 +541,7 @@ class Executor(Generic[_RegistryT]):
         try:
             return retry_blocking(engine, task, context, policy, timeout, on_progress, on_retry)
         except Exception as exc:
-            return _no_retry_ran(engine.internal_error(task, exc, None))
+            return _no_retry_ran(engine.internal_error(task, exc, None, unstarted=False))
 
     async def execute_with_retry_async(
         self,
@@ -585,7 +585,7 @@ class Executor(Generic[_RegistryT]):
                 engine, task, context, policy, timeout, on_progress, on_retry
             )
         except Exception as exc:
-            return _no_retry_ran(engine.internal_error(task, exc, None))
+            return _no_retry_ran(engine.internal_error(task, exc, None, unstarted=False))
 
     def _checked_retry(
         self,
