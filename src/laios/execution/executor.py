@@ -740,7 +740,8 @@ def _retry_policy(
         return policy
     try:
         policy = _cached_policy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
-    except TypeError:  # an unhashable option: built uncached, for a clear error
+    except Exception:  # an unhashable option (a hash that raises): built uncached, for the
+        # check's clear error naming the option, not the text of what hashing raised
         policy = RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
     _last_policy = (max_retries, retry_delay, backoff, max_delay, jitter, deadline, policy)
     return policy
