@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from laios.core.types import Context, Task
+from laios.core.types import Context, Task, TaskStatus
 from laios.execution.runners import Handle, Refusal, RunEvents, ThreadRunner, ToolCall
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
@@ -147,3 +147,66 @@ def test_a_slow_hand_over_counts_against_the_callers_timeout(
     assert result.metadata["outcome"] == "timeout"
     # (Counting the timeout from the end of the hand-over made it 1.6 s.)
     assert elapsed < 1.35, f"the caller waited {elapsed:.2f}s for a 1s timeout"
+
+
+class ExitingRegistry(ToolRegistry):
+    """A registry whose look-up raises a ``BaseException`` that is not an interruption."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def get_tool(self, name: str) -> Any:
+        raise self.exc
+
+
+def _every_road(executor: Any, task: Task, context: Context) -> list[Any]:
+    """The result of ``task`` run once on each of the executor's calls."""
+    return [
+        executor.execute_task(task, context),
+        executor.execute_task(task, context, timeout=5),
+        asyncio.run(executor.execute_async(task, context)),
+        asyncio.run(executor.execute_parallel([task], context))[0],
+        executor.execute_with_retry(task, context, retry_delay=0),
+        asyncio.run(executor.execute_with_retry_async(task, context, retry_delay=0)),
+    ]
+
+
+def test_a_task_failed_by_its_registry_is_marked_failed(
+    make_executor: Any, make_task: Any, context: Context
+) -> None:
+    """The result says the task failed, and so does the task itself: its status is final
+    (not left ``pending``, nor ``completed`` from an earlier run), its error is the result's,
+    and it never started."""
+    executor = make_executor(tool_registry=BrokenRegistry(), store=MetricStore())
+    for road in range(6):
+        task = make_task("echo")
+        task.status = TaskStatus.COMPLETED  # an earlier run of a reused task
+        task.result = "earlier"
+        result = _every_road(executor, task, context)[road]
+        assert result.metadata["error_type"] == "internal"
+        assert task.status == TaskStatus.FAILED, road
+        assert task.error == result.error
+        assert task.result is None
+        assert task.completed_at is not None
+        assert task.started_at is None
+
+
+@pytest.mark.parametrize(
+    "exc", [SystemExit(2), GeneratorExit(), type("BackendGone", (BaseException,), {})()]
+)
+def test_a_registry_raising_a_base_exception_fails_the_task_without_raising(
+    make_executor: Any, make_task: Any, context: Context, exc: BaseException
+) -> None:
+    """``get_tool`` raising ``SystemExit``, ``GeneratorExit`` or a ``BaseException`` of its
+    own fails the task, as a tool raising it does; the call never raises."""
+    store = MetricStore()
+    executor = make_executor(tool_registry=ExitingRegistry(exc), store=store)
+    task = make_task("echo")
+    for result in _every_road(executor, task, context):
+        assert not result.success
+        assert result.metadata["error_type"] == "internal"
+        assert "tool registry" in (result.error or "")
+        assert type(exc).__name__ in (result.error or "")
+        assert task.status == TaskStatus.FAILED
+    assert _errors(store) == {"internal": 6}

@@ -629,3 +629,38 @@ def test_an_interrupted_async_retry_call_is_counted_as_a_cancelled_result(
     assert span.attributes is not None
     assert span.attributes["error.type"] == "cancelled"
     assert span.attributes["laios.retry.attempts"] == 1
+
+
+class _Unhashable:
+    """An option whose hash raises something other than ``TypeError``."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash here")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no equality here")
+
+    def __repr__(self) -> str:
+        return "<unhashable option>"
+
+
+@pytest.mark.parametrize(
+    "option", ["max_retries", "retry_delay", "backoff", "max_delay", "jitter", "deadline"]
+)
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_an_option_whose_hash_raises_is_refused_by_name(
+    executor: Executor, make_task: Any, context: Context, option: str, mode: str
+) -> None:
+    """A retry option whose ``__hash__`` raises (not ``TypeError``) is refused as any invalid
+    option is: the error names the option and the value, not the text of the hash's error."""
+    task = make_task("echo", text="x")
+    options: dict[str, Any] = {option: _Unhashable()}
+    if mode == "blocking":
+        result = executor.execute_with_retry(task, context, **options)
+    else:
+        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["retries"] == 0
+    assert option in (result.error or "")
+    assert "<unhashable option>" in (result.error or "")
+    assert "no hash here" not in (result.error or "")

@@ -541,7 +541,7 @@ class Executor(Generic[_RegistryT]):
         try:
             return retry_blocking(engine, task, context, policy, timeout, on_progress, on_retry)
         except Exception as exc:
-            return _no_retry_ran(engine.internal_error(task, exc, None))
+            return _no_retry_ran(engine.internal_error(task, exc, None, unstarted=False))
 
     async def execute_with_retry_async(
         self,
@@ -585,7 +585,7 @@ class Executor(Generic[_RegistryT]):
                 engine, task, context, policy, timeout, on_progress, on_retry
             )
         except Exception as exc:
-            return _no_retry_ran(engine.internal_error(task, exc, None))
+            return _no_retry_ran(engine.internal_error(task, exc, None, unstarted=False))
 
     def _checked_retry(
         self,
@@ -740,7 +740,8 @@ def _retry_policy(
         return policy
     try:
         policy = _cached_policy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
-    except TypeError:  # an unhashable option: built uncached, for a clear error
+    except Exception:  # an unhashable option (a hash that raises): built uncached, for the
+        # check's clear error naming the option, not the text of what hashing raised
         policy = RetryPolicy(max_retries, retry_delay, backoff, max_delay, jitter, deadline)
     _last_policy = (max_retries, retry_delay, backoff, max_delay, jitter, deadline, policy)
     return policy

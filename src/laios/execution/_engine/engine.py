@@ -26,14 +26,16 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from laios._compat.pydantic import assign
 from laios._exceptions import type_name
 from laios._text import shorten
-from laios.core.types import Task, TaskResult
+from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
     check_task_fields,
@@ -121,6 +123,23 @@ TOOL_CALL_ID_KEYS = ("tool_call_id", "gen_ai.tool.call.id")
 TOOL_TYPES = frozenset({"function", "extension", "datastore"})
 
 
+def _mark_failed(task: Task, error: str, *, unstarted: bool) -> None:
+    """Mark ``task`` failed with ``error`` (a task that was never accepted: its result says
+    it failed, and so must its status). Never raises."""
+    fields: dict[str, Any] = {
+        "status": TaskStatus.FAILED,
+        "completed_at": datetime.now(timezone.utc),
+        "result": None,
+        "error": error,
+    }
+    if unstarted:
+        fields["started_at"] = None
+    try:
+        assign(task, fields)
+    except Exception:
+        _log.exception("could not mark a task failed after an internal error")
+
+
 def _tool_call_id(task: Task) -> str | None:
     """The tool call id the model issued for this task, when the caller passed it."""
     metadata = task.metadata
@@ -162,7 +181,7 @@ class RegistryFailed(Exception):
     """The tool registry's ``get_tool`` raised (a registry of the caller's own): said as such
     in the task's error, which is still counted and logged as ``internal``."""
 
-    def __init__(self, name: str, exc: Exception) -> None:
+    def __init__(self, name: str, exc: BaseException) -> None:
         super().__init__(
             f"The tool registry failed: get_tool({shorten(name, 128)!r}) raised "
             f"{type_name(type(exc))}: {describe_exception(exc)} (a registry's get_tool must "
@@ -393,7 +412,9 @@ class Engine:
         """
         try:
             return self.registry.get_tool(name)
-        except Exception as exc:
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise  # (the caller's interruption or cancellation, not the registry's fault)
+        except BaseException as exc:  # (SystemExit too: what a tool raising it would give)
             raise RegistryFailed(name, exc) from exc
 
     def _open_span(
@@ -494,9 +515,16 @@ class Engine:
         job.cancel_before_start()
         return True
 
-    def internal_error(self, task: Any, exc: BaseException, job: Job | None) -> TaskResult:
+    def internal_error(
+        self, task: Any, exc: BaseException, job: Job | None, *, unstarted: bool = True
+    ) -> TaskResult:
         """The result of a call that failed inside the executor itself: logged with its
-        traceback and counted (``error_type="internal"``), never raised to the caller."""
+        traceback and counted (``error_type="internal"``), never raised to the caller.
+
+        With no ``job`` (the task was never accepted: its registry failed, say), the ``Task``
+        is marked ``FAILED`` with the result's error, as a refused task is; ``unstarted``: its
+        ``started_at`` is cleared too (a run of it that failed before it could start).
+        """
         if job is not None:
             if job.result is not None:
                 return job.take_result()
@@ -520,12 +548,16 @@ class Engine:
         tool = name if isinstance(name, str) else "unknown"
         try:
             registered = self.registry.get_tool(tool) is not None
-        except Exception:  # the registry may be what failed
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except BaseException:  # the registry may be what failed
             registered = False
         try:
             self.store.count_error(self.store.tool_slot(tool, registered), "internal")
         except Exception:
             _log.exception("could not count an internal error")
+        if isinstance(task, Task):
+            _mark_failed(task, error, unstarted=unstarted)
         task_id = getattr(task, "id", None)
         return TaskResult(
             task_id=task_id if isinstance(task_id, str) else "unknown",
