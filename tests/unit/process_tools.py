@@ -153,6 +153,26 @@ class Allocate(BaseTool):
         return kwargs["mb"]
 
 
+class LowersItsLimits(BaseTool):
+    name = "lowers_its_limits"
+    description = (
+        "Lowers its worker's memory and CPU limits (the hard ones with hard=True) to a few MB "
+        "and seconds past what it uses, then returns its pid."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import resource
+
+        with open("/proc/self/status") as handle:
+            data = next(int(line.split()[1]) for line in handle if line.startswith("VmData:"))
+        memory = data * 1024 + 20 * 1024 * 1024
+        cpu = int(time.process_time()) + 30
+        for which, value in ((resource.RLIMIT_DATA, memory), (resource.RLIMIT_CPU, cpu)):
+            hard = value if kwargs.get("hard") else resource.getrlimit(which)[1]
+            resource.setrlimit(which, (value, hard))
+        return os.getpid()
+
+
 class SwellsWhenPickled:
     """A small value whose pickling allocates ``mb`` MB (its ``__reduce__`` builds its state)."""
 
@@ -772,6 +792,7 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    LowersItsLimits,
     ReturnsFailsToPickleBadly,
     ReturnsFailsToLoadBadly,
     SignalsHeld,

@@ -653,6 +653,32 @@ def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
     assert result.success, result.error
 
 
+@pytest.mark.parametrize(
+    ("hard", "limits"),
+    [
+        (True, ResourceLimits(memory_limit_mb=200, cpu_limit_percent=100, timeout_seconds=60)),
+        (False, ResourceLimits()),
+    ],
+    ids=["hard-with-limits", "soft-without-limits"],
+)
+def test_a_tool_that_lowers_its_workers_limits_succeeds_and_its_worker_is_not_reused(
+    hard: bool,
+    limits: ResourceLimits,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+) -> None:
+    """A tool that lowers its worker's memory or CPU limit (the hard one, which the worker
+    cannot raise again) gets its result, and the next task gets a worker whose limits are
+    its own: the worker is replaced, not crashed, nor left with limits that fail later tasks."""
+    executor = make(resource_limits=limits)
+    result = executor.execute_task(task("lowers_its_limits", hard=hard), context, timeout=WAIT)
+    assert result.success, result.error
+    assert gone(result.output)
+    result = executor.execute_task(task("allocate", mb=50), context, timeout=WAIT)
+    assert result.success, result.error
+
+
 def test_a_result_whose_pickling_needs_more_than_the_memory_limit_fails_as_memory_limit(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
