@@ -173,6 +173,29 @@ class LowersItsLimits(BaseTool):
         return os.getpid()
 
 
+class ClosesStandardDescriptors(BaseTool):
+    name = "closes_standard_descriptors"
+    description = "Closes descriptors 0, 1 and 2 (with reopen=True, opens a file in 1's place)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        for descriptor in (0, 1, 2):
+            os.close(descriptor)
+        if kwargs.get("reopen"):
+            os.open(os.devnull, os.O_RDONLY)  # takes descriptor 0, the lowest free
+            os.open(kwargs["path"], os.O_WRONLY | os.O_CREAT)  # 1
+        return os.getpid()
+
+
+class PrintsALine(BaseTool):
+    name = "prints_a_line"
+    description = "Prints a line to its standard output and error, then returns its pid."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        print("a line", flush=True)
+        print("a line", file=sys.stderr, flush=True)
+        return os.getpid()
+
+
 class SwellsWhenPickled:
     """A small value whose pickling allocates ``mb`` MB (its ``__reduce__`` builds its state)."""
 
@@ -792,6 +815,8 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    ClosesStandardDescriptors,
+    PrintsALine,
     LowersItsLimits,
     ReturnsFailsToPickleBadly,
     ReturnsFailsToLoadBadly,

@@ -363,6 +363,29 @@ def test_a_tool_that_puts_its_own_file_in_place_of_its_workers_pipe_is_told_so(
     assert run_pid(executor, task, context) != before
 
 
+@pytest.mark.parametrize("reopen", [False, True], ids=["closed", "replaced"])
+def test_a_tool_that_closes_its_standard_descriptors_leaves_them_to_no_later_task(
+    reopen: bool,
+    box: str,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+) -> None:
+    """A tool that closes its worker's standard input, output and error (or puts a file of
+    its own in their place) gets its result, and the next task prints as usual: the worker
+    is replaced instead of serving on without them."""
+    executor = make()
+    path = str(Path(box) / "own-file")
+    closing = task("closes_standard_descriptors", reopen=reopen, path=path)
+    result = executor.execute_task(closing, context, timeout=WAIT)
+    assert result.success, result.error
+    printing = executor.execute_task(task("prints_a_line"), context, timeout=WAIT)
+    assert printing.success, printing.error
+    assert printing.output != result.output
+    if reopen:
+        assert Path(path).read_text() == ""
+
+
 def test_a_process_a_tool_forks_never_answers_for_its_worker(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

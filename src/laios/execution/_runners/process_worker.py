@@ -505,6 +505,9 @@ class _Worker:
         self.initializer_error: BaseException | None = None
         self.send_lock = threading.Lock()
         self.pipe = _identity(conn.fileno())  # what the pipe is open on, checked at each send
+        # What standard input, output and error are open on: a worker whose tool closed or
+        # replaced them serves no further call (its tools could no longer print).
+        self.standard = _standard_identities()
         self.events = _ChildEvents(conn, self.send_lock, pipe=self.pipe)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peak = _PeakMemory()
@@ -656,9 +659,11 @@ class _Worker:
                 with contextlib.suppress(OSError):
                     outcome.memory_peak_mb = self.peak.read_mb()
             outcome.worker = f"pid {os.getpid()}"
-            # A tool that changed its worker's limits for good (lowered a hard limit) has the
-            # worker replaced, so that the next call runs under its own limits.
+            # A tool that changed its worker's limits for good (lowered a hard limit), or closed
+            # or replaced its standard descriptors, has the worker replaced: the next call runs
+            # under its own limits, and can print.
             retire = data_limit.changed() or cpu_limit_held.changed()
+            retire = retire or _standard_identities() != self.standard
             limit = call.memory_limit_mb if memory_limit is not None else None
             if limit is not None and _out_of_memory(outcome.error):
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
@@ -853,6 +858,11 @@ def _identity(descriptor: int) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_dev, status.st_ino
+
+
+def _standard_identities() -> tuple[tuple[int, int] | None, ...]:
+    """What descriptors 0, 1 and 2 are open on (see :func:`_identity`)."""
+    return _identity(0), _identity(1), _identity(2)
 
 
 def serve(
