@@ -153,6 +153,49 @@ class Allocate(BaseTool):
         return kwargs["mb"]
 
 
+class LowersItsLimits(BaseTool):
+    name = "lowers_its_limits"
+    description = (
+        "Lowers its worker's memory and CPU limits (the hard ones with hard=True) to a few MB "
+        "and seconds past what it uses, then returns its pid."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import resource
+
+        with open("/proc/self/status") as handle:
+            data = next(int(line.split()[1]) for line in handle if line.startswith("VmData:"))
+        memory = data * 1024 + 20 * 1024 * 1024
+        cpu = int(time.process_time()) + 30
+        for which, value in ((resource.RLIMIT_DATA, memory), (resource.RLIMIT_CPU, cpu)):
+            hard = value if kwargs.get("hard") else resource.getrlimit(which)[1]
+            resource.setrlimit(which, (value, hard))
+        return os.getpid()
+
+
+class ClosesStandardDescriptors(BaseTool):
+    name = "closes_standard_descriptors"
+    description = "Closes descriptors 0, 1 and 2 (with reopen=True, opens a file in 1's place)."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        for descriptor in (0, 1, 2):
+            os.close(descriptor)
+        if kwargs.get("reopen"):
+            os.open(os.devnull, os.O_RDONLY)  # takes descriptor 0, the lowest free
+            os.open(kwargs["path"], os.O_WRONLY | os.O_CREAT)  # 1
+        return os.getpid()
+
+
+class PrintsALine(BaseTool):
+    name = "prints_a_line"
+    description = "Prints a line to its standard output and error, then returns its pid."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        print("a line", flush=True)
+        print("a line", file=sys.stderr, flush=True)
+        return os.getpid()
+
+
 class SwellsWhenPickled:
     """A small value whose pickling allocates ``mb`` MB (its ``__reduce__`` builds its state)."""
 
@@ -772,6 +815,9 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    ClosesStandardDescriptors,
+    PrintsALine,
+    LowersItsLimits,
     ReturnsFailsToPickleBadly,
     ReturnsFailsToLoadBadly,
     SignalsHeld,

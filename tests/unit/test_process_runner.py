@@ -363,6 +363,29 @@ def test_a_tool_that_puts_its_own_file_in_place_of_its_workers_pipe_is_told_so(
     assert run_pid(executor, task, context) != before
 
 
+@pytest.mark.parametrize("reopen", [False, True], ids=["closed", "replaced"])
+def test_a_tool_that_closes_its_standard_descriptors_leaves_them_to_no_later_task(
+    reopen: bool,
+    box: str,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+) -> None:
+    """A tool that closes its worker's standard input, output and error (or puts a file of
+    its own in their place) gets its result, and the next task prints as usual: the worker
+    is replaced instead of serving on without them."""
+    executor = make()
+    path = str(Path(box) / "own-file")
+    closing = task("closes_standard_descriptors", reopen=reopen, path=path)
+    result = executor.execute_task(closing, context, timeout=WAIT)
+    assert result.success, result.error
+    printing = executor.execute_task(task("prints_a_line"), context, timeout=WAIT)
+    assert printing.success, printing.error
+    assert printing.output != result.output
+    if reopen:
+        assert Path(path).read_text() == ""
+
+
 def test_a_process_a_tool_forks_never_answers_for_its_worker(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -650,6 +673,32 @@ def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
     # The worker that hit the limit is not reused; an allocation under it works.
     assert gone(before)
     result = executor.execute_task(task("allocate", mb=50, how=how), context, timeout=WAIT)
+    assert result.success, result.error
+
+
+@pytest.mark.parametrize(
+    ("hard", "limits"),
+    [
+        (True, ResourceLimits(memory_limit_mb=200, cpu_limit_percent=100, timeout_seconds=60)),
+        (False, ResourceLimits()),
+    ],
+    ids=["hard-with-limits", "soft-without-limits"],
+)
+def test_a_tool_that_lowers_its_workers_limits_succeeds_and_its_worker_is_not_reused(
+    hard: bool,
+    limits: ResourceLimits,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+) -> None:
+    """A tool that lowers its worker's memory or CPU limit (the hard one, which the worker
+    cannot raise again) gets its result, and the next task gets a worker whose limits are
+    its own: the worker is replaced, not crashed, nor left with limits that fail later tasks."""
+    executor = make(resource_limits=limits)
+    result = executor.execute_task(task("lowers_its_limits", hard=hard), context, timeout=WAIT)
+    assert result.success, result.error
+    assert gone(result.output)
+    result = executor.execute_task(task("allocate", mb=50), context, timeout=WAIT)
     assert result.success, result.error
 
 

@@ -412,21 +412,53 @@ def _data_size() -> int:
     return 0
 
 
+class _HeldLimit:
+    """A resource limit as a call found it (see :func:`_soft_limit`)."""
+
+    def __init__(self, which: int, set_for_the_call: bool) -> None:
+        self.which = which
+        self.set_for_the_call = set_for_the_call
+        self.before = resource.getrlimit(which) if resource is not None else None
+
+    def changed(self) -> bool:
+        """Whether the call left the limit other than it found it: a hard limit the tool
+        lowered (which this process cannot raise again), or a soft limit the tool changed
+        that the call did not set (and so does not put back). A worker whose limit changed
+        must not serve another call: that call would run under the tool's limit."""
+        if self.before is None:
+            return False
+        now = resource.getrlimit(self.which)
+        if self.set_for_the_call:
+            return now[1] != self.before[1]
+        return now != self.before
+
+
 @contextlib.contextmanager
-def _soft_limit(which: int, value: int | None) -> Iterator[None]:
+def _soft_limit(which: int, value: int | None) -> Iterator[_HeldLimit]:
     """Lower the soft limit ``which`` to ``value`` for the block (never above the hard limit;
-    the hard limit is left alone, so that the soft one can be raised again)."""
-    if value is None or resource is None:
-        yield
+    the hard limit is left alone, so that the soft one can be raised again).
+
+    Yields the limit as the block found it, to tell whether the tool changed it for good. A
+    tool may have lowered the hard limit below the soft one to put back: the soft limit is
+    then put back as far as the hard one allows, never raising an error.
+    """
+    held = _HeldLimit(which, value is not None)
+    if value is None or held.before is None:
+        yield held
         return
-    soft, hard = resource.getrlimit(which)
+    soft, hard = held.before
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
     resource.setrlimit(which, (value, hard))
     try:
-        yield
+        yield held
     finally:
-        resource.setrlimit(which, (soft, hard))
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):  # the tool lowered the hard limit
+            lowered = resource.getrlimit(which)[1]
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(which, (lowered, lowered))
 
 
 @contextlib.contextmanager
@@ -473,6 +505,9 @@ class _Worker:
         self.initializer_error: BaseException | None = None
         self.send_lock = threading.Lock()
         self.pipe = _identity(conn.fileno())  # what the pipe is open on, checked at each send
+        # What standard input, output and error are open on: a worker whose tool closed or
+        # replaced them serves no further call (its tools could no longer print).
+        self.standard = _standard_identities()
         self.events = _ChildEvents(conn, self.send_lock, pipe=self.pipe)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.peak = _PeakMemory()
@@ -608,11 +643,11 @@ class _Worker:
         # The memory limit also covers pickling the outcome to send it back: a result can take
         # more memory to pickle than to make (a ``__reduce__`` that builds its state, the
         # pickle's own copy), and that memory is the tool's too.
-        with _soft_limit(_RLIMIT_DATA, memory_limit):
+        with _soft_limit(_RLIMIT_DATA, memory_limit) as data_limit:
             with (
                 _trace_context(call.trace_carrier()),
                 _cpu_timer(cpu_seconds),
-                _soft_limit(_RLIMIT_CPU, cpu_limit),
+                _soft_limit(_RLIMIT_CPU, cpu_limit) as cpu_limit_held,
             ):
                 outcome = self._call(call)
                 if os.getpid() != self.pid:  # a process the tool forked returned from it: it
@@ -624,7 +659,11 @@ class _Worker:
                 with contextlib.suppress(OSError):
                     outcome.memory_peak_mb = self.peak.read_mb()
             outcome.worker = f"pid {os.getpid()}"
-            retire = False
+            # A tool that changed its worker's limits for good (lowered a hard limit), or closed
+            # or replaced its standard descriptors, has the worker replaced: the next call runs
+            # under its own limits, and can print.
+            retire = data_limit.changed() or cpu_limit_held.changed()
+            retire = retire or _standard_identities() != self.standard
             limit = call.memory_limit_mb if memory_limit is not None else None
             if limit is not None and _out_of_memory(outcome.error):
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
@@ -819,6 +858,11 @@ def _identity(descriptor: int) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_dev, status.st_ino
+
+
+def _standard_identities() -> tuple[tuple[int, int] | None, ...]:
+    """What descriptors 0, 1 and 2 are open on (see :func:`_identity`)."""
+    return _identity(0), _identity(1), _identity(2)
 
 
 def serve(
