@@ -8,6 +8,7 @@ a failure while recording it is logged and counted as an ``internal`` error inst
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -139,6 +140,57 @@ def test_a_parameter_that_cannot_be_walked_does_not_change_the_outcome(
     assert errors["internal"] >= 1
     assert in_flight == 0
     assert [span.name for span in exporter.get_finished_spans()] == ["execute_tool fail"]
+
+
+SECRET = "sk-live-ROWS-9f8e7d6c5b4a"
+
+
+class LazyRows(Mapping[str, Any]):
+    """A mapping read lazily from a database, whose reading fails quoting the connection."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise ConnectionError(f"could not read rows from postgres://app:{self.password}@db")
+
+    def __len__(self) -> int:
+        return 1
+
+
+class ReturnLazyRows(BaseTool):
+    name = "lazy_rows"
+    description = "Returns rows that cannot be read once the tool is done."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return {"rows": LazyRows(kwargs["password"])}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failing_capture_logs_its_traceback_without_the_secret(
+    make_executor: Any, mode: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """With content capture on, a result that raises while it is captured, quoting a secret
+    parameter, is logged at ERROR with its traceback scrubbed; the outcome is the tool's."""
+    registry = ToolRegistry()
+    registry.register_tool(ReturnLazyRows)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    executor = make_executor(tool_registry=registry, tracer_provider=provider, capture_content=True)
+    task = Task(
+        plan_id="p", description="d", tool_name="lazy_rows", parameters={"password": SECRET}
+    )
+    result = _run(executor, mode, task)
+    assert result.success
+    logged = "\n".join(
+        logging.Formatter("%(levelname)s %(message)s").format(record) for record in laios_records
+    )
+    assert "ERROR internal error while" in logged
+    assert "ConnectionError: could not read rows from postgres://app:[REDACTED]@db" in logged
+    assert SECRET not in logged
 
 
 class RaiseGeneratorExit(AsyncBaseTool):

@@ -299,6 +299,33 @@ def test_the_error_a_hook_is_told_is_scrubbed_of_the_tasks_secrets(context: Cont
     assert key in (details.result.error or "")  # (the caller's own data, unchanged)
 
 
+def test_the_details_a_hook_logs_whole_show_no_secret(context: Context) -> None:
+    """``log.warning("retrying: %s", details)`` logs the details' ``repr``: it shows the
+    scrubbed ``error``, not the caller's own result, whose error quotes the key as given."""
+    key = "sk-live-fedcba9876543210"
+
+    def call_api(api_key: str) -> None:
+        raise PermissionError(f"401 for key {api_key}")
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("call_api", "Calls an API.", call_api))
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    seen: list[RetryDetails] = []
+    try:
+        task = Task(plan_id="p", description="d", tool_name="call_api", parameters={"api_key": key})
+        executor.execute_with_retry(
+            task, context, max_retries=1, retry_delay=0, on_retry=seen.append
+        )
+    finally:
+        executor.shutdown()
+    (details,) = seen
+    shown = repr(details)
+    assert key not in shown
+    assert "error='401 for key [REDACTED]'" in shown
+    assert "retry_number=1" in shown
+    assert key in (details.result.error or "")  # (still there for the hook to read)
+
+
 def test_cancel_task_as_the_first_attempt_ends_stops_the_retries(
     executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
 ) -> None:

@@ -329,6 +329,26 @@ def test_the_short_names_count_in_camel_case_too(key: str) -> None:
     assert is_secret_key(key)
 
 
+@pytest.mark.parametrize(
+    "key", ["authHeader", "AuthHeader", "authValue", "pwdHash", "PwdHash", "jwtPayload", "dsnUrl"]
+)
+def test_the_short_names_count_as_the_first_word_of_a_camel_case_name(
+    key: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """``authHeader`` is ``auth_header`` written in camelCase: the short name is a word of
+    its own there too, ended by the capital that starts the next one."""
+    assert is_secret_key(key)
+    parameters = {key: SECRET, "reveal": f"login failed for {SECRET}"}
+    assert _leaks(_channels(parameters, laios_records)) == []
+
+
+@pytest.mark.parametrize("key", ["Authority", "AuthorName", "authorName", "Pwdx", "DSNAME"])
+def test_words_starting_with_the_short_names_are_not_secret(key: str) -> None:
+    """A word that only starts with ``auth`` or ``dsn`` (``Authority``, ``authorName``) is
+    not the short name."""
+    assert not is_secret_key(key)
+
+
 @pytest.mark.parametrize("key", ["PWD", "isAuthor", "AUTHOR", "myAuthority"])
 def test_the_working_directory_variable_and_words_are_not_secret(key: str) -> None:
     """``PWD`` is the shell's working directory (a tool given ``env=os.environ.copy()`` would

@@ -82,9 +82,11 @@ _SECRET_KEY = re.compile(
     r"|connection[-_. ]?string|conn[-_. ]?str(?:ing)?(?![a-z])"
     # Short names that also occur inside ordinary words (author, cwd): only as names of their
     # own, not next to other letters (``auth``, ``basic_auth``, ``X-Auth``, ``sentry_dsn``),
-    # or starting a word of a camelCase name (``basicAuth``, ``dbPwd``).
+    # or as a word of a camelCase name: a later one (``basicAuth``, ``dbPwd``) or the first,
+    # ended by the capital of the next (``authHeader``, ``AuthValue``, ``pwdHash``).
     r"|(?<![a-z])(?:auth|pwd|jwt|dsn)(?![a-z])"
-    r"|(?-i:(?<=[a-z])(?:Auth|Pwd|Jwt|Dsn)(?![a-z]))",
+    r"|(?-i:(?<=[a-z])(?:Auth|Pwd|Jwt|Dsn)(?![a-z]))"
+    r"|(?-i:(?<![A-Za-z])(?:auth|pwd|jwt|dsn|Auth|Pwd|Jwt|Dsn)(?=[A-Z]))",
     re.IGNORECASE,
 )
 #: Names the secret-looking pattern matches that are known not to hold a secret: the shell's

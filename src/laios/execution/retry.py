@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from laios.core.types import TaskResult
 from laios.execution._checks import as_float, is_real, number_repr, plain_callable, whole_number
@@ -93,7 +93,8 @@ class RetryDetails:
             secret values and cut to 1,024 bytes, as the executor's own log records are, so
             that a hook may log it.
         result: The failed attempt's result, as the caller would get it (its ``error``
-            neither scrubbed nor cut).
+            neither scrubbed nor cut); left out of the details' ``repr``, so that logging the
+            details whole shows only the scrubbed ``error``.
     """
 
     task_id: str
@@ -104,7 +105,7 @@ class RetryDetails:
     outcome: str | None
     error_type: str | None
     error: str | None
-    result: TaskResult
+    result: TaskResult = field(repr=False)
 
 
 #: An ``on_retry`` hook: called with the :class:`RetryDetails` of each retry before its wait.

@@ -1078,7 +1078,7 @@ class Job(TaskRecord):
                     task, span, outcome, error, error_type, data, exception, debug=debug
                 )
             except Exception as exc:  # observability never changes an outcome
-                self.observability_failed("ending the task span", exc)
+                self.observability_failed("ending the task span", exc, task)
                 if span is not None:
                     # (not when the fault came from ending it: a processor's on_end runs
                     # after the span ended, and a second end() draws the SDK's warning)
@@ -1140,16 +1140,21 @@ class Job(TaskRecord):
                 scrub(error or "", secrets),
             )
 
-    def observability_failed(self, what: str, exc: BaseException) -> None:
-        """A span, log or capture step failed: log it with its traceback and count it as an
-        ``internal`` error; the task's outcome stays what it was."""
-        _log.error(
-            "internal error while %s of task %r (tool %r); the task's outcome is unchanged",
-            what,
-            shorten(self.task_id, 128),
-            shorten(self.tool, 128),
-            exc_info=exc,
-        )
+    def observability_failed(self, what: str, exc: BaseException, task: Task | None = None) -> None:
+        """A span, log or capture step failed: log it with its traceback (scrubbed of the
+        secret values of ``task``, this job's task, or of the job's own while it holds it: the
+        value that failed may quote one) and count it as an ``internal`` error; the task's
+        outcome stays what it was."""
+        message = "internal error while %s of task %r (tool %r); the task's outcome is unchanged"
+        shown = (what, shorten(self.task_id, 128), shorten(self.tool, 128))
+        try:
+            secrets = self.secrets_of(self.task if task is None else task)
+        except Exception:  # parameters that cannot be walked: those read before the run
+            secrets = list(self.secrets_before or ())
+        if secrets:
+            _log.error(message + "\n%s", *shown, scrubbed_traceback(exc, secrets))
+        else:
+            _log.error(message, *shown, exc_info=exc)
         slot = self.slot
         if slot is not None:
             with contextlib.suppress(Exception):
