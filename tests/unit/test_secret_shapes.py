@@ -404,3 +404,58 @@ def test_names_next_to_the_ordinary_ones_stay_secret(key: str) -> None:
     may be a list of credentials)."""
     assert is_secret_key(key)
     assert secret_values({key: SECRET}) == [SECRET]
+
+
+# -- a password in a URL's user information ------------------------------------------------
+
+URL_PASSWORD = "Hunter2-pg-Pa55"
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"database_url": f"postgres://app:{URL_PASSWORD}@db.internal:5432/orders"},
+        {"endpoints": [f"https://deploy:{URL_PASSWORD}@git.example/repo.git"]},
+        {"config": {"broker": f"amqp://guest:{URL_PASSWORD}@mq/vhost"}},
+    ],
+    ids=["top-level", "in-a-list", "nested"],
+)
+def test_the_password_in_a_url_is_secret_under_any_key(
+    parameters: dict[str, Any], laios_records: list[logging.LogRecord]
+) -> None:
+    """A connection URL under an ordinary key (``database_url``, as ``DATABASE_URL`` is kept)
+    carries its password in its user information; a tool's error quoting the URL must not
+    carry it to spans, logs, ``/status`` or the metadata, and captured arguments keep the URL
+    with its password redacted."""
+    assert URL_PASSWORD in secret_values(parameters)
+    url = json.dumps(parameters)
+    channels = _channels({**parameters, "reveal": f"could not connect: {url}"}, laios_records)
+    assert _leaks(channels, URL_PASSWORD) == []
+    assert f":{REDACTED}@" in channels["spans"]  # the rest of the URL is kept
+
+
+def test_a_short_url_password_is_scrubbed_only_inside_its_url() -> None:
+    """A password shorter than ``MIN_SCRUB_CHARS`` is replaced where the URL writes it, not
+    wherever its letters occur."""
+    parameters = {"caches": ["redis://cache:pw@redis:6379/0"]}
+    secrets = secret_values(parameters)
+    text = scrub("connect redis://cache:pw@redis:6379/0 failed (pw policy)", secrets)
+    assert text == f"connect redis://cache:{REDACTED}@redis:6379/0 failed (pw policy)"
+
+
+def test_a_percent_encoded_url_password_is_scrubbed_as_written_and_decoded() -> None:
+    """A password with reserved characters is percent-encoded in the URL, and a client may
+    quote it either way."""
+    values = secret_values({"url": "mysql://root:p%40ss%2Fw0rd@db/app"})
+    assert "p%40ss%2Fw0rd" in values
+    assert "p@ss/w0rd" in values
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["user@example.com", "see https://example.com/a@b", "http://host:8080/path", "a:b@c"],
+)
+def test_text_that_is_no_url_with_a_password_holds_no_secret(text: str) -> None:
+    """An e-mail address, a URL with ``@`` in its path or a port, and a bare ``a:b@c`` have
+    no password to scrub."""
+    assert secret_values({"note": text}) == []

@@ -22,7 +22,7 @@ import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 from uuid import UUID
 
 from pydantic import BaseModel, Secret, SecretBytes, SecretStr
@@ -272,6 +272,26 @@ class _InField(str):
         return _InField, (str(self), self.head, self.tail)
 
 
+#: A URL's user information with a password (``postgres://app:s3cret@db``): the user, then
+#: the password (which may hold ``:``, not ``@``, ``/``, ``?``, ``#`` or white space).
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^\s/?#@:]*):([^\s/?#@]+)@")
+
+
+def _url_passwords(text: str) -> list[str]:
+    """The passwords of the URLs in ``text`` (as written, and percent-decoded when that
+    differs); one shorter than ``MIN_SCRUB_CHARS`` as the :class:`_InField` ``user:pw@``,
+    replaced only there."""
+    found: list[str] = []
+    for match in _URL_PASSWORD.finditer(text):
+        user, password = match.groups()
+        for written in dict.fromkeys((password, unquote(password))):
+            if len(written) >= MIN_SCRUB_CHARS:
+                found.append(written)
+            else:
+                found.append(_InField(f"{user}:{written}@", len(user) + 1, 1))
+    return found
+
+
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
     value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
@@ -396,7 +416,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             else:
                 pending.append(sequence_items(value, inner))
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
-            if secret and not isinstance(value, bool):
+            if not secret and isinstance(value, str) and "://" in value and "@" in value:
+                found.extend(_url_passwords(value))  # a connection URL under any key
+            elif secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
                     collect_bytes(value, name)
                 elif isinstance(value, str):
