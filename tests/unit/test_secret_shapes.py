@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -459,3 +461,58 @@ def test_text_that_is_no_url_with_a_password_holds_no_secret(text: str) -> None:
     """An e-mail address, a URL with ``@`` in its path or a port, and a bare ``a:b@c`` have
     no password to scrub."""
     assert secret_values({"note": text}) == []
+
+
+# -- a parameter that cannot be read -------------------------------------------------------
+
+
+class Unreadable(Mapping[str, Any]):
+    """A mapping whose iteration raises (a lazy row whose connection is gone)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("the connection is closed")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_a_parameter_that_cannot_be_read_leaves_the_others_secrets_found() -> None:
+    """The secrets of the parameters that can be read are still found next to one that
+    cannot: it is skipped, not the whole search."""
+    assert SECRET in secret_values({"rows": Unreadable(), "api_key": SECRET})
+    assert SECRET in secret_values({"api_key": SECRET, "rows": [Unreadable()]})
+
+
+@pytest.mark.parametrize("timeout", [None, 10], ids=["inline", "worker"])
+def test_a_failed_task_with_a_parameter_that_cannot_be_read_has_a_failed_span(
+    timeout: float | None, laios_records: list[logging.LogRecord]
+) -> None:
+    """Its span says the task failed, and why, scrubbed of the secrets that could be read;
+    nothing is reported as an internal error."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(Quotes())
+    tool = registry.get_tool("quotes")
+    assert isinstance(tool, Quotes)
+    store = MetricStore()
+    tool.store = store
+    tool.status_during = []
+    parameters = {"rows": Unreadable(), "api_key": SECRET, "reveal": f"key {SECRET}"}
+    task = Task(plan_id="p", description="d", tool_name="quotes", parameters=parameters)
+    with Executor(
+        registry, store=store, register_prometheus=False, tracer_provider=provider
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout=timeout)
+    provider.shutdown()
+    assert result.metadata["error_type"] == "RuntimeError"
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == f"upstream refused key {REDACTED}"
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert [r.getMessage() for r in laios_records if r.levelno >= logging.ERROR] == []

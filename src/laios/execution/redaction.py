@@ -352,7 +352,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     order they were reached (top level first), so a container with millions of items takes
     only its share: secrets under secret-named keys of the top levels are found even next to
     such a container. Values beyond the bound are not collected, and are not scrubbed from
-    error text.
+    error text. A container that cannot be read (listing its items raises) is skipped, and
+    the others are read on.
 
     A value shorter than ``MIN_SCRUB_CHARS`` is not scrubbed from free text wherever it
     occurs (it would mangle ordinary words), only where the text writes it as the value of
@@ -448,12 +449,18 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     budget = MAX_SECRET_SCAN_ITEMS
     while pending and budget > 0:
         items = pending.popleft()
-        item = next(items, None)
+        try:
+            item = next(items, None)
+        except Exception:  # a container that cannot be read (a lazy row whose source is gone)
+            continue  # is skipped: what it holds cannot be quoted either, the rest is read on
         if item is None:
             continue
         budget -= 1
         pending.append(items)
-        visit(item[1], item[0], item[2], item[3])
+        try:
+            visit(item[1], item[0], item[2], item[3])
+        except Exception:  # (its items or fields could not be listed: likewise)
+            continue
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
 
