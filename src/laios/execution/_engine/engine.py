@@ -177,6 +177,11 @@ def check_call(task: Any, on_progress: Any) -> None:
         plain_callable("on_progress", "(event, data)", on_progress)
 
 
+#: What a registry's ``get_tool`` may raise that is not the registry's failure but an
+#: interruption of the caller, which goes on.
+_INTERRUPTIONS = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
+
+
 class RegistryFailed(Exception):
     """The tool registry's ``get_tool`` raised (a registry of the caller's own): said as such
     in the task's error, which is still counted and logged as ``internal``."""
@@ -412,9 +417,11 @@ class Engine:
         """
         try:
             return self.registry.get_tool(name)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            raise  # (the caller's interruption or cancellation, not the registry's fault)
-        except BaseException as exc:  # (SystemExit too: what a tool raising it would give)
+        except _INTERRUPTIONS:
+            # The caller's interruption (Ctrl-C; a SIGTERM handler's sys.exit() striking on
+            # the caller's thread), or its cancellation: not the registry's fault.
+            raise
+        except BaseException as exc:  # (GeneratorExit, a BaseException of its own)
             raise RegistryFailed(name, exc) from exc
 
     def _open_span(
@@ -548,7 +555,7 @@ class Engine:
         tool = name if isinstance(name, str) else "unknown"
         try:
             registered = self.registry.get_tool(tool) is not None
-        except (KeyboardInterrupt, asyncio.CancelledError):
+        except _INTERRUPTIONS:
             raise
         except BaseException:  # the registry may be what failed
             registered = False
