@@ -1777,6 +1777,21 @@ def test_a_newer_versions_file_is_left_in_place_out_of_the_sum_with_one_warning(
     assert "another laios version" in warnings_logged[0]
 
 
+def test_the_files_left_alone_are_forgotten_once_they_are_gone(directory: Path) -> None:
+    """A process remembers the files it leaves alone (another version's) only while they are
+    there: in a directory where such workers come and go for ever, what it holds stays
+    bounded."""
+    shared = SharedDirectory(directory)
+    for pid in range(100, 110):
+        newer = _file_of_a_gone_process(directory, f"{pid}-0a1b2c3d4e5f", _newer_document(pid))
+        _shared_totals.gather(shared, None, [])
+        assert f"laios-proc-{pid}-0a1b2c3d4e5f" in shared.left_alone
+        newer.unlink()  # folded by a process of its version
+        newer.with_suffix(".lock").unlink()
+    _shared_totals.gather(shared, None, [])
+    assert shared.left_alone == set()
+
+
 def test_a_newer_versions_retired_file_is_never_replaced_and_gone_processes_stay_counted(
     export: MultiprocessExport,
     store: MetricStore,
