@@ -430,6 +430,34 @@ def test_another_process_whose_lock_file_is_deleted_is_counted_once_by_every_scr
     assert tasks_total(scrape(registry)) == 3
 
 
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "garbage"])
+def test_a_quiet_live_process_writes_its_file_again_when_it_is_damaged(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    damage: str,
+) -> None:
+    """A live child that runs no more tasks, whose file is deleted (a temp-file cleaner, an
+    ``rm``), truncated or overwritten: it writes its file again within a few intervals, so
+    the other processes' scrapes count its tasks again (it skips writes only while its file
+    is still what it wrote)."""
+    child = fork(child_running(store, 5))
+    try:
+        path = Path(child.report()["path"])
+        assert tasks_total(scrape(registry)) == 5
+        if damage == "deleted":
+            path.unlink()
+        else:
+            path.write_text("" if damage == "truncated" else "{garbage")
+        deadline = time.monotonic() + 50 * INTERVAL
+        while tasks_total(scrape(registry)) != 5:
+            assert time.monotonic() < deadline, "the child never wrote its file again"
+            time.sleep(INTERVAL)
+    finally:
+        child.kill()
+    assert tasks_total(scrape(registry)) == 5
+
+
 def test_a_gone_process_whose_lock_file_is_deleted_is_folded_once(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:
@@ -1537,6 +1565,21 @@ def test_a_link_to_an_endless_device_is_left_out_within_bounded_memory(
     assert scrape_in_child(registry, address_space=512 * 2**20) == 3
 
 
+def child_no_longer_writing(store: MetricStore, count: int) -> Callable[[Report], None]:
+    """A child's work: run ``count`` tasks, leave the mode (its file stays, no longer
+    written: a live worker writes its file again when it changes), report, wait."""
+
+    def work(report: Report) -> None:
+        run_tasks(store, count)
+        export = current()
+        assert export is not None
+        disable()
+        report({"pid": os.getpid(), "path": str(export.path)})
+        time.sleep(60)
+
+    return work
+
+
 def _padded_to(path: Path, size: int) -> None:
     """Pad the JSON document at ``path`` with blank lines to ``size`` bytes: still a valid
     document with the same totals, only large."""
@@ -1555,7 +1598,7 @@ def test_a_process_file_over_the_size_bound_is_left_out_with_a_warning_naming_it
     answers without its counts and warns once, naming the file and the bound; the next
     scrape leaves it out without a second warning."""
     run_tasks(store, 3)
-    child = fork(child_running(store, 5))
+    child = fork(child_no_longer_writing(store, 5))
     try:
         path = Path(child.report()["path"])
         _padded_to(path, _totals_files.MAX_FILE_BYTES + 1)
@@ -1574,7 +1617,7 @@ def test_a_process_file_of_exactly_the_size_bound_is_read(
 ) -> None:
     """The bound leaves out only what is larger: a file of exactly its size is counted."""
     run_tasks(store, 3)
-    child = fork(child_running(store, 5))
+    child = fork(child_no_longer_writing(store, 5))
     try:
         _padded_to(Path(child.report()["path"]), _totals_files.MAX_FILE_BYTES)
         assert tasks_total(scrape(registry)) == 3 + 5
@@ -1732,6 +1775,21 @@ def test_a_newer_versions_file_is_left_in_place_out_of_the_sum_with_one_warning(
     assert len(warnings_logged) == 1, warnings_logged
     assert f"format {_totals_files.FORMAT + 1}" in warnings_logged[0]
     assert "another laios version" in warnings_logged[0]
+
+
+def test_the_files_left_alone_are_forgotten_once_they_are_gone(directory: Path) -> None:
+    """A process remembers the files it leaves alone (another version's) only while they are
+    there: in a directory where such workers come and go for ever, what it holds stays
+    bounded."""
+    shared = SharedDirectory(directory)
+    for pid in range(100, 110):
+        newer = _file_of_a_gone_process(directory, f"{pid}-0a1b2c3d4e5f", _newer_document(pid))
+        _shared_totals.gather(shared, None, [])
+        assert f"laios-proc-{pid}-0a1b2c3d4e5f" in shared.left_alone
+        newer.unlink()  # folded by a process of its version
+        newer.with_suffix(".lock").unlink()
+    _shared_totals.gather(shared, None, [])
+    assert shared.left_alone == set()
 
 
 def test_a_newer_versions_retired_file_is_never_replaced_and_gone_processes_stay_counted(

@@ -393,7 +393,8 @@ class SharedDirectory:
         self.path = path
         #: Processes whose files are left where they are, never folded: another laios
         #: version's (whose processes count and fold them), or files this process may not
-        #: read (which a process that may read them folds).
+        #: read (which a process that may read them folds). Each scrape forgets those whose
+        #: files are gone, so that it stays bounded.
         self.left_alone: set[str] = set()
 
     def data(self, stem: str) -> Path:
@@ -707,7 +708,9 @@ def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]
             warn(f"retired {directory.path}", "leaving out the retired file: %s", exc)
             retired, absorbed = [], frozenset()
         parts.append((str(directory.path / RETIRED), retired))
-        for stem in directory.stems():
+        stems = directory.stems()
+        directory.left_alone.intersection_update(stems)  # (forget those gone since: bounded)
+        for stem in stems:
             if stem == own_stem or stem in absorbed:
                 continue
             sections = directory.read(stem) or []
