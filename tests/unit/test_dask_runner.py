@@ -1384,3 +1384,28 @@ def test_a_runner_made_on_an_asynchronous_client_in_its_loop_reads_the_cluster(
             await own.close()
 
     assert asyncio.run(scenario()) == []
+
+
+def test_shutdown_after_dask_closed_the_runners_client_leaves_no_thread_behind(
+    tools: ToolRegistry,
+) -> None:
+    """Dask closes a client that lost its scheduler and could not reconnect, but leaves the
+    client's event loop thread running; ``Client.close`` then does nothing. A runner made from
+    an address left that thread ("IO loop") behind at shutdown, one per runner that outlived
+    its scheduler."""
+    scheduler_only = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    before = set(threading.enumerate())
+    runner = DaskRunner(scheduler_only.scheduler_address, connect_timeout=1.0)
+    own = [t for t in set(threading.enumerate()) - before if t.name == "IO loop"]
+    assert own, "the runner's client started no event loop thread of its own"
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        scheduler_only.close()
+        assert wait_for(lambda: runner.client.status == "closed"), runner.client.status
+        executor.shutdown(wait=True)
+        for thread in own:
+            thread.join(WAIT)
+        assert [t for t in own if t.is_alive()] == []
+    finally:
+        executor.shutdown(wait=False)
+        scheduler_only.close()

@@ -33,7 +33,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from laios._compat.dask import forget_topic, scheduler_connection, task_released
+from laios._compat.dask import (
+    forget_topic,
+    scheduler_connection,
+    stop_client_loop,
+    task_released,
+)
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
@@ -1244,6 +1249,10 @@ class DaskRunner:
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.client.close()
+            # (Dask leaves the thread of a client it closed itself, after it lost its
+            # scheduler, running; ``close`` does not stop it then.)
+            with contextlib.suppress(Exception):
+                stop_client_loop(self.client)
             self._close_own()
 
     def _close_own(self) -> None:
