@@ -1409,3 +1409,42 @@ def test_shutdown_after_dask_closed_the_runners_client_leaves_no_thread_behind(
     finally:
         executor.shutdown(wait=False)
         scheduler_only.close()
+
+
+def test_a_call_on_a_client_closed_under_the_runner_says_what_to_do(
+    client: Any, tools: ToolRegistry
+) -> None:
+    """A call made once the runner's client was closed was refused with Dask's own words
+    ("ClosedClientError: Client is closed. Can't send update-graph message."), which say
+    neither whose client it is nor what to do."""
+    own = distributed.Client(client.scheduler.address)
+    executor = Executor(
+        tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
+    )
+    try:
+        own.close()
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "dask", result
+        assert "client is closed" in (result.error or ""), result.error
+        assert "keep the client open" in (result.error or ""), result.error
+    finally:
+        executor.shutdown(wait=False)
+        own.close()
+
+
+def test_a_call_after_the_runner_lost_its_scheduler_says_what_to_do(tools: ToolRegistry) -> None:
+    """Once Dask closed a runner's own client (it lost its scheduler and could not reconnect
+    within connect_timeout), new calls were refused with Dask's "Client is closed" alone."""
+    scheduler_only = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    runner = DaskRunner(scheduler_only.scheduler_address, connect_timeout=1.0)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        scheduler_only.close()
+        assert wait_for(lambda: runner.client.status == "closed"), runner.client.status
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "dask", result
+        assert "lost its scheduler" in (result.error or ""), result.error
+        assert "make a new runner" in (result.error or ""), result.error
+    finally:
+        executor.shutdown(wait=False)
+        scheduler_only.close()

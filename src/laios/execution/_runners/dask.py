@@ -919,7 +919,8 @@ class DaskRunner:
         except Exception as exc:
             refusal = Refusal(
                 "dask",
-                f"The call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})",
+                f"The call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"
+                + self._closed_client_advice(),
             )
             for handle, _, _ in batch:
                 with self._lock:
@@ -1076,6 +1077,23 @@ class DaskRunner:
             events.finished(outcome)
         except Exception:
             _log.exception("reporting a lost Dask task failed")
+
+    def _closed_client_advice(self) -> str:
+        """What to do about a call that cannot be sent because the runner's client is closed
+        (``""`` while it is open: the failure is something else)."""
+        if not self._client_closed():
+            return ""
+        if self._owns_client:
+            return (
+                ": the runner lost its scheduler, and Dask closed the runner's client when it "
+                "could not reconnect within connect_timeout; start the scheduler again (or "
+                "mend the network to it), then make a new runner"
+            )
+        return (
+            ": the runner's Dask client is closed (by the application, or by Dask when it lost "
+            "its scheduler and could not reconnect in time); keep the client open until the "
+            "executor has shut down, or make a new runner (and executor) with an open client"
+        )
 
     def _client_closed(self) -> bool:
         """Whether the runner's Dask client is closed or closing (see :func:`_closed`)."""
