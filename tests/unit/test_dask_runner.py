@@ -1448,3 +1448,21 @@ def test_a_call_after_the_runner_lost_its_scheduler_says_what_to_do(tools: ToolR
     finally:
         executor.shutdown(wait=False)
         scheduler_only.close()
+
+
+def test_shutdown_leaves_no_stats_thread_behind(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread that reads the cluster's size for ``stats`` slept through its interval
+    before it saw the runner shut down: it outlived ``shutdown()`` by up to that long."""
+    from laios.execution._runners import dask as dask_module
+
+    monkeypatch.setattr(dask_module, "STATS_INTERVAL", 3600.0)
+    before = set(threading.enumerate())
+    runner = DaskRunner(client=client)
+    own = [t for t in set(threading.enumerate()) - before if t.name == "laios-dask-stats"]
+    assert own
+    runner.shutdown(wait=True)
+    for thread in own:
+        thread.join(WAIT)
+    assert not any(t.is_alive() for t in own)

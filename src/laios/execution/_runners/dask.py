@@ -737,6 +737,8 @@ class DaskRunner:
         self._stop_tasks: set[asyncio.Future[None]] = set()  # (on the client's loop)
         #: Made before os.fork() in this (the child) process: every call is refused.
         self.forked = False
+        #: Set by shutdown: wakes the thread that reads the cluster's size, which then ends.
+        self._closing = threading.Event()
         # Dask's client keeps a topic's handler for ever, also after unsubscribe_topic: it
         # holds this runner only weakly, so that a client shared by many runners keeps none.
         on_event = weakref.WeakMethod(self._on_event)
@@ -771,6 +773,7 @@ class DaskRunner:
         (nor close the parent's cluster); ``shutdown`` only marks the runner shut down."""
         self.forked = True
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # (the parent's thread may have held its lock)
         self._calls = {}
         self._stopping = 0
         self._stops = []
@@ -817,7 +820,7 @@ class DaskRunner:
         scheduler keeps of this runner's topic (off the callers' paths)."""
         wait = STATS_INTERVAL if self._threads else 0.0  # (none read yet: read at once)
         while not self.closed and not self.forked:
-            time.sleep(wait)
+            self._closing.wait(wait)
             wait = STATS_INTERVAL
             if not self.closed:
                 self._threads = self._count_threads()
@@ -1226,6 +1229,7 @@ class DaskRunner:
         if self.closed:
             return
         self.closed = True
+        self._closing.set()
         if self.forked:
             return  # (the client and the cluster are the parent's)
         if not wait:
