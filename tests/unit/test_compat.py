@@ -7,6 +7,8 @@ upgrade changes the shape it reads), and each fallback must give the same answer
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncGenerator
 from datetime import datetime, timezone
 
@@ -187,3 +189,27 @@ def test_a_dask_client_still_shows_the_connection_it_reconnects_through() -> Non
     ):
         assert scheduler_connection(client) is not None
     assert scheduler_connection(object()) is None
+
+
+def test_a_dask_client_still_keeps_the_loop_thread_that_stop_client_loop_ends() -> None:
+    """A client Dask closed itself (its scheduler gone past its timeout) keeps its event loop
+    thread, which ``stop_client_loop`` ends; a client of another shape is left alone."""
+    distributed = pytest.importorskip("distributed")
+    from laios._compat.dask import stop_client_loop
+
+    cluster = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    before = set(threading.enumerate())
+    client = distributed.Client(cluster.scheduler_address, timeout=1)
+    own = [t for t in set(threading.enumerate()) - before if t.name == "IO loop"]
+    cluster.close()
+    give_up = time.monotonic() + 30
+    while client.status != "closed" and time.monotonic() < give_up:
+        time.sleep(0.05)
+    client.close()
+    assert own
+    assert stop_client_loop(client) is True
+    for thread in own:
+        thread.join(30)
+    assert not any(t.is_alive() for t in own)
+    assert stop_client_loop(client) is True  # (a second time does nothing)
+    assert stop_client_loop(object()) is False

@@ -1384,3 +1384,85 @@ def test_a_runner_made_on_an_asynchronous_client_in_its_loop_reads_the_cluster(
             await own.close()
 
     assert asyncio.run(scenario()) == []
+
+
+def test_shutdown_after_dask_closed_the_runners_client_leaves_no_thread_behind(
+    tools: ToolRegistry,
+) -> None:
+    """Dask closes a client that lost its scheduler and could not reconnect, but leaves the
+    client's event loop thread running; ``Client.close`` then does nothing. A runner made from
+    an address left that thread ("IO loop") behind at shutdown, one per runner that outlived
+    its scheduler."""
+    scheduler_only = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    before = set(threading.enumerate())
+    runner = DaskRunner(scheduler_only.scheduler_address, connect_timeout=1.0)
+    own = [t for t in set(threading.enumerate()) - before if t.name == "IO loop"]
+    assert own, "the runner's client started no event loop thread of its own"
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        scheduler_only.close()
+        assert wait_for(lambda: runner.client.status == "closed"), runner.client.status
+        executor.shutdown(wait=True)
+        for thread in own:
+            thread.join(WAIT)
+        assert [t for t in own if t.is_alive()] == []
+    finally:
+        executor.shutdown(wait=False)
+        scheduler_only.close()
+
+
+def test_a_call_on_a_client_closed_under_the_runner_says_what_to_do(
+    client: Any, tools: ToolRegistry
+) -> None:
+    """A call made once the runner's client was closed was refused with Dask's own words
+    ("ClosedClientError: Client is closed. Can't send update-graph message."), which say
+    neither whose client it is nor what to do."""
+    own = distributed.Client(client.scheduler.address)
+    executor = Executor(
+        tools, runner=DaskRunner(client=own), store=MetricStore(), register_prometheus=False
+    )
+    try:
+        own.close()
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "dask", result
+        assert "client is closed" in (result.error or ""), result.error
+        assert "keep the client open" in (result.error or ""), result.error
+    finally:
+        executor.shutdown(wait=False)
+        own.close()
+
+
+def test_a_call_after_the_runner_lost_its_scheduler_says_what_to_do(tools: ToolRegistry) -> None:
+    """Once Dask closed a runner's own client (it lost its scheduler and could not reconnect
+    within connect_timeout), new calls were refused with Dask's "Client is closed" alone."""
+    scheduler_only = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    runner = DaskRunner(scheduler_only.scheduler_address, connect_timeout=1.0)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        scheduler_only.close()
+        assert wait_for(lambda: runner.client.status == "closed"), runner.client.status
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "dask", result
+        assert "lost its scheduler" in (result.error or ""), result.error
+        assert "make a new runner" in (result.error or ""), result.error
+    finally:
+        executor.shutdown(wait=False)
+        scheduler_only.close()
+
+
+def test_shutdown_leaves_no_stats_thread_behind(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread that reads the cluster's size for ``stats`` slept through its interval
+    before it saw the runner shut down: it outlived ``shutdown()`` by up to that long."""
+    from laios.execution._runners import dask as dask_module
+
+    monkeypatch.setattr(dask_module, "STATS_INTERVAL", 3600.0)
+    before = set(threading.enumerate())
+    runner = DaskRunner(client=client)
+    own = [t for t in set(threading.enumerate()) - before if t.name == "laios-dask-stats"]
+    assert own
+    runner.shutdown(wait=True)
+    for thread in own:
+        thread.join(WAIT)
+    assert not any(t.is_alive() for t in own)

@@ -1,4 +1,4 @@
-"""The two things laios reads from Dask that Dask offers no public call for. This module is
+"""The things laios reads from Dask that Dask offers no public call for. This module is
 the one place that reads them; on a Dask version that keeps them elsewhere, nothing fails.
 
 - **The events the scheduler keeps for a topic.** The scheduler forwards each event
@@ -12,13 +12,17 @@ the one place that reads them; on a Dask version that keeps them elsewhere, noth
 - **The connection a client uses now** (``Client.scheduler_comm``), which Dask replaces each
   time the client reconnects to its scheduler (also to a new scheduler at the same address,
   which knows nothing of the client's topics). Without it, a reconnection goes unnoticed.
+- **The thread of a client's event loop** (``Client._loop_runner``, a
+  ``distributed.utils.LoopRunner``). ``Client.close`` stops it, except on a client Dask closed
+  itself (it lost its scheduler and could not reconnect in time): ``close`` then does nothing,
+  and the thread runs on. Without it, that thread stays as Dask leaves it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["forget_topic", "scheduler_connection", "task_released"]
+__all__ = ["forget_topic", "scheduler_connection", "stop_client_loop", "task_released"]
 
 
 def forget_topic(dask_scheduler: Any, topic: str) -> bool:
@@ -56,3 +60,15 @@ def scheduler_connection(client: Any) -> Any:
     reconnection, ``None`` while it connects (or where a client keeps it elsewhere, another
     Dask version: no reconnection is seen then)."""
     return getattr(client, "scheduler_comm", None)
+
+
+def stop_client_loop(client: Any) -> bool:
+    """Stop the thread that runs ``client``'s event loop, once the client is closed (a thread
+    ``Client.close`` leaves running when Dask had closed the client already). Does nothing to
+    a loop the client shares or was given (Dask counts its users), nor to one stopped already;
+    ``False`` where a client keeps its loop elsewhere (another Dask version)."""
+    stop = getattr(getattr(client, "_loop_runner", None), "stop", None)
+    if stop is None:
+        return False
+    stop()
+    return True

@@ -33,7 +33,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from laios._compat.dask import forget_topic, scheduler_connection, task_released
+from laios._compat.dask import (
+    forget_topic,
+    scheduler_connection,
+    stop_client_loop,
+    task_released,
+)
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
@@ -732,6 +737,8 @@ class DaskRunner:
         self._stop_tasks: set[asyncio.Future[None]] = set()  # (on the client's loop)
         #: Made before os.fork() in this (the child) process: every call is refused.
         self.forked = False
+        #: Set by shutdown: wakes the thread that reads the cluster's size, which then ends.
+        self._closing = threading.Event()
         # Dask's client keeps a topic's handler for ever, also after unsubscribe_topic: it
         # holds this runner only weakly, so that a client shared by many runners keeps none.
         on_event = weakref.WeakMethod(self._on_event)
@@ -766,6 +773,7 @@ class DaskRunner:
         (nor close the parent's cluster); ``shutdown`` only marks the runner shut down."""
         self.forked = True
         self._lock = threading.Lock()
+        self._closing = threading.Event()  # (the parent's thread may have held its lock)
         self._calls = {}
         self._stopping = 0
         self._stops = []
@@ -812,7 +820,7 @@ class DaskRunner:
         scheduler keeps of this runner's topic (off the callers' paths)."""
         wait = STATS_INTERVAL if self._threads else 0.0  # (none read yet: read at once)
         while not self.closed and not self.forked:
-            time.sleep(wait)
+            self._closing.wait(wait)
             wait = STATS_INTERVAL
             if not self.closed:
                 self._threads = self._count_threads()
@@ -914,7 +922,8 @@ class DaskRunner:
         except Exception as exc:
             refusal = Refusal(
                 "dask",
-                f"The call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})",
+                f"The call could not be sent to the Dask cluster ({type(exc).__name__}: {exc})"
+                + self._closed_client_advice(),
             )
             for handle, _, _ in batch:
                 with self._lock:
@@ -1072,6 +1081,23 @@ class DaskRunner:
         except Exception:
             _log.exception("reporting a lost Dask task failed")
 
+    def _closed_client_advice(self) -> str:
+        """What to do about a call that cannot be sent because the runner's client is closed
+        (``""`` while it is open: the failure is something else)."""
+        if not self._client_closed():
+            return ""
+        if self._owns_client:
+            return (
+                ": the runner lost its scheduler, and Dask closed the runner's client when it "
+                "could not reconnect within connect_timeout; start the scheduler again (or "
+                "mend the network to it), then make a new runner"
+            )
+        return (
+            ": the runner's Dask client is closed (by the application, or by Dask when it lost "
+            "its scheduler and could not reconnect in time); keep the client open until the "
+            "executor has shut down, or make a new runner (and executor) with an open client"
+        )
+
     def _client_closed(self) -> bool:
         """Whether the runner's Dask client is closed or closing (see :func:`_closed`)."""
         return _closed(self.client)
@@ -1203,6 +1229,7 @@ class DaskRunner:
         if self.closed:
             return
         self.closed = True
+        self._closing.set()
         if self.forked:
             return  # (the client and the cluster are the parent's)
         if not wait:
@@ -1244,6 +1271,10 @@ class DaskRunner:
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.client.close()
+            # (Dask leaves the thread of a client it closed itself, after it lost its
+            # scheduler, running; ``close`` does not stop it then.)
+            with contextlib.suppress(Exception):
+                stop_client_loop(self.client)
             self._close_own()
 
     def _close_own(self) -> None:
