@@ -42,6 +42,15 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _directory(text: str) -> Path:
+    if not text:
+        # (`--out "$DIR"` with DIR unset: not taken for the current directory)
+        raise argparse.ArgumentTypeError(
+            "an empty path names no directory ('.' for the current one)"
+        )
+    return Path(text)
+
+
 def _group_labels(text: str) -> tuple[str, ...]:
     return tuple(label.strip() for label in text.split(",") if label.strip())
 
@@ -133,7 +142,7 @@ def build_parser(
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=_directory,
         default=None if out_needed_outside_checkout else Path(),
         metavar="DIR",
         help=(
