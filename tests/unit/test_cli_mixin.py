@@ -117,6 +117,21 @@ def test_an_empty_out_is_refused_not_taken_for_the_current_directory(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_check_of_the_current_directory_outside_a_checkout_suggests_a_command_that_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`laios mixin --check --out .` outside a checkout suggests `... --out .`: without it,
+    `laios mixin` there asks for --out DIR instead of writing."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["mixin", "--check", "--out", "."]) == 1
+    (line,) = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("regenerate")
+    ]
+    assert line == "regenerate with: laios mixin --out ."
+    assert main(["mixin", "--out", "."]) == 0
+    assert main(["mixin", "--out", ".", "--check"]) == 0
+
+
 def test_mixin_without_out_in_the_checkout_checks_the_committed_files(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -219,7 +219,9 @@ def main(
     if closed is not None:
         return closed
     try:
-        return _run(parser, args)
+        # Without --out, only the generator, or laios mixin at a checkout's root, writes here.
+        out_optional = not out_needed_outside_checkout or _CHECKOUT_MARKER.is_dir()
+        return _run(parser, args, out_optional=out_optional)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
@@ -231,7 +233,7 @@ def main(
         return status
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optional: bool) -> int:
     try:
         config = config_from_args(args)
     except ValueError as exc:
@@ -244,8 +246,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for path in stale:
             print(f"{path}: differs from the generator's output", file=sys.stderr)
         if stale:
-            # With the --out that was checked: without it the command would write elsewhere.
-            where = "" if args.out == Path() else f" --out {shlex.quote(str(args.out))}"
+            # With the --out that was checked: without it the command would write elsewhere
+            # (or, for laios mixin outside a checkout, ask for --out).
+            where = (
+                ""
+                if args.out == Path() and out_optional
+                else f" --out {shlex.quote(str(args.out))}"
+            )
             again = command_line(config, program=parser.prog)
             print(f"regenerate with: {again}{where}", file=sys.stderr)
             return 1
