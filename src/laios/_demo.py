@@ -699,6 +699,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from laios.cli import status_lines
+    from laios.execution import multiprocess
     from laios.execution.server import start_http_server
 
     try:
@@ -758,6 +759,19 @@ def _run(args: argparse.Namespace) -> int:
             print("Pick another address with --host (127.0.0.1, 0.0.0.0).", file=sys.stderr)
         else:
             print("Pick another port with --port.", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        # The one environment the endpoint reads: a LAIOS_MULTIPROC_DIR it cannot use (the
+        # options it is given were checked when the command line was read).
+        executor.shutdown(wait=False)
+        if not os.environ.get(multiprocess.ENV_VAR):
+            raise
+        print(
+            f"laios demo: {multiprocess.ENV_VAR} cannot be used: {exc} (it turns on "
+            "multiprocess mode for the demo's endpoint: unset it, or name a directory this "
+            "process can write in)",
+            file=sys.stderr,
+        )
         return 2
     live, terminal = _terminal_mode(args)
     url = _reachable_url(server.url)

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -36,7 +37,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from laios._output import (
     OutputParser,
@@ -465,6 +466,42 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
+#: What a URL's host cannot hold: white space, control characters and the characters a URL
+#: never leaves unencoded.
+_NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
+#: What a path or query keeps as it is (RFC 3986's reserved and unreserved characters, and the
+#: % of an escape already there); anything else is percent-encoded as UTF-8.
+_KEPT_IN_A_PATH = "/%:@!$&'()*+,;=-._~?"
+
+
+def _request_url(target: str) -> str:
+    """``target`` as a request can name it, in ASCII: an internationalised host name in its
+    IDNA form (``xn--...``), a path or query that is not ASCII percent-encoded as UTF-8.
+
+    Raises:
+        _BadURL: When no request can name the host (a space or a control character in it, a
+            label longer than 63 characters, a byte of an argument that is not UTF-8).
+    """
+    parts = urlsplit(target)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address, in brackets: ASCII already, or refused by urlsplit
+        netloc = parts.netloc
+    else:
+        try:
+            if _NOT_IN_A_HOST.search(host):
+                raise UnicodeError("a character a host name cannot hold")
+            ascii_host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise _BadURL(f"{target!r} is not a usable URL (its host {host!r}: {exc})") from None
+        netloc = ascii_host if parts.port is None else f"{ascii_host}:{parts.port}"
+    try:
+        path = quote(parts.path, safe=_KEPT_IN_A_PATH)
+        query = quote(parts.query, safe=_KEPT_IN_A_PATH)
+    except UnicodeError as exc:
+        raise _BadURL(f"{target!r} is not a usable URL (its path: {exc})") from None
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
 def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """Fetch and check the ``/status`` document of the endpoint at ``url``.
 
@@ -498,6 +535,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         raise _BadURL(f"{target} is not an http(s) URL")
     if not parts.hostname:
         raise _BadURL(f"{target} names no host")
+    asked = _request_url(target)
     deadline = _Deadline(timeout)
     handlers: list[urllib.request.BaseHandler] = [
         _DeadlineHTTPHandler(deadline),
@@ -510,9 +548,9 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     if user is not None:
         pair = f"{unquote(user)}:{unquote(password or '')}".encode()
         authorization = "Basic " + base64.b64encode(pair).decode()
-    handlers.append(_Redirects(target, authorization))
+    handlers.append(_Redirects(asked, authorization))
     opener = urllib.request.build_opener(*handlers)
-    request = urllib.request.Request(target, headers={"Accept": "application/json"})
+    request = urllib.request.Request(asked, headers={"Accept": "application/json"})
     if authorization is not None:
         # Unredirected: a redirect to another host must not take the password along
         # (_Redirects gives it again to a redirect to the same scheme, host and port).

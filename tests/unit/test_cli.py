@@ -1629,3 +1629,79 @@ def test_ctrl_c_while_the_command_is_imported_ends_it_quietly_with_130(
     assert process.returncode == 130, err
     assert err == ""
     assert out == ""
+
+
+def _answering_a_status(requests: list[bytes]) -> Callable[[socket.socket], None]:
+    """A ``serving`` handler that keeps each request's head and answers an empty status."""
+
+    def handle(conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            head += chunk
+        requests.append(head)
+        body = b'{"running": [], "tools": []}'
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    return handle
+
+
+def test_status_sends_a_path_that_is_not_ascii_percent_encoded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An endpoint mounted under a prefix that is not ASCII is asked for that prefix's
+    /status, percent-encoded as UTF-8 (a request line holds only ASCII)."""
+    requests: list[bytes] = []
+    with serving(_answering_a_status(requests)) as port:
+        assert main(["status", "--url", f"http://127.0.0.1:{port}/métriques"]) == 0
+    assert requests[0].startswith(b"GET /m%C3%A9triques/status HTTP/1.1\r\n")
+    out = capsys.readouterr().out
+    assert f"http://127.0.0.1:{port}/métriques/status" in out
+
+
+def test_status_asks_for_a_host_name_that_is_not_ascii_in_its_idna_form(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An internationalised host name is looked up, and sent in the Host header, in its
+    ASCII (IDNA) form, as a browser does."""
+    requests: list[bytes] = []
+    looked_up: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        return real_getaddrinfo("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with serving(_answering_a_status(requests)) as port:
+        assert main(["status", "--url", f"http://bücher.test:{port}"]) == 0
+    assert looked_up[0] == "xn--bcher-kva.test"
+    assert f"\r\nHost: xn--bcher-kva.test:{port}\r\n".encode() in requests[0]
+    assert f"http://bücher.test:{port}/status" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://a b:8489",  # a space
+        "http://\udcff:8489",  # a byte of an argument that is not UTF-8
+        "http://" + "a" * 64 + ".example:8489",  # a label longer than a host name's 63
+    ],
+    ids=["space", "not-utf-8", "label-too-long"],
+)
+def test_status_refuses_a_host_that_no_request_can_name(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host no request can name is a --url that is not usable (exit 2, one line, the form
+    a --url takes), not "nothing answered" with an encoder's error."""
+    assert main(["status", "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "is not a usable URL" in err
+    assert "http://HOST:PORT" in err
+    assert "ordinal" not in err

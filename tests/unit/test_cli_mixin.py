@@ -98,6 +98,40 @@ def test_mixin_without_out_outside_a_checkout_is_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["mixin"], ["mixin", "--check"]])
+def test_an_empty_out_is_refused_not_taken_for_the_current_directory(
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--out ""` (as `--out "$DIR"` gives with DIR unset) names no directory: exit code 2
+    saying so, nothing written into the current directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--out", ""])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --out: " in err
+    assert "empty" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_of_the_current_directory_outside_a_checkout_suggests_a_command_that_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`laios mixin --check --out .` outside a checkout suggests `... --out .`: without it,
+    `laios mixin` there asks for --out DIR instead of writing."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["mixin", "--check", "--out", "."]) == 1
+    (line,) = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("regenerate")
+    ]
+    assert line == "regenerate with: laios mixin --out ."
+    assert main(["mixin", "--out", "."]) == 0
+    assert main(["mixin", "--out", ".", "--check"]) == 0
+
+
 def test_mixin_without_out_in_the_checkout_checks_the_committed_files(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -114,3 +114,37 @@ def test_a_host_that_cannot_be_served_on_says_to_pick_another_host(
     assert err.startswith(f"laios demo: {problem.strerror}\n")
     assert "--host" in err
     assert "--port" not in err
+
+
+@pytest.mark.parametrize("kind", ["file", "missing"])
+def test_a_multiprocess_directory_it_cannot_use_is_one_line_and_exit_2(
+    kind: str,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``LAIOS_MULTIPROC_DIR`` naming a file or no directory at all: the endpoint cannot start
+    in multiprocess mode, and the demo says so on one line (naming the variable) with exit
+    code 2, no traceback, its executor shut down."""
+    path = tmp_path / "not-a-directory"
+    if kind == "file":
+        path.write_text("")
+    monkeypatch.setenv("LAIOS_MULTIPROC_DIR", str(path))
+    shut_down: list[bool] = []
+
+    class Executor(_demo.Executor):
+        def shutdown(self, *args: Any, **kwargs: Any) -> None:
+            shut_down.append(True)
+            super().shutdown(*args, **kwargs)
+
+    monkeypatch.setattr(_demo, "Executor", Executor)
+    monkeypatch.setattr(_demo, "_configure_tracing", lambda *args: (None, "off"))
+    args = argparse.Namespace(
+        duration=1.0, host="127.0.0.1", port=0, no_live=True, console_spans=False, runner="thread"
+    )
+    assert _demo.run(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("laios demo: LAIOS_MULTIPROC_DIR")
+    assert str(path) in err
+    assert shut_down, "the executor was left running"

@@ -297,6 +297,24 @@ def test_a_set_that_cannot_be_written_whole_is_not_written_at_all(
     assert ".tmp" not in err
 
 
+def test_a_symbolic_link_loop_where_a_file_goes_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A symbolic link that leads back to itself where the rules go cannot be followed: exit
+    code 2 and one line naming the link, no traceback, no other file written."""
+    rules = tmp_path / RULES_PATH
+    rules.parent.mkdir(parents=True)
+    rules.symlink_to("loop")
+    (rules.parent / "loop").symlink_to(rules.name)
+    assert main(["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"python -m laios.mixin: cannot write into {tmp_path}: ")
+    assert f"({rules})" in err
+    assert not (tmp_path / DASHBOARD_PATH).exists()
+    assert not [path for path in tmp_path.rglob("*") if path.name.endswith(".tmp")]
+
+
 @pytest.mark.parametrize(
     ("argv", "option"),
     [

@@ -42,6 +42,15 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _directory(text: str) -> Path:
+    if not text:
+        # (`--out "$DIR"` with DIR unset: not taken for the current directory)
+        raise argparse.ArgumentTypeError(
+            "an empty path names no directory ('.' for the current one)"
+        )
+    return Path(text)
+
+
 def _group_labels(text: str) -> tuple[str, ...]:
     return tuple(label.strip() for label in text.split(",") if label.strip())
 
@@ -133,7 +142,7 @@ def build_parser(
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=_directory,
         default=None if out_needed_outside_checkout else Path(),
         metavar="DIR",
         help=(
@@ -210,7 +219,9 @@ def main(
     if closed is not None:
         return closed
     try:
-        return _run(parser, args)
+        # Without --out, only the generator, or laios mixin at a checkout's root, writes here.
+        out_optional = not out_needed_outside_checkout or _CHECKOUT_MARKER.is_dir()
+        return _run(parser, args, out_optional=out_optional)
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
@@ -222,7 +233,7 @@ def main(
         return status
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optional: bool) -> int:
     try:
         config = config_from_args(args)
     except ValueError as exc:
@@ -235,8 +246,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for path in stale:
             print(f"{path}: differs from the generator's output", file=sys.stderr)
         if stale:
-            # With the --out that was checked: without it the command would write elsewhere.
-            where = "" if args.out == Path() else f" --out {shlex.quote(str(args.out))}"
+            # With the --out that was checked: without it the command would write elsewhere
+            # (or, for laios mixin outside a checkout, ask for --out).
+            where = (
+                ""
+                if args.out == Path() and out_optional
+                else f" --out {shlex.quote(str(args.out))}"
+            )
             again = command_line(config, program=parser.prog)
             print(f"regenerate with: {again}{where}", file=sys.stderr)
             return 1

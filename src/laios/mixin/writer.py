@@ -210,7 +210,7 @@ def write_files(rendering: Rendering, directory: Path) -> list[str]:
         for path in written:
             target = directory / path
             if target.is_symlink():
-                target = target.resolve()
+                target = _followed(target)
             if target.is_dir():  # (found now, before any file is replaced, not at the rename)
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +223,18 @@ def write_files(rendering: Rendering, directory: Path) -> list[str]:
                 os.unlink(temporary)
         raise
     return written
+
+
+def _followed(link: Path) -> Path:
+    """The path the symbolic link ``link`` leads to (which need not exist); ``OSError``
+    (``ELOOP``) naming ``link`` when its links lead back to one another."""
+    try:
+        target = link.resolve()
+    except RuntimeError:  # a loop, before Python 3.13
+        target = link
+    if target.is_symlink():  # a loop (Python 3.13 stops resolving where it found it)
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(link))
+    return target
 
 
 def _stage(target: Path, data: bytes) -> Path:
