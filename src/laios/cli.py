@@ -138,6 +138,27 @@ def _speaks_tls(host: str, port: int, deadline: _Deadline) -> bool:
         return False
 
 
+def _trusting_advice() -> str:
+    """How to have a certificate signed by a CA of one's own trusted, given ``SSL_CERT_FILE``
+    as it is now (OpenSSL ignores it in silence when it names no file)."""
+    named = os.environ.get("SSL_CERT_FILE")
+    if not named:
+        return (
+            "if a CA of your own signed it, name that CA's certificate file (PEM) in the "
+            "SSL_CERT_FILE environment variable"
+        )
+    shown = _one_line(named)
+    if not os.path.isfile(named):
+        return (
+            f"SSL_CERT_FILE names {shown}, which is not a file: name the certificate file "
+            "(PEM) of the CA that signed it"
+        )
+    return (
+        f"SSL_CERT_FILE names {shown}, which must hold the certificate of the CA that signed "
+        "it (PEM)"
+    )
+
+
 def _proxied(url: str) -> bool:
     """Whether urllib sends a request for ``url`` through a proxy (the environment's)."""
     parts = urlsplit(url)
@@ -597,9 +618,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise _TLSFailed(
                 f"{target} answered with a TLS certificate that could not be verified "
-                f"({_one_line(reason.verify_message or reason)}); if a CA of your own signed "
-                "it, name that CA's certificate file (PEM) in the SSL_CERT_FILE environment "
-                "variable"
+                f"({_one_line(reason.verify_message or reason)}); {_trusting_advice()}"
             ) from None
         if isinstance(reason, ssl.SSLError):
             plain = urlunsplit(("http", *parts[1:]))

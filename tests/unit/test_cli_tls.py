@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -73,6 +74,38 @@ def test_trusting_the_ca_through_ssl_cert_file_reads_the_status(
     monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
     assert main(["status", "--url", https.url, "--timeout", "5"]) == 0
     assert capsys.readouterr().out.startswith(f"laios status - {https.url}/status")
+
+
+def test_an_ssl_cert_file_that_is_no_file_is_said_to_be_the_cause(
+    https: MetricsServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With SSL_CERT_FILE set to a path that is no file (OpenSSL ignores it in silence), the
+    message names it as what to fix, instead of advising to set the variable."""
+    missing = tmp_path / "ca.crt"
+    monkeypatch.setenv("SSL_CERT_FILE", str(missing))
+    assert main(["status", "--url", https.url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"SSL_CERT_FILE names {missing}, which is not a file" in line
+
+
+def test_an_ssl_cert_file_without_the_ca_is_said_to_lack_it(
+    pki: tuple[Authority, Issued],
+    https: MetricsServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With SSL_CERT_FILE naming a file without the CA that signed the endpoint's
+    certificate, the message says that file must hold it."""
+    _, server_cert = pki
+    monkeypatch.setenv("SSL_CERT_FILE", str(server_cert.cert_file))
+    assert main(["status", "--url", https.url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"SSL_CERT_FILE names {server_cert.cert_file}" in line
+    assert "must hold the certificate of the CA" in line
 
 
 def test_https_to_a_plain_http_endpoint_says_the_handshake_failed(
