@@ -1163,8 +1163,10 @@ class _Batch:
 
     __slots__ = (
         "checked",
+        "counting",
         "expected",
         "finished_count",
+        "finished_elsewhere",
         "future",
         "interrupt",
         "jobs",
@@ -1186,6 +1188,11 @@ class _Batch:
         #: Ctrl-C raised on this thread by a job's tool or callback (or a ``SystemExit`` in the
         #: executor's code around its tool, see ``Job.awaiter_left``): raised on by :meth:`wait`.
         self.interrupt: BaseException | None = None
+        #: Jobs finished on other threads (one item each) and not counted yet, and whether the
+        #: loop has been asked to count them: one wake-up of the loop counts every job that
+        #: finished before it runs, not one per job.
+        self.finished_elsewhere: list[None] = []
+        self.counting = False
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""
@@ -1195,9 +1202,14 @@ class _Batch:
                 self._interrupted(interrupt)
             self._count()
         elif interrupt is None:
-            # A closed loop raises RuntimeError: nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(self._count)
+            # (appended before the flag is read: a count under way, which clears the flag
+            # before it takes the list, counts it, or this asks for another)
+            self.finished_elsewhere.append(None)
+            if not self.counting:
+                self.counting = True
+                # A closed loop raises RuntimeError: nobody is waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    self.loop.call_soon_threadsafe(self._count_elsewhere)
         else:
             # Interrupted on the awaiting thread, ended on another (cancel_task, say): the
             # interrupt is still the awaiting coroutine's.
@@ -1223,8 +1235,16 @@ class _Batch:
         if count:
             self._count()
 
-    def _count(self) -> None:
-        self.finished_count += 1
+    def _count_elsewhere(self) -> None:
+        """Count the jobs that finished on other threads so far (on the loop's thread)."""
+        self.counting = False
+        finished = self.finished_elsewhere
+        done = len(finished)
+        del finished[:done]  # (one step: a job appending meanwhile stays for the next count)
+        self._count(done)
+
+    def _count(self, done: int = 1) -> None:
+        self.finished_count += done
         future = self.future
         if (
             future is not None
