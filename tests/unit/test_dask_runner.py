@@ -849,6 +849,17 @@ def test_a_worker_initializer_that_is_not_callable_is_refused_at_construction(
         DaskRunner(client=client, worker_initializer="set_up_tracing")  # type: ignore[arg-type]
 
 
+async def _async_setup() -> None:
+    """A worker initializer written as a coroutine function (refused)."""
+
+
+def test_an_async_worker_initializer_is_refused_at_construction() -> None:
+    """Each tool process calls it and never awaits it: taken, its setup would never run (and a
+    process runner on each worker would refuse it at every call, far from the cause)."""
+    with pytest.raises(TypeError, match=r"^worker_initializer must be a plain function"):
+        DaskRunner("tcp://127.0.0.1:9", worker_initializer=_async_setup)
+
+
 def test_worker_initargs_that_cannot_be_pickled_are_refused_at_construction(
     client: Any,
 ) -> None:
@@ -903,6 +914,17 @@ def test_a_connect_timeout_that_is_not_finite_is_refused(seconds: float) -> None
     """A ValueError at the call, not Dask's KeyError about a time unit."""
     with pytest.raises(ValueError, match="connect_timeout"):
         DaskRunner("tcp://127.0.0.1:9", connect_timeout=seconds)
+
+
+@pytest.mark.parametrize("seconds", [1e12, 1e300, 10**30], ids=["1e12", "1e300", "10**30"])
+def test_a_connect_timeout_longer_than_a_thread_can_wait_still_connects(
+    client: Any, seconds: float
+) -> None:
+    """A finite connect_timeout is taken, however long: one past what a thread can wait
+    (``threading.TIMEOUT_MAX``) failed with "OverflowError: timestamp out of range for
+    platform time_t" instead of connecting to a scheduler that answers at once."""
+    runner = DaskRunner(client.scheduler.address, connect_timeout=seconds)
+    runner.shutdown()
 
 
 def test_a_port_that_accepts_and_never_answers_is_refused_within_the_connect_timeout() -> None:

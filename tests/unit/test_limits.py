@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from laios.execution.executor import ResourceLimits
+from laios.execution.executor import Executor, ResourceLimits
+from laios.execution.store import MetricStore
+from laios.tools.registry import ToolRegistry
 
 
 def test_defaults_are_no_limits() -> None:
@@ -156,3 +158,36 @@ def test_a_field_given_by_position_and_keyword_is_refused() -> None:
     """As for any Python function, one field given both ways is a TypeError."""
     with pytest.raises(TypeError, match="timeout_seconds"):
         ResourceLimits(30, timeout_seconds=5)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        (ResourceLimits().model_copy(update={"timeout_seconds": -1}), "timeout_seconds"),
+        (ResourceLimits.model_construct(timeout_seconds="soon"), "timeout_seconds"),
+        (ResourceLimits(30).model_copy(update={"memory_limit_mb": 0}), "memory_limit_mb"),
+        (ResourceLimits.model_construct(cpu_limit_percent=math.nan), "cpu_limit_percent"),
+    ],
+    ids=["copy-negative-timeout", "constructed-text-timeout", "copy-zero-memory", "nan-cpu"],
+)
+def test_an_executor_refuses_limits_built_without_validation(
+    limits: ResourceLimits, named: str
+) -> None:
+    """``model_copy(update=...)`` and ``model_construct`` skip Pydantic's validation: an
+    executor took such limits, and then every task ended ``timeout`` "of -1s" before it
+    started, or was rejected with "'>' not supported between instances of 'str' and
+    'float'". The executor checks them at the call, naming the field."""
+    registry = ToolRegistry()
+    with pytest.raises(ValueError, match=rf"^resource_limits\.{named}") as raised:
+        Executor(registry, limits, store=MetricStore(), register_prometheus=False)
+    assert "model_copy" in str(raised.value)
+
+
+def test_an_executor_takes_valid_limits_built_without_validation() -> None:
+    """Valid values are taken however the limits were built (and kept as given)."""
+    limits = ResourceLimits().model_copy(update={"timeout_seconds": 5.0})
+    executor = Executor(ToolRegistry(), limits, store=MetricStore(), register_prometheus=False)
+    try:
+        assert executor.resource_limits is limits
+    finally:
+        executor.shutdown()

@@ -604,6 +604,15 @@ def test_bad_arguments_are_refused(store: MetricStore) -> None:
         instrument_metrics(store, meter_provider="otlp")  # type: ignore[arg-type]
 
 
+def test_a_meter_provider_class_is_refused_saying_to_pass_an_instance(
+    store: MetricStore,
+) -> None:
+    """``meter_provider=MeterProvider`` (the call's parentheses forgotten) failed with
+    "AttributeError: 'str' object has no attribute '_disabled'" from inside the SDK."""
+    with pytest.raises(TypeError, match=r"^meter_provider must be an instance"):
+        instrument_metrics(store, meter_provider=MeterProvider)  # type: ignore[arg-type]
+
+
 # -- the executor ---------------------------------------------------------------------------------
 
 

@@ -187,6 +187,27 @@ def test_initargs_or_preload_that_are_no_sequence_are_named_in_the_refusal(
         ProcessRunner(max_workers=1, **{name: value})
 
 
+def test_initargs_that_cannot_be_pickled_are_refused_at_the_call() -> None:
+    """``initargs`` travel to every worker pickled, as the initializer does: one that cannot be
+    pickled (a lock) was taken, and every task then failed ``no_process`` while the runner
+    tried to start a worker. It is refused at the call, naming the option."""
+    with pytest.raises(TypeError, match=r"^initargs must be picklable") as raised:
+        ProcessRunner(1, initializer=print, initargs=(threading.Lock(),))
+    assert "lock" in str(raised.value)
+
+
+async def _async_initializer() -> None:
+    """An initializer written as a coroutine function (refused)."""
+
+
+def test_an_async_initializer_is_refused_at_the_call() -> None:
+    """A worker calls ``initializer`` and never awaits it: an ``async def`` one was taken, and
+    each worker only made a coroutine and dropped it, its setup never done and the tasks
+    succeeding without it. It is refused at the call, saying to pass a plain function."""
+    with pytest.raises(TypeError, match=r"^initializer must be a plain function"):
+        ProcessRunner(1, initializer=_async_initializer)
+
+
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
 @pytest.mark.parametrize(
     ("preload", "error", "named"),
@@ -1343,18 +1364,6 @@ def test_a_worker_whose_initializer_failed_serves_once_it_succeeds(
     assert failed.metadata["error_type"] == "initializer_failed"
     os.remove(broken)
     assert run_pid(executor, task, context) > 0
-
-
-def test_initargs_that_cannot_be_sent_to_a_worker_are_named_in_the_refusal(
-    make: Callable[..., Executor], task: Callable[..., Task], context: Context
-) -> None:
-    """A worker that cannot start because its initargs do not pickle says so."""
-    options = {"initializer": process_tools.set_up_tracing, "initargs": (threading.Lock(),)}
-    executor = make(runner_options=options)
-    result = executor.execute_task(task("pid"), context, timeout=WAIT)
-    assert result.metadata["error_type"] == "no_process"
-    assert "cannot pickle '_thread.lock' object" in (result.error or "")
-    assert "initializer" in (result.error or "")
 
 
 def test_shutdown_waits_no_longer_than_a_worker_start_that_fails(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
 from wsgiref.util import setup_testing_defaults
@@ -76,6 +77,8 @@ def samples(registry: CollectorRegistry, name: str) -> list[dict[str, str]]:
         ([-1.0], ValueError),
         ([0.1, math.inf], ValueError),
         ([math.nan], ValueError),
+        ([10**400], ValueError),
+        ([1.0, Fraction(10**400)], ValueError),
         ([0.001 * (i + 1) for i in range(41)], ValueError),
         ("0.1,1", TypeError),
         ([True, 2.0], TypeError),

@@ -13,6 +13,7 @@ from itertools import pairwise
 from numbers import Real
 
 from laios.execution._aggregates import LabelSet
+from laios.execution._checks import as_float, number_repr
 
 __all__ = [
     "MAX_BUCKETS",
@@ -79,10 +80,11 @@ def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
     for value in values:
         if isinstance(value, bool) or not isinstance(value, Real):
             raise TypeError(f"{parameter} must hold numbers of seconds, got {value!r}")
-        if not (math.isfinite(value) and value > 0):
+        # (an int or a Fraction too large for a float is infinite here, not an OverflowError)
+        if not (math.isfinite(as_float(value)) and value > 0):
             raise ValueError(
                 f"{parameter} must hold finite bounds greater than 0 (+Inf is always added), "
-                f"got {value!r}"
+                f"got {number_repr(value)}"
             )
     floats = tuple(float(value) for value in values)
     for lower, upper in pairwise(floats):

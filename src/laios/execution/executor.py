@@ -38,7 +38,7 @@ from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._finalizing import finalize_elsewhere
 from laios.execution._runners.base import Runner
 from laios.execution._runners.thread import ThreadRunner
-from laios.execution.limits import ResourceLimits
+from laios.execution.limits import ResourceLimits, check_limits
 from laios.execution.metrics import ExecutionMetrics
 from laios.execution.redaction import truncate_bytes
 from laios.execution.retry import RetryHook, RetryPolicy
@@ -197,6 +197,8 @@ class Executor(Generic[_RegistryT]):
                 "resource_limits must be a ResourceLimits (use ResourceLimits.from_config for "
                 f"a dict), got {type(resource_limits).__name__}"
             )
+        else:
+            check_limits(resource_limits)
         self.max_workers = positive_int("max_workers", max_workers)
         given = self.max_workers if replacement_threads is None else replacement_threads
         replacements = whole_number(given)

@@ -7,7 +7,7 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from laios.execution._checks import as_float, is_boolean, number_repr
 
@@ -152,3 +152,35 @@ class ResourceLimits(BaseModel):
                 f"unknown resource limit key(s): {shown}; expected any of {sorted(known)}"
             )
         return cls.model_validate(dict(config))
+
+
+def check_limits(limits: ResourceLimits) -> None:
+    """Refuse limits whose fields hold values that validation would not have let in.
+
+    ``model_copy(update=...)`` and ``model_construct`` skip Pydantic's validation; an executor
+    given such limits would fail every task far from the cause (a negative timeout ends each
+    one before it starts).
+
+    Raises:
+        ValueError: Naming the first field that is invalid, its value and what is accepted.
+    """
+    values = {name: getattr(limits, name, None) for name in _FIELD_ORDER}
+    try:
+        checked = ResourceLimits.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = error["loc"][0] if error["loc"] else "?"
+        problem = error["msg"].removeprefix("Value error, ")
+        value = values.get(str(field))
+    else:
+        wrong = [name for name in _FIELD_ORDER if getattr(checked, name) != values[name]]
+        if not wrong:
+            return
+        field, value = wrong[0], values[wrong[0]]
+        problem = f"holds {type(value).__name__}, not the field's type"
+    shown = "" if "got " in problem else f" (got {number_repr(value)})"
+    raise ValueError(
+        f"resource_limits.{field} {problem}{shown}: were the limits built "
+        "without validation (model_copy(update=...), model_construct)? Build them with "
+        "ResourceLimits(...) or ResourceLimits.from_config(...)"
+    )

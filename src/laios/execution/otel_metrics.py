@@ -61,6 +61,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from laios._compat.otel import global_meter_provider, is_proxy_meter_provider
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
 from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
+from laios.execution._checks import not_a_class
 from laios.execution._forks import reset_after_fork
 from laios.execution._totals import ExportedTotals, export_label, read_stores
 from laios.execution.store import FinishedTask, MetricStore, get_default_store
@@ -548,6 +549,7 @@ def _instruments_for(provider: MeterProvider) -> _Instruments:
 
 
 def _check_provider(meter_provider: object) -> None:
+    not_a_class("meter_provider", meter_provider, "get_meter")
     if not callable(getattr(meter_provider, "get_meter", None)):
         raise TypeError(
             "meter_provider must be an OpenTelemetry MeterProvider (with get_meter), got "
@@ -578,7 +580,7 @@ def instrument_metrics(
 
     Raises:
         TypeError: When ``store`` is not a ``MetricStore`` or ``meter_provider`` is not a
-            meter provider.
+            meter provider (or is the class of one, not an instance).
         ValueError: When the store holds :data:`~laios.execution.store.MAX_FINISH_LISTENERS`
             finish listeners already (each provider a store reports to adds one: uninstrument
             those you no longer need); nothing is instrumented.

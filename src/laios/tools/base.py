@@ -479,6 +479,33 @@ def _category_of(tool_name: str, category: Any) -> ToolCategory:
     ) from None
 
 
+#: The tool types of the OpenTelemetry GenAI conventions (``gen_ai.tool.type``).
+TOOL_TYPES = ("function", "extension", "datastore")
+
+
+def _check_kind(tool: BaseTool) -> None:
+    """Refuse a tool whose ``is_async`` does not match its base class, or whose ``tool_type``
+    is none of :data:`TOOL_TYPES`: either would fail each run, or lose the type unsaid."""
+    is_async = tool.is_async
+    runs_async = isinstance(tool, AsyncBaseTool)
+    if is_async is True:  # (the executor awaits its run_raising_async)
+        matches = callable(getattr(tool, "run_raising_async", None))
+    else:
+        matches = is_async is False and not runs_async
+    if not matches:
+        raise TypeError(
+            f"Tool {tool.name!r}: is_async is {is_async!r}, but the tool is "
+            f"{'an AsyncBaseTool' if runs_async else 'a synchronous BaseTool'}: leave is_async "
+            "to the base class (subclass AsyncBaseTool and define _execute_async for a tool "
+            "whose work is a coroutine)"
+        )
+    if not (isinstance(tool.tool_type, str) and tool.tool_type in TOOL_TYPES):
+        raise ValueError(
+            f"Tool {tool.name!r}: tool_type must be one of {', '.join(TOOL_TYPES)}, got "
+            f"{reprlib.repr(tool.tool_type)}"
+        )
+
+
 def _failure(exc: Exception) -> ToolOutput:
     """Turn an exception into a failed :class:`ToolOutput`, or re-raise a control-flow one.
     Never raises otherwise: an exception class that hides its name (a metaclass's doing) is
@@ -677,9 +704,12 @@ class BaseTool(abc.ABC):
         Raises:
             ValueError: If ``name`` is missing or blank, has a control or format character
                 or surrounding space (see :func:`_check_tool_name`), ``description`` is empty,
-                ``category`` or a permission is not a valid enum value, or
-                ``required_permissions`` is a single permission rather than a set.
-            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`.
+                ``category`` or a permission is not a valid enum value,
+                ``required_permissions`` is a single permission rather than a set, or
+                ``tool_type`` is none of :data:`TOOL_TYPES`.
+            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`, or
+                ``is_async`` does not match the base class (``True`` on an
+                :class:`AsyncBaseTool` only).
         """
         cls = type(self)
         if not isinstance(self.name, str) or not self.name.strip():
@@ -692,6 +722,7 @@ class BaseTool(abc.ABC):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
         self.category = _category_of(self.name, self.category)
         self.required_permissions = _permission_set(self.name, self.required_permissions)
+        _check_kind(self)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
         self._passthrough = (

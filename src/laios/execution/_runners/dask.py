@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from laios._callables import is_coroutine_function
 from laios._compat.dask import (
     forget_topic,
     scheduler_connection,
@@ -145,7 +146,9 @@ def _await_handshake(address: str, timeout: float) -> None:
 
     thread = threading.Thread(target=run, name="laios-dask-handshake", daemon=True)
     thread.start()
-    thread.join(timeout + 5.0)  # (wait_for ends it at the timeout; the margin is for a slow CPU)
+    # (wait_for ends it at the timeout; the margin is for a slow CPU. A thread waits at most
+    # TIMEOUT_MAX seconds, some 292 years: a longer timeout waits that long.)
+    thread.join(min(timeout + 5.0, threading.TIMEOUT_MAX))
     if not outcome:
         raise TimeoutError(f"no handshake within {timeout:g}s")
     failure = outcome[0]
@@ -599,8 +602,8 @@ class DaskRunner:
             scheme or port, ``http://``).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
-            is not callable, ``worker_initargs`` is a string or not a sequence, or either
-            cannot be pickled.
+            is not callable or is an async function, ``worker_initargs`` is a string or not a
+            sequence, or either cannot be pickled.
     """
 
     name = "dask"
@@ -669,6 +672,12 @@ class DaskRunner:
         if worker_initializer is not None and not callable(worker_initializer):
             raise TypeError(
                 f"worker_initializer must be callable, got {type(worker_initializer).__name__}"
+            )
+        if worker_initializer is not None and is_coroutine_function(worker_initializer):
+            raise TypeError(
+                "worker_initializer must be a plain function, not an async function: each "
+                "tool process calls it and never awaits the coroutine it returns (pass a "
+                "plain def)"
             )
         try:  # (they travel with every call, and to the tool processes by name)
             setup = pickle.dumps(

@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from laios._callables import is_coroutine_function
 from laios._compat.multiprocessing import (
     forget_child,
     forget_ended_forkserver,
@@ -1260,9 +1261,9 @@ class ProcessRunner:
         ValueError: When ``max_workers`` is not a whole number from 1 to 1,024 (``True``
             included), ``start_method`` is unknown or ``"fork"``, or ``preload`` has an empty
             name.
-        TypeError: When ``initializer`` is not callable or cannot be pickled, ``preload`` or
-            ``initargs`` is a string (not a sequence of them), or ``preload`` has an entry
-            that is not a string.
+        TypeError: When ``initializer`` is not callable, is an async function or cannot be
+            pickled, ``initargs`` cannot be pickled, ``preload`` or ``initargs`` is a string
+            (not a sequence of them), or ``preload`` has an entry that is not a string.
     """
 
     name = "process"
@@ -1314,6 +1315,12 @@ class ProcessRunner:
                 )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {type(initializer).__name__}")
+        if initializer is not None and is_coroutine_function(initializer):
+            # (a worker calls it and never awaits it: its setup would never run)
+            raise TypeError(
+                "initializer must be a plain function, not an async function: each worker "
+                "calls it and never awaits the coroutine it returns (pass a plain def)"
+            )
         if initializer is not None:
             try:
                 pickle.dumps(initializer, pickle.HIGHEST_PROTOCOL)
@@ -1322,6 +1329,17 @@ class ProcessRunner:
                     "initializer must be picklable (a module-level function), got "
                     f"{describe_for_pickle(initializer)} ({describe_error(exc)})"
                 ) from exc
+        initargs = tuple(initargs)
+        try:  # (they go to each worker as it starts, pickled with the initializer)
+            pickle.dumps(initargs, pickle.HIGHEST_PROTOCOL)
+        except RuntimeError:  # (a multiprocessing queue or lock: picklable only while a
+            # process starts, which is when the runner sends them)
+            pass
+        except Exception as exc:
+            raise TypeError(
+                f"initargs must be picklable, got {describe_for_pickle(initargs)} "
+                f"({describe_error(exc)})"
+            ) from exc
         context = multiprocessing.get_context(method)
         if method == "forkserver":
             # (the last one gives the processes the forkserver starts for other code SIGINT
@@ -1334,7 +1352,7 @@ class ProcessRunner:
             context.set_forkserver_preload(modules)
         self.max_workers = max_workers
         self.start_method = method
-        self._pool = _Pool(max_workers, context, initializer, tuple(initargs))
+        self._pool = _Pool(max_workers, context, initializer, initargs)
         _POOLS.add(self._pool)
         # (On a thread of its own: the collector may finalize the runner on a thread that
         # holds the pool's lock, its reader thread say, which terminate takes.)
