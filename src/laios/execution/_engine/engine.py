@@ -61,6 +61,7 @@ from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool
 from laios.execution.tracing import baggage_header, span_ids
+from laios.tools.base import TOOL_TYPES
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -119,8 +120,6 @@ def rejected_result(task: Any, exc: BaseException) -> TaskResult:
 
 #: ``Task.metadata`` keys that carry the tool call id the model issued (the first one set).
 TOOL_CALL_ID_KEYS = ("tool_call_id", "gen_ai.tool.call.id")
-#: The tool types of the GenAI conventions (a tool's ``tool_type``; anything else: function).
-TOOL_TYPES = frozenset({"function", "extension", "datastore"})
 
 
 def _mark_failed(task: Task, error: str, *, unstarted: bool) -> None:
@@ -153,6 +152,7 @@ def _tool_call_id(task: Task) -> str | None:
 
 
 def _tool_type(tool: Any) -> str:
+    """A tool's ``tool_type`` for its span (a tool object of another kind: ``function``)."""
     kind = getattr(tool, "tool_type", "function")
     return kind if isinstance(kind, str) and kind in TOOL_TYPES else "function"
 
