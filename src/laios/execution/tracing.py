@@ -28,6 +28,8 @@ from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.trace import (
+    NoOpTracerProvider,
+    ProxyTracerProvider,
     Span,
     SpanKind,
     Status,
@@ -183,7 +185,9 @@ class Tracing:
 
     Args:
         tracer_provider: A provider to use; ``None`` follows the global provider (so an SDK
-            configured after the executor was created is still picked up).
+            configured after the executor was created is still picked up), and so does the
+            API's ``ProxyTracerProvider``. The API's ``NoOpTracerProvider`` turns tracing off,
+            whatever the global provider is.
         capture_content: Record arguments and results on task spans (redacted, truncated).
             ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
     """
@@ -195,6 +199,12 @@ class Tracing:
     ) -> None:
         from laios import __version__
 
+        # A no-op provider's spans are the caller's own span, passed through: ids taken from
+        # them would name the caller's span as the task's. A proxy forwards to the global one.
+        #: ``False`` when tracing was turned off with a ``NoOpTracerProvider``.
+        self.allowed = not isinstance(tracer_provider, NoOpTracerProvider)
+        if not self.allowed or isinstance(tracer_provider, ProxyTracerProvider):
+            tracer_provider = None
         #: ``True`` once spans are known to be recorded (a provider was passed in, or an SDK
         #: provider was seen as the global one). Until then :attr:`enabled` looks again.
         self.known_enabled = tracer_provider is not None
@@ -216,7 +226,7 @@ class Tracing:
         """
         if self.known_enabled:
             return True
-        if not global_provider_is_sdk():
+        if not global_provider_is_sdk() or not self.allowed:
             return False
         self.known_enabled = True
         return True
