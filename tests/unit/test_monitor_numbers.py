@@ -91,3 +91,17 @@ def test_record_metric_takes_unit_none_as_no_unit_and_refuses_no_name() -> None:
     with pytest.raises(TypeError, match="metric_name must be a string, got None"):
         perf.record_metric("t", None, 3)  # type: ignore[arg-type]
     assert list(perf.get_metrics("t")) == ["rows"]
+
+
+def test_metric_summary_average_of_samples_near_the_float_limit_is_finite() -> None:
+    """Samples whose sum is past the largest float still have their true average, not
+    infinity (every sample is finite)."""
+    perf = PerformanceMonitor()
+    for value in (1e308, 1.5e308, 1.7e308):
+        perf.record_metric("t", "bytes", value)
+    perf.record_metric("t", "low", -1.7e308)
+    perf.record_metric("t", "low", -1.7e308)
+    summary = perf.get_metric_summary("t", "bytes")
+    assert summary["avg"] == pytest.approx(1.4e308)
+    assert summary["min"] <= summary["avg"] <= summary["max"]
+    assert perf.get_metric_summary("t", "low")["avg"] == -1.7e308
