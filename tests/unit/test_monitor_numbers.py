@@ -3,6 +3,7 @@ large for a float; the only errors are the documented TypeError and ValueError."
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -105,3 +106,13 @@ def test_metric_summary_average_of_samples_near_the_float_limit_is_finite() -> N
     assert summary["avg"] == pytest.approx(1.4e308)
     assert summary["min"] <= summary["avg"] <= summary["max"]
     assert perf.get_metric_summary("t", "low")["avg"] == -1.7e308
+
+
+def test_progress_of_negative_zero_is_zero() -> None:
+    """``-0.0`` (as a computation such as ``-done / total`` gives) is recorded as ``0.0``, not
+    as a negative zero that prints as ``-0.0`` in ``/status`` and to listeners."""
+    monitor = ExecutionMonitor()
+    monitor.update_task_progress("t", -0.0)
+    progress = monitor.get_progress("t")
+    assert progress is not None
+    assert math.copysign(1.0, progress.progress_percent) == 1.0

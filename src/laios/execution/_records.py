@@ -563,7 +563,7 @@ def clamp_percent(value: Any) -> float:
         return 0.0 if value < 0 else 100.0
     if math.isnan(number):
         return 0.0
-    return min(max(number, 0.0), 100.0)
+    return min(max(0.0, number), 100.0)  # (max(0.0, -0.0) is 0.0: no negative zero)
 
 
 class ProgressStatus(str, Enum):
