@@ -37,7 +37,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
-from laios._compat.otel import global_provider_is_sdk
+from laios._compat.otel import global_provider_is_sdk, instrumentation_suppressed
 from laios._exceptions import qualified_type_name
 from laios.execution._records import printable
 from laios.execution.redaction import (
@@ -231,6 +231,13 @@ class Tracing:
         self.known_enabled = True
         return True
 
+    @staticmethod
+    def suppressed(parent: Context | None) -> bool:
+        """Whether instrumentation is suppressed in ``parent`` (the current context when
+        ``None``), with ``suppress_instrumentation()`` of ``opentelemetry-instrumentation``:
+        the task then makes no spans."""
+        return instrumentation_suppressed(parent)
+
     def start_task_span(
         self,
         tool_name: str,
@@ -271,11 +278,14 @@ class Tracing:
     def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
         """Open a retry or batch span under the caller's current span; never raises.
 
-        ``None`` when the tracer fails (a span processor raising from ``on_start``…): the
-        fault is logged and the call goes on without the span, its task spans under the
-        caller's own.
+        ``None`` when instrumentation is suppressed in the caller's context (see
+        :meth:`suppressed`), and when the tracer fails (a span processor raising from
+        ``on_start``…): the fault is logged and the call goes on without the span, its task
+        spans under the caller's own.
         """
         try:
+            if instrumentation_suppressed():
+                return None
             return self._tracer.start_span(
                 utf8_text(name),
                 kind=SpanKind.INTERNAL,
