@@ -19,6 +19,7 @@ to the executor) no span work is done at all.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -330,7 +331,8 @@ class Tracing:
         ``secrets``. An int outside the 64-bit range OTLP carries becomes its decimal text.
         """
         attributes: dict[str, Any] = {}
-        for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
+        # (only the entries recorded are read: a huge mapping costs no more than a small one)
+        for key, value in itertools.islice(data.items(), MAX_CHECKPOINT_ATTRIBUTES):
             text = printable(key, _UNPRINTABLE_KEY)
             label = text
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)
