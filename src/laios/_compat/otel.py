@@ -12,6 +12,11 @@ created, to decide whether to report OpenTelemetry metrics (see
 :mod:`laios.execution.otel_metrics`). Reading the slot, rather than calling
 ``get_meter_provider()``, neither installs a provider nor loads one named by
 ``OTEL_PYTHON_METER_PROVIDER``: the answer is "has one been installed", as for traces.
+
+``suppress_instrumentation()`` (of ``opentelemetry-instrumentation``, used by exporters around
+their own requests) sets the API context's ``_SUPPRESS_INSTRUMENTATION_KEY`` and a plain
+``"suppress_instrumentation"`` key; :func:`instrumentation_suppressed` reads both, and only the
+plain one where the API no longer has the private key.
 """
 
 from __future__ import annotations
