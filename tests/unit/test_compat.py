@@ -39,6 +39,21 @@ def test_opentelemetry_still_keeps_the_global_meter_provider_where_it_is_read() 
     assert otel.METER_SLOT_READABLE
 
 
+def test_opentelemetry_still_keeps_the_suppress_instrumentation_key_where_it_is_read() -> None:
+    """suppress_instrumentation() sets a private key of the API's context module: if it moves,
+    tasks run under it would be traced again (only the plain key would still be read)."""
+    from opentelemetry import context as otel_context
+
+    key = otel._SUPPRESS_KEY
+    assert isinstance(key, str)
+    token = otel_context.attach(otel_context.set_value(key, True))
+    try:
+        assert otel.instrumentation_suppressed()
+    finally:
+        otel_context.detach(token)
+    assert not otel.instrumentation_suppressed()
+
+
 def test_pydantic_still_has_the_slots_results_are_built_through() -> None:
     """pydantic's ``BaseModel`` still has the slot descriptors the fast construction writes:
     when this fails, every result is built through ``model_construct`` (slower)."""

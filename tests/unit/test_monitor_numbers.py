@@ -3,6 +3,7 @@ large for a float; the only errors are the documented TypeError and ValueError."
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -91,3 +92,27 @@ def test_record_metric_takes_unit_none_as_no_unit_and_refuses_no_name() -> None:
     with pytest.raises(TypeError, match="metric_name must be a string, got None"):
         perf.record_metric("t", None, 3)  # type: ignore[arg-type]
     assert list(perf.get_metrics("t")) == ["rows"]
+
+
+def test_metric_summary_average_of_samples_near_the_float_limit_is_finite() -> None:
+    """Samples whose sum is past the largest float still have their true average, not
+    infinity (every sample is finite)."""
+    perf = PerformanceMonitor()
+    for value in (1e308, 1.5e308, 1.7e308):
+        perf.record_metric("t", "bytes", value)
+    perf.record_metric("t", "low", -1.7e308)
+    perf.record_metric("t", "low", -1.7e308)
+    summary = perf.get_metric_summary("t", "bytes")
+    assert summary["avg"] == pytest.approx(1.4e308)
+    assert summary["min"] <= summary["avg"] <= summary["max"]
+    assert perf.get_metric_summary("t", "low")["avg"] == -1.7e308
+
+
+def test_progress_of_negative_zero_is_zero() -> None:
+    """``-0.0`` (as a computation such as ``-done / total`` gives) is recorded as ``0.0``, not
+    as a negative zero that prints as ``-0.0`` in ``/status`` and to listeners."""
+    monitor = ExecutionMonitor()
+    monitor.update_task_progress("t", -0.0)
+    progress = monitor.get_progress("t")
+    assert progress is not None
+    assert math.copysign(1.0, progress.progress_percent) == 1.0

@@ -12,10 +12,16 @@ created, to decide whether to report OpenTelemetry metrics (see
 :mod:`laios.execution.otel_metrics`). Reading the slot, rather than calling
 ``get_meter_provider()``, neither installs a provider nor loads one named by
 ``OTEL_PYTHON_METER_PROVIDER``: the answer is "has one been installed", as for traces.
+
+``suppress_instrumentation()`` (of ``opentelemetry-instrumentation``, used by exporters around
+their own requests) sets the API context's ``_SUPPRESS_INSTRUMENTATION_KEY`` and a plain
+``"suppress_instrumentation"`` key; :func:`instrumentation_suppressed` reads both, and only the
+plain one where the API no longer has the private key.
 """
 
 from __future__ import annotations
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 from opentelemetry.metrics import _internal as metrics_internal
@@ -26,6 +32,7 @@ __all__ = [
     "PROVIDER_SLOT_READABLE",
     "global_meter_provider",
     "global_provider_is_sdk",
+    "instrumentation_suppressed",
     "is_proxy_meter_provider",
 ]
 
@@ -74,3 +81,19 @@ def _meter_from_api() -> MeterProvider | None:
 #: The meter provider installed globally (``set_meter_provider``, as ``opentelemetry-instrument``
 #: does), or ``None`` while none is, or when it is a no-op one.
 global_meter_provider = _meter_from_slot if METER_SLOT_READABLE else _meter_from_api
+
+
+#: The context key ``suppress_instrumentation()`` (``opentelemetry-instrumentation``) sets, as
+#: exporters do around their own requests; it lives in the API, under a private name.
+_SUPPRESS_KEY: str | None = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+#: The plain key it also sets, which instrumentations of older versions read.
+_SUPPRESS_KEY_PLAIN = "suppress_instrumentation"
+
+
+def instrumentation_suppressed(context: otel_context.Context | None = None) -> bool:
+    """Whether instrumentation is suppressed in ``context`` (the current one when ``None``),
+    as ``opentelemetry.instrumentation.utils.is_instrumentation_enabled`` reads it."""
+    return bool(
+        (_SUPPRESS_KEY is not None and otel_context.get_value(_SUPPRESS_KEY, context))
+        or otel_context.get_value(_SUPPRESS_KEY_PLAIN, context)
+    )

@@ -61,7 +61,8 @@ _unprintable_warnings = WarningLimiter()
 
 
 def printable(value: Any, placeholder: str) -> str:
-    """``value`` as text, for a checkpoint's name or a key of its data; never raises.
+    """``value`` as text, for a checkpoint's name, a key of its data or a progress message;
+    never raises.
 
     A string is its own text (a ``(str, Enum)`` member its value, where ``str()`` gives
     ``"Class.MEMBER"``); anything else is its ``str()``, or, when that raises (a user's
@@ -87,8 +88,8 @@ def printable(value: Any, placeholder: str) -> str:
         pass
     if _unprintable_warnings.should_log(placeholder) is not None:
         _log.warning(
-            "a checkpoint name or data key of type %s could not be printed (its __str__ and "
-            "__repr__ raise); it is recorded as %r",
+            "a checkpoint name, data key or progress message of type %s could not be printed "
+            "(its __str__ and __repr__ raise); it is recorded as %r",
             type(value).__qualname__,
             placeholder,
         )
@@ -562,7 +563,7 @@ def clamp_percent(value: Any) -> float:
         return 0.0 if value < 0 else 100.0
     if math.isnan(number):
         return 0.0
-    return min(max(number, 0.0), 100.0)
+    return min(max(0.0, number), 100.0)  # (max(0.0, -0.0) is 0.0: no negative zero)
 
 
 class ProgressStatus(str, Enum):

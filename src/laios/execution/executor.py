@@ -121,7 +121,8 @@ class Executor(Generic[_RegistryT]):
             progress is recorded; records are still kept internally (cancellation needs them)
             and Prometheus aggregates are counted either way.
         store: The metric store (keyword-only); the process-wide default when ``None``.
-        tracer_provider: OpenTelemetry tracer provider; the global one when ``None``.
+        tracer_provider: OpenTelemetry tracer provider; the global one when ``None`` (or the
+            API's ``ProxyTracerProvider``). The API's ``NoOpTracerProvider`` turns tracing off.
         capture_content: Record tool arguments and results on spans (redacted, truncated);
             ``None`` follows ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
         record_capacity: Finished-task records retained (default: the store's, 10,000); older

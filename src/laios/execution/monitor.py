@@ -425,12 +425,11 @@ class PerformanceMonitor:
         if not samples:
             return {}
         values = [float(s["value"]) for s in samples]
-        return {
-            "min": min(values),
-            "max": max(values),
-            "avg": sum(values) / len(values),
-            "count": len(values),
-        }
+        count = len(values)
+        average = sum(values) / count
+        if math.isinf(average):  # the sum went past the largest float (every sample is finite)
+            average = sum(value / count for value in values)
+        return {"min": min(values), "max": max(values), "avg": average, "count": count}
 
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget the samples of one task, or of all tasks (exported totals are counters and

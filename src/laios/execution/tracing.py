@@ -19,6 +19,7 @@ to the executor) no span work is done at all.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,8 @@ from opentelemetry import trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.trace import (
+    NoOpTracerProvider,
+    ProxyTracerProvider,
     Span,
     SpanKind,
     Status,
@@ -35,7 +38,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
-from laios._compat.otel import global_provider_is_sdk
+from laios._compat.otel import global_provider_is_sdk, instrumentation_suppressed
 from laios._exceptions import qualified_type_name
 from laios.execution._records import printable
 from laios.execution.redaction import (
@@ -183,7 +186,9 @@ class Tracing:
 
     Args:
         tracer_provider: A provider to use; ``None`` follows the global provider (so an SDK
-            configured after the executor was created is still picked up).
+            configured after the executor was created is still picked up), and so does the
+            API's ``ProxyTracerProvider``. The API's ``NoOpTracerProvider`` turns tracing off,
+            whatever the global provider is.
         capture_content: Record arguments and results on task spans (redacted, truncated).
             ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
     """
@@ -195,6 +200,12 @@ class Tracing:
     ) -> None:
         from laios import __version__
 
+        # A no-op provider's spans are the caller's own span, passed through: ids taken from
+        # them would name the caller's span as the task's. A proxy forwards to the global one.
+        #: ``False`` when tracing was turned off with a ``NoOpTracerProvider``.
+        self.allowed = not isinstance(tracer_provider, NoOpTracerProvider)
+        if not self.allowed or isinstance(tracer_provider, ProxyTracerProvider):
+            tracer_provider = None
         #: ``True`` once spans are known to be recorded (a provider was passed in, or an SDK
         #: provider was seen as the global one). Until then :attr:`enabled` looks again.
         self.known_enabled = tracer_provider is not None
@@ -216,10 +227,17 @@ class Tracing:
         """
         if self.known_enabled:
             return True
-        if not global_provider_is_sdk():
+        if not global_provider_is_sdk() or not self.allowed:
             return False
         self.known_enabled = True
         return True
+
+    @staticmethod
+    def suppressed(parent: Context | None) -> bool:
+        """Whether instrumentation is suppressed in ``parent`` (the current context when
+        ``None``), with ``suppress_instrumentation()`` of ``opentelemetry-instrumentation``:
+        the task then makes no spans."""
+        return instrumentation_suppressed(parent)
 
     def start_task_span(
         self,
@@ -261,11 +279,14 @@ class Tracing:
     def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
         """Open a retry or batch span under the caller's current span; never raises.
 
-        ``None`` when the tracer fails (a span processor raising from ``on_start``…): the
-        fault is logged and the call goes on without the span, its task spans under the
-        caller's own.
+        ``None`` when instrumentation is suppressed in the caller's context (see
+        :meth:`suppressed`), and when the tracer fails (a span processor raising from
+        ``on_start``…): the fault is logged and the call goes on without the span, its task
+        spans under the caller's own.
         """
         try:
+            if instrumentation_suppressed():
+                return None
             return self._tracer.start_span(
                 utf8_text(name),
                 kind=SpanKind.INTERNAL,
@@ -310,7 +331,8 @@ class Tracing:
         ``secrets``. An int outside the 64-bit range OTLP carries becomes its decimal text.
         """
         attributes: dict[str, Any] = {}
-        for key, value in list(data.items())[:MAX_CHECKPOINT_ATTRIBUTES]:
+        # (only the entries recorded are read: a huge mapping costs no more than a small one)
+        for key, value in itertools.islice(data.items(), MAX_CHECKPOINT_ATTRIBUTES):
             text = printable(key, _UNPRINTABLE_KEY)
             label = text
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)

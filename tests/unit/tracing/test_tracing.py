@@ -375,3 +375,53 @@ def test_executor_follows_a_global_provider_set_later():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+# -- providers that are not SDK ones ------------------------------------------------------------
+
+
+def test_a_noop_tracer_provider_turns_tracing_off(monkeypatch, registry, provider, tracer):
+    """``tracer_provider=NoOpTracerProvider()`` traces nothing, even with an SDK provider
+    installed globally: results and metrics carry no ids (not those of the caller's span), and
+    the caller's span stays current inside the tool."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    with Executor(
+        registry,
+        tracer_provider=trace.NoOpTracerProvider(),
+        store=MetricStore(),
+        register_prometheus=False,
+    ) as ex:
+        assert ex.tracing_enabled is False
+        with tracer.start_as_current_span("caller") as caller:
+            for timeout in (None, 5.0):
+                task = make_task("own_span")
+                result = ex.execute_task(task, CONTEXT, timeout=timeout)
+                assert result.success, result.error
+                assert result.output == caller.get_span_context().span_id
+                assert "trace_id" not in result.metadata
+                assert "span_id" not in result.metadata
+                assert "trace_id" not in ex.get_metrics(task.id).to_dict()
+
+
+def test_a_proxy_tracer_provider_follows_the_global_provider(
+    unset_global_provider, monkeypatch, registry, provider, exporter, tracer
+):
+    """``tracer_provider=ProxyTracerProvider()`` behaves as ``None``: untraced until an SDK
+    provider is installed globally (no ids borrowed from the caller's span meanwhile), then
+    traced through it."""
+    with Executor(
+        registry,
+        tracer_provider=trace.ProxyTracerProvider(),
+        store=MetricStore(),
+        register_prometheus=False,
+    ) as ex:
+        assert ex.tracing_enabled is False
+        with tracer.start_as_current_span("caller"):
+            before = ex.execute_task(make_task("echo"), CONTEXT)
+        assert before.success
+        assert "span_id" not in before.metadata
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+        assert ex.tracing_enabled is True
+        after = ex.execute_task(make_task("echo"), CONTEXT)
+        span = only(exporter, "execute_tool echo")
+        assert after.metadata["span_id"] == format(span.context.span_id, "016x")

@@ -4,7 +4,7 @@ span (the task runs, its result is the tool's, the fault is logged)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from span_support import Echo, make_task
 from laios.core.types import Context
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
+from laios.execution.tracing import MAX_CHECKPOINT_ATTRIBUTES, Tracing
 from laios.tools.registry import ToolRegistry
 
 CONTEXT = Context(session_id="s", user_id="u")
@@ -108,3 +109,35 @@ def test_a_task_span_whose_processor_fails_on_end_is_ended_once(
     assert len(faults) == 3, [r.getMessage() for r in faults]
     again = [r.getMessage() for r in caplog.records if "ended span" in r.getMessage()]
     assert again == []
+
+
+class CountingMapping(Mapping[str, int]):
+    """A large mapping that counts how many of its keys were read."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.read = 0
+
+    def __getitem__(self, key: str) -> int:
+        return int(key)
+
+    def __iter__(self) -> Iterator[str]:
+        for i in range(self.size):
+            self.read += 1
+            yield str(i)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def test_a_checkpoint_span_reads_only_the_entries_it_records(provider, exporter):
+    """Only the first ``MAX_CHECKPOINT_ATTRIBUTES`` entries of checkpoint data become
+    attributes, and only those are read: a checkpoint with a huge mapping costs no more."""
+    tracing = Tracing(provider)
+    task_span = tracing.start_task_span("echo", {}, None)
+    data = CountingMapping(100_000)
+    tracing.checkpoint_span(task_span, "big", 1, 2, data)
+    task_span.end()
+    (span,) = (s for s in exporter.get_finished_spans() if s.name == "checkpoint big")
+    assert len(span.attributes) == MAX_CHECKPOINT_ATTRIBUTES
+    assert data.read <= MAX_CHECKPOINT_ATTRIBUTES + 1

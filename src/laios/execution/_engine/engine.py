@@ -333,7 +333,7 @@ class Engine:
             if retries:
                 job.retries = retries
         tracing = self.tracing
-        if tracing.known_enabled or tracing.enabled:
+        if (tracing.known_enabled or tracing.enabled) and not tracing.suppressed(parent):
             try:
                 self._open_span(job, task, tool, context, parent, attributes)
             except Exception as exc:  # observability never stops a task: it runs untraced

@@ -50,7 +50,7 @@ from laios.execution._aggregates import seconds_between
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
-from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate
+from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable
 from laios.execution._runners.base import (
     RUNNER_SHUT_DOWN,
     SHUTDOWN,
@@ -488,7 +488,8 @@ class Job(TaskRecord):
             return
         text = None
         if message is not None:
-            text = str(message)
+            # (a message whose __str__ raises is written as its repr: the tool goes on)
+            text = printable(message, "<unprintable message>")
             task = self.task
             if task is not None and task.parameters:  # a message may quote a secret argument
                 # (scrubbed before it is cut: a secret across the cut leaves nothing behind)
