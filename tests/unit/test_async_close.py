@@ -514,3 +514,32 @@ def test_shutdown_on_a_loop_points_to_aclose(
     assert asyncio.run(asyncio.wait_for(scenario(), WAIT)).success
     warnings = [r.getMessage() for r in laios_records if r.levelno == logging.WARNING]
     assert any("await executor.aclose()" in w for w in warnings), warnings
+
+
+class _SlowToHandBack(asyncio.SelectorEventLoop):
+    """A loop whose ``call_soon_threadsafe`` returns a moment after it scheduled the callback:
+    the thread calling it is still alive when the callback runs."""
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> Any:
+        handle = super().call_soon_threadsafe(callback, *args, context=context)
+        if threading.current_thread().name == "laios-closing":
+            time.sleep(0.2)
+        return handle
+
+
+def test_aclose_leaves_no_thread_of_its_own_behind(tools: Any) -> None:
+    """When ``aclose()`` returns, the thread it shut the runners down on has ended too."""
+    registry = ToolRegistry()
+    registry.register_tool(tools[0])
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+
+    async def scenario() -> list[str]:
+        await executor.aclose()
+        return [t.name for t in threading.enumerate() if t.name == "laios-closing"]
+
+    loop = _SlowToHandBack()
+    try:
+        left = loop.run_until_complete(asyncio.wait_for(scenario(), WAIT))
+    finally:
+        loop.close()
+    assert left == []

@@ -118,3 +118,6 @@ async def _runners_shut_down(engine: Engine, loop: asyncio.AbstractEventLoop) ->
         engine.shutdown(False)
         return
     await ended
+    # The thread has handed its outcome over and only returns now: it is gone when aclose()
+    # returns (a check for leftover threads right after it would otherwise find it).
+    thread.join()

@@ -213,7 +213,8 @@ class AsyncSlots:
     A call made from inside an async tool holding one of these slots takes a slot at once, past
     the limit if need be (see :meth:`held_here`), while that tool still holds its slot; once
     the slots in use are back under the limit, a freed slot passes to the oldest waiting call
-    again.
+    again. So does a call of a blocking caller (``execute_task``) that blocks a running loop
+    on which calls hold slots or wait for one (see :meth:`_blocked_by_caller`).
 
     A slot held by a call whose event loop was then closed by its owner (without cancelling
     the call's task, so it never ends) is taken back when a call finds no slot free
@@ -320,7 +321,11 @@ class AsyncSlots:
         lock = self.lock
         lock.acquire()  # (not ``with``: half the cost, on a path taken twice per call)
         try:
-            if self.running < self.limit or (holders and self._held_by(holders)):
+            if (
+                self.running < self.limit
+                or (holders and self._held_by(holders))
+                or (launch and self._blocked_by_caller())
+            ):
                 self.running += 1
                 self._add_holder(work)
                 work.launching = launch
@@ -329,6 +334,20 @@ class AsyncSlots:
             return False
         finally:
             lock.release()
+
+    def _blocked_by_caller(self) -> bool:
+        # Under the lock, for a call of a blocking caller (``execute_task``) finding no slot
+        # free: whether that caller blocks a running event loop (it was called from a
+        # coroutine, or a callback on the loop) on which calls hold slots or wait for one.
+        # Those cannot end, or start and end, until the caller returns: waiting for a slot
+        # would wait for ever, so the call takes one past the limit.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return bool(self.holders.get(loop)) or any(
+            work.loop is loop and not work.abandoned for work in self.waiting
+        )
 
     def take_now(self, work: _AwaitedCall) -> bool:
         """Take a slot for ``work`` if one is free and nobody waits for one (or the caller
