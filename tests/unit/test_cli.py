@@ -1642,11 +1642,7 @@ def _answering_a_status(requests: list[bytes]) -> Callable[[socket.socket], None
                 return
             head += chunk
         requests.append(head)
-        body = b'{"running": [], "tools": []}'
-        conn.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        conn.sendall(_http_answer(b'{"running": [], "tools": []}'))
 
     return handle
 

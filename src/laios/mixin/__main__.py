@@ -208,8 +208,10 @@ def main(
     args = parse_command_line(parser, argv)
     if isinstance(args, int):  # --help whose text could not be written
         return args
-    if args.out is None:
-        if not _CHECKOUT_MARKER.is_dir():
+    # Without --out, only the generator, or laios mixin at a checkout's root, writes here.
+    out_optional = not out_needed_outside_checkout or _CHECKOUT_MARKER.is_dir()
+    if args.out is None:  # (only when out_needed_outside_checkout)
+        if not out_optional:
             parser.error(
                 "give --out DIR, the directory to write the files into (only at the root of "
                 "a checkout of laios' source does it default to the current directory)"
@@ -219,8 +221,6 @@ def main(
     if closed is not None:
         return closed
     try:
-        # Without --out, only the generator, or laios mixin at a checkout's root, writes here.
-        out_optional = not out_needed_outside_checkout or _CHECKOUT_MARKER.is_dir()
         return _run(parser, args, out_optional=out_optional)
     except KeyboardInterrupt:
         return 130
