@@ -1488,3 +1488,28 @@ def test_shutdown_leaves_no_stats_thread_behind(
     for thread in own:
         thread.join(WAIT)
     assert not any(t.is_alive() for t in own)
+
+
+def test_a_client_whose_close_was_cut_short_keeps_its_loop(tools: ToolRegistry) -> None:
+    """Shutdown stops the event loop of a client Dask closed itself; a client of its own whose
+    close was cut short (a timeout) keeps its loop, which closing it again needs: stopped, the
+    client's own ``__del__`` raised "IOLoop is closed"."""
+    scheduler_only = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    runner = DaskRunner(scheduler_only.scheduler_address)
+    client = runner.client
+    close = client.close
+
+    def cut_short(*args: Any, **kwargs: Any) -> None:
+        raise TimeoutError("the close was cut short")
+
+    client.close = cut_short
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        executor.shutdown(wait=True)
+        assert client.status != "closed"
+        close()  # as the client's __del__ does
+        assert client.status == "closed"
+    finally:
+        client.close = close
+        executor.shutdown(wait=False)
+        scheduler_only.close()

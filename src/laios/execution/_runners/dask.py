@@ -1281,9 +1281,11 @@ class DaskRunner:
             with contextlib.suppress(Exception):
                 self.client.close()
             # (Dask leaves the thread of a client it closed itself, after it lost its
-            # scheduler, running; ``close`` does not stop it then.)
-            with contextlib.suppress(Exception):
-                stop_client_loop(self.client)
+            # scheduler, running; ``close`` does not stop it then. A client still closing,
+            # its ``close`` cut short, keeps its loop: closing it again needs that loop.)
+            if getattr(self.client, "status", None) == "closed":
+                with contextlib.suppress(Exception):
+                    stop_client_loop(self.client)
             self._close_own()
 
     def _close_own(self) -> None:
