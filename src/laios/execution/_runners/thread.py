@@ -332,21 +332,19 @@ class ThreadRunner:
         tool running for hours) none is reached: without this, calls timing out in the queue
         would pile up there with their parameters for as long. The other calls and the
         shutdown markers keep their order (a worker may take one meanwhile, which is fine).
-        The first calls, as many as there are workers, stay whatever they are: each of them
-        may be the one an idle worker was promised (``_idle``) and is waking up to take.
+        A call taken out that an idle worker was promised gives that worker back to the idle
+        ones (see :meth:`_forget_promise`).
         """
-        head = len(self._threads)
         kept: list[_Work | None] = []
         while True:
             try:
                 queued = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if head > 0 or queued is None or not queued.abandoned:
+            if queued is None or not queued.abandoned:
                 kept.append(queued)
             else:
                 self._forget_promise(queued)
-            head -= 1
         for queued in kept:
             self._queue.put(queued)
         self._given_up = 0
