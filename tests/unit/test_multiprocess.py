@@ -594,6 +594,21 @@ def test_generate_latest_shows_the_sum_too(
         child.kill()
 
 
+def test_enable_again_with_another_store_exports_it_too(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """enable() called again while the mode is on, with the same directory and registry and
+    another store, returns the export in force and exports that store as well, as its
+    ``store`` argument says (it was dropped)."""
+    second = MetricStore()
+    assert enable(directory, registry=registry, store=second) is export
+    run_tasks(store, 2)
+    run_tasks(second, 3, tool="other")
+    text = scrape(registry)
+    assert tasks_total(text) == 2
+    assert tasks_total(text, "other") == 3
+
+
 def test_disable_shows_this_process_alone_again_and_keeps_its_file(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:

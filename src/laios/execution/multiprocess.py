@@ -510,9 +510,9 @@ def enable(
     carries it on with a file of its own). :func:`~laios.execution.server.make_wsgi_app` and
     :func:`~laios.execution.server.start_http_server` call it when ``LAIOS_MULTIPROC_DIR`` is
     set. Calling it again with the same directory and registry returns the same export (with
-    no ``interval``, or the one in force: another is refused while the mode is on), also after
-    :func:`disable`: it takes up this process's file where it was left, so that its counts stay
-    counted once.
+    no ``interval``, or the one in force: another is refused while the mode is on; a ``store``
+    given is exported as well), also after :func:`disable`: it takes up this process's file
+    where it was left, so that its counts stay counted once.
 
     Args:
         directory: The shared directory; defaults to ``$LAIOS_MULTIPROC_DIR``. It must exist
@@ -559,6 +559,8 @@ def enable(
                     "before make_wsgi_app(), make_asgi_app() or start_http_server() (which "
                     "turn the mode on with the default interval), or disable() first"
                 )
+            if store is not None:  # (exported as well, as when the mode was turned on)
+                ensure_collector(store, the_registry)
             return current
         if current is not None:  # closed (by its close(), not by disable())
             _closed_exports.setdefault((current.directory, current.registry), current)
