@@ -595,3 +595,9 @@ def test_a_store_collector_refuses_what_is_no_store() -> None:
     collector = StoreCollector(MetricStore())
     with pytest.raises(TypeError, match=r"^store must be a MetricStore, got CollectorRegistry"):
         collector.add_store(CollectorRegistry())  # type: ignore[arg-type]
+
+
+def test_unregister_collector_refuses_what_is_not_a_registry() -> None:
+    """unregister_collector(object()) said "cannot create weak reference to 'object' object"."""
+    with pytest.raises(TypeError, match=r"registry must be a prometheus_client CollectorRegistry"):
+        prometheus.unregister_collector(object())  # type: ignore[arg-type]

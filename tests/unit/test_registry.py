@@ -423,3 +423,24 @@ def test_listing_during_registration_sees_whole_batches() -> None:
     assert errors == []
     assert len(registry) == len(pairs) * 2 - len(pairs[::2])
     assert [tool.name for tool in registry.list_tools()][:2] == ["numbered_1", "numbered_2"]
+
+
+@pytest.mark.parametrize("given", [None, 5])
+def test_register_tools_refuses_what_is_not_a_collection_of_tools(given: Any) -> None:
+    """register_tools(None) said "'NoneType' object is not iterable", naming no method."""
+    with pytest.raises(TypeError, match=r"register_tools expects an iterable of tools"):
+        ToolRegistry().register_tools(given)
+
+
+def test_register_tools_given_one_tool_class_says_to_pass_a_list() -> None:
+    """One tool class given instead of a list of them: the message says to pass [Tool]."""
+
+    class One(BaseTool):
+        name = "one"
+        description = "One tool."
+
+        def _execute(self, **kwargs: Any) -> Any:
+            return None
+
+    with pytest.raises(TypeError, match=r"register_tools\(\[One\]\)|register_tool\(One\)"):
+        ToolRegistry().register_tools(One)  # type: ignore[arg-type]

@@ -794,3 +794,11 @@ def test_a_renewed_certificate_over_the_size_limit_keeps_the_old_context(
     assert "cert_file" in caplog.text
     assert "holds more than 1 MiB" in caplog.text
     assert reloading.reloads == 0
+
+
+@pytest.mark.parametrize("password", [5, None, ["secret"]])
+def test_hash_password_refuses_a_password_that_is_not_text_saying_so(password: Any) -> None:
+    """A password that is neither text nor bytes is a TypeError naming what it got, not
+    "object of type 'int' has no len()" or a length problem."""
+    with pytest.raises(TypeError, match=r"password must be a str or bytes, got "):
+        hash_password(password, cost=4)

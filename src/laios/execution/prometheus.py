@@ -448,9 +448,17 @@ def unregister_collector(registry: CollectorRegistry | None = None) -> StoreColl
 
     Returns:
         The removed collector, or ``None`` when the registry had none.
+
+    Raises:
+        TypeError: When ``registry`` is not a registry.
     """
     if registry is None:
         registry = REGISTRY
+    elif not callable(getattr(registry, "unregister", None)):
+        raise TypeError(
+            "registry must be a prometheus_client CollectorRegistry, got "
+            f"{type(registry).__name__}"
+        )
     with _collectors_lock:
         collector = _collectors.pop(registry, None)
         if collector is not None:

@@ -538,9 +538,12 @@ def hash_password(password: str | bytes, *, cost: int = 10) -> str:
         The hash, e.g. ``$2b$10$...``.
 
     Raises:
+        TypeError: When the password is neither text nor bytes.
         ValueError: When the password is empty or longer than 72 bytes, or the cost is out
             of range.
     """
+    if not isinstance(password, (str, bytes)):
+        raise TypeError(f"password must be a str or bytes, got {type(password).__name__}")
     bcrypt = _require("bcrypt", "the bcrypt package", "hash_password")
     secret = password.encode("utf-8") if isinstance(password, str) else password
     if not secret or len(secret) > 72:

@@ -149,10 +149,24 @@ class ToolRegistry:
             The registered tool instances, in the given order.
 
         Raises:
-            TypeError: If an item is neither a BaseTool subclass nor an instance.
+            TypeError: If ``tool_classes`` is not an iterable (one tool given alone, say), or
+                an item is neither a BaseTool subclass nor an instance.
             ValueError: If a tool class refuses to be instantiated.
         """
-        tools = [_instantiate(item) for item in tool_classes]
+        if isinstance(tool_classes, (BaseTool, type)):  # one tool, not a collection of them
+            name = getattr(tool_classes, "__name__", None) or type(tool_classes).__name__
+            raise TypeError(
+                f"register_tools expects an iterable of tools, got the tool {name}: call "
+                f"register_tools([{name}]) or register_tool({name})"
+            )
+        try:
+            items = iter(tool_classes)
+        except TypeError:
+            raise TypeError(
+                "register_tools expects an iterable of tools (BaseTool subclasses or "
+                f"instances), got {type(tool_classes).__name__}"
+            ) from None
+        tools = [_instantiate(item) for item in items]
         self._store(tools)
         return tools
 
