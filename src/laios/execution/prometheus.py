@@ -456,8 +456,7 @@ def unregister_collector(registry: CollectorRegistry | None = None) -> StoreColl
         registry = REGISTRY
     elif not callable(getattr(registry, "unregister", None)):
         raise TypeError(
-            "registry must be a prometheus_client CollectorRegistry, got "
-            f"{type(registry).__name__}"
+            f"registry must be a prometheus_client CollectorRegistry, got {type(registry).__name__}"
         )
     with _collectors_lock:
         collector = _collectors.pop(registry, None)
