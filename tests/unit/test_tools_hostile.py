@@ -232,30 +232,41 @@ def test_a_base_tool_whose_execute_returns_a_coroutine_fails_through_the_executo
     assert "coroutine" in (result.error or "")
 
 
-def test_a_base_tool_with_async_def_execute_is_told_to_use_async_base_tool() -> None:
-    """``async def _execute`` on a BaseTool (a common first mistake) fails with an error
-    naming the fix: subclass AsyncBaseTool and write ``_execute_async``."""
+def test_a_base_tool_with_async_def_execute_is_refused_when_defined() -> None:
+    """``async def _execute`` on a BaseTool (a common first mistake) would never be awaited:
+    the class is refused when it is defined, with an error naming the fix (subclass
+    AsyncBaseTool and write ``_execute_async``), not when a task first runs it."""
+    with pytest.raises(TypeError) as caught:
 
-    class Misplaced(BaseTool):
-        name = "misplaced"
-        description = "An async method on a synchronous base class."
+        class Misplaced(BaseTool):
+            name = "misplaced"
+            description = "An async method on a synchronous base class."
+
+            async def _execute(self, x: int) -> int:
+                return await _double(x)
+
+    error = str(caught.value)
+    assert "Misplaced" in error
+    assert "AsyncBaseTool" in error
+    assert "_execute_async" in error
+    assert "async def _execute" in error
+
+
+def test_a_base_tool_that_runs_its_async_execute_itself_is_taken() -> None:
+    """A BaseTool that overrides ``execute`` runs ``_execute`` its own way: an ``async def
+    _execute`` is its business, and the class is taken."""
+
+    class OwnRunner(BaseTool):
+        name = "own_runner"
+        description = "Runs its coroutine itself."
 
         async def _execute(self, x: int) -> int:
             return await _double(x)
 
-    registry = ToolRegistry()
-    registry.register_tool(Misplaced)
-    with Executor(registry, register_prometheus=False) as executor:
-        task = Task(plan_id="p", description="d", tool_name="misplaced", parameters={"x": 1})
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            result = executor.execute_task(task, Context(session_id="s", user_id="u"))
-    assert result.success is False
-    assert result.metadata["error_type"] == "TypeError"
-    error = result.error or ""
-    assert "AsyncBaseTool" in error
-    assert "_execute_async" in error
-    assert "async def _execute" in error
+        def execute(self, **kwargs: Any) -> ToolOutput:
+            return ToolOutput(success=True, data=asyncio.run(self._execute(kwargs["x"])))
+
+    assert OwnRunner().execute(x=2).data == 4
 
 
 @pytest.mark.parametrize("func", [None, 5, "print"])

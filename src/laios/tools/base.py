@@ -676,6 +676,10 @@ class BaseTool(abc.ABC):
                 f"{_how_to_return(kind)}, and report progress along the way with "
                 "current_task().progress(...)"
             )
+        if entry == "_execute" and cls.execute is BaseTool.execute:
+            func = _entry_function(cls, entry)[0]
+            if func is not None and is_coroutine_function(func):  # never awaited: refused now
+                raise TypeError(f"Tool class {cls.__name__}: {_coroutine_advice(cls)}")
         if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)
             cls._annotation_locals = _local_names(_entry_function(cls, entry)[0], _caller())
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
