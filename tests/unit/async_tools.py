@@ -21,6 +21,19 @@ class Quick(AsyncBaseTool):
         return "quick"
 
 
+class Hold(AsyncBaseTool):
+    """Holds its async slot until its ``release`` event is set (at most ten seconds), having
+    set its ``entered`` event: a tool that keeps a slot while a scenario plays out."""
+
+    name = "hold"
+    description = "Holds its slot until released."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        kwargs["entered"].set()
+        await asyncio.wait_for(kwargs["release"].wait(), 10.0)
+        return "held"
+
+
 class Sleeping(AsyncBaseTool):
     """Sleeps for ten seconds, longer than its tests wait for a call: a task still running
     when its call is interrupted or cancelled."""

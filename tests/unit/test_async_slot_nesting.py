@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from async_tools import Hold, Quick
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
@@ -28,24 +29,6 @@ GUARD = 10.0
 
 def _task(tool: str, **parameters: Any) -> Task:
     return Task(plan_id="p", description="d", tool_name=tool, parameters=parameters)
-
-
-class Hold(AsyncBaseTool):
-    name = "hold"
-    description = "Holds its slot until released."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        kwargs["entered"].set()
-        await asyncio.wait_for(kwargs["release"].wait(), GUARD)
-        return "held"
-
-
-class Quick(AsyncBaseTool):
-    name = "quick"
-    description = "Returns at once."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        return "quick"
 
 
 class Fans(AsyncBaseTool):

@@ -13,6 +13,8 @@ import asyncio
 import threading
 from typing import Any
 
+from async_tools import Hold
+
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
@@ -26,16 +28,6 @@ GUARD = 10.0
 
 def _task(tool: str, **parameters: Any) -> Task:
     return Task(plan_id="p", description="d", tool_name=tool, parameters=parameters)
-
-
-class Hold(AsyncBaseTool):
-    name = "hold"
-    description = "Holds its slot until released."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        kwargs["entered"].set()
-        await asyncio.wait_for(kwargs["release"].wait(), GUARD)
-        return "held"
 
 
 class Quick(AsyncBaseTool):
