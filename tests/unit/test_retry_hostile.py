@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from laios.core.types import Context
+from laios.core.types import Context, Task
 from laios.execution import retry
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryPolicy, sleeps_disabled
@@ -30,6 +30,14 @@ def _traced() -> tuple[InMemorySpanExporter, TracerProvider]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter, provider
+
+
+def _retry(executor: Executor, task: Task, context: Context, mode: str, **options: Any) -> Any:
+    """``execute_with_retry`` (``mode`` ``"blocking"``), or ``execute_with_retry_async`` run
+    to its end on a loop of its own."""
+    if mode == "blocking":
+        return executor.execute_with_retry(task, context, **options)
+    return asyncio.run(executor.execute_with_retry_async(task, context, **options))
 
 
 def test_a_capped_schedule_never_overflows() -> None:
@@ -345,10 +353,7 @@ def test_a_slow_hook_does_not_stretch_the_wait_past_the_deadline(
         "on_retry": lambda details: time.sleep(0.6),
     }
     task = make_task("fail")
-    if mode == "blocking":
-        result = executor.execute_with_retry(task, context, **options)
-    else:
-        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    result = _retry(executor, task, context, mode, **options)
     assert result.metadata["outcome"] == "error"
     assert len(waits) == 1
     assert waits[0] <= 2.0 - 0.6
@@ -415,11 +420,7 @@ def test_shutdown_during_the_wait_ends_the_call_with_the_failure_at_hand(
             "retry_delay": 30,
             "on_retry": lambda details: announced.set(),
         }
-        if mode == "blocking":
-            returned.append(executor.execute_with_retry(task, context, **options))
-        else:
-            awaited = executor.execute_with_retry_async(task, context, **options)
-            returned.append(asyncio.run(awaited))
+        returned.append(_retry(executor, task, context, mode, **options))
 
     caller = threading.Thread(target=call, daemon=True)
     caller.start()
@@ -492,10 +493,7 @@ def test_a_call_refused_for_its_options_still_says_no_retry_ran(
     """A retry call refused before any attempt (an option out of range) is a rejected result
     with metadata["retries"] == 0, as every result of execute_with_retry is."""
     task = make_task("echo", text="x")
-    if mode == "blocking":
-        result = executor.execute_with_retry(task, context, **options)
-    else:
-        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    result = _retry(executor, task, context, mode, **options)
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["retries"] == 0
 
@@ -655,10 +653,7 @@ def test_an_option_whose_hash_raises_is_refused_by_name(
     option is: the error names the option and the value, not the text of the hash's error."""
     task = make_task("echo", text="x")
     options: dict[str, Any] = {option: _Unhashable()}
-    if mode == "blocking":
-        result = executor.execute_with_retry(task, context, **options)
-    else:
-        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    result = _retry(executor, task, context, mode, **options)
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["retries"] == 0
     assert option in (result.error or "")
