@@ -424,11 +424,7 @@ def ensure_collector(
         registry = REGISTRY
     else:
         not_a_class("registry", registry, "register")
-        if not callable(getattr(registry, "register", None)):
-            raise TypeError(
-                "registry must be a prometheus_client CollectorRegistry, got "
-                f"{type(registry).__name__}"
-            )
+        _check_registry(registry, "register")
     with _collectors_lock:
         collector = _collectors.get(registry)
         if collector is None:
@@ -438,6 +434,15 @@ def ensure_collector(
         else:
             collector.add_store(store)
         return collector
+
+
+def _check_registry(registry: object, method: str) -> None:
+    """Refuse what is not a registry (an object without ``method``, the registry's method about
+    to be called) with a ``TypeError`` saying so."""
+    if not callable(getattr(registry, method, None)):
+        raise TypeError(
+            f"registry must be a prometheus_client CollectorRegistry, got {type(registry).__name__}"
+        )
 
 
 def unregister_collector(registry: CollectorRegistry | None = None) -> StoreCollector | None:
@@ -454,10 +459,8 @@ def unregister_collector(registry: CollectorRegistry | None = None) -> StoreColl
     """
     if registry is None:
         registry = REGISTRY
-    elif not callable(getattr(registry, "unregister", None)):
-        raise TypeError(
-            f"registry must be a prometheus_client CollectorRegistry, got {type(registry).__name__}"
-        )
+    else:
+        _check_registry(registry, "unregister")
     with _collectors_lock:
         collector = _collectors.pop(registry, None)
         if collector is not None:
