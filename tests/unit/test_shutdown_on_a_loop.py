@@ -287,3 +287,31 @@ def test_shutdown_on_the_loop_warns_of_async_tools_alone_in_flight(
     (warning,) = _shutdown_warnings(laios_records)
     assert "awaits 1 task(s)" in warning
     assert "1 of them an async tool" in warning
+
+
+def test_shutdown_on_the_loop_tells_async_tools_waiting_for_a_slot_from_running_ones(
+    make_executor: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """Async tools that wait for a ``max_async_tools`` slot are not running yet: the warning
+    counts them apart (it called all of them running)."""
+    naps = Naps()
+    registry = ToolRegistry()
+    registry.register_tool(naps)
+    executor = make_executor(tool_registry=registry, max_async_tools=1)
+
+    tasks = [_task("naps") for _ in range(3)]
+
+    async def scenario() -> tuple[float, Any]:
+        pending = asyncio.ensure_future(executor.execute_parallel(tasks, CONTEXT))
+        assert await asyncio.to_thread(naps.entered.wait, WAIT)
+        started = time.monotonic()
+        executor.shutdown()
+        elapsed = time.monotonic() - started
+        return elapsed, await pending
+
+    elapsed, results = asyncio.run(scenario())
+    assert elapsed < BACK_BY
+    assert [r.output for r in results] == ["rested"] * 3
+    (warning,) = _shutdown_warnings(laios_records)
+    assert "awaits 3 task(s)" in warning
+    assert "1 of them an async tool running on this loop, 2 waiting for a slot" in warning

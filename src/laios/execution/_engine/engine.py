@@ -924,10 +924,10 @@ class Engine:
         if wait and (self.on_own_thread() or self._runs_inline_here()):
             wait = False
         if wait:
-            on_runners, async_tools = self.awaited_here()
+            on_runners, async_tools, waiting = self.awaited_here()
             if on_runners:
                 wait = False
-            if on_runners or async_tools:
+            if on_runners or async_tools or waiting:
                 # (async tools on this loop are never waited for: they end with the loop)
                 _log.warning(
                     "shutdown() was called on the event loop that awaits %d task(s) of this "
@@ -937,14 +937,8 @@ class Engine:
                     "finish on their own, new tasks are refused. To wait for them without "
                     "holding the loop, await executor.aclose() instead (or use async with "
                     "Executor(...))",
-                    on_runners + async_tools,
-                    (
-                        ""
-                        if not async_tools
-                        else " (1 of them an async tool running on this loop)"
-                        if async_tools == 1
-                        else f" ({async_tools} of them async tools running on this loop)"
-                    ),
+                    on_runners + async_tools + waiting,
+                    _on_this_loop(async_tools, waiting),
                 )
         if wait:
             self._wait_for_inline_runs()
@@ -1001,11 +995,12 @@ class Engine:
         )
         return True
 
-    def awaited_here(self) -> tuple[int, int]:
+    def awaited_here(self) -> tuple[int, int, int]:
         """The tasks in flight awaited by coroutines on the event loop running in the calling
-        thread (``(0, 0)`` when none runs): how many are on a runner that a shutdown waits for
-        (worker threads, processes), and how many are async tools running (or waiting for a
-        slot) on that loop, which a shutdown never waits for.
+        thread (``(0, 0, 0)`` when none runs): how many are on a runner that a shutdown waits
+        for (worker threads, processes), how many are async tools running on that loop, and
+        how many async tools wait there for a ``max_async_tools`` slot; a shutdown never waits
+        for async tools.
 
         A shutdown waiting for the first there would hold the loop they need: their timeouts
         strike and their results arrive through it, and their tools may call into it
@@ -1013,18 +1008,20 @@ class Engine:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return 0, 0
-        on_runners = async_tools = 0
+            return 0, 0, 0
+        on_runners = async_tools = waiting = 0
         for record in self.store.scope_records(self.scope):  # (shutdown is rare)
             if not isinstance(record, Job) or record.state == "finished":
                 continue
             waiter = record.waiter
             if waiter is not None and waiter.loop is loop:
-                if record.runner is self.loop_here:
-                    async_tools += 1
-                else:
+                if record.runner is not self.loop_here:
                     on_runners += 1
-        return on_runners, async_tools
+                elif record.state == "queued":
+                    waiting += 1
+                else:
+                    async_tools += 1
+        return on_runners, async_tools, waiting
 
     def awaiting_loop(self) -> asyncio.AbstractEventLoop | None:
         """The asyncio event loop an awaiting call runs on (``None``: none runs in this
@@ -1132,6 +1129,25 @@ _CALLED_FROM_ITS_CALLBACK = Refusal(
     "calls and delivers their outcomes: waiting there for this task would wait for ever. "
     "Hand the call to a thread of your own and return from the callback",
 )
+
+
+def _on_this_loop(running: int, waiting: int) -> str:
+    """The shutdown warning's account of the async tools on the calling loop (``""``: none)."""
+    parts = []
+    if running:
+        parts.append(
+            "1 of them an async tool running on this loop"
+            if running == 1
+            else f"{running} of them async tools running on this loop"
+        )
+    if waiting:
+        what = "async tool" if waiting == 1 else "async tools"
+        parts.append(
+            f"{waiting} waiting for a slot"
+            if running
+            else f"{waiting} of them {what} waiting for a slot on this loop"
+        )
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _expire(events: Any) -> None:
