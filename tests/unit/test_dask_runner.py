@@ -1513,3 +1513,21 @@ def test_a_client_whose_close_was_cut_short_keeps_its_loop(tools: ToolRegistry) 
         client.close = close
         executor.shutdown(wait=False)
         scheduler_only.close()
+
+
+def test_a_call_after_runner_client_was_closed_by_hand_does_not_blame_the_scheduler(
+    client: Any, tools: ToolRegistry
+) -> None:
+    """``runner.client`` is public: an application may close the client the runner made for
+    itself. A call then said only that the runner lost its scheduler (while it was up); it now
+    names both ways such a client ends closed."""
+    runner = DaskRunner(client.scheduler.address, connect_timeout=5.0)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        runner.client.close()
+        result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.metadata["error_type"] == "dask", result
+        assert "runner.client.close()" in (result.error or ""), result.error
+        assert "make a new runner" in (result.error or ""), result.error
+    finally:
+        executor.shutdown(wait=False)

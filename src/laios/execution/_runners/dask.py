@@ -95,6 +95,15 @@ MAX_KILLED_KEYS = 10_000
 #: tool by itself, when the caller's kill has not come (the caller is gone, or cut off).
 DEADLINE_GRACE = 3.0
 
+#: Why a call cannot go through the client a runner made itself, closed before the runner's
+#: own shutdown (which closes it only once its calls ended): the two ways that happens.
+_OWN_CLIENT_CLOSED = (
+    ": the runner's Dask client is closed. Either the runner lost its scheduler and Dask "
+    "closed the client when it could not reconnect within connect_timeout (start the "
+    "scheduler again, or mend the network to it), or the application called "
+    "runner.client.close() (leave that to the runner's shutdown); then make a new runner"
+)
+
 
 class WorkerLost(Exception):
     """The Dask worker running a tool was lost (or the cluster gave up on the task)."""
@@ -1063,13 +1072,8 @@ class DaskRunner:
                 return
             client_closed = self._client_closed()
             if client_closed and self._owns_client:
-                # (the runner's own shutdown closes it only once its calls ended: Dask did)
-                message = (
-                    f"The call was lost on the Dask cluster ({why}): the runner lost its "
-                    "scheduler, and Dask closed the runner's client when it could not "
-                    "reconnect within connect_timeout; start the scheduler again (or mend the "
-                    "network to it), then make a new runner"
-                )
+                # (the runner's own shutdown closes it only once its calls ended)
+                message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
             elif client_closed:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
@@ -1096,11 +1100,7 @@ class DaskRunner:
         if not self._client_closed():
             return ""
         if self._owns_client:
-            return (
-                ": the runner lost its scheduler, and Dask closed the runner's client when it "
-                "could not reconnect within connect_timeout; start the scheduler again (or "
-                "mend the network to it), then make a new runner"
-            )
+            return _OWN_CLIENT_CLOSED
         return (
             ": the runner's Dask client is closed (by the application, or by Dask when it lost "
             "its scheduler and could not reconnect in time); keep the client open until the "
