@@ -260,7 +260,12 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
     Raises:
         ImportError: With the ``pip install`` to run, when ``--otlp-endpoint`` or
             ``--console-spans`` was given and the packages it needs are missing.
+        ValueError: When, without ``--otlp-endpoint``, ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+            ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is no URL the exporter could send to
+            (checked as ``--otlp-endpoint`` is).
     """
+    if not otlp_endpoint:
+        _check_otlp_environment()
     if otlp_endpoint:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
@@ -313,6 +318,28 @@ def _configure_tracing(console: bool, otlp_endpoint: str | None = None) -> tuple
         where = "printed to stderr"
     trace.set_tracer_provider(provider)
     return provider, where
+
+
+def _check_otlp_environment() -> None:
+    """Refuse an OTLP endpoint variable that the exporter would read and never send to.
+
+    Raises:
+        ValueError: Naming the variable, its value and what is wrong with it.
+    """
+    from laios.cli import otlp_url_problem
+
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not base:
+        return  # (the traces variable alone turns no exporting on)
+    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    variable, value = (
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces)
+        if traces
+        else ("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+    )
+    problem = otlp_url_problem(value, base=not traces)
+    if problem:
+        raise ValueError(f"{variable}={without_credentials(value)!r} {problem}; or unset it")
 
 
 def _is_wildcard(host: str) -> bool:
@@ -706,7 +733,7 @@ def _run(args: argparse.Namespace) -> int:
         provider, spans_line = _configure_tracing(
             bool(getattr(args, "console_spans", False)), getattr(args, "otlp_endpoint", None)
         )
-    except ImportError as exc:
+    except (ImportError, ValueError) as exc:
         print(f"laios demo: {exc}", file=sys.stderr)
         return 2
     registry = build_registry()

@@ -1145,27 +1145,36 @@ def _host(text: str) -> str:
     return inner
 
 
-def _otlp_endpoint(text: str) -> str:
+def otlp_url_problem(text: str, *, base: bool = True) -> str:
+    """What makes ``text`` unusable as an OTLP/HTTP endpoint (``""``: nothing), in words that
+    follow it (``f"{text!r} {problem}"``).
+
+    ``base``: a collector's base URL, to which ``/v1/traces`` is added (so it may carry no query
+    or fragment); otherwise the traces URL itself, used as it is.
+    """
     try:
         parts = urlsplit(text)
         _ = parts.port  # (reading the port parses it)
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
-        raise argparse.ArgumentTypeError(f"{text!r} is not a usable URL ({exc})") from None
+        return f"is not a usable URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an http:// or https:// URL (e.g. http://localhost:4318)"
-        )
+        return "is not an http:// or https:// URL (e.g. http://localhost:4318)"
     problem = ""
     if not parts.hostname:
         problem = "names no host"
-    elif parts.query or text.endswith("?"):
+    elif base and (parts.query or text.endswith("?")):
         problem = "has a query, before which /v1/traces would be put"
-    elif parts.fragment or text.endswith("#"):
+    elif base and (parts.fragment or text.endswith("#")):
         problem = "has a fragment, before which /v1/traces would be put"
     if problem:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} {problem}: give the collector's base URL (e.g. http://localhost:4318)"
-        )
+        return f"{problem}: give the collector's base URL (e.g. http://localhost:4318)"
+    return ""
+
+
+def _otlp_endpoint(text: str) -> str:
+    problem = otlp_url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
     return text
 
 

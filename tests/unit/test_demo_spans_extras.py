@@ -85,3 +85,50 @@ def test_an_otlp_endpoint_from_the_environment_without_the_sdk_names_laios_otlp(
     provider, line = _demo._configure_tracing(False, None)
     assert provider is None
     assert "pip install 'laios[otlp]'" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "garbage", "http:// or https:// URL"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://:4318", "names no host"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318?x=1", "has a query"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:99999", "not a usable URL"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:secret@:4318", "names no host"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318/v1/traces", "http:// or https://"),
+    ],
+)
+def test_an_otlp_endpoint_from_the_environment_that_is_no_usable_url_stops_the_demo(
+    variable: str,
+    value: str,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An OTLP endpoint variable the exporter could never send to: exit 2 before anything runs,
+    naming the variable and what is wrong, as --otlp-endpoint is refused (the demo ran, and
+    every batch of spans failed to export)."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    if variable != "OTEL_EXPORTER_OTLP_ENDPOINT":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv(variable, value)
+    assert _demo.run(_args()) == 2
+    out, err = capsys.readouterr()
+    shown = value.replace("u:secret@", "")  # (credentials are left out)
+    assert f"{variable}={shown!r}" in err
+    assert said in err
+    assert "secret" not in err
+    assert "serving" not in out
+
+
+def test_an_otlp_endpoint_option_wins_over_a_bad_environment_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--otlp-endpoint replaces the environment's endpoint: a bad value there is not read."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "garbage")
+    provider, line = _demo._configure_tracing(False, "http://127.0.0.1:4318")
+    try:
+        assert "OTLP/HTTP to http://127.0.0.1:4318/v1/traces" in line
+    finally:
+        provider.shutdown()
