@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
@@ -359,7 +360,7 @@ class SyncProgress(_SyncTool):
         task = self.lab.enter()
         task.checkpoint("loaded", {"rows": 3})
         task.progress(50, "halfway", step=1)
-        task.checkpoint("saved")
+        task.checkpoint("saved", MappingProxyType({"files": 2}))  # (any mapping)
         return "done"
 
 
@@ -474,7 +475,7 @@ class AsyncProgress(_AsyncTool):
         await asyncio.sleep(0)
         task.progress(50, "halfway", step=1)
         await asyncio.sleep(0)
-        task.checkpoint("saved")
+        task.checkpoint("saved", MappingProxyType({"files": 2}))  # (any mapping)
         return "done"
 
 

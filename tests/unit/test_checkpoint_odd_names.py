@@ -1,10 +1,13 @@
 """A checkpoint whose name or data keys cannot be printed (their ``__str__`` raises) is
 recorded all the same: the task's outcome is the tool's, the checkpoint is kept on the record
-and as a span, and what cannot be printed is shown by its ``repr`` or a placeholder."""
+and as a span, and what cannot be printed is shown by its ``repr`` or a placeholder. So is one
+whose data is an odd mapping: one that cannot be read, or a huge one (read only as far as
+what is kept)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -134,3 +137,57 @@ def test_a_checkpoint_name_that_cannot_be_printed_does_not_fail_the_task(
     assert dict(span.attributes or {})["laios.checkpoint.rows"] == 3
     assert not [r for r in caplog.records if r.levelno > logging.WARNING]
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) <= 1
+
+
+class Unreadable(Mapping[str, Any]):
+    """A mapping whose items cannot be read."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __len__(self) -> int:
+        return 3
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("this mapping cannot be read")
+
+
+class Huge(Mapping[str, int]):
+    """A mapping of a million computed items, counting how many were read."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def __getitem__(self, key: str) -> int:
+        self.read += 1
+        return int(key[1:])
+
+    def __len__(self) -> int:
+        return 1_000_000
+
+    def __iter__(self) -> Iterator[str]:
+        for index in range(1_000_000):
+            self.read += 1
+            yield f"k{index}"
+
+
+def test_checkpoint_data_that_cannot_be_read_does_not_fail_a_traced_task() -> None:
+    """The record keeps such data described; the checkpoint span, which reads it too, failed
+    the task with the mapping's own error (only when traced: untraced, the task succeeded)."""
+    result, checkpoints, spans = run_checkpoint("unreadable", Unreadable())
+    assert result.success, result.error
+    assert "unreadable" in [point["name"] for point in checkpoints]
+    assert [span.name for span in checkpoint_spans(spans)] == ["checkpoint unreadable"]
+
+
+def test_a_huge_checkpoint_mapping_is_read_only_as_far_as_what_is_kept() -> None:
+    """The record and the span keep a bounded part of the data; the span path copied the whole
+    mapping first (a million items read, for a span that records a few dozen)."""
+    data = Huge()
+    result, checkpoints, spans = run_checkpoint("huge", data)
+    assert result.success, result.error
+    assert "huge" in [point["name"] for point in checkpoints]
+    (span,) = checkpoint_spans(spans)
+    assert span.attributes is not None
+    assert span.attributes["laios.checkpoint.k0"] == 0
+    assert data.read < 10_000, data.read

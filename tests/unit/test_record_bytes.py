@@ -207,14 +207,15 @@ def test_small_plain_progress_details_are_kept_equal(store: MetricStore) -> None
 
 
 def test_the_checkpoint_listener_is_given_the_data_as_passed(store: MetricStore) -> None:
-    """The listener (the task span) sees the caller's data; the record keeps the summary."""
+    """The listener (the task span) sees the caller's data itself, read while it is told (a
+    copy would read all of it); the record keeps the summary."""
     rec = _record(store)
-    seen: list[dict[str, Any]] = []
-    rec.checkpoint_listener = lambda _rec, point: seen.append(point.data)
+    seen: list[Any] = []
+    rec.checkpoint_listener = lambda _rec, name, _when, data: seen.append((name, data))
     data = {"note": "y" * 5000, "rows": 3}
     point = store.add_checkpoint(rec, "loaded", data)
-    assert seen == [data]
-    assert seen[0] is not data
+    assert seen == [("loaded", data)]
+    assert seen[0][1] is data
     assert point.data == {"note": "y" * (MAX_DATA_STRING - 1) + "…", "rows": 3}
 
 

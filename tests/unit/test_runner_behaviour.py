@@ -908,6 +908,7 @@ def test_checkpoints_are_in_the_task_metrics(road: Road) -> None:
     points = metrics.checkpoints
     assert [p["name"] for p in points] == ["started", "loaded", "saved", "finished"]
     assert points[1]["data"] == {"rows": 3}
+    assert points[2]["data"] == {"files": 2}  # (given as a read-only mapping)
     assert points[3]["data"] == {"outcome": "success"}
 
 
@@ -924,6 +925,8 @@ def test_checkpoints_are_child_spans_of_the_task_span(
     assert loaded.context.trace_id == task_span.context.trace_id
     assert loaded.attributes is not None
     assert loaded.attributes["laios.checkpoint.rows"] == 3
+    assert saved.attributes is not None
+    assert saved.attributes["laios.checkpoint.files"] == 2
 
 
 # -- spans --------------------------------------------------------------------------------------

@@ -529,6 +529,17 @@ def copy_data(value: Any) -> Any:
     return value
 
 
+def mapping_copy(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``data`` as a dict, to send to another process: a dict as it is, any other mapping
+    copied, and one that cannot be read as ``{"…": "<TypeName object>"}``."""
+    if data is None or type(data) is dict:
+        return data
+    try:
+        return dict(data)
+    except Exception:  # (its items could not be read: the caller's side records what it was)
+        return {"…": _described(data)}
+
+
 def checkpoint_data(data: Any) -> Mapping[str, Any] | None:
     """``data`` when it may be a checkpoint's data: ``None`` or a mapping.
 

@@ -220,7 +220,9 @@ class Clock(Protocol):
 
 
 ProgressListener = Callable[[ProgressUpdate], None]
-CheckpointListener = Callable[["TaskRecord", Checkpoint], None]
+#: Told of a checkpoint as it is added: the record, the checkpoint's name and time, and its
+#: data as the tool passed it (read synchronously, never kept: the listener bounds it itself).
+CheckpointListener = Callable[["TaskRecord", str, float, "Mapping[str, Any] | None"], None]
 
 
 class _Unhashable:
@@ -1097,8 +1099,8 @@ class MetricStore:
         ``MAX_DATA_BYTES`` of it, and changing ``data`` afterwards does not change it. Past
         ``MAX_CHECKPOINTS_PER_TASK`` checkpoints, or ``MAX_RECORD_BYTES`` of names and data, a
         checkpoint is counted in ``checkpoints_dropped`` instead of being kept. The listener is
-        given the checkpoint with a shallow copy of ``data`` as passed (the span path bounds and
-        redacts it itself).
+        given the checkpoint's name and time and ``data`` as passed, not copied: the span path
+        reads only the part it records (bounded and redacted), however large ``data`` is.
 
         Returns:
             The checkpoint as the record keeps it (even when it was dropped).
@@ -1121,7 +1123,7 @@ class MetricStore:
                 rec.checkpoints_size += size
             listener = rec.checkpoint_listener
         if listener is not None:
-            listener(rec, Checkpoint(text, point.timestamp, dict(data) if data else {}))
+            listener(rec, text, point.timestamp, data)
         return point
 
     @property

@@ -62,8 +62,8 @@ class TaskEvents(Protocol):
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
         """A progress report (``percent`` already clamped to 0–100)."""
 
-    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
-        """A named milestone."""
+    def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
+        """A named milestone, with ``data`` as the tool passed it (a mapping, not copied)."""
 
 
 class TaskContext:
@@ -100,15 +100,15 @@ class TaskContext:
         """Record a named milestone (a checkpoint in the metrics and a child span); ignored
         once the task has finished.
 
-        ``data`` may be any mapping (a dict, a ``TypedDict``, a read-only view); the events
-        are given a dict.
+        ``data`` may be any mapping (a dict, a ``TypedDict``, a read-only view). Only the part
+        that is kept is read (a summary of at most 100 items per container, 4 KiB in all), and
+        a mapping that cannot be read is kept as its description: the tool goes on.
 
         Raises:
             TypeError: When ``data`` is neither ``None`` nor a mapping.
         """
-        if data is not None and not isinstance(data, dict):
-            mapping = checkpoint_data(data)  # (TypeError when not a mapping)
-            data = dict(mapping) if mapping is not None else None
+        if data is not None and type(data) is not dict:
+            data = checkpoint_data(data)  # (TypeError when not a mapping)
         self._events.checkpoint(name, data)
 
     def progress(

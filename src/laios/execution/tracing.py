@@ -329,10 +329,15 @@ class Tracing:
         and numbers equal to one of ``secrets``, are replaced by ``[REDACTED]``, and string
         values and the keys themselves (a secret value may be used as a key) are scrubbed of
         ``secrets``. An int outside the 64-bit range OTLP carries becomes its decimal text.
+        Only the entries recorded are read; data whose entries cannot be read records none.
         """
         attributes: dict[str, Any] = {}
         # (only the entries recorded are read: a huge mapping costs no more than a small one)
-        for key, value in itertools.islice(data.items(), MAX_CHECKPOINT_ATTRIBUTES):
+        try:
+            entries = list(itertools.islice(data.items(), MAX_CHECKPOINT_ATTRIBUTES))
+        except Exception:  # a mapping that cannot be read: the span has no data attributes
+            entries = []
+        for key, value in entries:
             text = printable(key, _UNPRINTABLE_KEY)
             label = text
             if secrets:  # (scrubbed before it is cut, as values are; cut without a mark)

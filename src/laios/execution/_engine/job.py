@@ -38,7 +38,7 @@ import time
 import types
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -477,7 +477,7 @@ class Job(TaskRecord):
         self.unstarted = True
         self.finish("rejected", refusal.message, refusal.reason)
 
-    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
+    def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
         """Record a named milestone (ignored once the task has finished)."""
         if self.phase == RUNNING:
             self.env.store.add_checkpoint(self, name, data)
@@ -514,20 +514,23 @@ class Job(TaskRecord):
 
     # -- checkpoint spans ----------------------------------------------------------------------
 
-    def on_checkpoint(self, rec: TaskRecord, point: Any) -> None:
-        """Store listener: turn a checkpoint into a child span of the task span."""
+    def on_checkpoint(
+        self, rec: TaskRecord, name: str, timestamp: float, data: Mapping[str, Any] | None
+    ) -> None:
+        """Store listener: turn a checkpoint into a child span of the task span (``data`` as
+        the tool passed it: only what the span records is read)."""
         span = self.span
         if span is None or not span.is_recording():  # (unsampled: nothing to record)
             return
-        end = int(point.timestamp * 1e9)
+        end = int(timestamp * 1e9)
         # From the previous checkpoint, or (the first one) from the start of the tool.
         start = min(self.last_checkpoint_ns or int((self.start_time or 0.0) * 1e9) or end, end)
         self.last_checkpoint_ns = end
         task = self.task
         try:
-            secrets = self.secrets_of(task) if point.data and task is not None else ()
-            self.env.tracing.checkpoint_span(span, point.name, start, end, point.data, secrets)
-        except Exception as exc:  # a tool's checkpoint() must not fail for a span
+            secrets = self.secrets_of(task) if data and task is not None else ()
+            self.env.tracing.checkpoint_span(span, name, start, end, data or {}, secrets)
+        except Exception as exc:  # a tool's checkpoint() must not fail for a span (nor its data)
             self.observability_failed("recording a checkpoint span", exc)
 
     # -- callbacks ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from laios._callables import is_coroutine_function
@@ -49,6 +49,7 @@ from laios.execution._checks import (
     switch,
 )
 from laios.execution._forks import reset_after_fork
+from laios.execution._records import mapping_copy
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -262,8 +263,8 @@ class _WorkerCall:
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
         self.send("progress", percent, message, details)
 
-    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
-        self.send("checkpoint", name, data)
+    def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
+        self.send("checkpoint", name, mapping_copy(data))
 
     def finished(self, outcome: RawOutcome) -> None:
         self.end(outcome)

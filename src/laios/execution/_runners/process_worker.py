@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
+from laios.execution._records import mapping_copy
 from laios.execution._runners.base import RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution.redaction import (
@@ -190,8 +191,8 @@ class _ChildEvents:
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
         self._send(("progress", percent, message, details))
 
-    def checkpoint(self, name: str, data: dict[str, Any] | None) -> None:
-        self._send(("checkpoint", name, data))
+    def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
+        self._send(("checkpoint", name, mapping_copy(data)))
 
     def _send(self, message: tuple[Any, ...]) -> None:
         if os.getpid() != self._pid:  # a process the tool forked: not the worker's to say
