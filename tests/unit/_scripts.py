@@ -79,6 +79,12 @@ def run_script(path: Path, cwd: Path) -> Run:
     return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
 
+#: The pytest timeout of tests whose module fixture calls :func:`run_all`: the first of them
+#: pays for running every script (in its setup, which counts toward its timeout), which on a
+#: machine busy with other work can take minutes.
+RUNS_TIMEOUT = 900
+
+
 def run_all(scripts: Mapping[str, Path], cwd: Path) -> dict[str, Run]:
     """Run several scripts concurrently; return their runs by key."""
     workers = max(2, min(6, (os.cpu_count() or 2) + 1))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _scripts import ROOT, Run, run_all
+from _scripts import ROOT, RUNS_TIMEOUT, Run, run_all
 
 MARKER = "<!-- runnable -->"
 DOCS = ROOT / "docs"
@@ -171,12 +171,14 @@ def _write(directory: Path, name: str, code: str) -> Path:
     return path
 
 
+@pytest.mark.timeout(RUNS_TIMEOUT)
 @pytest.mark.parametrize("block", DOC_BLOCKS, ids=[b.id for b in DOC_BLOCKS])
 def test_runnable_doc_block(block: Block, runs: dict[str, Run]) -> None:
     run = runs[block.id]
     assert run.returncode == 0, f"{block.id} failed: {run.describe()}"
 
 
+@pytest.mark.timeout(RUNS_TIMEOUT)
 @pytest.mark.skipif(not SPEC_FRAGMENTS, reason=SPEC_MISSING)
 @pytest.mark.parametrize("block", SPEC_FRAGMENTS, ids=[b.id for b in SPEC_FRAGMENTS])
 def test_reference_example_runs_as_written(block: Block, runs: dict[str, Run]) -> None:

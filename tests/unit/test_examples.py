@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from _scripts import ROOT, Run, run_all
+from _scripts import ROOT, RUNS_TIMEOUT, Run, run_all
 
 EXAMPLES = ROOT / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
@@ -40,6 +40,7 @@ def runs(
     return run_all(scripts, tmp_path_factory.mktemp("examples"))
 
 
+@pytest.mark.timeout(RUNS_TIMEOUT)
 @pytest.mark.parametrize("script", SCRIPTS, ids=[path.name for path in SCRIPTS])
 def test_example_runs(script: Path, runs: dict[str, Run]) -> None:
     run = runs[script.name]
