@@ -20,7 +20,7 @@ from store_fakes import StatsOnlyRunner
 
 from laios import Context, Task
 from laios.execution.executor import Executor
-from laios.execution.prometheus import ensure_collector, render_metrics
+from laios.execution.prometheus import ensure_collector, render_metrics, unregister_collector
 from laios.execution.server import make_wsgi_app
 from laios.execution.store import MetricStore
 from laios.tools.base import create_simple_tool
@@ -174,6 +174,122 @@ def test_folded_error_types_are_bounded_by_their_cap() -> None:
     errors = totals.tools["fetch"].errors
     assert sorted(errors) == ["Error0", "Error1", "other"]
     assert errors["other"][0] == 3
+
+
+def errors(registry: CollectorRegistry, tool: str, error_type: str) -> float | None:
+    labels = {"tool": tool, "error_type": error_type}
+    return registry.get_sample_value("laios_task_errors_total", labels)
+
+
+def custom_count(registry: CollectorRegistry, name: str) -> float | None:
+    labels = {"name": name, "unit": ""}
+    return registry.get_sample_value("laios_custom_metric_count", labels)
+
+
+def test_a_tool_a_live_store_shares_keeps_its_label_when_the_folds_are_full() -> None:
+    """Folded tools at their cap: a gone store's tool that a live store still exports stays
+    under its own label (not ``other``), so its counter does not go backwards; once no live
+    store exports it, it joins ``other`` and the folded tools are back within the cap."""
+    registry = CollectorRegistry()
+    first = MetricStore(max_tool_labels=1)
+    ensure_collector(first, registry)
+    finish(first, "a")
+    del first
+    gc.collect()
+    twins = [MetricStore(max_tool_labels=1) for _ in range(2)]
+    for store in twins:
+        ensure_collector(store, registry)
+        finish(store, "b")
+    del store
+    assert tasks(registry, "b") == 2
+    survivor = twins.pop()
+    twins.clear()
+    gc.collect()
+    assert tasks(registry, "b") == 2
+    finish(survivor, "b")
+    assert tasks(registry, "b") == 3
+    del survivor
+    gc.collect()
+    assert tasks(registry, "b") is None
+    assert tasks(registry, "other") == 3
+    assert tasks(registry, "a") == 1
+
+
+def test_stores_gone_at_once_share_no_label_past_the_cap() -> None:
+    """Two stores garbage collected together (one cycle) are both gone when folded: neither
+    keeps the other's tool past the cap, which goes to other."""
+    registry = CollectorRegistry()
+    first = MetricStore(max_tool_labels=1)
+    ensure_collector(first, registry)
+    finish(first, "a")
+    del first
+    gc.collect()
+    cycle: list[object] = []
+    for _ in range(2):
+        store = MetricStore(max_tool_labels=1)
+        ensure_collector(store, registry)
+        finish(store, "b")
+        cycle.append(store)
+    del store
+    cycle.append(cycle)
+    del cycle
+    gc.collect()
+    (totals,) = unregister_collector(registry).totals()  # type: ignore[union-attr]
+    assert sorted(totals.tools) == ["a", "other"]
+    assert totals.tools["other"].outcomes["success"][0] == 2
+
+
+def test_an_error_type_a_live_store_shares_keeps_its_label_when_the_folds_are_full() -> None:
+    """The same for error types past a folded tool's max_error_types."""
+    registry = CollectorRegistry()
+    first = MetricStore(max_error_types=1)
+    ensure_collector(first, registry)
+    finish(first, "fetch", "error", "Timeoutish")
+    del first
+    gc.collect()
+    twins = [MetricStore(max_error_types=1) for _ in range(2)]
+    for store in twins:
+        ensure_collector(store, registry)
+        finish(store, "fetch", "error", "Refused")
+        store.task_retried(store.tool_slot("fetch", True), "Refused")
+    del store
+    assert errors(registry, "fetch", "Refused") == 2
+    retries = {"tool": "fetch", "error_type": "Refused"}
+    assert registry.get_sample_value("laios_task_retries_total", retries) == 2
+    survivor = twins.pop()
+    twins.clear()
+    gc.collect()
+    assert errors(registry, "fetch", "Refused") == 2
+    assert registry.get_sample_value("laios_task_retries_total", retries) == 2
+    del survivor
+    gc.collect()
+    assert errors(registry, "fetch", "Refused") is None
+    assert errors(registry, "fetch", "other") == 2
+    assert errors(registry, "fetch", "Timeoutish") == 1
+
+
+def test_a_custom_metric_a_live_store_shares_keeps_its_label_when_the_folds_are_full() -> None:
+    """The same for custom metrics past max_custom_metrics."""
+    registry = CollectorRegistry()
+    first = MetricStore(max_custom_metrics=1)
+    ensure_collector(first, registry)
+    first.record_custom("t", "early", 1.0, "")
+    del first
+    gc.collect()
+    twins = [MetricStore(max_custom_metrics=1) for _ in range(2)]
+    for store in twins:
+        ensure_collector(store, registry)
+        store.record_custom("t", "late", 1.0, "")
+    del store
+    assert custom_count(registry, "late") == 2
+    survivor = twins.pop()
+    twins.clear()
+    gc.collect()
+    assert custom_count(registry, "late") == 2
+    del survivor
+    gc.collect()
+    assert custom_count(registry, "late") is None
+    assert custom_count(registry, "other") == 2
 
 
 def test_ten_thousand_executor_lifecycles_leave_scrapes_and_memory_flat() -> None:

@@ -34,7 +34,11 @@ are O(tools × outcomes × buckets).
 The folded totals are bounded like a store's aggregates: per label set, at most
 ``max_tool_labels`` tools (further ones fold into ``other``), ``max_error_types`` error types
 per tool and ``max_custom_metrics`` custom metrics (the largest limits of the stores that joined
-the label set), and at most :data:`MAX_LABEL_SETS` label sets per table.
+the label set), and at most :data:`MAX_LABEL_SETS` label sets per table. A key past a limit that
+a live store of the label set still exports keeps its own label, for as long as one does:
+folded into ``other`` while the live store's part is still exported under that key, its
+series would drop by the gone store's part. So the keys past the limits are never more than
+the live stores export.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from laios.execution._aggregates import (
     StoreCounts,
     StoreSnapshot,
     ToolAggregates,
+    ToolSlot,
     ToolSnapshot,
 )
 from laios.execution._forks import reset_after_fork
@@ -187,19 +192,25 @@ def _add_keyed(into: dict[str, _V], values: Mapping[str, _V], add: Callable[[_V,
         into[key] = value if known is None else add(known, value)
 
 
-def _capped(values: dict[str, _V], cap: int, add: Callable[[_V, _V], _V]) -> dict[str, _V]:
-    """``values`` with the keys past the first ``cap`` joined (by ``add``) under ``other``."""
+def _capped(
+    values: dict[str, _V],
+    cap: int,
+    add: Callable[[_V, _V], _V],
+    shared: Collection[str] = (),
+) -> dict[str, _V]:
+    """``values`` with the keys past the first ``cap`` joined (by ``add``) under ``other``,
+    but for those in ``shared`` (keys a live store exports)."""
     if len(values) <= cap:
         return values
     kept: dict[str, _V] = {}
     other: _V | None = None
     for key, value in values.items():
-        if key != ERROR_TYPE_OTHER and len(kept) < cap:
+        if key != ERROR_TYPE_OTHER and (len(kept) < cap or key in shared):
             kept[key] = value
         else:
             other = value if other is None else add(other, value)
-    assert other is not None  # (more values than places: at least one joined)
-    kept[ERROR_TYPE_OTHER] = other
+    if other is not None:
+        kept[ERROR_TYPE_OTHER] = other
     return kept
 
 
@@ -268,34 +279,153 @@ class _Group:
         self.max_error_types = max(self.max_error_types, counts.max_error_types)
         self.max_custom_metrics = max(self.max_custom_metrics, counts.max_custom_metrics)
 
-    def fold(self, final: StoreAggregates) -> None:
-        """Add a gone store's final counts into the folded totals, within the limits."""
+    def fold(self, final: StoreAggregates, live: _LiveKeys) -> None:
+        """Add a gone store's final counts into the folded totals, within the limits; a key
+        past a limit that a store in ``live`` exports keeps its own label (see :meth:`trim`)."""
         tools = self.tools
         for row in final.tools:
             label = export_label(row.tool)
             known = tools.get(label)
             if known is None and label not in (TOOL_UNKNOWN, TOOL_OTHER):
                 named = len(tools) - (TOOL_UNKNOWN in tools) - (TOOL_OTHER in tools)
-                if named >= self.max_tool_labels:
+                if named >= self.max_tool_labels and label not in live.tools:
                     label = TOOL_OTHER
                     known = tools.get(label)
-            merged = _merged([row] if known is None else [known, row])
-            errors = _capped(merged.errors, self.max_error_types, _add_errors)
-            retry_errors = _capped(merged.retry_errors, self.max_error_types, operator.add)
-            tools[label] = replace(
-                merged, tool=label, in_flight=0, errors=errors, retry_errors=retry_errors
-            )
+            tools[label] = self._kept(label, [row] if known is None else [known, row], live)
         custom = self.custom
         for entry in final.custom:
             key = (export_label(entry.name), export_label(entry.unit))
-            if key not in custom and len(custom) >= self.max_custom_metrics:
-                key = ("other", "")
+            if (
+                key not in custom
+                and len(custom) >= self.max_custom_metrics
+                and key not in live.custom
+            ):
+                key = _CUSTOM_OTHER
             custom[key] = add_custom(custom.get(key), entry.count, entry.sum)
+
+    def _kept(self, label: str, rows: list[ToolAggregates], live: _LiveKeys) -> ToolAggregates:
+        """``rows`` merged as the folded row of ``label``, its error types within the limit."""
+        merged = _merged(rows)
+        cap, errors, retry_errors = self.max_error_types, merged.errors, merged.retry_errors
+        if len(errors) > cap:  # (the live stores are read only when a limit is reached)
+            errors = _capped(errors, cap, _add_errors, live.errors(label))
+        if len(retry_errors) > cap:
+            retry_errors = _capped(retry_errors, cap, operator.add, live.retries(label))
+        return replace(merged, tool=label, in_flight=0, errors=errors, retry_errors=retry_errors)
+
+    @property
+    def beyond(self) -> bool:
+        """Whether a folded key is past its limit (kept because a live store exported it)."""
+        tools = self.tools
+        named = len(tools) - (TOOL_UNKNOWN in tools) - (TOOL_OTHER in tools)
+        custom, cap = self.custom, self.max_error_types
+        return (
+            named > self.max_tool_labels
+            or len(custom) - (_CUSTOM_OTHER in custom) > self.max_custom_metrics
+            or any(
+                len(keys) - (ERROR_TYPE_OTHER in keys) > cap
+                for row in tools.values()
+                for keys in (row.errors, row.retry_errors)
+            )
+        )
+
+    def trim(self, live: _LiveKeys) -> None:
+        """Join the folded keys past a limit that no store in ``live`` exports any more into
+        ``other``. Such a key's series has left the exposition, so ``other`` only grows; and
+        the folded keys past the limits are never more than the live stores export."""
+        tools = self.tools
+        named = 0
+        for label in list(tools):
+            row = tools[label]
+            if label not in (TOOL_UNKNOWN, TOOL_OTHER):
+                named += 1
+                if named > self.max_tool_labels and label not in live.tools:
+                    del tools[label]
+                    other = tools.get(TOOL_OTHER)
+                    tools[TOOL_OTHER] = self._kept(
+                        TOOL_OTHER, [row] if other is None else [other, row], live
+                    )
+                    continue
+            tools[label] = self._kept(label, [row], live)
+        custom = self.custom
+        if len(custom) > self.max_custom_metrics:
+            kept: dict[tuple[str, str], tuple[int, float]] = {}
+            for place, (key, (count, total)) in enumerate(custom.items()):
+                if place >= self.max_custom_metrics and key not in live.custom:
+                    key = _CUSTOM_OTHER
+                kept[key] = add_custom(kept.get(key), count, total)
+            self.custom = kept
 
     @property
     def empty(self) -> bool:
         """Whether no gone store left anything to report."""
         return not self.tools and not self.custom
+
+
+#: The key custom metrics past ``max_custom_metrics`` are counted under.
+_CUSTOM_OTHER = ("other", "")
+
+
+class _LiveKeys:
+    """The keys (exported tool labels, error types, custom metrics) that the stores of one
+    label set still report, read from their counts when a fold first asks.
+
+    A gone store's key that one of them exports keeps its own label in the folded totals even
+    past a limit: counted into ``other``, the key's series would drop by the gone store's part.
+    The counts of a live store are read without its lock: copying a dict of strings runs in
+    one step under the GIL, and a key added meanwhile is one the fold did not have to keep.
+    """
+
+    __slots__ = ("_counts", "_custom", "_errors", "_retries", "_tools")
+
+    def __init__(self, counts: list[StoreCounts]) -> None:
+        self._counts = counts
+        self._tools: dict[str, list[ToolSlot]] | None = None
+        self._errors: dict[str, frozenset[str]] = {}
+        self._retries: dict[str, frozenset[str]] = {}
+        self._custom: frozenset[tuple[str, str]] | None = None
+
+    def _slots(self) -> dict[str, list[ToolSlot]]:
+        if self._tools is None:
+            self._tools = {}
+            for counts in self._counts:
+                for slot in list(counts.slots.values()):
+                    self._tools.setdefault(export_label(slot.label), []).append(slot)
+        return self._tools
+
+    @property
+    def tools(self) -> Collection[str]:
+        """The exported ``tool`` labels."""
+        return self._slots().keys()
+
+    def errors(self, tool: str) -> frozenset[str]:
+        """The exported error types of failures of ``tool``."""
+        known = self._errors.get(tool)
+        if known is None:
+            slots = self._slots().get(tool, ())
+            known = frozenset(export_label(key) for slot in slots for key in list(slot.errors))
+            self._errors[tool] = known
+        return known
+
+    def retries(self, tool: str) -> frozenset[str]:
+        """The exported error types of retries of ``tool``."""
+        known = self._retries.get(tool)
+        if known is None:
+            slots = self._slots().get(tool, ())
+            keys = (key for slot in slots for key in list(slot.retry_errors))
+            known = self._retries[tool] = frozenset(map(export_label, keys))
+        return known
+
+    @property
+    def custom(self) -> frozenset[tuple[str, str]]:
+        """The exported ``(name, unit)`` of custom metrics."""
+        if self._custom is None:
+            self._custom = frozenset(
+                (export_label(name), export_label(unit))
+                for counts in self._counts
+                for name, unit in list(counts.custom)
+            )
+        return self._custom
 
 
 class _Entry:
@@ -482,10 +612,19 @@ class StoreTable:
         report (the caller holds the lock)."""
         self._gone = False
         entries = self._entries
-        gone = [key for key, entry in entries.items() if entry.ref() is None]
-        for key in gone:
-            counts = entries.pop(key).counts
-            self._groups[counts.labels].fold(counts.final())
+        # Every gone store leaves the entries before any is folded: none is taken as live.
+        gone = [entries.pop(key).counts for key, e in list(entries.items()) if e.ref() is None]
+        folded: dict[LabelSet, _LiveKeys] = {}
+        for counts in gone:
+            live = folded.get(counts.labels)
+            if live is None:
+                same = [e.counts for e in entries.values() if e.counts.labels == counts.labels]
+                live = folded[counts.labels] = _LiveKeys(same)
+            self._groups[counts.labels].fold(counts.final(), live)
+        for labels, live in folded.items():
+            group = self._groups[labels]
+            if group.beyond:
+                group.trim(live)
         if gone:
             used = {entry.counts.labels for entry in entries.values()}
             for labels in [k for k, g in self._groups.items() if g.empty and k not in used]:
