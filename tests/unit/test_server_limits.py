@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from laios.execution.server import MetricsServer, start_http_server
 from laios.execution.store import MetricStore
+from laios.execution.web import WebConfig
 
 LINUX = sys.platform.startswith("linux")
 #: Generous bounds: the tests run on loaded two-core machines.
@@ -221,6 +222,34 @@ def test_beyond_the_cap_busy_connections_get_503_quickly(
         assert "max_connections" in warnings[0].getMessage()
         assert results == [200, 200]
         assert get(server.url + "/healthz")[0] == 200
+
+
+def test_the_503_at_the_connection_limit_carries_the_configured_headers() -> None:
+    """The ``503`` of a connection beyond ``max_connections`` carries the web configuration's
+    headers, as every other answer does, and ``nosniff`` once."""
+    registry = CollectorRegistry()
+    blocking = BlockingCollector()
+    registry.register(blocking)
+    config = WebConfig(headers={"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"})
+    with start_http_server(
+        0, store=MetricStore(), registry=registry, max_connections=1, web_config=config
+    ) as server:
+        scrape = threading.Thread(target=get, args=(server.url + "/metrics",))
+        try:
+            scrape.start()
+            assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
+            with connect(server.port) as client:
+                client.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                answer = b""
+                while chunk := client.recv(65536):
+                    answer += chunk
+        finally:
+            blocking.release.set()
+            scrape.join(ANSWER_WITHIN)
+    lines = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert lines[0] == b"HTTP/1.0 503 Service Unavailable", lines
+    assert lines.count(b"X-Frame-Options: deny") == 1, lines
+    assert lines.count(b"X-Content-Type-Options: nosniff") == 1, lines
 
 
 def test_shutdown_closes_the_connections_being_served(wait_until: Any) -> None:

@@ -145,13 +145,23 @@ _CLOSE_GRACE = 2.0
 _WARN_EVERY = 60.0
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _BUSY_BODY = b'{"error":"too many connections"}'
-_BUSY = (
-    b"HTTP/1.0 503 Service Unavailable\r\n"
-    b"Content-Type: application/json; charset=utf-8\r\n"
-    b"Retry-After: 1\r\n" + ": ".join(NOSNIFF).encode() + b"\r\n"
-    b"Connection: close\r\n"
-    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
-)
+
+
+def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
+    """The ``503`` written to a connection beyond ``max_connections``, with ``headers`` (the
+    web configuration's, but ``X-Content-Type-Options``: ``nosniff`` is sent anyway)."""
+    lines = [
+        "HTTP/1.0 503 Service Unavailable",
+        "Content-Type: application/json; charset=utf-8",
+        "Retry-After: 1",
+        *(f"{name}: {value}" for name, value in headers),
+        ": ".join(NOSNIFF),
+        "Connection: close",
+        f"Content-Length: {len(_BUSY_BODY)}",
+    ]
+    return "\r\n".join([*lines, "", ""]).encode("latin-1") + _BUSY_BODY
+
+
 #: What the server calls itself in ``Server``.
 _SERVER_NAME = "laios"
 #: Most bytes of a request's line and headers read; a request with more gets ``431``.
@@ -694,7 +704,10 @@ class _QuietHandler(WSGIRequestHandler):
 
     def end_headers(self) -> None:
         """End the headers of an answer written here (an error page: the routes' answers come
-        from the WSGI app), which forbids content sniffing like every other answer."""
+        from the WSGI app) with the configured headers, and forbid content sniffing, like
+        every other answer."""
+        for name, value in cast("_ThreadingServer", self.server).extra_headers:
+            self.send_header(name, value)
         self.send_header(*NOSNIFF)
         super().end_headers()
 
@@ -874,11 +887,18 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         backlog: int = DEFAULT_BACKLOG,
         tls: ReloadingContext | None = None,
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         connection_timeout, max_connections, backlog = _check_limits(
             connection_timeout, max_connections, backlog
         )
         self.tls = tls
+        # The web configuration's headers, for the answers written here rather than by the
+        # app (error pages, 503); nosniff is sent with each of them anyway.
+        self.extra_headers = tuple(
+            (name, value) for name, value in headers if name.lower() != NOSNIFF[0].lower()
+        )
+        self._busy = _busy_answer(self.extra_headers)
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
         self.request_queue_size = backlog  # read by listen() in server_activate()
@@ -936,7 +956,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
                     "(raise max_connections if this is normal load)",
                     self.max_connections,
                 )
-            _refuse(sock)
+            _refuse(sock, self._busy)
             return
         thread = threading.Thread(
             target=self._serve_connection,
@@ -1093,8 +1113,8 @@ def _has_input(sock: socket.socket) -> bool:
         return False
 
 
-def _refuse(sock: socket.socket) -> None:
-    """Answer ``503`` and close, without ever blocking the serve loop.
+def _refuse(sock: socket.socket, answer: bytes) -> None:
+    """Answer ``503`` (``answer``) and close, without ever blocking the serve loop.
 
     A TLS connection is closed without an answer: the handshake it would need could block.
     """
@@ -1106,7 +1126,7 @@ def _refuse(sock: socket.socket) -> None:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.recv(65536)  # what has arrived: closing with unread input would reset
-        sock.send(_BUSY)
+        sock.send(answer)
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
@@ -1309,6 +1329,7 @@ def start_http_server(
             max_connections=max_connections,
             backlog=backlog,
             tls=context,
+            headers=config.headers.items() if config is not None else (),
         )
     except OSError as exc:
         raise _bind_error(exc, host, port) from exc
