@@ -44,6 +44,7 @@ import contextlib
 import errno
 import http.client
 import io
+import ipaddress
 import logging
 import math
 import os
@@ -466,9 +467,10 @@ def make_asgi_app(
     return asgi_app(_app_endpoint(store, registry, status, web_config))
 
 
-def _check_address(port: int, host: str) -> int:
-    """The port as a plain ``int``; refuse a port or host of the wrong kind before anything is
-    bound, naming it."""
+def _check_address(port: int, host: str) -> tuple[int, str]:
+    """The port as a plain ``int`` and the host to bind (an IPv6 address without the brackets
+    a URL writes around it, ``[::1]``); refuse a port or host of the wrong kind before
+    anything is bound, naming it."""
     number = whole_number(port)
     if number is None or not 0 <= number <= 65535:
         error = TypeError if number is None else ValueError
@@ -477,7 +479,19 @@ def _check_address(port: int, host: str) -> int:
         raise TypeError(
             f"host must be an address or host name as a string (such as '127.0.0.1'), not {host!r}"
         )
-    return number
+    if host.startswith("[") or host.endswith("]"):
+        inner = host.removeprefix("[").removesuffix("]")
+        try:
+            if len(inner) != len(host) - 2:
+                raise ValueError("a bracket is missing")
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            raise ValueError(
+                f"host {host!r}: brackets hold an IPv6 address only (such as '[::1]'); give a "
+                "host name or an IPv4 address without them"
+            ) from None
+        return number, inner
+    return number, host
 
 
 def _check_limits(
@@ -1268,7 +1282,8 @@ def start_http_server(
     Args:
         port: The TCP port, 0 to 65535; 0 picks a free one (read it back from ``.port``).
         host: The address to bind; loopback unless you mean to expose the endpoint (``""``
-            or ``"0.0.0.0"``: every IPv4 interface).
+            or ``"0.0.0.0"``: every IPv4 interface). An IPv6 address may be written in
+            brackets, as in a URL: ``"[::1]"`` is ``"::1"``.
         store: The store to serve; defaults to the process-wide one.
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
         connection_timeout: Seconds a client has to send its request; greater than 0, at most
@@ -1298,10 +1313,10 @@ def start_http_server(
             ``max_connections``/``backlog`` not a whole number), or ``host``, ``status``,
             ``web_config`` or ``allowed_hosts`` is of the wrong kind (a single string rather
             than a list of names, say).
-        ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``status``
-            unknown, a name of ``allowed_hosts`` empty or not a bare host name (a port, a
-            scheme, a path or ``*``), or
-            ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
+        ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``host`` has
+            brackets around something else than an IPv6 address, ``status`` unknown, a
+            name of ``allowed_hosts`` empty or not a bare host name (a port, a scheme, a path
+            or ``*``), or ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
             :func:`~laios.execution.multiprocess.enable`);
             :class:`~laios.execution.web.WebConfigError` (a ``ValueError``) for a bad web
             configuration.
@@ -1312,7 +1327,7 @@ def start_http_server(
         >>> server = start_http_server(0)  # doctest: +SKIP
         >>> server.shutdown()  # doctest: +SKIP
     """
-    port = _check_address(port, host)
+    port, host = _check_address(port, host)
     connection_timeout, max_connections, backlog = _check_limits(
         connection_timeout, max_connections, backlog
     )
