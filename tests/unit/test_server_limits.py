@@ -430,3 +430,31 @@ def test_a_burst_of_200_scrapes_is_answered(tmp_path: Path) -> None:
     assert len(statuses) == 200, f"{len(statuses)} of 200 answered; slowest {slowest:.1f}s"
     assert set(statuses) == {200}
     assert slowest < ANSWER_WITHIN
+
+
+def test_a_connection_without_a_thread_gets_503_and_shutdown_still_works(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When no thread can be started for a connection (a container's pids limit,
+    RLIMIT_NPROC), the connection gets 503 and a warning is logged; the server serves again
+    once threads can be had, and shutdown() works (it raised "cannot join thread before it is
+    started", leaving the other connections open)."""
+    start = threading.Thread.start
+
+    def no_connection_thread(thread: threading.Thread) -> None:
+        if thread.name.endswith("-connection"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", no_connection_thread)
+            status, headers, _ = get(server.url + "/healthz")
+        assert status == 503
+        assert headers.get("Retry-After") == "1"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any("thread" in message for message in warnings), warnings
+        assert get(server.url + "/healthz")[0] == 200
+    finally:
+        server.shutdown()

@@ -960,7 +960,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self._warn("tls", "a TLS handshake from %s failed: %s", client, error.reason or error)
 
     def process_request(self, request: _RequestType, client_address: _RetAddress) -> None:
-        """Serve ``request`` in a new thread, or answer 503 at the connection limit."""
+        """Serve ``request`` in a new thread, or answer 503 at the connection limit or when no
+        thread can be started (logging a warning, at most one of each a minute)."""
         sock = cast(socket.socket, request)
         if not self._admit(sock):
             if not self._closing.is_set():
@@ -980,7 +981,20 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         )
         with self._slots:
             self._handlers.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had (a container's pids limit)
+            with self._slots:
+                self._handlers.discard(thread)
+                if self._open.pop(sock, None) is not None:
+                    self._saturated = False
+                    self._slots.notify_all()
+            self._warn(
+                "threads",
+                "cannot start a thread for a connection (%s); answering 503 to it",
+                exc,
+            )
+            _refuse(sock, self._busy)
 
     def answering(self) -> bool:
         """Whether the calling thread is one of this server's connection threads."""
@@ -1260,7 +1274,8 @@ def start_http_server(
     take 64 KiB in all (more gets ``431``); empty lines before the request line are skipped
     (RFC 9112) and count against it. When the process runs out of file
     descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
-    warning (at most once a minute).
+    warning (at most once a minute); when no thread can be started for a connection, that one
+    gets ``503`` (with a warning, at most once a minute).
 
     With ``web_config``, the server speaks HTTPS (``tls_server_config``; the TLS handshake
     counts against ``connection_timeout``; renewed certificate files are picked up within a
