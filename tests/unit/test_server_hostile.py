@@ -523,6 +523,26 @@ def test_headers_that_read_one_way_only_are_served(request_head: bytes) -> None:
     assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
 
 
+@pytest.mark.parametrize("fold", [b"\r\n ", b"\r\n\t", b"\r\n  \t "])
+def test_a_folded_header_is_read_as_one_line(fold: bytes) -> None:
+    """A folded header line (obs-fold) is joined to the line before with a space, as RFC 9112
+    (section 5.2) requires before the value is read: the value kept the line break, and a
+    folded ``Authorization`` was refused."""
+    token = "3f0c2b9d8e7a4c1b6d5e"
+    config = WebConfig(bearer_tokens=[token])
+    request_head = (
+        b"GET /status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer"
+        + fold
+        + token.encode()
+        + b"\r\n\r\n"
+    )
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        answer = send_raw(server.port, request_head)
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
+
+
 @pytest.mark.parametrize(
     ("request_head", "status"),
     [

@@ -167,6 +167,8 @@ def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
 _SERVER_NAME = "laios"
 #: Most bytes of a request's line and headers read; a request with more gets ``431``.
 MAX_REQUEST_HEAD = 65536
+#: A line break and the white space that starts a folded header line (obs-fold, RFC 9112).
+_OBS_FOLD = re.compile(r"\r?\n[ \t]+")
 #: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
 _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
@@ -761,6 +763,7 @@ class _QuietHandler(WSGIRequestHandler):
         parsed = (
             super().parse_request()
             and self._one_reading()
+            and self._unfolded()
             and self._origin_form()
             and self._served_form()
             and self._names_its_host()
@@ -804,6 +807,18 @@ class _QuietHandler(WSGIRequestHandler):
         if problem:
             self._refuse_request(problem)
             return False
+        return True
+
+    def _unfolded(self) -> bool:
+        """Replace each obs-fold (a line break before a continuation line) in a header value
+        with a space, as RFC 9112 (section 5.2) asks before the value is read; return
+        ``True``. (The parser joins a folded line to the one before, line break included.)"""
+        pairs = self.headers.items()
+        if any("\n" in value for _, value in pairs):
+            for name in {name for name, _ in pairs}:
+                del self.headers[name]
+            for name, value in pairs:
+                self.headers[name] = _OBS_FOLD.sub(" ", value)
         return True
 
     def _origin_form(self) -> bool:
