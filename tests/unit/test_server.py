@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -268,6 +269,45 @@ def test_an_error_the_server_answers_itself_forbids_content_sniffing(
     head = answer.partition(b"\r\n\r\n")[0]
     assert head.startswith(b"HTTP/1.0 400 "), head
     assert head.split(b"\r\n").count(b"X-Content-Type-Options: nosniff") == 1, head
+
+
+#: Headers of a web configuration, as every answer must carry them.
+CONFIGURED_HEADERS = {
+    "X-Frame-Options": "deny",
+    "Strict-Transport-Security": "max-age=31536000",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /metrics HTTP/1.x\r\nHost: localhost\r\n\r\n",  # 400
+        b"GET /metrics HTTP/1.1\r\n\r\n",  # 400: no Host
+        b"GET /metrics HTTP/2.0\r\nHost: localhost\r\n\r\n",  # 505
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX: " + b"x" * 70000 + b"\r\n\r\n",  # 431
+    ],
+    ids=["bad-version", "no-host", "http2", "headers-too-large"],
+)
+def test_an_error_the_server_answers_itself_carries_the_configured_headers(
+    store: MetricStore, request_head: bytes
+) -> None:
+    """The web configuration's headers are added to every answer, also to the error page of
+    a request the server cannot read (written by the server, not by a route)."""
+    config = WebConfig(headers=CONFIGURED_HEADERS)
+    with start_http_server(
+        0, store=store, registry=CollectorRegistry(), web_config=config
+    ) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            with contextlib.suppress(OSError):  # (the server may close before all is sent)
+                sock.sendall(request_head)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    lines = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert lines[0].split()[1] in (b"400", b"431", b"505"), lines
+    for name, value in CONFIGURED_HEADERS.items():
+        assert lines.count(f"{name}: {value}".encode()) == 1, (name, lines)
 
 
 def test_port_zero_reports_the_real_port(server: MetricsServer) -> None:

@@ -561,3 +561,24 @@ def test_uvicorn_serves_status_head_and_404(uvicorn_url: str) -> None:
     assert (head.status, head.body) == (200, b"")
     assert call_http(uvicorn_url, path="/nope").status == 404
     assert call_http(uvicorn_url, method="POST", path="/status").status == 405
+
+
+def test_without_a_thread_to_render_in_the_answer_is_computed_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When no render thread can be started (a container's pids limit), the request is
+    answered in place; more such requests than the bound do not leave the app answering
+    ``503`` for good once threads can be had again (each one counted as pending for ever)."""
+    app = make_asgi_app(MetricStore(), CollectorRegistry())
+    start = threading.Thread.start
+
+    def no_render_thread(thread: threading.Thread) -> None:
+        if thread.name.startswith("laios-asgi-render"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", no_render_thread)
+        short = [call_asgi(app).status for _ in range(MAX_PENDING_RENDERS + 2)]
+    assert short == [200] * (MAX_PENDING_RENDERS + 2)
+    assert [call_asgi(app).status for _ in range(3)] == [200, 200, 200]

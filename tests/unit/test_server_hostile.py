@@ -523,6 +523,26 @@ def test_headers_that_read_one_way_only_are_served(request_head: bytes) -> None:
     assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
 
 
+@pytest.mark.parametrize("fold", [b"\r\n ", b"\r\n\t", b"\r\n  \t "])
+def test_a_folded_header_is_read_as_one_line(fold: bytes) -> None:
+    """A folded header line (obs-fold) is joined to the line before with a space, as RFC 9112
+    (section 5.2) requires before the value is read: the value kept the line break, and a
+    folded ``Authorization`` was refused."""
+    token = "3f0c2b9d8e7a4c1b6d5e"
+    config = WebConfig(bearer_tokens=[token])
+    request_head = (
+        b"GET /status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer"
+        + fold
+        + token.encode()
+        + b"\r\n\r\n"
+    )
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        answer = send_raw(server.port, request_head)
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
+
+
 @pytest.mark.parametrize(
     ("request_head", "status"),
     [
@@ -627,3 +647,21 @@ def test_the_apps_answer_options_asterisk_as_the_server_does() -> None:
         options = call(app, "OPTIONS", "*")
         assert (options.status, options.header("allow"), options.body) == (200, "GET, HEAD", b"")
         assert call(app, "GET", "*").status == 400
+
+
+def test_an_ipv6_host_in_brackets_is_served_as_the_address() -> None:
+    """``host="[::1]"``, an IPv6 address as URLs (and ``.url``) write it, is that address: it
+    was refused as a host name that does not resolve, "give an address such as 127.0.0.1"."""
+    with start_http_server(0, "[::1]", store=MetricStore(), registry=CollectorRegistry()) as server:
+        assert server.host == "::1"
+        assert server.url == f"http://[::1]:{server.port}"
+        with socket.create_connection(("::1", server.port), timeout=WITHIN) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: [::1]\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.0 200 ")
+
+
+@pytest.mark.parametrize("host", ["[127.0.0.1]", "[localhost]", "[::1", "::1]", "[[::1]]"])
+def test_brackets_around_anything_but_an_ipv6_address_are_refused(host: str) -> None:
+    """Brackets hold an IPv6 address only: anything else in them is refused at the call."""
+    with pytest.raises(ValueError, match="brackets hold an IPv6 address only"):
+        start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())

@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from laios.execution.server import MetricsServer, start_http_server
 from laios.execution.store import MetricStore
+from laios.execution.web import WebConfig
 
 LINUX = sys.platform.startswith("linux")
 #: Generous bounds: the tests run on loaded two-core machines.
@@ -223,6 +224,34 @@ def test_beyond_the_cap_busy_connections_get_503_quickly(
         assert get(server.url + "/healthz")[0] == 200
 
 
+def test_the_503_at_the_connection_limit_carries_the_configured_headers() -> None:
+    """The ``503`` of a connection beyond ``max_connections`` carries the web configuration's
+    headers, as every other answer does, and ``nosniff`` once."""
+    registry = CollectorRegistry()
+    blocking = BlockingCollector()
+    registry.register(blocking)
+    config = WebConfig(headers={"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff"})
+    with start_http_server(
+        0, store=MetricStore(), registry=registry, max_connections=1, web_config=config
+    ) as server:
+        scrape = threading.Thread(target=get, args=(server.url + "/metrics",))
+        try:
+            scrape.start()
+            assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
+            with connect(server.port) as client:
+                client.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                answer = b""
+                while chunk := client.recv(65536):
+                    answer += chunk
+        finally:
+            blocking.release.set()
+            scrape.join(ANSWER_WITHIN)
+    lines = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert lines[0] == b"HTTP/1.0 503 Service Unavailable", lines
+    assert lines.count(b"X-Frame-Options: deny") == 1, lines
+    assert lines.count(b"X-Content-Type-Options: nosniff") == 1, lines
+
+
 def test_shutdown_closes_the_connections_being_served(wait_until: Any) -> None:
     """A connection still sending its request when the server shuts down is closed, not
     answered afterwards, and its thread does not outlive shutdown()."""
@@ -401,3 +430,31 @@ def test_a_burst_of_200_scrapes_is_answered(tmp_path: Path) -> None:
     assert len(statuses) == 200, f"{len(statuses)} of 200 answered; slowest {slowest:.1f}s"
     assert set(statuses) == {200}
     assert slowest < ANSWER_WITHIN
+
+
+def test_a_connection_without_a_thread_gets_503_and_shutdown_still_works(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When no thread can be started for a connection (a container's pids limit,
+    RLIMIT_NPROC), the connection gets 503 and a warning is logged; the server serves again
+    once threads can be had, and shutdown() works (it raised "cannot join thread before it is
+    started", leaving the other connections open)."""
+    start = threading.Thread.start
+
+    def no_connection_thread(thread: threading.Thread) -> None:
+        if thread.name.endswith("-connection"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", no_connection_thread)
+            status, headers, _ = get(server.url + "/healthz")
+        assert status == 503
+        assert headers.get("Retry-After") == "1"
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any("thread" in message for message in warnings), warnings
+        assert get(server.url + "/healthz")[0] == 200
+    finally:
+        server.shutdown()

@@ -8,8 +8,9 @@ Not the loop's default executor: the service's own blocking work (``asyncio.to_t
 shares that one, and a flood of scrapes would starve it, or it would delay every scrape. With
 :data:`MAX_PENDING_RENDERS` requests being answered or waiting, one more is answered ``503``
 with ``Retry-After: 1`` at once, as the built-in server answers when busy. Under another event
-loop (trio), the answer is computed in place. ``/healthz`` is always answered in place: it
-renders nothing and checks no credentials, so a liveness probe waits for no thread.
+loop (trio), or when no thread can be started (a container's pids limit), the answer is
+computed in place. ``/healthz`` is always answered in place: it renders nothing and checks no
+credentials, so a liveness probe waits for no thread.
 """
 
 from __future__ import annotations
@@ -77,16 +78,23 @@ class _RenderPool:
         self, render: Callable[[Request], Response], request: Request
     ) -> concurrent.futures.Future[Response] | None:
         """``render(request)`` in one of the threads; ``None`` (nothing done) when ``limit``
-        renders are already running or waiting."""
+        renders are already running or waiting.
+
+        Raises:
+            RuntimeError: When a thread was needed and none could be started (a container's
+                pids limit); nothing is left queued or counted.
+        """
         future: concurrent.futures.Future[Response] = concurrent.futures.Future()
+        job = (future, render, request)
         with self._lock:
             if self._pending >= self._limit:
                 return None
             self._pending += 1
-            self._jobs.put((future, render, request))
             start = self._threads < min(self._size, self._pending)
             if start:
                 self._threads += 1
+            else:
+                self._jobs.put(job)
         if start:
             try:
                 threading.Thread(
@@ -94,11 +102,12 @@ class _RenderPool:
                     name=f"laios-asgi-render-{next(_thread_numbers)}",
                     daemon=True,
                 ).start()
-            except BaseException:  # (no thread to be had): the job is skipped when taken
+            except BaseException:
                 with self._lock:
                     self._threads -= 1
-                future.cancel()
+                    self._pending -= 1
                 raise
+            self._jobs.put(job)  # (the new thread waits a minute for work: it takes this)
         return future
 
     def _work(self) -> None:
@@ -171,7 +180,10 @@ async def _answer(endpoint: Endpoint, pool: _RenderPool, request: Request) -> Re
         asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: answer in place
         return endpoint.handle(request)
-    rendered = pool.submit(endpoint.handle, request)
+    try:
+        rendered = pool.submit(endpoint.handle, request)
+    except RuntimeError:  # no thread to be had (a container's pids limit): answer in place
+        return endpoint.handle(request)
     if rendered is None:
         return endpoint.busy(request, MAX_PENDING_RENDERS)
     return await asyncio.wrap_future(rendered)

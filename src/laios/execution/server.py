@@ -44,6 +44,7 @@ import contextlib
 import errno
 import http.client
 import io
+import ipaddress
 import logging
 import math
 import os
@@ -145,17 +146,29 @@ _CLOSE_GRACE = 2.0
 _WARN_EVERY = 60.0
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _BUSY_BODY = b'{"error":"too many connections"}'
-_BUSY = (
-    b"HTTP/1.0 503 Service Unavailable\r\n"
-    b"Content-Type: application/json; charset=utf-8\r\n"
-    b"Retry-After: 1\r\n" + ": ".join(NOSNIFF).encode() + b"\r\n"
-    b"Connection: close\r\n"
-    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
-)
+
+
+def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
+    """The ``503`` written to a connection beyond ``max_connections``, with ``headers`` (the
+    web configuration's, but ``X-Content-Type-Options``: ``nosniff`` is sent anyway)."""
+    lines = [
+        "HTTP/1.0 503 Service Unavailable",
+        "Content-Type: application/json; charset=utf-8",
+        "Retry-After: 1",
+        *(f"{name}: {value}" for name, value in headers),
+        ": ".join(NOSNIFF),
+        "Connection: close",
+        f"Content-Length: {len(_BUSY_BODY)}",
+    ]
+    return "\r\n".join([*lines, "", ""]).encode("latin-1") + _BUSY_BODY
+
+
 #: What the server calls itself in ``Server``.
 _SERVER_NAME = "laios"
 #: Most bytes of a request's line and headers read; a request with more gets ``431``.
 MAX_REQUEST_HEAD = 65536
+#: A line break and the white space that starts a folded header line (obs-fold, RFC 9112).
+_OBS_FOLD = re.compile(r"\r?\n[ \t]+")
 #: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
 _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
@@ -456,9 +469,10 @@ def make_asgi_app(
     return asgi_app(_app_endpoint(store, registry, status, web_config))
 
 
-def _check_address(port: int, host: str) -> int:
-    """The port as a plain ``int``; refuse a port or host of the wrong kind before anything is
-    bound, naming it."""
+def _check_address(port: int, host: str) -> tuple[int, str]:
+    """The port as a plain ``int`` and the host to bind (an IPv6 address without the brackets
+    a URL writes around it, ``[::1]``); refuse a port or host of the wrong kind before
+    anything is bound, naming it."""
     number = whole_number(port)
     if number is None or not 0 <= number <= 65535:
         error = TypeError if number is None else ValueError
@@ -467,7 +481,19 @@ def _check_address(port: int, host: str) -> int:
         raise TypeError(
             f"host must be an address or host name as a string (such as '127.0.0.1'), not {host!r}"
         )
-    return number
+    if host.startswith("[") or host.endswith("]"):
+        inner = host.removeprefix("[").removesuffix("]")
+        try:
+            if len(inner) != len(host) - 2:
+                raise ValueError("a bracket is missing")
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            raise ValueError(
+                f"host {host!r}: brackets hold an IPv6 address only (such as '[::1]'); give a "
+                "host name or an IPv4 address without them"
+            ) from None
+        return number, inner
+    return number, host
 
 
 def _check_limits(
@@ -694,7 +720,10 @@ class _QuietHandler(WSGIRequestHandler):
 
     def end_headers(self) -> None:
         """End the headers of an answer written here (an error page: the routes' answers come
-        from the WSGI app), which forbids content sniffing like every other answer."""
+        from the WSGI app) with the configured headers, and forbid content sniffing, like
+        every other answer."""
+        for name, value in cast("_ThreadingServer", self.server).extra_headers:
+            self.send_header(name, value)
         self.send_header(*NOSNIFF)
         super().end_headers()
 
@@ -734,6 +763,7 @@ class _QuietHandler(WSGIRequestHandler):
         parsed = (
             super().parse_request()
             and self._one_reading()
+            and self._unfolded()
             and self._origin_form()
             and self._served_form()
             and self._names_its_host()
@@ -777,6 +807,18 @@ class _QuietHandler(WSGIRequestHandler):
         if problem:
             self._refuse_request(problem)
             return False
+        return True
+
+    def _unfolded(self) -> bool:
+        """Replace each obs-fold (a line break before a continuation line) in a header value
+        with a space, as RFC 9112 (section 5.2) asks before the value is read; return
+        ``True``. (The parser joins a folded line to the one before, line break included.)"""
+        pairs = self.headers.items()
+        if any("\n" in value for _, value in pairs):
+            for name in {name for name, _ in pairs}:
+                del self.headers[name]
+            for name, value in pairs:
+                self.headers[name] = _OBS_FOLD.sub(" ", value)
         return True
 
     def _origin_form(self) -> bool:
@@ -874,11 +916,18 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         backlog: int = DEFAULT_BACKLOG,
         tls: ReloadingContext | None = None,
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         connection_timeout, max_connections, backlog = _check_limits(
             connection_timeout, max_connections, backlog
         )
         self.tls = tls
+        # The web configuration's headers, for the answers written here rather than by the
+        # app (error pages, 503); nosniff is sent with each of them anyway.
+        self.extra_headers = tuple(
+            (name, value) for name, value in headers if name.lower() != NOSNIFF[0].lower()
+        )
+        self._busy = _busy_answer(self.extra_headers)
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
         self.request_queue_size = backlog  # read by listen() in server_activate()
@@ -926,7 +975,8 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self._warn("tls", "a TLS handshake from %s failed: %s", client, error.reason or error)
 
     def process_request(self, request: _RequestType, client_address: _RetAddress) -> None:
-        """Serve ``request`` in a new thread, or answer 503 at the connection limit."""
+        """Serve ``request`` in a new thread, or answer 503 at the connection limit or when no
+        thread can be started (logging a warning, at most one of each a minute)."""
         sock = cast(socket.socket, request)
         if not self._admit(sock):
             if not self._closing.is_set():
@@ -936,7 +986,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
                     "(raise max_connections if this is normal load)",
                     self.max_connections,
                 )
-            _refuse(sock)
+            _refuse(sock, self._busy)
             return
         thread = threading.Thread(
             target=self._serve_connection,
@@ -946,7 +996,20 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         )
         with self._slots:
             self._handlers.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had (a container's pids limit)
+            with self._slots:
+                self._handlers.discard(thread)
+                if self._open.pop(sock, None) is not None:
+                    self._saturated = False
+                    self._slots.notify_all()
+            self._warn(
+                "threads",
+                "cannot start a thread for a connection (%s); answering 503 to it",
+                exc,
+            )
+            _refuse(sock, self._busy)
 
     def answering(self) -> bool:
         """Whether the calling thread is one of this server's connection threads."""
@@ -1093,8 +1156,8 @@ def _has_input(sock: socket.socket) -> bool:
         return False
 
 
-def _refuse(sock: socket.socket) -> None:
-    """Answer ``503`` and close, without ever blocking the serve loop.
+def _refuse(sock: socket.socket, answer: bytes) -> None:
+    """Answer ``503`` (``answer``) and close, without ever blocking the serve loop.
 
     A TLS connection is closed without an answer: the handshake it would need could block.
     """
@@ -1106,7 +1169,7 @@ def _refuse(sock: socket.socket) -> None:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.recv(65536)  # what has arrived: closing with unread input would reset
-        sock.send(_BUSY)
+        sock.send(answer)
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
@@ -1226,7 +1289,8 @@ def start_http_server(
     take 64 KiB in all (more gets ``431``); empty lines before the request line are skipped
     (RFC 9112) and count against it. When the process runs out of file
     descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
-    warning (at most once a minute).
+    warning (at most once a minute); when no thread can be started for a connection, that one
+    gets ``503`` (with a warning, at most once a minute).
 
     With ``web_config``, the server speaks HTTPS (``tls_server_config``; the TLS handshake
     counts against ``connection_timeout``; renewed certificate files are picked up within a
@@ -1248,7 +1312,8 @@ def start_http_server(
     Args:
         port: The TCP port, 0 to 65535; 0 picks a free one (read it back from ``.port``).
         host: The address to bind; loopback unless you mean to expose the endpoint (``""``
-            or ``"0.0.0.0"``: every IPv4 interface).
+            or ``"0.0.0.0"``: every IPv4 interface). An IPv6 address may be written in
+            brackets, as in a URL: ``"[::1]"`` is ``"::1"``.
         store: The store to serve; defaults to the process-wide one.
         registry: The registry ``/metrics`` renders; defaults to ``prometheus_client.REGISTRY``.
         connection_timeout: Seconds a client has to send its request; greater than 0, at most
@@ -1278,10 +1343,10 @@ def start_http_server(
             ``max_connections``/``backlog`` not a whole number), or ``host``, ``status``,
             ``web_config`` or ``allowed_hosts`` is of the wrong kind (a single string rather
             than a list of names, say).
-        ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``status``
-            unknown, a name of ``allowed_hosts`` empty or not a bare host name (a port, a
-            scheme, a path or ``*``), or
-            ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
+        ValueError: When ``port`` (0 to 65535) or a limit is out of range, ``host`` has
+            brackets around something else than an IPv6 address, ``status`` unknown, a
+            name of ``allowed_hosts`` empty or not a bare host name (a port, a scheme, a path
+            or ``*``), or ``LAIOS_MULTIPROC_DIR`` names a directory that cannot be used (see
             :func:`~laios.execution.multiprocess.enable`);
             :class:`~laios.execution.web.WebConfigError` (a ``ValueError``) for a bad web
             configuration.
@@ -1292,7 +1357,7 @@ def start_http_server(
         >>> server = start_http_server(0)  # doctest: +SKIP
         >>> server.shutdown()  # doctest: +SKIP
     """
-    port = _check_address(port, host)
+    port, host = _check_address(port, host)
     connection_timeout, max_connections, backlog = _check_limits(
         connection_timeout, max_connections, backlog
     )
@@ -1309,6 +1374,7 @@ def start_http_server(
             max_connections=max_connections,
             backlog=backlog,
             tls=context,
+            headers=config.headers.items() if config is not None else (),
         )
     except OSError as exc:
         raise _bind_error(exc, host, port) from exc
