@@ -1200,6 +1200,22 @@ class MetricStore:
                 best = rec
         return best
 
+    def _runs(self, task_id: str, *, progress: bool) -> list[TaskRecord]:
+        """Every record of ``task_id`` in any scope: active, shadowed by a newer run, or
+        finished (caller holds the lock). What a clear forgets, so that none of them shows it
+        again once it is the newest. With ``progress``, only scopes that feed the
+        ``ExecutionMonitor`` count."""
+        runs: list[TaskRecord] = []
+        for scope in self._scopes:
+            if progress and not scope.track_progress:
+                continue
+            runs.extend(scope.shadowed.get(task_id, ()))
+            for table in (scope.active_by_id, scope.finished):
+                rec = table.get(task_id)
+                if rec is not None:
+                    runs.append(rec)
+        return runs
+
     def task_secrets(self, task_id: str, *, progress: bool = False) -> list[str]:
         """The secret values of the parameters of the newest run of ``task_id`` (see
         :meth:`TaskRecord.parameter_secrets`), for the monitors to scrub what they are told
@@ -1324,12 +1340,12 @@ class MetricStore:
         return history
 
     def clear_progress(self, task_id: str) -> None:
-        """Forget the progress of ``task_id`` so far; later updates are kept as usual."""
+        """Forget the progress of ``task_id`` so far, of each of its runs the store knows;
+        later updates are kept as usual."""
         task_id = record_id(task_id)
         with self._lock:
             self._progress.pop(task_id, None)
-            rec = self._latest(task_id, progress=True)
-            if rec is not None:
+            for rec in self._runs(task_id, progress=True):
                 rec.progress_updates = None
                 rec.progress_cleared = rec.state
 
@@ -1464,19 +1480,22 @@ class MetricStore:
         return merged
 
     def clear_custom(self, task_id: str | None = None) -> None:
-        """Forget the custom samples of one task, or of all (exported totals stay: counters)."""
+        """Forget the custom samples of one task id (of each of its runs the store knows), or
+        of all (exported totals stay: counters)."""
         with self._lock:
             if task_id is None:
                 self._custom.clear()
                 for scope in self._scopes:
                     for record in (*scope.finished.values(), *scope.active_by_id.values()):
                         record.custom = None
+                    for older in scope.shadowed.values():
+                        for record in older:
+                            record.custom = None
             else:
                 task_id = record_id(task_id)
                 self._custom.pop(task_id, None)
-                latest = self._latest(task_id, progress=False)
-                if latest is not None:
-                    latest.custom = None
+                for record in self._runs(task_id, progress=False):
+                    record.custom = None
 
     # -- reading ---------------------------------------------------------------------------
 
