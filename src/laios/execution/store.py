@@ -535,6 +535,18 @@ class MetricStore:
         self._wall_faulted = False
         reset_after_fork(self)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Refuse to be pickled or copied, saying why: a store is its process's own.
+
+        Raises:
+            TypeError: Always (also for ``copy.copy`` and ``copy.deepcopy``).
+        """
+        raise TypeError(
+            "a MetricStore cannot be pickled or copied, it is its process's own: call "
+            "get_performance_monitor() where it is used (in a tool's method), not kept on an "
+            "object sent to another process"
+        )
+
     def after_fork_in_child(self) -> None:
         """In a child made by ``os.fork()``: start from zero (the child counts and keeps its
         own tasks only; the parent's are the parent's), with a lock of its own.
