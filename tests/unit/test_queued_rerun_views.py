@@ -41,3 +41,34 @@ def test_a_queued_rerun_does_not_hide_the_run_in_progress(
     for run in runs:
         run.join(30)
     assert not executor.task_monitor.is_running("job-7")
+
+
+def test_a_checkpoint_goes_to_the_run_in_progress_not_the_queued_rerun(
+    make_executor: Callable[..., Executor],
+    make_task: Callable[..., Task],
+    context: Context,
+    gate: Any,
+    wait_until: Callable[..., bool],
+) -> None:
+    """TaskMonitor.checkpoint(id) while a newer run of the id waits in the queue adds it to the
+    run in progress, the one get_metrics shows."""
+    executor = make_executor(max_workers=1)
+    runs = [
+        threading.Thread(
+            target=executor.execute_task,
+            args=(make_task("blocked", task_id="job-7"), context),
+            kwargs={"timeout": 30},
+        )
+        for _ in range(2)
+    ]
+    runs[0].start()
+    assert gate.wait_entered(1, timeout=10)
+    runs[1].start()
+    assert wait_until(lambda: executor.store.snapshot().queue_depth == 1, timeout=10)
+    executor.task_monitor.checkpoint("job-7", "halfway")
+    metrics = executor.get_metrics("job-7")
+    assert metrics is not None
+    assert "halfway" in [point["name"] for point in metrics.checkpoints]
+    gate.release.set()
+    for run in runs:
+        run.join(30)

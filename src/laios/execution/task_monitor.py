@@ -158,7 +158,8 @@ class TaskMonitor:
         ]
 
     def checkpoint(self, task_id: str, name: str, data: Mapping[str, Any] | None = None) -> None:
-        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown).
+        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown): to
+        the run :meth:`get_metrics` shows.
 
         Raises:
             TypeError: When ``data`` is neither ``None`` nor a mapping (also for a task that
@@ -166,7 +167,7 @@ class TaskMonitor:
         """
         no_task_as_id(task_id)
         data = checkpoint_data(data)
-        rec = self._store.find(self._scope, task_id)
+        rec = self._running_run(task_id) or self._store.find(self._scope, task_id)
         if rec is None or rec.state == "finished":
             _log.debug("checkpoint %r ignored: task %r is not running", name, task_id)
             return
