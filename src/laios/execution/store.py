@@ -1199,7 +1199,8 @@ class MetricStore:
             return _utc(self._wall_fault(reading))
 
     def _latest(self, task_id: str, *, progress: bool) -> TaskRecord | None:
-        """The newest record of ``task_id`` in any scope (caller holds the lock).
+        """The newest record of ``task_id`` in any scope (caller holds the lock): in each
+        scope, its newest run in progress, else its newest run queued, else its latest finished.
 
         With ``progress``, only scopes that feed the ``ExecutionMonitor`` count.
         """
@@ -1208,6 +1209,12 @@ class MetricStore:
             if progress and not scope.track_progress:
                 continue
             rec = scope.active_by_id.get(task_id) or scope.finished.get(task_id)
+            if rec is not None and rec.state == "queued" and scope.shadowed:
+                # A run in progress is shown rather than a newer run of its id still queued.
+                for older in reversed(scope.shadowed.get(task_id, ())):
+                    if older.state == "running":
+                        rec = older
+                        break
             if rec is not None and (best is None or rec.submitted_mono > best.submitted_mono):
                 best = rec
         return best
