@@ -52,8 +52,7 @@ def test_a_snapshot_is_stamped_by_the_store_clock() -> None:
 
 
 def test_a_progress_update_is_stamped_by_the_store_clock() -> None:
-    """An update made through a tracker over a store carries the store clock's time, so that a
-    history orders it among the task's own STARTING and final updates."""
+    """An update made through a tracker over a store carries the store clock's time."""
     clock = FrozenWallClock()
     store = MetricStore(clock=clock)
     update = ProgressTracker(store).update_progress("t-1", "in_progress", 10)
@@ -99,3 +98,44 @@ def test_a_tool_progress_report_is_stamped_by_the_store_clock() -> None:
     history = ExecutionMonitor(store).get_progress_history(task.id)
     assert [u.status.value for u in history] == ["starting", "in_progress", "completed"]
     assert {u.timestamp for u in history} == {datetime.fromtimestamp(FAKE_NOW, timezone.utc)}
+
+
+def test_a_history_keeps_its_order_when_the_wall_clock_steps_back() -> None:
+    """A wall clock stepped back during a run (NTP) does not reorder the task's history: it is
+    STARTING, its update, then its final update, which is also its latest progress; an update
+    made after the end follows it."""
+    clock = FrozenWallClock()
+    store = MetricStore(clock=clock)
+    monitor = ExecutionMonitor(store)
+    tasks = TaskMonitor(store)
+    task = Task(plan_id="p", description="d", tool_name="fetch")
+    tasks.start_monitoring(task)
+    monitor.update_task_progress(task.id, 50)
+    clock.now -= 60
+    tasks.stop_monitoring(task.id)
+    latest = monitor.get_progress(task.id)
+    assert latest is not None
+    assert latest.status.value == "completed"
+    clock.now -= 60
+    monitor.update_task_progress(task.id, message="after the end")
+    history = monitor.get_progress_history(task.id)
+    assert [u.status.value for u in history] == [
+        "starting",
+        "in_progress",
+        "completed",
+        "in_progress",
+    ]
+
+
+def test_clear_task_forgets_only_what_came_before_it_whatever_the_clock() -> None:
+    """clear_task during a run forgets its STARTING update, not its end: with a wall clock that
+    stands still, the final update made after the clear is still read back."""
+    store = MetricStore(clock=FrozenWallClock())
+    monitor = ExecutionMonitor(store)
+    tasks = TaskMonitor(store)
+    task = Task(plan_id="p", description="d", tool_name="fetch")
+    tasks.start_monitoring(task)
+    monitor.clear_task(task.id)
+    assert monitor.get_progress_history(task.id) == []
+    tasks.stop_monitoring(task.id)
+    assert [u.status.value for u in monitor.get_progress_history(task.id)] == ["completed"]

@@ -173,10 +173,6 @@ def _kept_update(update: ProgressUpdate) -> tuple[ProgressUpdate, int]:
     return (replace(update, **changes) if changes else update), size
 
 
-def _timestamp(update: ProgressUpdate) -> datetime:
-    return update.timestamp
-
-
 def _utc(timestamp: float) -> datetime:
     """``timestamp`` as a UTC ``datetime``; the system's time when a ``datetime`` cannot hold
     it (a broken clock's reading past year 9999, or before year 1)."""
@@ -335,9 +331,17 @@ class TaskRecord:
     # Progress reports and custom metrics of this run live on the record, so they are bounded
     # by the record ring instead of needing tables of their own.
     progress_updates: _ProgressHistory | None = None
-    #: When ``ExecutionMonitor.clear_task()`` was last called for this run (the store's
-    #: clock): the executor's own updates up to then are forgotten, later ones are not.
-    progress_cleared: float | None = None
+    #: Progress updates recorded for this run so far, kept or not: their order, which the
+    #: wall clock cannot give (it may stand still, or step back).
+    progress_count = 0
+    #: ``progress_count`` when the tool started, and when the run finished: where its derived
+    #: ``STARTING`` and final updates go among the recorded ones.
+    progress_at_start = 0
+    progress_at_end = 0
+    #: The run's ``state`` when ``ExecutionMonitor.clear_task()`` was last called for it: the
+    #: executor's own updates up to then (``STARTING`` once running, the final one once
+    #: finished) are forgotten, later ones are not.
+    progress_cleared: str | None = None
     custom: _CustomSamples | None = None
     ran = False  # the tool was started (a task refused or cancelled while queued never is)
     #: Whether its metrics show the executor's own "started" and "finished" milestones (a task
@@ -532,6 +536,18 @@ class MetricStore:
         #: Whether a reading of the clock's time() that is no Unix time was (see _wall_fault).
         self._wall_faulted = False
         reset_after_fork(self)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Refuse to be pickled or copied, saying why: a store is its process's own.
+
+        Raises:
+            TypeError: Always (also for ``copy.copy`` and ``copy.deepcopy``).
+        """
+        raise TypeError(
+            "a MetricStore cannot be pickled or copied, it is its process's own: call "
+            "get_performance_monitor() where it is used (in a tool's method), not kept on an "
+            "object sent to another process"
+        )
 
     def after_fork_in_child(self) -> None:
         """In a child made by ``os.fork()``: start from zero (the child counts and keeps its
@@ -842,6 +858,8 @@ class MetricStore:
             assert slot is not None
             slot.in_flight += 1
             slot.queue_wait.observe(wait, None)
+            if rec.progress_count:  # (updates made while it was queued come before STARTING)
+                rec.progress_at_start = rec.progress_count
             # The STARTING update is derived from the record when read; built here to notify.
             notify = False
             if self._progress_listeners:
@@ -928,6 +946,8 @@ class MetricStore:
                 rec.error_type = error_type
             if rec.checkpoint_listener is not None:
                 rec.checkpoint_listener = None
+            if rec.progress_count:  # (they come before the final update)
+                rec.progress_at_end = rec.progress_count
             histogram = slot.outcomes.get(outcome) or slot.outcome(outcome)
             histogram.observe(duration, exemplar, end_time)
             if outcome == "success" or not rec.attempt:  # a success is never retried
@@ -1172,8 +1192,8 @@ class MetricStore:
     def now(self) -> datetime:
         """The store clock's wall time as a UTC ``datetime``: the timestamp of every progress
         update made for this store (by a ``ProgressTracker``, or a tool's own
-        ``current_task().progress``), so that a history orders them among the updates derived
-        from the task's record."""
+        ``current_task().progress``), on the same clock as the updates derived from the task's
+        record."""
         reading = self._read_wall()
         try:
             return datetime.fromtimestamp(reading, timezone.utc)
@@ -1181,7 +1201,8 @@ class MetricStore:
             return _utc(self._wall_fault(reading))
 
     def _latest(self, task_id: str, *, progress: bool) -> TaskRecord | None:
-        """The newest record of ``task_id`` in any scope (caller holds the lock).
+        """The newest record of ``task_id`` in any scope (caller holds the lock): in each
+        scope, its newest run in progress, else its newest run queued, else its latest finished.
 
         With ``progress``, only scopes that feed the ``ExecutionMonitor`` count.
         """
@@ -1190,9 +1211,31 @@ class MetricStore:
             if progress and not scope.track_progress:
                 continue
             rec = scope.active_by_id.get(task_id) or scope.finished.get(task_id)
+            if rec is not None and rec.state == "queued" and scope.shadowed:
+                # A run in progress is shown rather than a newer run of its id still queued.
+                for older in reversed(scope.shadowed.get(task_id, ())):
+                    if older.state == "running":
+                        rec = older
+                        break
             if rec is not None and (best is None or rec.submitted_mono > best.submitted_mono):
                 best = rec
         return best
+
+    def _runs(self, task_id: str, *, progress: bool) -> list[TaskRecord]:
+        """Every record of ``task_id`` in any scope: active, shadowed by a newer run, or
+        finished (caller holds the lock). What a clear forgets, so that none of them shows it
+        again once it is the newest. With ``progress``, only scopes that feed the
+        ``ExecutionMonitor`` count."""
+        runs: list[TaskRecord] = []
+        for scope in self._scopes:
+            if progress and not scope.track_progress:
+                continue
+            runs.extend(scope.shadowed.get(task_id, ()))
+            for table in (scope.active_by_id, scope.finished):
+                rec = table.get(task_id)
+                if rec is not None:
+                    runs.append(rec)
+        return runs
 
     def task_secrets(self, task_id: str, *, progress: bool = False) -> list[str]:
         """The secret values of the parameters of the newest run of ``task_id`` (see
@@ -1239,6 +1282,7 @@ class MetricStore:
                 if history is None:
                     history = rec.progress_updates = _ProgressHistory()
                 history.add(update, size)
+                rec.progress_count += 1
             else:
                 history = self._progress.get(update.task_id)
                 if history is None:
@@ -1283,44 +1327,48 @@ class MetricStore:
         return [copy_update(update) for update in self._kept_history(task_id)]
 
     def _kept_history(self, task_id: str) -> list[ProgressUpdate]:
-        """The progress history of ``task_id`` as kept (see :meth:`progress_history`)."""
+        """The progress history of ``task_id`` as kept (see :meth:`progress_history`).
+
+        Updates kept for the id before its latest run come first, then the run's, in the order
+        they were recorded, the derived ``STARTING`` and final updates among them where the run
+        started and ended: never ordered by their timestamps, which a wall clock that stands
+        still or steps back would mix up.
+        """
         task_id = record_id(task_id)
         with self._lock:
-            explicit = list(self._progress.get(task_id, ()))
+            history = list(self._progress.get(task_id, ()))
             rec = self._latest(task_id, progress=True)
             if rec is None:
-                return explicit
-            if rec.progress_updates:
-                explicit = sorted([*explicit, *rec.progress_updates], key=_timestamp)
+                return history
+            kept = list(rec.progress_updates or ())
             # (updates of the executor's own up to a clear_progress stay forgotten)
-            cleared = -math.inf if rec.progress_cleared is None else rec.progress_cleared
+            cleared = rec.progress_cleared
             starting = final = None
-            if rec.ran and rec.start_time is not None and rec.start_time > cleared:
+            if rec.ran and rec.start_time is not None and cleared not in ("running", "finished"):
                 starting = _starting(rec)
-            if rec.state == "finished" and (rec.end_time or 0.0) > cleared:
+            if rec.state == "finished" and cleared != "finished":
                 final = _final(rec)
-        history = explicit
+            first = rec.progress_count - len(kept)  # the place of kept[0] among the run's updates
+            started = max(rec.progress_at_start - first, 0)
+            ended = max(rec.progress_at_end - first, started)
+        history.extend(kept[:started])
         if starting is not None:
-            history = [u for u in explicit if u.timestamp < starting.timestamp]
             history.append(starting)
-            history.extend(u for u in explicit if u.timestamp >= starting.timestamp)
+        history.extend(kept[started:ended])
         if final is not None:
-            later = [u for u in history if u.timestamp > final.timestamp]
-            history = [u for u in history if u.timestamp <= final.timestamp]
             history.append(final)
-            history.extend(later)
+        history.extend(kept[ended:])
         return history
 
     def clear_progress(self, task_id: str) -> None:
-        """Forget the progress of ``task_id`` so far; later updates are kept as usual."""
+        """Forget the progress of ``task_id`` so far, of each of its runs the store knows;
+        later updates are kept as usual."""
         task_id = record_id(task_id)
-        cleared = self._read_wall()
         with self._lock:
             self._progress.pop(task_id, None)
-            rec = self._latest(task_id, progress=True)
-            if rec is not None:
+            for rec in self._runs(task_id, progress=True):
                 rec.progress_updates = None
-                rec.progress_cleared = cleared
+                rec.progress_cleared = rec.state
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
         """Call ``listener`` with every progress update from now on (once: adding it again, or
@@ -1453,19 +1501,22 @@ class MetricStore:
         return merged
 
     def clear_custom(self, task_id: str | None = None) -> None:
-        """Forget the custom samples of one task, or of all (exported totals stay: counters)."""
+        """Forget the custom samples of one task id (of each of its runs the store knows), or
+        of all (exported totals stay: counters)."""
         with self._lock:
             if task_id is None:
                 self._custom.clear()
                 for scope in self._scopes:
                     for record in (*scope.finished.values(), *scope.active_by_id.values()):
                         record.custom = None
+                    for older in scope.shadowed.values():
+                        for record in older:
+                            record.custom = None
             else:
                 task_id = record_id(task_id)
                 self._custom.pop(task_id, None)
-                latest = self._latest(task_id, progress=False)
-                if latest is not None:
-                    latest.custom = None
+                for record in self._runs(task_id, progress=False):
+                    record.custom = None
 
     # -- reading ---------------------------------------------------------------------------
 

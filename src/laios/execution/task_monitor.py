@@ -128,9 +128,13 @@ class TaskMonitor:
         return [task for r in self._store.running(self._scope) if (task := r.task) is not None]
 
     def get_task_status(self, task_id: str) -> TaskStatus | None:
-        """The task's current status (final status for a retained finished task), or ``None``."""
+        """The task's current status (final status for a retained finished task), or ``None``.
+
+        While a run of the id is running, that run's status, even when a newer run of the same
+        id waits in the queue (the run :meth:`get_metrics` shows).
+        """
         no_task_as_id(task_id)
-        rec = self._store.find(self._scope, task_id)
+        rec = self._running_run(task_id) or self._store.find(self._scope, task_id)
         if rec is None:
             return None
         task = rec.task
@@ -141,9 +145,10 @@ class TaskMonitor:
         return final
 
     def get_metrics(self, task_id: str) -> ExecutionMetrics | None:
-        """Metrics of the newest run of ``task_id`` that is running or retained."""
+        """Metrics of the newest run of ``task_id`` that is running or retained (a run in
+        progress first, rather than a newer run of the same id waiting in the queue)."""
         no_task_as_id(task_id)
-        return self._view(self._store.find(self._scope, task_id))
+        return self._view(self._running_run(task_id) or self._store.find(self._scope, task_id))
 
     def get_all_metrics(self) -> list[ExecutionMetrics]:
         """Metrics of every retained finished task (oldest first), then of the running ones."""
@@ -153,7 +158,8 @@ class TaskMonitor:
         ]
 
     def checkpoint(self, task_id: str, name: str, data: Mapping[str, Any] | None = None) -> None:
-        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown).
+        """Add a named checkpoint to a running task (ignored, with a debug log, if unknown): to
+        the run :meth:`get_metrics` shows.
 
         Raises:
             TypeError: When ``data`` is neither ``None`` nor a mapping (also for a task that
@@ -161,17 +167,24 @@ class TaskMonitor:
         """
         no_task_as_id(task_id)
         data = checkpoint_data(data)
-        rec = self._store.find(self._scope, task_id)
+        rec = self._running_run(task_id) or self._store.find(self._scope, task_id)
         if rec is None or rec.state == "finished":
             _log.debug("checkpoint %r ignored: task %r is not running", name, task_id)
             return
         self._store.add_checkpoint(rec, name, data)
 
     def is_running(self, task_id: str) -> bool:
-        """Whether a task with this id is running now."""
+        """Whether a task with this id is running now (also while a newer run of the same id
+        waits in the queue)."""
         no_task_as_id(task_id)
-        rec = self._store.find(self._scope, task_id)
-        return rec is not None and rec.state == "running"
+        return self._running_run(task_id) is not None
+
+    def _running_run(self, task_id: str) -> TaskRecord | None:
+        """The newest run of ``task_id`` that is running now, or ``None``."""
+        for rec in reversed(self._store.active(self._scope, task_id)):
+            if rec.state == "running":
+                return rec
+        return None
 
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget retained finished records: one task's, or all (running tasks stay)."""
