@@ -367,3 +367,26 @@ def test_a_running_task_with_a_long_id_is_cancelled(
     assert executor.cancel_task(task.id) is True
     waiter.join(5)
     assert box[0].metadata["outcome"] == "cancelled"
+
+
+@pytest.mark.parametrize("timeout", [None, 10.0], ids=["caller-thread", "worker-thread"])
+def test_a_running_task_cancelled_ends_cancelled_when_its_tool_raises(
+    executor: Executor, make_task: Any, context: Context, timeout: float | None
+) -> None:
+    """A synchronous tool cancelled while it runs ends ``cancelled`` when it returns, a
+    returned failure included; one that raised instead (its connection closed under it, a
+    cooperative check raising an exception of its own) ended ``error``, counted as a tool
+    error, and a plain ``execute_task`` caller got no sign of the cancellation."""
+    task = make_task("boom", message="stopped")
+    events: list[str] = []
+
+    def cancel_at_start(event: str, data: Any) -> None:
+        events.append(event)
+        if event == "started":
+            assert executor.cancel_task(task.id) is True
+
+    result = executor.execute_task(task, context, timeout=timeout, on_progress=cancel_at_start)
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["error_type"] == "cancelled"
+    assert task.status is TaskStatus.CANCELLED
+    assert events == ["started", "cancelled"]

@@ -109,6 +109,17 @@ def test_retry_env_switch_skips_the_waits(
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize("value", ["False", "OFF", " No ", "false"])
+def test_retry_env_switch_reads_its_words_in_any_case(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference names ``0``, ``false``, ``no`` and ``off``; ``False`` (what
+    ``str(False)`` gives) or ``OFF`` left the waits on, so a test suite waited out every
+    ``retry_delay`` without a word."""
+    monkeypatch.setenv("LAIOS_RETRY_SLEEP", value)
+    assert retry.sleeping_enabled() is False
+
+
 def test_retries_are_counted_in_the_store(
     executor: Executor, make_task: Any, context: Context, store: MetricStore
 ) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
 from laios.execution.store import MetricStore
+from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
 
 
@@ -188,6 +191,61 @@ def test_an_executor_takes_valid_limits_built_without_validation() -> None:
     limits = ResourceLimits().model_copy(update={"timeout_seconds": 5.0})
     executor = Executor(ToolRegistry(), limits, store=MetricStore(), register_prometheus=False)
     try:
+        assert executor.resource_limits is limits
+    finally:
+        executor.shutdown()
+
+
+class _Waits(BaseTool):
+    """Waits (at most ten seconds) for its ``release`` event."""
+
+    name = "waits"
+    description = "Waits for its release event."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        kwargs["release"].wait(10.0)
+        return "released"
+
+
+def test_limits_assigned_to_an_executor_apply_to_its_later_calls() -> None:
+    """``executor.resource_limits`` is documented as the executor's default limits, but a
+    new value assigned to it was ignored: tasks ran on under the limits the executor was
+    built with (no timeout at all here). The executor now applies what is assigned."""
+    registry = ToolRegistry()
+    registry.register_tool(_Waits)
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    release = threading.Event()
+    try:
+        executor.resource_limits = ResourceLimits(timeout_seconds=0.2)
+        assert executor.resource_limits == ResourceLimits(timeout_seconds=0.2)
+        task = Task(
+            plan_id="p", description="d", tool_name="waits", parameters={"release": release}
+        )
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+        assert result.metadata["outcome"] == "timeout"
+        assert "0.2s" in str(result.error)
+    finally:
+        release.set()
+        executor.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ({"timeout_seconds": 1}, TypeError),
+        (30, TypeError),
+        (ResourceLimits().model_copy(update={"timeout_seconds": -1}), ValueError),
+    ],
+    ids=["dict", "number", "unvalidated"],
+)
+def test_bad_limits_assigned_to_an_executor_are_refused(value: Any, error: type) -> None:
+    """What the constructor refuses is refused on assignment too; the limits stay as they
+    were."""
+    limits = ResourceLimits(timeout_seconds=5)
+    executor = Executor(ToolRegistry(), limits, store=MetricStore(), register_prometheus=False)
+    try:
+        with pytest.raises(error, match="resource_limits"):
+            executor.resource_limits = value
         assert executor.resource_limits is limits
     finally:
         executor.shutdown()

@@ -160,6 +160,23 @@ def test_executor_metrics_have_started_and_finished_milestones(
     assert points[-1]["data"] == {"outcome": "success"}
 
 
+def test_a_checkpoint_added_after_the_task_finished_is_ignored(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """A checkpoint added through the metrics of a finished task landed before its
+    'finished' milestone, later in time than it: the list was no longer oldest first, nor
+    did 'finished' close the run. It is ignored, as ``current_task().checkpoint`` and
+    ``TaskMonitor.checkpoint`` ignore one for a finished task."""
+    task = make_task("echo")
+    executor.execute_task(task, context)
+    metrics = executor.get_metrics(task.id)
+    assert metrics is not None
+    metrics.checkpoint("late", {"rows": 1})
+    points = metrics.checkpoints
+    assert [p["name"] for p in points] == ["started", "finished"]
+    assert [p["timestamp"] for p in points] == sorted(p["timestamp"] for p in points)
+
+
 @pytest.mark.parametrize(
     ("tool", "outcome"), [("fail", "error"), ("boom", "error"), ("nope", "rejected")]
 )

@@ -191,15 +191,7 @@ class Executor(Generic[_RegistryT]):
             raise TypeError(
                 f"tool_registry must be a ToolRegistry, got {type(tool_registry).__name__}"
             )
-        if resource_limits is None:
-            resource_limits = ResourceLimits()
-        elif not isinstance(resource_limits, ResourceLimits):
-            raise TypeError(
-                "resource_limits must be a ResourceLimits (use ResourceLimits.from_config for "
-                f"a dict), got {type(resource_limits).__name__}"
-            )
-        else:
-            check_limits(resource_limits)
+        resource_limits = _checked_limits(resource_limits)
         self.max_workers = positive_int("max_workers", max_workers)
         given = self.max_workers if replacement_threads is None else replacement_threads
         replacements = whole_number(given)
@@ -252,7 +244,6 @@ class Executor(Generic[_RegistryT]):
                 f"{type(meter_provider).__name__}"
             )
         self.tool_registry = tool_registry
-        self.resource_limits = resource_limits
         self.enable_monitoring = bool(enable_monitoring)
         store = store if store is not None else get_default_store()
         self.task_monitor = TaskMonitor(
@@ -302,6 +293,20 @@ class Executor(Generic[_RegistryT]):
                     )
 
     # -- properties ------------------------------------------------------------------------
+
+    @property
+    def resource_limits(self) -> ResourceLimits:
+        """The default limits of the tasks this executor runs.
+
+        Assigning new limits applies them to the calls made from then on; they are checked as
+        the constructor checks them (``TypeError`` for anything but a ``ResourceLimits``,
+        ``ValueError`` for one built without validation), and ``None`` means no limits.
+        """
+        return self._engine.limits
+
+    @resource_limits.setter
+    def resource_limits(self, limits: ResourceLimits | None) -> None:
+        self._engine.limits = _checked_limits(limits)
 
     @property
     def store(self) -> MetricStore:
@@ -701,6 +706,24 @@ class Executor(Generic[_RegistryT]):
                 shut down without waiting.
         """
         await close_awaiting(self._engine)
+
+
+def _checked_limits(limits: object) -> ResourceLimits:
+    """``limits`` as an executor's default limits (``ResourceLimits()`` for ``None``).
+
+    Raises:
+        TypeError: When ``limits`` is not a ``ResourceLimits``.
+        ValueError: When its fields hold values validation would have refused.
+    """
+    if limits is None:
+        return ResourceLimits()
+    if not isinstance(limits, ResourceLimits):
+        raise TypeError(
+            "resource_limits must be a ResourceLimits (use ResourceLimits.from_config for "
+            f"a dict), got {type(limits).__name__}"
+        )
+    check_limits(limits)
+    return limits
 
 
 def _no_retry_ran(result: TaskResult) -> TaskResult:

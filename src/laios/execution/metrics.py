@@ -255,6 +255,8 @@ class ExecutionMetrics:
         """Add a named milestone with the current time, within the bounds a stored record
         keeps (see :meth:`MetricStore.add_checkpoint
         <laios.execution.store.MetricStore.add_checkpoint>`), also on a detached record.
+        Ignored once a task an executor runs has finished (its ``"finished"`` milestone closes
+        the list), as ``current_task().checkpoint`` and ``TaskMonitor.checkpoint`` ignore it.
 
         Args:
             name: The milestone's name.
@@ -264,10 +266,13 @@ class ExecutionMetrics:
             TypeError: When ``data`` is neither ``None`` nor a mapping.
         """
         data = checkpoint_data(data)
+        rec = self._record
+        if rec.milestones and rec.state == "finished":
+            return
         # A detached record keeps its checkpoints within the same bounds as a stored one
         # (the default store only lends its lock and its clock: the record stays detached).
         store = self._store if self._store is not None else get_default_store()
-        store.add_checkpoint(self._record, name, data)
+        store.add_checkpoint(rec, name, data)
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics as a plain dict (with ``trace_id``/``span_id`` when traced)."""

@@ -212,10 +212,11 @@ class RetryPolicy:
 
 def sleeping_enabled() -> bool:
     """Whether retry waits happen (not turned off by :func:`sleeps_disabled` or
-    ``LAIOS_RETRY_SLEEP=0``)."""
+    ``LAIOS_RETRY_SLEEP=0``, ``false``, ``no`` or ``off``, in any case)."""
     if getattr(_sleeps_off, "depth", 0) or _global_off[0]:
         return False
-    return os.environ.get("LAIOS_RETRY_SLEEP", "1").strip() not in ("0", "false", "no", "off")
+    setting = os.environ.get("LAIOS_RETRY_SLEEP", "1").strip().lower()
+    return setting not in ("0", "false", "no", "off")
 
 
 def sleep(seconds: float, stop: threading.Event | None = None) -> None:

@@ -841,6 +841,9 @@ class Job(TaskRecord):
                 self.caller_interrupt = raised
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
+            if self.cancel_requested:  # cancel_task while it ran: as when it returns
+                self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+                return
             raised = as_raised(raised)  # (an async tool's StopIteration: as a sync tool's)
             name = safe_error_type(outcome.error_type or type_name(type(raised)))
             self.finish("error", describe_exception(raised), name, exception=raised)
