@@ -659,3 +659,61 @@ def test_an_option_whose_hash_raises_is_refused_by_name(
     assert option in (result.error or "")
     assert "<unhashable option>" in (result.error or "")
     assert "no hash here" not in (result.error or "")
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+def test_an_attempt_the_deadline_struck_before_it_started_does_not_hide_the_failure(
+    mode: str,
+) -> None:
+    """The retry deadline passes while the next attempt waits for a worker (here all are
+    busy; with no delay between attempts it also happened when the deadline left a
+    millisecond): that attempt ended ``timeout`` "while waiting to start" and was returned
+    in place of the tool's own failure. The last failure of a tool that ran now stands, with
+    ``retry_deadline_exceeded``, and the task says the same."""
+    gate, busy = threading.Event(), threading.Event()
+
+    def hold() -> str:
+        busy.set()
+        gate.wait(30)
+        return "held"
+
+    def refuse() -> None:
+        raise ConnectionError("refused by upstream")
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("hold", "Holds its worker.", lambda: hold()))
+    registry.register_tool(create_simple_tool("refuse", "Always refused.", lambda: refuse()))
+    executor = Executor(registry, max_workers=1, store=MetricStore(), register_prometheus=False)
+    context = Context(session_id="s", user_id="u")
+    holders: list[threading.Thread] = []
+
+    def occupy_the_worker(_details: Any) -> None:
+        if not holders:  # (before the first retry: it will find no worker free)
+            holder = Task(plan_id="p", description="hold", tool_name="hold")
+            thread = threading.Thread(target=executor.execute_task, args=(holder, context, 30))
+            thread.start()
+            holders.append(thread)
+            assert busy.wait(10)
+
+    task = Task(plan_id="p", description="refuse", tool_name="refuse")
+    try:
+        result = _retry(
+            executor,
+            task,
+            context,
+            mode,
+            max_retries=3,
+            retry_delay=0,
+            deadline=0.5,
+            on_retry=occupy_the_worker,
+        )
+    finally:
+        gate.set()
+        for thread in holders:
+            thread.join(10)
+        executor.shutdown()
+    assert result.metadata["outcome"] == "error", result
+    assert "refused by upstream" in (result.error or "")
+    assert result.metadata["retry_deadline_exceeded"] is True
+    assert task.error == result.error
+    assert task.started_at is not None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from laios._compat.pydantic import assign
 from laios._exceptions import type_name
 from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult
@@ -87,6 +88,9 @@ class RetryRun:
         self.stopped_by_shutdown = False
         self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.retry_cause: str | None = None  # the error type of the attempt to retry
+        # The failure a retry follows, and the task's fields as it left them (after_attempt).
+        self.last_failure: TaskResult | None = None
+        self.last_fields: dict[str, Any] = {}
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
         self.span_outcome: dict[str, Any] = {}
@@ -118,6 +122,36 @@ class RetryRun:
             return self.limit
         left = max(deadline - self.elapsed(), 1e-3)
         return left if self.limit is None else min(self.limit, left)
+
+    def before_attempt(self, last: TaskResult) -> None:
+        """Note the failure at hand (``last``) and what the task says of it, before a retry
+        replaces them (see :meth:`after_attempt`)."""
+        task = self.task
+        self.last_failure = last
+        self.last_fields = {
+            "error": task.error,
+            "started_at": task.started_at,
+            "completed_at": task.completed_at,
+        }
+
+    def after_attempt(self, result: TaskResult) -> TaskResult:
+        """``result``, or the failure before it when the retry deadline passed before this
+        attempt's tool could start (it waited for a worker, or the deadline left it next to
+        no time): an attempt that never ran says nothing of the tool, and must not hide
+        what it said. The task is given back what it said of that failure."""
+        last = self.last_failure
+        deadline = self.policy.deadline
+        if (
+            last is None
+            or deadline is None
+            or self.task.started_at is not None  # (its tool started: a run of its own)
+            or result.metadata.get("outcome") != "timeout"
+            or self.elapsed() < deadline  # (its own, shorter timeout struck)
+        ):
+            return result
+        self.stopped_by_deadline = True
+        assign(self.task, self.last_fields)
+        return last
 
     def attributes(self) -> dict[str, Any] | None:
         """Attributes of the next attempt's span."""
@@ -440,6 +474,8 @@ def retry_blocking(
                         checked=checked,
                     )
                 checked = False
+                if run.retries:
+                    result = run.after_attempt(result)
             if stop is None and run.may_retry(result):
                 stop = threading.Event()
                 run.stop_on_cancel(stop.set)
@@ -450,6 +486,7 @@ def retry_blocking(
                 retry.sleep(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
+            run.before_attempt(result)
         return run.conclude(result)
     except (KeyboardInterrupt, SystemExit):
         # Interrupted (Ctrl-C, or a signal handler's exit) in an attempt or a wait: the caller
@@ -494,6 +531,8 @@ async def retry_awaiting(
                 attributes=run.attributes(),
                 retries=run.retries,
             )
+            if run.retries:
+                result = run.after_attempt(result)
             if stop is None and run.may_retry(result):
                 stop = asyncio.Event()
                 run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
@@ -504,6 +543,7 @@ async def retry_awaiting(
                 await retry.sleep_async(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
+            run.before_attempt(result)
         return run.conclude(result)
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         # Cancelled, or interrupted (Ctrl-C, a signal handler's exit) in an attempt, a hook or
