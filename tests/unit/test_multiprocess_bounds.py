@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from laios.execution._shared_totals import RETIRED
 from laios.execution._totals import ExportedTotals
 from laios.execution._totals_files import read_document, sections_of
-from laios.execution.multiprocess import MultiprocessExport, sweep
+from laios.execution.multiprocess import MultiprocessExport, disable, enable, sweep
 from laios.execution.prometheus import ensure_collector
 from laios.execution.store import MetricStore
 
@@ -27,17 +28,34 @@ GENERATIONS = 6
 TOOLS_EACH = 4
 
 
-def leave_a_gone_process(directory: Path, store: MetricStore) -> None:
-    """Write ``store``'s totals as a process's file, then let go of its lock (gone)."""
+@pytest.fixture(autouse=True)
+def _off_afterwards() -> Iterator[None]:
+    """No test leaves multiprocess mode on."""
+    yield
+    disable()
+
+
+def live_process(directory: Path, store: MetricStore) -> MultiprocessExport:
+    """Write ``store``'s totals as a live process's file (its lock held)."""
     registry = CollectorRegistry()
     export = MultiprocessExport(directory, 60.0, registry, ensure_collector(store, registry))
     export.write()
+    return export
+
+
+def let_go(export: MultiprocessExport) -> None:
+    """Leave ``export``'s file as it was written, its lock let go: a gone process's."""
     path = export.path
     assert path is not None
     written = path.read_bytes()
     export.park()
     path.write_bytes(written)
     path.with_suffix(".lock").write_bytes(b"")
+
+
+def leave_a_gone_process(directory: Path, store: MetricStore) -> None:
+    """Write ``store``'s totals as a process's file, then let go of its lock (gone)."""
+    let_go(live_process(directory, store))
 
 
 def worker_generation(generation: int, **limits: int) -> MetricStore:
@@ -91,3 +109,127 @@ def test_a_file_without_limits_is_retired_within_the_default_limits(tmp_path: Pa
         sweep(tmp_path)
     (totals,) = retired_totals(tmp_path)
     assert len(totals.tools) == 200 + 1
+
+
+def tasks(registry: CollectorRegistry, tool: str, outcome: str = "success") -> float | None:
+    return registry.get_sample_value("laios_tasks_total", {"tool": tool, "outcome": outcome})
+
+
+def errors(registry: CollectorRegistry, error_type: str, family: str = "errors") -> float | None:
+    labels = {"tool": "fetch", "error_type": error_type}
+    return registry.get_sample_value(f"laios_task_{family}_total", labels)
+
+
+def custom_count(registry: CollectorRegistry, name: str) -> float | None:
+    return registry.get_sample_value("laios_custom_metric_count", {"name": name, "unit": ""})
+
+
+def test_a_tool_a_live_worker_exports_keeps_its_label_when_the_retired_totals_are_full(
+    tmp_path: Path,
+) -> None:
+    """Retired tools at their cap: a gone worker's tool that a live worker still exports stays
+    under its own label (not ``other``), so its counter does not go backwards; once no live
+    worker exports it, it joins ``other`` and the retired tools are back within the cap (the
+    tool retired first kept, though another one sorts before it)."""
+    leave_a_gone_process(tmp_path, worker_with(max_tool_labels=1, tool="z"))
+    sweep(tmp_path)
+    registry = CollectorRegistry()
+    live = worker_with(max_tool_labels=1, tool="b")
+    export = enable(tmp_path, registry=registry, store=live)
+    twin = live_process(tmp_path, worker_with(max_tool_labels=1, tool="b"))
+    assert tasks(registry, "b") == 2
+    let_go(twin)
+    assert sweep(tmp_path) == 1
+    assert tasks(registry, "b") == 2
+    assert tasks(registry, "other") is None
+    run_tasks(live, 1, "b")
+    assert tasks(registry, "b") == 3
+    disable()
+    let_go(export)
+    assert sweep(tmp_path) == 1
+    (totals,) = retired_totals(tmp_path)
+    assert sorted(totals.tools) == ["other", "z"]
+    assert totals.tools["other"].outcomes["success"][0] == 3
+
+
+def test_labels_kept_for_live_workers_never_outnumber_what_they_export(tmp_path: Path) -> None:
+    """Generations of pairs of workers with a tool of their own, one of each pair gone while
+    the other lives: the retired tools hold the first one, the live worker's and ``other``,
+    never more, and every task."""
+    limits = {"max_tool_labels": 1}
+    for generation in range(GENERATIONS):
+        tool = f"gen{generation}"
+        live = live_process(tmp_path, worker_with(tool=tool, **limits))
+        leave_a_gone_process(tmp_path, worker_with(tool=tool, **limits))
+        sweep(tmp_path)
+        (totals,) = retired_totals(tmp_path)
+        assert set(totals.tools) - {"other"} == {"gen0", tool}
+        let_go(live)
+        sweep(tmp_path)
+        (totals,) = retired_totals(tmp_path)
+        assert set(totals.tools) - {"other"} == {"gen0"}
+    tasks = sum(h[0] for tool in totals.tools.values() for h in tool.outcomes.values())
+    assert tasks == 2 * GENERATIONS
+
+
+def test_an_error_type_a_live_worker_exports_keeps_its_label_when_the_retired_totals_are_full(
+    tmp_path: Path,
+) -> None:
+    """The same for error types (of failures and of retries) past max_error_types."""
+    leave_a_gone_process(tmp_path, worker_with(max_error_types=1, error="Timeoutish"))
+    sweep(tmp_path)
+    registry = CollectorRegistry()
+    live = worker_with(max_error_types=1, error="Refused")
+    export = enable(tmp_path, registry=registry, store=live)
+    twin = live_process(tmp_path, worker_with(max_error_types=1, error="Refused"))
+    assert (errors(registry, "Refused"), errors(registry, "Refused", "retries")) == (2, 2)
+    let_go(twin)
+    assert sweep(tmp_path) == 1
+    assert (errors(registry, "Refused"), errors(registry, "Refused", "retries")) == (2, 2)
+    disable()
+    let_go(export)
+    assert sweep(tmp_path) == 1
+    (totals,) = retired_totals(tmp_path)
+    fetch = totals.tools["fetch"]
+    assert {key: count for key, (count, _) in fetch.errors.items()} == {
+        "Timeoutish": 1,
+        "other": 2,
+    }
+    assert fetch.retry_errors == {"Timeoutish": 1, "other": 2}
+
+
+def test_a_custom_metric_a_live_worker_exports_keeps_its_label_when_the_retired_totals_are_full(
+    tmp_path: Path,
+) -> None:
+    """The same for custom metrics past max_custom_metrics."""
+    leave_a_gone_process(tmp_path, worker_with(max_custom_metrics=1, metric="soon"))
+    sweep(tmp_path)
+    registry = CollectorRegistry()
+    live = worker_with(max_custom_metrics=1, metric="late")
+    export = enable(tmp_path, registry=registry, store=live)
+    twin = live_process(tmp_path, worker_with(max_custom_metrics=1, metric="late"))
+    assert custom_count(registry, "late") == 2
+    let_go(twin)
+    assert sweep(tmp_path) == 1
+    assert custom_count(registry, "late") == 2
+    disable()
+    let_go(export)
+    assert sweep(tmp_path) == 1
+    (totals,) = retired_totals(tmp_path)
+    assert totals.custom == {("soon", ""): (1, 1.0), ("other", ""): (2, 2.0)}
+
+
+def worker_with(
+    *, tool: str = "fetch", error: str | None = None, metric: str | None = None, **limits: int
+) -> MetricStore:
+    """A worker's store with one task of ``tool``, one failure and one retry of it with
+    ``error``, and one value of the custom metric ``metric``."""
+    store = MetricStore(**limits)
+    run_tasks(store, 1, tool)
+    if error is not None:
+        slot = store.tool_slot(tool, True)
+        store.count_error(slot, error)
+        store.task_retried(slot, error)
+    if metric is not None:
+        store.record_custom("t", metric, 1.0, "")
+    return store

@@ -40,10 +40,11 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from laios.execution import _totals_files
+from laios.execution._aggregates import LabelSet
 from laios.execution._logs import WarningLimiter
 from laios.execution._totals import ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
@@ -350,19 +351,35 @@ def _largest_limits(sections: list[Section]) -> Limits | None:
     return (max(tools), max(errors), max(custom))
 
 
-def retire(previous: list[Section], gone: list[Section]) -> list[Section]:
+def retire(
+    previous: list[Section], gone: list[Section], live: Callable[[], list[Section]] = list
+) -> list[Section]:
     """The retired sections: ``previous`` (the retired file's) plus the sections of gone
     processes, added up and kept within the label limits of the processes that wrote them
     (:data:`DEFAULT_LIMITS` for those written without), so that the retired file stays
     bounded however many processes with tools, error types and custom metrics of their own
-    come and go. Labels ``previous`` exports keep their place (see
-    :func:`~laios.execution._totals.capped_totals`)."""
-    before = {_identity(section): section for section in add_up(previous)}
+    come and go. Labels ``previous`` exports within the limits keep their place; a label past
+    them that a live process still exports keeps it too, for as long as one does: ``live``
+    returns the sections of the live processes' files, read once, when a limit is first
+    reached (see :func:`~laios.execution._totals.capped_totals`)."""
+    earlier: dict[tuple[object, ...], list[Section]] = {}
+    for section in previous:
+        earlier.setdefault(_identity(section), []).append(section)
+    read_live = functools.cache(live)
+
+    def exported(labels: LabelSet) -> list[ExportedTotals]:
+        return [section.totals for section in read_live() if section.totals.labels == labels]
+
     retired = []
     for section in add_up([*previous, *gone]):
-        earlier = before.get(_identity(section))
+        before = earlier.get(_identity(section))
+        prior = None
+        if before is not None:  # (the order of its keys says which are within the limits:
+            # one section, as this function writes, keeps it; several added up are sorted)
+            prior = (before[0] if len(before) == 1 else add_up(before)[0]).totals
         limits = section.limits or DEFAULT_LIMITS
-        totals = capped_totals(section.totals, limits, earlier.totals if earlier else None)
+        read = functools.partial(exported, section.totals.labels)
+        totals = capped_totals(section.totals, limits, prior, read)
         retired.append(section._replace(totals=totals, limits=limits))
     return retired
 
@@ -628,13 +645,15 @@ def fold(directory: SharedDirectory) -> int:
         folded: list[str] = []
         gone: list[Section] = []
         held: list[int] = []
+        alive: list[str] = []
         try:
             for stem in directory.stems(with_orphans=True):
                 if stem in absorbed:
                     continue
                 fd = directory.claim_if_gone(stem)
                 if fd is None:
-                    continue  # alive
+                    alive.append(stem)
+                    continue
                 if fd >= 0:
                     held.append(fd)
                 sections = directory.read(stem)
@@ -644,13 +663,17 @@ def fold(directory: SharedDirectory) -> int:
                 folded.append(stem)
             if not folded and not leftovers:
                 return 0
+
+            def live() -> list[Section]:  # (the live processes' files, as a scrape reads them)
+                return [s for stem in alive for s in directory.read(stem) or ()]
+
             if folded:
                 # Named until deleted: a fold cut short here must not count them again.
                 body = dump(
                     {
                         "kind": "retired",
                         "absorbed": [*leftovers, *folded],
-                        "sections": [section_data(s) for s in retire(retired, gone)],
+                        "sections": [section_data(s) for s in retire(retired, gone, live)],
                     }
                 )
                 write_totals(directory.path / RETIRED, body)

@@ -706,58 +706,103 @@ def sum_totals(parts: Iterable[ExportedTotals]) -> list[ExportedTotals]:
 
 
 def _kept_first(values: Mapping[_K, _V], known: Collection[_K]) -> dict[_K, _V]:
-    """``values`` with the keys in ``known`` first (each part in its own order)."""
-    return {
-        **{key: value for key, value in values.items() if key in known},
-        **{key: value for key, value in values.items() if key not in known},
-    }
+    """``values`` with the keys in ``known`` first (in the order of ``known``), then the others
+    (in their own order)."""
+    first = {key: values[key] for key in known if key in values}
+    return {**first, **{key: value for key, value in values.items() if key not in first}}
+
+
+class _Exported:
+    """The keys (tool labels, error types, custom metrics) that the totals of live processes
+    export, read when a limit is first reached (see :func:`capped_totals`)."""
+
+    __slots__ = ("_read", "_totals")
+
+    def __init__(self, read: Callable[[], Iterable[ExportedTotals]]) -> None:
+        self._read = read
+        self._totals: list[ExportedTotals] | None = None
+
+    def _all(self) -> list[ExportedTotals]:
+        if self._totals is None:
+            self._totals = list(self._read())
+        return self._totals
+
+    def tool(self, label: str) -> bool:
+        """Whether ``label`` is an exported tool."""
+        return any(label in totals.tools for totals in self._all())
+
+    def _rows(self, label: str) -> list[ToolAggregates]:
+        return [row for totals in self._all() if (row := totals.tools.get(label)) is not None]
+
+    def errors(self, label: str) -> set[str]:
+        """The exported error types of the failures of tool ``label``."""
+        return {key for row in self._rows(label) for key in row.errors}
+
+    def retries(self, label: str) -> set[str]:
+        """The exported error types of the retries of tool ``label``."""
+        return {key for row in self._rows(label) for key in row.retry_errors}
+
+    def custom(self, key: tuple[str, str]) -> bool:
+        """Whether ``key`` (a name and a unit) is an exported custom metric."""
+        return any(key in totals.custom for totals in self._all())
 
 
 def capped_totals(
-    totals: ExportedTotals, limits: tuple[int, int, int], previous: ExportedTotals | None = None
+    totals: ExportedTotals,
+    limits: tuple[int, int, int],
+    previous: ExportedTotals | None = None,
+    live: Callable[[], Iterable[ExportedTotals]] = tuple,
 ) -> ExportedTotals:
     """``totals`` within ``limits`` (tool labels, error types per tool, custom metrics), as a
     table keeps the folded totals of its gone stores: past ``max_tool_labels`` named tools,
     further ones are added into ``other``, past ``max_error_types`` error types of a tool
     (failures and retries each) further ones into ``other``, past ``max_custom_metrics``
-    ``(name, unit)`` pairs further ones into ``("other", "")``. What ``previous`` (the totals
-    that ``totals`` grew from) already exports keeps its place, so that no series it showed
-    moves into ``other`` and goes backwards. For the totals of gone processes
+    ``(name, unit)`` pairs further ones into ``("other", "")``. For the totals of gone processes
     (:mod:`laios.execution.multiprocess`), which would otherwise gather the labels of every
-    process that ever ran."""
+    process that ever ran.
+
+    The keys ``previous`` (the totals that ``totals`` grew from) exports come first, in its
+    order, so that those within the limits keep their place and no series they show moves into
+    ``other`` and goes backwards. A key past a limit keeps its own label too while the totals
+    that ``live`` returns export it (those of the live processes with the same labels, read
+    only when a limit is reached): added into ``other`` while a live process still exports it,
+    its series would drop by the gone processes' part. Once none does, it joins ``other`` (its
+    series has left the exposition, so ``other`` only grows). So the keys past the limits are
+    never more than the live processes export. The result keeps that order (the keys within the
+    limits first), for the next call to take as ``previous``."""
     max_tools, max_errors, max_custom = limits
+    shown = _Exported(live)
     before = previous.tools if previous is not None else {}
     rows: dict[str, list[ToolAggregates]] = {}
     named = 0
     for label, tool in _kept_first(totals.tools, before).items():
         if label not in (TOOL_UNKNOWN, TOOL_OTHER):
-            if named >= max_tools and label not in before:
-                label = TOOL_OTHER
-            else:
+            if named < max_tools:
                 named += 1
+            elif not shown.tool(label):
+                label = TOOL_OTHER
         rows.setdefault(label, []).append(tool)
     tools: dict[str, ToolAggregates] = {}
-    for label in sorted(rows):
-        merged = _merged(rows[label])
+    for label, parts in rows.items():
+        merged = _merged(parts)
         known = before.get(label)
         errors = _kept_first(merged.errors, known.errors if known is not None else ())
         retry_errors = _kept_first(
             merged.retry_errors, known.retry_errors if known is not None else ()
         )
-        tools[label] = replace(
-            merged,
-            tool=label,
-            errors=_capped(errors, max_errors, _add_errors),
-            retry_errors=_capped(retry_errors, max_errors, operator.add),
-        )
+        if len(errors) > max_errors:  # (the live processes are read only past a limit)
+            errors = _capped(errors, max_errors, _add_errors, shown.errors(label))
+        if len(retry_errors) > max_errors:
+            retry_errors = _capped(retry_errors, max_errors, operator.add, shown.retries(label))
+        tools[label] = replace(merged, tool=label, errors=errors, retry_errors=retry_errors)
     custom: dict[tuple[str, str], tuple[int, float]] = {}
     for key, (count, total) in _kept_first(
         totals.custom, previous.custom if previous is not None else ()
     ).items():
-        if key not in custom and len(custom) >= max_custom:
-            key = ("other", "")
+        if key not in custom and len(custom) >= max_custom and not shown.custom(key):
+            key = _CUSTOM_OTHER
         custom[key] = add_custom(custom.get(key), count, total)
-    return replace(totals, tools=tools, custom=dict(sorted(custom.items())))
+    return replace(totals, tools=tools, custom=custom)
 
 
 def read_stores(stores: Iterable[MetricStore]) -> list[ExportedTotals]:

@@ -51,10 +51,12 @@ How:
   workers are replaced. The retired totals keep the label limits of the stores that wrote them
   (each section of a file carries them): past ``max_tool_labels`` tools, further new ones add
   into ``other``, and likewise error types and custom metrics, so the retired file stays bounded
-  too. The retired file names the files it has absorbed until they are deleted, so a fold cut
-  short between the two steps never counts a file twice. Any scrape folds the files of gone
-  processes; gunicorn's ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as soon as a
-  worker exits.
+  too; but one that a live process's file still exports keeps its own label until none does
+  (added into ``other`` at once, its series would drop by the gone processes' part), so the
+  labels past the limits are never more than the live processes export. The retired file
+  names the files it has absorbed until they are deleted, so a fold cut short between the two
+  steps never counts a file twice. Any scrape folds the files of gone processes; gunicorn's
+  ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
 - **Gauges are summed over live processes**: ``laios_tasks_in_flight``,
   ``laios_executor_workers``, ``laios_executor_queue_depth`` and
   ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
