@@ -21,11 +21,11 @@ from http_drivers import call_http
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from tls_certs import Authority, Issued, authority
+from tls_certs import Authority, Issued, LowSecurityLevel, authority
 
 from laios.execution.server import MetricsServer, start_http_server
 from laios.execution.store import MetricStore
-from laios.execution.web import TLSServerConfig, WebConfig
+from laios.execution.web import TLSServerConfig, TLSVersionName, WebConfig
 
 #: Generous bounds: the tests run on loaded two-core machines.
 ANSWER_WITHIN = 5.0
@@ -52,6 +52,14 @@ def client_context(
         context.load_cert_chain(client.cert_file, client.key_file)
     if maximum is not None:
         context.maximum_version = maximum
+    return context
+
+
+def tls_1_0_client(ca: Authority, client: Issued | None = None) -> ssl.SSLContext:
+    """A client of TLS 1.0 alone, at OpenSSL's security level 0."""
+    context = client_context(ca, client, maximum=ssl.TLSVersion.TLSv1)
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
     return context
 
 
@@ -179,6 +187,56 @@ def test_min_version_refuses_older_clients(pki: tuple[Authority, Issued, Issued]
     with serve(tls) as server:
         assert refused_handshake(server, client_context(ca, maximum=ssl.TLSVersion.TLSv1_2))
         assert call_http(server.url, context=client_context(ca)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("min_version", "max_version", "client_version"),
+    [
+        ("TLS12", "TLS12", ssl.TLSVersion.TLSv1_2),
+        ("TLS12", "TLS13", ssl.TLSVersion.TLSv1_2),
+        ("TLS12", "TLS13", ssl.TLSVersion.TLSv1_3),
+        ("TLS13", "TLS13", ssl.TLSVersion.TLSv1_3),
+    ],
+)
+def test_tls12_and_tls13_configurations_serve(
+    pki: tuple[Authority, Issued, Issued],
+    min_version: TLSVersionName,
+    max_version: TLSVersionName,
+    client_version: ssl.TLSVersion,
+) -> None:
+    """Each configuration of TLS 1.2 and 1.3 is accepted and serves a client of its versions."""
+    ca, server_cert, client = pki
+    tls = TLSServerConfig(
+        server_cert.cert_file,
+        server_cert.key_file,
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=ca.cert_file,
+        min_version=min_version,
+        max_version=max_version,
+    )
+    context = client_context(ca, client, maximum=client_version)
+    context.minimum_version = client_version
+    with serve(tls) as server:
+        assert call_http(server.url, context=context).status == 200
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+def test_tls_1_0_is_accepted_and_served_where_openssl_negotiates_it(
+    pki: tuple[Authority, Issued, Issued],
+) -> None:
+    """Where OpenSSL negotiates TLS 1.0, min_version TLS10 is accepted, client certificates
+    required, and a TLS 1.0 client with its certificate gets in."""
+    ca, server_cert, client = pki
+    tls = LowSecurityLevel(
+        server_cert.cert_file,
+        server_cert.key_file,
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=ca.cert_file,
+        min_version="TLS10",
+    )
+    with serve(tls) as server:
+        assert call_http(server.url, context=tls_1_0_client(ca, client)).status == 200
+        assert refused_handshake(server, tls_1_0_client(ca))
 
 
 def test_a_silent_client_is_dropped_during_the_handshake(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tls_certs import Authority, Issued, authority, encrypted_key
+from tls_certs import Authority, Issued, LowSecurityLevel, authority, encrypted_key
 
 from laios.execution._tls import ReloadingContext
 from laios.execution.web import (
@@ -339,6 +339,100 @@ def test_bad_tls_settings_are_refused(
     _, _, server = pki
     with pytest.raises(WebConfigError, match=message):
         TLSServerConfig(server.cert_file, server.key_file, **settings)
+
+
+#: Setting TLS 1.0 or 1.1 on an ssl context is deprecated in Python 3.10 and later.
+OLD_TLS_DEPRECATED = "ignore:ssl.TLSVersion.TLSv1:DeprecationWarning"
+
+
+@pytest.mark.filterwarnings(OLD_TLS_DEPRECATED)
+@pytest.mark.parametrize(
+    ("settings", "field", "version"),
+    [
+        ({"min_version": "TLS10"}, "min_version", "TLS10"),
+        ({"min_version": "TLS11"}, "min_version", "TLS11"),
+        ({"min_version": "TLS10", "max_version": "TLS10"}, "min_version", "TLS10"),
+        ({"min_version": "TLS11", "max_version": "TLS11"}, "min_version", "TLS11"),
+    ],
+)
+def test_a_tls_version_openssl_will_not_negotiate_is_refused(
+    pki: tuple[Path, Authority, Issued], settings: dict[str, Any], field: str, version: str
+) -> None:
+    """TLS 1.0 and 1.1, which OpenSSL 3 negotiates at no default security level, fail at once,
+    naming the setting, the version and the OpenSSL, rather than with every handshake later."""
+    _, _, server = pki
+    with pytest.raises(WebConfigError) as caught:
+        TLSServerConfig(server.cert_file, server.key_file, **settings)
+    message = str(caught.value)
+    assert message.startswith(f"tls_server_config.{field}: {version} ")
+    assert ssl.OPENSSL_VERSION in message
+    assert "use TLS12 or newer" in message
+
+
+@pytest.mark.filterwarnings(OLD_TLS_DEPRECATED)
+def test_a_refused_tls_version_is_refused_with_client_certificates_too(
+    pki: tuple[Path, Authority, Issued],
+) -> None:
+    """With RequireAndVerifyClientCert the same version is refused for the same reason."""
+    _, ca, server = pki
+    with pytest.raises(WebConfigError, match=r"min_version: TLS10 .*use TLS12 or newer"):
+        TLSServerConfig(
+            server.cert_file,
+            server.key_file,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=ca.cert_file,
+            min_version="TLS10",
+        )
+
+
+@pytest.mark.filterwarnings(OLD_TLS_DEPRECATED)
+def test_a_file_asking_for_tls_1_0_is_refused(pki: tuple[Path, Authority, Issued]) -> None:
+    """The same check applies to a web configuration file's tls_server_config."""
+    directory, _, server = pki
+    path = write(
+        directory,
+        f"tls_server_config:\n  cert_file: {server.cert_file.name}\n"
+        f"  key_file: {server.key_file.name}\n  max_version: TLS11\n  min_version: TLS10\n",
+        name="old-tls.yml",
+    )
+    with pytest.raises(WebConfigError, match=r"tls_server_config\.min_version: TLS10 "):
+        load_web_config(path)
+
+
+@pytest.mark.filterwarnings(OLD_TLS_DEPRECATED)
+@pytest.mark.parametrize("client_auth_type", ["NoClientCert", "RequireAndVerifyClientCert"])
+def test_a_tls_version_openssl_negotiates_is_accepted(
+    pki: tuple[Path, Authority, Issued], client_auth_type: str
+) -> None:
+    """Only what OpenSSL refuses is refused: TLS 1.0 at security level 0 is accepted, with
+    client certificates required too (the check does not take their absence for a refusal)."""
+    _, ca, server = pki
+    tls = LowSecurityLevel(
+        server.cert_file,
+        server.key_file,
+        client_auth_type=client_auth_type,  # type: ignore[arg-type]
+        client_ca_file=ca.cert_file if client_auth_type != "NoClientCert" else None,
+        min_version="TLS10",
+        max_version="TLS10",
+    )
+    assert tls.ssl_context().maximum_version == ssl.TLSVersion.TLSv1
+
+
+@pytest.mark.parametrize(
+    ("min_version", "max_version"), [("TLS12", "TLS13"), ("TLS12", "TLS12"), ("TLS13", "TLS13")]
+)
+def test_tls12_and_tls13_are_accepted(
+    pki: tuple[Path, Authority, Issued], min_version: str, max_version: str
+) -> None:
+    """The versions OpenSSL 3 negotiates are accepted as before."""
+    _, _, server = pki
+    tls = TLSServerConfig(
+        server.cert_file,
+        server.key_file,
+        min_version=min_version,  # type: ignore[arg-type]
+        max_version=max_version,  # type: ignore[arg-type]
+    )
+    assert tls.ssl_context().minimum_version == getattr(ssl.TLSVersion, "TLSv1_" + min_version[-1])
 
 
 def test_ssl_context_follows_the_settings(pki: tuple[Path, Authority, Issued]) -> None:

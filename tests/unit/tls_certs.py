@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+
+from laios.execution.web import TLSServerConfig  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -123,3 +126,13 @@ def encrypted_key(path: Path, password: bytes) -> Path:
         )
     )
     return path
+
+
+class LowSecurityLevel(TLSServerConfig):
+    """A TLS configuration whose contexts allow what OpenSSL's security level 0 allows, as an
+    OpenSSL built or configured for old clients does: TLS 1.0 can then be negotiated."""
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = super().ssl_context()
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        return context

@@ -20,7 +20,8 @@ the same settings as a typed object:
 
 Everything is checked when the configuration is made: a missing or unreadable certificate or
 key, a certificate and key that do not match, a password written in plain text instead of its
-bcrypt hash, a setting this module does not know or does not support. Each mistake raises
+bcrypt hash, a TLS version this Python's OpenSSL will not negotiate (TLS 1.0 and 1.1 with
+OpenSSL 3), a setting this module does not know or does not support. Each mistake raises
 :class:`WebConfigError` naming the setting (and never the secret).
 
 Reading YAML needs PyYAML and checking passwords needs bcrypt: ``pip install 'laios[web]'``.
@@ -40,6 +41,7 @@ import os
 import re
 import ssl
 import stat
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,9 +264,12 @@ class TLSServerConfig:
             ssl module cannot do: they are refused.
         client_ca_file: The CA certificates (PEM) client certificates must be signed by;
             required by the two verifying policies, refused without one.
-        min_version: The oldest TLS version accepted, ``TLS10`` to ``TLS13`` (default
-            ``TLS12``).
-        max_version: The newest TLS version offered (default ``TLS13``).
+        min_version: The oldest TLS version accepted, ``TLS12`` (the default) or ``TLS13``.
+            ``TLS10`` and ``TLS11`` are accepted only where OpenSSL can negotiate them with
+            the certificate, which OpenSSL 3 at its default security level cannot: there
+            they are refused with :class:`WebConfigError` (found out by a handshake in
+            memory when the object is made).
+        max_version: The newest TLS version offered (default ``TLS13``); the same applies.
         prefer_server_cipher_suites: Pick the cipher by the server's order of preference
             (default ``True``).
     """
@@ -313,7 +318,7 @@ class TLSServerConfig:
                 "client_ca_file is given but no client certificate is asked for: set "
                 "client_auth_type to RequireAndVerifyClientCert (or VerifyClientCertIfGiven)",
             )
-        self.ssl_context()
+        _refuse_unnegotiable_versions(self, self.ssl_context())
 
     @property
     def requires_client_certificate(self) -> bool:
@@ -364,6 +369,69 @@ class TLSServerConfig:
                 )
             context.verify_mode = _CLIENT_AUTH[self.client_auth_type]
         return context
+
+
+def _refuse_unnegotiable_versions(config: TLSServerConfig, context: ssl.SSLContext) -> None:
+    """Refuse a ``min_version`` or ``max_version`` older than TLS 1.2 that ``context`` (the
+    server's, with its certificate) cannot negotiate.
+
+    OpenSSL 3 negotiates TLS 1.0 and 1.1 at no security level but 0 (their handshakes sign
+    with SHA-1), so a server limited to them would fail every handshake, and one whose oldest
+    version is one of them would turn away the clients that need it. Whether a version is
+    usable is found out the only reliable way: a handshake in memory between ``context`` and a
+    client that offers that version alone and allows anything (security level 0), so that the
+    server alone decides. The server is not asked for a client certificate, whose absence
+    would fail the handshake whatever the version. TLS 1.2 and newer are not tried: the
+    default configuration costs nothing.
+    """
+    where = "tls_server_config"
+    context.verify_mode = ssl.CERT_NONE  # (a context of its own: the server never uses it)
+    for name in dict.fromkeys(("min_version", "max_version")):
+        version_name = getattr(config, name)
+        version = _TLS_VERSIONS[version_name]
+        if version >= ssl.TLSVersion.TLSv1_2:
+            continue
+        problem = _handshake_problem(context, version)
+        if problem is not None:
+            _fail(
+                f"{where}.{name}",
+                f"{version_name} cannot be negotiated by this Python's OpenSSL "
+                f"({ssl.OPENSSL_VERSION}) with cert_file {config.cert_file} ({problem}): no "
+                "client could connect with it; use TLS12 or newer",
+            )
+
+
+def _handshake_problem(server_context: ssl.SSLContext, version: ssl.TLSVersion) -> str | None:
+    """Why a client offering ``version`` alone cannot complete a handshake with
+    ``server_context``, or ``None`` when it can. The handshake is run in memory."""
+    try:
+        with warnings.catch_warnings():  # (versions older than TLS 1.2 are deprecated)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            client_context.minimum_version = client_context.maximum_version = version
+        client_context.check_hostname = False
+        client_context.verify_mode = ssl.CERT_NONE
+        client_context.set_ciphers("ALL:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError) as exc:  # (an OpenSSL built without that version)
+        return str(exc)
+    # (What one end writes is what the other reads: no copying between them.)
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    ends = [
+        client_context.wrap_bio(to_client, to_server, server_side=False),
+        server_context.wrap_bio(to_server, to_client, server_side=True),
+    ]
+    for _ in range(8):  # (a handshake takes two round trips or three: a bound all the same)
+        for end in list(ends):
+            try:
+                end.do_handshake()
+            except ssl.SSLWantReadError:
+                continue
+            except ssl.SSLError as exc:
+                return exc.reason or str(exc)
+            ends.remove(end)
+        if not ends:
+            return None
+    return "the handshake did not complete"
 
 
 def _check_users(users: Any) -> dict[str, str]:
