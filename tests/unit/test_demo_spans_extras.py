@@ -8,6 +8,7 @@ import argparse
 import sys
 
 import pytest
+from opentelemetry import trace
 
 from laios import _demo
 
@@ -126,6 +127,8 @@ def test_an_otlp_endpoint_option_wins_over_a_bad_environment_value(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """--otlp-endpoint replaces the environment's endpoint: a bad value there is not read."""
+    # (the demo installs its provider globally: not in this test's process)
+    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "garbage")
     provider, line = _demo._configure_tracing(False, "http://127.0.0.1:4318")
     try:

@@ -29,7 +29,7 @@ from typing import Any
 
 import process_tools
 import pytest
-from opentelemetry import baggage
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -1033,7 +1033,8 @@ def test_the_callers_baggage_reaches_the_child(
     provider = None
     if traced:
         provider = TracerProvider(shutdown_on_exit=False)
-    executor = make(tracer_provider=provider)
+    # Untraced whatever provider an earlier test in this process made the global one.
+    executor = make(tracer_provider=provider if traced else trace.NoOpTracerProvider())
     ctx = otel_context.get_current()
     for key, value in BAGGAGE.items():
         ctx = baggage.set_baggage(key, value, ctx)
