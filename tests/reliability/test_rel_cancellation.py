@@ -1,8 +1,8 @@
 """Cancellation from inside: a tool that polls ``current_task().cancelled`` stops promptly.
 
 ``cancel_task`` on a running task only sets a flag (Python cannot stop a thread); a tool that
-checks it every 10 ms exits within 100 ms, and the task ends ``cancelled``: not an error, not
-retried, not counted in ``laios_task_errors_total``.
+checks it every 10 ms exits within 100 ms, and the task ends ``cancelled``: not retried, and
+counted in ``laios_task_errors_total`` as ``cancelled`` only, never as the way the tool stopped.
 """
 
 from __future__ import annotations
