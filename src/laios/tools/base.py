@@ -662,6 +662,10 @@ class BaseTool(abc.ABC):
     #: The local names of the function defining the class that the entry point's string
     #: annotations use (see :func:`_local_names`); ``None``: none needed or found.
     _annotation_locals: ClassVar[dict[str, Any] | None] = None
+    #: Whether a run may hand the keyword arguments to the entry point as they are; set by
+    #: ``__init__``. False here, for a tool whose own ``__init__`` does not call the base
+    #: class's: its runs take the validating road.
+    _passthrough: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Record once per class how its entry point (``_execute``) takes its input."""
