@@ -21,6 +21,7 @@ import asyncio
 import functools
 import inspect
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -52,8 +53,9 @@ def _raising(tool: Any) -> bool:
     return raising
 
 
-#: Per tool class: what :func:`_raising` found.
-_RAISING: dict[type, bool] = {}
+#: Per tool class: what :func:`_raising` found. Weak: a class made on the fly (a
+#: ``create_simple_tool`` per request) is freed with its last tool.
+_RAISING: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def _entry(tool: Any) -> Callable[..., Any]:
