@@ -285,11 +285,12 @@ def _parameters(
 ) -> list[inspect.Parameter] | None:
     """``func``'s parameters, with string annotations resolved where they can be (in its
     module, then in ``local_names``: see :func:`_local_names`): one that cannot (a name
-    imported only ``if TYPE_CHECKING:``) stays a string, the others resolved."""
+    imported only ``if TYPE_CHECKING:``, an attribute of a lazily loaded module that raises)
+    stays a string, the others resolved."""
     try:
         signature = inspect.signature(func, eval_str=True, locals=local_names)
         return list(signature.parameters.values())
-    except (NameError, SyntaxError, TypeError, AttributeError, ValueError):
+    except Exception:  # (whatever evaluating an annotation raised: resolved one by one below)
         pass
     try:
         params = list(inspect.signature(func).parameters.values())
