@@ -80,3 +80,21 @@ def test_a_tool_whose_init_skips_the_base_class_still_validates_its_input() -> N
     output = _Modelled().execute(x="not a number")
     assert not output.success
     assert output.metadata == {"error_type": "ValidationError"}
+
+
+def test_a_tool_whose_init_skips_the_base_class_is_described_and_listed() -> None:
+    """Its category and permissions stay as the class gives them (values, not members):
+    ``get_schema()`` raised an ``AttributeError`` for a permission given as its value."""
+
+    class Shell(_Plain):
+        name = "shell"
+        category = "shell"
+        required_permissions = {"shell.execute"}  # type: ignore[assignment]
+
+    tool = Shell()
+    schema = tool.get_schema()
+    assert (schema["category"], schema["permissions"]) == ("shell", ["shell.execute"])
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    assert registry.get_all_schemas() == [schema]
+    assert registry.list_tools(category="shell", permission="shell.execute") == [tool]

@@ -886,7 +886,7 @@ class BaseTool(abc.ABC):
             "description": self.description,
             "category": ToolCategory(self.category).value,
             "parameters": [p.model_dump() for p in self.get_parameters()],
-            "permissions": sorted(p.value for p in self.required_permissions),
+            "permissions": sorted(Permission(p).value for p in self.required_permissions),
         }
 
 
