@@ -791,8 +791,9 @@ class BaseTool(abc.ABC):
                 having run.
         """
         try:
-            if self._passthrough:
-                # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
+            # Bare ToolInput, no _validate hook, keyword style: nothing to build or check
+            # (unless the instance was given a model of its own since it was made).
+            if self._passthrough and self.input_model is ToolInput:
                 result = self._execute(**kwargs)
             else:
                 input_data = self._build_input(kwargs)
@@ -951,7 +952,7 @@ class AsyncBaseTool(BaseTool):
                 ran): the work it stands for would otherwise be reported done.
         """
         try:
-            if self._passthrough:
+            if self._passthrough and self.input_model is ToolInput:  # (as in run_raising)
                 result = self._execute_async(**kwargs)
             else:
                 input_data = self._build_input(kwargs)
