@@ -204,12 +204,15 @@ def _check_one_argument(cls: type, attr: str) -> None:
         )
 
 
-def _only_var_keyword(func: Any) -> bool:
-    """Whether ``func`` takes nothing by name but ``**kwargs`` (``self`` and positional-only
+def _only_var_keyword(func: Any, binds: bool = False) -> bool:
+    """Whether ``func`` takes nothing by name but ``**kwargs`` (``self``, the first parameter
+    when calling it ``binds`` one (a method's or a class method's), and positional-only
     parameters aside): such an entry point gets the validated model's dump."""
     params = _parameters(func)
     if params is None:
         return False
+    if binds and params and params[0].kind in _POSITIONAL:
+        params = params[1:]
     return all(
         p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_KEYWORD)
         or (i == 0 and p.name == "self")
@@ -705,7 +708,7 @@ class BaseTool(abc.ABC):
                 bound,
             )
         if "_dumps_input" not in cls.__dict__:  # (create_simple_tool says for its function)
-            cls._dumps_input = _only_var_keyword(inspect.getattr_static(cls, cls._entry_point))
+            cls._dumps_input = _only_var_keyword(*_entry_function(cls, cls._entry_point))
 
     def __init__(self) -> None:
         """Check the class attributes and give the instance its own permission set.
