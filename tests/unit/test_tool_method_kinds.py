@@ -67,3 +67,27 @@ def test_kwargs_alone_gets_the_dump_whatever_the_kind_of_method() -> None:
         assert output.success, output.error
         assert output.data == expected, tool.name
         assert type(output.data["address"]) is dict, tool.name
+
+
+class _Scaler:
+    """A callable object: as a class attribute it is called as it is, nothing bound."""
+
+    def __call__(self, x: int, factor: int = 2) -> int:
+        return x * factor
+
+
+class _CallableEntry(BaseTool):
+    name = "callable_entry"
+    description = "Scales x."
+    _execute = _Scaler()  # type: ignore[assignment]
+
+
+def test_a_callable_object_as_execute_is_described_by_all_its_parameters() -> None:
+    """Its first parameter was taken for ``self`` and left out of the schema."""
+    tool = _CallableEntry()
+    assert [(p.name, p.type, p.required) for p in tool.get_parameters()] == [
+        ("x", "integer", True),
+        ("factor", "integer", False),
+    ]
+    assert tool.execute(x=3).data == 6
+    assert tool.execute(x=3, factor=3).data == 9

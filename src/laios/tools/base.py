@@ -139,10 +139,13 @@ class ToolOutput(BaseModel):
 def _entry_function(cls: type, attr: str) -> tuple[Any, bool]:
     """``cls.<attr>`` as the class defines it (a staticmethod's or classmethod's function;
     ``None`` if there is none), and whether calling it binds its first parameter (to the
-    instance or the class): all but a staticmethod do."""
+    instance or the class): all but a staticmethod and a callable object that is no
+    descriptor (an instance of a class with ``__call__``) do."""
     raw = inspect.getattr_static(cls, attr, None)
     if isinstance(raw, (staticmethod, classmethod)):
         return raw.__func__, isinstance(raw, classmethod)
+    if raw is not None and not hasattr(type(raw), "__get__"):
+        return raw, False  # (a callable object, not a descriptor: called as it is)
     return raw, True
 
 
@@ -1039,9 +1042,8 @@ def _signature_model(cls: type[BaseTool]) -> type[ToolInput]:
     model = _SIGNATURE_MODELS.get(cls)
     if model is None:
         entry = getattr(cls, cls._entry_point)
-        if not isinstance(
-            inspect.getattr_static(cls, cls._entry_point), (staticmethod, classmethod)
-        ):
+        binds = _entry_function(cls, cls._entry_point)[1]
+        if binds and not isinstance(inspect.getattr_static(cls, cls._entry_point), classmethod):
             entry = functools.partial(entry, None)  # (its signature without ``self``)
         try:
             model = _model_from_signature(cls.name, entry, cls._annotation_locals)[0]
