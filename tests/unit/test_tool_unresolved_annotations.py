@@ -48,3 +48,39 @@ def test_a_tool_class_with_an_unresolvable_annotation_describes_the_others() -> 
             return limit
 
     assert _types(Analyse()) == {"amount": "string", "limit": "integer"}
+
+
+class _LazyModule:
+    """A module loaded on first use whose backend is not installed, as lazy-import proxies
+    are: reading any attribute raises (not an ``AttributeError``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"the backend providing {name} is not installed")
+
+
+lazy = _LazyModule()
+
+
+def embed(vector: lazy.Tensor, limit: int = 10) -> Any:
+    return vector, limit
+
+
+def test_an_annotation_that_raises_when_resolved_takes_any_value() -> None:
+    """An annotation whose evaluation raises something other than a ``NameError`` (a lazy
+    module's attribute, a subscript its class refuses) made ``create_simple_tool`` and the
+    creation of a tool class raise that exception; it is unresolvable like any other."""
+    tool = create_simple_tool("embed", "Embeds.", embed)
+    assert _types(tool) == {"vector": "string", "limit": "integer"}
+    output = tool.execute(vector=[1.0], limit="3")
+    assert output.success, output.error
+    assert output.data == ([1.0], 3)
+
+    class Embed(BaseTool):
+        name = "embed_class"
+        description = "Embeds."
+
+        def _execute(self, vector: lazy.Tensor, limit: int = 10) -> Any:
+            return limit
+
+    assert _types(Embed()) == {"vector": "string", "limit": "integer"}
+    assert Embed().execute(vector=[1.0], limit=4).data == 4

@@ -222,3 +222,24 @@ def test_ensure_utc_keeps_an_utc_datetime() -> None:
     """ensure_utc returns an already-UTC datetime unchanged."""
     value = datetime(2024, 1, 1, tzinfo=timezone.utc)
     assert ensure_utc(value) is value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:59:59-01:00",
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-1))),
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
+def test_a_datetime_past_the_utc_range_is_a_validation_error(value: object) -> None:
+    """An aware datetime that has no UTC form (the last day of year 9999 west of Greenwich)
+    raised a bare ``OverflowError`` out of model validation, past callers that catch
+    ``ValidationError`` for bad input (``Task.model_validate_json`` of a stored task)."""
+    with pytest.raises(ValidationError, match="UTC"):
+        Task(plan_id="p", description="d", tool_name="t", started_at=value)
+    task = Task(plan_id="p", description="d", tool_name="t")
+    with pytest.raises(ValidationError, match="UTC"):
+        task.completed_at = value  # type: ignore[assignment]
+    with pytest.raises(ValidationError, match="UTC"):
+        Message(role="user", content="x", timestamp=value)

@@ -139,10 +139,13 @@ class ToolOutput(BaseModel):
 def _entry_function(cls: type, attr: str) -> tuple[Any, bool]:
     """``cls.<attr>`` as the class defines it (a staticmethod's or classmethod's function;
     ``None`` if there is none), and whether calling it binds its first parameter (to the
-    instance or the class): all but a staticmethod do."""
+    instance or the class): all but a staticmethod and a callable object that is no
+    descriptor (an instance of a class with ``__call__``) do."""
     raw = inspect.getattr_static(cls, attr, None)
     if isinstance(raw, (staticmethod, classmethod)):
         return raw.__func__, isinstance(raw, classmethod)
+    if raw is not None and not hasattr(type(raw), "__get__"):
+        return raw, False  # (a callable object, not a descriptor: called as it is)
     return raw, True
 
 
@@ -204,12 +207,15 @@ def _check_one_argument(cls: type, attr: str) -> None:
         )
 
 
-def _only_var_keyword(func: Any) -> bool:
-    """Whether ``func`` takes nothing by name but ``**kwargs`` (``self`` and positional-only
+def _only_var_keyword(func: Any, binds: bool = False) -> bool:
+    """Whether ``func`` takes nothing by name but ``**kwargs`` (``self``, the first parameter
+    when calling it ``binds`` one (a method's or a class method's), and positional-only
     parameters aside): such an entry point gets the validated model's dump."""
     params = _parameters(func)
     if params is None:
         return False
+    if binds and params and params[0].kind in _POSITIONAL:
+        params = params[1:]
     return all(
         p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_KEYWORD)
         or (i == 0 and p.name == "self")
@@ -285,11 +291,12 @@ def _parameters(
 ) -> list[inspect.Parameter] | None:
     """``func``'s parameters, with string annotations resolved where they can be (in its
     module, then in ``local_names``: see :func:`_local_names`): one that cannot (a name
-    imported only ``if TYPE_CHECKING:``) stays a string, the others resolved."""
+    imported only ``if TYPE_CHECKING:``, an attribute of a lazily loaded module that raises)
+    stays a string, the others resolved."""
     try:
         signature = inspect.signature(func, eval_str=True, locals=local_names)
         return list(signature.parameters.values())
-    except (NameError, SyntaxError, TypeError, AttributeError, ValueError):
+    except Exception:  # (whatever evaluating an annotation raised: resolved one by one below)
         pass
     try:
         params = list(inspect.signature(func).parameters.values())
@@ -662,6 +669,10 @@ class BaseTool(abc.ABC):
     #: The local names of the function defining the class that the entry point's string
     #: annotations use (see :func:`_local_names`); ``None``: none needed or found.
     _annotation_locals: ClassVar[dict[str, Any] | None] = None
+    #: Whether a run may hand the keyword arguments to the entry point as they are; set by
+    #: ``__init__``. False here, for a tool whose own ``__init__`` does not call the base
+    #: class's: its runs take the validating road.
+    _passthrough: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Record once per class how its entry point (``_execute``) takes its input."""
@@ -700,7 +711,7 @@ class BaseTool(abc.ABC):
                 bound,
             )
         if "_dumps_input" not in cls.__dict__:  # (create_simple_tool says for its function)
-            cls._dumps_input = _only_var_keyword(inspect.getattr_static(cls, cls._entry_point))
+            cls._dumps_input = _only_var_keyword(*_entry_function(cls, cls._entry_point))
 
     def __init__(self) -> None:
         """Check the class attributes and give the instance its own permission set.
@@ -786,8 +797,9 @@ class BaseTool(abc.ABC):
                 having run.
         """
         try:
-            if self._passthrough:
-                # Bare ToolInput, no _validate hook, keyword style: nothing to build or check.
+            # Bare ToolInput, no _validate hook, keyword style: nothing to build or check
+            # (unless the instance was given a model of its own since it was made).
+            if self._passthrough and self.input_model is ToolInput:
                 result = self._execute(**kwargs)
             else:
                 input_data = self._build_input(kwargs)
@@ -881,7 +893,7 @@ class BaseTool(abc.ABC):
             "description": self.description,
             "category": ToolCategory(self.category).value,
             "parameters": [p.model_dump() for p in self.get_parameters()],
-            "permissions": sorted(p.value for p in self.required_permissions),
+            "permissions": sorted(Permission(p).value for p in self.required_permissions),
         }
 
 
@@ -946,7 +958,7 @@ class AsyncBaseTool(BaseTool):
                 ran): the work it stands for would otherwise be reported done.
         """
         try:
-            if self._passthrough:
+            if self._passthrough and self.input_model is ToolInput:  # (as in run_raising)
                 result = self._execute_async(**kwargs)
             else:
                 input_data = self._build_input(kwargs)
@@ -1030,9 +1042,8 @@ def _signature_model(cls: type[BaseTool]) -> type[ToolInput]:
     model = _SIGNATURE_MODELS.get(cls)
     if model is None:
         entry = getattr(cls, cls._entry_point)
-        if not isinstance(
-            inspect.getattr_static(cls, cls._entry_point), (staticmethod, classmethod)
-        ):
+        binds = _entry_function(cls, cls._entry_point)[1]
+        if binds and not isinstance(inspect.getattr_static(cls, cls._entry_point), classmethod):
             entry = functools.partial(entry, None)  # (its signature without ``self``)
         try:
             model = _model_from_signature(cls.name, entry, cls._annotation_locals)[0]

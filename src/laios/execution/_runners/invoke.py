@@ -10,14 +10,18 @@ task span is current there), with :func:`~laios.execution.task_context.current_t
 A tool whose ``execute`` (or ``execute_async``) is :class:`~laios.tools.base.BaseTool`'s own
 is called through ``run_raising`` (``run_raising_async``), so the exception itself reaches the
 job as a value, for the task span, instead of only its message. Any other object is called
-through its ``execute``.
+through its ``execute`` (``execute_async``), which must return a ``ToolOutput``: any other
+value is a ``TypeError`` saying so (an awaitable an ``execute_async`` returned goes on to the
+job, which says that an ``await`` is missing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -49,8 +53,9 @@ def _raising(tool: Any) -> bool:
     return raising
 
 
-#: Per tool class: what :func:`_raising` found.
-_RAISING: dict[type, bool] = {}
+#: Per tool class: what :func:`_raising` found. Weak: a class made on the fly (a
+#: ``create_simple_tool`` per request) is freed with its last tool.
+_RAISING: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def _entry(tool: Any) -> Callable[..., Any]:
@@ -61,11 +66,26 @@ def _entry(tool: Any) -> Callable[..., Any]:
 
 
 def _execute(tool: Any, **parameters: Any) -> Any:
-    output = tool.execute(**parameters)
+    return _checked(tool, tool.execute(**parameters), "execute")
+
+
+async def _execute_async(tool: Any, **parameters: Any) -> Any:
+    output = await tool.execute_async(**parameters)
+    if inspect.isawaitable(output):  # (a missing ``await``: the job says so, and closes it)
+        return output
+    return _checked(tool, output, "execute_async")
+
+
+def _checked(tool: Any, output: Any, method: str) -> Any:
+    """``output``, which ``tool``'s own ``method`` returned, if it is a ``ToolOutput``.
+
+    Raises:
+        TypeError: Naming the tool and what it returned instead.
+    """
     if not isinstance(output, ToolOutput):
         raise TypeError(
             f"Tool '{getattr(tool, 'name', type(tool).__name__)}' returned "
-            f"{type(output).__name__} from execute(); a tool must return a ToolOutput"
+            f"{type(output).__name__} from {method}(); a tool must return a ToolOutput"
         )
     return output
 
@@ -74,8 +94,7 @@ def _entry_async(tool: Any) -> Callable[..., Coroutine[Any, Any, Any]]:
     """The coroutine function that runs an async ``tool``."""
     if _raising(tool):
         return tool.run_raising_async  # type: ignore[no-any-return]
-    execute: Callable[..., Coroutine[Any, Any, Any]] = tool.execute_async
-    return execute
+    return functools.partial(_execute_async, tool)
 
 
 def call_tool(call: ToolCall, events: RunEvents) -> RawOutcome:
