@@ -27,6 +27,7 @@ import pytest
 pytest.importorskip("opentelemetry.sdk.metrics")
 
 from opentelemetry import metrics as otel_metrics_api
+from opentelemetry import trace
 from opentelemetry.metrics import Meter
 from opentelemetry.metrics import _internal as metrics_internal
 from opentelemetry.sdk.metrics import MeterProvider
@@ -843,7 +844,11 @@ def test_a_task_without_a_sampled_span_takes_no_exemplar_from_the_current_span(
     if not otel_metrics._takes_context(provider.get_meter("probe").create_histogram("probe")):
         pytest.skip("this OpenTelemetry API records no context (exemplars need 1.28 or later)")
     tracer_provider = TracerProvider()
-    with Executor(registry, store=store, register_prometheus=False) as executor:
+    # (untraced whatever provider an earlier test in this process made the global one)
+    untraced = trace.NoOpTracerProvider()
+    with Executor(
+        registry, store=store, register_prometheus=False, tracer_provider=untraced
+    ) as executor:
         assert not executor.tracing_enabled
         with tracer_provider.get_tracer("caller").start_as_current_span("handle_request"):
             result = executor.execute_task(make_task("echo"), context)
