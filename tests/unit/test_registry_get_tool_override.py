@@ -6,6 +6,13 @@ before they asked it (they never raised)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
@@ -72,3 +79,40 @@ def test_a_raising_get_tool_for_a_huge_name_is_named_shortened() -> None:
     assert output.error is not None
     assert len(output.error) < 400
     assert f"get_tool('{'x' * 127}…') raised LookupError" in output.error
+
+
+class ReturnsClasses(ToolRegistry):
+    """A lookup that hands out the tool's class instead of a tool."""
+
+    def get_tool(self, name: str) -> Any:
+        tool = super().get_tool(name)
+        return type(tool) if tool is not None else None
+
+
+def _returns_classes() -> ReturnsClasses:
+    registry = ReturnsClasses()
+    registry.register_tool(create_simple_tool("hello", "Greets.", lambda who="you": f"hi {who}"))
+    return registry
+
+
+def test_a_get_tool_that_returns_a_class_says_to_return_an_instance() -> None:
+    """It failed with "execute() missing 1 required positional argument: 'self'"."""
+    output = _returns_classes().execute_tool("hello", who="Ada")
+    assert output.success is False
+    assert output.error is not None
+    assert "get_tool('hello') returned the class" in output.error, output.error
+    assert "not a tool: return an instance" in output.error, output.error
+    assert output.metadata == {"error_type": "TypeError"}
+    with pytest.raises(TypeError, match=r"returned the class .*: return an instance"):
+        _returns_classes().get_tool_schema("hello")
+
+
+def test_an_executor_whose_registry_returns_a_class_says_to_return_an_instance() -> None:
+    """The task failed with the same "missing 'self'" error, counted as the tool's own."""
+    with Executor(_returns_classes(), store=MetricStore(), register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="hello")
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert result.success is False
+    assert result.error is not None
+    assert "get_tool('hello') returned the class" in result.error, result.error
+    assert "not a tool: return an instance" in result.error, result.error

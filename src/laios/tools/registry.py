@@ -270,7 +270,8 @@ class ToolRegistry:
         Returns:
             The tool's output, or a failed output with ``error="Tool not found: NAME"`` and
             ``metadata["error_type"] == "tool_not_found"`` for an unknown name (one naming
-            the exception when ``get_tool`` raised).
+            the exception when ``get_tool`` raised, and one saying to return an instance when
+            it returned a class).
         """
         try:
             tool = self.get_tool(name)
@@ -288,6 +289,12 @@ class ToolRegistry:
                 success=False,
                 error=f"Tool not found: {name}",
                 metadata={"error_type": "tool_not_found"},
+            )
+        if isinstance(tool, type):  # (a subclass's own get_tool: its execute needs an instance)
+            return ToolOutput(
+                success=False,
+                error=returned_class_message(name, tool),
+                metadata={"error_type": "TypeError"},
             )
         try:
             return tool.execute(**kwargs)
@@ -308,8 +315,13 @@ class ToolRegistry:
 
         Returns:
             The result of :meth:`BaseTool.get_schema`, or None for an unknown name.
+
+        Raises:
+            TypeError: When a subclass's own :meth:`get_tool` returned a class, not a tool.
         """
         tool = self.get_tool(name)
+        if isinstance(tool, type):
+            raise TypeError(returned_class_message(name, tool))
         return None if tool is None else tool.get_schema()
 
     def get_all_schemas(self) -> list[dict[str, Any]]:
@@ -337,3 +349,13 @@ class ToolRegistry:
 def _shown(name: Any) -> Any:
     """A tool name as a message shows it: cut to 128 characters, the cut marked "…"."""
     return shorten(name, _SHOWN_NAME_CHARS) if isinstance(name, str) else name
+
+
+def returned_class_message(name: Any, tool_class: type) -> str:
+    """What a run says when a registry's ``get_tool(name)`` returned ``tool_class`` itself
+    (a subclass's own ``get_tool``): a class cannot run, an instance of it can."""
+    shown = shorten(tool_class.__qualname__, _SHOWN_NAME_CHARS)
+    return (
+        f"The tool registry failed: get_tool({_shown(name)!r}) returned the class {shown}, "
+        f"not a tool: return an instance ({shown}()), as register_tool keeps one"
+    )

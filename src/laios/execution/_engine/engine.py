@@ -62,6 +62,7 @@ from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool
 from laios.execution.tracing import baggage_header, span_ids
 from laios.tools.base import TOOL_TYPES
+from laios.tools.registry import returned_class_message
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -183,15 +184,23 @@ _INTERRUPTIONS = (KeyboardInterrupt, SystemExit, asyncio.CancelledError)
 
 
 class RegistryFailed(Exception):
-    """The tool registry's ``get_tool`` raised (a registry of the caller's own): said as such
-    in the task's error, which is still counted and logged as ``internal``."""
+    """The tool registry's ``get_tool`` raised, or returned a class where a tool was due (a
+    registry of the caller's own): said as such in the task's error, which is still counted
+    and logged as ``internal``."""
 
-    def __init__(self, name: str, exc: BaseException) -> None:
-        super().__init__(
+    @classmethod
+    def raised(cls, name: str, exc: BaseException) -> RegistryFailed:
+        """``get_tool(name)`` raised ``exc``."""
+        return cls(
             f"The tool registry failed: get_tool({shorten(name, 128)!r}) raised "
             f"{type_name(type(exc))}: {describe_exception(exc)} (a registry's get_tool must "
             "return None for a tool it does not have)"
         )
+
+    @classmethod
+    def returned_class(cls, name: str, tool_class: type) -> RegistryFailed:
+        """``get_tool(name)`` returned ``tool_class`` itself."""
+        return cls(returned_class_message(name, tool_class))
 
 
 class BetweenAttempts(Protocol):
@@ -413,16 +422,19 @@ class Engine:
         """The registry's tool called ``name`` (``None``: none is).
 
         Raises:
-            RegistryFailed: When the registry's ``get_tool`` raises.
+            RegistryFailed: When the registry's ``get_tool`` raises, or returns a class.
         """
         try:
-            return self.registry.get_tool(name)
+            tool = self.registry.get_tool(name)
         except _INTERRUPTIONS:
             # The caller's interruption (Ctrl-C; a SIGTERM handler's sys.exit() striking on
             # the caller's thread), or its cancellation: not the registry's fault.
             raise
         except BaseException as exc:  # (GeneratorExit, a BaseException of its own)
-            raise RegistryFailed(name, exc) from exc
+            raise RegistryFailed.raised(name, exc) from exc
+        if isinstance(tool, type):  # (its every run would fail for want of an instance)
+            raise RegistryFailed.returned_class(name, tool)
+        return tool
 
     def _open_span(
         self,
