@@ -5,8 +5,11 @@ the model holds them (a nested model as an instance, not a dict)."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import sys
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput
@@ -91,3 +94,76 @@ def test_a_callable_object_as_execute_is_described_by_all_its_parameters() -> No
     ]
     assert tool.execute(x=3).data == 6
     assert tool.execute(x=3, factor=3).data == 9
+
+
+class _PartialMethodEntry(BaseTool):
+    name = "partial_method_entry"
+    description = "Returns its mode and x."
+
+    def _run(self, mode: str, x: int = 1) -> tuple[str, int]:
+        return (mode, x)
+
+    _execute = functools.partialmethod(_run, "pm")  # type: ignore[assignment]
+
+
+class _PlainEntry(BaseTool):
+    name = "plain_entry"
+    description = "Returns x."
+
+    def _execute(self, x: int = 1) -> int:
+        return x
+
+
+def test_a_partialmethod_as_execute_takes_its_parameters_by_name() -> None:
+    """It was given the input model as its one argument, and described as taking nothing."""
+    tool = _PartialMethodEntry()
+    assert tool.execute(x=2).data == ("pm", 2)
+    assert tool.execute().data == ("pm", 1)
+    assert tool.get_schema()["parameters"] == _PlainEntry().get_schema()["parameters"]
+    assert [(p.name, p.type, p.default) for p in tool.get_parameters()] == [("x", "integer", 1)]
+
+
+def test_a_partialmethod_annotated_with_a_local_model_takes_the_input_whole() -> None:
+    """Its string annotation names a class local to this function, found as for a method."""
+
+    class LocalInput(ToolInput):
+        x: int
+
+    class Tool(BaseTool):
+        name = "local_partial_method"
+        description = "Returns its mode and input."
+
+        def _run(self, mode: str, data: LocalInput) -> tuple[str, Any]:
+            return (mode, data)
+
+        _execute = functools.partialmethod(_run, "pm")  # type: ignore[assignment]
+
+    output = Tool().execute(x=2)
+    assert output.success, output.error
+    mode, data = output.data
+    assert mode == "pm"
+    assert isinstance(data, ToolInput)
+    assert data.x == 2
+
+
+def _scale(label: str, x: int, factor: int = 2) -> tuple[str, int]:
+    return (label, x * factor)
+
+
+class _PartialEntry(BaseTool):
+    """A plain ``functools.partial`` is no descriptor: it is called as it is, nothing bound."""
+
+    name = "partial_entry"
+    description = "Scales x."
+    _execute = functools.partial(_scale, "scaled")  # type: ignore[assignment]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="a method descriptor from 3.14 on")
+def test_a_partial_as_execute_is_called_as_it_is() -> None:
+    tool = _PartialEntry()
+    assert tool.execute(x=3).data == ("scaled", 6)
+    assert tool.execute(x=3, factor=3).data == ("scaled", 9)
+    assert [(p.name, p.type, p.required) for p in tool.get_parameters()] == [
+        ("x", "integer", True),
+        ("factor", "integer", False),
+    ]

@@ -140,10 +140,16 @@ def _entry_function(cls: type, attr: str) -> tuple[Any, bool]:
     """``cls.<attr>`` as the class defines it (a staticmethod's or classmethod's function;
     ``None`` if there is none), and whether calling it binds its first parameter (to the
     instance or the class): all but a staticmethod and a callable object that is no
-    descriptor (an instance of a class with ``__call__``) do."""
+    descriptor (an instance of a class with ``__call__``) do. A ``functools.partialmethod``
+    is the function it makes through the class: ``(self, x=1)`` for ``partialmethod(f, "a")``
+    of ``def f(self, mode, x=1)``, which binds ``self``; a partial of the function already
+    bound (or not bound at all) when it wraps a class method (or a static method)."""
     raw = inspect.getattr_static(cls, attr, None)
     if isinstance(raw, (staticmethod, classmethod)):
         return raw.__func__, isinstance(raw, classmethod)
+    if isinstance(raw, functools.partialmethod):
+        func = getattr(cls, attr)
+        return func, not isinstance(func, functools.partial)
     if raw is not None and not hasattr(type(raw), "__get__"):
         return raw, False  # (a callable object, not a descriptor: called as it is)
     return raw, True
@@ -344,6 +350,9 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
     annotations use are kept.
     """
     unwrapped = inspect.unwrap(func) if callable(func) else func
+    made_of = _partialmethod_func(unwrapped)
+    if made_of is not None:
+        unwrapped = made_of
     while isinstance(unwrapped, functools.partial):
         unwrapped = inspect.unwrap(unwrapped.func)
     unwrapped = getattr(unwrapped, "__func__", unwrapped)
@@ -383,11 +392,25 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
     return found or None
 
 
+def _partialmethod_func(func: Any) -> Any:
+    """What the ``functools.partialmethod`` that made ``func`` (its function through the
+    class) wraps, or ``None`` for any other ``func``."""
+    for name in ("__partialmethod__", "_partialmethod"):  # (the latter before Python 3.13)
+        made_by = getattr(func, name, None)
+        if isinstance(made_by, functools.partialmethod):
+            return made_by.func
+    return None
+
+
 def _globals_of(func: Any) -> dict[str, Any] | None:
     """The module namespace ``func``'s annotations are written in, or ``None``."""
     seen: set[int] = set()
     while id(func) not in seen:
         seen.add(id(func))
+        made_of = _partialmethod_func(func)  # (whose ``__globals__`` are functools')
+        if made_of is not None:
+            func = made_of
+            continue
         namespace = getattr(func, "__globals__", None)
         if isinstance(namespace, dict):
             return namespace
