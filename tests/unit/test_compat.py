@@ -7,6 +7,7 @@ upgrade changes the shape it reads), and each fallback must give the same answer
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import AsyncGenerator
@@ -20,6 +21,7 @@ from opentelemetry.trace import NoOpTracerProvider
 from laios._compat import otel
 from laios._compat import pydantic as fast_pydantic
 from laios._compat.asyncio import suspended_async_generators
+from laios._compat.functools import partialmethod_of
 from laios.core.types import Task, TaskResult, TaskStatus
 
 
@@ -58,6 +60,23 @@ def test_pydantic_still_has_the_slots_results_are_built_through() -> None:
     """pydantic's ``BaseModel`` still has the slot descriptors the fast construction writes:
     when this fails, every result is built through ``model_construct`` (slower)."""
     assert fast_pydantic.FAST_CONSTRUCT
+
+
+def test_functools_still_marks_the_function_a_partialmethod_makes() -> None:
+    """The function a ``partialmethod`` gives through its class still carries it: when this
+    fails, a tool whose ``_execute`` is a partialmethod is described by its signature alone,
+    and its string annotations naming local classes take any value."""
+
+    def helper(self: object, mode: str, x: int = 1) -> tuple[str, int]:
+        return mode, x
+
+    made = functools.partialmethod(helper, "pm")
+
+    class Holder:
+        run = made
+
+    assert partialmethod_of(Holder.run) is made
+    assert partialmethod_of(helper) is None
 
 
 def test_asyncio_still_keeps_a_loops_async_generators_where_they_are_named() -> None:

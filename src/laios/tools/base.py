@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
+from laios._compat.functools import partialmethod_of
 from laios._compat.pydantic import construct
 from laios._exceptions import as_raised, exception_message, propagates, type_name
 from laios.core.types import Permission, ToolParameter
@@ -395,11 +396,8 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
 def _partialmethod_func(func: Any) -> Any:
     """What the ``functools.partialmethod`` that made ``func`` (its function through the
     class) wraps, or ``None`` for any other ``func``."""
-    for name in ("__partialmethod__", "_partialmethod"):  # (the latter before Python 3.13)
-        made_by = getattr(func, name, None)
-        if isinstance(made_by, functools.partialmethod):
-            return made_by.func
-    return None
+    made_by = partialmethod_of(func)
+    return None if made_by is None else made_by.func
 
 
 def _globals_of(func: Any) -> dict[str, Any] | None:
