@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Any
 
@@ -74,6 +74,8 @@ def test_task_monitor_takes_true_or_false() -> None:
         ({"details": ["a"]}, TypeError),
         ({"timestamp": "2024-06-01"}, TypeError),
         ({"timestamp": 1717200000.0}, TypeError),
+        ({"timestamp": datetime.max.replace(tzinfo=timezone(timedelta(hours=-1)))}, ValueError),
+        ({"timestamp": datetime.min.replace(tzinfo=timezone(timedelta(hours=1)))}, ValueError),
     ],
     ids=lambda value: repr(value) if isinstance(value, dict) else value.__name__,
 )
@@ -82,7 +84,8 @@ def test_a_progress_update_refuses_fields_outside_the_reference(
 ) -> None:
     """ProgressUpdate(...) raises for a status that is no ProgressStatus, a percent that is
     not a number from 0 to 100, a task id or message that is not a string, details that are
-    not a mapping and a timestamp that is not a datetime (each was kept as given)."""
+    not a mapping and a timestamp that is not a datetime (each was kept as given), or one with
+    no UTC form (at the edge of year 1 or 9999: it raised a bare OverflowError)."""
     values: dict[str, Any] = {"task_id": "t-1", "status": ProgressStatus.IN_PROGRESS}
     values.update(fields)
     with pytest.raises(error, match=next(iter(fields))):

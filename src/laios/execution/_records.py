@@ -622,8 +622,9 @@ class ProgressUpdate:
             TypeError: When ``task_id`` is not a string, ``progress_percent`` not a real
                 number, ``message`` neither ``None`` nor a string, ``details`` neither
                 ``None`` nor a mapping, or ``timestamp`` not a ``datetime``.
-            ValueError: When ``status`` is no ``ProgressStatus`` value, or
-                ``progress_percent`` is not between 0 and 100.
+            ValueError: When ``status`` is no ``ProgressStatus`` value,
+                ``progress_percent`` is not between 0 and 100, or ``timestamp`` has no UTC
+                form (at the edge of year 1 or 9999).
         """
         if not isinstance(self.task_id, str):
             raise TypeError(f"task_id must be a string, got {type(self.task_id).__name__}")
@@ -660,7 +661,14 @@ class ProgressUpdate:
         if not isinstance(stamp, datetime):
             raise TypeError(f"timestamp must be a datetime, got {type(stamp).__name__}")
         if stamp.tzinfo is not timezone.utc:
-            object.__setattr__(self, "timestamp", ensure_utc(stamp))
+            try:
+                stamp = ensure_utc(stamp)
+            except OverflowError:
+                raise ValueError(
+                    f"timestamp {stamp.isoformat()} is outside the range of datetimes in UTC"
+                    " (year 1 to 9999)"
+                ) from None
+            object.__setattr__(self, "timestamp", stamp)
 
 
 #: The fields of a progress update that :func:`copy_update` shares (``details`` is copied).
