@@ -43,6 +43,7 @@ the live stores export.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import operator
 import sys
@@ -71,7 +72,6 @@ from laios.execution._aggregates import (
     StoreCounts,
     StoreSnapshot,
     ToolAggregates,
-    ToolSlot,
     ToolSnapshot,
 )
 from laios.execution._forks import reset_after_fork
@@ -366,66 +366,78 @@ class _Group:
 _CUSTOM_OTHER = ("other", "")
 
 
-class _LiveKeys:
-    """The keys (exported tool labels, error types, custom metrics) that the stores of one
-    label set still report, read from their counts when a fold first asks.
+#: What live sources export: per tool label, its failures' and its retries' error types; and
+#: the ``(name, unit)`` of the custom metrics.
+_Keys = tuple[dict[str, tuple[set[str], set[str]]], set[tuple[str, str]]]
 
-    A gone store's key that one of them exports keeps its own label in the folded totals even
-    past a limit: counted into ``other``, the key's series would drop by the gone store's part.
-    The counts of a live store are read without its lock: copying a dict of strings runs in
-    one step under the GIL, and a key added meanwhile is one the fold did not have to keep.
+
+class _LiveKeys:
+    """The keys (exported tool labels, error types, custom metrics) that live sources (the
+    stores of a label set, or the files of live processes) still export, read once, when a
+    fold first asks: only once a limit is reached.
+
+    A gone source's key that one of them exports keeps its own label in the folded totals even
+    past a limit: counted into ``other``, the key's series would drop by the gone source's part.
     """
 
-    __slots__ = ("_counts", "_custom", "_errors", "_retries", "_tools")
+    __slots__ = ("_keys", "_read")
 
-    def __init__(self, counts: list[StoreCounts]) -> None:
-        self._counts = counts
-        self._tools: dict[str, list[ToolSlot]] | None = None
-        self._errors: dict[str, frozenset[str]] = {}
-        self._retries: dict[str, frozenset[str]] = {}
-        self._custom: frozenset[tuple[str, str]] | None = None
+    def __init__(self, read: Callable[[], _Keys]) -> None:
+        self._read = read
+        self._keys: _Keys | None = None
 
-    def _slots(self) -> dict[str, list[ToolSlot]]:
-        if self._tools is None:
-            self._tools = {}
-            for counts in self._counts:
-                for slot in list(counts.slots.values()):
-                    self._tools.setdefault(export_label(slot.label), []).append(slot)
-        return self._tools
+    def _all(self) -> _Keys:
+        if self._keys is None:
+            self._keys = self._read()
+        return self._keys
 
     @property
     def tools(self) -> Collection[str]:
         """The exported ``tool`` labels."""
-        return self._slots().keys()
+        return self._all()[0].keys()
 
-    def errors(self, tool: str) -> frozenset[str]:
+    def errors(self, tool: str) -> Collection[str]:
         """The exported error types of failures of ``tool``."""
-        known = self._errors.get(tool)
-        if known is None:
-            slots = self._slots().get(tool, ())
-            known = frozenset(export_label(key) for slot in slots for key in list(slot.errors))
-            self._errors[tool] = known
-        return known
+        found = self._all()[0].get(tool)
+        return found[0] if found is not None else ()
 
-    def retries(self, tool: str) -> frozenset[str]:
+    def retries(self, tool: str) -> Collection[str]:
         """The exported error types of retries of ``tool``."""
-        known = self._retries.get(tool)
-        if known is None:
-            slots = self._slots().get(tool, ())
-            keys = (key for slot in slots for key in list(slot.retry_errors))
-            known = self._retries[tool] = frozenset(map(export_label, keys))
-        return known
+        found = self._all()[0].get(tool)
+        return found[1] if found is not None else ()
 
     @property
-    def custom(self) -> frozenset[tuple[str, str]]:
+    def custom(self) -> Collection[tuple[str, str]]:
         """The exported ``(name, unit)`` of custom metrics."""
-        if self._custom is None:
-            self._custom = frozenset(
-                (export_label(name), export_label(unit))
-                for counts in self._counts
-                for name, unit in list(counts.custom)
-            )
-        return self._custom
+        return self._all()[1]
+
+
+def _keys_of_stores(counts: list[StoreCounts]) -> _Keys:
+    """What live stores export, from their counts, read without their locks: copying a dict of
+    strings runs in one step under the GIL, and a key added meanwhile is one a fold did not
+    have to keep."""
+    tools: dict[str, tuple[set[str], set[str]]] = {}
+    custom: set[tuple[str, str]] = set()
+    for part in counts:
+        for slot in list(part.slots.values()):
+            errors, retries = tools.setdefault(export_label(slot.label), (set(), set()))
+            errors.update(map(export_label, list(slot.errors)))
+            retries.update(map(export_label, list(slot.retry_errors)))
+        custom.update((export_label(name), export_label(unit)) for name, unit in list(part.custom))
+    return tools, custom
+
+
+def _keys_of_totals(parts: Iterable[ExportedTotals]) -> _Keys:
+    """What the totals of live processes export (their labels exported already)."""
+    tools: dict[str, tuple[set[str], set[str]]] = {}
+    custom: set[tuple[str, str]] = set()
+    for totals in parts:
+        for label, row in totals.tools.items():
+            errors, retries = tools.setdefault(label, (set(), set()))
+            errors.update(row.errors)
+            retries.update(row.retry_errors)
+        custom.update(totals.custom)
+    return tools, custom
 
 
 class _Entry:
@@ -619,7 +631,7 @@ class StoreTable:
             live = folded.get(counts.labels)
             if live is None:
                 same = [e.counts for e in entries.values() if e.counts.labels == counts.labels]
-                live = folded[counts.labels] = _LiveKeys(same)
+                live = folded[counts.labels] = _LiveKeys(functools.partial(_keys_of_stores, same))
             self._groups[counts.labels].fold(counts.final(), live)
         for labels, live in folded.items():
             group = self._groups[labels]
@@ -712,41 +724,6 @@ def _kept_first(values: Mapping[_K, _V], known: Collection[_K]) -> dict[_K, _V]:
     return {**first, **{key: value for key, value in values.items() if key not in first}}
 
 
-class _Exported:
-    """The keys (tool labels, error types, custom metrics) that the totals of live processes
-    export, read when a limit is first reached (see :func:`capped_totals`)."""
-
-    __slots__ = ("_read", "_totals")
-
-    def __init__(self, read: Callable[[], Iterable[ExportedTotals]]) -> None:
-        self._read = read
-        self._totals: list[ExportedTotals] | None = None
-
-    def _all(self) -> list[ExportedTotals]:
-        if self._totals is None:
-            self._totals = list(self._read())
-        return self._totals
-
-    def tool(self, label: str) -> bool:
-        """Whether ``label`` is an exported tool."""
-        return any(label in totals.tools for totals in self._all())
-
-    def _rows(self, label: str) -> list[ToolAggregates]:
-        return [row for totals in self._all() if (row := totals.tools.get(label)) is not None]
-
-    def errors(self, label: str) -> set[str]:
-        """The exported error types of the failures of tool ``label``."""
-        return {key for row in self._rows(label) for key in row.errors}
-
-    def retries(self, label: str) -> set[str]:
-        """The exported error types of the retries of tool ``label``."""
-        return {key for row in self._rows(label) for key in row.retry_errors}
-
-    def custom(self, key: tuple[str, str]) -> bool:
-        """Whether ``key`` (a name and a unit) is an exported custom metric."""
-        return any(key in totals.custom for totals in self._all())
-
-
 def capped_totals(
     totals: ExportedTotals,
     limits: tuple[int, int, int],
@@ -771,7 +748,7 @@ def capped_totals(
     never more than the live processes export. The result keeps that order (the keys within the
     limits first), for the next call to take as ``previous``."""
     max_tools, max_errors, max_custom = limits
-    shown = _Exported(live)
+    shown = _LiveKeys(lambda: _keys_of_totals(live()))
     before = previous.tools if previous is not None else {}
     rows: dict[str, list[ToolAggregates]] = {}
     named = 0
@@ -779,7 +756,7 @@ def capped_totals(
         if label not in (TOOL_UNKNOWN, TOOL_OTHER):
             if named < max_tools:
                 named += 1
-            elif not shown.tool(label):
+            elif label not in shown.tools:
                 label = TOOL_OTHER
         rows.setdefault(label, []).append(tool)
     tools: dict[str, ToolAggregates] = {}
@@ -799,7 +776,7 @@ def capped_totals(
     for key, (count, total) in _kept_first(
         totals.custom, previous.custom if previous is not None else ()
     ).items():
-        if key not in custom and len(custom) >= max_custom and not shown.custom(key):
+        if key not in custom and len(custom) >= max_custom and key not in shown.custom:
             key = _CUSTOM_OTHER
         custom[key] = add_custom(custom.get(key), count, total)
     return replace(totals, tools=tools, custom=custom)
