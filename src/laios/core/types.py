@@ -79,9 +79,9 @@ _random_bytes = _id_random.randbytes
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
-def _validated_utc(value: datetime) -> datetime:
-    """:func:`ensure_utc` for a field: a datetime with no UTC form is a ``ValueError``, which
-    pydantic reports as a ``ValidationError``, not the ``OverflowError`` of the conversion."""
+def validated_utc(value: datetime) -> datetime:
+    """:func:`ensure_utc` for a field: a datetime with no UTC form is a ``ValueError`` (which
+    pydantic reports as a ``ValidationError``), not the ``OverflowError`` of the conversion."""
     try:
         return ensure_utc(value)
     except OverflowError:
@@ -90,7 +90,7 @@ def _validated_utc(value: datetime) -> datetime:
         ) from None
 
 
-UTCDateTime = Annotated[datetime, AfterValidator(_validated_utc)]
+UTCDateTime = Annotated[datetime, AfterValidator(validated_utc)]
 """A datetime field type that normalises every value to aware UTC (a value that has no UTC
 form, at the edge of year 1 or 9999, is refused)."""
 

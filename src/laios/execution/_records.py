@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from laios._text import shorten
-from laios.core.types import ensure_utc
+from laios.core.types import validated_utc
 from laios.execution._checks import as_float, is_real, not_real, number_repr
 from laios.execution._logs import WarningLimiter
 
@@ -662,12 +662,9 @@ class ProgressUpdate:
             raise TypeError(f"timestamp must be a datetime, got {type(stamp).__name__}")
         if stamp.tzinfo is not timezone.utc:
             try:
-                stamp = ensure_utc(stamp)
-            except OverflowError:
-                raise ValueError(
-                    f"timestamp {stamp.isoformat()} is outside the range of datetimes in UTC"
-                    " (year 1 to 9999)"
-                ) from None
+                stamp = validated_utc(stamp)
+            except ValueError as exc:
+                raise ValueError(f"timestamp {exc}") from None
             object.__setattr__(self, "timestamp", stamp)
 
 
