@@ -20,7 +20,6 @@ import contextlib
 import http.client
 import importlib
 import io
-import ipaddress
 import json
 import math
 import os
@@ -1130,19 +1129,12 @@ def _allowed_host(text: str) -> str:
 def _host(text: str) -> str:
     """A host to serve on; an IPv6 address in brackets, as URLs write it (``[::1]``), is the
     address itself (``::1``)."""
-    if not text.startswith("[") and not text.endswith("]"):
-        return text
-    inner = text.removeprefix("[").removesuffix("]")
+    from laios.execution._http import bind_host  # (the server's own reading)
+
     try:
-        if len(inner) != len(text) - 2:
-            raise ValueError("unclosed")
-        ipaddress.IPv6Address(inner)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: brackets hold an IPv6 address only (such as [::1]); give a host name "
-            "or an IPv4 address without them"
-        ) from None
-    return inner
+        return bind_host(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def otlp_url_problem(text: str, *, base: bool = True) -> str:

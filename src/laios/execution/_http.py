@@ -154,6 +154,28 @@ def _ipv6_address(text: str) -> str | None:
     return f"[{address}]"
 
 
+def bind_host(host: str) -> str:
+    """The host to bind for ``host``: as it is, but an IPv6 address in brackets, as URLs write
+    it (``[::1]``), is the address itself (``::1``).
+
+    Raises:
+        ValueError: When brackets hold anything else, or one is missing.
+    """
+    if not host.startswith("[") and not host.endswith("]"):
+        return host
+    inner = host.removeprefix("[").removesuffix("]")
+    try:
+        if len(inner) != len(host) - 2:
+            raise ValueError("a bracket is missing")
+        ipaddress.IPv6Address(inner)
+    except ValueError:
+        raise ValueError(
+            "brackets hold an IPv6 address only (such as [::1]); give a host name or an IPv4 "
+            "address without them"
+        ) from None
+    return inner
+
+
 def allowed_name(name: str) -> str:
     """One name of ``allowed_hosts``, lower case without its trailing dot; or raise
     ``ValueError`` saying why it is not a host name (``laios demo --allowed-host`` checks its

@@ -44,7 +44,6 @@ import contextlib
 import errno
 import http.client
 import io
-import ipaddress
 import logging
 import math
 import os
@@ -84,6 +83,7 @@ from laios.execution._http import (
     Endpoint,
     Request,
     StatusMode,
+    bind_host,
     check_allowed_hosts,
     check_status_mode,
     is_loopback_address,
@@ -481,19 +481,10 @@ def _check_address(port: int, host: str) -> tuple[int, str]:
         raise TypeError(
             f"host must be an address or host name as a string (such as '127.0.0.1'), not {host!r}"
         )
-    if host.startswith("[") or host.endswith("]"):
-        inner = host.removeprefix("[").removesuffix("]")
-        try:
-            if len(inner) != len(host) - 2:
-                raise ValueError("a bracket is missing")
-            ipaddress.IPv6Address(inner)
-        except ValueError:
-            raise ValueError(
-                f"host {host!r}: brackets hold an IPv6 address only (such as '[::1]'); give a "
-                "host name or an IPv4 address without them"
-            ) from None
-        return number, inner
-    return number, host
+    try:
+        return number, bind_host(host)
+    except ValueError as exc:
+        raise ValueError(f"host {host!r}: {exc}") from None
 
 
 def _check_limits(
