@@ -173,6 +173,18 @@ def _kept_update(update: ProgressUpdate) -> tuple[ProgressUpdate, int]:
     return (replace(update, **changes) if changes else update), size
 
 
+def _shown_run(scope: RecordScope, task_id: str) -> TaskRecord | None:
+    """The run of ``task_id`` (a record id) that ``scope``'s views show (the caller holds the
+    store's lock): its newest run in progress, rather than a newer run of the id still queued;
+    else its newest active run; else its latest finished one."""
+    rec = scope.active_by_id.get(task_id) or scope.finished.get(task_id)
+    if rec is not None and rec.state == "queued" and scope.shadowed:
+        for older in reversed(scope.shadowed.get(task_id, ())):
+            if older.state == "running":
+                return older
+    return rec
+
+
 def _utc(timestamp: float) -> datetime:
     """``timestamp`` as a UTC ``datetime``; the system's time when a ``datetime`` cannot hold
     it (a broken clock's reading past year 9999, or before year 1)."""
@@ -1210,13 +1222,7 @@ class MetricStore:
         for scope in self._scopes:
             if progress and not scope.track_progress:
                 continue
-            rec = scope.active_by_id.get(task_id) or scope.finished.get(task_id)
-            if rec is not None and rec.state == "queued" and scope.shadowed:
-                # A run in progress is shown rather than a newer run of its id still queued.
-                for older in reversed(scope.shadowed.get(task_id, ())):
-                    if older.state == "running":
-                        rec = older
-                        break
+            rec = _shown_run(scope, task_id)
             if rec is not None and (best is None or rec.submitted_mono > best.submitted_mono):
                 best = rec
         return best
@@ -1526,13 +1532,14 @@ class MetricStore:
             return [*scope.finished.values(), *(r for r in self._active if r.scope is scope)]
 
     def find(self, scope: RecordScope, task_id: str) -> TaskRecord | None:
-        """The newest record of ``task_id`` in ``scope`` (active first), or ``None`` (also
-        for an id that is not a string: no record has one)."""
+        """The record of ``task_id`` in ``scope`` that its views show (see
+        :func:`_shown_run`), or ``None`` (also for an id that is not a string: no record has
+        one)."""
         if not isinstance(task_id, str):
             return None
         task_id = record_id(task_id)
         with self._lock:
-            return scope.active_by_id.get(task_id) or scope.finished.get(task_id)
+            return _shown_run(scope, task_id)
 
     def running(self, scope: RecordScope | None = None) -> list[TaskRecord]:
         """Records whose tool is running now (of one scope, or of the whole store)."""

@@ -134,7 +134,7 @@ class TaskMonitor:
         id waits in the queue (the run :meth:`get_metrics` shows).
         """
         no_task_as_id(task_id)
-        rec = self._running_run(task_id) or self._store.find(self._scope, task_id)
+        rec = self._store.find(self._scope, task_id)
         if rec is None:
             return None
         task = rec.task
@@ -148,7 +148,7 @@ class TaskMonitor:
         """Metrics of the newest run of ``task_id`` that is running or retained (a run in
         progress first, rather than a newer run of the same id waiting in the queue)."""
         no_task_as_id(task_id)
-        return self._view(self._running_run(task_id) or self._store.find(self._scope, task_id))
+        return self._view(self._store.find(self._scope, task_id))
 
     def get_all_metrics(self) -> list[ExecutionMetrics]:
         """Metrics of every retained finished task (oldest first), then of the running ones."""
@@ -167,7 +167,7 @@ class TaskMonitor:
         """
         no_task_as_id(task_id)
         data = checkpoint_data(data)
-        rec = self._running_run(task_id) or self._store.find(self._scope, task_id)
+        rec = self._store.find(self._scope, task_id)
         if rec is None or rec.state == "finished":
             _log.debug("checkpoint %r ignored: task %r is not running", name, task_id)
             return
@@ -177,14 +177,8 @@ class TaskMonitor:
         """Whether a task with this id is running now (also while a newer run of the same id
         waits in the queue)."""
         no_task_as_id(task_id)
-        return self._running_run(task_id) is not None
-
-    def _running_run(self, task_id: str) -> TaskRecord | None:
-        """The newest run of ``task_id`` that is running now, or ``None``."""
-        for rec in reversed(self._store.active(self._scope, task_id)):
-            if rec.state == "running":
-                return rec
-        return None
+        rec = self._store.find(self._scope, task_id)
+        return rec is not None and rec.state == "running"
 
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget retained finished records: one task's, or all (running tasks stay)."""
