@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -92,11 +93,11 @@ def tools() -> Any:
     hangs.release.set()
 
 
-def _make(make_executor: Any, tools: Any) -> Any:
+def _make(make_executor: Any, tools: Any, **options: Any) -> Any:
     registry = ToolRegistry()
     for tool in tools:
         registry.register_tool(tool)
-    return make_executor(tool_registry=registry)
+    return make_executor(tool_registry=registry, **options)
 
 
 def _task(tool: str) -> Task:
@@ -111,12 +112,27 @@ def _shutdown_warnings(records: list[logging.LogRecord]) -> list[str]:
     ]
 
 
+async def _in_flight(call: Awaitable[Any], *entered: threading.Event) -> asyncio.Future[Any]:
+    """Start ``call``; return it once every one of ``entered`` is set (its tools run)."""
+    pending = asyncio.ensure_future(call)
+    for event in entered:
+        assert await asyncio.to_thread(event.wait, WAIT)
+    return pending
+
+
+async def _shut_down_while(executor: Any, pending: asyncio.Future[Any]) -> tuple[float, Any]:
+    """``executor.shutdown()`` on this loop with ``pending`` in flight: the seconds it took,
+    and then ``pending``'s result."""
+    started = time.monotonic()
+    executor.shutdown()
+    elapsed = time.monotonic() - started
+    return elapsed, await pending
+
+
 async def _asking_in_flight(executor: Any, asks: AsksTheLoop) -> asyncio.Future[Any]:
     """Start a task whose tool needs the running loop; return it once its tool runs."""
     asks.loop = asyncio.get_running_loop()
-    pending = asyncio.ensure_future(executor.execute_async(_task("asks_the_loop"), CONTEXT))
-    assert await asyncio.to_thread(asks.entered.wait, WAIT)
-    return pending
+    return await _in_flight(executor.execute_async(_task("asks_the_loop"), CONTEXT), asks.entered)
 
 
 def test_shutdown_on_the_loop_does_not_deadlock_with_a_tool_that_needs_it(
@@ -129,11 +145,7 @@ def test_shutdown_on_the_loop_does_not_deadlock_with_a_tool_that_needs_it(
     executor = _make(make_executor, tools)
 
     async def scenario() -> tuple[float, Any]:
-        pending = await _asking_in_flight(executor, asks)
-        started = time.monotonic()
-        executor.shutdown()
-        elapsed = time.monotonic() - started
-        return elapsed, await pending
+        return await _shut_down_while(executor, await _asking_in_flight(executor, asks))
 
     elapsed, result = asyncio.run(scenario())
     assert elapsed < BACK_BY
@@ -244,15 +256,8 @@ def test_shutdown_on_the_loop_counts_the_async_tools_it_does_not_wait_for(
 
     async def scenario() -> tuple[float, Any]:
         asks.loop = asyncio.get_running_loop()
-        pending = asyncio.ensure_future(
-            executor.execute_parallel([_task("asks_the_loop"), _task("naps")], CONTEXT)
-        )
-        assert await asyncio.to_thread(asks.entered.wait, WAIT)
-        assert await asyncio.to_thread(naps.entered.wait, WAIT)
-        started = time.monotonic()
-        executor.shutdown()
-        elapsed = time.monotonic() - started
-        return elapsed, await pending
+        call = executor.execute_parallel([_task("asks_the_loop"), _task("naps")], CONTEXT)
+        return await _shut_down_while(executor, await _in_flight(call, asks.entered, naps.entered))
 
     elapsed, results = asyncio.run(scenario())
     assert elapsed < BACK_BY
@@ -272,14 +277,8 @@ def test_shutdown_on_the_loop_warns_of_async_tools_alone_in_flight(
     executor = _make(make_executor, (*tools, naps))
 
     async def scenario() -> tuple[float, Any]:
-        pending = asyncio.ensure_future(
-            executor.execute_async(_task("naps"), CONTEXT, timeout=WAIT)
-        )
-        assert await asyncio.to_thread(naps.entered.wait, WAIT)
-        started = time.monotonic()
-        executor.shutdown()
-        elapsed = time.monotonic() - started
-        return elapsed, await pending
+        call = executor.execute_async(_task("naps"), CONTEXT, timeout=WAIT)
+        return await _shut_down_while(executor, await _in_flight(call, naps.entered))
 
     elapsed, result = asyncio.run(scenario())
     assert elapsed < BACK_BY
@@ -295,19 +294,12 @@ def test_shutdown_on_the_loop_tells_async_tools_waiting_for_a_slot_from_running_
     """Async tools that wait for a ``max_async_tools`` slot are not running yet: the warning
     counts them apart (it called all of them running)."""
     naps = Naps()
-    registry = ToolRegistry()
-    registry.register_tool(naps)
-    executor = make_executor(tool_registry=registry, max_async_tools=1)
-
+    executor = _make(make_executor, (naps,), max_async_tools=1)
     tasks = [_task("naps") for _ in range(3)]
 
     async def scenario() -> tuple[float, Any]:
-        pending = asyncio.ensure_future(executor.execute_parallel(tasks, CONTEXT))
-        assert await asyncio.to_thread(naps.entered.wait, WAIT)
-        started = time.monotonic()
-        executor.shutdown()
-        elapsed = time.monotonic() - started
-        return elapsed, await pending
+        call = executor.execute_parallel(tasks, CONTEXT)
+        return await _shut_down_while(executor, await _in_flight(call, naps.entered))
 
     elapsed, results = asyncio.run(scenario())
     assert elapsed < BACK_BY
