@@ -12,7 +12,9 @@ import json
 import statistics
 import time
 import weakref
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 from prometheus_client import CollectorRegistry
@@ -186,21 +188,36 @@ def custom_count(registry: CollectorRegistry, name: str) -> float | None:
     return registry.get_sample_value("laios_custom_metric_count", labels)
 
 
+def fold_a_gone_store(
+    registry: CollectorRegistry, use: Callable[[MetricStore], object], **limits: Any
+) -> None:
+    """A store with ``limits`` in ``registry``, used by ``use``, then garbage collected: its
+    counts are folded (the folds full at a limit of 1)."""
+    store = MetricStore(**limits)
+    ensure_collector(store, registry)
+    use(store)
+    del store
+    gc.collect()
+
+
+def live_stores(
+    registry: CollectorRegistry, count: int, use: Callable[[MetricStore], object], **limits: Any
+) -> list[MetricStore]:
+    """``count`` stores with ``limits`` in ``registry``, each used by ``use``."""
+    stores = [MetricStore(**limits) for _ in range(count)]
+    for store in stores:
+        ensure_collector(store, registry)
+        use(store)
+    return stores
+
+
 def test_a_tool_a_live_store_shares_keeps_its_label_when_the_folds_are_full() -> None:
     """Folded tools at their cap: a gone store's tool that a live store still exports stays
     under its own label (not ``other``), so its counter does not go backwards; once no live
     store exports it, it joins ``other`` and the folded tools are back within the cap."""
     registry = CollectorRegistry()
-    first = MetricStore(max_tool_labels=1)
-    ensure_collector(first, registry)
-    finish(first, "a")
-    del first
-    gc.collect()
-    twins = [MetricStore(max_tool_labels=1) for _ in range(2)]
-    for store in twins:
-        ensure_collector(store, registry)
-        finish(store, "b")
-    del store
+    fold_a_gone_store(registry, lambda store: finish(store, "a"), max_tool_labels=1)
+    twins = live_stores(registry, 2, lambda store: finish(store, "b"), max_tool_labels=1)
     assert tasks(registry, "b") == 2
     survivor = twins.pop()
     twins.clear()
@@ -219,11 +236,7 @@ def test_stores_gone_at_once_share_no_label_past_the_cap() -> None:
     """Two stores garbage collected together (one cycle) are both gone when folded: neither
     keeps the other's tool past the cap, which goes to other."""
     registry = CollectorRegistry()
-    first = MetricStore(max_tool_labels=1)
-    ensure_collector(first, registry)
-    finish(first, "a")
-    del first
-    gc.collect()
+    fold_a_gone_store(registry, lambda store: finish(store, "a"), max_tool_labels=1)
     cycle: list[object] = []
     for _ in range(2):
         store = MetricStore(max_tool_labels=1)
@@ -242,17 +255,15 @@ def test_stores_gone_at_once_share_no_label_past_the_cap() -> None:
 def test_an_error_type_a_live_store_shares_keeps_its_label_when_the_folds_are_full() -> None:
     """The same for error types past a folded tool's max_error_types."""
     registry = CollectorRegistry()
-    first = MetricStore(max_error_types=1)
-    ensure_collector(first, registry)
-    finish(first, "fetch", "error", "Timeoutish")
-    del first
-    gc.collect()
-    twins = [MetricStore(max_error_types=1) for _ in range(2)]
-    for store in twins:
-        ensure_collector(store, registry)
+
+    def refused(store: MetricStore) -> None:
         finish(store, "fetch", "error", "Refused")
         store.task_retried(store.tool_slot("fetch", True), "Refused")
-    del store
+
+    fold_a_gone_store(
+        registry, lambda store: finish(store, "fetch", "error", "Timeoutish"), max_error_types=1
+    )
+    twins = live_stores(registry, 2, refused, max_error_types=1)
     assert errors(registry, "fetch", "Refused") == 2
     retries = {"tool": "fetch", "error_type": "Refused"}
     assert registry.get_sample_value("laios_task_retries_total", retries) == 2
@@ -271,16 +282,12 @@ def test_an_error_type_a_live_store_shares_keeps_its_label_when_the_folds_are_fu
 def test_a_custom_metric_a_live_store_shares_keeps_its_label_when_the_folds_are_full() -> None:
     """The same for custom metrics past max_custom_metrics."""
     registry = CollectorRegistry()
-    first = MetricStore(max_custom_metrics=1)
-    ensure_collector(first, registry)
-    first.record_custom("t", "early", 1.0, "")
-    del first
-    gc.collect()
-    twins = [MetricStore(max_custom_metrics=1) for _ in range(2)]
-    for store in twins:
-        ensure_collector(store, registry)
-        store.record_custom("t", "late", 1.0, "")
-    del store
+    fold_a_gone_store(
+        registry, lambda store: store.record_custom("t", "early", 1.0, ""), max_custom_metrics=1
+    )
+    twins = live_stores(
+        registry, 2, lambda store: store.record_custom("t", "late", 1.0, ""), max_custom_metrics=1
+    )
     assert custom_count(registry, "late") == 2
     survivor = twins.pop()
     twins.clear()
