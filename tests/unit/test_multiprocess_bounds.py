@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from multiprocess_work import run_tasks
@@ -124,6 +125,30 @@ def custom_count(registry: CollectorRegistry, name: str) -> float | None:
     return registry.get_sample_value("laios_custom_metric_count", {"name": name, "unit": ""})
 
 
+def full_and_shared(
+    directory: Path, gone: dict[str, Any], shared: dict[str, Any]
+) -> tuple[CollectorRegistry, MetricStore, MultiprocessExport, MultiprocessExport]:
+    """Retired totals full (a gone worker made with ``gone``, swept), then two live workers
+    made with ``shared``: this process's (enabled into a new registry) and a twin. Returns the
+    registry, this process's store, its export and the twin."""
+    leave_a_gone_process(directory, worker_with(**gone))
+    sweep(directory)
+    registry = CollectorRegistry()
+    live = worker_with(**shared)
+    export = enable(directory, registry=registry, store=live)
+    twin = live_process(directory, worker_with(**shared))
+    return registry, live, export, twin
+
+
+def retire_this_process(directory: Path, export: MultiprocessExport) -> Any:
+    """Turn this process's export off, retire it, and return the retired totals."""
+    disable()
+    let_go(export)
+    assert sweep(directory) == 1
+    (totals,) = retired_totals(directory)
+    return totals
+
+
 def test_a_tool_a_live_worker_exports_keeps_its_label_when_the_retired_totals_are_full(
     tmp_path: Path,
 ) -> None:
@@ -131,12 +156,9 @@ def test_a_tool_a_live_worker_exports_keeps_its_label_when_the_retired_totals_ar
     under its own label (not ``other``), so its counter does not go backwards; once no live
     worker exports it, it joins ``other`` and the retired tools are back within the cap (the
     tool retired first kept, though another one sorts before it)."""
-    leave_a_gone_process(tmp_path, worker_with(max_tool_labels=1, tool="z"))
-    sweep(tmp_path)
-    registry = CollectorRegistry()
-    live = worker_with(max_tool_labels=1, tool="b")
-    export = enable(tmp_path, registry=registry, store=live)
-    twin = live_process(tmp_path, worker_with(max_tool_labels=1, tool="b"))
+    registry, live, export, twin = full_and_shared(
+        tmp_path, {"max_tool_labels": 1, "tool": "z"}, {"max_tool_labels": 1, "tool": "b"}
+    )
     assert tasks(registry, "b") == 2
     let_go(twin)
     assert sweep(tmp_path) == 1
@@ -144,10 +166,7 @@ def test_a_tool_a_live_worker_exports_keeps_its_label_when_the_retired_totals_ar
     assert tasks(registry, "other") is None
     run_tasks(live, 1, "b")
     assert tasks(registry, "b") == 3
-    disable()
-    let_go(export)
-    assert sweep(tmp_path) == 1
-    (totals,) = retired_totals(tmp_path)
+    totals = retire_this_process(tmp_path, export)
     assert sorted(totals.tools) == ["other", "z"]
     assert totals.tools["other"].outcomes["success"][0] == 3
 
@@ -176,20 +195,16 @@ def test_an_error_type_a_live_worker_exports_keeps_its_label_when_the_retired_to
     tmp_path: Path,
 ) -> None:
     """The same for error types (of failures and of retries) past max_error_types."""
-    leave_a_gone_process(tmp_path, worker_with(max_error_types=1, error="Timeoutish"))
-    sweep(tmp_path)
-    registry = CollectorRegistry()
-    live = worker_with(max_error_types=1, error="Refused")
-    export = enable(tmp_path, registry=registry, store=live)
-    twin = live_process(tmp_path, worker_with(max_error_types=1, error="Refused"))
+    registry, _, export, twin = full_and_shared(
+        tmp_path,
+        {"max_error_types": 1, "error": "Timeoutish"},
+        {"max_error_types": 1, "error": "Refused"},
+    )
     assert (errors(registry, "Refused"), errors(registry, "Refused", "retries")) == (2, 2)
     let_go(twin)
     assert sweep(tmp_path) == 1
     assert (errors(registry, "Refused"), errors(registry, "Refused", "retries")) == (2, 2)
-    disable()
-    let_go(export)
-    assert sweep(tmp_path) == 1
-    (totals,) = retired_totals(tmp_path)
+    totals = retire_this_process(tmp_path, export)
     fetch = totals.tools["fetch"]
     assert {key: count for key, (count, _) in fetch.errors.items()} == {
         "Timeoutish": 1,
@@ -202,20 +217,16 @@ def test_a_custom_metric_a_live_worker_exports_keeps_its_label_when_the_retired_
     tmp_path: Path,
 ) -> None:
     """The same for custom metrics past max_custom_metrics."""
-    leave_a_gone_process(tmp_path, worker_with(max_custom_metrics=1, metric="soon"))
-    sweep(tmp_path)
-    registry = CollectorRegistry()
-    live = worker_with(max_custom_metrics=1, metric="late")
-    export = enable(tmp_path, registry=registry, store=live)
-    twin = live_process(tmp_path, worker_with(max_custom_metrics=1, metric="late"))
+    registry, _, export, twin = full_and_shared(
+        tmp_path,
+        {"max_custom_metrics": 1, "metric": "soon"},
+        {"max_custom_metrics": 1, "metric": "late"},
+    )
     assert custom_count(registry, "late") == 2
     let_go(twin)
     assert sweep(tmp_path) == 1
     assert custom_count(registry, "late") == 2
-    disable()
-    let_go(export)
-    assert sweep(tmp_path) == 1
-    (totals,) = retired_totals(tmp_path)
+    totals = retire_this_process(tmp_path, export)
     assert totals.custom == {("soon", ""): (1, 1.0), ("other", ""): (2, 2.0)}
 
 
