@@ -6,7 +6,7 @@ before they asked it (they never raised)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -31,10 +31,17 @@ class Broken(ToolRegistry):
         raise LookupError("the tool store is down")
 
 
-def _aliases() -> Aliases:
-    registry = Aliases()
+_Registry = TypeVar("_Registry", bound=ToolRegistry)
+
+
+def _with_hello(registry: _Registry) -> _Registry:
+    """``registry`` with a ``hello`` tool registered."""
     registry.register_tool(create_simple_tool("hello", "Greets.", lambda who="you": f"hi {who}"))
     return registry
+
+
+def _aliases() -> Aliases:
+    return _with_hello(Aliases())
 
 
 def test_execute_tool_asks_get_tool() -> None:
@@ -90,9 +97,7 @@ class ReturnsClasses(ToolRegistry):
 
 
 def _returns_classes() -> ReturnsClasses:
-    registry = ReturnsClasses()
-    registry.register_tool(create_simple_tool("hello", "Greets.", lambda who="you": f"hi {who}"))
-    return registry
+    return _with_hello(ReturnsClasses())
 
 
 def test_a_get_tool_that_returns_a_class_says_to_return_an_instance() -> None:
