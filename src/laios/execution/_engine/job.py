@@ -829,11 +829,16 @@ class Job(TaskRecord):
 
     # -- settling and finishing ----------------------------------------------------------------
 
+    def _finish_cancelled(self) -> None:
+        """Finish as ``cancelled``: the tool ended (returned, raised, or took the cancellation)
+        after the task was cancelled."""
+        self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+
     def _settle(self, outcome: RawOutcome) -> None:
         value, raised = outcome.value, outcome.error
         if raised is not None:
             if isinstance(raised, _CANCELLATIONS):
-                self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+                self._finish_cancelled()
                 return
             if type(raised) is KeyboardInterrupt and (self.inline or self.on_awaiting_thread()):
                 # Ctrl-C on the caller's thread, which runs the tool: the caller is interrupted
@@ -842,14 +847,14 @@ class Job(TaskRecord):
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
             if self.cancel_requested:  # cancel_task while it ran: as when it returns
-                self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+                self._finish_cancelled()
                 return
             raised = as_raised(raised)  # (an async tool's StopIteration: as a sync tool's)
             name = safe_error_type(outcome.error_type or type_name(type(raised)))
             self.finish("error", describe_exception(raised), name, exception=raised)
             return
         if self.cancel_requested:
-            self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+            self._finish_cancelled()
             return
         if type(value) in _PLAIN or not isinstance(value, ToolOutput):
             data, extra = value, None
