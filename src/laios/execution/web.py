@@ -155,7 +155,9 @@ def _path(where: str, value: Any) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value:
         _fail(where, f"must be a file name, not {type(value).__name__} {value!r}")
-    return value
+    # (A str subclass, a (str, Enum) member, is the path it holds: formatted, such a member
+    # shows its name.)
+    return str.__str__(value)
 
 
 def _read(where: str, path: str, size: int) -> bytes:
