@@ -393,6 +393,58 @@ def test_non_callable_on_progress_gives_failed_result(
     assert "on_progress" in (result.error or "")
 
 
+@pytest.mark.parametrize(
+    "not_a_context",
+    ["not a context", None, {"session_id": "s", "user_id": "u"}],
+    ids=["str", "None", "dict"],
+)
+def test_a_context_that_is_not_a_context_gives_failed_result(
+    executor: Executor,
+    make_task: Any,
+    run_via: Any,
+    run_mode: str,
+    not_a_context: Any,
+    calls: list[Any],
+) -> None:
+    """A context that is not a Context is refused: a failed TypeError result naming the
+    context parameter and the Context type; the tool does not run."""
+    task = make_task("echo", text="x")
+    result = run_via(executor, run_mode, task, not_a_context)
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "TypeError"
+    assert "context must be a Context" in (result.error or "")
+    assert type(not_a_context).__name__ in (result.error or "")
+    assert result.task_id == task.id
+    assert calls == []
+
+
+def test_a_context_that_is_not_a_context_fails_an_async_retry_call(
+    executor: Executor, make_task: Any, calls: list[Any]
+) -> None:
+    """execute_with_retry_async refuses a context that is not a Context too, with no retry."""
+    result = asyncio.run(
+        executor.execute_with_retry_async(make_task("echo", text="x"), "ctx", retry_delay=0.0)
+    )
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert "context must be a Context, got str" in (result.error or "")
+    assert result.metadata["retries"] == 0
+    assert calls == []
+
+
+def test_a_subclass_of_context_is_accepted(
+    executor: Executor, make_task: Any, run_via: Any, run_mode: str
+) -> None:
+    """A subclass of Context is a Context: the task runs."""
+
+    class RequestContext(Context):
+        request_id: str = "r-1"
+
+    context = RequestContext(session_id="s", user_id="u")
+    assert run_via(executor, run_mode, make_task("echo", text="x"), context).success
+
+
 async def _async_callback(event: str, data: Any) -> None:
     """An ``async def`` on_progress: calling it only makes a coroutine."""
 

@@ -94,6 +94,60 @@ def test_the_other_generator_kinds_are_refused_too() -> None:
                 yield "a line"
 
 
+def test_a_partialmethod_over_a_generator_function_is_refused_like_one() -> None:
+    """A ``functools.partialmethod`` of a generator function as ``_execute`` (or of an async
+    generator function as ``_execute_async``, of a static or class method too) is refused when
+    the class is made, as the function itself would be, on every Python."""
+    with pytest.raises(TypeError, match=r"_execute is a generator function"):
+
+        class PartialLines(BaseTool):
+            name = "partial_lines"
+            description = "Yields lines."
+
+            def _lines(self, mode: str, **kwargs: Any) -> Iterator[str]:
+                yield mode
+
+            _execute = functools.partialmethod(_lines, "a line")  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match=r"_execute_async is an async generator function"):
+
+        class PartialStream(AsyncBaseTool):
+            name = "partial_stream"
+            description = "Yields chunks."
+
+            async def _chunks(self, mode: str, **kwargs: Any) -> AsyncIterator[str]:
+                yield mode
+
+            _execute_async = functools.partialmethod(_chunks, "a chunk")  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match=r"_execute is a generator function"):
+
+        class PartialClassLines(BaseTool):
+            name = "partial_class_lines"
+            description = "Yields lines."
+
+            @classmethod
+            def _lines(cls, mode: str, **kwargs: Any) -> Iterator[str]:
+                yield mode
+
+            _execute = functools.partialmethod(_lines, "a line")  # type: ignore[assignment]
+
+
+def test_a_partialmethod_over_an_async_function_as_execute_is_refused_like_one() -> None:
+    """A ``functools.partialmethod`` of an ``async def`` as a synchronous tool's ``_execute``
+    (never awaited) is refused when the class is made, as the ``async def`` itself is."""
+    with pytest.raises(TypeError, match=r"subclass AsyncBaseTool"):
+
+        class PartialFetch(BaseTool):
+            name = "partial_fetch"
+            description = "Fetches."
+
+            async def _fetch(self, mode: str, **kwargs: Any) -> str:
+                return mode
+
+            _execute = functools.partialmethod(_fetch, "a page")  # type: ignore[assignment]
+
+
 def _lines(count: int) -> Iterator[int]:
     RAN.append("lines")
     yield from range(count)

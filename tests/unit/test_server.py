@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import gzip
 import io
 import json
@@ -308,6 +309,34 @@ def test_an_error_the_server_answers_itself_carries_the_configured_headers(
     assert lines[0].split()[1] in (b"400", b"431", b"505"), lines
     for name, value in CONFIGURED_HEADERS.items():
         assert lines.count(f"{name}: {value}".encode()) == 1, (name, lines)
+
+
+class _FrameOption(str, enum.Enum):
+    DENY = "deny"
+
+
+class _HeaderName(str, enum.Enum):
+    FRAME = "X-Frame-Options"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Frame-Options": _FrameOption.DENY}, {_HeaderName.FRAME: "deny"}],
+    ids=["value", "name"],
+)
+def test_a_configured_header_given_as_a_str_enum_member_is_sent_as_its_text(
+    store: MetricStore, headers: dict[str, str]
+) -> None:
+    """A header name or value given as a member of a ``(str, Enum)`` is configured as the
+    string it is equal to: every answer carries ``X-Frame-Options: deny``, none is a 500."""
+    config = WebConfig(headers=headers)
+    assert [(type(name), type(value)) for name, value in config.headers.items()] == [(str, str)]
+    with start_http_server(
+        0, store=store, registry=CollectorRegistry(), web_config=config
+    ) as server:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=10) as answer:
+            assert answer.status == 200
+            assert answer.headers.get_all("X-Frame-Options") == ["deny"]
 
 
 def test_port_zero_reports_the_real_port(server: MetricsServer) -> None:

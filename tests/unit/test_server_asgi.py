@@ -500,6 +500,15 @@ def test_websocket_connections_are_refused() -> None:
     assert [m["type"] for m in sent.messages] == ["websocket.close"]
 
 
+def test_a_websocket_client_gone_before_the_handshake_is_sent_nothing() -> None:
+    """A WebSocket connection whose first event is ``websocket.disconnect`` (the client left
+    before the handshake) is sent nothing: ASGI allows no message after a disconnect."""
+    app = make_asgi_app(MetricStore(), CollectorRegistry())
+    scope = dict(http_scope(path="/metrics"), type="websocket")
+    sent = asyncio.run(exchange(app, scope, [{"type": "websocket.disconnect", "code": 1006}]))
+    assert sent.messages == []
+
+
 def test_tls_settings_are_refused_for_a_mounted_app(tmp_path: Any) -> None:
     """A mounted app cannot do TLS: tls_server_config fails at the call, saying where TLS goes."""
     pytest.importorskip("yaml")

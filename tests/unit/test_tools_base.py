@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 from enum import Enum
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import pytest
 from pydantic import ConfigDict, Field, ValidationError
@@ -355,6 +355,54 @@ def test_get_parameters_keeps_enum_values_in_schema() -> None:
     colour = next(p for p in RichTool().get_parameters() if p.name == "colour")
     assert colour.schema is not None
     assert colour.schema["enum"] == ["red", "blue"]
+
+
+class LiteralInput(ToolInput):
+    level: Literal[1, 2, None] = None
+    ratio: Literal[0.5, 1, None] = None
+    mode: Literal["fast", None] = None
+    strict: Literal[True, None] = None
+    mixed: Literal[1, "one"] = 1
+
+
+def test_a_literal_with_none_among_its_values_is_described_by_the_other_values() -> None:
+    """A Literal whose values are None and values of one JSON type is described by that type
+    (as int | None is an "integer"); its values, None included, stay in the schema."""
+    params = {p.name: p for p in _tool_of(LiteralInput).get_parameters()}
+    assert {name: p.type for name, p in params.items()} == {
+        "level": "integer",
+        "ratio": "number",
+        "mode": "string",
+        "strict": "boolean",
+        "mixed": "string",
+    }
+    assert params["level"].schema is not None
+    assert params["level"].schema["enum"] == [1, 2, None]
+
+
+class NoneInput(ToolInput):
+    nothing: None = None
+    only_none: Literal[None] = None
+
+
+def test_a_field_that_takes_only_none_says_so_in_its_schema() -> None:
+    """A field typed None (or Literal[None]) has none of the six types: it keeps the "string"
+    every field of unknown type gets, and its schema says it takes null alone."""
+    params = {p.name: p for p in _tool_of(NoneInput).get_parameters()}
+    for name in ("nothing", "only_none"):
+        assert params[name].type == "string"
+        assert params[name].schema is not None
+        assert params[name].schema["type"] == "null"
+
+
+def _tool_of(model: type[ToolInput]) -> BaseTool:
+    """A tool whose input model is ``model``."""
+
+    class Described(BareKwargsTool):
+        name = "described"
+        input_model = model
+
+    return Described()
 
 
 def test_bare_input_has_no_parameters() -> None:

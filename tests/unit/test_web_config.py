@@ -6,6 +6,7 @@ Every mistake raises WebConfigError naming the setting at fault; none echoes a s
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import re
@@ -238,6 +239,28 @@ def test_a_missing_certificate_is_named(pki: tuple[Path, Authority, Issued]) -> 
     directory, _, server = pki
     with pytest.raises(WebConfigError, match=r"tls_server_config\.cert_file: .*gone\.crt does"):
         TLSServerConfig(directory / "gone.crt", server.key_file)
+
+
+def test_file_names_given_as_str_enum_members_are_their_text(
+    pki: tuple[Path, Authority, Issued], tmp_path: Path
+) -> None:
+    """A file name given as a member of a ``(str, Enum)`` (the configuration file's, or a TLS
+    file's) is the path it holds, not the member's name: the files are found and read."""
+    _directory, _ca, server = pki
+    files = enum.Enum(  # type: ignore[misc]
+        "Files",
+        {"CERT": str(server.cert_file), "KEY": str(server.key_file)},
+        type=str,
+    )
+    config = TLSServerConfig(cert_file=files.CERT, key_file=files.KEY)
+    assert type(config.cert_file) is str
+    assert config.cert_file == str(server.cert_file)
+    assert config.key_file == str(server.key_file)
+    web = enum.Enum(  # type: ignore[misc]
+        "Web", {"FILE": str(write(tmp_path, "bearer_token_file: token\n"))}, type=str
+    )
+    (tmp_path / "token").write_text(f"{TOKEN}\n", encoding="utf-8")
+    assert load_web_config(web.FILE).bearer_tokens == (TOKEN,)
 
 
 def test_an_unreadable_key_is_named(pki: tuple[Path, Authority, Issued], tmp_path: Path) -> None:

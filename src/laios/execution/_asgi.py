@@ -210,8 +210,10 @@ def asgi_app(endpoint: Endpoint) -> ASGIApplication:
             await _lifespan(receive, send)
             return
         if kind == "websocket":
-            await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": 1003})  # refused: not served here
+            # Refused (not served here) when the handshake arrives; a client already gone
+            # (websocket.disconnect) may be sent nothing more.
+            if (await receive()).get("type") == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1003})
             return
         if kind != "http":
             raise ValueError(f"laios' metrics app serves HTTP, not {kind!r} connections")

@@ -471,7 +471,11 @@ class Executor(Generic[_RegistryT]):
         batch = None
         parent = None
         # A call refused for its arguments makes no span (each item is refused by itself).
-        if engine.tracing.enabled and (on_progress is None or _plain_callable(on_progress)):
+        if (
+            engine.tracing.enabled
+            and isinstance(context, Context)
+            and (on_progress is None or _plain_callable(on_progress))
+        ):
             batch = engine.tracing.start_parent_span(
                 "laios.execute_parallel", {"laios.batch.size": len(items)}
             )
@@ -533,6 +537,7 @@ class Executor(Generic[_RegistryT]):
         try:
             policy = self._checked_retry(
                 task,
+                context,
                 on_progress,
                 timeout,
                 max_retries,
@@ -575,6 +580,7 @@ class Executor(Generic[_RegistryT]):
         try:
             policy = self._checked_retry(
                 task,
+                context,
                 on_progress,
                 timeout,
                 max_retries,
@@ -598,6 +604,7 @@ class Executor(Generic[_RegistryT]):
     def _checked_retry(
         self,
         task: Any,
+        context: Any,
         on_progress: Any,
         timeout: Any,
         max_retries: int,
@@ -611,7 +618,7 @@ class Executor(Generic[_RegistryT]):
     ) -> RetryPolicy:
         """The validated policy of a retry call (``TypeError``/``ValueError`` for bad
         arguments, before any attempt)."""
-        check_call(task, on_progress)
+        check_call(task, context, on_progress)
         if on_retry is not None:
             plain_callable("on_retry", "RetryDetails", on_retry)
         policy = _retry_policy(

@@ -155,7 +155,9 @@ def _path(where: str, value: Any) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value:
         _fail(where, f"must be a file name, not {type(value).__name__} {value!r}")
-    return value
+    # (A str subclass, a (str, Enum) member, is the path it holds: formatted, such a member
+    # shows its name.)
+    return str.__str__(value)
 
 
 def _read(where: str, path: str, size: int) -> bytes:
@@ -524,13 +526,18 @@ def _check_headers(headers: Any) -> dict[str, str]:
     if not isinstance(headers, Mapping):
         _fail(where, f"must map header names to values, not {type(headers).__name__}")
     checked: dict[str, str] = {}
-    for name, value in headers.items():
+    for key, value in headers.items():
+        # A str subclass (a (str, Enum) member) is taken as the text it holds, which is what
+        # it is checked and sent as: the servers write headers of type str alone, and
+        # formatted such a member shows its name.
+        name = str.__str__(key) if isinstance(key, str) else key
         if name not in _EXTRA_HEADERS:
             _fail(where, f"{name!r} cannot be set (only {', '.join(_EXTRA_HEADERS)})")
         allowed = _EXTRA_HEADERS[name]
         # (HTTP/1.1 sends header values as bytes: WSGI and ASGI servers take Latin-1 at most,
         # and anything beyond ASCII is not portable; control characters would split headers.)
-        if not isinstance(value, str) or not (value.isascii() and value.isprintable()):
+        value = str.__str__(value) if isinstance(value, str) else None
+        if value is None or not (value.isascii() and value.isprintable()):
             _fail(f"{where}.{name}", "must be a string of printable ASCII characters")
         if allowed and value not in allowed:
             _fail(f"{where}.{name}", f"must be one of {', '.join(allowed)}, not {value!r}")

@@ -7,10 +7,13 @@ field is read from its schema:
 * a plain ``"type"`` (the first non-``null`` entry when it is a list);
 * otherwise, the first alternative of ``anyOf`` / ``oneOf`` / ``allOf`` that names a type, so
   ``int | None`` is an ``"integer"``;
-* otherwise, the Python type shared by all ``enum`` (or ``const``) values;
+* otherwise, the Python type shared by all ``enum`` (or ``const``) values but ``None``, so
+  ``Literal[1, 2, None]`` is an ``"integer"`` as ``int | None`` is;
 * otherwise ``"object"`` for a schema with ``properties`` and ``"array"`` for one with ``items``.
 
-A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``.
+A field whose type none of these tell (``Any``, for instance) is reported as ``"string"``. So is
+a field that takes ``None`` alone (typed ``None`` or ``Literal[None]``), which has none of the
+six types: its ``ToolParameter.schema`` says ``{"type": "null"}``.
 References to ``$defs`` (nested models, enums) are followed, also the one a model that refers
 to itself has as its whole schema.
 
@@ -128,6 +131,9 @@ def _json_type(schema: dict[str, Any], defs: dict[str, Any]) -> str | None:
             if found is not None:
                 return found
     values = schema.get("enum", [schema["const"]] if "const" in schema else [])
+    # (None is JSON's null, not a type of the six: the other values tell the type, as for
+    # an ``int | None``.)
+    values = [value for value in values if value is not None] if isinstance(values, list) else []
     for kind, name in _ENUM_KINDS:
         if values and all(isinstance(v, kind) for v in values):
             return name
@@ -145,7 +151,8 @@ def parameters_from_model(model: type[BaseModel]) -> list[ToolParameter]:
 
     A field whose JSON type cannot be told (``Any``, for instance) is reported as ``"string"``.
     ``ToolParameter.schema`` carries the field's JSON schema when it says more than the type
-    (items, properties, enum values, bounds, alternatives), with ``$defs`` when it refers to them.
+    (items, properties, enum values, bounds, alternatives, a type of none of the six such as
+    ``null``), with ``$defs`` when it refers to them.
     Never raises for a field JSON schema cannot express, and never returns a value strict JSON
     cannot hold (see the module docstring).
 
@@ -175,7 +182,8 @@ def _from_schema(full: dict[str, Any]) -> list[ToolParameter]:
     for name, prop in model_schema.get("properties", {}).items():
         resolved = _deref(prop, defs)
         detail: dict[str, Any] | None = None
-        if resolved.keys() - _PLAIN_KEYS:
+        # (A type of none of the six, such as null, is told in the schema.)
+        if resolved.keys() - _PLAIN_KEYS or resolved.get("type", "string") not in _JSON_TYPES:
             detail = dict(resolved)
             if defs and _has_ref(detail):
                 detail["$defs"] = defs

@@ -607,9 +607,30 @@ def _how_to_return(kind: str) -> str:
     return f"collect the items and return them (return {_collected(kind)})"
 
 
+#: What a ``functools.partialmethod`` may wrap around the function whose body runs.
+_METHOD_WRAPPERS = (functools.partialmethod, staticmethod, classmethod)
+
+
+def _entry_code(cls: type, attr: str) -> Any:
+    """The callable whose body runs when ``cls.<attr>`` is called (``None`` if there is none):
+    :func:`_entry_function`'s, but for a ``functools.partialmethod`` the function it wraps (a
+    static or class method's own). The function a partialmethod makes through its class is
+    neither a generator nor a coroutine function to ``inspect`` before Python 3.13, nor is the
+    ``functools.partial`` it makes of a class method's bound method on any Python."""
+    raw = inspect.getattr_static(cls, attr, None)
+    if not isinstance(raw, functools.partialmethod):
+        return _entry_function(cls, attr)[0]
+    func: Any = raw
+    seen: set[int] = set()
+    while isinstance(func, _METHOD_WRAPPERS) and id(func) not in seen:
+        seen.add(id(func))
+        func = func.func if isinstance(func, functools.partialmethod) else func.__func__
+    return func
+
+
 def _generator_entry(cls: type, attr: str) -> str | None:
     """What kind of generator function ``cls.<attr>`` is (``None``: none)."""
-    func = _entry_function(cls, attr)[0]
+    func = _entry_code(cls, attr)
     return generator_kind(func) if func is not None else None
 
 
@@ -634,7 +655,7 @@ def _coroutine_advice(cls: type) -> str:
     instead: an ``async def _execute`` on a :class:`BaseTool` is never awaited, and moves to
     ``_execute_async`` on an :class:`AsyncBaseTool`; any other entry point forgot an ``await``."""
     entry = getattr(cls, "_entry_point", "_execute")
-    func = _entry_function(cls, entry)[0]
+    func = _entry_code(cls, entry)
     if func is not None and is_coroutine_function(func):
         return (
             f"{cls.__name__} defines async def {entry}, which a BaseTool never awaits; "
@@ -709,7 +730,7 @@ class BaseTool(abc.ABC):
                 "current_task().progress(...)"
             )
         if entry == "_execute" and cls.execute is BaseTool.execute:
-            func = _entry_function(cls, entry)[0]
+            func = _entry_code(cls, entry)
             if func is not None and is_coroutine_function(func):  # never awaited: refused now
                 raise TypeError(f"Tool class {cls.__name__}: {_coroutine_advice(cls)}")
         if entry in cls.__dict__:  # (an inherited entry point keeps what was found for it)

@@ -233,6 +233,15 @@ def test_parallel_call_refused_for_its_callback_opens_no_span(executor, exporter
     assert exporter.get_finished_spans() == ()
 
 
+def test_parallel_call_refused_for_its_context_opens_no_span(executor, exporter):
+    """An ``execute_parallel`` call whose ``context`` is not a ``Context`` fails every item
+    ``rejected`` and makes no span at all, batch span included."""
+    tasks = [make_task("echo"), make_task("echo")]
+    results = asyncio.run(executor.execute_parallel(tasks, "not a context"))
+    assert [r.metadata["outcome"] for r in results] == ["rejected", "rejected"]
+    assert exporter.get_finished_spans() == ()
+
+
 @pytest.mark.parametrize("timeout", [None, 5.0], ids=["inline", "worker"])
 def test_span_opened_by_a_tool_is_a_child_of_the_task_span(executor, exporter, timeout):
     """A tool's own span (current-context parent) nests under the task span."""

@@ -35,7 +35,7 @@ from opentelemetry import trace
 from laios._compat.pydantic import assign
 from laios._exceptions import type_name
 from laios._text import shorten
-from laios.core.types import Task, TaskResult, TaskStatus
+from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
     check_task_fields,
@@ -158,9 +158,10 @@ def _tool_type(tool: Any) -> str:
     return kind if isinstance(kind, str) and kind in TOOL_TYPES else "function"
 
 
-def check_call(task: Any, on_progress: Any) -> None:
+def check_call(task: Any, context: Any, on_progress: Any) -> None:
     """Refuse what no road can run: not a ``Task`` (or one built without validation whose id,
-    tool name or parameters have the wrong type), or an ``on_progress`` that is not callable.
+    tool name or parameters have the wrong type), a ``context`` that is not a ``Context``, or
+    an ``on_progress`` that is not callable.
 
     Raises:
         TypeError: With a message saying what to pass instead.
@@ -174,6 +175,11 @@ def check_call(task: Any, on_progress: Any) -> None:
         or type(fields.get("parameters")) is not dict
     ):
         check_task_fields(task, "id", "tool_name", "parameters")
+    if type(context) is not Context and not isinstance(context, Context):
+        raise TypeError(
+            f"context must be a Context, got {type_name(type(context))}: pass "
+            "Context(session_id=..., user_id=...)"
+        )
     if on_progress is not None:
         plain_callable("on_progress", "(event, data)", on_progress)
 
@@ -602,12 +608,12 @@ class Engine:
         """Run one task while the calling thread waits, for at most its timeout. Never raises
         (``KeyboardInterrupt`` on the caller's thread goes on after the task is recorded).
 
-        ``checked``: the caller has just passed ``task`` and ``on_progress`` through
-        :func:`check_call` (a retry call's first attempt).
+        ``checked``: the caller has just passed ``task``, ``context`` and ``on_progress``
+        through :func:`check_call` (a retry call's first attempt).
         """
         try:
             if not checked:
-                check_call(task, on_progress)
+                check_call(task, context, on_progress)
             limit = self.resolve_timeout(timeout)
         except (TypeError, ValueError) as exc:
             return rejected_result(task, exc)
@@ -815,7 +821,7 @@ class Engine:
         claimed a slot in the awaiting task, see ``Engine.new_job``), or the failed result of
         a task that could not be accepted."""
         try:
-            check_call(task, on_progress)
+            check_call(task, context, on_progress)
         except TypeError as exc:
             return rejected_result(task, exc)
         job: Job | None = None

@@ -423,7 +423,7 @@ def retry_blocking(
     on_retry: RetryHook | None = None,
 ) -> TaskResult:
     """Run ``task`` until it succeeds, a failure is not worth retrying, or retries run out
-    (the caller has passed ``task`` and ``on_progress`` through ``check_call``)."""
+    (the caller has passed ``task``, ``context`` and ``on_progress`` through ``check_call``)."""
     tracing = engine.tracing
     secrets_before = secret_values_before_run(task.parameters, engine.tool_named(task.tool_name))
     started = time.monotonic()
