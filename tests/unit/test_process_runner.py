@@ -1253,6 +1253,34 @@ def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_worker_retired_at_its_memory_limit_that_cannot_exit_is_killed(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A retired worker whose exit hangs (its tool's standard output never flushes) is killed
+    once its grace is over, so that its place goes to a new worker."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    result = executor.execute_task(task("stuck_on_exit", mb=500), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "memory_limit", result.error
+    started = time.monotonic()
+    assert run_pid(executor, task, context) > 0
+    assert time.monotonic() - started < process_runner._STOP_GRACE + WAIT / 2
+
+
+def test_shutdown_kills_a_worker_that_cannot_exit(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """``shutdown(wait=True)`` returns although a worker's exit hangs (its tool's standard
+    output never flushes): the worker is killed with its group once its grace is over."""
+    executor = make()
+    result = executor.execute_task(task("stuck_on_exit"), context, timeout=WAIT)
+    assert result.success, result.error
+    stopper = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    stopper.start()
+    stopper.join(WAIT)
+    assert not stopper.is_alive(), "shutdown(wait=True) waited for a worker that cannot exit"
+    assert gone(result.output)
+
+
 #: The start of the programs the tests below run on their own: this directory's tool modules
 #: importable, and what running a ProcessRunner takes.
 _SCRIPT_PRELUDE = f"""import sys
