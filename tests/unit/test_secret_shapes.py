@@ -8,11 +8,14 @@ the result's metadata.
 
 from __future__ import annotations
 
+import argparse
 import base64
+import collections
 import json
 import logging
+import types
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -516,3 +519,53 @@ def test_a_failed_task_with_a_parameter_that_cannot_be_read_has_a_failed_span(
     assert span.attributes is not None
     assert span.attributes["error.type"] == "RuntimeError"
     assert [r.getMessage() for r in laios_records if r.levelno >= logging.ERROR] == []
+
+
+# -- named tuples and namespaces -----------------------------------------------------------
+
+
+class _Login(NamedTuple):
+    user: str
+    password: str
+
+
+_OldLogin = collections.namedtuple("_OldLogin", "user api_key")
+
+#: Objects whose fields are named, as a dataclass's are: the name says which is secret.
+NAMED_FIELDS = {
+    "NamedTuple": lambda: _Login("bob", SECRET),
+    "namedtuple": lambda: _OldLogin("bob", SECRET),
+    "SimpleNamespace": lambda: types.SimpleNamespace(user="bob", password=SECRET),
+    "argparse.Namespace": lambda: argparse.Namespace(user="bob", token=SECRET),
+}
+
+
+@pytest.mark.parametrize("shape", NAMED_FIELDS)
+def test_a_secret_named_field_of_a_named_tuple_or_namespace_is_secret(shape: str) -> None:
+    """The fields of a named tuple, a ``SimpleNamespace`` and an ``argparse.Namespace`` are
+    read like a dataclass's: one with a secret-looking name holds a secret value, redacted
+    from captured arguments (a named tuple is still captured as a list, its other items kept)."""
+    login = NAMED_FIELDS[shape]()
+    assert SECRET in secret_values({"login": login})
+    captured = to_json({"login": login})
+    assert SECRET not in captured
+    assert REDACTED in captured
+    assert "bob" in captured
+
+
+def test_a_named_tuple_is_still_captured_as_a_list() -> None:
+    assert json.loads(to_json({"login": _Login("bob", SECRET)})) == {"login": ["bob", REDACTED]}
+    assert json.loads(to_json({"point": _OldLogin("x", "y")})) == {"point": ["x", "[REDACTED]"]}
+    assert json.loads(to_json({"pair": ("user", "bob")})) == {"pair": ["user", "bob"]}
+
+
+@pytest.mark.parametrize("shape", NAMED_FIELDS)
+def test_a_named_tuple_or_namespace_quoted_by_its_tool_stays_out_of_telemetry(
+    shape: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """A tool quoting the ``repr`` of the credentials it was given as a named tuple or a
+    namespace leaks their secret field on no channel."""
+    login = NAMED_FIELDS[shape]()
+    channels = _channels({"login": login, "reveal": repr(login)}, laios_records)
+    assert _leaks(channels) == []
+    assert REDACTED in channels["spans"]

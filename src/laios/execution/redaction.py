@@ -4,8 +4,9 @@ Tool parameters often carry credentials. Nothing the executor emits (spans, logs
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
 ``repr``-escaped, JSON-escaped and base64 forms) are scrubbed out of error text before any error
-reaches telemetry or logs. The fields of dataclass instances and pydantic models are read like
-the keys of a mapping, and the names of ``(name, value)`` pairs in a list (headers) too. A
+reaches telemetry or logs. The fields of dataclass instances, pydantic models, named tuples and
+namespaces are read like the keys of a mapping, and the names of ``(name, value)`` pairs in a
+list (headers) too. A
 parameter the tool's input model types ``SecretStr`` or ``SecretBytes`` is secret whatever
 its name (see :func:`secret_fields`).
 """
@@ -18,9 +19,11 @@ import dataclasses
 import json
 import math
 import re
+import sys
 import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 from uuid import UUID
@@ -43,6 +46,7 @@ __all__ = [
     "exception_traceback",
     "is_secret_key",
     "is_secret_pair",
+    "named_tuple_fields",
     "object_fields",
     "redact",
     "scrub",
@@ -209,8 +213,10 @@ def truncate_bytes(text: str, limit: int = MAX_ERROR_BYTES) -> str:
 
 
 def object_fields(value: Any, *, hidden: bool = True) -> Iterator[tuple[str, Any]] | None:
-    """The ``(name, value)`` fields of a dataclass instance or a pydantic model, read lazily;
-    ``None`` for any other value (a dataclass *class* included).
+    """The ``(name, value)`` fields of a dataclass instance, a pydantic model, a
+    ``types.SimpleNamespace`` or an ``argparse.Namespace``, read lazily; ``None`` for any
+    other value (a dataclass *class* included; a named tuple, a tuple, is read as one: see
+    :func:`named_tuple_fields`).
 
     A pydantic model gives its declared fields that are set, then its extra fields. With
     ``hidden`` false, fields their class keeps out of its ``repr`` (``field(repr=False)``,
@@ -220,6 +226,42 @@ def object_fields(value: Any, *, hidden: bool = True) -> Iterator[tuple[str, Any
         return _model_fields(value, hidden)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _dataclass_fields(value, hidden)
+    if isinstance(value, SimpleNamespace) or _is_argparse_namespace(value):
+        return _namespace_fields(value)
+    return None
+
+
+def _is_argparse_namespace(value: Any) -> bool:
+    """Whether ``value`` is an ``argparse.Namespace`` (there is none before ``argparse`` is
+    imported, which this module does not do for it)."""
+    argparse = sys.modules.get("argparse")
+    namespace = getattr(argparse, "Namespace", None)
+    return isinstance(namespace, type) and isinstance(value, namespace)
+
+
+def _namespace_fields(value: Any) -> Iterator[tuple[str, Any]]:
+    try:
+        fields = list(vars(value).items())
+    except Exception:
+        return
+    yield from fields
+
+
+def named_tuple_fields(value: Any) -> tuple[str, ...] | None:
+    """The field names of a named tuple (``typing.NamedTuple``, ``collections.namedtuple``),
+    one per item; ``None`` for any other value (a plain tuple included)."""
+    if not isinstance(value, tuple) or type(value) is tuple:
+        return None
+    try:
+        names = getattr(type(value), "_fields", None)
+        if (
+            type(names) is tuple
+            and len(names) == tuple.__len__(value)
+            and all(type(name) is str for name in names)
+        ):
+            return names
+    except Exception:  # (a class whose attributes cannot be read: no names)
+        pass
     return None
 
 
@@ -340,7 +382,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
     text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
     text and as ``repr`` writes it), and a ``uuid.UUID`` (its text, and its ``hex``). The
-    fields of dataclass instances and pydantic models are read like the keys of a mapping (a
+    fields of dataclass instances, pydantic models, named tuples and namespaces
+    (``SimpleNamespace``, ``argparse.Namespace``) are read like the keys of a mapping (a
     field named ``api_key`` is secret), and the value of a
     pydantic ``SecretStr``, ``SecretBytes`` or ``Secret[...]`` is secret wherever it is. So is
     everything under the places ``fields`` (the :func:`secret_fields` of the tool's input
@@ -412,7 +455,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             inner = declared.items if isinstance(declared, SecretFields) else None
             if inner is True:
                 secret = True
-            if secret:
+            names = named_tuple_fields(value)
+            if names is not None:  # (its fields by name, as a dataclass's)
+                pending.append(pairs(zip(names, value, strict=False), secret, None))
+            elif secret:
                 pending.append((True, v, inner, None) for v in value)
             else:
                 pending.append(sequence_items(value, inner))
@@ -748,11 +794,12 @@ def redact(
     ``"[REDACTED]"``; every occurrence of one of
     ``secrets`` (or of one of its encoded forms, see :func:`encoded_forms`) inside a string or
     a key (and a number equal to one) is replaced too, so a secret repeated under an ordinary
-    key or echoed in a result does not leak. A dataclass instance or a pydantic model becomes a
-    mapping of the fields its ``repr`` shows (see :func:`object_fields`), so its secret-named
-    fields are redacted like keys; in a list, tuple or set, a ``(name, value)`` pair whose
-    name looks secret keeps its name and has its value redacted (see :func:`is_secret_pair`).
-    Strings longer than ``MAX_STRING_CHARS`` are truncated;
+    key or echoed in a result does not leak. A dataclass instance, a pydantic model or a
+    namespace becomes a mapping of the fields its ``repr`` shows (see :func:`object_fields`),
+    so its secret-named fields are redacted like keys; a named tuple stays a list, its items
+    under secret-looking field names redacted; in a list, tuple or set, a ``(name, value)``
+    pair whose name looks secret keeps its name and has its value redacted (see
+    :func:`is_secret_pair`). Strings longer than ``MAX_STRING_CHARS`` are truncated;
     anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
     float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
     deeper than 8 levels is replaced by ``"…"``.
@@ -870,18 +917,22 @@ class _Copier:
     def copy_items(
         self, value: Iterable[Any], depth: int, declared: SecretFields | None = None
     ) -> list[Any]:
-        """The redacted copy of a list, tuple or set (as a list)."""
+        """The redacted copy of a list, tuple or set (as a list; a named tuple's items whose
+        field names look secret redacted)."""
         under = None if declared is None else declared.items
         each = _node(under)  # (what each item declares)
+        # A named tuple's items are its fields: one with a secret-looking name is redacted.
+        names = named_tuple_fields(value)
+        secret_at = () if names is None else [_is_secret_name(name) for name in names]
         out: list[Any] = []
         self.size += 1  # "["; "]" once written
-        for inner in value:
+        for index, inner in enumerate(value):
             if self.full():
                 out.append("…")
                 break
             if out:
                 self.size += 1  # a comma
-            if under is True:
+            if under is True or (secret_at and secret_at[index]):
                 out.append(self.string(REDACTED))
             elif is_secret_pair(inner):
                 out.append(self.copy_secret_pair(inner, depth + 1))
