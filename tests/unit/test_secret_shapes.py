@@ -569,3 +569,38 @@ def test_a_named_tuple_or_namespace_quoted_by_its_tool_stays_out_of_telemetry(
     channels = _channels({"login": login, "reveal": repr(login)}, laios_records)
     assert _leaks(channels) == []
     assert REDACTED in channels["spans"]
+
+
+# -- attrs classes -------------------------------------------------------------------------
+
+
+def _attrs_login(*, slots: bool) -> Any:
+    """An instance of an ``attrs`` class ``Login(user, password, note)``, whose ``note`` its
+    ``repr`` leaves out."""
+    attrs = pytest.importorskip("attrs")
+
+    @attrs.define(slots=slots)
+    class Login:
+        user: str
+        password: str
+        note: str = attrs.field(repr=False, default="kept out")
+
+    return Login("bob", SECRET)
+
+
+@pytest.mark.parametrize("slots", [True, False], ids=["slots", "dict"])
+def test_a_secret_named_field_of_an_attrs_instance_is_secret(slots: bool) -> None:
+    """An ``attrs`` instance is read like a dataclass: a field with a secret-looking name
+    holds a secret value; it is captured as a mapping of the fields its ``repr`` shows."""
+    login = _attrs_login(slots=slots)
+    assert SECRET in secret_values({"login": login})
+    assert json.loads(to_json({"login": login})) == {"login": {"user": "bob", "password": REDACTED}}
+
+
+def test_an_attrs_instance_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    login = _attrs_login(slots=True)
+    channels = _channels({"login": login, "reveal": repr(login)}, laios_records)
+    assert _leaks(channels) == []
+    assert f"password='{REDACTED}'" in channels["spans"]

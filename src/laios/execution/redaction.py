@@ -4,11 +4,10 @@ Tool parameters often carry credentials. Nothing the executor emits (spans, logs
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
 ``repr``-escaped, JSON-escaped and base64 forms) are scrubbed out of error text before any error
-reaches telemetry or logs. The fields of dataclass instances, pydantic models, named tuples and
-namespaces are read like the keys of a mapping, and the names of ``(name, value)`` pairs in a
-list (headers) too. A
-parameter the tool's input model types ``SecretStr`` or ``SecretBytes`` is secret whatever
-its name (see :func:`secret_fields`).
+reaches telemetry or logs. The fields of dataclass instances, pydantic models, ``attrs``
+instances, named tuples and namespaces are read like the keys of a mapping, and the names of
+``(name, value)`` pairs in a list (headers) too. A parameter the tool's input model types
+``SecretStr`` or ``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
 """
 
 from __future__ import annotations
@@ -213,14 +212,15 @@ def truncate_bytes(text: str, limit: int = MAX_ERROR_BYTES) -> str:
 
 
 def object_fields(value: Any, *, hidden: bool = True) -> Iterator[tuple[str, Any]] | None:
-    """The ``(name, value)`` fields of a dataclass instance, a pydantic model, a
-    ``types.SimpleNamespace`` or an ``argparse.Namespace``, read lazily; ``None`` for any
-    other value (a dataclass *class* included; a named tuple, a tuple, is read as one: see
-    :func:`named_tuple_fields`).
+    """The ``(name, value)`` fields of a dataclass instance, a pydantic model, an instance
+    of an ``attrs`` class, a ``types.SimpleNamespace`` or an ``argparse.Namespace``, read
+    lazily; ``None`` for any other value (a dataclass *class* included; a named tuple, a
+    tuple, is read as one: see :func:`named_tuple_fields`).
 
     A pydantic model gives its declared fields that are set, then its extra fields. With
     ``hidden`` false, fields their class keeps out of its ``repr`` (``field(repr=False)``,
-    ``Field(repr=False)``) are left out. A field that cannot be read is skipped.
+    ``Field(repr=False)``, ``attrs.field(repr=False)``) are left out. A field that cannot be
+    read is skipped.
     """
     if isinstance(value, BaseModel):
         return _model_fields(value, hidden)
@@ -228,7 +228,26 @@ def object_fields(value: Any, *, hidden: bool = True) -> Iterator[tuple[str, Any
         return _dataclass_fields(value, hidden)
     if isinstance(value, SimpleNamespace) or _is_argparse_namespace(value):
         return _namespace_fields(value)
+    if not isinstance(value, type):
+        try:
+            declared = getattr(type(value), "__attrs_attrs__", None)
+        except Exception:  # (a metaclass whose attributes cannot be read)
+            return None
+        if isinstance(declared, tuple):
+            return _attrs_fields(value, declared, hidden)
     return None
+
+
+def _attrs_fields(value: Any, declared: tuple[Any, ...], hidden: bool) -> Iterator[tuple[str, Any]]:
+    for attribute in declared:
+        try:
+            name = attribute.name
+            if type(name) is not str or not (hidden or attribute.repr is not False):
+                continue
+            item = getattr(value, name)
+        except Exception:
+            continue
+        yield name, item
 
 
 def _is_argparse_namespace(value: Any) -> bool:
@@ -382,8 +401,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
     text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
     text and as ``repr`` writes it), and a ``uuid.UUID`` (its text, and its ``hex``). The
-    fields of dataclass instances, pydantic models, named tuples and namespaces
-    (``SimpleNamespace``, ``argparse.Namespace``) are read like the keys of a mapping (a
+    fields of dataclass instances, pydantic models, ``attrs`` instances, named tuples and
+    namespaces (``SimpleNamespace``, ``argparse.Namespace``) are read like the keys of a mapping (a
     field named ``api_key`` is secret), and the value of a
     pydantic ``SecretStr``, ``SecretBytes`` or ``Secret[...]`` is secret wherever it is. So is
     everything under the places ``fields`` (the :func:`secret_fields` of the tool's input
@@ -794,12 +813,12 @@ def redact(
     ``"[REDACTED]"``; every occurrence of one of
     ``secrets`` (or of one of its encoded forms, see :func:`encoded_forms`) inside a string or
     a key (and a number equal to one) is replaced too, so a secret repeated under an ordinary
-    key or echoed in a result does not leak. A dataclass instance, a pydantic model or a
-    namespace becomes a mapping of the fields its ``repr`` shows (see :func:`object_fields`),
-    so its secret-named fields are redacted like keys; a named tuple stays a list, its items
-    under secret-looking field names redacted; in a list, tuple or set, a ``(name, value)``
-    pair whose name looks secret keeps its name and has its value redacted (see
-    :func:`is_secret_pair`). Strings longer than ``MAX_STRING_CHARS`` are truncated;
+    key or echoed in a result does not leak. A dataclass instance, a pydantic model, an
+    ``attrs`` instance or a namespace becomes a mapping of the fields its ``repr`` shows (see
+    :func:`object_fields`), so its secret-named fields are redacted like keys; a named tuple
+    stays a list, its items under secret-looking field names redacted; in a list, tuple or
+    set, a ``(name, value)`` pair whose name looks secret keeps its name and has its value
+    redacted (see :func:`is_secret_pair`). Strings longer than ``MAX_STRING_CHARS`` are truncated;
     anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
     float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
     deeper than 8 levels is replaced by ``"…"``.
