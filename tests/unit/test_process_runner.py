@@ -293,6 +293,43 @@ def test_cancelling_a_running_tool_kills_its_worker_at_once(
     assert gone(hung["grandchild"])
 
 
+@pytest.mark.parametrize("size", [512 * 1024, 2 * 1024 * 1024], ids=["512KiB", "2MiB"])
+@pytest.mark.parametrize("stop", ["timeout", "cancel_task"])
+def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_cancellation(
+    stop: str,
+    size: int,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+) -> None:
+    """A call larger than the pipe holds, sent to a worker that does not read it (stopped
+    here; a thread its last tool left holding the GIL does the same), ends at its timeout or
+    at ``cancel_task``: the caller is not held in the write, and the worker is killed."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    os.kill(pid, signal.SIGSTOP)
+    large = task("pid", blob=b"x" * size)
+    results: list[TaskResult] = []
+    timeout = 1.0 if stop == "timeout" else None
+    caller = threading.Thread(
+        target=lambda: results.append(executor.execute_task(large, context, timeout=timeout)),
+        daemon=True,
+    )
+    caller.start()
+    if stop == "cancel_task":
+        assert wait_for(
+            lambda: any(
+                running.task_id == large.id and running.state == "running"
+                for running in executor.store.snapshot().running
+            )
+        ), "the call never started"
+        assert executor.cancel_task(large.id)
+    caller.join(WAIT)
+    assert results, "the caller was held in writing the call to its worker"
+    assert results[0].metadata["outcome"] == ("timeout" if timeout else "cancelled")
+    assert gone(pid), "the worker that did not read the call was not killed"
+
+
 def test_a_queued_task_past_its_deadline_never_starts(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:

@@ -82,7 +82,6 @@ from laios.execution._runners.process_worker import (
     CPU_BUDGET_ENFORCED,
     DONE,
     LARGE,
-    LARGE_MESSAGE_BYTES,
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
@@ -135,6 +134,12 @@ _CPUS = os.cpu_count() or 1
 #: ``execute_parallel``), in bytes: a larger one is pickled, and sent, on another thread,
 #: so that the loop is never held for longer than pickling this much takes.
 LOOP_PICKLE_BYTES = 256 * 1024
+
+#: The largest call written to its worker on the thread that hands it over, in bytes: a
+#: larger one is written on a thread of its own. A worker reads nothing while a thread its last
+#: tool left holds the GIL, and a write larger than the pipe holds (a socket's buffers, a few
+#: hundred KiB on Linux) would then hold that thread until the call's timeout had long passed.
+SEND_HERE_BYTES = 64 * 1024
 
 #: The most threads a runner pickles such calls on at once: more calls wait their turn, in
 #: the order they came, so that many large calls at once never mean a thread each. (The
@@ -744,7 +749,7 @@ class _Pool:
                 worker.call = None
                 call = self.next_for(worker)
 
-    def send(self, worker: _Worker, call: _Call) -> None:
+    def send(self, worker: _Worker, call: _Call, *, own_thread: bool = False) -> None:
         """Send a running call (counted in ``worker.sending``) to its worker; report it as
         crashed when the worker is gone and the reader, which saw it go before the call was
         sent, could not.
@@ -756,14 +761,20 @@ class _Pool:
         would then run this call and answer it for its own next call. (A pipe the reader
         closed before the write began is refused by ``send_bytes`` with ``OSError``.)
 
-        A call larger than ``LARGE_MESSAGE_BYTES`` is not written on the reader thread (which
-        sends the queued calls freed workers take, and may run callbacks that submit calls):
-        it is handed to a thread of its own, so that its write holds no other worker's
-        messages.
+        A call larger than :data:`SEND_HERE_BYTES` (``own_thread`` false) is handed to a
+        thread of its own, whichever thread hands it to its worker: on the reader thread
+        (which sends the queued calls freed workers take, and may run callbacks that submit
+        calls) its write would hold every other worker's messages; on the caller's, it would
+        hold the caller until the worker has read it all, past the task's timeout or
+        cancellation when the worker does not read (a thread its last tool left holding the
+        GIL), since the caller's side can kill the worker only once the call is handed over.
         """
-        if len(call.payload) > LARGE_MESSAGE_BYTES and threading.current_thread() is self.reader:
+        if len(call.payload) > SEND_HERE_BYTES and not own_thread:
             threading.Thread(
-                target=self.send, args=(worker, call), name="laios-process-send"
+                target=self.send,
+                args=(worker, call),
+                kwargs={"own_thread": True},
+                name="laios-process-send",
             ).start()
             return
         if call.cpu_seconds is not None and _WATCH_CPU:
