@@ -604,3 +604,41 @@ def test_an_attrs_instance_quoted_by_its_tool_stays_out_of_telemetry(
     channels = _channels({"login": login, "reveal": repr(login)}, laios_records)
     assert _leaks(channels) == []
     assert f"password='{REDACTED}'" in channels["spans"]
+
+
+# -- other collections ---------------------------------------------------------------------
+
+#: Collections of items that are not a list, a tuple or a set, each holding a secret-named
+#: key or header pair.
+OTHER_COLLECTIONS = {
+    "deque of dicts": lambda: collections.deque([{"api_key": SECRET}]),
+    "deque of pairs": lambda: collections.deque([("Authorization", f"Bearer {SECRET}")]),
+    "UserList": lambda: collections.UserList([{"password": SECRET}]),
+    "items view": lambda: {"X-Api-Key": SECRET, "Accept": "*/*"}.items(),
+    "values view": lambda: {"a": {"token": SECRET}}.values(),
+}
+
+
+@pytest.mark.parametrize("shape", OTHER_COLLECTIONS)
+def test_a_secret_inside_another_collection_is_secret(shape: str) -> None:
+    """A deque, a ``UserList`` or a dict's view is read like a list: what it holds under a
+    secret-looking key (or as a secret-named pair) is a secret value, redacted from captured
+    arguments."""
+    value = OTHER_COLLECTIONS[shape]()
+    assert any(SECRET in found for found in secret_values({"items": value}))
+    captured = to_json({"items": value})
+    assert SECRET not in captured
+    assert REDACTED in captured
+
+
+@pytest.mark.parametrize("shape", OTHER_COLLECTIONS)
+def test_a_secret_inside_another_collection_quoted_by_its_tool_stays_out_of_telemetry(
+    shape: str, laios_records: list[logging.LogRecord]
+) -> None:
+    value = OTHER_COLLECTIONS[shape]()
+    channels = _channels({"items": value, "reveal": repr(value)}, laios_records)
+    assert _leaks(channels) == []
+
+
+def test_text_binary_data_and_ranges_are_not_read_as_collections() -> None:
+    assert json.loads(to_json({"r": range(3), "b": b"ab"})) == {"r": "range(0, 3)", "b": "b'ab'"}

@@ -21,7 +21,8 @@ import re
 import sys
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
+from collections.abc import Set as AbstractSet
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -43,6 +44,7 @@ __all__ = [
     "SecretFields",
     "encoded_forms",
     "exception_traceback",
+    "is_collection",
     "is_secret_key",
     "is_secret_pair",
     "named_tuple_fields",
@@ -266,6 +268,22 @@ def _namespace_fields(value: Any) -> Iterator[tuple[str, Any]]:
     yield from fields
 
 
+def is_collection(value: Any) -> bool:
+    """Whether ``value`` is a collection of items other than a list, tuple or set, which the
+    redaction reads as a list: a ``collections.deque``, a ``UserList``, a dict's keys, values
+    or items view, any other ``Sequence`` or ``Set``; not text, binary data or a ``range``."""
+    if isinstance(value, _NOT_COLLECTIONS):
+        return False
+    try:
+        return isinstance(value, _COLLECTIONS)
+    except Exception:  # (a class whose own instance check raises)
+        return False
+
+
+_COLLECTIONS = (Sequence, AbstractSet, MappingView)
+_NOT_COLLECTIONS = (str, bytes, bytearray, memoryview, range)
+
+
 def named_tuple_fields(value: Any) -> tuple[str, ...] | None:
     """The field names of a named tuple (``typing.NamedTuple``, ``collections.namedtuple``),
     one per item; ``None`` for any other value (a plain tuple included)."""
@@ -467,20 +485,23 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             else:
                 yield False, item, declared, None
 
+    def visit_items(value: Any, secret: bool, declared: SecretFields | bool | None) -> None:
+        inner = declared.items if isinstance(declared, SecretFields) else None
+        if inner is True:
+            secret = True
+        names = named_tuple_fields(value)
+        if names is not None:  # (its fields by name, as a dataclass's)
+            pending.append(pairs(zip(names, value, strict=False), secret, None))
+        elif secret:
+            pending.append((True, v, inner, None) for v in value)
+        else:
+            pending.append(sequence_items(value, inner))
+
     def visit(value: Any, secret: bool, declared: SecretFields | bool | None, name: Any) -> None:
         if isinstance(value, Mapping):
             pending.append(pairs(value.items(), secret, declared))
         elif isinstance(value, (list, tuple, set, frozenset)):
-            inner = declared.items if isinstance(declared, SecretFields) else None
-            if inner is True:
-                secret = True
-            names = named_tuple_fields(value)
-            if names is not None:  # (its fields by name, as a dataclass's)
-                pending.append(pairs(zip(names, value, strict=False), secret, None))
-            elif secret:
-                pending.append((True, v, inner, None) for v in value)
-            else:
-                pending.append(sequence_items(value, inner))
+            visit_items(value, secret, declared)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if not secret and isinstance(value, str) and "://" in value and "@" in value:
                 found.extend(_url_passwords(value))  # a connection URL under any key
@@ -506,6 +527,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 return
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
         elif value is not None and not isinstance(value, float):
+            if is_collection(value):  # (a deque, a dict's view: read as a list)
+                visit_items(value, secret, declared)
+                return
             fields = object_fields(value)
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
@@ -888,6 +912,8 @@ class _Copier:
                 return value
         if isinstance(value, str):
             return self.string(self.text(value, MAX_STRING_CHARS))
+        if is_collection(value):  # (a deque, a dict's view: copied as a list)
+            return self.copy_items(value, depth, declared)
         fields = object_fields(value, hidden=False)
         if fields is not None:
             return self.copy_pairs(fields, depth, declared)
