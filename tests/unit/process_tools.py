@@ -196,6 +196,29 @@ class PrintsALine(BaseTool):
         return os.getpid()
 
 
+class _StuckStream:
+    """A standard stream whose ``flush`` never returns (it waits on what it writes to)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        time.sleep(HANG_SECONDS)
+
+
+class StuckOnExit(BaseTool):
+    name = "stuck_on_exit"
+    description = (
+        "Puts a standard output whose flush never returns in place of its worker's, then "
+        "allocates a number of MB (default 0) and returns its pid."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        sys.stdout = _StuckStream()  # type: ignore[assignment]
+        block = bytearray(kwargs.get("mb", 0) * 1024 * 1024)
+        return os.getpid() + len(block) * 0
+
+
 class SwellsWhenPickled:
     """A small value whose pickling allocates ``mb`` MB (its ``__reduce__`` builds its state)."""
 
@@ -817,6 +840,7 @@ TOOLS = (
     Pid,
     ClosesStandardDescriptors,
     PrintsALine,
+    StuckOnExit,
     LowersItsLimits,
     ReturnsFailsToPickleBadly,
     ReturnsFailsToLoadBadly,

@@ -293,6 +293,43 @@ def test_cancelling_a_running_tool_kills_its_worker_at_once(
     assert gone(hung["grandchild"])
 
 
+@pytest.mark.parametrize("size", [512 * 1024, 2 * 1024 * 1024], ids=["512KiB", "2MiB"])
+@pytest.mark.parametrize("stop", ["timeout", "cancel_task"])
+def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_cancellation(
+    stop: str,
+    size: int,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+) -> None:
+    """A call larger than the pipe holds, sent to a worker that does not read it (stopped
+    here; a thread its last tool left holding the GIL does the same), ends at its timeout or
+    at ``cancel_task``: the caller is not held in the write, and the worker is killed."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    os.kill(pid, signal.SIGSTOP)
+    large = task("pid", blob=b"x" * size)
+    results: list[TaskResult] = []
+    timeout = 1.0 if stop == "timeout" else None
+    caller = threading.Thread(
+        target=lambda: results.append(executor.execute_task(large, context, timeout=timeout)),
+        daemon=True,
+    )
+    caller.start()
+    if stop == "cancel_task":
+        assert wait_for(
+            lambda: any(
+                running.task_id == large.id and running.state == "running"
+                for running in executor.store.snapshot().running
+            )
+        ), "the call never started"
+        assert executor.cancel_task(large.id)
+    caller.join(WAIT)
+    assert results, "the caller was held in writing the call to its worker"
+    assert results[0].metadata["outcome"] == ("timeout" if timeout else "cancelled")
+    assert gone(pid), "the worker that did not read the call was not killed"
+
+
 def test_a_queued_task_past_its_deadline_never_starts(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
@@ -1251,6 +1288,34 @@ def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
     result = executor.execute_task(task("leaves_a_thread", mb=500), context, timeout=WAIT)
     assert result.metadata["error_type"] == "memory_limit"
     assert run_pid(executor, task, context) > 0
+
+
+def test_a_worker_retired_at_its_memory_limit_that_cannot_exit_is_killed(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A retired worker whose exit hangs (its tool's standard output never flushes) is killed
+    once its grace is over, so that its place goes to a new worker."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=200))
+    result = executor.execute_task(task("stuck_on_exit", mb=500), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "memory_limit", result.error
+    started = time.monotonic()
+    assert run_pid(executor, task, context) > 0
+    assert time.monotonic() - started < process_runner._STOP_GRACE + WAIT / 2
+
+
+def test_shutdown_kills_a_worker_that_cannot_exit(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """``shutdown(wait=True)`` returns although a worker's exit hangs (its tool's standard
+    output never flushes): the worker is killed with its group once its grace is over."""
+    executor = make()
+    result = executor.execute_task(task("stuck_on_exit"), context, timeout=WAIT)
+    assert result.success, result.error
+    stopper = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    stopper.start()
+    stopper.join(WAIT)
+    assert not stopper.is_alive(), "shutdown(wait=True) waited for a worker that cannot exit"
+    assert gone(result.output)
 
 
 #: The start of the programs the tests below run on their own: this directory's tool modules

@@ -8,11 +8,14 @@ the result's metadata.
 
 from __future__ import annotations
 
+import argparse
 import base64
+import collections
 import json
 import logging
+import types
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -516,3 +519,126 @@ def test_a_failed_task_with_a_parameter_that_cannot_be_read_has_a_failed_span(
     assert span.attributes is not None
     assert span.attributes["error.type"] == "RuntimeError"
     assert [r.getMessage() for r in laios_records if r.levelno >= logging.ERROR] == []
+
+
+# -- named tuples and namespaces -----------------------------------------------------------
+
+
+class _Login(NamedTuple):
+    user: str
+    password: str
+
+
+_OldLogin = collections.namedtuple("_OldLogin", "user api_key")
+
+#: Objects whose fields are named, as a dataclass's are: the name says which is secret.
+NAMED_FIELDS = {
+    "NamedTuple": lambda: _Login("bob", SECRET),
+    "namedtuple": lambda: _OldLogin("bob", SECRET),
+    "SimpleNamespace": lambda: types.SimpleNamespace(user="bob", password=SECRET),
+    "argparse.Namespace": lambda: argparse.Namespace(user="bob", token=SECRET),
+}
+
+
+@pytest.mark.parametrize("shape", NAMED_FIELDS)
+def test_a_secret_named_field_of_a_named_tuple_or_namespace_is_secret(shape: str) -> None:
+    """The fields of a named tuple, a ``SimpleNamespace`` and an ``argparse.Namespace`` are
+    read like a dataclass's: one with a secret-looking name holds a secret value, redacted
+    from captured arguments (a named tuple is still captured as a list, its other items kept)."""
+    login = NAMED_FIELDS[shape]()
+    assert SECRET in secret_values({"login": login})
+    captured = to_json({"login": login})
+    assert SECRET not in captured
+    assert REDACTED in captured
+    assert "bob" in captured
+
+
+def test_a_named_tuple_is_still_captured_as_a_list() -> None:
+    assert json.loads(to_json({"login": _Login("bob", SECRET)})) == {"login": ["bob", REDACTED]}
+    assert json.loads(to_json({"point": _OldLogin("x", "y")})) == {"point": ["x", "[REDACTED]"]}
+    assert json.loads(to_json({"pair": ("user", "bob")})) == {"pair": ["user", "bob"]}
+
+
+@pytest.mark.parametrize("shape", NAMED_FIELDS)
+def test_a_named_tuple_or_namespace_quoted_by_its_tool_stays_out_of_telemetry(
+    shape: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """A tool quoting the ``repr`` of the credentials it was given as a named tuple or a
+    namespace leaks their secret field on no channel."""
+    login = NAMED_FIELDS[shape]()
+    channels = _channels({"login": login, "reveal": repr(login)}, laios_records)
+    assert _leaks(channels) == []
+    assert REDACTED in channels["spans"]
+
+
+# -- attrs classes -------------------------------------------------------------------------
+
+
+def _attrs_login(*, slots: bool) -> Any:
+    """An instance of an ``attrs`` class ``Login(user, password, note)``, whose ``note`` its
+    ``repr`` leaves out."""
+    attrs = pytest.importorskip("attrs")
+
+    @attrs.define(slots=slots)
+    class Login:
+        user: str
+        password: str
+        note: str = attrs.field(repr=False, default="kept out")
+
+    return Login("bob", SECRET)
+
+
+@pytest.mark.parametrize("slots", [True, False], ids=["slots", "dict"])
+def test_a_secret_named_field_of_an_attrs_instance_is_secret(slots: bool) -> None:
+    """An ``attrs`` instance is read like a dataclass: a field with a secret-looking name
+    holds a secret value; it is captured as a mapping of the fields its ``repr`` shows."""
+    login = _attrs_login(slots=slots)
+    assert SECRET in secret_values({"login": login})
+    assert json.loads(to_json({"login": login})) == {"login": {"user": "bob", "password": REDACTED}}
+
+
+def test_an_attrs_instance_quoted_by_its_tool_stays_out_of_telemetry(
+    laios_records: list[logging.LogRecord],
+) -> None:
+    login = _attrs_login(slots=True)
+    channels = _channels({"login": login, "reveal": repr(login)}, laios_records)
+    assert _leaks(channels) == []
+    assert f"password='{REDACTED}'" in channels["spans"]
+
+
+# -- other collections ---------------------------------------------------------------------
+
+#: Collections of items that are not a list, a tuple or a set, each holding a secret-named
+#: key or header pair.
+OTHER_COLLECTIONS = {
+    "deque of dicts": lambda: collections.deque([{"api_key": SECRET}]),
+    "deque of pairs": lambda: collections.deque([("Authorization", f"Bearer {SECRET}")]),
+    "UserList": lambda: collections.UserList([{"password": SECRET}]),
+    "items view": lambda: {"X-Api-Key": SECRET, "Accept": "*/*"}.items(),
+    "values view": lambda: {"a": {"token": SECRET}}.values(),
+}
+
+
+@pytest.mark.parametrize("shape", OTHER_COLLECTIONS)
+def test_a_secret_inside_another_collection_is_secret(shape: str) -> None:
+    """A deque, a ``UserList`` or a dict's view is read like a list: what it holds under a
+    secret-looking key (or as a secret-named pair) is a secret value, redacted from captured
+    arguments."""
+    value = OTHER_COLLECTIONS[shape]()
+    assert any(SECRET in found for found in secret_values({"items": value}))
+    captured = to_json({"items": value})
+    assert SECRET not in captured
+    assert REDACTED in captured
+
+
+@pytest.mark.parametrize("shape", OTHER_COLLECTIONS)
+def test_a_secret_inside_another_collection_quoted_by_its_tool_stays_out_of_telemetry(
+    shape: str, laios_records: list[logging.LogRecord]
+) -> None:
+    value = OTHER_COLLECTIONS[shape]()
+    channels = _channels({"items": value, "reveal": repr(value)}, laios_records)
+    assert _leaks(channels) == []
+
+
+def test_text_binary_data_and_ranges_are_not_read_as_collections() -> None:
+    assert json.loads(to_json({"r": range(3), "b": b"ab"})) == {"r": "range(0, 3)", "b": "b'ab'"}

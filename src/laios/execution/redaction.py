@@ -4,10 +4,10 @@ Tool parameters often carry credentials. Nothing the executor emits (spans, logs
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
 ``repr``-escaped, JSON-escaped and base64 forms) are scrubbed out of error text before any error
-reaches telemetry or logs. The fields of dataclass instances and pydantic models are read like
-the keys of a mapping, and the names of ``(name, value)`` pairs in a list (headers) too. A
-parameter the tool's input model types ``SecretStr`` or ``SecretBytes`` is secret whatever
-its name (see :func:`secret_fields`).
+reaches telemetry or logs. The fields of dataclass instances, pydantic models, ``attrs``
+instances, named tuples and namespaces are read like the keys of a mapping, and the names of
+``(name, value)`` pairs in a list (headers) too. A parameter the tool's input model types
+``SecretStr`` or ``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ import dataclasses
 import json
 import math
 import re
+import sys
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
+from collections.abc import Set as AbstractSet
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 from uuid import UUID
@@ -41,8 +44,10 @@ __all__ = [
     "SecretFields",
     "encoded_forms",
     "exception_traceback",
+    "is_collection",
     "is_secret_key",
     "is_secret_pair",
+    "named_tuple_fields",
     "object_fields",
     "redact",
     "scrub",
@@ -209,17 +214,91 @@ def truncate_bytes(text: str, limit: int = MAX_ERROR_BYTES) -> str:
 
 
 def object_fields(value: Any, *, hidden: bool = True) -> Iterator[tuple[str, Any]] | None:
-    """The ``(name, value)`` fields of a dataclass instance or a pydantic model, read lazily;
-    ``None`` for any other value (a dataclass *class* included).
+    """The ``(name, value)`` fields of a dataclass instance, a pydantic model, an instance
+    of an ``attrs`` class, a ``types.SimpleNamespace`` or an ``argparse.Namespace``, read
+    lazily; ``None`` for any other value (a dataclass *class* included; a named tuple, a
+    tuple, is read as one: see :func:`named_tuple_fields`).
 
     A pydantic model gives its declared fields that are set, then its extra fields. With
     ``hidden`` false, fields their class keeps out of its ``repr`` (``field(repr=False)``,
-    ``Field(repr=False)``) are left out. A field that cannot be read is skipped.
+    ``Field(repr=False)``, ``attrs.field(repr=False)``) are left out. A field that cannot be
+    read is skipped.
     """
     if isinstance(value, BaseModel):
         return _model_fields(value, hidden)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _dataclass_fields(value, hidden)
+    if isinstance(value, SimpleNamespace) or _is_argparse_namespace(value):
+        return _namespace_fields(value)
+    if not isinstance(value, type):
+        try:
+            declared = getattr(type(value), "__attrs_attrs__", None)
+        except Exception:  # (a metaclass whose attributes cannot be read)
+            return None
+        if isinstance(declared, tuple):
+            return _attrs_fields(value, declared, hidden)
+    return None
+
+
+def _attrs_fields(value: Any, declared: tuple[Any, ...], hidden: bool) -> Iterator[tuple[str, Any]]:
+    for attribute in declared:
+        try:
+            name = attribute.name
+            if type(name) is not str or not (hidden or attribute.repr is not False):
+                continue
+            item = getattr(value, name)
+        except Exception:
+            continue
+        yield name, item
+
+
+def _is_argparse_namespace(value: Any) -> bool:
+    """Whether ``value`` is an ``argparse.Namespace`` (there is none before ``argparse`` is
+    imported, which this module does not do for it)."""
+    argparse = sys.modules.get("argparse")
+    namespace = getattr(argparse, "Namespace", None)
+    return isinstance(namespace, type) and isinstance(value, namespace)
+
+
+def _namespace_fields(value: Any) -> Iterator[tuple[str, Any]]:
+    try:
+        fields = list(vars(value).items())
+    except Exception:
+        return
+    yield from fields
+
+
+def is_collection(value: Any) -> bool:
+    """Whether ``value`` is a collection of items other than a list, tuple or set, which the
+    redaction reads as a list: a ``collections.deque``, a ``UserList``, a dict's keys, values
+    or items view, any other ``Sequence`` or ``Set``; not text, binary data or a ``range``."""
+    if isinstance(value, _NOT_COLLECTIONS):
+        return False
+    try:
+        return isinstance(value, _COLLECTIONS)
+    except Exception:  # (a class whose own instance check raises)
+        return False
+
+
+_COLLECTIONS = (Sequence, AbstractSet, MappingView)
+_NOT_COLLECTIONS = (str, bytes, bytearray, memoryview, range)
+
+
+def named_tuple_fields(value: Any) -> tuple[str, ...] | None:
+    """The field names of a named tuple (``typing.NamedTuple``, ``collections.namedtuple``),
+    one per item; ``None`` for any other value (a plain tuple included)."""
+    if not isinstance(value, tuple) or type(value) is tuple:
+        return None
+    try:
+        names = getattr(type(value), "_fields", None)
+        if (
+            type(names) is tuple
+            and len(names) == tuple.__len__(value)
+            and all(type(name) is str for name in names)
+        ):
+            return names
+    except Exception:  # (a class whose attributes cannot be read: no names)
+        pass
     return None
 
 
@@ -340,7 +419,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
     text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
     text and as ``repr`` writes it), and a ``uuid.UUID`` (its text, and its ``hex``). The
-    fields of dataclass instances and pydantic models are read like the keys of a mapping (a
+    fields of dataclass instances, pydantic models, ``attrs`` instances, named tuples and
+    namespaces (``SimpleNamespace``, ``argparse.Namespace``) are read like the keys of a mapping (a
     field named ``api_key`` is secret), and the value of a
     pydantic ``SecretStr``, ``SecretBytes`` or ``Secret[...]`` is secret wherever it is. So is
     everything under the places ``fields`` (the :func:`secret_fields` of the tool's input
@@ -405,17 +485,23 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             else:
                 yield False, item, declared, None
 
+    def visit_items(value: Any, secret: bool, declared: SecretFields | bool | None) -> None:
+        inner = declared.items if isinstance(declared, SecretFields) else None
+        if inner is True:
+            secret = True
+        names = named_tuple_fields(value)
+        if names is not None:  # (its fields by name, as a dataclass's)
+            pending.append(pairs(zip(names, value, strict=False), secret, None))
+        elif secret:
+            pending.append((True, v, inner, None) for v in value)
+        else:
+            pending.append(sequence_items(value, inner))
+
     def visit(value: Any, secret: bool, declared: SecretFields | bool | None, name: Any) -> None:
         if isinstance(value, Mapping):
             pending.append(pairs(value.items(), secret, declared))
         elif isinstance(value, (list, tuple, set, frozenset)):
-            inner = declared.items if isinstance(declared, SecretFields) else None
-            if inner is True:
-                secret = True
-            if secret:
-                pending.append((True, v, inner, None) for v in value)
-            else:
-                pending.append(sequence_items(value, inner))
+            visit_items(value, secret, declared)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
             if not secret and isinstance(value, str) and "://" in value and "@" in value:
                 found.extend(_url_passwords(value))  # a connection URL under any key
@@ -441,6 +527,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 return
             visit(hidden, True, None, name)  # text, bytes, an int, or a container of them
         elif value is not None and not isinstance(value, float):
+            if is_collection(value):  # (a deque, a dict's view: read as a list)
+                visit_items(value, secret, declared)
+                return
             fields = object_fields(value)
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
@@ -748,11 +837,12 @@ def redact(
     ``"[REDACTED]"``; every occurrence of one of
     ``secrets`` (or of one of its encoded forms, see :func:`encoded_forms`) inside a string or
     a key (and a number equal to one) is replaced too, so a secret repeated under an ordinary
-    key or echoed in a result does not leak. A dataclass instance or a pydantic model becomes a
-    mapping of the fields its ``repr`` shows (see :func:`object_fields`), so its secret-named
-    fields are redacted like keys; in a list, tuple or set, a ``(name, value)`` pair whose
-    name looks secret keeps its name and has its value redacted (see :func:`is_secret_pair`).
-    Strings longer than ``MAX_STRING_CHARS`` are truncated;
+    key or echoed in a result does not leak. A dataclass instance, a pydantic model, an
+    ``attrs`` instance or a namespace becomes a mapping of the fields its ``repr`` shows (see
+    :func:`object_fields`), so its secret-named fields are redacted like keys; a named tuple
+    stays a list, its items under secret-looking field names redacted; in a list, tuple or
+    set, a ``(name, value)`` pair whose name looks secret keeps its name and has its value
+    redacted (see :func:`is_secret_pair`). Strings longer than ``MAX_STRING_CHARS`` are truncated;
     anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
     float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
     deeper than 8 levels is replaced by ``"…"``.
@@ -822,6 +912,8 @@ class _Copier:
                 return value
         if isinstance(value, str):
             return self.string(self.text(value, MAX_STRING_CHARS))
+        if is_collection(value):  # (a deque, a dict's view: copied as a list)
+            return self.copy_items(value, depth, declared)
         fields = object_fields(value, hidden=False)
         if fields is not None:
             return self.copy_pairs(fields, depth, declared)
@@ -870,18 +962,22 @@ class _Copier:
     def copy_items(
         self, value: Iterable[Any], depth: int, declared: SecretFields | None = None
     ) -> list[Any]:
-        """The redacted copy of a list, tuple or set (as a list)."""
+        """The redacted copy of a list, tuple or set (as a list; a named tuple's items whose
+        field names look secret redacted)."""
         under = None if declared is None else declared.items
         each = _node(under)  # (what each item declares)
+        # A named tuple's items are its fields: one with a secret-looking name is redacted.
+        names = named_tuple_fields(value)
+        secret_at = () if names is None else [_is_secret_name(name) for name in names]
         out: list[Any] = []
         self.size += 1  # "["; "]" once written
-        for inner in value:
+        for index, inner in enumerate(value):
             if self.full():
                 out.append("…")
                 break
             if out:
                 self.size += 1  # a comma
-            if under is True:
+            if under is True or (secret_at and secret_at[index]):
                 out.append(self.string(REDACTED))
             elif is_secret_pair(inner):
                 out.append(self.copy_secret_pair(inner, depth + 1))

@@ -24,6 +24,9 @@ holds no other worker's messages).
   ends that call with ``error_type`` ``worker_crashed`` (``cpu_limit`` when the CPU budget
   ended it) and is replaced; what is left of its process group is killed (what the tool
   started there must not run on, orphaned); the other calls go on.
+* **Stops.** A worker told to stop, or retiring after a limit, exits by itself; one that has
+  not within ``_STOP_GRACE`` seconds (something in it hangs as it exits) is killed with its
+  group, so that it keeps neither its place nor ``shutdown(wait=True)`` waiting.
 
 What crosses to a worker is pickled: the tool object and the call's parameters (a call whose
 tool or parameters cannot be pickled is refused at once, ``error_type`` ``not_picklable``), and
@@ -79,7 +82,6 @@ from laios.execution._runners.process_worker import (
     CPU_BUDGET_ENFORCED,
     DONE,
     LARGE,
-    LARGE_MESSAGE_BYTES,
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
@@ -117,6 +119,11 @@ _WATCH_CPU = sys.platform == "linux" and hasattr(time, "clock_gettime")
 #: worker's own timer and ``RLIMIT_CPU`` stop a tool sooner, unless it ignores their signals.
 _CPU_GRACE = 0.5
 
+#: Seconds a worker told to stop (or retiring by itself) has to exit before the reader kills
+#: it with its group: its exit takes milliseconds, unless something in it hangs (a standard
+#: stream a tool put in place that never flushes, a thread it left holding the GIL).
+_STOP_GRACE = 2.0
+
 #: The shortest wait between two looks at a worker's CPU clock, in seconds.
 _CPU_WATCH_STEP = 0.05
 
@@ -127,6 +134,12 @@ _CPUS = os.cpu_count() or 1
 #: ``execute_parallel``), in bytes: a larger one is pickled, and sent, on another thread,
 #: so that the loop is never held for longer than pickling this much takes.
 LOOP_PICKLE_BYTES = 256 * 1024
+
+#: The largest call written to its worker on the thread that hands it over, in bytes: a
+#: larger one is written on a thread of its own. A worker reads nothing while a thread its last
+#: tool left holds the GIL, and a write larger than the pipe holds (a socket's buffers, a few
+#: hundred KiB on Linux) would then hold that thread until the call's timeout had long passed.
+SEND_HERE_BYTES = 64 * 1024
 
 #: The most threads a runner pickles such calls on at once: more calls wait their turn, in
 #: the order they came, so that many large calls at once never mean a thread each. (The
@@ -261,7 +274,17 @@ class _Call:
 class _Worker:
     """One worker process and the caller's end of its pipe."""
 
-    __slots__ = ("call", "conn", "killed", "over_budget", "pid", "process", "sending", "stopping")
+    __slots__ = (
+        "call",
+        "conn",
+        "killed",
+        "over_budget",
+        "pid",
+        "process",
+        "sending",
+        "stop_by",
+        "stopping",
+    )
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
@@ -270,6 +293,7 @@ class _Worker:
         self.call: _Call | None = None  # the call it runs now
         self.killed = False  # killed by the runner (its call, if any, was abandoned)
         self.stopping = False  # told to stop (no call will be sent to it)
+        self.stop_by = math.inf  # when it must have exited once stopping (monotonic)
         self.over_budget = False  # killed by the runner for going past its call's CPU budget
         # Calls being written to ``conn`` outside the pool's lock: while there are any, its
         # pipe is not closed, even once the worker is gone (see ``_Pool.send``).
@@ -551,6 +575,9 @@ class _Pool:
         self.start_error: Exception | None = None  # why the last worker could not start
         self.start_tries = 0  # how many times it was tried
         self.cpu_watches: dict[int, _CpuWatch] = {}  # by worker pid (read by the reader)
+        # Workers told to stop, or retiring, that have not exited yet: by pid (read by the
+        # reader, which kills one still there at its ``stop_by``).
+        self.exiting: dict[int, _Worker] = {}
         # Large messages read on threads of their own, for the reader to deliver: the worker,
         # the loaded message (``None``: dropped) and whether the pipe could be read.
         self.transferred: list[tuple[_Worker, tuple[Any, ...] | None, bool]] = []
@@ -581,6 +608,7 @@ class _Pool:
         self.to_pickle = deque()
         self.pickling_threads = 0
         self.cpu_watches = {}
+        self.exiting = {}
         self.transferred = []
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader = None
@@ -721,7 +749,7 @@ class _Pool:
                 worker.call = None
                 call = self.next_for(worker)
 
-    def send(self, worker: _Worker, call: _Call) -> None:
+    def send(self, worker: _Worker, call: _Call, *, own_thread: bool = False) -> None:
         """Send a running call (counted in ``worker.sending``) to its worker; report it as
         crashed when the worker is gone and the reader, which saw it go before the call was
         sent, could not.
@@ -733,14 +761,20 @@ class _Pool:
         would then run this call and answer it for its own next call. (A pipe the reader
         closed before the write began is refused by ``send_bytes`` with ``OSError``.)
 
-        A call larger than ``LARGE_MESSAGE_BYTES`` is not written on the reader thread (which
-        sends the queued calls freed workers take, and may run callbacks that submit calls):
-        it is handed to a thread of its own, so that its write holds no other worker's
-        messages.
+        A call larger than :data:`SEND_HERE_BYTES` (``own_thread`` false) is handed to a
+        thread of its own, whichever thread hands it to its worker: on the reader thread
+        (which sends the queued calls freed workers take, and may run callbacks that submit
+        calls) its write would hold every other worker's messages; on the caller's, it would
+        hold the caller until the worker has read it all, past the task's timeout or
+        cancellation when the worker does not read (a thread its last tool left holding the
+        GIL), since the caller's side can kill the worker only once the call is handed over.
         """
-        if len(call.payload) > LARGE_MESSAGE_BYTES and threading.current_thread() is self.reader:
+        if len(call.payload) > SEND_HERE_BYTES and not own_thread:
             threading.Thread(
-                target=self.send, args=(worker, call), name="laios-process-send"
+                target=self.send,
+                args=(worker, call),
+                kwargs={"own_thread": True},
+                name="laios-process-send",
             ).start()
             return
         if call.cpu_seconds is not None and _WATCH_CPU:
@@ -836,9 +870,43 @@ class _Pool:
     def stop_worker(self, worker: _Worker) -> None:
         """Tell an idle worker to exit (under the lock)."""
         if not worker.stopping:
-            worker.stopping = True
+            self.mark_stopping(worker)
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(pickle.dumps(None))
+            if threading.current_thread() is not self.reader:
+                self.wake()  # (to watch for its exit)
+
+    def mark_stopping(self, worker: _Worker) -> None:
+        """Note that ``worker`` exits by itself now, as it must within ``_STOP_GRACE``
+        seconds (under the lock)."""
+        worker.stopping = True
+        worker.stop_by = time.monotonic() + _STOP_GRACE
+        self.exiting[worker.pid] = worker
+
+    def stop_due(self) -> float | None:
+        """Seconds until the reader must kill a worker that has not exited by its
+        ``stop_by`` (``None``: none is stopping; under the lock)."""
+        if not self.exiting:
+            return None
+        due = min(worker.stop_by for worker in self.exiting.values())
+        return max(due - time.monotonic(), 0.0)
+
+    def check_stops(self) -> None:
+        """Kill, with their groups, the workers that were to exit by now and have not (what
+        they still do, a standard stream a tool put in place that never flushes, a thread
+        holding the GIL, must not keep their place, or ``shutdown(wait=True)``, for ever)."""
+        now = time.monotonic()
+        with self.lock:
+            late = [worker for worker in self.exiting.values() if worker.stop_by <= now]
+            for worker in late:
+                del self.exiting[worker.pid]
+        for worker in late:
+            _log.warning(
+                "worker process %d did not exit within %.0f seconds of being stopped; killed",
+                worker.pid,
+                _STOP_GRACE,
+            )
+            _kill_group(worker.pid)
 
     # -- the reader thread -----------------------------------------------------------------
 
@@ -864,6 +932,9 @@ class _Pool:
                     return
                 current = dict(self.workers)
                 timeout = self.cpu_due()
+                stop_due = self.stop_due()
+                if stop_due is not None:
+                    timeout = stop_due if timeout is None else min(timeout, stop_due)
                 transferred, self.transferred = self.transferred, []
             for worker, message, readable in transferred:
                 transfers.discard(worker.pid)
@@ -916,6 +987,7 @@ class _Pool:
                 self.lost(worker)
             if timeout is not None:
                 self.check_cpu()
+                self.check_stops()
 
     def transfer(self, worker: _Worker) -> None:
         """Read and load a worker's large message (on a thread of its own), then hand it to
@@ -984,7 +1056,7 @@ class _Pool:
                 following = self.next_for(worker) if stays else None
                 if retire:
                     worker.call = None
-                    worker.stopping = True  # it exits by itself
+                    self.mark_stopping(worker)  # it exits by itself
             if current and call is not None:
                 call.events.finished(outcome)
             if following is not None:
@@ -1018,6 +1090,7 @@ class _Pool:
                 with contextlib.suppress(OSError):
                     worker.conn.close()
             self.cpu_watches.pop(worker.pid, None)
+            self.exiting.pop(worker.pid, None)
             with contextlib.suppress(ValueError):
                 self.idle.remove(worker)
             call = worker.call
