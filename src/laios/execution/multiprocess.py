@@ -53,10 +53,12 @@ How:
   into ``other``, and likewise error types and custom metrics, so the retired file stays bounded
   too; but one that a live process's file still exports keeps its own label until none does
   (added into ``other`` at once, its series would drop by the gone processes' part), so the
-  labels past the limits are never more than the live processes export. The retired file
-  names the files it has absorbed until they are deleted, so a fold cut short between the two
-  steps never counts a file twice. Any scrape folds the files of gone processes; gunicorn's
-  ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
+  labels past the limits are never more than the live processes export. Likewise past 100
+  sets of constant labels (as many as one process exports), further sets add into one whose
+  values are all ``other``. The retired file names the files it has absorbed until they are
+  deleted, so a fold cut short between the two steps never counts a file twice. Any scrape
+  folds the files of gone processes; gunicorn's ``child_exit`` hook
+  (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
 - **Gauges are summed over live processes**: ``laios_tasks_in_flight``,
   ``laios_executor_workers``, ``laios_executor_queue_depth`` and
   ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
