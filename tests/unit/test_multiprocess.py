@@ -1366,6 +1366,30 @@ def test_enable_after_disable_counts_this_process_once(
     assert tasks_total(scrape(registry)) == 5
 
 
+def test_enable_after_disable_with_another_registry_on_the_same_directory_is_refused(
+    directory: Path, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """After disable(), this process's file still holds its counts: a second export of it, for
+    another registry exporting the same store, would count them twice (3 tasks read as 6).
+    Refused, naming the file and saying what to do; the same registry takes the file up, and
+    another directory is fine."""
+    file = enable(directory, interval=INTERVAL, registry=registry, store=store).path
+    run_tasks(store, 3)
+    disable()
+    other = CollectorRegistry()
+    with pytest.raises(ValueError, match="another registry") as refused:
+        enable(directory, interval=INTERVAL, registry=other, store=store)
+    assert str(file) in str(refused.value)
+    assert current() is None
+    enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert tasks_total(scrape(registry)) == 3
+    disable()
+    elsewhere = directory.parent / "elsewhere"
+    elsewhere.mkdir()
+    enable(elsewhere, interval=INTERVAL, registry=other, store=store)
+    assert tasks_total(scrape(other)) == 3
+
+
 def test_after_disable_the_others_keep_this_process_counters_and_drop_its_gauges(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
 ) -> None:

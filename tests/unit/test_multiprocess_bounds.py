@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from multiprocess_work import run_tasks
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from laios.execution._shared_totals import RETIRED
-from laios.execution._totals import ExportedTotals
+from laios.execution._totals import MAX_LABEL_SETS, ExportedTotals
 from laios.execution._totals_files import read_document, sections_of
 from laios.execution.multiprocess import MultiprocessExport, disable, enable, sweep
 from laios.execution.prometheus import ensure_collector
@@ -244,3 +244,40 @@ def worker_with(
     if metric is not None:
         store.record_custom("t", metric, 1.0, "")
     return store
+
+
+def test_gone_workers_with_constant_labels_of_their_own_leave_a_bounded_retired_file(
+    tmp_path: Path,
+) -> None:
+    """Workers replaced for ever, each with a constant label value of its own (a worker id):
+    past 100 label sets, the retired totals add further ones into one set whose values are
+    ``other``, as tools past their cap join ``other``; every task stays counted, and a label
+    set past the cap that a live worker exports keeps its own series."""
+    live_store = MetricStore(labels={"worker": "w-live"})
+    run_tasks(live_store, 1, "echo")
+    registry = CollectorRegistry()
+    enable(tmp_path, registry=registry, store=live_store)
+    for index in range(MAX_LABEL_SETS + 20):
+        store = MetricStore(labels={"worker": f"w{index}"})
+        run_tasks(store, 1, "echo")
+        leave_a_gone_process(tmp_path, store)
+        if index == MAX_LABEL_SETS + 10:
+            gone_twin = MetricStore(labels={"worker": "w-live"})
+            run_tasks(gone_twin, 1, "echo")
+            leave_a_gone_process(tmp_path, gone_twin)
+        if index % 25 == 0:
+            sweep(tmp_path)
+    sweep(tmp_path)
+    retired = {totals.labels for totals in retired_totals(tmp_path)}
+    assert len(retired) <= MAX_LABEL_SETS + 2  # (the "other" set, and the live worker's)
+    text = generate_latest(registry).decode()
+    total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("laios_tasks_total{") and 'outcome="success"' in line
+    )
+    assert total == MAX_LABEL_SETS + 20 + 2
+    live = {"tool": "echo", "outcome": "success", "worker": "w-live"}
+    assert registry.get_sample_value("laios_tasks_total", live) == 2
+    other = {"tool": "echo", "outcome": "success", "worker": "other"}
+    assert (registry.get_sample_value("laios_tasks_total", other) or 0) >= 20

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 pytest.importorskip("opentelemetry.sdk.metrics")
 
@@ -30,7 +31,12 @@ from opentelemetry import metrics as otel_metrics_api
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 from opentelemetry.metrics import _internal as metrics_internal
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    Histogram,
+    MeterProvider,
+    ObservableCounter,
+    ObservableUpDownCounter,
+)
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -52,6 +58,7 @@ from laios.execution.otel_metrics import (
     instrument_metrics,
     metric_views,
 )
+from laios.execution.prometheus import ensure_collector
 from laios.execution.store import FinishedTask, MetricStore
 from laios.tools.registry import ToolRegistry
 
@@ -566,7 +573,7 @@ def test_instrumenting_again_after_uninstrument_reports_again(
 
 
 def test_the_store_is_held_weakly(reader: InMemoryMetricReader, provider: MeterProvider) -> None:
-    """Instrumenting does not keep a store alive; once collected, nothing is reported for it."""
+    """Instrumenting does not keep a store alive; once collected, its gauges leave."""
     store = MetricStore()
     handle = instrument_metrics(store, meter_provider=provider)
     finish(store, "echo")
@@ -576,8 +583,59 @@ def test_the_store_is_held_weakly(reader: InMemoryMetricReader, provider: MeterP
     gc.collect()
     assert gone() is None
     assert (handle.active, handle.store) == (False, None)
-    # (the SDK keeps what the two histograms recorded: cumulative, as recorded)
-    assert set(collect(reader)) <= {DURATION, QUEUE_WAIT}
+    metrics = collect(reader)
+    assert points(metrics, "laios.task.in_flight")[attrs(gen_ai__tool__name="echo")].value == 0
+
+
+def test_a_gone_stores_counters_stay_counted_as_prometheus_keeps_them() -> None:
+    """Executors that come and go, each with a store of its own: once a store is collected,
+    its counts stay in the counters (the Prometheus collector folds them too), so a cumulative
+    reader never sees a counter go backwards and a delta reader never gets a negative delta."""
+    cumulative = InMemoryMetricReader()
+    delta = InMemoryMetricReader(
+        preferred_temporality=dict.fromkeys(
+            (ObservableCounter, ObservableUpDownCounter, Histogram), AggregationTemporality.DELTA
+        )
+    )
+    provider = MeterProvider(metric_readers=[cumulative, delta])
+    registry = CollectorRegistry()
+    success = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+    failed = attrs(gen_ai__tool__name="echo", error__type="ValueError")
+    seen: list[tuple[int, int]] = []
+    deltas: list[int] = []
+    try:
+        kept = MetricStore()
+        instrument_metrics(kept, meter_provider=provider)
+        ensure_collector(kept, registry)
+        finish(kept, "echo")
+        for _ in range(3):
+            store = MetricStore()
+            instrument_metrics(store, meter_provider=provider)
+            ensure_collector(store, registry)
+            finish(store, "echo")
+            finish(store, "echo", outcome="error", error_type="ValueError")
+            for last in (False, True):
+                if last:
+                    gone = weakref.ref(store)
+                    del store
+                    gc.collect()
+                    assert gone() is None
+                metrics = collect(cumulative)
+                seen.append(
+                    (
+                        points(metrics, "laios.tasks")[success].value,
+                        points(metrics, "laios.task.errors")[failed].value,
+                    )
+                )
+            deltas.append(points(collect(delta), "laios.tasks")[success].value)
+        assert seen == [(2, 1), (2, 1), (3, 2), (3, 2), (4, 3), (4, 3)]
+        assert deltas == [2, 1, 1]
+        sample = registry.get_sample_value(
+            "laios_tasks_total", {"tool": "echo", "outcome": "success"}
+        )
+        assert sample == 4
+    finally:
+        provider.shutdown()
 
 
 def test_two_stores_on_one_provider_add_up(

@@ -48,7 +48,7 @@ def test_instrumenting_four_times_the_stores_takes_about_four_times_as_long() ->
     assert large / small < 9, (small, large)
 
 
-def test_many_stores_are_added_together_and_each_leaves_on_uninstrument() -> None:
+def test_many_stores_are_added_together_and_each_leaves_on_uninstrument_not_when_gone() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider([reader])
     stores = [MetricStore() for _ in range(300)]
@@ -76,11 +76,11 @@ def test_many_stores_are_added_together_and_each_leaves_on_uninstrument() -> Non
     assert results() == 200
     del stores[100:150], handles[100:150]
     gc.collect()
-    assert results() == 150
+    assert results() == 200  # (the counts of gone stores stay: a counter never goes back)
     again = instrument_metrics(stores[0], meter_provider=provider)
     assert again.active
     assert again is not handles[0]
-    assert results() == 151
+    assert results() == 201
     provider.shutdown()
 
 

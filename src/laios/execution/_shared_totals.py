@@ -46,7 +46,7 @@ from pathlib import Path
 from laios.execution import _totals_files
 from laios.execution._aggregates import LabelSet
 from laios.execution._logs import WarningLimiter
-from laios.execution._totals import ExportedTotals, capped_totals, sum_totals
+from laios.execution._totals import MAX_LABEL_SETS, ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
     DEFAULT_LIMITS,
     FILE_MODE,
@@ -371,7 +371,7 @@ def retire(
         return [section.totals for section in read_live() if section.totals.labels == labels]
 
     retired = []
-    for section in add_up([*previous, *gone]):
+    for section in _within_label_sets(add_up([*previous, *gone]), read_live):
         before = earlier.get(_identity(section))
         prior = None
         if before is not None:  # (the order of its keys says which are within the limits:
@@ -382,6 +382,50 @@ def retire(
         totals = capped_totals(section.totals, limits, prior, read)
         retired.append(section._replace(totals=totals, limits=limits))
     return retired
+
+
+#: The value every constant label takes in the retired totals of the label sets past
+#: :data:`~laios.execution._totals.MAX_LABEL_SETS`.
+_OTHER_VALUE = "other"
+
+
+def _past_the_cap(labels: LabelSet) -> bool:
+    """Whether ``labels`` is where label sets past the cap are added (every value ``other``;
+    the empty set too): it never counts towards the cap, and is never moved."""
+    return all(value == _OTHER_VALUE for _name, value in labels)
+
+
+def _within_label_sets(sections: list[Section], live: Callable[[], list[Section]]) -> list[Section]:
+    """``sections`` (the retired file's first) with at most
+    :data:`~laios.execution._totals.MAX_LABEL_SETS` sets of constant labels, as a process's
+    registry keeps at most that many: those past it that no live process exports are added
+    into one set with the same names and every value ``other``, as tools past their cap join
+    ``other``. So workers replaced for ever, each with label values of its own (a worker id),
+    leave a bounded retired file and ``/metrics``, and every count stays in the sum. The sets
+    within the cap keep their place; one past it that a live process exports keeps its own
+    series while one does (moved at once, that series would drop by the gone part)."""
+    kept = list(
+        dict.fromkeys(s.totals.labels for s in sections if not _past_the_cap(s.totals.labels))
+    )
+    if len(kept) <= MAX_LABEL_SETS:
+        return sections
+    exported = {section.totals.labels for section in live()}
+    moved = {labels for labels in kept[MAX_LABEL_SETS:] if labels not in exported}
+    if not moved:
+        return sections
+    return add_up(
+        [
+            section._replace(
+                totals=dataclasses.replace(
+                    section.totals,
+                    labels=tuple((name, _OTHER_VALUE) for name, _value in section.totals.labels),
+                )
+            )
+            if section.totals.labels in moved
+            else section
+            for section in sections
+        ]
+    )
 
 
 def without_gauges(section: Section) -> Section:

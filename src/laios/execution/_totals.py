@@ -259,6 +259,7 @@ class _Group:
         "max_custom_metrics",
         "max_error_types",
         "max_tool_labels",
+        "members",
         "queue_wait_bounds",
         "tools",
     )
@@ -272,6 +273,8 @@ class _Group:
         self.max_custom_metrics = counts.max_custom_metrics
         self.tools: dict[str, ToolAggregates] = {}
         self.custom: dict[tuple[str, str], tuple[int, float]] = {}
+        #: The table's entries (live stores, and gone ones not folded yet) with these labels.
+        self.members = 0
 
     def join(self, counts: StoreCounts) -> None:
         """Take in a store's limits (the group keeps the largest of each)."""
@@ -478,6 +481,9 @@ class StoreTable:
         for group in self._groups.values():
             group.tools = {}
             group.custom = {}
+            group.members = 0
+        for entry in self._entries.values():
+            self._groups[entry.counts.labels].members += 1
         self._gone = False
 
     def add(self, store: MetricStore) -> bool:
@@ -522,7 +528,23 @@ class StoreTable:
                             "...)), or another registry"
                         )
                 group.join(counts)
+            group.members += 1
             self._entries[id(store)] = _Entry(weakref.ref(store, self._released), counts)
+            return True
+
+    def remove(self, store: MetricStore) -> bool:
+        """Stop reporting ``store``, a live one, counts and all (nothing is folded); ``False``
+        when it is not reported here."""
+        with self._lock:
+            entry = self._entries.get(id(store))
+            if entry is None or entry.ref() is not store:
+                return False
+            del self._entries[id(store)]
+            labels = entry.counts.labels
+            group = self._groups[labels]
+            group.members -= 1
+            if not group.members and group.empty:  # (nothing left to report)
+                del self._groups[labels]
             return True
 
     def stores(self) -> tuple[MetricStore, ...]:
@@ -628,6 +650,7 @@ class StoreTable:
         gone = [entries.pop(key).counts for key, e in list(entries.items()) if e.ref() is None]
         folded: dict[LabelSet, _LiveKeys] = {}
         for counts in gone:
+            self._groups[counts.labels].members -= 1
             live = folded.get(counts.labels)
             if live is None:
                 same = [e.counts for e in entries.values() if e.counts.labels == counts.labels]
@@ -785,8 +808,8 @@ def capped_totals(
 def read_stores(stores: Iterable[MetricStore]) -> list[ExportedTotals]:
     """Read each store once (:meth:`MetricStore.aggregates`) and add them together per set of
     constant labels, without folding anything: the live numbers of exactly these stores (the
-    OpenTelemetry view reads its stores so). Stores with the same labels and other bucket bounds
-    are kept apart."""
+    OpenTelemetry view reads so the stores its table cannot take). Stores with the same labels
+    and other bucket bounds are kept apart."""
     parts: list[ExportedTotals] = []
     for store in stores:
         read = store.aggregates()

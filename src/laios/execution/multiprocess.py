@@ -53,10 +53,12 @@ How:
   into ``other``, and likewise error types and custom metrics, so the retired file stays bounded
   too; but one that a live process's file still exports keeps its own label until none does
   (added into ``other`` at once, its series would drop by the gone processes' part), so the
-  labels past the limits are never more than the live processes export. The retired file
-  names the files it has absorbed until they are deleted, so a fold cut short between the two
-  steps never counts a file twice. Any scrape folds the files of gone processes; gunicorn's
-  ``child_exit`` hook (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
+  labels past the limits are never more than the live processes export. Likewise past 100
+  sets of constant labels (as many as one process exports), further sets add into one whose
+  values are all ``other``. The retired file names the files it has absorbed until they are
+  deleted, so a fold cut short between the two steps never counts a file twice. Any scrape
+  folds the files of gone processes; gunicorn's ``child_exit`` hook
+  (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
 - **Gauges are summed over live processes**: ``laios_tasks_in_flight``,
   ``laios_executor_workers``, ``laios_executor_queue_depth`` and
   ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
@@ -536,9 +538,11 @@ def enable(
         ValueError: When there is no directory (or an empty path), it does not exist, is not a
             directory or is not writable; when ``interval`` is out of range; when multiprocess
             mode is already on in this process with another directory, registry or
-            ``interval``. (In a gunicorn worker, whose master checked the directory at start, a
-            directory deleted since is warned instead: the worker writes its file once it is
-            back.)
+            ``interval``; when it was on with the same directory and another registry
+            (this process's file still holds its counts: a second file would count twice the
+            stores both registries export). (In a gunicorn worker, whose master checked the
+            directory at start, a directory deleted since is warned instead: the worker writes
+            its file once it is back.)
         TypeError: When ``directory`` is not a path or ``interval`` not a number.
         RuntimeError: Without POSIX file locks (Windows).
     """
@@ -566,6 +570,17 @@ def enable(
             return current
         if current is not None:  # closed (by its close(), not by disable())
             _closed_exports.setdefault((current.directory, current.registry), current)
+        for (folder, used), closed in _closed_exports.items():
+            if folder == path and used is not the_registry and closed.path is not None:
+                # (its file holds this process's counts of the stores that registry exports:
+                # a second file, of a registry exporting the same stores, would count them twice)
+                raise ValueError(
+                    f"multiprocess mode was on in this process with another registry, and "
+                    f"its file {closed.path} still holds this process's counts: enable() "
+                    "with that registry takes it up again (one export per process and "
+                    "directory; a second file would count the stores both registries "
+                    "export twice), or use another directory"
+                )
         collector = ensure_collector(store, the_registry)
         if seconds is None:
             seconds = DEFAULT_INTERVAL

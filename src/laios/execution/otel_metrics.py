@@ -28,8 +28,9 @@ once per task, from the store's finish listener (:meth:`MetricStore.add_finish_l
 label values: the store's ``tool`` label (``unknown`` for a tool that is not registered,
 ``other`` past the store's cap) and its bounded error types; never a task id.
 
-A store is held weakly: instrumenting it does not keep it alive, and once it is garbage
-collected the callbacks stop reporting it.
+A store is held weakly: instrumenting it does not keep it alive. Once it is garbage collected
+its counts stay in the counters (folded as the Prometheus collector folds a gone store's, so
+that no counter goes backwards), and its gauges leave.
 
 Example:
     >>> from opentelemetry.sdk.metrics import MeterProvider
@@ -63,7 +64,13 @@ from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT
 from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
 from laios.execution._checks import not_a_class
 from laios.execution._forks import reset_after_fork
-from laios.execution._totals import ExportedTotals, export_label, read_stores
+from laios.execution._totals import (
+    ExportedTotals,
+    StoreTable,
+    export_label,
+    read_stores,
+    sum_totals,
+)
 from laios.execution.store import FinishedTask, MetricStore, get_default_store
 from laios.execution.tracing import SCHEMA_URL
 
@@ -219,11 +226,14 @@ class _Instruments:
     """
 
     def __init__(self) -> None:
-        #: The instrumentations reporting here, in the order added (a dict: adding and
-        #: removing one take the same time however many there are), under ``_handles_lock``.
-        #: One whose store is gone stays until it is pruned (see _prune); reads skip it.
-        self._handles: dict[MetricsInstrumentation, None] = {}
-        #: Held only to change or copy ``_handles``, never while calling out: the callbacks
+        #: The instrumented stores, and the counts of those that are gone, folded as the
+        #: Prometheus collector folds them: a counter never goes backwards when a store goes.
+        self._table = StoreTable()
+        #: The instrumentations whose store the table could not take (the same constant labels
+        #: as another store's and other bucket bounds, or one set of labels too many): read
+        #: live, and left out once gone. A dict, under ``_handles_lock``.
+        self._loose: dict[MetricsInstrumentation, None] = {}
+        #: Held only to change or copy ``_loose``, never while calling out: the callbacks
         #: take it inside the SDK's collection lock, and ``create`` takes the SDK's lock.
         self._handles_lock = threading.Lock()
         reset_after_fork(self)
@@ -243,13 +253,23 @@ class _Instruments:
 
     def add(self, handle: MetricsInstrumentation) -> None:
         """Report ``handle``'s store here."""
-        with self._handles_lock:
-            self._handles[handle] = None
+        store = handle.store
+        if store is None:
+            return
+        try:
+            self._table.add(store)
+        except ValueError:
+            with self._handles_lock:
+                self._loose[handle] = None
 
     def discard(self, handle: MetricsInstrumentation) -> None:
-        """Stop reporting ``handle``'s store here (nothing when it does not report here)."""
+        """Stop reporting ``handle``'s store here, its counts with it (nothing when it does
+        not report here; a gone store's counts stay)."""
         with self._handles_lock:
-            self._handles.pop(handle, None)
+            self._loose.pop(handle, None)
+        store = handle.store
+        if store is not None:
+            self._table.remove(store)
 
     @property
     def complete(self) -> bool:
@@ -341,8 +361,8 @@ class _Instruments:
     # -- at collection (the asynchronous instruments' callbacks) -----------------------------
 
     def _read(self, instrument: str) -> list[ExportedTotals]:
-        """The instrumented stores' aggregates added together per set of constant labels,
-        read once per collection.
+        """The instrumented stores' aggregates and the folded counts of the gone ones, added
+        together per set of constant labels, read once per collection.
 
         The SDK calls the callbacks of one provider's collection one after the other (and a
         collection at a time), each instrument once; so a read serves each instrument once and
@@ -359,12 +379,14 @@ class _Instruments:
             last[2].add(instrument)
             return last[1]
         with self._handles_lock:
-            handles = list(self._handles)
-        stores = [store for handle in handles if (store := handle.store) is not None]
-        if not stores:
+            loose = list(self._loose)
+        totals = self._table.totals()
+        stores = [store for handle in loose if (store := handle.store) is not None]
+        if stores:
+            totals = sum_totals([*totals, *read_stores(stores)])
+        if not totals:
             self._last_read = None
             return []
-        totals = read_stores(stores)
         self._last_read = (time.monotonic(), totals, {instrument})  # (when the read ended)
         return totals
 
@@ -453,7 +475,8 @@ class MetricsInstrumentation:
         """Stop reporting the store: its listener is removed and the callbacks leave it out.
 
         The instruments stay registered with the provider (the OpenTelemetry API cannot remove
-        one); without a store they report nothing. Calling it again is harmless.
+        one); without a store they report only what gone stores left. Calling it again is
+        harmless.
         """
         with _lock:
             instruments = self._instruments
