@@ -458,7 +458,25 @@ class Job(TaskRecord):
                 raise
 
     def refused(self, refusal: Refusal) -> None:
-        """The runner gave up on the call before starting it: finish as rejected."""
+        """The runner gave up on the queued call before starting it: finish as rejected, or as
+        ``timeout`` when the call's deadline has passed (a task still queued at its deadline
+        times out there, never started; its caller, late to strike, had not ended it yet: a
+        loop busy elsewhere, or a batch's timer abandoning another of its tools first)."""
+        deadline = self.deadline
+        if deadline is None or time.monotonic() < deadline:
+            self.rejected(refusal)
+            return
+        with self.env.lock:
+            if self.phase != QUEUED:
+                return
+            self.phase = DONE
+        self.unstarted = True
+        self.cancel_requested = True
+        self.finish("timeout", self.timeout_message(queued=True), "timeout")
+
+    def rejected(self, refusal: Refusal) -> None:
+        """Finish as rejected: the call was refused as it was accepted or handed over (or,
+        through :meth:`refused`, given up by its runner while queued)."""
         with self.env.lock:
             if self.phase != QUEUED:
                 return

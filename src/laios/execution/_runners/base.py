@@ -184,7 +184,8 @@ class RunEvents(TaskEvents, Protocol):
         """The tool returned or raised. Called once, unless ``started`` said no."""
 
     def refused(self, refusal: Refusal) -> None:
-        """The runner gave up on the call before starting it (it will never start)."""
+        """The runner gave up on the call before starting it (it will never start). A call
+        whose deadline has passed ends ``timeout`` then: it was still queued at its deadline."""
 
 
 class Handle(Protocol):
