@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from laios.core.types import Context, Task, TaskStatus
+from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.runners import Handle, Refusal, RunEvents, ThreadRunner, ToolCall
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool
@@ -125,6 +125,80 @@ def test_a_batch_past_its_deadline_times_out_queued_tasks_without_rejecting_them
     # A tool may pass its start check just before the deadline: allow a generous margin.
     assert all(start - submitted < 1.0 + 0.25 for start in tool.started)
     assert len(tool.started) == 100 - len(never_started)
+
+
+def _hold_the_loop_until(moment: float) -> None:
+    """Keep the running event loop (its timers with it) busy until ``time.monotonic()`` has
+    passed ``moment``: a loop late to strike its tasks' deadlines."""
+    while time.monotonic() <= moment:
+        time.sleep(0.01)
+
+
+def test_tasks_queued_past_their_deadline_time_out_when_the_last_thread_is_abandoned(
+    make_executor: Any, make_task: Any, context: Context, gate: Any, calls: list[Any]
+) -> None:
+    """The batch's timer strikes late, every deadline past: it abandons the running tool, the
+    only usable thread, first. The tasks queued behind it were past their deadlines already:
+    they end ``timeout`` (never started), not ``rejected`` as ``saturated``."""
+    executor = make_executor(max_workers=1, replacement_threads=0)
+    tasks = [make_task("blocked")] + [make_task("echo", text=str(n)) for n in range(3)]
+
+    async def scenario() -> list[TaskResult]:
+        batch = asyncio.ensure_future(executor.execute_parallel(tasks, context, timeout=0.2))
+        await asyncio.sleep(0)  # (the batch is accepted in this turn: under one chunk)
+        accepted = time.monotonic()
+        assert gate.wait_entered(1)
+        _hold_the_loop_until(accepted + 0.2)
+        return await batch
+
+    results = asyncio.run(scenario())
+    assert [r.metadata["outcome"] for r in results] == ["timeout"] * 4, [r.error for r in results]
+    assert all("never started" in (r.error or "") for r in results[1:])
+    assert [name for name, _ in calls] == ["blocked"]
+    assert "saturated" not in _errors(executor.store)
+
+
+@pytest.mark.parametrize("abandoned_by", ["execute_task", "execute_with_retry"])
+@pytest.mark.parametrize("awaited_by", ["execute_async", "execute_with_retry_async"])
+def test_a_task_queued_past_its_deadline_times_out_when_another_call_saturates(
+    make_executor: Any,
+    make_task: Any,
+    context: Context,
+    gate: Any,
+    calls: list[Any],
+    in_thread: Any,
+    abandoned_by: str,
+    awaited_by: str,
+) -> None:
+    """A blocking call's timeout abandons the only usable thread while an awaited task is
+    queued behind it, its own deadline past (its loop is late): that task ends ``timeout``,
+    never started, on either awaiting call; ``saturated`` is not said of it."""
+    executor = make_executor(max_workers=1, replacement_threads=0)
+    if abandoned_by == "execute_task":
+        blocker, box = in_thread(executor.execute_task, make_task("blocked"), context, timeout=0.4)
+    else:
+        blocker, box = in_thread(
+            executor.execute_with_retry, make_task("blocked"), context, 0, 0.0, timeout=0.4
+        )
+    assert gate.wait_entered(1)
+    queued = make_task("echo", text="late")
+
+    async def scenario() -> TaskResult:
+        if awaited_by == "execute_async":
+            call = executor.execute_async(queued, context, timeout=0.1)
+        else:
+            call = executor.execute_with_retry_async(queued, context, 0, 0.0, timeout=0.1)
+        waiting = asyncio.ensure_future(call)
+        await asyncio.sleep(0)  # (accepted and queued in this turn)
+        blocker.join(5)  # the loop is held past the queued task's deadline meanwhile
+        return await waiting
+
+    result = asyncio.run(scenario())
+    assert box[0].metadata["outcome"] == "timeout"
+    assert result.metadata["outcome"] == "timeout", result.error
+    assert "never started" in (result.error or "")
+    assert [name for name, _ in calls] == ["blocked"]
+    assert "saturated" not in _errors(executor.store)
 
 
 class SlowToAccept(ThreadRunner):

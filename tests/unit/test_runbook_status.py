@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -54,14 +55,20 @@ def test_the_log_names_the_hung_tool(
     registry.register_tool(Hangs)
     task = Task(plan_id="p", description="hang", tool_name=Hangs.name, parameters={})
     executor = Executor(registry, store=store, register_prometheus=False)
+    expected = (
+        f"task '{task.id}' (tool '{Hangs.name}') overran its timeout while running and had not "
+        "returned 1s later; its thread stays busy until the tool returns"
+    )
     try:
         with caplog.at_level(logging.WARNING, logger="laios"):
             executor.execute_task(task, context, timeout=0.1)
+            # (said once the tool has kept its thread through the grace)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                "stays busy" in record.getMessage() for record in caplog.records
+            ):
+                time.sleep(0.01)
     finally:
         release.set()
         executor.shutdown(wait=True)
-    expected = (
-        f"task '{task.id}' (tool '{Hangs.name}') overran its timeout while running; its thread "
-        "stays busy until the tool returns"
-    )
     assert expected in [record.getMessage() for record in caplog.records]

@@ -1,16 +1,22 @@
 """Warnings that could repeat without end (a batch of timeouts, a flood of connections) are
-logged at most once a minute per key."""
+logged at most once a minute per key; warnings that hold off for a grace (a stopped tool that
+may still return in time) are checked for on one thread, once their grace has passed."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from laios.execution._forks import reset_after_fork
 
-__all__ = ["WarningLimiter"]
+__all__ = ["LateChecks", "WarningLimiter"]
+
+_log = logging.getLogger("laios.execution")
 
 
 class WarningLimiter:
@@ -66,3 +72,77 @@ class WarningLimiter:
             logger.warning(message + more, *args, held_back)
         else:
             logger.warning(message, *args)
+
+
+class LateChecks:
+    """Runs checks some seconds from now (each decides then whether to warn), in the order they
+    fall due, on one daemon thread: started when a check is added while none runs, it ends once
+    no check is left (nothing runs while there is nothing to check).
+
+    Args:
+        name: The thread's name.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._added = threading.Condition(self._lock)
+        self._due: list[tuple[float, int, Callable[[], None]]] = []  # a heap; guarded by _lock
+        self._order = itertools.count()  # (checks due at the same moment keep their order)
+        self._running = False  # the thread runs (or is starting); guarded by _lock
+        reset_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """In a child made by ``os.fork()``: no thread, nothing to check (the parent's)."""
+        self._lock = threading.Lock()
+        self._added = threading.Condition(self._lock)
+        self._due = []
+        self._running = False
+
+    def after(self, seconds: float, check: Callable[[], None]) -> None:
+        """Call ``check()`` ``seconds`` from now; at once when no thread can be started for
+        it (the system refused one). Never raises for ``check``: what it raises is logged."""
+        with self._lock:
+            heapq.heappush(self._due, (time.monotonic() + seconds, next(self._order), check))
+            if self._running:
+                self._added.notify()  # (it may fall due before the one waited for)
+                return
+            self._running = True
+        try:
+            self._start()
+        except RuntimeError:  # "can't start new thread": check now, rather than never
+            with self._lock:
+                due, self._due = self._due, []
+                self._running = False
+            for _, _, waiting in sorted(due):
+                self._call(waiting)
+
+    def _start(self) -> None:
+        """Start the thread that runs the checks.
+
+        Raises:
+            RuntimeError: When the system refuses a new thread.
+        """
+        threading.Thread(target=self._run, name=self.name, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while True:
+                    if not self._due:
+                        self._running = False
+                        return
+                    wait = self._due[0][0] - time.monotonic()
+                    if wait <= 0:
+                        check = heapq.heappop(self._due)[2]
+                        break
+                    self._added.wait(wait)
+            self._call(check)
+            del check  # (a check must not keep what it holds alive while this waits)
+
+    @staticmethod
+    def _call(check: Callable[[], None]) -> None:
+        try:
+            check()
+        except Exception:  # a check must not end the thread with others still due
+            _log.exception("a delayed check raised")

@@ -421,7 +421,7 @@ class Engine:
                 except KeyboardInterrupt as exc:  # (a progress listener's, once recorded)
                     job.listener_interrupted(exc)
         if refusal is not None:
-            job.refused(refusal)  # (unless cancel_task got there first)
+            job.rejected(refusal)  # (unless cancel_task got there first)
         return job
 
     def tool_named(self, name: str) -> Any:
@@ -873,7 +873,7 @@ class Engine:
             job.interrupt("cancelled", job.interrupted_message())
             raise
         if isinstance(handle, Refusal):
-            job.refused(handle)
+            job.rejected(handle)
             return False
         job.attach(handle)
         return True

@@ -49,8 +49,9 @@ from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
 from laios.execution._callables import unawaited_error
 from laios.execution._locks import acquire_contended
-from laios.execution._logs import WarningLimiter
+from laios.execution._logs import LateChecks, WarningLimiter
 from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable
+from laios.execution._runners import base as runner_base
 from laios.execution._runners.base import (
     RUNNER_SHUT_DOWN,
     SHUTDOWN,
@@ -220,6 +221,8 @@ class CallbackFailures:
 
 #: Warnings about threads left running by abandoned tools, by tool.
 _ABANDON_WARNINGS = WarningLimiter()
+#: Whether an abandoned tool still keeps its thread once its grace has passed.
+_STILL_RUNNING = LateChecks("laios-abandoned-tools")
 
 
 class Waiter(Protocol):
@@ -458,7 +461,25 @@ class Job(TaskRecord):
                 raise
 
     def refused(self, refusal: Refusal) -> None:
-        """The runner gave up on the call before starting it: finish as rejected."""
+        """The runner gave up on the queued call before starting it: finish as rejected, or as
+        ``timeout`` when the call's deadline has passed (a task still queued at its deadline
+        times out there, never started; its caller, late to strike, had not ended it yet: a
+        loop busy elsewhere, or a batch's timer abandoning another of its tools first)."""
+        deadline = self.deadline
+        if deadline is None or time.monotonic() < deadline:
+            self.rejected(refusal)
+            return
+        with self.env.lock:
+            if self.phase != QUEUED:
+                return
+            self.phase = DONE
+        self.unstarted = True
+        self.cancel_requested = True
+        self.finish("timeout", self.timeout_message(queued=True), "timeout")
+
+    def rejected(self, refusal: Refusal) -> None:
+        """Finish as rejected: the call was refused as it was accepted or handed over (or,
+        through :meth:`refused`, given up by its runner while queued)."""
         with self.env.lock:
             if self.phase != QUEUED:
                 return
@@ -681,14 +702,25 @@ class Job(TaskRecord):
         stopped = runner.abandon(handle)
         if stopped == "left_running":
             self.abandoned = True
-            why = "overran its timeout" if outcome == "timeout" else "was cancelled"
-            message = (
-                "task %r (tool %r) %s while running; its thread stays busy until the tool returns"
-            )
-            _ABANDON_WARNINGS.warn(
-                _log, self.tool, message, self.task_id[:128], self.tool[:128], why
-            )
+            # Warned about only if it keeps its thread through the grace a cancelled async tool
+            # has: a tool that honours cancellation returns within it.
+            grace = runner_base.STOP_GRACE_SECONDS
+            _STILL_RUNNING.after(grace, functools.partial(self._kept_its_thread, outcome, grace))
         return stopped
+
+    def _kept_its_thread(self, outcome: str, grace: float) -> None:
+        """``grace`` seconds after its call was abandoned (left running at ``outcome``): warn
+        that the tool keeps its thread, unless it has returned meanwhile."""
+        if self.phase != ABANDONED:  # (it returned: see finished)
+            return
+        why = "overran its timeout" if outcome == "timeout" else "was cancelled"
+        message = (
+            "task %r (tool %r) %s while running and had not returned %gs later; its thread "
+            "stays busy until the tool returns"
+        )
+        _ABANDON_WARNINGS.warn(
+            _log, self.tool, message, self.task_id[:128], self.tool[:128], why, grace
+        )
 
     def request_cancel(self) -> bool:
         """Cancel: a queued job finishes now; a running call is stopped when its runner can

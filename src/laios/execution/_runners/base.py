@@ -26,6 +26,7 @@ from laios.execution.task_context import TaskEvents
 __all__ = [
     "RUNNER_SHUT_DOWN",
     "SHUTDOWN",
+    "STOP_GRACE_SECONDS",
     "Handle",
     "RawOutcome",
     "Refusal",
@@ -35,6 +36,11 @@ __all__ = [
     "StopResult",
     "ToolCall",
 ]
+
+#: Seconds a stopped tool has to end before it is said to run on: a cancelled async tool that
+#: has not ended then is left running, and a synchronous tool abandoned at its timeout or
+#: cancellation (its thread cannot be stopped) that has not returned then is warned about.
+STOP_GRACE_SECONDS = 1.0
 
 #: What :meth:`Runner.abandon` did: the work really ended (``"stopped"``; ``"killed"`` when a
 #: worker process was killed for it), or it goes on unobserved (``"left_running"``).
@@ -184,7 +190,8 @@ class RunEvents(TaskEvents, Protocol):
         """The tool returned or raised. Called once, unless ``started`` said no."""
 
     def refused(self, refusal: Refusal) -> None:
-        """The runner gave up on the call before starting it (it will never start)."""
+        """The runner gave up on the call before starting it (it will never start). A call
+        whose deadline has passed ends ``timeout`` then: it was still queued at its deadline."""
 
 
 class Handle(Protocol):

@@ -41,6 +41,7 @@ from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
     SHUTDOWN,
+    STOP_GRACE_SECONDS,  # a cancelled async tool not ended by then is left running
     Handle,
     RawOutcome,
     Refusal,
@@ -75,10 +76,6 @@ _NOT_HELD: Any = object()
 #: Calls given up while waiting that :meth:`AsyncSlots.give_up` leaves in the queue at least
 #: (clearing a short queue again and again would cost more than it frees).
 _GIVEN_UP_SLACK = 16
-
-#: Seconds a cancelled async tool has to end before it counts as left running (it caught the
-#: cancellation and carries on, or its cleanup is slow).
-STOP_GRACE_SECONDS = 1.0
 
 #: The least share of ``STOP_GRACE_SECONDS`` the async generators left suspended on a loop
 #: thread get to close as it stops, when its tasks' cleanup took the grace.

@@ -6,7 +6,8 @@ returns: :meth:`ThreadRunner.abandon` answers ``"left_running"``, counts the thr
 abandoned work, and starts a replacement thread so that capacity is not lost, up to
 ``replacement_cap`` extra threads. When every usable thread is held by abandoned work,
 :meth:`~ThreadRunner.submit` refuses new calls at once (``saturated``) instead of queueing them
-for ever, and calls already queued are refused the same way.
+for ever, and calls already queued are refused the same way (the caller's side ends one whose
+deadline has passed as timed out: see ``Job.refused``).
 """
 
 from __future__ import annotations
