@@ -396,6 +396,38 @@ def test_a_cancelled_error_of_the_tools_own_is_its_outcome_not_the_callers(
     assert result.metadata["outcome"] == "cancelled"
 
 
+@needs_in_task
+@pytest.mark.parametrize("road", ["in_task", "timeout", "parallel", "execute_task"])
+def test_a_cancelled_error_of_the_tools_own_says_nothing_cancelled_the_task(
+    make_executor: Any, road: str
+) -> None:
+    """The result of a tool letting out a CancelledError that nobody asked for says so: no
+    cancel_task, timeout or caller cancelled it, something the tool awaited was cancelled.
+    It used to read "Task '...' was cancelled", sending the reader after a canceller that
+    never was."""
+    registry = ToolRegistry()
+    registry.register_tool(AwaitsCancelled)
+    executor = make_executor(tool_registry=registry)
+    task = _task("awaits_cancelled")
+
+    async def scenario() -> Any:
+        if road == "in_task":
+            return await executor.execute_async(task, CONTEXT)
+        if road == "timeout":
+            return await executor.execute_async(task, CONTEXT, timeout=10)
+        (result,) = await executor.execute_parallel([task], CONTEXT)
+        return result
+
+    if road == "execute_task":
+        result = executor.execute_task(task, CONTEXT, timeout=10)
+    else:
+        result = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
+    assert "raised asyncio.CancelledError" in result.error
+    assert "nothing cancelled its task" in result.error
+    assert task.error == result.error
+
+
 class Swallows(AsyncBaseTool):
     """Catches its cancellation and carries on: returns, or raises something else."""
 

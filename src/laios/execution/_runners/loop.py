@@ -40,6 +40,7 @@ from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
+    OWN_CANCELLATION,
     SHUTDOWN,
     Handle,
     RawOutcome,
@@ -870,7 +871,9 @@ class LoopRunner:
                     raise  # the awaiting task itself was cancelled
                 # Stopped by this runner, or the tool's own (a future it awaited was
                 # cancelled elsewhere): its outcome, as in a task of its own.
-                outcome = RawOutcome(None, exc)
+                outcome = RawOutcome(
+                    None, exc, error_type=None if work.stopped else OWN_CANCELLATION
+                )
             except GeneratorExit as exc:
                 if not _raised_by_tool(task):  # closed, never to resume (its loop was closed)
                     closed = True  # (still active: a reclaim_closed meanwhile ends it alike)
@@ -1291,6 +1294,15 @@ def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
     return current is not None and (task is None or current is task)
 
 
+def _cancelled_outcome(exc: asyncio.CancelledError) -> RawOutcome:
+    """The outcome of a tool run in a task of its own that let ``exc`` out: the tool's own
+    (:data:`OWN_CANCELLATION`) when nobody cancelled that task (Python 3.11+ can tell)."""
+    task = asyncio.current_task()
+    if _CAN_UNCANCEL and task is not None and not _cancelling(task):
+        return RawOutcome(None, exc, error_type=OWN_CANCELLATION)
+    return RawOutcome(None, exc)
+
+
 async def _run(work: _LoopCall) -> None:
     work.ran = True
     events = work.events
@@ -1301,7 +1313,8 @@ async def _run(work: _LoopCall) -> None:
             try:
                 outcome = await call_tool_async(work.call, events)
             except asyncio.CancelledError as exc:
-                outcome = RawOutcome(None, exc)  # abandoned (the job discards it) or loop ending
+                # abandoned (the job discards it), the loop ending, or the tool's own
+                outcome = _cancelled_outcome(exc)
             except GeneratorExit as exc:
                 if not _raised_by_tool(work.task):  # closed, never to resume (loop closed)
                     closed = True
