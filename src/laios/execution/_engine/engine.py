@@ -1212,7 +1212,7 @@ class _Batch:
         self.finished_count = 0
         self.expected: int | None = None
         self.future: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None  # (a Handle between two chunks)
         self.jobs: list[Job] = []
         #: How many of ``jobs`` the timer need not look at again (finished, or not timed).
         self.checked = 0
@@ -1341,15 +1341,22 @@ class _Batch:
         self.checked = len(jobs)  # (all finished, or not timed: no need to look again)
 
     def _expire(self, start: int) -> None:
+        # At most ACCEPT_CHUNK jobs per turn of the loop: thousands whose deadlines passed
+        # together (the loop was held, every slot taken) would hold the loop as long again.
         now = time.monotonic()
         jobs = self.jobs
         index = start
+        expired = 0
         while index < len(jobs):
             job = jobs[index]
             deadline = job.deadline
             if deadline is not None and deadline > now:
                 break
             if job.result is None:
+                if expired == ACCEPT_CHUNK:
+                    self.timer = self.loop.call_soon(self._expire, index)
+                    return
                 job.expire()
+                expired += 1
             index += 1
         self._arm(index)
