@@ -428,6 +428,43 @@ def test_a_cancelled_error_of_the_tools_own_says_nothing_cancelled_the_task(
     assert task.error == result.error
 
 
+class FailsInATaskGroup(AsyncBaseTool):
+    name = "fails_in_a_task_group"
+    description = "Starts a lookup in a TaskGroup; it fails while the group waits for it."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def lookup() -> None:
+            raise KeyError("no row for ada")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(lookup())
+        return "never"
+
+
+@needs_in_task
+def test_a_task_group_failing_in_the_tool_is_its_error_not_a_cancellation_of_the_caller(
+    make_executor: Any,
+) -> None:
+    """A TaskGroup whose task fails while the group waits for it cancels the task running it
+    to stop its body, and before Python 3.12.3 never takes that cancellation back: the
+    awaiting task's count stays raised. That was taken for a cancellation of the caller the
+    tool swallowed, and execute_async raised CancelledError (nobody had cancelled anything)
+    instead of returning the tool's failure, as a plain ``await tool(...)`` does."""
+    registry = ToolRegistry()
+    registry.register_tool(FailsInATaskGroup)
+    executor = make_executor(tool_registry=registry)
+    task = _task("fails_in_a_task_group")
+
+    async def scenario() -> Any:
+        result = await executor.execute_async(task, CONTEXT)
+        await asyncio.sleep(0)  # no cancellation is left pending for the caller either
+        return result
+
+    result = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "ExceptionGroup"
+
+
 class Swallows(AsyncBaseTool):
     """Catches its cancellation and carries on: returns, or raises something else."""
 

@@ -23,6 +23,7 @@ the tool left running after it ended holds nothing any more, and waits like any 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import contextvars
 import logging
@@ -884,7 +885,11 @@ class LoopRunner:
                 work.active = False
                 # (The count first: one cheap look on every call's path.)
                 cancelled = work.stopped or _cancelling(task) > work.cancelling
-                if cancelled and _cancelled_elsewhere(work):
+                if (
+                    cancelled
+                    and _cancelled_elsewhere(work)
+                    and not _failed_in_a_task_group(outcome)
+                ):
                     # The awaiting task was cancelled while the tool ran, and the tool caught
                     # the cancellation and carried on: it is the caller's, and goes on to it.
                     await _cancellation_of_the_caller()
@@ -1132,6 +1137,24 @@ def _cancelled_elsewhere(work: _AwaitedCall) -> bool:
     if work.stopped and left > work.cancelling:
         left = _uncancel(task)
     return left > work.cancelling
+
+
+#: Whether a TaskGroup may leave the task running it cancelled (its cancellation count
+#: raised) once it has ended: before Python 3.12.3, a group whose task fails while the group
+#: waits for it in ``__aexit__`` cancels the task running the group and never takes that back.
+_TASK_GROUPS_LEAVE_A_CANCEL = sys.version_info < (3, 12, 3)
+
+#: What a TaskGroup raises when its tasks fail (Python 3.11+).
+_EXCEPTION_GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
+
+
+def _failed_in_a_task_group(outcome: RawOutcome) -> bool:
+    """Whether a tool run in the awaiting task ended with a TaskGroup's failure on a Python
+    whose TaskGroups leave the task they ran in cancelled: its raised count is the group's,
+    not a cancellation of the caller, and the group's error is the outcome, as under a plain
+    ``await`` (where such a group loses a cancellation of the caller too)."""
+    group = _EXCEPTION_GROUP
+    return _TASK_GROUPS_LEAVE_A_CANCEL and group is not None and isinstance(outcome.error, group)
 
 
 async def _cancellation_of_the_caller() -> None:
