@@ -8,6 +8,7 @@ such an exception into a failed result must not fail in turn.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 __all__ = ["as_raised", "exception_message", "propagates", "qualified_type_name", "type_name"]
@@ -74,15 +75,54 @@ def as_raised(exc: BaseException) -> BaseException:
     return exc
 
 
+#: What an ``asyncio.TaskGroup`` (or ``except*`` code) raises: Python 3.11+.
+_EXCEPTION_GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
+#: Members of an exception group a message names (the rest are counted), and how deep into
+#: groups within groups it goes.
+_GROUP_MEMBERS = 3
+_GROUP_DEPTH = 3
+
+
 def exception_message(exc: BaseException) -> str:
     """The message of ``exc`` for a failed result's ``error``: its text, or its class's name
     (see :func:`type_name`) when that is empty; never raises (a ``__str__`` that fails or
-    gives something other than text gives the class name and a note)."""
+    gives something other than text gives the class name and a note).
+
+    An exception group (a failed ``asyncio.TaskGroup``) says what its members raised after
+    its own text (``unhandled errors in a TaskGroup (1 sub-exception): KeyError: 'ada'``):
+    its text alone names none of them."""
+    return _message(exc, _GROUP_DEPTH)
+
+
+def _message(exc: BaseException, depth: int) -> str:
     try:
         text = str(exc)
     except Exception:
         return f"{type_name(type(exc))} (its message could not be turned into text)"
-    return text or type_name(type(exc))
+    text = text or type_name(type(exc))
+    group = _EXCEPTION_GROUP
+    if group is not None and depth and isinstance(exc, group):
+        text += _members(exc, depth - 1)
+    return text
+
+
+def _members(group: BaseException, depth: int) -> str:
+    """``": TYPE: MESSAGE; ..."`` for the first members of an exception ``group`` (``""``
+    when they cannot be read)."""
+    try:
+        members = tuple(group.exceptions)  # type: ignore[attr-defined]
+    except Exception:
+        return ""
+    if not members:
+        return ""
+    named = [
+        f"{type_name(type(member))}: {_message(member, depth)}"
+        for member in members[:_GROUP_MEMBERS]
+    ]
+    more = len(members) - _GROUP_MEMBERS
+    if more > 0:
+        named.append(f"and {more} more")
+    return ": " + "; ".join(named)
 
 
 def propagates(exc: BaseException) -> bool:

@@ -760,6 +760,16 @@ class StopsAsync(AsyncBaseTool):
         raise StopIteration("boom")
 
 
+class AwaitsCancelled(AsyncBaseTool):
+    name = "awaits_cancelled"
+    description = "Awaits a future that something else cancelled."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        return await future
+
+
 #: Tasks a tool left on its loop (held, as asyncio holds tasks only weakly).
 LEFT_BEHIND: set[asyncio.Future[None]] = set()
 
@@ -874,6 +884,7 @@ TOOLS = (
     StampAndSleep,
     LeavesAnExitBehind,
     StopsAsync,
+    AwaitsCancelled,
 )
 
 

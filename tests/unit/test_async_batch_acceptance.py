@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from laios.core.types import Context, Task, TaskStatus
+from laios.execution._engine.engine import ACCEPT_CHUNK
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
 from laios.tools.base import AsyncBaseTool
@@ -214,3 +215,54 @@ def test_timeouts_strike_while_a_batch_is_still_being_accepted(
     results = asyncio.run(asyncio.wait_for(scenario(), GUARD))
     assert results[0].metadata["outcome"] == "timeout"
     assert Nap.cancelled == 1
+
+
+def test_timeouts_striking_at_once_end_a_chunk_at_a_time(batch_store: MetricStore) -> None:
+    """Tasks whose deadlines all passed while the loop was held (every async slot taken, so
+    they wait to start) end ``timeout`` a chunk at a time, with a turn of the loop between two
+    chunks, as they were accepted. They all ended in one callback, holding the loop for as
+    long: about 0.2 s for 2,000 of them, during which no other coroutine of the service ran.
+    """
+    registry = ToolRegistry()
+    registry.register_tool(Hang())
+    executor = Executor(registry, max_async_tools=1, store=batch_store, register_prometheus=False)
+    context = Context(session_id="s", user_id="u")
+    count = 3 * ACCEPT_CHUNK
+    tasks = make_tasks("batch_hang", count)
+    events: list[str] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "timeout":
+            events.append("timeout")
+
+    async def scenario() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        done = False
+
+        def tick() -> None:  # one "tick" per turn of the loop
+            if not done:
+                events.append("tick")
+                loop.call_soon(tick)
+
+        Hang.started = asyncio.Event()
+        pending = asyncio.ensure_future(
+            executor.execute_parallel(tasks, context, timeout=0.5, on_progress=on_progress)
+        )
+        await asyncio.wait_for(Hang.started.wait(), GUARD)
+        while len(executor.get_all_metrics()) < count:  # the whole batch is accepted
+            await asyncio.sleep(0)
+        assert not events, "a deadline passed before the loop was held: the test proves nothing"
+        time.sleep(0.6)  # every deadline passes while the loop is held
+        tick()
+        results = await pending
+        done = True
+        return results
+
+    try:
+        results = asyncio.run(asyncio.wait_for(scenario(), GUARD))
+    finally:
+        executor.shutdown(wait=True)
+    assert [r.metadata["outcome"] for r in results] == ["timeout"] * count
+    runs = [len(run) for run in "".join("t" if e == "timeout" else " " for e in events).split()]
+    assert sum(runs) == count
+    assert max(runs) <= ACCEPT_CHUNK, runs

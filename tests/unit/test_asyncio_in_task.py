@@ -396,6 +396,75 @@ def test_a_cancelled_error_of_the_tools_own_is_its_outcome_not_the_callers(
     assert result.metadata["outcome"] == "cancelled"
 
 
+@needs_in_task
+@pytest.mark.parametrize("road", ["in_task", "timeout", "parallel", "execute_task"])
+def test_a_cancelled_error_of_the_tools_own_says_nothing_cancelled_the_task(
+    make_executor: Any, road: str
+) -> None:
+    """The result of a tool letting out a CancelledError that nobody asked for says so: no
+    cancel_task, timeout or caller cancelled it, something the tool awaited was cancelled.
+    It used to read "Task '...' was cancelled", sending the reader after a canceller that
+    never was."""
+    registry = ToolRegistry()
+    registry.register_tool(AwaitsCancelled)
+    executor = make_executor(tool_registry=registry)
+    task = _task("awaits_cancelled")
+
+    async def scenario() -> Any:
+        if road == "in_task":
+            return await executor.execute_async(task, CONTEXT)
+        if road == "timeout":
+            return await executor.execute_async(task, CONTEXT, timeout=10)
+        (result,) = await executor.execute_parallel([task], CONTEXT)
+        return result
+
+    if road == "execute_task":
+        result = executor.execute_task(task, CONTEXT, timeout=10)
+    else:
+        result = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
+    assert "raised asyncio.CancelledError" in result.error
+    assert "nothing cancelled its task" in result.error
+    assert task.error == result.error
+
+
+class FailsInATaskGroup(AsyncBaseTool):
+    name = "fails_in_a_task_group"
+    description = "Starts a lookup in a TaskGroup; it fails while the group waits for it."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def lookup() -> None:
+            raise KeyError("no row for ada")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(lookup())
+        return "never"
+
+
+@needs_in_task
+def test_a_task_group_failing_in_the_tool_is_its_error_not_a_cancellation_of_the_caller(
+    make_executor: Any,
+) -> None:
+    """A TaskGroup whose task fails while the group waits for it cancels the task running it
+    to stop its body, and before Python 3.12.3 never takes that cancellation back: the
+    awaiting task's count stays raised. That was taken for a cancellation of the caller the
+    tool swallowed, and execute_async raised CancelledError (nobody had cancelled anything)
+    instead of returning the tool's failure, as a plain ``await tool(...)`` does."""
+    registry = ToolRegistry()
+    registry.register_tool(FailsInATaskGroup)
+    executor = make_executor(tool_registry=registry)
+    task = _task("fails_in_a_task_group")
+
+    async def scenario() -> Any:
+        result = await executor.execute_async(task, CONTEXT)
+        await asyncio.sleep(0)  # no cancellation is left pending for the caller either
+        return result
+
+    result = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "error"
+    assert result.metadata["error_type"] == "ExceptionGroup"
+
+
 class Swallows(AsyncBaseTool):
     """Catches its cancellation and carries on: returns, or raises something else."""
 

@@ -10,6 +10,7 @@ instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -547,3 +548,41 @@ def test_a_tool_returning_a_coroutine_fails_and_says_so(
     assert result.error is not None
     assert "coroutine" in result.error
     assert "await" in result.error
+
+
+class FailsInATaskGroup(AsyncBaseTool):
+    name = "fails_in_a_task_group"
+    description = "Runs two lookups in a TaskGroup; both fail."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def lookup(key: str) -> None:
+            raise KeyError(f"no row for {key}")
+
+        async def connect() -> None:
+            raise ConnectionRefusedError("db:5432 refused the connection")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(connect())
+            group.create_task(lookup("ada"))
+        return "never"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is Python 3.11+")
+def test_a_tool_failing_in_a_task_group_says_what_its_tasks_raised(
+    make_executor: Callable[..., Executor], context: Context
+) -> None:
+    """An async tool whose TaskGroup fails ends with an error naming what its tasks raised: it
+    read only "unhandled errors in a TaskGroup (2 sub-exceptions)", the causes nowhere in the
+    result (nor logged)."""
+    registry = ToolRegistry()
+    registry.register_tool(FailsInATaskGroup)
+    executor = make_executor(tool_registry=registry)
+    task = Task(plan_id="p", description="d", tool_name="fails_in_a_task_group")
+    result = asyncio.run(asyncio.wait_for(executor.execute_async(task, context), GUARD))
+    assert result.metadata["error_type"] == "ExceptionGroup"
+    assert result.error is not None
+    assert result.error.startswith("unhandled errors in a TaskGroup (2 sub-exceptions): ")
+    assert "ConnectionRefusedError: db:5432 refused the connection" in result.error
+    assert "KeyError: 'no row for ada'" in result.error
+    direct = FailsInATaskGroup().execute()
+    assert direct.error == result.error

@@ -494,6 +494,19 @@ def test_an_async_tools_stop_iteration_fails_as_on_the_callers_side(
     assert (result.error, result.metadata["error_type"]) == ("boom", "StopIteration")
 
 
+def test_an_async_tools_own_cancelled_error_says_nothing_cancelled_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An async tool letting out a CancelledError that nothing asked for ends 'cancelled' with
+    an error saying so, as on the default runner: it read "Task '...' was cancelled", as if
+    cancel_task or a timeout had stopped it."""
+    executor = make()
+    result = executor.execute_task(task("awaits_cancelled"), context, timeout=WAIT)
+    assert result.metadata["outcome"] == "cancelled"
+    assert "raised asyncio.CancelledError" in result.error
+    assert "nothing cancelled its task" in result.error
+
+
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_parameter_whose_pickling_error_is_hostile_is_refused_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str

@@ -307,3 +307,28 @@ def test_shutdown_on_the_loop_tells_async_tools_waiting_for_a_slot_from_running_
     (warning,) = _shutdown_warnings(laios_records)
     assert "awaits 3 task(s)" in warning
     assert "1 of them an async tool running on this loop, 2 waiting for a slot" in warning
+
+
+def test_shutdown_on_the_loop_does_not_count_tools_with_a_slot_as_waiting_for_one(
+    make_executor: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """Async tools handed a slot whose asyncio tasks have not taken their first step yet (the
+    batch was just accepted) wait for no slot: the warning counts them as on this loop, not
+    as "waiting for a slot" (which sent the reader after a max_async_tools far from full)."""
+    naps = Naps()
+    executor = _make(make_executor, (naps,), max_async_tools=10)
+    tasks = [_task("naps") for _ in range(3)]
+
+    async def scenario() -> tuple[float, Any]:
+        pending = asyncio.ensure_future(executor.execute_parallel(tasks, CONTEXT))
+        await asyncio.sleep(0)  # the batch is accepted; its tools' tasks are yet to run
+        assert not naps.entered.is_set()
+        return await _shut_down_while(executor, pending)
+
+    elapsed, results = asyncio.run(scenario())
+    assert elapsed < BACK_BY
+    assert [r.output for r in results] == ["rested"] * 3
+    (warning,) = _shutdown_warnings(laios_records)
+    assert "awaits 3 task(s)" in warning
+    assert "3 of them async tools running on this loop" in warning
+    assert "waiting for a slot" not in warning

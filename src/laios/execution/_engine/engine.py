@@ -1016,9 +1016,9 @@ class Engine:
     def awaited_here(self) -> tuple[int, int, int]:
         """The tasks in flight awaited by coroutines on the event loop running in the calling
         thread (``(0, 0, 0)`` when none runs): how many are on a runner that a shutdown waits
-        for (worker threads, processes), how many are async tools running on that loop, and
-        how many async tools wait there for a ``max_async_tools`` slot; a shutdown never waits
-        for async tools.
+        for (worker threads, processes), how many are async tools running on that loop (or
+        handed a slot there, their asyncio tasks yet to take a step), and how many async tools
+        wait there for a ``max_async_tools`` slot; a shutdown never waits for async tools.
 
         A shutdown waiting for the first there would hold the loop they need: their timeouts
         strike and their results arrive through it, and their tools may call into it
@@ -1028,6 +1028,9 @@ class Engine:
         except RuntimeError:
             return 0, 0, 0
         on_runners = async_tools = waiting = 0
+        slots = self.loop_here.slots
+        with slots.lock:  # (a queued call holding a slot only has its task still to start)
+            for_a_slot = set(slots.waiting)
         for record in self.store.scope_records(self.scope):  # (shutdown is rare)
             if not isinstance(record, Job) or record.state == "finished":
                 continue
@@ -1035,7 +1038,7 @@ class Engine:
             if waiter is not None and waiter.loop is loop:
                 if record.runner is not self.loop_here:
                     on_runners += 1
-                elif record.state == "queued":
+                elif record.state == "queued" and record.handle in for_a_slot:
                     waiting += 1
                 else:
                     async_tools += 1
@@ -1215,7 +1218,7 @@ class _Batch:
         self.finished_count = 0
         self.expected: int | None = None
         self.future: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None  # (a Handle between two chunks)
         self.jobs: list[Job] = []
         #: How many of ``jobs`` the timer need not look at again (finished, or not timed).
         self.checked = 0
@@ -1344,15 +1347,22 @@ class _Batch:
         self.checked = len(jobs)  # (all finished, or not timed: no need to look again)
 
     def _expire(self, start: int) -> None:
+        # At most ACCEPT_CHUNK jobs per turn of the loop: thousands whose deadlines passed
+        # together (the loop was held, every slot taken) would hold the loop as long again.
         now = time.monotonic()
         jobs = self.jobs
         index = start
+        expired = 0
         while index < len(jobs):
             job = jobs[index]
             deadline = job.deadline
             if deadline is not None and deadline > now:
                 break
             if job.result is None:
+                if expired == ACCEPT_CHUNK:
+                    self.timer = self.loop.call_soon(self._expire, index)
+                    return
                 job.expire()
+                expired += 1
             index += 1
         self._arm(index)

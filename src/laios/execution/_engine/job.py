@@ -53,6 +53,7 @@ from laios.execution._logs import LateChecks, WarningLimiter
 from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable
 from laios.execution._runners import base as runner_base
 from laios.execution._runners.base import (
+    OWN_CANCELLATION,
     RUNNER_SHUT_DOWN,
     SHUTDOWN,
     Handle,
@@ -866,11 +867,26 @@ class Job(TaskRecord):
         after the task was cancelled."""
         self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
 
+    def _finish_cancelled_by_tool(self) -> None:
+        """Finish as ``cancelled`` a task whose async tool let out an ``asyncio.CancelledError``
+        though nothing cancelled it: the error says where to look instead."""
+        self.finish(
+            "cancelled",
+            f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "
+            "asyncio.CancelledError though nothing cancelled its task (no cancel_task, timeout "
+            "or cancellation of the awaiting coroutine): something it awaited (a future, a task) "
+            "was cancelled elsewhere, or it raised the error itself",
+            "cancelled",
+        )
+
     def _settle(self, outcome: RawOutcome) -> None:
         value, raised = outcome.value, outcome.error
         if raised is not None:
             if isinstance(raised, _CANCELLATIONS):
-                self._finish_cancelled()
+                if outcome.error_type == OWN_CANCELLATION and not self.cancel_requested:
+                    self._finish_cancelled_by_tool()
+                else:
+                    self._finish_cancelled()
                 return
             if type(raised) is KeyboardInterrupt and (self.inline or self.on_awaiting_thread()):
                 # Ctrl-C on the caller's thread, which runs the tool: the caller is interrupted

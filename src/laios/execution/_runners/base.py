@@ -115,7 +115,8 @@ class RawOutcome:
         worker: Where it ran (a thread's or process's name), when the runner says.
         error_type: The runner's own word for the failure (``memory_limit``, ``cpu_limit``,
             ``worker_crashed``, ``terminated``, ``not_picklable``), when it is not what the
-            tool raised; ``None``: the error's class name.
+            tool raised; ``None``: the error's class name. With an ``asyncio.CancelledError``,
+            :data:`OWN_CANCELLATION` says the tool raised it though nothing cancelled its task.
     """
 
     value: Any = None
@@ -124,6 +125,11 @@ class RawOutcome:
     memory_peak_mb: float = 0.0
     worker: str | None = None
     error_type: str | None = None
+
+
+#: ``RawOutcome.error_type`` of an ``asyncio.CancelledError`` the tool let out though nothing
+#: cancelled the task running it (something it awaited was cancelled elsewhere).
+OWN_CANCELLATION = "own_cancellation"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ the tool left running after it ended holds nothing any more, and waits like any 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import contextvars
 import logging
@@ -40,6 +41,7 @@ from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
+    OWN_CANCELLATION,
     SHUTDOWN,
     STOP_GRACE_SECONDS,  # a cancelled async tool not ended by then is left running
     Handle,
@@ -867,7 +869,9 @@ class LoopRunner:
                     raise  # the awaiting task itself was cancelled
                 # Stopped by this runner, or the tool's own (a future it awaited was
                 # cancelled elsewhere): its outcome, as in a task of its own.
-                outcome = RawOutcome(None, exc)
+                outcome = RawOutcome(
+                    None, exc, error_type=None if work.stopped else OWN_CANCELLATION
+                )
             except GeneratorExit as exc:
                 if not _raised_by_tool(task):  # closed, never to resume (its loop was closed)
                     closed = True  # (still active: a reclaim_closed meanwhile ends it alike)
@@ -878,7 +882,11 @@ class LoopRunner:
                 work.active = False
                 # (The count first: one cheap look on every call's path.)
                 cancelled = work.stopped or _cancelling(task) > work.cancelling
-                if cancelled and _cancelled_elsewhere(work):
+                if (
+                    cancelled
+                    and _cancelled_elsewhere(work)
+                    and not _failed_in_a_task_group(outcome)
+                ):
                     # The awaiting task was cancelled while the tool ran, and the tool caught
                     # the cancellation and carried on: it is the caller's, and goes on to it.
                     await _cancellation_of_the_caller()
@@ -1128,6 +1136,24 @@ def _cancelled_elsewhere(work: _AwaitedCall) -> bool:
     return left > work.cancelling
 
 
+#: Whether a TaskGroup may leave the task running it cancelled (its cancellation count
+#: raised) once it has ended: before Python 3.12.3, a group whose task fails while the group
+#: waits for it in ``__aexit__`` cancels the task running the group and never takes that back.
+_TASK_GROUPS_LEAVE_A_CANCEL = sys.version_info < (3, 12, 3)
+
+#: What a TaskGroup raises when its tasks fail (Python 3.11+).
+_EXCEPTION_GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
+
+
+def _failed_in_a_task_group(outcome: RawOutcome) -> bool:
+    """Whether a tool run in the awaiting task ended with a TaskGroup's failure on a Python
+    whose TaskGroups leave the task they ran in cancelled: its raised count is the group's,
+    not a cancellation of the caller, and the group's error is the outcome, as under a plain
+    ``await`` (where such a group loses a cancellation of the caller too)."""
+    group = _EXCEPTION_GROUP
+    return _TASK_GROUPS_LEAVE_A_CANCEL and group is not None and isinstance(outcome.error, group)
+
+
 async def _cancellation_of_the_caller() -> None:
     """Raise the caller's cancellation, which a tool run in its task caught and carried on.
 
@@ -1288,6 +1314,15 @@ def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
     return current is not None and (task is None or current is task)
 
 
+def _cancelled_outcome(exc: asyncio.CancelledError) -> RawOutcome:
+    """The outcome of a tool run in a task of its own that let ``exc`` out: the tool's own
+    (:data:`OWN_CANCELLATION`) when nobody cancelled that task (Python 3.11+ can tell)."""
+    task = asyncio.current_task()
+    if _CAN_UNCANCEL and task is not None and not _cancelling(task):
+        return RawOutcome(None, exc, error_type=OWN_CANCELLATION)
+    return RawOutcome(None, exc)
+
+
 async def _run(work: _LoopCall) -> None:
     work.ran = True
     events = work.events
@@ -1298,7 +1333,8 @@ async def _run(work: _LoopCall) -> None:
             try:
                 outcome = await call_tool_async(work.call, events)
             except asyncio.CancelledError as exc:
-                outcome = RawOutcome(None, exc)  # abandoned (the job discards it) or loop ending
+                # abandoned (the job discards it), the loop ending, or the tool's own
+                outcome = _cancelled_outcome(exc)
             except GeneratorExit as exc:
                 if not _raised_by_tool(work.task):  # closed, never to resume (loop closed)
                     closed = True

@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
 from laios.execution._records import mapping_copy
-from laios.execution._runners.base import RawOutcome, ToolCall
+from laios.execution._runners.base import OWN_CANCELLATION, RawOutcome, ToolCall
 from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
 from laios.execution.redaction import (
     MAX_TRACEBACK_BYTES,
@@ -701,7 +701,9 @@ class _Worker:
                 return loop.run_until_complete(task)
             except BaseException as exc:
                 if task.done():  # (cancellation, or a BaseException, from the tool itself)
-                    error = exc if task.cancelled() else task.exception()
+                    if task.cancelled():  # (nothing here cancels a call's task: the tool's own)
+                        return RawOutcome(None, exc, error_type=OWN_CANCELLATION)
+                    error = task.exception()
                     return RawOutcome(None, error) if error is not None else task.result()
                 # Not this call's end: a task an earlier call left on the loop raised
                 # SystemExit or KeyboardInterrupt, or the tool stopped the loop. The call
