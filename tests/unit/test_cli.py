@@ -1262,11 +1262,14 @@ def test_demo_takes_allowed_hosts() -> None:
     assert args.allowed_hosts == ["metrics.example.com", ".corp.example"]
 
 
-@pytest.mark.parametrize("value", ["metrics.example.com:443", "https://metrics.example.com", ""])
+@pytest.mark.parametrize(
+    "value", ["metrics.example.com:443", "https://metrics.example.com", "", ".com"]
+)
 def test_demo_refuses_an_allowed_host_that_is_not_a_host_name(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--allowed-host with a port, a scheme or nothing is a usage error naming the value."""
+    """--allowed-host with a port, a scheme or nothing, or a leading dot on a top-level
+    domain, is a usage error naming the value."""
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--allowed-host", value])
     assert exit_info.value.code == 2
