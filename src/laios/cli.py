@@ -137,6 +137,11 @@ def _speaks_tls(host: str, port: int, deadline: _Deadline) -> bool:
         return False
 
 
+#: OpenSSL's verify codes for a certificate issued for other names than the host asked for
+#: (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH): trusting a CA changes nothing.
+_NAME_MISMATCH = frozenset({62, 64})
+
+
 def _trusting_advice() -> str:
     """How to have a certificate signed by a CA of one's own trusted, given ``SSL_CERT_FILE``
     as it is now (OpenSSL ignores it in silence when it names no file)."""
@@ -615,6 +620,12 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 "(a busy process may need a larger --timeout)"
             ) from None
         if isinstance(reason, ssl.SSLCertVerificationError):
+            if reason.verify_code in _NAME_MISMATCH:
+                raise _TLSFailed(
+                    f"{target} answered with a TLS certificate that was not issued for "
+                    f"{parts.hostname} ({_one_line(reason.verify_message or reason)}); use in "
+                    f"--url a name it was issued for, or have it issued for {parts.hostname} too"
+                ) from None
             raise _TLSFailed(
                 f"{target} answered with a TLS certificate that could not be verified "
                 f"({_one_line(reason.verify_message or reason)}); {_trusting_advice()}"
