@@ -1482,6 +1482,21 @@ def test_demo_refuses_brackets_around_what_is_not_an_ipv6_address(
     assert "IPv6" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("given", ["\udcff", "127.0.0.1\udcfe", "local\x1bhost"])
+def test_demo_refuses_a_host_with_a_byte_not_utf8_or_a_control_character(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--host $'\\xff'`` (a byte that is not UTF-8) or a control character is a usage error
+    naming the option; it ended in a traceback from the socket ("encoding of hostname
+    failed")."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--host", given])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--host" in err
+    assert "not UTF-8" in err
+
+
 def test_demo_serves_on_a_bracketed_ipv6_host() -> None:
     """`laios demo --host '[::1]'` serves on ::1 (exit 0), as `--host ::1` does."""
     try:

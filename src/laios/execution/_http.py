@@ -62,6 +62,9 @@ _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 #: A name in ``allowed_hosts``: labels of letters, digits, ``-`` and ``_``, dot-separated,
 #: with an optional leading dot (the name and every name under it) and trailing dot.
 _ALLOWED_NAME = re.compile(r"\.?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+#: What no host to bind holds: control characters, and lone surrogates (the bytes of a
+#: command-line argument that are not UTF-8), which the socket cannot even encode.
+_NOT_IN_A_BIND_HOST = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 #: The second-level labels a country's registry sells names under (``co.uk``, ``com.au``,
 #: ``ac.jp``): with a two-letter top-level domain, a public suffix a leading dot may not take.
 _REGISTRY_LABELS = frozenset({"ac", "co", "com", "edu", "go", "gov", "ne", "net", "or", "org"})
@@ -163,8 +166,16 @@ def bind_host(host: str) -> str:
     it (``[::1]``), is the address itself (``::1``).
 
     Raises:
-        ValueError: When brackets hold anything else, or one is missing.
+        ValueError: When brackets hold anything else, or one is missing; or when the host
+            holds a control character or a lone surrogate (a byte of a command-line argument
+            that is not UTF-8), which no address or host name holds.
     """
+    unusable = _NOT_IN_A_BIND_HOST.search(host)
+    if unusable is not None:
+        raise ValueError(
+            f"it holds {unusable[0]!r}, a control character or a byte that is not UTF-8: "
+            "give an address such as 127.0.0.1, or a host name"
+        )
     if not host.startswith("[") and not host.endswith("]"):
         return host
     inner = host.removeprefix("[").removesuffix("]")
