@@ -499,6 +499,18 @@ _NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
 _KEPT_IN_A_PATH = "/%:@!$&'()*+,;=-._~?"
 
 
+def _ascii_host(host: str) -> str:
+    """A host name (not an IPv6 address) as a request names it: in its IDNA form.
+
+    Raises:
+        UnicodeError: When no request can name it (a space or a control character in it, a
+            label longer than 63 characters, a byte of an argument that is not UTF-8).
+    """
+    if _NOT_IN_A_HOST.search(host):
+        raise UnicodeError("a character a host name cannot hold")
+    return host.encode("idna").decode("ascii")
+
+
 def _request_url(target: str) -> str:
     """``target`` as a request can name it, in ASCII: an internationalised host name in its
     IDNA form (``xn--...``), a path or query that is not ASCII percent-encoded as UTF-8.
@@ -513,9 +525,7 @@ def _request_url(target: str) -> str:
         netloc = parts.netloc
     else:
         try:
-            if _NOT_IN_A_HOST.search(host):
-                raise UnicodeError("a character a host name cannot hold")
-            ascii_host = host.encode("idna").decode("ascii")
+            ascii_host = _ascii_host(host)
         except UnicodeError as exc:
             raise _BadURL(f"{target!r} is not a usable URL (its host {host!r}: {exc})") from None
         netloc = ascii_host if parts.port is None else f"{ascii_host}:{parts.port}"
@@ -1162,6 +1172,11 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
         return f"is not a usable URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return "is not an http:// or https:// URL (e.g. http://localhost:4318)"
+    if parts.hostname and ":" not in parts.hostname:  # (an IPv6 address is checked above)
+        try:
+            _ascii_host(parts.hostname)
+        except UnicodeError as exc:
+            return f"is not a usable URL (its host {parts.hostname!r}: {exc})"
     problem = ""
     if not parts.hostname:
         problem = "names no host"

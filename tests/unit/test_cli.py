@@ -891,12 +891,25 @@ def test_demo_takes_an_otlp_endpoint_url() -> None:
     assert args.otlp_endpoint == "http://localhost:4318"
 
 
-@pytest.mark.parametrize("value", ["http://localhost:99999", "http://[::1", "http://h:port"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://localhost:99999",
+        "http://[::1",
+        "http://h:port",
+        "http://col lector:4318",
+        "http://\udcff:4318",
+        "http://col\x1blector:4318",
+        "http://" + "a" * 64 + ".example:4318",
+    ],
+)
 def test_demo_refuses_an_otlp_endpoint_that_is_not_a_usable_url(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--otlp-endpoint with a port past 65535 or a broken host is a usage error, not a late
-    export failure."""
+    export failure; so is a host no request can name (a space, a control character or a byte
+    that is not UTF-8 in it, a label longer than 63 characters), which was taken, each batch
+    of spans then failing to export ("Failed to parse")."""
     with pytest.raises(SystemExit) as exit_info:
         cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
     assert exit_info.value.code == 2
