@@ -581,7 +581,13 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         handlers.append(urllib.request.ProxyHandler({}))
     authorization = None
     if user is not None:
-        pair = f"{unquote(user)}:{unquote(password or '')}".encode()
+        try:
+            pair = f"{unquote(user)}:{unquote(password or '')}".encode()
+        except UnicodeError:  # (a byte of the argument that is not UTF-8)
+            raise _BadURL(
+                f"{target!r} is not a usable URL (its user or password holds a byte that is "
+                "not UTF-8: write them in UTF-8, percent-encoded)"
+            ) from None
         authorization = "Basic " + base64.b64encode(pair).decode()
     handlers.append(_Redirects(asked, authorization))
     opener = urllib.request.build_opener(*handlers)

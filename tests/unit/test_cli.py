@@ -664,6 +664,21 @@ def test_credentials_in_the_url_stay_out_of_an_error(
     assert dead_url.removeprefix("http://") + "/status" in line
 
 
+@pytest.mark.parametrize("credentials", ["pr\udcffom:s3cret", "prom:s3cr\udcffet"])
+def test_credentials_with_a_byte_not_utf8_are_said_to_be_unusable(
+    credentials: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user or password holding a byte of the argument that is not UTF-8 (``--url
+    http://prom:$'\\xff'@host``) is said to be unusable, and not shown: it ended in a
+    traceback (UnicodeEncodeError) before anything was tried."""
+    url = f"http://{credentials}@127.0.0.1:1"
+    assert main(["status", "--url", url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "is not a usable URL" in line
+    assert "not UTF-8" in line
+    assert "s3cr" not in line
+
+
 def _interrupt(seconds: float) -> None:
     raise KeyboardInterrupt
 
