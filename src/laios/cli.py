@@ -457,9 +457,19 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     status), and sends the user and password of ``--url`` again to a redirect to the same
     scheme, host and port, never to another."""
 
-    #: A permanent redirect (to https, as proxies send it) is followed as the others are:
-    #: Python 3.10's urllib does not follow a 308 by itself.
-    http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302
+    def http_error_302(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
+    ) -> Any:
+        """Follow the redirect; ``None`` (the redirect is the answer) when its ``Location`` is
+        no URL (``http://[::1``), which urllib would raise as a ``ValueError``."""
+        try:
+            return super().http_error_302(req, fp, code, msg, headers)
+        except ValueError:
+            return None
+
+    #: Every redirect goes through the method above. A permanent one (to https, as proxies
+    #: send it) is followed as the others are: Python 3.10's urllib does not follow a 308.
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     def __init__(self, target: str, authorization: str | None) -> None:
         super().__init__()

@@ -1210,6 +1210,10 @@ def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         if path == "/away/status":
             start_response("302 Found", [("Location", "ftp://127.0.0.1:1/status")])
             return [b""]
+        if path.startswith("/broken/"):  # /broken/<code>/status: a Location no URL is
+            code = path.split("/")[2]
+            start_response(f"{code} Moved", [("Location", "http://[::1/status")])
+            return [b""]
         if authorization != good:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="x"')])
             return [b""]
@@ -1257,6 +1261,20 @@ def test_a_redirect_to_another_scheme_than_http_is_not_followed(
     assert main(["status", "--url", f"http://{address}/away", "--timeout", "5"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert "answered HTTP 302" in line
+    assert "nothing answered" not in line
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_to_a_location_that_is_no_url_is_not_followed(
+    code: int, redirecting: tuple[str, list[tuple[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect whose Location is no URL (``http://[::1/status``) is an answer that is not
+    a status: the message says HTTP 3xx from the URL asked; it said that nothing answered
+    there ("Invalid IPv6 URL")."""
+    address, _seen = redirecting
+    assert main(["status", "--url", f"http://{address}/broken/{code}", "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"answered HTTP {code}" in line
     assert "nothing answered" not in line
 
 
