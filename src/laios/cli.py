@@ -137,6 +137,11 @@ def _speaks_tls(host: str, port: int, deadline: _Deadline) -> bool:
         return False
 
 
+#: OpenSSL's verify codes for a certificate issued for other names than the host asked for
+#: (X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH): trusting a CA changes nothing.
+_NAME_MISMATCH = frozenset({62, 64})
+
+
 def _trusting_advice() -> str:
     """How to have a certificate signed by a CA of one's own trusted, given ``SSL_CERT_FILE``
     as it is now (OpenSSL ignores it in silence when it names no file)."""
@@ -452,9 +457,19 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     status), and sends the user and password of ``--url`` again to a redirect to the same
     scheme, host and port, never to another."""
 
-    #: A permanent redirect (to https, as proxies send it) is followed as the others are:
-    #: Python 3.10's urllib does not follow a 308 by itself.
-    http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302
+    def http_error_302(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
+    ) -> Any:
+        """Follow the redirect; ``None`` (the redirect is the answer) when its ``Location`` is
+        no URL (``http://[::1``), which urllib would raise as a ``ValueError``."""
+        try:
+            return super().http_error_302(req, fp, code, msg, headers)
+        except ValueError:
+            return None
+
+    #: Every redirect goes through the method above. A permanent one (to https, as proxies
+    #: send it) is followed as the others are: Python 3.10's urllib does not follow a 308.
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     def __init__(self, target: str, authorization: str | None) -> None:
         super().__init__()
@@ -494,6 +509,18 @@ _NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"<>\\^`{|}]')
 _KEPT_IN_A_PATH = "/%:@!$&'()*+,;=-._~?"
 
 
+def _ascii_host(host: str) -> str:
+    """A host name (not an IPv6 address) as a request names it: in its IDNA form.
+
+    Raises:
+        UnicodeError: When no request can name it (a space or a control character in it, a
+            label longer than 63 characters, a byte of an argument that is not UTF-8).
+    """
+    if _NOT_IN_A_HOST.search(host):
+        raise UnicodeError("a character a host name cannot hold")
+    return host.encode("idna").decode("ascii")
+
+
 def _request_url(target: str) -> str:
     """``target`` as a request can name it, in ASCII: an internationalised host name in its
     IDNA form (``xn--...``), a path or query that is not ASCII percent-encoded as UTF-8.
@@ -508,9 +535,7 @@ def _request_url(target: str) -> str:
         netloc = parts.netloc
     else:
         try:
-            if _NOT_IN_A_HOST.search(host):
-                raise UnicodeError("a character a host name cannot hold")
-            ascii_host = host.encode("idna").decode("ascii")
+            ascii_host = _ascii_host(host)
         except UnicodeError as exc:
             raise _BadURL(f"{target!r} is not a usable URL (its host {host!r}: {exc})") from None
         netloc = ascii_host if parts.port is None else f"{ascii_host}:{parts.port}"
@@ -566,7 +591,13 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         handlers.append(urllib.request.ProxyHandler({}))
     authorization = None
     if user is not None:
-        pair = f"{unquote(user)}:{unquote(password or '')}".encode()
+        try:
+            pair = f"{unquote(user)}:{unquote(password or '')}".encode()
+        except UnicodeError:  # (a byte of the argument that is not UTF-8)
+            raise _BadURL(
+                f"{target!r} is not a usable URL (its user or password holds a byte that is "
+                "not UTF-8: write them in UTF-8, percent-encoded)"
+            ) from None
         authorization = "Basic " + base64.b64encode(pair).decode()
     handlers.append(_Redirects(asked, authorization))
     opener = urllib.request.build_opener(*handlers)
@@ -615,6 +646,12 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 "(a busy process may need a larger --timeout)"
             ) from None
         if isinstance(reason, ssl.SSLCertVerificationError):
+            if reason.verify_code in _NAME_MISMATCH:
+                raise _TLSFailed(
+                    f"{target} answered with a TLS certificate that was not issued for "
+                    f"{parts.hostname} ({_one_line(reason.verify_message or reason)}); use in "
+                    f"--url a name it was issued for, or have it issued for {parts.hostname} too"
+                ) from None
             raise _TLSFailed(
                 f"{target} answered with a TLS certificate that could not be verified "
                 f"({_one_line(reason.verify_message or reason)}); {_trusting_advice()}"
@@ -1151,6 +1188,11 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
         return f"is not a usable URL ({exc})"
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return "is not an http:// or https:// URL (e.g. http://localhost:4318)"
+    if parts.hostname and ":" not in parts.hostname:  # (an IPv6 address is checked above)
+        try:
+            _ascii_host(parts.hostname)
+        except UnicodeError as exc:
+            return f"is not a usable URL (its host {parts.hostname!r}: {exc})"
     problem = ""
     if not parts.hostname:
         problem = "names no host"

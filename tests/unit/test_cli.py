@@ -664,6 +664,21 @@ def test_credentials_in_the_url_stay_out_of_an_error(
     assert dead_url.removeprefix("http://") + "/status" in line
 
 
+@pytest.mark.parametrize("credentials", ["pr\udcffom:s3cret", "prom:s3cr\udcffet"])
+def test_credentials_with_a_byte_not_utf8_are_said_to_be_unusable(
+    credentials: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user or password holding a byte of the argument that is not UTF-8 (``--url
+    http://prom:$'\\xff'@host``) is said to be unusable, and not shown: it ended in a
+    traceback (UnicodeEncodeError) before anything was tried."""
+    url = f"http://{credentials}@127.0.0.1:1"
+    assert main(["status", "--url", url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "is not a usable URL" in line
+    assert "not UTF-8" in line
+    assert "s3cr" not in line
+
+
 def _interrupt(seconds: float) -> None:
     raise KeyboardInterrupt
 
@@ -891,12 +906,25 @@ def test_demo_takes_an_otlp_endpoint_url() -> None:
     assert args.otlp_endpoint == "http://localhost:4318"
 
 
-@pytest.mark.parametrize("value", ["http://localhost:99999", "http://[::1", "http://h:port"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://localhost:99999",
+        "http://[::1",
+        "http://h:port",
+        "http://col lector:4318",
+        "http://\udcff:4318",
+        "http://col\x1blector:4318",
+        "http://" + "a" * 64 + ".example:4318",
+    ],
+)
 def test_demo_refuses_an_otlp_endpoint_that_is_not_a_usable_url(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--otlp-endpoint with a port past 65535 or a broken host is a usage error, not a late
-    export failure."""
+    export failure; so is a host no request can name (a space, a control character or a byte
+    that is not UTF-8 in it, a label longer than 63 characters), which was taken, each batch
+    of spans then failing to export ("Failed to parse")."""
     with pytest.raises(SystemExit) as exit_info:
         cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
     assert exit_info.value.code == 2
@@ -1182,6 +1210,10 @@ def redirecting() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         if path == "/away/status":
             start_response("302 Found", [("Location", "ftp://127.0.0.1:1/status")])
             return [b""]
+        if path.startswith("/broken/"):  # /broken/<code>/status: a Location no URL is
+            code = path.split("/")[2]
+            start_response(f"{code} Moved", [("Location", "http://[::1/status")])
+            return [b""]
         if authorization != good:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="x"')])
             return [b""]
@@ -1232,6 +1264,20 @@ def test_a_redirect_to_another_scheme_than_http_is_not_followed(
     assert "nothing answered" not in line
 
 
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_to_a_location_that_is_no_url_is_not_followed(
+    code: int, redirecting: tuple[str, list[tuple[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect whose Location is no URL (``http://[::1/status``) is an answer that is not
+    a status: the message says HTTP 3xx from the URL asked; it said that nothing answered
+    there ("Invalid IPv6 URL")."""
+    address, _seen = redirecting
+    assert main(["status", "--url", f"http://{address}/broken/{code}", "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"answered HTTP {code}" in line
+    assert "nothing answered" not in line
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
 def test_output_that_cannot_be_written_is_one_line_not_a_traceback(
@@ -1262,11 +1308,14 @@ def test_demo_takes_allowed_hosts() -> None:
     assert args.allowed_hosts == ["metrics.example.com", ".corp.example"]
 
 
-@pytest.mark.parametrize("value", ["metrics.example.com:443", "https://metrics.example.com", ""])
+@pytest.mark.parametrize(
+    "value", ["metrics.example.com:443", "https://metrics.example.com", "", ".com"]
+)
 def test_demo_refuses_an_allowed_host_that_is_not_a_host_name(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--allowed-host with a port, a scheme or nothing is a usage error naming the value."""
+    """--allowed-host with a port, a scheme or nothing, or a leading dot on a top-level
+    domain, is a usage error naming the value."""
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--allowed-host", value])
     assert exit_info.value.code == 2
@@ -1477,6 +1526,21 @@ def test_demo_refuses_brackets_around_what_is_not_an_ipv6_address(
         main(["demo", "--host", given])
     assert exit_info.value.code == 2
     assert "IPv6" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["\udcff", "127.0.0.1\udcfe", "local\x1bhost"])
+def test_demo_refuses_a_host_with_a_byte_not_utf8_or_a_control_character(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--host $'\\xff'`` (a byte that is not UTF-8) or a control character is a usage error
+    naming the option; it ended in a traceback from the socket ("encoding of hostname
+    failed")."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--host", given])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--host" in err
+    assert "not UTF-8" in err
 
 
 def test_demo_serves_on_a_bracketed_ipv6_host() -> None:

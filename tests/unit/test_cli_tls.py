@@ -108,6 +108,29 @@ def test_an_ssl_cert_file_without_the_ca_is_said_to_lack_it(
     assert "must hold the certificate of the CA" in line
 
 
+def test_a_certificate_for_another_host_is_said_to_be_for_another_host(
+    pki: tuple[Authority, Issued],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A certificate signed by a trusted CA but issued for other names than the URL's host:
+    the message says the certificate is not for that host and to use a name it is for; it
+    advised to put the CA in SSL_CERT_FILE, which already held it."""
+    ca, server_cert = pki
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    )
+    with start_http_server(
+        0, "127.0.0.2", store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        assert main(["status", "--url", server.url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "certificate that was not issued for 127.0.0.2" in line
+    assert "a name it was issued for" in line
+    assert "SSL_CERT_FILE" not in line
+
+
 def test_https_to_a_plain_http_endpoint_says_the_handshake_failed(
     plain: MetricsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

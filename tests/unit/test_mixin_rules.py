@@ -803,6 +803,39 @@ def test_a_selector_with_a_dollar_grafana_leaves_alone_is_accepted(selector: str
     assert json_escaped(selector) in dashboard_json(config)
 
 
+@pytest.mark.parametrize(
+    "selector",
+    ['job=~"orders-[0-9]{2}"', "job=~'a{1,3}'", "job=~`x{2}`", 'job="a}b{c"', 'job="x}}"'],
+)
+def test_a_selector_with_braces_in_its_strings_is_accepted(selector: str) -> None:
+    """A brace inside a quoted value (a regex's repetition, ``{2}``) is a character of the
+    value, not the braces around matchers: it is accepted, and every rule, alert and panel
+    reads it. It was refused as if the matchers were written in braces."""
+    from laios.mixin.dashboard import dashboard_json
+
+    config = MixinConfig(selector=selector)
+    assert config.matchers() == "{" + selector + "}"
+    assert {rule["labels"]["laios_selector"] for rule in rules(config)} == {selector}
+    assert any(selector in rule["expr"] for rule in records(config))
+    assert json_escaped(selector) in dashboard_json(config)
+
+
+@pytest.mark.parametrize("selector", ['{job="x"}', 'job="x"}', '{job="x"', 'job="x",{a="b"}'])
+def test_a_selector_in_braces_is_refused(selector: str) -> None:
+    """Braces around or between the matchers, outside their quoted values, are refused."""
+    with pytest.raises(ValueError, match="without braces"):
+        MixinConfig(selector=selector)
+
+
+@pytest.mark.parametrize("selector", ['job=~"a{{2}}"', "job='{{ .Value }}'", "job=`{{x`"])
+def test_a_selector_with_a_template_opening_is_refused(selector: str) -> None:
+    """``{{`` in a value is refused at the call: the alerts carry the selector in a label,
+    which Prometheus reads as a template, so the alert's label would not be the selector
+    (``{{ .Value }}`` becomes the alert's value) or the rules would not load."""
+    with pytest.raises(ValueError, match=r"^selector .*'\{\{'.* template.*\\x7b"):
+        MixinConfig(selector=selector)
+
+
 def json_escaped(text: str) -> str:
     """``text`` as it appears inside a JSON string."""
     return json.dumps(text)[1:-1]

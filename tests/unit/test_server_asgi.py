@@ -151,6 +151,29 @@ def test_mounted_under_a_prefix(store: MetricStore, strip: bool) -> None:
     assert call_asgi(router, path="/laiosx/metrics").status == 418
 
 
+@pytest.mark.parametrize(
+    ("root_path", "path"),
+    [
+        ("/laios/", "/laios/metrics"),  # a root_path written with a trailing slash
+        ("/laios/", "/laios//metrics"),  # uvicorn --root-path /laios/: root_path + path
+        ("/laios", "/laios/metrics"),
+        ("/laios//", "/laios/metrics"),
+    ],
+)
+def test_a_root_path_with_a_trailing_slash_is_its_slashless_form(
+    store: MetricStore, root_path: str, path: str
+) -> None:
+    """``root_path="/laios/"`` takes the prefix off ``/laios/metrics`` as ``"/laios"``
+    does; it answered 404, looking for ``/laios/metrics`` itself."""
+    app = make_asgi_app(store, CollectorRegistry())
+    answer = call_asgi(app, path=path, root_path=root_path)
+    assert answer.status == 200
+    assert b"laios_tasks_total" in answer.body
+    assert call_asgi(app, path="/laios/", root_path=root_path).status == 200  # the index
+    assert call_asgi(app, path="/laios/nope", root_path=root_path).status == 404
+    assert call_asgi(app, path="/laiosx/metrics", root_path=root_path).status == 404
+
+
 def test_the_query_string_reaches_the_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both adapters hand the raw query string and the headers to the one handler."""
     seen: list[Request] = []

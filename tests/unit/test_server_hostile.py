@@ -665,3 +665,12 @@ def test_brackets_around_anything_but_an_ipv6_address_are_refused(host: str) -> 
     """Brackets hold an IPv6 address only: anything else in them is refused at the call."""
     with pytest.raises(ValueError, match="brackets hold an IPv6 address only"):
         start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
+
+
+@pytest.mark.parametrize("host", ["\udcff", "127.0.0.1\udcff", "a\x00b", "local\x1bhost", "a\nb"])
+def test_a_host_with_a_control_character_or_a_byte_not_utf8_is_refused(host: str) -> None:
+    """A host holding a control character, or a lone surrogate (a byte of a command-line
+    argument that is not UTF-8), is refused at the call with a ValueError naming it; the
+    socket raised TypeError ("encoding of hostname failed") from inside the server."""
+    with pytest.raises(ValueError, match=r"host .*control character or a byte that is not UTF-8"):
+        start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())

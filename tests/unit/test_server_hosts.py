@@ -338,6 +338,38 @@ def test_allowed_hosts_is_checked_at_the_call(
     assert words in str(raised.value)
 
 
+@pytest.mark.parametrize("name", [".com", ".COM.", ".io", ".co.uk", ".com.au", ".ac.jp"])
+def test_a_leading_dot_on_a_public_suffix_is_refused(name: str) -> None:
+    """A leading dot on a top-level domain, or on a country's registry domain, would let
+    every site registered under it through the check a web page using DNS rebinding meets:
+    it is refused at the call, naming the name and what to give instead. It was taken."""
+    with pytest.raises(ValueError, match="allowed_hosts") as raised:
+        start_http_server(
+            0, store=MetricStore(), registry=CollectorRegistry(), allowed_hosts=[name]
+        )
+    assert repr(name) in str(raised.value)
+    assert "'.example.com'" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "host"),
+    [
+        (".example.com", "metrics.example.com"),
+        (".co.example", "metrics.co.example"),
+        (".internal", "internal"),
+        (".localhost", "localhost"),
+    ],
+)
+def test_a_leading_dot_on_a_domain_of_yours_is_taken(name: str, host: str) -> None:
+    """A leading dot on a domain of two labels or more, or on a name loopback serves anyway
+    (.localhost, .internal), is taken as before."""
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), allowed_hosts=[name]
+    ) as server:
+        assert call_http(server.url, headers={"Host": host}).status == 200
+        assert call_http(server.url, headers={"Host": "attacker.com"}).status == 421
+
+
 def test_allowed_hosts_may_be_any_iterable() -> None:
     """A tuple, set or generator of names is taken as a list would be."""
     with start_http_server(

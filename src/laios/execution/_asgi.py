@@ -151,12 +151,17 @@ def _route_path(scope: Scope) -> str:
 
     Servers and routers differ: some leave the mount prefix in ``path`` and name it in
     ``root_path`` (the ASGI spec, Starlette since 0.33, uvicorn ``--root-path``), older ones
-    strip it from ``path``. Both give ``/metrics`` here.
+    strip it from ``path``. Both give ``/metrics`` here. A ``root_path`` written with a
+    trailing slash (``/laios/``) is its slash-less form (``/laios``), whether ``path`` is
+    ``/laios/metrics`` or, as uvicorn joins them, ``/laios//metrics``.
     """
     path: str = scope.get("path") or "/"
     root: str = scope.get("root_path") or ""
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root) :] or "/"
+    for prefix in dict.fromkeys((root, root.rstrip("/"))):
+        if prefix and path.startswith(prefix):
+            rest = path[len(prefix) :]
+            if not rest or rest.startswith("/"):
+                return rest or "/"
     return path
 
 

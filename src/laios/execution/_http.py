@@ -62,6 +62,12 @@ _DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 #: A name in ``allowed_hosts``: labels of letters, digits, ``-`` and ``_``, dot-separated,
 #: with an optional leading dot (the name and every name under it) and trailing dot.
 _ALLOWED_NAME = re.compile(r"\.?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")
+#: What no host to bind holds: control characters, and lone surrogates (the bytes of a
+#: command-line argument that are not UTF-8), which the socket cannot even encode.
+_NOT_IN_A_BIND_HOST = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: The second-level labels a country's registry sells names under (``co.uk``, ``com.au``,
+#: ``ac.jp``): with a two-letter top-level domain, a public suffix a leading dot may not take.
+_REGISTRY_LABELS = frozenset({"ac", "co", "com", "edu", "go", "gov", "ne", "net", "or", "org"})
 #: The answer to a request for another host, at a server listening on loopback only.
 _MISDIRECTED = (
     b"421 Misdirected Request: this server listens on loopback only, and answers requests "
@@ -118,7 +124,8 @@ def check_allowed_hosts(allowed_hosts: Any) -> tuple[str, ...]:
     (lower case, no trailing dot); raise naming the first that is not a host name.
 
     Each name is a host name without scheme, port or path: ``metrics.example.com`` allows
-    that name only, ``.example.com`` allows ``example.com`` and every name under it. An IP
+    that name only, ``.example.com`` allows ``example.com`` and every name under it (a
+    leading dot before a public suffix, ``.com`` or ``.co.uk``, is refused). An IP
     address is taken too, IPv4 or IPv6 (``::1`` or ``[::1]``, kept as ``[::1]``).
     """
     if isinstance(allowed_hosts, (str, bytes)):
@@ -159,8 +166,16 @@ def bind_host(host: str) -> str:
     it (``[::1]``), is the address itself (``::1``).
 
     Raises:
-        ValueError: When brackets hold anything else, or one is missing.
+        ValueError: When brackets hold anything else, or one is missing; or when the host
+            holds a control character or a lone surrogate (a byte of a command-line argument
+            that is not UTF-8), which no address or host name holds.
     """
+    unusable = _NOT_IN_A_BIND_HOST.search(host)
+    if unusable is not None:
+        raise ValueError(
+            f"it holds {unusable[0]!r}, a control character or a byte that is not UTF-8: "
+            "give an address such as 127.0.0.1, or a host name"
+        )
     if not host.startswith("[") and not host.endswith("]"):
         return host
     inner = host.removeprefix("[").removesuffix("]")
@@ -178,9 +193,11 @@ def bind_host(host: str) -> str:
 
 def allowed_name(name: str) -> str:
     """One name of ``allowed_hosts``, lower case without its trailing dot; or raise
-    ``ValueError`` saying why it is not a host name (``laios demo --allowed-host`` checks its
-    names with this). An IP address is taken, an IPv6 one (``::1`` or ``[::1]``) kept as
-    ``Host`` carries it (``[::1]``); every address is served anyway."""
+    ``ValueError`` saying why it is not a host name, or why a leading dot may not stand
+    before it (a top-level domain, ``.com``, or a country's registry domain, ``.co.uk``)
+    (``laios demo --allowed-host`` checks its names with this). An IP address is taken, an
+    IPv6 one (``::1`` or ``[::1]``) kept as ``Host`` carries it (``[::1]``); every address is
+    served anyway."""
     if not name.strip():
         raise ValueError(f"a name is empty ({name!r})")
     address = _ipv6_address(name)
@@ -204,7 +221,25 @@ def allowed_name(name: str) -> str:
     if problem:
         example = " such as 'metrics.example.com' or '.example.com'"
         raise ValueError(f"{name!r} is not {problem}: give names{example}")
-    return name.lower().removesuffix(".")
+    allowed = name.lower().removesuffix(".")
+    if allowed.startswith(".") and _is_public_suffix(allowed[1:]):
+        raise ValueError(
+            f"{name!r} would allow every site registered under {allowed[1:]!r}, which a web page "
+            f"using DNS rebinding could be: give the names you serve ('metrics.example.com'), "
+            f"or a domain of yours with a leading dot ('.example.com')"
+        )
+    return allowed
+
+
+def _is_public_suffix(domain: str) -> bool:
+    """Whether ``domain`` is one anyone can register names under, as far as can be told
+    without a list of them: a top-level domain (``com``, one label) or a country's registry
+    domain (``co.uk``, ``com.au``). ``localhost`` and ``internal`` are not: they are never
+    delegated, and loopback serves every name under them anyway."""
+    labels = domain.split(".")
+    if len(labels) == 1:
+        return domain not in ("localhost", "internal")
+    return len(labels) == 2 and labels[0] in _REGISTRY_LABELS and len(labels[1]) == 2
 
 
 def host_is_served(host: str, allowed_hosts: Iterable[str] = ()) -> bool:

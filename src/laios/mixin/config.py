@@ -187,9 +187,18 @@ class MixinConfig:
                 "PromQL escape \\x24 (a [ as \\x5b) in a \"...\" or '...' string, which "
                 "Prometheus reads as the same character"
             )
-        if "{" in self.selector or "}" in self.selector:
+        outside_strings = re.sub(_QUOTED, "", self.selector)
+        if "{" in outside_strings or "}" in outside_strings:
             raise ValueError(
                 "selector takes label matchers without braces, e.g. 'job=\"orders-api\"'"
+            )
+        template = self.selector.find("{{")
+        if template >= 0:
+            raise ValueError(
+                f"selector {self.selector!r} has '{{{{' at position {template}: the alerts "
+                f"carry the selector in their {RULE_SET_LABEL} label, which Prometheus reads "
+                "as a template, so the label would not be the selector: write a { as the "
+                "PromQL escape \\x7b in a \"...\" or '...' string"
             )
         unwritable = _UNWRITABLE.search(self.selector)
         if unwritable is not None:
