@@ -1447,6 +1447,36 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     assert gone(hung["grandchild"])
 
 
+def test_an_initializer_that_ends_its_worker_is_named_and_does_not_start_workers_in_a_loop(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker that exits while running the initializer fails its task saying so (the tool
+    never started), and is replaced only when a task needs a worker: not at once, which would
+    start worker after worker for as long as the runner lives."""
+    executor = make(max_workers=2, runner_options={"initializer": os._exit, "initargs": (4,)})
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    pool = runner._pool
+    starts: list[int] = []
+    start_worker = pool.start_worker
+
+    def counted() -> Any:
+        starts.append(1)
+        return start_worker()
+
+    pool.start_worker = counted  # type: ignore[method-assign]
+    for _ in range(2):
+        result = executor.execute_task(task("pid"), context, timeout=WAIT)
+        assert result.metadata["error_type"] == "worker_crashed"
+        error = result.error or ""
+        assert "exited with code 4 while running the process runner's initializer" in error
+        assert "before the tool started" in error
+    assert wait_for(lambda: not runner.worker_pids() and not pool.starting, 5.0), (
+        f"workers are started over and over ({len(starts)} so far)"
+    )
+    assert len(starts) <= 3  # (one per task, and at most one replacement)
+
+
 def test_a_failing_initializer_fails_each_task_clearly_without_restarting_workers(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:

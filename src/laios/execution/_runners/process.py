@@ -85,6 +85,7 @@ from laios.execution._runners.process_worker import (
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
+    READY,
     WORKER_NAME,
     call_secrets,
     describe_error,
@@ -321,15 +322,19 @@ class _Worker:
         "over_budget",
         "pid",
         "process",
+        "ready",
         "sending",
         "stop_by",
         "stopping",
     )
 
-    def __init__(self, process: Any, conn: Connection) -> None:
+    def __init__(self, process: Any, conn: Connection, ready: bool = True) -> None:
         self.process = process
         self.conn = conn
         self.pid: int = process.pid
+        # Whether the runner's initializer returned in it (see ``READY``; with none, at once):
+        # one that ends before then ended in its initializer, before any tool started.
+        self.ready = ready
         self.call: _Call | None = None  # the call it runs now
         self.killed = False  # killed by the runner (its call, if any, was abandoned)
         self.stopping = False  # told to stop (no call will be sent to it)
@@ -447,6 +452,7 @@ def _crash_outcome(
     over_budget: bool = False,
     *,
     server_gone: bool = False,
+    initializing: bool = False,
 ) -> RawOutcome:
     if terminated:
         return RawOutcome(
@@ -512,6 +518,18 @@ def _crash_outcome(
             )
     else:
         how = f"exited with code {exitcode}"
+    if initializing:
+        return RawOutcome(
+            None,
+            WorkerCrashed(
+                f"The worker process for tool '{call.tool_name}' {how} while running the "
+                "process runner's initializer, before the tool started; the task was not "
+                "retried. Each new worker runs the initializer first, and one is started when "
+                "a task needs it: fix the initializer (it must return, or raise, never end its "
+                "process)"
+            ),
+            error_type="worker_crashed",
+        )
     return RawOutcome(
         None,
         WorkerCrashed(
@@ -717,7 +735,7 @@ class _Pool:
             break
         if self.forkserver:
             _started_by_a_forkserver.add(os.getpid())
-        worker = _Worker(process, parent_end)
+        worker = _Worker(process, parent_end, ready=self.initializer is None)
         with self.lock:
             self.starting -= 1
             self.workers[worker.pid] = worker
@@ -842,7 +860,9 @@ class _Pool:
                     call.state = "done"
         if orphaned:
             worker.process.join(0)
-            outcome = _crash_outcome(call, worker.process.exitcode, self.terminated)
+            outcome = _crash_outcome(
+                call, worker.process.exitcode, self.terminated, initializing=not worker.ready
+            )
             call.events.finished(outcome)
 
     def watch_cpu(self, worker: _Worker, call: _Call, budget: float) -> None:
@@ -1015,6 +1035,9 @@ class _Pool:
                     # wait would return at once while the tool runs.
                     waiter.forget_messages(worker)
                     continue
+                if data == READY:
+                    worker.ready = True
+                    continue
                 if data == LARGE:
                     waiter.forget_messages(worker)
                     transfers.add(worker.pid)
@@ -1059,7 +1082,9 @@ class _Pool:
         try:
             while conn.poll():
                 data = conn.recv_bytes()
-                if data != LARGE:  # (else the large message follows)
+                if data == READY:
+                    worker.ready = True
+                elif data != LARGE:  # (else the large message follows)
                     self.deliver(worker, data)
         except (EOFError, OSError):
             pass  # the pipe is closed
@@ -1147,12 +1172,26 @@ class _Pool:
             if call is not None and call.state == "running":
                 call.state = "done"
             # A killed or crashed worker is replaced at once (so the next call need not wait
-            # for a process to start); one that was told to stop, only for queued calls.
-            replace = bool(self.queue) or (not self.closed and not worker.stopping)
+            # for a process to start); one that was told to stop, or that ended in the
+            # initializer (its replacement would too, and so on for ever), only for queued
+            # calls (a call with no worker to take it starts one).
+            initializing = not worker.ready and not worker.killed and not server_gone
+            replace = bool(self.queue) or (
+                not self.closed and not worker.stopping and not initializing
+            )
             if replace:
                 self.starting += 1
             self.changed.notify_all()
-        if report and call is not None and not self.terminated:
+        if initializing and not worker.stopping and not self.terminated:
+            _log.warning(
+                "worker process %d ended (exit code %s) while running the process runner's "
+                "initializer%s; %s",
+                worker.pid,
+                exitcode,
+                f", before tool {call.tool_name[:128]!r} started" if report and call else "",
+                "replaced" if replace else "a new one starts when a task needs one",
+            )
+        elif report and call is not None and not self.terminated:
             _log.warning(
                 "worker process %d running tool %r ended (exit code %s); replaced",
                 worker.pid,
@@ -1161,7 +1200,12 @@ class _Pool:
             )
         if report and call is not None:
             outcome = _crash_outcome(
-                call, exitcode, self.terminated, worker.over_budget, server_gone=server_gone
+                call,
+                exitcode,
+                self.terminated,
+                worker.over_budget,
+                server_gone=server_gone,
+                initializing=initializing,
             )
             call.events.finished(outcome)
         if replace:
