@@ -330,6 +330,53 @@ def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_canc
     assert gone(pid), "the worker that did not read the call was not killed"
 
 
+def test_a_timeout_while_a_large_call_is_pickled_ends_the_task_then_saying_so(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A call larger than 64 KiB is pickled off the caller's thread: a timeout that passes
+    while it is still pickled ends the task at the timeout, and the error says the call was
+    still being pickled (a worker was idle: not that none was free)."""
+    executor = make()
+    run_pid(executor, task, context)  # (the only worker is up, and idle)
+    held = process_tools.HeldWhilePickled
+    held.reset()
+    large = task("pid", blob=bytes(512 * 1024), gate=held())
+    results: list[TaskResult] = []
+    caller = threading.Thread(
+        target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
+        daemon=True,
+    )
+    try:
+        caller.start()
+        caller.join(WAIT / 3)
+        returned_at_the_timeout = not caller.is_alive()
+    finally:
+        held.release.set()
+        caller.join(WAIT)
+    assert returned_at_the_timeout, "the caller waited for the call's pickling past its timeout"
+    assert results[0].metadata["outcome"] == "timeout"
+    error = results[0].error or ""
+    assert "no worker was free" not in error
+    assert "while its call was still being pickled" in error, error
+    assert "the tool was never started" in error
+    assert run_pid(executor, task, context) > 0
+
+
+def test_a_timeout_while_a_large_call_is_written_to_its_worker_says_so(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A timeout that passes while a call is still being written to its worker (one that does
+    not read it: stopped here) says so, and the worker is killed."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    os.kill(pid, signal.SIGSTOP)
+    result = executor.execute_task(task("pid", blob=bytes(2 * 1024 * 1024)), context, timeout=0.5)
+    assert result.metadata["outcome"] == "timeout"
+    assert "while its call was still being written to its worker process" in (result.error or "")
+    assert result.metadata["worker_killed"] is True
+    assert gone(pid)
+
+
 def test_a_queued_task_past_its_deadline_never_starts(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
@@ -1411,6 +1458,36 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     assert "terminated" in (results[0].error or "")
     assert gone(hung["pid"])
     assert gone(hung["grandchild"])
+
+
+def test_an_initializer_that_ends_its_worker_is_named_and_does_not_start_workers_in_a_loop(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker that exits while running the initializer fails its task saying so (the tool
+    never started), and is replaced only when a task needs a worker: not at once, which would
+    start worker after worker for as long as the runner lives."""
+    executor = make(max_workers=2, runner_options={"initializer": os._exit, "initargs": (4,)})
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    pool = runner._pool
+    starts: list[int] = []
+    start_worker = pool.start_worker
+
+    def counted() -> Any:
+        starts.append(1)
+        return start_worker()
+
+    pool.start_worker = counted  # type: ignore[method-assign]
+    for _ in range(2):
+        result = executor.execute_task(task("pid"), context, timeout=WAIT)
+        assert result.metadata["error_type"] == "worker_crashed"
+        error = result.error or ""
+        assert "exited with code 4 while running the process runner's initializer" in error
+        assert "before the tool started" in error
+    assert wait_for(lambda: not runner.worker_pids() and not pool.starting, 5.0), (
+        f"workers are started over and over ({len(starts)} so far)"
+    )
+    assert len(starts) <= 3  # (one per task, and at most one replacement)
 
 
 def test_a_failing_initializer_fails_each_task_clearly_without_restarting_workers(

@@ -831,6 +831,13 @@ class Job(TaskRecord):
         """What a timed-out result says: where the task was when its time ran out."""
         limit = self.limit
         budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
+        where = self._preparing()
+        if where is None:
+            where = self._where(queued=queued)
+        return f"Task '{self.task_id}' exceeded {budget} {where}"
+
+    def _where(self, *, queued: bool) -> str:
+        """Where the task was when its time ran out, as its phase says."""
         if queued:
             if self.runner is not None and self.runner.name == "loop":
                 # An async tool waits for a slot, or, slot in hand, for its loop to run its
@@ -851,7 +858,21 @@ class Job(TaskRecord):
             where = f"while tool '{self.tool}' was running; the tool was {done}"
         else:
             where = f"while tool '{self.tool}' was running; its thread was abandoned"
-        return f"Task '{self.task_id}' exceeded {budget} {where}"
+        return where
+
+    def _preparing(self) -> str | None:
+        """Where the runner says the call is while it still prepares it (a process runner
+        pickling a large call, or writing it to its worker), for a timeout's message; ``None``
+        when it says nothing (or has no ``preparing``)."""
+        handle = self.handle
+        preparing = getattr(self.runner, "preparing", None)
+        if handle is None or preparing is None:
+            return None
+        try:
+            where = preparing(handle)
+        except Exception:  # (a runner's own: the message goes without it)
+            return None
+        return where if isinstance(where, str) and where else None
 
     def take_result(self) -> TaskResult:
         """Hand the result to the caller; the retained record does not keep it."""

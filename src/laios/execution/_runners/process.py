@@ -85,6 +85,7 @@ from laios.execution._runners.process_worker import (
     LONGEST_CPU_BUDGET,
     MEMORY_LIMIT_ENFORCED,
     PIPE_CLOSED_EXIT,
+    READY,
     WORKER_NAME,
     call_secrets,
     describe_error,
@@ -149,43 +150,85 @@ PICKLING_THREADS = 4
 
 
 class _TooLarge(Exception):
-    """A call pickled on an event loop's thread outgrew :data:`LOOP_PICKLE_BYTES`."""
+    """A call pickled on the caller's thread outgrew its bound (:data:`LOOP_PICKLE_BYTES` on
+    an event loop's thread, :data:`SEND_HERE_BYTES` on any other)."""
 
 
 class _BoundedSink:
-    """Where a call is pickled on an event loop's thread: takes up to ``LOOP_PICKLE_BYTES``
-    and raises :class:`_TooLarge` past that. The pickler hands it each 64 KiB frame as it is
-    done, and a large ``bytes`` (or buffer) value whole, so it stops early and copies little."""
+    """Where a call is pickled on the caller's thread: takes up to ``limit`` bytes and raises
+    :class:`_TooLarge` past that. The pickler hands it each 64 KiB frame as it is done, and a
+    large ``bytes`` (or buffer) value whole, so it stops early and copies little."""
 
-    __slots__ = ("parts", "size")
+    __slots__ = ("limit", "parts", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
         self.parts: list[bytes] = []
         self.size = 0
 
     def write(self, data: Any) -> int:
         data = data if type(data) is bytes else bytes(data)
         self.size += len(data)
-        if self.size > LOOP_PICKLE_BYTES:
+        if self.size > self.limit:
             raise _TooLarge
         self.parts.append(data)
         return len(data)
 
+    def take(self) -> bytes:
+        """What was written, and an empty sink for the next call."""
+        parts = self.parts
+        self.parts = []
+        self.size = 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-def _pickled(value: Any, *, bounded: bool = False) -> bytes:
-    """``value`` pickled; ``bounded``: at most :data:`LOOP_PICKLE_BYTES` of it.
+
+class _ThreadPickler(threading.local):
+    """A thread's pickler for calls pickled up to a bound, kept for its next call: making a
+    pickler and its sink costs about a quarter of what pickling a small call does, and keeping
+    them makes a bounded pickling cost what ``pickle.dumps`` does. One that raised is dropped
+    (a new one is made), so that no half-done state is kept."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.renew()
+
+    def renew(self) -> None:
+        self.sink = _BoundedSink(SEND_HERE_BYTES)
+        self.pickler = pickle.Pickler(self.sink, pickle.HIGHEST_PROTOCOL)
+
+
+_THREAD_PICKLER = _ThreadPickler()
+
+
+def _pickled(value: Any, limit: int | None = None) -> bytes:
+    """``value`` pickled; with ``limit``, at most that many bytes of it.
 
     Raises:
-        _TooLarge: When ``bounded`` and the pickle would be larger.
+        _TooLarge: When the pickle would be larger than ``limit``.
     """
-    if not bounded:
+    if limit is None:
         return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-    sink = _BoundedSink()
-    pickle.Pickler(sink, pickle.HIGHEST_PROTOCOL).dump(value)
-    return b"".join(sink.parts)
+    here = _THREAD_PICKLER
+    if here.busy:  # (a ``__reduce__`` that submits a call of its own: a pickler of its own)
+        sink = _BoundedSink(limit)
+        pickle.Pickler(sink, pickle.HIGHEST_PROTOCOL).dump(value)
+        return sink.take()
+    here.busy = True
+    try:
+        sink = here.sink
+        sink.limit = limit
+        try:
+            here.pickler.dump(value)
+        except BaseException:
+            here.renew()
+            raise
+        here.pickler.clear_memo()  # (the memo holds what was pickled)
+        return sink.take()
+    finally:
+        here.busy = False
 
 
-def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False) -> Refusal:
+def _not_picklable(call: ToolCall, exc: BaseException, limit: int | None = None) -> Refusal:
     """The refusal of a call that cannot be pickled, naming what in it cannot be (the tool,
     or the first parameter that fails on its own: by name and type, never by value)."""
     what = "its tool or parameters cannot be pickled"
@@ -193,9 +236,7 @@ def _not_picklable(call: ToolCall, exc: BaseException, *, bounded: bool = False)
         "Define the tool class at module level and pass plain, picklable parameters (numbers, "
         "strings, lists, dicts, dataclasses, models)"
     )
-    part = unpicklable_part(
-        call, lambda value: _pickled(value, bounded=bounded), undecided=(_TooLarge,)
-    )
+    part = unpicklable_part(call, lambda value: _pickled(value, limit), undecided=(_TooLarge,))
     if part is not None:
         what = f"{part} cannot be pickled"
         advice = unpicklable_advice(part, "an importable module", "in processes")
@@ -281,15 +322,19 @@ class _Worker:
         "over_budget",
         "pid",
         "process",
+        "ready",
         "sending",
         "stop_by",
         "stopping",
     )
 
-    def __init__(self, process: Any, conn: Connection) -> None:
+    def __init__(self, process: Any, conn: Connection, ready: bool = True) -> None:
         self.process = process
         self.conn = conn
         self.pid: int = process.pid
+        # Whether the runner's initializer returned in it (see ``READY``; with none, at once):
+        # one that ends before then ended in its initializer, before any tool started.
+        self.ready = ready
         self.call: _Call | None = None  # the call it runs now
         self.killed = False  # killed by the runner (its call, if any, was abandoned)
         self.stopping = False  # told to stop (no call will be sent to it)
@@ -407,6 +452,7 @@ def _crash_outcome(
     over_budget: bool = False,
     *,
     server_gone: bool = False,
+    initializing: bool = False,
 ) -> RawOutcome:
     if terminated:
         return RawOutcome(
@@ -472,6 +518,18 @@ def _crash_outcome(
             )
     else:
         how = f"exited with code {exitcode}"
+    if initializing:
+        return RawOutcome(
+            None,
+            WorkerCrashed(
+                f"The worker process for tool '{call.tool_name}' {how} while running the "
+                "process runner's initializer, before the tool started; the task was not "
+                "retried. Each new worker runs the initializer first, and one is started when "
+                "a task needs it: fix the initializer (it must return, or raise, never end its "
+                "process)"
+            ),
+            error_type="worker_crashed",
+        )
     return RawOutcome(
         None,
         WorkerCrashed(
@@ -584,6 +642,8 @@ class _Pool:
         # Set while a thread tells a call's events it starts (its "started" callback runs
         # then, before the call is sent): such a thread cannot wait for the workers to exit.
         self.starting_here = threading.local()
+        # Calls written to their worker on a thread of their own, until the write is over.
+        self.writing: set[_Call] = set()
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -610,6 +670,7 @@ class _Pool:
         self.cpu_watches = {}
         self.exiting = {}
         self.transferred = []
+        self.writing = set()
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader = None
 
@@ -674,7 +735,7 @@ class _Pool:
             break
         if self.forkserver:
             _started_by_a_forkserver.add(os.getpid())
-        worker = _Worker(process, parent_end)
+        worker = _Worker(process, parent_end, ready=self.initializer is None)
         with self.lock:
             self.starting -= 1
             self.workers[worker.pid] = worker
@@ -779,11 +840,16 @@ class _Pool:
             return
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
+        if own_thread:
+            with self.lock:
+                self.writing.add(call)
         try:
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(call.payload)
         finally:
             with self.lock:
+                if own_thread:
+                    self.writing.discard(call)
                 worker.sending -= 1
                 gone = worker.pid not in self.workers
                 if gone and not worker.sending:
@@ -794,7 +860,9 @@ class _Pool:
                     call.state = "done"
         if orphaned:
             worker.process.join(0)
-            outcome = _crash_outcome(call, worker.process.exitcode, self.terminated)
+            outcome = _crash_outcome(
+                call, worker.process.exitcode, self.terminated, initializing=not worker.ready
+            )
             call.events.finished(outcome)
 
     def watch_cpu(self, worker: _Worker, call: _Call, budget: float) -> None:
@@ -967,6 +1035,9 @@ class _Pool:
                     # wait would return at once while the tool runs.
                     waiter.forget_messages(worker)
                     continue
+                if data == READY:
+                    worker.ready = True
+                    continue
                 if data == LARGE:
                     waiter.forget_messages(worker)
                     transfers.add(worker.pid)
@@ -1011,7 +1082,9 @@ class _Pool:
         try:
             while conn.poll():
                 data = conn.recv_bytes()
-                if data != LARGE:  # (else the large message follows)
+                if data == READY:
+                    worker.ready = True
+                elif data != LARGE:  # (else the large message follows)
                     self.deliver(worker, data)
         except (EOFError, OSError):
             pass  # the pipe is closed
@@ -1099,12 +1172,26 @@ class _Pool:
             if call is not None and call.state == "running":
                 call.state = "done"
             # A killed or crashed worker is replaced at once (so the next call need not wait
-            # for a process to start); one that was told to stop, only for queued calls.
-            replace = bool(self.queue) or (not self.closed and not worker.stopping)
+            # for a process to start); one that was told to stop, or that ended in the
+            # initializer (its replacement would too, and so on for ever), only for queued
+            # calls (a call with no worker to take it starts one).
+            initializing = not worker.ready and not worker.killed and not server_gone
+            replace = bool(self.queue) or (
+                not self.closed and not worker.stopping and not initializing
+            )
             if replace:
                 self.starting += 1
             self.changed.notify_all()
-        if report and call is not None and not self.terminated:
+        if initializing and not worker.stopping and not self.terminated:
+            _log.warning(
+                "worker process %d ended (exit code %s) while running the process runner's "
+                "initializer%s; %s",
+                worker.pid,
+                exitcode,
+                f", before tool {call.tool_name[:128]!r} started" if report and call else "",
+                "replaced" if replace else "a new one starts when a task needs one",
+            )
+        elif report and call is not None and not self.terminated:
             _log.warning(
                 "worker process %d running tool %r ended (exit code %s); replaced",
                 worker.pid,
@@ -1113,7 +1200,12 @@ class _Pool:
             )
         if report and call is not None:
             outcome = _crash_outcome(
-                call, exitcode, self.terminated, worker.over_budget, server_gone=server_gone
+                call,
+                exitcode,
+                self.terminated,
+                worker.over_budget,
+                server_gone=server_gone,
+                initializing=initializing,
             )
             call.events.finished(outcome)
         if replace:
@@ -1201,6 +1293,11 @@ class _Pool:
             call.payload = _pickled(portable)
         except BaseException as exc:  # (``SystemExit`` too; no Ctrl-C reaches this thread)
             refusal = _not_picklable(portable, exc)
+        deadline = portable.deadline
+        if refusal is None and deadline is not None and time.monotonic() >= deadline:
+            # Pickled past its deadline: it never starts. Its task is told now, while the call
+            # still reads as being pickled (see ``preparing``), unless it ended already.
+            call.events.started()  # (``False``, past its deadline: it abandons the call)
         with self.lock:
             self.pickling -= 1
             self.changed.notify_all()
@@ -1216,6 +1313,23 @@ class _Pool:
             call.events.refused(refusal)
             return
         self.dispatch(call, worker, start)
+
+    def preparing(self, call: _Call) -> str | None:
+        """See :meth:`ProcessRunner.preparing`."""
+        with self.lock:
+            if call.state == "pickling":
+                return (
+                    "while its call was still being pickled to be sent to a worker process (a "
+                    f"call larger than {SEND_HERE_BYTES // 1024} KiB is pickled on one of the "
+                    f"runner's threads, at most {PICKLING_THREADS} at once); the tool was never "
+                    "started"
+                )
+            if call in self.writing:
+                return (
+                    "while its call was still being written to its worker process; the tool "
+                    "was never started, and the worker was stopped"
+                )
+        return None
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -1449,23 +1563,26 @@ class ProcessRunner:
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
         """Queue ``call`` for a worker process, or refuse it (shut down, not picklable).
 
-        On the thread of a running event loop (``execute_async``, ``execute_parallel``) a
-        call is pickled there only up to :data:`LOOP_PICKLE_BYTES`: a larger one is accepted
-        at once and pickled, then sent, on one of a few threads of the runner's (see
-        :data:`PICKLING_THREADS`; refused from there when it cannot be pickled), so that the
-        loop is not held meanwhile.
+        A call is pickled on the caller's thread only up to :data:`SEND_HERE_BYTES` (on the
+        thread of a running event loop, ``execute_async`` or ``execute_parallel``, up to
+        :data:`LOOP_PICKLE_BYTES`): a larger one is accepted at once and pickled, then sent,
+        on one of a few threads of the runner's (see :data:`PICKLING_THREADS`; refused from
+        there when it cannot be pickled), so that neither the loop nor the caller waiting for
+        its task's timeout is held meanwhile.
         """
         portable = dataclasses.replace(call, context=None)
         # (in asyncio.events.__all__: the running loop or None, without raising)
         on_loop = asyncio._get_running_loop() is not None  # noqa: SLF001
         try:
-            payload: bytes | None = _pickled(portable, bounded=on_loop)
+            payload: bytes | None = _pickled(
+                portable, LOOP_PICKLE_BYTES if on_loop else SEND_HERE_BYTES
+            )
         except _TooLarge:
             payload = None
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
         except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
-            return _not_picklable(portable, exc, bounded=on_loop)
+            return _not_picklable(portable, exc, LOOP_PICKLE_BYTES if on_loop else None)
         if _UNENFORCED_LIMITS:  # (never on Linux)
             _warn_unenforced(call)
         pool = self._pool
@@ -1473,6 +1590,13 @@ class ProcessRunner:
         if payload is not None:
             return handle if pool.place(handle) else SHUTDOWN
         return handle if pool.pickle_later(handle, portable) else SHUTDOWN
+
+    def preparing(self, handle: Handle) -> str | None:
+        """Where ``handle``'s call is when the runner still prepares it (it is pickled, or
+        waits for a thread to pickle it; it was pickled after its deadline; it is written to
+        its worker), in words that end a timeout's message; ``None`` otherwise."""
+        assert isinstance(handle, _Call)
+        return self._pool.preparing(handle)
 
     def abandon(self, handle: Handle) -> StopResult:
         """Kill the worker running the call (and its process group), or drop the call from

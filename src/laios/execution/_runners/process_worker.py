@@ -11,7 +11,9 @@ group (so that killing the group also kills any process a tool started), runs th
   ``("checkpoint", name, data)`` while the tool runs, then ``("done", outcome, retire)``; each
   pickled after a byte saying which it is (:data:`EVENT` or :data:`DONE`), so that the caller
   knows what a message it cannot unpickle was; one larger than :data:`LARGE_MESSAGE_BYTES`
-  comes just after a message of its own, :data:`LARGE`.
+  comes just after a message of its own, :data:`LARGE`; and once, when the runner's
+  ``initializer`` first returns, :data:`READY` alone (so that a worker that ends before it
+  said so is known to have ended in its initializer).
 
 Around each call the worker sets the call's limits (``RLIMIT_DATA`` for memory, kept while
 the outcome is pickled to be sent back; for the CPU budget a ``ITIMER_PROF`` timer whose signal
@@ -69,6 +71,7 @@ __all__ = [
     "LONGEST_CPU_BUDGET",
     "MEMORY_LIMIT_ENFORCED",
     "PIPE_CLOSED_EXIT",
+    "READY",
     "SIMPLE_TOOL_ADVICE",
     "WORKER_NAME",
     "InitializerFailed",
@@ -114,6 +117,9 @@ DONE = b"d"
 #: transfer holds no other worker's messages.
 LARGE = b"l"
 LARGE_MESSAGE_BYTES = 1024 * 1024
+#: The message a worker sends once, when the runner's ``initializer`` first returned (never
+#: without one): until then, a worker that ends ended in its initializer.
+READY = b"r"
 
 #: The largest resource limit the platform takes (``setrlimit`` takes a C ``long long``): a
 #: memory limit past it limits nothing and is not set.
@@ -618,6 +624,8 @@ class _Worker:
             return False
         self.initialized = True
         self.initializer_error = None
+        with self.send_lock, contextlib.suppress(OSError):  # (a closed pipe: told at the next
+            _send_on_pipe(self.conn, self.pipe, READY)  # send, or the caller's side is gone)
         return True
 
     def run(self, call: ToolCall) -> tuple[bytes, bool]:
