@@ -117,6 +117,10 @@ class RawOutcome:
             ``worker_crashed``, ``terminated``, ``not_picklable``), when it is not what the
             tool raised; ``None``: the error's class name. With an ``asyncio.CancelledError``,
             :data:`OWN_CANCELLATION` says the tool raised it though nothing cancelled its task.
+        traceback: The traceback of the ``error`` the tool raised, as formatted in the process
+            it ran in, scrubbed of the call's secret values and cut as a span's stack trace is
+            (a pickled exception loses its frames and its causes); ``None``: ``error``'s own
+            (the tool ran in this process).
     """
 
     value: Any = None
@@ -125,6 +129,7 @@ class RawOutcome:
     memory_peak_mb: float = 0.0
     worker: str | None = None
     error_type: str | None = None
+    traceback: str | None = None
 
 
 #: ``RawOutcome.error_type`` of an ``asyncio.CancelledError`` the tool let out though nothing
