@@ -718,6 +718,23 @@ class FailsDeep(BaseTool):
         _check_quota(kwargs["api_key"])
 
 
+class SuppressionSeen(BaseTool):
+    """Returns whether instrumentation is suppressed where it runs, as instrumentations read
+    it (the key ``suppress_instrumentation()`` sets, or its plain twin)."""
+
+    name = "suppression_seen"
+    description = "Says whether instrumentation is suppressed around it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        from opentelemetry import context as otel_context
+
+        key = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+        return {
+            "key": bool(key is not None and otel_context.get_value(key)),
+            "plain": bool(otel_context.get_value("suppress_instrumentation")),
+        }
+
+
 class TraceSeen(BaseTool):
     name = "trace_seen"
     description = "Returns the trace id and span id current in the worker, opens a span."
@@ -870,6 +887,7 @@ def set_up_tracing(path: str) -> None:
 TOOLS = (
     Pid,
     FailsDeep,
+    SuppressionSeen,
     ClosesStandardDescriptors,
     PrintsALine,
     StuckOnExit,

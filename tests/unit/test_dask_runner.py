@@ -223,6 +223,23 @@ def test_a_failures_span_has_the_traceback_it_raised_with_on_the_worker(
     assert KEY not in stack
 
 
+def test_suppressed_instrumentation_reaches_the_tool(make: Callable[..., Executor]) -> None:
+    """A call made under suppress_instrumentation() has it suppressed around its tool too:
+    it was not, and the tool's instrumented calls made spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    token = otel_context.attach(otel_context.set_value("suppress_instrumentation", True))
+    try:
+        result = executor.execute_task(task("suppression_seen"), CONTEXT, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert result.output["plain"] is True
+    assert exporter.get_finished_spans() == ()
+
+
 def test_a_batch_spreads_over_the_cluster(make: Callable[..., Executor]) -> None:
     executor = make()
 

@@ -74,6 +74,9 @@ class ToolCall:
         baggage: The caller's OpenTelemetry baggage as a W3C ``baggage`` header (``None``:
             no baggage). Filled for runners that run tools in a process of their own, which
             carry it there (see :meth:`trace_carrier`).
+        suppressed: Whether instrumentation is suppressed in the caller's context
+            (``suppress_instrumentation()``). Filled for runners that run tools in a process of
+            their own, which suppress it there around the tool (see :meth:`trace_carrier`).
     """
 
     task_id: str
@@ -89,6 +92,7 @@ class ToolCall:
     memory_limit_mb: int | None = None
     cpu_seconds: float | None = None
     baggage: str | None = None
+    suppressed: bool = False
 
     def trace_carrier(self) -> dict[str, str]:
         """The caller's OpenTelemetry context as W3C headers, for runners that carry it to

@@ -647,7 +647,7 @@ class _Worker:
         # pickle's own copy), and that memory is the tool's too.
         with _soft_limit(_RLIMIT_DATA, memory_limit) as data_limit:
             with (
-                _trace_context(call.trace_carrier()),
+                _trace_context(call.trace_carrier(), call.suppressed),
                 _cpu_timer(cpu_seconds),
                 _soft_limit(_RLIMIT_CPU, cpu_limit) as cpu_limit_held,
             ):
@@ -737,14 +737,15 @@ _RLIMIT_CPU = getattr(resource, "RLIMIT_CPU", 0)
 
 
 @contextlib.contextmanager
-def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
+def _trace_context(carrier: dict[str, str], suppressed: bool = False) -> Iterator[None]:
     """Make the caller's span (when the task is traced) and baggage (when it has any) current
-    while the tool runs.
+    while the tool runs, and with ``suppressed`` suppress instrumentation around it, as the
+    caller had (the keys ``suppress_instrumentation()`` sets).
 
     The W3C propagators read them, whatever ``OTEL_PROPAGATORS`` says here: the caller wrote
     them in W3C form (see :meth:`ToolCall.trace_carrier`).
     """
-    if not carrier:
+    if not carrier and not suppressed:
         yield
         return
     from opentelemetry import context as otel_context
@@ -753,6 +754,10 @@ def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
 
     context = TraceContextTextMapPropagator().extract(carrier)
     context = W3CBaggagePropagator().extract(carrier, context)
+    if suppressed:
+        from laios._compat.otel import suppress_instrumentation_in
+
+        context = suppress_instrumentation_in(context)
     token = otel_context.attach(context)
     try:
         yield
