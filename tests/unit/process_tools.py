@@ -697,6 +697,44 @@ class Fails(BaseTool):
         raise ValueError("bad input 7")
 
 
+def _parse_quota(text: str, api_key: str) -> int:
+    return int(text)  # (raises ValueError: the cause below)
+
+
+def _check_quota(api_key: str) -> None:
+    try:
+        _parse_quota("unlimited", api_key)
+    except ValueError as exc:
+        raise LookupError(f"no quota for {api_key}") from exc
+
+
+class FailsDeep(BaseTool):
+    """Raises from a helper, with a cause, quoting its secret parameter."""
+
+    name = "fails_deep"
+    description = "Raises LookupError from a helper, caused by a ValueError."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        _check_quota(kwargs["api_key"])
+
+
+class SuppressionSeen(BaseTool):
+    """Returns whether instrumentation is suppressed where it runs, as instrumentations read
+    it (the key ``suppress_instrumentation()`` sets, or its plain twin)."""
+
+    name = "suppression_seen"
+    description = "Says whether instrumentation is suppressed around it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        from opentelemetry import context as otel_context
+
+        key = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+        return {
+            "key": bool(key is not None and otel_context.get_value(key)),
+            "plain": bool(otel_context.get_value("suppress_instrumentation")),
+        }
+
+
 class TraceSeen(BaseTool):
     name = "trace_seen"
     description = "Returns the trace id and span id current in the worker, opens a span."
@@ -848,6 +886,8 @@ def set_up_tracing(path: str) -> None:
 
 TOOLS = (
     Pid,
+    FailsDeep,
+    SuppressionSeen,
     ClosesStandardDescriptors,
     PrintsALine,
     StuckOnExit,

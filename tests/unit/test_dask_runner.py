@@ -202,6 +202,44 @@ def test_failures_come_back_with_their_class_and_message(make: Callable[..., Exe
     assert result.error == "bad input 7"
 
 
+def test_a_failures_span_has_the_traceback_it_raised_with_on_the_worker(
+    make: Callable[..., Executor],
+) -> None:
+    """The exception event's stack trace was the exception's last line alone: its frames and
+    its cause stayed on the worker."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    result = executor.execute_task(task("fails_deep", api_key=KEY), CONTEXT, timeout=WAIT)
+    assert result.metadata["error_type"] == "LookupError"
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool fails_deep"]
+    (event,) = span.events
+    assert event.attributes is not None
+    stack = str(event.attributes["exception.stacktrace"])
+    assert "in _check_quota" in stack
+    assert "ValueError: invalid literal for int()" in stack
+    assert stack.rstrip().endswith("LookupError: no quota for [REDACTED]")
+    assert KEY not in stack
+
+
+def test_suppressed_instrumentation_reaches_the_tool(make: Callable[..., Executor]) -> None:
+    """A call made under suppress_instrumentation() has it suppressed around its tool too:
+    it was not, and the tool's instrumented calls made spans."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    token = otel_context.attach(otel_context.set_value("suppress_instrumentation", True))
+    try:
+        result = executor.execute_task(task("suppression_seen"), CONTEXT, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert result.output["plain"] is True
+    assert exporter.get_finished_spans() == ()
+
+
 def test_a_batch_spreads_over_the_cluster(make: Callable[..., Executor]) -> None:
     executor = make()
 

@@ -117,8 +117,8 @@ def test_a_parameter_that_cannot_be_walked_does_not_change_the_outcome(
     make_executor: Any, capture: bool
 ) -> None:
     """With spans (and content capture), a failing task whose parameter cannot be walked still
-    ends with the tool's own error, and so does its span. Without capture nothing else needs
-    the parameter; with it, the arguments cannot be rendered: that fault counts 'internal'."""
+    ends with the tool's own error, and so does its span. With capture, the parameter is
+    captured as a placeholder naming its type: no fault, nothing counted 'internal'."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -138,39 +138,40 @@ def test_a_parameter_that_cannot_be_walked_does_not_change_the_outcome(
     outcomes, errors, in_flight = _counts(store, "fail")
     assert outcomes == {"error": 1}
     assert errors["ValueError"] == 1
-    assert errors.get("internal", 0) == (1 if capture else 0)
+    assert errors.get("internal", 0) == 0
     assert in_flight == 0
     (span,) = exporter.get_finished_spans()
     assert span.name == "execute_tool fail"
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "the tool failed"
+    assert span.attributes is not None
+    if capture:
+        assert span.attributes["gen_ai.tool.call.arguments"] == (
+            '{"config":"<HostileMapping object (its items could not be read)>"}'
+        )
 
 
 SECRET = "sk-live-ROWS-9f8e7d6c5b4a"
 
 
-class LazyRows(Mapping[str, Any]):
-    """A mapping read lazily from a database, whose reading fails quoting the connection."""
+class LazyProxy:
+    """An object loaded on first use, whose loading fails quoting the connection (even when
+    asked for its class)."""
 
     def __init__(self, password: str) -> None:
-        self.password = password
+        self._password = password
 
-    def __getitem__(self, key: str) -> Any:
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        raise ConnectionError(f"could not read rows from postgres://app:{self.password}@db")
-
-    def __len__(self) -> int:
-        return 1
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise ConnectionError(f"could not read rows from postgres://app:{self._password}@db")
 
 
 class ReturnLazyRows(BaseTool):
     name = "lazy_rows"
-    description = "Returns rows that cannot be read once the tool is done."
+    description = "Returns a row that cannot be read once the tool is done."
 
     def _execute(self, **kwargs: Any) -> Any:
-        return {"rows": LazyRows(kwargs["password"])}
+        return {"rows": [LazyProxy(kwargs["password"])]}
 
 
 @pytest.mark.parametrize("mode", MODES)

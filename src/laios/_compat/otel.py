@@ -34,6 +34,7 @@ __all__ = [
     "global_provider_is_sdk",
     "instrumentation_suppressed",
     "is_proxy_meter_provider",
+    "suppress_instrumentation_in",
 ]
 
 _NOT_SDK = (ProxyTracerProvider, NoOpTracerProvider)
@@ -97,3 +98,11 @@ def instrumentation_suppressed(context: otel_context.Context | None = None) -> b
         (_SUPPRESS_KEY is not None and otel_context.get_value(_SUPPRESS_KEY, context))
         or otel_context.get_value(_SUPPRESS_KEY_PLAIN, context)
     )
+
+
+def suppress_instrumentation_in(context: otel_context.Context) -> otel_context.Context:
+    """``context`` with instrumentation suppressed, as ``suppress_instrumentation()`` sets it:
+    both keys (only the plain one where the API no longer has the private key)."""
+    if _SUPPRESS_KEY is not None:
+        context = otel_context.set_value(_SUPPRESS_KEY, True, context)
+    return otel_context.set_value(_SUPPRESS_KEY_PLAIN, True, context)

@@ -30,7 +30,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
-from laios._exceptions import qualified_type_name
+from laios._exceptions import qualified_type_name, type_name
 from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
@@ -890,9 +890,17 @@ class _Copier:
         if depth > _MAX_DEPTH:
             return self.string("…")
         if isinstance(value, Mapping):
-            return self.copy_pairs(value.items(), depth, declared)
+            if type(value) is dict:  # (reading a dict's items never raises)
+                return self.copy_pairs(value.items(), depth, declared)
+            size = self.size
+            try:
+                return self.copy_pairs(_read(value, pairs=True), depth, declared)
+            except _Unreadable:  # (a lazy row whose connection is gone)
+                return self.unreadable(value, size)
         if isinstance(value, (list, tuple, set, frozenset)):
-            return self.copy_items(value, depth, declared)
+            if type(value) in _PLAIN_COLLECTIONS:
+                return self.copy_items(value, depth, declared)
+            return self.copy_readable_items(value, depth, declared)
         if value is None or isinstance(value, bool):
             self.size += 5 if value is False else 4  # null, true, false
             return value
@@ -913,11 +921,30 @@ class _Copier:
         if isinstance(value, str):
             return self.string(self.text(value, MAX_STRING_CHARS))
         if is_collection(value):  # (a deque, a dict's view: copied as a list)
-            return self.copy_items(value, depth, declared)
+            return self.copy_readable_items(value, depth, declared)
         fields = object_fields(value, hidden=False)
         if fields is not None:
             return self.copy_pairs(fields, depth, declared)
         return self.string(self.text(_safe_repr(value), MAX_STRING_CHARS))
+
+    def copy_readable_items(
+        self, value: Any, depth: int, declared: SecretFields | None = None
+    ) -> list[Any] | str:
+        """:meth:`copy_items` of a collection of another type than the built-in ones, whose
+        items may not be readable (see :meth:`unreadable`)."""
+        size = self.size
+        try:
+            return self.copy_items(value, depth, declared, _read(value, pairs=False))
+        except _Unreadable:
+            return self.unreadable(value, size)
+
+    def unreadable(self, value: Any, size: int) -> str:
+        """What a container whose items cannot be read (listing them raised) is written as:
+        a placeholder naming its type, not its ``repr``, which may show what the secret
+        search could not read; ``size`` is the copy's size before the container began."""
+        self.size = size
+        name = self.text(type_name(type(value)), MAX_STRING_CHARS)
+        return self.string(f"<{name} object (its items could not be read)>")
 
     def string(self, text: str) -> str:
         """Count ``text`` as a JSON string of the copy and return it."""
@@ -960,10 +987,15 @@ class _Copier:
         return out
 
     def copy_items(
-        self, value: Iterable[Any], depth: int, declared: SecretFields | None = None
+        self,
+        value: Iterable[Any],
+        depth: int,
+        declared: SecretFields | None = None,
+        items: Iterable[Any] | None = None,
     ) -> list[Any]:
         """The redacted copy of a list, tuple or set (as a list; a named tuple's items whose
-        field names look secret redacted)."""
+        field names look secret redacted), read from ``items`` when given (``value``'s items,
+        read through :func:`_read`)."""
         under = None if declared is None else declared.items
         each = _node(under)  # (what each item declares)
         # A named tuple's items are its fields: one with a secret-looking name is redacted.
@@ -971,7 +1003,7 @@ class _Copier:
         secret_at = () if names is None else [_is_secret_name(name) for name in names]
         out: list[Any] = []
         self.size += 1  # "["; "]" once written
-        for index, inner in enumerate(value):
+        for index, inner in enumerate(value if items is None else items):
             if self.full():
                 out.append("…")
                 break
@@ -1083,6 +1115,32 @@ def _safe_str(value: Any) -> str:
     except Exception:
         text = None
     return text if isinstance(text, str) else _safe_repr(value)
+
+
+#: Collection types whose items are read without running code of the value's own.
+_PLAIN_COLLECTIONS = frozenset({list, tuple, set, frozenset})
+
+
+class _Unreadable(Exception):
+    """Reading a container's items raised (see :func:`_read`)."""
+
+
+def _read(container: Any, *, pairs: bool) -> Iterator[Any]:
+    """The items of ``container`` (its ``items()`` with ``pairs``), raising
+    :class:`_Unreadable` when listing them raises: an exception of an item's own, met while
+    it is copied, is not the container's."""
+    try:
+        iterator = iter(container.items() if pairs else container)
+    except Exception as exc:
+        raise _Unreadable from exc
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _Unreadable from exc
+        yield item
 
 
 def _safe_repr(value: Any) -> str:

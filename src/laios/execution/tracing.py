@@ -181,6 +181,16 @@ def _cut_stacktrace(stack: str) -> str:
     return head + marker + end
 
 
+def exception_stacktrace(exception: BaseException, secrets: Sequence[str]) -> str:
+    """The ``exception.stacktrace`` of ``exception``: its traceback (causes included) scrubbed
+    of ``secrets``, then cut to ``MAX_STACKTRACE_BYTES``; never raises.
+
+    A runner in another process sends this text back with the exception (see
+    ``RawOutcome.traceback``): a pickled exception loses its frames and its causes.
+    """
+    return _cut_stacktrace(scrub(exception_traceback(exception), secrets, limit=None))
+
+
 class Tracing:
     """The executor's access to OpenTelemetry.
 
@@ -381,11 +391,14 @@ class Tracing:
         exception: BaseException | None = None,
         result: Any = None,
         capture_result: bool = False,
+        stacktrace: str | None = None,
     ) -> None:
         """Set the outcome on a span and end it.
 
         Success leaves the status UNSET. A failure sets ERROR with a short scrubbed message and
-        ``error.type``; a raised exception is recorded once, as a scrubbed ``exception`` event.
+        ``error.type``; a raised exception is recorded once, as a scrubbed ``exception`` event,
+        whose stack trace is ``stacktrace`` when given (the traceback as formatted in the
+        process the tool ran in), else ``exception``'s own.
         A captured result costs work bounded by ``MAX_VALUE_BYTES``, not by its size.
         """
         if capture_result and self.capture_content:
@@ -395,13 +408,16 @@ class Tracing:
             span.set_attribute("error.type", error_type)
             span.set_status(Status(StatusCode.ERROR, short))
             if exception is not None:
-                stack = exception_traceback(exception)
+                if stacktrace is None:
+                    stack = exception_stacktrace(exception, secrets)
+                else:
+                    stack = _cut_stacktrace(scrub(stacktrace, secrets, limit=None))
                 span.add_event(
                     "exception",
                     {
                         "exception.type": _qualified_name(type(exception)),
                         "exception.message": short,
-                        "exception.stacktrace": _cut_stacktrace(scrub(stack, secrets, limit=None)),
+                        "exception.stacktrace": stack,
                     },
                 )
         span.end()

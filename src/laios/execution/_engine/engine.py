@@ -518,6 +518,8 @@ class Engine:
             context,
         )
         if self.isolated:
+            # (a call whose instrumentation is suppressed has no span: see accept)
+            call.suppressed = span_context is None and self.tracing.suppressed(None)
             try:
                 call.baggage = baggage_header(span_context)
             except Exception as exc:  # (a value whose str() raises): the tool runs without it

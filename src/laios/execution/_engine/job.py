@@ -322,6 +322,9 @@ class Job(TaskRecord):
     # the awaiting road in _Batch.wait (see _Batch.finished).
     caller_interrupt: BaseException | None = None
     worker: str | None = None  # where the tool ran, when its runner says (a process, a host)
+    # The stack trace of the exception the tool raised, as its runner formatted it in the
+    # process the tool ran in (the pickled exception lost its frames); ``None``: its own.
+    stacktrace: str | None = None
     # The task's secret values read before its tool ran, when its parameters hold containers:
     # a tool may take a secret out of a nested one (``headers.pop("Authorization")``) and quote
     # it in its error, after which the parameters no longer show it.
@@ -920,6 +923,8 @@ class Job(TaskRecord):
                 return
             raised = as_raised(raised)  # (an async tool's StopIteration: as a sync tool's)
             name = safe_error_type(outcome.error_type or type_name(type(raised)))
+            if outcome.traceback is not None and self.span is not None:
+                self.stacktrace = outcome.traceback  # (let go when the span ends)
             self.finish("error", describe_exception(raised), name, exception=raised)
             return
         if self.cancel_requested:
@@ -1195,6 +1200,7 @@ class Job(TaskRecord):
         debug level."""
         failed = outcome != "success"
         tracing = self.env.tracing
+        stacktrace, self.stacktrace = self.stacktrace, None  # (a retained record keeps none)
         if span is not None and not span.is_recording():
             # Unsampled: the span records nothing, so nothing is rendered or scrubbed for it.
             span.end()
@@ -1211,6 +1217,7 @@ class Job(TaskRecord):
                 exception=exception,
                 result=data,
                 capture_result=not failed,
+                stacktrace=stacktrace,
             )
         if debug:
             _log.debug(

@@ -74,6 +74,9 @@ class ToolCall:
         baggage: The caller's OpenTelemetry baggage as a W3C ``baggage`` header (``None``:
             no baggage). Filled for runners that run tools in a process of their own, which
             carry it there (see :meth:`trace_carrier`).
+        suppressed: Whether instrumentation is suppressed in the caller's context
+            (``suppress_instrumentation()``). Filled for runners that run tools in a process of
+            their own, which suppress it there around the tool (see :meth:`trace_carrier`).
     """
 
     task_id: str
@@ -89,6 +92,7 @@ class ToolCall:
     memory_limit_mb: int | None = None
     cpu_seconds: float | None = None
     baggage: str | None = None
+    suppressed: bool = False
 
     def trace_carrier(self) -> dict[str, str]:
         """The caller's OpenTelemetry context as W3C headers, for runners that carry it to
@@ -117,6 +121,10 @@ class RawOutcome:
             ``worker_crashed``, ``terminated``, ``not_picklable``), when it is not what the
             tool raised; ``None``: the error's class name. With an ``asyncio.CancelledError``,
             :data:`OWN_CANCELLATION` says the tool raised it though nothing cancelled its task.
+        traceback: The traceback of the ``error`` the tool raised, as formatted in the process
+            it ran in, scrubbed of the call's secret values and cut as a span's stack trace is
+            (a pickled exception loses its frames and its causes); ``None``: ``error``'s own
+            (the tool ran in this process).
     """
 
     value: Any = None
@@ -125,6 +133,7 @@ class RawOutcome:
     memory_peak_mb: float = 0.0
     worker: str | None = None
     error_type: str | None = None
+    traceback: str | None = None
 
 
 #: ``RawOutcome.error_type`` of an ``asyncio.CancelledError`` the tool let out though nothing

@@ -884,6 +884,7 @@ class DaskRunner:
             call.memory_limit_mb,
             call.cpu_seconds,
             call.baggage,
+            call.suppressed,
         )
         try:
             payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)

@@ -61,6 +61,7 @@ from laios.execution.redaction import (
     secret_values_before_run,
     secret_values_now_and_before,
 )
+from laios.execution.tracing import exception_stacktrace
 
 __all__ = [
     "CPU_BUDGET_ENFORCED",
@@ -654,7 +655,7 @@ class _Worker:
         # pickle's own copy), and that memory is the tool's too.
         with _soft_limit(_RLIMIT_DATA, memory_limit) as data_limit:
             with (
-                _trace_context(call.trace_carrier()),
+                _trace_context(call.trace_carrier(), call.suppressed),
                 _cpu_timer(cpu_seconds),
                 _soft_limit(_RLIMIT_CPU, cpu_limit) as cpu_limit_held,
             ):
@@ -678,7 +679,14 @@ class _Worker:
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
                 outcome.error_type = "memory_limit"
                 retire = True
-            return _result_message(outcome, retire, call.tool_name, self.events.secrets, limit)
+            return _result_message(
+                outcome,
+                retire,
+                call.tool_name,
+                self.events.secrets,
+                limit,
+                traced=call.trace_id is not None,
+            )
 
     def send_outcome(self, message: bytes) -> None:
         """Send a call's ``done`` message, its events closed first (see :class:`_ChildEvents`)."""
@@ -737,14 +745,15 @@ _RLIMIT_CPU = getattr(resource, "RLIMIT_CPU", 0)
 
 
 @contextlib.contextmanager
-def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
+def _trace_context(carrier: dict[str, str], suppressed: bool = False) -> Iterator[None]:
     """Make the caller's span (when the task is traced) and baggage (when it has any) current
-    while the tool runs.
+    while the tool runs, and with ``suppressed`` suppress instrumentation around it, as the
+    caller had (the keys ``suppress_instrumentation()`` sets).
 
     The W3C propagators read them, whatever ``OTEL_PROPAGATORS`` says here: the caller wrote
     them in W3C form (see :meth:`ToolCall.trace_carrier`).
     """
-    if not carrier:
+    if not carrier and not suppressed:
         yield
         return
     from opentelemetry import context as otel_context
@@ -753,6 +762,10 @@ def _trace_context(carrier: dict[str, str]) -> Iterator[None]:
 
     context = TraceContextTextMapPropagator().extract(carrier)
     context = W3CBaggagePropagator().extract(carrier, context)
+    if suppressed:
+        from laios._compat.otel import suppress_instrumentation_in
+
+        context = suppress_instrumentation_in(context)
     token = otel_context.attach(context)
     try:
         yield
@@ -767,19 +780,37 @@ def _memory_limit_exceeded(tool_name: str, limit: int, what: str = "") -> Memory
     )
 
 
+def _stacktrace(error: BaseException, secrets: Callable[[], Sequence[str]] | None) -> str | None:
+    """The stack trace of the tool's ``error`` for its span, scrubbed of ``secrets()`` (see
+    :func:`~laios.execution.tracing.exception_stacktrace`); ``None`` when it cannot be made
+    (memory short under the call's limit): the caller then records what the error alone says."""
+    try:
+        return exception_stacktrace(error, secrets() if secrets is not None else ())
+    except Exception:
+        return None
+
+
 def _result_message(
     outcome: RawOutcome,
     retire: bool,
     tool_name: str,
     secrets: Callable[[], Sequence[str]] | None = None,
     memory_limit_mb: int | None = None,
+    *,
+    traced: bool = False,
 ) -> tuple[bytes, bool]:
     """The pickled ``done`` message and whether to retire; what cannot be pickled becomes a
     clear error (its description scrubbed of ``secrets()``, the call's secret values).
 
+    ``traced``: the call has a task span, whose ``exception`` event is given the stack trace
+    of an exception the tool raised, as formatted here (``RawOutcome.traceback``).
+
     ``memory_limit_mb``: the call's memory limit, which is in force while this runs; a
     ``MemoryError`` while pickling is then the limit's (the worker retires).
     """
+    if traced and outcome.error is not None and outcome.error_type is None:
+        # The tool's own exception: its frames and causes stay here when it is pickled.
+        outcome.traceback = _stacktrace(outcome.error, secrets)
     try:
         if outcome.error is not None:  # (an exception may pickle, and fail to unpickle)
             pickle.loads(pickle.dumps(outcome.error, pickle.HIGHEST_PROTOCOL))

@@ -1,0 +1,103 @@
+"""Captured arguments and results holding a container that cannot be read (listing its items
+raises, as a lazy database row's may once its connection is gone): that container is written
+as a placeholder naming its type, and the rest of the value is captured as usual."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from span_support import make_task, only
+
+from laios.core.types import Context
+from laios.execution.executor import Executor
+from laios.execution.redaction import to_json
+from laios.execution.store import MetricStore
+from laios.tools.base import BaseTool
+from laios.tools.registry import ToolRegistry
+
+CONTEXT = Context(session_id="session-1", user_id="user-1")
+SECRET = "sk-live-0123456789abcdef"
+
+
+class LazyRow(dict):  # type: ignore[type-arg]
+    """A mapping whose items cannot be read any more (its connection is gone)."""
+
+    def items(self) -> Any:
+        raise ConnectionError("the connection is gone")
+
+    keys = values = __iter__ = items
+
+
+class LazyRows(Sequence[Any]):
+    """A sequence whose items cannot be read any more."""
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: Any) -> Any:
+        raise ConnectionError("the connection is gone")
+
+    def __iter__(self) -> Iterator[Any]:
+        raise ConnectionError("the connection is gone")
+
+
+class Returns(BaseTool):
+    name = "returns"
+    description = "Returns a row it was not given."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return {"row": LazyRow(api_key=SECRET), "rows": LazyRows(), "n": 2}
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    tools = ToolRegistry()
+    tools.register_tool(Returns)
+    return tools
+
+
+def test_to_json_writes_an_unreadable_container_as_a_placeholder() -> None:
+    text = to_json({"row": LazyRow(api_key=SECRET), "rows": LazyRows(), "q": "x"})
+    assert json.loads(text) == {
+        "row": "<LazyRow object (its items could not be read)>",
+        "rows": "<LazyRows object (its items could not be read)>",
+        "q": "x",
+    }
+
+
+def test_the_span_captures_the_rest_of_the_arguments_and_result(
+    registry: ToolRegistry,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The whole attribute was lost, with an ERROR and its traceback logged for every task."""
+    with Executor(
+        registry,
+        tracer_provider=provider,
+        capture_content=True,
+        store=MetricStore(),
+        register_prometheus=False,
+    ) as executor:
+        with caplog.at_level(logging.ERROR, logger="laios.execution"):
+            task = make_task("returns", row=LazyRow(api_key=SECRET), q="x")
+            result = executor.execute_task(task, CONTEXT)
+    assert result.success, result.error
+    assert not caplog.records
+    attributes = only(exporter, "execute_tool").attributes
+    assert attributes is not None
+    assert json.loads(str(attributes["gen_ai.tool.call.arguments"])) == {
+        "row": "<LazyRow object (its items could not be read)>",
+        "q": "x",
+    }
+    assert json.loads(str(attributes["gen_ai.tool.call.result"])) == {
+        "row": "<LazyRow object (its items could not be read)>",
+        "rows": "<LazyRows object (its items could not be read)>",
+        "n": 2,
+    }
