@@ -887,7 +887,9 @@ def status_lines(
             ``STATE``, ``MESSAGE``, ...), then narrows names and messages, and a line still too
             wide is cut. Running tasks show the first 8 characters of their ids.
         height: Lines available, or ``None`` for no limit. The tool table keeps its rows before
-            the running tasks do; rows left out are counted on a ``+N more`` line.
+            the running tasks do; rows left out are counted on a ``+N more`` line. On a
+            screen too short for that, the blank lines between the tables go first, then a
+            table left one line counts its rows on it (``Tools: +7 more``).
 
     Returns:
         The lines, none wider than ``width`` and no more than ``height`` of them.
@@ -920,6 +922,12 @@ def status_lines(
     # (with room for three lines, the title alone, which counts them: the tool table then has
     # its title and its "+N more").
     room = None if height is None else height - 3
+    gap = [""]
+    if room is not None and room < 3:
+        # Too few lines for both tables with blank lines between them: the blank lines go
+        # first, so that each table can still count the rows it leaves out.
+        gap = []
+        room = height - 1 if height is not None else None
     keep = (
         0
         if room is None
@@ -931,6 +939,7 @@ def status_lines(
         tool_rows,
         len(tool_rows),
         empty="(no task has finished yet)",
+        alone=f"Tools: +{len(tool_rows)} more",
         right=set(range(1, 10)),
         steps=_TOOL_STEPS,
         width=width,
@@ -944,12 +953,13 @@ def status_lines(
         running_rows,
         0 if unlisted else count,
         empty="(not listed: this endpoint serves a reduced /status)" if unlisted else "(none)",
+        alone=f"Running tasks ({count})",
         right={3},
         steps=_RUNNING_STEPS,
         width=width,
         budget=None if room is None else max(room - len(tool_lines), 1),
     )
-    lines = [*running_lines, "", *tool_lines, "", gauges]
+    lines = [*running_lines, *gap, *tool_lines, *gap, gauges]
     if width is not None:
         lines = [clip(line, width) for line in lines]
     return lines if height is None else lines[: max(height, 0)]
@@ -969,6 +979,7 @@ def _section(
     count: int,
     *,
     empty: str,
+    alone: str,
     right: set[int],
     steps: Sequence[tuple[int, int]],
     width: int | None,
@@ -977,8 +988,11 @@ def _section(
     """A titled table in at most ``budget`` lines; rows left out are counted on a last line.
 
     ``count`` is how many rows there are in all (more than ``len(rows)`` when the document
-    itself listed only some).
+    itself listed only some). With a budget of one line and rows left out, the section is
+    ``alone``: a title that counts them.
     """
+    if budget is not None and budget <= 1 and count:
+        return [alone]
     if not rows:
         body = [f"  +{count} more"] if count else [f"  {empty}"]
         return [title, *body][: budget if budget is not None else None]
