@@ -108,6 +108,11 @@ class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
 
+class _RedirectedNowhere(StatusUnavailable):
+    """The URL asked answered with a redirect, and nothing answered where it led (so there is
+    no advice to start an endpoint at the URL asked)."""
+
+
 class _BadURL(StatusUnavailable):
     """The URL cannot be fetched at all (not a URL, not http(s), or naming no host): nothing
     was tried."""
@@ -475,6 +480,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         super().__init__()
         self._origin = _origin(target)
         self._authorization = authorization
+        #: The URL of the last redirect followed, ``None`` before any.
+        self.followed: str | None = None
 
     def redirect_request(
         self,
@@ -498,6 +505,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
             and _origin(new.full_url) == self._origin
         ):
             new.add_unredirected_header("Authorization", self._authorization)
+        if new is not None:
+            self.followed = new.full_url
         return new
 
 
@@ -599,7 +608,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 "not UTF-8: write them in UTF-8, percent-encoded)"
             ) from None
         authorization = "Basic " + base64.b64encode(pair).decode()
-    handlers.append(_Redirects(asked, authorization))
+    redirects = _Redirects(asked, authorization)
+    handlers.append(redirects)
     opener = urllib.request.build_opener(*handlers)
     request = urllib.request.Request(asked, headers={"Accept": "application/json"})
     if authorization is not None:
@@ -667,6 +677,12 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             tls = _tls_instead(target, deadline)
             if tls is not None:
                 raise tls from None
+        if redirects.followed is not None:
+            led = _clean(without_credentials(redirects.followed), 200)
+            raise _RedirectedNowhere(
+                f"nothing answered at {led}, where a redirect from {target} led "
+                f"({_one_line(reason)})"
+            ) from None
         raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
     if len(raw) > _MAX_BODY:
         raise _TooLarge(
@@ -1054,7 +1070,10 @@ def _with_default_port(url: str) -> str | None:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
-    if isinstance(problem, (_CredentialsNeeded, _Misdirected, _StatusOff, _TLSFailed, _TooLarge)):
+    if isinstance(
+        problem,
+        (_CredentialsNeeded, _Misdirected, _RedirectedNowhere, _StatusOff, _TLSFailed, _TooLarge),
+    ):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
     if isinstance(problem, _BadURL):  # (nothing was tried: the URL is what to fix)
         return (

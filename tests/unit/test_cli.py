@@ -1278,6 +1278,28 @@ def test_a_redirect_to_a_location_that_is_no_url_is_not_followed(
     assert "nothing answered" not in line
 
 
+def test_a_redirect_to_where_nothing_answers_names_where_it_led(
+    dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect to a port where nothing listens: the message says nothing answered at the
+    redirect's target, reached by a redirect from the URL asked, and does not advise starting
+    an endpoint at the URL asked (something answered there); it said that nothing answered at
+    the URL asked."""
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("302 Found", [("Location", f"{dead_url}/status")])
+        return [b""]
+
+    with _serving(app) as port:
+        url = f"http://127.0.0.1:{port}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"nothing answered at {dead_url}/status" in line, line
+    assert f"redirect from {url}/status" in line, line
+    assert f"nothing answered at {url}" not in line, line
+    assert "start_http_server" not in line, line
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
 def test_output_that_cannot_be_written_is_one_line_not_a_traceback(
