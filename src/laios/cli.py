@@ -589,6 +589,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         raise _BadURL(f"{target} is not an http(s) URL")
     if not parts.hostname:
         raise _BadURL(f"{target} names no host")
+    if parts.port == 0:
+        raise _BadURL(
+            f"{target} names port 0, which nothing can be reached at (a server given port 0 "
+            "listens on a port the system picks: give that port)"
+        )
     asked = _request_url(target)
     deadline = _Deadline(timeout)
     handlers: list[urllib.request.BaseHandler] = [

@@ -679,6 +679,22 @@ def test_credentials_with_a_byte_not_utf8_are_said_to_be_unusable(
     assert "s3cr" not in line
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:0", "127.0.0.1:0/status", "https://[::1]:0"])
+@pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
+def test_port_0_is_said_to_be_no_port_to_connect_to(
+    url: str, watch: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--url with port 0 (the port a server is given to have one picked) is a URL no request
+    can reach: the message says so, and does not suggest start_http_server(8489) as though
+    nothing answered."""
+    argv = ["status", "--url", url, "--timeout", "2"] + (["--watch"] if watch else [])
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "port 0" in line, line
+    assert "nothing answered" not in line, line
+    assert "start_http_server" not in line, line
+
+
 def _interrupt(seconds: float) -> None:
     raise KeyboardInterrupt
 
