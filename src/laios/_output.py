@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
@@ -25,6 +26,7 @@ __all__ = [
     "discard_stdout",
     "output_failure_status",
     "parse_command_line",
+    "shell_quote",
     "without_credentials",
 ]
 
@@ -140,3 +142,36 @@ def without_credentials(url: str) -> str:
     """``url`` without the ``user:password@`` it may carry, to be shown (a malformed URL too:
     it is shown, without them, all the same)."""
     return _USERINFO.sub(r"\1", url.strip(), count=1)
+
+
+#: How bash's $'...' writes the characters it has a letter for.
+_SHELL_ESCAPES = {"\\": "\\\\", "'": "\\'", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def shell_quote(text: str) -> str:
+    """``text`` (an argument or a path, perhaps holding bytes that are not UTF-8 as lone
+    surrogates, as Python reads them) quoted so that a POSIX shell gives it back: as
+    :func:`shlex.quote` does when it is printable UTF-8; otherwise in bash's ``$'...'``, with
+    each byte that is not UTF-8 or of a character that cannot be shown as ``\\xNN``.
+    """
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # (a lone surrogate no byte gave: no file has it in its name)
+        data = text.encode("utf-8", "surrogatepass")
+    try:
+        plain = data.decode("utf-8")
+    except UnicodeDecodeError:
+        plain = None
+    if plain is not None and plain.isprintable():
+        return shlex.quote(plain)
+    parts: list[str] = []
+    for char in data.decode("utf-8", "surrogateescape"):
+        if char in _SHELL_ESCAPES:
+            parts.append(_SHELL_ESCAPES[char])
+        elif "\udc80" <= char <= "\udcff":  # (a byte that is not UTF-8)
+            parts.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif char.isprintable():
+            parts.append(char)
+        else:
+            parts.append("".join(f"\\x{byte:02x}" for byte in char.encode("utf-8", "replace")))
+    return "$'" + "".join(parts) + "'"

@@ -108,6 +108,11 @@ class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
 
+class _RedirectedNowhere(StatusUnavailable):
+    """The URL asked answered with a redirect, and nothing answered where it led (so there is
+    no advice to start an endpoint at the URL asked)."""
+
+
 class _BadURL(StatusUnavailable):
     """The URL cannot be fetched at all (not a URL, not http(s), or naming no host): nothing
     was tried."""
@@ -475,6 +480,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         super().__init__()
         self._origin = _origin(target)
         self._authorization = authorization
+        #: The URL of the last redirect followed, ``None`` before any.
+        self.followed: str | None = None
 
     def redirect_request(
         self,
@@ -498,6 +505,8 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
             and _origin(new.full_url) == self._origin
         ):
             new.add_unredirected_header("Authorization", self._authorization)
+        if new is not None:
+            self.followed = new.full_url
         return new
 
 
@@ -580,6 +589,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         raise _BadURL(f"{target} is not an http(s) URL")
     if not parts.hostname:
         raise _BadURL(f"{target} names no host")
+    if parts.port == 0:
+        raise _BadURL(
+            f"{target} names port 0, which nothing can be reached at (a server given port 0 "
+            "listens on a port the system picks: give that port)"
+        )
     asked = _request_url(target)
     deadline = _Deadline(timeout)
     handlers: list[urllib.request.BaseHandler] = [
@@ -599,7 +613,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 "not UTF-8: write them in UTF-8, percent-encoded)"
             ) from None
         authorization = "Basic " + base64.b64encode(pair).decode()
-    handlers.append(_Redirects(asked, authorization))
+    redirects = _Redirects(asked, authorization)
+    handlers.append(redirects)
     opener = urllib.request.build_opener(*handlers)
     request = urllib.request.Request(asked, headers={"Accept": "application/json"})
     if authorization is not None:
@@ -667,6 +682,12 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             tls = _tls_instead(target, deadline)
             if tls is not None:
                 raise tls from None
+        if redirects.followed is not None:
+            led = _clean(without_credentials(redirects.followed), 200)
+            raise _RedirectedNowhere(
+                f"nothing answered at {led}, where a redirect from {target} led "
+                f"({_one_line(reason)})"
+            ) from None
         raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
     if len(raw) > _MAX_BODY:
         raise _TooLarge(
@@ -887,7 +908,9 @@ def status_lines(
             ``STATE``, ``MESSAGE``, ...), then narrows names and messages, and a line still too
             wide is cut. Running tasks show the first 8 characters of their ids.
         height: Lines available, or ``None`` for no limit. The tool table keeps its rows before
-            the running tasks do; rows left out are counted on a ``+N more`` line.
+            the running tasks do; rows left out are counted on a ``+N more`` line. On a
+            screen too short for that, the blank lines between the tables go first, then a
+            table left one line counts its rows on it (``Tools: +7 more``).
 
     Returns:
         The lines, none wider than ``width`` and no more than ``height`` of them.
@@ -920,6 +943,12 @@ def status_lines(
     # (with room for three lines, the title alone, which counts them: the tool table then has
     # its title and its "+N more").
     room = None if height is None else height - 3
+    gap = [""]
+    if room is not None and room < 3:
+        # Too few lines for both tables with blank lines between them: the blank lines go
+        # first, so that each table can still count the rows it leaves out.
+        gap = []
+        room = height - 1 if height is not None else None
     keep = (
         0
         if room is None
@@ -931,6 +960,7 @@ def status_lines(
         tool_rows,
         len(tool_rows),
         empty="(no task has finished yet)",
+        alone=f"Tools: +{len(tool_rows)} more",
         right=set(range(1, 10)),
         steps=_TOOL_STEPS,
         width=width,
@@ -944,12 +974,13 @@ def status_lines(
         running_rows,
         0 if unlisted else count,
         empty="(not listed: this endpoint serves a reduced /status)" if unlisted else "(none)",
+        alone=f"Running tasks ({count})",
         right={3},
         steps=_RUNNING_STEPS,
         width=width,
         budget=None if room is None else max(room - len(tool_lines), 1),
     )
-    lines = [*running_lines, "", *tool_lines, "", gauges]
+    lines = [*running_lines, *gap, *tool_lines, *gap, gauges]
     if width is not None:
         lines = [clip(line, width) for line in lines]
     return lines if height is None else lines[: max(height, 0)]
@@ -969,6 +1000,7 @@ def _section(
     count: int,
     *,
     empty: str,
+    alone: str,
     right: set[int],
     steps: Sequence[tuple[int, int]],
     width: int | None,
@@ -977,8 +1009,11 @@ def _section(
     """A titled table in at most ``budget`` lines; rows left out are counted on a last line.
 
     ``count`` is how many rows there are in all (more than ``len(rows)`` when the document
-    itself listed only some).
+    itself listed only some). With a budget of one line and rows left out, the section is
+    ``alone``: a title that counts them.
     """
+    if budget is not None and budget <= 1 and count:
+        return [alone]
     if not rows:
         body = [f"  +{count} more"] if count else [f"  {empty}"]
         return [title, *body][: budget if budget is not None else None]
@@ -1040,7 +1075,10 @@ def _with_default_port(url: str) -> str | None:
 
 
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
-    if isinstance(problem, (_CredentialsNeeded, _Misdirected, _StatusOff, _TLSFailed, _TooLarge)):
+    if isinstance(
+        problem,
+        (_CredentialsNeeded, _Misdirected, _RedirectedNowhere, _StatusOff, _TLSFailed, _TooLarge),
+    ):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
     if isinstance(problem, _BadURL):  # (nothing was tried: the URL is what to fix)
         return (

@@ -679,6 +679,22 @@ def test_credentials_with_a_byte_not_utf8_are_said_to_be_unusable(
     assert "s3cr" not in line
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:0", "127.0.0.1:0/status", "https://[::1]:0"])
+@pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
+def test_port_0_is_said_to_be_no_port_to_connect_to(
+    url: str, watch: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--url with port 0 (the port a server is given to have one picked) is a URL no request
+    can reach: the message says so, and does not suggest start_http_server(8489) as though
+    nothing answered."""
+    argv = ["status", "--url", url, "--timeout", "2"] + (["--watch"] if watch else [])
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "port 0" in line, line
+    assert "nothing answered" not in line, line
+    assert "start_http_server" not in line, line
+
+
 def _interrupt(seconds: float) -> None:
     raise KeyboardInterrupt
 
@@ -1276,6 +1292,28 @@ def test_a_redirect_to_a_location_that_is_no_url_is_not_followed(
     (line,) = capsys.readouterr().err.splitlines()
     assert f"answered HTTP {code}" in line
     assert "nothing answered" not in line
+
+
+def test_a_redirect_to_where_nothing_answers_names_where_it_led(
+    dead_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect to a port where nothing listens: the message says nothing answered at the
+    redirect's target, reached by a redirect from the URL asked, and does not advise starting
+    an endpoint at the URL asked (something answered there); it said that nothing answered at
+    the URL asked."""
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("302 Found", [("Location", f"{dead_url}/status")])
+        return [b""]
+
+    with _serving(app) as port:
+        url = f"http://127.0.0.1:{port}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"nothing answered at {dead_url}/status" in line, line
+    assert f"redirect from {url}/status" in line, line
+    assert f"nothing answered at {url}" not in line, line
+    assert "start_http_server" not in line, line
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

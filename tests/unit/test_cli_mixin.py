@@ -3,6 +3,8 @@ for an installation (pipx) whose `python` does not have the package."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +151,26 @@ def test_laios_start_up_does_not_import_the_generator() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize(
+    "name", ["\udcff", "caf\udcc3\udca9 n\udce9", "a\tb", "it's \\ $HOME", "ok"]
+)
+def test_the_out_suggested_to_regenerate_is_one_a_shell_reproduces(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--check with an --out whose name holds bytes that are not UTF-8 (``$'\\xff'``), a tab,
+    a quote or a backslash: the --out in its "regenerate with" line, given to bash, is that
+    directory's bytes; it was shown as Python writes a lone surrogate ('\\udcff'), which no
+    shell gives back."""
+    out = tmp_path / name
+    assert main(["mixin", "--check", "--out", str(out)]) == 1
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "regenerate" in line]
+    quoted = line.split(" --out ", 1)[1]
+    assert quoted.isprintable(), quoted
+    assert "\\udc" not in quoted
+    done = subprocess.run(
+        ["bash", "-c", f"printf %s {quoted}"], capture_output=True, check=True, env={}
+    )
+    assert done.stdout == os.fsencode(out)

@@ -7,6 +7,7 @@ stay on top, and rows that do not fit are counted rather than wrapped or silentl
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from laios._demo import _view_addresses, live_frame
 from laios._terminal import clip, table_lines, text_width
-from laios.cli import render_status, status_lines
+from laios.cli import _watch_frame, render_status, status_lines
 
 URL = "http://127.0.0.1:8489"
 HEADLINE = "laios demo — 12/30 s, 345 tasks, 28.7 tasks/s"
@@ -204,6 +205,60 @@ def test_a_tool_table_with_no_room_for_rows_counts_them_before_running_tasks_do(
     lines = status_lines(_busy(running=3), width=80, height=6)
     assert lines == ["Running tasks (3)", "", "Tools", f"  +{len(TOOLS)} more", "", lines[-1]]
     assert lines[-1].startswith("workers: 8")
+
+
+def _counted(lines: list[str], title: str) -> int | None:
+    """Rows of the section titled ``title`` shown or counted in ``lines``; ``None`` when the
+    section is not there."""
+    starts = [i for i, line in enumerate(lines) if line == title or line.startswith(title + ":")]
+    if not starts:
+        return None
+    index = starts[0]
+    counted = 0
+    for line in lines[index:]:
+        if line != lines[index] and not line.startswith("  "):
+            break  # (the next section, a blank line or the gauges)
+        if m := re.search(r"\+(\d+) more$", line):
+            counted += int(m.group(1))
+        elif re.match(r"  \S+ +\d", line) or "[####......]" in line:
+            counted += 1
+    return counted
+
+
+def test_a_short_terminal_gives_up_blank_lines_before_counts() -> None:
+    """With five lines for the status (`laios status --watch` in a 40x10 terminal), both
+    tables keep their "+N more" lines: the blank lines between them go instead."""
+    lines = status_lines(_busy(running=3), width=40, height=5)
+    assert lines[:4] == ["Running tasks (3)", "  +3 more", "Tools", f"  +{len(TOOLS)} more"]
+    assert lines[4].startswith("workers: 8")
+
+
+def test_a_tool_table_with_one_line_counts_its_rows_on_it() -> None:
+    """With three lines for the status (a 40x8 terminal), the tool table says how many rows
+    it leaves out on its title line."""
+    lines = status_lines(_busy(running=3), width=40, height=3)
+    assert lines[:2] == ["Running tasks (3)", f"Tools: +{len(TOOLS)} more"]
+
+
+@pytest.mark.parametrize(("width", "height"), [(40, 10), (40, 8), (40, 7), (60, 14), (80, 24)])
+def test_a_watched_status_counts_every_row_it_leaves_out(width: int, height: int) -> None:
+    """`laios status --watch` on a small terminal: a table it shows counts the rows it
+    leaves out."""
+    frame = _watch_frame(_busy(running=3), URL, "", 1.0, os.terminal_size((width, height)))
+    lines = frame.splitlines()
+    assert _counted(lines, "Tools") == len(TOOLS)
+    assert "Running tasks (3)" in lines
+
+
+@pytest.mark.parametrize("height", range(1, 30))
+@pytest.mark.parametrize("running", [0, 1, 3, 9])
+def test_a_table_shown_always_counts_its_rows(height: int, running: int) -> None:
+    """Whatever the height, the tool table, when there, shows or counts every tool, and the
+    running tasks shown with rows or a "+N more" line add up to all of them."""
+    lines = status_lines(_busy(running=running), width=40, height=height)
+    assert _counted(lines, "Tools") in (None, len(TOOLS))
+    shown = _counted(lines, f"Running tasks ({running})")
+    assert shown in (0, running)  # (0: the title alone, which counts them)
 
 
 def test_clip_marks_text_it_cuts() -> None:

@@ -11,7 +11,6 @@ are; with options it fits them to your deployment::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from laios._output import (
     closed_stdout_status,
     output_failure_status,
     parse_command_line,
+    shell_quote,
 )
 from laios.mixin.config import DEFAULT_DASHBOARD_UID, MixinConfig
 from laios.mixin.writer import OPTIONS, command_line, render, stale_files, write_files
@@ -251,7 +251,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
             where = (
                 ""
                 if args.out == Path() and out_optional
-                else f" --out {shlex.quote(str(args.out))}"
+                else f" --out {shell_quote(str(args.out))}"
             )
             again = command_line(config, program=parser.prog)
             print(f"regenerate with: {again}{where}", file=sys.stderr)
