@@ -717,3 +717,55 @@ def test_an_attempt_the_deadline_struck_before_it_started_does_not_hide_the_fail
     assert result.metadata["retry_deadline_exceeded"] is True
     assert task.error == result.error
     assert task.started_at is not None
+
+
+class _FailsAtOnce(AsyncBaseTool):
+    name = "fails_at_once"
+    description = "Fails without awaiting anything."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        raise RuntimeError("down")
+
+
+@pytest.mark.parametrize("no_wait", ["retry_delay=0", "sleeps_disabled"])
+def test_async_retries_without_a_wait_let_the_loop_run_between_attempts(
+    context: Context, no_wait: str
+) -> None:
+    """With nothing to wait between attempts (``retry_delay=0``, or waits disabled), an
+    async tool failing at once was retried without the caller's event loop ever getting a
+    turn (with no timeout, each attempt runs inside the awaiting task): the loop was held for
+    the whole call, so nothing else ran and a ``cancel_task`` from another coroutine could not
+    stop it — with a large ``max_retries`` and no deadline, the service hung for good. Each
+    retry now gives the loop a turn first."""
+    registry = ToolRegistry()
+    registry.register_tool(_FailsAtOnce())
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    task = Task(plan_id="p", description="d", tool_name="fails_at_once")
+    retry_delay = 1.0 if no_wait == "sleeps_disabled" else 0
+    cancelled_on_the_loop: list[bool] = []
+
+    def cancel_on_the_loop() -> None:
+        cancelled_on_the_loop.append(executor.cancel_task(task.id))
+
+    async def scenario() -> Any:
+        asyncio.get_running_loop().call_soon(cancel_on_the_loop)
+        return await executor.execute_with_retry_async(
+            task, context, max_retries=10**9, retry_delay=retry_delay
+        )
+
+    # (where the loop is held, only a cancel_task from another thread ends the call: the
+    # test fails instead of hanging)
+    guard = threading.Timer(5.0, executor.cancel_task, (task.id,))
+    guard.start()
+    try:
+        if no_wait == "sleeps_disabled":
+            with sleeps_disabled():
+                result = asyncio.run(scenario())
+        else:
+            result = asyncio.run(scenario())
+    finally:
+        guard.cancel()
+        executor.shutdown(wait=True)
+    assert result.metadata.get("retry_cancelled") is True, result.metadata
+    assert result.metadata["retries"] <= 1, result.metadata
+    assert cancelled_on_the_loop == [True]

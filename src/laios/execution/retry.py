@@ -235,8 +235,12 @@ def sleep(seconds: float, stop: threading.Event | None = None) -> None:
 
 
 async def sleep_async(seconds: float, stop: asyncio.Event | None = None) -> None:
-    """Like :func:`sleep`, without blocking the event loop."""
+    """Like :func:`sleep`, without blocking the event loop. No wait (``0``, or waits
+    disabled) still gives the loop a turn, as ``asyncio.sleep(0)`` does: a retry loop whose
+    attempts never yield (an async tool failing at once, run inside the awaiting task) would
+    otherwise hold the loop for all its attempts."""
     if not seconds > 0 or not sleeping_enabled():
+        await asyncio.sleep(0)
         return
     seconds = min(seconds, threading.TIMEOUT_MAX)
     if stop is None:

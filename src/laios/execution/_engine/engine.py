@@ -53,6 +53,7 @@ from laios.execution._engine.job import (
     describe_exception,
     in_callback_of,
 )
+from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
@@ -716,12 +717,11 @@ class Engine:
             # the rest never start, and nobody will await what was accepted (the tasks of the
             # chunk under way included, not in ``jobs`` yet).
             batch.stop_timer()
-            _cancelled_by_caller(
-                [slot for slot in slots if isinstance(slot, Job)],
-                "the awaiting coroutine was cancelled"
-                if isinstance(exc, asyncio.CancelledError)
-                else "the caller was interrupted",
-            )
+            accepted = [slot for slot in slots if isinstance(slot, Job)]
+            if isinstance(exc, asyncio.CancelledError):
+                await _cancelled_by_caller_async(accepted)
+            else:
+                _cancelled_by_caller(accepted, "the caller was interrupted")
             if batch.interrupt is not None and batch.interrupt is not exc:
                 raise batch.interrupt  # noqa: B904 (a Ctrl-C as they were ended comes first)
             raise
@@ -854,7 +854,7 @@ class Engine:
         try:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
-            _cancelled_by_caller(jobs)
+            await _cancelled_by_caller_async(jobs)
             if batch.interrupt is not None:  # (a Ctrl-C as they were ended: it comes first)
                 raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
@@ -1190,6 +1190,60 @@ def _cancelled_by_caller(
         job.interrupt("cancelled", f"Task '{job.task_id}' was cancelled: {why}")
     for job in jobs:
         job.result = None  # nobody will take these: the records must not keep them
+
+
+async def _cancelled_by_caller_async(jobs: list[Job]) -> None:
+    """End the unfinished ``jobs`` of a coroutine that was cancelled while awaiting them, as
+    :func:`_cancelled_by_caller` does, but :data:`ACCEPT_CHUNK` at a time with a turn of the
+    loop in between: ending thousands in one go would hold the loop (the service's other
+    coroutines) as long as accepting them would have.
+
+    First, in one go (cheap: a phase each, under one lock), none of them may start or
+    complete any more: a queued one would otherwise take a slot freed between two chunks, and
+    a running one returning meanwhile would succeed. Cancelled again meanwhile (or
+    interrupted), the rest end at once; closed never to resume (its loop closed under it,
+    maybe by the garbage collector inside a locked section), on another thread.
+    """
+    if len(jobs) <= ACCEPT_CHUNK:
+        _cancelled_by_caller(jobs)
+        return
+    why = "the awaiting coroutine was cancelled"
+    # Queued ones first: an async tool's slot freed meanwhile then passes to no waiting call
+    # of this batch, which would take a turn of the loop each to be found given up.
+    given_up: list[Job] = []
+    running: list[Job] = []
+    ended = 0
+    try:
+        with jobs[0].env.lock:  # (a batch's jobs are one executor's: one lock)
+            for job in jobs:
+                phase = job.give_up(why)
+                if phase is not None:
+                    (given_up if phase == QUEUED else running).append(job)
+        given_up += running
+        running = []
+        while ended < len(given_up):
+            if ended:
+                await asyncio.sleep(0)
+            for job in given_up[ended : ended + ACCEPT_CHUNK]:
+                ended += 1
+                job.end_given_up()
+    except GeneratorExit:
+        run_elsewhere(_end_given_up, given_up[ended:] + running)
+        raise
+    except BaseException:
+        # (ending a job twice does nothing: one listed twice, interrupted in between, is fine)
+        _end_given_up(given_up[ended:] + running)
+        raise
+    finally:
+        for job in jobs:
+            job.result = None  # nobody will take these: the records must not keep them
+
+
+def _end_given_up(jobs: list[Job]) -> None:
+    """End ``cancelled`` the given-up ``jobs`` not ended yet (see ``Job.give_up``)."""
+    for job in jobs:
+        job.end_given_up()
+        job.result = None
 
 
 class _Batch:

@@ -293,6 +293,8 @@ class Job(TaskRecord):
     # The task while its outcome event's callback runs: the record lets it go once the outcome
     # is recorded, which may come first, and a callback's error is still scrubbed of its secrets.
     callback_task: Task | None = None
+    # Given up by its awaiting coroutine (see give_up), and not ended yet: why it was.
+    given_up_why: str | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
     starting = False  # on_progress is handling "started": the tool has not been called yet
     span: Span | None = None
@@ -436,12 +438,13 @@ class Job(TaskRecord):
                     self.phase = DONE
                 finally:
                     lock.release()
-            if phase == ABANDONED:
-                _log.info(
-                    "abandoned tool %r returned; its late result was discarded", self.tool[:128]
-                )
-                return
             if phase != RUNNING:
+                if phase == ABANDONED:
+                    _log.info(
+                        "abandoned tool %r returned; its late result was discarded",
+                        self.tool[:128],
+                    )
+                self._given_up_ends()
                 return
             if outcome.cpu_seconds:  # (the job is its own record: the store reads it there)
                 self.cpu_time = outcome.cpu_seconds
@@ -474,9 +477,12 @@ class Job(TaskRecord):
             self.rejected(refusal)
             return
         with self.env.lock:
-            if self.phase != QUEUED:
-                return
-            self.phase = DONE
+            queued = self.phase == QUEUED
+            if queued:
+                self.phase = DONE
+        if not queued:
+            self._given_up_ends()
+            return
         self.unstarted = True
         self.cancel_requested = True
         self.finish("timeout", self.timeout_message(queued=True), "timeout")
@@ -485,9 +491,12 @@ class Job(TaskRecord):
         """Finish as rejected: the call was refused as it was accepted or handed over (or,
         through :meth:`refused`, given up by its runner while queued)."""
         with self.env.lock:
-            if self.phase != QUEUED:
-                return
-            self.phase = DONE
+            queued = self.phase == QUEUED
+            if queued:
+                self.phase = DONE
+        if not queued:
+            self._given_up_ends()
+            return
         if refusal is SHUTDOWN and not self.env.closed:
             refusal = RUNNER_SHUT_DOWN  # (not the executor's shutdown: its runner's own)
         self.finish("rejected", refusal.message, refusal.reason)
@@ -691,12 +700,57 @@ class Job(TaskRecord):
                 self.phase = ABANDONED
             else:
                 return False
+        self._end_interrupted(outcome, message)
+        return True
+
+    def give_up(self, why: str) -> int | None:
+        """(Under ``env.lock``, which the caller holds.) The first half of :meth:`interrupt`
+        for a coroutine cancelled while awaiting many jobs: from now on this one neither starts
+        nor completes; :meth:`end_given_up` ends it ``cancelled`` (``why`` ends its error).
+
+        Returns:
+            The phase it was in (queued or running); ``None`` when it had already finished.
+        """
+        phase = self.phase
+        if phase == QUEUED:
+            self.phase = DONE
+            self.unstarted = True
+        elif phase == RUNNING:
+            self.phase = ABANDONED
+        else:
+            return None
+        self.given_up_why = why
+        return phase
+
+    def end_given_up(self, *, stop: bool = True) -> None:
+        """End ``cancelled`` a job given up (:meth:`give_up`), telling its runner to stop the
+        call unless ``stop`` is false; nothing when ended already."""
+        with self.env.lock:
+            why, self.given_up_why = self.given_up_why, None
+        if why is None:
+            return
+        message = f"Task '{self.task_id}' was cancelled: {why}"
+        if stop:
+            self._end_interrupted("cancelled", message)
+        else:
+            self.cancel_requested = True
+            self.finish("cancelled", message, "cancelled")
+
+    def _given_up_ends(self) -> None:
+        """Its runner is done with a job given up (see :meth:`give_up`): the call returned or
+        was refused. End it now if its coroutine has not yet, which it would not do if its
+        loop was closed under it meanwhile (the runner then refuses the calls still waiting
+        there and ends those running as the loop's closing)."""
+        if self.given_up_why is not None:
+            self.end_given_up(stop=False)
+
+    def _end_interrupted(self, outcome: str, message: str) -> None:
+        """The second half of :meth:`interrupt`, once the job's phase says it was stopped."""
         self.cancel_requested = True
         # A queued call is given up too: the runner must not start it, nor hold a place for it.
         stopped = self._abandon(outcome)
         extra = {"worker_killed": True} if stopped == "killed" else None
         self.finish(outcome, message, outcome, extra=extra)
-        return True
 
     def _abandon(self, outcome: str = "timeout") -> StopResult | None:
         """Tell the runner the call is given up; ``None`` when it was not handed over yet."""
@@ -735,7 +789,7 @@ class Job(TaskRecord):
                 self.phase = DONE
                 self.unstarted = True
             elif phase != RUNNING:
-                return False
+                return self.given_up_why is not None  # (being ended ``cancelled`` already)
             else:
                 self.cancel_requested = True
         if phase == QUEUED:
