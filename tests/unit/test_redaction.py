@@ -300,3 +300,12 @@ def test_to_json_of_a_key_that_cannot_be_printed() -> None:
         "<_Unprintable object (repr failed)>": 1,
         "n": 2,
     }
+
+
+def test_to_json_respects_a_character_limit() -> None:
+    """max_chars bounds the characters (multi-byte text uses more of it than a byte limit)."""
+    value = {f"k{i}": "é" * 5 for i in range(20)}
+    text = to_json(value, max_chars=60)
+    assert len(text) <= 60 < len(text.encode("utf-8"))
+    assert json.loads(text)["…"] == "…"
+    assert to_json(value, limit=30, max_chars=60).encode("utf-8").__len__() <= 30

@@ -1157,27 +1157,36 @@ def to_json(
     secrets: Sequence[str] = (),
     *,
     fields: SecretFields | None = None,
+    max_chars: int | None = None,
 ) -> str:
     """Redact ``value`` (see :func:`redact`, which ``fields`` is passed to) and render it as
-    compact JSON of at most ``limit`` bytes (``None``: no limit).
+    compact JSON of at most ``limit`` bytes and ``max_chars`` characters (``None``: no limit).
 
-    The text is always valid JSON. A value too large for ``limit`` is cut where
+    The text is always valid JSON. A value too large for the limits is cut where
     :func:`redact` stops copying: each container still open there ends with a ``"…"`` item
     (``"…": "…"`` in a mapping), and what comes before is the complete encoding's start. Only
-    as much of ``value`` is read as fits in ``limit`` bytes, however large ``value`` is.
+    as much of ``value`` is read as fits in the limits, however large ``value`` is. When not
+    even a cut copy fits, the text is ``"…"`` (3 characters, 5 bytes), whatever the limits.
     """
-    if limit is None:
+    if limit is None and max_chars is None:
         return _encoded(value, secrets, None, fields)
-    budget = limit
+    budget = min(cap for cap in (limit, max_chars) if cap is not None)
     for _ in range(_FIT_ATTEMPTS):
         text = _encoded(value, secrets, budget, fields)
-        size = len(text.encode("utf-8"))
-        if size <= limit:
-            return text
         # The copier counts characters, not bytes (multi-byte text), and lets the item that
-        # crosses its limit in whole: ask for less in proportion, plus room for the markers,
-        # and at least a quarter less each time (that whole item may be most of the text).
-        budget = min(budget * limit // size, budget * 3 // 4) - _MARKER_ROOM
+        # crosses its limit in whole: ask for less in proportion to the excess, plus room for
+        # the markers, and at least a quarter less each time (that whole item may be most of
+        # the text).
+        scaled = budget
+        if limit is not None:
+            size = len(text.encode("utf-8"))
+            if size > limit:
+                scaled = budget * limit // size
+        if max_chars is not None and len(text) > max_chars:
+            scaled = min(scaled, budget * max_chars // len(text))
+        if scaled == budget:
+            return text
+        budget = min(scaled, budget * 3 // 4) - min(_MARKER_ROOM, budget // 4)
         if budget <= 0:
             break
     return json.dumps("…", ensure_ascii=False)
