@@ -914,7 +914,7 @@ class _Copier:
                 # json writes an int or float subclass as the plain number.
                 number = int.__repr__(value) if isinstance(value, int) else float.__repr__(value)
             except ValueError:  # an int with too many digits to print
-                value = _safe_repr(value)
+                value = _int_too_long(value) or _safe_repr(value)
             else:
                 self.size += len(number)
                 return value
@@ -1144,11 +1144,32 @@ def _read(container: Any, *, pairs: bool) -> Iterator[Any]:
 
 
 def _safe_repr(value: Any) -> str:
-    """``repr(value)``, or a placeholder when the object's own ``__repr__`` fails."""
+    """``repr(value)``, or a placeholder when the object's own ``__repr__`` fails (saying
+    what it is for an int too long to print)."""
     try:
         return repr(value)
     except Exception:
-        return f"<{type(value).__name__} object (repr failed)>"
+        return _int_too_long(value) or f"<{type(value).__name__} object (repr failed)>"
+
+
+#: Decimal digits per bit of an int.
+_DIGITS_PER_BIT = math.log10(2)
+
+
+def _int_too_long(value: Any) -> str | None:
+    """What an int with more digits than Python prints (``sys.get_int_max_str_digits()``) is
+    captured as: its size in bits and about how many digits that is (counting them exactly
+    would take as long as printing them); ``None`` for any other value."""
+    if not isinstance(value, int):
+        return None
+    try:
+        int.__repr__(value)
+    except ValueError:
+        bits = int.bit_length(value)
+        digits = int(bits * _DIGITS_PER_BIT) + 1
+        name = type(value).__name__
+        return f"<{name} of {bits} bits (about {digits} digits), too long to print>"
+    return None
 
 
 def to_json(
