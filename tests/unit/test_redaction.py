@@ -329,3 +329,14 @@ def test_to_json_of_an_int_subclass_too_long_to_print_names_its_type() -> None:
     assert json.loads(to_json([Big(2**20000)])) == [
         "<Big of 20001 bits (about 6021 digits), too long to print>"
     ]
+
+
+def test_to_json_cuts_strings_to_a_limit_below_their_own() -> None:
+    """A limit below MAX_STRING_CHARS cuts a long string (and key) to fit, not the whole value
+    to a bare "…"."""
+    text = to_json({"k" * 300: "v" * 300}, limit=60)
+    assert len(text.encode()) <= 60
+    ((key, value),) = json.loads(text).items()
+    assert key.startswith("kkk")
+    assert value.startswith("vvv")
+    assert value.endswith("…")

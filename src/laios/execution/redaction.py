@@ -829,6 +829,7 @@ def redact(
     *,
     limit: int | None = MAX_VALUE_BYTES,
     fields: SecretFields | None = None,
+    string_chars: int = MAX_STRING_CHARS,
 ) -> Any:
     """A JSON-ready copy of ``value`` with secrets replaced and long strings cut.
 
@@ -842,7 +843,8 @@ def redact(
     :func:`object_fields`), so its secret-named fields are redacted like keys; a named tuple
     stays a list, its items under secret-looking field names redacted; in a list, tuple or
     set, a ``(name, value)`` pair whose name looks secret keeps its name and has its value
-    redacted (see :func:`is_secret_pair`). Strings longer than ``MAX_STRING_CHARS`` are truncated;
+    redacted (see :func:`is_secret_pair`). Strings longer than ``string_chars`` (keys and
+    values; ``MAX_STRING_CHARS`` unless told) are truncated;
     anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
     float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
     deeper than 8 levels is replaced by ``"…"``.
@@ -856,7 +858,7 @@ def redact(
     its first ``limit`` bytes, the JSON of the copy is that of the complete copy (unless more
     than ``limit`` keys became equal to earlier ones, which also stops the copy).
     """
-    copier = _Copier(secrets, limit)
+    copier = _Copier(secrets, limit, string_chars)
     return copier.copy(value, 0, fields)
 
 
@@ -869,9 +871,12 @@ class _Copier:
     earlier key once cut or scrubbed: they add nothing to ``size`` but cost work all the same.
     """
 
-    __slots__ = ("limit", "longest", "numbers", "repeated", "secrets", "size")
+    __slots__ = ("chars", "limit", "longest", "numbers", "repeated", "secrets", "size")
 
-    def __init__(self, secrets: Sequence[str], limit: int | None) -> None:
+    def __init__(
+        self, secrets: Sequence[str], limit: int | None, chars: int = MAX_STRING_CHARS
+    ) -> None:
+        self.chars = chars
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _with_encoded_forms(secrets)
         self.longest = max(map(len, self.secrets), default=0)
@@ -919,13 +924,13 @@ class _Copier:
                 self.size += len(number)
                 return value
         if isinstance(value, str):
-            return self.string(self.text(value, MAX_STRING_CHARS))
+            return self.string(self.text(value, self.chars))
         if is_collection(value):  # (a deque, a dict's view: copied as a list)
             return self.copy_readable_items(value, depth, declared)
         fields = object_fields(value, hidden=False)
         if fields is not None:
             return self.copy_pairs(fields, depth, declared)
-        return self.string(self.text(_safe_repr(value), MAX_STRING_CHARS))
+        return self.string(self.text(_safe_repr(value), self.chars))
 
     def copy_readable_items(
         self, value: Any, depth: int, declared: SecretFields | None = None
@@ -943,7 +948,7 @@ class _Copier:
         a placeholder naming its type, not its ``repr``, which may show what the secret
         search could not read; ``size`` is the copy's size before the container began."""
         self.size = size
-        name = self.text(type_name(type(value)), MAX_STRING_CHARS)
+        name = self.text(type_name(type(value)), self.chars)
         return self.string(f"<{name} object (its items could not be read)>")
 
     def string(self, text: str) -> str:
@@ -967,7 +972,7 @@ class _Copier:
                 out.setdefault("…", "…")
                 break
             name = self.text(
-                key if isinstance(key, str) else _safe_str(key), MAX_STRING_CHARS, mark=False
+                key if isinstance(key, str) else _safe_str(key), self.chars, mark=False
             )
             if name in out:  # the last value wins, in the place of the first
                 self.repeated += 1
@@ -1222,13 +1227,16 @@ _MARKER_ROOM = 32
 def _encoded(
     value: Any, secrets: Sequence[str], limit: int | None, fields: SecretFields | None
 ) -> str:
-    """The compact JSON of ``value``'s redacted copy, cut at about ``limit`` characters."""
+    """The compact JSON of ``value``'s redacted copy, cut at about ``limit`` characters (each
+    string to ``limit`` characters too, when that is below ``MAX_STRING_CHARS``)."""
+    chars = MAX_STRING_CHARS if limit is None else max(min(limit, MAX_STRING_CHARS), 1)
     try:
         return json.dumps(
-            redact(value, secrets, limit=limit, fields=fields),
+            redact(value, secrets, limit=limit, fields=fields, string_chars=chars),
             ensure_ascii=False,
             separators=(",", ":"),
             default=str,
         )
     except (TypeError, ValueError):
-        return json.dumps(redact(_safe_repr(value), secrets, limit=limit), ensure_ascii=False)
+        text = redact(_safe_repr(value), secrets, limit=limit, string_chars=chars)
+        return json.dumps(text, ensure_ascii=False)
