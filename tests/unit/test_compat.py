@@ -247,3 +247,30 @@ def test_a_dask_client_still_keeps_the_loop_thread_that_stop_client_loop_ends() 
     assert not any(t.is_alive() for t in own)
     assert stop_client_loop(client) is True  # (a second time does nothing)
     assert stop_client_loop(object()) is False
+
+
+def test_opentelemetry_sdk_spans_still_keep_their_limits_where_they_are_read() -> None:
+    """An SDK span still keeps its provider's SpanLimits in ``_limits``: when this fails,
+    captured content is cut to the limits the environment sets, not to a provider's own."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    limits = SpanLimits(max_attribute_length=10)
+    span = (
+        TracerProvider(span_limits=limits, shutdown_on_exit=False).get_tracer("t").start_span("s")
+    )
+    assert otel._sdk_limits(span) is limits
+    assert otel.attribute_length_limit(span) == 10
+
+
+def test_attribute_length_limit_falls_back_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where a span keeps no limits of its own, those of the environment are followed; a span
+    not of the SDK has none."""
+    from opentelemetry.trace import INVALID_SPAN
+
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "25")
+    span = TracerProvider(shutdown_on_exit=False).get_tracer("t").start_span("s")
+    monkeypatch.setattr(otel, "_sdk_limits", lambda span: None)
+    assert otel.attribute_length_limit(span) == 25
+    assert otel.attribute_length_limit(INVALID_SPAN) is None

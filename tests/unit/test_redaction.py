@@ -300,3 +300,43 @@ def test_to_json_of_a_key_that_cannot_be_printed() -> None:
         "<_Unprintable object (repr failed)>": 1,
         "n": 2,
     }
+
+
+def test_to_json_respects_a_character_limit() -> None:
+    """max_chars bounds the characters (multi-byte text uses more of it than a byte limit)."""
+    value = {f"k{i}": "é" * 5 for i in range(20)}
+    text = to_json(value, max_chars=60)
+    assert len(text) <= 60 < len(text.encode("utf-8"))
+    assert json.loads(text)["…"] == "…"
+    assert to_json(value, limit=30, max_chars=60).encode("utf-8").__len__() <= 30
+
+
+def test_to_json_of_an_int_too_long_to_print_says_what_it_is() -> None:
+    """An int past Python's limit on printed digits (4,300) is captured as what it is, an int
+    of so many bits (about so many digits) too long to print, not as a repr that failed."""
+    label = "<int of 16610 bits (about 5001 digits), too long to print>"
+    assert json.loads(to_json(10**5000)) == label
+    assert json.loads(to_json({"n": -(10**5000), "m": 1})) == {"n": label, "m": 1}
+    assert json.loads(to_json({10**5000: "key"})) == {label: "key"}
+
+
+def test_to_json_of_an_int_subclass_too_long_to_print_names_its_type() -> None:
+    """An int subclass's label names the subclass."""
+
+    class Big(int):
+        pass
+
+    assert json.loads(to_json([Big(2**20000)])) == [
+        "<Big of 20001 bits (about 6021 digits), too long to print>"
+    ]
+
+
+def test_to_json_cuts_strings_to_a_limit_below_their_own() -> None:
+    """A limit below MAX_STRING_CHARS cuts a long string (and key) to fit, not the whole value
+    to a bare "…"."""
+    text = to_json({"k" * 300: "v" * 300}, limit=60)
+    assert len(text.encode()) <= 60
+    ((key, value),) = json.loads(text).items()
+    assert key.startswith("kkk")
+    assert value.startswith("vvv")
+    assert value.endswith("…")

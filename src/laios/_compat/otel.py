@@ -17,9 +17,18 @@ created, to decide whether to report OpenTelemetry metrics (see
 their own requests) sets the API context's ``_SUPPRESS_INSTRUMENTATION_KEY`` and a plain
 ``"suppress_instrumentation"`` key; :func:`instrumentation_suppressed` reads both, and only the
 plain one where the API no longer has the private key.
+
+An SDK span cuts a string attribute longer than its provider's
+``SpanLimits.max_span_attribute_length`` (given to the provider, or read from
+``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`` / ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``); the span
+keeps those limits in its private ``_limits``. :func:`attribute_length_limit` reads them there,
+and falls back to ``SpanLimits()`` (the environment's limits) where a span no longer has them.
+The SDK is not imported for this: a span of its own means it is loaded already.
 """
 
 from __future__ import annotations
+
+import sys
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
@@ -30,6 +39,7 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
 __all__ = [
     "METER_SLOT_READABLE",
     "PROVIDER_SLOT_READABLE",
+    "attribute_length_limit",
     "global_meter_provider",
     "global_provider_is_sdk",
     "instrumentation_suppressed",
@@ -106,3 +116,21 @@ def suppress_instrumentation_in(context: otel_context.Context) -> otel_context.C
     if _SUPPRESS_KEY is not None:
         context = otel_context.set_value(_SUPPRESS_KEY, True, context)
     return otel_context.set_value(_SUPPRESS_KEY_PLAIN, True, context)
+
+
+def _sdk_limits(span: object) -> object:
+    """The ``SpanLimits`` an SDK span keeps (``None`` when it keeps none there)."""
+    return getattr(span, "_limits", None)  # the guarded read
+
+
+def attribute_length_limit(span: object) -> int | None:
+    """The length in characters beyond which ``span`` cuts a string attribute it is given:
+    ``None`` when it cuts none (no limit is set, or ``span`` is not a span of the SDK)."""
+    sdk = sys.modules.get("opentelemetry.sdk.trace")
+    if sdk is None or not isinstance(span, sdk.Span):
+        return None
+    limits = _sdk_limits(span)
+    if not isinstance(limits, sdk.SpanLimits):
+        limits = sdk.SpanLimits()  # public: the limits the environment sets
+    limit = limits.max_span_attribute_length
+    return limit if isinstance(limit, int) else None

@@ -829,6 +829,7 @@ def redact(
     *,
     limit: int | None = MAX_VALUE_BYTES,
     fields: SecretFields | None = None,
+    string_chars: int = MAX_STRING_CHARS,
 ) -> Any:
     """A JSON-ready copy of ``value`` with secrets replaced and long strings cut.
 
@@ -842,7 +843,8 @@ def redact(
     :func:`object_fields`), so its secret-named fields are redacted like keys; a named tuple
     stays a list, its items under secret-looking field names redacted; in a list, tuple or
     set, a ``(name, value)`` pair whose name looks secret keeps its name and has its value
-    redacted (see :func:`is_secret_pair`). Strings longer than ``MAX_STRING_CHARS`` are truncated;
+    redacted (see :func:`is_secret_pair`). Strings longer than ``string_chars`` (keys and
+    values; ``MAX_STRING_CHARS`` unless told) are truncated;
     anything else not JSON-native becomes its ``repr`` (truncated), and a NaN or infinite
     float the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, so the JSON is strict. Nesting
     deeper than 8 levels is replaced by ``"…"``.
@@ -856,7 +858,7 @@ def redact(
     its first ``limit`` bytes, the JSON of the copy is that of the complete copy (unless more
     than ``limit`` keys became equal to earlier ones, which also stops the copy).
     """
-    copier = _Copier(secrets, limit)
+    copier = _Copier(secrets, limit, string_chars)
     return copier.copy(value, 0, fields)
 
 
@@ -869,9 +871,12 @@ class _Copier:
     earlier key once cut or scrubbed: they add nothing to ``size`` but cost work all the same.
     """
 
-    __slots__ = ("limit", "longest", "numbers", "repeated", "secrets", "size")
+    __slots__ = ("chars", "limit", "longest", "numbers", "repeated", "secrets", "size")
 
-    def __init__(self, secrets: Sequence[str], limit: int | None) -> None:
+    def __init__(
+        self, secrets: Sequence[str], limit: int | None, chars: int = MAX_STRING_CHARS
+    ) -> None:
+        self.chars = chars
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _with_encoded_forms(secrets)
         self.longest = max(map(len, self.secrets), default=0)
@@ -914,18 +919,18 @@ class _Copier:
                 # json writes an int or float subclass as the plain number.
                 number = int.__repr__(value) if isinstance(value, int) else float.__repr__(value)
             except ValueError:  # an int with too many digits to print
-                value = _safe_repr(value)
+                value = _int_too_long(value) or _safe_repr(value)
             else:
                 self.size += len(number)
                 return value
         if isinstance(value, str):
-            return self.string(self.text(value, MAX_STRING_CHARS))
+            return self.string(self.text(value, self.chars))
         if is_collection(value):  # (a deque, a dict's view: copied as a list)
             return self.copy_readable_items(value, depth, declared)
         fields = object_fields(value, hidden=False)
         if fields is not None:
             return self.copy_pairs(fields, depth, declared)
-        return self.string(self.text(_safe_repr(value), MAX_STRING_CHARS))
+        return self.string(self.text(_safe_repr(value), self.chars))
 
     def copy_readable_items(
         self, value: Any, depth: int, declared: SecretFields | None = None
@@ -943,7 +948,7 @@ class _Copier:
         a placeholder naming its type, not its ``repr``, which may show what the secret
         search could not read; ``size`` is the copy's size before the container began."""
         self.size = size
-        name = self.text(type_name(type(value)), MAX_STRING_CHARS)
+        name = self.text(type_name(type(value)), self.chars)
         return self.string(f"<{name} object (its items could not be read)>")
 
     def string(self, text: str) -> str:
@@ -967,7 +972,7 @@ class _Copier:
                 out.setdefault("…", "…")
                 break
             name = self.text(
-                key if isinstance(key, str) else _safe_str(key), MAX_STRING_CHARS, mark=False
+                key if isinstance(key, str) else _safe_str(key), self.chars, mark=False
             )
             if name in out:  # the last value wins, in the place of the first
                 self.repeated += 1
@@ -1144,11 +1149,32 @@ def _read(container: Any, *, pairs: bool) -> Iterator[Any]:
 
 
 def _safe_repr(value: Any) -> str:
-    """``repr(value)``, or a placeholder when the object's own ``__repr__`` fails."""
+    """``repr(value)``, or a placeholder when the object's own ``__repr__`` fails (saying
+    what it is for an int too long to print)."""
     try:
         return repr(value)
     except Exception:
-        return f"<{type(value).__name__} object (repr failed)>"
+        return _int_too_long(value) or f"<{type(value).__name__} object (repr failed)>"
+
+
+#: Decimal digits per bit of an int.
+_DIGITS_PER_BIT = math.log10(2)
+
+
+def _int_too_long(value: Any) -> str | None:
+    """What an int with more digits than Python prints (``sys.get_int_max_str_digits()``) is
+    captured as: its size in bits and about how many digits that is (counting them exactly
+    would take as long as printing them); ``None`` for any other value."""
+    if not isinstance(value, int):
+        return None
+    try:
+        int.__repr__(value)
+    except ValueError:
+        bits = int.bit_length(value)
+        digits = int(bits * _DIGITS_PER_BIT) + 1
+        name = type(value).__name__
+        return f"<{name} of {bits} bits (about {digits} digits), too long to print>"
+    return None
 
 
 def to_json(
@@ -1157,27 +1183,36 @@ def to_json(
     secrets: Sequence[str] = (),
     *,
     fields: SecretFields | None = None,
+    max_chars: int | None = None,
 ) -> str:
     """Redact ``value`` (see :func:`redact`, which ``fields`` is passed to) and render it as
-    compact JSON of at most ``limit`` bytes (``None``: no limit).
+    compact JSON of at most ``limit`` bytes and ``max_chars`` characters (``None``: no limit).
 
-    The text is always valid JSON. A value too large for ``limit`` is cut where
+    The text is always valid JSON. A value too large for the limits is cut where
     :func:`redact` stops copying: each container still open there ends with a ``"…"`` item
     (``"…": "…"`` in a mapping), and what comes before is the complete encoding's start. Only
-    as much of ``value`` is read as fits in ``limit`` bytes, however large ``value`` is.
+    as much of ``value`` is read as fits in the limits, however large ``value`` is. When not
+    even a cut copy fits, the text is ``"…"`` (3 characters, 5 bytes), whatever the limits.
     """
-    if limit is None:
+    if limit is None and max_chars is None:
         return _encoded(value, secrets, None, fields)
-    budget = limit
+    budget = min(cap for cap in (limit, max_chars) if cap is not None)
     for _ in range(_FIT_ATTEMPTS):
         text = _encoded(value, secrets, budget, fields)
-        size = len(text.encode("utf-8"))
-        if size <= limit:
-            return text
         # The copier counts characters, not bytes (multi-byte text), and lets the item that
-        # crosses its limit in whole: ask for less in proportion, plus room for the markers,
-        # and at least a quarter less each time (that whole item may be most of the text).
-        budget = min(budget * limit // size, budget * 3 // 4) - _MARKER_ROOM
+        # crosses its limit in whole: ask for less in proportion to the excess, plus room for
+        # the markers, and at least a quarter less each time (that whole item may be most of
+        # the text).
+        scaled = budget
+        if limit is not None:
+            size = len(text.encode("utf-8"))
+            if size > limit:
+                scaled = budget * limit // size
+        if max_chars is not None and len(text) > max_chars:
+            scaled = min(scaled, budget * max_chars // len(text))
+        if scaled == budget:
+            return text
+        budget = min(scaled, budget * 3 // 4) - min(_MARKER_ROOM, budget // 4)
         if budget <= 0:
             break
     return json.dumps("…", ensure_ascii=False)
@@ -1192,13 +1227,16 @@ _MARKER_ROOM = 32
 def _encoded(
     value: Any, secrets: Sequence[str], limit: int | None, fields: SecretFields | None
 ) -> str:
-    """The compact JSON of ``value``'s redacted copy, cut at about ``limit`` characters."""
+    """The compact JSON of ``value``'s redacted copy, cut at about ``limit`` characters (each
+    string to ``limit`` characters too, when that is below ``MAX_STRING_CHARS``)."""
+    chars = MAX_STRING_CHARS if limit is None else max(min(limit, MAX_STRING_CHARS), 1)
     try:
         return json.dumps(
-            redact(value, secrets, limit=limit, fields=fields),
+            redact(value, secrets, limit=limit, fields=fields, string_chars=chars),
             ensure_ascii=False,
             separators=(",", ":"),
             default=str,
         )
     except (TypeError, ValueError):
-        return json.dumps(redact(_safe_repr(value), secrets, limit=limit), ensure_ascii=False)
+        text = redact(_safe_repr(value), secrets, limit=limit, string_chars=chars)
+        return json.dumps(text, ensure_ascii=False)

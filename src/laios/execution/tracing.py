@@ -38,7 +38,11 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
-from laios._compat.otel import global_provider_is_sdk, instrumentation_suppressed
+from laios._compat.otel import (
+    attribute_length_limit,
+    global_provider_is_sdk,
+    instrumentation_suppressed,
+)
 from laios._exceptions import qualified_type_name
 from laios.execution._records import printable
 from laios.execution.redaction import (
@@ -148,6 +152,23 @@ def _number(value: int | float, secrets: Sequence[str]) -> str | int | float | N
 
 
 #: Longest line kept whole in a stack trace past ``MAX_STACKTRACE_BYTES`` (a huge message).
+def _capture(
+    span: Span,
+    key: str,
+    value: Any,
+    secrets: Sequence[str],
+    fields: SecretFields | None = None,
+) -> None:
+    """Set ``value`` as the captured-content attribute ``key`` of ``span``: JSON cut to
+    ``MAX_VALUE_BYTES`` and to the span's own attribute length limit (so that the SDK never
+    cuts it again into text that is not JSON), or left off when no valid JSON fits that limit.
+    """
+    chars = attribute_length_limit(span)
+    text = to_json(value, secrets=secrets, fields=fields, max_chars=chars)
+    if chars is None or len(text) <= chars:
+        span.set_attribute(key, text)
+
+
 _STACK_LINE_BYTES = 1024
 #: Bytes of the start of a stack trace kept when its middle is cut (the rest is its end).
 _STACK_HEAD_BYTES = 2048
@@ -281,10 +302,8 @@ class Tracing:
         are looked for in a bounded number of items (see :func:`secret_values`).
         """
         if self.capture_content:
-            span.set_attribute(
-                "gen_ai.tool.call.arguments",
-                to_json(arguments, secrets=secret_values(arguments, fields), fields=fields),
-            )
+            secrets = secret_values(arguments, fields)
+            _capture(span, "gen_ai.tool.call.arguments", arguments, secrets, fields)
 
     def start_parent_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
         """Open a retry or batch span under the caller's current span; never raises.
@@ -402,7 +421,7 @@ class Tracing:
         A captured result costs work bounded by ``MAX_VALUE_BYTES``, not by its size.
         """
         if capture_result and self.capture_content:
-            span.set_attribute("gen_ai.tool.call.result", to_json(result, secrets=secrets))
+            _capture(span, "gen_ai.tool.call.result", result, secrets)
         if error_type is not None:
             short = scrub(message or error_type, secrets, limit=MAX_ERROR_BYTES)
             span.set_attribute("error.type", error_type)

@@ -406,3 +406,14 @@ def test_a_key_that_is_not_a_string_is_judged_by_its_text(provider, exporter):
         "[REDACTED]"
     )
     assert leaks(exporter, (ENUM_SECRET,)) == []
+
+
+def test_an_int_too_long_to_print_is_captured_as_what_it_is(make_executor, exporter):
+    """An int past Python's 4,300 printed digits is captured as an int of so many bits, too
+    long to print (not as a repr that failed); the other arguments are kept."""
+    make_executor("option").execute_task(make_task("echo", n=10**5000, q="hi"), CONTEXT)
+    arguments = json.loads(task_span(exporter).attributes["gen_ai.tool.call.arguments"])
+    assert arguments == {
+        "n": "<int of 16610 bits (about 5001 digits), too long to print>",
+        "q": "hi",
+    }
