@@ -108,6 +108,11 @@ class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
 
+class _NotAStatus(StatusUnavailable):
+    """Something answered with a body that is no ``/status`` document (so there is no advice
+    to start an endpoint there: the URL is what to check)."""
+
+
 class _RedirectedNowhere(StatusUnavailable):
     """The URL asked answered with a redirect, and nothing answered where it led (so there is
     no advice to start an endpoint at the URL asked)."""
@@ -623,6 +628,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         request.add_unredirected_header("Authorization", authorization)
     try:
         with opener.open(request, timeout=timeout) as response:
+            content_type = response.headers.get("Content-Type")
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
         routes = _listed_routes(exc) if exc.code == 404 else None
@@ -704,8 +710,35 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         or not isinstance(document.get("tools"), list)
         or not isinstance(document.get("running"), list)
     ):
-        raise StatusUnavailable(f"{target} did not answer with a laios status document")
+        answered = target
+        if redirects.followed is not None:
+            led = _clean(without_credentials(redirects.followed), 200)
+            answered = f"{led}, where a redirect from {target} led,"
+        raise _NotAStatus(
+            f"{answered} did not answer with a laios status document (it answered with "
+            f"{_what_answered(content_type, raw)}): something else answers at that address; "
+            "check the host, port and path of the URL"
+        )
     return document
+
+
+#: Most characters of an answer's content type and first bytes quoted in a message.
+_MAX_QUOTED = 60
+
+
+def _what_answered(content_type: str | None, body: bytes) -> str:
+    """What an answer that is no status document was, for the user to tell what answers:
+    its content type and the start of its body (white space as one space, a byte that is not
+    UTF-8 as ``\\xNN``), cut short and with no control character."""
+    kind = f"Content-Type {_clean(content_type, _MAX_QUOTED)}" if content_type else ""
+    kind = kind or "no Content-Type"
+    if not body:
+        return f"{kind} and an empty body"
+    start = body[: _MAX_QUOTED * 4].decode("utf-8", "backslashreplace")
+    text = " ".join(start.split())
+    if not text:
+        return f"{kind} and {len(body)} bytes of white space"
+    return f"{kind} and {len(body)} bytes: {_clean(text, _MAX_QUOTED)}"
 
 
 #: Most bytes read of a 404 answer, for the routes a laios endpoint lists in it.
@@ -1077,7 +1110,15 @@ def _with_default_port(url: str) -> str | None:
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     if isinstance(
         problem,
-        (_CredentialsNeeded, _Misdirected, _RedirectedNowhere, _StatusOff, _TLSFailed, _TooLarge),
+        (
+            _CredentialsNeeded,
+            _Misdirected,
+            _NotAStatus,
+            _RedirectedNowhere,
+            _StatusOff,
+            _TLSFailed,
+            _TooLarge,
+        ),
     ):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
     if isinstance(problem, _BadURL):  # (nothing was tried: the URL is what to fix)
