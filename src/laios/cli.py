@@ -108,6 +108,11 @@ class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
 
+class _NotAStatus(StatusUnavailable):
+    """Something answered with a body that is no ``/status`` document (so there is no advice
+    to start an endpoint there: the URL is what to check)."""
+
+
 class _RedirectedNowhere(StatusUnavailable):
     """The URL asked answered with a redirect, and nothing answered where it led (so there is
     no advice to start an endpoint at the URL asked)."""
@@ -177,21 +182,48 @@ def _proxied(url: str) -> bool:
     return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.netloc)
 
 
-def _tls_instead(target: str, deadline: _Deadline) -> _TLSFailed | None:
-    """For an http:// ``target`` whose endpoint gave no HTTP answer (or a 400, as servers that
-    speak TLS give a plain request), the error saying it speaks TLS, with the https:// URL to
-    use; ``None`` when it does not (or a proxy stands between). Never raises for a target
-    whose port :func:`fetch_status` has read."""
-    parts = urlsplit(target)
-    if parts.scheme != "http" or parts.hostname is None or _proxied(target):
+def _tls_instead(answering: _Answering, deadline: _Deadline) -> _TLSFailed | None:
+    """For an http:// URL whose endpoint gave no HTTP answer (or a 400, as servers that speak
+    TLS give a plain request), the error saying it speaks TLS, with the https:// URL to use;
+    ``None`` when it does not (or a proxy stands between). Never raises for a URL whose port
+    :func:`fetch_status` has read (or urllib, for a redirect's)."""
+    parts = urlsplit(answering.url)
+    if parts.scheme != "http" or parts.hostname is None or _proxied(answering.url):
         return None
-    if not _speaks_tls(parts.hostname, parts.port or 80, deadline):
+    try:
+        port = parts.port or 80
+    except ValueError:
         return None
-    secure = urlunsplit(("https", *parts[1:]))
+    if not _speaks_tls(parts.hostname, port, deadline):
+        return None
     return _TLSFailed(
-        f"{target} speaks TLS, not plain HTTP (it gave no HTTP answer to a plain request); "
-        f"use {secure}"
+        f"{answering.named} speaks TLS, not plain HTTP (it gave no HTTP answer to a plain "
+        f"request); use {answering.with_scheme('https')}"
     )
+
+
+class _Answering:
+    """The URL whose answer failed, and how a message names it: the URL asked, or after a
+    redirect the redirect's target (without the user and password it may carry), named with
+    the URL that redirected there."""
+
+    def __init__(self, target: str, followed: str | None) -> None:
+        #: Whether the URL is a redirect's target.
+        self.redirected = followed is not None
+        #: The URL, without credentials.
+        self.url = target if followed is None else without_credentials(followed)
+        #: The URL as shown (a redirect's target cleaned and cut: the endpoint sent it).
+        self.shown = target if followed is None else _clean(self.url, 200)
+        #: How a message names it.
+        self.named = (
+            target if followed is None else f"{self.shown}, where a redirect from {target} led,"
+        )
+        #: Its host (``None`` when it names none).
+        self.hostname = urlsplit(self.url).hostname
+
+    def with_scheme(self, scheme: str) -> str:
+        """The URL as shown, with ``scheme`` for its own."""
+        return urlunsplit((scheme, *urlsplit(self.shown)[1:]))
 
 
 #: The endpoint's routes other than ``/status``: a ``--url`` ending in one names the endpoint.
@@ -623,6 +655,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         request.add_unredirected_header("Authorization", authorization)
     try:
         with opener.open(request, timeout=timeout) as response:
+            content_type = response.headers.get("Content-Type")
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
         routes = _listed_routes(exc) if exc.code == 404 else None
@@ -649,7 +682,8 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"localhost or 127.0.0.1 in --url (or name {parts.hostname} in the server's "
                 "allowed_hosts=)"
             ) from None
-        tls = _tls_instead(target, deadline) if exc.code == 400 else None
+        answering = _Answering(target, redirects.followed)
+        tls = _tls_instead(answering, deadline) if exc.code == 400 else None
         if tls is not None:
             raise tls from None
         raise StatusUnavailable(f"{target} answered HTTP {exc.code}, not a laios status") from None
@@ -660,32 +694,34 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"no complete answer from {target} within {timeout:g} s "
                 "(a busy process may need a larger --timeout)"
             ) from None
+        # (after a redirect, the checks below test and name the redirect's target)
+        answering = _Answering(target, redirects.followed)
         if isinstance(reason, ssl.SSLCertVerificationError):
             if reason.verify_code in _NAME_MISMATCH:
+                host = _clean(answering.hostname, 200)
+                where = "the redirect's Location" if answering.redirected else "--url"
                 raise _TLSFailed(
-                    f"{target} answered with a TLS certificate that was not issued for "
-                    f"{parts.hostname} ({_one_line(reason.verify_message or reason)}); use in "
-                    f"--url a name it was issued for, or have it issued for {parts.hostname} too"
+                    f"{answering.named} answered with a TLS certificate that was not issued "
+                    f"for {host} ({_one_line(reason.verify_message or reason)}); use in "
+                    f"{where} a name it was issued for, or have it issued for {host} too"
                 ) from None
             raise _TLSFailed(
-                f"{target} answered with a TLS certificate that could not be verified "
+                f"{answering.named} answered with a TLS certificate that could not be verified "
                 f"({_one_line(reason.verify_message or reason)}); {_trusting_advice()}"
             ) from None
         if isinstance(reason, ssl.SSLError):
-            plain = urlunsplit(("http", *parts[1:]))
             raise _TLSFailed(
-                f"the TLS handshake with {target} failed ({_one_line(reason)}); if the "
-                f"endpoint serves plain HTTP, use {plain}"
+                f"the TLS handshake with {answering.named} failed ({_one_line(reason)}); if "
+                f"the endpoint serves plain HTTP, use {answering.with_scheme('http')}"
             ) from None
         if isinstance(reason, (ConnectionResetError, BrokenPipeError, http.client.HTTPException)):
             # (the connection was made, and closed or answered without HTTP: TLS, perhaps)
-            tls = _tls_instead(target, deadline)
+            tls = _tls_instead(answering, deadline)
             if tls is not None:
                 raise tls from None
-        if redirects.followed is not None:
-            led = _clean(without_credentials(redirects.followed), 200)
+        if answering.redirected:
             raise _RedirectedNowhere(
-                f"nothing answered at {led}, where a redirect from {target} led "
+                f"nothing answered at {answering.shown}, where a redirect from {target} led "
                 f"({_one_line(reason)})"
             ) from None
         raise StatusUnavailable(f"nothing answered at {target} ({_one_line(reason)})") from None
@@ -704,8 +740,32 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         or not isinstance(document.get("tools"), list)
         or not isinstance(document.get("running"), list)
     ):
-        raise StatusUnavailable(f"{target} did not answer with a laios status document")
+        named = _Answering(target, redirects.followed).named
+        raise _NotAStatus(
+            f"{named} did not answer with a laios status document (it answered with "
+            f"{_what_answered(content_type, raw)}): something else answers at that address; "
+            "check the host, port and path of the URL"
+        )
     return document
+
+
+#: Most characters of an answer's content type and first bytes quoted in a message.
+_MAX_QUOTED = 60
+
+
+def _what_answered(content_type: str | None, body: bytes) -> str:
+    """What an answer that is no status document was, for the user to tell what answers:
+    its content type and the start of its body (white space as one space, a byte that is not
+    UTF-8 as ``\\xNN``), cut short and with no control character."""
+    kind = f"Content-Type {_clean(content_type, _MAX_QUOTED)}" if content_type else ""
+    kind = kind or "no Content-Type"
+    if not body:
+        return f"{kind} and an empty body"
+    start = body[: _MAX_QUOTED * 4].decode("utf-8", "backslashreplace")
+    text = " ".join(start.split())
+    if not text:
+        return f"{kind} and {len(body)} bytes of white space"
+    return f"{kind} and {len(body)} bytes: {_clean(text, _MAX_QUOTED)}"
 
 
 #: Most bytes read of a 404 answer, for the routes a laios endpoint lists in it.
@@ -1077,7 +1137,15 @@ def _with_default_port(url: str) -> str | None:
 def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     if isinstance(
         problem,
-        (_CredentialsNeeded, _Misdirected, _RedirectedNowhere, _StatusOff, _TLSFailed, _TooLarge),
+        (
+            _CredentialsNeeded,
+            _Misdirected,
+            _NotAStatus,
+            _RedirectedNowhere,
+            _StatusOff,
+            _TLSFailed,
+            _TooLarge,
+        ),
     ):
         return f"laios status: {problem}."  # (something runs there: no advice to start one)
     if isinstance(problem, _BadURL):  # (nothing was tried: the URL is what to fix)

@@ -495,6 +495,78 @@ def test_status_against_a_non_status_endpoint(
     assert "did not answer with a laios status document" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("watch", [False, True], ids=["once", "watch"])
+def test_an_answer_that_is_no_status_says_what_answered_instead_of_starting_an_endpoint(
+    watch: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Something that is not a laios endpoint answers 200 with JSON that is no status (its
+    ``running`` is no list): the message says that something else answers at that address,
+    names its content type and first bytes, and says to check the URL; it advised starting an
+    endpoint there with start_http_server(<port>)."""
+    body = b'{"running": {"a": 1}, "tools": []}'
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    with _serving(app) as port:
+        argv = ["status", "--url", f"127.0.0.1:{port}", "--timeout", "5"]
+        assert main(argv + (["--watch"] if watch else [])) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "did not answer with a laios status document" in line, line
+    assert "application/json" in line, line
+    assert body.decode() in line, line
+    assert "something else answers" in line, line
+    assert "check" in line, line
+    assert "start_http_server" not in line, line
+    assert "laios demo" not in line, line
+
+
+def test_an_answer_that_is_no_status_after_a_redirect_names_where_it_led(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A redirect to a page that is no status: the message names the redirect's target as
+    what answered, and the URL asked as what redirected there."""
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/status":
+            start_response("302 Found", [("Location", "/login")])
+            return [b""]
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<html>sign in</html>"]
+
+    with _serving(app) as port:
+        url = f"http://127.0.0.1:{port}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{url}/login, where a redirect from {url}/status led," in line, line
+    assert "<html>sign in</html>" in line, line
+    assert "start_http_server" not in line, line
+
+
+def test_what_an_answer_that_is_no_status_begins_with_is_shown_cut_and_clean(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The content type and first bytes the message quotes of an answer that is no status come
+    from whatever answered: they are shown cut short, with no control character and no
+    escape sequence reaching the terminal, a byte that is not UTF-8 as ``\\xNN``."""
+    body = b"\x1b[2J\x1b]0;owned\x07<html>\n\xff" + b"A" * 5000
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/\x1b[31mhtml" + b"B" * 500
+    head += f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    url = raw_server(_send(head + body))
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "did not answer with a laios status document" in line, line
+    assert "\x1b" not in line, line
+    assert "\x07" not in line, line
+    assert "<html> \\xff" in line, line
+    assert "text/?[31mhtml" in line, line
+    assert "A" * 100 not in line, line
+    assert "B" * 100 not in line, line
+    assert len(line) < 600, line
+    assert "start_http_server" not in line, line
+
+
 def test_status_against_a_404(server: MetricsServer, capsys: pytest.CaptureFixture[str]) -> None:
     """An HTTP error status is reported with its code, exit 2."""
     assert main(["status", "--url", server.url + "/elsewhere"]) == 2

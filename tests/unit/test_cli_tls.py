@@ -6,9 +6,10 @@ The CA and the server certificate are made on the spot with ``cryptography``.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,116 @@ def test_the_messages_never_show_the_password(
     err = capsys.readouterr().err
     assert message in err
     assert "s3cr3t-pw" not in err
+
+
+@pytest.fixture
+def redirect_to() -> Iterator[Callable[[str], str]]:
+    """``redirect_to(location)`` starts a plain HTTP server answering every request with a
+    302 to ``location``; returns its base URL."""
+    with contextlib.ExitStack() as servers:
+
+        def start(location: str) -> str:
+            answer = (
+                f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+
+            def handle(conn: socket.socket) -> None:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    request += chunk
+                conn.sendall(answer)
+
+            return f"http://127.0.0.1:{servers.enter_context(serving(handle))}"
+
+        yield start
+
+
+def test_a_redirect_to_http_of_a_tls_endpoint_says_the_target_speaks_tls(
+    https: MetricsServer, redirect_to: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect to an http:// URL of an endpoint that speaks TLS only: the message says the
+    redirect's target speaks TLS, and gives the target's https:// URL; it tested the URL asked
+    (which speaks plain HTTP) and said that nothing answered at the target."""
+    plain_target = https.url.replace("https://", "http://") + "/status"
+    url = redirect_to(plain_target)
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{plain_target}, where a redirect from {url}/status led, speaks TLS" in line, line
+    assert f"use {https.url}/status" in line, line
+    assert "nothing answered" not in line, line
+    assert "start_http_server" not in line, line
+
+
+def test_a_redirect_to_http_of_an_endpoint_answering_400_says_the_target_speaks_tls(
+    answers_400_to_plain_http: int,
+    redirect_to: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A redirect to an endpoint that answers plain HTTP with a 400 and speaks TLS: the
+    message says the redirect's target speaks TLS; it tested the URL asked, and said only that
+    it answered HTTP 400."""
+    target = f"http://127.0.0.1:{answers_400_to_plain_http}/status"
+    url = redirect_to(target)
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{target}, where a redirect from {url}/status led, speaks TLS" in line, line
+    assert f"use https://127.0.0.1:{answers_400_to_plain_http}/status" in line, line
+
+
+def test_a_redirect_to_https_of_a_plain_endpoint_names_the_target_and_its_http_url(
+    plain: MetricsServer, redirect_to: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect to an https:// URL of an endpoint that speaks plain HTTP: the message says
+    the TLS handshake with the redirect's target failed and gives the target's http:// URL; it
+    named the URL asked, and suggested its own http:// URL, the one just asked."""
+    target = plain.url.replace("http://", "https://") + "/status"
+    url = redirect_to(target)
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"TLS handshake with {target}, where a redirect from {url}/status led," in line, line
+    assert f"use {plain.url}/status" in line, line
+
+
+def test_a_redirect_to_an_untrusted_certificate_names_the_target(
+    https: MetricsServer,
+    redirect_to: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A redirect to an https:// endpoint whose certificate cannot be verified: the message
+    names the redirect's target as what answered with that certificate, not the URL asked
+    (which speaks plain HTTP)."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    target = https.url + "/status"
+    url = redirect_to(target)
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{target}, where a redirect from {url}/status led, answered with a TLS" in line, line
+
+
+def test_a_redirect_to_a_certificate_for_another_host_names_the_targets_host(
+    pki: tuple[Authority, Issued],
+    redirect_to: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A redirect to an https:// endpoint whose certificate was issued for other names than
+    the target's host: the message names the target's host, not the host of the URL asked."""
+    ca, server_cert = pki
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(server_cert.cert_file, server_cert.key_file)
+    )
+    with start_http_server(
+        0, "127.0.0.2", store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        url = redirect_to(server.url + "/status")
+        assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{server.url}/status, where a redirect from {url}/status led," in line, line
+    assert "not issued for 127.0.0.2" in line, line
+    assert "127.0.0.1 too" not in line, line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -275,6 +276,59 @@ def test_an_out_that_cannot_be_written_exits_2_with_the_reason(
     assert err.startswith(f"python -m laios.mixin: cannot write into {occupied}: ")
     assert "Not a directory" in err
     assert occupied.read_text() == "not a directory\n"
+
+
+def _bash_gives(quoted: str) -> bytes:
+    """The bytes bash makes of ``quoted``, a word of a command line."""
+    done = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True, env={})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("name", ["\udcff", "a\x1b[2Jb"])
+def test_the_paths_written_are_shown_as_a_shell_gives_them_back(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An --out holding a byte that is not UTF-8 (``$'/tmp/\\xff'``) or a control character:
+    its "wrote" and "unchanged" lines show each path quoted as the "regenerate with" line
+    quotes --out, in bash's ``$'...'``; they showed Python's '\\udcff' (or let the escape
+    sequence reach the terminal)."""
+    out = tmp_path / name
+    for word in ("wrote", "unchanged"):
+        assert main(["--out", str(out)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == len(render(MixinConfig()).files), lines
+        for line in lines:
+            assert line.isprintable(), line
+            assert "\\udc" not in line, line
+            said, quoted = line.split(" ", 1)
+            assert said == word, line
+            assert quoted.startswith("$'"), line
+            assert _bash_gives(quoted) in {
+                os.fsencode(out / path) for path in render(MixinConfig()).files
+            }
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_an_out_that_cannot_be_written_is_shown_as_a_shell_gives_it_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An --out holding a byte that is not UTF-8, under a file (so not a directory): the
+    "cannot write into" line shows --out and the path that failed quoted for a shell, in
+    bash's ``$'...'``; it showed Python's '\\udcff'."""
+    (tmp_path / "a-file").write_text("not a directory\n")
+    out = tmp_path / "a-file" / "\udcff"
+    assert main(["--out", str(out)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.isprintable(), line
+    assert "\\udc" not in line, line
+    prefix = "python -m laios.mixin: cannot write into "
+    assert line.startswith(prefix), line
+    into, rest = line.removeprefix(prefix).split(": ", 1)
+    assert _bash_gives(into) == os.fsencode(out)
+    failed = rest.rsplit(" (", 1)[1].removesuffix(")")
+    assert _bash_gives(failed).startswith(os.fsencode(out)), failed
 
 
 def test_a_set_that_cannot_be_written_whole_is_not_written_at_all(

@@ -11,6 +11,7 @@ are; with options it fits them to your deployment::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -262,12 +263,22 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, *, out_optio
         written = write_files(rendering, args.out)
     except OSError as exc:  # a path that is a file, a directory without write permission, ...
         reason = exc.strerror or str(exc)
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"{parser.prog}: cannot write into {args.out}: {reason}{where}", file=sys.stderr)
+        where = f" ({_shown(exc.filename)})" if exc.filename else ""
+        print(
+            f"{parser.prog}: cannot write into {_shown(args.out)}: {reason}{where}",
+            file=sys.stderr,
+        )
         return 2
     for path in rendering.files:
-        print(f"{'wrote' if path in written else 'unchanged'} {args.out / path}")
+        print(f"{'wrote' if path in written else 'unchanged'} {_shown(args.out / path)}")
     return 0
+
+
+def _shown(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    """``path`` as the messages show it: quoted as the "regenerate with" line quotes --out, so
+    that a shell gives it back (bytes that are not UTF-8 and control characters in bash's
+    ``$'...'``, not as Python's lone surrogates)."""
+    return shell_quote(os.fsdecode(path))
 
 
 if __name__ == "__main__":
