@@ -118,6 +118,23 @@ class _RedirectedNowhere(StatusUnavailable):
     no advice to start an endpoint at the URL asked)."""
 
 
+class _HTTPFailure(StatusUnavailable):
+    """Something answered with an HTTP error that no missing endpoint explains (a 404 or 403
+    from something else there, a server's 500): the message says what to check instead."""
+
+
+class _NoServerBehind(StatusUnavailable):
+    """A proxy or gateway answered 502, 503 or 504: no server answers behind it, so the advice
+    is to start the endpoint (on the port of the URL that answered: a redirect's target)."""
+
+    def __init__(self, message: str, *, port: int | None, redirected: bool) -> None:
+        super().__init__(message)
+        #: The port of the URL that answered (``None``: its scheme's default).
+        self.port = port
+        #: Whether a redirect led there.
+        self.redirected = redirected
+
+
 class _BadURL(StatusUnavailable):
     """The URL cannot be fetched at all (not a URL, not http(s), or naming no host): nothing
     was tried."""
@@ -660,33 +677,28 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:
         routes = _listed_routes(exc) if exc.code == 404 else None
         exc.close()
+        # (after a redirect, the code is that of the redirect's target: it is the URL named)
+        answering = _Answering(target, redirects.followed)
+        named = answering.named
         if routes is not None and "/metrics" in routes and "/status" not in routes:
             raise _StatusOff(
-                f"{target} answered HTTP 404: the laios endpoint there serves no /status (it "
+                f"{named} answered HTTP 404: the laios endpoint there serves no /status (it "
                 'was started with status="off"); its /metrics has the counts'
             ) from None
-        if exc.code == 401 and user is not None:
-            raise _CredentialsNeeded(
-                f"{target} answered HTTP 401: it refused the user and password given in the URL"
-            ) from None
         if exc.code == 401:
-            base = parts.path.removesuffix("/status")  # (the mount prefix, if any)
-            raise _CredentialsNeeded(
-                f"{target} answered HTTP 401: it asks for a user and password; give them in "
-                f"the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{parts.netloc}{base}"
-            ) from None
+            raise _credentials_needed(answering, authorization is not None, asked) from None
         if exc.code == 421:
+            host = _clean(answering.hostname, 200)
+            where = "the redirect's Location" if answering.redirected else "--url"
             raise _Misdirected(
-                f"{target} answered HTTP 421: an endpoint listening on loopback only answers "
-                f"requests for localhost or an IP address, not for {parts.hostname}; use "
-                f"localhost or 127.0.0.1 in --url (or name {parts.hostname} in the server's "
-                "allowed_hosts=)"
+                f"{named} answered HTTP 421: an endpoint listening on loopback only answers "
+                f"requests for localhost or an IP address, not for {host}; use localhost or "
+                f"127.0.0.1 in {where} (or name {host} in the server's allowed_hosts=)"
             ) from None
-        answering = _Answering(target, redirects.followed)
         tls = _tls_instead(answering, deadline) if exc.code == 400 else None
         if tls is not None:
             raise tls from None
-        raise StatusUnavailable(f"{target} answered HTTP {exc.code}, not a laios status") from None
+        raise _http_error(answering, exc.code, routes) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if deadline.passed or isinstance(reason, TimeoutError):
@@ -747,6 +759,72 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             "check the host, port and path of the URL"
         )
     return document
+
+
+def _credentials_needed(answering: _Answering, given: bool, asked: str) -> _CredentialsNeeded:
+    """The error for a 401 from ``answering``: the user and password given were refused, or
+    none were sent (none given, or a redirect led to another scheme, host or port than the
+    URL asked, to which they are never sent), with the URL to give them in."""
+    sent = given and (not answering.redirected or _origin(answering.url) == _origin(asked))
+    if sent:
+        return _CredentialsNeeded(
+            f"{answering.named} answered HTTP 401: it refused the user and password given in "
+            "the URL"
+        )
+    parts = urlsplit(answering.shown)
+    base = parts.path.removesuffix("/status")  # (the mount prefix, if any)
+    netloc = parts.netloc.rpartition("@")[2]
+    why = (
+        " (the ones given are not sent to another scheme, host or port than the URL's)"
+        if given
+        else ""
+    )
+    return _CredentialsNeeded(
+        f"{answering.named} answered HTTP 401: it asks for a user and password{why}; give "
+        f"them in the URL, percent-encoded: {parts.scheme}://USER:PASSWORD@{netloc}{base}"
+    )
+
+
+#: The codes a proxy or gateway answers with when no server answers behind it.
+_GATEWAY_CODES = frozenset({502, 503, 504})
+
+
+def _http_error(answering: _Answering, code: int, routes: list[str] | None) -> StatusUnavailable:
+    """The error for an HTTP error ``code`` from ``answering`` (none of those with a message
+    of their own), with advice that fits the code: to start an endpoint only after a proxy's
+    502, 503 or 504 (no server behind it), to check the URL when something else answers
+    there (or a laios endpoint, listing its ``routes``, at another path), or that the server
+    there failed."""
+    said = f"{answering.named} answered HTTP {code}, not a laios status"
+    if routes is not None and "/status" in routes:
+        served = _clean(", ".join(routes), _MAX_REASON)
+        return _HTTPFailure(
+            f"{said}: a laios endpoint answers at that address, but not at that path (it "
+            f"serves {served}); check the path of the URL"
+        )
+    if code in _GATEWAY_CODES:
+        try:
+            port = urlsplit(answering.url).port
+        except ValueError:
+            port = None
+        return _NoServerBehind(
+            f"{said} (a proxy or gateway answers so when no server answers behind it)",
+            port=port,
+            redirected=answering.redirected,
+        )
+    if code >= 500:
+        return _HTTPFailure(
+            f"{said}: the server there failed to answer the request (its log says why); if "
+            "it is not the laios endpoint, check the host, port and path of the URL"
+        )
+    if 300 <= code < 400:
+        return _HTTPFailure(
+            f"{said}: laios status follows a redirect only to an http:// or https:// URL; "
+            "check the host, port and path of the URL"
+        )
+    return _HTTPFailure(
+        f"{said}: something else answers at that address; check the host, port and path of the URL"
+    )
 
 
 #: Most characters of an answer's content type and first bytes quoted in a message.
@@ -1139,6 +1217,7 @@ def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
         problem,
         (
             _CredentialsNeeded,
+            _HTTPFailure,
             _Misdirected,
             _NotAStatus,
             _RedirectedNowhere,
@@ -1157,6 +1236,13 @@ def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
         port = urlsplit(status_url(url)).port
     except ValueError:  # an out-of-range or non-numeric port in the URL
         port = None
+    if isinstance(problem, _NoServerBehind) and problem.redirected:
+        # (the port is that of the redirect's target; the URL asked answered, with it)
+        return (
+            f"laios status: {problem}. Start the endpoint in the process that runs tasks with "
+            f"laios.execution.server.start_http_server({problem.port or _DEFAULT_PORT}), or "
+            "try `laios demo`."
+        )
     suggested = _with_default_port(url)
     hint = ""
     if suggested is not None:

@@ -1875,3 +1875,107 @@ def test_status_refuses_a_host_that_no_request_can_name(
     assert "is not a usable URL" in err
     assert "http://HOST:PORT" in err
     assert "ordinal" not in err
+
+
+def _answering(code: int, headers: list[tuple[str, str]] | None = None) -> Any:
+    """A WSGI app answering every request with HTTP ``code`` and an empty body."""
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response(f"{code} Whatever", headers or [("Content-Type", "text/plain")])
+        return [b""]
+
+    return app
+
+
+def _redirect_to(location: str) -> Any:
+    """A WSGI app answering every request with a 302 to ``location``."""
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("302 Found", [("Location", location)])
+        return [b""]
+
+    return app
+
+
+@pytest.mark.parametrize("code", [500, 502, 401, 421])
+def test_an_http_error_after_a_redirect_is_that_of_the_redirects_target(
+    code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect to a server answering an HTTP error: the message names the redirect's target
+    as what answered (and the URL asked as what redirected there), and any advice to start an
+    endpoint names the target's port; it blamed the URL asked and advised
+    start_http_server(<port asked>)."""
+    with _serving(_answering(code)) as target_port:
+        target = f"http://127.0.0.1:{target_port}/status"
+        with _serving(_redirect_to(target)) as port:
+            url = f"http://127.0.0.1:{port}"
+            assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{target}, where a redirect from {url}/status led, answered HTTP {code}" in line, line
+    assert f"{url}/status answered" not in line, line
+    assert f"start_http_server({port})" not in line, line
+    if code == 502:
+        assert f"start_http_server({target_port})" in line, line
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (404, "check the host, port and path of the URL"),
+        (403, "check the host, port and path of the URL"),
+        (500, "the server there failed"),
+        (501, "the server there failed"),
+        (502, "start_http_server("),
+        (503, "start_http_server("),
+        (504, "start_http_server("),
+    ],
+)
+def test_an_http_error_gets_advice_that_fits_its_code(
+    code: int, advice: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a proxy's 502, 503 or 504 (no server behind it) is told to start an endpoint;
+    something else answering 404, 403 or 500 there is told to check the URL, or that it
+    failed; every HTTP error was told to start an endpoint there."""
+    with _serving(_answering(code)) as port:
+        url = f"http://127.0.0.1:{port}"
+        assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{url}/status answered HTTP {code}" in line, line
+    assert advice in line, line
+    if code in (502, 503, 504):
+        assert f"start_http_server({port})" in line, line
+    else:
+        assert "start_http_server" not in line, line
+        assert "laios demo" not in line, line
+
+
+def test_a_laios_endpoint_answering_404_at_another_path_says_to_check_the_path(
+    server: MetricsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A laios endpoint answers a path it does not serve with 404, listing its routes: the
+    message says a laios endpoint answers there, lists its routes and says to check the path;
+    it advised starting an endpoint there."""
+    assert main(["status", "--url", server.url + "/elsewhere", "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "HTTP 404" in line, line
+    assert "a laios endpoint answers at that address, but not at that path" in line, line
+    assert "/status" in line.rpartition("serves")[2], line
+    assert "start_http_server" not in line, line
+
+
+def test_credentials_not_sent_to_a_redirects_other_host_are_not_said_to_be_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A user and password given in --url are not sent after a redirect to another port: a
+    401 there says that they were not sent, and the URL to give them in; it said they were
+    refused."""
+    with _serving(_answering(401)) as target_port:
+        target = f"http://127.0.0.1:{target_port}/status"
+        with _serving(_redirect_to(target)) as port:
+            url = f"http://prom:s3cret@127.0.0.1:{port}"
+            assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "refused" not in line, line
+    assert "not sent to another scheme, host or port" in line, line
+    assert f"http://USER:PASSWORD@127.0.0.1:{target_port}" in line, line
+    assert "s3cret" not in line, line
