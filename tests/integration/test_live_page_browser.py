@@ -336,6 +336,22 @@ def test_the_page_reads_status_where_it_is_mounted(browser: Browser, live: Live)
             thread.join(timeout=10)
 
 
+def test_the_page_at_a_doubled_slash_reads_status_of_its_own_server(
+    browser: Browser, live: Live
+) -> None:
+    """The server answers ``//`` (an address built as ``url + "/"`` from one ending in ``/``)
+    with the page; the page reads ``/status`` of its own server and its links lead there, not
+    to a host named ``status`` or ``metrics`` (``//status`` is a URL without a scheme)."""
+    for slashes in ("//", "///"):
+        page, _ = open_page(browser, f"{live.url}{slashes}?every=0.5", viewport=DESKTOP)
+        page.wait_for_selector(tool_row("quick"))
+        assert (page.locator("#state-text").text_content() or "").startswith("live")
+        for link, route in (("status-link", "status"), ("metrics-link", "metrics")):
+            href = page.evaluate(f"document.getElementById('{link}').href")
+            assert href == f"{live.url}/{route}"
+        page.close()
+
+
 def test_the_page_says_when_the_server_is_gone_and_recovers(browser: Browser, live: Live) -> None:
     """When the server stops, the page says it cannot read status and greys out what it last
     showed; when the server is back on the same port, the page is live again by itself."""
