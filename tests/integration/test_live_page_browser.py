@@ -474,3 +474,49 @@ def test_the_page_keeps_apart_the_tools_of_stores_with_other_labels(browser: Bro
         server.shutdown()
         busy.shutdown()
         idle.shutdown()
+
+
+#: The x of the left edge of each character of an element's text, in the text's order.
+CHARACTER_LEFTS = """element => {
+    const lefts = [], walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (let i = 0; i < node.length; i++) {
+            const range = document.createRange();
+            range.setStart(node, i);
+            range.setEnd(node, i + 1);
+            lefts.push(range.getBoundingClientRect().left);
+        }
+    }
+    return lefts;
+}"""
+
+
+def test_a_label_value_with_a_right_to_left_override_turns_no_other_text(
+    browser: Browser,
+) -> None:
+    """A label value may hold any character, U+202E (right-to-left override) too; written
+    after it in the same line, the other labels and the closing brace were drawn backwards
+    (``quick {pool=search{ue=enoz,``). Each label is drawn on its own: what follows the value
+    reads left to right."""
+    tools = ToolRegistry()
+    tools.register_tools([Quick])
+    registry = CollectorRegistry()
+    store = MetricStore(labels={"pool": "search\u202e", "zone": "eu"})
+    executor = Executor(tools, store=store, prometheus_registry=registry)
+    server = start_http_server(0, store=MetricStore(), registry=registry)
+    try:
+        executor.execute_task(Task(plan_id="p", description="x", tool_name="quick"), CONTEXT)
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        cell = page.locator(f'{tool_row("quick")} [data-field="tool"]')
+        cell.wait_for()
+        text = cell.text_content() or ""
+        assert text == "quick {pool=search\u202e,zone=eu}"
+        lefts = cell.evaluate(CHARACTER_LEFTS)
+        after = text.index("\u202e") + 1
+        assert lefts[after:] == sorted(lefts[after:])  # ",zone=eu}" left to right
+        assert lefts[after] > lefts[text.index("h")]  # and after "search"
+        assert errors == []
+        page.close()
+    finally:
+        server.shutdown()
+        executor.shutdown()
