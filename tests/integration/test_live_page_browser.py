@@ -83,6 +83,20 @@ class LongImport(BaseTool):
         return 0
 
 
+HELD_STARTED = threading.Event()
+HELD_RELEASE = threading.Event()
+
+
+class Held(BaseTool):
+    name = "held"
+    description = "Runs until released"
+
+    def _execute(self, **kwargs: Any) -> str:
+        HELD_STARTED.set()
+        HELD_RELEASE.wait(60)
+        return "done"
+
+
 @dataclass
 class Live:
     """The service the page watches."""
@@ -518,5 +532,42 @@ def test_a_label_value_with_a_right_to_left_override_turns_no_other_text(
         assert errors == []
         page.close()
     finally:
+        server.shutdown()
+        executor.shutdown()
+
+
+def test_a_reduced_status_is_not_shown_as_nothing_running_and_no_failure(
+    browser: Browser,
+) -> None:
+    """With ``status="reduced"`` the document lists no running task and no failure, but
+    counts the running ones and the tools' failures: the page said "Nothing is running." and
+    "No task has failed." (and "0 longest of 1") beside a tool failing 100%. It now says that
+    they are not listed, and how many tasks run."""
+    tools = ToolRegistry()
+    tools.register_tools([Flaky, Held])
+    registry = CollectorRegistry()
+    store = MetricStore()
+    executor = Executor(tools, store=store, prometheus_registry=registry)
+    server = start_http_server(0, store=store, registry=registry, status="reduced")
+    held = threading.Thread(
+        target=executor.execute_task,
+        args=(Task(plan_id="p", description="held", tool_name="held"), CONTEXT),
+        daemon=True,
+    )
+    try:
+        executor.execute_task(Task(plan_id="p", description="x", tool_name="flaky"), CONTEXT)
+        held.start()
+        assert HELD_STARTED.wait(30)
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        page.wait_for_selector(tool_row("flaky"))
+        assert page.locator("#running-count").text_content() == "(1)"
+        for empty in ("#running-empty", "#failures-empty"):
+            assert page.locator(empty).is_visible()
+            assert "not listed" in (page.locator(empty).text_content() or "")
+        assert errors == []
+        page.close()
+    finally:
+        HELD_RELEASE.set()
+        held.join(timeout=30)
         server.shutdown()
         executor.shutdown()
