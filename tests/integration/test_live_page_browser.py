@@ -83,6 +83,20 @@ class LongImport(BaseTool):
         return 0
 
 
+HELD_STARTED = threading.Event()
+HELD_RELEASE = threading.Event()
+
+
+class Held(BaseTool):
+    name = "held"
+    description = "Runs until released"
+
+    def _execute(self, **kwargs: Any) -> str:
+        HELD_STARTED.set()
+        HELD_RELEASE.wait(60)
+        return "done"
+
+
 @dataclass
 class Live:
     """The service the page watches."""
@@ -336,6 +350,22 @@ def test_the_page_reads_status_where_it_is_mounted(browser: Browser, live: Live)
             thread.join(timeout=10)
 
 
+def test_the_page_at_a_doubled_slash_reads_status_of_its_own_server(
+    browser: Browser, live: Live
+) -> None:
+    """The server answers ``//`` (an address built as ``url + "/"`` from one ending in ``/``)
+    with the page; the page reads ``/status`` of its own server and its links lead there, not
+    to a host named ``status`` or ``metrics`` (``//status`` is a URL without a scheme)."""
+    for slashes in ("//", "///"):
+        page, _ = open_page(browser, f"{live.url}{slashes}?every=0.5", viewport=DESKTOP)
+        page.wait_for_selector(tool_row("quick"))
+        assert (page.locator("#state-text").text_content() or "").startswith("live")
+        for link, route in (("status-link", "status"), ("metrics-link", "metrics")):
+            href = page.evaluate(f"document.getElementById('{link}').href")
+            assert href == f"{live.url}/{route}"
+        page.close()
+
+
 def test_the_page_says_when_the_server_is_gone_and_recovers(browser: Browser, live: Live) -> None:
     """When the server stops, the page says it cannot read status and greys out what it last
     showed; when the server is back on the same port, the page is live again by itself."""
@@ -458,3 +488,86 @@ def test_the_page_keeps_apart_the_tools_of_stores_with_other_labels(browser: Bro
         server.shutdown()
         busy.shutdown()
         idle.shutdown()
+
+
+#: The x of the left edge of each character of an element's text, in the text's order.
+CHARACTER_LEFTS = """element => {
+    const lefts = [], walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (let i = 0; i < node.length; i++) {
+            const range = document.createRange();
+            range.setStart(node, i);
+            range.setEnd(node, i + 1);
+            lefts.push(range.getBoundingClientRect().left);
+        }
+    }
+    return lefts;
+}"""
+
+
+def test_a_label_value_with_a_right_to_left_override_turns_no_other_text(
+    browser: Browser,
+) -> None:
+    """A label value may hold any character, U+202E (right-to-left override) too; written
+    after it in the same line, the other labels and the closing brace were drawn backwards
+    (``quick {pool=search{ue=enoz,``). Each label is drawn on its own: what follows the value
+    reads left to right."""
+    tools = ToolRegistry()
+    tools.register_tools([Quick])
+    registry = CollectorRegistry()
+    store = MetricStore(labels={"pool": "search\u202e", "zone": "eu"})
+    executor = Executor(tools, store=store, prometheus_registry=registry)
+    server = start_http_server(0, store=MetricStore(), registry=registry)
+    try:
+        executor.execute_task(Task(plan_id="p", description="x", tool_name="quick"), CONTEXT)
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        cell = page.locator(f'{tool_row("quick")} [data-field="tool"]')
+        cell.wait_for()
+        text = cell.text_content() or ""
+        assert text == "quick {pool=search\u202e,zone=eu}"
+        lefts = cell.evaluate(CHARACTER_LEFTS)
+        after = text.index("\u202e") + 1
+        assert lefts[after:] == sorted(lefts[after:])  # ",zone=eu}" left to right
+        assert lefts[after] > lefts[text.index("h")]  # and after "search"
+        assert errors == []
+        page.close()
+    finally:
+        server.shutdown()
+        executor.shutdown()
+
+
+def test_a_reduced_status_is_not_shown_as_nothing_running_and_no_failure(
+    browser: Browser,
+) -> None:
+    """With ``status="reduced"`` the document lists no running task and no failure, but
+    counts the running ones and the tools' failures: the page said "Nothing is running." and
+    "No task has failed." (and "0 longest of 1") beside a tool failing 100%. It now says that
+    they are not listed, and how many tasks run."""
+    tools = ToolRegistry()
+    tools.register_tools([Flaky, Held])
+    registry = CollectorRegistry()
+    store = MetricStore()
+    executor = Executor(tools, store=store, prometheus_registry=registry)
+    server = start_http_server(0, store=store, registry=registry, status="reduced")
+    held = threading.Thread(
+        target=executor.execute_task,
+        args=(Task(plan_id="p", description="held", tool_name="held"), CONTEXT),
+        daemon=True,
+    )
+    try:
+        executor.execute_task(Task(plan_id="p", description="x", tool_name="flaky"), CONTEXT)
+        held.start()
+        assert HELD_STARTED.wait(30)
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        page.wait_for_selector(tool_row("flaky"))
+        assert page.locator("#running-count").text_content() == "(1)"
+        for empty in ("#running-empty", "#failures-empty"):
+            assert page.locator(empty).is_visible()
+            assert "not listed" in (page.locator(empty).text_content() or "")
+        assert errors == []
+        page.close()
+    finally:
+        HELD_RELEASE.set()
+        held.join(timeout=30)
+        server.shutdown()
+        executor.shutdown()
