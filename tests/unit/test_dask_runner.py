@@ -1569,3 +1569,32 @@ def test_a_call_after_runner_client_was_closed_by_hand_does_not_blame_the_schedu
         assert "make a new runner" in (result.error or ""), result.error
     finally:
         executor.shutdown(wait=False)
+
+
+def test_a_call_its_worker_deems_past_its_deadline_says_the_clocks_disagree(
+    make: Callable[..., Executor], client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose clock runs well ahead of the caller's finds a call past its deadline
+    before the caller's timeout: the call never starts, and ends at once saying the clocks
+    disagree. It waited for ``OUTCOME_GRACE`` and then blamed a dead worker or scheduler."""
+    from laios.execution._runners import dask as dask_module
+
+    executor = make()
+    warm(executor, client)
+    behind = SimpleNamespace(
+        time=lambda: time.time() - 120.0, monotonic=time.monotonic, sleep=time.sleep
+    )
+    monkeypatch.setattr(dask_module, "time", behind)  # (the caller's clock, 2 minutes behind)
+    box = str(tmp_path)
+    started = time.monotonic()
+    result = executor.execute_task(
+        task("stamp_and_sleep", box=box, stamp="skewed"), CONTEXT, timeout=60.0
+    )
+    took = time.monotonic() - started
+    assert result.metadata["outcome"] == "rejected", result.error
+    assert result.metadata["error_type"] == "clock"
+    error = result.error or ""
+    assert "runs about 12" in error, error  # (120s ahead, give or take the trip)
+    assert "NTP" in error
+    assert took < dask_module.OUTCOME_GRACE / 2, f"the call ended after {took:.1f}s"
+    assert process_tools.read_note(box, "skewed") is None, "the tool started"

@@ -324,10 +324,12 @@ def serve_call(
             return "killed"
         state.running[key] = this
     try:
-        if wall_deadline is not None and time.time() >= wall_deadline:
-            this.send("too_late")
-            return "too late"
         where = f"{worker.address} pid {os.getpid()}"
+        if wall_deadline is not None and time.time() >= wall_deadline:
+            # (Its caller's timeout ends it; or, when the caller's clock says the deadline is
+            # still to come, this worker's clock runs ahead: the caller says so.)
+            this.send("too_late", worker.address, time.time())
+            return "too late"
         this.send("started", where)
         if multiprocessing.current_process().daemon:
             this.send("done", _daemonic_worker())
@@ -462,6 +464,19 @@ def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
         "not_picklable",
         f"Task '{call.task_id}' cannot be sent to the Dask cluster: {what} "
         f"({describe_error(exc, call_secrets(call))}). {advice}",
+    )
+
+
+def _clocks_disagree(worker: str, worker_time: float) -> Refusal:
+    """The refusal of a call its worker did not start, its deadline past by the worker's
+    clock, while the caller's clock says it is still to come."""
+    ahead = worker_time - time.time()
+    return Refusal(
+        "clock",
+        f"The Dask worker {worker} did not start the call: by its clock the call's deadline "
+        f"had passed, while the caller's clock says it is still to come (the worker's clock "
+        f"runs about {ahead:.0f}s ahead of the caller's). Keep the clocks of the caller and "
+        "the Dask workers in sync (NTP)",
     )
 
 
@@ -1016,13 +1031,19 @@ class DaskRunner:
                 rerun = handle.state == "running"
                 handle.state = "running"
                 handle.where = parts[0]
-            elif kind == "done":
+            elif kind == "done" or (kind == "too_late" and handle.state == "queued"):
                 handle.state = "done"
                 self._calls.pop(key, None)
                 future, handle.future = handle.future, None
+            elif kind == "too_late":
+                return
         if future is not None:
             _release(future)
         events = handle.events
+        if kind == "too_late":
+            # (A call still queued at its deadline by the caller's clock too ends ``timeout``.)
+            events.refused(_clocks_disagree(parts[0], parts[1]))
+            return
         try:
             if kind == "started":
                 if not rerun and not events.started():
