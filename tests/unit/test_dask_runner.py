@@ -1598,3 +1598,58 @@ def test_a_call_its_worker_deems_past_its_deadline_says_the_clocks_disagree(
     assert "NTP" in error
     assert took < dask_module.OUTCOME_GRACE / 2, f"the call ended after {took:.1f}s"
     assert process_tools.read_note(box, "skewed") is None, "the tool started"
+
+
+def test_an_asynchronous_client_whose_loop_is_closed_is_refused_at_construction(
+    client: Any,
+) -> None:
+    """An asynchronous client made in an ``asyncio.run`` that has returned runs on a closed
+    loop: nothing asked of it ever happens. The runner took it, and each call then waited for
+    its timeout ("no worker was free yet"), or for ever without one."""
+
+    async def make() -> Any:
+        return await distributed.Client(client.scheduler.address, asynchronous=True)
+
+    own = asyncio.run(make())
+    with pytest.raises(ValueError, match=r"event loop is closed.*asyncio\.run"):
+        DaskRunner(client=own)
+    del own
+    forget_clients_of_closed_loops()
+
+
+def test_a_call_after_the_loop_of_the_runners_client_closed_is_refused_at_once(
+    client: Any, tools: ToolRegistry
+) -> None:
+    """A runner made in an ``asyncio.run`` on an asynchronous client of that loop, used after
+    it returned: its calls are refused at once, saying why, and shutdown ends."""
+
+    async def make() -> DaskRunner:
+        own = await distributed.Client(client.scheduler.address, asynchronous=True)
+        return DaskRunner(client=own)
+
+    runner = asyncio.run(make())
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    started = time.monotonic()
+    result = executor.execute_task(task("pid"), CONTEXT, timeout=10.0)
+    took = time.monotonic() - started
+    assert result.metadata["outcome"] == "rejected", result.error
+    assert result.metadata["error_type"] == "dask"
+    assert "event loop is closed" in (result.error or ""), result.error
+    assert took < 5.0, f"the call ended after {took:.1f}s"
+    closer = threading.Thread(target=executor.shutdown, daemon=True)
+    closer.start()
+    closer.join(WAIT)
+    assert not closer.is_alive(), "shutdown did not end"
+    del executor, runner, closer
+    forget_clients_of_closed_loops()
+
+
+def forget_clients_of_closed_loops() -> None:
+    """Collect the clients left on closed loops: Dask's ``Client.__del__`` closes them, which
+    on a closed loop leaves a coroutine never awaited (a warning of Dask's own)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()

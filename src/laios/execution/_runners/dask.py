@@ -568,6 +568,30 @@ def _closed(client: Any) -> bool:
     return getattr(client, "status", None) in ("closing", "closed")
 
 
+def _loop_closed(client: Any) -> bool:
+    """Whether the event loop ``client`` runs on is closed (an asynchronous client made in an
+    ``asyncio.run`` that has returned): nothing asked of the client ever happens then, and a
+    blocking call on it waits for ever. ``False`` for a closed client (see :func:`_closed`),
+    whose loop Dask closes with it."""
+    if _closed(client):
+        return False
+    loop = getattr(getattr(client, "loop", None), "asyncio_loop", None)
+    try:
+        return bool(loop is not None and loop.is_closed())
+    except Exception:  # (a loop of another kind)
+        return False
+
+
+#: Why a call cannot go through a client whose event loop is closed.
+_LOOP_CLOSED = (
+    ": the event loop of the runner's Dask client is closed (an asynchronous client made in "
+    "an asyncio.run() that has returned, or on a loop closed since), so nothing sent through "
+    "it would ever happen. Make the client, the runner and the executor on an event loop "
+    "that runs for as long as the executor is used, or give the runner a synchronous client "
+    "or the scheduler's address"
+)
+
+
 def _dask_reason(future: Any) -> str:
     """What Dask says failed the task of ``future`` (``": KilledWorker: ..."``, which names
     the worker whose log tells why), or ``""`` when it did not fail or Dask says nothing.
@@ -623,8 +647,9 @@ class DaskRunner:
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
-            given, ``client`` is closed, or ``address`` is not one Dask can parse (no
-            scheme or port, ``http://``).
+            given, ``client`` is closed or runs on a closed event loop (an asynchronous
+            client made in an ``asyncio.run()`` that has returned), or ``address`` is not
+            one Dask can parse (no scheme or port, ``http://``).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable or is an async function, ``worker_initargs`` is a string or not a
@@ -686,6 +711,14 @@ class DaskRunner:
                     "its scheduler and could not reconnect): give DaskRunner an open client, "
                     "and keep it open until the executor has shut down, or pass the "
                     "scheduler's address and let the runner connect"
+                )
+            if _loop_closed(client):
+                raise ValueError(
+                    "the client's event loop is closed (an asynchronous client made in an "
+                    "asyncio.run() that has returned, or on a loop closed since): nothing "
+                    "asked of it would ever happen. Make the client and the DaskRunner on an "
+                    "event loop that runs for as long as the executor is used, or give a "
+                    "synchronous client (Client(address)) or the scheduler's address"
                 )
         if isinstance(worker_initargs, (str, bytes)) or not isinstance(worker_initargs, Iterable):
             # (a string would be taken apart into one argument per character)
@@ -844,6 +877,8 @@ class DaskRunner:
             # An asynchronous client asked on its own loop answers with a coroutine: the
             # stats thread reads the count instead (see _watch_threads).
             return 0
+        if _loop_closed(self.client):
+            return 0  # (asking would wait for ever)
         try:
             return int(sum(self.client.nthreads().values()))
         except Exception:  # the cluster cannot be reached now
@@ -864,7 +899,7 @@ class DaskRunner:
         """Clear this runner's topic on the scheduler (the reports were delivered already)."""
         if not (self._reported or everything):
             return
-        if getattr(self.client, "status", None) != "running":
+        if getattr(self.client, "status", None) != "running" or _loop_closed(self.client):
             return  # (closed, or reconnecting: asking would wait for the scheduler)
         self._reported = False
         try:
@@ -942,8 +977,10 @@ class DaskRunner:
             return
         keys = [handle.key for handle, _, _ in batch]
         count = len(batch)
-        self._follow_reconnection()
         try:
+            if _loop_closed(self.client):  # (asking it would wait for ever)
+                raise RuntimeError("the client's event loop is closed")
+            self._follow_reconnection()
             futures = self.client.map(
                 serve_call,
                 [payload for _, payload, _ in batch],
@@ -1120,6 +1157,8 @@ class DaskRunner:
     def _closed_client_advice(self) -> str:
         """What to do about a call that cannot be sent because the runner's client is closed
         (``""`` while it is open: the failure is something else)."""
+        if _loop_closed(self.client):
+            return _LOOP_CLOSED
         if not self._client_closed():
             return ""
         if self._owns_client:
@@ -1291,6 +1330,11 @@ class DaskRunner:
                 if not self._stopping:
                     break
             time.sleep(0.01)
+        if _loop_closed(self.client):
+            # (Nothing reaches the cluster: asking the client would wait for ever.)
+            if self._owns_client:
+                self._close_own()
+            return
         with contextlib.suppress(Exception):  # (the cluster may be gone already)
             self.client.unsubscribe_topic(self._topic)
         # (Asking the scheduler waits for its answer, which a scheduler that hangs never gives.)
