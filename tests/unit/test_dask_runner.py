@@ -1569,3 +1569,87 @@ def test_a_call_after_runner_client_was_closed_by_hand_does_not_blame_the_schedu
         assert "make a new runner" in (result.error or ""), result.error
     finally:
         executor.shutdown(wait=False)
+
+
+def test_a_call_its_worker_deems_past_its_deadline_says_the_clocks_disagree(
+    make: Callable[..., Executor], client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose clock runs well ahead of the caller's finds a call past its deadline
+    before the caller's timeout: the call never starts, and ends at once saying the clocks
+    disagree. It waited for ``OUTCOME_GRACE`` and then blamed a dead worker or scheduler."""
+    from laios.execution._runners import dask as dask_module
+
+    executor = make()
+    warm(executor, client)
+    behind = SimpleNamespace(
+        time=lambda: time.time() - 120.0, monotonic=time.monotonic, sleep=time.sleep
+    )
+    monkeypatch.setattr(dask_module, "time", behind)  # (the caller's clock, 2 minutes behind)
+    box = str(tmp_path)
+    started = time.monotonic()
+    result = executor.execute_task(
+        task("stamp_and_sleep", box=box, stamp="skewed"), CONTEXT, timeout=60.0
+    )
+    took = time.monotonic() - started
+    assert result.metadata["outcome"] == "rejected", result.error
+    assert result.metadata["error_type"] == "clock"
+    error = result.error or ""
+    assert "runs about 12" in error, error  # (120s ahead, give or take the trip)
+    assert "NTP" in error
+    assert took < dask_module.OUTCOME_GRACE / 2, f"the call ended after {took:.1f}s"
+    assert process_tools.read_note(box, "skewed") is None, "the tool started"
+
+
+def test_an_asynchronous_client_whose_loop_is_closed_is_refused_at_construction(
+    client: Any,
+) -> None:
+    """An asynchronous client made in an ``asyncio.run`` that has returned runs on a closed
+    loop: nothing asked of it ever happens. The runner took it, and each call then waited for
+    its timeout ("no worker was free yet"), or for ever without one."""
+
+    async def make() -> Any:
+        return await distributed.Client(client.scheduler.address, asynchronous=True)
+
+    own = asyncio.run(make())
+    with pytest.raises(ValueError, match=r"event loop is closed.*asyncio\.run"):
+        DaskRunner(client=own)
+    del own
+    forget_clients_of_closed_loops()
+
+
+def test_a_call_after_the_loop_of_the_runners_client_closed_is_refused_at_once(
+    client: Any, tools: ToolRegistry
+) -> None:
+    """A runner made in an ``asyncio.run`` on an asynchronous client of that loop, used after
+    it returned: its calls are refused at once, saying why, and shutdown ends."""
+
+    async def make() -> DaskRunner:
+        own = await distributed.Client(client.scheduler.address, asynchronous=True)
+        return DaskRunner(client=own)
+
+    runner = asyncio.run(make())
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    started = time.monotonic()
+    result = executor.execute_task(task("pid"), CONTEXT, timeout=10.0)
+    took = time.monotonic() - started
+    assert result.metadata["outcome"] == "rejected", result.error
+    assert result.metadata["error_type"] == "dask"
+    assert "event loop is closed" in (result.error or ""), result.error
+    assert took < 5.0, f"the call ended after {took:.1f}s"
+    closer = threading.Thread(target=executor.shutdown, daemon=True)
+    closer.start()
+    closer.join(WAIT)
+    assert not closer.is_alive(), "shutdown did not end"
+    del executor, runner, closer
+    forget_clients_of_closed_loops()
+
+
+def forget_clients_of_closed_loops() -> None:
+    """Collect the clients left on closed loops: Dask's ``Client.__del__`` closes them, which
+    on a closed loop leaves a coroutine never awaited (a warning of Dask's own)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gc.collect()

@@ -148,7 +148,7 @@ class Refusal:
     Attributes:
         reason: A short fixed word (``shutdown``, ``saturated``, ``no_thread``,
             ``loop_closed``, ``task_factory_failed``, ``not_picklable``, ``no_process``,
-            ``would_deadlock``), used as
+            ``would_deadlock``, the Dask runner's ``dask``, ``forked`` and ``clock``), used as
             the task's ``error_type``.
         message: What went wrong, in words a user can act on.
     """

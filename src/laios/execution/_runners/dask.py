@@ -324,10 +324,12 @@ def serve_call(
             return "killed"
         state.running[key] = this
     try:
-        if wall_deadline is not None and time.time() >= wall_deadline:
-            this.send("too_late")
-            return "too late"
         where = f"{worker.address} pid {os.getpid()}"
+        if wall_deadline is not None and time.time() >= wall_deadline:
+            # (Its caller's timeout ends it; or, when the caller's clock says the deadline is
+            # still to come, this worker's clock runs ahead: the caller says so.)
+            this.send("too_late", worker.address, time.time())
+            return "too late"
         this.send("started", where)
         if multiprocessing.current_process().daemon:
             this.send("done", _daemonic_worker())
@@ -465,6 +467,19 @@ def _not_picklable(call: ToolCall, exc: BaseException) -> Refusal:
     )
 
 
+def _clocks_disagree(worker: str, worker_time: float) -> Refusal:
+    """The refusal of a call its worker did not start, its deadline past by the worker's
+    clock, while the caller's clock says it is still to come."""
+    ahead = worker_time - time.time()
+    return Refusal(
+        "clock",
+        f"The Dask worker {worker} did not start the call: by its clock the call's deadline "
+        f"had passed, while the caller's clock says it is still to come (the worker's clock "
+        f"runs about {ahead:.0f}s ahead of the caller's). Keep the clocks of the caller and "
+        "the Dask workers in sync (NTP)",
+    )
+
+
 def _unloadable(exc: BaseException) -> RawOutcome:
     from laios.execution._runners.process import WorkerCrashed
 
@@ -553,6 +568,30 @@ def _closed(client: Any) -> bool:
     return getattr(client, "status", None) in ("closing", "closed")
 
 
+def _loop_closed(client: Any) -> bool:
+    """Whether the event loop ``client`` runs on is closed (an asynchronous client made in an
+    ``asyncio.run`` that has returned): nothing asked of the client ever happens then, and a
+    blocking call on it waits for ever. ``False`` for a closed client (see :func:`_closed`),
+    whose loop Dask closes with it."""
+    if _closed(client):
+        return False
+    loop = getattr(getattr(client, "loop", None), "asyncio_loop", None)
+    try:
+        return bool(loop is not None and loop.is_closed())
+    except Exception:  # (a loop of another kind)
+        return False
+
+
+#: Why a call cannot go through a client whose event loop is closed.
+_LOOP_CLOSED = (
+    ": the event loop of the runner's Dask client is closed (an asynchronous client made in "
+    "an asyncio.run() that has returned, or on a loop closed since), so nothing sent through "
+    "it would ever happen. Make the client, the runner and the executor on an event loop "
+    "that runs for as long as the executor is used, or give the runner a synchronous client "
+    "or the scheduler's address"
+)
+
+
 def _dask_reason(future: Any) -> str:
     """What Dask says failed the task of ``future`` (``": KilledWorker: ..."``, which names
     the worker whose log tells why), or ``""`` when it did not fail or Dask says nothing.
@@ -608,8 +647,9 @@ class DaskRunner:
         ConnectionError: When the scheduler at ``address`` cannot be reached in time.
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
-            given, ``client`` is closed, or ``address`` is not one Dask can parse (no
-            scheme or port, ``http://``).
+            given, ``client`` is closed or runs on a closed event loop (an asynchronous
+            client made in an ``asyncio.run()`` that has returned), or ``address`` is not
+            one Dask can parse (no scheme or port, ``http://``).
         TypeError: When ``address`` is not a string (a ``Client`` or a cluster object goes
             in ``client``), ``client`` is not a ``distributed.Client``, ``worker_initializer``
             is not callable or is an async function, ``worker_initargs`` is a string or not a
@@ -671,6 +711,14 @@ class DaskRunner:
                     "its scheduler and could not reconnect): give DaskRunner an open client, "
                     "and keep it open until the executor has shut down, or pass the "
                     "scheduler's address and let the runner connect"
+                )
+            if _loop_closed(client):
+                raise ValueError(
+                    "the client's event loop is closed (an asynchronous client made in an "
+                    "asyncio.run() that has returned, or on a loop closed since): nothing "
+                    "asked of it would ever happen. Make the client and the DaskRunner on an "
+                    "event loop that runs for as long as the executor is used, or give a "
+                    "synchronous client (Client(address)) or the scheduler's address"
                 )
         if isinstance(worker_initargs, (str, bytes)) or not isinstance(worker_initargs, Iterable):
             # (a string would be taken apart into one argument per character)
@@ -829,6 +877,8 @@ class DaskRunner:
             # An asynchronous client asked on its own loop answers with a coroutine: the
             # stats thread reads the count instead (see _watch_threads).
             return 0
+        if _loop_closed(self.client):
+            return 0  # (asking would wait for ever)
         try:
             return int(sum(self.client.nthreads().values()))
         except Exception:  # the cluster cannot be reached now
@@ -849,7 +899,7 @@ class DaskRunner:
         """Clear this runner's topic on the scheduler (the reports were delivered already)."""
         if not (self._reported or everything):
             return
-        if getattr(self.client, "status", None) != "running":
+        if getattr(self.client, "status", None) != "running" or _loop_closed(self.client):
             return  # (closed, or reconnecting: asking would wait for the scheduler)
         self._reported = False
         try:
@@ -927,8 +977,10 @@ class DaskRunner:
             return
         keys = [handle.key for handle, _, _ in batch]
         count = len(batch)
-        self._follow_reconnection()
         try:
+            if _loop_closed(self.client):  # (asking it would wait for ever)
+                raise RuntimeError("the client's event loop is closed")
+            self._follow_reconnection()
             futures = self.client.map(
                 serve_call,
                 [payload for _, payload, _ in batch],
@@ -1016,13 +1068,19 @@ class DaskRunner:
                 rerun = handle.state == "running"
                 handle.state = "running"
                 handle.where = parts[0]
-            elif kind == "done":
+            elif kind == "done" or (kind == "too_late" and handle.state == "queued"):
                 handle.state = "done"
                 self._calls.pop(key, None)
                 future, handle.future = handle.future, None
+            elif kind == "too_late":
+                return
         if future is not None:
             _release(future)
         events = handle.events
+        if kind == "too_late":
+            # (A call still queued at its deadline by the caller's clock too ends ``timeout``.)
+            events.refused(_clocks_disagree(parts[0], parts[1]))
+            return
         try:
             if kind == "started":
                 if not rerun and not events.started():
@@ -1099,6 +1157,8 @@ class DaskRunner:
     def _closed_client_advice(self) -> str:
         """What to do about a call that cannot be sent because the runner's client is closed
         (``""`` while it is open: the failure is something else)."""
+        if _loop_closed(self.client):
+            return _LOOP_CLOSED
         if not self._client_closed():
             return ""
         if self._owns_client:
@@ -1270,6 +1330,11 @@ class DaskRunner:
                 if not self._stopping:
                     break
             time.sleep(0.01)
+        if _loop_closed(self.client):
+            # (Nothing reaches the cluster: asking the client would wait for ever.)
+            if self._owns_client:
+                self._close_own()
+            return
         with contextlib.suppress(Exception):  # (the cluster may be gone already)
             self.client.unsubscribe_topic(self._topic)
         # (Asking the scheduler waits for its answer, which a scheduler that hangs never gives.)
