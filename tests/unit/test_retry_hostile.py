@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -766,6 +767,10 @@ def test_async_retries_without_a_wait_let_the_loop_run_between_attempts(
     finally:
         guard.cancel()
         executor.shutdown(wait=True)
-    assert result.metadata.get("retry_cancelled") is True, result.metadata
+    # Stopped between attempts, the call returns the last failure as cancelled. (On 3.10 an
+    # attempt runs in a task of its own, and the cancel may land in the first one instead.)
+    between = result.metadata.get("retry_cancelled") is True
+    within = sys.version_info < (3, 11) and result.metadata["outcome"] == "cancelled"
+    assert between or within, result.metadata
     assert result.metadata["retries"] <= 1, result.metadata
     assert cancelled_on_the_loop == [True]
