@@ -692,16 +692,24 @@ class Job(TaskRecord):
             ``False`` when the job had already finished.
         """
         with self.env.lock:
-            phase = self.phase
-            if phase == QUEUED:
-                self.phase = DONE
-                self.unstarted = True
-            elif phase == RUNNING:
-                self.phase = ABANDONED
-            else:
+            if self._stop_phase() is None:
                 return False
         self._end_interrupted(outcome, message)
         return True
+
+    def _stop_phase(self) -> int | None:
+        """(Under ``env.lock``.) From now on the job neither starts nor completes: a queued one
+        is done, never started; a running one is abandoned. Returns the phase it was in, or
+        ``None`` when it had already finished."""
+        phase = self.phase
+        if phase == QUEUED:
+            self.phase = DONE
+            self.unstarted = True
+        elif phase == RUNNING:
+            self.phase = ABANDONED
+        else:
+            return None
+        return phase
 
     def give_up(self, why: str) -> int | None:
         """(Under ``env.lock``, which the caller holds.) The first half of :meth:`interrupt`
@@ -711,15 +719,9 @@ class Job(TaskRecord):
         Returns:
             The phase it was in (queued or running); ``None`` when it had already finished.
         """
-        phase = self.phase
-        if phase == QUEUED:
-            self.phase = DONE
-            self.unstarted = True
-        elif phase == RUNNING:
-            self.phase = ABANDONED
-        else:
-            return None
-        self.given_up_why = why
+        phase = self._stop_phase()
+        if phase is not None:
+            self.given_up_why = why
         return phase
 
     def end_given_up(self, *, stop: bool = True) -> None:
