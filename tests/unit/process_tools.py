@@ -17,13 +17,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import baggage, trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
 from laios.execution.task_context import require_current_task
@@ -53,6 +55,36 @@ def wait_until(predicate: Callable[[], Any], timeout: float) -> Any:
             return value
         time.sleep(0.01)
     return predicate()
+
+
+@contextmanager
+def traced_executor(tool: BaseTool, exporter: InMemorySpanExporter) -> Iterator[Any]:
+    """An ``Executor`` running ``tool`` on a ``ProcessRunner(1)``, its spans exported to
+    ``exporter``; shut down, its worker terminated, after the block."""
+    # (imported here: a worker process imports this module for its tools alone)
+    from laios.execution.executor import Executor
+    from laios.execution.runners import ProcessRunner
+    from laios.execution.store import MetricStore
+    from laios.tools.registry import ToolRegistry
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    runner = ProcessRunner(1)
+    executor = Executor(
+        registry,
+        runner=runner,
+        tracer_provider=provider,
+        store=MetricStore(),
+        register_prometheus=False,
+    )
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=False)
+        runner.terminate()
+        provider.shutdown()
 
 
 def note(box: str, name: str, value: Any) -> None:

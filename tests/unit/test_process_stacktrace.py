@@ -8,16 +8,11 @@ from collections.abc import Iterator
 
 import process_tools
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
-from laios.execution.runners import ProcessRunner
-from laios.execution.store import MetricStore
 from laios.execution.tracing import MAX_STACKTRACE_BYTES
-from laios.tools.registry import ToolRegistry
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="worker processes on Linux")
 
@@ -27,24 +22,8 @@ SECRET = "sk-live-4f9a8b7c6d5e"
 @pytest.fixture
 def traced() -> Iterator[tuple[Executor, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(process_tools.FailsDeep())
-    runner = ProcessRunner(1)
-    executor = Executor(
-        registry,
-        runner=runner,
-        tracer_provider=provider,
-        store=MetricStore(),
-        register_prometheus=False,
-    )
-    try:
+    with process_tools.traced_executor(process_tools.FailsDeep(), exporter) as executor:
         yield executor, exporter
-    finally:
-        executor.shutdown(wait=False)
-        runner.terminate()
-        provider.shutdown()
 
 
 def test_the_exception_event_has_the_workers_traceback(

@@ -12,15 +12,10 @@ from typing import Any
 import process_tools
 import pytest
 from opentelemetry import context as otel_context
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
-from laios.execution.runners import ProcessRunner
-from laios.execution.store import MetricStore
-from laios.tools.registry import ToolRegistry
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="worker processes on Linux")
 
@@ -38,24 +33,8 @@ def exporter() -> InMemorySpanExporter:
 
 @pytest.fixture
 def executor(exporter: InMemorySpanExporter) -> Iterator[Executor]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(process_tools.SuppressionSeen())
-    runner = ProcessRunner(1)
-    executor = Executor(
-        registry,
-        runner=runner,
-        tracer_provider=provider,
-        store=MetricStore(),
-        register_prometheus=False,
-    )
-    try:
+    with process_tools.traced_executor(process_tools.SuppressionSeen(), exporter) as executor:
         yield executor
-    finally:
-        executor.shutdown(wait=False)
-        runner.terminate()
-        provider.shutdown()
 
 
 def seen(executor: Executor) -> list[Any]:
