@@ -109,14 +109,12 @@ def test_an_ssl_cert_file_without_the_ca_is_said_to_lack_it(
     assert "must hold the certificate of the CA" in line
 
 
-def test_a_certificate_for_another_host_is_said_to_be_for_another_host(
-    pki: tuple[Authority, Issued],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A certificate signed by a trusted CA but issued for other names than the URL's host:
-    the message says the certificate is not for that host and to use a name it is for; it
-    advised to put the CA in SSL_CERT_FILE, which already held it."""
+@pytest.fixture
+def for_another_host(
+    pki: tuple[Authority, Issued], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MetricsServer]:
+    """An https:// endpoint on 127.0.0.2 whose certificate, signed by a CA that
+    SSL_CERT_FILE trusts, was issued for other names."""
     ca, server_cert = pki
     monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
     config = WebConfig(
@@ -125,7 +123,17 @@ def test_a_certificate_for_another_host_is_said_to_be_for_another_host(
     with start_http_server(
         0, "127.0.0.2", store=MetricStore(), registry=CollectorRegistry(), web_config=config
     ) as server:
-        assert main(["status", "--url", server.url, "--timeout", "5"]) == 2
+        yield server
+
+
+def test_a_certificate_for_another_host_is_said_to_be_for_another_host(
+    for_another_host: MetricsServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A certificate signed by a trusted CA but issued for other names than the URL's host:
+    the message says the certificate is not for that host and to use a name it is for; it
+    advised to put the CA in SSL_CERT_FILE, which already held it."""
+    assert main(["status", "--url", for_another_host.url, "--timeout", "5"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert "certificate that was not issued for 127.0.0.2" in line
     assert "a name it was issued for" in line
@@ -316,23 +324,15 @@ def test_a_redirect_to_an_untrusted_certificate_names_the_target(
 
 
 def test_a_redirect_to_a_certificate_for_another_host_names_the_targets_host(
-    pki: tuple[Authority, Issued],
+    for_another_host: MetricsServer,
     redirect_to: Callable[[str], str],
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A redirect to an https:// endpoint whose certificate was issued for other names than
     the target's host: the message names the target's host, not the host of the URL asked."""
-    ca, server_cert = pki
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
-    config = WebConfig(
-        tls_server_config=TLSServerConfig(server_cert.cert_file, server_cert.key_file)
-    )
-    with start_http_server(
-        0, "127.0.0.2", store=MetricStore(), registry=CollectorRegistry(), web_config=config
-    ) as server:
-        url = redirect_to(server.url + "/status")
-        assert main(["status", "--url", url, "--timeout", "5"]) == 2
+    server = for_another_host
+    url = redirect_to(server.url + "/status")
+    assert main(["status", "--url", url, "--timeout", "5"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert f"{server.url}/status, where a redirect from {url}/status led," in line, line
     assert "not issued for 127.0.0.2" in line, line
