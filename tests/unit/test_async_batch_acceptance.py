@@ -83,6 +83,22 @@ def batch_executor(batch_store: MetricStore) -> Any:
     executor.shutdown(wait=True)
 
 
+def chunk_runs(events: list[str], outcome: str = "cancelled") -> list[int]:
+    """How many tasks ended ``outcome`` between two turns of the loop, for each turn in which
+    some did."""
+    return [len(run) for run in "".join("x" if e == outcome else " " for e in events).split()]
+
+
+def assert_all_ended(store: MetricStore, cancelled: int) -> None:
+    """The store counts ``cancelled`` cancelled runs of ``batch_hang`` and nothing else, with
+    nothing in flight or queued."""
+    snapshot = store.snapshot()
+    [hang] = [t for t in snapshot.tools if t.tool == "batch_hang"]
+    assert {k: h.count for k, h in hang.outcomes.items() if h.count} == {"cancelled": cancelled}
+    assert hang.in_flight == 0
+    assert snapshot.queue_depth == 0
+
+
 def make_tasks(tool: str, count: int, **parameters: Any) -> list[Task]:
     return [
         Task(plan_id="p", description=tool, tool_name=tool, parameters={**parameters, "n": n})
@@ -176,11 +192,7 @@ def test_cancelling_a_batch_while_it_is_accepted_cancels_what_was_accepted(
         LARGE_BATCH - accepted
     )
     assert batch_executor.get_running_tasks() == []
-    snapshot = batch_store.snapshot()
-    [hang] = [t for t in snapshot.tools if t.tool == "batch_hang"]
-    assert {k: h.count for k, h in hang.outcomes.items() if h.count} == {"cancelled": accepted}
-    assert hang.in_flight == 0
-    assert snapshot.queue_depth == 0
+    assert_all_ended(batch_store, accepted)
 
 
 def test_timeouts_strike_while_a_batch_is_still_being_accepted(
@@ -263,7 +275,7 @@ def test_timeouts_striking_at_once_end_a_chunk_at_a_time(batch_store: MetricStor
     finally:
         executor.shutdown(wait=True)
     assert [r.metadata["outcome"] for r in results] == ["timeout"] * count
-    runs = [len(run) for run in "".join("t" if e == "timeout" else " " for e in events).split()]
+    runs = chunk_runs(events, "timeout")
     assert sum(runs) == count
     assert max(runs) <= ACCEPT_CHUNK, runs
 
@@ -331,11 +343,6 @@ def cancel_while_ticking(
     asyncio.run(asyncio.wait_for(scenario(), GUARD))
 
 
-def chunk_runs(events: list[str]) -> list[int]:
-    """How many tasks ended between two turns of the loop, for each turn in which some did."""
-    return [len(run) for run in "".join("c" if e == "cancelled" else " " for e in events).split()]
-
-
 def test_cancelling_a_large_batch_ends_it_a_chunk_at_a_time(batch_store: MetricStore) -> None:
     """Cancelling the coroutine awaiting a large batch ends its unfinished tasks ``cancelled``
     a chunk at a time, with a turn of the loop between two chunks, and ``CancelledError`` comes
@@ -356,11 +363,7 @@ def test_cancelling_a_large_batch_ends_it_a_chunk_at_a_time(batch_store: MetricS
     runs = chunk_runs(events)
     assert sum(runs) == count
     assert max(runs) <= ACCEPT_CHUNK, runs
-    snapshot = batch_store.snapshot()
-    [hang] = [t for t in snapshot.tools if t.tool == "batch_hang"]
-    assert {k: h.count for k, h in hang.outcomes.items() if h.count} == {"cancelled": count}
-    assert hang.in_flight == 0
-    assert snapshot.queue_depth == 0
+    assert_all_ended(batch_store, count)
 
 
 def test_a_batch_being_cancelled_starts_no_queued_task_when_a_slot_frees(
