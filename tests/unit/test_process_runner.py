@@ -293,6 +293,71 @@ def test_cancelling_a_running_tool_kills_its_worker_at_once(
     assert gone(hung["grandchild"])
 
 
+class HandsBackLate(ProcessRunner):
+    """A process runner that, once it has accepted a call of tool ``late`` (and may have sent it
+    to a worker already), waits for :attr:`resume` before it hands the call's handle back: where
+    the thread handing a call over may be preempted between the two."""
+
+    def __init__(self, late: str) -> None:
+        super().__init__(1)
+        self.late = late
+        self.resume = threading.Event()
+
+    def submit(self, call: ToolCall, events: Any) -> Any:
+        handle = super().submit(call, events)
+        if call.tool_name == self.late:
+            self.resume.wait(WAIT)
+        return handle
+
+
+def test_a_cancel_before_the_runner_hands_back_a_running_calls_handle_still_kills_it(
+    tools: ToolRegistry, task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """``cancel_task`` landing after the call was sent to its worker but before the runner
+    handed its handle back ends the task as a cancel of a running call does: the worker is
+    killed, and the result and the span say so."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    runner = HandsBackLate("hang")
+    executor = Executor(
+        tools,
+        runner=runner,
+        store=MetricStore(),
+        register_prometheus=False,
+        tracer_provider=provider,
+    )
+    try:
+        run_pid(executor, task, context)  # (the worker is up)
+        hang = task("hang", box=box)
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(hang, context)), daemon=True
+        )
+        caller.start()
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        assert executor.cancel_task(hang.id)
+        runner.resume.set()
+        caller.join(WAIT)
+        assert results, "the cancelled call did not return"
+        result = results[0]
+        assert result.metadata["outcome"] == "cancelled"
+        assert result.metadata.get("worker_killed") is True, result.metadata
+        assert gone(hung["pid"])
+        assert gone(hung["grandchild"])
+        (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool hang"]
+        assert span.attributes is not None
+        assert span.attributes.get("laios.worker.killed") is True
+        assert span.attributes["error.type"] == "cancelled"
+        assert run_pid(executor, task, context) != hung["pid"]
+    finally:
+        runner.resume.set()
+        executor.shutdown(wait=False)
+        runner.terminate()
+        provider.shutdown()
+
+
 @pytest.mark.parametrize("size", [512 * 1024, 2 * 1024 * 1024], ids=["512KiB", "2MiB"])
 @pytest.mark.parametrize("stop", ["timeout", "cancel_task"])
 def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_cancellation(
