@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from process_tools import KEY, alive
+from runner_hooks import HookedRunner
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._logs import WarningLimiter
@@ -425,6 +426,41 @@ def test_a_timeout_while_a_large_call_is_pickled_ends_the_task_then_saying_so(
     assert "while its call was still being pickled" in error, error
     assert "the tool was never started" in error
     assert run_pid(executor, task, context) > 0
+
+
+def test_a_timeout_as_a_large_pickled_call_is_handed_to_its_worker_says_so(
+    tools: ToolRegistry, task: Callable[..., Task], context: Context
+) -> None:
+    """A timeout that passes once a call larger than 64 KiB was pickled, while the runner's
+    thread hands it to the idle worker set aside for it (before the task is recorded as
+    started), says the call was being handed over, not that no worker was free."""
+    results: list[TaskResult] = []
+
+    def held_until_the_timeout(call: ToolCall) -> None:
+        if "blob" in call.parameters:
+            wait_for(lambda: results)  # (the caller's timeout strikes meanwhile)
+
+    runner = HookedRunner(ProcessRunner(1), before_start=held_until_the_timeout)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        pid = run_pid(executor, task, context)  # (the only worker is up, and idle)
+        large = task("pid", blob=bytes(512 * 1024))
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
+            daemon=True,
+        )
+        caller.start()
+        caller.join(WAIT)
+        assert results, "the caller waited past its timeout"
+        assert results[0].metadata["outcome"] == "timeout"
+        error = results[0].error or ""
+        assert "no worker was free" not in error, error
+        assert "while its call was being handed to its worker process" in error, error
+        assert "the tool was never started" in error
+        assert run_pid(executor, task, context) == pid  # (nothing was killed)
+    finally:
+        executor.shutdown(wait=False)
+        runner.inner.terminate()
 
 
 def test_a_timeout_while_a_large_call_is_written_to_its_worker_says_so(
