@@ -1304,7 +1304,7 @@ def series_of(text: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
 
 
 @pytest.mark.parametrize("gone", [False, True], ids=["live", "retired"])
-def test_totals_with_other_bucket_bounds_are_left_out_with_a_warning(
+def test_totals_with_other_bucket_bounds_are_added_in_the_common_bounds_with_a_warning(
     export: MultiprocessExport,
     store: MetricStore,
     registry: CollectorRegistry,
@@ -1312,7 +1312,8 @@ def test_totals_with_other_bucket_bounds_are_left_out_with_a_warning(
     gone: bool,
 ) -> None:
     """Another process's totals with this process's labels and other histogram bounds, live or
-    retired, are left out with a warning: no series twice, and the OpenMetrics text parses."""
+    retired, are added up in the bounds both have in common, with a warning: every count once,
+    no series twice, and the OpenMetrics text parses."""
     run_tasks(store, 3)
     child = fork(child_with_store(MetricStore(duration_buckets=(1.0, 2.0)), 5))
     try:
@@ -1323,7 +1324,11 @@ def test_totals_with_other_bucket_bounds_are_left_out_with_a_warning(
             text = render_metrics(registry, openmetrics=True).decode()
         series = series_of(text)
         assert len(series) == len(set(series))
-        assert tasks_total(text) == 3
+        assert tasks_total(text) == 8
+        bounds = {dict(labels).get("le") for name, labels in series if name.endswith("_bucket")}
+        assert bounds >= {"1.0", "+Inf"}
+        assert "0.005" not in bounds  # (a bound of this process's alone)
+        assert "2.0" not in bounds  # (one of the other's alone)
         assert "histogram buckets" in caplog.text
     finally:
         if not gone:

@@ -22,10 +22,13 @@ How:
   for 200, and one with nothing new is skipped (unless the file is no longer as written:
   deleted, truncated or overwritten, it is written again).
 - **A scrape adds the files up.** The serving process takes its own totals as it writes them
-  and adds every other process's file and the *retired* file, per label set. Totals whose
-  histogram bucket bounds are not this process's for the same constant labels (for labels it
-  does not export, those of the first file read) are left out whole, with a warning: their
-  histograms cannot be added, and kept apart their counters would be the same series twice.
+  and adds every other process's file and the *retired* file, per label set. Where processes
+  count one set of constant labels in other histogram bucket bounds (two executors configured
+  apart, a deploy with other buckets), their histograms are added in the bounds all of them
+  have in common, with a warning naming the bounds found and the directory: a bucket of a
+  common bound holds exactly what it holds in each process, so the sum is exact, only
+  coarser, and every worker shows the same sum whichever answers the scrape (kept apart,
+  the same series would appear twice; left out, the sum would depend on who answers).
 - **Files of other laios versions** (a rolling deploy): each file says its layout's format.
   This version writes format 2 and reads laios 0.1.0's format 1 too (see
   :mod:`laios.execution._legacy_totals`); a file of a format it does not know is a newer
