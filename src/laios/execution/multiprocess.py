@@ -42,8 +42,9 @@ How:
   file whose lock file is missing (deleted under its process by a temp-file cleaner or an
   ``rm``) falls back on the ``pid`` it holds: gone once that pid is (its counters are counted
   meanwhile, its gauges not: the pid may have been reused); the process, at its next
-  write, moves its totals to a new name and removes its old file in the same step (under the
-  directory's exclusive lock), so that they are counted once. The lock works across pid
+  write, renames its old file to a new name and writes its totals there in the same step
+  (under the directory's exclusive lock), so that they are counted once, also when it is
+  killed in the middle of that step. The lock works across pid
   namespaces (containers sharing the directory); the pid does not, so each file names its
   pid namespace, and a file of another one (or that does not say) is never folded while its
   lock file is missing (its process may be alive).
@@ -276,22 +277,37 @@ class MultiprocessExport:
     def _move(self, body: bytes) -> None:
         """Write ``body`` to a file under a new name: at the first write, and whenever this
         process's lock file is no longer its own (deleted by a temp-file cleaner or an ``rm``;
-        the directory cleared by a new server). An old file still on disk is removed in the
-        same step, under the directory's exclusive lock: a scrape counts this process's totals
-        in the old file or the new one, never both, never neither. On failure nothing changes
-        (the next write tries again)."""
+        the directory cleared by a new server). An old file still on disk is renamed to the new
+        name first, then written over, in the same step, under the directory's exclusive lock:
+        a scrape counts this process's totals in the old file or the new one, never both, never
+        neither; and so does a fold once the process is gone, also when it was killed between
+        the rename and the write (its totals as of its last write, as for any ``SIGKILL``). On
+        failure nothing changes (the next write tries again), but that a file renamed stays
+        under its new name.
+
+        Raises:
+            OSError: When the new name cannot be taken or written.
+        """
         old = self._stem
         stem, fd = self._files.claim(os.getpid())
+        new = self._files.data(stem)
+        renamed = False
+        failed: BaseException | None = None
         try:
             with self._files.locked(shared=False) if old else contextlib.nullcontext():
                 try:
-                    write_totals(self._files.data(stem), body)
                     if old:
                         with contextlib.suppress(FileNotFoundError):
-                            os.unlink(self._files.data(old))
-                except BaseException:
-                    self._files.unlink(stem)
-                    raise
+                            os.rename(self._files.data(old), new)
+                            renamed = True
+                    write_totals(new, body)
+                except BaseException as exc:
+                    if not renamed:
+                        self._files.unlink(stem)
+                        raise
+                    # The totals it last wrote are under the new name, whose lock it holds: it
+                    # takes that name (and writes there again at its next write).
+                    failed = exc
         except BaseException:
             close_lock(fd)
             raise
@@ -300,6 +316,9 @@ class MultiprocessExport:
                 self._files.unlink(old)
         self._release()
         self._stem, self._lock_fd, self._body = stem, fd, body
+        if failed is not None:
+            self._body = b""  # (not what the file holds)
+            raise failed
 
     def write(self) -> None:
         """Write this process's totals to its file now (nothing in gunicorn's master).
