@@ -478,6 +478,41 @@ def test_a_timeout_while_a_large_call_is_written_to_its_worker_says_so(
     assert gone(pid)
 
 
+def test_a_timeout_before_a_large_calls_write_begins_says_it_was_being_written(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A timeout that passes once a large call was handed to the thread that writes it to its
+    worker, before that thread has begun (the task recorded as started, the tool not), says
+    the call was still being written, not that the tool was running; the worker is killed."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    pool = runner._pool
+    results: list[TaskResult] = []
+    send = pool.send
+
+    def late_to_begin(worker: Any, call: Any, *, own_thread: bool = False) -> None:
+        if own_thread:  # (the writing thread, as it starts)
+            wait_for(lambda: results)  # (the caller's timeout strikes meanwhile)
+        send(worker, call, own_thread=own_thread)
+
+    pool.send = late_to_begin  # type: ignore[method-assign]
+    large = task("pid", blob=bytes(512 * 1024))
+    caller = threading.Thread(
+        target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
+        daemon=True,
+    )
+    caller.start()
+    caller.join(WAIT)
+    assert results, "the caller waited past its timeout"
+    assert results[0].metadata["outcome"] == "timeout"
+    error = results[0].error or ""
+    assert "while its call was still being written to its worker process" in error, error
+    assert results[0].metadata["worker_killed"] is True
+    assert gone(pid)
+
+
 def test_a_queued_task_past_its_deadline_never_starts(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:

@@ -645,7 +645,8 @@ class _Pool:
         # Set while a thread tells a call's events it starts (its "started" callback runs
         # then, before the call is sent): such a thread cannot wait for the workers to exit.
         self.starting_here = threading.local()
-        # Calls written to their worker on a thread of their own, until the write is over.
+        # Calls written to their worker on a thread of their own: from when they are marked
+        # running (before that thread starts) until the write is over.
         self.writing: set[_Call] = set()
         reset_after_fork(self)
 
@@ -804,6 +805,8 @@ class _Pool:
                     if send:
                         call.state = "running"
                         worker.sending += 1
+                        if len(call.payload) > SEND_HERE_BYTES:  # (written on a thread of its
+                            self.writing.add(call)  # own: being written from now on, see send)
                 if send:
                     self.send(worker, call)
                     return
@@ -843,9 +846,6 @@ class _Pool:
             return
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
-        if own_thread:
-            with self.lock:
-                self.writing.add(call)
         try:
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(call.payload)
