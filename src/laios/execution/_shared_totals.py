@@ -894,6 +894,6 @@ def _warn_other_buckets(
         where,
         dict(labels),
         found,
-        common[0],
-        common[1],
+        common[0] or "none but +Inf",
+        common[1] or "none but +Inf",
     )
