@@ -46,6 +46,12 @@ class HookedRunner:
     def abandon(self, handle: Any) -> Any:
         return self.inner.abandon(handle)
 
+    def preparing(self, handle: Any) -> str | None:
+        """What the inner runner says of a call it still prepares (``None`` when it has no
+        ``preparing``)."""
+        preparing = getattr(self.inner, "preparing", None)
+        return None if preparing is None else preparing(handle)  # type: ignore[no-any-return]
+
     def shutdown(self, wait: bool = True) -> None:
         self.inner.shutdown(wait)
 

@@ -430,6 +430,76 @@ def test_another_process_whose_lock_file_is_deleted_is_counted_once_by_every_scr
     assert tasks_total(scrape(registry)) == 3
 
 
+def test_a_process_killed_as_it_moves_to_a_new_name_is_counted_once(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """A process whose lock file was deleted, killed (``SIGKILL``) as it moves its totals to a
+    new name, after its new file is written and before its old one is removed: its tasks are
+    counted once, by scrapes and once both files are folded."""
+
+    def work(report: Report) -> None:
+        run_tasks(store, 3)
+        child_export = current()
+        assert child_export is not None
+        child_export.write()
+        old = child_export.path
+        assert old is not None
+        write_totals = multiprocess.write_totals
+
+        def killed_once_written(path: Path, body: bytes) -> None:
+            write_totals(path, body)
+            if path != old:  # (the new name: the old file is still there)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        multiprocess.write_totals = killed_once_written  # type: ignore[assignment]
+        report({"path": str(old)})
+        old.with_suffix(".lock").unlink()  # (a temp-file cleaner's, an rm's)
+        child_export.write()
+        time.sleep(60)  # (never reached)
+
+    child = fork(work)
+    child.report()
+    assert child.wait() == -signal.SIGKILL
+    assert tasks_total(scrape(registry)) == 3
+    sweep(directory)
+    assert tasks_total(scrape(registry)) == 3
+
+
+def test_a_process_that_cannot_write_as_it_moves_to_a_new_name_keeps_counting_once(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A process whose lock file was deleted, whose write under its new name fails (a full
+    disk): its totals stay counted once, under the new name, and its next write lands there."""
+    export = enable(directory, interval=3600, registry=registry, store=store)
+    run_tasks(store, 5)
+    assert tasks_total(scrape(registry)) == 5
+    old = export.path
+    assert old is not None
+    old.with_suffix(".lock").unlink()
+    write_totals = multiprocess.write_totals
+
+    def disk_full(path: Path, body: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(multiprocess, "write_totals", disk_full)
+    run_tasks(store, 1)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        assert tasks_total(scrape(registry)) == 5  # (what the file holds)
+    assert "No space left on device" in caplog.text
+    assert sweep(directory) == 0
+    monkeypatch.setattr(multiprocess, "write_totals", write_totals)
+    assert tasks_total(scrape(registry)) == 6
+    assert sweep(directory) == 0
+    assert export.path is not None
+    assert export.path != old
+    stem = export.path.name.removesuffix(".json")
+    assert files(directory) == [f"{stem}.json", f"{stem}.lock"]
+
+
 @pytest.mark.parametrize("damage", ["deleted", "truncated", "garbage"])
 def test_a_quiet_live_process_writes_its_file_again_when_it_is_damaged(
     export: MultiprocessExport,
@@ -1304,7 +1374,7 @@ def series_of(text: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
 
 
 @pytest.mark.parametrize("gone", [False, True], ids=["live", "retired"])
-def test_totals_with_other_bucket_bounds_are_left_out_with_a_warning(
+def test_totals_with_other_bucket_bounds_are_added_in_the_common_bounds_with_a_warning(
     export: MultiprocessExport,
     store: MetricStore,
     registry: CollectorRegistry,
@@ -1312,7 +1382,8 @@ def test_totals_with_other_bucket_bounds_are_left_out_with_a_warning(
     gone: bool,
 ) -> None:
     """Another process's totals with this process's labels and other histogram bounds, live or
-    retired, are left out with a warning: no series twice, and the OpenMetrics text parses."""
+    retired, are added up in the bounds both have in common, with a warning: every count once,
+    no series twice, and the OpenMetrics text parses."""
     run_tasks(store, 3)
     child = fork(child_with_store(MetricStore(duration_buckets=(1.0, 2.0)), 5))
     try:
@@ -1323,7 +1394,11 @@ def test_totals_with_other_bucket_bounds_are_left_out_with_a_warning(
             text = render_metrics(registry, openmetrics=True).decode()
         series = series_of(text)
         assert len(series) == len(set(series))
-        assert tasks_total(text) == 3
+        assert tasks_total(text) == 8
+        bounds = {dict(labels).get("le") for name, labels in series if name.endswith("_bucket")}
+        assert bounds >= {"1.0", "+Inf"}
+        assert "0.005" not in bounds  # (a bound of this process's alone)
+        assert "2.0" not in bounds  # (one of the other's alone)
         assert "histogram buckets" in caplog.text
     finally:
         if not gone:

@@ -7,6 +7,7 @@ then let go, as a worker that exited leaves it; a sweep folds it into the retire
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,3 +282,61 @@ def test_gone_workers_with_constant_labels_of_their_own_leave_a_bounded_retired_
     assert registry.get_sample_value("laios_tasks_total", live) == 2
     other = {"tool": "echo", "outcome": "success", "worker": "other"}
     assert (registry.get_sample_value("laios_tasks_total", other) or 0) >= 20
+
+
+# -- other histogram bucket bounds ------------------------------------------------------------
+
+
+def answering_worker(directory: Path, store: MetricStore) -> CollectorRegistry:
+    """A live worker's registry exporting every process's sum, as its ``/metrics`` does."""
+    registry = CollectorRegistry()
+    collector = ensure_collector(store, registry)
+    export = MultiprocessExport(directory, 60.0, registry, collector)
+    export.write()
+    collector.use_totals(export.totals)
+    return registry
+
+
+def le_bounds(registry: CollectorRegistry, family: str) -> list[str]:
+    return sorted(
+        {
+            sample.labels["le"]
+            for metric in registry.collect()
+            if metric.name == family
+            for sample in metric.samples
+            if sample.name == f"{family}_bucket"
+        },
+        key=float,
+    )
+
+
+def test_workers_with_other_bucket_bounds_show_the_same_sum_whichever_answers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two workers with the same constant labels and other histogram bounds (two executors
+    configured apart, or a deploy with other buckets): whichever answers the scrape, /metrics
+    counts both workers' tasks, and the histograms are added in the bounds the two have in
+    common (where each count is exact), with a warning naming both sets and the directory."""
+    ours = MetricStore()
+    theirs = MetricStore(duration_buckets=(0.1, 1.0, 7.0, 60.0), queue_wait_buckets=(0.1, 5.0))
+    run_tasks(ours, 3)
+    run_tasks(theirs, 5)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        registries = [answering_worker(tmp_path, store) for store in (ours, theirs)]
+        texts = [generate_latest(registry).decode() for registry in registries]
+    assert texts[0] == texts[1]
+    for registry in registries:
+        assert tasks(registry, "echo") == 8
+        labels = {"tool": "echo", "outcome": "success"}
+        assert registry.get_sample_value("laios_task_duration_seconds_count", labels) == 8
+        assert le_bounds(registry, "laios_task_duration_seconds") == ["0.1", "1.0", "60.0", "+Inf"]
+        assert le_bounds(registry, "laios_task_queue_wait_seconds") == ["0.1", "+Inf"]
+        assert (
+            registry.get_sample_value(
+                "laios_task_duration_seconds_bucket", {**labels, "le": "+Inf"}
+            )
+            == 8
+        )
+    assert "histogram buckets" in caplog.text
+    assert str(tmp_path) in caplog.text
+    assert "(0.1, 1.0, 7.0, 60.0)" in caplog.text

@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from process_tools import KEY, alive
+from runner_hooks import HookedRunner
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._logs import WarningLimiter
@@ -293,6 +294,71 @@ def test_cancelling_a_running_tool_kills_its_worker_at_once(
     assert gone(hung["grandchild"])
 
 
+class HandsBackLate(ProcessRunner):
+    """A process runner that, once it has accepted a call of tool ``late`` (and may have sent it
+    to a worker already), waits for :attr:`resume` before it hands the call's handle back: where
+    the thread handing a call over may be preempted between the two."""
+
+    def __init__(self, late: str) -> None:
+        super().__init__(1)
+        self.late = late
+        self.resume = threading.Event()
+
+    def submit(self, call: ToolCall, events: Any) -> Any:
+        handle = super().submit(call, events)
+        if call.tool_name == self.late:
+            self.resume.wait(WAIT)
+        return handle
+
+
+def test_a_cancel_before_the_runner_hands_back_a_running_calls_handle_still_kills_it(
+    tools: ToolRegistry, task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """``cancel_task`` landing after the call was sent to its worker but before the runner
+    handed its handle back ends the task as a cancel of a running call does: the worker is
+    killed, and the result and the span say so."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    runner = HandsBackLate("hang")
+    executor = Executor(
+        tools,
+        runner=runner,
+        store=MetricStore(),
+        register_prometheus=False,
+        tracer_provider=provider,
+    )
+    try:
+        run_pid(executor, task, context)  # (the worker is up)
+        hang = task("hang", box=box)
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(hang, context)), daemon=True
+        )
+        caller.start()
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        assert executor.cancel_task(hang.id)
+        runner.resume.set()
+        caller.join(WAIT)
+        assert results, "the cancelled call did not return"
+        result = results[0]
+        assert result.metadata["outcome"] == "cancelled"
+        assert result.metadata.get("worker_killed") is True, result.metadata
+        assert gone(hung["pid"])
+        assert gone(hung["grandchild"])
+        (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool hang"]
+        assert span.attributes is not None
+        assert span.attributes.get("laios.worker.killed") is True
+        assert span.attributes["error.type"] == "cancelled"
+        assert run_pid(executor, task, context) != hung["pid"]
+    finally:
+        runner.resume.set()
+        executor.shutdown(wait=False)
+        runner.terminate()
+        provider.shutdown()
+
+
 @pytest.mark.parametrize("size", [512 * 1024, 2 * 1024 * 1024], ids=["512KiB", "2MiB"])
 @pytest.mark.parametrize("stop", ["timeout", "cancel_task"])
 def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_cancellation(
@@ -362,6 +428,41 @@ def test_a_timeout_while_a_large_call_is_pickled_ends_the_task_then_saying_so(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_timeout_as_a_large_pickled_call_is_handed_to_its_worker_says_so(
+    tools: ToolRegistry, task: Callable[..., Task], context: Context
+) -> None:
+    """A timeout that passes once a call larger than 64 KiB was pickled, while the runner's
+    thread hands it to the idle worker set aside for it (before the task is recorded as
+    started), says the call was being handed over, not that no worker was free."""
+    results: list[TaskResult] = []
+
+    def held_until_the_timeout(call: ToolCall) -> None:
+        if "blob" in call.parameters:
+            wait_for(lambda: results)  # (the caller's timeout strikes meanwhile)
+
+    runner = HookedRunner(ProcessRunner(1), before_start=held_until_the_timeout)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        pid = run_pid(executor, task, context)  # (the only worker is up, and idle)
+        large = task("pid", blob=bytes(512 * 1024))
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
+            daemon=True,
+        )
+        caller.start()
+        caller.join(WAIT)
+        assert results, "the caller waited past its timeout"
+        assert results[0].metadata["outcome"] == "timeout"
+        error = results[0].error or ""
+        assert "no worker was free" not in error, error
+        assert "while its call was being handed to its worker process" in error, error
+        assert "the tool was never started" in error
+        assert run_pid(executor, task, context) == pid  # (nothing was killed)
+    finally:
+        executor.shutdown(wait=False)
+        runner.inner.terminate()
+
+
 def test_a_timeout_while_a_large_call_is_written_to_its_worker_says_so(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -374,6 +475,41 @@ def test_a_timeout_while_a_large_call_is_written_to_its_worker_says_so(
     assert result.metadata["outcome"] == "timeout"
     assert "while its call was still being written to its worker process" in (result.error or "")
     assert result.metadata["worker_killed"] is True
+    assert gone(pid)
+
+
+def test_a_timeout_before_a_large_calls_write_begins_says_it_was_being_written(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A timeout that passes once a large call was handed to the thread that writes it to its
+    worker, before that thread has begun (the task recorded as started, the tool not), says
+    the call was still being written, not that the tool was running; the worker is killed."""
+    executor = make()
+    pid = run_pid(executor, task, context)
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    pool = runner._pool
+    results: list[TaskResult] = []
+    send = pool.send
+
+    def late_to_begin(worker: Any, call: Any, *, own_thread: bool = False) -> None:
+        if own_thread:  # (the writing thread, as it starts)
+            wait_for(lambda: results)  # (the caller's timeout strikes meanwhile)
+        send(worker, call, own_thread=own_thread)
+
+    pool.send = late_to_begin  # type: ignore[method-assign]
+    large = task("pid", blob=bytes(512 * 1024))
+    caller = threading.Thread(
+        target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
+        daemon=True,
+    )
+    caller.start()
+    caller.join(WAIT)
+    assert results, "the caller waited past its timeout"
+    assert results[0].metadata["outcome"] == "timeout"
+    error = results[0].error or ""
+    assert "while its call was still being written to its worker process" in error, error
+    assert results[0].metadata["worker_killed"] is True
     assert gone(pid)
 
 

@@ -23,7 +23,14 @@ from laios.execution._aggregates import (
 )
 from laios.execution._totals import ExportedTotals, newer
 
-__all__ = ["LEGACY_FORMAT", "RETRY_ERROR_TYPE", "moved_to_default_buckets", "upgraded_entry"]
+__all__ = [
+    "LEGACY_FORMAT",
+    "RETRY_ERROR_TYPE",
+    "bucket_slots",
+    "moved_histogram",
+    "moved_to_default_buckets",
+    "upgraded_entry",
+]
 
 #: The format laios 0.1.0 wrote.
 LEGACY_FORMAT = 1
@@ -63,7 +70,7 @@ def upgraded_entry(entry: dict[str, Any]) -> bool:
     return True
 
 
-def _slots(old: tuple[float, ...], new: tuple[float, ...]) -> tuple[int, ...] | None:
+def bucket_slots(old: tuple[float, ...], new: tuple[float, ...]) -> tuple[int, ...] | None:
     """For each bucket of ``old`` (``+Inf`` last), the bucket of ``new`` it falls into whole;
     ``None`` when a bound of ``new`` is not one of ``old`` (a bucket would be split)."""
     if not set(new) <= set(old):
@@ -78,7 +85,9 @@ def _slots(old: tuple[float, ...], new: tuple[float, ...]) -> tuple[int, ...] | 
     return tuple(slots)
 
 
-def _moved(histogram: RawHistogram, slots: tuple[int, ...], size: int) -> RawHistogram:
+def moved_histogram(histogram: RawHistogram, slots: tuple[int, ...], size: int) -> RawHistogram:
+    """``histogram`` with each bucket moved into its slot (see :func:`bucket_slots`) of
+    ``size`` buckets (``+Inf`` included); of the exemplars moved into one, the newest."""
     count, total, buckets, exemplars = histogram
     moved = [0] * size
     kept: list[Any] = [None] * size
@@ -102,8 +111,8 @@ def moved_to_default_buckets(
     """laios 0.1.0's totals, counted in ``bounds``, moved into this version's default buckets
     (without the empty tools it wrote); as they are when a default bound is not one of
     ``bounds``."""
-    durations = _slots(bounds, DURATION_BUCKETS)
-    waits = _slots(totals.queue_wait_buckets, QUEUE_WAIT_BUCKETS)
+    durations = bucket_slots(bounds, DURATION_BUCKETS)
+    waits = bucket_slots(totals.queue_wait_buckets, QUEUE_WAIT_BUCKETS)
     if durations is None or waits is None:
         return bounds, totals
     duration_size, wait_size = len(DURATION_BUCKETS) + 1, len(QUEUE_WAIT_BUCKETS) + 1
@@ -112,10 +121,10 @@ def moved_to_default_buckets(
         return dataclasses.replace(
             tool,
             outcomes={
-                outcome: _moved(histogram, durations, duration_size)
+                outcome: moved_histogram(histogram, durations, duration_size)
                 for outcome, histogram in tool.outcomes.items()
             },
-            queue_wait=_moved(tool.queue_wait, waits, wait_size),
+            queue_wait=moved_histogram(tool.queue_wait, waits, wait_size),
             duration_bounds=DURATION_BUCKETS,
             queue_wait_bounds=QUEUE_WAIT_BUCKETS,
         )

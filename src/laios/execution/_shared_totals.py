@@ -45,6 +45,7 @@ from pathlib import Path
 
 from laios.execution import _totals_files
 from laios.execution._aggregates import LabelSet
+from laios.execution._legacy_totals import bucket_slots, moved_histogram
 from laios.execution._logs import WarningLimiter
 from laios.execution._totals import MAX_LABEL_SETS, ExportedTotals, capped_totals, sum_totals
 from laios.execution._totals_files import (
@@ -76,11 +77,11 @@ __all__ = [
     "SharedDirectory",
     "add_up",
     "close_lock",
+    "common_buckets",
     "fold",
     "gather",
     "pid_namespace",
     "retire",
-    "same_buckets",
     "without_gauges",
 ]
 
@@ -319,11 +320,6 @@ def write_totals(path: Path, body: bytes) -> None:
 def _identity(section: Section) -> tuple[object, ...]:
     """What two sections must share to be added: bucket bounds and any label set."""
     return (section.bounds, *(getattr(section.totals, name) for name in _IDENTITY_FIELDS))
-
-
-def _buckets(section: Section) -> tuple[object, ...]:
-    """Every bucket bound of ``section``: its own and those its totals carry."""
-    return (section.bounds, *(getattr(section.totals, name) for name in _BUCKET_FIELDS))
 
 
 def add_up(sections: list[Section]) -> list[Section]:
@@ -787,34 +783,117 @@ def _gather(directory: SharedDirectory, own_stem: str | None, own: list[Section]
             if directory.lock_held(stem) is not True:
                 sections = [without_gauges(section) for section in sections]
             parts.append((str(directory.data(stem)), sections))
-    return add_up(same_buckets(parts))
+    return add_up(common_buckets(parts, directory.path))
 
 
-def same_buckets(parts: list[tuple[str, list[Section]]]) -> list[Section]:
-    """The sections of ``parts`` (each with where it was read) whose bucket bounds are those of
-    the first section with the same labels: this process's own, which come first, or else
-    the first read. Any other is left out, with a warning (its histograms cannot be added, and
-    kept apart its counters would be the same series twice)."""
-    chosen: dict[tuple[object, ...], tuple[str, Section]] = {}
-    kept: list[Section] = []
+def common_buckets(parts: list[tuple[str, list[Section]]], where: Path) -> list[Section]:
+    """The sections of ``parts`` (each with where it was read), those with the same constant
+    labels in the same histogram bucket bounds: where processes sharing the directory ``where``
+    count one label set in other bounds (two executors configured apart, a deploy with other
+    buckets), each of its sections is moved into the bounds they all have in common, with a
+    warning naming the bounds found. A bucket of a common bound holds exactly the counts it
+    holds in each process (the other bounds' buckets fall whole into the next common one), so
+    the sum stays exact, only coarser; and every process, whichever answers a scrape, adds up
+    the same sections the same way (none is left out, and no series appears twice)."""
+    found: dict[tuple[object, ...], dict[_Bounds, str]] = {}
+    labels: dict[tuple[object, ...], LabelSet] = {}
     for source, sections in parts:
         for section in sections:
-            labels = tuple(getattr(section.totals, name) for name in _LABEL_FIELDS)
-            first_source, first = chosen.setdefault(labels, (source, section))
-            if _buckets(section) == _buckets(first):
-                kept.append(section)
-                continue
-            warn(
-                f"bounds {source} {labels!r} {_buckets(section)!r}",
-                "leaving out the totals of %s with labels %s: their histogram buckets "
-                "(duration %s, queue wait %s) are not those of %s (duration %s, queue wait %s); "
-                "clear the directory when deploying other buckets",
-                source,
-                dict(section.totals.labels),
-                section.bounds,
-                section.totals.queue_wait_buckets,
-                first_source,
-                first.bounds,
-                first.totals.queue_wait_buckets,
-            )
-    return kept
+            key = _series_set(section)
+            kinds = found.setdefault(key, {})
+            kinds.setdefault(_bounds_of(section), source)
+            labels.setdefault(key, section.totals.labels)
+    common: dict[tuple[object, ...], tuple[tuple[float, ...], tuple[float, ...]]] = {}
+    for key, kinds in found.items():
+        if len(kinds) == 1:
+            continue
+        durations = sorted(set.intersection(*(set(bounds) for bounds, _, _ in kinds)))
+        waits = sorted(set.intersection(*(set(waits) for _, _, waits in kinds)))
+        common[key] = (tuple(durations), tuple(waits))
+        _warn_other_buckets(where, labels[key], kinds, common[key])
+    if not common:
+        return [section for _, sections in parts for section in sections]
+    moved = []
+    for _, sections in parts:
+        for section in sections:
+            into = common.get(_series_set(section))
+            moved.append(section if into is None else _moved_into(section, *into))
+    return moved
+
+
+#: A section's bucket bounds: its own (the duration histograms'), and those its totals carry
+#: for durations and for queue waits.
+_Bounds = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
+
+
+def _bounds_of(section: Section) -> _Bounds:
+    """The bucket bounds of ``section`` (see :data:`_Bounds`)."""
+    totals = section.totals
+    return section.bounds, totals.duration_buckets, totals.queue_wait_buckets
+
+
+def _series_set(section: Section) -> tuple[object, ...]:
+    """What makes ``section``'s series one set, bucket bounds apart: its constant labels."""
+    return tuple(getattr(section.totals, name) for name in _LABEL_FIELDS)
+
+
+def _moved_into(
+    section: Section, durations: tuple[float, ...], waits: tuple[float, ...]
+) -> Section:
+    """``section`` with its histograms moved into the bounds ``durations`` and ``waits``, each
+    a subset of its own (each of its buckets falls whole into one of theirs)."""
+    if _bounds_of(section) == (durations, durations, waits):
+        return section
+    to_durations = bucket_slots(section.bounds, durations)
+    to_waits = bucket_slots(section.totals.queue_wait_buckets, waits)
+    # (common bounds are a subset of each section's own: no bucket is split)
+    assert to_durations is not None
+    assert to_waits is not None
+    totals = section.totals
+    tools = {
+        label: dataclasses.replace(
+            tool,
+            outcomes={
+                outcome: moved_histogram(histogram, to_durations, len(durations) + 1)
+                for outcome, histogram in tool.outcomes.items()
+            },
+            queue_wait=moved_histogram(tool.queue_wait, to_waits, len(waits) + 1),
+            duration_bounds=durations,
+            queue_wait_bounds=waits,
+        )
+        for label, tool in totals.tools.items()
+    }
+    moved = dataclasses.replace(
+        totals, tools=tools, duration_buckets=durations, queue_wait_buckets=waits
+    )
+    return section._replace(bounds=durations, totals=moved)
+
+
+def _warn_other_buckets(
+    where: Path,
+    labels: LabelSet,
+    kinds: dict[_Bounds, str],
+    common: tuple[tuple[float, ...], tuple[float, ...]],
+) -> None:
+    """Warn (at most once a minute for the same bounds) that processes sharing ``where``
+    count the label set ``labels`` in other bucket bounds (``kinds``: each with where it was
+    first read), added up in the ``common`` ones."""
+    found = "; ".join(
+        f"duration {durations}, queue wait {waits} ({source})"
+        for (durations, _, waits), source in kinds.items()
+    )
+    warn(
+        f"bounds {where} {labels!r} {sorted(kinds)!r}",
+        "processes sharing the multiprocess directory %s count the tasks with labels %s in "
+        "other histogram buckets: %s. Their histograms are added up in the bounds they have in "
+        "common (duration %s, queue wait %s; exact, but coarser), their counters in full. Give "
+        "every store with these labels the same duration_buckets and queue_wait_buckets (or "
+        "other constant labels, or another directory); after a deploy with other buckets, the "
+        "retired totals keep the old ones until the directory is cleared (a restart of the "
+        "service, see prepare_directory)",
+        where,
+        dict(labels),
+        found,
+        common[0] or "none but +Inf",
+        common[1] or "none but +Inf",
+    )

@@ -22,10 +22,13 @@ How:
   for 200, and one with nothing new is skipped (unless the file is no longer as written:
   deleted, truncated or overwritten, it is written again).
 - **A scrape adds the files up.** The serving process takes its own totals as it writes them
-  and adds every other process's file and the *retired* file, per label set. Totals whose
-  histogram bucket bounds are not this process's for the same constant labels (for labels it
-  does not export, those of the first file read) are left out whole, with a warning: their
-  histograms cannot be added, and kept apart their counters would be the same series twice.
+  and adds every other process's file and the *retired* file, per label set. Where processes
+  count one set of constant labels in other histogram bucket bounds (two executors configured
+  apart, a deploy with other buckets), their histograms are added in the bounds all of them
+  have in common, with a warning naming the bounds found and the directory: a bucket of a
+  common bound holds exactly what it holds in each process, so the sum is exact, only
+  coarser, and every worker shows the same sum whichever answers the scrape (kept apart,
+  the same series would appear twice; left out, the sum would depend on who answers).
 - **Files of other laios versions** (a rolling deploy): each file says its layout's format.
   This version writes format 2 and reads laios 0.1.0's format 1 too (see
   :mod:`laios.execution._legacy_totals`); a file of a format it does not know is a newer
@@ -39,8 +42,9 @@ How:
   file whose lock file is missing (deleted under its process by a temp-file cleaner or an
   ``rm``) falls back on the ``pid`` it holds: gone once that pid is (its counters are counted
   meanwhile, its gauges not: the pid may have been reused); the process, at its next
-  write, moves its totals to a new name and removes its old file in the same step (under the
-  directory's exclusive lock), so that they are counted once. The lock works across pid
+  write, renames its old file to a new name and writes its totals there in the same step
+  (under the directory's exclusive lock), so that they are counted once, also when it is
+  killed in the middle of that step. The lock works across pid
   namespaces (containers sharing the directory); the pid does not, so each file names its
   pid namespace, and a file of another one (or that does not say) is never folded while its
   lock file is missing (its process may be alive).
@@ -273,22 +277,37 @@ class MultiprocessExport:
     def _move(self, body: bytes) -> None:
         """Write ``body`` to a file under a new name: at the first write, and whenever this
         process's lock file is no longer its own (deleted by a temp-file cleaner or an ``rm``;
-        the directory cleared by a new server). An old file still on disk is removed in the
-        same step, under the directory's exclusive lock: a scrape counts this process's totals
-        in the old file or the new one, never both, never neither. On failure nothing changes
-        (the next write tries again)."""
+        the directory cleared by a new server). An old file still on disk is renamed to the new
+        name first, then written over, in the same step, under the directory's exclusive lock:
+        a scrape counts this process's totals in the old file or the new one, never both, never
+        neither; and so does a fold once the process is gone, also when it was killed between
+        the rename and the write (its totals as of its last write, as for any ``SIGKILL``). On
+        failure nothing changes (the next write tries again), but that a file renamed stays
+        under its new name.
+
+        Raises:
+            OSError: When the new name cannot be taken or written.
+        """
         old = self._stem
         stem, fd = self._files.claim(os.getpid())
+        new = self._files.data(stem)
+        renamed = False
+        failed: BaseException | None = None
         try:
             with self._files.locked(shared=False) if old else contextlib.nullcontext():
                 try:
-                    write_totals(self._files.data(stem), body)
                     if old:
                         with contextlib.suppress(FileNotFoundError):
-                            os.unlink(self._files.data(old))
-                except BaseException:
-                    self._files.unlink(stem)
-                    raise
+                            os.rename(self._files.data(old), new)
+                            renamed = True
+                    write_totals(new, body)
+                except BaseException as exc:
+                    if not renamed:
+                        self._files.unlink(stem)
+                        raise
+                    # The totals it last wrote are under the new name, whose lock it holds: it
+                    # takes that name (and writes there again at its next write).
+                    failed = exc
         except BaseException:
             close_lock(fd)
             raise
@@ -297,6 +316,9 @@ class MultiprocessExport:
                 self._files.unlink(old)
         self._release()
         self._stem, self._lock_fd, self._body = stem, fd, body
+        if failed is not None:
+            self._body = b""  # (not what the file holds)
+            raise failed
 
     def write(self) -> None:
         """Write this process's totals to its file now (nothing in gunicorn's master).

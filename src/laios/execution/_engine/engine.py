@@ -873,6 +873,7 @@ class Engine:
             raise  # (an internal error: the caller records it)
         except BaseException:  # Ctrl-C while the runner pickles the call: recorded, goes on
             job.interrupt("cancelled", job.interrupted_message())
+            job.end_stopped_unattached()  # (no handle will come: ended without one)
             raise
         if isinstance(handle, Refusal):
             job.rejected(handle)

@@ -295,6 +295,9 @@ class Job(TaskRecord):
     callback_task: Task | None = None
     # Given up by its awaiting coroutine (see give_up), and not ended yet: why it was.
     given_up_why: str | None = None
+    # Stopped (timed out, cancelled) while running before its runner had handed back its
+    # handle: the outcome and message it ends with once the runner has (see attach).
+    stopped_unattached: tuple[str, str] | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
     starting = False  # on_progress is handling "started": the tool has not been called yet
     span: Span | None = None
@@ -495,6 +498,7 @@ class Job(TaskRecord):
             if queued:
                 self.phase = DONE
         if not queued:
+            self.end_stopped_unattached()
             self._given_up_ends()
             return
         if refusal is SHUTDOWN and not self.env.closed:
@@ -671,7 +675,10 @@ class Job(TaskRecord):
         runner was still accepting it: a runner that does not ask before it starts a call
         would otherwise run it)."""
         self.handle = handle
-        if self.phase == ABANDONED or (self.phase == DONE and not self.ran):
+        phase = self.phase
+        if phase == ABANDONED:
+            self.end_stopped_unattached()
+        elif phase == DONE and not self.ran:
             self._abandon(self.outcome if self.outcome == "cancelled" else "timeout")
         if self.state == "finished":
             # The handle refers back to this job: the retained record must not keep the pair.
@@ -747,12 +754,37 @@ class Job(TaskRecord):
             self.end_given_up(stop=False)
 
     def _end_interrupted(self, outcome: str, message: str) -> None:
-        """The second half of :meth:`interrupt`, once the job's phase says it was stopped."""
+        """The second half of :meth:`interrupt`, once the job's phase says it was stopped.
+
+        A running call whose runner has not handed back its handle yet (it started the call,
+        maybe in a worker process, as it accepted it) is ended once it has (see :meth:`attach`):
+        only then can the runner stop it, and the result say what stopping it did (a killed
+        worker: ``worker_killed``), as for any running call."""
         self.cancel_requested = True
+        if self.handle is None and not self.inline:
+            with self.env.lock:
+                if self.handle is None and self.phase == ABANDONED:
+                    self.stopped_unattached = (outcome, message)
+                    return
+        self._stop_and_finish(outcome, message)
+
+    def _stop_and_finish(self, outcome: str, message: str) -> None:
+        """Tell the runner the call is given up, then finish as ``outcome`` (a ``timeout`` or
+        ``cancelled``), noting a worker process killed for it."""
         # A queued call is given up too: the runner must not start it, nor hold a place for it.
         stopped = self._abandon(outcome)
         extra = {"worker_killed": True} if stopped == "killed" else None
         self.finish(outcome, message, outcome, extra=extra)
+
+    def end_stopped_unattached(self) -> None:
+        """End the job now if it was stopped while running before its runner handed back its
+        handle (see :meth:`_end_interrupted`): the runner is told to stop the call when the
+        handle is here (:meth:`attach`), and the job finishes without it when the hand-over
+        failed (the runner refused the call, or raised)."""
+        with self.env.lock:
+            stopped, self.stopped_unattached = self.stopped_unattached, None
+        if stopped is not None:
+            self._stop_and_finish(*stopped)
 
     def _abandon(self, outcome: str = "timeout") -> StopResult | None:
         """Tell the runner the call is given up; ``None`` when it was not handed over yet."""

@@ -296,7 +296,7 @@ class CpuLimitExceeded(Exception):
 class _Call:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("cpu_seconds", "events", "payload", "state", "tool_name", "worker")
+    __slots__ = ("cpu_seconds", "events", "idle_worker", "payload", "state", "tool_name", "worker")
 
     def __init__(
         self, events: RunEvents, payload: bytes, tool_name: str, cpu_seconds: float | None = None
@@ -306,6 +306,9 @@ class _Call:
         self.tool_name = tool_name
         self.cpu_seconds = cpu_seconds  # its CPU budget (None: none)
         self.worker: _Worker | None = None
+        # Whether it was reserved on a worker idle when it was placed (it never waited in the
+        # queue): while reserved, it is being handed to that worker.
+        self.idle_worker = False
         # pickling (off the caller's thread, see ``ProcessRunner.submit``), queued, reserved (a
         # worker is set aside for it; not sent yet), running (sent to its worker), done or
         # abandoned; changed under the pool's lock.
@@ -642,7 +645,8 @@ class _Pool:
         # Set while a thread tells a call's events it starts (its "started" callback runs
         # then, before the call is sent): such a thread cannot wait for the workers to exit.
         self.starting_here = threading.local()
-        # Calls written to their worker on a thread of their own, until the write is over.
+        # Calls written to their worker on a thread of their own: from when they are marked
+        # running (before that thread starts) until the write is over.
         self.writing: set[_Call] = set()
         reset_after_fork(self)
 
@@ -801,6 +805,8 @@ class _Pool:
                     if send:
                         call.state = "running"
                         worker.sending += 1
+                        if len(call.payload) > SEND_HERE_BYTES:  # (written on a thread of its
+                            self.writing.add(call)  # own: being written from now on, see send)
                 if send:
                     self.send(worker, call)
                     return
@@ -840,9 +846,6 @@ class _Pool:
             return
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
-        if own_thread:
-            with self.lock:
-                self.writing.add(call)
         try:
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(call.payload)
@@ -1230,6 +1233,7 @@ class _Pool:
         worker = self.idle.pop() if self.idle else None
         if worker is not None:
             call.state = "reserved"
+            call.idle_worker = True
             call.worker = worker
             worker.call = call
             return worker, False
@@ -1323,6 +1327,13 @@ class _Pool:
                     f"call larger than {SEND_HERE_BYTES // 1024} KiB is pickled on one of the "
                     f"runner's threads, at most {PICKLING_THREADS} at once); the tool was never "
                     "started"
+                )
+            if call.state == "reserved" and call.idle_worker:
+                # (pickled on a runner's thread, which hands it to the worker set aside for it:
+                # the task is recorded as started only then)
+                return (
+                    "while its call was being handed to its worker process (idle, set aside "
+                    "for it once the call was pickled); the tool was never started"
                 )
             if call in self.writing:
                 return (
@@ -1593,8 +1604,9 @@ class ProcessRunner:
 
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is when the runner still prepares it (it is pickled, or
-        waits for a thread to pickle it; it was pickled after its deadline; it is written to
-        its worker), in words that end a timeout's message; ``None`` otherwise."""
+        waits for a thread to pickle it; it was pickled after its deadline; it is handed to the
+        idle worker set aside for it; it is written to its worker), in words that end a
+        timeout's message; ``None`` otherwise."""
         assert isinstance(handle, _Call)
         return self._pool.preparing(handle)
 
