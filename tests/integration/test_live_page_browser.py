@@ -678,3 +678,57 @@ def test_absurd_numbers_are_shortened_and_never_widen_a_phone_page(browser: Brow
         page.close()
     finally:
         server.shutdown()
+
+
+#: Names that a plain JavaScript object answers for itself, from its prototype.
+PROTOTYPE_NAMES = ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"]
+
+
+def prototype_names_document(read: int) -> dict[str, Any]:
+    """A status document whose tools, and whose failures' outcomes, have the names of
+    members of a plain object's prototype."""
+    return {
+        "running": [],
+        "running_total": 0,
+        "tools": [
+            {"tool": name, "total": 10 * read, "outcomes": {"success": 10 * read}, "error_rate": 0}
+            for name in PROTOTYPE_NAMES
+        ],
+        "failures": [
+            {
+                "task_id": f"failed-{outcome}",
+                "tool": outcome,
+                "outcome": outcome,
+                "error_type": "RuntimeError",
+                "finished_at": "2026-01-01T00:00:00.000Z",
+                "trace_id": None,
+                "attempt": 1,
+            }
+            for outcome in [*PROTOTYPE_NAMES, "timeout"]
+        ],
+    }
+
+
+def test_names_of_an_objects_own_members_are_ordinary_names(browser: Browser) -> None:
+    """An outcome named ``constructor`` (or ``toString``, ``__proto__``…) was looked up in a
+    plain object, which answered with a member of its prototype: its badge got the classes
+    ``function Object() { [native code] }``. Such an outcome gets no class of its own, as any
+    unknown outcome, and tools with such names are drawn as any other."""
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+    try:
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        routed_status(page, prototype_names_document)
+        page.reload()
+        for name in PROTOTYPE_NAMES:
+            row = page.locator(f'{tool_row(name)} [data-field="total"]')
+            wait_until(lambda row=row: row.count() == 1 and row.text_content() != "–", name)
+            failure = page.locator(f'#failures li[data-task-id="failed-{name}"] .outcome')
+            assert failure.text_content() == name
+            assert failure.get_attribute("class") == "badge outcome"
+            assert page.locator(f'{tool_row(name)} [data-field="tool"]').text_content() == name
+        timeout = page.locator('#failures li[data-task-id="failed-timeout"] .outcome')
+        assert timeout.get_attribute("class") == "badge outcome timeout"
+        assert errors == []
+        page.close()
+    finally:
+        server.shutdown()
