@@ -1368,13 +1368,18 @@ class MetricStore:
 
     def clear_progress(self, task_id: str) -> None:
         """Forget the progress of ``task_id`` so far, of each of its runs the store knows;
-        later updates are kept as usual."""
+        later updates are kept as usual. A run still queued or running stays listed (in
+        :meth:`snapshot` and ``/status``), with no progress and no message until it reports
+        again."""
         task_id = record_id(task_id)
         with self._lock:
             self._progress.pop(task_id, None)
             for rec in self._runs(task_id, progress=True):
                 rec.progress_updates = None
                 rec.progress_cleared = rec.state
+                if rec.state != "finished":  # (what /status shows of it: forgotten too)
+                    rec.progress_percent = 0.0
+                    rec.progress_message = None
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
         """Call ``listener`` with every progress update from now on (once: adding it again, or
