@@ -10,11 +10,13 @@ never downloads a browser). The page reads ``status`` every half second here (``
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -571,3 +573,162 @@ def test_a_reduced_status_is_not_shown_as_nothing_running_and_no_failure(
         held.join(timeout=30)
         server.shutdown()
         executor.shutdown()
+
+
+def routed_status(page: Page, document: Callable[[int], dict[str, Any]]) -> None:
+    """Answer the page's reads of ``status`` with ``document(n)`` for its ``n``-th read (from 1),
+    dated now, instead of the server's own."""
+    from playwright.sync_api import Route
+
+    reads = itertools.count(1)
+
+    def answer(route: Route) -> None:
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        doc = {"generated_at": now.replace("+00:00", "Z"), **document(next(reads))}
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(doc))
+
+    page.route("**/status", answer)
+
+
+#: A count no service reaches, as a document from another source (or a broken one) may give.
+ABSURD = 10**30
+
+
+def absurd_document(read: int) -> dict[str, Any]:
+    """A status document whose counts and durations are absurd (10**30 more tasks finished
+    at each read, running for 10**30 seconds)."""
+    total = read * ABSURD
+    return {
+        "running": [
+            {
+                "task_id": "absurd-task",
+                "tool": "quick",
+                "state": "running",
+                "elapsed_seconds": 1e30,
+                "progress_percent": 1e30,
+                "message": "working",
+            }
+        ],
+        "running_total": ABSURD,
+        "tools": [
+            {
+                "tool": "quick",
+                "total": total,
+                "outcomes": {"success": total - ABSURD, "error": ABSURD},
+                "error_rate": 1e30,
+                "p50_seconds": 1e30,
+                "p95_seconds": 1e30,
+                "p99_seconds": 1e30,
+                "retries": ABSURD,
+                "in_flight": ABSURD,
+            }
+        ],
+        "failures": [
+            {
+                "task_id": "absurd-failure",
+                "tool": "quick",
+                "outcome": "error",
+                "error_type": "OverflowError",
+                "finished_at": "-271821-04-20T00:00:00.000Z",
+                "trace_id": None,
+                "attempt": ABSURD,
+            }
+        ],
+        "workers": ABSURD,
+        "queue_depth": ABSURD,
+        "abandoned_threads": ABSURD,
+    }
+
+
+#: Whether an element's content is wider than the element (it spills out of it).
+SPILLS = "element => element.scrollWidth > element.clientWidth + 1"
+
+
+def test_absurd_numbers_are_shortened_and_never_widen_a_phone_page(browser: Browser) -> None:
+    """Counts, rates and durations of 10**30 were written out in full (a 41-character count,
+    "2.777777777777778e+26 h"): the tiles spilled over and the phone page scrolled sideways.
+    They are written shortly (``1.0e30``), and the page stays as wide as the phone."""
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+    try:
+        page, errors = open_page(
+            browser, server.url + "/?every=0.5", viewport=PHONE, is_mobile=True
+        )
+        routed_status(page, absurd_document)
+        page.reload()
+        rate = page.locator(f'{tool_row("quick")} [data-field="rate"]')
+        wait_until(lambda: (rate.text_content() or "").endswith("/s"), "a rate")
+        assert re.fullmatch(r"\d\.\de\d\d/s", rate.text_content() or ""), rate.text_content()
+        assert page.locator("#v-running").text_content() == "1.0e30"
+        assert page.locator("#s-running").text_content() == (
+            "1.0e30 queued · 1.0e30 workers · 1.0e30 abandoned"
+        )
+        assert page.locator("#running-count").text_content() == "(1 longest of 1.0e30)"
+        row = tool_row("quick")
+        assert page.locator(f'{row} [data-field="total"]').text_content() == "2.0e30"
+        assert page.locator(f'{row} [data-field="p95"]').text_content() == "2.8e26 h"
+        task = page.locator('#running li[data-task-id="absurd-task"]')
+        assert task.locator(".elapsed").text_content() == "2.8e26 h"
+        failure = page.locator('#failures li[data-task-id="absurd-failure"]')
+        assert failure.locator(".error-type").text_content() == "OverflowError · attempt 1.0e30"
+        assert failure.locator(".when").text_content() == "2.4e9 h ago"
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        for tile in page.query_selector_all(".tile .value"):
+            assert not tile.evaluate(SPILLS), tile.text_content()
+        assert errors == []
+        page.close()
+    finally:
+        server.shutdown()
+
+
+#: Names that a plain JavaScript object answers for itself, from its prototype.
+PROTOTYPE_NAMES = ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"]
+
+
+def prototype_names_document(read: int) -> dict[str, Any]:
+    """A status document whose tools, and whose failures' outcomes, have the names of
+    members of a plain object's prototype."""
+    return {
+        "running": [],
+        "running_total": 0,
+        "tools": [
+            {"tool": name, "total": 10 * read, "outcomes": {"success": 10 * read}, "error_rate": 0}
+            for name in PROTOTYPE_NAMES
+        ],
+        "failures": [
+            {
+                "task_id": f"failed-{outcome}",
+                "tool": outcome,
+                "outcome": outcome,
+                "error_type": "RuntimeError",
+                "finished_at": "2026-01-01T00:00:00.000Z",
+                "trace_id": None,
+                "attempt": 1,
+            }
+            for outcome in [*PROTOTYPE_NAMES, "timeout"]
+        ],
+    }
+
+
+def test_names_of_an_objects_own_members_are_ordinary_names(browser: Browser) -> None:
+    """An outcome named ``constructor`` (or ``toString``, ``__proto__``…) was looked up in a
+    plain object, which answered with a member of its prototype: its badge got the classes
+    ``function Object() { [native code] }``. Such an outcome gets no class of its own, as any
+    unknown outcome, and tools with such names are drawn as any other."""
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+    try:
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        routed_status(page, prototype_names_document)
+        page.reload()
+        for name in PROTOTYPE_NAMES:
+            row = page.locator(f'{tool_row(name)} [data-field="total"]')
+            wait_until(lambda row=row: row.count() == 1 and row.text_content() != "–", name)
+            failure = page.locator(f'#failures li[data-task-id="failed-{name}"] .outcome')
+            assert failure.text_content() == name
+            assert failure.get_attribute("class") == "badge outcome"
+            assert page.locator(f'{tool_row(name)} [data-field="tool"]').text_content() == name
+        timeout = page.locator('#failures li[data-task-id="failed-timeout"] .outcome')
+        assert timeout.get_attribute("class") == "badge outcome timeout"
+        assert errors == []
+        page.close()
+    finally:
+        server.shutdown()

@@ -25,6 +25,7 @@ from laios.execution.monitor import (
     get_execution_monitor,
     get_performance_monitor,
 )
+from laios.execution.server import status_document
 from laios.execution.store import MetricStore, get_default_store
 
 # -- ProgressStatus / ProgressUpdate -------------------------------------------------------
@@ -346,6 +347,45 @@ def test_a_task_cleared_while_running_shows_its_later_progress_and_end(
         (ProgressStatus.IN_PROGRESS, 90.0),
         (ProgressStatus.COMPLETED, 100.0),
     ]
+
+
+def test_status_of_a_task_cleared_while_running_shows_no_progress_until_it_reports_again(
+    executor: Executor, make_task: Any, context: Context, store: MetricStore, gate: Any
+) -> None:
+    """clear_task during a run: /status still lists the task (and counts it), with no progress,
+    as the monitor reads it (it showed the forgotten 40 % and message, which get_progress no
+    longer had); the next update shows in both."""
+    monitor = ExecutionMonitor(store)
+    task = make_task("blocked")
+    worker = threading.Thread(target=executor.execute_task, args=(task, context))
+    worker.start()
+    try:
+        assert gate.wait_entered(1, timeout=10)
+        monitor.update_task_progress(task.id, 40, "forty rows")
+        assert running_progress(store, task.id) == (40.0, "forty rows")
+        monitor.clear_task(task.id)
+        assert monitor.get_progress(task.id) is None
+        assert running_progress(store, task.id) == (0.0, None)
+        assert status_document(store.snapshot())["running_total"] == 1
+        assert executor.task_monitor.is_running(task.id)
+        monitor.update_task_progress(task.id, 30, "again")
+        assert running_progress(store, task.id) == (30.0, "again")
+    finally:
+        gate.release.set()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert status_document(store.snapshot())["running"] == []
+    history = monitor.get_progress_history(task.id)
+    assert [(u.status, u.progress_percent) for u in history] == [
+        (ProgressStatus.IN_PROGRESS, 30.0),
+        (ProgressStatus.COMPLETED, 100.0),
+    ]
+
+
+def running_progress(store: MetricStore, task_id: str) -> tuple[float, str | None]:
+    """The progress and message ``/status`` shows for the running task ``task_id``."""
+    (entry,) = [r for r in status_document(store.snapshot())["running"] if r["task_id"] == task_id]
+    return entry["progress_percent"], entry["message"]
 
 
 def test_monitor_listeners(make_task: Any) -> None:

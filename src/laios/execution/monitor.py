@@ -155,7 +155,8 @@ class ProgressTracker:
         return self._store.progress_history(_key(task_id))
 
     def clear_progress(self, task_id: str) -> None:
-        """Forget the progress of ``task_id``."""
+        """Forget the progress of ``task_id`` so far. A task still queued or running goes on,
+        listed in ``/status`` with no progress and no message until it reports again."""
         self._store.clear_progress(_key(task_id))
 
     def add_listener(self, listener: ProgressListener) -> None:
@@ -348,7 +349,8 @@ class ExecutionMonitor:
         self.progress_tracker.remove_listener(listener)
 
     def clear_task(self, task_id: str) -> None:
-        """Forget a task's progress."""
+        """Forget a task's progress so far (see :meth:`ProgressTracker.clear_progress`): a task
+        still running goes on, listed in ``/status`` with no progress until it reports again."""
         self.progress_tracker.clear_progress(task_id)
 
 

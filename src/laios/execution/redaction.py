@@ -36,12 +36,14 @@ from laios.execution._secret_fields import SecretFields, secret_fields
 __all__ = [
     "MAX_ERROR_BYTES",
     "MAX_SECRET_SCAN_ITEMS",
+    "MAX_SNAPSHOT_ITEMS",
     "MAX_STRING_CHARS",
     "MAX_TRACEBACK_BYTES",
     "MAX_VALUE_BYTES",
     "MIN_SCRUB_CHARS",
     "REDACTED",
     "SecretFields",
+    "SecretForms",
     "encoded_forms",
     "exception_traceback",
     "is_collection",
@@ -49,6 +51,7 @@ __all__ = [
     "is_secret_pair",
     "named_tuple_fields",
     "object_fields",
+    "parameters_snapshot",
     "redact",
     "scrub",
     "scrub_head",
@@ -581,6 +584,64 @@ def secret_values_before_run(params: Any, tool: Any = None) -> list[str] | None:
     return None
 
 
+#: Most keys, items and marks :func:`parameters_snapshot` lists.
+MAX_SNAPSHOT_ITEMS = 1000
+#: Where a container ends in a :func:`parameters_snapshot`.
+_END = object()
+_PLAIN_CONTAINERS = (dict, list, tuple)
+
+
+def parameters_snapshot(params: Any) -> tuple[Any, ...] | None:
+    """The objects ``params`` is made of, when it is a ``dict`` of plain values: strings,
+    numbers, bytes, ``None``, and dicts, lists and tuples of them (of those exact types), at
+    most ``MAX_SNAPSHOT_ITEMS`` in all. Each container is listed, then its keys and items
+    (depth first), then a mark for its end. ``None`` for any other ``params`` (and for one
+    changed while it is listed).
+
+    Two snapshots that list the same objects (``is``) in the same order are of parameters
+    that hold the same secrets: a plain value cannot change in place, and a container changed
+    in place (an item replaced, added or taken out) lists other objects."""
+    if type(params) is not dict:
+        return None
+    found: list[Any] = []
+    try:
+        if not _snapshot_into(params, found, 0):
+            return None
+    except RuntimeError:  # (changed by another thread while listed)
+        return None
+    return tuple(found)
+
+
+def _snapshot_into(value: Any, found: list[Any], depth: int) -> bool:
+    """List ``value`` into ``found`` (see :func:`parameters_snapshot`); ``False`` when it is
+    not made of plain values, or holds too many, or too deep."""
+    kind = type(value)
+    if kind in _FLAT_VALUES:
+        found.append(value)
+        return True
+    if kind not in _PLAIN_CONTAINERS or depth > _MAX_DEPTH:
+        return False
+    found.append(value)
+    if kind is dict:
+        pairs = tuple(value.items())
+        if len(found) + 2 * len(pairs) >= MAX_SNAPSHOT_ITEMS:
+            return False
+        for key, item in pairs:
+            if not (
+                _snapshot_into(key, found, depth + 1) and _snapshot_into(item, found, depth + 1)
+            ):
+                return False
+    else:
+        items = tuple(value)
+        if len(found) + len(items) >= MAX_SNAPSHOT_ITEMS:
+            return False
+        for item in items:
+            if not _snapshot_into(item, found, depth + 1):
+                return False
+    found.append(_END)
+    return True
+
+
 def secret_values_now_and_before(
     params: Any, before: list[str] | None, fields: SecretFields | None = None
 ) -> list[str]:
@@ -673,6 +734,30 @@ def _with_encoded_forms(secrets: Iterable[str]) -> list[str]:
     return sorted(forms, key=len, reverse=True)
 
 
+class SecretForms(tuple[str, ...]):
+    """Secret values (as :func:`secret_values` gives them) with every form each may be written
+    in (see :func:`encoded_forms`), worked out once: a tuple of the values, which
+    :func:`scrub`, :func:`scrub_head` and :func:`redact` take in place of the values, without
+    working out the forms again (when the same secrets scrub many texts, as a running tool's
+    progress messages)."""
+
+    #: Every value and its encoded forms, each once, longest first.
+    forms: tuple[str, ...]
+
+    def __new__(cls, secrets: Iterable[str] = ()) -> SecretForms:
+        self = super().__new__(cls, secrets)
+        self.forms = tuple(_with_encoded_forms(self))
+        return self
+
+
+def _forms_of(secrets: Iterable[str]) -> Sequence[str]:
+    """Every secret of ``secrets`` and its encoded forms, each once, longest first (worked out
+    already for :class:`SecretForms`)."""
+    if type(secrets) is SecretForms:
+        return secrets.forms
+    return _with_encoded_forms(secrets)
+
+
 def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES) -> str:
     """Replace every occurrence of each secret in ``text``, then truncate to ``limit`` bytes.
 
@@ -689,7 +774,7 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         secrets: Values to remove (see :func:`secret_values`).
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
-    forms = _with_encoded_forms(secrets)
+    forms = _forms_of(secrets)
     present = [form for form in forms if form in text]
     if present:
         text = _replace_all(text, present)
@@ -813,7 +898,7 @@ def scrub_head(text: str, secrets: Iterable[str], chars: int) -> str:
     characters behind; only as much of ``text`` is searched as the characters kept need,
     however long ``text`` is.
     """
-    copier = _Copier(list(secrets), None)
+    copier = _Copier(secrets if type(secrets) is SecretForms else list(secrets), None)
     # (read past the cut: a value pydantic quoted by its ends may straddle it)
     head = copier.scrub_head(text, chars + 1 + _CUT_INPUT_VALUE_CHARS)
     if copier.secrets and "input_value=" in head:
@@ -878,7 +963,7 @@ class _Copier:
     ) -> None:
         self.chars = chars
         self.numbers = frozenset(s for s in secrets if s)
-        self.secrets = _with_encoded_forms(secrets)
+        self.secrets = _forms_of(secrets)
         self.longest = max(map(len, self.secrets), default=0)
         self.limit = limit
         self.size = 0

@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
@@ -366,7 +366,7 @@ class TaskRecord:
         self.task_id = task_id
         self.tool = tool
 
-    def parameter_secrets(self) -> list[str]:
+    def parameter_secrets(self) -> Sequence[str]:
         """The secret values of the task's parameters (see
         :func:`~laios.execution.redaction.secret_values`), to scrub from text reported about
         it from outside its tool; none once the record has let the task go. Never raises."""
@@ -1037,7 +1037,7 @@ class MetricStore:
                 self._listener_failed("finish", listener, exc, [])
 
     def _listener_failed(
-        self, kind: str, listener: object, exc: BaseException, secrets: list[str]
+        self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str]
     ) -> None:
         """Log a listener's exception with its traceback (scrubbed of ``secrets``), at most
         once a minute per listener, saying how many failures were held back since."""
@@ -1243,7 +1243,7 @@ class MetricStore:
                     runs.append(rec)
         return runs
 
-    def task_secrets(self, task_id: str, *, progress: bool = False) -> list[str]:
+    def task_secrets(self, task_id: str, *, progress: bool = False) -> Sequence[str]:
         """The secret values of the parameters of the newest run of ``task_id`` (see
         :meth:`TaskRecord.parameter_secrets`), for the monitors to scrub what they are told
         about it; ``[]`` when no run is known or the newest has finished.
@@ -1368,13 +1368,18 @@ class MetricStore:
 
     def clear_progress(self, task_id: str) -> None:
         """Forget the progress of ``task_id`` so far, of each of its runs the store knows;
-        later updates are kept as usual."""
+        later updates are kept as usual. A run still queued or running stays listed (in
+        :meth:`snapshot` and ``/status``), with no progress and no message until it reports
+        again."""
         task_id = record_id(task_id)
         with self._lock:
             self._progress.pop(task_id, None)
             for rec in self._runs(task_id, progress=True):
                 rec.progress_updates = None
                 rec.progress_cleared = rec.state
+                if rec.state != "finished":  # (what /status shows of it: forgotten too)
+                    rec.progress_percent = 0.0
+                    rec.progress_message = None
 
     def add_progress_listener(self, listener: ProgressListener) -> None:
         """Call ``listener`` with every progress update from now on (once: adding it again, or

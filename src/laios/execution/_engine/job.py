@@ -40,6 +40,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from operator import is_
 from typing import TYPE_CHECKING, Any, Protocol
 
 from laios._compat.pydantic import assign, construct
@@ -64,6 +65,8 @@ from laios.execution._runners.base import (
 )
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
+    SecretForms,
+    parameters_snapshot,
     scrub,
     scrub_head,
     scrubbed_traceback,
@@ -334,6 +337,10 @@ class Job(TaskRecord):
     # a tool may take a secret out of a nested one (``headers.pop("Authorization")``) and quote
     # it in its error, after which the parameters no longer show it.
     secrets_before: list[str] | None = None
+    # The task's secret values as last read while it runs, with their forms (see secrets_of),
+    # and what they were read from: the parameters, and the objects they were made of when
+    # plain (the same ones hold the same secrets). Dropped once the job finishes.
+    secrets_read: tuple[Any, tuple[Any, ...] | None, SecretForms] | None = None
 
     def __init__(
         self, env: JobEnv, task: Task, tool: Any, on_progress: ProgressCallback | None
@@ -348,16 +355,40 @@ class Job(TaskRecord):
             self.on_progress = on_progress
         self.secrets_before = secret_values_before_run(fields["parameters"], tool)
 
-    def secrets_of(self, task: Task | None) -> list[str]:
+    def secrets_of(self, task: Task | None) -> Sequence[str]:
         """The secret values to scrub from text about ``task`` (this job's task): those its
         parameters hold now (by name, and where the tool's input model declares a secret by
-        type), and those they held before the tool ran."""
+        type), and those they held before the tool ran.
+
+        While the tool runs, what was read is kept with the forms the values may be written
+        in (:class:`~laios.execution.redaction.SecretForms`), for its next message: parameters
+        of plain values (text, numbers, and dicts, lists and tuples of them) are read again
+        only once they hold other objects (see
+        :func:`~laios.execution.redaction.parameters_snapshot`: a tool may change a nested
+        one in place); others are read each time, but the forms of secrets already known are
+        not worked out again."""
         if task is None:
             return list(self.secrets_before or ())
+        parameters = task.parameters
+        read = self.secrets_read
+        held = parameters_snapshot(parameters)
+        if read is not None and read[0] is parameters and held is not None:
+            known = read[1]
+            if known is not None and len(known) == len(held) and all(map(is_, known, held)):
+                return read[2]  # (the same plain values: the same secrets)
         fields = secret_fields_of_tool(self.tool_impl)
-        return secret_values_now_and_before(task.parameters, self.secrets_before, fields)
+        found = secret_values_now_and_before(parameters, self.secrets_before, fields)
+        if self.phase != RUNNING:  # (read while it runs: a tool's messages and checkpoints)
+            return found
+        secrets = read[2] if read is not None else None  # (the same ones: forms known)
+        if secrets is None or secrets != tuple(found):
+            secrets = SecretForms(found)
+        self.secrets_read = (parameters, held, secrets)
+        if self.phase != RUNNING:  # finished meanwhile: nothing is kept past the run
+            vars(self).pop("secrets_read", None)
+        return secrets
 
-    def parameter_secrets(self) -> list[str]:
+    def parameter_secrets(self) -> Sequence[str]:
         """The task's secret values, the tool's typed secret fields included (see
         :meth:`secrets_of`); never raises."""
         try:
@@ -1125,6 +1156,8 @@ class Job(TaskRecord):
             self.callback_note = None
             self.callback_task = None
             self.handle = None  # (it refers back to this job)
+            if self.secrets_read is not None:  # (it refers to the parameters)
+                vars(self).pop("secrets_read", None)
 
     def _leave_settled(self, settled: tuple[Any, ...]) -> bool:
         """Leave the outcome for an overdue caller to take while its event's callback runs;
