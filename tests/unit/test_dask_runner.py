@@ -1653,3 +1653,63 @@ def forget_clients_of_closed_loops() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         gc.collect()
+
+
+def test_calls_through_an_asynchronous_client_whose_loop_stopped_end_and_say_so(
+    client: Any, tools: ToolRegistry, tmp_path: Any
+) -> None:
+    """An asynchronous client whose event loop stopped (the thread that ran it ended, the loop
+    still open) sends and delivers nothing. A call under way then never ended without a
+    timeout, a call made after waited for its timeout ("no worker was free yet"), and
+    shutdown waited for ever for the call under way."""
+    loop = asyncio.new_event_loop()
+    runs = threading.Thread(target=loop.run_forever, daemon=True)
+    runs.start()
+
+    async def make() -> Any:
+        return await distributed.Client(client.scheduler.address, asynchronous=True)
+
+    own = asyncio.run_coroutine_threadsafe(make(), loop).result(WAIT)
+    try:
+        runner = DaskRunner(client=own)
+        executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+        box = str(tmp_path)
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(task("hang", box=box), CONTEXT)),
+            daemon=True,
+        )
+        caller.start()
+        assert wait_for(lambda: process_tools.read_note(box, "hang")), "the tool never started"
+        # (started while the loop's thread lives: it cannot take that thread's id)
+        go = threading.Event()
+        closer = threading.Thread(target=lambda: go.wait() and executor.shutdown(), daemon=True)
+        closer.start()
+        loop.call_soon_threadsafe(loop.stop)
+        runs.join(WAIT)
+        caller.join(WAIT)
+        assert results, "the call under way never ended"
+        assert results[0].metadata["error_type"] == "worker_lost", results[0].error
+        assert "event loop of the runner's Dask client is not running" in (results[0].error or "")
+        started = time.monotonic()
+        late = executor.execute_task(task("pid"), CONTEXT, timeout=10.0)
+        took = time.monotonic() - started
+        assert late.metadata["outcome"] == "rejected", late.error
+        assert late.metadata["error_type"] == "dask"
+        assert "event loop of the runner's Dask client is not running" in (late.error or "")
+        assert took < 5.0, f"the call ended after {took:.1f}s"
+        go.set()
+        closer.join(WAIT)
+        assert not closer.is_alive(), "shutdown did not end"
+    finally:
+        # (the loop runs again to close the client: the scheduler then drops its tasks)
+        runs = threading.Thread(target=loop.run_forever, daemon=True)
+        runs.start()
+
+        async def close() -> None:
+            await own.close()
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(WAIT)
+        loop.call_soon_threadsafe(loop.stop)
+        runs.join(WAIT)
+        loop.close()

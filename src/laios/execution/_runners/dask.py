@@ -582,6 +582,19 @@ def _loop_closed(client: Any) -> bool:
         return False
 
 
+def _loop_stopped(client: Any) -> bool:
+    """Whether the event loop ``client`` runs on is closed, or open and not running (an
+    asynchronous client whose loop was stopped, or whose thread ended): nothing asked of the
+    client happens until it runs again. ``False`` for a closed client (see :func:`_closed`)."""
+    if _closed(client):
+        return False
+    loop = getattr(getattr(client, "loop", None), "asyncio_loop", None)
+    try:
+        return bool(loop is not None and (loop.is_closed() or not loop.is_running()))
+    except Exception:  # (a loop of another kind)
+        return False
+
+
 #: Why a call cannot go through a client whose event loop is closed.
 _LOOP_CLOSED = (
     ": the event loop of the runner's Dask client is closed (an asynchronous client made in "
@@ -589,6 +602,15 @@ _LOOP_CLOSED = (
     "it would ever happen. Make the client, the runner and the executor on an event loop "
     "that runs for as long as the executor is used, or give the runner a synchronous client "
     "or the scheduler's address"
+)
+
+#: Why a call cannot go through a client whose event loop is open and not running.
+_LOOP_STOPPED = (
+    ": the event loop of the runner's Dask client is not running (an asynchronous client "
+    "whose loop was stopped, or whose thread ended), so nothing sent through it, nor any "
+    "report of the workers, gets through. Keep the loop the client was made on running for as "
+    "long as the executor is used, or give the runner a synchronous client or the "
+    "scheduler's address"
 )
 
 
@@ -877,7 +899,7 @@ class DaskRunner:
             # An asynchronous client asked on its own loop answers with a coroutine: the
             # stats thread reads the count instead (see _watch_threads).
             return 0
-        if _loop_closed(self.client):
+        if _loop_stopped(self.client):
             return 0  # (asking would wait for ever)
         try:
             return int(sum(self.client.nthreads().values()))
@@ -888,10 +910,12 @@ class DaskRunner:
         """Keep the cluster's thread count fresh for :attr:`stats`, and clear the reports the
         scheduler keeps of this runner's topic (off the callers' paths)."""
         wait = STATS_INTERVAL if self._threads else 0.0  # (none read yet: read at once)
+        probe: threading.Event | None = None
         while not self.closed and not self.forked:
             self._closing.wait(wait)
             wait = STATS_INTERVAL
             if not self.closed:
+                probe = self._look_at_loop(probe)
                 self._threads = self._count_threads()
                 self._forget_reports()
 
@@ -899,7 +923,7 @@ class DaskRunner:
         """Clear this runner's topic on the scheduler (the reports were delivered already)."""
         if not (self._reported or everything):
             return
-        if getattr(self.client, "status", None) != "running" or _loop_closed(self.client):
+        if getattr(self.client, "status", None) != "running" or _loop_stopped(self.client):
             return  # (closed, or reconnecting: asking would wait for the scheduler)
         self._reported = False
         try:
@@ -978,8 +1002,11 @@ class DaskRunner:
         keys = [handle.key for handle, _, _ in batch]
         count = len(batch)
         try:
-            if _loop_closed(self.client):  # (asking it would wait for ever)
-                raise RuntimeError("the client's event loop is closed")
+            if _loop_stopped(self.client):  # (asking it would wait for ever)
+                closed = _loop_closed(self.client)
+                raise RuntimeError(
+                    f"the client's event loop is {'closed' if closed else 'not running'}"
+                )
             self._follow_reconnection()
             futures = self.client.map(
                 serve_call,
@@ -1127,11 +1154,28 @@ class DaskRunner:
             self._calls.pop(handle.key, None)
         events = handle.events
         try:
+            stopped = _loop_stopped(self.client)
+            if stopped and not started:
+                events.refused(
+                    Refusal(
+                        "dask",
+                        "The call was cut off from the Dask cluster before it started "
+                        f"({why}){self._closed_client_advice()}",
+                    )
+                )
+                return
             if self.closed and not started:
                 events.refused(SHUTDOWN)  # cancelled by shutdown() before it started
                 return
             client_closed = self._client_closed()
-            if client_closed and self._owns_client:
+            if stopped:
+                message = (
+                    f"The call was cut off from the Dask cluster ({why})"
+                    f"{self._closed_client_advice()}. Its tool runs on, on its worker, until "
+                    f"{DEADLINE_GRACE:g}s past its timeout (without one, to its end), unless the "
+                    "loop runs again or the client is closed"
+                )
+            elif client_closed and self._owns_client:
                 # (the runner's own shutdown closes it only once its calls ended)
                 message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
             elif client_closed:
@@ -1154,11 +1198,47 @@ class DaskRunner:
         except Exception:
             _log.exception("reporting a lost Dask task failed")
 
+    def _cut_off(self) -> None:
+        """End every call under way: the event loop of the runner's client does not run, so
+        neither their reports nor their stops get through (their futures are let go, for when
+        it runs again)."""
+        # (The thread that ran the loop may have ended, and its id may be another's now.)
+        self._delivery_thread = None
+        with self._lock:
+            calls = list(self._calls.values())
+            futures = [handle.future for handle in calls if handle.future is not None]
+            for handle in calls:
+                handle.future = None
+        for future in futures:
+            _release(future)
+        for handle in calls:
+            self._lost(handle, "none of its reports can arrive any more")
+
+    def _look_at_loop(self, probe: threading.Event | None) -> threading.Event | None:
+        """Cut the calls under way off when the client's event loop did not run since the
+        last look (``probe``: set by the loop then) and does not run now; returns the probe
+        for the next look (``None``: no call is under way)."""
+        if not self._calls:
+            return None
+        if probe is not None and not probe.is_set() and _loop_stopped(self.client):
+            self._cut_off()
+            return None
+        probe = threading.Event()
+        try:
+            self.client.loop.add_callback(probe.set)
+        except Exception:  # (a closed loop)
+            if _loop_stopped(self.client):
+                self._cut_off()
+            return None
+        return probe
+
     def _closed_client_advice(self) -> str:
         """What to do about a call that cannot be sent because the runner's client is closed
         (``""`` while it is open: the failure is something else)."""
         if _loop_closed(self.client):
             return _LOOP_CLOSED
+        if _loop_stopped(self.client):
+            return _LOOP_STOPPED
         if not self._client_closed():
             return ""
         if self._owns_client:
@@ -1214,9 +1294,11 @@ class DaskRunner:
         while the caller's timeout must hold. A call that starts before its stop arrives is
         killed where it starts (see ``kill_calls``), or, past its deadline, never starts there.
         """
-        if self._client_closed():
+        if self._client_closed() or _loop_stopped(self.client):
             # Nothing reaches the cluster any more: the scheduler drops the tasks of a client
-            # that went away, and the workers then kill their tools (see serve_call).
+            # that went away, and the workers then kill their tools (see serve_call); a
+            # client whose loop does not run sends nothing (its workers kill a tool past its
+            # deadline by themselves).
             for _, future, _ in stops:
                 if future is not None:
                     _release(future)
@@ -1321,16 +1403,20 @@ class DaskRunner:
             with self._lock:
                 if not self._calls:
                     break
+            if _loop_stopped(self.client):
+                # (Nothing they report gets through: waiting for them would be for ever.)
+                self._cut_off()
+                break
             time.sleep(0.01)
         # Kills still being sent, then the reports to clear, get STOP_PATIENCE in all: a
         # scheduler that hangs answers neither, and shutdown must end.
         patience = time.monotonic() + STOP_PATIENCE
-        while time.monotonic() < patience:
+        while time.monotonic() < patience and not _loop_stopped(self.client):
             with self._lock:
                 if not self._stopping:
                     break
             time.sleep(0.01)
-        if _loop_closed(self.client):
+        if _loop_stopped(self.client):
             # (Nothing reaches the cluster: asking the client would wait for ever.)
             if self._owns_client:
                 self._close_own()
