@@ -1713,3 +1713,50 @@ def test_calls_through_an_asynchronous_client_whose_loop_stopped_end_and_say_so(
         loop.call_soon_threadsafe(loop.stop)
         runs.join(WAIT)
         loop.close()
+
+
+def test_huge_progress_reports_and_checkpoints_are_cut_on_the_worker(
+    make: Callable[..., Executor], client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A progress report or checkpoint travels through the scheduler, which keeps it: a tool's
+    megabytes-large message, details, checkpoint name and data went there whole, to be cut
+    only on the caller's side. They are cut on the worker now, as the caller keeps them (the
+    message's secret scrubbed before the cut, on the checkpoint's span too)."""
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STATS_INTERVAL", 3600.0)  # (the scheduler keeps them)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    messages: list[str] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "progress":
+            messages.append(data["message"])
+
+    result = executor.execute_task(
+        task("floods", api_key=KEY), CONTEXT, timeout=WAIT, on_progress=on_progress
+    )
+    assert result.success, result.error
+    sizes = [
+        len(bytes(message))
+        for topic, events in client.get_events().items()
+        if topic.startswith("laios-")
+        for _, message in events
+        if b"flood-marker" in bytes(message) or b"ccccc" in bytes(message)
+    ]
+    assert len(sizes) == 2, sizes
+    assert max(sizes) < 16 * 1024, sizes
+    (message,) = messages
+    assert len(message) == 1024
+    assert message.endswith("m[RE…"), message[-40:]  # ([REDACTED], cut)
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    (point,) = [p for p in metrics.checkpoints if p["name"].startswith("ccc")]
+    assert len(point["name"]) == 256
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("checkpoint ccc")]
+    assert span.attributes is not None
+    blob = str(span.attributes["laios.checkpoint.blob"])
+    assert blob.endswith("e[REDA…"), blob[-40:]  # ([REDACTED], cut)
+    assert KEY[:5] not in blob

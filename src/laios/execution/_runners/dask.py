@@ -40,6 +40,7 @@ from laios._compat.dask import (
     stop_client_loop,
     task_released,
 )
+from laios._text import shorten
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
@@ -49,7 +50,13 @@ from laios.execution._checks import (
     switch,
 )
 from laios.execution._forks import reset_after_fork
-from laios.execution._records import mapping_copy
+from laios.execution._records import (
+    MAX_DATA_STRING,
+    MAX_TEXT,
+    mapping_copy,
+    printable,
+    summarize,
+)
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -68,6 +75,7 @@ from laios.execution._runners.process_worker import (
     unpicklable_advice,
     unpicklable_part,
 )
+from laios.execution.redaction import scrub_head
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -92,6 +100,12 @@ STOP_HANDOVER = 1.0
 WATCH_INTERVAL = 0.5
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
+#: Largest progress report or checkpoint a worker sends as the tool made it, pickled: a larger
+#: one has its details (or data) replaced by the summary the caller's store keeps of them.
+MAX_REPORT_BYTES = 8 * 1024
+#: Longest checkpoint name a worker sends, in characters (as the caller's store keeps it).
+MAX_CHECKPOINT_NAME = 256
+
 #: Seconds past a call's deadline (on the worker's clock) after which its worker kills the
 #: tool by itself, when the caller's kill has not come (the caller is gone, or cut off).
 DEADLINE_GRACE = 3.0
@@ -243,6 +257,9 @@ class _WorkerCall:
         self.worker = worker
         self.topic = topic
         self.key = key
+        #: The call, once loaded here (its parameters' secrets are scrubbed before a cut).
+        self.call: ToolCall | None = None
+        self._secrets: list[str] | None = None
         self.outcome: RawOutcome | None = None
         self.ended = threading.Event()
         self.handle: Handle | None = None
@@ -252,19 +269,46 @@ class _WorkerCall:
     def send(self, kind: str, *parts: Any) -> None:
         # The parts travel pickled on their own: a caller that cannot load them (a class only
         # the workers have) still reads which call they belong to.
-        body = pickled_message((kind, *parts))
+        self.send_body(kind, pickled_message((kind, *parts)))
+
+    def send_body(self, kind: str, body: bytes) -> None:
         message = pickle.dumps((self.key, kind, body), pickle.HIGHEST_PROTOCOL)
         self.worker.log_event(self.topic, message)
+
+    def secrets(self) -> list[str]:
+        """The secret values of the call's parameters (read once: the tool runs in another
+        process, and cannot change them here)."""
+        if self._secrets is None:
+            self._secrets = call_secrets(self.call) if self.call is not None else []
+        return self._secrets
 
     # RunEvents of the worker's process runner
     def started(self) -> bool:
         return True
 
+    # A report travels through the scheduler, which keeps the last ones: it is cut here as
+    # the caller's side keeps it, its secrets scrubbed before the cut as there.
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
-        self.send("progress", percent, message, details)
+        if message is not None:
+            message = printable(message, "<unprintable message>")
+            if len(message) > MAX_TEXT:
+                message = scrub_head(message, self.secrets(), MAX_TEXT)
+        body = pickled_message(("progress", percent, message, details))
+        if len(body) > MAX_REPORT_BYTES:
+            summary, _ = summarize(details)
+            body = pickled_message(("progress", percent, message, summary))
+        self.send_body("progress", body)
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
-        self.send("checkpoint", name, mapping_copy(data))
+        data = mapping_copy(data)
+        if type(name) is str and len(name) > MAX_CHECKPOINT_NAME:
+            name = shorten(name, MAX_CHECKPOINT_NAME)
+        body = pickled_message(("checkpoint", name, data))
+        if len(body) > MAX_REPORT_BYTES:
+            name = shorten(printable(name, "<unprintable name>"), MAX_CHECKPOINT_NAME)
+            summary, _ = summarize(_Scrubbed(data, self.secrets()) if data else None)
+            body = pickled_message(("checkpoint", name, summary))
+        self.send_body("checkpoint", body)
 
     def finished(self, outcome: RawOutcome) -> None:
         self.end(outcome)
@@ -276,6 +320,33 @@ class _WorkerCall:
         if self.outcome is None:
             self.outcome = outcome
         self.ended.set()
+
+
+class _Scrubbed(Mapping[Any, Any]):
+    """A checkpoint's data with its string keys and values scrubbed of ``secrets`` (only
+    those read), for :func:`summarize` to cut: the checkpoint's span scrubs them before it
+    cuts them, and a secret across a cut would leave part of it behind."""
+
+    def __init__(self, data: Mapping[Any, Any], secrets: Sequence[str]) -> None:
+        self.data = data
+        self.secrets = secrets
+
+    def _scrub(self, value: Any) -> Any:
+        if self.secrets and type(value) is str:
+            return scrub_head(value, self.secrets, MAX_DATA_STRING + 1)
+        return value
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Any:
+        return (self._scrub(key) for key in self.data)
+
+    def __getitem__(self, key: Any) -> Any:  # (summarize reads items() alone)
+        return self._scrub(self.data[key])
+
+    def items(self) -> Any:
+        return ((self._scrub(key), self._scrub(value)) for key, value in self.data.items())
 
 
 def serve_call(
@@ -355,6 +426,7 @@ def serve_call(
                 ),
             )
             return "not loadable"
+        this.call = call
         if wall_deadline is not None:
             call.deadline = time.monotonic() + (wall_deadline - time.time())
         # The caller may give the call up while it loads (it counts as started since the
