@@ -1681,6 +1681,7 @@ def test_calls_through_an_asynchronous_client_whose_loop_stopped_end_and_say_so(
         )
         caller.start()
         assert wait_for(lambda: process_tools.read_note(box, "hang")), "the tool never started"
+        assert wait_for(lambda: runner.stats.busy == 1), "its start never arrived"
         # (started while the loop's thread lives: it cannot take that thread's id)
         go = threading.Event()
         closer = threading.Thread(target=lambda: go.wait() and executor.shutdown(), daemon=True)

@@ -1231,7 +1231,8 @@ class DaskRunner:
                 events.refused(
                     Refusal(
                         "dask",
-                        "The call was cut off from the Dask cluster before it started "
+                        "The call was cut off from the Dask cluster before its start was "
+                        "reported "
                         f"({why}){self._closed_client_advice()}",
                     )
                 )
