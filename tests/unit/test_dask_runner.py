@@ -1761,3 +1761,38 @@ def test_huge_progress_reports_and_checkpoints_are_cut_on_the_worker(
     blob = str(span.attributes["laios.checkpoint.blob"])
     assert blob.endswith("e[REDA…"), blob[-40:]  # ([REDACTED], cut)
     assert KEY[:5] not in blob
+
+
+def test_a_large_call_past_its_short_timeout_ends_then_and_says_why(
+    make: Callable[..., Executor],
+) -> None:
+    """A call was pickled on the caller's thread: with a 200 MB parameter and a 0.2 s timeout,
+    the task returned only once its call had been pickled, late, and said "no worker was free
+    yet" although the workers were idle."""
+    executor = make()
+    big = b"x" * 200_000_000
+    started = time.monotonic()
+    result = executor.execute_task(task("pid", data=big), CONTEXT, timeout=0.2)
+    took = time.monotonic() - started
+    del big
+    assert result.metadata["outcome"] == "timeout", result.error
+    error = result.error or ""
+    assert "still being pickled" in error or "MB pickled) was on its way" in error, error
+    assert took < 1.0, f"the call ended after {took:.2f}s"
+    assert wait_for(lambda: executor.runner.stats.queued == 0)
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
+def test_a_large_call_that_cannot_be_pickled_is_refused_naming_the_parameter(
+    make: Callable[..., Executor],
+) -> None:
+    """Pickled on one of the runner's threads (past 64 KiB), it is refused from there as a
+    small one is at once: naming the parameter, never a value."""
+    executor = make()
+    refused = task("pid", api_key=KEY, data="x" * 200_000, handle=threading.Lock())
+    result = executor.execute_task(refused, CONTEXT, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected", result.error
+    assert result.metadata["error_type"] == "not_picklable"
+    error = result.error or ""
+    assert "its parameter 'handle' (lock) cannot be pickled" in error, error
+    assert KEY not in error

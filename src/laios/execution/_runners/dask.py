@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -66,6 +66,13 @@ from laios.execution._runners.base import (
     RunnerStats,
     StopResult,
     ToolCall,
+)
+from laios.execution._runners.process import (
+    LOOP_PICKLE_BYTES,
+    PICKLING_THREADS,
+    SEND_HERE_BYTES,
+    TooLarge,
+    pickled,
 )
 from laios.execution._runners.process_worker import (
     SIMPLE_TOOL_ADVICE,
@@ -709,12 +716,15 @@ def _dask_reason(future: Any) -> str:
 class _DaskCall:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("events", "future", "key", "state", "where")
+    __slots__ = ("events", "future", "key", "pickling", "size", "state", "where")
 
     def __init__(self, key: str, events: RunEvents) -> None:
         self.key = key
         self.events = events
         self.future: Any = None
+        #: Being pickled on one of the runner's threads (a large call); under the lock.
+        self.pickling = False
+        self.size = 0  # bytes of a large call, once pickled
         self.state = "queued"  # queued, running, done, abandoned; under the runner's lock
         self.where: str | None = None  # "address pid N" once started
 
@@ -887,6 +897,9 @@ class DaskRunner:
         #: The initializer and its arguments, pickled: loaded on a worker by its first call.
         self._setup = setup
         self._outbox: list[tuple[_DaskCall, bytes, float | None]] = []  # accepted, not sent
+        #: Large calls accepted and not pickled yet (see _pickle_calls), and their threads.
+        self._to_pickle: deque[tuple[_DaskCall, ToolCall, float | None]] = deque()
+        self._picklers = 0
         self._flush_due = False
         self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
         self._reported = False  # reports arrived that the scheduler still keeps
@@ -941,6 +954,8 @@ class DaskRunner:
         self._stops_sent = None
         self._stop_tasks = set()
         self._outbox = []
+        self._to_pickle = deque()
+        self._picklers = 0
         self._flush_due = False
         self._delivery_thread = None
         self._owns_client = False
@@ -1032,8 +1047,23 @@ class DaskRunner:
             call.baggage,
             call.suppressed,
         )
+        # A large call is pickled on one of the runner's threads: the caller (waiting for its
+        # task's timeout) or the event loop is not held meanwhile.
+        limit = LOOP_PICKLE_BYTES if _on_event_loop() else SEND_HERE_BYTES
         try:
-            payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)
+            payload = pickled(remote, limit)
+        except TooLarge:
+            with self._lock:
+                self._calls[key] = handle
+                handle.pickling = True
+                self._to_pickle.append((handle, remote, wall_deadline))
+                start = self._picklers < PICKLING_THREADS
+                if start:
+                    self._picklers += 1
+            del remote
+            if start:
+                self._start_pickler()
+            return handle
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
         except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
@@ -1044,15 +1074,81 @@ class DaskRunner:
             flush = not self._flush_due
             self._flush_due = True
         if flush:
-            # Calls accepted within SEND_DELAY go to the scheduler together, as one client.map:
-            # a batch costs the scheduler far less than as many submits.
-            timer = threading.Timer(SEND_DELAY, self._send)
-            timer.daemon = True
-            try:
-                timer.start()
-            except RuntimeError:  # no thread to be had: send the batch from here, now
-                self._send()
+            self._send_soon()
         return handle
+
+    def _send_soon(self) -> None:
+        """Send the calls accepted from now to SEND_DELAY on (with those waiting already)."""
+        # Calls accepted within SEND_DELAY go to the scheduler together, as one client.map:
+        # a batch costs the scheduler far less than as many submits.
+        timer = threading.Timer(SEND_DELAY, self._send)
+        timer.daemon = True
+        try:
+            timer.start()
+        except RuntimeError:  # no thread to be had: send the batch from here, now
+            self._send()
+
+    def _start_pickler(self) -> None:
+        thread = threading.Thread(target=self._pickle_calls, name="laios-dask-pickle", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: pickle them here, now
+            self._pickle_calls()
+
+    def _pickle_calls(self) -> None:
+        """Pickle the large calls accepted, in turn, and send each (on a pickling thread); a
+        call given up meanwhile is dropped, one that cannot be pickled is refused."""
+        while True:
+            with self._lock:
+                if not self._to_pickle:
+                    self._picklers -= 1
+                    return
+                handle, remote, wall_deadline = self._to_pickle.popleft()
+                wanted = handle.state == "queued"
+            refusal: Refusal | None = None
+            payload = b""
+            if wanted:
+                try:
+                    payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)
+                except BaseException as exc:  # (``SystemExit`` too; no Ctrl-C reaches here)
+                    refusal = _not_picklable(remote, exc)
+            del remote
+            with self._lock:
+                handle.pickling = False
+                if handle.state != "queued":  # given up meanwhile: never sent
+                    continue
+                if refusal is not None:
+                    handle.state = "done"
+                    self._calls.pop(handle.key, None)
+                    flush = False
+                else:
+                    handle.size = len(payload)
+                    self._outbox.append((handle, payload, wall_deadline))
+                    flush = not self._flush_due
+                    self._flush_due = True
+            del payload
+            if refusal is not None:
+                handle.events.refused(refusal)
+            elif flush:
+                self._send_soon()
+
+    def preparing(self, handle: Handle) -> str | None:
+        """Where ``handle``'s call is while the runner still prepares it (a large call is
+        pickled, or waits for a thread to pickle it), or while a large call is sent, in words
+        that end a timeout's message; ``None`` otherwise."""
+        assert isinstance(handle, _DaskCall)
+        if handle.size and handle.where is None:  # (sent, not started)
+            return (
+                f"while its call ({handle.size / 1e6:.0f} MB pickled) was on its way to a Dask "
+                "worker, or waiting there to start; the tool was never started"
+            )
+        if not handle.pickling:
+            return None
+        return (
+            "while its call was still being pickled to be sent to the Dask cluster (a call "
+            f"larger than {SEND_HERE_BYTES // 1024} KiB is pickled on one of the runner's "
+            f"threads, at most {PICKLING_THREADS} at once); the tool was never started"
+        )
 
     def _send(self) -> None:
         """Send the calls accepted since the last batch, as one ``client.map``."""
@@ -1338,6 +1434,8 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
+            if handle.pickling:
+                return "stopped"  # (never sent: its pickling thread drops it)
         # Everywhere when it has not started yet (it may be starting right now).
         workers = None
         if state == "running" and handle.where is not None:
