@@ -1796,3 +1796,35 @@ def test_a_large_call_that_cannot_be_pickled_is_refused_naming_the_parameter(
     error = result.error or ""
     assert "its parameter 'handle' (lock) cannot be pickled" in error, error
     assert KEY not in error
+
+
+def test_a_blocking_call_on_the_loop_of_the_runners_asynchronous_client_is_refused(
+    client: Any, tools: ToolRegistry
+) -> None:
+    """``execute_task`` on the thread that runs the event loop of the runner's asynchronous
+    client blocks the loop that must send the call and deliver its outcome: it waited for its
+    timeout ("no worker was free yet"), or for ever without one."""
+
+    async def scenario() -> tuple[TaskResult, float, TaskResult]:
+        own = await distributed.Client(client.scheduler.address, asynchronous=True)
+        try:
+            runner = DaskRunner(client=own)
+            store = MetricStore()
+            executor = Executor(tools, runner=runner, store=store, register_prometheus=False)
+            try:
+                started = time.monotonic()
+                blocked = executor.execute_task(task("pid"), CONTEXT, timeout=10.0)
+                took = time.monotonic() - started
+                awaited = await executor.execute_async(task("pid"), CONTEXT, timeout=WAIT)
+            finally:
+                await executor.aclose()
+            return blocked, took, awaited
+        finally:
+            await own.close()
+
+    blocked, took, awaited = asyncio.run(scenario())
+    assert blocked.metadata["outcome"] == "rejected", blocked.error
+    assert blocked.metadata["error_type"] == "would_deadlock"
+    assert "Await execute_async" in (blocked.error or ""), blocked.error
+    assert took < 5.0, f"the call ended after {took:.1f}s"
+    assert awaited.success, awaited.error

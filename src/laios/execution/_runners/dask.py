@@ -1536,8 +1536,15 @@ class DaskRunner:
 
     def owns_current_thread(self) -> bool:
         """Whether the calling thread is the one that delivers the workers' reports (a
-        callback run for a task, calling back into the executor)."""
-        return threading.get_ident() == self._delivery_thread
+        callback run for a task, calling back into the executor), or the one that runs the
+        event loop of the runner's client (an asynchronous client's, the application's)."""
+        if threading.get_ident() == self._delivery_thread:
+            return True
+        # (in asyncio.events.__all__: the running loop or None, without raising)
+        loop = asyncio._get_running_loop()  # noqa: SLF001
+        return loop is not None and loop is getattr(
+            getattr(self.client, "loop", None), "asyncio_loop", None
+        )
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls. With ``wait``, let the accepted ones finish, then close the client
