@@ -390,6 +390,31 @@ class Progress(BaseTool):
         return steps
 
 
+class Floods(BaseTool):
+    name = "floods"
+    description = (
+        "Reports progress and a checkpoint, each megabytes large, quoting its ``api_key`` "
+        "where the message and a data value are cut."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        size = kwargs.get("size", 4_000_000)
+        key = kwargs["api_key"]
+        marker = "flood-marker"
+        task.progress(
+            50,
+            marker + "m" * (1020 - len(marker)) + key + "m" * size,
+            blob="d" * size,
+            items=list(range(size // 8)),
+        )
+        task.checkpoint(
+            "c" * size,
+            {"blob": "e" * 250 + key + "e" * size, "items": list(range(size // 8))},
+        )
+        return "flooded"
+
+
 class ReturnsLambda(BaseTool):
     name = "returns_lambda"
     description = "Returns something that cannot be pickled."
@@ -939,6 +964,7 @@ TOOLS = (
     ClosesDescriptors,
     ReplacesItsPipe,
     Progress,
+    Floods,
     ReturnsLambda,
     RaisesUnpicklable,
     ReturnsAKeyHolder,

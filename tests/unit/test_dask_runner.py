@@ -1653,3 +1653,178 @@ def forget_clients_of_closed_loops() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         gc.collect()
+
+
+def test_calls_through_an_asynchronous_client_whose_loop_stopped_end_and_say_so(
+    client: Any, tools: ToolRegistry, tmp_path: Any
+) -> None:
+    """An asynchronous client whose event loop stopped (the thread that ran it ended, the loop
+    still open) sends and delivers nothing. A call under way then never ended without a
+    timeout, a call made after waited for its timeout ("no worker was free yet"), and
+    shutdown waited for ever for the call under way."""
+    loop = asyncio.new_event_loop()
+    runs = threading.Thread(target=loop.run_forever, daemon=True)
+    runs.start()
+
+    async def make() -> Any:
+        return await distributed.Client(client.scheduler.address, asynchronous=True)
+
+    own = asyncio.run_coroutine_threadsafe(make(), loop).result(WAIT)
+    try:
+        runner = DaskRunner(client=own)
+        executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+        box = str(tmp_path)
+        results: list[TaskResult] = []
+        caller = threading.Thread(
+            target=lambda: results.append(executor.execute_task(task("hang", box=box), CONTEXT)),
+            daemon=True,
+        )
+        caller.start()
+        assert wait_for(lambda: process_tools.read_note(box, "hang")), "the tool never started"
+        assert wait_for(lambda: runner.stats.busy == 1), "its start never arrived"
+        # (started while the loop's thread lives: it cannot take that thread's id)
+        go = threading.Event()
+        closer = threading.Thread(target=lambda: go.wait() and executor.shutdown(), daemon=True)
+        closer.start()
+        loop.call_soon_threadsafe(loop.stop)
+        runs.join(WAIT)
+        caller.join(WAIT)
+        assert results, "the call under way never ended"
+        assert results[0].metadata["error_type"] == "worker_lost", results[0].error
+        assert "event loop of the runner's Dask client is not running" in (results[0].error or "")
+        started = time.monotonic()
+        late = executor.execute_task(task("pid"), CONTEXT, timeout=10.0)
+        took = time.monotonic() - started
+        assert late.metadata["outcome"] == "rejected", late.error
+        assert late.metadata["error_type"] == "dask"
+        assert "event loop of the runner's Dask client is not running" in (late.error or "")
+        assert took < 5.0, f"the call ended after {took:.1f}s"
+        go.set()
+        closer.join(WAIT)
+        assert not closer.is_alive(), "shutdown did not end"
+    finally:
+        # (the loop runs again to close the client: the scheduler then drops its tasks)
+        runs = threading.Thread(target=loop.run_forever, daemon=True)
+        runs.start()
+
+        async def close() -> None:
+            await own.close()
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(WAIT)
+        loop.call_soon_threadsafe(loop.stop)
+        runs.join(WAIT)
+        loop.close()
+
+
+def test_huge_progress_reports_and_checkpoints_are_cut_on_the_worker(
+    make: Callable[..., Executor], client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A progress report or checkpoint travels through the scheduler, which keeps it: a tool's
+    megabytes-large message, details, checkpoint name and data went there whole, to be cut
+    only on the caller's side. They are cut on the worker now, as the caller keeps them (the
+    message's secret scrubbed before the cut, on the checkpoint's span too)."""
+    from laios.execution._runners import dask as dask_runner
+
+    monkeypatch.setattr(dask_runner, "STATS_INTERVAL", 3600.0)  # (the scheduler keeps them)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    messages: list[str] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "progress":
+            messages.append(data["message"])
+
+    result = executor.execute_task(
+        task("floods", api_key=KEY), CONTEXT, timeout=WAIT, on_progress=on_progress
+    )
+    assert result.success, result.error
+    sizes = [
+        len(bytes(message))
+        for topic, events in client.get_events().items()
+        if topic.startswith("laios-")
+        for _, message in events
+        if b"flood-marker" in bytes(message) or b"ccccc" in bytes(message)
+    ]
+    assert len(sizes) == 2, sizes
+    assert max(sizes) < 16 * 1024, sizes
+    (message,) = messages
+    assert len(message) == 1024
+    assert message.endswith("m[RE…"), message[-40:]  # ([REDACTED], cut)
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    (point,) = [p for p in metrics.checkpoints if p["name"].startswith("ccc")]
+    assert len(point["name"]) == 256
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("checkpoint ccc")]
+    assert span.attributes is not None
+    blob = str(span.attributes["laios.checkpoint.blob"])
+    assert blob.endswith("e[REDA…"), blob[-40:]  # ([REDACTED], cut)
+    assert KEY[:5] not in blob
+
+
+def test_a_large_call_past_its_short_timeout_ends_then_and_says_why(
+    make: Callable[..., Executor],
+) -> None:
+    """A call was pickled on the caller's thread: with a 200 MB parameter and a 0.2 s timeout,
+    the task returned only once its call had been pickled, late, and said "no worker was free
+    yet" although the workers were idle."""
+    executor = make()
+    big = b"x" * 200_000_000
+    started = time.monotonic()
+    result = executor.execute_task(task("pid", data=big), CONTEXT, timeout=0.2)
+    took = time.monotonic() - started
+    del big
+    assert result.metadata["outcome"] == "timeout", result.error
+    error = result.error or ""
+    assert "still being pickled" in error or "MB pickled) was on its way" in error, error
+    assert took < 1.0, f"the call ended after {took:.2f}s"
+    assert wait_for(lambda: executor.runner.stats.queued == 0)
+    assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+
+
+def test_a_large_call_that_cannot_be_pickled_is_refused_naming_the_parameter(
+    make: Callable[..., Executor],
+) -> None:
+    """Pickled on one of the runner's threads (past 64 KiB), it is refused from there as a
+    small one is at once: naming the parameter, never a value."""
+    executor = make()
+    refused = task("pid", api_key=KEY, data="x" * 200_000, handle=threading.Lock())
+    result = executor.execute_task(refused, CONTEXT, timeout=WAIT)
+    assert result.metadata["outcome"] == "rejected", result.error
+    assert result.metadata["error_type"] == "not_picklable"
+    error = result.error or ""
+    assert "its parameter 'handle' (lock) cannot be pickled" in error, error
+    assert KEY not in error
+
+
+def test_a_blocking_call_on_the_loop_of_the_runners_asynchronous_client_is_refused(
+    client: Any, tools: ToolRegistry
+) -> None:
+    """``execute_task`` on the thread that runs the event loop of the runner's asynchronous
+    client blocks the loop that must send the call and deliver its outcome: it waited for its
+    timeout ("no worker was free yet"), or for ever without one."""
+
+    async def scenario() -> tuple[TaskResult, float, TaskResult]:
+        own = await distributed.Client(client.scheduler.address, asynchronous=True)
+        try:
+            runner = DaskRunner(client=own)
+            store = MetricStore()
+            executor = Executor(tools, runner=runner, store=store, register_prometheus=False)
+            try:
+                started = time.monotonic()
+                blocked = executor.execute_task(task("pid"), CONTEXT, timeout=10.0)
+                took = time.monotonic() - started
+                awaited = await executor.execute_async(task("pid"), CONTEXT, timeout=WAIT)
+            finally:
+                await executor.aclose()
+            return blocked, took, awaited
+        finally:
+            await own.close()
+
+    blocked, took, awaited = asyncio.run(scenario())
+    assert blocked.metadata["outcome"] == "rejected", blocked.error
+    assert blocked.metadata["error_type"] == "would_deadlock"
+    assert "Await execute_async" in (blocked.error or ""), blocked.error
+    assert took < 5.0, f"the call ended after {took:.1f}s"
+    assert awaited.success, awaited.error

@@ -367,6 +367,8 @@ class Engine:
                 job.runner = self.runner
                 if in_callback_of() is self.runner:
                     refusal = _CALLED_FROM_ITS_CALLBACK
+                elif blocking and self._runner_owns_current_thread():
+                    refusal = _BLOCKS_ITS_RUNNER
             elif is_async_tool(tool):
                 job.runner = runner = self.loop_thread if blocking else self.loop_here
                 if blocking and runner.runs_current_thread():
@@ -1126,10 +1128,13 @@ class Engine:
 
     def on_own_thread(self) -> bool:
         """Whether the calling thread is one of this executor's workers or its loop thread."""
+        return self._runner_owns_current_thread() or self.loop_thread.runs_current_thread()
+
+    def _runner_owns_current_thread(self) -> bool:
+        """Whether the runner says the calling thread is one it needs to run its calls or
+        deliver their outcomes (see ``Runner.owns_current_thread``)."""
         owns = getattr(self.runner, "owns_current_thread", None)
-        if owns is not None and owns():
-            return True
-        return self.loop_thread.runs_current_thread()
+        return owns is not None and bool(owns())
 
 
 #: Seconds between two looks at the tasks running on their callers' threads while a shutdown
@@ -1143,6 +1148,15 @@ _BLOCKS_ITS_LOOP = Refusal(
     "execute_task (or execute_with_retry) was called from code running on this executor's "
     "own event loop thread (an async tool, or a callback run for it): waiting there would "
     "block the loop that must run the task. Await execute_async(...) instead",
+)
+
+
+_BLOCKS_ITS_RUNNER = Refusal(
+    "would_deadlock",
+    "execute_task (or execute_with_retry) was called on a thread the executor's runner needs "
+    "to send the call and deliver its outcome (for a DaskRunner on an asynchronous Dask "
+    "client, the thread that runs the client's event loop): waiting there would wait for "
+    "ever. Await execute_async(...) instead, or call execute_task from another thread",
 )
 
 

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +40,7 @@ from laios._compat.dask import (
     stop_client_loop,
     task_released,
 )
+from laios._text import shorten
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
@@ -49,7 +50,13 @@ from laios.execution._checks import (
     switch,
 )
 from laios.execution._forks import reset_after_fork
-from laios.execution._records import mapping_copy
+from laios.execution._records import (
+    MAX_DATA_STRING,
+    MAX_TEXT,
+    mapping_copy,
+    printable,
+    summarize,
+)
 from laios.execution._runners.base import (
     SHUTDOWN,
     Handle,
@@ -60,6 +67,13 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
+from laios.execution._runners.process import (
+    LOOP_PICKLE_BYTES,
+    PICKLING_THREADS,
+    SEND_HERE_BYTES,
+    TooLarge,
+    pickled,
+)
 from laios.execution._runners.process_worker import (
     SIMPLE_TOOL_ADVICE,
     call_secrets,
@@ -68,6 +82,7 @@ from laios.execution._runners.process_worker import (
     unpicklable_advice,
     unpicklable_part,
 )
+from laios.execution.redaction import scrub_head
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -92,6 +107,12 @@ STOP_HANDOVER = 1.0
 WATCH_INTERVAL = 0.5
 #: Most keys of calls killed before they started that a worker remembers.
 MAX_KILLED_KEYS = 10_000
+#: Largest progress report or checkpoint a worker sends as the tool made it, pickled: a larger
+#: one has its details (or data) replaced by the summary the caller's store keeps of them.
+MAX_REPORT_BYTES = 8 * 1024
+#: Longest checkpoint name a worker sends, in characters (as the caller's store keeps it).
+MAX_CHECKPOINT_NAME = 256
+
 #: Seconds past a call's deadline (on the worker's clock) after which its worker kills the
 #: tool by itself, when the caller's kill has not come (the caller is gone, or cut off).
 DEADLINE_GRACE = 3.0
@@ -243,6 +264,9 @@ class _WorkerCall:
         self.worker = worker
         self.topic = topic
         self.key = key
+        #: The call, once loaded here (its parameters' secrets are scrubbed before a cut).
+        self.call: ToolCall | None = None
+        self._secrets: list[str] | None = None
         self.outcome: RawOutcome | None = None
         self.ended = threading.Event()
         self.handle: Handle | None = None
@@ -252,19 +276,46 @@ class _WorkerCall:
     def send(self, kind: str, *parts: Any) -> None:
         # The parts travel pickled on their own: a caller that cannot load them (a class only
         # the workers have) still reads which call they belong to.
-        body = pickled_message((kind, *parts))
+        self.send_body(kind, pickled_message((kind, *parts)))
+
+    def send_body(self, kind: str, body: bytes) -> None:
         message = pickle.dumps((self.key, kind, body), pickle.HIGHEST_PROTOCOL)
         self.worker.log_event(self.topic, message)
+
+    def secrets(self) -> list[str]:
+        """The secret values of the call's parameters (read once: the tool runs in another
+        process, and cannot change them here)."""
+        if self._secrets is None:
+            self._secrets = call_secrets(self.call) if self.call is not None else []
+        return self._secrets
 
     # RunEvents of the worker's process runner
     def started(self) -> bool:
         return True
 
+    # A report travels through the scheduler, which keeps the last ones: it is cut here as
+    # the caller's side keeps it, its secrets scrubbed before the cut as there.
     def progress(self, percent: float, message: str | None, details: dict[str, Any]) -> None:
-        self.send("progress", percent, message, details)
+        if message is not None:
+            message = printable(message, "<unprintable message>")
+            if len(message) > MAX_TEXT:
+                message = scrub_head(message, self.secrets(), MAX_TEXT)
+        body = pickled_message(("progress", percent, message, details))
+        if len(body) > MAX_REPORT_BYTES:
+            summary, _ = summarize(details)
+            body = pickled_message(("progress", percent, message, summary))
+        self.send_body("progress", body)
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
-        self.send("checkpoint", name, mapping_copy(data))
+        data = mapping_copy(data)
+        if type(name) is str and len(name) > MAX_CHECKPOINT_NAME:
+            name = shorten(name, MAX_CHECKPOINT_NAME)
+        body = pickled_message(("checkpoint", name, data))
+        if len(body) > MAX_REPORT_BYTES:
+            name = shorten(printable(name, "<unprintable name>"), MAX_CHECKPOINT_NAME)
+            summary, _ = summarize(_Scrubbed(data, self.secrets()) if data else None)
+            body = pickled_message(("checkpoint", name, summary))
+        self.send_body("checkpoint", body)
 
     def finished(self, outcome: RawOutcome) -> None:
         self.end(outcome)
@@ -276,6 +327,33 @@ class _WorkerCall:
         if self.outcome is None:
             self.outcome = outcome
         self.ended.set()
+
+
+class _Scrubbed(Mapping[Any, Any]):
+    """A checkpoint's data with its string keys and values scrubbed of ``secrets`` (only
+    those read), for :func:`summarize` to cut: the checkpoint's span scrubs them before it
+    cuts them, and a secret across a cut would leave part of it behind."""
+
+    def __init__(self, data: Mapping[Any, Any], secrets: Sequence[str]) -> None:
+        self.data = data
+        self.secrets = secrets
+
+    def _scrub(self, value: Any) -> Any:
+        if self.secrets and type(value) is str:
+            return scrub_head(value, self.secrets, MAX_DATA_STRING + 1)
+        return value
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self) -> Any:
+        return (self._scrub(key) for key in self.data)
+
+    def __getitem__(self, key: Any) -> Any:  # (summarize reads items() alone)
+        return self._scrub(self.data[key])
+
+    def items(self) -> Any:
+        return ((self._scrub(key), self._scrub(value)) for key, value in self.data.items())
 
 
 def serve_call(
@@ -355,6 +433,7 @@ def serve_call(
                 ),
             )
             return "not loadable"
+        this.call = call
         if wall_deadline is not None:
             call.deadline = time.monotonic() + (wall_deadline - time.time())
         # The caller may give the call up while it loads (it counts as started since the
@@ -582,6 +661,19 @@ def _loop_closed(client: Any) -> bool:
         return False
 
 
+def _loop_stopped(client: Any) -> bool:
+    """Whether the event loop ``client`` runs on is closed, or open and not running (an
+    asynchronous client whose loop was stopped, or whose thread ended): nothing asked of the
+    client happens until it runs again. ``False`` for a closed client (see :func:`_closed`)."""
+    if _closed(client):
+        return False
+    loop = getattr(getattr(client, "loop", None), "asyncio_loop", None)
+    try:
+        return bool(loop is not None and (loop.is_closed() or not loop.is_running()))
+    except Exception:  # (a loop of another kind)
+        return False
+
+
 #: Why a call cannot go through a client whose event loop is closed.
 _LOOP_CLOSED = (
     ": the event loop of the runner's Dask client is closed (an asynchronous client made in "
@@ -589,6 +681,15 @@ _LOOP_CLOSED = (
     "it would ever happen. Make the client, the runner and the executor on an event loop "
     "that runs for as long as the executor is used, or give the runner a synchronous client "
     "or the scheduler's address"
+)
+
+#: Why a call cannot go through a client whose event loop is open and not running.
+_LOOP_STOPPED = (
+    ": the event loop of the runner's Dask client is not running (an asynchronous client "
+    "whose loop was stopped, or whose thread ended), so nothing sent through it, nor any "
+    "report of the workers, gets through. Keep the loop the client was made on running for as "
+    "long as the executor is used, or give the runner a synchronous client or the "
+    "scheduler's address"
 )
 
 
@@ -615,12 +716,15 @@ def _dask_reason(future: Any) -> str:
 class _DaskCall:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("events", "future", "key", "state", "where")
+    __slots__ = ("events", "future", "key", "pickling", "size", "state", "where")
 
     def __init__(self, key: str, events: RunEvents) -> None:
         self.key = key
         self.events = events
         self.future: Any = None
+        #: Being pickled on one of the runner's threads (a large call); under the lock.
+        self.pickling = False
+        self.size = 0  # bytes of a large call, once pickled
         self.state = "queued"  # queued, running, done, abandoned; under the runner's lock
         self.where: str | None = None  # "address pid N" once started
 
@@ -793,6 +897,9 @@ class DaskRunner:
         #: The initializer and its arguments, pickled: loaded on a worker by its first call.
         self._setup = setup
         self._outbox: list[tuple[_DaskCall, bytes, float | None]] = []  # accepted, not sent
+        #: Large calls accepted and not pickled yet (see _pickle_calls), and their threads.
+        self._to_pickle: deque[tuple[_DaskCall, ToolCall, float | None]] = deque()
+        self._picklers = 0
         self._flush_due = False
         self._cancel_queued = False  # shutdown(wait=False): calls not sent yet never are
         self._reported = False  # reports arrived that the scheduler still keeps
@@ -847,6 +954,8 @@ class DaskRunner:
         self._stops_sent = None
         self._stop_tasks = set()
         self._outbox = []
+        self._to_pickle = deque()
+        self._picklers = 0
         self._flush_due = False
         self._delivery_thread = None
         self._owns_client = False
@@ -877,7 +986,7 @@ class DaskRunner:
             # An asynchronous client asked on its own loop answers with a coroutine: the
             # stats thread reads the count instead (see _watch_threads).
             return 0
-        if _loop_closed(self.client):
+        if _loop_stopped(self.client):
             return 0  # (asking would wait for ever)
         try:
             return int(sum(self.client.nthreads().values()))
@@ -888,10 +997,12 @@ class DaskRunner:
         """Keep the cluster's thread count fresh for :attr:`stats`, and clear the reports the
         scheduler keeps of this runner's topic (off the callers' paths)."""
         wait = STATS_INTERVAL if self._threads else 0.0  # (none read yet: read at once)
+        probe: threading.Event | None = None
         while not self.closed and not self.forked:
             self._closing.wait(wait)
             wait = STATS_INTERVAL
             if not self.closed:
+                probe = self._look_at_loop(probe)
                 self._threads = self._count_threads()
                 self._forget_reports()
 
@@ -899,7 +1010,7 @@ class DaskRunner:
         """Clear this runner's topic on the scheduler (the reports were delivered already)."""
         if not (self._reported or everything):
             return
-        if getattr(self.client, "status", None) != "running" or _loop_closed(self.client):
+        if getattr(self.client, "status", None) != "running" or _loop_stopped(self.client):
             return  # (closed, or reconnecting: asking would wait for the scheduler)
         self._reported = False
         try:
@@ -936,8 +1047,23 @@ class DaskRunner:
             call.baggage,
             call.suppressed,
         )
+        # A large call is pickled on one of the runner's threads: the caller (waiting for its
+        # task's timeout) or the event loop is not held meanwhile.
+        limit = LOOP_PICKLE_BYTES if _on_event_loop() else SEND_HERE_BYTES
         try:
-            payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)
+            payload = pickled(remote, limit)
+        except TooLarge:
+            with self._lock:
+                self._calls[key] = handle
+                handle.pickling = True
+                self._to_pickle.append((handle, remote, wall_deadline))
+                start = self._picklers < PICKLING_THREADS
+                if start:
+                    self._picklers += 1
+            del remote
+            if start:
+                self._start_pickler()
+            return handle
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
         except BaseException as exc:  # (a ``__reduce__`` may raise ``SystemExit`` too)
@@ -948,15 +1074,81 @@ class DaskRunner:
             flush = not self._flush_due
             self._flush_due = True
         if flush:
-            # Calls accepted within SEND_DELAY go to the scheduler together, as one client.map:
-            # a batch costs the scheduler far less than as many submits.
-            timer = threading.Timer(SEND_DELAY, self._send)
-            timer.daemon = True
-            try:
-                timer.start()
-            except RuntimeError:  # no thread to be had: send the batch from here, now
-                self._send()
+            self._send_soon()
         return handle
+
+    def _send_soon(self) -> None:
+        """Send the calls accepted from now to SEND_DELAY on (with those waiting already)."""
+        # Calls accepted within SEND_DELAY go to the scheduler together, as one client.map:
+        # a batch costs the scheduler far less than as many submits.
+        timer = threading.Timer(SEND_DELAY, self._send)
+        timer.daemon = True
+        try:
+            timer.start()
+        except RuntimeError:  # no thread to be had: send the batch from here, now
+            self._send()
+
+    def _start_pickler(self) -> None:
+        thread = threading.Thread(target=self._pickle_calls, name="laios-dask-pickle", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: pickle them here, now
+            self._pickle_calls()
+
+    def _pickle_calls(self) -> None:
+        """Pickle the large calls accepted, in turn, and send each (on a pickling thread); a
+        call given up meanwhile is dropped, one that cannot be pickled is refused."""
+        while True:
+            with self._lock:
+                if not self._to_pickle:
+                    self._picklers -= 1
+                    return
+                handle, remote, wall_deadline = self._to_pickle.popleft()
+                wanted = handle.state == "queued"
+            refusal: Refusal | None = None
+            payload = b""
+            if wanted:
+                try:
+                    payload = pickle.dumps(remote, pickle.HIGHEST_PROTOCOL)
+                except BaseException as exc:  # (``SystemExit`` too; no Ctrl-C reaches here)
+                    refusal = _not_picklable(remote, exc)
+            del remote
+            with self._lock:
+                handle.pickling = False
+                if handle.state != "queued":  # given up meanwhile: never sent
+                    continue
+                if refusal is not None:
+                    handle.state = "done"
+                    self._calls.pop(handle.key, None)
+                    flush = False
+                else:
+                    handle.size = len(payload)
+                    self._outbox.append((handle, payload, wall_deadline))
+                    flush = not self._flush_due
+                    self._flush_due = True
+            del payload
+            if refusal is not None:
+                handle.events.refused(refusal)
+            elif flush:
+                self._send_soon()
+
+    def preparing(self, handle: Handle) -> str | None:
+        """Where ``handle``'s call is while the runner still prepares it (a large call is
+        pickled, or waits for a thread to pickle it), or while a large call is sent, in words
+        that end a timeout's message; ``None`` otherwise."""
+        assert isinstance(handle, _DaskCall)
+        if handle.size and handle.where is None:  # (sent, not started)
+            return (
+                f"while its call ({handle.size / 1e6:.0f} MB pickled) was on its way to a Dask "
+                "worker, or waiting there to start; the tool was never started"
+            )
+        if not handle.pickling:
+            return None
+        return (
+            "while its call was still being pickled to be sent to the Dask cluster (a call "
+            f"larger than {SEND_HERE_BYTES // 1024} KiB is pickled on one of the runner's "
+            f"threads, at most {PICKLING_THREADS} at once); the tool was never started"
+        )
 
     def _send(self) -> None:
         """Send the calls accepted since the last batch, as one ``client.map``."""
@@ -978,8 +1170,11 @@ class DaskRunner:
         keys = [handle.key for handle, _, _ in batch]
         count = len(batch)
         try:
-            if _loop_closed(self.client):  # (asking it would wait for ever)
-                raise RuntimeError("the client's event loop is closed")
+            if _loop_stopped(self.client):  # (asking it would wait for ever)
+                closed = _loop_closed(self.client)
+                raise RuntimeError(
+                    f"the client's event loop is {'closed' if closed else 'not running'}"
+                )
             self._follow_reconnection()
             futures = self.client.map(
                 serve_call,
@@ -1127,11 +1322,29 @@ class DaskRunner:
             self._calls.pop(handle.key, None)
         events = handle.events
         try:
+            stopped = _loop_stopped(self.client)
+            if stopped and not started:
+                events.refused(
+                    Refusal(
+                        "dask",
+                        "The call was cut off from the Dask cluster before its start was "
+                        "reported "
+                        f"({why}){self._closed_client_advice()}",
+                    )
+                )
+                return
             if self.closed and not started:
                 events.refused(SHUTDOWN)  # cancelled by shutdown() before it started
                 return
             client_closed = self._client_closed()
-            if client_closed and self._owns_client:
+            if stopped:
+                message = (
+                    f"The call was cut off from the Dask cluster ({why})"
+                    f"{self._closed_client_advice()}. Its tool runs on, on its worker, until "
+                    f"{DEADLINE_GRACE:g}s past its timeout (without one, to its end), unless the "
+                    "loop runs again or the client is closed"
+                )
+            elif client_closed and self._owns_client:
                 # (the runner's own shutdown closes it only once its calls ended)
                 message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
             elif client_closed:
@@ -1154,11 +1367,47 @@ class DaskRunner:
         except Exception:
             _log.exception("reporting a lost Dask task failed")
 
+    def _cut_off(self) -> None:
+        """End every call under way: the event loop of the runner's client does not run, so
+        neither their reports nor their stops get through (their futures are let go, for when
+        it runs again)."""
+        # (The thread that ran the loop may have ended, and its id may be another's now.)
+        self._delivery_thread = None
+        with self._lock:
+            calls = list(self._calls.values())
+            futures = [handle.future for handle in calls if handle.future is not None]
+            for handle in calls:
+                handle.future = None
+        for future in futures:
+            _release(future)
+        for handle in calls:
+            self._lost(handle, "none of its reports can arrive any more")
+
+    def _look_at_loop(self, probe: threading.Event | None) -> threading.Event | None:
+        """Cut the calls under way off when the client's event loop did not run since the
+        last look (``probe``: set by the loop then) and does not run now; returns the probe
+        for the next look (``None``: no call is under way)."""
+        if not self._calls:
+            return None
+        if probe is not None and not probe.is_set() and _loop_stopped(self.client):
+            self._cut_off()
+            return None
+        probe = threading.Event()
+        try:
+            self.client.loop.add_callback(probe.set)
+        except Exception:  # (a closed loop)
+            if _loop_stopped(self.client):
+                self._cut_off()
+            return None
+        return probe
+
     def _closed_client_advice(self) -> str:
         """What to do about a call that cannot be sent because the runner's client is closed
         (``""`` while it is open: the failure is something else)."""
         if _loop_closed(self.client):
             return _LOOP_CLOSED
+        if _loop_stopped(self.client):
+            return _LOOP_STOPPED
         if not self._client_closed():
             return ""
         if self._owns_client:
@@ -1185,6 +1434,8 @@ class DaskRunner:
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
+            if handle.pickling:
+                return "stopped"  # (never sent: its pickling thread drops it)
         # Everywhere when it has not started yet (it may be starting right now).
         workers = None
         if state == "running" and handle.where is not None:
@@ -1214,9 +1465,11 @@ class DaskRunner:
         while the caller's timeout must hold. A call that starts before its stop arrives is
         killed where it starts (see ``kill_calls``), or, past its deadline, never starts there.
         """
-        if self._client_closed():
+        if self._client_closed() or _loop_stopped(self.client):
             # Nothing reaches the cluster any more: the scheduler drops the tasks of a client
-            # that went away, and the workers then kill their tools (see serve_call).
+            # that went away, and the workers then kill their tools (see serve_call); a
+            # client whose loop does not run sends nothing (its workers kill a tool past its
+            # deadline by themselves).
             for _, future, _ in stops:
                 if future is not None:
                     _release(future)
@@ -1283,8 +1536,15 @@ class DaskRunner:
 
     def owns_current_thread(self) -> bool:
         """Whether the calling thread is the one that delivers the workers' reports (a
-        callback run for a task, calling back into the executor)."""
-        return threading.get_ident() == self._delivery_thread
+        callback run for a task, calling back into the executor), or the one that runs the
+        event loop of the runner's client (an asynchronous client's, the application's)."""
+        if threading.get_ident() == self._delivery_thread:
+            return True
+        # (in asyncio.events.__all__: the running loop or None, without raising)
+        loop = asyncio._get_running_loop()  # noqa: SLF001
+        return loop is not None and loop is getattr(
+            getattr(self.client, "loop", None), "asyncio_loop", None
+        )
 
     def shutdown(self, wait: bool = True) -> None:
         """Refuse new calls. With ``wait``, let the accepted ones finish, then close the client
@@ -1321,16 +1581,20 @@ class DaskRunner:
             with self._lock:
                 if not self._calls:
                     break
+            if _loop_stopped(self.client):
+                # (Nothing they report gets through: waiting for them would be for ever.)
+                self._cut_off()
+                break
             time.sleep(0.01)
         # Kills still being sent, then the reports to clear, get STOP_PATIENCE in all: a
         # scheduler that hangs answers neither, and shutdown must end.
         patience = time.monotonic() + STOP_PATIENCE
-        while time.monotonic() < patience:
+        while time.monotonic() < patience and not _loop_stopped(self.client):
             with self._lock:
                 if not self._stopping:
                     break
             time.sleep(0.01)
-        if _loop_closed(self.client):
+        if _loop_stopped(self.client):
             # (Nothing reaches the cluster: asking the client would wait for ever.)
             if self._owns_client:
                 self._close_own()

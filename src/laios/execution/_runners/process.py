@@ -149,14 +149,14 @@ SEND_HERE_BYTES = 64 * 1024
 PICKLING_THREADS = 4
 
 
-class _TooLarge(Exception):
+class TooLarge(Exception):
     """A call pickled on the caller's thread outgrew its bound (:data:`LOOP_PICKLE_BYTES` on
     an event loop's thread, :data:`SEND_HERE_BYTES` on any other)."""
 
 
 class _BoundedSink:
     """Where a call is pickled on the caller's thread: takes up to ``limit`` bytes and raises
-    :class:`_TooLarge` past that. The pickler hands it each 64 KiB frame as it is done, and a
+    :class:`TooLarge` past that. The pickler hands it each 64 KiB frame as it is done, and a
     large ``bytes`` (or buffer) value whole, so it stops early and copies little."""
 
     __slots__ = ("limit", "parts", "size")
@@ -170,7 +170,7 @@ class _BoundedSink:
         data = data if type(data) is bytes else bytes(data)
         self.size += len(data)
         if self.size > self.limit:
-            raise _TooLarge
+            raise TooLarge
         self.parts.append(data)
         return len(data)
 
@@ -200,11 +200,11 @@ class _ThreadPickler(threading.local):
 _THREAD_PICKLER = _ThreadPickler()
 
 
-def _pickled(value: Any, limit: int | None = None) -> bytes:
+def pickled(value: Any, limit: int | None = None) -> bytes:
     """``value`` pickled; with ``limit``, at most that many bytes of it.
 
     Raises:
-        _TooLarge: When the pickle would be larger than ``limit``.
+        TooLarge: When the pickle would be larger than ``limit``.
     """
     if limit is None:
         return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
@@ -236,7 +236,7 @@ def _not_picklable(call: ToolCall, exc: BaseException, limit: int | None = None)
         "Define the tool class at module level and pass plain, picklable parameters (numbers, "
         "strings, lists, dicts, dataclasses, models)"
     )
-    part = unpicklable_part(call, lambda value: _pickled(value, limit), undecided=(_TooLarge,))
+    part = unpicklable_part(call, lambda value: pickled(value, limit), undecided=(TooLarge,))
     if part is not None:
         what = f"{part} cannot be pickled"
         advice = unpicklable_advice(part, "an importable module", "in processes")
@@ -1294,7 +1294,7 @@ class _Pool:
         """
         refusal: Refusal | None = None
         try:
-            call.payload = _pickled(portable)
+            call.payload = pickled(portable)
         except BaseException as exc:  # (``SystemExit`` too; no Ctrl-C reaches this thread)
             refusal = _not_picklable(portable, exc)
         deadline = portable.deadline
@@ -1585,10 +1585,10 @@ class ProcessRunner:
         # (in asyncio.events.__all__: the running loop or None, without raising)
         on_loop = asyncio._get_running_loop() is not None  # noqa: SLF001
         try:
-            payload: bytes | None = _pickled(
+            payload: bytes | None = pickled(
                 portable, LOOP_PICKLE_BYTES if on_loop else SEND_HERE_BYTES
             )
-        except _TooLarge:
+        except TooLarge:
             payload = None
         except KeyboardInterrupt:
             raise  # (the caller's Ctrl-C: the executor records the task and lets it go on)
