@@ -232,6 +232,10 @@ class Waiter(Protocol):
 
     loop: asyncio.AbstractEventLoop
     thread: int  # the ident of that loop's thread, where the awaiting coroutine runs
+    #: Set (under ``env.lock``) once the awaiting coroutine was cancelled and its jobs are
+    #: being given up a chunk at a time: why they end. A job of it not given up yet neither
+    #: starts nor completes any more (see :meth:`Job.started` and :meth:`Job.finished`).
+    given_up: str | None
 
     def finished(self, job: Job) -> None:
         """The job finished (called once, from any thread)."""
@@ -390,17 +394,27 @@ class Job(TaskRecord):
                 lock = self.env.lock
                 if not lock.acquire(False):  # (cheaper than ``with``: twice on every task's path)
                     acquire_contended(lock)  # (no lock convoy between callers: see _locks)
+                given_up = False
                 try:
                     if self.phase != QUEUED:
                         return False
-                    self.phase = RUNNING
-                    # Marked running with the phase: a timeout or cancel_task that ends the job
-                    # from now on writes its outcome after this, never before (to be overwritten),
-                    # and the record lets the task go only then.
-                    task = self.task
-                    assign(task, running)
+                    waiter = self.waiter
+                    if waiter is not None and waiter.given_up is not None:
+                        self._stop_phase()  # (its batch is being given up: it never starts)
+                        self.given_up_why = waiter.given_up
+                        given_up = True
+                    else:
+                        self.phase = RUNNING
+                        # Marked running with the phase: a timeout or cancel_task that ends the
+                        # job from now on writes its outcome after this, never before (to be
+                        # overwritten), and the record lets the task go only then.
+                        task = self.task
+                        assign(task, running)
                 finally:
                     lock.release()
+                if given_up:
+                    self._given_up_ends()
+                    return False
             elif self.phase != RUNNING:
                 return False
             else:
@@ -435,6 +449,13 @@ class Job(TaskRecord):
                     acquire_contended(lock)
                 try:
                     phase = self.phase
+                    if phase == RUNNING:
+                        waiter = self.waiter
+                        if waiter is not None and waiter.given_up is not None:
+                            # Its batch is being given up: its value is discarded, as when
+                            # given up already (see Job.give_up).
+                            phase = ABANDONED
+                            self.given_up_why = waiter.given_up
                     self.phase = DONE
                 finally:
                     lock.release()
