@@ -15,6 +15,7 @@ at the awaiting task itself need 3.11.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextvars
 import sys
 import threading
@@ -36,6 +37,9 @@ needs_in_task = pytest.mark.skipif(
 )
 
 CONTEXT = Context(session_id="s", user_id="u")
+
+#: What a failed TaskGroup raises (Python 3.11+).
+EXCEPTION_GROUP: Any = getattr(builtins, "BaseExceptionGroup", ())
 
 
 class Where(AsyncBaseTool):
@@ -463,6 +467,96 @@ def test_a_task_group_failing_in_the_tool_is_its_error_not_a_cancellation_of_the
     result = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert result.metadata["outcome"] == "error"
     assert result.metadata["error_type"] == "ExceptionGroup"
+
+
+class CatchesItsTaskGroupsFailure(AsyncBaseTool):
+    name = "catches_its_task_groups_failure"
+    description = "Looks a row up in a TaskGroup; when the lookup fails, falls back."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered: asyncio.Event | None = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def lookup() -> None:
+            if kwargs.get("lookup") == "hangs":
+                assert self.entered is not None
+                self.entered.set()
+                await asyncio.sleep(30)
+            raise KeyError("no row for ada")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(lookup())
+        except EXCEPTION_GROUP as failed:  # (``except*`` would not parse on Python 3.10)
+            if not failed.subgroup(KeyError):
+                raise
+            if kwargs.get("then") == "raise":
+                raise LookupError("ada is not there") from None
+        return "fallback"
+
+
+@needs_in_task
+@pytest.mark.parametrize("then", ["return", "raise"])
+def test_a_tool_catching_its_task_groups_failure_is_not_a_cancellation_of_the_caller(
+    make_executor: Any, then: str
+) -> None:
+    """A tool that catches the failure of its own TaskGroup (a task failed while the group
+    waited for it) and returns, or raises an error of its own, has that as its outcome, and
+    the caller is not cancelled. Before Python 3.12.3 the group leaves the cancellation it
+    used to stop its body counted on the awaiting task: that was taken for a cancellation of
+    the caller which the tool swallowed, and execute_async raised CancelledError."""
+    registry = ToolRegistry()
+    registry.register_tool(CatchesItsTaskGroupsFailure())
+    executor = make_executor(tool_registry=registry)
+    task = _task("catches_its_task_groups_failure", then=then)
+
+    async def scenario() -> tuple[Any, int]:
+        result = await executor.execute_async(task, CONTEXT)
+        await asyncio.sleep(0.01)  # no cancellation is left pending for the caller either
+        caller = asyncio.current_task()
+        assert caller is not None
+        return result, caller.cancelling()
+
+    result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
+    if then == "return":
+        assert result.success, result.error
+        assert result.output == "fallback"
+    else:
+        assert result.metadata["outcome"] == "error"
+        assert result.metadata["error_type"] == "LookupError"
+        assert result.error == "ada is not there"
+    assert cancelling == 0  # (the group's leftover is taken back, as Python 3.12.3+ does)
+
+
+@needs_in_task
+def test_the_callers_cancellation_while_the_tools_task_group_waits_reaches_the_caller(
+    make_executor: Any,
+) -> None:
+    """A cancellation of the caller arriving while a TaskGroup of the tool waits for its tasks
+    (none failed) goes on to the caller, though the tool catches what the group raises."""
+    registry = ToolRegistry()
+    tool = registry.register_tool(CatchesItsTaskGroupsFailure())
+    executor = make_executor(tool_registry=registry)
+    task = _task("catches_its_task_groups_failure", lookup="hangs")
+
+    async def handler() -> str:
+        result = await executor.execute_async(task, CONTEXT)
+        return f"returned {result.metadata['outcome']}"
+
+    async def scenario() -> str:
+        tool.entered = asyncio.Event()
+        calling = asyncio.ensure_future(handler())
+        await tool.entered.wait()
+        await asyncio.sleep(0)  # (the group is waiting in its exit)
+        calling.cancel()
+        try:
+            return await calling
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == "cancelled"
+    assert executor.get_metrics(task.id).outcome == "cancelled"
 
 
 class Swallows(AsyncBaseTool):

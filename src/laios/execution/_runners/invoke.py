@@ -25,12 +25,13 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from laios._compat.asyncio import in_a_task_group_that_cancelled_its_task
 from laios._exceptions import as_raised
 from laios.execution._runners.base import RawOutcome, RunEvents, ToolCall
 from laios.execution.task_context import TaskContext, reset_current_task, set_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
 
-__all__ = ["call_tool", "call_tool_async", "call_tool_here", "is_async_tool"]
+__all__ = ["WatchedCall", "call_tool", "call_tool_async", "call_tool_here", "is_async_tool"]
 
 _thread_time = time.thread_time
 
@@ -152,3 +153,56 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     finally:
         reset_current_task(token)
     return RawOutcome(value)
+
+
+class WatchedCall:
+    """Awaits a tool's coroutine (:func:`call_tool_async`) one step at a time, watching what
+    the asyncio task running it cannot tell by its cancellation count alone.
+
+    ``by_groups`` counts the cancellations delivered to the tool (``CancelledError`` thrown
+    in at an ``await``) while a TaskGroup of the tool waited for its tasks in ``__aexit__``,
+    the group having cancelled that task itself because one of its tasks failed. Before
+    Python 3.12.3 such a group never takes that cancellation back: the count stays raised
+    though nobody else cancelled anything (see
+    :func:`~laios._compat.asyncio.in_a_task_group_that_cancelled_its_task`).
+
+    ``await WatchedCall(coroutine)`` is ``await coroutine``: what it returns, raises, and
+    is sent or thrown in go through unchanged.
+    """
+
+    __slots__ = ("by_groups", "coroutine")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, RawOutcome]) -> None:
+        self.coroutine = coroutine
+        self.by_groups = 0
+
+    def __await__(self) -> WatchedCall:
+        return self
+
+    def __iter__(self) -> WatchedCall:
+        return self
+
+    def __next__(self) -> Any:
+        return self.coroutine.send(None)
+
+    def send(self, value: Any) -> Any:
+        return self.coroutine.send(value)
+
+    def throw(self, kind: Any, value: Any = None, traceback: Any = None) -> Any:
+        """Throw an exception in (given as ``coroutine.throw`` takes it, in either form)."""
+        if isinstance(kind, BaseException):
+            exc = kind
+        elif isinstance(value, BaseException):
+            exc = value
+        else:
+            exc = kind() if value is None else kind(value)
+        if traceback is not None:
+            exc = exc.with_traceback(traceback)
+        if isinstance(exc, asyncio.CancelledError) and in_a_task_group_that_cancelled_its_task(
+            self.coroutine
+        ):
+            self.by_groups += 1
+        return self.coroutine.throw(exc)
+
+    def close(self) -> None:
+        self.coroutine.close()

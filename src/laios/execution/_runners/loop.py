@@ -52,7 +52,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.invoke import call_tool_async
+from laios.execution._runners.invoke import WatchedCall, call_tool_async
 
 __all__ = ["AsyncSlots", "LoopRunner", "LoopThread"]
 
@@ -847,7 +847,10 @@ class LoopRunner:
         The task's cancellation count tells them apart. A tool that takes a cancellation
         back itself (``current_task().uncancel()``, which only asyncio's own structures may
         call) hides the caller's from this count, as it does from ``asyncio.timeout`` and
-        task groups.
+        task groups. Before Python 3.12.3 a TaskGroup of the tool that failed while it waited
+        for its tasks leaves its own cancellation counted: the tool is watched
+        (:class:`WatchedCall`) to tell it, and it is taken back once the tool has returned or
+        raised.
         """
         assert isinstance(work, _AwaitedCall)
         events = work.events
@@ -861,8 +864,13 @@ class LoopRunner:
             if not events.started():
                 return
             work.active = True
+            watched = None
             try:
-                outcome = await call_tool_async(call, events)
+                if _TASK_GROUPS_LEAVE_A_CANCEL:
+                    watched = WatchedCall(call_tool_async(call, events))
+                    outcome = await watched
+                else:
+                    outcome = await call_tool_async(call, events)
             except asyncio.CancelledError as exc:
                 work.active = False
                 if _cancelled_elsewhere(work):
@@ -884,7 +892,7 @@ class LoopRunner:
                 cancelled = work.stopped or _cancelling(task) > work.cancelling
                 if (
                     cancelled
-                    and _cancelled_elsewhere(work)
+                    and _cancelled_elsewhere(work, watched.by_groups if watched else 0)
                     and not _failed_in_a_task_group(outcome)
                 ):
                     # The awaiting task was cancelled while the tool ran, and the tool caught
@@ -1123,16 +1131,21 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool
     return True
 
 
-def _cancelled_elsewhere(work: _AwaitedCall) -> bool:
+def _cancelled_elsewhere(work: _AwaitedCall, by_groups: int = 0) -> bool:
     """Whether the task awaiting ``work``'s tool was cancelled while the tool ran by someone
     else than this runner (its caller's caller, a timeout around it): its cancellation count
     is still above what it was when the tool started once the runner's own stop (if it
-    stopped the tool) is taken back. (Taken back only while the count shows it, so that a
-    tool that took it back itself does not make the runner take back someone else's.)"""
+    stopped the tool) is taken back, and the ``by_groups`` cancellations that TaskGroups of
+    the tool requested and did not take back (see :class:`WatchedCall`). (Taken back only
+    while the count shows them, so that a tool that took one back itself does not make the
+    runner take back someone else's.)"""
     task = work.task
     left = _cancelling(task)
     if work.stopped and left > work.cancelling:
         left = _uncancel(task)
+    while by_groups and left > work.cancelling:
+        left = _uncancel(task)
+        by_groups -= 1
     return left > work.cancelling
 
 
