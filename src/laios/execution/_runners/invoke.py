@@ -159,21 +159,26 @@ class WatchedCall:
     """Awaits a tool's coroutine (:func:`call_tool_async`) one step at a time, watching what
     the asyncio task running it cannot tell by its cancellation count alone.
 
-    ``by_groups`` counts the cancellations delivered to the tool (``CancelledError`` thrown
-    in at an ``await``) while a TaskGroup of the tool waited for its tasks in ``__aexit__``,
-    the group having cancelled that task itself because one of its tasks failed. Before
-    Python 3.12.3 such a group never takes that cancellation back: the count stays raised
-    though nobody else cancelled anything (see
+    ``delivered`` counts the cancellations delivered to the tool (``CancelledError`` thrown
+    in at an ``await``, by the task running it): none when the tool raised the error itself,
+    or awaited a future cancelled before (which raises at once). Python 3.10, which keeps no
+    cancellation count, tells the tool's own ``CancelledError`` by that.
+
+    ``by_groups`` counts those delivered while a TaskGroup of the tool waited for its tasks
+    in ``__aexit__``, the group having cancelled that task itself because one of its tasks
+    failed. Before Python 3.12.3 such a group never takes that cancellation back: the count
+    stays raised though nobody else cancelled anything (see
     :func:`~laios._compat.asyncio.in_a_task_group_that_cancelled_its_task`).
 
     ``await WatchedCall(coroutine)`` is ``await coroutine``: what it returns, raises, and
     is sent or thrown in go through unchanged.
     """
 
-    __slots__ = ("by_groups", "coroutine")
+    __slots__ = ("by_groups", "coroutine", "delivered")
 
     def __init__(self, coroutine: Coroutine[Any, Any, RawOutcome]) -> None:
         self.coroutine = coroutine
+        self.delivered = 0
         self.by_groups = 0
 
     def __await__(self) -> WatchedCall:
@@ -198,10 +203,10 @@ class WatchedCall:
             exc = kind() if value is None else kind(value)
         if traceback is not None:
             exc = exc.with_traceback(traceback)
-        if isinstance(exc, asyncio.CancelledError) and in_a_task_group_that_cancelled_its_task(
-            self.coroutine
-        ):
-            self.by_groups += 1
+        if isinstance(exc, asyncio.CancelledError):
+            self.delivered += 1
+            if in_a_task_group_that_cancelled_its_task(self.coroutine):
+                self.by_groups += 1
         return self.coroutine.throw(exc)
 
     def close(self) -> None:

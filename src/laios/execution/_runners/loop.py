@@ -1327,11 +1327,14 @@ def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
     return current is not None and (task is None or current is task)
 
 
-def _cancelled_outcome(exc: asyncio.CancelledError) -> RawOutcome:
+def _cancelled_outcome(exc: asyncio.CancelledError, watched: WatchedCall | None) -> RawOutcome:
     """The outcome of a tool run in a task of its own that let ``exc`` out: the tool's own
-    (:data:`OWN_CANCELLATION`) when nobody cancelled that task (Python 3.11+ can tell)."""
+    (:data:`OWN_CANCELLATION`) when nobody cancelled that task: its cancellation count says
+    so (Python 3.11+), or (on 3.10, ``watched``) no cancellation was delivered to the tool."""
+    if watched is not None:
+        return RawOutcome(None, exc, error_type=None if watched.delivered else OWN_CANCELLATION)
     task = asyncio.current_task()
-    if _CAN_UNCANCEL and task is not None and not _cancelling(task):
+    if task is not None and not _cancelling(task):
         return RawOutcome(None, exc, error_type=OWN_CANCELLATION)
     return RawOutcome(None, exc)
 
@@ -1343,11 +1346,16 @@ async def _run(work: _LoopCall) -> None:
     closed = False
     try:
         if events.started():
+            watched = None
             try:
-                outcome = await call_tool_async(work.call, events)
+                if _CAN_UNCANCEL:
+                    outcome = await call_tool_async(work.call, events)
+                else:  # (no cancellation count: the tool is watched to tell its own)
+                    watched = WatchedCall(call_tool_async(work.call, events))
+                    outcome = await watched
             except asyncio.CancelledError as exc:
                 # abandoned (the job discards it), the loop ending, or the tool's own
-                outcome = _cancelled_outcome(exc)
+                outcome = _cancelled_outcome(exc, watched)
             except GeneratorExit as exc:
                 if not _raised_by_tool(work.task):  # closed, never to resume (loop closed)
                     closed = True
