@@ -468,6 +468,86 @@ def test_a_cancelled_error_of_the_tools_own_says_nothing_cancelled_the_task(
     assert task.error == result.error
 
 
+class CancelsItsAsyncioTask(AsyncBaseTool):
+    name = "cancels_its_asyncio_task"
+    description = "Cancels the asyncio task it runs in, then awaits; may catch that."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        this = asyncio.current_task()
+        assert this is not None
+        this.cancel()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            if kwargs.get("then") == "carry_on":
+                return "carried on"
+            raise
+        return "never"
+
+
+@pytest.mark.parametrize("road", ["in_task", "timeout", "parallel", "execute_task"])
+def test_a_tool_that_cancels_its_own_task_is_told_so_and_the_caller_is_not_cancelled(
+    make_executor: Any, road: str
+) -> None:
+    """A tool calling ``asyncio.current_task().cancel()`` and then awaiting ends
+    ``cancelled``, its error saying that the tool cancelled its own task; the caller gets
+    that result and is not cancelled. The error read "Task '...' was cancelled", or, for a
+    tool awaited in the caller's task, the caller got CancelledError and the task's error
+    said the awaiting coroutine was cancelled: both sent the reader after a cancel_task, a
+    timeout or a caller that never cancelled anything."""
+    registry = ToolRegistry()
+    registry.register_tool(CancelsItsAsyncioTask)
+    executor = make_executor(tool_registry=registry)
+    task = _task("cancels_its_asyncio_task")
+
+    async def scenario() -> tuple[Any, int]:
+        if road == "in_task":
+            result = await executor.execute_async(task, CONTEXT)
+        elif road == "timeout":
+            result = await executor.execute_async(task, CONTEXT, timeout=10)
+        else:
+            (result,) = await executor.execute_parallel([task], CONTEXT)
+        await asyncio.sleep(0.01)  # would raise CancelledError if one were left pending
+        caller = asyncio.current_task()
+        assert caller is not None
+        return result, caller.cancelling() if IN_TASK else 0  # (no count before 3.11)
+
+    if road == "execute_task":
+        result, cancelling = executor.execute_task(task, CONTEXT, timeout=10), 0
+    else:
+        result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
+    assert "tool 'cancels_its_asyncio_task' cancelled its own asyncio task" in result.error
+    assert "awaiting coroutine was cancelled" not in result.error
+    assert task.error == result.error
+    assert cancelling == 0
+
+
+def test_a_tool_that_cancels_its_own_task_and_carries_on_returns_its_value(
+    make_executor: Any,
+) -> None:
+    """A tool that cancels its own task and catches that cancellation returns its value to
+    the caller, who is not cancelled: it had run in the caller's task, and the caller got
+    CancelledError."""
+    registry = ToolRegistry()
+    registry.register_tool(CancelsItsAsyncioTask)
+    executor = make_executor(tool_registry=registry)
+
+    async def scenario() -> tuple[Any, int]:
+        result = await executor.execute_async(
+            _task("cancels_its_asyncio_task", then="carry_on"), CONTEXT
+        )
+        await asyncio.sleep(0.01)
+        caller = asyncio.current_task()
+        assert caller is not None
+        return result, caller.cancelling() if IN_TASK else 0
+
+    result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.success, result.error
+    assert result.output == "carried on"
+    assert cancelling == 0
+
+
 class FailsInATaskGroup(AsyncBaseTool):
     name = "fails_in_a_task_group"
     description = "Starts a lookup in a TaskGroup; it fails while the group waits for it."

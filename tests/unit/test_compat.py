@@ -7,6 +7,7 @@ upgrade changes the shape it reads), and each fallback must give the same answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sys
 import threading
@@ -23,6 +24,7 @@ from opentelemetry.trace import NoOpTracerProvider
 from laios._compat import otel
 from laios._compat import pydantic as fast_pydantic
 from laios._compat.asyncio import (
+    cancel_requested_while_running,
     in_a_task_group_that_cancelled_its_task,
     suspended_async_generators,
 )
@@ -104,6 +106,24 @@ def test_asyncio_still_keeps_a_loops_async_generators_where_they_are_named() -> 
         loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
         loop.close()
+
+
+def test_asyncio_tasks_still_flag_a_cancellation_requested_while_they_run() -> None:
+    """A task cancelled while it runs a step still flags it (``_must_cancel``) until it
+    delivers it: when this fails, a tool that cancels its own task on Python 3.10 is no
+    longer told from one whose task something else cancelled."""
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        this = asyncio.current_task()
+        assert this is not None
+        before = cancel_requested_while_running(this)
+        this.cancel()
+        flagged = cancel_requested_while_running(this)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        return before, flagged, cancel_requested_while_running(this)
+
+    assert asyncio.run(scenario()) == (False, True, False)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="TaskGroup is Python 3.11+")

@@ -20,6 +20,12 @@ other, so :func:`in_a_task_group_that_cancelled_its_task` looks at where the cor
 (``cr_await``, public) and at the group's private ``_parent_cancel_requested`` flag. Where
 the group has no such flag (another Python), it says no: the cancellation is taken for any
 other.
+
+Python 3.10 keeps no count of a task's cancellations either: a cancellation requested while
+the task runs a step of its coroutine (the tool cancelling its own task) shows only in the
+task's private ``_must_cancel`` flag until the task delivers it, which
+:func:`cancel_requested_while_running` reads. A task without that flag (another task class)
+says no.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import contextlib
 from typing import Any
 
 __all__ = [
+    "cancel_requested_while_running",
     "forget_pending",
     "in_a_task_group_that_cancelled_its_task",
     "suspended_async_generators",
@@ -80,3 +87,10 @@ def in_a_task_group_that_cancelled_its_task(coroutine: Any) -> bool:
     frame = innermost.cr_frame
     group = frame.f_locals.get("self") if frame is not None else None
     return getattr(group, "_parent_cancel_requested", False) is True
+
+
+def cancel_requested_while_running(task: asyncio.Task[Any]) -> bool:
+    """Whether a cancellation of ``task`` was requested while it ran the step of its coroutine
+    that just ended (called right after that step, before the task goes on), and is still
+    to be delivered."""
+    return getattr(task, "_must_cancel", False) is True

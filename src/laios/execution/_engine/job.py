@@ -54,6 +54,7 @@ from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, p
 from laios.execution._runners import base as runner_base
 from laios.execution._runners.base import (
     OWN_CANCELLATION,
+    OWN_TASK_CANCELLED,
     RUNNER_SHUT_DOWN,
     SHUTDOWN,
     Handle,
@@ -980,12 +981,27 @@ class Job(TaskRecord):
             "cancelled",
         )
 
+    def _finish_cancelled_its_own_task(self) -> None:
+        """Finish as ``cancelled`` a task whose async tool cancelled the asyncio task running
+        it (and let the ``CancelledError`` out): the error says so, not the executor."""
+        self.finish(
+            "cancelled",
+            f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' cancelled its "
+            "own asyncio task (asyncio.current_task().cancel(), in its own code or code it "
+            "called); no cancel_task, timeout or cancellation of the awaiting coroutine did",
+            "cancelled",
+        )
+
     def _settle(self, outcome: RawOutcome) -> None:
         value, raised = outcome.value, outcome.error
         if raised is not None:
             if isinstance(raised, _CANCELLATIONS):
-                if outcome.error_type == OWN_CANCELLATION and not self.cancel_requested:
+                if self.cancel_requested:
+                    self._finish_cancelled()
+                elif outcome.error_type == OWN_CANCELLATION:
                     self._finish_cancelled_by_tool()
+                elif outcome.error_type == OWN_TASK_CANCELLED:
+                    self._finish_cancelled_its_own_task()
                 else:
                     self._finish_cancelled()
                 return
