@@ -865,6 +865,18 @@ class AwaitsCancelled(AsyncBaseTool):
         return await future
 
 
+class CancelsItsAsyncioTask(AsyncBaseTool):
+    name = "cancels_its_asyncio_task"
+    description = "Cancels the asyncio task it runs in, then awaits."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        this = asyncio.current_task()
+        assert this is not None
+        this.cancel()
+        await asyncio.sleep(5)
+        return "never"
+
+
 #: Tasks a tool left on its loop (held, as asyncio holds tasks only weakly).
 LEFT_BEHIND: set[asyncio.Future[None]] = set()
 
@@ -983,6 +995,7 @@ TOOLS = (
     LeavesAnExitBehind,
     StopsAsync,
     AwaitsCancelled,
+    CancelsItsAsyncioTask,
 )
 
 

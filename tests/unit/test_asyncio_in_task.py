@@ -15,6 +15,7 @@ at the awaiting task itself need 3.11.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextvars
 import sys
 import threading
@@ -36,6 +37,9 @@ needs_in_task = pytest.mark.skipif(
 )
 
 CONTEXT = Context(session_id="s", user_id="u")
+
+#: What a failed TaskGroup raises (Python 3.11+).
+EXCEPTION_GROUP: Any = getattr(builtins, "BaseExceptionGroup", ())
 
 
 class Where(AsyncBaseTool):
@@ -396,19 +400,55 @@ def test_a_cancelled_error_of_the_tools_own_is_its_outcome_not_the_callers(
     assert result.metadata["outcome"] == "cancelled"
 
 
-@needs_in_task
+class RaisesCancelled(AsyncBaseTool):
+    name = "raises_cancelled"
+    description = "Raises asyncio.CancelledError itself."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        raise asyncio.CancelledError
+
+
+class AwaitsAFutureCancelledMeanwhile(AsyncBaseTool):
+    name = "awaits_a_future_cancelled_meanwhile"
+    description = "Awaits a future that something else cancels while it waits."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(future.cancel)
+        return await future
+
+
+#: Python 3.10 keeps no cancellation count: a future cancelled while the tool awaited it
+#: cannot be told from a cancellation of the tool's task there.
+needs_a_count = pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="tells a future cancelled elsewhere by the task's cancellation count (3.11+)",
+)
+
+
 @pytest.mark.parametrize("road", ["in_task", "timeout", "parallel", "execute_task"])
+@pytest.mark.parametrize(
+    "tool",
+    [
+        "awaits_cancelled",
+        "raises_cancelled",
+        pytest.param("awaits_a_future_cancelled_meanwhile", marks=needs_a_count),
+    ],
+)
 def test_a_cancelled_error_of_the_tools_own_says_nothing_cancelled_the_task(
-    make_executor: Any, road: str
+    make_executor: Any, road: str, tool: str
 ) -> None:
     """The result of a tool letting out a CancelledError that nobody asked for says so: no
-    cancel_task, timeout or caller cancelled it, something the tool awaited was cancelled.
-    It used to read "Task '...' was cancelled", sending the reader after a canceller that
-    never was."""
+    cancel_task, timeout or caller cancelled it, something the tool awaited was cancelled
+    or it raised the error itself. It used to read "Task '...' was cancelled", sending the
+    reader after a canceller that never was; on Python 3.10 it still did."""
     registry = ToolRegistry()
-    registry.register_tool(AwaitsCancelled)
+    registry.register_tools(
+        [AwaitsCancelled(), RaisesCancelled(), AwaitsAFutureCancelledMeanwhile()]
+    )
     executor = make_executor(tool_registry=registry)
-    task = _task("awaits_cancelled")
+    task = _task(tool)
 
     async def scenario() -> Any:
         if road == "in_task":
@@ -426,6 +466,86 @@ def test_a_cancelled_error_of_the_tools_own_says_nothing_cancelled_the_task(
     assert "raised asyncio.CancelledError" in result.error
     assert "nothing cancelled its task" in result.error
     assert task.error == result.error
+
+
+class CancelsItsAsyncioTask(AsyncBaseTool):
+    name = "cancels_its_asyncio_task"
+    description = "Cancels the asyncio task it runs in, then awaits; may catch that."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        this = asyncio.current_task()
+        assert this is not None
+        this.cancel()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            if kwargs.get("then") == "carry_on":
+                return "carried on"
+            raise
+        return "never"
+
+
+@pytest.mark.parametrize("road", ["in_task", "timeout", "parallel", "execute_task"])
+def test_a_tool_that_cancels_its_own_task_is_told_so_and_the_caller_is_not_cancelled(
+    make_executor: Any, road: str
+) -> None:
+    """A tool calling ``asyncio.current_task().cancel()`` and then awaiting ends
+    ``cancelled``, its error saying that the tool cancelled its own task; the caller gets
+    that result and is not cancelled. The error read "Task '...' was cancelled", or, for a
+    tool awaited in the caller's task, the caller got CancelledError and the task's error
+    said the awaiting coroutine was cancelled: both sent the reader after a cancel_task, a
+    timeout or a caller that never cancelled anything."""
+    registry = ToolRegistry()
+    registry.register_tool(CancelsItsAsyncioTask)
+    executor = make_executor(tool_registry=registry)
+    task = _task("cancels_its_asyncio_task")
+
+    async def scenario() -> tuple[Any, int]:
+        if road == "in_task":
+            result = await executor.execute_async(task, CONTEXT)
+        elif road == "timeout":
+            result = await executor.execute_async(task, CONTEXT, timeout=10)
+        else:
+            (result,) = await executor.execute_parallel([task], CONTEXT)
+        await asyncio.sleep(0.01)  # would raise CancelledError if one were left pending
+        caller = asyncio.current_task()
+        assert caller is not None
+        return result, caller.cancelling() if IN_TASK else 0  # (no count before 3.11)
+
+    if road == "execute_task":
+        result, cancelling = executor.execute_task(task, CONTEXT, timeout=10), 0
+    else:
+        result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.metadata["outcome"] == "cancelled"
+    assert "tool 'cancels_its_asyncio_task' cancelled its own asyncio task" in result.error
+    assert "awaiting coroutine was cancelled" not in result.error
+    assert task.error == result.error
+    assert cancelling == 0
+
+
+def test_a_tool_that_cancels_its_own_task_and_carries_on_returns_its_value(
+    make_executor: Any,
+) -> None:
+    """A tool that cancels its own task and catches that cancellation returns its value to
+    the caller, who is not cancelled: it had run in the caller's task, and the caller got
+    CancelledError."""
+    registry = ToolRegistry()
+    registry.register_tool(CancelsItsAsyncioTask)
+    executor = make_executor(tool_registry=registry)
+
+    async def scenario() -> tuple[Any, int]:
+        result = await executor.execute_async(
+            _task("cancels_its_asyncio_task", then="carry_on"), CONTEXT
+        )
+        await asyncio.sleep(0.01)
+        caller = asyncio.current_task()
+        assert caller is not None
+        return result, caller.cancelling() if IN_TASK else 0
+
+    result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert result.success, result.error
+    assert result.output == "carried on"
+    assert cancelling == 0
 
 
 class FailsInATaskGroup(AsyncBaseTool):
@@ -463,6 +583,96 @@ def test_a_task_group_failing_in_the_tool_is_its_error_not_a_cancellation_of_the
     result = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert result.metadata["outcome"] == "error"
     assert result.metadata["error_type"] == "ExceptionGroup"
+
+
+class CatchesItsTaskGroupsFailure(AsyncBaseTool):
+    name = "catches_its_task_groups_failure"
+    description = "Looks a row up in a TaskGroup; when the lookup fails, falls back."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered: asyncio.Event | None = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        async def lookup() -> None:
+            if kwargs.get("lookup") == "hangs":
+                assert self.entered is not None
+                self.entered.set()
+                await asyncio.sleep(30)
+            raise KeyError("no row for ada")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(lookup())
+        except EXCEPTION_GROUP as failed:  # (``except*`` would not parse on Python 3.10)
+            if not failed.subgroup(KeyError):
+                raise
+            if kwargs.get("then") == "raise":
+                raise LookupError("ada is not there") from None
+        return "fallback"
+
+
+@needs_in_task
+@pytest.mark.parametrize("then", ["return", "raise"])
+def test_a_tool_catching_its_task_groups_failure_is_not_a_cancellation_of_the_caller(
+    make_executor: Any, then: str
+) -> None:
+    """A tool that catches the failure of its own TaskGroup (a task failed while the group
+    waited for it) and returns, or raises an error of its own, has that as its outcome, and
+    the caller is not cancelled. Before Python 3.12.3 the group leaves the cancellation it
+    used to stop its body counted on the awaiting task: that was taken for a cancellation of
+    the caller which the tool swallowed, and execute_async raised CancelledError."""
+    registry = ToolRegistry()
+    registry.register_tool(CatchesItsTaskGroupsFailure())
+    executor = make_executor(tool_registry=registry)
+    task = _task("catches_its_task_groups_failure", then=then)
+
+    async def scenario() -> tuple[Any, int]:
+        result = await executor.execute_async(task, CONTEXT)
+        await asyncio.sleep(0.01)  # no cancellation is left pending for the caller either
+        caller = asyncio.current_task()
+        assert caller is not None
+        return result, caller.cancelling()
+
+    result, cancelling = asyncio.run(asyncio.wait_for(scenario(), 10))
+    if then == "return":
+        assert result.success, result.error
+        assert result.output == "fallback"
+    else:
+        assert result.metadata["outcome"] == "error"
+        assert result.metadata["error_type"] == "LookupError"
+        assert result.error == "ada is not there"
+    assert cancelling == 0  # (the group's leftover is taken back, as Python 3.12.3+ does)
+
+
+@needs_in_task
+def test_the_callers_cancellation_while_the_tools_task_group_waits_reaches_the_caller(
+    make_executor: Any,
+) -> None:
+    """A cancellation of the caller arriving while a TaskGroup of the tool waits for its tasks
+    (none failed) goes on to the caller, though the tool catches what the group raises."""
+    registry = ToolRegistry()
+    tool = registry.register_tool(CatchesItsTaskGroupsFailure())
+    executor = make_executor(tool_registry=registry)
+    task = _task("catches_its_task_groups_failure", lookup="hangs")
+
+    async def handler() -> str:
+        result = await executor.execute_async(task, CONTEXT)
+        return f"returned {result.metadata['outcome']}"
+
+    async def scenario() -> str:
+        tool.entered = asyncio.Event()
+        calling = asyncio.ensure_future(handler())
+        await tool.entered.wait()
+        await asyncio.sleep(0)  # (the group is waiting in its exit)
+        calling.cancel()
+        try:
+            return await calling
+        except asyncio.CancelledError:
+            return "cancelled"
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == "cancelled"
+    assert executor.get_metrics(task.id).outcome == "cancelled"
 
 
 class Swallows(AsyncBaseTool):

@@ -7,11 +7,14 @@ upgrade changes the shape it reads), and each fallback must give the same answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -20,7 +23,11 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from laios._compat import otel
 from laios._compat import pydantic as fast_pydantic
-from laios._compat.asyncio import suspended_async_generators
+from laios._compat.asyncio import (
+    cancel_requested_while_running,
+    in_a_task_group_that_cancelled_its_task,
+    suspended_async_generators,
+)
 from laios._compat.functools import partialmethod_of
 from laios.core.types import Task, TaskResult, TaskStatus
 
@@ -99,6 +106,70 @@ def test_asyncio_still_keeps_a_loops_async_generators_where_they_are_named() -> 
         loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
         loop.close()
+
+
+def test_asyncio_tasks_still_flag_a_cancellation_requested_while_they_run() -> None:
+    """A task cancelled while it runs a step still flags it (``_must_cancel``) until it
+    delivers it: when this fails, a tool that cancels its own task on Python 3.10 is no
+    longer told from one whose task something else cancelled."""
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        this = asyncio.current_task()
+        assert this is not None
+        before = cancel_requested_while_running(this)
+        this.cancel()
+        flagged = cancel_requested_while_running(this)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        return before, flagged, cancel_requested_while_running(this)
+
+    assert asyncio.run(scenario()) == (False, True, False)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="TaskGroup is Python 3.11+")
+def test_asyncio_task_groups_still_say_they_cancelled_the_task_they_run_in() -> None:
+    """A TaskGroup whose task fails while it waits in ``__aexit__`` still flags that it
+    cancelled the task running it (``_parent_cancel_requested``) as that cancellation is
+    delivered: when this fails, a tool awaited in the caller's task that catches its group's
+    failure makes the caller's await raise CancelledError again (before Python 3.12.3)."""
+    seen: list[bool] = []
+
+    class Watch:
+        def __init__(self, coroutine: Any) -> None:
+            self.coroutine = coroutine
+
+        def __await__(self) -> Any:
+            return self
+
+        def __next__(self) -> Any:
+            return self.coroutine.send(None)
+
+        def send(self, value: Any) -> Any:
+            return self.coroutine.send(value)
+
+        def throw(self, exc: BaseException, *rest: Any) -> Any:
+            if isinstance(exc, asyncio.CancelledError):
+                seen.append(in_a_task_group_that_cancelled_its_task(self.coroutine))
+            return self.coroutine.throw(exc)
+
+    async def tool() -> str:
+        async def fails() -> None:
+            raise KeyError("no row")
+
+        try:
+            async with asyncio.TaskGroup() as group:  # type: ignore[attr-defined]
+                group.create_task(fails())
+        except Exception:  # (an ExceptionGroup)
+            return "fallback"
+        return "never"
+
+    async def scenario() -> str:
+        result: str = await Watch(tool())
+        return result
+
+    assert asyncio.run(scenario()) == "fallback"
+    assert seen == [True]
+    assert in_a_task_group_that_cancelled_its_task(object()) is False
 
 
 @pytest.mark.parametrize(

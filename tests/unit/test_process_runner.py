@@ -690,6 +690,17 @@ def test_an_async_tools_own_cancelled_error_says_nothing_cancelled_it(
     assert "nothing cancelled its task" in result.error
 
 
+def test_an_async_tool_that_cancels_its_own_task_is_told_so(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An async tool cancelling its own asyncio task in a worker ends 'cancelled' with an
+    error saying so: it read "nothing cancelled its task"."""
+    executor = make()
+    result = executor.execute_task(task("cancels_its_asyncio_task"), context, timeout=WAIT)
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled its own asyncio task" in result.error
+
+
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_parameter_whose_pickling_error_is_hostile_is_refused_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str

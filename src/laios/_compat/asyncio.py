@@ -12,6 +12,20 @@ tasks knowingly by clearing the task's ``_log_destroy_pending`` flag (``asyncio.
 The async generators a loop closes in ``shutdown_asyncgens()`` are in its private
 ``_asyncgens`` set (``BaseEventLoop``); they are read only to name, in a warning, one that
 did not finish closing. A loop without that set (another loop class) names none.
+
+Before Python 3.12.3 a ``TaskGroup`` whose task fails while the group waits for its tasks in
+``__aexit__`` cancels the task running it (to stop its body) and never takes that back: the
+task's cancellation count stays raised. Nothing public tells that cancellation from any
+other, so :func:`in_a_task_group_that_cancelled_its_task` looks at where the coroutine waits
+(``cr_await``, public) and at the group's private ``_parent_cancel_requested`` flag. Where
+the group has no such flag (another Python), it says no: the cancellation is taken for any
+other.
+
+Python 3.10 keeps no count of a task's cancellations either: a cancellation requested while
+the task runs a step of its coroutine (the tool cancelling its own task) shows only in the
+task's private ``_must_cancel`` flag until the task delivers it, which
+:func:`cancel_requested_while_running` reads. A task without that flag (another task class)
+says no.
 """
 
 from __future__ import annotations
@@ -20,7 +34,20 @@ import asyncio
 import contextlib
 from typing import Any
 
-__all__ = ["forget_pending", "suspended_async_generators"]
+__all__ = [
+    "cancel_requested_while_running",
+    "forget_pending",
+    "in_a_task_group_that_cancelled_its_task",
+    "suspended_async_generators",
+]
+
+#: The code of ``asyncio.TaskGroup.__aexit__`` (Python 3.11+), where a group waits for its tasks.
+_TASK_GROUP_EXIT: Any = getattr(
+    getattr(getattr(asyncio, "TaskGroup", None), "__aexit__", None), "__code__", None
+)
+
+#: Awaits followed down a coroutine's chain at most (a chain is a few deep).
+_MOST_AWAITS = 256
 
 
 def forget_pending(task: asyncio.Task[Any]) -> None:
@@ -37,3 +64,33 @@ def suspended_async_generators(loop: asyncio.AbstractEventLoop) -> list[Any]:
         return list(generators) if generators is not None else []
     except TypeError:  # (not a collection: another loop class's attribute)
         return []
+
+
+def in_a_task_group_that_cancelled_its_task(coroutine: Any) -> bool:
+    """Whether ``coroutine`` waits (at the end of its chain of awaits) in a TaskGroup's
+    ``__aexit__`` for the group's tasks, the group having cancelled the task running it
+    because one of its tasks failed: a cancellation delivered there now is (or includes) the
+    group's own."""
+    if _TASK_GROUP_EXIT is None:
+        return False
+    innermost = None
+    awaited = coroutine
+    for _ in range(_MOST_AWAITS):
+        if getattr(awaited, "cr_code", None) is not None:
+            innermost = awaited
+        following = getattr(awaited, "cr_await", None)
+        if following is None:
+            break
+        awaited = following
+    if innermost is None or innermost.cr_code is not _TASK_GROUP_EXIT:
+        return False
+    frame = innermost.cr_frame
+    group = frame.f_locals.get("self") if frame is not None else None
+    return getattr(group, "_parent_cancel_requested", False) is True
+
+
+def cancel_requested_while_running(task: asyncio.Task[Any]) -> bool:
+    """Whether a cancellation of ``task`` was requested while it ran the step of its coroutine
+    that just ended (called right after that step, before the task goes on), and is still
+    to be delivered."""
+    return getattr(task, "_must_cancel", False) is True

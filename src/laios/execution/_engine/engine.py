@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -721,7 +721,7 @@ class Engine:
             batch.stop_timer()
             accepted = [slot for slot in slots if isinstance(slot, Job)]
             if isinstance(exc, asyncio.CancelledError):
-                await _cancelled_by_caller_async(accepted)
+                await _cancelled_by_caller_async(accepted, batch)
             else:
                 _cancelled_by_caller(accepted, "the caller was interrupted")
             if batch.interrupt is not None and batch.interrupt is not exc:
@@ -856,7 +856,7 @@ class Engine:
         try:
             await batch.wait(jobs, limit)
         except asyncio.CancelledError:
-            await _cancelled_by_caller_async(jobs)
+            await _cancelled_by_caller_async(jobs, batch)
             if batch.interrupt is not None:  # (a Ctrl-C as they were ended: it comes first)
                 raise batch.interrupt  # noqa: B904 (the cancellation stays its context)
             raise
@@ -1207,33 +1207,41 @@ def _cancelled_by_caller(
         job.result = None  # nobody will take these: the records must not keep them
 
 
-async def _cancelled_by_caller_async(jobs: list[Job]) -> None:
-    """End the unfinished ``jobs`` of a coroutine that was cancelled while awaiting them, as
-    :func:`_cancelled_by_caller` does, but :data:`ACCEPT_CHUNK` at a time with a turn of the
-    loop in between: ending thousands in one go would hold the loop (the service's other
-    coroutines) as long as accepting them would have.
+async def _cancelled_by_caller_async(jobs: list[Job], batch: _Batch) -> None:
+    """End the unfinished ``jobs`` of ``batch``, whose coroutine was cancelled while awaiting
+    them, as :func:`_cancelled_by_caller` does, but :data:`ACCEPT_CHUNK` at a time with a turn
+    of the loop in between: ending thousands in one go would hold the loop (the service's
+    other coroutines) as long as accepting them would have.
 
-    First, in one go (cheap: a phase each, under one lock), none of them may start or
-    complete any more: a queued one would otherwise take a slot freed between two chunks, and
-    a running one returning meanwhile would succeed. Cancelled again meanwhile (or
-    interrupted), the rest end at once; closed never to resume (its loop closed under it,
-    maybe by the garbage collector inside a locked section), on another thread.
+    First, none of them may start or complete any more: a queued one would otherwise take a
+    slot freed between two chunks, and a running one returning meanwhile would succeed. The
+    batch says so at once (``given_up``, one write under the executor's lock: its jobs read
+    it as they start or complete), and its jobs are then given up :data:`ACCEPT_CHUNK` at a
+    time under that lock (a few microseconds each: all of them in one hold kept every other
+    thread from submitting or cancelling a task for tens of milliseconds). Cancelled again
+    meanwhile (or interrupted), the rest end at once; closed never to resume (its loop closed
+    under it, maybe by the garbage collector inside a locked section), on another thread.
     """
     if len(jobs) <= ACCEPT_CHUNK:
         _cancelled_by_caller(jobs)
         return
     why = "the awaiting coroutine was cancelled"
+    lock = jobs[0].env.lock  # (a batch's jobs are one executor's: one lock)
     # Queued ones first: an async tool's slot freed meanwhile then passes to no waiting call
     # of this batch, which would take a turn of the loop each to be found given up.
     given_up: list[Job] = []
     running: list[Job] = []
-    ended = 0
+    marked = ended = 0
     try:
-        with jobs[0].env.lock:  # (a batch's jobs are one executor's: one lock)
-            for job in jobs:
-                phase = job.give_up(why)
-                if phase is not None:
-                    (given_up if phase == QUEUED else running).append(job)
+        with lock:
+            batch.given_up = why
+        while marked < len(jobs):
+            with lock:
+                for job in jobs[marked : marked + ACCEPT_CHUNK]:
+                    marked += 1
+                    phase = job.give_up(why)
+                    if phase is not None:
+                        (given_up if phase == QUEUED else running).append(job)
         given_up += running
         running = []
         while ended < len(given_up):
@@ -1243,22 +1251,24 @@ async def _cancelled_by_caller_async(jobs: list[Job]) -> None:
                 ended += 1
                 job.end_given_up()
     except GeneratorExit:
-        run_elsewhere(_end_given_up, given_up[ended:] + running)
+        run_elsewhere(_end_given_up, given_up[ended:] + running, jobs[marked:])
         raise
     except BaseException:
         # (ending a job twice does nothing: one listed twice, interrupted in between, is fine)
-        _end_given_up(given_up[ended:] + running)
+        _end_given_up(given_up[ended:] + running, jobs[marked:])
         raise
     finally:
         for job in jobs:
             job.result = None  # nobody will take these: the records must not keep them
 
 
-def _end_given_up(jobs: list[Job]) -> None:
-    """End ``cancelled`` the given-up ``jobs`` not ended yet (see ``Job.give_up``)."""
+def _end_given_up(jobs: list[Job], unmarked: Sequence[Job] = ()) -> None:
+    """End ``cancelled`` the given-up ``jobs`` not ended yet (see ``Job.give_up``), and the
+    ``unmarked`` ones, which were not given up yet."""
     for job in jobs:
         job.end_given_up()
         job.result = None
+    _cancelled_by_caller(list(unmarked))
 
 
 class _Batch:
@@ -1276,6 +1286,7 @@ class _Batch:
         "finished_count",
         "finished_elsewhere",
         "future",
+        "given_up",
         "interrupt",
         "jobs",
         "loop",
@@ -1301,6 +1312,9 @@ class _Batch:
         #: finished before it runs, not one per job.
         self.finished_elsewhere: list[None] = []
         self.counting = False
+        #: Why its jobs are being given up, once its coroutine was cancelled (see
+        #: :func:`_cancelled_by_caller_async`).
+        self.given_up: str | None = None
 
     def finished(self, job: Job) -> None:
         """A job of the batch finished (called by the job, on any thread)."""

@@ -55,6 +55,7 @@ from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, p
 from laios.execution._runners import base as runner_base
 from laios.execution._runners.base import (
     OWN_CANCELLATION,
+    OWN_TASK_CANCELLED,
     RUNNER_SHUT_DOWN,
     SHUTDOWN,
     Handle,
@@ -235,6 +236,10 @@ class Waiter(Protocol):
 
     loop: asyncio.AbstractEventLoop
     thread: int  # the ident of that loop's thread, where the awaiting coroutine runs
+    #: Set (under ``env.lock``) once the awaiting coroutine was cancelled and its jobs are
+    #: being given up a chunk at a time: why they end. A job of it not given up yet neither
+    #: starts nor completes any more (see :meth:`Job.started` and :meth:`Job.finished`).
+    given_up: str | None
 
     def finished(self, job: Job) -> None:
         """The job finished (called once, from any thread)."""
@@ -424,17 +429,27 @@ class Job(TaskRecord):
                 lock = self.env.lock
                 if not lock.acquire(False):  # (cheaper than ``with``: twice on every task's path)
                     acquire_contended(lock)  # (no lock convoy between callers: see _locks)
+                given_up = False
                 try:
                     if self.phase != QUEUED:
                         return False
-                    self.phase = RUNNING
-                    # Marked running with the phase: a timeout or cancel_task that ends the job
-                    # from now on writes its outcome after this, never before (to be overwritten),
-                    # and the record lets the task go only then.
-                    task = self.task
-                    assign(task, running)
+                    waiter = self.waiter
+                    if waiter is not None and waiter.given_up is not None:
+                        self._stop_phase()  # (its batch is being given up: it never starts)
+                        self.given_up_why = waiter.given_up
+                        given_up = True
+                    else:
+                        self.phase = RUNNING
+                        # Marked running with the phase: a timeout or cancel_task that ends the
+                        # job from now on writes its outcome after this, never before (to be
+                        # overwritten), and the record lets the task go only then.
+                        task = self.task
+                        assign(task, running)
                 finally:
                     lock.release()
+                if given_up:
+                    self._given_up_ends()
+                    return False
             elif self.phase != RUNNING:
                 return False
             else:
@@ -469,6 +484,13 @@ class Job(TaskRecord):
                     acquire_contended(lock)
                 try:
                     phase = self.phase
+                    if phase == RUNNING:
+                        waiter = self.waiter
+                        if waiter is not None and waiter.given_up is not None:
+                            # Its batch is being given up: its value is discarded, as when
+                            # given up already (see Job.give_up).
+                            phase = ABANDONED
+                            self.given_up_why = waiter.given_up
                     self.phase = DONE
                 finally:
                     lock.release()
@@ -1022,12 +1044,27 @@ class Job(TaskRecord):
             "cancelled",
         )
 
+    def _finish_cancelled_its_own_task(self) -> None:
+        """Finish as ``cancelled`` a task whose async tool cancelled the asyncio task running
+        it (and let the ``CancelledError`` out): the error says so, not the executor."""
+        self.finish(
+            "cancelled",
+            f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' cancelled its "
+            "own asyncio task (asyncio.current_task().cancel(), in its own code or code it "
+            "called); no cancel_task, timeout or cancellation of the awaiting coroutine did",
+            "cancelled",
+        )
+
     def _settle(self, outcome: RawOutcome) -> None:
         value, raised = outcome.value, outcome.error
         if raised is not None:
             if isinstance(raised, _CANCELLATIONS):
-                if outcome.error_type == OWN_CANCELLATION and not self.cancel_requested:
+                if self.cancel_requested:
+                    self._finish_cancelled()
+                elif outcome.error_type == OWN_CANCELLATION:
                     self._finish_cancelled_by_tool()
+                elif outcome.error_type == OWN_TASK_CANCELLED:
+                    self._finish_cancelled_its_own_task()
                 else:
                     self._finish_cancelled()
                 return

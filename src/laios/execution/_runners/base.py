@@ -120,7 +120,8 @@ class RawOutcome:
         error_type: The runner's own word for the failure (``memory_limit``, ``cpu_limit``,
             ``worker_crashed``, ``terminated``, ``not_picklable``), when it is not what the
             tool raised; ``None``: the error's class name. With an ``asyncio.CancelledError``,
-            :data:`OWN_CANCELLATION` says the tool raised it though nothing cancelled its task.
+            :data:`OWN_CANCELLATION` says the tool raised it though nothing cancelled its task,
+            and :data:`OWN_TASK_CANCELLED` that the tool cancelled its own task.
         traceback: The traceback of the ``error`` the tool raised, as formatted in the process
             it ran in, scrubbed of the call's secret values and cut as a span's stack trace is
             (a pickled exception loses its frames and its causes); ``None``: ``error``'s own
@@ -139,6 +140,11 @@ class RawOutcome:
 #: ``RawOutcome.error_type`` of an ``asyncio.CancelledError`` the tool let out though nothing
 #: cancelled the task running it (something it awaited was cancelled elsewhere).
 OWN_CANCELLATION = "own_cancellation"
+
+#: ``RawOutcome.error_type`` of an ``asyncio.CancelledError`` that came of the tool cancelling
+#: the task running it (``asyncio.current_task().cancel()``, in its own code or code it
+#: called), the executor having cancelled nothing.
+OWN_TASK_CANCELLED = "own_task_cancelled"
 
 
 @dataclass(frozen=True, slots=True)

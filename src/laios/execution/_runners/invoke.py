@@ -20,19 +20,50 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 import time
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from laios._compat.asyncio import (
+    cancel_requested_while_running,
+    in_a_task_group_that_cancelled_its_task,
+)
 from laios._exceptions import as_raised
-from laios.execution._runners.base import RawOutcome, RunEvents, ToolCall
+from laios.execution._runners.base import (
+    OWN_CANCELLATION,
+    OWN_TASK_CANCELLED,
+    RawOutcome,
+    RunEvents,
+    ToolCall,
+)
 from laios.execution.task_context import TaskContext, reset_current_task, set_current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolOutput
 
-__all__ = ["call_tool", "call_tool_async", "call_tool_here", "is_async_tool"]
+__all__ = [
+    "WatchedCall",
+    "call_tool",
+    "call_tool_async",
+    "call_tool_here",
+    "is_async_tool",
+    "unasked_cancellation",
+]
 
 _thread_time = time.thread_time
+
+#: Whether a task counts its cancellations (``Task.cancelling``, Python 3.11+).
+_COUNTED = sys.version_info >= (3, 11)
+
+if sys.version_info >= (3, 11):
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return task.cancelling()
+
+else:  # (no count: see WatchedCall)
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return 0
 
 
 def is_async_tool(tool: Any) -> bool:
@@ -152,3 +183,126 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     finally:
         reset_current_task(token)
     return RawOutcome(value)
+
+
+class WatchedCall:
+    """Awaits a tool's coroutine (:func:`call_tool_async`) one step at a time, watching what
+    the asyncio task running it cannot tell by its cancellation count alone.
+
+    ``own`` counts the cancellations of that task requested while the tool ran a step: the
+    tool cancelled its own task (``asyncio.current_task().cancel()``, in its own code or code
+    it called); ``pending`` says the last of them was not delivered yet.
+
+    ``delivered`` counts the cancellations delivered to the tool (``CancelledError`` thrown
+    in at an ``await``, by the task running it): none when the tool raised the error itself,
+    or awaited a future cancelled before (which raises at once). Python 3.10, which keeps no
+    cancellation count, tells the tool's own ``CancelledError`` by that.
+
+    ``by_groups`` counts those delivered while a TaskGroup of the tool waited for its tasks
+    in ``__aexit__``, the group having cancelled that task itself because one of its tasks
+    failed. Before Python 3.12.3 such a group never takes that cancellation back: the count
+    stays raised though nobody else cancelled anything (see
+    :func:`~laios._compat.asyncio.in_a_task_group_that_cancelled_its_task`).
+
+    ``await WatchedCall(coroutine)`` is ``await coroutine``: what it returns, raises, and
+    is sent or thrown in go through unchanged.
+    """
+
+    __slots__ = ("by_groups", "coroutine", "delivered", "own", "pending", "task")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, RawOutcome]) -> None:
+        self.coroutine = coroutine
+        self.task: asyncio.Task[Any] | None = None  # (the one running it: at its first step)
+        self.own = 0
+        self.pending = False
+        self.delivered = 0
+        self.by_groups = 0
+
+    def __await__(self) -> WatchedCall:
+        return self
+
+    def __iter__(self) -> WatchedCall:
+        return self
+
+    if sys.version_info >= (3, 11):
+
+        def send(self, value: Any = None) -> Any:
+            task = self.task
+            if task is None:
+                task = self.task = asyncio.current_task()
+                if task is None:  # (not in a task: nothing to watch)
+                    return self.coroutine.send(value)
+            before = task.cancelling()
+            try:
+                return self.coroutine.send(value)
+            finally:
+                if task.cancelling() > before:
+                    self.own += 1
+                    self.pending = True
+
+    else:
+
+        def send(self, value: Any = None) -> Any:
+            task = self.task
+            if task is None:
+                task = self.task = asyncio.current_task()
+                if task is None:
+                    return self.coroutine.send(value)
+            try:
+                return self.coroutine.send(value)
+            finally:
+                if cancel_requested_while_running(task):
+                    self.own += 1
+                    self.pending = True
+
+    __next__ = send  # (the task steps it with None: as send(None), without a call more)
+
+    def throw(self, kind: Any, value: Any = None, traceback: Any = None) -> Any:
+        """Throw an exception in (given as ``coroutine.throw`` takes it, in either form)."""
+        if isinstance(kind, BaseException):
+            exc = kind
+        elif isinstance(value, BaseException):
+            exc = value
+        else:
+            exc = kind() if value is None else kind(value)
+        if traceback is not None:
+            exc = exc.with_traceback(traceback)
+        if isinstance(exc, asyncio.CancelledError):
+            self.delivered += 1
+            self.pending = False
+            if in_a_task_group_that_cancelled_its_task(self.coroutine):
+                self.by_groups += 1
+        task = self.task
+        if task is None:
+            return self.coroutine.throw(exc)
+        before = _cancelling(task)
+        try:
+            return self.coroutine.throw(exc)
+        finally:
+            if _cancelling(task) > before if _COUNTED else cancel_requested_while_running(task):
+                self.own += 1
+                self.pending = True
+
+    def close(self) -> None:
+        self.coroutine.close()
+
+
+def unasked_cancellation(watched: WatchedCall, *, only_the_tool: bool = False) -> str | None:
+    """The ``error_type`` of the ``asyncio.CancelledError`` a tool ``watched`` in a task of
+    its own let out, when the executor did not cancel that task: :data:`OWN_TASK_CANCELLED`
+    when the tool cancelled its own task, and nothing else did; :data:`OWN_CANCELLATION`
+    when nothing cancelled the task (what TaskGroups of the tool left counted aside);
+    ``None`` when something else did, or (on Python 3.10, which keeps no count) may have.
+
+    ``only_the_tool``: nothing but the tool's own code can cancel that task (a worker
+    process's): a cancellation that is not of a step of the tool's is of a callback of its.
+    """
+    task = watched.task
+    if _COUNTED and task is not None:
+        cancelled = _cancelling(task) - watched.by_groups
+        if cancelled <= 0:
+            return OWN_CANCELLATION
+        return OWN_TASK_CANCELLED if only_the_tool or watched.own >= cancelled else None
+    if watched.own:
+        return OWN_TASK_CANCELLED
+    return None if watched.delivered and not only_the_tool else OWN_CANCELLATION

@@ -42,6 +42,7 @@ from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
     OWN_CANCELLATION,
+    OWN_TASK_CANCELLED,
     SHUTDOWN,
     STOP_GRACE_SECONDS,  # a cancelled async tool not ended by then is left running
     Handle,
@@ -52,7 +53,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.invoke import call_tool_async
+from laios.execution._runners.invoke import WatchedCall, call_tool_async, unasked_cancellation
 
 __all__ = ["AsyncSlots", "LoopRunner", "LoopThread"]
 
@@ -842,12 +843,18 @@ class LoopRunner:
         (``uncancel``) once the tool has stopped, as ``asyncio.timeout`` does; a cancellation
         of the task from elsewhere goes on to the caller (``CancelledError`` out of this
         call), even when the tool caught it and carried on. A ``CancelledError`` of the
-        tool's own (nobody cancelled the task) is its outcome, as in a task of its own.
+        tool's own (nobody cancelled the task) is its outcome, as in a task of its own; so is
+        a cancellation the tool requested of the task itself (``current_task().cancel()``,
+        during one of its steps: see :class:`WatchedCall`), which is taken back once the
+        tool took it.
 
         The task's cancellation count tells them apart. A tool that takes a cancellation
         back itself (``current_task().uncancel()``, which only asyncio's own structures may
         call) hides the caller's from this count, as it does from ``asyncio.timeout`` and
-        task groups.
+        task groups. Before Python 3.12.3 a TaskGroup of the tool that failed while it waited
+        for its tasks leaves its own cancellation counted: the tool is watched
+        (:class:`WatchedCall`) to tell it, and it is taken back once the tool has returned or
+        raised.
         """
         assert isinstance(work, _AwaitedCall)
         events = work.events
@@ -861,17 +868,21 @@ class LoopRunner:
             if not events.started():
                 return
             work.active = True
+            watched = WatchedCall(call_tool_async(call, events))
             try:
-                outcome = await call_tool_async(call, events)
+                outcome = await watched
             except asyncio.CancelledError as exc:
                 work.active = False
-                if _cancelled_elsewhere(work):
+                if _cancelled_elsewhere(work, _own_delivered(watched) + _by_groups(watched)):
                     raise  # the awaiting task itself was cancelled
                 # Stopped by this runner, or the tool's own (a future it awaited was
-                # cancelled elsewhere): its outcome, as in a task of its own.
-                outcome = RawOutcome(
-                    None, exc, error_type=None if work.stopped else OWN_CANCELLATION
-                )
+                # cancelled elsewhere, or it cancelled its own task): its outcome, as in a
+                # task of its own.
+                if work.stopped:
+                    outcome = RawOutcome(None, exc)
+                else:
+                    kind = OWN_TASK_CANCELLED if watched.own else OWN_CANCELLATION
+                    outcome = RawOutcome(None, exc, error_type=kind)
             except GeneratorExit as exc:
                 if not _raised_by_tool(task):  # closed, never to resume (its loop was closed)
                     closed = True  # (still active: a reclaim_closed meanwhile ends it alike)
@@ -884,7 +895,7 @@ class LoopRunner:
                 cancelled = work.stopped or _cancelling(task) > work.cancelling
                 if (
                     cancelled
-                    and _cancelled_elsewhere(work)
+                    and _cancelled_elsewhere(work, _own_delivered(watched) + _by_groups(watched))
                     and not _failed_in_a_task_group(outcome)
                 ):
                     # The awaiting task was cancelled while the tool ran, and the tool caught
@@ -1123,17 +1134,36 @@ def _on_loop(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> bool
     return True
 
 
-def _cancelled_elsewhere(work: _AwaitedCall) -> bool:
+def _cancelled_elsewhere(work: _AwaitedCall, not_the_callers: int = 0) -> bool:
     """Whether the task awaiting ``work``'s tool was cancelled while the tool ran by someone
     else than this runner (its caller's caller, a timeout around it): its cancellation count
     is still above what it was when the tool started once the runner's own stop (if it
-    stopped the tool) is taken back. (Taken back only while the count shows it, so that a
-    tool that took it back itself does not make the runner take back someone else's.)"""
+    stopped the tool) is taken back, and the ``not_the_callers`` cancellations that were the
+    tool's own (see :func:`_own_delivered` and :func:`_by_groups`). (Taken back only while
+    the count shows them, so that a tool that took one back itself does not make the
+    runner take back someone else's.)"""
     task = work.task
     left = _cancelling(task)
     if work.stopped and left > work.cancelling:
         left = _uncancel(task)
+    while not_the_callers and left > work.cancelling:
+        left = _uncancel(task)
+        not_the_callers -= 1
     return left > work.cancelling
+
+
+def _own_delivered(watched: WatchedCall) -> int:
+    """The cancellations of its task a tool awaited in the caller's task requested itself
+    and took (delivered at its ``await``): not the caller's. One still to be delivered
+    (the tool cancelled its task and returned) reaches the caller's next ``await`` whatever
+    the count says: it is taken for the caller's."""
+    return watched.own - 1 if watched.pending else watched.own
+
+
+def _by_groups(watched: WatchedCall) -> int:
+    """The cancellations TaskGroups of a tool awaited in the caller's task requested and did
+    not take back (before Python 3.12.3): not the caller's."""
+    return watched.by_groups if _TASK_GROUPS_LEAVE_A_CANCEL else 0
 
 
 #: Whether a TaskGroup may leave the task running it cancelled (its cancellation count
@@ -1314,13 +1344,14 @@ def _raised_by_tool(task: asyncio.Task[Any] | None) -> bool:
     return current is not None and (task is None or current is task)
 
 
-def _cancelled_outcome(exc: asyncio.CancelledError) -> RawOutcome:
+def _cancelled_outcome(
+    exc: asyncio.CancelledError, work: _LoopCall, watched: WatchedCall
+) -> RawOutcome:
     """The outcome of a tool run in a task of its own that let ``exc`` out: the tool's own
-    (:data:`OWN_CANCELLATION`) when nobody cancelled that task (Python 3.11+ can tell)."""
-    task = asyncio.current_task()
-    if _CAN_UNCANCEL and task is not None and not _cancelling(task):
-        return RawOutcome(None, exc, error_type=OWN_CANCELLATION)
-    return RawOutcome(None, exc)
+    when the executor did not cancel that task (see :func:`unasked_cancellation`)."""
+    if work.abandoned:
+        return RawOutcome(None, exc)
+    return RawOutcome(None, exc, error_type=unasked_cancellation(watched))
 
 
 async def _run(work: _LoopCall) -> None:
@@ -1330,11 +1361,12 @@ async def _run(work: _LoopCall) -> None:
     closed = False
     try:
         if events.started():
+            watched = WatchedCall(call_tool_async(work.call, events))
             try:
-                outcome = await call_tool_async(work.call, events)
+                outcome = await watched
             except asyncio.CancelledError as exc:
                 # abandoned (the job discards it), the loop ending, or the tool's own
-                outcome = _cancelled_outcome(exc)
+                outcome = _cancelled_outcome(exc, work, watched)
             except GeneratorExit as exc:
                 if not _raised_by_tool(work.task):  # closed, never to resume (loop closed)
                     closed = True

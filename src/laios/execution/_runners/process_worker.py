@@ -49,8 +49,14 @@ from typing import Any, NamedTuple
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
 from laios.execution._records import mapping_copy
-from laios.execution._runners.base import OWN_CANCELLATION, RawOutcome, ToolCall
-from laios.execution._runners.invoke import call_tool, call_tool_async, is_async_tool
+from laios.execution._runners.base import RawOutcome, ToolCall
+from laios.execution._runners.invoke import (
+    WatchedCall,
+    call_tool,
+    call_tool_async,
+    is_async_tool,
+    unasked_cancellation,
+)
 from laios.execution.redaction import (
     MAX_TRACEBACK_BYTES,
     scrub,
@@ -702,15 +708,16 @@ class _Worker:
             self.loop.set_exception_handler(self.loop_exception)
             asyncio.set_event_loop(self.loop)
         loop = self.loop
-        task = loop.create_task(call_tool_async(call, self.events))
+        watched = WatchedCall(call_tool_async(call, self.events))
+        task = loop.create_task(_awaited(watched))
         try:
-            return self._run_until_done(loop, task)
+            return self._run_until_done(loop, task, watched)
         finally:
             with contextlib.suppress(Exception):
                 self.remember_left_tasks(loop)
 
     def _run_until_done(
-        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[RawOutcome]
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[RawOutcome], watched: WatchedCall
     ) -> RawOutcome:
         while True:
             try:
@@ -718,7 +725,8 @@ class _Worker:
             except BaseException as exc:
                 if task.done():  # (cancellation, or a BaseException, from the tool itself)
                     if task.cancelled():  # (nothing here cancels a call's task: the tool's own)
-                        return RawOutcome(None, exc, error_type=OWN_CANCELLATION)
+                        kind = unasked_cancellation(watched, only_the_tool=True)
+                        return RawOutcome(None, exc, error_type=kind)
                     error = task.exception()
                     return RawOutcome(None, error) if error is not None else task.result()
                 # Not this call's end: a task an earlier call left on the loop raised
@@ -726,6 +734,12 @@ class _Worker:
                 # goes on (its timeout still holds).
                 if not isinstance(exc, RuntimeError):
                     self.print_traceback(exc)
+
+
+async def _awaited(watched: WatchedCall) -> RawOutcome:
+    """Await a watched call (a task is made of a coroutine)."""
+    outcome: RawOutcome = await watched
+    return outcome
 
 
 def _out_of_memory(error: BaseException | None) -> bool:
