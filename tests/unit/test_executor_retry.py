@@ -3,6 +3,7 @@ and when retrying stops."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import threading
@@ -346,6 +347,35 @@ def test_deadline_cuts_a_running_attempt(
     result = executor.execute_with_retry(make_task("blocked"), context, deadline=0.3)
     assert time.monotonic() - started < 2.0
     assert result.metadata["outcome"] == "timeout"
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_an_attempt_cut_by_the_deadline_says_so(
+    executor: Executor, make_task: Any, context: Context, mode: str, timeout: float | None
+) -> None:
+    """An attempt whose time ran out at the deadline says the deadline stopped it, not that
+    it exceeded a timeout of some odd number of seconds that nobody set."""
+    task = make_task("blocked")
+    options: dict[str, Any] = {"deadline": 0.3, "timeout": timeout}
+    if mode == "blocking":
+        result = executor.execute_with_retry(task, context, **options)
+    else:
+        result = asyncio.run(executor.execute_with_retry_async(task, context, **options))
+    assert result.metadata["outcome"] == "timeout"
+    assert "its timeout of" not in (result.error or "")
+    assert "retry deadline of 0.3s" in (result.error or "")
+    assert task.error == result.error
+
+
+def test_an_attempt_with_a_shorter_timeout_of_its_own_names_its_timeout(
+    executor: Executor, make_task: Any, context: Context
+) -> None:
+    """A per-attempt timeout that strikes before the deadline is still named as such."""
+    result = executor.execute_with_retry(
+        make_task("blocked"), context, max_retries=0, timeout=0.2, deadline=30
+    )
+    assert "exceeded its timeout of 0.2s" in (result.error or "")
 
 
 def test_deadline_reached_during_the_wait_returns_the_last_failure(

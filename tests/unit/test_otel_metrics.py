@@ -1103,3 +1103,46 @@ def test_the_reference_shows_the_bucket_constants_as_they_are(name: str) -> None
     row = re.search(rf"^\| `{name}` \| `(\([^`]*\))`", page.read_text(encoding="utf-8"), re.M)
     assert row is not None, f"no row with the tuple of {name}"
     assert ast.literal_eval(row.group(1)) == getattr(otel_metrics, name)
+
+
+def _collector_name(metric: Metric) -> str:
+    """The name the Collector's ``prometheus`` exporter gives ``metric`` with its default
+    suffixes: dots become underscores, a unit in braces adds nothing, ``s`` adds
+    ``_seconds``, and a monotonic sum adds ``_total``."""
+    name = metric.name.replace(".", "_")
+    unit = re.sub(r"\{[^}]*\}", "", metric.unit or "")
+    if unit == "s":
+        name += "_seconds"
+    elif unit:
+        name += f"_{unit}"
+    if getattr(metric.data, "is_monotonic", False):  # (a Sum; a histogram has no such field)
+        name += "_total"
+    return name
+
+
+def test_the_catalogue_names_every_instrument_the_collector_gives_a_family_name(
+    store: MetricStore,
+    reader: InMemoryMetricReader,
+    instrumented: MetricsInstrumentation,
+) -> None:
+    """docs/metrics.md lists the instruments whose name through the Collector's prometheus
+    exporter is that of a scraped family (each would be counted twice by a Prometheus fed both
+    ways): all of them, not four of six."""
+    finish(store, "echo", outcome="error", error_type="ValueError")
+    store.task_retried(store.tool_slot("echo", True), "ValueError")
+    registry = CollectorRegistry()
+    ensure_collector(store, registry)
+    families = {sample.name for family in registry.collect() for sample in family.samples} | {
+        family.name for family in registry.collect()
+    }
+    translated = {_collector_name(metric) for metric in collect(reader).values()}
+    clashing = translated & families
+    assert "laios_tasks_total" in clashing  # (the translation above is the Collector's)
+    page = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+    text = " ".join(page.read_text(encoding="utf-8").split())
+    paragraph = re.search(
+        r"Through the Collector's `prometheus` exporter.*?\(`gen_ai_tool_name`", text
+    )
+    assert paragraph is not None
+    documented = set(re.findall(r"`(laios_[a-z_]+)`", paragraph.group(0)))
+    assert documented == clashing

@@ -330,6 +330,7 @@ class Engine:
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
         in_task: bool = False,
+        retry_deadline: float | None = None,
     ) -> Job:
         """Accept a task: choose its runner, record it, open its span; finish it at once when
         it is refused (executor shut down, unknown tool) or a pending cancellation names it.
@@ -338,6 +339,8 @@ class Engine:
         awaits it and ``waiter`` is told once it is finished. ``in_task``: an async tool
         may run inside that coroutine's own task (when the loop runner has a slot free now:
         the job's handle is then the claimed slot, and it starts with no queue wait).
+        ``retry_deadline``: the deadline of the retry call that cut ``limit`` to its time
+        left (a timeout then says so).
         """
         store, env = self.store, self.env
         tool = self.tool_named(task.tool_name)
@@ -386,6 +389,8 @@ class Engine:
         if limit is not None:
             job.limit = limit
             job.deadline = time.monotonic() + limit
+            if retry_deadline is not None:
+                job.retry_deadline = retry_deadline
         # Whoever finishes the job wakes the caller: set up before the record is visible.
         if waiter is not None:
             job.waiter = waiter
@@ -609,12 +614,14 @@ class Engine:
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
         checked: bool = False,
+        retry_deadline: float | None = None,
     ) -> TaskResult:
         """Run one task while the calling thread waits, for at most its timeout. Never raises
         (``KeyboardInterrupt`` on the caller's thread goes on after the task is recorded).
 
         ``checked``: the caller has just passed ``task``, ``context`` and ``on_progress``
-        through :func:`check_call` (a retry call's first attempt).
+        through :func:`check_call` (a retry call's first attempt). ``retry_deadline``: see
+        :meth:`new_job`.
         """
         try:
             if not checked:
@@ -633,6 +640,7 @@ class Engine:
                 parent=parent,
                 attributes=attributes,
                 retries=retries,
+                retry_deadline=retry_deadline,
             )
             if job.result is None:
                 if job.inline:
@@ -740,6 +748,7 @@ class Engine:
         *,
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
+        retry_deadline: float | None = None,
     ) -> TaskResult:
         """Run one task while the calling coroutine awaits it (``execute_async``).
 
@@ -764,6 +773,7 @@ class Engine:
             attributes,
             retries,
             in_task=limit is None,
+            retry_deadline=retry_deadline,
         )
         if not isinstance(job, Job):
             return job
@@ -820,6 +830,7 @@ class Engine:
         retries: int | None = None,
         *,
         in_task: bool = False,
+        retry_deadline: float | None = None,
     ) -> Job | TaskResult:
         """A job for one task of an awaiting call, handed over to its runner (unless it
         claimed a slot in the awaiting task, see ``Engine.new_job``), or the failed result of
@@ -841,6 +852,7 @@ class Engine:
                 attributes=attributes,
                 retries=retries,
                 in_task=in_task,
+                retry_deadline=retry_deadline,
             )
             if job.result is None and not job.in_task:
                 self._hand_over(job)

@@ -317,6 +317,9 @@ class Job(TaskRecord):
     handle: Handle | None = None
     deadline: float | None = None  # time.monotonic() after which the tool must not start
     limit: float | None = None  # the timeout, in seconds, for messages
+    # The deadline of the execute_with_retry call that cut ``limit`` to its time left, for
+    # messages
+    retry_deadline: float | None = None
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     inline = False  # runs on the caller's thread: nothing else can move its phase on
@@ -975,6 +978,8 @@ class Job(TaskRecord):
         """What a timed-out result says: where the task was when its time ran out."""
         limit = self.limit
         budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
+        if limit is not None and self.retry_deadline is not None:
+            budget = f"the {limit:g}s left of its retry deadline of {self.retry_deadline:g}s"
         where = self._preparing()
         if where is None:
             where = self._where(queued=queued)

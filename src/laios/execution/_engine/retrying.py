@@ -123,6 +123,15 @@ class RetryRun:
         left = max(deadline - self.elapsed(), 1e-3)
         return left if self.limit is None else min(self.limit, left)
 
+    def cut_by(self, timeout: float | None) -> float | None:
+        """The deadline, when it cut the attempt's ``timeout`` (from :meth:`attempt_timeout`)
+        to the time it left: a timeout of the attempt then names the deadline, not a number
+        of seconds nobody set."""
+        deadline = self.policy.deadline
+        if deadline is None or timeout is None or timeout == self.limit:
+            return None
+        return deadline
+
     def before_attempt(self, last: TaskResult) -> None:
         """Note the failure at hand (``last``) and what the task says of it, before a retry
         replaces them (see :meth:`after_attempt`)."""
@@ -463,15 +472,17 @@ def retry_blocking(
             if first is not None:
                 result, first = first, None
             else:
+                limit = run.attempt_timeout()
                 with run.under_span():
                     result = engine.run_blocking(
                         task,
                         context,
-                        run.attempt_timeout(),
+                        limit,
                         on_progress,
                         attributes=run.attributes(),
                         retries=run.retries,
                         checked=checked,
+                        retry_deadline=run.cut_by(limit),
                     )
                 checked = False
                 if run.retries:
@@ -521,7 +532,8 @@ async def retry_awaiting(
         if policy.max_retries:
             run.listen()
         while True:
-            limit = engine.resolve_timeout(run.attempt_timeout())
+            cut = run.attempt_timeout()
+            limit = engine.resolve_timeout(cut)
             result = await engine.run_one_awaiting(
                 task,
                 context,
@@ -530,6 +542,7 @@ async def retry_awaiting(
                 parent,
                 attributes=run.attributes(),
                 retries=run.retries,
+                retry_deadline=run.cut_by(cut),
             )
             if run.retries:
                 result = run.after_attempt(result)
