@@ -467,6 +467,11 @@ class Job(TaskRecord):
                     self.finish("cancelled", self._cancelled_starting_message(), "cancelled")
                     return False
                 return self.phase == RUNNING
+            deadline = self.deadline
+            if self.starting and deadline is not None and time.monotonic() >= deadline:
+                # Past the deadline as the callback returns, the caller not having struck (the
+                # callback held the loop its timer runs on): the tool must not start now.
+                self.interrupt("timeout", self.timeout_message(queued=False))
             with self.env.lock:  # (a cancel or timeout sees it either starting or running)
                 self.starting = False
                 return self.phase == RUNNING
