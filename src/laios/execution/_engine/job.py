@@ -458,6 +458,7 @@ class Job(TaskRecord):
             if interrupt is not None:
                 # Ctrl-C in the callback: the caller is being interrupted, the tool does not start.
                 if self._end_phase():
+                    self.unstarted = True
                     self.finish("error", self._interrupt_message(), "callback_error")
                 return False
             if self.inline:
