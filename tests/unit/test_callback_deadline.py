@@ -256,3 +256,44 @@ def test_a_timeout_during_a_slow_started_callback_blames_the_callback(
     assert slow_started.returned.wait(5.0)
     assert "completed" not in slow_started.events
     assert _outcomes(store, "echo") == {"timeout": 2}
+
+
+def test_a_started_callback_holding_the_awaiting_loop_past_the_deadline_never_starts_the_tool(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    store: MetricStore,
+    calls: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """An async tool run on the awaiting loop (execute_async, execute_parallel): a 'started'
+    callback holding that loop past the deadline keeps the timeout from striking meanwhile;
+    once it returns, the task ends timeout, blaming the callback, and the tool never runs."""
+    events: list[str] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        events.append(event)
+        if event == "started":
+            # Holds the loop past the deadline (nothing else runs there meanwhile to wait on).
+            time.sleep(TIMEOUT * 3)
+
+    async def both() -> list[TaskResult]:
+        one = await executor.execute_async(
+            make_task("async_echo", text="never"), context, timeout=TIMEOUT, on_progress=on_progress
+        )
+        many = await executor.execute_parallel(
+            [make_task("async_echo", text="never")],
+            context,
+            timeout=TIMEOUT,
+            on_progress=on_progress,
+        )
+        return [one, *many]
+
+    results = asyncio.run(both())
+    for result in results:
+        assert result.metadata["outcome"] == "timeout"
+        error = result.error or ""
+        assert "while its on_progress callback was handling the 'started' event" in error
+        assert "the tool was never started" in error
+    assert events == ["started", "timeout"] * 2
+    assert [name for name, _ in calls if name == "async_echo"] == []
+    assert _outcomes(store, "async_echo") == {"timeout": 2}

@@ -402,14 +402,36 @@ def test_keyboard_interrupt_on_started_stops_the_task_and_goes_on(
     executor: Executor, make_task: Any, context: Context, store: MetricStore, calls: list[Any]
 ) -> None:
     """Ctrl-C in the callback on the caller's thread: the tool does not start, the task is
-    recorded (as before, a callback_error failure) and the interrupt goes on."""
+    recorded (as before, a callback_error failure) as never started, and the interrupt goes
+    on."""
 
     def interrupt(event: str, data: Any) -> None:
         if event == "started":
             raise KeyboardInterrupt
 
+    task = make_task("echo", text="x")
     with pytest.raises(KeyboardInterrupt):
-        executor.execute_task(make_task("echo", text="x"), context, on_progress=interrupt)
+        executor.execute_task(task, context, on_progress=interrupt)
     assert calls == []
+    assert task.started_at is None  # its tool never started
     assert _outcomes(store, "echo") == {"error": 1}
     assert _errors(store, "echo") == {"callback_error": 1}
+
+
+def test_keyboard_interrupt_on_started_on_a_worker_thread_never_starts_the_tool(
+    executor: Executor, make_task: Any, context: Context, store: MetricStore, calls: list[Any]
+) -> None:
+    """Ctrl-C in the 'started' callback on a worker thread (a timeout): the tool does not
+    start, and the task, a callback_error failure, is recorded as never started."""
+
+    def interrupt(event: str, data: Any) -> None:
+        if event == "started":
+            raise KeyboardInterrupt
+
+    task = make_task("echo", text="x")
+    result = executor.execute_task(task, context, timeout=30.0, on_progress=interrupt)
+    assert result.metadata["error_type"] == "callback_error"
+    assert "the caller was interrupted" in (result.error or "")
+    assert calls == []
+    assert task.started_at is None  # its tool never started
+    assert _outcomes(store, "echo") == {"error": 1}

@@ -302,9 +302,14 @@ class Road:
             kwargs.setdefault("timeout", LONG_TIMEOUT)
         return executor.execute_with_retry(task, context, **kwargs)
 
-    def start(self, task: Task, timeout: float | None = None) -> Pending:
+    def start(
+        self,
+        task: Task,
+        timeout: float | None = None,
+        on_progress: Callable[[str, Any], None] | None = None,
+    ) -> Pending:
         """Run ``task`` this road's way on a background thread."""
-        thread, box = self._in_thread(self.run, task, timeout)
+        thread, box = self._in_thread(self.run, task, timeout, on_progress)
         return Pending(thread, box)
 
     def wait_running(self, task: Task) -> bool:
@@ -864,6 +869,110 @@ def test_cancel_while_running_kills_the_worker_process(remote_road: Road, lab: L
     assert "cancelled while running" in (result.error or "")
     assert task.status is TaskStatus.CANCELLED
     assert_worker_was_killed(road, lab, task, result)
+
+
+def test_cancel_from_the_started_callback_never_starts_the_tool(road: Road, lab: Lab) -> None:
+    """cancel_task from on_progress during 'started' (the tool not called yet) ends the task
+    cancelled before it started: its tool never runs, no worker is killed, and the task has no
+    start. On a dask road the 'started' event comes once a Dask worker has begun the call: it
+    is stopped as a running one, its process killed."""
+    events: list[str] = []
+    task = road.task("echo", text="never")
+
+    def on_progress(event: str, data: Any) -> None:
+        events.append(event)
+        if event == "started":
+            assert road.executor.cancel_task(task.id) is True
+
+    result = road.run(task, on_progress=on_progress)
+    assert result.metadata["outcome"] == "cancelled"
+    assert task.status is TaskStatus.CANCELLED
+    assert events == ["started", "cancelled"]
+    if road.on_dask:
+        assert "cancelled while running" in (result.error or "")
+        assert result.metadata["worker_killed"] is True
+        return
+    assert "was cancelled before it started" in (result.error or "")
+    assert "'started' event" in (result.error or "")
+    assert "worker_killed" not in result.metadata
+    assert task.started_at is None
+    road.executor.shutdown(wait=True)  # (a tool it wrongly started would have run by now)
+    assert task.id not in lab.started_ids
+
+
+def test_cancel_during_a_started_callback_ends_the_task_at_once(timed_road: Road, lab: Lab) -> None:
+    """cancel_task from another thread while on_progress handles 'started': the caller has the
+    result at once, cancelled before it started (or, on a dask road, stopped as running)."""
+    if timed_road.kind == "loop_caller":
+        pytest.skip("the callback holds the awaiting loop: the caller cannot be woken meanwhile")
+    road = timed_road
+    task = road.task("echo", text="never")
+    in_callback = threading.Event()
+    release = threading.Event()
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "started":
+            in_callback.set()
+            release.wait(WAIT)
+
+    try:
+        pending = road.start(task, on_progress=on_progress)
+        assert in_callback.wait(WAIT)
+        assert road.executor.cancel_task(task.id) is True
+        result = pending.result()
+        assert not release.is_set()  # the caller did not wait for the callback
+    finally:
+        release.set()
+    assert result.metadata["outcome"] == "cancelled"
+    if road.on_dask:
+        assert "cancelled while running" in (result.error or "")
+        return
+    assert "was cancelled before it started" in (result.error or "")
+    assert "worker_killed" not in result.metadata
+    assert task.started_at is None
+    road.executor.shutdown(wait=True)
+    assert task.id not in lab.started_ids
+
+
+def test_timeout_during_the_started_callback_never_starts_the_tool(
+    timed_road: Road, lab: Lab
+) -> None:
+    """A timeout striking while on_progress handles 'started' says the tool was never started,
+    and it never is: no worker is killed, the task has no start. On a dask road the tool was
+    under way: it is stopped as a running one, its process killed.
+
+    On the loop_caller road the callback holds the awaiting loop, where the timeout would
+    strike: the deadline, passed when the callback returns, ends the task all the same."""
+    road = timed_road
+    task = road.task("echo", text="never")
+    release = threading.Event()
+    events: list[str] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        events.append(event)
+        if event == "started":
+            # (Elsewhere the caller has its result meanwhile, and releases the callback.)
+            release.wait(SHORT_TIMEOUT * 4)
+
+    try:
+        result = road.run(task, timeout=SHORT_TIMEOUT, on_progress=on_progress)
+    finally:
+        release.set()
+    assert result.metadata["outcome"] == "timeout"
+    assert task.status is TaskStatus.FAILED
+    assert events == ["started", "timeout"]
+    error = result.error or ""
+    if road.on_dask:
+        assert "while tool 'beh_echo" in error
+        assert "the tool was stopped" in error
+        assert result.metadata["worker_killed"] is True
+        return
+    assert "while its on_progress callback was handling the 'started' event" in error
+    assert "the tool was never started" in error
+    assert "worker_killed" not in result.metadata
+    assert task.started_at is None
+    road.executor.shutdown(wait=True)
+    assert task.id not in lab.started_ids
 
 
 # -- progress and checkpoints -------------------------------------------------------------------

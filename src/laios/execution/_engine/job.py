@@ -307,7 +307,11 @@ class Job(TaskRecord):
     # handle: the outcome and message it ends with once the runner has (see attach).
     stopped_unattached: tuple[str, str] | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
-    starting = False  # on_progress is handling "started": the tool has not been called yet
+    # on_progress is handling "started" and the tool has not been called yet (not on the
+    # inline road, nor on a runner that reports a start already made: see reports_start_late).
+    # Changed under ``env.lock``: a cancel_task or timeout meanwhile ends the job as one that
+    # never started, and the runner, told so when the callback returns, never calls the tool.
+    starting = False
     span: Span | None = None
     span_context: OtelContext | None = None  # the caller's context with the task span current
     done: threading.Lock | None = None  # a held lock that finishing releases (blocking road)
@@ -429,6 +433,11 @@ class Job(TaskRecord):
                     "started_at": datetime.now(_UTC),
                     "completed_at": None,
                 }
+                # With a callback to tell first, the tool is not called before it returns: the
+                # job is starting until then (unless its runner started the call already).
+                starting = self.on_progress is not None and not getattr(
+                    self.runner, "reports_start_late", False
+                )
                 lock = self.env.lock
                 if not lock.acquire(False):  # (cheaper than ``with``: twice on every task's path)
                     acquire_contended(lock)  # (no lock convoy between callers: see _locks)
@@ -443,6 +452,8 @@ class Job(TaskRecord):
                         given_up = True
                     else:
                         self.phase = RUNNING
+                        if starting:  # (a retained record keeps no field at its default)
+                            self.starting = True
                         # Marked running with the phase: a timeout or cancel_task that ends the
                         # job from now on writes its outcome after this, never before (to be
                         # overwritten), and the record lets the task go only then.
@@ -461,15 +472,28 @@ class Job(TaskRecord):
                 assign(task, {"status": _RUNNING, "started_at": now, "completed_at": None})
             if self.on_progress is None:
                 return True
-            self.starting = True  # (a timeout meanwhile is the callback's, not the tool's)
             interrupt = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
-            self.starting = False
             if interrupt is not None:
                 # Ctrl-C in the callback: the caller is being interrupted, the tool does not start.
                 if self._end_phase():
+                    self.unstarted = True
                     self.finish("error", self._interrupt_message(), "callback_error")
                 return False
-            return self.phase == RUNNING
+            if self.inline:
+                # A cancel_task meanwhile (only its flag is set on this road): never started.
+                if self.cancel_requested and self._end_phase():
+                    self.unstarted = True
+                    self.finish("cancelled", self._cancelled_starting_message(), "cancelled")
+                    return False
+                return self.phase == RUNNING
+            deadline = self.deadline
+            if self.starting and deadline is not None and time.monotonic() >= deadline:
+                # Past the deadline as the callback returns, the caller not having struck (the
+                # callback held the loop its timer runs on): the tool must not start now.
+                self.interrupt("timeout", self.timeout_message(queued=False))
+            with self.env.lock:  # (a cancel or timeout sees it either starting or running)
+                self.starting = False
+                return self.phase == RUNNING
         except (KeyboardInterrupt, SystemExit) as exc:  # (see awaiter_left)
             if not self.awaiter_left(exc):
                 raise
@@ -746,6 +770,7 @@ class Job(TaskRecord):
             if self.phase in (DONE, ABANDONED):
                 return False
             self.phase = DONE
+            self.starting = False
             return True
 
     def interrupt(self, outcome: str, message: str) -> bool:
@@ -761,18 +786,20 @@ class Job(TaskRecord):
         return True
 
     def _stop_phase(self) -> int | None:
-        """(Under ``env.lock``.) From now on the job neither starts nor completes: a queued one
-        is done, never started; a running one is abandoned. Returns the phase it was in, or
-        ``None`` when it had already finished."""
+        """(Under ``env.lock``.) From now on the job neither starts nor completes: a queued one,
+        or one whose ``on_progress`` callback handles ``"started"`` (its tool not called yet),
+        is done, never started (returns ``QUEUED`` then); a running one is abandoned. Returns
+        the phase it was in, or ``None`` when it had already finished."""
         phase = self.phase
-        if phase == QUEUED:
+        if phase == QUEUED or (phase == RUNNING and self.starting):
             self.phase = DONE
             self.unstarted = True
-        elif phase == RUNNING:
-            self.phase = ABANDONED
-        else:
+            self.starting = False
+            return QUEUED
+        if phase != RUNNING:
             return None
-        return phase
+        self.phase = ABANDONED
+        return RUNNING
 
     def give_up(self, why: str) -> int | None:
         """(Under ``env.lock``, which the caller holds.) The first half of :meth:`interrupt`
@@ -871,8 +898,11 @@ class Job(TaskRecord):
         )
 
     def request_cancel(self) -> bool:
-        """Cancel: a queued job finishes now; a running call is stopped when its runner can
-        stop it, and otherwise asked to stop (``current_task().cancelled``)."""
+        """Cancel: a queued job finishes now, and so does one whose ``on_progress`` callback
+        handles ``"started"`` (its tool is never called); a running call is stopped when its
+        runner can stop it, and otherwise asked to stop (``current_task().cancelled``). On the
+        inline road, a cancel during ``"started"`` is seen as the callback returns."""
+        starting = False
         with self.env.lock:
             phase = self.phase
             if phase == QUEUED:
@@ -880,21 +910,34 @@ class Job(TaskRecord):
                 self.unstarted = True
             elif phase != RUNNING:
                 return self.given_up_why is not None  # (being ended ``cancelled`` already)
+            elif self.starting:
+                starting = True
+                self.phase = DONE
+                self.unstarted = True
+                self.starting = False
             else:
                 self.cancel_requested = True
         if phase == QUEUED:
             self.cancel_before_start()
+        elif starting:
+            self.cancel_before_start(self._cancelled_starting_message())
         elif self.runner is not None and self.runner.can_stop:
             self.interrupt("cancelled", f"Task '{self.task_id}' was cancelled while running")
         return True
 
-    def cancel_before_start(self) -> None:
-        """Finish as cancelled a job whose caller already moved it from queued to done; its
-        runner (if it was handed over) gives the call up."""
+    def cancel_before_start(self, message: str | None = None) -> None:
+        """Finish as cancelled a job whose caller already moved it from queued (or starting)
+        to done; its runner (if it was handed over) gives the call up."""
         self.cancel_requested = True
         self._abandon("cancelled")
-        self.finish(
-            "cancelled", f"Task '{self.task_id}' was cancelled before it started", "cancelled"
+        if message is None:
+            message = f"Task '{self.task_id}' was cancelled before it started"
+        self.finish("cancelled", message, "cancelled")
+
+    def _cancelled_starting_message(self) -> str:
+        return (
+            f"Task '{self.task_id}' was cancelled before it started, while its on_progress "
+            "callback was handling the 'started' event"
         )
 
     def expire(self) -> None:

@@ -228,6 +228,12 @@ class Runner(Protocol):
             ``process``).
         can_stop: Whether :meth:`abandon` really stops a running call; when it does,
             ``cancel_task`` stops a running tool too instead of only asking it to stop.
+
+    Optional attributes (read with ``getattr``): ``isolated`` (default ``False``): the runner
+    runs every tool, async ones too; ``reports_start_late`` (default ``False``): it tells
+    :meth:`RunEvents.started` once the call has begun elsewhere (a Dask worker's report),
+    instead of asking before it calls the tool: a cancellation or timeout during the
+    ``"started"`` callback then stops a running call, instead of one that never starts.
     """
 
     name: str

@@ -762,6 +762,10 @@ class DaskRunner:
 
     name = "dask"
     can_stop = True
+    #: ``RunEvents.started`` comes once a Dask worker has begun the call (its report travels
+    #: through the scheduler): the tool may be running during the ``"started"`` callback, and
+    #: a cancellation or timeout then stops it as a running call.
+    reports_start_late = True
     #: Runs every tool (async ones too) and enforces the calls' memory and CPU limits, in the
     #: process runner of each worker.
     isolated = True
