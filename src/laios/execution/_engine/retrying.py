@@ -311,7 +311,23 @@ class RetryRun:
                 error_type = str(result.metadata.get("error_type") or "error")
                 self.span_outcome["error.type"] = error_type
                 self.span_error = f"failed after {retries + 1} attempt(s): {error_type}"
+                stopped = self._stopped()
+                if stopped is not None:
+                    self.span_outcome["laios.retry.stopped"] = stopped[0]
+                    self.span_error += f"; retries stopped by {stopped[1]}"
         return result
+
+    def _stopped(self) -> tuple[str, str] | None:
+        """What stopped the retries before they ran out, if anything: the value of
+        ``laios.retry.stopped`` and the words of the span's status description (the result
+        says it as ``retry_cancelled``, ``retry_shutdown`` or ``retry_deadline_exceeded``)."""
+        if self.stopped_by_cancel:
+            return "cancelled", "cancel_task"
+        if self.stopped_by_shutdown:
+            return "shutdown", "shutdown()"
+        if self.stopped_by_deadline:
+            return "deadline", "the retry deadline"
+        return None
 
     def caller_cancelled(self) -> None:
         """The caller stopped waiting (its coroutine was cancelled, or its thread interrupted)
