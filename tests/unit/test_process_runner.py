@@ -999,6 +999,36 @@ def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     assert run_pid(executor, task, context) > 0
 
 
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "async"])
+def test_a_retry_deadline_leaves_an_attempts_cpu_budget_as_its_own_timeout_makes_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, blocking: bool
+) -> None:
+    """An attempt whose timeout the retry call's ``deadline`` cut to the time left keeps the
+    CPU budget of its own timeout (2 % of 60 s: 1.2 CPU seconds), as a task run alone has,
+    not a budget nobody set computed from the time left."""
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=2, timeout_seconds=60))
+    run_pid(executor, task, context)  # (a worker ready: the attempt starts at once)
+    options: dict[str, Any] = {"max_retries": 0, "deadline": 40}
+    if blocking:
+        result = executor.execute_with_retry(task("spin"), context, **options)
+    else:
+        result = asyncio.run(executor.execute_with_retry_async(task("spin"), context, **options))
+    assert result.metadata["error_type"] == "cpu_limit", result.error
+    assert "CPU budget of 1.2 CPU seconds (" in (result.error or "")
+
+
+def test_an_attempt_without_a_timeout_of_its_own_gets_no_cpu_budget_from_a_retry_deadline(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """No timeout, no CPU budget: an attempt the retry call's ``deadline`` stops is stopped
+    by the deadline, and says so, not by a CPU budget made from the time the deadline left."""
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=20))
+    run_pid(executor, task, context)  # (a worker ready: the attempt starts at once)
+    result = executor.execute_with_retry(task("spin"), context, max_retries=0, deadline=3)
+    assert result.metadata["error_type"] == "timeout", result.error
+    assert "left of its retry deadline of 3s" in (result.error or "")
+
+
 def test_a_tool_deaf_to_the_cpu_signals_is_still_stopped_by_its_cpu_budget(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

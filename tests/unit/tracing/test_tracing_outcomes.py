@@ -3,6 +3,7 @@ checked against the real OpenTelemetry SDK with an in-memory exporter per test."
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -575,3 +576,77 @@ def test_cancellation_is_counted_alike_on_the_span_and_in_the_errors(executor, e
     }
     assert span_types == ["cancelled", "cancelled"]
     assert counted == {"self_cancel": {"cancelled": 1}, "echo": {"cancelled": 1}}
+
+
+def _retry_span_after_a_stop(executor, exporter, stop):
+    """The retry span of a ``fails`` call with a 30 s wait between attempts, once ``stop``
+    (called with the executor and the task) has ended that wait."""
+    task = make_task("fails")
+    waiting = threading.Event()
+    results = []
+    call = threading.Thread(
+        target=lambda: results.append(
+            executor.execute_with_retry(
+                task, CONTEXT, max_retries=3, retry_delay=30, on_retry=lambda _: waiting.set()
+            )
+        )
+    )
+    call.start()
+    assert waiting.wait(10)
+    stop(executor, task)
+    call.join(15)
+    assert not call.is_alive()
+    return results[0], only(exporter, "laios.execute_with_retry")
+
+
+def test_a_cancel_during_the_wait_says_so_on_the_retry_span(executor, exporter):
+    """``cancel_task`` while the call waits to retry: the retry span names the cancel as what
+    stopped the retries, as the result's ``retry_cancelled`` does."""
+    result, retry = _retry_span_after_a_stop(
+        executor, exporter, lambda ex, task: ex.cancel_task(task.id)
+    )
+    assert result.metadata["retry_cancelled"] is True
+    assert retry.status.status_code is StatusCode.ERROR
+    assert retry.attributes["laios.retry.stopped"] == "cancelled"
+    assert retry.attributes["error.type"] == "tool_error"
+    assert retry.status.description == (
+        "failed after 1 attempt(s): tool_error; retries stopped by cancel_task"
+    )
+
+
+def test_a_shutdown_during_the_wait_says_so_on_the_retry_span(executor, exporter):
+    """``shutdown()`` while the call waits to retry: the retry span says so."""
+    result, retry = _retry_span_after_a_stop(executor, exporter, lambda ex, _: ex.shutdown())
+    assert result.metadata["retry_shutdown"] is True
+    assert retry.attributes["laios.retry.stopped"] == "shutdown"
+    assert retry.status.description == (
+        "failed after 1 attempt(s): tool_error; retries stopped by shutdown()"
+    )
+
+
+def test_the_deadline_stopping_the_retries_says_so_on_the_retry_span(executor, exporter):
+    """A wait that would cross the call's ``deadline``: the retry span says the deadline
+    stopped the retries (``execute_with_retry_async`` alike)."""
+    call = executor.execute_with_retry_async(
+        make_task("fails"), CONTEXT, max_retries=3, retry_delay=30, deadline=5
+    )
+    result = asyncio.run(call)
+    assert result.metadata["retry_deadline_exceeded"] is True
+    retry = only(exporter, "laios.execute_with_retry")
+    assert retry.attributes["laios.retry.stopped"] == "deadline"
+    assert retry.attributes["laios.retry.attempts"] == 1
+    assert retry.status.description == (
+        "failed after 1 attempt(s): tool_error; retries stopped by the retry deadline"
+    )
+
+
+def test_retries_run_out_leave_no_stop_reason_on_the_retry_span(executor, exporter):
+    """Retries exhausted or a success: nothing stopped the retries early."""
+    with sleeps_disabled():
+        executor.execute_with_retry(make_task("fails"), CONTEXT, max_retries=1)
+        executor.execute_with_retry(make_task("echo"), CONTEXT, max_retries=1, deadline=5)
+    for retry in spans(exporter, "laios.execute_with_retry"):
+        assert "laios.retry.stopped" not in retry.attributes
+    assert spans(exporter, "laios.execute_with_retry")[0].status.description == (
+        "failed after 2 attempt(s): tool_error"
+    )

@@ -49,6 +49,7 @@ from laios.execution._engine.job import (
     RUNNING,
     Job,
     JobEnv,
+    RetryCut,
     Waiter,
     describe_exception,
     in_callback_of,
@@ -330,7 +331,7 @@ class Engine:
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
         in_task: bool = False,
-        retry_deadline: float | None = None,
+        retry_cut: RetryCut | None = None,
     ) -> Job:
         """Accept a task: choose its runner, record it, open its span; finish it at once when
         it is refused (executor shut down, unknown tool) or a pending cancellation names it.
@@ -339,8 +340,8 @@ class Engine:
         awaits it and ``waiter`` is told once it is finished. ``in_task``: an async tool
         may run inside that coroutine's own task (when the loop runner has a slot free now:
         the job's handle is then the claimed slot, and it starts with no queue wait).
-        ``retry_deadline``: the deadline of the retry call that cut ``limit`` to its time
-        left (a timeout then says so).
+        ``retry_cut``: the deadline of the retry call that cut ``limit`` to its time left (a
+        timeout then says so), and the attempt's own timeout (its CPU budget follows it).
         """
         store, env = self.store, self.env
         tool = self.tool_named(task.tool_name)
@@ -389,8 +390,8 @@ class Engine:
         if limit is not None:
             job.limit = limit
             job.deadline = time.monotonic() + limit
-            if retry_deadline is not None:
-                job.retry_deadline = retry_deadline
+            if retry_cut is not None:
+                job.retry_cut = retry_cut
         # Whoever finishes the job wakes the caller: set up before the record is visible.
         if waiter is not None:
             job.waiter = waiter
@@ -534,8 +535,10 @@ class Engine:
                 job.observability_failed("carrying the baggage", exc)
             limits = self.limits
             call.memory_limit_mb = limits.memory_limit_mb
-            if limits.cpu_limit_percent is not None and job.limit is not None:
-                call.cpu_seconds = limits.cpu_limit_percent / 100 * job.limit
+            # (an attempt whose retry deadline cut its timeout keeps the budget of its own)
+            own = job.limit if job.retry_cut is None else job.retry_cut.timeout
+            if limits.cpu_limit_percent is not None and own is not None:
+                call.cpu_seconds = limits.cpu_limit_percent / 100 * own
         return call
 
     def _cancel_before_start(self, job: Job) -> bool:
@@ -614,13 +617,13 @@ class Engine:
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
         checked: bool = False,
-        retry_deadline: float | None = None,
+        retry_cut: RetryCut | None = None,
     ) -> TaskResult:
         """Run one task while the calling thread waits, for at most its timeout. Never raises
         (``KeyboardInterrupt`` on the caller's thread goes on after the task is recorded).
 
         ``checked``: the caller has just passed ``task``, ``context`` and ``on_progress``
-        through :func:`check_call` (a retry call's first attempt). ``retry_deadline``: see
+        through :func:`check_call` (a retry call's first attempt). ``retry_cut``: see
         :meth:`new_job`.
         """
         try:
@@ -640,7 +643,7 @@ class Engine:
                 parent=parent,
                 attributes=attributes,
                 retries=retries,
-                retry_deadline=retry_deadline,
+                retry_cut=retry_cut,
             )
             if job.result is None:
                 if job.inline:
@@ -748,7 +751,7 @@ class Engine:
         *,
         attributes: dict[str, Any] | None = None,
         retries: int | None = None,
-        retry_deadline: float | None = None,
+        retry_cut: RetryCut | None = None,
     ) -> TaskResult:
         """Run one task while the calling coroutine awaits it (``execute_async``).
 
@@ -773,7 +776,7 @@ class Engine:
             attributes,
             retries,
             in_task=limit is None,
-            retry_deadline=retry_deadline,
+            retry_cut=retry_cut,
         )
         if not isinstance(job, Job):
             return job
@@ -830,7 +833,7 @@ class Engine:
         retries: int | None = None,
         *,
         in_task: bool = False,
-        retry_deadline: float | None = None,
+        retry_cut: RetryCut | None = None,
     ) -> Job | TaskResult:
         """A job for one task of an awaiting call, handed over to its runner (unless it
         claimed a slot in the awaiting task, see ``Engine.new_job``), or the failed result of
@@ -852,7 +855,7 @@ class Engine:
                 attributes=attributes,
                 retries=retries,
                 in_task=in_task,
-                retry_deadline=retry_deadline,
+                retry_cut=retry_cut,
             )
             if job.result is None and not job.in_task:
                 self._hand_over(job)

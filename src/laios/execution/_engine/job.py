@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from operator import is_
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from laios._compat.pydantic import assign, construct
 from laios._exceptions import as_raised, exception_message, type_name
@@ -245,6 +245,14 @@ class Waiter(Protocol):
         """The job finished (called once, from any thread)."""
 
 
+class RetryCut(NamedTuple):
+    """What an ``execute_with_retry`` call tells an attempt whose timeout its ``deadline`` cut
+    to the time left."""
+
+    deadline: float  # the call's deadline, in seconds (for messages)
+    timeout: float | None  # the attempt's own timeout: its CPU budget follows it
+
+
 class JobEnv:
     """What every job of one executor shares: where it records, how it traces, its lock.
 
@@ -321,9 +329,9 @@ class Job(TaskRecord):
     handle: Handle | None = None
     deadline: float | None = None  # time.monotonic() after which the tool must not start
     limit: float | None = None  # the timeout, in seconds, for messages
-    # The deadline of the execute_with_retry call that cut ``limit`` to its time left, for
-    # messages
-    retry_deadline: float | None = None
+    # The execute_with_retry call whose deadline cut ``limit`` to its time left: its deadline
+    # for messages, and the attempt's own timeout for the CPU budget
+    retry_cut: RetryCut | None = None
     last_checkpoint_ns = 0
     sampled = False  # its span is sampled: the task's duration carries an exemplar
     inline = False  # runs on the caller's thread: nothing else can move its phase on
@@ -1021,8 +1029,9 @@ class Job(TaskRecord):
         """What a timed-out result says: where the task was when its time ran out."""
         limit = self.limit
         budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
-        if limit is not None and self.retry_deadline is not None:
-            budget = f"the {limit:g}s left of its retry deadline of {self.retry_deadline:g}s"
+        cut = self.retry_cut
+        if limit is not None and cut is not None:
+            budget = f"the {limit:g}s left of its retry deadline of {cut.deadline:g}s"
         where = self._preparing()
         if where is None:
             where = self._where(queued=queued)

@@ -28,7 +28,7 @@ from laios.core.types import Context, Task, TaskResult
 from laios.execution import retry
 from laios.execution._callables import unawaited_error
 from laios.execution._engine.engine import MAX_SPAN_TEXT, no_asyncio_loop, rejected_result
-from laios.execution._engine.job import callback_name, scrubbed_message
+from laios.execution._engine.job import RetryCut, callback_name, scrubbed_message
 from laios.execution._logs import WarningLimiter
 from laios.execution.redaction import (
     scrub,
@@ -123,14 +123,16 @@ class RetryRun:
         left = max(deadline - self.elapsed(), 1e-3)
         return left if self.limit is None else min(self.limit, left)
 
-    def cut_by(self, timeout: float | None) -> float | None:
-        """The deadline, when it cut the attempt's ``timeout`` (from :meth:`attempt_timeout`)
-        to the time it left: a timeout of the attempt then names the deadline, not a number
-        of seconds nobody set."""
+    def cut_by(self, timeout: float | None) -> RetryCut | None:
+        """The deadline and the attempt's own timeout, when the deadline cut the attempt's
+        ``timeout`` (from :meth:`attempt_timeout`) to the time it left: a timeout of the
+        attempt then names the deadline, not a number of seconds nobody set, and its CPU
+        budget (``cpu_limit_percent``) is the one its own timeout gives, none without one."""
         deadline = self.policy.deadline
         if deadline is None or timeout is None or timeout == self.limit:
             return None
-        return deadline
+        # (validated by the call: an infinite one is no timeout, and gives no budget)
+        return RetryCut(deadline, self.engine.resolve_timeout(self.limit))
 
     def before_attempt(self, last: TaskResult) -> None:
         """Note the failure at hand (``last``) and what the task says of it, before a retry
@@ -311,7 +313,23 @@ class RetryRun:
                 error_type = str(result.metadata.get("error_type") or "error")
                 self.span_outcome["error.type"] = error_type
                 self.span_error = f"failed after {retries + 1} attempt(s): {error_type}"
+                stopped = self._stopped()
+                if stopped is not None:
+                    self.span_outcome["laios.retry.stopped"] = stopped[0]
+                    self.span_error += f"; retries stopped by {stopped[1]}"
         return result
+
+    def _stopped(self) -> tuple[str, str] | None:
+        """What stopped the retries before they ran out, if anything: the value of
+        ``laios.retry.stopped`` and the words of the span's status description (the result
+        says it as ``retry_cancelled``, ``retry_shutdown`` or ``retry_deadline_exceeded``)."""
+        if self.stopped_by_cancel:
+            return "cancelled", "cancel_task"
+        if self.stopped_by_shutdown:
+            return "shutdown", "shutdown()"
+        if self.stopped_by_deadline:
+            return "deadline", "the retry deadline"
+        return None
 
     def caller_cancelled(self) -> None:
         """The caller stopped waiting (its coroutine was cancelled, or its thread interrupted)
@@ -482,7 +500,7 @@ def retry_blocking(
                         attributes=run.attributes(),
                         retries=run.retries,
                         checked=checked,
-                        retry_deadline=run.cut_by(limit),
+                        retry_cut=run.cut_by(limit),
                     )
                 checked = False
                 if run.retries:
@@ -542,7 +560,7 @@ async def retry_awaiting(
                 parent,
                 attributes=run.attributes(),
                 retries=run.retries,
-                retry_deadline=run.cut_by(cut),
+                retry_cut=run.cut_by(cut),
             )
             if run.retries:
                 result = run.after_attempt(result)
