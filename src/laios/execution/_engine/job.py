@@ -857,6 +857,13 @@ class Job(TaskRecord):
         # A queued call is given up too: the runner must not start it, nor hold a place for it.
         stopped = self._abandon(outcome)
         extra = {"worker_killed": True} if stopped == "killed" else None
+        if stopped == "stopped" and outcome == "cancelled":
+            # Given up once it was allowed to start, before its runner sent it anywhere (a
+            # process runner's call not yet written to its worker): its tool never started.
+            where = self._preparing()
+            if where is not None:
+                self.unstarted = True
+                message = f"Task '{self.task_id}' was cancelled before it started, {where}"
         self.finish(outcome, message, outcome, extra=extra)
 
     def end_stopped_unattached(self) -> None:
