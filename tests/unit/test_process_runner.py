@@ -407,6 +407,39 @@ def test_a_cancel_once_a_call_may_start_before_it_is_sent_says_it_never_started(
         runner.inner.terminate()
 
 
+def test_a_timeout_once_a_call_may_start_before_it_is_sent_says_it_never_started(
+    tools: ToolRegistry, task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A timeout that passes once the executor answered that a call may start, before the
+    runner sent it to the worker started for it: the call is never sent, the error says the
+    tool was never started, not that it was running, and no worker is killed."""
+    results: list[TaskResult] = []
+    held: list[bool] = []
+
+    def held_until_the_timeout(call: ToolCall, started: bool) -> None:
+        if started and call.tool_name == "hang":
+            held.append(True)
+            wait_for(lambda: results)  # (the caller's timeout strikes meanwhile)
+
+    runner = HookedRunner(ProcessRunner(1), after_start=held_until_the_timeout)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        # (a timeout the worker's start leaves time for: it passes while the call is held)
+        results.append(executor.execute_task(task("hang", box=box), context, timeout=WAIT / 3))
+        assert held, "the call was not allowed to start before its timeout"
+        assert results[0].metadata["outcome"] == "timeout"
+        error = results[0].error or ""
+        assert "was running" not in error, error
+        assert "the tool was never started" in error, error
+        assert "worker_killed" not in results[0].metadata, results[0].metadata
+        pid = run_pid(executor, task, context)
+        assert runner.inner.worker_pids() == [pid]
+        assert process_tools.read_note(box, "hang") is None, "the tool ran"
+    finally:
+        executor.shutdown(wait=False)
+        runner.inner.terminate()
+
+
 @pytest.mark.parametrize("worker", ["idle", "starting"])
 def test_a_cancel_once_a_call_is_marked_running_before_its_write_says_it_never_started(
     worker: str,
