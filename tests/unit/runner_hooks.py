@@ -13,7 +13,9 @@ from typing import Any
 class HookedRunner:
     """A runner that hands every call to ``inner`` (a real runner), calling the test's hooks at
     chosen steps: ``before_submit(call)`` just before the hand-over, ``before_start(call)`` on
-    the runner's side just before the call may start, ``after_tool(call)`` once the tool
+    the runner's side just before the call may start, ``after_start(call, started)`` once the
+    executor answered whether it may (``started``), before the runner acts on that answer,
+    ``after_tool(call)`` once the tool
     returned and before its outcome is reported. A hook may block (to pause a task at that
     step) or act (cancel the task, say).
 
@@ -27,6 +29,7 @@ class HookedRunner:
         *,
         before_submit: Callable[[Any], None] | None = None,
         before_start: Callable[[Any], None] | None = None,
+        after_start: Callable[[Any, bool], None] | None = None,
         after_tool: Callable[[Any], None] | None = None,
     ) -> None:
         self.inner = inner
@@ -34,6 +37,7 @@ class HookedRunner:
         self.can_stop = inner.can_stop
         self.before_submit = before_submit
         self.before_start = before_start
+        self.after_start = after_start
         self.after_tool = after_tool
         self.submitted: list[Any] = []
 
@@ -75,7 +79,10 @@ class _HookedEvents:
     def started(self) -> bool:
         if self._runner.before_start is not None:
             self._runner.before_start(self._call)
-        return bool(self._events.started())
+        started = bool(self._events.started())
+        if self._runner.after_start is not None:
+            self._runner.after_start(self._call, started)
+        return started
 
     def progress(self, percent: float, message: Any, details: Any) -> None:
         self._events.progress(percent, message, details)

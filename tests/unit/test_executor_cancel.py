@@ -390,3 +390,50 @@ def test_a_running_task_cancelled_ends_cancelled_when_its_tool_raises(
     assert result.metadata["error_type"] == "cancelled"
     assert task.status is TaskStatus.CANCELLED
     assert events == ["started", "cancelled"]
+
+
+def test_a_cancel_once_a_thread_may_call_the_tool_is_seen_by_the_tool_from_its_start(
+    context: Context,
+) -> None:
+    """On the thread runner cancellation is cooperative: a ``cancel_task`` landing once the
+    executor answered that the call may start, before the worker thread calls the tool, does
+    not stop the call; the tool is called, sees ``current_task().cancelled`` true from its
+    start, and the task ends ``cancelled``."""
+    from runner_hooks import HookedRunner
+
+    from laios.core.types import Task
+    from laios.execution.runners import ThreadRunner
+    from laios.execution.store import MetricStore
+    from laios.tools.base import create_simple_tool
+    from laios.tools.registry import ToolRegistry
+
+    seen: list[bool] = []
+
+    def probe() -> str:
+        seen.append(require_current_task().cancelled)
+        return "ran"
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("probe", "Says whether it was cancelled.", probe))
+    executor: Executor
+
+    def cancel_once_started(call: Any, started: bool) -> None:
+        if started:
+            answers: list[bool] = []
+            canceller = threading.Thread(
+                target=lambda: answers.append(executor.cancel_task(call.task_id))
+            )
+            canceller.start()
+            canceller.join(10)
+            assert answers == [True]
+
+    runner = HookedRunner(ThreadRunner(1, 1), after_start=cancel_once_started)
+    executor = Executor(registry, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        task = Task(plan_id="p", description="probe", tool_name="probe", parameters={})
+        result = executor.execute_task(task, context, timeout=10)
+        assert seen == [True], "the tool was not called, or did not see the cancellation"
+        assert result.metadata["outcome"] == "cancelled"
+        assert "before it started" not in (result.error or "")
+    finally:
+        executor.shutdown(wait=False)

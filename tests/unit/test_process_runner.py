@@ -359,6 +359,120 @@ def test_a_cancel_before_the_runner_hands_back_a_running_calls_handle_still_kill
         provider.shutdown()
 
 
+def cancel_from_another_thread(executor: Executor, task_id: str) -> None:
+    """``cancel_task`` on a thread of its own, returning once it has."""
+    answers: list[bool] = []
+    canceller = threading.Thread(target=lambda: answers.append(executor.cancel_task(task_id)))
+    canceller.start()
+    canceller.join(WAIT)
+    assert answers == [True], "cancel_task did not return in time, or found no task"
+
+
+def assert_cancelled_before_its_tool_started(result: TaskResult, box: str) -> None:
+    assert result.metadata["outcome"] == "cancelled"
+    error = result.error or ""
+    assert "while running" not in error, error
+    assert "was cancelled before it started" in error, error
+    assert "the tool was never started" in error, error
+    assert "worker_killed" not in result.metadata, result.metadata
+    assert process_tools.read_note(box, "hang") is None, "the tool ran"
+
+
+@pytest.mark.parametrize("worker", ["idle", "starting"])
+def test_a_cancel_once_a_call_may_start_before_it_is_sent_says_it_never_started(
+    worker: str, tools: ToolRegistry, task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """``cancel_task`` landing once the executor answered that a call may start, before the
+    runner sent it to its worker (an idle one, or one started for it): the call is never sent,
+    and the result says the task was cancelled before its tool started; no worker is killed,
+    and it serves the next call."""
+    results: list[TaskResult] = []
+    executor: Executor
+
+    def cancel_once_started(call: ToolCall, started: bool) -> None:
+        if started and call.tool_name == "hang":
+            cancel_from_another_thread(executor, call.task_id)
+
+    runner = HookedRunner(ProcessRunner(1), after_start=cancel_once_started)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        if worker == "idle":
+            run_pid(executor, task, context)  # (the only worker is up, and idle)
+        results.append(executor.execute_task(task("hang", box=box), context, timeout=WAIT))
+        pids = runner.inner.worker_pids()
+        assert_cancelled_before_its_tool_started(results[0], box)
+        assert pids == [run_pid(executor, task, context)]  # (nothing was killed)
+    finally:
+        executor.shutdown(wait=False)
+        runner.inner.terminate()
+
+
+def test_a_timeout_once_a_call_may_start_before_it_is_sent_says_it_never_started(
+    tools: ToolRegistry, task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A timeout that passes once the executor answered that a call may start, before the
+    runner sent it to the worker started for it: the call is never sent, the error says the
+    tool was never started, not that it was running, and no worker is killed."""
+    results: list[TaskResult] = []
+    held: list[bool] = []
+
+    def held_until_the_timeout(call: ToolCall, started: bool) -> None:
+        if started and call.tool_name == "hang":
+            held.append(True)
+            wait_for(lambda: results)  # (the caller's timeout strikes meanwhile)
+
+    runner = HookedRunner(ProcessRunner(1), after_start=held_until_the_timeout)
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    try:
+        # (a timeout the worker's start leaves time for: it passes while the call is held)
+        results.append(executor.execute_task(task("hang", box=box), context, timeout=WAIT / 3))
+        assert held, "the call was not allowed to start before its timeout"
+        assert results[0].metadata["outcome"] == "timeout"
+        error = results[0].error or ""
+        assert "was running" not in error, error
+        assert "the tool was never started" in error, error
+        assert "worker_killed" not in results[0].metadata, results[0].metadata
+        pid = run_pid(executor, task, context)
+        assert runner.inner.worker_pids() == [pid]
+        assert process_tools.read_note(box, "hang") is None, "the tool ran"
+    finally:
+        executor.shutdown(wait=False)
+        runner.inner.terminate()
+
+
+@pytest.mark.parametrize("worker", ["idle", "starting"])
+def test_a_cancel_once_a_call_is_marked_running_before_its_write_says_it_never_started(
+    worker: str,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+) -> None:
+    """``cancel_task`` landing once the runner marked a call as running, before it began to
+    write it to its worker (an idle one, or one started for it): the call is not written, the
+    result says the task was cancelled before its tool started, and the worker is not killed
+    (it serves the next call)."""
+    executor = make()
+    if worker == "idle":
+        run_pid(executor, task, context)
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    pool = runner._pool
+    send = pool.send
+    hang = task("hang", box=box)
+
+    def cancelled_first(worker: Any, call: Any, *, own_thread: bool = False) -> None:
+        if call.tool_name == "hang":
+            cancel_from_another_thread(executor, hang.id)
+        send(worker, call, own_thread=own_thread)
+
+    pool.send = cancelled_first  # type: ignore[method-assign]
+    result = executor.execute_task(hang, context, timeout=WAIT)
+    pids = runner.worker_pids()
+    assert_cancelled_before_its_tool_started(result, box)
+    assert pids == [run_pid(executor, task, context)]  # (nothing was killed)
+
+
 @pytest.mark.parametrize("size", [512 * 1024, 2 * 1024 * 1024], ids=["512KiB", "2MiB"])
 @pytest.mark.parametrize("stop", ["timeout", "cancel_task"])
 def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_cancellation(

@@ -865,6 +865,17 @@ class Job(TaskRecord):
         # A queued call is given up too: the runner must not start it, nor hold a place for it.
         stopped = self._abandon(outcome)
         extra = {"worker_killed": True} if stopped == "killed" else None
+        if stopped == "stopped" and not self.unstarted:
+            # Given up once it was allowed to start, before its runner sent it anywhere (a
+            # process runner's call not yet written to its worker): its tool never started.
+            where = self._preparing()
+            if where is not None:
+                self.unstarted = True
+                if outcome == "timeout":
+                    message = self.timeout_message(queued=False)
+                elif message == self._cancelled_running_message():
+                    # (a given-up batch's message, which says why, is kept)
+                    message = f"Task '{self.task_id}' was cancelled before it started, {where}"
         self.finish(outcome, message, outcome, extra=extra)
 
     def end_stopped_unattached(self) -> None:
@@ -930,7 +941,7 @@ class Job(TaskRecord):
         elif starting:
             self.cancel_before_start(self._cancelled_starting_message())
         elif self.runner is not None and self.runner.can_stop:
-            self.interrupt("cancelled", f"Task '{self.task_id}' was cancelled while running")
+            self.interrupt("cancelled", self._cancelled_running_message())
         return True
 
     def cancel_before_start(self, message: str | None = None) -> None:
@@ -941,6 +952,9 @@ class Job(TaskRecord):
         if message is None:
             message = f"Task '{self.task_id}' was cancelled before it started"
         self.finish("cancelled", message, "cancelled")
+
+    def _cancelled_running_message(self) -> str:
+        return f"Task '{self.task_id}' was cancelled while running"
 
     def _cancelled_starting_message(self) -> str:
         return (

@@ -296,7 +296,17 @@ class CpuLimitExceeded(Exception):
 class _Call:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("cpu_seconds", "events", "idle_worker", "payload", "state", "tool_name", "worker")
+    __slots__ = (
+        "cpu_seconds",
+        "events",
+        "idle_worker",
+        "payload",
+        "state",
+        "tool_name",
+        "unsent",
+        "worker",
+        "written",
+    )
 
     def __init__(
         self, events: RunEvents, payload: bytes, tool_name: str, cpu_seconds: float | None = None
@@ -313,6 +323,10 @@ class _Call:
         # worker is set aside for it; not sent yet), running (sent to its worker), done or
         # abandoned; changed under the pool's lock.
         self.state = "queued"
+        # Whether its write to its worker began (from then on, stopping it kills the worker);
+        # whether it was given up once handed to a worker, before its write began (never sent).
+        self.written = False
+        self.unsent = False
 
 
 class _Worker:
@@ -802,6 +816,12 @@ class _Pool:
             if may_start:
                 with self.lock:
                     send = call.state == "reserved"  # (else abandoned since: nothing to run)
+                    if send and call.events.cancel_requested:
+                        # Stopped once it could start, before the runner handed back its handle
+                        # (it is being handed over): it is never sent (see ``write_begins``).
+                        send = False
+                        call.state = "abandoned"
+                        call.unsent = True
                     if send:
                         call.state = "running"
                         worker.sending += 1
@@ -844,6 +864,8 @@ class _Pool:
                 name="laios-process-send",
             ).start()
             return
+        if not own_thread and not self.write_begins(worker, call):
+            return
         if call.cpu_seconds is not None and _WATCH_CPU:
             self.watch_cpu(worker, call, call.cpu_seconds)
         try:
@@ -867,6 +889,29 @@ class _Pool:
                 call, worker.process.exitcode, self.terminated, initializing=not worker.ready
             )
             call.events.finished(outcome)
+
+    def write_begins(self, worker: _Worker, call: _Call) -> bool:
+        """Mark a call sent here (see :meth:`send`) as being written to its worker; ``False``
+        when it was given up since it was marked running (see :meth:`kill`), or its task was
+        stopped meanwhile: it is not sent, and the worker, not killed, takes the next queued
+        call or becomes idle."""
+        with self.lock:
+            if call.state == "running":
+                if not call.events.cancel_requested:
+                    call.written = True
+                    return True
+                # (stopped before its handle was handed back: see ``begin``)
+                call.state = "abandoned"
+                call.unsent = True
+            worker.sending -= 1
+            gone = worker.pid not in self.workers
+            if gone and not worker.sending:
+                with contextlib.suppress(OSError):
+                    worker.conn.close()  # (the reader left it open for this write)
+            following = self.next_for(worker) if worker.call is call else None
+        if following is not None:
+            self.begin(worker, following)
+        return False
 
     def watch_cpu(self, worker: _Worker, call: _Call, budget: float) -> None:
         """Have the reader watch ``call``'s CPU budget on ``worker`` (before it is sent)."""
@@ -1340,6 +1385,12 @@ class _Pool:
                     "while its call was still being written to its worker process; the tool "
                     "was never started, and the worker was stopped"
                 )
+            if call.unsent:
+                # (given up once its worker was set aside for it, before it was sent)
+                return (
+                    "while its call was being handed to its worker process, before it was sent "
+                    "there; the tool was never started"
+                )
         return None
 
     # -- stopping ----------------------------------------------------------------------------
@@ -1352,8 +1403,11 @@ class _Pool:
                 with contextlib.suppress(ValueError):
                     self.queue.remove(call)
                 return "stopped"
-            if call.state == "reserved":  # its worker was set aside, nothing was sent yet
+            if call.state == "reserved" or (
+                call.state == "running" and not call.written and call not in self.writing
+            ):  # its worker was set aside, nothing was written yet: it is never sent
                 call.state = "abandoned"
+                call.unsent = True
                 return "stopped"
             if call.state != "running" or call.worker is None:
                 return "stopped"
@@ -1605,8 +1659,9 @@ class ProcessRunner:
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is when the runner still prepares it (it is pickled, or
         waits for a thread to pickle it; it was pickled after its deadline; it is handed to the
-        idle worker set aside for it; it is written to its worker), in words that end a
-        timeout's message; ``None`` otherwise."""
+        idle worker set aside for it; it is written to its worker), or where it was given up
+        before it was sent to its worker, in words that end a timeout's message (and, after
+        a cancellation, say the tool never started); ``None`` otherwise."""
         assert isinstance(handle, _Call)
         return self._pool.preparing(handle)
 
