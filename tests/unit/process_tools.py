@@ -87,6 +87,37 @@ def traced_executor(tool: BaseTool, exporter: InMemorySpanExporter) -> Iterator[
         provider.shutdown()
 
 
+class Caller:
+    """``executor.execute_task(task, context, **options)`` run on a daemon thread, started at
+    once: the test acts on the call meanwhile, then :meth:`returned` waits for its result. Its
+    result goes to ``results`` (a list the test's own hooks may watch) or to a list of its own."""
+
+    def __init__(
+        self,
+        executor: Any,
+        task: Any,
+        context: Any,
+        results: list[Any] | None = None,
+        **options: Any,
+    ) -> None:
+        self.results: list[Any] = [] if results is None else results
+        self.thread = threading.Thread(
+            target=lambda: self.results.append(executor.execute_task(task, context, **options)),
+            daemon=True,
+        )
+        self.thread.start()
+
+    def returned(self, wait: float, message: str | None = None) -> Any:
+        """Wait up to ``wait`` seconds for the call to return and return its result (failing the
+        test with ``message`` if it has not returned by then)."""
+        self.thread.join(wait)
+        if message is None:
+            assert self.results
+        else:
+            assert self.results, message
+        return self.results[0]
+
+
 def note(box: str, name: str, value: Any) -> None:
     """Write ``value`` to the file ``name`` in ``box`` (atomically: readers see all or none)."""
     path = Path(box) / name

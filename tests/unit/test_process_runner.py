@@ -34,7 +34,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from process_tools import KEY, alive
+from process_tools import KEY, Caller, alive
 from runner_hooks import HookedRunner
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
@@ -274,19 +274,13 @@ def test_cancelling_a_running_tool_kills_its_worker_at_once(
 ) -> None:
     executor = make()
     hang = task("hang", box=box)
-    box_result: list[TaskResult] = []
-    caller = threading.Thread(
-        target=lambda: box_result.append(executor.execute_task(hang, context))
-    )
-    caller.start()
+    caller = Caller(executor, hang, context)
     hung = wait_for(lambda: process_tools.read_note(box, "hang"))
     assert hung is not None, "the tool never started"
     asked = time.monotonic()
     assert executor.cancel_task(hang.id)
-    caller.join(WAIT)
+    result = caller.returned(WAIT, "the cancelled call did not return")
     returned = time.monotonic() - asked
-    assert box_result, "the cancelled call did not return"
-    result = box_result[0]
     assert result.metadata["outcome"] == "cancelled"
     assert result.metadata["worker_killed"] is True
     assert returned < 1.0  # (measured: a few milliseconds; see docs/performance.md, P12)
@@ -331,18 +325,12 @@ def test_a_cancel_before_the_runner_hands_back_a_running_calls_handle_still_kill
     try:
         run_pid(executor, task, context)  # (the worker is up)
         hang = task("hang", box=box)
-        results: list[TaskResult] = []
-        caller = threading.Thread(
-            target=lambda: results.append(executor.execute_task(hang, context)), daemon=True
-        )
-        caller.start()
+        caller = Caller(executor, hang, context)
         hung = wait_for(lambda: process_tools.read_note(box, "hang"))
         assert hung is not None, "the tool never started"
         assert executor.cancel_task(hang.id)
         runner.resume.set()
-        caller.join(WAIT)
-        assert results, "the cancelled call did not return"
-        result = results[0]
+        result = caller.returned(WAIT, "the cancelled call did not return")
         assert result.metadata["outcome"] == "cancelled"
         assert result.metadata.get("worker_killed") is True, result.metadata
         assert gone(hung["pid"])
@@ -375,13 +363,8 @@ def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_canc
     pid = run_pid(executor, task, context)
     os.kill(pid, signal.SIGSTOP)
     large = task("pid", blob=b"x" * size)
-    results: list[TaskResult] = []
     timeout = 1.0 if stop == "timeout" else None
-    caller = threading.Thread(
-        target=lambda: results.append(executor.execute_task(large, context, timeout=timeout)),
-        daemon=True,
-    )
-    caller.start()
+    caller = Caller(executor, large, context, timeout=timeout)
     if stop == "cancel_task":
         assert wait_for(
             lambda: any(
@@ -390,9 +373,8 @@ def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_canc
             )
         ), "the call never started"
         assert executor.cancel_task(large.id)
-    caller.join(WAIT)
-    assert results, "the caller was held in writing the call to its worker"
-    assert results[0].metadata["outcome"] == ("timeout" if timeout else "cancelled")
+    result = caller.returned(WAIT, "the caller was held in writing the call to its worker")
+    assert result.metadata["outcome"] == ("timeout" if timeout else "cancelled")
     assert gone(pid), "the worker that did not read the call was not killed"
 
 
@@ -445,15 +427,10 @@ def test_a_timeout_as_a_large_pickled_call_is_handed_to_its_worker_says_so(
     try:
         pid = run_pid(executor, task, context)  # (the only worker is up, and idle)
         large = task("pid", blob=bytes(512 * 1024))
-        caller = threading.Thread(
-            target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
-            daemon=True,
-        )
-        caller.start()
-        caller.join(WAIT)
-        assert results, "the caller waited past its timeout"
-        assert results[0].metadata["outcome"] == "timeout"
-        error = results[0].error or ""
+        caller = Caller(executor, large, context, results, timeout=0.5)
+        result = caller.returned(WAIT, "the caller waited past its timeout")
+        assert result.metadata["outcome"] == "timeout"
+        error = result.error or ""
         assert "no worker was free" not in error, error
         assert "while its call was being handed to its worker process" in error, error
         assert "the tool was never started" in error
@@ -499,17 +476,12 @@ def test_a_timeout_before_a_large_calls_write_begins_says_it_was_being_written(
 
     pool.send = late_to_begin  # type: ignore[method-assign]
     large = task("pid", blob=bytes(512 * 1024))
-    caller = threading.Thread(
-        target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
-        daemon=True,
-    )
-    caller.start()
-    caller.join(WAIT)
-    assert results, "the caller waited past its timeout"
-    assert results[0].metadata["outcome"] == "timeout"
-    error = results[0].error or ""
+    caller = Caller(executor, large, context, results, timeout=0.5)
+    result = caller.returned(WAIT, "the caller waited past its timeout")
+    assert result.metadata["outcome"] == "timeout"
+    error = result.error or ""
     assert "while its call was still being written to its worker process" in error, error
-    assert results[0].metadata["worker_killed"] is True
+    assert result.metadata["worker_killed"] is True
     assert gone(pid)
 
 
@@ -1454,19 +1426,11 @@ def test_the_processes_a_tool_started_end_with_a_worker_that_dies_under_it(
     executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))  # 1.5 s of 30 s
     timeout = 30.0
     if how == "killed_from_outside":
-        results: list[TaskResult] = []
-        caller = threading.Thread(
-            target=lambda: results.append(
-                executor.execute_task(task("hang", box=box), context, timeout=timeout)
-            )
-        )
-        caller.start()
+        caller = Caller(executor, task("hang", box=box), context, timeout=timeout)
         started = wait_for(lambda: process_tools.read_note(box, "hang"))
         assert started is not None, "the tool never started"
         os.kill(started["pid"], signal.SIGKILL)
-        caller.join(WAIT)
-        assert results, "the call did not return"
-        result = results[0]
+        result = caller.returned(WAIT, "the call did not return")
         child = started["grandchild"]
     else:
         tool_how = "exit" if how == "exit" else "spin"
@@ -1591,18 +1555,13 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
     executor = make()
-    results: list[TaskResult] = []
-    caller = threading.Thread(
-        target=lambda: results.append(executor.execute_task(task("hang", box=box), context))
-    )
-    caller.start()
+    caller = Caller(executor, task("hang", box=box), context)
     hung = wait_for(lambda: process_tools.read_note(box, "hang"))
     assert hung is not None, "the tool never started"
     executor.runner.terminate()  # type: ignore[attr-defined]
-    caller.join(WAIT)
-    assert results, "the caller was left waiting"
-    assert results[0].metadata["error_type"] == "terminated"
-    assert "terminated" in (results[0].error or "")
+    result = caller.returned(WAIT, "the caller was left waiting")
+    assert result.metadata["error_type"] == "terminated"
+    assert "terminated" in (result.error or "")
     assert gone(hung["pid"])
     assert gone(hung["grandchild"])
 
