@@ -1056,3 +1056,27 @@ def key_slices_left(make: Callable[..., Any], task: Any, context: Any, wait: flo
         for span in spans
     )
     return [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in text]
+
+
+def check_progress_in_order(
+    executor: Any, task: Callable[..., Any], context: Any, steps: int, wait: float
+) -> None:
+    """Run tool ``progress`` for ``steps`` steps on ``executor`` (``task(name, **parameters)``
+    makes the call) and check that its progress events and its checkpoints arrive in order."""
+    events: list[tuple[str, Any]] = []
+    result = executor.execute_task(
+        task("progress", steps=steps),
+        context,
+        timeout=wait,
+        on_progress=lambda event, data: events.append((event, data)),
+    )
+    assert result.success, result.error
+    seen = [data["details"]["step"] for event, data in events if event == "progress"]
+    assert seen == list(range(steps))
+    kinds = [event for event, _ in events]
+    assert kinds[0] == "started"
+    assert kinds[-1] == "completed"
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    names = [point["name"] for point in metrics.checkpoints]
+    assert names == ["started", *(f"checkpoint {n}" for n in range(0, steps, 10)), "finished"]

@@ -141,24 +141,7 @@ def test_two_identical_calls_run_twice(make: Callable[..., Executor], tmp_path: 
 
 
 def test_progress_and_checkpoints_arrive_in_order(make: Callable[..., Executor]) -> None:
-    executor = make()
-    events: list[tuple[str, Any]] = []
-    result = executor.execute_task(
-        task("progress", steps=50),
-        CONTEXT,
-        timeout=WAIT,
-        on_progress=lambda event, data: events.append((event, data)),
-    )
-    assert result.success, result.error
-    steps = [data["details"]["step"] for event, data in events if event == "progress"]
-    assert steps == list(range(50))
-    kinds = [event for event, _ in events]
-    assert kinds[0] == "started"
-    assert kinds[-1] == "completed"
-    metrics = executor.get_metrics(result.task_id)
-    assert metrics is not None
-    names = [point["name"] for point in metrics.checkpoints]
-    assert names == ["started", *(f"checkpoint {n}" for n in range(0, 50, 10)), "finished"]
+    process_tools.check_progress_in_order(make(), task, CONTEXT, 50, WAIT)
 
 
 def test_a_hung_tool_is_killed_on_its_worker(

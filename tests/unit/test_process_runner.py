@@ -1113,24 +1113,7 @@ def test_a_child_process_inherits_the_soft_cpu_limit_not_the_budget_watch(
 def test_progress_from_the_child_arrives_in_order(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
-    executor = make()
-    events: list[tuple[str, Any]] = []
-    result = executor.execute_task(
-        task("progress", steps=100),
-        context,
-        timeout=WAIT,
-        on_progress=lambda event, data: events.append((event, data)),
-    )
-    assert result.success, result.error
-    steps = [data["details"]["step"] for event, data in events if event == "progress"]
-    assert steps == list(range(100))
-    kinds = [event for event, _ in events]
-    assert kinds[0] == "started"
-    assert kinds[-1] == "completed"
-    metrics = executor.get_metrics(result.task_id)
-    assert metrics is not None
-    names = [point["name"] for point in metrics.checkpoints]
-    assert names == ["started", *(f"checkpoint {n}" for n in range(0, 100, 10)), "finished"]
+    process_tools.check_progress_in_order(make(), task, context, 100, WAIT)
 
 
 def test_progress_a_call_reports_after_it_ended_never_reaches_the_next_call(
@@ -1716,6 +1699,15 @@ def _call(tool: Any, **parameters: Any) -> ToolCall:
     )
 
 
+def _pid_call(runner: ProcessRunner) -> Any:
+    """Run tool ``pid`` on ``runner`` and return its outcome (whose ``value`` is the pid of the
+    worker that ran it)."""
+    events = ScriptedEvents()
+    runner.submit(_call(process_tools.Pid()), events)
+    assert events.finished_event.wait(WAIT)
+    return events.outcomes[0]
+
+
 def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> None:
     runner = ProcessRunner(1)
     try:
@@ -1731,10 +1723,7 @@ def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> 
         assert answers == ["stopped"]  # nothing was running: nothing to kill
         (worker,) = runner.worker_pids()
         assert not late.outcomes  # never sent, never reported
-        after = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), after)
-        assert after.finished_event.wait(WAIT)
-        assert after.outcomes[0].value == worker  # the same worker serves on
+        assert _pid_call(runner).value == worker  # the same worker serves on
     finally:
         runner.terminate()
 
@@ -1742,10 +1731,7 @@ def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> 
 def test_a_worker_that_dies_as_a_call_is_dispatched_fails_that_call() -> None:
     runner = ProcessRunner(1)
     try:
-        first = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), first)
-        assert first.finished_event.wait(WAIT)
-        pid = first.outcomes[0].value
+        pid = _pid_call(runner).value
 
         def kill_the_worker() -> None:
             os.kill(pid, 9)
@@ -1756,10 +1742,7 @@ def test_a_worker_that_dies_as_a_call_is_dispatched_fails_that_call() -> None:
         runner.submit(_call(process_tools.Pid()), doomed)
         assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
         assert doomed.outcomes[0].error_type == "worker_crashed"
-        after = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), after)
-        assert after.finished_event.wait(WAIT)
-        assert after.outcomes[0].value != pid
+        assert _pid_call(runner).value != pid
     finally:
         runner.terminate()
 
@@ -1786,10 +1769,7 @@ def test_a_call_sent_as_its_worker_dies_never_reaches_the_replacement() -> None:
     written to the new worker, whose calls each get their own outcome."""
     runner = ProcessRunner(1)
     try:
-        first = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), first)
-        assert first.finished_event.wait(WAIT)
-        dead = first.outcomes[0].value
+        dead = _pid_call(runner).value
         replacement: list[int] = []
 
         def kill_the_worker_and_wait_for_its_replacement() -> None:
@@ -1806,10 +1786,8 @@ def test_a_call_sent_as_its_worker_dies_never_reaches_the_replacement() -> None:
         assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
         assert doomed.outcomes[0].error_type == "worker_crashed"
         for _ in range(3):
-            after = ScriptedEvents()
-            runner.submit(_call(process_tools.Pid()), after)
-            assert after.finished_event.wait(WAIT)
-            assert after.outcomes[0].value == replacement[0], after.outcomes[0]
+            after = _pid_call(runner)
+            assert after.value == replacement[0], after
         assert runner.stats.busy == 0
     finally:
         runner.terminate()
@@ -2007,10 +1985,7 @@ def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only(
     pool serves on."""
     runner = ProcessRunner(1)
     try:
-        first = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), first)
-        assert first.finished_event.wait(WAIT)
-        pid = first.outcomes[0].value
+        pid = _pid_call(runner).value
 
         def kill_the_worker() -> None:
             os.kill(pid, signal.SIGKILL)
@@ -2023,10 +1998,7 @@ def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only(
         runner.submit(_call(process_tools.ReturnsSwelling(), mb=8), doomed)
         assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
         assert doomed.outcomes[0].error_type == "worker_crashed"
-        after = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), after)
-        assert after.finished_event.wait(WAIT)
-        assert after.outcomes[0].value != pid
+        assert _pid_call(runner).value != pid
     finally:
         runner.terminate()
 
