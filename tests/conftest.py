@@ -24,6 +24,10 @@ from laios.execution.task_context import current_task
 from laios.tools.base import AsyncBaseTool, BaseTool, ToolInput, ToolOutput
 from laios.tools.registry import ToolRegistry
 
+# The unit tests' helper module checks results too: a failed assertion of its shows the values
+# compared, as one in a test module does.
+pytest.register_assert_rewrite("process_tools")
+
 #: Longest a blocked tool waits for its gate, so that a failing test can never hang the run.
 MAX_BLOCK_SECONDS = 10.0
 

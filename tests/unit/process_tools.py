@@ -87,6 +87,37 @@ def traced_executor(tool: BaseTool, exporter: InMemorySpanExporter) -> Iterator[
         provider.shutdown()
 
 
+class Caller:
+    """``executor.execute_task(task, context, **options)`` run on a daemon thread, started at
+    once: the test acts on the call meanwhile, then :meth:`returned` waits for its result. Its
+    result goes to ``results`` (a list the test's own hooks may watch) or to a list of its own."""
+
+    def __init__(
+        self,
+        executor: Any,
+        task: Any,
+        context: Any,
+        results: list[Any] | None = None,
+        **options: Any,
+    ) -> None:
+        self.results: list[Any] = [] if results is None else results
+        self.thread = threading.Thread(
+            target=lambda: self.results.append(executor.execute_task(task, context, **options)),
+            daemon=True,
+        )
+        self.thread.start()
+
+    def returned(self, wait: float, message: str | None = None) -> Any:
+        """Wait up to ``wait`` seconds for the call to return and return its result (failing the
+        test with ``message`` if it has not returned by then)."""
+        self.thread.join(wait)
+        if message is None:
+            assert self.results
+        else:
+            assert self.results, message
+        return self.results[0]
+
+
 def note(box: str, name: str, value: Any) -> None:
     """Write ``value`` to the file ``name`` in ``box`` (atomically: readers see all or none)."""
     path = Path(box) / name
@@ -1025,3 +1056,27 @@ def key_slices_left(make: Callable[..., Any], task: Any, context: Any, wait: flo
         for span in spans
     )
     return [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in text]
+
+
+def check_progress_in_order(
+    executor: Any, task: Callable[..., Any], context: Any, steps: int, wait: float
+) -> None:
+    """Run tool ``progress`` for ``steps`` steps on ``executor`` (``task(name, **parameters)``
+    makes the call) and check that its progress events and its checkpoints arrive in order."""
+    events: list[tuple[str, Any]] = []
+    result = executor.execute_task(
+        task("progress", steps=steps),
+        context,
+        timeout=wait,
+        on_progress=lambda event, data: events.append((event, data)),
+    )
+    assert result.success, result.error
+    seen = [data["details"]["step"] for event, data in events if event == "progress"]
+    assert seen == list(range(steps))
+    kinds = [event for event, _ in events]
+    assert kinds[0] == "started"
+    assert kinds[-1] == "completed"
+    metrics = executor.get_metrics(result.task_id)
+    assert metrics is not None
+    names = [point["name"] for point in metrics.checkpoints]
+    assert names == ["started", *(f"checkpoint {n}" for n in range(0, steps, 10)), "finished"]

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from process_tools import AwaitsCancelled
 
 from laios.core.types import Context, Task
 from laios.execution.task_context import current_task
@@ -368,16 +369,6 @@ def test_context_variables_the_tool_sets_stay_set_only_when_it_ran_in_the_awaiti
 
     expected = "set by the tool" if IN_TASK else "set by the caller"
     assert asyncio.run(scenario()) == expected
-
-
-class AwaitsCancelled(AsyncBaseTool):
-    name = "awaits_cancelled"
-    description = "Awaits a future that something else cancelled."
-
-    async def _execute_async(self, **kwargs: Any) -> Any:
-        future = asyncio.get_running_loop().create_future()
-        future.cancel()
-        return await future
 
 
 @pytest.mark.parametrize("call", ["execute_async", "execute_with_retry_async"])

@@ -20,7 +20,7 @@ from typing import Any
 
 import process_tools
 import pytest
-from process_tools import KEY, alive
+from process_tools import KEY, Caller, alive
 
 distributed = pytest.importorskip("distributed")
 
@@ -141,24 +141,7 @@ def test_two_identical_calls_run_twice(make: Callable[..., Executor], tmp_path: 
 
 
 def test_progress_and_checkpoints_arrive_in_order(make: Callable[..., Executor]) -> None:
-    executor = make()
-    events: list[tuple[str, Any]] = []
-    result = executor.execute_task(
-        task("progress", steps=50),
-        CONTEXT,
-        timeout=WAIT,
-        on_progress=lambda event, data: events.append((event, data)),
-    )
-    assert result.success, result.error
-    steps = [data["details"]["step"] for event, data in events if event == "progress"]
-    assert steps == list(range(50))
-    kinds = [event for event, _ in events]
-    assert kinds[0] == "started"
-    assert kinds[-1] == "completed"
-    metrics = executor.get_metrics(result.task_id)
-    assert metrics is not None
-    names = [point["name"] for point in metrics.checkpoints]
-    assert names == ["started", *(f"checkpoint {n}" for n in range(0, 50, 10)), "finished"]
+    process_tools.check_progress_in_order(make(), task, CONTEXT, 50, WAIT)
 
 
 def test_a_hung_tool_is_killed_on_its_worker(
@@ -183,15 +166,12 @@ def test_cancelling_a_running_tool_kills_it(make: Callable[..., Executor], tmp_p
     executor = make()
     box = str(tmp_path)
     hang = task("hang", box=box)
-    results: list[TaskResult] = []
-    caller = threading.Thread(target=lambda: results.append(executor.execute_task(hang, CONTEXT)))
-    caller.start()
+    caller = Caller(executor, hang, CONTEXT)
     hung = wait_for(lambda: process_tools.read_note(box, "hang"))
     assert hung is not None, "the tool never started"
     assert wait_for(lambda: executor.cancel_task(hang.id) or True)
-    caller.join(WAIT)
-    assert results, "the cancelled call did not return"
-    assert results[0].metadata["outcome"] == "cancelled"
+    result = caller.returned(WAIT, "the cancelled call did not return")
+    assert result.metadata["outcome"] == "cancelled"
     assert wait_for(lambda: not alive(hung["pid"]))
 
 
@@ -346,12 +326,8 @@ def test_a_worker_killed_mid_task_leaves_exactly_one_outcome(
 ) -> None:
     executor = make()
     box = str(tmp_path)
-    results: list[TaskResult] = []
     hang = task("hang", box=box)
-    caller = threading.Thread(
-        target=lambda: results.append(executor.execute_task(hang, CONTEXT, timeout=8))
-    )
-    caller.start()
+    caller = Caller(executor, hang, CONTEXT, timeout=8)
     hung = wait_for(lambda: process_tools.read_note(box, "hang"))
     assert hung is not None, "the tool never started"
 
@@ -366,14 +342,13 @@ def test_a_worker_killed_mid_task_leaves_exactly_one_outcome(
     dask_worker = client.run(os.getpid, workers=[address])[address]
     os.kill(dask_worker, signal.SIGKILL)
     assert wait_for(lambda: not alive(hung["pid"])), "the tool outlived its Dask worker"
-    caller.join(40)
-    assert results, "the caller got no outcome"
-    outcome = results[0].metadata["outcome"]
+    result = caller.returned(40, "the caller got no outcome")
+    outcome = result.metadata["outcome"]
     # Dask runs a lost task again elsewhere (the tool hangs there too, until the timeout):
     # either way there is exactly one outcome, and it is said.
-    assert outcome in ("timeout", "error"), results[0]
+    assert outcome in ("timeout", "error"), result
     if outcome == "error":
-        assert results[0].metadata["error_type"] == "worker_lost"
+        assert result.metadata["error_type"] == "worker_lost"
     wait_for(lambda: len(client.nthreads()) == 2, 60)  # the nanny restarts the worker
 
 
@@ -640,14 +615,11 @@ def test_a_call_given_up_before_it_was_sent_never_runs(
     executor = make()
     box = str(tmp_path)
     hang = task("hang", box=box)
-    results: list[TaskResult] = []
-    caller = threading.Thread(target=lambda: results.append(executor.execute_task(hang, CONTEXT)))
-    caller.start()
+    caller = Caller(executor, hang, CONTEXT)
     # Cancelled at once: before, or just after, the batch that carries it is sent.
     assert wait_for(lambda: executor.cancel_task(hang.id), 5)
-    caller.join(WAIT)
-    assert results
-    assert results[0].metadata["outcome"] == "cancelled"
+    result = caller.returned(WAIT)
+    assert result.metadata["outcome"] == "cancelled"
     time.sleep(1.0)
     assert process_tools.read_note(box, "hang") is None or not alive(
         process_tools.read_note(box, "hang")["pid"]
@@ -743,17 +715,12 @@ def test_a_call_whose_client_is_closed_under_it_says_so(client: Any, tools: Tool
     )
     try:
         running = task("sleep_async", seconds=1.0)
-        results: list[TaskResult] = []
-        caller = threading.Thread(
-            target=lambda: results.append(executor.execute_task(running, CONTEXT))
-        )
-        caller.start()
+        caller = Caller(executor, running, CONTEXT)
         assert wait_for(lambda: executor.get_task_status(running.id) == TaskStatus.RUNNING)
         own.close()
-        caller.join(WAIT)
-        assert results, "the call never ended"
-        assert results[0].metadata["error_type"] == "worker_lost"
-        assert "client was closed" in (results[0].error or "")
+        result = caller.returned(WAIT, "the call never ended")
+        assert result.metadata["error_type"] == "worker_lost"
+        assert "client was closed" in (result.error or "")
     finally:
         executor.shutdown(wait=False)
         own.close()
@@ -789,19 +756,14 @@ def test_a_tool_whose_client_is_closed_under_it_is_killed_on_its_worker(
     )
     box = str(tmp_path)
     try:
-        results: list[TaskResult] = []
-        caller = threading.Thread(
-            target=lambda: results.append(executor.execute_task(task("hang", box=box), CONTEXT))
-        )
-        caller.start()
+        caller = Caller(executor, task("hang", box=box), CONTEXT)
         hung = wait_for(lambda: process_tools.read_note(box, "hang"))
         assert hung is not None, "the tool never started"
         own.close()
-        caller.join(WAIT)
-        assert results, "the call never ended"
-        assert results[0].metadata["error_type"] == "worker_lost"
-        assert "client was closed" in (results[0].error or "")
-        assert "stops the tool" in (results[0].error or "")
+        result = caller.returned(WAIT, "the call never ended")
+        assert result.metadata["error_type"] == "worker_lost"
+        assert "client was closed" in (result.error or "")
+        assert "stops the tool" in (result.error or "")
         # (The tool hangs for a minute when nothing kills it.)
         assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its client"
         assert wait_for(lambda: not alive(hung["grandchild"]))
@@ -1065,18 +1027,11 @@ def test_a_timeout_holds_while_the_scheduler_does_not_answer(
         return await original(*args, **kwargs)
 
     box = str(tmp_path)
-    results: list[TaskResult] = []
     scheduler.handlers["broadcast"] = slow_broadcast
     try:
-        caller = threading.Thread(
-            target=lambda: results.append(
-                executor.execute_task(task("hang", box=box), CONTEXT, timeout=1.0)
-            )
-        )
-        caller.start()
-        caller.join(15)
-        assert results, "the caller was kept past its timeout"
-        assert results[0].metadata["outcome"] == "timeout"
+        caller = Caller(executor, task("hang", box=box), CONTEXT, timeout=1.0)
+        result = caller.returned(15, "the caller was kept past its timeout")
+        assert result.metadata["outcome"] == "timeout"
     finally:
         scheduler.handlers["broadcast"] = original
         gate.set()
@@ -1674,12 +1629,7 @@ def test_calls_through_an_asynchronous_client_whose_loop_stopped_end_and_say_so(
         runner = DaskRunner(client=own)
         executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
         box = str(tmp_path)
-        results: list[TaskResult] = []
-        caller = threading.Thread(
-            target=lambda: results.append(executor.execute_task(task("hang", box=box), CONTEXT)),
-            daemon=True,
-        )
-        caller.start()
+        caller = Caller(executor, task("hang", box=box), CONTEXT)
         assert wait_for(lambda: process_tools.read_note(box, "hang")), "the tool never started"
         assert wait_for(lambda: runner.stats.busy == 1), "its start never arrived"
         # (started while the loop's thread lives: it cannot take that thread's id)
@@ -1688,10 +1638,9 @@ def test_calls_through_an_asynchronous_client_whose_loop_stopped_end_and_say_so(
         closer.start()
         loop.call_soon_threadsafe(loop.stop)
         runs.join(WAIT)
-        caller.join(WAIT)
-        assert results, "the call under way never ended"
-        assert results[0].metadata["error_type"] == "worker_lost", results[0].error
-        assert "event loop of the runner's Dask client is not running" in (results[0].error or "")
+        result = caller.returned(WAIT, "the call under way never ended")
+        assert result.metadata["error_type"] == "worker_lost", result.error
+        assert "event loop of the runner's Dask client is not running" in (result.error or "")
         started = time.monotonic()
         late = executor.execute_task(task("pid"), CONTEXT, timeout=10.0)
         took = time.monotonic() - started

@@ -34,7 +34,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from process_tools import KEY, alive
+from process_tools import KEY, Caller, alive
 from runner_hooks import HookedRunner
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
@@ -274,19 +274,13 @@ def test_cancelling_a_running_tool_kills_its_worker_at_once(
 ) -> None:
     executor = make()
     hang = task("hang", box=box)
-    box_result: list[TaskResult] = []
-    caller = threading.Thread(
-        target=lambda: box_result.append(executor.execute_task(hang, context))
-    )
-    caller.start()
+    caller = Caller(executor, hang, context)
     hung = wait_for(lambda: process_tools.read_note(box, "hang"))
     assert hung is not None, "the tool never started"
     asked = time.monotonic()
     assert executor.cancel_task(hang.id)
-    caller.join(WAIT)
+    result = caller.returned(WAIT, "the cancelled call did not return")
     returned = time.monotonic() - asked
-    assert box_result, "the cancelled call did not return"
-    result = box_result[0]
     assert result.metadata["outcome"] == "cancelled"
     assert result.metadata["worker_killed"] is True
     assert returned < 1.0  # (measured: a few milliseconds; see docs/performance.md, P12)
@@ -331,18 +325,12 @@ def test_a_cancel_before_the_runner_hands_back_a_running_calls_handle_still_kill
     try:
         run_pid(executor, task, context)  # (the worker is up)
         hang = task("hang", box=box)
-        results: list[TaskResult] = []
-        caller = threading.Thread(
-            target=lambda: results.append(executor.execute_task(hang, context)), daemon=True
-        )
-        caller.start()
+        caller = Caller(executor, hang, context)
         hung = wait_for(lambda: process_tools.read_note(box, "hang"))
         assert hung is not None, "the tool never started"
         assert executor.cancel_task(hang.id)
         runner.resume.set()
-        caller.join(WAIT)
-        assert results, "the cancelled call did not return"
-        result = results[0]
+        result = caller.returned(WAIT, "the cancelled call did not return")
         assert result.metadata["outcome"] == "cancelled"
         assert result.metadata.get("worker_killed") is True, result.metadata
         assert gone(hung["pid"])
@@ -489,13 +477,8 @@ def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_canc
     pid = run_pid(executor, task, context)
     os.kill(pid, signal.SIGSTOP)
     large = task("pid", blob=b"x" * size)
-    results: list[TaskResult] = []
     timeout = 1.0 if stop == "timeout" else None
-    caller = threading.Thread(
-        target=lambda: results.append(executor.execute_task(large, context, timeout=timeout)),
-        daemon=True,
-    )
-    caller.start()
+    caller = Caller(executor, large, context, timeout=timeout)
     if stop == "cancel_task":
         assert wait_for(
             lambda: any(
@@ -504,9 +487,8 @@ def test_a_large_call_its_worker_does_not_read_still_ends_at_its_timeout_or_canc
             )
         ), "the call never started"
         assert executor.cancel_task(large.id)
-    caller.join(WAIT)
-    assert results, "the caller was held in writing the call to its worker"
-    assert results[0].metadata["outcome"] == ("timeout" if timeout else "cancelled")
+    result = caller.returned(WAIT, "the caller was held in writing the call to its worker")
+    assert result.metadata["outcome"] == ("timeout" if timeout else "cancelled")
     assert gone(pid), "the worker that did not read the call was not killed"
 
 
@@ -559,15 +541,10 @@ def test_a_timeout_as_a_large_pickled_call_is_handed_to_its_worker_says_so(
     try:
         pid = run_pid(executor, task, context)  # (the only worker is up, and idle)
         large = task("pid", blob=bytes(512 * 1024))
-        caller = threading.Thread(
-            target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
-            daemon=True,
-        )
-        caller.start()
-        caller.join(WAIT)
-        assert results, "the caller waited past its timeout"
-        assert results[0].metadata["outcome"] == "timeout"
-        error = results[0].error or ""
+        caller = Caller(executor, large, context, results, timeout=0.5)
+        result = caller.returned(WAIT, "the caller waited past its timeout")
+        assert result.metadata["outcome"] == "timeout"
+        error = result.error or ""
         assert "no worker was free" not in error, error
         assert "while its call was being handed to its worker process" in error, error
         assert "the tool was never started" in error
@@ -613,17 +590,12 @@ def test_a_timeout_before_a_large_calls_write_begins_says_it_was_being_written(
 
     pool.send = late_to_begin  # type: ignore[method-assign]
     large = task("pid", blob=bytes(512 * 1024))
-    caller = threading.Thread(
-        target=lambda: results.append(executor.execute_task(large, context, timeout=0.5)),
-        daemon=True,
-    )
-    caller.start()
-    caller.join(WAIT)
-    assert results, "the caller waited past its timeout"
-    assert results[0].metadata["outcome"] == "timeout"
-    error = results[0].error or ""
+    caller = Caller(executor, large, context, results, timeout=0.5)
+    result = caller.returned(WAIT, "the caller waited past its timeout")
+    assert result.metadata["outcome"] == "timeout"
+    error = result.error or ""
     assert "while its call was still being written to its worker process" in error, error
-    assert results[0].metadata["worker_killed"] is True
+    assert result.metadata["worker_killed"] is True
     assert gone(pid)
 
 
@@ -1285,24 +1257,7 @@ def test_a_child_process_inherits_the_soft_cpu_limit_not_the_budget_watch(
 def test_progress_from_the_child_arrives_in_order(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
-    executor = make()
-    events: list[tuple[str, Any]] = []
-    result = executor.execute_task(
-        task("progress", steps=100),
-        context,
-        timeout=WAIT,
-        on_progress=lambda event, data: events.append((event, data)),
-    )
-    assert result.success, result.error
-    steps = [data["details"]["step"] for event, data in events if event == "progress"]
-    assert steps == list(range(100))
-    kinds = [event for event, _ in events]
-    assert kinds[0] == "started"
-    assert kinds[-1] == "completed"
-    metrics = executor.get_metrics(result.task_id)
-    assert metrics is not None
-    names = [point["name"] for point in metrics.checkpoints]
-    assert names == ["started", *(f"checkpoint {n}" for n in range(0, 100, 10)), "finished"]
+    process_tools.check_progress_in_order(make(), task, context, 100, WAIT)
 
 
 def test_progress_a_call_reports_after_it_ended_never_reaches_the_next_call(
@@ -1598,19 +1553,11 @@ def test_the_processes_a_tool_started_end_with_a_worker_that_dies_under_it(
     executor = make(resource_limits=ResourceLimits(cpu_limit_percent=5))  # 1.5 s of 30 s
     timeout = 30.0
     if how == "killed_from_outside":
-        results: list[TaskResult] = []
-        caller = threading.Thread(
-            target=lambda: results.append(
-                executor.execute_task(task("hang", box=box), context, timeout=timeout)
-            )
-        )
-        caller.start()
+        caller = Caller(executor, task("hang", box=box), context, timeout=timeout)
         started = wait_for(lambda: process_tools.read_note(box, "hang"))
         assert started is not None, "the tool never started"
         os.kill(started["pid"], signal.SIGKILL)
-        caller.join(WAIT)
-        assert results, "the call did not return"
-        result = results[0]
+        result = caller.returned(WAIT, "the call did not return")
         child = started["grandchild"]
     else:
         tool_how = "exit" if how == "exit" else "spin"
@@ -1735,18 +1682,13 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
     executor = make()
-    results: list[TaskResult] = []
-    caller = threading.Thread(
-        target=lambda: results.append(executor.execute_task(task("hang", box=box), context))
-    )
-    caller.start()
+    caller = Caller(executor, task("hang", box=box), context)
     hung = wait_for(lambda: process_tools.read_note(box, "hang"))
     assert hung is not None, "the tool never started"
     executor.runner.terminate()  # type: ignore[attr-defined]
-    caller.join(WAIT)
-    assert results, "the caller was left waiting"
-    assert results[0].metadata["error_type"] == "terminated"
-    assert "terminated" in (results[0].error or "")
+    result = caller.returned(WAIT, "the caller was left waiting")
+    assert result.metadata["error_type"] == "terminated"
+    assert "terminated" in (result.error or "")
     assert gone(hung["pid"])
     assert gone(hung["grandchild"])
 
@@ -1901,6 +1843,15 @@ def _call(tool: Any, **parameters: Any) -> ToolCall:
     )
 
 
+def _pid_call(runner: ProcessRunner) -> Any:
+    """Run tool ``pid`` on ``runner`` and return its outcome (whose ``value`` is the pid of the
+    worker that ran it)."""
+    events = ScriptedEvents()
+    runner.submit(_call(process_tools.Pid()), events)
+    assert events.finished_event.wait(WAIT)
+    return events.outcomes[0]
+
+
 def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> None:
     runner = ProcessRunner(1)
     try:
@@ -1916,10 +1867,7 @@ def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> 
         assert answers == ["stopped"]  # nothing was running: nothing to kill
         (worker,) = runner.worker_pids()
         assert not late.outcomes  # never sent, never reported
-        after = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), after)
-        assert after.finished_event.wait(WAIT)
-        assert after.outcomes[0].value == worker  # the same worker serves on
+        assert _pid_call(runner).value == worker  # the same worker serves on
     finally:
         runner.terminate()
 
@@ -1927,10 +1875,7 @@ def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> 
 def test_a_worker_that_dies_as_a_call_is_dispatched_fails_that_call() -> None:
     runner = ProcessRunner(1)
     try:
-        first = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), first)
-        assert first.finished_event.wait(WAIT)
-        pid = first.outcomes[0].value
+        pid = _pid_call(runner).value
 
         def kill_the_worker() -> None:
             os.kill(pid, 9)
@@ -1941,10 +1886,7 @@ def test_a_worker_that_dies_as_a_call_is_dispatched_fails_that_call() -> None:
         runner.submit(_call(process_tools.Pid()), doomed)
         assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
         assert doomed.outcomes[0].error_type == "worker_crashed"
-        after = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), after)
-        assert after.finished_event.wait(WAIT)
-        assert after.outcomes[0].value != pid
+        assert _pid_call(runner).value != pid
     finally:
         runner.terminate()
 
@@ -1971,10 +1913,7 @@ def test_a_call_sent_as_its_worker_dies_never_reaches_the_replacement() -> None:
     written to the new worker, whose calls each get their own outcome."""
     runner = ProcessRunner(1)
     try:
-        first = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), first)
-        assert first.finished_event.wait(WAIT)
-        dead = first.outcomes[0].value
+        dead = _pid_call(runner).value
         replacement: list[int] = []
 
         def kill_the_worker_and_wait_for_its_replacement() -> None:
@@ -1991,10 +1930,8 @@ def test_a_call_sent_as_its_worker_dies_never_reaches_the_replacement() -> None:
         assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
         assert doomed.outcomes[0].error_type == "worker_crashed"
         for _ in range(3):
-            after = ScriptedEvents()
-            runner.submit(_call(process_tools.Pid()), after)
-            assert after.finished_event.wait(WAIT)
-            assert after.outcomes[0].value == replacement[0], after.outcomes[0]
+            after = _pid_call(runner)
+            assert after.value == replacement[0], after
         assert runner.stats.busy == 0
     finally:
         runner.terminate()
@@ -2192,10 +2129,7 @@ def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only(
     pool serves on."""
     runner = ProcessRunner(1)
     try:
-        first = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), first)
-        assert first.finished_event.wait(WAIT)
-        pid = first.outcomes[0].value
+        pid = _pid_call(runner).value
 
         def kill_the_worker() -> None:
             os.kill(pid, signal.SIGKILL)
@@ -2208,10 +2142,7 @@ def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only(
         runner.submit(_call(process_tools.ReturnsSwelling(), mb=8), doomed)
         assert doomed.finished_event.wait(WAIT), "the call was left without an outcome"
         assert doomed.outcomes[0].error_type == "worker_crashed"
-        after = ScriptedEvents()
-        runner.submit(_call(process_tools.Pid()), after)
-        assert after.finished_event.wait(WAIT)
-        assert after.outcomes[0].value != pid
+        assert _pid_call(runner).value != pid
     finally:
         runner.terminate()
 
