@@ -237,6 +237,8 @@ class _Answering:
         )
         #: Its host (``None`` when it names none).
         self.hostname = urlsplit(self.url).hostname
+        #: Where the user gave it, for advice to change it there.
+        self.given_in = "the redirect's Location" if self.redirected else "--url"
 
     def with_scheme(self, scheme: str) -> str:
         """The URL as shown, with ``scheme`` for its own."""
@@ -689,11 +691,10 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             raise _credentials_needed(answering, authorization is not None, asked) from None
         if exc.code == 421:
             host = _clean(answering.hostname, 200)
-            where = "the redirect's Location" if answering.redirected else "--url"
             raise _Misdirected(
                 f"{named} answered HTTP 421: an endpoint listening on loopback only answers "
                 f"requests for localhost or an IP address, not for {host}; use localhost or "
-                f"127.0.0.1 in {where} (or name {host} in the server's allowed_hosts=)"
+                f"127.0.0.1 in {answering.given_in} (or name {host} in the server's allowed_hosts=)"
             ) from None
         tls = _tls_instead(answering, deadline) if exc.code == 400 else None
         if tls is not None:
@@ -711,11 +712,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         if isinstance(reason, ssl.SSLCertVerificationError):
             if reason.verify_code in _NAME_MISMATCH:
                 host = _clean(answering.hostname, 200)
-                where = "the redirect's Location" if answering.redirected else "--url"
                 raise _TLSFailed(
                     f"{answering.named} answered with a TLS certificate that was not issued "
                     f"for {host} ({_one_line(reason.verify_message or reason)}); use in "
-                    f"{where} a name it was issued for, or have it issued for {host} too"
+                    f"{answering.given_in} a name it was issued for, or have it issued for "
+                    f"{host} too"
                 ) from None
             raise _TLSFailed(
                 f"{answering.named} answered with a TLS certificate that could not be verified "
