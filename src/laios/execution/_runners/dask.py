@@ -82,7 +82,7 @@ from laios.execution._runners.process_worker import (
     unpicklable_advice,
     unpicklable_part,
 )
-from laios.execution.redaction import scrub_head
+from laios.execution.redaction import SecretForms, scrub_head
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -266,7 +266,7 @@ class _WorkerCall:
         self.key = key
         #: The call, once loaded here (its parameters' secrets are scrubbed before a cut).
         self.call: ToolCall | None = None
-        self._secrets: list[str] | None = None
+        self._secrets: SecretForms | None = None
         self.outcome: RawOutcome | None = None
         self.ended = threading.Event()
         self.handle: Handle | None = None
@@ -282,11 +282,11 @@ class _WorkerCall:
         message = pickle.dumps((self.key, kind, body), pickle.HIGHEST_PROTOCOL)
         self.worker.log_event(self.topic, message)
 
-    def secrets(self) -> list[str]:
-        """The secret values of the call's parameters (read once: the tool runs in another
-        process, and cannot change them here)."""
+    def secrets(self) -> SecretForms:
+        """The secret values of the call's parameters, with their encoded forms (read and
+        worked out once: the tool runs in another process, and cannot change them here)."""
         if self._secrets is None:
-            self._secrets = call_secrets(self.call) if self.call is not None else []
+            self._secrets = SecretForms(call_secrets(self.call) if self.call is not None else ())
         return self._secrets
 
     # RunEvents of the worker's process runner
