@@ -20,6 +20,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+from cli_runs import status_error
 from command_output import run_to_a_full_disk, run_to_a_gone_reader, run_with_stdout_closed
 from prometheus_client import CollectorRegistry
 from tcp_servers import serving
@@ -554,8 +555,7 @@ def test_what_an_answer_that_is_no_status_begins_with_is_shown_cut_and_clean(
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/\x1b[31mhtml" + b"B" * 500
     head += f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
     url = raw_server(_send(head + body))
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert "did not answer with a laios status document" in line, line
     assert "\x1b" not in line, line
     assert "\x07" not in line, line
@@ -640,8 +640,7 @@ def test_a_loopback_endpoint_asked_by_another_name_says_which_names_it_answers(
     for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(proxy, raising=False)
     url = server.url.replace("127.0.0.1", "build-host.example")
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert "HTTP 421" in line
     assert "localhost or 127.0.0.1" in line
     assert "start_http_server" not in line
@@ -674,8 +673,7 @@ def test_a_garbage_status_line_stays_out_of_the_terminal(
 ) -> None:
     """A status line with escape sequences, quoted in the error, reaches stderr cleaned and cut."""
     url = raw_server(_send(b"HTTP/1.1 99999 \x1b[2J\x1b]0;owned\x07" + b"A" * 5000 + b"\r\n\r\n"))
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert "\x1b" not in line
     assert "\x07" not in line
     assert "99999" in line
@@ -1218,8 +1216,7 @@ def test_an_endpoint_that_asks_for_credentials_says_how_to_give_them(
 ) -> None:
     """A 401 without credentials: the message says the endpoint wants a user and password and
     how to put them in --url, not to start an endpoint that is already running."""
-    assert main(["status", "--url", guarded, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(guarded, capsys)
     assert "HTTP 401" in line
     assert f"http://USER:PASSWORD@{guarded.removeprefix('http://')}" in line
     assert "start_http_server" not in line
@@ -1236,8 +1233,7 @@ def test_the_credentials_hint_keeps_the_mount_prefix(
             b"Content-Length: 0\r\n\r\n"
         )
     )
-    assert main(["status", "--url", f"{url}/ops/laios/", "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(f"{url}/ops/laios/", capsys)
     host = url.removeprefix("http://")
     assert line.endswith(f"percent-encoded: http://USER:PASSWORD@{host}/ops/laios."), line
 
@@ -1248,8 +1244,7 @@ def test_refused_credentials_are_said_to_be_refused(
     """A 401 with credentials in --url: the message says they were refused, without the
     password."""
     url = guarded.replace("http://", "http://prom:wr0ng@")
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert "refused the user and password" in line
     assert "wr0ng" not in line
     assert "start_http_server" not in line
@@ -1346,8 +1341,7 @@ def test_a_redirect_to_another_scheme_than_http_is_not_followed(
     """A redirect to ``ftp://`` is an answer that is not a status: the message says HTTP 302
     from the URL asked, not that nothing answered."""
     address, _seen = redirecting
-    assert main(["status", "--url", f"http://{address}/away", "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(f"http://{address}/away", capsys)
     assert "answered HTTP 302" in line
     assert "nothing answered" not in line
 
@@ -1360,8 +1354,7 @@ def test_a_redirect_to_a_location_that_is_no_url_is_not_followed(
     a status: the message says HTTP 3xx from the URL asked; it said that nothing answered
     there ("Invalid IPv6 URL")."""
     address, _seen = redirecting
-    assert main(["status", "--url", f"http://{address}/broken/{code}", "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(f"http://{address}/broken/{code}", capsys)
     assert f"answered HTTP {code}" in line
     assert "nothing answered" not in line
 
@@ -1955,8 +1948,7 @@ def test_a_laios_endpoint_answering_404_at_another_path_says_to_check_the_path(
     """A laios endpoint answers a path it does not serve with 404, listing its routes: the
     message says a laios endpoint answers there, lists its routes and says to check the path;
     it advised starting an endpoint there."""
-    assert main(["status", "--url", server.url + "/elsewhere", "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(server.url + "/elsewhere", capsys)
     assert "HTTP 404" in line, line
     assert "a laios endpoint answers at that address, but not at that path" in line, line
     assert "/status" in line.rpartition("serves")[2], line

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cli_runs import status_error
 from prometheus_client import CollectorRegistry
 from tcp_servers import serving
 from tls_certs import Authority, Issued, authority
@@ -56,8 +57,7 @@ def test_an_untrusted_certificate_is_said_to_be_untrusted(
     answered with a certificate that could not be verified and how to trust its CA, not that
     nothing answered or that an endpoint should be started."""
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    assert main(["status", "--url", https.url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(https.url, capsys)
     assert "certificate" in line
     assert "SSL_CERT_FILE" in line
     assert "nothing answered" not in line
@@ -87,8 +87,7 @@ def test_an_ssl_cert_file_that_is_no_file_is_said_to_be_the_cause(
     message names it as what to fix, instead of advising to set the variable."""
     missing = tmp_path / "ca.crt"
     monkeypatch.setenv("SSL_CERT_FILE", str(missing))
-    assert main(["status", "--url", https.url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(https.url, capsys)
     assert f"SSL_CERT_FILE names {missing}, which is not a file" in line
 
 
@@ -103,8 +102,7 @@ def test_an_ssl_cert_file_without_the_ca_is_said_to_lack_it(
     certificate, the message says that file must hold it."""
     _, server_cert = pki
     monkeypatch.setenv("SSL_CERT_FILE", str(server_cert.cert_file))
-    assert main(["status", "--url", https.url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(https.url, capsys)
     assert f"SSL_CERT_FILE names {server_cert.cert_file}" in line
     assert "must hold the certificate of the CA" in line
 
@@ -133,8 +131,7 @@ def test_a_certificate_for_another_host_is_said_to_be_for_another_host(
     """A certificate signed by a trusted CA but issued for other names than the URL's host:
     the message says the certificate is not for that host and to use a name it is for; it
     advised to put the CA in SSL_CERT_FILE, which already held it."""
-    assert main(["status", "--url", for_another_host.url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(for_another_host.url, capsys)
     assert "certificate that was not issued for 127.0.0.2" in line
     assert "a name it was issued for" in line
     assert "SSL_CERT_FILE" not in line
@@ -146,8 +143,7 @@ def test_https_to_a_plain_http_endpoint_says_the_handshake_failed(
     """An https:// URL for an endpoint that speaks plain HTTP: the message says the TLS
     handshake failed and suggests http://, not that nothing answered."""
     url = plain.url.replace("http://", "https://")
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert "TLS handshake" in line
     assert plain.url in line
     assert "nothing answered" not in line
@@ -190,8 +186,7 @@ def test_http_to_a_tls_endpoint_says_it_speaks_tls(
     message says the endpoint speaks TLS and gives the https:// URL, not that nothing
     answered or that an endpoint should be started."""
     url = https.url.replace("https://", "http://")
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert "speaks TLS" in line
     assert f"{https.url}/status" in line
     assert "nothing answered" not in line
@@ -204,8 +199,7 @@ def test_http_to_a_tls_endpoint_answering_400_says_it_speaks_tls(
     """An endpoint that answers a plain HTTP request with HTTP 400 but speaks TLS: the message
     says so and gives the https:// URL, not only "answered HTTP 400"."""
     port = answers_400_to_plain_http
-    assert main(["status", "--url", f"http://127.0.0.1:{port}", "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(f"http://127.0.0.1:{port}", capsys)
     assert "speaks TLS" in line
     assert f"https://127.0.0.1:{port}/status" in line
 
@@ -215,8 +209,7 @@ def test_an_endpoint_that_closes_without_tls_is_still_said_to_give_no_answer(
 ) -> None:
     """Something that closes the connection and completes no TLS handshake either is not said
     to speak TLS."""
-    assert main(["status", "--url", f"http://127.0.0.1:{closes_at_once}", "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(f"http://127.0.0.1:{closes_at_once}", capsys)
     assert "TLS" not in line
     assert "nothing answered" in line
 
@@ -268,8 +261,7 @@ def test_a_redirect_to_http_of_a_tls_endpoint_says_the_target_speaks_tls(
     (which speaks plain HTTP) and said that nothing answered at the target."""
     plain_target = https.url.replace("https://", "http://") + "/status"
     url = redirect_to(plain_target)
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert f"{plain_target}, where a redirect from {url}/status led, speaks TLS" in line, line
     assert f"use {https.url}/status" in line, line
     assert "nothing answered" not in line, line
@@ -286,8 +278,7 @@ def test_a_redirect_to_http_of_an_endpoint_answering_400_says_the_target_speaks_
     it answered HTTP 400."""
     target = f"http://127.0.0.1:{answers_400_to_plain_http}/status"
     url = redirect_to(target)
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert f"{target}, where a redirect from {url}/status led, speaks TLS" in line, line
     assert f"use https://127.0.0.1:{answers_400_to_plain_http}/status" in line, line
 
@@ -300,8 +291,7 @@ def test_a_redirect_to_https_of_a_plain_endpoint_names_the_target_and_its_http_u
     named the URL asked, and suggested its own http:// URL, the one just asked."""
     target = plain.url.replace("http://", "https://") + "/status"
     url = redirect_to(target)
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert f"TLS handshake with {target}, where a redirect from {url}/status led," in line, line
     assert f"use {plain.url}/status" in line, line
 
@@ -318,8 +308,7 @@ def test_a_redirect_to_an_untrusted_certificate_names_the_target(
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     target = https.url + "/status"
     url = redirect_to(target)
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert f"{target}, where a redirect from {url}/status led, answered with a TLS" in line, line
 
 
@@ -332,8 +321,7 @@ def test_a_redirect_to_a_certificate_for_another_host_names_the_targets_host(
     the target's host: the message names the target's host, not the host of the URL asked."""
     server = for_another_host
     url = redirect_to(server.url + "/status")
-    assert main(["status", "--url", url, "--timeout", "5"]) == 2
-    (line,) = capsys.readouterr().err.splitlines()
+    line = status_error(url, capsys)
     assert f"{server.url}/status, where a redirect from {url}/status led," in line, line
     assert "not issued for 127.0.0.2" in line, line
     assert "127.0.0.1 too" not in line, line
