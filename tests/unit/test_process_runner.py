@@ -1435,6 +1435,102 @@ def test_a_baggage_value_that_cannot_be_written_leaves_the_task_alone(
     assert result.output == {}
 
 
+# -- when no thread can be had ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def refuse_threads(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Names of threads that cannot be started from now on ("can't start new thread", as
+    under a container's pids limit); the set may be changed during the test."""
+    refused: set[str] = set()
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name in refused:
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+    return refused
+
+
+def shuts_down(executor: Executor) -> bool:
+    """Whether ``executor.shutdown()`` returns in time (called on a thread of its own)."""
+    closer = threading.Thread(target=executor.shutdown, daemon=True)
+    closer.start()
+    closer.join(WAIT)
+    return not closer.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("refused", "parameters"),
+    [
+        ("laios-process-start", {}),
+        ("laios-process-pickle", {"blob": bytes(512 * 1024)}),
+        ("laios-process-send", {"blob": bytes(512 * 1024)}),
+    ],
+)
+def test_a_call_runs_and_the_runner_shuts_down_when_no_thread_can_be_started_for_it(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    refuse_threads: set[str],
+    refused: str,
+    parameters: dict[str, Any],
+) -> None:
+    """The work a thread of the runner's would do (start a worker, pickle or write a large
+    call) is done where the thread was asked for: the call runs, later calls too, and
+    shutdown returns. Before, the call failed as an internal error, every later call
+    waited for its timeout, and shutdown never returned."""
+    executor = make()
+    refuse_threads.add(refused)
+    result = executor.execute_task(task("pid", **parameters), context, timeout=WAIT)
+    assert result.success, result.error
+    again = executor.execute_task(task("pid", **parameters), context, timeout=WAIT)
+    assert again.success, again.error
+    refuse_threads.clear()
+    assert executor.execute_task(task("pid"), context, timeout=WAIT).success
+    assert shuts_down(executor), "shutdown never returned"
+
+
+def test_a_large_result_is_read_on_the_reader_when_no_thread_can_be_started_for_it(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    refuse_threads: set[str],
+) -> None:
+    executor = make()
+    run_pid(executor, task, context)  # (the reader is running)
+    refuse_threads.add("laios-process-transfer")
+    result = executor.execute_task(task("returns_swelling", mb=2), context, timeout=WAIT)
+    assert result.success, result.error
+    assert len(result.output) == 2 * 1024 * 1024
+    run_pid(executor, task, context)
+    assert shuts_down(executor), "shutdown never returned"
+
+
+def test_no_reader_thread_fails_the_call_as_not_started_and_the_next_call_runs(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    refuse_threads: set[str],
+) -> None:
+    """The first worker's start needs the thread that reads every worker's messages: when
+    none can be had, the worker is stopped and the call refused, saying why; the next call,
+    with threads to be had again, starts a worker and runs."""
+    executor = make()
+    refuse_threads.add("laios-process-reader")
+    result = executor.execute_task(task("pid"), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "no_process", result.error
+    assert "can't start new thread" in (result.error or "")
+    assert "was not started" in (result.error or "")
+    assert executor.runner.worker_pids() == []
+    refuse_threads.clear()
+    run_pid(executor, task, context)
+    assert shuts_down(executor), "shutdown never returned"
+
+
 # -- lifecycle ------------------------------------------------------------------------------------
 
 

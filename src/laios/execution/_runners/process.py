@@ -412,6 +412,17 @@ def _start_with_interrupts_held(process: Any) -> None:
         process.start()
 
 
+def _on_a_thread(target: Callable[..., object], name: str, *args: Any, **kwargs: Any) -> bool:
+    """Run ``target(*args, **kwargs)`` on a new thread called ``name``; ``False`` when no
+    thread could be had ("can't start new thread": a process or memory limit, such as a
+    container's pids limit), for the caller to do the work where it is instead."""
+    try:
+        threading.Thread(target=target, name=name, args=args, kwargs=kwargs).start()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _kill_group(pid: int, *, ended: bool = False) -> None:
     """Kill a worker and every process in its group (the worker leads its own group).
 
@@ -754,18 +765,35 @@ class _Pool:
         if self.forkserver:
             _started_by_a_forkserver.add(os.getpid())
         worker = _Worker(process, parent_end, ready=self.initializer is None)
+        no_reader: RuntimeError | None = None
         with self.lock:
             self.starting -= 1
-            self.workers[worker.pid] = worker
-            start_reader = self.reader is None
-            if start_reader:
-                self.reader = threading.Thread(
+            reading = self.reader is not None
+            if not reading:
+                # (Started under the lock, so that no other start sees a reader that will not
+                # run: the reader's first step waits for the lock.)
+                reader = threading.Thread(
                     target=self.read, name="laios-process-reader", daemon=True
                 )
-        if start_reader:
-            assert self.reader is not None
-            self.reader.start()
-        else:
+                try:
+                    reader.start()
+                except RuntimeError as exc:  # "can't start new thread": a process limit
+                    no_reader = exc
+                else:
+                    self.reader = reader
+            if no_reader is None:
+                self.workers[worker.pid] = worker
+            else:  # nothing would read the worker: it is stopped, as a start that failed
+                self.start_error = no_reader
+                self.start_tries = 1
+                self.changed.notify_all()  # (a close may wait for the start)
+        if no_reader is not None:
+            _log.error("could not start the thread that reads the worker processes: %r", no_reader)
+            _kill_group(worker.pid)
+            process.join()
+            parent_end.close()
+            return None
+        if reading:
             self.wake()
         return worker
 
@@ -773,7 +801,8 @@ class _Pool:
         """Start a worker (counted in ``starting`` by the caller) on a thread of its own, so
         that neither a submitting caller (maybe an event loop) nor the reader waits for a
         process to start; it then takes the first queued call."""
-        threading.Thread(target=self._start_and_serve, name="laios-process-start").start()
+        if not _on_a_thread(self._start_and_serve, "laios-process-start"):
+            self._start_and_serve()  # (no thread to be had: started here)
 
     def _start_and_serve(self) -> None:
         worker = self.start_worker()
@@ -857,12 +886,8 @@ class _Pool:
         GIL), since the caller's side can kill the worker only once the call is handed over.
         """
         if len(call.payload) > SEND_HERE_BYTES and not own_thread:
-            threading.Thread(
-                target=self.send,
-                args=(worker, call),
-                kwargs={"own_thread": True},
-                name="laios-process-send",
-            ).start()
+            if not _on_a_thread(self.send, "laios-process-send", worker, call, own_thread=True):
+                self.send(worker, call, own_thread=True)  # (no thread to be had: written here)
             return
         if not own_thread and not self.write_begins(worker, call):
             return
@@ -1089,9 +1114,8 @@ class _Pool:
                 if data == LARGE:
                     waiter.forget_messages(worker)
                     transfers.add(worker.pid)
-                    threading.Thread(
-                        target=self.transfer, args=(worker,), name="laios-process-transfer"
-                    ).start()
+                    if not _on_a_thread(self.transfer, "laios-process-transfer", worker):
+                        self.transfer(worker)  # (no thread to be had: read here, delivered next)
                     continue
                 self.deliver(worker, data)
             for worker in deaths:
@@ -1310,8 +1334,8 @@ class _Pool:
             start = self.pickling_threads < PICKLING_THREADS
             if start:
                 self.pickling_threads += 1
-        if start:
-            threading.Thread(target=self.pickle_waiting, name="laios-process-pickle").start()
+        if start and not _on_a_thread(self.pickle_waiting, "laios-process-pickle"):
+            self.pickle_waiting()  # (no thread to be had: pickled and placed here)
         return True
 
     def pickle_waiting(self) -> None:
@@ -1696,6 +1720,11 @@ def _server_ended(exc: BaseException) -> bool:
     return isinstance(exc, (EOFError, ConnectionError))
 
 
+def _no_thread(exc: BaseException) -> bool:
+    """Whether ``exc`` is Python's refusal of a new thread (a process or memory limit)."""
+    return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
+
+
 def _no_process(exc: Exception | None, *, forkserver: bool, tries: int = 1) -> Refusal:
     """The refusal of calls no worker process could be started for (by a forkserver, or
     not; tried ``tries`` times), saying why."""
@@ -1719,7 +1748,7 @@ def _no_process(exc: Exception | None, *, forkserver: bool, tries: int = 1) -> R
             "module in the runner's preload that raises when imported ends the forkserver (its "
             "traceback is on stderr): fix or remove it, then submit the task again",
         )
-    if exc is None or isinstance(exc, OSError):
+    if exc is None or isinstance(exc, OSError) or _no_thread(exc):
         return Refusal(
             "no_process",
             f"Executor could not start a worker process (the system refused{': ' if why else ''}"
