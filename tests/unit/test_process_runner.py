@@ -2728,6 +2728,57 @@ def _run_with_a_raising_preload(tmp_path: Path) -> tuple[str, dict[str, Any]]:
     return program.stderr, json.loads(program.stdout)
 
 
+UNGUARDED_PROGRAM = """
+import json, os
+from laios.core.types import Context, Task
+from laios.execution import Executor
+from laios.execution.runners import ProcessRunner
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+registry = ToolRegistry()
+registry.register_tool(create_simple_tool("pid", "Returns the pid.", pid))
+executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
+result = executor.execute_task(
+    Task(plan_id="p", description="d", tool_name="pid"),
+    Context(session_id="s", user_id="u"),
+    timeout=30,
+)
+print(json.dumps({"pid": os.getpid(), "error": result.error, **result.metadata}), flush=True)
+executor.shutdown()
+"""
+
+
+def test_a_main_module_that_runs_tasks_when_imported_is_told_to_guard_them(
+    tmp_path: Path,
+) -> None:
+    """A program without ``if __name__ == "__main__":`` runs its tasks again where its main
+    module is imported to start workers: that run's tasks cannot start a worker, and their
+    error says how to guard the program, not that something must be picklable."""
+    (tmp_path / "program.py").write_text(UNGUARDED_PROGRAM)
+    program = subprocess.run(
+        [sys.executable, "program.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 4,
+    )
+    assert program.returncode == 0, program.stderr
+    reports = [json.loads(line) for line in program.stdout.splitlines() if line.startswith("{")]
+    assert [r for r in reports if r["error"] is None], reports  # (the program's own run)
+    imported = [r for r in reports if r["error"] is not None]
+    assert imported, program.stdout
+    for report in imported:
+        assert report["error_type"] == "no_process", report
+        assert 'if __name__ == "__main__":' in report["error"], report["error"]
+        assert "picklable" not in report["error"], report["error"]
+
+
 @pytest.mark.skipif(
     process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
 )

@@ -1748,6 +1748,16 @@ def _no_process(exc: Exception | None, *, forkserver: bool, tries: int = 1) -> R
             "module in the runner's preload that raises when imported ends the forkserver (its "
             "traceback is on stderr): fix or remove it, then submit the task again",
         )
+    if isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc):
+        # (multiprocessing's refusal in a process that imports the program's main module to
+        # start as a worker or a forkserver: a main module that runs tasks when imported)
+        return Refusal(
+            "no_process",
+            "Executor could not start a worker process: this process is itself a worker process "
+            "or a forkserver, importing the program's main module, and that module runs tasks "
+            "when it is imported; the task was not started. Put the code that runs tasks under "
+            '`if __name__ == "__main__":` in the main module (or in a function it calls there)',
+        )
     if exc is None or isinstance(exc, OSError) or _no_thread(exc):
         return Refusal(
             "no_process",
