@@ -213,6 +213,49 @@ def test_worker_thread_that_cannot_start_rejects_tasks_and_pool_recovers(
     assert _outcomes(store, "echo") == {"rejected": 3, "success": 1}
 
 
+def test_loop_thread_that_cannot_start_rejects_async_tasks_and_recovers(
+    make_executor: Any, make_task: Any, context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An async tool run with no running loop needs the executor's loop thread: when the
+    system refuses it, the task is rejected 'no_thread' (the tool never ran: not an internal
+    error), the loop made for it is closed, and once threads can be had the next task runs."""
+    store = MetricStore()
+    executor = make_executor(store=store)
+    real_start = threading.Thread.start
+    made: list[asyncio.AbstractEventLoop] = []
+    real_new_loop = asyncio.new_event_loop
+
+    def refusing_start(self: threading.Thread) -> None:
+        if self.name == "laios-loop":
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    def new_loop() -> asyncio.AbstractEventLoop:
+        made.append(real_new_loop())
+        return made[-1]
+
+    monkeypatch.setattr(threading.Thread, "start", refusing_start)
+    monkeypatch.setattr(asyncio, "new_event_loop", new_loop)
+
+    results = [
+        executor.execute_task(make_task("async_echo", text="a"), context),
+        executor.execute_task(make_task("async_echo", text="b"), context, timeout=5),
+    ]
+    for result in results:
+        assert not result.success
+        assert result.metadata["outcome"] == "rejected", result.error
+        assert result.metadata["error_type"] == "no_thread"
+        assert "thread" in (result.error or "")
+    assert made, "no loop was made for the loop thread"
+    assert all(loop.is_closed() for loop in made), "a loop made for a thread that never ran"
+    assert _outcomes(store, "async_echo") == {"rejected": 2}
+
+    monkeypatch.undo()
+    after = executor.execute_task(make_task("async_echo", text="c"), context, timeout=5)
+    assert after.success, after.error
+    assert after.output == "c"
+
+
 # -- BaseException from on_progress ------------------------------------------------------------
 
 

@@ -95,6 +95,13 @@ _NO_LOOP = Refusal(
     "The event loop this async tool was to run on is closed; the task was not started",
 )
 
+_NO_LOOP_THREAD = Refusal(
+    "no_thread",
+    "Executor could not start its event loop thread, which runs async tools called with no "
+    "running event loop (the system refused a new thread); the task was not started. Raise "
+    "the process's thread limit, or await execute_async from your own event loop",
+)
+
 
 class _TaskNotCreated(Exception):
     """The loop's task factory failed to create a call's task (see :func:`_start_task`)."""
@@ -677,7 +684,12 @@ class LoopThread:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop (the thread starts on first access)."""
+        """The loop (the thread starts on first access).
+
+        Raises:
+            RuntimeError: The system refused the thread ("can't start new thread"); the next
+                access tries again.
+        """
         loop = self._loop
         if loop is not None:
             return loop
@@ -688,7 +700,11 @@ class LoopThread:
                 thread = threading.Thread(
                     target=self._serve, args=(new_loop, ready), name=self._name, daemon=True
                 )
-                thread.start()
+                try:
+                    thread.start()
+                except BaseException:  # ("can't start new thread": a process or memory limit)
+                    new_loop.close()  # (its selector's descriptors: the next use tries again)
+                    raise
                 ready.wait()
                 self._thread = thread
                 self._loop = new_loop
@@ -787,7 +803,10 @@ class LoopRunner:
         if self.closed:
             return SHUTDOWN
         if self.loop_thread is not None:
-            loop = self.loop_thread.loop
+            try:
+                loop = self.loop_thread.loop
+            except RuntimeError:  # "can't start new thread"
+                return _NO_LOOP_THREAD
         else:
             try:
                 loop = asyncio.get_running_loop()
