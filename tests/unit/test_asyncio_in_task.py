@@ -264,6 +264,66 @@ def test_a_cancellation_requested_by_the_started_callback_reaches_the_caller(
     assert executor.get_metrics(task.id).outcome == "cancelled"
 
 
+class ReportsThen(AsyncBaseTool):
+    """Reports progress in one of its steps, then waits, waits and swallows the
+    cancellation, or returns at once."""
+
+    name = "reports_then"
+    description = "Reports progress, then goes on as told."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)  # (the report is in a later step than the first)
+        current_task().progress(50, "half way")
+        if kwargs["then"] == "returns":
+            return "returned"
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if kwargs["then"] == "swallows":
+                return "carried on"
+            raise
+        return "slept"
+
+
+@pytest.mark.parametrize("call", ["execute_async", "execute_with_retry_async"])
+@pytest.mark.parametrize("then", ["waits", "swallows", "returns"])
+def test_a_cancellation_of_the_caller_by_its_progress_callback_reaches_the_caller(
+    make_executor: Any, call: str, then: str
+) -> None:
+    """An ``on_progress`` callback that cancels the awaiting task while the tool reports
+    progress (the callback runs inside one of the tool's steps) cancels the caller, who gets
+    CancelledError, and the task ends cancelled by the caller. It used to be taken for a
+    cancellation the tool requested of its own task: the caller was not cancelled, and got a
+    result saying that the tool cancelled its own task (or the tool's value, when it
+    swallowed the cancellation)."""
+    registry = ToolRegistry()
+    registry.register_tool(ReportsThen)
+    executor = make_executor(tool_registry=registry)
+    task = _task("reports_then", then=then)
+
+    async def handler() -> str:
+        caller = asyncio.current_task()
+        assert caller is not None
+
+        def on_progress(event: str, data: Any) -> None:
+            if event == "progress":
+                caller.cancel()
+
+        if call == "execute_async":
+            result = await executor.execute_async(task, CONTEXT, on_progress=on_progress)
+        else:
+            result = await executor.execute_with_retry_async(
+                task, CONTEXT, max_retries=0, on_progress=on_progress
+            )
+        return f"returned {result.metadata['outcome']}: {result.error}"
+
+    assert _what_the_caller_sees(handler) == "cancelled"
+    if then != "returns" or IN_TASK:  # (in a task of its own, the tool returned first)
+        assert executor.get_metrics(task.id).outcome == "cancelled"
+        assert task.error is not None
+        assert "the awaiting coroutine was cancelled" in task.error
+
+
 def test_current_task_is_the_tools_handle_and_is_reset_after(make_executor: Any) -> None:
     """Inside the tool current_task() is its handle; after the call the caller sees none."""
     registry = ToolRegistry()

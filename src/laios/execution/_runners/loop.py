@@ -873,7 +873,9 @@ class LoopRunner:
                 outcome = await watched
             except asyncio.CancelledError as exc:
                 work.active = False
-                if _cancelled_elsewhere(work, _own_delivered(watched) + _by_groups(watched)):
+                if _cancelled_elsewhere(
+                    work, _own_delivered(watched, events) + _by_groups(watched)
+                ):
                     raise  # the awaiting task itself was cancelled
                 # Stopped by this runner, or the tool's own (a future it awaited was
                 # cancelled elsewhere, or it cancelled its own task): its outcome, as in a
@@ -895,7 +897,9 @@ class LoopRunner:
                 cancelled = work.stopped or _cancelling(task) > work.cancelling
                 if (
                     cancelled
-                    and _cancelled_elsewhere(work, _own_delivered(watched) + _by_groups(watched))
+                    and _cancelled_elsewhere(
+                        work, _own_delivered(watched, events) + _by_groups(watched)
+                    )
                     and not _failed_in_a_task_group(outcome)
                 ):
                     # The awaiting task was cancelled while the tool ran, and the tool caught
@@ -1152,12 +1156,20 @@ def _cancelled_elsewhere(work: _AwaitedCall, not_the_callers: int = 0) -> bool:
     return left > work.cancelling
 
 
-def _own_delivered(watched: WatchedCall) -> int:
+def _own_delivered(watched: WatchedCall, events: RunEvents) -> int:
     """The cancellations of its task a tool awaited in the caller's task requested itself
     and took (delivered at its ``await``): not the caller's. One still to be delivered
     (the tool cancelled its task and returned) reaches the caller's next ``await`` whatever
-    the count says: it is taken for the caller's."""
-    return watched.own - 1 if watched.pending else watched.own
+    the count says: it is taken for the caller's.
+
+    Those the caller's ``on_progress`` callback requested while it ran inside one of the
+    tool's steps (``events.cancels_by_callbacks``, see :class:`RunEvents`) rose the count
+    during the step too: they are the caller's, not the tool's.
+    """
+    own = watched.own - getattr(events, "cancels_by_callbacks", 0)
+    if own <= 0:
+        return 0
+    return own - 1 if watched.pending else own
 
 
 def _by_groups(watched: WatchedCall) -> int:
