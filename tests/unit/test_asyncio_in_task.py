@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import contextvars
 import sys
 import threading
@@ -262,6 +263,66 @@ def test_a_cancellation_requested_by_the_started_callback_reaches_the_caller(
     assert _what_the_caller_sees(handler) == "cancelled"
     assert hang.finally_ran or not hang.entered.is_set()
     assert executor.get_metrics(task.id).outcome == "cancelled"
+
+
+class ReportsThen(AsyncBaseTool):
+    """Reports progress in one of its steps, then waits, waits and swallows the
+    cancellation, or returns at once."""
+
+    name = "reports_then"
+    description = "Reports progress, then goes on as told."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)  # (the report is in a later step than the first)
+        current_task().progress(50, "half way")
+        if kwargs["then"] == "returns":
+            return "returned"
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if kwargs["then"] == "swallows":
+                return "carried on"
+            raise
+        return "slept"
+
+
+@pytest.mark.parametrize("call", ["execute_async", "execute_with_retry_async"])
+@pytest.mark.parametrize("then", ["waits", "swallows", "returns"])
+def test_a_cancellation_of_the_caller_by_its_progress_callback_reaches_the_caller(
+    make_executor: Any, call: str, then: str
+) -> None:
+    """An ``on_progress`` callback that cancels the awaiting task while the tool reports
+    progress (the callback runs inside one of the tool's steps) cancels the caller, who gets
+    CancelledError, and the task ends cancelled by the caller. It used to be taken for a
+    cancellation the tool requested of its own task: the caller was not cancelled, and got a
+    result saying that the tool cancelled its own task (or the tool's value, when it
+    swallowed the cancellation)."""
+    registry = ToolRegistry()
+    registry.register_tool(ReportsThen)
+    executor = make_executor(tool_registry=registry)
+    task = _task("reports_then", then=then)
+
+    async def handler() -> str:
+        caller = asyncio.current_task()
+        assert caller is not None
+
+        def on_progress(event: str, data: Any) -> None:
+            if event == "progress":
+                caller.cancel()
+
+        if call == "execute_async":
+            result = await executor.execute_async(task, CONTEXT, on_progress=on_progress)
+        else:
+            result = await executor.execute_with_retry_async(
+                task, CONTEXT, max_retries=0, on_progress=on_progress
+            )
+        return f"returned {result.metadata['outcome']}: {result.error}"
+
+    assert _what_the_caller_sees(handler) == "cancelled"
+    if then != "returns" or IN_TASK:  # (in a task of its own, the tool returned first)
+        assert executor.get_metrics(task.id).outcome == "cancelled"
+        assert task.error is not None
+        assert "the awaiting coroutine was cancelled" in task.error
 
 
 def test_current_task_is_the_tools_handle_and_is_reset_after(make_executor: Any) -> None:
@@ -512,6 +573,133 @@ def test_a_tool_that_cancels_its_own_task_is_told_so_and_the_caller_is_not_cance
     assert "awaiting coroutine was cancelled" not in result.error
     assert task.error == result.error
     assert cancelling == 0
+
+
+class CancelsItsAsyncioTaskAndEnds(AsyncBaseTool):
+    name = "cancels_its_asyncio_task_and_ends"
+    description = "Cancels the asyncio task it runs in, then ends without awaiting anything."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)  # (the cancel is in a later step than the first)
+        this = asyncio.current_task()
+        assert this is not None
+        this.cancel()
+        if kwargs["then"] == "raises":
+            raise KeyError("no row for ada")
+        if kwargs["then"] == "raises_cancelled":
+            raise asyncio.CancelledError
+        return "returned"
+
+
+@pytest.mark.parametrize("road", ["in_task", "timeout", "parallel", "retry", "execute_task"])
+@pytest.mark.parametrize("then", ["returns", "raises", "raises_cancelled"])
+def test_a_tool_that_cancels_its_own_task_and_ends_never_cancels_the_caller(
+    make_executor: Any, road: str, then: str
+) -> None:
+    """A tool calling ``asyncio.current_task().cancel()`` and then returning (or raising)
+    without awaiting anything ends as asyncio ends a task that does so: ``cancelled``, its
+    error saying that the tool cancelled its own task (the error it raised, when it raised
+    one), on every road; the caller is never cancelled. Run in the caller's task, that
+    cancellation was left pending there and cancelled the caller at its next ``await``; run
+    in a task of its own, the tool's value was its result."""
+    registry = ToolRegistry()
+    registry.register_tool(CancelsItsAsyncioTaskAndEnds)
+    executor = make_executor(tool_registry=registry)
+    task = _task("cancels_its_asyncio_task_and_ends", then=then)
+
+    async def scenario() -> tuple[Any, str]:
+        try:
+            if road == "in_task":
+                result = await executor.execute_async(task, CONTEXT)
+            elif road == "timeout":
+                result = await executor.execute_async(task, CONTEXT, timeout=10)
+            elif road == "retry":
+                result = await executor.execute_with_retry_async(task, CONTEXT, max_retries=0)
+            else:
+                (result,) = await executor.execute_parallel([task], CONTEXT)
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            return None, "the caller was cancelled"
+        caller = asyncio.current_task()
+        assert caller is not None
+        return result, f"cancelling {caller.cancelling() if IN_TASK else 0}"
+
+    if road == "execute_task":
+        result, caller = executor.execute_task(task, CONTEXT, timeout=10), "cancelling 0"
+    else:
+        result, caller = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert caller == "cancelling 0"
+    if then == "raises":
+        assert result.metadata["outcome"] == "error"
+        assert result.metadata["error_type"] == "KeyError"
+    else:
+        assert result.metadata["outcome"] == "cancelled"
+        assert "tool 'cancels_its_asyncio_task_and_ends' cancelled its own" in result.error
+    assert task.error == result.error
+
+
+class SwallowsThenCancelsItsTask(AsyncBaseTool):
+    """Swallows the cancellation of its wait, then cancels its own task and ends."""
+
+    name = "swallows_then_cancels_its_task"
+    description = "Swallows a cancellation, then cancels its own asyncio task and ends."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered: asyncio.Event | None = None
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        assert self.entered is not None
+        self.entered.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        this = asyncio.current_task()
+        assert this is not None
+        this.cancel()
+        if kwargs["then"] == "raises_cancelled":
+            raise asyncio.CancelledError
+        return "returned"
+
+
+@needs_in_task
+@pytest.mark.parametrize("then", ["returns", "raises_cancelled"])
+def test_the_callers_cancellation_reaches_it_once_though_the_tool_then_cancels_its_task(
+    make_executor: Any, then: str
+) -> None:
+    """A caller cancelled while the tool (run in its task) waits, the tool swallowing that
+    and then cancelling its own task and ending without an await: the caller gets
+    CancelledError once, and once it takes that back its task counts no cancellation (the
+    tool's own was taken back, not left pending or counted)."""
+    registry = ToolRegistry()
+    tool = registry.register_tool(SwallowsThenCancelsItsTask())
+    executor = make_executor(tool_registry=registry)
+    task = _task("swallows_then_cancels_its_task", then=then)
+
+    async def scenario() -> tuple[str, int]:
+        tool.entered = asyncio.Event()
+        this = asyncio.current_task()
+        assert this is not None
+
+        async def cancel_when_entered() -> None:
+            assert tool.entered is not None
+            await tool.entered.wait()
+            this.cancel()
+
+        canceller = asyncio.ensure_future(cancel_when_entered())
+        try:
+            await executor.execute_async(task, CONTEXT)
+        except asyncio.CancelledError:
+            this.uncancel()  # (handled: the caller takes its cancellation back)
+        else:
+            return "no cancellation", this.cancelling()
+        await canceller
+        await asyncio.sleep(0.01)  # would raise if a cancellation were left pending
+        return "went on", this.cancelling()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == ("went on", 0)
+    assert executor.get_metrics(task.id).outcome == "cancelled"
+    assert task.error is not None
+    assert "the awaiting coroutine was cancelled" in task.error
 
 
 def test_a_tool_that_cancels_its_own_task_and_carries_on_returns_its_value(

@@ -33,6 +33,7 @@ import functools
 import inspect
 import logging
 import re
+import sys
 import threading
 import time
 import types
@@ -127,6 +128,18 @@ _STATUS_OF_OUTCOME = {
 }
 _CANCELLATIONS = (TaskCancelledError, asyncio.CancelledError)
 _COROUTINE = types.CoroutineType
+
+if sys.version_info >= (3, 11):
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return task.cancelling()
+
+else:  # (no count; no tool runs inside the awaiting task there: see Job.in_task)
+
+    def _cancelling(task: asyncio.Task[Any]) -> int:
+        return 0
+
+
 #: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
 #: Longest ``error_type`` reported (a metric label, a span attribute, a ``/status`` key).
@@ -339,6 +352,10 @@ class Job(TaskRecord):
     # where a store listener's Ctrl-C is the caller's (see caller_interrupt)
     thread: int | None = None
     in_task = False  # an async tool run inside the awaiting task, in a slot claimed at once
+    # Cancellations of the awaiting task that on_progress requested while it ran inside one of
+    # the tool's steps there (in_task): the caller's, though the task's count rose during a
+    # step of the tool (see RunEvents and LoopRunner.run_claimed).
+    cancels_by_callbacks = 0
     claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
     # The interrupt for the caller, raised on once the task is recorded: a Ctrl-C raised on
@@ -633,10 +650,11 @@ class Job(TaskRecord):
                 self.listener_interrupted(exc)
         else:
             self.progress_percent = percent
-        self.fire(
-            "progress",
-            {"task_id": self.task_id, "percent": percent, "message": text, "details": details},
-        )
+        data = {"task_id": self.task_id, "percent": percent, "message": text, "details": details}
+        if self.in_task:
+            self._fire_in_the_awaiting_task("progress", data)
+        else:
+            self.fire("progress", data)
 
     # -- checkpoint spans ----------------------------------------------------------------------
 
@@ -660,6 +678,29 @@ class Job(TaskRecord):
             self.observability_failed("recording a checkpoint span", exc)
 
     # -- callbacks ---------------------------------------------------------------------------
+
+    def _fire_in_the_awaiting_task(self, event: str, data: dict[str, Any]) -> None:
+        """Call ``on_progress`` for a tool run inside the awaiting task (``in_task``), counting
+        in :attr:`cancels_by_callbacks` the cancellations of that task it requests when it
+        runs there, inside one of the tool's steps: they are the caller's, not the tool's."""
+        if self.on_progress is None:
+            return
+        task: asyncio.Task[Any] | None
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # (reported from a thread: no task of the loop's runs there)
+            task = None
+        awaiting: object = getattr(self.handle, "task", None)
+        if task is None or task is not awaiting:
+            self.fire(event, data)  # (from another task the tool started, or another thread)
+            return
+        before = _cancelling(task)
+        try:
+            self.fire(event, data)
+        finally:
+            requested = _cancelling(task) - before
+            if requested > 0:
+                self.cancels_by_callbacks += requested
 
     def fire(self, event: str, data: dict[str, Any]) -> KeyboardInterrupt | None:
         """Call ``on_progress``; what it raises never escapes and never changes the outcome.

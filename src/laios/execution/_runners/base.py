@@ -200,6 +200,12 @@ class RunEvents(TaskEvents, Protocol):
 
     Besides what the tool's :class:`~laios.execution.task_context.TaskContext` reports
     (``cancel_requested``, ``progress``, ``checkpoint``), the runner reports the call's life.
+
+    Optional attribute (read with ``getattr``): ``cancels_by_callbacks`` (default ``0``): for
+    a call run inside the awaiting task (:meth:`LoopRunner.run_claimed`), the cancellations of
+    that task the caller's ``on_progress`` callback requested while it ran inside one of the
+    tool's steps (its ``progress`` reports): the caller's, not ones the tool requested of its
+    own task.
     """
 
     def started(self) -> bool:

@@ -865,7 +865,9 @@ class LoopRunner:
         tool's own (nobody cancelled the task) is its outcome, as in a task of its own; so is
         a cancellation the tool requested of the task itself (``current_task().cancel()``,
         during one of its steps: see :class:`WatchedCall`), which is taken back once the
-        tool took it.
+        tool took it. One still pending when the tool returned or raised is taken here
+        first (a turn of the loop, on that path only), never left for the caller's next
+        ``await``; a tool that returned so ends cancelled, as asyncio ends a task that does.
 
         The task's cancellation count tells them apart. A tool that takes a cancellation
         back itself (``current_task().uncancel()``, which only asyncio's own structures may
@@ -892,7 +894,9 @@ class LoopRunner:
                 outcome = await watched
             except asyncio.CancelledError as exc:
                 work.active = False
-                if _cancelled_elsewhere(work, _own_delivered(watched) + _by_groups(watched)):
+                if watched.pending:  # (rare: the tool cancelled its task, then raised)
+                    await _take_pending_cancellation()
+                if _cancelled_elsewhere(work, _own(watched, events) + _by_groups(watched)):
                     raise  # the awaiting task itself was cancelled
                 # Stopped by this runner, or the tool's own (a future it awaited was
                 # cancelled elsewhere, or it cancelled its own task): its outcome, as in a
@@ -912,9 +916,17 @@ class LoopRunner:
                 work.active = False
                 # (The count first: one cheap look on every call's path.)
                 cancelled = work.stopped or _cancelling(task) > work.cancelling
+                if cancelled and watched.pending:
+                    # A cancellation requested during the tool's last step, still to be
+                    # delivered: taken here, not at the caller's next await.
+                    await _take_pending_cancellation()
+                    if outcome.error is None and _own(watched, events):
+                        # The tool cancelled its own task and returned: as asyncio ends a
+                        # task of its own that does so, cancelled (its value dropped).
+                        outcome = _own_task_cancelled()
                 if (
                     cancelled
-                    and _cancelled_elsewhere(work, _own_delivered(watched) + _by_groups(watched))
+                    and _cancelled_elsewhere(work, _own(watched, events) + _by_groups(watched))
                     and not _failed_in_a_task_group(outcome)
                 ):
                     # The awaiting task was cancelled while the tool ran, and the tool caught
@@ -1158,7 +1170,7 @@ def _cancelled_elsewhere(work: _AwaitedCall, not_the_callers: int = 0) -> bool:
     else than this runner (its caller's caller, a timeout around it): its cancellation count
     is still above what it was when the tool started once the runner's own stop (if it
     stopped the tool) is taken back, and the ``not_the_callers`` cancellations that were the
-    tool's own (see :func:`_own_delivered` and :func:`_by_groups`). (Taken back only while
+    tool's own (see :func:`_own` and :func:`_by_groups`). (Taken back only while
     the count shows them, so that a tool that took one back itself does not make the
     runner take back someone else's.)"""
     task = work.task
@@ -1171,12 +1183,37 @@ def _cancelled_elsewhere(work: _AwaitedCall, not_the_callers: int = 0) -> bool:
     return left > work.cancelling
 
 
-def _own_delivered(watched: WatchedCall) -> int:
-    """The cancellations of its task a tool awaited in the caller's task requested itself
-    and took (delivered at its ``await``): not the caller's. One still to be delivered
-    (the tool cancelled its task and returned) reaches the caller's next ``await`` whatever
-    the count says: it is taken for the caller's."""
-    return watched.own - 1 if watched.pending else watched.own
+def _own(watched: WatchedCall, events: RunEvents) -> int:
+    """The cancellations of its task a tool awaited in the caller's task requested itself:
+    not the caller's. (One still to be delivered once the tool ended, which would reach the
+    caller's next ``await`` whatever the count says, is taken first: see
+    :func:`_take_pending_cancellation`.)
+
+    Those the caller's ``on_progress`` callback requested while it ran inside one of the
+    tool's steps (``events.cancels_by_callbacks``, see :class:`RunEvents`) rose the count
+    during the step too: they are the caller's, not the tool's.
+    """
+    own = watched.own - getattr(events, "cancels_by_callbacks", 0)
+    return own if own > 0 else 0
+
+
+async def _take_pending_cancellation() -> None:
+    """Take, here, the cancellation of the awaiting task requested during the last step of
+    the tool it ran (by the tool, or a callback it ran) and still to be delivered: the turn
+    of the loop delivers it. Left pending, it would reach the caller's next ``await`` after
+    the call, whoever requested it; taken here, the count says whose it was (see
+    :func:`_cancelled_elsewhere`), and the caller's goes on to the caller.
+
+    Only when the tool ended with one pending: never on an ordinary call's path.
+    """
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)
+
+
+def _own_task_cancelled() -> RawOutcome:
+    """The outcome of a tool that cancelled the task running it and returned without
+    awaiting: a task of its own would end cancelled, as asyncio ends one that does so."""
+    return RawOutcome(None, asyncio.CancelledError(), error_type=OWN_TASK_CANCELLED)
 
 
 def _by_groups(watched: WatchedCall) -> int:
@@ -1206,9 +1243,8 @@ def _failed_in_a_task_group(outcome: RawOutcome) -> bool:
 async def _cancellation_of_the_caller() -> None:
     """Raise the caller's cancellation, which a tool run in its task caught and carried on.
 
-    A cancellation requested while the task was running (a tool cancelling its own task
-    just before it returned) is still to be delivered: the turn of the loop delivers it,
-    once. One the tool caught is raised anew.
+    One still to be delivered (requested in a turn of the loop the tool did not await in
+    since) is delivered by the turn of the loop, once. One the tool caught is raised anew.
     """
     await asyncio.sleep(0)
     raise asyncio.CancelledError
@@ -1392,6 +1428,12 @@ async def _run(work: _LoopCall) -> None:
                     run_elsewhere(_end_closed, work)  # (not here: see _end_closed)
                     raise
                 outcome = RawOutcome(None, exc)
+            if watched.pending and outcome.error is None and not work.abandoned:
+                # The tool cancelled its own task and returned without awaiting: asyncio ends
+                # this task cancelled (its value dropped), as it would the tool's own.
+                outcome = RawOutcome(
+                    None, asyncio.CancelledError(), error_type=unasked_cancellation(watched)
+                )
             events.finished(outcome)
     except GeneratorExit:
         raise
