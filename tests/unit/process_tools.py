@@ -898,12 +898,20 @@ class AwaitsCancelled(AsyncBaseTool):
 
 class CancelsItsAsyncioTask(AsyncBaseTool):
     name = "cancels_its_asyncio_task"
-    description = "Cancels the asyncio task it runs in, then awaits."
+    description = (
+        "Cancels the asyncio task it runs in, then awaits (or, with then='raise' or "
+        "then='return', raises KeyError or returns without awaiting)."
+    )
 
     async def _execute_async(self, **kwargs: Any) -> Any:
         this = asyncio.current_task()
         assert this is not None
         this.cancel()
+        then = kwargs.get("then", "await")
+        if then == "raise":
+            raise KeyError("raised after cancelling its own task")
+        if then == "return":
+            return "returned"
         await asyncio.sleep(5)
         return "never"
 

@@ -787,6 +787,27 @@ def test_an_async_tool_that_cancels_its_own_task_is_told_so(
     assert "cancelled its own asyncio task" in result.error
 
 
+def test_an_async_tool_that_cancels_its_own_task_then_raises_ends_with_its_error(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """As asyncio ends a task whose coroutine raises with a cancellation still pending, and
+    as the executor's own loops do: the tool's error is the outcome. (It ended 'cancelled',
+    the error dropped.) One that returns so ends 'cancelled', as asyncio ends such a task."""
+    executor = make()
+    raised = executor.execute_task(
+        task("cancels_its_asyncio_task", then="raise"), context, timeout=WAIT
+    )
+    assert raised.metadata["outcome"] == "error", raised.error
+    assert raised.metadata["error_type"] == "KeyError", raised.error
+    assert "raised after cancelling its own task" in (raised.error or "")
+    returned = executor.execute_task(
+        task("cancels_its_asyncio_task", then="return"), context, timeout=WAIT
+    )
+    assert returned.metadata["outcome"] == "cancelled", returned.error
+    assert "cancelled its own asyncio task" in (returned.error or "")
+    assert executor.execute_task(task("pid"), context, timeout=WAIT).success
+
+
 @pytest.mark.parametrize("mode", ["no_text", "exit_text", "long"])
 def test_a_parameter_whose_pickling_error_is_hostile_is_refused_clearly(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, mode: str

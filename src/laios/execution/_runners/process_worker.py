@@ -737,8 +737,17 @@ class _Worker:
 
 
 async def _awaited(watched: WatchedCall) -> RawOutcome:
-    """Await a watched call (a task is made of a coroutine)."""
+    """Await a watched call (a task is made of a coroutine).
+
+    A tool that cancelled its own task and then raised, without awaiting since, ends with
+    its error, as asyncio ends a task whose coroutine does so: the cancellation still pending
+    is taken here (a turn of the loop, on that path only), or it would end this task
+    cancelled, the error dropped. One that returned so ends cancelled, as such a task does.
+    """
     outcome: RawOutcome = await watched
+    if watched.pending and outcome.error is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
     return outcome
 
 
