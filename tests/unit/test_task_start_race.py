@@ -252,3 +252,41 @@ def test_a_timeout_striking_as_the_tool_is_allowed_to_start_says_what_happened(
     assert starting, "the worker never reached the start of the task before its deadline"
     assert deciding.is_set()
     _assert_words_match_the_call(result, task, tools.called, ended, exporter)
+
+
+def test_a_timeout_before_a_worker_thread_calls_the_tool_says_it_never_started() -> None:
+    """The caller's timeout strikes once a worker thread was told the tool may start, before
+    it calls the tool: the thread never calls it (the call was given up), and the result, the
+    store's record, the task and the span say the tool was never started."""
+    from runner_hooks import HookedRunner
+
+    from laios.execution.runners import ThreadRunner
+
+    tools = _Tools()
+    caller_returned = threading.Event()
+
+    def hold_once_allowed(call: Any, started: bool) -> None:
+        if started:
+            caller_returned.wait(WAIT)
+
+    store = MetricStore()
+    ended: list[Any] = []
+    store.add_finish_listener(ended.append)
+    provider, exporter = _traced()
+    runner = HookedRunner(ThreadRunner(1, 1), after_start=hold_once_allowed)
+    task = Task(plan_id="p", description="d", tool_name="held")
+    executor = Executor(
+        tools.registry(),
+        runner=runner,
+        store=store,
+        register_prometheus=False,
+        tracer_provider=provider,
+    )
+    try:
+        result = executor.execute_task(task, CONTEXT, timeout=0.5)
+    finally:
+        caller_returned.set()
+        tools.release.set()
+        executor.shutdown(wait=True)  # (a tool it still called would have run by now)
+    _assert_words_match_the_call(result, task, tools.called, ended, exporter)
+    assert tools.called == []
