@@ -382,11 +382,11 @@ class Job(TaskRecord):
 
         While the tool runs, what was read is kept with the forms the values may be written
         in (:class:`~laios.execution.redaction.SecretForms`), for its next message: parameters
-        of plain values (text, numbers, and dicts, lists and tuples of them) are read again
-        only once they hold other objects (see
+        of plain values (text, numbers, and dicts, lists and tuples, dataclass instances and
+        pydantic models of them) are read again only once they hold other objects (see
         :func:`~laios.execution.redaction.parameters_snapshot`: a tool may change a nested
-        one in place); others are read each time, but the forms of secrets already known are
-        not worked out again."""
+        one in place, or set a field anew); others are read each time, but the forms of
+        secrets already known are not worked out again."""
         if task is None:
             return list(self.secrets_before or ())
         parameters = task.parameters
