@@ -12,6 +12,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import BaseModel, ConfigDict
 
 from laios.core.types import Context, Task
 from laios.execution import redaction
@@ -81,6 +82,41 @@ class WritesField(BaseTool):
         task.progress(10, f"first with {settings.api_key}")
         settings.api_key = NEW_SECRET
         task.progress(20, f"then with {settings.api_key}")
+        return "ok"
+
+
+class Creds(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    api_key: str
+    region: str = "eu"
+
+
+class WritesModel(BaseTool):
+    name = "writes_model"
+    description = "Changes its model's key, then adds a token as an extra field; quotes both."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        creds = kwargs["creds"]
+        task.progress(10, f"first with {creds.api_key}")
+        creds.api_key = NEW_SECRET
+        task.progress(20, f"then with {creds.api_key}")
+        creds.token = NESTED_SECRET  # (an extra field, written later)
+        task.progress(30, f"and with {creds.token}")
+        return "ok"
+
+
+class WritesLongList(BaseTool):
+    name = "writes_long_list"
+    description = "Appends a header pair to its long list of items, then quotes it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        items = kwargs["items"]
+        task.progress(10, f"first of {len(items)}")
+        items.append({"Authorization": NESTED_SECRET})
+        task.progress(20, f"then with {items[-1]}")
         return "ok"
 
 
@@ -158,6 +194,31 @@ def test_progress_and_checkpoints_read_the_secret_parameters_once(
     assert scans[1] <= 4
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"api_key": SECRET, "settings": Settings("sk-settings-KEY-0042")},
+        {"api_key": SECRET, "creds": Creds(api_key="sk-model-KEY-0042", retries=3)},
+        {"api_key": SECRET, "ids": list(range(1500))},
+    ],
+    ids=["dataclass", "pydantic", "long_list"],
+)
+def test_object_and_long_parameters_are_read_once_too(
+    scans: list[int], parameters: dict[str, Any]
+) -> None:
+    """Parameters holding a dataclass instance, a pydantic model or a list of more than 1000
+    items, none changed by the tool: the parameters are read a few times in all, not once per
+    message, as plain ones are; the keys are still scrubbed from each message."""
+    statuses, spans = run(Chatty, parameters)
+    assert len(statuses) == MESSAGES
+    assert all(SECRET not in status for status in statuses)
+    assert all("with [REDACTED]" in status for status in statuses)
+    assert SECRET not in spans
+    assert spans.count("sent [REDACTED]") == MESSAGES
+    assert scans[0] <= 4
+    assert scans[1] <= 4
+
+
 def test_a_key_put_into_the_parameters_during_the_run_is_scrubbed(scans: list[int]) -> None:
     """The caller swaps the key in the task's parameters while the tool runs: the tool's next
     message, quoting the new key, is scrubbed of it (the parameters are read again)."""
@@ -189,8 +250,8 @@ def test_a_token_written_into_a_nested_parameter_during_the_run_is_scrubbed() ->
 def test_a_key_changed_in_an_object_parameter_during_the_run_is_scrubbed(
     scans: list[int],
 ) -> None:
-    """An object parameter, whose fields a tool may change without its snapshot showing it,
-    is read again at each message: a key the tool sets on it is scrubbed."""
+    """A key the tool sets on an object parameter (a dataclass instance) is scrubbed from its
+    next message: the field holds another object, so the parameters are read again."""
     statuses, _ = run(WritesField, {"settings": Settings(SECRET)})
     assert len(statuses) == 2
     assert SECRET not in statuses[0]
@@ -198,3 +259,68 @@ def test_a_key_changed_in_an_object_parameter_during_the_run_is_scrubbed(
     assert "then with [REDACTED]" in statuses[1]
     # (read at each message; the forms of the new key worked out once)
     assert scans[0] >= 2
+
+
+def test_keys_written_into_a_model_parameter_during_the_run_are_scrubbed() -> None:
+    """A pydantic model parameter whose field the tool sets anew, then to which it adds an
+    extra field: each message is scrubbed of the new key, and of the token."""
+    statuses, _ = run(WritesModel, {"creds": Creds(api_key=SECRET)})
+    assert len(statuses) == 3
+    assert SECRET not in statuses[0]
+    assert NEW_SECRET not in statuses[1]
+    assert "then with [REDACTED]" in statuses[1]
+    assert "WRITTEN-LATER" not in statuses[2]
+
+
+def test_a_token_appended_to_a_long_list_parameter_during_the_run_is_scrubbed() -> None:
+    """A list parameter of more than 1000 items to which the tool appends a header: its next
+    message, quoting it, is scrubbed of the token."""
+    statuses, _ = run(WritesLongList, {"items": list(range(1500))})
+    assert len(statuses) == 2
+    assert "WRITTEN-LATER" not in statuses[1]
+    assert "Authorization': '[REDACTED]'" in statuses[1]
+
+
+#: Where the key of :class:`Rotating` settings is rotated (outside their fields).
+ROTATED: list[str] = []
+
+
+@dataclass
+class Rotating:
+    """Settings whose ``api_key`` is read from where it is rotated, not from the field it
+    stores (its ``__getattribute__`` says so)."""
+
+    api_key: str
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "api_key" and ROTATED:
+            return ROTATED[-1]
+        return object.__getattribute__(self, name)
+
+
+class Rotates(BaseTool):
+    name = "rotates"
+    description = "Rotates its settings' key, then quotes it."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        task = require_current_task()
+        settings = kwargs["settings"]
+        task.progress(10, f"first with {settings.api_key}")
+        ROTATED.append(NEW_SECRET)  # (its fields still hold the same objects)
+        task.progress(20, f"then with {settings.api_key}")
+        return "ok"
+
+
+def test_a_key_an_object_parameter_works_out_when_read_is_scrubbed() -> None:
+    """An object parameter whose fields are not what reading them gives (its own
+    ``__getattribute__``) is read again at each message: a key it gives after the tool
+    rotated it is scrubbed."""
+    ROTATED[:] = [SECRET]
+    try:
+        statuses, _ = run(Rotates, {"settings": Rotating("unused-field-value")})
+    finally:
+        ROTATED.clear()
+    assert len(statuses) == 2
+    assert SECRET not in statuses[0]
+    assert NEW_SECRET not in statuses[1]
+    assert "then with [REDACTED]" in statuses[1]

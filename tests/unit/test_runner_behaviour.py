@@ -975,6 +975,71 @@ def test_timeout_during_the_started_callback_never_starts_the_tool(
     assert task.id not in lab.started_ids
 
 
+@pytest.fixture(params=("thread", "loop_thread", "process"))
+def started_elsewhere_road(request: pytest.FixtureRequest) -> Road:
+    """The roads whose worker asks whether a task may start on another thread than the one
+    its caller's timeout strikes on (a worker thread, the executor's loop thread, a process
+    runner's thread starting its first worker)."""
+    return _road(request)
+
+
+def test_a_timeout_striking_as_a_worker_starts_the_task_says_whether_the_tool_ran(
+    started_elsewhere_road: Road, lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's timeout strikes while the worker is marking the task as started, past its
+    own look at the deadline: the error says the tool was never started exactly when it never
+    started, and the task says the same (``started_at``).
+
+    The worker waits in the store's "starting" report until the caller is wording the
+    timeout; the caller waits there until the worker has answered whether the tool may start
+    and, when it may, until the tool has started."""
+    from laios.execution._engine.job import Job
+
+    road = started_elsewhere_road
+    caller = threading.current_thread()
+    wording = threading.Event()
+    answered = threading.Event()
+    answers: list[bool] = []
+    held: list[str] = []
+    real_started, real_message = Job.started, Job.timeout_message
+
+    def started(self: Job) -> bool:
+        answer = real_started(self)
+        answers.append(answer)
+        answered.set()
+        return answer
+
+    def timeout_message(self: Job, **kwargs: Any) -> str:
+        if threading.current_thread() is caller and not wording.is_set():
+            wording.set()
+            assert answered.wait(WAIT)
+            if answers[0]:
+                assert lab.gate.wait_entered(1, WAIT)
+        return real_message(self, **kwargs)
+
+    # No public hook runs on the caller's side while its timeout words its message: the job's
+    # own method is the one place to hold it there.
+    monkeypatch.setattr(Job, "started", started)
+    monkeypatch.setattr(Job, "timeout_message", timeout_message)
+
+    def hold_the_start(update: Any) -> None:
+        if update.status is ProgressStatus.STARTING and threading.current_thread() is not caller:
+            held.append(threading.current_thread().name)
+            wording.wait(WAIT)
+
+    road.store.add_progress_listener(hold_the_start)
+    task = road.task("slow")
+    result = road.run(task, timeout=1.0)
+    lab.gate.release.set()
+    road.executor.shutdown(wait=True)
+    assert held, "the worker never reached the start of the task before its deadline"
+    assert result.metadata["outcome"] == "timeout"
+    started_ids = lab.started_ids
+    never = "the tool was never started" in (result.error or "")
+    assert never is (task.id not in started_ids), (started_ids, result.error)
+    assert (task.started_at is None) is never
+
+
 # -- progress and checkpoints -------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ keeps no ``started_at`` of an earlier run."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from datetime import datetime
@@ -124,3 +125,168 @@ def test_a_run_cancelled_as_its_worker_picks_it_up_is_recorded_as_never_started(
     assert tool.queue_wait.count == 1
     assert tool.outcomes["cancelled"].sum == 0.0
     assert tool.in_flight == 0
+
+
+# -- a timeout's words, decided as the tool starts --------------------------------------------
+
+#: How long a test waits for something it expects to happen.
+WAIT = 10.0
+
+
+class _Tools:
+    """A synchronous and an async tool that note their call and then wait to be released."""
+
+    def __init__(self) -> None:
+        self.called: list[str] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def registry(self) -> ToolRegistry:
+        registry = ToolRegistry()
+
+        def held() -> str:
+            self.called.append("held")
+            self.entered.set()
+            self.release.wait(WAIT)
+            return "released"
+
+        async def held_async() -> str:
+            self.called.append("held_async")
+            self.entered.set()
+            for _ in range(int(WAIT / 0.01)):  # (cancelled at an await when it is stopped)
+                if self.release.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            return "released"
+
+        registry.register_tool(create_simple_tool("held", "Waits.", held))
+        registry.register_tool(create_simple_tool("held_async", "Waits.", held_async))
+        return registry
+
+
+def _traced() -> tuple[Any, Any]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _assert_words_match_the_call(
+    result: Any, task: Task, called: list[str], ended: list[Any], exporter: Any
+) -> None:
+    """A timed-out result says the tool was never started exactly when it was never called,
+    and the task, the store's record and the span say the same."""
+    assert result.metadata["outcome"] == "timeout"
+    error = result.error or ""
+    never = "the tool was never started" in error
+    assert never is (not called), (called, error)
+    assert [event.started for event in ended] == [bool(called)]
+    assert (task.started_at is None) is never
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert ("the tool was never started" in (span.status.description or "")) is never
+
+
+@pytest.mark.parametrize("tool", ["held", "held_async"])
+def test_a_timeout_striking_as_the_tool_is_allowed_to_start_says_what_happened(
+    tool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's timeout strikes while the worker (a worker thread; for an async tool, the
+    executor's loop thread) is marking the task as started, past its own look at the
+    deadline: the result says the tool was never started only when it was never called, and
+    the store's record, the task and the span agree with it.
+
+    The worker waits in the store's "starting" report until the caller is deciding what the
+    timeout's message says; the caller waits there until the worker has answered whether the
+    tool may start, and, when it may, until the tool has been called."""
+    tools = _Tools()
+    caller = threading.current_thread()
+    deciding = threading.Event()
+    answered = threading.Event()
+    answers: list[bool] = []
+    starting: list[str] = []
+    real_started = job_module.Job.started
+    real_message = job_module.Job.timeout_message
+
+    def started(self: Any) -> bool:
+        answer = real_started(self)
+        answers.append(answer)
+        answered.set()
+        return answer
+
+    def timeout_message(self: Any, **kwargs: Any) -> str:
+        if threading.current_thread() is caller and not deciding.is_set():
+            deciding.set()
+            assert answered.wait(WAIT)
+            if answers[0]:
+                assert tools.entered.wait(WAIT)
+        return real_message(self, **kwargs)
+
+    # No public hook runs on the caller's side while its timeout decides its message: the
+    # job's own method is the one place to hold it there.
+    monkeypatch.setattr(job_module.Job, "started", started)
+    monkeypatch.setattr(job_module.Job, "timeout_message", timeout_message)
+
+    def hold_the_start(update: Any) -> None:
+        if update.status is ProgressStatus.STARTING and not starting:
+            starting.append(threading.current_thread().name)
+            deciding.wait(WAIT)
+
+    store = MetricStore()
+    ended: list[Any] = []
+    store.add_finish_listener(ended.append)
+    store.add_progress_listener(hold_the_start)
+    provider, exporter = _traced()
+    task = Task(plan_id="p", description="d", tool_name=tool)
+    executor = Executor(
+        tools.registry(), store=store, register_prometheus=False, tracer_provider=provider
+    )
+    try:
+        result = executor.execute_task(task, CONTEXT, timeout=1.0)
+    finally:
+        tools.release.set()
+        executor.shutdown(wait=True)
+    assert starting, "the worker never reached the start of the task before its deadline"
+    assert deciding.is_set()
+    _assert_words_match_the_call(result, task, tools.called, ended, exporter)
+
+
+def test_a_timeout_before_a_worker_thread_calls_the_tool_says_it_never_started() -> None:
+    """The caller's timeout strikes once a worker thread was told the tool may start, before
+    it calls the tool: the thread never calls it (the call was given up), and the result, the
+    store's record, the task and the span say the tool was never started."""
+    from runner_hooks import HookedRunner
+
+    from laios.execution.runners import ThreadRunner
+
+    tools = _Tools()
+    caller_returned = threading.Event()
+
+    def hold_once_allowed(call: Any, started: bool) -> None:
+        if started:
+            caller_returned.wait(WAIT)
+
+    store = MetricStore()
+    ended: list[Any] = []
+    store.add_finish_listener(ended.append)
+    provider, exporter = _traced()
+    runner = HookedRunner(ThreadRunner(1, 1), after_start=hold_once_allowed)
+    task = Task(plan_id="p", description="d", tool_name="held")
+    executor = Executor(
+        tools.registry(),
+        runner=runner,
+        store=store,
+        register_prometheus=False,
+        tracer_provider=provider,
+    )
+    try:
+        result = executor.execute_task(task, CONTEXT, timeout=0.5)
+    finally:
+        caller_returned.set()
+        tools.release.set()
+        executor.shutdown(wait=True)  # (a tool it still called would have run by now)
+    _assert_words_match_the_call(result, task, tools.called, ended, exporter)
+    assert tools.called == []

@@ -584,23 +584,36 @@ def secret_values_before_run(params: Any, tool: Any = None) -> list[str] | None:
     return None
 
 
-#: Most keys, items and marks :func:`parameters_snapshot` lists.
-MAX_SNAPSHOT_ITEMS = 1000
+#: Most keys, items, fields and marks :func:`parameters_snapshot` lists: twice as many as
+#: :func:`secret_values` reads (``MAX_SECRET_SCAN_ITEMS``), each listed at a fraction of the
+#: cost of reading it for secrets.
+MAX_SNAPSHOT_ITEMS = 2 * MAX_SECRET_SCAN_ITEMS
 #: Where a container ends in a :func:`parameters_snapshot`.
 _END = object()
 _PLAIN_CONTAINERS = (dict, list, tuple)
+#: Values a :func:`parameters_snapshot` lists as they are: flat values, and pydantic's secret
+#: types, which keep the value they were made with.
+_SNAPSHOT_VALUES = _FLAT_VALUES | {SecretStr, SecretBytes}
+_OBJECT_GETATTRIBUTE: Any = object.__getattribute__
 
 
 def parameters_snapshot(params: Any) -> tuple[Any, ...] | None:
     """The objects ``params`` is made of, when it is a ``dict`` of plain values: strings,
-    numbers, bytes, ``None``, and dicts, lists and tuples of them (of those exact types), at
-    most ``MAX_SNAPSHOT_ITEMS`` in all. Each container is listed, then its keys and items
-    (depth first), then a mark for its end. ``None`` for any other ``params`` (and for one
-    changed while it is listed).
+    numbers, bytes, ``None``, pydantic's ``SecretStr`` and ``SecretBytes``, dicts, lists and
+    tuples of them (of those exact types), and dataclass instances and pydantic models whose
+    fields (see :func:`object_fields`) hold them, at most ``MAX_SNAPSHOT_ITEMS`` in all. Each
+    container or object is listed, then its keys and items, or its type and its fields' names
+    and values (depth first), then a mark for its end. ``None`` for any other ``params`` (and
+    for one changed while it is listed).
 
     Two snapshots that list the same objects (``is``) in the same order are of parameters
-    that hold the same secrets: a plain value cannot change in place, and a container changed
-    in place (an item replaced, added or taken out) lists other objects."""
+    that hold the same secrets: a plain value cannot change in place, and a container or an
+    object changed in place (an item or a field replaced, added or taken out) lists other
+    objects. An object's fields are listed as stored (its ``__dict__``, and a model's extra
+    fields), without running its code: an object whose reading may give other values than
+    those stored (its class has its own ``__getattribute__``, a property or another data
+    descriptor in place of a field, or it stores its fields elsewhere, in slots) makes the
+    snapshot ``None``, and such parameters are read for their secrets each time."""
     if type(params) is not dict:
         return None
     found: list[Any] = []
@@ -616,10 +629,10 @@ def _snapshot_into(value: Any, found: list[Any], depth: int) -> bool:
     """List ``value`` into ``found`` (see :func:`parameters_snapshot`); ``False`` when it is
     not made of plain values, or holds too many, or too deep."""
     kind = type(value)
-    if kind in _FLAT_VALUES:
+    if kind in _SNAPSHOT_VALUES:
         found.append(value)
         return True
-    if kind not in _PLAIN_CONTAINERS or depth > _MAX_DEPTH:
+    if depth > _MAX_DEPTH:
         return False
     found.append(value)
     if kind is dict:
@@ -631,15 +644,51 @@ def _snapshot_into(value: Any, found: list[Any], depth: int) -> bool:
                 _snapshot_into(key, found, depth + 1) and _snapshot_into(item, found, depth + 1)
             ):
                 return False
-    else:
+    elif kind in _PLAIN_CONTAINERS:
         items = tuple(value)
         if len(found) + len(items) >= MAX_SNAPSHOT_ITEMS:
             return False
         for item in items:
             if not _snapshot_into(item, found, depth + 1):
                 return False
+    else:
+        fields = _stored_fields(value, kind)
+        if fields is None or len(found) + 2 * len(fields) >= MAX_SNAPSHOT_ITEMS:
+            return False
+        found.append(kind)  # (the class says which of them are read, and how)
+        for name, item in fields:
+            found.append(name)
+            if not _snapshot_into(item, found, depth + 1):
+                return False
     found.append(_END)
     return True
+
+
+def _stored_fields(value: Any, kind: type) -> tuple[tuple[str, Any], ...] | None:
+    """The fields of a dataclass instance or a pydantic model as stored, which reading them
+    gives (see :func:`parameters_snapshot`): all those of a model's ``__dict__`` and its
+    extra fields, or a dataclass's declared ones; ``None`` for any other value, or one whose
+    reading may give other values."""
+    try:
+        if isinstance(value, BaseModel):  # (read as object_fields reads it)
+            stored = value.__dict__
+            extra = value.__pydantic_extra__
+            if type(stored) is not dict or (extra is not None and type(extra) is not dict):
+                return None
+            return (*stored.items(), *extra.items()) if extra else tuple(stored.items())
+        declared = getattr(kind, "__dataclass_fields__", None)
+        if declared is None or kind.__getattribute__ is not _OBJECT_GETATTRIBUTE:
+            return None
+        stored = vars(value)
+        fields: list[tuple[str, Any]] = []
+        for declared_field in dataclasses.fields(value):
+            key = declared_field.name
+            if key not in stored or hasattr(type(getattr(kind, key, None)), "__set__"):
+                return None  # (stored elsewhere, or read through a descriptor)
+            fields.append((key, stored[key]))
+        return tuple(fields)
+    except Exception:  # (an object whose class or fields cannot be looked at)
+        return None
 
 
 def secret_values_now_and_before(

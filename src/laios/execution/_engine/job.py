@@ -399,11 +399,11 @@ class Job(TaskRecord):
 
         While the tool runs, what was read is kept with the forms the values may be written
         in (:class:`~laios.execution.redaction.SecretForms`), for its next message: parameters
-        of plain values (text, numbers, and dicts, lists and tuples of them) are read again
-        only once they hold other objects (see
+        of plain values (text, numbers, and dicts, lists and tuples, dataclass instances and
+        pydantic models of them) are read again only once they hold other objects (see
         :func:`~laios.execution.redaction.parameters_snapshot`: a tool may change a nested
-        one in place); others are read each time, but the forms of secrets already known are
-        not worked out again."""
+        one in place, or set a field anew); others are read each time, but the forms of
+        secrets already known are not worked out again."""
         if task is None:
             return list(self.secrets_before or ())
         parameters = task.parameters
@@ -1006,9 +1006,20 @@ class Job(TaskRecord):
     def expire(self) -> None:
         """The timeout struck (the blocking caller's wait ran out, or the batch's timer): the
         task ends ``timeout``, or, when its tool had already ended, the caller gets that
-        outcome without waiting for the callback being told of it."""
-        if not self.interrupt("timeout", self.timeout_message(queued=self.phase == QUEUED)):
+        outcome without waiting for the callback being told of it.
+
+        Its message is worded once the job is stopped, from the phase it was stopped in (and,
+        for a running call, from what its runner says once told: see :meth:`_stop_and_finish`):
+        a worker may start the call until then, and the message must not say the tool never
+        started when it was called, nor that it ran when it never did."""
+        with self.env.lock:
+            starting = self.starting
+            phase = self._stop_phase()
+        if phase is None:
             self.overdue_now()
+            return
+        queued = phase == QUEUED and not starting
+        self._end_interrupted("timeout", self.timeout_message(queued=queued, starting=starting))
 
     def listener_interrupted(self, exc: KeyboardInterrupt) -> None:
         """A listener of the store (progress or finish) raised Ctrl-C while an event of this
@@ -1080,8 +1091,10 @@ class Job(TaskRecord):
         """The error of a task whose caller was interrupted (Ctrl-C) while it ran."""
         return f"Task '{self.task_id}' was cancelled: the caller was interrupted"
 
-    def timeout_message(self, *, queued: bool) -> str:
-        """What a timed-out result says: where the task was when its time ran out."""
+    def timeout_message(self, *, queued: bool, starting: bool | None = None) -> str:
+        """What a timed-out result says: where the task was when its time ran out (queued;
+        ``starting``: its ``on_progress`` callback handling ``"started"``, by default as the
+        job says now; else running)."""
         limit = self.limit
         budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
         cut = self.retry_cut
@@ -1089,10 +1102,12 @@ class Job(TaskRecord):
             budget = f"the {limit:g}s left of its retry deadline of {cut.deadline:g}s"
         where = self._preparing()
         if where is None:
-            where = self._where(queued=queued)
+            if starting is None:
+                starting = self.starting
+            where = self._where(queued=queued, starting=starting)
         return f"Task '{self.task_id}' exceeded {budget} {where}"
 
-    def _where(self, *, queued: bool) -> str:
+    def _where(self, *, queued: bool, starting: bool) -> str:
         """Where the task was when its time ran out, as its phase says."""
         if queued:
             if self.runner is not None and self.runner.name == "loop":
@@ -1102,7 +1117,7 @@ class Job(TaskRecord):
             else:
                 waited = "no worker was free yet"
             where = f"while waiting to start ({waited}); the tool was never started"
-        elif self.starting:
+        elif starting:
             where = (
                 "while its on_progress callback was handling the 'started' event; the tool "
                 "was never started"

@@ -279,6 +279,16 @@ class ThreadRunner:
             work.thread = thread
             return True
 
+    def preparing(self, handle: Handle) -> str | None:
+        """Where ``handle``'s call was when it was given up before a worker thread called its
+        tool (a thread told it may start skips it then: see ``_take``), in words that end a
+        timeout's message; ``None`` otherwise (not given up, or its tool called)."""
+        assert isinstance(handle, _Work)
+        with self._lock:
+            if not handle.abandoned or handle.thread is not None:
+                return None
+        return "before its worker thread called the tool; the tool was never started"
+
     def abandon(self, handle: Handle) -> StopResult:
         """Count the call's thread as held until its tool returns (a thread cannot be stopped).
 
