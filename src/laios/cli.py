@@ -1400,8 +1400,8 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
 
 def _otlp_endpoint(text: str) -> str:
     problem = otlp_url_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    if problem:  # (named without the user and password it may carry, as the banner does)
+        raise argparse.ArgumentTypeError(f"{without_credentials(text)!r} {problem}")
     return text
 
 

@@ -1048,8 +1048,34 @@ def test_demo_refuses_an_otlp_endpoint_the_spans_could_not_reach(
         cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert repr(value) in err
+    assert repr(value.replace("user@", "")) in err  # (named without its user)
     assert said in err
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("http://user:s3cret@localhost:99999", "'http://localhost:99999' is not a usable URL"),
+        ("http://user:s3cret@[::1", "'http://[::1' is not a usable URL"),
+        ("http://user:s3cret@col lector:4318", "'http://col lector:4318' is not a usable URL"),
+        ("grpc://user:s3cret@collector:4317", "'grpc://collector:4317' is not an http://"),
+        ("http://user:s3cret@:4318", "'http://:4318' names no host"),
+        ("http://user:s3cret@localhost:4318?x=1", "'http://localhost:4318?x=1' has a query"),
+    ],
+)
+def test_demo_names_a_refused_otlp_endpoint_without_its_password(
+    value: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused --otlp-endpoint is named without the user and password it carries, as the
+    banner and a refused OTEL_EXPORTER_OTLP_ENDPOINT name it: the message goes to stderr, and
+    from there to a terminal's scrollback, a CI log or a journal."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert shown in err
+    assert "s3cret" not in err
+    assert "user" not in err
 
 
 def test_the_command_says_its_version(capsys: pytest.CaptureFixture[str]) -> None:
