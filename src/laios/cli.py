@@ -657,8 +657,10 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     authorization = None
     if user is not None:
         try:
-            pair = f"{unquote(user)}:{unquote(password or '')}".encode()
-        except UnicodeError:  # (a byte of the argument that is not UTF-8)
+            pair = (
+                f"{unquote(user, errors='strict')}:{unquote(password or '', errors='strict')}"
+            ).encode()
+        except UnicodeError:  # (a byte of the argument, or a %XX, that is not UTF-8)
             raise _BadURL(
                 f"{target!r} is not a usable URL (its user or password holds a byte that is "
                 "not UTF-8: write them in UTF-8, percent-encoded)"

@@ -734,13 +734,24 @@ def test_credentials_in_the_url_stay_out_of_an_error(
     assert dead_url.removeprefix("http://") + "/status" in line
 
 
-@pytest.mark.parametrize("credentials", ["pr\udcffom:s3cret", "prom:s3cr\udcffet"])
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        "pr\udcffom:s3cret",
+        "prom:s3cr\udcffet",
+        "prom:s3cr%FFet",
+        "pr%C3om:s3cret",
+        "prom:s3cr%E2%82",
+    ],
+)
 def test_credentials_with_a_byte_not_utf8_are_said_to_be_unusable(
     credentials: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A user or password holding a byte of the argument that is not UTF-8 (``--url
     http://prom:$'\\xff'@host``) is said to be unusable, and not shown: it ended in a
-    traceback (UnicodeEncodeError) before anything was tried."""
+    traceback (UnicodeEncodeError) before anything was tried. So is one holding such a byte
+    percent-encoded (``%FF``, a password written in Latin-1), which was sent with U+FFFD in
+    its place, and refused as a wrong password."""
     url = f"http://{credentials}@127.0.0.1:1"
     assert main(["status", "--url", url, "--timeout", "2"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
