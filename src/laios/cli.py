@@ -1001,6 +1001,11 @@ def _writable(text: str, stream: TextIO) -> str:
         return text
 
 
+#: Lines of the status that count both tables and show the gauges on the shortest screen:
+#: ``Running tasks (3)``, ``Tools: +7 more`` and ``workers: ...``.
+_COUNTS = 3
+
+
 def _watch_frame(
     document: dict[str, Any],
     url: str,
@@ -1029,10 +1034,18 @@ def _watch_frame(
         wrapped = wrapped[:most]
         if wrapped:
             wrapped[-1] = clip(wrapped[-1] + "...", width)
-    # Besides the status: the warning, the title, two blank lines, the footer.
-    height = max(room - len(wrapped) - 4, 1)
-    body = status_lines(document, width=width, height=height)
-    lines = [*wrapped, _title(document, url), "", *body, "", footer]
+    # Under the warning and the title: the status, then the footer, with a blank line before
+    # and after the status. On a short terminal the status keeps the lines that count both
+    # tables and the gauges: the blank lines go first, then the footer.
+    left = room - len(wrapped) - 1
+    if left >= _COUNTS + 3:
+        body = status_lines(document, width=width, height=left - 3)
+        below = ["", *body, "", footer]
+    elif left >= _COUNTS + 1:
+        below = [*status_lines(document, width=width, height=left - 1), footer]
+    else:
+        below = status_lines(document, width=width, height=max(left, 1))
+    lines = [*wrapped, _title(document, url), *below]
     return "\n".join(clip(line, width) for line in lines[:room])
 
 

@@ -250,6 +250,28 @@ def test_a_watched_status_counts_every_row_it_leaves_out(width: int, height: int
     assert "Running tasks (3)" in lines
 
 
+@pytest.mark.parametrize("width", [40, 80])
+@pytest.mark.parametrize("height", range(4, 11))
+def test_a_short_watched_terminal_gives_up_blank_lines_and_footer_before_counts(
+    width: int, height: int
+) -> None:
+    """`laios status --watch` in a terminal of 4 to 10 lines: under its title, both tables
+    count their rows (the tools before the gauges and the footer), and no line is left blank
+    while one of them is left out. A terminal of 5 to 7 lines showed the title, a blank line,
+    the running tasks' count, a blank line and the footer, and nothing of the tools."""
+    size = os.terminal_size((width, height))
+    lines = _watch_frame(_busy(running=3), URL, "", 1.0, size).splitlines()
+    assert len(lines) <= height - 1
+    assert lines[0].startswith("laios status - ")
+    assert "Running tasks (3)" in lines
+    assert _counted(lines, "Tools") == len(TOOLS), lines
+    has_gauges = any(line.startswith("workers: 8") for line in lines)
+    has_footer = lines[-1].startswith("refreshing every")
+    if "" in lines or height >= 6:
+        assert has_gauges, lines
+        assert has_footer, lines
+
+
 @pytest.mark.parametrize("height", range(1, 30))
 @pytest.mark.parametrize("running", [0, 1, 3, 9])
 def test_a_table_shown_always_counts_its_rows(height: int, running: int) -> None:
