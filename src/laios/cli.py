@@ -925,15 +925,17 @@ def format_seconds(seconds: Any) -> str:
     value = _number(seconds)
     if value is None:
         return "-"
-    value = max(value, 0.0)
-    if value < 0.001:
+    value = value if value > 0.0 else 0.0  # (-0.0 too: no "-0us")
+    # A unit is kept only while the value, rounded as written, stays below the next one:
+    # 0.9996 s is 1.00s, not 1000ms; 59.996 s is 1m00s, not 60.00s.
+    if round(value * 1e6) < 1000:
         return f"{value * 1e6:.0f}us"
-    if value < 1.0:
+    if round(value * 1000) < 1000:
         return f"{value * 1000:.0f}ms"
-    if value < 60.0:
+    if round(value, 2) < 60.0:
         return f"{value:.2f}s"
     if value < 3600.0:
-        minutes, rest = divmod(int(value), 60)
+        minutes, rest = divmod(max(int(value), 60), 60)
         return f"{minutes}m{rest:02d}s"
     hours, rest = divmod(int(value), 3600)
     return f"{hours}h{rest // 60:02d}m"

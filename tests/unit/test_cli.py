@@ -196,6 +196,25 @@ def test_progress_bar_clamps_odd_values(value: Any, expected: str) -> None:
 @pytest.mark.parametrize(
     ("seconds", "expected"),
     [
+        (0.0009996, "1ms"),
+        (0.9996, "1.00s"),
+        (0.99949, "999ms"),
+        (59.996, "1m00s"),
+        (59.994, "59.99s"),
+        (-0.0, "0us"),
+        (-1.5, "0us"),
+    ],
+)
+def test_format_seconds_rounds_into_the_next_unit(seconds: float, expected: str) -> None:
+    """A duration that rounds up to the next unit is written in it: 0.9996 s as 1.00s, not
+    1000ms, and 59.996 s as 1m00s, not 60.00s (a P95 or an elapsed time just under a second or a
+    minute); -0.0 as 0us, not -0us."""
+    assert format_seconds(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
         (None, "-"),
         (0.0004, "400us"),
         (0.012, "12ms"),
