@@ -90,6 +90,22 @@ def _assert_fits(lines: list[str], width: int, height: int) -> None:
     assert all(line.isprintable() for line in lines)
 
 
+@pytest.mark.parametrize("height", range(5, 11))
+def test_a_short_demo_view_gives_up_its_blank_line_before_counts(height: int) -> None:
+    """The demo's view on a terminal of 5 to 10 lines: under its headline and three addresses,
+    the status counts both tables as soon as there are two lines for it, and keeps a blank line
+    above it only while nothing of the counts is left out. On 6 lines it showed a blank line
+    and the running tasks' count, and nothing of the tools."""
+    lines = _frame(_busy(running=3), 80, height)
+    _assert_fits(lines, 80, height)
+    status = lines[4:]
+    assert "Running tasks (3)" in status
+    if height >= 6:
+        assert _counted(status, "Tools") == len(TOOLS), lines
+    if "" in status:
+        assert any(line.startswith("workers: 8") for line in status), lines
+
+
 def test_the_frame_fits_80_by_24() -> None:
     """At 80x24 a busy demo's frame has at most 24 lines of at most 80 columns."""
     _assert_fits(_frame(_busy(), 80, 24), 80, 24)
