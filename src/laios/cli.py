@@ -680,6 +680,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
         routes = _listed_routes(exc) if exc.code == 404 else None
+        busy = _busy_reason(exc) if exc.code == 503 else None
         exc.close()
         # (after a redirect, the code is that of the redirect's target: it is the URL named)
         answering = _Answering(target, redirects.followed)
@@ -701,6 +702,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         tls = _tls_instead(answering, deadline) if exc.code == 400 else None
         if tls is not None:
             raise tls from None
+        if busy is not None:
+            raise _HTTPFailure(
+                f"{named} answered HTTP 503: the laios endpoint there is busy ({busy}); try "
+                "again in a moment (--watch tries again at every interval)"
+            ) from None
         raise _http_error(answering, exc.code, routes) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
@@ -851,6 +857,20 @@ def _what_answered(content_type: str | None, body: bytes) -> str:
 
 #: Most bytes read of a 404 answer, for the routes a laios endpoint lists in it.
 _MAX_NOT_FOUND = 64 * 1024
+
+
+def _busy_reason(answer: urllib.error.HTTPError) -> str | None:
+    """Why a laios endpoint answered 503 (``{"error": "too many connections"}``, ``too many
+    requests at once``, ``too many password checks at once``: it is busy), cleaned for a
+    message; ``None`` when the answer is not such a document (a proxy's own 503)."""
+    try:
+        document = json.loads(answer.read(_MAX_NOT_FOUND))
+    except (OSError, ValueError, RecursionError, http.client.HTTPException):
+        return None
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, str) or not error.startswith("too many "):
+        return None
+    return _clean(error, _MAX_QUOTED)
 
 
 def _listed_routes(answer: urllib.error.HTTPError) -> list[str] | None:

@@ -1998,6 +1998,43 @@ def test_an_http_error_gets_advice_that_fits_its_code(
         assert "laios demo" not in line, line
 
 
+class _Blocking:
+    """A collector whose collection waits for ``release``: a scrape held in progress."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def collect(self) -> Iterator[Any]:
+        self.entered.set()
+        self.release.wait(30)
+        return iter(())
+
+
+def test_a_busy_laios_endpoint_is_said_to_be_busy(capsys: pytest.CaptureFixture[str]) -> None:
+    """A laios endpoint with every connection busy answers 503 (Retry-After: 1, a JSON error
+    saying why): the message says the endpoint there is busy and to try again, instead of
+    taking it for a proxy with no server behind it and advising start_http_server there."""
+    blocking = _Blocking()
+    registry = CollectorRegistry()
+    registry.register(blocking)  # type: ignore[arg-type]
+    server = start_http_server(0, store=MetricStore(), registry=registry, max_connections=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as scrape:
+            scrape.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert blocking.entered.wait(10)
+            line = status_error(server.url, capsys)
+            blocking.release.set()
+    finally:
+        blocking.release.set()
+        server.shutdown()
+    assert f"{server.url}/status answered HTTP 503" in line, line
+    assert "the laios endpoint there is busy (too many connections)" in line, line
+    assert "try again" in line, line
+    assert "start_http_server" not in line, line
+    assert "proxy" not in line, line
+
+
 def test_a_laios_endpoint_answering_404_at_another_path_says_to_check_the_path(
     server: MetricsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
