@@ -548,6 +548,12 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+#: Lines of the status that count both tables and show the gauges on the shortest screen
+#: (``Running tasks (3)``, ``Tools: +7 more``, ``workers: ...``): a blank line above them is
+#: kept only when they all fit under it.
+_STATUS_COUNTS = 3
+
+
 def live_frame(
     document: dict[str, Any],
     *,
@@ -573,10 +579,12 @@ def live_frame(
     if gap < 2:
         top.append(_labelled("Stop", stop))
     top = [clip(line, width) for line in top][: max(height, 0)]
-    room = height - len(top) - 1
+    room = height - len(top)
     if room <= 0:
         return top
-    return [*top, "", *status_lines(document, width=width, height=room)]
+    if room <= _STATUS_COUNTS:  # (the blank line goes before the lines counting the tables)
+        return [*top, *status_lines(document, width=width, height=room)]
+    return [*top, "", *status_lines(document, width=width, height=room - 1)]
 
 
 def _progress_line(clock: _Clock) -> str:

@@ -657,8 +657,10 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     authorization = None
     if user is not None:
         try:
-            pair = f"{unquote(user)}:{unquote(password or '')}".encode()
-        except UnicodeError:  # (a byte of the argument that is not UTF-8)
+            pair = (
+                f"{unquote(user, errors='strict')}:{unquote(password or '', errors='strict')}"
+            ).encode()
+        except UnicodeError:  # (a byte of the argument, or a %XX, that is not UTF-8)
             raise _BadURL(
                 f"{target!r} is not a usable URL (its user or password holds a byte that is "
                 "not UTF-8: write them in UTF-8, percent-encoded)"
@@ -678,6 +680,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             raw = _read_body(response)
     except urllib.error.HTTPError as exc:
         routes = _listed_routes(exc) if exc.code == 404 else None
+        busy = _busy_reason(exc) if exc.code == 503 else None
         exc.close()
         # (after a redirect, the code is that of the redirect's target: it is the URL named)
         answering = _Answering(target, redirects.followed)
@@ -699,6 +702,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         tls = _tls_instead(answering, deadline) if exc.code == 400 else None
         if tls is not None:
             raise tls from None
+        if busy is not None:
+            raise _HTTPFailure(
+                f"{named} answered HTTP 503: the laios endpoint there is busy ({busy}); try "
+                "again in a moment (--watch tries again at every interval)"
+            ) from None
         raise _http_error(answering, exc.code, routes) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
@@ -851,6 +859,20 @@ def _what_answered(content_type: str | None, body: bytes) -> str:
 _MAX_NOT_FOUND = 64 * 1024
 
 
+def _busy_reason(answer: urllib.error.HTTPError) -> str | None:
+    """Why a laios endpoint answered 503 (``{"error": "too many connections"}``, ``too many
+    requests at once``, ``too many password checks at once``: it is busy), cleaned for a
+    message; ``None`` when the answer is not such a document (a proxy's own 503)."""
+    try:
+        document = json.loads(answer.read(_MAX_NOT_FOUND))
+    except (OSError, ValueError, RecursionError, http.client.HTTPException):
+        return None
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, str) or not error.startswith("too many "):
+        return None
+    return _clean(error, _MAX_QUOTED)
+
+
 def _listed_routes(answer: urllib.error.HTTPError) -> list[str] | None:
     """The routes a laios endpoint lists in its 404 answer (``{"error": "not found",
     "routes": [...]}``); ``None`` when the answer is not such a document."""
@@ -923,15 +945,17 @@ def format_seconds(seconds: Any) -> str:
     value = _number(seconds)
     if value is None:
         return "-"
-    value = max(value, 0.0)
-    if value < 0.001:
+    value = value if value > 0.0 else 0.0  # (-0.0 too: no "-0us")
+    # A unit is kept only while the value, rounded as written, stays below the next one:
+    # 0.9996 s is 1.00s, not 1000ms; 59.996 s is 1m00s, not 60.00s.
+    if round(value * 1e6) < 1000:
         return f"{value * 1e6:.0f}us"
-    if value < 1.0:
+    if round(value * 1000) < 1000:
         return f"{value * 1000:.0f}ms"
-    if value < 60.0:
+    if round(value, 2) < 60.0:
         return f"{value:.2f}s"
     if value < 3600.0:
-        minutes, rest = divmod(int(value), 60)
+        minutes, rest = divmod(max(int(value), 60), 60)
         return f"{minutes}m{rest:02d}s"
     hours, rest = divmod(int(value), 3600)
     return f"{hours}h{rest // 60:02d}m"
@@ -999,6 +1023,11 @@ def _writable(text: str, stream: TextIO) -> str:
         return text
 
 
+#: Lines of the status that count both tables and show the gauges on the shortest screen:
+#: ``Running tasks (3)``, ``Tools: +7 more`` and ``workers: ...``.
+_COUNTS = 3
+
+
 def _watch_frame(
     document: dict[str, Any],
     url: str,
@@ -1027,10 +1056,18 @@ def _watch_frame(
         wrapped = wrapped[:most]
         if wrapped:
             wrapped[-1] = clip(wrapped[-1] + "...", width)
-    # Besides the status: the warning, the title, two blank lines, the footer.
-    height = max(room - len(wrapped) - 4, 1)
-    body = status_lines(document, width=width, height=height)
-    lines = [*wrapped, _title(document, url), "", *body, "", footer]
+    # Under the warning and the title: the status, then the footer, with a blank line before
+    # and after the status. On a short terminal the status keeps the lines that count both
+    # tables and the gauges: the blank lines go first, then the footer.
+    left = room - len(wrapped) - 1
+    if left >= _COUNTS + 3:
+        body = status_lines(document, width=width, height=left - 3)
+        below = ["", *body, "", footer]
+    elif left >= _COUNTS + 1:
+        below = [*status_lines(document, width=width, height=left - 1), footer]
+    else:
+        below = status_lines(document, width=width, height=max(left, 1))
+    lines = [*wrapped, _title(document, url), *below]
     return "\n".join(clip(line, width) for line in lines[:room])
 
 
@@ -1400,8 +1437,8 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
 
 def _otlp_endpoint(text: str) -> str:
     problem = otlp_url_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    if problem:  # (named without the user and password it may carry, as the banner does)
+        raise argparse.ArgumentTypeError(f"{without_credentials(text)!r} {problem}")
     return text
 
 

@@ -196,6 +196,25 @@ def test_progress_bar_clamps_odd_values(value: Any, expected: str) -> None:
 @pytest.mark.parametrize(
     ("seconds", "expected"),
     [
+        (0.0009996, "1ms"),
+        (0.9996, "1.00s"),
+        (0.99949, "999ms"),
+        (59.996, "1m00s"),
+        (59.994, "59.99s"),
+        (-0.0, "0us"),
+        (-1.5, "0us"),
+    ],
+)
+def test_format_seconds_rounds_into_the_next_unit(seconds: float, expected: str) -> None:
+    """A duration that rounds up to the next unit is written in it: 0.9996 s as 1.00s, not
+    1000ms, and 59.996 s as 1m00s, not 60.00s (a P95 or an elapsed time just under a second or a
+    minute); -0.0 as 0us, not -0us."""
+    assert format_seconds(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
         (None, "-"),
         (0.0004, "400us"),
         (0.012, "12ms"),
@@ -734,13 +753,24 @@ def test_credentials_in_the_url_stay_out_of_an_error(
     assert dead_url.removeprefix("http://") + "/status" in line
 
 
-@pytest.mark.parametrize("credentials", ["pr\udcffom:s3cret", "prom:s3cr\udcffet"])
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        "pr\udcffom:s3cret",
+        "prom:s3cr\udcffet",
+        "prom:s3cr%FFet",
+        "pr%C3om:s3cret",
+        "prom:s3cr%E2%82",
+    ],
+)
 def test_credentials_with_a_byte_not_utf8_are_said_to_be_unusable(
     credentials: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A user or password holding a byte of the argument that is not UTF-8 (``--url
     http://prom:$'\\xff'@host``) is said to be unusable, and not shown: it ended in a
-    traceback (UnicodeEncodeError) before anything was tried."""
+    traceback (UnicodeEncodeError) before anything was tried. So is one holding such a byte
+    percent-encoded (``%FF``, a password written in Latin-1), which was sent with U+FFFD in
+    its place, and refused as a wrong password."""
     url = f"http://{credentials}@127.0.0.1:1"
     assert main(["status", "--url", url, "--timeout", "2"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
@@ -1048,8 +1078,34 @@ def test_demo_refuses_an_otlp_endpoint_the_spans_could_not_reach(
         cli.build_parser().parse_args(["demo", "--otlp-endpoint", value])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert repr(value) in err
+    assert repr(value.replace("user@", "")) in err  # (named without its user)
     assert said in err
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("http://user:s3cret@localhost:99999", "'http://localhost:99999' is not a usable URL"),
+        ("http://user:s3cret@[::1", "'http://[::1' is not a usable URL"),
+        ("http://user:s3cret@col lector:4318", "'http://col lector:4318' is not a usable URL"),
+        ("grpc://user:s3cret@collector:4317", "'grpc://collector:4317' is not an http://"),
+        ("http://user:s3cret@:4318", "'http://:4318' names no host"),
+        ("http://user:s3cret@localhost:4318?x=1", "'http://localhost:4318?x=1' has a query"),
+    ],
+)
+def test_demo_names_a_refused_otlp_endpoint_without_its_password(
+    value: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused --otlp-endpoint is named without the user and password it carries, as the
+    banner and a refused OTEL_EXPORTER_OTLP_ENDPOINT name it: the message goes to stderr, and
+    from there to a terminal's scrollback, a CI log or a journal."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--otlp-endpoint", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert shown in err
+    assert "s3cret" not in err
+    assert "user" not in err
 
 
 def test_the_command_says_its_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -1940,6 +1996,43 @@ def test_an_http_error_gets_advice_that_fits_its_code(
     else:
         assert "start_http_server" not in line, line
         assert "laios demo" not in line, line
+
+
+class _Blocking:
+    """A collector whose collection waits for ``release``: a scrape held in progress."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def collect(self) -> Iterator[Any]:
+        self.entered.set()
+        self.release.wait(30)
+        return iter(())
+
+
+def test_a_busy_laios_endpoint_is_said_to_be_busy(capsys: pytest.CaptureFixture[str]) -> None:
+    """A laios endpoint with every connection busy answers 503 (Retry-After: 1, a JSON error
+    saying why): the message says the endpoint there is busy and to try again, instead of
+    taking it for a proxy with no server behind it and advising start_http_server there."""
+    blocking = _Blocking()
+    registry = CollectorRegistry()
+    registry.register(blocking)  # type: ignore[arg-type]
+    server = start_http_server(0, store=MetricStore(), registry=registry, max_connections=1)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as scrape:
+            scrape.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert blocking.entered.wait(10)
+            line = status_error(server.url, capsys)
+            blocking.release.set()
+    finally:
+        blocking.release.set()
+        server.shutdown()
+    assert f"{server.url}/status answered HTTP 503" in line, line
+    assert "the laios endpoint there is busy (too many connections)" in line, line
+    assert "try again" in line, line
+    assert "start_http_server" not in line, line
+    assert "proxy" not in line, line
 
 
 def test_a_laios_endpoint_answering_404_at_another_path_says_to_check_the_path(

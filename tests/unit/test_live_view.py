@@ -90,6 +90,22 @@ def _assert_fits(lines: list[str], width: int, height: int) -> None:
     assert all(line.isprintable() for line in lines)
 
 
+@pytest.mark.parametrize("height", range(5, 11))
+def test_a_short_demo_view_gives_up_its_blank_line_before_counts(height: int) -> None:
+    """The demo's view on a terminal of 5 to 10 lines: under its headline and three addresses,
+    the status counts both tables as soon as there are two lines for it, and keeps a blank line
+    above it only while nothing of the counts is left out. On 6 lines it showed a blank line
+    and the running tasks' count, and nothing of the tools."""
+    lines = _frame(_busy(running=3), 80, height)
+    _assert_fits(lines, 80, height)
+    status = lines[4:]
+    assert "Running tasks (3)" in status
+    if height >= 6:
+        assert _counted(status, "Tools") == len(TOOLS), lines
+    if "" in status:
+        assert any(line.startswith("workers: 8") for line in status), lines
+
+
 def test_the_frame_fits_80_by_24() -> None:
     """At 80x24 a busy demo's frame has at most 24 lines of at most 80 columns."""
     _assert_fits(_frame(_busy(), 80, 24), 80, 24)
@@ -248,6 +264,28 @@ def test_a_watched_status_counts_every_row_it_leaves_out(width: int, height: int
     lines = frame.splitlines()
     assert _counted(lines, "Tools") == len(TOOLS)
     assert "Running tasks (3)" in lines
+
+
+@pytest.mark.parametrize("width", [40, 80])
+@pytest.mark.parametrize("height", range(4, 11))
+def test_a_short_watched_terminal_gives_up_blank_lines_and_footer_before_counts(
+    width: int, height: int
+) -> None:
+    """`laios status --watch` in a terminal of 4 to 10 lines: under its title, both tables
+    count their rows (the tools before the gauges and the footer), and no line is left blank
+    while one of them is left out. A terminal of 5 to 7 lines showed the title, a blank line,
+    the running tasks' count, a blank line and the footer, and nothing of the tools."""
+    size = os.terminal_size((width, height))
+    lines = _watch_frame(_busy(running=3), URL, "", 1.0, size).splitlines()
+    assert len(lines) <= height - 1
+    assert lines[0].startswith("laios status - ")
+    assert "Running tasks (3)" in lines
+    assert _counted(lines, "Tools") == len(TOOLS), lines
+    has_gauges = any(line.startswith("workers: 8") for line in lines)
+    has_footer = lines[-1].startswith("refreshing every")
+    if "" in lines or height >= 6:
+        assert has_gauges, lines
+        assert has_footer, lines
 
 
 @pytest.mark.parametrize("height", range(1, 30))

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
+from laios.mixin.__main__ import main as mixin_main
 from laios.mixin.config import MixinConfig
 from laios.mixin.rules import BURN_RATES, alert_names, rule_groups, runbook_url
 from laios.tools.base import create_simple_tool
@@ -573,6 +574,34 @@ def test_a_runbook_base_with_template_braces_is_refused(base: str) -> None:
     and would refuse to load every alert."""
     with pytest.raises(ValueError, match="runbook_url_base"):
         MixinConfig(runbook_url_base=base)
+
+
+@pytest.mark.parametrize(
+    "base", ["https://wiki.example.com/laios", "docs/runbooks", "https://wiki/x#runbooks"]
+)
+def test_a_runbook_base_that_would_run_into_the_alert_name_is_refused(
+    base: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A runbook_url_base ending in a letter or digit (a path without its last /) is refused,
+    saying to end it with /: every runbook_url was made of it and the alert's name run
+    together, https://wiki.example.com/laioslaios-metrics-down.md, a link that leads nowhere.
+    The command says so as a usage error."""
+    with pytest.raises(ValueError, match="end it with '/'") as raised:
+        MixinConfig(runbook_url_base=base)
+    assert f"{base}laios-metrics-down.md" in str(raised.value)
+    with pytest.raises(SystemExit) as exit_info:
+        mixin_main(["--runbook-url-base", base, "--check"])
+    assert exit_info.value.code == 2
+    assert "end it with '/'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "base", ["https://wiki.example.com/laios/", "https://wiki/?page=", "https://wiki/x#", "rb-"]
+)
+def test_a_runbook_base_ending_in_a_separator_is_taken(base: str) -> None:
+    """A base ending in /, =, # or - is taken as it is, the alert's name appended."""
+    config = MixinConfig(runbook_url_base=base)
+    assert config.runbook_url_base == base
 
 
 @pytest.mark.parametrize("seconds", [math.inf, 1e309])

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from http_drivers import call_wsgi
 from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -125,6 +126,46 @@ def test_the_sum_of_every_process_is_shown(
     finally:
         for child in children:
             child.kill()
+
+
+def test_status_shows_the_sum_of_every_process_as_metrics_does(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """/status (and so `laios status` and the live page) counts the tasks of every process, as
+    /metrics does, instead of those of the one that answers: under gunicorn each request
+    reaches another worker, whose own counts went up and down from one reading to the next
+    (the live page read that as a restart, or as a burst of tasks). Its running tasks and
+    latest failures are still those of the process that answers; the in-flight counts and the
+    gauges are summed over the live processes."""
+
+    def work(report: Report) -> None:
+        run_tasks(store, 5)
+        run_tasks(store, 2, outcome="error")
+        slot = store.tool_slot("echo", True)
+        store.task_submitted(None, SimpleNamespace(id="busy"), "echo", slot, running=True)
+        export = current()
+        assert export is not None
+        export.write()
+        report({})
+        time.sleep(60)
+
+    run_tasks(store, 3)
+    child = fork(work)
+    try:
+        child.report()
+        app = make_wsgi_app(store, registry)
+        (tool,) = json.loads(call_wsgi(app, path="/status").body)["tools"]
+        assert tool["total"] == 3 + 5 + 2 == tasks_total(scrape(registry))
+        assert tool["outcomes"]["success"] == 8
+        assert tool["outcomes"]["error"] == 2
+        assert tool["error_rate"] == 0.2
+        assert tool["duration_buckets"][-1] == 10
+        assert tool["in_flight"] == 1
+        document = json.loads(call_wsgi(app, path="/status").body)
+        assert document["running"] == []  # (the child's task runs in the child)
+        assert document["running_total"] == 0
+    finally:
+        child.kill()
 
 
 def test_gauges_are_summed_over_live_processes_only(

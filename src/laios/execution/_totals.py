@@ -90,6 +90,7 @@ __all__ = [
     "newer",
     "read_stores",
     "recent_error_exemplars",
+    "snapshot_of",
     "sum_totals",
 ]
 
@@ -567,25 +568,7 @@ class StoreTable:
         failures: list[FailedTaskSnapshot] = []
         totals = self._read(running=running, failures=failures)
         failures.sort(key=lambda failed: failed.finished_at)  # (stable: a store's own order)
-        tools = [
-            ToolSnapshot.from_aggregates(tool, entry.labels)
-            for entry in totals
-            for tool in entry.tools.values()
-        ]
-        custom = [
-            CustomMetricSnapshot(name, unit, count, total, entry.labels)
-            for entry in totals
-            for (name, unit), (count, total) in entry.custom.items()
-        ]
-        return StoreSnapshot(
-            tools=tools,
-            running=running,
-            custom=custom,
-            workers=sum(entry.workers for entry in totals),
-            queue_depth=sum(entry.queue_depth for entry in totals),
-            abandoned_threads=sum(entry.abandoned_threads for entry in totals),
-            failures=tuple(failures[-MAX_RECENT_FAILURES:]),
-        )
+        return snapshot_of(totals, running, tuple(failures[-MAX_RECENT_FAILURES:]))
 
     def _read(
         self,
@@ -868,3 +851,31 @@ def recent_error_exemplars(
             tools[label] = replace(tool, errors=errors)
         trimmed.append(replace(entry, tools=tools))
     return trimmed
+
+
+def snapshot_of(
+    totals: Iterable[ExportedTotals],
+    running: list[RunningTaskSnapshot],
+    failures: tuple[FailedTaskSnapshot, ...],
+) -> StoreSnapshot:
+    """``totals`` as one :class:`StoreSnapshot`, with the ``running`` tasks and latest
+    ``failures`` given: a :class:`ToolSnapshot` per tool of each set of constant labels, the
+    custom metrics, and the gauges summed over the entries."""
+    entries = list(totals)
+    return StoreSnapshot(
+        tools=[
+            ToolSnapshot.from_aggregates(tool, entry.labels)
+            for entry in entries
+            for tool in entry.tools.values()
+        ],
+        running=running,
+        custom=[
+            CustomMetricSnapshot(name, unit, count, total, entry.labels)
+            for entry in entries
+            for (name, unit), (count, total) in entry.custom.items()
+        ],
+        workers=sum(entry.workers for entry in entries),
+        queue_depth=sum(entry.queue_depth for entry in entries),
+        abandoned_threads=sum(entry.abandoned_threads for entry in entries),
+        failures=failures,
+    )

@@ -96,6 +96,7 @@ from laios.execution._totals import (
     ExportedTotals,
     StoreTable,
     recent_error_exemplars,
+    snapshot_of,
 )
 from laios.execution._totals import export_label as _label
 from laios.execution.store import MetricStore, get_default_store
@@ -315,11 +316,16 @@ class StoreCollector(Collector):
         return recent_error_exemplars(self.totals() if source is None else source())
 
     def snapshot(self) -> StoreSnapshot:
-        """What :meth:`totals` reports, as one snapshot (what ``/status`` shows): a
+        """What :meth:`collect` exports, as one snapshot (what ``/status`` shows): a
         :class:`~laios.execution._aggregates.ToolSnapshot` per tool of each set of constant
-        labels (its ``labels`` set), the tasks queued or running in every live store, and the
-        gauges summed over the live stores."""
-        return self._table.snapshot()
+        labels (its ``labels`` set), and the gauges: :meth:`totals`, or in multiprocess mode the
+        sum over the processes that :meth:`use_totals` passes. The tasks queued or running and
+        the latest failures are those of this process's live stores."""
+        own = self._table.snapshot()
+        source = self._source
+        if source is None:
+            return own
+        return snapshot_of(source(), own.running, own.failures)
 
     def collect(self) -> Iterator[Metric]:
         """Yield the metric families of the stores' current aggregates.

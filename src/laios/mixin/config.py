@@ -110,7 +110,9 @@ class MixinConfig:
         latency_p95_seconds: The p95 duration of successful tasks, in seconds (positive and
             finite), above which the latency alert fires.
         runbook_url_base: Where the runbooks live; an alert's ``runbook_url`` is this plus the
-            alert's name in lower case with dashes and ``.md`` (``laios-tool-error-ratio-high.md``).
+            alert's name in lower case with dashes and ``.md`` (``laios-tool-error-ratio-high.md``),
+            so it ends with ``/`` (or ``=``, ``#``, ``-``): one ending in a letter or digit is
+            refused, as the name would run into it.
             The default is the runbooks' path in this repository: point it at where your team
             hosts the documentation.
         dashboard_uid: The uid of the generated Grafana dashboard: 1 to 40 letters, digits,
@@ -250,6 +252,12 @@ class MixinConfig:
             raise ValueError(
                 f"runbook_url_base {self.runbook_url_base!r} is not a URL: it has spaces or "
                 "control characters (write a space as %20)"
+            )
+        if self.runbook_url_base[-1].isalnum():  # (the alert's name would run into it)
+            raise ValueError(
+                f"runbook_url_base {self.runbook_url_base!r} would make runbook URLs such as "
+                f"{self.runbook_url_base}laios-metrics-down.md: end it with '/' "
+                f"({self.runbook_url_base}/)"
             )
         if self.dashboard_uid is not None and not (
             isinstance(self.dashboard_uid, str) and _DASHBOARD_UID.fullmatch(self.dashboard_uid)
