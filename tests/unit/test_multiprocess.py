@@ -1620,6 +1620,38 @@ def test_a_deeply_nested_file_is_left_out_and_the_scrape_answers(
     assert tasks_total(scrape(registry)) == 3
 
 
+@pytest.mark.parametrize(
+    "damage",
+    ["count too large for a float", "negative count", "count past 64 bits", "infinite bound"],
+)
+def test_a_file_with_numbers_laios_never_writes_is_left_out_and_the_scrape_answers(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    damage: str,
+) -> None:
+    """Another process's file whose numbers laios never writes (damaged, or edited by hand) is
+    left out as unreadable: a count too large for a float failed every scrape with
+    OverflowError, and a negative count was exported as a counter below zero."""
+    run_tasks(store, 3)
+    export.write()
+    (own,) = directory.glob(f"laios-proc-{os.getpid()}-*.json")
+    document = json.loads(own.read_text())
+    totals = document["sections"][0]["totals"]
+    histogram = next(iter(next(iter(totals["tools"].values()))["outcomes"].values()))
+    if damage == "count too large for a float":
+        histogram[0] = 10**400
+    elif damage == "negative count":
+        histogram[0] = -5
+    elif damage == "count past 64 bits":
+        histogram[0] = 2**64
+    else:
+        document["sections"][0]["bounds"][0] = float("inf")
+    (directory / "laios-proc-1-deadbeef0000.json").write_text(json.dumps(document))
+    assert tasks_total(scrape(registry)) == 3
+
+
 def test_a_directory_named_like_a_file_is_left_out_and_the_scrape_answers(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:

@@ -31,6 +31,7 @@ import dataclasses
 import errno
 import functools
 import json
+import math
 import os
 import stat
 import types
@@ -38,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Union, get_args, get_origin, get_type_hints
 
+from laios._text import shorten
 from laios.execution._legacy_totals import (
     LEGACY_FORMAT,
     moved_to_default_buckets,
@@ -181,16 +183,29 @@ def _boolean(data: Any) -> bool:
     return data
 
 
+#: Above the largest count a file holds: every whole number laios writes is a count or a
+#: gauge of tasks or threads, from 0 to far below this.
+_COUNT_LIMIT = 2**63
+
+
 def _integer(data: Any) -> int:
     if type(data) is not int:
         raise TypeError(f"expected a whole number, got {data!r}")
+    if not 0 <= data < _COUNT_LIMIT:  # (a negative counter, or one no float holds)
+        raise ValueError(f"expected a count from 0 to 2**63 - 1, got {shorten(str(data), 40)}")
     return data
 
 
 def _number(data: Any) -> float:
     if type(data) not in (int, float):
         raise TypeError(f"expected a number, got {data!r}")
-    return float(data)
+    try:
+        number = float(data)
+    except OverflowError:  # (a whole number too large for a float)
+        raise ValueError(f"expected a finite number, got {shorten(str(data), 40)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {data!r}")
+    return number
 
 
 def _string(data: Any) -> str:
