@@ -227,7 +227,9 @@ def object_fields(value: Any, *, hidden: bool = True) -> Iterator[tuple[str, Any
     ``Field(repr=False)``, ``attrs.field(repr=False)``) are left out. A field that cannot be
     read is skipped.
     """
-    if isinstance(value, BaseModel):
+    # (by its type: some pydantic releases, 2.9 among them, check an instance by reading an
+    # attribute of it, which an object whose __getattr__ raises an error of its own fails)
+    if issubclass(type(value), BaseModel):
         return _model_fields(value, hidden)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _dataclass_fields(value, hidden)
