@@ -18,6 +18,7 @@ job, which says that an ``await`` is missing).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import sys
@@ -114,6 +115,15 @@ def _checked(tool: Any, output: Any, method: str) -> Any:
         TypeError: Naming the tool and what it returned instead.
     """
     if not isinstance(output, ToolOutput):
+        if inspect.iscoroutine(output):  # (nothing will await it: closed, not left to warn)
+            with contextlib.suppress(Exception):
+                output.close()
+            raise TypeError(
+                f"Tool '{getattr(tool, 'name', type(tool).__name__)}' returned a coroutine "
+                f"from {method}(), which was closed, never run: a synchronous {method}() "
+                "must return a ToolOutput; write an async tool as an AsyncBaseTool, whose "
+                "execute_async the executor awaits"
+            )
         raise TypeError(
             f"Tool '{getattr(tool, 'name', type(tool).__name__)}' returned "
             f"{type(output).__name__} from {method}(); a tool must return a ToolOutput"
