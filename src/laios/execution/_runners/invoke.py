@@ -32,6 +32,7 @@ from laios._compat.asyncio import (
     in_a_task_group_that_cancelled_its_task,
 )
 from laios._exceptions import as_raised
+from laios._text import shorten
 from laios.execution._runners.base import (
     OWN_CANCELLATION,
     OWN_TASK_CANCELLED,
@@ -98,14 +99,41 @@ def _entry(tool: Any) -> Callable[..., Any]:
 
 
 def _execute(tool: Any, **parameters: Any) -> Any:
-    return _checked(tool, tool.execute(**parameters), "execute")
+    try:
+        execute = tool.execute
+    except AttributeError:
+        if hasattr(type(tool), "execute"):  # (its own lookup failed: the tool's error)
+            raise
+        raise TypeError(_not_a_tool(tool, "execute")) from None
+    return _checked(tool, execute(**parameters), "execute")
 
 
 async def _execute_async(tool: Any, **parameters: Any) -> Any:
-    output = await tool.execute_async(**parameters)
+    try:
+        execute_async = tool.execute_async
+    except AttributeError:
+        if hasattr(type(tool), "execute_async"):  # (its own lookup failed: the tool's error)
+            raise
+        raise TypeError(_not_a_tool(tool, "execute_async")) from None
+    output = await execute_async(**parameters)
     if inspect.isawaitable(output):  # (a missing ``await``: the job says so, and closes it)
         return output
     return _checked(tool, output, "execute_async")
+
+
+def _not_a_tool(value: Any, method: str) -> str:
+    """What a run says when the registry's ``get_tool`` returned ``value``, which has no
+    ``method`` to run it by (a registry of the caller's own keeping plain functions)."""
+    if inspect.isroutine(value):
+        name = getattr(value, "__qualname__", None)
+        what = f"the function {shorten(name, 128)}" if isinstance(name, str) else "a function"
+    else:
+        what = f"an instance of {shorten(type(value).__qualname__, 128)}"
+    return (
+        f"The tool registry returned {what}, not a tool (it has no {method}() method): a "
+        "registry's get_tool must return a tool, such as a BaseTool instance; wrap a plain "
+        "function with create_simple_tool(name, description, func)"
+    )
 
 
 def _checked(tool: Any, output: Any, method: str) -> Any:
