@@ -354,6 +354,31 @@ def test_a_task_built_without_validation_with_a_wrong_field_is_refused(
     assert result.metadata["outcome"] == "rejected"
 
 
+@pytest.mark.parametrize("tool", ["echo", "echo_model", "async_echo"])
+def test_a_parameter_name_that_is_not_a_string_is_named_in_the_error(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    tool: str,
+    calls: list[Any],
+) -> None:
+    """A key that is not a string, put into a task's parameters after it was built, fails the
+    task naming that key, instead of Python's bare "keywords must be strings"; the tool is
+    never called."""
+    task = make_task(tool, text="x")
+    task.parameters[7] = "seven"
+    result = run_via(executor, run_mode, task, context)
+    assert result.success is False
+    assert result.metadata["error_type"] == "TypeError"
+    assert result.error == (
+        "Task.parameters has a key that is not a string, 7 (int): parameter names must be "
+        "strings; the tool was not called"
+    )
+    assert calls == []
+
+
 @pytest.mark.parametrize("bad_timeout", [0, -1, math.nan, "5", True])
 def test_bad_timeout_gives_failed_result(
     executor: Executor,

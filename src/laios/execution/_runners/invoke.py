@@ -121,6 +121,32 @@ async def _execute_async(tool: Any, **parameters: Any) -> Any:
     return _checked(tool, output, "execute_async")
 
 
+def _with_key_named(exc: BaseException, parameters: Any) -> BaseException:
+    """``exc``, which calling a tool with ``parameters`` raised; or, when the call could not
+    be made because a parameter name is not a string (Python's bare "keywords must be
+    strings"), a ``TypeError`` naming that key. Read only once the call failed."""
+    if type(exc) is not TypeError:
+        return exc
+    try:
+        key = next((key for key in parameters if not isinstance(key, str)), _NO_KEY)
+    except Exception:  # (parameters changed meanwhile, by another thread)
+        return exc
+    if key is _NO_KEY:
+        return exc
+    kind = shorten(type(key).__qualname__, 64)
+    try:
+        shown = f"{shorten(repr(key), 64)} ({kind})"
+    except Exception:  # (a key whose repr raises)
+        shown = f"of type {kind}"
+    return TypeError(
+        f"Task.parameters has a key that is not a string, {shown}: parameter names must be "
+        "strings; the tool was not called"
+    )
+
+
+_NO_KEY = object()
+
+
 def _not_a_tool(value: Any, method: str) -> str:
     """What a run says when the registry's ``get_tool`` returned ``value``, which has no
     ``method`` to run it by (a registry of the caller's own keeping plain functions)."""
@@ -184,7 +210,7 @@ def call_tool_here(call: ToolCall, events: RunEvents) -> RawOutcome:
     try:
         value = _entry(call.tool)(**call.parameters)
     except BaseException as exc:  # a tool must never take the runner (or the caller) down
-        outcome = RawOutcome(None, exc)
+        outcome = RawOutcome(None, _with_key_named(exc, call.parameters))
     else:
         outcome = RawOutcome(value)
     finally:
@@ -213,7 +239,7 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     except Exception as exc:
         # A StopIteration the tool raised, not the RuntimeError Python made of it in the
         # coroutine: a pickled outcome (a worker process's) loses the cause that names it.
-        return RawOutcome(None, as_raised(exc))
+        return RawOutcome(None, _with_key_named(as_raised(exc), call.parameters))
     except (asyncio.CancelledError, GeneratorExit):
         raise  # (the runner tells the caller's cancellation and a closed loop apart)
     except BaseException as exc:  # KeyboardInterrupt, SystemExit, a library's own (as on a
