@@ -354,6 +354,31 @@ def test_a_task_built_without_validation_with_a_wrong_field_is_refused(
     assert result.metadata["outcome"] == "rejected"
 
 
+@pytest.mark.parametrize("tool", ["echo", "echo_model", "async_echo"])
+def test_a_parameter_name_that_is_not_a_string_is_named_in_the_error(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    tool: str,
+    calls: list[Any],
+) -> None:
+    """A key that is not a string, put into a task's parameters after it was built, fails the
+    task naming that key, instead of Python's bare "keywords must be strings"; the tool is
+    never called."""
+    task = make_task(tool, text="x")
+    task.parameters[7] = "seven"
+    result = run_via(executor, run_mode, task, context)
+    assert result.success is False
+    assert result.metadata["error_type"] == "TypeError"
+    assert result.error == (
+        "Task.parameters has a key that is not a string, 7 (int): parameter names must be "
+        "strings; the tool was not called"
+    )
+    assert calls == []
+
+
 @pytest.mark.parametrize("bad_timeout", [0, -1, math.nan, "5", True])
 def test_bad_timeout_gives_failed_result(
     executor: Executor,
@@ -371,6 +396,50 @@ def test_bad_timeout_gives_failed_result(
     assert "timeout" in (result.error or "")
     assert result.metadata["outcome"] == "rejected"
     assert result.task_id == task.id
+    assert calls == []
+
+
+class _Unprintable:
+    """A value whose repr raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class _UnprintableFloat(float):
+    """A float whose repr raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize(
+    ("bad_timeout", "says"),
+    [
+        (_Unprintable(), "timeout must be a real number of seconds, got <_Unprintable object>"),
+        (_UnprintableFloat(-1.0), "timeout must be more than 0 seconds, got <_UnprintableFloat"),
+        ("9" * 1_000_000, "timeout must be a real number of seconds, got '9999"),
+    ],
+    ids=["unprintable", "unprintable-float", "huge-string"],
+)
+def test_a_bad_timeout_that_cannot_be_quoted_whole_gives_failed_result(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    bad_timeout: Any,
+    says: str,
+    calls: list[Any],
+) -> None:
+    """A timeout whose repr raises is refused with a failed result describing it by its type,
+    instead of the repr's exception escaping execute_task, execute_async and execute_parallel
+    (and being the retry calls' error); one with a huge repr is quoted cut short."""
+    result = run_via(executor, run_mode, make_task("echo", text="x"), context, timeout=bad_timeout)
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert (result.error or "").startswith(says), result.error
+    assert len(result.error or "") < 300
     assert calls == []
 
 

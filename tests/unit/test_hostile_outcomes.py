@@ -8,6 +8,7 @@ a failure while recording it is logged and counted as an ``internal`` error inst
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping
@@ -149,6 +150,94 @@ def test_a_parameter_that_cannot_be_walked_does_not_change_the_outcome(
         assert span.attributes["gen_ai.tool.call.arguments"] == (
             '{"config":"<HostileMapping object (its items could not be read)>"}'
         )
+
+
+class RemoteHandle:
+    """A client object whose every attribute not set on it is fetched remotely, failing with an
+    error of its own (not ``AttributeError``) while disconnected."""
+
+    def __repr__(self) -> str:
+        return "<RemoteHandle disconnected>"
+
+    def __getattr__(self, name: str) -> Any:
+        raise ConnectionError(f"not connected: cannot fetch {name!r}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_parameter_whose_unknown_attributes_raise_is_captured(
+    make_executor: Any, mode: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """With content capture on, a parameter whose ``__getattr__`` raises an error of its own is
+    captured as its repr, with the other arguments, on every supported pydantic version: no
+    ERROR logged, nothing counted 'internal', the outcome the tool's."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    executor = make_executor(
+        tool_registry=_registry(), store=store, tracer_provider=provider, capture_content=True
+    )
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name="fail",
+        parameters={"client": RemoteHandle(), "query": "rows"},
+    )
+    result = _run(executor, mode, task)
+    assert result.metadata["outcome"] == "error"
+    assert result.error == "the tool failed"
+    outcomes, errors, in_flight = _counts(store, "fail")
+    assert (outcomes, errors.get("internal", 0), in_flight) == ({"error": 1}, 0, 0)
+    assert not [record for record in laios_records if record.levelno >= logging.ERROR]
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool fail"]
+    assert span.attributes is not None
+    assert json.loads(str(span.attributes["gen_ai.tool.call.arguments"])) == {
+        "client": "<RemoteHandle disconnected>",
+        "query": "rows",
+    }
+
+
+class AddsToItsParameters:
+    """A parameter whose repr adds an entry to the parameters holding it, the first time: the
+    parameters change size while they are captured, as when another thread changes a dict the
+    caller shares between tasks."""
+
+    def __init__(self, parameters: dict[str, Any]) -> None:
+        self.parameters = parameters
+
+    def __repr__(self) -> str:
+        self.parameters.setdefault("added_meanwhile", True)
+        return "<AddsToItsParameters>"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_parameters_changed_while_captured_are_captured(
+    make_executor: Any, mode: str, laios_records: list[logging.LogRecord]
+) -> None:
+    """With content capture on, parameters (a plain dict) that change size while they are
+    captured are captured from a snapshot taken in one step: no ERROR logged ("dictionary
+    changed size during iteration"), nothing counted 'internal', the outcome the tool's."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    store = MetricStore()
+    executor = make_executor(
+        tool_registry=_registry(), store=store, tracer_provider=provider, capture_content=True
+    )
+    task = Task(plan_id="p", description="d", tool_name="fail", parameters={"query": "rows"})
+    task.parameters["probe"] = AddsToItsParameters(task.parameters)
+    task.parameters["last"] = "kept"
+    result = _run(executor, mode, task)
+    assert result.error == "the tool failed"
+    outcomes, errors, in_flight = _counts(store, "fail")
+    assert (outcomes, errors.get("internal", 0), in_flight) == ({"error": 1}, 0, 0)
+    assert not [record for record in laios_records if record.levelno >= logging.ERROR]
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool fail"]
+    assert span.attributes is not None
+    captured = json.loads(str(span.attributes["gen_ai.tool.call.arguments"]))
+    assert captured["query"] == "rows"
+    assert captured["probe"] == "<AddsToItsParameters>"
+    assert captured["last"] == "kept"
 
 
 SECRET = "sk-live-ROWS-9f8e7d6c5b4a"

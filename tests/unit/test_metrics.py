@@ -64,6 +64,32 @@ def test_execution_time_grows_while_running() -> None:
     assert metrics.execution_time > first
 
 
+def test_start_again_after_end_begins_a_new_measurement() -> None:
+    """start() on metrics already ended clears the old end: end_time is None and
+    execution_time grows from the new start, instead of the first run's end_time (before the
+    new start_time) and its execution_time staying until end() is called again."""
+    metrics = ExecutionMetrics("task-1")
+    metrics.start()
+    time.sleep(0.3)
+    metrics.end()
+    first_end = metrics.end_time
+    assert first_end is not None
+    assert metrics.execution_time >= 0.25
+    metrics.start()
+    assert metrics.start_time is not None
+    assert metrics.start_time >= first_end
+    assert metrics.end_time is None
+    assert metrics.to_dict()["end_time"] is None
+    so_far = metrics.execution_time
+    assert so_far < 0.25
+    time.sleep(0.02)
+    assert metrics.execution_time > so_far
+    metrics.end()
+    assert metrics.end_time is not None
+    assert metrics.start_time <= metrics.end_time
+    assert metrics.execution_time < 0.25
+
+
 def test_end_without_start_is_harmless() -> None:
     """end() without start() sets end_time and leaves execution_time at 0."""
     metrics = ExecutionMetrics("task-1")

@@ -139,6 +139,43 @@ def test_execution_stats_of_items_with_a_status_and_no_times() -> None:
     assert stats.average_execution_time == 0.0
 
 
+def test_execution_stats_take_a_naive_time_as_utc() -> None:
+    """An item whose ``started_at`` is naive and ``completed_at`` aware (a stand-in read from
+    a store that keeps naive UTC times) is timed with the naive one taken as UTC, as ``Task``
+    takes it, instead of "can't subtract offset-naive and offset-aware datetimes"."""
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from laios.core.types import TaskStatus
+
+    completed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    started = completed.replace(tzinfo=None) - timedelta(seconds=3)
+    items = [
+        SimpleNamespace(status=TaskStatus.COMPLETED, started_at=started, completed_at=completed)
+    ]
+    stats = ExecutionMonitor().get_execution_stats(items)  # type: ignore[arg-type]
+    assert stats.average_execution_time == 3.0
+
+
+@pytest.mark.parametrize(("field", "value"), [("started_at", 1.5), ("completed_at", "today")])
+def test_execution_stats_name_a_time_that_is_no_datetime(field: str, value: Any) -> None:
+    """A time that is not a datetime is named with the item's position, instead of a bare
+    arithmetic error from inside the monitor."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from laios.core.types import TaskStatus
+
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    item = SimpleNamespace(status=TaskStatus.COMPLETED, started_at=now, completed_at=now)
+    setattr(item, field, value)
+    task = Task(plan_id="p", description="d", tool_name="echo")
+    with pytest.raises(
+        TypeError, match=rf"item 1 has a {field} of type {type(value).__name__}, not a datetime"
+    ):
+        ExecutionMonitor().get_execution_stats([task, item])  # type: ignore[list-item]
+
+
 @pytest.mark.parametrize("success", ["false", "no", 2, None, 0.0])
 def test_complete_task_refuses_a_success_that_is_no_bool(success: Any) -> None:
     """``complete_task(task, success="false")`` recorded the task COMPLETED: any truthy value

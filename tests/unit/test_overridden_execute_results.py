@@ -4,6 +4,7 @@ written synchronously failed with a ``TypeError`` saying what is wrong."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -109,3 +110,42 @@ def test_an_async_override_that_forgot_an_await_is_told_so(
     result = run_via(executor, "task", make_task("async_missing_await"), context)
     assert result.metadata["error_type"] == "TypeError"
     assert "a missing 'await' in the tool?" in result.error
+
+
+class _SyncOverrideReturningCoroutine(BaseTool):
+    name = "sync_returns_coroutine"
+    description = "Overrides execute synchronously and returns a coroutine it never awaits."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.returned: list[Any] = []
+
+    def execute(self, /, **kwargs: Any) -> Any:
+        coroutine = self._fetch()
+        self.returned.append(coroutine)
+        return coroutine
+
+    async def _fetch(self) -> ToolOutput:
+        return ToolOutput(data=1)
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return None
+
+
+@pytest.mark.parametrize("mode", ["task", "task_timeout", "async", "parallel"])
+def test_a_sync_override_that_returns_a_coroutine_fails_and_closes_it(
+    make_executor: Any, make_task: Any, context: Context, run_via: Any, mode: str
+) -> None:
+    """A synchronous execute override returning a coroutine fails the task saying so, and the
+    coroutine is closed (never left for the collector to warn that it was never awaited)."""
+    tool = _SyncOverrideReturningCoroutine()
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    executor = make_executor(tool_registry=registry)
+    result = run_via(executor, mode, make_task("sync_returns_coroutine"), context)
+    assert result.metadata["error_type"] == "TypeError"
+    assert result.error.startswith(
+        "Tool 'sync_returns_coroutine' returned a coroutine from execute()"
+    )
+    (coroutine,) = tool.returned
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED

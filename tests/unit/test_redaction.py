@@ -340,3 +340,24 @@ def test_to_json_cuts_strings_to_a_limit_below_their_own() -> None:
     assert key.startswith("kkk")
     assert value.startswith("vvv")
     assert value.endswith("…")
+
+
+class _GrowsItsSet:
+    """An item whose repr adds an item to the set holding it, the first time (the set changes
+    size while it is read, as when another thread changes it)."""
+
+    def __init__(self, home: set[Any]) -> None:
+        self.home = home
+
+    def __repr__(self) -> str:
+        self.home.add("added meanwhile")
+        return "<grows>"
+
+
+def test_redact_reads_a_set_changed_while_it_is_read() -> None:
+    """A set that changes size while it is copied is copied again from a snapshot taken in one
+    step, instead of raising "Set changed size during iteration"."""
+    home: set[Any] = {"first"}
+    home.add(_GrowsItsSet(home))
+    out = redact({"items": home})
+    assert sorted(out["items"]) == ["<grows>", "added meanwhile", "first"]

@@ -121,3 +121,32 @@ def test_an_executor_whose_registry_returns_a_class_says_to_return_an_instance()
     assert result.error is not None
     assert "get_tool('hello') returned the class" in result.error, result.error
     assert "not a tool: return an instance" in result.error, result.error
+
+
+def greet(who: str = "you") -> str:
+    return f"hi {who}"
+
+
+class FunctionsByName:
+    """A registry of the caller's own that keeps plain functions, not tools."""
+
+    def get_tool(self, name: str) -> Any:
+        return {"greet": greet}.get(name)
+
+
+@pytest.mark.parametrize("timeout", [None, 5])
+def test_an_executor_whose_registry_returns_a_function_says_to_wrap_it(
+    timeout: float | None,
+) -> None:
+    """The task failed with "'function' object has no attribute 'execute'", which named
+    neither the registry nor the fix."""
+    with Executor(FunctionsByName(), store=MetricStore(), register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="greet")
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout)
+    assert result.success is False
+    assert result.metadata["error_type"] == "TypeError"
+    assert result.error is not None
+    assert result.error.startswith(
+        "The tool registry returned the function greet, not a tool (it has no execute() method)"
+    ), result.error
+    assert "create_simple_tool(name, description, func)" in result.error, result.error

@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import Any
 
 from laios._callables import is_coroutine_function
+from laios._text import shorten
 from laios.core.types import Task
 
 __all__ = [
@@ -116,10 +117,16 @@ def as_float(value: int | float) -> float:
         return math.inf if value > 0 else -math.inf
 
 
+#: Longest description of a value an error message quotes, in characters.
+MAX_QUOTED_CHARS = 200
+
+
 def number_repr(value: object) -> str:
     """``repr(value)`` for an error message: an int too large for a float is described by its
     size instead of its hundreds of digits (or a ``ValueError`` past 4,300 of them), and so
-    are the parts of a ``Fraction`` (``Fraction(<int of 1329 bits>, 1)``)."""
+    are the parts of a ``Fraction`` (``Fraction(<int of 1329 bits>, 1)``). A value whose
+    ``repr`` raises is described by its type (``<Thing object>``), and a long ``repr`` is cut
+    to ``MAX_QUOTED_CHARS`` characters: the message must be made, and stay short."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1024:
         sign = "-" if value < 0 else ""
         return f"{sign}<int of {value.bit_length()} bits>"
@@ -128,7 +135,11 @@ def number_repr(value: object) -> str:
         if numerator.bit_length() > 1024 or denominator.bit_length() > 1024:
             name = type(value).__name__
             return f"{name}({number_repr(numerator)}, {number_repr(denominator)})"
-    return repr(value)
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{shorten(type(value).__qualname__, MAX_QUOTED_CHARS)} object>"
+    return shorten(text, MAX_QUOTED_CHARS)
 
 
 def switch(name: str, value: object) -> bool:

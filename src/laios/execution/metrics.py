@@ -226,8 +226,16 @@ class ExecutionMetrics:
         return self._record.span_id
 
     def start(self) -> None:
-        """Mark the start (sets ``start_time`` to now)."""
+        """Mark the start (sets ``start_time`` to now).
+
+        On detached metrics already ended, a new measurement begins: ``end_time`` is
+        cleared, and ``execution_time`` counts from this start.
+        """
         rec = self._record
+        if rec.state == "finished" and rec.slot is None:  # (a detached record: its own start)
+            rec.end_time = None
+            rec.execution_time = 0.0
+            rec.state = "running"
         rec.start_time = self._wall()
         rec.started_mono = self._clock().perf_counter()
         if rec.state == "new":

@@ -26,6 +26,7 @@ import numbers
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from laios._text import shorten
@@ -286,11 +287,12 @@ class ExecutionMonitor:
     def get_execution_stats(self, tasks: Iterable[Task]) -> ExecutionStats:
         """Counts and averages computed from the tasks' ``status``, ``started_at`` and
         ``completed_at`` (a ``completed_at`` before ``started_at`` counts as 0 seconds; an
-        item without these times counts by its status alone).
+        item without these times counts by its status alone; a naive time is taken as UTC).
 
         Raises:
             TypeError: When ``tasks`` is not an iterable of tasks (a string, a mapping or a
-                single ``Task`` is not one), or one of its items has no ``status``.
+                single ``Task`` is not one), or one of its items has no ``status``, or a
+                ``started_at`` or ``completed_at`` that is not a ``datetime``.
         """
         # A Task is iterable (over its fields), but it is one task, not a list of them.
         if isinstance(tasks, Task):
@@ -311,7 +313,7 @@ class ExecutionMonitor:
                 )
         stats = ExecutionStats(total_tasks=len(items))
         durations: list[float] = []
-        for task in items:
+        for position, task in enumerate(items):
             status = task.status
             if status == TaskStatus.COMPLETED:
                 stats.completed_tasks += 1
@@ -325,6 +327,8 @@ class ExecutionMonitor:
             started = getattr(task, "started_at", None)
             completed = getattr(task, "completed_at", None)
             if started is not None and completed is not None:
+                started = _utc_time(started, position, "started_at")
+                completed = _utc_time(completed, position, "completed_at")
                 # (a wall clock stepped back, or times set by hand: no time, never less)
                 durations.append(max((completed - started).total_seconds(), 0.0))
         if durations:
@@ -462,3 +466,18 @@ def get_performance_monitor() -> PerformanceMonitor:
             if _performance_monitor is None:
                 _performance_monitor = PerformanceMonitor(get_default_store())
     return _performance_monitor
+
+
+def _utc_time(value: object, position: int, field: str) -> datetime:
+    """The ``field`` time of item ``position`` of ``get_execution_stats``, a naive one taken as
+    UTC (as ``Task`` takes it).
+
+    Raises:
+        TypeError: When it is not a ``datetime``.
+    """
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"get_execution_stats() needs datetimes: item {position} has a {field} of type "
+            f"{type(value).__name__}, not a datetime"
+        )
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

@@ -227,7 +227,9 @@ def object_fields(value: Any, *, hidden: bool = True) -> Iterator[tuple[str, Any
     ``Field(repr=False)``, ``attrs.field(repr=False)``) are left out. A field that cannot be
     read is skipped.
     """
-    if isinstance(value, BaseModel):
+    # (by its type: some pydantic releases, 2.9 among them, check an instance by reading an
+    # attribute of it, which an object whose __getattr__ raises an error of its own fails)
+    if issubclass(type(value), BaseModel):
         return _model_fields(value, hidden)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _dataclass_fields(value, hidden)
@@ -1029,14 +1031,27 @@ class _Copier:
         if depth > _MAX_DEPTH:
             return self.string("…")
         if isinstance(value, Mapping):
-            if type(value) is dict:  # (reading a dict's items never raises)
-                return self.copy_pairs(value.items(), depth, declared)
+            if type(value) is dict:
+                size, repeated = self.size, self.repeated
+                try:
+                    return self.copy_pairs(value.items(), depth, declared)
+                except RuntimeError:  # (changed size while read: by another thread, say)
+                    self.size, self.repeated = size, repeated
+                    # (a copy made in one step: nothing can change it while it is read)
+                    return self.copy_pairs(dict.copy(value).items(), depth, declared)
             size = self.size
             try:
                 return self.copy_pairs(_read(value, pairs=True), depth, declared)
             except _Unreadable:  # (a lazy row whose connection is gone)
                 return self.unreadable(value, size)
         if isinstance(value, (list, tuple, set, frozenset)):
+            if type(value) is set:
+                size, repeated = self.size, self.repeated
+                try:
+                    return self.copy_items(value, depth, declared)
+                except RuntimeError:  # (changed size while read, as a dict may)
+                    self.size, self.repeated = size, repeated
+                    return self.copy_items(value, depth, declared, tuple(value))
             if type(value) in _PLAIN_COLLECTIONS:
                 return self.copy_items(value, depth, declared)
             return self.copy_readable_items(value, depth, declared)

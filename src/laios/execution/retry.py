@@ -143,7 +143,7 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:
             if not is_real(value):  # (a Fraction or a NumPy scalar is a number too)
-                raise ValueError(f"{name} must be a real number, got {value!r}")
+                raise ValueError(f"{name} must be a real number, got {number_repr(value)}")
             # (an int or a Fraction too large for a float: infinite, and refused by the
             # option's bounds below, which show the value given)
             amount = as_float(value)  # type: ignore[arg-type]

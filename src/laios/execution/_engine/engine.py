@@ -304,7 +304,9 @@ class Engine:
             if (kind is float or kind is int) and 0 < timeout < math.inf:  # the common case
                 limit = as_float(timeout)  # (an int too large for a float: past any wait)
             elif not is_real(timeout):  # (a Fraction or a NumPy scalar is a number too)
-                raise ValueError(f"timeout must be a real number of seconds, got {timeout!r}")
+                raise ValueError(
+                    f"timeout must be a real number of seconds, got {number_repr(timeout)}"
+                )
             else:
                 seconds = as_float(timeout)  # (an int too large for a float: infinite)
                 if math.isnan(seconds) or seconds <= 0:

@@ -18,6 +18,7 @@ job, which says that an ``await`` is missing).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import sys
@@ -31,6 +32,7 @@ from laios._compat.asyncio import (
     in_a_task_group_that_cancelled_its_task,
 )
 from laios._exceptions import as_raised
+from laios._text import shorten
 from laios.execution._runners.base import (
     OWN_CANCELLATION,
     OWN_TASK_CANCELLED,
@@ -97,14 +99,67 @@ def _entry(tool: Any) -> Callable[..., Any]:
 
 
 def _execute(tool: Any, **parameters: Any) -> Any:
-    return _checked(tool, tool.execute(**parameters), "execute")
+    try:
+        execute = tool.execute
+    except AttributeError:
+        if hasattr(type(tool), "execute"):  # (its own lookup failed: the tool's error)
+            raise
+        raise TypeError(_not_a_tool(tool, "execute")) from None
+    return _checked(tool, execute(**parameters), "execute")
 
 
 async def _execute_async(tool: Any, **parameters: Any) -> Any:
-    output = await tool.execute_async(**parameters)
+    try:
+        execute_async = tool.execute_async
+    except AttributeError:
+        if hasattr(type(tool), "execute_async"):  # (its own lookup failed: the tool's error)
+            raise
+        raise TypeError(_not_a_tool(tool, "execute_async")) from None
+    output = await execute_async(**parameters)
     if inspect.isawaitable(output):  # (a missing ``await``: the job says so, and closes it)
         return output
     return _checked(tool, output, "execute_async")
+
+
+def _with_key_named(exc: BaseException, parameters: Any) -> BaseException:
+    """``exc``, which calling a tool with ``parameters`` raised; or, when the call could not
+    be made because a parameter name is not a string (Python's bare "keywords must be
+    strings"), a ``TypeError`` naming that key. Read only once the call failed."""
+    if type(exc) is not TypeError:
+        return exc
+    try:
+        key = next((key for key in parameters if not isinstance(key, str)), _NO_KEY)
+    except Exception:  # (parameters changed meanwhile, by another thread)
+        return exc
+    if key is _NO_KEY:
+        return exc
+    kind = shorten(type(key).__qualname__, 64)
+    try:
+        shown = f"{shorten(repr(key), 64)} ({kind})"
+    except Exception:  # (a key whose repr raises)
+        shown = f"of type {kind}"
+    return TypeError(
+        f"Task.parameters has a key that is not a string, {shown}: parameter names must be "
+        "strings; the tool was not called"
+    )
+
+
+_NO_KEY = object()
+
+
+def _not_a_tool(value: Any, method: str) -> str:
+    """What a run says when the registry's ``get_tool`` returned ``value``, which has no
+    ``method`` to run it by (a registry of the caller's own keeping plain functions)."""
+    if inspect.isroutine(value):
+        name = getattr(value, "__qualname__", None)
+        what = f"the function {shorten(name, 128)}" if isinstance(name, str) else "a function"
+    else:
+        what = f"an instance of {shorten(type(value).__qualname__, 128)}"
+    return (
+        f"The tool registry returned {what}, not a tool (it has no {method}() method): a "
+        "registry's get_tool must return a tool, such as a BaseTool instance; wrap a plain "
+        "function with create_simple_tool(name, description, func)"
+    )
 
 
 def _checked(tool: Any, output: Any, method: str) -> Any:
@@ -114,6 +169,15 @@ def _checked(tool: Any, output: Any, method: str) -> Any:
         TypeError: Naming the tool and what it returned instead.
     """
     if not isinstance(output, ToolOutput):
+        if inspect.iscoroutine(output):  # (nothing will await it: closed, not left to warn)
+            with contextlib.suppress(Exception):
+                output.close()
+            raise TypeError(
+                f"Tool '{getattr(tool, 'name', type(tool).__name__)}' returned a coroutine "
+                f"from {method}(), which was closed, never run: a synchronous {method}() "
+                "must return a ToolOutput; write an async tool as an AsyncBaseTool, whose "
+                "execute_async the executor awaits"
+            )
         raise TypeError(
             f"Tool '{getattr(tool, 'name', type(tool).__name__)}' returned "
             f"{type(output).__name__} from {method}(); a tool must return a ToolOutput"
@@ -146,7 +210,7 @@ def call_tool_here(call: ToolCall, events: RunEvents) -> RawOutcome:
     try:
         value = _entry(call.tool)(**call.parameters)
     except BaseException as exc:  # a tool must never take the runner (or the caller) down
-        outcome = RawOutcome(None, exc)
+        outcome = RawOutcome(None, _with_key_named(exc, call.parameters))
     else:
         outcome = RawOutcome(value)
     finally:
@@ -175,7 +239,7 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     except Exception as exc:
         # A StopIteration the tool raised, not the RuntimeError Python made of it in the
         # coroutine: a pickled outcome (a worker process's) loses the cause that names it.
-        return RawOutcome(None, as_raised(exc))
+        return RawOutcome(None, _with_key_named(as_raised(exc), call.parameters))
     except (asyncio.CancelledError, GeneratorExit):
         raise  # (the runner tells the caller's cancellation and a closed loop apart)
     except BaseException as exc:  # KeyboardInterrupt, SystemExit, a library's own (as on a
