@@ -74,6 +74,16 @@ def test_the_table_is_well_formed() -> None:
         assert family.help == family.help.strip()
 
 
+def test_the_errors_help_names_every_outcome_it_counts() -> None:
+    """``laios_task_errors_total`` counts every outcome but success, cancellations included:
+    its HELP says so, not "Failed tasks"."""
+    from laios.execution._aggregates import ERROR_OUTCOMES
+    from laios.execution._families import ERRORS
+
+    for outcome in ERROR_OUTCOMES:
+        assert outcome in ERRORS.help, (outcome, ERRORS.help)
+
+
 def test_the_collector_yields_every_family_of_the_table(collector: StoreCollector) -> None:
     """collect() and describe() declare the table's families, in order, with type and help."""
     assert declared(collector.collect()) == table()

@@ -356,6 +356,9 @@ def test_errors_counter_by_tool_and_error_type(
     finish(store, "echo", outcome="timeout", error_type="timeout")
     metrics = collect(reader)
     assert metrics["laios.task.errors"].unit == "{error}"
+    description = metrics["laios.task.errors"].description
+    for outcome in ("error", "timeout", "cancelled", "rejected"):  # (every one but success)
+        assert outcome in description, description
     found = {k: p.value for k, p in points(metrics, "laios.task.errors").items()}
     assert found == {
         attrs(gen_ai__tool__name="echo", error__type="ValueError"): 2,

@@ -85,7 +85,7 @@ RETRIES = Family(
 ERRORS = Family(
     "laios_task_errors",
     "counter",
-    "Failed tasks, by tool and error type.",
+    "Tasks that did not succeed (error, timeout, cancelled, rejected), by tool and error type.",
     ("tool", "error_type"),
 )
 IN_FLIGHT = Family("laios_tasks_in_flight", "gauge", "Tasks whose tool is running now.", ("tool",))

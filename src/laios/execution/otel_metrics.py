@@ -107,7 +107,7 @@ QUEUE_WAIT = "laios.task.queue_wait"
 TASKS = "laios.tasks"
 #: Results returned to callers (an ``execute_with_retry`` call once), by tool and final outcome.
 RESULTS = "laios.task.results"
-#: Failed tasks, by tool and error type.
+#: Tasks that did not succeed (error, timeout, cancelled, rejected), by tool and error type.
 ERRORS = "laios.task.errors"
 #: Retries by ``execute_with_retry``, by tool.
 RETRIES = "laios.task.retries"
@@ -202,7 +202,13 @@ _OBSERVABLES: tuple[tuple[str, bool, str, str, str], ...] = (
         "{result}",
         "Results returned to callers, by final outcome (after retries).",
     ),
-    (ERRORS, True, "_errors", "{error}", "Failed tasks, by error type."),
+    (
+        ERRORS,
+        True,
+        "_errors",
+        "{error}",
+        "Tasks that did not succeed (error, timeout, cancelled, rejected), by error type.",
+    ),
     (RETRIES, True, "_retries", "{retry}", "Retries of tasks."),
     (IN_FLIGHT, False, "_in_flight", "{task}", "Tasks whose tool is running now."),
     (WORKERS, False, "_workers", "{worker}", "Workers of the runners."),
