@@ -216,6 +216,25 @@ class Allocate(BaseTool):
         return kwargs["mb"]
 
 
+class StartsThreads(BaseTool):
+    name = "starts_threads"
+    description = "Starts a number of threads that wait, then lets them end; returns how many."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        release = threading.Event()
+        started: list[threading.Thread] = []
+        try:
+            for _ in range(kwargs["count"]):
+                thread = threading.Thread(target=release.wait)
+                thread.start()
+                started.append(thread)
+        finally:
+            release.set()
+            for thread in started:
+                thread.join()
+        return len(started)
+
+
 class LowersItsLimits(BaseTool):
     name = "lowers_its_limits"
     description = (
@@ -1007,6 +1026,7 @@ TOOLS = (
     Hang,
     Exit,
     Allocate,
+    StartsThreads,
     Spin,
     SpinDeaf,
     LeavesAChild,

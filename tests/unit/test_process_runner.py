@@ -1048,6 +1048,28 @@ def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
     assert result.success, result.error
 
 
+def test_a_thread_the_memory_limit_refuses_says_the_limit_refused_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Each thread's stack counts against the memory limit: a tool whose threads it refuses
+    fails with an error that names the limit, not a bare "can't start new thread"."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=50))
+    # (8 MB stacks by default: 40 threads need 320 MB)
+    result = executor.execute_task(task("starts_threads", count=40), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "RuntimeError", result.error
+    error = result.error or ""
+    assert error.startswith("can't start new thread"), error
+    assert "memory limit of 50 MB (memory_limit_mb=50)" in error
+    assert "stack" in error
+    # A few threads fit; without a limit, many do.
+    few = executor.execute_task(task("starts_threads", count=2), context, timeout=WAIT)
+    assert few.success, few.error
+    unlimited = make()
+    many = unlimited.execute_task(task("starts_threads", count=40), context, timeout=WAIT)
+    assert many.success, many.error
+
+
 @pytest.mark.parametrize(
     ("hard", "limits"),
     [

@@ -418,7 +418,8 @@ class _PeakMemory:
 
 def _data_size() -> int:
     """This process's data size in bytes (``VmData``: heap and private anonymous mappings,
-    what ``RLIMIT_DATA`` limits; thread stacks and mapped files are not in it)."""
+    what ``RLIMIT_DATA`` limits: the stacks of the threads it starts too; mapped files are
+    not in it)."""
     with open("/proc/self/status", "rb") as handle:
         for line in handle:
             if line.startswith(b"VmData:"):
@@ -685,6 +686,8 @@ class _Worker:
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
                 outcome.error_type = "memory_limit"
                 retire = True
+            elif limit is not None and outcome.error is not None and _thread_refused(outcome.error):
+                outcome.error = _thread_refused_under_limit(outcome.error, limit)
             return _result_message(
                 outcome,
                 retire,
@@ -757,6 +760,36 @@ def _out_of_memory(error: BaseException | None) -> bool:
     if isinstance(error, MemoryError):
         return True
     return isinstance(error, OSError) and error.errno == errno.ENOMEM
+
+
+#: What ``threading`` raises when the system refuses a new thread (its stack, say).
+_THREAD_REFUSED = "can't start new thread"
+
+
+def _thread_refused(error: BaseException) -> bool:
+    """Whether ``error`` is ``threading``'s own "can't start new thread", as the tool let it
+    out."""
+    return type(error) is RuntimeError and error.args == (_THREAD_REFUSED,)
+
+
+def _thread_refused_under_limit(error: BaseException, limit: int) -> RuntimeError:
+    """``error`` (see :func:`_thread_refused`), saying that the tool ran under a memory limit
+    that each thread's stack counts against (``RLIMIT_DATA`` counts the private mapping of a
+    stack; the limit is the likely cause, so the type stays the tool's, and its traceback)."""
+    size = threading.stack_size()
+    if not size and resource is not None:  # (glibc's default: the soft RLIMIT_STACK)
+        soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+        size = 0 if soft == resource.RLIM_INFINITY else soft
+    each = f" ({size / _MB:g} MB a thread here)" if size else ""
+    explained = RuntimeError(
+        f"{_THREAD_REFUSED}: the tool ran under its memory limit of {limit} MB "
+        f"(memory_limit_mb={limit}), which each thread's stack counts against{each}; raise "
+        "the limit, start fewer threads, or give them smaller stacks (threading.stack_size())"
+    ).with_traceback(error.__traceback__)
+    explained.__cause__ = error.__cause__
+    explained.__context__ = error.__context__
+    explained.__suppress_context__ = error.__suppress_context__
+    return explained
 
 
 #: How many calls' secret values a worker keeps after the last task they left on the loop
