@@ -1113,6 +1113,42 @@ def test_a_result_whose_pickling_needs_more_than_the_memory_limit_fails_as_memor
     assert fine.output == bytes(10 * 1024 * 1024)
 
 
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "async"])
+def test_a_cpu_budget_a_task_without_a_timeout_cannot_have_is_warned_about_once(
+    blocking: bool,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The CPU budget is ``cpu_limit_percent`` of the task's timeout: a task without one ran
+    with no budget at all, in silence. The first such task now logs one warning (once per
+    process) saying so; a task with a timeout has its budget, and says nothing."""
+    from laios.execution._engine import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_NO_CPU_BUDGET_WARNINGS", WarningLimiter(math.inf))
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=50))
+
+    def run(**options: Any) -> TaskResult:
+        if blocking:
+            return executor.execute_task(task("pid"), context, **options)
+        return asyncio.run(executor.execute_async(task("pid"), context, **options))
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "no CPU budget" in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        assert run(timeout=WAIT).success
+        assert said() == []
+        assert run().success
+        assert run().success
+    assert len(said()) == 1, said()
+    message = said()[0]
+    assert message.startswith("ResourceLimits.cpu_limit_percent gives no CPU budget"), message
+    assert "timeout_seconds" in message
+
+
 def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

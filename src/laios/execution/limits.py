@@ -32,8 +32,9 @@ class ResourceLimits(BaseModel):
         cpu_limit_percent: CPU ceiling in percent (0–100 per core, so up to ``100 * cores``).
             A :class:`~laios.execution.runners.ProcessRunner` enforces it as a budget of
             ``cpu_limit_percent / 100 × timeout`` CPU seconds per task (``error_type``
-            ``cpu_limit``; no timeout, no budget; an ``execute_with_retry`` attempt keeps
-            the budget of its own timeout when the call's ``deadline`` cuts that timeout);
+            ``cpu_limit``; no timeout, no budget, and a warning once per process says so;
+            an ``execute_with_retry`` attempt keeps the budget of its own timeout when the
+            call's ``deadline`` cuts that timeout);
             not enforced on the other runners (a warning says so, as for the memory limit).
 
     The fields may be passed by keyword or by position, in this order. Bad values are refused
