@@ -189,6 +189,22 @@ class Exit(BaseTool):
         os._exit(kwargs.get("code", 3))
 
 
+class ExitsWhenShort(BaseTool):
+    name = "exits_when_short"
+    description = (
+        "Allocates a number of MB and ends its worker process with os._exit(1) when that "
+        "fails, as a C library that cannot allocate may (OpenBLAS does): no MemoryError comes "
+        "out of it."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        try:
+            block = bytearray(kwargs["mb"] * 1024 * 1024)
+        except MemoryError:
+            os._exit(1)
+        return len(block) // (1024 * 1024)
+
+
 class ChildExitCode(BaseTool):
     name = "child_exit_code"
     description = "Runs a child process that exits with code 3 and returns the code it read."
@@ -1025,6 +1041,7 @@ TOOLS = (
     ReturnsSwelling,
     Hang,
     Exit,
+    ExitsWhenShort,
     Allocate,
     StartsThreads,
     Spin,

@@ -642,6 +642,28 @@ def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_worker_that_ends_under_a_memory_limit_says_the_limit_was_in_force(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Code that cannot allocate may end its process instead of raising ``MemoryError`` (a C
+    library such as OpenBLAS, imported under a small limit, exits with code 1): the task
+    failed as a bare "exited with code 1", nothing naming the memory limit that was its
+    likely cause. The error now says the tool ran under that limit; a crash without a limit
+    says nothing of one."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=100))
+    result = executor.execute_task(task("exits_when_short", mb=300), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "worker_crashed", result.error
+    error = result.error or ""
+    assert "exited with code 1" in error
+    assert "memory limit of 100 MB (memory_limit_mb=100)" in error
+    fits = executor.execute_task(task("exits_when_short", mb=10), context, timeout=WAIT)
+    assert fits.success, fits.error
+    unlimited = make()
+    crashed = unlimited.execute_task(task("exit", code=1), context, timeout=WAIT)
+    assert crashed.metadata["error_type"] == "worker_crashed"
+    assert "memory" not in (crashed.error or "")
+
+
 @pytest.mark.parametrize("seconds", [0.0, 2.0])
 def test_a_tool_that_closes_its_workers_pipe_is_told_so(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, seconds: float

@@ -300,6 +300,7 @@ class _Call:
         "cpu_seconds",
         "events",
         "idle_worker",
+        "memory_limit_mb",
         "payload",
         "state",
         "tool_name",
@@ -309,12 +310,18 @@ class _Call:
     )
 
     def __init__(
-        self, events: RunEvents, payload: bytes, tool_name: str, cpu_seconds: float | None = None
+        self,
+        events: RunEvents,
+        payload: bytes,
+        tool_name: str,
+        cpu_seconds: float | None = None,
+        memory_limit_mb: int | None = None,
     ) -> None:
         self.events = events
         self.payload = payload
         self.tool_name = tool_name
         self.cpu_seconds = cpu_seconds  # its CPU budget (None: none)
+        self.memory_limit_mb = memory_limit_mb  # its memory limit (None: none)
         self.worker: _Worker | None = None
         # Whether it was reserved on a worker idle when it was placed (it never waited in the
         # queue): while reserved, it is being handed to that worker.
@@ -529,6 +536,8 @@ def _crash_outcome(
             ),
             error_type="worker_crashed",
         )
+    # (a worker enforces it where it can: see the worker's run)
+    limit = call.memory_limit_mb if MEMORY_LIMIT_ENFORCED else None
     if exitcode is None:
         how = "was lost"
     elif exitcode < 0:
@@ -540,9 +549,14 @@ def _crash_outcome(
         if -exitcode == getattr(signal, "SIGKILL", None):  # (the runner's own are not crashes)
             how += (
                 ", which the runner did not send (the tool itself, another process, or the "
-                "kernel's out-of-memory killer when the machine ran short of memory may have: "
-                "set ResourceLimits.memory_limit_mb to fail such a task inside its tool "
-                "instead),"
+                "kernel's out-of-memory killer when the machine ran short of memory may have"
+                + (
+                    ": set ResourceLimits.memory_limit_mb to fail such a task inside its tool "
+                    "instead"
+                    if limit is None
+                    else ""
+                )
+                + "),"
             )
     else:
         how = f"exited with code {exitcode}"
@@ -558,11 +572,20 @@ def _crash_outcome(
             ),
             error_type="worker_crashed",
         )
+    under = ""
+    if limit is not None:
+        # (code that cannot allocate may end its process instead of raising MemoryError,
+        # which the worker would have told as the limit's)
+        under = (
+            f" while under its memory limit of {limit} MB (memory_limit_mb={limit}), which "
+            "may be the cause: code that cannot allocate memory may end its process instead "
+            "of raising MemoryError (a C library such as OpenBLAS does)"
+        )
     return RawOutcome(
         None,
         WorkerCrashed(
             f"The worker process running tool '{call.tool_name}' {how} before the tool "
-            "returned; the task was not retried and the worker was replaced"
+            f"returned{under}; the task was not retried and the worker was replaced"
         ),
         error_type="worker_crashed",
     )
@@ -1675,7 +1698,9 @@ class ProcessRunner:
         if _UNENFORCED_LIMITS:  # (never on Linux)
             _warn_unenforced(call)
         pool = self._pool
-        handle = _Call(events, payload or b"", call.tool_name, call.cpu_seconds)
+        handle = _Call(
+            events, payload or b"", call.tool_name, call.cpu_seconds, call.memory_limit_mb
+        )
         if payload is not None:
             return handle if pool.place(handle) else SHUTDOWN
         return handle if pool.pickle_later(handle, portable) else SHUTDOWN
