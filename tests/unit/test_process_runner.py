@@ -642,6 +642,24 @@ def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_crash_retried_by_execute_with_retry_never_says_the_task_was_not_retried(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker crash said "the task was not retried", meaning the runner's own runs: under
+    ``execute_with_retry``, whose result says it was retried (``retries`` 1), the error
+    contradicted it. The error now says that the runner did not run the call again."""
+    executor = make()
+    result = executor.execute_with_retry(
+        task("exit", code=3), context, max_retries=1, retry_delay=0, timeout=WAIT
+    )
+    assert result.metadata["error_type"] == "worker_crashed"
+    assert result.metadata["retries"] == 1
+    error = result.error or ""
+    assert "exited with code 3" in error
+    assert "not retried" not in error, error
+    assert "the runner did not run the call again" in error
+
+
 def test_a_worker_that_ends_under_a_memory_limit_says_the_limit_was_in_force(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

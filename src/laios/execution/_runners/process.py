@@ -518,9 +518,9 @@ def _crash_outcome(
             WorkerCrashed(
                 f"Tool '{call.tool_name}' closed the worker's end of the pipe to the executor "
                 "(a file descriptor it did not open, as os.closerange(3, ...) does), so its "
-                "outcome could not be sent back; the task was not retried and the worker was "
-                "replaced. A tool run in a process must close only the file descriptors it "
-                "opened (subprocess closes the others in the child by itself)"
+                "outcome could not be sent back; the runner did not run the call again, and "
+                "replaced the worker. A tool run in a process must close only the file "
+                "descriptors it opened (subprocess closes the others in the child by itself)"
             ),
             error_type="worker_crashed",
         )
@@ -531,8 +531,8 @@ def _crash_outcome(
                 f"The worker process running tool '{call.tool_name}' could no longer be "
                 "watched: the forkserver process that started it ended (killed, maybe by a "
                 "tool: a worker's parent process is the forkserver, not your program), so it "
-                "was stopped before the tool returned; the task was not retried and the worker "
-                "was replaced"
+                "was stopped before the tool returned; the runner did not run the call again, "
+                "and replaced the worker"
             ),
             error_type="worker_crashed",
         )
@@ -565,10 +565,10 @@ def _crash_outcome(
             None,
             WorkerCrashed(
                 f"The worker process for tool '{call.tool_name}' {how} while running the "
-                "process runner's initializer, before the tool started; the task was not "
-                "retried. Each new worker runs the initializer first, and one is started when "
-                "a task needs it: fix the initializer (it must return, or raise, never end its "
-                "process)"
+                "process runner's initializer, before the tool started; the runner did not "
+                "run the call again. Each new worker runs the initializer first, and one is "
+                "started when a task needs it: fix the initializer (it must return, or raise, "
+                "never end its process)"
             ),
             error_type="worker_crashed",
         )
@@ -585,7 +585,7 @@ def _crash_outcome(
         None,
         WorkerCrashed(
             f"The worker process running tool '{call.tool_name}' {how} before the tool "
-            f"returned{under}; the task was not retried and the worker was replaced"
+            f"returned{under}; the runner did not run the call again, and replaced the worker"
         ),
         error_type="worker_crashed",
     )
