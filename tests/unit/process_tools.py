@@ -189,6 +189,16 @@ class Exit(BaseTool):
         os._exit(kwargs.get("code", 3))
 
 
+class Imports(BaseTool):
+    name = "imports"
+    description = "Imports a module by name and returns its name."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import importlib
+
+        return importlib.import_module(kwargs["module"]).__name__
+
+
 class ExitsWhenShort(BaseTool):
     name = "exits_when_short"
     description = (
@@ -1042,6 +1052,7 @@ TOOLS = (
     Hang,
     Exit,
     ExitsWhenShort,
+    Imports,
     Allocate,
     StartsThreads,
     Spin,

@@ -642,6 +642,27 @@ def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_c_extension_the_memory_limit_refuses_to_load_says_the_limit_refused_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """The writable segments of a shared library count against the memory limit: a tool
+    importing a C extension too large for it (NumPy's OpenBLAS, 1 MB here) failed with the
+    module's ``ImportError`` alone ("failed to map segment from shared object", under
+    NumPy's advice about bad installs). The error now goes on to name the limit, and how to
+    load the module before it applies."""
+    pytest.importorskip("numpy")
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=1))
+    result = executor.execute_task(task("imports", module="numpy"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "ImportError", result.error
+    error = result.error or ""
+    assert "failed to map segment from shared object" in error
+    assert "memory limit of 1 MB (memory_limit_mb=1)" in error
+    assert "preload" in error
+    unlimited = make()
+    loaded = unlimited.execute_task(task("imports", module="numpy"), context, timeout=WAIT)
+    assert loaded.success, loaded.error
+
+
 def test_a_crash_retried_by_execute_with_retry_never_says_the_task_was_not_retried(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
