@@ -663,6 +663,23 @@ def test_a_c_extension_the_memory_limit_refuses_to_load_says_the_limit_refused_i
     assert loaded.success, loaded.error
 
 
+def test_a_result_that_cannot_come_back_is_not_retried(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool whose result cannot be sent back from its worker (``not_picklable``) fails the
+    same way at every attempt: ``execute_with_retry`` ran it again and again (its side
+    effects too) for a result that could never come back. It is attempted once, as a call
+    whose parameters cannot be sent is."""
+    executor = make()
+    result = executor.execute_with_retry(
+        task("returns_lambda"), context, max_retries=3, retry_delay=0, timeout=WAIT
+    )
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert result.metadata["retries"] == 0
+    assert "retry_exhausted" not in result.metadata
+    assert len(executor.get_all_metrics()) == 1
+
+
 def test_a_crash_retried_by_execute_with_retry_never_says_the_task_was_not_retried(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
