@@ -199,6 +199,20 @@ class Imports(BaseTool):
         return importlib.import_module(kwargs["module"]).__name__
 
 
+class RaisesUnmappedLibrary(BaseTool):
+    name = "raises_unmapped_library"
+    description = (
+        "Raises the ImportError a C extension gives when the loader cannot map its library, "
+        "as NumPy words it (the loader's own message as the one it was raised from)."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        try:
+            raise ImportError("libbig.so: failed to map segment from shared object")
+        except ImportError as exc:
+            raise ImportError("Importing the C-extensions failed.", name="big") from exc
+
+
 class ExitsWhenShort(BaseTool):
     name = "exits_when_short"
     description = (
@@ -1053,6 +1067,7 @@ TOOLS = (
     Exit,
     ExitsWhenShort,
     Imports,
+    RaisesUnmappedLibrary,
     Allocate,
     StartsThreads,
     Spin,
