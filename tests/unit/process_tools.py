@@ -189,6 +189,46 @@ class Exit(BaseTool):
         os._exit(kwargs.get("code", 3))
 
 
+class Imports(BaseTool):
+    name = "imports"
+    description = "Imports a module by name and returns its name."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import importlib
+
+        return importlib.import_module(kwargs["module"]).__name__
+
+
+class RaisesUnmappedLibrary(BaseTool):
+    name = "raises_unmapped_library"
+    description = (
+        "Raises the ImportError a C extension gives when the loader cannot map its library, "
+        "as NumPy words it (the loader's own message as the one it was raised from)."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        try:
+            raise ImportError("libbig.so: failed to map segment from shared object")
+        except ImportError as exc:
+            raise ImportError("Importing the C-extensions failed.", name="big") from exc
+
+
+class ExitsWhenShort(BaseTool):
+    name = "exits_when_short"
+    description = (
+        "Allocates a number of MB and ends its worker process with os._exit(1) when that "
+        "fails, as a C library that cannot allocate may (OpenBLAS does): no MemoryError comes "
+        "out of it."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        try:
+            block = bytearray(kwargs["mb"] * 1024 * 1024)
+        except MemoryError:
+            os._exit(1)
+        return len(block) // (1024 * 1024)
+
+
 class ChildExitCode(BaseTool):
     name = "child_exit_code"
     description = "Runs a child process that exits with code 3 and returns the code it read."
@@ -214,6 +254,25 @@ class Allocate(BaseTool):
         for offset in range(0, size, 4096):  # touch every page: resident, not just reserved
             block[offset] = 1
         return kwargs["mb"]
+
+
+class StartsThreads(BaseTool):
+    name = "starts_threads"
+    description = "Starts a number of threads that wait, then lets them end; returns how many."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        release = threading.Event()
+        started: list[threading.Thread] = []
+        try:
+            for _ in range(kwargs["count"]):
+                thread = threading.Thread(target=release.wait)
+                thread.start()
+                started.append(thread)
+        finally:
+            release.set()
+            for thread in started:
+                thread.join()
+        return len(started)
 
 
 class LowersItsLimits(BaseTool):
@@ -1006,7 +1065,11 @@ TOOLS = (
     ReturnsSwelling,
     Hang,
     Exit,
+    ExitsWhenShort,
+    Imports,
+    RaisesUnmappedLibrary,
     Allocate,
+    StartsThreads,
     Spin,
     SpinDeaf,
     LeavesAChild,

@@ -316,6 +316,7 @@ def test_default_retry_if_rules() -> None:
     assert default_retry_if(result("rejected", "saturated"))
     assert not default_retry_if(result("error", "ValidationError"))
     assert not default_retry_if(result("error", "callback_error"))
+    assert not default_retry_if(result("error", "not_picklable"))
     assert not default_retry_if(result("rejected", "tool_not_found"))
     assert not default_retry_if(result("rejected", "shutdown"))
     assert not default_retry_if(result("cancelled", "cancelled"))

@@ -249,3 +249,64 @@ def test_bad_limits_assigned_to_an_executor_are_refused(value: Any, error: type)
         assert executor.resource_limits is limits
     finally:
         executor.shutdown()
+
+
+@pytest.fixture
+def unwarned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No limit warned about yet in this process."""
+    from laios.execution import executor as executor_module
+    from laios.execution._logs import WarningLimiter
+
+    monkeypatch.setattr(executor_module, "_UNENFORCED_WARNINGS", WarningLimiter(math.inf))
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        (ResourceLimits(memory_limit_mb=256), ["memory_limit_mb"]),
+        (ResourceLimits(30, cpu_limit_percent=50), ["cpu_limit_percent"]),
+        (ResourceLimits(30, 256, 50), ["memory_limit_mb", "cpu_limit_percent"]),
+    ],
+    ids=["memory", "cpu", "both"],
+)
+@pytest.mark.usefixtures("unwarned")
+def test_limits_the_threads_cannot_enforce_are_warned_about_once(
+    caplog: pytest.LogCaptureFixture, limits: ResourceLimits, named: list[str]
+) -> None:
+    """An executor whose tools run in its own process (threads, event loops) cannot hold a
+    tool to a memory limit or a CPU budget: it ran without them in silence. It now says so
+    with one warning per limit (once per process), naming the limit and the process runner
+    that enforces it; the limits are kept as given."""
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        for _ in range(2):
+            executor = Executor(
+                ToolRegistry(), limits, store=MetricStore(), register_prometheus=False
+            )
+            assert executor.resource_limits is limits
+            executor.shutdown()
+    said = [r.getMessage() for r in caplog.records if "is not enforced" in r.getMessage()]
+    assert len(said) == len(named), said
+    for option, message in zip(named, said, strict=True):
+        assert message.startswith(f"ResourceLimits.{option} is not enforced"), message
+        assert "thread" in message
+        assert "ProcessRunner" in message
+
+
+@pytest.mark.usefixtures("unwarned")
+def test_limits_assigned_that_the_threads_cannot_enforce_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Limits assigned later (``executor.resource_limits = ...``) are told about too; a
+    timeout alone, which every runner enforces, never is."""
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        executor = Executor(
+            ToolRegistry(), ResourceLimits(30), store=MetricStore(), register_prometheus=False
+        )
+        try:
+            assert not [r for r in caplog.records if "is not enforced" in r.getMessage()]
+            executor.resource_limits = ResourceLimits(memory_limit_mb=64)
+        finally:
+            executor.shutdown()
+    said = [r.getMessage() for r in caplog.records if "is not enforced" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("ResourceLimits.memory_limit_mb is not enforced")

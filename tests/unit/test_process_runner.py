@@ -642,6 +642,104 @@ def test_a_tool_that_ends_its_process_fails_and_the_pool_keeps_serving(
     assert run_pid(executor, task, context) > 0
 
 
+def test_a_c_extension_the_memory_limit_refuses_to_load_says_the_limit_refused_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """The writable segments of a shared library count against the memory limit: a tool
+    importing a C extension too large for it (NumPy's OpenBLAS, 1 MB here) failed with the
+    module's ``ImportError`` alone ("failed to map segment from shared object", under
+    NumPy's advice about bad installs). The error now goes on to name the limit, and how to
+    load the module before it applies."""
+    pytest.importorskip("numpy")
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=1))
+    result = executor.execute_task(task("imports", module="numpy"), context, timeout=WAIT)
+    if result.metadata["error_type"] == "memory_limit":  # (a NumPy whose Python part fails
+        pytest.skip("this NumPy fails its import under the limit before loading its library")
+    assert result.metadata["error_type"] == "ImportError", result.error
+    error = result.error or ""
+    assert "failed to map segment from shared object" in error
+    assert "memory limit of 1 MB (memory_limit_mb=1)" in error
+    assert "preload" in error
+    unlimited = make()
+    loaded = unlimited.execute_task(task("imports", module="numpy"), context, timeout=WAIT)
+    assert loaded.success, loaded.error
+
+
+def test_a_result_that_cannot_come_back_is_not_retried(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool whose result cannot be sent back from its worker (``not_picklable``) fails the
+    same way at every attempt: ``execute_with_retry`` ran it again and again (its side
+    effects too) for a result that could never come back. It is attempted once, as a call
+    whose parameters cannot be sent is."""
+    executor = make()
+    result = executor.execute_with_retry(
+        task("returns_lambda"), context, max_retries=3, retry_delay=0, timeout=WAIT
+    )
+    assert result.metadata["error_type"] == "not_picklable", result.error
+    assert result.metadata["retries"] == 0
+    assert "retry_exhausted" not in result.metadata
+    assert len(executor.get_all_metrics()) == 1
+
+
+def test_an_unmapped_library_names_the_memory_limit_only_under_one(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """The loader's "failed to map segment from shared object", anywhere in the chain of the
+    ``ImportError`` a tool lets out, is told as the memory limit's likely doing under a limit
+    (the error's type and name kept), and left as it is without one."""
+    limited = make(resource_limits=ResourceLimits(memory_limit_mb=100))
+    result = limited.execute_task(task("raises_unmapped_library"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "ImportError", result.error
+    error = result.error or ""
+    assert error.startswith("Importing the C-extensions failed.")
+    assert "memory limit of 100 MB (memory_limit_mb=100)" in error
+    assert "preload" in error
+    unlimited = make()
+    result = unlimited.execute_task(task("raises_unmapped_library"), context, timeout=WAIT)
+    assert result.error == "Importing the C-extensions failed."
+
+
+def test_a_crash_retried_by_execute_with_retry_never_says_the_task_was_not_retried(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker crash said "the task was not retried", meaning the runner's own runs: under
+    ``execute_with_retry``, whose result says it was retried (``retries`` 1), the error
+    contradicted it. The error now says that the runner did not run the call again."""
+    executor = make()
+    result = executor.execute_with_retry(
+        task("exit", code=3), context, max_retries=1, retry_delay=0, timeout=WAIT
+    )
+    assert result.metadata["error_type"] == "worker_crashed"
+    assert result.metadata["retries"] == 1
+    error = result.error or ""
+    assert "exited with code 3" in error
+    assert "not retried" not in error, error
+    assert "the runner did not run the call again" in error
+
+
+def test_a_worker_that_ends_under_a_memory_limit_says_the_limit_was_in_force(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Code that cannot allocate may end its process instead of raising ``MemoryError`` (a C
+    library such as OpenBLAS, imported under a small limit, exits with code 1): the task
+    failed as a bare "exited with code 1", nothing naming the memory limit that was its
+    likely cause. The error now says the tool ran under that limit; a crash without a limit
+    says nothing of one."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=100))
+    result = executor.execute_task(task("exits_when_short", mb=300), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "worker_crashed", result.error
+    error = result.error or ""
+    assert "exited with code 1" in error
+    assert "memory limit of 100 MB (memory_limit_mb=100)" in error
+    fits = executor.execute_task(task("exits_when_short", mb=10), context, timeout=WAIT)
+    assert fits.success, fits.error
+    unlimited = make()
+    crashed = unlimited.execute_task(task("exit", code=1), context, timeout=WAIT)
+    assert crashed.metadata["error_type"] == "worker_crashed"
+    assert "memory" not in (crashed.error or "")
+
+
 @pytest.mark.parametrize("seconds", [0.0, 2.0])
 def test_a_tool_that_closes_its_workers_pipe_is_told_so(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, seconds: float
@@ -1048,6 +1146,28 @@ def test_an_allocation_past_the_memory_limit_fails_inside_the_tool(
     assert result.success, result.error
 
 
+def test_a_thread_the_memory_limit_refuses_says_the_limit_refused_it(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """Each thread's stack counts against the memory limit: a tool whose threads it refuses
+    fails with an error that names the limit, not a bare "can't start new thread"."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=50))
+    # (8 MB stacks by default: 40 threads need 320 MB)
+    result = executor.execute_task(task("starts_threads", count=40), context, timeout=WAIT)
+    assert not result.success
+    assert result.metadata["error_type"] == "RuntimeError", result.error
+    error = result.error or ""
+    assert error.startswith("can't start new thread"), error
+    assert "memory limit of 50 MB (memory_limit_mb=50)" in error
+    assert "stack" in error
+    # A few threads fit; without a limit, many do.
+    few = executor.execute_task(task("starts_threads", count=2), context, timeout=WAIT)
+    assert few.success, few.error
+    unlimited = make()
+    many = unlimited.execute_task(task("starts_threads", count=40), context, timeout=WAIT)
+    assert many.success, many.error
+
+
 @pytest.mark.parametrize(
     ("hard", "limits"),
     [
@@ -1089,6 +1209,42 @@ def test_a_result_whose_pickling_needs_more_than_the_memory_limit_fails_as_memor
     fine = executor.execute_task(task("returns_swelling", mb=10), context, timeout=WAIT)
     assert fine.success, fine.error
     assert fine.output == bytes(10 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "async"])
+def test_a_cpu_budget_a_task_without_a_timeout_cannot_have_is_warned_about_once(
+    blocking: bool,
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The CPU budget is ``cpu_limit_percent`` of the task's timeout: a task without one ran
+    with no budget at all, in silence. The first such task now logs one warning (once per
+    process) saying so; a task with a timeout has its budget, and says nothing."""
+    from laios.execution._engine import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_NO_CPU_BUDGET_WARNINGS", WarningLimiter(math.inf))
+    executor = make(resource_limits=ResourceLimits(cpu_limit_percent=50))
+
+    def run(**options: Any) -> TaskResult:
+        if blocking:
+            return executor.execute_task(task("pid"), context, **options)
+        return asyncio.run(executor.execute_async(task("pid"), context, **options))
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "no CPU budget" in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        assert run(timeout=WAIT).success
+        assert said() == []
+        assert run().success
+        assert run().success
+    assert len(said()) == 1, said()
+    message = said()[0]
+    assert message.startswith("ResourceLimits.cpu_limit_percent gives no CPU budget"), message
+    assert "timeout_seconds" in message
 
 
 def test_a_cpu_spinner_is_stopped_by_its_cpu_budget(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from enum import Enum
 from types import TracebackType
@@ -36,6 +37,7 @@ from laios.execution._engine.engine import Engine, ProgressCallback, check_call,
 from laios.execution._engine.job import describe_exception
 from laios.execution._engine.retrying import retry_awaiting, retry_blocking
 from laios.execution._finalizing import finalize_elsewhere
+from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import Runner
 from laios.execution._runners.thread import ThreadRunner
 from laios.execution.limits import ResourceLimits, check_limits
@@ -64,6 +66,9 @@ _log = logging.getLogger("laios.execution")
 
 #: Async tools running at once per executor, by default.
 DEFAULT_MAX_ASYNC_TOOLS = 1000
+
+#: Logs, once per process, each limit an executor's runner cannot enforce.
+_UNENFORCED_WARNINGS = WarningLimiter(math.inf)
 
 #: The type of an executor's registry: ``Executor(registry)`` is an ``Executor[ToolRegistry]``
 #: (the default, so a bare ``Executor`` annotation means that), and ``Executor(MyRegistry())``
@@ -261,6 +266,7 @@ class Executor(Generic[_RegistryT]):
             max_async_tools=max_async,
             measure_cpu=measure_cpu_time,
         )
+        _warn_unenforced(resource_limits, sync_runner)
         store.register_runner(sync_runner)
         # (async tools left running count as abandoned too: the slots report them)
         store.register_runner(self._engine.loop_here.slots)
@@ -306,7 +312,9 @@ class Executor(Generic[_RegistryT]):
 
     @resource_limits.setter
     def resource_limits(self, limits: ResourceLimits | None) -> None:
-        self._engine.limits = _checked_limits(limits)
+        checked = _checked_limits(limits)
+        _warn_unenforced(checked, self._engine.runner)
+        self._engine.limits = checked
 
     @property
     def store(self) -> MetricStore:
@@ -731,6 +739,30 @@ def _checked_limits(limits: object) -> ResourceLimits:
         )
     check_limits(limits)
     return limits
+
+
+def _warn_unenforced(limits: ResourceLimits, runner: Runner) -> None:
+    """Log, once per process for each, the memory limit and the CPU budget of ``limits``
+    that ``runner`` cannot enforce: one that does not isolate tools in processes of their
+    own runs them in this process (threads, event loops), which cannot hold one tool to
+    either. A limit nothing enforces is never ignored in silence."""
+    if getattr(runner, "isolated", False):
+        return
+    for option, given, what in (
+        ("memory_limit_mb", limits.memory_limit_mb, "memory"),
+        ("cpu_limit_percent", limits.cpu_limit_percent, "CPU time"),
+    ):
+        if given is None or _UNENFORCED_WARNINGS.should_log(option) is None:
+            continue
+        _log.warning(
+            "ResourceLimits.%s is not enforced: this executor runs its tools in this process "
+            "(on threads and event loops; runner %.64r), which cannot limit one tool's %s. Give "
+            "it a ProcessRunner (Executor(..., runner=ProcessRunner())) to enforce it. Said "
+            "once per process",
+            option,
+            getattr(runner, "name", "?"),
+            what,
+        )
 
 
 def _no_retry_ran(result: TaskResult) -> TaskResult:

@@ -27,14 +27,15 @@ class ResourceLimits(BaseModel):
         memory_limit_mb: Memory a tool may allocate during a task, in MB. Enforced by a
             :class:`~laios.execution.runners.ProcessRunner` on Linux (the allocation fails
             inside the tool, ``error_type`` ``memory_limit``; on other platforms it logs a
-            warning once and is not enforced); informational on the thread and loop
-            runners.
+            warning once and is not enforced); not enforced on the thread and loop
+            runners (an executor given it there logs a warning saying so, once per process).
         cpu_limit_percent: CPU ceiling in percent (0–100 per core, so up to ``100 * cores``).
             A :class:`~laios.execution.runners.ProcessRunner` enforces it as a budget of
             ``cpu_limit_percent / 100 × timeout`` CPU seconds per task (``error_type``
-            ``cpu_limit``; no timeout, no budget; an ``execute_with_retry`` attempt keeps
-            the budget of its own timeout when the call's ``deadline`` cuts that timeout);
-            informational on the other runners.
+            ``cpu_limit``; no timeout, no budget, and a warning once per process says so;
+            an ``execute_with_retry`` attempt keeps the budget of its own timeout when the
+            call's ``deadline`` cuts that timeout);
+            not enforced on the other runners (a warning says so, as for the memory limit).
 
     The fields may be passed by keyword or by position, in this order. Bad values are refused
     when the object is built, with a ``pydantic.ValidationError`` (a ``ValueError``) naming

@@ -43,7 +43,11 @@ __all__ = [
     "sleeps_disabled",
 ]
 
-_NOT_RETRYABLE_ERROR_TYPES = frozenset({"ValidationError", "callback_error", "tool_not_found"})
+#: Error types that another attempt cannot change: invalid parameters, a tool's result (or the
+#: tool itself) that cannot travel between processes, and a stop the caller asked for.
+_NOT_RETRYABLE_ERROR_TYPES = frozenset(
+    {"ValidationError", "callback_error", "not_picklable", "tool_not_found"}
+)
 _sleeps_off = threading.local()
 #: Blocks of ``sleeps_disabled()`` (every thread) open now, in any thread; guarded by the lock.
 _global_off = [0]
@@ -54,9 +58,11 @@ def default_retry_if(result: TaskResult) -> bool:
     """The default rule: retry errors and timeouts, and rejections caused by saturation.
 
     Never retried: cancellations, unknown tools, a shut-down executor, parameters the tool's
-    input model rejects, and a task stopped by a ``KeyboardInterrupt`` raised in the caller's
-    own ``on_progress`` callback (``callback_error``). Any other exception of that callback
-    leaves the tool's outcome as it is, so it neither causes nor prevents a retry.
+    input model rejects, a call that cannot travel to or from its worker process
+    (``not_picklable``: another attempt would run the tool again for nothing), and a task
+    stopped by a ``KeyboardInterrupt`` raised in the caller's own ``on_progress`` callback
+    (``callback_error``). Any other exception of that callback leaves the tool's outcome as it
+    is, so it neither causes nor prevents a retry.
     """
     outcome = result.metadata.get("outcome")
     error_type = result.metadata.get("error_type")

@@ -650,3 +650,29 @@ def test_retries_run_out_leave_no_stop_reason_on_the_retry_span(executor, export
     assert spans(exporter, "laios.execute_with_retry")[0].status.description == (
         "failed after 2 attempt(s): tool_error"
     )
+
+
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking", "async"])
+def test_a_retry_if_that_raises_says_so_on_the_retry_span(executor, exporter, blocking):
+    """A ``retry_if`` that raises stops the retries, and the result says so
+    (``retry_if_error``); the retry span said nothing of it, as if the failure were simply not
+    worth retrying. It now names the stop as the other stops are named."""
+
+    def broken(result):
+        raise ZeroDivisionError("division by zero")
+
+    options = {"max_retries": 3, "retry_delay": 0, "retry_if": broken}
+    if blocking:
+        result = executor.execute_with_retry(make_task("fails"), CONTEXT, **options)
+    else:
+        result = asyncio.run(
+            executor.execute_with_retry_async(make_task("fails"), CONTEXT, **options)
+        )
+    assert result.metadata["retry_if_error"] == "ZeroDivisionError: division by zero"
+    retry = only(exporter, "laios.execute_with_retry")
+    assert retry.attributes["laios.retry.stopped"] == "retry_if_error"
+    assert retry.attributes["laios.retry.attempts"] == 1
+    assert retry.status.description == (
+        "failed after 1 attempt(s): tool_error; retries stopped by retry_if raising "
+        "ZeroDivisionError"
+    )

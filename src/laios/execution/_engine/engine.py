@@ -56,6 +56,7 @@ from laios.execution._engine.job import (
 )
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
+from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
@@ -82,6 +83,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("laios.execution")
+#: Logs, once per process, that a task without a timeout has no CPU budget.
+_NO_CPU_BUDGET_WARNINGS = WarningLimiter(math.inf)
 
 ProgressCallback = Callable[[str, Any], None]
 
@@ -107,6 +110,20 @@ def no_asyncio_loop(call: str) -> RuntimeError:
         "trio, or anyio with the trio backend, asyncio's calls cannot run); call the blocking "
         "execute_task or execute_with_retry from a worker thread instead, e.g. "
         "await trio.to_thread.run_sync(executor.execute_task, task, context)"
+    )
+
+
+def _no_cpu_budget() -> None:
+    """Log, once per process, that a task of an executor with a CPU limit runs without a
+    CPU budget, having no timeout to make it from (a limit never ignored in silence)."""
+    if _NO_CPU_BUDGET_WARNINGS.should_log("cpu") is None:
+        return
+    _log.warning(
+        "ResourceLimits.cpu_limit_percent gives no CPU budget to a task without a timeout (the "
+        "budget is cpu_limit_percent / 100 x the task's timeout; for an execute_with_retry "
+        "attempt, its own timeout, not the time its deadline leaves): such tasks run without "
+        "one. Set ResourceLimits.timeout_seconds, or pass timeout= to each call. Said once "
+        "per process"
     )
 
 
@@ -539,8 +556,11 @@ class Engine:
             call.memory_limit_mb = limits.memory_limit_mb
             # (an attempt whose retry deadline cut its timeout keeps the budget of its own)
             own = job.limit if job.retry_cut is None else job.retry_cut.timeout
-            if limits.cpu_limit_percent is not None and own is not None:
-                call.cpu_seconds = limits.cpu_limit_percent / 100 * own
+            if limits.cpu_limit_percent is not None:
+                if own is not None:
+                    call.cpu_seconds = limits.cpu_limit_percent / 100 * own
+                else:
+                    _no_cpu_budget()
         return call
 
     def _cancel_before_start(self, job: Job) -> bool:

@@ -86,6 +86,8 @@ class RetryRun:
         self.stopped_by_deadline = False
         self.stopped_by_cancel = False
         self.stopped_by_shutdown = False
+        #: The type of what ``retry_if`` raised, when that stopped the retries.
+        self.retry_if_raised: str | None = None
         self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         # The failure a retry follows, and the task's fields as it left them (after_attempt).
@@ -192,7 +194,8 @@ class RetryRun:
             raise
         except BaseException as exc:  # (an asyncio.CancelledError of its own too)
             message = scrubbed_message(exc, self.secrets())
-            result.metadata["retry_if_error"] = f"{type_name(type(exc))}: {message}"
+            self.retry_if_raised = type_name(type(exc))
+            result.metadata["retry_if_error"] = f"{self.retry_if_raised}: {message}"
             worth = False
         if not worth:
             return None
@@ -322,13 +325,18 @@ class RetryRun:
     def _stopped(self) -> tuple[str, str] | None:
         """What stopped the retries before they ran out, if anything: the value of
         ``laios.retry.stopped`` and the words of the span's status description (the result
-        says it as ``retry_cancelled``, ``retry_shutdown`` or ``retry_deadline_exceeded``)."""
+        says it as ``retry_cancelled``, ``retry_shutdown``, ``retry_deadline_exceeded`` or
+        ``retry_if_error``)."""
         if self.stopped_by_cancel:
             return "cancelled", "cancel_task"
         if self.stopped_by_shutdown:
             return "shutdown", "shutdown()"
         if self.stopped_by_deadline:
             return "deadline", "the retry deadline"
+        if self.retry_if_raised is not None:
+            # (cut as the span's other texts are: a class's name may be of any length)
+            raised = shorten(self.retry_if_raised, MAX_SPAN_TEXT)
+            return "retry_if_error", f"retry_if raising {raised}"
         return None
 
     def caller_cancelled(self) -> None:

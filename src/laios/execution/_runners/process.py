@@ -300,6 +300,7 @@ class _Call:
         "cpu_seconds",
         "events",
         "idle_worker",
+        "memory_limit_mb",
         "payload",
         "state",
         "tool_name",
@@ -309,12 +310,18 @@ class _Call:
     )
 
     def __init__(
-        self, events: RunEvents, payload: bytes, tool_name: str, cpu_seconds: float | None = None
+        self,
+        events: RunEvents,
+        payload: bytes,
+        tool_name: str,
+        cpu_seconds: float | None = None,
+        memory_limit_mb: int | None = None,
     ) -> None:
         self.events = events
         self.payload = payload
         self.tool_name = tool_name
         self.cpu_seconds = cpu_seconds  # its CPU budget (None: none)
+        self.memory_limit_mb = memory_limit_mb  # its memory limit (None: none)
         self.worker: _Worker | None = None
         # Whether it was reserved on a worker idle when it was placed (it never waited in the
         # queue): while reserved, it is being handed to that worker.
@@ -511,9 +518,9 @@ def _crash_outcome(
             WorkerCrashed(
                 f"Tool '{call.tool_name}' closed the worker's end of the pipe to the executor "
                 "(a file descriptor it did not open, as os.closerange(3, ...) does), so its "
-                "outcome could not be sent back; the task was not retried and the worker was "
-                "replaced. A tool run in a process must close only the file descriptors it "
-                "opened (subprocess closes the others in the child by itself)"
+                "outcome could not be sent back; the runner did not run the call again, and "
+                "replaced the worker. A tool run in a process must close only the file "
+                "descriptors it opened (subprocess closes the others in the child by itself)"
             ),
             error_type="worker_crashed",
         )
@@ -524,11 +531,13 @@ def _crash_outcome(
                 f"The worker process running tool '{call.tool_name}' could no longer be "
                 "watched: the forkserver process that started it ended (killed, maybe by a "
                 "tool: a worker's parent process is the forkserver, not your program), so it "
-                "was stopped before the tool returned; the task was not retried and the worker "
-                "was replaced"
+                "was stopped before the tool returned; the runner did not run the call again, "
+                "and replaced the worker"
             ),
             error_type="worker_crashed",
         )
+    # (a worker enforces it where it can: see the worker's run)
+    limit = call.memory_limit_mb if MEMORY_LIMIT_ENFORCED else None
     if exitcode is None:
         how = "was lost"
     elif exitcode < 0:
@@ -540,9 +549,14 @@ def _crash_outcome(
         if -exitcode == getattr(signal, "SIGKILL", None):  # (the runner's own are not crashes)
             how += (
                 ", which the runner did not send (the tool itself, another process, or the "
-                "kernel's out-of-memory killer when the machine ran short of memory may have: "
-                "set ResourceLimits.memory_limit_mb to fail such a task inside its tool "
-                "instead),"
+                "kernel's out-of-memory killer when the machine ran short of memory may have"
+                + (
+                    ": set ResourceLimits.memory_limit_mb to fail such a task inside its tool "
+                    "instead"
+                    if limit is None
+                    else ""
+                )
+                + "),"
             )
     else:
         how = f"exited with code {exitcode}"
@@ -551,18 +565,27 @@ def _crash_outcome(
             None,
             WorkerCrashed(
                 f"The worker process for tool '{call.tool_name}' {how} while running the "
-                "process runner's initializer, before the tool started; the task was not "
-                "retried. Each new worker runs the initializer first, and one is started when "
-                "a task needs it: fix the initializer (it must return, or raise, never end its "
-                "process)"
+                "process runner's initializer, before the tool started; the runner did not "
+                "run the call again. Each new worker runs the initializer first, and one is "
+                "started when a task needs it: fix the initializer (it must return, or raise, "
+                "never end its process)"
             ),
             error_type="worker_crashed",
+        )
+    under = ""
+    if limit is not None:
+        # (code that cannot allocate may end its process instead of raising MemoryError,
+        # which the worker would have told as the limit's)
+        under = (
+            f" while under its memory limit of {limit} MB (memory_limit_mb={limit}), which "
+            "may be the cause: code that cannot allocate memory may end its process instead "
+            "of raising MemoryError (a C library such as OpenBLAS does)"
         )
     return RawOutcome(
         None,
         WorkerCrashed(
             f"The worker process running tool '{call.tool_name}' {how} before the tool "
-            "returned; the task was not retried and the worker was replaced"
+            f"returned{under}; the runner did not run the call again, and replaced the worker"
         ),
         error_type="worker_crashed",
     )
@@ -1675,7 +1698,9 @@ class ProcessRunner:
         if _UNENFORCED_LIMITS:  # (never on Linux)
             _warn_unenforced(call)
         pool = self._pool
-        handle = _Call(events, payload or b"", call.tool_name, call.cpu_seconds)
+        handle = _Call(
+            events, payload or b"", call.tool_name, call.cpu_seconds, call.memory_limit_mb
+        )
         if payload is not None:
             return handle if pool.place(handle) else SHUTDOWN
         return handle if pool.pickle_later(handle, portable) else SHUTDOWN

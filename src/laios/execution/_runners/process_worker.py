@@ -418,7 +418,8 @@ class _PeakMemory:
 
 def _data_size() -> int:
     """This process's data size in bytes (``VmData``: heap and private anonymous mappings,
-    what ``RLIMIT_DATA`` limits; thread stacks and mapped files are not in it)."""
+    what ``RLIMIT_DATA`` limits: the stacks of the threads it starts too; mapped files are
+    not in it)."""
     with open("/proc/self/status", "rb") as handle:
         for line in handle:
             if line.startswith(b"VmData:"):
@@ -685,6 +686,8 @@ class _Worker:
                 outcome.error = _memory_limit_exceeded(call.tool_name, limit)
                 outcome.error_type = "memory_limit"
                 retire = True
+            elif limit is not None and outcome.error is not None:
+                outcome.error = _refused_under_limit(outcome.error, limit)
             return _result_message(
                 outcome,
                 retire,
@@ -757,6 +760,63 @@ def _out_of_memory(error: BaseException | None) -> bool:
     if isinstance(error, MemoryError):
         return True
     return isinstance(error, OSError) and error.errno == errno.ENOMEM
+
+
+#: What ``threading`` raises when the system refuses a new thread (its stack, say).
+_THREAD_REFUSED = "can't start new thread"
+#: What the dynamic loader says when it could not map a shared library (glibc).
+_LIBRARY_REFUSED = "failed to map segment from shared object"
+
+
+def _refused_under_limit(error: BaseException, limit: int) -> BaseException:
+    """``error``, or when it is one the memory limit (``limit`` MB) likely caused though it
+    is no ``MemoryError``, the same error saying so: ``threading``'s own "can't start new
+    thread" (``RLIMIT_DATA`` counts each thread's stack), or an ``ImportError`` of a shared
+    library the loader could not map (its writable segments count too). The type, and the
+    traceback, stay the tool's: the limit is the likely cause, not a certain one."""
+    where = f"the tool ran under its memory limit of {limit} MB (memory_limit_mb={limit})"
+    explained: BaseException
+    if type(error) is RuntimeError and error.args == (_THREAD_REFUSED,):
+        size = threading.stack_size()
+        if not size and resource is not None:  # (glibc's default: the soft RLIMIT_STACK)
+            soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+            size = 0 if soft == resource.RLIM_INFINITY else soft
+        each = f" ({size / _MB:g} MB a thread here)" if size else ""
+        explained = RuntimeError(
+            f"{_THREAD_REFUSED}: {where}, which each thread's stack counts against{each}; "
+            "raise the limit, start fewer threads, or give them smaller stacks "
+            "(threading.stack_size())"
+        )
+    elif type(error) is ImportError and _says_anywhere(error, _LIBRARY_REFUSED):
+        explained = ImportError(
+            f"{str(error).rstrip()}\n\n{where[0].upper()}{where[1:]}, which the memory of "
+            "each shared library it loads counts against: import the module in the workers "
+            "before any limit applies (ProcessRunner(preload=[...])), or raise the limit",
+            name=error.name,
+            path=error.path,
+        )
+    else:
+        return error
+    explained.__cause__ = error.__cause__
+    explained.__context__ = error.__context__
+    explained.__suppress_context__ = error.__suppress_context__
+    return explained.with_traceback(error.__traceback__)
+
+
+def _says_anywhere(error: BaseException, words: str) -> bool:
+    """Whether ``error``, or an exception it was raised from or while handling, says
+    ``words`` (a few links down the chain at most)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        try:
+            if words in str(seen):
+                return True
+        except Exception:  # (a ``__str__`` that raises says nothing)
+            pass
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 #: How many calls' secret values a worker keeps after the last task they left on the loop
