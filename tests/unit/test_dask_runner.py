@@ -220,6 +220,44 @@ def test_suppressed_instrumentation_reaches_the_tool(make: Callable[..., Executo
     assert exporter.get_finished_spans() == ()
 
 
+def test_on_progress_sees_the_callers_context_and_the_task_span(
+    make: Callable[..., Executor],
+) -> None:
+    """The worker's reports reach ``on_progress`` on a thread of the runner's: it saw neither
+    the caller's context variables nor the task span there (a span it made started a trace
+    of its own)."""
+    import contextvars
+
+    from opentelemetry import trace
+
+    request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("rid", default=None)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    seen: list[tuple[str, str | None, int]] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        span_id = trace.get_current_span().get_span_context().span_id
+        seen.append((event, request_id.get(), span_id))
+
+    token = request_id.set("req-42")
+    try:
+        result = executor.execute_task(
+            task("progress", steps=1), CONTEXT, timeout=WAIT, on_progress=on_progress
+        )
+    finally:
+        request_id.reset(token)
+    assert result.success, result.error
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool progress"]
+    own = span.context.span_id
+    assert seen == [
+        ("started", "req-42", own),
+        ("progress", "req-42", own),
+        ("completed", "req-42", own),
+    ]
+
+
 def test_a_batch_spreads_over_the_cluster(make: Callable[..., Executor]) -> None:
     executor = make()
 

@@ -527,6 +527,8 @@ class Engine:
             context,
         )
         if self.isolated:
+            if job.on_progress is not None:  # (its events come from the runner's threads)
+                job.events_context = context
             # (a call whose instrumentation is suppressed has no span: see accept)
             call.suppressed = span_context is None and self.tracing.suppressed(None)
             try:
