@@ -258,6 +258,26 @@ def test_on_progress_sees_the_callers_context_and_the_task_span(
     ]
 
 
+def test_the_callers_span_reaches_the_tool_when_the_executor_makes_no_spans(
+    make: Callable[..., Executor],
+) -> None:
+    """With the ``NoOpTracerProvider`` the tool on its worker saw no span at all (on a worker
+    thread it sees the caller's)."""
+    from opentelemetry import trace
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    executor = make(tracer_provider=trace.NoOpTracerProvider())
+    with provider.get_tracer("tests.caller").start_as_current_span("request") as caller:
+        result = executor.execute_task(task("trace_seen"), CONTEXT, timeout=WAIT)
+    assert result.success, result.error
+    span_context = caller.get_span_context()
+    assert result.output == {
+        "trace_id": f"{span_context.trace_id:032x}",
+        "span_id": f"{span_context.span_id:016x}",
+    }
+    provider.shutdown()
+
+
 def test_a_batch_spreads_over_the_cluster(make: Callable[..., Executor]) -> None:
     executor = make()
 

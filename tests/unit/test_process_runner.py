@@ -1385,6 +1385,38 @@ def test_the_callers_trace_reaches_the_child(
     provider.shutdown()
 
 
+def test_the_callers_span_reaches_the_child_when_the_executor_makes_no_spans(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An executor that makes no spans (given the ``NoOpTracerProvider``; or no SDK installed
+    globally while the caller traces with a provider of its own) leaves the caller's span
+    current inside the tool, as on a worker thread: the tool in its worker process saw no span
+    at all, and the spans it opened began traces of their own."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=trace.NoOpTracerProvider())
+    with provider.get_tracer("tests.caller").start_as_current_span("request") as caller:
+        result = executor.execute_task(task("trace_seen"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert "trace_id" not in result.metadata  # (the executor made no span)
+    span_context = caller.get_span_context()
+    assert result.output == {
+        "trace_id": f"{span_context.trace_id:032x}",
+        "span_id": f"{span_context.span_id:016x}",
+    }
+    # Under suppress_instrumentation() it sees none.
+    token = otel_context.attach(otel_context.set_value("suppress_instrumentation", True))
+    try:
+        with provider.get_tracer("tests.caller").start_as_current_span("request"):
+            result = executor.execute_task(task("trace_seen"), context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert result.output == {"trace_id": "0" * 32, "span_id": "0" * 16}
+    provider.shutdown()
+
+
 #: Baggage the caller sets: a value with characters the W3C header escapes, and a key the
 #: caller's own code would read.
 BAGGAGE = {"user.id": "user-7", "note": "a b,c=d;e%"}

@@ -531,6 +531,12 @@ class Engine:
                 job.events_context = context
             # (a call whose instrumentation is suppressed has no span: see accept)
             call.suppressed = span_context is None and self.tracing.suppressed(None)
+            if span_context is None and not call.suppressed:
+                # No task span (tracing off here): the caller's own span stays current around
+                # the tool, as it does on a worker thread.
+                ids = span_ids(trace.get_current_span())
+                if ids is not None:
+                    call.trace_id, call.span_id, call.sampled = ids
             try:
                 call.baggage = baggage_header(span_context)
             except Exception as exc:  # (a value whose str() raises): the tool runs without it
