@@ -44,6 +44,7 @@ from laios._compat.otel import (
     instrumentation_suppressed,
 )
 from laios._exceptions import qualified_type_name
+from laios._text import shorten
 from laios.execution._records import printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
@@ -111,10 +112,16 @@ def _env_capture() -> bool:
     return False
 
 
+#: Longest ``exception.type`` of an event, in characters (a class named at run time may have a
+#: name of any length).
+_TYPE_CHARS = 256
+
+
 def _qualified_name(kind: type) -> str:
     """A class's name as the SDK's ``record_exception`` writes ``exception.type``: module and
-    qualified name, or the bare name for builtins (see :func:`qualified_type_name`)."""
-    return utf8_text(qualified_type_name(kind))
+    qualified name, or the bare name for builtins (see :func:`qualified_type_name`), cut to
+    ``_TYPE_CHARS`` characters."""
+    return shorten(utf8_text(qualified_type_name(kind)), _TYPE_CHARS)
 
 
 def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
