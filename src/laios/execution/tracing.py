@@ -316,20 +316,22 @@ class Tracing:
         """Open a retry or batch span under the caller's current span; never raises.
 
         ``None`` when instrumentation is suppressed in the caller's context (see
-        :meth:`suppressed`), and when the tracer fails (a span processor raising from
+        :meth:`suppressed`), when the tracer makes no spans (see :func:`made_no_span`), and when the
+        tracer fails (a span processor raising from
         ``on_start``…): the fault is logged and the call goes on without the span, its task
         spans under the caller's own.
         """
         try:
             if instrumentation_suppressed():
                 return None
-            return self._tracer.start_span(
+            span = self._tracer.start_span(
                 utf8_text(name),
                 kind=SpanKind.INTERNAL,
                 attributes=_utf8_attributes(attributes),
                 record_exception=False,
                 set_status_on_exception=False,
             )
+            return None if made_no_span(span, None) else span
         except Exception:
             _log.exception("could not start the span %r; the call goes on untraced", name[:128])
             return None
@@ -507,6 +509,24 @@ def baggage_header(context: Context | None = None) -> str | None:
         kept.append(member)
         size += 1 + len(member)
     return ",".join(kept) or None
+
+
+def made_no_span(span: Span, parent: Context | None) -> bool:
+    """Whether ``span``, just started under ``parent`` (the current context when ``None``), is
+    no span of its own: the parent's span handed back, or the invalid span.
+
+    A tracer that makes no spans (the API's no-op one, which an SDK provider turned off with
+    ``OTEL_SDK_DISABLED=true`` hands out) returns the caller's span (an older API's returns the
+    invalid one): its ids are not the task's, and it must not hide the caller's span from the
+    tool. Only a span that does not record can be one (the SDK's unsampled spans have ids of
+    their own).
+    """
+    if span.is_recording():
+        return False
+    ids = span.get_span_context()
+    if not ids.is_valid:
+        return True
+    return ids.span_id == trace.get_current_span(parent).get_span_context().span_id
 
 
 def span_ids(span: Span) -> tuple[str, str, bool] | None:

@@ -62,7 +62,7 @@ from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool
-from laios.execution.tracing import baggage_header, span_ids
+from laios.execution.tracing import baggage_header, made_no_span, span_ids
 from laios.tools.base import TOOL_TYPES
 from laios.tools.registry import returned_class_message
 
@@ -486,6 +486,8 @@ class Engine:
             attrs.update(attributes)
         tracing = self.tracing
         span = tracing.start_task_span(name, attrs, parent)
+        if made_no_span(span, parent):  # (the task is untraced: the caller's span stays current)
+            return
         # (an unsampled span records nothing: its arguments are not even rendered)
         if tracing.capture_content and span.is_recording():
             try:
