@@ -219,6 +219,21 @@ def exception_stacktrace(exception: BaseException, secrets: Sequence[str]) -> st
     return _cut_stacktrace(scrub(exception_traceback(exception), secrets, limit=None))
 
 
+#: How Python's tracebacks join an exception raised while another was handled.
+_DURING = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def stacktrace_then(stack: str, exception: BaseException) -> str:
+    """``stack`` (a stack trace made by :func:`exception_stacktrace`) followed by ``exception``
+    as raised while it was handled, as Python chains them (its own line: it has no frames of
+    interest), cut to ``MAX_STACKTRACE_BYTES``; never raises."""
+    try:
+        line = f"{_qualified_name(type(exception))}: {exception}\n"
+    except Exception:  # (a __str__ that raises)
+        line = f"{_qualified_name(type(exception))}\n"
+    return _cut_stacktrace(stack + _DURING + line)
+
+
 class Tracing:
     """The executor's access to OpenTelemetry.
 

@@ -67,7 +67,7 @@ from laios.execution.redaction import (
     secret_values_before_run,
     secret_values_now_and_before,
 )
-from laios.execution.tracing import exception_stacktrace
+from laios.execution.tracing import exception_stacktrace, stacktrace_then
 
 __all__ = [
     "CPU_BUDGET_ENFORCED",
@@ -870,6 +870,9 @@ def _result_message(
             outcome.worker,
             error_type=error_type,
         )
+        if outcome.traceback is not None and error_type == "not_picklable":
+            # (what the tool raised, and where, stays on its span: only its object is lost)
+            substitute.traceback = stacktrace_then(outcome.traceback, error)
         return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL), retire
 
 
