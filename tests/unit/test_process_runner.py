@@ -1417,6 +1417,29 @@ def test_the_callers_span_reaches_the_child_when_the_executor_makes_no_spans(
     provider.shutdown()
 
 
+def test_a_stopping_worker_exports_what_its_telemetry_sdk_holds(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A worker ends with ``os._exit``, which skips the SDK's own shutdown at exit: the spans
+    its batching processor held, and its metrics since the last export, were lost when the
+    runner stopped (the last seconds of every worker's telemetry). It exports them first."""
+    spans_file = Path(box) / "spans.jsonl"
+    metrics_file = Path(box) / "metrics.jsonl"
+    executor = make(
+        runner_options={
+            "initializer": process_tools.set_up_batched_telemetry,
+            "initargs": (str(spans_file), str(metrics_file)),
+        },
+    )
+    result = executor.execute_task(task("counts_and_traces"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert not spans_file.exists()  # (held by the batching processor until the worker stops)
+    executor.shutdown(wait=True)
+    assert not alive(result.output)
+    assert json.loads(spans_file.read_text().splitlines()[0])["name"] == "inside the worker"
+    assert "tool.calls" in json.loads(metrics_file.read_text().splitlines()[-1])
+
+
 #: Baggage the caller sets: a value with characters the W3C header escapes, and a key the
 #: caller's own code would read.
 BAGGAGE = {"user.id": "user-7", "note": "a b,c=d;e%"}
