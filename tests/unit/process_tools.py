@@ -1051,7 +1051,69 @@ def set_up_tracing(path: str) -> None:
     trace.set_tracer_provider(provider)
 
 
+class _MetricFileExporter:
+    """Appends the names of the metrics of each export as a JSON line to a file (built on the
+    SDK's ``MetricExporter`` when a worker sets it up: this module is imported without it)."""
+
+    @staticmethod
+    def make(path: str) -> Any:
+        from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+        class Exporter(MetricExporter):
+            def export(self, metrics_data: Any, timeout_millis: float = 10_000, **_: Any) -> Any:
+                names = [
+                    metric.name
+                    for resource in metrics_data.resource_metrics
+                    for scope in resource.scope_metrics
+                    for metric in scope.metrics
+                ]
+                with open(path, "a") as handle:
+                    handle.write(json.dumps(names) + "\n")
+                return MetricExportResult.SUCCESS
+
+            def force_flush(self, timeout_millis: float = 10_000) -> bool:
+                return True
+
+            def shutdown(self, timeout_millis: float = 30_000, **_: Any) -> None:
+                pass
+
+        return Exporter()
+
+
+def set_up_batched_telemetry(spans_path: str, metrics_path: str) -> None:
+    """A worker initializer: SDK providers that batch, as in production (a span processor
+    exporting once a minute, a metric reader exporting once a minute), writing to files."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(_FileExporter(spans_path), schedule_delay_millis=60_000)
+    )
+    trace.set_tracer_provider(provider)
+    reader = PeriodicExportingMetricReader(
+        _MetricFileExporter.make(metrics_path), export_interval_millis=60_000
+    )
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+
+class CountsAndTraces(BaseTool):
+    name = "counts_and_traces"
+    description = "Adds one to a counter of its own and opens a span, in its worker."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        from opentelemetry import metrics
+
+        metrics.get_meter("tests.process_tools").create_counter("tool.calls").add(1)
+        with trace.get_tracer("tests.process_tools").start_as_current_span("inside the worker"):
+            pass
+        return os.getpid()
+
+
 TOOLS = (
+    CountsAndTraces,
     Pid,
     FailsDeep,
     SuppressionSeen,

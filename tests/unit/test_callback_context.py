@@ -70,3 +70,39 @@ def test_every_event_of_a_pooled_tool_sees_the_callers_context_variables(
         assert seen == [("started", "req-42"), ("progress", "req-42"), (outcome, "req-42")]
     finally:
         executor.shutdown()
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["completed", "failed"])
+def test_every_event_of_a_tool_in_a_worker_process_sees_the_callers_context(fail: bool) -> None:
+    """On the process runner, whose events come from its own threads, ``on_progress`` sees the
+    caller's context variables and the task span as the current span, as on a worker thread:
+    a span or a log record the callback makes joins the task's trace."""
+    import process_tools
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    seen: list[tuple[str, str | None, int]] = []
+
+    def callback(event: str, data: Any) -> None:
+        span_id = trace.get_current_span().get_span_context().span_id
+        seen.append((event, REQUEST_ID.get(), span_id))
+
+    # (``range("one")`` raises in the tool: it fails in its worker, after "started")
+    steps: Any = "one" if fail else 1
+    task = Task(plan_id="p", description="d", tool_name="progress", parameters={"steps": steps})
+    with process_tools.traced_executor(process_tools.Progress(), exporter) as executor:
+        token = REQUEST_ID.set("req-42")
+        try:
+            result = executor.execute_task(task, CONTEXT, 30, callback)
+        finally:
+            REQUEST_ID.reset(token)
+    assert result.success is not fail, result.error
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+    task_span = span.context.span_id
+    expected = [("started", "req-42", task_span)]
+    if fail:
+        expected.append(("failed", "req-42", task_span))
+    else:
+        expected += [("progress", "req-42", task_span), ("completed", "req-42", task_span)]
+    assert seen == expected

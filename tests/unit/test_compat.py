@@ -186,6 +186,7 @@ def test_both_provider_checks_agree(
     if provider is not None:  # the public call installs a proxy when none is set
         assert otel._from_api() is expected
     assert otel.global_provider_is_sdk() is expected
+    assert otel.global_tracer_provider() is (provider if expected else None)
 
 
 @pytest.mark.parametrize(

@@ -220,6 +220,64 @@ def test_suppressed_instrumentation_reaches_the_tool(make: Callable[..., Executo
     assert exporter.get_finished_spans() == ()
 
 
+def test_on_progress_sees_the_callers_context_and_the_task_span(
+    make: Callable[..., Executor],
+) -> None:
+    """The worker's reports reach ``on_progress`` on a thread of the runner's: it saw neither
+    the caller's context variables nor the task span there (a span it made started a trace
+    of its own)."""
+    import contextvars
+
+    from opentelemetry import trace
+
+    request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("rid", default=None)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    seen: list[tuple[str, str | None, int]] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        span_id = trace.get_current_span().get_span_context().span_id
+        seen.append((event, request_id.get(), span_id))
+
+    token = request_id.set("req-42")
+    try:
+        result = executor.execute_task(
+            task("progress", steps=1), CONTEXT, timeout=WAIT, on_progress=on_progress
+        )
+    finally:
+        request_id.reset(token)
+    assert result.success, result.error
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool progress"]
+    own = span.context.span_id
+    assert seen == [
+        ("started", "req-42", own),
+        ("progress", "req-42", own),
+        ("completed", "req-42", own),
+    ]
+
+
+def test_the_callers_span_reaches_the_tool_when_the_executor_makes_no_spans(
+    make: Callable[..., Executor],
+) -> None:
+    """With the ``NoOpTracerProvider`` the tool on its worker saw no span at all (on a worker
+    thread it sees the caller's)."""
+    from opentelemetry import trace
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    executor = make(tracer_provider=trace.NoOpTracerProvider())
+    with provider.get_tracer("tests.caller").start_as_current_span("request") as caller:
+        result = executor.execute_task(task("trace_seen"), CONTEXT, timeout=WAIT)
+    assert result.success, result.error
+    span_context = caller.get_span_context()
+    assert result.output == {
+        "trace_id": f"{span_context.trace_id:032x}",
+        "span_id": f"{span_context.span_id:016x}",
+    }
+    provider.shutdown()
+
+
 def test_a_batch_spreads_over_the_cluster(make: Callable[..., Executor]) -> None:
     executor = make()
 

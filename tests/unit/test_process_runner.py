@@ -1541,6 +1541,61 @@ def test_the_callers_trace_reaches_the_child(
     provider.shutdown()
 
 
+def test_the_callers_span_reaches_the_child_when_the_executor_makes_no_spans(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An executor that makes no spans (given the ``NoOpTracerProvider``; or no SDK installed
+    globally while the caller traces with a provider of its own) leaves the caller's span
+    current inside the tool, as on a worker thread: the tool in its worker process saw no span
+    at all, and the spans it opened began traces of their own."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=trace.NoOpTracerProvider())
+    with provider.get_tracer("tests.caller").start_as_current_span("request") as caller:
+        result = executor.execute_task(task("trace_seen"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert "trace_id" not in result.metadata  # (the executor made no span)
+    span_context = caller.get_span_context()
+    assert result.output == {
+        "trace_id": f"{span_context.trace_id:032x}",
+        "span_id": f"{span_context.span_id:016x}",
+    }
+    # Under suppress_instrumentation() it sees none.
+    token = otel_context.attach(otel_context.set_value("suppress_instrumentation", True))
+    try:
+        with provider.get_tracer("tests.caller").start_as_current_span("request"):
+            result = executor.execute_task(task("trace_seen"), context, timeout=WAIT)
+    finally:
+        otel_context.detach(token)
+    assert result.success, result.error
+    assert result.output == {"trace_id": "0" * 32, "span_id": "0" * 16}
+    provider.shutdown()
+
+
+def test_a_stopping_worker_exports_what_its_telemetry_sdk_holds(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A worker ends with ``os._exit``, which skips the SDK's own shutdown at exit: the spans
+    its batching processor held, and its metrics since the last export, were lost when the
+    runner stopped (the last seconds of every worker's telemetry). It exports them first."""
+    spans_file = Path(box) / "spans.jsonl"
+    metrics_file = Path(box) / "metrics.jsonl"
+    executor = make(
+        runner_options={
+            "initializer": process_tools.set_up_batched_telemetry,
+            "initargs": (str(spans_file), str(metrics_file)),
+        },
+    )
+    result = executor.execute_task(task("counts_and_traces"), context, timeout=WAIT)
+    assert result.success, result.error
+    assert not spans_file.exists()  # (held by the batching processor until the worker stops)
+    executor.shutdown(wait=True)
+    assert not alive(result.output)
+    assert json.loads(spans_file.read_text().splitlines()[0])["name"] == "inside the worker"
+    assert "tool.calls" in json.loads(metrics_file.read_text().splitlines()[-1])
+
+
 #: Baggage the caller sets: a value with characters the W3C header escapes, and a key the
 #: caller's own code would read.
 BAGGAGE = {"user.id": "user-7", "note": "a b,c=d;e%"}

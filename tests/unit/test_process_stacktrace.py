@@ -52,3 +52,25 @@ def test_the_exception_event_has_the_workers_traceback(
     assert stack.rstrip().endswith("LookupError: no quota for [REDACTED]")
     assert SECRET not in stack
     assert len(stack.encode()) <= MAX_STACKTRACE_BYTES
+
+
+def test_an_exception_that_cannot_come_back_keeps_where_the_tool_raised_it() -> None:
+    """A tool's exception that cannot be unpickled comes back as ``ToolNotPicklable``, whose
+    stack trace was its own line alone: where the tool raised, and what, was lost. It is the
+    tool's traceback now, followed by the ``ToolNotPicklable`` that replaced its exception."""
+    exporter = InMemorySpanExporter()
+    with process_tools.traced_executor(process_tools.RaisesUnpicklable(), exporter) as executor:
+        task = Task(plan_id="p", description="d", tool_name="raises_unpicklable", parameters={})
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"), timeout=30)
+    assert result.metadata["error_type"] == "not_picklable"
+    (span,) = exporter.get_finished_spans()
+    (event,) = span.events
+    assert event.attributes is not None
+    assert str(event.attributes["exception.type"]).endswith(".ToolNotPicklable")
+    stack = str(event.attributes["exception.stacktrace"])
+    assert stack.startswith("Traceback (most recent call last):")
+    assert 'raise Unpicklable(503, "unavailable")' in stack
+    assert "process_tools.Unpicklable: 503: unavailable" in stack
+    last = stack.rstrip().splitlines()[-1]
+    assert last.startswith("laios.execution._runners.process_worker.ToolNotPicklable: Tool ")
+    assert len(stack.encode()) <= MAX_STACKTRACE_BYTES

@@ -42,6 +42,7 @@ __all__ = [
     "attribute_length_limit",
     "global_meter_provider",
     "global_provider_is_sdk",
+    "global_tracer_provider",
     "instrumentation_suppressed",
     "is_proxy_meter_provider",
     "suppress_instrumentation_in",
@@ -67,6 +68,17 @@ def _from_api() -> bool:
 
 #: Whether a real tracer provider (not the default proxy or a no-op) is set globally.
 global_provider_is_sdk = _from_slot if PROVIDER_SLOT_READABLE else _from_api
+
+
+def global_tracer_provider() -> object | None:
+    """The tracer provider installed globally, or ``None`` while none is (or when it is the
+    proxy or a no-op one); read from the slot, which neither installs one nor loads one named
+    by ``OTEL_PYTHON_TRACER_PROVIDER``, where the API still has it."""
+    if PROVIDER_SLOT_READABLE:
+        provider: object = trace._TRACER_PROVIDER  # noqa: SLF001 (the guarded read)
+    else:
+        provider = trace.get_tracer_provider()
+    return None if provider is None or isinstance(provider, _NOT_SDK) else provider
 
 
 def is_proxy_meter_provider(provider: object) -> bool:

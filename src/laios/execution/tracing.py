@@ -44,6 +44,7 @@ from laios._compat.otel import (
     instrumentation_suppressed,
 )
 from laios._exceptions import qualified_type_name
+from laios._text import shorten
 from laios.execution._records import printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
@@ -111,10 +112,16 @@ def _env_capture() -> bool:
     return False
 
 
+#: Longest ``exception.type`` of an event, in characters (a class named at run time may have a
+#: name of any length).
+_TYPE_CHARS = 256
+
+
 def _qualified_name(kind: type) -> str:
     """A class's name as the SDK's ``record_exception`` writes ``exception.type``: module and
-    qualified name, or the bare name for builtins (see :func:`qualified_type_name`)."""
-    return utf8_text(qualified_type_name(kind))
+    qualified name, or the bare name for builtins (see :func:`qualified_type_name`), cut to
+    ``_TYPE_CHARS`` characters."""
+    return shorten(utf8_text(qualified_type_name(kind)), _TYPE_CHARS)
 
 
 def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -210,6 +217,21 @@ def exception_stacktrace(exception: BaseException, secrets: Sequence[str]) -> st
     ``RawOutcome.traceback``): a pickled exception loses its frames and its causes.
     """
     return _cut_stacktrace(scrub(exception_traceback(exception), secrets, limit=None))
+
+
+#: How Python's tracebacks join an exception raised while another was handled.
+_DURING = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def stacktrace_then(stack: str, exception: BaseException) -> str:
+    """``stack`` (a stack trace made by :func:`exception_stacktrace`) followed by ``exception``
+    as raised while it was handled, as Python chains them (its own line: it has no frames of
+    interest), cut to ``MAX_STACKTRACE_BYTES``; never raises."""
+    try:
+        line = f"{_qualified_name(type(exception))}: {exception}\n"
+    except Exception:  # (a __str__ that raises)
+        line = f"{_qualified_name(type(exception))}\n"
+    return _cut_stacktrace(stack + _DURING + line)
 
 
 class Tracing:
@@ -309,20 +331,22 @@ class Tracing:
         """Open a retry or batch span under the caller's current span; never raises.
 
         ``None`` when instrumentation is suppressed in the caller's context (see
-        :meth:`suppressed`), and when the tracer fails (a span processor raising from
+        :meth:`suppressed`), when the tracer makes no spans (see :func:`made_no_span`), and when the
+        tracer fails (a span processor raising from
         ``on_start``…): the fault is logged and the call goes on without the span, its task
         spans under the caller's own.
         """
         try:
             if instrumentation_suppressed():
                 return None
-            return self._tracer.start_span(
+            span = self._tracer.start_span(
                 utf8_text(name),
                 kind=SpanKind.INTERNAL,
                 attributes=_utf8_attributes(attributes),
                 record_exception=False,
                 set_status_on_exception=False,
             )
+            return None if made_no_span(span, None) else span
         except Exception:
             _log.exception("could not start the span %r; the call goes on untraced", name[:128])
             return None
@@ -500,6 +524,24 @@ def baggage_header(context: Context | None = None) -> str | None:
         kept.append(member)
         size += 1 + len(member)
     return ",".join(kept) or None
+
+
+def made_no_span(span: Span, parent: Context | None) -> bool:
+    """Whether ``span``, just started under ``parent`` (the current context when ``None``), is
+    no span of its own: the parent's span handed back, or the invalid span.
+
+    A tracer that makes no spans (the API's no-op one, which an SDK provider turned off with
+    ``OTEL_SDK_DISABLED=true`` hands out) returns the caller's span (an older API's returns the
+    invalid one): its ids are not the task's, and it must not hide the caller's span from the
+    tool. Only a span that does not record can be one (the SDK's unsampled spans have ids of
+    their own).
+    """
+    if span.is_recording():
+        return False
+    ids = span.get_span_context()
+    if not ids.is_valid:
+        return True
+    return ids.span_id == trace.get_current_span(parent).get_span_context().span_id
 
 
 def span_ids(span: Span) -> tuple[str, str, bool] | None:

@@ -412,6 +412,41 @@ def test_a_noop_tracer_provider_turns_tracing_off(monkeypatch, registry, provide
                 assert "trace_id" not in ex.get_metrics(task.id).to_dict()
 
 
+def test_a_disabled_sdk_provider_lends_no_ids(monkeypatch, registry, tracer):
+    """An SDK provider turned off with ``OTEL_SDK_DISABLED=true`` hands out a no-op tracer,
+    whose "spans" are the caller's own span passed back: results and metrics named the
+    caller's span as the task's, on every road. They now carry no ids (nothing was traced),
+    and the caller's span stays current inside the tool."""
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    disabled = TracerProvider(shutdown_on_exit=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+
+    async def awaited(ex: Executor, task: Any) -> list[Any]:
+        return [
+            await ex.execute_async(task, CONTEXT),
+            *(await ex.execute_parallel([task], CONTEXT)),
+            await ex.execute_with_retry_async(task, CONTEXT, max_retries=1),
+        ]
+
+    with Executor(
+        registry, tracer_provider=disabled, store=MetricStore(), register_prometheus=False
+    ) as ex:
+        with tracer.start_as_current_span("caller") as caller:
+            task = make_task("own_span")
+            results = [
+                ex.execute_task(task, CONTEXT),
+                ex.execute_task(task, CONTEXT, timeout=5.0),
+                ex.execute_with_retry(task, CONTEXT, max_retries=1),
+                *asyncio.run(awaited(ex, task)),
+            ]
+        for result in results:
+            assert result.success, result.error
+            assert result.output == caller.get_span_context().span_id
+            assert "trace_id" not in result.metadata
+            assert "span_id" not in result.metadata
+        assert "trace_id" not in ex.get_metrics(task.id).to_dict()
+
+
 def test_a_proxy_tracer_provider_follows_the_global_provider(
     unset_global_provider, monkeypatch, registry, provider, exporter, tracer
 ):

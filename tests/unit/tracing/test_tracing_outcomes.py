@@ -450,6 +450,46 @@ def test_a_huge_message_is_cut_in_the_stacktrace_and_leaves_its_frames():
     assert stacktrace.rstrip("\n").endswith("…[truncated]")
 
 
+#: An exception class with a 100,000-character name, in a module of a 100,000-character name.
+_HUGE_NAMED = type("E" * 100_000, (ValueError,), {"__module__": "m" * 100_000})
+
+
+class HugeTypeName(BaseTool):
+    name = "huge_type_name"
+    description = "Raises an exception whose class has a huge name."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise _HUGE_NAMED("bad value")
+
+
+def test_a_huge_exception_class_name_is_cut_on_the_events():
+    """``exception.type`` is cut to 256 characters, on the ``exception`` event and on the
+    ``laios.callback_error`` event: a class named at run time (code generation, a tool's own
+    factory) made it an attribute of any size, 200 kB here."""
+    exporter = InMemorySpanExporter()
+
+    def callback(event: str, data: Any) -> None:
+        raise _HUGE_NAMED("callback broke")
+
+    with memory_provider(exporter) as provider:
+        registry = ToolRegistry()
+        registry.register_tool(HugeTypeName)
+        with Executor(registry, tracer_provider=provider, store=MetricStore()) as executor:
+            result = executor.execute_task(
+                make_task("huge_type_name"), CONTEXT, on_progress=callback
+            )
+    assert not result.success
+    span = only(exporter, "execute_tool")
+    assert len(span.attributes["error.type"]) <= 64
+    events = {event.name: event.attributes for event in span.events}
+    for name in ("exception", "laios.callback_error"):
+        kind = events[name]["exception.type"]
+        assert isinstance(kind, str), name
+        assert len(kind) == 256, (name, len(kind))
+        assert kind[:4] == "mmmm", name
+        assert kind[-1] == "…", name
+
+
 def test_shutdown_executor_sets_error_type_shutdown(executor, exporter):
     """A task submitted after ``shutdown()`` gets a span ERROR with ``error.type=shutdown``."""
     executor.shutdown()

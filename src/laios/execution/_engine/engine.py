@@ -63,7 +63,7 @@ from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool
-from laios.execution.tracing import baggage_header, span_ids
+from laios.execution.tracing import baggage_header, made_no_span, span_ids
 from laios.tools.base import TOOL_TYPES
 from laios.tools.registry import returned_class_message
 
@@ -505,6 +505,8 @@ class Engine:
             attrs.update(attributes)
         tracing = self.tracing
         span = tracing.start_task_span(name, attrs, parent)
+        if made_no_span(span, parent):  # (the task is untraced: the caller's span stays current)
+            return
         # (an unsampled span records nothing: its arguments are not even rendered)
         if tracing.capture_content and span.is_recording():
             try:
@@ -546,8 +548,16 @@ class Engine:
             context,
         )
         if self.isolated:
+            if job.on_progress is not None:  # (its events come from the runner's threads)
+                job.events_context = context
             # (a call whose instrumentation is suppressed has no span: see accept)
             call.suppressed = span_context is None and self.tracing.suppressed(None)
+            if span_context is None and not call.suppressed:
+                # No task span (tracing off here): the caller's own span stays current around
+                # the tool, as it does on a worker thread.
+                ids = span_ids(trace.get_current_span())
+                if ids is not None:
+                    call.trace_id, call.span_id, call.sampled = ids
             try:
                 call.baggage = baggage_header(span_context)
             except Exception as exc:  # (a value whose str() raises): the tool runs without it

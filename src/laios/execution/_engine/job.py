@@ -335,6 +335,9 @@ class Job(TaskRecord):
     starting = False
     span: Span | None = None
     span_context: OtelContext | None = None  # the caller's context with the task span current
+    # The context on_progress is called in for a runner whose events come from threads of its
+    # own (process, Dask): the caller's, with the task span current, as on a worker thread.
+    events_context: contextvars.Context | None = None
     done: threading.Lock | None = None  # a held lock that finishing releases (blocking road)
     waiter: Waiter | None = None  # told once finished (awaiting road)
     result: TaskResult | None = None
@@ -713,9 +716,19 @@ class Job(TaskRecord):
         callback = self.on_progress
         if callback is None:
             return None
+        context = self.events_context
+        if context is not None:  # (a copy: events may come from two threads at once)
+            return context.copy().run(self._fire, callback, event, data)
+        return self._fire(callback, event, data)
+
+    def _fire(
+        self, callback: ProgressCallback, event: str, data: dict[str, Any]
+    ) -> KeyboardInterrupt | None:
+        """Call ``callback`` as :meth:`fire` says, in the current context."""
         token = _CALLBACK_RUNNER.set(self.runner)
         try:
-            returned = callback(event, data)
+            # (typed to return None; an async def given by mistake returns a coroutine)
+            returned: object = callback(event, data)  # type: ignore[func-returns-value]
             if returned is not None and type(returned) is _COROUTINE:
                 raise unawaited_error(
                     returned, "on_progress", "pass a plain function taking (event, data)"
@@ -1317,6 +1330,7 @@ class Job(TaskRecord):
             # The record is retained after this (see record_capacity): drop what it no longer
             # needs, so that callbacks and tracebacks do not live on with it.
             self.on_progress = None
+            self.events_context = None
             self.callback_note = None
             self.callback_task = None
             self.handle = None  # (it refers back to this job)

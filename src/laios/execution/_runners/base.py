@@ -58,9 +58,11 @@ class ToolCall:
         tool: The tool object. Runners in this process call it; a process runner sends a
             pickled copy of it to its worker; a runner that cannot send objects looks the tool
             up by ``tool_name``.
-        trace_id: The task span's trace id (32 hex digits), when traced.
-        span_id: The task span's id (16 hex digits), when traced.
-        sampled: Whether the task span is sampled.
+        trace_id: The task span's trace id (32 hex digits), when traced; for a runner that
+            runs tools in a process of its own, the caller's current span's when the executor
+            made no task span.
+        span_id: That span's id (16 hex digits).
+        sampled: Whether that span is sampled.
         measure_cpu: Whether the runner measures the call's CPU seconds.
         deadline: ``time.monotonic()`` time after which the call must not start (``None``:
             no deadline). The caller's side checks it in ``RunEvents.started``; a runner that

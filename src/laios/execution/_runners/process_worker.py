@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
+from laios._compat.otel import global_meter_provider, global_tracer_provider
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
 from laios.execution._records import mapping_copy
@@ -67,7 +68,7 @@ from laios.execution.redaction import (
     secret_values_before_run,
     secret_values_now_and_before,
 )
-from laios.execution.tracing import exception_stacktrace
+from laios.execution.tracing import exception_stacktrace, stacktrace_then
 
 __all__ = [
     "CPU_BUDGET_ENFORCED",
@@ -930,6 +931,9 @@ def _result_message(
             outcome.worker,
             error_type=error_type,
         )
+        if outcome.traceback is not None and error_type == "not_picklable":
+            # (what the tool raised, and where, stays on its span: only its object is lost)
+            substitute.traceback = stacktrace_then(outcome.traceback, error)
         return pickle.dumps(("done", substitute, retire), pickle.HIGHEST_PROTOCOL), retire
 
 
@@ -1017,6 +1021,7 @@ def serve(
         else:  # (no call yet: no secret to scrub)
             traceback.print_exc()
         code = 1
+    _flush_telemetry()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             if stream is not None:
@@ -1024,6 +1029,39 @@ def serve(
     with contextlib.suppress(OSError):
         _kill_the_rest_of_the_group()
     os._exit(code)
+
+
+#: Seconds a stopping worker gives the OpenTelemetry SDK of its process to export what it
+#: holds (within the runner's grace for a stopping worker, after which it is killed).
+FLUSH_SECONDS = 1.5
+
+
+def _flush_telemetry() -> None:
+    """Have the process's OpenTelemetry tracer and meter providers (set up by an initializer,
+    or by ``opentelemetry-instrument``) export what they hold: the spans of a batching
+    processor, the metrics of a periodic reader since its last export. ``os._exit`` skips the
+    SDK's own shutdown at exit, which would. For at most :data:`FLUSH_SECONDS`, on a thread
+    of its own (the SDK's flush waits as long as its exporter does: a collector that does
+    not answer must not keep the worker); never raises."""
+    try:
+        flushes = [
+            flush
+            for provider in (global_tracer_provider(), global_meter_provider())
+            if provider is not None and callable(flush := getattr(provider, "force_flush", None))
+        ]
+        if not flushes:
+            return
+
+        def flush_all() -> None:
+            for flush in flushes:
+                with contextlib.suppress(Exception):
+                    flush()
+
+        thread = threading.Thread(target=flush_all, name="laios-telemetry-flush", daemon=True)
+        thread.start()
+        thread.join(FLUSH_SECONDS)
+    except Exception:  # (no thread to be had: the worker exits all the same)
+        pass
 
 
 def _kill_the_rest_of_the_group() -> None:
