@@ -43,7 +43,7 @@ from laios._compat.otel import (
     global_provider_is_sdk,
     instrumentation_suppressed,
 )
-from laios._exceptions import qualified_type_name
+from laios._exceptions import exception_message, qualified_type_name
 from laios._text import shorten
 from laios.execution._records import printable
 from laios.execution.redaction import (
@@ -241,7 +241,8 @@ class Tracing:
         tracer_provider: A provider to use; ``None`` follows the global provider (so an SDK
             configured after the executor was created is still picked up), and so does the
             API's ``ProxyTracerProvider``. The API's ``NoOpTracerProvider`` turns tracing off,
-            whatever the global provider is.
+            whatever the global provider is, and so does a provider whose ``get_tracer``
+            raises (a warning names it and its error).
         capture_content: Record arguments and results on task spans (redacted, truncated).
             ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
     """
@@ -264,9 +265,21 @@ class Tracing:
         self.known_enabled = tracer_provider is not None
         self._tracer: trace.Tracer
         if tracer_provider is not None:
-            self._tracer = tracer_provider.get_tracer(
-                "laios.execution", __version__, schema_url=SCHEMA_URL
-            )
+            try:
+                self._tracer = tracer_provider.get_tracer(
+                    "laios.execution", __version__, schema_url=SCHEMA_URL
+                )
+            except Exception as exc:  # a faulty provider: the executor runs untraced
+                _log.warning(
+                    "the tracer provider %s raised %s: %s from get_tracer; this executor runs "
+                    "untraced (fix the provider, or pass tracer_provider=None to follow the "
+                    "global one)",
+                    type(tracer_provider).__name__,
+                    type(exc).__name__,
+                    shorten(utf8_text(exception_message(exc)), 256),
+                )
+                self.allowed = self.known_enabled = False
+                self._tracer = trace.NoOpTracer()
         else:
             self._tracer = trace.get_tracer("laios.execution", __version__, schema_url=SCHEMA_URL)
         self.capture_content = _env_capture() if capture_content is None else capture_content

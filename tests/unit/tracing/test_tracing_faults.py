@@ -141,3 +141,34 @@ def test_a_checkpoint_span_reads_only_the_entries_it_records(provider, exporter)
     (span,) = (s for s in exporter.get_finished_spans() if s.name == "checkpoint big")
     assert len(span.attributes) == MAX_CHECKPOINT_ATTRIBUTES
     assert data.read <= MAX_CHECKPOINT_ATTRIBUTES + 1
+
+
+class _BrokenProvider(TracerProvider):
+    """A provider whose ``get_tracer`` raises."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no tracer today")
+
+
+def test_a_provider_whose_get_tracer_raises_leaves_the_executor_untraced(
+    registry: ToolRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The executor is built, says it is untraced, runs tasks, and one warning names the
+    provider's type and its error."""
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        executor = Executor(
+            registry,
+            tracer_provider=_BrokenProvider(shutdown_on_exit=False),
+            store=MetricStore(),
+            register_prometheus=False,
+        )
+    with executor:
+        assert executor.tracing_enabled is False
+        result = executor.execute_task(make_task("echo", n=3), CONTEXT)
+        assert _ok(result), result.error
+        assert "trace_id" not in result.metadata
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    text = warnings[0].getMessage()
+    assert "_BrokenProvider" in text
+    assert "no tracer today" in text
