@@ -41,6 +41,7 @@ from opentelemetry.trace import (
 from laios._compat.otel import (
     attribute_length_limit,
     global_provider_is_sdk,
+    global_tracer_provider,
     instrumentation_suppressed,
 )
 from laios._exceptions import exception_message, qualified_type_name
@@ -234,6 +235,17 @@ def stacktrace_then(stack: str, exception: BaseException) -> str:
     return _cut_stacktrace(stack + _DURING + line)
 
 
+def _hands_out_no_op(provider: object) -> bool:
+    """Whether ``provider`` (the global one, once seen) hands out the API's no-op tracer, as an
+    SDK provider built with ``OTEL_SDK_DISABLED=true`` does; ``False`` when asking it fails
+    (each task then meets the fault, as it would without this check)."""
+    try:
+        tracer = provider.get_tracer("laios.execution")  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return isinstance(tracer, trace.NoOpTracer)
+
+
 class Tracing:
     """The executor's access to OpenTelemetry.
 
@@ -280,13 +292,17 @@ class Tracing:
                 )
                 self.allowed = self.known_enabled = False
                 self._tracer = trace.NoOpTracer()
+            if isinstance(self._tracer, trace.NoOpTracer):
+                # (an SDK provider built with OTEL_SDK_DISABLED=true: it records nothing)
+                self.allowed = self.known_enabled = False
         else:
             self._tracer = trace.get_tracer("laios.execution", __version__, schema_url=SCHEMA_URL)
         self.capture_content = _env_capture() if capture_content is None else capture_content
 
     @property
     def enabled(self) -> bool:
-        """Whether spans are recorded (an SDK provider is installed or was passed in).
+        """Whether spans are recorded (an SDK provider is installed or was passed in, and it
+        was not turned off: one built with ``OTEL_SDK_DISABLED=true`` records nothing).
 
         Checked for every task (see :mod:`laios._compat.otel`); once a real provider is seen
         the answer is kept (the global provider can be set only once).
@@ -294,6 +310,9 @@ class Tracing:
         if self.known_enabled:
             return True
         if not global_provider_is_sdk() or not self.allowed:
+            return False
+        if _hands_out_no_op(global_tracer_provider()):
+            self.allowed = False  # (for good: the global provider is set only once)
             return False
         self.known_enabled = True
         return True
