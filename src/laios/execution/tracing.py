@@ -46,6 +46,7 @@ from laios._compat.otel import (
 )
 from laios._exceptions import exception_message, qualified_type_name
 from laios._text import shorten
+from laios.execution._logs import WarningLimiter
 from laios.execution._records import printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
@@ -296,8 +297,17 @@ class Tracing:
                 # (an SDK provider built with OTEL_SDK_DISABLED=true: it records nothing)
                 self.allowed = self.known_enabled = False
         else:
-            self._tracer = trace.get_tracer("laios.execution", __version__, schema_url=SCHEMA_URL)
+            try:
+                self._tracer = trace.get_tracer(
+                    "laios.execution", __version__, schema_url=SCHEMA_URL
+                )
+            except Exception:  # a faulty global provider: asked again for each span, whose
+                # faults are logged as the task spans' (see Engine.new_job)
+                self._tracer = trace.ProxyTracer("laios.execution", __version__, SCHEMA_URL)
         self.capture_content = _env_capture() if capture_content is None else capture_content
+        #: Limits the errors logged with a traceback when a task span cannot be started (a
+        #: faulty provider fails every task): one a minute, each failure still counted.
+        self.span_faults = WarningLimiter()
 
     @property
     def enabled(self) -> bool:
