@@ -375,8 +375,9 @@ class Tracing:
         ``None`` when instrumentation is suppressed in the caller's context (see
         :meth:`suppressed`), when the tracer makes no spans (see :func:`made_no_span`), and when the
         tracer fails (a span processor raising from
-        ``on_start``…): the fault is logged and the call goes on without the span, its task
-        spans under the caller's own.
+        ``on_start``…): the fault is logged (with its traceback at most once a minute per kind
+        of span and error) and the call goes on without the span, its task spans under the
+        caller's own.
         """
         try:
             if instrumentation_suppressed():
@@ -389,8 +390,22 @@ class Tracing:
                 set_status_on_exception=False,
             )
             return None if made_no_span(span, None) else span
-        except Exception:
-            _log.exception("could not start the span %r; the call goes on untraced", name[:128])
+        except Exception as exc:
+            # (a faulty provider fails every call: logged once a minute per kind of span)
+            kind = f"{name.split(' ', 1)[0][:64]} {type(exc).__name__}"
+            held = self.span_faults.should_log(kind)
+            message = "could not start the span %r; the call goes on untraced"
+            if held is None:
+                _log.debug(message + " (%s)", name[:128], type(exc).__name__)
+            elif held:
+                _log.error(
+                    message + " (and %d more such errors since the last one logged)",
+                    name[:128],
+                    held,
+                    exc_info=exc,
+                )
+            else:
+                _log.error(message, name[:128], exc_info=exc)
             return None
 
     def end_parent_span(

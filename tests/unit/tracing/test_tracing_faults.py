@@ -219,3 +219,24 @@ def test_a_broken_global_provider_logs_one_error_not_one_per_task(
         for error_type, count in tool.errors.items()
     }
     assert counts == {"internal": 20}
+
+
+def test_a_broken_global_provider_logs_one_error_for_many_retry_and_batch_spans(
+    monkeypatch: pytest.MonkeyPatch, registry: ToolRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retry and batch spans that a faulty global provider cannot start are logged with a
+    traceback once per kind of span, not once per call; every call still succeeds."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", _FailingSpansProvider(shutdown_on_exit=False))
+    with caplog.at_level("DEBUG", logger="laios.execution"):
+        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+            for _ in range(10):
+                task = make_task("echo", n=3)
+                assert _ok(executor.execute_with_retry(task, CONTEXT, max_retries=1))
+                tasks = [make_task("echo", n=3)]
+                assert _ok(asyncio.run(executor.execute_parallel(tasks, CONTEXT))[0])
+    logged = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname in ("ERROR", "WARNING") and "could not start the span" in r.getMessage()
+    ]
+    assert len(logged) == 2, logged
