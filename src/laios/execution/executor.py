@@ -338,7 +338,9 @@ class Executor(Generic[_RegistryT]):
     @property
     def tracing_enabled(self) -> bool:
         """Whether tasks are traced: a tracer provider was passed in, or an SDK provider is
-        installed globally (checked again on each call until one is seen)."""
+        installed globally (checked again on each call until one is seen), and that provider
+        records spans (not one turned off with ``OTEL_SDK_DISABLED=true``, nor one whose
+        ``get_tracer`` raised)."""
         return self._engine.tracing.enabled
 
     @property

@@ -41,10 +41,12 @@ from opentelemetry.trace import (
 from laios._compat.otel import (
     attribute_length_limit,
     global_provider_is_sdk,
+    global_tracer_provider,
     instrumentation_suppressed,
 )
-from laios._exceptions import qualified_type_name
+from laios._exceptions import exception_message, qualified_type_name
 from laios._text import shorten
+from laios.execution._logs import WarningLimiter
 from laios.execution._records import printable
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
@@ -234,6 +236,17 @@ def stacktrace_then(stack: str, exception: BaseException) -> str:
     return _cut_stacktrace(stack + _DURING + line)
 
 
+def _hands_out_no_op(provider: object) -> bool:
+    """Whether ``provider`` (the global one, once seen) hands out the API's no-op tracer, as an
+    SDK provider built with ``OTEL_SDK_DISABLED=true`` does; ``False`` when asking it fails
+    (each task then meets the fault, as it would without this check)."""
+    try:
+        tracer = provider.get_tracer("laios.execution")  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return isinstance(tracer, trace.NoOpTracer)
+
+
 class Tracing:
     """The executor's access to OpenTelemetry.
 
@@ -241,7 +254,8 @@ class Tracing:
         tracer_provider: A provider to use; ``None`` follows the global provider (so an SDK
             configured after the executor was created is still picked up), and so does the
             API's ``ProxyTracerProvider``. The API's ``NoOpTracerProvider`` turns tracing off,
-            whatever the global provider is.
+            whatever the global provider is, and so does a provider whose ``get_tracer``
+            raises (a warning names it and its error).
         capture_content: Record arguments and results on task spans (redacted, truncated).
             ``None`` reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
     """
@@ -264,16 +278,41 @@ class Tracing:
         self.known_enabled = tracer_provider is not None
         self._tracer: trace.Tracer
         if tracer_provider is not None:
-            self._tracer = tracer_provider.get_tracer(
-                "laios.execution", __version__, schema_url=SCHEMA_URL
-            )
+            try:
+                self._tracer = tracer_provider.get_tracer(
+                    "laios.execution", __version__, schema_url=SCHEMA_URL
+                )
+            except Exception as exc:  # a faulty provider: the executor runs untraced
+                _log.warning(
+                    "the tracer provider %s raised %s: %s from get_tracer; this executor runs "
+                    "untraced (fix the provider, or pass tracer_provider=None to follow the "
+                    "global one)",
+                    type(tracer_provider).__name__,
+                    type(exc).__name__,
+                    shorten(utf8_text(exception_message(exc)), 256),
+                )
+                self.allowed = self.known_enabled = False
+                self._tracer = trace.NoOpTracer()
+            if isinstance(self._tracer, trace.NoOpTracer):
+                # (an SDK provider built with OTEL_SDK_DISABLED=true: it records nothing)
+                self.allowed = self.known_enabled = False
         else:
-            self._tracer = trace.get_tracer("laios.execution", __version__, schema_url=SCHEMA_URL)
+            try:
+                self._tracer = trace.get_tracer(
+                    "laios.execution", __version__, schema_url=SCHEMA_URL
+                )
+            except Exception:  # a faulty global provider: asked again for each span, whose
+                # faults are logged as the task spans' (see Engine.new_job)
+                self._tracer = trace.ProxyTracer("laios.execution", __version__, SCHEMA_URL)
         self.capture_content = _env_capture() if capture_content is None else capture_content
+        #: Limits the errors logged with a traceback when a task span cannot be started (a
+        #: faulty provider fails every task): one a minute, each failure still counted.
+        self.span_faults = WarningLimiter()
 
     @property
     def enabled(self) -> bool:
-        """Whether spans are recorded (an SDK provider is installed or was passed in).
+        """Whether spans are recorded (an SDK provider is installed or was passed in, and it
+        was not turned off: one built with ``OTEL_SDK_DISABLED=true`` records nothing).
 
         Checked for every task (see :mod:`laios._compat.otel`); once a real provider is seen
         the answer is kept (the global provider can be set only once).
@@ -281,6 +320,9 @@ class Tracing:
         if self.known_enabled:
             return True
         if not global_provider_is_sdk() or not self.allowed:
+            return False
+        if _hands_out_no_op(global_tracer_provider()):
+            self.allowed = False  # (for good: the global provider is set only once)
             return False
         self.known_enabled = True
         return True
@@ -333,8 +375,9 @@ class Tracing:
         ``None`` when instrumentation is suppressed in the caller's context (see
         :meth:`suppressed`), when the tracer makes no spans (see :func:`made_no_span`), and when the
         tracer fails (a span processor raising from
-        ``on_start``…): the fault is logged and the call goes on without the span, its task
-        spans under the caller's own.
+        ``on_start``…): the fault is logged (with its traceback at most once a minute per kind
+        of span and error) and the call goes on without the span, its task spans under the
+        caller's own.
         """
         try:
             if instrumentation_suppressed():
@@ -347,8 +390,22 @@ class Tracing:
                 set_status_on_exception=False,
             )
             return None if made_no_span(span, None) else span
-        except Exception:
-            _log.exception("could not start the span %r; the call goes on untraced", name[:128])
+        except Exception as exc:
+            # (a faulty provider fails every call: logged once a minute per kind of span)
+            kind = f"{name.split(' ', 1)[0][:64]} {type(exc).__name__}"
+            held = self.span_faults.should_log(kind)
+            message = "could not start the span %r; the call goes on untraced"
+            if held is None:
+                _log.debug(message + " (%s)", name[:128], type(exc).__name__)
+            elif held:
+                _log.error(
+                    message + " (and %d more such errors since the last one logged)",
+                    name[:128],
+                    held,
+                    exc_info=exc,
+                )
+            else:
+                _log.error(message, name[:128], exc_info=exc)
             return None
 
     def end_parent_span(

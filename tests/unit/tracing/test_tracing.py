@@ -447,6 +447,24 @@ def test_a_disabled_sdk_provider_lends_no_ids(monkeypatch, registry, tracer):
         assert "trace_id" not in ex.get_metrics(task.id).to_dict()
 
 
+def test_a_disabled_sdk_provider_says_tracing_is_off(monkeypatch, registry):
+    """``tracing_enabled`` is ``False`` for an SDK provider built with
+    ``OTEL_SDK_DISABLED=true``, passed in or installed globally: it records no spans."""
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    disabled = TracerProvider(shutdown_on_exit=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED")
+    with Executor(
+        registry, tracer_provider=disabled, store=MetricStore(), register_prometheus=False
+    ) as ex:
+        assert ex.tracing_enabled is False
+        assert ex.execute_task(make_task("echo"), CONTEXT).success
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", disabled)
+    with Executor(registry, store=MetricStore(), register_prometheus=False) as ex:
+        assert ex.tracing_enabled is False
+        assert ex.execute_task(make_task("echo"), CONTEXT).success
+        assert ex.tracing_enabled is False
+
+
 def test_a_proxy_tracer_provider_follows_the_global_provider(
     unset_global_provider, monkeypatch, registry, provider, exporter, tracer
 ):

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.context import Context as OtelContext
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from span_support import Echo, make_task
@@ -141,3 +142,101 @@ def test_a_checkpoint_span_reads_only_the_entries_it_records(provider, exporter)
     (span,) = (s for s in exporter.get_finished_spans() if s.name == "checkpoint big")
     assert len(span.attributes) == MAX_CHECKPOINT_ATTRIBUTES
     assert data.read <= MAX_CHECKPOINT_ATTRIBUTES + 1
+
+
+class _BrokenProvider(TracerProvider):
+    """A provider whose ``get_tracer`` raises."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no tracer today")
+
+
+def test_a_provider_whose_get_tracer_raises_leaves_the_executor_untraced(
+    registry: ToolRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The executor is built, says it is untraced, runs tasks, and one warning names the
+    provider's type and its error."""
+    with caplog.at_level("WARNING", logger="laios.execution"):
+        executor = Executor(
+            registry,
+            tracer_provider=_BrokenProvider(shutdown_on_exit=False),
+            store=MetricStore(),
+            register_prometheus=False,
+        )
+    with executor:
+        assert executor.tracing_enabled is False
+        result = executor.execute_task(make_task("echo", n=3), CONTEXT)
+        assert _ok(result), result.error
+        assert "trace_id" not in result.metadata
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    text = warnings[0].getMessage()
+    assert "_BrokenProvider" in text
+    assert "no tracer today" in text
+
+
+class _FailingTracer(trace.Tracer):
+    """A tracer whose ``start_span`` raises."""
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no span today")
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no span today")
+
+
+class _FailingSpansProvider(TracerProvider):
+    """An SDK provider (as the executor sees it) whose tracers cannot start spans."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        return _FailingTracer()
+
+
+@pytest.mark.parametrize("provider_class", [_BrokenProvider, _FailingSpansProvider])
+def test_a_broken_global_provider_logs_one_error_not_one_per_task(
+    monkeypatch: pytest.MonkeyPatch,
+    registry: ToolRegistry,
+    caplog: pytest.LogCaptureFixture,
+    provider_class: type[TracerProvider],
+) -> None:
+    """A global provider that fails every task's span is logged with its traceback once (not
+    once per task), while every failure is still counted as an internal error."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider_class(shutdown_on_exit=False))
+    store = MetricStore()
+    with caplog.at_level("DEBUG", logger="laios.execution"):
+        with Executor(registry, store=store, register_prometheus=False) as executor:
+            for _ in range(20):
+                result = executor.execute_task(make_task("echo", n=3), CONTEXT)
+                assert _ok(result), result.error
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "starting the task span" in errors[0].getMessage()
+    held = [r for r in caplog.records if "starting the task span" in r.getMessage()]
+    assert len(held) == 20
+    counts = {
+        error_type: count.value
+        for tool in store.snapshot().tools
+        for error_type, count in tool.errors.items()
+    }
+    assert counts == {"internal": 20}
+
+
+def test_a_broken_global_provider_logs_one_error_for_many_retry_and_batch_spans(
+    monkeypatch: pytest.MonkeyPatch, registry: ToolRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retry and batch spans that a faulty global provider cannot start are logged with a
+    traceback once per kind of span, not once per call; every call still succeeds."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", _FailingSpansProvider(shutdown_on_exit=False))
+    with caplog.at_level("DEBUG", logger="laios.execution"):
+        with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+            for _ in range(10):
+                task = make_task("echo", n=3)
+                assert _ok(executor.execute_with_retry(task, CONTEXT, max_retries=1))
+                tasks = [make_task("echo", n=3)]
+                assert _ok(asyncio.run(executor.execute_parallel(tasks, CONTEXT))[0])
+    logged = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname in ("ERROR", "WARNING") and "could not start the span" in r.getMessage()
+    ]
+    assert len(logged) == 2, logged

@@ -376,7 +376,9 @@ class Engine:
             try:
                 self._open_span(job, task, tool, context, parent, attributes)
             except Exception as exc:  # observability never stops a task: it runs untraced
-                job.observability_failed("starting the task span", exc)
+                # (a faulty provider fails every task: its traceback is logged once a minute)
+                held = tracing.span_faults.should_log(type_name(type(exc)))
+                job.observability_failed("starting the task span", exc, held=held)
                 job.span = job.span_context = None
                 job.trace_id = job.span_id = None
         refusal: Refusal | None = None

@@ -1527,13 +1527,36 @@ class Job(TaskRecord):
                 scrub(error or "", secrets),
             )
 
-    def observability_failed(self, what: str, exc: BaseException, task: Task | None = None) -> None:
+    def observability_failed(
+        self,
+        what: str,
+        exc: BaseException,
+        task: Task | None = None,
+        *,
+        held: int | None = 0,
+    ) -> None:
         """A span, log or capture step failed: log it with its traceback (scrubbed of the
         secret values of ``task``, this job's task, or of the job's own while it holds it: the
         value that failed may quote one) and count it as an ``internal`` error; the task's
-        outcome stays what it was."""
+        outcome stays what it was.
+
+        ``held``: as :meth:`WarningLimiter.should_log` answers for a fault that may repeat on
+        every task: ``None`` logs it at debug level, without its traceback (it is still
+        counted); a number says how many were held back since the last one logged.
+        """
         message = "internal error while %s of task %r (tool %r); the task's outcome is unchanged"
-        shown = (what, shorten(self.task_id, 128), shorten(self.tool, 128))
+        shown: tuple[Any, ...] = (what, shorten(self.task_id, 128), shorten(self.tool, 128))
+        if held is None:
+            _log.debug(
+                message + " (%s; logged with its traceback at most once a minute)",
+                *shown,
+                type_name(type(exc)),
+            )
+            self._count_internal()
+            return
+        if held:
+            message += " (and %d more such errors since the last one logged)"
+            shown = (*shown, held)
         try:
             secrets = self.secrets_of(self.task if task is None else task)
         except Exception:  # parameters that cannot be walked: those read before the run
@@ -1542,6 +1565,10 @@ class Job(TaskRecord):
             _log.error(message + "\n%s", *shown, scrubbed_traceback(exc, secrets))
         else:
             _log.error(message, *shown, exc_info=exc)
+        self._count_internal()
+
+    def _count_internal(self) -> None:
+        """Count an internal error of this job's tool; never raises."""
         slot = self.slot
         if slot is not None:
             with contextlib.suppress(Exception):

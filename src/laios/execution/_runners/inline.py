@@ -16,7 +16,7 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.invoke import call_tool
+from laios.execution._runners.invoke import call_tool_here
 
 __all__ = ["InlineRunner"]
 
@@ -32,9 +32,17 @@ class InlineRunner:
         self.closed = False
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
-        """Run ``call`` now (unless ``events.started()`` says no) and report its outcome."""
-        if events.started():
-            events.finished(call_tool(call, events))
+        """Run ``call`` now (unless ``events.started()`` says no) and report its outcome.
+
+        A call with a context of its own (its task span current) is run in it with its
+        events, as on a worker thread: the caller's ``on_progress`` sees the task span on
+        ``started`` and ``completed`` as on ``progress``.
+        """
+        context = call.context
+        if context is not None:
+            context.run(_run_here, call, events)
+        elif events.started():
+            events.finished(call_tool_here(call, events))
         return call
 
     def abandon(self, handle: Handle) -> StopResult:
@@ -55,3 +63,9 @@ class InlineRunner:
     def stats(self) -> RunnerStats:
         """An inline runner holds no capacity of its own."""
         return RunnerStats()
+
+
+def _run_here(call: ToolCall, events: RunEvents) -> None:
+    """Run ``call`` and its events in the current context (``call.context``, entered)."""
+    if events.started():
+        events.finished(call_tool_here(call, events))
