@@ -732,3 +732,71 @@ def test_names_of_an_objects_own_members_are_ordinary_names(browser: Browser) ->
         page.close()
     finally:
         server.shutdown()
+
+
+#: Durations just under a unit's end, as (tool, p50, p95, p99) and what each is shown as.
+DURATIONS = [
+    ("under-a-second", 0.9996, 0.99949, 0.009996),
+    ("under-a-minute", 59.996, 59.994, 3599.99),
+    ("under-1000-hours", 999.96 * 3600, 0.00994, 0.0),
+]
+SHOWN = {
+    "under-a-second": ("1.00 s", "999 ms", "10 ms"),
+    "under-a-minute": ("1.0 min", "59.99 s", "1.0 h"),
+    "under-1000-hours": ("1,000 h", "9.9 ms", "0.0 ms"),
+}
+
+
+def durations_document(read: int) -> dict[str, Any]:
+    """A status document whose tools' percentiles, and a running task's elapsed time, are
+    just under the end of a unit."""
+    return {
+        "running": [
+            {
+                "task_id": "almost-a-minute",
+                "tool": "under-a-minute",
+                "state": "running",
+                "elapsed_seconds": 59.96,
+                "progress_percent": 50,
+                "message": "working",
+            }
+        ],
+        "running_total": 1,
+        "tools": [
+            {
+                "tool": tool,
+                "total": 10 * read,
+                "outcomes": {"success": 10 * read},
+                "error_rate": 0,
+                "p50_seconds": p50,
+                "p95_seconds": p95,
+                "p99_seconds": p99,
+            }
+            for tool, p50, p95, p99 in DURATIONS
+        ],
+        "failures": [],
+    }
+
+
+def test_a_duration_that_rounds_up_to_the_next_unit_is_written_in_it(browser: Browser) -> None:
+    """0.9996 s was shown as "1000 ms", 59.996 s as "60.00 s", 3599.99 s as "60.0 min" and an
+    elapsed 59.96 s as "60.0 s": a duration that rounds up to the end of its unit is written in
+    the next one ("1.00 s", "1.0 min", "1.0 h", "1 min 00 s"), as the command line writes it."""
+    server = start_http_server(0, store=MetricStore(), registry=CollectorRegistry())
+    try:
+        page, errors = open_page(browser, server.url + "/?every=0.5", viewport=DESKTOP)
+        routed_status(page, durations_document)
+        page.reload()
+        for tool, shown in SHOWN.items():
+            cells = [page.locator(f'{tool_row(tool)} [data-field="{p}"]') for p in PERCENTILES]
+            wait_until(lambda cells=cells: cells[0].text_content() != "–", tool)
+            assert tuple(cell.text_content() for cell in cells) == shown, tool
+        task = page.locator('#running li[data-task-id="almost-a-minute"]')
+        assert task.locator(".elapsed").text_content() == "1 min 00 s"
+        assert errors == []
+        page.close()
+    finally:
+        server.shutdown()
+
+
+PERCENTILES = ("p50", "p95", "p99")

@@ -195,3 +195,17 @@ def test_complete_task_takes_numpy_booleans() -> None:
     progress = monitor.get_progress(task.id)
     assert progress is not None
     assert progress.status.value == "failed"
+
+
+@pytest.mark.parametrize("status", ["x" * 100_000, ["x"] * 100_000], ids=["str", "list"])
+def test_an_unknown_progress_status_is_quoted_short_with_the_statuses_to_pass(
+    status: Any,
+) -> None:
+    """A status that is no ``ProgressStatus`` value was quoted whole in the ``ValueError``: a
+    100 KB string made a 100 KB message. The message quotes its start and names the values
+    that may be passed."""
+    with pytest.raises(ValueError, match="status must be one of") as raised:
+        ProgressTracker().update_progress("t", status)
+    message = str(raised.value)
+    assert len(message) < 400, len(message)
+    assert "'in_progress'" in message

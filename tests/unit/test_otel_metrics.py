@@ -13,6 +13,7 @@ import gzip
 import inspect
 import logging
 import re
+import sys
 import threading
 import weakref
 import zlib
@@ -31,12 +32,14 @@ from opentelemetry import metrics as otel_metrics_api
 from opentelemetry import trace
 from opentelemetry.metrics import Meter
 from opentelemetry.metrics import _internal as metrics_internal
+from opentelemetry.sdk import metrics as sdk_metrics
 from opentelemetry.sdk.metrics import (
     Histogram,
     MeterProvider,
     ObservableCounter,
     ObservableUpDownCounter,
 )
+from opentelemetry.sdk.metrics import export as sdk_export
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -1149,3 +1152,50 @@ def test_the_catalogue_names_every_instrument_the_collector_gives_a_family_name(
     assert paragraph is not None
     documented = set(re.findall(r"`(laios_[a-z_]+)`", paragraph.group(0)))
     assert documented == clashing
+
+
+def test_the_guides_post_fork_hook_reports_the_executors_made_before_the_fork(
+    monkeypatch: pytest.MonkeyPatch,
+    registry: ToolRegistry,
+    make_task: Callable[..., Task],
+    context: Context,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+    no_global_provider: None,
+) -> None:
+    """The gunicorn ``post_fork`` hook of docs/guides/otel-metrics.md said that
+    ``instrument_metrics()`` reports the executors made before the fork (``--preload``): it
+    reports the default store only, and an executor with a store of its own stayed silent. The
+    hook as the guide writes it reports both (its exporter and provider stood in for by this
+    test's reader and provider)."""
+    guide = Path(__file__).resolve().parents[2] / "docs" / "guides" / "otel-metrics.md"
+    blocks = re.findall(r"```python\n(.*?)```", guide.read_text(encoding="utf-8"), re.S)
+    (hook,) = [block for block in blocks if "def post_fork" in block]
+    own_store = MetricStore()
+    shared = Executor(registry, register_prometheus=False)  # (the default store)
+    own = Executor(registry, store=own_store, register_prometheus=False)
+    app = SimpleNamespace(reports_executor=own)
+    service = SimpleNamespace(app=app)
+    monkeypatch.setitem(sys.modules, "myservice", service)
+    monkeypatch.setitem(sys.modules, "myservice.app", app)
+    exporter_module = pytest.importorskip("opentelemetry.exporter.otlp.proto.http.metric_exporter")
+    monkeypatch.setattr(exporter_module, "OTLPMetricExporter", lambda: None)
+    monkeypatch.setattr(sdk_export, "PeriodicExportingMetricReader", lambda exporter: reader)
+    monkeypatch.setattr(sdk_metrics, "MeterProvider", lambda **options: provider)
+    monkeypatch.setattr(
+        otel_metrics_api,
+        "set_meter_provider",
+        lambda given: monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", given),
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(hook, str(guide), "exec"), namespace)
+    try:
+        namespace["post_fork"](None, None)
+        with shared, own:
+            assert shared.execute_task(make_task("echo"), context).success
+            assert own.execute_task(make_task("echo"), context).success
+        counts = [point.count for point in points(collect(reader), DURATION).values()]
+        assert sum(counts) == 2
+    finally:
+        instrument_metrics(meter_provider=provider).uninstrument()
+        instrument_metrics(own_store, meter_provider=provider).uninstrument()

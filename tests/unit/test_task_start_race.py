@@ -290,3 +290,40 @@ def test_a_timeout_before_a_worker_thread_calls_the_tool_says_it_never_started()
         executor.shutdown(wait=True)  # (a tool it still called would have run by now)
     _assert_words_match_the_call(result, task, tools.called, ended, exporter)
     assert tools.called == []
+
+
+@pytest.mark.parametrize("tool", ["held", "held_async"])
+def test_a_timeout_striking_as_a_worker_takes_the_task_says_it_was_being_started(
+    tool: str,
+) -> None:
+    """The caller's timeout strikes once a worker (a worker thread; for an async tool, the
+    executor's loop thread) has taken the queued task, while the store tells its listeners the
+    task is starting: the result said "while waiting to start (no worker was free yet)", but a
+    worker was free and starting it. It says the task timed out as it was being started, and
+    still that the tool was never started."""
+    tools = _Tools()
+    starting: list[str] = []
+    returned = threading.Event()
+
+    def hold_the_start(update: Any) -> None:
+        if update.status is ProgressStatus.STARTING and not starting:
+            starting.append(threading.current_thread().name)
+            returned.wait(WAIT)
+
+    store = MetricStore()
+    store.add_progress_listener(hold_the_start)
+    task = Task(plan_id="p", description="d", tool_name=tool)
+    executor = Executor(tools.registry(), store=store, register_prometheus=False)
+    try:
+        result = executor.execute_task(task, CONTEXT, timeout=2.0)
+    finally:
+        returned.set()
+        tools.release.set()
+        executor.shutdown(wait=True)
+    assert starting, "the worker never reached the start of the task before its deadline"
+    assert result.metadata["outcome"] == "timeout"
+    error = result.error or ""
+    assert "was starting it; the tool was never started" in error, error
+    assert "no worker was free" not in error, error
+    assert "slot was free" not in error, error
+    assert tools.called == []

@@ -131,6 +131,12 @@ class ProgressTracker:
                 f"details must be a mapping of names to values, got {type(details).__name__}"
             )
         key = _key(task_id)
+        try:
+            progress_status = ProgressStatus(status)
+        except ValueError:
+            # (not the enum's own message: it quotes the whole value, however long)
+            names = ", ".join(repr(member.value) for member in ProgressStatus)
+            raise ValueError(f"status must be one of {names}, got {number_repr(status)}") from None
         text = None
         if message is not None:
             text = _text(message)
@@ -138,7 +144,7 @@ class ProgressTracker:
             text = scrub_head(text, secrets, MAX_TEXT) if secrets else shorten(text, MAX_TEXT)
         update = ProgressUpdate(
             task_id=key,
-            status=ProgressStatus(status),
+            status=progress_status,
             progress_percent=clamp_percent(progress_percent),
             message=text,
             details=dict(details) if details else {},

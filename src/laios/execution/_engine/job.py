@@ -1123,13 +1123,21 @@ class Job(TaskRecord):
     def _where(self, *, queued: bool, starting: bool) -> str:
         """Where the task was when its time ran out, as its phase says."""
         if queued:
-            if self.runner is not None and self.runner.name == "loop":
+            loop = self.runner is not None and self.runner.name == "loop"
+            if self.ran:
+                # Its worker had taken it (the store counts it as started, and tells its
+                # listeners) and was about to mark it running when the time ran out.
+                worker = "its event loop" if loop else "a worker"
+                where = f"as {worker} was starting it; the tool was never started"
+            else:
                 # An async tool waits for a slot, or, slot in hand, for its loop to run its
                 # task: a tool blocking that loop holds up every task on it.
-                waited = "no max_async_tools slot was free yet, or its event loop was blocked"
-            else:
-                waited = "no worker was free yet"
-            where = f"while waiting to start ({waited}); the tool was never started"
+                waited = (
+                    "no max_async_tools slot was free yet, or its event loop was blocked"
+                    if loop
+                    else "no worker was free yet"
+                )
+                where = f"while waiting to start ({waited}); the tool was never started"
         elif starting:
             where = (
                 "while its on_progress callback was handling the 'started' event; the tool "
