@@ -148,9 +148,11 @@ def test_on_progress_sees_every_attempt(
 def test_timeouts_are_retried(
     executor: Executor, make_task: Any, context: Context, calls: list[Any]
 ) -> None:
-    """A timed-out attempt is retried, with the per-attempt timeout."""
+    """A timed-out attempt is retried, with the per-attempt timeout. (Half a second for each:
+    a second attempt that a loaded machine leaves queued past a shorter timeout never calls
+    the tool.)"""
     result = executor.execute_with_retry(
-        make_task("sleep", seconds=0.5), context, max_retries=1, retry_delay=0, timeout=0.1
+        make_task("sleep", seconds=1.5), context, max_retries=1, retry_delay=0, timeout=0.5
     )
     assert result.metadata["outcome"] == "timeout"
     assert result.metadata["retries"] == 1
