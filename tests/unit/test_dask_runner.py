@@ -20,6 +20,7 @@ from typing import Any
 
 import process_tools
 import pytest
+from dask_cleanup import forget_clients_of_closed_loops
 from process_tools import KEY, Caller, alive
 
 distributed = pytest.importorskip("distributed")
@@ -62,6 +63,7 @@ def client() -> Iterator[Any]:
         yield client
         client.close()
         cluster.close()
+    forget_clients_of_closed_loops()
 
 
 @pytest.fixture
@@ -87,6 +89,8 @@ def make(client: Any, tools: ToolRegistry) -> Iterator[Callable[..., Executor]]:
     yield build
     for executor in built:
         executor.shutdown(wait=False)
+    built.clear()
+    forget_clients_of_closed_loops()
 
 
 def task(tool: str, **parameters: Any) -> Task:
@@ -1655,17 +1659,6 @@ def test_a_call_after_the_loop_of_the_runners_client_closed_is_refused_at_once(
     assert not closer.is_alive(), "shutdown did not end"
     del executor, runner, closer
     forget_clients_of_closed_loops()
-
-
-def forget_clients_of_closed_loops() -> None:
-    """Collect the clients left on closed loops: Dask's ``Client.__del__`` closes them, which
-    on a closed loop leaves a coroutine never awaited (a warning of Dask's own)."""
-    import gc
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        gc.collect()
 
 
 def test_calls_through_an_asynchronous_client_whose_loop_stopped_end_and_say_so(

@@ -61,6 +61,7 @@ from behaviour_lab import (
     start_forkserver,
     stop_tool_processes,
 )
+from dask_cleanup import forget_clients_of_closed_loops
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -509,6 +510,7 @@ def dask_clusters() -> Iterator[DaskClusters]:
     clusters = DaskClusters(pytest.importorskip("distributed"))
     yield clusters
     clusters.close()
+    forget_clients_of_closed_loops()
 
 
 def _road(request: pytest.FixtureRequest) -> Road:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from dask_cleanup import forget_clients_of_closed_loops
 
 from laios.execution.runners import (
     AsyncSlots,
@@ -90,3 +91,5 @@ def test_the_dask_runner_refuses_a_wait_that_is_not_a_bool() -> None:
     finally:
         client.close()
         cluster.close()
+        del client, cluster
+        forget_clients_of_closed_loops()
