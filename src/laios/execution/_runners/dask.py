@@ -72,6 +72,7 @@ from laios.execution._runners.process import (
     PICKLING_THREADS,
     SEND_HERE_BYTES,
     TooLarge,
+    on_a_thread,
     pickled,
 )
 from laios.execution._runners.process_worker import (
@@ -1093,11 +1094,8 @@ class DaskRunner:
             self._send()
 
     def _start_pickler(self) -> None:
-        thread = threading.Thread(target=self._pickle_calls, name="laios-dask-pickle", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # no thread to be had: pickle them here, now
-            self._pickle_calls()
+        if not on_a_thread(self._pickle_calls, "laios-dask-pickle", daemon=True):
+            self._pickle_calls()  # (no thread to be had: pickled here, now)
 
     def _pickle_calls(self) -> None:
         """Pickle the large calls accepted, in turn, and send each (on a pickling thread); a

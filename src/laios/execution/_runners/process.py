@@ -419,12 +419,16 @@ def _start_with_interrupts_held(process: Any) -> None:
         process.start()
 
 
-def _on_a_thread(target: Callable[..., object], name: str, *args: Any, **kwargs: Any) -> bool:
+def on_a_thread(
+    target: Callable[..., object], name: str, *args: Any, daemon: bool = False, **kwargs: Any
+) -> bool:
     """Run ``target(*args, **kwargs)`` on a new thread called ``name``; ``False`` when no
     thread could be had ("can't start new thread": a process or memory limit, such as a
     container's pids limit), for the caller to do the work where it is instead."""
     try:
-        threading.Thread(target=target, name=name, args=args, kwargs=kwargs).start()
+        thread = threading.Thread(target=target, name=name, args=args, kwargs=kwargs)
+        thread.daemon = daemon
+        thread.start()
     except RuntimeError:
         return False
     return True
@@ -824,7 +828,7 @@ class _Pool:
         """Start a worker (counted in ``starting`` by the caller) on a thread of its own, so
         that neither a submitting caller (maybe an event loop) nor the reader waits for a
         process to start; it then takes the first queued call."""
-        if not _on_a_thread(self._start_and_serve, "laios-process-start"):
+        if not on_a_thread(self._start_and_serve, "laios-process-start"):
             self._start_and_serve()  # (no thread to be had: started here)
 
     def _start_and_serve(self) -> None:
@@ -909,7 +913,7 @@ class _Pool:
         GIL), since the caller's side can kill the worker only once the call is handed over.
         """
         if len(call.payload) > SEND_HERE_BYTES and not own_thread:
-            if not _on_a_thread(self.send, "laios-process-send", worker, call, own_thread=True):
+            if not on_a_thread(self.send, "laios-process-send", worker, call, own_thread=True):
                 self.send(worker, call, own_thread=True)  # (no thread to be had: written here)
             return
         if not own_thread and not self.write_begins(worker, call):
@@ -1137,7 +1141,7 @@ class _Pool:
                 if data == LARGE:
                     waiter.forget_messages(worker)
                     transfers.add(worker.pid)
-                    if not _on_a_thread(self.transfer, "laios-process-transfer", worker):
+                    if not on_a_thread(self.transfer, "laios-process-transfer", worker):
                         self.transfer(worker)  # (no thread to be had: read here, delivered next)
                     continue
                 self.deliver(worker, data)
@@ -1357,7 +1361,7 @@ class _Pool:
             start = self.pickling_threads < PICKLING_THREADS
             if start:
                 self.pickling_threads += 1
-        if start and not _on_a_thread(self.pickle_waiting, "laios-process-pickle"):
+        if start and not on_a_thread(self.pickle_waiting, "laios-process-pickle"):
             self.pickle_waiting()  # (no thread to be had: pickled and placed here)
         return True
 
