@@ -49,6 +49,7 @@ __all__ = [
     "call_tool_async",
     "call_tool_here",
     "is_async_tool",
+    "take_pending_cancellation",
     "unasked_cancellation",
 ]
 
@@ -98,24 +99,24 @@ def _entry(tool: Any) -> Callable[..., Any]:
     return functools.partial(_execute, tool)
 
 
-def _execute(tool: Any, **parameters: Any) -> Any:
+def _method(tool: Any, name: str) -> Callable[..., Any]:
+    """``tool``'s method ``name``; a ``TypeError`` saying what is wrong when ``tool`` is no
+    tool at all (a registry handed back something else)."""
     try:
-        execute = tool.execute
+        method: Callable[..., Any] = getattr(tool, name)
     except AttributeError:
-        if hasattr(type(tool), "execute"):  # (its own lookup failed: the tool's error)
+        if hasattr(type(tool), name):  # (its own lookup failed: the tool's error)
             raise
-        raise TypeError(_not_a_tool(tool, "execute")) from None
-    return _checked(tool, execute(**parameters), "execute")
+        raise TypeError(_not_a_tool(tool, name)) from None
+    return method
+
+
+def _execute(tool: Any, **parameters: Any) -> Any:
+    return _checked(tool, _method(tool, "execute")(**parameters), "execute")
 
 
 async def _execute_async(tool: Any, **parameters: Any) -> Any:
-    try:
-        execute_async = tool.execute_async
-    except AttributeError:
-        if hasattr(type(tool), "execute_async"):  # (its own lookup failed: the tool's error)
-            raise
-        raise TypeError(_not_a_tool(tool, "execute_async")) from None
-    output = await execute_async(**parameters)
+    output = await _method(tool, "execute_async")(**parameters)
     if inspect.isawaitable(output):  # (a missing ``await``: the job says so, and closes it)
         return output
     return _checked(tool, output, "execute_async")
@@ -370,3 +371,16 @@ def unasked_cancellation(watched: WatchedCall, *, only_the_tool: bool = False) -
     if watched.own:
         return OWN_TASK_CANCELLED
     return None if watched.delivered and not only_the_tool else OWN_CANCELLATION
+
+
+async def take_pending_cancellation() -> None:
+    """Take, here, the cancellation of the running task requested during the last step of
+    the tool it ran (by the tool, or a callback it ran) and still to be delivered
+    (:attr:`WatchedCall.pending`): the turn of the loop delivers it. Left pending, it would
+    reach the task's next ``await`` after the call, or end the task cancelled once its
+    coroutine returned, whoever requested it.
+
+    Only when the tool ended with one pending: never on an ordinary call's path.
+    """
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)

@@ -53,7 +53,12 @@ from laios.execution._runners.base import (
     StopResult,
     ToolCall,
 )
-from laios.execution._runners.invoke import WatchedCall, call_tool_async, unasked_cancellation
+from laios.execution._runners.invoke import (
+    WatchedCall,
+    call_tool_async,
+    take_pending_cancellation,
+    unasked_cancellation,
+)
 
 __all__ = ["AsyncSlots", "LoopRunner", "LoopThread"]
 
@@ -895,7 +900,7 @@ class LoopRunner:
             except asyncio.CancelledError as exc:
                 work.active = False
                 if watched.pending:  # (rare: the tool cancelled its task, then raised)
-                    await _take_pending_cancellation()
+                    await take_pending_cancellation()
                 if _cancelled_elsewhere(work, _own(watched, events) + _by_groups(watched)):
                     raise  # the awaiting task itself was cancelled
                 # Stopped by this runner, or the tool's own (a future it awaited was
@@ -919,7 +924,7 @@ class LoopRunner:
                 if cancelled and watched.pending:
                     # A cancellation requested during the tool's last step, still to be
                     # delivered: taken here, not at the caller's next await.
-                    await _take_pending_cancellation()
+                    await take_pending_cancellation()
                     if outcome.error is None and _own(watched, events):
                         # The tool cancelled its own task and returned: as asyncio ends a
                         # task of its own that does so, cancelled (its value dropped).
@@ -1187,7 +1192,7 @@ def _own(watched: WatchedCall, events: RunEvents) -> int:
     """The cancellations of its task a tool awaited in the caller's task requested itself:
     not the caller's. (One still to be delivered once the tool ended, which would reach the
     caller's next ``await`` whatever the count says, is taken first: see
-    :func:`_take_pending_cancellation`.)
+    :func:`take_pending_cancellation`.)
 
     Those the caller's ``on_progress`` callback requested while it ran inside one of the
     tool's steps (``events.cancels_by_callbacks``, see :class:`RunEvents`) rose the count
@@ -1195,19 +1200,6 @@ def _own(watched: WatchedCall, events: RunEvents) -> int:
     """
     own = watched.own - getattr(events, "cancels_by_callbacks", 0)
     return own if own > 0 else 0
-
-
-async def _take_pending_cancellation() -> None:
-    """Take, here, the cancellation of the awaiting task requested during the last step of
-    the tool it ran (by the tool, or a callback it ran) and still to be delivered: the turn
-    of the loop delivers it. Left pending, it would reach the caller's next ``await`` after
-    the call, whoever requested it; taken here, the count says whose it was (see
-    :func:`_cancelled_elsewhere`), and the caller's goes on to the caller.
-
-    Only when the tool ended with one pending: never on an ordinary call's path.
-    """
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.sleep(0)
 
 
 def _own_task_cancelled() -> RawOutcome:

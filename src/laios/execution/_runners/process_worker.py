@@ -56,6 +56,7 @@ from laios.execution._runners.invoke import (
     call_tool,
     call_tool_async,
     is_async_tool,
+    take_pending_cancellation,
     unasked_cancellation,
 )
 from laios.execution.redaction import (
@@ -750,8 +751,7 @@ async def _awaited(watched: WatchedCall) -> RawOutcome:
     """
     outcome: RawOutcome = await watched
     if watched.pending and outcome.error is not None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0)
+        await take_pending_cancellation()
     return outcome
 
 
