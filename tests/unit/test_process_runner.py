@@ -2961,6 +2961,68 @@ def _run_with_a_raising_preload(tmp_path: Path) -> tuple[str, dict[str, Any]]:
     return program.stderr, json.loads(program.stdout)
 
 
+REFUSED_PARENT_WATCH = """
+import threading
+
+_start = threading.Thread.start
+
+
+def _refusing(self):
+    if self.name == "laios-parent-watch":
+        raise RuntimeError("can't start new thread")
+    _start(self)
+
+
+threading.Thread.start = _refusing
+"""
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_worker_refused_the_thread_that_watches_its_parent_serves_all_the_same(
+    tmp_path: Path,
+) -> None:
+    """A worker whose thread that ends it with its parent cannot be started ("can't start
+    new thread": a container's pids limit) runs its calls: it is not a crash of the tool,
+    nor a worker to replace at each call."""
+    (tmp_path / "refused_parent_watch.py").write_text(REFUSED_PARENT_WATCH)
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.Pid())
+                runner = ProcessRunner(1, preload=["refused_parent_watch"])
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                for _ in range(2):
+                    task = Task(plan_id="p", description="d", tool_name="pid")
+                    result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+                    print(json.dumps({"pid": result.output, "error": result.error}))
+                executor.shutdown(wait=True)
+            """
+        )
+    )
+    program = subprocess.run(
+        [sys.executable, str(script)],
+        env=_script_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 4,
+    )
+    assert program.returncode == 0, program.stderr
+    first, second = (json.loads(line) for line in program.stdout.splitlines())
+    assert first["error"] is None, first["error"]
+    assert second["error"] is None, second["error"]
+    assert first["pid"] == second["pid"]  # (one worker served both)
+    assert "Traceback" not in program.stderr, program.stderr
+    assert "can't start new thread" in program.stderr
+
+
 UNGUARDED_PROGRAM = """
 import json, os
 from laios.core.types import Context, Task
