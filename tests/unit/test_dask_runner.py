@@ -1185,6 +1185,96 @@ def test_a_call_is_sent_even_when_no_thread_can_be_started_to_send_it(
     assert executor.runner.stats.queued == 0
 
 
+@pytest.mark.parametrize("wait", [False, True])
+def test_shutdown_closes_its_own_cluster_when_no_thread_can_be_started_to_close_it(
+    tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch, wait: bool
+) -> None:
+    """No thread for the close (a container's pids limit): shutdown neither raises nor leaves
+    the local cluster open; the call running still finishes. Also from a callback, on the
+    thread that delivers the workers' reports, which cannot wait for them itself."""
+    import socket
+
+    runner = DaskRunner(n_workers=1, threads_per_worker=1)
+    client = runner.client
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    host, port = client.scheduler.address.removeprefix("tcp://").rsplit(":", 1)
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name == "laios-dask-close":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    errors: list[BaseException] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "started":  # (on the thread that delivers the reports)
+            try:
+                executor.shutdown(wait=wait)
+            except BaseException as exc:
+                errors.append(exc)
+
+    try:
+        assert executor.execute_task(task("pid"), CONTEXT, timeout=WAIT).success
+        monkeypatch.setattr(threading.Thread, "start", refusing)
+        result = executor.execute_task(
+            task("sleep_async", seconds=0.5), CONTEXT, timeout=WAIT, on_progress=on_progress
+        )
+        assert not errors, errors
+        assert result.success, result.error
+        executor.shutdown(wait=False)  # (again, from the caller: shut down already)
+        assert wait_for(lambda: client.status == "closed"), client.status
+
+        def refused() -> bool:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+            except OSError:
+                return True
+            return False
+
+        assert wait_for(refused), "the local cluster's scheduler still listens"
+    finally:
+        monkeypatch.undo()
+        executor.shutdown(wait=False)
+        forget_clients_of_closed_loops()
+
+
+def test_shutdown_without_waiting_returns_when_no_thread_can_be_started_to_close(
+    tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the caller's thread, with no thread for the close: shutdown returns (it does not
+    raise), and the local cluster closes once the call under way has finished."""
+    runner = DaskRunner(n_workers=1, threads_per_worker=1)
+    client = runner.client
+    executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name == "laios-dask-close":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    results: list[TaskResult] = []
+    caller = threading.Thread(
+        target=lambda: results.append(
+            executor.execute_task(task("sleep_async", seconds=1.0), CONTEXT, timeout=WAIT)
+        )
+    )
+    try:
+        caller.start()
+        assert wait_for(lambda: runner.stats.busy == 1)
+        monkeypatch.setattr(threading.Thread, "start", refusing)
+        executor.shutdown(wait=False)
+        caller.join(WAIT)
+        assert results, "the call did not return"
+        assert results[0].success, results[0].error
+        assert wait_for(lambda: client.status == "closed"), client.status
+    finally:
+        monkeypatch.undo()
+        executor.shutdown(wait=False)
+        forget_clients_of_closed_loops()
+
+
 def test_an_outcome_the_caller_cannot_load_fails_its_task_at_once_and_says_why(
     make: Callable[..., Executor],
 ) -> None:

@@ -256,6 +256,81 @@ def test_a_forked_child_keeps_writing_from_a_thread_of_its_own(
         child.kill()
 
 
+def test_a_process_refused_its_writer_thread_writes_at_its_scrapes_until_it_gets_one(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No thread for the writer ("can't start new thread": a container's pids limit): the mode
+    is on all the same, with a warning; the file is written at each scrape the process serves,
+    the thread starts at the first scrape once one can be had, and disable() ends it."""
+    refused = threading.Event()
+    refused.set()
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if refused.is_set() and self.name == "laios-multiprocess":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    def writers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
+
+    def written() -> float:
+        assert export.path is not None
+        [section] = sections_of(read_document(export.path))
+        return section.totals.tools["echo"].outcomes["success"][0]
+
+    before = writers()
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+    with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
+        export = enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert "can't start new thread" in caplog.text
+    assert current() is export
+    assert writers() == before
+    run_tasks(store, 2)
+    assert tasks_total(scrape(registry)) == 2
+    assert written() == 2
+    refused.clear()
+    run_tasks(store, 1)
+    assert tasks_total(scrape(registry)) == 3  # (and the writer thread starts)
+    run_tasks(store, 4)
+    deadline = time.monotonic() + 50 * INTERVAL
+    while written() != 7:
+        assert time.monotonic() < deadline, "no writer thread wrote the file"
+        time.sleep(INTERVAL)
+    [writer] = [t for t in writers() if t not in before]
+    disable()
+    writer.join(CHILD_SECONDS)
+    assert not writer.is_alive()
+
+
+def test_a_closed_export_refused_its_writer_thread_can_start_again(
+    export: MultiprocessExport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start refused its thread leaves no thread claimed: close() returns, and a later start
+    starts the thread."""
+    export.close()
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name == "laios-multiprocess":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refusing)
+        export.start()
+    export.close()
+    before = [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
+    export.start()
+    started = [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
+    assert len(started) == len(before) + 1
+    export.close()
+
+
 def test_a_sigkilled_process_keeps_what_it_wrote(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:

@@ -14,6 +14,7 @@ import gc
 import json
 import logging
 import math
+import multiprocessing
 import os
 import select
 import signal
@@ -2960,6 +2961,68 @@ def _run_with_a_raising_preload(tmp_path: Path) -> tuple[str, dict[str, Any]]:
     return program.stderr, json.loads(program.stdout)
 
 
+REFUSED_PARENT_WATCH = """
+import threading
+
+_start = threading.Thread.start
+
+
+def _refusing(self):
+    if self.name == "laios-parent-watch":
+        raise RuntimeError("can't start new thread")
+    _start(self)
+
+
+threading.Thread.start = _refusing
+"""
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver", reason="the forkserver's preloads"
+)
+def test_a_worker_refused_the_thread_that_watches_its_parent_serves_all_the_same(
+    tmp_path: Path,
+) -> None:
+    """A worker whose thread that ends it with its parent cannot be started ("can't start
+    new thread": a container's pids limit) runs its calls: it is not a crash of the tool,
+    nor a worker to replace at each call."""
+    (tmp_path / "refused_parent_watch.py").write_text(REFUSED_PARENT_WATCH)
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            """
+            import json
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.Pid())
+                runner = ProcessRunner(1, preload=["refused_parent_watch"])
+                executor = Executor(registry, runner=runner, register_prometheus=False)
+                for _ in range(2):
+                    task = Task(plan_id="p", description="d", tool_name="pid")
+                    result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+                    print(json.dumps({"pid": result.output, "error": result.error}))
+                executor.shutdown(wait=True)
+            """
+        )
+    )
+    program = subprocess.run(
+        [sys.executable, str(script)],
+        env=_script_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 4,
+    )
+    assert program.returncode == 0, program.stderr
+    first, second = (json.loads(line) for line in program.stdout.splitlines())
+    assert first["error"] is None, first["error"]
+    assert second["error"] is None, second["error"]
+    assert first["pid"] == second["pid"]  # (one worker served both)
+    assert "Traceback" not in program.stderr, program.stderr
+    assert "can't start new thread" in program.stderr
+
+
 UNGUARDED_PROGRAM = """
 import json, os
 from laios.core.types import Context, Task
@@ -3009,6 +3072,64 @@ def test_a_main_module_that_runs_tasks_when_imported_is_told_to_guard_them(
         assert report["error_type"] == "no_process", report
         assert 'if __name__ == "__main__":' in report["error"], report["error"]
         assert "picklable" not in report["error"], report["error"]
+
+
+UNGUARDED_BATCH = """
+import os, sys
+from laios.core.types import Context, Task
+from laios.execution import Executor
+from laios.execution.runners import ProcessRunner
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+registry = ToolRegistry()
+registry.register_tool(create_simple_tool("pid", "Returns the pid.", pid))
+runner = ProcessRunner(2, start_method=sys.argv[1] if len(sys.argv) > 1 else "{method}")
+executor = Executor(registry, runner=runner, register_prometheus=False)
+for _ in range(3):
+    result = executor.execute_task(
+        Task(plan_id="p", description="d", tool_name="pid"),
+        Context(session_id="s", user_id="u"),
+        timeout=30,
+    )
+    print("ran" if result.success else "refused", flush=True)
+executor.shutdown()
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_main_module_that_runs_tasks_when_imported_says_so_in_one_line(
+    tmp_path: Path, method: str
+) -> None:
+    """Where the program's main module is imported to start workers, its unguarded tasks
+    cannot start one: stderr says once, in one line, how to guard the program, with no
+    traceback of ``multiprocessing``'s own (a page of it for each start tried)."""
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    (tmp_path / "program.py").write_text(UNGUARDED_BATCH.replace("{method}", method))
+    program = subprocess.run(
+        [sys.executable, "program.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 4,
+    )
+    assert program.returncode == 0, program.stderr
+    assert program.stdout.count("ran") == 3, program.stdout
+    assert "refused" in program.stdout  # (the imported copy's tasks)
+    assert "Traceback" not in program.stderr, program.stderr
+    lines = program.stderr.splitlines()
+    assert lines, "nothing said why the imported copy's tasks were refused"
+    for line in lines:
+        assert 'if __name__ == "__main__":' in line, program.stderr
+    # At most once for each process that imports the main module: the forkserver, or each of
+    # the two workers (spawn).
+    assert len(lines) <= 2, program.stderr
 
 
 @pytest.mark.skipif(

@@ -197,6 +197,9 @@ class MultiprocessExport:
         self._on_disk: tuple[int, int, int] | None = None  # what _file_id() said after writing
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: The writer thread was refused (a container's pids limit): the next write (a
+        #: scrape) tries to start it again (under ``self._lock``).
+        self._thread_refused = False
 
     @property
     def closed(self) -> bool:
@@ -329,6 +332,7 @@ class MultiprocessExport:
         with self._lock:
             if self._writing():
                 self._write_locked()
+                self._retry_thread_locked()
 
     def _write_quietly(self) -> None:
         try:
@@ -354,6 +358,7 @@ class MultiprocessExport:
                     self._write_locked()
                 except OSError as exc:  # shown: what the file holds, which others see too
                     self._warn_write(exc)
+                self._retry_thread_locked()
                 own, stem = list(self._written), self._stem
             else:
                 own = self._sections()
@@ -367,26 +372,59 @@ class MultiprocessExport:
 
         A write that fails (a full disk) is warned and left to the writer thread, which tries
         again every ``interval``: a worker starting at such a moment starts all the same.
+
+        When the system refuses the writer thread ("can't start new thread": a container's
+        pids limit), that is warned too and the mode is on all the same: the file is written
+        at each scrape this process serves (and at :meth:`write`), each of which tries to
+        start the thread again.
         """
         self._closed = False
         try:
             self.write()
         except OSError as exc:
             self._warn_write(exc)
-        if not self._writing() or self._thread is not None:
-            return
+        with self._lock:
+            if self._writing() and self._thread is None:
+                self._thread_refused = not self._start_thread_locked()
+
+    def _start_thread_locked(self) -> bool:
+        """Start the writer thread (the caller holds ``self._lock``); ``False``, warned, when
+        the system refuses it."""
         stop, interval = self._stop, self.interval
 
         def run() -> None:
             while not stop.wait(interval):
                 self._write_quietly()
 
-        self._thread = threading.Thread(target=run, name="laios-multiprocess", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=run, name="laios-multiprocess", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            where = self.directory
+            warn(
+                f"no thread {where}",
+                "could not start the thread that writes this process's metrics to %s every "
+                "%g s (%r: the system refused a new thread; check the process limit, such as "
+                "a container's pids limit): the file is written at each scrape this process "
+                "serves, which tries to start the thread again",
+                where,
+                interval,
+                exc,
+            )
+            return False
+        self._thread = thread
+        return True
+
+    def _retry_thread_locked(self) -> None:
+        """Start the writer thread that was refused, now (the caller holds ``self._lock``)."""
+        if self._thread_refused and self._thread is None:
+            self._thread_refused = not self._start_thread_locked()
 
     def _stop_thread(self) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
+        with self._lock:
+            self._stop.set()
+            self._thread_refused = False
+            thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join()
         self._stop = threading.Event()

@@ -918,6 +918,10 @@ class DaskRunner:
         self.forked = False
         #: Set by shutdown: wakes the thread that reads the cluster's size, which then ends.
         self._closing = threading.Event()
+        #: Whether that thread runs; and whether it closes the client and the cluster as it
+        #: ends (shutdown could start no thread to: see _close_without_a_thread).
+        self._watching = False
+        self._close_on_watcher = False
         # Dask's client keeps a topic's handler for ever, also after unsubscribe_topic: it
         # holds this runner only weakly, so that a client shared by many runners keeps none.
         on_event = weakref.WeakMethod(self._on_event)
@@ -933,6 +937,7 @@ class DaskRunner:
         try:
             client.subscribe_topic(self._topic, deliver)
             self._threads = self._count_threads()
+            self._watching = True
             threading.Thread(
                 target=self._watch_threads, name="laios-dask-stats", daemon=True
             ).start()
@@ -953,6 +958,7 @@ class DaskRunner:
         self.forked = True
         self._lock = threading.Lock()
         self._closing = threading.Event()  # (the parent's thread may have held its lock)
+        self._watching = self._close_on_watcher = False  # (that thread is the parent's)
         self._calls = {}
         self._stopping = 0
         self._stops = []
@@ -1003,13 +1009,20 @@ class DaskRunner:
         scheduler keeps of this runner's topic (off the callers' paths)."""
         wait = STATS_INTERVAL if self._threads else 0.0  # (none read yet: read at once)
         probe: threading.Event | None = None
-        while not self.closed and not self.forked:
-            self._closing.wait(wait)
-            wait = STATS_INTERVAL
-            if not self.closed:
-                probe = self._look_at_loop(probe)
-                self._threads = self._count_threads()
-                self._forget_reports()
+        try:
+            while not self.closed and not self.forked:
+                self._closing.wait(wait)
+                wait = STATS_INTERVAL
+                if not self.closed:
+                    probe = self._look_at_loop(probe)
+                    self._threads = self._count_threads()
+                    self._forget_reports()
+        finally:
+            with self._lock:
+                self._watching = False
+                close = self._close_on_watcher
+            if close:
+                self._close_when_idle()
 
     def _forget_reports(self, everything: bool = False) -> None:
         """Clear this runner's topic on the scheduler (the reports were delivered already)."""
@@ -1573,10 +1586,27 @@ class DaskRunner:
             self._stop_later([(None, h.future, None) for h in queued if h.future is not None])
         if wait and not self.owns_current_thread():
             self._close_when_idle()
-        else:
-            threading.Thread(
-                target=self._close_when_idle, name="laios-dask-close", daemon=True
-            ).start()
+        elif not on_a_thread(self._close_when_idle, "laios-dask-close", daemon=True):
+            self._close_without_a_thread()
+
+    def _close_without_a_thread(self) -> None:
+        """Close the client and the cluster when no thread can be started to ("can't start
+        new thread": a container's pids limit): on the thread that reads the cluster's size,
+        which ends now that the runner is shut down, or else on the caller's thread (which
+        then waits for the calls under way)."""
+        with self._lock:
+            self._close_on_watcher = self._watching
+        if self._close_on_watcher:
+            return
+        if self.owns_current_thread():
+            # (The calls' reports come through this thread: it cannot wait for them.)
+            _log.error(
+                "no thread could be started to close the Dask client%s once its calls end "
+                "(the system refused a new thread): they stay open until the program exits",
+                " and the local cluster" if self._cluster is not None else "",
+            )
+            return
+        self._close_when_idle()
 
     def _close_when_idle(self) -> None:
         while True:

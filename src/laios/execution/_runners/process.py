@@ -778,7 +778,10 @@ class _Pool:
                     time.sleep(pause)
                     forgot = False  # (the server just ended: reaped at once, maybe)
                     continue
-                _log.exception("could not start a worker process")
+                if _importing_main(exc):
+                    _told_to_guard_main()
+                else:
+                    _log.exception("could not start a worker process")
                 with self.lock:
                     self.starting -= 1
                     self.start_error = exc
@@ -1749,6 +1752,42 @@ def _server_ended(exc: BaseException) -> bool:
     return isinstance(exc, (EOFError, ConnectionError))
 
 
+_IMPORTING_MAIN = (
+    "this process is itself a worker process or a forkserver, importing the program's main "
+    "module, and that module runs tasks when it is imported"
+)
+_GUARD_MAIN = (
+    'Put the code that runs tasks under `if __name__ == "__main__":` in the main module (or in '
+    "a function it calls there)"
+)
+#: The process that logged that its main module runs tasks when imported (once a process).
+_told_main_pid: int | None = None
+
+
+def _importing_main(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``multiprocessing``'s refusal to start a process in a process that
+    imports the program's main module to start as a worker or a forkserver (a main module
+    that runs tasks when imported)."""
+    return isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc)
+
+
+def _told_to_guard_main() -> None:
+    """Log, in one line and once in this process, that its main module runs tasks when it is
+    imported (each of its tasks is refused, saying so; ``multiprocessing``'s own message is a
+    page long, and the same for each start tried)."""
+    global _told_main_pid
+    pid = os.getpid()  # (a process forked from this one has not said it yet)
+    if _told_main_pid == pid:
+        _log.debug("could not start a worker process: %s", _IMPORTING_MAIN)
+        return
+    _told_main_pid = pid
+    _log.error(
+        "could not start a worker process: %s (the tasks it runs here are refused). %s",
+        _IMPORTING_MAIN,
+        _GUARD_MAIN,
+    )
+
+
 def _no_thread(exc: BaseException) -> bool:
     """Whether ``exc`` is Python's refusal of a new thread (a process or memory limit)."""
     return isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
@@ -1777,15 +1816,11 @@ def _no_process(exc: Exception | None, *, forkserver: bool, tries: int = 1) -> R
             "module in the runner's preload that raises when imported ends the forkserver (its "
             "traceback is on stderr): fix or remove it, then submit the task again",
         )
-    if isinstance(exc, RuntimeError) and "bootstrapping phase" in str(exc):
-        # (multiprocessing's refusal in a process that imports the program's main module to
-        # start as a worker or a forkserver: a main module that runs tasks when imported)
+    if exc is not None and _importing_main(exc):
         return Refusal(
             "no_process",
-            "Executor could not start a worker process: this process is itself a worker process "
-            "or a forkserver, importing the program's main module, and that module runs tasks "
-            "when it is imported; the task was not started. Put the code that runs tasks under "
-            '`if __name__ == "__main__":` in the main module (or in a function it calls there)',
+            f"Executor could not start a worker process: {_IMPORTING_MAIN}; the task was not "
+            f"started. {_GUARD_MAIN}",
         )
     if exc is None or isinstance(exc, OSError) or _no_thread(exc):
         return Refusal(

@@ -977,7 +977,19 @@ def _end_with_the_parent() -> None:
                 time.sleep(1.0)
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
-    threading.Thread(target=watch, name="laios-parent-watch", daemon=True).start()
+    try:
+        threading.Thread(target=watch, name="laios-parent-watch", daemon=True).start()
+    except RuntimeError as exc:
+        # No thread to be had (a container's pids limit): the worker serves without it, and
+        # ends when it next uses its pipe to a parent that is gone.
+        with contextlib.suppress(Exception):
+            sys.stderr.write(
+                f"laios worker process {os.getpid()}: could not start the thread that ends it "
+                f"with its parent process ({type(exc).__name__}: {exc}); it serves all the "
+                "same, but should the parent end while a tool runs here, that tool runs until "
+                "it returns\n"
+            )
+            sys.stderr.flush()
 
 
 def _identity(descriptor: int) -> tuple[int, int] | None:
