@@ -234,3 +234,72 @@ def test_signature_detection() -> None:
     assert is_signature("async execute_async(\n    task: Task,\n) -> TaskResult\n")
     assert not is_signature("result = executor.execute_task(task, context\n")
     assert not is_signature("print('unbalanced'\n")
+
+
+_TABLE_DELIMITER = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*\|")
+
+
+def broken_table_rows(text: str) -> list[int]:
+    """1-based numbers of lines that a Markdown table swallows as rows without being one.
+
+    A table runs until the first blank line: a cell's text wrapped onto a line of its own, or a
+    list item right under a table, becomes a row of empty cells instead.
+    """
+    broken = []
+    in_table = in_fence = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        if in_fence:
+            continue
+        if _TABLE_DELIMITER.match(line):
+            in_table = True
+        elif in_table and not line.strip():
+            in_table = False
+        elif in_table and not line.lstrip().startswith("|"):
+            broken.append(number)
+    return broken
+
+
+def test_table_rows_stay_on_one_line() -> None:
+    broken = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in doc_files()
+        for number in broken_table_rows(path.read_text(encoding="utf-8"))
+    ]
+    assert broken == [], (
+        "lines a table takes for rows (join each to its row, or end the table with a blank"
+        f" line): {broken}"
+    )
+
+
+def test_broken_table_rows_are_found() -> None:
+    text = "| a | b |\n|---|---|\n| 1 | wrapped\ntext |\n\n- item\n| c |\n|---|\n| 2 |\n- next\n"
+    assert broken_table_rows(text) == [4, 10]
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchor(heading: str) -> str:
+    """The anchor MkDocs gives a heading (its ``toc`` extension's default slug)."""
+    text = re.sub(r"[`*_]", "", heading).strip().lower()
+    return re.sub(r"[\s-]+", "-", re.sub(r"[^\w\s-]", "", text))
+
+
+def test_readme_links_resolve() -> None:
+    """MkDocs checks the links of docs/; the README's are checked here."""
+    readme = ROOT / "README.md"
+    broken = []
+    for target in _LINK.findall(readme.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path, _, anchor = target.partition("#")
+        where = ROOT / path
+        if not where.exists():
+            broken.append(target)
+        elif anchor:
+            headings = re.findall(r"^#+\s+(.+)$", where.read_text(encoding="utf-8"), re.MULTILINE)
+            if anchor not in {_anchor(heading) for heading in headings}:
+                broken.append(target)
+    assert broken == [], f"README.md links to what does not exist: {broken}"

@@ -105,11 +105,13 @@ class Executor(Generic[_RegistryT]):
 
     * a synchronous tool runs on the caller's thread under ``execute_task`` with no timeout to
       enforce, and otherwise on the ``runner`` (by default ``max_workers`` worker threads);
-    * an async tool (``is_async``) runs as an asyncio task: on the caller's running loop under
-      ``execute_async``, ``execute_parallel`` and ``execute_with_retry_async``, and on one
-      long-lived event loop thread owned by the executor under ``execute_task`` and
-      ``execute_with_retry``. At most ``max_async_tools`` run at once; a timeout or
-      ``cancel_task`` cancels the tool's coroutine.
+    * an async tool (``is_async``) runs on an event loop: on the caller's running loop under
+      ``execute_async``, ``execute_parallel`` and ``execute_with_retry_async`` (inside the
+      awaiting task itself for a single call with no timeout on Python 3.11+, otherwise as an
+      asyncio task of its own), and as an asyncio task on one long-lived event loop thread
+      owned by the executor under ``execute_task`` and ``execute_with_retry``. At most
+      ``max_async_tools`` run at once; a timeout or ``cancel_task`` cancels the tool's
+      coroutine.
 
     Args:
         tool_registry: Registry to look up and invoke tools: a ``ToolRegistry``, a subclass, or
