@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import threading
 import time
 from typing import Any
@@ -369,6 +370,10 @@ def test_an_attempt_cut_by_the_deadline_says_so(
     assert "its timeout of" not in (result.error or "")
     assert "retry deadline of 0.3s" in (result.error or "")
     assert task.error == result.error
+    # The time left is as readable as the deadline: "0.3s", not "0.299987s".
+    left = re.search(r"exceeded the (\S+)s left of", result.error or "")
+    assert left is not None, result.error
+    assert len(left.group(1).replace("0.", "").lstrip("0")) <= 3, result.error
 
 
 def test_an_attempt_with_a_shorter_timeout_of_its_own_names_its_timeout(

@@ -266,6 +266,12 @@ class RetryCut(NamedTuple):
     timeout: float | None  # the attempt's own timeout: its CPU budget follows it
 
 
+def _seconds_left(seconds: float) -> str:
+    """A time left as a reader wants it: three significant digits below a second
+    (``0.3``, not ``0.299987``), hundredths above (``29.46``)."""
+    return f"{seconds:.3g}" if seconds < 1 else f"{round(seconds, 2):g}"
+
+
 class JobEnv:
     """What every job of one executor shares: where it records, how it traces, its lock.
 
@@ -1112,7 +1118,7 @@ class Job(TaskRecord):
         budget = f"its timeout of {limit:g}s" if limit is not None else "its deadline"
         cut = self.retry_cut
         if limit is not None and cut is not None:
-            budget = f"the {limit:g}s left of its retry deadline of {cut.deadline:g}s"
+            budget = f"the {_seconds_left(limit)}s left of its retry deadline of {cut.deadline:g}s"
         where = self._preparing()
         if where is None:
             if starting is None:
