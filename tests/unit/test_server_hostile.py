@@ -432,6 +432,11 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
             b"a header line holds a carriage return or a NUL",
         ),
         (
+            # (after the carriage return, text without a colon: still the carriage return)
+            b"GET /status HTTP/1.1\r\nHost: localhost\r\nX-A: a\rb\r\n\r\n",
+            b"a header line holds a carriage return or a NUL",
+        ),
+        (
             b"GET /status HTTP/1.1\r\nfoo\r\nHost: evil.example\r\n\r\n",
             b"a header line is not a name, a colon and a value",
         ),
@@ -445,12 +450,12 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
         ),
         (
             b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\r\nHost: evil.example\r\n\r\n",
-            b"a header line is not a name, a colon and a value",
+            b"a header line holds a carriage return or a NUL",
         ),
         (
             b"GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Type: message/rfc822\r\n"
             b"\r\r\nHost: evil.example\r\n\r\n",
-            b"a header line is not a name, a colon and a value",
+            b"a header line holds a carriage return or a NUL",
         ),
         (
             b"GET /status HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n",
@@ -474,6 +479,7 @@ def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
     ids=[
         "bare-cr-in-line",
         "nul-in-value",
+        "cr-then-no-colon",
         "no-colon",
         "space-before-colon",
         "leading-space",

@@ -779,15 +779,17 @@ class _QuietHandler(WSGIRequestHandler):
         lengths = {value.strip() for value in headers.get_all("Content-Length", [])}
         problem = ""
         defects = [defect for defect in headers.defects if not isinstance(defect, _BODY_DEFECTS)]
-        if defects or _holds_lines(headers.get_payload()):
-            problem = (
-                "a header line is not a name, a colon and a value: send each header as "
-                "Name: value, without white space before the colon"
-            )
-        elif isinstance(self.rfile, _RequestReader) and self.rfile.stray_control:
+        # (a stray carriage return first: the parser also takes what follows it for a line
+        # of its own, which then reads as a line without a colon)
+        if isinstance(self.rfile, _RequestReader) and self.rfile.stray_control:
             problem = (
                 "a header line holds a carriage return or a NUL: end each line with CR LF, "
                 "and send none within it"
+            )
+        elif defects or _holds_lines(headers.get_payload()):
+            problem = (
+                "a header line is not a name, a colon and a value: send each header as "
+                "Name: value, without white space before the colon"
             )
         elif len(headers.get_all("Host", [])) > 1:
             problem = "the request has more than one Host header: send one"
