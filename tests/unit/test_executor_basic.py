@@ -443,6 +443,36 @@ def test_a_bad_timeout_that_cannot_be_quoted_whole_gives_failed_result(
     assert calls == []
 
 
+class _NoFloat(float):
+    """A float whose conversion to a plain float raises."""
+
+    def __float__(self) -> float:
+        raise RuntimeError("cannot convert")
+
+
+def test_a_timeout_whose_conversion_raises_gives_failed_result(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    calls: list[Any],
+) -> None:
+    """A timeout of a number class of its own whose float() raises is refused with a failed
+    result naming the timeout and what float() raised, instead of that exception escaping
+    execute_task, execute_async and execute_parallel (and being the retry calls' bare
+    error)."""
+    result = run_via(executor, run_mode, make_task("echo", text="x"), context, timeout=_NoFloat(2))
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "ValueError"
+    assert result.error == (
+        "timeout must be a real number of seconds, got 2.0: float() of it raised "
+        "RuntimeError: cannot convert"
+    )
+    assert calls == []
+
+
 def test_infinite_timeout_means_no_limit(
     executor: Executor, make_task: Any, context: Context
 ) -> None:

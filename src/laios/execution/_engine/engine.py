@@ -312,7 +312,8 @@ class Engine:
 
         Raises:
             ValueError: When ``timeout`` is not a real number (an int, a float, a ``Fraction``,
-                a NumPy scalar; not a ``bool``) of seconds greater than 0.
+                a NumPy scalar; not a ``bool``) of seconds greater than 0, or one whose
+                ``float()`` raises.
         """
         if timeout is None:
             limit = self.limits.timeout_seconds
@@ -325,7 +326,14 @@ class Engine:
                     f"timeout must be a real number of seconds, got {number_repr(timeout)}"
                 )
             else:
-                seconds = as_float(timeout)  # (an int too large for a float: infinite)
+                try:
+                    seconds = as_float(timeout)  # (an int too large for a float: infinite)
+                except Exception as exc:  # (a number class of its own whose float() raises)
+                    raise ValueError(
+                        f"timeout must be a real number of seconds, got {number_repr(timeout)}: "
+                        f"float() of it raised {type_name(type(exc))}: "
+                        f"{shorten(describe_exception(exc), 200)}"
+                    ) from None
                 if math.isnan(seconds) or seconds <= 0:
                     raise ValueError(
                         f"timeout must be more than 0 seconds, got {number_repr(timeout)}"
