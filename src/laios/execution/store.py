@@ -1028,13 +1028,18 @@ class MetricStore:
         if listeners is None:  # (changed since the last task: as many calls as listeners)
             with self._lock:
                 listeners = self._finish_snapshot = tuple(self._finish_listeners.values())
+        interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
                 listener(event)
-            except KeyboardInterrupt:  # (the user's Ctrl-C is theirs)
-                raise
+            except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
+                # the other listeners, the OpenTelemetry metrics among them, heard the task)
+                if interrupt is None:
+                    interrupt = exc
             except BaseException as exc:  # (SystemExit, CancelledError: skipped all the same)
                 self._listener_failed("finish", listener, exc, [])
+        if interrupt is not None:
+            raise interrupt
 
     def _listener_failed(
         self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str]
@@ -1307,15 +1312,20 @@ class MetricStore:
         if listeners is None:  # (changed since the last update: as many calls as listeners)
             with self._lock:
                 listeners = self._progress_snapshot = tuple(self._progress_listeners.values())
+        interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
                 listener(update)
-            except KeyboardInterrupt:  # (the user's Ctrl-C is theirs)
-                raise
+            except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
+                # the other listeners have heard the update too)
+                if interrupt is None:
+                    interrupt = exc
             except BaseException as exc:  # (SystemExit, CancelledError: skipped all the same)
                 # The update's details are the tool's own: its exception may quote a secret.
                 secrets = rec.parameter_secrets() if rec is not None else []
                 self._listener_failed("progress", listener, exc, secrets)
+        if interrupt is not None:
+            raise interrupt
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""
