@@ -65,6 +65,7 @@ from laios.execution._runners.base import (
     Runner,
     StopResult,
 )
+from laios.execution._runners.invoke import is_async_tool
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     SecretForms,
@@ -1181,8 +1182,19 @@ class Job(TaskRecord):
         self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
 
     def _finish_cancelled_by_tool(self) -> None:
-        """Finish as ``cancelled`` a task whose async tool let out an ``asyncio.CancelledError``
+        """Finish as ``cancelled`` a task whose tool let out an ``asyncio.CancelledError``
         though nothing cancelled it: the error says where to look instead."""
+        if not is_async_tool(self.tool_impl):  # (the executor never stops one that way)
+            self.finish(
+                "cancelled",
+                f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "
+                "asyncio.CancelledError though nothing cancelled it (no cancel_task, timeout "
+                "or cancellation of the awaiting coroutine; a synchronous tool is never "
+                "stopped that way): an event loop it ran (asyncio.run) or a future it waited "
+                "for was cancelled, or it raised the error itself",
+                "cancelled",
+            )
+            return
         self.finish(
             "cancelled",
             f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "

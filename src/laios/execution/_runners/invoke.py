@@ -210,6 +210,8 @@ def call_tool_here(call: ToolCall, events: RunEvents) -> RawOutcome:
     cpu_start = _thread_time() if measure else 0.0
     try:
         value = _entry(call.tool)(**call.parameters)
+    except asyncio.CancelledError as exc:  # (nothing cancels a synchronous tool so: its own)
+        outcome = RawOutcome(None, exc, error_type=OWN_CANCELLATION)
     except BaseException as exc:  # a tool must never take the runner (or the caller) down
         outcome = RawOutcome(None, _with_key_named(exc, call.parameters))
     else:
