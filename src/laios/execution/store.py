@@ -1133,7 +1133,8 @@ class MetricStore:
 
         The record keeps a summary of ``data`` (see
         :func:`~laios.execution._records.summarize`), never ``data`` itself: at most
-        ``MAX_DATA_BYTES`` of it, and changing ``data`` afterwards does not change it. Past
+        ``MAX_DATA_BYTES`` of it, and changing ``data`` afterwards does not change it. The
+        record keeps the name cut to 256 characters; the listener is given it whole. Past
         ``MAX_CHECKPOINTS_PER_TASK`` checkpoints, or ``MAX_RECORD_BYTES`` of names and data, a
         checkpoint is counted in ``checkpoints_dropped`` instead of being kept. The listener is
         given the checkpoint's name and time and ``data`` as passed, not copied: the span path
@@ -1142,7 +1143,8 @@ class MetricStore:
         Returns:
             The checkpoint as the record keeps it (even when it was dropped).
         """
-        text = shorten(printable(name, "<unprintable name>"), 256)
+        whole = printable(name, "<unprintable name>")
+        text = shorten(whole, 256)
         summary, size = summarize(data) if data else ({}, 0)
         point = Checkpoint(text, self._read_wall(), summary)
         size += text_size(text)
@@ -1159,8 +1161,8 @@ class MetricStore:
                     rec.checkpoints = [point]
                 rec.checkpoints_size += size
             listener = rec.checkpoint_listener
-        if listener is not None:
-            listener(rec, text, point.timestamp, data)
+        if listener is not None:  # (the whole name: a secret across the cut is scrubbed whole)
+            listener(rec, whole, point.timestamp, data)
         return point
 
     @property

@@ -676,7 +676,8 @@ class Job(TaskRecord):
         self.last_checkpoint_ns = end
         task = self.task
         try:
-            secrets = self.secrets_of(task) if data and task is not None else ()
+            # (its name may quote a secret, as its data may)
+            secrets = self.secrets_of(task) if task is not None else ()
             self.env.tracing.checkpoint_span(span, name, start, end, data or {}, secrets)
         except Exception as exc:  # a tool's checkpoint() must not fail for a span (nor its data)
             self.observability_failed("recording a checkpoint span", exc)
