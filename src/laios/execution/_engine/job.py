@@ -50,6 +50,7 @@ from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
 from laios.execution._callables import unawaited_error
+from laios.execution._checks import is_instance
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import LateChecks, WarningLimiter
 from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable
@@ -1247,7 +1248,9 @@ class Job(TaskRecord):
         if self.cancel_requested:
             self._finish_cancelled()
             return
-        if type(value) in _PLAIN or not isinstance(value, ToolOutput):
+        kind = type(value)
+        # (is_instance: a value whose attribute reads raise is no ToolOutput, a value all the same)
+        if kind in _PLAIN or (kind is not ToolOutput and not is_instance(value, ToolOutput)):
             data, extra = value, None
         elif value.success:
             data, extra = value.data, value.metadata

@@ -33,6 +33,7 @@ from laios._compat.asyncio import (
 )
 from laios._exceptions import as_raised
 from laios._text import shorten
+from laios.execution._checks import is_instance
 from laios.execution._runners.base import (
     OWN_CANCELLATION,
     OWN_TASK_CANCELLED,
@@ -169,7 +170,7 @@ def _checked(tool: Any, output: Any, method: str) -> Any:
     Raises:
         TypeError: Naming the tool and what it returned instead.
     """
-    if not isinstance(output, ToolOutput):
+    if type(output) is not ToolOutput and not is_instance(output, ToolOutput):
         if inspect.iscoroutine(output):  # (nothing will await it: closed, not left to warn)
             with contextlib.suppress(Exception):
                 output.close()
