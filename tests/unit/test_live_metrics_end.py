@@ -145,3 +145,32 @@ def time_passes() -> None:
     deadline = time.monotonic() + 0.06
     while time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def test_end_on_a_finished_tasks_metrics_leaves_its_end_and_duration() -> None:
+    """``end()`` on the metrics of a task that has finished (an executor's, a TaskMonitor's)
+    leaves its end time, its duration and its "finished" milestone as the store recorded them,
+    instead of moving them to now (nothing would set them again)."""
+    store = MetricStore()
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("quick", "Returns.", lambda: "ok"))
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="quick")
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        recorded = metrics.to_dict()
+        time_passes()
+        metrics.end()
+        assert metrics.to_dict() == recorded
+        assert metrics.execution_time == result.execution_time_seconds
+    monitor = TaskMonitor(store)
+    tracked = Task(plan_id="p", description="d", tool_name="batch")
+    monitor.start_monitoring(tracked)
+    tracked.status = TaskStatus.COMPLETED
+    final = monitor.stop_monitoring(tracked.id)
+    assert final is not None
+    recorded = final.to_dict()
+    time_passes()
+    final.end()
+    assert final.to_dict() == recorded

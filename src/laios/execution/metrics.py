@@ -256,9 +256,12 @@ class ExecutionMetrics:
         is finished by the store alone, when the task ends (``stop_monitoring`` for a
         ``TaskMonitor``'s own): ``end()`` does not finish it, and what it sets is replaced
         then. Finishing it here would leave the task counted in flight and listed as running
-        for ever, its outcome never counted.
+        for ever, its outcome never counted. Once such a task has finished, ``end()`` leaves
+        its end as the store recorded it.
         """
         rec = self._record
+        if rec.slot is not None and rec.state == "finished":  # (the store's end: kept)
+            return
         rec.end_time = self._wall()
         if rec.started_mono:
             rec.execution_time = seconds_between(self._clock().perf_counter(), rec.started_mono)
