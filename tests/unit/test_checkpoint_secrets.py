@@ -112,3 +112,26 @@ def test_a_checkpoint_key_that_is_not_a_string_is_judged_by_its_text() -> None:
     assert "'laios.checkpoint.Field.HOST': 'db'" in spans
     assert "hunter2" not in spans
     assert "abc-def-ghi" not in spans
+
+
+class NamesBySecret(BaseTool):
+    name = "names_by_secret"
+    description = "Quotes its key in the names of its checkpoints."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        key = kwargs["api_key"]
+        task = require_current_task()
+        task.checkpoint(f"authenticated with {key}")  # (no data)
+        task.checkpoint(f"{'n' * 240}{key}", {"plain": "kept"})  # (the key across the cut)
+        return "ok"
+
+
+def test_a_secret_in_a_checkpoint_name_stays_out_of_the_span_name() -> None:
+    """A checkpoint name that quotes a secret value (with data or without, whole or where the
+    name is cut to 256 characters) is scrubbed before it becomes the span's name, as its data
+    and the tool's progress messages are."""
+    spans, _ = run_traced(NamesBySecret, {"api_key": SECRET})
+    assert f"checkpoint authenticated with {REDACTED}" in spans
+    assert f"checkpoint {'n' * 240}{REDACTED}"[:200] in spans
+    assert SECRET not in spans
+    assert SECRET[:8] not in spans

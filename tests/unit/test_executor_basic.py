@@ -325,6 +325,58 @@ def test_non_task_argument_gives_failed_result(
     assert result.metadata["outcome"] == "rejected"
 
 
+class _AttributesRaise:
+    """An object whose attributes cannot be read (a proxy whose backend is down, say)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"backend down, cannot read {name}")
+
+
+def test_a_non_task_whose_attributes_raise_gives_failed_result(
+    executor: Executor, context: Context, run_via: Any, run_mode: str
+) -> None:
+    """Something other than a Task whose attribute reads raise (an ``id`` included) is refused
+    with a failed result saying a Task is expected, instead of the read's exception escaping
+    every road, which never raises."""
+    result = run_via(executor, run_mode, _AttributesRaise(), context)
+    assert isinstance(result, TaskResult)
+    assert result.success is False
+    assert result.error == "expected a Task, got _AttributesRaise"
+    assert result.task_id == "unknown"
+    assert result.metadata["outcome"] == "rejected"
+
+
+def test_a_context_whose_attributes_raise_gives_failed_result(
+    executor: Executor, make_task: Any, run_via: Any, run_mode: str, calls: list[Any]
+) -> None:
+    """The same for a ``context`` that is no Context and whose attribute reads raise (before
+    pydantic 2.10, checking it against a model class read one of its attributes)."""
+    result = run_via(executor, run_mode, make_task("echo", text="x"), _AttributesRaise())
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert (result.error or "").startswith("context must be a Context, got _AttributesRaise")
+    assert calls == []
+
+
+def test_ids_whose_attributes_raise_are_unknown(executor: Executor) -> None:
+    """cancel_task, get_task_status and get_metrics given such an object as an id answer as
+    for any id they do not know."""
+    odd: Any = _AttributesRaise()
+    assert executor.cancel_task(odd) is False
+    assert executor.get_task_status(odd) is None
+    assert executor.get_metrics(odd) is None
+
+
+def test_a_non_task_whose_attributes_raise_gives_failed_result_async_retry(
+    executor: Executor, context: Context
+) -> None:
+    """The same for execute_with_retry_async."""
+    result = asyncio.run(executor.execute_with_retry_async(_AttributesRaise(), context))  # type: ignore[arg-type]
+    assert result.success is False
+    assert result.error == "expected a Task, got _AttributesRaise"
+    assert result.metadata["outcome"] == "rejected"
+
+
 @pytest.mark.parametrize("mode", ["task", "async", "retry"])
 @pytest.mark.parametrize(
     ("field", "value", "says"),
@@ -440,6 +492,36 @@ def test_a_bad_timeout_that_cannot_be_quoted_whole_gives_failed_result(
     assert result.metadata["outcome"] == "rejected"
     assert (result.error or "").startswith(says), result.error
     assert len(result.error or "") < 300
+    assert calls == []
+
+
+class _NoFloat(float):
+    """A float whose conversion to a plain float raises."""
+
+    def __float__(self) -> float:
+        raise RuntimeError("cannot convert")
+
+
+def test_a_timeout_whose_conversion_raises_gives_failed_result(
+    executor: Executor,
+    make_task: Any,
+    context: Context,
+    run_via: Any,
+    run_mode: str,
+    calls: list[Any],
+) -> None:
+    """A timeout of a number class of its own whose float() raises is refused with a failed
+    result naming the timeout and what float() raised, instead of that exception escaping
+    execute_task, execute_async and execute_parallel (and being the retry calls' bare
+    error)."""
+    result = run_via(executor, run_mode, make_task("echo", text="x"), context, timeout=_NoFloat(2))
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "ValueError"
+    assert result.error == (
+        "timeout must be a real number of seconds, got 2.0: float() of it raised "
+        "RuntimeError: cannot convert"
+    )
     assert calls == []
 
 

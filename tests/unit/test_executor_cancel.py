@@ -11,13 +11,16 @@ from typing import Any
 
 import pytest
 
-from laios.core.types import Context, TaskResult, TaskStatus
+from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution.executor import Executor
+from laios.execution.store import MetricStore
 from laios.execution.task_context import (
     TaskCancelledError,
     current_task,
     require_current_task,
 )
+from laios.tools.base import create_simple_tool
+from laios.tools.registry import ToolRegistry
 
 
 def store_state(executor: Executor, task_id: str) -> str | None:
@@ -437,3 +440,34 @@ def test_a_cancel_once_a_thread_may_call_the_tool_is_seen_by_the_tool_from_its_s
         assert "before it started" not in (result.error or "")
     finally:
         executor.shutdown(wait=False)
+
+
+def test_a_synchronous_tool_raising_cancelled_error_unasked_says_so(
+    context: Context, run_via: Any, run_mode: str
+) -> None:
+    """A synchronous tool that lets out an asyncio.CancelledError nobody asked for (an event
+    loop it ran was cancelled, or it raised the error itself) ends ``cancelled`` with an error
+    saying the tool raised it though nothing cancelled it, as an async tool's does, instead of
+    the bare "was cancelled" of a cancel_task nobody made; it is not retried."""
+    calls: list[int] = []
+
+    def gives_up() -> None:
+        calls.append(1)
+        raise asyncio.CancelledError
+
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("gives_up", "Gives up.", gives_up))
+    with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="gives_up")
+        result = run_via(executor, run_mode, task, context)
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["error_type"] == "cancelled"
+    assert result.error == (
+        f"Task '{task.id}' was cancelled from inside: tool 'gives_up' raised "
+        "asyncio.CancelledError though nothing cancelled it (no cancel_task, timeout or "
+        "cancellation of the awaiting coroutine; a synchronous tool is never stopped that "
+        "way): an event loop it ran (asyncio.run) or a future it waited for was cancelled, "
+        "or it raised the error itself"
+    )
+    assert task.status is TaskStatus.CANCELLED
+    assert calls == [1]

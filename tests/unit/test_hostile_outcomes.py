@@ -397,3 +397,49 @@ def test_a_tool_raising_a_base_exception_of_its_own_is_an_error_outcome(
     assert executor.get_running_tasks() == []
     (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
     assert span.attributes["error.type"] == "Interrupted"
+
+
+class _Proxy:
+    """A value whose attribute reads raise (a proxy whose backend is down)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"backend down, cannot read {name}")
+
+
+PROXY = _Proxy()
+
+
+class ReturnProxy(BaseTool):
+    name = "proxy"
+    description = "Returns a value whose attribute reads raise."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return PROXY
+
+
+class ReturnProxyAsync(AsyncBaseTool):
+    name = "proxy_async"
+    description = "Returns a value whose attribute reads raise, from a coroutine."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        return PROXY
+
+
+@pytest.mark.parametrize("tool", ["proxy", "proxy_async"])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_value_whose_attribute_reads_raise_is_a_result_like_any_other(
+    make_executor: Any, mode: str, tool: str
+) -> None:
+    """A tool returning a value whose attribute reads raise succeeds with that value as its
+    output, whatever the pydantic version (before 2.10, checking it against ToolOutput read
+    one of its attributes, and the task failed with that read's error); so does
+    ``registry.execute_tool``."""
+    registry = ToolRegistry()
+    registry.register_tools([ReturnProxy, ReturnProxyAsync])
+    executor = make_executor(tool_registry=registry, store=MetricStore())
+    result = _run(executor, mode, Task(plan_id="p", description="d", tool_name=tool))
+    assert result.success, result.error
+    assert result.output is PROXY
+    output = registry.execute_tool(tool)
+    assert output.success
+    assert output.data is PROXY

@@ -310,3 +310,52 @@ def test_an_interrupt_on_the_awaiting_loop_as_the_awaiting_coroutine_is_cancelle
     assert len(finished) == 1
     assert task.status is TaskStatus.CANCELLED
     assert executor.get_running_tasks() == []
+
+
+def test_a_progress_listener_interrupt_does_not_keep_the_update_from_the_others() -> None:
+    """A listener's KeyboardInterrupt goes on to whoever recorded the update, once every other
+    listener has heard it: the listeners after it are not skipped."""
+    tracker = ProgressTracker()
+    heard: list[str] = []
+
+    def interrupting(update: ProgressUpdate) -> None:
+        raise KeyboardInterrupt
+
+    tracker.add_listener(interrupting)
+    tracker.add_listener(lambda update: heard.append(update.task_id))
+    with pytest.raises(KeyboardInterrupt):
+        tracker.update_progress("t-1", ProgressStatus.IN_PROGRESS, 10)
+    assert heard == ["t-1"]
+
+
+@pytest.mark.parametrize("kind", ["progress", "finish"])
+def test_a_listener_interrupt_during_a_task_does_not_keep_its_events_from_the_others(
+    executor: Executor, store: MetricStore, kind: str
+) -> None:
+    """A listener interrupted on every event of a task run on the caller's thread: the task is
+    recorded, the interrupt goes on, and the listeners after it (another view, the
+    OpenTelemetry metrics a store reports through a finish listener) heard every event."""
+    heard: list[Any] = []
+
+    def interrupting(event: Any) -> None:
+        raise KeyboardInterrupt
+
+    if kind == "progress":
+        tracker = ProgressTracker(store)
+        tracker.add_listener(interrupting)
+        tracker.add_listener(lambda update: heard.append(update.status))
+    else:
+        store.add_finish_listener(interrupting)
+        store.add_finish_listener(lambda event: heard.append(event.outcome))
+    task = Task(plan_id="p", description="d", tool_name="listener_sync")
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute_task(task, Context(session_id="s", user_id="u"))
+    assert task.status is TaskStatus.COMPLETED
+    if kind == "progress":
+        assert heard == [
+            ProgressStatus.STARTING,
+            ProgressStatus.IN_PROGRESS,
+            ProgressStatus.COMPLETED,
+        ]
+    else:
+        assert heard == ["success"]

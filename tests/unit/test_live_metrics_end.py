@@ -3,6 +3,8 @@ back: the task stays counted as running until it really finishes, and is then co
 
 from __future__ import annotations
 
+import time
+
 from laios.core.types import Context, Task, TaskStatus
 from laios.execution.executor import Executor
 from laios.execution.store import MetricStore
@@ -78,3 +80,97 @@ def test_end_still_finishes_a_detached_record() -> None:
     assert metrics.execution_time >= 0
     first = metrics.execution_time
     assert metrics.execution_time == first  # (no longer measured live: it ended)
+
+
+def test_start_on_an_executor_tasks_metrics_leaves_its_start_and_duration() -> None:
+    """``start()`` on the live metrics of a task the executor runs (from the tool itself) does
+    not restart the task: its start time, its duration (the result's, the metrics', the
+    duration histogram's) and its "started" milestone stay the store's; nor does it on the
+    metrics of a finished task."""
+    store = MetricStore()
+    registry = ToolRegistry()
+    holder: dict[str, Executor] = {}
+
+    def restarts() -> str:
+        current = current_task()
+        assert current is not None
+        metrics = holder["executor"].get_metrics(current.task_id)
+        assert metrics is not None
+        before = metrics.start_time
+        time_passes()
+        metrics.start()
+        assert metrics.start_time == before
+        return "ok"
+
+    registry.register_tool(create_simple_tool("restarts", "Restarts its clock.", restarts))
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        holder["executor"] = executor
+        task = Task(plan_id="p", description="d", tool_name="restarts")
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+        assert result.success, result.error
+        assert task.started_at is not None
+        assert task.completed_at is not None
+        took = (task.completed_at - task.started_at).total_seconds()
+        assert result.execution_time_seconds >= 0.05
+        assert abs(result.execution_time_seconds - took) < 0.02
+        (tool,) = [t for t in store.snapshot().tools if t.tool == "restarts"]
+        assert tool.outcomes["success"].sum >= 0.05
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        start, end = metrics.start_time, metrics.end_time
+        metrics.start()
+        assert (metrics.start_time, metrics.end_time) == (start, end)
+        assert metrics.execution_time == result.execution_time_seconds
+        assert metrics.checkpoints[0] == {"name": "started", "timestamp": start, "data": {}}
+
+
+def test_start_on_a_task_monitors_live_metrics_leaves_its_start() -> None:
+    """The same for a run a TaskMonitor tracks: ``start_monitoring`` started it."""
+    store = MetricStore()
+    monitor = TaskMonitor(store)
+    task = Task(plan_id="p", description="d", tool_name="batch")
+    metrics = monitor.start_monitoring(task)
+    start = metrics.start_time
+    time_passes()
+    metrics.start()
+    assert metrics.start_time == start
+    task.status = TaskStatus.COMPLETED
+    final = monitor.stop_monitoring(task.id)
+    assert final is not None
+    assert final.execution_time >= 0.05
+
+
+def time_passes() -> None:
+    """Let 60 ms pass (on the monotonic clock the store measures durations with)."""
+    deadline = time.monotonic() + 0.06
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_end_on_a_finished_tasks_metrics_leaves_its_end_and_duration() -> None:
+    """``end()`` on the metrics of a task that has finished (an executor's, a TaskMonitor's)
+    leaves its end time, its duration and its "finished" milestone as the store recorded them,
+    instead of moving them to now (nothing would set them again)."""
+    store = MetricStore()
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("quick", "Returns.", lambda: "ok"))
+    with Executor(registry, store=store, register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="quick")
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+        metrics = executor.get_metrics(task.id)
+        assert metrics is not None
+        recorded = metrics.to_dict()
+        time_passes()
+        metrics.end()
+        assert metrics.to_dict() == recorded
+        assert metrics.execution_time == result.execution_time_seconds
+    monitor = TaskMonitor(store)
+    tracked = Task(plan_id="p", description="d", tool_name="batch")
+    monitor.start_monitoring(tracked)
+    tracked.status = TaskStatus.COMPLETED
+    final = monitor.stop_monitoring(tracked.id)
+    assert final is not None
+    recorded = final.to_dict()
+    time_passes()
+    final.end()
+    assert final.to_dict() == recorded

@@ -249,6 +249,58 @@ def test_a_name_that_cannot_be_a_tool_name_is_unknown(name: Any) -> None:
     assert registry.has_tool("echo")
 
 
+class _Unprintable:
+    """A name whose str() and repr() raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+class _HashRaises(_Unprintable):
+    """A name whose hash raises too."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+
+@pytest.mark.parametrize("name", [_Unprintable(), _HashRaises()], ids=["unprintable", "hash"])
+def test_execute_tool_never_raises_for_a_name_that_cannot_be_printed_or_hashed(
+    name: Any,
+) -> None:
+    """A name whose str() and repr() raise (and whose hash raises) is an unknown name, named by
+    its type: execute_tool returns the documented failure instead of raising what the name's
+    methods raise, and get_tool, has_tool and ``in`` answer as for any unknown name."""
+    registry = make_registry(EchoTool)
+    output = registry.execute_tool(name)
+    assert output == ToolOutput(
+        success=False,
+        error="Tool not found: <_Unprintable object>"
+        if type(name) is _Unprintable
+        else "Tool not found: <_HashRaises object>",
+        metadata={"error_type": "tool_not_found"},
+    )
+    assert registry.get_tool(name) is None
+    assert registry.has_tool(name) is False
+    assert name not in registry
+
+
+def test_execute_tool_names_an_unprintable_name_when_get_tool_raises() -> None:
+    """A subclass's get_tool that raises for a name whose repr raises gives a failure naming
+    the name by its type, instead of execute_tool raising the repr's exception."""
+
+    class Failing(ToolRegistry):
+        def get_tool(self, name: str) -> BaseTool | None:
+            raise LookupError("backend down")
+
+    output = Failing().execute_tool(_Unprintable())  # type: ignore[arg-type]
+    assert output.success is False
+    assert output.error == (
+        "The tool registry failed: get_tool(<_Unprintable object>) raised LookupError: backend down"
+    )
+
+
 def test_get_tool_schema() -> None:
     """get_tool_schema returns the tool's schema, or None for an unknown name."""
     registry = make_registry(ReadTool)

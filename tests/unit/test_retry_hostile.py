@@ -774,3 +774,51 @@ def test_async_retries_without_a_wait_let_the_loop_run_between_attempts(
     assert between or within, result.metadata
     assert result.metadata["retries"] <= 1, result.metadata
     assert cancelled_on_the_loop == [True]
+
+
+class _NoFloat(float):
+    """A float whose conversion to a plain float raises."""
+
+    def __float__(self) -> float:
+        raise RuntimeError("cannot convert")
+
+
+class _NoInt(int):
+    """An int whose conversion to a plain int raises."""
+
+    def __int__(self) -> int:
+        raise RuntimeError("cannot convert")
+
+    __index__ = __int__
+
+
+@pytest.mark.parametrize("mode", ["blocking", "async"])
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("max_retries", _NoInt(2), "max_retries must be a whole number, got 2: int()"),
+        ("retry_delay", _NoFloat(1), "retry_delay must be a real number, got 1.0: float()"),
+        ("backoff", _NoFloat(2), "backoff must be a real number, got 2.0: float()"),
+        ("max_delay", _NoFloat(5), "max_delay must be a real number, got 5.0: float()"),
+        ("jitter", _NoFloat(0.5), "jitter must be a real number, got 0.5: float()"),
+        ("deadline", _NoFloat(9), "deadline must be a real number, got 9.0: float()"),
+    ],
+)
+def test_an_option_whose_conversion_raises_is_refused_naming_it(
+    mode: str, option: str, value: Any, says: str
+) -> None:
+    """An option of a number class of its own whose int() or float() raises is refused with
+    an error naming the option and what the conversion raised, not the bare text of that
+    exception ("cannot convert", error_type RuntimeError); the tool never runs."""
+    calls: list[int] = []
+    registry = ToolRegistry()
+    registry.register_tool(create_simple_tool("tool", "A tool.", lambda: calls.append(1)))
+    with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
+        task = Task(plan_id="p", description="d", tool_name="tool")
+        context = Context(session_id="s", user_id="u")
+        result = _retry(executor, task, context, mode, **{option: value})
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "ValueError"
+    assert result.error == f"{says} of it raised RuntimeError: cannot convert"
+    assert calls == []

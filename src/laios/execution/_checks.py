@@ -19,6 +19,7 @@ __all__ = [
     "check_listener",
     "check_task_fields",
     "is_boolean",
+    "is_instance",
     "no_task_as_id",
     "not_a_class",
     "not_real",
@@ -207,6 +208,16 @@ def check_listener(listener: Any) -> None:
     plain_callable("a listener", "one update", listener)
 
 
+def is_instance(value: object, cls: type) -> bool:
+    """``isinstance(value, cls)``, ``False`` when the check itself raises: before pydantic
+    2.10 a model class's ``isinstance`` reads an attribute of ``value``, and an object whose
+    attribute reads raise (a proxy whose backend is down) made it raise that error."""
+    try:
+        return isinstance(value, cls)
+    except Exception:
+        return False
+
+
 def no_task_as_id(task_id: object) -> None:
     """Refuse a ``Task`` given where its id is taken: kept or looked up as ``str(task)``, it
     would never meet the task's own id.
@@ -214,7 +225,7 @@ def no_task_as_id(task_id: object) -> None:
     Raises:
         TypeError: Saying to pass ``task.id``.
     """
-    if isinstance(task_id, Task):
+    if is_instance(task_id, Task):
         raise TypeError("a task id (a string) is taken here, got a Task: pass task.id")
 
 

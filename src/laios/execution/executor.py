@@ -24,6 +24,7 @@ from laios._compat.otel import global_meter_provider
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     is_boolean,
+    is_instance,
     no_task_as_id,
     not_a_class,
     number_repr,
@@ -441,7 +442,7 @@ class Executor(Generic[_RegistryT]):
         cancelled: unfinished tasks then end as ``cancelled``, and no more are submitted).
         """
         # A Task is iterable (over its fields), but it is one task, not a batch of them.
-        if isinstance(tasks, Task):
+        if is_instance(tasks, Task):
             return [
                 rejected_result(
                     tasks,
@@ -485,7 +486,7 @@ class Executor(Generic[_RegistryT]):
         # A call refused for its arguments makes no span (each item is refused by itself).
         if (
             engine.tracing.enabled
-            and isinstance(context, Context)
+            and is_instance(context, Context)
             and (on_progress is None or _plain_callable(on_progress))
         ):
             batch = engine.tracing.start_parent_span(

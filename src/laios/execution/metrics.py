@@ -230,9 +230,17 @@ class ExecutionMetrics:
 
         On detached metrics already ended, a new measurement begins: ``end_time`` is
         cleared, and ``execution_time`` counts from this start.
+
+        A record in a store (the metrics of a task an executor or a ``TaskMonitor`` tracks)
+        was started by the store, as the task started: ``start()`` leaves it as it is.
+        Restarting it here would cut the task's duration short everywhere the store reports
+        it (the result, the duration histogram), and put its start after its end once it
+        has finished.
         """
         rec = self._record
-        if rec.state == "finished" and rec.slot is None:  # (a detached record: its own start)
+        if rec.slot is not None:  # (in a store: its start is the store's)
+            return
+        if rec.state == "finished":  # (a detached record: its own start)
             rec.end_time = None
             rec.execution_time = 0.0
             rec.state = "running"
@@ -248,9 +256,12 @@ class ExecutionMetrics:
         is finished by the store alone, when the task ends (``stop_monitoring`` for a
         ``TaskMonitor``'s own): ``end()`` does not finish it, and what it sets is replaced
         then. Finishing it here would leave the task counted in flight and listed as running
-        for ever, its outcome never counted.
+        for ever, its outcome never counted. Once such a task has finished, ``end()`` leaves
+        its end as the store recorded it.
         """
         rec = self._record
+        if rec.slot is not None and rec.state == "finished":  # (the store's end: kept)
+            return
         rec.end_time = self._wall()
         if rec.started_mono:
             rec.execution_time = seconds_between(self._clock().perf_counter(), rec.started_mono)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from laios._text import shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
+    is_instance,
     is_real,
     no_task_as_id,
     not_real,
@@ -301,7 +302,7 @@ class ExecutionMonitor:
                 ``started_at`` or ``completed_at`` that is not a ``datetime``.
         """
         # A Task is iterable (over its fields), but it is one task, not a list of them.
-        if isinstance(tasks, Task):
+        if is_instance(tasks, Task):
             raise TypeError(
                 "get_execution_stats() needs an iterable of Tasks, got a single Task: pass [task]"
             )

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from laios._exceptions import exception_message, type_name
+from laios._text import shorten
 from laios.core.types import TaskResult
 from laios.execution._checks import as_float, is_real, number_repr, plain_callable, whole_number
 
@@ -81,6 +83,14 @@ def _brief(value: object) -> str:
         if not math.isinf(amount):
             return f"{amount:.3g}"
     return number_repr(value)
+
+
+def _unconverted(name: str, what: str, value: object, call: str, exc: Exception) -> ValueError:
+    """The error for an option whose conversion (``float()``, ``int()``) raised ``exc``."""
+    return ValueError(
+        f"{name} must be {what}, got {number_repr(value)}: {call}() of it raised "
+        f"{type_name(type(exc))}: {shorten(exception_message(exc), 200)}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +162,10 @@ class RetryPolicy:
                 raise ValueError(f"{name} must be a real number, got {number_repr(value)}")
             # (an int or a Fraction too large for a float: infinite, and refused by the
             # option's bounds below, which show the value given)
-            amount = as_float(value)  # type: ignore[arg-type]
+            try:
+                amount = as_float(value)  # type: ignore[arg-type]
+            except Exception as exc:  # (a number class of its own whose float() raises)
+                raise _unconverted(name, "a real number", value, "float", exc) from None
             exact = isinstance(value, numbers.Rational)
             if math.isnan(amount) or (math.isinf(amount) and not exact):
                 raise ValueError(f"{name} must be finite, got {number_repr(value)}")
@@ -168,7 +181,12 @@ class RetryPolicy:
                 raise ValueError(f"{name} is too large, got {_brief(value)}")
             return amount
 
-        retries = whole_number(self.max_retries)
+        try:
+            retries = whole_number(self.max_retries)
+        except Exception as exc:  # (a number class of its own whose int() raises)
+            raise _unconverted(
+                "max_retries", "a whole number", self.max_retries, "int", exc
+            ) from None
         if retries is None:
             raise ValueError(
                 f"max_retries must be a whole number, got {number_repr(self.max_retries)}"

@@ -1028,13 +1028,18 @@ class MetricStore:
         if listeners is None:  # (changed since the last task: as many calls as listeners)
             with self._lock:
                 listeners = self._finish_snapshot = tuple(self._finish_listeners.values())
+        interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
                 listener(event)
-            except KeyboardInterrupt:  # (the user's Ctrl-C is theirs)
-                raise
+            except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
+                # the other listeners, the OpenTelemetry metrics among them, heard the task)
+                if interrupt is None:
+                    interrupt = exc
             except BaseException as exc:  # (SystemExit, CancelledError: skipped all the same)
                 self._listener_failed("finish", listener, exc, [])
+        if interrupt is not None:
+            raise interrupt
 
     def _listener_failed(
         self, kind: str, listener: object, exc: BaseException, secrets: Sequence[str]
@@ -1128,7 +1133,8 @@ class MetricStore:
 
         The record keeps a summary of ``data`` (see
         :func:`~laios.execution._records.summarize`), never ``data`` itself: at most
-        ``MAX_DATA_BYTES`` of it, and changing ``data`` afterwards does not change it. Past
+        ``MAX_DATA_BYTES`` of it, and changing ``data`` afterwards does not change it. The
+        record keeps the name cut to 256 characters; the listener is given it whole. Past
         ``MAX_CHECKPOINTS_PER_TASK`` checkpoints, or ``MAX_RECORD_BYTES`` of names and data, a
         checkpoint is counted in ``checkpoints_dropped`` instead of being kept. The listener is
         given the checkpoint's name and time and ``data`` as passed, not copied: the span path
@@ -1137,7 +1143,8 @@ class MetricStore:
         Returns:
             The checkpoint as the record keeps it (even when it was dropped).
         """
-        text = shorten(printable(name, "<unprintable name>"), 256)
+        whole = printable(name, "<unprintable name>")
+        text = shorten(whole, 256)
         summary, size = summarize(data) if data else ({}, 0)
         point = Checkpoint(text, self._read_wall(), summary)
         size += text_size(text)
@@ -1154,8 +1161,8 @@ class MetricStore:
                     rec.checkpoints = [point]
                 rec.checkpoints_size += size
             listener = rec.checkpoint_listener
-        if listener is not None:
-            listener(rec, text, point.timestamp, data)
+        if listener is not None:  # (the whole name: a secret across the cut is scrubbed whole)
+            listener(rec, whole, point.timestamp, data)
         return point
 
     @property
@@ -1307,15 +1314,20 @@ class MetricStore:
         if listeners is None:  # (changed since the last update: as many calls as listeners)
             with self._lock:
                 listeners = self._progress_snapshot = tuple(self._progress_listeners.values())
+        interrupt: KeyboardInterrupt | None = None
         for listener in listeners:
             try:
                 listener(update)
-            except KeyboardInterrupt:  # (the user's Ctrl-C is theirs)
-                raise
+            except KeyboardInterrupt as exc:  # (the user's Ctrl-C is theirs: it goes on once
+                # the other listeners have heard the update too)
+                if interrupt is None:
+                    interrupt = exc
             except BaseException as exc:  # (SystemExit, CancelledError: skipped all the same)
                 # The update's details are the tool's own: its exception may quote a secret.
                 secrets = rec.parameter_secrets() if rec is not None else []
                 self._listener_failed("progress", listener, exc, secrets)
+        if interrupt is not None:
+            raise interrupt
 
     def latest_progress(self, task_id: str) -> ProgressUpdate | None:
         """The newest progress update for ``task_id``, or ``None``."""

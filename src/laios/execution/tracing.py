@@ -81,6 +81,8 @@ CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 MAX_CHECKPOINT_VALUE_CHARS = 256
 #: Most ``laios.checkpoint.*`` attributes per checkpoint span.
 MAX_CHECKPOINT_ATTRIBUTES = 32
+#: Longest checkpoint name in a ``checkpoint {name}`` span's name, in characters.
+MAX_CHECKPOINT_NAME_CHARS = 256
 #: Longest exception stack trace recorded on a span, in UTF-8 bytes.
 MAX_STACKTRACE_BYTES = 8192
 #: Longest checkpoint data key kept in a ``laios.checkpoint.*`` attribute name, in characters.
@@ -433,7 +435,8 @@ class Tracing:
         data: Mapping[str, Any],
         secrets: Sequence[str] = (),
     ) -> None:
-        """Record a finished ``checkpoint {name}`` span under ``task_span``.
+        """Record a finished ``checkpoint {name}`` span under ``task_span`` (``name`` scrubbed of
+        ``secrets``, then cut to :data:`MAX_CHECKPOINT_NAME_CHARS`).
 
         Scalar data become ``laios.checkpoint.*`` attributes; values under secret-looking keys,
         and numbers equal to one of ``secrets``, are replaced by ``[REDACTED]``, and string
@@ -472,6 +475,12 @@ class Tracing:
                 scalar = None
             if scalar is not None:
                 attributes[f"laios.checkpoint.{label[:_KEY_CHARS]}"] = scalar
+        # The name scrubbed before it is cut, as values are: a secret across the cut leaves
+        # nothing behind.
+        if secrets:
+            name = scrub_head(name, secrets, MAX_CHECKPOINT_NAME_CHARS)
+        else:
+            name = shorten(name, MAX_CHECKPOINT_NAME_CHARS)
         span = self._tracer.start_span(
             utf8_text(f"checkpoint {name}"),
             context=trace.set_span_in_context(task_span),

@@ -666,8 +666,11 @@ def _coroutine_advice(cls: type) -> str:
 
 def _wrap(value: Any) -> ToolOutput:
     """Return ``value`` if it is a :class:`ToolOutput`, else a successful output holding it."""
-    if isinstance(value, ToolOutput):
-        return value
+    try:
+        if isinstance(value, ToolOutput):
+            return value
+    except Exception:  # (pydantic < 2.10 reads an attribute of ``value``, which may raise:
+        pass  # a proxy whose backend is down is no ToolOutput, but a value like any other)
     # Every field is given and valid, so validation is skipped (this is every tool's hot path).
     return construct(ToolOutput, {"success": True, "data": value, "error": None, "metadata": {}})
 

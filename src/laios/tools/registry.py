@@ -206,7 +206,7 @@ class ToolRegistry:
         """
         try:
             return self._tools.get(name)
-        except TypeError:  # an unhashable name (a list): no tool has it
+        except Exception:  # an unhashable name (a list, one whose hash raises): no tool has it
             return None
 
     def has_tool(self, name: str) -> bool:
@@ -224,8 +224,8 @@ class ToolRegistry:
             return self.get_tool(name) is not None
         except Exception as exc:  # (a subclass's own get_tool)
             logger.debug(
-                "has_tool(%r): get_tool raised %s; answered False",
-                _shown(name),
+                "has_tool(%s): get_tool raised %s; answered False",
+                _quoted(name),
                 type_name(type(exc)),
                 exc_info=exc,
             )
@@ -279,7 +279,7 @@ class ToolRegistry:
             return ToolOutput(
                 success=False,
                 error=(
-                    f"The tool registry failed: get_tool({_shown(name)!r}) raised "
+                    f"The tool registry failed: get_tool({_quoted(name)}) raised "
                     f"{type_name(type(exc))}: {exception_message(exc)}"
                 ),
                 metadata={"error_type": type_name(type(exc))},
@@ -287,7 +287,7 @@ class ToolRegistry:
         if tool is None:
             return ToolOutput(
                 success=False,
-                error=f"Tool not found: {name}",
+                error=f"Tool not found: {_text(name)}",
                 metadata={"error_type": "tool_not_found"},
             )
         if isinstance(tool, type):  # (a subclass's own get_tool: its execute needs an instance)
@@ -346,9 +346,32 @@ class ToolRegistry:
         return f"ToolRegistry(tools={sorted(tool.name for tool in self._all())!r})"
 
 
-def _shown(name: Any) -> Any:
-    """A tool name as a message shows it: cut to 128 characters, the cut marked "…"."""
-    return shorten(name, _SHOWN_NAME_CHARS) if isinstance(name, str) else name
+def _quoted(name: Any) -> str:
+    """A tool name as a message quotes it: its ``repr``, cut to 128 characters (the cut marked
+    "…"), or its type (``<Thing object>``) when its ``repr`` raises; never raises."""
+    if isinstance(name, str):  # (a subclass's own repr is not called)
+        return repr(str.__str__(shorten(name, _SHOWN_NAME_CHARS)))
+    try:
+        text = repr(name)
+    except Exception:
+        return _unprintable(name)
+    return shorten(text, _SHOWN_NAME_CHARS) if isinstance(text, str) else _unprintable(name)
+
+
+def _text(name: Any) -> str:
+    """A tool name as text (``Tool not found: NAME``): its ``str``, or its type when its
+    ``str`` raises; never raises."""
+    if type(name) is str:
+        return name
+    try:
+        text = str(name)
+    except Exception:
+        return _unprintable(name)
+    return text if isinstance(text, str) else _unprintable(name)
+
+
+def _unprintable(name: Any) -> str:
+    return f"<{shorten(type_name(type(name)), _SHOWN_NAME_CHARS)} object>"
 
 
 def returned_class_message(name: Any, tool_class: type) -> str:
@@ -356,6 +379,6 @@ def returned_class_message(name: Any, tool_class: type) -> str:
     (a subclass's own ``get_tool``): a class cannot run, an instance of it can."""
     shown = shorten(tool_class.__qualname__, _SHOWN_NAME_CHARS)
     return (
-        f"The tool registry failed: get_tool({_shown(name)!r}) returned the class {shown}, "
+        f"The tool registry failed: get_tool({_quoted(name)}) returned the class {shown}, "
         f"not a tool: return an instance ({shown}()), as register_tool keeps one"
     )

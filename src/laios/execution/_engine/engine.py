@@ -39,6 +39,7 @@ from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
     check_task_fields,
+    is_instance,
     is_real,
     number_repr,
     plain_callable,
@@ -80,6 +81,7 @@ __all__ = [
     "Engine",
     "ProgressCallback",
     "rejected_result",
+    "result_id",
 ]
 
 _log = logging.getLogger("laios.execution")
@@ -127,11 +129,20 @@ def _no_cpu_budget() -> None:
     )
 
 
+def result_id(task: Any) -> str:
+    """The ``task_id`` of a result about ``task``: its ``id`` when that is a string, else
+    ``"unknown"`` (also for an object whose attribute reads raise); never raises."""
+    try:
+        task_id = getattr(task, "id", None)
+    except Exception:  # (not a Task: a proxy whose reads fail, say)
+        return "unknown"
+    return task_id if isinstance(task_id, str) else "unknown"
+
+
 def rejected_result(task: Any, exc: BaseException) -> TaskResult:
     """A failed result for a call refused for its arguments (nothing was recorded)."""
-    task_id = getattr(task, "id", None)
     return TaskResult(
-        task_id=task_id if isinstance(task_id, str) else "unknown",
+        task_id=result_id(task),
         success=False,
         error=describe_exception(exc),
         metadata={"outcome": "rejected", "error_type": type_name(type(exc))},
@@ -185,7 +196,7 @@ def check_call(task: Any, context: Any, on_progress: Any) -> None:
     Raises:
         TypeError: With a message saying what to pass instead.
     """
-    if type(task) is not Task and not isinstance(task, Task):  # (type(): the common case)
+    if type(task) is not Task and not is_instance(task, Task):  # (type(): the common case)
         raise TypeError(f"expected a Task, got {type(task).__name__}")
     fields = task.__dict__
     if (
@@ -194,7 +205,7 @@ def check_call(task: Any, context: Any, on_progress: Any) -> None:
         or type(fields.get("parameters")) is not dict
     ):
         check_task_fields(task, "id", "tool_name", "parameters")
-    if type(context) is not Context and not isinstance(context, Context):
+    if type(context) is not Context and not is_instance(context, Context):
         raise TypeError(
             f"context must be a Context, got {type_name(type(context))}: pass "
             "Context(session_id=..., user_id=...)"
@@ -312,7 +323,8 @@ class Engine:
 
         Raises:
             ValueError: When ``timeout`` is not a real number (an int, a float, a ``Fraction``,
-                a NumPy scalar; not a ``bool``) of seconds greater than 0.
+                a NumPy scalar; not a ``bool``) of seconds greater than 0, or one whose
+                ``float()`` raises.
         """
         if timeout is None:
             limit = self.limits.timeout_seconds
@@ -325,7 +337,14 @@ class Engine:
                     f"timeout must be a real number of seconds, got {number_repr(timeout)}"
                 )
             else:
-                seconds = as_float(timeout)  # (an int too large for a float: infinite)
+                try:
+                    seconds = as_float(timeout)  # (an int too large for a float: infinite)
+                except Exception as exc:  # (a number class of its own whose float() raises)
+                    raise ValueError(
+                        f"timeout must be a real number of seconds, got {number_repr(timeout)}: "
+                        f"float() of it raised {type_name(type(exc))}: "
+                        f"{shorten(describe_exception(exc), 200)}"
+                    ) from None
                 if math.isnan(seconds) or seconds <= 0:
                     raise ValueError(
                         f"timeout must be more than 0 seconds, got {number_repr(timeout)}"
@@ -616,7 +635,10 @@ class Engine:
                 f"Internal error in the executor: {type_name(type(exc))}: "
                 f"{describe_exception(exc)} (see the log for the traceback)"
             )
-        name = getattr(task, "tool_name", None)
+        try:
+            name = getattr(task, "tool_name", None)
+        except Exception:  # (not a Task: one whose reads fail)
+            name = None
         tool = name if isinstance(name, str) else "unknown"
         try:
             registered = self.registry.get_tool(tool) is not None
@@ -630,9 +652,8 @@ class Engine:
             _log.exception("could not count an internal error")
         if isinstance(task, Task):
             _mark_failed(task, error, unstarted=unstarted)
-        task_id = getattr(task, "id", None)
         return TaskResult(
-            task_id=task_id if isinstance(task_id, str) else "unknown",
+            task_id=result_id(task),
             success=False,
             error=error,
             metadata={"outcome": "error", "error_type": "internal"},

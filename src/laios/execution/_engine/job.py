@@ -50,6 +50,7 @@ from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
 from laios.execution._callables import unawaited_error
+from laios.execution._checks import is_instance
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import LateChecks, WarningLimiter
 from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable
@@ -65,6 +66,7 @@ from laios.execution._runners.base import (
     Runner,
     StopResult,
 )
+from laios.execution._runners.invoke import is_async_tool
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     SecretForms,
@@ -681,7 +683,8 @@ class Job(TaskRecord):
         self.last_checkpoint_ns = end
         task = self.task
         try:
-            secrets = self.secrets_of(task) if data and task is not None else ()
+            # (its name may quote a secret, as its data may)
+            secrets = self.secrets_of(task) if task is not None else ()
             self.env.tracing.checkpoint_span(span, name, start, end, data or {}, secrets)
         except Exception as exc:  # a tool's checkpoint() must not fail for a span (nor its data)
             self.observability_failed("recording a checkpoint span", exc)
@@ -1187,8 +1190,19 @@ class Job(TaskRecord):
         self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
 
     def _finish_cancelled_by_tool(self) -> None:
-        """Finish as ``cancelled`` a task whose async tool let out an ``asyncio.CancelledError``
+        """Finish as ``cancelled`` a task whose tool let out an ``asyncio.CancelledError``
         though nothing cancelled it: the error says where to look instead."""
+        if not is_async_tool(self.tool_impl):  # (the executor never stops one that way)
+            self.finish(
+                "cancelled",
+                f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "
+                "asyncio.CancelledError though nothing cancelled it (no cancel_task, timeout "
+                "or cancellation of the awaiting coroutine; a synchronous tool is never "
+                "stopped that way): an event loop it ran (asyncio.run) or a future it waited "
+                "for was cancelled, or it raised the error itself",
+                "cancelled",
+            )
+            return
         self.finish(
             "cancelled",
             f"Task '{self.task_id}' was cancelled from inside: tool '{self.tool}' raised "
@@ -1240,7 +1254,9 @@ class Job(TaskRecord):
         if self.cancel_requested:
             self._finish_cancelled()
             return
-        if type(value) in _PLAIN or not isinstance(value, ToolOutput):
+        kind = type(value)
+        # (is_instance: a value whose attribute reads raise is no ToolOutput, a value all the same)
+        if kind in _PLAIN or (kind is not ToolOutput and not is_instance(value, ToolOutput)):
             data, extra = value, None
         elif value.success:
             data, extra = value.data, value.metadata

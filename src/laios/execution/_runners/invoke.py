@@ -33,6 +33,7 @@ from laios._compat.asyncio import (
 )
 from laios._exceptions import as_raised
 from laios._text import shorten
+from laios.execution._checks import is_instance
 from laios.execution._runners.base import (
     OWN_CANCELLATION,
     OWN_TASK_CANCELLED,
@@ -169,7 +170,7 @@ def _checked(tool: Any, output: Any, method: str) -> Any:
     Raises:
         TypeError: Naming the tool and what it returned instead.
     """
-    if not isinstance(output, ToolOutput):
+    if type(output) is not ToolOutput and not is_instance(output, ToolOutput):
         if inspect.iscoroutine(output):  # (nothing will await it: closed, not left to warn)
             with contextlib.suppress(Exception):
                 output.close()
@@ -210,6 +211,8 @@ def call_tool_here(call: ToolCall, events: RunEvents) -> RawOutcome:
     cpu_start = _thread_time() if measure else 0.0
     try:
         value = _entry(call.tool)(**call.parameters)
+    except asyncio.CancelledError as exc:  # (nothing cancels a synchronous tool so: its own)
+        outcome = RawOutcome(None, exc, error_type=OWN_CANCELLATION)
     except BaseException as exc:  # a tool must never take the runner (or the caller) down
         outcome = RawOutcome(None, _with_key_named(exc, call.parameters))
     else:
