@@ -985,15 +985,17 @@ class Engine:
         """Refuse new tasks; with ``wait``, let queued and running ones finish first.
 
         Synchronous tools running on their callers' threads (no timeout) are waited for as
-        those on worker threads are. Called from one of the executor's own threads, or from a
-        tool (or a callback run for it) running on its caller's thread, it does not wait: it
-        would wait for itself, or for another tool doing the same. Nor does it wait when called
+        those on worker threads are. Called from inside the executor's own work (see
+        :meth:`inside_own_work`: one of its threads, a tool or a callback run for it on its
+        caller's thread, an async tool wherever it runs, or a thread it handed the call to
+        with its context), it does not wait: it would wait for itself, or for another tool
+        doing the same, or hold the loop the other tasks need. Nor does it wait when called
         on a running event loop that awaits tasks of this executor still in flight (see
         :meth:`awaited_here`).
         """
         self.close()
         self.end_stranded()
-        if wait and (self.on_own_thread() or self._runs_inline_here()):
+        if wait and self.inside_own_work():
             wait = False
         if wait:
             on_runners, async_tools, waiting = self.awaited_here()
