@@ -973,9 +973,11 @@ class Engine:
         return self.env.closed
 
     def close(self) -> None:
-        """Refuse new tasks from now on, and end the waits of retry loops between attempts
-        (no further attempt: each call returns its last failure). Never waits."""
+        """Refuse new tasks from now on, end the waits of retry loops between attempts (no
+        further attempt: each call returns its last failure), and let the calls queued for an
+        async slot have those of tools left running. Never waits."""
         self.env.closed = True
+        self.loop_here.free_left()  # (a queued call must not wait for a tool left running)
         with self.lock:  # (a retry loop registering after this sees ``closed``)
             between_attempts = [run for runs in self.retrying.values() for run in runs]
         for retry_run in between_attempts:

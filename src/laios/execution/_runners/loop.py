@@ -10,7 +10,9 @@ Stopping is real: :meth:`LoopRunner.abandon` cancels the tool's asyncio task (it
 blocks run), and answers ``"stopped"``. A tool that catches the cancellation and carries on
 cannot be stopped, as a thread cannot: once it has not ended ``STOP_GRACE_SECONDS`` after it was
 cancelled it is *left running* (logged, counted as abandoned, no longer waited for by a
-shutdown), and keeps its slot until it returns.
+shutdown), and keeps its slot until it returns, or until the executor is shut down: its slot then
+passes on to a call queued for one, which would otherwise wait for it as long (and a shutdown
+waiting for that call with it).
 
 At most ``limit`` async tools run at once per executor
 (:class:`AsyncSlots`, shared by the executor's loop runners); the others wait, in order, and
@@ -141,6 +143,7 @@ class _LoopCall:
         "abandoned",
         "call",
         "events",
+        "freed",
         "launching",
         "left",
         "loop",
@@ -163,6 +166,7 @@ class _LoopCall:
         # AsyncSlots.settle_launch): set and cleared under the slots' lock.
         self.launching = False
         self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
+        self.freed = False  # left running, its slot passed on at shutdown (see free_left)
 
     def task_ended(self, task: asyncio.Task[None]) -> None:
         """The call's task is done: give its slot back when its coroutine never began (the
@@ -179,6 +183,7 @@ class _AwaitedCall:
         "active",
         "cancelling",
         "events",
+        "freed",
         "left",
         "loop",
         "runner",
@@ -196,6 +201,7 @@ class _AwaitedCall:
         self.abandoned = False  # the caller gave it up (its stop is asked for on its loop)
         self.cancelling = 0  # the task's cancellation count when the tool started
         self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
+        self.freed = False  # left running, its slot passed on at shutdown (see free_left)
 
 
 #: Whether a task can tell its own cancellations apart (``Task.cancelling``/``uncancel``,
@@ -253,6 +259,8 @@ class AsyncSlots:
         self.given_up = 0
         #: The calls holding a slot, by the loop they run on (a loop while it holds any).
         self.holders: dict[asyncio.AbstractEventLoop, dict[_LoopCall | _AwaitedCall, None]] = {}
+        #: The executor is shut down: calls left running pass their slots on (see free_left).
+        self.closed = False
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -454,6 +462,8 @@ class AsyncSlots:
         for work in gone:
             if isinstance(work, _LoopCall):
                 work.launching = False
+            if work.freed:  # (its slot was passed on already)
+                continue
             taker, given_up = self._free()
             if taker is not None:
                 following.append(taker)
@@ -478,6 +488,38 @@ class AsyncSlots:
         finally:
             lock.release()
 
+    def free_left(self) -> tuple[list[_LoopCall], list[_LoopCall]]:
+        """The executor is shut down (``closed``): pass on the slots of the calls left running
+        (see :meth:`leave`); the waiting calls that take them over, and waiting calls given up
+        meanwhile.
+
+        No new call can take a slot any more, and a call queued behind a tool left running
+        would otherwise wait for it as long as it runs, and a shutdown waiting for that call
+        with it. The calls stay holders (counted as left running, and their own calls still
+        run past the limit) until they end, when :meth:`give_back` frees nothing more.
+        """
+        lock = self.lock
+        lock.acquire()
+        try:
+            self.closed = True
+            left = [
+                work
+                for calls in self.holders.values()
+                for work in calls
+                if work.left and not work.freed
+            ]
+            following: list[_LoopCall] = []
+            dropped: list[_LoopCall] = []
+            for work in left:
+                work.freed = True
+                taker, given_up = self._free()
+                if taker is not None:
+                    following.append(taker)
+                dropped.extend(given_up)
+            return following, dropped
+        finally:
+            lock.release()
+
     def give_back(
         self, work: _LoopCall | _AwaitedCall
     ) -> tuple[bool, _LoopCall | None, Sequence[_LoopCall]]:
@@ -491,6 +533,8 @@ class AsyncSlots:
             calls = self.holders.get(work.loop)
             if calls is None or calls.pop(work, _NOT_HELD) is _NOT_HELD:
                 return False, None, ()
+            if work.freed:  # left running, its slot passed on at shutdown already
+                return True, None, ()
             following, dropped = self._free()
             return True, following, dropped
         finally:
@@ -996,6 +1040,7 @@ class LoopRunner:
         wait = switch("wait", wait)
         with self._pending_lock:
             self.closed = True
+        self.free_left()
         loop_thread = self.loop_thread
         if loop_thread is None:
             return
@@ -1094,6 +1139,15 @@ class LoopRunner:
             _log, tool, message, task_id[:128], tool[:128], STOP_GRACE_SECONDS
         )
         self.counted_off()
+        if self.slots.closed:  # (left running once the executor was shut down)
+            self.free_left()
+
+    def free_left(self) -> None:
+        """The executor is shut down: the slots of the calls left running pass on to the calls
+        queued for one, and so will those of calls left running from now on (see
+        :meth:`AsyncSlots.free_left`)."""
+        following, dropped = self.slots.free_left()
+        _pass_slots_on([], following, dropped)
 
     def reclaim_closed(self) -> None:
         """No slot was free: take back those held by calls whose event loop was closed by its
