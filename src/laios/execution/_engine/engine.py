@@ -975,9 +975,10 @@ class Engine:
     def close(self) -> None:
         """Refuse new tasks from now on, end the waits of retry loops between attempts (no
         further attempt: each call returns its last failure), and let the calls queued for an
-        async slot have those of tools left running. Never waits."""
+        async slot have those of calls that may never end (tools left running, calls on a loop
+        nobody runs). Never waits."""
         self.env.closed = True
-        self.loop_here.free_left()  # (a queued call must not wait for a tool left running)
+        self.loop_here.free_stuck()  # (a queued call must not wait for a call that never ends)
         with self.lock:  # (a retry loop registering after this sees ``closed``)
             between_attempts = [run for runs in self.retrying.values() for run in runs]
         for retry_run in between_attempts:

@@ -91,6 +91,10 @@ _GIVEN_UP_SLACK = 16
 #: thread get to close as it stops, when its tasks' cleanup took the grace.
 _LEAST_GENERATOR_GRACE = 0.1
 
+#: Polls of a waiting shutdown (5 ms each) between two looks for slots held by calls that may
+#: never end (see :meth:`AsyncSlots.free_stuck`).
+_POLLS_PER_FREEING = 20
+
 #: Tasks closing async generators that a stopping loop dropped (and warned about already).
 _DROPPED_CLOSINGS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
@@ -166,7 +170,7 @@ class _LoopCall:
         # AsyncSlots.settle_launch): set and cleared under the slots' lock.
         self.launching = False
         self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
-        self.freed = False  # left running, its slot passed on at shutdown (see free_left)
+        self.freed = False  # stuck, its slot passed on at shutdown (see free_stuck)
 
     def task_ended(self, task: asyncio.Task[None]) -> None:
         """The call's task is done: give its slot back when its coroutine never began (the
@@ -201,7 +205,7 @@ class _AwaitedCall:
         self.abandoned = False  # the caller gave it up (its stop is asked for on its loop)
         self.cancelling = 0  # the task's cancellation count when the tool started
         self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
-        self.freed = False  # left running, its slot passed on at shutdown (see free_left)
+        self.freed = False  # stuck, its slot passed on at shutdown (see free_stuck)
 
 
 #: Whether a task can tell its own cancellations apart (``Task.cancelling``/``uncancel``,
@@ -259,7 +263,7 @@ class AsyncSlots:
         self.given_up = 0
         #: The calls holding a slot, by the loop they run on (a loop while it holds any).
         self.holders: dict[asyncio.AbstractEventLoop, dict[_LoopCall | _AwaitedCall, None]] = {}
-        #: The executor is shut down: calls left running pass their slots on (see free_left).
+        #: The executor is shut down: calls that may never end pass their slots on (free_stuck).
         self.closed = False
         reset_after_fork(self)
 
@@ -488,29 +492,32 @@ class AsyncSlots:
         finally:
             lock.release()
 
-    def free_left(self) -> tuple[list[_LoopCall], list[_LoopCall]]:
-        """The executor is shut down (``closed``): pass on the slots of the calls left running
-        (see :meth:`leave`); the waiting calls that take them over, and waiting calls given up
-        meanwhile.
+    def free_stuck(self) -> tuple[list[_LoopCall], list[_LoopCall]]:
+        """The executor is shut down (``closed``): pass on the slots of the calls that may
+        never end by themselves, those left running (see :meth:`leave`) and those on an event
+        loop nobody runs now (neither running nor closed: its owner stopped running it); the
+        waiting calls that take them over, and waiting calls given up meanwhile.
 
-        No new call can take a slot any more, and a call queued behind a tool left running
-        would otherwise wait for it as long as it runs, and a shutdown waiting for that call
-        with it. The calls stay holders (counted as left running, and their own calls still
-        run past the limit) until they end, when :meth:`give_back` frees nothing more.
+        No new call can take a slot any more, and a call queued behind such a call would
+        otherwise wait for it as long as it does not end (for ever, maybe), and a shutdown
+        waiting for the queued call with it. The calls stay holders (counted as left running,
+        and their own calls still run past the limit) until they end, when :meth:`give_back`
+        frees nothing more.
         """
         lock = self.lock
         lock.acquire()
         try:
             self.closed = True
-            left = [
+            stuck = [
                 work
-                for calls in self.holders.values()
+                for loop, calls in self.holders.items()
+                if calls
                 for work in calls
-                if work.left and not work.freed
+                if not work.freed and (work.left or not (loop.is_running() or loop.is_closed()))
             ]
             following: list[_LoopCall] = []
             dropped: list[_LoopCall] = []
-            for work in left:
+            for work in stuck:
                 work.freed = True
                 taker, given_up = self._free()
                 if taker is not None:
@@ -1040,7 +1047,7 @@ class LoopRunner:
         wait = switch("wait", wait)
         with self._pending_lock:
             self.closed = True
-        self.free_left()
+        self.free_stuck()
         loop_thread = self.loop_thread
         if loop_thread is None:
             return
@@ -1052,9 +1059,14 @@ class LoopRunner:
         else:
             # (shutdown is rare: a short poll beats a per-call condition). A tool left running
             # (cancelled, it carries on) is not waited for: see left(); nor is a call given
-            # up while it waited for a slot: see _given_up_waiting().
+            # up while it waited for a slot: see _given_up_waiting(). A call waiting for the
+            # slot of one, or of a call on a loop stopped meanwhile, has it: see free_stuck().
+            polls = 0
             while self._pending > self._given_up_waiting():
                 time.sleep(0.005)
+                polls += 1
+                if not polls % _POLLS_PER_FREEING:
+                    self.free_stuck()
         loop_thread.stop()
         # Tools left running on the loop never resume now: their slots come back.
         self.reclaim_closed()
@@ -1140,13 +1152,13 @@ class LoopRunner:
         )
         self.counted_off()
         if self.slots.closed:  # (left running once the executor was shut down)
-            self.free_left()
+            self.free_stuck()
 
-    def free_left(self) -> None:
-        """The executor is shut down: the slots of the calls left running pass on to the calls
-        queued for one, and so will those of calls left running from now on (see
-        :meth:`AsyncSlots.free_left`)."""
-        following, dropped = self.slots.free_left()
+    def free_stuck(self) -> None:
+        """The executor is shut down: the slots of the calls that may never end by themselves
+        (left running, or on a loop nobody runs) pass on to the calls queued for one, and so
+        will those of calls left running from now on (see :meth:`AsyncSlots.free_stuck`)."""
+        following, dropped = self.slots.free_stuck()
         _pass_slots_on([], following, dropped)
 
     def reclaim_closed(self) -> None:
