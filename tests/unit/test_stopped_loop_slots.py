@@ -216,3 +216,29 @@ def test_closing_runs_a_call_queued_behind_a_task_of_a_stopped_loop(
     caller.join(WAIT)
     assert not hung
     assert [(r.output, r.error) for r in queued] == [("quick", None)]
+
+
+@pytest.mark.parametrize("call", ["task", "async"])
+def test_tasks_of_a_stopped_loop_still_queued_for_a_slot_end_past_their_timeout(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop, call: str
+) -> None:
+    """An interrupted batch held the one slot and queued the rest of its tasks for it. Past
+    their timeout, ending the task holding the slot passed the slot on to the next task of the
+    batch, queued on the loop nobody runs, which held it in turn: a call then waited until its
+    own timeout, and each later call freed one more task of the batch. Now the batch's queued
+    tasks end as timeout too, never to start, and the call runs at once."""
+    slow, _ = tools
+    executor = _make(make_executor, tools, max_async_tools=1)
+    _past(_interrupted_batch(stopped_loop, executor, "slow", 4, TIMEOUT))
+    assert slow.started == 1
+    started = time.monotonic()
+    if call == "task":
+        result = executor.execute_task(_task("quick"), CONTEXT, timeout=3)
+    else:
+        result = asyncio.run(executor.execute_async(_task("quick"), CONTEXT, timeout=3))
+    assert (result.output, result.error) == ("quick", None)
+    assert time.monotonic() - started < 2.0
+    assert slow.started == 1
+    outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
+    assert outcomes == ["timeout"] * 4
+    assert executor.store.snapshot().running == []

@@ -1141,7 +1141,6 @@ class Engine:
         """
         self.loop_here.reclaim_closed()
         now = time.monotonic()
-        expired = False
         for record in self.store.running(self.scope):
             if not isinstance(record, Job):
                 continue
@@ -1153,7 +1152,6 @@ class Engine:
                 deadline = record.deadline
                 if deadline is not None and deadline <= now and not loop.is_running():
                     record.expire()
-                    expired = True
             else:
                 record.interrupt(
                     "cancelled",
@@ -1162,8 +1160,9 @@ class Engine:
                     "cancelling the awaiting coroutine, so nobody will take the result); "
                     "cancel pending tasks before closing a loop, as asyncio.run does",
                 )
-        if expired:
-            self.loop_here.reclaim_stopped()  # (the slots of the async tools just given up)
+        # The slots of the async tools just given up, and the calls of such loops still
+        # queued for one (their records are not running: ended there).
+        self.loop_here.reclaim_stopped()
 
     def inside_own_work(self) -> bool:
         """Whether the calling code runs inside this executor's own work: on one of its

@@ -415,17 +415,33 @@ class AsyncSlots:
             lock.release()
 
     def overdue_on_stopped(self, now: float) -> list[_LoopCall]:
-        """The calls holding a slot on an event loop that is neither running nor closed (its
-        owner stopped running it: an interrupted ``run_until_complete``, an abandoned loop)
-        whose deadline has passed: their timeouts, kept by that loop, cannot strike."""
+        """The calls holding a slot, or waiting for one, on an event loop that is neither
+        running nor closed (its owner stopped running it: an interrupted
+        ``run_until_complete``, an abandoned loop) whose deadline has passed: their timeouts,
+        kept by that loop, cannot strike. The waiting ones first: ending a holder passes its
+        slot on, and not to one of those (it would hold it on that loop in turn)."""
         lock = self.lock
         lock.acquire()
         try:
+            stopped = [
+                loop for loop in self.holders if not loop.is_running() and not loop.is_closed()
+            ]
+            if not stopped:
+                return []
             overdue: list[_LoopCall] = []
-            for loop, calls in self.holders.items():
-                if not calls or loop.is_running() or loop.is_closed():
-                    continue
-                for work in calls:
+            if self.waiting:  # (a loop that held a slot: those of a loop that never did
+                # are found once one of them has been handed one)
+                on_stopped = set(stopped)
+                overdue = [
+                    work
+                    for work in self.waiting
+                    if work.loop in on_stopped
+                    and not work.abandoned
+                    and work.call.deadline is not None
+                    and work.call.deadline <= now
+                ]
+            for loop in stopped:
+                for work in self.holders[loop]:
                     if isinstance(work, _LoopCall) and not work.abandoned:
                         deadline = work.call.deadline
                         if deadline is not None and deadline <= now:
