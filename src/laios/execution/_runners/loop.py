@@ -556,7 +556,7 @@ class AsyncSlots:
             calls = self.holders.get(work.loop)
             if calls is None or calls.pop(work, _NOT_HELD) is _NOT_HELD:
                 return False, None, ()
-            if work.freed:  # left running, its slot passed on at shutdown already
+            if work.freed:  # stuck: its slot was passed on at shutdown already
                 return True, None, ()
             following, dropped = self._free()
             return True, following, dropped
