@@ -176,3 +176,69 @@ def test_a_synchronous_tool_awaited_on_a_stopped_loop_times_out_at_the_next_loop
     assert executor.store.snapshot().running == []
     assert executor.abandoned_threads == 1
     blocks.release.set()
+
+
+def _until(predicate: Any, timeout: float = WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("close", ["shutdown", "aclose"])
+def test_closing_runs_a_call_queued_behind_a_task_of_a_stopped_loop(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop, close: str
+) -> None:
+    """An interrupted batch's task with no timeout kept the one slot on the loop nobody runs,
+    and a call of the executor's loop thread queued for it: shutdown(wait=True) (or aclose())
+    waited for that call, which waited for the slot, for ever. As the executor shuts down the
+    slot now passes on: the queued call runs, and closing returns."""
+    slow, _ = tools
+    executor = _make(make_executor, tools, max_async_tools=1)
+    _interrupted_batch(stopped_loop, executor, "slow", 1, None)
+    assert slow.started == 1
+    queued: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: queued.append(executor.execute_task(_task("quick"), CONTEXT)),
+        daemon=True,
+    )
+    caller.start()
+    assert _until(lambda: executor._engine.loop_here.stats.queued == 1)  # (waits for the slot)
+    if close == "shutdown":
+        closer = threading.Thread(target=executor.shutdown, daemon=True)
+    else:
+        closer = threading.Thread(target=lambda: asyncio.run(executor.aclose()), daemon=True)
+    closer.start()
+    closer.join(WAIT)
+    hung = closer.is_alive()
+    caller.join(WAIT)
+    assert not hung
+    assert [(r.output, r.error) for r in queued] == [("quick", None)]
+
+
+@pytest.mark.parametrize("call", ["task", "async"])
+def test_tasks_of_a_stopped_loop_still_queued_for_a_slot_end_past_their_timeout(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop, call: str
+) -> None:
+    """An interrupted batch held the one slot and queued the rest of its tasks for it. Past
+    their timeout, ending the task holding the slot passed the slot on to the next task of the
+    batch, queued on the loop nobody runs, which held it in turn: a call then waited until its
+    own timeout, and each later call freed one more task of the batch. Now the batch's queued
+    tasks end as timeout too, never to start, and the call runs at once."""
+    slow, _ = tools
+    executor = _make(make_executor, tools, max_async_tools=1)
+    _past(_interrupted_batch(stopped_loop, executor, "slow", 4, TIMEOUT))
+    assert slow.started == 1
+    started = time.monotonic()
+    if call == "task":
+        result = executor.execute_task(_task("quick"), CONTEXT, timeout=3)
+    else:
+        result = asyncio.run(executor.execute_async(_task("quick"), CONTEXT, timeout=3))
+    assert (result.output, result.error) == ("quick", None)
+    assert time.monotonic() - started < 2.0
+    assert slow.started == 1
+    outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
+    assert outcomes == ["timeout"] * 4
+    assert executor.store.snapshot().running == []

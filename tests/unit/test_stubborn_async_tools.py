@@ -372,3 +372,56 @@ def test_shutdown_does_not_wait_for_a_tool_left_running_on_the_loop_thread(
     assert time.monotonic() - started < 2.0  # (the tool runs on until its safety net)
     assert executor.abandoned_threads == 0
     assert executor.store.snapshot().abandoned_threads == 0
+
+
+@pytest.mark.parametrize("close", ["shutdown", "aclose"])
+def test_closing_runs_a_call_queued_behind_a_tool_left_running_on_the_loop_thread(
+    make_executor: Any, stubborn: Stubborn, close: str
+) -> None:
+    """With the one async slot held by a stubborn tool left running, shutdown(wait=True) (or
+    aclose()) waited for a call queued behind it, which waited for that slot: closing waited
+    for the tool left running after all, for as long as it ran. The slot now comes back as
+    the executor shuts down: the queued call runs, and closing returns."""
+    executor = _make(make_executor, stubborn, max_async_tools=1)
+    timed_out = executor.execute_task(_task(), CONTEXT, timeout=TIMEOUT)
+    assert _until_sync(lambda: executor.abandoned_threads == 1)
+    queued: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: queued.append(executor.execute_task(_task("quick"), CONTEXT))
+    )
+    caller.start()
+    assert _until_sync(lambda: executor.store.snapshot().queue_depth == 1)
+    started = time.monotonic()
+    if close == "shutdown":
+        executor.shutdown(wait=True)
+    else:
+        asyncio.run(executor.aclose())
+    took = time.monotonic() - started
+    caller.join(WAIT)
+    _assert_truthful_timeout(timed_out)
+    assert took < SAFETY_NET / 2, took  # (the old code waited until the tool's safety net)
+    assert not stubborn.release.is_set()
+    assert [r.output for r in queued] == ["quick"]
+
+
+def test_aclose_runs_a_call_queued_behind_a_tool_left_running_on_its_loop(
+    make_executor: Any, stubborn: Stubborn
+) -> None:
+    """The same on the awaiting road: aclose() waited for a call queued on its loop behind the
+    stubborn tool left running there, for as long as that tool ran."""
+    executor = _make(make_executor, stubborn, max_async_tools=1)
+
+    async def scenario() -> tuple[Any, Any, float]:
+        timed_out = await executor.execute_async(_task(), CONTEXT, timeout=TIMEOUT)
+        await _until(lambda: executor.abandoned_threads == 1)
+        queued = asyncio.ensure_future(executor.execute_async(_task("quick"), CONTEXT))
+        await _until(lambda: executor.store.snapshot().queue_depth == 1)
+        started = time.monotonic()
+        await executor.aclose()
+        took = time.monotonic() - started
+        return timed_out, await queued, took
+
+    timed_out, queued, took = asyncio.run(scenario())
+    _assert_truthful_timeout(timed_out)
+    assert took < SAFETY_NET / 2, took
+    assert queued.output == "quick"

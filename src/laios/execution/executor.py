@@ -691,7 +691,9 @@ class Executor(Generic[_RegistryT]):
         those running on their callers' threads (no timeout) included.
 
         Calling it again is harmless. Tools that overran their timeout are never waited for,
-        nor is a call from one of the executor's tools (or a callback run for it) waiting.
+        nor is a call from inside the executor's own work waiting (one of its tools, async
+        ones on any loop included, a callback run for one, a thread an async tool handed the
+        call to with ``asyncio.to_thread``, one of the executor's threads).
         Called on a running event loop (an ASGI lifespan, async code), it does not wait for
         the tasks that loop awaits (it would hold the loop they need: their timeouts and
         results go through it) and logs a warning saying so; to wait for them, ``await

@@ -80,6 +80,8 @@ async def _async_tools_ended(engine: Engine, loop: asyncio.AbstractEventLoop) ->
     while loop_here.in_flight(loop):
         await asyncio.sleep(delay)
         delay = min(delay * 2, _LAST_POLL)
+        # (a call queued behind one whose loop stopped running meanwhile has its slot)
+        loop_here.free_stuck()
 
 
 async def _runners_shut_down(engine: Engine, loop: asyncio.AbstractEventLoop) -> None:

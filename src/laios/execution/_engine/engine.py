@@ -994,9 +994,12 @@ class Engine:
         return self.env.closed
 
     def close(self) -> None:
-        """Refuse new tasks from now on, and end the waits of retry loops between attempts
-        (no further attempt: each call returns its last failure). Never waits."""
+        """Refuse new tasks from now on, end the waits of retry loops between attempts (no
+        further attempt: each call returns its last failure), and let the calls queued for an
+        async slot have those of calls that may never end (tools left running, calls on a loop
+        nobody runs). Never waits."""
         self.env.closed = True
+        self.loop_here.free_stuck()  # (a queued call must not wait for a call that never ends)
         with self.lock:  # (a retry loop registering after this sees ``closed``)
             between_attempts = [run for runs in self.retrying.values() for run in runs]
         for retry_run in between_attempts:
@@ -1006,15 +1009,17 @@ class Engine:
         """Refuse new tasks; with ``wait``, let queued and running ones finish first.
 
         Synchronous tools running on their callers' threads (no timeout) are waited for as
-        those on worker threads are. Called from one of the executor's own threads, or from a
-        tool (or a callback run for it) running on its caller's thread, it does not wait: it
-        would wait for itself, or for another tool doing the same. Nor does it wait when called
+        those on worker threads are. Called from inside the executor's own work (see
+        :meth:`inside_own_work`: one of its threads, a tool or a callback run for it on its
+        caller's thread, an async tool wherever it runs, or a thread it handed the call to
+        with its context), it does not wait: it would wait for itself, or for another tool
+        doing the same, or hold the loop the other tasks need. Nor does it wait when called
         on a running event loop that awaits tasks of this executor still in flight (see
         :meth:`awaited_here`).
         """
         self.close()
         self.end_stranded()
-        if wait and (self.on_own_thread() or self._runs_inline_here()):
+        if wait and self.inside_own_work():
             wait = False
         if wait:
             on_runners, async_tools, waiting = self.awaited_here()
@@ -1157,7 +1162,6 @@ class Engine:
         """
         self.loop_here.reclaim_closed()
         now = time.monotonic()
-        expired = False
         for record in self.store.running(self.scope):
             if not isinstance(record, Job):
                 continue
@@ -1169,7 +1173,6 @@ class Engine:
                 deadline = record.deadline
                 if deadline is not None and deadline <= now and not loop.is_running():
                     record.expire()
-                    expired = True
             else:
                 record.interrupt(
                     "cancelled",
@@ -1178,8 +1181,9 @@ class Engine:
                     "cancelling the awaiting coroutine, so nobody will take the result); "
                     "cancel pending tasks before closing a loop, as asyncio.run does",
                 )
-        if expired:
-            self.loop_here.reclaim_stopped()  # (the slots of the async tools just given up)
+        # The slots of the async tools just given up, and the calls of such loops still
+        # queued for one (their records are not running: ended there).
+        self.loop_here.reclaim_stopped()
 
     def inside_own_work(self) -> bool:
         """Whether the calling code runs inside this executor's own work: on one of its

@@ -56,6 +56,7 @@ from laios.execution._logs import LateChecks, WarningLimiter
 from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable
 from laios.execution._runners import base as runner_base
 from laios.execution._runners.base import (
+    CANCELLED_ELSEWHERE,
     OWN_CANCELLATION,
     OWN_TASK_CANCELLED,
     RUNNER_SHUT_DOWN,
@@ -1223,6 +1224,18 @@ class Job(TaskRecord):
             "cancelled",
         )
 
+    def _finish_cancelled_elsewhere(self) -> None:
+        """Finish as ``cancelled`` a task whose async tool's asyncio task other code cancelled
+        (neither the executor nor the tool): the error says so, and where to look."""
+        self.finish(
+            "cancelled",
+            f"Task '{self.task_id}' was cancelled from outside the executor: other code "
+            f"cancelled the asyncio task running tool '{self.tool}' (not cancel_task, a "
+            "timeout or a cancellation of the awaiting coroutine), such as the event loop's "
+            "owner cancelling every task on it, as asyncio.run does as it ends",
+            "cancelled",
+        )
+
     def _settle(self, outcome: RawOutcome) -> None:
         value, raised = outcome.value, outcome.error
         if raised is not None:
@@ -1233,6 +1246,8 @@ class Job(TaskRecord):
                     self._finish_cancelled_by_tool()
                 elif outcome.error_type == OWN_TASK_CANCELLED:
                     self._finish_cancelled_its_own_task()
+                elif outcome.error_type == CANCELLED_ELSEWHERE:
+                    self._finish_cancelled_elsewhere()
                 else:
                     self._finish_cancelled()
                 return

@@ -123,7 +123,8 @@ class RawOutcome:
             ``worker_crashed``, ``terminated``, ``not_picklable``), when it is not what the
             tool raised; ``None``: the error's class name. With an ``asyncio.CancelledError``,
             :data:`OWN_CANCELLATION` says the tool raised it though nothing cancelled its task,
-            and :data:`OWN_TASK_CANCELLED` that the tool cancelled its own task.
+            :data:`OWN_TASK_CANCELLED` that the tool cancelled its own task, and
+            :data:`CANCELLED_ELSEWHERE` that other code cancelled it.
         traceback: The traceback of the ``error`` the tool raised, as formatted in the process
             it ran in, scrubbed of the call's secret values and cut as a span's stack trace is
             (a pickled exception loses its frames and its causes); ``None``: ``error``'s own
@@ -147,6 +148,12 @@ OWN_CANCELLATION = "own_cancellation"
 #: the task running it (``asyncio.current_task().cancel()``, in its own code or code it
 #: called), the executor having cancelled nothing.
 OWN_TASK_CANCELLED = "own_task_cancelled"
+
+#: ``RawOutcome.error_type`` of an ``asyncio.CancelledError`` that came of other code
+#: cancelling the task running the tool (the loop's owner cancelling every task on it, as
+#: ``asyncio.run`` does as it ends), neither the executor nor the tool (Python 3.11+, which
+#: counts a task's cancellations; 3.10 cannot tell).
+CANCELLED_ELSEWHERE = "cancelled_elsewhere"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from laios._exceptions import as_raised
 from laios._text import shorten
 from laios.execution._checks import is_instance
 from laios.execution._runners.base import (
+    CANCELLED_ELSEWHERE,
     OWN_CANCELLATION,
     OWN_TASK_CANCELLED,
     RawOutcome,
@@ -360,7 +361,8 @@ def unasked_cancellation(watched: WatchedCall, *, only_the_tool: bool = False) -
     its own let out, when the executor did not cancel that task: :data:`OWN_TASK_CANCELLED`
     when the tool cancelled its own task, and nothing else did; :data:`OWN_CANCELLATION`
     when nothing cancelled the task (what TaskGroups of the tool left counted aside);
-    ``None`` when something else did, or (on Python 3.10, which keeps no count) may have.
+    :data:`CANCELLED_ELSEWHERE` when other code did (Python 3.11+); ``None`` when, on Python
+    3.10, which keeps no count, something else may have.
 
     ``only_the_tool``: nothing but the tool's own code can cancel that task (a worker
     process's): a cancellation that is not of a step of the tool's is of a callback of its.
@@ -370,7 +372,9 @@ def unasked_cancellation(watched: WatchedCall, *, only_the_tool: bool = False) -
         cancelled = _cancelling(task) - watched.by_groups
         if cancelled <= 0:
             return OWN_CANCELLATION
-        return OWN_TASK_CANCELLED if only_the_tool or watched.own >= cancelled else None
+        if only_the_tool or watched.own >= cancelled:
+            return OWN_TASK_CANCELLED
+        return CANCELLED_ELSEWHERE
     if watched.own:
         return OWN_TASK_CANCELLED
     return None if watched.delivered and not only_the_tool else OWN_CANCELLATION

@@ -10,7 +10,9 @@ Stopping is real: :meth:`LoopRunner.abandon` cancels the tool's asyncio task (it
 blocks run), and answers ``"stopped"``. A tool that catches the cancellation and carries on
 cannot be stopped, as a thread cannot: once it has not ended ``STOP_GRACE_SECONDS`` after it was
 cancelled it is *left running* (logged, counted as abandoned, no longer waited for by a
-shutdown), and keeps its slot until it returns.
+shutdown), and keeps its slot until it returns, or until the executor is shut down: its slot then
+passes on to a call queued for one, which would otherwise wait for it as long (and a shutdown
+waiting for that call with it).
 
 At most ``limit`` async tools run at once per executor
 (:class:`AsyncSlots`, shared by the executor's loop runners); the others wait, in order, and
@@ -89,6 +91,10 @@ _GIVEN_UP_SLACK = 16
 #: thread get to close as it stops, when its tasks' cleanup took the grace.
 _LEAST_GENERATOR_GRACE = 0.1
 
+#: Polls of a waiting shutdown (5 ms each) between two looks for slots held by calls that may
+#: never end (see :meth:`AsyncSlots.free_stuck`).
+_POLLS_PER_FREEING = 20
+
 #: Tasks closing async generators that a stopping loop dropped (and warned about already).
 _DROPPED_CLOSINGS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
@@ -141,6 +147,7 @@ class _LoopCall:
         "abandoned",
         "call",
         "events",
+        "freed",
         "launching",
         "left",
         "loop",
@@ -163,6 +170,7 @@ class _LoopCall:
         # AsyncSlots.settle_launch): set and cleared under the slots' lock.
         self.launching = False
         self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
+        self.freed = False  # stuck, its slot passed on at shutdown (see free_stuck)
 
     def task_ended(self, task: asyncio.Task[None]) -> None:
         """The call's task is done: give its slot back when its coroutine never began (the
@@ -179,6 +187,7 @@ class _AwaitedCall:
         "active",
         "cancelling",
         "events",
+        "freed",
         "left",
         "loop",
         "runner",
@@ -196,6 +205,7 @@ class _AwaitedCall:
         self.abandoned = False  # the caller gave it up (its stop is asked for on its loop)
         self.cancelling = 0  # the task's cancellation count when the tool started
         self.left = False  # left running: cancelled, it did not end (see AsyncSlots.leave)
+        self.freed = False  # stuck, its slot passed on at shutdown (see free_stuck)
 
 
 #: Whether a task can tell its own cancellations apart (``Task.cancelling``/``uncancel``,
@@ -253,6 +263,8 @@ class AsyncSlots:
         self.given_up = 0
         #: The calls holding a slot, by the loop they run on (a loop while it holds any).
         self.holders: dict[asyncio.AbstractEventLoop, dict[_LoopCall | _AwaitedCall, None]] = {}
+        #: The executor is shut down: calls that may never end pass their slots on (free_stuck).
+        self.closed = False
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -403,17 +415,33 @@ class AsyncSlots:
             lock.release()
 
     def overdue_on_stopped(self, now: float) -> list[_LoopCall]:
-        """The calls holding a slot on an event loop that is neither running nor closed (its
-        owner stopped running it: an interrupted ``run_until_complete``, an abandoned loop)
-        whose deadline has passed: their timeouts, kept by that loop, cannot strike."""
+        """The calls holding a slot, or waiting for one, on an event loop that is neither
+        running nor closed (its owner stopped running it: an interrupted
+        ``run_until_complete``, an abandoned loop) whose deadline has passed: their timeouts,
+        kept by that loop, cannot strike. The waiting ones first: ending a holder passes its
+        slot on, and not to one of those (it would hold it on that loop in turn)."""
         lock = self.lock
         lock.acquire()
         try:
+            stopped = [
+                loop for loop in self.holders if not loop.is_running() and not loop.is_closed()
+            ]
+            if not stopped:
+                return []
             overdue: list[_LoopCall] = []
-            for loop, calls in self.holders.items():
-                if not calls or loop.is_running() or loop.is_closed():
-                    continue
-                for work in calls:
+            if self.waiting:  # (a loop that held a slot: those of a loop that never did
+                # are found once one of them has been handed one)
+                on_stopped = set(stopped)
+                overdue = [
+                    work
+                    for work in self.waiting
+                    if work.loop in on_stopped
+                    and not work.abandoned
+                    and work.call.deadline is not None
+                    and work.call.deadline <= now
+                ]
+            for loop in stopped:
+                for work in self.holders[loop]:
                     if isinstance(work, _LoopCall) and not work.abandoned:
                         deadline = work.call.deadline
                         if deadline is not None and deadline <= now:
@@ -454,6 +482,8 @@ class AsyncSlots:
         for work in gone:
             if isinstance(work, _LoopCall):
                 work.launching = False
+            if work.freed:  # (its slot was passed on already)
+                continue
             taker, given_up = self._free()
             if taker is not None:
                 following.append(taker)
@@ -478,6 +508,41 @@ class AsyncSlots:
         finally:
             lock.release()
 
+    def free_stuck(self) -> tuple[list[_LoopCall], list[_LoopCall]]:
+        """The executor is shut down (``closed``): pass on the slots of the calls that may
+        never end by themselves, those left running (see :meth:`leave`) and those on an event
+        loop nobody runs now (neither running nor closed: its owner stopped running it); the
+        waiting calls that take them over, and waiting calls given up meanwhile.
+
+        No new call can take a slot any more, and a call queued behind such a call would
+        otherwise wait for it as long as it does not end (for ever, maybe), and a shutdown
+        waiting for the queued call with it. The calls stay holders (counted as left running,
+        and their own calls still run past the limit) until they end, when :meth:`give_back`
+        frees nothing more.
+        """
+        lock = self.lock
+        lock.acquire()
+        try:
+            self.closed = True
+            stuck = [
+                work
+                for loop, calls in self.holders.items()
+                if calls
+                for work in calls
+                if not work.freed and (work.left or not (loop.is_running() or loop.is_closed()))
+            ]
+            following: list[_LoopCall] = []
+            dropped: list[_LoopCall] = []
+            for work in stuck:
+                work.freed = True
+                taker, given_up = self._free()
+                if taker is not None:
+                    following.append(taker)
+                dropped.extend(given_up)
+            return following, dropped
+        finally:
+            lock.release()
+
     def give_back(
         self, work: _LoopCall | _AwaitedCall
     ) -> tuple[bool, _LoopCall | None, Sequence[_LoopCall]]:
@@ -491,6 +556,8 @@ class AsyncSlots:
             calls = self.holders.get(work.loop)
             if calls is None or calls.pop(work, _NOT_HELD) is _NOT_HELD:
                 return False, None, ()
+            if work.freed:  # stuck: its slot was passed on at shutdown already
+                return True, None, ()
             following, dropped = self._free()
             return True, following, dropped
         finally:
@@ -996,6 +1063,7 @@ class LoopRunner:
         wait = switch("wait", wait)
         with self._pending_lock:
             self.closed = True
+        self.free_stuck()
         loop_thread = self.loop_thread
         if loop_thread is None:
             return
@@ -1007,9 +1075,14 @@ class LoopRunner:
         else:
             # (shutdown is rare: a short poll beats a per-call condition). A tool left running
             # (cancelled, it carries on) is not waited for: see left(); nor is a call given
-            # up while it waited for a slot: see _given_up_waiting().
+            # up while it waited for a slot: see _given_up_waiting(). A call waiting for the
+            # slot of one, or of a call on a loop stopped meanwhile, has it: see free_stuck().
+            polls = 0
             while self._pending > self._given_up_waiting():
                 time.sleep(0.005)
+                polls += 1
+                if not polls % _POLLS_PER_FREEING:
+                    self.free_stuck()
         loop_thread.stop()
         # Tools left running on the loop never resume now: their slots come back.
         self.reclaim_closed()
@@ -1094,6 +1167,15 @@ class LoopRunner:
             _log, tool, message, task_id[:128], tool[:128], STOP_GRACE_SECONDS
         )
         self.counted_off()
+        if self.slots.closed:  # (left running once the executor was shut down)
+            self.free_stuck()
+
+    def free_stuck(self) -> None:
+        """The executor is shut down: the slots of the calls that may never end by themselves
+        (left running, or on a loop nobody runs) pass on to the calls queued for one, and so
+        will those of calls left running from now on (see :meth:`AsyncSlots.free_stuck`)."""
+        following, dropped = self.slots.free_stuck()
+        _pass_slots_on([], following, dropped)
 
     def reclaim_closed(self) -> None:
         """No slot was free: take back those held by calls whose event loop was closed by its
