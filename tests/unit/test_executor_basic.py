@@ -19,6 +19,7 @@ from laios.execution.executor import (
     ResourceLimits,
     TaskMonitor,
 )
+from laios.execution.prometheus import ensure_collector
 from laios.execution.store import MetricStore
 from laios.tools.registry import ToolRegistry
 
@@ -175,6 +176,40 @@ def test_constructor_rejects_a_prometheus_registry_without_register(
     """A prometheus_registry that is no CollectorRegistry is refused with a TypeError naming it."""
     with pytest.raises(TypeError, match="prometheus_registry"):
         Executor(registry, store=MetricStore(), prometheus_registry=value)
+
+
+class _RefusingRegistry:
+    """A Prometheus registry whose register raises (a faulty registry of the caller's own)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def register(self, collector: Any) -> None:
+        raise self.error
+
+    def unregister(self, collector: Any) -> None:
+        """Never reached: nothing was registered."""
+
+
+def test_constructor_refuses_a_prometheus_registry_whose_register_raises(
+    registry: ToolRegistry,
+) -> None:
+    """A prometheus_registry whose register raises made the bare RuntimeError escape the
+    constructor; it is refused with a ValueError naming the option and what register raised."""
+    faulty = _RefusingRegistry(RuntimeError("registry is read-only"))
+    with pytest.raises(ValueError, match="prometheus_registry") as caught:
+        Executor(registry, store=MetricStore(), prometheus_registry=faulty)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "register raised RuntimeError: registry is read-only" in message
+    assert "register_prometheus=False" in message
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    # ensure_collector, behind the metrics endpoints, says the same of its registry.
+    with pytest.raises(ValueError, match=r"^registry\.register raised RuntimeError"):
+        ensure_collector(MetricStore(), faulty)  # type: ignore[arg-type]
+    # The registry's own ValueError (names it exports already) goes on as it is.
+    clash = _RefusingRegistry(ValueError("Duplicated timeseries in CollectorRegistry"))
+    with pytest.raises(ValueError, match=r"^Duplicated timeseries"):
+        Executor(registry, store=MetricStore(), prometheus_registry=clash)  # type: ignore[arg-type]
 
 
 def test_execution_mode_values() -> None:

@@ -277,9 +277,11 @@ class Executor(Generic[_RegistryT]):
         # own, since the collector may finalize it inside one of its locked sections.
         self._finalizer = finalize_elsewhere(self, self._engine.shutdown, False)
         if register_prometheus:
-            from laios.execution.prometheus import ensure_collector
+            from laios.execution.prometheus import _collector_for
 
-            ensure_collector(store, prometheus_registry)
+            _collector_for(
+                store, prometheus_registry, "prometheus_registry", ", or register_prometheus=False"
+            )
         if meter_provider is not None or global_meter_provider() is not None:
             from laios.execution.otel_metrics import instrument_metrics
 
