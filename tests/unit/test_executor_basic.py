@@ -4,6 +4,7 @@ examples. Each call path must return a ``TaskResult`` and never raise."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from datetime import timezone
 from typing import Any
@@ -18,6 +19,7 @@ from laios.execution.executor import (
     ResourceLimits,
     TaskMonitor,
 )
+from laios.execution.prometheus import ensure_collector
 from laios.execution.store import MetricStore
 from laios.tools.registry import ToolRegistry
 
@@ -174,6 +176,40 @@ def test_constructor_rejects_a_prometheus_registry_without_register(
     """A prometheus_registry that is no CollectorRegistry is refused with a TypeError naming it."""
     with pytest.raises(TypeError, match="prometheus_registry"):
         Executor(registry, store=MetricStore(), prometheus_registry=value)
+
+
+class _RefusingRegistry:
+    """A Prometheus registry whose register raises (a faulty registry of the caller's own)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def register(self, collector: Any) -> None:
+        raise self.error
+
+    def unregister(self, collector: Any) -> None:
+        """Never reached: nothing was registered."""
+
+
+def test_constructor_refuses_a_prometheus_registry_whose_register_raises(
+    registry: ToolRegistry,
+) -> None:
+    """A prometheus_registry whose register raises made the bare RuntimeError escape the
+    constructor; it is refused with a ValueError naming the option and what register raised."""
+    faulty = _RefusingRegistry(RuntimeError("registry is read-only"))
+    with pytest.raises(ValueError, match="prometheus_registry") as caught:
+        Executor(registry, store=MetricStore(), prometheus_registry=faulty)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "register raised RuntimeError: registry is read-only" in message
+    assert "register_prometheus=False" in message
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    # ensure_collector, behind the metrics endpoints, says the same of its registry.
+    with pytest.raises(ValueError, match=r"^registry\.register raised RuntimeError"):
+        ensure_collector(MetricStore(), faulty)  # type: ignore[arg-type]
+    # The registry's own ValueError (names it exports already) goes on as it is.
+    clash = _RefusingRegistry(ValueError("Duplicated timeseries in CollectorRegistry"))
+    with pytest.raises(ValueError, match=r"^Duplicated timeseries"):
+        Executor(registry, store=MetricStore(), prometheus_registry=clash)  # type: ignore[arg-type]
 
 
 def test_execution_mode_values() -> None:
@@ -404,6 +440,67 @@ def test_a_task_built_without_validation_with_a_wrong_field_is_refused(
     assert result.success is False
     assert says in (result.error or "")
     assert result.metadata["outcome"] == "rejected"
+
+
+class _UnhashableId(str):
+    """A task id whose hash raises: it can be no record's key."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash here")
+
+
+@pytest.mark.parametrize("mode", ["task", "task_timeout", "async", "parallel", "retry"])
+def test_a_task_id_whose_hash_raises_is_refused_as_unusable(
+    executor: Executor,
+    context: Context,
+    run_via: Any,
+    mode: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Task built without validation whose id is a str subclass whose hash raises was run
+    into an internal error ("Internal error in the executor: RuntimeError: ...", logged as
+    ERROR); it is refused, saying the id cannot be used."""
+    task = Task.model_construct(id=_UnhashableId("x"), tool_name="echo", parameters={})
+    with caplog.at_level(logging.ERROR, logger="laios"):
+        result = run_via(executor, mode, task, context)
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert result.metadata["error_type"] == "TypeError"
+    assert "Task.id" in (result.error or "")
+    assert "_UnhashableId" in (result.error or "")
+    assert "RuntimeError" in (result.error or "")
+    assert not caplog.records
+
+
+def test_a_task_id_whose_hash_raises_is_refused_by_execute_with_retry_async(
+    executor: Executor, context: Context
+) -> None:
+    """The same for execute_with_retry_async."""
+    task = Task.model_construct(id=_UnhashableId("x"), tool_name="echo", parameters={})
+    result = asyncio.run(executor.execute_with_retry_async(task, context))
+    assert result.success is False
+    assert result.metadata["outcome"] == "rejected"
+    assert "Task.id" in (result.error or "")
+
+
+def test_a_task_id_whose_hash_raises_is_never_found(executor: Executor) -> None:
+    """Looking up an id whose hash raises raised that error out of calls that look ids up;
+    such an id is never found, as an id that is not a string is not."""
+    task_id = _UnhashableId("x")
+    assert executor.cancel_task(task_id) is False
+    assert executor.get_task_status(task_id) is None
+    assert executor.get_metrics(task_id) is None
+    monitor = executor.task_monitor
+    assert monitor.get_task_status(task_id) is None
+    assert monitor.get_metrics(task_id) is None
+    assert monitor.stop_monitoring(task_id) is None
+    assert monitor.is_running(task_id) is False
+    monitor.checkpoint(task_id, "ignored")
+    monitor.clear_metrics(task_id)
+    # start_monitoring refuses such a task as it refuses an id that is not a string.
+    task = Task.model_construct(id=task_id, tool_name="echo", parameters={})
+    with pytest.raises(TypeError, match=r"Task\.id cannot be used"):
+        TaskMonitor().start_monitoring(task)
 
 
 @pytest.mark.parametrize("tool", ["echo", "echo_model", "async_echo"])

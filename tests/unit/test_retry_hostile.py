@@ -663,14 +663,12 @@ def test_an_option_whose_hash_raises_is_refused_by_name(
 
 
 @pytest.mark.parametrize("mode", ["blocking", "async"])
-def test_an_attempt_the_deadline_struck_before_it_started_does_not_hide_the_failure(
-    mode: str,
-) -> None:
-    """The retry deadline passes while the next attempt waits for a worker (here all are
-    busy; with no delay between attempts it also happened when the deadline left a
-    millisecond): that attempt ended ``timeout`` "while waiting to start" and was returned
-    in place of the tool's own failure. The last failure of a tool that ran now stands, with
-    ``retry_deadline_exceeded``, and the task says the same."""
+def test_an_attempt_the_deadline_struck_before_it_started_ends_the_call(mode: str) -> None:
+    """The retry deadline passes while the next attempt waits for a worker (here the only one
+    is busy). That attempt was made: it is recorded, counted and traced as a run that timed
+    out without starting. The call used to return the failure before it, counting the retry
+    (``retries`` 1, ``retry_exhausted``) while the store said ``timeout``: the result now
+    tells what the store, the task and the spans tell."""
     gate, busy = threading.Event(), threading.Event()
 
     def hold() -> str:
@@ -684,7 +682,15 @@ def test_an_attempt_the_deadline_struck_before_it_started_does_not_hide_the_fail
     registry = ToolRegistry()
     registry.register_tool(create_simple_tool("hold", "Holds its worker.", lambda: hold()))
     registry.register_tool(create_simple_tool("refuse", "Always refused.", lambda: refuse()))
-    executor = Executor(registry, max_workers=1, store=MetricStore(), register_prometheus=False)
+    exporter, provider = _traced()
+    store = MetricStore()
+    executor = Executor(
+        registry,
+        max_workers=1,
+        store=store,
+        register_prometheus=False,
+        tracer_provider=provider,
+    )
     context = Context(session_id="s", user_id="u")
     holders: list[threading.Thread] = []
 
@@ -703,21 +709,41 @@ def test_an_attempt_the_deadline_struck_before_it_started_does_not_hide_the_fail
             task,
             context,
             mode,
-            max_retries=3,
-            retry_delay=0,
-            deadline=0.5,
+            max_retries=1,
+            retry_delay=0.3,
+            timeout=2,
+            deadline=0.6,
             on_retry=occupy_the_worker,
         )
+        recorded = executor.get_metrics(task.id)
     finally:
         gate.set()
         for thread in holders:
             thread.join(10)
         executor.shutdown()
-    assert result.metadata["outcome"] == "error", result
-    assert "refused by upstream" in (result.error or "")
-    assert result.metadata["retry_deadline_exceeded"] is True
+    # The result: the second attempt's timeout, which says it never started.
+    assert result.metadata["outcome"] == "timeout", result
+    assert "retry deadline of 0.6s" in (result.error or "")
+    assert "the tool was never started" in (result.error or "")
+    assert result.metadata["retries"] == 1
+    assert result.metadata["retry_exhausted"] is True
+    # The task and the store say the same.
     assert task.error == result.error
-    assert task.started_at is not None
+    assert task.started_at is None
+    assert recorded is not None
+    assert recorded.outcome == "timeout"
+    assert recorded.retries == 1
+    assert _results(store, "refuse") == {"timeout": 1}
+    # So do the spans: two attempts, the second a timeout.
+    spans = exporter.get_finished_spans()
+    (span,) = [s for s in spans if s.name.startswith("laios.execute_with_retry")]
+    assert span.attributes is not None
+    assert span.attributes["laios.retry.attempts"] == 2
+    assert span.attributes["error.type"] == "timeout"
+    attempts = [
+        s for s in spans if s.parent is not None and s.parent.span_id == span.context.span_id
+    ]
+    assert sorted((s.attributes or {}).get("laios.retry.attempt", 0) for s in attempts) == [1, 2]
 
 
 class _FailsAtOnce(AsyncBaseTool):

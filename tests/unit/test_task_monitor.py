@@ -165,6 +165,32 @@ def test_checkpoint_of_an_unknown_or_finished_task_is_ignored(
     assert "late" not in names
 
 
+def test_a_checkpoint_on_the_metrics_of_a_stopped_task_is_ignored(
+    monitor: TaskMonitor, make_task: Any
+) -> None:
+    """The metrics start_monitoring and stop_monitoring return ignore a checkpoint once the
+    task is stopped, as TaskMonitor.checkpoint does: it used to be added to the finished
+    record."""
+    task = running(make_task)
+    live = monitor.start_monitoring(task)
+    live.checkpoint("during")
+    final = monitor.stop_monitoring(task.id)
+    assert final is not None
+    final.checkpoint("after stop")
+    live.checkpoint("after stop, live view")
+    monitor.checkpoint(task.id, "after stop, by id")
+    stored = monitor.get_metrics(task.id)
+    assert stored is not None
+    assert [p["name"] for p in stored.checkpoints] == ["during"]
+    assert [p["name"] for p in final.checkpoints] == ["during"]
+    # Detached metrics keep taking checkpoints after end(): they belong to no monitor.
+    detached = ExecutionMetrics("own")
+    detached.start()
+    detached.end()
+    detached.checkpoint("after end")
+    assert [p["name"] for p in detached.checkpoints] == ["after end"]
+
+
 def test_clear_metrics_of_one_task(monitor: TaskMonitor, make_task: Any) -> None:
     """clear_metrics(task_id) forgets that finished task only."""
     a, b = running(make_task), running(make_task)

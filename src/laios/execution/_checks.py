@@ -218,15 +218,24 @@ def is_instance(value: object, cls: type) -> bool:
         return False
 
 
-def no_task_as_id(task_id: object) -> None:
+def no_task_as_id(task_id: object) -> bool:
     """Refuse a ``Task`` given where its id is taken: kept or looked up as ``str(task)``, it
-    would never meet the task's own id.
+    would never meet the task's own id. Returns whether ``task_id`` can be looked up at all:
+    not an object whose hash raises (a ``str`` subclass of the caller's own), which no record
+    has as its id.
 
     Raises:
         TypeError: Saying to pass ``task.id``.
     """
+    if type(task_id) is str:  # (the common case)
+        return True
     if is_instance(task_id, Task):
         raise TypeError("a task id (a string) is taken here, got a Task: pass task.id")
+    try:
+        hash(task_id)
+    except Exception:
+        return False
+    return True
 
 
 def require_task(task: Any, call: str) -> None:
@@ -245,7 +254,8 @@ def check_task_fields(task: Any, *names: str) -> None:
     ``tool_name`` must be strings, ``parameters`` a dict (subclasses pass).
 
     Raises:
-        TypeError: Naming the field and the type it has.
+        TypeError: Naming the field and the type it has, or an ``id`` of a ``str`` subclass
+            whose hash raises (it would be no record's key).
     """
     for name in names:
         kind, what = (dict, "a dict") if name == "parameters" else (str, "a string")
@@ -255,3 +265,13 @@ def check_task_fields(task: Any, *names: str) -> None:
                 f"Task.{name} must be {what}, got {type(value).__name__} (was the Task built "
                 "without validation, e.g. with Task.model_construct?)"
             )
+        if name == "id" and type(value) is not str:
+            try:
+                hash(value)
+            except Exception as exc:
+                raise TypeError(
+                    "Task.id cannot be used as a task id: the __hash__ of its class "
+                    f"{shorten(type(value).__qualname__, MAX_QUOTED_CHARS)} raises "
+                    f"{shorten(type(exc).__qualname__, MAX_QUOTED_CHARS)}; pass a plain string "
+                    "(str(task_id))"
+                ) from None

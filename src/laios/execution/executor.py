@@ -277,9 +277,11 @@ class Executor(Generic[_RegistryT]):
         # own, since the collector may finalize it inside one of its locked sections.
         self._finalizer = finalize_elsewhere(self, self._engine.shutdown, False)
         if register_prometheus:
-            from laios.execution.prometheus import ensure_collector
+            from laios.execution.prometheus import _collector_for
 
-            ensure_collector(store, prometheus_registry)
+            _collector_for(
+                store, prometheus_registry, "prometheus_registry", ", or register_prometheus=False"
+            )
         if meter_provider is not None or global_meter_provider() is not None:
             from laios.execution.otel_metrics import instrument_metrics
 
@@ -677,13 +679,15 @@ class Executor(Generic[_RegistryT]):
         Returns:
             ``True`` when the request was registered (also for a retry call between two
             attempts); ``False`` for a task whose record shows it already finished, for an
-            unknown id longer than 256 characters (not remembered), or after ``shutdown()``.
+            unknown id longer than 256 characters (not remembered), for an id whose hash
+            raises (no task's), or after ``shutdown()``.
 
         Raises:
             TypeError: When given a ``Task`` instead of its id (pass ``task.id``): nothing is
                 cancelled, as with ``get_task_status`` and ``get_metrics``.
         """
-        no_task_as_id(task_id)
+        if not no_task_as_id(task_id):  # (an id whose hash raises: never found)
+            return False
         return self._engine.cancel(task_id)
 
     def shutdown(self, wait: bool = True) -> None:

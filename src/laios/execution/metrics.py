@@ -274,8 +274,9 @@ class ExecutionMetrics:
         """Add a named milestone with the current time, within the bounds a stored record
         keeps (see :meth:`MetricStore.add_checkpoint
         <laios.execution.store.MetricStore.add_checkpoint>`), also on a detached record.
-        Ignored once a task an executor runs has finished (its ``"finished"`` milestone closes
-        the list), as ``current_task().checkpoint`` and ``TaskMonitor.checkpoint`` ignore it.
+        Ignored once a task in a store has finished (one an executor ran: its ``"finished"``
+        milestone closes the list; or one a ``TaskMonitor`` stopped), as
+        ``current_task().checkpoint`` and ``TaskMonitor.checkpoint`` ignore it.
 
         Args:
             name: The milestone's name.
@@ -286,7 +287,7 @@ class ExecutionMetrics:
         """
         data = checkpoint_data(data)
         rec = self._record
-        if rec.milestones and rec.state == "finished":
+        if rec.state == "finished" and self._store is not None:
             return
         # A detached record keeps its checkpoints within the same bounds as a stored one
         # (the default store only lends its lock and its clock: the record stays detached).

@@ -64,6 +64,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar as PromExemplar
 
+from laios._exceptions import exception_message, type_name
+from laios._text import shorten
 from laios.execution._aggregates import (
     DURATION_OUTCOMES,
     Exemplar,
@@ -415,6 +417,8 @@ def ensure_collector(
             when the registry exports 100 sets of constant labels already.
         TypeError: When ``store`` is not a ``MetricStore`` or ``registry`` not a registry (the
             two swapped, a class given for an instance).
+        ValueError: When the registry's ``register`` raises anything else (a registry of
+            your own that refuses collectors), naming what it raised.
 
     Example:
         >>> from prometheus_client import CollectorRegistry
@@ -422,6 +426,18 @@ def ensure_collector(
         >>> ensure_collector(None, registry) is ensure_collector(None, registry)
         True
     """
+    return _collector_for(store, registry)
+
+
+def _collector_for(
+    store: MetricStore | None,
+    registry: CollectorRegistry | None,
+    option: str = "registry",
+    way_out: str = "",
+) -> StoreCollector:
+    """:func:`ensure_collector`, its errors naming ``registry`` as ``option`` (the argument
+    of the caller's own call that gave it), and a ``register`` that raises followed by
+    ``way_out`` (another way of doing without, as ``", or register_prometheus=False"``)."""
     if store is None:
         store = get_default_store()
     else:
@@ -429,25 +445,34 @@ def ensure_collector(
     if registry is None:
         registry = REGISTRY
     else:
-        not_a_class("registry", registry, "register")
-        _check_registry(registry, "register")
+        not_a_class(option, registry, "register")
+        _check_registry(registry, "register", option)
     with _collectors_lock:
         collector = _collectors.get(registry)
         if collector is None:
             collector = StoreCollector(store)
-            registry.register(collector)
+            try:
+                registry.register(collector)
+            except ValueError:  # (names it exports already: prometheus_client's own refusal)
+                raise
+            except Exception as exc:
+                raise ValueError(
+                    f"{option}.register raised {type_name(type(exc))}: "
+                    f"{shorten(exception_message(exc), 512)}; pass a working prometheus_client "
+                    f"CollectorRegistry{way_out}"
+                ) from exc
             _collectors[registry] = collector
         else:
             collector.add_store(store)
         return collector
 
 
-def _check_registry(registry: object, method: str) -> None:
+def _check_registry(registry: object, method: str, option: str = "registry") -> None:
     """Refuse what is not a registry (an object without ``method``, the registry's method about
-    to be called) with a ``TypeError`` saying so."""
+    to be called) with a ``TypeError`` saying so, naming it as ``option``."""
     if not callable(getattr(registry, method, None)):
         raise TypeError(
-            f"registry must be a prometheus_client CollectorRegistry, got {type(registry).__name__}"
+            f"{option} must be a prometheus_client CollectorRegistry, got {type(registry).__name__}"
         )
 
 

@@ -29,7 +29,8 @@ class TaskMonitor:
     store. ``TaskMonitor()`` on its own works on a private store, for tests or custom
     orchestration. Every method is thread-safe (the store's lock guards every record). A
     method that takes a ``task_id`` raises ``TypeError`` when given a ``Task``: pass
-    ``task.id``.
+    ``task.id``. An id whose hash raises (a ``str`` subclass of the caller's own) is never
+    found.
 
     Args:
         store: The store to keep records in; a new private ``MetricStore`` when ``None``.
@@ -110,7 +111,8 @@ class TaskMonitor:
         Returns:
             The task's final metrics, or ``None`` when no such task is being tracked.
         """
-        no_task_as_id(task_id)
+        if not no_task_as_id(task_id):
+            return None
         # (the newest of its runs started here: an executor's run has milestones of its own)
         own = [r for r in self._store.active(self._scope, task_id) if not r.milestones]
         if not own:
@@ -133,7 +135,8 @@ class TaskMonitor:
         While a run of the id is running, that run's status, even when a newer run of the same
         id waits in the queue (the run :meth:`get_metrics` shows).
         """
-        no_task_as_id(task_id)
+        if not no_task_as_id(task_id):
+            return None
         rec = self._store.find(self._scope, task_id)
         if rec is None:
             return None
@@ -147,7 +150,8 @@ class TaskMonitor:
     def get_metrics(self, task_id: str) -> ExecutionMetrics | None:
         """Metrics of the newest run of ``task_id`` that is running or retained (a run in
         progress first, rather than a newer run of the same id waiting in the queue)."""
-        no_task_as_id(task_id)
+        if not no_task_as_id(task_id):
+            return None
         return self._view(self._store.find(self._scope, task_id))
 
     def get_all_metrics(self) -> list[ExecutionMetrics]:
@@ -165,9 +169,9 @@ class TaskMonitor:
             TypeError: When ``data`` is neither ``None`` nor a mapping (also for a task that
                 is not running: the mistake shows at once).
         """
-        no_task_as_id(task_id)
+        usable = no_task_as_id(task_id)
         data = checkpoint_data(data)
-        rec = self._store.find(self._scope, task_id)
+        rec = self._store.find(self._scope, task_id) if usable else None
         if rec is None or rec.state == "finished":
             _log.debug("checkpoint %r ignored: task %r is not running", name, task_id)
             return
@@ -176,11 +180,12 @@ class TaskMonitor:
     def is_running(self, task_id: str) -> bool:
         """Whether a task with this id is running now (also while a newer run of the same id
         waits in the queue)."""
-        no_task_as_id(task_id)
+        if not no_task_as_id(task_id):
+            return False
         rec = self._store.find(self._scope, task_id)
         return rec is not None and rec.state == "running"
 
     def clear_metrics(self, task_id: str | None = None) -> None:
         """Forget retained finished records: one task's, or all (running tasks stay)."""
-        no_task_as_id(task_id)
-        self._store.clear_scope(self._scope, task_id)
+        if no_task_as_id(task_id):  # (an id whose hash raises has no records to forget)
+            self._store.clear_scope(self._scope, task_id)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from laios._compat.pydantic import assign
 from laios._exceptions import type_name
 from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult
@@ -90,9 +89,6 @@ class RetryRun:
         self.retry_if_raised: str | None = None
         self.cancelled = False  # cancel_task(task.id) since the call began listening for it
         self.retry_cause: str | None = None  # the error type of the attempt to retry
-        # The failure a retry follows, and the task's fields as it left them (after_attempt).
-        self.last_failure: TaskResult | None = None
-        self.last_fields: dict[str, Any] = {}
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
         self.span_outcome: dict[str, Any] = {}
@@ -135,36 +131,6 @@ class RetryRun:
             return None
         # (validated by the call: an infinite one is no timeout, and gives no budget)
         return RetryCut(deadline, self.engine.resolve_timeout(self.limit))
-
-    def before_attempt(self, last: TaskResult) -> None:
-        """Note the failure at hand (``last``) and what the task says of it, before a retry
-        replaces them (see :meth:`after_attempt`)."""
-        task = self.task
-        self.last_failure = last
-        self.last_fields = {
-            "error": task.error,
-            "started_at": task.started_at,
-            "completed_at": task.completed_at,
-        }
-
-    def after_attempt(self, result: TaskResult) -> TaskResult:
-        """``result``, or the failure before it when the retry deadline passed before this
-        attempt's tool could start (it waited for a worker, or the deadline left it next to
-        no time): an attempt that never ran says nothing of the tool, and must not hide
-        what it said. The task is given back what it said of that failure."""
-        last = self.last_failure
-        deadline = self.policy.deadline
-        if (
-            last is None
-            or deadline is None
-            or self.task.started_at is not None  # (its tool started: a run of its own)
-            or result.metadata.get("outcome") != "timeout"
-            or self.elapsed() < deadline  # (its own, shorter timeout struck)
-        ):
-            return result
-        self.stopped_by_deadline = True
-        assign(self.task, self.last_fields)
-        return last
 
     def attributes(self) -> dict[str, Any] | None:
         """Attributes of the next attempt's span."""
@@ -511,8 +477,6 @@ def retry_blocking(
                         retry_cut=run.cut_by(limit),
                     )
                 checked = False
-                if run.retries:
-                    result = run.after_attempt(result)
             if stop is None and run.may_retry(result):
                 stop = threading.Event()
                 run.stop_on_cancel(stop.set)
@@ -523,7 +487,6 @@ def retry_blocking(
                 retry.sleep(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
-            run.before_attempt(result)
         return run.conclude(result)
     except (KeyboardInterrupt, SystemExit):
         # Interrupted (Ctrl-C, or a signal handler's exit) in an attempt or a wait: the caller
@@ -570,8 +533,6 @@ async def retry_awaiting(
                 retries=run.retries,
                 retry_cut=run.cut_by(cut),
             )
-            if run.retries:
-                result = run.after_attempt(result)
             if stop is None and run.may_retry(result):
                 stop = asyncio.Event()
                 run.stop_on_cancel(functools.partial(loop.call_soon_threadsafe, stop.set))
@@ -582,7 +543,6 @@ async def retry_awaiting(
                 await retry.sleep_async(run.wait_before_next(delay), stop=stop)
             if not run.after_wait():
                 break
-            run.before_attempt(result)
         return run.conclude(result)
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         # Cancelled, or interrupted (Ctrl-C, a signal handler's exit) in an attempt, a hook or
