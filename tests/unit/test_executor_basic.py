@@ -20,6 +20,7 @@ from laios.execution.executor import (
     TaskMonitor,
 )
 from laios.execution.prometheus import ensure_collector
+from laios.execution.runners import ThreadRunner
 from laios.execution.store import MetricStore
 from laios.tools.registry import ToolRegistry
 
@@ -210,6 +211,21 @@ def test_constructor_refuses_a_prometheus_registry_whose_register_raises(
     clash = _RefusingRegistry(ValueError("Duplicated timeseries in CollectorRegistry"))
     with pytest.raises(ValueError, match=r"^Duplicated timeseries"):
         Executor(registry, store=MetricStore(), prometheus_registry=clash)  # type: ignore[arg-type]
+
+
+def test_a_constructor_refused_at_registration_leaves_nothing_behind(
+    registry: ToolRegistry, make_task: Any, context: Context
+) -> None:
+    """An executor refused at its Prometheus registration never came into being: the runner
+    it was given is neither counted by the store (laios_executor_workers) nor shut down."""
+    store = MetricStore()
+    runner = ThreadRunner(2, 2)
+    faulty = _RefusingRegistry(RuntimeError("registry is read-only"))
+    with pytest.raises(ValueError, match="prometheus_registry"):
+        Executor(registry, store=store, runner=runner, prometheus_registry=faulty)  # type: ignore[arg-type]
+    assert store.snapshot().workers == 0
+    with Executor(registry, store=MetricStore(), runner=runner, register_prometheus=False) as ok:
+        assert ok.execute_task(make_task("echo", text="x"), context).success
 
 
 def test_execution_mode_values() -> None:

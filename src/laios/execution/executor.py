@@ -257,6 +257,14 @@ class Executor(Generic[_RegistryT]):
         self.task_monitor = TaskMonitor(
             store, capacity=record_capacity, track_progress=self.enable_monitoring
         )
+        if register_prometheus:
+            # (before anything is built: a registry that refuses leaves nothing to undo, and
+            # the runner given stays the caller's, neither counted nor shut down)
+            from laios.execution.prometheus import _collector_for
+
+            _collector_for(
+                store, prometheus_registry, "prometheus_registry", ", or register_prometheus=False"
+            )
         sync_runner = runner or ThreadRunner(self.max_workers, replacements, name="laios-worker")
         self._engine = Engine(
             tool_registry,
@@ -276,12 +284,6 @@ class Executor(Generic[_RegistryT]):
         # Shut down (without waiting) once nobody holds the executor: on a thread of its
         # own, since the collector may finalize it inside one of its locked sections.
         self._finalizer = finalize_elsewhere(self, self._engine.shutdown, False)
-        if register_prometheus:
-            from laios.execution.prometheus import _collector_for
-
-            _collector_for(
-                store, prometheus_registry, "prometheus_registry", ", or register_prometheus=False"
-            )
         if meter_provider is not None or global_meter_provider() is not None:
             from laios.execution.otel_metrics import instrument_metrics
 
