@@ -844,6 +844,21 @@ class Fails(BaseTool):
         raise ValueError("bad input 7")
 
 
+class ExitsWhenPrintedError(Exception):
+    """An exception whose ``__str__`` raises ``SystemExit``."""
+
+    def __str__(self) -> str:
+        raise SystemExit("not a message")
+
+
+class RaisesExitWhenPrinted(BaseTool):
+    name = "raises_exit_when_printed"
+    description = "Raises an exception whose __str__ raises SystemExit."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ExitsWhenPrintedError("the quota is used up")
+
+
 def _parse_quota(text: str, api_key: str) -> int:
     return int(text)  # (raises ValueError: the cause below)
 
@@ -1152,6 +1167,7 @@ TOOLS = (
     Forks,
     ProgressThatDoesNotLoad,
     Fails,
+    RaisesExitWhenPrinted,
     TraceSeen,
     BaggageSeen,
     Sleep,

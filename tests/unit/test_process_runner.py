@@ -1117,6 +1117,18 @@ def test_a_parameter_whose_unpickling_raises_a_base_exception_fails_only_its_tas
     assert run_pid(executor, task, context) == before  # the worker serves on
 
 
+def test_an_exception_whose_message_raises_system_exit_fails_only_its_task(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An exception whose ``__str__`` raises ``SystemExit`` comes back and fails its task; the
+    reader thread, which turns it into the task's error, goes on serving the next task."""
+    executor = make()
+    result = executor.execute_task(task("raises_exit_when_printed"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "ExitsWhenPrintedError"
+    assert result.error == "ExitsWhenPrintedError (its message could not be turned into text)"
+    assert run_pid(executor, task, context) > 0
+
+
 def test_an_exception_comes_back_with_its_class_and_message(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
