@@ -181,6 +181,22 @@ class Hang(BaseTool):
         return "woke up"
 
 
+class HangHoldingTheGil(BaseTool):
+    name = "hang_holding_the_gil"
+    description = (
+        "Starts a grandchild process, says so, then hangs in one C call that holds the GIL "
+        "(a regular expression that backtracks for ever): no other thread of its process runs."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import re
+
+        box = kwargs["box"]
+        grandchild = subprocess.Popen(["sleep", "1000"])
+        note(box, "hang", {"pid": os.getpid(), "grandchild": grandchild.pid})
+        return bool(re.match(r"(a+)+$", "a" * 64 + "b"))
+
+
 class Exit(BaseTool):
     name = "exit"
     description = "Ends its worker process with os._exit(code)."
@@ -1141,6 +1157,7 @@ TOOLS = (
     SignalsHeld,
     ReturnsSwelling,
     Hang,
+    HangHoldingTheGil,
     Exit,
     ExitsWhenShort,
     Imports,

@@ -2524,6 +2524,56 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver" or sys.platform != "linux",
+    reason="workers of a forkserver, found in /proc",
+)
+def test_workers_die_with_a_parent_killed_by_sigkill_while_a_tool_holds_the_gil(
+    tmp_path: Path,
+) -> None:
+    """A worker whose tool holds the GIL in a long C call cannot run the thread that watches
+    its parent: the forkserver, which ends with the parent, kills the worker's group then."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            f"""
+            import threading, time
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.HangHoldingTheGil())
+                executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="hang_holding_the_gil",
+                            parameters={{"box": {str(tmp_path)!r}}})
+                context = Context(session_id="s", user_id="u")
+                threading.Thread(
+                    target=executor.execute_task, args=(task, context), daemon=True
+                ).start()
+                time.sleep(60)
+            """
+        )
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], env=_script_env())
+    hung = None
+    try:
+        hung = wait_for(lambda: process_tools.read_note(str(tmp_path), "hang"))
+        assert hung is not None, "the tool never started"
+        time.sleep(0.2)  # (into its C call)
+        parent.kill()
+        parent.wait(WAIT)
+        worker_gone = gone(hung["pid"])
+        grandchild_gone = gone(hung["grandchild"])
+    finally:
+        parent.kill()
+        parent.wait(WAIT)
+        if hung is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(hung["pid"], signal.SIGKILL)  # (never left spinning by a failure)
+    assert worker_gone, "the worker outlived its killed parent"
+    assert grandchild_gone, "the tool's own child outlived the killed parent"
+
+
+@pytest.mark.skipif(
     process_runner.DEFAULT_START_METHOD != "forkserver", reason="workers of a forkserver"
 )
 def test_a_call_whose_forkserver_a_tool_killed_is_not_called_a_worker_exit(tmp_path: Path) -> None:

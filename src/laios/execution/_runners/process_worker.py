@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
+from laios._compat.multiprocessing import forkserver_in_child
 from laios._compat.otel import global_meter_provider, global_tracer_provider
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
@@ -1138,6 +1139,11 @@ def _serve(
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
         _end_with_the_parent()
+    # A forkserver lives as long as a process holds the end of the pipe its program holds, as
+    # each process it starts does: without this copy the server ends with the program, and
+    # kills the worker's group then (the watch above cannot run while a tool holds the GIL in
+    # a long C call). A tool that starts processes with ``forkserver`` starts its own server.
+    forkserver_in_child()
     _take_interrupts()
     _reap_children_as_usual()
     if resource is not None:  # no core files
