@@ -2064,6 +2064,20 @@ def test_an_initializer_that_ends_its_worker_is_named_and_does_not_start_workers
     assert len(starts) <= 3  # (one per task, and at most one replacement)
 
 
+def test_a_timeout_while_the_initializer_runs_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A task whose worker is still running the runner's initializer when its timeout passes
+    never reached its tool: the error says where it was, not that the tool was stopped."""
+    executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    result = executor.execute_task(task("pid"), context, timeout=4.0)
+    assert result.metadata["outcome"] == "timeout"
+    assert result.metadata["worker_killed"] is True
+    error = result.error or ""
+    assert "while its worker process was still running the process runner's initializer" in error
+    assert "the tool was never started" in error
+
+
 def test_a_failing_initializer_fails_each_task_clearly_without_restarting_workers(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
