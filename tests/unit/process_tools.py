@@ -197,6 +197,27 @@ class HangHoldingTheGil(BaseTool):
         return bool(re.match(r"(a+)+$", "a" * 64 + "b"))
 
 
+#: The descriptors :class:`LeaksDescriptors` left open (its worker keeps them).
+LEAKED: list[int] = []
+
+
+class LeaksDescriptors(BaseTool):
+    name = "leaks_descriptors"
+    description = (
+        "Opens files until the process may open no more, leaves them open, returns (with "
+        "child=True, first starts a child process it leaves running, and returns its pid)."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        child = subprocess.Popen(["sleep", "1000"]) if kwargs.get("child") else None
+        try:
+            while True:
+                LEAKED.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        return child.pid if child is not None else len(LEAKED)
+
+
 class Exit(BaseTool):
     name = "exit"
     description = "Ends its worker process with os._exit(code)."
@@ -1158,6 +1179,7 @@ TOOLS = (
     ReturnsSwelling,
     Hang,
     HangHoldingTheGil,
+    LeaksDescriptors,
     Exit,
     ExitsWhenShort,
     Imports,

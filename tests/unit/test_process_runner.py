@@ -719,6 +719,36 @@ def test_a_crash_retried_by_execute_with_retry_never_says_the_task_was_not_retri
     assert "the runner did not run the call again" in error
 
 
+def test_a_tool_that_leaves_no_descriptor_free_does_not_end_its_worker_under_a_memory_limit(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool that leaves every descriptor its worker may have open does not make the worker's
+    own work of the next call fail: the worker measures its data size for the next memory
+    limit without opening a file, and the next tool runs."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=100))
+    before = run_pid(executor, task, context)
+    leaked = executor.execute_task(task("leaks_descriptors"), context, timeout=WAIT)
+    assert leaked.success, leaked.error
+    assert run_pid(executor, task, context) == before  # (the same worker serves on)
+
+
+def test_a_process_left_by_a_tool_that_leaves_no_descriptor_free_ends_at_shutdown(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker that cannot look for the processes left in its group as it exits (no
+    descriptor free to read ``/proc``) kills its whole group instead."""
+    executor = make()
+    result = executor.execute_task(task("leaks_descriptors", child=True), context, timeout=WAIT)
+    assert result.success, result.error
+    child: int = result.output
+    try:
+        executor.shutdown(wait=True)
+        assert gone(child), "the tool's child outlived its worker"
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+
+
 def test_a_worker_that_ends_under_a_memory_limit_says_the_limit_was_in_force(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
