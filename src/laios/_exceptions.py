@@ -86,7 +86,8 @@ _GROUP_DEPTH = 3
 def exception_message(exc: BaseException) -> str:
     """The message of ``exc`` for a failed result's ``error``: its text, or its class's name
     (see :func:`type_name`) when that is empty; never raises (a ``__str__`` that fails or
-    gives something other than text gives the class name and a note).
+    gives something other than text gives the class name and a note, whatever it raises:
+    ``SystemExit`` too, which would end the thread reporting the task).
 
     An exception group (a failed ``asyncio.TaskGroup``) says what its members raised after
     its own text (``unhandled errors in a TaskGroup (1 sub-exception): KeyError: 'ada'``):
@@ -97,7 +98,7 @@ def exception_message(exc: BaseException) -> str:
 def _message(exc: BaseException, depth: int) -> str:
     try:
         text = str(exc)
-    except Exception:
+    except BaseException:  # (``SystemExit`` too: it would end the thread reporting the task)
         return f"{type_name(type(exc))} (its message could not be turned into text)"
     text = text or type_name(type(exc))
     group = _EXCEPTION_GROUP

@@ -181,6 +181,43 @@ class Hang(BaseTool):
         return "woke up"
 
 
+class HangHoldingTheGil(BaseTool):
+    name = "hang_holding_the_gil"
+    description = (
+        "Starts a grandchild process, says so, then hangs in one C call that holds the GIL "
+        "(a regular expression that backtracks for ever): no other thread of its process runs."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        import re
+
+        box = kwargs["box"]
+        grandchild = subprocess.Popen(["sleep", "1000"])
+        note(box, "hang", {"pid": os.getpid(), "grandchild": grandchild.pid})
+        return bool(re.match(r"(a+)+$", "a" * 64 + "b"))
+
+
+#: The descriptors :class:`LeaksDescriptors` left open (its worker keeps them).
+LEAKED: list[int] = []
+
+
+class LeaksDescriptors(BaseTool):
+    name = "leaks_descriptors"
+    description = (
+        "Opens files until the process may open no more, leaves them open, returns (with "
+        "child=True, first starts a child process it leaves running, and returns its pid)."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        child = subprocess.Popen(["sleep", "1000"]) if kwargs.get("child") else None
+        try:
+            while True:
+                LEAKED.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        return child.pid if child is not None else len(LEAKED)
+
+
 class Exit(BaseTool):
     name = "exit"
     description = "Ends its worker process with os._exit(code)."
@@ -844,6 +881,21 @@ class Fails(BaseTool):
         raise ValueError("bad input 7")
 
 
+class ExitsWhenPrintedError(Exception):
+    """An exception whose ``__str__`` raises ``SystemExit``."""
+
+    def __str__(self) -> str:
+        raise SystemExit("not a message")
+
+
+class RaisesExitWhenPrinted(BaseTool):
+    name = "raises_exit_when_printed"
+    description = "Raises an exception whose __str__ raises SystemExit."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise ExitsWhenPrintedError("the quota is used up")
+
+
 def _parse_quota(text: str, api_key: str) -> int:
     return int(text)  # (raises ValueError: the cause below)
 
@@ -1126,6 +1178,8 @@ TOOLS = (
     SignalsHeld,
     ReturnsSwelling,
     Hang,
+    HangHoldingTheGil,
+    LeaksDescriptors,
     Exit,
     ExitsWhenShort,
     Imports,
@@ -1152,6 +1206,7 @@ TOOLS = (
     Forks,
     ProgressThatDoesNotLoad,
     Fails,
+    RaisesExitWhenPrinted,
     TraceSeen,
     BaggageSeen,
     Sleep,

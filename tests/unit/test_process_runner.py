@@ -719,6 +719,36 @@ def test_a_crash_retried_by_execute_with_retry_never_says_the_task_was_not_retri
     assert "the runner did not run the call again" in error
 
 
+def test_a_tool_that_leaves_no_descriptor_free_does_not_end_its_worker_under_a_memory_limit(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A tool that leaves every descriptor its worker may have open does not make the worker's
+    own work of the next call fail: the worker measures its data size for the next memory
+    limit without opening a file, and the next tool runs."""
+    executor = make(resource_limits=ResourceLimits(memory_limit_mb=100))
+    before = run_pid(executor, task, context)
+    leaked = executor.execute_task(task("leaks_descriptors"), context, timeout=WAIT)
+    assert leaked.success, leaked.error
+    assert run_pid(executor, task, context) == before  # (the same worker serves on)
+
+
+def test_a_process_left_by_a_tool_that_leaves_no_descriptor_free_ends_at_shutdown(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A worker that cannot look for the processes left in its group as it exits (no
+    descriptor free to read ``/proc``) kills its whole group instead."""
+    executor = make()
+    result = executor.execute_task(task("leaks_descriptors", child=True), context, timeout=WAIT)
+    assert result.success, result.error
+    child: int = result.output
+    try:
+        executor.shutdown(wait=True)
+        assert gone(child), "the tool's child outlived its worker"
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(child, signal.SIGKILL)
+
+
 def test_a_worker_that_ends_under_a_memory_limit_says_the_limit_was_in_force(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:
@@ -1115,6 +1145,18 @@ def test_a_parameter_whose_unpickling_raises_a_base_exception_fails_only_its_tas
     assert result.metadata["error_type"] == "not_picklable"
     assert "SystemExit" in (result.error or "")
     assert run_pid(executor, task, context) == before  # the worker serves on
+
+
+def test_an_exception_whose_message_raises_system_exit_fails_only_its_task(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """An exception whose ``__str__`` raises ``SystemExit`` comes back and fails its task; the
+    reader thread, which turns it into the task's error, goes on serving the next task."""
+    executor = make()
+    result = executor.execute_task(task("raises_exit_when_printed"), context, timeout=WAIT)
+    assert result.metadata["error_type"] == "ExitsWhenPrintedError"
+    assert result.error == "ExitsWhenPrintedError (its message could not be turned into text)"
+    assert run_pid(executor, task, context) > 0
 
 
 def test_an_exception_comes_back_with_its_class_and_message(
@@ -2052,6 +2094,20 @@ def test_an_initializer_that_ends_its_worker_is_named_and_does_not_start_workers
     assert len(starts) <= 3  # (one per task, and at most one replacement)
 
 
+def test_a_timeout_while_the_initializer_runs_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """A task whose worker is still running the runner's initializer when its timeout passes
+    never reached its tool: the error says where it was, not that the tool was stopped."""
+    executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    result = executor.execute_task(task("pid"), context, timeout=4.0)
+    assert result.metadata["outcome"] == "timeout"
+    assert result.metadata["worker_killed"] is True
+    error = result.error or ""
+    assert "while its worker process was still running the process runner's initializer" in error
+    assert "the tool was never started" in error
+
+
 def test_a_failing_initializer_fails_each_task_clearly_without_restarting_workers(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
@@ -2509,6 +2565,56 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
         parent.wait(WAIT)
     assert gone(hung["pid"]), "the worker outlived its killed parent"
     assert gone(hung["grandchild"]), "the tool's own child outlived the killed parent"
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver" or sys.platform != "linux",
+    reason="workers of a forkserver, found in /proc",
+)
+def test_workers_die_with_a_parent_killed_by_sigkill_while_a_tool_holds_the_gil(
+    tmp_path: Path,
+) -> None:
+    """A worker whose tool holds the GIL in a long C call cannot run the thread that watches
+    its parent: the forkserver, which ends with the parent, kills the worker's group then."""
+    script = tmp_path / "main.py"
+    script.write_text(
+        _SCRIPT_PRELUDE
+        + textwrap.dedent(
+            f"""
+            import threading, time
+
+            if __name__ == "__main__":
+                registry = ToolRegistry()
+                registry.register_tool(process_tools.HangHoldingTheGil())
+                executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
+                task = Task(plan_id="p", description="d", tool_name="hang_holding_the_gil",
+                            parameters={{"box": {str(tmp_path)!r}}})
+                context = Context(session_id="s", user_id="u")
+                threading.Thread(
+                    target=executor.execute_task, args=(task, context), daemon=True
+                ).start()
+                time.sleep(60)
+            """
+        )
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], env=_script_env())
+    hung = None
+    try:
+        hung = wait_for(lambda: process_tools.read_note(str(tmp_path), "hang"))
+        assert hung is not None, "the tool never started"
+        time.sleep(0.2)  # (into its C call)
+        parent.kill()
+        parent.wait(WAIT)
+        worker_gone = gone(hung["pid"])
+        grandchild_gone = gone(hung["grandchild"])
+    finally:
+        parent.kill()
+        parent.wait(WAIT)
+        if hung is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(hung["pid"], signal.SIGKILL)  # (never left spinning by a failure)
+    assert worker_gone, "the worker outlived its killed parent"
+    assert grandchild_gone, "the tool's own child outlived the killed parent"
 
 
 @pytest.mark.skipif(

@@ -75,12 +75,21 @@ class UnprintableError(Exception, metaclass=NamelessMeta):
         raise RuntimeError("no repr")
 
 
+class ExitsWhenPrintedError(Exception):
+    """An exception whose ``__str__`` raises ``SystemExit`` (which would end the thread that
+    turns it into a failed result, leaving its caller waiting for ever)."""
+
+    def __str__(self) -> str:
+        raise SystemExit("not a message")
+
+
 EXCEPTIONS: dict[str, Any] = {
     "nameless": lambda: NamelessError("the quota is used up"),
     "number": lambda: NumberNamedError("the quota is used up"),
     "nameless_base": lambda: NamelessStop("the quota is used up"),
     "notes": lambda: NotesError("the quota is used up"),
     "unprintable": lambda: UnprintableError("the quota is used up"),
+    "exits_when_printed": lambda: ExitsWhenPrintedError("the quota is used up"),
 }
 EXPECTED_TYPE = {
     "nameless": "NamelessError",
@@ -88,8 +97,13 @@ EXPECTED_TYPE = {
     "nameless_base": "NamelessStop",
     "notes": "NotesError",
     "unprintable": "UnprintableError",
+    "exits_when_printed": "ExitsWhenPrintedError",
 }
 UNPRINTABLE = "UnprintableError (its message could not be turned into text)"
+UNPRINTABLE_MESSAGES = {
+    "unprintable": UNPRINTABLE,
+    "exits_when_printed": "ExitsWhenPrintedError (its message could not be turned into text)",
+}
 
 
 class RaiseIt(BaseTool):
@@ -151,7 +165,7 @@ def test_an_exception_that_cannot_say_its_name_is_the_tools_own_failure(
     name = EXPECTED_TYPE[which]
     assert result.metadata["outcome"] == "error", result.error
     assert result.metadata["error_type"] == name
-    message = UNPRINTABLE if which == "unprintable" else "the quota is used up"
+    message = UNPRINTABLE_MESSAGES.get(which, "the quota is used up")
     assert result.error == message
     attempts = 2 if road.startswith("retry") else 1
     if road.startswith("retry"):
@@ -170,7 +184,7 @@ def test_an_exception_that_cannot_say_its_name_is_the_tools_own_failure(
         assert str(event.attributes["exception.type"]).endswith(name)
         stack = str(event.attributes["exception.stacktrace"])
         assert name in stack
-        if which != "unprintable":
+        if which not in UNPRINTABLE_MESSAGES:
             assert "the quota is used up" in stack
         assert "_execute" in stack  # (the tool's own frames)
 

@@ -1445,6 +1445,15 @@ class _Pool:
                     "while its call was being handed to its worker process, before it was sent "
                     "there; the tool was never started"
                 )
+            worker = call.worker
+            initializing = call.written and worker is not None and not worker.ready
+        if initializing and worker is not None and not _has_messages(worker):
+            # (sent to a worker whose initializer has not said it returned, and has not: the
+            # worker reads a call only then; a message waiting may be that it did)
+            return (
+                "while its worker process was still running the process runner's initializer "
+                "(it had not returned); the tool was never started, and the worker was stopped"
+            )
         return None
 
     # -- stopping ----------------------------------------------------------------------------
@@ -1517,6 +1526,15 @@ class _Pool:
                 busy=busy,
                 queued=len(self.queue) + self.pickling,
             )
+
+
+def _has_messages(worker: _Worker) -> bool:
+    """Whether ``worker`` sent something not read yet (or its pipe cannot be asked); the
+    reader's to read: this only looks."""
+    try:
+        return worker.conn.poll()
+    except (OSError, EOFError, ValueError):
+        return True
 
 
 def _unloadable(worker: _Worker, exc: BaseException) -> RawOutcome:

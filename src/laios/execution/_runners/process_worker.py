@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
+from laios._compat.multiprocessing import forkserver_in_child
 from laios._compat.otel import global_meter_provider, global_tracer_provider
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
@@ -418,15 +419,22 @@ class _PeakMemory:
         return 0.0
 
 
-def _data_size() -> int:
+def _data_size(status_fd: int | None = None) -> int:
     """This process's data size in bytes (``VmData``: heap and private anonymous mappings,
     what ``RLIMIT_DATA`` limits: the stacks of the threads it starts too; mapped files are
-    not in it)."""
-    with open("/proc/self/status", "rb") as handle:
-        for line in handle:
-            if line.startswith(b"VmData:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    not in it).
+
+    ``status_fd``: ``/proc/self/status`` kept open (see :class:`_PeakMemory`), read without
+    opening a file: a tool may have left no descriptor free."""
+    if status_fd is not None:
+        status = os.pread(status_fd, 8192, 0)
+    else:
+        with open("/proc/self/status", "rb") as handle:
+            status = handle.read()
+    start = status.find(b"VmData:")
+    if start < 0:
+        return 0
+    return int(status[start + 7 : status.index(b"kB", start)]) * 1024
 
 
 class _HeldLimit:
@@ -646,7 +654,7 @@ class _Worker:
             return _result_message(failed, False, call.tool_name)
         memory_limit = None
         if call.memory_limit_mb is not None and MEMORY_LIMIT_ENFORCED:
-            memory_limit = _data_size() + call.memory_limit_mb * _MB
+            memory_limit = _data_size(self.peak.status_fd) + call.memory_limit_mb * _MB
             if memory_limit > _LARGEST_LIMIT:  # more than a limit holds: no limit
                 memory_limit = None
         cpu_seconds = call.cpu_seconds
@@ -1082,15 +1090,18 @@ def _kill_the_rest_of_the_group() -> None:
 
     On Linux the members are found in ``/proc`` and killed one by one, so that this process
     still ends with its own exit code (the caller's side reads it); a group that keeps
-    gaining members (a fork bomb), and platforms without ``/proc``, get ``killpg``, which
-    ends this process too.
+    gaining members (a fork bomb), platforms without ``/proc``, and a process that cannot
+    read it (a tool left no descriptor free), get ``killpg``, which ends this process too.
     """
     me = os.getpid()
     if not hasattr(os, "killpg") or os.getpgid(0) != me:
         return  # (not a group of its own: not the worker's to kill)
     if sys.platform == "linux":
         for _ in range(10):
-            others = _members_of_group(me)
+            try:
+                others = _members_of_group(me)
+            except OSError:  # (``/proc`` cannot be read: a tool left no descriptor free)
+                break
             if not others:
                 return
             for pid in others:
@@ -1138,6 +1149,11 @@ def _serve(
         with contextlib.suppress(OSError):  # (already a group leader)
             os.setsid()
         _end_with_the_parent()
+    # A forkserver lives as long as a process holds the end of the pipe its program holds, as
+    # each process it starts does: without this copy the server ends with the program, and
+    # kills the worker's group then (the watch above cannot run while a tool holds the GIL in
+    # a long C call). A tool that starts processes with ``forkserver`` starts its own server.
+    forkserver_in_child()
     _take_interrupts()
     _reap_children_as_usual()
     if resource is not None:  # no core files
