@@ -2108,6 +2108,27 @@ def test_a_timeout_while_the_initializer_runs_says_the_tool_never_started(
     assert "the tool was never started" in error
 
 
+def test_a_cancel_while_the_initializer_runs_says_the_tool_never_started(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context
+) -> None:
+    """As for a timeout: a task cancelled while its worker still runs the runner's initializer
+    never reached its tool, and its error says so rather than that it was cancelled while
+    running."""
+    executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    slow = task("pid")
+    caller = Caller(executor, slow, context)
+    running = wait_for(lambda: executor.get_task_status(slow.id) == TaskStatus.RUNNING)
+    assert running, "the call was never handed to its worker"
+    assert executor.cancel_task(slow.id)
+    result = caller.returned(WAIT, "the cancelled call did not return")
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.metadata["worker_killed"] is True
+    error = result.error or ""
+    assert "was cancelled before it started" in error, error
+    assert "while its worker process was still running the process runner's initializer" in error
+    assert "the tool was never started" in error
+
+
 def test_a_failing_initializer_fails_each_task_clearly_without_restarting_workers(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:

@@ -926,9 +926,17 @@ class Job(TaskRecord):
     def _stop_and_finish(self, outcome: str, message: str) -> None:
         """Tell the runner the call is given up, then finish as ``outcome`` (a ``timeout`` or
         ``cancelled``), noting a worker process killed for it."""
+        # Where the runner still prepared the call (a process runner's worker still running
+        # its initializer, or being written the call), asked before the stop ends that.
+        before = None
+        if outcome == "cancelled" and message == self._cancelled_running_message():
+            before = self._preparing()
         # A queued call is given up too: the runner must not start it, nor hold a place for it.
         stopped = self._abandon(outcome)
         extra = {"worker_killed": True} if stopped == "killed" else None
+        if stopped == "killed" and before is not None:
+            # (its worker killed before the tool was reached, as a timeout there says too)
+            message = f"Task '{self.task_id}' was cancelled before it started, {before}"
         if stopped == "stopped" and not self.unstarted:
             # Given up once it was allowed to start, before its runner sent it anywhere (a
             # process runner's call not yet written to its worker): its tool never started.
