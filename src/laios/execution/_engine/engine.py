@@ -305,6 +305,9 @@ class Engine:
         #: Retry loops between attempts, by task id (several calls may share one): ``cancel_task``
         #: stops them, ``shutdown()`` ends their waits.
         self.retrying: dict[str, list[BetweenAttempts]] = {}
+        #: The shutdown warnings logged already (each once per executor: a second
+        #: ``shutdown()`` is harmless, and has nothing new to say).
+        self.warned: set[str] = set()
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -1025,7 +1028,7 @@ class Engine:
             on_runners, async_tools, waiting = self.awaited_here()
             if on_runners:
                 wait = False
-            if on_runners or async_tools or waiting:
+            if (on_runners or async_tools or waiting) and self._first("awaited_here"):
                 # (async tools on this loop are never waited for: they end with the loop)
                 _log.warning(
                     "shutdown() was called on the event loop that awaits %d task(s) of this "
@@ -1043,6 +1046,14 @@ class Engine:
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait and not self._slots_held_here())
+
+    def _first(self, warning: str) -> bool:
+        """Whether ``warning`` is yet to be logged by this executor's shutdowns (noting that it
+        is being logged now). Two shutdowns racing may both log it: no lock is worth that."""
+        if warning in self.warned:
+            return False
+        self.warned.add(warning)
+        return True
 
     def _inline_runs(self) -> list[Job]:
         """This executor's tasks still running on their callers' threads (the inline road);
@@ -1082,6 +1093,8 @@ class Engine:
         waiting, held = self.loop_thread.waiting_for_slots_held_on(loop)
         if not waiting:
             return False
+        if not self._first("slots_held_here"):
+            return True
         _log.warning(
             "shutdown() was called on an event loop where %d async tool(s) of this executor "
             "hold max_async_tools slots that %d execute_task call(s) wait for: it does not wait "
