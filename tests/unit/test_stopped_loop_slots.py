@@ -242,3 +242,42 @@ def test_tasks_of_a_stopped_loop_still_queued_for_a_slot_end_past_their_timeout(
     outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
     assert outcomes == ["timeout"] * 4
     assert executor.store.snapshot().running == []
+
+
+def test_tasks_of_a_loop_stopped_after_shutdown_end_at_their_timeout(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
+) -> None:
+    """A thread's batch held the one slot and queued the rest of its tasks for it; the executor
+    was shut down, and then the thread's loop stopped (interrupted, not closed) before their
+    timeout. Nothing ran the overdue sweep after the shutdown: the tasks stayed running and
+    queued (the store, /status) for good. Now they end as timeout once their deadline passes."""
+    slow, _ = tools
+    executor = _make(make_executor, tools, max_async_tools=1)
+    timeout = 3.0
+    started = time.monotonic()
+    interrupted = threading.Event()
+
+    def batch() -> None:
+        with pytest.raises(KeyboardInterrupt):
+            stopped_loop.run_until_complete(
+                executor.execute_parallel([_task("slow") for _ in range(3)], CONTEXT, timeout)
+            )
+        interrupted.set()
+
+    thread = threading.Thread(target=batch, daemon=True)
+    thread.start()
+    assert _until(lambda: slow.started == 1)
+    executor.shutdown()
+    stopped_loop.call_soon_threadsafe(_interrupt)
+    assert interrupted.wait(WAIT)
+    thread.join(WAIT)
+    assert time.monotonic() < started + timeout  # (the loop stopped before the timeout)
+    assert not stopped_loop.is_running()
+    assert not stopped_loop.is_closed()
+
+    def settled() -> bool:
+        return executor.store.snapshot().running == [] and executor.get_running_tasks() == []
+
+    assert _until(settled, timeout + WAIT)
+    outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
+    assert outcomes == ["timeout"] * 3
