@@ -1110,6 +1110,7 @@ class Engine:
                 if now >= next_sweep:
                     try:
                         self.end_stranded()
+                        self.loop_here.expire_waiting_on_stopped()
                     except Exception:
                         _log.exception("ending the overdue tasks of stopped event loops failed")
                     next_sweep = now + pause  # (one still unfinished: its loop may yet end it)
