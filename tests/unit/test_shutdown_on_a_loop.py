@@ -332,3 +332,26 @@ def test_shutdown_on_the_loop_does_not_count_tools_with_a_slot_as_waiting_for_on
     assert "awaits 3 task(s)" in warning
     assert "3 of them async tools running on this loop" in warning
     assert "waiting for a slot" not in warning
+
+
+def test_a_second_shutdown_on_the_loop_does_not_warn_again(
+    make_executor: Any, laios_records: list[logging.LogRecord]
+) -> None:
+    """Calling shutdown() again is harmless, and says nothing new: with a batch still in flight
+    on the loop, the second and third calls log no second warning (each call logged one)."""
+    naps = Naps()
+    executor = _make(make_executor, (naps,), max_async_tools=1)
+    tasks = [_task("naps") for _ in range(3)]
+
+    async def scenario() -> tuple[float, Any]:
+        pending = await _in_flight(executor.execute_parallel(tasks, CONTEXT), naps.entered)
+        started = time.monotonic()
+        for _ in range(3):
+            executor.shutdown()
+        return time.monotonic() - started, await pending
+
+    elapsed, results = asyncio.run(scenario())
+    assert elapsed < BACK_BY
+    assert [r.output for r in results] == ["rested"] * 3
+    (warning,) = _shutdown_warnings(laios_records)
+    assert "awaits 3 task(s)" in warning

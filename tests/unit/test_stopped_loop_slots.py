@@ -242,3 +242,88 @@ def test_tasks_of_a_stopped_loop_still_queued_for_a_slot_end_past_their_timeout(
     outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
     assert outcomes == ["timeout"] * 4
     assert executor.store.snapshot().running == []
+
+
+def test_tasks_of_a_loop_stopped_after_shutdown_end_at_their_timeout(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
+) -> None:
+    """A thread's batch held the one slot and queued the rest of its tasks for it; the executor
+    was shut down, and then the thread's loop stopped (interrupted, not closed) before their
+    timeout. Nothing ran the overdue sweep after the shutdown: the tasks stayed running and
+    queued (the store, /status) for good. Now they end as timeout once their deadline passes."""
+    slow, _ = tools
+    executor = _make(make_executor, tools, max_async_tools=1)
+    timeout = 3.0
+    started = time.monotonic()
+    interrupted = threading.Event()
+
+    def batch() -> None:
+        with pytest.raises(KeyboardInterrupt):
+            stopped_loop.run_until_complete(
+                executor.execute_parallel([_task("slow") for _ in range(3)], CONTEXT, timeout)
+            )
+        interrupted.set()
+
+    thread = threading.Thread(target=batch, daemon=True)
+    thread.start()
+    assert _until(lambda: slow.started == 1)
+    executor.shutdown()
+    stopped_loop.call_soon_threadsafe(_interrupt)
+    assert interrupted.wait(WAIT)
+    thread.join(WAIT)
+    assert time.monotonic() < started + timeout  # (the loop stopped before the timeout)
+    assert not stopped_loop.is_running()
+    assert not stopped_loop.is_closed()
+
+    def settled() -> bool:
+        return executor.store.snapshot().running == [] and executor.get_running_tasks() == []
+
+    assert _until(settled, timeout + WAIT)
+    outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
+    assert outcomes == ["timeout"] * 3
+
+
+class Holds(AsyncBaseTool):
+    name = "holds"
+    description = "Holds its slot until released."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        return "released"
+
+
+def test_tasks_queued_on_a_stopped_loop_that_never_held_a_slot_end_after_shutdown(
+    make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
+) -> None:
+    """A tool with no timeout on another thread's running loop held the one slot; a batch on a
+    second loop queued for it, and that loop stopped (interrupted, not closed). After shutdown()
+    the batch's tasks stayed queued past their timeout for as long as the slot stayed held (the
+    sweep found only tasks of loops that held a slot). Now they end as timeout, never to start."""
+    holds = Holds()
+    executor = _make(make_executor, (*tools, holds), max_async_tools=1)
+    elsewhere = threading.Thread(
+        target=lambda: asyncio.run(executor.execute_async(_task("holds"), CONTEXT)), daemon=True
+    )
+    elsewhere.start()
+    try:
+        assert holds.entered.wait(WAIT)
+        deadline = _interrupted_batch(stopped_loop, executor, "slow", 2, TIMEOUT)
+        executor.shutdown(wait=False)
+
+        def ended() -> bool:
+            return [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"] == [
+                "timeout"
+            ] * 2
+
+        assert _until(ended, deadline - time.monotonic() + WAIT)
+        assert [r.tool for r in executor.store.snapshot().running] == ["holds"]
+    finally:
+        holds.release.set()
+        elsewhere.join(WAIT)

@@ -305,6 +305,11 @@ class Engine:
         #: Retry loops between attempts, by task id (several calls may share one): ``cancel_task``
         #: stops them, ``shutdown()`` ends their waits.
         self.retrying: dict[str, list[BetweenAttempts]] = {}
+        #: The shutdown warnings logged already (each once per executor: a second
+        #: ``shutdown()`` is harmless, and has nothing new to say).
+        self.warned: set[str] = set()
+        #: The overdue watch was started (see :meth:`watch_overdue`): once per executor.
+        self.watching = False
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -312,6 +317,7 @@ class Engine:
         self.lock = self.env.lock = threading.Lock()
         self.pending_cancels = OrderedDict()
         self.retrying = {}
+        self.watching = False  # (the parent's watch thread is not the child's)
 
     # -- timeouts --------------------------------------------------------------------------
 
@@ -1025,7 +1031,7 @@ class Engine:
             on_runners, async_tools, waiting = self.awaited_here()
             if on_runners:
                 wait = False
-            if on_runners or async_tools or waiting:
+            if (on_runners or async_tools or waiting) and self._first("awaited_here"):
                 # (async tools on this loop are never waited for: they end with the loop)
                 _log.warning(
                     "shutdown() was called on the event loop that awaits %d task(s) of this "
@@ -1043,6 +1049,83 @@ class Engine:
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait and not self._slots_held_here())
+        self.watch_overdue()
+
+    def watch_overdue(self) -> None:
+        """Once shut down: while tasks with a deadline are still awaited on callers' event
+        loops, watch them from a daemon thread (``laios-overdue``, started once) and end, as
+        their deadlines pass, those whose loop stopped being run meanwhile (see
+        :meth:`end_stranded`). No new call comes to run that sweep after a shutdown: a loop
+        dropped after it (stopped, not closed) would keep their tasks queued or running for
+        good. The watch ends with the last of them."""
+        if self.watching:
+            return
+        watched = self._awaited_with_deadline(self.store.scope_records(self.scope))
+        if not watched:
+            return
+        with self.lock:
+            if self.watching:
+                return
+            self.watching = True
+        try:
+            threading.Thread(
+                target=self._watch, args=(watched,), name="laios-overdue", daemon=True
+            ).start()
+        except RuntimeError:  # "can't start new thread"
+            _log.warning(
+                "shutdown() could not start the thread that ends, at their deadlines, %d "
+                "task(s) awaited on event loops that may stop being run (the system refused a "
+                "new thread): one whose loop stops before its deadline stays queued or running "
+                "until an executor call from another event loop",
+                len(watched),
+            )
+
+    @staticmethod
+    def _awaited_with_deadline(records: Iterable[object]) -> list[Job]:
+        """The unfinished jobs of ``records`` awaited on a caller's event loop that have a
+        deadline."""
+        return [
+            record
+            for record in records
+            if isinstance(record, Job)
+            and record.state != "finished"
+            and record.waiter is not None
+            and record.deadline is not None
+        ]
+
+    def _watch(self, watched: list[Job]) -> None:
+        """The overdue watch (see :meth:`watch_overdue`): no new task comes after the
+        shutdown, so ``watched`` only shrinks."""
+        next_sweep = 0.0
+        pause = _FIRST_OVERDUE_SWEEP
+        while True:
+            watched = self._awaited_with_deadline(watched)
+            if not watched:
+                return
+            now = time.monotonic()
+            deadlines = [job.deadline for job in watched if job.deadline is not None]
+            due = [deadline for deadline in deadlines if deadline > now]
+            wake = min(due) + 0.01 if due else math.inf  # (just past it: the sweep finds it passed)
+            if len(due) < len(deadlines):  # some are past their deadline
+                if now >= next_sweep:
+                    try:
+                        self.end_stranded()
+                        self.loop_here.expire_waiting_on_stopped()
+                    except Exception:
+                        _log.exception("ending the overdue tasks of stopped event loops failed")
+                    next_sweep = now + pause  # (one still unfinished: its loop may yet end it)
+                    pause = min(pause * 2, _LAST_OVERDUE_SWEEP)
+                    continue
+                wake = min(wake, next_sweep)
+            time.sleep(min(wake - now, _OVERDUE_POLL))
+
+    def _first(self, warning: str) -> bool:
+        """Whether ``warning`` is yet to be logged by this executor's shutdowns (noting that it
+        is being logged now). Two shutdowns racing may both log it: no lock is worth that."""
+        if warning in self.warned:
+            return False
+        self.warned.add(warning)
+        return True
 
     def _inline_runs(self) -> list[Job]:
         """This executor's tasks still running on their callers' threads (the inline road);
@@ -1082,6 +1165,8 @@ class Engine:
         waiting, held = self.loop_thread.waiting_for_slots_held_on(loop)
         if not waiting:
             return False
+        if not self._first("slots_held_here"):
+            return True
         _log.warning(
             "shutdown() was called on an event loop where %d async tool(s) of this executor "
             "hold max_async_tools slots that %d execute_task call(s) wait for: it does not wait "
@@ -1215,6 +1300,15 @@ class Engine:
 #: waits for them: the first, then doubling up to the last.
 _FIRST_INLINE_POLL = 0.001
 _LAST_INLINE_POLL = 0.05
+
+#: Seconds between two looks of the overdue watch (see :meth:`Engine.watch_overdue`) at the
+#: tasks it watches: at most this, less up to the next deadline.
+_OVERDUE_POLL = 0.25
+#: Seconds between two sweeps of the overdue watch while tasks past their deadline are still
+#: unfinished (their loop running, and about to end them): the first, then doubling up to the
+#: last.
+_FIRST_OVERDUE_SWEEP = 0.25
+_LAST_OVERDUE_SWEEP = 5.0
 
 
 _BLOCKS_ITS_LOOP = Refusal(

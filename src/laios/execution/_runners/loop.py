@@ -450,6 +450,25 @@ class AsyncSlots:
         finally:
             lock.release()
 
+    def overdue_waiting_on_stopped(self, now: float) -> list[_LoopCall]:
+        """The calls waiting for a slot on an event loop that is neither running nor closed
+        whose deadline has passed, that loop holding a slot or not (:meth:`overdue_on_stopped`
+        finds those of a loop that holds none only once one of them is handed one)."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            return [
+                work
+                for work in self.waiting
+                if not work.abandoned
+                and work.call.deadline is not None
+                and work.call.deadline <= now
+                and not work.loop.is_running()
+                and not work.loop.is_closed()
+            ]
+        finally:
+            lock.release()
+
     def reclaim_stopped(
         self,
     ) -> tuple[list[_LoopCall | _AwaitedCall], list[_LoopCall], list[_LoopCall]]:
@@ -1199,6 +1218,20 @@ class LoopRunner:
                 except Exception:
                     _log.exception("a task's events raised while ending it on a stopped loop")
         _pass_slots_on(*slots.reclaim_stopped())
+
+    def expire_waiting_on_stopped(self) -> None:
+        """The executor is shut down, and no call comes to find them: end as timed out the
+        calls waiting for a slot on event loops nobody runs now past their deadline, those of
+        a loop that holds no slot included (see :meth:`AsyncSlots.overdue_waiting_on_stopped`:
+        a scan of the whole queue, too costly for every call that finds no slot free)."""
+        expire = self.on_overdue
+        if expire is None:
+            return
+        for overdue in self.slots.overdue_waiting_on_stopped(time.monotonic()):
+            try:
+                expire(overdue.events)  # (abandons the call: it never starts)
+            except Exception:
+                _log.exception("a task's events raised while ending it on a stopped loop")
 
     def _reclaim_closed(self) -> None:
         stranded, following, dropped = self.slots.reclaim_closed()
