@@ -1817,6 +1817,24 @@ def test_a_file_that_is_not_a_regular_file_is_left_out_and_the_scrape_answers(
     assert scrape_in_child(registry) == 3
 
 
+@pytest.mark.parametrize("name", ["laios-proc-1-deadbeef0000.json", "laios-retired.json"])
+@pytest.mark.parametrize("sections", [None, {}, "sections", 3])
+def test_a_file_whose_sections_are_not_a_list_is_left_out_and_the_scrape_answers(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    name: str,
+    sections: object,
+) -> None:
+    """A file of this format whose ``sections`` is not a list is garbage, left out like any
+    other: every scrape failed with ``TypeError: expected a list``."""
+    run_tasks(store, 3)
+    (directory / name).write_text(json.dumps({"format": 2, "sections": sections}))
+    assert scrape_in_child(registry) == 3
+    assert scrape_in_child(registry) == 3
+
+
 def test_a_link_to_an_endless_device_is_left_out_within_bounded_memory(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:

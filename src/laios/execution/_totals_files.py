@@ -325,8 +325,11 @@ def sections_of(document: Mapping[str, Any]) -> list[Section]:
         UnreadableFile: When a section does not fit :class:`Section`.
     """
     legacy = document.get("format") == LEGACY_FORMAT
+    entries = document.get("sections", [])
+    if not isinstance(entries, list):
+        raise UnreadableFile(f"its sections are not a list but {type(entries).__name__}")
     sections = []
-    for entry in map(_entry, _list(document.get("sections", []))):
+    for entry in map(_entry, entries):
         of_0_1_0 = legacy and upgraded_entry(entry)
         section = Section(
             decode(tuple[float, ...], entry["bounds"]),
