@@ -33,6 +33,7 @@ from http_drivers import call_wsgi
 from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from laios.execution import _shared_totals, _totals_files, multiprocess
 from laios.execution._shared_totals import SharedDirectory
@@ -1833,6 +1834,42 @@ def test_a_file_whose_sections_are_not_a_list_is_left_out_and_the_scrape_answers
     (directory / name).write_text(json.dumps({"format": 2, "sections": sections}))
     assert scrape_in_child(registry) == 3
     assert scrape_in_child(registry) == 3
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [["tool", "x"]],
+        [["le", "x"]],
+        [["a b", "x"]],
+        [["__name__", "x"]],
+        [["a", "x"], ["a", "y"]],
+        [["b", "x"], ["a", "y"]],
+    ],
+    ids=["reserved", "le", "invalid-name", "dunder", "twice", "unsorted"],
+)
+def test_a_file_with_constant_labels_laios_never_writes_is_left_out(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    labels: list[list[str]],
+) -> None:
+    """A file whose constant labels no store may have (a reserved or invalid name, one name
+    twice) is garbage, left out: it was added in, and every scrape's text then had series
+    such as ``laios_tasks_total{outcome="success",tool="t",tool="x"}``, which Prometheus
+    refuses, failing the whole scrape."""
+    run_tasks(store, 3)
+    export.write()
+    assert export.path is not None
+    document = json.loads(export.path.read_text())
+    for section in document["sections"]:
+        section["totals"]["labels"] = labels
+    document["pid"] = 1
+    (directory / "laios-proc-1-deadbeef0000.json").write_text(json.dumps(document))
+    text = scrape(registry)
+    assert list(parse_text(text))  # (Prometheus' text format, as a scrape asks for it)
+    assert tasks_total(text) == 3
 
 
 def test_a_link_to_an_endless_device_is_left_out_within_bounded_memory(
