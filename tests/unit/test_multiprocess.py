@@ -1206,6 +1206,38 @@ def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
         first_service.kill()
 
 
+def test_a_last_write_that_fails_says_that_the_counts_since_the_previous_one_are_lost(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """The last write (at exit, or ``disable()``) that fails (a full disk, a file size limit)
+    loses what the process counted since its previous write: it did so without a word, so a
+    service whose totals fell short showed nothing in its logs to say why. It is logged."""
+
+    def work(report: Report) -> None:
+        run_tasks(store, 3)
+        export = current()
+        assert export is not None
+        export.write()
+        messages: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+        logging.getLogger("laios.execution.multiprocess").addHandler(handler)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))  # (no more writes)
+        run_tasks(store, 2)
+        disable()
+        report({"messages": messages})
+
+    child = fork(work)
+    try:
+        (message,) = [m for m in child.report()["messages"] if "lost" in m]
+    finally:
+        child.kill()
+    assert str(directory) in message
+    assert "File too large" in message
+    assert "lost" in message
+    assert tasks_total(scrape(registry)) == 3  # (what the file held: the 2 since are lost)
+
+
 def test_child_exit_folds_the_exited_worker(
     export: MultiprocessExport, store: MetricStore, directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
