@@ -33,6 +33,7 @@ from http_drivers import call_wsgi
 from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tasks, tasks_total
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from laios.execution import _shared_totals, _totals_files, multiprocess
 from laios.execution._shared_totals import SharedDirectory
@@ -1205,6 +1206,38 @@ def test_a_directory_live_processes_write_to_is_not_cleared_and_the_start_warns(
         first_service.kill()
 
 
+def test_a_last_write_that_fails_says_that_the_counts_since_the_previous_one_are_lost(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """The last write (at exit, or ``disable()``) that fails (a full disk, a file size limit)
+    loses what the process counted since its previous write: it did so without a word, so a
+    service whose totals fell short showed nothing in its logs to say why. It is logged."""
+
+    def work(report: Report) -> None:
+        run_tasks(store, 3)
+        export = current()
+        assert export is not None
+        export.write()
+        messages: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+        logging.getLogger("laios.execution.multiprocess").addHandler(handler)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))  # (no more writes)
+        run_tasks(store, 2)
+        disable()
+        report({"messages": messages})
+
+    child = fork(work)
+    try:
+        (message,) = [m for m in child.report()["messages"] if "lost" in m]
+    finally:
+        child.kill()
+    assert str(directory) in message
+    assert "File too large" in message
+    assert "lost" in message
+    assert tasks_total(scrape(registry)) == 3  # (what the file held: the 2 since are lost)
+
+
 def test_child_exit_folds_the_exited_worker(
     export: MultiprocessExport, store: MetricStore, directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1815,6 +1848,60 @@ def test_a_file_that_is_not_a_regular_file_is_left_out_and_the_scrape_answers(
     plant(directory / name)
     assert scrape_in_child(registry) == 3
     assert scrape_in_child(registry) == 3
+
+
+@pytest.mark.parametrize("name", ["laios-proc-1-deadbeef0000.json", "laios-retired.json"])
+@pytest.mark.parametrize("sections", [None, {}, "sections", 3])
+def test_a_file_whose_sections_are_not_a_list_is_left_out_and_the_scrape_answers(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    name: str,
+    sections: object,
+) -> None:
+    """A file of this format whose ``sections`` is not a list is garbage, left out like any
+    other: every scrape failed with ``TypeError: expected a list``."""
+    run_tasks(store, 3)
+    (directory / name).write_text(json.dumps({"format": 2, "sections": sections}))
+    assert scrape_in_child(registry) == 3
+    assert scrape_in_child(registry) == 3
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [["tool", "x"]],
+        [["le", "x"]],
+        [["a b", "x"]],
+        [["__name__", "x"]],
+        [["a", "x"], ["a", "y"]],
+        [["b", "x"], ["a", "y"]],
+    ],
+    ids=["reserved", "le", "invalid-name", "dunder", "twice", "unsorted"],
+)
+def test_a_file_with_constant_labels_laios_never_writes_is_left_out(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    labels: list[list[str]],
+) -> None:
+    """A file whose constant labels no store may have (a reserved or invalid name, one name
+    twice) is garbage, left out: it was added in, and every scrape's text then had series
+    such as ``laios_tasks_total{outcome="success",tool="t",tool="x"}``, which Prometheus
+    refuses, failing the whole scrape."""
+    run_tasks(store, 3)
+    export.write()
+    assert export.path is not None
+    document = json.loads(export.path.read_text())
+    for section in document["sections"]:
+        section["totals"]["labels"] = labels
+    document["pid"] = 1
+    (directory / "laios-proc-1-deadbeef0000.json").write_text(json.dumps(document))
+    text = scrape(registry)
+    assert list(parse_text(text))  # (Prometheus' text format, as a scrape asks for it)
+    assert tasks_total(text) == 3
 
 
 def test_a_link_to_an_endless_device_is_left_out_within_bounded_memory(

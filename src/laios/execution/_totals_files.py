@@ -45,6 +45,7 @@ from laios.execution._legacy_totals import (
     moved_to_default_buckets,
     upgraded_entry,
 )
+from laios.execution._store_options import check_labels
 from laios.execution._totals import ExportedTotals
 
 __all__ = [
@@ -318,6 +319,22 @@ def _check_histograms(section: Section) -> None:
                 )
 
 
+def _check_labels(section: Section) -> None:
+    """The constant labels of ``section`` are those of a store: valid names, none reserved
+    (``tool``, ``le``, ...), each once, sorted by name. Others would be added in as series
+    that Prometheus refuses, failing the whole scrape."""
+    labels = section.totals.labels
+    try:
+        valid = check_labels(dict(labels))
+    except (TypeError, ValueError) as exc:
+        raise UnreadableFile(f"its constant labels are not a store's: {exc}") from None
+    if valid != tuple(labels):
+        raise UnreadableFile(
+            f"its constant labels are not a store's: {shorten(repr(labels), 200)} is not "
+            "one label of each name, sorted by name"
+        )
+
+
 def sections_of(document: Mapping[str, Any]) -> list[Section]:
     """The sections of a document read by :func:`read_document`.
 
@@ -325,8 +342,11 @@ def sections_of(document: Mapping[str, Any]) -> list[Section]:
         UnreadableFile: When a section does not fit :class:`Section`.
     """
     legacy = document.get("format") == LEGACY_FORMAT
+    entries = document.get("sections", [])
+    if not isinstance(entries, list):
+        raise UnreadableFile(f"its sections are not a list but {type(entries).__name__}")
     sections = []
-    for entry in map(_entry, _list(document.get("sections", []))):
+    for entry in map(_entry, entries):
         of_0_1_0 = legacy and upgraded_entry(entry)
         section = Section(
             decode(tuple[float, ...], entry["bounds"]),
@@ -334,6 +354,7 @@ def sections_of(document: Mapping[str, Any]) -> list[Section]:
             _limits(entry.get("limits")),
         )
         _check_histograms(section)
+        _check_labels(section)
         if of_0_1_0:
             bounds, totals = moved_to_default_buckets(section.bounds, section.totals)
             section = section._replace(bounds=bounds, totals=totals)

@@ -456,8 +456,16 @@ class MultiprocessExport:
         self._stop_thread()
         with self._lock:
             if self._writing():
-                with contextlib.suppress(OSError):
+                try:
                     self._write_locked(gauges=False)
+                except OSError as exc:
+                    _log.warning(
+                        "the last write of this process's metrics to %s failed: %r; what it "
+                        "counted since its previous write (if anything) is lost from the "
+                        "other processes' sum",
+                        self.directory,
+                        exc,
+                    )
             self._closed = True
         self._collector.use_totals(None)
 
