@@ -1730,7 +1730,13 @@ def test_a_deeply_nested_file_is_left_out_and_the_scrape_answers(
 
 @pytest.mark.parametrize(
     "damage",
-    ["count too large for a float", "negative count", "count past 64 bits", "infinite bound"],
+    [
+        "count too large for a float",
+        "negative count",
+        "count past 64 bits",
+        "infinite bound",
+        "negative bucket count",
+    ],
 )
 def test_a_file_with_numbers_laios_never_writes_is_left_out_and_the_scrape_answers(
     export: MultiprocessExport,
@@ -1754,6 +1760,8 @@ def test_a_file_with_numbers_laios_never_writes_is_left_out_and_the_scrape_answe
         histogram[0] = -5
     elif damage == "count past 64 bits":
         histogram[0] = 2**64
+    elif damage == "negative bucket count":
+        histogram[2][0] = -1
     else:
         document["sections"][0]["bounds"][0] = float("inf")
     (directory / "laios-proc-1-deadbeef0000.json").write_text(json.dumps(document))

@@ -246,6 +246,8 @@ def _variable_tuple(kind: Any) -> Callable[[Any], Any]:
     def decode_items(data: Any) -> tuple[Any, ...]:
         items = _list(data)
         if item is _integer and set(map(type, items)) <= _INT:
+            if items and not 0 <= min(items) <= max(items) < _COUNT_LIMIT:
+                raise ValueError("expected counts from 0 to 2**63 - 1")
             return tuple(items)
         if empty and items.count(None) == len(items):
             return (None,) * len(items)
