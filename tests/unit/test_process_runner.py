@@ -2553,9 +2553,10 @@ def test_a_worker_that_dies_while_its_large_result_is_read_fails_that_call_only(
         runner.terminate()
 
 
-def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
-    """A parent that is killed outright (no atexit, no finalizers) leaves no worker behind:
-    each worker watches its parent and kills its own process group when the parent is gone."""
+def _kill_the_parent_of_a_running_tool(tmp_path: Path, tool: str, tool_name: str) -> None:
+    """Run ``process_tools.<tool>`` on a process runner in a program of its own, kill that
+    program outright (no atexit, no finalizers) once the tool runs, and check that neither the
+    worker nor the tool's own child outlived it."""
     script = tmp_path / "main.py"
     script.write_text(
         _SCRIPT_PRELUDE
@@ -2565,50 +2566,9 @@ def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
 
             if __name__ == "__main__":
                 registry = ToolRegistry()
-                registry.register_tool(process_tools.Hang())
+                registry.register_tool(process_tools.{tool}())
                 executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
-                task = Task(plan_id="p", description="d", tool_name="hang",
-                            parameters={{"box": {str(tmp_path)!r}}})
-                context = Context(session_id="s", user_id="u")
-                threading.Thread(
-                    target=executor.execute_task, args=(task, context), daemon=True
-                ).start()
-                time.sleep(60)
-            """
-        )
-    )
-    parent = subprocess.Popen([sys.executable, str(script)])
-    try:
-        hung = wait_for(lambda: process_tools.read_note(str(tmp_path), "hang"))
-        assert hung is not None, "the tool never started"
-    finally:
-        parent.kill()
-        parent.wait(WAIT)
-    assert gone(hung["pid"]), "the worker outlived its killed parent"
-    assert gone(hung["grandchild"]), "the tool's own child outlived the killed parent"
-
-
-@pytest.mark.skipif(
-    process_runner.DEFAULT_START_METHOD != "forkserver" or sys.platform != "linux",
-    reason="workers of a forkserver, found in /proc",
-)
-def test_workers_die_with_a_parent_killed_by_sigkill_while_a_tool_holds_the_gil(
-    tmp_path: Path,
-) -> None:
-    """A worker whose tool holds the GIL in a long C call cannot run the thread that watches
-    its parent: the forkserver, which ends with the parent, kills the worker's group then."""
-    script = tmp_path / "main.py"
-    script.write_text(
-        _SCRIPT_PRELUDE
-        + textwrap.dedent(
-            f"""
-            import threading, time
-
-            if __name__ == "__main__":
-                registry = ToolRegistry()
-                registry.register_tool(process_tools.HangHoldingTheGil())
-                executor = Executor(registry, runner=ProcessRunner(1), register_prometheus=False)
-                task = Task(plan_id="p", description="d", tool_name="hang_holding_the_gil",
+                task = Task(plan_id="p", description="d", tool_name={tool_name!r},
                             parameters={{"box": {str(tmp_path)!r}}})
                 context = Context(session_id="s", user_id="u")
                 threading.Thread(
@@ -2623,7 +2583,7 @@ def test_workers_die_with_a_parent_killed_by_sigkill_while_a_tool_holds_the_gil(
     try:
         hung = wait_for(lambda: process_tools.read_note(str(tmp_path), "hang"))
         assert hung is not None, "the tool never started"
-        time.sleep(0.2)  # (into its C call)
+        time.sleep(0.2)  # (into its C call, for a tool that makes one)
         parent.kill()
         parent.wait(WAIT)
         worker_gone = gone(hung["pid"])
@@ -2636,6 +2596,24 @@ def test_workers_die_with_a_parent_killed_by_sigkill_while_a_tool_holds_the_gil(
                 os.killpg(hung["pid"], signal.SIGKILL)  # (never left spinning by a failure)
     assert worker_gone, "the worker outlived its killed parent"
     assert grandchild_gone, "the tool's own child outlived the killed parent"
+
+
+def test_workers_die_with_a_parent_killed_by_sigkill(tmp_path: Path) -> None:
+    """A parent that is killed outright leaves no worker behind: each worker watches its
+    parent and kills its own process group when the parent is gone."""
+    _kill_the_parent_of_a_running_tool(tmp_path, "Hang", "hang")
+
+
+@pytest.mark.skipif(
+    process_runner.DEFAULT_START_METHOD != "forkserver" or sys.platform != "linux",
+    reason="workers of a forkserver, found in /proc",
+)
+def test_workers_die_with_a_parent_killed_by_sigkill_while_a_tool_holds_the_gil(
+    tmp_path: Path,
+) -> None:
+    """A worker whose tool holds the GIL in a long C call cannot run the thread that watches
+    its parent: the forkserver, which ends with the parent, kills the worker's group then."""
+    _kill_the_parent_of_a_running_tool(tmp_path, "HangHoldingTheGil", "hang_holding_the_gil")
 
 
 @pytest.mark.skipif(
