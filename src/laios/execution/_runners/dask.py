@@ -150,9 +150,31 @@ _daemon_holders = 0
 _daemon_setting: Any = None
 
 
+#: What answers Dask's ``identity`` at an address that is not the scheduler's, as said in an
+#: error (``type`` of the answer: Dask's class of the server).
+_NOT_SCHEDULERS = {"Worker": "worker", "Nanny": "nanny"}
+
+
+class _NotAScheduler(OSError):
+    """What answered at the runner's address is not a Dask scheduler (a worker, a nanny, or a
+    server of another protocol)."""
+
+
+def _other_protocol(exc: BaseException) -> _NotAScheduler:
+    """The error of an address where something answered that Dask could not read (what
+    reading it raised: ``exc``), such as an HTTP server (the dashboard's port)."""
+    return _NotAScheduler(
+        "something answers there in another protocol than Dask's, such as the dashboard's "
+        f"HTTP ({type(exc).__name__} reading its answer: {shorten(str(exc), 200)}); pass "
+        "the address the scheduler listens on (as 'dask scheduler' prints it, 'Scheduler "
+        "at: tcp://host:8786')"
+    )
+
+
 def _await_handshake(address: str, timeout: float) -> None:
     """Raise ``OSError`` or ``TimeoutError`` unless a Dask scheduler at ``address`` completes
-    distributed's handshake within ``timeout`` seconds.
+    distributed's handshake within ``timeout`` seconds, and answers as one
+    (``_NotAScheduler``: a worker's or a nanny's address, or a server of another protocol).
 
     ``Client(address, timeout=...)`` bounds the connection, not the handshake after it, so a
     port that accepts and never answers (a wrong port) would hold it for ever. The probe runs
@@ -164,8 +186,32 @@ def _await_handshake(address: str, timeout: float) -> None:
     args = security.get_connection_args("client")
 
     async def probe() -> None:
-        comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout)
-        await comm.close()
+        try:
+            comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout)
+        except (OSError, asyncio.TimeoutError, ValueError):
+            raise  # (ValueError: an address Dask cannot parse)
+        except Exception as exc:  # its handshake answered in another protocol
+            raise _other_protocol(exc) from exc
+        try:
+            # (Without arguments: a worker or a nanny answers too, where the client's own
+            # question, with arguments only a scheduler takes, fails there.)
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+            answer = await asyncio.wait_for(comm.read(), timeout)
+        except (OSError, asyncio.TimeoutError):
+            raise
+        except Exception as exc:  # an answer in another protocol, read as Dask's
+            raise _other_protocol(exc) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await comm.close()
+        kind = answer.get("type") if isinstance(answer, dict) else None
+        if kind in _NOT_SCHEDULERS:
+            raise _NotAScheduler(
+                f"a Dask {_NOT_SCHEDULERS[kind]} answers there, not the scheduler: pass the "
+                "address the scheduler listens on (as 'dask scheduler' prints it, "
+                "'Scheduler at: tcp://host:8786'; the workers' logs name it too, 'Registered "
+                "to: ...')"
+            )
 
     outcome: list[BaseException | None] = []
 
@@ -749,7 +795,8 @@ class DaskRunner:
 
     Raises:
         ImportError: When Dask's ``distributed`` is not installed.
-        ConnectionError: When the scheduler at ``address`` cannot be reached in time.
+        ConnectionError: When the scheduler at ``address`` cannot be reached in time, or
+            what answers there is not a scheduler (a worker, a nanny, another protocol).
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
             given, ``client`` is closed or runs on a closed event loop (an asynchronous
@@ -886,6 +933,10 @@ class DaskRunner:
                         f"address {address!r} is not a Dask scheduler address ({exc}): write "
                         "it as 'tcp://host:8786', as 'dask scheduler' prints it (the "
                         "dashboard's http:// address is not the scheduler's)"
+                    ) from exc
+                except _NotAScheduler as exc:
+                    raise ConnectionError(
+                        f"{address!r} is not the Dask scheduler's address: {exc}"
                     ) from exc
                 except (OSError, TimeoutError) as exc:
                     raise ConnectionError(
