@@ -1065,6 +1065,30 @@ def test_a_port_that_answers_in_another_protocol_is_refused_as_unreachable() -> 
     assert repr(address) in str(raised.value)
 
 
+def test_a_call_timed_out_on_a_cluster_without_workers_says_it_has_none(
+    tools: ToolRegistry,
+) -> None:
+    """A cluster whose workers never came up holds every call queued: its timeout says the
+    cluster has no workers, not that none was free yet."""
+    cluster = distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    try:
+        executor = Executor(
+            tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+        )
+        try:
+            result = executor.execute_task(task("pid"), CONTEXT, timeout=3)
+        finally:
+            executor.shutdown(wait=False)
+        assert result.metadata["outcome"] == "timeout"
+        assert "the Dask cluster has no workers" in (result.error or "")
+        assert "never started" in (result.error or "")
+    finally:
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()
+
+
 def test_local_clusters_shut_down_in_any_order_leave_dask_settings_as_they_were() -> None:
     """The worker setting stays off while any own local cluster runs, then comes back."""
     import dask

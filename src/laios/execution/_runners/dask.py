@@ -985,6 +985,8 @@ class DaskRunner:
         self._deliver = deliver
         #: The client's connection when it subscribed to the topic (see _follow_reconnection).
         self._subscribed_on = scheduler_connection(client)
+        #: Whether the scheduler said, when last asked, that the cluster has no workers.
+        self._no_workers = False
         try:
             client.subscribe_topic(self._topic, deliver)
             self._threads = self._count_threads()
@@ -1051,9 +1053,12 @@ class DaskRunner:
         if _loop_stopped(self.client):
             return 0  # (asking would wait for ever)
         try:
-            return int(sum(self.client.nthreads().values()))
+            threads = int(sum(self.client.nthreads().values()))
         except Exception:  # the cluster cannot be reached now
+            self._no_workers = False  # (not known)
             return 0
+        self._no_workers = threads == 0
+        return threads
 
     def _watch_threads(self) -> None:
         """Keep the cluster's thread count fresh for :attr:`stats`, and clear the reports the
@@ -1200,9 +1205,23 @@ class DaskRunner:
 
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is while the runner still prepares it (a large call is
-        pickled, or waits for a thread to pickle it), or while a large call is sent, in words
-        that end a timeout's message; ``None`` otherwise."""
+        pickled, or waits for a thread to pickle it), while a large call is sent, or while a
+        call waits on a cluster without workers, in words that end a timeout's message;
+        ``None`` otherwise."""
         assert isinstance(handle, _DaskCall)
+        if (
+            handle.state == "queued"
+            and not handle.pickling
+            and self._no_workers
+            and not self.closed
+        ):
+            # (As the scheduler said, at most STATS_INTERVAL seconds ago: a cluster whose
+            # workers never came up, or all left, holds every call queued.)
+            return (
+                "while waiting to start (the Dask cluster has no workers: start them, "
+                "'dask worker <scheduler address>', or give the LocalCluster n_workers); the "
+                "tool was never started"
+            )
         if handle.size and handle.where is None:  # (sent, not started)
             return (
                 f"while its call ({handle.size / 1e6:.0f} MB pickled) was on its way to a Dask "
