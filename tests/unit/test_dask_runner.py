@@ -1017,6 +1017,78 @@ def test_a_port_that_accepts_and_never_answers_is_refused_within_the_connect_tim
     assert time.monotonic() - started < 15
 
 
+def test_a_workers_address_given_as_the_schedulers_is_refused_naming_it(client: Any) -> None:
+    """A Dask worker's (or its nanny's) address speaks Dask's protocol, and is not the
+    scheduler's: a ConnectionError that names the address and says what answered there."""
+    info = client.scheduler_info()["workers"]
+    worker = next(iter(info))
+    for address, kind in ((worker, "worker"), (info[worker]["nanny"], "nanny")):
+        with pytest.raises(ConnectionError) as raised:
+            DaskRunner(address, connect_timeout=5)
+        message = str(raised.value)
+        assert repr(address) in message
+        assert f"a Dask {kind} answers there" in message
+        assert "scheduler" in message
+
+
+def test_a_port_that_answers_in_another_protocol_is_refused_as_unreachable() -> None:
+    """A listener that answers with something else than Dask's handshake (an HTTP server: the
+    dashboard's port written as tcp://) is a ConnectionError naming the address, not whatever
+    Dask's reading of its answer raised (a MemoryError for exabytes, say)."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        stop = threading.Event()
+
+        def answer() -> None:
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    peer, _ = server.accept()
+                except OSError:
+                    continue
+                with peer:
+                    peer.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 64)
+                    time.sleep(0.5)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(ConnectionError) as raised:
+                DaskRunner(address, connect_timeout=2)
+        finally:
+            stop.set()
+            thread.join(5)
+    assert repr(address) in str(raised.value)
+
+
+def test_a_call_timed_out_on_a_cluster_without_workers_says_it_has_none(
+    tools: ToolRegistry,
+) -> None:
+    """A cluster whose workers never came up holds every call queued: its timeout says the
+    cluster has no workers, not that none was free yet."""
+    cluster = distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    try:
+        executor = Executor(
+            tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+        )
+        try:
+            result = executor.execute_task(task("pid"), CONTEXT, timeout=3)
+        finally:
+            executor.shutdown(wait=False)
+        assert result.metadata["outcome"] == "timeout"
+        assert "the Dask cluster has no workers" in (result.error or "")
+        assert "never started" in (result.error or "")
+    finally:
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()
+
+
 def test_local_clusters_shut_down_in_any_order_leave_dask_settings_as_they_were() -> None:
     """The worker setting stays off while any own local cluster runs, then comes back."""
     import dask

@@ -150,9 +150,31 @@ _daemon_holders = 0
 _daemon_setting: Any = None
 
 
+#: What answers Dask's ``identity`` at an address that is not the scheduler's, as said in an
+#: error (``type`` of the answer: Dask's class of the server).
+_NOT_SCHEDULERS = {"Worker": "worker", "Nanny": "nanny"}
+
+
+class _NotAScheduler(OSError):
+    """What answered at the runner's address is not a Dask scheduler (a worker, a nanny, or a
+    server of another protocol)."""
+
+
+def _other_protocol(exc: BaseException) -> _NotAScheduler:
+    """The error of an address where something answered that Dask could not read (what
+    reading it raised: ``exc``), such as an HTTP server (the dashboard's port)."""
+    return _NotAScheduler(
+        "something answers there in another protocol than Dask's, such as the dashboard's "
+        f"HTTP ({type(exc).__name__} reading its answer: {shorten(str(exc), 200)}); pass "
+        "the address the scheduler listens on (as 'dask scheduler' prints it, 'Scheduler "
+        "at: tcp://host:8786')"
+    )
+
+
 def _await_handshake(address: str, timeout: float) -> None:
     """Raise ``OSError`` or ``TimeoutError`` unless a Dask scheduler at ``address`` completes
-    distributed's handshake within ``timeout`` seconds.
+    distributed's handshake within ``timeout`` seconds, and answers as one
+    (``_NotAScheduler``: a worker's or a nanny's address, or a server of another protocol).
 
     ``Client(address, timeout=...)`` bounds the connection, not the handshake after it, so a
     port that accepts and never answers (a wrong port) would hold it for ever. The probe runs
@@ -164,8 +186,32 @@ def _await_handshake(address: str, timeout: float) -> None:
     args = security.get_connection_args("client")
 
     async def probe() -> None:
-        comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout)
-        await comm.close()
+        try:
+            comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout)
+        except (OSError, asyncio.TimeoutError, ValueError):
+            raise  # (ValueError: an address Dask cannot parse)
+        except Exception as exc:  # its handshake answered in another protocol
+            raise _other_protocol(exc) from exc
+        try:
+            # (Without arguments: a worker or a nanny answers too, where the client's own
+            # question, with arguments only a scheduler takes, fails there.)
+            await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+            answer = await asyncio.wait_for(comm.read(), timeout)
+        except (OSError, asyncio.TimeoutError):
+            raise
+        except Exception as exc:  # an answer in another protocol, read as Dask's
+            raise _other_protocol(exc) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await comm.close()
+        kind = answer.get("type") if isinstance(answer, dict) else None
+        if kind in _NOT_SCHEDULERS:
+            raise _NotAScheduler(
+                f"a Dask {_NOT_SCHEDULERS[kind]} answers there, not the scheduler: pass the "
+                "address the scheduler listens on (as 'dask scheduler' prints it, "
+                "'Scheduler at: tcp://host:8786'; the workers' logs name it too, 'Registered "
+                "to: ...')"
+            )
 
     outcome: list[BaseException | None] = []
 
@@ -749,7 +795,8 @@ class DaskRunner:
 
     Raises:
         ImportError: When Dask's ``distributed`` is not installed.
-        ConnectionError: When the scheduler at ``address`` cannot be reached in time.
+        ConnectionError: When the scheduler at ``address`` cannot be reached in time, or
+            what answers there is not a scheduler (a worker, a nanny, another protocol).
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
             given, ``client`` is closed or runs on a closed event loop (an asynchronous
@@ -887,6 +934,10 @@ class DaskRunner:
                         "it as 'tcp://host:8786', as 'dask scheduler' prints it (the "
                         "dashboard's http:// address is not the scheduler's)"
                     ) from exc
+                except _NotAScheduler as exc:
+                    raise ConnectionError(
+                        f"{address!r} is not the Dask scheduler's address: {exc}"
+                    ) from exc
                 except (OSError, TimeoutError) as exc:
                     raise ConnectionError(
                         f"cannot reach the Dask scheduler at {address!r} within "
@@ -934,6 +985,8 @@ class DaskRunner:
         self._deliver = deliver
         #: The client's connection when it subscribed to the topic (see _follow_reconnection).
         self._subscribed_on = scheduler_connection(client)
+        #: Whether the scheduler said, when last asked, that the cluster has no workers.
+        self._no_workers = False
         try:
             client.subscribe_topic(self._topic, deliver)
             self._threads = self._count_threads()
@@ -1000,9 +1053,12 @@ class DaskRunner:
         if _loop_stopped(self.client):
             return 0  # (asking would wait for ever)
         try:
-            return int(sum(self.client.nthreads().values()))
+            threads = int(sum(self.client.nthreads().values()))
         except Exception:  # the cluster cannot be reached now
+            self._no_workers = False  # (not known)
             return 0
+        self._no_workers = threads == 0
+        return threads
 
     def _watch_threads(self) -> None:
         """Keep the cluster's thread count fresh for :attr:`stats`, and clear the reports the
@@ -1149,9 +1205,23 @@ class DaskRunner:
 
     def preparing(self, handle: Handle) -> str | None:
         """Where ``handle``'s call is while the runner still prepares it (a large call is
-        pickled, or waits for a thread to pickle it), or while a large call is sent, in words
-        that end a timeout's message; ``None`` otherwise."""
+        pickled, or waits for a thread to pickle it), while a large call is sent, or while a
+        call waits on a cluster without workers, in words that end a timeout's message;
+        ``None`` otherwise."""
         assert isinstance(handle, _DaskCall)
+        if (
+            handle.state == "queued"
+            and not handle.pickling
+            and self._no_workers
+            and not self.closed
+        ):
+            # (As the scheduler said, at most STATS_INTERVAL seconds ago: a cluster whose
+            # workers never came up, or all left, holds every call queued.)
+            return (
+                "while waiting to start (the Dask cluster has no workers: start them, "
+                "'dask worker <scheduler address>', or give the LocalCluster n_workers); the "
+                "tool was never started"
+            )
         if handle.size and handle.where is None:  # (sent, not started)
             return (
                 f"while its call ({handle.size / 1e6:.0f} MB pickled) was on its way to a Dask "
