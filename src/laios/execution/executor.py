@@ -260,9 +260,9 @@ class Executor(Generic[_RegistryT]):
         if register_prometheus:
             # (before anything is built: a registry that refuses leaves nothing to undo, and
             # the runner given stays the caller's, neither counted nor shut down)
-            from laios.execution.prometheus import _collector_for
+            from laios.execution.prometheus import collector_for
 
-            _collector_for(
+            collector_for(
                 store, prometheus_registry, "prometheus_registry", ", or register_prometheus=False"
             )
         sync_runner = runner or ThreadRunner(self.max_workers, replacements, name="laios-worker")

@@ -426,10 +426,10 @@ def ensure_collector(
         >>> ensure_collector(None, registry) is ensure_collector(None, registry)
         True
     """
-    return _collector_for(store, registry)
+    return collector_for(store, registry)
 
 
-def _collector_for(
+def collector_for(
     store: MetricStore | None,
     registry: CollectorRegistry | None,
     option: str = "registry",
