@@ -327,3 +327,50 @@ def test_tasks_queued_on_a_stopped_loop_that_never_held_a_slot_end_after_shutdow
     finally:
         holds.release.set()
         elsewhere.join(WAIT)
+
+
+def test_a_shutdown_refused_the_overdue_thread_lets_a_later_shutdown_start_it(
+    make_executor: Any,
+    tools: Any,
+    stopped_loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shutdown that the system refused the overdue watch's thread (a container's pids
+    limit) warns that the tasks may stay; a later shutdown() tries the thread again, and the
+    tasks then end at their timeout, as with a thread from the start."""
+    slow, _ = tools
+    executor = _make(make_executor, tools, max_async_tools=1)
+    timeout = 3.0
+    interrupted = threading.Event()
+
+    def batch() -> None:
+        with pytest.raises(KeyboardInterrupt):
+            stopped_loop.run_until_complete(
+                executor.execute_parallel([_task("slow") for _ in range(3)], CONTEXT, timeout)
+            )
+        interrupted.set()
+
+    thread = threading.Thread(target=batch, daemon=True)
+    thread.start()
+    assert _until(lambda: slow.started == 1)
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name == "laios-overdue":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+    executor.shutdown()
+    monkeypatch.setattr(threading.Thread, "start", start)
+    stopped_loop.call_soon_threadsafe(_interrupt)
+    assert interrupted.wait(WAIT)
+    thread.join(WAIT)
+    executor.shutdown()  # (a thread may be had now)
+
+    def settled() -> bool:
+        return executor.store.snapshot().running == [] and executor.get_running_tasks() == []
+
+    assert _until(settled, timeout + WAIT)
+    outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
+    assert outcomes == ["timeout"] * 3

@@ -1072,11 +1072,13 @@ class Engine:
                 target=self._watch, args=(watched,), name="laios-overdue", daemon=True
             ).start()
         except RuntimeError:  # "can't start new thread"
+            self.watching = False  # (a later shutdown() tries again)
             _log.warning(
                 "shutdown() could not start the thread that ends, at their deadlines, %d "
                 "task(s) awaited on event loops that may stop being run (the system refused a "
                 "new thread): one whose loop stops before its deadline stays queued or running "
-                "until an executor call from another event loop",
+                "until an executor call from another event loop, or a later shutdown() that "
+                "can start the thread",
                 len(watched),
             )
 
