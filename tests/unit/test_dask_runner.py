@@ -1990,3 +1990,28 @@ def test_a_blocking_call_on_the_loop_of_the_runners_asynchronous_client_is_refus
     assert "Await execute_async" in (blocked.error or ""), blocked.error
     assert took < 5.0, f"the call ended after {took:.1f}s"
     assert awaited.success, awaited.error
+
+
+def test_an_in_process_cluster_closed_leaves_no_tool_process_behind(tools: ToolRegistry) -> None:
+    """A Dask worker in the caller's own process (``processes=False``) keeps the processes
+    its tools run in in that process too: once the executor, the client and the cluster were
+    closed, the tool's process and its reader thread ran on until the program exited."""
+    readers = {t for t in threading.enumerate() if t.name == "laios-process-reader"}
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    client = distributed.Client(cluster)
+    try:
+        with Executor(
+            tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+        ) as executor:
+            result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.success, result.error
+    finally:
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()
+    assert wait_for(lambda: not alive(result.output)), "the tool's process ran on"
+    assert wait_for(
+        lambda: {t for t in threading.enumerate() if t.name == "laios-process-reader"} <= readers
+    ), "the reader thread of the tool's process ran on"

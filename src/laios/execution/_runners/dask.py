@@ -271,6 +271,37 @@ class _WorkerState:
         #: the kills that came before this worker's first call among them.
         self.killed: OrderedDict[str, None] = _KILLED_BEFORE_SETUP.copy()
         _KILLED_BEFORE_SETUP.clear()
+        #: The ids of the Dask workers that use this state (under ``_STATE_LOCK``): more than
+        #: one when they run in one process (a cluster of ``processes=False``).
+        self.workers: set[str] = set()
+
+
+#: The name of the worker plugin whose teardown ends the processes tools run in.
+_PLUGIN_NAME = "laios-dask-runner"
+
+
+def _closes_with(worker: Any, state: _WorkerState) -> None:
+    """Have ``worker``'s close end ``state``'s tool processes once no other worker of this
+    process uses them (a worker in the caller's own process would otherwise leave them, and
+    their reader thread, running until the program exits). Called under ``_STATE_LOCK``."""
+    from distributed import WorkerPlugin
+
+    class _CloseTools(WorkerPlugin):
+        def teardown(self, worker: Any) -> None:
+            global _STATE
+            with _STATE_LOCK:
+                state.workers.discard(worker.id)
+                if state.workers:
+                    return
+                if _STATE is state:
+                    _STATE = None
+            # (Runs on the worker's event loop: killing does not wait. The worker is closing:
+            # what its tools would report could not reach their callers.)
+            state.runner.terminate()
+
+    state.workers.add(worker.id)
+    # (The plugin is added on the worker's event loop; this runs on one of its threads.)
+    worker.loop.add_callback(worker.plugin_add, plugin=_CloseTools(), name=_PLUGIN_NAME)
 
 
 _STATE: _WorkerState | None = None
@@ -299,6 +330,8 @@ def _state(worker: Any, setup: bytes) -> _WorkerState:
             # runner may have processes: its calls past the bound wait for one.)
             processes = min(max(int(worker.state.nthreads), 1), MOST_PROCESSES)
             _STATE = _WorkerState(processes, initializer, initargs)
+        if worker.id not in _STATE.workers:
+            _closes_with(worker, _STATE)
         return _STATE
 
 
