@@ -727,6 +727,13 @@ def _closed(client: Any) -> bool:
     return getattr(client, "status", None) in ("closing", "closed")
 
 
+def _cluster_closed(client: Any) -> bool:
+    """Whether the cluster object ``client`` was made on (``Client(cluster)``) is closed or
+    closing: Dask then closes the client too, instead of trying to reconnect."""
+    status = getattr(getattr(client, "cluster", None), "status", None)
+    return getattr(status, "value", status) in ("closing", "closed")
+
+
 def _loop_closed(client: Any) -> bool:
     """Whether the event loop ``client`` runs on is closed (an asynchronous client made in an
     ``asyncio.run`` that has returned): nothing asked of the client ever happens then, and a
@@ -1465,6 +1472,13 @@ class DaskRunner:
             elif client_closed and self._owns_client:
                 # (the runner's own shutdown closes it only once its calls ended)
                 message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
+            elif client_closed and _cluster_closed(self.client):
+                message = (
+                    f"The call was lost on the Dask cluster ({why}): the Dask cluster was "
+                    "closed while the call was under way (the cluster the runner's client was "
+                    "made on: Dask closes the client with it); keep the cluster open until the "
+                    "executor has shut down. Its tool ends as its worker closes"
+                )
             elif client_closed:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
@@ -1530,6 +1544,12 @@ class DaskRunner:
             return ""
         if self._owns_client:
             return _OWN_CLIENT_CLOSED
+        if _cluster_closed(self.client):
+            return (
+                ": the Dask cluster was closed (the cluster the runner's client was made on), "
+                "and Dask closed the client with it; keep the cluster open until the executor "
+                "has shut down, or make a new runner (and executor) on an open cluster's client"
+            )
         return (
             ": the runner's Dask client is closed (by the application, or by Dask when it lost "
             "its scheduler and could not reconnect in time); keep the client open until the "
