@@ -1990,3 +1990,62 @@ def test_a_blocking_call_on_the_loop_of_the_runners_asynchronous_client_is_refus
     assert "Await execute_async" in (blocked.error or ""), blocked.error
     assert took < 5.0, f"the call ended after {took:.1f}s"
     assert awaited.success, awaited.error
+
+
+def test_an_in_process_cluster_closed_leaves_no_tool_process_behind(tools: ToolRegistry) -> None:
+    """A Dask worker in the caller's own process (``processes=False``) keeps the processes
+    its tools run in in that process too: once the executor, the client and the cluster were
+    closed, the tool's process and its reader thread ran on until the program exited."""
+    readers = {t for t in threading.enumerate() if t.name == "laios-process-reader"}
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    client = distributed.Client(cluster)
+    try:
+        with Executor(
+            tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+        ) as executor:
+            result = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert result.success, result.error
+    finally:
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()
+    assert wait_for(lambda: not alive(result.output)), "the tool's process ran on"
+    assert wait_for(
+        lambda: {t for t in threading.enumerate() if t.name == "laios-process-reader"} <= readers
+    ), "the reader thread of the tool's process ran on"
+
+
+def test_a_call_whose_cluster_is_closed_under_it_says_so(
+    tools: ToolRegistry, tmp_path: Any
+) -> None:
+    """Closing the cluster of the runner's client (``client=``) while a tool runs ended the
+    call with an error that said the client was closed; Dask closes the client with its
+    cluster, and the errors of that call and of the next one now say the cluster was closed."""
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    client = distributed.Client(cluster)
+    executor = Executor(
+        tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+    )
+    box = str(tmp_path)
+    try:
+        caller = Caller(executor, task("hang", box=box), CONTEXT)
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        cluster.close()
+        result = caller.returned(WAIT, "the call never ended")
+        assert result.metadata["error_type"] == "worker_lost", result
+        assert "cluster was closed" in (result.error or ""), result.error
+        assert "client was closed" not in (result.error or ""), result.error
+        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its cluster"
+        later = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert later.metadata["error_type"] == "dask", later
+        assert "cluster was closed" in (later.error or ""), later.error
+    finally:
+        executor.shutdown(wait=False)
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()

@@ -271,6 +271,37 @@ class _WorkerState:
         #: the kills that came before this worker's first call among them.
         self.killed: OrderedDict[str, None] = _KILLED_BEFORE_SETUP.copy()
         _KILLED_BEFORE_SETUP.clear()
+        #: The ids of the Dask workers that use this state (under ``_STATE_LOCK``): more than
+        #: one when they run in one process (a cluster of ``processes=False``).
+        self.workers: set[str] = set()
+
+
+#: The name of the worker plugin whose teardown ends the processes tools run in.
+_PLUGIN_NAME = "laios-dask-runner"
+
+
+def _closes_with(worker: Any, state: _WorkerState) -> None:
+    """Have ``worker``'s close end ``state``'s tool processes once no other worker of this
+    process uses them (a worker in the caller's own process would otherwise leave them, and
+    their reader thread, running until the program exits). Called under ``_STATE_LOCK``."""
+    from distributed import WorkerPlugin
+
+    class _CloseTools(WorkerPlugin):
+        def teardown(self, worker: Any) -> None:
+            global _STATE
+            with _STATE_LOCK:
+                state.workers.discard(worker.id)
+                if state.workers:
+                    return
+                if _STATE is state:
+                    _STATE = None
+            # (Runs on the worker's event loop: killing does not wait. The worker is closing:
+            # what its tools would report could not reach their callers.)
+            state.runner.terminate()
+
+    state.workers.add(worker.id)
+    # (The plugin is added on the worker's event loop; this runs on one of its threads.)
+    worker.loop.add_callback(worker.plugin_add, plugin=_CloseTools(), name=_PLUGIN_NAME)
 
 
 _STATE: _WorkerState | None = None
@@ -299,6 +330,8 @@ def _state(worker: Any, setup: bytes) -> _WorkerState:
             # runner may have processes: its calls past the bound wait for one.)
             processes = min(max(int(worker.state.nthreads), 1), MOST_PROCESSES)
             _STATE = _WorkerState(processes, initializer, initargs)
+        if worker.id not in _STATE.workers:
+            _closes_with(worker, _STATE)
         return _STATE
 
 
@@ -692,6 +725,13 @@ def _closed(client: Any) -> bool:
     """Whether a Dask client is closed or closing (by its owner, by a runner's shutdown, or
     by Dask when it lost its scheduler): nothing reaches the cluster through it any more."""
     return getattr(client, "status", None) in ("closing", "closed")
+
+
+def _cluster_closed(client: Any) -> bool:
+    """Whether the cluster object ``client`` was made on (``Client(cluster)``) is closed or
+    closing: Dask then closes the client too, instead of trying to reconnect."""
+    status = getattr(getattr(client, "cluster", None), "status", None)
+    return getattr(status, "value", status) in ("closing", "closed")
 
 
 def _loop_closed(client: Any) -> bool:
@@ -1432,6 +1472,13 @@ class DaskRunner:
             elif client_closed and self._owns_client:
                 # (the runner's own shutdown closes it only once its calls ended)
                 message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
+            elif client_closed and _cluster_closed(self.client):
+                message = (
+                    f"The call was lost on the Dask cluster ({why}): the Dask cluster was "
+                    "closed while the call was under way (the cluster the runner's client was "
+                    "made on: Dask closes the client with it); keep the cluster open until the "
+                    "executor has shut down. Its tool ends as its worker closes"
+                )
             elif client_closed:
                 message = (
                     f"The call was lost on the Dask cluster ({why}): the runner's Dask client "
@@ -1497,6 +1544,12 @@ class DaskRunner:
             return ""
         if self._owns_client:
             return _OWN_CLIENT_CLOSED
+        if _cluster_closed(self.client):
+            return (
+                ": the Dask cluster was closed (the cluster the runner's client was made on), "
+                "and Dask closed the client with it; keep the cluster open until the executor "
+                "has shut down, or make a new runner (and executor) on an open cluster's client"
+            )
         return (
             ": the runner's Dask client is closed (by the application, or by Dask when it lost "
             "its scheduler and could not reconnect in time); keep the client open until the "
