@@ -244,6 +244,32 @@ def test_tasks_of_a_stopped_loop_still_queued_for_a_slot_end_past_their_timeout(
     assert executor.store.snapshot().running == []
 
 
+def _batch_holding_the_slot(
+    executor: Any, slow: Any, loop: asyncio.AbstractEventLoop, timeout: float
+) -> tuple[threading.Event, threading.Thread]:
+    """Run, on a thread of its own, a batch of three ``slow`` tasks on ``loop`` (the executor
+    has one async slot: the first holds it, the rest queue for it), until its first tool runs.
+    The event is set once the batch is interrupted (see ``_interrupt``)."""
+    interrupted = threading.Event()
+
+    def batch() -> None:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(
+                executor.execute_parallel([_task("slow") for _ in range(3)], CONTEXT, timeout)
+            )
+        interrupted.set()
+
+    thread = threading.Thread(target=batch, daemon=True)
+    thread.start()
+    assert _until(lambda: slow.started == 1)
+    return interrupted, thread
+
+
+def _settled(executor: Any) -> bool:
+    """Whether nothing of ``executor`` is queued or running any more (store and executor)."""
+    return executor.store.snapshot().running == [] and executor.get_running_tasks() == []
+
+
 def test_tasks_of_a_loop_stopped_after_shutdown_end_at_their_timeout(
     make_executor: Any, tools: Any, stopped_loop: asyncio.AbstractEventLoop
 ) -> None:
@@ -255,18 +281,7 @@ def test_tasks_of_a_loop_stopped_after_shutdown_end_at_their_timeout(
     executor = _make(make_executor, tools, max_async_tools=1)
     timeout = 3.0
     started = time.monotonic()
-    interrupted = threading.Event()
-
-    def batch() -> None:
-        with pytest.raises(KeyboardInterrupt):
-            stopped_loop.run_until_complete(
-                executor.execute_parallel([_task("slow") for _ in range(3)], CONTEXT, timeout)
-            )
-        interrupted.set()
-
-    thread = threading.Thread(target=batch, daemon=True)
-    thread.start()
-    assert _until(lambda: slow.started == 1)
+    interrupted, thread = _batch_holding_the_slot(executor, slow, stopped_loop, timeout)
     executor.shutdown()
     stopped_loop.call_soon_threadsafe(_interrupt)
     assert interrupted.wait(WAIT)
@@ -275,10 +290,7 @@ def test_tasks_of_a_loop_stopped_after_shutdown_end_at_their_timeout(
     assert not stopped_loop.is_running()
     assert not stopped_loop.is_closed()
 
-    def settled() -> bool:
-        return executor.store.snapshot().running == [] and executor.get_running_tasks() == []
-
-    assert _until(settled, timeout + WAIT)
+    assert _until(lambda: _settled(executor), timeout + WAIT)
     outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
     assert outcomes == ["timeout"] * 3
 
@@ -341,18 +353,7 @@ def test_a_shutdown_refused_the_overdue_thread_lets_a_later_shutdown_start_it(
     slow, _ = tools
     executor = _make(make_executor, tools, max_async_tools=1)
     timeout = 3.0
-    interrupted = threading.Event()
-
-    def batch() -> None:
-        with pytest.raises(KeyboardInterrupt):
-            stopped_loop.run_until_complete(
-                executor.execute_parallel([_task("slow") for _ in range(3)], CONTEXT, timeout)
-            )
-        interrupted.set()
-
-    thread = threading.Thread(target=batch, daemon=True)
-    thread.start()
-    assert _until(lambda: slow.started == 1)
+    interrupted, thread = _batch_holding_the_slot(executor, slow, stopped_loop, timeout)
     start = threading.Thread.start
 
     def refusing(self: threading.Thread) -> None:
@@ -368,9 +369,6 @@ def test_a_shutdown_refused_the_overdue_thread_lets_a_later_shutdown_start_it(
     thread.join(WAIT)
     executor.shutdown()  # (a thread may be had now)
 
-    def settled() -> bool:
-        return executor.store.snapshot().running == [] and executor.get_running_tasks() == []
-
-    assert _until(settled, timeout + WAIT)
+    assert _until(lambda: _settled(executor), timeout + WAIT)
     outcomes = [m.outcome for m in executor.get_all_metrics() if m.tool_name == "slow"]
     assert outcomes == ["timeout"] * 3
