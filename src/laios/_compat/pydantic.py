@@ -9,13 +9,14 @@ otherwise :func:`construct` is ``model_construct``.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["FAST_CONSTRUCT", "assign", "construct"]
+__all__ = ["FAST_CONSTRUCT", "assign", "construct", "is_instance"]
 
 _M = TypeVar("_M", bound=BaseModel)
+_T = TypeVar("_T")
 
 _SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
 
@@ -77,3 +78,13 @@ def _assign_public(model: BaseModel, values: dict[str, Any]) -> None:
 #: Set already-valid field values on ``model`` without validating them again; they show in
 #: ``model_dump()`` and ``model_fields_set`` like validated assignments.
 assign = _assign_fast if FAST_CONSTRUCT else _assign_public
+
+
+def is_instance(value: object, cls: type[_T]) -> TypeGuard[_T]:
+    """``isinstance(value, cls)``, ``False`` when the check itself raises: before pydantic
+    2.10 a model class's ``isinstance`` reads an attribute of ``value``, and an object whose
+    attribute reads raise (a proxy whose backend is down) made it raise that error."""
+    try:
+        return isinstance(value, cls)
+    except Exception:
+        return False

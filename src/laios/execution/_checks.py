@@ -10,6 +10,7 @@ from fractions import Fraction
 from typing import Any
 
 from laios._callables import is_coroutine_function
+from laios._compat.pydantic import is_instance
 from laios._text import shorten
 from laios.core.types import Task
 
@@ -19,7 +20,6 @@ __all__ = [
     "check_listener",
     "check_task_fields",
     "is_boolean",
-    "is_instance",
     "no_task_as_id",
     "not_a_class",
     "not_real",
@@ -206,16 +206,6 @@ def check_listener(listener: Any) -> None:
     """Refuse a store listener that is no plain callable taking one update (see
     :func:`plain_callable`)."""
     plain_callable("a listener", "one update", listener)
-
-
-def is_instance(value: object, cls: type) -> bool:
-    """``isinstance(value, cls)``, ``False`` when the check itself raises: before pydantic
-    2.10 a model class's ``isinstance`` reads an attribute of ``value``, and an object whose
-    attribute reads raise (a proxy whose backend is down) made it raise that error."""
-    try:
-        return isinstance(value, cls)
-    except Exception:
-        return False
 
 
 def no_task_as_id(task_id: object) -> bool:

@@ -21,10 +21,10 @@ from opentelemetry import trace
 from typing_extensions import Self, TypeVar
 
 from laios._compat.otel import global_meter_provider
+from laios._compat.pydantic import is_instance
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     is_boolean,
-    is_instance,
     no_task_as_id,
     not_a_class,
     number_repr,

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from laios._compat.pydantic import is_instance
 from laios._text import shorten
 from laios.core.types import Task, TaskStatus
 from laios.execution._checks import (
-    is_instance,
     is_real,
     no_task_as_id,
     not_real,

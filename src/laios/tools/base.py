@@ -43,7 +43,7 @@ from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.functools import partialmethod_of
-from laios._compat.pydantic import construct
+from laios._compat.pydantic import construct, is_instance
 from laios._exceptions import as_raised, exception_message, propagates, type_name
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
@@ -666,11 +666,10 @@ def _coroutine_advice(cls: type) -> str:
 
 def _wrap(value: Any) -> ToolOutput:
     """Return ``value`` if it is a :class:`ToolOutput`, else a successful output holding it."""
-    try:
-        if isinstance(value, ToolOutput):
-            return value
-    except Exception:  # (pydantic < 2.10 reads an attribute of ``value``, which may raise:
-        pass  # a proxy whose backend is down is no ToolOutput, but a value like any other)
+    # (a proxy whose backend is down, whose isinstance raises before pydantic 2.10, is no
+    # ToolOutput, but a value like any other)
+    if is_instance(value, ToolOutput):
+        return value
     # Every field is given and valid, so validation is skipped (this is every tool's hot path).
     return construct(ToolOutput, {"success": True, "data": value, "error": None, "metadata": {}})
 

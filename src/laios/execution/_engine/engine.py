@@ -32,14 +32,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from laios._compat.pydantic import assign
+from laios._compat.pydantic import assign, is_instance
 from laios._exceptions import type_name
 from laios._text import shorten
 from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
     check_task_fields,
-    is_instance,
     is_real,
     number_repr,
     plain_callable,

@@ -44,13 +44,12 @@ from datetime import datetime, timezone
 from operator import is_
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from laios._compat.pydantic import assign, construct
+from laios._compat.pydantic import assign, construct, is_instance
 from laios._exceptions import as_raised, exception_message, type_name
 from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
 from laios.execution._callables import unawaited_error
-from laios.execution._checks import is_instance
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import LateChecks, WarningLimiter
 from laios.execution._records import MAX_TEXT, ProgressStatus, ProgressUpdate, printable

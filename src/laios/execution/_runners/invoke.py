@@ -31,9 +31,9 @@ from laios._compat.asyncio import (
     cancel_requested_while_running,
     in_a_task_group_that_cancelled_its_task,
 )
+from laios._compat.pydantic import is_instance
 from laios._exceptions import as_raised
 from laios._text import shorten
-from laios.execution._checks import is_instance
 from laios.execution._runners.base import (
     CANCELLED_ELSEWHERE,
     OWN_CANCELLATION,
