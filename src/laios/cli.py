@@ -740,6 +740,16 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             tls = _tls_instead(answering, deadline)
             if tls is not None:
                 raise tls from None
+        if isinstance(reason, http.client.HTTPException) and not isinstance(
+            reason,
+            http.client.RemoteDisconnected,  # (closed without a word: nothing answered)
+        ):
+            # A status line, a header or a body that is not HTTP: something does answer there.
+            raise _NotAStatus(
+                f"{answering.named} answered, but not with HTTP that laios status can read "
+                f"({_one_line(reason)}): something else answers at that address; check the "
+                "host, port and path of the URL"
+            ) from None
         if answering.redirected:
             raise _RedirectedNowhere(
                 f"nothing answered at {answering.shown}, where a redirect from {target} led "

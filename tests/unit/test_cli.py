@@ -699,6 +699,28 @@ def test_a_garbage_status_line_stays_out_of_the_terminal(
     assert len(line) < 600
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"+OK this server speaks another protocol\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnot a chunk size\r\n",
+    ],
+    ids=["another protocol", "a huge header line", "a broken chunked body"],
+)
+def test_an_answer_that_is_not_readable_http_is_not_called_nothing_answering(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str], answer: bytes
+) -> None:
+    """Something answered, but not with HTTP that can be read: the message says so and to
+    check the URL, not that nothing answered, nor to start an endpoint there."""
+    url = raw_server(_send(answer))
+    line = status_error(url, capsys)
+    assert "nothing answered" not in line, line
+    assert "start_http_server" not in line, line
+    assert "answered, but not with HTTP" in line, line
+    assert "check the host, port and path of the URL" in line, line
+
+
 def test_credentials_in_the_url_are_sent_and_never_shown(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
