@@ -108,6 +108,11 @@ class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
 
+class _AnswerCutShort(StatusUnavailable):
+    """Something answered, and the connection closed before the whole body came (so there is
+    no advice to start an endpoint there: trying again is)."""
+
+
 class _NotAStatus(StatusUnavailable):
     """Something answered with a body that is no ``/status`` document (so there is no advice
     to start an endpoint there: the URL is what to check)."""
@@ -458,13 +463,39 @@ class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(self._connection, req)
 
 
+class _CutShort(http.client.HTTPException):
+    """The connection closed before the whole body came (``read`` bytes of it, ``left`` more
+    announced)."""
+
+    def __init__(self, read: int, left: int) -> None:
+        super().__init__(read, left)
+        self.read = read
+        self.left = left
+
+
 def _read_body(response: http.client.HTTPResponse) -> bytes:
-    """Read the body in chunks, stopping once it is longer than ``_MAX_BODY``."""
+    """Read the body in chunks, stopping once it is longer than ``_MAX_BODY``.
+
+    Raises:
+        _CutShort: The connection closed before the end of the body its length, or its
+            chunk, announced (``http.client`` returns what came for the one).
+    """
     chunks: list[bytes] = []
     size = 0
     while size <= _MAX_BODY:
-        chunk = response.read(_CHUNK)
+        try:
+            chunk = response.read(_CHUNK)
+        except http.client.IncompleteRead as exc:
+            # (a chunk's own, cut short, is the one it was raised from, or during)
+            inner = exc.__cause__ or exc.__context__
+            cut = inner if isinstance(inner, http.client.IncompleteRead) else exc
+            if cut.expected is None:  # (a chunk size that is not one: no HTTP body)
+                raise
+            came = len(exc.partial) + (len(cut.partial) if cut is not exc else 0)
+            raise _CutShort(size + came, cut.expected) from None
         if not chunk:
+            if response.length:  # (the rest its Content-Length announced never came)
+                raise _CutShort(size, response.length)
             break
         chunks.append(chunk)
         size += len(chunk)
@@ -740,6 +771,13 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             tls = _tls_instead(answering, deadline)
             if tls is not None:
                 raise tls from None
+        if isinstance(reason, _CutShort):
+            raise _AnswerCutShort(
+                f"{answering.named} answered, but its answer was cut short: the connection "
+                f"closed after {reason.read} bytes of its body, {reason.left} more were "
+                "announced (the process may have stopped or restarted while it answered, or "
+                "something between cut the connection); try again"
+            ) from None
         if isinstance(reason, http.client.HTTPException) and not isinstance(
             reason,
             http.client.RemoteDisconnected,  # (closed without a word: nothing answered)
@@ -1264,6 +1302,7 @@ def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     if isinstance(
         problem,
         (
+            _AnswerCutShort,
             _CredentialsNeeded,
             _HTTPFailure,
             _Misdirected,

@@ -721,6 +721,28 @@ def test_an_answer_that_is_not_readable_http_is_not_called_nothing_answering(
     assert "check the host, port and path of the URL" in line, line
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_answer_cut_short_says_so_and_not_that_something_else_answers(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str], chunked: bool
+) -> None:
+    """The connection closed before the whole body came (the process stopped while it
+    answered): the message says the answer was cut short and to try again, not that
+    something other than a laios endpoint answers there."""
+    start = json.dumps(DOCUMENT).encode()[:40]
+    if chunked:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
+        answer = head + b"\r\n\r\n" + b"%x\r\n" % 4000 + start
+    else:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000"
+        answer = head + b"\r\n\r\n" + start
+    url = raw_server(_send(answer))
+    line = status_error(url, capsys)
+    assert "cut short" in line, line
+    assert "40 bytes" in line, line
+    assert "try again" in line, line
+    assert "something else answers" not in line, line
+
+
 def test_credentials_in_the_url_are_sent_and_never_shown(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
