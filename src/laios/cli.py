@@ -113,6 +113,11 @@ class _AnswerCutShort(StatusUnavailable):
     no advice to start an endpoint there: trying again is)."""
 
 
+class _NoAnswerInTime(StatusUnavailable):
+    """Something accepted the connection and gave no complete answer in time (so there is no
+    advice to start an endpoint there: a larger ``--timeout`` is)."""
+
+
 class _NotAStatus(StatusUnavailable):
     """Something answered with a body that is no ``/status`` document (so there is no advice
     to start an endpoint there: the URL is what to check)."""
@@ -299,6 +304,8 @@ class _Deadline:
 
     def __init__(self, seconds: float) -> None:
         self._end = monotonic() + seconds
+        #: Whether a TCP connection was made (something listens there).
+        self.connected = False
 
     @property
     def passed(self) -> bool:
@@ -335,6 +342,7 @@ class _Deadline:
                 sock.close()
                 error = exc
                 continue
+            self.connected = True
             return sock
         raise error
 
@@ -742,6 +750,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if deadline.passed or isinstance(reason, TimeoutError):
+            if deadline.connected:  # (something listens there: no advice to start one)
+                raise _NoAnswerInTime(
+                    f"no complete answer from {target} within {timeout:g} s, though it "
+                    "accepted the connection (a busy process may need a larger --timeout)"
+                ) from None
             raise StatusUnavailable(
                 f"no complete answer from {target} within {timeout:g} s "
                 "(a busy process may need a larger --timeout)"
@@ -1306,6 +1319,7 @@ def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
             _CredentialsNeeded,
             _HTTPFailure,
             _Misdirected,
+            _NoAnswerInTime,
             _NotAStatus,
             _RedirectedNowhere,
             _StatusOff,

@@ -743,6 +743,21 @@ def test_an_answer_cut_short_says_so_and_not_that_something_else_answers(
     assert "something else answers" not in line, line
 
 
+def test_a_connection_accepted_and_never_answered_is_not_told_to_start_an_endpoint(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Something accepted the connection and sent nothing within --timeout (a busy process):
+    the message says it accepted the connection and to give a larger --timeout, not to start
+    an endpoint there."""
+    url = raw_server(lambda conn, stop: stop.wait(30))
+    assert main(["status", "--url", url, "--timeout", "1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"no complete answer from {url}/status within 1 s" in line, line
+    assert "accepted the connection" in line, line
+    assert "--timeout" in line, line
+    assert "start_http_server" not in line, line
+
+
 def test_credentials_in_the_url_are_sent_and_never_shown(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
