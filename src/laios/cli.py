@@ -289,6 +289,23 @@ def status_url(url: str) -> str:
 _MAX_REASON = 200
 
 
+def _brackets_hint(url: str) -> str:
+    """``"; an IPv6 address goes in brackets ..."`` when ``url``'s host and port hold more
+    than one colon and no bracket (an IPv6 address written bare, whose port cannot be told
+    from it); ``""`` otherwise."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        netloc = urlsplit(text).netloc
+    except ValueError:
+        return ""
+    host_port = netloc.rpartition("@")[2]
+    if host_port.count(":") < 2 or "[" in host_port:
+        return ""
+    return f"; an IPv6 address goes in brackets, as in [::1]:{_DEFAULT_PORT}"
+
+
 def _one_line(text: object) -> str:
     # The reason may quote the server's answer (a malformed status line): no escape sequences
     # for the terminal, no screenful of it.
@@ -671,7 +688,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         user, password = parts.username, parts.password
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
         shown = without_credentials(url)
-        raise _BadURL(f"{shown!r} is not a usable URL ({exc})") from None
+        raise _BadURL(f"{shown!r} is not a usable URL ({exc}{_brackets_hint(url)})") from None
     # Credentials in the URL are sent as basic authentication, and never shown.
     target = without_credentials(status_url(url))
     parts = urlsplit(target)

@@ -758,6 +758,19 @@ def test_a_connection_accepted_and_never_answered_is_not_told_to_start_an_endpoi
     assert "start_http_server" not in line, line
 
 
+@pytest.mark.parametrize("url", ["::1:8489", "http://::1:8489", "fe80::1:8489/metrics"])
+def test_an_ipv6_address_without_brackets_is_told_to_put_it_in_brackets(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An IPv6 address written without brackets (its port cannot be told from it): the
+    message says to write it in brackets, as [::1]:8489."""
+    assert main(["status", "--url", url, "--timeout", "1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "is not a usable URL" in line, line
+    assert "an IPv6 address goes in brackets" in line, line
+    assert "[::1]:8489" in line, line
+
+
 def test_credentials_in_the_url_are_sent_and_never_shown(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
