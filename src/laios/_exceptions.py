@@ -11,7 +11,14 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-__all__ = ["as_raised", "exception_message", "propagates", "qualified_type_name", "type_name"]
+__all__ = [
+    "as_raised",
+    "exception_message",
+    "message_and_interrupt",
+    "propagates",
+    "qualified_type_name",
+    "type_name",
+]
 
 # What a class was created with, read past its metaclass (which may hide or replace them).
 _TYPE_NAME: Any = type.__dict__["__name__"]
@@ -92,22 +99,33 @@ def exception_message(exc: BaseException) -> str:
     An exception group (a failed ``asyncio.TaskGroup``) says what its members raised after
     its own text (``unhandled errors in a TaskGroup (1 sub-exception): KeyError: 'ada'``):
     its text alone names none of them."""
-    return _message(exc, _GROUP_DEPTH)
+    return _message(exc, _GROUP_DEPTH, None)
 
 
-def _message(exc: BaseException, depth: int) -> str:
+def message_and_interrupt(exc: BaseException) -> tuple[str, KeyboardInterrupt | None]:
+    """:func:`exception_message`, and the ``KeyboardInterrupt`` (a Ctrl-C landing while
+    ``__str__`` ran, or raised by it) that turning ``exc`` into text raised, if one did (the
+    first): the caller records what it was recording, then lets the interrupt go on."""
+    interrupts: list[KeyboardInterrupt] = []
+    text = _message(exc, _GROUP_DEPTH, interrupts)
+    return text, interrupts[0] if interrupts else None
+
+
+def _message(exc: BaseException, depth: int, interrupts: list[KeyboardInterrupt] | None) -> str:
     try:
         text = str(exc)
-    except BaseException:  # (``SystemExit`` too: it would end the thread reporting the task)
+    except BaseException as failed:  # (``SystemExit`` too: it would end the reporting thread)
+        if interrupts is not None and isinstance(failed, KeyboardInterrupt):
+            interrupts.append(failed)
         return f"{type_name(type(exc))} (its message could not be turned into text)"
     text = text or type_name(type(exc))
     group = _EXCEPTION_GROUP
     if group is not None and depth and isinstance(exc, group):
-        text += _members(exc, depth - 1)
+        text += _members(exc, depth - 1, interrupts)
     return text
 
 
-def _members(group: BaseException, depth: int) -> str:
+def _members(group: BaseException, depth: int, interrupts: list[KeyboardInterrupt] | None) -> str:
     """``": TYPE: MESSAGE; ..."`` for the first members of an exception ``group`` (``""``
     when they cannot be read)."""
     try:
@@ -117,7 +135,7 @@ def _members(group: BaseException, depth: int) -> str:
     if not members:
         return ""
     named = [
-        f"{type_name(type(member))}: {_message(member, depth)}"
+        f"{type_name(type(member))}: {_message(member, depth, interrupts)}"
         for member in members[:_GROUP_MEMBERS]
     ]
     more = len(members) - _GROUP_MEMBERS

@@ -108,6 +108,16 @@ class _TooLarge(StatusUnavailable):
     """The answer was longer than ``laios status`` reads (an endpoint runs there)."""
 
 
+class _AnswerCutShort(StatusUnavailable):
+    """Something answered, and the connection closed before the whole body came (so there is
+    no advice to start an endpoint there: trying again is)."""
+
+
+class _NoAnswerInTime(StatusUnavailable):
+    """Something accepted the connection and gave no complete answer in time (so there is no
+    advice to start an endpoint there: a larger ``--timeout`` is)."""
+
+
 class _NotAStatus(StatusUnavailable):
     """Something answered with a body that is no ``/status`` document (so there is no advice
     to start an endpoint there: the URL is what to check)."""
@@ -279,6 +289,23 @@ def status_url(url: str) -> str:
 _MAX_REASON = 200
 
 
+def _brackets_hint(url: str) -> str:
+    """``"; an IPv6 address goes in brackets ..."`` when ``url``'s host and port hold more
+    than one colon and no bracket (an IPv6 address written bare, whose port cannot be told
+    from it); ``""`` otherwise."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        netloc = urlsplit(text).netloc
+    except ValueError:
+        return ""
+    host_port = netloc.rpartition("@")[2]
+    if host_port.count(":") < 2 or "[" in host_port:
+        return ""
+    return f"; an IPv6 address goes in brackets, as in [::1]:{_DEFAULT_PORT}"
+
+
 def _one_line(text: object) -> str:
     # The reason may quote the server's answer (a malformed status line): no escape sequences
     # for the terminal, no screenful of it.
@@ -294,6 +321,8 @@ class _Deadline:
 
     def __init__(self, seconds: float) -> None:
         self._end = monotonic() + seconds
+        #: Whether a TCP connection was made (something listens there).
+        self.connected = False
 
     @property
     def passed(self) -> bool:
@@ -330,6 +359,7 @@ class _Deadline:
                 sock.close()
                 error = exc
                 continue
+            self.connected = True
             return sock
         raise error
 
@@ -458,13 +488,39 @@ class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(self._connection, req)
 
 
+class _CutShort(http.client.HTTPException):
+    """The connection closed before the whole body came (``read`` bytes of it, ``left`` more
+    announced)."""
+
+    def __init__(self, read: int, left: int) -> None:
+        super().__init__(read, left)
+        self.read = read
+        self.left = left
+
+
 def _read_body(response: http.client.HTTPResponse) -> bytes:
-    """Read the body in chunks, stopping once it is longer than ``_MAX_BODY``."""
+    """Read the body in chunks, stopping once it is longer than ``_MAX_BODY``.
+
+    Raises:
+        _CutShort: The connection closed before the end of the body its length, or its
+            chunk, announced (``http.client`` returns what came for the one).
+    """
     chunks: list[bytes] = []
     size = 0
     while size <= _MAX_BODY:
-        chunk = response.read(_CHUNK)
+        try:
+            chunk = response.read(_CHUNK)
+        except http.client.IncompleteRead as exc:
+            # (a chunk's own, cut short, is the one it was raised from, or during)
+            inner = exc.__cause__ or exc.__context__
+            cut = inner if isinstance(inner, http.client.IncompleteRead) else exc
+            if cut.expected is None:  # (a chunk size that is not one: no HTTP body)
+                raise
+            came = len(exc.partial) + (len(cut.partial) if cut is not exc else 0)
+            raise _CutShort(size + came, cut.expected) from None
         if not chunk:
+            if response.length:  # (the rest its Content-Length announced never came)
+                raise _CutShort(size, response.length)
             break
         chunks.append(chunk)
         size += len(chunk)
@@ -632,7 +688,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         user, password = parts.username, parts.password
     except ValueError as exc:  # a malformed IPv6 host, a port that is not 0-65535
         shown = without_credentials(url)
-        raise _BadURL(f"{shown!r} is not a usable URL ({exc})") from None
+        raise _BadURL(f"{shown!r} is not a usable URL ({exc}{_brackets_hint(url)})") from None
     # Credentials in the URL are sent as basic authentication, and never shown.
     target = without_credentials(status_url(url))
     parts = urlsplit(target)
@@ -711,6 +767,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if deadline.passed or isinstance(reason, TimeoutError):
+            if deadline.connected:  # (something listens there: no advice to start one)
+                raise _NoAnswerInTime(
+                    f"no complete answer from {target} within {timeout:g} s, though it "
+                    "accepted the connection (a busy process may need a larger --timeout)"
+                ) from None
             raise StatusUnavailable(
                 f"no complete answer from {target} within {timeout:g} s "
                 "(a busy process may need a larger --timeout)"
@@ -740,6 +801,23 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             tls = _tls_instead(answering, deadline)
             if tls is not None:
                 raise tls from None
+        if isinstance(reason, _CutShort):
+            raise _AnswerCutShort(
+                f"{answering.named} answered, but its answer was cut short: the connection "
+                f"closed after {reason.read} bytes of its body, {reason.left} more were "
+                "announced (the process may have stopped or restarted while it answered, or "
+                "something between cut the connection); try again"
+            ) from None
+        if isinstance(reason, http.client.HTTPException) and not isinstance(
+            reason,
+            http.client.RemoteDisconnected,  # (closed without a word: nothing answered)
+        ):
+            # A status line, a header or a body that is not HTTP: something does answer there.
+            raise _NotAStatus(
+                f"{answering.named} answered, but not with HTTP that laios status can read "
+                f"({_one_line(reason)}): something else answers at that address; check the "
+                "host, port and path of the URL"
+            ) from None
         if answering.redirected:
             raise _RedirectedNowhere(
                 f"nothing answered at {answering.shown}, where a redirect from {target} led "
@@ -1254,9 +1332,11 @@ def _unavailable_message(url: str, problem: StatusUnavailable) -> str:
     if isinstance(
         problem,
         (
+            _AnswerCutShort,
             _CredentialsNeeded,
             _HTTPFailure,
             _Misdirected,
+            _NoAnswerInTime,
             _NotAStatus,
             _RedirectedNowhere,
             _StatusOff,

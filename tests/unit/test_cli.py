@@ -699,6 +699,78 @@ def test_a_garbage_status_line_stays_out_of_the_terminal(
     assert len(line) < 600
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"+OK this server speaks another protocol\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnot a chunk size\r\n",
+    ],
+    ids=["another protocol", "a huge header line", "a broken chunked body"],
+)
+def test_an_answer_that_is_not_readable_http_is_not_called_nothing_answering(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str], answer: bytes
+) -> None:
+    """Something answered, but not with HTTP that can be read: the message says so and to
+    check the URL, not that nothing answered, nor to start an endpoint there."""
+    url = raw_server(_send(answer))
+    line = status_error(url, capsys)
+    assert "nothing answered" not in line, line
+    assert "start_http_server" not in line, line
+    assert "answered, but not with HTTP" in line, line
+    assert "check the host, port and path of the URL" in line, line
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_answer_cut_short_says_so_and_not_that_something_else_answers(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str], chunked: bool
+) -> None:
+    """The connection closed before the whole body came (the process stopped while it
+    answered): the message says the answer was cut short and to try again, not that
+    something other than a laios endpoint answers there."""
+    start = json.dumps(DOCUMENT).encode()[:40]
+    if chunked:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
+        answer = head + b"\r\n\r\n" + b"%x\r\n" % 4000 + start
+    else:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4000"
+        answer = head + b"\r\n\r\n" + start
+    url = raw_server(_send(answer))
+    line = status_error(url, capsys)
+    assert "cut short" in line, line
+    assert "40 bytes" in line, line
+    assert "try again" in line, line
+    assert "something else answers" not in line, line
+
+
+def test_a_connection_accepted_and_never_answered_is_not_told_to_start_an_endpoint(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Something accepted the connection and sent nothing within --timeout (a busy process):
+    the message says it accepted the connection and to give a larger --timeout, not to start
+    an endpoint there."""
+    url = raw_server(lambda conn, stop: stop.wait(30))
+    assert main(["status", "--url", url, "--timeout", "1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"no complete answer from {url}/status within 1 s" in line, line
+    assert "accepted the connection" in line, line
+    assert "--timeout" in line, line
+    assert "start_http_server" not in line, line
+
+
+@pytest.mark.parametrize("url", ["::1:8489", "http://::1:8489", "fe80::1:8489/metrics"])
+def test_an_ipv6_address_without_brackets_is_told_to_put_it_in_brackets(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An IPv6 address written without brackets (its port cannot be told from it): the
+    message says to write it in brackets, as [::1]:8489."""
+    assert main(["status", "--url", url, "--timeout", "1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "is not a usable URL" in line, line
+    assert "an IPv6 address goes in brackets" in line, line
+    assert "[::1]:8489" in line, line
+
+
 def test_credentials_in_the_url_are_sent_and_never_shown(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

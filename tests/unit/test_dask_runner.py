@@ -1445,6 +1445,38 @@ def test_a_runner_that_fails_to_subscribe_closes_the_client_it_made(
     assert wait_for(lambda: clients_now() <= before)
 
 
+@pytest.mark.parametrize("thread", ["laios-dask-handshake", "laios-dask-stats"])
+def test_a_runner_refused_its_thread_at_construction_says_so_and_what_to_do(
+    client: Any, monkeypatch: pytest.MonkeyPatch, thread: str
+) -> None:
+    """No thread for the scheduler's handshake or the cluster's size ("can't start new
+    thread": a container's pids limit): the constructor says which thread could not be
+    started and what to check, and leaves no client of its own connected."""
+    scheduler_address = client.scheduler.address
+    before = set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients)))
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if self.name == thread:
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refusing)
+        with pytest.raises(RuntimeError) as raised:
+            DaskRunner(scheduler_address)
+    message = str(raised.value)
+    assert message.startswith("DaskRunner could not start its thread"), message
+    assert "can't start new thread" in message
+    assert "pids limit" in message
+    assert isinstance(raised.value.__cause__, RuntimeError)
+
+    def clients_now() -> set[str]:
+        return set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients)))
+
+    assert wait_for(lambda: clients_now() <= before)
+
+
 @pytest.mark.parametrize(
     ("tool", "name"), [("returns_key_holder", "api_key"), ("returns_typed_key_holder", "dsn")]
 )

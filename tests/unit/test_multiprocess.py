@@ -308,6 +308,46 @@ def test_a_process_refused_its_writer_thread_writes_at_its_scrapes_until_it_gets
     assert not writer.is_alive()
 
 
+def test_a_write_that_fails_still_tries_again_the_writer_thread_it_was_refused(
+    directory: Path,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """write() tries the refused writer thread again as a scrape does, also when the write
+    itself fails (a full disk): it raises the OSError, and the thread runs from then on."""
+    refused = threading.Event()
+    refused.set()
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if refused.is_set() and self.name == "laios-multiprocess":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    def writers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
+
+    def full_disk(path: Any, body: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    before = writers()
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+    export = enable(directory, interval=INTERVAL, registry=registry, store=store)
+    assert writers() == before
+    refused.clear()
+    run_tasks(store, 1)
+    with monkeypatch.context() as patch:
+        patch.setattr(multiprocess, "write_totals", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            export.write()
+    started = [t for t in writers() if t not in before]
+    assert len(started) == 1, "write() did not try the writer thread again"
+    disable()
+    started[0].join(CHILD_SECONDS)
+    assert not started[0].is_alive()
+
+
 def test_a_closed_export_refused_its_writer_thread_can_start_again(
     export: MultiprocessExport, monkeypatch: pytest.MonkeyPatch
 ) -> None:

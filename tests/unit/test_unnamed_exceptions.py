@@ -210,3 +210,75 @@ def test_a_callback_exception_that_cannot_say_its_name_is_reported_as_one(
     assert "LoudCallbackError" in result.metadata["callback_error"]
     assert "the callback failed" in result.metadata["callback_error"]
     assert "internal" not in _errors(store, "raise_it")
+
+
+class InterruptedWhenPrintedError(Exception):
+    """An exception whose ``__str__`` is interrupted by Ctrl-C (``KeyboardInterrupt``)."""
+
+    def __str__(self) -> str:
+        raise KeyboardInterrupt
+
+
+class RaiseInterruptedWhenPrinted(BaseTool):
+    name = "interrupted_when_printed"
+    description = "Raises an exception whose message is interrupted as it is turned into text."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise InterruptedWhenPrintedError("the quota is used up")
+
+
+class RaiseInterruptedWhenPrintedAsync(AsyncBaseTool):
+    name = "interrupted_when_printed_async"
+    description = "The same, from a coroutine."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(0)
+        raise InterruptedWhenPrintedError("the quota is used up")
+
+
+@pytest.mark.parametrize("road", ["inline", "async", "async in task"])
+def test_a_ctrl_c_while_the_tools_exception_is_printed_goes_on_once_the_task_is_recorded(
+    make_executor: Any, road: str
+) -> None:
+    """Ctrl-C landing in the ``__str__`` of the tool's exception on the caller's thread is the
+    caller's: the task is recorded as the tool's failure, then the interrupt goes on."""
+    registry = ToolRegistry()
+    registry.register_tools([RaiseInterruptedWhenPrinted, RaiseInterruptedWhenPrintedAsync])
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store)
+    tool = "interrupted_when_printed" + ("_async" if road.startswith("async") else "")
+    task = Task(plan_id="p", description="d", tool_name=tool)
+    with pytest.raises(KeyboardInterrupt):
+        _run(executor, road, task)
+    assert executor.get_running_tasks() == []
+    assert _errors(store, tool) == {"InterruptedWhenPrintedError": 1}
+
+
+def test_a_ctrl_c_while_the_tools_exception_is_printed_on_a_worker_is_logged_and_dropped(
+    make_executor: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a worker thread no caller can take it: the task ends as the tool's failure, and
+    the interrupt is logged and dropped."""
+    registry = ToolRegistry()
+    registry.register_tools([RaiseInterruptedWhenPrinted])
+    store = MetricStore()
+    executor = make_executor(tool_registry=registry, store=store)
+    task = Task(plan_id="p", description="d", tool_name="interrupted_when_printed")
+    result = _run(executor, "thread", task)
+    assert result.metadata["outcome"] == "error"
+    assert result.error == (
+        "InterruptedWhenPrintedError (its message could not be turned into text)"
+    )
+    assert "raised KeyboardInterrupt" in caplog.text
+    assert "dropped" in caplog.text
+
+
+def test_a_ctrl_c_while_a_tools_exception_is_printed_goes_on_out_of_execute() -> None:
+    """Called directly, a tool whose exception's ``__str__`` is interrupted lets the
+    interrupt go on out of ``execute``, as one the tool raised itself."""
+    with pytest.raises(KeyboardInterrupt):
+        RaiseInterruptedWhenPrinted().execute()
+    registry = ToolRegistry()
+    registry.register_tools([RaiseInterruptedWhenPrinted])
+    with pytest.raises(KeyboardInterrupt):
+        registry.execute_tool("interrupted_when_printed")

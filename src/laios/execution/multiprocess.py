@@ -324,15 +324,18 @@ class MultiprocessExport:
             raise failed
 
     def write(self) -> None:
-        """Write this process's totals to its file now (nothing in gunicorn's master).
+        """Write this process's totals to its file now (nothing in gunicorn's master); a
+        writer thread the system refused is tried again, also when the write fails.
 
         Raises:
             OSError: When the file cannot be written.
         """
         with self._lock:
             if self._writing():
-                self._write_locked()
-                self._retry_thread_locked()
+                try:
+                    self._write_locked()
+                finally:  # (a write that failed too: as at a scrape)
+                    self._retry_thread_locked()
 
     def _write_quietly(self) -> None:
         try:

@@ -44,7 +44,7 @@ from pydantic_core import to_jsonable_python
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.functools import partialmethod_of
 from laios._compat.pydantic import construct, is_instance
-from laios._exceptions import as_raised, exception_message, propagates, type_name
+from laios._exceptions import as_raised, message_and_interrupt, propagates, type_name
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
@@ -538,13 +538,17 @@ def _failure(exc: Exception) -> ToolOutput:
     """Turn an exception into a failed :class:`ToolOutput`, or re-raise a control-flow one.
     Never raises otherwise: an exception class that hides its name (a metaclass's doing) is
     named by the name it was created with, a message that cannot be turned into text by its
-    class name and a note."""
+    class name and a note. A ``KeyboardInterrupt`` raised while its message is turned into
+    text (a Ctrl-C landing in its ``__str__``) goes on, as one the tool raised itself would."""
     if propagates(exc):
         raise exc
     raised = as_raised(exc)  # (an async tool's StopIteration, not Python's RuntimeError)
+    message, interrupt = message_and_interrupt(raised)
+    if interrupt is not None:
+        raise interrupt from None  # (its context would be printed through that __str__)
     return ToolOutput(
         success=False,
-        error=exception_message(raised),
+        error=message,
         metadata={"error_type": type_name(type(raised))},
     )
 

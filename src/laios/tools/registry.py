@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from laios._exceptions import exception_message, propagates, type_name
+from laios._exceptions import exception_message, message_and_interrupt, propagates, type_name
 from laios._text import shorten
 from laios.core.types import Permission
 from laios.tools.base import BaseTool, ToolCategory, ToolOutput, _check_tool_name
@@ -301,9 +301,12 @@ class ToolRegistry:
         except Exception as exc:
             if propagates(exc):
                 raise
+            message, interrupt = message_and_interrupt(exc)
+            if interrupt is not None:  # (a Ctrl-C in its __str__: it goes on)
+                raise interrupt from None
             return ToolOutput(
                 success=False,
-                error=exception_message(exc),
+                error=message,
                 metadata={"error_type": type_name(type(exc))},
             )
 

@@ -60,7 +60,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
-from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread
+from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread, NestedTooDeep
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool
 from laios.execution.tracing import baggage_header, made_no_span, span_ids
@@ -423,10 +423,14 @@ class Engine:
                 if blocking and runner.runs_current_thread():
                     refusal = _BLOCKS_ITS_LOOP
                 if in_task:
-                    handle = runner.claim(job)
-                    if handle is not None:
-                        job.handle = job.claimed = handle
-                        job.in_task = claimed = True
+                    try:
+                        handle = runner.claim(job)
+                    except NestedTooDeep as exc:
+                        refusal = exc.refusal
+                    else:
+                        if handle is not None:
+                            job.handle = job.claimed = handle
+                            job.in_task = claimed = True
             elif blocking and limit is None and self.inline is not None:
                 job.runner = self.inline
                 job.inline = inline = True

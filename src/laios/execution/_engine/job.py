@@ -45,7 +45,7 @@ from operator import is_
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from laios._compat.pydantic import assign, construct, is_instance
-from laios._exceptions import as_raised, exception_message, type_name
+from laios._exceptions import as_raised, exception_message, message_and_interrupt, type_name
 from laios._text import shorten
 from laios.core.types import Task, TaskResult, TaskStatus
 from laios.execution._aggregates import seconds_between
@@ -1061,15 +1061,21 @@ class Job(TaskRecord):
         coroutine awaiting it (an async tool run on its loop, as an ``on_progress`` callback's
         interrupt there: see ``_Batch.finished``); anywhere else nobody can take it, and it is
         logged."""
+        self._take_interrupt(exc, "a listener of the store (progress or finish)")
+
+    def _take_interrupt(self, exc: KeyboardInterrupt, where: str) -> None:
+        """Keep a Ctrl-C that landed in code run for this task (``where``) for its caller, who
+        raises it on once the task is recorded, when it landed on that caller's thread (see
+        :meth:`listener_interrupted`); anywhere else, log and drop it."""
         if self.thread == threading.get_ident() or self.on_awaiting_thread():
             if self.caller_interrupt is None:
                 self.caller_interrupt = exc
             return
         _log.warning(
-            "a listener of the store (progress or finish) raised KeyboardInterrupt on thread %r "
-            "while an event of task %r (tool %r) was recorded; the task goes on unchanged and "
-            "the interrupt, which no caller waiting for the task on that thread can take, is "
-            "dropped",
+            "%s raised KeyboardInterrupt on thread %r for task %r (tool %r); the task goes on "
+            "unchanged and the interrupt, which no caller waiting for the task on that thread "
+            "can take, is dropped",
+            where,
             threading.current_thread().name,
             shorten(self.task_id, 128),
             shorten(self.tool, 128),
@@ -1271,7 +1277,10 @@ class Job(TaskRecord):
             name = safe_error_type(outcome.error_type or type_name(type(raised)))
             if outcome.traceback is not None and self.span is not None:
                 self.stacktrace = outcome.traceback  # (let go when the span ends)
-            self.finish("error", describe_exception(raised), name, exception=raised)
+            message, interrupt = message_and_interrupt(raised)
+            if interrupt is not None:  # a Ctrl-C in its __str__: recorded, then it goes on
+                self._take_interrupt(interrupt, "the __str__ of the exception the tool raised")
+            self.finish("error", message, name, exception=raised)
             return
         if self.cancel_requested:
             self._finish_cancelled()

@@ -223,7 +223,7 @@ def _await_handshake(address: str, timeout: float) -> None:
             outcome.append(exc)
 
     thread = threading.Thread(target=run, name="laios-dask-handshake", daemon=True)
-    thread.start()
+    _start_own_thread(thread, "that waits for the scheduler's answer to Dask's handshake")
     # (wait_for ends it at the timeout; the margin is for a slow CPU. A thread waits at most
     # TIMEOUT_MAX seconds, some 292 years: a longer timeout waits that long.)
     thread.join(min(timeout + 5.0, threading.TIMEOUT_MAX))
@@ -234,6 +234,20 @@ def _await_handshake(address: str, timeout: float) -> None:
         raise TimeoutError(f"no handshake within {timeout:g}s") from failure
     if failure is not None:
         raise failure
+
+
+def _start_own_thread(thread: threading.Thread, purpose: str) -> None:
+    """Start a thread of the constructor's, or raise a ``RuntimeError`` that says which and
+    what to check when the system refuses it ("can't start new thread")."""
+    try:
+        thread.start()
+    except RuntimeError as exc:
+        raise RuntimeError(
+            f"DaskRunner could not start its thread {purpose} ({exc}: the system refused a "
+            "new thread): check the process's thread or process limit, such as a "
+            "container's pids limit, or end threads the program no longer needs, then make "
+            "the runner again"
+        ) from exc
 
 
 def _hold_daemon_off() -> None:
@@ -837,6 +851,8 @@ class DaskRunner:
         ImportError: When Dask's ``distributed`` is not installed.
         ConnectionError: When the scheduler at ``address`` cannot be reached in time, or
             what answers there is not a scheduler (a worker, a nanny, another protocol).
+        RuntimeError: When the system refuses the runner a thread ("can't start new
+            thread": a process or container pids limit); the message names the thread.
         ValueError: When a number is out of range (``n_workers`` or ``threads_per_worker``
             not a whole number from 1 to 1,024), both ``address`` and ``client`` are
             given, ``client`` is closed or runs on a closed event loop (an asynchronous
@@ -1031,9 +1047,10 @@ class DaskRunner:
             client.subscribe_topic(self._topic, deliver)
             self._threads = self._count_threads()
             self._watching = True
-            threading.Thread(
-                target=self._watch_threads, name="laios-dask-stats", daemon=True
-            ).start()
+            _start_own_thread(
+                threading.Thread(target=self._watch_threads, name="laios-dask-stats", daemon=True),
+                "that reads the cluster's size",
+            )
         except BaseException:
             # A runner that was never made leaves nothing running: the client it connected
             # (not a caller's) and the local cluster it started.

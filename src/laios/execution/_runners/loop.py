@@ -373,10 +373,9 @@ class AsyncSlots:
             work.loop is loop and not work.abandoned for work in self.waiting
         )
 
-    def take_now(self, work: _AwaitedCall) -> bool:
-        """Take a slot for ``work`` if one is free and nobody waits for one (or the caller
-        holds one); never queue."""
-        holders = _HOLDERS.get()
+    def take_now(self, work: _AwaitedCall, holders: tuple[_LoopCall | _AwaitedCall, ...]) -> bool:
+        """Take a slot for ``work`` if one is free and nobody waits for one (or the caller,
+        inside the calls ``holders``, holds one); never queue."""
         lock = self.lock
         lock.acquire()
         try:
@@ -930,7 +929,12 @@ class LoopRunner:
     def claim(self, events: RunEvents) -> _AwaitedCall | None:
         """Take a slot for running a call inside the calling task itself (:meth:`run_claimed`),
         without a task of its own or a turn of the loop: when a slot is free now and this
-        Python can stop it there (3.11+). ``None``: submit the call instead."""
+        Python can stop it there (3.11+). ``None``: submit the call instead.
+
+        Raises:
+            NestedTooDeep: Calls awaited so, one inside the other, have brought the stack
+                near Python's recursion limit: the call is refused (see :func:`_too_deep`).
+        """
         if not _CAN_UNCANCEL or self.closed or self.loop_thread is not None:
             return None
         task = asyncio.current_task()
@@ -939,8 +943,11 @@ class LoopRunner:
             # be delivered at the tool's first await, where the count could not tell it from
             # the tool's own CancelledError. In a task of its own, the caller's await takes it.
             return None
+        holders = _HOLDERS.get()
+        if len(holders) >= _NESTED_CALLS_CHECKED and _too_deep():
+            raise NestedTooDeep(len(holders))
         work = _AwaitedCall(self, events, task)
-        if not self.slots.take_now(work):
+        if not self.slots.take_now(work, holders):
             self.reclaim_closed()  # (then the call queues for a slot, as submitted)
             return None
         return work
@@ -1482,6 +1489,48 @@ else:  # (no context= before 3.11: create the task while running in the context)
             return loop.create_task(coroutine)
         task: asyncio.Task[None] = context.run(loop.create_task, coroutine)
         return task
+
+
+#: Calls nested one inside the other from which a call awaited in its caller's task checks
+#: the stack (fewer never come near the recursion limit: the check costs them nothing).
+_NESTED_CALLS_CHECKED = 16
+#: Frames kept free below Python's recursion limit for the executor's own work on a call
+#: awaited in its caller's task (accepting, recording and finishing it, a refusal's too),
+#: and for the tool's own frames between it and the next call it awaits so.
+_STACK_HEADROOM = 150
+
+
+class NestedTooDeep(Exception):
+    """A call awaited in its caller's task, nested so deep in others awaited so that the
+    executor's own work on it could reach Python's recursion limit (a ``RecursionError``
+    striking in the middle of recording the task would leave it unfinished)."""
+
+    def __init__(self, nested: int) -> None:
+        super().__init__(nested)
+        self.refusal = Refusal(
+            "RecursionError",
+            f"The task was not started: it is nested {nested} deep in async tools that each "
+            "await execute_async for the next without a timeout, all in one asyncio task, whose "
+            "stack has come near Python's recursion limit (sys.getrecursionlimit() is "
+            f"{sys.getrecursionlimit()}). Nest them less deep, or give the inner calls a "
+            "timeout (each then runs in an asyncio task of its own, on a stack of its own)",
+        )
+
+
+def _too_deep() -> bool:
+    """Whether the calling thread's stack is within ``_STACK_HEADROOM`` frames of Python's
+    recursion limit: found by going that much deeper, which counts as Python counts (a
+    frame count would miss what its C calls add, such as a coroutine's ``send``)."""
+    try:
+        _deeper(_STACK_HEADROOM)
+    except RecursionError:
+        return True
+    return False
+
+
+def _deeper(frames: int) -> int:
+    """Call itself ``frames`` deep."""
+    return _deeper(frames - 1) if frames else 0
 
 
 def _hold(
