@@ -900,11 +900,11 @@ def _parse_quota(text: str, api_key: str) -> int:
     return int(text)  # (raises ValueError: the cause below)
 
 
-def _check_quota(api_key: str) -> None:
+def _check_quota(api_key: str, prefix: int | None = None) -> None:
     try:
         _parse_quota("unlimited", api_key)
     except ValueError as exc:
-        raise LookupError(f"no quota for {api_key}") from exc
+        raise LookupError(f"no quota for {api_key[:prefix]}") from exc
 
 
 class FailsDeep(BaseTool):
@@ -914,7 +914,7 @@ class FailsDeep(BaseTool):
     description = "Raises LookupError from a helper, caused by a ValueError."
 
     def _execute(self, **kwargs: Any) -> Any:
-        _check_quota(kwargs["api_key"])
+        _check_quota(kwargs["api_key"], kwargs.get("prefix"))
 
 
 class SuppressionSeen(BaseTool):

@@ -3,8 +3,9 @@
 Tool parameters often carry credentials. Nothing the executor emits (spans, logs, metrics,
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
-``repr``-escaped, JSON-escaped and base64 forms) are scrubbed out of error text before any error
-reaches telemetry or logs. The fields of dataclass instances, pydantic models, ``attrs``
+``repr``-escaped, JSON-escaped and base64 forms, and any prefix of ``MIN_PREFIX_CHARS`` or
+more characters of them) are scrubbed out of error text before any error reaches telemetry or
+logs. The fields of dataclass instances, pydantic models, ``attrs``
 instances, named tuples and namespaces are read like the keys of a mapping, and the names of
 ``(name, value)`` pairs in a list (headers) too. A parameter the tool's input model types
 ``SecretStr`` or ``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_STRING_CHARS",
     "MAX_TRACEBACK_BYTES",
     "MAX_VALUE_BYTES",
+    "MIN_PREFIX_CHARS",
     "MIN_SCRUB_CHARS",
     "REDACTED",
     "SecretFields",
@@ -82,6 +84,12 @@ _MAX_DEPTH = 8
 #: A shorter one is still scrubbed where the text writes it as the value of its own name
 #: (``api_key=xy9``, ``{'api_key': 'xy9'}``): see :func:`secret_values`.
 MIN_SCRUB_CHARS = 4
+#: Shortest prefix of a secret (its first characters alone, as a tool quoting the start of a
+#: token leaves them, or a text cut to a length inside one) scrubbed from free text: every
+#: prefix of a secret value or of one of its encoded forms this long or longer is replaced
+#: wherever it occurs, as the whole value is. A shorter one is kept: the start of a secret is
+#: often an ordinary word or a vendor's mark (``sk-live``), and carries little of it.
+MIN_PREFIX_CHARS = 8
 
 _SECRET_KEY = re.compile(
     r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
@@ -814,9 +822,11 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
 
     The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
     JSON-escaped, base64, also inside the base64 of a longer text) are replaced too.
-    Occurrences that overlap (two secrets sharing characters where they meet, a secret
-    repeating itself) are replaced together, by one ``[REDACTED]``: no character of any
-    occurrence is left. So is a value pydantic quotes by its ends
+    So is each prefix of a secret or of one of its forms at least ``MIN_PREFIX_CHARS``
+    characters long, wherever it occurs (a tool quoting a token's first characters, a text cut
+    inside one before it got here). Occurrences that overlap (two secrets sharing characters
+    where they meet, a secret repeating itself) are replaced together, by one ``[REDACTED]``:
+    no character of any occurrence is left. So is a value pydantic quotes by its ends
     in a ``ValidationError`` (``input_value={'api_key': 'sk-l...xyz'}``) when a secret was cut
     there: its first characters end the head, or its last ones start the tail.
 
@@ -826,7 +836,7 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
     forms = _forms_of(secrets)
-    present = [form for form in forms if form in text]
+    present = [form for form in forms if _searched(form) in text]
     if present:
         text = _replace_all(text, present)
     if forms and "input_value=" in text:
@@ -834,28 +844,76 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     return truncate_bytes(text, limit) if limit is not None else text
 
 
+def _searched(form: str) -> str:
+    """What a text is searched for to find ``form`` written in it, whole or in part: its
+    first ``MIN_PREFIX_CHARS`` characters, when it is longer (every longer prefix of it is
+    replaced too), else ``form`` itself (and an :class:`_InField` always whole)."""
+    if len(form) <= MIN_PREFIX_CHARS or type(form) is _InField:
+        return form
+    return form[:MIN_PREFIX_CHARS]
+
+
+def _written(text: str, at: int, form: str) -> int:
+    """How many of ``form``'s first characters ``text`` writes at ``at``, where it writes at
+    least :func:`_searched` of it: all of them, or the longest prefix it has there."""
+    size = len(form)
+    if size <= MIN_PREFIX_CHARS or type(form) is _InField or text.startswith(form, at):
+        return size
+    low, high = MIN_PREFIX_CHARS, min(size - 1, len(text) - at)
+    while low < high:  # (the longest prefix written there: found in a few comparisons)
+        middle = (low + high + 1) // 2
+        if text.startswith(form[:middle], at):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
+    """Where the run of overlapping occurrences of ``form`` (whole or a prefix of it, see
+    :func:`_written`) that starts at ``start`` with one ending at ``end`` ends: past every
+    occurrence that starts inside it. Each place in the run is looked at once."""
+    size, width = len(form), len(searched)
+    if searched is form:  # (whole occurrences alone, all as long: the last one reaches furthest)
+        at = start
+        while True:
+            later = text.rfind(form, at + 1, end + size - 1)
+            if later <= end - size:  # (none, or one ending inside the run)
+                return end
+            at, end = later, later + size
+    looked = start + 1  # where occurrences not yet looked at may start
+    while True:
+        # (one starting before end - size + 1 cannot pass end: none is longer than form)
+        at = text.find(searched, max(looked, end - size + 1), end + width - 1)
+        furthest = end
+        while at >= 0:
+            furthest = max(furthest, at + _written(text, at, form))
+            at = text.find(searched, at + 1, end + width - 1)
+        if furthest == end:
+            return end
+        looked, end = end, furthest
+
+
 def _replace_all(text: str, forms: Sequence[str]) -> str:
-    """``text`` with every character of every occurrence of ``forms`` replaced: each run of
-    overlapping occurrences becomes one ``[REDACTED]`` (found in ``text`` as given, so a form
-    inside ``[REDACTED]`` itself is never replaced there)."""
+    """``text`` with every character of every occurrence of ``forms`` (whole, or a prefix of
+    at least ``MIN_PREFIX_CHARS`` characters) replaced: each run of overlapping occurrences
+    becomes one ``[REDACTED]`` (found in ``text`` as given, so a form inside ``[REDACTED]``
+    itself is never replaced there)."""
     found: list[tuple[int, int]] = []  # runs of overlapping occurrences of one form
     for form in forms:
         size = len(form)
-        start = text.find(form)
         if type(form) is _InField:  # (only its value is replaced: its name is kept)
+            start = text.find(form)
             while start >= 0:
                 found.append((start + form.head, start + size - form.tail))
                 start = text.find(form, start + size)
             continue
+        searched = _searched(form)
+        start = text.find(searched)
         while start >= 0:
-            at, end = start, start + size
-            while True:  # the run goes on to the furthest occurrence starting inside it
-                later = text.rfind(form, at + 1, end + size - 1)
-                if later <= end - size:  # (none, or one ending inside the run)
-                    break
-                at, end = later, later + size
+            end = _run_end(text, form, searched, start, start + _written(text, start, form))
             found.append((start, end))
-            start = text.find(form, end)
+            start = text.find(searched, end)
     found.sort()
     parts: list[str] = []
     kept = 0  # where the text not yet written starts
@@ -1209,10 +1267,10 @@ class _Copier:
             stop = min(end, pos + need + self.longest)
             first, last = -1, -1  # what to replace: the earliest, then the longest
             for secret in secrets:
-                at = text.find(secret, pos, stop)
+                at = text.find(_searched(secret), pos, stop)
                 if at < 0:
                     continue
-                begin, finish = at, at + len(secret)
+                begin, finish = at, at + _written(text, at, secret)
                 if type(secret) is _InField:  # (only its value: its name is kept)
                     begin, finish = begin + secret.head, finish - secret.tail
                 if begin < pos + need and (
@@ -1241,6 +1299,18 @@ class _Copier:
             grown = False
             for secret in self.secrets:
                 size = len(secret)
+                searched = _searched(secret)
+                if searched is not secret:  # (its prefixes too: see _run_end)
+                    low = max(start + 1, end - size + 1)
+                    at = text.find(searched, low, end + len(searched) - 1)
+                    while at >= 0:
+                        finish = at + _written(text, at, secret)
+                        if finish > end:
+                            end, grown = finish, True
+                            if end > stop:
+                                return len(text)
+                        at = text.find(searched, at + 1, end + len(searched) - 1)
+                    continue
                 # What is replaced of an occurrence: all of it, or the value of a name.
                 head, tail = (secret.head, secret.tail) if type(secret) is _InField else (0, 0)
                 # An occurrence whose replaced part starts inside the run and ends after it
