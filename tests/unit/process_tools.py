@@ -542,6 +542,15 @@ class Floods(BaseTool):
         return "flooded"
 
 
+class NamesACheckpointAfterItsKey(BaseTool):
+    name = "names_a_checkpoint_after_its_key"
+    description = "Names a checkpoint with its ``api_key`` right where a long name is cut."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().checkpoint("n" * 250 + kwargs["api_key"], {"step": 1})
+        return "named"
+
+
 class ReturnsLambda(BaseTool):
     name = "returns_lambda"
     description = "Returns something that cannot be pickled."
@@ -1195,6 +1204,7 @@ TOOLS = (
     ReplacesItsPipe,
     Progress,
     Floods,
+    NamesACheckpointAfterItsKey,
     ReturnsLambda,
     RaisesUnpicklable,
     ReturnsAKeyHolder,
