@@ -344,6 +344,11 @@ def _model_fields(value: BaseModel, hidden: bool) -> Iterator[tuple[str, Any]]:
         yield from list(extra.items())
 
 
+class _Written(str):
+    """A secret as a text writes binary data (its base64 or hex, see :func:`_binary_forms`):
+    replaced as it is (or a prefix of it), without encoded forms of its own."""
+
+
 class _InField(str):
     """A secret written as the value of its name (``api_key='xy9'``): the text to find, of
     which only the value is replaced (the first ``head`` and last ``tail`` characters, the
@@ -431,7 +436,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
     text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
-    text and as ``repr`` writes it), and a ``uuid.UUID`` (its text, and its ``hex``). The
+    text and as ``repr`` writes it, and, when it is not plain text, in hex and base64), and
+    a ``uuid.UUID`` (its text, and its ``hex``). The
     fields of dataclass instances, pydantic models, ``attrs`` instances, named tuples and
     namespaces (``SimpleNamespace``, ``argparse.Namespace``) are read like the keys of a mapping (a
     field named ``api_key`` is secret), and the value of a
@@ -477,6 +483,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         written = repr(data)[2:-1]
         if written != text:
             found.append(written)
+            # And in base64 and hex, as binary keys are written as text (the forms worked
+            # out from the decoded text would be those of other bytes).
+            found.extend(_binary_forms(data))
 
     def pairs(
         items: Iterable[tuple[Any, Any]], secret: bool, declared: SecretFields | bool | None
@@ -728,7 +737,7 @@ def encoded_forms(secret: str) -> list[str]:
     form is ``secret`` itself). A short secret written as the value of its name (from
     :func:`secret_values`) is its only form."""
     forms = [secret]
-    if type(secret) is _InField:
+    if type(secret) is _InField or type(secret) is _Written:
         return forms
     written = repr(secret)
     for form in (
@@ -752,13 +761,34 @@ def encoded_forms(secret: str) -> list[str]:
     return forms
 
 
+def _binary_forms(data: bytes) -> list[_Written]:
+    """The ways a text writes binary data that is not UTF-8 text (a key made of random bytes):
+    in hex (lower and upper case) and in base64, standard and URL-safe, whole and inside the
+    base64 of more data (see :func:`_base64_data_forms`)."""
+    hexed = data.hex()
+    whole = base64.b64encode(data).decode("ascii")
+    forms = (
+        hexed,
+        hexed.upper(),
+        whole,
+        whole.replace("+", "-").replace("/", "_"),
+        *_base64_data_forms(data),
+    )
+    return [_Written(form) for form in dict.fromkeys(forms) if len(form) >= MIN_SCRUB_CHARS]
+
+
 def _base64_forms(secret: str) -> list[str]:
-    """The base64 characters that encode ``secret``'s UTF-8 bytes alone, in standard and
-    URL-safe base64, at each of the three places it may start in a group of three bytes: so
-    that it is found inside the base64 of a longer text (``user:password`` in a Basic
-    ``Authorization`` header). The characters that also encode a neighbouring byte are left
-    out: at most two on each side, which carry a few of its bits."""
-    data = secret.encode("utf-8", "backslashreplace")
+    """The base64 characters that encode ``secret``'s UTF-8 bytes alone (see
+    :func:`_base64_data_forms`)."""
+    return _base64_data_forms(secret.encode("utf-8", "backslashreplace"))
+
+
+def _base64_data_forms(data: bytes) -> list[str]:
+    """The base64 characters that encode ``data`` alone, in standard and URL-safe base64, at
+    each of the three places it may start in a group of three bytes: so that it is found
+    inside the base64 of a longer text (``user:password`` in a Basic ``Authorization``
+    header). The characters that also encode a neighbouring byte are left out: at most two on
+    each side, which carry a few of its bits."""
     forms: list[str] = []
     for offset in range(3):
         encoded = base64.b64encode(bytes(offset) + data).decode("ascii")
