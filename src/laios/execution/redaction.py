@@ -24,6 +24,7 @@ import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
+from itertools import compress
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -832,11 +833,22 @@ class SecretForms(tuple[str, ...]):
 
     #: Every value and its encoded forms, each once, longest first.
     forms: tuple[str, ...]
+    #: What a text is searched for to find each of ``forms`` (see :func:`_searched`).
+    searched: tuple[str, ...]
 
     def __new__(cls, secrets: Iterable[str] = ()) -> SecretForms:
         self = super().__new__(cls, secrets)
         self.forms = tuple(_with_encoded_forms(self))
+        self.searched = tuple(map(_searched, self.forms))
         return self
+
+
+def _searched_of(secrets: Iterable[str], forms: Sequence[str]) -> Sequence[str]:
+    """:func:`_searched` of each of ``forms``, the forms of ``secrets`` (worked out already for
+    :class:`SecretForms`)."""
+    if type(secrets) is SecretForms:
+        return secrets.searched
+    return [_searched(form) for form in forms]
 
 
 def _forms_of(secrets: Iterable[str]) -> Sequence[str]:
@@ -866,7 +878,8 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
     forms = _forms_of(secrets)
-    present = [form for form in forms if _searched(form) in text]
+    searched = _searched_of(secrets, forms)
+    present = list(compress(forms, [part in text for part in searched]))
     if present:
         text = _replace_all(text, present)
     if forms and "input_value=" in text:
@@ -1095,7 +1108,16 @@ class _Copier:
     earlier key once cut or scrubbed: they add nothing to ``size`` but cost work all the same.
     """
 
-    __slots__ = ("chars", "limit", "longest", "numbers", "repeated", "secrets", "size")
+    __slots__ = (
+        "chars",
+        "limit",
+        "longest",
+        "numbers",
+        "repeated",
+        "searched",
+        "secrets",
+        "size",
+    )
 
     def __init__(
         self, secrets: Sequence[str], limit: int | None, chars: int = MAX_STRING_CHARS
@@ -1103,6 +1125,7 @@ class _Copier:
         self.chars = chars
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _forms_of(secrets)
+        self.searched = _searched_of(secrets, self.secrets)
         self.longest = max(map(len, self.secrets), default=0)
         self.limit = limit
         self.size = 0
@@ -1296,8 +1319,8 @@ class _Copier:
             # A secret starting before pos + need lies wholly before `stop`.
             stop = min(end, pos + need + self.longest)
             first, last = -1, -1  # what to replace: the earliest, then the longest
-            for secret in secrets:
-                at = text.find(_searched(secret), pos, stop)
+            for secret, searched in zip(secrets, self.searched, strict=True):
+                at = text.find(searched, pos, stop)
                 if at < 0:
                     continue
                 begin, finish = at, at + _written(text, at, secret)
@@ -1327,9 +1350,8 @@ class _Copier:
             if end > stop:
                 return len(text)
             grown = False
-            for secret in self.secrets:
+            for secret, searched in zip(self.secrets, self.searched, strict=True):
                 size = len(secret)
-                searched = _searched(secret)
                 if searched is not secret:  # (its prefixes too: see _run_end)
                     low = max(start + 1, end - size + 1)
                     at = text.find(searched, low, end + len(searched) - 1)
