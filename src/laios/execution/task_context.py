@@ -25,8 +25,8 @@ Outside a task, ``current_task()`` returns ``None``; :func:`require_current_task
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
-from contextvars import ContextVar, Token
+from collections.abc import Mapping, Sequence
+from contextvars import Context, ContextVar, Token
 from typing import Any, Protocol
 
 from laios.execution._records import checkpoint_data, clamp_percent
@@ -165,3 +165,27 @@ def reset_current_task(token: Token[TaskContext | None]) -> None:
         _current.reset(token)
     except ValueError:
         pass
+
+
+def task_in(context: Context) -> TaskContext | None:
+    """The task running in ``context`` (a copy of a tool's context, as a task the tool
+    started keeps), if any."""
+    return context.get(_current)
+
+
+def task_secrets(task: TaskContext | None) -> Sequence[str]:
+    """The secret values of ``task``'s parameters, as its run's events know them (the
+    executor's record of the run, or a worker's events); ``[]`` when none are known. Never
+    raises."""
+    if task is None:
+        return []
+    try:
+        events = task._events  # noqa: SLF001  (this module's own)
+        for name in ("parameter_secrets", "secrets"):
+            read = getattr(events, name, None)
+            if callable(read):
+                found: Sequence[str] = read()
+                return found if found else []
+    except Exception:  # (events whose secrets cannot be read: none known)
+        pass
+    return []
