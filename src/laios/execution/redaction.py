@@ -435,7 +435,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
-    value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
+    value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
+    the keys of a mapping there too, unless they read as names (see :func:`_reads_as_a_name`):
     text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
     text and as ``repr`` writes it, and, when it is not plain text, in hex and base64), and
     a ``uuid.UUID`` (its text, and its ``hex``). The
@@ -489,8 +490,17 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             found.extend(_binary_forms(data))
 
     def pairs(
-        items: Iterable[tuple[Any, Any]], secret: bool, declared: SecretFields | bool | None
+        items: Iterable[tuple[Any, Any]],
+        secret: bool,
+        declared: SecretFields | bool | None,
+        keys: bool = False,
     ) -> Iterator[tuple[bool, Any, SecretFields | bool | None, Any]]:
+        if keys and secret:  # (a mapping's keys under a secret name: those not names too)
+            for key, value in items:
+                if not _reads_as_a_name(key):
+                    yield True, key, None, None
+                yield True, value, None, key
+            return
         if isinstance(declared, SecretFields):
             for key, value in items:
                 inner = declared.inner(key)
@@ -522,7 +532,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
     def visit(value: Any, secret: bool, declared: SecretFields | bool | None, name: Any) -> None:
         if isinstance(value, Mapping):
-            pending.append(pairs(value.items(), secret, declared))
+            pending.append(pairs(value.items(), secret, declared, keys=True))
         elif isinstance(value, (list, tuple, set, frozenset)):
             visit_items(value, secret, declared)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
@@ -575,6 +585,22 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             continue
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
+
+
+#: A name: letters alone, or words of them joined by ``_``, ``-``, ``.`` or a space.
+_NAME = re.compile(r"[A-Za-z]+(?:[-_. ][A-Za-z]+)*")
+
+
+def _reads_as_a_name(key: object) -> bool:
+    """Whether a key of a mapping under a secret-looking name reads as the name of what it
+    holds (``username``, ``X-Api-Key``), not as a secret used as a key (``sk-live-…``): text
+    or bytes of letters alone, words of them joined by ``_ - .`` or a space. A key of another
+    type counts as a name, except an int."""
+    if isinstance(key, (bytes, bytearray)):
+        key = bytes(key).decode("latin-1")
+    if isinstance(key, str):
+        return _NAME.fullmatch(key) is not None
+    return not isinstance(key, int) or isinstance(key, bool)
 
 
 #: Types of parameter values a tool cannot change in place.
