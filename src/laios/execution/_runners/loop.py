@@ -789,6 +789,32 @@ def _started_by(task: object) -> TaskContext | None:
         return None
 
 
+def _secrets_of_raiser(exc: BaseException) -> Sequence[str]:
+    """The secret values of the tool's task that started the task whose step raised ``exc``
+    out of the loop (``SystemExit``, ``KeyboardInterrupt``), as far as it is known: the task
+    is the one the raising handle ran a step of (its context says, from Python 3.12), or one
+    started by a tool that is done with ``exc`` (before). Never raises."""
+    try:
+        tb = exc.__traceback__
+        while tb is not None:
+            handle = tb.tb_frame.f_locals.get("self")
+            get = getattr(handle, "get_context", None)  # (Python 3.12+)
+            if isinstance(handle, asyncio.Handle) and callable(get):
+                context = get()
+                if isinstance(context, contextvars.Context):
+                    return task_secrets(task_in(context))
+            tb = tb.tb_next
+        for task, started in list(_STARTED_BY.items()):
+            if task.done() and not task.cancelled():
+                # (the task keeps what it raised, or an equal copy: Python 3.11's C task)
+                kept = task.exception()
+                if kept is exc or (type(kept) is type(exc) and kept.args == exc.args):
+                    return task_secrets(started)
+    except Exception:  # (nothing known: logged as it is)
+        pass
+    return ()
+
+
 def _scrubbed_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """The exception handler of a :class:`LoopThread`'s loop: what asyncio's own handler logs
     (a task's exception never retrieved, say), scrubbed of the secret values of the tool's
@@ -892,11 +918,14 @@ class LoopThread:
             while loop not in _ENDING:
                 try:
                     loop.run_forever()
-                except BaseException:
-                    _log.exception(
-                        "a task on the event loop of %s raised; the loop serves on",
-                        threading.current_thread().name,
-                    )
+                except BaseException as exc:
+                    message = "a task on the event loop of %s raised; the loop serves on"
+                    name = threading.current_thread().name
+                    secrets = _secrets_of_raiser(exc)
+                    if secrets:
+                        _log.error(message + "\n%s", name, scrubbed_traceback(exc, secrets))
+                    else:
+                        _log.exception(message, name)
         finally:
             loop.close()
 
