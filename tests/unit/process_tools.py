@@ -542,6 +542,15 @@ class Floods(BaseTool):
         return "flooded"
 
 
+class NamesACheckpointAfterItsKey(BaseTool):
+    name = "names_a_checkpoint_after_its_key"
+    description = "Names a checkpoint with its ``api_key`` right where a long name is cut."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        require_current_task().checkpoint("n" * 250 + kwargs["api_key"], {"step": 1})
+        return "named"
+
+
 class ReturnsLambda(BaseTool):
     name = "returns_lambda"
     description = "Returns something that cannot be pickled."
@@ -900,11 +909,11 @@ def _parse_quota(text: str, api_key: str) -> int:
     return int(text)  # (raises ValueError: the cause below)
 
 
-def _check_quota(api_key: str) -> None:
+def _check_quota(api_key: str, prefix: int | None = None) -> None:
     try:
         _parse_quota("unlimited", api_key)
     except ValueError as exc:
-        raise LookupError(f"no quota for {api_key}") from exc
+        raise LookupError(f"no quota for {api_key[:prefix]}") from exc
 
 
 class FailsDeep(BaseTool):
@@ -914,7 +923,7 @@ class FailsDeep(BaseTool):
     description = "Raises LookupError from a helper, caused by a ValueError."
 
     def _execute(self, **kwargs: Any) -> Any:
-        _check_quota(kwargs["api_key"])
+        _check_quota(kwargs["api_key"], kwargs.get("prefix"))
 
 
 class SuppressionSeen(BaseTool):
@@ -1195,6 +1204,7 @@ TOOLS = (
     ReplacesItsPipe,
     Progress,
     Floods,
+    NamesACheckpointAfterItsKey,
     ReturnsLambda,
     RaisesUnpicklable,
     ReturnsAKeyHolder,

@@ -1957,6 +1957,23 @@ def test_huge_progress_reports_and_checkpoints_are_cut_on_the_worker(
     assert KEY[:5] not in blob
 
 
+def test_a_long_checkpoint_name_cut_on_the_worker_keeps_no_part_of_a_secret(
+    make: Callable[..., Executor],
+) -> None:
+    """A checkpoint name longer than the caller keeps was cut on the worker before it was
+    scrubbed: a secret across the cut left its first characters on the checkpoint's span."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    executor = make(tracer_provider=provider)
+    call = task("names_a_checkpoint_after_its_key", api_key=KEY)
+    result = executor.execute_task(call, CONTEXT, timeout=WAIT)
+    assert result.success, result.error
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("checkpoint nnn")]
+    assert span.name.endswith("n[REDA…"), span.name[-40:]  # ([REDACTED], cut)
+    assert KEY[:4] not in span.name
+
+
 def test_a_large_call_past_its_short_timeout_ends_then_and_says_why(
     make: Callable[..., Executor],
 ) -> None:

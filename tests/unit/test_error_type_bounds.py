@@ -135,6 +135,20 @@ def test_a_tool_chosen_error_type_naming_a_secret_parameter_is_scrubbed(setup: S
     _check_everywhere(setup, result, "auth_failed:_REDACTED_")
 
 
+def test_an_exception_class_named_after_a_secret_parameter_is_scrubbed(setup: Setup) -> None:
+    """A class made at run time with a secret parameter in its name (the same place as a
+    tool's chosen error type) had its name reported as it was: as the error type (label, span
+    attribute, /status key) and as the exception event's ``exception.type``."""
+    key = "sk-live-ABCDEF123456"
+    result = setup.run("odd_raiser", class_name=f"Refused_{key}", api_key=key)
+    _check_everywhere(setup, result, "Refused__REDACTED_")
+    (span,) = [s for s in setup.exporter.get_finished_spans() if s.name.startswith("execute")]
+    (event,) = span.events
+    exception_type = str((event.attributes or {})["exception.type"])
+    assert exception_type.endswith(".Refused_[REDACTED]"), exception_type
+    assert "ABCDEF" not in str(span.attributes) + str(event.attributes)
+
+
 @pytest.mark.parametrize(
     "error_type", ["rate_limited", "http.429", "quota-exceeded", "ns:code", "E" * 64]
 )

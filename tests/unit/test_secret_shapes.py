@@ -642,3 +642,51 @@ def test_a_secret_inside_another_collection_quoted_by_its_tool_stays_out_of_tele
 
 def test_text_binary_data_and_ranges_are_not_read_as_collections() -> None:
     assert json.loads(to_json({"r": range(3), "b": b"ab"})) == {"r": "range(0, 3)", "b": "b'ab'"}
+
+
+# -- keys of a mapping under a secret-looking name -----------------------------------------
+
+
+def test_a_key_of_a_mapping_under_a_secret_name_is_secret_unless_it_reads_as_a_name() -> None:
+    """Under a secret-looking name everything is secret: the keys of a mapping too, when they
+    are not names (letters alone, words joined by ``_``, ``-``, ``.`` or a space), such as the
+    keys of a mapping from each token to what it is for."""
+    found = secret_values({"api_keys": {SECRET: "prod", b"bin-" + SECRET.encode(): "x"}})
+    assert SECRET in found
+    assert "bin-" + SECRET in found
+    assert "prod" in found  # (its values, as before)
+    named = secret_values({"auth": {"username": "bob", "X-Api-Key": SECRET, "client id": "c"}})
+    assert not {"username", "X-Api-Key", "client id"} & set(named)
+    # A key of a mapping under an ordinary name is not secret.
+    assert SECRET not in secret_values({"labels": {SECRET: "prod"}})
+
+
+class QuotesAKeyOfItsKeys(BaseTool):
+    name = "quotes_a_key_of_its_keys"
+    description = "Fails quoting the first key of its ``api_keys`` mapping."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        raise PermissionError(f"key {next(iter(kwargs['api_keys']))} was revoked")
+
+
+def test_a_key_of_a_secret_mapping_quoted_by_its_tool_reaches_no_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = ToolRegistry()
+    registry.register_tool(QuotesAKeyOfItsKeys)
+    task = Task(
+        plan_id="p",
+        description="d",
+        tool_name=QuotesAKeyOfItsKeys.name,
+        parameters={"api_keys": {SECRET: "prod"}},
+    )
+    with Executor(
+        registry, store=MetricStore(), register_prometheus=False, tracer_provider=provider
+    ) as executor:
+        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
+    provider.shutdown()
+    assert result.metadata["error_type"] == "PermissionError"
+    (span,) = exporter.get_finished_spans()
+    assert span.status.description == f"key {REDACTED} was revoked"
+    assert SECRET not in str([dict(event.attributes or {}) for event in span.events])

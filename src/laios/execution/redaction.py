@@ -3,8 +3,9 @@
 Tool parameters often carry credentials. Nothing the executor emits (spans, logs, metrics,
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
-``repr``-escaped, JSON-escaped and base64 forms) are scrubbed out of error text before any error
-reaches telemetry or logs. The fields of dataclass instances, pydantic models, ``attrs``
+``repr``-escaped, JSON-escaped and base64 forms, and any prefix of ``MIN_PREFIX_CHARS`` or
+more characters of them) are scrubbed out of error text before any error reaches telemetry or
+logs. The fields of dataclass instances, pydantic models, ``attrs``
 instances, named tuples and namespaces are read like the keys of a mapping, and the names of
 ``(name, value)`` pairs in a list (headers) too. A parameter the tool's input model types
 ``SecretStr`` or ``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
@@ -23,6 +24,7 @@ import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
+from itertools import compress
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -40,6 +42,7 @@ __all__ = [
     "MAX_STRING_CHARS",
     "MAX_TRACEBACK_BYTES",
     "MAX_VALUE_BYTES",
+    "MIN_PREFIX_CHARS",
     "MIN_SCRUB_CHARS",
     "REDACTED",
     "SecretFields",
@@ -82,6 +85,12 @@ _MAX_DEPTH = 8
 #: A shorter one is still scrubbed where the text writes it as the value of its own name
 #: (``api_key=xy9``, ``{'api_key': 'xy9'}``): see :func:`secret_values`.
 MIN_SCRUB_CHARS = 4
+#: Shortest prefix of a secret (its first characters alone, as a tool quoting the start of a
+#: token leaves them, or a text cut to a length inside one) scrubbed from free text: every
+#: prefix of a secret value or of one of its encoded forms this long or longer is replaced
+#: wherever it occurs, as the whole value is. A shorter one is kept: the start of a secret is
+#: often an ordinary word or a vendor's mark (``sk-live``), and carries little of it.
+MIN_PREFIX_CHARS = 8
 
 _SECRET_KEY = re.compile(
     r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
@@ -336,6 +345,11 @@ def _model_fields(value: BaseModel, hidden: bool) -> Iterator[tuple[str, Any]]:
         yield from list(extra.items())
 
 
+class _Written(str):
+    """A secret as a text writes binary data (its base64 or hex, see :func:`_binary_forms`):
+    replaced as it is (or a prefix of it), without encoded forms of its own."""
+
+
 class _InField(str):
     """A secret written as the value of its name (``api_key='xy9'``): the text to find, of
     which only the value is replaced (the first ``head`` and last ``tail`` characters, the
@@ -421,9 +435,11 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
-    value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`):
+    value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
+    the keys of a mapping there too, unless they read as names (see :func:`_reads_as_a_name`):
     text, numbers, binary data (``bytes``, ``bytearray``, ``memoryview``, read as UTF-8
-    text and as ``repr`` writes it), and a ``uuid.UUID`` (its text, and its ``hex``). The
+    text and as ``repr`` writes it, and, when it is not plain text, in hex and base64), and
+    a ``uuid.UUID`` (its text, and its ``hex``). The
     fields of dataclass instances, pydantic models, ``attrs`` instances, named tuples and
     namespaces (``SimpleNamespace``, ``argparse.Namespace``) are read like the keys of a mapping (a
     field named ``api_key`` is secret), and the value of a
@@ -469,10 +485,22 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         written = repr(data)[2:-1]
         if written != text:
             found.append(written)
+            # And in base64 and hex, as binary keys are written as text (the forms worked
+            # out from the decoded text would be those of other bytes).
+            found.extend(_binary_forms(data))
 
     def pairs(
-        items: Iterable[tuple[Any, Any]], secret: bool, declared: SecretFields | bool | None
+        items: Iterable[tuple[Any, Any]],
+        secret: bool,
+        declared: SecretFields | bool | None,
+        keys: bool = False,
     ) -> Iterator[tuple[bool, Any, SecretFields | bool | None, Any]]:
+        if keys and secret:  # (a mapping's keys under a secret name: those not names too)
+            for key, value in items:
+                if not _reads_as_a_name(key):
+                    yield True, key, None, None
+                yield True, value, None, key
+            return
         if isinstance(declared, SecretFields):
             for key, value in items:
                 inner = declared.inner(key)
@@ -504,7 +532,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
     def visit(value: Any, secret: bool, declared: SecretFields | bool | None, name: Any) -> None:
         if isinstance(value, Mapping):
-            pending.append(pairs(value.items(), secret, declared))
+            pending.append(pairs(value.items(), secret, declared, keys=True))
         elif isinstance(value, (list, tuple, set, frozenset)):
             visit_items(value, secret, declared)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
@@ -557,6 +585,22 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             continue
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
+
+
+#: A name: letters alone, or words of them joined by ``_``, ``-``, ``.`` or a space.
+_NAME = re.compile(r"[A-Za-z]+(?:[-_. ][A-Za-z]+)*")
+
+
+def _reads_as_a_name(key: object) -> bool:
+    """Whether a key of a mapping under a secret-looking name reads as the name of what it
+    holds (``username``, ``X-Api-Key``), not as a secret used as a key (``sk-live-…``): text
+    or bytes of letters alone, words of them joined by ``_ - .`` or a space. A key of another
+    type counts as a name, except an int."""
+    if isinstance(key, (bytes, bytearray)):
+        key = bytes(key).decode("latin-1")
+    if isinstance(key, str):
+        return _NAME.fullmatch(key) is not None
+    return not isinstance(key, int) or isinstance(key, bool)
 
 
 #: Types of parameter values a tool cannot change in place.
@@ -720,7 +764,7 @@ def encoded_forms(secret: str) -> list[str]:
     form is ``secret`` itself). A short secret written as the value of its name (from
     :func:`secret_values`) is its only form."""
     forms = [secret]
-    if type(secret) is _InField:
+    if type(secret) is _InField or type(secret) is _Written:
         return forms
     written = repr(secret)
     for form in (
@@ -744,13 +788,34 @@ def encoded_forms(secret: str) -> list[str]:
     return forms
 
 
+def _binary_forms(data: bytes) -> list[_Written]:
+    """The ways a text writes binary data that is not UTF-8 text (a key made of random bytes):
+    in hex (lower and upper case) and in base64, standard and URL-safe, whole and inside the
+    base64 of more data (see :func:`_base64_data_forms`)."""
+    hexed = data.hex()
+    whole = base64.b64encode(data).decode("ascii")
+    forms = (
+        hexed,
+        hexed.upper(),
+        whole,
+        whole.replace("+", "-").replace("/", "_"),
+        *_base64_data_forms(data),
+    )
+    return [_Written(form) for form in dict.fromkeys(forms) if len(form) >= MIN_SCRUB_CHARS]
+
+
 def _base64_forms(secret: str) -> list[str]:
-    """The base64 characters that encode ``secret``'s UTF-8 bytes alone, in standard and
-    URL-safe base64, at each of the three places it may start in a group of three bytes: so
-    that it is found inside the base64 of a longer text (``user:password`` in a Basic
-    ``Authorization`` header). The characters that also encode a neighbouring byte are left
-    out: at most two on each side, which carry a few of its bits."""
-    data = secret.encode("utf-8", "backslashreplace")
+    """The base64 characters that encode ``secret``'s UTF-8 bytes alone (see
+    :func:`_base64_data_forms`)."""
+    return _base64_data_forms(secret.encode("utf-8", "backslashreplace"))
+
+
+def _base64_data_forms(data: bytes) -> list[str]:
+    """The base64 characters that encode ``data`` alone, in standard and URL-safe base64, at
+    each of the three places it may start in a group of three bytes: so that it is found
+    inside the base64 of a longer text (``user:password`` in a Basic ``Authorization``
+    header). The characters that also encode a neighbouring byte are left out: at most two on
+    each side, which carry a few of its bits."""
     forms: list[str] = []
     for offset in range(3):
         encoded = base64.b64encode(bytes(offset) + data).decode("ascii")
@@ -794,11 +859,22 @@ class SecretForms(tuple[str, ...]):
 
     #: Every value and its encoded forms, each once, longest first.
     forms: tuple[str, ...]
+    #: What a text is searched for to find each of ``forms`` (see :func:`_searched`).
+    searched: tuple[str, ...]
 
     def __new__(cls, secrets: Iterable[str] = ()) -> SecretForms:
         self = super().__new__(cls, secrets)
         self.forms = tuple(_with_encoded_forms(self))
+        self.searched = tuple(map(_searched, self.forms))
         return self
+
+
+def _searched_of(secrets: Iterable[str], forms: Sequence[str]) -> Sequence[str]:
+    """:func:`_searched` of each of ``forms``, the forms of ``secrets`` (worked out already for
+    :class:`SecretForms`)."""
+    if type(secrets) is SecretForms:
+        return secrets.searched
+    return [_searched(form) for form in forms]
 
 
 def _forms_of(secrets: Iterable[str]) -> Sequence[str]:
@@ -814,9 +890,11 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
 
     The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
     JSON-escaped, base64, also inside the base64 of a longer text) are replaced too.
-    Occurrences that overlap (two secrets sharing characters where they meet, a secret
-    repeating itself) are replaced together, by one ``[REDACTED]``: no character of any
-    occurrence is left. So is a value pydantic quotes by its ends
+    So is each prefix of a secret or of one of its forms at least ``MIN_PREFIX_CHARS``
+    characters long, wherever it occurs (a tool quoting a token's first characters, a text cut
+    inside one before it got here). Occurrences that overlap (two secrets sharing characters
+    where they meet, a secret repeating itself) are replaced together, by one ``[REDACTED]``:
+    no character of any occurrence is left. So is a value pydantic quotes by its ends
     in a ``ValidationError`` (``input_value={'api_key': 'sk-l...xyz'}``) when a secret was cut
     there: its first characters end the head, or its last ones start the tail.
 
@@ -826,7 +904,8 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
     forms = _forms_of(secrets)
-    present = [form for form in forms if form in text]
+    searched = _searched_of(secrets, forms)
+    present = list(compress(forms, [part in text for part in searched]))
     if present:
         text = _replace_all(text, present)
     if forms and "input_value=" in text:
@@ -834,28 +913,76 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     return truncate_bytes(text, limit) if limit is not None else text
 
 
+def _searched(form: str) -> str:
+    """What a text is searched for to find ``form`` written in it, whole or in part: its
+    first ``MIN_PREFIX_CHARS`` characters, when it is longer (every longer prefix of it is
+    replaced too), else ``form`` itself (and an :class:`_InField` always whole)."""
+    if len(form) <= MIN_PREFIX_CHARS or type(form) is _InField:
+        return form
+    return form[:MIN_PREFIX_CHARS]
+
+
+def _written(text: str, at: int, form: str) -> int:
+    """How many of ``form``'s first characters ``text`` writes at ``at``, where it writes at
+    least :func:`_searched` of it: all of them, or the longest prefix it has there."""
+    size = len(form)
+    if size <= MIN_PREFIX_CHARS or type(form) is _InField or text.startswith(form, at):
+        return size
+    low, high = MIN_PREFIX_CHARS, min(size - 1, len(text) - at)
+    while low < high:  # (the longest prefix written there: found in a few comparisons)
+        middle = (low + high + 1) // 2
+        if text.startswith(form[:middle], at):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
+    """Where the run of overlapping occurrences of ``form`` (whole or a prefix of it, see
+    :func:`_written`) that starts at ``start`` with one ending at ``end`` ends: past every
+    occurrence that starts inside it. Each place in the run is looked at once."""
+    size, width = len(form), len(searched)
+    if searched is form:  # (whole occurrences alone, all as long: the last one reaches furthest)
+        at = start
+        while True:
+            later = text.rfind(form, at + 1, end + size - 1)
+            if later <= end - size:  # (none, or one ending inside the run)
+                return end
+            at, end = later, later + size
+    looked = start + 1  # where occurrences not yet looked at may start
+    while True:
+        # (one starting before end - size + 1 cannot pass end: none is longer than form)
+        at = text.find(searched, max(looked, end - size + 1), end + width - 1)
+        furthest = end
+        while at >= 0:
+            furthest = max(furthest, at + _written(text, at, form))
+            at = text.find(searched, at + 1, end + width - 1)
+        if furthest == end:
+            return end
+        looked, end = end, furthest
+
+
 def _replace_all(text: str, forms: Sequence[str]) -> str:
-    """``text`` with every character of every occurrence of ``forms`` replaced: each run of
-    overlapping occurrences becomes one ``[REDACTED]`` (found in ``text`` as given, so a form
-    inside ``[REDACTED]`` itself is never replaced there)."""
+    """``text`` with every character of every occurrence of ``forms`` (whole, or a prefix of
+    at least ``MIN_PREFIX_CHARS`` characters) replaced: each run of overlapping occurrences
+    becomes one ``[REDACTED]`` (found in ``text`` as given, so a form inside ``[REDACTED]``
+    itself is never replaced there)."""
     found: list[tuple[int, int]] = []  # runs of overlapping occurrences of one form
     for form in forms:
         size = len(form)
-        start = text.find(form)
         if type(form) is _InField:  # (only its value is replaced: its name is kept)
+            start = text.find(form)
             while start >= 0:
                 found.append((start + form.head, start + size - form.tail))
                 start = text.find(form, start + size)
             continue
+        searched = _searched(form)
+        start = text.find(searched)
         while start >= 0:
-            at, end = start, start + size
-            while True:  # the run goes on to the furthest occurrence starting inside it
-                later = text.rfind(form, at + 1, end + size - 1)
-                if later <= end - size:  # (none, or one ending inside the run)
-                    break
-                at, end = later, later + size
+            end = _run_end(text, form, searched, start, start + _written(text, start, form))
             found.append((start, end))
-            start = text.find(form, end)
+            start = text.find(searched, end)
     found.sort()
     parts: list[str] = []
     kept = 0  # where the text not yet written starts
@@ -1007,7 +1134,16 @@ class _Copier:
     earlier key once cut or scrubbed: they add nothing to ``size`` but cost work all the same.
     """
 
-    __slots__ = ("chars", "limit", "longest", "numbers", "repeated", "secrets", "size")
+    __slots__ = (
+        "chars",
+        "limit",
+        "longest",
+        "numbers",
+        "repeated",
+        "searched",
+        "secrets",
+        "size",
+    )
 
     def __init__(
         self, secrets: Sequence[str], limit: int | None, chars: int = MAX_STRING_CHARS
@@ -1015,6 +1151,7 @@ class _Copier:
         self.chars = chars
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _forms_of(secrets)
+        self.searched = _searched_of(secrets, self.secrets)
         self.longest = max(map(len, self.secrets), default=0)
         self.limit = limit
         self.size = 0
@@ -1208,11 +1345,11 @@ class _Copier:
             # A secret starting before pos + need lies wholly before `stop`.
             stop = min(end, pos + need + self.longest)
             first, last = -1, -1  # what to replace: the earliest, then the longest
-            for secret in secrets:
-                at = text.find(secret, pos, stop)
+            for secret, searched in zip(secrets, self.searched, strict=True):
+                at = text.find(searched, pos, stop)
                 if at < 0:
                     continue
-                begin, finish = at, at + len(secret)
+                begin, finish = at, at + _written(text, at, secret)
                 if type(secret) is _InField:  # (only its value: its name is kept)
                     begin, finish = begin + secret.head, finish - secret.tail
                 if begin < pos + need and (
@@ -1239,8 +1376,19 @@ class _Copier:
             if end > stop:
                 return len(text)
             grown = False
-            for secret in self.secrets:
+            for secret, searched in zip(self.secrets, self.searched, strict=True):
                 size = len(secret)
+                if searched is not secret:  # (its prefixes too: see _run_end)
+                    low = max(start + 1, end - size + 1)
+                    at = text.find(searched, low, end + len(searched) - 1)
+                    while at >= 0:
+                        finish = at + _written(text, at, secret)
+                        if finish > end:
+                            end, grown = finish, True
+                            if end > stop:
+                                return len(text)
+                        at = text.find(searched, at + 1, end + len(searched) - 1)
+                    continue
                 # What is replaced of an occurrence: all of it, or the value of a name.
                 head, tail = (secret.head, secret.tail) if type(secret) is _InField else (0, 0)
                 # An occurrence whose replaced part starts inside the run and ends after it

@@ -25,8 +25,8 @@ Outside a task, ``current_task()`` returns ``None``; :func:`require_current_task
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
-from contextvars import ContextVar, Token
+from collections.abc import Mapping, Sequence
+from contextvars import Context, ContextVar, Token
 from typing import Any, Protocol
 
 from laios.execution._records import checkpoint_data, clamp_percent
@@ -76,13 +76,25 @@ class TaskContext:
         tool_name: The tool being run.
     """
 
-    __slots__ = ("_events", "task_id", "tool_name")
+    __slots__ = ("_events", "_parameters", "_tool", "task_id", "tool_name")
 
-    def __init__(self, task_id: str, tool_name: str, events: TaskEvents) -> None:
-        """A handle on one run, reporting to ``events``."""
+    def __init__(
+        self,
+        task_id: str,
+        tool_name: str,
+        events: TaskEvents,
+        *,
+        parameters: Any = None,
+        tool: Any = None,
+    ) -> None:
+        """A handle on one run, reporting to ``events``; ``parameters`` and ``tool``, those of
+        the call, say what its secrets are once its run has let them go (see
+        :func:`task_secrets`)."""
         self.task_id = task_id
         self.tool_name = tool_name
         self._events = events
+        self._parameters = parameters
+        self._tool = tool
 
     @property
     def cancelled(self) -> bool:
@@ -165,3 +177,35 @@ def reset_current_task(token: Token[TaskContext | None]) -> None:
         _current.reset(token)
     except ValueError:
         pass
+
+
+def task_in(context: Context) -> TaskContext | None:
+    """The task running in ``context`` (a copy of a tool's context, as a task the tool
+    started keeps), if any."""
+    return context.get(_current)
+
+
+def task_secrets(task: TaskContext | None) -> Sequence[str]:
+    """The secret values of ``task``'s parameters, as its run's events know them (the
+    executor's record of the run, or a worker's events), or, once the run has let them go
+    (it finished), as read from the call's parameters the handle keeps (a task the tool left
+    behind keeps the handle); ``[]`` when none are known. Never raises."""
+    if task is None:
+        return []
+    try:
+        events = task._events  # noqa: SLF001  (this module's own)
+        for name in ("parameter_secrets", "secrets"):
+            read = getattr(events, name, None)
+            if callable(read):
+                found: Sequence[str] = read()
+                if found:
+                    return found
+                break
+        parameters = task._parameters  # noqa: SLF001
+        if parameters:
+            from laios.execution.redaction import secret_fields_of_tool, secret_values
+
+            return secret_values(parameters, secret_fields_of_tool(task._tool))  # noqa: SLF001
+    except Exception:  # (events whose secrets cannot be read: none known)
+        pass
+    return []

@@ -121,11 +121,15 @@ def _env_capture() -> bool:
 _TYPE_CHARS = 256
 
 
-def _qualified_name(kind: type) -> str:
+def _qualified_name(kind: type, secrets: Sequence[str] = ()) -> str:
     """A class's name as the SDK's ``record_exception`` writes ``exception.type``: module and
-    qualified name, or the bare name for builtins (see :func:`qualified_type_name`), cut to
+    qualified name, or the bare name for builtins (see :func:`qualified_type_name`), scrubbed
+    of ``secrets`` (a class made at run time may be named after one), then cut to
     ``_TYPE_CHARS`` characters."""
-    return shorten(utf8_text(qualified_type_name(kind)), _TYPE_CHARS)
+    name = utf8_text(qualified_type_name(kind))
+    if secrets:
+        return utf8_text(scrub_head(name, secrets, _TYPE_CHARS))
+    return shorten(name, _TYPE_CHARS)
 
 
 def _utf8_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -524,7 +528,7 @@ class Tracing:
                 span.add_event(
                     "exception",
                     {
-                        "exception.type": _qualified_name(type(exception)),
+                        "exception.type": _qualified_name(type(exception), secrets),
                         "exception.message": short,
                         "exception.stacktrace": stack,
                     },
@@ -551,7 +555,7 @@ class Tracing:
             "laios.callback_error",
             {
                 "laios.callback.event": event[:64],
-                "exception.type": _qualified_name(type(exception)),
+                "exception.type": _qualified_name(type(exception), secrets),
                 "exception.message": scrub(message, secrets, limit=MAX_ERROR_BYTES),
             },
         )

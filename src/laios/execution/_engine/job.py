@@ -1274,7 +1274,11 @@ class Job(TaskRecord):
                 self._finish_cancelled()
                 return
             raised = as_raised(raised)  # (an async tool's StopIteration: as a sync tool's)
-            name = safe_error_type(outcome.error_type or type_name(type(raised)))
+            name = outcome.error_type or type_name(type(raised))
+            task = self.task
+            if task is not None and task.parameters:  # (a class made at run time may name one)
+                name = scrub_head(name, self.secrets_of(task), MAX_ERROR_TYPE_CHARS + 1)
+            name = safe_error_type(name)
             if outcome.traceback is not None and self.span is not None:
                 self.stacktrace = outcome.traceback  # (let go when the span ends)
             message, interrupt = message_and_interrupt(raised)

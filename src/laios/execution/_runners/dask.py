@@ -403,13 +403,24 @@ class _WorkerCall:
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
         data = mapping_copy(data)
         if type(name) is str and len(name) > MAX_CHECKPOINT_NAME:
-            name = shorten(name, MAX_CHECKPOINT_NAME)
+            name = self.cut_name(name)
         body = pickled_message(("checkpoint", name, data))
         if len(body) > MAX_REPORT_BYTES:
-            name = shorten(printable(name, "<unprintable name>"), MAX_CHECKPOINT_NAME)
+            name = self.cut_name(printable(name, "<unprintable name>"))
             summary, _ = summarize(_Scrubbed(data, self.secrets()) if data else None)
             body = pickled_message(("checkpoint", name, summary))
         self.send_body("checkpoint", body)
+
+    def cut_name(self, name: str) -> str:
+        """A checkpoint's name cut as the caller keeps it, scrubbed of the call's secrets
+        before the cut (as its span scrubs it): a secret across the cut would leave its first
+        characters behind."""
+        if len(name) <= MAX_CHECKPOINT_NAME:
+            return name
+        secrets = self.secrets()
+        if secrets:
+            return scrub_head(name, secrets, MAX_CHECKPOINT_NAME)
+        return shorten(name, MAX_CHECKPOINT_NAME)
 
     def finished(self, outcome: RawOutcome) -> None:
         self.end(outcome)

@@ -238,7 +238,11 @@ async def call_tool_async(call: ToolCall, events: RunEvents) -> RawOutcome:
     ``cpu_seconds`` stays ``0.0``: the thread's CPU clock would charge the tool for every
     other coroutine that ran on the loop meanwhile.
     """
-    token = set_current_task(TaskContext(call.task_id, call.tool_name, events))
+    # (the call's parameters kept for a task the tool leaves behind: see task_secrets)
+    handle = TaskContext(
+        call.task_id, call.tool_name, events, parameters=call.parameters, tool=call.tool
+    )
+    token = set_current_task(handle)
     try:
         value = await _entry_async(call.tool)(**call.parameters)
     except Exception as exc:

@@ -61,6 +61,13 @@ from laios.execution._runners.invoke import (
     take_pending_cancellation,
     unasked_cancellation,
 )
+from laios.execution.redaction import MAX_ERROR_BYTES, scrub_head, scrubbed_traceback
+from laios.execution.task_context import (
+    TaskContext,
+    current_task,
+    task_in,
+    task_secrets,
+)
 
 __all__ = ["AsyncSlots", "LoopRunner", "LoopThread"]
 
@@ -743,6 +750,99 @@ def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.call_soon_threadsafe(_end, loop)
 
 
+#: The tasks started on a :class:`LoopThread`'s loop while a tool's task was current, each
+#: with that task (weakly: forgotten once collected), before Python 3.12, where a task does
+#: not say what context it runs in (see :func:`_started_by`).
+_STARTED_BY: weakref.WeakKeyDictionary[asyncio.Future[Any], TaskContext] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _recording_task_factory(
+    loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None
+) -> asyncio.Task[Any]:
+    """A :class:`LoopThread`'s task factory before Python 3.12: the task asyncio makes, noted
+    in ``_STARTED_BY`` when a tool's task is current where it is made."""
+    if context is None:
+        task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop)
+        started = current_task()
+    else:  # (Python 3.11: create_task(context=...))
+        task = asyncio.Task(coro, loop=loop, context=context)  # type: ignore[call-arg,unused-ignore]
+        started = task_in(context)
+    if started is not None:
+        _STARTED_BY[task] = started
+    return task
+
+
+def _started_by(task: object) -> TaskContext | None:
+    """The tool's task that was current where ``task`` was made, if known. Never raises."""
+    if not isinstance(task, asyncio.Future):
+        return None
+    try:
+        get = getattr(task, "get_context", None)  # (Python 3.12+)
+        if callable(get):
+            context = get()
+            return task_in(context) if isinstance(context, contextvars.Context) else None
+        return _STARTED_BY.get(task)
+    except Exception:  # (a task class of its own whose attributes raise)
+        return None
+
+
+def _secrets_of_raiser(exc: BaseException) -> Sequence[str]:
+    """The secret values of the tool's task that started the task whose step raised ``exc``
+    out of the loop (``SystemExit``, ``KeyboardInterrupt``), as far as it is known: the task
+    is the one the raising handle ran a step of (its context says, from Python 3.12), or one
+    started by a tool that is done with ``exc`` (before). Never raises."""
+    try:
+        tb = exc.__traceback__
+        while tb is not None:
+            handle = tb.tb_frame.f_locals.get("self")
+            get = getattr(handle, "get_context", None)  # (Python 3.12+)
+            if isinstance(handle, asyncio.Handle) and callable(get):
+                context = get()
+                if isinstance(context, contextvars.Context):
+                    return task_secrets(task_in(context))
+            tb = tb.tb_next
+        for task, started in list(_STARTED_BY.items()):
+            if task.done() and not task.cancelled():
+                # (the task keeps what it raised, or an equal copy: Python 3.11's C task)
+                kept = task.exception()
+                if kept is exc or (type(kept) is type(exc) and kept.args == exc.args):
+                    return task_secrets(started)
+    except Exception:  # (nothing known: logged as it is)
+        pass
+    return ()
+
+
+def _scrubbed_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The exception handler of a :class:`LoopThread`'s loop: what asyncio's own handler logs
+    (a task's exception never retrieved, say), scrubbed of the secret values of the tool's
+    task that was current where the task it is about was made, on the ``asyncio`` logger.
+    Left to asyncio's own handler when no such task is known. Never raises."""
+    with contextlib.suppress(Exception):
+        secrets: Sequence[str] = ()
+        for key in ("task", "future"):
+            started = _started_by(context.get(key))
+            if started is not None:
+                secrets = task_secrets(started)
+                break
+        if not secrets:
+            loop.default_exception_handler(context)
+            return
+        lines = [str(context.get("message") or "Unhandled exception in event loop")]
+        for key, value in context.items():
+            if key not in ("message", "exception", "source_traceback"):
+                try:
+                    shown = repr(value)
+                except Exception:
+                    shown = f"<{type(value).__name__} object>"
+                lines.append(f"{key}: {scrub_head(shown, secrets, MAX_ERROR_BYTES)}")
+        error = context.get("exception")
+        if isinstance(error, BaseException):
+            lines.append(scrubbed_traceback(error, secrets).rstrip("\n"))
+        logging.getLogger("asyncio").error("\n".join(lines))
+
+
 class LoopThread:
     """An event loop running on a daemon thread of its own, started on first use, until
     :meth:`stop` or until nothing refers to this object any more (then the loop stops and is
@@ -787,6 +887,10 @@ class LoopThread:
             if self._loop is None:
                 ready = threading.Event()
                 new_loop = asyncio.new_event_loop()
+                # (a task a tool left behind may fail quoting a secret of the tool's task)
+                new_loop.set_exception_handler(_scrubbed_loop_exception)
+                if sys.version_info < (3, 12):  # (a task says what context it runs in)
+                    new_loop.set_task_factory(_recording_task_factory)
                 thread = threading.Thread(
                     target=self._serve, args=(new_loop, ready), name=self._name, daemon=True
                 )
@@ -813,11 +917,14 @@ class LoopThread:
             while loop not in _ENDING:
                 try:
                     loop.run_forever()
-                except BaseException:
-                    _log.exception(
-                        "a task on the event loop of %s raised; the loop serves on",
-                        threading.current_thread().name,
-                    )
+                except BaseException as exc:
+                    message = "a task on the event loop of %s raised; the loop serves on"
+                    name = threading.current_thread().name
+                    secrets = _secrets_of_raiser(exc)
+                    if secrets:
+                        _log.error(message + "\n%s", name, scrubbed_traceback(exc, secrets))
+                    else:
+                        _log.exception(message, name)
         finally:
             loop.close()
 
