@@ -1432,7 +1432,7 @@ def _start_task(work: _LoopCall) -> asyncio.Task[None]:
     The task runs in the caller's context copy (the task span is current there). A task
     cancelled before its first step never runs its coroutine, whose ``finally`` would give the
     slot back: the task's end does it then (a callback the coroutine removes as it begins, so
-    that a call that ran costs no turn of the loop for it).
+    that the end of a call that ran schedules nothing for it).
 
     Raises:
         _TaskNotCreated: The loop's task factory failed (one written for Python 3.10, which
