@@ -348,13 +348,15 @@ class Tracing:
     ) -> Span:
         """Open the ``execute_tool`` span of one task run (the caller's context is the parent).
 
+        ``tool_name`` and the text of ``attributes`` are used as they are: valid UTF-8 already
+        (see :func:`utf8_text`; the engine makes them so as it cuts them to length).
         With content capture on, the caller adds the arguments with :meth:`capture_arguments`.
         """
         return self._tracer.start_span(
-            utf8_text(f"execute_tool {tool_name}"),
+            f"execute_tool {tool_name}",
             context=parent,
             kind=SpanKind.INTERNAL,
-            attributes=_utf8_attributes(attributes),
+            attributes=attributes,
             record_exception=False,
             set_status_on_exception=False,
         )

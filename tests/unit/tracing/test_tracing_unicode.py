@@ -25,7 +25,7 @@ LONE = json.loads('"\\ud800"')
 
 class Hostile(BaseTool):
     name = "hostile"
-    description = "Checkpoints, returns and raises text with lone surrogates."
+    description = f"Checkpoints, returns and raises text with lone surrogates {LONE}."
 
     def _execute(self, **kwargs: Any) -> Any:
         current_task().checkpoint(f"step {LONE}", {f"k{LONE}": f"v{LONE}"})

@@ -62,7 +62,7 @@ from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread, NestedTooDeep
 from laios.execution.limits import ResourceLimits
-from laios.execution.redaction import secret_fields_of_tool
+from laios.execution.redaction import secret_fields_of_tool, utf8_text
 from laios.execution.tracing import baggage_header, made_no_span, span_ids
 from laios.tools.base import TOOL_TYPES
 from laios.tools.registry import returned_class_message
@@ -169,6 +169,13 @@ def _mark_failed(task: Task, error: str, *, unstarted: bool) -> None:
         _log.exception("could not mark a task failed after an internal error")
 
 
+def _span_text(text: str) -> str:
+    """``text`` as a task span's attribute: cut to ``MAX_SPAN_TEXT`` characters, valid UTF-8
+    (see :func:`utf8_text`)."""
+    text = shorten(text, MAX_SPAN_TEXT)
+    return text if text.isascii() else utf8_text(text)  # (no call for the common case)
+
+
 def _tool_call_id(task: Task) -> str | None:
     """The tool call id the model issued for this task, when the caller passed it."""
     metadata = task.metadata
@@ -177,7 +184,7 @@ def _tool_call_id(task: Task) -> str | None:
     for key in TOOL_CALL_ID_KEYS:
         value = metadata.get(key)
         if isinstance(value, str) and value:
-            return shorten(value, MAX_SPAN_TEXT)
+            return _span_text(value)
     return None
 
 
@@ -512,21 +519,20 @@ class Engine:
         """Start the job's ``execute_tool`` span (under ``parent``, or the current context).
 
         Ids, names and the description are cut to ``MAX_SPAN_TEXT`` characters: a caller's
-        huge id must not become a huge attribute (the result keeps the whole id).
+        huge id must not become a huge attribute (the result keeps the whole id); and made
+        valid UTF-8 here, where they are made, not again for each attribute.
         """
-        name = shorten(task.tool_name, MAX_SPAN_TEXT)
-        task_id = shorten(task.id, MAX_SPAN_TEXT)
-        session = shorten(str(getattr(context, "session_id", "") or ""), MAX_SPAN_TEXT)
+        name = _span_text(task.tool_name)
+        task_id = _span_text(task.id)
+        session = _span_text(str(getattr(context, "session_id", "") or ""))
         attrs = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": name,
             "gen_ai.tool.call.id": _tool_call_id(task) or task_id,
             "gen_ai.tool.type": _tool_type(tool),
-            "gen_ai.tool.description": shorten(
-                str(getattr(tool, "description", "") or ""), MAX_SPAN_TEXT
-            ),
+            "gen_ai.tool.description": _span_text(str(getattr(tool, "description", "") or "")),
             "laios.task.id": task_id,
-            "laios.plan.id": shorten(str(task.plan_id), MAX_SPAN_TEXT),
+            "laios.plan.id": _span_text(str(task.plan_id)),
             "laios.session.id": session,
         }
         if session:

@@ -1545,7 +1545,8 @@ def _start_task(work: _LoopCall) -> asyncio.Task[None]:
 
     The task runs in the caller's context copy (the task span is current there). A task
     cancelled before its first step never runs its coroutine, whose ``finally`` would give the
-    slot back: the task's end does it then.
+    slot back: the task's end does it then (a callback the coroutine removes as it begins, so
+    that the end of a call that ran schedules nothing for it).
 
     Raises:
         _TaskNotCreated: The loop's task factory failed (one written for Python 3.10, which
@@ -1674,6 +1675,11 @@ def _cancelled_outcome(
 
 async def _run(work: _LoopCall) -> None:
     work.ran = True
+    # The slot is given back below from now on: the task's end need not be told (see
+    # _start_task). (No task yet in an eager task's first step: its callback, added later,
+    # finds the call ran.)
+    if work.task is not None:
+        work.task.remove_done_callback(work.task_ended)
     events = work.events
     _hold(work)  # (in this task's own context, which ends with it)
     closed = False
