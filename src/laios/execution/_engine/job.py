@@ -313,6 +313,11 @@ class Job(TaskRecord):
     machine (queued, running, done, abandoned), changed only under ``env.lock``.
     """
 
+    # Slots (set in __init__), not dict entries: the fields of a tool awaited inside the
+    # awaiting task, which would not fit the key table every job's dict shares (see
+    # _share_field_names).
+    __slots__ = ("claimed", "in_task")
+
     env: JobEnv
     milestones = True  # (its metrics show the executor's "started" and "finished")
     tool_impl: Any = None
@@ -362,12 +367,12 @@ class Job(TaskRecord):
     # The caller's thread's ident (the blocking road): the inline road's for shutdown, and
     # where a store listener's Ctrl-C is the caller's (see caller_interrupt)
     thread: int | None = None
-    in_task = False  # an async tool run inside the awaiting task, in a slot claimed at once
+    in_task: bool  # an async tool run inside the awaiting task, in a slot claimed at once
     # Cancellations of the awaiting task that on_progress requested while it ran inside one of
     # the tool's steps there (in_task): the caller's, though the task's count rose during a
     # step of the tool (see RunEvents and LoopRunner.run_claimed).
     cancels_by_callbacks = 0
-    claimed: Handle | None = None  # that slot, until the awaiting task runs the tool in it
+    claimed: Handle | None  # that slot, until the awaiting task runs the tool in it
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C caught in a callback, re-raised later
     # The interrupt for the caller, raised on once the task is recorded: a Ctrl-C raised on
     # the thread of the caller waiting for this task (the blocking caller's, or the awaiting
@@ -399,6 +404,8 @@ class Job(TaskRecord):
         self.task = task
         self.env = env
         self.tool_impl = tool
+        self.in_task = False
+        self.claimed = None
         if on_progress is not None:
             self.on_progress = on_progress
         secrets = secret_values_before_run(fields["parameters"], tool)
@@ -1688,8 +1695,8 @@ class Job(TaskRecord):
 
 
 #: The fields that runs of the common kinds write on their jobs: on the caller's thread, on a
-#: worker with a timeout, as a retry attempt, awaited. At most 29 (see _share_field_names): an
-#: async tool awaited inside the awaiting task itself writes two more (``claimed``, ``in_task``).
+#: worker with a timeout, as a retry attempt, awaited (inside the awaiting task too: its two
+#: fields more are slots). At most 29 (see _share_field_names).
 _RUN_FIELDS = (
     *("task_id", "tool", "task", "env", "tool_impl", "scope", "slot", "runner", "phase"),
     *("submitted_mono", "state", "started_mono", "start_time", "ran", "end_time"),
