@@ -283,9 +283,13 @@ class WatchedCall:
 
     __slots__ = ("by_groups", "coroutine", "delivered", "own", "pending", "task")
 
-    def __init__(self, coroutine: Coroutine[Any, Any, RawOutcome]) -> None:
+    def __init__(
+        self, coroutine: Coroutine[Any, Any, RawOutcome], task: asyncio.Task[Any] | None = None
+    ) -> None:
         self.coroutine = coroutine
-        self.task: asyncio.Task[Any] | None = None  # (the one running it: at its first step)
+        # The task running it: ``task`` when the caller knows it already, else looked up at its
+        # first step.
+        self.task = task
         self.own = 0
         self.pending = False
         self.delivered = 0

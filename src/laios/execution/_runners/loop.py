@@ -1094,7 +1094,7 @@ class LoopRunner:
             if not events.started():
                 return
             work.active = True
-            watched = WatchedCall(call_tool_async(call, events))
+            watched = WatchedCall(call_tool_async(call, events), task)
             try:
                 outcome = await watched
             except asyncio.CancelledError as exc:
