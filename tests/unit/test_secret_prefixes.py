@@ -85,6 +85,31 @@ def test_a_prefix_shorter_than_the_minimum_is_kept() -> None:
     assert scrub("abcdefg and abcdefgh", ["abcdefgh"]) == f"abcdefg and {REDACTED}"
 
 
+def test_the_scheme_of_a_secret_url_is_not_a_prefix_to_scrub() -> None:
+    """A connection string's scheme (``postgres``, ``https://``) is no part of its secret:
+    errors naming the database or another address stay readable, while a prefix that goes on
+    past the scheme is still replaced."""
+    dsn = "postgres://app:s3cret-pass@db.internal:5432/orders"
+    text = "could not reach the postgres server at postgresql://other-host"
+    for forms in ([dsn], SecretForms([dsn])):
+        assert scrub(text, forms) == text
+        assert scrub_head(text, forms, 200) == text
+    sentry = "https://0123456789abcdef@o42.ingest.sentry.io/7"
+    text = "GET https://example.com/api failed"
+    assert scrub(text, [sentry]) == text
+    assert scrub_head(text, [sentry], 200) == text
+    # Past the scheme, the user name and the password are secret: replaced as before.
+    for written in ("postgres://app:s3cr", "postgres://app", "https://0123456"):
+        quoted = f"login as {written}… refused"
+        assert scrub(quoted, [dsn, sentry]) == f"login as {REDACTED}… refused"
+        assert scrub_head(quoted, [dsn, sentry], 200) == f"login as {REDACTED}… refused"
+    # Its URL-encoded form keeps the scheme too, and loses what follows it.
+    assert scrub("postgres%3A%2F%2Fapp%3As3c…", [dsn]) == f"{REDACTED}…"
+    # A password that merely starts with letters and a colon is no URL: prefixes go.
+    password = "correcthorse:battery-staple"
+    assert scrub("tried correcthorse first", [password]) == f"tried {REDACTED} first"
+
+
 def test_prefixes_next_to_each_other_and_to_the_whole_secret_are_all_replaced() -> None:
     """A prefix followed by the whole secret, the whole secret followed by a prefix, and a
     prefix of a secret that repeats itself."""

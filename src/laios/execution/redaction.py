@@ -91,6 +91,10 @@ MIN_SCRUB_CHARS = 4
 #: wherever it occurs, as the whole value is. A shorter one is kept: the start of a secret is
 #: often an ordinary word or a vendor's mark (``sk-live``), and carries little of it.
 MIN_PREFIX_CHARS = 8
+#: The scheme a URL-shaped secret starts with (``postgres://``, ``https://``, also
+#: URL-encoded): no part of its secret. A prefix of the secret no longer than it is kept, or
+#: every error naming the database or another address would lose those words.
+_URL_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*(?::|%3a)(?://|%2f%2f)", re.IGNORECASE)
 
 _SECRET_KEY = re.compile(
     r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
@@ -924,7 +928,9 @@ def _searched(form: str) -> str:
 
 def _written(text: str, at: int, form: str) -> int:
     """How many of ``form``'s first characters ``text`` writes at ``at``, where it writes at
-    least :func:`_searched` of it: all of them, or the longest prefix it has there."""
+    least :func:`_searched` of it: all of them, or the longest prefix it has there; ``0``
+    when that prefix is no more than the scheme of a URL-shaped secret (see ``_URL_SCHEME``),
+    which is kept."""
     size = len(form)
     if size <= MIN_PREFIX_CHARS or type(form) is _InField or text.startswith(form, at):
         return size
@@ -935,6 +941,9 @@ def _written(text: str, at: int, form: str) -> int:
             low = middle
         else:
             high = middle - 1
+    scheme = _URL_SCHEME.match(form)
+    if scheme is not None and low <= scheme.end():
+        return 0
     return low
 
 
@@ -980,9 +989,15 @@ def _replace_all(text: str, forms: Sequence[str]) -> str:
         searched = _searched(form)
         start = text.find(searched)
         while start >= 0:
-            end = _run_end(text, form, searched, start, start + _written(text, start, form))
+            written = _written(text, start, form)
+            if not written:  # (a URL's scheme alone: kept)
+                start = text.find(searched, start + 1)
+                continue
+            end = _run_end(text, form, searched, start, start + written)
             found.append((start, end))
             start = text.find(searched, end)
+    if not found:  # (only the scheme of a URL-shaped secret was there)
+        return text
     found.sort()
     parts: list[str] = []
     kept = 0  # where the text not yet written starts
@@ -1347,9 +1362,15 @@ class _Copier:
             first, last = -1, -1  # what to replace: the earliest, then the longest
             for secret, searched in zip(secrets, self.searched, strict=True):
                 at = text.find(searched, pos, stop)
+                written = 0
+                while at >= 0:
+                    written = _written(text, at, secret)
+                    if written:
+                        break
+                    at = text.find(searched, at + 1, stop)  # (a URL's scheme alone: kept)
                 if at < 0:
                     continue
-                begin, finish = at, at + _written(text, at, secret)
+                begin, finish = at, at + written
                 if type(secret) is _InField:  # (only its value: its name is kept)
                     begin, finish = begin + secret.head, finish - secret.tail
                 if begin < pos + need and (
