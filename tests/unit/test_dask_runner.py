@@ -1257,6 +1257,12 @@ def test_a_call_is_sent_even_when_no_thread_can_be_started_to_send_it(
     assert executor.runner.stats.queued == 0
 
 
+def _tcp_connections(process: Any) -> list[Any]:
+    """``process``'s TCP sockets (``net_connections`` from psutil 6, ``connections`` before)."""
+    listing = getattr(process, "net_connections", None) or process.connections
+    return list(listing(kind="tcp"))
+
+
 @pytest.mark.parametrize("wait", [False, True])
 def test_shutdown_closes_its_own_cluster_when_no_thread_can_be_started_to_close_it(
     tools: ToolRegistry, monkeypatch: pytest.MonkeyPatch, wait: bool
@@ -1264,12 +1270,12 @@ def test_shutdown_closes_its_own_cluster_when_no_thread_can_be_started_to_close_
     """No thread for the close (a container's pids limit): shutdown neither raises nor leaves
     the local cluster open; the call running still finishes. Also from a callback, on the
     thread that delivers the workers' reports, which cannot wait for them itself."""
-    import socket
+    import psutil  # (a dependency of distributed's)
 
     runner = DaskRunner(n_workers=1, threads_per_worker=1)
     client = runner.client
     executor = Executor(tools, runner=runner, store=MetricStore(), register_prometheus=False)
-    host, port = client.scheduler.address.removeprefix("tcp://").rsplit(":", 1)
+    port = client.scheduler.address.rsplit(":", 1)[1]
     start = threading.Thread.start
 
     def refusing(self: threading.Thread) -> None:
@@ -1298,11 +1304,12 @@ def test_shutdown_closes_its_own_cluster_when_no_thread_can_be_started_to_close_
         assert wait_for(lambda: client.status == "closed"), client.status
 
         def refused() -> bool:
-            try:
-                socket.create_connection((host, int(port)), timeout=1).close()
-            except OSError:
-                return True
-            return False
+            # Read from the system's table, not by connecting: a connection the scheduler
+            # accepts as it closes is one an older distributed leaves for the collector.
+            return not any(
+                conn.status == psutil.CONN_LISTEN and conn.laddr.port == int(port)
+                for conn in _tcp_connections(psutil.Process())
+            )
 
         assert wait_for(refused), "the local cluster's scheduler still listens"
     finally:
