@@ -538,7 +538,7 @@ def _positive_seconds(name: str, value: Any) -> float:
             shown = "an int too large for a float"
     if not 0 < seconds < math.inf:
         raise ValueError(
-            f"{name} must be a positive number of seconds, not {shown or _short(value)}"
+            f"{name} must be a finite positive number of seconds, not {shown or _short(value)}"
         )
     return seconds
 
@@ -1449,7 +1449,9 @@ def _positive_float(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a finite positive number of seconds, got {text!r}"
+        )
     return value
 
 
