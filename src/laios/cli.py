@@ -976,9 +976,10 @@ def _number(value: Any) -> float | None:
 
 def _clean(value: Any, limit: int) -> str:
     # Names and messages come from the monitored process: keep control characters (escape
-    # sequences, newlines) out of the terminal and long values out of the layout.
+    # sequences, newlines) out of the terminal and long values out of the layout. The limit
+    # is in screen columns: a name in wide (CJK) characters takes no more room than another.
     text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
-    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+    return clip(text, limit)
 
 
 def _name(value: Any, limit: int) -> str:

@@ -2159,3 +2159,67 @@ def test_an_infinite_interval_or_timeout_is_called_not_finite(value: float) -> N
         watch_status("http://127.0.0.1:1", interval=value, out=io.StringIO())
     with pytest.raises(ValueError, match="timeout must be a finite positive number of seconds"):
         cli.fetch_status("http://127.0.0.1:1", timeout=value)
+
+
+def _screen(line: str) -> list[str]:
+    """``line`` as the cells of a screen row: a wide character fills two."""
+    from laios._terminal import text_width
+
+    cells: list[str] = []
+    for char in line:
+        cells += [char] + [""] * (text_width(char) - 1)
+    return cells
+
+
+def _aligned(table: list[str]) -> bool:
+    """Whether every row of ``table`` has a blank in the screen column just before each
+    column title but the first (its cells begin where the titles do)."""
+    header = _screen(table[0])
+    starts = [i for i in range(3, len(header)) if header[i] != " " and header[i - 1] == " "]
+    for line in table[1:]:
+        row = _screen(line)
+        if any(start - 1 < len(row) and row[start - 1] != " " for start in starts):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("width", [None, 200, 100, 60])
+def test_wide_names_and_messages_take_the_columns_of_narrow_ones(width: int | None) -> None:
+    """A tool name, state or message in wide (CJK) characters is cut to as many screen columns
+    as a Latin one, not as many characters (twice the columns), and every column of both
+    tables lines up by screen width."""
+    from laios._terminal import text_width
+
+    wide, latin = "工具" * 16, "t" * 32
+    document = {
+        "running": [
+            {
+                "task_id": "a" * 36,
+                "tool": wide,
+                "progress_percent": 50,
+                "elapsed_seconds": 1.5,
+                "state": "运行中运行中",
+                "message": "进度" * 40,
+            },
+            {
+                "task_id": "b" * 36,
+                "tool": latin,
+                "progress_percent": 5,
+                "elapsed_seconds": 2,
+                "state": "running",
+                "message": "m" * 80,
+            },
+        ],
+        "running_total": 2,
+        "tools": [
+            {"tool": wide, "total": 3, "outcomes": {"success": 3}, "error_rate": 0},
+            {"tool": latin, "total": 1, "outcomes": {"success": 1}, "error_rate": 0},
+        ],
+    }
+    lines = cli.status_lines(document, width=width)
+    running, tools = lines[1:4], lines[6:9]
+    for table in (running, tools):
+        assert _aligned(table), table
+        # (the wide row is no wider than the Latin one: the same limits, in columns)
+        assert text_width(table[1]) <= text_width(table[2]), table
+        assert all(width is None or text_width(line) <= width for line in table)
