@@ -538,7 +538,7 @@ def _positive_seconds(name: str, value: Any) -> float:
             shown = "an int too large for a float"
     if not 0 < seconds < math.inf:
         raise ValueError(
-            f"{name} must be a positive number of seconds, not {shown or _short(value)}"
+            f"{name} must be a finite positive number of seconds, not {shown or _short(value)}"
         )
     return seconds
 
@@ -976,9 +976,10 @@ def _number(value: Any) -> float | None:
 
 def _clean(value: Any, limit: int) -> str:
     # Names and messages come from the monitored process: keep control characters (escape
-    # sequences, newlines) out of the terminal and long values out of the layout.
+    # sequences, newlines) out of the terminal and long values out of the layout. The limit
+    # is in screen columns: a name in wide (CJK) characters takes no more room than another.
     text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
-    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+    return clip(text, limit)
 
 
 def _name(value: Any, limit: int) -> str:
@@ -1449,7 +1450,9 @@ def _positive_float(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a finite positive number of seconds, got {text!r}"
+        )
     return value
 
 

@@ -43,7 +43,8 @@ PASSWORD = "hunter2-budget"
 CUT = "…"
 #: Generous bounds: the work done is a few milliseconds; before the bound it took seconds.
 #: A call through the executor is timed on the clock (its caller waits for another thread);
-#: a direct call by the CPU time of its thread, which a loaded machine does not stretch.
+#: a direct call by the CPU time of its thread, which a loaded machine does not stretch. A
+#: call that only returns a huge value is tried up to three times (see :func:`quickest`).
 CALL_SECONDS = 1.5
 DIRECT_SECONDS = 0.5
 
@@ -168,6 +169,21 @@ def timed(function: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - started
 
 
+def quickest(call: Callable[[], Any], attempts: int = 3) -> tuple[Any, float]:
+    """``call()`` (a new task each time) until it takes less than ``CALL_SECONDS`` on the
+    clock, at most ``attempts`` times: its last result, which must be a success, and the
+    shortest time. A loaded machine can hold one call back; capture whose work is not
+    bounded is slow every time."""
+    best = float("inf")
+    for _ in range(attempts):
+        result, seconds = timed(call)
+        assert result.success, result.error
+        best = min(best, seconds)
+        if best < CALL_SECONDS:
+            break
+    return result, best
+
+
 def worked(function: Callable[[], Any]) -> tuple[Any, float]:
     """``function()``, and the CPU seconds the calling thread spent in it."""
     started = time.thread_time()
@@ -189,8 +205,7 @@ def test_huge_result_reaches_a_caller_with_a_short_timeout_promptly(
     once; the captured result is at most 4 KiB and marked as cut."""
     executor = make_executor(mode)
     _RESULT[0] = huge_list
-    result, seconds = timed(lambda: executor.execute_task(make_task("returns"), CONTEXT, 0.2))
-    assert result.success, result.error
+    _, seconds = quickest(lambda: executor.execute_task(make_task("returns"), CONTEXT, 0.2))
     assert seconds < CALL_SECONDS
     text = captured(exporter, "result")
     assert_cut(text)
@@ -281,9 +296,9 @@ def test_secrets_nested_in_a_big_result_are_redacted_within_the_budget(
         "rows": [{"token": f"tok-{i:06d}", "echo": API_KEY, "n": i} for i in range(20)],
         "items": huge_list,
     }
-    task = make_task("returns", api_key=API_KEY)
-    result, seconds = timed(lambda: executor.execute_task(task, CONTEXT, timeout=0.2))
-    assert result.success, result.error
+    _, seconds = quickest(
+        lambda: executor.execute_task(make_task("returns", api_key=API_KEY), CONTEXT, 0.2)
+    )
     assert seconds < CALL_SECONDS
     text = captured(exporter, "result")
     assert_cut(text)
@@ -327,13 +342,14 @@ def test_huge_dict_result_and_parameter_are_bounded(
     """A million-key dict as a result and as a parameter is captured promptly, cut to 4 KiB."""
     executor = make_executor("option")
     _RESULT[0] = huge_dict
-    result, seconds = timed(lambda: executor.execute_task(make_task("returns"), CONTEXT, 0.2))
-    assert result.success, result.error
+    _, seconds = quickest(lambda: executor.execute_task(make_task("returns"), CONTEXT, 0.2))
     assert seconds < CALL_SECONDS
     assert_cut(captured(exporter, "result"))
-    task = make_task("started", table=huge_dict, password=PASSWORD)
-    result, seconds = timed(lambda: executor.execute_task(task, CONTEXT, timeout=0.2))
-    assert result.success, result.error
+    _, seconds = quickest(
+        lambda: executor.execute_task(
+            make_task("started", table=huge_dict, password=PASSWORD), CONTEXT, timeout=0.2
+        )
+    )
     assert seconds < CALL_SECONDS
     text = captured(exporter, "arguments")
     assert_cut(text)

@@ -1019,7 +1019,7 @@ def test_a_huge_interval_is_slept_in_steps_the_platform_takes(server: MetricsSer
 def test_watch_refuses_an_interval_that_is_not_a_positive_number(interval: float) -> None:
     """An interval of 0, below 0, NaN or infinite raises ValueError at the call instead of
     redrawing without a pause."""
-    with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
+    with pytest.raises(ValueError, match="interval must be a finite positive number of seconds"):
         watch_status("http://127.0.0.1:1", interval=interval, out=io.StringIO())
 
 
@@ -1027,21 +1027,21 @@ def test_watch_refuses_an_interval_that_is_not_a_positive_number(interval: float
 def test_fetch_status_refuses_a_timeout_that_is_not_a_positive_number(timeout: float) -> None:
     """fetch_status with a timeout of 0, below 0, NaN, infinite or a bool raises ValueError
     at the call, instead of a confusing "nothing answers" message."""
-    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+    with pytest.raises(ValueError, match="timeout must be a finite positive number of seconds"):
         cli.fetch_status("http://127.0.0.1:1", timeout=timeout)
 
 
 def test_fetch_status_refuses_an_int_timeout_too_large_for_a_float() -> None:
     """A timeout of 10**400 seconds (an int no float holds) raises the documented ValueError
     at the call, not an OverflowError from the clock arithmetic."""
-    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+    with pytest.raises(ValueError, match="timeout must be a finite positive number of seconds"):
         cli.fetch_status("http://127.0.0.1:1", timeout=10**400)
 
 
 def test_watch_refuses_an_int_interval_too_large_for_a_float(server: MetricsServer) -> None:
     """An interval of 10**400 seconds raises ValueError at the call, not an OverflowError
     while the first picture is drawn."""
-    with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
+    with pytest.raises(ValueError, match="interval must be a finite positive number of seconds"):
         watch_status(server.url, interval=10**400, out=io.StringIO(), sleep=lambda _: None)
 
 
@@ -2136,3 +2136,90 @@ def test_credentials_not_sent_to_a_redirects_other_host_are_not_said_to_be_refus
     assert "not sent to another scheme, host or port" in line, line
     assert f"http://USER:PASSWORD@127.0.0.1:{target_port}" in line, line
     assert "s3cret" not in line, line
+
+
+@pytest.mark.parametrize("option", ["--interval", "--timeout"])
+@pytest.mark.parametrize("text", ["1e400", "inf"])
+def test_an_infinite_option_is_called_not_finite(
+    option: str, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--interval 1e400 (positive, but infinite as a float) is refused as not finite, not as
+    not positive."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", option, text])
+    assert exit_info.value.code == 2
+    assert f"must be a finite positive number of seconds, got {text!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [float("inf"), 10**400])
+def test_an_infinite_interval_or_timeout_is_called_not_finite(value: float) -> None:
+    """watch_status and fetch_status given an infinite interval or timeout (or an int no float
+    holds) say it must be finite."""
+    with pytest.raises(ValueError, match="interval must be a finite positive number of seconds"):
+        watch_status("http://127.0.0.1:1", interval=value, out=io.StringIO())
+    with pytest.raises(ValueError, match="timeout must be a finite positive number of seconds"):
+        cli.fetch_status("http://127.0.0.1:1", timeout=value)
+
+
+def _screen(line: str) -> list[str]:
+    """``line`` as the cells of a screen row: a wide character fills two."""
+    from laios._terminal import text_width
+
+    cells: list[str] = []
+    for char in line:
+        cells += [char] + [""] * (text_width(char) - 1)
+    return cells
+
+
+def _aligned(table: list[str]) -> bool:
+    """Whether every row of ``table`` has a blank in the screen column just before each
+    column title but the first (its cells begin where the titles do)."""
+    header = _screen(table[0])
+    starts = [i for i in range(3, len(header)) if header[i] != " " and header[i - 1] == " "]
+    for line in table[1:]:
+        row = _screen(line)
+        if any(start - 1 < len(row) and row[start - 1] != " " for start in starts):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("width", [None, 200, 100, 60])
+def test_wide_names_and_messages_take_the_columns_of_narrow_ones(width: int | None) -> None:
+    """A tool name, state or message in wide (CJK) characters is cut to as many screen columns
+    as a Latin one, not as many characters (twice the columns), and every column of both
+    tables lines up by screen width."""
+    from laios._terminal import text_width
+
+    wide, latin = "工具" * 16, "t" * 32
+    document = {
+        "running": [
+            {
+                "task_id": "a" * 36,
+                "tool": wide,
+                "progress_percent": 50,
+                "elapsed_seconds": 1.5,
+                "state": "运行中运行中",
+                "message": "进度" * 40,
+            },
+            {
+                "task_id": "b" * 36,
+                "tool": latin,
+                "progress_percent": 5,
+                "elapsed_seconds": 2,
+                "state": "running",
+                "message": "m" * 80,
+            },
+        ],
+        "running_total": 2,
+        "tools": [
+            {"tool": wide, "total": 3, "outcomes": {"success": 3}, "error_rate": 0},
+            {"tool": latin, "total": 1, "outcomes": {"success": 1}, "error_rate": 0},
+        ],
+    }
+    lines = cli.status_lines(document, width=width)
+    running, tools = lines[1:4], lines[6:9]
+    for table in (running, tools):
+        assert _aligned(table), table
+        # (the wide row is no wider than the Latin one: the same limits, in columns)
+        assert text_width(table[1]) <= text_width(table[2]), table
+        assert all(width is None or text_width(line) <= width for line in table)
