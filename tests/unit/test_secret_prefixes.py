@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 import process_tools
@@ -83,6 +84,23 @@ def test_a_prefix_shorter_than_the_minimum_is_kept() -> None:
     assert scrub(f"keys look like {short}…", [SECRET]) == f"keys look like {short}…"
     # A secret no longer than the minimum is replaced only whole.
     assert scrub("abcdefg and abcdefgh", ["abcdefgh"]) == f"abcdefg and {REDACTED}"
+
+
+def test_a_long_secret_repeating_itself_in_a_longer_text_is_scrubbed_promptly() -> None:
+    """A 100 kB secret of one character, in a text repeating it: every place in the text
+    starts a prefix of it, yet each is not measured against the whole secret in turn."""
+    long = "y" * 100_000  # (prefixes of a form this long are not looked for: whole only)
+    for secret in ("y" * 256, long):
+        for text in (secret, "y" * 200_000, f"a{secret}b{secret[: len(secret) // 2]}c"):
+            started = time.thread_time()
+            scrubbed = scrub(text, [secret])
+            head = scrub_head(text, SecretForms([secret]), 300)
+            assert time.thread_time() - started < 5.0
+            if secret is not long:
+                assert prefixes_left(scrubbed, secret) == []
+                assert prefixes_left(head, secret) == []
+            assert secret not in scrubbed
+            assert secret not in head
 
 
 def test_the_scheme_of_a_secret_url_is_not_a_prefix_to_scrub() -> None:

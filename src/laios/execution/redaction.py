@@ -37,6 +37,7 @@ from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
     "MAX_ERROR_BYTES",
+    "MAX_PREFIX_FORM_CHARS",
     "MAX_SECRET_SCAN_ITEMS",
     "MAX_SNAPSHOT_ITEMS",
     "MAX_STRING_CHARS",
@@ -91,6 +92,10 @@ MIN_SCRUB_CHARS = 4
 #: wherever it occurs, as the whole value is. A shorter one is kept: the start of a secret is
 #: often an ordinary word or a vendor's mark (``sk-live``), and carries little of it.
 MIN_PREFIX_CHARS = 8
+#: Longest secret form whose prefixes are scrubbed too: a longer one (a key file, a blob) is
+#: replaced whole only, so that a text repeating a long secret that repeats itself is not
+#: measured against it at every place.
+MAX_PREFIX_FORM_CHARS = 256
 #: The scheme a URL-shaped secret starts with (``postgres://``, ``https://``, also
 #: URL-encoded): no part of its secret. A prefix of the secret no longer than it is kept, or
 #: every error naming the database or another address would lose those words.
@@ -921,7 +926,7 @@ def _searched(form: str) -> str:
     """What a text is searched for to find ``form`` written in it, whole or in part: its
     first ``MIN_PREFIX_CHARS`` characters, when it is longer (every longer prefix of it is
     replaced too), else ``form`` itself (and an :class:`_InField` always whole)."""
-    if len(form) <= MIN_PREFIX_CHARS or type(form) is _InField:
+    if len(form) <= MIN_PREFIX_CHARS or len(form) > MAX_PREFIX_FORM_CHARS or type(form) is _InField:
         return form
     return form[:MIN_PREFIX_CHARS]
 
@@ -932,7 +937,12 @@ def _written(text: str, at: int, form: str) -> int:
     when that prefix is no more than the scheme of a URL-shaped secret (see ``_URL_SCHEME``),
     which is kept."""
     size = len(form)
-    if size <= MIN_PREFIX_CHARS or type(form) is _InField or text.startswith(form, at):
+    if (
+        size <= MIN_PREFIX_CHARS
+        or size > MAX_PREFIX_FORM_CHARS
+        or type(form) is _InField
+        or text.startswith(form, at)
+    ):
         return size
     low, high = MIN_PREFIX_CHARS, min(size - 1, len(text) - at)
     while low < high:  # (the longest prefix written there: found in a few comparisons)
@@ -960,13 +970,18 @@ def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
                 return end
             at, end = later, later + size
     looked = start + 1  # where occurrences not yet looked at may start
+    last = len(text)
     while True:
         # (one starting before end - size + 1 cannot pass end: none is longer than form)
-        at = text.find(searched, max(looked, end - size + 1), end + width - 1)
+        low = max(looked, end - size + 1)
         furthest = end
-        while at >= 0:
+        # From the right: the further left one starts, the less far it can reach, so the
+        # look ends at the first that could not pass the furthest yet (a text repeating a
+        # secret that repeats itself is not searched once per place).
+        at = text.rfind(searched, low, end + width - 1)
+        while at >= 0 and min(at + size, last) > furthest:
             furthest = max(furthest, at + _written(text, at, form))
-            at = text.find(searched, at + 1, end + width - 1)
+            at = text.rfind(searched, low, at + width - 1)
         if furthest == end:
             return end
         looked, end = end, furthest
@@ -1401,14 +1416,16 @@ class _Copier:
                 size = len(secret)
                 if searched is not secret:  # (its prefixes too: see _run_end)
                     low = max(start + 1, end - size + 1)
-                    at = text.find(searched, low, end + len(searched) - 1)
-                    while at >= 0:
+                    width = len(searched)
+                    # (from the right, while one could still pass the end: see _run_end)
+                    at = text.rfind(searched, low, end + width - 1)
+                    while at >= 0 and min(at + size, len(text)) > end:
                         finish = at + _written(text, at, secret)
                         if finish > end:
                             end, grown = finish, True
                             if end > stop:
                                 return len(text)
-                        at = text.find(searched, at + 1, end + len(searched) - 1)
+                        at = text.rfind(searched, low, at + width - 1)
                     continue
                 # What is replaced of an occurrence: all of it, or the value of a name.
                 head, tail = (secret.head, secret.tail) if type(secret) is _InField else (0, 0)
