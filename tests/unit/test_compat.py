@@ -26,6 +26,7 @@ from laios._compat import pydantic as fast_pydantic
 from laios._compat.asyncio import (
     cancel_requested_while_running,
     in_a_task_group_that_cancelled_its_task,
+    raising_handle,
     suspended_async_generators,
 )
 from laios._compat.functools import partialmethod_of
@@ -104,6 +105,26 @@ def test_asyncio_still_keeps_a_loops_async_generators_where_they_are_named() -> 
         generator = loop.run_until_complete(start())
         assert suspended_async_generators(loop) == [generator]
         loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+def test_asyncio_still_runs_a_callback_in_a_frame_of_its_handle() -> None:
+    """A callback that raises ``SystemExit`` out of ``run_forever()`` is still found in the
+    traceback's frame of ``Handle._run``: when this fails, a task a tool left on the
+    executor's loop that raises ``SystemExit`` quoting a secret is logged unscrubbed on
+    Python 3.12+ (before 3.12 the task it ran in is found another way)."""
+
+    def leave() -> None:
+        raise SystemExit("bye")
+
+    loop = asyncio.new_event_loop()
+    try:
+        handle = loop.call_soon(leave)
+        with pytest.raises(SystemExit) as caught:
+            loop.run_forever()
+        assert raising_handle(caught.value) is handle
+        assert raising_handle(SystemExit("raised elsewhere")) is None
     finally:
         loop.close()
 

@@ -21,6 +21,12 @@ other, so :func:`in_a_task_group_that_cancelled_its_task` looks at where the cor
 the group has no such flag (another Python), it says no: the cancellation is taken for any
 other.
 
+A ``SystemExit`` or ``KeyboardInterrupt`` a task's step raises leaves the loop's
+``run_forever()`` at once; nothing public says which callback raised it. Its traceback goes
+through the frame of ``asyncio.Handle._run`` that ran the callback, whose ``self`` is that
+handle: :func:`raising_handle` reads it there. Where no such frame is found (another loop
+class, such as uvloop's handles written in C), it names none.
+
 Python 3.10 keeps no count of a task's cancellations either: a cancellation requested while
 the task runs a step of its coroutine (the tool cancelling its own task) shows only in the
 task's private ``_must_cancel`` flag until the task delivers it, which
@@ -38,6 +44,7 @@ __all__ = [
     "cancel_requested_while_running",
     "forget_pending",
     "in_a_task_group_that_cancelled_its_task",
+    "raising_handle",
     "suspended_async_generators",
 ]
 
@@ -45,6 +52,9 @@ __all__ = [
 _TASK_GROUP_EXIT: Any = getattr(
     getattr(getattr(asyncio, "TaskGroup", None), "__aexit__", None), "__code__", None
 )
+
+#: The code of ``asyncio.Handle._run``, where a loop runs a callback (a task's step).
+_HANDLE_RUN: Any = getattr(getattr(asyncio.Handle, "_run", None), "__code__", None)
 
 #: Awaits followed down a coroutine's chain at most (a chain is a few deep).
 _MOST_AWAITS = 256
@@ -94,3 +104,22 @@ def cancel_requested_while_running(task: asyncio.Task[Any]) -> bool:
     that just ended (called right after that step, before the task goes on), and is still
     to be delivered."""
     return getattr(task, "_must_cancel", False) is True
+
+
+def raising_handle(exc: BaseException) -> asyncio.Handle | None:
+    """The loop callback out of which ``exc`` was raised (a task's step that raised
+    ``SystemExit``), read from its traceback's frame of ``asyncio.Handle._run``; ``None``
+    when the traceback has no such frame. Never raises."""
+    if _HANDLE_RUN is None:
+        return None
+    try:
+        tb = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code is _HANDLE_RUN:
+                handle = frame.f_locals.get("self")
+                return handle if isinstance(handle, asyncio.Handle) else None
+            tb = tb.tb_next
+    except Exception:  # (a traceback of another shape: none known)
+        pass
+    return None

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from laios._compat.asyncio import forget_pending, suspended_async_generators
+from laios._compat.asyncio import forget_pending, raising_handle, suspended_async_generators
 from laios.execution._checks import positive_int, switch
 from laios.execution._finalizing import run_elsewhere
 from laios.execution._forks import reset_after_fork
@@ -794,15 +794,11 @@ def _secrets_of_raiser(exc: BaseException) -> Sequence[str]:
     is the one the raising handle ran a step of (its context says, from Python 3.12), or one
     started by a tool that is done with ``exc`` (before). Never raises."""
     try:
-        tb = exc.__traceback__
-        while tb is not None:
-            handle = tb.tb_frame.f_locals.get("self")
-            get = getattr(handle, "get_context", None)  # (Python 3.12+)
-            if isinstance(handle, asyncio.Handle) and callable(get):
-                context = get()
-                if isinstance(context, contextvars.Context):
-                    return task_secrets(task_in(context))
-            tb = tb.tb_next
+        get = getattr(raising_handle(exc), "get_context", None)  # (Python 3.12+)
+        if callable(get):
+            context = get()
+            if isinstance(context, contextvars.Context):
+                return task_secrets(task_in(context))
         for task, started in list(_STARTED_BY.items()):
             if task.done() and not task.cancelled():
                 # (the task keeps what it raised, or an equal copy: Python 3.11's C task)
