@@ -922,13 +922,18 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     return truncate_bytes(text, limit) if limit is not None else text
 
 
+def _takes_prefixes(form: str) -> bool:
+    """Whether the prefixes of ``form`` are replaced too, not only ``form`` whole: it is
+    longer than ``MIN_PREFIX_CHARS``, at most ``MAX_PREFIX_FORM_CHARS``, and no
+    :class:`_InField` (replaced whole always)."""
+    return MIN_PREFIX_CHARS < len(form) <= MAX_PREFIX_FORM_CHARS and type(form) is not _InField
+
+
 def _searched(form: str) -> str:
     """What a text is searched for to find ``form`` written in it, whole or in part: its
-    first ``MIN_PREFIX_CHARS`` characters, when it is longer (every longer prefix of it is
-    replaced too), else ``form`` itself (and an :class:`_InField` always whole)."""
-    if len(form) <= MIN_PREFIX_CHARS or len(form) > MAX_PREFIX_FORM_CHARS or type(form) is _InField:
-        return form
-    return form[:MIN_PREFIX_CHARS]
+    first ``MIN_PREFIX_CHARS`` characters when its prefixes are replaced too (every longer
+    prefix of it is), else ``form`` itself."""
+    return form[:MIN_PREFIX_CHARS] if _takes_prefixes(form) else form
 
 
 def _written(text: str, at: int, form: str) -> int:
@@ -937,12 +942,7 @@ def _written(text: str, at: int, form: str) -> int:
     when that prefix is no more than the scheme of a URL-shaped secret (see ``_URL_SCHEME``),
     which is kept."""
     size = len(form)
-    if (
-        size <= MIN_PREFIX_CHARS
-        or size > MAX_PREFIX_FORM_CHARS
-        or type(form) is _InField
-        or text.startswith(form, at)
-    ):
+    if not _takes_prefixes(form) or text.startswith(form, at):
         return size
     low, high = MIN_PREFIX_CHARS, min(size - 1, len(text) - at)
     while low < high:  # (the longest prefix written there: found in a few comparisons)
@@ -955,6 +955,19 @@ def _written(text: str, at: int, form: str) -> int:
     if scheme is not None and low <= scheme.end():
         return 0
     return low
+
+
+def _first_written(text: str, form: str, searched: str, start: int, stop: int) -> tuple[int, int]:
+    """Where ``text`` first writes ``form`` (whole, or a prefix of it that is more than the
+    scheme of a URL: see :func:`_written`) from ``start``, beginning before ``stop``, and how
+    many of its characters it writes there; ``(-1, 0)`` when it does not."""
+    at = text.find(searched, start, stop)
+    while at >= 0:
+        written = _written(text, at, form)
+        if written:
+            return at, written
+        at = text.find(searched, at + 1, stop)  # (a URL's scheme alone: kept)
+    return -1, 0
 
 
 def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
@@ -1002,15 +1015,11 @@ def _replace_all(text: str, forms: Sequence[str]) -> str:
                 start = text.find(form, start + size)
             continue
         searched = _searched(form)
-        start = text.find(searched)
+        start, written = _first_written(text, form, searched, 0, len(text))
         while start >= 0:
-            written = _written(text, start, form)
-            if not written:  # (a URL's scheme alone: kept)
-                start = text.find(searched, start + 1)
-                continue
             end = _run_end(text, form, searched, start, start + written)
             found.append((start, end))
-            start = text.find(searched, end)
+            start, written = _first_written(text, form, searched, end, len(text))
     if not found:  # (only the scheme of a URL-shaped secret was there)
         return text
     found.sort()
@@ -1376,13 +1385,7 @@ class _Copier:
             stop = min(end, pos + need + self.longest)
             first, last = -1, -1  # what to replace: the earliest, then the longest
             for secret, searched in zip(secrets, self.searched, strict=True):
-                at = text.find(searched, pos, stop)
-                written = 0
-                while at >= 0:
-                    written = _written(text, at, secret)
-                    if written:
-                        break
-                    at = text.find(searched, at + 1, stop)  # (a URL's scheme alone: kept)
+                at, written = _first_written(text, secret, searched, pos, stop)
                 if at < 0:
                     continue
                 begin, finish = at, at + written
@@ -1414,18 +1417,12 @@ class _Copier:
             grown = False
             for secret, searched in zip(self.secrets, self.searched, strict=True):
                 size = len(secret)
-                if searched is not secret:  # (its prefixes too: see _run_end)
-                    low = max(start + 1, end - size + 1)
-                    width = len(searched)
-                    # (from the right, while one could still pass the end: see _run_end)
-                    at = text.rfind(searched, low, end + width - 1)
-                    while at >= 0 and min(at + size, len(text)) > end:
-                        finish = at + _written(text, at, secret)
-                        if finish > end:
-                            end, grown = finish, True
-                            if end > stop:
-                                return len(text)
-                        at = text.rfind(searched, low, at + width - 1)
+                if searched is not secret:  # (its prefixes too)
+                    finish = _run_end(text, secret, searched, start, end)
+                    if finish > end:
+                        end, grown = finish, True
+                        if end > stop:
+                            return len(text)
                     continue
                 # What is replaced of an occurrence: all of it, or the value of a name.
                 head, tail = (secret.head, secret.tail) if type(secret) is _InField else (0, 0)
