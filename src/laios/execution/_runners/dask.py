@@ -84,6 +84,7 @@ from laios.execution._runners.process_worker import (
     unpicklable_part,
 )
 from laios.execution.redaction import SecretForms, scrub_head
+from laios.execution.tracing import MAX_CHECKPOINT_NAME_CHARS
 
 __all__ = ["DaskRunner", "WorkerLost"]
 
@@ -111,8 +112,6 @@ MAX_KILLED_KEYS = 10_000
 #: Largest progress report or checkpoint a worker sends as the tool made it, pickled: a larger
 #: one has its details (or data) replaced by the summary the caller's store keeps of them.
 MAX_REPORT_BYTES = 8 * 1024
-#: Longest checkpoint name a worker sends, in characters (as the caller's store keeps it).
-MAX_CHECKPOINT_NAME = 256
 
 #: Seconds past a call's deadline (on the worker's clock) after which its worker kills the
 #: tool by itself, when the caller's kill has not come (the caller is gone, or cut off).
@@ -402,7 +401,7 @@ class _WorkerCall:
 
     def checkpoint(self, name: str, data: Mapping[str, Any] | None) -> None:
         data = mapping_copy(data)
-        if type(name) is str and len(name) > MAX_CHECKPOINT_NAME:
+        if type(name) is str and len(name) > MAX_CHECKPOINT_NAME_CHARS:
             name = self.cut_name(name)
         body = pickled_message(("checkpoint", name, data))
         if len(body) > MAX_REPORT_BYTES:
@@ -412,15 +411,11 @@ class _WorkerCall:
         self.send_body("checkpoint", body)
 
     def cut_name(self, name: str) -> str:
-        """A checkpoint's name cut as the caller keeps it, scrubbed of the call's secrets
-        before the cut (as its span scrubs it): a secret across the cut would leave its first
-        characters behind."""
-        if len(name) <= MAX_CHECKPOINT_NAME:
+        """A checkpoint's name cut as its span's is, scrubbed of the call's secrets before the
+        cut: a secret across the cut would leave its first characters behind."""
+        if len(name) <= MAX_CHECKPOINT_NAME_CHARS:
             return name
-        secrets = self.secrets()
-        if secrets:
-            return scrub_head(name, secrets, MAX_CHECKPOINT_NAME)
-        return shorten(name, MAX_CHECKPOINT_NAME)
+        return scrub_head(name, self.secrets(), MAX_CHECKPOINT_NAME_CHARS)
 
     def finished(self, outcome: RawOutcome) -> None:
         self.end(outcome)
