@@ -542,15 +542,17 @@ def _failure(exc: Exception) -> ToolOutput:
     text (a Ctrl-C landing in its ``__str__``) goes on, as one the tool raised itself would."""
     if propagates(exc):
         raise exc
-    raised = as_raised(exc)  # (an async tool's StopIteration, not Python's RuntimeError)
-    message, interrupt = message_and_interrupt(raised)
+    return error_output(as_raised(exc))  # (an async tool's StopIteration, not a RuntimeError)
+
+
+def error_output(exc: BaseException) -> ToolOutput:
+    """A failed :class:`ToolOutput` saying what ``exc`` says, its class name as the error
+    type. A ``KeyboardInterrupt`` raised while its message is turned into text (a Ctrl-C
+    landing in its ``__str__``) is raised instead."""
+    message, interrupt = message_and_interrupt(exc)
     if interrupt is not None:
         raise interrupt from None  # (its context would be printed through that __str__)
-    return ToolOutput(
-        success=False,
-        error=message,
-        metadata={"error_type": type_name(type(raised))},
-    )
+    return ToolOutput(success=False, error=message, metadata={"error_type": type_name(type(exc))})
 
 
 #: Per input model: the fields declared ``Field(exclude=True)``, which ``model_dump()`` leaves

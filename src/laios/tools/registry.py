@@ -16,10 +16,10 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from laios._exceptions import exception_message, message_and_interrupt, propagates, type_name
+from laios._exceptions import exception_message, propagates, type_name
 from laios._text import shorten
 from laios.core.types import Permission
-from laios.tools.base import BaseTool, ToolCategory, ToolOutput, _check_tool_name
+from laios.tools.base import BaseTool, ToolCategory, ToolOutput, _check_tool_name, error_output
 
 __all__ = ["ToolLookup", "ToolRegistry"]
 
@@ -301,14 +301,7 @@ class ToolRegistry:
         except Exception as exc:
             if propagates(exc):
                 raise
-            message, interrupt = message_and_interrupt(exc)
-            if interrupt is not None:  # (a Ctrl-C in its __str__: it goes on)
-                raise interrupt from None
-            return ToolOutput(
-                success=False,
-                error=message,
-                metadata={"error_type": type_name(type(exc))},
-            )
+            return error_output(exc)  # (a Ctrl-C in its __str__: it goes on)
 
     def get_tool_schema(self, name: str) -> dict[str, Any] | None:
         """Return the schema of the tool registered under ``name``, or None.
