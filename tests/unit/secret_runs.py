@@ -47,6 +47,16 @@ def traced_run(
 ) -> tuple[TaskResult, ReadableSpan]:
     """Run ``tool`` once with ``parameters`` on an executor traced to an in-memory exporter
     (content capture on or off); return its result and its one span."""
+    result, (span,) = traced_spans(tool, parameters, capture=capture)
+    return result, span
+
+
+def traced_spans(
+    tool: type[BaseTool], parameters: dict[str, Any], *, capture: bool
+) -> tuple[TaskResult, tuple[ReadableSpan, ...]]:
+    """Run ``tool`` once with ``parameters`` on an executor traced to an in-memory exporter
+    (content capture on or off); return its result and every span it ended (its task span and
+    the spans under it, such as its checkpoints')."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -62,5 +72,4 @@ def traced_run(
     ) as executor:
         result = executor.execute_task(task, Context(session_id="s", user_id="u"))
     provider.shutdown()
-    (span,) = exporter.get_finished_spans()
-    return result, span
+    return result, tuple(exporter.get_finished_spans())

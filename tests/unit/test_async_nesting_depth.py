@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor
-from laios.execution.store import MetricStore
 from laios.tools.base import AsyncBaseTool
 from laios.tools.registry import ToolRegistry
 
@@ -48,11 +48,12 @@ class Nest(AsyncBaseTool):
         return result.output
 
 
-def _executor() -> Executor:
+def _executor(make_executor: Callable[..., Executor]) -> Executor:
+    """An executor (shut down after the test) whose ``nest`` tool calls back into it."""
     tool = Nest()
     registry = ToolRegistry()
     registry.register_tool(tool)
-    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    executor: Executor = make_executor(tool_registry=registry)
     tool.executor = executor
     return executor
 
@@ -60,12 +61,12 @@ def _executor() -> Executor:
 @pytest.mark.parametrize("limit", [1000, 1009, 1042, 1500])
 @pytest.mark.parametrize("timeout", [None, GUARD])
 def test_nesting_past_the_recursion_limit_is_a_recursion_error_failure(
-    limit: int, timeout: float | None
+    make_executor: Callable[..., Executor], limit: int, timeout: float | None
 ) -> None:
     """However deep the limit strikes, the call past it fails with ``RecursionError`` saying
     the nesting went too deep, and every task ends (with the outermost call given a timeout,
     in a task of its own, too: at once, not at its timeout)."""
-    executor = _executor()
+    executor = _executor(make_executor)
     before = sys.getrecursionlimit()
     sys.setrecursionlimit(limit)
     try:
@@ -74,25 +75,21 @@ def test_nesting_past_the_recursion_limit_is_a_recursion_error_failure(
         result = asyncio.run(asyncio.wait_for(call, GUARD))
     finally:
         sys.setrecursionlimit(before)
-    try:
-        assert result.success, result.error
-        innermost = result.output
-        assert "bottom" not in innermost
-        assert innermost["metadata"]["error_type"] == "RecursionError"
-        assert "nested" in innermost["error"]
-        assert "recursion limit" in innermost["error"]
-        assert executor.get_running_tasks() == []
-    finally:
-        executor.shutdown(wait=False)
+    assert result.success, result.error
+    innermost = result.output
+    assert "bottom" not in innermost
+    assert innermost["metadata"]["error_type"] == "RecursionError"
+    assert "nested" in innermost["error"]
+    assert "recursion limit" in innermost["error"]
+    assert executor.get_running_tasks() == []
 
 
-def test_nesting_well_within_the_recursion_limit_runs_every_call() -> None:
+def test_nesting_well_within_the_recursion_limit_runs_every_call(
+    make_executor: Callable[..., Executor],
+) -> None:
     """Nested 60 deep (past where the stack is first looked at), every call runs."""
-    executor = _executor()
-    try:
-        top = Task(plan_id="p", description="d", tool_name="nest", parameters={"depth": 60})
-        result = asyncio.run(asyncio.wait_for(executor.execute_async(top, CONTEXT), GUARD))
-        assert result.success, result.error
-        assert result.output == {"bottom": True}
-    finally:
-        executor.shutdown(wait=False)
+    executor = _executor(make_executor)
+    top = Task(plan_id="p", description="d", tool_name="nest", parameters={"depth": 60})
+    result = asyncio.run(asyncio.wait_for(executor.execute_async(top, CONTEXT), GUARD))
+    assert result.success, result.error
+    assert result.output == {"bottom": True}

@@ -50,29 +50,35 @@ def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(text in record.getMessage() for record in caplog.records)
 
 
-@pytest.mark.parametrize("now", [True, False], ids=["while-it-runs", "after-it-returned"])
-def test_a_failing_task_left_behind_is_logged_without_the_secret(
-    caplog: pytest.LogCaptureFixture, now: bool
-) -> None:
+def _run_and_log(
+    caplog: pytest.LogCaptureFixture,
+    tool: type[AsyncBaseTool],
+    parameters: dict[str, Any],
+    waited_for: str,
+) -> str:
+    """Run ``tool`` once with ``parameters`` (it must succeed), wait up to 30 s for a log
+    record whose message holds ``waited_for``; return the text of the records logged at
+    ERROR or above, each formatted with its traceback."""
     registry = ToolRegistry()
-    registry.register_tool(LeavesAFailingTask)
+    registry.register_tool(tool)
     caplog.set_level(logging.ERROR)
-    task = Task(
-        plan_id="p",
-        description="d",
-        tool_name=LeavesAFailingTask.name,
-        parameters={"api_key": SECRET, "now": now},
-    )
+    task = Task(plan_id="p", description="d", tool_name=tool.name, parameters=parameters)
     with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
         result = executor.execute_task(task, Context(session_id="s", user_id="u"))
         assert result.success, result.error
         deadline = time.monotonic() + 30
-        while not _logged(caplog, "never retrieved") and time.monotonic() < deadline:
+        while not _logged(caplog, waited_for) and time.monotonic() < deadline:
             time.sleep(0.05)
-    text = "\n".join(
-        record.getMessage()
-        + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
-        for record in caplog.records
+    formatter = logging.Formatter()
+    return "\n".join(formatter.format(record) for record in caplog.records)
+
+
+@pytest.mark.parametrize("now", [True, False], ids=["while-it-runs", "after-it-returned"])
+def test_a_failing_task_left_behind_is_logged_without_the_secret(
+    caplog: pytest.LogCaptureFixture, now: bool
+) -> None:
+    text = _run_and_log(
+        caplog, LeavesAFailingTask, {"api_key": SECRET, "now": now}, "never retrieved"
     )
     assert "Task exception was never retrieved" in text
     assert f"refresh failed for {REDACTED}" in text
@@ -98,23 +104,7 @@ def test_a_task_left_behind_that_raises_system_exit_is_logged_without_the_secret
 ) -> None:
     """SystemExit out of a task stops the loop's run_forever(), and the loop thread logs it
     and serves on: with the traceback as it was, which quoted the secret."""
-    registry = ToolRegistry()
-    registry.register_tool(LeavesAnExitingTask)
-    caplog.set_level(logging.ERROR)
-    task = Task(
-        plan_id="p",
-        description="d",
-        tool_name=LeavesAnExitingTask.name,
-        parameters={"api_key": SECRET},
-    )
-    with Executor(registry, store=MetricStore(), register_prometheus=False) as executor:
-        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
-        assert result.success, result.error
-        deadline = time.monotonic() + 30
-        while not _logged(caplog, "the loop serves on") and time.monotonic() < deadline:
-            time.sleep(0.05)
-    formatter = logging.Formatter()
-    text = "\n".join(formatter.format(record) for record in caplog.records)
+    text = _run_and_log(caplog, LeavesAnExitingTask, {"api_key": SECRET}, "the loop serves on")
     assert "the loop serves on" in text
     assert f"SystemExit: giving up on {REDACTED}" in text
     assert "LEFTBEHIND" not in text

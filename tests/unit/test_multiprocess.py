@@ -100,6 +100,27 @@ def files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name != "laios-dir.lock")
 
 
+def _writers() -> list[threading.Thread]:
+    """The multiprocess writer threads running now."""
+    return [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
+
+
+def _refuse_writer_threads(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make a writer thread's start() raise as under a pids limit ("can't start new thread");
+    clearing the returned event lets them start again."""
+    refused = threading.Event()
+    refused.set()
+    start = threading.Thread.start
+
+    def refusing(self: threading.Thread) -> None:
+        if refused.is_set() and self.name == "laios-multiprocess":
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+    return refused
+
+
 def child_running(store: MetricStore, count: int) -> Callable[[Report], None]:
     """A child's work: run ``count`` tasks, write, report, then wait to be killed."""
 
@@ -267,30 +288,19 @@ def test_a_process_refused_its_writer_thread_writes_at_its_scrapes_until_it_gets
     """No thread for the writer ("can't start new thread": a container's pids limit): the mode
     is on all the same, with a warning; the file is written at each scrape the process serves,
     the thread starts at the first scrape once one can be had, and disable() ends it."""
-    refused = threading.Event()
-    refused.set()
-    start = threading.Thread.start
-
-    def refusing(self: threading.Thread) -> None:
-        if refused.is_set() and self.name == "laios-multiprocess":
-            raise RuntimeError("can't start new thread")
-        start(self)
-
-    def writers() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
 
     def written() -> float:
         assert export.path is not None
         [section] = sections_of(read_document(export.path))
         return section.totals.tools["echo"].outcomes["success"][0]
 
-    before = writers()
-    monkeypatch.setattr(threading.Thread, "start", refusing)
+    before = _writers()
+    refused = _refuse_writer_threads(monkeypatch)
     with caplog.at_level(logging.WARNING, "laios.execution.multiprocess"):
         export = enable(directory, interval=INTERVAL, registry=registry, store=store)
     assert "can't start new thread" in caplog.text
     assert current() is export
-    assert writers() == before
+    assert _writers() == before
     run_tasks(store, 2)
     assert tasks_total(scrape(registry)) == 2
     assert written() == 2
@@ -302,7 +312,7 @@ def test_a_process_refused_its_writer_thread_writes_at_its_scrapes_until_it_gets
     while written() != 7:
         assert time.monotonic() < deadline, "no writer thread wrote the file"
         time.sleep(INTERVAL)
-    [writer] = [t for t in writers() if t not in before]
+    [writer] = [t for t in _writers() if t not in before]
     disable()
     writer.join(CHILD_SECONDS)
     assert not writer.is_alive()
@@ -316,32 +326,21 @@ def test_a_write_that_fails_still_tries_again_the_writer_thread_it_was_refused(
 ) -> None:
     """write() tries the refused writer thread again as a scrape does, also when the write
     itself fails (a full disk): it raises the OSError, and the thread runs from then on."""
-    refused = threading.Event()
-    refused.set()
-    start = threading.Thread.start
-
-    def refusing(self: threading.Thread) -> None:
-        if refused.is_set() and self.name == "laios-multiprocess":
-            raise RuntimeError("can't start new thread")
-        start(self)
-
-    def writers() -> list[threading.Thread]:
-        return [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
 
     def full_disk(path: Any, body: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    before = writers()
-    monkeypatch.setattr(threading.Thread, "start", refusing)
+    before = _writers()
+    refused = _refuse_writer_threads(monkeypatch)
     export = enable(directory, interval=INTERVAL, registry=registry, store=store)
-    assert writers() == before
+    assert _writers() == before
     refused.clear()
     run_tasks(store, 1)
     with monkeypatch.context() as patch:
         patch.setattr(multiprocess, "write_totals", full_disk)
         with pytest.raises(OSError, match="No space left"):
             export.write()
-    started = [t for t in writers() if t not in before]
+    started = [t for t in _writers() if t not in before]
     assert len(started) == 1, "write() did not try the writer thread again"
     disable()
     started[0].join(CHILD_SECONDS)
@@ -354,20 +353,13 @@ def test_a_closed_export_refused_its_writer_thread_can_start_again(
     """A start refused its thread leaves no thread claimed: close() returns, and a later start
     starts the thread."""
     export.close()
-    start = threading.Thread.start
-
-    def refusing(self: threading.Thread) -> None:
-        if self.name == "laios-multiprocess":
-            raise RuntimeError("can't start new thread")
-        start(self)
-
     with monkeypatch.context() as patch:
-        patch.setattr(threading.Thread, "start", refusing)
+        _refuse_writer_threads(patch)
         export.start()
     export.close()
-    before = [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
+    before = _writers()
     export.start()
-    started = [t for t in threading.enumerate() if t.name == "laios-multiprocess"]
+    started = _writers()
     assert len(started) == len(before) + 1
     export.close()
 

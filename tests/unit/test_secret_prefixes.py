@@ -16,13 +16,10 @@ from typing import Any
 
 import process_tools
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from secret_runs import statuses_at_progress, traced_run
+from secret_runs import statuses_at_progress, traced_run, traced_spans
 
 from laios.core.types import Context, Task
-from laios.execution.executor import Executor
 from laios.execution.redaction import (
     MIN_PREFIX_CHARS,
     REDACTED,
@@ -32,10 +29,8 @@ from laios.execution.redaction import (
     scrub_head,
     to_json,
 )
-from laios.execution.store import MetricStore
 from laios.execution.task_context import require_current_task
 from laios.tools.base import BaseTool
-from laios.tools.registry import ToolRegistry
 
 SECRET = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789"
 
@@ -165,29 +160,9 @@ def test_a_prefix_quoted_by_a_tool_reaches_no_span_and_no_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Span status, exception event, checkpoint span and the failure's log keep none of it."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    registry = ToolRegistry()
-    registry.register_tool(QuotesAPrefix)
-    task = Task(
-        plan_id="p",
-        description="d",
-        tool_name=QuotesAPrefix.name,
-        parameters={"api_key": SECRET, "fail": True},
-    )
     caplog.set_level(logging.DEBUG, logger="laios")
-    with Executor(
-        registry,
-        store=MetricStore(),
-        register_prometheus=False,
-        tracer_provider=provider,
-        capture_content=True,
-    ) as executor:
-        result = executor.execute_task(task, Context(session_id="s", user_id="u"))
-    provider.shutdown()
+    result, spans = traced_spans(QuotesAPrefix, {"api_key": SECRET, "fail": True}, capture=True)
     assert result.metadata["error_type"] == "PermissionError"
-    spans = exporter.get_finished_spans()
     text = "\n".join(
         f"{span.name} {span.status.description} {dict(span.attributes or {})} "
         f"{[dict(event.attributes or {}) for event in span.events]}"
