@@ -1709,7 +1709,8 @@ class Job(TaskRecord):
 
 #: The fields that runs of the common kinds write on their jobs: on the caller's thread, on a
 #: worker with a timeout, as a retry attempt, awaited (inside the awaiting task too: its two
-#: fields more are slots). At most 29 (see _share_field_names).
+#: fields more are slots). At most 29 (see _share_field_names). A field written on one of
+#: these roads goes here too: tests/unit/test_job_field_table.py fails until it does.
 _RUN_FIELDS = (
     *("task_id", "tool", "task", "env", "tool_impl", "scope", "slot", "runner", "phase"),
     *("submitted_mono", "state", "started_mono", "start_time", "ran", "end_time"),
