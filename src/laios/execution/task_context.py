@@ -186,21 +186,18 @@ def task_in(context: Context) -> TaskContext | None:
 
 
 def task_secrets(task: TaskContext | None) -> Sequence[str]:
-    """The secret values of ``task``'s parameters, as its run's events know them (the
-    executor's record of the run, or a worker's events), or, once the run has let them go
-    (it finished), as read from the call's parameters the handle keeps (a task the tool left
-    behind keeps the handle); ``[]`` when none are known. Never raises."""
+    """The secret values of ``task``'s parameters, as the executor's record of its run knows
+    them (the tool's typed secret fields, and values it took out of its parameters, too), or,
+    once the run has let them go (it finished), as read from the call's parameters the handle
+    keeps (a task the tool left behind keeps the handle); ``[]`` when none are known. Never
+    raises."""
     if task is None:
         return []
     try:
-        events = task._events  # noqa: SLF001  (this module's own)
-        for name in ("parameter_secrets", "secrets"):
-            read = getattr(events, name, None)
-            if callable(read):
-                found: Sequence[str] = read()
-                if found:
-                    return found
-                break
+        read = getattr(task._events, "parameter_secrets", None)  # noqa: SLF001  (its own)
+        found: Sequence[str] = read() if callable(read) else ()
+        if found:
+            return found
         parameters = task._parameters  # noqa: SLF001
         if parameters:
             from laios.execution.redaction import secret_fields_of_tool, secret_values
