@@ -723,6 +723,35 @@ def test_an_objective_of_many_nines_is_written_as_given() -> None:
     assert "(0.9999999)" in panel["description"]
 
 
+@pytest.mark.parametrize(
+    ("objective", "percent", "budget", "red"),
+    [
+        (0.99999999999, "99.999999999%", "1e-11", 1.44e-10),
+        (0.9999999999999, "99.99999999999%", "1e-13", 1.44e-12),
+        (0.99999999999995, "99.999999999995%", "5e-14", 7.2e-13),
+    ],
+)
+def test_an_objective_of_more_nines_than_ten_digits_hold_is_written_as_given(
+    objective: float, percent: str, budget: str, red: float
+) -> None:
+    """Past ten significant digits the objective is not written as a rounded "100% success",
+    nor its budget as 0 (an alert at ``14.4 * 0`` and a dashboard orange above 0): the texts,
+    the thresholds and the expressions say the objective given."""
+    from laios.mixin.dashboard import build_dashboard
+
+    config = MixinConfig(availability_objective=objective)
+    assert config.error_budget == float(budget)
+    (burn, *_) = [rule for rule in alerts(config) if rule["alert"] == "LaiosErrorBudgetBurn"]
+    description = burn["annotations"]["description"]
+    assert f"The objective is {percent} success" in description
+    assert f"* {budget})" in burn["expr"]
+    assert "100%" not in json.dumps(rule_groups(config))
+    (panel,) = [p for p in build_dashboard(config)["panels"] if p.get("title") == "Failed results"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [step["value"] for step in steps] == [None, float(budget), red]
+    assert f"({objective!r})" in panel["description"]
+
+
 @pytest.mark.parametrize("character", ["\x00", "\x01", "\x1b", "\x7f", "\x9b", "\udcff"])
 def test_a_selector_with_a_character_a_rules_file_cannot_hold_is_refused(character: str) -> None:
     """A control character (ESC, DEL, ...) or a lone surrogate (a byte of an argument that is

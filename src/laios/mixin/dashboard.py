@@ -29,7 +29,7 @@ import json
 from typing import Any
 
 from laios.mixin import _grafana as g
-from laios.mixin.config import MixinConfig
+from laios.mixin.config import MixinConfig, as_written
 
 __all__ = ["FAILED_OUTCOMES", "PROCESS_KILLS", "build_dashboard", "dashboard_json"]
 
@@ -117,7 +117,7 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
     ratio_steps = (
         g.Threshold("green"),
         g.Threshold("orange", budget),
-        g.Threshold("red", round(_FAST_BURN * budget, 12)),
+        g.Threshold("red", float(f"{_FAST_BURN * budget:.10g}")),
     )
     grid.row("Overview")
     grid.add(
@@ -134,8 +134,8 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
             "Share of results returned to callers (after retries) whose outcome was error,"
             " timeout or rejected, out of those not cancelled (as the alerts count). Orange"
             " above the error budget of the availability objective"
-            f" ({config.availability_objective:.10g}); red at {_FAST_BURN:g} times the budget,"
-            " where the fast-burn SLO alert pages.",
+            f" ({as_written(config.availability_objective)}); red at {_FAST_BURN:g} times the"
+            " budget, where the fast-burn SLO alert pages.",
             "percentunit",
             g.target(q.ratio("laios_task_results_total")),
             thresholds=ratio_steps,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.mixin._yaml import Commented
-from laios.mixin.config import RULE_SET_LABEL, MixinConfig, braced, matcher_parts
+from laios.mixin.config import RULE_SET_LABEL, MixinConfig, as_written, braced, matcher_parts
 
 __all__ = [
     "BURN_RATES",
@@ -187,8 +187,8 @@ def _number(value: float) -> str:
 
 def _percent(value: float) -> str:
     """A share as a percentage, to ten significant digits: ``99.99999%``, never a rounded
-    ``100%``."""
-    return f"{value * 100:.10g}%"
+    ``100%`` (``99.99999999999%`` for an objective of 0.9999999999999)."""
+    return f"{as_written(value, 100)}%"
 
 
 def _scope(config: MixinConfig) -> str:
