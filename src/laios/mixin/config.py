@@ -20,6 +20,9 @@ _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SERIES_LABELS = frozenset(
     {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
 )
+#: The ``laios_task_errors_total`` series of failures: that counter counts a cancelled task too,
+#: as ``error_type="cancelled"``, but a cancellation is the caller's choice, not a failure.
+FAILURE_TYPES = 'error_type!="cancelled"'
 #: The label on the recorded series and alerts of the rules of a selector, holding the selector
 #: (:attr:`MixinConfig.rule_set`): each rule set reads only the series it recorded itself.
 RULE_SET_LABEL = "laios_selector"

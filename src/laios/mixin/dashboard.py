@@ -29,7 +29,7 @@ import json
 from typing import Any
 
 from laios.mixin import _grafana as g
-from laios.mixin.config import MixinConfig, as_written
+from laios.mixin.config import FAILURE_TYPES, MixinConfig, as_written
 
 __all__ = ["FAILED_OUTCOMES", "PROCESS_KILLS", "build_dashboard", "dashboard_json"]
 
@@ -427,12 +427,14 @@ def _errors(grid: g.Grid, q: _Queries) -> None:
             "Errors by tool and type",
             "Failures per second by tool and error type: the exception class, timeout,"
             " tool_error, a runner's word (worker_crashed, memory_limit, ...) or a rejection"
-            " reason (tool_not_found, saturated, shutdown). Counter exemplars point at the trace"
-            " of the latest failure of each type.",
+            " reason (tool_not_found, saturated, shutdown); cancellations, the callers' choice,"
+            " are left out. Counter exemplars point at the trace of the latest failure of each"
+            " type.",
             "ops",
             [
                 g.target(
-                    f"sum by (tool, error_type) ({q.rate('laios_task_errors_total')})",
+                    "sum by (tool, error_type) ("
+                    f"{q.rate('laios_task_errors_total', FAILURE_TYPES)})",
                     legend="{{tool}} {{error_type}}",
                     exemplar=True,
                 )
@@ -445,11 +447,11 @@ def _errors(grid: g.Grid, q: _Queries) -> None:
         g.table(
             "Top failing tools and error types",
             "The 10 (tool, error type) pairs with the most failures over the dashboard's time"
-            " range.",
+            " range (cancellations, the callers' choice, left out).",
             "short",
             g.target(
                 "topk(10,\n  sum by (tool, error_type) ("
-                f"increase({q.of('laios_task_errors_total')}[$__range])))",
+                f"increase({q.of('laios_task_errors_total', FAILURE_TYPES)}[$__range])))",
                 instant=True,
                 fmt="table",
             ),

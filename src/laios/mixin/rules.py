@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.mixin._yaml import Commented
-from laios.mixin.config import RULE_SET_LABEL, MixinConfig, as_written, braced, matcher_parts
+from laios.mixin.config import (
+    FAILURE_TYPES,
+    RULE_SET_LABEL,
+    MixinConfig,
+    as_written,
+    braced,
+    matcher_parts,
+)
 
 __all__ = [
     "BURN_RATES",
@@ -242,7 +249,7 @@ def _quantile(config: MixinConfig, q: str, metric: str, *matchers: str) -> str:
 
 def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
     tasks = f"rate(laios_tasks_total{config.matchers()}[5m])"
-    errors = f"rate(laios_task_errors_total{config.matchers()}[5m])"
+    errors = f"rate(laios_task_errors_total{config.matchers(FAILURE_TYPES)}[5m])"
     failed = _sum(
         config.record_labels,
         _recorded(config, "laios:tasks:rate5m", f'outcome=~"{FAILED}"'),
@@ -267,7 +274,8 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
         ),
         _record(
             config,
-            "Failures per second by tool and error type.",
+            "Failures per second by tool and error type (cancellations, the callers' choice,\n"
+            "left out).",
             "laios:task_errors:rate5m",
             _sum(config.record_labels, errors, "tool", "error_type"),
         ),
