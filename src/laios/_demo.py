@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
-from laios._output import without_credentials
+from laios._output import shown_url, without_credentials
 from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width, why_not_a_terminal
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
@@ -339,7 +339,7 @@ def _check_otlp_environment() -> None:
     )
     problem = otlp_url_problem(value, base=not traces)
     if problem:
-        raise ValueError(f"{variable}={without_credentials(value)!r} {problem}; or unset it")
+        raise ValueError(f"{variable}={shown_url(value)!r} {problem}; or unset it")
 
 
 def _is_wildcard(host: str) -> bool:
