@@ -324,6 +324,36 @@ def test_latency_threshold_follows_the_config() -> None:
     assert 'outcome="success"' in p95["expr"]
 
 
+@pytest.mark.parametrize("threshold", ["300", "600"])
+def test_a_latency_threshold_past_every_default_bucket_is_said_never_to_fire(
+    threshold: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """histogram_quantile reads at most the top finite bucket, 300 s by default: a threshold
+    there or above can never be passed by a store with the default buckets. The rules are
+    written (a store with higher duration_buckets can pass it), and stderr says so."""
+    assert mixin_main(["--latency-p95", threshold, "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "LaiosToolLatencyHigh" in err
+    assert f"{threshold} s" in err
+    assert "300 s" in err
+    assert "duration_buckets" in err
+    assert "LaiosToolLatencyHigh" in (tmp_path / "grafana/prometheus/rules.yml").read_text()
+
+
+def test_a_latency_threshold_under_the_top_bucket_gets_no_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert mixin_main(["--latency-p95", "299.9", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_top_bucket_the_notes_name_is_the_stores_default() -> None:
+    from laios.execution.store import MetricStore
+    from laios.mixin.rules import TOP_DURATION_BUCKET
+
+    assert MetricStore().duration_buckets[-1] == TOP_DURATION_BUCKET
+
+
 def test_saturation_queue_and_abandoned_work_are_watched() -> None:
     """Alerts exist on saturated rejections, a growing queue and abandoned threads."""
     config = MixinConfig()

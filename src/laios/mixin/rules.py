@@ -35,12 +35,14 @@ from laios.mixin.config import (
 __all__ = [
     "BURN_RATES",
     "SLO_WINDOWS",
+    "TOP_DURATION_BUCKET",
     "BurnRate",
     "alert_names",
     "burn_rates",
     "rule_groups",
     "runbook_url",
     "unreachable_burn_rates",
+    "unreachable_latency",
 ]
 
 #: Outcomes that are failures. A cancellation is the caller's choice: neither good nor bad.
@@ -116,6 +118,30 @@ def unreachable_burn_rates(config: MixinConfig) -> list[str]:
         f"{_number(math.ceil((1 - 1 / burn.factor) * 10_000) / 10_000)} or more gives it"
         for burn in BURN_RATES
         if burn not in kept
+    ]
+
+
+#: The top finite bound of the default buckets of ``laios_task_duration_seconds`` (a store's
+#: ``duration_buckets``), the most a ``histogram_quantile`` of them reads: a p95 of tasks that
+#: all took longer is this.
+TOP_DURATION_BUCKET = 300.0
+
+
+def unreachable_latency(config: MixinConfig) -> list[str]:
+    """A message when LaiosToolLatencyHigh's threshold cannot be passed by a store with the
+    default duration buckets (the p95 it compares reads at most :data:`TOP_DURATION_BUCKET`),
+    saying what to do; none when it can."""
+    threshold = config.latency_p95_seconds
+    if threshold < TOP_DURATION_BUCKET:
+        return []
+    top = _number(TOP_DURATION_BUCKET)
+    return [
+        f"LaiosToolLatencyHigh: its threshold of {_number(threshold)} s can never be passed by "
+        f"a store with the default buckets of laios_task_duration_seconds, whose top bound is "
+        f"{top} s (the p95 of tasks that all took longer reads {top} s): it fires only for "
+        f"stores given duration_buckets with a bound above {_number(threshold)} s "
+        f"(MetricStore(duration_buckets=...)); a threshold under {top} s works with the "
+        "default buckets"
     ]
 
 
