@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
-from laios._output import without_credentials
+from laios._output import shown_url, without_credentials
 from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width, why_not_a_terminal
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
@@ -339,7 +339,7 @@ def _check_otlp_environment() -> None:
     )
     problem = otlp_url_problem(value, base=not traces)
     if problem:
-        raise ValueError(f"{variable}={without_credentials(value)!r} {problem}; or unset it")
+        raise ValueError(f"{variable}={shown_url(value)!r} {problem}; or unset it")
 
 
 def _is_wildcard(host: str) -> bool:
@@ -374,6 +374,9 @@ _BANNER_WIDTH = 80
 #: The source tree's ``grafana/`` directory, next to ``src/`` in a checkout (or an editable
 #: install); a package installed from a wheel has none, and the banner then names none of it.
 GRAFANA_DIR = Path(__file__).resolve().parents[2] / "grafana"
+#: The port at which the Prometheus of the Compose setup there scrapes the demo
+#: (``grafana/prometheus/prometheus.yml``).
+COMPOSE_PORT = 8489
 
 
 def _wrapped(label: str, text: str) -> list[str]:
@@ -440,23 +443,33 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _monitoring(target: str) -> list[tuple[str, str]]:
-    """The banner's Prometheus and Dashboard lines for the demo's ``target`` (``host:port``):
-    the Compose setup of the source tree's ``grafana/`` when it is there (a checkout), else
-    what an installed package has, the mixin's command that writes the dashboard and rules."""
+def _monitoring(target: str, host: str, port: int) -> list[tuple[str, str]]:
+    """The banner's Prometheus and Dashboard lines for the demo's ``target`` (``host:port``),
+    served on ``host`` and ``port``: the Compose setup of the source tree's ``grafana/`` when
+    it is there (a checkout), asking for the options its Prometheus needs to reach the demo
+    that this one lacks; else what an installed package has, the mixin's command that writes
+    the dashboard and rules."""
     compose = GRAFANA_DIR / "docker-compose.yml"
     config = GRAFANA_DIR / "prometheus" / "prometheus.yml"
     if compose.is_file() and config.is_file():
+        # (it scrapes host.docker.internal, the docker bridge's address on Linux: not loopback)
+        needs = [] if _is_wildcard(host) else ["--host 0.0.0.0"]
+        if port != COMPOSE_PORT:
+            needs.append(f"--port {COMPOSE_PORT}")
+        advice = ""
+        if needs:
+            advice = (
+                f" (run the demo with {' '.join(needs)} so the Prometheus container can reach it)"
+            )
         return [
             (
                 "Prometheus",
                 f"scrape {target}; the Compose setup's {_shown(config)}"
-                " scrapes host.docker.internal:8489",
+                f" scrapes host.docker.internal:{COMPOSE_PORT}",
             ),
             (
                 "Dashboard",
-                f"docker compose -f {_shown(compose)} up, then http://localhost:3000"
-                " (run the demo with --host 0.0.0.0 so the Prometheus container can reach it)",
+                f"docker compose -f {_shown(compose)} up, then http://localhost:3000{advice}",
             ),
         ]
     return [
@@ -484,7 +497,7 @@ def _banner(
         headline += f" (listening on {args.host or '0.0.0.0'})"
     labelled = [
         *_addresses(url),
-        *_monitoring(urlsplit(url).netloc),
+        *_monitoring(urlsplit(url).netloc, args.host, port),
         ("Spans", spans),
     ]
     kind = getattr(args, "runner", "thread")

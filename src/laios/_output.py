@@ -27,6 +27,7 @@ __all__ = [
     "output_failure_status",
     "parse_command_line",
     "shell_quote",
+    "shown_url",
     "without_credentials",
 ]
 
@@ -142,6 +143,45 @@ def without_credentials(url: str) -> str:
     """``url`` without the ``user:password@`` it may carry, to be shown (a malformed URL too:
     it is shown, without them, all the same)."""
     return _USERINFO.sub(r"\1", url.strip(), count=1)
+
+
+#: A URL's scheme, and what ends its host and port: its path, query or fragment.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_HOST_END = re.compile(r"[/?#]")
+#: Why a URL with an ``@`` after the end of its host is refused, in words that follow it.
+CREDENTIALS_PAST_HOST = (
+    "is not a usable URL (it has an @ after the end of its host: a /, ? or # of the "
+    "credentials before that @ ends the host there, so write them percent-encoded, %2F, %3F "
+    "and %23, and an @ as %40)"
+)
+
+
+def credentials_past_host(url: str) -> str | None:
+    """``url`` as a message shows it when an ``@`` follows the end of its host and port (the
+    first ``/``, ``?`` or ``#`` after its scheme), else ``None``.
+
+    A ``/``, ``?`` or ``#`` of a user or password that was not percent-encoded ends the host
+    there, and the rest of them reads as a path: no part of them may be shown. It is shown as
+    its scheme, ``USER:PASSWORD@`` and what follows its last ``@``.
+
+    >>> credentials_past_host("http://prom:s3cr/et@10.0.0.7:8489")
+    'http://USER:PASSWORD@10.0.0.7:8489'
+    >>> credentials_past_host("http://prom:s3cr%2Fet@10.0.0.7:8489/metrics") is None
+    True
+    """
+    text = url.strip()
+    scheme = _SCHEME.match(text)
+    start = scheme.end() if scheme else 0
+    end = _HOST_END.search(text, start)
+    if end is None or "@" not in text[end.start() :]:
+        return None
+    return text[:start] + "USER:PASSWORD@" + text.rpartition("@")[2]
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a message shows it: :func:`without_credentials`, or
+    :func:`credentials_past_host` when an ``@`` follows the end of its host."""
+    return credentials_past_host(url) or without_credentials(url)
 
 
 #: How bash's $'...' writes the characters it has a letter for.

@@ -39,10 +39,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from laios._output import (
+    CREDENTIALS_PAST_HOST,
     OutputParser,
     closed_stdout_status,
+    credentials_past_host,
     output_failure_status,
     parse_command_line,
+    shown_url,
     without_credentials,
 )
 from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines
@@ -682,6 +685,9 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
         ValueError: When ``timeout`` is not a positive, finite number of seconds.
     """
     timeout = _positive_seconds("timeout", timeout)
+    shown = credentials_past_host(url)
+    if shown is not None:  # (no part of a user or password is shown, nor taken for a host)
+        raise _BadURL(f"{shown!r} {CREDENTIALS_PAST_HOST}")
     try:
         parts = urlsplit(status_url(url))
         _ = parts.port  # (reading the port parses it)
@@ -1494,6 +1500,8 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
     ``base``: a collector's base URL, to which ``/v1/traces`` is added (so it may carry no query
     or fragment); otherwise the traces URL itself, used as it is.
     """
+    if credentials_past_host(text) is not None:
+        return CREDENTIALS_PAST_HOST
     try:
         parts = urlsplit(text)
         _ = parts.port  # (reading the port parses it)
@@ -1521,7 +1529,7 @@ def otlp_url_problem(text: str, *, base: bool = True) -> str:
 def _otlp_endpoint(text: str) -> str:
     problem = otlp_url_problem(text)
     if problem:  # (named without the user and password it may carry, as the banner does)
-        raise argparse.ArgumentTypeError(f"{without_credentials(text)!r} {problem}")
+        raise argparse.ArgumentTypeError(f"{shown_url(text)!r} {problem}")
     return text
 
 

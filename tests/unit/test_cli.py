@@ -814,6 +814,24 @@ def test_a_password_with_an_at_sign_is_never_shown(capsys: pytest.CaptureFixture
     assert "r3t" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("password", ["s3cr/et", "s3cr?et", "s3cr#et", "4711/s3cret"])
+def test_a_password_with_a_character_that_ends_the_host_is_never_shown(
+    password: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``/``, ``?`` or ``#`` of a password that was not percent-encoded ends the URL's host
+    there, and the rest reads as a path holding an ``@``: the URL is refused before anything
+    is asked of it (``prom`` is no host to look up), no part of the user or password is shown,
+    and the message says to percent-encode them."""
+    url = f"http://prom:{password}@127.0.0.1:1"
+    assert main(["status", "--url", url, "--timeout", "2"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "s3cr" not in line
+    assert "prom" not in line
+    assert "4711" not in line
+    assert "'http://USER:PASSWORD@127.0.0.1:1' is not a usable URL" in line
+    assert "%2F" in line
+
+
 def test_credentials_in_the_url_stay_out_of_an_error(
     dead_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1163,6 +1181,9 @@ def test_demo_refuses_an_otlp_endpoint_the_spans_could_not_reach(
         ("grpc://user:s3cret@collector:4317", "'grpc://collector:4317' is not an http://"),
         ("http://user:s3cret@:4318", "'http://:4318' names no host"),
         ("http://user:s3cret@localhost:4318?x=1", "'http://localhost:4318?x=1' has a query"),
+        ("http://user:s3c/ret@localhost:4318", "'http://USER:PASSWORD@localhost:4318' is not"),
+        ("http://user:s3c#ret@localhost:4318", "'http://USER:PASSWORD@localhost:4318' is not"),
+        ("http://user:4318/s3cret@localhost:4318", "'http://USER:PASSWORD@localhost:4318' is"),
     ],
 )
 def test_demo_names_a_refused_otlp_endpoint_without_its_password(

@@ -416,6 +416,18 @@ def test_process_kills_are_charted_by_their_error_types() -> None:
     )
 
 
+@pytest.mark.parametrize("title", ["Errors by tool and type", "Top failing tools and error types"])
+def test_failure_panels_leave_out_cancellations(title: str) -> None:
+    """laios_task_errors_total counts a cancelled task as error_type="cancelled", but a
+    cancellation is the caller's choice, not a failure (the ratios, the alerts and /status
+    leave it out): the panels of failures by error type, which the error-ratio runbook sends
+    the on-call to, do not list it."""
+    for target in panel(title)["targets"]:
+        for selector in selectors(target["expr"], "laios_task_errors_total"):
+            assert 'error_type!="cancelled"' in selector, selector
+    assert "cancel" in panel(title)["description"]
+
+
 # -- queries ----------------------------------------------------------------------------------
 
 

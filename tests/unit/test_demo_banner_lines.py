@@ -243,3 +243,33 @@ def test_a_checkout_run_from_elsewhere_names_the_compose_files_where_they_are(
 def test_the_banner_finds_the_grafana_directory_of_this_checkout() -> None:
     """From a checkout (the tests run on one), the banner's grafana/ is the checkout's."""
     assert FOUND_GRAFANA_DIR == ROOT / "grafana"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "advice"),
+    [
+        ("127.0.0.1", 8489, "(run the demo with --host 0.0.0.0 so the Prometheus container"),
+        ("127.0.0.1", 18489, "(run the demo with --host 0.0.0.0 --port 8489 so the"),
+        ("0.0.0.0", 18489, "(run the demo with --port 8489 so the Prometheus container"),
+        ("::", 40123, "(run the demo with --port 8489 so the Prometheus container"),
+        ("0.0.0.0", 8489, None),
+        ("", 8489, None),
+    ],
+)
+def test_the_dashboard_line_asks_only_for_what_the_compose_prometheus_lacks(
+    host: str, port: int, advice: str | None
+) -> None:
+    """The Compose setup's Prometheus scrapes host.docker.internal:8489: the Dashboard line
+    asks for --host 0.0.0.0 only when the demo does not listen on every address, and for
+    --port 8489 when it serves on another port (where that Prometheus would find nothing);
+    a demo it reaches as it is gets no advice."""
+    args = argparse.Namespace(host=host, duration=None, runner="thread")
+    url = f"http://127.0.0.1:{port}"
+    lines = _demo._banner(args, url, port, "in-process only", TERMINALS[0], None)
+    text = " ".join(" ".join(lines).split())
+    dashboard = text[text.index("Dashboard:") : text.index("Spans:")]
+    if advice is None:
+        assert "(run the demo" not in dashboard, dashboard
+    else:
+        assert advice in dashboard, dashboard
+    assert max(text_width(line) for line in lines) <= 80

@@ -5,6 +5,7 @@ banner for an OTLP endpoint that only the environment names."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 import pytest
@@ -96,6 +97,8 @@ def test_an_otlp_endpoint_from_the_environment_without_the_sdk_names_laios_otlp(
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318?x=1", "has a query"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:99999", "not a usable URL"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:secret@:4318", "names no host"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:sec/ret@collector:4318", "percent-encoded"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://u:sec#ret@c:4318/v1/traces", "%23"),
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318/v1/traces", "http:// or https://"),
     ],
 )
@@ -117,9 +120,12 @@ def test_an_otlp_endpoint_from_the_environment_that_is_no_usable_url_stops_the_d
     assert _demo.run(_args()) == 2
     out, err = capsys.readouterr()
     shown = value.replace("u:secret@", "")  # (credentials are left out)
+    shown = re.sub(r"u:sec[/#]ret@", "USER:PASSWORD@", shown)  # (as the only @ to cut at)
     assert f"{variable}={shown!r}" in err
     assert said in err
     assert "secret" not in err
+    assert "'sec'" not in err  # (what a port read from the password would quote)
+    assert "ret@" not in err
     assert "serving" not in out
 
 

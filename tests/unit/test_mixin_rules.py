@@ -324,6 +324,36 @@ def test_latency_threshold_follows_the_config() -> None:
     assert 'outcome="success"' in p95["expr"]
 
 
+@pytest.mark.parametrize("threshold", ["300", "600"])
+def test_a_latency_threshold_past_every_default_bucket_is_said_never_to_fire(
+    threshold: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """histogram_quantile reads at most the top finite bucket, 300 s by default: a threshold
+    there or above can never be passed by a store with the default buckets. The rules are
+    written (a store with higher duration_buckets can pass it), and stderr says so."""
+    assert mixin_main(["--latency-p95", threshold, "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "LaiosToolLatencyHigh" in err
+    assert f"{threshold} s" in err
+    assert "300 s" in err
+    assert "duration_buckets" in err
+    assert "LaiosToolLatencyHigh" in (tmp_path / "grafana/prometheus/rules.yml").read_text()
+
+
+def test_a_latency_threshold_under_the_top_bucket_gets_no_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert mixin_main(["--latency-p95", "299.9", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_top_bucket_the_notes_name_is_the_stores_default() -> None:
+    from laios.execution.store import MetricStore
+    from laios.mixin.rules import TOP_DURATION_BUCKET
+
+    assert MetricStore().duration_buckets[-1] == TOP_DURATION_BUCKET
+
+
 def test_saturation_queue_and_abandoned_work_are_watched() -> None:
     """Alerts exist on saturated rejections, a growing queue and abandoned threads."""
     config = MixinConfig()
@@ -721,6 +751,35 @@ def test_an_objective_of_many_nines_is_written_as_given() -> None:
     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [step["value"] for step in steps] == [None, 1e-07, 1.44e-06]
     assert "(0.9999999)" in panel["description"]
+
+
+@pytest.mark.parametrize(
+    ("objective", "percent", "budget", "red"),
+    [
+        (0.99999999999, "99.999999999%", "1e-11", 1.44e-10),
+        (0.9999999999999, "99.99999999999%", "1e-13", 1.44e-12),
+        (0.99999999999995, "99.999999999995%", "5e-14", 7.2e-13),
+    ],
+)
+def test_an_objective_of_more_nines_than_ten_digits_hold_is_written_as_given(
+    objective: float, percent: str, budget: str, red: float
+) -> None:
+    """Past ten significant digits the objective is not written as a rounded "100% success",
+    nor its budget as 0 (an alert at ``14.4 * 0`` and a dashboard orange above 0): the texts,
+    the thresholds and the expressions say the objective given."""
+    from laios.mixin.dashboard import build_dashboard
+
+    config = MixinConfig(availability_objective=objective)
+    assert config.error_budget == float(budget)
+    (burn, *_) = [rule for rule in alerts(config) if rule["alert"] == "LaiosErrorBudgetBurn"]
+    description = burn["annotations"]["description"]
+    assert f"The objective is {percent} success" in description
+    assert f"* {budget})" in burn["expr"]
+    assert "100%" not in json.dumps(rule_groups(config))
+    (panel,) = [p for p in build_dashboard(config)["panels"] if p.get("title") == "Failed results"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [step["value"] for step in steps] == [None, float(budget), red]
+    assert f"({objective!r})" in panel["description"]
 
 
 @pytest.mark.parametrize("character", ["\x00", "\x01", "\x1b", "\x7f", "\x9b", "\udcff"])

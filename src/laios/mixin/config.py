@@ -20,6 +20,9 @@ _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 SERIES_LABELS = frozenset(
     {"tool", "outcome", "le", "error_type", "name", "unit", "version", "quantile"}
 )
+#: The ``laios_task_errors_total`` series of failures: that counter counts a cancelled task too,
+#: as ``error_type="cancelled"``, but a cancellation is the caller's choice, not a failure.
+FAILURE_TYPES = 'error_type!="cancelled"'
 #: The label on the recorded series and alerts of the rules of a selector, holding the selector
 #: (:attr:`MixinConfig.rule_set`): each rule set reads only the series it recorded itself.
 RULE_SET_LABEL = "laios_selector"
@@ -413,19 +416,33 @@ class MixinConfig:
 
     @property
     def error_budget(self) -> float:
-        """The share of results that may fail, ``1 - availability_objective``, rounded to 12
-        decimals so that it is written as given (``1e-07`` for 0.9999999, not
-        ``1.000000000583867e-07``).
+        """The share of results that may fail, ``1 - availability_objective``, subtracted in
+        decimal from the objective as written so that it is written as given (``1e-07`` for
+        0.9999999, not ``1.000000000583867e-07``; ``1e-13`` for 0.9999999999999, never 0).
 
         >>> MixinConfig(availability_objective=0.999).error_budget
         0.001
         """
-        return round(1 - self.availability_objective, 12)
+        return float(1 - Decimal(repr(self.availability_objective)))
 
     @property
     def by(self) -> str:
         """The group labels as a PromQL grouping list: ``cluster, namespace, job``."""
         return ", ".join(self.group_labels)
+
+
+def as_written(value: float, scale: int = 1) -> str:
+    """``value`` times ``scale`` to ten significant digits, as people write it; a share below
+    1 that ten digits would round up to a whole (an objective of many nines) with every digit
+    it was given instead, never as the whole.
+
+    >>> as_written(0.995, 100), as_written(0.9999999999999, 100), as_written(0.9999999999999)
+    ('99.5', '99.99999999999', '0.9999999999999')
+    """
+    text = f"{value * scale:.10g}"
+    if 0 <= value < 1 and float(text) >= scale:
+        text = format((Decimal(repr(value)) * scale).normalize(), "f")
+    return text
 
 
 def braced(parts: Iterable[str]) -> str:

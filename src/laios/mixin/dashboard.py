@@ -29,7 +29,7 @@ import json
 from typing import Any
 
 from laios.mixin import _grafana as g
-from laios.mixin.config import MixinConfig
+from laios.mixin.config import FAILURE_TYPES, MixinConfig, as_written
 
 __all__ = ["FAILED_OUTCOMES", "PROCESS_KILLS", "build_dashboard", "dashboard_json"]
 
@@ -117,7 +117,7 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
     ratio_steps = (
         g.Threshold("green"),
         g.Threshold("orange", budget),
-        g.Threshold("red", round(_FAST_BURN * budget, 12)),
+        g.Threshold("red", float(f"{_FAST_BURN * budget:.10g}")),
     )
     grid.row("Overview")
     grid.add(
@@ -134,8 +134,8 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
             "Share of results returned to callers (after retries) whose outcome was error,"
             " timeout or rejected, out of those not cancelled (as the alerts count). Orange"
             " above the error budget of the availability objective"
-            f" ({config.availability_objective:.10g}); red at {_FAST_BURN:g} times the budget,"
-            " where the fast-burn SLO alert pages.",
+            f" ({as_written(config.availability_objective)}); red at {_FAST_BURN:g} times the"
+            " budget, where the fast-burn SLO alert pages.",
             "percentunit",
             g.target(q.ratio("laios_task_results_total")),
             thresholds=ratio_steps,
@@ -427,12 +427,14 @@ def _errors(grid: g.Grid, q: _Queries) -> None:
             "Errors by tool and type",
             "Failures per second by tool and error type: the exception class, timeout,"
             " tool_error, a runner's word (worker_crashed, memory_limit, ...) or a rejection"
-            " reason (tool_not_found, saturated, shutdown). Counter exemplars point at the trace"
-            " of the latest failure of each type.",
+            " reason (tool_not_found, saturated, shutdown); cancellations, the callers' choice,"
+            " are left out. Counter exemplars point at the trace of the latest failure of each"
+            " type.",
             "ops",
             [
                 g.target(
-                    f"sum by (tool, error_type) ({q.rate('laios_task_errors_total')})",
+                    "sum by (tool, error_type) ("
+                    f"{q.rate('laios_task_errors_total', FAILURE_TYPES)})",
                     legend="{{tool}} {{error_type}}",
                     exemplar=True,
                 )
@@ -445,11 +447,11 @@ def _errors(grid: g.Grid, q: _Queries) -> None:
         g.table(
             "Top failing tools and error types",
             "The 10 (tool, error type) pairs with the most failures over the dashboard's time"
-            " range.",
+            " range (cancellations, the callers' choice, left out).",
             "short",
             g.target(
                 "topk(10,\n  sum by (tool, error_type) ("
-                f"increase({q.of('laios_task_errors_total')}[$__range])))",
+                f"increase({q.of('laios_task_errors_total', FAILURE_TYPES)}[$__range])))",
                 instant=True,
                 fmt="table",
             ),

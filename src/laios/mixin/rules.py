@@ -23,17 +23,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from laios.mixin._yaml import Commented
-from laios.mixin.config import RULE_SET_LABEL, MixinConfig, braced, matcher_parts
+from laios.mixin.config import (
+    FAILURE_TYPES,
+    RULE_SET_LABEL,
+    MixinConfig,
+    as_written,
+    braced,
+    matcher_parts,
+)
 
 __all__ = [
     "BURN_RATES",
     "SLO_WINDOWS",
+    "TOP_DURATION_BUCKET",
     "BurnRate",
     "alert_names",
     "burn_rates",
     "rule_groups",
     "runbook_url",
     "unreachable_burn_rates",
+    "unreachable_latency",
 ]
 
 #: Outcomes that are failures. A cancellation is the caller's choice: neither good nor bad.
@@ -112,6 +121,30 @@ def unreachable_burn_rates(config: MixinConfig) -> list[str]:
     ]
 
 
+#: The top finite bound of the default buckets of ``laios_task_duration_seconds`` (a store's
+#: ``duration_buckets``), the most a ``histogram_quantile`` of them reads: a p95 of tasks that
+#: all took longer is this.
+TOP_DURATION_BUCKET = 300.0
+
+
+def unreachable_latency(config: MixinConfig) -> list[str]:
+    """A message when LaiosToolLatencyHigh's threshold cannot be passed by a store with the
+    default duration buckets (the p95 it compares reads at most :data:`TOP_DURATION_BUCKET`),
+    saying what to do; none when it can."""
+    threshold = config.latency_p95_seconds
+    if threshold < TOP_DURATION_BUCKET:
+        return []
+    top = _number(TOP_DURATION_BUCKET)
+    return [
+        f"LaiosToolLatencyHigh: its threshold of {_number(threshold)} s can never be passed by "
+        f"a store with the default buckets of laios_task_duration_seconds, whose top bound is "
+        f"{top} s (the p95 of tasks that all took longer reads {top} s): it fires only for "
+        f"stores given duration_buckets with a bound above {_number(threshold)} s "
+        f"(MetricStore(duration_buckets=...)); a threshold under {top} s works with the "
+        "default buckets"
+    ]
+
+
 #: Every window the burn-rate alerts read, short ones first.
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
@@ -187,8 +220,8 @@ def _number(value: float) -> str:
 
 def _percent(value: float) -> str:
     """A share as a percentage, to ten significant digits: ``99.99999%``, never a rounded
-    ``100%``."""
-    return f"{value * 100:.10g}%"
+    ``100%`` (``99.99999999999%`` for an objective of 0.9999999999999)."""
+    return f"{as_written(value, 100)}%"
 
 
 def _scope(config: MixinConfig) -> str:
@@ -242,7 +275,7 @@ def _quantile(config: MixinConfig, q: str, metric: str, *matchers: str) -> str:
 
 def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
     tasks = f"rate(laios_tasks_total{config.matchers()}[5m])"
-    errors = f"rate(laios_task_errors_total{config.matchers()}[5m])"
+    errors = f"rate(laios_task_errors_total{config.matchers(FAILURE_TYPES)}[5m])"
     failed = _sum(
         config.record_labels,
         _recorded(config, "laios:tasks:rate5m", f'outcome=~"{FAILED}"'),
@@ -267,7 +300,8 @@ def _attempt_records(config: MixinConfig) -> list[dict[str, Any]]:
         ),
         _record(
             config,
-            "Failures per second by tool and error type.",
+            "Failures per second by tool and error type (cancellations, the callers' choice,\n"
+            "left out).",
             "laios:task_errors:rate5m",
             _sum(config.record_labels, errors, "tool", "error_type"),
         ),

@@ -24,7 +24,7 @@ from typing import Any, cast
 from laios.mixin import _yaml
 from laios.mixin.config import MixinConfig
 from laios.mixin.kubernetes import manifests
-from laios.mixin.rules import rule_groups, unreachable_burn_rates
+from laios.mixin.rules import rule_groups, unreachable_burn_rates, unreachable_latency
 
 __all__ = [
     "DASHBOARD_PATH",
@@ -82,7 +82,9 @@ class Rendering:
         files: File text by path relative to the output directory (``/``-separated).
         skipped: One message per file that could not be rendered, saying why.
         notes: One message per alert left out because it could never fire under the
-            configuration (see :func:`laios.mixin.rules.burn_rates`).
+            configuration (see :func:`laios.mixin.rules.burn_rates`), and one when
+            LaiosToolLatencyHigh can never fire for a store with the default buckets
+            (:func:`laios.mixin.rules.unreachable_latency`).
     """
 
     files: dict[str, str]
@@ -181,7 +183,9 @@ def render(config: MixinConfig) -> Rendering:
         files[DASHBOARD_PATH] = dashboard_text(config)
     files.update(_kubernetes_files(config))
     return Rendering(
-        files=files, skipped=tuple(skipped), notes=tuple(unreachable_burn_rates(config))
+        files=files,
+        skipped=tuple(skipped),
+        notes=(*unreachable_burn_rates(config), *unreachable_latency(config)),
     )
 
 
