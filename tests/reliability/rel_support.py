@@ -47,6 +47,8 @@ class Kit:
         self.release = threading.Event()
         self.calls: Counter[str] = Counter()
         self.exits: dict[str, float] = {}
+        #: How many times a polling tool has read its task's cancellation flag, by task id.
+        self.polls: Counter[str] = Counter()
         self.seen: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._entered = 0
@@ -75,6 +77,11 @@ class Kit:
         """Wait until ``count`` tools have started; return whether they did in time."""
         with self._condition:
             return self._condition.wait_for(lambda: self._entered >= count, timeout)
+
+    def poll(self, task_id: str) -> None:
+        """A polling tool is about to read its task's cancellation flag."""
+        with self._lock:
+            self.polls[task_id] += 1
 
     def exited(self, task_id: str) -> None:
         """A tool is returning now (its exit time is kept)."""
@@ -135,6 +142,7 @@ class PollCancelTool(_KitTool):
         self.kit.enter(task.task_id)
         deadline = time.monotonic() + float(kwargs.get("max_seconds", MAX_BLOCK_SECONDS))
         while time.monotonic() < deadline and not self.kit.release.is_set():
+            self.kit.poll(task.task_id)
             if task.cancelled:
                 self.kit.exited(task.task_id)
                 if kwargs.get("raise"):
