@@ -117,13 +117,19 @@ class HangTool(_KitTool):
 
 class SleepTool(_KitTool):
     name = "sleep"
-    description = "Sleeps `seconds`, then reports progress and a checkpoint (`late_report`)."
+    description = (
+        "Sleeps `seconds` (or until the kit releases it: `until_released`), then reports "
+        "progress and a checkpoint (`late_report`)."
+    )
 
     def _execute(self, **kwargs: Any) -> Any:
         task = require_current_task()
         self.kit.called(self.name)
         self.kit.enter(task.task_id)
-        time.sleep(float(kwargs.get("seconds", 0.0)))
+        if kwargs.get("until_released"):
+            self.kit.release.wait(MAX_BLOCK_SECONDS)
+        else:
+            time.sleep(float(kwargs.get("seconds", 0.0)))
         if kwargs.get("late_report"):
             task.progress(99, "late progress")
             task.checkpoint("late", {"rows": 1})
