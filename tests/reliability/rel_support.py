@@ -47,6 +47,8 @@ class Kit:
         self.release = threading.Event()
         self.calls: Counter[str] = Counter()
         self.exits: dict[str, float] = {}
+        #: How many times a polling tool has read its task's cancellation flag, by task id.
+        self.polls: Counter[str] = Counter()
         self.seen: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._entered = 0
@@ -75,6 +77,11 @@ class Kit:
         """Wait until ``count`` tools have started; return whether they did in time."""
         with self._condition:
             return self._condition.wait_for(lambda: self._entered >= count, timeout)
+
+    def poll(self, task_id: str) -> None:
+        """A polling tool is about to read its task's cancellation flag."""
+        with self._lock:
+            self.polls[task_id] += 1
 
     def exited(self, task_id: str) -> None:
         """A tool is returning now (its exit time is kept)."""
@@ -110,13 +117,19 @@ class HangTool(_KitTool):
 
 class SleepTool(_KitTool):
     name = "sleep"
-    description = "Sleeps `seconds`, then reports progress and a checkpoint (`late_report`)."
+    description = (
+        "Sleeps `seconds` (or until the kit releases it: `until_released`), then reports "
+        "progress and a checkpoint (`late_report`)."
+    )
 
     def _execute(self, **kwargs: Any) -> Any:
         task = require_current_task()
         self.kit.called(self.name)
         self.kit.enter(task.task_id)
-        time.sleep(float(kwargs.get("seconds", 0.0)))
+        if kwargs.get("until_released"):
+            self.kit.release.wait(MAX_BLOCK_SECONDS)
+        else:
+            time.sleep(float(kwargs.get("seconds", 0.0)))
         if kwargs.get("late_report"):
             task.progress(99, "late progress")
             task.checkpoint("late", {"rows": 1})
@@ -135,6 +148,7 @@ class PollCancelTool(_KitTool):
         self.kit.enter(task.task_id)
         deadline = time.monotonic() + float(kwargs.get("max_seconds", MAX_BLOCK_SECONDS))
         while time.monotonic() < deadline and not self.kit.release.is_set():
+            self.kit.poll(task.task_id)
             if task.cancelled:
                 self.kit.exited(task.task_id)
                 if kwargs.get("raise"):

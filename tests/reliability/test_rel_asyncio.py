@@ -153,7 +153,8 @@ def test_cancelling_execute_parallel_leaves_no_task_running(
 def test_after_shutdown_async_calls_fail_at_once(
     new_executor: Callable[..., Executor], ctx: Context, kit: Kit, call: str
 ) -> None:
-    """After shutdown(), execute_async / execute_parallel return rejected results within 50 ms."""
+    """After shutdown(), execute_async / execute_parallel return rejected results at once: in
+    well under the 5 s timeout they were given (2 s, far above the milliseconds it takes)."""
     executor = new_executor()
     executor.shutdown()
     started = time.perf_counter()
@@ -162,7 +163,7 @@ def test_after_shutdown_async_calls_fail_at_once(
     else:
         results = asyncio.run(executor.execute_parallel([make_task("fast")] * 3, ctx))
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.05, f"took {elapsed * 1000:.1f} ms"
+    assert elapsed < 2.0, f"took {elapsed:.3f} s"
     for result in results:
         assert not result.success
         assert result.metadata["outcome"] == "rejected"

@@ -1,8 +1,14 @@
 """Cancellation from inside: a tool that polls ``current_task().cancelled`` stops promptly.
 
 ``cancel_task`` on a running task only sets a flag (Python cannot stop a thread); a tool that
-checks it every 10 ms exits within 100 ms, and the task ends ``cancelled``: not retried, and
-counted in ``laios_task_errors_total`` as ``cancelled`` only, never as the way the tool stopped.
+checks it every 10 ms sees it at its first check after ``cancel_task`` returns, and the caller
+then has its result at once; the task ends ``cancelled``: not retried, and counted in
+``laios_task_errors_total`` as ``cancelled`` only, never as the way the tool stopped.
+
+Promptness is read as work done (the tool's checks of the flag after ``cancel_task``), and the
+caller's wait from the tool's exit against a bound far from both what it takes (milliseconds)
+and the caller's own 5 s timeout that a missed cancellation would wait for, so that a loaded
+machine pausing a thread cannot fail it.
 """
 
 from __future__ import annotations
@@ -21,8 +27,12 @@ from laios.execution.executor import Executor
 
 MODES = ("inline", "timeout", "async", "parallel", "retry")
 
-#: ``cancel_running(mode, **params)`` -> (task, result, exit lag, return lag)
-CancelRunning = Callable[..., tuple[Task, Any, float, float]]
+#: ``cancel_running(mode, **params)`` -> (task, result, checks of the flag after cancel_task,
+#: seconds from the tool's exit to the caller's result)
+CancelRunning = Callable[..., tuple[Task, Any, int, float]]
+#: Longest the caller may take to have its result once the tool has returned: far above the
+#: milliseconds it takes, far below the caller's 5 s timeout.
+RETURN_BOUND = 1.0
 
 
 def start_in_mode(
@@ -50,41 +60,43 @@ def cancel_running(
     and return lag.
     """
 
-    def run(mode: str, **params: Any) -> tuple[Task, Any, float, float]:
+    def run(mode: str, **params: Any) -> tuple[Task, Any, int, float]:
         executor = new_executor()
         task = make_task("poll_cancel", interval=0.01, **params)
         box = start_in_mode(executor, mode, task, ctx, background)
         assert kit.wait_entered(1)
-        time.sleep(0.05)  # let it poll a few times
-        cancelled_at = time.perf_counter()
+        assert wait_until(lambda: kit.polls[task.id] >= 3)  # (it has polled a few times)
         assert executor.cancel_task(task.id) is True
+        polled = kit.polls[task.id]
         assert wait_until(lambda: bool(box), timeout=5.0), "the caller never got a result"
         returned_at = time.perf_counter()
         kind, result, _ = box[0]
         assert kind == "ok", result
-        exit_lag = kit.exits[task.id] - cancelled_at
-        return task, result, exit_lag, returned_at - cancelled_at
+        return task, result, kit.polls[task.id] - polled, returned_at - kit.exits[task.id]
 
     return run
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_polling_tool_exits_within_100ms_of_cancel(
+def test_polling_tool_exits_at_its_first_check_after_cancel(
     cancel_running: CancelRunning, mode: str
 ) -> None:
-    """A tool polling every 10 ms leaves its loop less than 100 ms after cancel_task."""
-    _, _, exit_lag, _ = cancel_running(mode)
-    assert exit_lag < 0.1, f"tool exited {exit_lag * 1000:.1f} ms after cancel_task"
+    """A tool polling every 10 ms leaves its loop at its first check of the flag after
+    cancel_task returns (which set it), or before (a check racing the return): within 10 ms,
+    however loaded the machine."""
+    _, _, checks, _ = cancel_running(mode)
+    assert checks <= 1, f"the tool checked the flag {checks} times after cancel_task"
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_caller_gets_the_cancelled_result_within_100ms(
+def test_caller_gets_the_cancelled_result_once_the_tool_returns(
     cancel_running: CancelRunning, mode: str
 ) -> None:
-    """The caller holds a cancelled result less than 100 ms after cancel_task."""
+    """The caller holds a cancelled result as soon as the tool has returned, not after its
+    own timeout."""
     _, result, _, return_lag = cancel_running(mode)
     assert result.metadata["outcome"] == "cancelled"
-    assert return_lag < 0.1, f"result arrived {return_lag * 1000:.1f} ms after cancel_task"
+    assert return_lag < RETURN_BOUND, f"result arrived {return_lag:.3f} s after the tool returned"
 
 
 @pytest.mark.parametrize("style", ["returns", "raises"])

@@ -35,6 +35,12 @@ from laios.tools.base import BaseTool
 
 MAX_WORKERS = 4
 HUNG_TIMEOUT = 0.2
+#: Longest a call that must not wait for a hung tool may take beyond its own timeout: far
+#: above what it takes (milliseconds), far below the 10 s a hung tool holds its thread, or
+#: the 5 s timeout of a pooled call that waited for a thread.
+PROMPT_SECONDS = 2.0
+#: Timeout of a pooled call in ``run_pooled``.
+POOLED_TIMEOUT = 5.0
 
 
 def hang_concurrently(
@@ -96,50 +102,53 @@ def run_pooled(executor: Executor, mode: str, ctx: Context, tool: str) -> TaskRe
     """Run one ``tool`` task on the worker pool in ``mode``."""
     task = make_task(tool)
     if mode == "execute_task":
-        return executor.execute_task(task, ctx, timeout=1.0)
+        return executor.execute_task(task, ctx, timeout=POOLED_TIMEOUT)
     if mode == "execute_async":
-        return asyncio.run(executor.execute_async(task, ctx, timeout=1.0))
-    results = asyncio.run(executor.execute_parallel([task], ctx, timeout=1.0))
+        return asyncio.run(executor.execute_async(task, ctx, timeout=POOLED_TIMEOUT))
+    results = asyncio.run(executor.execute_parallel([task], ctx, timeout=POOLED_TIMEOUT))
     return results[0]
 
 
 POOLED_MODES = ("execute_task", "execute_async", "execute_parallel")
 
 
-def test_each_hung_tool_times_out_within_half_a_second(
+def test_each_hung_tool_times_out_at_its_timeout(
     new_executor: Callable[..., Executor], ctx: Context, background: Background
 ) -> None:
-    """Four tools blocked forever, timeout 0.2 s, 4 workers: each caller times out in < 0.5 s."""
+    """Four tools blocked for good, timeout 0.2 s, 4 workers: each caller times out at its
+    timeout, not when the tool returns."""
     executor = new_executor(max_workers=MAX_WORKERS)
     timings = hang_concurrently(executor, ctx, background, MAX_WORKERS)
     for seconds, result in timings:
         assert result.metadata["outcome"] == "timeout"
         assert "timeout" in (result.error or "")
-        assert seconds < 0.5, f"timed out after {seconds:.3f} s"
+        assert seconds < HUNG_TIMEOUT + PROMPT_SECONDS, f"timed out after {seconds:.3f} s"
 
 
-def test_hung_parallel_batch_times_out_within_half_a_second(
+def test_hung_parallel_batch_times_out_at_its_timeout(
     new_executor: Callable[..., Executor], ctx: Context
 ) -> None:
-    """execute_parallel of four tools blocked forever (timeout 0.2 s) returns in < 0.5 s."""
+    """execute_parallel of four tools blocked for good (timeout 0.2 s) returns at its timeout,
+    not when the tools return."""
     executor = new_executor(max_workers=MAX_WORKERS)
     tasks = [make_task("hang") for _ in range(MAX_WORKERS)]
     results, elapsed = timed(
         lambda: asyncio.run(executor.execute_parallel(tasks, ctx, timeout=HUNG_TIMEOUT))
     )
     assert [r.metadata["outcome"] for r in results] == ["timeout"] * MAX_WORKERS
-    assert elapsed < 0.5, f"batch returned after {elapsed:.3f} s"
+    assert elapsed < HUNG_TIMEOUT + PROMPT_SECONDS, f"batch returned after {elapsed:.3f} s"
     assert executor.abandoned_threads == MAX_WORKERS
 
 
 @pytest.mark.parametrize("mode", POOLED_MODES)
-def test_fast_task_succeeds_within_a_second_while_all_workers_hang(
+def test_fast_task_succeeds_at_once_while_all_workers_hang(
     hung_executor: Executor, ctx: Context, mode: str
 ) -> None:
-    """With every worker held by a hung tool, a fast task still succeeds within 1 s."""
+    """With every worker held by a hung tool, a fast task still succeeds at once (on a
+    replacement thread), not at its 5 s timeout."""
     result, elapsed = timed(run_pooled, hung_executor, mode, ctx, "fast")
     assert result.success, result.error
-    assert elapsed < 1.0, f"fast task took {elapsed:.3f} s"
+    assert elapsed < PROMPT_SECONDS, f"fast task took {elapsed:.3f} s"
 
 
 def test_abandoned_threads_counts_the_hung_tools(
@@ -152,16 +161,17 @@ def test_abandoned_threads_counts_the_hung_tools(
 
 
 @pytest.mark.parametrize("mode", POOLED_MODES)
-def test_past_the_cap_new_tasks_are_rejected_saturated_within_50ms(
+def test_past_the_cap_new_tasks_are_rejected_saturated_at_once(
     executor_with_hung: Callable[..., Executor], ctx: Context, kit: Kit, mode: str
 ) -> None:
-    """8 hung tools (4 workers + 4 replacements): the next task is rejected as saturated < 50 ms."""
+    """8 hung tools (4 workers + 4 replacements): the next task is rejected as saturated at
+    once, not queued until its 5 s timeout."""
     executor = executor_with_hung(2 * MAX_WORKERS)
     result, elapsed = timed(run_pooled, executor, mode, ctx, "fast")
     assert not result.success
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "saturated"
-    assert elapsed < 0.05, f"rejection took {elapsed * 1000:.1f} ms"
+    assert elapsed < PROMPT_SECONDS, f"rejection took {elapsed:.3f} s"
     assert kit.calls["fast"] == 0
 
 
@@ -209,30 +219,27 @@ def test_inline_tasks_still_run_on_a_saturated_executor(
     assert executor.execute_task(make_task("fast"), ctx).success
 
 
-def test_release_returns_gauge_and_threads_to_baseline_within_a_second(
+def test_release_returns_gauge_and_threads_to_baseline(
     executor_with_hung: Callable[..., Executor],
     ctx: Context,
     kit: Kit,
     prom_registry: CollectorRegistry,
 ) -> None:
-    """After the hung tools return: abandoned 0 and at most max_workers workers within 1 s."""
+    """After the hung tools return: abandoned 0 and at most max_workers workers (the surplus
+    threads exit)."""
     before = worker_threads()
     executor = executor_with_hung(2 * MAX_WORKERS)
     assert len(worker_threads() - before) == 2 * MAX_WORKERS
 
     kit.release.set()
-    released = time.perf_counter()
     settled = wait_until(
         lambda: executor.abandoned_threads == 0 and len(worker_threads() - before) <= MAX_WORKERS,
-        timeout=1.0,
-        step=0.001,
+        timeout=10.0,
     )
-    elapsed = time.perf_counter() - released
     assert settled, (
-        f"after 1 s: abandoned={executor.abandoned_threads}, "
+        f"after 10 s: abandoned={executor.abandoned_threads}, "
         f"workers={len(worker_threads() - before)}"
     )
-    assert elapsed < 1.0
     assert executor.store.abandoned_threads == 0
     assert sample_sum(prom_registry, "laios_executor_abandoned_threads") == 0
     assert executor.execute_task(make_task("fast"), ctx, timeout=1.0).success
@@ -263,12 +270,12 @@ def test_queued_task_is_not_stranded_when_the_executor_becomes_saturated(
         assert await asyncio.to_thread(kit.wait_entered, cap)
         queued = asyncio.ensure_future(executor.execute_async(make_task("fast"), ctx))
         await hung
-        done, _ = await asyncio.wait([queued], timeout=1.0)
+        done, _ = await asyncio.wait([queued], timeout=POOLED_TIMEOUT)
         kit.release.set()  # let the hung tools return so that a stranded task could finish
         return bool(done), await queued
 
     finished_in_time, result = asyncio.run(scenario())
-    assert finished_in_time, "the queued task was still waiting 1 s after saturation"
+    assert finished_in_time, "the queued task was still waiting 5 s after saturation"
     assert result.metadata["outcome"] == "rejected"
     assert result.metadata["error_type"] == "saturated"
     assert kit.calls["fast"] == 0
@@ -320,7 +327,7 @@ def test_tool_returning_as_its_timeout_strikes_is_accounted_once(
         sys.setswitchinterval(previous)
         sampler.join(5.0)
     assert lowest[0] >= 0, "laios_executor_abandoned_threads read below zero"
-    assert wait_until(lambda: executor.abandoned_threads == 0, timeout=1.0), (
+    assert wait_until(lambda: executor.abandoned_threads == 0, timeout=5.0), (
         f"executor.abandoned_threads stuck at {executor.abandoned_threads} "
         f"(store: {store.abandoned_threads})"
     )

@@ -13,10 +13,28 @@ from prometheus_client import CollectorRegistry
 from rel_support import Kit, make_task, sample_sum, timed
 
 from laios.core.types import Context
+from laios.execution import retry
 from laios.execution.executor import Executor
 from laios.execution.retry import RetryPolicy, sleeps_disabled
 
 SAMPLES = 10_000
+#: Longest a retry call that must wait little or not at all may take: far above what it takes
+#: (milliseconds), far below the waits (5 s, 30 s) or the hang (10 s) a defect would add.
+PROMPT_SECONDS = 2.0
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The seconds each wait between attempts was asked for, in order (the waits happen)."""
+    asked: list[float] = []
+    real_sleep = retry.sleep
+
+    def sleep(seconds: float, stop: Any = None) -> None:
+        asked.append(seconds)
+        real_sleep(seconds, stop)
+
+    monkeypatch.setattr(retry, "sleep", sleep)
+    return asked
 
 
 @pytest.mark.parametrize(
@@ -28,15 +46,14 @@ def test_non_retryable_failure_runs_once(
     ctx: Context,
     kit: Kit,
     prom_registry: CollectorRegistry,
+    waits: list[float],
     tool: str,
     error_type: str,
 ) -> None:
     """A failure the default rule refuses to retry is run once: no retry, no wait."""
     executor = new_executor()
-    result, elapsed = timed(
-        lambda: executor.execute_with_retry(make_task(tool), ctx, max_retries=3, retry_delay=5.0)
-    )
-    assert elapsed < 1.0
+    result = executor.execute_with_retry(make_task(tool), ctx, max_retries=3, retry_delay=5.0)
+    assert waits == []
     assert result.metadata["error_type"] == error_type
     assert result.metadata["retries"] == 0
     assert sample_sum(prom_registry, "laios_tasks_total") == 1
@@ -142,9 +159,11 @@ def test_jitter_spreads_delays_over_the_whole_band() -> None:
 
 
 def test_waits_between_attempts_follow_the_policy(
-    new_executor: Callable[..., Executor], ctx: Context, kit: Kit
+    new_executor: Callable[..., Executor], ctx: Context, kit: Kit, waits: list[float]
 ) -> None:
-    """Real waits between attempts are at least the policy's delay (0.05, 0.1, 0.2 s)."""
+    """The waits between attempts are the policy's delays (0.05, 0.1, 0.2 s), and the real
+    gaps between attempts at least those. (How much longer a loaded machine makes a gap is
+    not the policy's: it is not bounded here.)"""
     executor = new_executor()
     starts: list[float] = []
 
@@ -155,16 +174,19 @@ def test_waits_between_attempts_follow_the_policy(
     executor.execute_with_retry(
         make_task("fail"), ctx, max_retries=3, retry_delay=0.05, backoff=2.0, on_progress=note
     )
+    assert waits == pytest.approx([0.05, 0.1, 0.2])
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) == 3
     for gap, expected in zip(gaps, [0.05, 0.1, 0.2], strict=True):
-        assert expected <= gap < expected + 0.25, gaps
+        assert expected <= gap, gaps
 
 
 def test_deadline_stops_retrying_in_time(
-    new_executor: Callable[..., Executor], ctx: Context, kit: Kit
+    new_executor: Callable[..., Executor], ctx: Context, kit: Kit, waits: list[float]
 ) -> None:
-    """deadline=0.5 s with 0.1 s waits and 1000 retries allowed: back within 0.5 s (+0.15)."""
+    """deadline=0.5 s with 0.1 s waits and 1000 retries allowed: the waits asked for add up
+    to no more than the deadline (the last one cut to what is left of it), and at most six
+    attempts run; the call is back long before 1000 waits of 0.1 s."""
     executor = new_executor()
     result, elapsed = timed(
         lambda: executor.execute_with_retry(
@@ -173,14 +195,15 @@ def test_deadline_stops_retrying_in_time(
     )
     assert not result.success
     assert result.metadata["retry_deadline_exceeded"] is True
-    assert elapsed < 0.65, f"returned after {elapsed:.3f} s"
+    assert sum(waits) <= 0.5 + 1e-9, waits
     assert kit.calls["fail"] <= 6
+    assert elapsed < PROMPT_SECONDS, f"returned after {elapsed:.3f} s"
 
 
 def test_deadline_cuts_a_hanging_attempt(
     new_executor: Callable[..., Executor], ctx: Context, kit: Kit
 ) -> None:
-    """deadline=0.3 s and no timeout: a tool that hangs is timed out at the deadline."""
+    """deadline=0.3 s and no timeout: a tool that hangs (10 s) is timed out at the deadline."""
     executor = new_executor()
     result, elapsed = timed(
         lambda: executor.execute_with_retry(
@@ -188,7 +211,7 @@ def test_deadline_cuts_a_hanging_attempt(
         )
     )
     assert result.metadata["outcome"] == "timeout"
-    assert elapsed < 0.45, f"returned after {elapsed:.3f} s"
+    assert 0.3 <= elapsed < 0.3 + PROMPT_SECONDS, f"returned after {elapsed:.3f} s"
     assert kit.calls["hang"] == 1
 
 
@@ -203,7 +226,7 @@ def test_sleeps_disabled_skips_a_30_second_delay(
     elapsed = time.perf_counter() - started
     assert result.metadata["retries"] == 2
     assert kit.calls["fail"] == 3
-    assert elapsed < 0.5, f"took {elapsed:.3f} s"
+    assert elapsed < PROMPT_SECONDS, f"took {elapsed:.3f} s"
 
 
 def test_retry_sleep_env_switch_skips_a_30_second_delay(
@@ -218,4 +241,4 @@ def test_retry_sleep_env_switch_skips_a_30_second_delay(
     started = time.perf_counter()
     result = executor.execute_with_retry(make_task("fail"), ctx, max_retries=2, retry_delay=30)
     assert result.metadata["retries"] == 2
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < PROMPT_SECONDS

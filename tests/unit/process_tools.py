@@ -373,7 +373,7 @@ class StuckOnExit(BaseTool):
     )
 
     def _execute(self, **kwargs: Any) -> Any:
-        sys.stdout = _StuckStream()  # type: ignore[assignment]
+        sys.stdout = _StuckStream()
         block = bytearray(kwargs.get("mb", 0) * 1024 * 1024)
         return os.getpid() + len(block) * 0
 

@@ -13,7 +13,6 @@ import gc
 import gzip
 import signal
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -503,18 +502,15 @@ def test_cancel_between_retry_attempts_stops_the_retries(
     executor = make_executor(store=store)
     task = make_task("boom")
     thread, box = in_thread(
-        executor.execute_with_retry, task, context, max_retries=5, retry_delay=1.0
+        executor.execute_with_retry, task, context, max_retries=5, retry_delay=30.0
     )
     assert wait_until(lambda: _outcomes(store, "boom") == {"error": 1})
-    assert waiting.wait(5)  # the loop is in its 1 s wait before the second attempt
+    assert waiting.wait(5)  # the loop is in its 30 s wait before the second attempt
 
-    cancelled_at = time.monotonic()
     assert executor.cancel_task(task.id) is True
-    thread.join(5)
-    elapsed = time.monotonic() - cancelled_at
+    thread.join(10)
 
-    assert not thread.is_alive()
-    assert elapsed < 0.6
+    assert not thread.is_alive(), "the retry loop waited on after cancel_task"
     result = box[0]
     assert not result.success
     assert result.metadata["retry_cancelled"] is True

@@ -201,26 +201,48 @@ def test_a_task_queued_past_its_deadline_times_out_when_another_call_saturates(
     assert "saturated" not in _errors(executor.store)
 
 
+#: The caller's timeout in the slow hand-over test, and how long before its end the hand-over
+#: ends (the tool then starts, and blocks).
+HAND_OVER_TIMEOUT = 2.5
+HAND_OVER_LEFT = 0.5
+
+
 class SlowToAccept(ThreadRunner):
-    """A thread runner whose ``submit`` takes 0.6 s (a runner starting a worker process)."""
+    """A thread runner whose ``submit`` takes until ``HAND_OVER_LEFT`` seconds before the
+    call's deadline (a runner starting a worker process), noting when it handed it over."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.handed_over: list[float] = []
 
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
-        time.sleep(0.6)
-        return super().submit(call, events)
+        assert call.deadline is not None
+        while time.monotonic() < call.deadline - HAND_OVER_LEFT:
+            time.sleep(0.01)
+        handle = super().submit(call, events)
+        self.handed_over.append(time.monotonic())
+        return handle
 
 
 def test_a_slow_hand_over_counts_against_the_callers_timeout(
     make_executor: Any, make_task: Any, context: Context, gate: Any
 ) -> None:
     """The caller's timeout runs from when the task was accepted: a runner that takes long to
-    accept the call does not add its time to the caller's wait."""
-    executor = make_executor(runner=SlowToAccept(2, 2))
-    started = time.monotonic()
-    result = executor.execute_task(make_task("blocked"), context, timeout=1.0)
-    elapsed = time.monotonic() - started
+    accept the call does not add its time to the caller's wait. After a hand-over that ends
+    0.5 s before the deadline, the caller waits about those 0.5 s, not a whole timeout.
+
+    Read from the end of the hand-over, the two differ by 2 s, half of it on either side
+    of the bound, so a loaded machine stretching either wait cannot cross it."""
+    runner = SlowToAccept(2, 2)
+    executor = make_executor(runner=runner)
+    result = executor.execute_task(make_task("blocked"), context, timeout=HAND_OVER_TIMEOUT)
+    returned = time.monotonic()
     assert result.metadata["outcome"] == "timeout"
-    # (Counting the timeout from the end of the hand-over made it 1.6 s.)
-    assert elapsed < 1.35, f"the caller waited {elapsed:.2f}s for a 1s timeout"
+    (handed_over,) = runner.handed_over
+    # (Counting the timeout from the end of the hand-over made it the whole 2.5 s.)
+    waited = returned - handed_over
+    bound = (HAND_OVER_TIMEOUT + HAND_OVER_LEFT) / 2
+    assert waited < bound, f"the caller waited {waited:.2f}s after the hand-over"
 
 
 class ExitingRegistry(ToolRegistry):

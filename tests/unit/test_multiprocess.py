@@ -1800,6 +1800,92 @@ def test_a_file_with_numbers_laios_never_writes_is_left_out_and_the_scrape_answe
     assert tasks_total(scrape(registry)) == 3
 
 
+def _damage_histograms(document: dict[str, Any], damage: str) -> None:
+    """Make the first tool's first outcome histogram (or its queue-wait histogram, or a
+    custom metric) of ``document`` hold what ``damage`` says; ``"buckets falling"`` is no
+    damage: bucket counts are each bucket's own, not cumulative, so they may fall."""
+    totals = document["sections"][0]["totals"]
+    tool = next(iter(totals["tools"].values()))
+    histogram = next(iter(tool["outcomes"].values()))
+    buckets = histogram[2]
+    if damage == "negative sum":
+        histogram[1] = -2.5
+    elif damage == "negative queue-wait sum":
+        tool["queue_wait"][1] = -0.5
+    elif damage == "negative custom sum":
+        totals["custom"] = [[["rows", "items"], [2, -7.0]]]
+    elif damage == "NaN count":
+        histogram[0] = float("nan")
+    elif damage == "infinite count":
+        histogram[0] = float("inf")
+    elif damage == "fractional count":
+        histogram[0] = 2.5
+    elif damage == "buckets above the count":
+        buckets[-1] += 1
+    elif damage == "buckets below the count":
+        histogram[0] += 1
+    else:  # (3 observations: 2 in the first bucket, 1 in the second)
+        assert damage == "buckets falling"
+        histogram[:3] = [3, 0.012, [2, 1] + [0] * (len(buckets) - 2)]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "negative sum",
+        "negative queue-wait sum",
+        "negative custom sum",
+        "NaN count",
+        "infinite count",
+        "fractional count",
+        "buckets above the count",
+        "buckets below the count",
+    ],
+)
+def test_a_file_with_a_histogram_laios_never_writes_is_left_out_with_one_warning(
+    export: MultiprocessExport,
+    store: MetricStore,
+    registry: CollectorRegistry,
+    directory: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
+    """Another process's file holding a histogram no store writes (a negative sum, a count
+    that is no whole number, buckets that do not add up to the count) is left out whole, with
+    one warning naming it however often it is scraped: a negative sum was added in, taking
+    the exported sum down (a counter reset to Prometheus) and below zero."""
+    run_tasks(store, 3)
+    export.write()
+    assert export.path is not None
+    before = scrape(registry)
+    document = json.loads(export.path.read_text())
+    document["pid"] = 1
+    _damage_histograms(document, damage)
+    damaged = directory / "laios-proc-1-deadbeef0000.json"
+    damaged.write_text(json.dumps(document))
+    with caplog.at_level(logging.WARNING, "laios.execution"):
+        assert scrape(registry) == before
+        assert scrape(registry) == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(damaged) in warnings[0]
+
+
+def test_a_file_whose_bucket_counts_fall_is_added_in(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
+) -> None:
+    """Bucket counts are each bucket's own: a histogram of 3 with 2 in its first bucket and
+    1 in its second is a store's, added in like any other."""
+    run_tasks(store, 3)
+    export.write()
+    assert export.path is not None
+    document = json.loads(export.path.read_text())
+    document["pid"] = 1
+    _damage_histograms(document, "buckets falling")
+    (directory / "laios-proc-1-deadbeef0000.json").write_text(json.dumps(document))
+    assert tasks_total(scrape(registry)) == 6
+
+
 def test_a_directory_named_like_a_file_is_left_out_and_the_scrape_answers(
     export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry, directory: Path
 ) -> None:

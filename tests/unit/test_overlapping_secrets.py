@@ -120,7 +120,7 @@ def test_a_long_run_of_overlapping_occurrences_is_followed_only_as_far_as_the_cu
     """A text that is one huge run of a self-overlapping secret costs bounded work where it
     is cut: the run ends the kept text with its marker."""
     text = "0" * 5_000_000 + " tail"
-    started = time.perf_counter()
+    started = time.thread_time()  # (work done: what a loaded machine does not stretch)
     head = scrub_head(f"pin {text}", ["0000"], 100)
-    assert time.perf_counter() - started < 2.0
+    assert time.thread_time() - started < 2.0
     assert head == f"pin {REDACTED}"

@@ -93,9 +93,9 @@ def test_secret_values_of_a_very_deep_chain_is_bounded_and_does_not_recurse() ->
     chain: Any = {"api_key": SECRET}
     for _ in range(MAX_SECRET_SCAN_ITEMS * 3):
         chain = {"next": chain}
-    started = time.perf_counter()
+    started = time.thread_time()  # (work done: what a loaded machine does not stretch)
     assert secret_values(chain) == []  # the secret lies past the item budget
-    assert time.perf_counter() - started < 2.0
+    assert time.thread_time() - started < 2.0
 
 
 # -- secrets inside objects ----------------------------------------------------------------
@@ -194,9 +194,9 @@ def test_redact_of_a_huge_dataclass_stays_within_the_byte_budget() -> None:
         api_key: str = SECRET
 
     bulky = Bulky(rows=list(range(2_000_000)))
-    started = time.perf_counter()
+    started = time.thread_time()  # (work done: what a loaded machine does not stretch)
     text = to_json({"bulky": bulky}, secrets=secret_values({"bulky": bulky}))
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert len(text.encode("utf-8")) <= MAX_VALUE_BYTES
     assert SECRET not in text
 

@@ -62,9 +62,9 @@ def test_a_whole_number_backoff_schedule_stays_quick_however_far_it_goes() -> No
     ceiling), never as an exact power of ever more digits, which took seconds (and, for a
     retry number like 10**30, never ended)."""
     policy = RetryPolicy(max_retries=5, retry_delay=1, backoff=3, max_delay=60)
-    started = time.monotonic()
+    started = time.thread_time()  # (work done: what a loaded machine does not stretch)
     assert policy.delay(10**7) == 60
-    assert time.monotonic() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert policy.delay(10**30) == 60
     assert RetryPolicy(retry_delay=1, backoff=3).delay(10**30) == threading.TIMEOUT_MAX
     assert [policy.delay(n) for n in range(1, 6)] == [1, 3, 9, 27, 60]

@@ -304,8 +304,12 @@ def _dataclass(cls: type) -> Callable[[Any], Any]:
 
 
 def _check_histograms(section: Section) -> None:
-    """Every histogram of ``section`` has one bucket (and exemplar slot) per bound of its
-    kind (duration or queue wait), plus +Inf."""
+    """Every histogram of ``section`` is one a store writes: one bucket (and exemplar slot)
+    per bound of its kind (duration or queue wait), plus +Inf; bucket counts (each bucket's
+    own) that add up to its count; a sum of zero or more (a store counts a negative span as
+    0). The sum of a custom metric is never negative either (a store exports no negative
+    sample). Added in, a negative sum would take an exported sum down, which Prometheus reads
+    as a counter reset, and below zero, which OpenMetrics forbids."""
     totals = section.totals
     durations = len(section.bounds) + 1
     waits = len(totals.queue_wait_buckets) + 1
@@ -314,11 +318,22 @@ def _check_histograms(section: Section) -> None:
             *((histogram, durations) for histogram in tool.outcomes.values()),
             (tool.queue_wait, waits),
         ):
-            if len(histogram[2]) != size or len(histogram[3]) != size:
+            count, total, buckets, exemplars = histogram
+            if len(buckets) != size or len(exemplars) != size:
                 raise UnreadableFile(
-                    f"tool {tool.tool!r}: a histogram has {len(histogram[2])} buckets, "
+                    f"tool {tool.tool!r}: a histogram has {len(buckets)} buckets, "
                     f"its bounds say {size}"
                 )
+            if sum(buckets) != count:
+                raise UnreadableFile(
+                    f"tool {tool.tool!r}: a histogram's buckets hold {sum(buckets)} "
+                    f"observations, its count says {count}"
+                )
+            if total < 0.0:
+                raise UnreadableFile(f"tool {tool.tool!r}: a histogram's sum is negative")
+    for (name, _), (_, total) in totals.custom.items():
+        if total < 0.0:
+            raise UnreadableFile(f"custom metric {shorten(name, 200)!r}: its sum is negative")
 
 
 def _check_labels(section: Section) -> None:
