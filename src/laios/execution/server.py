@@ -421,11 +421,14 @@ def _wsgi(
             for name, value in environ.items()
             if name.startswith("HTTP_") and isinstance(value, str)
         )
+        # The target as received, which most WSGI servers pass (PATH_INFO is decoded).
+        target = environ.get("REQUEST_URI", environ.get("RAW_URI"))
         request = Request(
             method=environ.get("REQUEST_METHOD", "GET"),
             path=environ.get("PATH_INFO") or "/",
             query=environ.get("QUERY_STRING", ""),
             headers=joined_headers(pairs),
+            raw_path=target.partition("?")[0] if isinstance(target, str) else None,
         )
         response = endpoint.handle(
             request, loopback_only=loopback_only, allowed_hosts=allowed_hosts
@@ -753,6 +756,7 @@ class _QuietHandler(WSGIRequestHandler):
             return False
         parsed = (
             super().parse_request()
+            and self._target_as_sent()
             and self._one_reading()
             and self._unfolded()
             and self._origin_form()
@@ -762,6 +766,23 @@ class _QuietHandler(WSGIRequestHandler):
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)
         return parsed
+
+    def _target_as_sent(self) -> bool:
+        """Take the request target as the request line has it; return ``True``.
+
+        ``http.server`` turns a path starting with ``//`` into one with a single ``/`` (a
+        guard for its file server's redirects, which this server never sends): ``//metrics``
+        would be served as ``/metrics``, which no proxy in front reads it as.
+        """
+        self.path = self.requestline.split()[1]  # (three words: parse_request checked)
+        return True
+
+    def get_environ(self) -> WSGIEnvironment:
+        """The WSGI environment, with ``REQUEST_URI``: the target as received, which the
+        app matches its routes against (``PATH_INFO`` is percent-decoded)."""
+        environ = super().get_environ()
+        environ["REQUEST_URI"] = self.path
+        return environ
 
     def _one_reading(self) -> bool:
         """Whether the headers read one way only; else answer ``400`` saying why and return
