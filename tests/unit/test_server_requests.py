@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from http_drivers import call_wsgi, exchange, http_scope
@@ -127,3 +129,116 @@ def test_the_asgi_app_matches_the_raw_path_it_is_given(raw_path: bytes, status: 
     assert asyncio.run(exchange(app, scope)).answer().status == status
     del scope["raw_path"]  # (optional in ASGI: the path alone then)
     assert asyncio.run(exchange(app, scope)).answer().status == 200
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; fail if it neither sends nor closes
+    within WITHIN (a client left waiting) or resets the connection."""
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except TimeoutError:
+        pytest.fail(f"the connection was neither answered nor closed: {answer[:200]!r}")
+    except ConnectionResetError:
+        pytest.fail(f"the connection was reset after {len(answer)} bytes: {answer[:200]!r}")
+    return answer
+
+
+def one_whole_answer(answer: bytes) -> tuple[dict[str, str], bytes]:
+    """The headers and body of ``answer``, checking it is one answer, whole."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert len(body) == int(headers["Content-Length"]), (len(body), headers)
+    return headers, body
+
+
+def test_pipelined_requests_get_one_answer_that_says_the_connection_closes(
+    server: MetricsServer,
+) -> None:
+    """Two requests written at once on a keep-alive connection get the first answer whole,
+    with ``Connection: close``, and the connection closed after it: a client knows at once
+    that the second request must be sent again, and never waits for its answer. The answer
+    said nothing of the connection (an HTTP/1.0 status line was the only hint)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WITHIN) as sock:
+        sock.sendall(request + request.replace(b"/healthz", b"/metrics"))
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
+    headers, body = one_whole_answer(answer)
+    assert headers["Connection"] == "close"
+    assert body == b"ok\n"
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/status", "/nope"])
+def test_every_answer_of_a_route_says_the_connection_closes(
+    server: MetricsServer, path: str
+) -> None:
+    """The routes' answers carry ``Connection: close`` once, as the server's own error
+    answers do."""
+    answer = send_raw(server.port, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert head.split(b"\r\n").count(b"Connection: close") == 1, head
+
+
+def connection_threads(server: MetricsServer) -> list[threading.Thread]:
+    """The threads serving connections of ``server``, alive."""
+    name = f"laios-metrics-{server.port}-connection"
+    return [thread for thread in threading.enumerate() if thread.name == name]
+
+
+def wait_for(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WITHIN
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def big_registry() -> CollectorRegistry:
+    """A registry whose text format takes about a megabyte: more than a socket's buffers."""
+    from prometheus_client import Gauge
+
+    registry = CollectorRegistry()
+    gauge = Gauge("filler", "Samples enough to fill the socket buffers.", ["n"], registry=registry)
+    for index in range(40000):
+        gauge.labels(str(index)).set(index)
+    return registry
+
+
+def test_a_big_answer_to_pipelined_requests_is_not_cut_by_the_unread_one() -> None:
+    """A pipelined request the server does not read (here, one too big for its read buffer)
+    does not cut the answer to the first: the connection was reset at its close with the
+    unread bytes, and the client got part of a megabyte answer and ECONNRESET."""
+    first = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    second = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Filler: " + b"y" * 20000 + b"\r\n\r\n"
+    with start_http_server(0, store=MetricStore(), registry=big_registry()) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WITHIN) as sock:
+            sock.sendall(first + second)
+            # Read only once the server is done with the connection: its answer is then all
+            # in the sockets' buffers, where a reset would throw it away.
+            assert wait_for(lambda: not connection_threads(server))
+            answer = read_until_closed(sock)
+    headers, body = one_whole_answer(answer)
+    assert body.count(b"filler{") == 40000
+    assert headers["Connection"] == "close"
+
+
+def test_a_request_body_the_server_does_not_read_does_not_reset_the_connection(
+    server: MetricsServer,
+) -> None:
+    """A ``POST`` with a body of 24 MB (more than the sockets' buffers hold; no route reads
+    it) gets its ``405`` and a clean close: the client could write its whole body. The
+    connection was reset under the client as it wrote, and it never read the answer."""
+    body = b"z" * 24_000_000
+    head = b"POST /metrics HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=WITHIN) as sock:
+        try:
+            sock.sendall(head + body)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            pytest.fail(f"the connection was cut while the request was written: {exc!r}")
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.0 405 "), answer[:200]
+    one_whole_answer(answer)

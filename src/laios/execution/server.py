@@ -60,9 +60,10 @@ from email import errors as email_errors
 from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.headers import Headers
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -142,6 +143,11 @@ _ACCEPT_BACKOFF = 0.1
 #: At shutdown: how long an answer being written may take to finish before its connection is
 #: cut, and how long a connection's thread then has to end.
 _CLOSE_GRACE = 2.0
+#: After an answer, with bytes of the client still coming (a pipelined request, a body no
+#: route reads): how long they are read and dropped, waiting for the client to close, before
+#: the connection is closed. Closed with bytes unread, it would be reset, and the reset throws
+#: away what of the answer the client has not read yet.
+_LINGER = 2.0
 #: Seconds between two warnings of the same kind.
 _WARN_EVERY = 60.0
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -522,10 +528,12 @@ def _check_limits(
 
 @dataclass(eq=False)
 class _Connection:
-    """A connection being served: since when, and whether its request is still arriving."""
+    """A connection being served: since when, whether its request is still arriving, and
+    whether its answer is written and what the client still sends is being dropped."""
 
     opened: float
     receiving: bool = True
+    lingering: bool = False
 
 
 class _HeadTooLarge(http.client.HTTPException):
@@ -596,6 +604,31 @@ class _RequestReader(io.BufferedReader):
         return line
 
 
+class _ClosingServerHandler(ServerHandler):
+    """``wsgiref``'s handler of one request, whose answers say ``Connection: close``: the
+    server answers one request a connection, and a client that sent more on it (pipelined)
+    knows at once to send them again rather than wait (RFC 9112 section 9.6). A WSGI app may
+    not set the header itself: it is a hop-by-hop header."""
+
+    headers: Headers  # (set by wsgiref before cleanup_headers(); not in the type stubs)
+    request_handler: WSGIRequestHandler
+
+    def cleanup_headers(self) -> None:
+        """Add ``Content-Length`` when missing, and ``Connection: close``."""
+        super().cleanup_headers()
+        self.headers["Connection"] = "close"
+
+
+def _bytes_left(sock: socket.socket, headers: Any) -> bool:
+    """Whether the client may still be sending after its request was answered: bytes wait to
+    be read, or its headers announced a body (which no route reads)."""
+    if headers is not None:
+        length = str(headers.get("Content-Length", "")).strip()
+        if "Transfer-Encoding" in headers or (length and length != "0"):
+            return True
+    return _has_input(sock)
+
+
 class _DebugLog(io.StringIO):
     """What ``wsgiref`` writes to its stderr: a failed write to a client, which went away or
     stopped reading. Sent to the debug log rather than the service's stderr."""
@@ -654,6 +687,8 @@ class _QuietHandler(WSGIRequestHandler):
     version in ``Server``."""
 
     server_version = _SERVER_NAME
+    #: Whether an answer was (or is being) written: a connection is lingered on only then.
+    answered = False
     # An error page: one line of plain text, the status and what to change.
     error_message_format = "%(code)d %(message)s: %(explain)s\n"
     error_content_type = "text/plain; charset=utf-8"
@@ -677,13 +712,40 @@ class _QuietHandler(WSGIRequestHandler):
         try:
             if isinstance(self.connection, ssl.SSLSocket) and not self._handshake():
                 return
-            super().handle()
+            self._handle_one()
         except OSError as exc:
             _log.debug("dropped the connection of %s: %r", self.client_address[0], exc)
         except _HeadTooLarge:  # while reading the request line (long headers get 431)
             self.requestline, self.request_version, self.command = "", "", ""
             with contextlib.suppress(OSError):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+
+    def _handle_one(self) -> None:
+        """``WSGIRequestHandler.handle``, whose answer says the connection closes after it."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.parse_request():  # (answered)
+            return
+        handler = _ClosingServerHandler(
+            self.rfile,
+            cast("IO[bytes]", self.wfile),
+            self.get_stderr(),
+            self.get_environ(),
+            multithread=False,
+        )
+        handler.request_handler = self  # (what wsgiref's own handler is given)
+        self.answered = True
+        handler.run(cast("WSGIApplication", cast(WSGIServer, self.server).get_app()))  # (set)
+
+    def finish(self) -> None:
+        """Flush the answer; with bytes of the client still coming after it, drop them until
+        the client closes (at most ``_LINGER`` seconds) before the connection is closed."""
+        super().finish()
+        if self.answered and _bytes_left(self.connection, getattr(self, "headers", None)):
+            cast("_ThreadingServer", self.server).linger(self.connection)
 
     def version_string(self) -> str:
         """What ``Server`` says in an error answer: the name, without Python's version."""
@@ -719,6 +781,7 @@ class _QuietHandler(WSGIRequestHandler):
         for name, value in cast("_ThreadingServer", self.server).extra_headers:
             self.send_header(name, value)
         self.send_header(*NOSNIFF)
+        self.answered = True
         super().end_headers()
 
     def _handshake(self) -> bool:
@@ -1051,14 +1114,16 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self._join_handlers(time.monotonic() + _CLOSE_GRACE)
 
     def _close_connections(self, *, receiving_only: bool) -> None:
-        """Shut down the open connections (only those whose request is still arriving), but
-        the one the calling thread is answering, if any: its answer is still written."""
+        """Shut down the open connections (only those whose request is still arriving, or
+        whose answer is written and whose client is still sending), but the one the calling
+        thread is answering, if any: its answer is still written."""
         own = getattr(self._serving, "sock", None)
         with self._slots:
             socks = [
                 sock
                 for sock, connection in self._open.items()
-                if (connection.receiving or not receiving_only) and sock is not own
+                if (connection.receiving or connection.lingering or not receiving_only)
+                and sock is not own
             ]
         for sock in socks:
             with contextlib.suppress(OSError):
@@ -1087,6 +1152,25 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         with self._slots:
             self._slots.notify_all()
         super().shutdown()
+
+    def linger(self, sock: socket.socket) -> None:
+        """Say the answer on ``sock`` is complete (end of file after it), then read and drop
+        what the client still sends until it closes, for at most ``_LINGER`` seconds (no
+        longer than ``connection_timeout``), so that closing does not reset the connection
+        and throw away what of the answer the client has not read. A shutdown of the server
+        cuts it short."""
+        with self._slots:
+            connection = self._open.get(sock)
+            if connection is None or self._closing.is_set():
+                return
+            connection.lingering = True
+        deadline = time.monotonic() + min(_LINGER, self.connection_timeout)
+        with contextlib.suppress(OSError, ValueError):
+            sock.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                if not sock.recv(65536):
+                    return
 
     def request_received(self, sock: socket.socket) -> None:
         """Mark a connection whose request has arrived: it is not dropped to make room."""
@@ -1301,7 +1385,10 @@ def start_http_server(
     with a request a new one waits up to half a second for one to finish, then gets
     ``503 Service Unavailable`` (with ``Retry-After: 1``). A request's line and headers may
     take 64 KiB in all (more gets ``431``); empty lines before the request line are skipped
-    (RFC 9112) and count against it. When the process runs out of file
+    (RFC 9112) and count against it. One request is answered a connection, and the answer
+    says ``Connection: close``; what a client still sends after it (a pipelined request, a
+    body) is dropped until it closes, for at most 2 s, so the answer is not cut short by a
+    reset. When the process runs out of file
     descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
     warning (at most once a minute); when no thread can be started for a connection, that one
     gets ``503`` (with a warning, at most once a minute).
