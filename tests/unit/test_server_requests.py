@@ -99,12 +99,16 @@ def test_an_absolute_form_target_names_its_path_as_written(server: MetricsServer
         ("/laios/metrics?name[]=laios_build_info", 200),
         ("/l%61ios/metrics", 200),  # (the mount's prefix is its server's business)
         ("http://localhost/laios/metrics", 200),
+        ("/prom", 200),  # a middleware in front rewrote the path: it is routed as given
+        ("/prom%2Fx", 200),
     ],
 )
 def test_the_wsgi_app_matches_the_path_its_server_received(request_uri: str, status: int) -> None:
     """Mounted in a WSGI server that passes the target as received (``REQUEST_URI``:
-    gunicorn, uWSGI, mod_wsgi, Werkzeug), the app serves a route only when that target ends
-    with the route as written; ``PATH_INFO`` is decoded by every server."""
+    gunicorn, uWSGI, mod_wsgi, Werkzeug), a target that ends with another spelling of the
+    route (``PATH_INFO`` is decoded by every server) is not found; a path that a middleware
+    in front rewrote (``PATH_INFO`` is no decoded end of the target) is routed as given. A
+    rewritten path got 404."""
     app = make_wsgi_app(MetricStore(), CollectorRegistry())
     answer = call_wsgi(app, path="/metrics", environ={"REQUEST_URI": request_uri})
     assert answer.status == status
@@ -118,11 +122,13 @@ def test_the_wsgi_app_matches_the_path_its_server_received(request_uri: str, sta
         (b"/laios/metric%73", 404),
         (b"/metrics", 200),
         (b"/l%61ios/metrics", 200),
+        (b"/prom", 200),  # a middleware in front rewrote the path: it is routed as given
     ],
 )
 def test_the_asgi_app_matches_the_raw_path_it_is_given(raw_path: bytes, status: int) -> None:
-    """The ASGI app serves a route only when ``raw_path`` (the path as received, which
-    uvicorn, Hypercorn and Daphne give) ends with the route as written."""
+    """The ASGI app does not serve a route when ``raw_path`` (the path as received, which
+    uvicorn, Hypercorn and Daphne give) ends with another spelling of it; a path that a
+    middleware in front rewrote is routed as given. A rewritten path got 404."""
     app = make_asgi_app(MetricStore(), CollectorRegistry())
     scope = http_scope(path="/metrics")
     scope["raw_path"] = raw_path

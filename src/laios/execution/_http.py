@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal, get_args
+from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 
@@ -525,19 +526,23 @@ class Endpoint:
 
 def _written_path(request: Request) -> str:
     """The path to route ``request`` by: its decoded path, or, when the path as received
-    does not end with it as written, the path as received (which names no route).
+    ends with another spelling of it, the path as received (which names no route).
 
     A route is served at its path as written only: ``/%6detrics`` (a percent-encoded
     letter) and ``//metrics`` are not ``/metrics``. RFC 3986 calls the first equivalent, but
     Prometheus and every HTTP client send a route's letters as they are, and a proxy rule
     that compares the path as sent (HAProxy's ``path``, Envoy without ``normalize_path``)
     would let the other spelling through to a server that decoded it. The mount point
-    before the route is the hosting server's business and may be spelled any way.
+    before the route is the hosting server's business and may be spelled any way. A path that
+    is not the decoded end of the one received was rewritten by a middleware in front of the
+    app, and is routed as given.
     """
     path = request.path or "/"
     raw = request.raw_path
     if raw is None or path in ("/", "*") or raw.endswith(path):
         return path
+    if not unquote(raw, errors="replace").endswith(path):
+        return path  # (rewritten: another path, not another spelling of it)
     return raw
 
 
