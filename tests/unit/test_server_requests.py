@@ -248,3 +248,28 @@ def test_a_request_body_the_server_does_not_read_does_not_reset_the_connection(
         answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.0 405 "), answer[:200]
     one_whole_answer(answer)
+
+
+def test_connections_whose_clients_keep_sending_after_the_answer_make_way_for_new_ones() -> None:
+    """At the connection limit, a connection whose answer is written, and whose client keeps
+    sending after it (a body announced and trickling), is closed to make room for a new
+    one, as an idle one is: such clients cannot hold every slot. The new one waited for a
+    slot, then got 503."""
+    head = b"POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n"
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), max_connections=2
+    ) as server:
+        hogs = [socket.create_connection(("127.0.0.1", server.port), timeout=WITHIN)]
+        hogs.append(socket.create_connection(("127.0.0.1", server.port), timeout=WITHIN))
+        try:
+            for hog in hogs:
+                hog.sendall(head + b"z")
+            for hog in hogs:  # each is answered (405) and its connection lingered on
+                assert hog.recv(65536).startswith(b"HTTP/1.0 405 ")
+            for hog in hogs:
+                hog.sendall(b"z")
+            answer = send_raw(server.port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        finally:
+            for hog in hogs:
+                hog.close()
+    assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]

@@ -1158,12 +1158,13 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         what the client still sends until it closes, for at most ``_LINGER`` seconds (no
         longer than ``connection_timeout``), so that closing does not reset the connection
         and throw away what of the answer the client has not read. A shutdown of the server
-        cuts it short."""
+        cuts it short, and so does a new connection at the limit (see :meth:`_drop_idle`)."""
         with self._slots:
             connection = self._open.get(sock)
             if connection is None or self._closing.is_set():
                 return
             connection.lingering = True
+            self._slots.notify_all()  # (a new connection waiting for a slot may take this one)
         deadline = time.monotonic() + min(_LINGER, self.connection_timeout)
         with contextlib.suppress(OSError, ValueError):
             sock.shutdown(socket.SHUT_WR)
@@ -1208,11 +1209,20 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     def _drop_idle(self, now: float) -> bool:
         """Drop the oldest idle connection; return whether there was one.
 
-        Idle: its request has not arrived (no complete request line and headers), nothing from
-        it is waiting to be read, and it has been open for at least ``_IDLE_GRACE``. A client
-        that sent nothing, or part of a request and then stalled, is idle; one whose request is
-        there but not read yet (its thread has not run) is not.
+        Idle: its answer is written and its client still sending (see :meth:`linger`: the
+        oldest of these goes first, whatever its age); or its request has not arrived (no
+        complete request line and headers), nothing from it is waiting to be read, and it has
+        been open for at least ``_IDLE_GRACE``. A client that sent nothing, or part of a
+        request and then stalled, is idle; one whose request is there but not read yet (its
+        thread has not run) is not.
         """
+        answered = next((sock for sock, open_ in self._open.items() if open_.lingering), None)
+        if answered is not None:
+            del self._open[answered]
+            with contextlib.suppress(OSError):
+                answered.shutdown(socket.SHUT_RDWR)  # its thread sees end of file and closes it
+            _log.debug("closed a connection whose answer was written to make room for a new one")
+            return True
         for sock, connection in self._open.items():
             if not connection.receiving:
                 continue
@@ -1380,8 +1390,9 @@ def start_http_server(
     Idle and slow clients cannot starve the endpoint: a client has ``connection_timeout``
     seconds to send its whole request (a byte at a time does not extend it), and each write of
     the answer may block at most as long. At most ``max_connections`` connections are served
-    at once; at the limit, the oldest connection whose request has still not arrived (with
-    nothing waiting to be read) is dropped to make room, and when every connection is busy
+    at once; at the limit, a connection whose answer is written but whose client is still
+    sending, else the oldest connection whose request has still not arrived (with
+    nothing waiting to be read), is dropped to make room, and when every connection is busy
     with a request a new one waits up to half a second for one to finish, then gets
     ``503 Service Unavailable`` (with ``Retry-After: 1``). A request's line and headers may
     take 64 KiB in all (more gets ``431``); empty lines before the request line are skipped
