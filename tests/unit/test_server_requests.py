@@ -4,11 +4,14 @@ written, several requests on one connection."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from http_drivers import call_wsgi, exchange, http_scope
@@ -24,6 +27,7 @@ from laios.execution.store import MetricStore
 
 #: Generous bounds: the tests run on loaded two-core machines.
 WITHIN = 10.0
+REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "server-and-prometheus.md"
 
 
 @pytest.fixture
@@ -273,3 +277,47 @@ def test_connections_whose_clients_keep_sending_after_the_answer_make_way_for_ne
             for hog in hogs:
                 hog.close()
     assert answer.startswith(b"HTTP/1.0 200 "), answer[:200]
+
+
+#: Well within the default connection_timeout (10 s) that a TLS handshake waited out.
+PROMPTLY = 3.0
+
+
+def client_hello() -> bytes:
+    """The first bytes a TLS client sends: its ClientHello record."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_tls_handshake_at_the_plain_http_port_gets_400_saying_to_use_http(
+    server: MetricsServer,
+) -> None:
+    """A client speaking TLS to the plain-HTTP server (an https:// URL, a scrape with
+    ``scheme: https``) gets at once a 400 saying this server speaks plain HTTP, so its
+    handshake fails at once (OpenSSL's "wrong version number", Go's "first record does not
+    look like a TLS handshake"). Unless the ClientHello's random bytes held a line feed, the
+    server waited for the end of a request line until the connection timeout (10 s) and
+    closed without a word. (Here the ClientHello up to its first line feed.)"""
+    hello = client_hello().partition(b"\n")[0]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=PROMPTLY) as sock:
+        sock.sendall(hello)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.0 400 "), answer[:200]
+    body = answer.partition(b"\r\n\r\n")[2]
+    assert b"plain HTTP" in body, body
+    assert b"http://" in body, body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference  # (the reference lists each such answer)
+
+
+def test_an_https_client_at_the_plain_http_port_fails_its_handshake_at_once(
+    server: MetricsServer,
+) -> None:
+    """A real TLS client fails its handshake at once, on the plain-text answer."""
+    context = ssl.create_default_context()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=PROMPTLY) as sock:
+        with pytest.raises(ssl.SSLError, match=r"(?i)wrong.version.number"):
+            context.wrap_socket(sock, server_hostname="localhost")

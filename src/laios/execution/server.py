@@ -710,7 +710,15 @@ class _QuietHandler(WSGIRequestHandler):
     def handle(self) -> None:
         """Serve the request; a client that times out, resets or is dropped is let go quietly."""
         try:
-            if isinstance(self.connection, ssl.SSLSocket) and not self._handshake():
+            if isinstance(self.connection, ssl.SSLSocket):
+                if not self._handshake():
+                    return
+            elif self._opens_tls():
+                self.requestline, self.request_version, self.command = "", "HTTP/1.0", ""
+                self._refuse_request(
+                    "this server speaks plain HTTP, and the client began a TLS handshake: use "
+                    "an http:// URL (or give the server a tls_server_config for https://)"
+                )
                 return
             self._handle_one()
         except OSError as exc:
@@ -719,6 +727,24 @@ class _QuietHandler(WSGIRequestHandler):
             self.requestline, self.request_version, self.command = "", "", ""
             with contextlib.suppress(OSError):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+
+    def _opens_tls(self) -> bool:
+        """Whether the client's first byte begins a TLS handshake record (``0x16``), within
+        the connection's deadline, without reading it.
+
+        An https:// URL for this plain-HTTP server: answered ``400`` at once, so the client's
+        handshake fails at once on an answer that is no TLS record (OpenSSL's "wrong version
+        number"), instead of the server waiting for the end of a request line that a
+        ClientHello holds only by chance (a line feed among its random bytes).
+        """
+        sock: socket.socket = self.connection
+        timeout = sock.gettimeout()
+        sock.settimeout(max(self._deadline - time.monotonic(), 0.001))
+        try:
+            first = sock.recv(1, socket.MSG_PEEK)
+        finally:
+            sock.settimeout(timeout)
+        return first == b"\x16"
 
     def _handle_one(self) -> None:
         """``WSGIRequestHandler.handle``, whose answer says the connection closes after it."""
