@@ -98,8 +98,9 @@ class Request:
         query: The raw query string, without ``?`` (``""`` when there is none).
         headers: Header names in lower case; repeated headers joined with ``", "``.
         raw_path: The whole path as the request carried it, mount point included, not
-            percent-decoded; ``None`` when the server does not pass it. A route is served
-            only when it ends with the route as written (see :meth:`Endpoint.handle`).
+            percent-decoded; ``None`` when the server does not pass it. A route is not served
+            when it ends with another spelling of the route (``/%6detrics``; see
+            :func:`_written_path`).
     """
 
     method: str
