@@ -321,3 +321,22 @@ def test_an_https_client_at_the_plain_http_port_fails_its_handshake_at_once(
     with socket.create_connection(("127.0.0.1", server.port), timeout=PROMPTLY) as sock:
         with pytest.raises(ssl.SSLError, match=r"(?i)wrong.version.number"):
             context.wrap_socket(sock, server_hostname="localhost")
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.10", b"HTTP/01.1", b"HTTP/1.01", b"HTTP/10.0"])
+def test_a_version_of_more_than_one_digit_a_side_gets_400(
+    server: MetricsServer, version: bytes
+) -> None:
+    """An HTTP version is one digit, a dot and one digit (RFC 9112 section 2.3):
+    ``HTTP/1.10`` or ``HTTP/01.1`` is no version, and gets the 400 of a malformed request
+    line. They were served, as HTTP/1.10 and HTTP/1.1 (``HTTP/10.0`` got 505)."""
+    answer = send_raw(server.port, b"GET /healthz " + version + b"\r\nHost: localhost\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 400 "), answer[:200]
+    assert b"the request line is not a method, a path and a version" in answer
+
+
+def test_versions_of_one_digit_a_side_are_read_as_before(server: MetricsServer) -> None:
+    """HTTP/1.0 and HTTP/1.1 are served; HTTP/2.0 gets 505."""
+    for version, status in ((b"HTTP/1.0", 200), (b"HTTP/1.1", 200), (b"HTTP/2.0", 505)):
+        request = b"GET /healthz " + version + b"\r\nHost: localhost\r\n\r\n"
+        assert status_of(send_raw(server.port, request)) == status, version

@@ -173,6 +173,8 @@ def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
 _SERVER_NAME = "laios"
 #: Most bytes of a request's line and headers read; a request with more gets ``431``.
 MAX_REQUEST_HEAD = 65536
+#: An HTTP version as RFC 9112 (section 2.3) writes it: one digit, a dot, one digit.
+_HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 #: A line break and the white space that starts a folded header line (obs-fold, RFC 9112).
 _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
 #: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
@@ -833,15 +835,24 @@ class _QuietHandler(WSGIRequestHandler):
         An HTTP/0.9 request (``GET`` and a path, no version) is answered ``400`` at once:
         no headers follow it, and ``http.server`` would wait for them until the connection's
         deadline, then close without an answer. (Served as HTTP/0.9, the answer would be a
-        bare body, without the headers every answer carries.)
+        bare body, without the headers every answer carries.) A version that is not one digit,
+        a dot and one digit (RFC 9112 section 2.3: ``HTTP/1.10``, ``HTTP/01.1``, which
+        ``http.server`` reads as numbers) gets the ``400`` of a malformed request line.
         """
         requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        if len(requestline.split()) == 2:  # (split as http.server splits it)
+        words = requestline.split()  # (split as http.server splits it)
+        if len(words) == 2:
             self.requestline = requestline
             self.command, self.request_version = "", "HTTP/1.0"
             self._refuse_request(
                 "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
             )
+            return False
+        if len(words) == 3 and _HTTP_VERSION.fullmatch(words[2]) is None:
+            self.requestline = requestline
+            self.command, self.request_version = "", "HTTP/1.0"
+            self.close_connection = True
+            self.send_error(HTTPStatus.BAD_REQUEST)
             return False
         parsed = (
             super().parse_request()
