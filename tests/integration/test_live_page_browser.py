@@ -14,6 +14,8 @@ import json
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -355,17 +357,39 @@ def test_the_page_reads_status_where_it_is_mounted(browser: Browser, live: Live)
 def test_the_page_at_a_doubled_slash_reads_status_of_its_own_server(
     browser: Browser, live: Live
 ) -> None:
-    """The server answers ``//`` (an address built as ``url + "/"`` from one ending in ``/``)
-    with the page; the page reads ``/status`` of its own server and its links lead there, not
-    to a host named ``status`` or ``metrics`` (``//status`` is a URL without a scheme)."""
-    for slashes in ("//", "///"):
-        page, _ = open_page(browser, f"{live.url}{slashes}?every=0.5", viewport=DESKTOP)
-        page.wait_for_selector(tool_row("quick"))
-        assert (page.locator("#state-text").text_content() or "").startswith("live")
-        for link, route in (("status-link", "status"), ("metrics-link", "metrics")):
-            href = page.evaluate(f"document.getElementById('{link}').href")
-            assert href == f"{live.url}/{route}"
-        page.close()
+    """Served by a server that merges the slashes (``wsgiref``, as ``http.server`` does), ``//``
+    (an address built as ``url + "/"`` from one ending in ``/``) is the page; the page reads
+    ``/status`` of its own server and its links lead there, not to a host named ``status`` or
+    ``metrics`` (``//status`` is a URL without a scheme). The built-in server serves a path
+    as written only: ``//`` gets 404."""
+    assert urlopen_status(f"{live.url}//") == 404
+    app = make_wsgi_app(live.store, live.prometheus)
+    with make_server("127.0.0.1", 0, app, handler_class=_QuietHandler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1})
+        thread.start()
+        try:
+            base = f"http://127.0.0.1:{httpd.server_port}"
+            for slashes in ("//", "///"):
+                page, _ = open_page(browser, f"{base}{slashes}?every=0.5", viewport=DESKTOP)
+                page.wait_for_selector(tool_row("quick"))
+                assert (page.locator("#state-text").text_content() or "").startswith("live")
+                for link, route in (("status-link", "status"), ("metrics-link", "metrics")):
+                    href = page.evaluate(f"document.getElementById('{link}').href")
+                    assert href == f"{base}/{route}"
+                page.close()
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+
+
+def urlopen_status(url: str) -> int:
+    """The status ``url`` answers a GET with."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code
 
 
 def test_the_page_says_when_the_server_is_gone_and_recovers(browser: Browser, live: Live) -> None:

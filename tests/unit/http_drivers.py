@@ -44,9 +44,11 @@ def call_wsgi(
     path: str = "/metrics",
     headers: Mapping[str, str] | None = None,
     query: str = "",
+    environ: Mapping[str, str] | None = None,
 ) -> Answer:
-    """Call a WSGI app as a WSGI server would, without a socket."""
-    environ: dict[str, Any] = {
+    """Call a WSGI app as a WSGI server would, without a socket; ``environ`` adds to (or
+    replaces) what such a server passes."""
+    passed: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "SCRIPT_NAME": "",
         "PATH_INFO": path,
@@ -63,13 +65,14 @@ def call_wsgi(
         "wsgi.run_once": False,
     }
     for name, value in (headers or {}).items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
+        passed["HTTP_" + name.upper().replace("-", "_")] = value
+    passed.update(environ or {})
     started: dict[str, Any] = {}
 
     def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
         started["status"], started["headers"] = status, response_headers
 
-    body = b"".join(app(environ, start_response))
+    body = b"".join(app(passed, start_response))
     return Answer(int(started["status"].split()[0]), _collect(started["headers"]), body)
 
 

@@ -614,3 +614,10 @@ def test_without_a_thread_to_render_in_the_answer_is_computed_in_place(
         short = [call_asgi(app).status for _ in range(MAX_PENDING_RENDERS + 2)]
     assert short == [200] * (MAX_PENDING_RENDERS + 2)
     assert [call_asgi(app).status for _ in range(3)] == [200, 200, 200]
+
+
+@pytest.mark.parametrize("path", ["//metrics", "/%6detrics", "/metric%73"])
+def test_uvicorn_serves_a_route_only_at_its_path_as_written(uvicorn_url: str, path: str) -> None:
+    """Through uvicorn, which decodes ``path`` and passes ``raw_path`` as received, a path
+    that only decodes to a route is not found."""
+    assert call_http(uvicorn_url, path=path).status == 404

@@ -7,6 +7,8 @@ A CA, a server certificate for 127.0.0.1 and client certificates are made on the
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import logging
 import os
 import socket
@@ -442,3 +444,23 @@ def test_a_handshake_sent_a_byte_at_a_time_is_cut_at_the_deadline(
             elapsed = time.monotonic() - started
     assert closed
     assert elapsed < ANSWER_WITHIN
+
+
+def test_a_body_sent_over_tls_after_the_answer_does_not_cut_it_short(
+    pki: tuple[Authority, Issued, Issued], https: MetricsServer
+) -> None:
+    """Over TLS too, a client still writing a body no route reads (24 MB, more than the
+    sockets' buffers hold) can write it whole and then reads its ``405``: the connection is
+    not reset under it."""
+    ca, _, _ = pki
+    body = b"z" * 24_000_000
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", https.port, timeout=ANSWER_WITHIN * 2, context=client_context(ca)
+    )
+    try:
+        connection.request("POST", "/metrics", body=body)
+        answer = connection.getresponse()
+        assert (answer.status, answer.getheader("Connection")) == (405, "close")
+        assert json.loads(answer.read()) == {"error": "method not allowed"}
+    finally:
+        connection.close()

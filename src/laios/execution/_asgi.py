@@ -170,11 +170,13 @@ def _request(scope: Scope) -> Request:
         (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
         for name, value in scope.get("headers") or ()
     )
+    raw_path = scope.get("raw_path")  # (optional in ASGI; not percent-decoded)
     return Request(
         method=str(scope.get("method", "GET")),
         path=_route_path(scope),
         query=bytes(scope.get("query_string") or b"").decode("latin-1"),
         headers=joined_headers(pairs),
+        raw_path=None if raw_path is None else bytes(raw_path).decode("latin-1").partition("?")[0],
     )
 
 

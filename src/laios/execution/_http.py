@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal, get_args
+from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry
 
@@ -96,12 +97,17 @@ class Request:
         path: The path below the app's mount point, percent-decoded (``/metrics``).
         query: The raw query string, without ``?`` (``""`` when there is none).
         headers: Header names in lower case; repeated headers joined with ``", "``.
+        raw_path: The whole path as the request carried it, mount point included, not
+            percent-decoded; ``None`` when the server does not pass it. A route is not served
+            when it ends with another spelling of the route (``/%6detrics``; see
+            :func:`_written_path`).
     """
 
     method: str
     path: str
     query: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
+    raw_path: str | None = None
 
     def header(self, name: str) -> str:
         """The value of header ``name`` (lower case), ``""`` when absent."""
@@ -413,7 +419,7 @@ class Endpoint:
         return Response(response.status, headers, b"" if request.method == "HEAD" else body)
 
     def _respond(self, request: Request) -> Response:
-        path = request.path or "/"
+        path = _written_path(request)
         if path == "*":
             return self._server_wide(request)
         verdict = (
@@ -517,6 +523,28 @@ class Endpoint:
             body = gzip.compress(body)
             headers.append(("Content-Encoding", "gzip"))
         return Response(200, headers, body)
+
+
+def _written_path(request: Request) -> str:
+    """The path to route ``request`` by: its decoded path, or, when the path as received
+    ends with another spelling of it, the path as received (which names no route).
+
+    A route is served at its path as written only: ``/%6detrics`` (a percent-encoded
+    letter) and ``//metrics`` are not ``/metrics``. RFC 3986 calls the first equivalent, but
+    Prometheus and every HTTP client send a route's letters as they are, and a proxy rule
+    that compares the path as sent (HAProxy's ``path``, Envoy without ``normalize_path``)
+    would let the other spelling through to a server that decoded it. The mount point
+    before the route is the hosting server's business and may be spelled any way. A path that
+    is not the decoded end of the one received was rewritten by a middleware in front of the
+    app, and is routed as given.
+    """
+    path = request.path or "/"
+    raw = request.raw_path
+    if raw is None or path in ("/", "*") or raw.endswith(path):
+        return path
+    if not unquote(raw, errors="replace").endswith(path):
+        return path  # (rewritten: another path, not another spelling of it)
+    return raw
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:

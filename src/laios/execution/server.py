@@ -60,9 +60,10 @@ from email import errors as email_errors
 from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.headers import Headers
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -142,6 +143,11 @@ _ACCEPT_BACKOFF = 0.1
 #: At shutdown: how long an answer being written may take to finish before its connection is
 #: cut, and how long a connection's thread then has to end.
 _CLOSE_GRACE = 2.0
+#: After an answer, with bytes of the client still coming (a pipelined request, a body no
+#: route reads): how long they are read and dropped, waiting for the client to close, before
+#: the connection is closed. Closed with bytes unread, it would be reset, and the reset throws
+#: away what of the answer the client has not read yet.
+_LINGER = 2.0
 #: Seconds between two warnings of the same kind.
 _WARN_EVERY = 60.0
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -167,6 +173,8 @@ def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
 _SERVER_NAME = "laios"
 #: Most bytes of a request's line and headers read; a request with more gets ``431``.
 MAX_REQUEST_HEAD = 65536
+#: An HTTP version as RFC 9112 (section 2.3) writes it: one digit, a dot, one digit.
+_HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 #: A line break and the white space that starts a folded header line (obs-fold, RFC 9112).
 _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
 #: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
@@ -421,11 +429,14 @@ def _wsgi(
             for name, value in environ.items()
             if name.startswith("HTTP_") and isinstance(value, str)
         )
+        # The target as received, which most WSGI servers pass (PATH_INFO is decoded).
+        target = environ.get("REQUEST_URI", environ.get("RAW_URI"))
         request = Request(
             method=environ.get("REQUEST_METHOD", "GET"),
             path=environ.get("PATH_INFO") or "/",
             query=environ.get("QUERY_STRING", ""),
             headers=joined_headers(pairs),
+            raw_path=target.partition("?")[0] if isinstance(target, str) else None,
         )
         response = endpoint.handle(
             request, loopback_only=loopback_only, allowed_hosts=allowed_hosts
@@ -519,10 +530,12 @@ def _check_limits(
 
 @dataclass(eq=False)
 class _Connection:
-    """A connection being served: since when, and whether its request is still arriving."""
+    """A connection being served: since when, whether its request is still arriving, and
+    whether its answer is written and what the client still sends is being dropped."""
 
     opened: float
     receiving: bool = True
+    lingering: bool = False
 
 
 class _HeadTooLarge(http.client.HTTPException):
@@ -593,6 +606,31 @@ class _RequestReader(io.BufferedReader):
         return line
 
 
+class _ClosingServerHandler(ServerHandler):
+    """``wsgiref``'s handler of one request, whose answers say ``Connection: close``: the
+    server answers one request a connection, and a client that sent more on it (pipelined)
+    knows at once to send them again rather than wait (RFC 9112 section 9.6). A WSGI app may
+    not set the header itself: it is a hop-by-hop header."""
+
+    headers: Headers  # (set by wsgiref before cleanup_headers(); not in the type stubs)
+    request_handler: WSGIRequestHandler
+
+    def cleanup_headers(self) -> None:
+        """Add ``Content-Length`` when missing, and ``Connection: close``."""
+        super().cleanup_headers()
+        self.headers["Connection"] = "close"
+
+
+def _bytes_left(sock: socket.socket, headers: Any) -> bool:
+    """Whether the client may still be sending after its request was answered: bytes wait to
+    be read, or its headers announced a body (which no route reads)."""
+    if headers is not None:
+        length = str(headers.get("Content-Length", "")).strip()
+        if "Transfer-Encoding" in headers or (length and length != "0"):
+            return True
+    return _has_input(sock)
+
+
 class _DebugLog(io.StringIO):
     """What ``wsgiref`` writes to its stderr: a failed write to a client, which went away or
     stopped reading. Sent to the debug log rather than the service's stderr."""
@@ -651,6 +689,8 @@ class _QuietHandler(WSGIRequestHandler):
     version in ``Server``."""
 
     server_version = _SERVER_NAME
+    #: Whether an answer was (or is being) written: a connection is lingered on only then.
+    answered = False
     # An error page: one line of plain text, the status and what to change.
     error_message_format = "%(code)d %(message)s: %(explain)s\n"
     error_content_type = "text/plain; charset=utf-8"
@@ -672,15 +712,68 @@ class _QuietHandler(WSGIRequestHandler):
     def handle(self) -> None:
         """Serve the request; a client that times out, resets or is dropped is let go quietly."""
         try:
-            if isinstance(self.connection, ssl.SSLSocket) and not self._handshake():
+            if isinstance(self.connection, ssl.SSLSocket):
+                if not self._handshake():
+                    return
+            elif self._opens_tls():
+                self.requestline, self.request_version, self.command = "", "HTTP/1.0", ""
+                self._refuse_request(
+                    "this server speaks plain HTTP, and the client began a TLS handshake: use "
+                    "an http:// URL (or give the server a tls_server_config for https://)"
+                )
                 return
-            super().handle()
+            self._handle_one()
         except OSError as exc:
             _log.debug("dropped the connection of %s: %r", self.client_address[0], exc)
         except _HeadTooLarge:  # while reading the request line (long headers get 431)
             self.requestline, self.request_version, self.command = "", "", ""
             with contextlib.suppress(OSError):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+
+    def _opens_tls(self) -> bool:
+        """Whether the client's first byte begins a TLS handshake record (``0x16``), within
+        the connection's deadline, without reading it.
+
+        An https:// URL for this plain-HTTP server: answered ``400`` at once, so the client's
+        handshake fails at once on an answer that is no TLS record (OpenSSL's "wrong version
+        number"), instead of the server waiting for the end of a request line that a
+        ClientHello holds only by chance (a line feed among its random bytes).
+        """
+        sock: socket.socket = self.connection
+        timeout = sock.gettimeout()
+        sock.settimeout(max(self._deadline - time.monotonic(), 0.001))
+        try:
+            first = sock.recv(1, socket.MSG_PEEK)
+        finally:
+            sock.settimeout(timeout)
+        return first == b"\x16"
+
+    def _handle_one(self) -> None:
+        """``WSGIRequestHandler.handle``, whose answer says the connection closes after it."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.parse_request():  # (answered)
+            return
+        handler = _ClosingServerHandler(
+            self.rfile,
+            cast("IO[bytes]", self.wfile),
+            self.get_stderr(),
+            self.get_environ(),
+            multithread=False,
+        )
+        handler.request_handler = self  # (what wsgiref's own handler is given)
+        self.answered = True
+        handler.run(cast("WSGIApplication", cast(WSGIServer, self.server).get_app()))  # (set)
+
+    def finish(self) -> None:
+        """Flush the answer; with bytes of the client still coming after it, drop them until
+        the client closes (at most ``_LINGER`` seconds) before the connection is closed."""
+        super().finish()
+        if self.answered and _bytes_left(self.connection, getattr(self, "headers", None)):
+            cast("_ThreadingServer", self.server).linger(self.connection)
 
     def version_string(self) -> str:
         """What ``Server`` says in an error answer: the name, without Python's version."""
@@ -716,6 +809,7 @@ class _QuietHandler(WSGIRequestHandler):
         for name, value in cast("_ThreadingServer", self.server).extra_headers:
             self.send_header(name, value)
         self.send_header(*NOSNIFF)
+        self.answered = True
         super().end_headers()
 
     def _handshake(self) -> bool:
@@ -741,18 +835,28 @@ class _QuietHandler(WSGIRequestHandler):
         An HTTP/0.9 request (``GET`` and a path, no version) is answered ``400`` at once:
         no headers follow it, and ``http.server`` would wait for them until the connection's
         deadline, then close without an answer. (Served as HTTP/0.9, the answer would be a
-        bare body, without the headers every answer carries.)
+        bare body, without the headers every answer carries.) A version that is not one digit,
+        a dot and one digit (RFC 9112 section 2.3: ``HTTP/1.10``, ``HTTP/01.1``, which
+        ``http.server`` reads as numbers) gets the ``400`` of a malformed request line.
         """
         requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        if len(requestline.split()) == 2:  # (split as http.server splits it)
+        words = requestline.split()  # (split as http.server splits it)
+        if len(words) == 2:
             self.requestline = requestline
             self.command, self.request_version = "", "HTTP/1.0"
             self._refuse_request(
                 "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
             )
             return False
+        if len(words) == 3 and _HTTP_VERSION.fullmatch(words[2]) is None:
+            self.requestline = requestline
+            self.command, self.request_version = "", "HTTP/1.0"
+            self.close_connection = True
+            self.send_error(HTTPStatus.BAD_REQUEST)
+            return False
         parsed = (
             super().parse_request()
+            and self._target_as_sent()
             and self._one_reading()
             and self._unfolded()
             and self._origin_form()
@@ -762,6 +866,23 @@ class _QuietHandler(WSGIRequestHandler):
         if parsed:
             cast("_ThreadingServer", self.server).request_received(self.request)
         return parsed
+
+    def _target_as_sent(self) -> bool:
+        """Take the request target as the request line has it; return ``True``.
+
+        ``http.server`` turns a path starting with ``//`` into one with a single ``/`` (a
+        guard for its file server's redirects, which this server never sends): ``//metrics``
+        would be served as ``/metrics``, which no proxy in front reads it as.
+        """
+        self.path = self.requestline.split()[1]  # (three words: parse_request checked)
+        return True
+
+    def get_environ(self) -> WSGIEnvironment:
+        """The WSGI environment, with ``REQUEST_URI``: the target as received, which the
+        app matches its routes against (``PATH_INFO`` is percent-decoded)."""
+        environ = super().get_environ()
+        environ["REQUEST_URI"] = self.path
+        return environ
 
     def _one_reading(self) -> bool:
         """Whether the headers read one way only; else answer ``400`` saying why and return
@@ -1030,14 +1151,16 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         self._join_handlers(time.monotonic() + _CLOSE_GRACE)
 
     def _close_connections(self, *, receiving_only: bool) -> None:
-        """Shut down the open connections (only those whose request is still arriving), but
-        the one the calling thread is answering, if any: its answer is still written."""
+        """Shut down the open connections (only those whose request is still arriving, or
+        whose answer is written and whose client is still sending), but the one the calling
+        thread is answering, if any: its answer is still written."""
         own = getattr(self._serving, "sock", None)
         with self._slots:
             socks = [
                 sock
                 for sock, connection in self._open.items()
-                if (connection.receiving or not receiving_only) and sock is not own
+                if (connection.receiving or connection.lingering or not receiving_only)
+                and sock is not own
             ]
         for sock in socks:
             with contextlib.suppress(OSError):
@@ -1066,6 +1189,26 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
         with self._slots:
             self._slots.notify_all()
         super().shutdown()
+
+    def linger(self, sock: socket.socket) -> None:
+        """Say the answer on ``sock`` is complete (end of file after it), then read and drop
+        what the client still sends until it closes, for at most ``_LINGER`` seconds (no
+        longer than ``connection_timeout``), so that closing does not reset the connection
+        and throw away what of the answer the client has not read. A shutdown of the server
+        cuts it short, and so does a new connection at the limit (see :meth:`_drop_idle`)."""
+        with self._slots:
+            connection = self._open.get(sock)
+            if connection is None or self._closing.is_set():
+                return
+            connection.lingering = True
+            self._slots.notify_all()  # (a new connection waiting for a slot may take this one)
+        deadline = time.monotonic() + min(_LINGER, self.connection_timeout)
+        with contextlib.suppress(OSError, ValueError):
+            sock.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                if not sock.recv(65536):
+                    return
 
     def request_received(self, sock: socket.socket) -> None:
         """Mark a connection whose request has arrived: it is not dropped to make room."""
@@ -1103,11 +1246,20 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     def _drop_idle(self, now: float) -> bool:
         """Drop the oldest idle connection; return whether there was one.
 
-        Idle: its request has not arrived (no complete request line and headers), nothing from
-        it is waiting to be read, and it has been open for at least ``_IDLE_GRACE``. A client
-        that sent nothing, or part of a request and then stalled, is idle; one whose request is
-        there but not read yet (its thread has not run) is not.
+        Idle: its answer is written and its client still sending (see :meth:`linger`: the
+        oldest of these goes first, whatever its age); or its request has not arrived (no
+        complete request line and headers), nothing from it is waiting to be read, and it has
+        been open for at least ``_IDLE_GRACE``. A client that sent nothing, or part of a
+        request and then stalled, is idle; one whose request is there but not read yet (its
+        thread has not run) is not.
         """
+        answered = next((sock for sock, open_ in self._open.items() if open_.lingering), None)
+        if answered is not None:
+            del self._open[answered]
+            with contextlib.suppress(OSError):
+                answered.shutdown(socket.SHUT_RDWR)  # its thread sees end of file and closes it
+            _log.debug("closed a connection whose answer was written to make room for a new one")
+            return True
         for sock, connection in self._open.items():
             if not connection.receiving:
                 continue
@@ -1275,12 +1427,16 @@ def start_http_server(
     Idle and slow clients cannot starve the endpoint: a client has ``connection_timeout``
     seconds to send its whole request (a byte at a time does not extend it), and each write of
     the answer may block at most as long. At most ``max_connections`` connections are served
-    at once; at the limit, the oldest connection whose request has still not arrived (with
-    nothing waiting to be read) is dropped to make room, and when every connection is busy
+    at once; at the limit, a connection whose answer is written but whose client is still
+    sending, else the oldest connection whose request has still not arrived (with
+    nothing waiting to be read), is dropped to make room, and when every connection is busy
     with a request a new one waits up to half a second for one to finish, then gets
     ``503 Service Unavailable`` (with ``Retry-After: 1``). A request's line and headers may
     take 64 KiB in all (more gets ``431``); empty lines before the request line are skipped
-    (RFC 9112) and count against it. When the process runs out of file
+    (RFC 9112) and count against it. One request is answered a connection, and the answer
+    says ``Connection: close``; what a client still sends after it (a pipelined request, a
+    body) is dropped until it closes, for at most 2 s, so the answer is not cut short by a
+    reset. When the process runs out of file
     descriptors, the server retries accept() every 0.1 s instead of spinning, and logs a
     warning (at most once a minute); when no thread can be started for a connection, that one
     gets ``503`` (with a warning, at most once a minute).
