@@ -38,6 +38,7 @@ from laios.execution._secret_fields import SecretFields, secret_fields
 __all__ = [
     "MAX_ERROR_BYTES",
     "MAX_PREFIX_FORM_CHARS",
+    "MAX_SECRET_LINES",
     "MAX_SECRET_SCAN_ITEMS",
     "MAX_SNAPSHOT_ITEMS",
     "MAX_STRING_CHARS",
@@ -779,8 +780,10 @@ def encoded_forms(secret: str) -> list[str]:
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
     once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
-    form is ``secret`` itself). A short secret written as the value of its name (from
-    :func:`secret_values`) is its only form."""
+    form is ``secret`` itself). Each line of a secret of several lines (a PEM private key) of
+    at least ``MIN_PREFIX_CHARS`` characters, without the white space around it, is a form of
+    it too, as a text quoting that line alone writes it (see :func:`_line_forms`). A short
+    secret written as the value of its name (from :func:`secret_values`) is its only form."""
     forms = [secret]
     if type(secret) is _InField or type(secret) is _Written:
         return forms
@@ -803,7 +806,38 @@ def encoded_forms(secret: str) -> list[str]:
     ):
         if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
             forms.append(form)
+    if "\n" in secret or "\r" in secret:
+        forms += _line_forms(secret, forms)
     return forms
+
+
+#: A line of a key file's armor (``-----BEGIN PRIVATE KEY-----``): it names what the file
+#: holds, as every such file does, and is no part of its secret.
+_PEM_ARMOR = re.compile(r"-----(?:BEGIN|END)[A-Z0-9 ]*-----")
+
+
+#: Most lines of a secret of several lines that are forms of it (see :func:`_line_forms`):
+#: those of an 8192-bit RSA key's PEM file, and no more, as each costs every text scrubbed a
+#: search for it.
+MAX_SECRET_LINES = 128
+
+
+def _line_forms(secret: str, forms: Sequence[str]) -> list[str]:
+    """The lines of a secret of several lines (a PEM private key) that a text may quote alone
+    (a parser quoting the line it rejected): each of at least ``MIN_PREFIX_CHARS`` characters
+    without the white space around it, other than a key file's armor, and not in ``forms``
+    already; those of its first ``MAX_SECRET_LINES`` lines."""
+    lines: dict[str, None] = {}
+    for line in secret.splitlines()[:MAX_SECRET_LINES]:
+        line = line.strip()
+        if (
+            len(line) >= MIN_PREFIX_CHARS
+            and line != secret
+            and line not in forms
+            and _PEM_ARMOR.fullmatch(line) is None
+        ):
+            lines[line] = None
+    return list(lines)
 
 
 def _binary_forms(data: bytes) -> list[_Written]:
