@@ -608,18 +608,39 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
 #: A name: letters alone, or words of them joined by ``_``, ``-``, ``.`` or a space.
 _NAME = re.compile(r"[A-Za-z]+(?:[-_. ][A-Za-z]+)*")
+_NAME_SEPARATOR = re.compile(r"[-_. ]")
+#: The words of a name written in camelCase (``myApiKey``, ``HTTPSProxy``): a capital and the
+#: small letters after it, small letters, or capitals not followed by small ones.
+_CAMEL_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+#: Longest word of a name, in letters (``authentication`` has 14): a longer run of letters is
+#: a token's (``sk_live_abcdefghijklmnop``).
+_MAX_NAME_WORD = 15
 
 
 def _reads_as_a_name(key: object) -> bool:
     """Whether a key of a mapping under a secret-looking name reads as the name of what it
     holds (``username``, ``X-Api-Key``), not as a secret used as a key (``sk-live-…``): text
-    or bytes of letters alone, words of them joined by ``_ - .`` or a space. A key of another
-    type counts as a name, except an int."""
+    or bytes of words of letters joined by ``_ - .`` or a space, each of them words written
+    in camelCase or not (see :func:`_reads_as_words`). A key of another type counts as a name,
+    except an int."""
     if isinstance(key, (bytes, bytearray)):
         key = bytes(key).decode("latin-1")
     if isinstance(key, str):
-        return _NAME.fullmatch(key) is not None
+        return _NAME.fullmatch(key) is not None and all(
+            map(_reads_as_words, _NAME_SEPARATOR.split(key))
+        )
     return not isinstance(key, int) or isinstance(key, bool)
+
+
+def _reads_as_words(part: str) -> bool:
+    """Whether letters read as words written in camelCase, or as one word: none of the words
+    is longer than ``_MAX_NAME_WORD`` letters, and of four words or more, no more than half
+    are of one or two letters (letters whose case changes every letter or two, as a random
+    token's does, are no words)."""
+    words = _CAMEL_WORD.findall(part)
+    if any(len(word) > _MAX_NAME_WORD for word in words):
+        return False
+    return len(words) < 4 or 2 * sum(len(word) <= 2 for word in words) <= len(words)
 
 
 #: Types of parameter values a tool cannot change in place.
