@@ -1053,7 +1053,10 @@ def _first_written(text: str, form: str, searched: str, start: int, stop: int) -
 def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
     """Where the run of overlapping occurrences of ``form`` (whole or a prefix of it, see
     :func:`_written`) that starts at ``start`` with one ending at ``end`` ends: past every
-    occurrence that starts inside it. Each place in the run is looked at once."""
+    occurrence that starts inside it. Each place in the run is looked at once, and none when
+    the run's last character and the next are not next to each other in the form, as in any
+    occurrence that passes its end (a run of a secret's first characters cut short by
+    another)."""
     size, width = len(form), len(searched)
     if searched is form:  # (whole occurrences alone, all as long: the last one reaches furthest)
         at = start
@@ -1065,6 +1068,8 @@ def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
     looked = start + 1  # where occurrences not yet looked at may start
     last = len(text)
     while True:
+        if text[end - 1 : end + 1] not in form:  # (one that passes end writes both)
+            return end
         # (one starting before end - size + 1 cannot pass end: none is longer than form)
         low = max(looked, end - size + 1)
         furthest = end
