@@ -203,3 +203,16 @@ def test_a_prefix_quoted_in_a_worker_process_reaches_no_span() -> None:
     text = f"{span.status.description} {[dict(e.attributes or {}) for e in span.events]}"
     assert "no quota for [REDACTED]" in text
     assert prefixes_left(text) == []
+
+
+def test_a_text_repeating_most_of_a_secret_between_other_characters_is_scrubbed_promptly() -> None:
+    """Runs of a secret's first characters, each cut short by another character: every place
+    in such a run starts a prefix of the secret, yet the run is not measured from each."""
+    for secret in ("y" * 256, "xy" * 128):
+        text = f"{secret[:-1]}!" * 2000  # (500 kB)
+        started = time.thread_time()
+        scrubbed = scrub(text, [secret], limit=None)
+        head = scrub_head(text, SecretForms([secret]), 300)
+        assert time.thread_time() - started < 2.0
+        assert scrubbed == f"{REDACTED}!" * 2000
+        assert prefixes_left(head, secret) == []

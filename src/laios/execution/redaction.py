@@ -3,9 +3,9 @@
 Tool parameters often carry credentials. Nothing the executor emits (spans, logs, metrics,
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
-``repr``-escaped, JSON-escaped and base64 forms, and any prefix of ``MIN_PREFIX_CHARS`` or
-more characters of them) are scrubbed out of error text before any error reaches telemetry or
-logs. The fields of dataclass instances, pydantic models, ``attrs``
+``repr``-escaped, JSON-escaped and base64 forms, and any prefix or suffix of
+``MIN_PREFIX_CHARS`` or more characters of them) are scrubbed out of error text before any
+error reaches telemetry or logs. The fields of dataclass instances, pydantic models, ``attrs``
 instances, named tuples and namespaces are read like the keys of a mapping, and the names of
 ``(name, value)`` pairs in a list (headers) too. A parameter the tool's input model types
 ``SecretStr`` or ``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
@@ -38,6 +38,7 @@ from laios.execution._secret_fields import SecretFields, secret_fields
 __all__ = [
     "MAX_ERROR_BYTES",
     "MAX_PREFIX_FORM_CHARS",
+    "MAX_SECRET_LINES",
     "MAX_SECRET_SCAN_ITEMS",
     "MAX_SNAPSHOT_ITEMS",
     "MAX_STRING_CHARS",
@@ -90,16 +91,25 @@ MIN_SCRUB_CHARS = 4
 #: token leaves them, or a text cut to a length inside one) scrubbed from free text: every
 #: prefix of a secret value or of one of its encoded forms this long or longer is replaced
 #: wherever it occurs, as the whole value is. A shorter one is kept: the start of a secret is
-#: often an ordinary word or a vendor's mark (``sk-live``), and carries little of it.
+#: often an ordinary word or a vendor's mark (``sk-live``), and carries little of it. The same
+#: goes for a suffix (its last characters alone: ``key ending …a1b2c3d4``, a text cut at the
+#: front inside one).
 MIN_PREFIX_CHARS = 8
-#: Longest secret form whose prefixes are scrubbed too: a longer one (a key file, a blob) is
-#: replaced whole only, so that a text repeating a long secret that repeats itself is not
-#: measured against it at every place.
+#: Longest secret form whose prefixes and suffixes are scrubbed too: a longer one (a key file,
+#: a blob) is replaced whole only, so that a text repeating a long secret that repeats itself
+#: is not measured against it at every place.
 MAX_PREFIX_FORM_CHARS = 256
 #: The scheme a URL-shaped secret starts with (``postgres://``, ``https://``, also
 #: URL-encoded): no part of its secret. A prefix of the secret no longer than it is kept, or
 #: every error naming the database or another address would lose those words.
 _URL_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*(?::|%3a)(?://|%2f%2f)", re.IGNORECASE)
+#: A URL-shaped secret up to the end of its user information (``postgres://app:s3cret@``, also
+#: URL-encoded): what follows, the address (``db.internal:5432/orders``), is no part of its
+#: secret. A suffix of the secret no longer than that address is kept, as its scheme is.
+_URL_USER_INFO = re.compile(
+    r"[a-z][a-z0-9+.\-]*(?::|%3a)(?://|%2f%2f)(?:(?!%2f|%3f|%23)[^/?#])*(?:@|%40)",
+    re.IGNORECASE,
+)
 
 _SECRET_KEY = re.compile(
     r"key|token|secret|passw|passphrase|authorization|cookie|credential|session[-_. ]?id"
@@ -598,18 +608,39 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
 
 #: A name: letters alone, or words of them joined by ``_``, ``-``, ``.`` or a space.
 _NAME = re.compile(r"[A-Za-z]+(?:[-_. ][A-Za-z]+)*")
+_NAME_SEPARATOR = re.compile(r"[-_. ]")
+#: The words of a name written in camelCase (``myApiKey``, ``HTTPSProxy``): a capital and the
+#: small letters after it, small letters, or capitals not followed by small ones.
+_CAMEL_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+#: Longest word of a name, in letters (``authentication`` has 14): a longer run of letters is
+#: a token's (``sk_live_abcdefghijklmnop``).
+_MAX_NAME_WORD = 15
 
 
 def _reads_as_a_name(key: object) -> bool:
     """Whether a key of a mapping under a secret-looking name reads as the name of what it
     holds (``username``, ``X-Api-Key``), not as a secret used as a key (``sk-live-…``): text
-    or bytes of letters alone, words of them joined by ``_ - .`` or a space. A key of another
-    type counts as a name, except an int."""
+    or bytes of words of letters joined by ``_ - .`` or a space, each of them words written
+    in camelCase or not (see :func:`_reads_as_words`). A key of another type counts as a name,
+    except an int."""
     if isinstance(key, (bytes, bytearray)):
         key = bytes(key).decode("latin-1")
     if isinstance(key, str):
-        return _NAME.fullmatch(key) is not None
+        return _NAME.fullmatch(key) is not None and all(
+            map(_reads_as_words, _NAME_SEPARATOR.split(key))
+        )
     return not isinstance(key, int) or isinstance(key, bool)
+
+
+def _reads_as_words(part: str) -> bool:
+    """Whether letters read as words written in camelCase, or as one word: none of the words
+    is longer than ``_MAX_NAME_WORD`` letters, and of four words or more, no more than half
+    are of one or two letters (letters whose case changes every letter or two, as a random
+    token's does, are no words)."""
+    words = _CAMEL_WORD.findall(part)
+    if any(len(word) > _MAX_NAME_WORD for word in words):
+        return False
+    return len(words) < 4 or 2 * sum(len(word) <= 2 for word in words) <= len(words)
 
 
 #: Types of parameter values a tool cannot change in place.
@@ -770,8 +801,10 @@ def encoded_forms(secret: str) -> list[str]:
     ``repr`` passes 50 bytes, as pydantic quotes a rejected value in a ``ValidationError``
     (``input_value='sk-live-abc...xyz'``: the ``repr``'s first 25 and last 24 bytes), each
     once; forms shorter than ``MIN_SCRUB_CHARS`` are left out (unless the
-    form is ``secret`` itself). A short secret written as the value of its name (from
-    :func:`secret_values`) is its only form."""
+    form is ``secret`` itself). Each line of a secret of several lines (a PEM private key) of
+    at least ``MIN_PREFIX_CHARS`` characters, without the white space around it, is a form of
+    it too, as a text quoting that line alone writes it (see :func:`_line_forms`). A short
+    secret written as the value of its name (from :func:`secret_values`) is its only form."""
     forms = [secret]
     if type(secret) is _InField or type(secret) is _Written:
         return forms
@@ -794,7 +827,38 @@ def encoded_forms(secret: str) -> list[str]:
     ):
         if form != secret and len(form) >= MIN_SCRUB_CHARS and form not in forms:
             forms.append(form)
+    if "\n" in secret or "\r" in secret:
+        forms += _line_forms(secret, forms)
     return forms
+
+
+#: A line of a key file's armor (``-----BEGIN PRIVATE KEY-----``): it names what the file
+#: holds, as every such file does, and is no part of its secret.
+_PEM_ARMOR = re.compile(r"-----(?:BEGIN|END)[A-Z0-9 ]*-----")
+
+
+#: Most lines of a secret of several lines that are forms of it (see :func:`_line_forms`):
+#: those of an 8192-bit RSA key's PEM file, and no more, as each costs every text scrubbed a
+#: search for it.
+MAX_SECRET_LINES = 128
+
+
+def _line_forms(secret: str, forms: Sequence[str]) -> list[str]:
+    """The lines of a secret of several lines (a PEM private key) that a text may quote alone
+    (a parser quoting the line it rejected): each of at least ``MIN_PREFIX_CHARS`` characters
+    without the white space around it, other than a key file's armor, and not in ``forms``
+    already; those of its first ``MAX_SECRET_LINES`` lines."""
+    lines: dict[str, None] = {}
+    for line in secret.splitlines()[:MAX_SECRET_LINES]:
+        line = line.strip()
+        if (
+            len(line) >= MIN_PREFIX_CHARS
+            and line != secret
+            and line not in forms
+            and _PEM_ARMOR.fullmatch(line) is None
+        ):
+            lines[line] = None
+    return list(lines)
 
 
 def _binary_forms(data: bytes) -> list[_Written]:
@@ -870,11 +934,15 @@ class SecretForms(tuple[str, ...]):
     forms: tuple[str, ...]
     #: What a text is searched for to find each of ``forms`` (see :func:`_searched`).
     searched: tuple[str, ...]
+    #: The forms whose suffixes are replaced too, each with what a text is searched for to find
+    #: them and the characters of its end that are kept (see :func:`_tails`).
+    tails: tuple[_Tail, ...]
 
     def __new__(cls, secrets: Iterable[str] = ()) -> SecretForms:
         self = super().__new__(cls, secrets)
         self.forms = tuple(_with_encoded_forms(self))
         self.searched = tuple(map(_searched, self.forms))
+        self.tails = _tails(self.forms)
         return self
 
 
@@ -884,6 +952,14 @@ def _searched_of(secrets: Iterable[str], forms: Sequence[str]) -> Sequence[str]:
     if type(secrets) is SecretForms:
         return secrets.searched
     return [_searched(form) for form in forms]
+
+
+def _tails_of(secrets: Iterable[str], forms: Sequence[str]) -> tuple[_Tail, ...]:
+    """:func:`_tails` of ``forms``, the forms of ``secrets`` (worked out already for
+    :class:`SecretForms`)."""
+    if type(secrets) is SecretForms:
+        return secrets.tails
+    return _tails(forms)
 
 
 def _forms_of(secrets: Iterable[str]) -> Sequence[str]:
@@ -899,13 +975,16 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
 
     The encoded forms of each secret (see :func:`encoded_forms`: URL-encoded, ``repr``- and
     JSON-escaped, base64, also inside the base64 of a longer text) are replaced too.
-    So is each prefix of a secret or of one of its forms at least ``MIN_PREFIX_CHARS``
-    characters long, wherever it occurs (a tool quoting a token's first characters, a text cut
-    inside one before it got here). Occurrences that overlap (two secrets sharing characters
-    where they meet, a secret repeating itself) are replaced together, by one ``[REDACTED]``:
-    no character of any occurrence is left. So is a value pydantic quotes by its ends
-    in a ``ValidationError`` (``input_value={'api_key': 'sk-l...xyz'}``) when a secret was cut
-    there: its first characters end the head, or its last ones start the tail.
+    So is each prefix and each suffix of a secret or of one of its forms at least
+    ``MIN_PREFIX_CHARS`` characters long, wherever it occurs (a tool quoting a token's first or
+    last characters, a text cut inside one before it got here), except a prefix no longer than
+    the scheme of a URL-shaped one, or a suffix no longer than its address (see
+    :func:`_tails`), or the white space a suffix would start with. Occurrences that overlap
+    (two secrets sharing characters where they meet, a secret repeating itself) are replaced
+    together, by one ``[REDACTED]``: no character of any occurrence is left. So is a value
+    pydantic quotes by its ends in a ``ValidationError`` (``input_value={'api_key':
+    'sk-l...xyz'}``) when a secret was cut there: its first characters end the head, or its
+    last ones start the tail.
 
     Args:
         text: Free text such as an error message or a traceback.
@@ -915,8 +994,9 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     forms = _forms_of(secrets)
     searched = _searched_of(secrets, forms)
     present = list(compress(forms, [part in text for part in searched]))
-    if present:
-        text = _replace_all(text, present)
+    tails = [tail for tail in _tails_of(secrets, forms) if tail[1] in text]
+    if present or tails:
+        text = _replace_all(text, present, tails)
     if forms and "input_value=" in text:
         text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
     return truncate_bytes(text, limit) if limit is not None else text
@@ -973,7 +1053,10 @@ def _first_written(text: str, form: str, searched: str, start: int, stop: int) -
 def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
     """Where the run of overlapping occurrences of ``form`` (whole or a prefix of it, see
     :func:`_written`) that starts at ``start`` with one ending at ``end`` ends: past every
-    occurrence that starts inside it. Each place in the run is looked at once."""
+    occurrence that starts inside it. Each place in the run is looked at once, and none when
+    the run's last character and the next are not next to each other in the form, as in any
+    occurrence that passes its end (a run of a secret's first characters cut short by
+    another)."""
     size, width = len(form), len(searched)
     if searched is form:  # (whole occurrences alone, all as long: the last one reaches furthest)
         at = start
@@ -985,6 +1068,8 @@ def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
     looked = start + 1  # where occurrences not yet looked at may start
     last = len(text)
     while True:
+        if text[end - 1 : end + 1] not in form:  # (one that passes end writes both)
+            return end
         # (one starting before end - size + 1 cannot pass end: none is longer than form)
         low = max(looked, end - size + 1)
         furthest = end
@@ -1000,12 +1085,128 @@ def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
         looked, end = end, furthest
 
 
-def _replace_all(text: str, forms: Sequence[str]) -> str:
+#: A form whose suffixes are replaced (see :func:`_tails`): the form, its last
+#: ``MIN_PREFIX_CHARS`` characters (what a text is searched for to find one), and how many of
+#: its last characters are kept when written alone (the address of a URL-shaped secret).
+_Tail = tuple[str, str, int]
+
+
+def _tails(forms: Iterable[str]) -> tuple[_Tail, ...]:
+    """The forms whose suffixes are replaced, as their prefixes are (see
+    :func:`_takes_prefixes`), each with its last ``MIN_PREFIX_CHARS`` characters and the
+    length of the address that ends a URL-shaped one (see ``_URL_USER_INFO``)."""
+    tails: list[_Tail] = []
+    for form in forms:
+        if _takes_prefixes(form):
+            user_info = _URL_USER_INFO.match(form)
+            kept = 0 if user_info is None else len(form) - user_info.end()
+            tails.append((form, form[-MIN_PREFIX_CHARS:], kept))
+    return tuple(tails)
+
+
+def _tail_written(text: str, end: int, tail: _Tail, start: int) -> int:
+    """How many of the last characters of ``tail``'s form ``text`` writes ending at ``end``
+    (where it writes at least the last ``MIN_PREFIX_CHARS``), none of them before ``start``,
+    and none of the white space they would start with (``Bearer sk-…`` quoted as ``token
+    sk-…`` keeps its space); ``0`` when they are fewer than ``MIN_PREFIX_CHARS`` so, or no
+    more than the address the form ends with, which is kept."""
+    form, _, kept = tail
+    size = len(form)
+    if end - start >= size and text.startswith(form, end - size):
+        low = size
+    else:
+        low, high = MIN_PREFIX_CHARS, min(size - 1, end - start)
+        while low < high:  # (the longest suffix written there: found in a few comparisons)
+            middle = (low + high + 1) // 2
+            if text.startswith(form[size - middle :], end - middle):
+                low = middle
+            else:
+                high = middle - 1
+    while text[end - low].isspace() and low >= MIN_PREFIX_CHARS:
+        low -= 1
+    return low if low > kept and low >= MIN_PREFIX_CHARS else 0
+
+
+def _first_tail(text: str, tail: _Tail, start: int, stop: int) -> tuple[int, int]:
+    """Where the first suffix of ``tail``'s form that ``text`` writes from ``start`` (more
+    than the address it ends with: see :func:`_tail_written`) begins, ending by ``stop``, and
+    where it ends; ``(-1, 0)`` when there is none. One ending further on may begin earlier:
+    those that can are looked at too, each once (none when the character before the first
+    and its first are not next to each other in the form)."""
+    form, searched, _ = tail
+    size, width = len(form), len(searched)
+    first, last = -1, 0
+    at = text.find(searched, start, stop)
+    while at >= 0:
+        end = at + width
+        if first >= 0:
+            if end - size >= first:  # (none ending here or further on begins before first)
+                break
+            reach = end - first + 1  # (begins before first: writes text[first - 1 : end])
+            if not text.startswith(form[size - reach :], first - 1):
+                at = text.find(searched, at + 1, stop)
+                continue
+        written = _tail_written(text, end, tail, start)
+        if written and (first < 0 or end - written < first):
+            first, last = end - written, end
+            if first == start or text[first - 1 : first + 1] not in form:
+                break  # (one beginning earlier would write both)
+        at = text.find(searched, at + 1, stop)
+    return first, last
+
+
+def _tail_run_end(text: str, tail: _Tail, start: int, end: int, stop: int | None = None) -> int:
+    """Where the run of overlapping occurrences that starts at ``start`` and reaches ``end``
+    ends once every suffix of ``tail``'s form that begins inside it is added (those ending
+    after it make it longer); looked at no further once it passes ``stop``. Each place in the
+    text is looked at about once: the furthest suffix first, then, when that one does not
+    reach back into the run, the others from the left; none when the run's last character and
+    the next are not next to each other in the form, as in any suffix that passes its end."""
+    form, searched, _ = tail
+    size, width = len(form), len(searched)
+    looked = max(start, end - width + 1)  # (one found before this cannot pass end)
+
+    def reaches(at: int, end: int) -> bool:
+        """Whether the suffix that ends at ``at + width`` begins inside the run."""
+        reach = at + width - end + 1  # (it must write text[end - 1 : at + width])
+        if not text.startswith(form[size - reach :], end - 1):
+            return False
+        written = _tail_written(text, at + width, tail, start)
+        return written > 0 and at + width - written < end
+
+    while stop is None or end <= stop:
+        if text[end - 1 : end + 1] not in form:  # (one that passes end writes both)
+            return end
+        # (one ending at end + size or later cannot reach back into the run)
+        at = text.rfind(searched, looked, end + size - 1)
+        if at < 0:
+            return end
+        if at + width > end and reaches(at, end):
+            looked, end = at + 1, at + width
+            continue
+        while True:  # from the left: anchors that reach no further back are done with
+            at = text.find(searched, looked, end + size - 1)
+            if at < 0:
+                return end
+            looked = at + 1
+            if at + width > end and reaches(at, end):
+                end = at + width
+                break
+    return end
+
+
+def _replace_all(text: str, forms: Sequence[str], tails: Sequence[_Tail] = ()) -> str:
     """``text`` with every character of every occurrence of ``forms`` (whole, or a prefix of
-    at least ``MIN_PREFIX_CHARS`` characters) replaced: each run of overlapping occurrences
-    becomes one ``[REDACTED]`` (found in ``text`` as given, so a form inside ``[REDACTED]``
-    itself is never replaced there)."""
+    at least ``MIN_PREFIX_CHARS`` characters) and of the forms of ``tails`` (a suffix of as
+    many) replaced: each run of overlapping occurrences becomes one ``[REDACTED]`` (found in
+    ``text`` as given, so a form inside ``[REDACTED]`` itself is never replaced there)."""
     found: list[tuple[int, int]] = []  # runs of overlapping occurrences of one form
+    for tail in tails:
+        start, end = _first_tail(text, tail, 0, len(text))
+        while start >= 0:
+            end = _tail_run_end(text, tail, start, end)
+            found.append((start, end))
+            start, end = _first_tail(text, tail, end, len(text))
     for form in forms:
         size = len(form)
         if type(form) is _InField:  # (only its value is replaced: its name is kept)
@@ -1182,6 +1383,7 @@ class _Copier:
         "searched",
         "secrets",
         "size",
+        "tails",
     )
 
     def __init__(
@@ -1191,6 +1393,7 @@ class _Copier:
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _forms_of(secrets)
         self.searched = _searched_of(secrets, self.secrets)
+        self.tails = _tails_of(secrets, self.secrets)
         self.longest = max(map(len, self.secrets), default=0)
         self.limit = limit
         self.size = 0
@@ -1395,6 +1598,14 @@ class _Copier:
                     first < 0 or begin < first or (begin == first and finish > last)
                 ):
                     first, last = begin, finish
+            for tail in self.tails:  # (suffixes: the first to begin may end further on)
+                if text.find(tail[1], pos, stop) < 0:  # (none: as most texts have)
+                    continue
+                begin, finish = _first_tail(text, tail, pos, stop)
+                if 0 <= begin < pos + need and (
+                    first < 0 or begin < first or (begin == first and finish > last)
+                ):
+                    first, last = begin, finish
             if first < 0:
                 parts.append(text[pos : pos + need])
                 break
@@ -1433,6 +1644,12 @@ class _Copier:
                 if at >= 0:
                     end = at + size - tail
                     grown = True
+            for form_tail in self.tails:
+                finish = _tail_run_end(text, form_tail, start, end, stop)
+                if finish > end:
+                    end, grown = finish, True
+                    if end > stop:
+                        return len(text)
         return end
 
 
