@@ -186,6 +186,7 @@ class Executor(Generic[_RegistryT]):
     ) -> None:
         for option, value, method in (
             ("tool_registry", tool_registry, "get_tool"),
+            ("store", store, "new_scope"),
             ("tracer_provider", tracer_provider, "get_tracer"),
             ("prometheus_registry", prometheus_registry, "register"),
             ("runner", runner, "submit"),
@@ -745,6 +746,7 @@ def _checked_limits(limits: object) -> ResourceLimits:
     """
     if limits is None:
         return ResourceLimits()
+    not_a_class("resource_limits", limits, "model_dump")
     if not isinstance(limits, ResourceLimits):
         raise TypeError(
             "resource_limits must be a ResourceLimits (use ResourceLimits.from_config for "
