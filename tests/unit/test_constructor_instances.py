@@ -80,6 +80,18 @@ def test_assigned_limits_and_a_monitors_store_refuse_their_class(registry: ToolR
         TaskMonitor(MetricStore)  # type: ignore[arg-type]
 
 
+def test_constructor_refuses_a_registry_whose_get_tool_is_async() -> None:
+    """A registry whose get_tool is ``async def`` is refused at the constructor, saying so:
+    each task would otherwise fail on a coroutine that is never awaited."""
+
+    class AsyncLookup:
+        async def get_tool(self, name: str) -> BaseTool | None:
+            return None
+
+    with pytest.raises(TypeError, match=r"tool_registry\.get_tool is an async function"):
+        Executor(AsyncLookup(), store=MetricStore(), register_prometheus=False)  # type: ignore[arg-type]
+
+
 def test_a_registry_class_with_a_class_level_get_tool_is_still_taken(context: Context) -> None:
     """A class whose get_tool is a classmethod (or a staticmethod) is a working registry as it
     is: it is accepted, and its tools run."""
