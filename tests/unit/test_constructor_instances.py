@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from laios.core.types import Context, Task
-from laios.execution.executor import Executor
+from laios.execution.executor import Executor, ResourceLimits, TaskMonitor
 from laios.execution.runners import ThreadRunner
 from laios.execution.store import MetricStore
 from laios.tools.base import BaseTool, create_simple_tool
@@ -53,6 +53,43 @@ def test_constructor_refuses_a_class_for_an_object_option(
         kwargs["register_prometheus"] = True
     with pytest.raises(TypeError, match=rf"{option} .* the class {cls.__name__} itself"):
         Executor(registry, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("option", "cls"), [("resource_limits", ResourceLimits), ("store", MetricStore)]
+)
+def test_constructor_refuses_the_class_of_limits_or_a_store(
+    registry: ToolRegistry, option: str, cls: type
+) -> None:
+    """resource_limits=ResourceLimits and store=MetricStore are refused with a message that
+    names the class and says to pass an instance, not that a metaclass or ``type`` was given."""
+    kwargs: dict[str, Any] = {"store": MetricStore(), "register_prometheus": False, option: cls}
+    with pytest.raises(TypeError, match=rf"{option} .* the class {cls.__name__} itself"):
+        Executor(registry, **kwargs)
+
+
+def test_assigned_limits_and_a_monitors_store_refuse_their_class(registry: ToolRegistry) -> None:
+    """The resource_limits setter and TaskMonitor(store) say the same of a class."""
+    executor = Executor(registry, store=MetricStore(), register_prometheus=False)
+    try:
+        with pytest.raises(TypeError, match=r"the class ResourceLimits itself"):
+            executor.resource_limits = ResourceLimits  # type: ignore[assignment]
+    finally:
+        executor.shutdown()
+    with pytest.raises(TypeError, match=r"store .* the class MetricStore itself"):
+        TaskMonitor(MetricStore)  # type: ignore[arg-type]
+
+
+def test_constructor_refuses_a_registry_whose_get_tool_is_async() -> None:
+    """A registry whose get_tool is ``async def`` is refused at the constructor, saying so:
+    each task would otherwise fail on a coroutine that is never awaited."""
+
+    class AsyncLookup:
+        async def get_tool(self, name: str) -> BaseTool | None:
+            return None
+
+    with pytest.raises(TypeError, match=r"tool_registry\.get_tool is an async function"):
+        Executor(AsyncLookup(), store=MetricStore(), register_prometheus=False)  # type: ignore[arg-type]
 
 
 def test_a_registry_class_with_a_class_level_get_tool_is_still_taken(context: Context) -> None:

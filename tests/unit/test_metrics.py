@@ -3,7 +3,9 @@ milestones, checkpoints and progress from inside tools)."""
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 import time
 from typing import Any
 
@@ -294,6 +296,27 @@ def test_to_dict_of_executor_metrics(executor: Executor, make_task: Any, context
     assert data["tool_name"] == "echo"
     assert data["outcome"] == "success"
     assert [c["name"] for c in data["checkpoints"]] == ["started", "finished"]
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy", "copy"])
+def test_executor_metrics_can_be_pickled_and_copied(
+    executor: Executor, make_task: Any, context: Context, how: str
+) -> None:
+    """An executor's metrics pickle and copy as a snapshot: same values, detached from the
+    store (changing the copy leaves the task's record alone)."""
+    task = make_task("echo")
+    executor.execute_task(task, context)
+    metrics = executor.get_metrics(task.id)
+    assert metrics is not None
+    if how == "pickle":
+        snapshot = pickle.loads(pickle.dumps(metrics))
+    else:
+        snapshot = copy.deepcopy(metrics) if how == "deepcopy" else copy.copy(metrics)
+    before = metrics.to_dict()
+    assert snapshot.to_dict() == before
+    snapshot.retries = 7
+    snapshot.checkpoint("later")
+    assert executor.get_metrics(task.id).to_dict() == before  # type: ignore[union-attr]
 
 
 def test_trace_ids_absent_when_untraced(

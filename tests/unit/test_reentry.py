@@ -150,6 +150,20 @@ def test_tools_filling_every_worker_can_call_execute_task_on_their_executor() ->
     executor.shutdown()
 
 
+def test_tools_queued_behind_every_worker_can_call_execute_task_on_their_executor() -> None:
+    """More such tools than workers: the ones that start later, on a thread started for an
+    earlier tool's inner call, still get a thread for their own inner call."""
+    executor, context, _ = build(max_workers=1)
+
+    async def outer() -> list[TaskResult]:
+        batch = [task("calls_execute_task") for _ in range(3)]  # two wait for the worker
+        return await executor.execute_parallel(batch, context, timeout=BOUND)
+
+    results = run_bounded(lambda: asyncio.run(outer()))
+    assert [r.output for r in results] == ["inner"] * 3, [r.error for r in results]
+    executor.shutdown()
+
+
 def test_a_tool_can_run_a_batch_on_its_executor_while_holding_the_only_worker() -> None:
     executor, context, _ = build(max_workers=1)
     result = run_bounded(

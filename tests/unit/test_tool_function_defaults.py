@@ -63,3 +63,23 @@ def test_a_mutable_default_is_still_described() -> None:
     assert not params["tags"]["required"]
     assert params["client"]["default"] is None
     assert not params["client"]["required"]
+
+
+def test_a_none_default_lets_the_caller_pass_none() -> None:
+    """``limit: int = None`` takes ``None`` given explicitly, as a direct call does, and still
+    checks any other value against ``int``; the schema still calls it an integer."""
+
+    def search(query: str, limit: int = None) -> Any:  # type: ignore[assignment]  # noqa: RUF013 (the case)
+        return limit
+
+    tool = create_simple_tool("search_limit", "Searches.", search)
+    given = tool.execute(query="q", limit=None)
+    assert given.success, given.error
+    assert given.data is None
+    assert tool.execute(query="q", limit="5").data == 5
+    refused = tool.execute(query="q", limit="five")
+    assert not refused.success
+    assert refused.metadata["error_type"] == "ValidationError"
+    (limit,) = [p for p in tool.get_schema()["parameters"] if p["name"] == "limit"]
+    assert limit["type"] == "integer"
+    assert not limit["required"]

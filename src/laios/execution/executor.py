@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic
 from opentelemetry import trace
 from typing_extensions import Self, TypeVar
 
+from laios._callables import is_coroutine_function
 from laios._compat.otel import global_meter_provider
 from laios._compat.pydantic import is_instance
 from laios.core.types import Context, Task, TaskResult, TaskStatus
@@ -186,6 +187,7 @@ class Executor(Generic[_RegistryT]):
     ) -> None:
         for option, value, method in (
             ("tool_registry", tool_registry, "get_tool"),
+            ("store", store, "new_scope"),
             ("tracer_provider", tracer_provider, "get_tracer"),
             ("prometheus_registry", prometheus_registry, "register"),
             ("runner", runner, "submit"),
@@ -198,6 +200,12 @@ class Executor(Generic[_RegistryT]):
         ):
             raise TypeError(
                 f"tool_registry must be a ToolRegistry, got {type(tool_registry).__name__}"
+            )
+        if is_coroutine_function(tool_registry.get_tool):
+            raise TypeError(
+                "tool_registry.get_tool is an async function: the executor looks tools up "
+                "from synchronous code and would get a coroutine, never awaited, for every "
+                "task. Make get_tool a plain def returning the tool (or None)"
             )
         resource_limits = _checked_limits(resource_limits)
         self.max_workers = positive_int("max_workers", max_workers)
@@ -745,6 +753,7 @@ def _checked_limits(limits: object) -> ResourceLimits:
     """
     if limits is None:
         return ResourceLimits()
+    not_a_class("resource_limits", limits, "model_dump")
     if not isinstance(limits, ResourceLimits):
         raise TypeError(
             "resource_limits must be a ResourceLimits (use ResourceLimits.from_config for "

@@ -56,6 +56,32 @@ def _time(name: str, value: Any) -> Any:
     return _finite_real(name, value, " or None")
 
 
+#: The fields of a record a pickled or copied ``ExecutionMetrics`` keeps (see ``__reduce__``).
+_SNAPSHOT_FIELDS = (
+    "state",
+    "start_time",
+    "end_time",
+    "cpu_time",
+    "memory_peak_mb",
+    "retries",
+    "checkpoints_dropped",
+    "checkpoints_size",
+    "outcome",
+    "trace_id",
+    "span_id",
+    "ran",
+    "milestones",
+)
+
+
+def _detached(task_id: str, tool: str, values: dict[str, Any]) -> ExecutionMetrics:
+    """Detached metrics of ``task_id`` holding ``values`` (an unpickled or copied snapshot)."""
+    rec = TaskRecord(task_id, tool)
+    for name, value in values.items():
+        setattr(rec, name, value)
+    return ExecutionMetrics(task_id, _record=rec)
+
+
 class ExecutionMetrics:
     """Metrics of one task run, read from (and written to) its record in the store.
 
@@ -315,6 +341,19 @@ class ExecutionMetrics:
             out["trace_id"] = rec.trace_id
             out["span_id"] = rec.span_id
         return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled and copied (``copy.copy``, ``copy.deepcopy``) as a detached snapshot: the
+        values read now, in a record of its own, with no store (an executor's metrics read
+        a record under the store's lock, which cannot be pickled); changing the copy leaves
+        the task's record alone."""
+        rec = self._record
+        values = {name: getattr(rec, name) for name in _SNAPSHOT_FIELDS}
+        values["execution_time"] = self.execution_time
+        values["checkpoints"] = list(rec.checkpoints)
+        if self._store is None and rec.state == "running":  # (a detached run goes on timing)
+            values["started_mono"] = rec.started_mono
+        return (_detached, (rec.task_id, rec.tool, values))
 
     def __repr__(self) -> str:
         rec = self._record

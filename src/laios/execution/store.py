@@ -44,7 +44,13 @@ from laios.execution._aggregates import (
     ToolSnapshot,
     seconds_between,
 )
-from laios.execution._checks import check_listener, number_repr, positive_int, whole_number
+from laios.execution._checks import (
+    check_listener,
+    not_a_class,
+    number_repr,
+    positive_int,
+    whole_number,
+)
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
@@ -1689,6 +1695,7 @@ def store_or_private(store: object) -> MetricStore:
     """
     if store is None:
         return MetricStore()
+    not_a_class("store", store, "new_scope")
     if not isinstance(store, MetricStore):
         raise TypeError(f"store must be a MetricStore or None, got {type(store).__name__}")
     return store

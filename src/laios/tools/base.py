@@ -36,7 +36,7 @@ import unicodedata
 import weakref
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from typing import Any, ClassVar, Literal, cast, overload
+from typing import Any, ClassVar, Literal, Optional, cast, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_core import to_jsonable_python
@@ -1145,6 +1145,10 @@ def _model_from_signature(
             if isinstance(annotation, str):  # (not resolvable: any value)
                 annotation = Any
             default = ... if param.default is inspect.Parameter.empty else param.default
+            if default is None and annotation is not Any:
+                # ``limit: int = None`` takes None, as a direct call does (what typing
+                # once read as an implicit Optional), and is checked as an int otherwise.
+                annotation = Optional[annotation]  # noqa: UP045 (any annotation object)
             fields[param.name] = (annotation, default)
     if not fields:
         return (ToolInput if open_ended else _NoParameters), {}

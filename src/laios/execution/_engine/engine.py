@@ -559,14 +559,14 @@ class Engine:
     def call_for(self, job: Job) -> ToolCall:
         """The data a runner needs to run ``job``'s tool.
 
-        A call that runs elsewhere gets a copy of the caller's context to run the tool in;
-        the inline runner runs it in the caller's own (a copy only to make a span current),
-        and a call in the awaiting task runs in that task's context (the engine makes the
-        span current around it).
+        A call gets a copy of the caller's context to run the tool in, on the caller's own
+        thread too (the inline runner), so that what the tool sets there never reaches the
+        caller, traced or not; a call in the awaiting task runs in that task's context (the
+        engine makes the span current around it).
         """
         context = None
         span_context = job.span_context
-        if not job.in_task and (span_context is not None or not job.inline):
+        if not job.in_task:
             context = contextvars.copy_context()
             if span_context is not None:
                 context.run(otel_context.attach, span_context)

@@ -34,9 +34,10 @@ class InlineRunner:
     def submit(self, call: ToolCall, events: RunEvents) -> Handle | Refusal:
         """Run ``call`` now (unless ``events.started()`` says no) and report its outcome.
 
-        A call with a context of its own (its task span current) is run in it with its
-        events, as on a worker thread: the caller's ``on_progress`` sees the task span on
-        ``started`` and ``completed`` as on ``progress``.
+        A call with a context of its own (the executor's copy of the caller's, with the task
+        span current when traced) is run in it with its events, as on a worker thread: what
+        the tool sets in its context stays there, and the caller's ``on_progress`` sees the
+        task span on ``started`` and ``completed`` as on ``progress``.
         """
         context = call.context
         if context is not None:

@@ -250,9 +250,12 @@ class ThreadRunner:
                     self._held.discard(me)
                 work = None  # an idle worker must not keep its last call (and task) alive
                 threads = len(self._threads)
-                # (_allowed() is never below max_workers: most calls skip the sum.)
+                # (_allowed() is never below max_workers: most calls skip the sum.) A worker
+                # over the limit stays while a promised call has no worker coming (``_idle``
+                # below 0): the thread started for a worker's inner call may have taken a call
+                # queued before it, and the inner call must not be left waiting for ever.
                 if (self.closed and self._queue.empty()) or (
-                    threads > self.max_workers and threads > self._allowed()
+                    threads > self.max_workers and threads > self._allowed() and self._idle >= 0
                 ):
                     self._exit(me)
                     return
