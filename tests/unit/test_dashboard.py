@@ -402,18 +402,44 @@ def test_latency_threshold_follows_the_latency_objective() -> None:
 
 
 def test_process_kills_are_charted_by_their_error_types() -> None:
-    """The process kills panel matches exactly worker_crashed, memory_limit and cpu_limit."""
+    """The process kills panel matches exactly worker_crashed, memory_limit, cpu_limit and
+    terminated."""
     (target,) = panel("Process kills by reason")["targets"]
     (regex,) = re.findall(r'error_type=~"([^"]+)"', target["expr"])
     assert (
         set(regex.split("|"))
         == set(PROCESS_KILLS)
-        == {
-            "worker_crashed",
-            "memory_limit",
-            "cpu_limit",
-        }
+        == {"worker_crashed", "memory_limit", "cpu_limit", "terminated"}
     )
+
+
+#: The process runner's error types that are no kill: a call refused before it was sent, or
+#: run by no worker because the runner's initializer raised (the worker lives on).
+NOT_KILLS = {"not_picklable", "initializer_failed"}
+
+
+def test_every_kill_a_process_runner_reports_is_charted() -> None:
+    """Each error type the process runner's modules report, but a refusal, is a reason of
+    "Process kills by reason" and is named in its description and in docs/grafana.md."""
+    runners = REPO / "src" / "laios" / "execution" / "_runners"
+    reported = {
+        error_type
+        for module in ("process.py", "process_worker.py")
+        for error_type in re.findall(
+            r'error_type\s*=\s*"([a-z_]+)"', (runners / module).read_text(encoding="utf-8")
+        )
+    }
+    assert reported > NOT_KILLS
+    kills = reported - NOT_KILLS
+    assert kills == set(PROCESS_KILLS)
+    description = panel("Process kills by reason")["description"]
+    row = next(
+        line
+        for line in (REPO / "docs" / "grafana.md").read_text(encoding="utf-8").splitlines()
+        if "| Process kills by reason |" in line
+    )
+    unnamed = [kill for kill in sorted(kills) if kill not in description or f"`{kill}`" not in row]
+    assert unnamed == []
 
 
 @pytest.mark.parametrize("title", ["Errors by tool and type", "Top failing tools and error types"])

@@ -35,8 +35,9 @@ __all__ = ["FAILED_OUTCOMES", "PROCESS_KILLS", "build_dashboard", "dashboard_jso
 
 #: Outcomes that count as failures (a cancellation is the caller's choice, not a failure).
 FAILED_OUTCOMES = "error|timeout|rejected"
-#: The ``error_type`` values of a process runner killing or losing a worker process.
-PROCESS_KILLS = ("worker_crashed", "memory_limit", "cpu_limit")
+#: The ``error_type`` values of a process runner killing or losing a worker process (its
+#: others, ``not_picklable`` and ``initializer_failed``, leave the worker as it was).
+PROCESS_KILLS = ("worker_crashed", "memory_limit", "cpu_limit", "terminated")
 #: The metric whose labels the template variables list.
 _VARIABLE_SOURCE = "laios_tasks_total"
 #: Burn rate of the fast multiwindow SLO alert (2 % of a 30-day budget in an hour).
@@ -471,8 +472,10 @@ def _runners(grid: g.Grid, q: _Queries) -> None:
             "Process kills by reason",
             "Tasks whose worker process a process runner killed or lost, per second:"
             " memory_limit (the tool allocated past memory_limit_mb), cpu_limit (it used up its"
-            " CPU budget), worker_crashed (the process died). Each kill costs a new worker"
-            " process. Empty with the thread runner.",
+            " CPU budget), worker_crashed (the process died), terminated (the runner killed"
+            " every worker: its executor was collected without shutdown(), the interpreter"
+            " exited, or runner.terminate() was called). Each kill but terminated costs a new"
+            " worker process. Empty with the thread runner.",
             "ops",
             [
                 g.target(
