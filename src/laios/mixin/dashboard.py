@@ -96,6 +96,14 @@ class _Queries:
         valid = ['outcome!="cancelled"'] if metric == "laios_task_results_total" else []
         return f"{total}({failed})\n/ {total}({self.rate(metric, *valid)})"
 
+    def share(self, metric: str) -> str:
+        """:meth:`ratio` of all selected tools as one number, 0 when nothing counted finished
+        in the window (where the ratio is 0/0, NaN) or nothing ever failed (no failed series).
+
+        Where there is no series of ``metric`` at all (no laios target selected), no value."""
+        failed, valid = self.ratio(metric).split("\n/ ")
+        return f"{failed}\n/ ({valid} > 0)\nor {valid} * 0"
+
     def quantile(self, q: float, metric: str, by: str, *more: str) -> str:
         """``histogram_quantile`` of a histogram's buckets, summed ``by`` labels plus ``le``."""
         buckets = self.rate(f"{metric}_bucket", *more)
@@ -136,17 +144,19 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
             " timeout or rejected, out of those not cancelled (as the alerts count). Orange"
             " above the error budget of the availability objective"
             f" ({as_written(config.availability_objective)}); red at {_FAST_BURN:g} times the"
-            " budget, where the fast-burn SLO alert pages.",
+            " budget, where the fast-burn SLO alert pages. 0 when no result was returned in the"
+            " window.",
             "percentunit",
-            g.target(q.ratio("laios_task_results_total")),
+            g.target(q.share("laios_task_results_total")),
             thresholds=ratio_steps,
         ),
         g.stat(
             "Failed attempts",
             "Share of attempts that failed (error, timeout, rejected); every attempt of a retried"
-            " call counts, so this is above Failed results when retries help.",
+            " call counts, so this is above Failed results when retries help. 0 when no attempt"
+            " finished in the window.",
             "percentunit",
-            g.target(q.ratio("laios_tasks_total")),
+            g.target(q.share("laios_tasks_total")),
             thresholds=ratio_steps,
         ),
         g.stat(
