@@ -1610,9 +1610,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run sample tasks behind a live metrics endpoint",
         description="Run a realistic workload through a real Executor, serve /metrics, "
         "/status and the live page for it, and show a live view until Ctrl-C or q.",
-        epilog="Exit codes: 0 after a run (also when stopped with q, Ctrl-C, SIGTERM or "
-        "SIGHUP); 2 when the port cannot be bound or an option is not usable; 130 after "
-        "Ctrl-C while it starts; 1 when the output cannot be written.",
+        epilog="Exit codes: 0 after a run (also when stopped with q, Ctrl-C, SIGTERM or a "
+        "SIGHUP sent to it, kill -HUP); 2 when the port cannot be bound or an option is not "
+        "usable; 130 after Ctrl-C while it starts; 1 when the output cannot be written, as "
+        "when its terminal was closed (it is stopped by the SIGHUP that sends, and its "
+        "summary has nowhere to go).",
     )
     demo.add_argument(
         "--duration",
