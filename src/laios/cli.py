@@ -48,6 +48,7 @@ from laios._output import (
     shown_url,
     without_credentials,
 )
+from laios._stops import stop_signals_as_ctrl_c
 from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines
 
 if TYPE_CHECKING:
@@ -1393,7 +1394,7 @@ def watch_status(
     err: TextIO | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> int:
-    """Redraw the status every ``interval`` seconds until Ctrl-C.
+    """Redraw the status every ``interval`` seconds until Ctrl-C, SIGTERM or SIGHUP.
 
     Args:
         url: The endpoint's base URL.
@@ -1407,8 +1408,9 @@ def watch_status(
         sleep: Waits between redraws (``time.sleep``).
 
     Returns:
-        0 after Ctrl-C; 2 when nothing answers at the first attempt (later failures are shown
-        above the last good picture and retried).
+        0 after Ctrl-C, or SIGTERM or SIGHUP (taken as Ctrl-C while it runs, when called in
+        the main thread); 2 when nothing answers at the first attempt (later failures are
+        shown above the last good picture and retried).
 
     Raises:
         ValueError: When ``interval`` is not a positive, finite number of seconds.
@@ -1422,6 +1424,24 @@ def watch_status(
     # editor's shell) the pictures follow one another whole, as in a file.
     terminal = stream_is_terminal(out)
     clear = _CLEAR if terminal else ""
+    # SIGTERM and SIGHUP stop it as Ctrl-C does, as they stop `laios demo` (one handler from
+    # the first request to the end: a signal repeated at once, as `timeout` sends it, is the
+    # same stop, and never meets the default handler in between).
+    with stop_signals_as_ctrl_c():
+        return _watch(url, interval, timeout, out, err, pause, terminal, clear)
+
+
+def _watch(
+    url: str,
+    interval: float,
+    timeout: float,
+    out: TextIO,
+    err: TextIO,
+    pause: Callable[[float], None],
+    terminal: bool,
+    clear: str,
+) -> int:
+    """The loop of :func:`watch_status`."""
     try:
         document = fetch_status(url, timeout)
     except StatusUnavailable as exc:
@@ -1577,9 +1597,11 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         help="show running tasks and per-tool statistics",
         description="Show what a running process is doing, read from its /status endpoint.",
-        epilog="Exit code 0 when the status was shown (or --watch was stopped with Ctrl-C); "
-        "exit code 2 when nothing usable answered at the URL; 130 after Ctrl-C while "
-        "waiting for the answer; 1 when the output cannot be written.",
+        epilog="Exit code 0 when the status was shown (or --watch was stopped with Ctrl-C, "
+        "SIGTERM or a SIGHUP sent to it); exit code 2 when nothing usable answered at the URL; "
+        "130 after Ctrl-C (with --watch also SIGTERM or SIGHUP) while waiting for the first "
+        "answer; 1 when the output cannot be written, as when the terminal of --watch was "
+        "closed.",
     )
     status.add_argument(
         "--url",
@@ -1588,7 +1610,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"alone means http, and USER:PASSWORD@ (percent-encoded) is sent as basic "
         f"authentication (default {DEFAULT_URL})",
     )
-    status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    status.add_argument(
+        "--watch", action="store_true", help="redraw until Ctrl-C (or SIGTERM, SIGHUP)"
+    )
     status.add_argument(
         "--interval",
         type=_positive_float,

@@ -974,6 +974,38 @@ def test_watch_redraws_until_ctrl_c(server: MetricsServer) -> None:
     assert pauses == [0.5, 0.5, 0.5]
 
 
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_watch_stops_on_sigterm_or_sighup_with_exit_code_0(
+    server: MetricsServer, number: signal.Signals
+) -> None:
+    """`laios status --watch` stopped with SIGTERM (`kill`, `timeout`, a service manager) or
+    SIGHUP sent to it ends as after Ctrl-C, exit code 0, as `laios demo` does, instead of
+    being killed by the signal (exit code 143 or 129 in a shell)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    command = [sys.executable, "-m", "laios.cli", "status", "--watch", "--interval", "0.2"]
+    process = subprocess.Popen(
+        [*command, "--url", server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # (the first picture is under way)
+        assert first, process.stderr.read() if process.stderr else ""
+        process.send_signal(number)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode(errors="replace")
+    assert b"Traceback" not in err
+
+
 class _Terminal(io.StringIO):
     """An output that says it is a terminal."""
 
