@@ -1454,7 +1454,10 @@ def _watch(
             size = shutil.get_terminal_size() if terminal else None
             shown = without_credentials(status_url(url))
             frame = _watch_frame(document, shown, problem, interval, size)
-            out.write(_writable(f"{clear}{frame}\n", out))
+            # (the cursor's line goes under the picture, unless the terminal has no line for
+            # it: on a terminal of one line, a newline would scroll the picture's title off)
+            end = "\n" if size is None or frame.count("\n") + 1 < size.lines else ""
+            out.write(_writable(f"{clear}{frame}{end}", out))
             out.flush()
             waited = 0.0
             while waited < interval:  # (in parts the platform can wait)

@@ -1026,6 +1026,31 @@ def test_watch_clears_the_screen_only_on_a_terminal_that_takes_escape_sequences(
     assert "Running tasks" in out.getvalue()
 
 
+@pytest.mark.parametrize("lines", [1, 2, 3, 24])
+def test_watch_on_a_terminal_never_scrolls_its_picture(
+    lines: int, server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal of any height, 1 line included, a picture of --watch takes no more lines
+    than the terminal has, its cursor's line included: its title stays on screen. On a
+    1-line terminal the picture was written with a newline after its one line, which
+    scrolled the title off."""
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda: os.terminal_size((80, lines)))
+    out = _Terminal()
+    pictures: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        pictures.append(out.getvalue())
+        raise KeyboardInterrupt
+
+    assert watch_status(server.url, interval=0.5, out=out, sleep=sleep) == 0
+    (picture,) = pictures
+    assert picture.startswith("\x1b[H\x1b[2J")
+    shown = picture.removeprefix("\x1b[H\x1b[2J")
+    assert shown.startswith("laios status - ")
+    assert shown.count("\n") + 1 <= lines, shown
+
+
 def test_watch_through_main_exits_zero_on_ctrl_c(
     server: MetricsServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
