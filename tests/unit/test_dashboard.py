@@ -444,6 +444,27 @@ def test_every_kill_a_process_runner_reports_is_charted() -> None:
     assert unnamed == []
 
 
+def test_worker_utilisation_says_which_running_tasks_take_no_worker_thread() -> None:
+    """ "Worker utilisation by instance" divides the running tasks by the worker threads, but a
+    task run on its caller's thread (execute_task without a timeout) or an async tool on an
+    event loop runs without one: 20 async tools on 2 idle workers read 1000 %. Its
+    description and docs/grafana.md say so, and send the operator to the queue's panels to
+    tell a short pool, so that such a reading is not taken for an overloaded one."""
+    (target,) = panel("Worker utilisation by instance")["targets"]
+    assert metric_names(target["expr"]) == {"laios_tasks_in_flight", "laios_executor_workers"}
+    row = next(
+        line
+        for line in (REPO / "docs" / "grafana.md").read_text(encoding="utf-8").splitlines()
+        if "| Worker utilisation by instance |" in line
+    )
+    for text in (panel("Worker utilisation by instance")["description"], row):
+        assert "caller's thread" in text, text
+        assert "async tool" in text, text
+        assert "above 100 %" in text, text
+        assert "Queue depth" in text, text
+        assert "Queue wait" in text, text
+
+
 @pytest.mark.parametrize("title", ["Errors by tool and type", "Top failing tools and error types"])
 def test_failure_panels_leave_out_cancellations(title: str) -> None:
     """laios_task_errors_total counts a cancelled task as error_type="cancelled", but a

@@ -331,10 +331,14 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         ),
         g.timeseries(
             "Worker utilisation by instance",
-            "Per process: tasks of the selected tools running now, per worker. Near 100 %"
-            " the queue grows; async tools take no worker and can push it past 100 %."
-            " Threads held by timed-out tools are not counted (a saturated process reads"
-            " low here): see Abandoned threads by instance.",
+            "Per process: tasks of the selected tools running now, per worker thread. Not a"
+            " count of busy threads: a synchronous tool run on its caller's thread"
+            " (execute_task without a timeout) and an async tool on an event loop run without"
+            " a worker thread, yet count here, so an idle pool can read far above 100 % (20"
+            " async tools on 2 workers: 1000 %). Threads held by timed-out tools are not"
+            " counted (a saturated process reads low here): see Abandoned threads by instance."
+            " Whether the pool is short of threads, Queue depth and Queue wait p95 tell: tasks"
+            " wait there only for a worker (or an async slot).",
             "percentunit",
             [
                 g.target(
