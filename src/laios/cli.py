@@ -1424,9 +1424,8 @@ def watch_status(
     # editor's shell) the pictures follow one another whole, as in a file.
     terminal = stream_is_terminal(out)
     clear = _CLEAR if terminal else ""
-    # SIGTERM and SIGHUP stop it as Ctrl-C does, as they stop `laios demo` (one handler from
-    # the first request to the end: a signal repeated at once, as `timeout` sends it, is the
-    # same stop, and never meets the default handler in between).
+    # SIGTERM and SIGHUP stop it as Ctrl-C does, as they stop `laios demo` (from the first
+    # request on; one repeated at once, as `timeout` sends it, is the same stop).
     with stop_signals_as_ctrl_c():
         return _watch(url, interval, timeout, out, err, pause, terminal, clear)
 
