@@ -30,12 +30,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
 from laios._output import shown_url, without_credentials
+from laios._stops import STOP_SIGNALS as _STOP_SIGNALS
+from laios._stops import Stops as _Stops
+from laios._stops import stop_signals_as_ctrl_c as _stop_signals_as_ctrl_c
 from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width, why_not_a_terminal
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
@@ -51,12 +53,6 @@ __all__ = ["build_registry", "live_frame", "run"]
 _FRAME = 1.0
 #: Seconds between progress lines when there is no live view.
 _PLAIN_EVERY = 10.0
-#: The signals that stop the demo: Ctrl-C, and the others as if it were (_stop_signals_as_ctrl_c).
-_STOP_SIGNALS = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()),
-)
 
 
 class _FetchInput(ToolInput):
@@ -686,44 +682,6 @@ def _show_plain(clock: _Clock) -> None:
         if time.monotonic() >= next_line:
             print(_progress_line(clock), flush=True)
             next_line += _PLAIN_EVERY
-
-
-#: Seconds within which a stop signal after another is the same stop: ``timeout`` sends its
-#: SIGTERM to the demo, then at once to the demo's whole process group, the demo in it.
-_SAME_STOP = 0.2
-
-
-class _Stops:
-    """Turns the stop signals into Ctrl-C, the ones repeated within :data:`_SAME_STOP`
-    seconds of the last taken left out."""
-
-    def __init__(self) -> None:
-        self.last = float("-inf")
-
-    def interrupt(self, signum: int, frame: FrameType | None) -> None:
-        """The signal handler: raise KeyboardInterrupt unless this is the same stop again."""
-        now = time.monotonic()
-        if now - self.last < _SAME_STOP:
-            return
-        self.last = now
-        raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _stop_signals_as_ctrl_c(stops: _Stops | None = None) -> Iterator[None]:
-    """While inside, SIGTERM and SIGHUP stop the demo the way Ctrl-C does (terminal restored,
-    child processes stopped, summary); one of them, or a Ctrl-C, that comes again within
-    :data:`_SAME_STOP` seconds of the last taken by ``stops`` is the same stop, left out."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    interrupt = (stops or _Stops()).interrupt
-    previous = {number: signal.signal(number, interrupt) for number in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 #: Why an address cannot be served on, whatever the port: not this machine's

@@ -48,6 +48,7 @@ from laios._output import (
     shown_url,
     without_credentials,
 )
+from laios._stops import stop_signals_as_ctrl_c
 from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines
 
 if TYPE_CHECKING:
@@ -1393,7 +1394,7 @@ def watch_status(
     err: TextIO | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> int:
-    """Redraw the status every ``interval`` seconds until Ctrl-C.
+    """Redraw the status every ``interval`` seconds until Ctrl-C, SIGTERM or SIGHUP.
 
     Args:
         url: The endpoint's base URL.
@@ -1407,8 +1408,9 @@ def watch_status(
         sleep: Waits between redraws (``time.sleep``).
 
     Returns:
-        0 after Ctrl-C; 2 when nothing answers at the first attempt (later failures are shown
-        above the last good picture and retried).
+        0 after Ctrl-C, or SIGTERM or SIGHUP (taken as Ctrl-C while it runs, when called in
+        the main thread); 2 when nothing answers at the first attempt (later failures are
+        shown above the last good picture and retried).
 
     Raises:
         ValueError: When ``interval`` is not a positive, finite number of seconds.
@@ -1422,6 +1424,23 @@ def watch_status(
     # editor's shell) the pictures follow one another whole, as in a file.
     terminal = stream_is_terminal(out)
     clear = _CLEAR if terminal else ""
+    # SIGTERM and SIGHUP stop it as Ctrl-C does, as they stop `laios demo` (from the first
+    # request on; one repeated at once, as `timeout` sends it, is the same stop).
+    with stop_signals_as_ctrl_c():
+        return _watch(url, interval, timeout, out, err, pause, terminal, clear)
+
+
+def _watch(
+    url: str,
+    interval: float,
+    timeout: float,
+    out: TextIO,
+    err: TextIO,
+    pause: Callable[[float], None],
+    terminal: bool,
+    clear: str,
+) -> int:
+    """The loop of :func:`watch_status`."""
     try:
         document = fetch_status(url, timeout)
     except StatusUnavailable as exc:
@@ -1434,7 +1453,10 @@ def watch_status(
             size = shutil.get_terminal_size() if terminal else None
             shown = without_credentials(status_url(url))
             frame = _watch_frame(document, shown, problem, interval, size)
-            out.write(_writable(f"{clear}{frame}\n", out))
+            # (the cursor's line goes under the picture, unless the terminal has no line for
+            # it: on a terminal of one line, a newline would scroll the picture's title off)
+            end = "\n" if size is None or frame.count("\n") + 1 < size.lines else ""
+            out.write(_writable(f"{clear}{frame}{end}", out))
             out.flush()
             waited = 0.0
             while waited < interval:  # (in parts the platform can wait)
@@ -1577,9 +1599,11 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         help="show running tasks and per-tool statistics",
         description="Show what a running process is doing, read from its /status endpoint.",
-        epilog="Exit code 0 when the status was shown (or --watch was stopped with Ctrl-C); "
-        "exit code 2 when nothing usable answered at the URL; 130 after Ctrl-C while "
-        "waiting for the answer; 1 when the output cannot be written.",
+        epilog="Exit code 0 when the status was shown (or --watch was stopped with Ctrl-C, "
+        "SIGTERM or a SIGHUP sent to it); exit code 2 when nothing usable answered at the URL; "
+        "130 after Ctrl-C (with --watch also SIGTERM or SIGHUP) while waiting for the first "
+        "answer; 1 when the output cannot be written, as when the terminal of --watch was "
+        "closed.",
     )
     status.add_argument(
         "--url",
@@ -1588,7 +1612,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"alone means http, and USER:PASSWORD@ (percent-encoded) is sent as basic "
         f"authentication (default {DEFAULT_URL})",
     )
-    status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    status.add_argument(
+        "--watch", action="store_true", help="redraw until Ctrl-C (or SIGTERM, SIGHUP)"
+    )
     status.add_argument(
         "--interval",
         type=_positive_float,
@@ -1610,9 +1636,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run sample tasks behind a live metrics endpoint",
         description="Run a realistic workload through a real Executor, serve /metrics, "
         "/status and the live page for it, and show a live view until Ctrl-C or q.",
-        epilog="Exit codes: 0 after a run (also when stopped with q, Ctrl-C, SIGTERM or "
-        "SIGHUP); 2 when the port cannot be bound or an option is not usable; 130 after "
-        "Ctrl-C while it starts; 1 when the output cannot be written.",
+        epilog="Exit codes: 0 after a run (also when stopped with q, Ctrl-C, SIGTERM or a "
+        "SIGHUP sent to it, kill -HUP); 2 when the port cannot be bound or an option is not "
+        "usable; 130 after Ctrl-C while it starts; 1 when the output cannot be written, as "
+        "when its terminal was closed (it is stopped by the SIGHUP that sends, and its "
+        "summary has nowhere to go).",
     )
     demo.add_argument(
         "--duration",

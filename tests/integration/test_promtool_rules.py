@@ -7,6 +7,7 @@ against tests written here for those options.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -316,4 +317,88 @@ def test_runbook_queries_read_one_rule_set(
     path = default_and_job_sets / "runbook_queries.test.yml"
     path.write_text(yaml.safe_dump(tests, sort_keys=False), encoding="utf-8")
     result = promtool(promtool_binary, "test", "rules", path.name, cwd=default_and_job_sets)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+#: The Overview's stat panels of a failed share, and the counter each divides.
+FAILED_SHARE_STATS = {
+    "Failed results": "laios_task_results_total",
+    "Failed attempts": "laios_tasks_total",
+}
+
+
+def _stat_expression(title: str) -> str:
+    """The query of the dashboard's stat panel ``title``, with Grafana's variables as "All"
+    over a 1-minute rate interval."""
+    dashboard = json.loads(
+        (REPO / "grafana" / "dashboards" / "laios-execution.json").read_text(encoding="utf-8")
+    )
+    (panel,) = [p for p in dashboard["panels"] if p["title"] == title]
+    (target,) = panel["targets"]
+    expr = target["expr"].replace("$__rate_interval", "2m")
+    return re.sub(r"\$\{?(\w+)\}?", ".*", expr)
+
+
+@pytest.mark.parametrize("title", list(FAILED_SHARE_STATS))
+def test_a_failed_share_stat_reads_0_when_nothing_finished(
+    promtool_binary: str, tmp_path: Path, title: str
+) -> None:
+    """ "Failed results" and "Failed attempts" read 0 for a service that finished nothing in
+    the window (not NaN, 0/0), and for one that never failed (no failed series at all); the
+    share of failures when some failed; and no value where there is no laios series."""
+    metric = FAILED_SHARE_STATS[title]
+    labels = 'job="orders-api",instance="10.1.2.3:8489",tool="fetch"'
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # busy for 10 minutes (3 of 4 succeed), then idle.
+                    {
+                        "series": f'{metric}{{{labels},outcome="success"}}',
+                        "values": "0+30x10 300x20",
+                    },
+                    {
+                        "series": f'{metric}{{{labels},outcome="error"}}',
+                        "values": "0+10x10 100x20",
+                    },
+                    {
+                        "series": f'{metric}{{{labels},outcome="cancelled"}}',
+                        "values": "0x30",
+                    },
+                    # another job that succeeds and has never failed: no failed series.
+                    {
+                        "series": f'{metric}{{job="billing",tool="bill",outcome="success"}}',
+                        "values": "0+60x30",
+                    },
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": _stat_expression(title).replace('job=~".*"', 'job="orders-api"'),
+                        "eval_time": "5m",
+                        "exp_samples": [{"labels": "{}", "value": 0.25}],
+                    },
+                    {
+                        "expr": _stat_expression(title).replace('job=~".*"', 'job="orders-api"'),
+                        "eval_time": "25m",
+                        "exp_samples": [{"labels": "{}", "value": 0}],
+                    },
+                    {
+                        "expr": _stat_expression(title).replace('job=~".*"', 'job="billing"'),
+                        "eval_time": "25m",
+                        "exp_samples": [{"labels": "{}", "value": 0}],
+                    },
+                    {
+                        "expr": _stat_expression(title).replace('job=~".*"', 'job="none"'),
+                        "eval_time": "25m",
+                        "exp_samples": [],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "stats.test.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
+    result = promtool(promtool_binary, "test", "rules", "stats.test.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -974,6 +974,38 @@ def test_watch_redraws_until_ctrl_c(server: MetricsServer) -> None:
     assert pauses == [0.5, 0.5, 0.5]
 
 
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_watch_stops_on_sigterm_or_sighup_with_exit_code_0(
+    server: MetricsServer, number: signal.Signals
+) -> None:
+    """`laios status --watch` stopped with SIGTERM (`kill`, `timeout`, a service manager) or
+    SIGHUP sent to it ends as after Ctrl-C, exit code 0, as `laios demo` does, instead of
+    being killed by the signal (exit code 143 or 129 in a shell)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    command = [sys.executable, "-m", "laios.cli", "status", "--watch", "--interval", "0.2"]
+    process = subprocess.Popen(
+        [*command, "--url", server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # (the first picture is under way)
+        assert first, process.stderr.read() if process.stderr else ""
+        process.send_signal(number)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode(errors="replace")
+    assert b"Traceback" not in err
+
+
 class _Terminal(io.StringIO):
     """An output that says it is a terminal."""
 
@@ -992,6 +1024,31 @@ def test_watch_clears_the_screen_only_on_a_terminal_that_takes_escape_sequences(
     assert watch_status(server.url, interval=0.5, out=out, sleep=_interrupt) == 0
     assert ("\x1b" in out.getvalue()) is clears
     assert "Running tasks" in out.getvalue()
+
+
+@pytest.mark.parametrize("lines", [1, 2, 3, 24])
+def test_watch_on_a_terminal_never_scrolls_its_picture(
+    lines: int, server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal of any height, 1 line included, a picture of --watch takes no more lines
+    than the terminal has, its cursor's line included: its title stays on screen. On a
+    1-line terminal the picture was written with a newline after its one line, which
+    scrolled the title off."""
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda: os.terminal_size((80, lines)))
+    out = _Terminal()
+    pictures: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        pictures.append(out.getvalue())
+        raise KeyboardInterrupt
+
+    assert watch_status(server.url, interval=0.5, out=out, sleep=sleep) == 0
+    (picture,) = pictures
+    assert picture.startswith("\x1b[H\x1b[2J")
+    shown = picture.removeprefix("\x1b[H\x1b[2J")
+    assert shown.startswith("laios status - ")
+    assert shown.count("\n") + 1 <= lines, shown
 
 
 def test_watch_through_main_exits_zero_on_ctrl_c(

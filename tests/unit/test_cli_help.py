@@ -75,3 +75,16 @@ def test_the_docs_show_what_a_bare_laios_prints_and_its_exit_code(
     assert block.splitlines() == printed.err.splitlines()
     intro = page.split("\n## ", 1)[0]
     assert "exit code 2" in " ".join(intro.split())
+
+
+def test_the_demo_help_says_a_closed_terminal_ends_with_exit_code_1() -> None:
+    """`laios demo` stopped by a SIGHUP sent to it (`kill -HUP`) exits 0, but closing its
+    terminal, which sends the same SIGHUP, leaves the summary nowhere to be written: exit
+    code 1. The help says both, as docs/cli.md does."""
+    codes = _help("demo").split("Exit codes:", 1)[1]
+    zero, one = codes.split("; 1 ", 1)
+    assert "SIGHUP" in zero
+    assert "terminal" not in zero
+    assert "terminal was closed" in one
+    page = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert "but 1 when SIGHUP came because its terminal was closed" in page

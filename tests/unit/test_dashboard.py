@@ -382,7 +382,9 @@ def test_failed_shares_are_the_ones_the_rules_compute(title: str, record: str) -
     (target,) = panel(title)["targets"]
     groups = yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))["groups"]
     (rule,) = [r for g in groups for r in g["rules"] if r.get("record") == record]
-    panel_parts = [outcome_matchers(part) for part in target["expr"].split("\n/ ")]
+    # (a stat's query ends with "or" the denominator times 0: 0, not NaN, on an idle service)
+    ratio = target["expr"].split("\nor ")[0]
+    panel_parts = [outcome_matchers(part) for part in ratio.split("\n/ ")]
     rule_parts = [outcome_matchers(part) for part in rule["expr"].split("\n  / ")]
     assert panel_parts == rule_parts
 
@@ -402,18 +404,65 @@ def test_latency_threshold_follows_the_latency_objective() -> None:
 
 
 def test_process_kills_are_charted_by_their_error_types() -> None:
-    """The process kills panel matches exactly worker_crashed, memory_limit and cpu_limit."""
+    """The process kills panel matches exactly worker_crashed, memory_limit, cpu_limit and
+    terminated."""
     (target,) = panel("Process kills by reason")["targets"]
     (regex,) = re.findall(r'error_type=~"([^"]+)"', target["expr"])
     assert (
         set(regex.split("|"))
         == set(PROCESS_KILLS)
-        == {
-            "worker_crashed",
-            "memory_limit",
-            "cpu_limit",
-        }
+        == {"worker_crashed", "memory_limit", "cpu_limit", "terminated"}
     )
+
+
+#: The process runner's error types that are no kill: a call refused before it was sent, or
+#: run by no worker because the runner's initializer raised (the worker lives on).
+NOT_KILLS = {"not_picklable", "initializer_failed"}
+
+
+def test_every_kill_a_process_runner_reports_is_charted() -> None:
+    """Each error type the process runner's modules report, but a refusal, is a reason of
+    "Process kills by reason" and is named in its description and in docs/grafana.md."""
+    runners = REPO / "src" / "laios" / "execution" / "_runners"
+    reported = {
+        error_type
+        for module in ("process.py", "process_worker.py")
+        for error_type in re.findall(
+            r'error_type\s*=\s*"([a-z_]+)"', (runners / module).read_text(encoding="utf-8")
+        )
+    }
+    assert reported > NOT_KILLS
+    kills = reported - NOT_KILLS
+    assert kills == set(PROCESS_KILLS)
+    description = panel("Process kills by reason")["description"]
+    row = next(
+        line
+        for line in (REPO / "docs" / "grafana.md").read_text(encoding="utf-8").splitlines()
+        if "| Process kills by reason |" in line
+    )
+    unnamed = [kill for kill in sorted(kills) if kill not in description or f"`{kill}`" not in row]
+    assert unnamed == []
+
+
+def test_worker_utilisation_says_which_running_tasks_take_no_worker_thread() -> None:
+    """ "Worker utilisation by instance" divides the running tasks by the worker threads, but a
+    task run on its caller's thread (execute_task without a timeout) or an async tool on an
+    event loop runs without one: 20 async tools on 2 idle workers read 1000 %. Its
+    description and docs/grafana.md say so, and send the operator to the queue's panels to
+    tell a short pool, so that such a reading is not taken for an overloaded one."""
+    (target,) = panel("Worker utilisation by instance")["targets"]
+    assert metric_names(target["expr"]) == {"laios_tasks_in_flight", "laios_executor_workers"}
+    row = next(
+        line
+        for line in (REPO / "docs" / "grafana.md").read_text(encoding="utf-8").splitlines()
+        if "| Worker utilisation by instance |" in line
+    )
+    for text in (panel("Worker utilisation by instance")["description"], row):
+        assert "caller's thread" in text, text
+        assert "async tool" in text, text
+        assert "above 100 %" in text, text
+        assert "Queue depth" in text, text
+        assert "Queue wait" in text, text
 
 
 @pytest.mark.parametrize("title", ["Errors by tool and type", "Top failing tools and error types"])

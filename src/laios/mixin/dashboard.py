@@ -35,8 +35,9 @@ __all__ = ["FAILED_OUTCOMES", "PROCESS_KILLS", "build_dashboard", "dashboard_jso
 
 #: Outcomes that count as failures (a cancellation is the caller's choice, not a failure).
 FAILED_OUTCOMES = "error|timeout|rejected"
-#: The ``error_type`` values of a process runner killing or losing a worker process.
-PROCESS_KILLS = ("worker_crashed", "memory_limit", "cpu_limit")
+#: The ``error_type`` values of a process runner killing or losing a worker process (its
+#: others, ``not_picklable`` and ``initializer_failed``, leave the worker as it was).
+PROCESS_KILLS = ("worker_crashed", "memory_limit", "cpu_limit", "terminated")
 #: The metric whose labels the template variables list.
 _VARIABLE_SOURCE = "laios_tasks_total"
 #: Burn rate of the fast multiwindow SLO alert (2 % of a 30-day budget in an hour).
@@ -95,6 +96,14 @@ class _Queries:
         valid = ['outcome!="cancelled"'] if metric == "laios_task_results_total" else []
         return f"{total}({failed})\n/ {total}({self.rate(metric, *valid)})"
 
+    def share(self, metric: str) -> str:
+        """:meth:`ratio` of all selected tools as one number, 0 when nothing counted finished
+        in the window (where the ratio is 0/0, NaN) or nothing ever failed (no failed series).
+
+        Where there is no series of ``metric`` at all (no laios target selected), no value."""
+        failed, valid = self.ratio(metric).split("\n/ ")
+        return f"{failed}\n/ ({valid} > 0)\nor {valid} * 0"
+
     def quantile(self, q: float, metric: str, by: str, *more: str) -> str:
         """``histogram_quantile`` of a histogram's buckets, summed ``by`` labels plus ``le``."""
         buckets = self.rate(f"{metric}_bucket", *more)
@@ -135,17 +144,19 @@ def _overview(grid: g.Grid, q: _Queries, config: MixinConfig) -> None:
             " timeout or rejected, out of those not cancelled (as the alerts count). Orange"
             " above the error budget of the availability objective"
             f" ({as_written(config.availability_objective)}); red at {_FAST_BURN:g} times the"
-            " budget, where the fast-burn SLO alert pages.",
+            " budget, where the fast-burn SLO alert pages. 0 when no result was returned in the"
+            " window.",
             "percentunit",
-            g.target(q.ratio("laios_task_results_total")),
+            g.target(q.share("laios_task_results_total")),
             thresholds=ratio_steps,
         ),
         g.stat(
             "Failed attempts",
             "Share of attempts that failed (error, timeout, rejected); every attempt of a retried"
-            " call counts, so this is above Failed results when retries help.",
+            " call counts, so this is above Failed results when retries help. 0 when no attempt"
+            " finished in the window.",
             "percentunit",
-            g.target(q.ratio("laios_tasks_total")),
+            g.target(q.share("laios_tasks_total")),
             thresholds=ratio_steps,
         ),
         g.stat(
@@ -320,10 +331,14 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         ),
         g.timeseries(
             "Worker utilisation by instance",
-            "Per process: tasks of the selected tools running now, per worker. Near 100 %"
-            " the queue grows; async tools take no worker and can push it past 100 %."
-            " Threads held by timed-out tools are not counted (a saturated process reads"
-            " low here): see Abandoned threads by instance.",
+            "Per process: tasks of the selected tools running now, per worker thread. Not a"
+            " count of busy threads: a synchronous tool run on its caller's thread"
+            " (execute_task without a timeout) and an async tool on an event loop run without"
+            " a worker thread, yet count here, so an idle pool can read far above 100 % (20"
+            " async tools on 2 workers: 1000 %). Threads held by timed-out tools are not"
+            " counted (a saturated process reads low here): see Abandoned threads by instance."
+            " Whether the pool is short of threads, Queue depth and Queue wait p95 tell: tasks"
+            " wait there only for a worker (or an async slot).",
             "percentunit",
             [
                 g.target(
@@ -471,8 +486,10 @@ def _runners(grid: g.Grid, q: _Queries) -> None:
             "Process kills by reason",
             "Tasks whose worker process a process runner killed or lost, per second:"
             " memory_limit (the tool allocated past memory_limit_mb), cpu_limit (it used up its"
-            " CPU budget), worker_crashed (the process died). Each kill costs a new worker"
-            " process. Empty with the thread runner.",
+            " CPU budget), worker_crashed (the process died), terminated (the runner killed"
+            " every worker: its executor was collected without shutdown(), the interpreter"
+            " exited, or runner.terminate() was called). Each kill but terminated costs a new"
+            " worker process. Empty with the thread runner.",
             "ops",
             [
                 g.target(
