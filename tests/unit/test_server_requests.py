@@ -340,3 +340,47 @@ def test_versions_of_one_digit_a_side_are_read_as_before(server: MetricsServer) 
     for version, status in ((b"HTTP/1.0", 200), (b"HTTP/1.1", 200), (b"HTTP/2.0", 505)):
         request = b"GET /healthz " + version + b"\r\nHost: localhost\r\n\r\n"
         assert status_of(send_raw(server.port, request)) == status, version
+
+
+#: Request targets with a fragment, which no request target may carry (RFC 9112 section 3.2).
+WITH_A_FRAGMENT = [
+    "/metrics?a=b#frag",
+    "/metrics?name[]=laios_build_info#frag",
+    "/metrics#frag",
+    "/healthz#",
+    "/metrics?#",
+    "http://localhost/metrics#frag",
+    "http://localhost/metrics?a=b#",
+]
+
+
+@pytest.mark.parametrize("target", WITH_A_FRAGMENT)
+def test_a_request_target_with_a_fragment_gets_400(server: MetricsServer, target: str) -> None:
+    """A ``#`` in the request target gets 400 saying to leave the fragment out. The query
+    was read with the fragment in it (``?a=b#frag`` as ``a=b#frag``, a ``name[]`` filter
+    keeping no sample) and answered 200; an absolute-form target's fragment was dropped."""
+    answer = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    assert status_of(answer) == 400, answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+    assert b"fragment" in body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference  # (the reference lists each such answer)
+
+
+@pytest.mark.parametrize("query", ["a=b#frag", "name[]=laios_build_info#", "#"])
+def test_the_apps_answer_400_to_a_fragment_their_server_left_in_the_query(query: str) -> None:
+    """Mounted in a server that leaves a fragment in the query string (wsgiref, uvicorn's
+    h11 protocol), the WSGI and ASGI apps answer 400 as the built-in server does, instead of
+    reading the fragment as part of the query. An encoded ``#`` (``%23``) is no fragment."""
+    store, registry = MetricStore(), CollectorRegistry()
+    wsgi = make_wsgi_app(store, registry)
+    answer = call_wsgi(wsgi, query=query)
+    assert answer.status == 400
+    assert "fragment" in json.loads(answer.body)["error"]
+    assert call_wsgi(wsgi, query="a=b%23frag").status == 200
+    asgi = make_asgi_app(store, registry)
+    answer = asyncio.run(exchange(asgi, http_scope(query=query))).answer()
+    assert answer.status == 400
+    assert "fragment" in json.loads(answer.body)["error"]
+    assert asyncio.run(exchange(asgi, http_scope(query="a=b%23frag"))).answer().status == 200

@@ -27,6 +27,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = [
+    "FRAGMENT",
     "NOSNIFF",
     "STATUS_MODES",
     "Endpoint",
@@ -48,6 +49,11 @@ _JSON = "application/json; charset=utf-8"
 _OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
 #: The methods every route allows, as ``Allow`` lists them.
 _ALLOWED_METHODS = "GET, HEAD"
+#: Why a request target holding a fragment (``#``) is answered ``400``.
+FRAGMENT = (
+    "the request target holds a fragment (#...), which a client keeps to itself: send the "
+    "path and query without it (GET /metrics HTTP/1.1)"
+)
 #: Sent with every answer: a browser must not take a body (``/metrics`` text holding label
 #: values, a JSON error) for HTML or script because of what it contains.
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
@@ -370,11 +376,17 @@ class Endpoint:
 
         With ``loopback_only`` (a server listening on loopback only), a request whose ``Host``
         names another host, and none of ``allowed_hosts`` (see :func:`host_is_served`), is
-        answered ``421`` before anything else: see :meth:`_misdirected`.
+        answered ``421`` before anything else but a fragment: see :meth:`_misdirected`.
+
+        A query holding a ``#`` (a fragment the hosting server left in it, as wsgiref and
+        uvicorn's h11 protocol do) is answered ``400`` first, as the built-in server answers
+        it: the fragment is no part of the query.
         """
         try:
             host = request.header("host")
-            if loopback_only and not host_is_served(host, allowed_hosts):
+            if "#" in request.query:
+                response = _json(400, {"error": FRAGMENT})
+            elif loopback_only and not host_is_served(host, allowed_hosts):
                 response = self._misdirected(host)
             else:
                 response = self._respond(request)
