@@ -384,3 +384,48 @@ def test_the_apps_answer_400_to_a_fragment_their_server_left_in_the_query(query:
     assert answer.status == 400
     assert "fragment" in json.loads(answer.body)["error"]
     assert asyncio.run(exchange(asgi, http_scope(query="a=b%23frag"))).answer().status == 200
+
+
+#: Methods HTTP defines (RFC 9110 section 9, and PATCH, RFC 5789) that no route allows.
+KNOWN_NOT_ALLOWED = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
+#: Methods this server does not recognise: methods are case-sensitive (RFC 9110 section 9.1).
+UNRECOGNISED = ["FOO", "get", "Get", "head", "PROPFIND", "BREW"]
+
+
+def answers_of(method: str, path: str) -> list[tuple[int, str | None, dict[str, object]]]:
+    """The status, ``Allow`` and JSON body of the answers of the built-in server, the WSGI
+    app and the ASGI app to ``method`` on ``path``."""
+    store, registry = MetricStore(), CollectorRegistry()
+    answers = [
+        call_wsgi(make_wsgi_app(store, registry), method=method, path=path),
+        asyncio.run(
+            exchange(make_asgi_app(store, registry), http_scope(method=method, path=path))
+        ).answer(),
+    ]
+    results = [(a.status, a.header("allow"), json.loads(a.body)) for a in answers]
+    with start_http_server(0, store=store, registry=registry) as server:
+        raw = send_raw(server.port, f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    allow = [line[7:] for line in head.decode().split("\r\n") if line.lower().startswith("allow: ")]
+    results.append((status_of(raw), allow[0] if allow else None, json.loads(body)))
+    return results
+
+
+@pytest.mark.parametrize("method", KNOWN_NOT_ALLOWED)
+def test_a_known_method_no_route_allows_gets_405(method: str) -> None:
+    """A method HTTP defines but no route allows gets 405 with ``Allow: GET, HEAD``."""
+    for status, allow, body in answers_of(method, "/metrics"):
+        assert (status, allow) == (405, "GET, HEAD")
+        assert body == {"error": "method not allowed"}
+
+
+@pytest.mark.parametrize("method", UNRECOGNISED)
+@pytest.mark.parametrize("path", ["/metrics", "/nope"])
+def test_a_method_it_does_not_recognise_gets_501(method: str, path: str) -> None:
+    """A method the server does not recognise, for any path (``FOO``, or ``get``: methods are
+    case-sensitive), gets 501 Not Implemented (RFC 9110 section 15.6.2) saying which methods
+    it serves, in the built-in server and both apps. It got 405, which says that the method
+    is known and not allowed on this resource (404 on a path that is no route)."""
+    for status, _, body in answers_of(method, path):
+        assert status == 501
+        assert "GET" in str(body["error"])

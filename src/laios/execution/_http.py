@@ -3,7 +3,7 @@
 
 The WSGI app, the ASGI app and :func:`~laios.execution.server.start_http_server` are thin
 adapters around one :class:`Endpoint`, so content negotiation, gzip, ``HEAD``, ``401``,
-``404``, ``405`` and the ``500`` that replaces a traceback behave the same in all of them.
+``404``, ``405``, ``501`` and the ``500`` that replaces a traceback behave the same in all of them.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ _JSON = "application/json; charset=utf-8"
 _OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
 #: The methods every route allows, as ``Allow`` lists them.
 _ALLOWED_METHODS = "GET, HEAD"
+#: The methods HTTP defines (RFC 9110 section 9, and PATCH, RFC 5789): one no route allows
+#: gets ``405``; any other (``FOO``, ``get``: methods are case-sensitive) is not recognised,
+#: and gets ``501``.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
 #: Why a request target holding a fragment (``#``) is answered ``400``.
 FRAGMENT = (
     "the request target holds a fragment (#...), which a client keeps to itself: send the "
@@ -451,6 +457,16 @@ class Endpoint:
                 {"error": "unauthorized"},
                 ("Cache-Control", "no-store"),
                 *self._auth.challenges,
+            )
+        if request.method not in _KNOWN_METHODS:
+            # RFC 9110 section 15.6.2: not recognised, for any resource (405 would say the
+            # method is known, and not allowed on this one).
+            return _json(
+                501,
+                {
+                    "error": "method not implemented: this server answers GET and HEAD "
+                    "(methods are case-sensitive)"
+                },
             )
         if path not in self.routes:
             return _json(404, {"error": "not found", "routes": list(self.routes)})
