@@ -13,13 +13,19 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+from http_drivers import Answer, call_asgi, call_http, call_wsgi
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from laios.execution.prometheus import ensure_collector, render_for_accept
-from laios.execution.server import MetricsServer, start_http_server
+from laios.execution.server import (
+    MetricsServer,
+    make_asgi_app,
+    make_wsgi_app,
+    start_http_server,
+)
 from laios.execution.store import MetricStore
 
 #: What an empty ``Accept`` gets: the Prometheus text format 0.0.4.
@@ -196,3 +202,217 @@ def test_metrics_says_its_answer_varies_with_accept(server: MetricsServer) -> No
     with urllib.request.urlopen(request, timeout=10) as response:
         varies = {name.strip().lower() for name in response.headers["Vary"].split(",")}
     assert varies == {"accept", "accept-encoding"}
+
+
+#: The formats /metrics writes: (media type, version).
+WRITTEN = {
+    ("text/plain", "0.0.4"),
+    ("text/plain", "1.0.0"),
+    ("application/openmetrics-text", "1.0.0"),
+}
+#: Name escapings a Content-Type may state (``escaping=``), as Prometheus defines them.
+ESCAPINGS = {"allow-utf-8", "underscores", "dots", "values"}
+
+
+def content_type_parts(content_type: str) -> tuple[str, dict[str, str]]:
+    """The media type of a Content-Type and its parameters (names in lower case)."""
+    media_type, *params = content_type.split(";")
+    pairs = (param.strip().partition("=") for param in params)
+    return media_type.strip().lower(), {key.lower(): value for key, _, value in pairs}
+
+
+def assert_written_format(body: bytes, content_type: str) -> str:
+    """Assert that ``content_type`` names a format /metrics writes and that ``body`` parses in
+    it (with the laios families under their plain names unless names were escaped); return
+    the media type."""
+    media_type, params = content_type_parts(content_type)
+    assert (media_type, params.get("version")) in WRITTEN, content_type
+    assert params.get("charset") == "utf-8"
+    escaping = params.get("escaping", "underscores")
+    assert escaping in ESCAPINGS
+    parse = parse_om if media_type == OPENMETRICS else parse_text
+    families = {family.name for family in parse(body.decode())}
+    assert families
+    if escaping in ("underscores", "allow-utf-8"):
+        assert "laios_tasks" in families
+    if media_type == OPENMETRICS:
+        assert body.endswith(b"# EOF\n")
+    return media_type
+
+
+#: The ``Accept`` headers Prometheus sends when scraping, from 2.0 to 3.x, default and with
+#: ``scrape_protocols`` set, and the media type each must be answered in.
+PROMETHEUS_HEADERS = [
+    pytest.param("text/plain;version=0.0.4;q=1,*/*;q=0.1", "text/plain", id="2.0"),
+    pytest.param(
+        "application/openmetrics-text; version=0.0.1,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        "text/plain",
+        id="2.5",
+    ),
+    pytest.param(
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+        "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        OPENMETRICS,
+        id="2.42",
+    ),
+    pytest.param(
+        "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
+        "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        OPENMETRICS,
+        id="2.49",
+    ),
+    pytest.param(
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+        "encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,"
+        "application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=0.0.4;q=0.2,"
+        "*/*;q=0.1",
+        OPENMETRICS,
+        id="2.49-protobuf-first",
+    ),
+    pytest.param("text/plain;version=0.0.4;q=0.5,*/*;q=0.4", "text/plain", id="2.49-text-only"),
+    pytest.param(
+        "application/openmetrics-text;version=0.0.1;q=0.5,*/*;q=0.4",
+        "text/plain",
+        id="2.49-openmetrics-0.0.1-only",
+    ),
+    pytest.param(
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+        "encoding=delimited;q=0.5,*/*;q=0.4",
+        "text/plain",
+        id="2.49-protobuf-only",
+    ),
+    pytest.param(
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,"
+        "application/openmetrics-text;version=0.0.1;escaping=allow-utf-8;q=0.5,"
+        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,"
+        "text/plain;version=0.0.4;escaping=allow-utf-8;q=0.3,*/*;q=0.2",
+        OPENMETRICS,
+        id="3.0-utf-8",
+    ),
+    pytest.param(
+        "application/openmetrics-text;version=1.0.0;q=0.6,application/openmetrics-text;"
+        "version=0.0.1;q=0.5,text/plain;version=1.0.0;q=0.4,text/plain;version=0.0.4;q=0.3,"
+        "*/*;q=0.2",
+        OPENMETRICS,
+        id="3.0-legacy-names",
+    ),
+    *(
+        pytest.param(
+            f"application/openmetrics-text;version=1.0.0;escaping={escaping};q=0.6,"
+            "application/openmetrics-text;version=0.0.1;q=0.5,"
+            f"text/plain;version=1.0.0;escaping={escaping};q=0.4,"
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            OPENMETRICS,
+            id=f"3.x-{escaping}",
+        )
+        for escaping in sorted(ESCAPINGS)
+    ),
+    *(
+        pytest.param(
+            f"text/plain;version=1.0.0;escaping={escaping};q=0.6,*/*;q=0.5",
+            "text/plain",
+            id=f"3.x-text-1.0.0-only-{escaping}",
+        )
+        for escaping in sorted(ESCAPINGS)
+    ),
+    pytest.param(
+        "text/plain;version=1.0.0;escaping=underscores;q=0.6,text/plain;version=0.0.4;q=0.5,"
+        "*/*;q=0.4",
+        "text/plain",
+        id="3.x-text-only",
+    ),
+    pytest.param(
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+        "encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;"
+        "escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,"
+        "*/*;q=0.1",
+        OPENMETRICS,
+        id="3.x-protobuf-first",
+    ),
+]
+
+
+@pytest.mark.parametrize(("accept", "media_type"), PROMETHEUS_HEADERS)
+def test_every_prometheus_scrape_header_gets_a_format_it_parses(
+    registry: CollectorRegistry, accept: str, media_type: str
+) -> None:
+    """Each header a real Prometheus sends is answered in a format it asked for, under a
+    Content-Type naming exactly the format written, with a body that parses in it."""
+    body, content_type = render_for_accept(accept, registry)
+    assert assert_written_format(body, content_type) == media_type
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/openmetrics-text;version=9.9.9",
+        "application/openmetrics-text;version=2.0.0",
+        "application/openmetrics-text;version=1.0.1",
+        "application/openmetrics-text;version=1.1.0",
+        "application/openmetrics-text; version=1.0",
+        "application/openmetrics-text;version=2.0.0;escaping=allow-utf-8",
+        "text/plain;version=9.9.9",
+        "text/plain;version=2.0.0;escaping=underscores",
+        "text/plain;version=1.0.1",
+        "application/openmetrics-text;version=2.0.0, text/plain;version=3.0.0;q=0.5",
+    ],
+)
+def test_a_version_it_does_not_write_falls_back_to_the_text_format(
+    registry: CollectorRegistry, accept: str
+) -> None:
+    """A version the server cannot write is not acceptable: without another range it can
+    serve, the answer is the text format 0.0.4, never a Content-Type echoing the version
+    asked for over a body in another one."""
+    body, content_type = render_for_accept(accept, registry)
+    assert_written_format(body, content_type)
+    assert_text(body, content_type)
+
+
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        ("application/openmetrics-text;version=9.9.9, text/plain;version=0.0.4;q=0.5", "text"),
+        ("application/openmetrics-text;version=2.0.0, application/openmetrics-text;q=0.1", "om"),
+        ("text/plain;version=9.9.9, application/openmetrics-text;version=1.0.0;q=0.5", "om"),
+        ("application/openmetrics-text;version=01.0.0", "om"),
+        ('application/openmetrics-text;version="1.0.00"', "om"),
+    ],
+)
+def test_a_version_it_does_not_write_leaves_the_next_range_it_can(
+    registry: CollectorRegistry, accept: str, media_type: str
+) -> None:
+    """Past a range of a version it does not write, the best range it can serve wins; the
+    Content-Type names the version written (1.0.0 for "01.0.0", the same numbers)."""
+    body, content_type = render_for_accept(accept, registry)
+    assert_written_format(body, content_type)
+    if media_type == "om":
+        assert content_type_parts(content_type)[1]["version"] == "1.0.0"
+        assert_openmetrics(body, content_type)
+    else:
+        assert_text(body, content_type)
+
+
+@pytest.mark.parametrize("way", ["wsgi", "asgi", "http"])
+def test_the_apps_and_the_server_negotiate_alike(registry: CollectorRegistry, way: str) -> None:
+    """The WSGI app, the ASGI app and the server answer an unwritten version in text 0.0.4,
+    and Prometheus' header in OpenMetrics 1.0.0, as render_for_accept does."""
+    store = MetricStore()
+
+    def answer(accept: str) -> Answer:
+        headers = {"Accept": accept}
+        if way == "wsgi":
+            return call_wsgi(make_wsgi_app(store, registry), headers=headers)
+        if way == "asgi":
+            return call_asgi(make_asgi_app(store, registry), headers=headers)
+        with start_http_server(0, store=store, registry=registry) as running:
+            return call_http(running.url, headers=headers)
+
+    unwritten = answer("application/openmetrics-text;version=9.9.9")
+    assert unwritten.status == 200
+    assert_text(unwritten.body, unwritten.header("content-type") or "")
+    scraped = answer(PROMETHEUS_ACCEPT)
+    assert scraped.status == 200
+    content_type = scraped.header("content-type") or ""
+    assert content_type == render_for_accept(PROMETHEUS_ACCEPT, registry)[1]
+    assert_openmetrics(scraped.body, content_type)

@@ -340,3 +340,92 @@ def test_versions_of_one_digit_a_side_are_read_as_before(server: MetricsServer) 
     for version, status in ((b"HTTP/1.0", 200), (b"HTTP/1.1", 200), (b"HTTP/2.0", 505)):
         request = b"GET /healthz " + version + b"\r\nHost: localhost\r\n\r\n"
         assert status_of(send_raw(server.port, request)) == status, version
+
+
+#: Request targets with a fragment, which no request target may carry (RFC 9112 section 3.2).
+WITH_A_FRAGMENT = [
+    "/metrics?a=b#frag",
+    "/metrics?name[]=laios_build_info#frag",
+    "/metrics#frag",
+    "/healthz#",
+    "/metrics?#",
+    "http://localhost/metrics#frag",
+    "http://localhost/metrics?a=b#",
+]
+
+
+@pytest.mark.parametrize("target", WITH_A_FRAGMENT)
+def test_a_request_target_with_a_fragment_gets_400(server: MetricsServer, target: str) -> None:
+    """A ``#`` in the request target gets 400 saying to leave the fragment out. The query
+    was read with the fragment in it (``?a=b#frag`` as ``a=b#frag``, a ``name[]`` filter
+    keeping no sample) and answered 200; an absolute-form target's fragment was dropped."""
+    answer = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    assert status_of(answer) == 400, answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nConnection: close\r\n" in head + b"\r\n"
+    assert b"fragment" in body
+    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    assert body.decode().strip() in reference  # (the reference lists each such answer)
+
+
+@pytest.mark.parametrize("query", ["a=b#frag", "name[]=laios_build_info#", "#"])
+def test_the_apps_answer_400_to_a_fragment_their_server_left_in_the_query(query: str) -> None:
+    """Mounted in a server that leaves a fragment in the query string (wsgiref, uvicorn's
+    h11 protocol), the WSGI and ASGI apps answer 400 as the built-in server does, instead of
+    reading the fragment as part of the query. An encoded ``#`` (``%23``) is no fragment."""
+    store, registry = MetricStore(), CollectorRegistry()
+    wsgi = make_wsgi_app(store, registry)
+    answer = call_wsgi(wsgi, query=query)
+    assert answer.status == 400
+    assert "fragment" in json.loads(answer.body)["error"]
+    assert call_wsgi(wsgi, query="a=b%23frag").status == 200
+    asgi = make_asgi_app(store, registry)
+    answer = asyncio.run(exchange(asgi, http_scope(query=query))).answer()
+    assert answer.status == 400
+    assert "fragment" in json.loads(answer.body)["error"]
+    assert asyncio.run(exchange(asgi, http_scope(query="a=b%23frag"))).answer().status == 200
+
+
+#: Methods HTTP defines (RFC 9110 section 9, and PATCH, RFC 5789) that no route allows.
+KNOWN_NOT_ALLOWED = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
+#: Methods this server does not recognise: methods are case-sensitive (RFC 9110 section 9.1).
+UNRECOGNISED = ["FOO", "get", "Get", "head", "PROPFIND", "BREW"]
+
+
+def answers_of(method: str, path: str) -> list[tuple[int, str | None, dict[str, object]]]:
+    """The status, ``Allow`` and JSON body of the answers of the built-in server, the WSGI
+    app and the ASGI app to ``method`` on ``path``."""
+    store, registry = MetricStore(), CollectorRegistry()
+    answers = [
+        call_wsgi(make_wsgi_app(store, registry), method=method, path=path),
+        asyncio.run(
+            exchange(make_asgi_app(store, registry), http_scope(method=method, path=path))
+        ).answer(),
+    ]
+    results = [(a.status, a.header("allow"), json.loads(a.body)) for a in answers]
+    with start_http_server(0, store=store, registry=registry) as server:
+        raw = send_raw(server.port, f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    allow = [line[7:] for line in head.decode().split("\r\n") if line.lower().startswith("allow: ")]
+    results.append((status_of(raw), allow[0] if allow else None, json.loads(body)))
+    return results
+
+
+@pytest.mark.parametrize("method", KNOWN_NOT_ALLOWED)
+def test_a_known_method_no_route_allows_gets_405(method: str) -> None:
+    """A method HTTP defines but no route allows gets 405 with ``Allow: GET, HEAD``."""
+    for status, allow, body in answers_of(method, "/metrics"):
+        assert (status, allow) == (405, "GET, HEAD")
+        assert body == {"error": "method not allowed"}
+
+
+@pytest.mark.parametrize("method", UNRECOGNISED)
+@pytest.mark.parametrize("path", ["/metrics", "/nope"])
+def test_a_method_it_does_not_recognise_gets_501(method: str, path: str) -> None:
+    """A method the server does not recognise, for any path (``FOO``, or ``get``: methods are
+    case-sensitive), gets 501 Not Implemented (RFC 9110 section 15.6.2) saying which methods
+    it serves, in the built-in server and both apps. It got 405, which says that the method
+    is known and not allowed on this resource (404 on a path that is no route)."""
+    for status, _, body in answers_of(method, path):
+        assert status == 501
+        assert "GET" in str(body["error"])

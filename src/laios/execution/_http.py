@@ -3,7 +3,7 @@
 
 The WSGI app, the ASGI app and :func:`~laios.execution.server.start_http_server` are thin
 adapters around one :class:`Endpoint`, so content negotiation, gzip, ``HEAD``, ``401``,
-``404``, ``405`` and the ``500`` that replaces a traceback behave the same in all of them.
+``404``, ``405``, ``501`` and the ``500`` that replaces a traceback behave the same in all of them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = [
+    "FRAGMENT",
     "NOSNIFF",
     "STATUS_MODES",
     "Endpoint",
@@ -48,6 +49,17 @@ _JSON = "application/json; charset=utf-8"
 _OPEN_ROUTES = ("/healthz",)  # answered without credentials: they tell nothing
 #: The methods every route allows, as ``Allow`` lists them.
 _ALLOWED_METHODS = "GET, HEAD"
+#: The methods HTTP defines (RFC 9110 section 9, and PATCH, RFC 5789): one no route allows
+#: gets ``405``; any other (``FOO``, ``get``: methods are case-sensitive) is not recognised,
+#: and gets ``501``.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+#: Why a request target holding a fragment (``#``) is answered ``400``.
+FRAGMENT = (
+    "the request target holds a fragment (#...), which a client keeps to itself: send the "
+    "path and query without it (GET /metrics HTTP/1.1)"
+)
 #: Sent with every answer: a browser must not take a body (``/metrics`` text holding label
 #: values, a JSON error) for HTML or script because of what it contains.
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
@@ -370,11 +382,17 @@ class Endpoint:
 
         With ``loopback_only`` (a server listening on loopback only), a request whose ``Host``
         names another host, and none of ``allowed_hosts`` (see :func:`host_is_served`), is
-        answered ``421`` before anything else: see :meth:`_misdirected`.
+        answered ``421`` before anything else but a fragment: see :meth:`_misdirected`.
+
+        A query holding a ``#`` (a fragment the hosting server left in it, as wsgiref and
+        uvicorn's h11 protocol do) is answered ``400`` first, as the built-in server answers
+        it: the fragment is no part of the query.
         """
         try:
             host = request.header("host")
-            if loopback_only and not host_is_served(host, allowed_hosts):
+            if "#" in request.query:
+                response = _json(400, {"error": FRAGMENT})
+            elif loopback_only and not host_is_served(host, allowed_hosts):
                 response = self._misdirected(host)
             else:
                 response = self._respond(request)
@@ -439,6 +457,16 @@ class Endpoint:
                 {"error": "unauthorized"},
                 ("Cache-Control", "no-store"),
                 *self._auth.challenges,
+            )
+        if request.method not in _KNOWN_METHODS:
+            # RFC 9110 section 15.6.2: not recognised, for any resource (405 would say the
+            # method is known, and not allowed on this one).
+            return _json(
+                501,
+                {
+                    "error": "method not implemented: this server answers GET and HEAD "
+                    "(methods are case-sensitive)"
+                },
             )
         if path not in self.routes:
             return _json(404, {"error": "not found", "routes": list(self.routes)})

@@ -120,6 +120,8 @@ _OPENMETRICS_TYPE = "application/openmetrics-text"
 #: unchanged in both formats ("dots" doubles each "_"; "values" prefixes OpenMetrics names).
 _PLAIN_ESCAPINGS = frozenset({"underscores", "allow-utf-8"})
 _EOF = b"# EOF\n"
+#: The version of OpenMetrics, and of the text format after 0.0.4, that ``/metrics`` writes.
+_VERSION_1 = (1, 0, 0)
 
 
 def build_version() -> str:
@@ -567,7 +569,9 @@ def render_for_accept(
 
     The media range with the highest q-value wins (a missing ``q`` means 1, ``q=0`` means "not
     acceptable"); on a tie OpenMetrics (or text 1.0.0) beats the plain text format, then the
-    first range listed wins. The chosen range is handed to
+    first range listed wins. A range naming a version this server does not write (OpenMetrics
+    other than 1.0.0, text 1.0.1) is not acceptable, so the ``Content-Type`` always names the
+    version written. The chosen range is handed to
     ``prometheus_client.exposition.choose_encoder`` for the encoder and ``Content-Type``. A
     range that cannot be parsed (a bad ``q``, a ``version`` that is not dotted numbers, a
     parameter without ``=``) is skipped, so a malformed header never fails: with nothing usable
@@ -623,9 +627,14 @@ def _media_range(element: str) -> tuple[float, tuple[str, bool] | None] | None:
     """Parse one element of ``Accept``: its q-value and what this server can make of it.
 
     Returns ``None`` when the element cannot be parsed. Otherwise the q-value and either
-    ``None`` (a format this server cannot serve) or the range to hand to ``choose_encoder``
+    ``None`` (a format this server does not write) or the range to hand to ``choose_encoder``
     (rebuilt from the checked ``version`` and ``escaping`` only) and whether it is preferred
-    to the plain text format 0.0.4 on a tie (OpenMetrics, text 1.0.0 and later).
+    to the plain text format 0.0.4 on a tie (OpenMetrics 1.0.0, text 1.0.0).
+
+    A range naming a ``version`` matches only that version: OpenMetrics 1.0.0, and text 0.0.4
+    or 1.0.0 (or any text version below 1.0.0, served as 0.0.4, the one text format before
+    1.0.0). Another one (OpenMetrics 0.0.1 or 2.0.0, text 1.0.1) is not servable and is
+    skipped, so that the ``Content-Type`` never names a version the body is not written in.
     """
     media_type, *raw_params = element.split(";")
     media_type = media_type.strip().lower()
@@ -649,13 +658,17 @@ def _media_range(element: str) -> tuple[float, tuple[str, bool] | None] | None:
     version_text = params.get("version")
     version = None if version_text is None else _version(version_text)
     if media_type == _OPENMETRICS_TYPE:
-        if version_text is not None and (version is None or version < (1, 0, 0)):
-            return weight, None  # a draft, or a version that does not parse: not servable
-        return weight, (_rebuilt(media_type, version_text, params.get("escaping")), True)
+        if version_text is None:
+            return weight, (_OPENMETRICS_TYPE, True)  # the latest: 1.0.0
+        if version != _VERSION_1:
+            return weight, None  # 0.0.1, 2.0.0, a draft, a version that does not parse
+        return weight, (_rebuilt(media_type, params.get("escaping")), True)
     if media_type == "text/plain":
-        if version is None or version < (1, 0, 0):
+        if version_text is None or (version is not None and version < _VERSION_1):
             return weight, ("", False)  # the text format 0.0.4
-        return weight, (_rebuilt(media_type, version_text, params.get("escaping")), True)
+        if version != _VERSION_1:
+            return weight, None
+        return weight, (_rebuilt(media_type, params.get("escaping")), True)
     if media_type in ("*/*", "text/*"):
         return weight, ("", False)
     return weight, None
@@ -681,10 +694,10 @@ def _version(text: str) -> tuple[int, ...] | None:
         return None
 
 
-def _rebuilt(media_type: str, version: str | None, escaping: str | None) -> str:
-    """A media range with only the parameters ``choose_encoder`` reads."""
-    params = [f"version={version}"] if version is not None else []
-    if escaping is not None and version is not None:
+def _rebuilt(media_type: str, escaping: str | None) -> str:
+    """A media range of version 1.0.0 with only the parameters ``choose_encoder`` reads."""
+    params = ["version=1.0.0"]
+    if escaping is not None:
         params.append(f"escaping={escaping}")
     return "; ".join([media_type, *params])
 

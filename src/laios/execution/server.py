@@ -80,6 +80,7 @@ from laios.execution._asgi import ASGIApplication, asgi_app
 from laios.execution._auth import Authenticator
 from laios.execution._checks import as_float, is_real, number_repr, whole_number
 from laios.execution._http import (
+    FRAGMENT,
     NOSNIFF,
     Endpoint,
     Request,
@@ -857,6 +858,7 @@ class _QuietHandler(WSGIRequestHandler):
         parsed = (
             super().parse_request()
             and self._target_as_sent()
+            and self._without_fragment()
             and self._one_reading()
             and self._unfolded()
             and self._origin_form()
@@ -876,6 +878,20 @@ class _QuietHandler(WSGIRequestHandler):
         """
         self.path = self.requestline.split()[1]  # (three words: parse_request checked)
         return True
+
+    def _without_fragment(self) -> bool:
+        """Whether the request target holds no fragment (``#``); else answer ``400`` saying
+        to leave it out and return ``False``.
+
+        A fragment is the client's own: it is no part of a request target (RFC 9112 section
+        3.2), and ``#`` is in neither a path nor a query (RFC 3986). ``http.server`` would
+        pass it on in the query (``?a=b#frag`` read as ``a=b#frag``, a ``name[]`` filter
+        then keeping no sample), and an absolute-form target would lose it unseen.
+        """
+        if "#" not in self.path:
+            return True
+        self._refuse_request(FRAGMENT)
+        return False
 
     def get_environ(self) -> WSGIEnvironment:
         """The WSGI environment, with ``REQUEST_URI``: the target as received, which the
