@@ -39,6 +39,7 @@ from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
     check_task_fields,
+    conversion_hint,
     is_real,
     number_repr,
     plain_callable,
@@ -347,6 +348,7 @@ class Engine:
             elif not is_real(timeout):  # (a Fraction or a NumPy scalar is a number too)
                 raise ValueError(
                     f"timeout must be a real number of seconds, got {number_repr(timeout)}"
+                    f"{conversion_hint(timeout)}"
                 )
             else:
                 try:
