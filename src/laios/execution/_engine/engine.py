@@ -62,6 +62,7 @@ from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread, NestedTooDeep
+from laios.execution._task_writes import task_fields
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool, utf8_text
 from laios.execution.tracing import baggage_header, made_no_span, span_ids
@@ -165,7 +166,7 @@ def _mark_failed(task: Task, error: str, *, unstarted: bool) -> None:
     if unstarted:
         fields["started_at"] = None
     try:
-        assign(task, fields)
+        assign(task, task_fields(task, fields))
     except Exception:
         _log.exception("could not mark a task failed after an internal error")
 

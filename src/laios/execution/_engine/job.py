@@ -67,6 +67,7 @@ from laios.execution._runners.base import (
     StopResult,
 )
 from laios.execution._runners.invoke import is_async_tool
+from laios.execution._task_writes import task_fields
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     SecretForms,
@@ -517,6 +518,7 @@ class Job(TaskRecord):
                     "started_at": datetime.now(_UTC),
                     "completed_at": None,
                 }
+                running = task_fields(self.task, running)  # (validated before the lock)
                 # With a callback to tell first, the tool is not called before it returns: the
                 # job is starting until then (unless its runner started the call already).
                 starting = self.on_progress is not None and not getattr(
@@ -553,7 +555,8 @@ class Job(TaskRecord):
             else:
                 task = self.task
                 now = datetime.now(_UTC)
-                assign(task, {"status": _RUNNING, "started_at": now, "completed_at": None})
+                running = {"status": _RUNNING, "started_at": now, "completed_at": None}
+                assign(task, task_fields(task, running))
             if self.on_progress is None:
                 return True
             interrupt = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
@@ -1557,7 +1560,7 @@ class Job(TaskRecord):
         if not self.ran:  # (the store has just recorded an unstarted run as never started)
             # Never started: a start of an earlier run of the task is not its own.
             fields["started_at"] = None
-        assign(task, fields)
+        assign(task, task_fields(task, fields))
         metadata["tool_name"] = task.tool_name  # (the record keeps a huge name cut)
         metadata["outcome"] = outcome
         if failed:
