@@ -1,5 +1,5 @@
 """``get_execution_stats`` never reports a negative average duration: a task run again does not
-mix the times of two runs, and a pair of times that goes backwards counts as no time."""
+mix the times of two runs, and a pair of times that goes backwards is left out of the average."""
 
 from __future__ import annotations
 
@@ -71,9 +71,10 @@ def test_a_run_again_that_never_starts_keeps_no_start_of_the_earlier_run() -> No
     assert ExecutionMonitor().get_execution_stats([task]).average_execution_time == 0.0
 
 
-def test_times_that_go_backwards_count_as_no_time() -> None:
+def test_times_that_go_backwards_are_left_out_of_the_average() -> None:
     """A task whose completed_at is before its started_at (a wall clock stepped back, times set
-    by hand) counts as 0 seconds in the average, never as a negative duration."""
+    by hand) has no known duration: it is left out of the average, neither a negative duration
+    nor 0 seconds that would pull the average down."""
     start = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
     backwards = Task(plan_id="p", description="d", tool_name="t", status=TaskStatus.COMPLETED)
     backwards.started_at = start
@@ -82,5 +83,19 @@ def test_times_that_go_backwards_count_as_no_time() -> None:
     forwards.started_at = start
     forwards.completed_at = start + timedelta(seconds=2)
     stats = ExecutionMonitor().get_execution_stats([backwards, forwards])
-    assert stats.average_execution_time == 1.0
+    assert stats.average_execution_time == 2.0
+    assert stats.total_tasks == 2
+    assert stats.completed_tasks == 2
     assert ExecutionMonitor().get_execution_stats([backwards]).average_execution_time == 0.0
+
+
+def test_times_that_are_equal_count_as_no_time() -> None:
+    """A task whose completed_at equals its started_at ran for 0 seconds, which counts."""
+    start = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+    instant = Task(plan_id="p", description="d", tool_name="t", status=TaskStatus.COMPLETED)
+    instant.started_at = instant.completed_at = start
+    forwards = Task(plan_id="p", description="d", tool_name="t", status=TaskStatus.COMPLETED)
+    forwards.started_at = start
+    forwards.completed_at = start + timedelta(seconds=2)
+    stats = ExecutionMonitor().get_execution_stats([instant, forwards])
+    assert stats.average_execution_time == 1.0

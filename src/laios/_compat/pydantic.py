@@ -13,7 +13,7 @@ from typing import Any, TypeGuard, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["FAST_CONSTRUCT", "assign", "construct", "is_instance"]
+__all__ = ["FAST_CONSTRUCT", "assign", "assignment_rules", "construct", "is_instance"]
 
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
@@ -88,3 +88,41 @@ def is_instance(value: object, cls: type[_T]) -> TypeGuard[_T]:
         return isinstance(value, cls)
     except Exception:
         return False
+
+
+def assignment_rules(
+    cls: type[BaseModel], base: type[BaseModel], names: tuple[str, ...]
+) -> tuple[frozenset[str], bool]:
+    """How an assignment to the fields ``names`` of a model of ``cls``, a subclass of ``base``,
+    differs from one to a ``base`` instance: the fields among them that are frozen (all of
+    them when the class is), and whether an assignment runs validation of ``cls``'s own (a
+    validator of one of them, a model validator, or one of them declared anew).
+
+    Reads ``__pydantic_decorators__``, where pydantic keeps a class's validators.
+    """
+    config = cls.model_config
+    fields = cls.model_fields
+    if config.get("frozen"):
+        frozen = frozenset(names)
+    else:
+        frozen = frozenset(name for name in names if getattr(fields.get(name), "frozen", False))
+    if not config.get("validate_assignment"):
+        return frozen, False  # (an assignment sets the value as it is)
+    decorators = getattr(cls, "__pydantic_decorators__", None)
+    if decorators is None:
+        return frozen, True  # (unknown: validated, to be safe)
+    if any(getattr(decorators, kind, None) for kind in ("root_validators", "model_validators")):
+        return frozen, True
+    for kind in ("validators", "field_validators"):
+        for decorator in getattr(decorators, kind, {}).values():
+            targets = getattr(decorator.info, "fields", ())
+            if "*" in targets or any(name in targets for name in names):
+                return frozen, True
+    base_fields = base.model_fields
+    for name in names:
+        field, original = fields.get(name), base_fields.get(name)
+        if field is None or original is None:
+            return frozen, True
+        if field.annotation != original.annotation or field.metadata != original.metadata:
+            return frozen, True  # (declared anew: its type, its own validators)
+    return frozen, False

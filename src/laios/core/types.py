@@ -129,7 +129,9 @@ class Task(BaseModel):
 
     Tasks are mutable; the executor assigns ``status``, ``result``, ``error``, ``started_at``
     and ``completed_at`` as the task runs. Assignments are validated, so a naive datetime is
-    stored as UTC. Two tasks with equal fields compare equal.
+    stored as UTC. Two tasks with equal fields compare equal. The executor writes a subclass
+    as an assignment would: a frozen one (or a frozen field) is not changed, its outcome only
+    in the ``TaskResult``, and its validators of these fields run on what it writes.
 
     Attributes:
         id: Unique identifier; a new UUID4 string by default.

@@ -19,6 +19,7 @@ __all__ = [
     "as_float",
     "check_listener",
     "check_task_fields",
+    "conversion_hint",
     "is_boolean",
     "no_task_as_id",
     "not_a_class",
@@ -94,14 +95,25 @@ def is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def conversion_hint(value: object) -> str:
+    """``": pass float(value)"`` for a number that :func:`is_real` refuses but ``float()``
+    converts (a ``Decimal``: a number to its user, but not a real number to Python), to end
+    the error that refuses it; ``""`` for anything else (a complex, a string)."""
+    if (
+        isinstance(value, numbers.Number)
+        and not isinstance(value, (numbers.Complex, bool))  # (a Real is a Complex too)
+    ):
+        return ": pass float(value)"
+    return ""
+
+
 def not_real(what: str, value: object) -> TypeError:
     """The error for a value that :func:`is_real` refuses: ``"{what} must be a number, got
     TYPE"``; for another kind of number (a ``Decimal``, a complex) what is taken, and for a
-    ``Decimal`` how to convert it."""
+    ``Decimal`` how to convert it (see :func:`conversion_hint`)."""
     kind = type(value).__name__
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
-        # (a Decimal is a number to its user, but not a real number to Python)
-        hint = "" if isinstance(value, numbers.Complex) else ": pass float(value)"
+        hint = conversion_hint(value)
         return TypeError(
             f"{what} must be a real number (int, float, Fraction or a NumPy number), got "
             f"{kind}{hint}"

@@ -293,8 +293,9 @@ class ExecutionMonitor:
 
     def get_execution_stats(self, tasks: Iterable[Task]) -> ExecutionStats:
         """Counts and averages computed from the tasks' ``status``, ``started_at`` and
-        ``completed_at`` (a ``completed_at`` before ``started_at`` counts as 0 seconds; an
-        item without these times counts by its status alone; a naive time is taken as UTC).
+        ``completed_at`` (a ``completed_at`` before ``started_at`` is left out of the average,
+        its duration unknown; an item without these times counts by its status alone; a naive
+        time is taken as UTC).
 
         Raises:
             TypeError: When ``tasks`` is not an iterable of tasks (a string, a mapping or a
@@ -336,8 +337,11 @@ class ExecutionMonitor:
             if started is not None and completed is not None:
                 started = _utc_time(started, position, "started_at")
                 completed = _utc_time(completed, position, "completed_at")
-                # (a wall clock stepped back, or times set by hand: no time, never less)
-                durations.append(max((completed - started).total_seconds(), 0.0))
+                seconds = (completed - started).total_seconds()
+                # (a wall clock stepped back, or times set by hand: how long it ran is unknown,
+                # and 0 s would pull the average down)
+                if seconds >= 0:
+                    durations.append(seconds)
         if durations:
             stats.average_execution_time = sum(durations) / len(durations)
         if stats.total_tasks:

@@ -106,7 +106,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from laios.execution._aggregates import LabelSet
-from laios.execution._checks import as_float, is_real, number_repr
+from laios.execution._checks import as_float, conversion_hint, is_real, number_repr
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._shared_totals import (
@@ -562,7 +562,9 @@ def _directory(directory: str | os.PathLike[str] | None) -> Path:
 
 def _check_interval(interval: float) -> float:
     if not is_real(interval):  # (a NumPy number too; not a bool)
-        raise TypeError(f"interval must be a number of seconds, not {interval!r}")
+        raise TypeError(
+            f"interval must be a number of seconds, not {interval!r}{conversion_hint(interval)}"
+        )
     seconds = as_float(interval)
     if not (math.isfinite(seconds) and _MIN_INTERVAL <= seconds <= _MAX_INTERVAL):
         raise ValueError(

@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 from laios._exceptions import exception_message, type_name
 from laios._text import shorten
 from laios.core.types import TaskResult
-from laios.execution._checks import as_float, is_real, number_repr, plain_callable, whole_number
+from laios.execution._checks import (
+    as_float,
+    conversion_hint,
+    is_real,
+    number_repr,
+    plain_callable,
+    whole_number,
+)
 
 __all__ = [
     "RetryDetails",
@@ -159,7 +166,10 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:
             if not is_real(value):  # (a Fraction or a NumPy scalar is a number too)
-                raise ValueError(f"{name} must be a real number, got {number_repr(value)}")
+                raise ValueError(
+                    f"{name} must be a real number, got {number_repr(value)}"
+                    f"{conversion_hint(value)}"
+                )
             # (an int or a Fraction too large for a float: infinite, and refused by the
             # option's bounds below, which show the value given)
             try:

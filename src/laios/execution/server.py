@@ -78,7 +78,13 @@ from laios.execution._aggregates import (
 )
 from laios.execution._asgi import ASGIApplication, asgi_app
 from laios.execution._auth import Authenticator
-from laios.execution._checks import as_float, is_real, number_repr, whole_number
+from laios.execution._checks import (
+    as_float,
+    conversion_hint,
+    is_real,
+    number_repr,
+    whole_number,
+)
 from laios.execution._http import (
     FRAGMENT,
     NOSNIFF,
@@ -507,6 +513,7 @@ def _check_limits(
     if not is_real(connection_timeout):  # (a NumPy number too; not a bool)
         raise TypeError(
             f"connection_timeout must be a number of seconds, not {connection_timeout!r}"
+            f"{conversion_hint(connection_timeout)}"
         )
     seconds = as_float(connection_timeout)
     if not (math.isfinite(seconds) and 0 < seconds <= _MAX_CONNECTION_TIMEOUT):

@@ -105,7 +105,10 @@ class ToolOutput(BaseModel):
         success: Whether the tool succeeded.
         data: The tool's result value.
         error: Error message when the tool failed.
-        metadata: Extra information, such as ``error_type`` for a failure.
+        metadata: Extra information, such as ``error_type`` for a failure. The executor copies
+            it into ``TaskResult.metadata``, less any key named as one of its own
+            (``outcome``, ``trace_id``, ``retry_exhausted``, ...; a failure's ``error_type``
+            names the failure's type).
 
     Assignments are validated like the constructor's arguments, so a tool that fills in its
     output field by field fails at the wrong assignment (``ValidationError``), and

@@ -39,6 +39,7 @@ from laios.core.types import Context, Task, TaskResult, TaskStatus
 from laios.execution._checks import (
     as_float,
     check_task_fields,
+    conversion_hint,
     is_real,
     number_repr,
     plain_callable,
@@ -61,6 +62,7 @@ from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
 from laios.execution._runners.inline import InlineRunner
 from laios.execution._runners.invoke import is_async_tool
 from laios.execution._runners.loop import AsyncSlots, LoopRunner, LoopThread, NestedTooDeep
+from laios.execution._task_writes import task_fields
 from laios.execution.limits import ResourceLimits
 from laios.execution.redaction import secret_fields_of_tool, utf8_text
 from laios.execution.tracing import baggage_header, made_no_span, span_ids
@@ -164,7 +166,7 @@ def _mark_failed(task: Task, error: str, *, unstarted: bool) -> None:
     if unstarted:
         fields["started_at"] = None
     try:
-        assign(task, fields)
+        assign(task, task_fields(task, fields))
     except Exception:
         _log.exception("could not mark a task failed after an internal error")
 
@@ -347,6 +349,7 @@ class Engine:
             elif not is_real(timeout):  # (a Fraction or a NumPy scalar is a number too)
                 raise ValueError(
                     f"timeout must be a real number of seconds, got {number_repr(timeout)}"
+                    f"{conversion_hint(timeout)}"
                 )
             else:
                 try:

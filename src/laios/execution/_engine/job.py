@@ -67,6 +67,7 @@ from laios.execution._runners.base import (
     StopResult,
 )
 from laios.execution._runners.invoke import is_async_tool
+from laios.execution._task_writes import task_fields
 from laios.execution.redaction import (
     MAX_ERROR_BYTES,
     SecretForms,
@@ -144,6 +145,45 @@ else:  # (no count; no tool runs inside the awaiting task there: see Job.in_task
 
 #: Types whose values are never a ToolOutput: a cheaper test than isinstance() for them.
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set})
+#: The result ``metadata`` keys the executor sets, some only sometimes (a failure's
+#: ``error_type``, a traced run's ``trace_id``, a retried call's ``retry_exhausted``): its own.
+#: A tool's ``ToolOutput.metadata`` key of one of these names is left out of the result, so
+#: that a key there always means what the executor says it means.
+EXECUTOR_METADATA_KEYS = frozenset(
+    {
+        "outcome",
+        "tool_name",
+        "error_type",
+        "trace_id",
+        "span_id",
+        "retries",
+        "retry_exhausted",
+        "retry_deadline_exceeded",
+        "retry_cancelled",
+        "retry_shutdown",
+        "retry_if_error",
+        "callback_error",
+        "worker_killed",
+        "worker",
+    }
+)
+
+
+def tool_metadata(metadata: Any) -> Any:
+    """A tool's ``ToolOutput.metadata`` as the result takes it: without the executor's own
+    keys (see :data:`EXECUTOR_METADATA_KEYS`); the tool's dict itself when it has none of
+    them (the common case: copied once, later, as every result's is). Anything but a mapping
+    (a ToolOutput built without validation) is returned as it is, for the result to refuse."""
+    try:
+        if not metadata or EXECUTOR_METADATA_KEYS.isdisjoint(metadata):
+            return metadata
+        if isinstance(metadata, Mapping):
+            return {key: metadata[key] for key in metadata if key not in EXECUTOR_METADATA_KEYS}
+    except Exception:  # (a mapping of the tool's own whose reads raise)
+        pass
+    return metadata
+
+
 #: Longest ``error_type`` reported (a metric label, a span attribute, a ``/status`` key).
 MAX_ERROR_TYPE_CHARS = 64
 _SAFE_ERROR_TYPE = re.compile(r"[A-Za-z0-9_.:\-]+")
@@ -478,6 +518,7 @@ class Job(TaskRecord):
                     "started_at": datetime.now(_UTC),
                     "completed_at": None,
                 }
+                running = task_fields(self.task, running)  # (validated before the lock)
                 # With a callback to tell first, the tool is not called before it returns: the
                 # job is starting until then (unless its runner started the call already).
                 starting = self.on_progress is not None and not getattr(
@@ -514,7 +555,8 @@ class Job(TaskRecord):
             else:
                 task = self.task
                 now = datetime.now(_UTC)
-                assign(task, {"status": _RUNNING, "started_at": now, "completed_at": None})
+                running = {"status": _RUNNING, "started_at": now, "completed_at": None}
+                assign(task, task_fields(task, running))
             if self.on_progress is None:
                 return True
             interrupt = self.fire("started", {"task_id": task.id, "tool_name": task.tool_name})
@@ -1303,7 +1345,7 @@ class Job(TaskRecord):
         if kind in _PLAIN or (kind is not ToolOutput and not is_instance(value, ToolOutput)):
             data, extra = value, None
         elif value.success:
-            data, extra = value.data, value.metadata
+            data, extra = value.data, tool_metadata(value.metadata)
         else:
             error_type = value.metadata.get("error_type") if value.metadata else None
             task = self.task
@@ -1313,7 +1355,8 @@ class Job(TaskRecord):
                 error_type = scrub_head(error_type, self.secrets_of(task), MAX_ERROR_TYPE_CHARS + 1)
             message = value.error if value.error else f"Tool '{self.tool}' failed"
             error_type = safe_error_type(error_type)
-            self.finish("error", message, error_type, data=value.data, extra=value.metadata)
+            extra = tool_metadata(value.metadata)
+            self.finish("error", message, error_type, data=value.data, extra=extra)
             return
         if type(data) not in _PLAIN and inspect.isawaitable(data):  # a missing ``await``
             self._returned_awaitable(data)
@@ -1517,7 +1560,7 @@ class Job(TaskRecord):
         if not self.ran:  # (the store has just recorded an unstarted run as never started)
             # Never started: a start of an earlier run of the task is not its own.
             fields["started_at"] = None
-        assign(task, fields)
+        assign(task, task_fields(task, fields))
         metadata["tool_name"] = task.tool_name  # (the record keeps a huge name cut)
         metadata["outcome"] = outcome
         if failed:

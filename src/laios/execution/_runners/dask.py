@@ -44,6 +44,7 @@ from laios._text import shorten
 from laios.execution._checks import (
     MOST_PROCESSES,
     as_float,
+    conversion_hint,
     is_real,
     number_repr,
     process_count,
@@ -909,7 +910,7 @@ class DaskRunner:
         if not is_real(connect_timeout) or not 0 < as_float(connect_timeout) < math.inf:
             raise ValueError(
                 f"connect_timeout must be a finite number of seconds more than 0, got "
-                f"{number_repr(connect_timeout)}"
+                f"{number_repr(connect_timeout)}{conversion_hint(connect_timeout)}"
             )
         connect_timeout = as_float(connect_timeout)
         if client is not None:
