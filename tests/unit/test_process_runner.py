@@ -23,6 +23,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -2256,6 +2257,30 @@ def _pid_call(runner: ProcessRunner) -> Any:
     runner.submit(_call(process_tools.Pid()), events)
     assert events.finished_event.wait(WAIT)
     return events.outcomes[0]
+
+
+def test_a_runner_shut_down_then_collected_lets_its_running_call_finish(tmp_path: Path) -> None:
+    """``shutdown(wait=False)`` lets the running calls finish. A runner collected after it was
+    terminated by its finalizer all the same: the call ended ``terminated``, its error blaming
+    an executor "collected without shutdown()". The shutdown now detaches the finalizer."""
+    runner = ProcessRunner(1)
+    go = tmp_path / "go"
+    started = threading.Event()
+    events = ScriptedEvents(on_started=started.set)
+    runner.submit(_call(process_tools.WaitsForAFile(), path=str(go)), events)
+    assert started.wait(WAIT), "the call never started"
+    pids = runner.worker_pids()
+    runner.shutdown(wait=False)
+    collected = weakref.ref(runner)
+    del runner
+    gc.collect()
+    assert collected() is None, "the runner was not collected"
+    go.touch()
+    assert events.finished_event.wait(WAIT), "the call never ended"
+    outcome = events.outcomes[0]
+    assert outcome.error is None, outcome.error
+    assert outcome.value in pids
+    assert wait_for(lambda: not any(alive(pid) for pid in pids)), "the worker ran on"
 
 
 def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> None:

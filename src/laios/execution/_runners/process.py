@@ -65,7 +65,7 @@ from laios._compat.multiprocessing import (
 from laios._exceptions import type_name
 from laios._interrupts import sigint_held
 from laios.execution._checks import process_count, switch
-from laios.execution._finalizing import finalize_elsewhere
+from laios.execution._finalizing import detach, finalize_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
@@ -1754,11 +1754,14 @@ class ProcessRunner:
                 ``Executor.shutdown`` says. Nothing is shut down then.
         """
         self._pool.close(switch("wait", wait))
+        # (Collected, the runner would be terminated: its calls under way must finish.)
+        detach(self._finalizer)
 
     def terminate(self) -> None:
         """Kill every worker process now: running calls end as failed (``error_type``
         ``terminated``), queued ones are refused."""
         self._pool.terminate()
+        detach(self._finalizer)  # (nothing left for it to do)
 
     def __repr__(self) -> str:
         return f"ProcessRunner(max_workers={self.max_workers}, start_method={self.start_method!r})"
