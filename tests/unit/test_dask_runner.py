@@ -2187,3 +2187,37 @@ def test_a_call_whose_worker_closes_under_it_says_so(tools: ToolRegistry, tmp_pa
         client.close()
         cluster.close()
         forget_clients_of_closed_loops()
+
+
+def test_a_call_whose_task_a_cluster_restart_cancels_says_so(
+    tools: ToolRegistry, tmp_path: Any
+) -> None:
+    """``client.restart()`` cancels every task on the cluster: a call under way ended
+    ``worker_lost`` with an error that said "a worker died while running it and the cluster
+    gave up on it, or the scheduler went away", neither of which had happened. It now says
+    that the task was cancelled, and what cancels one."""
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    client = distributed.Client(cluster)
+    executor = Executor(
+        tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+    )
+    box = str(tmp_path)
+    try:
+        caller = Caller(executor, task("hang", box=box), CONTEXT)
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        client.restart(wait_for_workers=False)
+        result = caller.returned(WAIT, "the call never ended")
+        assert result.metadata["error_type"] == "worker_lost", result
+        error = result.error or ""
+        assert "ended 'cancelled'" in error, error
+        assert "client.restart()" in error, error
+        assert "worker died" not in error, error
+        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"
+    finally:
+        executor.shutdown(wait=False)
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()

@@ -1502,9 +1502,11 @@ class DaskRunner:
             with contextlib.suppress(RuntimeError):  # (no thread: the outcome comes all the same)
                 timer.start()
             return
-        self._lost(handle, why)
+        self._lost(handle, why, status)
 
-    def _lost(self, handle: _DaskCall, why: str) -> None:
+    def _lost(self, handle: _DaskCall, why: str, status: str | None = None) -> None:
+        """End the call as lost (``why``: how, in words; ``status``: its Dask task's, when it
+        ended)."""
         with self._lock:
             if handle.state in ("done", "abandoned"):
                 return
@@ -1551,6 +1553,14 @@ class DaskRunner:
                     "executor has shut down (Dask also closes a client that lost its scheduler "
                     "and could not reconnect in time). Its worker stops the tool once the "
                     "scheduler has dropped the closed client's tasks"
+                )
+            elif status == "cancelled":
+                # (A worker's death does not cancel a task: Dask runs it again, or fails it.)
+                message = (
+                    f"The call was lost on the Dask cluster ({why}): the cluster cancelled its "
+                    "task, as it does every task when the cluster is restarted "
+                    "(client.restart()) or when the client loses its scheduler, or the "
+                    "application cancelled it"
                 )
             else:
                 message = (
