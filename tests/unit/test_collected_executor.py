@@ -9,10 +9,12 @@ happens, once the lock is free, and at interpreter exit too.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -158,3 +160,76 @@ def test_an_executor_never_shut_down_is_shut_down_by_interpreter_exit(how: str) 
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.splitlines() == ["shut down False"], completed.stderr
+
+
+_SHUT_DOWN_THEN_COLLECTED = """
+import asyncio
+import gc
+import sys
+import threading
+
+from laios.core.types import Context, Task
+from laios.execution.executor import Executor
+from laios.execution.runners import ProcessRunner, ThreadRunner
+from laios.execution.store import MetricStore
+from laios.tools.registry import ToolRegistry
+from process_tools import Pid
+
+
+class Told(ThreadRunner):
+    def shutdown(self, wait=True):
+        print("shut down", wait, flush=True)
+        super().shutdown(wait)
+
+
+def main(how):
+    registry = ToolRegistry()
+    registry.register_tool(Pid())
+    context = Context(session_id="s", user_id="u")
+    for _ in range(3):
+        runner = ProcessRunner(1) if how == "process" else Told(1, 1)
+        executor = Executor(
+            registry, runner=runner, store=MetricStore(), register_prometheus=False
+        )
+        tasks = [
+            Task(plan_id="p", description="d", tool_name="pid") for _ in range(3)
+        ]
+        results = asyncio.run(executor.execute_parallel(tasks, context, timeout=60))
+        assert all(result.success for result in results), results
+        if how == "aclose":
+            asyncio.run(executor.aclose())
+        else:
+            executor.shutdown()
+        executor.cycle = executor  # (only the collector frees it)
+        del executor, runner, results
+    gc.collect()
+    names = {thread.name for thread in threading.enumerate()}
+    print("laios-finalizers" in names, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("how", ["shutdown", "aclose", "process"])
+def test_an_executor_shut_down_leaves_its_finalizer_nothing_to_do(how: str, tmp_path: Any) -> None:
+    """An executor shut down (``shutdown()``, ``aclose()``), then collected, handed a second
+    shutdown to the ``laios-finalizers`` thread, and started that thread for it (its process
+    runner's finalizer handed it a kill too). Its shutdown now detaches its finalizer, and the
+    process runner's its own: their collection runs nothing, and neither does the exit."""
+    script = tmp_path / "shut_down_then_collected.py"
+    script.write_text(textwrap.dedent(_SHUT_DOWN_THEN_COLLECTED))
+    # (process_tools, whose tool the process runner's workers import, is next to this file)
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, str(script), how],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    assert completed.returncode == 0, completed.stderr
+    told = [] if how == "process" else ["shut down True"] * 3
+    assert completed.stdout.splitlines() == [*told, "False"], (completed.stdout, completed.stderr)

@@ -2073,12 +2073,129 @@ def test_an_in_process_cluster_closed_leaves_no_tool_process_behind(tools: ToolR
     ), "the reader thread of the tool's process ran on"
 
 
+class _HoldClose(distributed.WorkerPlugin):
+    """A Dask worker plugin whose teardown waits until ``until()`` is true (``WAIT`` seconds at
+    most). A worker's close awaits its plugins' teardowns (the runner's, which kills the tools
+    there, among them) before it closes its connection to the scheduler: held so, the report
+    of a call its close ended reaches the caller, as it does on a loaded machine."""
+
+    def __init__(self, until: Callable[[], Any]) -> None:
+        self.until = until
+
+    async def teardown(self, worker: Any) -> None:
+        deadline = time.monotonic() + WAIT
+        while not self.until() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+
+def _in_process_worker(cluster: Any) -> Any:
+    """The one worker of a ``processes=False`` cluster (it runs in this process)."""
+    (worker,) = cluster.workers.values()
+    return worker
+
+
+def _on_worker_loop(worker: Any, work: Any) -> Any:
+    """Run the coroutine ``work`` on ``worker``'s event loop, and return what it returns."""
+    return asyncio.run_coroutine_threadsafe(work, worker.loop.asyncio_loop).result(WAIT)
+
+
+def _hold_close(cluster: Any, until: Callable[[], Any]) -> None:
+    worker = _in_process_worker(cluster)
+    _on_worker_loop(worker, worker.plugin_add(plugin=_HoldClose(until), name="hold-close"))
+
+
+@pytest.mark.parametrize("report_first", [False, True], ids=["as-it-comes", "report-first"])
 def test_a_call_whose_cluster_is_closed_under_it_says_so(
-    tools: ToolRegistry, tmp_path: Any
+    tools: ToolRegistry, tmp_path: Any, report_first: bool
 ) -> None:
     """Closing the cluster of the runner's client (``client=``) while a tool runs ended the
     call with an error that said the client was closed; Dask closes the client with its
-    cluster, and the errors of that call and of the next one now say the cluster was closed."""
+    cluster, and the errors of that call and of the next one now say the cluster was closed.
+
+    Two things reach the caller as the worker closes: its report that the tool was killed
+    there, and (once the client is closed) the loss of the call's Dask task. On a loaded
+    machine the report came first and said that the worker's process runner "was terminated
+    (its executor was collected without shutdown(), or the interpreter is exiting)"; and the
+    next call, sent before Dask had closed the client, was not refused as sent to a closed
+    cluster. ``report_first`` holds the worker's close until the report has arrived."""
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    client = distributed.Client(cluster)
+    executor = Executor(
+        tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+    )
+    box = str(tmp_path)
+    closer = threading.Thread(target=cluster.close, daemon=True)
+    try:
+        caller = Caller(executor, task("hang", box=box), CONTEXT)
+        if report_first:
+            _hold_close(cluster, lambda: caller.results)
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        closer.start()
+        result = caller.returned(WAIT, "the call never ended")
+        assert result.metadata["error_type"] == "worker_lost", result
+        assert "cluster was closed" in (result.error or ""), result.error
+        assert "client was closed" not in (result.error or ""), result.error
+        assert "collected" not in (result.error or ""), result.error
+        assert "interpreter" not in (result.error or ""), result.error
+        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its cluster"
+        later = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+        assert later.metadata["error_type"] == "dask", later
+        assert "cluster was closed" in (later.error or ""), later.error
+    finally:
+        closer.join(WAIT)
+        executor.shutdown(wait=False)
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()
+
+
+def test_a_call_whose_worker_closes_under_it_says_so(tools: ToolRegistry, tmp_path: Any) -> None:
+    """A Dask worker closed while it ran a tool (stopped, retired) kills the tool as it closes
+    (its process runner is terminated): its report of that said the process runner "was
+    terminated (its executor was collected without shutdown(), or the interpreter is
+    exiting)", error_type ``terminated``. It now says that the worker closed, ``worker_lost``."""
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    client = distributed.Client(cluster)
+    executor = Executor(
+        tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+    )
+    box = str(tmp_path)
+    worker = _in_process_worker(cluster)
+    closer = threading.Thread(target=_on_worker_loop, args=(worker, worker.close()), daemon=True)
+    try:
+        caller = Caller(executor, task("hang", box=box), CONTEXT)
+        _hold_close(cluster, lambda: caller.results)
+        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+        assert hung is not None, "the tool never started"
+        closer.start()
+        result = caller.returned(WAIT, "the call never ended")
+        assert result.metadata["error_type"] == "worker_lost", result
+        error = result.error or ""
+        assert f"Dask worker {worker.address} closed while" in error, error
+        assert "collected" not in error, error
+        assert "interpreter" not in error, error
+        assert "cluster was closed" not in error, error
+        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its worker closed"
+    finally:
+        closer.join(WAIT)
+        executor.shutdown(wait=False)
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()
+
+
+def test_a_call_whose_task_a_cluster_restart_cancels_says_so(
+    tools: ToolRegistry, tmp_path: Any
+) -> None:
+    """``client.restart()`` cancels every task on the cluster: a call under way ended
+    ``worker_lost`` with an error that said "a worker died while running it and the cluster
+    gave up on it, or the scheduler went away", neither of which had happened. It now says
+    that the task was cancelled, and what cancels one."""
     cluster = distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
     )
@@ -2091,15 +2208,14 @@ def test_a_call_whose_cluster_is_closed_under_it_says_so(
         caller = Caller(executor, task("hang", box=box), CONTEXT)
         hung = wait_for(lambda: process_tools.read_note(box, "hang"))
         assert hung is not None, "the tool never started"
-        cluster.close()
+        client.restart(wait_for_workers=False)
         result = caller.returned(WAIT, "the call never ended")
         assert result.metadata["error_type"] == "worker_lost", result
-        assert "cluster was closed" in (result.error or ""), result.error
-        assert "client was closed" not in (result.error or ""), result.error
-        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its cluster"
-        later = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
-        assert later.metadata["error_type"] == "dask", later
-        assert "cluster was closed" in (later.error or ""), later.error
+        error = result.error or ""
+        assert "ended 'cancelled'" in error, error
+        assert "client.restart()" in error, error
+        assert "worker died" not in error, error
+        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"
     finally:
         executor.shutdown(wait=False)
         client.close()

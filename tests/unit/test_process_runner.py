@@ -23,6 +23,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -2059,7 +2060,9 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     executor.runner.terminate()  # type: ignore[attr-defined]
     result = caller.returned(WAIT, "the caller was left waiting")
     assert result.metadata["error_type"] == "terminated"
-    assert "terminated" in (result.error or "")
+    # (It said the executor was collected without shutdown(), or the interpreter exiting.)
+    assert "terminated (runner.terminate() was called)" in (result.error or ""), result.error
+    assert "collected" not in (result.error or ""), result.error
     assert gone(hung["pid"])
     assert gone(hung["grandchild"])
 
@@ -2256,6 +2259,52 @@ def _pid_call(runner: ProcessRunner) -> Any:
     runner.submit(_call(process_tools.Pid()), events)
     assert events.finished_event.wait(WAIT)
     return events.outcomes[0]
+
+
+def test_a_runner_shut_down_then_collected_lets_its_running_call_finish(tmp_path: Path) -> None:
+    """``shutdown(wait=False)`` lets the running calls finish. A runner collected after it was
+    terminated by its finalizer all the same: the call ended ``terminated``, its error blaming
+    an executor "collected without shutdown()". The shutdown now detaches the finalizer."""
+    runner = ProcessRunner(1)
+    go = tmp_path / "go"
+    started = threading.Event()
+    events = ScriptedEvents(on_started=started.set)
+    runner.submit(_call(process_tools.WaitsForAFile(), path=str(go)), events)
+    assert started.wait(WAIT), "the call never started"
+    pids = runner.worker_pids()
+    runner.shutdown(wait=False)
+    collected = weakref.ref(runner)
+    del runner
+    gc.collect()
+    assert collected() is None, "the runner was not collected"
+    go.touch()
+    assert events.finished_event.wait(WAIT), "the call never ended"
+    outcome = events.outcomes[0]
+    assert outcome.error is None, outcome.error
+    assert outcome.value in pids
+    assert wait_for(lambda: not any(alive(pid) for pid in pids)), "the worker ran on"
+
+
+def test_a_runner_collected_while_its_call_runs_says_so(tmp_path: Path) -> None:
+    """A runner collected without shutdown() is terminated: its running call ends
+    ``terminated``, its error saying the runner was garbage-collected (and not that the
+    interpreter may be exiting, or that ``terminate()`` was called)."""
+    runner = ProcessRunner(1)
+    started = threading.Event()
+    events = ScriptedEvents(on_started=started.set)
+    runner.submit(_call(process_tools.WaitsForAFile(), path=str(tmp_path / "never")), events)
+    assert started.wait(WAIT), "the call never started"
+    pids = runner.worker_pids()
+    collected = weakref.ref(runner)
+    del runner
+    gc.collect()
+    assert collected() is None, "the runner was not collected"
+    assert events.finished_event.wait(WAIT), "the call never ended"
+    outcome = events.outcomes[0]
+    assert outcome.error_type == "terminated", outcome
+    assert "garbage-collected without shutdown()" in str(outcome.error), outcome.error
+    assert "interpreter" not in str(outcome.error), outcome.error
+    assert wait_for(lambda: not any(alive(pid) for pid in pids)), "the worker ran on"
 
 
 def test_a_call_given_up_as_it_is_dispatched_is_not_sent_and_kills_nothing() -> None:

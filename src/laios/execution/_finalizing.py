@@ -14,6 +14,9 @@ queues it (``SimpleQueue.put`` takes no lock a thread can hold; starting the thr
 too: threading's own lock for it is re-entrant), and a daemon thread, ``laios-finalizers``
 (started the first time), does it a moment later.
 
+An object shut down explicitly detaches its finalizer (:func:`detach`): it has nothing left
+to do, and handing it over would start the thread for nothing.
+
 At interpreter exit a daemon thread may never get to it, so the exit handler does the work of
 every finalizer not called yet, and of those queued, on the exiting thread (registered with
 ``atexit`` when the first finalizer is made, as ``weakref.finalize`` registers its own, so it
@@ -34,7 +37,7 @@ from typing import Any
 
 from laios.execution._forks import reset_after_fork
 
-__all__ = ["finalize_elsewhere", "run_elsewhere"]
+__all__ = ["detach", "finalize_elsewhere", "run_elsewhere"]
 
 _log = logging.getLogger("laios.execution")
 
@@ -74,6 +77,13 @@ class _Finalizers:
             self.exit_registered = True
             atexit.register(self.at_exit)
         return finalizer
+
+    def detach(self, finalizer: weakref.finalize[Any, Any]) -> None:
+        """Detach ``finalizer``, and forget it (nothing to call at exit)."""
+        detached = finalizer.detach()  # (``None``: called or detached already)
+        if detached is not None:
+            _, _, (token, *_), _ = detached
+            self.pending.pop(token, None)
 
     def hand_over(self, token: object, func: Callable[..., object], args: tuple[Any, ...]) -> None:
         """The finalizer's callback: queue its work for the thread (never do it here)."""
@@ -143,6 +153,13 @@ def finalize_elsewhere(
     finalizing thread might hold (see the module's docstring)."""
     finalizer: weakref.finalize[Any, Any] = _FINALIZERS.finalize(obj, func, args)
     return finalizer
+
+
+def detach(finalizer: weakref.finalize[Any, Any]) -> None:
+    """Detach ``finalizer``, made by :func:`finalize_elsewhere`: its work runs neither when its
+    object is collected nor at interpreter exit. For an object shut down explicitly, whose
+    finalizer would only do that again. Harmless when it was called or detached already."""
+    _FINALIZERS.detach(finalizer)
 
 
 def run_elsewhere(func: Callable[..., object], *args: Any) -> None:

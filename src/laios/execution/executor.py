@@ -292,6 +292,7 @@ class Executor(Generic[_RegistryT]):
         # Shut down (without waiting) once nobody holds the executor: on a thread of its
         # own, since the collector may finalize it inside one of its locked sections.
         self._finalizer = finalize_elsewhere(self, self._engine.shutdown, False)
+        self._engine.finalizer = self._finalizer  # (detached by a shutdown)
         if meter_provider is not None or global_meter_provider() is not None:
             from laios.execution.otel_metrics import instrument_metrics
 

@@ -55,7 +55,7 @@ from laios.execution._engine.job import (
     describe_exception,
     in_callback_of,
 )
-from laios.execution._finalizing import run_elsewhere
+from laios.execution._finalizing import detach, run_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import SHUTDOWN, Refusal, Runner, ToolCall
@@ -318,6 +318,11 @@ class Engine:
         self.warned: set[str] = set()
         #: The overdue watch was started (see :meth:`watch_overdue`): once per executor.
         self.watching = False
+        #: The system refused the overdue watch its thread: a later shutdown tries again.
+        self.watch_refused = False
+        #: The executor's finalizer, which shuts it down once collected (see ``Executor``):
+        #: a shutdown that leaves nothing for a later one to do detaches it.
+        self.finalizer: weakref.finalize[Any, Any] | None = None
         reset_after_fork(self)
 
     def after_fork_in_child(self) -> None:
@@ -326,6 +331,7 @@ class Engine:
         self.pending_cancels = OrderedDict()
         self.retrying = {}
         self.watching = False  # (the parent's watch thread is not the child's)
+        self.watch_refused = False
 
     # -- timeouts --------------------------------------------------------------------------
 
@@ -1062,6 +1068,10 @@ class Engine:
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait and not self._slots_held_here())
         self.watch_overdue()
+        if self.finalizer is not None and not self.watch_refused:
+            # (Collected, the executor would only be shut down again: on the finalizers'
+            # thread, started for that. After a refused watch, that tries it again.)
+            detach(self.finalizer)
 
     def watch_overdue(self) -> None:
         """Once shut down: while tasks with a deadline are still awaited on callers' event
@@ -1074,17 +1084,20 @@ class Engine:
             return
         watched = self._awaited_with_deadline(self.store.scope_records(self.scope))
         if not watched:
+            self.watch_refused = False  # (nothing left to watch)
             return
         with self.lock:
             if self.watching:
                 return
             self.watching = True
+        self.watch_refused = False
         try:
             threading.Thread(
                 target=self._watch, args=(watched,), name="laios-overdue", daemon=True
             ).start()
         except RuntimeError:  # "can't start new thread"
             self.watching = False  # (a later shutdown() tries again)
+            self.watch_refused = True
             _log.warning(
                 "shutdown() could not start the thread that ends, at their deadlines, %d "
                 "task(s) awaited on event loops that may stop being run (the system refused a "

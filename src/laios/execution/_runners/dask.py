@@ -11,8 +11,9 @@ there and the Dask worker stays usable.
 
 Everything the tool reports travels back in order on one Dask event topic per runner
 (``Worker.log_event`` to ``Client.subscribe_topic``): ``started`` (with the worker's address
-and pid), progress, checkpoints, and finally the outcome. The Dask future only tells the caller
-that a task was lost (its worker died and Dask gave up on it, or it was cancelled).
+and pid), progress, checkpoints, and finally the outcome (or ``closed``: the worker closed under
+the call, and killed its tool as it closed). The Dask future only tells the caller that a task
+was lost (its worker died and Dask gave up on it, or it was cancelled).
 """
 
 from __future__ import annotations
@@ -125,6 +126,15 @@ _OWN_CLIENT_CLOSED = (
     "closed the client when it could not reconnect within connect_timeout (start the "
     "scheduler again, or mend the network to it), or the application called "
     "runner.client.close() (leave that to the runner's shutdown); then make a new runner"
+)
+
+
+#: Why a call under way was lost when the cluster object the runner's client (``client=``) was
+#: made on was closed.
+_CLUSTER_CLOSED_UNDER_IT = (
+    ": the Dask cluster was closed while the call was under way (the cluster the runner's "
+    "client was made on: Dask closes the client with it); keep the cluster open until the "
+    "executor has shut down"
 )
 
 
@@ -559,6 +569,13 @@ def serve_call(
         this.ended.wait()
         outcome = this.outcome
         assert outcome is not None
+        if outcome.error_type == "terminated":
+            # This worker's process runner is terminated only as the worker closes (see
+            # _closes_with), or as its process exits: the process runner's own words for it
+            # (its executor collected, or the interpreter exiting) are not the caller's. The
+            # caller says what closed, knowing whether its cluster was closed.
+            this.send("closed", worker.address)
+            return "closed"
         if outcome.worker:
             outcome.worker = f"{worker.address} {outcome.worker}"
         this.send("done", outcome)
@@ -1324,6 +1341,10 @@ class DaskRunner:
                 raise RuntimeError(
                     f"the client's event loop is {'closed' if closed else 'not running'}"
                 )
+            if self._cluster_closing():
+                # (Dask closes the client with its cluster, a moment later: the scheduler may
+                # be gone already, and the calls would wait for the client's end.)
+                raise RuntimeError("the cluster the client was made on is closed")
             self._follow_reconnection()
             futures = self.client.map(
                 serve_call,
@@ -1412,7 +1433,7 @@ class DaskRunner:
                 rerun = handle.state == "running"
                 handle.state = "running"
                 handle.where = parts[0]
-            elif kind == "done" or (kind == "too_late" and handle.state == "queued"):
+            elif kind in ("done", "closed") or (kind == "too_late" and handle.state == "queued"):
                 handle.state = "done"
                 self._calls.pop(key, None)
                 future, handle.future = handle.future, None
@@ -1435,8 +1456,30 @@ class DaskRunner:
                 events.checkpoint(parts[0], parts[1])
             elif kind == "done":
                 events.finished(parts[0])
+            elif kind == "closed":
+                events.finished(self._worker_closed(parts[0]))
         except Exception:
             _log.exception("reporting a Dask worker's %s event failed", kind)
+
+    def _worker_closed(self, address: str) -> RawOutcome:
+        """The outcome of a call whose Dask worker (at ``address``) closed while it ran, and
+        killed its tool as it closed."""
+        why = f"its Dask worker {address} closed while running it, and killed its tool"
+        if self._cluster_closing():
+            message = f"The call was lost on the Dask cluster ({why}){_CLUSTER_CLOSED_UNDER_IT}"
+        else:
+            message = (
+                f"The call was lost on the Dask cluster: its Dask worker {address} closed while "
+                "running it (the worker was stopped, retired or restarted, or its process was "
+                "exiting), and killed its tool as it closed"
+            )
+        return RawOutcome(None, WorkerLost(message), error_type="worker_lost")
+
+    def _cluster_closing(self) -> bool:
+        """Whether the cluster object that the client given to the runner (``client=``) was
+        made on is closed or closing (see :func:`_cluster_closed`). ``False`` for a client the
+        runner made: its own cluster closes only once its calls ended."""
+        return not self._owns_client and _cluster_closed(self.client)
 
     def _on_future_done(self, future: Any) -> None:
         """A call's Dask task ended. Its result is not needed (the outcome comes on the
@@ -1460,9 +1503,11 @@ class DaskRunner:
             with contextlib.suppress(RuntimeError):  # (no thread: the outcome comes all the same)
                 timer.start()
             return
-        self._lost(handle, why)
+        self._lost(handle, why, status)
 
-    def _lost(self, handle: _DaskCall, why: str) -> None:
+    def _lost(self, handle: _DaskCall, why: str, status: str | None = None) -> None:
+        """End the call as lost (``why``: how, in words; ``status``: its Dask task's, when it
+        ended)."""
         with self._lock:
             if handle.state in ("done", "abandoned"):
                 return
@@ -1496,12 +1541,11 @@ class DaskRunner:
             elif client_closed and self._owns_client:
                 # (the runner's own shutdown closes it only once its calls ended)
                 message = f"The call was lost on the Dask cluster ({why}){_OWN_CLIENT_CLOSED}"
-            elif client_closed and _cluster_closed(self.client):
+            elif self._cluster_closing():
+                # (Dask closes the client with its cluster: maybe not yet.)
                 message = (
-                    f"The call was lost on the Dask cluster ({why}): the Dask cluster was "
-                    "closed while the call was under way (the cluster the runner's client was "
-                    "made on: Dask closes the client with it); keep the cluster open until the "
-                    "executor has shut down. Its tool ends as its worker closes"
+                    f"The call was lost on the Dask cluster ({why}){_CLUSTER_CLOSED_UNDER_IT}. "
+                    "Its tool ends as its worker closes"
                 )
             elif client_closed:
                 message = (
@@ -1510,6 +1554,14 @@ class DaskRunner:
                     "executor has shut down (Dask also closes a client that lost its scheduler "
                     "and could not reconnect in time). Its worker stops the tool once the "
                     "scheduler has dropped the closed client's tasks"
+                )
+            elif status == "cancelled":
+                # (A worker's death does not cancel a task: Dask runs it again, or fails it.)
+                message = (
+                    f"The call was lost on the Dask cluster ({why}): the cluster cancelled its "
+                    "task, as it does every task when the cluster is restarted "
+                    "(client.restart()) or when the client loses its scheduler, or the "
+                    "application cancelled it"
                 )
             else:
                 message = (
@@ -1564,16 +1616,16 @@ class DaskRunner:
             return _LOOP_CLOSED
         if _loop_stopped(self.client):
             return _LOOP_STOPPED
+        if self._cluster_closing():  # (Dask closes the client with it: maybe not yet)
+            return (
+                ": the Dask cluster was closed (the cluster the runner's client was made on), "
+                "and Dask closes the client with it; keep the cluster open until the executor "
+                "has shut down, or make a new runner (and executor) on an open cluster's client"
+            )
         if not self._client_closed():
             return ""
         if self._owns_client:
             return _OWN_CLIENT_CLOSED
-        if _cluster_closed(self.client):
-            return (
-                ": the Dask cluster was closed (the cluster the runner's client was made on), "
-                "and Dask closed the client with it; keep the cluster open until the executor "
-                "has shut down, or make a new runner (and executor) on an open cluster's client"
-            )
         return (
             ": the runner's Dask client is closed (by the application, or by Dask when it lost "
             "its scheduler and could not reconnect in time); keep the client open until the "

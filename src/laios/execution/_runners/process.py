@@ -65,7 +65,7 @@ from laios._compat.multiprocessing import (
 from laios._exceptions import type_name
 from laios._interrupts import sigint_held
 from laios.execution._checks import process_count, switch
-from laios.execution._finalizing import finalize_elsewhere
+from laios.execution._finalizing import detach, finalize_elsewhere
 from laios.execution._forks import reset_after_fork
 from laios.execution._logs import WarningLimiter
 from laios.execution._runners.base import (
@@ -484,22 +484,29 @@ def _exists(pid: int) -> bool:
     return True
 
 
+#: Why a process runner was terminated, as its calls' errors say (see ``_Pool.terminate``).
+TERMINATE_CALLED = "runner.terminate() was called"
+TERMINATE_COLLECTED = (
+    "it was garbage-collected without shutdown(): its executor was too, or nobody held it"
+)
+TERMINATE_EXITING = "the interpreter is exiting"
+
+
 def _crash_outcome(
     call: _Call,
     exitcode: int | None,
-    terminated: bool,
+    terminated: str | None,
     over_budget: bool = False,
     *,
     server_gone: bool = False,
     initializing: bool = False,
 ) -> RawOutcome:
-    if terminated:
+    if terminated is not None:
         return RawOutcome(
             None,
             WorkerCrashed(
                 f"Tool '{call.tool_name}' was stopped: its worker process was killed because "
-                "the process runner was terminated (its executor was collected without "
-                "shutdown(), or the interpreter is exiting)"
+                f"the process runner was terminated ({terminated})"
             ),
             error_type="terminated",
         )
@@ -683,6 +690,7 @@ class _Pool:
         self.pickling_threads = 0  # threads pickling them (at most PICKLING_THREADS)
         self.closed = False
         self.terminated = False  # every worker was killed (running calls end "terminated")
+        self.terminated_by: str | None = None  # why (once terminated: see terminate)
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
         self.start_error: Exception | None = None  # why the last worker could not start
@@ -941,7 +949,7 @@ class _Pool:
         if orphaned:
             worker.process.join(0)
             outcome = _crash_outcome(
-                call, worker.process.exitcode, self.terminated, initializing=not worker.ready
+                call, worker.process.exitcode, self.terminated_by, initializing=not worker.ready
             )
             call.events.finished(outcome)
 
@@ -1304,7 +1312,7 @@ class _Pool:
             outcome = _crash_outcome(
                 call,
                 exitcode,
-                self.terminated,
+                self.terminated_by,
                 worker.over_budget,
                 server_gone=server_gone,
                 initializing=initializing,
@@ -1501,10 +1509,12 @@ class _Pool:
             while self.workers or self.starting or self.pickling or self.reader is not None:
                 self.changed.wait(1.0)
 
-    def terminate(self) -> None:
-        """Kill every worker now: running calls end ``terminated``, queued calls are refused
-        (the runner is gone, or the interpreter is exiting)."""
+    def terminate(self, why: str = TERMINATE_CALLED) -> None:
+        """Kill every worker now: running calls end ``terminated``, their error saying
+        ``why`` (the first time), queued calls are refused."""
         with self.lock:
+            if self.terminated_by is None:
+                self.terminated_by = why
             self.closed = self.terminated = True
             dropped = [call for call in self.queue if call.state == "queued"]
             self.queue.clear()
@@ -1556,7 +1566,7 @@ _POOLS: weakref.WeakSet[_Pool] = weakref.WeakSet()
 @atexit.register
 def _terminate_all() -> None:
     for pool in list(_POOLS):
-        pool.terminate()
+        pool.terminate(TERMINATE_EXITING)
 
 
 # A process started by multiprocessing (a Dask worker, say) joins its children before its
@@ -1680,7 +1690,7 @@ class ProcessRunner:
         _POOLS.add(self._pool)
         # (On a thread of its own: the collector may finalize the runner on a thread that
         # holds the pool's lock, its reader thread say, which terminate takes.)
-        self._finalizer = finalize_elsewhere(self, self._pool.terminate)
+        self._finalizer = finalize_elsewhere(self, self._pool.terminate, TERMINATE_COLLECTED)
 
     @property
     def stats(self) -> RunnerStats:
@@ -1754,11 +1764,14 @@ class ProcessRunner:
                 ``Executor.shutdown`` says. Nothing is shut down then.
         """
         self._pool.close(switch("wait", wait))
+        # (Collected, the runner would be terminated: its calls under way must finish.)
+        detach(self._finalizer)
 
     def terminate(self) -> None:
         """Kill every worker process now: running calls end as failed (``error_type``
         ``terminated``), queued ones are refused."""
         self._pool.terminate()
+        detach(self._finalizer)  # (nothing left for it to do)
 
     def __repr__(self) -> str:
         return f"ProcessRunner(max_workers={self.max_workers}, start_method={self.start_method!r})"
