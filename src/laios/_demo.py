@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import random
-import shutil
 import signal
 import socket
 import sys
@@ -38,7 +37,14 @@ from laios._output import shown_url, without_credentials
 from laios._stops import STOP_SIGNALS as _STOP_SIGNALS
 from laios._stops import Stops as _Stops
 from laios._stops import stop_signals_as_ctrl_c as _stop_signals_as_ctrl_c
-from laios._terminal import LiveScreen, clip, stream_is_terminal, text_width, why_not_a_terminal
+from laios._terminal import (
+    LiveScreen,
+    clip,
+    stream_is_terminal,
+    terminal_size,
+    text_width,
+    why_not_a_terminal,
+)
 from laios.core.types import Context, Task
 from laios.execution.executor import Executor, ResourceLimits
 from laios.execution.monitor import get_performance_monitor
@@ -652,7 +658,7 @@ def _show_live(clock: _Clock, addresses: list[tuple[str, str]]) -> None:
     with _HeldLogs().installed(), LiveScreen(sys.stdout, sys.stdin) as screen:
         stop = "q or Ctrl-C to stop" if screen.reads_keys else "Ctrl-C to stop"
         while True:
-            size = shutil.get_terminal_size()
+            size = terminal_size()
             document = clock.document()
             frame = live_frame(
                 document,
@@ -816,7 +822,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     headline, document = summary
-    width = shutil.get_terminal_size().columns if stream_is_terminal(sys.stdout) else None
+    width = terminal_size().columns if stream_is_terminal(sys.stdout) else None
     print("\n" + headline + "\n")
     print("\n".join(status_lines(document, width=width)))
     print("laios demo: done.")

@@ -15,6 +15,7 @@ import codecs
 import contextlib
 import os
 import select
+import shutil
 import signal
 import sys
 import threading
@@ -29,6 +30,7 @@ __all__ = [
     "clip",
     "stream_is_terminal",
     "table_lines",
+    "terminal_size",
     "text_width",
     "why_not_a_terminal",
 ]
@@ -57,6 +59,23 @@ def text_width(text: str) -> int:
     if text.isascii():
         return len(text)
     return sum(_char_width(char) for char in text)
+
+
+#: The size a terminal is drawn at when it does not say its own (columns, lines).
+FALLBACK_SIZE = (80, 24)
+
+
+def terminal_size() -> os.terminal_size:
+    """Return the size of the terminal on stdout, as :func:`shutil.get_terminal_size` reads it
+    (``COLUMNS`` and ``LINES`` first), with 80 columns or 24 lines for a size it gives as 0.
+
+    A terminal whose size was never set (a pseudo-terminal from :func:`pty.fork`) says 0 by
+    0; Python 3.11 and later give the fallback for it, Python 3.10 gives the 0.
+    """
+    columns, lines = shutil.get_terminal_size()  # (its own fallback is 80 by 24 too)
+    return os.terminal_size(
+        (columns if columns > 0 else FALLBACK_SIZE[0], lines if lines > 0 else FALLBACK_SIZE[1])
+    )
 
 
 #: The name of an encoding error handler (:func:`codecs.register_error`) that writes a

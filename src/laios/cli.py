@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import shutil
 import socket
 import ssl
 import sys
@@ -49,7 +48,7 @@ from laios._output import (
     without_credentials,
 )
 from laios._stops import stop_signals_as_ctrl_c
-from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines
+from laios._terminal import QUESTION_MARKS, clip, stream_is_terminal, table_lines, terminal_size
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -1450,7 +1449,7 @@ def _watch(
     try:
         while True:
             # (the size is read again for every picture: the terminal may have been resized)
-            size = shutil.get_terminal_size() if terminal else None
+            size = terminal_size() if terminal else None
             shown = without_credentials(status_url(url))
             frame = _watch_frame(document, shown, problem, interval, size)
             # (the cursor's line goes under the picture, unless the terminal has no line for

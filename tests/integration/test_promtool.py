@@ -38,9 +38,9 @@ _POOLS: list[object] = []
 
 
 class _Pool:
-    """The part of a runner the store reads: one thread held by a hung tool."""
+    """The part of a runner the store reads: one thread held by a hung tool (busy running it)."""
 
-    stats = RunnerStats(workers=0, abandoned=1)
+    stats = RunnerStats(workers=0, busy=1, abandoned=1)
 
 
 def promtool_check(exposition: bytes) -> str:
@@ -93,7 +93,9 @@ def test_promtool_accepts_the_exposition_of_a_varied_workload() -> None:
     store, registry = MetricStore(), CollectorRegistry()
     ensure_collector(store, registry)
     varied_workload(store)
-    assert promtool_check(generate_latest(registry)) == ""
+    exposition = generate_latest(registry)
+    assert b"\nlaios_executor_busy_workers 1.0\n" in exposition
+    assert promtool_check(exposition) == ""
 
 
 def test_promtool_accepts_labelled_stores_with_their_own_buckets() -> None:

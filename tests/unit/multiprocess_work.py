@@ -58,7 +58,7 @@ def varied_workload(store: MetricStore) -> None:
     assert running.state == "running"
     store.record_custom("t", "response_time", 1.25, "seconds")
     store.record_custom("t", 'odd "name"\n', 3, "bytes")
-    pool = StatsOnlyRunner(4, abandoned=1)
+    pool = StatsOnlyRunner(4, abandoned=1, busy=2)
     _POOLS.append(pool)  # the store holds its runners only weakly
     store.register_runner(pool)
 

@@ -44,10 +44,11 @@ class ArmedClock:
 
 
 class StatsOnlyRunner:
-    """The part of a runner the store reads: its stats (workers, abandoned threads)."""
+    """The part of a runner the store reads: its stats (workers, busy workers, abandoned
+    threads)."""
 
-    def __init__(self, max_workers: int, abandoned: int = 0) -> None:
-        self.stats = RunnerStats(workers=max_workers, abandoned=abandoned)
+    def __init__(self, max_workers: int, abandoned: int = 0, busy: int = 0) -> None:
+        self.stats = RunnerStats(workers=max_workers, busy=busy, abandoned=abandoned)
 
 
 class Counted:

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -1035,7 +1036,7 @@ def test_watch_on_a_terminal_never_scrolls_its_picture(
     1-line terminal the picture was written with a newline after its one line, which
     scrolled the title off."""
     monkeypatch.setenv("TERM", "xterm")
-    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda: os.terminal_size((80, lines)))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((80, lines)))
     out = _Terminal()
     pictures: list[str] = []
 
@@ -1049,6 +1050,24 @@ def test_watch_on_a_terminal_never_scrolls_its_picture(
     shown = picture.removeprefix("\x1b[H\x1b[2J")
     assert shown.startswith("laios status - ")
     assert shown.count("\n") + 1 <= lines, shown
+
+
+@pytest.mark.parametrize("size", [(0, 0), (0, 24), (80, 0)])
+def test_watch_on_a_terminal_of_unknown_size_draws_at_80_by_24(
+    size: tuple[int, int], server: MetricsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal that gives 0 for its width or height (a pseudo-terminal whose size was never
+    set, as Python 3.10 reports it) is drawn as 80 by 24: every line was cut to nothing."""
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *args: os.terminal_size(size))
+    out = _Terminal()
+    assert watch_status(server.url, interval=0.5, out=out, sleep=_interrupt) == 0
+    shown = out.getvalue().removeprefix("\x1b[H\x1b[2J").rstrip("\n").split("\n")
+    assert shown[0].startswith("laios status - ")
+    assert any(line.startswith("Running tasks") for line in shown), shown
+    assert shown[-1] == "refreshing every 0.5s, Ctrl-C to stop"
+    assert 1 < len(shown) <= 23
+    assert max(len(line) for line in shown) <= 80
 
 
 def test_watch_through_main_exits_zero_on_ctrl_c(

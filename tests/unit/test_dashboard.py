@@ -444,25 +444,29 @@ def test_every_kill_a_process_runner_reports_is_charted() -> None:
     assert unnamed == []
 
 
-def test_worker_utilisation_says_which_running_tasks_take_no_worker_thread() -> None:
-    """ "Worker utilisation by instance" divides the running tasks by the worker threads, but a
+def test_worker_utilisation_divides_the_busy_workers_by_the_workers() -> None:
+    """ "Worker utilisation by instance" divides the worker threads running a tool now
+    (laios_executor_busy_workers) by the worker threads: it divided the tasks in flight, but a
     task run on its caller's thread (execute_task without a timeout) or an async tool on an
-    event loop runs without one: 20 async tools on 2 idle workers read 1000 %. Its
-    description and docs/grafana.md say so, and send the operator to the queue's panels to
-    tell a short pool, so that such a reading is not taken for an overloaded one."""
+    event loop takes no worker thread, so 20 async tools on 2 idle workers read 1000 %. Its
+    description and docs/grafana.md say what it counts, that it is not for the selected tools,
+    and that threads held by timed-out tools count (a saturated pool reads 100 % or more)."""
     (target,) = panel("Worker utilisation by instance")["targets"]
-    assert metric_names(target["expr"]) == {"laios_tasks_in_flight", "laios_executor_workers"}
+    assert metric_names(target["expr"]) == {"laios_executor_busy_workers", "laios_executor_workers"}
+    assert "tool=" not in target["expr"]
     row = next(
         line
         for line in (REPO / "docs" / "grafana.md").read_text(encoding="utf-8").splitlines()
         if "| Worker utilisation by instance |" in line
     )
     for text in (panel("Worker utilisation by instance")["description"], row):
+        assert "laios_executor_busy_workers" in text or "running a tool" in text, text
         assert "caller's thread" in text, text
         assert "async tool" in text, text
-        assert "above 100 %" in text, text
+        assert "timed-out" in text, text
         assert "Queue depth" in text, text
         assert "Queue wait" in text, text
+        assert "far above 100 %" not in text, text
 
 
 @pytest.mark.parametrize("title", ["Errors by tool and type", "Top failing tools and error types"])
@@ -564,6 +568,7 @@ def test_a_selector_on_tool_leaves_the_per_process_gauges_their_panels() -> None
     assert {name for name, _ in reads if name.startswith(untooled)} == {
         "laios_executor_queue_depth",
         "laios_executor_workers",
+        "laios_executor_busy_workers",
         "laios_executor_abandoned_threads",
         "laios_custom_metric_sum",
         "laios_custom_metric_count",

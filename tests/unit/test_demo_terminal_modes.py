@@ -11,6 +11,7 @@ import argparse
 import io
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -313,6 +314,33 @@ def test_log_messages_wait_until_the_live_view_is_gone(
     assert len(seen_while_up) >= 2
     assert all("export" not in err for err in seen_while_up)
     assert "export to 127.0.0.1:9 failed" in capsys.readouterr().err
+
+
+def test_a_terminal_of_unknown_size_gets_the_live_view_at_80_by_24(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A terminal that gives 0 by 0 for its size (a pseudo-terminal whose size was never set,
+    as Python 3.10 reports it) gets the live view drawn at 80 by 24: it was drawn at 0 by 0,
+    a blank screen."""
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+    monkeypatch.setattr(_demo, "_FRAME", 0.01)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *args: os.terminal_size((0, 0)))
+    drawn: list[list[str]] = []
+    draw = _demo.live_frame
+
+    def frame(*args: object, **kwargs: object) -> list[str]:
+        lines = draw(*args, **kwargs)  # type: ignore[arg-type]
+        drawn.append(lines)
+        return lines
+
+    monkeypatch.setattr(_demo, "live_frame", frame)
+    _demo._show_live(_ShortClock(2), [])  # type: ignore[arg-type]
+    assert drawn
+    for lines in drawn:
+        assert lines[0].startswith("laios demo"), lines
+        assert 1 < len(lines) <= 24
+        assert max(len(line) for line in lines) <= 80
 
 
 def test_the_demo_gives_the_laios_loggers_level_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from laios._demo import _view_addresses, live_frame
-from laios._terminal import clip, table_lines, text_width
+from laios._terminal import clip, table_lines, terminal_size, text_width
 from laios.cli import _watch_frame, render_status, status_lines
 
 URL = "http://127.0.0.1:8489"
@@ -297,6 +298,19 @@ def test_a_table_shown_always_counts_its_rows(height: int, running: int) -> None
     assert _counted(lines, "Tools") in (None, len(TOOLS))
     shown = _counted(lines, f"Running tasks ({running})")
     assert shown in (0, running)  # (0: the title alone, which counts them)
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [((0, 0), (80, 24)), ((0, 50), (80, 50)), ((132, 0), (132, 24)), ((100, 30), (100, 30))],
+)
+def test_a_size_of_0_is_unknown_and_falls_back_to_80_by_24(
+    given: tuple[int, int], used: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal that says 0 columns or 0 lines (Python 3.10's answer for a pseudo-terminal
+    whose size was never set) is drawn at 80 columns or 24 lines; a size it gives is kept."""
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *args: os.terminal_size(given))
+    assert tuple(terminal_size()) == used
 
 
 def test_clip_marks_text_it_cuts() -> None:

@@ -34,6 +34,7 @@ from multiprocess_work import CHILD_SECONDS, Child, become_nobody, fork, run_tas
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.parser import text_string_to_metric_families as parse_text
+from store_fakes import StatsOnlyRunner
 
 from laios.execution import _shared_totals, _totals_files, multiprocess
 from laios.execution._shared_totals import SharedDirectory
@@ -209,6 +210,34 @@ def test_gauges_are_summed_over_live_processes_only(
     assert 'laios_tasks_in_flight{tool="echo"} 1.0' in scrape(registry)
     child.kill()
     assert 'laios_tasks_in_flight{tool="echo"} 0.0' in scrape(registry)
+
+
+def test_busy_workers_are_summed_over_live_processes_only(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """laios_executor_busy_workers is the sum of each live process's busy workers, as
+    laios_executor_workers is; a gone process's leave the sum."""
+
+    def work(report: Report) -> None:
+        theirs = StatsOnlyRunner(8, busy=3)
+        store.register_runner(theirs)
+        export = current()
+        assert export is not None
+        export.write()
+        report({})
+        time.sleep(60)
+
+    child = fork(work)
+    child.report()
+    ours = StatsOnlyRunner(4, busy=1)  # (after the fork: the child's store has none of it)
+    store.register_runner(ours)
+    text = scrape(registry)
+    assert "\nlaios_executor_workers 12.0\n" in text
+    assert "\nlaios_executor_busy_workers 4.0\n" in text
+    child.kill()
+    text = scrape(registry)
+    assert "\nlaios_executor_workers 4.0\n" in text
+    assert "\nlaios_executor_busy_workers 1.0\n" in text
 
 
 def test_a_forked_child_writes_a_file_of_its_own(

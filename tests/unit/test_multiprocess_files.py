@@ -106,6 +106,22 @@ def test_a_field_with_a_default_may_be_missing_from_an_older_file() -> None:
     assert decode(ExportedTotals, data) == ExportedTotals({}, {}, workers=3)
 
 
+def test_a_file_written_before_busy_workers_were_counted_reads_them_as_0(tmp_path: Path) -> None:
+    """A file of a process that did not export laios_executor_busy_workers yet (no
+    ``busy_workers`` in its totals) is read, its busy workers 0, its other numbers whole."""
+    store = MetricStore()
+    varied_workload(store)
+    totals = totals_of(store)
+    assert totals.busy_workers == 2
+    sections = [section_data(Section(BOUNDS, totals))]
+    document = json.loads(dump({"kind": "process", "sections": sections}))
+    del document["sections"][0]["totals"]["busy_workers"]
+    path = tmp_path / "laios-proc-1-older.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    [section] = sections_of(read_document(path))
+    assert section.totals == dataclasses.replace(totals, busy_workers=0)
+
+
 def test_a_field_this_version_does_not_know_makes_the_file_unreadable() -> None:
     """An unknown field (one a newer version added, say) is refused, not dropped."""
     data = encode(ExportedTotals({}, {}))
@@ -200,7 +216,7 @@ def test_a_format_1_file_in_this_versions_layout_is_read_as_it_is(tmp_path: Path
 LAYOUT = {
     "ExportedTotals": [
         "tools", "custom", "workers", "queue_depth", "abandoned_threads", "labels",
-        "duration_buckets", "queue_wait_buckets", "live",
+        "duration_buckets", "queue_wait_buckets", "live", "busy_workers",
     ],
     "ToolAggregates": [
         "tool", "outcomes", "queue_wait", "in_flight", "errors", "duration_bounds",

@@ -15,6 +15,7 @@ import logging
 import re
 import sys
 import threading
+import time
 import weakref
 import zlib
 from collections.abc import Callable, Iterator
@@ -63,6 +64,7 @@ from laios.execution.otel_metrics import (
 )
 from laios.execution.prometheus import ensure_collector
 from laios.execution.store import FinishedTask, MetricStore
+from laios.tools.base import BaseTool
 from laios.tools.registry import ToolRegistry
 
 #: Whether this API takes histogram bucket advice (1.30 on).
@@ -413,8 +415,9 @@ def test_results_counter_counts_a_retried_call_once(
 def test_gauges_follow_the_store(
     store: MetricStore, reader: InMemoryMetricReader, instrumented: MetricsInstrumentation
 ) -> None:
-    """In-flight tasks, workers, queue depth and abandoned threads are up-down counters."""
-    runner = StatsOnlyRunner(max_workers=4, abandoned=1)
+    """In-flight tasks, workers, busy workers, queue depth and abandoned threads are up-down
+    counters."""
+    runner = StatsOnlyRunner(max_workers=4, abandoned=1, busy=3)
     store.register_runner(runner)
     slot = store.tool_slot("echo", True)
     store.task_submitted(None, SimpleNamespace(id="a"), "echo", slot, running=True)
@@ -423,6 +426,7 @@ def test_gauges_follow_the_store(
     expected = {
         "laios.task.in_flight": ({"gen_ai.tool.name": "echo"}, 1, "{task}"),
         "laios.executor.worker.count": ({}, 4, "{worker}"),
+        "laios.executor.busy_worker.count": ({}, 3, "{worker}"),
         "laios.executor.queue.depth": ({}, 1, "{task}"),
         "laios.executor.abandoned_thread.count": ({}, 1, "{thread}"),
     }
@@ -706,6 +710,55 @@ def test_executor_meter_provider_reports_its_tasks(
         frozenset({**base, "gen_ai.tool.name": "boom", "error.type": "RuntimeError"}.items()): 1,
     }
     assert points(metrics, "laios.executor.worker.count")[frozenset()].value == 1
+
+
+def test_an_executors_busy_workers_are_its_threads_running_a_tool(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """``laios.executor.busy_worker.count`` is read from the executor's pool when the SDK
+    collects: a task given a timeout runs on a worker thread and counts, one without runs on
+    its caller's thread and does not (both are in flight)."""
+    release = threading.Event()
+
+    class Held(BaseTool):
+        name = "held"
+        description = "Waits until the test lets it go"
+
+        def _execute(self, **kwargs: Any) -> Any:
+            assert release.wait(60), "never released"
+
+    tools = ToolRegistry()
+    tools.register_tool(Held())
+    store = MetricStore()
+    with Executor(
+        tools, store=store, register_prometheus=False, meter_provider=provider, max_workers=3
+    ) as executor:
+        context = Context(session_id="s", user_id="u")
+        callers = [
+            threading.Thread(
+                target=executor.execute_task,
+                args=(Task(plan_id="p", description="d", tool_name="held"), context, *timeout),
+            )
+            for timeout in ((60,), ())
+        ]
+        try:
+            for caller in callers:
+                caller.start()
+            deadline = time.monotonic() + 30
+            while sum(tool.in_flight for tool in store.snapshot().tools) != 2:
+                assert time.monotonic() < deadline, "the two tasks never both started"
+                time.sleep(0.01)
+            metrics = collect(reader)
+            assert points(metrics, "laios.executor.worker.count")[frozenset()].value == 3
+            busy = points(metrics, "laios.executor.busy_worker.count")[frozenset()]
+            assert busy.value == 1
+            assert metrics["laios.executor.busy_worker.count"].unit == "{worker}"
+        finally:
+            release.set()
+            for caller in callers:
+                caller.join(30)
+        metrics = collect(reader)
+        assert points(metrics, "laios.executor.busy_worker.count")[frozenset()].value == 0
 
 
 def test_executor_refuses_a_meter_provider_of_the_wrong_type(registry: ToolRegistry) -> None:

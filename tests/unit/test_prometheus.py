@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from importlib.metadata import PackageNotFoundError
 from types import SimpleNamespace
 from typing import Any
@@ -601,3 +602,61 @@ def test_unregister_collector_refuses_what_is_not_a_registry() -> None:
     """unregister_collector(object()) said "cannot create weak reference to 'object' object"."""
     with pytest.raises(TypeError, match=r"registry must be a prometheus_client CollectorRegistry"):
         prometheus.unregister_collector(object())  # type: ignore[arg-type]
+
+
+class Held(BaseTool):
+    name = "held"
+    description = "Waits until the test lets it go"
+    release = threading.Event()
+
+    def _execute(self, **kwargs: Any) -> Any:
+        assert Held.release.wait(60), "never released"
+        return "done"
+
+
+def test_busy_workers_count_the_worker_threads_running_a_tool_not_the_tasks_in_flight() -> None:
+    """laios_executor_busy_workers counts the worker threads running a tool now, read from the
+    runner when scraped (by the collector and by /metrics' renderer alike): two tasks given
+    a timeout run on worker threads, one without runs on its caller's thread and takes none,
+    so 3 tasks are in flight on 2 busy workers of 4. The utilisation panel read 3 / 4 there,
+    and far above 100 % with more tasks on their callers' threads."""
+    tools = ToolRegistry()
+    tools.register_tools([Held])
+    registry = CollectorRegistry()
+    store = MetricStore()
+    Held.release.clear()
+    with Executor(tools, store=store, prometheus_registry=registry, max_workers=4) as executor:
+        callers = [
+            threading.Thread(target=executor.execute_task, args=(task("held"), CONTEXT, 60)),
+            threading.Thread(target=executor.execute_task, args=(task("held"), CONTEXT, 60)),
+            threading.Thread(target=executor.execute_task, args=(task("held"), CONTEXT)),
+        ]
+        try:
+            assert sample(registry, "laios_executor_busy_workers") == 0
+            for caller in callers:
+                caller.start()
+            deadline = time.monotonic() + 30
+            while sample(registry, "laios_tasks_in_flight", tool="held") != 3:
+                assert time.monotonic() < deadline, "the three tasks never all started"
+                time.sleep(0.01)
+            assert sample(registry, "laios_executor_workers") == 4
+            assert sample(registry, "laios_executor_busy_workers") == 2
+            text = prometheus.render_metrics(registry).decode()
+            assert "\nlaios_executor_busy_workers 2.0\n" in text
+            assert "# TYPE laios_executor_busy_workers gauge\n" in text
+        finally:
+            Held.release.set()
+            for caller in callers:
+                caller.join(30)
+        assert sample(registry, "laios_executor_busy_workers") == 0
+
+
+def test_busy_workers_add_up_over_the_runners_of_a_store(
+    store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """Every runner registered with a store adds its busy workers, as its workers add up."""
+    pools = [StatsOnlyRunner(4, busy=3), StatsOnlyRunner(2, busy=1, abandoned=1)]
+    for pool in pools:
+        store.register_runner(pool)
+    assert sample(registry, "laios_executor_workers") == 6
+    assert sample(registry, "laios_executor_busy_workers") == 4

@@ -470,6 +470,8 @@ class StoreAggregates:
     queue_depth: int
     abandoned_threads: int
     labels: LabelSet = ()
+    #: Worker threads (or processes) of the registered runners running a tool now.
+    busy_workers: int = 0
 
 
 class StoreCounts:
@@ -539,7 +541,7 @@ class StoreCounts:
 
     def final(self) -> StoreAggregates:
         """The counts as a gone store leaves them: counters and histograms, no gauges (tasks in
-        flight, workers, queue depth and abandoned threads are 0).
+        flight, workers, busy workers, queue depth and abandoned threads are 0).
 
         Only for the counts of a store that is gone: nothing writes to them any more, so they
         are read without the store's lock. (A collector may fold them from a garbage

@@ -34,6 +34,7 @@ from laios.execution._aggregates import (
 from laios.execution._families import (
     ABANDONED_THREADS,
     BUILD,
+    BUSY_WORKERS,
     CUSTOM,
     DURATION,
     ERRORS,
@@ -310,6 +311,7 @@ class _GroupText:
 
     __slots__ = (
         "abandoned",
+        "busy",
         "duration_bounds",
         "labels",
         "queue_depth",
@@ -324,6 +326,7 @@ class _GroupText:
         self.queue_wait_bounds = totals.queue_wait_buckets
         braced = f"{{{_label_text(self.labels)}}}" if self.labels else ""
         self.workers = f"{WORKERS.name}{braced} "
+        self.busy = f"{BUSY_WORKERS.name}{braced} "
         self.queue_depth = f"{QUEUE_DEPTH.name}{braced} "
         self.abandoned = f"{ABANDONED_THREADS.name}{braced} "
         self.tools: dict[str, _ToolText] = {}
@@ -389,6 +392,7 @@ class StoreRenderer:
         errors: list[str] = []
         in_flight: list[str] = []
         workers: list[str] = []
+        busy: list[str] = []
         queue_depth: list[str] = []
         abandoned: list[str] = []
         custom: list[str] = []
@@ -422,6 +426,7 @@ class StoreRenderer:
             group.tools = tools
             if live:
                 workers.append(f"{group.workers}{_number(entry.workers)}\n")
+                busy.append(f"{group.busy}{_number(entry.busy_workers)}\n")
                 queue_depth.append(f"{group.queue_depth}{_number(entry.queue_depth)}\n")
                 abandoned.append(f"{group.abandoned}{_number(entry.abandoned_threads)}\n")
             for (name, unit), (count, total) in entry.custom.items():
@@ -443,6 +448,7 @@ class StoreRenderer:
             errors,
             in_flight,
             workers,
+            busy,
             queue_depth,
             abandoned,
             custom,

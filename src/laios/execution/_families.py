@@ -15,6 +15,7 @@ from typing import Literal
 __all__ = [
     "ABANDONED_THREADS",
     "BUILD",
+    "BUSY_WORKERS",
     "CUSTOM",
     "DURATION",
     "ERRORS",
@@ -90,6 +91,11 @@ ERRORS = Family(
 )
 IN_FLIGHT = Family("laios_tasks_in_flight", "gauge", "Tasks whose tool is running now.", ("tool",))
 WORKERS = Family("laios_executor_workers", "gauge", "Worker threads of the executors' pools.")
+BUSY_WORKERS = Family(
+    "laios_executor_busy_workers",
+    "gauge",
+    "Worker threads (or processes) of the executors' pools running a tool now.",
+)
 QUEUE_DEPTH = Family(
     "laios_executor_queue_depth", "gauge", "Tasks submitted and waiting for a worker."
 )
@@ -116,6 +122,7 @@ FAMILIES: tuple[Family, ...] = (
     ERRORS,
     IN_FLIGHT,
     WORKERS,
+    BUSY_WORKERS,
     QUEUE_DEPTH,
     ABANDONED_THREADS,
     CUSTOM,

@@ -103,7 +103,7 @@ LOCK_TIMEOUT = 5.0
 #: constant labels, the bucket bounds) keeps sections apart, so a field added to ExportedTotals
 #: is one more name here or keeps sections apart.
 SUMMED_FIELDS = frozenset(
-    {"tools", "custom", "workers", "queue_depth", "abandoned_threads", "live"}
+    {"tools", "custom", "workers", "busy_workers", "queue_depth", "abandoned_threads", "live"}
 )
 _IDENTITY_FIELDS = tuple(
     field.name for field in dataclasses.fields(ExportedTotals) if field.name not in SUMMED_FIELDS
@@ -430,7 +430,7 @@ def without_gauges(section: Section) -> Section:
     tools = {label: dataclasses.replace(t, in_flight=0) for label, t in totals.tools.items()}
     return section._replace(
         totals=dataclasses.replace(
-            totals, tools=tools, workers=0, queue_depth=0, abandoned_threads=0
+            totals, tools=tools, workers=0, busy_workers=0, queue_depth=0, abandoned_threads=0
         ),
     )
 

@@ -17,7 +17,7 @@ The lifecycle of a store in a table:
 - **When the store is gone**, its counts are final (no method of a store that no longer exists
   can run), and they are *folded*: added into the totals of its label set, which the table keeps
   for as long as it lives. So no ``laios_*`` counter ever goes backwards, while the store's
-  gauges (tasks in flight, workers, queue depth, abandoned threads) leave with it.
+  gauges (tasks in flight, workers, busy workers, queue depth, abandoned threads) leave with it.
 
 Why the counts are held rather than read by a finalizer when the store dies: a weak reference
 is cleared before its callback runs, and the callback runs in whatever thread the garbage
@@ -158,8 +158,11 @@ class ExportedTotals:
             included).
         queue_wait_buckets: Upper bounds of the queue-wait histograms' buckets.
         live: Whether a store with these labels is alive. The gauges (``workers``,
-            ``queue_depth``, ``abandoned_threads`` and each tool's ``in_flight``) are exported
-            only then; otherwise only the counters and histograms the gone stores left.
+            ``busy_workers``, ``queue_depth``, ``abandoned_threads`` and each tool's
+            ``in_flight``) are exported only then; otherwise only the counters and histograms
+            the gone stores left.
+        busy_workers: Worker threads (or processes) of the live stores' runners running a
+            tool now.
     """
 
     tools: dict[str, ToolAggregates]
@@ -171,6 +174,7 @@ class ExportedTotals:
     duration_buckets: tuple[float, ...] = DURATION_BUCKETS
     queue_wait_buckets: tuple[float, ...] = QUEUE_WAIT_BUCKETS
     live: bool = True
+    busy_workers: int = 0
 
 
 def _add_histograms(first: RawHistogram, second: RawHistogram) -> RawHistogram:
@@ -667,9 +671,10 @@ def _group_totals(
     """Add a label set's folded totals and its stores' reads together."""
     rows: dict[str, list[ToolAggregates]] = {label: [tool] for label, tool in folded.items()}
     custom = dict(folded_custom)
-    workers = queue_depth = abandoned = 0
+    workers = busy = queue_depth = abandoned = 0
     for read in reads:
         workers += read.workers
+        busy += read.busy_workers
         queue_depth += read.queue_depth
         abandoned += read.abandoned_threads
         for tool in read.tools:
@@ -687,6 +692,7 @@ def _group_totals(
         group.duration_bounds,
         group.queue_wait_bounds,
         live,
+        busy_workers=busy,
     )
 
 
@@ -718,6 +724,7 @@ def sum_totals(parts: Iterable[ExportedTotals]) -> list[ExportedTotals]:
                 sum(part.abandoned_threads for part in group),
                 *key,
                 any(part.live for part in group),
+                busy_workers=sum(part.busy_workers for part in group),
             )
         )
     return summed
@@ -813,6 +820,7 @@ def read_stores(stores: Iterable[MetricStore]) -> list[ExportedTotals]:
                 read.labels,
                 first.duration_bounds if first is not None else DURATION_BUCKETS,
                 first.queue_wait_bounds if first is not None else QUEUE_WAIT_BUCKETS,
+                busy_workers=read.busy_workers,
             )
         )
     return sum_totals(parts)

@@ -64,8 +64,8 @@ How:
   folds the files of gone processes; gunicorn's ``child_exit`` hook
   (:func:`gunicorn_child_exit`) does it as soon as a worker exits.
 - **Gauges are summed over live processes**: ``laios_tasks_in_flight``,
-  ``laios_executor_workers``, ``laios_executor_queue_depth`` and
-  ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
+  ``laios_executor_workers``, ``laios_executor_busy_workers``, ``laios_executor_queue_depth``
+  and ``laios_executor_abandoned_threads`` are the sum of each live process's value (the serving
   process's as of now, the others' as of their last write, at most ``interval`` old).
 - **What a SIGKILLed worker loses**: what it counted since its last write, about ``interval``
   at most (measured with a worker running tasks flat out, ``interval`` 1 s, 20 kills: 0.55 s

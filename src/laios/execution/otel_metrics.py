@@ -16,6 +16,7 @@ the meter ``laios.execution`` (see ``docs/metrics.md``):
 - ``laios.task.retries`` (ObservableCounter, ``{retry}``; ``gen_ai.tool.name``, ``error.type``)
 - ``laios.task.in_flight`` (ObservableUpDownCounter, ``{task}``; ``gen_ai.tool.name``)
 - ``laios.executor.worker.count`` (ObservableUpDownCounter, ``{worker}``)
+- ``laios.executor.busy_worker.count`` (ObservableUpDownCounter, ``{worker}``)
 - ``laios.executor.queue.depth`` (ObservableUpDownCounter, ``{task}``)
 - ``laios.executor.abandoned_thread.count`` (ObservableUpDownCounter, ``{thread}``)
 
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABANDONED_THREADS",
+    "BUSY_WORKERS",
     "ERRORS",
     "IN_FLIGHT",
     "METER_NAME",
@@ -115,6 +117,8 @@ RETRIES = "laios.task.retries"
 IN_FLIGHT = "laios.task.in_flight"
 #: Workers of the executors' runners.
 WORKERS = "laios.executor.worker.count"
+#: Workers of the executors' runners running a tool now.
+BUSY_WORKERS = "laios.executor.busy_worker.count"
 #: Tasks submitted and waiting to start.
 QUEUE_DEPTH = "laios.executor.queue.depth"
 #: Timed-out tools still holding a thread, and async tools left running.
@@ -212,6 +216,7 @@ _OBSERVABLES: tuple[tuple[str, bool, str, str, str], ...] = (
     (RETRIES, True, "_retries", "{retry}", "Retries of tasks."),
     (IN_FLIGHT, False, "_in_flight", "{task}", "Tasks whose tool is running now."),
     (WORKERS, False, "_workers", "{worker}", "Workers of the runners."),
+    (BUSY_WORKERS, False, "_busy", "{worker}", "Workers of the runners running a tool now."),
     (QUEUE_DEPTH, False, "_queue_depth", "{task}", "Tasks submitted and waiting to start."),
     (
         ABANDONED_THREADS,
@@ -432,6 +437,10 @@ class _Instruments:
     def _workers(self, options: CallbackOptions) -> Iterator[Observation]:
         for entry in self._read(WORKERS):
             yield Observation(entry.workers, dict(entry.labels))
+
+    def _busy(self, options: CallbackOptions) -> Iterator[Observation]:
+        for entry in self._read(BUSY_WORKERS):
+            yield Observation(entry.busy_workers, dict(entry.labels))
 
     def _queue_depth(self, options: CallbackOptions) -> Iterator[Observation]:
         for entry in self._read(QUEUE_DEPTH):

@@ -13,8 +13,8 @@ labels of its store (``MetricStore(labels=...)``) but ``laios_build_info``:
 - ``laios_task_queue_wait_seconds{tool}`` (histogram)
 - ``laios_task_retries_total{tool,error_type}`` and ``laios_task_errors_total{tool,error_type}``
   (counters)
-- ``laios_tasks_in_flight{tool}``, ``laios_executor_workers``, ``laios_executor_queue_depth``,
-  ``laios_executor_abandoned_threads`` (gauges)
+- ``laios_tasks_in_flight{tool}``, ``laios_executor_workers``, ``laios_executor_busy_workers``,
+  ``laios_executor_queue_depth``, ``laios_executor_abandoned_threads`` (gauges)
 - ``laios_custom_metric{name,unit}`` (summary: ``_count`` and ``_sum`` of
   ``PerformanceMonitor.record_metric`` values)
 
@@ -79,6 +79,7 @@ from laios.execution._exposition import StoreRenderer, bound_texts
 from laios.execution._families import (
     ABANDONED_THREADS,
     BUILD,
+    BUSY_WORKERS,
     CUSTOM,
     DURATION,
     ERRORS,
@@ -228,10 +229,12 @@ def _group_families(entry: ExportedTotals) -> list[Metric]:
         if entry.live:
             in_flight.add_metric([*values, tool], float(row.in_flight))
     workers = _new(GaugeMetricFamily, WORKERS, names)
+    busy = _new(GaugeMetricFamily, BUSY_WORKERS, names)
     queue_depth = _new(GaugeMetricFamily, QUEUE_DEPTH, names)
     abandoned = _new(GaugeMetricFamily, ABANDONED_THREADS, names)
     if entry.live:
         workers.add_metric(values, float(entry.workers))
+        busy.add_metric(values, float(entry.busy_workers))
         queue_depth.add_metric(values, float(entry.queue_depth))
         abandoned.add_metric(values, float(entry.abandoned_threads))
     custom = _new(SummaryMetricFamily, CUSTOM, names)
@@ -246,6 +249,7 @@ def _group_families(entry: ExportedTotals) -> list[Metric]:
         errors,
         in_flight,
         workers,
+        busy,
         queue_depth,
         abandoned,
         custom,

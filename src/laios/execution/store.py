@@ -662,8 +662,9 @@ class MetricStore:
         return scope
 
     def register_runner(self, runner: Any) -> None:
-        """Count a runner in ``laios_executor_workers`` and ``laios_executor_abandoned_threads``
-        while it lives (read from its ``stats``: ``workers`` and ``abandoned``)."""
+        """Count a runner in ``laios_executor_workers``, ``laios_executor_busy_workers`` and
+        ``laios_executor_abandoned_threads`` while it lives (read from its ``stats`` when the
+        gauges are read: ``workers``, ``busy`` and ``abandoned``)."""
         with self._lock:
             self._runners.add(runner)
 
@@ -1179,19 +1180,19 @@ class MetricStore:
         with self._lock:
             # Read from the runners, which track the threads themselves; a shut-down runner's
             # hung threads still count.
-            abandoned = sum(held for _workers, held in self._runner_stats(failed))
+            abandoned = sum(held for _workers, _busy, held in self._runner_stats(failed))
         self._stats_failed(failed)
         return abandoned
 
-    def _runner_stats(self, failed: list[tuple[object, Exception]]) -> list[tuple[int, int]]:
-        """Each registered runner's ``(workers, abandoned)``; a runner whose ``stats`` raises
-        (one of the user's) is left out and added to ``failed``, to be logged once the lock is
-        released (caller holds the lock)."""
-        read: list[tuple[int, int]] = []
+    def _runner_stats(self, failed: list[tuple[object, Exception]]) -> list[tuple[int, int, int]]:
+        """Each registered runner's ``(workers, busy, abandoned)``; a runner whose ``stats``
+        raises (one of the user's) is left out and added to ``failed``, to be logged once the
+        lock is released (caller holds the lock)."""
+        read: list[tuple[int, int, int]] = []
         for runner in self._runners:
             try:
                 stats = runner.stats
-                read.append((int(stats.workers), int(stats.abandoned)))
+                read.append((int(stats.workers), int(stats.busy), int(stats.abandoned)))
             except Exception as exc:
                 failed.append((runner, exc))
         return read
@@ -1205,8 +1206,8 @@ class MetricStore:
                 continue
             since = f"; {held_back} more failures since the last log" if held_back else ""
             _log.warning(
-                "the stats of runner %s raised; its workers and abandoned threads are left out "
-                "of the gauges (logged at most once a minute per kind of runner%s)",
+                "the stats of runner %s raised; its workers, busy workers and abandoned threads "
+                "are left out of the gauges (logged at most once a minute per kind of runner%s)",
                 kind,
                 since,
                 exc_info=exc,
@@ -1664,10 +1665,17 @@ class MetricStore:
         # Caller holds the lock, and logs the runners added to ``failed`` once it is released.
         tools, custom = self._counts.read()
         stats = self._runner_stats(failed)
-        workers = sum(held for held, _abandoned in stats)
-        abandoned = sum(held for _workers, held in stats)
+        workers = sum(held for held, _busy, _abandoned in stats)
+        busy = sum(running for _workers, running, _abandoned in stats)
+        abandoned = sum(held for _workers, _busy, held in stats)
         return StoreAggregates(
-            tools, custom, workers, self._queue_depth, abandoned, self._counts.labels
+            tools,
+            custom,
+            workers,
+            self._queue_depth,
+            abandoned,
+            self._counts.labels,
+            busy_workers=busy,
         )
 
 

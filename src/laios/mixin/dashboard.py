@@ -331,18 +331,18 @@ def _saturation(grid: g.Grid, q: _Queries) -> None:
         ),
         g.timeseries(
             "Worker utilisation by instance",
-            "Per process: tasks of the selected tools running now, per worker thread. Not a"
-            " count of busy threads: a synchronous tool run on its caller's thread"
-            " (execute_task without a timeout) and an async tool on an event loop run without"
-            " a worker thread, yet count here, so an idle pool can read far above 100 % (20"
-            " async tools on 2 workers: 1000 %). Threads held by timed-out tools are not"
-            " counted (a saturated process reads low here): see Abandoned threads by instance."
-            " Whether the pool is short of threads, Queue depth and Queue wait p95 tell: tasks"
-            " wait there only for a worker (or an async slot).",
+            "Per process: worker threads running a tool now (worker processes of a process"
+            " runner), per worker thread of the open executors, for every tool (the gauges have"
+            " no tool label). A task run on its caller's thread (execute_task without a"
+            " timeout) and an async tool on an event loop take no worker thread and do not"
+            " count. A thread held by a timed-out tool counts until its tool returns: a pool"
+            " held by hung tools reads 100 %, more while replacement threads run beside them"
+            " (see Abandoned threads by instance). Whether tasks wait for a thread, Queue depth"
+            " and Queue wait p95 tell.",
             "percentunit",
             [
                 g.target(
-                    f"sum by (instance) ({q.of('laios_tasks_in_flight')})\n"
+                    f"sum by (instance) ({q.of('laios_executor_busy_workers', tool=False)})\n"
                     f"/ sum by (instance) ({q.of('laios_executor_workers', tool=False)})",
                     legend="{{instance}}",
                 )

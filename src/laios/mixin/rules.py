@@ -707,9 +707,9 @@ def _queue_growing(config: MixinConfig) -> dict[str, Any]:
         f"""For 15 minutes tasks have been waiting for a worker on {{{{ $labels.instance }}}}
         (in {_scope(config)}) and the queue has kept growing (now {{{{ $value }}}} waiting):
         tasks arrive faster than the workers finish them, and every new one waits longer.
-        "Queue wait p95 by tool" shows the wait; "Worker utilisation by instance" the pool.
-        Raise max_workers or add replicas, or find what holds the workers (slow tools,
-        abandoned threads).""",
+        "Queue wait p95 by tool" shows the wait; "Worker utilisation by instance" how many
+        worker threads run a tool. Raise max_workers or add replicas, or find what holds
+        the workers (slow tools, abandoned threads).""",
         "Tasks arrive faster than they finish: waiting tasks for 15 minutes, and more of them.",
     )
 
