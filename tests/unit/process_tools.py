@@ -293,6 +293,23 @@ class Allocate(BaseTool):
         return kwargs["mb"]
 
 
+class AllocatesOnAFile(BaseTool):
+    name = "allocates_on_a_file"
+    description = (
+        "Notes its pid in ``box``, waits until the file ``path`` exists (at most HANG_SECONDS), "
+        "then allocates (and touches) a number of MB."
+    )
+
+    def _execute(self, **kwargs: Any) -> Any:
+        note(kwargs["box"], "allocates_on_a_file", {"pid": os.getpid()})
+        wait_until(Path(kwargs["path"]).exists, HANG_SECONDS)
+        size = kwargs["mb"] * 1024 * 1024
+        block = bytearray(size)
+        for offset in range(0, size, 4096):  # touch every page: resident, not just reserved
+            block[offset] = 1
+        return kwargs["mb"]
+
+
 class StartsThreads(BaseTool):
     name = "starts_threads"
     description = "Starts a number of threads that wait, then lets them end; returns how many."
@@ -1175,6 +1192,7 @@ class CountsAndTraces(BaseTool):
 
 TOOLS = (
     CountsAndTraces,
+    AllocatesOnAFile,
     Pid,
     FailsDeep,
     SuppressionSeen,

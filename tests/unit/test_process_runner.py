@@ -1950,6 +1950,47 @@ def test_the_processes_a_tool_started_end_with_a_worker_that_dies_under_it(
         kill_if_alive(child)
 
 
+@pytest.mark.parametrize("how", ["killed_from_outside", "cpu_limit", "memory_limit"])
+def test_a_worker_that_ends_after_shutdown_is_not_said_to_be_replaced(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str, how: str
+) -> None:
+    """After ``shutdown(wait=False)`` no worker replaces one that ends under its call (killed
+    from outside, past its CPU budget, retired at its memory limit), and the call's error says
+    so instead of that the worker was replaced."""
+    limits = ResourceLimits(cpu_limit_percent=5, memory_limit_mb=200)  # 1.5 CPU s of 30 s
+    executor = make(resource_limits=limits)
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    go = os.path.join(box, "go")
+    tool, parameters = {
+        "killed_from_outside": ("hang", {"box": box}),
+        "cpu_limit": ("child_then_ends", {"box": box, "how": "spin"}),
+        "memory_limit": ("allocates_on_a_file", {"box": box, "path": go, "mb": 500}),
+    }[how]
+    caller = Caller(executor, task(tool, **parameters), context, timeout=30.0)
+    started = wait_for(lambda: process_tools.read_note(box, tool))
+    assert started is not None, "the tool never started"
+    child = started.get("grandchild", started.get("child"))
+    try:
+        if how == "killed_from_outside":
+            executor.shutdown(wait=False)
+            os.kill(started["pid"], signal.SIGKILL)
+        else:
+            runner.shutdown(wait=False)
+            Path(go).touch()
+        result = caller.returned(45.0, "the call did not return")
+        expected = "worker_crashed" if how == "killed_from_outside" else how
+        assert result.metadata["error_type"] == expected, result.error
+        error = result.error or ""
+        assert "replaced" not in error, error
+        assert "the runner was shut down, so no worker replaces it" in error, error
+        assert gone(started["pid"])
+        assert wait_for(lambda: not runner.worker_pids()), "a worker started after shutdown"
+    finally:
+        if child is not None:
+            kill_if_alive(child)
+
+
 def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context
 ) -> None:

@@ -87,6 +87,7 @@ from laios.execution._runners.process_worker import (
     PIPE_CLOSED_EXIT,
     READY,
     WORKER_NAME,
+    MemoryLimitExceeded,
     call_secrets,
     describe_error,
     describe_for_pickle,
@@ -491,6 +492,9 @@ TERMINATE_COLLECTED = (
 )
 TERMINATE_EXITING = "the interpreter is exiting"
 
+#: How a call's error ends when no worker replaces the one that ended under it.
+NOT_REPLACED = "the runner was shut down, so no worker replaces it"
+
 
 def _crash_outcome(
     call: _Call,
@@ -500,7 +504,11 @@ def _crash_outcome(
     *,
     server_gone: bool = False,
     initializing: bool = False,
+    replaced: bool = True,
 ) -> RawOutcome:
+    # (``replaced``: whether a worker starts in its place; none does once the runner is shut
+    # down with no call left queued)
+    replacement = "replaced the worker" if replaced else NOT_REPLACED
     if terminated is not None:
         return RawOutcome(
             None,
@@ -519,7 +527,8 @@ def _crash_outcome(
             None,
             CpuLimitExceeded(
                 f"Tool '{call.tool_name}' exceeded its CPU budget{budget} (cpu_limit_percent "
-                "of its timeout); its worker process was stopped and replaced"
+                "of its timeout); its worker process was stopped"
+                + (" and replaced" if replaced else f" ({NOT_REPLACED})")
             ),
             error_type="cpu_limit",
         )
@@ -530,7 +539,7 @@ def _crash_outcome(
                 f"Tool '{call.tool_name}' closed the worker's end of the pipe to the executor "
                 "(a file descriptor it did not open, as os.closerange(3, ...) does), so its "
                 "outcome could not be sent back; the runner did not run the call again, and "
-                "replaced the worker. A tool run in a process must close only the file "
+                f"{replacement}. A tool run in a process must close only the file "
                 "descriptors it opened (subprocess closes the others in the child by itself)"
             ),
             error_type="worker_crashed",
@@ -543,7 +552,7 @@ def _crash_outcome(
                 "watched: the forkserver process that started it ended (killed, maybe by a "
                 "tool: a worker's parent process is the forkserver, not your program), so it "
                 "was stopped before the tool returned; the runner did not run the call again, "
-                "and replaced the worker"
+                f"and {replacement}"
             ),
             error_type="worker_crashed",
         )
@@ -596,7 +605,7 @@ def _crash_outcome(
         None,
         WorkerCrashed(
             f"The worker process running tool '{call.tool_name}' {how} before the tool "
-            f"returned{under}; the runner did not run the call again, and replaced the worker"
+            f"returned{under}; the runner did not run the call again, and {replacement}"
         ),
         error_type="worker_crashed",
     )
@@ -1240,6 +1249,14 @@ class _Pool:
                 if retire:
                     worker.call = None
                     self.mark_stopping(worker)  # it exits by itself
+                    if current and isinstance(outcome.error, MemoryLimitExceeded):
+                        # (a worker starts in its place for the queued calls, or for the
+                        # next one; none once the runner is shut down with none queued)
+                        replaced = bool(self.queue) or not self.closed
+                        outcome.error = MemoryLimitExceeded(
+                            f"{outcome.error}; "
+                            + ("the worker process was replaced" if replaced else NOT_REPLACED)
+                        )
             if current and call is not None:
                 call.events.finished(outcome)
             if following is not None:
@@ -1303,10 +1320,11 @@ class _Pool:
             )
         elif report and call is not None and not self.terminated:
             _log.warning(
-                "worker process %d running tool %r ended (exit code %s); replaced",
+                "worker process %d running tool %r ended (exit code %s); %s",
                 worker.pid,
                 call.tool_name[:128],
                 exitcode,
+                "replaced" if replace else "not replaced: the runner was shut down",
             )
         if report and call is not None:
             outcome = _crash_outcome(
@@ -1316,6 +1334,7 @@ class _Pool:
                 worker.over_budget,
                 server_gone=server_gone,
                 initializing=initializing,
+                replaced=replace,
             )
             call.events.finished(outcome)
         if replace:

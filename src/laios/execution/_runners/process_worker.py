@@ -866,9 +866,10 @@ def _trace_context(carrier: dict[str, str], suppressed: bool = False) -> Iterato
 
 
 def _memory_limit_exceeded(tool_name: str, limit: int, what: str = "") -> MemoryLimitExceeded:
+    # (the worker retires: the runner ends the message with whether one replaces it)
     return MemoryLimitExceeded(
         f"Tool '{tool_name}' exceeded its memory limit of {limit} MB (memory_limit_mb={limit})"
-        f"{what}; the worker process was replaced"
+        f"{what}"
     )
 
 
