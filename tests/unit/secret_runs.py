@@ -73,3 +73,13 @@ def traced_spans(
         result = executor.execute_task(task, Context(session_id="s", user_id="u"))
     provider.shutdown()
     return result, tuple(exporter.get_finished_spans())
+
+
+def spans_text(spans: tuple[ReadableSpan, ...]) -> str:
+    """What ``spans`` show a reader, one line each: name, status description, attributes and
+    their events' attributes (where a scrubbed secret must not be left)."""
+    return "\n".join(
+        f"{span.name} {span.status.description} {dict(span.attributes or {})} "
+        f"{[dict(event.attributes or {}) for event in span.events]}"
+        for span in spans
+    )

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import pytest
-from secret_runs import statuses_at_progress, traced_spans
+from secret_runs import spans_text, statuses_at_progress, traced_spans
 
 from laios.execution.redaction import secret_values
 from laios.execution.task_context import require_current_task
@@ -79,11 +79,7 @@ def test_a_token_of_letters_used_as_a_key_reaches_no_span_log_or_status(
     parameters = {"api_keys": {token: "prod"}}
     result, spans = traced_spans(UsesItsKey, {**parameters, "fail": True}, capture=True)
     assert result.metadata["error_type"] == "PermissionError"
-    text = "\n".join(
-        f"{span.name} {span.status.description} {dict(span.attributes or {})} "
-        f"{[dict(event.attributes or {}) for event in span.events]}"
-        for span in spans
-    )
+    text = spans_text(spans)
     assert "was revoked" in text
     assert '"api_keys":"[REDACTED]"' in text  # (captured arguments, as before)
     assert token not in text

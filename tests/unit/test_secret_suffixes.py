@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from secret_runs import statuses_at_progress, traced_run, traced_spans
+from secret_runs import spans_text, statuses_at_progress, traced_run, traced_spans
 
 from laios.execution.redaction import (
     MIN_PREFIX_CHARS,
@@ -161,11 +161,7 @@ def test_a_suffix_quoted_by_a_tool_reaches_no_span_and_no_log(
     caplog.set_level(logging.DEBUG, logger="laios")
     result, spans = traced_spans(QuotesASuffix, {"api_key": SECRET, "fail": True}, capture=True)
     assert result.metadata["error_type"] == "PermissionError"
-    text = "\n".join(
-        f"{span.name} {span.status.description} {dict(span.attributes or {})} "
-        f"{[dict(event.attributes or {}) for event in span.events]}"
-        for span in spans
-    )
+    text = spans_text(spans)
     assert "was revoked" in text
     assert "laios.checkpoint.note" in text
     assert suffixes_left(text) == []
