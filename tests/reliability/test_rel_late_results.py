@@ -151,7 +151,8 @@ def test_late_return_leaves_the_record_unchanged(late_run: LateRun) -> None:
 
 
 def test_late_return_changes_no_metric_but_the_abandoned_gauge(late_run: LateRun) -> None:
-    """The exposition after the late return equals the one before, except abandoned 1 -> 0."""
+    """The exposition after the late return equals the one before, except the abandoned
+    thread's gauges: abandoned 1 -> 0, and busy 1 -> 0 (the thread ran the tool until then)."""
 
     def lines(text: str) -> set[str]:
         return {line for line in text.splitlines() if not line.startswith("#")}
@@ -160,6 +161,8 @@ def test_late_return_changes_no_metric_but_the_abandoned_gauge(late_run: LateRun
     assert changed == {
         "laios_executor_abandoned_threads 1.0",
         "laios_executor_abandoned_threads 0.0",
+        "laios_executor_busy_workers 1.0",
+        "laios_executor_busy_workers 0.0",
     }
 
 
