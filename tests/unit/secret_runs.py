@@ -83,3 +83,12 @@ def spans_text(spans: tuple[ReadableSpan, ...]) -> str:
         f"{[dict(event.attributes or {}) for event in span.events]}"
         for span in spans
     )
+
+
+def failed_run_text(tool: type[BaseTool], parameters: dict[str, Any], error_type: str) -> str:
+    """Run ``tool`` with ``parameters`` and ``fail=True`` on an executor traced with content
+    capture on; check that it failed with ``error_type``, and return what its spans show (see
+    :func:`spans_text`)."""
+    result, spans = traced_spans(tool, {**parameters, "fail": True}, capture=True)
+    assert result.metadata["error_type"] == error_type, result.error
+    return spans_text(spans)

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import pytest
-from secret_runs import spans_text, statuses_at_progress, traced_spans
+from secret_runs import failed_run_text, statuses_at_progress
 
 from laios.execution.redaction import secret_values
 from laios.execution.task_context import require_current_task
@@ -77,9 +77,7 @@ def test_a_token_of_letters_used_as_a_key_reaches_no_span_log_or_status(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="laios")
     parameters = {"api_keys": {token: "prod"}}
-    result, spans = traced_spans(UsesItsKey, {**parameters, "fail": True}, capture=True)
-    assert result.metadata["error_type"] == "PermissionError"
-    text = spans_text(spans)
+    text = failed_run_text(UsesItsKey, parameters, "PermissionError")
     assert "was revoked" in text
     assert '"api_keys":"[REDACTED]"' in text  # (captured arguments, as before)
     assert token not in text

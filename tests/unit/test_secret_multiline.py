@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import pytest
-from secret_runs import spans_text, statuses_at_progress, traced_spans
+from secret_runs import failed_run_text, statuses_at_progress
 
 from laios.execution.redaction import (
     MAX_SECRET_LINES,
@@ -100,9 +100,7 @@ def test_a_line_of_a_private_key_quoted_by_its_tool_reaches_no_span_and_no_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="laios")
-    result, spans = traced_spans(ParsesKey, {"private_key": PEM, "fail": True}, capture=True)
-    assert result.metadata["error_type"] == "ValueError"
-    text = spans_text(spans)
+    text = failed_run_text(ParsesKey, {"private_key": PEM}, "ValueError")
     assert "invalid base64 on line 4" in text
     assert lines_left(text) == []
     assert "invalid base64 on line 4" in caplog.text

@@ -17,7 +17,7 @@ from typing import Any
 import process_tools
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from secret_runs import spans_text, statuses_at_progress, traced_run, traced_spans
+from secret_runs import failed_run_text, statuses_at_progress, traced_run
 
 from laios.core.types import Context, Task
 from laios.execution.redaction import (
@@ -161,9 +161,7 @@ def test_a_prefix_quoted_by_a_tool_reaches_no_span_and_no_log(
 ) -> None:
     """Span status, exception event, checkpoint span and the failure's log keep none of it."""
     caplog.set_level(logging.DEBUG, logger="laios")
-    result, spans = traced_spans(QuotesAPrefix, {"api_key": SECRET, "fail": True}, capture=True)
-    assert result.metadata["error_type"] == "PermissionError"
-    text = spans_text(spans)
+    text = failed_run_text(QuotesAPrefix, {"api_key": SECRET}, "PermissionError")
     assert "was refused" in text
     assert "laios.checkpoint.note" in text
     assert prefixes_left(text) == []

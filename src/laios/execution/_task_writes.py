@@ -13,7 +13,7 @@ per class and field. The check is made once per class.
 from __future__ import annotations
 
 import logging
-import threading
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from laios._compat.pydantic import assignment_rules
 from laios._text import shorten
 from laios.core.types import Task
+from laios.execution._logs import WarningLimiter
 
 __all__ = ["task_fields"]
 
@@ -31,8 +32,8 @@ WRITTEN = ("status", "result", "error", "started_at", "completed_at")
 
 #: Per ``Task`` subclass: the written fields that are frozen, and whether its validators run.
 _RULES: dict[type, tuple[frozenset[str], bool]] = {}
-_WARNED: set[tuple[type, str]] = set()
-_lock = threading.Lock()
+#: The refusals logged, once per class and field (see :func:`_refused`).
+_REFUSALS = WarningLimiter(math.inf)
 
 
 def _rules(kind: type) -> tuple[frozenset[str], bool]:
@@ -42,8 +43,7 @@ def _rules(kind: type) -> tuple[frozenset[str], bool]:
             rules = assignment_rules(kind, Task, WRITTEN)
         except Exception:  # (a class whose config or fields cannot be read: as a Task)
             rules = (frozenset(), False)
-        with _lock:
-            rules = _RULES.setdefault(kind, rules)
+        rules = _RULES.setdefault(kind, rules)  # (the first one worked out, on a race)
     return rules
 
 
@@ -73,11 +73,8 @@ def task_fields(task: Task, fields: dict[str, Any]) -> dict[str, Any]:
 
 def _refused(kind: type, name: str, exc: Exception) -> None:
     """Log (once per class and field) that a task's validator refused a value."""
-    key = (kind, name)
-    with _lock:
-        if key in _WARNED:
-            return
-        _WARNED.add(key)
+    if _REFUSALS.should_log(f"{id(kind)} {name}") is None:  # (the class is kept in _RULES)
+        return
     # (not str(exc): a ValidationError quotes the value, which may be the tool's output)
     if isinstance(exc, ValidationError):
         why = "; ".join(str(error.get("msg", "")) for error in exc.errors(include_input=False))

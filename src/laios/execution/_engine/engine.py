@@ -318,8 +318,6 @@ class Engine:
         self.warned: set[str] = set()
         #: The overdue watch was started (see :meth:`watch_overdue`): once per executor.
         self.watching = False
-        #: The system refused the overdue watch its thread: a later shutdown tries again.
-        self.watch_refused = False
         #: The executor's finalizer, which shuts it down once collected (see ``Executor``):
         #: a shutdown that leaves nothing for a later one to do detaches it.
         self.finalizer: weakref.finalize[Any, Any] | None = None
@@ -331,7 +329,6 @@ class Engine:
         self.pending_cancels = OrderedDict()
         self.retrying = {}
         self.watching = False  # (the parent's watch thread is not the child's)
-        self.watch_refused = False
 
     # -- timeouts --------------------------------------------------------------------------
 
@@ -1067,37 +1064,37 @@ class Engine:
         self.runner.shutdown(wait)
         self.loop_here.shutdown(wait)
         self.loop_thread.shutdown(wait and not self._slots_held_here())
-        self.watch_overdue()
-        if self.finalizer is not None and not self.watch_refused:
+        refused = self.watch_overdue()
+        if self.finalizer is not None and not refused:
             # (Collected, the executor would only be shut down again: on the finalizers'
             # thread, started for that. After a refused watch, that tries it again.)
             detach(self.finalizer)
 
-    def watch_overdue(self) -> None:
+    def watch_overdue(self) -> bool:
         """Once shut down: while tasks with a deadline are still awaited on callers' event
         loops, watch them from a daemon thread (``laios-overdue``, started once) and end, as
         their deadlines pass, those whose loop stopped being run meanwhile (see
         :meth:`end_stranded`). No new call comes to run that sweep after a shutdown: a loop
         dropped after it (stopped, not closed) would keep their tasks queued or running for
-        good. The watch ends with the last of them."""
+        good. The watch ends with the last of them.
+
+        Returns whether the system refused the watch its thread (a later shutdown tries
+        again)."""
         if self.watching:
-            return
+            return False
         watched = self._awaited_with_deadline(self.store.scope_records(self.scope))
         if not watched:
-            self.watch_refused = False  # (nothing left to watch)
-            return
+            return False  # (nothing left to watch)
         with self.lock:
             if self.watching:
-                return
+                return False
             self.watching = True
-        self.watch_refused = False
         try:
             threading.Thread(
                 target=self._watch, args=(watched,), name="laios-overdue", daemon=True
             ).start()
         except RuntimeError:  # "can't start new thread"
             self.watching = False  # (a later shutdown() tries again)
-            self.watch_refused = True
             _log.warning(
                 "shutdown() could not start the thread that ends, at their deadlines, %d "
                 "task(s) awaited on event loops that may stop being run (the system refused a "
@@ -1106,6 +1103,8 @@ class Engine:
                 "can start the thread",
                 len(watched),
             )
+            return True
+        return False
 
     @staticmethod
     def _awaited_with_deadline(records: Iterable[object]) -> list[Job]:
