@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import os
 import random
-import signal
 import socket
 import sys
 import textwrap
@@ -34,9 +33,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from laios._interrupts import sigint_held
 from laios._output import shown_url, without_credentials
-from laios._stops import STOP_SIGNALS as _STOP_SIGNALS
 from laios._stops import Stops as _Stops
 from laios._stops import stop_signals_as_ctrl_c as _stop_signals_as_ctrl_c
+from laios._stops import stop_signals_ignored as _stop_signals_ignored
 from laios._terminal import (
     LiveScreen,
     clip,
@@ -844,20 +843,6 @@ def _ctrl_c_held() -> Iterator[Callable[[], bool]]:
         return
     with sigint_held(drop=True) as came:
         yield came
-
-
-@contextlib.contextmanager
-def _stop_signals_ignored() -> Iterator[None]:
-    """While inside (in the main thread), Ctrl-C and SIGTERM are ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {number: signal.signal(number, signal.SIG_IGN) for number in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _wind_down(

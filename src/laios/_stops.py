@@ -12,10 +12,16 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["SAME_STOP", "STOP_SIGNALS", "Stops", "stop_signals_as_ctrl_c"]
+__all__ = [
+    "SAME_STOP",
+    "STOP_SIGNALS",
+    "Stops",
+    "stop_signals_as_ctrl_c",
+    "stop_signals_ignored",
+]
 
 #: The signals that stop a command: Ctrl-C, and the others as if it were.
 STOP_SIGNALS = (
@@ -45,18 +51,36 @@ class Stops:
 
 
 @contextlib.contextmanager
+def _stop_signals_to(
+    handler: Callable[[int, FrameType | None], object] | signal.Handlers,
+) -> Iterator[None]:
+    """While inside (in the main thread), the stop signals go to ``handler``; on leaving, to
+    the handlers they had. Elsewhere than in the main thread, which alone can set signal
+    handlers, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, earlier in previous.items():
+            signal.signal(number, earlier)
+
+
+@contextlib.contextmanager
 def stop_signals_as_ctrl_c(stops: Stops | None = None) -> Iterator[None]:
     """While inside (in the main thread), SIGTERM and SIGHUP stop the command the way Ctrl-C
     does; one of them, or a Ctrl-C, that comes again within :data:`SAME_STOP` seconds of the
     last taken by ``stops`` is the same stop, left out. Elsewhere than in the main thread,
     which alone can set signal handlers, nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+    with _stop_signals_to((stops or Stops()).interrupt):
         yield
-        return
-    interrupt = (stops or Stops()).interrupt
-    previous = {number: signal.signal(number, interrupt) for number in STOP_SIGNALS}
-    try:
+
+
+@contextlib.contextmanager
+def stop_signals_ignored() -> Iterator[None]:
+    """While inside (in the main thread), the stop signals (Ctrl-C, SIGTERM, SIGHUP) are
+    ignored."""
+    with _stop_signals_to(signal.SIG_IGN):
         yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)

@@ -6,18 +6,17 @@ so closing the terminal's other side sends it SIGHUP, as closing a terminal wind
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import signal
-import struct
-import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from pseudo_terminals import start_in_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -52,18 +51,8 @@ def _read_until(master: int, wanted: bytes, seconds: float) -> bytes:
 def test_a_hang_up_stops_the_demo(how: str, code: int) -> None:
     """A SIGHUP sent to the demo stops it with its summary, exit code 0; its terminal
     closing sends the same SIGHUP, but the summary can no longer be written: exit code 1."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {**os.environ, "TERM": "xterm", "PYTHONPATH": str(SRC)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", LAUNCH],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        env=env,
-    )
-    os.close(slave)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    process, master = start_in_terminal([sys.executable, "-c", LAUNCH], env)
     try:
         output = _read_until(master, HEADLINE, 60)
         assert HEADLINE in output, output.decode(errors="replace")

@@ -8,6 +8,7 @@ workers import by name, and talk to the tests through files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -2094,6 +2095,26 @@ def _in_process_worker(cluster: Any) -> Any:
     return worker
 
 
+@contextlib.contextmanager
+def _in_process_cluster(tools: ToolRegistry) -> Iterator[tuple[Any, Any, Executor]]:
+    """A cluster of one worker in this process (one thread), its client, and an executor
+    whose runner uses that client; all closed on leaving (the executor without waiting)."""
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    client = distributed.Client(cluster)
+    executor = Executor(
+        tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
+    )
+    try:
+        yield cluster, client, executor
+    finally:
+        executor.shutdown(wait=False)
+        client.close()
+        cluster.close()
+        forget_clients_of_closed_loops()
+
+
 def _on_worker_loop(worker: Any, work: Any) -> Any:
     """Run the coroutine ``work`` on ``worker``'s event loop, and return what it returns."""
     return asyncio.run_coroutine_threadsafe(work, worker.loop.asyncio_loop).result(WAIT)
@@ -2118,38 +2139,28 @@ def test_a_call_whose_cluster_is_closed_under_it_says_so(
     (its executor was collected without shutdown(), or the interpreter is exiting)"; and the
     next call, sent before Dask had closed the client, was not refused as sent to a closed
     cluster. ``report_first`` holds the worker's close until the report has arrived."""
-    cluster = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
-    )
-    client = distributed.Client(cluster)
-    executor = Executor(
-        tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
-    )
-    box = str(tmp_path)
-    closer = threading.Thread(target=cluster.close, daemon=True)
-    try:
-        caller = Caller(executor, task("hang", box=box), CONTEXT)
-        if report_first:
-            _hold_close(cluster, lambda: caller.results)
-        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
-        assert hung is not None, "the tool never started"
-        closer.start()
-        result = caller.returned(WAIT, "the call never ended")
-        assert result.metadata["error_type"] == "worker_lost", result
-        assert "cluster was closed" in (result.error or ""), result.error
-        assert "client was closed" not in (result.error or ""), result.error
-        assert "collected" not in (result.error or ""), result.error
-        assert "interpreter" not in (result.error or ""), result.error
-        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its cluster"
-        later = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
-        assert later.metadata["error_type"] == "dask", later
-        assert "cluster was closed" in (later.error or ""), later.error
-    finally:
-        closer.join(WAIT)
-        executor.shutdown(wait=False)
-        client.close()
-        cluster.close()
-        forget_clients_of_closed_loops()
+    with _in_process_cluster(tools) as (cluster, _, executor):
+        box = str(tmp_path)
+        closer = threading.Thread(target=cluster.close, daemon=True)
+        try:
+            caller = Caller(executor, task("hang", box=box), CONTEXT)
+            if report_first:
+                _hold_close(cluster, lambda: caller.results)
+            hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+            assert hung is not None, "the tool never started"
+            closer.start()
+            result = caller.returned(WAIT, "the call never ended")
+            assert result.metadata["error_type"] == "worker_lost", result
+            assert "cluster was closed" in (result.error or ""), result.error
+            assert "client was closed" not in (result.error or ""), result.error
+            assert "collected" not in (result.error or ""), result.error
+            assert "interpreter" not in (result.error or ""), result.error
+            assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on without its cluster"
+            later = executor.execute_task(task("pid"), CONTEXT, timeout=WAIT)
+            assert later.metadata["error_type"] == "dask", later
+            assert "cluster was closed" in (later.error or ""), later.error
+        finally:
+            closer.join(WAIT)
 
 
 def test_a_call_whose_worker_closes_under_it_says_so(tools: ToolRegistry, tmp_path: Any) -> None:
@@ -2157,36 +2168,30 @@ def test_a_call_whose_worker_closes_under_it_says_so(tools: ToolRegistry, tmp_pa
     (its process runner is terminated): its report of that said the process runner "was
     terminated (its executor was collected without shutdown(), or the interpreter is
     exiting)", error_type ``terminated``. It now says that the worker closed, ``worker_lost``."""
-    cluster = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
-    )
-    client = distributed.Client(cluster)
-    executor = Executor(
-        tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
-    )
-    box = str(tmp_path)
-    worker = _in_process_worker(cluster)
-    closer = threading.Thread(target=_on_worker_loop, args=(worker, worker.close()), daemon=True)
-    try:
-        caller = Caller(executor, task("hang", box=box), CONTEXT)
-        _hold_close(cluster, lambda: caller.results)
-        hung = wait_for(lambda: process_tools.read_note(box, "hang"))
-        assert hung is not None, "the tool never started"
-        closer.start()
-        result = caller.returned(WAIT, "the call never ended")
-        assert result.metadata["error_type"] == "worker_lost", result
-        error = result.error or ""
-        assert f"Dask worker {worker.address} closed while" in error, error
-        assert "collected" not in error, error
-        assert "interpreter" not in error, error
-        assert "cluster was closed" not in error, error
-        assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its worker closed"
-    finally:
-        closer.join(WAIT)
-        executor.shutdown(wait=False)
-        client.close()
-        cluster.close()
-        forget_clients_of_closed_loops()
+    with _in_process_cluster(tools) as (cluster, _, executor):
+        box = str(tmp_path)
+        worker = _in_process_worker(cluster)
+        closer = threading.Thread(
+            target=_on_worker_loop, args=(worker, worker.close()), daemon=True
+        )
+        try:
+            caller = Caller(executor, task("hang", box=box), CONTEXT)
+            _hold_close(cluster, lambda: caller.results)
+            hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+            assert hung is not None, "the tool never started"
+            closer.start()
+            result = caller.returned(WAIT, "the call never ended")
+            assert result.metadata["error_type"] == "worker_lost", result
+            error = result.error or ""
+            assert f"Dask worker {worker.address} closed while" in error, error
+            assert "collected" not in error, error
+            assert "interpreter" not in error, error
+            assert "cluster was closed" not in error, error
+            assert wait_for(lambda: not alive(hung["pid"])), (
+                "the tool ran on after its worker closed"
+            )
+        finally:
+            closer.join(WAIT)
 
 
 def test_a_call_whose_task_a_cluster_restart_cancels_says_so(
@@ -2196,15 +2201,8 @@ def test_a_call_whose_task_a_cluster_restart_cancels_says_so(
     ``worker_lost`` with an error that said "a worker died while running it and the cluster
     gave up on it, or the scheduler went away", neither of which had happened. It now says
     that the task was cancelled, and what cancels one."""
-    cluster = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
-    )
-    client = distributed.Client(cluster)
-    executor = Executor(
-        tools, runner=DaskRunner(client=client), store=MetricStore(), register_prometheus=False
-    )
-    box = str(tmp_path)
-    try:
+    with _in_process_cluster(tools) as (_, client, executor):
+        box = str(tmp_path)
         caller = Caller(executor, task("hang", box=box), CONTEXT)
         hung = wait_for(lambda: process_tools.read_note(box, "hang"))
         assert hung is not None, "the tool never started"
@@ -2216,8 +2214,3 @@ def test_a_call_whose_task_a_cluster_restart_cancels_says_so(
         assert "client.restart()" in error, error
         assert "worker died" not in error, error
         assert wait_for(lambda: not alive(hung["pid"])), "the tool ran on after its cancellation"
-    finally:
-        executor.shutdown(wait=False)
-        client.close()
-        cluster.close()
-        forget_clients_of_closed_loops()

@@ -8,21 +8,18 @@ types into the terminal when asked, and gets a JSON report back on a pipe.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
 import select
 import signal
-import struct
-import subprocess
 import sys
-import termios
 import textwrap
 import time
 from dataclasses import dataclass
 
 import pytest
+from pseudo_terminals import set_size, start_in_terminal
 
 from laios import _terminal as terminal
 from laios._terminal import LiveScreen, stream_is_terminal
@@ -56,10 +53,6 @@ class Session:
     returncode: int
 
 
-def _set_size(fd: int, columns: int, lines: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
-
-
 def run_in_terminal(
     body: str,
     *,
@@ -69,21 +62,11 @@ def run_in_terminal(
 ) -> Session:
     """Run ``body`` (with ``report`` to fill) in its own terminal; type, resize or hang up
     once the alternate screen is on."""
-    master, slave = os.openpty()
-    _set_size(slave, 80, 24)
     read_report, write_report = os.pipe()
     code = PRELUDE + f"REPORT = {write_report}\n" + textwrap.dedent(body) + EPILOGUE
-    env = {**os.environ, "TERM": "xterm"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        pass_fds=(write_report,),
-        start_new_session=True,
-        env=env,
+    process, master = start_in_terminal(
+        [sys.executable, "-c", code], dict(os.environ), pass_fds=(write_report,)
     )
-    os.close(slave)
     os.close(write_report)
     output = b""
     acted = False
@@ -105,7 +88,7 @@ def run_in_terminal(
                 if type_after_start:
                     os.write(master, type_after_start)
                 if resize_after_start:
-                    _set_size(master, 100, 30)
+                    set_size(master, 100, 30)
                 if hang_up_after_start:
                     os.close(master)
                     master = -1
