@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import io
+import socket
 import ssl
 import sys
 from collections.abc import Callable, Mapping
@@ -181,3 +182,14 @@ def call_http(
         return Answer(response.status, _collect(response.getheaders()), body)
     finally:
         connection.close()
+
+
+def send_raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` as it is on a new connection to the server at ``port`` on loopback;
+    return everything answered until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer

@@ -122,11 +122,12 @@ def _refuse_writer_threads(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return refused
 
 
-def child_running(store: MetricStore, count: int) -> Callable[[Report], None]:
-    """A child's work: run ``count`` tasks, write, report, then wait to be killed."""
+def child_writing(setup: Callable[[], object]) -> Callable[[Report], None]:
+    """A child's work: ``setup()``, write its file, report its pid and file, then wait to be
+    killed."""
 
     def work(report: Report) -> None:
-        run_tasks(store, count)
+        setup()
         export = current()  # inherited from the parent, as a gunicorn worker's
         assert export is not None
         export.write()
@@ -134,6 +135,11 @@ def child_running(store: MetricStore, count: int) -> Callable[[Report], None]:
         time.sleep(60)
 
     return work
+
+
+def child_running(store: MetricStore, count: int) -> Callable[[Report], None]:
+    """A child's work: run ``count`` tasks, write, report, then wait to be killed."""
+    return child_writing(lambda: run_tasks(store, count))
 
 
 def test_the_sum_of_every_process_is_shown(
@@ -161,19 +167,14 @@ def test_status_shows_the_sum_of_every_process_as_metrics_does(
     latest failures are still those of the process that answers; the in-flight counts and the
     gauges are summed over the live processes."""
 
-    def work(report: Report) -> None:
+    def setup() -> None:
         run_tasks(store, 5)
         run_tasks(store, 2, outcome="error")
         slot = store.tool_slot("echo", True)
         store.task_submitted(None, SimpleNamespace(id="busy"), "echo", slot, running=True)
-        export = current()
-        assert export is not None
-        export.write()
-        report({})
-        time.sleep(60)
 
     run_tasks(store, 3)
-    child = fork(work)
+    child = fork(child_writing(setup))
     try:
         child.report()
         app = make_wsgi_app(store, registry)
@@ -196,16 +197,11 @@ def test_gauges_are_summed_over_live_processes_only(
 ) -> None:
     """A live child's in-flight task counts in the gauge; once the child is gone, it does not."""
 
-    def work(report: Report) -> None:
+    def setup() -> None:
         slot = store.tool_slot("echo", True)
-        store.task_submitted(None, type("T", (), {"id": "x"})(), "echo", slot, running=True)
-        export = current()
-        assert export is not None
-        export.write()
-        report({})
-        time.sleep(60)
+        store.task_submitted(None, SimpleNamespace(id="x"), "echo", slot, running=True)
 
-    child = fork(work)
+    child = fork(child_writing(setup))
     child.report()
     assert 'laios_tasks_in_flight{tool="echo"} 1.0' in scrape(registry)
     child.kill()
@@ -218,16 +214,8 @@ def test_busy_workers_are_summed_over_live_processes_only(
     """laios_executor_busy_workers is the sum of each live process's busy workers, as
     laios_executor_workers is; a gone process's leave the sum."""
 
-    def work(report: Report) -> None:
-        theirs = StatsOnlyRunner(8, busy=3)
-        store.register_runner(theirs)
-        export = current()
-        assert export is not None
-        export.write()
-        report({})
-        time.sleep(60)
-
-    child = fork(work)
+    theirs = StatsOnlyRunner(8, busy=3)
+    child = fork(child_writing(lambda: store.register_runner(theirs)))
     child.report()
     ours = StatsOnlyRunner(4, busy=1)  # (after the fork: the child's store has none of it)
     store.register_runner(ours)

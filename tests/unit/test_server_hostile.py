@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
-from http_drivers import call_asgi, call_wsgi
+from http_drivers import call_asgi, call_wsgi, send_raw
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -140,16 +140,6 @@ def test_a_host_that_does_not_resolve_is_named_in_the_error() -> None:
         start_http_server(
             0, "no-such-host.invalid", store=MetricStore(), registry=CollectorRegistry()
         )
-
-
-def send_raw(port: int, request: bytes) -> bytes:
-    """Send ``request`` on a new connection; return everything answered until close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=WITHIN) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 def test_a_request_head_beyond_64_kib_is_refused_with_431() -> None:
@@ -282,16 +272,9 @@ class StopsTheServer(Collector):
         yield GaugeMetricFamily("stopping", "A scrape that stopped its server.", value=1)
 
 
-def wait_for(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WITHIN
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def test_shutdown_from_a_request_being_answered_stops_the_server() -> None:
+def test_shutdown_from_a_request_being_answered_stops_the_server(
+    wait_until: Callable[..., bool],
+) -> None:
     """shutdown() called while the server answers a request (from a collector) raises
     nothing, stops the server, and that request still gets its answer."""
     stopper = StopsTheServer()
@@ -304,7 +287,7 @@ def test_shutdown_from_a_request_being_answered_stops_the_server() -> None:
         assert b"stopping 1.0" in answer.read()
     assert stopper.raised == []
     assert refuses_connections(server.port)
-    assert wait_for(lambda: not server_threads(server)), server_threads(server)
+    assert wait_until(lambda: not server_threads(server), WITHIN), server_threads(server)
 
 
 def test_shutdown_from_the_accept_loop_returns_and_stops_the_server() -> None:
@@ -344,7 +327,9 @@ def test_shutdown_from_the_accept_loop_returns_and_stops_the_server() -> None:
     assert server_threads(server) == []
 
 
-def test_shutdown_from_a_request_while_another_stops_the_server_does_not_wait() -> None:
+def test_shutdown_from_a_request_while_another_stops_the_server_does_not_wait(
+    wait_until: Callable[..., bool],
+) -> None:
     """shutdown() called from a request being answered while another thread is stopping the
     server returns at once (the other stop waits for that request), and the answer arrives."""
     stopper = StopsTheServer()
@@ -367,7 +352,8 @@ def test_shutdown_from_a_request_while_another_stops_the_server_does_not_wait() 
     try:
         assert stopper.entered.wait(WITHIN)
         first.start()
-        assert wait_for(lambda: refuses_connections(server.port))  # the first stop is under way
+        # The first stop is under way:
+        assert wait_until(lambda: refuses_connections(server.port), WITHIN)
     finally:
         stopper.go.set()
     scraping.join(WITHIN)

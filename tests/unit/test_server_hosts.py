@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_drivers import call_asgi, call_http, call_wsgi
+from http_drivers import call_asgi, call_http, call_wsgi, send_raw
 from prometheus_client import CollectorRegistry
 
 from laios.execution._http import check_allowed_hosts
@@ -394,16 +394,6 @@ def test_a_server_beyond_loopback_takes_allowed_hosts_and_answers_any_host() -> 
     ) as server:
         url = f"http://127.0.0.1:{server.port}"
         assert call_http(url, headers={"Host": "other.example"}).status == 200
-
-
-def send_raw(port: int, request: bytes) -> bytes:
-    """Send ``request`` on a new connection; return the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(request)
-        answer = b""
-        while chunk := client.recv(65536):
-            answer += chunk
-    return answer
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,11 @@ import json
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from http_drivers import call_wsgi, exchange, http_scope
+from http_drivers import call_wsgi, exchange, http_scope, send_raw
 from prometheus_client import CollectorRegistry
 
 from laios.execution.server import (
@@ -34,16 +33,6 @@ REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "server-and-prome
 def server() -> Iterator[MetricsServer]:
     with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as running:
         yield running
-
-
-def send_raw(port: int, request: bytes) -> bytes:
-    """Send ``request`` on a new connection; return everything answered until close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=WITHIN) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 def status_of(answer: bytes) -> int:
@@ -198,15 +187,6 @@ def connection_threads(server: MetricsServer) -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name == name]
 
 
-def wait_for(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WITHIN
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def big_registry() -> CollectorRegistry:
     """A registry whose text format takes about a megabyte: more than a socket's buffers."""
     from prometheus_client import Gauge
@@ -218,7 +198,9 @@ def big_registry() -> CollectorRegistry:
     return registry
 
 
-def test_a_big_answer_to_pipelined_requests_is_not_cut_by_the_unread_one() -> None:
+def test_a_big_answer_to_pipelined_requests_is_not_cut_by_the_unread_one(
+    wait_until: Callable[..., bool],
+) -> None:
     """A pipelined request the server does not read (here, one too big for its read buffer)
     does not cut the answer to the first: the connection was reset at its close with the
     unread bytes, and the client got part of a megabyte answer and ECONNRESET."""
@@ -229,7 +211,7 @@ def test_a_big_answer_to_pipelined_requests_is_not_cut_by_the_unread_one() -> No
             sock.sendall(first + second)
             # Read only once the server is done with the connection: its answer is then all
             # in the sockets' buffers, where a reset would throw it away.
-            assert wait_for(lambda: not connection_threads(server))
+            assert wait_until(lambda: not connection_threads(server), WITHIN)
             answer = read_until_closed(sock)
     headers, body = one_whole_answer(answer)
     assert body.count(b"filler{") == 40000

@@ -32,20 +32,17 @@ from laios.execution._aggregates import (
     every_outcome,
 )
 from laios.execution._families import (
-    ABANDONED_THREADS,
     BUILD,
-    BUSY_WORKERS,
     CUSTOM,
     DURATION,
     ERRORS,
     FAMILIES,
     IN_FLIGHT,
-    QUEUE_DEPTH,
     QUEUE_WAIT,
     RESULTS,
     RETRIES,
+    STORE_GAUGES,
     TASKS,
-    WORKERS,
     Family,
 )
 from laios.execution._totals import ExportedTotals, export_label
@@ -310,14 +307,11 @@ class _GroupText:
     """The cached text pieces of one set of constant labels (with its bucket bounds)."""
 
     __slots__ = (
-        "abandoned",
-        "busy",
         "duration_bounds",
+        "gauges",
         "labels",
-        "queue_depth",
         "queue_wait_bounds",
         "tools",
-        "workers",
     )
 
     def __init__(self, totals: ExportedTotals) -> None:
@@ -325,10 +319,8 @@ class _GroupText:
         self.duration_bounds = totals.duration_buckets
         self.queue_wait_bounds = totals.queue_wait_buckets
         braced = f"{{{_label_text(self.labels)}}}" if self.labels else ""
-        self.workers = f"{WORKERS.name}{braced} "
-        self.busy = f"{BUSY_WORKERS.name}{braced} "
-        self.queue_depth = f"{QUEUE_DEPTH.name}{braced} "
-        self.abandoned = f"{ABANDONED_THREADS.name}{braced} "
+        #: The start of each of ``STORE_GAUGES``' lines, before the value.
+        self.gauges = tuple(f"{family.name}{braced} " for family, _field in STORE_GAUGES)
         self.tools: dict[str, _ToolText] = {}
 
     def custom_labels(self, name: str, unit: str) -> str:
@@ -391,10 +383,7 @@ class StoreRenderer:
         retries: list[str] = []
         errors: list[str] = []
         in_flight: list[str] = []
-        workers: list[str] = []
-        busy: list[str] = []
-        queue_depth: list[str] = []
-        abandoned: list[str] = []
+        gauges: list[list[str]] = [[] for _ in STORE_GAUGES]
         custom: list[str] = []
         for entry in totals:
             key = (entry.labels, entry.duration_buckets, entry.queue_wait_buckets)
@@ -425,10 +414,10 @@ class StoreRenderer:
                     in_flight.append(f"{text.in_flight}{_number(tool.in_flight)}\n")
             group.tools = tools
             if live:
-                workers.append(f"{group.workers}{_number(entry.workers)}\n")
-                busy.append(f"{group.busy}{_number(entry.busy_workers)}\n")
-                queue_depth.append(f"{group.queue_depth}{_number(entry.queue_depth)}\n")
-                abandoned.append(f"{group.abandoned}{_number(entry.abandoned_threads)}\n")
+                for gauge, prefix, (_family, field) in zip(
+                    gauges, group.gauges, STORE_GAUGES, strict=True
+                ):
+                    gauge.append(f"{prefix}{_number(getattr(entry, field))}\n")
             for (name, unit), (count, total) in entry.custom.items():
                 labels = group.custom_labels(name, unit)
                 custom.append(f"{_CUSTOM_COUNT}{{{labels}}} {_number(count)}\n")
@@ -447,10 +436,7 @@ class StoreRenderer:
             retries,
             errors,
             in_flight,
-            workers,
-            busy,
-            queue_depth,
-            abandoned,
+            *gauges,
             custom,
         )
         parts: list[str] = []

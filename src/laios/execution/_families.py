@@ -25,6 +25,7 @@ __all__ = [
     "QUEUE_WAIT",
     "RESULTS",
     "RETRIES",
+    "STORE_GAUGES",
     "TASKS",
     "WORKERS",
     "Family",
@@ -126,4 +127,14 @@ FAMILIES: tuple[Family, ...] = (
     QUEUE_DEPTH,
     ABANDONED_THREADS,
     CUSTOM,
+)
+
+#: The gauges of a store as a whole (no ``tool`` label), each with the field of
+#: ``ExportedTotals`` it shows, in the order of :data:`FAMILIES`. Exported only while a store
+#: with their labels lives.
+STORE_GAUGES: tuple[tuple[Family, str], ...] = (
+    (WORKERS, "workers"),
+    (BUSY_WORKERS, "busy_workers"),
+    (QUEUE_DEPTH, "queue_depth"),
+    (ABANDONED_THREADS, "abandoned_threads"),
 )

@@ -52,7 +52,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -226,6 +226,19 @@ _OBSERVABLES: tuple[tuple[str, bool, str, str, str], ...] = (
         "Timed-out tools whose threads have not returned yet, and async tools left running.",
     ),
 )
+
+
+def _store_gauge(
+    instrument: str, field: str
+) -> Callable[[_Instruments, CallbackOptions], Iterator[Observation]]:
+    """The callback of a store-wide gauge: the ``field`` of each set of constant labels'
+    totals (a method of :class:`_Instruments`)."""
+
+    def observe(self: _Instruments, options: CallbackOptions) -> Iterator[Observation]:
+        for entry in self._read(instrument):
+            yield Observation(getattr(entry, field), dict(entry.labels))
+
+    return observe
 
 
 class _Instruments:
@@ -434,21 +447,10 @@ class _Instruments:
         for attributes, row in self._tools(IN_FLIGHT):
             yield Observation(row.in_flight, attributes)
 
-    def _workers(self, options: CallbackOptions) -> Iterator[Observation]:
-        for entry in self._read(WORKERS):
-            yield Observation(entry.workers, dict(entry.labels))
-
-    def _busy(self, options: CallbackOptions) -> Iterator[Observation]:
-        for entry in self._read(BUSY_WORKERS):
-            yield Observation(entry.busy_workers, dict(entry.labels))
-
-    def _queue_depth(self, options: CallbackOptions) -> Iterator[Observation]:
-        for entry in self._read(QUEUE_DEPTH):
-            yield Observation(entry.queue_depth, dict(entry.labels))
-
-    def _abandoned(self, options: CallbackOptions) -> Iterator[Observation]:
-        for entry in self._read(ABANDONED_THREADS):
-            yield Observation(entry.abandoned_threads, dict(entry.labels))
+    _workers = _store_gauge(WORKERS, "workers")
+    _busy = _store_gauge(BUSY_WORKERS, "busy_workers")
+    _queue_depth = _store_gauge(QUEUE_DEPTH, "queue_depth")
+    _abandoned = _store_gauge(ABANDONED_THREADS, "abandoned_threads")
 
 
 class MetricsInstrumentation:

@@ -77,20 +77,17 @@ from laios.execution._checks import not_a_class
 from laios.execution._exposition import MAX_EXEMPLAR_CHARS as _MAX_EXEMPLAR_CHARS
 from laios.execution._exposition import StoreRenderer, bound_texts
 from laios.execution._families import (
-    ABANDONED_THREADS,
     BUILD,
-    BUSY_WORKERS,
     CUSTOM,
     DURATION,
     ERRORS,
     FAMILIES,
     IN_FLIGHT,
-    QUEUE_DEPTH,
     QUEUE_WAIT,
     RESULTS,
     RETRIES,
+    STORE_GAUGES,
     TASKS,
-    WORKERS,
     Family,
     Kind,
 )
@@ -228,15 +225,10 @@ def _group_families(entry: ExportedTotals) -> list[Metric]:
             )
         if entry.live:
             in_flight.add_metric([*values, tool], float(row.in_flight))
-    workers = _new(GaugeMetricFamily, WORKERS, names)
-    busy = _new(GaugeMetricFamily, BUSY_WORKERS, names)
-    queue_depth = _new(GaugeMetricFamily, QUEUE_DEPTH, names)
-    abandoned = _new(GaugeMetricFamily, ABANDONED_THREADS, names)
+    gauges = [_new(GaugeMetricFamily, family, names) for family, _field in STORE_GAUGES]
     if entry.live:
-        workers.add_metric(values, float(entry.workers))
-        busy.add_metric(values, float(entry.busy_workers))
-        queue_depth.add_metric(values, float(entry.queue_depth))
-        abandoned.add_metric(values, float(entry.abandoned_threads))
+        for gauge, (_family, field) in zip(gauges, STORE_GAUGES, strict=True):
+            gauge.add_metric(values, float(getattr(entry, field)))
     custom = _new(SummaryMetricFamily, CUSTOM, names)
     for (name, unit), (count, total) in entry.custom.items():
         custom.add_metric([*values, name, unit], count, total)
@@ -248,10 +240,7 @@ def _group_families(entry: ExportedTotals) -> list[Metric]:
         retries,
         errors,
         in_flight,
-        workers,
-        busy,
-        queue_depth,
-        abandoned,
+        *gauges,
         custom,
     ]
 

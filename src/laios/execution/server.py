@@ -849,18 +849,15 @@ class _QuietHandler(WSGIRequestHandler):
         """
         requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         words = requestline.split()  # (split as http.server splits it)
+        refusal = None
         if len(words) == 2:
+            refusal = "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
+        elif len(words) == 3 and _HTTP_VERSION.fullmatch(words[2]) is None:
+            refusal = _ERROR_REASONS[HTTPStatus.BAD_REQUEST]
+        if refusal is not None:
             self.requestline = requestline
             self.command, self.request_version = "", "HTTP/1.0"
-            self._refuse_request(
-                "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
-            )
-            return False
-        if len(words) == 3 and _HTTP_VERSION.fullmatch(words[2]) is None:
-            self.requestline = requestline
-            self.command, self.request_version = "", "HTTP/1.0"
-            self.close_connection = True
-            self.send_error(HTTPStatus.BAD_REQUEST)
+            self._refuse_request(refusal)
             return False
         parsed = (
             super().parse_request()

@@ -1180,22 +1180,26 @@ class MetricStore:
         with self._lock:
             # Read from the runners, which track the threads themselves; a shut-down runner's
             # hung threads still count.
-            abandoned = sum(held for _workers, _busy, held in self._runner_stats(failed))
+            _workers, _busy, abandoned = self._runner_stats(failed)
         self._stats_failed(failed)
         return abandoned
 
-    def _runner_stats(self, failed: list[tuple[object, Exception]]) -> list[tuple[int, int, int]]:
-        """Each registered runner's ``(workers, busy, abandoned)``; a runner whose ``stats``
-        raises (one of the user's) is left out and added to ``failed``, to be logged once the
-        lock is released (caller holds the lock)."""
-        read: list[tuple[int, int, int]] = []
+    def _runner_stats(self, failed: list[tuple[object, Exception]]) -> tuple[int, int, int]:
+        """The registered runners' ``(workers, busy, abandoned)``, summed; a runner whose
+        ``stats`` raises (one of the user's) is left out and added to ``failed``, to be logged
+        once the lock is released (caller holds the lock)."""
+        workers = busy = abandoned = 0
         for runner in self._runners:
             try:
                 stats = runner.stats
-                read.append((int(stats.workers), int(stats.busy), int(stats.abandoned)))
+                read = (int(stats.workers), int(stats.busy), int(stats.abandoned))
             except Exception as exc:
                 failed.append((runner, exc))
-        return read
+                continue
+            workers += read[0]
+            busy += read[1]
+            abandoned += read[2]
+        return workers, busy, abandoned
 
     def _stats_failed(self, failed: list[tuple[object, Exception]]) -> None:
         """Log the runners whose ``stats`` raised, at most once a minute per kind of runner."""
@@ -1664,10 +1668,7 @@ class MetricStore:
     def _aggregates(self, failed: list[tuple[object, Exception]]) -> StoreAggregates:
         # Caller holds the lock, and logs the runners added to ``failed`` once it is released.
         tools, custom = self._counts.read()
-        stats = self._runner_stats(failed)
-        workers = sum(held for held, _busy, _abandoned in stats)
-        busy = sum(running for _workers, running, _abandoned in stats)
-        abandoned = sum(held for _workers, _busy, held in stats)
+        workers, busy, abandoned = self._runner_stats(failed)
         return StoreAggregates(
             tools,
             custom,
