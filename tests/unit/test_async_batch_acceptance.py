@@ -244,6 +244,9 @@ def test_timeouts_striking_at_once_end_a_chunk_at_a_time(batch_store: MetricStor
     count = 3 * ACCEPT_CHUNK
     tasks = make_tasks("batch_hang", count)
     events: list[str] = []
+    # Long enough for the whole batch to be accepted before any deadline passes, even on a
+    # loaded machine (checked below: the test would prove nothing otherwise).
+    timeout = 2.0
 
     def on_progress(event: str, data: Any) -> None:
         if event == "timeout":
@@ -260,13 +263,13 @@ def test_timeouts_striking_at_once_end_a_chunk_at_a_time(batch_store: MetricStor
 
         Hang.started = asyncio.Event()
         pending = asyncio.ensure_future(
-            executor.execute_parallel(tasks, context, timeout=0.5, on_progress=on_progress)
+            executor.execute_parallel(tasks, context, timeout=timeout, on_progress=on_progress)
         )
         await asyncio.wait_for(Hang.started.wait(), GUARD)
         while len(executor.get_all_metrics()) < count:  # the whole batch is accepted
             await asyncio.sleep(0)
         assert not events, "a deadline passed before the loop was held: the test proves nothing"
-        time.sleep(0.6)  # every deadline passes while the loop is held
+        time.sleep(timeout + 0.1)  # every deadline passes while the loop is held
         tick()
         results = await pending
         done = True
