@@ -215,8 +215,8 @@ def test_a_format_1_file_in_this_versions_layout_is_read_as_it_is(tmp_path: Path
 #: what older versions can read: bump FORMAT and teach :func:`sections_of` the old layout.
 LAYOUT = {
     "ExportedTotals": [
-        "tools", "custom", "workers", "queue_depth", "abandoned_threads", "labels",
-        "duration_buckets", "queue_wait_buckets", "live", "busy_workers",
+        "tools", "custom", "workers", "busy_workers", "queue_depth", "abandoned_threads",
+        "labels", "duration_buckets", "queue_wait_buckets", "live",
     ],
     "ToolAggregates": [
         "tool", "outcomes", "queue_wait", "in_flight", "errors", "duration_bounds",

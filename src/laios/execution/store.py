@@ -1672,11 +1672,11 @@ class MetricStore:
         return StoreAggregates(
             tools,
             custom,
-            workers,
-            self._queue_depth,
-            abandoned,
-            self._counts.labels,
+            workers=workers,
             busy_workers=busy,
+            queue_depth=self._queue_depth,
+            abandoned_threads=abandoned,
+            labels=self._counts.labels,
         )
 
 

@@ -1,0 +1,158 @@
+"""One store, every view: the text renderer, the ``prometheus_client`` collector (text and
+OpenMetrics), the OpenTelemetry bridge (a real SDK reader) and multiprocess mode (real forked
+processes) must show the same families, label sets and values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from multiprocess_work import fork
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+from store_fakes import StatsOnlyRunner
+
+pytest.importorskip("opentelemetry.sdk.metrics")
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from laios.execution import multiprocess, otel_metrics
+from laios.execution._families import STORE_GAUGES
+from laios.execution.otel_metrics import instrument_metrics
+from laios.execution.prometheus import ensure_collector, render_metrics
+from laios.execution.store import MetricStore
+
+#: Samples of one exposition: ``(name, sorted labels) -> value``.
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+_POOLS: list[object] = []
+
+
+def samples_of(text: str, openmetrics: bool = False) -> Samples:
+    """Every sample of an exposition, by name and labels."""
+    parse = parse_om if openmetrics else parse_text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in parse(text)
+        for sample in family.samples
+    }
+
+
+def otel_points(reader: InMemoryMetricReader) -> dict[str, dict[tuple[Any, ...], float]]:
+    """The points of the ``laios.execution`` meter: by instrument, by sorted attributes."""
+    data = reader.get_metrics_data()
+    found: dict[str, dict[tuple[Any, ...], float]] = {}
+    for resource in data.resource_metrics if data is not None else ():
+        for scope in resource.scope_metrics:
+            if scope.scope.name != otel_metrics.METER_NAME:
+                continue
+            for metric in scope.metrics:
+                found[metric.name] = {
+                    tuple(sorted(point.attributes.items())): getattr(point, "value", None)
+                    for point in metric.data.data_points
+                }
+    return found
+
+
+def with_store_gauges(store: MetricStore) -> dict[str, int]:
+    """Give ``store`` a value of its own in each store-wide gauge (a runner's workers, busy
+    workers and abandoned threads, a task waiting in the queue); return them by field."""
+    pool = StatsOnlyRunner(7, abandoned=2, busy=3)
+    _POOLS.append(pool)  # the store holds its runners only weakly
+    store.register_runner(pool)
+    slot = store.tool_slot("echo", True)
+    store.task_submitted(None, SimpleNamespace(id="queued"), "echo", slot, running=False)
+    read = store.aggregates()
+    values = {gauge.field: getattr(read, gauge.field) for gauge in STORE_GAUGES}
+    # Each gauge reads a value of its own, so that a view showing one gauge's field under
+    # another's name fails too: a gauge added to the table needs a value here.
+    assert 0 not in values.values(), f"give each gauge a value in this test: {values}"
+    assert len(set(values.values())) == len(values), f"values must differ: {values}"
+    return values
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    provider = MeterProvider(metric_readers=[reader])
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def no_multiprocess(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv(multiprocess.ENV_VAR, raising=False)
+    yield
+    multiprocess.disable()
+
+
+def test_every_store_gauge_of_the_table_is_in_every_view(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """Each gauge of STORE_GAUGES shows its own value in the text renderer, the collector
+    (text and OpenMetrics) and the OpenTelemetry bridge: a gauge added to the table but left
+    out of a view (or shown with another gauge's field) fails here."""
+    store = MetricStore()
+    registry = CollectorRegistry()
+    ensure_collector(store, registry)
+    handle = instrument_metrics(store, meter_provider=provider)
+    try:
+        values = with_store_gauges(store)
+        views = {
+            "render_metrics": samples_of(render_metrics(registry).decode()),
+            "generate_latest": samples_of(generate_latest(registry).decode()),
+            "openmetrics": samples_of(generate_openmetrics(registry).decode(), openmetrics=True),
+        }
+        otel = otel_points(reader)
+    finally:
+        handle.uninstrument()
+    public_names = {getattr(otel_metrics, name) for name in otel_metrics.__all__}
+    for gauge in STORE_GAUGES:
+        expected = values[gauge.field]
+        for view, samples in views.items():
+            assert samples.get((gauge.family.name, ())) == expected, (view, gauge.family.name)
+        assert otel.get(gauge.instrument) == {(): expected}, gauge.instrument
+        assert gauge.instrument in public_names, f"{gauge.instrument}: no constant names it"
+
+
+def test_every_store_gauge_of_the_table_is_summed_over_processes_and_dropped_with_one(
+    tmp_path: Path, no_multiprocess: None
+) -> None:
+    """In multiprocess mode each gauge of STORE_GAUGES is the sum over the live processes (a
+    forked child's value and this process's), and leaves the sum with a process that is
+    gone: a gauge left out of the files, the sums or the gone processes' zeros fails here."""
+    store = MetricStore()
+    registry = CollectorRegistry()
+    multiprocess.enable(tmp_path, interval=0.1, registry=registry, store=store)
+
+    def child(report: Callable[[dict[str, Any]], None]) -> None:
+        values = with_store_gauges(store)
+        export = multiprocess.current()
+        assert export is not None
+        export.write()
+        report(values)
+        time.sleep(60)
+
+    worker = fork(child)
+    try:
+        theirs = worker.report()
+        ours = with_store_gauges(store)
+        both = samples_of(render_metrics(registry).decode())
+    finally:
+        worker.kill()
+    alone = samples_of(render_metrics(registry).decode())
+    assert theirs == ours  # (the same set-up in each process)
+    for gauge in STORE_GAUGES:
+        name = gauge.family.name
+        assert both.get((name, ())) == ours[gauge.field] + theirs[gauge.field], name
+        assert alone.get((name, ())) == ours[gauge.field], name
