@@ -425,11 +425,13 @@ def _within_label_sets(sections: list[Section], live: Callable[[], list[Section]
 
 
 def without_gauges(section: Section) -> Section:
-    """``section`` with the gauges of a process that is gone: all zero."""
+    """``section`` as a process that is gone (or no longer runs tasks) leaves it: the gauges
+    all zero, and not live, so that a label set no live process exports shows its counters
+    and no gauges, as a label set whose stores are all gone does in one process."""
     totals = section.totals
     tools = {label: dataclasses.replace(t, in_flight=0) for label, t in totals.tools.items()}
     zeros: dict[str, Any] = dict.fromkeys(STORE_GAUGE_FIELDS, 0)
-    return section._replace(totals=dataclasses.replace(totals, tools=tools, **zeros))
+    return section._replace(totals=dataclasses.replace(totals, tools=tools, live=False, **zeros))
 
 
 # -- the directory --------------------------------------------------------------------------
@@ -648,6 +650,8 @@ class SharedDirectory:
         absorbed = document.get("absorbed", [])
         if not isinstance(absorbed, list) or not all(isinstance(s, str) for s in absorbed):
             raise UnreadableFile("its list of absorbed files is not a list of names")
+        # (Earlier versions wrote the retired totals as live: gone processes never are.)
+        sections = [without_gauges(s) if s.totals.live else s for s in sections]
         return sections, frozenset(absorbed)
 
     def unlink(self, stem: str) -> None:
