@@ -5,6 +5,7 @@ processes) must show the same families, label sets and values.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,3 +157,19 @@ def test_every_store_gauge_of_the_table_is_summed_over_processes_and_dropped_wit
         name = gauge.family.name
         assert both.get((name, ())) == ours[gauge.field] + theirs[gauge.field], name
         assert alone.get((name, ())) == ours[gauge.field], name
+
+
+def test_a_custom_sample_that_is_not_a_number_leaves_the_exported_sum_as_it_was() -> None:
+    """A NaN sample given to the store's write side is kept with its task but not exported,
+    as a negative one: added, it made laios_custom_metric_sum NaN for good."""
+    store = MetricStore()
+    registry = CollectorRegistry()
+    ensure_collector(store, registry)
+    store.record_custom("t", "latency", 0.5, "seconds")
+    store.record_custom("t", "latency", math.nan, "seconds")
+    store.record_custom("t", "latency", 0.25, "seconds")
+    samples = samples_of(render_metrics(registry).decode())
+    labels = (("name", "latency"), ("unit", "seconds"))
+    assert samples[("laios_custom_metric_count", labels)] == 2
+    assert samples[("laios_custom_metric_sum", labels)] == 0.75
+    assert len(store.custom_metrics("t")["latency"]) == 3

@@ -1456,10 +1456,10 @@ class MetricStore:
         given, else under ``name`` and ``unit``.
 
         A task id keeps its newest ``MAX_CUSTOM_SAMPLES`` samples, of all its metrics together,
-        and may record at most ``max_custom_metrics`` distinct names. A negative sample, and
-        one that would carry the exported sum past the largest float (it would stay ``+Inf``
-        for good), is kept with the task but not exported; the latter with a warning, at most
-        one a minute per metric.
+        and may record at most ``max_custom_metrics`` distinct names. A negative or NaN
+        sample, and one that would carry the exported sum past the largest float (it would
+        stay ``+Inf`` for good), is kept with the task but not exported; the latter with a
+        warning, at most one a minute per metric.
         """
         overflowed = self._record_custom(task_id, name, value, unit, exported)
         if overflowed is not None and self._sum_overflows.should_log(repr(overflowed)) is not None:
@@ -1503,7 +1503,7 @@ class MetricStore:
                     )
                 known = names[name] = name
             per_task.samples.append((known, value, unit, timestamp))
-            if value < 0:
+            if not value >= 0:  # (negative, or NaN: a sum it joined would stay NaN for good)
                 return None  # kept with the task, but a summary's sum may never go down
             key = (name, unit) if exported is None else exported
             totals = self._custom_totals.get(key)
