@@ -25,7 +25,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from laios.execution import multiprocess, otel_metrics
-from laios.execution._families import STORE_GAUGES
+from laios.execution._families import FAMILIES, STORE_GAUGES
+from laios.execution.monitor import ExecutionMonitor, PerformanceMonitor
 from laios.execution.otel_metrics import instrument_metrics
 from laios.execution.prometheus import ensure_collector, render_metrics
 from laios.execution.store import MetricStore
@@ -157,6 +158,58 @@ def test_every_store_gauge_of_the_table_is_summed_over_processes_and_dropped_wit
         name = gauge.family.name
         assert both.get((name, ())) == ours[gauge.field] + theirs[gauge.field], name
         assert alone.get((name, ())) == ours[gauge.field], name
+
+
+def laios_samples(registry: CollectorRegistry) -> Samples:
+    """The ``laios_*`` counters and histograms of the registry's text exposition (no gauges,
+    no build info)."""
+    gauges = {family.name for family in FAMILIES if family.kind in ("gauge", "info")}
+    return {
+        key: value
+        for key, value in samples_of(render_metrics(registry).decode()).items()
+        if key[0].startswith("laios_") and key[0].removesuffix("_info") not in gauges
+    }
+
+
+def test_clearing_records_progress_and_samples_leaves_every_counter_as_it_was(
+    make_executor: Any,
+    make_task: Any,
+    context: Any,
+    reader: InMemoryMetricReader,
+    provider: MeterProvider,
+) -> None:
+    """The clear methods forget retained records, progress and samples, never exported
+    counts: every counter, histogram and summary (and each OpenTelemetry counter) reads the
+    same after each of them, and counts on from there."""
+    store = MetricStore()
+    registry = CollectorRegistry()
+    ensure_collector(store, registry)
+    handle = instrument_metrics(store, meter_provider=provider)
+    executor = make_executor(store=store)
+    performance = PerformanceMonitor(store)
+    try:
+        for task_id, tool in [("t-1", "echo"), ("t-2", "fail"), ("t-3", "echo")]:
+            executor.execute_task(make_task(tool, task_id=task_id), context)
+            performance.record_metric(task_id, "latency", 0.5, "seconds")
+        before, otel_before = laios_samples(registry), otel_points(reader)
+        assert before[("laios_custom_metric_count", (("name", "latency"), ("unit", "seconds")))]
+        executor.task_monitor.clear_metrics("t-1")
+        executor.task_monitor.clear_metrics()
+        performance.clear_metrics("t-2")
+        performance.clear_metrics()
+        ExecutionMonitor(store).clear_task("t-3")
+        assert laios_samples(registry) == before
+        counters = ("laios.tasks", "laios.task.results", "laios.task.errors")
+        otel_after = otel_points(reader)
+        assert {name: otel_after[name] for name in counters} == {
+            name: otel_before[name] for name in counters
+        }
+        executor.execute_task(make_task("echo", task_id="t-4"), context)
+        after = laios_samples(registry)
+        tasks = ("laios_tasks_total", (("outcome", "success"), ("tool", "echo")))
+        assert after[tasks] == before[tasks] + 1
+    finally:
+        handle.uninstrument()
 
 
 def test_a_custom_sample_that_is_not_a_number_leaves_the_exported_sum_as_it_was() -> None:
