@@ -5,8 +5,11 @@ processes) must show the same families, label sets and values.
 
 from __future__ import annotations
 
+import gc
 import math
+import subprocess
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +21,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
-from store_fakes import StatsOnlyRunner
+from store_fakes import StatsOnlyRunner, SteppedClock
+from test_exposition import HOSTILE_NAMES, PROMTOOL, promtool_available, varied_workload
 
 pytest.importorskip("opentelemetry.sdk.metrics")
 from opentelemetry.sdk.metrics import MeterProvider
@@ -33,6 +37,7 @@ from laios.execution.store import MetricStore
 
 #: Samples of one exposition: ``(name, sorted labels) -> value``.
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+Report = Callable[[dict[str, Any]], None]
 _POOLS: list[object] = []
 
 
@@ -60,6 +65,19 @@ def otel_points(reader: InMemoryMetricReader) -> dict[str, dict[tuple[Any, ...],
                     for point in metric.data.data_points
                 }
     return found
+
+
+def otel_counts(reader: InMemoryMetricReader, name: str) -> dict[tuple[Any, ...], int]:
+    """The counts of the points of histogram ``name``, by sorted attributes."""
+    data = reader.get_metrics_data()
+    return {
+        tuple(sorted(point.attributes.items())): point.count
+        for resource in (data.resource_metrics if data is not None else ())
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    }
 
 
 def with_store_gauges(store: MetricStore) -> dict[str, int]:
@@ -137,7 +155,7 @@ def test_every_store_gauge_of_the_table_is_summed_over_processes_and_dropped_wit
     registry = CollectorRegistry()
     multiprocess.enable(tmp_path, interval=0.1, registry=registry, store=store)
 
-    def child(report: Callable[[dict[str, Any]], None]) -> None:
+    def child(report: Report) -> None:
         values = with_store_gauges(store)
         export = multiprocess.current()
         assert export is not None
@@ -226,3 +244,217 @@ def test_a_custom_sample_that_is_not_a_number_leaves_the_exported_sum_as_it_was(
     assert samples[("laios_custom_metric_count", labels)] == 2
     assert samples[("laios_custom_metric_sum", labels)] == 0.75
     assert len(store.custom_metrics("t")["latency"]) == 3
+
+
+#: The OpenTelemetry instruments read from the store's counts, with the Prometheus family each
+#: matches (the two histograms are recorded per task, with other buckets: compared apart).
+OTEL_FAMILIES = {
+    "laios.tasks": "laios_tasks_total",
+    "laios.task.results": "laios_task_results_total",
+    "laios.task.errors": "laios_task_errors_total",
+    "laios.task.retries": "laios_task_retries_total",
+    "laios.task.in_flight": "laios_tasks_in_flight",
+    **{gauge.instrument: gauge.family.name for gauge in STORE_GAUGES},
+}
+OTEL_LABELS = {
+    "gen_ai.tool.name": "tool",
+    "laios.task.outcome": "outcome",
+    "error.type": "error_type",
+}
+
+
+def check_histograms(text: str) -> None:
+    """Every histogram series of ``text``: buckets never decrease, ``+Inf`` is the count, the
+    sum is a number not below 0."""
+    for family in parse_text(text):
+        if family.type != "histogram":
+            continue
+        series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        for sample in family.samples:
+            key = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+            entry = series.setdefault(key, {"buckets": []})
+            if sample.name.endswith("_bucket"):
+                entry["buckets"].append((float(sample.labels["le"]), sample.value))
+            else:
+                entry[sample.name.rsplit("_", 1)[1]] = sample.value
+        assert series, family.name
+        for key, entry in series.items():
+            counts = [count for _bound, count in sorted(entry["buckets"])]
+            assert counts == sorted(counts), (family.name, key)
+            assert sorted(entry["buckets"])[-1] == (math.inf, entry["count"]), (family.name, key)
+            assert entry["sum"] >= 0, (family.name, key)
+
+
+def test_the_prometheus_and_opentelemetry_views_agree_on_every_series(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """Two label sets, hostile tool names, every outcome, a store gone and folded: the text
+    renderer and the collector (text and OpenMetrics) show the same series and values, the
+    OpenTelemetry instruments read from the counts show them too (attributes for labels), and
+    the duration histogram's points count every task the counters count."""
+    registry = CollectorRegistry()
+    clock = SteppedClock()
+    stores = [
+        MetricStore(clock=clock),
+        MetricStore(clock=clock, labels={"pool": "batch"}),
+        MetricStore(clock=clock),
+    ]
+    handles = []
+    for seed, store in enumerate(stores):
+        ensure_collector(store, registry)
+        handles.append(instrument_metrics(store, meter_provider=provider))
+        varied_workload(store, clock, seed=seed)
+    gone = weakref.ref(stores.pop())  # its counts are folded, in both views
+    del store
+    gc.collect()
+    assert gone() is None
+    try:
+        text = render_metrics(registry).decode()
+        views = {
+            "generate_latest": samples_of(generate_latest(registry).decode()),
+            "render_metrics openmetrics": samples_of(
+                render_metrics(registry, openmetrics=True).decode(), openmetrics=True
+            ),
+            "generate_latest openmetrics": samples_of(
+                generate_openmetrics(registry).decode(), openmetrics=True
+            ),
+        }
+        otel = otel_points(reader)
+    finally:
+        for handle in handles:
+            handle.uninstrument()
+    prometheus = {k: v for k, v in samples_of(text).items() if k[0].startswith("laios_")}
+    for view, samples in views.items():
+        ours = {k: v for k, v in samples.items() if k[0].startswith("laios_")}
+        assert ours == prometheus, view
+    check_histograms(text)
+    from_otel = {
+        (
+            OTEL_FAMILIES[name],
+            tuple(sorted((OTEL_LABELS.get(k, k), v) for k, v in attributes)),
+        ): value
+        for name, points in otel.items()
+        if name in OTEL_FAMILIES
+        for attributes, value in points.items()
+    }
+    assert from_otel == {k: v for k, v in prometheus.items() if k[0] in OTEL_FAMILIES.values()}
+    tasks: dict[tuple[Any, ...], float] = {}
+    for (name, labels), value in prometheus.items():
+        if name == "laios_tasks_total":
+            key = tuple(label for label in labels if label[0] != "outcome")
+            tasks[key] = tasks.get(key, 0) + value
+    durations: dict[tuple[Any, ...], float] = {}
+    for attributes, count in otel_counts(reader, "gen_ai.execute_tool.duration").items():
+        key = tuple(
+            sorted(
+                (OTEL_LABELS.get(k, k), v)
+                for k, v in attributes
+                if k in ("pool", "gen_ai.tool.name")
+            )
+        )
+        durations[key] = durations.get(key, 0) + count
+    assert durations == tasks
+    task_ids = {"r", "q", *(f"{tool}-t" for tool in ("fetch", "parse", *HOSTILE_NAMES))}
+    for _name, labels in prometheus:
+        for label, value in labels:
+            assert value not in task_ids, (label, value)
+            assert len(value) <= 200, (label, value)
+
+
+def single_process_samples(seed: int, labels: dict[str, str] | None = None) -> Samples:
+    """The ``laios_*`` samples of one store that ran ``varied_workload`` with ``seed``, alone."""
+    clock = SteppedClock()
+    store = MetricStore(clock=clock, labels=labels)
+    registry = CollectorRegistry()
+    ensure_collector(store, registry)
+    varied_workload(store, clock, seed=seed)
+    samples = samples_of(render_metrics(registry).decode())
+    return {key: value for key, value in samples.items() if key[0].startswith("laios_")}
+
+
+def added(parts: list[Samples], gauges_of: list[bool]) -> Samples:
+    """The samples of several processes added up as multiprocess mode adds them: counters and
+    histograms of all, gauges of those whose ``gauges_of`` is true (a label set none of them
+    exports shows none); build info once."""
+    gauges = {family.name for family in FAMILIES if family.kind == "gauge"}
+    total: Samples = {}
+    for part, live in zip(parts, gauges_of, strict=True):
+        for key, value in part.items():
+            if key[0] == "laios_build_info":
+                total[key] = value
+            elif live or key[0] not in gauges:
+                total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def assert_same(got: Samples, expected: Samples) -> None:
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert math.isclose(got[key], value, rel_tol=1e-12), (key, got[key], value)
+
+
+def test_the_multiprocess_sum_is_the_sum_of_each_process_view_and_promtool_accepts_it(
+    tmp_path: Path, no_multiprocess: None
+) -> None:
+    """Three real processes (this one and two forked children, one with a label set of its
+    own) each run a varied workload: /metrics is, series for series, the sum of what each
+    process shows alone; promtool accepts it; the histograms are sound. Once the child with
+    the label set is gone, its counters stay and its gauges leave."""
+    clock = SteppedClock()
+    store = MetricStore(clock=clock)
+    registry = CollectorRegistry()
+    multiprocess.enable(tmp_path, interval=0.1, registry=registry, store=store)
+    batch = {"pool": "batch"}
+
+    def child(seed: int, labels: dict[str, str] | None) -> Callable[[Report], None]:
+        def work(report: Report) -> None:
+            own, own_clock = store, clock
+            if labels is not None:
+                own_clock = SteppedClock()
+                own = MetricStore(clock=own_clock, labels=labels)
+                ensure_collector(own, registry)
+            varied_workload(own, own_clock, seed=seed)
+            export = multiprocess.current()
+            assert export is not None
+            export.write()
+            report({})
+            time.sleep(60)
+
+        return work
+
+    children = [fork(child(1, None)), fork(child(2, batch))]
+    try:
+        for worker in children:
+            worker.report()
+        varied_workload(store, clock, seed=0)
+        parts = [
+            single_process_samples(0),
+            single_process_samples(1),
+            single_process_samples(2, batch),
+        ]
+        text = render_metrics(registry).decode()
+        live = samples_of(text)
+        children.pop().kill()
+        after = samples_of(render_metrics(registry).decode())
+    finally:
+        for worker in children:
+            worker.kill()
+    assert_same(
+        {k: v for k, v in live.items() if k[0].startswith("laios_")}, added(parts, [True] * 3)
+    )
+    assert_same(
+        {k: v for k, v in after.items() if k[0].startswith("laios_")},
+        added(parts, [True, True, False]),
+    )
+    check_histograms(text)
+    if not promtool_available():
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
+    checked = subprocess.run(
+        [PROMTOOL, "check", "metrics"],
+        input=text.encode(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (checked.stdout + checked.stderr).decode(errors="replace") == ""
+    assert checked.returncode == 0
