@@ -33,6 +33,7 @@ from laios.execution._families import FAMILIES, STORE_GAUGES
 from laios.execution.monitor import ExecutionMonitor, PerformanceMonitor
 from laios.execution.otel_metrics import instrument_metrics
 from laios.execution.prometheus import ensure_collector, render_metrics
+from laios.execution.server import status_document
 from laios.execution.store import MetricStore
 
 #: Samples of one exposition: ``(name, sorted labels) -> value``.
@@ -143,6 +144,23 @@ def test_every_store_gauge_of_the_table_is_in_every_view(
             assert samples.get((gauge.family.name, ())) == expected, (view, gauge.family.name)
         assert otel.get(gauge.instrument) == {(): expected}, gauge.instrument
         assert gauge.instrument in public_names, f"{gauge.instrument}: no constant names it"
+
+
+def test_every_store_gauge_of_the_table_is_in_the_status_document() -> None:
+    """/status shows each gauge of STORE_GAUGES under its field's name,
+    summed over the stores as /metrics sums it, and so does one store's own snapshot:
+    ``busy_workers`` was missing from both."""
+    registry = CollectorRegistry()
+    stores = [MetricStore(), MetricStore()]
+    for store in stores:
+        collector = ensure_collector(store, registry)
+    values = [with_store_gauges(store) for store in stores]
+    document = status_document(collector.snapshot())
+    own = status_document(stores[0].snapshot())
+    for gauge in STORE_GAUGES:
+        assert document.get(gauge.field) == 2 * values[0][gauge.field], gauge.field
+        assert own.get(gauge.field) == values[0][gauge.field], gauge.field
+        assert getattr(collector.snapshot(), gauge.field) == document[gauge.field]
 
 
 def test_every_store_gauge_of_the_table_is_summed_over_processes_and_dropped_with_one(

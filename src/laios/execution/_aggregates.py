@@ -444,14 +444,19 @@ class CustomMetricSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class StoreSnapshot:
-    """Everything the store aggregates, at one moment."""
+    """Everything the store aggregates, at one moment.
+
+    The gauges of the store as a whole (``workers`` to ``abandoned_threads``) are the fields of
+    ``STORE_GAUGES``, in its order.
+    """
 
     tools: list[ToolSnapshot]
     running: list[RunningTaskSnapshot]
     custom: list[CustomMetricSnapshot]
-    workers: int
-    queue_depth: int
-    abandoned_threads: int
+    workers: int = 0
+    busy_workers: int = 0
+    queue_depth: int = 0
+    abandoned_threads: int = 0
     taken_at: float = field(default_factory=time.time)
     #: The latest failed tasks, oldest first (at most the store's ``MAX_RECENT_FAILURES``).
     failures: tuple[FailedTaskSnapshot, ...] = ()

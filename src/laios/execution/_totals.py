@@ -888,8 +888,6 @@ def snapshot_of(
             for entry in entries
             for (name, unit), (count, total) in entry.custom.items()
         ],
-        workers=sum(entry.workers for entry in entries),
-        queue_depth=sum(entry.queue_depth for entry in entries),
-        abandoned_threads=sum(entry.abandoned_threads for entry in entries),
+        **gauge_sums(entries),
         failures=failures,
     )

@@ -51,6 +51,7 @@ from laios.execution._checks import (
     positive_int,
     whole_number,
 )
+from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
@@ -1615,9 +1616,7 @@ class MetricStore:
             tools=[ToolSnapshot.from_aggregates(tool, read.labels) for tool in read.tools],
             running=running,
             custom=read.custom,
-            workers=read.workers,
-            queue_depth=read.queue_depth,
-            abandoned_threads=read.abandoned_threads,
+            **{field: getattr(read, field) for field in STORE_GAUGE_FIELDS},
             taken_at=self._read_wall(),
             failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
         )
