@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from multiprocess_work import fork
+from multiprocess_work import fork, run_tasks
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
@@ -161,6 +161,49 @@ def test_every_store_gauge_of_the_table_is_in_the_status_document() -> None:
         assert document.get(gauge.field) == 2 * values[0][gauge.field], gauge.field
         assert own.get(gauge.field) == values[0][gauge.field], gauge.field
         assert getattr(collector.snapshot(), gauge.field) == document[gauge.field]
+
+
+def test_a_label_set_whose_stores_are_all_gone_shows_counters_and_no_gauges_in_every_view(
+    reader: InMemoryMetricReader, provider: MeterProvider
+) -> None:
+    """Once every store of a label set is gone, its counters stay and its gauges leave, in
+    the Prometheus views and the OpenTelemetry instruments alike: the instruments went on
+    reporting its workers, busy workers, queue depth, abandoned threads and tasks in flight
+    at 0, for ever."""
+    registry = CollectorRegistry()
+    kept, batch = MetricStore(), MetricStore(labels={"pool": "batch"})
+    handles = []
+    for store in (kept, batch):
+        ensure_collector(store, registry)
+        handles.append(instrument_metrics(store, meter_provider=provider))
+        with_store_gauges(store)
+        run_tasks(store, 2)
+    gone = weakref.ref(batch)
+    del store, batch
+    gc.collect()
+    assert gone() is None
+    try:
+        text = render_metrics(registry).decode()
+        otel = otel_points(reader)
+    finally:
+        for handle in handles:
+            handle.uninstrument()
+    assert 'laios_tasks_total{outcome="success",pool="batch",tool="echo"} 2.0' in text
+    gauges = ["laios_tasks_in_flight", *(gauge.family.name for gauge in STORE_GAUGES)]
+    for line in text.splitlines():
+        if 'pool="batch"' in line:
+            assert line.split("{")[0] not in gauges, line
+    assert ("laios_tasks_in_flight", (("tool", "echo"),)) in samples_of(text)
+    batch_attribute = ("pool", "batch")
+    for name in ["laios.task.in_flight", *(gauge.instrument for gauge in STORE_GAUGES)]:
+        assert otel[name], name  # (the live store's)
+        assert not [key for key in otel[name] if batch_attribute in key], name
+    assert (
+        otel["laios.tasks"][
+            (("gen_ai.tool.name", "echo"), ("laios.task.outcome", "success"), batch_attribute)
+        ]
+        == 2
+    )
 
 
 def test_every_store_gauge_of_the_table_is_summed_over_processes_and_dropped_with_one(

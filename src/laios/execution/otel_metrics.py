@@ -409,9 +409,15 @@ class _Instruments:
         self._last_read = (time.monotonic(), totals, {instrument})  # (when the read ended)
         return totals
 
-    def _tools(self, instrument: str) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
-        """Each tool of each set of constant labels: its attributes and its aggregates."""
+    def _tools(
+        self, instrument: str, live: bool = False
+    ) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
+        """Each tool of each set of constant labels (with ``live``, of those a live store
+        exports only: a gauge leaves with the stores of its label set, as in Prometheus): its
+        attributes and its aggregates."""
         for entry in self._read(instrument):
+            if live and not entry.live:
+                continue
             labels = dict(entry.labels)
             for tool, row in entry.tools.items():
                 yield {**labels, _TOOL: tool}, row
@@ -439,16 +445,17 @@ class _Instruments:
                 yield Observation(count, {**attributes, _ERROR_TYPE: error_type})
 
     def _in_flight(self, options: CallbackOptions) -> Iterator[Observation]:
-        for attributes, row in self._tools(IN_FLIGHT):
+        for attributes, row in self._tools(IN_FLIGHT, live=True):
             yield Observation(row.in_flight, attributes)
 
     def _store_gauge(
         self, instrument: str, field: str, options: CallbackOptions
     ) -> Iterator[Observation]:
-        """The callback of a store-wide gauge: the ``field`` of each set of constant labels'
-        totals."""
+        """The callback of a store-wide gauge: the ``field`` of the totals of each set of
+        constant labels that a live store exports."""
         for entry in self._read(instrument):
-            yield Observation(getattr(entry, field), dict(entry.labels))
+            if entry.live:
+                yield Observation(getattr(entry, field), dict(entry.labels))
 
 
 class MetricsInstrumentation:
