@@ -228,6 +228,55 @@ def test_busy_workers_are_summed_over_live_processes_only(
     assert "\nlaios_executor_busy_workers 1.0\n" in text
 
 
+def test_the_gauges_of_constant_labels_no_live_process_exports_leave_the_exposition(
+    export: MultiprocessExport, store: MetricStore, registry: CollectorRegistry
+) -> None:
+    """A label set whose processes are all gone shows its counters and no gauges, as a label
+    set whose stores are all gone does in one process: its gauges stayed at 0 for ever, so
+    ``absent(laios_executor_workers{pool="batch"})`` never fired for a pool that died."""
+    run_tasks(store, 1)
+    pool = StatsOnlyRunner(3, busy=1)
+    child = fork(child_with_store(MetricStore(labels={"pool": "batch"}), 5, pool))
+    try:
+        child.report()
+        live = scrape(registry)
+    finally:
+        child.kill()
+    gone = scrape(registry)
+    for text in (live, gone):
+        assert 'laios_tasks_total{outcome="success",pool="batch",tool="echo"} 5.0' in text
+        assert "\nlaios_executor_workers 0.0\n" in text  # (this process's store lives)
+        assert 'laios_tasks_in_flight{tool="echo"} 0.0' in text
+    assert 'laios_executor_workers{pool="batch"} 3.0' in live
+    assert 'laios_tasks_in_flight{pool="batch",tool="echo"} 0.0' in live
+    assert '{pool="batch"}' not in gone  # (no gauge of the set: laios_executor_*)
+    assert 'laios_tasks_in_flight{pool="batch"' not in gone
+    assert files(export.directory)[-1] == "laios-retired.json"  # (what ``gone`` read)
+
+
+def test_a_retired_file_that_says_live_shows_no_gauges(directory: Path) -> None:
+    """Retired totals written as live (as earlier versions wrote them) are read as a gone
+    process's: no gauges for a label set no live process exports."""
+    other = MetricStore(labels={"pool": "batch"})
+    run_tasks(other, 2)
+    other_registry = CollectorRegistry()
+    collector = ensure_collector(other, other_registry)
+    [totals] = collector.totals()
+    assert totals.live
+    section = _totals_files.Section(totals.duration_buckets, totals)
+    body = _totals_files.dump(
+        {"kind": "retired", "absorbed": [], "sections": [_totals_files.section_data(section)]}
+    )
+    (directory / "laios-retired.json").write_bytes(body)
+    sections, _absorbed = SharedDirectory(directory).read_retired()
+    assert [s.totals.live for s in sections] == [False]
+    registry = CollectorRegistry()
+    enable(directory, interval=INTERVAL, registry=registry, store=MetricStore())
+    text = scrape(registry)
+    assert 'laios_tasks_total{outcome="success",pool="batch",tool="echo"} 2.0' in text
+    assert '{pool="batch"}' not in text
+
+
 def test_a_forked_child_writes_a_file_of_its_own(
     export: MultiprocessExport, store: MetricStore, directory: Path
 ) -> None:
@@ -1541,12 +1590,17 @@ def test_a_scrape_answers_while_a_fold_cannot_take_the_directory_lock(
 # -- other histogram bucket bounds -----------------------------------------------------------
 
 
-def child_with_store(other: MetricStore, count: int) -> Callable[[Report], None]:
-    """A child's work: ``count`` tasks in ``other``, written through an export of its own
-    (another process configured otherwise), then wait to be killed."""
+def child_with_store(
+    other: MetricStore, count: int, pool: StatsOnlyRunner | None = None
+) -> Callable[[Report], None]:
+    """A child's work: ``count`` tasks in ``other`` (and ``pool`` registered with it), written
+    through an export of its own (another process configured otherwise), then wait to be
+    killed."""
 
     def work(report: Report) -> None:
         run_tasks(other, count)
+        if pool is not None:
+            other.register_runner(pool)
         other_registry = CollectorRegistry()
         collector = ensure_collector(other, other_registry)
         MultiprocessExport(current_directory(), 60.0, other_registry, collector).write()

@@ -594,7 +594,9 @@ def test_the_store_is_held_weakly(reader: InMemoryMetricReader, provider: MeterP
     assert gone() is None
     assert (handle.active, handle.store) == (False, None)
     metrics = collect(reader)
-    assert points(metrics, "laios.task.in_flight")[attrs(gen_ai__tool__name="echo")].value == 0
+    assert points(metrics, "laios.task.in_flight") == {}
+    success = attrs(gen_ai__tool__name="echo", laios__task__outcome="success")
+    assert points(metrics, "laios.tasks")[success].value == 1
 
 
 def test_a_gone_stores_counters_stay_counted_as_prometheus_keeps_them() -> None:

@@ -444,14 +444,19 @@ class CustomMetricSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class StoreSnapshot:
-    """Everything the store aggregates, at one moment."""
+    """Everything the store aggregates, at one moment.
+
+    The gauges of the store as a whole (``workers`` to ``abandoned_threads``) are the fields of
+    ``STORE_GAUGES``, in its order.
+    """
 
     tools: list[ToolSnapshot]
     running: list[RunningTaskSnapshot]
     custom: list[CustomMetricSnapshot]
-    workers: int
-    queue_depth: int
-    abandoned_threads: int
+    workers: int = 0
+    busy_workers: int = 0
+    queue_depth: int = 0
+    abandoned_threads: int = 0
     taken_at: float = field(default_factory=time.time)
     #: The latest failed tasks, oldest first (at most the store's ``MAX_RECENT_FAILURES``).
     failures: tuple[FailedTaskSnapshot, ...] = ()
@@ -461,17 +466,22 @@ class StoreSnapshot:
 class StoreAggregates:
     """The exported aggregates of a store, copied as stored (no running tasks).
 
-    ``labels`` are the store's constant labels, added to every series it exports.
+    The gauges of the store as a whole (``workers`` to ``abandoned_threads``) are the fields of
+    ``STORE_GAUGES``, in its order, 0 for a store that is gone. ``labels`` are the store's
+    constant labels, added to every series it exports.
     """
 
     tools: list[ToolAggregates]
     custom: list[CustomMetricSnapshot]
-    workers: int
-    queue_depth: int
-    abandoned_threads: int
-    labels: LabelSet = ()
-    #: Worker threads (or processes) of the registered runners running a tool now.
+    #: Worker threads (or processes) of the registered runners.
+    workers: int = 0
+    #: Those of them running a tool now.
     busy_workers: int = 0
+    #: Tasks submitted and waiting to start.
+    queue_depth: int = 0
+    #: Timed-out tools still holding a thread, and async tools left running.
+    abandoned_threads: int = 0
+    labels: LabelSet = ()
 
 
 class StoreCounts:
@@ -549,7 +559,7 @@ class StoreCounts:
         """
         tools, custom = self.read()
         tools = [replace(tool, in_flight=0) if tool.in_flight else tool for tool in tools]
-        return StoreAggregates(tools, custom, 0, 0, 0, self.labels)
+        return StoreAggregates(tools, custom, labels=self.labels)
 
     def reset(self) -> None:
         """Forget every count, in place (in a child made by ``fork()``)."""

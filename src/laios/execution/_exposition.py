@@ -41,6 +41,7 @@ from laios.execution._families import (
     QUEUE_WAIT,
     RESULTS,
     RETRIES,
+    STORE_GAUGE_FIELDS,
     STORE_GAUGES,
     TASKS,
     Family,
@@ -320,7 +321,7 @@ class _GroupText:
         self.queue_wait_bounds = totals.queue_wait_buckets
         braced = f"{{{_label_text(self.labels)}}}" if self.labels else ""
         #: The start of each of ``STORE_GAUGES``' lines, before the value.
-        self.gauges = tuple(f"{family.name}{braced} " for family, _field in STORE_GAUGES)
+        self.gauges = tuple(f"{gauge.family.name}{braced} " for gauge in STORE_GAUGES)
         self.tools: dict[str, _ToolText] = {}
 
     def custom_labels(self, name: str, unit: str) -> str:
@@ -414,8 +415,8 @@ class StoreRenderer:
                     in_flight.append(f"{text.in_flight}{_number(tool.in_flight)}\n")
             group.tools = tools
             if live:
-                for gauge, prefix, (_family, field) in zip(
-                    gauges, group.gauges, STORE_GAUGES, strict=True
+                for gauge, prefix, field in zip(
+                    gauges, group.gauges, STORE_GAUGE_FIELDS, strict=True
                 ):
                     gauge.append(f"{prefix}{_number(getattr(entry, field))}\n")
             for (name, unit), (count, total) in entry.custom.items():

@@ -26,10 +26,12 @@ __all__ = [
     "RESULTS",
     "RETRIES",
     "STORE_GAUGES",
+    "STORE_GAUGE_FIELDS",
     "TASKS",
     "WORKERS",
     "Family",
     "Kind",
+    "StoreGauge",
 ]
 
 #: The metric types used, named as OpenMetrics and ``prometheus_client`` name them.
@@ -129,12 +131,59 @@ FAMILIES: tuple[Family, ...] = (
     CUSTOM,
 )
 
-#: The gauges of a store as a whole (no ``tool`` label), each with the field of
-#: ``ExportedTotals`` it shows, in the order of :data:`FAMILIES`. Exported only while a store
-#: with their labels lives.
-STORE_GAUGES: tuple[tuple[Family, str], ...] = (
-    (WORKERS, "workers"),
-    (BUSY_WORKERS, "busy_workers"),
-    (QUEUE_DEPTH, "queue_depth"),
-    (ABANDONED_THREADS, "abandoned_threads"),
+
+@dataclass(frozen=True, slots=True)
+class StoreGauge:
+    """A gauge of a store as a whole (no ``tool`` label), as every view shows it.
+
+    Attributes:
+        family: Its Prometheus family.
+        field: The field of ``StoreAggregates`` and ``ExportedTotals`` that holds its value
+            (summed over stores and over processes; 0 once they are gone).
+        instrument: The name of its OpenTelemetry instrument (an asynchronous up-down counter).
+        unit: The instrument's unit.
+        description: The instrument's description.
+    """
+
+    family: Family
+    field: str
+    instrument: str
+    unit: str
+    description: str
+
+
+#: The gauges of a store as a whole, in the order of :data:`FAMILIES`. Every view is built from
+#: this table: the collector and the text renderer write a family per entry, the OpenTelemetry
+#: bridge observes an instrument per entry, the totals (of stores, of processes) add up each
+#: ``field``, and a gone store or process leaves each at 0. So a gauge is added here (with its
+#: field on ``StoreAggregates`` and ``ExportedTotals``, and the store setting it). Exported only
+#: while a store with their labels lives.
+STORE_GAUGES: tuple[StoreGauge, ...] = (
+    StoreGauge(
+        WORKERS, "workers", "laios.executor.worker.count", "{worker}", "Workers of the runners."
+    ),
+    StoreGauge(
+        BUSY_WORKERS,
+        "busy_workers",
+        "laios.executor.busy_worker.count",
+        "{worker}",
+        "Workers of the runners running a tool now.",
+    ),
+    StoreGauge(
+        QUEUE_DEPTH,
+        "queue_depth",
+        "laios.executor.queue.depth",
+        "{task}",
+        "Tasks submitted and waiting to start.",
+    ),
+    StoreGauge(
+        ABANDONED_THREADS,
+        "abandoned_threads",
+        "laios.executor.abandoned_thread.count",
+        "{thread}",
+        "Timed-out tools whose threads have not returned yet, and async tools left running.",
+    ),
 )
+
+#: The fields of :data:`STORE_GAUGES`, in its order.
+STORE_GAUGE_FIELDS: tuple[str, ...] = tuple(gauge.field for gauge in STORE_GAUGES)

@@ -42,9 +42,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from laios.execution import _totals_files
 from laios.execution._aggregates import LabelSet
+from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._legacy_totals import bucket_slots, moved_histogram
 from laios.execution._logs import WarningLimiter
 from laios.execution._totals import MAX_LABEL_SETS, ExportedTotals, capped_totals, sum_totals
@@ -102,9 +104,7 @@ LOCK_TIMEOUT = 5.0
 #: The fields of ExportedTotals that are added up (``live``: any of them); any other one (the
 #: constant labels, the bucket bounds) keeps sections apart, so a field added to ExportedTotals
 #: is one more name here or keeps sections apart.
-SUMMED_FIELDS = frozenset(
-    {"tools", "custom", "workers", "busy_workers", "queue_depth", "abandoned_threads", "live"}
-)
+SUMMED_FIELDS = frozenset({"tools", "custom", "live", *STORE_GAUGE_FIELDS})
 _IDENTITY_FIELDS = tuple(
     field.name for field in dataclasses.fields(ExportedTotals) if field.name not in SUMMED_FIELDS
 )
@@ -425,14 +425,13 @@ def _within_label_sets(sections: list[Section], live: Callable[[], list[Section]
 
 
 def without_gauges(section: Section) -> Section:
-    """``section`` with the gauges of a process that is gone: all zero."""
+    """``section`` as a process that is gone (or no longer runs tasks) leaves it: the gauges
+    all zero, and not live, so that a label set no live process exports shows its counters
+    and no gauges, as a label set whose stores are all gone does in one process."""
     totals = section.totals
     tools = {label: dataclasses.replace(t, in_flight=0) for label, t in totals.tools.items()}
-    return section._replace(
-        totals=dataclasses.replace(
-            totals, tools=tools, workers=0, busy_workers=0, queue_depth=0, abandoned_threads=0
-        ),
-    )
+    zeros: dict[str, Any] = dict.fromkeys(STORE_GAUGE_FIELDS, 0)
+    return section._replace(totals=dataclasses.replace(totals, tools=tools, live=False, **zeros))
 
 
 # -- the directory --------------------------------------------------------------------------
@@ -651,6 +650,8 @@ class SharedDirectory:
         absorbed = document.get("absorbed", [])
         if not isinstance(absorbed, list) or not all(isinstance(s, str) for s in absorbed):
             raise UnreadableFile("its list of absorbed files is not a list of names")
+        # (Earlier versions wrote the retired totals as live: gone processes never are.)
+        sections = [without_gauges(s) if s.totals.live else s for s in sections]
         return sections, frozenset(absorbed)
 
     def unlink(self, stem: str) -> None:

@@ -74,6 +74,7 @@ from laios.execution._aggregates import (
     ToolAggregates,
     ToolSnapshot,
 )
+from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._forks import reset_after_fork
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ __all__ = [
     "add_custom",
     "capped_totals",
     "export_label",
+    "gauge_sums",
     "newer",
     "read_stores",
     "recent_error_exemplars",
@@ -151,30 +153,41 @@ class ExportedTotals:
             its bucket bounds).
         custom: ``(name, unit)`` (sorted) with the summed ``(count, sum)``.
         workers: Worker threads of the live stores' open pools.
+        busy_workers: Worker threads (or processes) of the live stores' runners running a
+            tool now.
         queue_depth: Tasks waiting for a worker.
         abandoned_threads: Threads held by tools that overran their timeout.
         labels: The constant labels, ``(name, value)`` sorted by name; ``()`` for none.
         duration_buckets: Upper bounds of the duration histograms' buckets (``+Inf`` not
             included).
         queue_wait_buckets: Upper bounds of the queue-wait histograms' buckets.
-        live: Whether a store with these labels is alive. The gauges (``workers``,
-            ``busy_workers``, ``queue_depth``, ``abandoned_threads`` and each tool's
-            ``in_flight``) are exported only then; otherwise only the counters and histograms
-            the gone stores left.
-        busy_workers: Worker threads (or processes) of the live stores' runners running a
-            tool now.
+        live: Whether a store with these labels is alive. The gauges (those of
+            :data:`~laios.execution._families.STORE_GAUGES`, ``workers`` to
+            ``abandoned_threads``, and each tool's ``in_flight``) are exported only then;
+            otherwise only the counters and histograms the gone stores left.
     """
 
     tools: dict[str, ToolAggregates]
     custom: dict[tuple[str, str], tuple[int, float]]
+    # The fields of STORE_GAUGES, in its order (each summed by gauge_sums).
     workers: int = 0
+    busy_workers: int = 0
     queue_depth: int = 0
     abandoned_threads: int = 0
     labels: LabelSet = ()
     duration_buckets: tuple[float, ...] = DURATION_BUCKETS
     queue_wait_buckets: tuple[float, ...] = QUEUE_WAIT_BUCKETS
     live: bool = True
-    busy_workers: int = 0
+
+
+def gauge_sums(parts: Iterable[StoreAggregates | ExportedTotals]) -> dict[str, int]:
+    """Each store-wide gauge of :data:`~laios.execution._families.STORE_GAUGES` summed over
+    ``parts``, by field: the gauges of stores (or processes) added together."""
+    sums = dict.fromkeys(STORE_GAUGE_FIELDS, 0)
+    for part in parts:
+        for field in STORE_GAUGE_FIELDS:
+            sums[field] += getattr(part, field)
+    return sums
 
 
 def _add_histograms(first: RawHistogram, second: RawHistogram) -> RawHistogram:
@@ -671,12 +684,8 @@ def _group_totals(
     """Add a label set's folded totals and its stores' reads together."""
     rows: dict[str, list[ToolAggregates]] = {label: [tool] for label, tool in folded.items()}
     custom = dict(folded_custom)
-    workers = busy = queue_depth = abandoned = 0
+    reads = list(reads)
     for read in reads:
-        workers += read.workers
-        busy += read.busy_workers
-        queue_depth += read.queue_depth
-        abandoned += read.abandoned_threads
         for tool in read.tools:
             rows.setdefault(export_label(tool.tool), []).append(tool)
         for entry in read.custom:
@@ -685,14 +694,11 @@ def _group_totals(
     return ExportedTotals(
         {label: _merged(rows[label]) for label in sorted(rows)},
         dict(sorted(custom.items())),
-        workers,
-        queue_depth,
-        abandoned,
-        group.labels,
-        group.duration_bounds,
-        group.queue_wait_bounds,
-        live,
-        busy_workers=busy,
+        **gauge_sums(reads),
+        labels=group.labels,
+        duration_buckets=group.duration_bounds,
+        queue_wait_buckets=group.queue_wait_bounds,
+        live=live,
     )
 
 
@@ -715,16 +721,16 @@ def sum_totals(parts: Iterable[ExportedTotals]) -> list[ExportedTotals]:
                 rows.setdefault(label, []).append(tool)
             for name, (count, total) in part.custom.items():
                 custom[name] = add_custom(custom.get(name), count, total)
+        labels, duration_buckets, queue_wait_buckets = key
         summed.append(
             ExportedTotals(
                 {label: _merged(rows[label]) for label in sorted(rows)},
                 dict(sorted(custom.items())),
-                sum(part.workers for part in group),
-                sum(part.queue_depth for part in group),
-                sum(part.abandoned_threads for part in group),
-                *key,
-                any(part.live for part in group),
-                busy_workers=sum(part.busy_workers for part in group),
+                **gauge_sums(group),
+                labels=labels,
+                duration_buckets=duration_buckets,
+                queue_wait_buckets=queue_wait_buckets,
+                live=any(part.live for part in group),
             )
         )
     return summed
@@ -814,13 +820,13 @@ def read_stores(stores: Iterable[MetricStore]) -> list[ExportedTotals]:
                     (export_label(entry.name), export_label(entry.unit)): (entry.count, entry.sum)
                     for entry in read.custom
                 },
-                read.workers,
-                read.queue_depth,
-                read.abandoned_threads,
-                read.labels,
-                first.duration_bounds if first is not None else DURATION_BUCKETS,
-                first.queue_wait_bounds if first is not None else QUEUE_WAIT_BUCKETS,
-                busy_workers=read.busy_workers,
+                **gauge_sums([read]),
+                labels=read.labels,
+                duration_buckets=first.duration_bounds if first is not None else DURATION_BUCKETS,
+                queue_wait_buckets=(
+                    first.queue_wait_bounds if first is not None else QUEUE_WAIT_BUCKETS
+                ),
+                live=True,
             )
         )
     return sum_totals(parts)
@@ -882,8 +888,6 @@ def snapshot_of(
             for entry in entries
             for (name, unit), (count, total) in entry.custom.items()
         ],
-        workers=sum(entry.workers for entry in entries),
-        queue_depth=sum(entry.queue_depth for entry in entries),
-        abandoned_threads=sum(entry.abandoned_threads for entry in entries),
+        **gauge_sums(entries),
         failures=failures,
     )

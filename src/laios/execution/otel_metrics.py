@@ -47,12 +47,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -64,6 +65,7 @@ from laios._compat.otel import global_meter_provider, is_proxy_meter_provider
 from laios.execution._aggregates import QUEUE_WAIT_BUCKETS as DEFAULT_QUEUE_WAIT_BUCKETS
 from laios.execution._aggregates import LabelSet, ToolAggregates, every_outcome
 from laios.execution._checks import not_a_class
+from laios.execution._families import STORE_GAUGES
 from laios.execution._forks import reset_after_fork
 from laios.execution._totals import (
     ExportedTotals,
@@ -215,30 +217,14 @@ _OBSERVABLES: tuple[tuple[str, bool, str, str, str], ...] = (
     ),
     (RETRIES, True, "_retries", "{retry}", "Retries of tasks."),
     (IN_FLIGHT, False, "_in_flight", "{task}", "Tasks whose tool is running now."),
-    (WORKERS, False, "_workers", "{worker}", "Workers of the runners."),
-    (BUSY_WORKERS, False, "_busy", "{worker}", "Workers of the runners running a tool now."),
-    (QUEUE_DEPTH, False, "_queue_depth", "{task}", "Tasks submitted and waiting to start."),
-    (
-        ABANDONED_THREADS,
-        False,
-        "_abandoned",
-        "{thread}",
-        "Timed-out tools whose threads have not returned yet, and async tools left running.",
-    ),
 )
-
-
-def _store_gauge(
-    instrument: str, field: str
-) -> Callable[[_Instruments, CallbackOptions], Iterator[Observation]]:
-    """The callback of a store-wide gauge: the ``field`` of each set of constant labels'
-    totals (a method of :class:`_Instruments`)."""
-
-    def observe(self: _Instruments, options: CallbackOptions) -> Iterator[Observation]:
-        for entry in self._read(instrument):
-            yield Observation(getattr(entry, field), dict(entry.labels))
-
-    return observe
+#: Every asynchronous instrument's name: those above, then one up-down counter per store-wide
+#: gauge of :data:`~laios.execution._families.STORE_GAUGES` (observed by
+#: ``_Instruments._store_gauge``).
+_OBSERVED = (
+    *(name for name, *_rest in _OBSERVABLES),
+    *(gauge.instrument for gauge in STORE_GAUGES),
+)
 
 
 class _Instruments:
@@ -298,7 +284,7 @@ class _Instruments:
     @property
     def complete(self) -> bool:
         """Whether every instrument is created."""
-        return len(self._created) == len(_OBSERVABLES) + 2
+        return len(self._created) == len(_OBSERVED) + 2
 
     def create(self, provider: MeterProvider) -> None:
         """Create on ``provider``'s meter the instruments not created yet.
@@ -339,6 +325,15 @@ class _Instruments:
                 )
                 create(name, [getattr(self, callback)], unit=unit, description=description)
                 self._created.add(name)
+        for gauge in STORE_GAUGES:
+            if gauge.instrument not in self._created:
+                meter.create_observable_up_down_counter(
+                    gauge.instrument,
+                    [functools.partial(self._store_gauge, gauge.instrument, gauge.field)],
+                    unit=gauge.unit,
+                    description=gauge.description,
+                )
+                self._created.add(gauge.instrument)
 
     # -- per task (the store's finish listener) ----------------------------------------------
 
@@ -414,9 +409,15 @@ class _Instruments:
         self._last_read = (time.monotonic(), totals, {instrument})  # (when the read ended)
         return totals
 
-    def _tools(self, instrument: str) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
-        """Each tool of each set of constant labels: its attributes and its aggregates."""
+    def _tools(
+        self, instrument: str, live: bool = False
+    ) -> Iterator[tuple[dict[str, str], ToolAggregates]]:
+        """Each tool of each set of constant labels (with ``live``, of those a live store
+        exports only: a gauge leaves with the stores of its label set, as in Prometheus): its
+        attributes and its aggregates."""
         for entry in self._read(instrument):
+            if live and not entry.live:
+                continue
             labels = dict(entry.labels)
             for tool, row in entry.tools.items():
                 yield {**labels, _TOOL: tool}, row
@@ -444,13 +445,17 @@ class _Instruments:
                 yield Observation(count, {**attributes, _ERROR_TYPE: error_type})
 
     def _in_flight(self, options: CallbackOptions) -> Iterator[Observation]:
-        for attributes, row in self._tools(IN_FLIGHT):
+        for attributes, row in self._tools(IN_FLIGHT, live=True):
             yield Observation(row.in_flight, attributes)
 
-    _workers = _store_gauge(WORKERS, "workers")
-    _busy = _store_gauge(BUSY_WORKERS, "busy_workers")
-    _queue_depth = _store_gauge(QUEUE_DEPTH, "queue_depth")
-    _abandoned = _store_gauge(ABANDONED_THREADS, "abandoned_threads")
+    def _store_gauge(
+        self, instrument: str, field: str, options: CallbackOptions
+    ) -> Iterator[Observation]:
+        """The callback of a store-wide gauge: the ``field`` of the totals of each set of
+        constant labels that a live store exports."""
+        for entry in self._read(instrument):
+            if entry.live:
+                yield Observation(getattr(entry, field), dict(entry.labels))
 
 
 class MetricsInstrumentation:

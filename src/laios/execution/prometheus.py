@@ -225,10 +225,10 @@ def _group_families(entry: ExportedTotals) -> list[Metric]:
             )
         if entry.live:
             in_flight.add_metric([*values, tool], float(row.in_flight))
-    gauges = [_new(GaugeMetricFamily, family, names) for family, _field in STORE_GAUGES]
+    gauges = [_new(GaugeMetricFamily, gauge.family, names) for gauge in STORE_GAUGES]
     if entry.live:
-        for gauge, (_family, field) in zip(gauges, STORE_GAUGES, strict=True):
-            gauge.add_metric(values, float(getattr(entry, field)))
+        for family, gauge in zip(gauges, STORE_GAUGES, strict=True):
+            family.add_metric(values, float(getattr(entry, gauge.field)))
     custom = _new(SummaryMetricFamily, CUSTOM, names)
     for (name, unit), (count, total) in entry.custom.items():
         custom.add_metric([*values, name, unit], count, total)

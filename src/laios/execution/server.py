@@ -85,6 +85,7 @@ from laios.execution._checks import (
     number_repr,
     whole_number,
 )
+from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._http import (
     FRAGMENT,
     NOSNIFF,
@@ -244,7 +245,8 @@ def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[s
         longest-running first), ``running_total``, ``tools`` (tools that finished or are running
         a task), ``duration_bounds_seconds`` (the bucket bounds of each tool's
         ``duration_buckets``), ``failures`` (the latest failed tasks, newest first),
-        ``workers``, ``queue_depth`` and ``abandoned_threads``. A tool or task of a store with
+        and the gauges of ``STORE_GAUGES`` by field: ``workers``, ``busy_workers``,
+        ``queue_depth`` and ``abandoned_threads``. A tool or task of a store with
         constant labels carries them as ``"labels": {"pool": "search"}``; the tools are sorted
         by labels, then name.
     """
@@ -313,9 +315,7 @@ def status_document(snapshot: StoreSnapshot, *, reduced: bool = False) -> dict[s
             }
             for failed in ([] if reduced else reversed(snapshot.failures))
         ],
-        "workers": snapshot.workers,
-        "queue_depth": snapshot.queue_depth,
-        "abandoned_threads": snapshot.abandoned_threads,
+        **{field: getattr(snapshot, field) for field in STORE_GAUGE_FIELDS},
     }
     if reduced:
         document["detail"] = "reduced"

@@ -51,6 +51,7 @@ from laios.execution._checks import (
     positive_int,
     whole_number,
 )
+from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._forks import reset_after_fork
 from laios.execution._locks import acquire_contended
 from laios.execution._logs import WarningLimiter
@@ -1456,10 +1457,10 @@ class MetricStore:
         given, else under ``name`` and ``unit``.
 
         A task id keeps its newest ``MAX_CUSTOM_SAMPLES`` samples, of all its metrics together,
-        and may record at most ``max_custom_metrics`` distinct names. A negative sample, and
-        one that would carry the exported sum past the largest float (it would stay ``+Inf``
-        for good), is kept with the task but not exported; the latter with a warning, at most
-        one a minute per metric.
+        and may record at most ``max_custom_metrics`` distinct names. A negative or NaN
+        sample, and one that would carry the exported sum past the largest float (it would
+        stay ``+Inf`` for good), is kept with the task but not exported; the latter with a
+        warning, at most one a minute per metric.
         """
         overflowed = self._record_custom(task_id, name, value, unit, exported)
         if overflowed is not None and self._sum_overflows.should_log(repr(overflowed)) is not None:
@@ -1503,7 +1504,7 @@ class MetricStore:
                     )
                 known = names[name] = name
             per_task.samples.append((known, value, unit, timestamp))
-            if value < 0:
+            if not value >= 0:  # (negative, or NaN: a sum it joined would stay NaN for good)
                 return None  # kept with the task, but a summary's sum may never go down
             key = (name, unit) if exported is None else exported
             totals = self._custom_totals.get(key)
@@ -1615,9 +1616,7 @@ class MetricStore:
             tools=[ToolSnapshot.from_aggregates(tool, read.labels) for tool in read.tools],
             running=running,
             custom=read.custom,
-            workers=read.workers,
-            queue_depth=read.queue_depth,
-            abandoned_threads=read.abandoned_threads,
+            **{field: getattr(read, field) for field in STORE_GAUGE_FIELDS},
             taken_at=self._read_wall(),
             failures=tuple(FailedTaskSnapshot(*failure) for failure in failures),
         )
@@ -1672,11 +1671,11 @@ class MetricStore:
         return StoreAggregates(
             tools,
             custom,
-            workers,
-            self._queue_depth,
-            abandoned,
-            self._counts.labels,
+            workers=workers,
             busy_workers=busy,
+            queue_depth=self._queue_depth,
+            abandoned_threads=abandoned,
+            labels=self._counts.labels,
         )
 
 
