@@ -1196,6 +1196,7 @@ def status_lines(
     tool_rows = [_tool_row(tool) for tool in tools]
     gauges = (
         f"workers: {_count(document.get('workers'))}   "
+        f"busy workers: {_count(document.get('busy_workers'))}   "
         f"queue depth: {_count(document.get('queue_depth'))}   "
         f"abandoned threads: {_count(document.get('abandoned_threads'))}"
     )

@@ -659,6 +659,7 @@ def absurd_document(read: int) -> dict[str, Any]:
             }
         ],
         "workers": ABSURD,
+        "busy_workers": ABSURD,
         "queue_depth": ABSURD,
         "abandoned_threads": ABSURD,
     }
@@ -684,7 +685,7 @@ def test_absurd_numbers_are_shortened_and_never_widen_a_phone_page(browser: Brow
         assert re.fullmatch(r"\d\.\de\d\d/s", rate.text_content() or ""), rate.text_content()
         assert page.locator("#v-running").text_content() == "1.0e30"
         assert page.locator("#s-running").text_content() == (
-            "1.0e30 queued · 1.0e30 workers · 1.0e30 abandoned"
+            "1.0e30 queued · 1.0e30 workers, 1.0e30 busy · 1.0e30 abandoned"
         )
         assert page.locator("#running-count").text_content() == "(1 longest of 1.0e30)"
         row = tool_row("quick")

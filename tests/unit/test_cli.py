@@ -57,6 +57,7 @@ DOCUMENT: dict[str, Any] = {
         }
     ],
     "workers": 4,
+    "busy_workers": 2,
     "queue_depth": 3,
     "abandoned_threads": 1,
 }
@@ -313,8 +314,9 @@ def test_a_running_tasks_whole_id_is_shown_so_it_can_be_copied() -> None:
 
 
 def test_render_shows_the_executor_gauges() -> None:
-    """Workers, queue depth and abandoned threads are on one line."""
-    assert "workers: 4   queue depth: 3   abandoned threads: 1" in render_status(DOCUMENT)
+    """Workers, busy workers, queue depth and abandoned threads are on one line."""
+    text = render_status(DOCUMENT)
+    assert "workers: 4   busy workers: 2   queue depth: 3   abandoned threads: 1" in text
 
 
 def test_render_tolerates_missing_fields() -> None:
@@ -363,6 +365,7 @@ def _hostile_document(value: Any) -> dict[str, Any]:
         "running_total": value,
         "tools": [tool],
         "workers": value,
+        "busy_workers": value,
         "queue_depth": value,
         "abandoned_threads": value,
     }
@@ -380,7 +383,7 @@ def test_render_shows_unusable_numbers_as_dashes(value: Any) -> None:
     assert task.split()[2:6] == ["[..........]", "0%", "-", "running"]
     (row,) = [line for line in lines if line.strip().startswith("fetch ")]
     assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
-    assert lines[-1] == "workers: -   queue depth: -   abandoned threads: -"
+    assert lines[-1] == "workers: -   busy workers: -   queue depth: -   abandoned threads: -"
 
 
 def test_render_keeps_control_characters_out_of_the_terminal() -> None:
@@ -602,7 +605,7 @@ def test_status_renders_a_hostile_document(
     url = raw_server(_send(_http_answer(body)))
     assert main(["status", "--url", url, "--timeout", "5"]) == 0
     out = capsys.readouterr().out
-    assert "workers: -   queue depth: -   abandoned threads: -" in out
+    assert "workers: -   busy workers: -   queue depth: -   abandoned threads: -" in out
     (row,) = [line for line in out.splitlines() if line.strip().startswith("fetch ")]
     assert row.split() == ["fetch", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
 
@@ -1693,6 +1696,7 @@ WIDE_DOCUMENT: dict[str, Any] = {
         }
     ],
     "workers": 4,
+    "busy_workers": 2,
     "queue_depth": 3,
     "abandoned_threads": 1,
 }

@@ -67,6 +67,7 @@ def _busy(running: int = 9, message: str = "chunk 3/12 of the nightly import") -
             for name in TOOLS
         ],
         "workers": 8,
+        "busy_workers": 5,
         "queue_depth": 0,
         "abandoned_threads": 2,
     }
@@ -137,7 +138,7 @@ def test_every_tool_row_and_the_gauges_fit_at_80_by_24() -> None:
     for name in TOOLS:
         (row,) = [line for line in lines if line.startswith(f"  {name} ")]
         assert row.split()[-3:] == ["2.8%", "12ms", "1.50s"]
-    assert lines[-1] == "workers: 8   queue depth: 0   abandoned threads: 2"
+    assert lines[-1] == "workers: 8   busy workers: 5   queue depth: 0   abandoned threads: 2"
 
 
 def test_running_tasks_that_do_not_fit_are_counted_at_80_by_24() -> None:
