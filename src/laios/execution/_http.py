@@ -36,6 +36,7 @@ __all__ = [
     "StatusMode",
     "check_allowed_hosts",
     "check_status_mode",
+    "holds_fragment",
     "host_is_served",
     "is_loopback_address",
 ]
@@ -109,21 +110,46 @@ class Request:
         path: The path below the app's mount point, percent-decoded (``/metrics``).
         query: The raw query string, without ``?`` (``""`` when there is none).
         headers: Header names in lower case; repeated headers joined with ``", "``.
-        raw_path: The whole path as the request carried it, mount point included, not
-            percent-decoded; ``None`` when the server does not pass it. A route is not served
-            when it ends with another spelling of the route (``/%6detrics``; see
-            :func:`_written_path`).
+        target: The request target as the request carried it: the whole path, mount point
+            included, and the query, not percent-decoded (``/laios/metrics?name[]=x``);
+            ``None`` when the server does not pass it. A route is not served when the path
+            ends with another spelling of the route (``/%6detrics``; see
+            :func:`_written_path`), and a ``#`` in it is a fragment (see
+            :func:`holds_fragment`).
     """
 
     method: str
     path: str
     query: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
-    raw_path: str | None = None
+    target: str | None = None
 
     def header(self, name: str) -> str:
         """The value of header ``name`` (lower case), ``""`` when absent."""
         return self.headers.get(name, "")
+
+    @property
+    def raw_path(self) -> str | None:
+        """The path of :attr:`target` (without query or fragment), ``None`` without one."""
+        if self.target is None:
+            return None
+        return self.target.partition("?")[0].partition("#")[0]
+
+
+def holds_fragment(request: Request) -> bool:
+    """Whether ``request``'s target holds a fragment (``#...``), which a client keeps to
+    itself and no request target may carry (RFC 9112 section 3.2): the one rule of the
+    built-in server and both apps, which answer such a request ``400`` (:data:`FRAGMENT`).
+
+    A ``#`` in the target as received, or in the query (which no server decodes: a ``#``
+    meant as data is sent ``%23``), is a fragment, wherever the hosting server put it:
+    gunicorn drops it from the path and query it passes but keeps it in ``RAW_URI``;
+    wsgiref and uvicorn's h11 protocol leave it in the query (``?a=b#frag``) or the path
+    (``/metrics#frag``). A ``#`` in the decoded path of a server that passes no target
+    (wsgiref; an ASGI server without ``raw_path``) cannot be told from ``%23``: such a path
+    is no route, and gets ``404``.
+    """
+    return "#" in request.query or (request.target is not None and "#" in request.target)
 
 
 def is_loopback_address(address: str) -> bool:
@@ -384,13 +410,12 @@ class Endpoint:
         names another host, and none of ``allowed_hosts`` (see :func:`host_is_served`), is
         answered ``421`` before anything else but a fragment: see :meth:`_misdirected`.
 
-        A query holding a ``#`` (a fragment the hosting server left in it, as wsgiref and
-        uvicorn's h11 protocol do) is answered ``400`` first, as the built-in server answers
-        it: the fragment is no part of the query.
+        A target holding a fragment (see :func:`holds_fragment`) is answered ``400`` first:
+        the fragment is no part of the path or query.
         """
         try:
             host = request.header("host")
-            if "#" in request.query:
+            if holds_fragment(request):
                 response = _json(400, {"error": FRAGMENT})
             elif loopback_only and not host_is_served(host, allowed_hosts):
                 response = self._misdirected(host)

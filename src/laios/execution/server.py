@@ -86,7 +86,6 @@ from laios.execution._checks import (
     whole_number,
 )
 from laios.execution._http import (
-    FRAGMENT,
     NOSNIFF,
     Endpoint,
     Request,
@@ -443,7 +442,7 @@ def _wsgi(
             path=environ.get("PATH_INFO") or "/",
             query=environ.get("QUERY_STRING", ""),
             headers=joined_headers(pairs),
-            raw_path=target.partition("?")[0] if isinstance(target, str) else None,
+            target=target if isinstance(target, str) else None,
         )
         response = endpoint.handle(
             request, loopback_only=loopback_only, allowed_hosts=allowed_hosts
@@ -862,7 +861,6 @@ class _QuietHandler(WSGIRequestHandler):
         parsed = (
             super().parse_request()
             and self._target_as_sent()
-            and self._without_fragment()
             and self._one_reading()
             and self._unfolded()
             and self._origin_form()
@@ -883,23 +881,11 @@ class _QuietHandler(WSGIRequestHandler):
         self.path = self.requestline.split()[1]  # (three words: parse_request checked)
         return True
 
-    def _without_fragment(self) -> bool:
-        """Whether the request target holds no fragment (``#``); else answer ``400`` saying
-        to leave it out and return ``False``.
-
-        A fragment is the client's own: it is no part of a request target (RFC 9112 section
-        3.2), and ``#`` is in neither a path nor a query (RFC 3986). ``http.server`` would
-        pass it on in the query (``?a=b#frag`` read as ``a=b#frag``, a ``name[]`` filter
-        then keeping no sample), and an absolute-form target would lose it unseen.
-        """
-        if "#" not in self.path:
-            return True
-        self._refuse_request(FRAGMENT)
-        return False
-
     def get_environ(self) -> WSGIEnvironment:
         """The WSGI environment, with ``REQUEST_URI``: the target as received, which the
-        app matches its routes against (``PATH_INFO`` is percent-decoded)."""
+        app matches its routes against (``PATH_INFO`` is percent-decoded) and answers ``400``
+        when it holds a fragment, as the apps answer it under any server that passes the
+        target (see :func:`~laios.execution._http.holds_fragment`)."""
         environ = super().get_environ()
         environ["REQUEST_URI"] = self.path
         return environ
@@ -962,13 +948,15 @@ class _QuietHandler(WSGIRequestHandler):
 
         RFC 9112 (section 3.2.2) requires a server to accept the absolute form, and to take
         its authority for the host asked for, whatever ``Host`` says: the loopback check
-        (``421``) then applies to it, so a target cannot carry another name past it.
+        (``421``) then applies to it, so a target cannot carry another name past it. A
+        fragment is kept after the path and query, for the app to refuse.
         """
         if _ABSOLUTE_FORM.match(self.path) is None:
             return True
+        url, hash_, fragment = self.path.partition("#")
         problem = ""
         try:
-            target = urlsplit(self.path)
+            target = urlsplit(url)
             hostname = target.hostname
         except ValueError:  # a bracket left open, a port that is not a number
             problem = "its host is not a host name or an IP address"
@@ -987,7 +975,8 @@ class _QuietHandler(WSGIRequestHandler):
             return False
         del self.headers["Host"]
         self.headers["Host"] = target.netloc
-        self.path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        query = f"?{target.query}" if target.query else ""
+        self.path = f"{target.path or '/'}{query}{hash_}{fragment}"
         return True
 
     def _served_form(self) -> bool:
@@ -997,11 +986,13 @@ class _QuietHandler(WSGIRequestHandler):
         ``*`` (RFC 9112 section 3.2.4) is the target of ``OPTIONS`` only; a target that is
         neither a path nor ``*`` (``metrics``, the ``host:port`` of a ``CONNECT``, which only
         a proxy serves) names nothing this server has. (An absolute-form target is a path by
-        now: :meth:`_origin_form` ran.)
+        now: :meth:`_origin_form` ran; ``*`` with a fragment, ``*#x``, is left to the app,
+        which refuses any target holding one.)
         """
-        if self.path.startswith("/") or (self.path == "*" and self.command == "OPTIONS"):
+        asterisk = self.path.partition("#")[0] == "*"
+        if self.path.startswith("/") or (asterisk and self.command == "OPTIONS"):
             return True
-        if self.path == "*":
+        if asterisk:
             self._refuse_request(
                 "the request target * is for OPTIONS only: send a path (GET /metrics HTTP/1.1)"
             )
