@@ -791,11 +791,14 @@ class _QuietHandler(WSGIRequestHandler):
         answers an unusable version (``PRI * HTTP/2.0``) or a one-word line with the bare
         page, which no client can tell from an answer of another protocol.
 
-        The status line carries the status's own reason phrase (``http.server`` put its
-        message there: ``431 Too many headers`` for a few long headers), the page one line
-        saying what to change: ``explain`` when given here (``reason`` of
-        :meth:`_refuse_request`), else the reason of :data:`_ERROR_REASONS` (``http.server``'s
-        own messages name the Python internals that failed, not what a user can change).
+        The status line carries the status's own reason phrase, whatever ``message`` says
+        (``http.server`` put its message there: ``431 Too many headers`` for a few long
+        headers). The page is one line saying what to change: the reason
+        :data:`_ERROR_REASONS` gives for the status, in place of any ``explain``
+        (``http.server``'s, given with ``431``, names the Python internals that failed, "got
+        more than 100 headers", not what a user can change); for a status without one there,
+        ``explain``, else the status's description. A ``400`` with a reason of its own goes
+        through :meth:`_refuse_request`, which answers past that table.
         """
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
