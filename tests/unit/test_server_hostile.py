@@ -4,6 +4,7 @@ several threads, bad addresses, an address in use."""
 from __future__ import annotations
 
 import errno
+import http.client
 import logging
 import socket
 import threading
@@ -18,7 +19,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from laios.execution.server import MetricsServer, make_asgi_app, make_wsgi_app, start_http_server
+from laios.execution.server import (
+    MAX_REQUEST_HEAD,
+    MetricsServer,
+    _DeadlineReader,
+    make_asgi_app,
+    make_wsgi_app,
+    start_http_server,
+)
 from laios.execution.store import MetricStore
 from laios.execution.web import WebConfig
 
@@ -666,3 +674,21 @@ def test_a_host_with_a_control_character_or_a_byte_not_utf8_is_refused(host: str
     socket raised TypeError ("encoding of hostname failed") from inside the server."""
     with pytest.raises(ValueError, match=r"host .*control character or a byte that is not UTF-8"):
         start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
+
+
+def test_the_head_limit_is_exact_however_the_bytes_arrive() -> None:
+    """The reader of a request's line and headers hands on at most 64 KiB in all, whatever
+    the size of each read: a read that began below the limit went past it (up to a buffer
+    more), so a head a little over 64 KiB arriving in pieces could be read and served."""
+    near = MAX_REQUEST_HEAD - 100
+    client, served = socket.socketpair()
+    with client, served:
+        client.sendall(b"x" * (MAX_REQUEST_HEAD + 1000))
+        reader = _DeadlineReader(served, time.monotonic() + WITHIN, WITHIN)
+        handed = 0
+        while handed < near:
+            handed += reader.readinto(bytearray(near - handed))
+        handed += reader.readinto(bytearray(8192))
+        assert handed == MAX_REQUEST_HEAD
+        with pytest.raises(http.client.HTTPException):
+            reader.readinto(bytearray(8192))

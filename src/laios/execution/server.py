@@ -575,11 +575,13 @@ class _DeadlineReader(io.RawIOBase):
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the request did not arrive in time")
-        if self._received >= MAX_REQUEST_HEAD:
+        room = MAX_REQUEST_HEAD - self._received
+        if room <= 0:
             raise _HeadTooLarge(f"the request line and headers exceed {MAX_REQUEST_HEAD} bytes")
         self._sock.settimeout(remaining)
         try:
-            count = self._sock.recv_into(buffer)
+            # (never past the limit: a read begun just below it would take a buffer more)
+            count = self._sock.recv_into(buffer, min(memoryview(buffer).nbytes, room))
         finally:
             self._sock.settimeout(self._timeout)
         self._received += count
@@ -756,12 +758,17 @@ class _QuietHandler(WSGIRequestHandler):
         return first == b"\x16"
 
     def _handle_one(self) -> None:
-        """``WSGIRequestHandler.handle``, whose answer says the connection closes after it."""
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline, self.request_version, self.command = "", "", ""
-            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-            return
+        """``WSGIRequestHandler.handle``, whose answer says the connection closes after it.
+
+        Its steps are repeated here rather than called: ``wsgiref`` builds its own
+        ``ServerHandler`` there, which has no way to add ``Connection: close`` (a WSGI app may
+        not set it), and ``http.server``'s ``handle_one_request`` would dispatch to a
+        ``do_<METHOD>`` method, answering ``501`` itself for a method the app answers. Their
+        ``readline(65537)`` and ``414`` for a longer line are not repeated: the reader hands
+        on at most :data:`MAX_REQUEST_HEAD` bytes, and a request line that does not end
+        within them is answered ``414`` by :meth:`handle`.
+        """
+        self.raw_requestline = self.rfile.readline()
         if not self.parse_request():  # (answered)
             return
         handler = _ClosingServerHandler(
