@@ -3,8 +3,10 @@ several threads, bad addresses, an address in use."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import http.client
+import json
 import logging
 import socket
 import threading
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
-from http_drivers import call_asgi, call_wsgi, send_raw
+from http_drivers import call_wsgi, exchange, http_scope, send_raw
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -610,43 +612,68 @@ def test_options_asterisk_gets_200_allowing_the_get_and_head_a_path_allows(
 @pytest.mark.parametrize(
     ("request_line", "reason"),
     [
-        (b"GET * HTTP/1.1", b"the request target * is for OPTIONS only"),
-        (b"HEAD * HTTP/1.1", b"the request target * is for OPTIONS only"),
-        (b"POST * HTTP/1.1", b"the request target * is for OPTIONS only"),
         (b"GET metrics HTTP/1.1", b"the request target is not a path"),
         (b"CONNECT localhost:8489 HTTP/1.1", b"the request target is not a path"),
     ],
-    ids=["get-asterisk", "head-asterisk", "post-asterisk", "no-slash", "authority-form"],
+    ids=["no-slash", "authority-form"],
 )
 def test_a_request_target_of_no_form_the_server_serves_gets_400(
     request_line: bytes, reason: bytes
 ) -> None:
-    """``*`` is the target of ``OPTIONS`` only, and a target that is neither a path, a URL nor
-    ``*`` (``metrics``, a ``CONNECT``'s ``host:port``: this server is no proxy) names nothing
-    it serves (RFC 9112 section 3.2): 400, saying what to send. They got 404, "not found"."""
+    """A target that is neither a path, a URL nor ``*`` (``metrics``, a ``CONNECT``'s
+    ``host:port``: this server is no proxy) names nothing it serves (RFC 9112 section 3.2):
+    400, saying what to send. They got 404, "not found"."""
     with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
         answer = send_raw(server.port, request_line + b"\r\nHost: localhost\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n"), answer[:200]
     assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head + b"\r\n"
-    if request_line.startswith(b"HEAD "):
-        assert body == b""  # (HEAD: the headers only)
-        return
     assert reason in body, body
     reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
     assert body.decode().strip() in reference
 
 
-def test_the_apps_answer_options_asterisk_as_the_server_does() -> None:
-    """The WSGI and ASGI apps answer ``OPTIONS *`` 200 with ``Allow: GET, HEAD``, and another
-    method with ``*`` 400, as start_http_server does."""
-    for call, app in (
-        (call_wsgi, make_wsgi_app(MetricStore(), CollectorRegistry())),
-        (call_asgi, make_asgi_app(MetricStore(), CollectorRegistry())),
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [("OPTIONS", "*"), ("GET", "*"), ("HEAD", "*"), ("POST", "*"), ("OPTIONS", "*?a=b")],
+)
+def test_the_server_and_the_apps_answer_an_asterisk_alike(method: str, target: str) -> None:
+    """``OPTIONS *`` gets 200 with ``Allow: GET, HEAD`` from the built-in server and both
+    apps; ``*`` with another method, or with a query (``*`` is the whole target of the
+    asterisk form), one 400 with one JSON ``error``. The server answered those with a
+    plain-text page of its own, and the apps answered ``OPTIONS *?a=b`` 200."""
+    store, registry = MetricStore(), CollectorRegistry()
+    with start_http_server(0, store=store, registry=registry) as server:
+        raw = send_raw(
+            server.port, f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+        )
+    head, _, body = raw.partition(b"\r\n\r\n")
+    built_in = head_of(raw)
+    expected = (
+        int(head.split()[1]),
+        built_in.get("content-type"),
+        built_in.get("allow"),
+        json.loads(body) if body else None,
+    )
+    if method == "OPTIONS" and target == "*":
+        assert expected == (200, None, "GET, HEAD", None)
+    else:
+        assert expected[:3] == (400, "application/json; charset=utf-8", None), raw
+    path, _, query = target.partition("?")
+    environ = {"REQUEST_URI": target}
+    scope = http_scope(method, path, query=query)
+    for answer in (
+        call_wsgi(make_wsgi_app(store, registry), method, path, query=query),
+        call_wsgi(make_wsgi_app(store, registry), method, path, query=query, environ=environ),
+        asyncio.run(exchange(make_asgi_app(store, registry), scope)).answer(),
     ):
-        options = call(app, "OPTIONS", "*")
-        assert (options.status, options.header("allow"), options.body) == (200, "GET, HEAD", b"")
-        assert call(app, "GET", "*").status == 400
+        got = (
+            answer.status,
+            answer.header("content-type"),
+            answer.header("allow"),
+            json.loads(answer.body) if answer.body else None,
+        )
+        assert got == expected
 
 
 def test_an_ipv6_host_in_brackets_is_served_as_the_address() -> None:

@@ -27,8 +27,10 @@ from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = [
+    "ASTERISK_FOR_OPTIONS",
     "FRAGMENT",
     "NOSNIFF",
+    "NOT_A_PATH",
     "STATUS_MODES",
     "Endpoint",
     "Request",
@@ -61,6 +63,12 @@ FRAGMENT = (
     "the request target holds a fragment (#...), which a client keeps to itself: send the "
     "path and query without it (GET /metrics HTTP/1.1)"
 )
+#: Why ``*`` with another method than ``OPTIONS`` is answered ``400``.
+ASTERISK_FOR_OPTIONS = (
+    "the request target * is for OPTIONS only: send a path (GET /metrics HTTP/1.1)"
+)
+#: Why a request target that is not a path (nor a URL, nor ``*`` alone) is answered ``400``.
+NOT_A_PATH = "the request target is not a path: send one starting with / (GET /metrics HTTP/1.1)"
 #: Sent with every answer: a browser must not take a body (``/metrics`` text holding label
 #: values, a JSON error) for HTML or script because of what it contains.
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
@@ -505,11 +513,15 @@ class Endpoint:
 
         ``OPTIONS *`` gets ``200`` with ``Allow: GET, HEAD``, the methods every route allows
         (the list ``OPTIONS`` on a route gets with its ``405``), without credentials: it tells
-        nothing of the data. Another method has no use for ``*``: ``400``.
+        nothing of the data. Another method has no use for ``*``: ``400``; nor has a query,
+        as ``*`` is the whole target (``*?a=b`` is neither it nor a path): ``400``. The
+        built-in server leaves these to this answer, so every adapter gives the same one.
         """
+        if request.query or request.target not in (None, "*"):
+            return _json(400, {"error": NOT_A_PATH})
         if request.method == "OPTIONS":
             return Response(200, [("Allow", _ALLOWED_METHODS)], b"")
-        return _json(400, {"error": "the request target * is for OPTIONS only: send a path"})
+        return _json(400, {"error": ASTERISK_FOR_OPTIONS})
 
     def _failed(self, route: str, exc: Exception) -> None:
         """Log a failure to answer ``route`` with its traceback: at most once a minute per

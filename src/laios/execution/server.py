@@ -87,6 +87,7 @@ from laios.execution._checks import (
 )
 from laios.execution._http import (
     NOSNIFF,
+    NOT_A_PATH,
     Endpoint,
     Request,
     StatusMode,
@@ -990,26 +991,19 @@ class _QuietHandler(WSGIRequestHandler):
         return True
 
     def _served_form(self) -> bool:
-        """Whether the request target is a path, or ``*`` for ``OPTIONS``; else answer
-        ``400`` saying what to send and return ``False``.
+        """Whether the request target is a path or starts with ``*``; else answer ``400``
+        saying what to send and return ``False``.
 
-        ``*`` (RFC 9112 section 3.2.4) is the target of ``OPTIONS`` only; a target that is
-        neither a path nor ``*`` (``metrics``, the ``host:port`` of a ``CONNECT``, which only
-        a proxy serves) names nothing this server has. (An absolute-form target is a path by
-        now: :meth:`_origin_form` ran; ``*`` with a fragment, ``*#x``, is left to the app,
-        which refuses any target holding one.)
+        A target that is neither a path nor ``*`` (``metrics``, the ``host:port`` of a
+        ``CONNECT``, which only a proxy serves) names nothing this server has. (An
+        absolute-form target is a path by now: :meth:`_origin_form` ran.) ``*`` (RFC 9112
+        section 3.2.4), with any method, query or fragment, is left to the app, which answers
+        it as it does under any other server (see :meth:`Endpoint._server_wide
+        <laios.execution._http.Endpoint._server_wide>`).
         """
-        asterisk = self.path.partition("#")[0] == "*"
-        if self.path.startswith("/") or (asterisk and self.command == "OPTIONS"):
+        if self.path.startswith("/") or self.path.partition("?")[0].partition("#")[0] == "*":
             return True
-        if asterisk:
-            self._refuse_request(
-                "the request target * is for OPTIONS only: send a path (GET /metrics HTTP/1.1)"
-            )
-        else:
-            self._refuse_request(
-                "the request target is not a path: send one starting with / (GET /metrics HTTP/1.1)"
-            )
+        self._refuse_request(NOT_A_PATH)
         return False
 
     def _names_its_host(self) -> bool:
