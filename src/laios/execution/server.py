@@ -1317,7 +1317,8 @@ def _has_input(sock: socket.socket) -> bool:
 
 
 def _refuse(sock: socket.socket, answer: bytes) -> None:
-    """Answer ``503`` (``answer``) and close, without ever blocking the serve loop.
+    """Answer ``503`` (``answer``) and close, without ever blocking the serve loop; to a
+    ``HEAD`` request (as far as it has arrived), the headers only.
 
     A TLS connection is closed without an answer: the handshake it would need could block.
     """
@@ -1327,8 +1328,11 @@ def _refuse(sock: socket.socket, answer: bytes) -> None:
         return
     try:
         sock.setblocking(False)
+        received = b""
         with contextlib.suppress(OSError):
-            sock.recv(65536)  # what has arrived: closing with unread input would reset
+            received = sock.recv(65536)  # what has arrived: closing with unread input resets
+        if received.lstrip(b"\r\n").startswith(b"HEAD "):
+            answer = answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
         sock.send(answer)
         sock.shutdown(socket.SHUT_WR)
     except OSError:
