@@ -250,6 +250,8 @@ def test_the_503_at_the_connection_limit_carries_the_configured_headers() -> Non
     assert lines[0] == b"HTTP/1.0 503 Service Unavailable", lines
     assert lines.count(b"X-Frame-Options: deny") == 1, lines
     assert lines.count(b"X-Content-Type-Options: nosniff") == 1, lines
+    # (as the apps' 503 says, and every other 503 of the server: it lacked it)
+    assert lines.count(b"Cache-Control: no-store") == 1, lines
 
 
 def test_the_503_at_the_connection_limit_to_a_head_request_has_no_body() -> None:

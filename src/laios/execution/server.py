@@ -167,6 +167,7 @@ def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
     lines = [
         "HTTP/1.0 503 Service Unavailable",
         "Content-Type: application/json; charset=utf-8",
+        "Cache-Control: no-store",
         "Retry-After: 1",
         *(f"{name}: {value}" for name, value in headers),
         ": ".join(NOSNIFF),
