@@ -999,8 +999,7 @@ class _QuietHandler(WSGIRequestHandler):
         ``CONNECT``, which only a proxy serves) names nothing this server has. (An
         absolute-form target is a path by now: :meth:`_origin_form` ran.) ``*`` (RFC 9112
         section 3.2.4), with any method, query or fragment, is left to the app, which answers
-        it as it does under any other server (see :meth:`Endpoint._server_wide
-        <laios.execution._http.Endpoint._server_wide>`).
+        it as it does under any other server: ``OPTIONS *`` ``200``, anything else ``400``.
         """
         if self.path.startswith("/") or self.path.partition("?")[0].partition("#")[0] == "*":
             return True
