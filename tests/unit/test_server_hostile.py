@@ -719,3 +719,21 @@ def test_the_head_limit_is_exact_however_the_bytes_arrive() -> None:
         assert handed == MAX_REQUEST_HEAD
         with pytest.raises(http.client.HTTPException):
             reader.readinto(bytearray(8192))
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"HEAD /healthz HTTP/2.0", b"HEAD /healthz HTTP/1.10", b"HEAD /healthz", b"HEAD  HTTP/1.1 x"],
+    ids=["version-2", "version-two-digits", "http-0.9", "four-words"],
+)
+def test_a_head_request_refused_for_its_request_line_gets_no_body(request_line: bytes) -> None:
+    """A ``HEAD`` request refused before its request line was read through (a version not
+    served, HTTP/0.9, a line of four words) gets the error's headers without the page, as
+    every answer to ``HEAD``; ``Content-Length`` still gives the page's size. It got the
+    page, which a client reads as the start of the next answer."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_line + b"\r\nHost: localhost\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] in (b"400", b"505"), answer
+    assert int(head_of(answer)["content-length"]) > 0
+    assert body == b""

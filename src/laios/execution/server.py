@@ -813,13 +813,23 @@ class _QuietHandler(WSGIRequestHandler):
             self.request_version = "HTTP/1.0"
         status = HTTPStatus(code)
         reason = _ERROR_REASONS.get(status, explain or status.description)
+        self._head_only()
         super().send_error(code, _PHRASES.get(status, status.phrase), reason)
 
     def _refuse_request(self, reason: str) -> None:
         """Answer ``400 Bad Request`` saying ``reason``, and close the connection."""
         self.close_connection = True
         status = HTTPStatus.BAD_REQUEST
+        self._head_only()
         super().send_error(status, status.phrase, reason)
+
+    def _head_only(self) -> None:
+        """Take a request line starting with ``HEAD`` for a ``HEAD`` request, also when it is
+        refused before ``http.server`` took its method (a version not served, HTTP/0.9): the
+        error is then answered with its headers only, as every answer to ``HEAD``."""
+        first_word = getattr(self, "requestline", "").split()[:1]
+        if not getattr(self, "command", None) and first_word == ["HEAD"]:
+            self.command = "HEAD"
 
     def end_headers(self) -> None:
         """End the headers of an answer written here (an error page: the routes' answers come
