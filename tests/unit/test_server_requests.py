@@ -477,3 +477,68 @@ def test_a_method_it_does_not_recognise_gets_501(method: str, path: str) -> None
     for status, _, body in answers_of(method, path):
         assert status == 501
         assert "GET" in str(body["error"])
+
+
+#: Absolute-form targets (RFC 9112 section 3.2.2) and the status every adapter answers.
+ABSOLUTE_FORMS = [
+    ("http://localhost/metrics", 200),
+    ("http://localhost:8489/metrics?name[]=laios_build_info", 200),
+    ("https://127.0.0.1/healthz", 200),
+    ("http://localhost/%6detrics", 404),
+    ("http://localhost/metrics%3Fx", 404),
+    ("http://localhost/metrics%23x", 404),
+    ("ftp://localhost/metrics", 400),
+    ("http://user@localhost/metrics", 400),
+    ("http:///metrics", 400),
+    ("http://[::1/metrics", 400),
+]
+
+
+def as_wsgiref_passes(target: str) -> dict[str, str]:
+    """The WSGI environment wsgiref builds: the target split at ``?`` only, no raw target."""
+    path, _, query = target.partition("?")
+    return {"PATH_INFO": unquote(path), "QUERY_STRING": query}
+
+
+@pytest.mark.parametrize(("target", "status"), ABSOLUTE_FORMS)
+def test_an_absolute_form_target_gets_one_answer_from_the_server_and_both_apps(
+    server: MetricsServer, target: str, status: int
+) -> None:
+    """A target in absolute form is served as its path and query by the built-in server and
+    by both apps, under gunicorn (which passes the URL in ``RAW_URI``) as under wsgiref and
+    uvicorn's h11 protocol (which pass the URL as the path); one that cannot be served (a
+    scheme other than http or https, user information, no host) gets one 400 with one JSON
+    error. The apps answered 404 to every URL passed as the path, and under gunicorn served
+    the ones the server refuses; the server answered those with a plain-text page."""
+    raw = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert status_of(raw) == status, raw[:300]
+    error = json.loads(body)["error"] if status == 400 else None
+    if status == 400:
+        assert b"\r\nContent-Type: application/json; charset=utf-8" in head, head
+        assert error.startswith("the request target is a URL, but ")
+    store, registry = MetricStore(), CollectorRegistry()
+    wsgi = make_wsgi_app(store, registry)
+    answers = [
+        asyncio.run(exchange(make_asgi_app(store, registry), as_uvicorn_passes(target))).answer(),
+    ]
+    if "%" not in target:  # (wsgiref passes no raw target: matched on its decoded path)
+        wsgiref = as_wsgiref_passes(target)
+        answers.append(call_wsgi(wsgi, path=wsgiref["PATH_INFO"], environ=wsgiref))
+    with contextlib.suppress(ValueError):  # (a URL gunicorn cannot split it refuses itself)
+        gunicorn = as_gunicorn_passes(target)
+        answers.append(call_wsgi(wsgi, path=gunicorn["PATH_INFO"], environ=gunicorn))
+    for answer in answers:
+        assert answer.status == status, (target, answer)
+        if status == 400:
+            assert json.loads(answer.body)["error"] == error
+
+
+def test_a_url_passed_as_the_path_keeps_a_hash_in_its_path() -> None:
+    """Under a server that passes the URL as the path and no raw target (wsgiref), a ``#``
+    in it cannot be told from ``%23``, as in a path: no route, 404, as for ``/metrics#x``.
+    It was taken for a fragment after the path and served."""
+    app = make_wsgi_app(MetricStore(), CollectorRegistry())
+    for target in ("http://localhost/metrics#x", "/metrics#x"):
+        environ = as_wsgiref_passes(target)
+        assert call_wsgi(app, path=environ["PATH_INFO"], environ=environ).status == 404

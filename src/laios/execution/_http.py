@@ -14,10 +14,10 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, Literal, get_args
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from prometheus_client import CollectorRegistry
 
@@ -27,6 +27,7 @@ from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = [
+    "ABSOLUTE_FORM",
     "ASTERISK_FOR_OPTIONS",
     "FRAGMENT",
     "NOSNIFF",
@@ -41,6 +42,7 @@ __all__ = [
     "holds_fragment",
     "host_is_served",
     "is_loopback_address",
+    "url_problem",
 ]
 
 _log = logging.getLogger("laios.execution.server")
@@ -69,6 +71,13 @@ ASTERISK_FOR_OPTIONS = (
 )
 #: Why a request target that is not a path (nor a URL, nor ``*`` alone) is answered ``400``.
 NOT_A_PATH = "the request target is not a path: send one starting with / (GET /metrics HTTP/1.1)"
+#: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
+ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+#: Why an absolute-form request target that cannot be served is answered ``400``.
+_URL_REFUSED = (
+    "the request target is a URL, but {}: send the path (GET /metrics HTTP/1.1) and the host "
+    "in the Host header"
+)
 #: Sent with every answer: a browser must not take a body (``/metrics`` text holding label
 #: values, a JSON error) for HTML or script because of what it contains.
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
@@ -158,6 +167,59 @@ def holds_fragment(request: Request) -> bool:
     is no route, and gets ``404``.
     """
     return "#" in request.query or (request.target is not None and "#" in request.target)
+
+
+def url_problem(url: str) -> str:
+    """Why the absolute-form request target ``url`` (without its fragment) cannot be served,
+    ``""`` when it can: a scheme other than ``http`` or ``https``, user information
+    (``user@``), no host, or a host that does not parse (a bracket left open, a port that is
+    not a number)."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018  (raises for a port that is not a number)
+    except ValueError:
+        return "its host is not a host name or an IP address"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "its scheme is not http or https"
+    if "@" in parts.netloc:
+        return "it holds user information (user@), which HTTP does not send there"
+    if not hostname:
+        return "it names no host"
+    return ""
+
+
+def _in_origin_form(request: Request) -> Request | str:
+    """``request`` with an absolute-form target (``GET http://localhost/metrics``, which RFC
+    9112 section 3.2.2 requires a server to accept) taken as its path and query; or the
+    reason it cannot be served (see :func:`url_problem`).
+
+    Servers differ: gunicorn passes the URL's path in ``PATH_INFO`` and the URL in
+    ``RAW_URI``; wsgiref and uvicorn's h11 protocol pass the whole URL as the path. The
+    built-in server passes the path and query of a URL it serves, and a URL it cannot serve
+    as it came, for this answer.
+    """
+    raw = request.target if request.target is not None else request.path
+    if ABSOLUTE_FORM.match(raw) is None:
+        return request
+    problem = url_problem(raw.partition("#")[0])
+    if problem:
+        return _URL_REFUSED.format(problem)
+    path = request.path
+    if ABSOLUTE_FORM.match(path) is not None:
+        path = _after_authority(path)
+    target = None if request.target is None else _after_authority(request.target)
+    return replace(request, path=path, target=target)
+
+
+def _after_authority(url: str) -> str:
+    """What follows the scheme and authority of ``url``: its path, query and fragment as
+    they are (``/`` for none). Not split further: in a decoded path, a ``?`` or ``#`` was
+    ``%3F`` or ``%23``, part of the path."""
+    rest = url.partition("://")[2]
+    end = min((at for at in map(rest.find, "/?#") if at >= 0), default=len(rest))
+    after = rest[end:]
+    return after if after.startswith("/") else f"/{after}"
 
 
 def is_loopback_address(address: str) -> bool:
@@ -419,16 +481,21 @@ class Endpoint:
         answered ``421`` before anything else but a fragment: see :meth:`_misdirected`.
 
         A target holding a fragment (see :func:`holds_fragment`) is answered ``400`` first:
-        the fragment is no part of the path or query.
+        the fragment is no part of the path or query. Then an absolute-form target
+        (``http://localhost/metrics``) is served as its path and query, or answered ``400``
+        when it cannot be (see :func:`url_problem`).
         """
         try:
             host = request.header("host")
+            served = _in_origin_form(request)
             if holds_fragment(request):
                 response = _json(400, {"error": FRAGMENT})
+            elif isinstance(served, str):
+                response = _json(400, {"error": served})
             elif loopback_only and not host_is_served(host, allowed_hosts):
                 response = self._misdirected(host)
             else:
-                response = self._respond(request)
+                response = self._respond(served)
         except Exception as exc:
             self._failed(request.path if request.path in self.routes else "", exc)
             response = _json(500, {"error": "internal error"})

@@ -86,6 +86,7 @@ from laios.execution._checks import (
     whole_number,
 )
 from laios.execution._http import (
+    ABSOLUTE_FORM,
     NOSNIFF,
     NOT_A_PATH,
     Endpoint,
@@ -96,6 +97,7 @@ from laios.execution._http import (
     check_status_mode,
     is_loopback_address,
     joined_headers,
+    url_problem,
 )
 from laios.execution._logs import WarningLimiter
 from laios.execution._tls import ReloadingContext
@@ -185,8 +187,6 @@ MAX_REQUEST_HEAD = 65536
 _HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 #: A line break and the white space that starts a folded header line (obs-fold, RFC 9112).
 _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
-#: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
-_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
 MAX_STATUS_RUNNING = 1000
 #: Longest task id or tool name in the status document, in characters (longer ones are cut).
@@ -965,36 +965,21 @@ class _QuietHandler(WSGIRequestHandler):
 
     def _origin_form(self) -> bool:
         """Turn an absolute-form request target (``GET http://127.0.0.1:8489/metrics``) into
-        its path and query, its authority into the ``Host`` header; or answer ``400`` and
-        return ``False`` for one that cannot be served.
+        its path and query, its authority into the ``Host`` header; return ``True``.
 
         RFC 9112 (section 3.2.2) requires a server to accept the absolute form, and to take
         its authority for the host asked for, whatever ``Host`` says: the loopback check
         (``421``) then applies to it, so a target cannot carry another name past it. A
-        fragment is kept after the path and query, for the app to refuse.
+        fragment is kept after the path and query, for the app to refuse. A URL that cannot
+        be served (see :func:`~laios.execution._http.url_problem`) is left as it is, for the
+        app to answer ``400`` as it does under any other server.
         """
-        if _ABSOLUTE_FORM.match(self.path) is None:
+        if ABSOLUTE_FORM.match(self.path) is None:
             return True
         url, hash_, fragment = self.path.partition("#")
-        problem = ""
-        try:
-            target = urlsplit(url)
-            hostname = target.hostname
-        except ValueError:  # a bracket left open, a port that is not a number
-            problem = "its host is not a host name or an IP address"
-        else:
-            if target.scheme.lower() not in ("http", "https"):
-                problem = "its scheme is not http or https"
-            elif "@" in target.netloc:
-                problem = "it holds user information (user@), which HTTP does not send there"
-            elif not hostname:
-                problem = "it names no host"
-        if problem:
-            self._refuse_request(
-                f"the request target is a URL, but {problem}: send the path "
-                "(GET /metrics HTTP/1.1) and the host in the Host header"
-            )
-            return False
+        if url_problem(url):
+            return True
+        target = urlsplit(url)
         del self.headers["Host"]
         self.headers["Host"] = target.netloc
         query = f"?{target.query}" if target.query else ""
@@ -1002,16 +987,20 @@ class _QuietHandler(WSGIRequestHandler):
         return True
 
     def _served_form(self) -> bool:
-        """Whether the request target is a path or starts with ``*``; else answer ``400``
-        saying what to send and return ``False``.
+        """Whether the request target is a path, a URL or starts with ``*``; else answer
+        ``400`` saying what to send and return ``False``.
 
-        A target that is neither a path nor ``*`` (``metrics``, the ``host:port`` of a
-        ``CONNECT``, which only a proxy serves) names nothing this server has. (An
-        absolute-form target is a path by now: :meth:`_origin_form` ran.) ``*`` (RFC 9112
+        A target that is none of these (``metrics``, the ``host:port`` of a ``CONNECT``,
+        which only a proxy serves) names nothing this server has. (A URL still here is one
+        :meth:`_origin_form` left to the app to refuse.) ``*`` (RFC 9112
         section 3.2.4), with any method, query or fragment, is left to the app, which answers
         it as it does under any other server: ``OPTIONS *`` ``200``, anything else ``400``.
         """
-        if self.path.startswith("/") or self.path.partition("?")[0].partition("#")[0] == "*":
+        if (
+            self.path.startswith("/")
+            or self.path.partition("?")[0].partition("#")[0] == "*"
+            or ABSOLUTE_FORM.match(self.path) is not None  # (one the app refuses)
+        ):
             return True
         self._refuse_request(NOT_A_PATH)
         return False
@@ -1022,11 +1011,13 @@ class _QuietHandler(WSGIRequestHandler):
 
         RFC 9112 (section 3.2): a server must answer ``400`` to an HTTP/1.1 request without
         ``Host``. An absolute-form target names its host (:meth:`_origin_form` made it the
-        ``Host`` header); an empty ``Host`` is one (a client sends it for a URL without a
-        host); HTTP/1.0 needs none.
+        ``Host`` header; one it cannot serve is the app's to refuse); an empty ``Host`` is
+        one (a client sends it for a URL without a host); HTTP/1.0 needs none.
         """
         minor = self.request_version.partition(".")[2]  # (a checked HTTP/1.x version)
         if not minor.isdigit() or int(minor) < 1 or "Host" in self.headers:
+            return True
+        if ABSOLUTE_FORM.match(self.path) is not None:
             return True
         self._refuse_request(
             "the request has no Host header, which HTTP/1.1 requires: send one naming the "
