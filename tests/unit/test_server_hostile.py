@@ -3,7 +3,10 @@ several threads, bad addresses, an address in use."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import http.client
+import json
 import logging
 import socket
 import threading
@@ -13,12 +16,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
-from http_drivers import call_asgi, call_wsgi, send_raw
+from http_drivers import call_wsgi, exchange, http_scope, send_raw
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from laios.execution.server import MetricsServer, make_asgi_app, make_wsgi_app, start_http_server
+from laios.execution.server import (
+    MAX_REQUEST_HEAD,
+    MetricsServer,
+    _DeadlineReader,
+    make_asgi_app,
+    make_wsgi_app,
+    start_http_server,
+)
 from laios.execution.store import MetricStore
 from laios.execution.web import WebConfig
 
@@ -602,43 +612,68 @@ def test_options_asterisk_gets_200_allowing_the_get_and_head_a_path_allows(
 @pytest.mark.parametrize(
     ("request_line", "reason"),
     [
-        (b"GET * HTTP/1.1", b"the request target * is for OPTIONS only"),
-        (b"HEAD * HTTP/1.1", b"the request target * is for OPTIONS only"),
-        (b"POST * HTTP/1.1", b"the request target * is for OPTIONS only"),
         (b"GET metrics HTTP/1.1", b"the request target is not a path"),
         (b"CONNECT localhost:8489 HTTP/1.1", b"the request target is not a path"),
     ],
-    ids=["get-asterisk", "head-asterisk", "post-asterisk", "no-slash", "authority-form"],
+    ids=["no-slash", "authority-form"],
 )
 def test_a_request_target_of_no_form_the_server_serves_gets_400(
     request_line: bytes, reason: bytes
 ) -> None:
-    """``*`` is the target of ``OPTIONS`` only, and a target that is neither a path, a URL nor
-    ``*`` (``metrics``, a ``CONNECT``'s ``host:port``: this server is no proxy) names nothing
-    it serves (RFC 9112 section 3.2): 400, saying what to send. They got 404, "not found"."""
+    """A target that is neither a path, a URL nor ``*`` (``metrics``, a ``CONNECT``'s
+    ``host:port``: this server is no proxy) names nothing it serves (RFC 9112 section 3.2):
+    400, saying what to send. They got 404, "not found"."""
     with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
         answer = send_raw(server.port, request_line + b"\r\nHost: localhost\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 400 Bad Request\r\n"), answer[:200]
     assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head + b"\r\n"
-    if request_line.startswith(b"HEAD "):
-        assert body == b""  # (HEAD: the headers only)
-        return
     assert reason in body, body
     reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
     assert body.decode().strip() in reference
 
 
-def test_the_apps_answer_options_asterisk_as_the_server_does() -> None:
-    """The WSGI and ASGI apps answer ``OPTIONS *`` 200 with ``Allow: GET, HEAD``, and another
-    method with ``*`` 400, as start_http_server does."""
-    for call, app in (
-        (call_wsgi, make_wsgi_app(MetricStore(), CollectorRegistry())),
-        (call_asgi, make_asgi_app(MetricStore(), CollectorRegistry())),
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [("OPTIONS", "*"), ("GET", "*"), ("HEAD", "*"), ("POST", "*"), ("OPTIONS", "*?a=b")],
+)
+def test_the_server_and_the_apps_answer_an_asterisk_alike(method: str, target: str) -> None:
+    """``OPTIONS *`` gets 200 with ``Allow: GET, HEAD`` from the built-in server and both
+    apps; ``*`` with another method, or with a query (``*`` is the whole target of the
+    asterisk form), one 400 with one JSON ``error``. The server answered those with a
+    plain-text page of its own, and the apps answered ``OPTIONS *?a=b`` 200."""
+    store, registry = MetricStore(), CollectorRegistry()
+    with start_http_server(0, store=store, registry=registry) as server:
+        raw = send_raw(
+            server.port, f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+        )
+    head, _, body = raw.partition(b"\r\n\r\n")
+    built_in = head_of(raw)
+    expected = (
+        int(head.split()[1]),
+        built_in.get("content-type"),
+        built_in.get("allow"),
+        json.loads(body) if body else None,
+    )
+    if method == "OPTIONS" and target == "*":
+        assert expected == (200, None, "GET, HEAD", None)
+    else:
+        assert expected[:3] == (400, "application/json; charset=utf-8", None), raw
+    path, _, query = target.partition("?")
+    environ = {"REQUEST_URI": target}
+    scope = http_scope(method, path, query=query)
+    for answer in (
+        call_wsgi(make_wsgi_app(store, registry), method, path, query=query),
+        call_wsgi(make_wsgi_app(store, registry), method, path, query=query, environ=environ),
+        asyncio.run(exchange(make_asgi_app(store, registry), scope)).answer(),
     ):
-        options = call(app, "OPTIONS", "*")
-        assert (options.status, options.header("allow"), options.body) == (200, "GET, HEAD", b"")
-        assert call(app, "GET", "*").status == 400
+        got = (
+            answer.status,
+            answer.header("content-type"),
+            answer.header("allow"),
+            json.loads(answer.body) if answer.body else None,
+        )
+        assert got == expected
 
 
 def test_an_ipv6_host_in_brackets_is_served_as_the_address() -> None:
@@ -666,3 +701,39 @@ def test_a_host_with_a_control_character_or_a_byte_not_utf8_is_refused(host: str
     socket raised TypeError ("encoding of hostname failed") from inside the server."""
     with pytest.raises(ValueError, match=r"host .*control character or a byte that is not UTF-8"):
         start_http_server(0, host, store=MetricStore(), registry=CollectorRegistry())
+
+
+def test_the_head_limit_is_exact_however_the_bytes_arrive() -> None:
+    """The reader of a request's line and headers hands on at most 64 KiB in all, whatever
+    the size of each read: a read that began below the limit went past it (up to a buffer
+    more), so a head a little over 64 KiB arriving in pieces could be read and served."""
+    near = MAX_REQUEST_HEAD - 100
+    client, served = socket.socketpair()
+    with client, served:
+        client.sendall(b"x" * (MAX_REQUEST_HEAD + 1000))
+        reader = _DeadlineReader(served, time.monotonic() + WITHIN, WITHIN)
+        handed = 0
+        while handed < near:
+            handed += reader.readinto(bytearray(near - handed))
+        handed += reader.readinto(bytearray(8192))
+        assert handed == MAX_REQUEST_HEAD
+        with pytest.raises(http.client.HTTPException):
+            reader.readinto(bytearray(8192))
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"HEAD /healthz HTTP/2.0", b"HEAD /healthz HTTP/1.10", b"HEAD /healthz", b"HEAD  HTTP/1.1 x"],
+    ids=["version-2", "version-two-digits", "http-0.9", "four-words"],
+)
+def test_a_head_request_refused_for_its_request_line_gets_no_body(request_line: bytes) -> None:
+    """A ``HEAD`` request refused before its request line was read through (a version not
+    served, HTTP/0.9, a line of four words) gets the error's headers without the page, as
+    every answer to ``HEAD``; ``Content-Length`` still gives the page's size. It got the
+    page, which a client reads as the start of the next answer."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_line + b"\r\nHost: localhost\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] in (b"400", b"505"), answer
+    assert int(head_of(answer)["content-length"]) > 0
+    assert body == b""

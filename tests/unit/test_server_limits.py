@@ -250,6 +250,34 @@ def test_the_503_at_the_connection_limit_carries_the_configured_headers() -> Non
     assert lines[0] == b"HTTP/1.0 503 Service Unavailable", lines
     assert lines.count(b"X-Frame-Options: deny") == 1, lines
     assert lines.count(b"X-Content-Type-Options: nosniff") == 1, lines
+    # (as the apps' 503 says, and every other 503 of the server: it lacked it)
+    assert lines.count(b"Cache-Control: no-store") == 1, lines
+
+
+def test_the_503_at_the_connection_limit_to_a_head_request_has_no_body() -> None:
+    """A ``HEAD`` request beyond ``max_connections`` gets the ``503`` headers without the body
+    (``Content-Length`` still says its size, as for ``GET``): a body after the headers of an
+    answer to ``HEAD`` is read as the start of the next answer. It got the JSON body."""
+    registry = CollectorRegistry()
+    blocking = BlockingCollector()
+    registry.register(blocking)
+    with start_http_server(0, store=MetricStore(), registry=registry, max_connections=1) as server:
+        scrape = threading.Thread(target=get, args=(server.url + "/metrics",))
+        try:
+            scrape.start()
+            assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
+            with connect(server.port) as client:
+                client.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                answer = b""
+                while chunk := client.recv(65536):
+                    answer += chunk
+        finally:
+            blocking.release.set()
+            scrape.join(ANSWER_WITHIN)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 503 Service Unavailable\r\n"), answer
+    assert b"\r\nContent-Length: " in head
+    assert body == b""
 
 
 def test_shutdown_closes_the_connections_being_served(wait_until: Any) -> None:

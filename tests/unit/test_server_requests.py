@@ -11,11 +11,13 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from http_drivers import call_wsgi, exchange, http_scope, send_raw
 from prometheus_client import CollectorRegistry
 
+from laios.execution._http import FRAGMENT
 from laios.execution.server import (
     MetricsServer,
     make_asgi_app,
@@ -26,6 +28,7 @@ from laios.execution.store import MetricStore
 
 #: Generous bounds: the tests run on loaded two-core machines.
 WITHIN = 10.0
+JSON = "application/json; charset=utf-8"
 REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "server-and-prometheus.md"
 
 
@@ -336,18 +339,81 @@ WITH_A_FRAGMENT = [
 ]
 
 
+def fragment_answer(answer: bytes) -> tuple[int, str | None, object]:
+    """Status, ``Content-Type`` and JSON body of a raw answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    types = [
+        line.partition(":")[2].strip() for line in lines if line.lower().startswith("content-type:")
+    ]
+    return status_of(answer), types[0] if types else None, json.loads(body)
+
+
 @pytest.mark.parametrize("target", WITH_A_FRAGMENT)
 def test_a_request_target_with_a_fragment_gets_400(server: MetricsServer, target: str) -> None:
-    """A ``#`` in the request target gets 400 saying to leave the fragment out. The query
-    was read with the fragment in it (``?a=b#frag`` as ``a=b#frag``, a ``name[]`` filter
-    keeping no sample) and answered 200; an absolute-form target's fragment was dropped."""
+    """A ``#`` in the request target gets 400 saying to leave the fragment out, the answer
+    the apps give (see the next test). The query was read with the fragment in it
+    (``?a=b#frag`` as ``a=b#frag``, a ``name[]`` filter keeping no sample) and answered 200;
+    an absolute-form target's fragment was dropped."""
     answer = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-    assert status_of(answer) == 400, answer[:200]
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head = answer.partition(b"\r\n\r\n")[0]
     assert b"\r\nConnection: close\r\n" in head + b"\r\n"
-    assert b"fragment" in body
-    reference = " ".join(REFERENCE.read_text(encoding="utf-8").split())
-    assert body.decode().strip() in reference  # (the reference lists each such answer)
+    assert fragment_answer(answer) == (400, JSON, {"error": FRAGMENT}), answer
+
+
+#: Request targets with a fragment that a server mounting the apps passes on.
+ORIGIN_FORM_FRAGMENTS = [t for t in WITH_A_FRAGMENT if t.startswith("/")]
+
+
+def as_gunicorn_passes(target: str) -> dict[str, str]:
+    """The WSGI environment gunicorn builds for ``target``: the path and query split from
+    the fragment, the target as received in ``RAW_URI``."""
+    parts = urlsplit(target)
+    return {"PATH_INFO": unquote(parts.path), "QUERY_STRING": parts.query, "RAW_URI": target}
+
+
+def as_uvicorn_passes(target: str) -> dict[str, object]:
+    """The ASGI scope uvicorn's h11 protocol builds for ``target``: split at ``?`` only."""
+    raw_path, _, query = target.partition("?")
+    scope = http_scope(path=unquote(raw_path), query=query)
+    scope["raw_path"] = raw_path.encode("latin-1")
+    return scope
+
+
+@pytest.mark.parametrize("target", ORIGIN_FORM_FRAGMENTS)
+def test_a_fragment_gets_one_answer_from_the_server_and_both_apps(
+    server: MetricsServer, target: str
+) -> None:
+    """The built-in server, the WSGI app under a server that passes the target as received
+    (gunicorn's ``RAW_URI``, the built-in server's ``REQUEST_URI``) and the ASGI app under
+    uvicorn answer a target with a fragment alike: one 400, one message. The server answered
+    a plain-text page; the apps 404 (``/metrics#frag`` under uvicorn) or 200 (under gunicorn,
+    which drops the fragment from the path and query it passes)."""
+    built_in = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    expected = (400, JSON, {"error": FRAGMENT})
+    assert fragment_answer(built_in) == expected
+    store, registry = MetricStore(), CollectorRegistry()
+    environ = as_gunicorn_passes(target)
+    answer = call_wsgi(make_wsgi_app(store, registry), path=environ["PATH_INFO"], environ=environ)
+    assert (answer.status, answer.header("content-type"), json.loads(answer.body)) == expected
+    environ = {**environ, "REQUEST_URI": environ.pop("RAW_URI")}
+    answer = call_wsgi(make_wsgi_app(store, registry), path=environ["PATH_INFO"], environ=environ)
+    assert (answer.status, answer.header("content-type"), json.loads(answer.body)) == expected
+    asgi = make_asgi_app(store, registry)
+    answer = asyncio.run(exchange(asgi, as_uvicorn_passes(target))).answer()
+    assert (answer.status, answer.header("content-type"), json.loads(answer.body)) == expected
+
+
+def test_an_encoded_hash_in_the_path_is_no_fragment() -> None:
+    """``%23`` in the path is a character of it, not a fragment: not found, as any other
+    path that is no route; a server that passes no raw target cannot tell the two apart."""
+    app = make_wsgi_app(MetricStore(), CollectorRegistry())
+    answer = call_wsgi(app, path="/metrics#x", environ={"REQUEST_URI": "/metrics%23x"})
+    assert answer.status == 404
+    asgi = make_asgi_app(MetricStore(), CollectorRegistry())
+    scope = http_scope(path="/metrics#x")
+    scope["raw_path"] = b"/metrics%23x"
+    assert asyncio.run(exchange(asgi, scope)).answer().status == 404
 
 
 @pytest.mark.parametrize("query", ["a=b#frag", "name[]=laios_build_info#", "#"])
@@ -411,3 +477,68 @@ def test_a_method_it_does_not_recognise_gets_501(method: str, path: str) -> None
     for status, _, body in answers_of(method, path):
         assert status == 501
         assert "GET" in str(body["error"])
+
+
+#: Absolute-form targets (RFC 9112 section 3.2.2) and the status every adapter answers.
+ABSOLUTE_FORMS = [
+    ("http://localhost/metrics", 200),
+    ("http://localhost:8489/metrics?name[]=laios_build_info", 200),
+    ("https://127.0.0.1/healthz", 200),
+    ("http://localhost/%6detrics", 404),
+    ("http://localhost/metrics%3Fx", 404),
+    ("http://localhost/metrics%23x", 404),
+    ("ftp://localhost/metrics", 400),
+    ("http://user@localhost/metrics", 400),
+    ("http:///metrics", 400),
+    ("http://[::1/metrics", 400),
+]
+
+
+def as_wsgiref_passes(target: str) -> dict[str, str]:
+    """The WSGI environment wsgiref builds: the target split at ``?`` only, no raw target."""
+    path, _, query = target.partition("?")
+    return {"PATH_INFO": unquote(path), "QUERY_STRING": query}
+
+
+@pytest.mark.parametrize(("target", "status"), ABSOLUTE_FORMS)
+def test_an_absolute_form_target_gets_one_answer_from_the_server_and_both_apps(
+    server: MetricsServer, target: str, status: int
+) -> None:
+    """A target in absolute form is served as its path and query by the built-in server and
+    by both apps, under gunicorn (which passes the URL in ``RAW_URI``) as under wsgiref and
+    uvicorn's h11 protocol (which pass the URL as the path); one that cannot be served (a
+    scheme other than http or https, user information, no host) gets one 400 with one JSON
+    error. The apps answered 404 to every URL passed as the path, and under gunicorn served
+    the ones the server refuses; the server answered those with a plain-text page."""
+    raw = send_raw(server.port, f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert status_of(raw) == status, raw[:300]
+    error = json.loads(body)["error"] if status == 400 else None
+    if status == 400:
+        assert b"\r\nContent-Type: application/json; charset=utf-8" in head, head
+        assert error.startswith("the request target is a URL, but ")
+    store, registry = MetricStore(), CollectorRegistry()
+    wsgi = make_wsgi_app(store, registry)
+    answers = [
+        asyncio.run(exchange(make_asgi_app(store, registry), as_uvicorn_passes(target))).answer(),
+    ]
+    if "%" not in target:  # (wsgiref passes no raw target: matched on its decoded path)
+        wsgiref = as_wsgiref_passes(target)
+        answers.append(call_wsgi(wsgi, path=wsgiref["PATH_INFO"], environ=wsgiref))
+    with contextlib.suppress(ValueError):  # (a URL gunicorn cannot split it refuses itself)
+        gunicorn = as_gunicorn_passes(target)
+        answers.append(call_wsgi(wsgi, path=gunicorn["PATH_INFO"], environ=gunicorn))
+    for answer in answers:
+        assert answer.status == status, (target, answer)
+        if status == 400:
+            assert json.loads(answer.body)["error"] == error
+
+
+def test_a_url_passed_as_the_path_keeps_a_hash_in_its_path() -> None:
+    """Under a server that passes the URL as the path and no raw target (wsgiref), a ``#``
+    in it cannot be told from ``%23``, as in a path: no route, 404, as for ``/metrics#x``.
+    It was taken for a fragment after the path and served."""
+    app = make_wsgi_app(MetricStore(), CollectorRegistry())
+    for target in ("http://localhost/metrics#x", "/metrics#x"):
+        environ = as_wsgiref_passes(target)
+        assert call_wsgi(app, path=environ["PATH_INFO"], environ=environ).status == 404

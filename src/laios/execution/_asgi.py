@@ -171,12 +171,16 @@ def _request(scope: Scope) -> Request:
         for name, value in scope.get("headers") or ()
     )
     raw_path = scope.get("raw_path")  # (optional in ASGI; not percent-decoded)
+    query = bytes(scope.get("query_string") or b"").decode("latin-1")
+    target = None
+    if raw_path is not None:
+        target = bytes(raw_path).decode("latin-1") + (f"?{query}" if query else "")
     return Request(
         method=str(scope.get("method", "GET")),
         path=_route_path(scope),
-        query=bytes(scope.get("query_string") or b"").decode("latin-1"),
+        query=query,
         headers=joined_headers(pairs),
-        raw_path=None if raw_path is None else bytes(raw_path).decode("latin-1").partition("?")[0],
+        target=target,
     )
 
 

@@ -14,10 +14,10 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, Literal, get_args
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from prometheus_client import CollectorRegistry
 
@@ -27,8 +27,11 @@ from laios.execution._logs import WarningLimiter
 from laios.execution.prometheus import names_from_query, render_for_accept
 
 __all__ = [
+    "ABSOLUTE_FORM",
+    "ASTERISK_FOR_OPTIONS",
     "FRAGMENT",
     "NOSNIFF",
+    "NOT_A_PATH",
     "STATUS_MODES",
     "Endpoint",
     "Request",
@@ -36,8 +39,10 @@ __all__ = [
     "StatusMode",
     "check_allowed_hosts",
     "check_status_mode",
+    "holds_fragment",
     "host_is_served",
     "is_loopback_address",
+    "url_problem",
 ]
 
 _log = logging.getLogger("laios.execution.server")
@@ -59,6 +64,19 @@ _KNOWN_METHODS = frozenset(
 FRAGMENT = (
     "the request target holds a fragment (#...), which a client keeps to itself: send the "
     "path and query without it (GET /metrics HTTP/1.1)"
+)
+#: Why ``*`` with another method than ``OPTIONS`` is answered ``400``.
+ASTERISK_FOR_OPTIONS = (
+    "the request target * is for OPTIONS only: send a path (GET /metrics HTTP/1.1)"
+)
+#: Why a request target that is not a path (nor a URL, nor ``*`` alone) is answered ``400``.
+NOT_A_PATH = "the request target is not a path: send one starting with / (GET /metrics HTTP/1.1)"
+#: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
+ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+#: Why an absolute-form request target that cannot be served is answered ``400``.
+_URL_REFUSED = (
+    "the request target is a URL, but {}: send the path (GET /metrics HTTP/1.1) and the host "
+    "in the Host header"
 )
 #: Sent with every answer: a browser must not take a body (``/metrics`` text holding label
 #: values, a JSON error) for HTML or script because of what it contains.
@@ -109,21 +127,99 @@ class Request:
         path: The path below the app's mount point, percent-decoded (``/metrics``).
         query: The raw query string, without ``?`` (``""`` when there is none).
         headers: Header names in lower case; repeated headers joined with ``", "``.
-        raw_path: The whole path as the request carried it, mount point included, not
-            percent-decoded; ``None`` when the server does not pass it. A route is not served
-            when it ends with another spelling of the route (``/%6detrics``; see
-            :func:`_written_path`).
+        target: The request target as the request carried it: the whole path, mount point
+            included, and the query, not percent-decoded (``/laios/metrics?name[]=x``);
+            ``None`` when the server does not pass it. A route is not served when the path
+            ends with another spelling of the route (``/%6detrics``; see
+            :func:`_written_path`), and a ``#`` in it is a fragment (see
+            :func:`holds_fragment`).
     """
 
     method: str
     path: str
     query: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
-    raw_path: str | None = None
+    target: str | None = None
 
     def header(self, name: str) -> str:
         """The value of header ``name`` (lower case), ``""`` when absent."""
         return self.headers.get(name, "")
+
+    @property
+    def raw_path(self) -> str | None:
+        """The path of :attr:`target` (without query or fragment), ``None`` without one."""
+        if self.target is None:
+            return None
+        return self.target.partition("?")[0].partition("#")[0]
+
+
+def holds_fragment(request: Request) -> bool:
+    """Whether ``request``'s target holds a fragment (``#...``), which a client keeps to
+    itself and no request target may carry (RFC 9112 section 3.2): the one rule of the
+    built-in server and both apps, which answer such a request ``400`` (:data:`FRAGMENT`).
+
+    A ``#`` in the target as received, or in the query (which no server decodes: a ``#``
+    meant as data is sent ``%23``), is a fragment, wherever the hosting server put it:
+    gunicorn drops it from the path and query it passes but keeps it in ``RAW_URI``;
+    wsgiref and uvicorn's h11 protocol leave it in the query (``?a=b#frag``) or the path
+    (``/metrics#frag``). A ``#`` in the decoded path of a server that passes no target
+    (wsgiref; an ASGI server without ``raw_path``) cannot be told from ``%23``: such a path
+    is no route, and gets ``404``.
+    """
+    return "#" in request.query or (request.target is not None and "#" in request.target)
+
+
+def url_problem(url: str) -> str:
+    """Why the absolute-form request target ``url`` (without its fragment) cannot be served,
+    ``""`` when it can: a scheme other than ``http`` or ``https``, user information
+    (``user@``), no host, or a host that does not parse (a bracket left open, a port that is
+    not a number)."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018  (raises for a port that is not a number)
+    except ValueError:
+        return "its host is not a host name or an IP address"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "its scheme is not http or https"
+    if "@" in parts.netloc:
+        return "it holds user information (user@), which HTTP does not send there"
+    if not hostname:
+        return "it names no host"
+    return ""
+
+
+def _in_origin_form(request: Request) -> Request | str:
+    """``request`` with an absolute-form target (``GET http://localhost/metrics``, which RFC
+    9112 section 3.2.2 requires a server to accept) taken as its path and query; or the
+    reason it cannot be served (see :func:`url_problem`).
+
+    Servers differ: gunicorn passes the URL's path in ``PATH_INFO`` and the URL in
+    ``RAW_URI``; wsgiref and uvicorn's h11 protocol pass the whole URL as the path. The
+    built-in server passes the path and query of a URL it serves, and a URL it cannot serve
+    as it came, for this answer.
+    """
+    raw = request.target if request.target is not None else request.path
+    if ABSOLUTE_FORM.match(raw) is None:
+        return request
+    problem = url_problem(raw.partition("#")[0])
+    if problem:
+        return _URL_REFUSED.format(problem)
+    path = request.path
+    if ABSOLUTE_FORM.match(path) is not None:
+        path = _after_authority(path)
+    target = None if request.target is None else _after_authority(request.target)
+    return replace(request, path=path, target=target)
+
+
+def _after_authority(url: str) -> str:
+    """What follows the scheme and authority of ``url``: its path, query and fragment as
+    they are (``/`` for none). Not split further: in a decoded path, a ``?`` or ``#`` was
+    ``%3F`` or ``%23``, part of the path."""
+    rest = url.partition("://")[2]
+    end = min((at for at in map(rest.find, "/?#") if at >= 0), default=len(rest))
+    after = rest[end:]
+    return after if after.startswith("/") else f"/{after}"
 
 
 def is_loopback_address(address: str) -> bool:
@@ -384,18 +480,22 @@ class Endpoint:
         names another host, and none of ``allowed_hosts`` (see :func:`host_is_served`), is
         answered ``421`` before anything else but a fragment: see :meth:`_misdirected`.
 
-        A query holding a ``#`` (a fragment the hosting server left in it, as wsgiref and
-        uvicorn's h11 protocol do) is answered ``400`` first, as the built-in server answers
-        it: the fragment is no part of the query.
+        A target holding a fragment (see :func:`holds_fragment`) is answered ``400`` first:
+        the fragment is no part of the path or query. Then an absolute-form target
+        (``http://localhost/metrics``) is served as its path and query, or answered ``400``
+        when it cannot be (see :func:`url_problem`).
         """
         try:
             host = request.header("host")
-            if "#" in request.query:
+            served = _in_origin_form(request)
+            if holds_fragment(request):
                 response = _json(400, {"error": FRAGMENT})
+            elif isinstance(served, str):
+                response = _json(400, {"error": served})
             elif loopback_only and not host_is_served(host, allowed_hosts):
                 response = self._misdirected(host)
             else:
-                response = self._respond(request)
+                response = self._respond(served)
         except Exception as exc:
             self._failed(request.path if request.path in self.routes else "", exc)
             response = _json(500, {"error": "internal error"})
@@ -480,11 +580,15 @@ class Endpoint:
 
         ``OPTIONS *`` gets ``200`` with ``Allow: GET, HEAD``, the methods every route allows
         (the list ``OPTIONS`` on a route gets with its ``405``), without credentials: it tells
-        nothing of the data. Another method has no use for ``*``: ``400``.
+        nothing of the data. Another method has no use for ``*``: ``400``; nor has a query,
+        as ``*`` is the whole target (``*?a=b`` is neither it nor a path): ``400``. The
+        built-in server leaves these to this answer, so every adapter gives the same one.
         """
+        if request.query or request.target not in (None, "*"):
+            return _json(400, {"error": NOT_A_PATH})
         if request.method == "OPTIONS":
             return Response(200, [("Allow", _ALLOWED_METHODS)], b"")
-        return _json(400, {"error": "the request target * is for OPTIONS only: send a path"})
+        return _json(400, {"error": ASTERISK_FOR_OPTIONS})
 
     def _failed(self, route: str, exc: Exception) -> None:
         """Log a failure to answer ``route`` with its traceback: at most once a minute per

@@ -87,8 +87,9 @@ from laios.execution._checks import (
 )
 from laios.execution._families import STORE_GAUGE_FIELDS
 from laios.execution._http import (
-    FRAGMENT,
+    ABSOLUTE_FORM,
     NOSNIFF,
+    NOT_A_PATH,
     Endpoint,
     Request,
     StatusMode,
@@ -97,6 +98,7 @@ from laios.execution._http import (
     check_status_mode,
     is_loopback_address,
     joined_headers,
+    url_problem,
 )
 from laios.execution._logs import WarningLimiter
 from laios.execution._tls import ReloadingContext
@@ -168,6 +170,7 @@ def _busy_answer(headers: Iterable[tuple[str, str]]) -> bytes:
     lines = [
         "HTTP/1.0 503 Service Unavailable",
         "Content-Type: application/json; charset=utf-8",
+        "Cache-Control: no-store",
         "Retry-After: 1",
         *(f"{name}: {value}" for name, value in headers),
         ": ".join(NOSNIFF),
@@ -185,8 +188,6 @@ MAX_REQUEST_HEAD = 65536
 _HTTP_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 #: A line break and the white space that starts a folded header line (obs-fold, RFC 9112).
 _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
-#: The start of an absolute-form request target (``http://host:port/metrics``): a scheme.
-_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 #: Most queued or running tasks listed in ``/status`` (the longest-running first).
 MAX_STATUS_RUNNING = 1000
 #: Longest task id or tool name in the status document, in characters (longer ones are cut).
@@ -443,7 +444,7 @@ def _wsgi(
             path=environ.get("PATH_INFO") or "/",
             query=environ.get("QUERY_STRING", ""),
             headers=joined_headers(pairs),
-            raw_path=target.partition("?")[0] if isinstance(target, str) else None,
+            target=target if isinstance(target, str) else None,
         )
         response = endpoint.handle(
             request, loopback_only=loopback_only, allowed_hosts=allowed_hosts
@@ -576,11 +577,13 @@ class _DeadlineReader(io.RawIOBase):
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the request did not arrive in time")
-        if self._received >= MAX_REQUEST_HEAD:
+        room = MAX_REQUEST_HEAD - self._received
+        if room <= 0:
             raise _HeadTooLarge(f"the request line and headers exceed {MAX_REQUEST_HEAD} bytes")
         self._sock.settimeout(remaining)
         try:
-            count = self._sock.recv_into(buffer)
+            # (never past the limit: a read begun just below it would take a buffer more)
+            count = self._sock.recv_into(buffer, min(memoryview(buffer).nbytes, room))
         finally:
             self._sock.settimeout(self._timeout)
         self._received += count
@@ -757,12 +760,17 @@ class _QuietHandler(WSGIRequestHandler):
         return first == b"\x16"
 
     def _handle_one(self) -> None:
-        """``WSGIRequestHandler.handle``, whose answer says the connection closes after it."""
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.requestline, self.request_version, self.command = "", "", ""
-            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
-            return
+        """``WSGIRequestHandler.handle``, whose answer says the connection closes after it.
+
+        Its steps are repeated here rather than called: ``wsgiref`` builds its own
+        ``ServerHandler`` there, which has no way to add ``Connection: close`` (a WSGI app may
+        not set it), and ``http.server``'s ``handle_one_request`` would dispatch to a
+        ``do_<METHOD>`` method, answering ``501`` itself for a method the app answers. Their
+        ``readline(65537)`` and ``414`` for a longer line are not repeated: the reader hands
+        on at most :data:`MAX_REQUEST_HEAD` bytes, and a request line that does not end
+        within them is answered ``414`` by :meth:`handle`.
+        """
+        self.raw_requestline = self.rfile.readline()
         if not self.parse_request():  # (answered)
             return
         handler = _ClosingServerHandler(
@@ -792,23 +800,36 @@ class _QuietHandler(WSGIRequestHandler):
         answers an unusable version (``PRI * HTTP/2.0``) or a one-word line with the bare
         page, which no client can tell from an answer of another protocol.
 
-        The status line carries the status's own reason phrase (``http.server`` put its
-        message there: ``431 Too many headers`` for a few long headers), the page one line
-        saying what to change: ``explain`` when given here (``reason`` of
-        :meth:`_refuse_request`), else the reason of :data:`_ERROR_REASONS` (``http.server``'s
-        own messages name the Python internals that failed, not what a user can change).
+        The status line carries the status's own reason phrase, whatever ``message`` says
+        (``http.server`` put its message there: ``431 Too many headers`` for a few long
+        headers). The page is one line saying what to change: the reason
+        :data:`_ERROR_REASONS` gives for the status, in place of any ``explain``
+        (``http.server``'s, given with ``431``, names the Python internals that failed, "got
+        more than 100 headers", not what a user can change); for a status without one there,
+        ``explain``, else the status's description. A ``400`` with a reason of its own goes
+        through :meth:`_refuse_request`, which answers past that table.
         """
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"
         status = HTTPStatus(code)
         reason = _ERROR_REASONS.get(status, explain or status.description)
+        self._head_only()
         super().send_error(code, _PHRASES.get(status, status.phrase), reason)
 
     def _refuse_request(self, reason: str) -> None:
         """Answer ``400 Bad Request`` saying ``reason``, and close the connection."""
         self.close_connection = True
         status = HTTPStatus.BAD_REQUEST
+        self._head_only()
         super().send_error(status, status.phrase, reason)
+
+    def _head_only(self) -> None:
+        """Take a request line starting with ``HEAD`` for a ``HEAD`` request, also when it is
+        refused before ``http.server`` took its method (a version not served, HTTP/0.9): the
+        error is then answered with its headers only, as every answer to ``HEAD``."""
+        first_word = getattr(self, "requestline", "").split()[:1]
+        if not getattr(self, "command", None) and first_word == ["HEAD"]:
+            self.command = "HEAD"
 
     def end_headers(self) -> None:
         """End the headers of an answer written here (an error page: the routes' answers come
@@ -862,7 +883,6 @@ class _QuietHandler(WSGIRequestHandler):
         parsed = (
             super().parse_request()
             and self._target_as_sent()
-            and self._without_fragment()
             and self._one_reading()
             and self._unfolded()
             and self._origin_form()
@@ -883,23 +903,11 @@ class _QuietHandler(WSGIRequestHandler):
         self.path = self.requestline.split()[1]  # (three words: parse_request checked)
         return True
 
-    def _without_fragment(self) -> bool:
-        """Whether the request target holds no fragment (``#``); else answer ``400`` saying
-        to leave it out and return ``False``.
-
-        A fragment is the client's own: it is no part of a request target (RFC 9112 section
-        3.2), and ``#`` is in neither a path nor a query (RFC 3986). ``http.server`` would
-        pass it on in the query (``?a=b#frag`` read as ``a=b#frag``, a ``name[]`` filter
-        then keeping no sample), and an absolute-form target would lose it unseen.
-        """
-        if "#" not in self.path:
-            return True
-        self._refuse_request(FRAGMENT)
-        return False
-
     def get_environ(self) -> WSGIEnvironment:
         """The WSGI environment, with ``REQUEST_URI``: the target as received, which the
-        app matches its routes against (``PATH_INFO`` is percent-decoded)."""
+        app matches its routes against (``PATH_INFO`` is percent-decoded) and answers ``400``
+        when it holds a fragment, as the apps answer it under any server that passes the
+        target (see :func:`~laios.execution._http.holds_fragment`)."""
         environ = super().get_environ()
         environ["REQUEST_URI"] = self.path
         return environ
@@ -957,58 +965,44 @@ class _QuietHandler(WSGIRequestHandler):
 
     def _origin_form(self) -> bool:
         """Turn an absolute-form request target (``GET http://127.0.0.1:8489/metrics``) into
-        its path and query, its authority into the ``Host`` header; or answer ``400`` and
-        return ``False`` for one that cannot be served.
+        its path and query, its authority into the ``Host`` header; return ``True``.
 
         RFC 9112 (section 3.2.2) requires a server to accept the absolute form, and to take
         its authority for the host asked for, whatever ``Host`` says: the loopback check
-        (``421``) then applies to it, so a target cannot carry another name past it.
+        (``421``) then applies to it, so a target cannot carry another name past it. A
+        fragment is kept after the path and query, for the app to refuse. A URL that cannot
+        be served (see :func:`~laios.execution._http.url_problem`) is left as it is, for the
+        app to answer ``400`` as it does under any other server.
         """
-        if _ABSOLUTE_FORM.match(self.path) is None:
+        if ABSOLUTE_FORM.match(self.path) is None:
             return True
-        problem = ""
-        try:
-            target = urlsplit(self.path)
-            hostname = target.hostname
-        except ValueError:  # a bracket left open, a port that is not a number
-            problem = "its host is not a host name or an IP address"
-        else:
-            if target.scheme.lower() not in ("http", "https"):
-                problem = "its scheme is not http or https"
-            elif "@" in target.netloc:
-                problem = "it holds user information (user@), which HTTP does not send there"
-            elif not hostname:
-                problem = "it names no host"
-        if problem:
-            self._refuse_request(
-                f"the request target is a URL, but {problem}: send the path "
-                "(GET /metrics HTTP/1.1) and the host in the Host header"
-            )
-            return False
+        url, hash_, fragment = self.path.partition("#")
+        if url_problem(url):
+            return True
+        target = urlsplit(url)
         del self.headers["Host"]
         self.headers["Host"] = target.netloc
-        self.path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        query = f"?{target.query}" if target.query else ""
+        self.path = f"{target.path or '/'}{query}{hash_}{fragment}"
         return True
 
     def _served_form(self) -> bool:
-        """Whether the request target is a path, or ``*`` for ``OPTIONS``; else answer
+        """Whether the request target is a path, a URL or starts with ``*``; else answer
         ``400`` saying what to send and return ``False``.
 
-        ``*`` (RFC 9112 section 3.2.4) is the target of ``OPTIONS`` only; a target that is
-        neither a path nor ``*`` (``metrics``, the ``host:port`` of a ``CONNECT``, which only
-        a proxy serves) names nothing this server has. (An absolute-form target is a path by
-        now: :meth:`_origin_form` ran.)
+        A target that is none of these (``metrics``, the ``host:port`` of a ``CONNECT``,
+        which only a proxy serves) names nothing this server has. (A URL still here is one
+        :meth:`_origin_form` left to the app to refuse.) ``*`` (RFC 9112
+        section 3.2.4), with any method, query or fragment, is left to the app, which answers
+        it as it does under any other server: ``OPTIONS *`` ``200``, anything else ``400``.
         """
-        if self.path.startswith("/") or (self.path == "*" and self.command == "OPTIONS"):
+        if (
+            self.path.startswith("/")
+            or self.path.partition("?")[0].partition("#")[0] == "*"
+            or ABSOLUTE_FORM.match(self.path) is not None  # (one the app refuses)
+        ):
             return True
-        if self.path == "*":
-            self._refuse_request(
-                "the request target * is for OPTIONS only: send a path (GET /metrics HTTP/1.1)"
-            )
-        else:
-            self._refuse_request(
-                "the request target is not a path: send one starting with / (GET /metrics HTTP/1.1)"
-            )
+        self._refuse_request(NOT_A_PATH)
         return False
 
     def _names_its_host(self) -> bool:
@@ -1017,11 +1011,13 @@ class _QuietHandler(WSGIRequestHandler):
 
         RFC 9112 (section 3.2): a server must answer ``400`` to an HTTP/1.1 request without
         ``Host``. An absolute-form target names its host (:meth:`_origin_form` made it the
-        ``Host`` header); an empty ``Host`` is one (a client sends it for a URL without a
-        host); HTTP/1.0 needs none.
+        ``Host`` header; one it cannot serve is the app's to refuse); an empty ``Host`` is
+        one (a client sends it for a URL without a host); HTTP/1.0 needs none.
         """
         minor = self.request_version.partition(".")[2]  # (a checked HTTP/1.x version)
         if not minor.isdigit() or int(minor) < 1 or "Host" in self.headers:
+            return True
+        if ABSOLUTE_FORM.match(self.path) is not None:
             return True
         self._refuse_request(
             "the request has no Host header, which HTTP/1.1 requires: send one naming the "
@@ -1322,7 +1318,8 @@ def _has_input(sock: socket.socket) -> bool:
 
 
 def _refuse(sock: socket.socket, answer: bytes) -> None:
-    """Answer ``503`` (``answer``) and close, without ever blocking the serve loop.
+    """Answer ``503`` (``answer``) and close, without ever blocking the serve loop; to a
+    ``HEAD`` request (as far as it has arrived), the headers only.
 
     A TLS connection is closed without an answer: the handshake it would need could block.
     """
@@ -1332,8 +1329,11 @@ def _refuse(sock: socket.socket, answer: bytes) -> None:
         return
     try:
         sock.setblocking(False)
+        received = b""
         with contextlib.suppress(OSError):
-            sock.recv(65536)  # what has arrived: closing with unread input would reset
+            received = sock.recv(65536)  # what has arrived: closing with unread input resets
+        if received.lstrip(b"\r\n").startswith(b"HEAD "):
+            answer = answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
         sock.send(answer)
         sock.shutdown(socket.SHUT_WR)
     except OSError:
