@@ -374,6 +374,106 @@ def test_cancel_task_as_the_first_async_attempt_ends_stops_the_retries(
     assert result.metadata["retry_cancelled"] is True
 
 
+def _retry_call(executor: Executor, asynchronous: bool, *args: Any, **kwargs: Any) -> TaskResult:
+    if not asynchronous:
+        return executor.execute_with_retry(*args, **kwargs)
+    return asyncio.run(executor.execute_with_retry_async(*args, **kwargs))
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+def test_cancel_task_as_the_last_attempt_fails_returns_false(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    asynchronous: bool,
+) -> None:
+    """A cancel_task made as the last attempt fails (from its "failed" event) has nothing left
+    to cancel: no attempt follows, and the result is the failure, not a cancellation. It
+    returned True, as though it had stopped something."""
+    answers: list[bool] = []
+    task = make_task("fail")
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "failed" and len(calls) == 2:
+            answers.append(executor.cancel_task(task.id))
+
+    result = _retry_call(
+        executor, asynchronous, task, context, max_retries=1, retry_delay=0, on_progress=on_progress
+    )
+    assert answers == [False]
+    assert result.metadata["retry_exhausted"] is True
+    assert "retry_cancelled" not in result.metadata
+    assert result.metadata["outcome"] == "error"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+def test_cancel_task_as_an_attempt_succeeds_returns_false(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    asynchronous: bool,
+) -> None:
+    """A cancel_task made as an attempt with retries left succeeds (from its "completed"
+    event) cancels nothing either: the result is the success."""
+    answers: list[bool] = []
+    task = make_task("echo", text="x")
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "completed":
+            answers.append(executor.cancel_task(task.id))
+
+    result = _retry_call(executor, asynchronous, task, context, on_progress=on_progress)
+    assert answers == [False]
+    assert result.success
+
+
+def test_cancel_task_from_retry_if_is_kept_when_retry_if_says_no(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """A cancel_task that returned True from retry_if shows in the result even when retry_if
+    then declines the retry: what cancel_task answered, the result says."""
+    answers: list[bool] = []
+    task = make_task("fail")
+
+    def retry_if(result: TaskResult) -> bool:
+        answers.append(executor.cancel_task(task.id))
+        return False
+
+    result = executor.execute_with_retry(task, context, retry_delay=0, retry_if=retry_if)
+    assert answers == [True]
+    assert result.metadata["retry_cancelled"] is True
+    assert len(calls) == 1
+
+
+def test_a_cancel_as_an_attempt_fails_tells_no_hook_of_a_retry(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """Cancelled as the first attempt fails, the call makes no retry: on_retry, told of each
+    retry before its wait, is not told of one, and retry_if is not asked."""
+    task = make_task("fail")
+    heard: list[Any] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "failed":
+            executor.cancel_task(task.id)
+
+    def retry_if(result: TaskResult) -> bool:
+        heard.append("retry_if")
+        return True
+
+    result = executor.execute_with_retry(
+        task,
+        context,
+        retry_delay=0,
+        on_progress=on_progress,
+        retry_if=retry_if,
+        on_retry=heard.append,
+    )
+    assert heard == []
+    assert result.metadata["retry_cancelled"] is True
+
+
 def test_cancel_task_just_before_the_first_attempt_cancels_it(
     executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
 ) -> None:

@@ -689,7 +689,9 @@ class Executor(Generic[_RegistryT]):
 
         Returns:
             ``True`` when the request was registered (also for a retry call between two
-            attempts); ``False`` for a task whose record shows it already finished, for an
+            attempts); ``False`` for a task whose record shows it already finished (a retry
+            call's last attempt, or an attempt succeeding, in its outcome's ``on_progress``
+            event included: no attempt follows), for an
             unknown id longer than 256 characters (not remembered), for an id whose hash
             raises (no task's), or after ``shutdown()``.
 

@@ -250,6 +250,11 @@ class RegistryFailed(Exception):
 class BetweenAttempts(Protocol):
     """A retry call (``retrying.RetryRun``, or its first attempt), as the engine reaches it."""
 
+    def stoppable(self, attempting: bool) -> bool:
+        """Whether a cancel may still stop an attempt of the call (read under the engine's
+        lock; ``attempting``: a run of the id is in flight): ``False`` during its last attempt
+        (the run's own cancel decides) and once it has decided to make no other."""
+
     def mark_cancelled(self) -> None:
         """``cancel_task``, under the engine's lock: no further attempt."""
 
@@ -985,11 +990,17 @@ class Engine:
         with self.lock:
             # One step under the lock that submissions check pending cancellations with, so
             # a task being submitted right now is either found here or finds the request.
-            stop_retries = tuple(self.retrying.get(task_id, ()))
+            active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
+            stop_retries: tuple[BetweenAttempts, ...] = ()
+            runs = self.retrying.get(task_id)
+            if runs and not any(job.reporting == "success" for job in active):
+                # Only calls an attempt may still follow in: a cancel during the last attempt,
+                # or as an attempt succeeds, stops nothing (the result stands) and answers so.
+                attempting = bool(active)
+                stop_retries = tuple(run for run in runs if run.stoppable(attempting))
             for retry_run in stop_retries:
                 # (under the lock: a call ending now forgets the request it leaves pending)
                 retry_run.mark_cancelled()
-            active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
             if not active:
                 # (a retry call between attempts: its next attempt may be being submitted
                 # now, and is cancelled too; the call forgets the request when it ends)

@@ -381,6 +381,9 @@ class Job(TaskRecord):
     # handle: the outcome and message it ends with once the runner has (see attach).
     stopped_unattached: tuple[str, str] | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
+    # The outcome an attempt of a retry call is telling on_progress of (set only then): a
+    # cancel_task meanwhile stops no further attempt after a success.
+    reporting: str | None = None
     # on_progress is handling "started" and the tool has not been called yet (not on the
     # inline road, nor on a runner that reports a start already made: see reports_start_late).
     # Changed under ``env.lock``: a cancel_task or timeout meanwhile ends the job as one that
@@ -1421,6 +1424,8 @@ class Job(TaskRecord):
             metadata: dict[str, Any] = dict(extra) if extra else {}
             settled = (outcome, error, error_type, data, metadata, exception)
             if self.on_progress is not None:
+                if self.attempt:
+                    self.reporting = outcome
                 if not self.inline:
                     self.callback_task = self.task
                     if not self._leave_settled(settled):
