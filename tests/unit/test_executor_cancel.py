@@ -19,7 +19,7 @@ from laios.execution.task_context import (
     current_task,
     require_current_task,
 )
-from laios.tools.base import create_simple_tool
+from laios.tools.base import AsyncBaseTool, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 
@@ -471,3 +471,52 @@ def test_a_synchronous_tool_raising_cancelled_error_unasked_says_so(
     )
     assert task.status is TaskStatus.CANCELLED
     assert calls == [1]
+
+
+class _Endless(AsyncBaseTool):
+    """Waits until cancelled (at most ten seconds), having set its ``entered`` event."""
+
+    name = "endless"
+    description = "Runs until cancelled."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        kwargs["entered"].set()
+        await asyncio.sleep(10)
+        return "ran to the end"
+
+
+def test_a_running_async_tool_can_be_cancelled_after_shutdown_without_waiting(
+    registry: ToolRegistry, make_executor: Any, make_task: Any, context: Context, in_thread: Any
+) -> None:
+    """shutdown(wait=False) leaves an async tool with no timeout running: cancel_task must
+    still stop it (it answered False, leaving no way to end it but the process)."""
+    registry.register_tool(_Endless())
+    executor = make_executor()
+    entered = threading.Event()
+    task = make_task("endless", entered=entered)
+    waiter, box = in_thread(executor.execute_task, task, context)
+    assert entered.wait(5)
+    executor.shutdown(wait=False)
+    assert executor.cancel_task(task.id) is True
+    waiter.join(5)
+    assert not waiter.is_alive()
+    [result] = box
+    assert result.metadata["outcome"] == "cancelled"
+    assert executor.cancel_task(task.id) is False  # (finished now)
+    assert executor.cancel_task("never-submitted") is False  # (nothing will run any more)
+
+
+def test_a_running_sync_tool_is_asked_to_stop_after_shutdown_without_waiting(
+    make_executor: Any, make_task: Any, context: Context, gate: Any, in_thread: Any
+) -> None:
+    """The same for a synchronous tool on a worker thread: it sees current_task().cancelled."""
+    executor = make_executor()
+    task = make_task("poll_cancel")
+    waiter, box = in_thread(executor.execute_task, task, context, timeout=10)
+    assert gate.wait_entered(1)
+    executor.shutdown(wait=False)
+    assert executor.cancel_task(task.id) is True
+    waiter.join(5)
+    assert not waiter.is_alive()
+    [result] = box
+    assert result.metadata["outcome"] == "cancelled"

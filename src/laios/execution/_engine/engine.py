@@ -983,10 +983,20 @@ class Engine:
 
     def cancel(self, task_id: str) -> bool:
         """Request cancellation of every run of ``task_id`` (see ``Executor.cancel_task``)."""
-        if self.closed or not isinstance(task_id, str):
+        if not isinstance(task_id, str):
             return False
         scope = self.scope
         store = self.store
+        if self.closed:
+            # Shut down: no task starts any more, and retry calls make no further attempt,
+            # but a task still in flight (an async tool with no timeout left running by
+            # shutdown(wait=False)) is cancelled as before; nothing else is remembered.
+            with self.lock:
+                active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
+            registered = False
+            for job in active:
+                registered = job.request_cancel() or registered
+            return registered
         with self.lock:
             # One step under the lock that submissions check pending cancellations with, so
             # a task being submitted right now is either found here or finds the request.
