@@ -520,3 +520,21 @@ def test_a_running_sync_tool_is_asked_to_stop_after_shutdown_without_waiting(
     assert not waiter.is_alive()
     [result] = box
     assert result.metadata["outcome"] == "cancelled"
+
+
+@pytest.mark.parametrize("tool", ["poll_cancel", "cooperative", "blocked"])
+def test_a_sync_tool_cancelled_while_running_says_so_as_an_async_tool_does(
+    executor: Executor, make_task: Any, context: Context, gate: Any, in_thread: Any, tool: str
+) -> None:
+    """A synchronous tool cancelled while running (returning, raising TaskCancelledError, or
+    ending once released) ends "was cancelled while running", as an async tool or one in a
+    worker process does; it read only "was cancelled"."""
+    task = make_task(tool)
+    waiter, box = in_thread(executor.execute_task, task, context, timeout=10)
+    assert gate.wait_entered(1)
+    assert executor.cancel_task(task.id) is True
+    gate.release.set()
+    waiter.join(5)
+    [result] = box
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.error == f"Task '{task.id}' was cancelled while running"

@@ -1252,10 +1252,12 @@ class Job(TaskRecord):
 
     # -- settling and finishing ----------------------------------------------------------------
 
-    def _finish_cancelled(self) -> None:
+    def _finish_cancelled(self, message: str | None = None) -> None:
         """Finish as ``cancelled``: the tool ended (returned, raised, or took the cancellation)
-        after the task was cancelled."""
-        self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+        after the task was cancelled (``message``: how, when known)."""
+        if message is None:
+            message = f"Task '{self.task_id}' was cancelled"
+        self.finish("cancelled", message, "cancelled")
 
     def _finish_cancelled_by_tool(self) -> None:
         """Finish as ``cancelled`` a task whose tool let out an ``asyncio.CancelledError``
@@ -1308,7 +1310,7 @@ class Job(TaskRecord):
         if raised is not None:
             if isinstance(raised, _CANCELLATIONS):
                 if self.cancel_requested:
-                    self._finish_cancelled()
+                    self._finish_cancelled(self._cancelled_running_message())
                 elif outcome.error_type == OWN_CANCELLATION:
                     self._finish_cancelled_by_tool()
                 elif outcome.error_type == OWN_TASK_CANCELLED:
@@ -1325,7 +1327,7 @@ class Job(TaskRecord):
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
             if self.cancel_requested:  # cancel_task while it ran: as when it returns
-                self._finish_cancelled()
+                self._finish_cancelled(self._cancelled_running_message())
                 return
             raised = as_raised(raised)  # (an async tool's StopIteration: as a sync tool's)
             name = outcome.error_type or type_name(type(raised))
@@ -1340,8 +1342,8 @@ class Job(TaskRecord):
                 self._take_interrupt(interrupt, "the __str__ of the exception the tool raised")
             self.finish("error", message, name, exception=raised)
             return
-        if self.cancel_requested:
-            self._finish_cancelled()
+        if self.cancel_requested:  # cancel_task while it ran (a tool no runner can stop)
+            self._finish_cancelled(self._cancelled_running_message())
             return
         kind = type(value)
         # (is_instance: a value whose attribute reads raise is no ToolOutput, a value all the same)
