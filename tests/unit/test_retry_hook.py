@@ -474,6 +474,42 @@ def test_a_cancel_as_an_attempt_fails_tells_no_hook_of_a_retry(
     assert result.metadata["retry_cancelled"] is True
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+def test_a_shutdown_as_an_attempt_fails_tells_no_hook_of_a_retry(
+    make_executor: Callable[..., Executor],
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    asynchronous: bool,
+) -> None:
+    """shutdown() as an attempt fails (from its "failed" event) ends the call with that
+    failure: retry_if is not asked, and on_retry not told of a retry that does not come."""
+    executor = make_executor()
+    heard: list[Any] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "failed":
+            executor.shutdown(wait=False)
+
+    def retry_if(result: TaskResult) -> bool:
+        heard.append("retry_if")
+        return True
+
+    result = _retry_call(
+        executor,
+        asynchronous,
+        make_task("fail"),
+        context,
+        retry_delay=0,
+        on_progress=on_progress,
+        retry_if=retry_if,
+        on_retry=heard.append,
+    )
+    assert heard == []
+    assert result.metadata["retry_shutdown"] is True
+    assert len(calls) == 1
+
+
 def test_cancel_task_just_before_the_first_attempt_cancels_it(
     executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
 ) -> None:

@@ -153,6 +153,10 @@ class RetryRun:
             # retry that will not come)
             self._no_further(result)
             return None
+        if self.engine.closed:  # shut down as the attempt ended: the same
+            self.stopped_by_shutdown = True
+            self._no_further(result)
+            return None
         try:
             decision = policy.retry_if(result)
             if inspect.isawaitable(decision):  # (truthy, but not a "retry")
