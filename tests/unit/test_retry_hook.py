@@ -408,14 +408,17 @@ def test_cancel_task_as_the_last_attempt_fails_returns_false(
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+@pytest.mark.parametrize("deadline", [None, 60.0], ids=["no-deadline", "deadline"])
 def test_cancel_task_as_an_attempt_succeeds_returns_false(
     executor: Executor,
     make_task: Callable[..., Task],
     context: Context,
     asynchronous: bool,
+    deadline: float | None,
 ) -> None:
     """A cancel_task made as an attempt with retries left succeeds (from its "completed"
-    event) cancels nothing either: the result is the success."""
+    event) cancels nothing either: the result is the success (a deadline has the call keep
+    its full bookkeeping from the first attempt on)."""
     answers: list[bool] = []
     task = make_task("echo", text="x")
 
@@ -423,7 +426,9 @@ def test_cancel_task_as_an_attempt_succeeds_returns_false(
         if event == "completed":
             answers.append(executor.cancel_task(task.id))
 
-    result = _retry_call(executor, asynchronous, task, context, on_progress=on_progress)
+    result = _retry_call(
+        executor, asynchronous, task, context, on_progress=on_progress, deadline=deadline
+    )
     assert answers == [False]
     assert result.success
 
