@@ -538,3 +538,18 @@ def test_a_sync_tool_cancelled_while_running_says_so_as_an_async_tool_does(
     [result] = box
     assert result.metadata["outcome"] == "cancelled"
     assert result.error == f"Task '{task.id}' was cancelled while running"
+
+
+def test_a_task_cancelled_by_a_remembered_request_says_where_it_came_from(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """A task cancelled by a cancel_task made before it was submitted said only "was
+    cancelled before it started", as one cancelled while queued: its error now says the
+    request came for its id before it was submitted, and was remembered."""
+    assert executor.cancel_task("planned") is True
+    result = executor.execute_task(make_task("echo", task_id="planned"), context)
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.error is not None
+    assert result.error.startswith("Task 'planned' was cancelled before it started: ")
+    assert "cancel_task('planned') was called before it was submitted" in result.error
+    assert calls == []

@@ -629,7 +629,11 @@ class Engine:
             if job.phase == DONE:  # cancel_task got there first
                 return True
             job.phase = DONE
-        job.cancel_before_start()
+        job.cancel_before_start(
+            f"Task '{job.task_id}' was cancelled before it started: cancel_task('{job.task_id}') "
+            "was called before it was submitted (a request for an id not in flight is "
+            "remembered, and cancels the next task submitted with that id)"
+        )
         return True
 
     def internal_error(
