@@ -433,6 +433,42 @@ def test_cancel_task_as_an_attempt_succeeds_returns_false(
     assert result.success
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+@pytest.mark.parametrize(
+    ("tool", "at", "stands"),
+    [("echo", 1, True), ("fail", 1, False), ("fail", 2, True)],
+    ids=["success", "failure-retries-left", "last-failure"],
+)
+def test_cancel_task_just_after_an_attempt_is_recorded_answers_truly(
+    store: MetricStore,
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    asynchronous: bool,
+    tool: str,
+    at: int,
+    stands: bool,
+) -> None:
+    """A cancel_task made once attempt ``at`` is recorded (from a store's finish listener)
+    and before the call decides what follows answers True only when it stops a retry: a
+    success, or the last failure, stands (it answered True, and the request was forgotten).
+    ``stands``: whether the attempt's result stands (nothing for the cancel to stop)."""
+    task = make_task(tool, text="x")
+    answers: list[bool] = []
+
+    def listener(finished: Any) -> None:
+        answers.append(executor.cancel_task(task.id) if len(answers) + 1 == at else False)
+
+    store.add_finish_listener(listener)
+    try:
+        result = _retry_call(executor, asynchronous, task, context, max_retries=1, retry_delay=0)
+    finally:
+        store.remove_finish_listener(listener)
+    assert answers[at - 1] is not stands
+    assert ("retry_cancelled" not in result.metadata) is stands
+    assert result.metadata["retries"] == at - 1
+
+
 def test_cancel_task_from_retry_if_is_kept_when_retry_if_says_no(
     executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
 ) -> None:

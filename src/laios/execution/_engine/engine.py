@@ -72,7 +72,7 @@ from laios.tools.registry import returned_class_message
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
 
-    from laios.execution.store import MetricStore, RecordScope
+    from laios.execution.store import MetricStore, RecordScope, TaskRecord
     from laios.execution.tracing import Tracing
 
 __all__ = [
@@ -250,16 +250,26 @@ class RegistryFailed(Exception):
 class BetweenAttempts(Protocol):
     """A retry call (``retrying.RetryRun``, or its first attempt), as the engine reaches it."""
 
-    def stoppable(self, attempting: bool) -> bool:
+    def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
         """Whether a cancel may still stop an attempt of the call (read under the engine's
-        lock; ``attempting``: a run of the id is in flight): ``False`` during its last attempt
-        (the run's own cancel decides) and once it has decided to make no other."""
+        lock; ``attempting``: a run of the id is in flight; ``ended``: else whether the attempt
+        of the id that ended last succeeded, and its retry number): ``False`` during its last
+        attempt (the run's own cancel decides), once one has succeeded, and once the call has
+        decided to make no other."""
 
     def mark_cancelled(self) -> None:
         """``cancel_task``, under the engine's lock: no further attempt."""
 
     def stop_waiting(self) -> None:
         """``shutdown()``: end the wait if one is under way."""
+
+
+def _ended_attempt(record: TaskRecord | None) -> tuple[bool, int] | None:
+    """Whether ``record`` (the newest run of an id) is a finished attempt of a retry call that
+    succeeded, and its retry number; ``None`` when it is no finished attempt."""
+    if record is not None and record.attempt and record.state == "finished":
+        return record.outcome == "success", record.retries
+    return None
 
 
 class Engine:
@@ -1007,11 +1017,12 @@ class Engine:
             active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
             stop_retries: tuple[BetweenAttempts, ...] = ()
             runs = self.retrying.get(task_id)
-            if runs and not any(job.reporting == "success" for job in active):
+            if runs and not any(getattr(job, "ending", None) == "success" for job in active):
                 # Only calls an attempt may still follow in: a cancel during the last attempt,
                 # or as an attempt succeeds, stops nothing (the result stands) and answers so.
+                ended = None if active else _ended_attempt(store.find(scope, task_id))
                 attempting = bool(active)
-                stop_retries = tuple(run for run in runs if run.stoppable(attempting))
+                stop_retries = tuple(run for run in runs if run.stoppable(attempting, ended))
             for retry_run in stop_retries:
                 # (under the lock: a call ending now forgets the request it leaves pending)
                 retry_run.mark_cancelled()

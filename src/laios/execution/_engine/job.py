@@ -356,7 +356,7 @@ class Job(TaskRecord):
     # Slots (set in __init__), not dict entries: the fields of a tool awaited inside the
     # awaiting task, which would not fit the key table every job's dict shares (see
     # _share_field_names).
-    __slots__ = ("claimed", "in_task")
+    __slots__ = ("claimed", "ending", "in_task")
 
     env: JobEnv
     milestones = True  # (its metrics show the executor's "started" and "finished")
@@ -381,9 +381,10 @@ class Job(TaskRecord):
     # handle: the outcome and message it ends with once the runner has (see attach).
     stopped_unattached: tuple[str, str] | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
-    # The outcome an attempt of a retry call is telling on_progress of (set only then): a
-    # cancel_task meanwhile stops no further attempt after a success.
-    reporting: str | None = None
+    # (``ending``, a slot set only on an attempt of a retry call as it finishes: its outcome,
+    # which a cancel_task meanwhile reads: no further attempt follows a success. Read with
+    # getattr: unset until then.)
+    ending: str
     # on_progress is handling "started" and the tool has not been called yet (not on the
     # inline road, nor on a runner that reports a start already made: see reports_start_late).
     # Changed under ``env.lock``: a cancel_task or timeout meanwhile ends the job as one that
@@ -1425,9 +1426,9 @@ class Job(TaskRecord):
         try:
             metadata: dict[str, Any] = dict(extra) if extra else {}
             settled = (outcome, error, error_type, data, metadata, exception)
+            if self.attempt:
+                self.ending = outcome
             if self.on_progress is not None:
-                if self.attempt:
-                    self.reporting = outcome
                 if not self.inline:
                     self.callback_task = self.task
                     if not self._leave_settled(settled):

@@ -195,12 +195,19 @@ class RetryRun:
             if self.cancelled and (result is None or not result.success):
                 self.stopped_by_cancel = True
 
-    def stoppable(self, attempting: bool) -> bool:
+    def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
         """Whether ``cancel_task`` may still stop an attempt (under the engine's lock): not
         once the call has decided to make no other, nor during its last attempt
         (``attempting``), whose own cancel decides; before that attempt is submitted, the
-        cancel left pending for it does."""
-        return not self.decided and (self.retries < self.policy.max_retries or not attempting)
+        cancel left pending for it does. Once its attempt has ended (``ended``: whether the
+        last attempt of the id succeeded, and its retry number) and before the call decides,
+        only when it failed and may be retried."""
+        if self.decided:
+            return False
+        more = self.retries < self.policy.max_retries
+        if ended is not None and ended[1] == self.retries:
+            return more and not ended[0]
+        return more or not attempting
 
     def wait_before_next(self, delay: float) -> float:
         """``delay`` cut to what the deadline still leaves (a slow ``on_retry`` hook may have
@@ -393,10 +400,10 @@ class _FirstAttempt:
     def __init__(self) -> None:
         self.cancelled = False
 
-    def stoppable(self, attempting: bool) -> bool:
-        """Always: an attempt may follow the first (the call listens only then), unless the
-        first succeeds, which the engine sees on its job."""
-        return True
+    def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
+        """Unless the first attempt has succeeded (``ended``, see
+        :meth:`RetryRun.stoppable`): an attempt may follow it (the call listens only then)."""
+        return ended is None or ended[1] != 0 or not ended[0]
 
     def mark_cancelled(self) -> None:
         """``cancel_task(task.id)``, under the engine's lock: no further attempt."""
