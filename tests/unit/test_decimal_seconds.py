@@ -80,3 +80,43 @@ def test_a_decimal_multiprocess_interval_says_to_pass_float(tmp_path: Path) -> N
 
     with pytest.raises(TypeError, match=r"interval .*pass float\(value\)"):
         multiprocess.enable(tmp_path, interval=Decimal("5"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "convert"),
+    [("timeout_seconds", "float"), ("cpu_limit_percent", "float"), ("memory_limit_mb", "int")],
+)
+def test_a_decimal_resource_limit_says_how_to_pass_it(field: str, convert: str) -> None:
+    """ResourceLimits(timeout_seconds=Decimal("1")) was taken (as 1.0) though execute_task's
+    timeout refuses the same value: every field now refuses it, saying how to pass it."""
+    from pydantic import ValidationError
+
+    from laios.execution.limits import ResourceLimits
+
+    hint = rf"{field}[\s\S]*got Decimal: pass {convert}\(value\)"
+    with pytest.raises(ValidationError, match=hint):
+        ResourceLimits(**{field: Decimal("1")})
+    with pytest.raises(ValueError, match=hint):
+        ResourceLimits.from_config({field: Decimal("1")})
+    limits = ResourceLimits()
+    with pytest.raises(ValidationError, match=hint):
+        setattr(limits, field, Decimal("1"))
+
+
+@pytest.mark.parametrize("value", ["1", b"1"])
+def test_a_string_resource_limit_is_refused_as_a_string_timeout_is(value: object) -> None:
+    """A string of digits is no number of seconds for execute_task's timeout, and not for
+    ResourceLimits either (it was parsed), and gets no conversion hint."""
+    from pydantic import ValidationError
+
+    from laios.execution.limits import ResourceLimits
+
+    with pytest.raises(ValidationError, match=r"timeout_seconds[\s\S]*must be a number") as info:
+        ResourceLimits(timeout_seconds=value)
+    assert "float(value)" not in str(info.value)
+
+
+def test_decimal_histogram_bounds_say_to_pass_float() -> None:
+    """MetricStore(duration_buckets=[Decimal]) (bounds in seconds) says to pass float(value)."""
+    with pytest.raises(TypeError, match=r"duration_buckets .*pass float\(value\)"):
+        MetricStore(duration_buckets=[Decimal("0.5")])

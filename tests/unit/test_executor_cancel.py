@@ -19,7 +19,7 @@ from laios.execution.task_context import (
     current_task,
     require_current_task,
 )
-from laios.tools.base import create_simple_tool
+from laios.tools.base import AsyncBaseTool, create_simple_tool
 from laios.tools.registry import ToolRegistry
 
 
@@ -471,3 +471,85 @@ def test_a_synchronous_tool_raising_cancelled_error_unasked_says_so(
     )
     assert task.status is TaskStatus.CANCELLED
     assert calls == [1]
+
+
+class _Endless(AsyncBaseTool):
+    """Waits until cancelled (at most ten seconds), having set its ``entered`` event."""
+
+    name = "endless"
+    description = "Runs until cancelled."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        kwargs["entered"].set()
+        await asyncio.sleep(10)
+        return "ran to the end"
+
+
+def test_a_running_async_tool_can_be_cancelled_after_shutdown_without_waiting(
+    registry: ToolRegistry, make_executor: Any, make_task: Any, context: Context, in_thread: Any
+) -> None:
+    """shutdown(wait=False) leaves an async tool with no timeout running: cancel_task must
+    still stop it (it answered False, leaving no way to end it but the process)."""
+    registry.register_tool(_Endless())
+    executor = make_executor()
+    entered = threading.Event()
+    task = make_task("endless", entered=entered)
+    waiter, box = in_thread(executor.execute_task, task, context)
+    assert entered.wait(5)
+    executor.shutdown(wait=False)
+    assert executor.cancel_task(task.id) is True
+    waiter.join(5)
+    assert not waiter.is_alive()
+    [result] = box
+    assert result.metadata["outcome"] == "cancelled"
+    assert executor.cancel_task(task.id) is False  # (finished now)
+    assert executor.cancel_task("never-submitted") is False  # (nothing will run any more)
+
+
+def test_a_running_sync_tool_is_asked_to_stop_after_shutdown_without_waiting(
+    make_executor: Any, make_task: Any, context: Context, gate: Any, in_thread: Any
+) -> None:
+    """The same for a synchronous tool on a worker thread: it sees current_task().cancelled."""
+    executor = make_executor()
+    task = make_task("poll_cancel")
+    waiter, box = in_thread(executor.execute_task, task, context, timeout=10)
+    assert gate.wait_entered(1)
+    executor.shutdown(wait=False)
+    assert executor.cancel_task(task.id) is True
+    waiter.join(5)
+    assert not waiter.is_alive()
+    [result] = box
+    assert result.metadata["outcome"] == "cancelled"
+
+
+@pytest.mark.parametrize("tool", ["poll_cancel", "cooperative", "blocked"])
+def test_a_sync_tool_cancelled_while_running_says_so_as_an_async_tool_does(
+    executor: Executor, make_task: Any, context: Context, gate: Any, in_thread: Any, tool: str
+) -> None:
+    """A synchronous tool cancelled while running (returning, raising TaskCancelledError, or
+    ending once released) ends "was cancelled while running", as an async tool or one in a
+    worker process does; it read only "was cancelled"."""
+    task = make_task(tool)
+    waiter, box = in_thread(executor.execute_task, task, context, timeout=10)
+    assert gate.wait_entered(1)
+    assert executor.cancel_task(task.id) is True
+    gate.release.set()
+    waiter.join(5)
+    [result] = box
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.error == f"Task '{task.id}' was cancelled while running"
+
+
+def test_a_task_cancelled_by_a_remembered_request_says_where_it_came_from(
+    executor: Executor, make_task: Any, context: Context, calls: list[Any]
+) -> None:
+    """A task cancelled by a cancel_task made before it was submitted said only "was
+    cancelled before it started", as one cancelled while queued: its error now says the
+    request came for its id before it was submitted, and was remembered."""
+    assert executor.cancel_task("planned") is True
+    result = executor.execute_task(make_task("echo", task_id="planned"), context)
+    assert result.metadata["outcome"] == "cancelled"
+    assert result.error is not None
+    assert result.error.startswith("Task 'planned' was cancelled before it started: ")
+    assert "cancel_task('planned') was called before it was submitted" in result.error
+    assert calls == []

@@ -374,6 +374,183 @@ def test_cancel_task_as_the_first_async_attempt_ends_stops_the_retries(
     assert result.metadata["retry_cancelled"] is True
 
 
+def _retry_call(executor: Executor, asynchronous: bool, *args: Any, **kwargs: Any) -> TaskResult:
+    if not asynchronous:
+        return executor.execute_with_retry(*args, **kwargs)
+    return asyncio.run(executor.execute_with_retry_async(*args, **kwargs))
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+def test_cancel_task_as_the_last_attempt_fails_returns_false(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    asynchronous: bool,
+) -> None:
+    """A cancel_task made as the last attempt fails (from its "failed" event) has nothing left
+    to cancel: no attempt follows, and the result is the failure, not a cancellation. It
+    returned True, as though it had stopped something."""
+    answers: list[bool] = []
+    task = make_task("fail")
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "failed" and len(calls) == 2:
+            answers.append(executor.cancel_task(task.id))
+
+    result = _retry_call(
+        executor, asynchronous, task, context, max_retries=1, retry_delay=0, on_progress=on_progress
+    )
+    assert answers == [False]
+    assert result.metadata["retry_exhausted"] is True
+    assert "retry_cancelled" not in result.metadata
+    assert result.metadata["outcome"] == "error"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+@pytest.mark.parametrize("deadline", [None, 60.0], ids=["no-deadline", "deadline"])
+def test_cancel_task_as_an_attempt_succeeds_returns_false(
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    asynchronous: bool,
+    deadline: float | None,
+) -> None:
+    """A cancel_task made as an attempt with retries left succeeds (from its "completed"
+    event) cancels nothing either: the result is the success (a deadline has the call keep
+    its full bookkeeping from the first attempt on)."""
+    answers: list[bool] = []
+    task = make_task("echo", text="x")
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "completed":
+            answers.append(executor.cancel_task(task.id))
+
+    result = _retry_call(
+        executor, asynchronous, task, context, on_progress=on_progress, deadline=deadline
+    )
+    assert answers == [False]
+    assert result.success
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+@pytest.mark.parametrize(
+    ("tool", "at", "stands"),
+    [("echo", 1, True), ("fail", 1, False), ("fail", 2, True)],
+    ids=["success", "failure-retries-left", "last-failure"],
+)
+def test_cancel_task_just_after_an_attempt_is_recorded_answers_truly(
+    store: MetricStore,
+    executor: Executor,
+    make_task: Callable[..., Task],
+    context: Context,
+    asynchronous: bool,
+    tool: str,
+    at: int,
+    stands: bool,
+) -> None:
+    """A cancel_task made once attempt ``at`` is recorded (from a store's finish listener)
+    and before the call decides what follows answers True only when it stops a retry: a
+    success, or the last failure, stands (it answered True, and the request was forgotten).
+    ``stands``: whether the attempt's result stands (nothing for the cancel to stop)."""
+    task = make_task(tool, text="x")
+    answers: list[bool] = []
+
+    def listener(finished: Any) -> None:
+        answers.append(executor.cancel_task(task.id) if len(answers) + 1 == at else False)
+
+    store.add_finish_listener(listener)
+    try:
+        result = _retry_call(executor, asynchronous, task, context, max_retries=1, retry_delay=0)
+    finally:
+        store.remove_finish_listener(listener)
+    assert answers[at - 1] is not stands
+    assert ("retry_cancelled" not in result.metadata) is stands
+    assert result.metadata["retries"] == at - 1
+
+
+def test_cancel_task_from_retry_if_is_kept_when_retry_if_says_no(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """A cancel_task that returned True from retry_if shows in the result even when retry_if
+    then declines the retry: what cancel_task answered, the result says."""
+    answers: list[bool] = []
+    task = make_task("fail")
+
+    def retry_if(result: TaskResult) -> bool:
+        answers.append(executor.cancel_task(task.id))
+        return False
+
+    result = executor.execute_with_retry(task, context, retry_delay=0, retry_if=retry_if)
+    assert answers == [True]
+    assert result.metadata["retry_cancelled"] is True
+    assert len(calls) == 1
+
+
+def test_a_cancel_as_an_attempt_fails_tells_no_hook_of_a_retry(
+    executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
+) -> None:
+    """Cancelled as the first attempt fails, the call makes no retry: on_retry, told of each
+    retry before its wait, is not told of one, and retry_if is not asked."""
+    task = make_task("fail")
+    heard: list[Any] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "failed":
+            executor.cancel_task(task.id)
+
+    def retry_if(result: TaskResult) -> bool:
+        heard.append("retry_if")
+        return True
+
+    result = executor.execute_with_retry(
+        task,
+        context,
+        retry_delay=0,
+        on_progress=on_progress,
+        retry_if=retry_if,
+        on_retry=heard.append,
+    )
+    assert heard == []
+    assert result.metadata["retry_cancelled"] is True
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["blocking", "async"])
+def test_a_shutdown_as_an_attempt_fails_tells_no_hook_of_a_retry(
+    make_executor: Callable[..., Executor],
+    make_task: Callable[..., Task],
+    context: Context,
+    calls: list[Any],
+    asynchronous: bool,
+) -> None:
+    """shutdown() as an attempt fails (from its "failed" event) ends the call with that
+    failure: retry_if is not asked, and on_retry not told of a retry that does not come."""
+    executor = make_executor()
+    heard: list[Any] = []
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "failed":
+            executor.shutdown(wait=False)
+
+    def retry_if(result: TaskResult) -> bool:
+        heard.append("retry_if")
+        return True
+
+    result = _retry_call(
+        executor,
+        asynchronous,
+        make_task("fail"),
+        context,
+        retry_delay=0,
+        on_progress=on_progress,
+        retry_if=retry_if,
+        on_retry=heard.append,
+    )
+    assert heard == []
+    assert result.metadata["retry_shutdown"] is True
+    assert len(calls) == 1
+
+
 def test_cancel_task_just_before_the_first_attempt_cancels_it(
     executor: Executor, make_task: Callable[..., Task], context: Context, calls: list[Any]
 ) -> None:

@@ -689,9 +689,13 @@ class Executor(Generic[_RegistryT]):
 
         Returns:
             ``True`` when the request was registered (also for a retry call between two
-            attempts); ``False`` for a task whose record shows it already finished, for an
+            attempts); ``False`` for a task whose record shows it already finished (a retry
+            call's last attempt, or an attempt succeeding, in its outcome's ``on_progress``
+            event included: no attempt follows), for an
             unknown id longer than 256 characters (not remembered), for an id whose hash
-            raises (no task's), or after ``shutdown()``.
+            raises (no task's), or after ``shutdown()`` for any task not still queued or
+            running (those, left running by ``shutdown(wait=False)``, are cancelled as
+            before; an unknown id is not remembered).
 
         Raises:
             TypeError: When given a ``Task`` instead of its id (pass ``task.id``): nothing is
@@ -703,7 +707,9 @@ class Executor(Generic[_RegistryT]):
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks. With ``wait``, let queued and running tasks finish first,
-        those running on their callers' threads (no timeout) included.
+        those running on their callers' threads (no timeout) included. Tasks still in flight
+        can still be stopped with :meth:`cancel_task` (with ``wait=False``, an async tool
+        with no timeout would otherwise run on).
 
         Calling it again is harmless. Tools that overran their timeout are never waited for,
         nor is a call from inside the executor's own work waiting (one of its tools, async

@@ -72,7 +72,7 @@ from laios.tools.registry import returned_class_message
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
 
-    from laios.execution.store import MetricStore, RecordScope
+    from laios.execution.store import MetricStore, RecordScope, TaskRecord
     from laios.execution.tracing import Tracing
 
 __all__ = [
@@ -250,11 +250,26 @@ class RegistryFailed(Exception):
 class BetweenAttempts(Protocol):
     """A retry call (``retrying.RetryRun``, or its first attempt), as the engine reaches it."""
 
+    def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
+        """Whether a cancel may still stop an attempt of the call (read under the engine's
+        lock; ``attempting``: a run of the id is in flight; ``ended``: else whether the attempt
+        of the id that ended last succeeded, and its retry number): ``False`` during its last
+        attempt (the run's own cancel decides), once one has succeeded, and once the call has
+        decided to make no other."""
+
     def mark_cancelled(self) -> None:
         """``cancel_task``, under the engine's lock: no further attempt."""
 
     def stop_waiting(self) -> None:
         """``shutdown()``: end the wait if one is under way."""
+
+
+def _ended_attempt(record: TaskRecord | None) -> tuple[bool, int] | None:
+    """Whether ``record`` (the newest run of an id) is a finished attempt of a retry call that
+    succeeded, and its retry number; ``None`` when it is no finished attempt."""
+    if record is not None and record.attempt and record.state == "finished":
+        return record.outcome == "success", record.retries
+    return None
 
 
 class Engine:
@@ -624,7 +639,11 @@ class Engine:
             if job.phase == DONE:  # cancel_task got there first
                 return True
             job.phase = DONE
-        job.cancel_before_start()
+        job.cancel_before_start(
+            f"Task '{job.task_id}' was cancelled before it started: cancel_task('{job.task_id}') "
+            "was called before it was submitted (a request for an id not in flight is "
+            "remembered, and cancels the next task submitted with that id)"
+        )
         return True
 
     def internal_error(
@@ -978,18 +997,35 @@ class Engine:
 
     def cancel(self, task_id: str) -> bool:
         """Request cancellation of every run of ``task_id`` (see ``Executor.cancel_task``)."""
-        if self.closed or not isinstance(task_id, str):
+        if not isinstance(task_id, str):
             return False
         scope = self.scope
         store = self.store
+        if self.closed:
+            # Shut down: no task starts any more, and retry calls make no further attempt,
+            # but a task still in flight (an async tool with no timeout left running by
+            # shutdown(wait=False)) is cancelled as before; nothing else is remembered.
+            with self.lock:
+                active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
+            registered = False
+            for job in active:
+                registered = job.request_cancel() or registered
+            return registered
         with self.lock:
             # One step under the lock that submissions check pending cancellations with, so
             # a task being submitted right now is either found here or finds the request.
-            stop_retries = tuple(self.retrying.get(task_id, ()))
+            active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
+            stop_retries: tuple[BetweenAttempts, ...] = ()
+            runs = self.retrying.get(task_id)
+            if runs and not any(getattr(job, "ending", None) == "success" for job in active):
+                # Only calls an attempt may still follow in: a cancel during the last attempt,
+                # or as an attempt succeeds, stops nothing (the result stands) and answers so.
+                ended = None if active else _ended_attempt(store.find(scope, task_id))
+                attempting = bool(active)
+                stop_retries = tuple(run for run in runs if run.stoppable(attempting, ended))
             for retry_run in stop_retries:
                 # (under the lock: a call ending now forgets the request it leaves pending)
                 retry_run.mark_cancelled()
-            active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
             if not active:
                 # (a retry call between attempts: its next attempt may be being submitted
                 # now, and is cancelled too; the call forgets the request when it ends)

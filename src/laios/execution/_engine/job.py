@@ -356,7 +356,7 @@ class Job(TaskRecord):
     # Slots (set in __init__), not dict entries: the fields of a tool awaited inside the
     # awaiting task, which would not fit the key table every job's dict shares (see
     # _share_field_names).
-    __slots__ = ("claimed", "in_task")
+    __slots__ = ("claimed", "ending", "in_task")
 
     env: JobEnv
     milestones = True  # (its metrics show the executor's "started" and "finished")
@@ -381,6 +381,10 @@ class Job(TaskRecord):
     # handle: the outcome and message it ends with once the runner has (see attach).
     stopped_unattached: tuple[str, str] | None = None
     interrupted_event: str | None = None  # the event during which on_progress raised Ctrl-C
+    # (``ending``, a slot set only on an attempt of a retry call as it finishes: its outcome,
+    # which a cancel_task meanwhile reads: no further attempt follows a success. Read with
+    # getattr: unset until then.)
+    ending: str
     # on_progress is handling "started" and the tool has not been called yet (not on the
     # inline road, nor on a runner that reports a start already made: see reports_start_late).
     # Changed under ``env.lock``: a cancel_task or timeout meanwhile ends the job as one that
@@ -1249,10 +1253,12 @@ class Job(TaskRecord):
 
     # -- settling and finishing ----------------------------------------------------------------
 
-    def _finish_cancelled(self) -> None:
+    def _finish_cancelled(self, message: str | None = None) -> None:
         """Finish as ``cancelled``: the tool ended (returned, raised, or took the cancellation)
-        after the task was cancelled."""
-        self.finish("cancelled", f"Task '{self.task_id}' was cancelled", "cancelled")
+        after the task was cancelled (``message``: how, when known)."""
+        if message is None:
+            message = f"Task '{self.task_id}' was cancelled"
+        self.finish("cancelled", message, "cancelled")
 
     def _finish_cancelled_by_tool(self) -> None:
         """Finish as ``cancelled`` a task whose tool let out an ``asyncio.CancelledError``
@@ -1305,7 +1311,7 @@ class Job(TaskRecord):
         if raised is not None:
             if isinstance(raised, _CANCELLATIONS):
                 if self.cancel_requested:
-                    self._finish_cancelled()
+                    self._finish_cancelled(self._cancelled_running_message())
                 elif outcome.error_type == OWN_CANCELLATION:
                     self._finish_cancelled_by_tool()
                 elif outcome.error_type == OWN_TASK_CANCELLED:
@@ -1322,7 +1328,7 @@ class Job(TaskRecord):
                 self.finish("cancelled", self.interrupted_message(), "cancelled")
                 return
             if self.cancel_requested:  # cancel_task while it ran: as when it returns
-                self._finish_cancelled()
+                self._finish_cancelled(self._cancelled_running_message())
                 return
             raised = as_raised(raised)  # (an async tool's StopIteration: as a sync tool's)
             name = outcome.error_type or type_name(type(raised))
@@ -1337,8 +1343,8 @@ class Job(TaskRecord):
                 self._take_interrupt(interrupt, "the __str__ of the exception the tool raised")
             self.finish("error", message, name, exception=raised)
             return
-        if self.cancel_requested:
-            self._finish_cancelled()
+        if self.cancel_requested:  # cancel_task while it ran (a tool no runner can stop)
+            self._finish_cancelled(self._cancelled_running_message())
             return
         kind = type(value)
         # (is_instance: a value whose attribute reads raise is no ToolOutput, a value all the same)
@@ -1420,6 +1426,8 @@ class Job(TaskRecord):
         try:
             metadata: dict[str, Any] = dict(extra) if extra else {}
             settled = (outcome, error, error_type, data, metadata, exception)
+            if self.attempt:
+                self.ending = outcome
             if self.on_progress is not None:
                 if not self.inline:
                     self.callback_task = self.task

@@ -88,6 +88,7 @@ class RetryRun:
         #: The type of what ``retry_if`` raised, when that stopped the retries.
         self.retry_if_raised: str | None = None
         self.cancelled = False  # cancel_task(task.id) since the call began listening for it
+        self.decided = False  # no further attempt will be made (set under the engine's lock)
         self.retry_cause: str | None = None  # the error type of the attempt to retry
         self.span: Span | None = None
         # What conclude() found, for end() to record on the span (which never raises).
@@ -147,7 +148,14 @@ class RetryRun:
     def delay_before_next(self, result: TaskResult) -> float | None:
         """Seconds to wait before retrying after ``result``, or ``None``: stop here."""
         policy = self.policy
-        if not self.may_retry(result):
+        if not self.may_retry(result) or self.cancelled:
+            # (cancelled as the attempt ended: neither retry_if nor on_retry is asked about a
+            # retry that will not come)
+            self._no_further(result)
+            return None
+        if self.engine.closed:  # shut down as the attempt ended: the same
+            self.stopped_by_shutdown = True
+            self._no_further(result)
             return None
         try:
             decision = policy.retry_if(result)
@@ -164,17 +172,42 @@ class RetryRun:
             result.metadata["retry_if_error"] = f"{self.retry_if_raised}: {message}"
             worth = False
         if not worth:
+            self._no_further(result)
             return None
         delay = policy.delay(self.retries + 1)
         if policy.deadline is not None:
             left = policy.deadline - self.elapsed()
             if delay >= left:
                 self.stopped_by_deadline = True
+                self._no_further(result)
                 return None
         self.retry_cause = result.metadata.get("error_type")
         if self.on_retry is not None:
             self._announce(result, delay)
         return delay
+
+    def _no_further(self, result: TaskResult | None = None) -> None:
+        """Decide to make no further attempt: ``cancel_task`` no longer stops the call, and a
+        failure it stopped before this (``result``, or the one at hand) says so, whatever
+        else ended the retries too (it answered ``True``)."""
+        with self.engine.lock:
+            self.decided = True
+            if self.cancelled and (result is None or not result.success):
+                self.stopped_by_cancel = True
+
+    def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
+        """Whether ``cancel_task`` may still stop an attempt (under the engine's lock): not
+        once the call has decided to make no other, nor during its last attempt
+        (``attempting``), whose own cancel decides; before that attempt is submitted, the
+        cancel left pending for it does. Once its attempt has ended (``ended``: whether the
+        last attempt of the id succeeded, and its retry number) and before the call decides,
+        only when it failed and may be retried."""
+        if self.decided:
+            return False
+        more = self.retries < self.policy.max_retries
+        if ended is not None and ended[1] == self.retries:
+            return more and not ended[0]
+        return more or not attempting
 
     def wait_before_next(self, delay: float) -> float:
         """``delay`` cut to what the deadline still leaves (a slow ``on_retry`` hook may have
@@ -241,14 +274,16 @@ class RetryRun:
             # shutdown() before or during the wait: the attempt would only be refused
             # (``shutdown``), so the call ends with the failure at hand, no retry counted
             self.stopped_by_shutdown = True
+            self._no_further()
             return False
         if self.cancelled:
             # cancel_task between the attempts (retry_if, on_retry, the wait): no further one
-            self.stopped_by_cancel = True
+            self._no_further()
             return False
         deadline = self.policy.deadline
         if deadline is not None and self.elapsed() >= deadline:
             self.stopped_by_deadline = True  # the wait ran into the deadline: this failure stands
+            self._no_further()
             return False
         self.retries += 1
         self.engine.store.task_retried(self._slot(), self.retry_cause)
@@ -364,6 +399,11 @@ class _FirstAttempt:
 
     def __init__(self) -> None:
         self.cancelled = False
+
+    def stoppable(self, attempting: bool, ended: tuple[bool, int] | None) -> bool:
+        """Unless the first attempt has succeeded (``ended``, see
+        :meth:`RetryRun.stoppable`): an attempt may follow it (the call listens only then)."""
+        return ended is None or ended[1] != 0 or not ended[0]
 
     def mark_cancelled(self) -> None:
         """``cancel_task(task.id)``, under the engine's lock: no further attempt."""
