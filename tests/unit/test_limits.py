@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -87,6 +88,26 @@ def test_reference_from_config_example() -> None:
     assert limits.timeout_seconds == 30.0
     assert limits.memory_limit_mb == 256
     assert limits.cpu_limit_percent is None
+
+
+def test_numbers_as_text_or_decimal_are_converted_and_checked() -> None:
+    """A configuration read from text (environment variables, INI files) gives its numbers as
+    strings, and accounting code as Decimals: both are converted as the docs say, and checked
+    as any number is."""
+    limits = ResourceLimits.from_config(
+        {"timeout_seconds": "30", "memory_limit_mb": "256", "cpu_limit_percent": Decimal("50")}
+    )
+    assert (limits.timeout_seconds, limits.memory_limit_mb, limits.cpu_limit_percent) == (
+        30.0,
+        256,
+        50.0,
+    )
+    assert type(limits.timeout_seconds) is float
+    assert type(limits.cpu_limit_percent) is float
+    with pytest.raises(ValidationError, match="timeout_seconds"):
+        ResourceLimits.from_config({"timeout_seconds": "-1"})
+    with pytest.raises(ValidationError, match="timeout_seconds"):
+        ResourceLimits(timeout_seconds=Decimal("NaN"))
 
 
 def test_from_config_of_an_empty_mapping() -> None:

@@ -13,7 +13,7 @@ from itertools import pairwise
 from numbers import Real
 
 from laios.execution._aggregates import LabelSet
-from laios.execution._checks import as_float, conversion_hint, number_repr
+from laios.execution._checks import as_float, number_repr
 
 __all__ = [
     "MAX_BUCKETS",
@@ -79,10 +79,7 @@ def check_buckets(parameter: str, bounds: Iterable[float]) -> tuple[float, ...]:
         raise ValueError(f"{parameter} must have from 1 to {MAX_BUCKETS} bounds, got {len(values)}")
     for value in values:
         if isinstance(value, bool) or not isinstance(value, Real):
-            raise TypeError(
-                f"{parameter} must hold numbers of seconds, got {number_repr(value)}"
-                f"{conversion_hint(value)}"
-            )
+            raise TypeError(f"{parameter} must hold numbers of seconds, got {value!r}")
         # (an int or a Fraction too large for a float is infinite here, not an OverflowError)
         if not (math.isfinite(as_float(value)) and value > 0):
             raise ValueError(

@@ -7,9 +7,9 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from laios.execution._checks import as_float, conversion_hint, is_boolean, is_real, number_repr
+from laios.execution._checks import as_float, is_boolean, number_repr
 
 __all__ = ["ResourceLimits"]
 
@@ -89,19 +89,9 @@ class ResourceLimits(BaseModel):
 
     @field_validator("timeout_seconds", "memory_limit_mb", "cpu_limit_percent", mode="before")
     @classmethod
-    def _a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        # Only real numbers, as for execute_task's timeout: a bool would pass for 0 or 1, a
-        # string of digits is no number of seconds, and a Decimal is refused saying how to
-        # pass it (Pydantic would convert all three).
-        if value is None:
-            return None
+    def _not_bool(cls, value: Any) -> Any:
         if is_boolean(value):
             raise ValueError(f"must be a number, not a boolean ({value!r})")
-        if not is_real(value):
-            hint = conversion_hint(value)
-            if hint and info.field_name == "memory_limit_mb":
-                hint = ": pass int(value)"
-            raise ValueError(f"must be a number, got {type(value).__name__}{hint}")
         return value
 
     @field_validator("timeout_seconds", "cpu_limit_percent", mode="before")
