@@ -637,7 +637,11 @@ def _reads_as_a_name(key: object) -> bool:
     holds (``username``, ``X-Api-Key``), not as a secret used as a key (``sk-live-…``): text
     or bytes of words of letters joined by ``_ - .`` or a space, each of them words written
     in camelCase or not (see :func:`_reads_as_words`). A key of another type counts as a name,
-    except an int."""
+    except an int.
+
+    A token of letters alone that passes (a random one of 12 letters in one case always does,
+    one mixed in case about one time in three) reads as a name: no rule on letters alone tells
+    it from a name made of abbreviations (``xmlrpclib``, ``plpgsql``, ``sslctx``)."""
     if isinstance(key, (bytes, bytearray)):
         key = bytes(key).decode("latin-1")
     if isinstance(key, str):
