@@ -38,6 +38,7 @@ from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
     "MAX_ERROR_BYTES",
+    "MAX_JSON_TEXT_CHARS",
     "MAX_PREFIX_FORM_CHARS",
     "MAX_SECRET_LINES",
     "MAX_SECRET_SCAN_ITEMS",
@@ -424,6 +425,25 @@ def _url_passwords(text: str) -> list[str]:
     return found
 
 
+#: Longest text parameter read as JSON for the secrets it holds (see :func:`_json_container`).
+MAX_JSON_TEXT_CHARS = 100_000
+#: The characters JSON text holding a mapping or a list starts with.
+_JSON_OPENINGS = frozenset("{[")
+
+
+def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
+    """The mapping or list ``text`` holds as JSON (``'{"api_key": "…"}'``), to be read for
+    secrets as parameters are; ``None`` for other text, and for text longer than
+    ``MAX_JSON_TEXT_CHARS`` characters (not parsed: the cost of a read is kept bounded)."""
+    if len(text) > MAX_JSON_TEXT_CHARS or text.rstrip()[-1:] not in "}]":
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, (dict, list)) else None
+
+
 def _field_forms(name: object, value: str) -> list[str]:
     """The ways a text writes ``value`` as the value of ``name``: ``name=value``, ``name:
     value``, ``name='value'``, ``{'name': 'value'}``, ``{"name": "value"}`` (also compact,
@@ -467,6 +487,9 @@ def secret_fields_of_tool(tool: Any) -> SecretFields | None:
 
 def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
+
+    Text that holds a JSON mapping or list (``{"body": '{"api_key": "…"}'}``, up to
+    ``MAX_JSON_TEXT_CHARS`` characters) is read as that mapping or list too.
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
@@ -570,6 +593,13 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         elif isinstance(value, (list, tuple, set, frozenset)):
             visit_items(value, secret, declared)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
+            if type(value) is str and (
+                value[:1] in _JSON_OPENINGS
+                or (value[:1].isspace() and value.lstrip()[:1] in _JSON_OPENINGS)
+            ):
+                parsed = _json_container(value)  # (a request body, a configuration, as text)
+                if parsed is not None:
+                    visit(parsed, secret, None, name)
             if not secret and isinstance(value, str) and "://" in value and "@" in value:
                 found.extend(_url_passwords(value))  # a connection URL under any key
             elif secret and not isinstance(value, bool):
