@@ -38,8 +38,8 @@ from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
     "MAX_ERROR_BYTES",
-    "MAX_JSON_TEXT_CHARS",
     "MAX_PREFIX_FORM_CHARS",
+    "MAX_READ_TEXT_CHARS",
     "MAX_SECRET_LINES",
     "MAX_SECRET_SCAN_ITEMS",
     "MAX_SNAPSHOT_ITEMS",
@@ -425,8 +425,9 @@ def _url_passwords(text: str) -> list[str]:
     return found
 
 
-#: Longest text parameter read as JSON for the secrets it holds (see :func:`_json_container`).
-MAX_JSON_TEXT_CHARS = 100_000
+#: Longest text parameter read for the secrets it writes: as JSON (see
+#: :func:`_json_container`), and for values of secret-looking names (see :func:`_assignments`).
+MAX_READ_TEXT_CHARS = 100_000
 #: The characters JSON text holding a mapping or a list starts with.
 _JSON_OPENINGS = frozenset("{[")
 
@@ -434,14 +435,43 @@ _JSON_OPENINGS = frozenset("{[")
 def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
     """The mapping or list ``text`` holds as JSON (``'{"api_key": "…"}'``), to be read for
     secrets as parameters are; ``None`` for other text, and for text longer than
-    ``MAX_JSON_TEXT_CHARS`` characters (not parsed: the cost of a read is kept bounded)."""
-    if len(text) > MAX_JSON_TEXT_CHARS or text.rstrip()[-1:] not in "}]":
+    ``MAX_READ_TEXT_CHARS`` characters (not parsed: the cost of a read is kept bounded)."""
+    if len(text) > MAX_READ_TEXT_CHARS or text.rstrip()[-1:] not in "}]":
         return None
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, (dict, list)) else None
+
+
+#: A value written under its name in text: ``name=value`` in a URL's query, a form body, an
+#: environment entry or a command line (``--name=value``), and a header line ``Name: value``.
+#: (A value ends at white space, ``&``, ``#``, ``;``, a quote, a bracket or a comma: quoted,
+#: as ``password='…'`` in a ``repr``, its quotes are not part of it.)
+_ASSIGNMENT = re.compile(
+    r"(?:^|(?<=[\s?&;,(]))-{0,2}([A-Za-z][\w.-]*)=['\"]?([^\s&#;'\"()\[\]{},]+)"
+    r"|^([A-Za-z][\w-]*):(?!//)[ \t]*([^\r\n]+)",
+    re.MULTILINE,
+)
+
+
+def _assignments(text: str) -> Iterator[tuple[str, str]]:
+    """The ``(name, value)`` pairs ``text`` writes (see ``_ASSIGNMENT``) whose name holds a
+    secret as a header's or a form field's does (see :func:`is_secret_pair`: ``api_key``,
+    ``password``, ``X-Api-Key``, ``Authorization``, not ``max_tokens``): each value as
+    written, and percent-decoded when that differs (the query of a URL)."""
+    if len(text) > MAX_READ_TEXT_CHARS or ("=" not in text and ":" not in text):
+        return
+    for match in _ASSIGNMENT.finditer(text):
+        name, value = (match[1], match[2]) if match[1] is not None else (match[3], match[4])
+        value = value.rstrip()
+        if value and is_secret_key(name) and _SECRET_PAIR_NAME.search(name) is not None:
+            yield name, value
+            if match[1] is not None and ("%" in value or "+" in value):
+                decoded = unquote(value.replace("+", " "))
+                if decoded != value:
+                    yield name, decoded
 
 
 def _field_forms(name: object, value: str) -> list[str]:
@@ -489,7 +519,7 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
     Text that holds a JSON mapping or list (``{"body": '{"api_key": "…"}'}``, up to
-    ``MAX_JSON_TEXT_CHARS`` characters) is read as that mapping or list too.
+    ``MAX_READ_TEXT_CHARS`` characters) is read as that mapping or list too.
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
@@ -600,8 +630,11 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
                 parsed = _json_container(value)  # (a request body, a configuration, as text)
                 if parsed is not None:
                     visit(parsed, secret, None, name)
-            if not secret and isinstance(value, str) and "://" in value and "@" in value:
-                found.extend(_url_passwords(value))  # a connection URL under any key
+            if not secret and isinstance(value, str):
+                if "://" in value and "@" in value:
+                    found.extend(_url_passwords(value))  # a connection URL under any key
+                for named, written in _assignments(value):  # (?api_key=…, password=…)
+                    collect(written, named)
             elif secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
                     collect_bytes(value, name)
