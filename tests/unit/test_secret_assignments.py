@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 from secret_runs import failed_run_text
 
-from laios.execution.redaction import redact, secret_values
+from laios.execution.redaction import (
+    MAX_JSON_TEXT_CHARS,
+    MAX_NAMED_TEXT_CHARS,
+    redact,
+    secret_values,
+)
 from laios.tools.base import BaseTool
 
 SECRET = "tok-9fQ2xLmR7vKp3ZsW8nYb4HcD6gJt1AeU"
@@ -68,3 +73,15 @@ def test_a_key_in_a_url_query_reaches_no_span_and_no_log(
     assert "was revoked" in text
     assert SECRET[:8] not in text
     assert SECRET[:8] not in caplog.text
+
+
+def test_long_text_is_not_read_for_named_values_or_as_json() -> None:
+    """A long prompt or document is no URL, form or header: reading it would cost every read
+    of the parameters."""
+    filler = "words " * (MAX_NAMED_TEXT_CHARS // 6)
+    assert SECRET in secret_values({"prompt": f"api_key={SECRET} " + filler[:100]})
+    assert secret_values({"prompt": f"api_key={SECRET} " + filler}) == []
+    body = {"api_key": SECRET, "rows": ["x" * 100] * (MAX_JSON_TEXT_CHARS // 100)}
+    assert secret_values({"body": json.dumps(body)}) == []
+    body["rows"] = []
+    assert SECRET in secret_values({"body": json.dumps(body)})

@@ -38,8 +38,9 @@ from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
     "MAX_ERROR_BYTES",
+    "MAX_JSON_TEXT_CHARS",
+    "MAX_NAMED_TEXT_CHARS",
     "MAX_PREFIX_FORM_CHARS",
-    "MAX_READ_TEXT_CHARS",
     "MAX_SECRET_LINES",
     "MAX_SECRET_SCAN_ITEMS",
     "MAX_SNAPSHOT_ITEMS",
@@ -425,9 +426,14 @@ def _url_passwords(text: str) -> list[str]:
     return found
 
 
-#: Longest text parameter read for the secrets it writes: as JSON (see
-#: :func:`_json_container`), and for values of secret-looking names (see :func:`_assignments`).
-MAX_READ_TEXT_CHARS = 100_000
+#: Longest text parameter read as JSON for the secrets it holds (see :func:`_json_container`):
+#: a request body, a configuration (a longer one, a document, would cost every read of the
+#: parameters the reading of its items).
+MAX_JSON_TEXT_CHARS = 16_384
+#: Longest text parameter read for the values it writes under secret-looking names (see
+#: :func:`_assignments`): a URL, a form body, a command line, a few header lines (a longer
+#: text, such as a prompt, is no such thing, and would cost every read of the parameters).
+MAX_NAMED_TEXT_CHARS = 4096
 #: The characters JSON text holding a mapping or a list starts with.
 _JSON_OPENINGS = frozenset("{[")
 
@@ -435,8 +441,8 @@ _JSON_OPENINGS = frozenset("{[")
 def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
     """The mapping or list ``text`` holds as JSON (``'{"api_key": "…"}'``), to be read for
     secrets as parameters are; ``None`` for other text, and for text longer than
-    ``MAX_READ_TEXT_CHARS`` characters (not parsed: the cost of a read is kept bounded)."""
-    if len(text) > MAX_READ_TEXT_CHARS or text.rstrip()[-1:] not in "}]":
+    ``MAX_JSON_TEXT_CHARS`` characters (not parsed: the cost of a read is kept bounded)."""
+    if len(text) > MAX_JSON_TEXT_CHARS or text.rstrip()[-1:] not in "}]":
         return None
     try:
         parsed = json.loads(text)
@@ -461,7 +467,11 @@ def _assignments(text: str) -> Iterator[tuple[str, str]]:
     secret as a header's or a form field's does (see :func:`is_secret_pair`: ``api_key``,
     ``password``, ``X-Api-Key``, ``Authorization``, not ``max_tokens``): each value as
     written, and percent-decoded when that differs (the query of a URL)."""
-    if len(text) > MAX_READ_TEXT_CHARS or ("=" not in text and ":" not in text):
+    if (
+        len(text) > MAX_NAMED_TEXT_CHARS
+        or ("=" not in text and ":" not in text)
+        or _SECRET_KEY.search(text) is None
+    ):
         return
     for match in _ASSIGNMENT.finditer(text):
         name, value = (match[1], match[2]) if match[1] is not None else (match[3], match[4])
@@ -519,7 +529,10 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
 
     Text that holds a JSON mapping or list (``{"body": '{"api_key": "…"}'}``, up to
-    ``MAX_READ_TEXT_CHARS`` characters) is read as that mapping or list too.
+    ``MAX_JSON_TEXT_CHARS`` characters) is read as that mapping or list too, and a value text
+    writes under a secret-looking name (``?api_key=…``, ``password=…``, a line
+    ``Authorization: Bearer …``; in text of up to ``MAX_NAMED_TEXT_CHARS`` characters, see
+    :func:`_assignments`) is secret.
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
