@@ -588,6 +588,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             # And in base64 and hex, as binary keys are written as text (the forms worked
             # out from the decoded text would be those of other bytes).
             found.extend(_binary_forms(data))
+        elif len(data) >= MIN_SCRUB_CHARS:  # (bytes of text: in hex too, as binary data)
+            hexed = data.hex()
+            found.extend(_Written(form) for form in dict.fromkeys((hexed, hexed.upper())))
 
     def pairs(
         items: Iterable[tuple[Any, Any]],
