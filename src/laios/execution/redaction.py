@@ -25,7 +25,7 @@ import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
-from itertools import compress
+from itertools import compress, islice
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -679,6 +679,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             fields = object_fields(value)
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
+            elif not isinstance(value, type):  # (an SDK client's api_key)
+                pending.append(pairs(_secret_attributes(value), secret, None))
 
     visit(params, False, fields, None)
     budget = MAX_SECRET_SCAN_ITEMS
@@ -698,6 +700,26 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             continue
     unique = {v for v in found if len(v) >= MIN_SCRUB_CHARS}
     return sorted(unique, key=len, reverse=True)
+
+
+#: Most attributes of an object of a class of its own looked at for secret-looking names.
+_MAX_OBJECT_ATTRIBUTES = 256
+
+
+def _secret_attributes(value: Any) -> list[tuple[str, Any]]:
+    """The attributes with secret-looking names (see :func:`is_secret_key`) of an object of a
+    class of its own (``OpenAI(api_key=…)``: neither a dataclass, a pydantic model nor any
+    other kind :func:`object_fields` reads): those it holds itself (its ``__dict__``), among its
+    first ``_MAX_OBJECT_ATTRIBUTES``; its other attributes are not read (a large object is not
+    walked through for its secrets)."""
+    try:
+        attributes = vars(value)
+        if type(attributes) is not dict:
+            return []
+        named = list(islice(attributes.items(), _MAX_OBJECT_ATTRIBUTES))
+    except Exception:  # (no __dict__, or one that cannot be read)
+        return []
+    return [(name, item) for name, item in named if type(name) is str and is_secret_key(name)]
 
 
 #: A name: letters alone, or words of them joined by ``_``, ``-``, ``.`` or a space.
