@@ -1436,7 +1436,7 @@ class _FormIndex:
 
         Every run that long of a form in ``text[start:stop]`` holds a sampled place, so every
         one is found (but for a form in which one run of ``_GRAM`` characters recurs more
-        than ``_MAX_GRAM_PLACES`` times, whose runs are found from its first places of it);
+        than ``_MAX_GRAM_PLACES`` times, whose runs are found from the first of those places);
         samples inside a run found already are skipped, except near its end (where a run of
         another form may go on from it)."""
         grams, forms, fragments = self.grams, self.forms, self.fragments
