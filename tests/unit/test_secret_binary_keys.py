@@ -36,6 +36,16 @@ def test_a_binary_secret_written_as_text_is_scrubbed(how: str) -> None:
     )
 
 
+@pytest.mark.parametrize("how", ["hex", "upper-case hex"])
+def test_a_secret_given_as_bytes_of_text_written_in_hex_is_scrubbed(how: str) -> None:
+    """Bytes that happen to be text (a header value, ``b"Bearer …"``) are still binary data a
+    tool may write in hex."""
+    key = b"sk-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789"
+    written = WRITTEN[how](key)
+    secrets = secret_values({"signing_key": key})
+    assert scrub(f"bad signature with {written}", secrets) == f"bad signature with {REDACTED}"
+
+
 def test_a_binary_secret_in_a_longer_base64_text_is_scrubbed() -> None:
     """Inside the base64 of more data (``nonce + key``), at any place in a group of three
     bytes, the characters that encode the key alone are scrubbed."""

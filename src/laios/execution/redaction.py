@@ -3,12 +3,13 @@
 Tool parameters often carry credentials. Nothing the executor emits (spans, logs, metrics,
 ``/status``, result metadata) contains them: values under secret-looking keys are replaced by
 ``[REDACTED]`` when content capture is on, and those values (and their URL-encoded,
-``repr``-escaped, JSON-escaped and base64 forms, and any prefix or suffix of
-``MIN_PREFIX_CHARS`` or more characters of them) are scrubbed out of error text before any
-error reaches telemetry or logs. The fields of dataclass instances, pydantic models, ``attrs``
-instances, named tuples and namespaces are read like the keys of a mapping, and the names of
-``(name, value)`` pairs in a list (headers) too. A parameter the tool's input model types
-``SecretStr`` or ``SecretBytes`` is secret whatever its name (see :func:`secret_fields`).
+``repr``-escaped, JSON-escaped and base64 forms, any prefix or suffix of ``MIN_PREFIX_CHARS``
+or more characters of them, and any run of ``MIN_FRAGMENT_CHARS`` or more from inside them)
+are scrubbed out of error text before any error reaches telemetry or logs. The fields of
+dataclass instances, pydantic models, ``attrs`` instances, named tuples and namespaces are
+read like the keys of a mapping, and the names of ``(name, value)`` pairs in a list (headers)
+too. A parameter the tool's input model types ``SecretStr`` or ``SecretBytes`` is secret
+whatever its name (see :func:`secret_fields`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MappingView, Sequence
 from collections.abc import Set as AbstractSet
-from itertools import compress
+from itertools import compress, islice
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
@@ -37,6 +38,8 @@ from laios.execution._secret_fields import SecretFields, secret_fields
 
 __all__ = [
     "MAX_ERROR_BYTES",
+    "MAX_JSON_TEXT_CHARS",
+    "MAX_NAMED_TEXT_CHARS",
     "MAX_PREFIX_FORM_CHARS",
     "MAX_SECRET_LINES",
     "MAX_SECRET_SCAN_ITEMS",
@@ -44,6 +47,7 @@ __all__ = [
     "MAX_STRING_CHARS",
     "MAX_TRACEBACK_BYTES",
     "MAX_VALUE_BYTES",
+    "MIN_FRAGMENT_CHARS",
     "MIN_PREFIX_CHARS",
     "MIN_SCRUB_CHARS",
     "REDACTED",
@@ -95,6 +99,12 @@ MIN_SCRUB_CHARS = 4
 #: goes for a suffix (its last characters alone: ``key ending …a1b2c3d4``, a text cut at the
 #: front inside one).
 MIN_PREFIX_CHARS = 8
+#: Shortest run of a secret's characters taken from anywhere in it (neither its start nor its
+#: end: a tool quoting ``…GHIJKLMNOPQRST…`` from inside a token) scrubbed from free text: every
+#: run of a secret value or of one of its encoded forms this long or longer is replaced
+#: wherever it occurs, as a prefix of ``MIN_PREFIX_CHARS`` is. Longer than that, as a run
+#: from inside a value is more often a run of ordinary text that the value happens to hold.
+MIN_FRAGMENT_CHARS = 12
 #: Longest secret form whose prefixes and suffixes are scrubbed too: a longer one (a key file,
 #: a blob) is replaced whole only, so that a text repeating a long secret that repeats itself
 #: is not measured against it at every place.
@@ -369,6 +379,13 @@ class _Written(str):
     replaced as it is (or a prefix of it), without encoded forms of its own."""
 
 
+class _CutValue(str):
+    """A secret as pydantic quotes a long rejected value, by its ends around ``...`` (see
+    :func:`_pydantic_input_value`): replaced whole, or a prefix or suffix of it, as any form;
+    a run from inside it is one of the secret itself, found as such (the address that ends
+    a URL-shaped one, which this form does not say where it starts, is kept)."""
+
+
 class _InField(str):
     """A secret written as the value of its name (``api_key='xy9'``): the text to find, of
     which only the value is replaced (the first ``head`` and last ``tail`` characters, the
@@ -407,6 +424,64 @@ def _url_passwords(text: str) -> list[str]:
             else:
                 found.append(_InField(f"{user}:{written}@", len(user) + 1, 1))
     return found
+
+
+#: Longest text parameter read as JSON for the secrets it holds (see :func:`_json_container`):
+#: a request body, a configuration (a longer one, a document, would cost every read of the
+#: parameters the reading of its items).
+MAX_JSON_TEXT_CHARS = 16_384
+#: Longest text parameter read for the values it writes under secret-looking names (see
+#: :func:`_assignments`): a URL, a form body, a command line, a few header lines (a longer
+#: text, such as a prompt, is no such thing, and would cost every read of the parameters).
+MAX_NAMED_TEXT_CHARS = 4096
+#: The characters JSON text holding a mapping or a list starts with.
+_JSON_OPENINGS = frozenset("{[")
+
+
+def _json_container(text: str) -> dict[str, Any] | list[Any] | None:
+    """The mapping or list ``text`` holds as JSON (``'{"api_key": "…"}'``), to be read for
+    secrets as parameters are; ``None`` for other text, and for text longer than
+    ``MAX_JSON_TEXT_CHARS`` characters (not parsed: the cost of a read is kept bounded)."""
+    if len(text) > MAX_JSON_TEXT_CHARS or text.rstrip()[-1:] not in "}]":
+        return None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, (dict, list)) else None
+
+
+#: A value written under its name in text: ``name=value`` in a URL's query, a form body, an
+#: environment entry or a command line (``--name=value``), and a header line ``Name: value``.
+#: (A value ends at white space, ``&``, ``#``, ``;``, a quote, a bracket or a comma: quoted,
+#: as ``password='…'`` in a ``repr``, its quotes are not part of it.)
+_ASSIGNMENT = re.compile(
+    r"(?:^|(?<=[\s?&;,(]))-{0,2}([A-Za-z][\w.-]*)=['\"]?([^\s&#;'\"()\[\]{},]+)"
+    r"|^([A-Za-z][\w-]*):(?!//)[ \t]*([^\r\n]+)",
+    re.MULTILINE,
+)
+
+
+def _assignments(text: str) -> Iterator[tuple[str, str]]:
+    """The ``(name, value)`` pairs ``text`` writes (see ``_ASSIGNMENT``) whose name holds a
+    secret as a header's or a form field's does (see :func:`is_secret_pair`: ``api_key``,
+    ``password``, ``X-Api-Key``, ``Authorization``, not ``max_tokens``): each value as
+    written, and percent-decoded when that differs (the query of a URL)."""
+    if (
+        len(text) > MAX_NAMED_TEXT_CHARS
+        or ("=" not in text and ":" not in text)
+        or _SECRET_KEY.search(text) is None
+    ):
+        return
+    for match in _ASSIGNMENT.finditer(text):
+        name, value = (match[1], match[2]) if match[1] is not None else (match[3], match[4])
+        value = value.rstrip()
+        if value and is_secret_key(name) and _SECRET_PAIR_NAME.search(name) is not None:
+            yield name, value
+            if match[1] is not None and ("%" in value or "+" in value):
+                decoded = unquote(value.replace("+", " "))
+                if decoded != value:
+                    yield name, decoded
 
 
 def _field_forms(name: object, value: str) -> list[str]:
@@ -452,6 +527,12 @@ def secret_fields_of_tool(tool: Any) -> SecretFields | None:
 
 def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     """Collect the string values held under secret-looking keys (longest first).
+
+    Text that holds a JSON mapping or list (``{"body": '{"api_key": "…"}'}``, up to
+    ``MAX_JSON_TEXT_CHARS`` characters) is read as that mapping or list too, and a value text
+    writes under a secret-looking name (``?api_key=…``, ``password=…``, a line
+    ``Authorization: Bearer …``; in text of up to ``MAX_NAMED_TEXT_CHARS`` characters, see
+    :func:`_assignments`) is secret.
 
     Everything under a secret-looking key is secret, at any depth below it (and so is the
     value of a ``(name, value)`` pair with such a name in a list, see :func:`is_secret_pair`),
@@ -507,6 +588,9 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             # And in base64 and hex, as binary keys are written as text (the forms worked
             # out from the decoded text would be those of other bytes).
             found.extend(_binary_forms(data))
+        elif len(data) >= MIN_SCRUB_CHARS:  # (bytes of text: in hex too, as binary data)
+            hexed = data.hex()
+            found.extend(_Written(form) for form in dict.fromkeys((hexed, hexed.upper())))
 
     def pairs(
         items: Iterable[tuple[Any, Any]],
@@ -555,8 +639,18 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
         elif isinstance(value, (list, tuple, set, frozenset)):
             visit_items(value, secret, declared)
         elif isinstance(value, (str, bytes, int, bytearray, memoryview)):
-            if not secret and isinstance(value, str) and "://" in value and "@" in value:
-                found.extend(_url_passwords(value))  # a connection URL under any key
+            if type(value) is str and (
+                value[:1] in _JSON_OPENINGS
+                or (value[:1].isspace() and value.lstrip()[:1] in _JSON_OPENINGS)
+            ):
+                parsed = _json_container(value)  # (a request body, a configuration, as text)
+                if parsed is not None:
+                    visit(parsed, secret, None, name)
+            if not secret and isinstance(value, str):
+                if "://" in value and "@" in value:
+                    found.extend(_url_passwords(value))  # a connection URL under any key
+                for named, written in _assignments(value):  # (?api_key=…, password=…)
+                    collect(written, named)
             elif secret and not isinstance(value, bool):
                 if isinstance(value, bytes):
                     collect_bytes(value, name)
@@ -585,6 +679,8 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
             fields = object_fields(value)
             if fields is not None:
                 pending.append(pairs(fields, secret, declared))
+            elif not isinstance(value, type):  # (an SDK client's api_key)
+                pending.append(pairs(_secret_attributes(value), secret, None))
 
     visit(params, False, fields, None)
     budget = MAX_SECRET_SCAN_ITEMS
@@ -606,6 +702,26 @@ def secret_values(params: Any, fields: SecretFields | None = None) -> list[str]:
     return sorted(unique, key=len, reverse=True)
 
 
+#: Most attributes of an object of a class of its own looked at for secret-looking names.
+_MAX_OBJECT_ATTRIBUTES = 256
+
+
+def _secret_attributes(value: Any) -> list[tuple[str, Any]]:
+    """The attributes with secret-looking names (see :func:`is_secret_key`) of an object of a
+    class of its own (``OpenAI(api_key=…)``: neither a dataclass, a pydantic model nor any
+    other kind :func:`object_fields` reads): those it holds itself (its ``__dict__``), among its
+    first ``_MAX_OBJECT_ATTRIBUTES``; its other attributes are not read (a large object is not
+    walked through for its secrets)."""
+    try:
+        attributes = vars(value)
+        if type(attributes) is not dict:
+            return []
+        named = list(islice(attributes.items(), _MAX_OBJECT_ATTRIBUTES))
+    except Exception:  # (no __dict__, or one that cannot be read)
+        return []
+    return [(name, item) for name, item in named if type(name) is str and is_secret_key(name)]
+
+
 #: A name: letters alone, or words of them joined by ``_``, ``-``, ``.`` or a space.
 _NAME = re.compile(r"[A-Za-z]+(?:[-_. ][A-Za-z]+)*")
 _NAME_SEPARATOR = re.compile(r"[-_. ]")
@@ -622,7 +738,11 @@ def _reads_as_a_name(key: object) -> bool:
     holds (``username``, ``X-Api-Key``), not as a secret used as a key (``sk-live-…``): text
     or bytes of words of letters joined by ``_ - .`` or a space, each of them words written
     in camelCase or not (see :func:`_reads_as_words`). A key of another type counts as a name,
-    except an int."""
+    except an int.
+
+    A token of letters alone that passes (a random one of 12 letters in one case always does,
+    one mixed in case about one time in three) reads as a name: no rule on letters alone tells
+    it from a name made of abbreviations (``xmlrpclib``, ``plpgsql``, ``sslctx``)."""
     if isinstance(key, (bytes, bytearray)):
         key = bytes(key).decode("latin-1")
     if isinstance(key, str):
@@ -907,7 +1027,7 @@ def _pydantic_input_value(written: str) -> str:
         return ""  # quoted whole: the repr-escaped form covers it
     head = data[:25].decode("utf-8", "ignore")
     tail = data[-24:].decode("utf-8", "ignore")
-    return f"{head}...{tail}"
+    return _CutValue(f"{head}...{tail}")
 
 
 #: Longest ``repr`` pydantic quotes whole as a ``ValidationError``'s ``input_value``, in bytes.
@@ -934,16 +1054,31 @@ class SecretForms(tuple[str, ...]):
     forms: tuple[str, ...]
     #: What a text is searched for to find each of ``forms`` (see :func:`_searched`).
     searched: tuple[str, ...]
-    #: The forms whose suffixes are replaced too, each with what a text is searched for to find
-    #: them and the characters of its end that are kept (see :func:`_tails`).
-    tails: tuple[_Tail, ...]
+    #: The forms whose suffixes and runs from inside are replaced too, and where each of their
+    #: runs lies (see :class:`_FormIndex`).
+    runs: _FormIndex
 
     def __new__(cls, secrets: Iterable[str] = ()) -> SecretForms:
         self = super().__new__(cls, secrets)
         self.forms = tuple(_with_encoded_forms(self))
         self.searched = tuple(map(_searched, self.forms))
-        self.tails = _tails(self.forms)
+        self.runs = _FormIndex(self.forms)
         return self
+
+
+#: Forms of secrets past which a text longer than ``_LONG_TEXT`` characters is looked at
+#: through a :class:`_FormIndex` (a fixed cost per character) rather than searched for each
+#: form in turn (a cost per character and form, lower for a few forms).
+_MANY_FORMS = 32
+_LONG_TEXT = 8192
+
+
+def _index_of(secrets: Iterable[str], forms: Sequence[str]) -> _FormIndex:
+    """The :class:`_FormIndex` of ``forms``, the forms of ``secrets`` (made already for
+    :class:`SecretForms`)."""
+    if type(secrets) is SecretForms:
+        return secrets.runs
+    return _FormIndex(forms)
 
 
 def _searched_of(secrets: Iterable[str], forms: Sequence[str]) -> Sequence[str]:
@@ -952,14 +1087,6 @@ def _searched_of(secrets: Iterable[str], forms: Sequence[str]) -> Sequence[str]:
     if type(secrets) is SecretForms:
         return secrets.searched
     return [_searched(form) for form in forms]
-
-
-def _tails_of(secrets: Iterable[str], forms: Sequence[str]) -> tuple[_Tail, ...]:
-    """:func:`_tails` of ``forms``, the forms of ``secrets`` (worked out already for
-    :class:`SecretForms`)."""
-    if type(secrets) is SecretForms:
-        return secrets.tails
-    return _tails(forms)
 
 
 def _forms_of(secrets: Iterable[str]) -> Sequence[str]:
@@ -979,7 +1106,9 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
     ``MIN_PREFIX_CHARS`` characters long, wherever it occurs (a tool quoting a token's first or
     last characters, a text cut inside one before it got here), except a prefix no longer than
     the scheme of a URL-shaped one, or a suffix no longer than its address (see
-    :func:`_tails`), or the white space a suffix would start with. Occurrences that overlap
+    :func:`_tail`), or the white space a suffix would start with. So is each run of at least
+    ``MIN_FRAGMENT_CHARS`` characters from inside such a form (see :class:`_FormIndex`),
+    except one within the scheme or the address of a URL-shaped one. Occurrences that overlap
     (two secrets sharing characters where they meet, a secret repeating itself) are replaced
     together, by one ``[REDACTED]``: no character of any occurrence is left. So is a value
     pydantic quotes by its ends in a ``ValidationError`` (``input_value={'api_key':
@@ -992,11 +1121,22 @@ def scrub(text: str, secrets: Iterable[str], limit: int | None = MAX_ERROR_BYTES
         limit: Byte limit of the result; ``None`` keeps the full length.
     """
     forms = _forms_of(secrets)
-    searched = _searched_of(secrets, forms)
-    present = list(compress(forms, [part in text for part in searched]))
-    tails = [tail for tail in _tails_of(secrets, forms) if tail[1] in text]
-    if present or tails:
-        text = _replace_all(text, present, tails)
+    if forms:
+        searched = _searched_of(secrets, forms)
+        # (a form whose run of 8 characters is nowhere in the text needs no search for it)
+        index = _index_of(secrets, forms)
+        ends = index.tails
+        if len(forms) > _MANY_FORMS and len(text) > _LONG_TEXT:
+            # (a form of which no run of 8 characters is in the text needs no search for it)
+            candidates, fragments = index.scan(text, 0, len(text))
+            present = [forms[at] for at in sorted(candidates) if searched[at] in text]
+            tails = [ends[at] for at in sorted(candidates) if at in ends and ends[at][1] in text]
+        else:
+            present = list(compress(forms, [part in text for part in searched]))
+            tails = [tail for tail in ends.values() if tail[1] in text]
+            fragments = index.fragments_in(text, 0, len(text))
+        if present or tails or fragments:
+            text = _replace_all(text, present, tails, fragments)
     if forms and "input_value=" in text:
         text = _CUT_INPUT_VALUE.sub(lambda match: _cut_input_value(match, forms), text)
     return truncate_bytes(text, limit) if limit is not None else text
@@ -1085,23 +1225,19 @@ def _run_end(text: str, form: str, searched: str, start: int, end: int) -> int:
         looked, end = end, furthest
 
 
-#: A form whose suffixes are replaced (see :func:`_tails`): the form, its last
+#: A form whose suffixes are replaced (see :func:`_tail`): the form, its last
 #: ``MIN_PREFIX_CHARS`` characters (what a text is searched for to find one), and how many of
 #: its last characters are kept when written alone (the address of a URL-shaped secret).
 _Tail = tuple[str, str, int]
 
 
-def _tails(forms: Iterable[str]) -> tuple[_Tail, ...]:
-    """The forms whose suffixes are replaced, as their prefixes are (see
-    :func:`_takes_prefixes`), each with its last ``MIN_PREFIX_CHARS`` characters and the
-    length of the address that ends a URL-shaped one (see ``_URL_USER_INFO``)."""
-    tails: list[_Tail] = []
-    for form in forms:
-        if _takes_prefixes(form):
-            user_info = _URL_USER_INFO.match(form)
-            kept = 0 if user_info is None else len(form) - user_info.end()
-            tails.append((form, form[-MIN_PREFIX_CHARS:], kept))
-    return tuple(tails)
+def _tail(form: str) -> _Tail:
+    """The :data:`_Tail` of a form whose suffixes are replaced, as its prefixes are (see
+    :func:`_takes_prefixes`): it, its last ``MIN_PREFIX_CHARS`` characters and the length of
+    the address that ends a URL-shaped one (see ``_URL_USER_INFO``)."""
+    user_info = _URL_USER_INFO.match(form)
+    kept = 0 if user_info is None else len(form) - user_info.end()
+    return form, form[-MIN_PREFIX_CHARS:], kept
 
 
 def _tail_written(text: str, end: int, tail: _Tail, start: int) -> int:
@@ -1195,12 +1331,259 @@ def _tail_run_end(text: str, tail: _Tail, start: int, end: int, stop: int | None
     return end
 
 
-def _replace_all(text: str, forms: Sequence[str], tails: Sequence[_Tail] = ()) -> str:
+#: Characters of a text looked at, at each sampled place, to find the forms of secrets there.
+_GRAM = 4
+#: Places of a text sampled: every ``_STEP``-th, so that every run of ``MIN_PREFIX_CHARS``
+#: characters holds the ``_GRAM`` characters of a sampled place.
+_STEP = MIN_PREFIX_CHARS - _GRAM + 1
+#: Most places inside one form (not within its first or last ``MIN_PREFIX_CHARS``
+#: characters) where one run of ``_GRAM`` characters is noted: a form repeating itself (``xy``
+#: 128 times) is not measured at each of them (its runs are found from the first places).
+_MAX_GRAM_PLACES = 8
+
+
+class _FormIndex:
+    """Where each run of ``_GRAM`` characters lies in the forms of secrets, to find in a text,
+    looking at one place in ``_STEP`` (a fixed cost per character of text, whatever the
+    number of secrets), every run of ``MIN_PREFIX_CHARS`` characters or more that it shares
+    with a form.
+
+    Attributes:
+        forms: The forms (as :func:`_with_encoded_forms` gives them).
+        direct: The forms too short for that (under ``MIN_PREFIX_CHARS`` characters), searched
+            for as they are.
+        tails: The :func:`_tail` entry of each form whose suffixes are replaced, by its
+            index in ``forms``.
+        fragments: For each form whose runs from inside it are replaced too (longer than
+            ``MIN_FRAGMENT_CHARS``), by index: the part of it that such a run must reach into
+            (all of it; of a URL-shaped one, what follows its scheme up to its address, see
+            ``_URL_SCHEME`` and ``_URL_USER_INFO``).
+        anchors: The ``MIN_PREFIX_CHARS`` characters at every ``_STEP``-th place of those
+            forms: every run of ``MIN_FRAGMENT_CHARS`` of one holds one of them, so a text
+            holding none of them holds no such run (looked for before the table is made).
+    """
+
+    __slots__ = ("_grams", "anchors", "direct", "forms", "fragments", "tails")
+
+    def __init__(self, forms: Sequence[str]) -> None:
+        self.forms = forms
+        self._grams: dict[str, list[tuple[int, int]]] | None = None
+        self.fragments: dict[int, tuple[int, int]] = {}
+        self.tails: dict[int, _Tail] = {}
+        direct: list[int] = []
+        anchors: dict[str, None] = {}
+        for index, form in enumerate(forms):
+            size = len(form)
+            if size < MIN_PREFIX_CHARS:
+                direct.append(index)
+            elif _takes_prefixes(form):
+                self.tails[index] = _tail(form)
+                if size > MIN_FRAGMENT_CHARS and type(form) is not _CutValue:
+                    self.fragments[index] = _secret_part(form)
+                    for place in range(0, size - MIN_PREFIX_CHARS + 1, _STEP):
+                        anchors[form[place : place + MIN_PREFIX_CHARS]] = None
+        self.direct = tuple(direct)
+        self.anchors = tuple(anchors)
+
+    @property
+    def grams(self) -> dict[str, list[tuple[int, int]]]:
+        """Each run of ``_GRAM`` characters, with the ``(form, place)`` pairs where it lies:
+        every place of a form whose prefixes are replaced (see :func:`_takes_prefixes`; of
+        one whose runs from inside are, see :func:`_fragment_places`), the places of the
+        first ``MIN_PREFIX_CHARS`` characters of any other. Made when first needed."""
+        grams = self._grams
+        if grams is not None:
+            return grams
+        grams = {}
+        for index, form in enumerate(self.forms):
+            size = len(form)
+            if size < MIN_PREFIX_CHARS:
+                continue
+            places: Iterable[int]
+            if index in self.fragments:
+                places = _fragment_places(form)
+            elif index in self.tails:  # (every place lies in its first or last characters)
+                places = range(size - _GRAM + 1)
+            else:
+                places = range(_STEP)  # (its first MIN_PREFIX_CHARS characters)
+            for place in places:
+                gram = form[place : place + _GRAM]
+                noted = grams.get(gram)
+                if noted is None:
+                    grams[gram] = [(index, place)]
+                else:
+                    noted.append((index, place))
+        self._grams = grams
+        return grams
+
+    def fragments_in(self, text: str, start: int, stop: int) -> list[tuple[int, int]]:
+        """Where ``text`` writes runs of ``MIN_FRAGMENT_CHARS`` or more from inside a form
+        through places sampled from ``start`` to ``stop`` (see :meth:`scan`); none, without
+        the table of runs, when no anchor lies near them."""
+        if not self.fragments:
+            return []
+        low, high = max(start - MAX_PREFIX_FORM_CHARS, 0), stop + MAX_PREFIX_FORM_CHARS
+        if not any(text.find(anchor, low, high) >= 0 for anchor in self.anchors):
+            return []
+        return self.scan(text, start, stop)[1]
+
+    def scan(self, text: str, start: int, stop: int) -> tuple[set[int], list[tuple[int, int]]]:
+        """The forms of which ``text`` writes a run of ``MIN_PREFIX_CHARS`` characters or more
+        through a sampled place from ``start`` to ``stop`` (the places of a text are sampled
+        at multiples of ``_STEP``, wherever the search starts), with the ``direct`` forms; and
+        where it writes a run of ``MIN_FRAGMENT_CHARS`` or more of a form whose runs are
+        replaced (see :func:`_fragment`), as ``(start, end)``, each the longest there.
+
+        Every run that long of a form in ``text[start:stop]`` holds a sampled place, so every
+        one is found (but for a form in which one run of ``_GRAM`` characters recurs more
+        than ``_MAX_GRAM_PLACES`` times, whose runs are found from the first of those places);
+        samples inside a run found already are skipped, except near its end (where a run of
+        another form may go on from it)."""
+        grams, forms, fragments = self.grams, self.forms, self.fragments
+        found = set(self.direct)
+        spans: list[tuple[int, int]] = []
+        covered_from, covered = -1, -1  # the runs found that overlap the one ending furthest
+        first = -(-start // _STEP) * _STEP
+        last = min(stop, len(text) - _GRAM + 1)
+        for at in [at for at in range(first, last, _STEP) if text[at : at + _GRAM] in grams]:
+            if at < covered - MIN_FRAGMENT_CHARS:
+                continue
+            for index, place in grams[text[at : at + _GRAM]]:
+                form = forms[index]
+                part = fragments.get(index)
+                if part is None:  # (only whether it is there, as a run of 8 or more)
+                    if index not in found and _holds_run(text, at, form, place):
+                        found.add(index)
+                    continue
+                if (
+                    at < covered
+                    and index in found
+                    and (
+                        (at - place >= covered_from and at + len(form) - place <= covered)
+                        or _within(text, at, form, place, covered_from, covered)
+                    )
+                ):
+                    continue  # (a text repeating a form: the same run again, at another place)
+                begin, end = _run_at(text, at, form, place)
+                if end - begin < MIN_PREFIX_CHARS:
+                    continue
+                found.add(index)
+                if end - begin < MIN_FRAGMENT_CHARS:
+                    continue
+                span = _fragment(text, begin, end, place - (at - begin), part)
+                if span is not None:
+                    spans.append(span)
+                    if span[0] <= covered:
+                        covered_from, covered = min(covered_from, span[0]), max(covered, span[1])
+                    else:
+                        covered_from, covered = span
+        return found, spans
+
+
+def _holds_run(text: str, at: int, form: str, place: int) -> bool:
+    """Whether ``text`` writes ``MIN_PREFIX_CHARS`` characters of ``form`` in a row through
+    ``at``, where ``text[at:at + _GRAM]`` writes ``form[place:place + _GRAM]``."""
+    width = MIN_PREFIX_CHARS
+    for back in range(max(0, place + width - len(form)), min(place, at, width - _GRAM) + 1):
+        if text.startswith(form[place - back : place - back + width], at - back):
+            return True
+    return False
+
+
+def _within(text: str, at: int, form: str, place: int, begin: int, end: int) -> bool:
+    """Whether the run of ``text`` around ``at`` that writes ``form`` around ``place`` (see
+    :func:`_run_at`) lies within ``text[begin:end]`` (``begin <= at < end``): it does not write
+    the character before ``begin``, nor the one at ``end``."""
+    ahead = end + 1 - at
+    if text.startswith(form[place : place + ahead], at) and place + ahead <= len(form):
+        return False
+    back = at - begin + 1
+    return place < back or begin == 0 or not text.startswith(form[place - back : place], begin - 1)
+
+
+def _fragment_places(form: str) -> Iterable[int]:
+    """The places of ``form`` noted in a :class:`_FormIndex`: all of them, except that a run
+    of ``_GRAM`` characters is noted at no more than ``_MAX_GRAM_PLACES`` places away from the
+    first and last ``MIN_PREFIX_CHARS`` characters (where every place is noted)."""
+    size = len(form)
+    count = size - _GRAM + 1
+    if len({form[place : place + _GRAM] for place in range(count)}) == count:
+        return range(count)  # (no run twice: as in most secrets)
+    places: list[int] = []
+    counts: dict[str, int] = {}
+    for place in range(count):
+        if _STEP <= place < size - MIN_PREFIX_CHARS:
+            gram = form[place : place + _GRAM]
+            seen = counts.get(gram, 0)
+            if seen >= _MAX_GRAM_PLACES:
+                continue
+            counts[gram] = seen + 1
+        places.append(place)
+    return places
+
+
+def _secret_part(form: str) -> tuple[int, int]:
+    """The part of ``form`` a run of it must reach into to be replaced (see
+    :class:`_FormIndex`): all of it, or, of a URL-shaped form, what follows its scheme, up to
+    its address when it has user information."""
+    scheme = _URL_SCHEME.match(form)
+    if scheme is None:
+        return 0, len(form)
+    user_info = _URL_USER_INFO.match(form)
+    return scheme.end(), len(form) if user_info is None else user_info.end()
+
+
+def _run_at(text: str, at: int, form: str, place: int) -> tuple[int, int]:
+    """Where the longest run of ``text`` around ``at`` that writes ``form`` around ``place``
+    (where ``text[at:at + _GRAM]`` writes ``form[place:place + _GRAM]``) begins and ends:
+    found in a few comparisons each way."""
+    low, high = _GRAM, min(len(form) - place, len(text) - at)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text.startswith(form[place : place + middle], at):
+            low = middle
+        else:
+            high = middle - 1
+    end = at + low
+    low, high = 0, min(place, at)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text.startswith(form[place - middle : place], at - middle):
+            low = middle
+        else:
+            high = middle - 1
+    return at - low, end
+
+
+def _fragment(
+    text: str, begin: int, end: int, place: int, part: tuple[int, int]
+) -> tuple[int, int] | None:
+    """The run ``text[begin:end]``, which writes its form from ``place``, as replaced: without
+    the white space it starts or ends with, when it is still ``MIN_FRAGMENT_CHARS`` long and
+    reaches into ``part`` of its form; else ``None``."""
+    while begin < end and text[begin].isspace():
+        begin += 1
+        place += 1
+    while end > begin and text[end - 1].isspace():
+        end -= 1
+    if end - begin < MIN_FRAGMENT_CHARS or place >= part[1] or place + end - begin <= part[0]:
+        return None
+    return begin, end
+
+
+def _replace_all(
+    text: str,
+    forms: Sequence[str],
+    tails: Sequence[_Tail] = (),
+    fragments: Sequence[tuple[int, int]] = (),
+) -> str:
     """``text`` with every character of every occurrence of ``forms`` (whole, or a prefix of
-    at least ``MIN_PREFIX_CHARS`` characters) and of the forms of ``tails`` (a suffix of as
-    many) replaced: each run of overlapping occurrences becomes one ``[REDACTED]`` (found in
-    ``text`` as given, so a form inside ``[REDACTED]`` itself is never replaced there)."""
-    found: list[tuple[int, int]] = []  # runs of overlapping occurrences of one form
+    at least ``MIN_PREFIX_CHARS`` characters), of the forms of ``tails`` (a suffix of as
+    many) and of ``fragments`` (the places of runs from inside a form, see
+    :meth:`_FormIndex.scan`) replaced: each run of overlapping occurrences becomes one
+    ``[REDACTED]`` (found in ``text`` as given, so a form inside ``[REDACTED]`` itself is
+    never replaced there)."""
+    found: list[tuple[int, int]] = list(fragments)  # runs of overlapping occurrences
     for tail in tails:
         start, end = _first_tail(text, tail, 0, len(text))
         while start >= 0:
@@ -1380,6 +1763,7 @@ class _Copier:
         "longest",
         "numbers",
         "repeated",
+        "runs",
         "searched",
         "secrets",
         "size",
@@ -1393,7 +1777,8 @@ class _Copier:
         self.numbers = frozenset(s for s in secrets if s)
         self.secrets = _forms_of(secrets)
         self.searched = _searched_of(secrets, self.secrets)
-        self.tails = _tails_of(secrets, self.secrets)
+        self.runs = _index_of(secrets, self.secrets) if self.secrets else None
+        self.tails = () if self.runs is None else tuple(self.runs.tails.values())
         self.longest = max(map(len, self.secrets), default=0)
         self.limit = limit
         self.size = 0
@@ -1606,6 +1991,14 @@ class _Copier:
                     first < 0 or begin < first or (begin == first and finish > last)
                 ):
                     first, last = begin, finish
+            for begin, finish in self.fragments(text, pos, stop):  # (runs from inside one)
+                begin = max(begin, pos)
+                if (
+                    finish > begin
+                    and begin < pos + need
+                    and (first < 0 or begin < first or (begin == first and finish > last))
+                ):
+                    first, last = begin, finish
             if first < 0:
                 parts.append(text[pos : pos + need])
                 break
@@ -1650,7 +2043,21 @@ class _Copier:
                     end, grown = finish, True
                     if end > stop:
                         return len(text)
+            # (a run from inside a form that reaches past end holds a place sampled in here)
+            for begin, finish in self.fragments(text, end - MIN_FRAGMENT_CHARS, end + _STEP):
+                if begin < end < finish:
+                    end, grown = finish, True
+            if end > stop:
+                return len(text)
         return end
+
+    def fragments(self, text: str, start: int, stop: int) -> list[tuple[int, int]]:
+        """Where ``text`` writes runs from inside a secret's form through places sampled from
+        ``start`` to ``stop`` (see :meth:`_FormIndex.scan`)."""
+        runs = self.runs
+        if runs is None:
+            return []
+        return runs.fragments_in(text, max(start, 0), stop)
 
 
 def _node(declared: SecretFields | bool | None) -> SecretFields | None:

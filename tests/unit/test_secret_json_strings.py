@@ -1,0 +1,61 @@
+"""A secret inside JSON text passed as a string parameter is a secret too.
+
+A tool may take a request body or a configuration as JSON text (``{"body": '{"api_key":
+"…"}'}``): the values under secret-looking keys of that JSON are secret values, scrubbed
+wherever they appear, as they would be in a mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from secret_runs import failed_run_text
+
+from laios.execution.redaction import redact, secret_values
+from laios.tools.base import BaseTool
+
+SECRET = "tok-9fQ2xLmR7vKp3ZsW8nYb4HcD6gJt1AeU"
+
+
+def test_values_under_secret_keys_of_json_text_are_secret() -> None:
+    assert SECRET in secret_values({"body": json.dumps({"api_key": SECRET, "n": 1})})
+    assert SECRET in secret_values({"rows": [json.dumps([{"auth": {"token": SECRET}}])]})
+    # (JSON text inside JSON text, and under a secret name: its values one by one too)
+    inner = json.dumps({"password": "hunter2x"})
+    assert "hunter2x" in secret_values({"body": json.dumps({"payload": inner})})
+    assert "hunter2x" in secret_values(
+        {"credentials": json.dumps({"user": "bo", "pw": "hunter2x"})}
+    )
+    # Text that is not JSON, or JSON without secret names, holds no secret.
+    assert secret_values({"body": "{not json", "other": "[1, 2]", "doc": '{"name": "x"}'}) == []
+
+
+def test_captured_json_text_has_its_secret_redacted() -> None:
+    parameters = {"body": json.dumps({"api_key": SECRET})}
+    captured = json.dumps(redact(parameters, secret_values(parameters)))
+    assert SECRET not in captured
+    assert "[REDACTED]" in captured
+
+
+class PostsABody(BaseTool):
+    name = "posts_a_body"
+    description = "Quotes the key it finds in its JSON body."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        key = json.loads(kwargs["body"])["api_key"]
+        if kwargs.get("fail"):
+            raise PermissionError(f"401: key {key} was revoked")
+        return {"used": key}
+
+
+def test_a_secret_of_a_json_body_reaches_no_span_and_no_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="laios")
+    text = failed_run_text(PostsABody, {"body": json.dumps({"api_key": SECRET})}, "PermissionError")
+    assert "was revoked" in text
+    assert SECRET[:8] not in text
+    assert SECRET[:8] not in caplog.text
