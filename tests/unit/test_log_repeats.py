@@ -27,7 +27,12 @@ class Stuck(BaseTool):
     name = "stuck_for_the_log_repeats_test"
     description = "Blocks until released."
 
+    starts = 0
+    lock = threading.Lock()
+
     def _execute(self, **kwargs: Any) -> Any:
+        with Stuck.lock:
+            Stuck.starts += 1
         RELEASE.wait(10)
         return "late"
 
@@ -46,15 +51,19 @@ def test_a_batch_of_timeouts_logs_one_warning(caplog: pytest.LogCaptureFixture) 
     def held_back() -> list[logging.LogRecord]:  # (repeats within the minute: DEBUG)
         return [r for r in caplog.records if "stays busy" in r.getMessage()]
 
+    Stuck.starts = 0
     with caplog.at_level(logging.DEBUG, logger="laios.execution"):
         results = asyncio.run(batch())
-        # Said once the tools have kept their threads through the grace: all 8, one a warning.
+        # Said once the tools have kept their threads through the grace: each tool that started
+        # (on a loaded machine a task may time out before its tool starts), one a warning.
         deadline = time.monotonic() + 10
-        while len(held_back()) < 8 and time.monotonic() < deadline:
+        while len(held_back()) < Stuck.starts and time.monotonic() < deadline:
             time.sleep(0.01)
+    started = Stuck.starts
     RELEASE.set()
     executor.shutdown()
     assert all(r.metadata["outcome"] == "timeout" for r in results)
-    assert len(held_back()) == 8, [r.getMessage() for r in held_back()]
+    assert started >= 2, "too few tools started for the test to show anything"
+    assert len(held_back()) == started, [r.getMessage() for r in held_back()]
     warnings = [r for r in held_back() if r.levelno == logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
