@@ -1950,13 +1950,28 @@ def test_the_processes_a_tool_started_end_with_a_worker_that_dies_under_it(
         kill_if_alive(child)
 
 
+#: What a call's error ends with when the worker that ended under it is replaced at once, when
+#: a task needs one (a worker retired at its memory limit exits first), or not at all.
+REPLACED_NOW = "a new worker process replaces it"
+REPLACED_ON_DEMAND = "a new worker process starts in its place when a task needs one"
+NOT_REPLACED = "the runner was shut down, so no worker replaces it"
+
+
+@pytest.mark.parametrize("shut_down", [False, True], ids=["serving", "shut_down"])
 @pytest.mark.parametrize("how", ["killed_from_outside", "cpu_limit", "memory_limit"])
-def test_a_worker_that_ends_after_shutdown_is_not_said_to_be_replaced(
-    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str, how: str
+def test_a_worker_that_ends_under_its_call_is_said_to_be_replaced_only_as_it_is(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+    how: str,
+    shut_down: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """After ``shutdown(wait=False)`` no worker replaces one that ends under its call (killed
-    from outside, past its CPU budget, retired at its memory limit), and the call's error says
-    so instead of that the worker was replaced."""
+    """Every error (and the log's warning) about a worker that ended under its call (killed
+    from outside, past its CPU budget, retired at its memory limit) says in the same words
+    what takes its place: a new worker at once, one when a task needs it (a retired worker),
+    or, after ``shutdown(wait=False)``, none."""
     limits = ResourceLimits(cpu_limit_percent=5, memory_limit_mb=200)  # 1.5 CPU s of 30 s
     executor = make(resource_limits=limits)
     runner = executor.runner
@@ -1972,23 +1987,83 @@ def test_a_worker_that_ends_after_shutdown_is_not_said_to_be_replaced(
     assert started is not None, "the tool never started"
     child = started.get("grandchild", started.get("child"))
     try:
-        if how == "killed_from_outside":
-            executor.shutdown(wait=False)
-            os.kill(started["pid"], signal.SIGKILL)
-        else:
-            runner.shutdown(wait=False)
-            Path(go).touch()
-        result = caller.returned(45.0, "the call did not return")
-        expected = "worker_crashed" if how == "killed_from_outside" else how
-        assert result.metadata["error_type"] == expected, result.error
-        error = result.error or ""
-        assert "replaced" not in error, error
-        assert "the runner was shut down, so no worker replaces it" in error, error
-        assert gone(started["pid"])
-        assert wait_for(lambda: not runner.worker_pids()), "a worker started after shutdown"
+        with caplog.at_level(logging.WARNING, logger="laios.execution"):
+            if how == "killed_from_outside":
+                if shut_down:
+                    executor.shutdown(wait=False)
+                os.kill(started["pid"], signal.SIGKILL)
+            else:
+                if shut_down:
+                    runner.shutdown(wait=False)
+                Path(go).touch()
+            result = caller.returned(45.0, "the call did not return")
+            expected = "worker_crashed" if how == "killed_from_outside" else how
+            assert result.metadata["error_type"] == expected, result.error
+            error = result.error or ""
+            if shut_down:
+                said = NOT_REPLACED
+            else:
+                said = REPLACED_ON_DEMAND if how == "memory_limit" else REPLACED_NOW
+            assert error.endswith(said), error
+            for other in {REPLACED_NOW, REPLACED_ON_DEMAND, NOT_REPLACED} - {said}:
+                assert other not in error, error
+            assert gone(started["pid"])
+            if how == "killed_from_outside":  # (the log's warning says the same)
+                pid = started["pid"]
+                warned = wait_for(
+                    lambda: [r for r in caplog.records if f"{pid} running" in r.getMessage()]
+                )
+                assert warned, "no warning"
+                assert warned[0].getMessage().endswith(said), warned[0].getMessage()
+        if shut_down:
+            assert wait_for(lambda: not runner.worker_pids()), "a worker started after shutdown"
     finally:
         if child is not None:
             kill_if_alive(child)
+
+
+def test_terminate_says_no_worker_replaces_the_killed_one(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A call ended by ``terminate()`` says its worker is not replaced, in the words every
+    other such error uses."""
+    executor = make()
+    caller = Caller(executor, task("hang", box=box), context)
+    hung = wait_for(lambda: process_tools.read_note(box, "hang"))
+    assert hung is not None, "the tool never started"
+    executor.runner.terminate()  # type: ignore[attr-defined]
+    result = caller.returned(WAIT, "the caller was left waiting")
+    assert result.metadata["error_type"] == "terminated"
+    error = result.error or ""
+    assert error.endswith("runner.terminate() was called); no worker replaces it"), error
+    assert gone(hung["pid"])
+    assert gone(hung["grandchild"])
+
+
+def test_an_initializer_that_ends_its_worker_after_shutdown_is_not_said_to_be_replaced(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The warning about a worker that ended in the initializer says a new one starts when a
+    task needs one, unless the runner was shut down: then none does, and it says so."""
+    executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        caller = Caller(executor, task("pid"), context, timeout=30.0)
+        pids = wait_for(runner.worker_pids)
+        assert pids, "no worker started"
+        runner.shutdown(wait=False)
+        os.kill(pids[0], signal.SIGKILL)
+        result = caller.returned(WAIT, "the call did not return")
+        assert result.metadata["error_type"] == "worker_crashed", result.error
+        warned = wait_for(lambda: [r for r in caplog.records if "initializer" in r.getMessage()])
+        assert warned, "no warning"
+        message = warned[0].getMessage()
+        assert message.endswith(NOT_REPLACED), message
+        assert "when a task needs one" not in message, message
 
 
 def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(

@@ -348,6 +348,7 @@ class _Worker:
         "pid",
         "process",
         "ready",
+        "replacement",
         "sending",
         "stop_by",
         "stopping",
@@ -368,6 +369,8 @@ class _Worker:
         # Calls being written to ``conn`` outside the pool's lock: while there are any, its
         # pipe is not closed, even once the worker is gone (see ``_Pool.send``).
         self.sending = 0
+        # What becomes of it once it has ended, as its call's error says (see ``_Pool.lost``).
+        self.replacement = ""
 
 
 class _CpuWatch:
@@ -496,6 +499,20 @@ TERMINATE_EXITING = "the interpreter is exiting"
 NOT_REPLACED = "the runner was shut down, so no worker replaces it"
 
 
+def _replacement(now: bool, closed: bool, terminated: bool = False) -> str:
+    """What becomes of a worker that ended (or retires) under a call, as the call's error and
+    the log's warning say it, the same words in the same situation: ``now``, a worker starts
+    in its place at once; else one starts when a task needs one, unless the runner was shut
+    down (``closed``) or ``terminated``: then none does."""
+    if terminated:
+        return "no worker replaces it"
+    if now:
+        return "a new worker process replaces it"
+    if closed:
+        return NOT_REPLACED
+    return "a new worker process starts in its place when a task needs one"
+
+
 def _crash_outcome(
     call: _Call,
     exitcode: int | None,
@@ -504,17 +521,15 @@ def _crash_outcome(
     *,
     server_gone: bool = False,
     initializing: bool = False,
-    replaced: bool = True,
+    replacement: str,
 ) -> RawOutcome:
-    # (``replaced``: whether a worker starts in its place; none does once the runner is shut
-    # down with no call left queued)
-    replacement = "replaced the worker" if replaced else NOT_REPLACED
+    # (``replacement``: what becomes of the worker, as :func:`_replacement` says it)
     if terminated is not None:
         return RawOutcome(
             None,
             WorkerCrashed(
                 f"Tool '{call.tool_name}' was stopped: its worker process was killed because "
-                f"the process runner was terminated ({terminated})"
+                f"the process runner was terminated ({terminated}); {replacement}"
             ),
             error_type="terminated",
         )
@@ -527,8 +542,7 @@ def _crash_outcome(
             None,
             CpuLimitExceeded(
                 f"Tool '{call.tool_name}' exceeded its CPU budget{budget} (cpu_limit_percent "
-                "of its timeout); its worker process was stopped"
-                + (" and replaced" if replaced else f" ({NOT_REPLACED})")
+                f"of its timeout); its worker process was stopped, and {replacement}"
             ),
             error_type="cpu_limit",
         )
@@ -958,7 +972,11 @@ class _Pool:
         if orphaned:
             worker.process.join(0)
             outcome = _crash_outcome(
-                call, worker.process.exitcode, self.terminated_by, initializing=not worker.ready
+                call,
+                worker.process.exitcode,
+                self.terminated_by,
+                initializing=not worker.ready,
+                replacement=worker.replacement,
             )
             call.events.finished(outcome)
 
@@ -1250,12 +1268,11 @@ class _Pool:
                     worker.call = None
                     self.mark_stopping(worker)  # it exits by itself
                     if current and isinstance(outcome.error, MemoryLimitExceeded):
-                        # (a worker starts in its place for the queued calls, or for the
-                        # next one; none once the runner is shut down with none queued)
-                        replaced = bool(self.queue) or not self.closed
+                        # (a worker starts in its place once it exits for the queued calls,
+                        # else for the next one; none once the runner is shut down)
                         outcome.error = MemoryLimitExceeded(
                             f"{outcome.error}; "
-                            + ("the worker process was replaced" if replaced else NOT_REPLACED)
+                            + _replacement(bool(self.queue), self.closed, self.terminated)
                         )
             if current and call is not None:
                 call.events.finished(outcome)
@@ -1308,6 +1325,7 @@ class _Pool:
             )
             if replace:
                 self.starting += 1
+            worker.replacement = replacement = _replacement(replace, self.closed, self.terminated)
             self.changed.notify_all()
         if initializing and not worker.stopping and not self.terminated:
             _log.warning(
@@ -1316,7 +1334,7 @@ class _Pool:
                 worker.pid,
                 exitcode,
                 f", before tool {call.tool_name[:128]!r} started" if report and call else "",
-                "replaced" if replace else "a new one starts when a task needs one",
+                replacement,
             )
         elif report and call is not None and not self.terminated:
             _log.warning(
@@ -1324,7 +1342,7 @@ class _Pool:
                 worker.pid,
                 call.tool_name[:128],
                 exitcode,
-                "replaced" if replace else "not replaced: the runner was shut down",
+                replacement,
             )
         if report and call is not None:
             outcome = _crash_outcome(
@@ -1334,7 +1352,7 @@ class _Pool:
                 worker.over_budget,
                 server_gone=server_gone,
                 initializing=initializing,
-                replaced=replace,
+                replacement=replacement,
             )
             call.events.finished(outcome)
         if replace:
