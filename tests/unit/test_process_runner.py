@@ -1621,23 +1621,28 @@ def test_a_stopping_worker_exports_what_its_telemetry_sdk_holds(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
     """A worker ends with ``os._exit``, which skips the SDK's own shutdown at exit: the spans
-    its batching processor held, and its metrics since the last export, were lost when the
-    runner stopped (the last seconds of every worker's telemetry). It exports them first."""
+    its batching processor held, its metrics since the last export, and the log records its
+    batching log processor held, were lost when the runner stopped (the last seconds of every
+    worker's telemetry). It exports them first."""
     spans_file = Path(box) / "spans.jsonl"
     metrics_file = Path(box) / "metrics.jsonl"
+    logs_file = Path(box) / "logs.jsonl"
     executor = make(
         runner_options={
             "initializer": process_tools.set_up_batched_telemetry,
-            "initargs": (str(spans_file), str(metrics_file)),
+            "initargs": (str(spans_file), str(metrics_file), str(logs_file)),
         },
     )
     result = executor.execute_task(task("counts_and_traces"), context, timeout=WAIT)
     assert result.success, result.error
     assert not spans_file.exists()  # (held by the batching processor until the worker stops)
+    assert not logs_file.exists()  # (likewise)
     executor.shutdown(wait=True)
     assert not alive(result.output)
     assert json.loads(spans_file.read_text().splitlines()[0])["name"] == "inside the worker"
     assert "tool.calls" in json.loads(metrics_file.read_text().splitlines()[-1])
+    assert logs_file.exists(), "the log records held at the worker's exit were lost"
+    assert json.loads(logs_file.read_text().splitlines()[0]) == "the tool's last words"
 
 
 #: Baggage the caller sets: a value with characters the W3C header escapes, and a key the
