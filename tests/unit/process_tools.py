@@ -899,6 +899,32 @@ class SlowToLoad:
         return (_loaded_slowly, (self.box, self.seconds))
 
 
+def _loaded_once_a_file_exists(box: str, path: str) -> str:
+    """Notes ``loading``, then waits until ``path`` exists (at most HANG_SECONDS): a value whose
+    loading in the caller's process takes as long as the test wants (a ``__setstate__`` that
+    connects somewhere, a module slow to import)."""
+    note(box, "loading", True)
+    wait_until(lambda: os.path.exists(path), HANG_SECONDS)
+    return "loaded"
+
+
+class SlowToLoadInTheCaller:
+    def __init__(self, box: str, path: str) -> None:
+        self.box = box
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (_loaded_once_a_file_exists, (self.box, self.path))
+
+
+class ReturnsSlowToLoad(BaseTool):
+    name = "returns_slow_to_load"
+    description = "Returns a value whose loading in the caller waits until a file exists."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return SlowToLoadInTheCaller(kwargs["box"], kwargs["path"])
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -1231,6 +1257,7 @@ class CountsAndTraces(BaseTool):
 
 
 TOOLS = (
+    ReturnsSlowToLoad,
     CountsAndTraces,
     AllocatesOnAFile,
     Pid,

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime
 import gc
 import json
 import logging
 import math
 import multiprocessing
 import os
+import pickle
 import select
 import signal
 import subprocess
@@ -25,6 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from enum import Enum
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from process_tools import KEY, Caller, alive
+from pydantic import BaseModel
 from runner_hooks import HookedRunner
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
@@ -1643,6 +1648,79 @@ def test_a_stopping_worker_exports_what_its_telemetry_sdk_holds(
     assert "tool.calls" in json.loads(metrics_file.read_text().splitlines()[-1])
     assert logs_file.exists(), "the log records held at the worker's exit were lost"
     assert json.loads(logs_file.read_text().splitlines()[0]) == "the tool's last words"
+
+
+def test_a_result_slow_to_load_holds_up_no_other_workers_call(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A result whose loading in the caller's process takes long (its class's ``__reduce__`` or
+    ``__setstate__`` does work there, its module is imported then) was loaded on the runner's
+    one reader thread: every other worker's outcome waited behind it, and their tasks timed
+    out though their tools had returned. It is loaded on a thread of its own."""
+    executor = make(max_workers=2)
+    go = os.path.join(box, "go")
+    slow = Caller(executor, task("returns_slow_to_load", box=box, path=go), context, timeout=60.0)
+    try:
+        assert wait_for(lambda: process_tools.read_note(box, "loading")), "never loaded"
+        result = executor.execute_task(task("pid"), context, timeout=WAIT)
+        assert result.success, result.error
+    finally:
+        Path(go).touch()
+    loaded = slow.returned(WAIT, "the slow result was never delivered")
+    assert loaded.success, loaded.error
+    assert loaded.output == "loaded"
+
+
+class _Colour(Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+    when: datetime.datetime
+
+
+class _Model(BaseModel):
+    name: str
+
+
+class _Reconnects:
+    def __reduce__(self) -> Any:
+        return (_Reconnects, ())
+
+
+class _SetsItsState:
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state)
+
+
+@pytest.mark.parametrize(
+    ("value", "here"),
+    [
+        ({"a": [1, 2.5, "x", b"y", None]}, True),
+        (_Point(1, datetime.datetime(2026, 1, 1)), True),
+        (_Colour.RED, True),
+        (_Model(name="n"), True),
+        (ValueError("v"), True),
+        (process_tools.SlowToLoadInTheCaller("box", "path"), False),
+        (_Reconnects(), False),
+        (_SetsItsState(), False),
+    ],
+    ids=["plain", "dataclass", "enum", "pydantic", "exception", "function", "reduce", "setstate"],
+)
+def test_only_a_message_that_may_load_slowly_leaves_the_reader_thread(
+    value: Any, here: bool
+) -> None:
+    """Plain data and classes whose loading runs no code of their own are loaded on the reader
+    thread (no thread is started for them); a function a ``__reduce__`` names, or a class's own
+    ``__setstate__`` or ``__reduce__``, is loaded elsewhere."""
+    data = b"d" + pickle.dumps(("done", value, False), pickle.HIGHEST_PROTOCOL)
+    if here:
+        assert repr(process_runner._load_here(data)[1]) == repr(value)
+    else:
+        with pytest.raises(process_runner._LoadElsewhere):
+            process_runner._load_here(data)
 
 
 #: Baggage the caller sets: a value with characters the W3C header escapes, and a key the
