@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime
 import gc
+import io
 import json
 import logging
 import math
@@ -1715,7 +1716,14 @@ def test_only_a_message_that_may_load_slowly_leaves_the_reader_thread(
     """Plain data and classes whose loading runs no code of their own are loaded on the reader
     thread (no thread is started for them); a function a ``__reduce__`` names, or a class's own
     ``__setstate__`` or ``__reduce__``, is loaded elsewhere."""
-    data = b"d" + pickle.dumps(("done", value, False), pickle.HIGHEST_PROTOCOL)
+    stream = io.BytesIO()
+    stream.write(b"d")
+    pickler = pickle.Pickler(stream, pickle.HIGHEST_PROTOCOL)
+    # (as a worker pickles them: not by the functions a library, such as tblib's pickling
+    # support, may have registered for exceptions in this process)
+    pickler.dispatch_table = {}
+    pickler.dump(("done", value, False))
+    data = stream.getvalue()
     if here:
         assert repr(process_runner._load_here(data)[1]) == repr(value)
     else:
