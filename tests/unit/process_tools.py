@@ -899,6 +899,32 @@ class SlowToLoad:
         return (_loaded_slowly, (self.box, self.seconds))
 
 
+def _loaded_once_a_file_exists(box: str, path: str) -> str:
+    """Notes ``loading``, then waits until ``path`` exists (at most HANG_SECONDS): a value whose
+    loading in the caller's process takes as long as the test wants (a ``__setstate__`` that
+    connects somewhere, a module slow to import)."""
+    note(box, "loading", True)
+    wait_until(lambda: os.path.exists(path), HANG_SECONDS)
+    return "loaded"
+
+
+class SlowToLoadInTheCaller:
+    def __init__(self, box: str, path: str) -> None:
+        self.box = box
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (_loaded_once_a_file_exists, (self.box, self.path))
+
+
+class ReturnsSlowToLoad(BaseTool):
+    name = "returns_slow_to_load"
+    description = "Returns a value whose loading in the caller waits until a file exists."
+
+    def _execute(self, **kwargs: Any) -> Any:
+        return SlowToLoadInTheCaller(kwargs["box"], kwargs["path"])
+
+
 class Fails(BaseTool):
     name = "fails"
     description = "Raises ValueError."
@@ -1129,6 +1155,31 @@ def set_up_tracing(path: str) -> None:
     trace.set_tracer_provider(provider)
 
 
+class _LogFileExporter:
+    """Appends the body of each exported log record as a JSON line to a file (built on the
+    SDK's ``LogExporter`` when a worker sets it up: this module is imported without it)."""
+
+    @staticmethod
+    def make(path: str) -> Any:
+        from opentelemetry.sdk._logs.export import LogExporter, LogExportResult
+
+        class Exporter(LogExporter):  # type: ignore[misc]
+            def export(self, batch: Any) -> Any:
+                with open(path, "a") as handle:
+                    for data in batch:
+                        body = getattr(getattr(data, "log_record", data), "body", None)
+                        handle.write(json.dumps(str(body)) + "\n")
+                return LogExportResult.SUCCESS
+
+            def force_flush(self, timeout_millis: int = 30_000) -> bool:
+                return True
+
+            def shutdown(self) -> None:
+                pass
+
+        return Exporter()
+
+
 class _MetricFileExporter:
     """Appends the names of the metrics of each export as a JSON line to a file (built on the
     SDK's ``MetricExporter`` when a worker sets it up: this module is imported without it)."""
@@ -1158,13 +1209,25 @@ class _MetricFileExporter:
         return Exporter()
 
 
-def set_up_batched_telemetry(spans_path: str, metrics_path: str) -> None:
+def set_up_batched_telemetry(spans_path: str, metrics_path: str, logs_path: str) -> None:
     """A worker initializer: SDK providers that batch, as in production (a span processor
-    exporting once a minute, a metric reader exporting once a minute), writing to files."""
-    from opentelemetry import metrics
+    exporting once a minute, a metric reader exporting once a minute, a log record processor
+    exporting once a minute behind the ``tests.process_tools`` logger), writing to files."""
+    import logging
+
+    from opentelemetry import _logs, metrics
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    logs = LoggerProvider()
+    logs.add_log_record_processor(
+        BatchLogRecordProcessor(_LogFileExporter.make(logs_path), schedule_delay_millis=60_000)
+    )
+    _logs.set_logger_provider(logs)
+    logging.getLogger("tests.process_tools").addHandler(LoggingHandler(logger_provider=logs))
 
     provider = TracerProvider()
     provider.add_span_processor(
@@ -1182,15 +1245,19 @@ class CountsAndTraces(BaseTool):
     description = "Adds one to a counter of its own and opens a span, in its worker."
 
     def _execute(self, **kwargs: Any) -> Any:
+        import logging
+
         from opentelemetry import metrics
 
         metrics.get_meter("tests.process_tools").create_counter("tool.calls").add(1)
+        logging.getLogger("tests.process_tools").warning("the tool's last words")
         with trace.get_tracer("tests.process_tools").start_as_current_span("inside the worker"):
             pass
         return os.getpid()
 
 
 TOOLS = (
+    ReturnsSlowToLoad,
     CountsAndTraces,
     AllocatesOnAFile,
     Pid,

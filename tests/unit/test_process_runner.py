@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime
 import gc
+import io
 import json
 import logging
 import math
 import multiprocessing
 import os
+import pickle
 import select
 import signal
 import subprocess
@@ -25,6 +29,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from enum import Enum
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from process_tools import KEY, Caller, alive
+from pydantic import BaseModel
 from runner_hooks import HookedRunner
 
 from laios.core.types import Context, Task, TaskResult, TaskStatus
@@ -1621,23 +1627,108 @@ def test_a_stopping_worker_exports_what_its_telemetry_sdk_holds(
     make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
 ) -> None:
     """A worker ends with ``os._exit``, which skips the SDK's own shutdown at exit: the spans
-    its batching processor held, and its metrics since the last export, were lost when the
-    runner stopped (the last seconds of every worker's telemetry). It exports them first."""
+    its batching processor held, its metrics since the last export, and the log records its
+    batching log processor held, were lost when the runner stopped (the last seconds of every
+    worker's telemetry). It exports them first."""
     spans_file = Path(box) / "spans.jsonl"
     metrics_file = Path(box) / "metrics.jsonl"
+    logs_file = Path(box) / "logs.jsonl"
     executor = make(
         runner_options={
             "initializer": process_tools.set_up_batched_telemetry,
-            "initargs": (str(spans_file), str(metrics_file)),
+            "initargs": (str(spans_file), str(metrics_file), str(logs_file)),
         },
     )
     result = executor.execute_task(task("counts_and_traces"), context, timeout=WAIT)
     assert result.success, result.error
     assert not spans_file.exists()  # (held by the batching processor until the worker stops)
+    assert not logs_file.exists()  # (likewise)
     executor.shutdown(wait=True)
     assert not alive(result.output)
     assert json.loads(spans_file.read_text().splitlines()[0])["name"] == "inside the worker"
     assert "tool.calls" in json.loads(metrics_file.read_text().splitlines()[-1])
+    assert logs_file.exists(), "the log records held at the worker's exit were lost"
+    assert json.loads(logs_file.read_text().splitlines()[0]) == "the tool's last words"
+
+
+def test_a_result_slow_to_load_holds_up_no_other_workers_call(
+    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str
+) -> None:
+    """A result whose loading in the caller's process takes long (its class's ``__reduce__`` or
+    ``__setstate__`` does work there, its module is imported then) was loaded on the runner's
+    one reader thread: every other worker's outcome waited behind it, and their tasks timed
+    out though their tools had returned. It is loaded on a thread of its own."""
+    executor = make(max_workers=2)
+    go = os.path.join(box, "go")
+    slow = Caller(executor, task("returns_slow_to_load", box=box, path=go), context, timeout=60.0)
+    try:
+        assert wait_for(lambda: process_tools.read_note(box, "loading")), "never loaded"
+        result = executor.execute_task(task("pid"), context, timeout=WAIT)
+        assert result.success, result.error
+    finally:
+        Path(go).touch()
+    loaded = slow.returned(WAIT, "the slow result was never delivered")
+    assert loaded.success, loaded.error
+    assert loaded.output == "loaded"
+
+
+class _Colour(Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+    when: datetime.datetime
+
+
+class _Model(BaseModel):
+    name: str
+
+
+class _Reconnects:
+    def __reduce__(self) -> Any:
+        return (_Reconnects, ())
+
+
+class _SetsItsState:
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state)
+
+
+@pytest.mark.parametrize(
+    ("value", "here"),
+    [
+        ({"a": [1, 2.5, "x", b"y", None]}, True),
+        (_Point(1, datetime.datetime(2026, 1, 1)), True),
+        (_Colour.RED, True),
+        (_Model(name="n"), True),
+        (ValueError("v"), True),
+        (process_tools.SlowToLoadInTheCaller("box", "path"), False),
+        (_Reconnects(), False),
+        (_SetsItsState(), False),
+    ],
+    ids=["plain", "dataclass", "enum", "pydantic", "exception", "function", "reduce", "setstate"],
+)
+def test_only_a_message_that_may_load_slowly_leaves_the_reader_thread(
+    value: Any, here: bool
+) -> None:
+    """Plain data and classes whose loading runs no code of their own are loaded on the reader
+    thread (no thread is started for them); a function a ``__reduce__`` names, or a class's own
+    ``__setstate__`` or ``__reduce__``, is loaded elsewhere."""
+    stream = io.BytesIO()
+    stream.write(b"d")
+    pickler = pickle.Pickler(stream, pickle.HIGHEST_PROTOCOL)
+    # (as a worker pickles them: not by the functions a library, such as tblib's pickling
+    # support, may have registered for exceptions in this process)
+    pickler.dispatch_table = {}
+    pickler.dump(("done", value, False))
+    data = stream.getvalue()
+    if here:
+        assert repr(process_runner._load_here(data)[1]) == repr(value)
+    else:
+        with pytest.raises(process_runner._LoadElsewhere):
+            process_runner._load_here(data)
 
 
 #: Baggage the caller sets: a value with characters the W3C header escapes, and a key the
@@ -1950,13 +2041,28 @@ def test_the_processes_a_tool_started_end_with_a_worker_that_dies_under_it(
         kill_if_alive(child)
 
 
+#: What a call's error ends with when the worker that ended under it is replaced at once, when
+#: a task needs one (a worker retired at its memory limit exits first), or not at all.
+REPLACED_NOW = "a new worker process replaces it"
+REPLACED_ON_DEMAND = "a new worker process starts in its place when a task needs one"
+NOT_REPLACED = "the runner was shut down, so no worker replaces it"
+
+
+@pytest.mark.parametrize("shut_down", [False, True], ids=["serving", "shut_down"])
 @pytest.mark.parametrize("how", ["killed_from_outside", "cpu_limit", "memory_limit"])
-def test_a_worker_that_ends_after_shutdown_is_not_said_to_be_replaced(
-    make: Callable[..., Executor], task: Callable[..., Task], context: Context, box: str, how: str
+def test_a_worker_that_ends_under_its_call_is_said_to_be_replaced_only_as_it_is(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    box: str,
+    how: str,
+    shut_down: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """After ``shutdown(wait=False)`` no worker replaces one that ends under its call (killed
-    from outside, past its CPU budget, retired at its memory limit), and the call's error says
-    so instead of that the worker was replaced."""
+    """Every error (and the log's warning) about a worker that ended under its call (killed
+    from outside, past its CPU budget, retired at its memory limit) says in the same words
+    what takes its place: a new worker at once, one when a task needs it (a retired worker),
+    or, after ``shutdown(wait=False)``, none."""
     limits = ResourceLimits(cpu_limit_percent=5, memory_limit_mb=200)  # 1.5 CPU s of 30 s
     executor = make(resource_limits=limits)
     runner = executor.runner
@@ -1972,23 +2078,65 @@ def test_a_worker_that_ends_after_shutdown_is_not_said_to_be_replaced(
     assert started is not None, "the tool never started"
     child = started.get("grandchild", started.get("child"))
     try:
-        if how == "killed_from_outside":
-            executor.shutdown(wait=False)
-            os.kill(started["pid"], signal.SIGKILL)
-        else:
-            runner.shutdown(wait=False)
-            Path(go).touch()
-        result = caller.returned(45.0, "the call did not return")
-        expected = "worker_crashed" if how == "killed_from_outside" else how
-        assert result.metadata["error_type"] == expected, result.error
-        error = result.error or ""
-        assert "replaced" not in error, error
-        assert "the runner was shut down, so no worker replaces it" in error, error
-        assert gone(started["pid"])
-        assert wait_for(lambda: not runner.worker_pids()), "a worker started after shutdown"
+        with caplog.at_level(logging.WARNING, logger="laios.execution"):
+            if how == "killed_from_outside":
+                if shut_down:
+                    executor.shutdown(wait=False)
+                os.kill(started["pid"], signal.SIGKILL)
+            else:
+                if shut_down:
+                    runner.shutdown(wait=False)
+                Path(go).touch()
+            result = caller.returned(45.0, "the call did not return")
+            expected = "worker_crashed" if how == "killed_from_outside" else how
+            assert result.metadata["error_type"] == expected, result.error
+            error = result.error or ""
+            if shut_down:
+                said = NOT_REPLACED
+            else:
+                said = REPLACED_ON_DEMAND if how == "memory_limit" else REPLACED_NOW
+            assert error.endswith(said), error
+            for other in {REPLACED_NOW, REPLACED_ON_DEMAND, NOT_REPLACED} - {said}:
+                assert other not in error, error
+            assert gone(started["pid"])
+            if how == "killed_from_outside":  # (the log's warning says the same)
+                pid = started["pid"]
+                warned = wait_for(
+                    lambda: [r for r in caplog.records if f"{pid} running" in r.getMessage()]
+                )
+                assert warned, "no warning"
+                assert warned[0].getMessage().endswith(said), warned[0].getMessage()
+        if shut_down:
+            assert wait_for(lambda: not runner.worker_pids()), "a worker started after shutdown"
     finally:
         if child is not None:
             kill_if_alive(child)
+
+
+def test_an_initializer_that_ends_its_worker_after_shutdown_is_not_said_to_be_replaced(
+    make: Callable[..., Executor],
+    task: Callable[..., Task],
+    context: Context,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The warning about a worker that ended in the initializer says a new one starts when a
+    task needs one, unless the runner was shut down: then none does, and it says so."""
+    executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    with caplog.at_level(logging.WARNING, logger="laios.execution"):
+        caller = Caller(executor, task("pid"), context, timeout=30.0)
+        pids = wait_for(runner.worker_pids)
+        assert pids, "no worker started"
+        runner.shutdown(wait=False)
+        os.kill(pids[0], signal.SIGKILL)
+        result = caller.returned(WAIT, "the call did not return")
+        assert result.metadata["error_type"] == "worker_crashed", result.error
+        warned = wait_for(lambda: [r for r in caplog.records if "initializer" in r.getMessage()])
+        assert warned, "no warning"
+        message = warned[0].getMessage()
+        assert message.endswith(NOT_REPLACED), message
+        assert "when a task needs one" not in message, message
 
 
 def test_a_worker_retired_at_its_memory_limit_gives_its_place_back(
@@ -2104,6 +2252,8 @@ def test_terminate_ends_a_running_call_instead_of_leaving_its_caller_waiting(
     # (It said the executor was collected without shutdown(), or the interpreter exiting.)
     assert "terminated (runner.terminate() was called)" in (result.error or ""), result.error
     assert "collected" not in (result.error or ""), result.error
+    # (in the words every error about a worker that ended under its call uses)
+    assert (result.error or "").endswith("; no worker replaces it"), result.error
     assert gone(hung["pid"])
     assert gone(hung["grandchild"])
 

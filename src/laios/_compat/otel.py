@@ -13,6 +13,11 @@ created, to decide whether to report OpenTelemetry metrics (see
 ``get_meter_provider()``, neither installs a provider nor loads one named by
 ``OTEL_PYTHON_METER_PROVIDER``: the answer is "has one been installed", as for traces.
 
+The logs API lives in ``opentelemetry._logs`` (a private module name, though its functions are
+the API's own), and keeps its global logger provider in ``_logs._internal._LOGGER_PROVIDER``
+the same way; :func:`global_logger_provider` reads it there, or asks
+``_logs.get_logger_provider()`` where the slot is gone (where the module is, ``None``).
+
 ``suppress_instrumentation()`` (of ``opentelemetry-instrumentation``, used by exporters around
 their own requests) sets the API context's ``_SUPPRESS_INSTRUMENTATION_KEY`` and a plain
 ``"suppress_instrumentation"`` key; :func:`instrumentation_suppressed` reads both, and only the
@@ -40,6 +45,7 @@ __all__ = [
     "METER_SLOT_READABLE",
     "PROVIDER_SLOT_READABLE",
     "attribute_length_limit",
+    "global_logger_provider",
     "global_meter_provider",
     "global_provider_is_sdk",
     "global_tracer_provider",
@@ -104,6 +110,24 @@ def _meter_from_api() -> MeterProvider | None:
 #: The meter provider installed globally (``set_meter_provider``, as ``opentelemetry-instrument``
 #: does), or ``None`` while none is, or when it is a no-op one.
 global_meter_provider = _meter_from_slot if METER_SLOT_READABLE else _meter_from_api
+
+
+def global_logger_provider() -> object | None:
+    """The logger provider installed globally (``_logs.set_logger_provider``, as an
+    initializer or ``opentelemetry-instrument`` does), or ``None`` while none is (or when it
+    is the API's proxy or a no-op one, or the API has no logs)."""
+    try:
+        from opentelemetry import _logs
+        from opentelemetry._logs import _internal as logs_internal
+    except ImportError:
+        return None
+    slots = vars(logs_internal)
+    provider: object = (
+        slots["_LOGGER_PROVIDER"] if "_LOGGER_PROVIDER" in slots else _logs.get_logger_provider()
+    )
+    if provider is None or isinstance(provider, _logs.NoOpLoggerProvider):
+        return None
+    return None if type(provider).__name__ == "ProxyLoggerProvider" else provider
 
 
 #: The context key ``suppress_instrumentation()`` (``opentelemetry-instrumentation``) sets, as

@@ -8,7 +8,8 @@ never ``fork`` from a threaded parent), each serving one call at a time over a p
 in the caller's process receives every worker's messages in order and reports them to the
 calls' events: progress and checkpoints while a tool runs, then its outcome (a message larger
 than ``LARGE_MESSAGE_BYTES`` is read and loaded on a thread of its own, so that its transfer
-holds no other worker's messages).
+holds no other worker's messages; so is one whose loading may run code that takes long: see
+:func:`_load_here`).
 
 * **Kill.** When a call is abandoned (its task timed out, or was cancelled while running) the
   worker's whole process group is killed (``SIGKILL``: what the tool started goes too), the
@@ -39,6 +40,7 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
+import io
 import logging
 import math
 import multiprocessing
@@ -348,6 +350,7 @@ class _Worker:
         "pid",
         "process",
         "ready",
+        "replacement",
         "sending",
         "stop_by",
         "stopping",
@@ -368,6 +371,8 @@ class _Worker:
         # Calls being written to ``conn`` outside the pool's lock: while there are any, its
         # pipe is not closed, even once the worker is gone (see ``_Pool.send``).
         self.sending = 0
+        # What becomes of it once it has ended, as its call's error says (see ``_Pool.lost``).
+        self.replacement = ""
 
 
 class _CpuWatch:
@@ -496,6 +501,20 @@ TERMINATE_EXITING = "the interpreter is exiting"
 NOT_REPLACED = "the runner was shut down, so no worker replaces it"
 
 
+def _replacement(now: bool, closed: bool, terminated: bool = False) -> str:
+    """What becomes of a worker that ended (or retires) under a call, as the call's error and
+    the log's warning say it, the same words in the same situation: ``now``, a worker starts
+    in its place at once; else one starts when a task needs one, unless the runner was shut
+    down (``closed``) or ``terminated``: then none does."""
+    if terminated:
+        return "no worker replaces it"
+    if now:
+        return "a new worker process replaces it"
+    if closed:
+        return NOT_REPLACED
+    return "a new worker process starts in its place when a task needs one"
+
+
 def _crash_outcome(
     call: _Call,
     exitcode: int | None,
@@ -504,17 +523,15 @@ def _crash_outcome(
     *,
     server_gone: bool = False,
     initializing: bool = False,
-    replaced: bool = True,
+    replacement: str,
 ) -> RawOutcome:
-    # (``replaced``: whether a worker starts in its place; none does once the runner is shut
-    # down with no call left queued)
-    replacement = "replaced the worker" if replaced else NOT_REPLACED
+    # (``replacement``: what becomes of the worker, as :func:`_replacement` says it)
     if terminated is not None:
         return RawOutcome(
             None,
             WorkerCrashed(
                 f"Tool '{call.tool_name}' was stopped: its worker process was killed because "
-                f"the process runner was terminated ({terminated})"
+                f"the process runner was terminated ({terminated}); {replacement}"
             ),
             error_type="terminated",
         )
@@ -527,8 +544,7 @@ def _crash_outcome(
             None,
             CpuLimitExceeded(
                 f"Tool '{call.tool_name}' exceeded its CPU budget{budget} (cpu_limit_percent "
-                "of its timeout); its worker process was stopped"
-                + (" and replaced" if replaced else f" ({NOT_REPLACED})")
+                f"of its timeout); its worker process was stopped, and {replacement}"
             ),
             error_type="cpu_limit",
         )
@@ -958,7 +974,11 @@ class _Pool:
         if orphaned:
             worker.process.join(0)
             outcome = _crash_outcome(
-                call, worker.process.exitcode, self.terminated_by, initializing=not worker.ready
+                call,
+                worker.process.exitcode,
+                self.terminated_by,
+                initializing=not worker.ready,
+                replacement=worker.replacement,
             )
             call.events.finished(outcome)
 
@@ -1164,7 +1184,13 @@ class _Pool:
                     if not on_a_thread(self.transfer, "laios-process-transfer", worker):
                         self.transfer(worker)  # (no thread to be had: read here, delivered next)
                     continue
-                self.deliver(worker, data)
+                if not self.deliver_here(worker, data):  # (loaded elsewhere, as a large one)
+                    waiter.forget_messages(worker)
+                    transfers.add(worker.pid)
+                    if not on_a_thread(
+                        self.load_elsewhere, "laios-process-load", worker, data, daemon=True
+                    ):
+                        self.load_elsewhere(worker, data)
             for worker in deaths:
                 if worker.pid in transfers:  # reported once its message is in
                     waiter.forget(worker)
@@ -1208,6 +1234,25 @@ class _Pool:
         except (EOFError, OSError):
             pass  # the pipe is closed
 
+    def load_elsewhere(self, worker: _Worker, data: bytes) -> None:
+        """Load a worker's message that :meth:`deliver_here` would not (on a thread of its
+        own), then hand it to the reader."""
+        message = self.load(worker, data)
+        del data
+        with self.lock:
+            self.transferred.append((worker, message, True))
+        self.wake()
+
+    def deliver_here(self, worker: _Worker, data: bytes) -> bool:
+        """Deliver a worker's message on the reader thread, unless loading it could take long
+        (see :func:`_load_here`): ``False`` then, and nothing is done."""
+        try:
+            message = _load_here(data)
+        except BaseException:  # (one that fails to load is told elsewhere too, as ``load`` does)
+            return False
+        self.handle(worker, message)
+        return True
+
     def deliver(self, worker: _Worker, data: bytes) -> None:
         message = self.load(worker, data)
         if message is not None:
@@ -1250,12 +1295,11 @@ class _Pool:
                     worker.call = None
                     self.mark_stopping(worker)  # it exits by itself
                     if current and isinstance(outcome.error, MemoryLimitExceeded):
-                        # (a worker starts in its place for the queued calls, or for the
-                        # next one; none once the runner is shut down with none queued)
-                        replaced = bool(self.queue) or not self.closed
+                        # (a worker starts in its place once it exits for the queued calls,
+                        # else for the next one; none once the runner is shut down)
                         outcome.error = MemoryLimitExceeded(
                             f"{outcome.error}; "
-                            + ("the worker process was replaced" if replaced else NOT_REPLACED)
+                            + _replacement(bool(self.queue), self.closed, self.terminated)
                         )
             if current and call is not None:
                 call.events.finished(outcome)
@@ -1308,6 +1352,7 @@ class _Pool:
             )
             if replace:
                 self.starting += 1
+            worker.replacement = replacement = _replacement(replace, self.closed, self.terminated)
             self.changed.notify_all()
         if initializing and not worker.stopping and not self.terminated:
             _log.warning(
@@ -1316,7 +1361,7 @@ class _Pool:
                 worker.pid,
                 exitcode,
                 f", before tool {call.tool_name[:128]!r} started" if report and call else "",
-                "replaced" if replace else "a new one starts when a task needs one",
+                replacement,
             )
         elif report and call is not None and not self.terminated:
             _log.warning(
@@ -1324,7 +1369,7 @@ class _Pool:
                 worker.pid,
                 call.tool_name[:128],
                 exitcode,
-                "replaced" if replace else "not replaced: the runner was shut down",
+                replacement,
             )
         if report and call is not None:
             outcome = _crash_outcome(
@@ -1334,7 +1379,7 @@ class _Pool:
                 worker.over_budget,
                 server_gone=server_gone,
                 initializing=initializing,
-                replaced=replace,
+                replacement=replacement,
             )
             call.events.finished(outcome)
         if replace:
@@ -1555,6 +1600,86 @@ class _Pool:
                 busy=busy,
                 queued=len(self.queue) + self.pickling,
             )
+
+
+#: The packages whose code loading a worker's message may run on the reader thread: the
+#: runner's own, the standard library's plain values, pydantic's models (their
+#: ``__setstate__``).
+_LOADED_HERE = frozenset(
+    {
+        "builtins",
+        "collections",
+        "copyreg",
+        "datetime",
+        "decimal",
+        "enum",
+        "fractions",
+        "laios",
+        "pathlib",
+        "pydantic",
+        "uuid",
+    }
+)
+
+#: The hooks of a class that run when an object of it is loaded, or name what runs then.
+_LOAD_HOOKS = ("__setstate__", "__reduce__", "__reduce_ex__", "__new__")
+
+
+class _LoadElsewhere(Exception):
+    """Loading a message would run code that may take long (see :func:`_load_here`)."""
+
+
+def _loads_quickly(found: object) -> bool:
+    """Whether what a message names loads quickly: a class none of whose load hooks is
+    defined outside :data:`_LOADED_HERE` (so a plain class, a dataclass, a pydantic model, an
+    exception), not a function (one a ``__reduce__`` named, which may do anything)."""
+    if not isinstance(found, type):
+        return False
+    for klass in found.__mro__:
+        hooks = vars(klass)
+        for name in _LOAD_HOOKS:
+            hook = hooks.get(name)
+            if hook is None:
+                continue
+            # (where the hook's code was written: an enum's ``__new__`` is the enum module's)
+            written = getattr(getattr(hook, "__func__", hook), "__module__", None)
+            if not isinstance(written, str):
+                written = getattr(klass, "__module__", "")
+            if str(written).partition(".")[0] not in _LOADED_HERE:
+                return False
+    return True
+
+
+#: What :class:`_ReaderUnpickler` found by module and name, that loads here.
+_FOUND: dict[tuple[str, str], Any] = {}
+
+
+class _ReaderUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        found = _FOUND.get((module, name))
+        if found is None:
+            if module not in sys.modules:  # (importing it may take any time)
+                raise _LoadElsewhere
+            found = super().find_class(module, name)
+            if module.partition(".")[0] not in _LOADED_HERE and not _loads_quickly(found):
+                raise _LoadElsewhere
+            _FOUND[module, name] = found
+        return found
+
+
+def _load_here(data: bytes) -> tuple[Any, ...]:
+    """A worker's message (``data`` past its kind byte) loaded on the reader thread.
+
+    Raises:
+        _LoadElsewhere: When loading it may run code that takes long (a function a
+            ``__reduce__`` named, a class's own ``__setstate__``: they may wait on the network)
+            or import a module: on the one reader thread, that would hold every other worker's
+            messages meanwhile.
+    """
+    stream = io.BytesIO(data)
+    stream.seek(1)
+    message: tuple[Any, ...] = _ReaderUnpickler(stream).load()
+    return message
 
 
 def _has_messages(worker: _Worker) -> bool:

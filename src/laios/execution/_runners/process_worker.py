@@ -47,7 +47,11 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, NamedTuple
 
 from laios._compat.multiprocessing import forkserver_in_child
-from laios._compat.otel import global_meter_provider, global_tracer_provider
+from laios._compat.otel import (
+    global_logger_provider,
+    global_meter_provider,
+    global_tracer_provider,
+)
 from laios._exceptions import type_name
 from laios._interrupts import discard_pending_sigint
 from laios.execution._records import mapping_copy
@@ -1058,16 +1062,21 @@ FLUSH_SECONDS = 1.5
 
 
 def _flush_telemetry() -> None:
-    """Have the process's OpenTelemetry tracer and meter providers (set up by an initializer,
-    or by ``opentelemetry-instrument``) export what they hold: the spans of a batching
-    processor, the metrics of a periodic reader since its last export. ``os._exit`` skips the
+    """Have the process's OpenTelemetry tracer, meter and logger providers (set up by an
+    initializer, or by ``opentelemetry-instrument``) export what they hold: the spans of a
+    batching processor, the metrics of a periodic reader since its last export, the log
+    records of a batching log record processor. ``os._exit`` skips the
     SDK's own shutdown at exit, which would. For at most :data:`FLUSH_SECONDS`, on a thread
     of its own (the SDK's flush waits as long as its exporter does: a collector that does
     not answer must not keep the worker); never raises."""
     try:
         flushes = [
             flush
-            for provider in (global_tracer_provider(), global_meter_provider())
+            for provider in (
+                global_tracer_provider(),
+                global_meter_provider(),
+                global_logger_provider(),
+            )
             if provider is not None and callable(flush := getattr(provider, "force_flush", None))
         ]
         if not flushes:
