@@ -75,3 +75,13 @@ def test_the_task_error_carries_no_link_for_a_model_of_the_users() -> None:
     assert "valid integer" in error
     function_error = _task_error(create_simple_tool("add", "Adds.", add), a="x")
     assert "errors.pydantic.dev" not in function_error
+
+
+def test_a_function_tool_is_named_not_the_model_made_of_its_signature() -> None:
+    """The error says whose parameters were refused: the tool's, by the name it was given."""
+    tool = create_simple_tool("add", "Adds.", add)
+    nothing = create_simple_tool("five", "Gives 5.", lambda: 5)
+    refused = [tool.execute(a="x").error or "", nothing.execute(x=1).error or ""]
+    assert refused[0].startswith("1 validation error for parameters of tool 'add'\na\n")
+    assert refused[1].startswith("1 validation error for parameters of tool 'five'\nx\n")
+    assert "AddToolInput" not in _task_error(tool, b=1)

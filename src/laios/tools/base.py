@@ -1113,6 +1113,11 @@ class _NoParameters(ToolInput):
     model_config = ConfigDict(extra="forbid")
 
 
+def _no_parameters(model_name: str, title: str) -> type[ToolInput]:
+    """A :class:`_NoParameters` whose refusals name the tool (``title``)."""
+    return type(model_name, (_NoParameters,), {"model_config": ConfigDict(title=title)})
+
+
 def _model_from_signature(
     name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
@@ -1133,8 +1138,11 @@ def _model_from_signature(
     params = _parameters(func, local_names)
     if params is None:  # (a signature that cannot be read, as a builtin's: anything goes)
         return ToolInput, {}
+    model_name = f"{_class_name(name)}Input"
+    # (what a refused call's ValidationError is "for": the tool, not a model made up here)
+    title = f"parameters of tool {name!r}"
     if not params:
-        return _NoParameters, {}
+        return _no_parameters(model_name, title), {}
     fields: dict[str, Any] = {}
     renamed: dict[str, str] = {}
     open_ended = False
@@ -1154,11 +1162,11 @@ def _model_from_signature(
                 annotation = Optional[annotation]  # noqa: UP045 (any annotation object)
             fields[param.name] = (annotation, default)
     if not fields:
-        return (ToolInput if open_ended else _NoParameters), {}
+        return (ToolInput if open_ended else _no_parameters(model_name, title)), {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
-        {"model_config": ConfigDict(extra="allow" if open_ended else "forbid")},
+        {"model_config": ConfigDict(extra="allow" if open_ended else "forbid", title=title)},
     )
     for param_name in [n for n in fields if n.startswith("_") or hasattr(base, n)]:
         annotation, default = fields.pop(param_name)
@@ -1176,7 +1184,6 @@ def _model_from_signature(
         key: (annotation, _field_default(default, renamed.get(key)))
         for key, (annotation, default) in fields.items()
     }
-    model_name = f"{_class_name(name)}Input"
     model = _new_model(model_name, base, fields)
     if model is None:
         # An annotation pydantic cannot use (a class of the caller's own, typing.TypedDict
