@@ -32,6 +32,7 @@ import re
 import reprlib
 import sys
 import types
+import typing
 import unicodedata
 import weakref
 from collections.abc import Callable, Coroutine
@@ -43,7 +44,7 @@ from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.functools import partialmethod_of
-from laios._compat.pydantic import construct, is_instance
+from laios._compat.pydantic import complete_in, construct, is_instance
 from laios._exceptions import as_raised, message_and_interrupt, propagates, type_name
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
@@ -367,9 +368,11 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
     if not isinstance(annotations, dict):
         return None
     texts = [a for a in annotations.values() if isinstance(a, str)]
+    quoted = [ref for a in annotations.values() for ref in _quoted_names(a)]
     params = _parameters(func) if texts else None
-    if not params or not any(isinstance(p.annotation, str) for p in params):
+    if not quoted and (not params or not any(isinstance(p.annotation, str) for p in params)):
         return None
+    texts += quoted
     wanted = {name for text in texts for name in _IDENTIFIER.findall(text)}
     found: dict[str, Any] = {}
     owner = qualname.rsplit(".<locals>.", 1)[0]
@@ -394,6 +397,26 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
             with contextlib.suppress(ValueError):  # (an empty cell)
                 found[name] = cell.cell_contents
     return found or None
+
+
+def _quoted_names(annotation: Any, depth: int = 8) -> list[str]:
+    """The quoted names inside a non-string ``annotation`` (``"Node"`` of ``list["Node"]``,
+    ``Optional["Node"]``); a ``Literal``'s values are no names."""
+    if isinstance(annotation, typing.ForwardRef):
+        return [annotation.__forward_arg__]
+    if depth == 0 or isinstance(annotation, str):
+        return []
+    try:
+        if typing.get_origin(annotation) is Literal:
+            return []
+        args = typing.get_args(annotation)
+    except Exception:
+        return []
+    return [
+        name
+        for arg in args
+        for name in ([arg] if isinstance(arg, str) else _quoted_names(arg, depth - 1))
+    ]
 
 
 def _partialmethod_func(func: Any) -> Any:
@@ -1184,12 +1207,15 @@ def _model_from_signature(
         key: (annotation, _field_default(default, renamed.get(key)))
         for key, (annotation, default) in fields.items()
     }
-    model = _new_model(model_name, base, fields)
+    # (where pydantic looks up a quoted name inside an annotation, ``Optional["Node"]``)
+    namespace = {**(_globals_of(func) or {}), **(local_names or {})}
+    model = _new_model(model_name, base, fields, namespace)
     if model is None:
         # An annotation pydantic cannot use (a class of the caller's own, typing.TypedDict
-        # before Python 3.12): that parameter takes any value, the others keep their types.
-        usable = {key: _usable_field(base, key, spec) for key, spec in fields.items()}
-        model = _new_model(model_name, base, usable)
+        # before Python 3.12, a quoted name found nowhere): that parameter takes any value,
+        # the others keep their types.
+        usable = {key: _usable_field(base, key, spec, namespace) for key, spec in fields.items()}
+        model = _new_model(model_name, base, usable, namespace)
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
@@ -1239,18 +1265,27 @@ def _json_default(default: Any) -> dict[str, Any] | None:
     return {"default": encoded}
 
 
-def _new_model(name: str, base: type[ToolInput], fields: dict[str, Any]) -> Any:
-    """A model named ``name`` with ``fields`` on ``base``, or ``None`` if pydantic refuses one."""
+def _new_model(
+    name: str, base: type[ToolInput], fields: dict[str, Any], namespace: dict[str, Any]
+) -> Any:
+    """A model named ``name`` with ``fields`` on ``base``, or ``None`` if pydantic refuses one
+    or cannot complete it with the names of ``namespace`` (a quoted name found nowhere: every
+    validation would fail)."""
     try:
-        return create_model(name, __base__=base, **fields)
+        model = create_model(name, __base__=base, **fields)
     except Exception:
         return None
+    if model.__pydantic_complete__ or complete_in(model, namespace):
+        return model
+    return None
 
 
-def _usable_field(base: type[ToolInput], key: str, spec: tuple[Any, Any]) -> tuple[Any, Any]:
+def _usable_field(
+    base: type[ToolInput], key: str, spec: tuple[Any, Any], namespace: dict[str, Any]
+) -> tuple[Any, Any]:
     """``spec`` (annotation, default) for field ``key`` if pydantic can make a model of it, else
     the same field taking any value."""
-    if _new_model("_OneField", base, {key: spec}) is None:
+    if _new_model("_OneField", base, {key: spec}, namespace) is None:
         return (Any, spec[1])
     return spec
 
