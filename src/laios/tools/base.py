@@ -1221,6 +1221,35 @@ def _model_from_signature(
     return cast("type[ToolInput]", model), renamed
 
 
+def _check_takes_fields(name: str, func: Any, model: Any) -> None:
+    """Refuse ``func`` when it has no parameter for a field of ``model`` (its input model, given
+    to :func:`create_simple_tool`), which every call passes it by name; one taking ``**kwargs``
+    takes them all. A ``model`` that is no :class:`ToolInput` is left to the tool to refuse.
+
+    Raises:
+        TypeError: Naming the tool, the fields and the model.
+    """
+    if not (isinstance(model, type) and issubclass(model, ToolInput)) or model is ToolInput:
+        return
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    by_name = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    excluded = _excluded_fields(model)
+    passed = [f for f in model.model_fields if f not in excluded]
+    missing = [f for f in [*passed, *model.model_computed_fields] if f not in by_name]
+    if missing:
+        names = ", ".join(missing)
+        raise TypeError(
+            f"Tool {name!r}: func has no parameter for {names}, which every call passes it "
+            f"by name as fields of its input model {model.__name__}, so every call would "
+            f"fail. Add the parameters to func (or **kwargs to take them all)"
+        )
+
+
 def _required_positional_only(func: Any) -> list[str]:
     """The names of ``func``'s parameters that can only be passed by position and have no
     default: no call by name can give them (none when its signature cannot be read)."""
@@ -1347,7 +1376,8 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), or ``input_model`` is not a :class:`ToolInput` subclass.
+            name could give it), has no parameter for a field of ``input_model`` (nor
+            ``**kwargs``), or ``input_model`` is not a :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
@@ -1372,6 +1402,8 @@ def create_simple_tool(
             f"lambda {names}: func({names})"
         )
     permissions = _permission_set(name, permissions or ())
+    if input_model is not None:
+        _check_takes_fields(name, func, input_model)
     renamed: dict[str, str] = {}
     if input_model is None:
         # (its caller is most often the function that defined ``func``: see _local_names)
