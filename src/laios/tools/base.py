@@ -45,7 +45,13 @@ from pydantic_core import to_jsonable_python
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.functools import partialmethod_of
 from laios._compat.pydantic import complete_in, construct, is_instance
-from laios._exceptions import as_raised, message_and_interrupt, propagates, type_name
+from laios._exceptions import (
+    as_raised,
+    exception_message,
+    message_and_interrupt,
+    propagates,
+    type_name,
+)
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
@@ -499,6 +505,25 @@ def _check_tool_name(name: str) -> None:
             )
 
 
+def _read(tool: BaseTool, attribute: str, what: str) -> Any:
+    """``tool.<attribute>``, or a ``TypeError`` saying that reading it raised (a property of
+    the tool's class), naming ``what`` (the tool), the attribute and the exception.
+
+    Raises:
+        TypeError: From the exception reading it raised.
+    """
+    try:
+        return getattr(tool, attribute)
+    except Exception as exc:
+        if propagates(exc):
+            raise
+        raise TypeError(
+            f"{what}: reading its {attribute!r} raised {type_name(type(exc))}: "
+            f"{exception_message(exc)}; a tool's {attribute} is read when it is made, "
+            "registered and described, so reading it must not raise"
+        ) from exc
+
+
 def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
     """``permissions`` as a set of :class:`Permission` (``None``: none), refusing a single one
     given bare and anything that is not one, with a ``ValueError`` listing the permissions."""
@@ -798,16 +823,19 @@ class BaseTool(abc.ABC):
                 ``category`` or a permission is not a valid enum value,
                 ``required_permissions`` is a single permission rather than a set, or
                 ``tool_type`` is none of :data:`TOOL_TYPES`.
-            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`, or
+            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`,
                 ``is_async`` does not match the base class (``True`` on an
-                :class:`AsyncBaseTool` only).
+                :class:`AsyncBaseTool` only), or reading ``name`` or ``description`` (a
+                property) raises.
         """
         cls = type(self)
-        if not isinstance(self.name, str) or not self.name.strip():
+        name = _read(self, "name", f"Tool class {cls.__name__}")
+        if not isinstance(name, str) or not name.strip():
             raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
-        _check_tool_name(self.name)
-        if not isinstance(self.description, str) or not self.description.strip():
-            raise ValueError(f"Tool {self.name!r} must define a non-empty 'description'")
+        _check_tool_name(name)
+        description = _read(self, "description", f"Tool {name!r}")
+        if not isinstance(description, str) or not description.strip():
+            raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
         model = self.input_model
         if not (isinstance(model, type) and issubclass(model, ToolInput)):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
