@@ -9,7 +9,10 @@ such an exception into a failed result must not fail in turn.
 from __future__ import annotations
 
 import builtins
+import re
 from typing import Any
+
+from pydantic_core import ValidationError
 
 __all__ = [
     "as_raised",
@@ -98,7 +101,8 @@ def exception_message(exc: BaseException) -> str:
 
     An exception group (a failed ``asyncio.TaskGroup``) says what its members raised after
     its own text (``unhandled errors in a TaskGroup (1 sub-exception): KeyError: 'ada'``):
-    its text alone names none of them."""
+    its text alone names none of them. A pydantic ``ValidationError``'s text is given without
+    the links to pydantic's error pages under each error."""
     return _message(exc, _GROUP_DEPTH, None)
 
 
@@ -111,6 +115,11 @@ def message_and_interrupt(exc: BaseException) -> tuple[str, KeyboardInterrupt | 
     return text, interrupts[0] if interrupts else None
 
 
+#: The line pydantic adds under each error of a ``ValidationError``, a link to its own error
+#: pages: it says nothing of the parameters, and a failed task's error leaves it out.
+_LINK = re.compile(r"\n[ \t]*For further information visit https?://\S+")
+
+
 def _message(exc: BaseException, depth: int, interrupts: list[KeyboardInterrupt] | None) -> str:
     try:
         text = str(exc)
@@ -119,6 +128,8 @@ def _message(exc: BaseException, depth: int, interrupts: list[KeyboardInterrupt]
             interrupts.append(failed)
         return f"{type_name(type(exc))} (its message could not be turned into text)"
     text = text or type_name(type(exc))
+    if isinstance(exc, ValidationError):
+        text = _LINK.sub("", text)
     group = _EXCEPTION_GROUP
     if group is not None and depth and isinstance(exc, group):
         text += _members(exc, depth - 1, interrupts)

@@ -13,7 +13,14 @@ from typing import Any, TypeGuard, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["FAST_CONSTRUCT", "assign", "assignment_rules", "construct", "is_instance"]
+__all__ = [
+    "FAST_CONSTRUCT",
+    "assign",
+    "assignment_rules",
+    "complete_in",
+    "construct",
+    "is_instance",
+]
 
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
@@ -126,3 +133,14 @@ def assignment_rules(
         if field.annotation != original.annotation or field.metadata != original.metadata:
             return frozen, True  # (declared anew: its type, its own validators)
     return frozen, False
+
+
+def complete_in(model: type[BaseModel], namespace: dict[str, Any]) -> bool:
+    """Complete ``model``, whose annotations hold names pydantic did not find (a quoted name
+    inside one, ``Optional["Node"]``, written in another module), with the names of
+    ``namespace`` (through ``model_rebuild``'s ``_types_namespace``); whether it is complete."""
+    try:
+        model.model_rebuild(force=True, raise_errors=False, _types_namespace=namespace)
+    except Exception:
+        return False
+    return bool(model.__pydantic_complete__)

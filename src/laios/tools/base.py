@@ -32,6 +32,7 @@ import re
 import reprlib
 import sys
 import types
+import typing
 import unicodedata
 import weakref
 from collections.abc import Callable, Coroutine
@@ -43,8 +44,14 @@ from pydantic_core import to_jsonable_python
 
 from laios._callables import generator_kind, is_coroutine_function
 from laios._compat.functools import partialmethod_of
-from laios._compat.pydantic import construct, is_instance
-from laios._exceptions import as_raised, message_and_interrupt, propagates, type_name
+from laios._compat.pydantic import complete_in, construct, is_instance
+from laios._exceptions import (
+    as_raised,
+    exception_message,
+    message_and_interrupt,
+    propagates,
+    type_name,
+)
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
@@ -367,9 +374,11 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
     if not isinstance(annotations, dict):
         return None
     texts = [a for a in annotations.values() if isinstance(a, str)]
+    quoted = [ref for a in annotations.values() for ref in _quoted_names(a)]
     params = _parameters(func) if texts else None
-    if not params or not any(isinstance(p.annotation, str) for p in params):
+    if not quoted and (not params or not any(isinstance(p.annotation, str) for p in params)):
         return None
+    texts += quoted
     wanted = {name for text in texts for name in _IDENTIFIER.findall(text)}
     found: dict[str, Any] = {}
     owner = qualname.rsplit(".<locals>.", 1)[0]
@@ -394,6 +403,26 @@ def _local_names(func: Any, frame: types.FrameType | None) -> dict[str, Any] | N
             with contextlib.suppress(ValueError):  # (an empty cell)
                 found[name] = cell.cell_contents
     return found or None
+
+
+def _quoted_names(annotation: Any, depth: int = 8) -> list[str]:
+    """The quoted names inside a non-string ``annotation`` (``"Node"`` of ``list["Node"]``,
+    ``Optional["Node"]``); a ``Literal``'s values are no names."""
+    if isinstance(annotation, typing.ForwardRef):
+        return [annotation.__forward_arg__]
+    if depth == 0 or isinstance(annotation, str):
+        return []
+    try:
+        if typing.get_origin(annotation) is Literal:
+            return []
+        args = typing.get_args(annotation)
+    except Exception:
+        return []
+    return [
+        name
+        for arg in args
+        for name in ([arg] if isinstance(arg, str) else _quoted_names(arg, depth - 1))
+    ]
 
 
 def _partialmethod_func(func: Any) -> Any:
@@ -474,6 +503,25 @@ def _check_tool_name(name: str) -> None:
                 "names and log lines, so it is one line of visible text without surrounding "
                 "space (letters, digits, inner spaces and punctuation such as . - _ are fine)"
             )
+
+
+def _read(tool: BaseTool, attribute: str, what: str) -> Any:
+    """``tool.<attribute>``, or a ``TypeError`` saying that reading it raised (a property of
+    the tool's class), naming ``what`` (the tool), the attribute and the exception.
+
+    Raises:
+        TypeError: From the exception reading it raised.
+    """
+    try:
+        return getattr(tool, attribute)
+    except Exception as exc:
+        if propagates(exc):
+            raise
+        raise TypeError(
+            f"{what}: reading its {attribute!r} raised {type_name(type(exc))}: "
+            f"{exception_message(exc)}; a tool's {attribute} is read when it is made, "
+            "registered and described, so reading it must not raise"
+        ) from exc
 
 
 def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
@@ -775,16 +823,19 @@ class BaseTool(abc.ABC):
                 ``category`` or a permission is not a valid enum value,
                 ``required_permissions`` is a single permission rather than a set, or
                 ``tool_type`` is none of :data:`TOOL_TYPES`.
-            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`, or
+            TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`,
                 ``is_async`` does not match the base class (``True`` on an
-                :class:`AsyncBaseTool` only).
+                :class:`AsyncBaseTool` only), or reading ``name`` or ``description`` (a
+                property) raises.
         """
         cls = type(self)
-        if not isinstance(self.name, str) or not self.name.strip():
+        name = _read(self, "name", f"Tool class {cls.__name__}")
+        if not isinstance(name, str) or not name.strip():
             raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
-        _check_tool_name(self.name)
-        if not isinstance(self.description, str) or not self.description.strip():
-            raise ValueError(f"Tool {self.name!r} must define a non-empty 'description'")
+        _check_tool_name(name)
+        description = _read(self, "description", f"Tool {name!r}")
+        if not isinstance(description, str) or not description.strip():
+            raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
         model = self.input_model
         if not (isinstance(model, type) and issubclass(model, ToolInput)):
             raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
@@ -1113,6 +1164,11 @@ class _NoParameters(ToolInput):
     model_config = ConfigDict(extra="forbid")
 
 
+def _no_parameters(model_name: str, title: str) -> type[ToolInput]:
+    """A :class:`_NoParameters` whose refusals name the tool (``title``)."""
+    return type(model_name, (_NoParameters,), {"model_config": ConfigDict(title=title)})
+
+
 def _model_from_signature(
     name: str, func: Callable[..., Any], local_names: dict[str, Any] | None = None
 ) -> tuple[type[ToolInput], dict[str, str]]:
@@ -1133,8 +1189,11 @@ def _model_from_signature(
     params = _parameters(func, local_names)
     if params is None:  # (a signature that cannot be read, as a builtin's: anything goes)
         return ToolInput, {}
+    model_name = f"{_class_name(name)}Input"
+    # (what a refused call's ValidationError is "for": the tool, not a model made up here)
+    title = f"parameters of tool {name!r}"
     if not params:
-        return _NoParameters, {}
+        return _no_parameters(model_name, title), {}
     fields: dict[str, Any] = {}
     renamed: dict[str, str] = {}
     open_ended = False
@@ -1154,11 +1213,11 @@ def _model_from_signature(
                 annotation = Optional[annotation]  # noqa: UP045 (any annotation object)
             fields[param.name] = (annotation, default)
     if not fields:
-        return (ToolInput if open_ended else _NoParameters), {}
+        return (ToolInput if open_ended else _no_parameters(model_name, title)), {}
     base = type(
         "_SimpleToolInput",
         (ToolInput,),
-        {"model_config": ConfigDict(extra="allow" if open_ended else "forbid")},
+        {"model_config": ConfigDict(extra="allow" if open_ended else "forbid", title=title)},
     )
     for param_name in [n for n in fields if n.startswith("_") or hasattr(base, n)]:
         annotation, default = fields.pop(param_name)
@@ -1176,16 +1235,47 @@ def _model_from_signature(
         key: (annotation, _field_default(default, renamed.get(key)))
         for key, (annotation, default) in fields.items()
     }
-    model_name = f"{_class_name(name)}Input"
-    model = _new_model(model_name, base, fields)
+    # (where pydantic looks up a quoted name inside an annotation, ``Optional["Node"]``)
+    namespace = {**(_globals_of(func) or {}), **(local_names or {})}
+    model = _new_model(model_name, base, fields, namespace)
     if model is None:
         # An annotation pydantic cannot use (a class of the caller's own, typing.TypedDict
-        # before Python 3.12): that parameter takes any value, the others keep their types.
-        usable = {key: _usable_field(base, key, spec) for key, spec in fields.items()}
-        model = _new_model(model_name, base, usable)
+        # before Python 3.12, a quoted name found nowhere): that parameter takes any value,
+        # the others keep their types.
+        usable = {key: _usable_field(base, key, spec, namespace) for key, spec in fields.items()}
+        model = _new_model(model_name, base, usable, namespace)
     if model is None:  # (still none: describe nothing, accept anything)
         return ToolInput, {}
     return cast("type[ToolInput]", model), renamed
+
+
+def _check_takes_fields(name: str, func: Any, model: Any) -> None:
+    """Refuse ``func`` when it has no parameter for a field of ``model`` (its input model, given
+    to :func:`create_simple_tool`), which every call passes it by name; one taking ``**kwargs``
+    takes them all. A ``model`` that is no :class:`ToolInput` is left to the tool to refuse.
+
+    Raises:
+        TypeError: Naming the tool, the fields and the model.
+    """
+    if not (isinstance(model, type) and issubclass(model, ToolInput)) or model is ToolInput:
+        return
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    by_name = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    excluded = _excluded_fields(model)
+    passed = [f for f in model.model_fields if f not in excluded]
+    missing = [f for f in [*passed, *model.model_computed_fields] if f not in by_name]
+    if missing:
+        names = ", ".join(missing)
+        raise TypeError(
+            f"Tool {name!r}: func has no parameter for {names}, which every call passes it "
+            f"by name as fields of its input model {model.__name__}, so every call would "
+            f"fail. Add the parameters to func (or **kwargs to take them all)"
+        )
 
 
 def _required_positional_only(func: Any) -> list[str]:
@@ -1232,18 +1322,27 @@ def _json_default(default: Any) -> dict[str, Any] | None:
     return {"default": encoded}
 
 
-def _new_model(name: str, base: type[ToolInput], fields: dict[str, Any]) -> Any:
-    """A model named ``name`` with ``fields`` on ``base``, or ``None`` if pydantic refuses one."""
+def _new_model(
+    name: str, base: type[ToolInput], fields: dict[str, Any], namespace: dict[str, Any]
+) -> Any:
+    """A model named ``name`` with ``fields`` on ``base``, or ``None`` if pydantic refuses one
+    or cannot complete it with the names of ``namespace`` (a quoted name found nowhere: every
+    validation would fail)."""
     try:
-        return create_model(name, __base__=base, **fields)
+        model = create_model(name, __base__=base, **fields)
     except Exception:
         return None
+    if model.__pydantic_complete__ or complete_in(model, namespace):
+        return model
+    return None
 
 
-def _usable_field(base: type[ToolInput], key: str, spec: tuple[Any, Any]) -> tuple[Any, Any]:
+def _usable_field(
+    base: type[ToolInput], key: str, spec: tuple[Any, Any], namespace: dict[str, Any]
+) -> tuple[Any, Any]:
     """``spec`` (annotation, default) for field ``key`` if pydantic can make a model of it, else
     the same field taking any value."""
-    if _new_model("_OneField", base, {key: spec}) is None:
+    if _new_model("_OneField", base, {key: spec}, namespace) is None:
         return (Any, spec[1])
     return spec
 
@@ -1305,7 +1404,8 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), or ``input_model`` is not a :class:`ToolInput` subclass.
+            name could give it), has no parameter for a field of ``input_model`` (nor
+            ``**kwargs``), or ``input_model`` is not a :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
@@ -1330,6 +1430,8 @@ def create_simple_tool(
             f"lambda {names}: func({names})"
         )
     permissions = _permission_set(name, permissions or ())
+    if input_model is not None:
+        _check_takes_fields(name, func, input_model)
     renamed: dict[str, str] = {}
     if input_model is None:
         # (its caller is most often the function that defined ``func``: see _local_names)

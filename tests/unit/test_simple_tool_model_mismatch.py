@@ -1,0 +1,46 @@
+"""create_simple_tool refuses a function that cannot take the fields of the input model it is
+given: every call would fail with the function's own "unexpected keyword argument"."""
+
+from typing import Any
+
+import pytest
+from pydantic import Field
+
+from laios.tools.base import ToolInput, create_simple_tool
+
+
+class SearchInput(ToolInput):
+    query: str
+    limit: int = 10
+    trace: bool = Field(default=False, exclude=True)
+
+
+def test_a_field_the_function_has_no_parameter_for_is_refused() -> None:
+    def search(query: str) -> str:
+        return query
+
+    with pytest.raises(TypeError) as refused:
+        create_simple_tool("search", "Searches.", search, input_model=SearchInput)
+    message = str(refused.value)
+    assert "'search'" in message
+    assert "limit" in message
+    assert "SearchInput" in message
+    assert "trace" not in message  # (an excluded field is never passed)
+
+
+def test_a_function_that_takes_every_field_or_kwargs_is_accepted() -> None:
+    def search(query: str, limit: int) -> Any:
+        return query, limit
+
+    def anything(**params: Any) -> Any:
+        return params
+
+    def some(query: str, **rest: Any) -> Any:
+        return query, rest
+
+    takes_all = create_simple_tool("a", "d", search, input_model=SearchInput)
+    takes_any = create_simple_tool("b", "d", anything, input_model=SearchInput)
+    takes_rest = create_simple_tool("c", "d", some, input_model=SearchInput)
+    assert takes_all.execute(query="q", limit="3").data == ("q", 3)
+    assert takes_any.execute(query="q").data == {"query": "q", "limit": 10}
+    assert takes_rest.execute(query="q").data == ("q", {"limit": 10})
