@@ -138,7 +138,10 @@ def test_the_view_shows_whole_tables_within_24_lines(sessions: dict[str, Observe
     rows = frame[header + 1 : frame.index("", header)]
     assert rows
     assert all(TOOL_ROW.fullmatch(row) for row in rows), rows
-    assert any(line.startswith("workers: 8   queue depth: ") for line in frame)
+    assert any(
+        re.match(r"workers: 8   busy workers: \d+   queue depth: \d+   abandoned", line)
+        for line in frame
+    )
 
 
 def test_the_view_is_on_the_alternate_screen(sessions: dict[str, Observed]) -> None:
