@@ -97,6 +97,7 @@ from laios.execution._http import (
     check_allowed_hosts,
     check_status_mode,
     is_loopback_address,
+    is_server_url,
     joined_headers,
     url_problem,
 )
@@ -972,7 +973,9 @@ class _QuietHandler(WSGIRequestHandler):
         (``421``) then applies to it, so a target cannot carry another name past it. A
         fragment is kept after the path and query, for the app to refuse. A URL that cannot
         be served (see :func:`~laios.execution._http.url_problem`) is left as it is, for the
-        app to answer ``400`` as it does under any other server.
+        app to answer ``400`` as it does under any other server. ``OPTIONS`` with a URL of
+        empty path and no query (``OPTIONS http://localhost``) becomes ``OPTIONS *`` (RFC
+        9112 section 3.2.4).
         """
         if ABSOLUTE_FORM.match(self.path) is None:
             return True
@@ -984,6 +987,8 @@ class _QuietHandler(WSGIRequestHandler):
         self.headers["Host"] = target.netloc
         query = f"?{target.query}" if target.query else ""
         self.path = f"{target.path or '/'}{query}{hash_}{fragment}"
+        if self.command == "OPTIONS" and is_server_url(url + hash_):
+            self.path = "*"
         return True
 
     def _served_form(self) -> bool:
