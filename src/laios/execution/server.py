@@ -560,6 +560,9 @@ class _DeadlineReader(io.RawIOBase):
     sending a byte a second is dropped at the deadline like one that sends nothing. The
     server reads nothing beyond the request line and headers, so the byte limit caps what a
     connection can make the process hold (without it, 100 headers of 64 KiB each: 6.5 MB).
+
+    It keeps the first bytes of the request, after any empty lines (:attr:`start`), which
+    show its method when the request line is too long to be read.
     """
 
     def __init__(self, sock: socket.socket, deadline: float, timeout: float) -> None:
@@ -568,6 +571,11 @@ class _DeadlineReader(io.RawIOBase):
         self._deadline = deadline
         self._timeout = timeout
         self._received = 0
+        #: The first bytes received after any empty lines: at most ``_START`` of them.
+        self.start = b""
+
+    #: How many first bytes :attr:`start` keeps: enough for ``HEAD`` and a space.
+    _START = 5
 
     def readable(self) -> bool:
         """Always readable."""
@@ -588,6 +596,10 @@ class _DeadlineReader(io.RawIOBase):
         finally:
             self._sock.settimeout(self._timeout)
         self._received += count
+        if len(self.start) < self._START:
+            received = bytes(memoryview(buffer)[:count])
+            self.start += received.lstrip(b"\r\n") if not self.start else received
+            self.start = self.start[: self._START]
         return count
 
 
@@ -715,10 +727,8 @@ class _QuietHandler(WSGIRequestHandler):
         timeout = cast("_ThreadingServer", self.server).connection_timeout
         self._deadline = time.monotonic() + timeout
         self.connection.settimeout(timeout)
-        buffered, self.rfile = (
-            self.rfile,
-            _RequestReader(_DeadlineReader(self.connection, self._deadline, timeout)),
-        )
+        self._reader = _DeadlineReader(self.connection, self._deadline, timeout)
+        buffered, self.rfile = self.rfile, _RequestReader(self._reader)
         buffered.close()
 
     def handle(self) -> None:
@@ -739,6 +749,8 @@ class _QuietHandler(WSGIRequestHandler):
             _log.debug("dropped the connection of %s: %r", self.client_address[0], exc)
         except _HeadTooLarge:  # while reading the request line (long headers get 431)
             self.requestline, self.request_version, self.command = "", "", ""
+            if self._reader.start.startswith(b"HEAD "):  # (answered without the page)
+                self.command = "HEAD"
             with contextlib.suppress(OSError):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
 
