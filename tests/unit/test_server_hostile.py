@@ -737,3 +737,28 @@ def test_a_head_request_refused_for_its_request_line_gets_no_body(request_line: 
     assert head.split(b" ")[1] in (b"400", b"505"), answer
     assert int(head_of(answer)["content-length"]) > 0
     assert body == b""
+
+
+@pytest.mark.parametrize(
+    ("request_start", "head_only"),
+    [(b"HEAD /", True), (b"\r\nHEAD /", True), (b"GET /", False), (b"HEADX /", False)],
+    ids=["head", "head-after-empty-line", "get", "other-method"],
+)
+def test_a_head_request_whose_line_is_too_long_gets_the_414_without_its_page(
+    request_start: bytes, head_only: bool
+) -> None:
+    """A request line past the 64 KiB limit gets 414; when the bytes received show a
+    ``HEAD`` request, the answer is its headers only (``Content-Length`` still gives the
+    page's size), as every answer to ``HEAD``. It got the page, which a client reads as the
+    start of the next answer."""
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        answer = send_raw(server.port, request_start + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 414 URI Too Long\r\n"), answer[:200]
+    length = int(head_of(answer)["content-length"])
+    assert length > 0
+    if head_only:
+        assert body == b""
+    else:
+        assert len(body) == length
+        assert body.startswith(b"414 URI Too Long: ")

@@ -534,6 +534,50 @@ def test_an_absolute_form_target_gets_one_answer_from_the_server_and_both_apps(
             assert json.loads(answer.body)["error"] == error
 
 
+#: ``OPTIONS`` with a URL of empty path and no query is ``OPTIONS *`` (RFC 9112 section 3.2.4);
+#: with a path or a query, or with another method, the URL names the page at ``/``.
+URL_OF_THE_SERVER = [
+    ("OPTIONS", "http://localhost", 200),
+    ("OPTIONS", "http://127.0.0.1:8489", 200),
+    ("OPTIONS", "http://localhost/", 405),
+    ("OPTIONS", "http://localhost?a=b", 405),
+    ("GET", "http://localhost", 200),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "status"), URL_OF_THE_SERVER)
+def test_options_with_a_url_of_empty_path_is_answered_as_options_asterisk(
+    server: MetricsServer, method: str, target: str, status: int
+) -> None:
+    """``OPTIONS http://localhost`` (absolute form, empty path, no query) means ``OPTIONS *``
+    (RFC 9112 section 3.2.4): 200 with ``Allow: GET, HEAD`` and no body, from the built-in
+    server and both apps under every server. It was taken for ``OPTIONS /``: 405."""
+    raw = send_raw(server.port, f"{method} {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    allow = [line[7:] for line in head.decode().split("\r\n") if line.lower().startswith("allow: ")]
+    asterisk = status == 200 and method == "OPTIONS"
+    assert status_of(raw) == status, raw[:300]
+    assert allow == (["GET, HEAD"] if method == "OPTIONS" else [])
+    if asterisk:
+        assert body == b""
+    store, registry = MetricStore(), CollectorRegistry()
+    wsgi = make_wsgi_app(store, registry)
+    uvicorn = as_uvicorn_passes(target)
+    uvicorn["method"] = method
+    wsgiref, gunicorn = as_wsgiref_passes(target), as_gunicorn_passes(target)
+    answers = [
+        asyncio.run(exchange(make_asgi_app(store, registry), uvicorn)).answer(),
+        call_wsgi(wsgi, method, wsgiref["PATH_INFO"], environ=wsgiref),
+        call_wsgi(wsgi, method, gunicorn["PATH_INFO"], environ=gunicorn),
+    ]
+    for answer in answers:
+        assert answer.status == status, (target, answer)
+        assert answer.header("allow") == (allow[0] if allow else None)
+        if asterisk:
+            assert answer.body == b""
+            assert answer.header("content-type") is None
+
+
 def test_a_url_passed_as_the_path_keeps_a_hash_in_its_path() -> None:
     """Under a server that passes the URL as the path and no raw target (wsgiref), a ``#``
     in it cannot be told from ``%23``, as in a path: no route, 404, as for ``/metrics#x``.

@@ -42,6 +42,7 @@ __all__ = [
     "holds_fragment",
     "host_is_served",
     "is_loopback_address",
+    "is_server_url",
     "url_problem",
 ]
 
@@ -198,6 +199,10 @@ def _in_origin_form(request: Request) -> Request | str:
     ``RAW_URI``; wsgiref and uvicorn's h11 protocol pass the whole URL as the path. The
     built-in server passes the path and query of a URL it serves, and a URL it cannot serve
     as it came, for this answer.
+
+    ``OPTIONS`` with a URL of empty path and no query (``OPTIONS http://localhost``) asks
+    about the server as a whole: it is ``OPTIONS *`` (RFC 9112 section 3.2.4), and answered
+    as that is.
     """
     raw = request.target if request.target is not None else request.path
     if ABSOLUTE_FORM.match(raw) is None:
@@ -205,11 +210,20 @@ def _in_origin_form(request: Request) -> Request | str:
     problem = url_problem(raw.partition("#")[0])
     if problem:
         return _URL_REFUSED.format(problem)
+    if request.method == "OPTIONS" and is_server_url(raw) and not request.query:
+        return replace(request, path="*", target=None if request.target is None else "*")
     path = request.path
     if ABSOLUTE_FORM.match(path) is not None:
         path = _after_authority(path)
     target = None if request.target is None else _after_authority(request.target)
     return replace(request, path=path, target=target)
+
+
+def is_server_url(url: str) -> bool:
+    """Whether the absolute-form target ``url`` has an empty path and no query (nor
+    fragment): ``http://localhost:8489``, which with ``OPTIONS`` means ``OPTIONS *`` (RFC
+    9112 section 3.2.4)."""
+    return not any(char in url.partition("://")[2] for char in "/?#")
 
 
 def _after_authority(url: str) -> str:

@@ -97,6 +97,7 @@ from laios.execution._http import (
     check_allowed_hosts,
     check_status_mode,
     is_loopback_address,
+    is_server_url,
     joined_headers,
     url_problem,
 )
@@ -559,6 +560,9 @@ class _DeadlineReader(io.RawIOBase):
     sending a byte a second is dropped at the deadline like one that sends nothing. The
     server reads nothing beyond the request line and headers, so the byte limit caps what a
     connection can make the process hold (without it, 100 headers of 64 KiB each: 6.5 MB).
+
+    It keeps the first bytes of the request, after any empty lines (:attr:`start`), which
+    show its method when the request line is too long to be read.
     """
 
     def __init__(self, sock: socket.socket, deadline: float, timeout: float) -> None:
@@ -567,6 +571,11 @@ class _DeadlineReader(io.RawIOBase):
         self._deadline = deadline
         self._timeout = timeout
         self._received = 0
+        #: The first bytes received after any empty lines: at most ``_START`` of them.
+        self.start = b""
+
+    #: How many first bytes :attr:`start` keeps: enough for ``HEAD`` and a space.
+    _START = 5
 
     def readable(self) -> bool:
         """Always readable."""
@@ -587,6 +596,10 @@ class _DeadlineReader(io.RawIOBase):
         finally:
             self._sock.settimeout(self._timeout)
         self._received += count
+        if len(self.start) < self._START:
+            received = bytes(memoryview(buffer)[:count])
+            self.start += received.lstrip(b"\r\n") if not self.start else received
+            self.start = self.start[: self._START]
         return count
 
 
@@ -714,10 +727,8 @@ class _QuietHandler(WSGIRequestHandler):
         timeout = cast("_ThreadingServer", self.server).connection_timeout
         self._deadline = time.monotonic() + timeout
         self.connection.settimeout(timeout)
-        buffered, self.rfile = (
-            self.rfile,
-            _RequestReader(_DeadlineReader(self.connection, self._deadline, timeout)),
-        )
+        self._reader = _DeadlineReader(self.connection, self._deadline, timeout)
+        buffered, self.rfile = self.rfile, _RequestReader(self._reader)
         buffered.close()
 
     def handle(self) -> None:
@@ -738,6 +749,8 @@ class _QuietHandler(WSGIRequestHandler):
             _log.debug("dropped the connection of %s: %r", self.client_address[0], exc)
         except _HeadTooLarge:  # while reading the request line (long headers get 431)
             self.requestline, self.request_version, self.command = "", "", ""
+            if self._reader.start.startswith(b"HEAD "):  # (answered without the page)
+                self.command = "HEAD"
             with contextlib.suppress(OSError):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
 
@@ -972,7 +985,9 @@ class _QuietHandler(WSGIRequestHandler):
         (``421``) then applies to it, so a target cannot carry another name past it. A
         fragment is kept after the path and query, for the app to refuse. A URL that cannot
         be served (see :func:`~laios.execution._http.url_problem`) is left as it is, for the
-        app to answer ``400`` as it does under any other server.
+        app to answer ``400`` as it does under any other server. ``OPTIONS`` with a URL of
+        empty path and no query (``OPTIONS http://localhost``) becomes ``OPTIONS *`` (RFC
+        9112 section 3.2.4).
         """
         if ABSOLUTE_FORM.match(self.path) is None:
             return True
@@ -984,6 +999,8 @@ class _QuietHandler(WSGIRequestHandler):
         self.headers["Host"] = target.netloc
         query = f"?{target.query}" if target.query else ""
         self.path = f"{target.path or '/'}{query}{hash_}{fragment}"
+        if self.command == "OPTIONS" and is_server_url(url + hash_):
+            self.path = "*"
         return True
 
     def _served_form(self) -> bool:
