@@ -1292,6 +1292,33 @@ def _required_positional_only(func: Any) -> list[str]:
     ]
 
 
+def _check_builtin_signature(func: Any) -> None:
+    """Refuse ``func`` when it is a builtin function whose signature cannot be read (``max``,
+    ``getattr``): the tool could not tell its parameters (its schema would show none), and
+    such a builtin mostly takes its arguments by position, which a tool's call never gives. A
+    builtin class (``dict``) is left alone: it is called as any class is.
+
+    Raises:
+        TypeError: Naming the builtin and saying how to wrap it.
+    """
+    if not inspect.isbuiltin(func):
+        return
+    try:
+        inspect.signature(func)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return
+    shown = getattr(func, "__name__", None)
+    shown = shown if isinstance(shown, str) and shown.isidentifier() else "func"
+    raise TypeError(
+        f"create_simple_tool: func is the builtin {shown}, whose signature cannot be read, so "
+        f"the tool cannot tell its parameters (its schema would show none) and would pass "
+        f"them by name, which {shown} does not take, so every call would fail. Wrap "
+        f"it in a function with named parameters: lambda values: {shown}(values)"
+    )
+
+
 def _field_default(default: Any, alias: str | None) -> Any:
     """The field default for a parameter's ``default`` (``...``: required), under ``alias``.
 
@@ -1404,8 +1431,10 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), has no parameter for a field of ``input_model`` (nor
-            ``**kwargs``), or ``input_model`` is not a :class:`ToolInput` subclass.
+            name could give it), is a builtin function whose signature cannot be read
+            (``max``: wrap it in a function with named parameters), has no parameter for a
+            field of ``input_model`` (nor ``**kwargs``), or ``input_model`` is not a
+            :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
@@ -1429,6 +1458,7 @@ def create_simple_tool(
             f"would fail. Make them ordinary parameters (remove the /), or wrap func: "
             f"lambda {names}: func({names})"
         )
+    _check_builtin_signature(func)
     permissions = _permission_set(name, permissions or ())
     if input_model is not None:
         _check_takes_fields(name, func, input_model)
