@@ -524,6 +524,16 @@ def _read(tool: BaseTool, attribute: str, what: str) -> Any:
         ) from exc
 
 
+def read_name(tool: BaseTool) -> Any:
+    """``tool.name``, or a ``TypeError`` naming the tool's class when reading it raises (a
+    property of the tool's class): see :func:`_read`. Not yet checked to be a valid name.
+
+    Raises:
+        TypeError: From the exception reading it raised.
+    """
+    return _read(tool, "name", f"Tool class {type_name(type(tool))}")
+
+
 def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
     """``permissions`` as a set of :class:`Permission` (``None``: none), refusing a single one
     given bare and anything that is not one, with a ``ValueError`` listing the permissions."""
@@ -829,7 +839,7 @@ class BaseTool(abc.ABC):
                 property) raises.
         """
         cls = type(self)
-        name = _read(self, "name", f"Tool class {cls.__name__}")
+        name = read_name(self)
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
         _check_tool_name(name)
