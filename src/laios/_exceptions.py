@@ -12,6 +12,7 @@ import builtins
 import re
 from typing import Any
 
+from pydantic.errors import PydanticImportError, PydanticUndefinedAnnotation, PydanticUserError
 from pydantic_core import ValidationError
 
 __all__ = [
@@ -101,8 +102,9 @@ def exception_message(exc: BaseException) -> str:
 
     An exception group (a failed ``asyncio.TaskGroup``) says what its members raised after
     its own text (``unhandled errors in a TaskGroup (1 sub-exception): KeyError: 'ada'``):
-    its text alone names none of them. A pydantic ``ValidationError``'s text is given without
-    the links to pydantic's error pages under each error."""
+    its text alone names none of them. The text of pydantic's errors (a ``ValidationError``,
+    a ``PydanticUserError``, ...) is given without the links to pydantic's error pages that
+    they put under each error."""
     return _message(exc, _GROUP_DEPTH, None)
 
 
@@ -115,9 +117,19 @@ def message_and_interrupt(exc: BaseException) -> tuple[str, KeyboardInterrupt | 
     return text, interrupts[0] if interrupts else None
 
 
-#: The line pydantic adds under each error of a ``ValidationError``, a link to its own error
-#: pages: it says nothing of the parameters, and a failed task's error leaves it out.
-_LINK = re.compile(r"\n[ \t]*For further information visit https?://\S+")
+#: The line pydantic adds under each error of a ``ValidationError`` (and, after a blank line,
+#: under the message of its other errors), a link to its own error pages: it says nothing of
+#: the parameters or of the tool, and a failed task's error leaves it out.
+_LINK = re.compile(r"\n+[ \t]*For further information visit https?://\S+")
+
+#: Pydantic's errors whose text carries that link: its ``ValidationError`` and its own errors
+#: (``PydanticUserError`` from a model that is not fully defined, and the others).
+_PYDANTIC_ERRORS = (
+    ValidationError,
+    PydanticUserError,
+    PydanticUndefinedAnnotation,
+    PydanticImportError,
+)
 
 
 def _message(exc: BaseException, depth: int, interrupts: list[KeyboardInterrupt] | None) -> str:
@@ -128,7 +140,7 @@ def _message(exc: BaseException, depth: int, interrupts: list[KeyboardInterrupt]
             interrupts.append(failed)
         return f"{type_name(type(exc))} (its message could not be turned into text)"
     text = text or type_name(type(exc))
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, _PYDANTIC_ERRORS):
         text = _LINK.sub("", text)
     group = _EXCEPTION_GROUP
     if group is not None and depth and isinstance(exc, group):

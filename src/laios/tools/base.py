@@ -524,6 +524,16 @@ def _read(tool: BaseTool, attribute: str, what: str) -> Any:
         ) from exc
 
 
+def read_name(tool: BaseTool) -> Any:
+    """``tool.name``, or a ``TypeError`` naming the tool's class when reading it raises (a
+    property of the tool's class): see :func:`_read`. Not yet checked to be a valid name.
+
+    Raises:
+        TypeError: From the exception reading it raised.
+    """
+    return _read(tool, "name", f"Tool class {type_name(type(tool))}")
+
+
 def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
     """``permissions`` as a set of :class:`Permission` (``None``: none), refusing a single one
     given bare and anything that is not one, with a ``ValueError`` listing the permissions."""
@@ -829,7 +839,7 @@ class BaseTool(abc.ABC):
                 property) raises.
         """
         cls = type(self)
-        name = _read(self, "name", f"Tool class {cls.__name__}")
+        name = read_name(self)
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
         _check_tool_name(name)
@@ -1292,6 +1302,33 @@ def _required_positional_only(func: Any) -> list[str]:
     ]
 
 
+def _check_builtin_signature(func: Any) -> None:
+    """Refuse ``func`` when it is a builtin function whose signature cannot be read (``max``,
+    ``getattr``): the tool could not tell its parameters (its schema would show none), and
+    such a builtin mostly takes its arguments by position, which a tool's call never gives. A
+    builtin class (``dict``) is left alone: it is called as any class is.
+
+    Raises:
+        TypeError: Naming the builtin and saying how to wrap it.
+    """
+    if not inspect.isbuiltin(func):
+        return
+    try:
+        inspect.signature(func)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return
+    shown = getattr(func, "__name__", None)
+    shown = shown if isinstance(shown, str) and shown.isidentifier() else "func"
+    raise TypeError(
+        f"create_simple_tool: func is the builtin {shown}, whose signature cannot be read, so "
+        f"the tool cannot tell its parameters (its schema would show none) and would pass "
+        f"them by name, which {shown} does not take, so every call would fail. Wrap "
+        f"it in a function with named parameters: lambda values: {shown}(values)"
+    )
+
+
 def _field_default(default: Any, alias: str | None) -> Any:
     """The field default for a parameter's ``default`` (``...``: required), under ``alias``.
 
@@ -1404,8 +1441,10 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), has no parameter for a field of ``input_model`` (nor
-            ``**kwargs``), or ``input_model`` is not a :class:`ToolInput` subclass.
+            name could give it), is a builtin function whose signature cannot be read
+            (``max``: wrap it in a function with named parameters), has no parameter for a
+            field of ``input_model`` (nor ``**kwargs``), or ``input_model`` is not a
+            :class:`ToolInput` subclass.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
@@ -1429,6 +1468,7 @@ def create_simple_tool(
             f"would fail. Make them ordinary parameters (remove the /), or wrap func: "
             f"lambda {names}: func({names})"
         )
+    _check_builtin_signature(func)
     permissions = _permission_set(name, permissions or ())
     if input_model is not None:
         _check_takes_fields(name, func, input_model)

@@ -12,6 +12,7 @@ write, so it never sees a half-applied write and never iterates a dictionary tha
 from __future__ import annotations
 
 import logging
+import reprlib
 import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -19,7 +20,14 @@ from typing import Any, Protocol
 from laios._exceptions import exception_message, propagates, type_name
 from laios._text import shorten
 from laios.core.types import Permission
-from laios.tools.base import BaseTool, ToolCategory, ToolOutput, _check_tool_name, error_output
+from laios.tools.base import (
+    BaseTool,
+    ToolCategory,
+    ToolOutput,
+    _check_tool_name,
+    error_output,
+    read_name,
+)
 
 __all__ = ["ToolLookup", "ToolRegistry"]
 
@@ -28,14 +36,25 @@ logger = logging.getLogger("laios.tools.registry")
 
 def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
     """Return ``tool`` if it is an instance, else a new instance of the class; its name
-    checked again (a built tool's name may have been changed since)."""
+    checked again (a built tool's name may have been changed since, and a class whose own
+    ``__init__`` skips ``BaseTool.__init__`` was not checked at all)."""
     if isinstance(tool, BaseTool):
-        if not isinstance(tool.name, str) or not tool.name.strip():
-            raise ValueError(f"Tool {tool!r} must have a non-blank 'name'")
-        _check_tool_name(tool.name)
-        return tool
-    if isinstance(tool, type) and issubclass(tool, BaseTool):
-        return tool()
+        built = tool
+    elif isinstance(tool, type) and issubclass(tool, BaseTool):
+        built = tool()
+    else:
+        raise TypeError(_not_a_tool(tool))
+    name = read_name(built)
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(
+            f"Tool {type_name(type(built))}(name={reprlib.repr(name)}) must have a non-blank 'name'"
+        )
+    _check_tool_name(name)
+    return built
+
+
+def _not_a_tool(tool: Any) -> str:
+    """What registering ``tool``, neither a BaseTool subclass nor an instance, is told."""
     message = f"Expected a BaseTool subclass or instance, got {tool!r}"
     if callable(tool) and not isinstance(tool, type):
         func = getattr(tool, "__name__", "")
@@ -44,7 +63,7 @@ def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
             f"; to register a plain function, wrap it: create_simple_tool(name, description, "
             f"{func}) from laios.tools.base"
         )
-    raise TypeError(message)
+    return message
 
 
 class ToolLookup(Protocol):
@@ -129,9 +148,10 @@ class ToolRegistry:
             The registered tool instance.
 
         Raises:
-            TypeError: If ``tool_class`` is neither a BaseTool subclass nor an instance.
-            ValueError: If the tool class refuses to be instantiated (blank name, ...), or a
-                tool instance's name is blank or not one line of visible text.
+            TypeError: If ``tool_class`` is neither a BaseTool subclass nor an instance, or
+                reading the tool's ``name`` (a property) raises.
+            ValueError: If the tool class refuses to be instantiated (blank name, ...), or the
+                tool's name is blank or not one line of visible text.
         """
         tool = _instantiate(tool_class)
         self._store([tool])
