@@ -139,7 +139,11 @@ def test_create_simple_tool_validates_with_input_model() -> None:
 def test_create_simple_tool_sets_category_and_permissions() -> None:
     """A simple tool carries the given category and permissions."""
     tool = create_simple_tool(
-        "sh", "Runs", print, category=ToolCategory.SHELL, permissions={Permission.SHELL_EXECUTE}
+        "sh",
+        "Runs",
+        lambda command: command,
+        category=ToolCategory.SHELL,
+        permissions={Permission.SHELL_EXECUTE},
     )
     assert (tool.name, tool.category, tool.required_permissions) == (
         "sh",
@@ -162,7 +166,7 @@ def test_create_simple_tool_from_coroutine_is_async() -> None:
 def test_create_simple_tool_refuses_blank_name() -> None:
     """create_simple_tool raises ValueError for a blank name."""
     with pytest.raises(ValueError, match="name"):
-        create_simple_tool(" ", "d", print)
+        create_simple_tool(" ", "d", lambda text: text)
 
 
 def test_create_simple_tool_function_errors_become_failures() -> None:
