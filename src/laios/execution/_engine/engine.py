@@ -272,6 +272,15 @@ def _ended_attempt(record: TaskRecord | None) -> tuple[bool, int] | None:
     return None
 
 
+def _request_cancel(active: Iterable[Job]) -> bool:
+    """Ask every one of ``active`` (every run with an id, not just the first) to cancel:
+    whether any took the request."""
+    registered = False
+    for job in active:
+        registered = job.request_cancel() or registered
+    return registered
+
+
 class Engine:
     """The machinery behind one ``Executor`` (which is a thin, validating facade over it).
 
@@ -1006,15 +1015,12 @@ class Engine:
             # but a task still in flight (an async tool with no timeout left running by
             # shutdown(wait=False)) is cancelled as before; nothing else is remembered.
             with self.lock:
-                active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
-            registered = False
-            for job in active:
-                registered = job.request_cancel() or registered
-            return registered
+                active = self._running(task_id)
+            return _request_cancel(active)
         with self.lock:
             # One step under the lock that submissions check pending cancellations with, so
             # a task being submitted right now is either found here or finds the request.
-            active = [r for r in store.active(scope, task_id) if isinstance(r, Job)]
+            active = self._running(task_id)
             stop_retries: tuple[BetweenAttempts, ...] = ()
             runs = self.retrying.get(task_id)
             if runs and not any(getattr(job, "ending", None) == "success" for job in active):
@@ -1040,10 +1046,11 @@ class Engine:
             retry_run.stop_waiting()  # ends the wait of a retry loop between attempts
         if not active:
             return True
-        registered = False
-        for job in active:  # every run with this id, not just the first
-            registered = job.request_cancel() or registered
-        return registered or bool(stop_retries)
+        return _request_cancel(active) or bool(stop_retries)
+
+    def _running(self, task_id: str) -> list[Job]:
+        """The jobs of ``task_id`` queued or running (under the engine's lock)."""
+        return [r for r in self.store.active(self.scope, task_id) if isinstance(r, Job)]
 
     @property
     def closed(self) -> bool:

@@ -714,8 +714,7 @@ class _Pool:
         self.to_pickle: deque[tuple[_Call, ToolCall]] = deque()  # those waiting for a thread
         self.pickling_threads = 0  # threads pickling them (at most PICKLING_THREADS)
         self.closed = False
-        self.terminated = False  # every worker was killed (running calls end "terminated")
-        self.terminated_by: str | None = None  # why (once terminated: see terminate)
+        self.terminated_by: str | None = None  # why every worker was killed (see terminate)
         self.wake_reader, self.wake_writer = multiprocessing.Pipe(duplex=False)
         self.reader: threading.Thread | None = None
         self.start_error: Exception | None = None  # why the last worker could not start
@@ -734,6 +733,11 @@ class _Pool:
         # running (before that thread starts) until the write is over.
         self.writing: set[_Call] = set()
         reset_after_fork(self)
+
+    @property
+    def terminated(self) -> bool:
+        """Whether every worker was killed (running calls end ``terminated``)."""
+        return self.terminated_by is not None
 
     def after_fork_in_child(self) -> None:
         """In a forked child: no workers (they are the parent's, and go on serving it: the
@@ -1208,18 +1212,14 @@ class _Pool:
     def transfer(self, worker: _Worker) -> None:
         """Read and load a worker's large message (on a thread of its own), then hand it to
         the reader."""
-        message: tuple[Any, ...] | None = None
-        readable = True
         try:
             data = worker.conn.recv_bytes()
-        except (EOFError, OSError):
-            readable = False  # (the worker is gone, or its tool closed the pipe)
-        else:
-            message = self.load(worker, data)
-            del data
-        with self.lock:
-            self.transferred.append((worker, message, readable))
-        self.wake()
+        except (EOFError, OSError):  # (the worker is gone, or its tool closed the pipe)
+            self.hand_over(worker, None, readable=False)
+            return
+        message = self.load(worker, data)
+        del data  # (a large message: not held while the reader reports it)
+        self.hand_over(worker, message)
 
     def receive(self, worker: _Worker) -> None:
         """Deliver every message still waiting on ``worker``'s pipe."""
@@ -1239,8 +1239,15 @@ class _Pool:
         own), then hand it to the reader."""
         message = self.load(worker, data)
         del data
+        self.hand_over(worker, message)
+
+    def hand_over(
+        self, worker: _Worker, message: tuple[Any, ...] | None, readable: bool = True
+    ) -> None:
+        """Hand a message loaded on another thread (``None``: none; ``readable``: whether the
+        pipe could be read) to the reader, which reports it."""
         with self.lock:
-            self.transferred.append((worker, message, True))
+            self.transferred.append((worker, message, readable))
         self.wake()
 
     def deliver_here(self, worker: _Worker, data: bytes) -> bool:
@@ -1579,7 +1586,7 @@ class _Pool:
         with self.lock:
             if self.terminated_by is None:
                 self.terminated_by = why
-            self.closed = self.terminated = True
+            self.closed = True
             dropped = [call for call in self.queue if call.state == "queued"]
             self.queue.clear()
             for call in dropped:
