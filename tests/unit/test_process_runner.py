@@ -2309,10 +2309,18 @@ def test_a_cancel_while_the_initializer_runs_says_the_tool_never_started(
     never reached its tool, and its error says so rather than that it was cancelled while
     running."""
     executor = make(runner_options={"initializer": time.sleep, "initargs": (60,)})
+    runner = executor.runner
+    assert isinstance(runner, ProcessRunner)
+    pool = runner._pool
     slow = task("pid")
     caller = Caller(executor, slow, context)
-    running = wait_for(lambda: executor.get_task_status(slow.id) == TaskStatus.RUNNING)
-    assert running, "the call was never handed to its worker"
+    # (the task reads as running once its call may start, a moment before the call is written
+    # to the worker: cancelled in between, the call is never sent, and no worker is killed)
+    written = wait_for(
+        lambda: any(w.call is not None and w.call.written for w in pool.workers.values())
+    )
+    assert written, "the call was never written to its worker"
+    assert executor.get_task_status(slow.id) == TaskStatus.RUNNING
     assert executor.cancel_task(slow.id)
     result = caller.returned(WAIT, "the cancelled call did not return")
     assert result.metadata["outcome"] == "cancelled"
