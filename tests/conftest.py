@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,18 @@ from laios.tools.registry import ToolRegistry
 # The unit tests' helper module checks results too: a failed assertion of its shows the values
 # compared, as one in a test module does.
 pytest.register_assert_rewrite("process_tools")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (the suite's default): one test process per CPU, plus one.
+
+    Many tests spend most of their time waiting (on worker processes, Dask clusters, servers,
+    browsers and timeouts) rather than computing: with one process per CPU, a CPU idles about
+    half of the run. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still sets the number."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # (pytest-xdist reads it)
+    return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else None
+
 
 #: Longest a blocked tool waits for its gate, so that a failing test can never hang the run.
 MAX_BLOCK_SECONDS = 10.0
