@@ -180,6 +180,42 @@ def test_cancelling_a_running_tool_kills_it(make: Callable[..., Executor], tmp_p
     assert wait_for(lambda: not alive(hung["pid"]))
 
 
+def test_a_cancel_before_the_runner_handed_back_its_call_says_its_tool_was_killed(
+    make: Callable[..., Executor], tmp_path: Any
+) -> None:
+    """``cancel_task`` from ``on_progress``'s ``"started"`` event, handled before the runner's
+    ``submit`` has handed back its call: the tool is killed where it runs, and the result says
+    so (``worker_killed``), as it does for a cancel once the call is handed back."""
+    executor = make()
+    runner = executor.runner
+    assert isinstance(runner, DaskRunner)
+    submit = runner.submit
+    cancelled = threading.Event()
+
+    def handed_back_late(call: Any, events: Any) -> Any:
+        handle = submit(call, events)
+        cancelled.wait(WAIT)  # (the "started" event arrives meanwhile, from the cluster)
+        return handle
+
+    runner.submit = handed_back_late  # type: ignore[method-assign]
+    box = str(tmp_path)
+    hang = task("hang", box=box)
+
+    def on_progress(event: str, data: Any) -> None:
+        if event == "started":
+            assert executor.cancel_task(hang.id)
+            cancelled.set()
+
+    result = executor.execute_task(hang, CONTEXT, timeout=WAIT, on_progress=on_progress)
+    assert cancelled.is_set(), "the call never started"
+    assert result.metadata["outcome"] == "cancelled"
+    assert "cancelled while running" in (result.error or "")
+    assert result.metadata.get("worker_killed") is True, result.metadata
+    hung = process_tools.read_note(box, "hang")
+    if hung is not None:  # (killed before or after the tool wrote its note)
+        assert wait_for(lambda: not alive(hung["pid"]))
+
+
 def test_failures_come_back_with_their_class_and_message(make: Callable[..., Executor]) -> None:
     executor = make()
     result = executor.execute_task(task("fails"), CONTEXT, timeout=WAIT)

@@ -263,7 +263,9 @@ class Runner(Protocol):
 
     def abandon(self, handle: Handle) -> StopResult:
         """The caller stopped waiting for this call (timeout, cancellation): stop it if the
-        runner can, and say whether the work really ended."""
+        runner can, and say whether the work really ended. A runner that gives a call up by
+        itself (as ``events.started()`` answers ``False``) may be asked again for it: it then
+        answers as it did the first time."""
         ...
 
     def shutdown(self, wait: bool = True) -> None:

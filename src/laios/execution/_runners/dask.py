@@ -841,7 +841,7 @@ def _dask_reason(future: Any) -> str:
 class _DaskCall:
     """One accepted call (the runner's handle for it)."""
 
-    __slots__ = ("events", "future", "key", "pickling", "size", "state", "where")
+    __slots__ = ("events", "future", "key", "pickling", "size", "state", "stopped", "where")
 
     def __init__(self, key: str, events: RunEvents) -> None:
         self.key = key
@@ -852,6 +852,8 @@ class _DaskCall:
         self.size = 0  # bytes of a large call, once pickled
         self.state = "queued"  # queued, running, done, abandoned; under the runner's lock
         self.where: str | None = None  # "address pid N" once started
+        #: What :meth:`DaskRunner.abandon` answered first (a repeat call answers the same).
+        self.stopped: StopResult = "stopped"
 
 
 class DaskRunner:
@@ -1644,12 +1646,16 @@ class DaskRunner:
         with self._lock:
             state = handle.state
             if state in ("done", "abandoned"):
-                return "stopped"
+                # (abandoned already: by the runner itself when the job refused to start as
+                # the call began on a worker, while the job had no handle yet to stop it with)
+                return handle.stopped
             handle.state = "abandoned"
             self._calls.pop(handle.key, None)
             future, handle.future = handle.future, None
             if handle.pickling:
                 return "stopped"  # (never sent: its pickling thread drops it)
+            if state == "running":
+                handle.stopped = "killed"
         # Everywhere when it has not started yet (it may be starting right now).
         workers = None
         if state == "running" and handle.where is not None:
