@@ -762,3 +762,28 @@ def test_a_head_request_whose_line_is_too_long_gets_the_414_without_its_page(
     else:
         assert len(body) == length
         assert body.startswith(b"414 URI Too Long: ")
+
+
+#: Request starts the server reads as ``HEAD``: it parts a request line's words at any
+#: whitespace (RFC 9112 section 3), after the empty lines it skips (section 2.2).
+HEAD_WITH_OTHER_SPACE = [b"HEAD\t/", b" HEAD /", b"\r\n\tHEAD\x0c/"]
+
+
+@pytest.mark.parametrize("request_start", HEAD_WITH_OTHER_SPACE)
+def test_a_head_request_with_other_whitespace_is_answered_as_head_whatever_the_refusal(
+    request_start: bytes,
+) -> None:
+    """A request line whose words are parted by a tab, or that begins with a space, is
+    served as ``HEAD`` (no page) when it is read through, and so is its ``505`` for a
+    version not served; its ``414`` for a line too long to be read gets no page either. It
+    got the page, the 414 taking only ``HEAD`` and a space for ``HEAD``."""
+    line = request_start + b"healthz"
+    with start_http_server(0, store=MetricStore(), registry=CollectorRegistry()) as server:
+        served = send_raw(server.port, line + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        version = send_raw(server.port, line + b" HTTP/2.0\r\nHost: localhost\r\n\r\n")
+        too_long = send_raw(server.port, line + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
+    for answer, status in ((served, b"200"), (version, b"505"), (too_long, b"414")):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == status, answer[:200]
+        assert int(head_of(answer)["content-length"]) > 0
+        assert body == b"", answer[:200]

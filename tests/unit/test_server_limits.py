@@ -280,6 +280,35 @@ def test_the_503_at_the_connection_limit_to_a_head_request_has_no_body() -> None
     assert body == b""
 
 
+@pytest.mark.parametrize("start", [b"HEAD\t/", b"\r\n HEAD /"], ids=["tab", "empty-line-space"])
+def test_the_503_at_the_connection_limit_reads_head_as_the_server_does(start: bytes) -> None:
+    """Beyond ``max_connections``, a ``HEAD`` request whose words are parted by a tab, or that
+    begins with a space after an empty line, gets the ``503`` headers without the body, as
+    the server answers such a request when it serves it. It got the body: only ``HEAD`` and
+    a space were taken for ``HEAD`` there. (A fresh server each: the first connection refused
+    waits for a place, so its request has arrived when it is answered.)"""
+    registry = CollectorRegistry()
+    blocking = BlockingCollector()
+    registry.register(blocking)
+    with start_http_server(0, store=MetricStore(), registry=registry, max_connections=1) as server:
+        scrape = threading.Thread(target=get, args=(server.url + "/metrics",))
+        try:
+            scrape.start()
+            assert blocking.entered.acquire(timeout=ANSWER_WITHIN)
+            with connect(server.port) as client:
+                client.sendall(start + b"healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                answer = b""
+                while chunk := client.recv(65536):
+                    answer += chunk
+        finally:
+            blocking.release.set()
+            scrape.join(ANSWER_WITHIN)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 503 Service Unavailable\r\n"), answer
+    assert b"\r\nContent-Length: " in head
+    assert body == b"", answer
+
+
 def test_shutdown_closes_the_connections_being_served(wait_until: Any) -> None:
     """A connection still sending its request when the server shuts down is closed, not
     answered afterwards, and its thread does not outlive shutdown()."""

@@ -552,6 +552,26 @@ class _HeadTooLarge(http.client.HTTPException):
     """The request line and headers went past :data:`MAX_REQUEST_HEAD` bytes."""
 
 
+def _method_start(data: bytes) -> bytes:
+    """The first five bytes of ``data`` past any whitespace before them: enough to tell
+    ``HEAD`` (see :func:`_is_head`). Whitespace as ``http.server`` parts the words of a
+    request line (``str.split`` of its Latin-1 text), which takes in empty lines."""
+    return str(data, "iso-8859-1").lstrip()[:5].encode("iso-8859-1")
+
+
+def _is_head(start: bytes) -> bool:
+    """Whether a request beginning with ``start`` (as much of it as has arrived, or its
+    request line) is a ``HEAD`` request: whether its first word is ``HEAD``.
+
+    Read as the server reads a request line it serves: past the empty lines before it (RFC
+    9112 section 2.2 asks a server to ignore them), its words parted by any whitespace, as
+    ``http.server`` parts them (section 3 allows that, and whitespace before the method).
+    Every answer the server gives a request itself (``414``, ``505``, ``400``, the ``503``
+    at the connection limit) takes ``HEAD`` by this rule, as the routes do.
+    """
+    return str(_method_start(start), "iso-8859-1").split()[:1] == ["HEAD"]
+
+
 class _DeadlineReader(io.RawIOBase):
     """Reads a socket until a deadline, however slowly the bytes trickle in, and at most
     :data:`MAX_REQUEST_HEAD` bytes in all.
@@ -561,8 +581,8 @@ class _DeadlineReader(io.RawIOBase):
     server reads nothing beyond the request line and headers, so the byte limit caps what a
     connection can make the process hold (without it, 100 headers of 64 KiB each: 6.5 MB).
 
-    It keeps the first bytes of the request, after any empty lines (:attr:`start`), which
-    show its method when the request line is too long to be read.
+    It keeps the first bytes of the request, after any empty lines and whitespace
+    (:attr:`start`), which show its method when the request line is too long to be read.
     """
 
     def __init__(self, sock: socket.socket, deadline: float, timeout: float) -> None:
@@ -571,10 +591,11 @@ class _DeadlineReader(io.RawIOBase):
         self._deadline = deadline
         self._timeout = timeout
         self._received = 0
-        #: The first bytes received after any empty lines: at most ``_START`` of them.
+        #: The first bytes received after any empty lines and whitespace (see
+        #: :func:`_method_start`): at most ``_START`` of them.
         self.start = b""
 
-    #: How many first bytes :attr:`start` keeps: enough for ``HEAD`` and a space.
+    #: How many first bytes :attr:`start` keeps: enough for ``HEAD`` and the space after it.
     _START = 5
 
     def readable(self) -> bool:
@@ -597,9 +618,7 @@ class _DeadlineReader(io.RawIOBase):
             self._sock.settimeout(self._timeout)
         self._received += count
         if len(self.start) < self._START:
-            received = bytes(memoryview(buffer)[:count])
-            self.start += received.lstrip(b"\r\n") if not self.start else received
-            self.start = self.start[: self._START]
+            self.start = _method_start(self.start + bytes(memoryview(buffer)[:count]))
         return count
 
 
@@ -749,7 +768,7 @@ class _QuietHandler(WSGIRequestHandler):
             _log.debug("dropped the connection of %s: %r", self.client_address[0], exc)
         except _HeadTooLarge:  # while reading the request line (long headers get 431)
             self.requestline, self.request_version, self.command = "", "", ""
-            if self._reader.start.startswith(b"HEAD "):  # (answered without the page)
+            if _is_head(self._reader.start):  # (answered without the page)
                 self.command = "HEAD"
             with contextlib.suppress(OSError):
                 self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
@@ -840,8 +859,7 @@ class _QuietHandler(WSGIRequestHandler):
         """Take a request line starting with ``HEAD`` for a ``HEAD`` request, also when it is
         refused before ``http.server`` took its method (a version not served, HTTP/0.9): the
         error is then answered with its headers only, as every answer to ``HEAD``."""
-        first_word = getattr(self, "requestline", "").split()[:1]
-        if not getattr(self, "command", None) and first_word == ["HEAD"]:
+        if not getattr(self, "command", None) and _is_head(getattr(self, "raw_requestline", b"")):
             self.command = "HEAD"
 
     def end_headers(self) -> None:
@@ -1349,7 +1367,7 @@ def _refuse(sock: socket.socket, answer: bytes) -> None:
         received = b""
         with contextlib.suppress(OSError):
             received = sock.recv(65536)  # what has arrived: closing with unread input resets
-        if received.lstrip(b"\r\n").startswith(b"HEAD "):
+        if _is_head(received):
             answer = answer.partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
         sock.send(answer)
         sock.shutdown(socket.SHUT_WR)

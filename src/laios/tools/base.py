@@ -488,7 +488,7 @@ def _check_tool_name(name: str) -> None:
     of log lines: a line feed in it forges a log line, a right-to-left override or a zero-width
     space makes two names look alike, and surrounding space makes one name look like another.
     Letters of any script, digits, inner spaces and punctuation (``.``, ``-``, ``_``, ``:``)
-    are fine. A blank name is refused by the callers, which say so.
+    are fine. A blank name is refused by :func:`checked_name`, in its caller's words.
 
     Raises:
         ValueError: Naming the first bad character, its code point and its position.
@@ -503,6 +503,25 @@ def _check_tool_name(name: str) -> None:
                 "names and log lines, so it is one line of visible text without surrounding "
                 "space (letters, digits, inner spaces and punctuation such as . - _ are fine)"
             )
+
+
+def checked_name(name: Any, refusal: Callable[[Any], str]) -> str:
+    """``name``, checked to be a tool name: non-blank text that can be shown on one line as
+    it is (see :func:`_check_tool_name`). The class, ``create_simple_tool`` and the registry
+    all check a name so, each saying in its own words what a blank name is refused for.
+
+    Args:
+        name: The name to check: any value (a class attribute or property may hold anything).
+        refusal: Gives the message for ``name`` when it is not a string or is blank.
+
+    Raises:
+        ValueError: ``refusal(name)`` for a name that is not a string or is blank; else from
+            :func:`_check_tool_name`.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(refusal(name))
+    _check_tool_name(name)
+    return name
 
 
 def _read(tool: BaseTool, attribute: str, what: str) -> Any:
@@ -839,10 +858,9 @@ class BaseTool(abc.ABC):
                 property) raises.
         """
         cls = type(self)
-        name = read_name(self)
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
-        _check_tool_name(name)
+        name = checked_name(
+            read_name(self), lambda _: f"Tool class {cls.__name__} must define a non-blank 'name'"
+        )
         description = _read(self, "description", f"Tool {name!r}")
         if not isinstance(description, str) or not description.strip():
             raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
@@ -1446,9 +1464,9 @@ def create_simple_tool(
             field of ``input_model`` (nor ``**kwargs``), or ``input_model`` is not a
             :class:`ToolInput` subclass.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"create_simple_tool: name must be a non-blank string, got {name!r}")
-    _check_tool_name(name)
+    checked_name(
+        name, lambda given: f"create_simple_tool: name must be a non-blank string, got {given!r}"
+    )
     if not callable(func):
         raise TypeError(f"create_simple_tool: func must be callable, got {type(func).__name__}")
     kind = generator_kind(func)

@@ -24,7 +24,7 @@ from laios.tools.base import (
     BaseTool,
     ToolCategory,
     ToolOutput,
-    _check_tool_name,
+    checked_name,
     error_output,
     read_name,
 )
@@ -44,12 +44,12 @@ def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
         built = tool()
     else:
         raise TypeError(_not_a_tool(tool))
-    name = read_name(built)
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(
+    checked_name(
+        read_name(built),
+        lambda name: (
             f"Tool {type_name(type(built))}(name={reprlib.repr(name)}) must have a non-blank 'name'"
-        )
-    _check_tool_name(name)
+        ),
+    )
     return built
 
 
