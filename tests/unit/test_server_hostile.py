@@ -393,8 +393,19 @@ REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "server-and-prome
         (b"GET /healthz\r\n\r\n", b"400 Bad Request", b"HTTP/0.9 is not served"),
         (b"GET /healthz HTTP/1.x\r\n\r\n", b"400 Bad Request", b"GET /metrics HTTP/1.1"),
         (b"GET /healthz HTTP/2.0\r\n\r\n", b"505 HTTP Version Not Supported", b"HTTP/1.1"),
+        (b" \r\nGET /healthz HTTP/1.1\r\n\r\n", b"400 Bad Request", b"GET /metrics HTTP/1.1"),
+        (b"\t\r\r\n", b"400 Bad Request", b"GET /metrics HTTP/1.1"),
     ],
-    ids=["many-headers", "long-headers", "long-line", "http-0.9", "bad-version", "http-2"],
+    ids=[
+        "many-headers",
+        "long-headers",
+        "long-line",
+        "http-0.9",
+        "bad-version",
+        "http-2",
+        "line-of-spaces",
+        "line-of-tab-and-cr",
+    ],
 )
 def test_an_error_page_says_its_status_and_what_to_change_as_the_docs_do(
     request_head: bytes, status_line: bytes, reason: bytes

@@ -897,12 +897,17 @@ class _QuietHandler(WSGIRequestHandler):
         deadline, then close without an answer. (Served as HTTP/0.9, the answer would be a
         bare body, without the headers every answer carries.) A version that is not one digit,
         a dot and one digit (RFC 9112 section 2.3: ``HTTP/1.10``, ``HTTP/01.1``, which
-        ``http.server`` reads as numbers) gets the ``400`` of a malformed request line.
+        ``http.server`` reads as numbers) gets the ``400`` of a malformed request line, as
+        does a line of blanks (spaces, tabs) only, which ``http.server`` closes the connection
+        on without a word.
         """
         requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
         words = requestline.split()  # (split as http.server splits it)
         refusal = None
-        if len(words) == 2:
+        if not words and requestline.strip("\r\n"):
+            # (a line of blanks only: http.server closes the connection without an answer)
+            refusal = _ERROR_REASONS[HTTPStatus.BAD_REQUEST]
+        elif len(words) == 2:
             refusal = "HTTP/0.9 is not served: send HTTP/1.0 or HTTP/1.1 (a version after the path)"
         elif len(words) == 3 and _HTTP_VERSION.fullmatch(words[2]) is None:
             refusal = _ERROR_REASONS[HTTPStatus.BAD_REQUEST]
