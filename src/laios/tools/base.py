@@ -1304,14 +1304,19 @@ def _required_positional_only(func: Any) -> list[str]:
 
 def _check_builtin_signature(func: Any) -> None:
     """Refuse ``func`` when it is a builtin function whose signature cannot be read (``max``,
-    ``getattr``): the tool could not tell its parameters (its schema would show none), and
-    such a builtin mostly takes its arguments by position, which a tool's call never gives. A
-    builtin class (``dict``) is left alone: it is called as any class is.
+    ``getattr``), or a ``functools.partial`` of one (``partial(max, key=abs)``, whose
+    signature cannot be read either): the tool could not tell its parameters (its schema
+    would show none), and such a builtin mostly takes its arguments by position, which a
+    tool's call never gives. A builtin class (``dict``) is left alone: it is called as any
+    class is.
 
     Raises:
         TypeError: Naming the builtin and saying how to wrap it.
     """
-    if not inspect.isbuiltin(func):
+    builtin = func
+    while isinstance(builtin, functools.partial):
+        builtin = builtin.func
+    if not inspect.isbuiltin(builtin):
         return
     try:
         inspect.signature(func)
@@ -1319,10 +1324,11 @@ def _check_builtin_signature(func: Any) -> None:
         pass
     else:
         return
-    shown = getattr(func, "__name__", None)
+    shown = getattr(builtin, "__name__", None)
     shown = shown if isinstance(shown, str) and shown.isidentifier() else "func"
+    what = "a functools.partial of the builtin" if builtin is not func else "the builtin"
     raise TypeError(
-        f"create_simple_tool: func is the builtin {shown}, whose signature cannot be read, so "
+        f"create_simple_tool: func is {what} {shown}, whose signature cannot be read, so "
         f"the tool cannot tell its parameters (its schema would show none) and would pass "
         f"them by name, which {shown} does not take, so every call would fail. Wrap "
         f"it in a function with named parameters: lambda values: {shown}(values)"
@@ -1441,8 +1447,9 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), is a builtin function whose signature cannot be read
-            (``max``: wrap it in a function with named parameters), has no parameter for a
+            name could give it), is a builtin function whose signature cannot be read or a
+            ``functools.partial`` of one (``max``: wrap it in a function with named
+            parameters), has no parameter for a
             field of ``input_model`` (nor ``**kwargs``), or ``input_model`` is not a
             :class:`ToolInput` subclass.
     """
