@@ -555,6 +555,40 @@ def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
     ) from None
 
 
+def checked_attributes(tool: BaseTool, name: str) -> tuple[ToolCategory, set[Permission]]:
+    """Check the class attributes of ``tool``, whose name ``name`` was read but not yet
+    checked, as the constructor does; the tool is left as it is (the registry checks a tool
+    whose own ``__init__`` skipped the constructor, and one changed since it was made).
+
+    Returns:
+        The tool's category as a :class:`ToolCategory` and its permissions as a set of
+        :class:`Permission`, as the constructor stores them.
+
+    Raises:
+        ValueError: A bad name, an empty description, an invalid category or permission, or
+            a ``tool_type`` none of :data:`TOOL_TYPES`.
+        TypeError: An ``input_model`` that is no :class:`ToolInput` subclass, an ``is_async``
+            that does not match the base class, or an attribute (a property) whose reading
+            raised.
+    """
+    _check_tool_name(name)
+    what = f"Tool {name!r}"
+    description = _read(tool, "description", what)
+    if not isinstance(description, str) or not description.strip():
+        raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
+    model = _read(tool, "input_model", what)
+    if not (isinstance(model, type) and issubclass(model, ToolInput)):
+        raise TypeError(f"Tool {name!r}: input_model must be a ToolInput subclass")
+    category = _category_of(name, _read(tool, "category", what))
+    permissions = _permission_set(name, _read(tool, "required_permissions", what))
+    _check_kind(tool)
+    return category, permissions
+
+
+#: The valid values of a tool's ``category``: the members and their values.
+_CATEGORY_VALUES = frozenset({*ToolCategory, *(c.value for c in ToolCategory)})
+
+
 def _category_of(tool_name: str, category: Any) -> ToolCategory:
     """``category`` as a :class:`ToolCategory`, or a ``ValueError`` listing the categories."""
     try:
@@ -835,32 +869,28 @@ class BaseTool(abc.ABC):
                 ``tool_type`` is none of :data:`TOOL_TYPES`.
             TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`,
                 ``is_async`` does not match the base class (``True`` on an
-                :class:`AsyncBaseTool` only), or reading ``name`` or ``description`` (a
-                property) raises.
+                :class:`AsyncBaseTool` only), or reading ``name``, ``description``,
+                ``category``, ``required_permissions`` or ``input_model`` (a property) raises.
         """
         cls = type(self)
         name = read_name(self)
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"Tool class {cls.__name__} must define a non-blank 'name'")
-        _check_tool_name(name)
-        description = _read(self, "description", f"Tool {name!r}")
-        if not isinstance(description, str) or not description.strip():
-            raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
-        model = self.input_model
-        if not (isinstance(model, type) and issubclass(model, ToolInput)):
-            raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
-        self.category = _category_of(self.name, self.category)
-        self.required_permissions = _permission_set(self.name, self.required_permissions)
-        _check_kind(self)
+        self.category, self.required_permissions = checked_attributes(self, name)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
         self._passthrough = (
-            self._kwargs_style and model is ToolInput and cls._validate is BaseTool._validate
+            self._kwargs_style
+            and self.input_model is ToolInput
+            and cls._validate is BaseTool._validate
         )
 
     def __repr__(self) -> str:
-        """Return a short description with the tool's class, name and category."""
-        category = ToolCategory(self.category).value
+        """Return a short description with the tool's class, name and category (as the tool
+        holds it when it is no valid one: a tool whose ``__init__`` skipped the checks)."""
+        category = self.category
+        if isinstance(category, str) and category in _CATEGORY_VALUES:
+            category = ToolCategory(category).value
         return f"{type(self).__name__}(name={self.name!r}, category={category!r})"
 
     def execute(self, /, **kwargs: Any) -> ToolOutput:
@@ -1005,9 +1035,11 @@ class BaseTool(abc.ABC):
         return {
             "name": self.name,
             "description": self.description,
-            "category": ToolCategory(self.category).value,
+            "category": _category_of(self.name, self.category).value,
             "parameters": [p.model_dump() for p in self.get_parameters()],
-            "permissions": sorted(Permission(p).value for p in self.required_permissions),
+            "permissions": sorted(
+                p.value for p in _permission_set(self.name, self.required_permissions)
+            ),
         }
 
 
