@@ -1456,8 +1456,9 @@ def create_simple_tool(
 
     The tool calls ``func(**params)``, where ``params`` are the validated fields of
     ``input_model`` or, without an input model, the caller's keyword arguments. A coroutine
-    function (an ``async def`` function, a ``functools.partial`` of one, or an object whose
-    ``__call__`` is ``async def``) gives an :class:`AsyncBaseTool`.
+    function (an ``async def`` function, an object whose ``__call__`` is ``async def``, or a
+    ``functools.partial`` or a ``staticmethod`` object of either) gives an
+    :class:`AsyncBaseTool`.
 
     Args:
         name: Tool name.
