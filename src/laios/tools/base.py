@@ -1216,10 +1216,11 @@ def _model_from_signature(
 ) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation, or any
     value; its default, or required), so that the tool's schema describes them. A function
-    taking ``**kwargs`` also accepts other names; one taking parameters only by position gets
-    the bare :class:`ToolInput`, and one taking none by name (none at all, or ``*args`` only)
-    a model of no fields that refuses any. One whose signature cannot be read (a builtin such
-    as ``dict``) gets the bare :class:`ToolInput` too.
+    taking ``**kwargs`` also accepts other names; one taking none by name (none at all,
+    ``*args`` only, or parameters only by position, each with a default) a model of no fields
+    that refuses any. One whose signature cannot be read (a builtin such as ``dict``), or
+    that takes a parameter only by position without a default, gets the bare
+    :class:`ToolInput`.
 
     A parameter named like an attribute of a pydantic model (``json``, ``schema``, ``copy``,
     ``model_dump``) would shadow it, and one with a leading underscore would be taken for a
@@ -1243,7 +1244,10 @@ def _model_from_signature(
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             open_ended = True
         elif param.kind is inspect.Parameter.POSITIONAL_ONLY:
-            return ToolInput, {}
+            if param.default is inspect.Parameter.empty:  # (no call by name could give it)
+                return ToolInput, {}
+            # (no call by name gives it either: the function keeps its default, and a
+            # parameter of its name is refused, or goes into its ``**kwargs``)
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
             annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
             if isinstance(annotation, str):  # (not resolvable: any value)
