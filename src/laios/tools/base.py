@@ -309,16 +309,19 @@ def _parameters(
     """``func``'s parameters, with string annotations resolved where they can be (in its
     module, then in ``local_names``: see :func:`_local_names`): one that cannot (a name
     imported only ``if TYPE_CHECKING:``, an attribute of a lazily loaded module that raises)
-    stays a string, the others resolved."""
+    stays a string, the others resolved. An annotation written quoted in a module with ``from
+    __future__ import annotations`` (``x: "int"``, the text of a text) is resolved too, as
+    ``typing.get_type_hints`` resolves it."""
     try:
         signature = inspect.signature(func, eval_str=True, locals=local_names)
-        return list(signature.parameters.values())
+        params = list(signature.parameters.values())
     except Exception:  # (whatever evaluating an annotation raised: resolved one by one below)
-        pass
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        return None
+        try:
+            params = list(inspect.signature(func).parameters.values())
+        except (TypeError, ValueError):
+            return None
+    if not any(isinstance(p.annotation, str) for p in params):
+        return params
     namespace = _globals_of(func)
     if namespace is None:
         return params
@@ -461,11 +464,21 @@ def _resolved(
     annotation: str, namespace: dict[str, Any], local_names: dict[str, Any] | None = None
 ) -> Any:
     """``annotation`` evaluated in ``namespace`` and ``local_names`` (as ``eval_str`` does),
-    or itself if it cannot be."""
-    try:
-        return eval(annotation, namespace, local_names)  # (as signature(eval_str=True) does)
-    except Exception:
-        return annotation
+    again while that gives a text (``"'int'"``, a quoted annotation under ``from __future__
+    import annotations``), or the last text if it cannot be."""
+    for _ in range(_MAX_QUOTES):
+        try:
+            resolved = eval(annotation, namespace, local_names)  # (as eval_str=True does)
+        except Exception:
+            return annotation
+        if not isinstance(resolved, str):
+            return resolved
+        annotation = resolved
+    return annotation
+
+
+#: How many times :func:`_resolved` evaluates an annotation that gives a text again.
+_MAX_QUOTES = 4
 
 
 def _names_input_model(cls: type, annotation: Any) -> bool:
