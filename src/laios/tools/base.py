@@ -67,6 +67,7 @@ __all__ = [
 ]
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NOT_BY_NAME = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)
 
 
 class ToolCategory(str, Enum):
@@ -198,7 +199,9 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
 def _check_one_argument(cls: type, attr: str) -> None:
     """Refuse ``cls.<attr>``, given the validated input as its one argument, when it needs
     more positional arguments than that (``def _execute(self, a, b, /)``): no run could call
-    it.
+    it; or when its positional-only first parameter has a default and other parameters take
+    names (``def _execute(self, greeting="hello", /, **kwargs)``): that parameter, by the look
+    of it optional, would be the input, and the others never be given.
 
     Raises:
         TypeError: Naming the parameters and saying what to write.
@@ -213,9 +216,29 @@ def _check_one_argument(cls: type, attr: str) -> None:
     required = [
         p.name for p in params if p.kind in _POSITIONAL and p.default is inspect.Parameter.empty
     ]
+    kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+    first = params[0] if params else None
+    if (
+        first is not None
+        and first.kind is inspect.Parameter.POSITIONAL_ONLY
+        and first.default is not inspect.Parameter.empty
+        and first.name != "input_data"
+        and not (isinstance(first.annotation, type) and issubclass(first.annotation, ToolInput))
+        and not _names_input_model(cls, first.annotation)
+        and any(p.kind not in _NOT_BY_NAME for p in params)
+    ):
+        # (``def _execute(self, greeting="hello", /, **kwargs)``: an optional parameter by
+        # the look of it, which would be given the input, the others nothing by name)
+        raise TypeError(
+            f"Tool class {cls.__name__}: {attr} takes {first.name} only by position, with a "
+            f"default, next to parameters it takes by name; but a positional-only first "
+            f"parameter is given the validated input, so {first.name} would be the input and "
+            f"the others never given. Take {first.name} by name like them: {kind} "
+            f"{attr}(self, /, {first.name}=..., ...), or the input alone: {kind} "
+            f"{attr}(self, input_data, /)"
+        )
     if len(required) > 1:
         names = ", ".join(required)
-        kind = "async def" if getattr(cls, "is_async", False) is True else "def"
         raise TypeError(
             f"Tool class {cls.__name__}: {attr} takes {names} by position, but it is given "
             f"one argument, the validated input (its first parameter is positional-only), so "
