@@ -6,6 +6,7 @@ least 1 argument"). ``create_simple_tool`` refuses it when the tool is made, as 
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any
 
 import pytest
@@ -64,3 +65,18 @@ def test_a_partial_of_a_builtin_with_a_signature_works() -> None:
     tool = create_simple_tool("rounded", "Rounds.", functools.partial(round, ndigits=1))
     assert tool.execute(number=2.345).data == 2.3
     assert [p.name for p in tool.get_parameters()] == ["number", "ndigits"]
+
+
+@pytest.mark.parametrize(
+    "func",
+    [operator.itemgetter("a"), functools.partial(operator.methodcaller("upper"))],
+    ids=["itemgetter", "partial-methodcaller"],
+)
+def test_a_builtin_callable_object_without_a_signature_is_refused(func: Any) -> None:
+    # (every call failed: "itemgetter() takes no keyword arguments")
+    with pytest.raises(TypeError) as caught:
+        create_simple_tool("tool", "Calls a builtin object.", func)
+    message = str(caught.value)
+    assert "operator." in message
+    assert "signature cannot be read" in message
+    assert "lambda values: func(values)" in message

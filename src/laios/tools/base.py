@@ -1376,19 +1376,33 @@ def _required_positional_only(func: Any) -> list[str]:
 
 def _check_builtin_signature(func: Any) -> None:
     """Refuse ``func`` when it is a builtin function whose signature cannot be read (``max``,
-    ``getattr``), or a ``functools.partial`` of one (``partial(max, key=abs)``, whose
-    signature cannot be read either): the tool could not tell its parameters (its schema
-    would show none), and such a builtin mostly takes its arguments by position, which a
-    tool's call never gives. A builtin class (``dict``) is left alone: it is called as any
-    class is.
+    ``getattr``), an object of a builtin type called as one (``operator.itemgetter("a")``),
+    or a ``functools.partial`` of either (``partial(max, key=abs)``, whose signature cannot
+    be read either): the tool could not tell its parameters (its schema would show none),
+    and such a builtin mostly takes its arguments by position, which a tool's call never
+    gives. A builtin class (``dict``) is left alone: it is called as any class is.
 
     Raises:
         TypeError: Naming the builtin and saying how to wrap it.
     """
     builtin = func
-    while isinstance(builtin, functools.partial):
+    for _ in range(_MAX_PARTIALS):
+        if not isinstance(builtin, functools.partial):
+            break
         builtin = builtin.func
-    if not inspect.isbuiltin(builtin):
+    if inspect.isbuiltin(builtin):
+        shown = getattr(builtin, "__name__", None)
+        shown = shown if isinstance(shown, str) and shown.isidentifier() else "func"
+        what = f"the builtin {shown}"
+    elif (
+        not isinstance(builtin, type)
+        and not inspect.isroutine(builtin)
+        and isinstance(type(builtin).__call__, types.WrapperDescriptorType)
+    ):
+        kind = type(builtin)
+        shown = "func"
+        what = f"an object of the builtin type {kind.__module__}.{kind.__qualname__}"
+    else:
         return
     try:
         inspect.signature(func)
@@ -1396,15 +1410,18 @@ def _check_builtin_signature(func: Any) -> None:
         pass
     else:
         return
-    shown = getattr(builtin, "__name__", None)
-    shown = shown if isinstance(shown, str) and shown.isidentifier() else "func"
-    what = "a functools.partial of the builtin" if builtin is not func else "the builtin"
+    if builtin is not func:
+        what = f"a functools.partial of {what}"
     raise TypeError(
-        f"create_simple_tool: func is {what} {shown}, whose signature cannot be read, so "
+        f"create_simple_tool: func is {what}, whose signature cannot be read, so "
         f"the tool cannot tell its parameters (its schema would show none) and would pass "
         f"them by name, which {shown} does not take, so every call would fail. Wrap "
         f"it in a function with named parameters: lambda values: {shown}(values)"
     )
+
+
+#: How many ``functools.partial`` layers :func:`_check_builtin_signature` looks through.
+_MAX_PARTIALS = 64
 
 
 def _field_default(default: Any, alias: str | None) -> Any:
@@ -1520,9 +1537,10 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), is a builtin function whose signature cannot be read or a
-            ``functools.partial`` of one (``max``: wrap it in a function with named
-            parameters), has no parameter for a
+            name could give it), is a builtin function or an object of a builtin type whose
+            signature cannot be read, or a ``functools.partial`` of one (``max``,
+            ``operator.itemgetter("a")``: wrap it in a function with named parameters), has
+            no parameter for a
             field of ``input_model`` (nor ``**kwargs``), or ``input_model`` is not a
             :class:`ToolInput` subclass.
     """
