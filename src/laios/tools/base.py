@@ -52,6 +52,7 @@ from laios._exceptions import (
     propagates,
     type_name,
 )
+from laios._text import shorten
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
@@ -787,6 +788,38 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     )
 
 
+def _awaitable(value: Any) -> bool:
+    """Whether ``value`` is awaitable; ``False`` for a value that cannot be inspected (a
+    proxy whose ``__class__`` raises), which its caller reports as it sees fit."""
+    try:
+        return inspect.isawaitable(value)
+    except Exception:
+        return False
+
+
+def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
+    """The error for an async tool having returned ``awaitable`` instead of its value (a
+    missing ``await``), worded as the executor words it. A coroutine is closed (nothing will
+    await it); any other awaitable (an asyncio ``Future`` or ``Task``) is left as it is: it
+    may be shared, and a task the tool started runs on as the tool left it."""
+    if type(awaitable) is _COROUTINE:
+        with contextlib.suppress(Exception):
+            awaitable.close()
+        name = getattr(awaitable, "__qualname__", None) or "a coroutine"
+        what = f"the coroutine {shorten(str(name), 128)}() instead of its value"
+        after = "the coroutine was closed, never run"
+    else:
+        if isinstance(awaitable, asyncio.Task):
+            name = "an asyncio Task"
+        elif isinstance(awaitable, asyncio.Future):
+            name = "an asyncio Future"
+        else:
+            name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
+        what = f"{name}, an awaitable, instead of its value"
+        after = "nothing awaited it"
+    return TypeError(f"Tool {tool!r} returned {what}: a missing 'await' in the tool? ({after})")
+
+
 def _coroutine_advice(cls: type) -> str:
     """What a synchronous tool class ``cls`` whose entry point returned a coroutine should do
     instead: an ``async def _execute`` on a :class:`BaseTool` is never awaited, and moves to
@@ -1158,6 +1191,8 @@ class AsyncBaseTool(BaseTool):
             result = await result
         if type(result) in _GENERATORS:
             raise _not_run(self.name, result, "")
+        if _awaitable(result):  # (a missing ``await`` in the tool)
+            raise _returned_awaitable(self.name, result)
         return result
 
     def run_raising(self, /, **kwargs: Any) -> Any:
