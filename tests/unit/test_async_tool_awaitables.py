@@ -78,3 +78,39 @@ def test_a_tool_returning_an_awaitable_fails_saying_so(
     assert result.metadata["error_type"] == "TypeError"
     assert f"Tool 'returns_awaitable' returned {what}, an awaitable," in (result.error or "")
     assert "missing 'await'" in (result.error or "")
+
+
+async def _doubled(x: int) -> int:
+    return 2 * x
+
+
+class ReturnsCoroutine(AsyncBaseTool):
+    name = "returns_coroutine"
+    description = "Forgets to await the coroutine it returns."
+
+    async def _execute_async(self, **kwargs: Any) -> Any:
+        if kwargs.get("kind") == "awaitable":
+            return Later()
+        return _doubled(2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"),
+    [("coroutine", "the coroutine _doubled()"), ("awaitable", "a Later object, an awaitable,")],
+)
+def test_calling_such_a_tool_directly_fails_saying_so_too(kind: str, what: str) -> None:
+    """``execute``, ``execute_async`` and the registry used to succeed with the coroutine (or
+    the awaitable) as the output's data, where the executor fails the task."""
+    tool = ReturnsCoroutine()
+    registry = ToolRegistry()
+    registry.register_tool(tool)
+    outputs = [
+        tool.execute(kind=kind),
+        asyncio.run(tool.execute_async(kind=kind)),
+        registry.execute_tool("returns_coroutine", kind=kind),
+    ]
+    for output in outputs:
+        assert not output.success
+        assert output.metadata == {"error_type": "TypeError"}
+        assert f"Tool 'returns_coroutine' returned {what} instead of its value" in str(output.error)
+        assert "missing 'await'" in str(output.error)

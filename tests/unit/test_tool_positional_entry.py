@@ -49,3 +49,48 @@ def test_one_positional_only_parameter_with_optional_others_is_fine() -> None:
     output = Takes().execute(x=1)
     assert isinstance(output.data, ToolInput)
     assert output.data.x == 1  # type: ignore[attr-defined]
+
+
+def _greets_with_kwargs() -> None:
+    class Greets(BaseTool):
+        name = "greets"
+        description = "Greets."
+
+        def _execute(self, greeting: str = "hello", /, **kwargs: Any) -> str:
+            return f"{greeting}, {kwargs.get('who')}"
+
+
+def _greets_with_a_name() -> None:
+    class Greets(BaseTool):
+        name = "greets"
+        description = "Greets."
+
+        def _execute(self, greeting: str = "hello", /, who: str = "you") -> str:
+            return f"{greeting}, {who}"
+
+
+@pytest.mark.parametrize("define", [_greets_with_kwargs, _greets_with_a_name])
+def test_a_positional_only_parameter_with_a_default_beside_named_ones_is_refused(
+    define: Any,
+) -> None:
+    """``def _execute(self, greeting="hello", /, **kwargs)`` reads as an optional greeting,
+    but its first parameter, positional-only, is given the validated input: the tool ran
+    with ``greeting`` the input (``who='world'``) and never had the parameters by name."""
+    with pytest.raises(TypeError) as caught:
+        define()
+    message = str(caught.value)
+    assert "Tool class Greets: _execute takes greeting only by position, with a default" in message
+    assert "def _execute(self, /, greeting=" in message
+    assert "def _execute(self, input_data, /)" in message
+
+
+def test_the_input_alone_may_have_a_default() -> None:
+    class Takes(AsyncBaseTool):
+        name = "takes"
+        description = "Takes the input."
+
+        async def _execute_async(self, data: Any = None, /) -> Any:
+            return data
+
+    output = Takes().execute(x=1)
+    assert isinstance(output.data, ToolInput)

@@ -66,3 +66,32 @@ def test_an_input_model_does_not_change_it() -> None:
 def test_an_unreadable_signature_is_still_accepted() -> None:
     made = create_simple_tool("tool", "Makes a dict.", dict)
     assert made.execute(a=1).data == {"a": 1}
+
+
+def test_the_parameters_beside_positional_only_ones_are_described_and_validated() -> None:
+    """The parameters that go by name are described and checked as for any function; the
+    positional-only one keeps its default, and a parameter of its name is refused at
+    validation (it used to leave the schema empty, the others unchecked, and such a parameter
+    failing the call with "got some positional-only arguments passed as keyword arguments")."""
+
+    def tool(a: int = 1, /, b: int = 2) -> int:
+        return a + b
+
+    made = create_simple_tool("tool", "Adds.", tool)
+    assert [(p.name, p.type, p.required) for p in made.get_parameters()] == [
+        ("b", "integer", False)
+    ]
+    assert made.execute(b="5").data == 6
+    refused = made.execute(a=5)
+    assert refused.metadata == {"error_type": "ValidationError"}
+    assert "a\n  Extra inputs are not permitted" in str(refused.error)
+    assert made.execute(b="x").metadata == {"error_type": "ValidationError"}
+
+
+def test_kwargs_beside_a_positional_only_parameter_take_its_name() -> None:
+    def tool(a: int = 1, /, **kwargs: Any) -> Any:
+        return a, kwargs
+
+    made = create_simple_tool("tool", "Takes anything.", tool)
+    assert made.get_parameters() == []
+    assert made.execute(a=5).data == (1, {"a": 5})

@@ -52,6 +52,7 @@ from laios._exceptions import (
     propagates,
     type_name,
 )
+from laios._text import shorten
 from laios.core.types import Permission, ToolParameter
 from laios.tools._input_errors import without_input_keys
 from laios.tools._schema import parameters_from_model
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NOT_BY_NAME = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)
 
 
 class ToolCategory(str, Enum):
@@ -198,7 +200,9 @@ def _uses_kwargs_style(cls: type, attr: str) -> bool:
 def _check_one_argument(cls: type, attr: str) -> None:
     """Refuse ``cls.<attr>``, given the validated input as its one argument, when it needs
     more positional arguments than that (``def _execute(self, a, b, /)``): no run could call
-    it.
+    it; or when its positional-only first parameter has a default and other parameters take
+    names (``def _execute(self, greeting="hello", /, **kwargs)``): that parameter, by the look
+    of it optional, would be the input, and the others never be given.
 
     Raises:
         TypeError: Naming the parameters and saying what to write.
@@ -213,9 +217,29 @@ def _check_one_argument(cls: type, attr: str) -> None:
     required = [
         p.name for p in params if p.kind in _POSITIONAL and p.default is inspect.Parameter.empty
     ]
+    kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+    first = params[0] if params else None
+    if (
+        first is not None
+        and first.kind is inspect.Parameter.POSITIONAL_ONLY
+        and first.default is not inspect.Parameter.empty
+        and first.name != "input_data"
+        and not (isinstance(first.annotation, type) and issubclass(first.annotation, ToolInput))
+        and not _names_input_model(cls, first.annotation)
+        and any(p.kind not in _NOT_BY_NAME for p in params)
+    ):
+        # (``def _execute(self, greeting="hello", /, **kwargs)``: an optional parameter by
+        # the look of it, which would be given the input, the others nothing by name)
+        raise TypeError(
+            f"Tool class {cls.__name__}: {attr} takes {first.name} only by position, with a "
+            f"default, next to parameters it takes by name; but a positional-only first "
+            f"parameter is given the validated input, so {first.name} would be the input and "
+            f"the others never given. Take {first.name} by name like them: {kind} "
+            f"{attr}(self, /, {first.name}=..., ...), or the input alone: {kind} "
+            f"{attr}(self, input_data, /)"
+        )
     if len(required) > 1:
         names = ", ".join(required)
-        kind = "async def" if getattr(cls, "is_async", False) is True else "def"
         raise TypeError(
             f"Tool class {cls.__name__}: {attr} takes {names} by position, but it is given "
             f"one argument, the validated input (its first parameter is positional-only), so "
@@ -309,16 +333,19 @@ def _parameters(
     """``func``'s parameters, with string annotations resolved where they can be (in its
     module, then in ``local_names``: see :func:`_local_names`): one that cannot (a name
     imported only ``if TYPE_CHECKING:``, an attribute of a lazily loaded module that raises)
-    stays a string, the others resolved."""
+    stays a string, the others resolved. An annotation written quoted in a module with ``from
+    __future__ import annotations`` (``x: "int"``, the text of a text) is resolved too, as
+    ``typing.get_type_hints`` resolves it."""
     try:
         signature = inspect.signature(func, eval_str=True, locals=local_names)
-        return list(signature.parameters.values())
+        params = list(signature.parameters.values())
     except Exception:  # (whatever evaluating an annotation raised: resolved one by one below)
-        pass
-    try:
-        params = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        return None
+        try:
+            params = list(inspect.signature(func).parameters.values())
+        except (TypeError, ValueError):
+            return None
+    if not any(isinstance(p.annotation, str) for p in params):
+        return params
     namespace = _globals_of(func)
     if namespace is None:
         return params
@@ -461,11 +488,21 @@ def _resolved(
     annotation: str, namespace: dict[str, Any], local_names: dict[str, Any] | None = None
 ) -> Any:
     """``annotation`` evaluated in ``namespace`` and ``local_names`` (as ``eval_str`` does),
-    or itself if it cannot be."""
-    try:
-        return eval(annotation, namespace, local_names)  # (as signature(eval_str=True) does)
-    except Exception:
-        return annotation
+    again while that gives a text (``"'int'"``, a quoted annotation under ``from __future__
+    import annotations``), or the last text if it cannot be."""
+    for _ in range(_MAX_QUOTES):
+        try:
+            resolved = eval(annotation, namespace, local_names)  # (as eval_str=True does)
+        except Exception:
+            return annotation
+        if not isinstance(resolved, str):
+            return resolved
+        annotation = resolved
+    return annotation
+
+
+#: How many times :func:`_resolved` evaluates an annotation that gives a text again.
+_MAX_QUOTES = 4
 
 
 def _names_input_model(cls: type, annotation: Any) -> bool:
@@ -572,6 +609,40 @@ def _permission_set(tool_name: str, permissions: Any) -> set[Permission]:
         f"Tool {tool_name!r}: permissions must be a set of permissions, each a Permission or "
         f"one of {known}; got {reprlib.repr(permissions)}"
     ) from None
+
+
+def checked_attributes(tool: BaseTool, name: str) -> tuple[ToolCategory, set[Permission]]:
+    """Check the class attributes of ``tool``, whose name ``name`` was checked (see
+    :func:`checked_name`), as the constructor does; the tool is left as it is (the registry
+    checks a tool whose own ``__init__`` skipped the constructor, and one changed since it was
+    made).
+
+    Returns:
+        The tool's category as a :class:`ToolCategory` and its permissions as a set of
+        :class:`Permission`, as the constructor stores them.
+
+    Raises:
+        ValueError: An empty description, an invalid category or permission, or
+            a ``tool_type`` none of :data:`TOOL_TYPES`.
+        TypeError: An ``input_model`` that is no :class:`ToolInput` subclass, an ``is_async``
+            that does not match the base class, or an attribute (a property) whose reading
+            raised.
+    """
+    what = f"Tool {name!r}"
+    description = _read(tool, "description", what)
+    if not isinstance(description, str) or not description.strip():
+        raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
+    model = _read(tool, "input_model", what)
+    if not (isinstance(model, type) and issubclass(model, ToolInput)):
+        raise TypeError(f"Tool {name!r}: input_model must be a ToolInput subclass")
+    category = _category_of(name, _read(tool, "category", what))
+    permissions = _permission_set(name, _read(tool, "required_permissions", what))
+    _check_kind(tool)
+    return category, permissions
+
+
+#: The valid values of a tool's ``category``: the members and their values.
+_CATEGORY_VALUES = frozenset({*ToolCategory, *(c.value for c in ToolCategory)})
 
 
 def _category_of(tool_name: str, category: Any) -> ToolCategory:
@@ -736,6 +807,38 @@ def _not_run(tool: str, result: Any, instead: str) -> TypeError:
     )
 
 
+def _awaitable(value: Any) -> bool:
+    """Whether ``value`` is awaitable; ``False`` for a value that cannot be inspected (a
+    proxy whose ``__class__`` raises), which its caller reports as it sees fit."""
+    try:
+        return inspect.isawaitable(value)
+    except Exception:
+        return False
+
+
+def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
+    """The error for an async tool having returned ``awaitable`` instead of its value (a
+    missing ``await``), worded as the executor words it. A coroutine is closed (nothing will
+    await it); any other awaitable (an asyncio ``Future`` or ``Task``) is left as it is: it
+    may be shared, and a task the tool started runs on as the tool left it."""
+    if type(awaitable) is _COROUTINE:
+        with contextlib.suppress(Exception):
+            awaitable.close()
+        name = getattr(awaitable, "__qualname__", None) or "a coroutine"
+        what = f"the coroutine {shorten(str(name), 128)}() instead of its value"
+        after = "the coroutine was closed, never run"
+    else:
+        if isinstance(awaitable, asyncio.Task):
+            name = "an asyncio Task"
+        elif isinstance(awaitable, asyncio.Future):
+            name = "an asyncio Future"
+        else:
+            name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
+        what = f"{name}, an awaitable, instead of its value"
+        after = "nothing awaited it"
+    return TypeError(f"Tool {tool!r} returned {what}: a missing 'await' in the tool? ({after})")
+
+
 def _coroutine_advice(cls: type) -> str:
     """What a synchronous tool class ``cls`` whose entry point returned a coroutine should do
     instead: an ``async def _execute`` on a :class:`BaseTool` is never awaited, and moves to
@@ -854,31 +957,28 @@ class BaseTool(abc.ABC):
                 ``tool_type`` is none of :data:`TOOL_TYPES`.
             TypeError: If ``input_model`` is not a subclass of :class:`ToolInput`,
                 ``is_async`` does not match the base class (``True`` on an
-                :class:`AsyncBaseTool` only), or reading ``name`` or ``description`` (a
-                property) raises.
+                :class:`AsyncBaseTool` only), or reading ``name``, ``description``,
+                ``category``, ``required_permissions`` or ``input_model`` (a property) raises.
         """
         cls = type(self)
         name = checked_name(
             read_name(self), lambda _: f"Tool class {cls.__name__} must define a non-blank 'name'"
         )
-        description = _read(self, "description", f"Tool {name!r}")
-        if not isinstance(description, str) or not description.strip():
-            raise ValueError(f"Tool {name!r} must define a non-empty 'description'")
-        model = self.input_model
-        if not (isinstance(model, type) and issubclass(model, ToolInput)):
-            raise TypeError(f"Tool {self.name!r}: input_model must be a ToolInput subclass")
-        self.category = _category_of(self.name, self.category)
-        self.required_permissions = _permission_set(self.name, self.required_permissions)
-        _check_kind(self)
+        self.category, self.required_permissions = checked_attributes(self, name)
         # Bare ToolInput, no _validate hook, keyword style: the entry point (``_execute`` or
         # ``_execute_async``) takes the keyword arguments as they are.
         self._passthrough = (
-            self._kwargs_style and model is ToolInput and cls._validate is BaseTool._validate
+            self._kwargs_style
+            and self.input_model is ToolInput
+            and cls._validate is BaseTool._validate
         )
 
     def __repr__(self) -> str:
-        """Return a short description with the tool's class, name and category."""
-        category = ToolCategory(self.category).value
+        """Return a short description with the tool's class, name and category (as the tool
+        holds it when it is no valid one: a tool whose ``__init__`` skipped the checks)."""
+        category = self.category
+        if isinstance(category, str) and category in _CATEGORY_VALUES:
+            category = ToolCategory(category).value
         return f"{type(self).__name__}(name={self.name!r}, category={category!r})"
 
     def execute(self, /, **kwargs: Any) -> ToolOutput:
@@ -1023,9 +1123,11 @@ class BaseTool(abc.ABC):
         return {
             "name": self.name,
             "description": self.description,
-            "category": ToolCategory(self.category).value,
+            "category": _category_of(self.name, self.category).value,
             "parameters": [p.model_dump() for p in self.get_parameters()],
-            "permissions": sorted(Permission(p).value for p in self.required_permissions),
+            "permissions": sorted(
+                p.value for p in _permission_set(self.name, self.required_permissions)
+            ),
         }
 
 
@@ -1108,6 +1210,8 @@ class AsyncBaseTool(BaseTool):
             result = await result
         if type(result) in _GENERATORS:
             raise _not_run(self.name, result, "")
+        if _awaitable(result):  # (a missing ``await`` in the tool)
+            raise _returned_awaitable(self.name, result)
         return result
 
     def run_raising(self, /, **kwargs: Any) -> Any:
@@ -1202,10 +1306,11 @@ def _model_from_signature(
 ) -> tuple[type[ToolInput], dict[str, str]]:
     """An input model with a field per named parameter of ``func`` (its annotation, or any
     value; its default, or required), so that the tool's schema describes them. A function
-    taking ``**kwargs`` also accepts other names; one taking parameters only by position gets
-    the bare :class:`ToolInput`, and one taking none by name (none at all, or ``*args`` only)
-    a model of no fields that refuses any. One whose signature cannot be read (a builtin such
-    as ``dict``) gets the bare :class:`ToolInput` too.
+    taking ``**kwargs`` also accepts other names; one taking none by name (none at all,
+    ``*args`` only, or parameters only by position, each with a default) a model of no fields
+    that refuses any. One whose signature cannot be read (a builtin such as ``dict``), or
+    that takes a parameter only by position without a default, gets the bare
+    :class:`ToolInput`.
 
     A parameter named like an attribute of a pydantic model (``json``, ``schema``, ``copy``,
     ``model_dump``) would shadow it, and one with a leading underscore would be taken for a
@@ -1229,7 +1334,10 @@ def _model_from_signature(
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             open_ended = True
         elif param.kind is inspect.Parameter.POSITIONAL_ONLY:
-            return ToolInput, {}
+            if param.default is inspect.Parameter.empty:  # (no call by name could give it)
+                return ToolInput, {}
+            # (no call by name gives it either: the function keeps its default, and a
+            # parameter of its name is refused, or goes into its ``**kwargs``)
         elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
             annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
             if isinstance(annotation, str):  # (not resolvable: any value)
@@ -1322,14 +1430,33 @@ def _required_positional_only(func: Any) -> list[str]:
 
 def _check_builtin_signature(func: Any) -> None:
     """Refuse ``func`` when it is a builtin function whose signature cannot be read (``max``,
-    ``getattr``): the tool could not tell its parameters (its schema would show none), and
-    such a builtin mostly takes its arguments by position, which a tool's call never gives. A
-    builtin class (``dict``) is left alone: it is called as any class is.
+    ``getattr``), an object of a builtin type called as one (``operator.itemgetter("a")``),
+    or a ``functools.partial`` of either (``partial(max, key=abs)``, whose signature cannot
+    be read either): the tool could not tell its parameters (its schema would show none),
+    and such a builtin mostly takes its arguments by position, which a tool's call never
+    gives. A builtin class (``dict``) is left alone: it is called as any class is.
 
     Raises:
         TypeError: Naming the builtin and saying how to wrap it.
     """
-    if not inspect.isbuiltin(func):
+    builtin = func
+    for _ in range(_MAX_PARTIALS):
+        if not isinstance(builtin, functools.partial):
+            break
+        builtin = builtin.func
+    if inspect.isbuiltin(builtin):
+        shown = getattr(builtin, "__name__", None)
+        shown = shown if isinstance(shown, str) and shown.isidentifier() else "func"
+        what = f"the builtin {shown}"
+    elif (
+        not isinstance(builtin, type)
+        and not inspect.isroutine(builtin)
+        and isinstance(type(builtin).__call__, types.WrapperDescriptorType)
+    ):
+        kind = type(builtin)
+        shown = "func"
+        what = f"an object of the builtin type {kind.__module__}.{kind.__qualname__}"
+    else:
         return
     try:
         inspect.signature(func)
@@ -1337,14 +1464,18 @@ def _check_builtin_signature(func: Any) -> None:
         pass
     else:
         return
-    shown = getattr(func, "__name__", None)
-    shown = shown if isinstance(shown, str) and shown.isidentifier() else "func"
+    if builtin is not func:
+        what = f"a functools.partial of {what}"
     raise TypeError(
-        f"create_simple_tool: func is the builtin {shown}, whose signature cannot be read, so "
+        f"create_simple_tool: func is {what}, whose signature cannot be read, so "
         f"the tool cannot tell its parameters (its schema would show none) and would pass "
         f"them by name, which {shown} does not take, so every call would fail. Wrap "
         f"it in a function with named parameters: lambda values: {shown}(values)"
     )
+
+
+#: How many ``functools.partial`` layers :func:`_check_builtin_signature` looks through.
+_MAX_PARTIALS = 64
 
 
 def _field_default(default: Any, alias: str | None) -> Any:
@@ -1436,8 +1567,9 @@ def create_simple_tool(
 
     The tool calls ``func(**params)``, where ``params`` are the validated fields of
     ``input_model`` or, without an input model, the caller's keyword arguments. A coroutine
-    function (an ``async def`` function, a ``functools.partial`` of one, or an object whose
-    ``__call__`` is ``async def``) gives an :class:`AsyncBaseTool`.
+    function (an ``async def`` function, an object whose ``__call__`` is ``async def``, or a
+    ``functools.partial`` or a ``staticmethod`` object of either) gives an
+    :class:`AsyncBaseTool`.
 
     Args:
         name: Tool name.
@@ -1459,8 +1591,10 @@ def create_simple_tool(
         TypeError: If ``func`` is not callable, is a generator function or an async
             generator function (its body would never run: the tool would succeed idly), has
             a parameter without a default that can only be passed by position (no call by
-            name could give it), is a builtin function whose signature cannot be read
-            (``max``: wrap it in a function with named parameters), has no parameter for a
+            name could give it), is a builtin function or an object of a builtin type whose
+            signature cannot be read, or a ``functools.partial`` of one (``max``,
+            ``operator.itemgetter("a")``: wrap it in a function with named parameters), has
+            no parameter for a
             field of ``input_model`` (nor ``**kwargs``), or ``input_model`` is not a
             :class:`ToolInput` subclass.
     """

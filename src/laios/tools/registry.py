@@ -24,6 +24,7 @@ from laios.tools.base import (
     BaseTool,
     ToolCategory,
     ToolOutput,
+    checked_attributes,
     checked_name,
     error_output,
     read_name,
@@ -35,21 +36,23 @@ logger = logging.getLogger("laios.tools.registry")
 
 
 def _instantiate(tool: type[BaseTool] | BaseTool) -> BaseTool:
-    """Return ``tool`` if it is an instance, else a new instance of the class; its name
-    checked again (a built tool's name may have been changed since, and a class whose own
-    ``__init__`` skips ``BaseTool.__init__`` was not checked at all)."""
+    """Return ``tool`` if it is an instance, else a new instance of the class; its name and
+    the other class attributes checked again, as the constructor checks them (a built tool's
+    may have been changed since, and a class whose own ``__init__`` skips
+    ``BaseTool.__init__`` was not checked at all)."""
     if isinstance(tool, BaseTool):
         built = tool
     elif isinstance(tool, type) and issubclass(tool, BaseTool):
         built = tool()
     else:
         raise TypeError(_not_a_tool(tool))
-    checked_name(
+    name = checked_name(
         read_name(built),
         lambda name: (
             f"Tool {type_name(type(built))}(name={reprlib.repr(name)}) must have a non-blank 'name'"
         ),
     )
+    checked_attributes(built, name)
     return built
 
 
@@ -148,10 +151,13 @@ class ToolRegistry:
             The registered tool instance.
 
         Raises:
-            TypeError: If ``tool_class`` is neither a BaseTool subclass nor an instance, or
-                reading the tool's ``name`` (a property) raises.
+            TypeError: If ``tool_class`` is neither a BaseTool subclass nor an instance,
+                reading the tool's ``name`` (or another checked attribute: a property) raises,
+                or its ``input_model`` is no :class:`~laios.tools.base.ToolInput` subclass.
             ValueError: If the tool class refuses to be instantiated (blank name, ...), or the
-                tool's name is blank or not one line of visible text.
+                tool's name is blank or not one line of visible text, or its description,
+                category or permissions are ones the constructor refuses (a tool whose own
+                ``__init__`` skipped it, or one changed since it was made).
         """
         tool = _instantiate(tool_class)
         self._store([tool])
@@ -274,7 +280,7 @@ class ToolRegistry:
             tools = [t for t in tools if t.category == wanted_category]
         if permission is not None:
             wanted_permission = Permission(permission)
-            tools = [t for t in tools if wanted_permission in t.required_permissions]
+            tools = [t for t in tools if wanted_permission in (t.required_permissions or ())]
         return tools
 
     def execute_tool(self, name: str, /, **kwargs: Any) -> ToolOutput:
