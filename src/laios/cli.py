@@ -32,8 +32,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import monotonic
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -1588,13 +1589,42 @@ def _run_mixin(args: argparse.Namespace) -> int:
     return mixin_main(args.mixin_args, prog="laios mixin", out_needed_outside_checkout=True)
 
 
+class _CommandsParser(OutputParser):
+    """The ``laios`` parser: an argument none of it takes that follows a command is refused by
+    that command's parser (``laios status: error: ...``, under the usage that lists its
+    options), not by ``laios``'s, whose usage lists none of them (argparse's own choice)."""
+
+    #: The commands' parsers, by name (the ``choices`` of the subparsers action).
+    commands: Mapping[str, argparse.ArgumentParser] = MappingProxyType({})
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        argv = list(sys.argv[1:] if args is None else args)
+        parsed, extras = self.parse_known_args(argv, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            refusing: argparse.ArgumentParser = self
+            # (``laios`` takes no option with a value: what comes before the command's name
+            # is ``laios``'s, and an argument of it refused is refused by ``laios``)
+            if (
+                command in self.commands
+                and command in argv
+                and not set(argv[: argv.index(command)]) & set(extras)
+            ):
+                refusing = self.commands[command]
+            refusing.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``laios`` argument parser (subcommands ``status``, ``demo`` and ``mixin``)."""
     from laios import __version__
 
-    parser = OutputParser(prog="laios", description="Observe laios task executors.")
+    parser = _CommandsParser(prog="laios", description="Observe laios task executors.")
     parser.add_argument("--version", action="version", version=f"laios {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OutputParser)
+    parser.commands = commands.choices
     status = commands.add_parser(
         "status",
         help="show running tasks and per-tool statistics",

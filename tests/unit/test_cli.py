@@ -1162,6 +1162,29 @@ def test_no_command_prints_help_and_returns_2(capsys: pytest.CaptureFixture[str]
     assert "status" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "command", "unknown"),
+    [
+        (["status", "--wach"], "laios status", "--wach"),
+        (["status", "--url", "127.0.0.1:1", "extra"], "laios status", "extra"),
+        (["demo", "--bogus"], "laios demo", "--bogus"),
+        (["--bogus", "status"], "laios", "--bogus"),
+    ],
+    ids=["status-option", "status-argument", "demo-option", "before-the-command"],
+)
+def test_an_unknown_argument_is_refused_by_the_command_it_follows(
+    argv: list[str], command: str, unknown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt option after `laios status` is an error of `laios status`, with its usage
+    (the options it does take), not of `laios`, whose usage lists no option of the command."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {command} [-h]"), err
+    assert err.splitlines()[-1] == f"{command}: error: unrecognized arguments: {unknown}"
+
+
 def test_demo_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     """`laios demo` hands its parsed options to laios._demo.run and returns its code."""
     received: list[Any] = []
