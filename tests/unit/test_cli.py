@@ -1420,7 +1420,8 @@ def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> Non
         check=False,
     )
     assert done.returncode == 2
-    assert "cannot listen on no-such-host.invalid:0" in done.stderr
+    assert done.stderr.startswith("laios demo: cannot listen on no-such-host.invalid:0")
+    assert done.stderr.count("\n") == 1, done.stderr  # one line
     assert done.stderr.count("cannot listen on") == 1
     assert "--host" in done.stderr
     assert "--port" not in done.stderr
@@ -1441,13 +1442,12 @@ def test_demo_on_a_busy_port_names_the_address_once() -> None:
             check=False,
         )
     assert done.returncode == 2
-    first = done.stderr.splitlines()[0]
-    assert first.startswith(
-        f"laios demo: cannot listen on 127.0.0.1:{port}: Address already in use"
-    )
-    assert first.count("cannot listen on") == 1
-    assert "[Errno" not in first
-    assert "--port" in done.stderr
+    (line,) = done.stderr.splitlines()  # one line, which says what to do
+    assert line.startswith(f"laios demo: cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert line.count("cannot listen on") == 1
+    assert "[Errno" not in line
+    assert "pick another port with --port, or --port 0 for a free one" in line
+    assert line.lower().count("pick another port") == 1
 
 
 @pytest.fixture
