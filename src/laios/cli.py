@@ -744,6 +744,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:
         routes = _listed_routes(exc) if exc.code == 404 else None
         busy = _busy_reason(exc) if exc.code == 503 else None
+        schemes = _challenged_schemes(exc.headers) if exc.code == 401 else []
         exc.close()
         # (after a redirect, the code is that of the redirect's target: it is the URL named)
         answering = _Answering(target, redirects.followed)
@@ -754,7 +755,9 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 'was started with status="off"); its /metrics has the counts'
             ) from None
         if exc.code == 401:
-            raise _credentials_needed(answering, authorization is not None, asked) from None
+            raise _credentials_needed(
+                answering, authorization is not None, asked, schemes
+            ) from None
         if exc.code == 421:
             host = _clean(answering.hostname, 200)
             raise _Misdirected(
@@ -855,10 +858,47 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     return document
 
 
-def _credentials_needed(answering: _Answering, given: bool, asked: str) -> _CredentialsNeeded:
+#: A quoted string of a header (an auth-param's value: it may hold commas and scheme names).
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _challenged_schemes(headers: Any) -> list[str]:
+    """The authentication schemes the ``WWW-Authenticate`` headers of an answer offer, as
+    written (``["Basic", "Bearer"]``), each once; empty when it has none. Each challenge is a scheme
+    followed by its parameters (``Basic realm="laios", Bearer realm="laios"``): a part between
+    commas whose first word holds no ``=`` starts one."""
+    found: list[str] = []
+    get_all = getattr(headers, "get_all", None)  # (an HTTPError may come without headers)
+    for header in (get_all("WWW-Authenticate") if get_all else None) or []:
+        for part in _QUOTED.sub('""', str(header)).split(","):
+            words = part.split()
+            new = words and "=" not in words[0]
+            if new and words[0].lower() not in (scheme.lower() for scheme in found):
+                found.append(words[0])
+    return found
+
+
+def _credentials_needed(
+    answering: _Answering, given: bool, asked: str, schemes: Sequence[str] = ()
+) -> _CredentialsNeeded:
     """The error for a 401 from ``answering``: the user and password given were refused, or
     none were sent (none given, or a redirect led to another scheme, host or port than the
-    URL asked, to which they are never sent), with the URL to give them in."""
+    URL asked, to which they are never sent), with the URL to give them in; or, when the
+    challenges it sent (``schemes``) offer a bearer token and no user and password, that it
+    takes a token, which ``laios status`` does not send."""
+    offered = {scheme.lower() for scheme in schemes}
+    if offered and "basic" not in offered:
+        said = (
+            f"{answering.named} answered HTTP 401: it asks for "
+            f"{_clean(', '.join(schemes), 60)} authentication, not a user and password"
+        )
+        if "bearer" in offered:
+            return _CredentialsNeeded(
+                f"{said}: a bearer token, which laios status does not send; to read it with "
+                "laios status, add a user to the basic_auth_users of its web configuration "
+                "(it then takes either) and give them in the URL"
+            )
+        return _CredentialsNeeded(f"{said}, the only credentials laios status sends")
     sent = given and (not answering.redirected or _origin(answering.url) == _origin(asked))
     if sent:
         return _CredentialsNeeded(

@@ -1489,6 +1489,45 @@ def test_the_credentials_hint_keeps_the_mount_prefix(
     assert line.endswith(f"percent-encoded: http://USER:PASSWORD@{host}/ops/laios."), line
 
 
+@pytest.mark.parametrize("credentials", ["", "prom:s3cret@"], ids=["none", "given"])
+def test_an_endpoint_that_takes_bearer_tokens_only_is_not_asked_for_a_password(
+    credentials: str, store: MetricStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 401 from an endpoint that takes a bearer token and no password (its
+    ``WWW-Authenticate`` offers ``Bearer`` only): no user and password can pass, so the
+    message says it takes a bearer token, which laios status does not send, instead of how to
+    give a user and password, or that the ones given were refused."""
+    from laios.execution.web import WebConfig
+
+    config = WebConfig(bearer_tokens=["0123456789abcdef0123456789abcdef"])
+    with start_http_server(0, store=store, web_config=config) as server:
+        url = server.url.replace("http://", f"http://{credentials}")
+        line = status_error(url, capsys)
+    assert "HTTP 401" in line
+    assert "bearer token" in line
+    assert "basic_auth_users" in line
+    assert "USER:PASSWORD" not in line
+    assert "refused" not in line
+    assert "s3cret" not in line
+
+
+def test_an_endpoint_offering_basic_among_other_schemes_is_asked_for_a_password(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``WWW-Authenticate`` offering both schemes, in one header with a quoted comma or in two:
+    a user and password can pass, and the message says how to give them."""
+    url = raw_server(
+        _send(
+            b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="a, Basic b"\r\n'
+            b'WWW-Authenticate: Digest realm="x", Basic realm="laios"\r\n'
+            b"Content-Length: 0\r\n\r\n"
+        )
+    )
+    line = status_error(url, capsys)
+    assert f"http://USER:PASSWORD@{url.removeprefix('http://')}" in line
+    assert "bearer" not in line
+
+
 def test_refused_credentials_are_said_to_be_refused(
     guarded: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
