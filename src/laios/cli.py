@@ -233,6 +233,37 @@ def _tls_instead(answering: _Answering, deadline: _Deadline) -> _TLSFailed | Non
     )
 
 
+def _tls_refusal(
+    answering: _Answering, reason: ssl.SSLError, deadline: _Deadline
+) -> _TLSFailed | None:
+    """For a TLS exchange that failed with ``reason``, the error saying the endpoint speaks TLS
+    and ended it, as one that requires a client certificate does (laios status sends none);
+    ``None`` when the endpoint does not speak TLS (an https:// URL for a plain HTTP one)."""
+    said = str(reason.reason or "")
+    if "CERTIFICATE_REQUIRED" in said:  # (TLSV13_ALERT_CERTIFICATE_REQUIRED: it says so)
+        return _TLSFailed(
+            f"{answering.named} speaks TLS and requires a client certificate "
+            f"({_one_line(reason)}), which laios status does not send: it cannot read that "
+            "endpoint"
+        )
+    parts = urlsplit(answering.url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return None
+    if not said.startswith(_TLS_ALERTS) and not (
+        parts.hostname
+        and not _proxied(answering.url)
+        and _speaks_tls(parts.hostname, port, deadline)
+    ):
+        return None
+    return _TLSFailed(
+        f"{answering.named} speaks TLS, but ended the exchange ({_one_line(reason)}): it may "
+        "require a client certificate, which laios status does not send, or take no TLS "
+        "version or cipher that laios status offers"
+    )
+
+
 class _Answering:
     """The URL whose answer failed, and how a message names it: the URL asked, or after a
     redirect the redirect's target (without the user and password it may carry), named with
@@ -775,7 +806,9 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
             ) from None
         raise _http_error(answering, exc.code, routes) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
+        # (urllib wraps what failed in a URLError's reason; an ssl.SSLError raised while the
+        # answer is read is not wrapped, and its own reason is OpenSSL's word for it)
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if deadline.passed or isinstance(reason, TimeoutError):
             if deadline.connected:  # (something listens there: no advice to start one)
                 raise _NoAnswerInTime(
@@ -802,6 +835,9 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"({_one_line(reason.verify_message or reason)}); {_trusting_advice()}"
             ) from None
         if isinstance(reason, ssl.SSLError):
+            refusal = _tls_refusal(answering, reason, deadline)
+            if refusal is not None:
+                raise refusal from None
             raise _TLSFailed(
                 f"the TLS handshake with {answering.named} failed ({_one_line(reason)}); if "
                 f"the endpoint serves plain HTTP, use {answering.with_scheme('http')}"
