@@ -604,15 +604,30 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     status), and sends the user and password of ``--url`` again to a redirect to the same
     scheme, host and port, never to another."""
 
+    #: Why the last redirect was not followed (``None``: it was, or none came).
+    unfollowed: str | None
+
     def http_error_302(
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
     ) -> Any:
         """Follow the redirect; ``None`` (the redirect is the answer) when its ``Location`` is
-        no URL (``http://[::1``), which urllib would raise as a ``ValueError``."""
+        no URL (``http://[::1``), which urllib would raise as a ``ValueError``, or when it has
+        none. Why one is not followed is kept in :attr:`unfollowed`."""
+        if "location" not in headers and "uri" not in headers:
+            self.unfollowed = "it names no Location to go to"
+            return None
         try:
             return super().http_error_302(req, fp, code, msg, headers)
         except ValueError:
+            self.unfollowed = "its Location is no URL"
             return None
+        except urllib.error.HTTPError as exc:
+            if str(exc.msg).startswith(self.inf_msg):  # (urllib's words for a loop)
+                self.unfollowed = (
+                    f"the redirects went round in a loop, or more than {self.max_redirections} "
+                    "followed one another"
+                )
+            raise
 
     #: Every redirect goes through the method above. A permanent one (to https, as proxies
     #: send it) is followed as the others are: Python 3.10's urllib does not follow a 308.
@@ -624,6 +639,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         self._authorization = authorization
         #: The URL of the last redirect followed, ``None`` before any.
         self.followed: str | None = None
+        self.unfollowed = None
 
     def redirect_request(
         self,
@@ -637,6 +653,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         """The request for ``newurl``; ``None`` (the redirect is the answer) for one that is
         not http(s)."""
         if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            self.unfollowed = "its Location is not an http:// or https:// URL"
             return None
         # (Python 3.10's urllib refuses a 308, which it does not know: for a GET it is a 307)
         code = 307 if code == 308 else code
@@ -804,7 +821,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"{named} answered HTTP 503: the laios endpoint there is busy ({busy}); try "
                 "again in a moment (--watch tries again at every interval)"
             ) from None
-        raise _http_error(answering, exc.code, routes) from None
+        raise _http_error(answering, exc.code, routes, redirects.unfollowed) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         # (urllib wraps what failed in a URLError's reason; an ssl.SSLError raised while the
         # answer is read is not wrapped, and its own reason is OpenSSL's word for it)
@@ -959,7 +976,9 @@ def _credentials_needed(
 _GATEWAY_CODES = frozenset({502, 503, 504})
 
 
-def _http_error(answering: _Answering, code: int, routes: list[str] | None) -> StatusUnavailable:
+def _http_error(
+    answering: _Answering, code: int, routes: list[str] | None, unfollowed: str | None = None
+) -> StatusUnavailable:
     """The error for an HTTP error ``code`` from ``answering`` (none of those with a message
     of their own), with advice that fits the code: to start an endpoint only after a proxy's
     502, 503 or 504 (no server behind it), to check the URL when something else answers
@@ -988,9 +1007,10 @@ def _http_error(answering: _Answering, code: int, routes: list[str] | None) -> S
             "it is not the laios endpoint, check the host, port and path of the URL"
         )
     if 300 <= code < 400:
+        why = unfollowed or "laios status follows 301, 302, 303, 307 and 308 only"
         return _HTTPFailure(
-            f"{said}: laios status follows a redirect only to an http:// or https:// URL; "
-            "check the host, port and path of the URL"
+            f"{said}: a redirect that laios status did not follow ({why}); check the host, "
+            "port and path of the URL"
         )
     return _HTTPFailure(
         f"{said}: something else answers at that address; check the host, port and path of the URL"

@@ -1649,6 +1649,29 @@ def test_a_redirect_to_a_location_that_is_no_url_is_not_followed(
     assert "nothing answered" not in line
 
 
+@pytest.mark.parametrize(
+    ("head", "why"),
+    [
+        (b"302 Found\r\nLocation: /status", "went round in a loop"),
+        (b"302 Found", "names no Location"),
+        (b"300 Multiple Choices\r\nLocation: /elsewhere", "follows 301, 302, 303, 307 and 308"),
+        (b"302 Found\r\nLocation: ftp://example.com/status", "not an http:// or https:// URL"),
+    ],
+    ids=["loop", "no-location", "300", "ftp"],
+)
+def test_a_redirect_not_followed_says_why(
+    head: bytes, why: str, raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect that is not followed says why, not that its target is no http(s) URL when
+    it is one: a redirect to itself, one without a Location, a code laios status does not
+    follow, a Location of another scheme."""
+    url = raw_server(_send(b"HTTP/1.1 " + head + b"\r\nContent-Length: 0\r\n\r\n"))
+    line = status_error(url, capsys)
+    assert "HTTP 30" in line
+    assert why in line, line
+    assert "nothing answered" not in line
+
+
 def test_a_redirect_to_where_nothing_answers_names_where_it_led(
     dead_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
