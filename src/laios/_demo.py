@@ -695,6 +695,27 @@ def _show_plain(clock: _Clock) -> None:
 _HOST_ERRORS = frozenset({errno.EADDRNOTAVAIL, errno.EINVAL, errno.EAFNOSUPPORT})
 
 
+#: The advice of start_http_server for a port in use, and the demo's, in terms of its options.
+_PORT_IN_USE_ADVICE = (
+    "pick another port, or 0 for a free one",
+    "pick another port with --port, or --port 0 for a free one",
+)
+
+
+def _listen_failure(exc: OSError, host: str, port: int) -> str:
+    """Why the endpoint could not listen on ``host:port`` and what to do, on one line."""
+    reason = exc.strerror or ""
+    if not reason.startswith("cannot listen on "):
+        reason = f"cannot listen on {host}:{port}: {exc}"
+    if isinstance(exc, socket.gaierror) or exc.errno in _HOST_ERRORS:
+        # The host names no address to serve on here: another port would not help.
+        return f"{reason}; pick another address with --host (127.0.0.1, 0.0.0.0)"
+    if exc.errno == errno.EADDRINUSE and _PORT_IN_USE_ADVICE[0] in reason:
+        # (start_http_server's message says already to pick another port: said once, here)
+        return reason.replace(*_PORT_IN_USE_ADVICE)
+    return f"{reason}; pick another port with --port"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo with the parsed ``laios demo`` arguments; return the exit code."""
     # The live view owns the terminal; the status table shows what warnings would say. The
@@ -761,15 +782,7 @@ def _run(args: argparse.Namespace) -> int:
         executor.shutdown(wait=False)
         # start_http_server's message names the address already ("cannot listen on ...");
         # str(exc) would put "[Errno 98]" and the address in front of it a second time.
-        reason = exc.strerror or ""
-        if not reason.startswith("cannot listen on "):
-            reason = f"cannot listen on {args.host}:{args.port}: {exc}"
-        print(f"laios demo: {reason}", file=sys.stderr)
-        if isinstance(exc, socket.gaierror) or exc.errno in _HOST_ERRORS:
-            # The host names no address to serve on here: another port would not help.
-            print("Pick another address with --host (127.0.0.1, 0.0.0.0).", file=sys.stderr)
-        else:
-            print("Pick another port with --port.", file=sys.stderr)
+        print(f"laios demo: {_listen_failure(exc, args.host, args.port)}", file=sys.stderr)
         return 2
     except ValueError as exc:
         # The one environment the endpoint reads: a LAIOS_MULTIPROC_DIR it cannot use (the

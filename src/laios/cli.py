@@ -32,8 +32,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import monotonic
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -229,6 +230,37 @@ def _tls_instead(answering: _Answering, deadline: _Deadline) -> _TLSFailed | Non
     return _TLSFailed(
         f"{answering.named} speaks TLS, not plain HTTP (it gave no HTTP answer to a plain "
         f"request); use {answering.with_scheme('https')}"
+    )
+
+
+def _tls_refusal(
+    answering: _Answering, reason: ssl.SSLError, deadline: _Deadline
+) -> _TLSFailed | None:
+    """For a TLS exchange that failed with ``reason``, the error saying the endpoint speaks TLS
+    and ended it, as one that requires a client certificate does (laios status sends none);
+    ``None`` when the endpoint does not speak TLS (an https:// URL for a plain HTTP one)."""
+    said = str(reason.reason or "")
+    if "CERTIFICATE_REQUIRED" in said:  # (TLSV13_ALERT_CERTIFICATE_REQUIRED: it says so)
+        return _TLSFailed(
+            f"{answering.named} speaks TLS and requires a client certificate "
+            f"({_one_line(reason)}), which laios status does not send: it cannot read that "
+            "endpoint"
+        )
+    parts = urlsplit(answering.url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return None
+    if not said.startswith(_TLS_ALERTS) and not (
+        parts.hostname
+        and not _proxied(answering.url)
+        and _speaks_tls(parts.hostname, port, deadline)
+    ):
+        return None
+    return _TLSFailed(
+        f"{answering.named} speaks TLS, but ended the exchange ({_one_line(reason)}): it may "
+        "require a client certificate, which laios status does not send, or take no TLS "
+        "version or cipher that laios status offers"
     )
 
 
@@ -572,15 +604,30 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
     status), and sends the user and password of ``--url`` again to a redirect to the same
     scheme, host and port, never to another."""
 
+    #: Why the last redirect was not followed (``None``: it was, or none came).
+    unfollowed: str | None
+
     def http_error_302(
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
     ) -> Any:
         """Follow the redirect; ``None`` (the redirect is the answer) when its ``Location`` is
-        no URL (``http://[::1``), which urllib would raise as a ``ValueError``."""
+        no URL (``http://[::1``), which urllib would raise as a ``ValueError``, or when it has
+        none. Why one is not followed is kept in :attr:`unfollowed`."""
+        if "location" not in headers and "uri" not in headers:
+            self.unfollowed = "it names no Location to go to"
+            return None
         try:
             return super().http_error_302(req, fp, code, msg, headers)
         except ValueError:
+            self.unfollowed = "its Location is no URL"
             return None
+        except urllib.error.HTTPError as exc:
+            if str(exc.msg).startswith(self.inf_msg):  # (urllib's words for a loop)
+                self.unfollowed = (
+                    f"the redirects went round in a loop, or more than {self.max_redirections} "
+                    "followed one another"
+                )
+            raise
 
     #: Every redirect goes through the method above. A permanent one (to https, as proxies
     #: send it) is followed as the others are: Python 3.10's urllib does not follow a 308.
@@ -592,6 +639,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         self._authorization = authorization
         #: The URL of the last redirect followed, ``None`` before any.
         self.followed: str | None = None
+        self.unfollowed = None
 
     def redirect_request(
         self,
@@ -605,6 +653,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         """The request for ``newurl``; ``None`` (the redirect is the answer) for one that is
         not http(s)."""
         if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            self.unfollowed = "its Location is not an http:// or https:// URL"
             return None
         # (Python 3.10's urllib refuses a 308, which it does not know: for a GET it is a 307)
         code = 307 if code == 308 else code
@@ -743,6 +792,7 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:
         routes = _listed_routes(exc) if exc.code == 404 else None
         busy = _busy_reason(exc) if exc.code == 503 else None
+        schemes = _challenged_schemes(exc.headers) if exc.code == 401 else []
         exc.close()
         # (after a redirect, the code is that of the redirect's target: it is the URL named)
         answering = _Answering(target, redirects.followed)
@@ -753,7 +803,9 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 'was started with status="off"); its /metrics has the counts'
             ) from None
         if exc.code == 401:
-            raise _credentials_needed(answering, authorization is not None, asked) from None
+            raise _credentials_needed(
+                answering, authorization is not None, asked, schemes
+            ) from None
         if exc.code == 421:
             host = _clean(answering.hostname, 200)
             raise _Misdirected(
@@ -769,9 +821,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"{named} answered HTTP 503: the laios endpoint there is busy ({busy}); try "
                 "again in a moment (--watch tries again at every interval)"
             ) from None
-        raise _http_error(answering, exc.code, routes) from None
+        raise _http_error(answering, exc.code, routes, redirects.unfollowed) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
+        # (urllib wraps what failed in a URLError's reason; an ssl.SSLError raised while the
+        # answer is read is not wrapped, and its own reason is OpenSSL's word for it)
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if deadline.passed or isinstance(reason, TimeoutError):
             if deadline.connected:  # (something listens there: no advice to start one)
                 raise _NoAnswerInTime(
@@ -798,6 +852,9 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 f"({_one_line(reason.verify_message or reason)}); {_trusting_advice()}"
             ) from None
         if isinstance(reason, ssl.SSLError):
+            refusal = _tls_refusal(answering, reason, deadline)
+            if refusal is not None:
+                raise refusal from None
             raise _TLSFailed(
                 f"the TLS handshake with {answering.named} failed ({_one_line(reason)}); if "
                 f"the endpoint serves plain HTTP, use {answering.with_scheme('http')}"
@@ -854,10 +911,47 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     return document
 
 
-def _credentials_needed(answering: _Answering, given: bool, asked: str) -> _CredentialsNeeded:
+#: A quoted string of a header (an auth-param's value: it may hold commas and scheme names).
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _challenged_schemes(headers: Any) -> list[str]:
+    """The authentication schemes the ``WWW-Authenticate`` headers of an answer offer, as
+    written (``["Basic", "Bearer"]``), each once; empty when it has none. Each challenge is a scheme
+    followed by its parameters (``Basic realm="laios", Bearer realm="laios"``): a part between
+    commas whose first word holds no ``=`` starts one."""
+    found: list[str] = []
+    get_all = getattr(headers, "get_all", None)  # (an HTTPError may come without headers)
+    for header in (get_all("WWW-Authenticate") if get_all else None) or []:
+        for part in _QUOTED.sub('""', str(header)).split(","):
+            words = part.split()
+            new = words and "=" not in words[0]
+            if new and words[0].lower() not in (scheme.lower() for scheme in found):
+                found.append(words[0])
+    return found
+
+
+def _credentials_needed(
+    answering: _Answering, given: bool, asked: str, schemes: Sequence[str] = ()
+) -> _CredentialsNeeded:
     """The error for a 401 from ``answering``: the user and password given were refused, or
     none were sent (none given, or a redirect led to another scheme, host or port than the
-    URL asked, to which they are never sent), with the URL to give them in."""
+    URL asked, to which they are never sent), with the URL to give them in; or, when the
+    challenges it sent (``schemes``) offer a bearer token and no user and password, that it
+    takes a token, which ``laios status`` does not send."""
+    offered = {scheme.lower() for scheme in schemes}
+    if offered and "basic" not in offered:
+        said = (
+            f"{answering.named} answered HTTP 401: it asks for "
+            f"{_clean(', '.join(schemes), 60)} authentication, not a user and password"
+        )
+        if "bearer" in offered:
+            return _CredentialsNeeded(
+                f"{said}: a bearer token, which laios status does not send; to read it with "
+                "laios status, add a user to the basic_auth_users of its web configuration "
+                "(it then takes either) and give them in the URL"
+            )
+        return _CredentialsNeeded(f"{said}, the only credentials laios status sends")
     sent = given and (not answering.redirected or _origin(answering.url) == _origin(asked))
     if sent:
         return _CredentialsNeeded(
@@ -882,7 +976,9 @@ def _credentials_needed(answering: _Answering, given: bool, asked: str) -> _Cred
 _GATEWAY_CODES = frozenset({502, 503, 504})
 
 
-def _http_error(answering: _Answering, code: int, routes: list[str] | None) -> StatusUnavailable:
+def _http_error(
+    answering: _Answering, code: int, routes: list[str] | None, unfollowed: str | None = None
+) -> StatusUnavailable:
     """The error for an HTTP error ``code`` from ``answering`` (none of those with a message
     of their own), with advice that fits the code: to start an endpoint only after a proxy's
     502, 503 or 504 (no server behind it), to check the URL when something else answers
@@ -911,9 +1007,10 @@ def _http_error(answering: _Answering, code: int, routes: list[str] | None) -> S
             "it is not the laios endpoint, check the host, port and path of the URL"
         )
     if 300 <= code < 400:
+        why = unfollowed or "laios status follows 301, 302, 303, 307 and 308 only"
         return _HTTPFailure(
-            f"{said}: laios status follows a redirect only to an http:// or https:// URL; "
-            "check the host, port and path of the URL"
+            f"{said}: a redirect that laios status did not follow ({why}); check the host, "
+            "port and path of the URL"
         )
     return _HTTPFailure(
         f"{said}: something else answers at that address; check the host, port and path of the URL"
@@ -1588,13 +1685,42 @@ def _run_mixin(args: argparse.Namespace) -> int:
     return mixin_main(args.mixin_args, prog="laios mixin", out_needed_outside_checkout=True)
 
 
+class _CommandsParser(OutputParser):
+    """The ``laios`` parser: an argument none of it takes that follows a command is refused by
+    that command's parser (``laios status: error: ...``, under the usage that lists its
+    options), not by ``laios``'s, whose usage lists none of them (argparse's own choice)."""
+
+    #: The commands' parsers, by name (the ``choices`` of the subparsers action).
+    commands: Mapping[str, argparse.ArgumentParser] = MappingProxyType({})
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        argv = list(sys.argv[1:] if args is None else args)
+        parsed, extras = self.parse_known_args(argv, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            refusing: argparse.ArgumentParser = self
+            # (``laios`` takes no option with a value: what comes before the command's name
+            # is ``laios``'s, and an argument of it refused is refused by ``laios``)
+            if (
+                command in self.commands
+                and command in argv
+                and not set(argv[: argv.index(command)]) & set(extras)
+            ):
+                refusing = self.commands[command]
+            refusing.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``laios`` argument parser (subcommands ``status``, ``demo`` and ``mixin``)."""
     from laios import __version__
 
-    parser = OutputParser(prog="laios", description="Observe laios task executors.")
+    parser = _CommandsParser(prog="laios", description="Observe laios task executors.")
     parser.add_argument("--version", action="version", version=f"laios {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OutputParser)
+    parser.commands = commands.choices
     status = commands.add_parser(
         "status",
         help="show running tasks and per-tool statistics",

@@ -1162,6 +1162,29 @@ def test_no_command_prints_help_and_returns_2(capsys: pytest.CaptureFixture[str]
     assert "status" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "command", "unknown"),
+    [
+        (["status", "--wach"], "laios status", "--wach"),
+        (["status", "--url", "127.0.0.1:1", "extra"], "laios status", "extra"),
+        (["demo", "--bogus"], "laios demo", "--bogus"),
+        (["--bogus", "status"], "laios", "--bogus"),
+    ],
+    ids=["status-option", "status-argument", "demo-option", "before-the-command"],
+)
+def test_an_unknown_argument_is_refused_by_the_command_it_follows(
+    argv: list[str], command: str, unknown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt option after `laios status` is an error of `laios status`, with its usage
+    (the options it does take), not of `laios`, whose usage lists no option of the command."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {command} [-h]"), err
+    assert err.splitlines()[-1] == f"{command}: error: unrecognized arguments: {unknown}"
+
+
 def test_demo_forwards_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     """`laios demo` hands its parsed options to laios._demo.run and returns its code."""
     received: list[Any] = []
@@ -1397,7 +1420,8 @@ def test_demo_on_a_host_that_does_not_resolve_says_to_pick_another_host() -> Non
         check=False,
     )
     assert done.returncode == 2
-    assert "cannot listen on no-such-host.invalid:0" in done.stderr
+    assert done.stderr.startswith("laios demo: cannot listen on no-such-host.invalid:0")
+    assert done.stderr.count("\n") == 1, done.stderr  # one line
     assert done.stderr.count("cannot listen on") == 1
     assert "--host" in done.stderr
     assert "--port" not in done.stderr
@@ -1418,13 +1442,12 @@ def test_demo_on_a_busy_port_names_the_address_once() -> None:
             check=False,
         )
     assert done.returncode == 2
-    first = done.stderr.splitlines()[0]
-    assert first.startswith(
-        f"laios demo: cannot listen on 127.0.0.1:{port}: Address already in use"
-    )
-    assert first.count("cannot listen on") == 1
-    assert "[Errno" not in first
-    assert "--port" in done.stderr
+    (line,) = done.stderr.splitlines()  # one line, which says what to do
+    assert line.startswith(f"laios demo: cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert line.count("cannot listen on") == 1
+    assert "[Errno" not in line
+    assert "pick another port with --port, or --port 0 for a free one" in line
+    assert line.lower().count("pick another port") == 1
 
 
 @pytest.fixture
@@ -1464,6 +1487,45 @@ def test_the_credentials_hint_keeps_the_mount_prefix(
     line = status_error(f"{url}/ops/laios/", capsys)
     host = url.removeprefix("http://")
     assert line.endswith(f"percent-encoded: http://USER:PASSWORD@{host}/ops/laios."), line
+
+
+@pytest.mark.parametrize("credentials", ["", "prom:s3cret@"], ids=["none", "given"])
+def test_an_endpoint_that_takes_bearer_tokens_only_is_not_asked_for_a_password(
+    credentials: str, store: MetricStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 401 from an endpoint that takes a bearer token and no password (its
+    ``WWW-Authenticate`` offers ``Bearer`` only): no user and password can pass, so the
+    message says it takes a bearer token, which laios status does not send, instead of how to
+    give a user and password, or that the ones given were refused."""
+    from laios.execution.web import WebConfig
+
+    config = WebConfig(bearer_tokens=["0123456789abcdef0123456789abcdef"])
+    with start_http_server(0, store=store, web_config=config) as server:
+        url = server.url.replace("http://", f"http://{credentials}")
+        line = status_error(url, capsys)
+    assert "HTTP 401" in line
+    assert "bearer token" in line
+    assert "basic_auth_users" in line
+    assert "USER:PASSWORD" not in line
+    assert "refused" not in line
+    assert "s3cret" not in line
+
+
+def test_an_endpoint_offering_basic_among_other_schemes_is_asked_for_a_password(
+    raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``WWW-Authenticate`` offering both schemes, in one header with a quoted comma or in two:
+    a user and password can pass, and the message says how to give them."""
+    url = raw_server(
+        _send(
+            b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm="a, Basic b"\r\n'
+            b'WWW-Authenticate: Digest realm="x", Basic realm="laios"\r\n'
+            b"Content-Length: 0\r\n\r\n"
+        )
+    )
+    line = status_error(url, capsys)
+    assert f"http://USER:PASSWORD@{url.removeprefix('http://')}" in line
+    assert "bearer" not in line
 
 
 def test_refused_credentials_are_said_to_be_refused(
@@ -1584,6 +1646,29 @@ def test_a_redirect_to_a_location_that_is_no_url_is_not_followed(
     address, _seen = redirecting
     line = status_error(f"http://{address}/broken/{code}", capsys)
     assert f"answered HTTP {code}" in line
+    assert "nothing answered" not in line
+
+
+@pytest.mark.parametrize(
+    ("head", "why"),
+    [
+        (b"302 Found\r\nLocation: /status", "went round in a loop"),
+        (b"302 Found", "names no Location"),
+        (b"300 Multiple Choices\r\nLocation: /elsewhere", "follows 301, 302, 303, 307 and 308"),
+        (b"302 Found\r\nLocation: ftp://example.com/status", "not an http:// or https:// URL"),
+    ],
+    ids=["loop", "no-location", "300", "ftp"],
+)
+def test_a_redirect_not_followed_says_why(
+    head: bytes, why: str, raw_server: Callable[[Respond], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A redirect that is not followed says why, not that its target is no http(s) URL when
+    it is one: a redirect to itself, one without a Location, a code laios status does not
+    follow, a Location of another scheme."""
+    url = raw_server(_send(b"HTTP/1.1 " + head + b"\r\nContent-Length: 0\r\n\r\n"))
+    line = status_error(url, capsys)
+    assert "HTTP 30" in line
+    assert why in line, line
     assert "nothing answered" not in line
 
 

@@ -149,6 +149,34 @@ def test_https_to_a_plain_http_endpoint_says_the_handshake_failed(
     assert "nothing answered" not in line
 
 
+def test_an_endpoint_requiring_a_client_certificate_is_said_to_require_one(
+    pki: tuple[Authority, Issued],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An endpoint that requires a client certificate (``RequireAndVerifyClientCert``) ends the
+    exchange: the message says it speaks TLS and requires one, which laios status does not
+    send, not to try its http:// URL (whose answer would say to use https://)."""
+    ca, server_cert = pki
+    config = WebConfig(
+        tls_server_config=TLSServerConfig(
+            server_cert.cert_file,
+            server_cert.key_file,
+            client_auth_type="RequireAndVerifyClientCert",
+            client_ca_file=ca.cert_file,
+        )
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.cert_file))
+    with start_http_server(
+        0, store=MetricStore(), registry=CollectorRegistry(), web_config=config
+    ) as server:
+        line = status_error(server.url, capsys)
+    assert server.url in line
+    assert "client certificate" in line
+    assert "http://" not in line
+    assert "plain HTTP" not in line
+
+
 @pytest.fixture
 def answers_400_to_plain_http(pki: tuple[Authority, Issued]) -> Iterator[int]:
     """An HTTPS server that, as Go's and nginx's do, answers a plain HTTP request with a 400

@@ -111,7 +111,8 @@ def test_a_host_that_cannot_be_served_on_says_to_pick_another_host(
     )
     assert _demo.run(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"laios demo: {problem.strerror}\n")
+    assert err.startswith(f"laios demo: {problem.strerror}; pick another address with --host")
+    assert err.count("\n") == 1  # one line
     assert "--host" in err
     assert "--port" not in err
 

@@ -43,6 +43,18 @@ def mounts(service: dict[str, Any]) -> dict[str, Path]:
     return result
 
 
+def mounted(service: dict[str, Any], path: str) -> Path:
+    """The file of the repository a service sees at ``path``: a file mounted there, or a file of
+    a directory mounted above it."""
+    for target, source in mounts(service).items():
+        inside = PurePosixPath(path)
+        if inside == PurePosixPath(target):
+            return source
+        if PurePosixPath(target) in inside.parents:
+            return source / inside.relative_to(target)
+    raise AssertionError(f"nothing mounted at {path}")
+
+
 def flag(service: dict[str, Any], name: str, dashes: str = "--") -> str:
     """The value of ``--name=value`` (or ``-name=value``) in a service's command."""
     values = [
@@ -129,7 +141,7 @@ def test_compose_bind_mounts_exist_in_the_repository() -> None:
 def test_compose_mounts_the_config_prometheus_reads() -> None:
     """--config.file is mounted from grafana/prometheus/prometheus.yml."""
     config = flag(PROMETHEUS, "config.file")
-    assert mounts(PROMETHEUS)[config] == GRAFANA / "prometheus" / "prometheus.yml"
+    assert mounted(PROMETHEUS, config) == GRAFANA / "prometheus" / "prometheus.yml"
 
 
 def test_compose_mounts_the_rule_files_beside_the_config() -> None:
@@ -137,7 +149,21 @@ def test_compose_mounts_the_rule_files_beside_the_config() -> None:
     config_dir = PurePosixPath(flag(PROMETHEUS, "config.file")).parent
     for rule_file in load("prometheus/prometheus.yml")["rule_files"]:
         target = str(config_dir / rule_file)
-        assert mounts(PROMETHEUS)[target] == GRAFANA / "prometheus" / rule_file
+        assert mounted(PROMETHEUS, target) == GRAFANA / "prometheus" / rule_file
+
+
+def test_compose_prometheus_sees_a_rewritten_config_or_rule_file_on_reload() -> None:
+    """The config and the rules reach Prometheus through their directory, not one file at a
+    time: a file mounted on its own stays the one it was when the container started once it
+    is replaced by a rename, as python -m laios.mixin writes rules.yml (and as most editors
+    save), so the reload the docs give would go on reading the old rules or targets."""
+    config = PurePosixPath(flag(PROMETHEUS, "config.file"))
+    files = [
+        config,
+        *(config.parent / rule for rule in load("prometheus/prometheus.yml")["rule_files"]),
+    ]
+    mounted_alone = [str(path) for path in files if str(path) in mounts(PROMETHEUS)]
+    assert mounted_alone == []
 
 
 def test_compose_lets_prometheus_reach_the_host() -> None:
