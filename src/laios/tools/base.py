@@ -125,7 +125,8 @@ class ToolOutput(BaseModel):
 
     ``data`` may be any value but a generator or an async generator (``TypeError``): nothing
     would consume it, so its body would never run while the tool reported success, as for a
-    tool that returns one.
+    tool that returns one. Nor a coroutine (``TypeError``, a missing ``await``): it is closed,
+    never run.
     """
 
     model_config = ConfigDict(validate_assignment=True)
@@ -137,9 +138,12 @@ class ToolOutput(BaseModel):
 
     @field_validator("data")
     @classmethod
-    def _refuse_generator(cls, data: Any) -> Any:
-        """Refuse a generator or an async generator (a ``TypeError``, raised as it is)."""
-        if type(data) in _GENERATORS:  # (one lookup: a tool's output is built on its hot path)
+    def _refuse_unrun(cls, data: Any) -> Any:
+        """Refuse a coroutine (closed first), a generator or an async generator (a
+        ``TypeError``, raised as it is)."""
+        if type(data) in _NOT_RUN:  # (one lookup: a tool's output is built on its hot path)
+            if type(data) is _COROUTINE:
+                raise _unawaited("ToolOutput.data is", data)
             kind = _kind_of(data)
             raise TypeError(
                 f"ToolOutput.data is {_a(kind)}, which nothing would consume: its body never "
@@ -821,6 +825,12 @@ def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
     missing ``await``), worded as the executor words it. A coroutine is closed (nothing will
     await it); any other awaitable (an asyncio ``Future`` or ``Task``) is left as it is: it
     may be shared, and a task the tool started runs on as the tool left it."""
+    return _unawaited(f"Tool {tool!r} returned", awaitable)
+
+
+def _unawaited(subject: str, awaitable: Any) -> TypeError:
+    """The error for ``awaitable`` given where its value was due (``subject``: "Tool 'x'
+    returned", "ToolOutput.data is"), as :func:`_returned_awaitable` words it."""
     if type(awaitable) is _COROUTINE:
         with contextlib.suppress(Exception):
             awaitable.close()
@@ -836,7 +846,7 @@ def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
             name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
         what = f"{name}, an awaitable, instead of its value"
         after = "nothing awaited it"
-    return TypeError(f"Tool {tool!r} returned {what}: a missing 'await' in the tool? ({after})")
+    return TypeError(f"{subject} {what}: a missing 'await' in the tool? ({after})")
 
 
 def _coroutine_advice(cls: type) -> str:
