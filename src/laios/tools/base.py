@@ -252,6 +252,44 @@ def _check_one_argument(cls: type, attr: str) -> None:
         )
 
 
+def _check_keyword_only_input(cls: type, attr: str) -> None:
+    """Refuse ``cls.<attr>`` taking nothing by position and, by name only, a parameter that
+    looks like the input (``def _execute(self, *, input_data)``, or one annotated with a
+    :class:`ToolInput` subclass) and is no field of the input model: being keyword-only, it
+    would be given a parameter of that name, never the validated input, and every other
+    parameter refused with Python's bare "unexpected keyword argument".
+
+    Raises:
+        TypeError: Naming the parameter and saying what to write.
+    """
+    func, binds = _entry_function(cls, attr)
+    params = None if func is None else _parameters(func, getattr(cls, "_annotation_locals", None))
+    if not params:
+        return
+    if binds and params[0].kind in _POSITIONAL:
+        params = params[1:]
+    if any(p.kind in _POSITIONAL for p in params):
+        return
+    model = getattr(cls, "input_model", None)
+    fields = model.model_fields if isinstance(model, type) and issubclass(model, ToolInput) else {}
+    for p in params:
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name in fields:
+            continue
+        if (
+            p.name == "input_data"
+            or (isinstance(p.annotation, type) and issubclass(p.annotation, ToolInput))
+            or _names_input_model(cls, p.annotation)
+        ):
+            kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+            raise TypeError(
+                f"Tool class {cls.__name__}: {attr} takes {p.name} only by name (it follows "
+                f"'*'), so it would be given a parameter named {p.name!r}, not the validated "
+                f"input, and any other parameter would be refused. To take the input, write "
+                f"{kind} {attr}(self, {p.name}, /); to take the parameters by name, name "
+                f"them as the input model's fields: {kind} {attr}(self, *, path, ...)"
+            )
+
+
 def _only_var_keyword(func: Any, binds: bool = False) -> bool:
     """Whether ``func`` takes nothing by name but ``**kwargs`` (``self``, the first parameter
     when calling it ``binds`` one (a method's or a class method's), and positional-only
@@ -939,6 +977,8 @@ class BaseTool(abc.ABC):
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
         if not cls._kwargs_style:
             _check_one_argument(cls, entry)
+        else:
+            _check_keyword_only_input(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
         model = getattr(cls, "input_model", None)
         if (
