@@ -35,7 +35,7 @@ import types
 import typing
 import unicodedata
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, Optional, cast, overload
 
@@ -858,8 +858,18 @@ def _awaitable(value: Any) -> bool:
         return False
 
 
+def _other_awaitable(value: Any) -> bool:
+    """Whether ``value``, neither a coroutine nor a generator, is awaitable (one ``isinstance``
+    check, cheaper than :func:`inspect.isawaitable`'s three); ``False`` for a value that
+    cannot be inspected (a proxy whose ``__class__`` raises)."""
+    try:
+        return isinstance(value, Awaitable)
+    except Exception:
+        return False
+
+
 def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
-    """The error for an async tool having returned ``awaitable`` instead of its value (a
+    """The error for a tool having returned ``awaitable`` instead of its value (a
     missing ``await``), worded as the executor words it. A coroutine is closed (nothing will
     await it); any other awaitable (an asyncio ``Future`` or ``Task``) is left as it is: it
     may be shared, and a task the tool started runs on as the tool left it."""
@@ -899,6 +909,11 @@ def _coroutine_advice(cls: type) -> str:
             "subclass AsyncBaseTool instead and name the method _execute_async"
         )
     return "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
+
+
+#: Types of the values a tool returns most, none of them awaitable: :meth:`BaseTool.run_raising`
+#: asks no more of them (one lookup).
+_SETTLED = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set, ToolOutput})
 
 
 def _wrap(value: Any) -> ToolOutput:
@@ -1074,9 +1089,10 @@ class BaseTool(abc.ABC):
             What ``_execute`` returned: a :class:`ToolOutput` or any other value.
 
         Raises:
-            TypeError: If ``_execute`` returned a coroutine (it is closed, never run) or a
-                generator: the work it stands for would otherwise be reported done without
-                having run.
+            TypeError: If ``_execute`` returned a coroutine (it is closed, never run), a
+                generator, or another awaitable (an asyncio ``Future`` or ``Task``, left as it
+                is: a missing ``await``): the work it stands for would otherwise be reported
+                done without having run, or while still running.
         """
         try:
             # Bare ToolInput, no _validate hook, keyword style: nothing to build or check
@@ -1095,8 +1111,12 @@ class BaseTool(abc.ABC):
             if clear is None:
                 raise
             raise clear from None
-        if type(result) in _NOT_RUN:  # (one lookup: this is every tool's hot path)
+        kind = type(result)
+        if kind in _NOT_RUN:  # (one lookup: this is every tool's hot path)
             raise _not_run(self.name, result, _coroutine_advice(type(self)))
+        # (a missing ``await``: an asyncio Future or Task; the types returned most, one lookup)
+        if kind not in _SETTLED and _other_awaitable(result):
+            raise _returned_awaitable(self.name, result)
         return result
 
     @abc.abstractmethod
