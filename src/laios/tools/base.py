@@ -35,7 +35,7 @@ import types
 import typing
 import unicodedata
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any, ClassVar, Literal, Optional, cast, overload
 
@@ -125,7 +125,8 @@ class ToolOutput(BaseModel):
 
     ``data`` may be any value but a generator or an async generator (``TypeError``): nothing
     would consume it, so its body would never run while the tool reported success, as for a
-    tool that returns one.
+    tool that returns one. Nor a coroutine (``TypeError``, a missing ``await``): it is closed,
+    never run.
     """
 
     model_config = ConfigDict(validate_assignment=True)
@@ -137,9 +138,12 @@ class ToolOutput(BaseModel):
 
     @field_validator("data")
     @classmethod
-    def _refuse_generator(cls, data: Any) -> Any:
-        """Refuse a generator or an async generator (a ``TypeError``, raised as it is)."""
-        if type(data) in _GENERATORS:  # (one lookup: a tool's output is built on its hot path)
+    def _refuse_unrun(cls, data: Any) -> Any:
+        """Refuse a coroutine (closed first), a generator or an async generator (a
+        ``TypeError``, raised as it is)."""
+        if type(data) in _NOT_RUN:  # (one lookup: a tool's output is built on its hot path)
+            if type(data) is _COROUTINE:
+                raise _unawaited("ToolOutput.data is", data)
             kind = _kind_of(data)
             raise TypeError(
                 f"ToolOutput.data is {_a(kind)}, which nothing would consume: its body never "
@@ -246,6 +250,44 @@ def _check_one_argument(cls: type, attr: str) -> None:
             f"every run would fail. Take the parameters by name: {kind} {attr}(self, {names}), "
             f"or the input alone: {kind} {attr}(self, input_data, /)"
         )
+
+
+def _check_keyword_only_input(cls: type, attr: str) -> None:
+    """Refuse ``cls.<attr>`` taking nothing by position and, by name only, a parameter that
+    looks like the input (``def _execute(self, *, input_data)``, or one annotated with a
+    :class:`ToolInput` subclass) and is no field of the input model: being keyword-only, it
+    would be given a parameter of that name, never the validated input, and every other
+    parameter refused with Python's bare "unexpected keyword argument".
+
+    Raises:
+        TypeError: Naming the parameter and saying what to write.
+    """
+    func, binds = _entry_function(cls, attr)
+    params = None if func is None else _parameters(func, getattr(cls, "_annotation_locals", None))
+    if not params:
+        return
+    if binds and params[0].kind in _POSITIONAL:
+        params = params[1:]
+    if any(p.kind in _POSITIONAL for p in params):
+        return
+    model = getattr(cls, "input_model", None)
+    fields = model.model_fields if isinstance(model, type) and issubclass(model, ToolInput) else {}
+    for p in params:
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name in fields:
+            continue
+        if (
+            p.name == "input_data"
+            or (isinstance(p.annotation, type) and issubclass(p.annotation, ToolInput))
+            or _names_input_model(cls, p.annotation)
+        ):
+            kind = "async def" if getattr(cls, "is_async", False) is True else "def"
+            raise TypeError(
+                f"Tool class {cls.__name__}: {attr} takes {p.name} only by name (it follows "
+                f"'*'), so it would be given a parameter named {p.name!r}, not the validated "
+                f"input, and any other parameter would be refused. To take the input, write "
+                f"{kind} {attr}(self, {p.name}, /); to take the parameters by name, name "
+                f"them as the input model's fields: {kind} {attr}(self, *, path, ...)"
+            )
 
 
 def _only_var_keyword(func: Any, binds: bool = False) -> bool:
@@ -816,11 +858,27 @@ def _awaitable(value: Any) -> bool:
         return False
 
 
+def _other_awaitable(value: Any) -> bool:
+    """Whether ``value``, neither a coroutine nor a generator, is awaitable (one ``isinstance``
+    check, cheaper than :func:`inspect.isawaitable`'s three); ``False`` for a value that
+    cannot be inspected (a proxy whose ``__class__`` raises)."""
+    try:
+        return isinstance(value, Awaitable)
+    except Exception:
+        return False
+
+
 def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
-    """The error for an async tool having returned ``awaitable`` instead of its value (a
+    """The error for a tool having returned ``awaitable`` instead of its value (a
     missing ``await``), worded as the executor words it. A coroutine is closed (nothing will
     await it); any other awaitable (an asyncio ``Future`` or ``Task``) is left as it is: it
     may be shared, and a task the tool started runs on as the tool left it."""
+    return _unawaited(f"Tool {tool!r} returned", awaitable)
+
+
+def _unawaited(subject: str, awaitable: Any) -> TypeError:
+    """The error for ``awaitable`` given where its value was due (``subject``: "Tool 'x'
+    returned", "ToolOutput.data is"), as :func:`_returned_awaitable` words it."""
     if type(awaitable) is _COROUTINE:
         with contextlib.suppress(Exception):
             awaitable.close()
@@ -836,7 +894,7 @@ def _returned_awaitable(tool: str, awaitable: Any) -> TypeError:
             name = f"a {shorten(type(awaitable).__qualname__, 128)} object"
         what = f"{name}, an awaitable, instead of its value"
         after = "nothing awaited it"
-    return TypeError(f"Tool {tool!r} returned {what}: a missing 'await' in the tool? ({after})")
+    return TypeError(f"{subject} {what}: a missing 'await' in the tool? ({after})")
 
 
 def _coroutine_advice(cls: type) -> str:
@@ -851,6 +909,11 @@ def _coroutine_advice(cls: type) -> str:
             "subclass AsyncBaseTool instead and name the method _execute_async"
         )
     return "write the work as an async def function (or an AsyncBaseTool) so it is awaited"
+
+
+#: Types of the values a tool returns most, none of them awaitable: :meth:`BaseTool.run_raising`
+#: asks no more of them (one lookup).
+_SETTLED = frozenset({type(None), bool, int, float, str, bytes, list, tuple, dict, set, ToolOutput})
 
 
 def _wrap(value: Any) -> ToolOutput:
@@ -929,6 +992,8 @@ class BaseTool(abc.ABC):
         cls._kwargs_style = _uses_kwargs_style(cls, entry)
         if not cls._kwargs_style:
             _check_one_argument(cls, entry)
+        else:
+            _check_keyword_only_input(cls, entry)
         cls._bound_name = bound = _bound_name(cls, entry)
         model = getattr(cls, "input_model", None)
         if (
@@ -1024,9 +1089,10 @@ class BaseTool(abc.ABC):
             What ``_execute`` returned: a :class:`ToolOutput` or any other value.
 
         Raises:
-            TypeError: If ``_execute`` returned a coroutine (it is closed, never run) or a
-                generator: the work it stands for would otherwise be reported done without
-                having run.
+            TypeError: If ``_execute`` returned a coroutine (it is closed, never run), a
+                generator, or another awaitable (an asyncio ``Future`` or ``Task``, left as it
+                is: a missing ``await``): the work it stands for would otherwise be reported
+                done without having run, or while still running.
         """
         try:
             # Bare ToolInput, no _validate hook, keyword style: nothing to build or check
@@ -1045,8 +1111,12 @@ class BaseTool(abc.ABC):
             if clear is None:
                 raise
             raise clear from None
-        if type(result) in _NOT_RUN:  # (one lookup: this is every tool's hot path)
+        kind = type(result)
+        if kind in _NOT_RUN:  # (one lookup: this is every tool's hot path)
             raise _not_run(self.name, result, _coroutine_advice(type(self)))
+        # (a missing ``await``: an asyncio Future or Task; the types returned most, one lookup)
+        if kind not in _SETTLED and _other_awaitable(result):
+            raise _returned_awaitable(self.name, result)
         return result
 
     @abc.abstractmethod
